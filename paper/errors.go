@@ -1,0 +1,18 @@
+package paper
+
+import "errors"
+
+// Sentinel errors shared by every package; match them with errors.Is.
+var (
+	// ErrNotFound means the paper, space or message asked for does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrAmbiguous means a title fragment matched more than one paper.
+	ErrAmbiguous = errors.New("ambiguous")
+	// ErrInvalid marks bad input: a record that can never be processed as it is.
+	ErrInvalid = errors.New("invalid input")
+	// ErrPermanent marks a failure that retrying cannot fix (an API's 400, an answer that stays
+	// invalid): the message is terminated and dead-lettered.
+	ErrPermanent = errors.New("permanent failure")
+	// ErrSpaceMismatch means a query vector was made by a different model than the space holds.
+	ErrSpaceMismatch = errors.New("embedding space mismatch")
+)

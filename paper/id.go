@@ -1,0 +1,100 @@
+package paper
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+var (
+	// New-style arXiv ids: YYMM.NNNN or YYMM.NNNNN, optional version.
+	arxivNew = regexp.MustCompile(`^(\d{4}\.\d{4,5})(v\d+)?$`)
+	// Old-style arXiv ids: archive(.SUBJ)/YYMMNNN, optional version.
+	arxivOld = regexp.MustCompile(`^([a-z][a-z\-]*(?:\.[a-z]{2})?/\d{7})(v\d+)?$`)
+	doiRe    = regexp.MustCompile(`^10\.\d{4,9}/\S+$`)
+)
+
+// CanonicalID normalises an identifier from any source into paperpipe's canonical form:
+//
+//   - arXiv ids lose their version and any prefix or URL: "2401.01234v2",
+//     "arXiv:2401.01234", "https://arxiv.org/abs/2401.01234v1" → "arxiv:2401.01234";
+//     old-style "hep-th/9901001v3" → "arxiv:hep-th/9901001".
+//   - DOIs lose "doi:" and resolver prefixes and are lower-cased: "doi:10.1000/XYZ" → "doi:10.1000/xyz".
+//   - Ids already canonical ("arxiv:…", "doi:…", "title:…") are normalised again.
+//   - Anything else is kept, trimmed, under "id:" so it cannot collide with the forms above.
+//
+// An empty id is an error wrapping ErrInvalid.
+func CanonicalID(raw string) (string, error) {
+	s := strings.TrimSpace(raw)
+	if s == "" {
+		return "", fmt.Errorf("empty id: %w", ErrInvalid)
+	}
+	lower := strings.ToLower(s)
+	for _, p := range []string{"https://", "http://"} {
+		lower = strings.TrimPrefix(lower, p)
+	}
+	for _, p := range []string{"www.", "export."} {
+		lower = strings.TrimPrefix(lower, p)
+	}
+	switch {
+	case strings.HasPrefix(lower, "title:"):
+		return "title:" + strings.TrimPrefix(lower, "title:"), nil
+	case strings.HasPrefix(lower, "id:"):
+		return "id:" + strings.TrimSpace(s[3:]), nil
+	case strings.HasPrefix(lower, "doi.org/"), strings.HasPrefix(lower, "dx.doi.org/"), strings.HasPrefix(lower, "doi:"):
+		i := strings.Index(lower, "10.")
+		if i < 0 || !doiRe.MatchString(lower[i:]) {
+			return "", fmt.Errorf("malformed DOI %q: %w", raw, ErrInvalid)
+		}
+		return "doi:" + lower[i:], nil
+	case doiRe.MatchString(lower):
+		return "doi:" + lower, nil
+	}
+	a := lower
+	for _, p := range []string{"arxiv.org/abs/", "arxiv.org/pdf/", "huggingface.co/papers/", "arxiv:"} {
+		a = strings.TrimPrefix(a, p)
+	}
+	a = strings.TrimSuffix(a, ".pdf")
+	if m := arxivNew.FindStringSubmatch(a); m != nil {
+		return "arxiv:" + m[1], nil
+	}
+	if m := arxivOld.FindStringSubmatch(a); m != nil {
+		// Old-style subject classes are upper case: math.ag/0601001 → math.AG/0601001.
+		id := m[1]
+		if dot := strings.IndexByte(id, '.'); dot >= 0 {
+			slash := strings.IndexByte(id, '/')
+			id = id[:dot] + strings.ToUpper(id[dot:slash]) + id[slash:]
+		}
+		return "arxiv:" + id, nil
+	}
+	if strings.HasPrefix(lower, "arxiv:") {
+		return "", fmt.Errorf("malformed arXiv id %q: %w", raw, ErrInvalid)
+	}
+	return "id:" + s, nil
+}
+
+// TitleID is the canonical id of a paper whose source gives no identifier: "title:" and the
+// first 16 hex digits of the SHA-256 of its normalised title (lower case, letters and digits
+// only), so the same title from two such sources is one paper.
+func TitleID(title string) string {
+	var b strings.Builder
+	for _, f := range strings.Fields(strings.ToLower(title)) {
+		w := strings.Map(func(r rune) rune {
+			if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r > 127 {
+				return r
+			}
+			return -1
+		}, f)
+		if w == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(w)
+	}
+	sum := sha256.Sum256([]byte(b.String()))
+	return "title:" + hex.EncodeToString(sum[:8])
+}

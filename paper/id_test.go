@@ -1,0 +1,72 @@
+package paper
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestCanonicalID(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want string }{
+		{"2401.01234v2", "arxiv:2401.01234"},
+		{"2401.01234", "arxiv:2401.01234"},
+		{"arXiv:2401.01234v1", "arxiv:2401.01234"},
+		{"https://arxiv.org/abs/2401.01234v3", "arxiv:2401.01234"},
+		{"http://arxiv.org/pdf/2401.01234v3.pdf", "arxiv:2401.01234"},
+		{"https://huggingface.co/papers/2503.11234", "arxiv:2503.11234"},
+		{"0704.0001", "arxiv:0704.0001"},
+		{"hep-th/9901001", "arxiv:hep-th/9901001"},
+		{"hep-th/9901001v2", "arxiv:hep-th/9901001"},
+		{"math.AG/0601001", "arxiv:math.AG/0601001"},
+		{"arxiv:math.ag/0601001v1", "arxiv:math.AG/0601001"},
+		{"10.1000/XYZ.123", "doi:10.1000/xyz.123"},
+		{"doi:10.1000/xyz.123", "doi:10.1000/xyz.123"},
+		{"https://doi.org/10.1000/XYZ.123", "doi:10.1000/xyz.123"},
+		{"  my-lab-42 ", "id:my-lab-42"},
+		{"id:my-lab-42", "id:my-lab-42"},
+	} {
+		got, err := CanonicalID(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("CanonicalID(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "   ", "arxiv:notanid", "doi:11.2/x"} {
+		if _, err := CanonicalID(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("CanonicalID(%q) error = %v, want ErrInvalid", bad, err)
+		}
+	}
+}
+
+func TestTitleIDIgnoresCaseAndPunctuation(t *testing.T) {
+	t.Parallel()
+	a := TitleID("Demons in the Detail: On Implementing Load Balancing Loss")
+	b := TitleID("  demons in the detail — on implementing load-balancing loss ")
+	if a == b {
+		t.Fatalf("hyphen joins words, ids should differ only if words differ: %s", a)
+	}
+	c := TitleID("DEMONS in the   detail: on implementing load balancing loss.")
+	if a != c {
+		t.Errorf("TitleID differs for the same title: %s vs %s", a, c)
+	}
+	if len(a) != len("title:")+16 {
+		t.Errorf("TitleID length = %d", len(a))
+	}
+}
+
+func TestContentHashFoldsWhitespace(t *testing.T) {
+	t.Parallel()
+	a := Abstract{Title: "A  title", Abstract: "Line one\nline two."}
+	b := Abstract{Title: "A title ", Abstract: " Line one  line two."}
+	if a.ContentHash() != b.ContentHash() {
+		t.Error("re-wrapped text should hash the same")
+	}
+	c := Abstract{Title: "A title", Abstract: "Line one line two!"}
+	if a.ContentHash() == c.ContentHash() {
+		t.Error("changed text should hash differently")
+	}
+	// The title/abstract boundary matters.
+	d := Abstract{Title: "A", Abstract: "title Line one line two."}
+	if a.ContentHash() == d.ContentHash() {
+		t.Error("moving words between title and abstract should change the hash")
+	}
+}

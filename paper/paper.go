@@ -1,0 +1,139 @@
+package paper
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// Abstract is one paper as it arrives from a source: the unit that is published, processed and
+// stored. ID is canonical (see CanonicalID); ContentHash identifies the text that models see.
+type Abstract struct {
+	ID         string    `json:"id"`
+	Title      string    `json:"title"`
+	Abstract   string    `json:"abstract"`
+	Authors    []string  `json:"authors,omitempty"`
+	Categories []string  `json:"categories,omitempty"`
+	Published  time.Time `json:"published,omitzero"`
+	URL        string    `json:"url,omitempty"`
+	// Source names where the record came from, as "file:line" or a URL; informational only.
+	Source string `json:"source,omitempty"`
+}
+
+// ContentHash returns the hex SHA-256 of the normalised title and abstract: the text a model
+// sees. Two records with the same hash need no new TL;DR or embedding. Whitespace runs are
+// folded so that re-wrapped text hashes the same.
+func (a Abstract) ContentHash() string {
+	h := sha256.New()
+	h.Write([]byte(foldSpace(a.Title)))
+	h.Write([]byte{0})
+	h.Write([]byte(foldSpace(a.Abstract)))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// foldSpace trims s and replaces every run of white space with one space.
+func foldSpace(s string) string {
+	return strings.Join(strings.FieldsFunc(s, unicode.IsSpace), " ")
+}
+
+// Summary is a one-sentence TL;DR of a paper, with what made it.
+type Summary struct {
+	PaperID       string `json:"id"`
+	Text          string `json:"tldr"`
+	Model         string `json:"model"`
+	PromptVersion string `json:"prompt_version"`
+	// ContentHash is the Abstract.ContentHash the TL;DR was made from.
+	ContentHash string `json:"content_hash"`
+	// Validation says how the text passed validation: ValidOK, ValidRetried or ValidCleaned.
+	Validation string `json:"validation,omitempty"`
+	Usage      Usage  `json:"-"`
+}
+
+// Validation outcomes recorded with each Summary.
+const (
+	ValidOK      = "ok"      // the first answer was valid
+	ValidRetried = "retried" // the first answer was invalid, the stricter retry was valid
+	ValidCleaned = "cleaned" // both answers were invalid; the text was cleaned deterministically
+)
+
+// Embedding is the vector of one paper in one embedding space.
+type Embedding struct {
+	PaperID     string    `json:"id"`
+	Vector      []float32 `json:"embedding"`
+	ContentHash string    `json:"content_hash"`
+	// Truncated is true when the input was cut to fit the model's context.
+	Truncated bool  `json:"truncated,omitempty"`
+	Usage     Usage `json:"-"`
+}
+
+// Space is an embedding space: vectors of one model, dimension and input template. Vectors of
+// different spaces are never compared.
+type Space struct {
+	ID         int64  `json:"id,omitempty"`
+	Model      string `json:"model"`
+	Dimensions int    `json:"dimensions"`
+	// Template names how a paper becomes the embedded text (see embed.Template).
+	Template string `json:"template"`
+	Active   bool   `json:"active,omitempty"`
+}
+
+// Name is the space's human-readable identity: model/dimensions/template.
+func (s Space) Name() string {
+	return s.Model + "/" + strconv.Itoa(s.Dimensions) + "/" + s.Template
+}
+
+// Usage is what one or more API calls cost: requests and tokens, by model and kind.
+type Usage struct {
+	Model        string `json:"model"`
+	Kind         string `json:"kind"` // KindChat or KindEmbedding
+	Requests     int    `json:"requests"`
+	InputTokens  int    `json:"input_tokens"`
+	OutputTokens int    `json:"output_tokens"`
+}
+
+// Usage kinds.
+const (
+	KindChat      = "chat"
+	KindEmbedding = "embedding"
+)
+
+// Record is a stored paper with its latest TL;DR, as the query surfaces show it.
+type Record struct {
+	Abstract
+	ContentHash string    `json:"content_hash"`
+	TLDR        *Summary  `json:"tldr,omitempty"`
+	Embedded    bool      `json:"embedded"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// Hit is one result of a related-papers or search query.
+type Hit struct {
+	ID    string `json:"id"`
+	Title string `json:"title"`
+	TLDR  string `json:"tldr,omitempty"`
+	// Score is the cosine similarity for vector queries (1 is identical), or the fused score
+	// for hybrid queries; higher is better.
+	Score float64 `json:"score"`
+}
+
+// Work names what the configured models produce: the key under which a TL;DR or an embedding
+// counts as done. A paper needs no API call when results for its current content hash exist
+// under the same Work.
+type Work struct {
+	Model         string // summarizer model
+	PromptVersion string // summarizer prompt version
+	SpaceID       int64  // embedding space
+}
+
+// Pending says what one paper still needs under a Work after it was stored.
+type Pending struct {
+	ID            string
+	ContentHash   string
+	NeedTLDR      bool
+	NeedEmbedding bool
+	// Changed is true when the stored content differed from this version (or the paper is new).
+	Changed bool
+}
