@@ -1,0 +1,194 @@
+// Command openai-fake runs paperpipe's OpenAI-compatible test server
+// (internal/openaitest) as a separate process, for chaos runs and
+// benchmarks that need the API on its own port or to be restarted.
+//
+// Usage:
+//
+//	openai-fake [-listen 127.0.0.1:8089] [-chat-latency 400ms] [-rate-limit 0.05] …
+//
+// It prints the base URL (to use as OPENAI_BASE_URL) on startup. Besides the
+// API under /v1 it serves:
+//
+//	GET  /_stats   the server's Stats as JSON
+//	POST /_faults  replace the fault rates with a JSON object such as
+//	               {"rate_limit":0.05,"retry_after":"2s","server_error":0.2};
+//	               fields left out are 0 (durations: Go syntax or nanoseconds)
+//
+// SIGINT or SIGTERM shuts it down gracefully: held requests are answered,
+// in-flight ones finish.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "openai-fake:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("openai-fake", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:8089", "address to listen on")
+	chatLatency := fs.Duration("chat-latency", 0, "latency added before each chat answer")
+	embedLatency := fs.Duration("embed-latency", 0, "latency added before each embeddings answer")
+	rateLimit := fs.Float64("rate-limit", 0, "rate of 429 answers, in [0,1]")
+	retryAfter := fs.Duration("retry-after", time.Second, "Retry-After of a 429")
+	serverError := fs.Float64("server-error", 0, "rate of 500/502/503 answers, in [0,1]")
+	timeout := fs.Float64("timeout", 0, "rate of requests held until the client gives up, then 504, in [0,1]")
+	timeoutHold := fs.Duration("timeout-hold", 30*time.Second, "how long a timeout fault holds a request")
+	truncated := fs.Float64("truncated", 0, "rate of 200 answers with the JSON body cut in half, in [0,1]")
+	malformed := fs.Float64("malformed", 0, "rate of 200 answers with a body that is not JSON, in [0,1]")
+	junk := fs.Float64("junk", 0, "rate of chat answers with a junk TL;DR, in [0,1]")
+	seed := fs.Int64("seed", 1, "seed of the fault random source")
+	dims := fs.Int("dimensions", 1536, "embedding size when a request gives none")
+	apiKey := fs.String("api-key", "", "when set, require \"Authorization: Bearer <key>\"")
+	verbose := fs.Bool("v", false, "log every request")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	faults := openaitest.Faults{
+		RateLimit: *rateLimit, RetryAfter: *retryAfter, ServerError: *serverError,
+		Timeout: *timeout, TimeoutHold: *timeoutHold, Truncated: *truncated,
+		Malformed: *malformed, Junk: *junk,
+	}
+	if err := faults.Validate(); err != nil {
+		return err
+	}
+	cfg := openaitest.Config{
+		ChatLatency: *chatLatency, EmbedLatency: *embedLatency, Faults: faults,
+		Seed: *seed, Dimensions: *dims, APIKey: *apiKey, Logger: logger,
+	}
+	if *chatLatency < 0 || *embedLatency < 0 || *dims <= 0 {
+		return errors.New("latencies must be >= 0 and -dimensions > 0")
+	}
+	fake := openaitest.New(cfg)
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listening: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           routes(fake, logger),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	fmt.Fprintf(stdout, "http://%s/v1\n", ln.Addr())
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		fake.Close()
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	fake.Close() // answers held requests, stops batch work
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	return nil
+}
+
+// routes adds the control endpoints to the API handler.
+func routes(fake *openaitest.Server, logger *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /_stats", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if err := json.NewEncoder(w).Encode(fake.Stats()); err != nil {
+			logger.Warn("writing stats", "error", err)
+		}
+	})
+	mux.HandleFunc("POST /_faults", func(w http.ResponseWriter, r *http.Request) {
+		var in faultsJSON
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&in); err != nil {
+			http.Error(w, "decoding faults: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		f := in.faults()
+		if err := f.Validate(); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fake.SetFaults(f)
+		logger.Info("faults set", "faults", fmt.Sprintf("%+v", f))
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.Handle("/", fake.Handler())
+	return mux
+}
+
+// faultsJSON is the body of POST /_faults.
+type faultsJSON struct {
+	RateLimit   float64  `json:"rate_limit"`
+	RetryAfter  duration `json:"retry_after"`
+	ServerError float64  `json:"server_error"`
+	Timeout     float64  `json:"timeout"`
+	TimeoutHold duration `json:"timeout_hold"`
+	Truncated   float64  `json:"truncated"`
+	Malformed   float64  `json:"malformed"`
+	Junk        float64  `json:"junk"`
+}
+
+func (f faultsJSON) faults() openaitest.Faults {
+	return openaitest.Faults{
+		RateLimit: f.RateLimit, RetryAfter: time.Duration(f.RetryAfter), ServerError: f.ServerError,
+		Timeout: f.Timeout, TimeoutHold: time.Duration(f.TimeoutHold), Truncated: f.Truncated,
+		Malformed: f.Malformed, Junk: f.Junk,
+	}
+}
+
+// duration decodes a Go duration string ("1.5s") or a number of
+// nanoseconds.
+type duration time.Duration
+
+func (d *duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("parsing duration: %w", err)
+		}
+		*d = duration(v)
+		return nil
+	}
+	var n int64
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("duration %s: want a string like \"2s\" or nanoseconds", b)
+	}
+	*d = duration(n)
+	return nil
+}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+)
+
+func TestControlEndpoints(t *testing.T) {
+	fake := openaitest.New(openaitest.Config{})
+	ts := httptest.NewServer(routes(fake, slog.New(slog.DiscardHandler)))
+	t.Cleanup(func() { ts.Close(); fake.Close() })
+
+	post := func(path, body string) *http.Response {
+		t.Helper()
+		resp, err := http.Post(ts.URL+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if r := post("/v1/embeddings", `{"model":"m","input":"a"}`); r.StatusCode != http.StatusOK {
+		t.Fatalf("embeddings: %d", r.StatusCode)
+	}
+	if r := post("/_faults", `{"rate_limit":1,"retry_after":"2s"}`); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("POST /_faults: %d", r.StatusCode)
+	}
+	r := post("/v1/embeddings", `{"model":"m","input":"a"}`)
+	if r.StatusCode != http.StatusTooManyRequests || r.Header.Get("Retry-After") != "2" {
+		t.Errorf("after setting faults: %d, Retry-After %q; want 429 and 2", r.StatusCode, r.Header.Get("Retry-After"))
+	}
+	for _, bad := range []string{`{"rate_limit":2}`, `{"retry_after":"soon"}`, `{"colour":1}`} {
+		if r := post("/_faults", bad); r.StatusCode != http.StatusBadRequest {
+			t.Errorf("POST /_faults %s: %d, want 400", bad, r.StatusCode)
+		}
+	}
+
+	resp, err := http.Get(ts.URL + "/_stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st openaitest.Stats
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	if st.EmbedRequests != 2 || st.EmbedInputsDelivered != 1 || st.Faults[openaitest.FaultRateLimit] != 1 {
+		t.Errorf("stats = %+v", st)
+	}
+}

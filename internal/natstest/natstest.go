@@ -1,0 +1,50 @@
+// Package natstest runs a real NATS server with JetStream inside the test process.
+package natstest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Server is an in-process nats-server with JetStream file storage in a temporary directory.
+type Server struct {
+	*server.Server
+	Dir string
+}
+
+// Start starts a server on a random loopback port; it is shut down when the test ends.
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	dir := tb.TempDir()
+	srv, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true,
+	})
+	if err != nil {
+		tb.Fatalf("nats-server: %v", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		tb.Fatal("nats-server not ready")
+	}
+	tb.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	return &Server{Server: srv, Dir: dir}
+}
+
+// Connect returns a JetStream client of s, closed when the test ends.
+func (s *Server) Connect(tb testing.TB) jetstream.JetStream {
+	tb.Helper()
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		tb.Fatalf("connect: %v", err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatalf("jetstream: %v", err)
+	}
+	return js
+}

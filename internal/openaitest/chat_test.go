@@ -1,0 +1,68 @@
+package openaitest
+
+import "testing"
+
+func TestTLDR(t *testing.T) {
+	tests := []struct {
+		name, message, want string
+	}{
+		{
+			name:    "first sentence of the abstract paragraph",
+			message: "Write a one-sentence TL;DR of this paper.\n\nTitle: Sparse experts\n\nWe propose a load-balancing loss for mixture-of-experts models. It improves throughput by 30%.",
+			want:    "We propose a load-balancing loss for mixture-of-experts models.",
+		},
+		{
+			name:    "a label opening the paragraph is dropped",
+			message: "Summarize.\n\nAbstract: Transformers scale well with data. We show why.",
+			want:    "Transformers scale well with data.",
+		},
+		{
+			name:    "abbreviations and initials do not end the sentence",
+			message: "Models, e.g. BERT and the one by J. Smith et al. in 2020, generalize poorly. We fix that.",
+			want:    "Models, e.g. BERT and the one by J. Smith et al. in 2020, generalize poorly.",
+		},
+		{
+			name:    "decimals do not end the sentence",
+			message: "Accuracy rises from 71.5 to 80.2 points on GLUE. More follows.",
+			want:    "Accuracy rises from 71.5 to 80.2 points on GLUE.",
+		},
+		{
+			name:    "long sentences are cut to 25 words and end with a period",
+			message: "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty twentyone twentytwo twentythree twentyfour twentyfive twentysix twentyseven",
+			want:    "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty twentyone twentytwo twentythree twentyfour twentyfive.",
+		},
+		{
+			name:    "a question mark ends the sentence and becomes a period",
+			message: "Can sparse models match dense ones? We answer yes.",
+			want:    "Can sparse models match dense ones.",
+		},
+		{
+			name:    "lines of a paragraph are joined",
+			message: "We study\nwrapped lines\nof text. Then more.",
+			want:    "We study wrapped lines of text.",
+		},
+		{
+			name:    "empty message",
+			message: "  \n\n ",
+			want:    "The message holds no text to summarize.",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tldr(tc.message); got != tc.want {
+				t.Errorf("tldr() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestTokens(t *testing.T) {
+	for _, tc := range []struct {
+		s    string
+		want int
+	}{{"", 0}, {"a", 1}, {"abcd", 1}, {"abcde", 2}, {"éééé", 1}} {
+		if got := tokens(tc.s); got != tc.want {
+			t.Errorf("tokens(%q) = %d, want %d", tc.s, got, tc.want)
+		}
+	}
+}

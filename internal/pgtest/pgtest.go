@@ -1,0 +1,169 @@
+// Package pgtest gives each test its own empty PostgreSQL schema in the test database, so tests
+// against real PostgreSQL+pgvector run in parallel without seeing each other's rows.
+//
+// The database comes from PAPERPIPE_TEST_DATABASE_URL (default DefaultURL); `make services`
+// starts one. A test whose database is unreachable fails: it is never skipped silently.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// DefaultURL is the test database used when PAPERPIPE_TEST_DATABASE_URL is unset: the one
+// `make services` starts.
+const DefaultURL = "postgres://paperpipe@127.0.0.1:55432/paperpipe_test?sslmode=disable"
+
+// Environment variables read by URL.
+const (
+	// EnvURL names the test database.
+	EnvURL = "PAPERPIPE_TEST_DATABASE_URL"
+	// EnvKeep, when set to anything, keeps each test's schema after the test for inspection.
+	EnvKeep = "PAPERPIPE_KEEP_TEST_SCHEMA"
+)
+
+// setupTimeout bounds connecting and creating a schema.
+const setupTimeout = 15 * time.Second
+
+// vectorOnce creates the vector extension in public once per test process. It is a package
+// variable because it guards process-wide state (the database's extensions), which is what a
+// sync.Once is for; the advisory lock inside covers other test processes (go test runs packages
+// in parallel).
+var vectorOnce = sync.OnceValue(func() error {
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, BaseURL())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('paperpipe.pgtest.vector'))"); err != nil {
+			return fmt.Errorf("lock: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS vector SCHEMA public"); err != nil {
+			return fmt.Errorf("create extension vector: %w", err)
+		}
+		return nil
+	})
+})
+
+// BaseURL returns the test database's URL: PAPERPIPE_TEST_DATABASE_URL, or DefaultURL.
+func BaseURL() string {
+	if u := strings.TrimSpace(os.Getenv(EnvURL)); u != "" {
+		return u
+	}
+	return DefaultURL
+}
+
+// URL creates a fresh schema t_<test>_<random> in the test database and returns a connection
+// URL whose search_path is that schema, then public (where the vector extension lives). The
+// schema is dropped with everything in it when the test ends, unless PAPERPIPE_KEEP_TEST_SCHEMA
+// is set. An unreachable database fails the test with a hint to run `make services`.
+func URL(tb testing.TB) string {
+	tb.Helper()
+	base := BaseURL()
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		tb.Fatalf("pgtest: test database %s is unreachable: %v\n"+
+			"start it with `make services` (or point %s at a PostgreSQL with pgvector)",
+			Redact(base), err, EnvURL)
+	}
+	defer conn.Close(context.Background())
+
+	if err := vectorOnce(); err != nil {
+		tb.Fatalf("pgtest: the vector extension is missing in %s and could not be created: %v", Redact(base), err)
+	}
+
+	schema := schemaName(tb.Name())
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
+		tb.Fatalf("pgtest: create schema %s: %v", schema, err)
+	}
+	tb.Cleanup(func() {
+		if os.Getenv(EnvKeep) != "" {
+			tb.Logf("pgtest: kept schema %s (%s is set)", schema, EnvKeep)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			tb.Errorf("pgtest: drop schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(context.Background())
+		if _, err := conn.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+			tb.Errorf("pgtest: drop schema %s: %v", schema, err)
+		}
+	})
+
+	u, err := WithSearchPath(base, schema+",public")
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	return u
+}
+
+// WithSearchPath returns the connection string conn with its search_path runtime parameter set
+// to path. It accepts both URL (postgres://…) and keyword/value (host=… dbname=…) forms.
+func WithSearchPath(conn, path string) (string, error) {
+	if strings.HasPrefix(conn, "postgres://") || strings.HasPrefix(conn, "postgresql://") {
+		u, err := url.Parse(conn)
+		if err != nil {
+			return "", errors.New("parse database URL " + Redact(conn) + ": invalid URL")
+		}
+		q := u.Query()
+		q.Set("search_path", path)
+		u.RawQuery = q.Encode()
+		return u.String(), nil
+	}
+	return conn + " search_path='" + strings.ReplaceAll(path, "'", `\'`) + "'", nil
+}
+
+// Redact returns conn with any password replaced by "xxxxx", for messages.
+func Redact(conn string) string {
+	if u, err := url.Parse(conn); err == nil && u.Scheme != "" {
+		return u.Redacted()
+	}
+	fields := strings.Fields(conn)
+	for i, f := range fields {
+		if strings.HasPrefix(strings.ToLower(f), "password=") {
+			fields[i] = "password=xxxxx"
+		}
+	}
+	return strings.Join(fields, " ")
+}
+
+// schemaName makes a schema name from a test name: t_, up to 30 characters of the name
+// (lower-case letters, digits and _), _, 8 random hex digits.
+func schemaName(test string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(test) {
+		if b.Len() >= 30 {
+			break
+		}
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:]) // crypto/rand.Read never fails
+	return "t_" + b.String() + "_" + hex.EncodeToString(rnd[:])
+}

@@ -1,0 +1,92 @@
+package pgtest
+
+import (
+	"context"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+func TestWithSearchPath(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want string }{
+		{"postgres://u@h:5432/db?sslmode=disable", "postgres://u@h:5432/db?search_path=t_x%2Cpublic&sslmode=disable"},
+		{"postgresql://u@h/db", "postgresql://u@h/db?search_path=t_x%2Cpublic"},
+		{"postgres://u@h/db?search_path=other", "postgres://u@h/db?search_path=t_x%2Cpublic"},
+		{"host=h dbname=db", "host=h dbname=db search_path='t_x,public'"},
+	} {
+		got, err := WithSearchPath(tc.in, "t_x,public")
+		if err != nil || got != tc.want {
+			t.Errorf("WithSearchPath(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestRedactHidesPasswords(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{
+		"postgres://user:s3cret@host:5432/db",
+		"host=h user=u password=s3cret dbname=db",
+	} {
+		if got := Redact(in); strings.Contains(got, "s3cret") || !strings.Contains(got, "xxxxx") {
+			t.Errorf("Redact(%q) = %q", in, got)
+		}
+	}
+}
+
+func TestSchemaNameIsASafeIdentifier(t *testing.T) {
+	t.Parallel()
+	valid := regexp.MustCompile(`^t_[a-z0-9_]{1,30}_[0-9a-f]{8}$`)
+	for _, name := range []string{"TestX", "TestResolve/%_'; DROP SCHEMA public; --", strings.Repeat("VeryLongTestName", 10)} {
+		got := schemaName(name)
+		if !valid.MatchString(got) || len(got) > 63 {
+			t.Errorf("schemaName(%q) = %q", name, got)
+		}
+	}
+	if schemaName("TestX") == schemaName("TestX") {
+		t.Error("two schemas of one test got the same name")
+	}
+}
+
+// TestURLGivesEachTestItsOwnSchema needs the test database, like every user of this package.
+func TestURLGivesEachTestItsOwnSchema(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var schemas [2]string
+	for i := range schemas {
+		t.Run("sub", func(t *testing.T) {
+			conn, err := pgx.Connect(ctx, URL(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			if err := conn.QueryRow(ctx, "SELECT current_schema()").Scan(&schemas[i]); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.Exec(ctx, "CREATE TABLE mine (v vector(3))"); err != nil {
+				t.Fatalf("create a table with a vector column in the test schema: %v", err)
+			}
+		})
+	}
+	if schemas[0] == schemas[1] || !strings.HasPrefix(schemas[0], "t_") {
+		t.Fatalf("schemas %q", schemas)
+	}
+	conn, err := pgx.Connect(ctx, BaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var left int
+	err = conn.QueryRow(ctx, "SELECT count(*) FROM pg_namespace WHERE nspname = ANY($1)", schemas[:]).Scan(&left)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 && !keep() {
+		t.Errorf("%d test schemas left after their tests ended", left)
+	}
+}
+
+func keep() bool { return os.Getenv(EnvKeep) != "" }

@@ -1,0 +1,16 @@
+// Package store keeps paperpipe's state in PostgreSQL with pgvector: papers, their TL;DRs per
+// (model, prompt version), their embeddings per embedding space, and the API usage ledger.
+//
+// The store is the ledger of done work: every TL;DR and embedding records the content hash of
+// the text it was made from, so UpsertPapers can tell the worker exactly what still needs an
+// API call, and a result made from an older version of a paper is never saved over a newer one.
+//
+// Schema changes are versioned SQL migrations embedded in the binary (migrations/*.sql, applied
+// with goose by Migrate). Each embedding space has its own partial HNSW index on the shared
+// embeddings table (cosine distance; halfvec above 2,000 dimensions), created by EnsureSpace;
+// Related and Search repeat the index's expression and predicate so the planner uses it.
+//
+// Errors: a missing paper or space is paper.ErrNotFound, bad input paper.ErrInvalid, a vector of
+// the wrong dimension paper.ErrSpaceMismatch, and a title fragment matching several papers
+// paper.ErrAmbiguous; match them with errors.Is.
+package store

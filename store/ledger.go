@@ -1,0 +1,428 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/pgvector/pgvector-go"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// Work is paper.Work: what the configured models would produce for a paper. An empty Model or
+// a zero SpaceID means that output is not wanted, and UpsertPapers never asks for it.
+type Work = paper.Work
+
+// Pending is paper.Pending: what UpsertPapers found for one input paper.
+type Pending = paper.Pending
+
+// UpsertPapers stores papers, in one statement (so one transaction), and returns one Pending
+// per input paper, in input order, saying which outputs of w are missing for the text now
+// stored. It writes only rows whose text or metadata changed; metadata a record lacks (no
+// authors, no URL…) keeps what an earlier source stored, so one paper from two sources is
+// merged. A changed abstract makes existing outputs stale (they recorded the old hash) without
+// deleting them. When an id appears twice, the last record wins and every one of its inputs gets
+// the same Pending.
+//
+// Every paper is validated first (non-empty id, title and abstract; valid UTF-8 without NUL
+// bytes); one invalid paper fails the call with an error wrapping paper.ErrInvalid that names
+// it, and nothing is written.
+func (s *Store) UpsertPapers(ctx context.Context, papers []paper.Abstract, w Work) ([]Pending, error) {
+	if len(papers) == 0 {
+		return nil, nil
+	}
+	for i, a := range papers {
+		if err := validateAbstract(a); err != nil {
+			return nil, fmt.Errorf("upsert papers: record %d: %w", i+1, err)
+		}
+	}
+	last := make(map[string]int, len(papers)) // id → index of its last occurrence
+	for i, a := range papers {
+		last[a.ID] = i
+	}
+	n := len(last)
+	var (
+		ids, titles, abstracts, authors, cats = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		urls, sources, hashes                 = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		published                             = make([]pgtype.Timestamptz, 0, n)
+	)
+	for i, a := range papers {
+		if last[a.ID] != i {
+			continue
+		}
+		ids = append(ids, a.ID)
+		titles = append(titles, a.Title)
+		abstracts = append(abstracts, a.Abstract)
+		authors = append(authors, jsonArray(a.Authors))
+		cats = append(cats, jsonArray(a.Categories))
+		published = append(published, pgtype.Timestamptz{Time: a.Published, Valid: !a.Published.IsZero()})
+		urls = append(urls, a.URL)
+		sources = append(sources, a.Source)
+		hashes = append(hashes, a.ContentHash())
+	}
+
+	rows, err := s.pool.Query(ctx, upsertPapersSQL, ids, titles, abstracts, authors, cats, published,
+		urls, sources, hashes, w.Model, w.PromptVersion, w.SpaceID)
+	if err != nil {
+		return nil, fmt.Errorf("upsert %d papers: %w", n, err)
+	}
+	byID := make(map[string]Pending, n)
+	for rows.Next() {
+		var (
+			p       Pending
+			oldHash *string
+		)
+		if err := rows.Scan(&p.ID, &p.ContentHash, &oldHash, &p.NeedTLDR, &p.NeedEmbedding); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("upsert %d papers: read result: %w", n, err)
+		}
+		p.New = oldHash == nil
+		p.Changed = oldHash != nil && *oldHash != p.ContentHash
+		byID[p.ID] = p
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("upsert %d papers: %w", n, err)
+	}
+	out := make([]Pending, len(papers))
+	for i, a := range papers {
+		p, ok := byID[a.ID]
+		if !ok {
+			return nil, fmt.Errorf("upsert papers: no result for %s", a.ID)
+		}
+		out[i] = p
+	}
+	return out, nil
+}
+
+// upsertPapersSQL inserts or updates the papers and reports, per paper, its previous hash and
+// the missing outputs. The main query sees the snapshot from before the INSERT, so old.content_hash
+// is the previous hash; after the statement every paper's hash is the input's, so the output
+// checks compare against i.content_hash. Rows are written in id order so that concurrent batches
+// lock them in the same order and cannot deadlock.
+const upsertPapersSQL = `
+WITH input AS (
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+		$6::timestamptz[], $7::text[], $8::text[], $9::text[])
+		AS t(id, title, abstract, authors, categories, published, url, source, content_hash)
+), upsert AS (
+	INSERT INTO papers AS p (id, title, abstract, authors, categories, published, url, source, content_hash)
+	SELECT id, title, abstract,
+		ARRAY(SELECT jsonb_array_elements_text(authors::jsonb)),
+		ARRAY(SELECT jsonb_array_elements_text(categories::jsonb)),
+		published, NULLIF(url, ''), NULLIF(source, ''), content_hash
+	FROM input ORDER BY id
+	ON CONFLICT (id) DO UPDATE SET
+		title = excluded.title,
+		abstract = excluded.abstract,
+		content_hash = excluded.content_hash,
+		authors = CASE WHEN cardinality(excluded.authors) > 0 THEN excluded.authors ELSE p.authors END,
+		categories = CASE WHEN cardinality(excluded.categories) > 0 THEN excluded.categories ELSE p.categories END,
+		published = coalesce(excluded.published, p.published),
+		url = coalesce(excluded.url, p.url),
+		source = coalesce(excluded.source, p.source),
+		updated_at = now()
+	WHERE p.content_hash <> excluded.content_hash
+		OR p.title <> excluded.title
+		OR p.abstract <> excluded.abstract
+		OR (cardinality(excluded.authors) > 0 AND p.authors <> excluded.authors)
+		OR (cardinality(excluded.categories) > 0 AND p.categories <> excluded.categories)
+		OR (excluded.published IS NOT NULL AND p.published IS DISTINCT FROM excluded.published)
+		OR (excluded.url IS NOT NULL AND p.url IS DISTINCT FROM excluded.url)
+)
+SELECT i.id, i.content_hash, old.content_hash,
+	$10::text <> '' AND NOT EXISTS (SELECT 1 FROM tldrs t
+		WHERE t.paper_id = i.id AND t.model = $10 AND t.prompt_version = $11::text AND t.content_hash = i.content_hash),
+	$12::bigint <> 0 AND NOT EXISTS (SELECT 1 FROM embeddings e
+		WHERE e.space_id = $12 AND e.paper_id = i.id AND e.content_hash = i.content_hash)
+FROM input i LEFT JOIN papers old ON old.id = i.id`
+
+// SaveSummaries stores TL;DRs, one per (paper, model, prompt version), in one statement. A
+// summary whose ContentHash is not the paper's current hash (made from an older text, or for a
+// paper that does not exist) is skipped. It returns how many distinct summaries were saved or
+// were already stored as given; a summary repeated in one call counts once, the last one wins.
+func (s *Store) SaveSummaries(ctx context.Context, sums []paper.Summary) (int, error) {
+	if len(sums) == 0 {
+		return 0, nil
+	}
+	type key struct{ id, model, prompt string }
+	last := make(map[key]int, len(sums))
+	for i, sm := range sums {
+		if err := validateSummary(sm); err != nil {
+			return 0, fmt.Errorf("save summaries: record %d: %w", i+1, err)
+		}
+		last[key{sm.PaperID, sm.Model, sm.PromptVersion}] = i
+	}
+	n := len(last)
+	var (
+		ids, models, prompts, hashes, texts, valids = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		inTok, outTok                               = make([]int32, 0, n), make([]int32, 0, n)
+	)
+	for i, sm := range sums {
+		if last[key{sm.PaperID, sm.Model, sm.PromptVersion}] != i {
+			continue
+		}
+		ids = append(ids, sm.PaperID)
+		models = append(models, sm.Model)
+		prompts = append(prompts, sm.PromptVersion)
+		hashes = append(hashes, sm.ContentHash)
+		texts = append(texts, sm.Text)
+		valids = append(valids, sm.Validation)
+		inTok = append(inTok, clampInt32(sm.Usage.InputTokens))
+		outTok = append(outTok, clampInt32(sm.Usage.OutputTokens))
+	}
+	var saved int
+	err := s.pool.QueryRow(ctx, saveSummariesSQL, ids, models, prompts, hashes, texts, valids, inTok, outTok).Scan(&saved)
+	if err != nil {
+		return 0, fmt.Errorf("save %d summaries: %w", n, err)
+	}
+	return saved, nil
+}
+
+const saveSummariesSQL = `
+WITH input AS (
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::int[])
+		AS t(paper_id, model, prompt_version, content_hash, tldr, validation, input_tokens, output_tokens)
+), fresh AS (
+	SELECT i.* FROM input i JOIN papers p ON p.id = i.paper_id AND p.content_hash = i.content_hash
+), saved AS (
+	INSERT INTO tldrs AS t (paper_id, model, prompt_version, content_hash, tldr, validation, input_tokens, output_tokens)
+	SELECT paper_id, model, prompt_version, content_hash, tldr, validation, input_tokens, output_tokens
+	FROM fresh ORDER BY paper_id, model, prompt_version
+	ON CONFLICT (paper_id, model, prompt_version) DO UPDATE SET
+		content_hash = excluded.content_hash,
+		tldr = excluded.tldr,
+		validation = excluded.validation,
+		input_tokens = excluded.input_tokens,
+		output_tokens = excluded.output_tokens,
+		created_at = now()
+	WHERE (t.content_hash, t.tldr, t.validation) IS DISTINCT FROM (excluded.content_hash, excluded.tldr, excluded.validation)
+)
+SELECT count(*) FROM fresh`
+
+// SaveEmbeddings stores vectors in space spaceID, in one statement, with the semantics of
+// SaveSummaries: a vector whose ContentHash is not its paper's current hash is skipped, and the
+// count of distinct vectors saved (or already stored as given) is returned. A vector whose
+// length is not the space's dimension fails the call with an error wrapping
+// paper.ErrSpaceMismatch; a NaN or infinite value with paper.ErrInvalid. Nothing is written then.
+func (s *Store) SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.Embedding) (int, error) {
+	if len(embs) == 0 {
+		return 0, nil
+	}
+	sp, err := s.space(ctx, spaceID)
+	if err != nil {
+		return 0, fmt.Errorf("save embeddings: %w", err)
+	}
+	last := make(map[string]int, len(embs))
+	for i, e := range embs {
+		if err := validateEmbedding(e, sp); err != nil {
+			return 0, fmt.Errorf("save embeddings: record %d: %w", i+1, err)
+		}
+		last[e.PaperID] = i
+	}
+	n := len(last)
+	var (
+		ids, hashes = make([]string, 0, n), make([]string, 0, n)
+		vecs        = make([]pgvector.Vector, 0, n)
+		truncated   = make([]bool, 0, n)
+	)
+	for i, e := range embs {
+		if last[e.PaperID] != i {
+			continue
+		}
+		ids = append(ids, e.PaperID)
+		hashes = append(hashes, e.ContentHash)
+		vecs = append(vecs, pgvector.NewVector(e.Vector))
+		truncated = append(truncated, e.Truncated)
+	}
+	var saved int
+	err = s.pool.QueryRow(ctx, saveEmbeddingsSQL, spaceID, ids, hashes, vecs, truncated).Scan(&saved)
+	if err != nil {
+		return 0, fmt.Errorf("save %d embeddings in space %s: %w", n, sp.Name(), err)
+	}
+	return saved, nil
+}
+
+const saveEmbeddingsSQL = `
+WITH input AS (
+	SELECT * FROM unnest($2::text[], $3::text[], $4::vector[], $5::bool[])
+		AS t(paper_id, content_hash, embedding, truncated)
+), fresh AS (
+	SELECT i.* FROM input i JOIN papers p ON p.id = i.paper_id AND p.content_hash = i.content_hash
+), saved AS (
+	INSERT INTO embeddings AS e (space_id, paper_id, content_hash, embedding, truncated)
+	SELECT $1::bigint, paper_id, content_hash, embedding, truncated FROM fresh ORDER BY paper_id
+	ON CONFLICT (space_id, paper_id) DO UPDATE SET
+		content_hash = excluded.content_hash,
+		embedding = excluded.embedding,
+		truncated = excluded.truncated,
+		created_at = now()
+	WHERE (e.content_hash, e.truncated) IS DISTINCT FROM (excluded.content_hash, excluded.truncated)
+		OR e.embedding <> excluded.embedding
+)
+SELECT count(*) FROM fresh`
+
+// UsageRow is one day's API usage of one model and kind.
+type UsageRow struct {
+	// Day is the UTC date, as midnight UTC.
+	Day time.Time
+	paper.Usage
+}
+
+// RecordUsage adds u to today's (UTC) counters of each model and kind.
+func (s *Store) RecordUsage(ctx context.Context, u []paper.Usage) error {
+	type key struct{ model, kind string }
+	sum := make(map[key]paper.Usage)
+	for _, x := range u {
+		if x.Requests == 0 && x.InputTokens == 0 && x.OutputTokens == 0 {
+			continue
+		}
+		k := key{x.Model, x.Kind}
+		t := sum[k]
+		t.Requests += x.Requests
+		t.InputTokens += x.InputTokens
+		t.OutputTokens += x.OutputTokens
+		sum[k] = t
+	}
+	if len(sum) == 0 {
+		return nil
+	}
+	keys := make([]key, 0, len(sum))
+	for k := range sum {
+		keys = append(keys, k)
+	}
+	// Sorted so that concurrent calls update rows in the same order.
+	slices.SortFunc(keys, func(a, b key) int {
+		return strings.Compare(a.model+"\x00"+a.kind, b.model+"\x00"+b.kind)
+	})
+	var (
+		models, kinds = make([]string, len(keys)), make([]string, len(keys))
+		req, in, out  = make([]int64, len(keys)), make([]int64, len(keys)), make([]int64, len(keys))
+	)
+	for i, k := range keys {
+		models[i], kinds[i] = k.model, k.kind
+		req[i], in[i], out[i] = int64(sum[k].Requests), int64(sum[k].InputTokens), int64(sum[k].OutputTokens)
+	}
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO api_usage AS a (day, model, kind, requests, input_tokens, output_tokens)
+		SELECT (now() AT TIME ZONE 'UTC')::date, model, kind, r, i, o
+		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) WITH ORDINALITY AS t(model, kind, r, i, o, n)
+		ORDER BY n
+		ON CONFLICT (day, model, kind) DO UPDATE SET
+			requests = a.requests + excluded.requests,
+			input_tokens = a.input_tokens + excluded.input_tokens,
+			output_tokens = a.output_tokens + excluded.output_tokens`,
+		models, kinds, req, in, out)
+	if err != nil {
+		return fmt.Errorf("record API usage: %w", err)
+	}
+	return nil
+}
+
+// Usage returns the daily usage counters from since's UTC date on, by day, model and kind.
+func (s *Store) Usage(ctx context.Context, since time.Time) ([]UsageRow, error) {
+	rows, err := s.pool.Query(ctx, `SELECT day, model, kind, requests, input_tokens, output_tokens
+		FROM api_usage WHERE day >= $1::date ORDER BY day, model, kind`, since.UTC().Format(time.DateOnly))
+	if err != nil {
+		return nil, fmt.Errorf("read API usage: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (UsageRow, error) {
+		var u UsageRow
+		err := r.Scan(&u.Day, &u.Model, &u.Kind, &u.Requests, &u.InputTokens, &u.OutputTokens)
+		u.Day = u.Day.UTC()
+		return u, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read API usage: %w", err)
+	}
+	return out, nil
+}
+
+// validateAbstract checks what the papers table would otherwise reject halfway through a batch.
+func validateAbstract(a paper.Abstract) error {
+	if strings.TrimSpace(a.ID) == "" {
+		return fmt.Errorf("empty id: %w", paper.ErrInvalid)
+	}
+	if strings.TrimSpace(a.Title) == "" {
+		return fmt.Errorf("paper %s: empty title: %w", a.ID, paper.ErrInvalid)
+	}
+	if strings.TrimSpace(a.Abstract) == "" {
+		return fmt.Errorf("paper %s: empty abstract: %w", a.ID, paper.ErrInvalid)
+	}
+	fields := append([]string{a.ID, a.Title, a.Abstract, a.URL, a.Source}, a.Authors...)
+	for _, f := range append(fields, a.Categories...) {
+		if err := validText(f); err != nil {
+			return fmt.Errorf("paper %s: %w", a.ID, err)
+		}
+	}
+	return nil
+}
+
+func validateSummary(sm paper.Summary) error {
+	switch {
+	case sm.PaperID == "":
+		return fmt.Errorf("summary without paper id: %w", paper.ErrInvalid)
+	case sm.Model == "" || sm.PromptVersion == "":
+		return fmt.Errorf("summary of %s: empty model or prompt version: %w", sm.PaperID, paper.ErrInvalid)
+	case sm.ContentHash == "":
+		return fmt.Errorf("summary of %s: empty content hash: %w", sm.PaperID, paper.ErrInvalid)
+	case strings.TrimSpace(sm.Text) == "":
+		return fmt.Errorf("summary of %s: empty text: %w", sm.PaperID, paper.ErrInvalid)
+	}
+	for _, f := range []string{sm.PaperID, sm.Model, sm.PromptVersion, sm.ContentHash, sm.Text, sm.Validation} {
+		if err := validText(f); err != nil {
+			return fmt.Errorf("summary of %s: %w", sm.PaperID, err)
+		}
+	}
+	return nil
+}
+
+func validateEmbedding(e paper.Embedding, sp paper.Space) error {
+	switch {
+	case e.PaperID == "":
+		return fmt.Errorf("embedding without paper id: %w", paper.ErrInvalid)
+	case e.ContentHash == "":
+		return fmt.Errorf("embedding of %s: empty content hash: %w", e.PaperID, paper.ErrInvalid)
+	case len(e.Vector) != sp.Dimensions:
+		return fmt.Errorf("embedding of %s has %d dimensions, space %s holds %d: %w",
+			e.PaperID, len(e.Vector), sp.Name(), sp.Dimensions, paper.ErrSpaceMismatch)
+	}
+	for i, x := range e.Vector {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return fmt.Errorf("embedding of %s: value %d is %v: %w", e.PaperID, i, x, paper.ErrInvalid)
+		}
+	}
+	return validText(e.PaperID)
+}
+
+// validText rejects what PostgreSQL's text type cannot hold.
+func validText(s string) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("invalid UTF-8 in %.40q: %w", s, paper.ErrInvalid)
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		return fmt.Errorf("NUL byte in %.40q: %w", s, paper.ErrInvalid)
+	}
+	return nil
+}
+
+// jsonArray encodes a string list as a JSON array, how text[] values of varying length travel
+// in one array parameter.
+func jsonArray(ss []string) string {
+	if len(ss) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(ss) // []string always marshals
+	return string(b)
+}
+
+func clampInt32(n int) int32 {
+	return int32(max(math.MinInt32, min(n, math.MaxInt32)))
+}

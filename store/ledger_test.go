@@ -1,0 +1,402 @@
+package store_test
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
+)
+
+const (
+	testModel  = "test-model"
+	testPrompt = "v1"
+)
+
+// space creates a space of dims dimensions named after model.
+func space(t *testing.T, s *store.Store, model string, dims int) paper.Space {
+	t.Helper()
+	sp, err := s.EnsureSpace(t.Context(), paper.Space{Model: model, Dimensions: dims, Template: "title+abstract"})
+	if err != nil {
+		t.Fatalf("EnsureSpace(%s, %d): %v", model, dims, err)
+	}
+	return sp
+}
+
+func summaryOf(a paper.Abstract, model, prompt, text string) paper.Summary {
+	return paper.Summary{PaperID: a.ID, Text: text, Model: model, PromptVersion: prompt,
+		ContentHash: a.ContentHash(), Validation: paper.ValidOK}
+}
+
+func embeddingOf(a paper.Abstract, vec ...float32) paper.Embedding {
+	return paper.Embedding{PaperID: a.ID, ContentHash: a.ContentHash(), Vector: vec}
+}
+
+func TestUpsertPapersReportsPendingWork(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp := space(t, s, "emb", 3)
+	w := store.Work{Model: testModel, PromptVersion: testPrompt, SpaceID: sp.ID}
+	papers := abstracts(3)
+
+	// New papers need everything.
+	for i, p := range upsert(t, s, papers, w) {
+		want := store.Pending{ID: papers[i].ID, ContentHash: papers[i].ContentHash(), NeedTLDR: true, NeedEmbedding: true, New: true}
+		if p != want {
+			t.Errorf("new paper %d: got %+v, want %+v", i, p, want)
+		}
+	}
+
+	// Paper 0 gets both outputs, paper 1 a TL;DR only.
+	if n, err := s.SaveSummaries(ctx, []paper.Summary{summaryOf(papers[0], testModel, testPrompt, "One."), summaryOf(papers[1], testModel, testPrompt, "Two.")}); err != nil || n != 2 {
+		t.Fatalf("SaveSummaries = %d, %v", n, err)
+	}
+	if n, err := s.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(papers[0], 1, 0, 0)}); err != nil || n != 1 {
+		t.Fatalf("SaveEmbeddings = %d, %v", n, err)
+	}
+
+	// Unchanged papers need only what is missing.
+	got := upsert(t, s, papers, w)
+	want := []store.Pending{
+		{ID: papers[0].ID, ContentHash: papers[0].ContentHash()},
+		{ID: papers[1].ID, ContentHash: papers[1].ContentHash(), NeedEmbedding: true},
+		{ID: papers[2].ID, ContentHash: papers[2].ContentHash(), NeedTLDR: true, NeedEmbedding: true},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("unchanged papers:\n got %+v\nwant %+v", got, want)
+	}
+
+	// Another prompt version needs a new TL;DR, another space a new vector.
+	other := space(t, s, "emb2", 3)
+	got = upsert(t, s, papers[:1], store.Work{Model: testModel, PromptVersion: "v2", SpaceID: other.ID})
+	if !got[0].NeedTLDR || !got[0].NeedEmbedding {
+		t.Errorf("new prompt and space: %+v, want both needed", got[0])
+	}
+	// Outputs not wanted are never needed.
+	got = upsert(t, s, papers[2:], store.Work{})
+	if got[0].NeedTLDR || got[0].NeedEmbedding {
+		t.Errorf("empty Work: %+v, want nothing needed", got[0])
+	}
+
+	// A changed abstract needs everything again.
+	changed := papers[0]
+	changed.Abstract = "A rewritten abstract with new results."
+	got = upsert(t, s, []paper.Abstract{changed}, w)
+	wantChanged := store.Pending{ID: changed.ID, ContentHash: changed.ContentHash(), NeedTLDR: true, NeedEmbedding: true, Changed: true}
+	if got[0] != wantChanged {
+		t.Errorf("changed paper: got %+v, want %+v", got[0], wantChanged)
+	}
+	rec, err := s.Paper(ctx, changed.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Abstract.Abstract != changed.Abstract || rec.ContentHash != changed.ContentHash() {
+		t.Errorf("stored paper not updated: %+v", rec)
+	}
+	if rec.TLDR != nil || rec.Embedded {
+		t.Errorf("outputs of the old text shown for the new one: tldr %+v, embedded %v", rec.TLDR, rec.Embedded)
+	}
+	if n := countRows(t, s, "papers"); n != 3 {
+		t.Errorf("%d papers stored, want 3", n)
+	}
+}
+
+func TestUpsertPapersMetadataOnlyChangeNeedsNoWork(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	w := store.Work{Model: testModel, PromptVersion: testPrompt}
+	a := abstracts(1)[0]
+	upsert(t, s, []paper.Abstract{a}, w)
+	if _, err := s.SaveSummaries(ctx, []paper.Summary{summaryOf(a, testModel, testPrompt, "A TL;DR.")}); err != nil {
+		t.Fatal(err)
+	}
+
+	a.Authors = []string{"New Author"}
+	a.URL = "https://arxiv.org/abs/2401.00001"
+	a.Published = time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC)
+	a.Categories = []string{"cs.LG"}
+	got := upsert(t, s, []paper.Abstract{a}, w)
+	if got[0].NeedTLDR || got[0].Changed || got[0].New {
+		t.Errorf("metadata change: %+v, want no work", got[0])
+	}
+	rec, err := s.Paper(ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rec.Authors, a.Authors) || rec.URL != a.URL || !rec.Published.Equal(a.Published) || !slices.Equal(rec.Categories, a.Categories) {
+		t.Errorf("metadata not updated: %+v", rec.Abstract)
+	}
+
+	// A record without metadata (another source) keeps what is stored.
+	bare := paper.Abstract{ID: a.ID, Title: a.Title, Abstract: a.Abstract}
+	upsert(t, s, []paper.Abstract{bare}, w)
+	rec, err = s.Paper(ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rec.Authors, a.Authors) || rec.URL != a.URL || !rec.Published.Equal(a.Published) {
+		t.Errorf("metadata lost to a record without it: %+v", rec.Abstract)
+	}
+}
+
+func TestUpsertPapersDuplicateInBatchLastWins(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ps := abstracts(2)
+	v2 := ps[0]
+	v2.Abstract = "The second version of the first abstract."
+	got := upsert(t, s, []paper.Abstract{ps[0], ps[1], v2}, store.Work{Model: testModel, PromptVersion: testPrompt})
+	if got[0] != got[2] {
+		t.Errorf("duplicate id got different pendings: %+v vs %+v", got[0], got[2])
+	}
+	if got[0].ContentHash != v2.ContentHash() || got[0].ID != v2.ID || !got[0].New {
+		t.Errorf("duplicate: %+v, want the last record's hash", got[0])
+	}
+	if got[1].ID != ps[1].ID {
+		t.Errorf("pending 1 is %s, want %s", got[1].ID, ps[1].ID)
+	}
+	if n := countRows(t, s, "papers"); n != 2 {
+		t.Errorf("%d papers stored, want 2", n)
+	}
+	rec, err := s.Paper(t.Context(), v2.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Abstract.Abstract != v2.Abstract {
+		t.Errorf("stored abstract %q, want the last one", rec.Abstract.Abstract)
+	}
+}
+
+func TestUpsertPapersRejectsInvalidRecordAndWritesNothing(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	for name, mutate := range map[string]func(*paper.Abstract){
+		"empty abstract": func(a *paper.Abstract) { a.Abstract = "  " },
+		"empty title":    func(a *paper.Abstract) { a.Title = "" },
+		"empty id":       func(a *paper.Abstract) { a.ID = "" },
+		"invalid UTF-8":  func(a *paper.Abstract) { a.Abstract = "bad \xff byte" },
+		"NUL byte":       func(a *paper.Abstract) { a.Title = "nul \x00 title" },
+	} {
+		ps := abstracts(3)
+		mutate(&ps[1])
+		_, err := s.UpsertPapers(t.Context(), ps, store.Work{})
+		if !errors.Is(err, paper.ErrInvalid) {
+			t.Errorf("%s: error %v, want ErrInvalid", name, err)
+		}
+	}
+	if n := countRows(t, s, "papers"); n != 0 {
+		t.Errorf("%d papers stored after rejected batches, want 0", n)
+	}
+}
+
+func TestUpsertPapersConcurrentOverlappingBatches(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ps := abstracts(200)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		batch := slices.Clone(ps)
+		r := rand.New(rand.NewPCG(uint64(g), 1))
+		r.Shuffle(len(batch), func(i, j int) { batch[i], batch[j] = batch[j], batch[i] })
+		if g%2 == 1 { // half the writers change every abstract: real updates that lock rows
+			for i := range batch {
+				batch[i].Abstract += fmt.Sprintf(" Revision %d.", g)
+			}
+		}
+		wg.Go(func() {
+			_, err := s.UpsertPapers(t.Context(), batch, store.Work{})
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("concurrent UpsertPapers: %v", err)
+		}
+	}
+	if n := countRows(t, s, "papers"); n != 200 {
+		t.Errorf("%d papers stored, want 200", n)
+	}
+}
+
+func TestSaveSummariesSkipsStaleContent(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	v1 := abstracts(1)[0]
+	upsert(t, s, []paper.Abstract{v1}, store.Work{})
+	v2 := v1
+	v2.Abstract = "The abstract changed while the TL;DR of the old one was being written."
+	upsert(t, s, []paper.Abstract{v2}, store.Work{})
+
+	stale := summaryOf(v1, testModel, testPrompt, "About the old text.")
+	n, err := s.SaveSummaries(ctx, []paper.Summary{stale})
+	if err != nil || n != 0 {
+		t.Fatalf("SaveSummaries(stale) = %d, %v; want 0 saved", n, err)
+	}
+	if n := countRows(t, s, "tldrs"); n != 0 {
+		t.Fatalf("stale summary stored: %d rows", n)
+	}
+	// A summary of a paper that does not exist is skipped the same way.
+	ghost := summaryOf(paper.Abstract{ID: "arxiv:9999.99999", Title: "x", Abstract: "y"}, testModel, testPrompt, "Ghost.")
+	fresh := summaryOf(v2, testModel, testPrompt, "About the new text.")
+	n, err = s.SaveSummaries(ctx, []paper.Summary{ghost, fresh})
+	if err != nil || n != 1 {
+		t.Fatalf("SaveSummaries(ghost, fresh) = %d, %v; want 1 saved", n, err)
+	}
+	// Once a fresh one is stored, a late stale result must not overwrite it.
+	if n, err := s.SaveSummaries(ctx, []paper.Summary{stale}); err != nil || n != 0 {
+		t.Fatalf("SaveSummaries(stale over fresh) = %d, %v", n, err)
+	}
+	rec, err := s.Paper(ctx, v2.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.TLDR == nil || rec.TLDR.Text != fresh.Text || rec.TLDR.ContentHash != v2.ContentHash() {
+		t.Errorf("Paper TLDR = %+v, want the fresh one", rec.TLDR)
+	}
+}
+
+func TestSummariesPerModelAndPromptCoexist(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	a := abstracts(1)[0]
+	upsert(t, s, []paper.Abstract{a}, store.Work{})
+	saved := []paper.Summary{
+		summaryOf(a, "model-a", "v1", "First by model a."),
+		summaryOf(a, "model-a", "v2", "Second by model a with prompt two."),
+		summaryOf(a, "model-b", "v1", "Third by model b."),
+	}
+	saved[2].Usage = paper.Usage{InputTokens: 120, OutputTokens: 17}
+	for _, sm := range saved { // one call each, so each gets its own creation time
+		if n, err := s.SaveSummaries(ctx, []paper.Summary{sm}); err != nil || n != 1 {
+			t.Fatalf("SaveSummaries(%s/%s) = %d, %v", sm.Model, sm.PromptVersion, n, err)
+		}
+	}
+	// Saving the same key again replaces, it does not add.
+	again := summaryOf(a, "model-a", "v1", "First by model a, redone.")
+	if n, err := s.SaveSummaries(ctx, []paper.Summary{again, again}); err != nil || n != 1 {
+		t.Fatalf("SaveSummaries(repeat) = %d, %v", n, err)
+	}
+	got, err := s.Summaries(ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	for _, sm := range got {
+		texts = append(texts, sm.Text)
+	}
+	want := []string{again.Text, saved[2].Text, saved[1].Text} // newest first
+	if !slices.Equal(texts, want) {
+		t.Errorf("Summaries = %q, want %q", texts, want)
+	}
+	if got[1].Usage.InputTokens != 120 || got[1].Usage.OutputTokens != 17 || got[1].Model != "model-b" {
+		t.Errorf("summary metadata = %+v", got[1])
+	}
+	rec, err := s.Paper(ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.TLDR == nil || rec.TLDR.Text != again.Text {
+		t.Errorf("Paper TLDR = %+v, want the most recent", rec.TLDR)
+	}
+	if _, err := s.Summaries(ctx, "arxiv:0000.00000"); !errors.Is(err, paper.ErrNotFound) {
+		t.Errorf("Summaries(missing) error = %v, want ErrNotFound", err)
+	}
+	other := abstracts(2)[1]
+	upsert(t, s, []paper.Abstract{other}, store.Work{})
+	if got, err := s.Summaries(ctx, other.ID); err != nil || len(got) != 0 {
+		t.Errorf("Summaries(paper without TL;DR) = %v, %v; want none", got, err)
+	}
+}
+
+func TestSaveEmbeddingsChecksDimensionsAndStaleness(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp := space(t, s, "emb", 3)
+	ps := abstracts(2)
+	upsert(t, s, ps, store.Work{})
+
+	_, err := s.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(ps[0], 1, 0, 0), embeddingOf(ps[1], 1, 0)})
+	if !errors.Is(err, paper.ErrSpaceMismatch) {
+		t.Fatalf("wrong dimension: error %v, want ErrSpaceMismatch", err)
+	}
+	for _, want := range []string{"2 dimensions", "3", ps[1].ID} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	nan := float32(0)
+	nan /= nan
+	if _, err := s.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(ps[0], nan, 0, 0)}); !errors.Is(err, paper.ErrInvalid) {
+		t.Errorf("NaN: error %v, want ErrInvalid", err)
+	}
+	if _, err := s.SaveEmbeddings(ctx, sp.ID+1000, []paper.Embedding{embeddingOf(ps[0], 1, 0, 0)}); !errors.Is(err, paper.ErrNotFound) {
+		t.Errorf("missing space: error %v, want ErrNotFound", err)
+	}
+	if n := countRows(t, s, "embeddings"); n != 0 {
+		t.Fatalf("%d embeddings stored by failed calls", n)
+	}
+
+	stale := embeddingOf(ps[1], 0, 1, 0)
+	stale.ContentHash = "old-hash"
+	n, err := s.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(ps[0], 1, 0, 0), stale})
+	if err != nil || n != 1 {
+		t.Fatalf("SaveEmbeddings = %d, %v; want 1 saved, the stale one skipped", n, err)
+	}
+	if n := countRows(t, s, "embeddings"); n != 1 {
+		t.Errorf("%d embeddings stored, want 1", n)
+	}
+	rec, err := s.Paper(ctx, ps[0].ID)
+	if err != nil || !rec.Embedded {
+		t.Errorf("Paper(%s).Embedded = %v, %v; want true", ps[0].ID, rec.Embedded, err)
+	}
+}
+
+func TestUsageAccumulates(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	batch := []paper.Usage{
+		{Model: "gpt", Kind: paper.KindChat, Requests: 1, InputTokens: 100, OutputTokens: 20},
+		{Model: "gpt", Kind: paper.KindChat, Requests: 2, InputTokens: 50, OutputTokens: 10},
+		{Model: "emb", Kind: paper.KindEmbedding, Requests: 1, InputTokens: 900},
+	}
+	for range 2 {
+		if err := s.RecordUsage(ctx, batch); err != nil {
+			t.Fatalf("RecordUsage: %v", err)
+		}
+	}
+	rows, err := s.Usage(ctx, time.Now().Add(-24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	want := []store.UsageRow{
+		{Day: today, Usage: paper.Usage{Model: "emb", Kind: paper.KindEmbedding, Requests: 2, InputTokens: 1800}},
+		{Day: today, Usage: paper.Usage{Model: "gpt", Kind: paper.KindChat, Requests: 6, InputTokens: 300, OutputTokens: 60}},
+	}
+	if len(rows) != len(want) {
+		t.Fatalf("Usage = %+v, want %+v", rows, want)
+	}
+	for i := range want {
+		if !rows[i].Day.Equal(want[i].Day) || rows[i].Usage != want[i].Usage {
+			t.Errorf("Usage[%d] = %+v, want %+v", i, rows[i], want[i])
+		}
+	}
+	if rows, err := s.Usage(ctx, time.Now().Add(48*time.Hour)); err != nil || len(rows) != 0 {
+		t.Errorf("Usage(future) = %v, %v; want none", rows, err)
+	}
+}

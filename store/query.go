@@ -1,0 +1,415 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/pgvector/pgvector-go"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// recordSQL selects papers as paper.Record: the latest TL;DR of the current text (any model),
+// and whether the active space holds a vector of the current text.
+const recordSQL = `SELECT p.id, p.title, p.abstract, p.authors, p.categories, p.published,
+	coalesce(p.url, ''), coalesce(p.source, ''), p.content_hash, p.created_at,
+	t.model, t.prompt_version, t.tldr, t.validation, t.input_tokens, t.output_tokens,
+	EXISTS (SELECT 1 FROM embeddings e WHERE e.space_id = (` + activeSpaceCondition + `)
+		AND e.paper_id = p.id AND e.content_hash = p.content_hash)
+FROM papers p
+LEFT JOIN LATERAL (SELECT * FROM tldrs t WHERE t.paper_id = p.id AND t.content_hash = p.content_hash
+	ORDER BY t.created_at DESC, t.model, t.prompt_version LIMIT 1) t ON true`
+
+func scanRecord(r pgx.CollectableRow) (paper.Record, error) {
+	var (
+		rec                           paper.Record
+		published                     pgtype.Timestamptz
+		model, prompt, tldr, validity *string
+		inTok, outTok                 *int
+	)
+	err := r.Scan(&rec.ID, &rec.Title, &rec.Abstract.Abstract, &rec.Authors, &rec.Categories, &published,
+		&rec.URL, &rec.Source, &rec.ContentHash, &rec.CreatedAt,
+		&model, &prompt, &tldr, &validity, &inTok, &outTok, &rec.Embedded)
+	if err != nil {
+		return paper.Record{}, err
+	}
+	if published.Valid {
+		rec.Published = published.Time
+	}
+	if tldr != nil {
+		rec.TLDR = &paper.Summary{
+			PaperID: rec.ID, Text: *tldr, Model: *model, PromptVersion: *prompt,
+			ContentHash: rec.ContentHash, Validation: *validity,
+			Usage: paper.Usage{Model: *model, Kind: paper.KindChat, InputTokens: *inTok, OutputTokens: *outTok},
+		}
+	}
+	return rec, nil
+}
+
+// Paper returns the stored paper id with its latest TL;DR of the current text;
+// paper.ErrNotFound when there is none. id must be canonical (see Resolve).
+func (s *Store) Paper(ctx context.Context, id string) (paper.Record, error) {
+	rows, err := s.pool.Query(ctx, recordSQL+` WHERE p.id = $1`, id)
+	if err != nil {
+		return paper.Record{}, fmt.Errorf("read paper %s: %w", id, err)
+	}
+	rec, err := pgx.CollectExactlyOneRow(rows, scanRecord)
+	if err != nil {
+		return paper.Record{}, notFound(err, "paper %s", id)
+	}
+	return rec, nil
+}
+
+// Summaries returns every stored TL;DR of paper id (every model and prompt version, current or
+// stale text), newest first; paper.ErrNotFound when the paper does not exist.
+func (s *Store) Summaries(ctx context.Context, id string) ([]paper.Summary, error) {
+	rows, err := s.pool.Query(ctx, `SELECT p.id, t.model, t.prompt_version, t.content_hash, t.tldr, t.validation,
+			t.input_tokens, t.output_tokens
+		FROM papers p LEFT JOIN tldrs t ON t.paper_id = p.id
+		WHERE p.id = $1 ORDER BY t.created_at DESC, t.model, t.prompt_version`, id)
+	if err != nil {
+		return nil, fmt.Errorf("read summaries of %s: %w", id, err)
+	}
+	var (
+		out   []paper.Summary
+		found bool
+	)
+	for rows.Next() {
+		found = true
+		var (
+			pid                              string
+			model, prompt, hash, text, valid *string
+			inTok, outTok                    *int
+		)
+		if err := rows.Scan(&pid, &model, &prompt, &hash, &text, &valid, &inTok, &outTok); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read summaries of %s: %w", id, err)
+		}
+		if model == nil { // the paper has no TL;DR
+			continue
+		}
+		out = append(out, paper.Summary{
+			PaperID: pid, Text: *text, Model: *model, PromptVersion: *prompt, ContentHash: *hash, Validation: *valid,
+			Usage: paper.Usage{Model: *model, Kind: paper.KindChat, InputTokens: *inTok, OutputTokens: *outTok},
+		})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read summaries of %s: %w", id, err)
+	}
+	if !found {
+		return nil, fmt.Errorf("paper %s: %w", id, paper.ErrNotFound)
+	}
+	return out, nil
+}
+
+// maxCandidates is how many matches an ambiguous Resolve lists.
+const maxCandidates = 5
+
+// Resolve turns what a user typed into a paper id. ref is tried first as an id, as given and
+// in canonical form (so "2401.01234v2" finds arxiv:2401.01234); an exact id match wins. Otherwise
+// ref is a title fragment, matched case-insensitively and literally (% and _ are not wildcards):
+// one match is the answer, and among several a title equal to ref wins. No match is
+// paper.ErrNotFound; several are an error wrapping paper.ErrAmbiguous that lists up to five
+// candidates as "id  title" lines.
+func (s *Store) Resolve(ctx context.Context, ref string) (string, error) {
+	ref = strings.TrimSpace(ref)
+	if ref == "" {
+		return "", fmt.Errorf("resolve paper: empty reference: %w", paper.ErrInvalid)
+	}
+	if err := validText(ref); err != nil {
+		return "", fmt.Errorf("resolve paper: %w", err)
+	}
+	ids := []string{ref}
+	if c, err := paper.CanonicalID(ref); err == nil && c != ref {
+		ids = append(ids, c)
+	}
+	var id string
+	err := s.pool.QueryRow(ctx, `SELECT id FROM papers WHERE id = ANY($1::text[])
+		ORDER BY array_position($1::text[], id) LIMIT 1`, ids).Scan(&id)
+	if err == nil {
+		return id, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("resolve paper %q: %w", ref, err)
+	}
+
+	rows, err := s.pool.Query(ctx, `SELECT id, title, lower(title) = lower($1), count(*) OVER ()
+		FROM papers WHERE title ILIKE '%' || $2 || '%' ESCAPE '\'
+		ORDER BY lower(title) = lower($1) DESC, created_at DESC, id LIMIT $3`,
+		ref, escapeLike(ref), maxCandidates)
+	if err != nil {
+		return "", fmt.Errorf("resolve paper %q: %w", ref, err)
+	}
+	type match struct {
+		id, title string
+		exact     bool
+		total     int64
+	}
+	matches, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (match, error) {
+		var m match
+		err := r.Scan(&m.id, &m.title, &m.exact, &m.total)
+		return m, err
+	})
+	if err != nil {
+		return "", fmt.Errorf("resolve paper %q: %w", ref, err)
+	}
+	switch {
+	case len(matches) == 0:
+		return "", fmt.Errorf("no paper has the id or a title containing %q: %w", ref, paper.ErrNotFound)
+	case len(matches) == 1:
+		return matches[0].id, nil
+	case matches[0].exact && !matches[1].exact:
+		return matches[0].id, nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d papers have a title containing %q; use an id or a longer fragment:", matches[0].total, ref)
+	for _, m := range matches {
+		fmt.Fprintf(&b, "\n  %s  %s", m.id, m.title)
+	}
+	if rest := matches[0].total - int64(len(matches)); rest > 0 {
+		fmt.Fprintf(&b, "\n  … and %d more", rest)
+	}
+	return "", fmt.Errorf("%s: %w", b.String(), paper.ErrAmbiguous)
+}
+
+// escapeLike makes s match literally in a LIKE pattern with ESCAPE '\'.
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// Related returns the k papers nearest to paper id in space spaceID by cosine similarity,
+// nearest first, excluding the paper itself; paper.ErrNotFound when the space holds no vector
+// of the paper. k must be 1 to 1000.
+func (s *Store) Related(ctx context.Context, spaceID int64, id string, k int) ([]paper.Hit, error) {
+	sp, vec, err := s.relatedInput(ctx, spaceID, id, k)
+	if err != nil {
+		return nil, fmt.Errorf("related to %s: %w", id, err)
+	}
+	hits, err := s.knn(ctx, sp, vec, id, k)
+	if err != nil {
+		return nil, fmt.Errorf("related to %s in space %s: %w", id, sp.Name(), err)
+	}
+	return hits, nil
+}
+
+// Search returns the k papers nearest to vec in space spaceID by cosine similarity, nearest
+// first. A vector whose length is not the space's dimension is an error wrapping
+// paper.ErrSpaceMismatch. k must be 1 to 1000.
+func (s *Store) Search(ctx context.Context, spaceID int64, vec []float32, k int) ([]paper.Hit, error) {
+	if err := checkK(k); err != nil {
+		return nil, fmt.Errorf("search: %w", err)
+	}
+	sp, err := s.space(ctx, spaceID)
+	if err != nil {
+		return nil, fmt.Errorf("search: %w", err)
+	}
+	if err := validateEmbedding(paper.Embedding{PaperID: "query", ContentHash: "-", Vector: vec}, sp); err != nil {
+		return nil, fmt.Errorf("search: %w", err)
+	}
+	hits, err := s.knn(ctx, sp, pgvector.NewVector(vec), "", k)
+	if err != nil {
+		return nil, fmt.Errorf("search space %s: %w", sp.Name(), err)
+	}
+	return hits, nil
+}
+
+// ExplainRelated returns the query plan (EXPLAIN, text format) of the exact statement Related
+// runs for paper id, with the same settings, so tests and operators can check that it uses the
+// space's HNSW index.
+func (s *Store) ExplainRelated(ctx context.Context, spaceID int64, id string, k int) (string, error) {
+	sp, vec, err := s.relatedInput(ctx, spaceID, id, k)
+	if err != nil {
+		return "", fmt.Errorf("explain related to %s: %w", id, err)
+	}
+	var lines []string
+	err = s.inSearchTx(ctx, k, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, "EXPLAIN (FORMAT TEXT) "+knnSQL(sp), vec, id, k)
+		if err != nil {
+			return err
+		}
+		lines, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("explain related to %s in space %s: %w", id, sp.Name(), err)
+	}
+	return strings.Join(lines, "\n"), nil
+}
+
+// relatedInput checks k and returns the space and paper id's vector in it.
+func (s *Store) relatedInput(ctx context.Context, spaceID int64, id string, k int) (paper.Space, pgvector.Vector, error) {
+	if err := checkK(k); err != nil {
+		return paper.Space{}, pgvector.Vector{}, err
+	}
+	sp, err := s.space(ctx, spaceID)
+	if err != nil {
+		return paper.Space{}, pgvector.Vector{}, err
+	}
+	var vec pgvector.Vector
+	err = s.pool.QueryRow(ctx, "SELECT embedding FROM embeddings WHERE space_id = $1 AND paper_id = $2", spaceID, id).Scan(&vec)
+	if err != nil {
+		return paper.Space{}, pgvector.Vector{}, notFound(err, "no vector of paper %s in space %s", id, sp.Name())
+	}
+	return sp, vec, nil
+}
+
+func checkK(k int) error {
+	if k < 1 || k > maxK {
+		return fmt.Errorf("k is %d, want 1 to %d: %w", k, maxK, paper.ErrInvalid)
+	}
+	return nil
+}
+
+// knnSQL is the nearest-neighbour statement of one space: $1 the query vector, $2 a paper id to
+// leave out ("" for none), $3 k. The inner query repeats the space's index expression and its
+// literal space_id predicate, so the planner can answer it with an index scan on the space's
+// partial HNSW index; the outer query adds titles and TL;DRs to the k rows.
+func knnSQL(sp paper.Space) string {
+	v := vectorSQLFor(sp.ID, sp.Dimensions, "$1")
+	dist := v.expr + " <=> " + v.param
+	return `SELECT n.paper_id, p.title, coalesce(t.tldr, ''), 1 - n.dist
+FROM (
+	SELECT paper_id, ` + dist + ` AS dist
+	FROM embeddings
+	WHERE space_id = ` + itoa(sp.ID) + ` AND paper_id <> $2
+	ORDER BY ` + dist + `
+	LIMIT $3
+) n
+JOIN papers p ON p.id = n.paper_id
+LEFT JOIN LATERAL (SELECT tldr FROM tldrs t WHERE t.paper_id = p.id AND t.content_hash = p.content_hash
+	ORDER BY t.created_at DESC, t.model, t.prompt_version LIMIT 1) t ON true
+ORDER BY n.dist, n.paper_id`
+}
+
+// knn runs knnSQL for space sp.
+func (s *Store) knn(ctx context.Context, sp paper.Space, vec pgvector.Vector, exclude string, k int) ([]paper.Hit, error) {
+	var hits []paper.Hit
+	err := s.inSearchTx(ctx, k, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, knnSQL(sp), vec, exclude, k)
+		if err != nil {
+			return err
+		}
+		hits, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (paper.Hit, error) {
+			var h paper.Hit
+			err := r.Scan(&h.ID, &h.Title, &h.TLDR, &h.Score)
+			return h, err
+		})
+		return err
+	})
+	return hits, err
+}
+
+// inSearchTx runs fn in a read-only transaction with hnsw.ef_search set for k results (the index
+// scan returns at most ef_search rows, and 100 candidates give good recall at k ≤ 10), and with
+// custom plans forced: pgx prepares statements, and a generic plan, made without knowing the
+// LIMIT, could prefer a sequential scan to the HNSW index.
+func (s *Store) inSearchTx(ctx context.Context, k int, fn func(pgx.Tx) error) error {
+	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		ef := strconv.Itoa(max(defaultEfSearch, k))
+		_, err := tx.Exec(ctx, "SELECT set_config('hnsw.ef_search', $1, true), set_config('plan_cache_mode', 'force_custom_plan', true)", ef)
+		if err != nil {
+			return fmt.Errorf("set search options: %w", err)
+		}
+		return fn(tx)
+	})
+}
+
+// Cursor marks a position in List's order (newest first); it is opaque to callers, who pass on
+// the string from Encode.
+type Cursor struct {
+	createdAt time.Time
+	id        string
+}
+
+// Encode returns the cursor as a URL-safe string.
+func (c *Cursor) Encode() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.createdAt.UnixMicro(), 10) + "|" + c.id))
+}
+
+// DecodeCursor parses a string made by Cursor.Encode; anything else is an error wrapping
+// paper.ErrInvalid.
+func DecodeCursor(s string) (*Cursor, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("decode cursor: %w", paper.ErrInvalid)
+	}
+	ts, id, ok := strings.Cut(string(b), "|")
+	if !ok || id == "" {
+		return nil, fmt.Errorf("decode cursor: %w", paper.ErrInvalid)
+	}
+	us, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("decode cursor: %w", paper.ErrInvalid)
+	}
+	return &Cursor{createdAt: time.UnixMicro(us).UTC(), id: id}, nil
+}
+
+// maxListLimit bounds one page of List.
+const maxListLimit = 1000
+
+// List returns up to limit papers, newest first (by creation, then id), after the position
+// before (nil for the first page), and the cursor of the next page, nil on the last one.
+// limit must be 1 to 1000.
+func (s *Store) List(ctx context.Context, limit int, before *Cursor) ([]paper.Record, *Cursor, error) {
+	if limit < 1 || limit > maxListLimit {
+		return nil, nil, fmt.Errorf("list papers: limit is %d, want 1 to %d: %w", limit, maxListLimit, paper.ErrInvalid)
+	}
+	var (
+		rows pgx.Rows
+		err  error
+	)
+	if before == nil {
+		rows, err = s.pool.Query(ctx, recordSQL+` ORDER BY p.created_at DESC, p.id DESC LIMIT $1`, limit+1)
+	} else {
+		rows, err = s.pool.Query(ctx, recordSQL+` WHERE (p.created_at, p.id) < ($2, $3)
+			ORDER BY p.created_at DESC, p.id DESC LIMIT $1`, limit+1, before.createdAt, before.id)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("list papers: %w", err)
+	}
+	recs, err := pgx.CollectRows(rows, scanRecord)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list papers: %w", err)
+	}
+	if len(recs) <= limit {
+		return recs, nil, nil
+	}
+	recs = recs[:limit]
+	lastRec := recs[limit-1]
+	return recs, &Cursor{createdAt: lastRec.CreatedAt, id: lastRec.ID}, nil
+}
+
+// Counts is how much of the archive has the outputs of a Work.
+type Counts struct {
+	Papers int64
+	// WithTLDR counts papers with a TL;DR of Work's model and prompt version for their current text.
+	WithTLDR int64
+	// WithEmbedding counts papers with a vector of their current text in Work's space.
+	WithEmbedding int64
+	// TLDRsTotal counts every stored TL;DR, of any model, prompt version or text.
+	TLDRsTotal int64
+}
+
+// Counts counts papers and their outputs for w.
+func (s *Store) Counts(ctx context.Context, w Work) (Counts, error) {
+	var c Counts
+	err := s.pool.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM papers),
+		(SELECT count(*) FROM papers p WHERE EXISTS (SELECT 1 FROM tldrs t WHERE t.paper_id = p.id
+			AND t.model = $1 AND t.prompt_version = $2 AND t.content_hash = p.content_hash)),
+		(SELECT count(*) FROM papers p WHERE EXISTS (SELECT 1 FROM embeddings e WHERE e.space_id = $3
+			AND e.paper_id = p.id AND e.content_hash = p.content_hash)),
+		(SELECT count(*) FROM tldrs)`, w.Model, w.PromptVersion, w.SpaceID).
+		Scan(&c.Papers, &c.WithTLDR, &c.WithEmbedding, &c.TLDRsTotal)
+	if err != nil {
+		return Counts{}, fmt.Errorf("count papers: %w", err)
+	}
+	return c, nil
+}

@@ -1,0 +1,229 @@
+package store_test
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
+)
+
+func activeCount(t *testing.T, s *store.Store) int64 {
+	t.Helper()
+	var n int64
+	if err := s.Pool().QueryRow(t.Context(), "SELECT count(*) FROM embedding_spaces WHERE active").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func indexExists(t *testing.T, s *store.Store, name string) bool {
+	t.Helper()
+	var ok bool
+	if err := s.Pool().QueryRow(t.Context(), "SELECT to_regclass($1) IS NOT NULL", name).Scan(&ok); err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+func TestEnsureSpaceGetsOrCreatesAndActivatesTheFirst(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	if _, err := s.ActiveSpace(ctx); !errors.Is(err, paper.ErrNotFound) {
+		t.Fatalf("ActiveSpace on an empty store: %v, want ErrNotFound", err)
+	}
+	first := space(t, s, "model-a", 8)
+	if first.ID == 0 || !first.Active {
+		t.Fatalf("first space = %+v, want an ID and active", first)
+	}
+	again := space(t, s, "model-a", 8)
+	if again != first {
+		t.Errorf("EnsureSpace twice: %+v then %+v", first, again)
+	}
+	second := space(t, s, "model-b", 8)
+	if second.ID == first.ID || second.Active {
+		t.Errorf("second space = %+v, want a new, inactive one", second)
+	}
+	active, err := s.ActiveSpace(ctx)
+	if err != nil || active.ID != first.ID {
+		t.Errorf("ActiveSpace = %+v, %v; want %d", active, err, first.ID)
+	}
+	for _, sp := range []paper.Space{first, second} {
+		if name := "embeddings_hnsw_s" + strconv.FormatInt(sp.ID, 10); !indexExists(t, s, name) {
+			t.Errorf("index %s missing", name)
+		}
+	}
+	for _, bad := range []paper.Space{
+		{Model: "", Dimensions: 8, Template: "t"},
+		{Model: "m", Dimensions: 0, Template: "t"},
+		{Model: "m", Dimensions: 16001, Template: "t"},
+		{Model: "m", Dimensions: 8, Template: ""},
+	} {
+		if _, err := s.EnsureSpace(ctx, bad); !errors.Is(err, paper.ErrInvalid) {
+			t.Errorf("EnsureSpace(%+v) error = %v, want ErrInvalid", bad, err)
+		}
+	}
+}
+
+func TestActivateSwitchesExactlyOneActive(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	blue := space(t, s, "blue", 4)
+	green := space(t, s, "green", 4)
+	if err := s.Activate(ctx, green.ID); err != nil {
+		t.Fatalf("Activate: %v", err)
+	}
+	active, err := s.ActiveSpace(ctx)
+	if err != nil || active.ID != green.ID || !active.Active {
+		t.Errorf("ActiveSpace = %+v, %v; want green", active, err)
+	}
+	if n := activeCount(t, s); n != 1 {
+		t.Errorf("%d active spaces, want 1", n)
+	}
+	// Activating the active space again changes nothing.
+	if err := s.Activate(ctx, green.ID); err != nil {
+		t.Fatalf("Activate again: %v", err)
+	}
+	if err := s.Activate(ctx, blue.ID); err != nil {
+		t.Fatalf("Activate back: %v", err)
+	}
+	if active, _ := s.ActiveSpace(ctx); active.ID != blue.ID || activeCount(t, s) != 1 {
+		t.Errorf("after switching back: active %+v, %d active", active, activeCount(t, s))
+	}
+	if err := s.Activate(ctx, green.ID+100); !errors.Is(err, paper.ErrNotFound) {
+		t.Errorf("Activate(missing) = %v, want ErrNotFound", err)
+	}
+	if active, _ := s.ActiveSpace(ctx); active.ID != blue.ID {
+		t.Errorf("a failed Activate changed the active space to %+v", active)
+	}
+}
+
+func TestDropSpaceRefusesActiveAndRemovesInactive(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	blue := space(t, s, "blue", 3)
+	green := space(t, s, "green", 3)
+	ps := abstracts(2)
+	upsert(t, s, ps, store.Work{})
+	for _, sp := range []paper.Space{blue, green} {
+		if _, err := s.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(ps[0], 1, 2, 3), embeddingOf(ps[1], 3, 2, 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	err := s.DropSpace(ctx, blue.ID)
+	if !errors.Is(err, paper.ErrInvalid) || !strings.Contains(err.Error(), "active") {
+		t.Fatalf("DropSpace(active) = %v, want a refusal naming the active space", err)
+	}
+	if n := countRows(t, s, "embeddings"); n != 4 {
+		t.Fatalf("refused drop deleted vectors: %d left", n)
+	}
+	if err := s.DropSpace(ctx, green.ID); err != nil {
+		t.Fatalf("DropSpace(inactive): %v", err)
+	}
+	if indexExists(t, s, "embeddings_hnsw_s"+strconv.FormatInt(green.ID, 10)) {
+		t.Error("index of the dropped space still exists")
+	}
+	infos, err := s.Spaces(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != 1 || infos[0].ID != blue.ID {
+		t.Fatalf("Spaces after drop = %+v", infos)
+	}
+	if n := countRows(t, s, "embeddings"); n != 2 {
+		t.Errorf("%d vectors left, want blue's 2", n)
+	}
+	if err := s.DropSpace(ctx, green.ID); !errors.Is(err, paper.ErrNotFound) {
+		t.Errorf("DropSpace twice = %v, want ErrNotFound", err)
+	}
+	if _, err := s.SaveEmbeddings(ctx, green.ID, []paper.Embedding{embeddingOf(ps[0], 1, 2, 3)}); err == nil {
+		t.Error("SaveEmbeddings into a dropped space succeeded")
+	}
+}
+
+func TestSpacesReportsCoverageAndIndex(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	small := space(t, s, "small", 3)
+	half := space(t, s, "large", 2048)    // halfvec index
+	huge := space(t, s, "enormous", 5000) // beyond any HNSW index
+	ps := abstracts(3)
+	upsert(t, s, ps, store.Work{})
+	if _, err := s.SaveEmbeddings(ctx, small.ID, []paper.Embedding{embeddingOf(ps[0], 1, 0, 0), embeddingOf(ps[1], 0, 1, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	// A paper whose text changed after it was embedded does not count as covered.
+	changed := ps[1]
+	changed.Abstract = "Changed after embedding."
+	upsert(t, s, []paper.Abstract{changed}, store.Work{})
+
+	infos, err := s.Spaces(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != 3 {
+		t.Fatalf("Spaces = %+v", infos)
+	}
+	got := infos[0]
+	if got.ID != small.ID || !got.Active || got.Embedded != 1 || got.Papers != 3 ||
+		got.IndexName != "embeddings_hnsw_s"+strconv.FormatInt(small.ID, 10) || got.CreatedAt.IsZero() {
+		t.Errorf("Spaces[0] = %+v", got)
+	}
+	if infos[1].ID != half.ID || infos[1].IndexName == "" || infos[1].Active {
+		t.Errorf("halfvec space = %+v, want an index", infos[1])
+	}
+	if infos[2].ID != huge.ID || infos[2].IndexName != "" {
+		t.Errorf("5000-dimension space = %+v, want no index", infos[2])
+	}
+	var def string
+	err = s.Pool().QueryRow(ctx, "SELECT pg_get_indexdef(to_regclass($1))", infos[1].IndexName).Scan(&def)
+	if err != nil || !strings.Contains(def, "halfvec(2048)") || !strings.Contains(def, "halfvec_cosine_ops") {
+		t.Errorf("halfvec index = %q, %v", def, err)
+	}
+}
+
+func TestEnsureSpaceConcurrentCallersAgree(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	models := []string{"m0", "m1", "m2", "m0", "m1", "m2"}
+	got := make([]paper.Space, len(models))
+	errs := make([]error, len(models))
+	var wg sync.WaitGroup
+	for i, m := range models {
+		wg.Go(func() {
+			got[i], errs[i] = s.EnsureSpace(t.Context(), paper.Space{Model: m, Dimensions: 4, Template: "t"})
+		})
+	}
+	wg.Wait()
+	active := 0
+	for i := range models {
+		if errs[i] != nil {
+			t.Fatalf("EnsureSpace(%s): %v", models[i], errs[i])
+		}
+		if got[i].ID != got[(i+3)%6].ID {
+			t.Errorf("%s got ids %d and %d", models[i], got[i].ID, got[(i+3)%6].ID)
+		}
+	}
+	if n := activeCount(t, s); n != 1 {
+		t.Errorf("%d active spaces, want 1", n)
+	}
+	for i := range 3 {
+		if got[i].Active || got[i+3].Active {
+			active++
+		}
+	}
+	if active != 1 {
+		t.Errorf("%d spaces reported active to their callers, want 1", active)
+	}
+	if n := countRows(t, s, "embedding_spaces"); n != 3 {
+		t.Errorf("%d spaces, want 3", n)
+	}
+}

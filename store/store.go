@@ -1,0 +1,216 @@
+package store
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"log/slog"
+	"path"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	pgvectorpgx "github.com/pgvector/pgvector-go/pgx"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Config configures Open.
+type Config struct {
+	// URL is the PostgreSQL connection string (postgres://… or key=value form). Required.
+	URL string
+	// MaxConns is the pool's maximum number of connections. Defaults to 4×GOMAXPROCS, at
+	// least 8.
+	MaxConns int32
+	// Logger receives migration progress and warnings. Defaults to discarding everything.
+	Logger *slog.Logger
+}
+
+func (c *Config) validate() error {
+	if c.URL == "" {
+		return fmt.Errorf("store config: URL is required: %w", paper.ErrInvalid)
+	}
+	if c.MaxConns < 0 {
+		return fmt.Errorf("store config: MaxConns is %d, must not be negative: %w", c.MaxConns, paper.ErrInvalid)
+	}
+	return nil
+}
+
+// Store is paperpipe's PostgreSQL store. It is safe for concurrent use.
+type Store struct {
+	pool   *pgxpool.Pool
+	log    *slog.Logger
+	target string // user@host:port/database, for messages; never the password
+
+	// spaces caches each space's immutable identity (model, dimensions, template) by id:
+	// spaces are never altered and ids never reused, so entries never go stale.
+	spacesMu sync.RWMutex
+	spaces   map[int64]paper.Space
+}
+
+// Open connects to PostgreSQL, registers the pgvector types on every connection and checks the
+// connection with a ping. The error names the server and database (never the password) and,
+// when nothing listens there, suggests `make services`.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	pcfg, err := pgxpool.ParseConfig(cfg.URL)
+	if err != nil {
+		// pgconn redacts the password in its parse errors.
+		return nil, fmt.Errorf("parse database URL: %w", err)
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = max(8, int32(4*runtime.GOMAXPROCS(0)))
+	}
+	pcfg.MaxConns = cfg.MaxConns
+	pcfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		if err := pgvectorpgx.RegisterTypes(ctx, conn); err != nil {
+			return fmt.Errorf("register pgvector types (is the vector extension installed?): %w", err)
+		}
+		return nil
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cc := pcfg.ConnConfig
+	s := &Store{
+		log:    log,
+		target: fmt.Sprintf("%s@%s:%d/%s", cc.User, cc.Host, cc.Port, cc.Database),
+		spaces: make(map[int64]paper.Space),
+	}
+	s.pool, err = pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", s.target, err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		s.pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("connect to database %s: nothing is listening there (start a local one with `make services`): %w", s.target, err)
+		}
+		return fmt.Errorf("connect to database %s: %w", s.target, err)
+	}
+	return nil
+}
+
+// Close closes every connection of the pool, waiting for connections in use to be released.
+func (s *Store) Close() { s.pool.Close() }
+
+// Pool returns the underlying connection pool. It is meant for tests and benchmarks that need
+// to inspect or load the database directly; application code uses the Store's methods.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// MigrationState is one migration and whether it has been applied.
+type MigrationState struct {
+	Version   int64
+	Name      string // file name, e.g. 00001_init.sql
+	Applied   bool
+	AppliedAt time.Time // zero when not applied
+}
+
+// Migrate applies every pending migration. It is idempotent, and safe to run from several
+// processes at once: a session advisory lock serialises them. goose's version table lives in
+// the current schema (the first of the search_path), like the tables it versions.
+func (s *Store) Migrate(ctx context.Context) error {
+	return s.withProvider(ctx, func(p *goose.Provider) error {
+		results, err := p.Up(ctx)
+		if err != nil {
+			return fmt.Errorf("migrate database %s: %w", s.target, err)
+		}
+		for _, r := range results {
+			s.log.InfoContext(ctx, "applied migration", "file", path.Base(r.Source.Path),
+				"version", r.Source.Version, "duration", r.Duration)
+		}
+		return nil
+	})
+}
+
+// MigrationStatus lists every migration the binary knows, in order, with whether it is applied.
+func (s *Store) MigrationStatus(ctx context.Context) ([]MigrationState, error) {
+	var out []MigrationState
+	err := s.withProvider(ctx, func(p *goose.Provider) error {
+		st, err := p.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("migration status of %s: %w", s.target, err)
+		}
+		for _, m := range st {
+			out = append(out, MigrationState{
+				Version:   m.Source.Version,
+				Name:      path.Base(m.Source.Path),
+				Applied:   m.State == goose.StateApplied,
+				AppliedAt: m.AppliedAt,
+			})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// withProvider runs fn with a goose provider over the pool. The advisory lock id is derived from
+// the current schema, so migrations of different schemas (parallel tests) don't wait for each
+// other while two processes migrating the same schema do.
+func (s *Store) withProvider(ctx context.Context, fn func(*goose.Provider) error) error {
+	var schema string
+	if err := s.pool.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+		return fmt.Errorf("read current schema of %s: %w", s.target, err)
+	}
+	h := fnv.New64a()
+	h.Write([]byte("paperpipe.migrate." + schema))
+	locker, err := lock.NewPostgresSessionLocker(
+		lock.WithLockID(int64(h.Sum64())),
+		lock.WithLockTimeout(1, 600), // retry every second for up to 10 minutes
+	)
+	if err != nil {
+		return fmt.Errorf("migration lock: %w", err)
+	}
+	fsys, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		return fmt.Errorf("embedded migrations: %w", err)
+	}
+	db := stdlib.OpenDBFromPool(s.pool)
+	defer db.Close()
+	p, err := goose.NewProvider(goose.DialectPostgres, db, fsys,
+		goose.WithSessionLocker(locker),
+		goose.WithDisableGlobalRegistry(true),
+	)
+	if err != nil {
+		return fmt.Errorf("migration provider: %w", err)
+	}
+	return fn(p)
+}
+
+// notFound translates pgx.ErrNoRows into paper.ErrNotFound with context; other errors are
+// wrapped as they are. It is the one place where library errors become domain errors.
+func notFound(err error, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%s: %w", msg, paper.ErrNotFound)
+	}
+	return fmt.Errorf("%s: %w", msg, err)
+}
+
+// itoa formats an integer for SQL text: only integers read from the database are ever
+// formatted into statements, never user strings.
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -1,0 +1,152 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/internal/pgtest"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
+)
+
+// setup returns a store on a fresh schema of the test database, migrated.
+func setup(t *testing.T) *store.Store {
+	t.Helper()
+	s := open(t, pgtest.URL(t))
+	if err := s.Migrate(t.Context()); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	return s
+}
+
+func open(t testing.TB, url string) *store.Store {
+	t.Helper()
+	s, err := store.Open(t.Context(), store.Config{URL: url})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// abstracts makes n distinct papers with ids arxiv:2401.00001 … and titles "Paper 1" ….
+func abstracts(n int) []paper.Abstract {
+	out := make([]paper.Abstract, n)
+	for i := range out {
+		out[i] = paper.Abstract{
+			ID:       fmt.Sprintf("arxiv:2401.%05d", i+1),
+			Title:    fmt.Sprintf("Paper %d", i+1),
+			Abstract: fmt.Sprintf("We study problem number %d and report results.", i+1),
+			Authors:  []string{"A. Author", fmt.Sprintf("B. Author %d", i)},
+		}
+	}
+	return out
+}
+
+// upsert stores papers and fails the test on error.
+func upsert(t *testing.T, s *store.Store, papers []paper.Abstract, w store.Work) []store.Pending {
+	t.Helper()
+	p, err := s.UpsertPapers(t.Context(), papers, w)
+	if err != nil {
+		t.Fatalf("UpsertPapers: %v", err)
+	}
+	if len(p) != len(papers) {
+		t.Fatalf("UpsertPapers returned %d pendings for %d papers", len(p), len(papers))
+	}
+	return p
+}
+
+func countRows(t *testing.T, s *store.Store, table string) int64 {
+	t.Helper()
+	var n int64
+	if err := s.Pool().QueryRow(t.Context(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		t.Fatalf("count %s: %v", table, err)
+	}
+	return n
+}
+
+func TestMigrateIsIdempotent(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("second Migrate: %v", err)
+	}
+	st, err := s.MigrationStatus(ctx)
+	if err != nil {
+		t.Fatalf("MigrationStatus: %v", err)
+	}
+	if len(st) == 0 || st[0].Name != "00001_init.sql" || st[0].Version != 1 {
+		t.Fatalf("MigrationStatus = %+v, want 00001_init.sql first", st)
+	}
+	for _, m := range st {
+		if !m.Applied || m.AppliedAt.IsZero() {
+			t.Errorf("migration %s not applied: %+v", m.Name, m)
+		}
+	}
+	// goose's table lives in the test schema, beside the tables it versions.
+	var schema, gooseSchema string
+	err = s.Pool().QueryRow(ctx, `SELECT current_schema(),
+		coalesce((SELECT schemaname FROM pg_tables WHERE tablename = 'goose_db_version' AND schemaname = current_schema()), '')`).
+		Scan(&schema, &gooseSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(schema, "t_") || gooseSchema != schema {
+		t.Errorf("current schema %q, goose table in %q", schema, gooseSchema)
+	}
+}
+
+func TestMigrationStatusBeforeMigrate(t *testing.T) {
+	t.Parallel()
+	s := open(t, pgtest.URL(t))
+	st, err := s.MigrationStatus(t.Context())
+	if err != nil {
+		t.Fatalf("MigrationStatus: %v", err)
+	}
+	if len(st) == 0 {
+		t.Fatal("no migrations listed")
+	}
+	for _, m := range st {
+		if m.Applied {
+			t.Errorf("%s applied on a fresh schema", m.Name)
+		}
+	}
+}
+
+func TestOpenRefusedSuggestsMakeServicesAndHidesPassword(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	// Port 1 on loopback: nothing listens there.
+	_, err := store.Open(ctx, store.Config{URL: "postgres://someone:s3cretpw@127.0.0.1:1/nodb?sslmode=disable&connect_timeout=5"})
+	if err == nil {
+		t.Fatal("Open succeeded against a closed port")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "s3cretpw") {
+		t.Errorf("error reveals the password: %s", msg)
+	}
+	for _, want := range []string{"make services", "127.0.0.1:1", "nodb"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not mention %q", msg, want)
+		}
+	}
+}
+
+func TestOpenBadURLHidesPassword(t *testing.T) {
+	t.Parallel()
+	_, err := store.Open(t.Context(), store.Config{URL: "postgres://someone:s3cretpw@127.0.0.1:notaport/db"})
+	if err == nil {
+		t.Fatal("Open accepted a malformed URL")
+	}
+	if strings.Contains(err.Error(), "s3cretpw") {
+		t.Errorf("error reveals the password: %v", err)
+	}
+	if _, err := store.Open(t.Context(), store.Config{}); err == nil || !strings.Contains(err.Error(), "URL") {
+		t.Errorf("Open with no URL: %v, want an error naming URL", err)
+	}
+}
