@@ -1,0 +1,148 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Headers carried by a dead letter, next to the original message body.
+const (
+	HeaderReason    = "Paperpipe-Reason"
+	HeaderAttempts  = "Paperpipe-Attempts"
+	HeaderSubject   = "Paperpipe-Subject"
+	HeaderStreamSeq = "Paperpipe-Stream-Seq"
+	HeaderFailedAt  = "Paperpipe-Failed-At"
+	HeaderPaperID   = "Paperpipe-Paper-Id"
+)
+
+// deadLetter copies the message, its reason and its delivery count to the dead-letter stream,
+// then terminates it. If the copy fails the message is returned for redelivery instead, so a
+// message is never terminated without a dead letter.
+func (w *Worker) deadLetter(ctx context.Context, j job, reason error) {
+	attempts, seq := uint64(0), uint64(0)
+	if j.meta != nil {
+		attempts, seq = j.meta.NumDelivered, j.meta.Sequence.Stream
+	}
+	dead := &nats.Msg{
+		Subject: SubjectDead + "." + w.cfg.Consumer,
+		Data:    j.msg.Data(),
+		Header:  nats.Header{},
+	}
+	dead.Header.Set(HeaderReason, reason.Error())
+	dead.Header.Set(HeaderAttempts, strconv.FormatUint(attempts, 10))
+	dead.Header.Set(HeaderSubject, j.msg.Subject())
+	dead.Header.Set(HeaderStreamSeq, strconv.FormatUint(seq, 10))
+	dead.Header.Set(HeaderFailedAt, time.Now().UTC().Format(time.RFC3339))
+	dead.Header.Set(HeaderPaperID, j.a.ID)
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	opts := []jetstream.PublishOpt{}
+	if seq > 0 {
+		opts = append(opts, jetstream.WithMsgID("dead:"+w.cfg.Consumer+":"+strconv.FormatUint(seq, 10)))
+	}
+	if _, err := w.js.PublishMsg(pctx, dead, opts...); err != nil {
+		w.log.Error("dead-lettering failed; message returned to the queue", "id", j.a.ID, "err", err)
+		_ = j.msg.NakWithDelay(w.cfg.Backoff(int(attempts)))
+		w.stats.retried.Add(1)
+		return
+	}
+	w.log.Warn("dead-lettered", "id", j.a.ID, "attempts", attempts, "reason", reason)
+	if err := j.msg.TermWithReason(truncate(reason.Error(), 200)); err != nil {
+		w.log.Debug("term failed", "id", j.a.ID, "err", err)
+	}
+	w.stats.dead.Add(1)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// DeadLetter is one message in the dead-letter stream.
+type DeadLetter struct {
+	Seq      uint64    `json:"seq"` // sequence in the dead-letter stream; the id for replay
+	PaperID  string    `json:"paper_id"`
+	Subject  string    `json:"subject"` // where it came from
+	Reason   string    `json:"reason"`
+	Attempts int       `json:"attempts"`
+	FailedAt time.Time `json:"failed_at"`
+	Data     []byte    `json:"-"`
+}
+
+// ListDeadLetters returns up to limit dead letters, oldest first (limit ≤ 0: all).
+func ListDeadLetters(ctx context.Context, js jetstream.JetStream, limit int) ([]DeadLetter, error) {
+	s, err := js.Stream(ctx, StreamDead)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dead-letter stream: %w", err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dead-letter stream info: %w", err)
+	}
+	var out []DeadLetter
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0; seq++ {
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+		raw, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("dead letter %d: %w", seq, err)
+		}
+		out = append(out, deadLetterOf(raw))
+	}
+	return out, nil
+}
+
+func deadLetterOf(raw *jetstream.RawStreamMsg) DeadLetter {
+	attempts, _ := strconv.Atoi(raw.Header.Get(HeaderAttempts))
+	at, _ := time.Parse(time.RFC3339, raw.Header.Get(HeaderFailedAt))
+	return DeadLetter{
+		Seq: raw.Sequence, PaperID: raw.Header.Get(HeaderPaperID), Subject: raw.Header.Get(HeaderSubject),
+		Reason: raw.Header.Get(HeaderReason), Attempts: attempts, FailedAt: at, Data: raw.Data,
+	}
+}
+
+// ReplayDeadLetter republishes one dead letter onto the subject it came from and removes it
+// from the dead-letter stream. The republished message has a fresh message id, so the
+// server's duplicate window does not drop it.
+func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) error {
+	s, err := js.Stream(ctx, StreamDead)
+	if err != nil {
+		return fmt.Errorf("dead-letter stream: %w", err)
+	}
+	raw, err := s.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("dead letter %d: not found", seq)
+	}
+	if err != nil {
+		return fmt.Errorf("dead letter %d: %w", seq, err)
+	}
+	dl := deadLetterOf(raw)
+	subject := dl.Subject
+	if subject != SubjectNew && subject != SubjectReprocess {
+		subject = SubjectNew
+	}
+	msg := &nats.Msg{Subject: subject, Data: raw.Data, Header: nats.Header{}}
+	id := "replay:" + strconv.FormatUint(seq, 10) + ":" + strconv.FormatInt(time.Now().UnixNano(), 10)
+	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(id)); err != nil {
+		return fmt.Errorf("replay dead letter %d: %w", seq, err)
+	}
+	if err := s.DeleteMsg(ctx, seq); err != nil {
+		return fmt.Errorf("replayed dead letter %d but could not remove it: %w", seq, err)
+	}
+	return nil
+}

@@ -1,0 +1,350 @@
+package pipeline_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/ingest"
+	"github.com/paperpipe/paperpipe/internal/natstest"
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/internal/pgtest"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/pipeline"
+	"github.com/paperpipe/paperpipe/store"
+	"github.com/paperpipe/paperpipe/summarize"
+)
+
+// testBundle is one test's real services: its own JetStream server, its own database schema.
+type testBundle struct {
+	js    jetstream.JetStream
+	store *store.Store
+	space paper.Space
+}
+
+func setup(t *testing.T, emb pipeline.Embedder, topo pipeline.TopologyConfig) *testBundle {
+	t.Helper()
+	ctx := context.Background()
+	js := natstest.Start(t).Connect(t)
+	if err := pipeline.Setup(ctx, js, topo); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, store.Config{URL: pgtest.URL(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sp, err := st.EnsureSpace(ctx, emb.Space())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testBundle{js: js, store: st, space: sp}
+}
+
+// sample reads the shipped sample archive.
+func sample(t *testing.T) []paper.Abstract {
+	t.Helper()
+	r, closer, err := ingest.Open(filepath.Join("..", "testdata", "sample-papers.txt"), ingest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	var out []paper.Abstract
+	for {
+		a, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, a)
+	}
+}
+
+func publish(t *testing.T, js jetstream.JetStream, papers []paper.Abstract) pipeline.PublishStats {
+	t.Helper()
+	ctx := context.Background()
+	p := pipeline.NewPublisher(js, pipeline.SubjectNew, 64)
+	for _, a := range papers {
+		if err := p.Publish(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return p.Stats()
+}
+
+// runUntilIdle runs a worker until the consumer is empty.
+func runUntilIdle(t *testing.T, b *testBundle, sum pipeline.Summarizer, emb pipeline.Embedder, cfg pipeline.WorkerConfig) pipeline.WorkerStats {
+	t.Helper()
+	return runWith(t, b, b.store, sum, emb, cfg)
+}
+
+func runWith(t *testing.T, b *testBundle, st pipeline.Store, sum pipeline.Summarizer, emb pipeline.Embedder, cfg pipeline.WorkerConfig) pipeline.WorkerStats {
+	t.Helper()
+	cfg.SpaceID = b.space.ID
+	cfg.ExitWhenIdle = true
+	if cfg.FetchWait == 0 {
+		cfg.FetchWait = 200 * time.Millisecond
+	}
+	w, err := pipeline.NewWorker(b.js, st, sum, emb, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := w.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("worker did not finish: %+v", w.Stats())
+	}
+	return w.Stats()
+}
+
+func counts(t *testing.T, b *testBundle, sum pipeline.Summarizer) store.Counts {
+	t.Helper()
+	c, err := b.store.Counts(context.Background(), store.Work{Model: sum.Model(), PromptVersion: sum.PromptVersion(), SpaceID: b.space.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// chatCallsFor is the number of chat completions the stored TL;DRs took: one each, two for
+// those whose first answer failed validation.
+func chatCallsFor(t *testing.T, b *testBundle, papers []paper.Abstract) int64 {
+	t.Helper()
+	var n int64
+	for _, a := range papers {
+		sums, err := b.store.Summaries(context.Background(), a.ID)
+		if err != nil || len(sums) != 1 {
+			t.Fatalf("summaries of %s: %v, %v", a.ID, sums, err)
+		}
+		n++
+		if sums[0].Validation != paper.ValidOK {
+			n++
+		}
+	}
+	return n
+}
+
+func TestWorkerStoresTLDRAndEmbeddingForEverySamplePaper(t *testing.T) {
+	t.Parallel()
+	sum, emb := summarize.NewOffline(30), embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	papers := sample(t)
+	if st := publish(t, b.js, papers); st.Published != len(papers) {
+		t.Fatalf("published %d of %d", st.Published, len(papers))
+	}
+	ws := runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 8, BatchSize: 16})
+	c := counts(t, b, sum)
+	if c.Papers != int64(len(papers)) || c.WithTLDR != c.Papers || c.WithEmbedding != c.Papers {
+		t.Errorf("counts = %+v, want %d papers each with a TL;DR and an embedding", c, len(papers))
+	}
+	if ws.Acked != int64(len(papers)) || ws.Dead != 0 {
+		t.Errorf("worker stats = %+v", ws)
+	}
+}
+
+func TestRepeatedIngestIsDroppedAndRedeliveryMakesNoAPICalls(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 64})
+	sum, err := summarize.New(summarize.Config{BaseURL: api.URL(), APIKey: "test", Model: "gpt-4o-mini"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb, err := embed.New(embed.Config{BaseURL: api.URL(), APIKey: "test", Model: "text-embedding-3-small", Dimensions: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	papers := sample(t)[:40]
+	publish(t, b.js, papers)
+	runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 8})
+	first := api.Stats()
+	if want := chatCallsFor(t, b, papers); first.ChatDelivered != want {
+		t.Fatalf("chat completions delivered = %d, want %d", first.ChatDelivered, want)
+	}
+	if first.EmbedRequests >= int64(len(papers)) {
+		t.Errorf("embedding requests = %d for %d papers: inputs are not batched", first.EmbedRequests, len(papers))
+	}
+
+	// The same ingest again is dropped by the server's duplicate window.
+	if st := publish(t, b.js, papers); st.Duplicates != len(papers) || st.Published != 0 {
+		t.Errorf("second ingest: %+v, want all %d dropped as duplicates", st, len(papers))
+	}
+	// Past the window (published without a message id), the worker finds everything stored.
+	for _, a := range papers {
+		data, _ := json.Marshal(a)
+		if _, err := b.js.Publish(context.Background(), pipeline.SubjectNew, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ws := runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 8})
+	if ws.Skipped != int64(len(papers)) {
+		t.Errorf("skipped %d, want %d", ws.Skipped, len(papers))
+	}
+	if second := api.Stats(); second.ChatRequests != first.ChatRequests || second.EmbedRequests != first.EmbedRequests {
+		t.Errorf("API calls after redelivery: chat %d→%d, embeddings %d→%d; want none",
+			first.ChatRequests, second.ChatRequests, first.EmbedRequests, second.EmbedRequests)
+	}
+	if c := counts(t, b, sum); c.Papers != int64(len(papers)) || c.TLDRsTotal != int64(len(papers)) {
+		t.Errorf("counts = %+v: rows were duplicated", c)
+	}
+}
+
+// flakyStore fails the first n TL;DR saves, like a database that restarts mid-run.
+type flakyStore struct {
+	*store.Store
+	failures atomic.Int64
+}
+
+func (f *flakyStore) SaveSummaries(ctx context.Context, s []paper.Summary) (int, error) {
+	if f.failures.Add(-1) >= 0 {
+		return 0, errors.New("connection reset by peer")
+	}
+	return f.Store.SaveSummaries(ctx, s)
+}
+
+func (f *flakyStore) UpsertPapers(ctx context.Context, p []paper.Abstract, w paper.Work) ([]paper.Pending, error) {
+	return f.Store.UpsertPapers(ctx, p, w)
+}
+
+func TestFailedSaveIsRetriedWithoutPayingTwice(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 32})
+	sum, _ := summarize.New(summarize.Config{BaseURL: api.URL(), APIKey: "k", Model: "m"})
+	emb, _ := embed.New(embed.Config{BaseURL: api.URL(), APIKey: "k", Model: "e", Dimensions: 32})
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	papers := sample(t)[:10]
+	publish(t, b.js, papers)
+	fs := &flakyStore{Store: b.store}
+	fs.failures.Store(3)
+	ws := runWith(t, b, fs, sum, emb, pipeline.WorkerConfig{Concurrency: 10})
+	if c := counts(t, b, sum); c.WithTLDR != int64(len(papers)) || c.WithEmbedding != int64(len(papers)) {
+		t.Fatalf("counts = %+v, want all %d done", c, len(papers))
+	}
+	if fs.failures.Load() >= 0 {
+		t.Fatal("the store never failed; the test proves nothing")
+	}
+	// The TL;DRs that came back were kept and saved again, not bought again.
+	if s := api.Stats(); s.ChatDelivered != chatCallsFor(t, b, papers) || s.EmbedInputsDelivered != int64(len(papers)) {
+		t.Errorf("delivered chat %d, embeddings %d for %d papers: work was paid twice", s.ChatDelivered, s.EmbedInputsDelivered, len(papers))
+	}
+	if ws.Acked != int64(len(papers)) {
+		t.Errorf("stats = %+v", ws)
+	}
+}
+
+func TestUndecodableMessageIsDeadLetteredWithReasonAndReplayable(t *testing.T) {
+	t.Parallel()
+	sum, emb := summarize.NewOffline(30), embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	ctx := context.Background()
+	if _, err := b.js.Publish(ctx, pipeline.SubjectNew, []byte(`{"id":"arxiv:2401.00001","title":"x"`)); err != nil {
+		t.Fatal(err)
+	}
+	good := sample(t)[:3]
+	publish(t, b.js, good)
+	ws := runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{})
+	if ws.Dead != 1 || ws.Acked != 3 {
+		t.Fatalf("stats = %+v, want 1 dead and 3 acked", ws)
+	}
+	dls, err := pipeline.ListDeadLetters(ctx, b.js, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 1 || !strings.Contains(dls[0].Reason, "not an abstract") || dls[0].Attempts != 1 || dls[0].Subject != pipeline.SubjectNew {
+		t.Fatalf("dead letters = %+v", dls)
+	}
+	if err := pipeline.ReplayDeadLetter(ctx, b.js, dls[0].Seq); err != nil {
+		t.Fatal(err)
+	}
+	ws = runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{})
+	if ws.Dead != 1 {
+		t.Errorf("replayed message: stats %+v, want it dead-lettered again", ws)
+	}
+	if dls, _ := pipeline.ListDeadLetters(ctx, b.js, 0); len(dls) != 1 || dls[0].Seq == 1 {
+		t.Errorf("after replay the dead-letter stream holds %+v, want only the new copy", dls)
+	}
+}
+
+func TestPersistentTransientFailureIsDeadLetteredAfterMaxDeliver(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 16, Faults: openaitest.Faults{ServerError: 1}})
+	sum, _ := summarize.New(summarize.Config{BaseURL: api.URL(), APIKey: "k", Model: "m", MaxRetries: 1})
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 2})
+	publish(t, b.js, sample(t)[:2])
+	ws := runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{Backoff: func(int) time.Duration { return 10 * time.Millisecond }})
+	if ws.Dead != 2 || ws.Acked != 0 {
+		t.Fatalf("stats = %+v, want both dead", ws)
+	}
+	dls, err := pipeline.ListDeadLetters(context.Background(), b.js, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dls {
+		if d.Attempts != 2 || !strings.Contains(d.Reason, "gave up after 2 deliveries") {
+			t.Errorf("dead letter %+v", d)
+		}
+	}
+	// The embedding part succeeded and stays stored: a replay would only need the TL;DR.
+	if c := counts(t, b, sum); c.WithEmbedding != 2 || c.WithTLDR != 0 {
+		t.Errorf("counts = %+v, want embeddings kept and no TL;DR", c)
+	}
+}
+
+func TestShutdownMidRunLosesNothingAndDoesNothingTwice(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 16, ChatLatency: 150 * time.Millisecond})
+	sum, _ := summarize.New(summarize.Config{BaseURL: api.URL(), APIKey: "k", Model: "m"})
+	emb, _ := embed.New(embed.Config{BaseURL: api.URL(), APIKey: "k", Model: "e", Dimensions: 16})
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	papers := sample(t)
+	publish(t, b.js, papers)
+
+	w, err := pipeline.NewWorker(b.js, b.store, sum, emb, pipeline.WorkerConfig{SpaceID: b.space.ID, Concurrency: 8, DrainTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+	// Stop once some work has been acknowledged, with more in flight.
+	for w.Stats().Acked < 10 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	first := w.Stats()
+	if first.Acked >= int64(len(papers)) {
+		t.Fatalf("the worker finished everything before the shutdown; the test proves nothing: %+v", first)
+	}
+	runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 8})
+	c := counts(t, b, sum)
+	if c.Papers != int64(len(papers)) || c.WithTLDR != c.Papers || c.WithEmbedding != c.Papers || c.TLDRsTotal != c.Papers {
+		t.Errorf("after restart: %+v, want every paper done once", c)
+	}
+	if s := api.Stats(); s.ChatDelivered > int64(len(papers))+int64(8) {
+		t.Errorf("chat completions delivered %d for %d papers: more than the in-flight ones at shutdown were paid twice", s.ChatDelivered, len(papers))
+	}
+}

@@ -1,0 +1,93 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// MsgID is the Nats-Msg-Id of an abstract: its canonical id and content hash, so that the same
+// version of a paper published twice within the duplicate window is dropped by the server,
+// while a changed abstract goes through.
+func MsgID(a paper.Abstract) string {
+	return a.ID + "@" + a.ContentHash()[:16]
+}
+
+// Publisher puts abstracts on the PAPERS stream. It publishes asynchronously with a bounded
+// number of unacknowledged messages and is not safe for concurrent use.
+type Publisher struct {
+	js      jetstream.JetStream
+	subject string
+	window  []jetstream.PubAckFuture
+	max     int
+	stats   PublishStats
+}
+
+// PublishStats counts what a Publisher has done.
+type PublishStats struct {
+	Published  int `json:"published"`  // stored by the server
+	Duplicates int `json:"duplicates"` // dropped by the server as repeats
+}
+
+// NewPublisher returns a Publisher for subject (SubjectNew or SubjectReprocess). maxPending
+// bounds the messages in flight; it defaults to 256.
+func NewPublisher(js jetstream.JetStream, subject string, maxPending int) *Publisher {
+	if maxPending <= 0 {
+		maxPending = 256
+	}
+	return &Publisher{js: js, subject: subject, max: maxPending}
+}
+
+// Publish sends one abstract. It returns once the message is handed to the connection; errors
+// from the server surface from a later Publish or from Flush.
+func (p *Publisher) Publish(ctx context.Context, a paper.Abstract) error {
+	data, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", a.ID, err)
+	}
+	msg := &nats.Msg{Subject: p.subject, Data: data, Header: nats.Header{}}
+	f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(MsgID(a)))
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", a.ID, err)
+	}
+	p.window = append(p.window, f)
+	if len(p.window) >= p.max {
+		return p.settle(ctx, len(p.window)/2)
+	}
+	return nil
+}
+
+// Flush waits until the server has acknowledged every message published so far.
+func (p *Publisher) Flush(ctx context.Context) error {
+	return p.settle(ctx, len(p.window))
+}
+
+// Stats returns the counts of acknowledged messages so far.
+func (p *Publisher) Stats() PublishStats { return p.stats }
+
+// settle waits for the oldest n futures.
+func (p *Publisher) settle(ctx context.Context, n int) error {
+	var errs []error
+	for _, f := range p.window[:n] {
+		select {
+		case ack := <-f.Ok():
+			if ack.Duplicate {
+				p.stats.Duplicates++
+			} else {
+				p.stats.Published++
+			}
+		case err := <-f.Err():
+			errs = append(errs, fmt.Errorf("publish %s: %w", f.Msg().Header.Get(jetstream.MsgIDHeader), err))
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	p.window = append(p.window[:0], p.window[n:]...)
+	return errors.Join(errs...)
+}

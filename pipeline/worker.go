@@ -1,0 +1,650 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// Summarizer writes a one-sentence TL;DR of an abstract.
+type Summarizer interface {
+	// Model names the model that writes the TL;DRs; stored with each one.
+	Model() string
+	// PromptVersion names the prompt; stored with each TL;DR.
+	PromptVersion() string
+	// Summarize returns the TL;DR of a. Errors wrapping paper.ErrPermanent are not retried.
+	Summarize(ctx context.Context, a paper.Abstract) (paper.Summary, error)
+}
+
+// Embedder turns abstracts into vectors of one embedding space.
+type Embedder interface {
+	// Space names the model, dimensions and input template of the vectors.
+	Space() paper.Space
+	// Embed returns one embedding per abstract, in order, and what the calls cost.
+	// Errors wrapping paper.ErrPermanent are not retried.
+	Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Embedding, paper.Usage, error)
+}
+
+// Store is the ledger of papers and of the work done on them.
+type Store interface {
+	// UpsertPapers records papers and reports, per paper and in order, what work is missing.
+	UpsertPapers(ctx context.Context, papers []paper.Abstract, w paper.Work) ([]paper.Pending, error)
+	// SaveSummaries stores TL;DRs and returns how many were current and saved.
+	SaveSummaries(ctx context.Context, sums []paper.Summary) (int, error)
+	// SaveEmbeddings stores vectors of one space and returns how many were current and saved.
+	SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.Embedding) (int, error)
+	// RecordUsage adds API requests and tokens to the usage ledger.
+	RecordUsage(ctx context.Context, u []paper.Usage) error
+}
+
+// WorkerConfig configures a Worker.
+type WorkerConfig struct {
+	// Consumer is the durable consumer to pull from. Defaults to ConsumerNew.
+	Consumer string
+	// SpaceID is the embedding space the vectors are stored in. Required.
+	SpaceID int64
+	// Concurrency bounds the messages being processed at once, and so the TL;DR requests in
+	// flight. Defaults to 16.
+	Concurrency int
+	// BatchSize bounds the messages taken from the consumer and recorded in one transaction.
+	// Defaults to 64.
+	BatchSize int
+	// EmbedBatch bounds the abstracts gathered, across messages, into one Embed call; the
+	// embedder splits it further by its own request limits. Defaults to 512.
+	EmbedBatch int
+	// Linger is how long a micro-batch (intake, embedding, TL;DR saves) waits to fill once it
+	// has its first item. Defaults to 10ms.
+	Linger time.Duration
+	// FetchWait is how long one pull request waits for messages. Defaults to 1 second.
+	FetchWait time.Duration
+	// MsgTimeout bounds the processing of one message, API calls and retries included.
+	// Defaults to 5 minutes; InProgress keeps the message from being redelivered meanwhile.
+	MsgTimeout time.Duration
+	// ProgressInterval is how often a message being processed is marked InProgress. Defaults
+	// to a third of the consumer's AckWait.
+	ProgressInterval time.Duration
+	// DrainTimeout is how long Run lets in-flight messages finish after its context is done
+	// before it cancels them and returns them to the queue. Defaults to 30 seconds.
+	DrainTimeout time.Duration
+	// Backoff gives the redelivery delay after the n-th failed delivery (n ≥ 1). Defaults to
+	// 2s·2^(n-1) with full jitter, capped at 5 minutes.
+	Backoff func(n int) time.Duration
+	// ExitWhenIdle makes Run return once the consumer has nothing pending or unacknowledged.
+	ExitWhenIdle bool
+	// Logger receives one line per failure. Defaults to discarding.
+	Logger *slog.Logger
+}
+
+func (c *WorkerConfig) setDefaults() {
+	if c.Consumer == "" {
+		c.Consumer = ConsumerNew
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 16
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 64
+	}
+	if c.BatchSize > c.Concurrency {
+		c.BatchSize = c.Concurrency
+	}
+	if c.EmbedBatch <= 0 {
+		c.EmbedBatch = 512
+	}
+	if c.Linger <= 0 {
+		c.Linger = 10 * time.Millisecond
+	}
+	if c.FetchWait <= 0 {
+		c.FetchWait = time.Second
+	}
+	if c.MsgTimeout <= 0 {
+		c.MsgTimeout = 5 * time.Minute
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+	if c.Backoff == nil {
+		c.Backoff = DefaultBackoff
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+}
+
+// DefaultBackoff is 2s·2^(n-1) with full jitter, capped at 5 minutes.
+func DefaultBackoff(n int) time.Duration {
+	d := 2 * time.Second << min(max(n-1, 0), 8)
+	d = min(d, 5*time.Minute)
+	return d/2 + rand.N(d/2+1)
+}
+
+// WorkerStats counts what a Worker has done since it started.
+type WorkerStats struct {
+	Received   int64 `json:"received"`   // messages delivered to this worker
+	Acked      int64 `json:"acked"`      // messages whose work is stored
+	Skipped    int64 `json:"skipped"`    // acked with nothing to do: all results already stored
+	Retried    int64 `json:"retried"`    // negatively acknowledged for a later redelivery
+	Dead       int64 `json:"dead"`       // terminated and copied to the dead-letter stream
+	TLDRs      int64 `json:"tldrs"`      // TL;DRs stored
+	Embeddings int64 `json:"embeddings"` // embeddings stored
+}
+
+// Worker processes messages from one durable consumer.
+type Worker struct {
+	cfg   WorkerConfig
+	js    jetstream.JetStream
+	store Store
+	sum   Summarizer
+	emb   Embedder
+	work  paper.Work
+	log   *slog.Logger
+
+	maxDeliver int
+	stats      struct {
+		received, acked, skipped, retried, dead, tldrs, embeddings atomic.Int64
+	}
+}
+
+// NewWorker returns a Worker. The streams and consumers must exist (see Setup).
+func NewWorker(js jetstream.JetStream, st Store, sum Summarizer, emb Embedder, cfg WorkerConfig) (*Worker, error) {
+	cfg.setDefaults()
+	if cfg.SpaceID == 0 {
+		return nil, errors.New("worker: SpaceID is required")
+	}
+	return &Worker{
+		cfg: cfg, js: js, store: st, sum: sum, emb: emb, log: cfg.Logger,
+		work: paper.Work{Model: sum.Model(), PromptVersion: sum.PromptVersion(), SpaceID: cfg.SpaceID},
+	}, nil
+}
+
+// Stats returns a snapshot of the worker's counters.
+func (w *Worker) Stats() WorkerStats {
+	s := &w.stats
+	return WorkerStats{
+		Received: s.received.Load(), Acked: s.acked.Load(), Skipped: s.skipped.Load(),
+		Retried: s.retried.Load(), Dead: s.dead.Load(), TLDRs: s.tldrs.Load(), Embeddings: s.embeddings.Load(),
+	}
+}
+
+// Run pulls and processes messages until ctx is done (or, with ExitWhenIdle, until the
+// consumer is empty). When ctx is done it stops pulling, lets in-flight messages finish for up
+// to DrainTimeout, then cancels the rest and returns them to the queue with a plain Nak. A
+// message is acknowledged only after its results are committed, so a crash at any point
+// loses nothing: the message is redelivered and finds its finished parts in the store.
+func (w *Worker) Run(ctx context.Context) error {
+	cons, err := w.js.Consumer(ctx, StreamPapers, w.cfg.Consumer)
+	if err != nil {
+		return fmt.Errorf("worker: consumer %s: %w", w.cfg.Consumer, err)
+	}
+	info := cons.CachedInfo()
+	w.maxDeliver = info.Config.MaxDeliver
+	if w.cfg.ProgressInterval <= 0 {
+		w.cfg.ProgressInterval = max(info.Config.AckWait/3, time.Second)
+	}
+
+	// workCtx outlives ctx by up to DrainTimeout so in-flight messages can finish.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	embedB := newBatcher(workCtx, w.cfg.EmbedBatch, w.cfg.Linger, w.flushEmbeddings)
+	saveB := newBatcher(workCtx, w.cfg.BatchSize, w.cfg.Linger, w.flushSummaries)
+
+	slots := make(chan struct{}, w.cfg.Concurrency)
+	var inflight sync.WaitGroup
+	release := func(n int) {
+		for range n {
+			<-slots
+		}
+	}
+	dispatch := func(msgs []jetstream.Msg) {
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			w.handleBatch(workCtx, msgs, embedB, saveB, release)
+		}()
+	}
+
+	runErr := w.pull(ctx, cons, slots, release, dispatch)
+
+	done := make(chan struct{})
+	go func() { inflight.Wait(); embedB.Wait(); saveB.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(w.cfg.DrainTimeout):
+		w.log.Warn("drain timeout: returning unfinished messages to the queue", "timeout", w.cfg.DrainTimeout)
+		cancelWork()
+		<-done
+	}
+	return runErr
+}
+
+// pull fetches messages while slots are free and hands them out in micro-batches.
+func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan struct{}, release func(int), dispatch func([]jetstream.Msg)) error {
+	fetchErrs := 0
+	for ctx.Err() == nil {
+		// Hold at least one slot, then as many more as are free, up to BatchSize.
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		held := 1
+		for held < w.cfg.BatchSize {
+			select {
+			case slots <- struct{}{}:
+				held++
+				continue
+			default:
+			}
+			break
+		}
+		batch, err := cons.Fetch(held, jetstream.FetchMaxWait(w.cfg.FetchWait))
+		if err != nil {
+			release(held)
+			fetchErrs++
+			w.log.Warn("fetch failed; retrying", "consumer", w.cfg.Consumer, "err", err)
+			if !sleepCtx(ctx, DefaultBackoff(min(fetchErrs, 4))) {
+				return nil
+			}
+			continue
+		}
+		fetchErrs = 0
+		got := w.gather(batch, dispatch)
+		release(held - got)
+		if got == 0 && w.cfg.ExitWhenIdle && len(slots) == 0 {
+			idle, err := w.idle(ctx, cons)
+			if err != nil {
+				w.log.Warn("consumer info failed", "err", err)
+			}
+			if idle {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+// gather reads one pull batch as messages arrive and dispatches them in groups: a group goes
+// when it is full or Linger after its first message.
+func (w *Worker) gather(batch jetstream.MessageBatch, dispatch func([]jetstream.Msg)) int {
+	got := 0
+	var group []jetstream.Msg
+	var timer *time.Timer
+	msgs := batch.Messages()
+	for {
+		var tick <-chan time.Time
+		if timer != nil {
+			tick = timer.C
+		}
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				if len(group) > 0 {
+					dispatch(group)
+				}
+				if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
+					w.log.Debug("pull ended", "err", err)
+				}
+				return got
+			}
+			got++
+			w.stats.received.Add(1)
+			group = append(group, m)
+			if len(group) == 1 {
+				timer = time.NewTimer(w.cfg.Linger)
+			}
+			if len(group) >= w.cfg.BatchSize {
+				timer.Stop()
+				timer = nil
+				dispatch(group)
+				group = nil
+			}
+		case <-tick:
+			timer = nil
+			dispatch(group)
+			group = nil
+		}
+	}
+}
+
+// idle reports whether the consumer has nothing left to deliver or to acknowledge.
+func (w *Worker) idle(ctx context.Context, cons jetstream.Consumer) (bool, error) {
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return false, err
+	}
+	return info.NumPending == 0 && info.NumAckPending == 0, nil
+}
+
+// job is one message on its way through the worker.
+type job struct {
+	msg  jetstream.Msg
+	meta *jetstream.MsgMetadata
+	a    paper.Abstract
+}
+
+// handleBatch records a micro-batch of papers in one transaction, then processes each
+// message on its own. It releases one slot per message when that message is settled.
+func (w *Worker) handleBatch(ctx context.Context, msgs []jetstream.Msg, embedB *batcher[paper.Abstract], saveB *batcher[paper.Summary], release func(int)) {
+	jobs := make([]job, 0, len(msgs))
+	for _, m := range msgs {
+		j, err := decode(m)
+		if err != nil {
+			w.deadLetter(ctx, j, err)
+			release(1)
+			continue
+		}
+		jobs = append(jobs, j)
+	}
+	if len(jobs) == 0 {
+		return
+	}
+	abstracts := make([]paper.Abstract, len(jobs))
+	for i, j := range jobs {
+		abstracts[i] = j.a
+	}
+	pending, err := w.store.UpsertPapers(ctx, abstracts, w.work)
+	switch {
+	case errors.Is(err, paper.ErrInvalid) && len(jobs) > 1:
+		// One bad record fails the whole statement: record the papers one by one so that only
+		// the bad one is dead-lettered.
+		jobs, pending = w.upsertEach(ctx, jobs, release)
+	case err != nil:
+		w.log.Warn("recording papers failed; messages will be redelivered", "papers", len(jobs), "err", err)
+		for _, j := range jobs {
+			w.settleFailure(ctx, j, err)
+		}
+		release(len(jobs))
+		return
+	}
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer release(1)
+			w.process(ctx, j, pending[i], embedB, saveB)
+		}()
+	}
+	wg.Wait()
+}
+
+// upsertEach records papers one at a time; those that fail are settled and their slots
+// released. It returns the jobs that were recorded with their Pending.
+func (w *Worker) upsertEach(ctx context.Context, jobs []job, release func(int)) ([]job, []paper.Pending) {
+	var kept []job
+	var pending []paper.Pending
+	for _, j := range jobs {
+		p, err := w.store.UpsertPapers(ctx, []paper.Abstract{j.a}, w.work)
+		if err != nil {
+			w.settleFailure(ctx, j, err)
+			release(1)
+			continue
+		}
+		kept = append(kept, j)
+		pending = append(pending, p[0])
+	}
+	return kept, pending
+}
+
+// decode parses and checks a message. On error the returned job still carries the message.
+func decode(m jetstream.Msg) (job, error) {
+	j := job{msg: m}
+	meta, err := m.Metadata()
+	if err != nil {
+		return j, fmt.Errorf("message metadata: %w: %w", err, paper.ErrInvalid)
+	}
+	j.meta = meta
+	if err := json.Unmarshal(m.Data(), &j.a); err != nil {
+		return j, fmt.Errorf("message is not an abstract: %w: %w", err, paper.ErrInvalid)
+	}
+	if j.a.ID == "" || j.a.Title == "" || j.a.Abstract == "" {
+		return j, fmt.Errorf("abstract %q lacks id, title or text: %w", j.a.ID, paper.ErrInvalid)
+	}
+	return j, nil
+}
+
+// process does what one paper still needs, stores it, and settles the message.
+func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *batcher[paper.Abstract], saveB *batcher[paper.Summary]) {
+	if !p.NeedTLDR && !p.NeedEmbedding {
+		w.stats.skipped.Add(1)
+		w.ack(j)
+		return
+	}
+	mctx, cancel := context.WithTimeout(ctx, w.cfg.MsgTimeout)
+	defer cancel()
+	stopBeat := w.heartbeat(mctx, j.msg)
+	defer stopBeat()
+
+	var embErr, sumErr error
+	var wg sync.WaitGroup
+	if p.NeedEmbedding {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			embErr = embedB.Do(mctx, j.a)
+		}()
+	}
+	if p.NeedTLDR {
+		s, err := w.sum.Summarize(mctx, j.a)
+		if err == nil {
+			err = saveB.Do(mctx, s)
+		}
+		sumErr = err
+	}
+	wg.Wait()
+	stopBeat()
+
+	err := errors.Join(wrapStage("tldr", sumErr), wrapStage("embedding", embErr))
+	if err == nil {
+		w.ack(j)
+		return
+	}
+	w.settleFailure(ctx, j, err)
+}
+
+// settleFailure decides a failed message's fate: bad input and permanent failures are
+// dead-lettered; during shutdown the message goes straight back to the queue; anything else is
+// redelivered after a backoff, or dead-lettered when it has used its deliveries.
+func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
+	switch {
+	case errors.Is(err, paper.ErrPermanent) || errors.Is(err, paper.ErrInvalid):
+		w.deadLetter(ctx, j, err)
+	case ctx.Err() != nil:
+		if nerr := j.msg.Nak(); nerr != nil {
+			w.log.Debug("nak failed", "id", j.a.ID, "err", nerr)
+		}
+		w.stats.retried.Add(1)
+	default:
+		w.retry(ctx, j, err)
+	}
+}
+
+func wrapStage(stage string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", stage, err)
+}
+
+// heartbeat marks the message InProgress every ProgressInterval until stopped.
+func (w *Worker) heartbeat(ctx context.Context, m jetstream.Msg) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(w.cfg.ProgressInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_ = m.InProgress()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { cancel(); <-done }) }
+}
+
+func (w *Worker) ack(j job) {
+	if err := j.msg.Ack(); err != nil {
+		// The results are stored; a redelivery will find them and make no API call.
+		w.log.Warn("ack failed; the message will be redelivered and skipped", "id", j.a.ID, "err", err)
+		return
+	}
+	w.stats.acked.Add(1)
+}
+
+// retry returns the message for a later redelivery, or dead-letters it when this was its last
+// allowed delivery.
+func (w *Worker) retry(ctx context.Context, j job, cause error) {
+	n := int(j.meta.NumDelivered)
+	if w.maxDeliver > 0 && n >= w.maxDeliver {
+		w.deadLetter(ctx, j, fmt.Errorf("gave up after %d deliveries: %w", n, cause))
+		return
+	}
+	delay := w.cfg.Backoff(n)
+	w.log.Info("will retry", "id", j.a.ID, "delivery", n, "delay", delay.Round(time.Millisecond), "err", cause)
+	if err := j.msg.NakWithDelay(delay); err != nil {
+		w.log.Debug("nak failed", "id", j.a.ID, "err", err)
+	}
+	w.stats.retried.Add(1)
+}
+
+// flushEmbeddings embeds a batch gathered across messages in one Embed call and stores the
+// vectors in one transaction. Each paper appears once, whatever the number of messages for it.
+func (w *Worker) flushEmbeddings(ctx context.Context, items []paper.Abstract) []error {
+	index := make(map[string]int, len(items))
+	var uniq []paper.Abstract
+	pos := make([]int, len(items))
+	for i, a := range items {
+		key := a.ID + "@" + a.ContentHash()
+		k, ok := index[key]
+		if !ok {
+			k = len(uniq)
+			index[key] = k
+			uniq = append(uniq, a)
+		}
+		pos[i] = k
+	}
+	uerrs := w.embedAndSave(ctx, uniq)
+	if uerrs == nil {
+		return nil
+	}
+	errs := make([]error, len(items))
+	for i := range items {
+		errs[i] = uerrs[pos[i]]
+	}
+	return errs
+}
+
+// embedAndSave embeds and stores papers. A permanent failure of a request with several inputs
+// is narrowed down by halves, so one bad input does not fail its neighbours.
+func (w *Worker) embedAndSave(ctx context.Context, papers []paper.Abstract) []error {
+	embs, usage, err := w.emb.Embed(ctx, papers)
+	if usage.Requests > 0 {
+		w.recordUsage(ctx, []paper.Usage{usage})
+	}
+	if err == nil && len(embs) != len(papers) {
+		err = fmt.Errorf("embedder returned %d vectors for %d inputs: %w", len(embs), len(papers), paper.ErrPermanent)
+	}
+	if err != nil {
+		if errors.Is(err, paper.ErrPermanent) && len(papers) > 1 {
+			h := len(papers) / 2
+			return append(w.embedAndSave(ctx, papers[:h]), w.embedAndSave(ctx, papers[h:])...)
+		}
+		return fill(len(papers), err)
+	}
+	var n int
+	err = saveWithRetry(ctx, w.log, "embeddings", func() (err error) {
+		n, err = w.store.SaveEmbeddings(ctx, w.cfg.SpaceID, embs)
+		return err
+	})
+	if err != nil {
+		return fill(len(papers), fmt.Errorf("store embeddings: %w", err))
+	}
+	w.stats.embeddings.Add(int64(n))
+	return make([]error, len(papers))
+}
+
+// flushSummaries stores TL;DRs gathered across messages in one transaction (group commit),
+// with their usage.
+func (w *Worker) flushSummaries(ctx context.Context, sums []paper.Summary) []error {
+	var n int
+	err := saveWithRetry(ctx, w.log, "TL;DRs", func() (err error) {
+		n, err = w.store.SaveSummaries(ctx, sums)
+		return err
+	})
+	if err != nil {
+		return fill(len(sums), fmt.Errorf("store TL;DRs: %w", err))
+	}
+	w.stats.tldrs.Add(int64(n))
+	usage := make([]paper.Usage, 0, len(sums))
+	for _, s := range sums {
+		if s.Usage.Requests > 0 {
+			usage = append(usage, s.Usage)
+		}
+	}
+	w.recordUsage(ctx, usage)
+	return nil
+}
+
+// recordUsage adds to the usage ledger. A failure is logged, not returned: the results are
+// what matter, and the ledger is for reporting.
+func (w *Worker) recordUsage(ctx context.Context, u []paper.Usage) {
+	if len(u) == 0 {
+		return
+	}
+	if err := w.store.RecordUsage(ctx, u); err != nil {
+		w.log.Warn("recording API usage failed", "err", err)
+	}
+}
+
+// saveWithRetry retries a save of results already paid for: losing them would mean buying
+// them again. It gives up after about 30 seconds, or when ctx is done.
+func saveWithRetry(ctx context.Context, log *slog.Logger, what string, save func() error) error {
+	delay := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := save()
+		if err == nil || attempt == 9 || errors.Is(err, paper.ErrInvalid) {
+			return err
+		}
+		log.Warn("saving results failed; retrying", "what", what, "attempt", attempt, "err", err)
+		if !sleepCtx(ctx, delay) {
+			return err
+		}
+		delay = min(delay*2, 8*time.Second)
+	}
+}
+
+func fill(n int, err error) []error {
+	errs := make([]error, n)
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
