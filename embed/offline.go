@@ -1,0 +1,227 @@
+package embed
+
+import (
+	"context"
+	"hash/fnv"
+	"math"
+	"strings"
+	"unicode"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// Offline model identity.
+const (
+	OfflineModel      = "paperpipe-offline-hash"
+	OfflineDimensions = 768
+)
+
+// Offline is the built-in lexical embedder. A text becomes terms (lower-cased runs of letters
+// and digits; a hyphenated word gives its parts and the joined form; English stop words
+// dropped; a light suffix stripper for plurals, -ing, -ed and a final e), each weighted by
+// sublinear term frequency (1 + ln tf) times a fixed prior (see termPrior), hashed with
+// FNV-1a into one of 768 dimensions with a sign taken from another bit of the hash (so
+// collisions cancel in expectation instead of adding up), and the vector is L2-normalised.
+// Cosine similarity of two vectors then approximates the TF-IDF cosine of the texts. It is
+// deterministic and safe for concurrent use.
+type Offline struct{}
+
+// NewOffline returns the offline embedder.
+func NewOffline() *Offline { return &Offline{} }
+
+// Space returns the offline space: paperpipe-offline-hash, 768 dimensions, title+abstract.
+func (o *Offline) Space() paper.Space {
+	return paper.Space{Model: OfflineModel, Dimensions: OfflineDimensions, Template: TemplateTitleAbstract}
+}
+
+// Embed returns one embedding per paper, in order. Usage names the model and kind and counts
+// no requests or tokens.
+func (o *Offline) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Embedding, paper.Usage, error) {
+	usage := paper.Usage{Model: OfflineModel, Kind: paper.KindEmbedding}
+	out := make([]paper.Embedding, len(papers))
+	for i, p := range papers {
+		if i%64 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, usage, err
+			}
+		}
+		out[i] = paper.Embedding{
+			PaperID:     p.ID,
+			Vector:      o.Vector(TitleAbstract(p)),
+			ContentHash: p.ContentHash(),
+			Usage:       usage,
+		}
+	}
+	return out, usage, nil
+}
+
+// EmbedQuery returns the vector of a free-text query in the same space.
+func (o *Offline) EmbedQuery(ctx context.Context, text string) ([]float32, paper.Usage, error) {
+	usage := paper.Usage{Model: OfflineModel, Kind: paper.KindEmbedding}
+	if err := ctx.Err(); err != nil {
+		return nil, usage, err
+	}
+	return o.Vector(text), usage, nil
+}
+
+// Vector returns the unit vector of text (all zeros when text has no terms).
+func (o *Offline) Vector(text string) []float32 {
+	v := make([]float64, OfflineDimensions)
+	for term, w := range termWeights(text) {
+		h := fnv.New64a()
+		h.Write([]byte(term))
+		sum := h.Sum64()
+		idx := sum % OfflineDimensions
+		if sum>>63 == 1 {
+			w = -w
+		}
+		v[idx] += w
+	}
+	var norm float64
+	for _, x := range v {
+		norm += x * x
+	}
+	out := make([]float32, OfflineDimensions)
+	if norm == 0 {
+		return out
+	}
+	norm = math.Sqrt(norm)
+	for i, x := range v {
+		out[i] = float32(x / norm)
+	}
+	return out
+}
+
+// termWeights returns each term of text with its weight: (1 + ln tf) × termPrior.
+func termWeights(text string) map[string]float64 {
+	tf := map[string]int{}
+	for _, t := range Terms(text) {
+		tf[t]++
+	}
+	w := make(map[string]float64, len(tf))
+	for t, n := range tf {
+		w[t] = (1 + math.Log(float64(n))) * termPrior(t)
+	}
+	return w
+}
+
+// Terms returns the terms of text in order, as the offline embedder sees them: lower-cased
+// runs of letters and digits, stop words dropped, light stemming applied. A hyphenated
+// word ("mixture-of-experts") yields its parts that are not stop words and the joined form
+// ("mixtureofexperts"), so both spellings meet.
+func Terms(text string) []string {
+	var out []string
+	add := func(w string) {
+		if len([]rune(w)) < 2 || stopWords[w] || hasDigit(w) {
+			return
+		}
+		out = append(out, stem(w))
+	}
+	for _, word := range strings.FieldsFunc(strings.ToLower(text), func(r rune) bool {
+		return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '-'
+	}) {
+		parts := strings.FieldsFunc(word, func(r rune) bool { return r == '-' })
+		for _, p := range parts {
+			add(p)
+		}
+		if len(parts) > 1 {
+			add(strings.Join(parts, ""))
+		}
+	}
+	return out
+}
+
+func hasDigit(w string) bool {
+	return strings.IndexFunc(w, unicode.IsDigit) >= 0
+}
+
+// stem is a small suffix stripper: plural -s/-es/-ies, -ing, -ed (undoubling a final double
+// consonant), then a final -e, keeping at least three letters of stem. It conflates "models",
+// "modeling" and "modeled"; "scale", "scales", "scaled" and "scaling".
+func stem(w string) string {
+	n := len(w)
+	switch {
+	case n > 4 && strings.HasSuffix(w, "ies"):
+		w = w[:n-3] + "y"
+	case n > 4 && strings.HasSuffix(w, "sses"):
+		w = w[:n-2]
+	case n > 4 && (strings.HasSuffix(w, "xes") || strings.HasSuffix(w, "ches") || strings.HasSuffix(w, "shes")):
+		w = w[:n-2]
+	case n > 3 && strings.HasSuffix(w, "s") && !strings.HasSuffix(w, "ss") && !strings.HasSuffix(w, "us") && !strings.HasSuffix(w, "is"):
+		w = w[:n-1]
+	}
+	for _, suf := range []string{"ing", "ed"} {
+		if len(w) >= len(suf)+4 && strings.HasSuffix(w, suf) && hasVowel(w[:len(w)-len(suf)]) {
+			w = w[:len(w)-len(suf)]
+			if m := len(w); m >= 2 && w[m-1] == w[m-2] && !strings.ContainsRune("aeioulsz", rune(w[m-1])) {
+				w = w[:m-1]
+			}
+			break
+		}
+	}
+	if len(w) > 4 && strings.HasSuffix(w, "e") {
+		w = w[:len(w)-1]
+	}
+	return w
+}
+
+func hasVowel(s string) bool { return strings.ContainsAny(s, "aeiouy") }
+
+// termPrior is the fixed IDF prior of a stemmed term: 1 for ordinary words; lower for words
+// that are frequent in research abstracts in general and so say little about a paper's
+// topic. It is a general prior, written from what abstracts of any field (and of machine
+// learning, the archive's main field) commonly say, not fitted to the sample archive or to
+// the quality test's answer.
+func termPrior(t string) float64 {
+	if w, ok := priors[t]; ok {
+		return w
+	}
+	return 1
+}
+
+var priors = func() map[string]float64 {
+	m := map[string]float64{}
+	// Words of scientific writing in every field: how a paper talks, not what it is about.
+	for _, w := range strings.Fields(`paper work study propose present introduce show demonstrate
+		result method approach novel new use using base based performance achieve improve
+		improvement outperform existing significant significantly effective effectively
+		state art state-of-the-art stateoftheart also well various different provide further
+		furthermore moreover however specifically address challenge challenging recent recently
+		first second third two three several many problem task experiment experimental
+		extensive comprehensive analysis evaluate evaluation compare compared comparable
+		approach key important critical crucial while often typically enable allow lead
+		leverage finding find reveal suggest consider investigate explore propose design
+		develop strategy technique framework effectiveness efficiency superior better best
+		high higher low lower large larger small smaller number set way aim goal focus
+		potential application applications general overall including include previous prior
+		current standard simple simply robust strong across various thus therefore hence
+		specific particular main primary additional additionally even though without within
+		via make made take given however yet still remain remains lack limited limitation
+		issue issues gap insight insights code available publicly release open source`) {
+		m[stem(w)] = 0.3
+	}
+	// Words that most machine-learning abstracts share.
+	for _, w := range strings.Fields(`model learning train training data dataset language neural
+		network deep benchmark accuracy algorithm system parameter input output
+		llm llms largescale`) {
+		m[stem(w)] = 0.6
+	}
+	return m
+}()
+
+// stopWords are common English function words, dropped before weighting.
+var stopWords = func() map[string]bool {
+	m := map[string]bool{}
+	for _, w := range strings.Fields(`a about above after again against all am an and any are as at be because
+		been before being below between both but by can could did do does doing down during each few
+		for from further had has have having he her here hers herself him himself his how i if in into
+		is it its itself just me more most my myself no nor not now of off on once only or other our
+		ours ourselves out over own same she should so some such than that the their theirs them
+		themselves then there these they this those through to too under until up very was we were
+		what when where which while who whom why will with would you your yours yourself yourselves
+		et al eg ie etc vs cf may might must shall also upon whether either neither whose another
+		per among amongst within without onto toward towards whereas thus hence ones one`) {
+		m[w] = true
+	}
+	return m
+}()

@@ -1,0 +1,311 @@
+package embed
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	openai "github.com/sashabaranov/go-openai"
+
+	"github.com/paperpipe/paperpipe/internal/llm"
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// NativeDimensions returns the native vector length of a well-known embedding model
+// (text-embedding-3-small 1536, text-embedding-3-large 3072, text-embedding-ada-002 1536,
+// nomic-embed-text 768), or 0 for a model it does not know. It is used when
+// Config.Dimensions is 0.
+func NativeDimensions(model string) int {
+	switch model {
+	case "text-embedding-3-small", "text-embedding-ada-002":
+		return 1536
+	case "text-embedding-3-large":
+		return 3072
+	case "nomic-embed-text":
+		return 768
+	}
+	return 0
+}
+
+// Config configures a Client.
+type Config struct {
+	// BaseURL is the OpenAI-compatible API's base URL, up to and including "/v1". Defaults
+	// to "https://api.openai.com/v1".
+	BaseURL string
+	// APIKey is sent as a bearer token; never logged. Defaults to "" (no Authorization
+	// header), which local servers such as Ollama accept.
+	APIKey string
+	// Model is the embedding model. Defaults to "text-embedding-3-small".
+	Model string
+	// Dimensions is the vector length. When set it is also sent as the request's
+	// "dimensions" field (models that can shorten their vectors honour it). Defaults to 0:
+	// the model's native length (NativeDimensions); required for other models.
+	Dimensions int
+	// MaxBatchInputs caps the inputs of one request. Defaults to 2048 (OpenAI's limit).
+	MaxBatchInputs int
+	// MaxBatchTokens caps the estimated tokens (EstimateTokens) of one request. Defaults to
+	// 300000 (OpenAI's limit).
+	MaxBatchTokens int
+	// ContextTokens is the most estimated tokens one input may have; longer inputs are
+	// truncated and marked. Defaults to 8191.
+	ContextTokens int
+	// MaxRetries is how many times a transiently failed request is retried (429s do not
+	// count). Defaults to 5; a negative value means no retries.
+	MaxRetries int
+	// Timeout bounds each HTTP request. Defaults to 60s.
+	Timeout time.Duration
+	// Limiter is the rate limiter of the API's base URL, shared with every other client of
+	// it. Defaults to a limiter of this client's own with no request or token budget, which
+	// still honours the API's rate-limit headers.
+	Limiter *llm.Limiter
+	// HTTPClient sends the requests; its transport is wrapped to feed the Limiter. Defaults to
+	// a client with http.DefaultTransport.
+	HTTPClient *http.Client
+	// Logger receives retries and truncations at debug level. Defaults to discarding.
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.BaseURL == "" {
+		c.BaseURL = "https://api.openai.com/v1"
+	}
+	if c.Model == "" {
+		c.Model = "text-embedding-3-small"
+	}
+	if c.MaxBatchInputs == 0 {
+		c.MaxBatchInputs = 2048
+	}
+	if c.MaxBatchTokens == 0 {
+		c.MaxBatchTokens = 300000
+	}
+	if c.ContextTokens == 0 {
+		c.ContextTokens = 8191
+	}
+	if c.MaxRetries == 0 {
+		c.MaxRetries = 5
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 60 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Limiter == nil {
+		c.Limiter = llm.NewLimiter(llm.LimiterConfig{Logger: c.Logger})
+	}
+}
+
+func (c *Config) validate() error {
+	u, err := url.Parse(c.BaseURL)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return fmt.Errorf("embed config: BaseURL %q is not an http(s) URL", c.BaseURL)
+	case c.Dimensions < 0:
+		return fmt.Errorf("embed config: Dimensions is %d, want > 0", c.Dimensions)
+	case c.Dimensions == 0 && NativeDimensions(c.Model) == 0:
+		return fmt.Errorf("embed config: Dimensions is required for model %q (its vector length is not known)", c.Model)
+	case c.MaxBatchInputs < 0:
+		return fmt.Errorf("embed config: MaxBatchInputs is %d, want > 0", c.MaxBatchInputs)
+	case c.MaxBatchTokens < 0:
+		return fmt.Errorf("embed config: MaxBatchTokens is %d, want > 0", c.MaxBatchTokens)
+	case c.ContextTokens < 0:
+		return fmt.Errorf("embed config: ContextTokens is %d, want > 0", c.ContextTokens)
+	case c.ContextTokens > c.MaxBatchTokens:
+		return fmt.Errorf("embed config: ContextTokens %d exceeds MaxBatchTokens %d", c.ContextTokens, c.MaxBatchTokens)
+	case c.Timeout < 0:
+		return fmt.Errorf("embed config: Timeout is %v, want > 0", c.Timeout)
+	}
+	return nil
+}
+
+// Client embeds papers with an OpenAI-compatible embeddings API, many papers per request. It
+// is safe for concurrent use.
+type Client struct {
+	cfg   Config
+	space paper.Space
+	api   *openai.Client
+	retry llm.Retrier
+	log   *slog.Logger
+}
+
+// New returns a Client configured by cfg, or an error naming the Config field that is wrong.
+// It makes no request.
+func New(cfg Config) (*Client, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	dims := cfg.Dimensions
+	if dims == 0 {
+		dims = NativeDimensions(cfg.Model)
+	}
+	oc := openai.DefaultConfig(cfg.APIKey)
+	oc.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	oc.HTTPClient = llm.HTTPClient(cfg.HTTPClient, cfg.Limiter)
+	return &Client{
+		cfg:   cfg,
+		space: paper.Space{Model: cfg.Model, Dimensions: dims, Template: TemplateTitleAbstract},
+		api:   openai.NewClientWithConfig(oc),
+		retry: llm.Retrier{
+			MaxRetries: cfg.MaxRetries,
+			Timeout:    cfg.Timeout,
+			Limiter:    cfg.Limiter,
+			Logger:     cfg.Logger,
+		},
+		log: cfg.Logger.With("model", cfg.Model, "base_url", oc.BaseURL),
+	}, nil
+}
+
+// Space returns the client's embedding space: model, dimensions, TemplateTitleAbstract.
+func (c *Client) Space() paper.Space { return c.space }
+
+// input is one text to embed and where its vector goes.
+type input struct {
+	text      string
+	tokens    int
+	truncated bool
+}
+
+// Embed returns one embedding per paper, in order. The papers' texts (TemplateTitleAbstract)
+// are truncated to ContextTokens (the embedding is then marked Truncated) and sent in as few
+// requests as MaxBatchInputs and MaxBatchTokens allow, one after another. Usage sums the
+// delivered requests. Errors: ctx.Err() when ctx ends; paper.ErrPermanent wrapped for a
+// request the API rejects (400, 404, 422 — for a multi-paper request one bad input may be the
+// cause; finding it is the caller's business), for a paper with no text, and for vectors of
+// the wrong length; otherwise a transient error, already retried MaxRetries times. On error
+// the returned slice still holds the embeddings of the requests that were delivered (the
+// others have a nil Vector), so that a caller can keep what was paid for.
+func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Embedding, paper.Usage, error) {
+	usage := paper.Usage{Model: c.cfg.Model, Kind: paper.KindEmbedding}
+	out := make([]paper.Embedding, len(papers))
+	inputs := make([]input, len(papers))
+	for i, p := range papers {
+		text := TitleAbstract(p)
+		if text == "" {
+			return nil, usage, fmt.Errorf("embed %s: empty title and abstract: %w", p.ID, paper.ErrPermanent)
+		}
+		cut, truncated := llm.TruncateToTokens(text, c.cfg.ContextTokens)
+		if truncated {
+			c.log.Debug("input truncated to the model's context", "paper", p.ID,
+				"tokens", EstimateTokens(text), "context_tokens", c.cfg.ContextTokens)
+		}
+		inputs[i] = input{text: cut, tokens: EstimateTokens(cut), truncated: truncated}
+		out[i] = paper.Embedding{
+			PaperID:     p.ID,
+			ContentHash: p.ContentHash(),
+			Truncated:   truncated,
+			Usage:       paper.Usage{Model: c.cfg.Model, Kind: paper.KindEmbedding},
+		}
+	}
+	for _, b := range c.batches(inputs) {
+		texts := make([]string, 0, b.end-b.start)
+		for _, in := range inputs[b.start:b.end] {
+			texts = append(texts, in.text)
+		}
+		vecs, u, err := c.embed(ctx, texts, b.tokens)
+		if err != nil {
+			if ctx.Err() != nil {
+				return out, usage, ctx.Err()
+			}
+			return out, usage, fmt.Errorf("embed papers %d-%d of %d with %s: %w", b.start+1, b.end, len(papers), c.cfg.Model, err)
+		}
+		usage.Requests += u.Requests
+		usage.InputTokens += u.InputTokens
+		for i, v := range vecs {
+			out[b.start+i].Vector = v
+		}
+	}
+	return out, usage, nil
+}
+
+// EmbedQuery returns the vector of a free-text query, truncated to ContextTokens, in the
+// client's space. Errors as for Embed.
+func (c *Client) EmbedQuery(ctx context.Context, text string) ([]float32, paper.Usage, error) {
+	usage := paper.Usage{Model: c.cfg.Model, Kind: paper.KindEmbedding}
+	text = strings.TrimSpace(text)
+	if text == "" {
+		return nil, usage, fmt.Errorf("embed query: empty text: %w", paper.ErrPermanent)
+	}
+	text, _ = llm.TruncateToTokens(text, c.cfg.ContextTokens)
+	vecs, u, err := c.embed(ctx, []string{text}, EstimateTokens(text))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, u, ctx.Err()
+		}
+		return nil, u, fmt.Errorf("embed query with %s: %w", c.cfg.Model, err)
+	}
+	return vecs[0], u, nil
+}
+
+// batch is a run of inputs sent in one request.
+type batch struct{ start, end, tokens int }
+
+// batches splits inputs, in order, into runs of at most MaxBatchInputs inputs and
+// MaxBatchTokens estimated tokens.
+func (c *Client) batches(inputs []input) []batch {
+	var out []batch
+	cur := batch{}
+	for i, in := range inputs {
+		if cur.end > cur.start && (cur.end-cur.start >= c.cfg.MaxBatchInputs || cur.tokens+in.tokens > c.cfg.MaxBatchTokens) {
+			out = append(out, cur)
+			cur = batch{start: i, end: i}
+		}
+		cur.end = i + 1
+		cur.tokens += in.tokens
+	}
+	if cur.end > cur.start {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// embed sends one embeddings request (with retries) and returns the vectors in input order.
+func (c *Client) embed(ctx context.Context, texts []string, tokens int) ([][]float32, paper.Usage, error) {
+	usage := paper.Usage{Model: c.cfg.Model, Kind: paper.KindEmbedding}
+	req := openai.EmbeddingRequestStrings{
+		Input:          texts,
+		Model:          openai.EmbeddingModel(c.cfg.Model),
+		EncodingFormat: openai.EmbeddingEncodingFormatFloat,
+		Dimensions:     c.cfg.Dimensions,
+	}
+	var vecs [][]float32
+	_, err := c.retry.Do(ctx, tokens, func(ctx context.Context) error {
+		resp, err := c.api.CreateEmbeddings(ctx, req)
+		if err != nil {
+			return err
+		}
+		v, err := c.byIndex(resp, len(texts))
+		if err != nil {
+			return err
+		}
+		usage.Requests++
+		usage.InputTokens += resp.Usage.PromptTokens
+		vecs = v
+		return nil
+	})
+	return vecs, usage, err
+}
+
+// byIndex orders the response's vectors by their index and checks their count and length.
+func (c *Client) byIndex(resp openai.EmbeddingResponse, n int) ([][]float32, error) {
+	if len(resp.Data) != n {
+		return nil, fmt.Errorf("%d vectors for %d inputs: %w", len(resp.Data), n, llm.ErrBadResponse)
+	}
+	out := make([][]float32, n)
+	for _, d := range resp.Data {
+		if d.Index < 0 || d.Index >= n || out[d.Index] != nil {
+			return nil, fmt.Errorf("vector index %d out of range or repeated: %w", d.Index, llm.ErrBadResponse)
+		}
+		if len(d.Embedding) != c.space.Dimensions {
+			return nil, fmt.Errorf("model %s returned %d-dimensional vectors, the space has %d: %w",
+				c.cfg.Model, len(d.Embedding), c.space.Dimensions, paper.ErrPermanent)
+		}
+		out[d.Index] = d.Embedding
+	}
+	return out, nil
+}

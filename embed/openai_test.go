@@ -1,0 +1,307 @@
+package embed
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+func synthPapers(n int) []paper.Abstract {
+	out := make([]paper.Abstract, n)
+	for i := range out {
+		out[i] = paper.Abstract{
+			ID:       fmt.Sprintf("id:%d", i),
+			Title:    fmt.Sprintf("Paper number %d", i),
+			Abstract: fmt.Sprintf("We study problem %d and propose a method for it that works well on benchmark %d.", i, i%17),
+		}
+	}
+	return out
+}
+
+func newTestClient(t *testing.T, srv *openaitest.Server, mod func(*Config)) *Client {
+	t.Helper()
+	cfg := Config{BaseURL: srv.URL(), Model: "text-embedding-3-small", MaxRetries: 3, Timeout: 10 * time.Second}
+	if mod != nil {
+		mod(&cfg)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// checkVectors asserts every embedding is the fake's vector of its own paper's text: the
+// client mapped the answers back by index.
+func checkVectors(t *testing.T, papers []paper.Abstract, embs []paper.Embedding, dims int) {
+	t.Helper()
+	if len(embs) != len(papers) {
+		t.Fatalf("%d embeddings for %d papers", len(embs), len(papers))
+	}
+	for i, p := range papers {
+		e := embs[i]
+		if e.PaperID != p.ID || e.ContentHash != p.ContentHash() || len(e.Vector) != dims {
+			t.Fatalf("embedding %d: id %q hash ok %v dims %d", i, e.PaperID, e.ContentHash == p.ContentHash(), len(e.Vector))
+		}
+		if e.Truncated {
+			continue
+		}
+		want := openaitest.Vector(TitleAbstract(p), dims)
+		for d := range want {
+			if want[d] != e.Vector[d] {
+				t.Fatalf("embedding %d is not the vector of its own text (dimension %d)", i, d)
+			}
+		}
+	}
+}
+
+func TestClientEmbedsInOrderWithUsage(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{})
+	c := newTestClient(t, srv, nil)
+	papers := synthPapers(7)
+	embs, u, err := c.Embed(context.Background(), papers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkVectors(t, papers, embs, 1536)
+	st := srv.Stats()
+	if u.Requests != 1 || int64(u.InputTokens) != st.PromptTokens || u.InputTokens == 0 || u.Kind != paper.KindEmbedding || u.Model != "text-embedding-3-small" {
+		t.Fatalf("usage %+v, server %+v", u, st)
+	}
+	if sp := c.Space(); sp != (paper.Space{Model: "text-embedding-3-small", Dimensions: 1536, Template: TemplateTitleAbstract}) {
+		t.Fatalf("Space = %+v", sp)
+	}
+	q, qu, err := c.EmbedQuery(context.Background(), "mixture of experts")
+	if err != nil || len(q) != 1536 || qu.Requests != 1 {
+		t.Fatalf("EmbedQuery: %d dims, %+v, %v", len(q), qu, err)
+	}
+}
+
+func TestClientSplitsByInputCount(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{})
+	// Short vectors keep the server's response validation fast.
+	c := newTestClient(t, srv, func(c *Config) { c.MaxBatchInputs = 2048; c.Dimensions = 8 })
+	papers := synthPapers(5000)
+	embs, u, err := c.Embed(context.Background(), papers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkVectors(t, papers, embs, 8)
+	st := srv.Stats()
+	if st.EmbedRequests != 3 || u.Requests != 3 || st.EmbedInputsDelivered != 5000 {
+		t.Fatalf("server %+v, usage %+v; want 3 requests (2048+2048+904)", st, u)
+	}
+}
+
+func TestClientSplitsByTokens(t *testing.T) {
+	t.Parallel()
+	const maxTokens = 2000
+	// The server enforces the same per-request budget; its count (runes/4) is below ours.
+	srv := openaitest.Start(t, openaitest.Config{MaxRequestTokens: maxTokens})
+	c := newTestClient(t, srv, func(c *Config) { c.MaxBatchTokens = maxTokens; c.ContextTokens = maxTokens; c.Dimensions = 8 })
+	papers := synthPapers(500)
+	total := 0
+	for _, p := range papers {
+		total += EstimateTokens(TitleAbstract(p))
+	}
+	embs, u, err := c.Embed(context.Background(), papers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkVectors(t, papers, embs, 8)
+	if st := srv.Stats(); st.EmbedRequests != int64(u.Requests) {
+		t.Fatalf("server got %d requests, %d delivered: a batch over the token budget was rejected", st.EmbedRequests, u.Requests)
+	}
+	minRequests := (total + maxTokens - 1) / maxTokens
+	if u.Requests < minRequests || u.Requests > minRequests+2 {
+		t.Fatalf("%d requests for %d estimated tokens at %d per request, want about %d", u.Requests, total, maxTokens, minRequests)
+	}
+}
+
+func TestClientTruncatesOverlongInputAndMarksIt(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{ContextTokens: 200})
+	c := newTestClient(t, srv, func(c *Config) { c.ContextTokens = 200 })
+	papers := synthPapers(3)
+	papers[1].Abstract = strings.Repeat("a very long abstract indeed ", 400) // ~11k bytes
+	embs, _, err := c.Embed(context.Background(), papers)
+	if err != nil {
+		t.Fatalf("an over-long input should be truncated, not rejected: %v", err)
+	}
+	if !embs[1].Truncated || embs[0].Truncated || embs[2].Truncated {
+		t.Fatalf("Truncated marks = %v %v %v, want only the long one", embs[0].Truncated, embs[1].Truncated, embs[2].Truncated)
+	}
+	checkVectors(t, papers, embs, 1536)
+}
+
+func TestClientBadRequestIsPermanent(t *testing.T) {
+	t.Parallel()
+	// The server takes at most 10 inputs; the client was told 20.
+	srv := openaitest.Start(t, openaitest.Config{MaxInputs: 10})
+	c := newTestClient(t, srv, func(c *Config) { c.MaxBatchInputs = 20 })
+	_, _, err := c.Embed(context.Background(), synthPapers(15))
+	if !errors.Is(err, paper.ErrPermanent) {
+		t.Fatalf("err = %v, want ErrPermanent", err)
+	}
+	if st := srv.Stats(); st.EmbedRequests != 1 {
+		t.Fatalf("%d requests: a 400 must not be retried", st.EmbedRequests)
+	}
+}
+
+func TestClientWrongDimensionIsPermanent(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{Dimensions: 1536})
+	c := newTestClient(t, srv, func(c *Config) { c.Model = "nomic-embed-text" }) // known as 768
+	_, _, err := c.Embed(context.Background(), synthPapers(2))
+	if !errors.Is(err, paper.ErrPermanent) || !strings.Contains(err.Error(), "nomic-embed-text") ||
+		!strings.Contains(err.Error(), "1536") || !strings.Contains(err.Error(), "768") {
+		t.Fatalf("err = %v, want ErrPermanent naming the model and both sizes", err)
+	}
+}
+
+func TestClientSendsDimensions(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{})
+	c := newTestClient(t, srv, func(c *Config) { c.Dimensions = 256 })
+	papers := synthPapers(4)
+	embs, _, err := c.Embed(context.Background(), papers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkVectors(t, papers, embs, 256)
+	if c.Space().Dimensions != 256 {
+		t.Fatalf("Space().Dimensions = %d", c.Space().Dimensions)
+	}
+}
+
+// flipTransport clears the server's faults after the n-th response.
+type flipTransport struct {
+	mu    sync.Mutex
+	seen  int
+	n     int
+	srv   *openaitest.Server
+	clear openaitest.Faults
+}
+
+func (f *flipTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	f.mu.Lock()
+	f.seen++
+	if f.seen == f.n {
+		f.srv.SetFaults(f.clear)
+	}
+	f.mu.Unlock()
+	return resp, err
+}
+
+func TestClientRetriesTransientFaults(t *testing.T) {
+	t.Parallel()
+	for _, faults := range []openaitest.Faults{{ServerError: 1}, {Truncated: 1}, {Malformed: 1}} {
+		srv := openaitest.Start(t, openaitest.Config{Faults: faults})
+		c := newTestClient(t, srv, func(c *Config) {
+			c.HTTPClient = &http.Client{Transport: &flipTransport{n: 2, srv: srv}}
+		})
+		papers := synthPapers(5)
+		embs, u, err := c.Embed(context.Background(), papers)
+		if err != nil {
+			t.Fatalf("faults %+v: %v", faults, err)
+		}
+		checkVectors(t, papers, embs, 1536)
+		if st := srv.Stats(); st.EmbedRequests != 3 || u.Requests != 1 {
+			t.Fatalf("faults %+v: server %+v usage %+v; want 3 requests, 1 delivered", faults, st, u)
+		}
+	}
+}
+
+func TestClientRateLimitDoesNotConsumeRetries(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{Faults: openaitest.Faults{RateLimit: 1, RetryAfter: 10 * time.Millisecond}})
+	c := newTestClient(t, srv, func(c *Config) {
+		c.MaxRetries = -1
+		c.HTTPClient = &http.Client{Transport: &flipTransport{n: 3, srv: srv}}
+	})
+	papers := synthPapers(3)
+	embs, u, err := c.Embed(context.Background(), papers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkVectors(t, papers, embs, 1536)
+	if st := srv.Stats(); st.Faults[openaitest.FaultRateLimit] != 3 || u.Requests != 1 {
+		t.Fatalf("server %+v usage %+v", st, u)
+	}
+}
+
+func TestClientUsesAPIKeyAndNeverLogsIt(t *testing.T) {
+	t.Parallel()
+	const key = "sk-embed-SECRET-42"
+	srv := openaitest.Start(t, openaitest.Config{APIKey: key, ContextTokens: 50})
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c := newTestClient(t, srv, func(c *Config) { c.APIKey = key; c.Logger = logger; c.ContextTokens = 50 })
+	papers := synthPapers(2)
+	papers[0].Abstract = strings.Repeat("long ", 100) // truncated: logged at debug level
+	if _, _, err := c.Embed(context.Background(), papers); err != nil {
+		t.Fatalf("with the right key: %v", err)
+	}
+	bad := newTestClient(t, srv, func(c *Config) { c.APIKey = "sk-wrong"; c.Logger = logger; c.MaxRetries = -1 })
+	if _, _, err := bad.Embed(context.Background(), papers); err == nil {
+		t.Fatal("a wrong key was accepted: the client did not send Config.APIKey")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if buf.Len() == 0 {
+		t.Fatal("nothing was logged; the test would prove nothing")
+	}
+	if strings.Contains(buf.String(), key) || strings.Contains(buf.String(), "sk-wrong") {
+		t.Fatalf("API key in the log:\n%s", buf.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func TestClientContextCancelReturnsPromptly(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{EmbedLatency: time.Minute})
+	c := newTestClient(t, srv, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(20 * time.Millisecond); cancel() }()
+	if _, _, err := c.Embed(ctx, synthPapers(2)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
+
+func TestNewValidatesConfig(t *testing.T) {
+	t.Parallel()
+	for _, cfg := range []Config{
+		{BaseURL: "nope"},
+		{Model: "my-own-model"}, // unknown dimensions
+		{Dimensions: -1},
+		{MaxBatchTokens: 100, ContextTokens: 200},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v) accepted an invalid config", cfg)
+		}
+	}
+	if _, err := New(Config{Model: "my-own-model", Dimensions: 384}); err != nil {
+		t.Errorf("an unknown model with Dimensions set was refused: %v", err)
+	}
+}

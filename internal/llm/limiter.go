@@ -1,0 +1,315 @@
+package llm
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// LimiterConfig configures a Limiter.
+type LimiterConfig struct {
+	// RequestsPerMinute is the client-side request budget. Defaults to 0: unlimited.
+	RequestsPerMinute int
+	// TokensPerMinute is the client-side token budget (estimated input tokens). Defaults to 0:
+	// unlimited.
+	TokensPerMinute int
+	// DefaultPause is how long every caller pauses after a 429 that names no reset time.
+	// Defaults to 1s.
+	DefaultPause time.Duration
+	// MaxPause caps one pause read from a header, so a wild value cannot stall the process.
+	// Defaults to 5m.
+	MaxPause time.Duration
+	// Logger receives a debug line per pause. Defaults to discarding.
+	Logger *slog.Logger
+	// now is the clock; tests replace it. Defaults to time.Now.
+	now func() time.Time
+}
+
+// Limiter is the client-side rate limiter of one API base URL, shared by every caller of that
+// API (summarizer and embedder included): two token buckets, requests per minute and tokens
+// per minute, each holding up to one minute's budget, and a pause that the API's own
+// rate-limit headers impose on all callers at once (see Observe). Its methods are safe for
+// concurrent use. The zero value is not usable; use NewLimiter.
+type Limiter struct {
+	cfg LimiterConfig
+	log *slog.Logger
+	now func() time.Time
+
+	mu          sync.Mutex
+	requests    bucket
+	tokens      bucket
+	pausedUntil time.Time
+}
+
+// bucket is a token bucket that may go negative: a caller reserves what it needs and waits
+// until the bucket has refilled to zero, so callers are served in the order they arrive.
+type bucket struct {
+	perMinute float64 // 0 = unlimited
+	level     float64
+	last      time.Time
+}
+
+func (b *bucket) refill(now time.Time) {
+	if b.perMinute <= 0 {
+		return
+	}
+	if b.last.IsZero() {
+		b.level, b.last = b.perMinute, now
+		return
+	}
+	if now.After(b.last) {
+		b.level += now.Sub(b.last).Minutes() * b.perMinute
+		if b.level > b.perMinute {
+			b.level = b.perMinute
+		}
+		b.last = now
+	}
+}
+
+// reserve takes n from the bucket and returns how long the caller must wait before using it.
+// A request larger than a whole minute's budget is clamped to it, so it waits but never
+// forever.
+func (b *bucket) reserve(now time.Time, n float64) (float64, time.Duration) {
+	if b.perMinute <= 0 || n <= 0 {
+		return 0, 0
+	}
+	b.refill(now)
+	n = min(n, b.perMinute)
+	b.level -= n
+	if b.level >= 0 {
+		return n, 0
+	}
+	return n, time.Duration(-b.level / b.perMinute * float64(time.Minute))
+}
+
+// NewLimiter returns a Limiter configured by cfg.
+func NewLimiter(cfg LimiterConfig) *Limiter {
+	if cfg.DefaultPause <= 0 {
+		cfg.DefaultPause = time.Second
+	}
+	if cfg.MaxPause <= 0 {
+		cfg.MaxPause = 5 * time.Minute
+	}
+	if cfg.now == nil {
+		cfg.now = time.Now
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &Limiter{
+		cfg:      cfg,
+		log:      log,
+		now:      cfg.now,
+		requests: bucket{perMinute: float64(max(cfg.RequestsPerMinute, 0))},
+		tokens:   bucket{perMinute: float64(max(cfg.TokensPerMinute, 0))},
+	}
+}
+
+// Wait blocks until one request of about tokens input tokens may be sent: until any pause set
+// by Observe is over and both buckets allow it. It returns ctx.Err() if ctx ends first, and
+// then gives the reservation back. A nil Limiter never waits.
+func (l *Limiter) Wait(ctx context.Context, tokens int) error {
+	if l == nil {
+		return ctx.Err()
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		d, undo := l.reserve(tokens)
+		if d <= 0 {
+			return nil
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if undo != nil {
+				undo()
+			}
+			return ctx.Err()
+		case <-t.C:
+		}
+		if undo == nil {
+			// We waited out a pause, which may have been extended meanwhile: look again.
+			continue
+		}
+		return nil
+	}
+}
+
+// reserve either reports the remaining pause (undo nil: nothing was reserved) or reserves a
+// request and its tokens and reports how long to wait before sending it, with a function that
+// gives the reservation back.
+func (l *Limiter) reserve(tokens int) (time.Duration, func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if d := l.pausedUntil.Sub(now); d > 0 {
+		return d, nil
+	}
+	nr, dr := l.requests.reserve(now, 1)
+	nt, dt := l.tokens.reserve(now, float64(tokens))
+	undo := func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.requests.level += nr
+		l.tokens.level += nt
+	}
+	return max(dr, dt), undo
+}
+
+// PausedUntil returns the time until which every caller is paused (zero or past: not paused).
+func (l *Limiter) PausedUntil() time.Time {
+	if l == nil {
+		return time.Time{}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.pausedUntil
+}
+
+// Pause makes every caller wait at least d from now.
+func (l *Limiter) Pause(d time.Duration) {
+	if l == nil || d <= 0 {
+		return
+	}
+	d = min(d, l.cfg.MaxPause)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if until := l.now().Add(d); until.After(l.pausedUntil) {
+		l.pausedUntil = until
+	}
+}
+
+// Observe feeds the limiter with one response's status and headers:
+//
+//   - A 429 pauses every caller for retry-after-ms or Retry-After (seconds or an HTTP date);
+//     without them, for the
+//     longer of x-ratelimit-reset-requests and x-ratelimit-reset-tokens ("1s", "6m0s",
+//     "20ms"); without those, for DefaultPause.
+//   - Any other response whose x-ratelimit-remaining-requests or -tokens is near zero (≤ 0, or
+//     at most 1% of the matching x-ratelimit-limit-*) pauses every caller until the matching
+//     reset.
+//
+// A nil Limiter ignores everything.
+func (l *Limiter) Observe(h http.Header, status int) {
+	if l == nil {
+		return
+	}
+	now := l.now()
+	if status == http.StatusTooManyRequests {
+		d, ok := RetryAfter(h, now)
+		if !ok {
+			d = l.cfg.DefaultPause
+		}
+		l.log.Debug("rate limited by the API: pausing all callers", "pause", d)
+		l.Pause(d)
+		return
+	}
+	var d time.Duration
+	for _, kind := range []string{"requests", "tokens"} {
+		rem, ok := headerInt(h, "x-ratelimit-remaining-"+kind)
+		if !ok {
+			continue
+		}
+		limit, _ := headerInt(h, "x-ratelimit-limit-"+kind)
+		if rem > 0 && (limit <= 0 || rem*100 > limit) {
+			continue
+		}
+		if r, ok := ParseResetDuration(h.Get("x-ratelimit-reset-" + kind)); ok {
+			d = max(d, r)
+		}
+	}
+	if d > 0 {
+		l.log.Debug("API rate limit nearly exhausted: pausing all callers", "pause", d)
+		l.Pause(d)
+	}
+}
+
+// RetryAfter reads how long a 429 asks the client to wait: retry-after-ms (OpenAI's precise
+// form), else Retry-After (delay seconds or an HTTP date, relative to now), else the longer of x-ratelimit-reset-requests and
+// x-ratelimit-reset-tokens. ok is false when none of them parses.
+func RetryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
+	if ms, err := strconv.ParseFloat(strings.TrimSpace(h.Get("retry-after-ms")), 64); err == nil && ms >= 0 {
+		return time.Duration(ms * float64(time.Millisecond)), true
+	}
+	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
+		if secs, err := strconv.ParseFloat(v, 64); err == nil && secs >= 0 {
+			return time.Duration(secs * float64(time.Second)), true
+		}
+		if t, err := http.ParseTime(v); err == nil {
+			return max(t.Sub(now), 0), true
+		}
+	}
+	for _, k := range []string{"x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"} {
+		if r, rok := ParseResetDuration(h.Get(k)); rok {
+			d, ok = max(d, r), true
+		}
+	}
+	return d, ok
+}
+
+// ParseResetDuration parses an x-ratelimit-reset-* value as OpenAI sends it: a Go-style
+// duration such as "1s", "6m0s", "20ms" or "1h2m3.5s", or a bare number of seconds.
+func ParseResetDuration(v string) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return d, true
+	}
+	if secs, err := strconv.ParseFloat(v, 64); err == nil && secs >= 0 {
+		return time.Duration(secs * float64(time.Second)), true
+	}
+	return 0, false
+}
+
+func headerInt(h http.Header, k string) (int, bool) {
+	v := strings.TrimSpace(h.Get(k))
+	if v == "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(v)
+	return n, err == nil
+}
+
+// Transport is an http.RoundTripper that hands every response's status and headers to a
+// Limiter, so that go-openai's requests feed it without knowing about it.
+type Transport struct {
+	// Base sends the requests. Defaults to http.DefaultTransport.
+	Base http.RoundTripper
+	// Limiter is fed with every response. A nil Limiter makes Transport a plain pass-through.
+	Limiter *Limiter
+}
+
+// RoundTrip sends req with Base and reports the response to the Limiter.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	base := t.Base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	resp, err := base.RoundTrip(req)
+	if err == nil {
+		t.Limiter.Observe(resp.Header, resp.StatusCode)
+	}
+	return resp, err
+}
+
+// HTTPClient returns a copy of c (http.DefaultClient's settings when nil) whose transport
+// feeds l.
+func HTTPClient(c *http.Client, l *Limiter) *http.Client {
+	var cp http.Client
+	if c != nil {
+		cp = *c
+	}
+	cp.Transport = &Transport{Base: cp.Transport, Limiter: l}
+	return &cp
+}

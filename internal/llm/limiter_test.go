@@ -1,0 +1,259 @@
+package llm
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeClock is a settable clock for the limiter's pure reservation logic.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func newFakeLimiter(rpm, tpm int) (*Limiter, *fakeClock) {
+	clk := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	return NewLimiter(LimiterConfig{RequestsPerMinute: rpm, TokensPerMinute: tpm, now: clk.now}), clk
+}
+
+func TestLimiterRequestBucketAllowsOneMinuteBurstThenSpacesRequests(t *testing.T) {
+	t.Parallel()
+	l, clk := newFakeLimiter(60, 0)
+	for i := range 60 {
+		if d, _ := l.reserve(0); d != 0 {
+			t.Fatalf("request %d waits %v within the first minute's budget", i, d)
+		}
+	}
+	if d, _ := l.reserve(0); d != time.Second {
+		t.Fatalf("61st request waits %v, want 1s at 60 rpm", d)
+	}
+	if d, _ := l.reserve(0); d != 2*time.Second {
+		t.Fatalf("62nd request waits %v, want 2s (queued behind the 61st)", d)
+	}
+	clk.advance(3 * time.Second)
+	if d, _ := l.reserve(0); d != 0 {
+		t.Fatalf("after refilling, request waits %v", d)
+	}
+}
+
+func TestLimiterTokenBucketWaitsForDeficit(t *testing.T) {
+	t.Parallel()
+	l, _ := newFakeLimiter(0, 1000)
+	if d, _ := l.reserve(600); d != 0 {
+		t.Fatalf("first 600 tokens wait %v", d)
+	}
+	if d, _ := l.reserve(600); d != 12*time.Second {
+		t.Fatalf("next 600 tokens wait %v, want 12s (200 missing at 1000/min)", d)
+	}
+	// A request bigger than a minute's budget is clamped, not refused forever.
+	l2, _ := newFakeLimiter(0, 1000)
+	if d, _ := l2.reserve(5000); d != 0 {
+		t.Fatalf("oversized request on a full bucket waits %v", d)
+	}
+}
+
+func TestLimiterUnlimitedNeverWaits(t *testing.T) {
+	t.Parallel()
+	l, _ := newFakeLimiter(0, 0)
+	for range 1000 {
+		if d, _ := l.reserve(1 << 20); d != 0 {
+			t.Fatalf("unlimited limiter waits %v", d)
+		}
+	}
+}
+
+func TestLimiterUndoGivesReservationBack(t *testing.T) {
+	t.Parallel()
+	l, _ := newFakeLimiter(1, 0)
+	if d, _ := l.reserve(0); d != 0 {
+		t.Fatal("first request should not wait")
+	}
+	d, undo := l.reserve(0)
+	if d != time.Minute {
+		t.Fatalf("second request waits %v, want 1m", d)
+	}
+	undo()
+	if d, _ := l.reserve(0); d != time.Minute {
+		t.Fatalf("after undo the next request waits %v, want 1m again", d)
+	}
+}
+
+func TestObservePausesAllCallers(t *testing.T) {
+	t.Parallel()
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name   string
+		status int
+		hdr    map[string]string
+		want   time.Duration // 0: no pause
+	}{
+		{"429 Retry-After seconds", 429, map[string]string{"Retry-After": "2"}, 2 * time.Second},
+		{"429 Retry-After HTTP date", 429, map[string]string{"Retry-After": base.Add(7 * time.Second).Format(http.TimeFormat)}, 7 * time.Second},
+		{"429 reset headers, longer wins", 429, map[string]string{"x-ratelimit-reset-requests": "1s", "x-ratelimit-reset-tokens": "6m0s"}, 5 * time.Minute /* MaxPause */},
+		{"429 reset ms", 429, map[string]string{"x-ratelimit-reset-tokens": "20ms"}, 20 * time.Millisecond},
+		{"429 no headers", 429, nil, time.Second},
+		{"200 remaining requests zero", 200, map[string]string{"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "3s"}, 3 * time.Second},
+		{"200 remaining tokens under 1%", 200, map[string]string{"x-ratelimit-limit-tokens": "100000", "x-ratelimit-remaining-tokens": "900", "x-ratelimit-reset-tokens": "1.5s"}, 1500 * time.Millisecond},
+		{"200 plenty remaining", 200, map[string]string{"x-ratelimit-limit-tokens": "100000", "x-ratelimit-remaining-tokens": "50000", "x-ratelimit-reset-tokens": "1s", "x-ratelimit-remaining-requests": "10", "x-ratelimit-reset-requests": "1s"}, 0},
+		{"500 ignored", 500, map[string]string{"Retry-After": "9"}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			clk := &fakeClock{t: base}
+			l := NewLimiter(LimiterConfig{now: clk.now})
+			h := http.Header{}
+			for k, v := range tc.hdr {
+				h.Set(k, v)
+			}
+			l.Observe(h, tc.status)
+			got := l.PausedUntil().Sub(base)
+			if tc.want == 0 {
+				if !l.PausedUntil().IsZero() {
+					t.Fatalf("paused for %v, want no pause", got)
+				}
+				return
+			}
+			if got != tc.want {
+				t.Fatalf("paused for %v, want %v", got, tc.want)
+			}
+			// While paused, reserve reports the pause and reserves nothing.
+			if d, undo := l.reserve(1); d != tc.want || undo != nil {
+				t.Fatalf("reserve during pause = %v, undo %v", d, undo != nil)
+			}
+		})
+	}
+}
+
+func TestParseResetDuration(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"1s", time.Second, true},
+		{"6m0s", 6 * time.Minute, true},
+		{"20ms", 20 * time.Millisecond, true},
+		{"1h2m3.5s", time.Hour + 2*time.Minute + 3500*time.Millisecond, true},
+		{"2", 2 * time.Second, true},
+		{"0.25", 250 * time.Millisecond, true},
+		{" 3s ", 3 * time.Second, true},
+		{"", 0, false},
+		{"soon", 0, false},
+		{"-1s", 0, false},
+	} {
+		got, ok := ParseResetDuration(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("ParseResetDuration(%q) = %v, %v; want %v, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		hdr  map[string]string
+		want time.Duration
+		ok   bool
+	}{
+		{"seconds", map[string]string{"Retry-After": "30"}, 30 * time.Second, true},
+		{"zero", map[string]string{"Retry-After": "0"}, 0, true},
+		{"ms wins over rounded seconds", map[string]string{"Retry-After": "1", "retry-after-ms": "40"}, 40 * time.Millisecond, true},
+		{"date", map[string]string{"Retry-After": "Thu, 01 Jan 2026 12:01:00 GMT"}, time.Minute, true},
+		{"date in past", map[string]string{"Retry-After": "Thu, 01 Jan 2026 11:00:00 GMT"}, 0, true},
+		{"garbage falls back to reset", map[string]string{"Retry-After": "later", "x-ratelimit-reset-tokens": "20ms"}, 20 * time.Millisecond, true},
+		{"nothing", nil, 0, false},
+	} {
+		h := http.Header{}
+		for k, v := range tc.hdr {
+			h.Set(k, v)
+		}
+		got, ok := RetryAfter(h, now)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("%s: RetryAfter = %v, %v; want %v, %v", tc.name, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestWaitResumesOnlyAfterPause(t *testing.T) {
+	t.Parallel()
+	l := NewLimiter(LimiterConfig{})
+	l.Pause(30 * time.Millisecond)
+	until := l.PausedUntil()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() {
+			if err := l.Wait(context.Background(), 10); err != nil {
+				errs <- err
+				return
+			}
+			if time.Now().Before(until) {
+				errs <- errors.New("a caller went through before the pause ended")
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestWaitReturnsContextErrorWhilePaused(t *testing.T) {
+	t.Parallel()
+	l := NewLimiter(LimiterConfig{})
+	l.Pause(time.Hour)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := l.Wait(ctx, 1); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait = %v, want context.Canceled", err)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel2()
+	if err := l.Wait(ctx2, 1); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait = %v, want context.DeadlineExceeded", err)
+	}
+}
+
+func TestNilLimiterIsPassThrough(t *testing.T) {
+	t.Parallel()
+	var l *Limiter
+	if err := l.Wait(context.Background(), 100); err != nil {
+		t.Fatal(err)
+	}
+	l.Observe(http.Header{"Retry-After": {"5"}}, 429) // must not panic
+}
+
+func TestTransportFeedsLimiter(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "60")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	defer srv.Close()
+	l := NewLimiter(LimiterConfig{})
+	c := HTTPClient(srv.Client(), l)
+	resp, err := c.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if d := time.Until(l.PausedUntil()); d < 50*time.Second {
+		t.Fatalf("limiter paused for %v after a 429 with Retry-After: 60", d)
+	}
+}

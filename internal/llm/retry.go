@@ -1,0 +1,224 @@
+package llm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	openai "github.com/sashabaranov/go-openai"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// Class is how a failed call should be handled.
+type Class int
+
+// Error classes returned by Classify.
+const (
+	// Transient failures (timeouts, 5xx, connection resets, truncated or malformed bodies) are
+	// retried with backoff, each retry counting against the item.
+	Transient Class = iota
+	// RateLimited failures (HTTP 429) are waited out through the Limiter and do not count
+	// against the item.
+	RateLimited
+	// Permanent failures (HTTP 400, 404, 422, or anything wrapping paper.ErrPermanent) are
+	// never retried.
+	Permanent
+)
+
+// String returns the class name.
+func (c Class) String() string {
+	switch c {
+	case RateLimited:
+		return "rate-limited"
+	case Permanent:
+		return "permanent"
+	default:
+		return "transient"
+	}
+}
+
+// ErrBadResponse marks an answer that is well-formed HTTP but unusable (no choices, a vector
+// missing from the data): transient, since the next answer may be fine.
+var ErrBadResponse = errors.New("unusable response")
+
+// Classify says how a call's error should be handled:
+//
+//   - *openai.APIError and *openai.RequestError by HTTP status: 429 → RateLimited, except
+//     OpenAI's "insufficient_quota", which no wait fixes → Permanent; 400, 404, 413, 422 →
+//     Permanent; everything else (401/403 included: a configuration problem is not the
+//     item's fault, and the messages stay queued while it is fixed) → Transient.
+//   - anything wrapping paper.ErrPermanent → Permanent.
+//   - network errors, timeouts, io.ErrUnexpectedEOF, JSON syntax and type errors of a
+//     truncated or malformed body, ErrBadResponse, and anything unknown → Transient.
+func Classify(err error) Class {
+	if errors.Is(err, paper.ErrPermanent) {
+		return Permanent
+	}
+	var apiErr *openai.APIError
+	if errors.As(err, &apiErr) {
+		if apiErr.HTTPStatusCode == http.StatusTooManyRequests && apiErr.Code == "insufficient_quota" {
+			return Permanent
+		}
+		return classifyStatus(apiErr.HTTPStatusCode)
+	}
+	var reqErr *openai.RequestError
+	if errors.As(err, &reqErr) {
+		return classifyStatus(reqErr.HTTPStatusCode)
+	}
+	// Network errors, timeouts, io.ErrUnexpectedEOF and JSON errors of a truncated or
+	// malformed body, ErrBadResponse and anything unknown: the next attempt may succeed.
+	return Transient
+}
+
+func classifyStatus(code int) Class {
+	switch code {
+	case http.StatusTooManyRequests:
+		return RateLimited
+	case http.StatusBadRequest, http.StatusNotFound, http.StatusRequestEntityTooLarge,
+		http.StatusUnprocessableEntity:
+		return Permanent
+	}
+	return Transient
+}
+
+// HTTPStatus returns the HTTP status carried by a go-openai error, or 0.
+func HTTPStatus(err error) int {
+	var apiErr *openai.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.HTTPStatusCode
+	}
+	var reqErr *openai.RequestError
+	if errors.As(err, &reqErr) {
+		return reqErr.HTTPStatusCode
+	}
+	return 0
+}
+
+// Retrier runs one API call with the limiter, a per-attempt timeout and retries. Its zero value
+// is usable: 5 retries, 250 ms base, 20 s cap, 60 s per attempt, no limiter.
+type Retrier struct {
+	// MaxRetries is how many times a transiently failed call is retried (rate-limited attempts
+	// do not count). Defaults to 5 when 0; negative means none.
+	MaxRetries int
+	// BaseDelay is the first backoff ceiling; it doubles with each retry. Defaults to 250ms.
+	BaseDelay time.Duration
+	// MaxDelay caps the backoff ceiling. Defaults to 20s.
+	MaxDelay time.Duration
+	// Timeout bounds each attempt. Defaults to 60s.
+	Timeout time.Duration
+	// MaxRateLimitWait caps the total time one call spends waiting out 429s when ctx has no
+	// earlier deadline; past it the 429 is returned as a transient error. Defaults to 10m.
+	MaxRateLimitWait time.Duration
+	// Limiter is waited on before every attempt and is what makes a 429 pause all callers.
+	// Defaults to nil: no client-side limit, 429s are waited out with the backoff delay.
+	Limiter *Limiter
+	// Logger receives a debug line per retry. Defaults to discarding.
+	Logger *slog.Logger
+}
+
+// Result tells what one Do took.
+type Result struct {
+	Attempts    int // calls made, rate-limited ones included
+	RateLimited int // attempts answered with 429
+}
+
+// Do calls fn until it succeeds, fails permanently, or has failed transiently MaxRetries+1
+// times. Before each attempt it waits on the Limiter for one request of tokens estimated
+// tokens. A 429 does not count as a retry: the Transport has paused the Limiter, and the
+// next attempt waits for it. Errors: ctx.Err() as soon as ctx ends; a permanent failure wraps
+// both paper.ErrPermanent and the cause; otherwise the last transient error, wrapped with the
+// attempt count.
+func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context) error) (Result, error) {
+	maxRetries := r.MaxRetries
+	if maxRetries == 0 {
+		maxRetries = 5
+	}
+	maxRetries = max(maxRetries, 0)
+	base := cmpOr(r.BaseDelay, 250*time.Millisecond)
+	ceiling := cmpOr(r.MaxDelay, 20*time.Second)
+	timeout := cmpOr(r.Timeout, 60*time.Second)
+	rlBudget := cmpOr(r.MaxRateLimitWait, 10*time.Minute)
+	log := r.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+
+	var res Result
+	retries := 0
+	rlStart := time.Time{}
+	for {
+		if err := r.Limiter.Wait(ctx, tokens); err != nil {
+			return res, err
+		}
+		res.Attempts++
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		err := fn(actx)
+		cancel()
+		if err == nil {
+			return res, nil
+		}
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		var delay time.Duration
+		switch Classify(err) {
+		case Permanent:
+			return res, fmt.Errorf("%w: %w", paper.ErrPermanent, err)
+		case RateLimited:
+			res.RateLimited++
+			if rlStart.IsZero() {
+				rlStart = time.Now()
+			}
+			if time.Since(rlStart) > rlBudget {
+				return res, fmt.Errorf("still rate limited after %s: %w", rlBudget, err)
+			}
+			if r.Limiter == nil || !r.Limiter.PausedUntil().After(time.Now()) {
+				// No pause to wait on: back off at the base delay without using a retry.
+				delay = Backoff(0, base, ceiling)
+			}
+			log.Debug("rate limited; waiting without using a retry", "attempt", res.Attempts)
+		default:
+			if retries >= maxRetries {
+				return res, fmt.Errorf("giving up after %d attempts: %w", res.Attempts, err)
+			}
+			delay = Backoff(retries, base, ceiling)
+			retries++
+			log.Debug("transient API error; retrying", "attempt", res.Attempts, "delay", delay, "err", err)
+		}
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return res, ctx.Err()
+			case <-t.C:
+			}
+		}
+	}
+}
+
+// Backoff returns the delay before retry number retry (0-based): exponential backoff with full
+// jitter, a uniformly random duration in [0, min(ceiling, base·2^retry)].
+func Backoff(retry int, base, ceiling time.Duration) time.Duration {
+	d := ceiling
+	if retry < 30 {
+		d = min(base<<retry, ceiling)
+	}
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(rand.Int64N(int64(d) + 1))
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}

@@ -1,0 +1,171 @@
+package llm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	openai "github.com/sashabaranov/go-openai"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	synErr := func() *json.SyntaxError {
+		var v any
+		err := json.Unmarshal([]byte(`{"a" 1}`), &v)
+		var s *json.SyntaxError
+		errors.As(err, &s)
+		return s
+	}()
+	for _, tc := range []struct {
+		name string
+		err  error
+		want Class
+	}{
+		{"api 429", &openai.APIError{HTTPStatusCode: 429}, RateLimited},
+		{"api 429 insufficient quota", &openai.APIError{HTTPStatusCode: 429, Code: "insufficient_quota"}, Permanent},
+		{"api 400", &openai.APIError{HTTPStatusCode: 400}, Permanent},
+		{"api 404", &openai.APIError{HTTPStatusCode: 404}, Permanent},
+		{"api 422", &openai.APIError{HTTPStatusCode: 422}, Permanent},
+		{"api 500", &openai.APIError{HTTPStatusCode: 500}, Transient},
+		{"api 503", &openai.APIError{HTTPStatusCode: 503}, Transient},
+		{"api 401", &openai.APIError{HTTPStatusCode: 401}, Transient},
+		{"request 429", &openai.RequestError{HTTPStatusCode: 429}, RateLimited},
+		{"request 400", &openai.RequestError{HTTPStatusCode: 400}, Permanent},
+		{"request 502", &openai.RequestError{HTTPStatusCode: 502}, Transient},
+		{"wrapped api 400", fmt.Errorf("chat: %w", &openai.APIError{HTTPStatusCode: 400}), Permanent},
+		{"ErrPermanent", fmt.Errorf("dimension: %w", paper.ErrPermanent), Permanent},
+		{"net op error", &net.OpError{Op: "dial", Err: errors.New("connection refused")}, Transient},
+		{"timeout", context.DeadlineExceeded, Transient},
+		{"unexpected EOF", fmt.Errorf("decode: %w", io.ErrUnexpectedEOF), Transient},
+		{"json syntax", synErr, Transient},
+		{"json type", &json.UnmarshalTypeError{Value: "string"}, Transient},
+		{"bad response", fmt.Errorf("no choices: %w", ErrBadResponse), Transient},
+		{"unknown", errors.New("boom"), Transient},
+	} {
+		if got := Classify(tc.err); got != tc.want {
+			t.Errorf("%s: Classify = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func fastRetrier(maxRetries int) Retrier {
+	return Retrier{MaxRetries: maxRetries, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond, Timeout: time.Second}
+}
+
+func TestRetrierRetriesTransientThenSucceeds(t *testing.T) {
+	t.Parallel()
+	calls := 0
+	res, err := fastRetrier(3).Do(context.Background(), 1, func(context.Context) error {
+		calls++
+		if calls < 3 {
+			return &openai.APIError{HTTPStatusCode: 500}
+		}
+		return nil
+	})
+	if err != nil || res.Attempts != 3 || calls != 3 {
+		t.Fatalf("Do = %+v, %v after %d calls; want success on the third", res, err, calls)
+	}
+}
+
+func TestRetrierGivesUpAfterMaxRetriesWithTransientError(t *testing.T) {
+	t.Parallel()
+	calls := 0
+	_, err := fastRetrier(2).Do(context.Background(), 1, func(context.Context) error {
+		calls++
+		return &openai.APIError{HTTPStatusCode: 503}
+	})
+	if err == nil || calls != 3 {
+		t.Fatalf("calls = %d, err = %v; want 3 calls and an error", calls, err)
+	}
+	if errors.Is(err, paper.ErrPermanent) {
+		t.Fatal("exhausted transient retries must stay transient")
+	}
+}
+
+func TestRetrierStopsAtPermanentError(t *testing.T) {
+	t.Parallel()
+	calls := 0
+	_, err := fastRetrier(5).Do(context.Background(), 1, func(context.Context) error {
+		calls++
+		return &openai.APIError{HTTPStatusCode: 400, Message: "bad"}
+	})
+	if calls != 1 || !errors.Is(err, paper.ErrPermanent) {
+		t.Fatalf("calls = %d, err = %v; want one call and ErrPermanent", calls, err)
+	}
+	var apiErr *openai.APIError
+	if !errors.As(err, &apiErr) {
+		t.Fatal("the cause must stay inspectable")
+	}
+}
+
+func TestRetrierRateLimitDoesNotConsumeRetries(t *testing.T) {
+	t.Parallel()
+	l := NewLimiter(LimiterConfig{})
+	calls := 0
+	r := fastRetrier(1)
+	r.Limiter = l
+	res, err := r.Do(context.Background(), 1, func(context.Context) error {
+		calls++
+		if calls <= 6 {
+			l.Pause(time.Millisecond) // what the Transport does on a 429
+			return &openai.APIError{HTTPStatusCode: 429}
+		}
+		return nil
+	})
+	if err != nil || res.RateLimited != 6 || res.Attempts != 7 {
+		t.Fatalf("Do = %+v, %v; want success after 6 rate-limited attempts with MaxRetries 1", res, err)
+	}
+}
+
+func TestRetrierReturnsContextErrorPromptly(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := Retrier{MaxRetries: 5, BaseDelay: time.Hour, MaxDelay: time.Hour}
+	calls := 0
+	_, err := r.Do(ctx, 1, func(context.Context) error {
+		calls++
+		cancel()
+		return &openai.APIError{HTTPStatusCode: 500}
+	})
+	if !errors.Is(err, context.Canceled) || calls != 1 {
+		t.Fatalf("err = %v after %d calls; want context.Canceled after 1", err, calls)
+	}
+}
+
+func TestRetrierPerAttemptTimeoutIsTransient(t *testing.T) {
+	t.Parallel()
+	r := fastRetrier(1)
+	r.Timeout = 5 * time.Millisecond
+	calls := 0
+	_, err := r.Do(context.Background(), 1, func(ctx context.Context) error {
+		calls++
+		if calls == 1 {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	})
+	if err != nil || calls != 2 {
+		t.Fatalf("err = %v after %d calls; want a retry after the attempt timed out", err, calls)
+	}
+}
+
+func TestBackoffStaysWithinCeiling(t *testing.T) {
+	t.Parallel()
+	for retry := range 40 {
+		ceil := min(250*time.Millisecond<<min(retry, 20), 20*time.Second)
+		for range 20 {
+			if d := Backoff(retry, 250*time.Millisecond, 20*time.Second); d < 0 || d > ceil {
+				t.Fatalf("Backoff(%d) = %v, want in [0, %v]", retry, d, ceil)
+			}
+		}
+	}
+}

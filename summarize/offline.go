@@ -1,0 +1,157 @@
+package summarize
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// Offline model identity, stored with every TL;DR it writes.
+const (
+	OfflineModel         = "paperpipe-offline-extractive"
+	OfflinePromptVersion = "extractive-v1"
+)
+
+// Offline is the built-in extractive summarizer: it picks the abstract's sentence that most
+// likely states the paper's contribution and tightens it into a TL;DR. It makes no API calls,
+// is deterministic and safe for concurrent use.
+type Offline struct {
+	maxWords int
+}
+
+// NewOffline returns an Offline summarizer writing TL;DRs of at most maxWords words (30 when
+// maxWords ≤ 0).
+func NewOffline(maxWords int) *Offline {
+	if maxWords <= 0 {
+		maxWords = 30
+	}
+	return &Offline{maxWords: maxWords}
+}
+
+// Model returns OfflineModel.
+func (o *Offline) Model() string { return OfflineModel }
+
+// PromptVersion returns OfflinePromptVersion.
+func (o *Offline) PromptVersion() string { return OfflinePromptVersion }
+
+// Summarize returns the extractive TL;DR of a. Its Usage is zero but for the model and kind.
+// An abstract with no text is an error wrapping paper.ErrPermanent.
+func (o *Offline) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary, error) {
+	if err := ctx.Err(); err != nil {
+		return paper.Summary{}, err
+	}
+	text := o.TLDR(a)
+	if text == "" {
+		return paper.Summary{}, fmt.Errorf("summarize %s: nothing to summarize: %w", a.ID, paper.ErrPermanent)
+	}
+	return paper.Summary{
+		PaperID:       a.ID,
+		Text:          text,
+		Model:         OfflineModel,
+		PromptVersion: OfflinePromptVersion,
+		ContentHash:   a.ContentHash(),
+		Validation:    paper.ValidOK,
+		Usage:         paper.Usage{Model: OfflineModel, Kind: paper.KindChat},
+	}, nil
+}
+
+// TLDR returns the TL;DR of a, or "" when a has neither abstract nor title.
+func (o *Offline) TLDR(a paper.Abstract) string {
+	sentences := Sentences(strings.Join(strings.Fields(a.Abstract), " "))
+	best, bestScore := -1, 0.0
+	for i, s := range sentences {
+		sc := scoreSentence(s, i, len(sentences))
+		if best < 0 || sc > bestScore {
+			best, bestScore = i, sc
+		}
+	}
+	var out string
+	if best >= 0 {
+		out = Clean(sentences[best], o.maxWords)
+	}
+	if Validate(out, a.Abstract, o.maxWords) != nil || len(Words(out)) < 4 {
+		// The abstract gave nothing usable: the title is the paper's own one-line summary.
+		if t := strings.TrimSpace(a.Title); t != "" {
+			out = Clean(t, o.maxWords)
+		}
+	}
+	return out
+}
+
+type cue struct {
+	re     *regexp.Regexp
+	weight float64
+}
+
+func cues(weight float64, phrases ...string) cue {
+	return cue{regexp.MustCompile(`(?i)\b(?:` + strings.Join(phrases, "|") + `)\b`), weight}
+}
+
+// contributionCues raise a sentence's score; backgroundCues lower it. A sentence collects
+// the weight of every group that matches it once.
+var (
+	contributionCues = []cue{
+		cues(4, `we (?:(?:\w+ly|first|also|further|then|here) )?(?:propose|present|introduce|develop|design|release|unveil|build)`,
+			`(?:this|our) (?:paper|work|report|study|technical report|survey|review) (?:proposes|presents|introduces|develops|describes|revisits|identifies|studies|investigates|explores|tackles|addresses|seeks|aims)`,
+			`(?:in|with) this (?:paper|work|study|report|survey|review), we`, `here,? we`),
+		cues(2, `we (?:(?:\w+ly|first|also|further|then) )?(?:show|find|demonstrate|study|investigate|explore|revisit|analy[sz]e|examine|reveal|identify|formulate|tackle|address|argue|prove|derive|establish)`,
+			`our (?:method|approach|framework|model|system|algorithm|analysis|results|findings|experiments)`,
+			`results (?:show|demonstrate|indicate|reveal)`, `experiments (?:show|demonstrate|reveal)`,
+			`this (?:paper|work|study|report|survey|review)`, `(?:novel|new) (?:method|approach|framework|technique|algorithm|architecture|benchmark|dataset)`),
+		cues(0.5, `we`, `our`),
+		// "We also present" is usually a secondary contribution.
+		cues(-1.5, `we (?:also|further|additionally|then|finally)`),
+	}
+	backgroundCues = []cue{
+		cues(-2, `however`, `recent(?:ly)?`, `existing`, `has been`, `have been`, `remains?`, `despite`,
+			`although`, `typically`, `traditional(?:ly)?`, `conventional(?:ly)?`, `previous(?:ly)?`,
+			`prior (?:work|methods|approaches)`, `has emerged`, `in recent years`, `widely`, `increasingly`,
+			`is (?:a|an) (?:promising|important|fundamental|key|critical|crucial)`, `limited`, `struggle`,
+			`suffers?`, `challeng(?:e|es|ing)`),
+		cues(-5, `https?://`, `github`, `code (?:is|and|will be) (?:publicly )?(?:available|released)`,
+			`(?:is|are) (?:publicly )?available at`, `can be (?:accessed|found) at`),
+		cues(-1, `for example`, `e\.g\.`, `such as`),
+		cues(-2, `the following`, `\(?\d\)`),
+	}
+)
+
+// scoreSentence rates how well sentence i of n states the paper's contribution.
+func scoreSentence(s string, i, n int) float64 {
+	score := 0.0
+	strong := false
+	for j, c := range contributionCues {
+		if c.re.MatchString(s) {
+			score += c.weight
+			strong = strong || j == 0
+		}
+	}
+	for _, c := range backgroundCues {
+		if c.re.MatchString(s) {
+			score += c.weight
+		}
+	}
+	// Position prior: the contribution usually follows the opening motivation; the first
+	// sentence is background more often than not, the last is often an outlook or a link.
+	switch {
+	case n > 2 && i == 0 && !strong:
+		score -= 0.5
+	case i == 0:
+	case i < n/2:
+		score += 0.5
+	case n > 2 && i == n-1:
+		score -= 0.5
+	}
+	w := len(Words(s))
+	switch {
+	case w < 6:
+		score -= 3
+	case w > 60:
+		score -= 1.5
+	case w > 45:
+		score -= 0.5
+	}
+	return score
+}

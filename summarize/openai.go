@@ -1,0 +1,215 @@
+package summarize
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	openai "github.com/sashabaranov/go-openai"
+
+	"github.com/paperpipe/paperpipe/internal/llm"
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// Config configures a Client.
+type Config struct {
+	// BaseURL is the OpenAI-compatible API's base URL, up to and including "/v1". Defaults
+	// to "https://api.openai.com/v1".
+	BaseURL string
+	// APIKey is sent as a bearer token; never logged. Defaults to "" (no Authorization
+	// header), which local servers such as Ollama accept.
+	APIKey string
+	// Model is the chat model. Defaults to "gpt-4o-mini".
+	Model string
+	// MaxWords is the TL;DR's word limit. Defaults to 30.
+	MaxWords int
+	// MaxRetries is how many times a transiently failed request is retried (429s do not
+	// count). Defaults to 5; a negative value means no retries.
+	MaxRetries int
+	// Timeout bounds each HTTP request. Defaults to 60s.
+	Timeout time.Duration
+	// Limiter is the rate limiter of the API's base URL, shared with every other client of
+	// it. Defaults to a limiter of this client's own with no request or token budget, which
+	// still honours the API's rate-limit headers.
+	Limiter *llm.Limiter
+	// HTTPClient sends the requests; its transport is wrapped to feed the Limiter. Defaults to
+	// a client with http.DefaultTransport.
+	HTTPClient *http.Client
+	// Logger receives retries and validation outcomes at debug level. Defaults to discarding.
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.BaseURL == "" {
+		c.BaseURL = "https://api.openai.com/v1"
+	}
+	if c.Model == "" {
+		c.Model = "gpt-4o-mini"
+	}
+	if c.MaxWords == 0 {
+		c.MaxWords = 30
+	}
+	if c.MaxRetries == 0 {
+		c.MaxRetries = 5
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 60 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Limiter == nil {
+		c.Limiter = llm.NewLimiter(llm.LimiterConfig{Logger: c.Logger})
+	}
+}
+
+func (c *Config) validate() error {
+	u, err := url.Parse(c.BaseURL)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return fmt.Errorf("summarize config: BaseURL %q is not an http(s) URL", c.BaseURL)
+	case c.MaxWords < 0:
+		return fmt.Errorf("summarize config: MaxWords is %d, want > 0", c.MaxWords)
+	case c.Timeout < 0:
+		return fmt.Errorf("summarize config: Timeout is %v, want > 0", c.Timeout)
+	}
+	return nil
+}
+
+// Client writes TL;DRs with an OpenAI-compatible chat completions API. It is safe for
+// concurrent use.
+type Client struct {
+	cfg   Config
+	api   *openai.Client
+	retry llm.Retrier
+	log   *slog.Logger
+}
+
+// New returns a Client configured by cfg, or an error naming the Config field that is wrong.
+// It makes no request.
+func New(cfg Config) (*Client, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	oc := openai.DefaultConfig(cfg.APIKey)
+	oc.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	oc.HTTPClient = llm.HTTPClient(cfg.HTTPClient, cfg.Limiter)
+	return &Client{
+		cfg: cfg,
+		api: openai.NewClientWithConfig(oc),
+		retry: llm.Retrier{
+			MaxRetries: cfg.MaxRetries,
+			Timeout:    cfg.Timeout,
+			Limiter:    cfg.Limiter,
+			Logger:     cfg.Logger,
+		},
+		log: cfg.Logger.With("model", cfg.Model, "base_url", oc.BaseURL),
+	}, nil
+}
+
+// Model returns the configured chat model, stored with each TL;DR.
+func (c *Client) Model() string { return c.cfg.Model }
+
+// PromptVersion returns PromptVersion, stored with each TL;DR.
+func (c *Client) PromptVersion() string { return PromptVersion }
+
+// Summarize asks the API for a's TL;DR and validates it. An invalid answer is asked again once
+// with the stricter prompt; if that one is invalid too, the answers are cleaned (Clean) and
+// the first clean result that validates is kept. Summary.Validation records which happened
+// and Summary.Usage sums both calls. Errors: ctx.Err() when ctx ends; paper.ErrPermanent
+// wrapped for a request the API rejects (400, 404, 422), for an abstract with no text, and
+// for an answer that stays invalid even when cleaned; otherwise a transient error, already
+// retried MaxRetries times.
+func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary, error) {
+	if strings.TrimSpace(a.Abstract) == "" && strings.TrimSpace(a.Title) == "" {
+		return paper.Summary{}, fmt.Errorf("summarize %s: empty title and abstract: %w", a.ID, paper.ErrPermanent)
+	}
+	usage := paper.Usage{Model: c.cfg.Model, Kind: paper.KindChat}
+	maxWords := c.cfg.MaxWords
+	first, err := c.complete(ctx, buildPrompt(a, maxWords), &usage)
+	if err != nil {
+		return paper.Summary{}, c.wrap(ctx, a, err)
+	}
+	sum := paper.Summary{
+		PaperID:       a.ID,
+		Model:         c.cfg.Model,
+		PromptVersion: PromptVersion,
+		ContentHash:   a.ContentHash(),
+	}
+	verr := Validate(first, a.Abstract, maxWords)
+	if verr == nil {
+		sum.Text, sum.Validation, sum.Usage = Normalize(first), paper.ValidOK, usage
+		return sum, nil
+	}
+	c.log.Debug("invalid TL;DR; retrying with the stricter prompt", "paper", a.ID, "problem", problem(verr))
+	candidates := []string{first}
+	second, err := c.complete(ctx, buildRetryPrompt(a, maxWords, problem(verr)), &usage)
+	switch {
+	case ctx.Err() != nil:
+		return paper.Summary{}, ctx.Err()
+	case err != nil:
+		// The first answer is paid for: clean it rather than fail and pay for it again.
+		c.log.Warn("stricter retry failed; cleaning the first answer", "paper", a.ID, "err", err)
+	case Validate(second, a.Abstract, maxWords) == nil:
+		sum.Text, sum.Validation, sum.Usage = Normalize(second), paper.ValidRetried, usage
+		return sum, nil
+	default:
+		candidates = []string{second, first}
+	}
+	for _, cand := range candidates {
+		cleaned := Clean(cand, maxWords)
+		if Validate(cleaned, a.Abstract, maxWords) == nil {
+			c.log.Debug("TL;DR cleaned", "paper", a.ID)
+			sum.Text, sum.Validation, sum.Usage = cleaned, paper.ValidCleaned, usage
+			return sum, nil
+		}
+	}
+	return paper.Summary{}, fmt.Errorf("summarize %s with %s: answer stays invalid after retry and cleaning (%s): %w",
+		a.ID, c.cfg.Model, problem(verr), paper.ErrPermanent)
+}
+
+// complete sends one chat request (with retries) and adds what was delivered to usage.
+func (c *Client) complete(ctx context.Context, msgs []message, usage *paper.Usage) (string, error) {
+	req := openai.ChatCompletionRequest{Model: c.cfg.Model}
+	tokens := c.cfg.MaxWords * 2
+	for _, m := range msgs {
+		req.Messages = append(req.Messages, openai.ChatCompletionMessage{Role: m.Role, Content: m.Content})
+		tokens += llm.EstimateTokens(m.Content)
+	}
+	var answer string
+	_, err := c.retry.Do(ctx, tokens, func(ctx context.Context) error {
+		resp, err := c.api.CreateChatCompletion(ctx, req)
+		if err != nil {
+			return err
+		}
+		if len(resp.Choices) == 0 {
+			return fmt.Errorf("chat completion without choices: %w", llm.ErrBadResponse)
+		}
+		usage.Requests++
+		usage.InputTokens += resp.Usage.PromptTokens
+		usage.OutputTokens += resp.Usage.CompletionTokens
+		answer = resp.Choices[0].Message.Content
+		return nil
+	})
+	return answer, err
+}
+
+// wrap returns ctx.Err() when ctx ended, else err with the paper and model named.
+func (c *Client) wrap(ctx context.Context, a paper.Abstract, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		return ctxErr
+	}
+	return fmt.Errorf("summarize %s with %s: %w", a.ID, c.cfg.Model, err)
+}
+
+// problem is the reason Validate gave, without the sentinel's prefix.
+func problem(err error) string {
+	return strings.TrimPrefix(err.Error(), ErrInvalidTLDR.Error()+": ")
+}

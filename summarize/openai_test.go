@@ -1,0 +1,345 @@
+package summarize
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+var testPaper = paper.Abstract{
+	ID:    "arxiv:2501.00001",
+	Title: "Cheap Training",
+	Abstract: "Training large models is expensive. We propose a method that halves the training cost of large language models. " +
+		"Experiments on five benchmarks show that the method keeps accuracy while using half the compute.",
+}
+
+// hookTransport sends requests to the server and calls after with each outcome and the request
+// body, in order; tests use it to change the server's faults after the n-th response.
+type hookTransport struct {
+	mu     sync.Mutex
+	n      int
+	bodies []string
+	after  func(n int, resp *http.Response, err error)
+}
+
+func (h *hookTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	var body []byte
+	if req.Body != nil {
+		body, _ = io.ReadAll(req.Body)
+		req.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	h.mu.Lock()
+	h.n++
+	h.bodies = append(h.bodies, string(body))
+	n := h.n
+	h.mu.Unlock()
+	if h.after != nil {
+		h.after(n, resp, err)
+	}
+	return resp, err
+}
+
+func newClient(t *testing.T, srv *openaitest.Server, hook *hookTransport, mod func(*Config)) *Client {
+	t.Helper()
+	cfg := Config{BaseURL: srv.URL(), Model: "gpt-test", MaxRetries: 3, Timeout: 5 * time.Second}
+	if hook != nil {
+		cfg.HTTPClient = &http.Client{Transport: hook}
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestClientRoundTripAndUsage(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{})
+	c := newClient(t, srv, nil, nil)
+	s, err := c.Summarize(context.Background(), testPaper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fake answers with the first sentence of the longest paragraph: the abstract's.
+	if s.Text != "Training large models is expensive." {
+		t.Errorf("Text = %q", s.Text)
+	}
+	if s.Validation != paper.ValidOK || s.Model != "gpt-test" || s.PromptVersion != PromptVersion ||
+		s.PaperID != testPaper.ID || s.ContentHash != testPaper.ContentHash() {
+		t.Errorf("summary metadata = %+v", s)
+	}
+	st := srv.Stats()
+	if s.Usage.Requests != 1 || s.Usage.Kind != paper.KindChat || s.Usage.Model != "gpt-test" ||
+		int64(s.Usage.InputTokens) != st.PromptTokens || int64(s.Usage.OutputTokens) != st.CompletionTokens || s.Usage.InputTokens == 0 {
+		t.Errorf("usage = %+v, server saw prompt %d completion %d", s.Usage, st.PromptTokens, st.CompletionTokens)
+	}
+	if c.Model() != "gpt-test" || c.PromptVersion() != "tldr-v1" {
+		t.Errorf("Model/PromptVersion = %q/%q", c.Model(), c.PromptVersion())
+	}
+}
+
+func TestClientJunkAnswerIsRetriedWithStricterPrompt(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{Faults: openaitest.Faults{Junk: 1}})
+	hook := &hookTransport{after: func(n int, _ *http.Response, _ error) {
+		if n == 1 {
+			srv.SetFaults(openaitest.Faults{}) // only the first answer is junk
+		}
+	}}
+	c := newClient(t, srv, hook, nil)
+	s, err := c.Summarize(context.Background(), testPaper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Validation != paper.ValidRetried || s.Usage.Requests != 2 {
+		t.Fatalf("Validation = %q, Requests = %d; want retried after 2 requests", s.Validation, s.Usage.Requests)
+	}
+	if err := Validate(s.Text, testPaper.Abstract, 30); err != nil {
+		t.Errorf("retried text %q invalid: %v", s.Text, err)
+	}
+	if !strings.Contains(hook.bodies[1], "previous answer was rejected") {
+		t.Errorf("the retry did not use the stricter prompt: %s", hook.bodies[1])
+	}
+	if st := srv.Stats(); int64(s.Usage.InputTokens) != st.PromptTokens || st.ChatDelivered != 2 {
+		t.Errorf("usage %+v does not sum both calls (server: %+v)", s.Usage, st)
+	}
+}
+
+func TestClientJunkTwiceIsCleaned(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{Faults: openaitest.Faults{Junk: 1}})
+	c := newClient(t, srv, nil, nil)
+	s, err := c.Summarize(context.Background(), testPaper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Validation != paper.ValidCleaned || s.Usage.Requests != 2 {
+		t.Fatalf("Validation = %q, Requests = %d; want cleaned after 2 requests", s.Validation, s.Usage.Requests)
+	}
+	if s.Text != "Training large models is expensive." {
+		t.Errorf("cleaned text = %q", s.Text)
+	}
+}
+
+func TestClientBadRequestIsPermanent(t *testing.T) {
+	t.Parallel()
+	calls := 0
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, `{"error":{"message":"Invalid model","type":"invalid_request_error","param":"model","code":null}}`)
+	}))
+	defer ts.Close()
+	c, err := New(Config{BaseURL: ts.URL + "/v1", MaxRetries: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Summarize(context.Background(), testPaper)
+	if !errors.Is(err, paper.ErrPermanent) || calls != 1 {
+		t.Fatalf("err = %v after %d calls; want ErrPermanent after 1", err, calls)
+	}
+}
+
+func TestClientRetriesServerErrorsThenSucceeds(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{Faults: openaitest.Faults{ServerError: 1}})
+	hook := &hookTransport{after: func(n int, _ *http.Response, _ error) {
+		if n == 2 {
+			srv.SetFaults(openaitest.Faults{})
+		}
+	}}
+	c := newClient(t, srv, hook, nil)
+	s, err := c.Summarize(context.Background(), testPaper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := srv.Stats()
+	if st.Faults[openaitest.FaultServerError] != 2 || st.ChatRequests != 3 || s.Usage.Requests != 1 {
+		t.Fatalf("server %+v, usage %+v; want 2 failures, 3 requests, 1 delivered", st, s.Usage)
+	}
+}
+
+func TestClientGivesUpOnPersistentServerErrorsAsTransient(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{Faults: openaitest.Faults{ServerError: 1}})
+	c := newClient(t, srv, nil, func(c *Config) { c.MaxRetries = 1 })
+	_, err := c.Summarize(context.Background(), testPaper)
+	if err == nil || errors.Is(err, paper.ErrPermanent) {
+		t.Fatalf("err = %v, want a transient error", err)
+	}
+	if st := srv.Stats(); st.ChatRequests != 2 {
+		t.Fatalf("%d requests, want 2 (1 + 1 retry)", st.ChatRequests)
+	}
+}
+
+func TestClientTruncatedAndMalformedBodiesAreRetried(t *testing.T) {
+	t.Parallel()
+	for _, f := range []openaitest.Faults{{Truncated: 1}, {Malformed: 1}} {
+		srv := openaitest.Start(t, openaitest.Config{Faults: f})
+		hook := &hookTransport{after: func(n int, _ *http.Response, _ error) {
+			if n == 1 {
+				srv.SetFaults(openaitest.Faults{})
+			}
+		}}
+		c := newClient(t, srv, hook, nil)
+		s, err := c.Summarize(context.Background(), testPaper)
+		if err != nil || s.Validation != paper.ValidOK {
+			t.Fatalf("faults %+v: %v, %+v", f, err, s)
+		}
+	}
+}
+
+func TestClientTimeoutIsRetried(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{Faults: openaitest.Faults{Timeout: 1, TimeoutHold: 10 * time.Second}})
+	hook := &hookTransport{after: func(n int, _ *http.Response, _ error) {
+		if n == 1 {
+			srv.SetFaults(openaitest.Faults{})
+		}
+	}}
+	c := newClient(t, srv, hook, func(c *Config) { c.Timeout = 100 * time.Millisecond })
+	s, err := c.Summarize(context.Background(), testPaper)
+	if err != nil || s.Usage.Requests != 1 {
+		t.Fatalf("%v, %+v", err, s.Usage)
+	}
+	if st := srv.Stats(); st.ChatRequests != 2 {
+		t.Fatalf("%d requests, want 2", st.ChatRequests)
+	}
+}
+
+func TestClientRateLimitDoesNotConsumeRetries(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{Faults: openaitest.Faults{RateLimit: 1, RetryAfter: 20 * time.Millisecond}})
+	hook := &hookTransport{after: func(n int, _ *http.Response, _ error) {
+		if n == 4 {
+			srv.SetFaults(openaitest.Faults{})
+		}
+	}}
+	// No retries at all: only the rate-limit path can get this through.
+	c := newClient(t, srv, hook, func(c *Config) { c.MaxRetries = -1 })
+	s, err := c.Summarize(context.Background(), testPaper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := srv.Stats()
+	if st.Faults[openaitest.FaultRateLimit] != 4 || s.Usage.Requests != 1 || s.Validation != paper.ValidOK {
+		t.Fatalf("server %+v, summary %+v; want success after 4 rate-limited attempts", st, s)
+	}
+}
+
+func TestClientRateLimitPausesSharedLimiter(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{Faults: openaitest.Faults{RateLimit: 1, RetryAfter: time.Hour}})
+	c := newClient(t, srv, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := c.Summarize(ctx, testPaper)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want the context deadline (429 waits are capped by it)", err)
+	}
+	// The hour asked for is capped at the limiter's MaxPause (5m).
+	if until := c.cfg.Limiter.PausedUntil(); time.Until(until) < 4*time.Minute {
+		t.Fatalf("limiter paused until %v, want about 5 minutes from now", until)
+	}
+	if st := srv.Stats(); st.ChatRequests != 1 {
+		t.Fatalf("%d requests; the paused limiter should have held the rest", st.ChatRequests)
+	}
+}
+
+func TestClientContextCancelReturnsPromptly(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{ChatLatency: time.Minute})
+	c := newClient(t, srv, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(20 * time.Millisecond); cancel() }()
+	_, err := c.Summarize(ctx, testPaper)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
+
+func TestClientUsesAPIKeyAndNeverLogsIt(t *testing.T) {
+	t.Parallel()
+	const key = "sk-test-SECRET-0123456789"
+	srv := openaitest.Start(t, openaitest.Config{APIKey: key, Faults: openaitest.Faults{Junk: 1}})
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &buf, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c := newClient(t, srv, nil, func(c *Config) { c.APIKey = key; c.Logger = logger })
+	if _, err := c.Summarize(context.Background(), testPaper); err != nil {
+		t.Fatalf("with the right key: %v", err)
+	}
+	bad := newClient(t, srv, nil, func(c *Config) { c.APIKey = "sk-wrong"; c.Logger = logger; c.MaxRetries = -1 })
+	if _, err := bad.Summarize(context.Background(), testPaper); err == nil {
+		t.Fatal("a wrong key was accepted: the client did not send Config.APIKey")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if buf.Len() == 0 {
+		t.Fatal("nothing was logged; the test would prove nothing")
+	}
+	if strings.Contains(buf.String(), key) || strings.Contains(buf.String(), "sk-wrong") {
+		t.Fatalf("API key in the log:\n%s", buf.String())
+	}
+}
+
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func TestNewValidatesConfig(t *testing.T) {
+	t.Parallel()
+	for _, cfg := range []Config{
+		{BaseURL: "not a url"},
+		{BaseURL: "ftp://x/v1"},
+		{MaxWords: -1},
+		{Timeout: -time.Second},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v) accepted an invalid config", cfg)
+		}
+	}
+}
+
+func TestClientOnSampleArchive(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{})
+	c := newClient(t, srv, nil, nil)
+	counts := map[string]int{}
+	for _, p := range loadSamples(t) {
+		s, err := c.Summarize(context.Background(), p)
+		if err != nil {
+			t.Fatalf("%q: %v", p.Title, err)
+		}
+		if err := Validate(s.Text, p.Abstract, 30); err != nil {
+			t.Errorf("%q: stored TL;DR %q invalid: %v", p.Title, s.Text, err)
+		}
+		counts[s.Validation]++
+	}
+	st := srv.Stats()
+	t.Logf("108 sample papers against the fake: %v; %d chat calls delivered (%.2f per paper)",
+		counts, st.ChatDelivered, float64(st.ChatDelivered)/108)
+}

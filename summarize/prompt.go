@@ -1,0 +1,63 @@
+package summarize
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// PromptVersion names the prompt below; it is stored with every TL;DR the Client writes, so a
+// change here must bump it (and makes `paperpipe reprocess` regenerate TL;DRs).
+const PromptVersion = "tldr-v1"
+
+// systemPrompt is the standing instruction; %d is the word limit.
+const systemPrompt = `You write TL;DRs of research papers: one plain sentence that tells a reader what the paper contributes.
+Rules:
+- Exactly one sentence, at most %d words.
+- Start directly with the content. No preamble such as "Sure", "Here is", "TL;DR:", "Summary:", "This paper" or "The authors".
+- Plain text only: no markdown, no bullet points, no quotation marks around the sentence.
+- Write in the same language as the abstract.`
+
+// strictSystemPrompt replaces systemPrompt on the single retry after an invalid answer.
+const strictSystemPrompt = systemPrompt + `
+Your answer is checked by a program. Anything other than the single sentence itself is rejected.`
+
+// userPrompt frames the paper. The abstract is the last and longest paragraph of the message.
+const userPrompt = `Write the one-sentence TL;DR (at most %d words) of this paper.
+
+Title: %s
+
+%s`
+
+// retryPrompt is the user message of the retry; %s is what was wrong with the first answer.
+const retryPrompt = `Your previous answer was rejected (%s). Answer again with only one plain sentence of at most %d words, without any preamble, label, markdown or quotes, in the language of the abstract.
+
+Title: %s
+
+%s`
+
+// message is one chat message of a prompt.
+type message struct {
+	Role    string // "system" or "user"
+	Content string
+}
+
+// buildPrompt returns the messages of the first request for a.
+func buildPrompt(a paper.Abstract, maxWords int) []message {
+	return []message{
+		{Role: "system", Content: fmt.Sprintf(systemPrompt, maxWords)},
+		{Role: "user", Content: fmt.Sprintf(userPrompt, maxWords, oneLine(a.Title), strings.TrimSpace(a.Abstract))},
+	}
+}
+
+// buildRetryPrompt returns the messages of the stricter retry; problem says what the rejected
+// answer did wrong (the answer itself is not repeated).
+func buildRetryPrompt(a paper.Abstract, maxWords int, problem string) []message {
+	return []message{
+		{Role: "system", Content: fmt.Sprintf(strictSystemPrompt, maxWords)},
+		{Role: "user", Content: fmt.Sprintf(retryPrompt, problem, maxWords, oneLine(a.Title), strings.TrimSpace(a.Abstract))},
+	}
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -1,0 +1,113 @@
+package summarize
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// ErrInvalidTLDR marks a TL;DR that breaks the rules Validate checks; the wrapping error says
+// which.
+var ErrInvalidTLDR = errors.New("invalid TL;DR")
+
+var (
+	// preambleRe matches chatter and labels an answer should not start with.
+	preambleRe = regexp.MustCompile(`(?i)^(?:` +
+		`(?:sure|certainly|of course|okay|absolutely)\b(?:[!,.:]|\s)|(?:ok|great)[!,.:]` +
+		`|here(?:'s|’s| is| are)\b` +
+		`|(?:tl;?\s?dr|tldr|summary|one[- ]sentence summary|short summary|answer)\s*[:：\-–—]` +
+		`|tl;?dr\b` +
+		`|in (?:summary|short|brief)\b` +
+		`|(?:in )?this (?:paper|work|study|article|report|technical report|manuscript)\b` +
+		`|the (?:authors|paper)\b)`)
+	// markdownRe matches markdown anywhere in the text.
+	markdownRe = regexp.MustCompile("\\*\\*|__|`|\\]\\(")
+	// latexQuoteRe matches LaTeX quotes (``like this''), which abstracts carry and which are
+	// not markdown code.
+	latexQuoteRe = regexp.MustCompile("``([^`']*)''")
+	// markdownLeadRe matches markdown block syntax at the start.
+	markdownLeadRe = regexp.MustCompile(`^(?:#+\s|[-*+>]\s|\d+[.)]\s)`)
+)
+
+const (
+	openQuotes  = `"'“‘«„`
+	closeQuotes = `"'”’»“`
+)
+
+// Validate reports whether tldr is an acceptable TL;DR of abstract, returning nil or an error
+// wrapping ErrInvalidTLDR that says what is wrong: it must be exactly one sentence (see
+// Sentences) on one line, at most maxWords words, with no preamble ("Sure", "Here is/Here's",
+// "TL;DR:", "Summary:", "This paper", "In this paper", "The authors" …), no markdown ("**",
+// "__", "`", links, a leading "#", "- ", "* " or "1. "), not wrapped in quotes, and in the
+// abstract's language when DetectLanguage knows both. A missing final full stop is not an
+// error (Normalize adds it). maxWords ≤ 0 means no limit.
+func Validate(tldr, abstract string, maxWords int) error {
+	t := strings.TrimSpace(tldr)
+	switch {
+	case t == "":
+		return fmt.Errorf("%w: empty", ErrInvalidTLDR)
+	case strings.ContainsAny(t, "\n\r"):
+		return fmt.Errorf("%w: more than one line", ErrInvalidTLDR)
+	case markdownRe.MatchString(latexQuoteRe.ReplaceAllString(t, `"$1"`)) || markdownLeadRe.MatchString(t):
+		return fmt.Errorf("%w: contains markdown", ErrInvalidTLDR)
+	case wrappedInQuotes(t):
+		return fmt.Errorf("%w: wrapped in quotes", ErrInvalidTLDR)
+	case preambleRe.MatchString(t):
+		return fmt.Errorf("%w: starts with a preamble (%q)", ErrInvalidTLDR, preambleRe.FindString(t))
+	}
+	if n := len(Sentences(t)); n != 1 {
+		return fmt.Errorf("%w: %d sentences, want exactly one", ErrInvalidTLDR, n)
+	}
+	if n := len(Words(t)); maxWords > 0 && n > maxWords {
+		return fmt.Errorf("%w: %d words, at most %d allowed", ErrInvalidTLDR, n, maxWords)
+	}
+	if la, lt := DetectLanguage(abstract), DetectLanguage(t); la != "" && lt != "" && la != lt {
+		return fmt.Errorf("%w: language %s differs from the abstract's %s", ErrInvalidTLDR, lt, la)
+	}
+	return nil
+}
+
+// wrappedInQuotes reports whether t, ignoring final punctuation, starts with an opening quote
+// and ends with a closing one.
+func wrappedInQuotes(t string) bool {
+	t = strings.TrimRight(t, ".!? ")
+	if utf8.RuneCountInString(t) < 2 {
+		return false
+	}
+	first, _ := utf8.DecodeRuneInString(t)
+	last, _ := utf8.DecodeLastRuneInString(t)
+	return strings.ContainsRune(openQuotes, first) && strings.ContainsRune(closeQuotes, last)
+}
+
+// Normalize makes the small fixes that do not change a valid TL;DR's content: folds white
+// space and ends it with a full stop when it has no final '.', '!' or '?'.
+func Normalize(tldr string) string {
+	t := strings.Join(strings.Fields(tldr), " ")
+	return endSentence(t)
+}
+
+// endSentence strips trailing separators and adds a full stop if the text has no terminal
+// punctuation.
+func endSentence(t string) string {
+	t = strings.TrimRightFunc(t, func(r rune) bool {
+		return unicode.IsSpace(r) || strings.ContainsRune(",;:-–—", r)
+	})
+	if t == "" {
+		return t
+	}
+	last, _ := utf8.DecodeLastRuneInString(t)
+	if strings.ContainsRune(".!?。！？", last) {
+		return t
+	}
+	if strings.ContainsRune(`)]"'”’»`, last) {
+		// A closer after the terminal punctuation: "… (2024)." is fine, "… (2024)" is not.
+		inner := strings.TrimRight(t, `)]"'”’»`)
+		if l, _ := utf8.DecodeLastRuneInString(inner); strings.ContainsRune(".!?", l) {
+			return t
+		}
+	}
+	return t + "."
+}

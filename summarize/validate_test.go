@@ -1,0 +1,174 @@
+package summarize
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+const enAbstract = `Large language models are expensive to train. In this paper, we propose a method that
+reduces the cost of training by half. We show that the method works on several benchmarks and
+that the results hold for models of different sizes.`
+
+const deAbstract = `Große Sprachmodelle sind teuer im Training. In dieser Arbeit stellen wir eine Methode vor,
+die die Kosten des Trainings halbiert. Wir zeigen, dass die Methode auf mehreren Benchmarks
+funktioniert und dass die Ergebnisse für Modelle verschiedener Größe gelten.`
+
+func TestSentences(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		want int
+	}{
+		{"One sentence.", 1},
+		{"One sentence without a stop", 1},
+		{"First. Second.", 2},
+		{"Is it? Yes!", 2},
+		{"Models, e.g. GPT-4, are big.", 1},
+		{"Models, e.g., GPT-4, are big.", 1},
+		{"That is, i.e. Large ones, cost more.", 1},
+		{"Smith et al. Show that it works.", 1},
+		{"Smith et al. show that it works.", 1},
+		{"Accuracy rises from 3.5 to 4.2 points.", 1},
+		{"Ours vs. Theirs: a comparison.", 1},
+		{"See Fig. 3 for details.", 1},
+		{"Trained in the U.S. On weekends.", 1},
+		{"Code at arxiv.org today. It works.", 2},
+		{"It ends (as shown.) Then more.", 2},
+		{`He said "stop." Then left.`, 2},
+		{"It beats the baseline.Based on this, we win.", 2},
+		{"Between matrices A and B. Secondly, we propose X.", 2},
+		{"Para one\n\nPara two", 2},
+		{"这是第一句。这是第二句。", 2},
+		{"", 0},
+	} {
+		if got := Sentences(tc.in); len(got) != tc.want {
+			t.Errorf("Sentences(%q) = %q (%d), want %d", tc.in, got, len(got), tc.want)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("word ", 31) + "end."
+	for _, tc := range []struct {
+		name, tldr, abstract string
+		wantErr              string // "" = valid
+	}{
+		{"valid", "Halving training cost with a simple method that works across model sizes.", enAbstract, ""},
+		{"valid no final stop", "Halving training cost with a simple method", enAbstract, ""},
+		{"valid e.g. inside", "Cheap training for big models, e.g. GPT-style transformers, at half the cost.", enAbstract, ""},
+		{"valid decimal", "Improves accuracy by 3.5 points over the baseline.", enAbstract, ""},
+		{"valid et al.", "Extends the method of Smith et al. to larger models.", enAbstract, ""},
+		{"valid vs.", "Compares dense vs. sparse training at equal cost.", enAbstract, ""},
+		{"valid exactly 30 words", strings.TrimSpace(strings.Repeat("word ", 29)) + " end.", enAbstract, ""},
+		{"empty", "  ", enAbstract, "empty"},
+		{"two sentences", "It halves cost. It works well.", enAbstract, "2 sentences"},
+		{"too long", long, enAbstract, "32 words"},
+		{"newline", "Halves cost\nfor models.", enAbstract, "more than one line"},
+		{"sure", "Sure! It halves the training cost.", enAbstract, "preamble"},
+		{"here is", "Here is a summary of the paper that halves cost.", enAbstract, "preamble"},
+		{"here's", "Here's the TL;DR of it all.", enAbstract, "preamble"},
+		{"tldr label", "TL;DR: a method halves the training cost.", enAbstract, "preamble"},
+		{"summary label", "Summary: a method halves the training cost.", enAbstract, "preamble"},
+		{"this paper", "This paper proposes a method that halves cost.", enAbstract, "preamble"},
+		{"in this paper", "In this paper, a method halves cost.", enAbstract, "preamble"},
+		{"the authors", "The authors propose a method that halves cost.", enAbstract, "preamble"},
+		{"bold", "A method that **halves** training cost.", enAbstract, "markdown"},
+		{"underscore bold", "A method that __halves__ training cost.", enAbstract, "markdown"},
+		{"code", "A `method` that halves training cost.", enAbstract, "markdown"},
+		{"heading", "# A method that halves training cost.", enAbstract, "markdown"},
+		{"bullet dash", "- A method that halves training cost.", enAbstract, "markdown"},
+		{"bullet star", "* A method that halves training cost.", enAbstract, "markdown"},
+		{"quoted", `"A method that halves training cost."`, enAbstract, "quotes"},
+		{"quoted curly", `“A method that halves training cost”.`, enAbstract, "quotes"},
+		{"inner quotes ok", `A "cheap" method that halves training cost.`, enAbstract, ""},
+		{"latex quotes ok", "Prompts models with a ``chain-of-thought'' to answer step by step.", enAbstract, ""},
+		{"snake_case ok", "Tunes the learning_rate schedule to halve training cost.", enAbstract, ""},
+		{"okvqa not preamble", "OK-VQA questions get answered at half the cost.", enAbstract, ""},
+		{"german for english", "Eine Methode, die die Kosten des Trainings für große Modelle halbiert.", enAbstract, "language de"},
+		{"english for german", "A method that halves the cost of training for all of the large models.", deAbstract, "language en"},
+		{"german for german", "Eine Methode, die die Kosten des Trainings für große Modelle halbiert.", deAbstract, ""},
+		{"russian for english", "Метод, который вдвое снижает стоимость обучения больших моделей.", enAbstract, "language cyrillic"},
+		{"unknown language never rejects", "LoRA-SB: 2x faster.", enAbstract, ""},
+	} {
+		err := Validate(tc.tldr, tc.abstract, 30)
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%s: Validate(%q) = %v, want valid", tc.name, tc.tldr, err)
+		case tc.wantErr != "" && err == nil:
+			t.Errorf("%s: Validate(%q) = nil, want error containing %q", tc.name, tc.tldr, tc.wantErr)
+		case tc.wantErr != "" && !strings.Contains(err.Error(), tc.wantErr):
+			t.Errorf("%s: Validate(%q) = %v, want error containing %q", tc.name, tc.tldr, err, tc.wantErr)
+		case err != nil && !errors.Is(err, ErrInvalidTLDR):
+			t.Errorf("%s: error %v does not wrap ErrInvalidTLDR", tc.name, err)
+		}
+	}
+}
+
+func TestDetectLanguage(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want string }{
+		{enAbstract, "en"},
+		{deAbstract, "de"},
+		{"Nous proposons une méthode pour réduire le coût de l'entraînement des grands modèles, et nous montrons que cette méthode est efficace sur les données.", "fr"},
+		{"Proponemos un método para reducir el costo del entrenamiento de los modelos grandes y mostramos que es eficaz con los datos.", "es"},
+		{"Предлагаем метод снижения стоимости обучения.", "cyrillic"},
+		{"我们提出了一种降低大型模型训练成本的方法。", "han"},
+		{"大規模言語モデルの学習コストを削減する手法を提案する。", "kana"},
+		{"LoRA-SB 2x", ""},
+		{"", ""},
+	} {
+		if got := DetectLanguage(tc.in); got != tc.want {
+			t.Errorf("DetectLanguage(%.40q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestClean(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want string }{
+		{"Sure! Here's a TL;DR: **A method halves the training cost of large models.** Hope this helps!",
+			"A method halves the training cost of large models."},
+		{"TL;DR: a method halves the training cost", "A method halves the training cost."},
+		{`"A method halves the training cost."`, "A method halves the training cost."},
+		{"In this paper, we propose a method that halves the training cost.", "Proposes a method that halves the training cost."},
+		{"This paper revisits load balancing for mixture-of-experts models.", "Revisits load balancing for mixture-of-experts models."},
+		{"The authors study scaling laws for sparse models.", "Studies scaling laws for sparse models."},
+		{"We present Branch-Train-Merge (BTM), a communication-efficient algorithm for parallel training.",
+			"Branch-Train-Merge is a communication-efficient algorithm for parallel training."},
+		{"## Summary\n\n- A method halves the training cost [3].\n- It also works well.", "A method halves the training cost."},
+		{"Specifically, we introduce an extra communication step to synchronize statistics across micro-batches.",
+			"Introduces an extra communication step to synchronize statistics across micro-batches."},
+		{"To address this, we propose a heterogeneity-adaptive sequence parallelism method.",
+			"Proposes a heterogeneity-adaptive sequence parallelism method."},
+		{"We study how the size of the batch, the learning rate, the warmup schedule, and the weight decay interact with each other when training very large transformer language models on web data at scale",
+			"Studies how the size of the batch, the learning rate, the warmup schedule, and the weight decay interact with each other when training very large transformer language models."},
+		{"This paper's method halves cost for all models.", "Method halves cost for all models."},
+	} {
+		got := Clean(tc.in, 30)
+		if got != tc.want {
+			t.Errorf("Clean(%q)\n got %q\nwant %q", tc.in, got, tc.want)
+		}
+		if err := Validate(got, enAbstract, 30); err != nil {
+			t.Errorf("Clean(%q) = %q fails Validate: %v", tc.in, got, err)
+		}
+	}
+}
+
+func TestCleanCutsLongSentenceAtBoundaryWithinLimit(t *testing.T) {
+	t.Parallel()
+	in := "Proposes a scalable, approximate method for estimating the quality of a small subset of generated training data derived from the same input, which we then evaluate on many tasks and many models with care."
+	for _, max := range []int{10, 15, 20, 30} {
+		got := Clean(in, max)
+		if n := len(Words(got)); n > max {
+			t.Errorf("Clean(…, %d) has %d words: %q", max, n, got)
+		}
+		if strings.HasSuffix(got, "scalable.") || strings.HasSuffix(got, " of.") || strings.HasSuffix(got, " the.") {
+			t.Errorf("Clean(…, %d) ends on a dangling word: %q", max, got)
+		}
+		if !strings.HasSuffix(got, ".") {
+			t.Errorf("Clean(…, %d) does not end with a full stop: %q", max, got)
+		}
+	}
+}
