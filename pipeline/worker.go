@@ -157,16 +157,18 @@ type Worker struct {
 	}
 }
 
-// NewWorker returns a Worker. The streams and consumers must exist (see Setup).
+// NewWorker returns a Worker. The streams and consumers must exist (see Setup). A nil
+// Summarizer makes a worker that only fills the embedding space (a re-embedding run).
 func NewWorker(js jetstream.JetStream, st Store, sum Summarizer, emb Embedder, cfg WorkerConfig) (*Worker, error) {
 	cfg.setDefaults()
 	if cfg.SpaceID == 0 {
 		return nil, errors.New("worker: SpaceID is required")
 	}
-	return &Worker{
-		cfg: cfg, js: js, store: st, sum: sum, emb: emb, log: cfg.Logger,
-		work: paper.Work{Model: sum.Model(), PromptVersion: sum.PromptVersion(), SpaceID: cfg.SpaceID},
-	}, nil
+	work := paper.Work{SpaceID: cfg.SpaceID}
+	if sum != nil {
+		work.Model, work.PromptVersion = sum.Model(), sum.PromptVersion()
+	}
+	return &Worker{cfg: cfg, js: js, store: st, sum: sum, emb: emb, log: cfg.Logger, work: work}, nil
 }
 
 // Stats returns a snapshot of the worker's counters.
@@ -436,7 +438,7 @@ func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *ba
 			embErr = embedB.Do(mctx, j.a)
 		}()
 	}
-	if p.NeedTLDR {
+	if p.NeedTLDR && w.sum != nil {
 		s, err := w.sum.Summarize(mctx, j.a)
 		if err == nil {
 			err = saveB.Do(mctx, s)

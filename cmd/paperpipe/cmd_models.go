@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/paperpipe/paperpipe/ingest"
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// readAbstracts reads every good record of the named sources; bad records are reported on
+// stderr and counted.
+func readAbstracts(paths []string, format ingest.Format, each func(paper.Abstract) error) (rejected int, err error) {
+	for _, path := range paths {
+		r, closer, err := ingest.Open(path, ingest.Options{Format: format})
+		if err != nil {
+			return rejected, err
+		}
+		for {
+			a, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			var rec *ingest.RecordError
+			if errors.As(err, &rec) {
+				rejected++
+				fmt.Fprintln(os.Stderr, rec)
+				continue
+			}
+			if err != nil {
+				closer.Close()
+				return rejected, fmt.Errorf("read %s: %w", path, err)
+			}
+			if err := each(a); err != nil {
+				closer.Close()
+				return rejected, err
+			}
+		}
+		closer.Close()
+	}
+	return rejected, nil
+}
+
+func cmdSummarize(ctx context.Context, c *config, args []string) error {
+	fs := newFlagSet("summarize", "FILE|-", "Print one JSON line {id, tldr, model, prompt_version, validation} per paper. No database or queue.")
+	c.addModelFlags(fs)
+	format := fs.String("format", "auto", "input format: auto, text, jsonl, oai, atom, hf")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usageErr("name a file, or - for standard input")
+	}
+	f, err := ingest.ParseFormat(*format)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	m, err := buildModels(c, newLogger(c))
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(os.Stdout)
+	rejected, err := readAbstracts(pos, f, func(a paper.Abstract) error {
+		s, err := m.sum.Summarize(ctx, a)
+		if err != nil {
+			return fmt.Errorf("%s: %w", a.ID, err)
+		}
+		return enc.Encode(struct {
+			ID            string `json:"id"`
+			TLDR          string `json:"tldr"`
+			Model         string `json:"model"`
+			PromptVersion string `json:"prompt_version"`
+			Validation    string `json:"validation"`
+		}{a.ID, s.Text, s.Model, s.PromptVersion, s.Validation})
+	})
+	if err != nil {
+		return err
+	}
+	if rejected > 0 {
+		return fmt.Errorf("%d records rejected", rejected)
+	}
+	return nil
+}
+
+func cmdEmbed(ctx context.Context, c *config, args []string) error {
+	fs := newFlagSet("embed", "FILE|-", "Print one JSON line {id, embedding, model} per paper. No database or queue.")
+	c.addModelFlags(fs)
+	format := fs.String("format", "auto", "input format: auto, text, jsonl, oai, atom, hf")
+	batch := fs.Int("batch", 256, "abstracts per Embed call")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usageErr("name a file, or - for standard input")
+	}
+	f, err := ingest.ParseFormat(*format)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	m, err := buildModels(c, newLogger(c))
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(os.Stdout)
+	model := m.emb.Space().Model
+	var buf []paper.Abstract
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		embs, _, err := m.emb.Embed(ctx, buf)
+		if err != nil {
+			return err
+		}
+		for _, e := range embs {
+			if err := enc.Encode(struct {
+				ID        string    `json:"id"`
+				Embedding []float32 `json:"embedding"`
+				Model     string    `json:"model"`
+				Truncated bool      `json:"truncated,omitempty"`
+			}{e.PaperID, e.Vector, model, e.Truncated}); err != nil {
+				return err
+			}
+		}
+		buf = buf[:0]
+		return nil
+	}
+	rejected, err := readAbstracts(pos, f, func(a paper.Abstract) error {
+		buf = append(buf, a)
+		if len(buf) >= *batch {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return err
+	}
+	if rejected > 0 {
+		return fmt.Errorf("%d records rejected", rejected)
+	}
+	return nil
+}

@@ -1,0 +1,328 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/paperpipe/paperpipe/ingest"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/pipeline"
+)
+
+func cmdIngest(ctx context.Context, c *config, args []string) error {
+	fs := newFlagSet("ingest", "FILE|URL|- ...", "Publish abstracts for processing. The format is detected from the content unless --format is given.")
+	format := fs.String("format", "auto", "input format: auto, text, jsonl, oai, atom, hf")
+	maxBytes := fs.Int("max-abstract-bytes", 32<<10, "reject abstracts longer than this many bytes")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usageErr("name a file, a URL, or - for standard input")
+	}
+	f, err := ingest.ParseFormat(*format)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	log := newLogger(c)
+	b, err := connectBroker(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+
+	pub := pipeline.NewPublisher(b.js, pipeline.SubjectNew, 256)
+	var read, rejected int
+	for _, path := range pos {
+		n, bad, err := publishFile(ctx, pub, path, ingest.Options{Format: f, MaxAbstractBytes: *maxBytes})
+		read += n
+		rejected += bad
+		if err != nil {
+			return err
+		}
+	}
+	if err := pub.Flush(ctx); err != nil {
+		return err
+	}
+	st := pub.Stats()
+	fmt.Fprintf(os.Stderr, "ingest: %d read, %d published, %d already queued (dropped as duplicates), %d rejected\n",
+		read, st.Published, st.Duplicates, rejected)
+	if rejected > 0 {
+		return fmt.Errorf("%d records rejected (see the messages above); the others were published", rejected)
+	}
+	return nil
+}
+
+// publishFile publishes every good record of one source; bad records are reported on stderr
+// with their file and line and counted.
+func publishFile(ctx context.Context, pub *pipeline.Publisher, path string, opts ingest.Options) (read, rejected int, err error) {
+	r, closer, err := ingest.Open(path, opts)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer closer.Close()
+	prog := newProgress(os.Stderr, path)
+	defer prog.done(r.Offset())
+	for {
+		if err := ctx.Err(); err != nil {
+			return read, rejected, err
+		}
+		a, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return read, rejected, nil
+		}
+		var rec *ingest.RecordError
+		if errors.As(err, &rec) {
+			rejected++
+			fmt.Fprintf(os.Stderr, "%v\n", rec)
+			continue
+		}
+		if err != nil {
+			return read, rejected, fmt.Errorf("read %s: %w", path, err)
+		}
+		read++
+		if err := pub.Publish(ctx, a); err != nil {
+			return read, rejected, err
+		}
+		prog.tick(read, r.Offset())
+	}
+}
+
+func cmdWorker(ctx context.Context, c *config, args []string) error {
+	fs := newFlagSet("worker", "", "Consume abstracts and write TL;DRs and embeddings until interrupted.")
+	c.addWorkerFlags(fs)
+	idle := fs.Bool("exit-when-idle", false, "exit once the queue is empty (for batch jobs and the demo)")
+	consumer := fs.String("consumer", pipeline.ConsumerNew, "durable consumer to pull from (see `paperpipe status`)")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	return runWorkers(ctx, c, []string{*consumer}, *idle, false)
+}
+
+func cmdUp(ctx context.Context, c *config, args []string) error {
+	fs := newFlagSet("up", "", "Run NATS (embedded unless NATS_URL is set) and a worker in one process.")
+	c.addWorkerFlags(fs)
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	return runWorkers(ctx, c, []string{pipeline.ConsumerNew}, false, true)
+}
+
+// runWorkers runs one worker per consumer until ctx is done, then drains them.
+func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle, announce bool) error {
+	log := newLogger(c)
+	m, err := buildModels(c, log)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	space, err := st.EnsureSpace(ctx, m.emb.Space())
+	if err != nil {
+		return err
+	}
+	b, err := connectBroker(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	if announce {
+		where := "NATS_URL"
+		if b.embedded != nil {
+			where = "embedded, data in " + c.DataDir
+		}
+		fmt.Fprintf(os.Stderr, "paperpipe up: NATS %s (%s)\n", b.nc.ConnectedUrlRedacted(), where)
+		fmt.Fprintf(os.Stderr, "paperpipe up: TL;DRs by %s (prompt %s), embeddings in space %s\n", m.sum.Model(), m.sum.PromptVersion(), space.Name())
+		fmt.Fprintln(os.Stderr, "paperpipe up: publish papers with `paperpipe ingest FILE` in another terminal; Ctrl-C stops after in-flight work")
+	}
+	workers := make([]*pipeline.Worker, len(consumers))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, name := range consumers {
+		w, err := pipeline.NewWorker(b.js, st, m.sum, m.emb, pipeline.WorkerConfig{
+			Consumer: name, SpaceID: space.ID, Concurrency: c.Concurrency, BatchSize: c.BatchSize,
+			ExitWhenIdle: exitWhenIdle, Logger: log.With("consumer", name),
+		})
+		if err != nil {
+			return err
+		}
+		workers[i] = w
+		g.Go(func() error { return w.Run(gctx) })
+	}
+	err = g.Wait()
+	for i, w := range workers {
+		s := w.Stats()
+		log.Info("worker stopped", "consumer", consumers[i], "received", s.Received, "acked", s.Acked,
+			"skipped", s.Skipped, "retried", s.Retried, "dead", s.Dead, "tldrs", s.TLDRs, "embeddings", s.Embeddings)
+	}
+	return err
+}
+
+func cmdMigrate(ctx context.Context, c *config, args []string) error {
+	fs := newFlagSet("migrate", "", "Apply the database migrations and print their state.")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	log := newLogger(c)
+	st, err := openStore(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	states, err := st.MigrationStatus(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tNAME\tAPPLIED")
+	for _, s := range states {
+		fmt.Fprintf(tw, "%d\t%s\t%s\n", s.Version, s.Name, s.AppliedAt)
+	}
+	return tw.Flush()
+}
+
+func cmdDLQ(ctx context.Context, c *config, args []string) error {
+	fs := newFlagSet("dlq", "list | replay SEQ|--all", "List dead-lettered messages, or put them back on their queue.")
+	c.addJSONFlag(fs)
+	all := fs.Bool("all", false, "replay every dead letter")
+	limit := fs.Int("n", 100, "list at most this many")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usageErr("dlq list | dlq replay SEQ... | dlq replay --all")
+	}
+	log := newLogger(c)
+	b, err := connectBroker(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	switch pos[0] {
+	case "list":
+		dls, err := pipeline.ListDeadLetters(ctx, b.js, *limit)
+		if err != nil {
+			return err
+		}
+		if c.JSON {
+			return writeJSON(os.Stdout, dls)
+		}
+		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SEQ\tPAPER\tATTEMPTS\tFAILED\tREASON")
+		for _, d := range dls {
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\n", d.Seq, d.PaperID, d.Attempts, d.FailedAt.Format(time.DateTime), d.Reason)
+		}
+		return tw.Flush()
+	case "replay":
+		var seqs []uint64
+		if *all {
+			dls, err := pipeline.ListDeadLetters(ctx, b.js, 0)
+			if err != nil {
+				return err
+			}
+			for _, d := range dls {
+				seqs = append(seqs, d.Seq)
+			}
+		}
+		for _, a := range pos[1:] {
+			n, err := strconv.ParseUint(a, 10, 64)
+			if err != nil {
+				return usageErr("%q is not a dead-letter sequence number (see `paperpipe dlq list`)", a)
+			}
+			seqs = append(seqs, n)
+		}
+		if len(seqs) == 0 {
+			return usageErr("name the dead letters to replay, or --all")
+		}
+		for _, s := range seqs {
+			if err := pipeline.ReplayDeadLetter(ctx, b.js, s); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(os.Stderr, "replayed %d dead letters\n", len(seqs))
+		return nil
+	default:
+		return usageErr("unknown dlq action %q: want list or replay", pos[0])
+	}
+}
+
+func cmdStatus(ctx context.Context, c *config, args []string) error {
+	fs := newFlagSet("status", "", "Show backlog per consumer, papers processed, dead letters and API usage.")
+	c.addJSONFlag(fs)
+	c.addModelFlags(fs)
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	log := newLogger(c)
+	m, err := buildModels(c, log)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	space, err := st.EnsureSpace(ctx, m.emb.Space())
+	if err != nil {
+		return err
+	}
+	counts, err := st.Counts(ctx, paper.Work{Model: m.sum.Model(), PromptVersion: m.sum.PromptVersion(), SpaceID: space.ID})
+	if err != nil {
+		return err
+	}
+	usage, err := st.Usage(ctx, time.Now().AddDate(0, 0, -30))
+	if err != nil {
+		return err
+	}
+	b, err := connectBroker(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	backlogs, err := pipeline.Backlogs(ctx, b.js)
+	if err != nil {
+		return err
+	}
+	dls, err := pipeline.ListDeadLetters(ctx, b.js, 0)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return writeJSON(os.Stdout, map[string]any{
+			"papers": counts, "space": space, "tldr_model": m.sum.Model(), "prompt_version": m.sum.PromptVersion(),
+			"backlog": backlogs, "dead_letters": len(dls), "usage": usage,
+		})
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "papers\t%d\n", counts.Papers)
+	fmt.Fprintf(w, "with TL;DR\t%d\t(%s, prompt %s)\n", counts.WithTLDR, m.sum.Model(), m.sum.PromptVersion())
+	fmt.Fprintf(w, "with embedding\t%d\t(space %s)\n", counts.WithEmbedding, space.Name())
+	for _, bl := range backlogs {
+		fmt.Fprintf(w, "backlog %s\t%d\t(%d being processed, %d redelivered)\n", bl.Consumer, bl.Pending, bl.AckPending, bl.Redelivered)
+	}
+	fmt.Fprintf(w, "dead letters\t%d\n", len(dls))
+	w.Flush()
+	if len(usage) > 0 {
+		fmt.Println()
+		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "DAY\tMODEL\tKIND\tREQUESTS\tINPUT TOKENS\tOUTPUT TOKENS")
+		for _, u := range usage {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\n", u.Day.Format(time.DateOnly), u.Model, u.Kind, u.Requests, u.InputTokens, u.OutputTokens)
+		}
+		tw.Flush()
+	}
+	return nil
+}
+

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
+)
+
+func cmdShow(ctx context.Context, c *config, args []string) error {
+	fs := newFlagSet("show", "ID|TITLE", "Show one paper with its TL;DR. A title fragment works when it matches one paper.")
+	c.addJSONFlag(fs)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usageErr("name a paper by id or title fragment")
+	}
+	st, err := openStore(ctx, c, newLogger(c))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	id, err := st.Resolve(ctx, strings.Join(pos, " "))
+	if err != nil {
+		return err
+	}
+	rec, err := st.Paper(ctx, id)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return writeJSON(os.Stdout, rec)
+	}
+	printRecord(rec)
+	return nil
+}
+
+func printRecord(r paper.Record) {
+	fmt.Printf("%s\n%s\n", r.ID, r.Title)
+	if r.TLDR != nil {
+		fmt.Printf("\nTL;DR (%s, %s):\n%s\n", r.TLDR.Model, r.TLDR.PromptVersion, wrap(r.TLDR.Text, 88, "  "))
+	} else {
+		fmt.Printf("\nTL;DR: not yet written (is a worker running?)\n")
+	}
+	fmt.Printf("\nAbstract:\n%s\n", wrap(r.Abstract.Abstract, 88, "  "))
+	var meta []string
+	if len(r.Authors) > 0 {
+		meta = append(meta, "authors: "+clip(strings.Join(r.Authors, ", "), 200))
+	}
+	if len(r.Categories) > 0 {
+		meta = append(meta, "categories: "+strings.Join(r.Categories, " "))
+	}
+	if !r.Published.IsZero() {
+		meta = append(meta, "published: "+r.Published.Format(time.DateOnly))
+	}
+	if r.URL != "" {
+		meta = append(meta, "url: "+r.URL)
+	}
+	if len(meta) > 0 {
+		fmt.Printf("\n%s\n", strings.Join(meta, "\n"))
+	}
+}
+
+func cmdRelated(ctx context.Context, c *config, args []string) error {
+	fs := newFlagSet("related", "ID|TITLE", "List the papers nearest to one paper in the active embedding space.")
+	c.addJSONFlag(fs)
+	k := fs.Int("k", 10, "how many papers")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usageErr("name a paper by id or title fragment")
+	}
+	if *k < 1 || *k > 1000 {
+		return usageErr("-k must be between 1 and 1000")
+	}
+	st, err := openStore(ctx, c, newLogger(c))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	id, err := st.Resolve(ctx, strings.Join(pos, " "))
+	if err != nil {
+		return err
+	}
+	sp, err := activeSpace(ctx, st)
+	if err != nil {
+		return err
+	}
+	hits, err := st.Related(ctx, sp.ID, id, *k)
+	if errors.Is(err, paper.ErrNotFound) {
+		return fmt.Errorf("%s has no embedding in space %s yet (is a worker running?)", id, sp.Name())
+	}
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return writeJSON(os.Stdout, map[string]any{"id": id, "space": sp.Name(), "related": hits})
+	}
+	rec, err := st.Paper(ctx, id)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("Related to %s  %s\n(space %s)\n\n", id, clip(rec.Title, 80), sp.Name())
+	printHits(hits)
+	return nil
+}
+
+func cmdSearch(ctx context.Context, c *config, args []string) error {
+	fs := newFlagSet("search", "TEXT", "Find the papers nearest in meaning to free text (embedded by the active space's model).")
+	c.addJSONFlag(fs)
+	c.addModelFlags(fs)
+	k := fs.Int("k", 10, "how many papers")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	q := strings.TrimSpace(strings.Join(pos, " "))
+	if q == "" {
+		return usageErr("give the text to search for")
+	}
+	if *k < 1 || *k > 1000 {
+		return usageErr("-k must be between 1 and 1000")
+	}
+	log := newLogger(c)
+	m, err := buildModels(c, log)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	sp, err := activeSpace(ctx, st)
+	if err != nil {
+		return err
+	}
+	if es := m.emb.Space(); es.Model != sp.Model || es.Dimensions != sp.Dimensions || es.Template != sp.Template {
+		return fmt.Errorf("the active space is %s but the configured embedder makes %s; set PAPERPIPE_EMBED_MODEL to the active space's model: %w",
+			sp.Name(), es.Name(), paper.ErrSpaceMismatch)
+	}
+	vec, _, err := m.emb.EmbedQuery(ctx, q)
+	if err != nil {
+		return err
+	}
+	hits, err := st.Search(ctx, sp.ID, vec, *k)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return writeJSON(os.Stdout, map[string]any{"query": q, "space": sp.Name(), "results": hits})
+	}
+	fmt.Printf("Search: %q\n(space %s)\n\n", q, sp.Name())
+	printHits(hits)
+	return nil
+}
+
+func printHits(hits []paper.Hit) {
+	if len(hits) == 0 {
+		fmt.Println("no papers found")
+		return
+	}
+	for i, h := range hits {
+		fmt.Printf("%2d. %.3f  %s  %s\n", i+1, h.Score, h.ID, clip(h.Title, 90))
+		if h.TLDR != "" {
+			fmt.Println(wrap(h.TLDR, 84, "           "))
+		}
+	}
+}
+
+func cmdList(ctx context.Context, c *config, args []string) error {
+	fs := newFlagSet("list", "", "List papers with their TL;DRs, newest first.")
+	c.addJSONFlag(fs)
+	n := fs.Int("n", 20, "how many papers")
+	cursor := fs.String("after", "", "continue from the cursor printed by a previous page")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if *n < 1 || *n > 10000 {
+		return usageErr("-n must be between 1 and 10000")
+	}
+	var cur *store.Cursor
+	if *cursor != "" {
+		cc, err := store.DecodeCursor(*cursor)
+		if err != nil {
+			return usageErr("bad --after cursor: %v", err)
+		}
+		cur = cc
+	}
+	st, err := openStore(ctx, c, newLogger(c))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	recs, next, err := st.List(ctx, *n, cur)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		out := map[string]any{"papers": recs}
+		if next != nil {
+			out["next"] = next.Encode()
+		}
+		return writeJSON(os.Stdout, out)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	for _, r := range recs {
+		tldr := "(no TL;DR yet)"
+		if r.TLDR != nil {
+			tldr = r.TLDR.Text
+		}
+		fmt.Fprintf(tw, "%s\t%s\n\t%s\n", r.ID, clip(r.Title, 90), clip(tldr, 200))
+	}
+	tw.Flush()
+	if next != nil {
+		fmt.Fprintf(os.Stderr, "\nmore: paperpipe list -n %d --after %s\n", *n, next.Encode())
+	}
+	return nil
+}

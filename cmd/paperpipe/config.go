@@ -1,0 +1,147 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultDatabaseURL is where `make services` runs PostgreSQL with pgvector.
+const DefaultDatabaseURL = "postgres://paperpipe@127.0.0.1:55432/paperpipe?sslmode=disable"
+
+// offline is the model name that selects a built-in offline model.
+const offline = "offline"
+
+// config is everything paperpipe reads from the environment, overridable by flags. Every field
+// is documented in the README with its variable and default.
+type config struct {
+	DatabaseURL string // DATABASE_URL
+	NATSURL     string // NATS_URL; empty: embedded server
+	DataDir     string // PAPERPIPE_DATA
+
+	BaseURL    string // OPENAI_BASE_URL
+	APIKey     string // OPENAI_API_KEY — never printed
+	ChatModel  string // PAPERPIPE_CHAT_MODEL
+	EmbedModel string // PAPERPIPE_EMBED_MODEL
+	EmbedDims  int    // PAPERPIPE_EMBED_DIMENSIONS
+	MaxWords   int    // PAPERPIPE_TLDR_MAX_WORDS
+	RPM        int    // PAPERPIPE_RPM
+	TPM        int    // PAPERPIPE_TPM
+
+	Concurrency int           // PAPERPIPE_CONCURRENCY
+	BatchSize   int           // PAPERPIPE_BATCH_SIZE
+	AckWait     time.Duration // PAPERPIPE_ACK_WAIT
+	MaxDeliver  int           // PAPERPIPE_MAX_DELIVER
+
+	LogLevel string // PAPERPIPE_LOG_LEVEL
+	JSON     bool   // --json
+}
+
+// apiConfigured reports whether an OpenAI-compatible API is set up.
+func (c *config) apiConfigured() bool { return c.BaseURL != "" || c.APIKey != "" }
+
+func loadConfig() *config {
+	c := &config{
+		DatabaseURL: env("DATABASE_URL", DefaultDatabaseURL),
+		NATSURL:     os.Getenv("NATS_URL"),
+		DataDir:     env("PAPERPIPE_DATA", defaultDataDir()),
+		BaseURL:     os.Getenv("OPENAI_BASE_URL"),
+		APIKey:      os.Getenv("OPENAI_API_KEY"),
+		ChatModel:   os.Getenv("PAPERPIPE_CHAT_MODEL"),
+		EmbedModel:  os.Getenv("PAPERPIPE_EMBED_MODEL"),
+		EmbedDims:   envInt("PAPERPIPE_EMBED_DIMENSIONS", 0),
+		MaxWords:    envInt("PAPERPIPE_TLDR_MAX_WORDS", 30),
+		RPM:         envInt("PAPERPIPE_RPM", 0),
+		TPM:         envInt("PAPERPIPE_TPM", 0),
+		Concurrency: envInt("PAPERPIPE_CONCURRENCY", 16),
+		BatchSize:   envInt("PAPERPIPE_BATCH_SIZE", 64),
+		AckWait:     envDuration("PAPERPIPE_ACK_WAIT", 60*time.Second),
+		MaxDeliver:  envInt("PAPERPIPE_MAX_DELIVER", 8),
+		LogLevel:    env("PAPERPIPE_LOG_LEVEL", "info"),
+	}
+	return c
+}
+
+// resolveModels fills in default model names once flags are parsed.
+func (c *config) resolveModels() {
+	if c.ChatModel == "" {
+		c.ChatModel = offline
+		if c.apiConfigured() {
+			c.ChatModel = "gpt-4o-mini"
+		}
+	}
+	if c.EmbedModel == "" {
+		c.EmbedModel = offline
+		if c.apiConfigured() {
+			c.EmbedModel = "text-embedding-3-small"
+		}
+	}
+}
+
+// addModelFlags registers the flags that choose models.
+func (c *config) addModelFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.ChatModel, "chat-model", c.ChatModel, "TL;DR model (`name`, or \"offline\"); env PAPERPIPE_CHAT_MODEL")
+	fs.StringVar(&c.EmbedModel, "embed-model", c.EmbedModel, "embedding model (`name`, or \"offline\"); env PAPERPIPE_EMBED_MODEL")
+	fs.IntVar(&c.EmbedDims, "embed-dimensions", c.EmbedDims, "embedding dimensions to request (0: the model's own); env PAPERPIPE_EMBED_DIMENSIONS")
+}
+
+// addWorkerFlags registers the flags of commands that run a worker.
+func (c *config) addWorkerFlags(fs *flag.FlagSet) {
+	c.addModelFlags(fs)
+	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "messages processed at once; env PAPERPIPE_CONCURRENCY")
+	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "messages pulled and recorded per micro-batch; env PAPERPIPE_BATCH_SIZE")
+}
+
+func (c *config) addJSONFlag(fs *flag.FlagSet) {
+	fs.BoolVar(&c.JSON, "json", false, "print JSON instead of a table")
+}
+
+func defaultDataDir() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "paperpipe")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "paperpipe")
+	}
+	return filepath.Join(os.TempDir(), "paperpipe")
+}
+
+func env(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(key string, def int) int {
+	v := os.Getenv(key)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		fatalf("%s=%q is not a whole number", key, v)
+	}
+	return n
+}
+
+func envDuration(key string, def time.Duration) time.Duration {
+	v := os.Getenv(key)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil {
+		fatalf("%s=%q is not a duration (like 30s or 2m)", key, v)
+	}
+	return d
+}
+
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "paperpipe: "+format+"\n", args...)
+	os.Exit(2)
+}

@@ -1,0 +1,156 @@
+// Command paperpipe turns research-paper abstracts into one-line TL;DRs and embeddings and makes
+// the archive searchable by meaning. Run `paperpipe help` for the commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// command is one subcommand.
+type command struct {
+	name  string
+	args  string
+	short string
+	run   func(ctx context.Context, c *config, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"up", "", "run the embedded NATS server (unless NATS_URL is set) and a worker in one process", cmdUp},
+		{"ingest", "FILE|URL|-", "publish abstracts (text, JSONL, arXiv OAI, Atom, HF daily) for processing", cmdIngest},
+		{"worker", "", "consume abstracts and write TL;DRs and embeddings", cmdWorker},
+		{"show", "ID|TITLE", "show one paper with its TL;DR", cmdShow},
+		{"related", "ID|TITLE", "the papers nearest to one paper", cmdRelated},
+		{"search", "TEXT", "papers nearest to free text", cmdSearch},
+		{"list", "", "TL;DRs, newest first", cmdList},
+		{"summarize", "FILE|-", "print TL;DRs as JSON lines, without database or queue", cmdSummarize},
+		{"embed", "FILE|-", "print embeddings as JSON lines, without database or queue", cmdEmbed},
+		{"status", "", "backlog, processed, dead letters and API usage", cmdStatus},
+		{"dlq", "list|replay", "list or replay dead-lettered messages", cmdDLQ},
+		{"migrate", "", "apply database migrations (also done at start)", cmdMigrate},
+	}
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(os.Stdout)
+		return 0
+	}
+	var cmd *command
+	for _, c := range commands() {
+		if c.name == args[0] {
+			cmd = &c
+			break
+		}
+	}
+	if cmd == nil {
+		fmt.Fprintf(os.Stderr, "paperpipe: unknown command %q\n\n", args[0])
+		usage(os.Stderr)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go secondSignalExits(ctx)
+
+	c := loadConfig()
+	err := cmd.run(ctx, c, args[1:])
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(os.Stderr, "paperpipe %s: %v\n", cmd.name, err)
+		return 2
+	default:
+		fmt.Fprintf(os.Stderr, "paperpipe %s: %v\n", cmd.name, err)
+		return 1
+	}
+}
+
+// secondSignalExits ends the process at once on a second SIGINT or SIGTERM, after the first
+// one has started a graceful drain. Nothing acknowledged is lost: a message is acknowledged
+// only after its results are committed.
+func secondSignalExits(ctx context.Context) {
+	<-ctx.Done()
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	<-ch
+	fmt.Fprintln(os.Stderr, "paperpipe: second signal, exiting now")
+	os.Exit(130)
+}
+
+var errUsage = errors.New("usage")
+
+func usageErr(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errUsage}, args...)...)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "paperpipe turns research-paper abstracts into one-line TL;DRs and embeddings,")
+	fmt.Fprintln(w, "and finds related papers by meaning.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Usage: paperpipe COMMAND [flags] [args]")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Commands:")
+	cmds := commands()
+	for _, c := range cmds {
+		fmt.Fprintf(w, "  %-10s %-12s %s\n", c.name, c.args, c.short)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Run 'paperpipe COMMAND -h' for a command's flags. Configuration comes from the")
+	fmt.Fprintln(w, "environment (DATABASE_URL, NATS_URL, OPENAI_BASE_URL, OPENAI_API_KEY, PAPERPIPE_*);")
+	fmt.Fprintln(w, "see the README for every variable and its default.")
+}
+
+// newFlagSet returns a flag set that prints the command's usage line.
+func newFlagSet(name, args, short string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: paperpipe %s [flags] %s\n\n%s\n\nFlags:\n", name, args, short)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseArgs parses flags that may come before, between or after positional arguments
+// (`paperpipe related ID -k 10`), and returns the positional ones.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if rest[0] == "--" {
+			return append(pos, rest[1:]...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// newLogger returns the process logger: text on stderr at PAPERPIPE_LOG_LEVEL.
+func newLogger(c *config) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(strings.ToUpper(c.LogLevel))); err != nil {
+		fatalf("PAPERPIPE_LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paperpipe/paperpipe/pipeline"
+)
+
+// broker is a connection to NATS JetStream, and the embedded server behind it when this
+// process runs one.
+type broker struct {
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	embedded *pipeline.Embedded
+	lock     *os.File
+	urlFile  string
+}
+
+// connectBroker connects to NATS_URL, or, with none set, to the embedded server of the data
+// directory: the one another paperpipe process is running (found through its URL file), or a
+// new one started in this process. One flock on the data directory makes sure only one process
+// runs the embedded server on its files at a time.
+func connectBroker(ctx context.Context, c *config, log *slog.Logger) (*broker, error) {
+	b := &broker{}
+	url := c.NATSURL
+	if url == "" {
+		dir := filepath.Join(c.DataDir, "nats")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("data directory: %w", err)
+		}
+		b.urlFile = filepath.Join(c.DataDir, "nats.url")
+		lock, err := os.OpenFile(filepath.Join(c.DataDir, "nats.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("data directory lock: %w", err)
+		}
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+			b.lock = lock
+			emb, err := pipeline.StartEmbedded(pipeline.EmbeddedConfig{Dir: dir, Port: -1, Logger: log})
+			if err != nil {
+				b.close()
+				return nil, err
+			}
+			b.embedded = emb
+			url = emb.ClientURL()
+			if err := os.WriteFile(b.urlFile, []byte(url+"\n"), 0o644); err != nil {
+				b.close()
+				return nil, fmt.Errorf("write %s: %w", b.urlFile, err)
+			}
+			log.Debug("started embedded NATS", "url", url, "dir", dir)
+		} else {
+			lock.Close()
+			b.urlFile = ""
+			raw, err := os.ReadFile(filepath.Join(c.DataDir, "nats.url"))
+			if err != nil {
+				return nil, fmt.Errorf("another paperpipe process holds the embedded NATS server of %s, but its address is unreadable: %w", c.DataDir, err)
+			}
+			url = strings.TrimSpace(string(raw))
+			log.Debug("using the embedded NATS of another paperpipe process", "url", url)
+		}
+	}
+	nc, err := nats.Connect(url,
+		nats.Name("paperpipe"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500*time.Millisecond),
+		nats.RetryOnFailedConnect(false),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("NATS disconnected; reconnecting", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	)
+	if err != nil {
+		b.close()
+		return nil, fmt.Errorf("connect to NATS at %s: %w (unset NATS_URL to use the embedded server)", url, err)
+	}
+	b.nc = nc
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024), jetstream.WithPublishAsyncTimeout(30*time.Second))
+	if err != nil {
+		b.close()
+		return nil, fmt.Errorf("JetStream: %w", err)
+	}
+	b.js = js
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{AckWait: c.AckWait, MaxDeliver: c.MaxDeliver}); err != nil {
+		b.close()
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+			return nil, fmt.Errorf("%w (is JetStream enabled on %s?)", err, url)
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+// close drains the connection, then stops the embedded server and releases the data directory.
+func (b *broker) close() {
+	if b.nc != nil {
+		_ = b.nc.Drain()
+		for i := 0; i < 100 && !b.nc.IsClosed(); i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+		b.nc.Close()
+	}
+	if b.embedded != nil {
+		b.embedded.Shutdown()
+	}
+	if b.urlFile != "" && b.lock != nil {
+		_ = os.Remove(b.urlFile)
+	}
+	if b.lock != nil {
+		_ = syscall.Flock(int(b.lock.Fd()), syscall.LOCK_UN)
+		b.lock.Close()
+	}
+}
