@@ -130,10 +130,13 @@ type Work struct {
 
 // Pending says what one paper still needs under a Work after it was stored.
 type Pending struct {
-	ID            string
-	ContentHash   string
-	NeedTLDR      bool
-	NeedEmbedding bool
-	// Changed is true when the stored content differed from this version (or the paper is new).
+	// ID is the paper's id and ContentHash the hash of its stored text.
+	ID, ContentHash string
+	// NeedTLDR is true when no TL;DR of Work.Model and Work.PromptVersion exists for the
+	// current text; NeedEmbedding when space Work.SpaceID holds no vector of the current text.
+	NeedTLDR, NeedEmbedding bool
+	// Changed is true when the paper was stored before with a different text.
 	Changed bool
+	// New is true when the paper was not stored before.
+	New bool
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -133,7 +134,7 @@ func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) e
 	}
 	dl := deadLetterOf(raw)
 	subject := dl.Subject
-	if subject != SubjectNew && subject != SubjectReprocess {
+	if subject != SubjectNew && !strings.HasPrefix(subject, SubjectReprocess+".") {
 		subject = SubjectNew
 	}
 	msg := &nats.Msg{Subject: subject, Data: raw.Data, Header: nats.Header{}}

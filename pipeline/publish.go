@@ -12,11 +12,16 @@ import (
 	"github.com/paperpipe/paperpipe/paper"
 )
 
-// MsgID is the Nats-Msg-Id of an abstract: its canonical id and content hash, so that the same
-// version of a paper published twice within the duplicate window is dropped by the server,
-// while a changed abstract goes through.
-func MsgID(a paper.Abstract) string {
-	return a.ID + "@" + a.ContentHash()[:16]
+// MsgID is the Nats-Msg-Id of an abstract published on subject: its canonical id and content
+// hash (prefixed by the subject for re-processing), so that the same version of a paper
+// published twice within the duplicate window is dropped by the server, while a changed
+// abstract goes through, and a re-processing run is not mistaken for the ingest of the paper.
+func MsgID(subject string, a paper.Abstract) string {
+	id := a.ID + "@" + a.ContentHash()[:16]
+	if subject != SubjectNew {
+		id = subject + ":" + id
+	}
+	return id
 }
 
 // Publisher puts abstracts on the PAPERS stream. It publishes asynchronously with a bounded
@@ -35,7 +40,7 @@ type PublishStats struct {
 	Duplicates int `json:"duplicates"` // dropped by the server as repeats
 }
 
-// NewPublisher returns a Publisher for subject (SubjectNew or SubjectReprocess). maxPending
+// NewPublisher returns a Publisher for subject (SubjectNew or a ReprocessTarget.Subject). maxPending
 // bounds the messages in flight; it defaults to 256.
 func NewPublisher(js jetstream.JetStream, subject string, maxPending int) *Publisher {
 	if maxPending <= 0 {
@@ -52,7 +57,7 @@ func (p *Publisher) Publish(ctx context.Context, a paper.Abstract) error {
 		return fmt.Errorf("encode %s: %w", a.ID, err)
 	}
 	msg := &nats.Msg{Subject: p.subject, Data: data, Header: nats.Header{}}
-	f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(MsgID(a)))
+	f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(MsgID(p.subject, a)))
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", a.ID, err)
 	}
