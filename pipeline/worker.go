@@ -55,9 +55,12 @@ type WorkerConfig struct {
 	Consumer string
 	// SpaceID is the embedding space the vectors are stored in. Required.
 	SpaceID int64
-	// Concurrency bounds the messages being processed at once, and so the TL;DR requests in
-	// flight. Defaults to 16.
+	// Concurrency bounds the TL;DR requests in flight. Defaults to 16.
 	Concurrency int
+	// MaxInFlight bounds the messages held at once: fetched and not yet settled. It is larger
+	// than Concurrency so that embedding batches can gather many abstracts while TL;DRs are
+	// being written. Defaults to max(4×Concurrency, 256).
+	MaxInFlight int
 	// BatchSize bounds the messages taken from the consumer and recorded in one transaction.
 	// Defaults to 64.
 	BatchSize int
@@ -97,8 +100,11 @@ func (c *WorkerConfig) setDefaults() {
 	if c.BatchSize <= 0 {
 		c.BatchSize = 64
 	}
-	if c.BatchSize > c.Concurrency {
-		c.BatchSize = c.Concurrency
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = max(4*c.Concurrency, 256)
+	}
+	if c.BatchSize > c.MaxInFlight {
+		c.BatchSize = c.MaxInFlight
 	}
 	if c.EmbedBatch <= 0 {
 		c.EmbedBatch = 512
@@ -152,6 +158,7 @@ type Worker struct {
 	log   *slog.Logger
 
 	maxDeliver int
+	chat       chan struct{} // one token per TL;DR request in flight
 	stats      struct {
 		received, acked, skipped, retried, dead, tldrs, embeddings atomic.Int64
 	}
@@ -168,7 +175,8 @@ func NewWorker(js jetstream.JetStream, st Store, sum Summarizer, emb Embedder, c
 	if sum != nil {
 		work.Model, work.PromptVersion = sum.Model(), sum.PromptVersion()
 	}
-	return &Worker{cfg: cfg, js: js, store: st, sum: sum, emb: emb, log: cfg.Logger, work: work}, nil
+	return &Worker{cfg: cfg, js: js, store: st, sum: sum, emb: emb, log: cfg.Logger, work: work,
+		chat: make(chan struct{}, cfg.Concurrency)}, nil
 }
 
 // Stats returns a snapshot of the worker's counters.
@@ -202,7 +210,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	embedB := newBatcher(workCtx, w.cfg.EmbedBatch, w.cfg.Linger, w.flushEmbeddings)
 	saveB := newBatcher(workCtx, w.cfg.BatchSize, w.cfg.Linger, w.flushSummaries)
 
-	slots := make(chan struct{}, w.cfg.Concurrency)
+	slots := make(chan struct{}, w.cfg.MaxInFlight)
 	var inflight sync.WaitGroup
 	release := func(n int) {
 		for range n {
@@ -439,11 +447,7 @@ func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *ba
 		}()
 	}
 	if p.NeedTLDR && w.sum != nil {
-		s, err := w.sum.Summarize(mctx, j.a)
-		if err == nil {
-			err = saveB.Do(mctx, s)
-		}
-		sumErr = err
+		sumErr = w.summarize(mctx, j.a, saveB)
 	}
 	wg.Wait()
 	stopBeat()
@@ -471,6 +475,21 @@ func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 	default:
 		w.retry(ctx, j, err)
 	}
+}
+
+// summarize writes the TL;DR of a under the Concurrency limit and stores it.
+func (w *Worker) summarize(ctx context.Context, a paper.Abstract, saveB *batcher[paper.Summary]) error {
+	select {
+	case w.chat <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s, err := w.sum.Summarize(ctx, a)
+	<-w.chat
+	if err != nil {
+		return err
+	}
+	return saveB.Do(ctx, s)
 }
 
 func wrapStage(stage string, err error) error {

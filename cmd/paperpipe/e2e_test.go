@@ -1,0 +1,323 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/internal/pgtest"
+)
+
+// These tests run the real paperpipe binary against real PostgreSQL (a schema per test) and its
+// embedded NATS server, as a user would.
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "paperpipe-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "paperpipe")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build paperpipe: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// cli runs paperpipe commands with one test's environment.
+type cli struct {
+	t   *testing.T
+	env []string
+}
+
+func newCLI(t *testing.T, extra ...string) *cli {
+	env := []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + t.TempDir(),
+		"DATABASE_URL=" + pgtest.URL(t),
+		"PAPERPIPE_DATA=" + t.TempDir(),
+		"PAPERPIPE_LOG_LEVEL=warn",
+	}
+	return &cli{t: t, env: append(env, extra...)}
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (c *cli) run(args ...string) result {
+	c.t.Helper()
+	cmd := exec.CommandContext(context.Background(), binary, args...)
+	cmd.Env = c.env
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		c.t.Fatalf("paperpipe %v: %v", args, err)
+	}
+	return r
+}
+
+// ok runs a command that must succeed.
+func (c *cli) ok(args ...string) result {
+	c.t.Helper()
+	r := c.run(args...)
+	if r.code != 0 {
+		c.t.Fatalf("paperpipe %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+func (c *cli) json(v any, args ...string) {
+	c.t.Helper()
+	r := c.ok(append(args, "--json")...)
+	if err := json.Unmarshal([]byte(r.stdout), v); err != nil {
+		c.t.Fatalf("paperpipe %v: output is not JSON: %v\n%s", args, err, r.stdout)
+	}
+}
+
+type statusJSON struct {
+	Papers struct {
+		Papers, WithTLDR, WithEmbedding, TLDRsTotal int64
+	} `json:"papers"`
+	DeadLetters int `json:"dead_letters"`
+}
+
+const sampleFile = "../../testdata/sample-papers.txt"
+
+var moe = regexp.MustCompile(`(?i)mixture[- ]of[- ]experts?|\bMoEs?\b`)
+
+func TestSampleArchiveEndToEndWithOfflineModels(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	r := c.ok("ingest", sampleFile)
+	if !strings.Contains(r.stderr, "108 read, 108 published, 0 already queued") {
+		t.Errorf("ingest said: %s", r.stderr)
+	}
+	c.ok("worker", "--exit-when-idle")
+	var st statusJSON
+	c.json(&st, "status")
+	if st.Papers.Papers != 108 || st.Papers.WithTLDR != 108 || st.Papers.WithEmbedding != 108 {
+		t.Fatalf("status = %+v, want 108 papers each with a TL;DR and an embedding", st.Papers)
+	}
+
+	// The same ingest again stores nothing new. (Whether the server drops the repeats depends
+	// on its duplicate window surviving the embedded server's restart between commands; the
+	// worker finds the results stored either way.)
+	c.ok("ingest", sampleFile)
+	c.ok("worker", "--exit-when-idle")
+	var st2 statusJSON
+	c.json(&st2, "status")
+	if st2.Papers != st.Papers {
+		t.Errorf("after a second ingest: %+v, was %+v", st2.Papers, st.Papers)
+	}
+
+	// Related papers of the load-balancing-loss paper are mixture-of-experts papers.
+	var rel struct {
+		ID      string `json:"id"`
+		Related []struct{ ID, Title string }
+	}
+	c.json(&rel, "related", "Implementing Load Balancing Loss", "-k", "5")
+	if len(rel.Related) != 5 {
+		t.Fatalf("related = %+v", rel)
+	}
+	n := 0
+	for _, h := range rel.Related {
+		var p struct{ Title, Abstract string }
+		c.json(&p, "show", h.ID)
+		if moe.MatchString(p.Title + " " + p.Abstract) {
+			n++
+		}
+	}
+	if n < 4 {
+		t.Errorf("%d of the 5 papers related to the load-balancing-loss paper are about mixture of experts, want ≥ 4: %+v", n, rel.Related)
+	}
+
+	// Free-text search finds the topic too.
+	var sr struct {
+		Results []struct{ ID, Title string }
+	}
+	c.json(&sr, "search", "mixture of experts routing and load balancing", "-k", "5")
+	hits := 0
+	for _, h := range sr.Results {
+		if moe.MatchString(h.Title) {
+			hits++
+		}
+	}
+	if hits < 3 {
+		t.Errorf("search results %+v: %d titles about mixture of experts, want ≥ 3", sr.Results, hits)
+	}
+
+	// The tables a person reads name the offline models.
+	show := c.ok("show", "Branch-Train-Merge")
+	if !strings.Contains(show.stdout, "paperpipe-offline-extractive") || !strings.Contains(show.stdout, "TL;DR") {
+		t.Errorf("show output lacks the TL;DR and its model:\n%s", show.stdout)
+	}
+	var list struct {
+		Papers []struct {
+			ID   string
+			TLDR *struct {
+				Text string `json:"tldr"`
+			} `json:"tldr"`
+		}
+	}
+	c.json(&list, "list", "-n", "200")
+	if len(list.Papers) != 108 {
+		t.Fatalf("list returned %d papers", len(list.Papers))
+	}
+	for _, p := range list.Papers {
+		if p.TLDR == nil || p.TLDR.Text == "" {
+			t.Errorf("%s has no TL;DR in list", p.ID)
+		}
+	}
+}
+
+func TestEndToEndThroughOpenAICompatibleAPIPaysOnce(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{APIKey: "sk-test-secret"})
+	c := newCLI(t, "OPENAI_BASE_URL="+api.URL(), "OPENAI_API_KEY=sk-test-secret", "PAPERPIPE_LOG_LEVEL=debug")
+	c.ok("ingest", sampleFile)
+	w := c.ok("worker", "--exit-when-idle")
+	var st statusJSON
+	c.json(&st, "status")
+	if st.Papers.Papers != 108 || st.Papers.WithTLDR != 108 || st.Papers.WithEmbedding != 108 {
+		t.Fatalf("status = %+v", st.Papers)
+	}
+	first := api.Stats()
+	if first.EmbedRequests > 5 {
+		t.Errorf("%d embedding requests for 108 papers: inputs are not batched", first.EmbedRequests)
+	}
+	if strings.Contains(w.stderr, "sk-test-secret") {
+		t.Error("the API key appears in the worker's log")
+	}
+
+	// Ingest again, and once more as JSONL from another "source" with the same text:
+	// no new rows, no new API calls.
+	c.ok("ingest", sampleFile)
+	c.ok("worker", "--exit-when-idle")
+	if s := api.Stats(); s.ChatRequests != first.ChatRequests || s.EmbedRequests != first.EmbedRequests {
+		t.Errorf("re-ingest made API calls: chat %d→%d, embeddings %d→%d", first.ChatRequests, s.ChatRequests, first.EmbedRequests, s.EmbedRequests)
+	}
+	var st2 statusJSON
+	c.json(&st2, "status")
+	if st2.Papers != st.Papers {
+		t.Errorf("after re-ingest: %+v, was %+v", st2.Papers, st.Papers)
+	}
+}
+
+func TestBadRecordsAreReportedWithFileAndLineAndTheRestGoesThrough(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mixed.jsonl")
+	var b bytes.Buffer
+	good := func(id, title string) {
+		fmt.Fprintf(&b, `{"id":%q,"title":%q,"abstract":"We propose a method for %s and show that it improves results on standard benchmarks."}`+"\n", id, title, strings.ToLower(title))
+	}
+	good("2401.00001", "Sparse Routing for Experts")                                                                         // line 1
+	b.WriteString(`{"id":"2401.00002","title":"Truncated","abstract":"This line ends too so` + "\n")                         // line 2
+	good("2401.00003", "Dense Retrieval at Scale")                                                                           // line 3
+	b.WriteString(`{"id":"2401.00004","title":"Empty abstract","abstract":"   "}` + "\n")                                    // line 4
+	fmt.Fprintf(&b, `{"id":"2401.00005","title":"Huge","abstract":%q}`+"\n", strings.Repeat("word ", 1<<18))                 // line 5: 1.3 MB
+	b.WriteString("{\"id\":\"2401.00006\",\"title\":\"Bad \xff\xfe bytes\",\"abstract\":\"Invalid UTF-8 in the title.\"}\n") // line 6
+	good("2401.00007", "Curriculum Learning for Code Models")                                                                // line 7
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := newCLI(t)
+	r := c.run("ingest", path)
+	if r.code != 1 {
+		t.Errorf("ingest exit code = %d, want 1 (some records rejected)", r.code)
+	}
+	for _, line := range []string{"2", "4", "5", "6"} {
+		if !strings.Contains(r.stderr, path+":"+line+":") {
+			t.Errorf("stderr does not name %s:%s:\n%s", path, line, r.stderr)
+		}
+	}
+	if !strings.Contains(r.stderr, "3 read, 3 published") || !strings.Contains(r.stderr, "4 rejected") {
+		t.Errorf("summary line: %s", r.stderr)
+	}
+	c.ok("worker", "--exit-when-idle")
+	var st statusJSON
+	c.json(&st, "status")
+	if st.Papers.Papers != 3 || st.Papers.WithTLDR != 3 || st.Papers.WithEmbedding != 3 || st.DeadLetters != 0 {
+		t.Errorf("status = %+v, want the 3 good papers processed", st)
+	}
+	for _, id := range []string{"arxiv:2401.00001", "arxiv:2401.00003", "arxiv:2401.00007"} {
+		c.ok("show", id)
+	}
+	if r := c.run("show", "arxiv:2401.00002"); r.code == 0 || !strings.Contains(r.stderr, "not found") {
+		t.Errorf("show of a rejected record: exit %d, %s", r.code, r.stderr)
+	}
+}
+
+func TestSummarizeAndEmbedNeedNoDatabaseOrQueue(t *testing.T) {
+	t.Parallel()
+	// A database URL that cannot connect proves these commands do not use one.
+	c := newCLI(t)
+	c.env = append(c.env, "DATABASE_URL=postgres://nobody@127.0.0.1:1/none", "NATS_URL=nats://127.0.0.1:1")
+	r := c.ok("summarize", sampleFile)
+	lines := nonEmptyLines(r.stdout)
+	if len(lines) != 108 {
+		t.Fatalf("summarize printed %d lines, want 108", len(lines))
+	}
+	var s struct{ ID, TLDR, Model string }
+	if err := json.Unmarshal([]byte(lines[0]), &s); err != nil || s.ID == "" || s.TLDR == "" || s.Model != "paperpipe-offline-extractive" {
+		t.Errorf("first line %q → %+v, %v", lines[0], s, err)
+	}
+	r = c.ok("embed", "-", "--format", "text")
+	_ = r
+	in, _ := os.ReadFile(sampleFile)
+	cmd := exec.Command(binary, "embed", "-")
+	cmd.Env = c.env
+	cmd.Stdin = bytes.NewReader(in)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines = nonEmptyLines(string(out))
+	if len(lines) != 108 {
+		t.Fatalf("embed printed %d lines, want 108", len(lines))
+	}
+	var e struct {
+		ID        string
+		Embedding []float32
+		Model     string
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &e); err != nil || len(e.Embedding) != 768 || e.Model != "paperpipe-offline-hash" {
+		t.Errorf("first embedding line: id %q, %d dims, model %q, %v", e.ID, len(e.Embedding), e.Model, err)
+	}
+}
+
+func nonEmptyLines(s string) []string {
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(s))
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		if strings.TrimSpace(sc.Text()) != "" {
+			out = append(out, sc.Text())
+		}
+	}
+	return out
+}
