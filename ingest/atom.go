@@ -1,0 +1,134 @@
+package ingest
+
+import (
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// atomParser reads an arXiv API Atom feed token by token, decoding one <entry> at a time.
+type atomParser struct {
+	r   *Reader
+	dec *xml.Decoder
+	n   int // entries read
+}
+
+func newAtomParser(r *Reader) *atomParser {
+	dec := xml.NewDecoder(r.br) // a bufio.Reader is an io.ByteReader: no second buffer
+	dec.Entity = xml.HTMLEntity
+	return &atomParser{r: r, dec: dec}
+}
+
+func (p *atomParser) offset() int64 { return p.dec.InputOffset() }
+
+// atomEntry is the part of an Atom <entry> that is used. Local names match any namespace.
+type atomEntry struct {
+	ID        string `xml:"id"`
+	Title     string `xml:"title"`
+	Summary   string `xml:"summary"`
+	Published string `xml:"published"`
+	Updated   string `xml:"updated"`
+	Authors   []struct {
+		Name string `xml:"name"`
+	} `xml:"author"`
+	Categories []struct {
+		Term string `xml:"term,attr"`
+	} `xml:"category"`
+	Links []struct {
+		Href string `xml:"href,attr"`
+		Rel  string `xml:"rel,attr"`
+	} `xml:"link"`
+}
+
+func (p *atomParser) next() (paper.Abstract, error) {
+	for {
+		p.r.guard.limit(p.r.opts.MaxRecordBytes)
+		tok, err := p.dec.Token()
+		if err == io.EOF {
+			return paper.Abstract{}, io.EOF
+		}
+		if err != nil {
+			return paper.Abstract{}, p.fatal(err)
+		}
+		se, ok := tok.(xml.StartElement)
+		if !ok || se.Name.Local != "entry" {
+			continue
+		}
+		line, _ := p.dec.InputPos()
+		p.n++
+		var e atomEntry
+		if err := p.dec.DecodeElement(&e, &se); err != nil {
+			return paper.Abstract{}, p.fatal(err)
+		}
+		a, err := p.entry(line, &e)
+		var re *RecordError
+		if errors.As(err, &re) {
+			re.Record = p.n
+		}
+		return a, err
+	}
+}
+
+// entry validates one decoded entry.
+func (p *atomParser) entry(line int, e *atomEntry) (paper.Abstract, error) {
+	id := strings.TrimSpace(e.ID)
+	if strings.Contains(id, "arxiv.org/api/errors") {
+		// The arXiv API answers a bad query with a feed holding one error entry.
+		return paper.Abstract{}, p.r.recordErr(line, "", invalidf("the arXiv API reports an error: %s", fold(e.Summary)))
+	}
+	if id == "" {
+		return paper.Abstract{}, p.r.recordErr(line, "", invalidf("entry has no <id>"))
+	}
+	f := fields{line: line, rawID: id, title: e.Title, abstract: e.Summary}
+	for _, a := range e.Authors {
+		f.authors = append(f.authors, a.Name)
+	}
+	for _, c := range e.Categories {
+		f.categories = append(f.categories, c.Term)
+	}
+	for _, l := range e.Links {
+		if l.Rel == "alternate" || (l.Rel == "" && f.url == "") {
+			f.url = l.Href
+		}
+	}
+	if f.url == "" && strings.HasPrefix(id, "http") {
+		f.url = id
+	}
+	date := e.Published
+	if strings.TrimSpace(date) == "" {
+		date = e.Updated
+	}
+	var err error
+	f.published, err = parseDate(date)
+	return p.r.buildOrFail(f, []error{err})
+}
+
+// fatal turns an XML error into an error that ends reading: the document cannot be
+// resynchronised after a syntax error.
+func (p *atomParser) fatal(err error) error {
+	line, _ := p.dec.InputPos()
+	var se *xml.SyntaxError
+	switch {
+	case errors.Is(err, errTooLarge):
+		return &stopError{msg: fmt.Sprintf("%s:%d: an entry or element is longer than the %d-byte limit; reading stops", p.r.name, line, p.r.opts.MaxRecordBytes), err: err}
+	case errors.As(err, &se) && se.Msg == "unexpected EOF":
+		return &stopError{msg: fmt.Sprintf("%s:%d: truncated XML: the feed ends inside an element", p.r.name, se.Line), err: err}
+	case errors.As(err, &se):
+		return &stopError{msg: fmt.Sprintf("%s:%d: malformed XML, reading stops: %s", p.r.name, se.Line, se.Msg), err: err}
+	}
+	return p.r.ioErr(line, err)
+}
+
+// stopError is malformed content that ends reading: it is fatal, not a *RecordError, and
+// matches both the cause and paper.ErrInvalid.
+type stopError struct {
+	msg string
+	err error
+}
+
+func (e *stopError) Error() string   { return e.msg }
+func (e *stopError) Unwrap() []error { return []error{e.err, paper.ErrInvalid} }

@@ -1,0 +1,126 @@
+package ingest
+
+import (
+	"errors"
+	"io"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+func TestAtomFixture(t *testing.T) {
+	t.Parallel()
+	f, err := os.Open("testdata/atom.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := NewReader(f, "atom.xml", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Format() != Atom {
+		t.Fatalf("Format() = %q, want atom", r.Format())
+	}
+	papers, errs, events := readAll(t, r)
+	// Each entry's line is the line of its <entry> tag.
+	equalEvents(t, events, []string{
+		"paper atom.xml:9 Sparse Routing for Experts",
+		"error atom.xml:32: record 2: arxiv:2401.05555: abstract is empty",
+		"paper atom.xml:39 An Old-Style Identifier",
+	})
+	if len(errs) == 1 && errs[0].Record != 2 {
+		t.Errorf("Record = %d, want 2", errs[0].Record)
+	}
+	want := paper.Abstract{
+		ID: "arxiv:2401.01234", Title: "Sparse Routing for Experts", Abstract: "We study routing. It works & scales.",
+		Authors: []string{"Ada Lovelace", "Alan Turing"}, Categories: []string{"cs.LG", "cs.CL"},
+		Published: time.Date(2024, 1, 2, 18, 59, 59, 0, time.UTC), URL: "http://arxiv.org/abs/2401.01234v2",
+		Source: "atom.xml:9",
+	}
+	if len(papers) != 2 || !reflect.DeepEqual(papers[0], want) {
+		t.Fatalf("papers:\n got %+v\nwant %+v (first)", papers, want)
+	}
+	if papers[1].ID != "arxiv:hep-th/9901001" {
+		t.Errorf("old-style id = %q", papers[1].ID)
+	}
+}
+
+func TestAtomErrors(t *testing.T) {
+	t.Parallel()
+	const head = `<feed xmlns="http://www.w3.org/2005/Atom">` + "\n"
+	const good = `<entry><id>http://arxiv.org/abs/2401.00001v1</id><title>Good</title><summary>Fine.</summary></entry>` + "\n"
+	for _, tc := range []struct {
+		name   string
+		in     string
+		events []string
+		fatal  string // the fatal error ending the read, if any
+	}{
+		{
+			name:   "the arXiv API error entry is a record error",
+			in:     head + `<entry><id>http://arxiv.org/api/errors#incorrect_id_format_for_1234</id><title>Error</title><summary>incorrect id format for 1234</summary></entry>` + "\n" + good + "</feed>",
+			events: []string{"error f:2: record 1: the arXiv API reports an error: incorrect id format for 1234", "paper f:3 Good"},
+		},
+		{
+			name:   "an entry without id",
+			in:     head + "<entry><title>T</title><summary>S.</summary></entry>\n" + good + "</feed>",
+			events: []string{"error f:2: record 1: entry has no <id>", "paper f:3 Good"},
+		},
+		{
+			name:   "malformed XML stops reading with the line",
+			in:     head + good + "<entry><id>x</id><title>T</tittle></entry>\n" + good + "</feed>",
+			events: []string{"paper f:2 Good"},
+			fatal:  "f:3: malformed XML, reading stops: element <title> closed by </tittle>",
+		},
+		{
+			name:   "a truncated feed stops reading",
+			in:     head + good + "<entry><id>x</id><title>T",
+			events: []string{"paper f:2 Good"},
+			fatal:  "f:3: truncated XML: the feed ends inside an element",
+		},
+		{
+			name:   "an entry over the record limit stops reading",
+			in:     head + good + "<entry><id>x</id><summary>" + strings.Repeat("long ", 80000) + "</summary></entry></feed>",
+			events: []string{"paper f:2 Good"},
+			fatal:  "f:3: an entry or element is longer than the 100000-byte limit; reading stops",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r, err := NewReader(strings.NewReader(tc.in), "f", Options{MaxRecordBytes: 100000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var events []string
+			for {
+				a, err := r.Next()
+				if err == io.EOF {
+					if tc.fatal != "" {
+						t.Errorf("got EOF, want fatal error %q", tc.fatal)
+					}
+					break
+				}
+				var re *RecordError
+				if errors.As(err, &re) {
+					events = append(events, "error "+err.Error())
+					continue
+				}
+				if err != nil {
+					if err.Error() != tc.fatal || !errors.Is(err, paper.ErrInvalid) {
+						t.Errorf("fatal error %q (ErrInvalid: %v), want %q", err, errors.Is(err, paper.ErrInvalid), tc.fatal)
+					}
+					if _, again := r.Next(); again != err {
+						t.Errorf("Next after a fatal error = %v, want the same error", again)
+					}
+					break
+				}
+				events = append(events, "paper "+a.Source+" "+a.Title)
+			}
+			equalEvents(t, events, tc.events)
+		})
+	}
+}

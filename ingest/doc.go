@@ -1,0 +1,18 @@
+// Package ingest turns source files into paper.Abstract values, one record at a time.
+//
+// Five formats are read: the plain text of the sample archive (a one-line title paragraph, then
+// the abstract paragraph), JSON lines (id, title, abstract, optional authors, categories,
+// published, url), the arXiv OAI metadata snapshot (JSON lines, millions of them), arXiv API Atom
+// feeds and Hugging Face daily-papers JSON. The format is detected from the first bytes of the
+// content unless Options.Format forces one.
+//
+// Reading streams: memory is bounded by the longest record accepted (Options.MaxRecordBytes),
+// never by the size of the input. Every record carries its origin as "file:line" in
+// paper.Abstract.Source, and every error names the file and line. A bad record is returned as a
+// *RecordError (wrapping paper.ErrInvalid); the caller logs it and calls Next again, and the
+// records after it still come through. Any other error from Next is fatal.
+//
+// Every Abstract returned has a canonical ID (paper.CanonicalID of the source's identifier, or
+// paper.TitleID of the title when the source gives none) and a title and abstract trimmed, with
+// each run of white space (newlines included) folded to one space.
+package ingest

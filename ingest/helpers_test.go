@@ -1,0 +1,65 @@
+package ingest
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// readAll reads every record of r, failing the test on a fatal error. It returns the papers,
+// the record errors, and both in order as events: "paper SOURCE TITLE" or "error MESSAGE".
+func readAll(t *testing.T, r *Reader) (papers []paper.Abstract, errs []*RecordError, events []string) {
+	t.Helper()
+	for {
+		a, err := r.Next()
+		if err == io.EOF {
+			return papers, errs, events
+		}
+		var re *RecordError
+		switch {
+		case errors.As(err, &re):
+			if !errors.Is(err, paper.ErrInvalid) {
+				t.Errorf("record error %v does not wrap paper.ErrInvalid", err)
+			}
+			errs = append(errs, re)
+			events = append(events, "error "+re.Error())
+		case err != nil:
+			t.Fatalf("fatal error after %d events: %v", len(events), err)
+		default:
+			papers = append(papers, a)
+			events = append(events, "paper "+a.Source+" "+a.Title)
+		}
+	}
+}
+
+// readString reads input with the given name and options.
+func readString(t *testing.T, input, name string, opts Options) ([]paper.Abstract, []*RecordError, []string) {
+	t.Helper()
+	r, err := NewReader(strings.NewReader(input), name, opts)
+	if err != nil {
+		t.Fatalf("NewReader: %v", err)
+	}
+	return readAll(t, r)
+}
+
+// equalEvents reports a difference between two event lists.
+func equalEvents(t *testing.T, got, want []string) {
+	t.Helper()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("events:\n  got:\n    %s\n  want:\n    %s", strings.Join(got, "\n    "), strings.Join(want, "\n    "))
+	}
+}
+
+// words returns n words of filler prose ending in a full stop: an abstract.
+func words(n int) string {
+	w := make([]string, n)
+	for i := range w {
+		w[i] = "word"
+	}
+	return strings.Join(w, " ") + "."
+}
+
+func titleID(s string) string { return paper.TitleID(s) }

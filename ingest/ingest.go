@@ -1,0 +1,361 @@
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// Format names a source format.
+type Format string
+
+// The source formats; Auto detects one of the others from the content.
+const (
+	Auto    Format = "auto"  // detected from the first bytes of the content
+	Text    Format = "text"  // title line, blank line, abstract paragraph (the sample archive)
+	JSONL   Format = "jsonl" // one JSON object per line: id, title, abstract, …
+	OAI     Format = "oai"   // the arXiv OAI metadata snapshot (JSON lines)
+	Atom    Format = "atom"  // an arXiv API Atom feed
+	HFDaily Format = "hf"    // Hugging Face daily-papers JSON (an array)
+)
+
+var formats = []Format{Auto, Text, JSONL, OAI, Atom, HFDaily}
+
+// ParseFormat returns the Format named by s (case-insensitive; empty means Auto), for a
+// --format flag. An unknown name is an error that lists the valid ones.
+func ParseFormat(s string) (Format, error) {
+	f := Format(strings.ToLower(strings.TrimSpace(s)))
+	if f == "" {
+		return Auto, nil
+	}
+	for _, v := range formats {
+		if f == v {
+			return v, nil
+		}
+	}
+	names := make([]string, len(formats))
+	for i, v := range formats {
+		names[i] = string(v)
+	}
+	return "", fmt.Errorf("unknown format %q (valid: %s): %w", s, strings.Join(names, ", "), paper.ErrInvalid)
+}
+
+// Size defaults.
+const (
+	defaultMaxAbstract = 32 << 10
+	defaultMaxTitle    = 1 << 10
+	// recordSlack is what a record may hold besides its abstract (title, authors, metadata;
+	// the OAI snapshot has papers with thousands of authors listed twice).
+	recordSlack        = 4 << 20
+	defaultHTTPTimeout = 30 * time.Second
+	peekSize           = 64 << 10
+)
+
+// Options configures a Reader. The zero value is ready to use.
+type Options struct {
+	// Format forces a source format. Defaults to Auto: detected from the content.
+	Format Format
+	// MaxAbstractBytes is the longest abstract accepted, in bytes after white space is folded;
+	// a longer one is a *RecordError. Defaults to 32 KiB.
+	MaxAbstractBytes int
+	// MaxTitleBytes is the longest title accepted, in bytes after white space is folded.
+	// Defaults to 1 KiB.
+	MaxTitleBytes int
+	// MaxRecordBytes bounds one whole record as read (a JSON line, a text paragraph, an Atom
+	// entry, an array element) and so the memory a Reader uses. A longer line or paragraph is
+	// a *RecordError and reading goes on after it; a longer Atom entry or JSON array element
+	// is fatal, as those formats cannot be resynchronised. Defaults to 4 MiB plus twice
+	// MaxAbstractBytes.
+	MaxRecordBytes int
+	// HTTPTimeout is, for Open with an http(s) URL, the longest wait for the server's answer
+	// and then between two reads of the body. Defaults to 30 s.
+	HTTPTimeout time.Duration
+}
+
+// withDefaults fills in the defaults and rejects negative sizes.
+func (o Options) withDefaults() (Options, error) {
+	f, err := ParseFormat(string(o.Format))
+	if err != nil {
+		return o, fmt.Errorf("options: Format: %w", err)
+	}
+	o.Format = f
+	for _, c := range []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"MaxAbstractBytes", &o.MaxAbstractBytes, defaultMaxAbstract},
+		{"MaxTitleBytes", &o.MaxTitleBytes, defaultMaxTitle},
+		{"MaxRecordBytes", &o.MaxRecordBytes, 0},
+	} {
+		if *c.v < 0 {
+			return o, fmt.Errorf("options: %s is negative (%d): %w", c.name, *c.v, paper.ErrInvalid)
+		}
+		if *c.v == 0 {
+			*c.v = c.def
+		}
+	}
+	if o.MaxRecordBytes == 0 {
+		o.MaxRecordBytes = recordSlack + 2*o.MaxAbstractBytes
+	}
+	if o.HTTPTimeout < 0 {
+		return o, fmt.Errorf("options: HTTPTimeout is negative (%s): %w", o.HTTPTimeout, paper.ErrInvalid)
+	}
+	if o.HTTPTimeout == 0 {
+		o.HTTPTimeout = defaultHTTPTimeout
+	}
+	return o, nil
+}
+
+// RecordError reports one bad record; reading can go on after it. Err wraps paper.ErrInvalid.
+type RecordError struct {
+	File string // the name given to NewReader ("stdin" for "-")
+	Line int    // the record's first line, 1-based
+	// Record is the record's number, 1-based, in formats whose records are not lines (Atom
+	// entries, Hugging Face array elements, often all on line 1); 0 in the others.
+	Record int
+	ID     string // the record's id (canonical when it could be made), empty if unknown
+	Err    error
+}
+
+// Error returns "FILE:LINE: ID: message", without the ID when it is unknown, and with
+// "record N: " before the ID when Record is set.
+func (e *RecordError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		b.WriteByte(':')
+		b.WriteString(strconv.Itoa(e.Line))
+	}
+	if e.Record > 0 {
+		b.WriteString(": record ")
+		b.WriteString(strconv.Itoa(e.Record))
+	}
+	if e.ID != "" {
+		b.WriteString(": ")
+		b.WriteString(e.ID)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Err.Error())
+	return b.String()
+}
+
+// Unwrap returns Err.
+func (e *RecordError) Unwrap() error { return e.Err }
+
+// invalidError is a plain-words reason a record is bad; it unwraps to paper.ErrInvalid so that
+// messages read "abstract is empty" rather than "abstract is empty: invalid input".
+type invalidError struct{ msg string }
+
+func (e *invalidError) Error() string { return e.msg }
+func (e *invalidError) Unwrap() error { return paper.ErrInvalid }
+
+func invalidf(format string, args ...any) error {
+	return &invalidError{msg: fmt.Sprintf(format, args...)}
+}
+
+// parser reads one format.
+type parser interface {
+	// next returns the next record, a *RecordError, io.EOF or a fatal error.
+	next() (paper.Abstract, error)
+	// offset is the number of bytes of content consumed (after the BOM).
+	offset() int64
+}
+
+// Reader reads paper.Abstract values from one source, one record at a time. It is not safe
+// for concurrent use.
+type Reader struct {
+	name   string
+	opts   Options
+	guard  *guardReader
+	br     *bufio.Reader
+	bomLen int64
+	p      parser
+	err    error // sticky: io.EOF or a fatal error
+}
+
+// NewReader returns a Reader of r. name is the file name used in errors and Source ("-" is
+// shown as "stdin"). The format is opts.Format, or detected from the start of the content (see
+// Detect), which NewReader reads: an error reading it is returned here.
+func NewReader(r io.Reader, name string, opts Options) (*Reader, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if name == "-" {
+		name = "stdin"
+	}
+	g := &guardReader{r: r}
+	rd := &Reader{name: name, opts: opts, guard: g, br: bufio.NewReaderSize(g, peekSize)}
+	f := opts.Format
+	if f == Auto {
+		if f, err = detect(rd.br); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", name, err)
+		}
+	}
+	if skipBOM(rd.br) {
+		rd.bomLen = int64(len(bom))
+	}
+	rd.opts.Format = f
+	switch f {
+	case Text:
+		rd.p = newTextParser(rd)
+	case JSONL:
+		rd.p = newJSONLParser(rd, false)
+	case OAI:
+		rd.p = newJSONLParser(rd, true)
+	case Atom:
+		rd.p = newAtomParser(rd)
+	case HFDaily:
+		rd.p = newHFParser(rd)
+	}
+	return rd, nil
+}
+
+// Next returns the next paper. At the end it returns io.EOF. A bad record is a *RecordError:
+// log it and call Next again. Any other error is fatal and is returned again by later calls.
+func (r *Reader) Next() (paper.Abstract, error) {
+	if r.err != nil {
+		return paper.Abstract{}, r.err
+	}
+	a, err := r.p.next()
+	if err != nil {
+		var re *RecordError
+		if !errors.As(err, &re) {
+			r.err = err
+		}
+		return paper.Abstract{}, err
+	}
+	return a, nil
+}
+
+// Format returns the format being read: the one forced by Options.Format or the one detected.
+func (r *Reader) Format() Format { return r.opts.Format }
+
+// Offset returns the number of bytes of input consumed so far, for progress reports.
+func (r *Reader) Offset() int64 { return r.bomLen + r.p.offset() }
+
+// bom is the UTF-8 byte order mark.
+const bom = "\xef\xbb\xbf"
+
+// detect peeks at br until Detect can decide: the first byte that is not white space, and for
+// '{' the whole first line (or 64 KiB of it). It reads no more than it needs, so a slow stream
+// on standard input is not held up waiting for 64 KiB; it always reads past a BOM.
+func detect(br *bufio.Reader) (Format, error) {
+	for n := 1; ; {
+		_, err := br.Peek(n) // waits for n bytes, or the end, or an error
+		if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
+			return "", err
+		}
+		head, _ := br.Peek(br.Buffered()) // all that has come so far
+		final := err != nil || len(head) >= peekSize
+		rest := bytes.TrimLeft(bytes.TrimPrefix(head, []byte(bom)), " \t\r\n")
+		switch {
+		case final:
+			return Detect(head), nil
+		case len(head) < len(bom) && strings.HasPrefix(bom, string(head)), len(rest) == 0:
+			// A BOM or white space so far: read on.
+		case rest[0] != '{' || bytes.IndexByte(rest, '\n') >= 0:
+			return Detect(head), nil
+		}
+		n = min(len(head)+1, peekSize)
+	}
+}
+
+// skipBOM discards a byte order mark at the start of br, reading no more than it needs.
+func skipBOM(br *bufio.Reader) bool {
+	for n := 1; ; n++ {
+		head, err := br.Peek(n)
+		if bytes.HasPrefix(head, []byte(bom)) {
+			_, _ = br.Discard(len(bom))
+			return true
+		}
+		if err != nil || !strings.HasPrefix(bom, string(head)) {
+			return false
+		}
+	}
+}
+
+// oaiKeys are keys only the arXiv OAI snapshot has.
+var oaiKeys = regexp.MustCompile(`"(versions|update_date|submitter|authors_parsed)"\s*:`)
+
+// Detect names the format of content that starts with head (up to 64 KiB is plenty): '<' is
+// Atom, '[' is Hugging Face daily papers, '{' is the OAI snapshot when the first line has an
+// OAI-only key ("versions", "update_date", "submitter", "authors_parsed") and JSONL otherwise;
+// anything else is Text. Leading white space and a UTF-8 byte order mark are skipped.
+func Detect(head []byte) Format {
+	head = bytes.TrimPrefix(head, []byte(bom))
+	head = bytes.TrimLeft(head, " \t\r\n")
+	if len(head) == 0 {
+		return Text
+	}
+	switch head[0] {
+	case '<':
+		return Atom
+	case '[':
+		return HFDaily
+	case '{':
+		if i := bytes.IndexByte(head, '\n'); i >= 0 {
+			head = head[:i]
+		}
+		if oaiKeys.Match(head) {
+			return OAI
+		}
+		return JSONL
+	}
+	return Text
+}
+
+// location is "name:line", the Source of a record.
+func (r *Reader) location(line int) string {
+	return r.name + ":" + strconv.Itoa(line)
+}
+
+// recordErr makes a *RecordError for this file.
+func (r *Reader) recordErr(line int, id string, err error) *RecordError {
+	return &RecordError{File: r.name, Line: line, ID: id, Err: err}
+}
+
+// guardReader counts the bytes read and, when stop is set, refuses to read past it: it bounds
+// the memory of decoders (encoding/xml, encoding/json) that hold a whole record.
+type guardReader struct {
+	r    io.Reader
+	n    int64
+	stop int64 // 0: no limit
+}
+
+// errTooLarge is returned by guardReader past its stop.
+var errTooLarge = errors.New("record too large")
+
+func (g *guardReader) Read(p []byte) (int, error) {
+	if g.stop > 0 {
+		left := g.stop - g.n
+		if left <= 0 {
+			return 0, errTooLarge
+		}
+		if int64(len(p)) > left {
+			p = p[:left]
+		}
+	}
+	n, err := g.r.Read(p)
+	g.n += int64(n)
+	return n, err
+}
+
+// limit allows max more bytes, plus what the buffers above the guard may already hold.
+func (g *guardReader) limit(max int) {
+	g.stop = g.n + int64(max) + peekSize
+}
+
+// ioErr wraps a fatal read error with the file and the line being read.
+func (r *Reader) ioErr(line int, err error) error {
+	return fmt.Errorf("reading %s at line %d: %w", r.name, line, err)
+}

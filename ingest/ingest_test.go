@@ -1,0 +1,271 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+func TestSamePaperFromEverySourceHasOneIDAndHash(t *testing.T) {
+	t.Parallel()
+	// One paper, as four sources give it: versioned ids, URLs, re-wrapped text.
+	sources := map[string]string{
+		"oai": `{"id":"2401.01234","submitter":"A","authors":"Ada Lovelace","title":"Sparse Routing\n  for Experts","abstract":"  We study routing.\nIt works.\n","categories":"cs.LG","versions":[{"version":"v1","created":"Tue, 2 Jan 2024 18:59:59 GMT"},{"version":"v2","created":"Thu, 4 Jan 2024 10:00:00 GMT"}],"update_date":"2024-01-04","authors_parsed":[["Lovelace","Ada",""]]}` + "\n",
+		"atom": `<?xml version="1.0" encoding="UTF-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><entry><id>http://arxiv.org/abs/2401.01234v2</id>
+<title>Sparse Routing
+ for Experts</title><summary>We study   routing. It
+ works.</summary><published>2024-01-02T18:59:59Z</published></entry></feed>`,
+		"hf":    `[{"paper":{"id":"2401.01234","title":"Sparse Routing for Experts","summary":"We study routing.\nIt works.","publishedAt":"2024-01-02T18:59:59.000Z"}}]`,
+		"jsonl": `{"id":"arXiv:2401.01234v1","title":"Sparse Routing for Experts","abstract":"We study routing. It works."}` + "\n",
+	}
+	want := paper.Abstract{Title: "Sparse Routing for Experts", Abstract: "We study routing. It works."}
+	for name, in := range sources {
+		papers, errs, _ := readString(t, in, name, Options{})
+		if len(papers) != 1 || len(errs) != 0 {
+			t.Errorf("%s: %d papers, errors %v", name, len(papers), errs)
+			continue
+		}
+		p := papers[0]
+		if p.ID != "arxiv:2401.01234" || p.ContentHash() != want.ContentHash() || p.Title != want.Title || p.Abstract != want.Abstract {
+			t.Errorf("%s: id %q title %q abstract %q: want arxiv:2401.01234 and the same text", name, p.ID, p.Title, p.Abstract)
+		}
+	}
+}
+
+func TestDetect(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		want Format
+	}{
+		{"", Text},
+		{"   \n\n", Text},
+		{"new\n\nSubscribe\n", Text},
+		{`{"id":"1","title":"t","abstract":"a"}`, JSONL},
+		{"\xef\xbb\xbf" + `{"title":"t"}`, JSONL},
+		{"\n\n  " + `{"id":"0704.0001","submitter":"P","title":"t"}`, OAI},
+		{`{"id":"0704.0001","title":"t","versions":[]}`, OAI},
+		{`{"id":"0704.0001","title":"t","update_date":"2008-11-13"}`, OAI},
+		// An OAI key on the second line does not make the first line OAI.
+		{`{"id":"1","title":"t"}` + "\n" + `{"id":"2","versions":[]}`, JSONL},
+		// A key name inside a string value does not count.
+		{`{"title":"about \"versions\": a study"}`, JSONL},
+		{`<?xml version="1.0"?><feed/>`, Atom},
+		{"\xef\xbb\xbf\r\n<feed xmlns=\"http://www.w3.org/2005/Atom\"/>", Atom},
+		{`[{"paper":{}}]`, HFDaily},
+		{"\t[\n]", HFDaily},
+	} {
+		if got := Detect([]byte(tc.in)); got != tc.want {
+			t.Errorf("Detect(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		// NewReader detects the same way, past the byte order mark.
+		r, err := NewReader(strings.NewReader(tc.in), "f", Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Format() != tc.want {
+			t.Errorf("NewReader(%q).Format() = %q, want %q", tc.in, r.Format(), tc.want)
+		}
+	}
+}
+
+func TestByteOrderMarkIsSkipped(t *testing.T) {
+	t.Parallel()
+	in := "\xef\xbb\xbf" + `{"title":"T","abstract":"A"}` + "\n"
+	for _, f := range []Format{Auto, JSONL} {
+		r, err := NewReader(strings.NewReader(in), "f", Options{Format: f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		papers, errs, _ := readAll(t, r)
+		if len(papers) != 1 || len(errs) != 0 || r.Offset() != int64(len(in)) {
+			t.Errorf("format %s: %d papers, errors %v, offset %d; want 1 paper, offset %d", f, len(papers), errs, r.Offset(), len(in))
+		}
+	}
+}
+
+func TestSlowStreamIsReadAsItComes(t *testing.T) {
+	t.Parallel()
+	// Like a producer piping into standard input: each record must come out as soon as its
+	// line is complete, without waiting for 64 KiB or the end of the stream.
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	lines := make(chan string)
+	go func() {
+		for l := range lines {
+			pw.Write([]byte(l))
+		}
+	}()
+	defer close(lines)
+	lines <- `{"id":"2401.00001","title":"One","abstract":"A."}` + "\n"
+	r, err := NewReader(pr, "-", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Format() != JSONL {
+		t.Fatalf("Format() = %q, want jsonl", r.Format())
+	}
+	for i, title := range []string{"One", "Two"} {
+		if i > 0 {
+			lines <- `{"id":"2401.00002","title":"Two","abstract":"B."}` + "\n"
+		}
+		a, err := r.Next()
+		if err != nil || a.Title != title || a.Source != "stdin:"+fmt.Sprint(i+1) {
+			t.Fatalf("Next = %+v, %v; want %s from stdin:%d", a, err, title, i+1)
+		}
+	}
+}
+
+func TestForcedFormatWins(t *testing.T) {
+	t.Parallel()
+	// JSON lines read as text: a paragraph that is neither title nor abstract, not a JSON paper.
+	r, err := NewReader(strings.NewReader(`{"id":"1","title":"t","abstract":"a"}`), "f", Options{Format: Text})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Format() != Text {
+		t.Fatalf("Format() = %q, want text", r.Format())
+	}
+	if _, err := r.Next(); err == nil {
+		t.Error("a JSON line read as text made a paper")
+	}
+}
+
+func TestParseFormat(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]Format{"": Auto, "auto": Auto, "TEXT": Text, " jsonl ": JSONL, "oai": OAI, "atom": Atom, "hf": HFDaily} {
+		if got, err := ParseFormat(in); err != nil || got != want {
+			t.Errorf("ParseFormat(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	_, err := ParseFormat("csv")
+	if !errors.Is(err, paper.ErrInvalid) || !strings.Contains(err.Error(), "auto, text, jsonl, oai, atom, hf") {
+		t.Errorf("ParseFormat(csv) error = %v; want ErrInvalid listing the valid names", err)
+	}
+}
+
+func TestOptionsAreValidated(t *testing.T) {
+	t.Parallel()
+	for _, o := range []Options{{Format: "csv"}, {MaxAbstractBytes: -1}, {MaxTitleBytes: -1}, {MaxRecordBytes: -1}, {HTTPTimeout: -time.Second}} {
+		if _, err := NewReader(strings.NewReader(""), "f", o); !errors.Is(err, paper.ErrInvalid) {
+			t.Errorf("NewReader with %+v: error %v, want ErrInvalid", o, err)
+		}
+	}
+}
+
+func TestLimitsAreConfigurable(t *testing.T) {
+	t.Parallel()
+	in := `{"title":"Twelve bytes","abstract":"twenty bytes of text"}` + "\n"
+	_, _, events := readString(t, in, "f", Options{MaxTitleBytes: 10})
+	equalEvents(t, events, []string{"error f:1: " + paper.TitleID("Twelve bytes") + ": title is 12 bytes, limit 10"})
+	_, _, events = readString(t, in, "f", Options{MaxAbstractBytes: 19})
+	equalEvents(t, events, []string{"error f:1: " + paper.TitleID("Twelve bytes") + ": abstract is 20 bytes, limit 19"})
+	_, _, events = readString(t, in, "f", Options{MaxAbstractBytes: 20})
+	equalEvents(t, events, []string{"paper f:1 Twelve bytes"})
+}
+
+func TestRecordErrorFormat(t *testing.T) {
+	t.Parallel()
+	cause := invalidf("abstract is empty")
+	for _, tc := range []struct {
+		e    RecordError
+		want string
+	}{
+		{RecordError{File: "a.jsonl", Line: 3, ID: "arxiv:2401.00001", Err: cause}, "a.jsonl:3: arxiv:2401.00001: abstract is empty"},
+		{RecordError{File: "a.jsonl", Line: 3, Err: cause}, "a.jsonl:3: abstract is empty"},
+		{RecordError{File: "hf.json", Line: 1, Record: 7, ID: "arxiv:2503.1", Err: cause}, "hf.json:1: record 7: arxiv:2503.1: abstract is empty"},
+	} {
+		if got := tc.e.Error(); got != tc.want {
+			t.Errorf("Error() = %q, want %q", got, tc.want)
+		}
+		if !errors.Is(&tc.e, paper.ErrInvalid) || !errors.Is(&tc.e, cause) {
+			t.Errorf("%v does not unwrap to its cause and paper.ErrInvalid", &tc.e)
+		}
+	}
+}
+
+func TestStdinIsNamedStdin(t *testing.T) {
+	t.Parallel()
+	_, errs, _ := readString(t, `{"title":"","abstract":"a"}`, "-", Options{})
+	if len(errs) != 1 || errs[0].File != "stdin" || !strings.HasPrefix(errs[0].Error(), "stdin:1: ") {
+		t.Errorf("errors %v, want one naming stdin:1", errs)
+	}
+}
+
+func TestOpenFile(t *testing.T) {
+	t.Parallel()
+	r, c, err := Open("testdata/good.jsonl", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	papers, _, _ := readAll(t, r)
+	if len(papers) != 4 || papers[0].Source != "testdata/good.jsonl:1" {
+		t.Errorf("got %d papers, first from %q", len(papers), papers[0].Source)
+	}
+	if _, _, err := Open(filepath.Join(t.TempDir(), "missing.jsonl"), Options{}); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Open(missing) error = %v, want ErrNotExist", err)
+	}
+}
+
+func TestOpenURL(t *testing.T) {
+	t.Parallel()
+	feed, err := os.ReadFile("testdata/atom.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stall := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		switch req.URL.Path {
+		case "/feed":
+			w.Write(feed)
+		case "/stall":
+			w.Write([]byte("[\n"))
+			w.(http.Flusher).Flush()
+			select {
+			case <-stall:
+			case <-req.Context().Done():
+			}
+		default:
+			http.Error(w, "no such feed", http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	defer close(stall)
+
+	r, c, err := Open(srv.URL+"/feed", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	papers, errs, _ := readAll(t, r)
+	c.Close()
+	if r.Format() != Atom || len(papers) != 2 || len(errs) != 1 || papers[0].Source != srv.URL+"/feed:9" {
+		t.Errorf("format %s, %d papers, %d errors, first from %q", r.Format(), len(papers), len(errs), papers[0].Source)
+	}
+
+	_, _, err = Open(srv.URL+"/missing", Options{})
+	if want := fmt.Sprintf("GET %s/missing: server answered 404 Not Found: no such feed", srv.URL); err == nil || err.Error() != want {
+		t.Errorf("Open(404) error = %v, want %q", err, want)
+	}
+
+	r, c, err = Open(srv.URL+"/stall", Options{HTTPTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = r.Next()
+	var re *RecordError
+	if err == nil || err == io.EOF || errors.As(err, &re) || !strings.Contains(err.Error(), "nothing received for 200ms") {
+		t.Errorf("Next on a stalled download = %v, want a fatal error saying nothing was received", err)
+	}
+}

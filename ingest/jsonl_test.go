@@ -1,0 +1,140 @@
+package ingest
+
+import (
+	"bytes"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+func TestJSONLFixture(t *testing.T) {
+	t.Parallel()
+	f, err := os.Open("testdata/good.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := NewReader(f, "good.jsonl", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Format() != JSONL {
+		t.Fatalf("Format() = %q, want jsonl", r.Format())
+	}
+	papers, errs, _ := readAll(t, r)
+	for _, e := range errs {
+		t.Errorf("unexpected record error: %v", e)
+	}
+	want := []paper.Abstract{
+		{
+			ID: "arxiv:2401.01234", Title: "Sparse Routing for Experts", Abstract: "We study routing. It works.",
+			Authors: []string{"Ada Lovelace", "Alan Turing"}, Categories: []string{"cs.LG", "cs.CL"},
+			Published: time.Date(2024, 1, 2, 18, 59, 59, 0, time.UTC), URL: "https://arxiv.org/abs/2401.01234",
+			Source: "good.jsonl:1",
+		},
+		{
+			ID: paper.TitleID("A Paper Without an Id"), Title: "A Paper Without an Id", Abstract: "Its id is made from the title.",
+			Authors: []string{"A. One", "B. Two", "C. Three"}, Categories: []string{"cs.AI", "stat.ML"},
+			Published: time.Date(2024, 2, 3, 0, 0, 0, 0, time.UTC), Source: "good.jsonl:3",
+		},
+		{
+			ID: "doi:10.1000/xyz.9", Title: "A DOI Paper", Abstract: "Given as summary, not abstract.",
+			Authors: []string{"Solo Author"}, Source: "good.jsonl:5",
+		},
+		{ID: "id:42", Title: "Numbered", Abstract: "Lab id given as a number.", Source: "good.jsonl:6"},
+	}
+	if !reflect.DeepEqual(papers, want) {
+		t.Errorf("papers:\n got %+v\nwant %+v", papers, want)
+	}
+}
+
+func TestJSONLBadRecords(t *testing.T) {
+	t.Parallel()
+	long := `{"title":"` + strings.Repeat("t", 1100) + `","abstract":"a"}`
+	for _, tc := range []struct {
+		name, line, want string
+	}{
+		{"truncated", `{"id":"2401.00002","title":"T","abstract":"cut`, "f:1: arxiv:2401.00002: truncated JSON: the record ends before its object is closed"},
+		{"malformed", `{"id":"x",,"title":"T"}`, "f:1: id:x: malformed JSON at byte 11: invalid character ',' looking for beginning of object key string"},
+		{"trailing text", `{"title":"T","abstract":"A"} extra`, "f:1: malformed JSON at byte 30: invalid character 'e' after top-level value"},
+		{"not an object", `["title","abstract"]`, `f:1: line is not a JSON object (it starts with "[")`},
+		{"empty title", `{"id":"2401.00001","title":"","abstract":"A"}`, "f:1: arxiv:2401.00001: title is empty"},
+		{"blank title", `{"title":" \n\t ","abstract":"A"}`, "f:1: title is empty"},
+		{"missing abstract", `{"id":"2401.00001","title":"T"}`, "f:1: arxiv:2401.00001: abstract is empty"},
+		{"blank abstract", `{"title":"T","abstract":"\n  \n"}`, "f:1: " + paper.TitleID("T") + ": abstract is empty"},
+		{"title too long", long, "f:1: " + paper.TitleID(strings.Repeat("t", 1100)) + ": title is 1100 bytes, limit 1024"},
+		{"bad arXiv id", `{"id":"arXiv:nope","title":"T","abstract":"A"}`, `f:1: arXiv:nope: malformed arXiv id "arXiv:nope"`},
+		{"title of the wrong type", `{"title":5,"abstract":"A"}`, "f:1: title is a JSON number, want a string"},
+		{"authors of the wrong type", `{"title":"T","abstract":"A","authors":{"a":1}}`, "f:1: " + paper.TitleID("T") + ": authors must be an array of strings or a string"},
+		{"bad date", `{"title":"T","abstract":"A","published":"yesterday"}`, "f:1: " + paper.TitleID("T") + `: published "yesterday" is not an RFC 3339 time or a YYYY-MM-DD date`},
+		{"invalid UTF-8 in abstract", "{\"title\":\"T\",\"abstract\":\"caf\xe9\"}", "f:1: abstract is not valid UTF-8 (byte 29)"},
+		{"invalid UTF-8 in a key", "{\"ti\xfftle\":\"T\",\"abstract\":\"A\"}", "f:1: a field name is not valid UTF-8 (byte 5)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			// The bad line is followed by a good one, which must still come through.
+			in := tc.line + "\n" + `{"id":"2401.09999","title":"Next","abstract":"Still read."}` + "\n"
+			_, _, events := readString(t, in, "f", Options{Format: JSONL})
+			equalEvents(t, events, []string{"error " + tc.want, "paper f:2 Next"})
+		})
+	}
+}
+
+// TestJSONLBadInputFixture is the bad-input case of the product spec: a truncated line, an
+// empty abstract, a 1 MB abstract, invalid UTF-8 and an over-long line, each reported with its
+// file and line while every good record between them comes through in order.
+func TestJSONLBadInputFixture(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("testdata/bad.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	generated := map[string]string{
+		"@ONE_MEGABYTE_ABSTRACT@": `{"id":"2401.00006","title":"Huge","abstract":"` + strings.Repeat("x", 1<<20) + `"}`,
+		"@INVALID_UTF8_TITLE@":    "{\"id\":\"2401.00008\",\"title\":\"Bad \xc3\x28 Title\",\"abstract\":\"Fine.\"}",
+		"@FIVE_MEGABYTE_LINE@":    `{"id":"2401.00010","title":"Enormous","abstract":"` + strings.Repeat("y ", 5<<19) + `"}`,
+	}
+	for k, v := range generated {
+		if !bytes.Contains(raw, []byte(k)) {
+			t.Fatalf("fixture lacks %s", k)
+		}
+		raw = bytes.Replace(raw, []byte(k), []byte(v), 1)
+	}
+	r, err := NewReader(bytes.NewReader(raw), "bad.jsonl", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, errs, events := readAll(t, r)
+	equalEvents(t, events, []string{
+		"paper bad.jsonl:1 Good One",
+		"error bad.jsonl:2: arxiv:2401.00002: truncated JSON: the record ends before its object is closed",
+		"paper bad.jsonl:3 Good Two",
+		"error bad.jsonl:4: arxiv:2401.00004: abstract is empty",
+		"paper bad.jsonl:5 Good Three",
+		"error bad.jsonl:6: arxiv:2401.00006: abstract is 1048576 bytes, limit 32768",
+		"paper bad.jsonl:7 Good Four",
+		"error bad.jsonl:8: arxiv:2401.00008: title is not valid UTF-8 (byte 33)",
+		"paper bad.jsonl:9 Good Five",
+		"error bad.jsonl:10: arxiv:2401.00010: line is 5242932 bytes, longer than the 4259840-byte limit",
+		"paper bad.jsonl:11 Good Six",
+	})
+	for _, e := range errs {
+		if e.File != "bad.jsonl" || e.Line == 0 {
+			t.Errorf("error %v: File %q Line %d", e, e.File, e.Line)
+		}
+	}
+	if r.Offset() != int64(len(raw)) {
+		t.Errorf("Offset() = %d at the end, want %d", r.Offset(), len(raw))
+	}
+}
+
+func TestJSONLLineEndings(t *testing.T) {
+	t.Parallel()
+	in := "{\"title\":\"One\",\"abstract\":\"A.\"}\r\n\r\n{\"title\":\"Two\",\"abstract\":\"B.\"}"
+	_, _, events := readString(t, in, "f", Options{})
+	equalEvents(t, events, []string{"paper f:1 One", "paper f:3 Two"})
+}

@@ -1,0 +1,132 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Open opens path for reading: a file, "-" for standard input, or an http:// or https:// URL
+// (fetched with GET). Close the returned Closer when done; for standard input it does nothing.
+// It is OpenContext with context.Background().
+func Open(path string, opts Options) (*Reader, io.Closer, error) {
+	return OpenContext(context.Background(), path, opts)
+}
+
+// OpenContext is Open with a context that bounds an HTTP download. The server must answer
+// within Options.HTTPTimeout, and then send some of the body at least that often; an answer
+// other than 200 OK is an error naming the status.
+func OpenContext(ctx context.Context, path string, opts Options) (*Reader, io.Closer, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, nil, err
+	}
+	var (
+		src    io.Reader
+		closer io.Closer
+		name   = path
+	)
+	switch {
+	case path == "-":
+		src, closer, name = os.Stdin, nopCloser{}, "stdin"
+	case strings.HasPrefix(path, "http://"), strings.HasPrefix(path, "https://"):
+		body, err := fetch(ctx, path, opts.HTTPTimeout)
+		if err != nil {
+			return nil, nil, err
+		}
+		src, closer = body, body
+	default:
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("opening source: %w", err)
+		}
+		src, closer = f, f
+	}
+	r, err := NewReader(src, name, opts)
+	if err != nil {
+		_ = closer.Close()
+		return nil, nil, err
+	}
+	return r, closer, nil
+}
+
+type nopCloser struct{}
+
+func (nopCloser) Close() error { return nil }
+
+// fetch GETs url and returns its body, which fails when no data comes for timeout.
+func fetch(ctx context.Context, url string, timeout time.Duration) (*idleBody, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	b := &idleBody{cancel: cancel, ctx: ctx, timeout: timeout}
+	b.timer = time.AfterFunc(timeout, func() {
+		cancel(fmt.Errorf("GET %s: nothing received for %s", url, timeout))
+	})
+	fail := func(err error) (*idleBody, error) {
+		b.timer.Stop()
+		cancel(err)
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fail(fmt.Errorf("making request for %s: %w", url, err))
+	}
+	req.Header.Set("User-Agent", "paperpipe-ingest/1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			err = cause
+		}
+		return fail(fmt.Errorf("fetching source: %w", err))
+	}
+	if resp.StatusCode != http.StatusOK {
+		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+		_ = resp.Body.Close()
+		msg := fmt.Sprintf("GET %s: server answered %s", url, resp.Status)
+		if s := fold(string(snippet)); s != "" {
+			msg += ": " + s
+		}
+		return fail(errors.New(msg))
+	}
+	b.body = resp.Body
+	b.timer.Reset(timeout)
+	return b, nil
+}
+
+// idleBody is an HTTP body whose reads fail when the server sends nothing for timeout.
+type idleBody struct {
+	body    io.ReadCloser
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	timeout time.Duration
+	timer   *time.Timer
+	once    sync.Once
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	n, err := b.body.Read(p)
+	if n > 0 {
+		b.timer.Reset(b.timeout)
+	}
+	if err != nil && err != io.EOF {
+		if cause := context.Cause(b.ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			err = cause
+		}
+	}
+	return n, err
+}
+
+func (b *idleBody) Close() error {
+	var err error
+	b.once.Do(func() {
+		b.timer.Stop()
+		err = b.body.Close()
+		b.cancel(context.Canceled)
+	})
+	return err
+}

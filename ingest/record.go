@@ -1,0 +1,277 @@
+package ingest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// fields is a record as a format parser found it, before validation.
+type fields struct {
+	line       int
+	rawID      string // empty: the source gives none, the id is paper.TitleID(title)
+	title      string
+	abstract   string
+	authors    []string
+	categories []string
+	published  time.Time
+	url        string
+	// tooLong, when > 0, is the size of an abstract too long to have been kept.
+	tooLong int
+}
+
+// build validates f and makes the Abstract, or a *RecordError saying what is wrong.
+func (r *Reader) build(f fields) (paper.Abstract, error) {
+	id := strings.TrimSpace(f.rawID)
+	fail := func(err error) (paper.Abstract, error) {
+		return paper.Abstract{}, r.recordErr(f.line, id, err)
+	}
+	for _, s := range []struct{ name, v string }{{"id", f.rawID}, {"title", f.title}, {"abstract", f.abstract}} {
+		if !utf8.ValidString(s.v) {
+			if s.name == "id" {
+				id = "" // not printable as it is
+			}
+			return fail(invalidf("%s is not valid UTF-8 (byte %d)", s.name, invalidUTF8At([]byte(s.v))+1))
+		}
+	}
+	title := fold(f.title)
+	if id != "" {
+		c, err := paper.CanonicalID(id)
+		if err != nil {
+			return fail(invalidf("%s", strings.TrimSuffix(err.Error(), ": "+paper.ErrInvalid.Error())))
+		}
+		id = c
+	} else if title != "" {
+		id = paper.TitleID(title)
+	}
+	if title == "" {
+		return fail(invalidf("title is empty"))
+	}
+	if len(title) > r.opts.MaxTitleBytes {
+		return fail(invalidf("title is %d bytes, limit %d", len(title), r.opts.MaxTitleBytes))
+	}
+	if f.tooLong > 0 {
+		return fail(invalidf("abstract is more than %d bytes, limit %d", f.tooLong, r.opts.MaxAbstractBytes))
+	}
+	abstract := fold(f.abstract)
+	if abstract == "" {
+		return fail(invalidf("abstract is empty"))
+	}
+	if len(abstract) > r.opts.MaxAbstractBytes {
+		return fail(invalidf("abstract is %d bytes, limit %d", len(abstract), r.opts.MaxAbstractBytes))
+	}
+	return paper.Abstract{
+		ID:         id,
+		Title:      title,
+		Abstract:   abstract,
+		Authors:    foldAll(f.authors),
+		Categories: foldAll(f.categories),
+		Published:  f.published,
+		URL:        strings.TrimSpace(f.url),
+		Source:     r.location(f.line),
+	}, nil
+}
+
+// fold trims s and replaces every run of white space (newlines included) with one space.
+func fold(s string) string {
+	clean := true // no white space but single ' ' between words
+	for i := 0; i < len(s) && clean; i++ {
+		c := s[i]
+		switch {
+		case c >= utf8.RuneSelf:
+			clean = false // maybe a Unicode space; take the slow path
+		case c == ' ':
+			clean = i > 0 && i < len(s)-1 && s[i+1] != ' '
+		case c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r':
+			clean = false
+		}
+	}
+	if clean {
+		return s
+	}
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// foldAll folds each string and drops the empty ones; nil when none is left.
+func foldAll(ss []string) []string {
+	var out []string
+	for _, s := range ss {
+		if s = fold(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// splitAuthors splits an author list given as one string: "A, B and C", "A, B, and C".
+func splitAuthors(s string) []string {
+	s = fold(s)
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		for _, name := range strings.Split(part, " and ") {
+			name = strings.TrimSpace(name)
+			name = strings.TrimPrefix(name, "and ")
+			if name != "" && name != "and" {
+				out = append(out, name)
+			}
+		}
+	}
+	return out
+}
+
+// dateLayouts are the forms accepted for a "published" date.
+var dateLayouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02"}
+
+// parseDate parses a published date; empty is the zero time.
+func parseDate(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	for _, l := range dateLayouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, invalidf("published %q is not an RFC 3339 time or a YYYY-MM-DD date", s)
+}
+
+// invalidUTF8At returns the index of the first byte of b that is not valid UTF-8, or -1.
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
+}
+
+// badUTF8 says where in the JSON object raw the first invalid UTF-8 byte is: "title is not
+// valid UTF-8 (byte 57)", naming nested fields with dots ("paper.summary").
+func badUTF8(raw []byte) error {
+	at := invalidUTF8At(raw)
+	field := fieldAt(raw, at, "")
+	if field == "" {
+		return invalidf("record is not valid UTF-8 (byte %d)", at+1)
+	}
+	return invalidf("%s is not valid UTF-8 (byte %d)", field, at+1)
+}
+
+// fieldAt names the field of the JSON object raw whose key or value holds byte pos, or "".
+func fieldAt(raw []byte, pos int, prefix string) string {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return ""
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		key, _ := tok.(string)
+		if pos < int(dec.InputOffset()) {
+			return "a field name"
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return ""
+		}
+		end := int(dec.InputOffset())
+		if pos < end {
+			if len(v) > 0 && v[0] == '{' {
+				if sub := fieldAt(v, pos-(end-len(v)), prefix+key+"."); sub != "" {
+					return sub
+				}
+			}
+			return prefix + key
+		}
+	}
+	return ""
+}
+
+// jsonProblem turns a JSON decoding error for one record into plain words.
+func jsonProblem(raw []byte, err error) error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			return invalidf("record is a JSON %s, want an object", te.Value)
+		}
+		return invalidf("%s is a JSON %s, want %s", field, te.Value, jsonKind(te.Type.Kind().String()))
+	case errors.As(err, &se):
+		// The decoder tells a value cut short (io.ErrUnexpectedEOF) from other syntax errors.
+		var v json.RawMessage
+		if derr := json.NewDecoder(bytes.NewReader(raw)).Decode(&v); errors.Is(derr, io.ErrUnexpectedEOF) {
+			return invalidf("truncated JSON: the record ends before its object is closed")
+		}
+		return invalidf("malformed JSON at byte %d: %v", se.Offset, se)
+	}
+	return invalidf("malformed JSON: %v", err)
+}
+
+// jsonKind names a Go kind as a JSON type.
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "a string"
+	case "slice", "array":
+		return "an array"
+	case "struct", "map":
+		return "an object"
+	case "bool":
+		return "a boolean"
+	}
+	return "a number"
+}
+
+// stringOrNumber decodes a JSON string or number (an id given as 1234) into a string.
+func stringOrNumber(field string, raw json.RawMessage) (string, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil
+	}
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", jsonProblem(raw, err)
+		}
+		return s, nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return "", invalidf("%s must be a string or a number", field)
+	}
+	return n.String(), nil
+}
+
+// stringList decodes a JSON array of strings, or one string split by split.
+func stringList(field string, raw json.RawMessage, split func(string) []string) ([]string, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, jsonProblem(raw, err)
+		}
+		return split(s), nil
+	case '[':
+		var ss []string
+		if err := json.Unmarshal(raw, &ss); err == nil {
+			return ss, nil
+		}
+	}
+	return nil, invalidf("%s must be an array of strings or a string", field)
+}

@@ -1,0 +1,266 @@
+package ingest
+
+import (
+	"bytes"
+	"io"
+	"strconv"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// The plain-text format is a sequence of paragraphs separated by blank lines. A paper is a
+// title paragraph immediately followed by an abstract paragraph. Which is which is decided by
+// shape alone, so that page furniture copied along with the papers ("Subscribe", "Mar 19")
+// cannot become a paper:
+//
+//   - An abstract has at least minAbstractWords words and reads as prose: it ends a sentence
+//     somewhere (".", "!" or "?" before white space or the end), or it is too long for a
+//     title (more than maxTitleWords words, or more than maxTitleLines lines).
+//   - A title is any other paragraph of at most maxTitleLines lines and MaxTitleBytes bytes
+//     (one line is the norm; a title wrapped over two or three lines is accepted).
+//   - A title followed by an abstract is a paper; the paper's line is the title's.
+//   - Before the first paper, short paragraphs (titles, or fewer than minAbstractWords words)
+//     that no abstract follows are furniture and are skipped silently.
+//   - After the first paper every paragraph must belong to a paper: a title with no abstract
+//     after it, an abstract with no title before it, or a paragraph that is neither is a
+//     *RecordError naming its line, and reading goes on. An abstract with no title is an
+//     error before the first paper too: it is a lost paper, not furniture.
+//   - A file where no paper was found, but short paragraphs were skipped, ends with one
+//     *RecordError saying so, so that a wrong file or format does not pass silently.
+//
+// Titles are a line of a dozen words, abstracts a hundred words or more of sentences (in the
+// sample: titles 5 to 16 words, abstracts 177 words or more), so the thresholds sit in a wide
+// gap between the two. Pairing is strict (a title must be immediately followed by its
+// abstract), so a missing title or abstract costs one error and never shifts the titles of
+// the papers after it.
+const (
+	minAbstractWords = 20
+	maxTitleWords    = 40
+	maxTitleLines    = 3
+)
+
+// Paragraph kinds.
+const (
+	kindOther = iota
+	kindTitle
+	kindAbstract
+)
+
+// para is one paragraph of a text file.
+type para struct {
+	line   int    // first line, 1-based
+	lines  int    // number of lines
+	text   string // lines joined by "\n"; only the first MaxRecordBytes when over
+	size   int    // full size in bytes
+	words  int
+	kind   int
+	tooBig bool // size > MaxRecordBytes: text is cut
+}
+
+type textParser struct {
+	r       *Reader
+	lr      *lineReader
+	buf     []byte
+	pending *para // a title waiting for its abstract
+	seen    bool  // a paper (or an abstract) has been read: furniture is over
+	skipped int   // furniture paragraphs skipped
+	out     []result
+	done    bool
+}
+
+// result is one thing the parser has to return: a paper or an error.
+type result struct {
+	a   paper.Abstract
+	err error
+}
+
+func newTextParser(r *Reader) *textParser {
+	return &textParser{r: r, lr: newLineReader(r.br, r.opts.MaxRecordBytes)}
+}
+
+func (p *textParser) offset() int64 { return p.lr.off }
+
+func (p *textParser) next() (paper.Abstract, error) {
+	for len(p.out) == 0 {
+		if p.done {
+			return paper.Abstract{}, io.EOF
+		}
+		x, err := p.readPara()
+		if err == io.EOF {
+			p.finish()
+			p.done = true
+			continue
+		}
+		if err != nil {
+			return paper.Abstract{}, err
+		}
+		p.process(x)
+	}
+	res := p.out[0]
+	p.out = p.out[1:]
+	return res.a, res.err
+}
+
+// readPara reads the next paragraph, skipping blank lines before it.
+func (p *textParser) readPara() (*para, error) {
+	var x *para
+	p.buf = p.buf[:0]
+	for {
+		line, n, err := p.lr.next()
+		if err == io.EOF {
+			if x == nil {
+				return nil, io.EOF
+			}
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(bytes.TrimSpace(line)) == 0 && n == len(line) {
+			if x == nil {
+				continue
+			}
+			break
+		}
+		if x == nil {
+			x = &para{line: p.lr.line}
+		} else {
+			x.size++ // the newline joining the lines
+			p.appendText([]byte{'\n'})
+		}
+		x.lines++
+		x.size += n
+		p.appendText(line)
+		if n > len(line) {
+			// The line was cut by the line reader; so is the paragraph.
+			p.buf = p.buf[:min(len(p.buf), p.r.opts.MaxRecordBytes)]
+			x.tooBig = true
+		}
+	}
+	x.text = string(p.buf)
+	x.tooBig = x.tooBig || x.size > p.r.opts.MaxRecordBytes
+	x.words = countWords(x.text)
+	x.kind = p.classify(x)
+	return x, nil
+}
+
+// appendText appends b to the paragraph buffer, keeping at most MaxRecordBytes.
+func (p *textParser) appendText(b []byte) {
+	if room := p.r.opts.MaxRecordBytes - len(p.buf); room > 0 {
+		p.buf = append(p.buf, b[:min(room, len(b))]...)
+	}
+}
+
+// classify says whether x is a title, an abstract or neither (see the rule above).
+func (p *textParser) classify(x *para) int {
+	if x.words >= minAbstractWords && (x.words > maxTitleWords || x.lines > maxTitleLines || endsSentence(x.text)) {
+		return kindAbstract
+	}
+	if x.lines <= maxTitleLines && x.size <= p.r.opts.MaxTitleBytes {
+		return kindTitle
+	}
+	return kindOther
+}
+
+// process pairs paragraphs into papers.
+func (p *textParser) process(x *para) {
+	if p.pending != nil && x.kind == kindAbstract {
+		title := p.pending
+		p.pending = nil
+		p.seen = true
+		p.emitPaper(title, x)
+		return
+	}
+	if p.pending != nil {
+		p.unpaired(p.pending, x)
+		p.pending = nil
+	}
+	switch x.kind {
+	case kindTitle:
+		p.pending = x
+	case kindAbstract:
+		p.seen = true
+		p.emitErr(x.line, "", invalidf("abstract paragraph (%d words) has no title line before it", x.words))
+	default:
+		p.unpaired(x, nil)
+	}
+}
+
+// unpaired handles a paragraph that is not part of a paper: furniture before the first paper,
+// an error after it. next is the paragraph after x, if any.
+func (p *textParser) unpaired(x, next *para) {
+	if !p.seen && (x.kind == kindTitle || x.words < minAbstractWords) {
+		p.skipped++
+		return
+	}
+	if x.kind != kindTitle {
+		p.emitErr(x.line, "", invalidf("paragraph is neither a title nor an abstract (%d lines, %d words, %d bytes)", x.lines, x.words, x.size))
+		return
+	}
+	title := fold(x.text)
+	why := "the file ends after it"
+	if next != nil {
+		why = "the next paragraph, at line " + strconv.Itoa(next.line) + ", is not an abstract (" + strconv.Itoa(next.words) + " words)"
+	}
+	p.emitErr(x.line, paper.TitleID(title), invalidf("title %q has no abstract after it: %s", title, why))
+}
+
+// finish handles the end of the file.
+func (p *textParser) finish() {
+	if p.pending != nil {
+		p.unpaired(p.pending, nil)
+		p.pending = nil
+	}
+	if !p.seen && p.skipped > 0 {
+		p.emitErr(1, "", invalidf("no papers found: %d short paragraphs and no abstract; a paper is a title line, a blank line and an abstract paragraph of at least %d words", p.skipped, minAbstractWords))
+	}
+}
+
+func (p *textParser) emitPaper(title, abs *para) {
+	f := fields{line: title.line, title: title.text, abstract: abs.text}
+	if abs.tooBig {
+		f.abstract, f.tooLong = "", p.r.opts.MaxRecordBytes
+	}
+	a, err := p.r.build(f)
+	p.out = append(p.out, result{a: a, err: err})
+}
+
+func (p *textParser) emitErr(line int, id string, err error) {
+	p.out = append(p.out, result{err: p.r.recordErr(line, id, err)})
+}
+
+// countWords counts the runs of non-space characters in s.
+func countWords(s string) int {
+	n, in := 0, false
+	for _, c := range s {
+		sp := unicode.IsSpace(c)
+		if !sp && !in {
+			n++
+		}
+		in = !sp
+	}
+	return n
+}
+
+// endsSentence reports whether s has a sentence end: '.', '!' or '?', perhaps followed by
+// closing quotes or brackets, then white space or the end of s. "v0.1" and "e.g.," do not count.
+func endsSentence(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c != '.' && c != '!' && c != '?' {
+			continue
+		}
+		j := i + 1
+		for j < len(s) && (s[j] == ')' || s[j] == ']' || s[j] == '"' || s[j] == '\'') {
+			j++
+		}
+		if j == len(s) {
+			return true
+		}
+		if r, _ := utf8.DecodeRuneInString(s[j:]); unicode.IsSpace(r) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,223 @@
+package ingest
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const samplePath = "../testdata/sample-papers.txt"
+
+func TestTextSampleYields108PapersWithoutFurniture(t *testing.T) {
+	t.Parallel()
+	f, err := os.Open(samplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := NewReader(f, "sample-papers.txt", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Format() != Text {
+		t.Fatalf("Format() = %q, want text", r.Format())
+	}
+	papers, errs, _ := readAll(t, r)
+	for _, e := range errs {
+		t.Errorf("unexpected record error: %v", e)
+	}
+	if len(papers) != 108 {
+		t.Fatalf("got %d papers, want 108", len(papers))
+	}
+	const first = "Demons in the Detail: On Implementing Load Balancing Loss for Training Specialized Mixture-of-Expert Models"
+	if papers[0].Title != first {
+		t.Errorf("first title = %q, want %q", papers[0].Title, first)
+	}
+	if papers[0].Source != "sample-papers.txt:11" {
+		t.Errorf("first Source = %q, want sample-papers.txt:11", papers[0].Source)
+	}
+	if last := papers[107].Abstract; !strings.HasSuffix(last, "different LLMs settings.") {
+		t.Errorf("last abstract ends %q", last[max(0, len(last)-40):])
+	}
+	raw, err := os.ReadFile(samplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Offset() != int64(len(raw)) {
+		t.Errorf("Offset() = %d at the end, want the file size %d", r.Offset(), len(raw))
+	}
+	lines := strings.Split(string(raw), "\n")
+	furniture := map[string]bool{"new": true, "Get trending papers in your email inbox!": true,
+		"Subscribe": true, "byAK and the research community": true, "Mar 19": true}
+	ids := map[string]bool{}
+	for i, p := range papers {
+		if furniture[p.Title] || furniture[p.Abstract] {
+			t.Errorf("paper %d is page furniture: %q / %q", i, p.Title, p.Abstract)
+		}
+		n, err := strconv.Atoi(strings.TrimPrefix(p.Source, "sample-papers.txt:"))
+		if err != nil {
+			t.Fatalf("Source %q is not sample-papers.txt:LINE", p.Source)
+		}
+		// Line numbers are right: the title is on that line, a blank line, then the abstract.
+		if lines[n-1] != p.Title || lines[n] != "" || lines[n+1] != p.Abstract {
+			t.Errorf("paper %d (%s): title/abstract not at lines %d and %d", i, p.Source, n, n+2)
+		}
+		if !strings.HasPrefix(p.ID, "title:") || ids[p.ID] {
+			t.Errorf("paper %d: id %q is not a new title id", i, p.ID)
+		}
+		ids[p.ID] = true
+	}
+}
+
+func TestTextRule(t *testing.T) {
+	t.Parallel()
+	abs := words(30)
+	long := words(200)
+	for _, tc := range []struct {
+		name string
+		in   string
+		want []string
+	}{
+		{
+			name: "leading furniture is skipped silently",
+			in:   "new\n\nSubscribe\n\nMar 19\n\nA Title\n\n" + abs + "\n",
+			want: []string{"paper f:7 A Title"},
+		},
+		{
+			name: "a title with no abstract after the first paper is an error naming its line",
+			in:   "First\n\n" + abs + "\n\nOrphan Title\n\nSecond\n\n" + abs + "\n",
+			want: []string{
+				"paper f:1 First",
+				`error f:5: title:` + titleHex("Orphan Title") + `: title "Orphan Title" has no abstract after it: the next paragraph, at line 7, is not an abstract (1 words)`,
+				"paper f:7 Second",
+			},
+		},
+		{
+			name: "an abstract with no title is an error and the next paper still comes",
+			in:   "First\n\n" + abs + "\n\n" + long + "\n\nSecond\n\n" + abs,
+			want: []string{
+				"paper f:1 First",
+				"error f:5: abstract paragraph (200 words) has no title line before it",
+				"paper f:7 Second",
+			},
+		},
+		{
+			name: "a title at the end of the file is an error",
+			in:   "First\n\n" + abs + "\n\nDangling\n",
+			want: []string{
+				"paper f:1 First",
+				`error f:5: title:` + titleHex("Dangling") + `: title "Dangling" has no abstract after it: the file ends after it`,
+			},
+		},
+		{
+			name: "wrapped title and abstract are folded; CRLF and white-space-only separators",
+			in:   "A Title Wrapped\r\n  Over Two Lines\r\n \t \r\nWe study   things.\r\n" + words(25) + "\r\n",
+			want: []string{"paper f:1 A Title Wrapped Over Two Lines"},
+		},
+		{
+			name: "a long title without a full stop is still a title",
+			in:   strings.TrimSuffix(words(30), ".") + "\n\n" + abs + "\n",
+			want: []string{"paper f:1 " + strings.TrimSuffix(words(30), ".")},
+		},
+		{
+			name: "a short abstract is not an abstract",
+			in:   "First\n\n" + abs + "\n\nSecond\n\nToo short to be an abstract.\n\nThird\n\n" + abs + "\n",
+			want: []string{
+				"paper f:1 First",
+				`error f:5: title:` + titleHex("Second") + `: title "Second" has no abstract after it: the next paragraph, at line 7, is not an abstract (6 words)`,
+				`error f:7: title:` + titleHex("Too short to be an abstract.") + `: title "Too short to be an abstract." has no abstract after it: the next paragraph, at line 9, is not an abstract (1 words)`,
+				"paper f:9 Third",
+			},
+		},
+		{
+			name: "only furniture: one error says no paper was found",
+			in:   "new\n\nSubscribe\n\nMar 19\n",
+			want: []string{"error f:1: no papers found: 3 short paragraphs and no abstract; a paper is a title line, a blank line and an abstract paragraph of at least 20 words"},
+		},
+		{
+			name: "invalid UTF-8 in a title is reported and the next paper comes",
+			in:   "Bad \xff Title\n\n" + abs + "\n\nGood\n\n" + abs,
+			want: []string{
+				"error f:1: title is not valid UTF-8 (byte 5)",
+				"paper f:5 Good",
+			},
+		},
+		{
+			name: "an abstract over the limit is reported",
+			in:   "Big\n\n" + words(20) + " " + strings.Repeat("x", 40000) + "\n\nSmall\n\n" + abs,
+			want: []string{
+				"error f:1: title:" + titleHex("Big") + ": abstract is 40101 bytes, limit 32768",
+				"paper f:5 Small",
+			},
+		},
+		{
+			name: "a long paragraph before the first paper is not furniture",
+			in:   strings.Repeat("no full stop in here ", 10) + "\n\nA Title\n\n" + abs,
+			want: []string{
+				"error f:1: abstract paragraph (50 words) has no title line before it",
+				"paper f:3 A Title",
+			},
+		},
+		{
+			name: "a paragraph that is neither title nor abstract after the first paper is reported",
+			in:   "First\n\n" + abs + "\n\nHome\nAbout\nBlog\nContact us\n\nSecond\n\n" + abs,
+			want: []string{
+				"paper f:1 First",
+				"error f:5: paragraph is neither a title nor an abstract (4 lines, 5 words, 26 bytes)",
+				"paper f:10 Second",
+			},
+		},
+		{
+			name: "a short menu before the first paper is furniture",
+			in:   "Home\nAbout\nBlog\nContact us\n\nFirst\n\n" + abs,
+			want: []string{"paper f:6 First"},
+		},
+		{
+			name: "empty input",
+			in:   "",
+			want: nil,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, _, events := readString(t, tc.in, "f", Options{Format: Text})
+			equalEvents(t, events, tc.want)
+		})
+	}
+}
+
+func TestTextParagraphOverRecordLimit(t *testing.T) {
+	t.Parallel()
+	in := "Huge\n\n" + strings.Repeat("word ", 2000) + "\n\nNext\n\n" + words(30)
+	_, _, events := readString(t, in, "f", Options{Format: Text, MaxRecordBytes: 4096})
+	equalEvents(t, events, []string{
+		"error f:1: title:" + titleHex("Huge") + ": abstract is more than 4096 bytes, limit 32768",
+		"paper f:5 Next",
+	})
+}
+
+func TestEndsSentence(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{"ARMOR v0.1: Empowering Models", false},
+		{"We do it. Then more", true},
+		{"Ends here.", true},
+		{"Is it (really)?", true},
+		{`He said "no."`, true},
+		{"e.g.,x", false},
+		{"Title: no stop", false},
+	} {
+		if got := endsSentence(tc.in); got != tc.want {
+			t.Errorf("endsSentence(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+// titleHex is the hex part of paper.TitleID(s).
+func titleHex(s string) string {
+	return strings.TrimPrefix(titleID(s), "title:")
+}
