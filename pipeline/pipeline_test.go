@@ -344,7 +344,8 @@ func TestShutdownMidRunLosesNothingAndDoesNothingTwice(t *testing.T) {
 	if c.Papers != int64(len(papers)) || c.WithTLDR != c.Papers || c.WithEmbedding != c.Papers || c.TLDRsTotal != c.Papers {
 		t.Errorf("after restart: %+v, want every paper done once", c)
 	}
-	if s := api.Stats(); s.ChatDelivered > int64(len(papers))+int64(8) {
-		t.Errorf("chat completions delivered %d for %d papers: more than the in-flight ones at shutdown were paid twice", s.ChatDelivered, len(papers))
+	// At most the TL;DR calls in flight when the drain timed out were paid for and lost.
+	if s, want := api.Stats(), chatCallsFor(t, b, papers); s.ChatDelivered > want+8 {
+		t.Errorf("chat completions delivered %d, want at most %d: more than the in-flight ones at shutdown were paid twice", s.ChatDelivered, want+8)
 	}
 }
