@@ -1,0 +1,289 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paperpipe/paperpipe/ingest"
+	"github.com/paperpipe/paperpipe/internal/metrics"
+	"github.com/paperpipe/paperpipe/internal/pricing"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/pipeline"
+	"github.com/paperpipe/paperpipe/store"
+	"github.com/paperpipe/paperpipe/web"
+)
+
+// DefaultHTTPAddr is where `serve` and `up` listen without --http or PAPERPIPE_HTTP_ADDR.
+const DefaultHTTPAddr = "127.0.0.1:8080"
+
+func cmdServe(ctx context.Context, c *config, args []string) error {
+	fs := newFlagSet("serve", "", "Serve the HTTP JSON API, the web UI and /metrics until interrupted.")
+	c.addModelFlags(fs)
+	c.addHTTPFlag(fs)
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if c.HTTPAddr == "" {
+		return usageErr("--http needs an address, such as %s", DefaultHTTPAddr)
+	}
+	log := newLogger(c)
+	enableMetrics(c, log)
+	m, err := buildModels(c, log)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	b, err := connectBroker(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	return serveHTTP(ctx, c, log, st, b, m, "serve")
+}
+
+// addHTTPFlag registers --http.
+func (c *config) addHTTPFlag(fs *flag.FlagSet) {
+	fs.StringVar(&c.HTTPAddr, "http", c.HTTPAddr, "serve the HTTP API, web UI and /metrics on this `address`; env PAPERPIPE_HTTP_ADDR")
+}
+
+// enableMetrics gives the process a metrics registry, and the model clients a transport that
+// records the latency of every API call. It must run before buildModels.
+func enableMetrics(c *config, log *slog.Logger) {
+	c.metrics = metrics.New(metrics.Config{Logger: log})
+	c.httpClient = &http.Client{Transport: c.metrics.Transport(nil)}
+}
+
+// workerDeps returns the store, summarizer and embedder a worker uses, counted by the
+// process's metrics when it has them.
+func workerDeps(c *config, st *store.Store, m *models) (pipeline.Store, pipeline.Summarizer, pipeline.Embedder) {
+	if c.metrics == nil {
+		return st, m.sum, m.emb
+	}
+	return c.metrics.Store(st), c.metrics.Summarizer(m.sum), c.metrics.Embedder(m.emb)
+}
+
+// watchWorker reports w's counts in the metrics.
+func watchWorker(c *config, consumer string, w *pipeline.Worker) {
+	c.metrics.AddWorker(consumer, func() metrics.WorkerCounts {
+		s := w.Stats()
+		return metrics.WorkerCounts{Received: s.Received, Acked: s.Acked, Skipped: s.Skipped, Retried: s.Retried, Dead: s.Dead}
+	})
+}
+
+// serveHTTP serves the web surfaces on c.HTTPAddr until ctx is done.
+func serveHTTP(ctx context.Context, c *config, log *slog.Logger, st *store.Store, b *broker, m *models, who string) error {
+	prices, err := pricing.Parse(c.Prices)
+	if err != nil {
+		return usageErr("PAPERPIPE_PRICES: %v", err)
+	}
+	if c.metrics == nil {
+		enableMetrics(c, log)
+	}
+	c.metrics.SetBacklogSource(func(ctx context.Context) ([]metrics.Backlog, error) {
+		bls, err := pipeline.Backlogs(ctx, b.js)
+		out := make([]metrics.Backlog, len(bls))
+		for i, bl := range bls {
+			out[i] = metrics.Backlog{Consumer: bl.Consumer, Pending: bl.Pending, AckPending: bl.AckPending, Redelivered: bl.Redelivered}
+		}
+		return out, err
+	})
+	srv, err := web.New(web.Config{
+		Store:       webStore{st},
+		Embedder:    c.metrics.Embedder(m.emb),
+		Publisher:   &webPublisher{js: b.js},
+		ParseRecord: parseRecord,
+		Status:      &webStatus{st: st, js: b.js, sum: m.sum, prices: prices},
+		Checks: []web.Check{
+			{Name: "database", Check: st.Ping},
+			{Name: "nats", Check: func(ctx context.Context) error {
+				if !b.nc.IsConnected() {
+					return fmt.Errorf("not connected to NATS (%s)", b.nc.Status())
+				}
+				if _, err := b.js.AccountInfo(ctx); err != nil {
+					return fmt.Errorf("JetStream: %w", err)
+				}
+				return nil
+			}},
+		},
+		Metrics:      c.metrics,
+		APIToken:     c.APIToken,
+		ProtectReads: c.APITokenReads,
+		MaxBodyBytes: c.MaxBodyBytes,
+		Logger:       log,
+	})
+	if err != nil {
+		return err
+	}
+	return srv.ListenAndServe(ctx, c.HTTPAddr, func(a net.Addr) {
+		auth := "open"
+		switch {
+		case c.APIToken != "" && c.APITokenReads:
+			auth = "token required"
+		case c.APIToken != "":
+			auth = "token required for writes"
+		}
+		fmt.Fprintf(os.Stderr, "paperpipe %s: web UI and API on http://%s (%s; API description at /api/openapi.json, metrics at /metrics)\n", who, a, auth)
+	})
+}
+
+// webStore adapts the store to web.Store.
+type webStore struct{ *store.Store }
+
+func (s webStore) ListPapers(ctx context.Context, q web.ListQuery) (web.Page, error) {
+	var cur *store.Cursor
+	if q.Cursor != "" {
+		c, err := store.DecodeCursor(q.Cursor)
+		if err != nil {
+			return web.Page{}, fmt.Errorf("cursor %.40q was not made by this server: %w", q.Cursor, paper.ErrInvalid)
+		}
+		cur = c
+	}
+	recs, next, err := s.ListFiltered(ctx, store.ListFilter{Since: q.Since, Category: q.Category, Text: q.Text}, q.Limit, cur)
+	if err != nil {
+		return web.Page{}, err
+	}
+	p := web.Page{Papers: recs}
+	if next != nil {
+		p.Next = next.Encode()
+	}
+	return p, nil
+}
+
+func (s webStore) ArchiveMap(ctx context.Context, spaceID int64, limit int) ([]web.MapPoint, int, error) {
+	pts, total, err := s.MapPoints(ctx, spaceID, limit)
+	out := make([]web.MapPoint, len(pts))
+	for i, p := range pts {
+		out[i] = web.MapPoint{ID: p.ID, Title: p.Title, Categories: p.Categories, Vector: p.Vector}
+	}
+	return out, total, err
+}
+
+// webPublisher queues posted papers on papers.new, like `paperpipe ingest`.
+type webPublisher struct{ js jetstream.JetStream }
+
+func (p *webPublisher) Publish(ctx context.Context, papers []paper.Abstract) ([]string, error) {
+	pub := pipeline.NewPublisher(p.js, pipeline.SubjectNew, 256) // one per request: not safe for concurrent use
+	for _, a := range papers {
+		if err := pub.Publish(ctx, a); err != nil {
+			return nil, err
+		}
+	}
+	if err := pub.Flush(ctx); err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(papers))
+	for i, a := range papers {
+		ids[i] = a.ID
+	}
+	return ids, nil
+}
+
+// parseRecord checks one posted record with the ingest package's JSONL rules, so the API
+// accepts exactly what `paperpipe ingest` accepts from a JSONL line.
+func parseRecord(raw []byte) (paper.Abstract, error) {
+	// A JSON value has no raw newline inside its strings: the record becomes one line.
+	line := bytes.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' {
+			return ' '
+		}
+		return r
+	}, raw)
+	r, err := ingest.NewReader(bytes.NewReader(line), "request", ingest.Options{Format: ingest.JSONL})
+	if err != nil {
+		return paper.Abstract{}, err
+	}
+	a, err := r.Next()
+	var rec *ingest.RecordError
+	switch {
+	case errors.As(err, &rec):
+		// ingest speaks of lines; a posted record is one.
+		if msg, ok := strings.CutPrefix(rec.Err.Error(), "line "); ok {
+			return paper.Abstract{ID: rec.ID}, fmt.Errorf("the record %s: %w", msg, paper.ErrInvalid)
+		}
+		return paper.Abstract{ID: rec.ID}, rec.Err
+	case errors.Is(err, io.EOF):
+		return paper.Abstract{}, fmt.Errorf("the record is empty: %w", paper.ErrInvalid)
+	case err != nil:
+		return paper.Abstract{}, fmt.Errorf("the record could not be read: %w", paper.ErrInvalid)
+	}
+	a.Source = "api"
+	return a, nil
+}
+
+// webStatus reports the pipeline's state for the status page.
+type webStatus struct {
+	st     *store.Store
+	js     jetstream.JetStream
+	sum    pipeline.Summarizer
+	prices pricing.Table
+}
+
+// statusWindow is how far back the status page shows API usage.
+const statusWindow = 30 * 24 * time.Hour
+
+// recentDeadLetters is how many dead letters the status page lists.
+const recentDeadLetters = 20
+
+func (s *webStatus) Status(ctx context.Context) (web.Status, error) {
+	out := web.Status{TLDRModel: s.sum.Model(), PromptVersion: s.sum.PromptVersion()}
+	sp, err := s.st.ActiveSpace(ctx)
+	switch {
+	case err == nil:
+		out.Space = sp.Name()
+	case errors.Is(err, paper.ErrNotFound):
+		out.Space = "(none yet)"
+	default:
+		return out, err
+	}
+	counts, err := s.st.Counts(ctx, paper.Work{Model: s.sum.Model(), PromptVersion: s.sum.PromptVersion(), SpaceID: sp.ID})
+	if err != nil {
+		return out, err
+	}
+	out.Papers, out.WithTLDR, out.WithEmbedding = counts.Papers, counts.WithTLDR, counts.WithEmbedding
+	since := time.Now().UTC().Add(-statusWindow).Truncate(24 * time.Hour)
+	out.UsageSince = since
+	usage, err := s.st.Usage(ctx, since)
+	if err != nil {
+		return out, err
+	}
+	for _, u := range usage {
+		row := web.Usage{Day: u.Day, Model: u.Model, Kind: u.Kind, Requests: u.Requests, InputTokens: u.InputTokens, OutputTokens: u.OutputTokens}
+		if usd, known := s.prices.Cost(u.Model, int64(u.InputTokens), int64(u.OutputTokens)); known {
+			row.CostUSD = &usd
+		}
+		out.Usage = append(out.Usage, row)
+	}
+	bls, err := pipeline.Backlogs(ctx, s.js)
+	if err != nil {
+		return out, err
+	}
+	for _, b := range bls {
+		out.Backlog = append(out.Backlog, web.Backlog{Consumer: b.Consumer, Pending: b.Pending, AckPending: b.AckPending, Redelivered: b.Redelivered})
+	}
+	dls, err := pipeline.ListDeadLetters(ctx, s.js, 0)
+	if err != nil {
+		return out, err
+	}
+	out.DeadLetters = len(dls)
+	for i := len(dls) - 1; i >= 0 && len(out.Recent) < recentDeadLetters; i-- {
+		d := dls[i]
+		out.Recent = append(out.Recent, web.DeadLetter{Seq: d.Seq, PaperID: d.PaperID, Reason: d.Reason, Attempts: d.Attempts, FailedAt: d.FailedAt})
+	}
+	return out, nil
+}

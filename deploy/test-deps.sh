@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# test-deps.sh installs what the tests need beyond Go and the services: Debian's chromium for
+# the web UI's browser test (web/browser_test.go). It is idempotent and returns at once when
+# everything is installed; `apt-get update` runs only when something is missing.
+#
+# Set PAPERPIPE_SKIP_TEST_DEPS=1 to skip it (the browser test then fails unless chromium is
+# installed some other way: it never skips itself).
+set -euo pipefail
+
+if [[ "${PAPERPIPE_SKIP_TEST_DEPS:-}" == 1 ]]; then
+	exit 0
+fi
+
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# Fonts make the screenshots legible.
+[[ -d /usr/share/fonts/truetype/dejavu ]] || missing+=(fonts-dejavu-core)
+
+if ((${#missing[@]} == 0)); then
+	exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+	echo "test-deps: missing ${missing[*]}, and apt-get is not available: install them by hand" >&2
+	exit 1
+fi
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+	if ! command -v sudo >/dev/null 2>&1; then
+		echo "test-deps: missing ${missing[*]}; run this script as root to install them" >&2
+		exit 1
+	fi
+	sudo=(sudo)
+fi
+echo "test-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+command -v chromium >/dev/null 2>&1 || { echo "test-deps: chromium did not install" >&2; exit 1; }
+echo "test-deps: installed ${missing[*]}" >&2

@@ -1,0 +1,292 @@
+package metrics
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// Stages whose work is counted by ObserveStage and the decorators.
+const (
+	StageSummarize      = "summarize"       // one TL;DR per paper
+	StageEmbed          = "embed"           // papers embedded
+	StageQueryEmbed     = "query_embed"     // search queries embedded
+	StageUpsert         = "upsert"          // papers recorded
+	StageSaveSummaries  = "save_summaries"  // TL;DRs stored
+	StageSaveEmbeddings = "save_embeddings" // vectors stored
+	StageRecordUsage    = "record_usage"    // usage ledger updates
+)
+
+// Config configures New.
+type Config struct {
+	// Registry receives every collector. Defaults to a new registry that also holds the Go
+	// runtime and process collectors.
+	Registry *prometheus.Registry
+	// ScrapeTimeout bounds the backlog look-up done during a scrape. Defaults to 3s.
+	ScrapeTimeout time.Duration
+	// Logger receives scrape-time failures at debug level. Defaults to discarding.
+	Logger *slog.Logger
+}
+
+// Metrics is paperpipe's set of Prometheus collectors. Its methods are safe for concurrent use,
+// and a nil *Metrics accepts every observation and records nothing, so callers need no checks.
+type Metrics struct {
+	reg *prometheus.Registry
+	log *slog.Logger
+
+	stageProcessed *prometheus.CounterVec
+	stageFailed    *prometheus.CounterVec
+	stageDuration  *prometheus.HistogramVec
+	tokens         *prometheus.CounterVec
+	apiDuration    *prometheus.HistogramVec
+	httpDuration   *prometheus.HistogramVec
+	searchDuration *prometheus.HistogramVec
+	cache          *prometheus.CounterVec
+
+	queue   *queueCollector
+	workers *workerCollector
+}
+
+// New returns Metrics with every collector registered on cfg.Registry.
+func New(cfg Config) *Metrics {
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+		cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if cfg.ScrapeTimeout <= 0 {
+		cfg.ScrapeTimeout = 3 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	// Latencies from a millisecond (a cached query, a local model) to two minutes (a slow
+	// completion with retries).
+	latency := []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120}
+	m := &Metrics{
+		reg: cfg.Registry,
+		log: cfg.Logger,
+		stageProcessed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paperpipe_stage_processed_total",
+			Help: "Items a pipeline stage completed: papers summarized, embedded or recorded, results stored.",
+		}, []string{"stage"}),
+		stageFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paperpipe_stage_failed_total",
+			Help: "Items a pipeline stage failed on (each attempt counts; the message may be retried).",
+		}, []string{"stage"}),
+		stageDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "paperpipe_stage_duration_seconds",
+			Help:    "Duration of one call of a pipeline stage (one paper, or one batch for the batched stages).",
+			Buckets: latency,
+		}, []string{"stage"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paperpipe_tokens_total",
+			Help: "Tokens the model API reported, by model, kind (chat, embedding) and direction (input, output).",
+		}, []string{"model", "kind", "direction"}),
+		apiDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "paperpipe_api_request_duration_seconds",
+			Help:    "Latency of HTTP requests to the OpenAI-compatible API, by endpoint and status code (\"error\" when no answer came).",
+			Buckets: latency,
+		}, []string{"endpoint", "code"}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "paperpipe_http_request_duration_seconds",
+			Help:    "Latency of the HTTP requests paperpipe serves, by route pattern, method and status code.",
+			Buckets: latency,
+		}, []string{"route", "method", "code"}),
+		searchDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "paperpipe_search_duration_seconds",
+			Help:    "Latency of searches (query embedding included), by mode (semantic, keyword, hybrid) and outcome (ok, error).",
+			Buckets: latency,
+		}, []string{"mode", "outcome"}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paperpipe_query_embedding_cache_total",
+			Help: "Query-embedding cache look-ups, by result (hit, miss).",
+		}, []string{"result"}),
+		queue:   &queueCollector{timeout: cfg.ScrapeTimeout, log: cfg.Logger},
+		workers: &workerCollector{funcs: map[string]func() WorkerCounts{}},
+	}
+	m.reg.MustRegister(m.stageProcessed, m.stageFailed, m.stageDuration, m.tokens, m.apiDuration,
+		m.httpDuration, m.searchDuration, m.cache, m.queue, m.workers)
+	return m
+}
+
+// Registry returns the registry the collectors are registered on.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the registry in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(m.log.Handler(), slog.LevelWarn)})
+}
+
+// ObserveStage records one call of stage over n items that took d: n processed when err is
+// nil, n failed otherwise.
+func (m *Metrics) ObserveStage(stage string, n int, d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	m.stageDuration.WithLabelValues(stage).Observe(d.Seconds())
+	if err != nil {
+		m.stageFailed.WithLabelValues(stage).Add(float64(n))
+		return
+	}
+	m.stageProcessed.WithLabelValues(stage).Add(float64(n))
+}
+
+// AddUsage counts the tokens of u.
+func (m *Metrics) AddUsage(u paper.Usage) {
+	if m == nil || (u.InputTokens == 0 && u.OutputTokens == 0) {
+		return
+	}
+	m.tokens.WithLabelValues(u.Model, u.Kind, "input").Add(float64(u.InputTokens))
+	m.tokens.WithLabelValues(u.Model, u.Kind, "output").Add(float64(u.OutputTokens))
+}
+
+// ObserveHTTP records one served request: its route pattern (such as "GET /api/papers/{id}";
+// "" for a request no route matched), method, status code and duration.
+func (m *Metrics) ObserveHTTP(route, method string, code int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	if route == "" {
+		route = "unmatched"
+	}
+	m.httpDuration.WithLabelValues(route, method, strconv.Itoa(code)).Observe(d.Seconds())
+}
+
+// ObserveSearch records one search of mode that took d.
+func (m *Metrics) ObserveSearch(mode string, d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	m.searchDuration.WithLabelValues(mode, outcome).Observe(d.Seconds())
+}
+
+// ObserveQueryCache records one look-up in the query-embedding cache.
+func (m *Metrics) ObserveQueryCache(hit bool) {
+	if m == nil {
+		return
+	}
+	result := "miss"
+	if hit {
+		result = "hit"
+	}
+	m.cache.WithLabelValues(result).Inc()
+}
+
+// Backlog is one consumer's queue, as JetStream reports it.
+type Backlog struct {
+	Consumer    string
+	Pending     uint64 // not yet delivered
+	AckPending  int    // delivered, not yet acknowledged
+	Redelivered int    // delivered more than once, not yet acknowledged
+}
+
+// SetBacklogSource makes every scrape report the backlogs fn returns, as the gauge
+// paperpipe_queue_messages{consumer,state}. fn gets a context bounded by Config.ScrapeTimeout;
+// when it fails, the scrape reports paperpipe_queue_up 0 and no backlog.
+func (m *Metrics) SetBacklogSource(fn func(context.Context) ([]Backlog, error)) {
+	if m == nil {
+		return
+	}
+	m.queue.mu.Lock()
+	m.queue.fn = fn
+	m.queue.mu.Unlock()
+}
+
+// WorkerCounts is what a worker has done since it started.
+type WorkerCounts struct {
+	Received, Acked, Skipped, Retried, Dead int64
+}
+
+// AddWorker makes every scrape report the counts fn returns for consumer, as
+// paperpipe_worker_messages_total{consumer,outcome}. A later call for the same consumer
+// replaces fn.
+func (m *Metrics) AddWorker(consumer string, fn func() WorkerCounts) {
+	if m == nil {
+		return
+	}
+	m.workers.mu.Lock()
+	m.workers.funcs[consumer] = fn
+	m.workers.mu.Unlock()
+}
+
+var (
+	queueDesc = prometheus.NewDesc("paperpipe_queue_messages",
+		"Messages of a durable consumer by state: pending (not yet delivered), ack_pending (being processed), redelivered.",
+		[]string{"consumer", "state"}, nil)
+	queueUpDesc = prometheus.NewDesc("paperpipe_queue_up",
+		"1 when the last scrape could read the queue backlog from JetStream, 0 when it could not.", nil, nil)
+	workerDesc = prometheus.NewDesc("paperpipe_worker_messages_total",
+		"Messages a worker of this process handled, by consumer and outcome (received, acked, skipped, retried, dead).",
+		[]string{"consumer", "outcome"}, nil)
+)
+
+// queueCollector reads the backlog at scrape time.
+type queueCollector struct {
+	timeout time.Duration
+	log     *slog.Logger
+	mu      sync.Mutex
+	fn      func(context.Context) ([]Backlog, error)
+}
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- queueDesc
+	ch <- queueUpDesc
+}
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	fn := c.fn
+	c.mu.Unlock()
+	if fn == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	bls, err := fn(ctx)
+	if err != nil {
+		c.log.Debug("metrics: read queue backlog", "err", err)
+		ch <- prometheus.MustNewConstMetric(queueUpDesc, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(queueUpDesc, prometheus.GaugeValue, 1)
+	for _, b := range bls {
+		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(b.Pending), b.Consumer, "pending")
+		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(b.AckPending), b.Consumer, "ack_pending")
+		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(b.Redelivered), b.Consumer, "redelivered")
+	}
+}
+
+// workerCollector reads each worker's counts at scrape time.
+type workerCollector struct {
+	mu    sync.Mutex
+	funcs map[string]func() WorkerCounts
+}
+
+func (c *workerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- workerDesc }
+
+func (c *workerCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for consumer, fn := range c.funcs {
+		w := fn()
+		for _, o := range []struct {
+			name string
+			n    int64
+		}{{"received", w.Received}, {"acked", w.Acked}, {"skipped", w.Skipped}, {"retried", w.Retried}, {"dead", w.Dead}} {
+			ch <- prometheus.MustNewConstMetric(workerDesc, prometheus.CounterValue, float64(o.n), consumer, o.name)
+		}
+	}
+}

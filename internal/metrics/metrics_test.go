@@ -1,0 +1,210 @@
+package metrics_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/paperpipe/paperpipe/internal/metrics"
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+type fakeSummarizer struct{ fail bool }
+
+func (fakeSummarizer) Model() string         { return "m" }
+func (fakeSummarizer) PromptVersion() string { return "p" }
+func (f fakeSummarizer) Summarize(_ context.Context, a paper.Abstract) (paper.Summary, error) {
+	if f.fail {
+		return paper.Summary{}, errors.New("boom")
+	}
+	return paper.Summary{PaperID: a.ID, Text: "t", Usage: paper.Usage{Model: "m", Kind: paper.KindChat, InputTokens: 100, OutputTokens: 20}}, nil
+}
+
+type fakeEmbedder struct{}
+
+func (fakeEmbedder) Space() paper.Space { return paper.Space{Model: "e", Dimensions: 2, Template: "t"} }
+func (fakeEmbedder) Embed(_ context.Context, ps []paper.Abstract) ([]paper.Embedding, paper.Usage, error) {
+	return make([]paper.Embedding, len(ps)), paper.Usage{Model: "e", Kind: paper.KindEmbedding, InputTokens: 7 * len(ps)}, nil
+}
+func (fakeEmbedder) EmbedQuery(context.Context, string) ([]float32, paper.Usage, error) {
+	return []float32{1, 0}, paper.Usage{Model: "e", Kind: paper.KindEmbedding, InputTokens: 3}, nil
+}
+
+func TestDecoratorsCountProcessedFailedAndTokens(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metrics.Config{})
+	ctx := t.Context()
+	ok, bad := m.Summarizer(fakeSummarizer{}), m.Summarizer(fakeSummarizer{fail: true})
+	for range 3 {
+		if _, err := ok.Summarize(ctx, paper.Abstract{ID: "a"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := bad.Summarize(ctx, paper.Abstract{ID: "b"}); err == nil {
+		t.Fatal("the failing summarizer's error was lost")
+	}
+	emb := m.Embedder(fakeEmbedder{})
+	if _, _, err := emb.Embed(ctx, make([]paper.Abstract, 5)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := emb.EmbedQuery(ctx, "q"); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP paperpipe_stage_failed_total Items a pipeline stage failed on (each attempt counts; the message may be retried).
+# TYPE paperpipe_stage_failed_total counter
+paperpipe_stage_failed_total{stage="summarize"} 1
+# HELP paperpipe_stage_processed_total Items a pipeline stage completed: papers summarized, embedded or recorded, results stored.
+# TYPE paperpipe_stage_processed_total counter
+paperpipe_stage_processed_total{stage="embed"} 5
+paperpipe_stage_processed_total{stage="query_embed"} 1
+paperpipe_stage_processed_total{stage="summarize"} 3
+# HELP paperpipe_tokens_total Tokens the model API reported, by model, kind (chat, embedding) and direction (input, output).
+# TYPE paperpipe_tokens_total counter
+paperpipe_tokens_total{direction="input",kind="chat",model="m"} 300
+paperpipe_tokens_total{direction="input",kind="embedding",model="e"} 38
+paperpipe_tokens_total{direction="output",kind="chat",model="m"} 60
+paperpipe_tokens_total{direction="output",kind="embedding",model="e"} 0
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want),
+		"paperpipe_stage_processed_total", "paperpipe_stage_failed_total", "paperpipe_tokens_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestTransportRecordsEndpointAndCode(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/embeddings") {
+			w.WriteHeader(http.StatusTooManyRequests)
+		}
+	}))
+	defer srv.Close()
+	m := metrics.New(metrics.Config{})
+	c := &http.Client{Transport: m.Transport(nil)}
+	for _, p := range []string{"/v1/chat/completions", "/v1/chat/completions", "/v1/embeddings", "/v1/secret-path-42"} {
+		resp, err := c.Get(srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if _, err := c.Get("http://127.0.0.1:1/v1/embeddings"); err == nil {
+		t.Fatal("a request to a closed port succeeded")
+	}
+	for _, tc := range []struct {
+		endpoint, code string
+		n              int
+	}{{"chat/completions", "200", 2}, {"embeddings", "429", 1}, {"other", "200", 1}, {"embeddings", "error", 1}} {
+		h, err := m.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got uint64
+		for _, mf := range h {
+			if mf.GetName() != "paperpipe_api_request_duration_seconds" {
+				continue
+			}
+			for _, mm := range mf.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range mm.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if labels["endpoint"] == tc.endpoint && labels["code"] == tc.code {
+					got = mm.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+		if got != uint64(tc.n) {
+			t.Errorf("requests to %s with code %s = %d, want %d", tc.endpoint, tc.code, got, tc.n)
+		}
+	}
+}
+
+func TestBacklogAndWorkersAreReadAtScrape(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metrics.Config{ScrapeTimeout: time.Second})
+	pending := uint64(7)
+	fail := false
+	m.SetBacklogSource(func(ctx context.Context) ([]metrics.Backlog, error) {
+		if _, ok := ctx.Deadline(); !ok {
+			t.Error("backlog source called without a deadline")
+		}
+		if fail {
+			return nil, errors.New("nats down")
+		}
+		return []metrics.Backlog{{Consumer: "new", Pending: pending, AckPending: 2}}, nil
+	})
+	acked := int64(4)
+	m.AddWorker("new", func() metrics.WorkerCounts { return metrics.WorkerCounts{Received: 5, Acked: acked, Dead: 1} })
+	check := func(want string, names ...string) {
+		t.Helper()
+		if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), names...); err != nil {
+			t.Error(err)
+		}
+	}
+	check(`
+# HELP paperpipe_queue_messages Messages of a durable consumer by state: pending (not yet delivered), ack_pending (being processed), redelivered.
+# TYPE paperpipe_queue_messages gauge
+paperpipe_queue_messages{consumer="new",state="ack_pending"} 2
+paperpipe_queue_messages{consumer="new",state="pending"} 7
+paperpipe_queue_messages{consumer="new",state="redelivered"} 0
+# HELP paperpipe_queue_up 1 when the last scrape could read the queue backlog from JetStream, 0 when it could not.
+# TYPE paperpipe_queue_up gauge
+paperpipe_queue_up 1
+`, "paperpipe_queue_messages", "paperpipe_queue_up")
+	pending, acked, fail = 3, 5, true
+	check(`
+# HELP paperpipe_queue_up 1 when the last scrape could read the queue backlog from JetStream, 0 when it could not.
+# TYPE paperpipe_queue_up gauge
+paperpipe_queue_up 0
+# HELP paperpipe_worker_messages_total Messages a worker of this process handled, by consumer and outcome (received, acked, skipped, retried, dead).
+# TYPE paperpipe_worker_messages_total counter
+paperpipe_worker_messages_total{consumer="new",outcome="acked"} 5
+paperpipe_worker_messages_total{consumer="new",outcome="dead"} 1
+paperpipe_worker_messages_total{consumer="new",outcome="received"} 5
+paperpipe_worker_messages_total{consumer="new",outcome="retried"} 0
+paperpipe_worker_messages_total{consumer="new",outcome="skipped"} 0
+`, "paperpipe_queue_messages", "paperpipe_queue_up", "paperpipe_worker_messages_total")
+}
+
+func TestNilMetricsRecordsNothing(t *testing.T) {
+	t.Parallel()
+	var m *metrics.Metrics
+	m.ObserveStage("x", 1, time.Second, nil)
+	m.ObserveHTTP("r", "GET", 200, time.Second)
+	m.ObserveSearch("keyword", time.Second, nil)
+	m.ObserveQueryCache(true)
+	m.AddUsage(paper.Usage{InputTokens: 1})
+	m.SetBacklogSource(nil)
+	m.AddWorker("c", nil)
+	var s metrics.Summarizer = fakeSummarizer{}
+	if m.Summarizer(s) != s {
+		t.Error("a nil Metrics wraps the summarizer")
+	}
+	if m.Transport(nil) != http.DefaultTransport {
+		t.Error("a nil Metrics wraps the transport")
+	}
+}
+
+func TestEndpoint(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"/v1/chat/completions":      "chat/completions",
+		"/openai/v1/embeddings/":    "embeddings",
+		"/v1/models":                "models",
+		"/v1/completions":           "completions",
+		"/v1/fine_tuning/jobs/ft-1": "other",
+		"":                          "other",
+	} {
+		if got := metrics.Endpoint(in); got != want {
+			t.Errorf("Endpoint(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,338 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgvector/pgvector-go"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// RRFConstant is the k of reciprocal rank fusion: a paper ranked r by one query adds
+// 1/(RRFConstant+r) to its fused score. 60 is the value of the original paper (Cormack et al.,
+// 2009), which damps the weight of the very first ranks.
+const RRFConstant = 60
+
+// maxQueryBytes bounds a full-text query: websearch_to_tsquery's work grows with its length.
+const maxQueryBytes = 4096
+
+// tsRankWeights are the weights of ts_rank for labels D, C, B and A: the title (A) counts 2.5
+// times as much as the abstract (B). They are PostgreSQL's defaults, spelled out because the
+// title-above-abstract ordering is a promise of KeywordSearch.
+const tsRankWeights = `'{0.1, 0.2, 0.4, 1.0}'::float4[]`
+
+// tsQuery is how a user's text becomes a tsquery: websearch_to_tsquery accepts any text (quotes
+// for phrases, "or", a leading - to exclude) and never fails on syntax.
+const tsQuery = `websearch_to_tsquery('english', $1)`
+
+// checkQuery validates the text of a full-text query.
+func checkQuery(q string) error {
+	switch {
+	case strings.TrimSpace(q) == "":
+		return fmt.Errorf("empty query: %w", paper.ErrInvalid)
+	case len(q) > maxQueryBytes:
+		return fmt.Errorf("query is %d bytes, limit %d: %w", len(q), maxQueryBytes, paper.ErrInvalid)
+	case !utf8.ValidString(q):
+		return fmt.Errorf("query is not valid UTF-8: %w", paper.ErrInvalid)
+	}
+	return validText(q)
+}
+
+// KeywordSearch returns the k papers that best match q by PostgreSQL full-text search
+// (English stemming; q is read as web-search syntax: "quoted phrases", or, -excluded),
+// best first. Matches in the title weigh more than matches in the abstract. The score is
+// ts_rank. It needs no embedding space. k must be 1 to 1000.
+func (s *Store) KeywordSearch(ctx context.Context, q string, k int) ([]paper.Hit, error) {
+	if err := checkK(k); err != nil {
+		return nil, fmt.Errorf("keyword search: %w", err)
+	}
+	if err := checkQuery(q); err != nil {
+		return nil, fmt.Errorf("keyword search: %w", err)
+	}
+	rows, err := s.pool.Query(ctx, `WITH q AS (SELECT `+tsQuery+` AS q)
+SELECT p.id, p.title, coalesce(t.tldr, ''), m.rank
+FROM (
+	SELECT p.id, ts_rank(`+tsRankWeights+`, p.tsv, q.q) AS rank
+	FROM papers p, q WHERE p.tsv @@ q.q
+	ORDER BY rank DESC, p.id LIMIT $2
+) m
+JOIN papers p ON p.id = m.id
+`+latestTLDRJoin+`
+ORDER BY m.rank DESC, m.id`, q, k)
+	if err != nil {
+		return nil, fmt.Errorf("keyword search %.60q: %w", q, err)
+	}
+	hits, err := pgx.CollectRows(rows, scanHit)
+	if err != nil {
+		return nil, fmt.Errorf("keyword search %.60q: %w", q, err)
+	}
+	return hits, nil
+}
+
+// latestTLDRJoin adds t.tldr, the latest TL;DR of p's current text, to a query over papers p.
+const latestTLDRJoin = `LEFT JOIN LATERAL (SELECT tldr FROM tldrs t WHERE t.paper_id = p.id AND t.content_hash = p.content_hash
+	ORDER BY t.created_at DESC, t.model, t.prompt_version LIMIT 1) t ON true`
+
+func scanHit(r pgx.CollectableRow) (paper.Hit, error) {
+	var h paper.Hit
+	err := r.Scan(&h.ID, &h.Title, &h.TLDR, &h.Score)
+	return h, err
+}
+
+// HybridSearch returns the k papers that best match q by fusing two rankings with reciprocal
+// rank fusion, in one SQL statement: the nearest neighbours of vec (q's embedding) in space
+// spaceID by cosine similarity, and the full-text matches of q as KeywordSearch ranks them.
+// Each ranking contributes its first max(4k, 50) candidates (at most 1000), and a paper's score
+// is the sum over the rankings it appears in of 1/(RRFConstant + rank). A paper found by
+// both ranks above one found by only one at the same rank. A vector whose length is not the
+// space's dimension is an error wrapping paper.ErrSpaceMismatch. k must be 1 to 1000.
+func (s *Store) HybridSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, error) {
+	if err := checkK(k); err != nil {
+		return nil, fmt.Errorf("hybrid search: %w", err)
+	}
+	if err := checkQuery(q); err != nil {
+		return nil, fmt.Errorf("hybrid search: %w", err)
+	}
+	sp, err := s.space(ctx, spaceID)
+	if err != nil {
+		return nil, fmt.Errorf("hybrid search: %w", err)
+	}
+	if err := validateEmbedding(paper.Embedding{PaperID: "query", ContentHash: "-", Vector: vec}, sp); err != nil {
+		return nil, fmt.Errorf("hybrid search: %w", err)
+	}
+	cand := min(max(4*k, 50), maxK)
+	var hits []paper.Hit
+	err = s.inSearchTx(ctx, cand, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, hybridSQL(sp), q, pgvector.NewVector(vec), cand, k, RRFConstant)
+		if err != nil {
+			return err
+		}
+		hits, err = pgx.CollectRows(rows, scanHit)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("hybrid search %.60q in space %s: %w", q, sp.Name(), err)
+	}
+	return hits, nil
+}
+
+// hybridSQL is the hybrid statement of one space: $1 the text, $2 the query vector, $3 the
+// candidates per ranking, $4 k, $5 the RRF constant. The semantic CTE repeats the space's
+// index expression and literal space_id predicate (see knnSQL) so that it is answered from the
+// space's HNSW index; the keyword CTE uses the GIN index on papers.tsv.
+func hybridSQL(sp paper.Space) string {
+	v := vectorSQLFor(sp.ID, sp.Dimensions, "$2")
+	dist := v.expr + " <=> " + v.param
+	return `WITH semantic AS (
+	SELECT paper_id, row_number() OVER (ORDER BY dist, paper_id) AS rank
+	FROM (
+		SELECT paper_id, ` + dist + ` AS dist
+		FROM embeddings
+		WHERE space_id = ` + itoa(sp.ID) + `
+		ORDER BY ` + dist + `
+		LIMIT $3
+	) n
+), q AS (
+	SELECT websearch_to_tsquery('english', $1) AS q
+), keyword AS (
+	SELECT id AS paper_id, row_number() OVER (ORDER BY r DESC, id) AS rank
+	FROM (
+		SELECT p.id, ts_rank(` + tsRankWeights + `, p.tsv, q.q) AS r
+		FROM papers p, q WHERE p.tsv @@ q.q
+		ORDER BY r DESC, p.id
+		LIMIT $3
+	) m
+), fused AS (
+	SELECT coalesce(s.paper_id, kw.paper_id) AS paper_id,
+		coalesce(1.0 / ($5::int + s.rank), 0) + coalesce(1.0 / ($5::int + kw.rank), 0) AS score
+	FROM semantic s FULL OUTER JOIN keyword kw ON kw.paper_id = s.paper_id
+	ORDER BY score DESC, paper_id
+	LIMIT $4
+)
+SELECT f.paper_id, p.title, coalesce(t.tldr, ''), f.score::float8
+FROM fused f
+JOIN papers p ON p.id = f.paper_id
+` + latestTLDRJoin + `
+ORDER BY f.score DESC, f.paper_id`
+}
+
+// ExplainHybrid returns the query plan (EXPLAIN, text format) of the statement HybridSearch
+// runs, with the same settings, so tests and operators can check which indexes it uses.
+func (s *Store) ExplainHybrid(ctx context.Context, spaceID int64, q string, vec []float32, k int) (string, error) {
+	if err := checkK(k); err != nil {
+		return "", fmt.Errorf("explain hybrid search: %w", err)
+	}
+	sp, err := s.space(ctx, spaceID)
+	if err != nil {
+		return "", fmt.Errorf("explain hybrid search: %w", err)
+	}
+	cand := min(max(4*k, 50), maxK)
+	var lines []string
+	err = s.inSearchTx(ctx, cand, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, "EXPLAIN (FORMAT TEXT) "+hybridSQL(sp), q, pgvector.NewVector(vec), cand, k, RRFConstant)
+		if err != nil {
+			return err
+		}
+		lines, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("explain hybrid search in space %s: %w", sp.Name(), err)
+	}
+	return strings.Join(lines, "\n"), nil
+}
+
+// ListFilter narrows ListFiltered. The zero value lists every paper.
+type ListFilter struct {
+	// Since keeps papers stored at or after this time (their created_at, the time List orders
+	// by). Defaults to the zero time: no limit.
+	Since time.Time
+	// Category keeps papers with this category among theirs, compared exactly ("cs.LG").
+	// Defaults to "": any.
+	Category string
+	// Text keeps papers whose title or abstract matches this full-text query (web-search
+	// syntax, as KeywordSearch reads it). Defaults to "": any.
+	Text string
+}
+
+// ListFiltered is List with filters: up to limit papers that pass f, newest first, after the
+// position before (nil for the first page), and the cursor of the next page, nil on the last
+// one. limit must be 1 to 1000. Bad filter values are errors wrapping paper.ErrInvalid.
+func (s *Store) ListFiltered(ctx context.Context, f ListFilter, limit int, before *Cursor) ([]paper.Record, *Cursor, error) {
+	if limit < 1 || limit > maxListLimit {
+		return nil, nil, fmt.Errorf("list papers: limit is %d, want 1 to %d: %w", limit, maxListLimit, paper.ErrInvalid)
+	}
+	var (
+		conds []string
+		args  = []any{limit + 1}
+	)
+	param := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if !f.Since.IsZero() {
+		conds = append(conds, "p.created_at >= "+param(f.Since))
+	}
+	if f.Category != "" {
+		if err := validText(f.Category); err != nil {
+			return nil, nil, fmt.Errorf("list papers: category: %w", err)
+		}
+		conds = append(conds, "p.categories @> ARRAY["+param(f.Category)+"::text]")
+	}
+	if strings.TrimSpace(f.Text) != "" {
+		if err := checkQuery(f.Text); err != nil {
+			return nil, nil, fmt.Errorf("list papers: text: %w", err)
+		}
+		conds = append(conds, "p.tsv @@ websearch_to_tsquery('english', "+param(f.Text)+")")
+	}
+	if before != nil {
+		conds = append(conds, "(p.created_at, p.id) < ("+param(before.createdAt)+", "+param(before.id)+")")
+	}
+	q := recordSQL
+	if len(conds) > 0 {
+		q += " WHERE " + strings.Join(conds, " AND ")
+	}
+	q += " ORDER BY p.created_at DESC, p.id DESC LIMIT $1"
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list papers: %w", err)
+	}
+	recs, err := pgx.CollectRows(rows, scanRecord)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list papers: %w", err)
+	}
+	if len(recs) <= limit {
+		return recs, nil, nil
+	}
+	recs = recs[:limit]
+	last := recs[limit-1]
+	return recs, &Cursor{createdAt: last.CreatedAt, id: last.ID}, nil
+}
+
+// Categories returns the categories of the archive with how many papers carry each, most
+// common first, at most limit of them.
+func (s *Store) Categories(ctx context.Context, limit int) ([]CategoryCount, error) {
+	if limit < 1 || limit > maxListLimit {
+		return nil, fmt.Errorf("categories: limit is %d, want 1 to %d: %w", limit, maxListLimit, paper.ErrInvalid)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT c, count(*) FROM papers, unnest(categories) AS c
+		GROUP BY c ORDER BY count(*) DESC, c LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("categories: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (CategoryCount, error) {
+		var c CategoryCount
+		err := r.Scan(&c.Category, &c.Papers)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("categories: %w", err)
+	}
+	return out, nil
+}
+
+// CategoryCount is one category and the number of papers that carry it.
+type CategoryCount struct {
+	Category string
+	Papers   int64
+}
+
+// MapPoint is one paper's vector with what a map of the archive labels it with.
+type MapPoint struct {
+	ID         string
+	Title      string
+	Categories []string
+	Vector     []float32
+}
+
+// MapPoints returns the vectors of space spaceID (of the papers' current text) with their
+// papers' ids, titles and categories, and how many such vectors the space holds. When it holds
+// more than limit, a deterministic sample of limit of them is returned: the same papers on
+// every call while the archive does not change (ordered by the MD5 of their id, which is
+// independent of when or in what order they arrived). The points come in that order. limit
+// must be at least 1.
+func (s *Store) MapPoints(ctx context.Context, spaceID int64, limit int) ([]MapPoint, int, error) {
+	if limit < 1 {
+		return nil, 0, fmt.Errorf("map points: limit is %d, want at least 1: %w", limit, paper.ErrInvalid)
+	}
+	sp, err := s.space(ctx, spaceID)
+	if err != nil {
+		return nil, 0, fmt.Errorf("map points: %w", err)
+	}
+	var (
+		out   []MapPoint
+		total int
+	)
+	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+		const from = ` FROM embeddings e JOIN papers p ON p.id = e.paper_id AND p.content_hash = e.content_hash
+			WHERE e.space_id = $1`
+		if err := tx.QueryRow(ctx, `SELECT count(*)`+from, spaceID).Scan(&total); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT p.id, p.title, p.categories, e.embedding`+from+`
+			ORDER BY md5(p.id), p.id LIMIT $2`, spaceID, limit)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (MapPoint, error) {
+			var (
+				m MapPoint
+				v pgvector.Vector
+			)
+			err := r.Scan(&m.ID, &m.Title, &m.Categories, &v)
+			m.Vector = v.Slice()
+			return m, err
+		})
+		return err
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("map points of space %s: %w", sp.Name(), err)
+	}
+	return out, total, nil
+}

@@ -1,0 +1,371 @@
+package store_test
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
+)
+
+// topic makes a paper with the given id suffix, title and abstract.
+func topic(n int, title, abstract string, cats ...string) paper.Abstract {
+	return paper.Abstract{ID: fmt.Sprintf("arxiv:2402.%05d", n), Title: title, Abstract: abstract, Categories: cats}
+}
+
+func TestKeywordSearchRanksTitleAboveAbstract(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	inAbstract := topic(1, "A study of marsupials", "We observe quokkas on Rottnest Island over two years.")
+	inTitle := topic(2, "Quokka behaviour in the wild", "We observe small animals on an island over two years.")
+	neither := topic(3, "Kangaroo locomotion", "Hopping is efficient at speed.")
+	upsert(t, s, []paper.Abstract{inAbstract, inTitle, neither}, store.Work{})
+	if _, err := s.SaveSummaries(ctx, []paper.Summary{summaryOf(inTitle, testModel, testPrompt, "Quokkas are friendly.")}); err != nil {
+		t.Fatal(err)
+	}
+
+	// "quokkas" is stemmed to match "Quokka" and "quokkas".
+	hits, err := s.KeywordSearch(ctx, "quokkas", 10)
+	if err != nil {
+		t.Fatalf("KeywordSearch: %v", err)
+	}
+	if got, want := hitIDs(hits), []string{inTitle.ID, inAbstract.ID}; !slices.Equal(got, want) {
+		t.Fatalf("KeywordSearch = %v, want %v (title match first)", got, want)
+	}
+	if hits[0].TLDR != "Quokkas are friendly." || hits[0].Title != inTitle.Title {
+		t.Errorf("first hit = %+v, want its title and TL;DR", hits[0])
+	}
+	if !(hits[0].Score > hits[1].Score && hits[1].Score > 0) {
+		t.Errorf("scores %v, %v: want decreasing and positive", hits[0].Score, hits[1].Score)
+	}
+	// Web-search syntax: a leading minus excludes.
+	hits, err = s.KeywordSearch(ctx, "quokka -marsupials", 10)
+	if err != nil || !slices.Equal(hitIDs(hits), []string{inTitle.ID}) {
+		t.Errorf("KeywordSearch(quokka -marsupials) = %v, %v", hitIDs(hits), err)
+	}
+	if hits, err := s.KeywordSearch(ctx, "quokka", 1); err != nil || len(hits) != 1 {
+		t.Errorf("KeywordSearch k=1 = %d hits, %v", len(hits), err)
+	}
+	for _, bad := range []struct {
+		q string
+		k int
+	}{{"", 10}, {"   ", 10}, {"quokka", 0}, {"quokka", 1001}, {"bad \xff utf8", 10}, {"nul\x00byte", 10}} {
+		if _, err := s.KeywordSearch(ctx, bad.q, bad.k); !errors.Is(err, paper.ErrInvalid) {
+			t.Errorf("KeywordSearch(%q, %d) = %v, want ErrInvalid", bad.q, bad.k, err)
+		}
+	}
+}
+
+func TestSearchTextIsNeverSQL(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp := space(t, s, "inj", 3)
+	p := topic(1, "Robert'); DROP TABLE papers;-- and friends", "An abstract about tables & (students | !teachers).")
+	upsert(t, s, []paper.Abstract{p}, store.Work{})
+	if _, err := s.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(p, 1, 0, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		"'; DROP TABLE papers; --",
+		`" OR 1=1 --`,
+		"tables & | ! ( ) :* <-> \\",
+		"Robert'); DROP TABLE papers;--",
+		"$1 $2 ::text",
+	} {
+		if _, err := s.KeywordSearch(ctx, q, 5); err != nil {
+			t.Errorf("KeywordSearch(%q): %v", q, err)
+		}
+		if _, err := s.HybridSearch(ctx, sp.ID, q, []float32{0, 1, 0}, 5); err != nil {
+			t.Errorf("HybridSearch(%q): %v", q, err)
+		}
+		if _, _, err := s.ListFiltered(ctx, store.ListFilter{Text: q, Category: q}, 5, nil); err != nil {
+			t.Errorf("ListFiltered(%q): %v", q, err)
+		}
+	}
+	hits, err := s.KeywordSearch(ctx, "Robert'); DROP TABLE papers;--", 5)
+	if err != nil || !slices.Equal(hitIDs(hits), []string{p.ID}) {
+		t.Errorf("the payload as text finds the paper whose title holds it: %v, %v", hitIDs(hits), err)
+	}
+	if n := countRows(t, s, "papers"); n != 1 {
+		t.Errorf("papers has %d rows after the payloads, want 1", n)
+	}
+}
+
+func TestHybridSearchFusesBothRankings(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp := space(t, s, "hybrid", 3)
+	// Vector ranking for the query (1,0,0): near, both, far-ish, keyword-only last.
+	near := topic(1, "Gradient methods", "We analyse convergence of first order methods.")
+	both := topic(2, "Sparse models", "Routing tokens to an expert.")
+	far := topic(3, "Image segmentation", "Pixels are labelled.")
+	kwOnly := topic(4, "Expert routing", "Routing and expert choice.")
+	unembedded := topic(5, "Unrelated", "Nothing to see.")
+	upsert(t, s, []paper.Abstract{near, both, far, kwOnly, unembedded}, store.Work{})
+	embs := []paper.Embedding{
+		embeddingOf(near, 1, 0, 0),
+		embeddingOf(both, 0.9, 0.3, 0),
+		embeddingOf(far, 0.5, 0.8, 0),
+		embeddingOf(kwOnly, -1, 0, 0),
+	}
+	if _, err := s.SaveEmbeddings(ctx, sp.ID, embs); err != nil {
+		t.Fatal(err)
+	}
+	// Keyword ranking for "expert routing": kwOnly (title and abstract), then both (abstract).
+	kw, err := s.KeywordSearch(ctx, "expert routing", 10)
+	if err != nil || !slices.Equal(hitIDs(kw), []string{kwOnly.ID, both.ID}) {
+		t.Fatalf("keyword ranking = %v, %v; the test's premise is wrong", hitIDs(kw), err)
+	}
+
+	hits, err := s.HybridSearch(ctx, sp.ID, "expert routing", []float32{1, 0, 0}, 10)
+	if err != nil {
+		t.Fatalf("HybridSearch: %v", err)
+	}
+	// both: vector rank 2, keyword rank 2 → 2/62. kwOnly: keyword rank 1 and vector rank 4 →
+	// 1/61 + 1/64, a little less. near: vector rank 1 → 1/61. far: vector rank 3 → 1/63.
+	want := []struct {
+		id    string
+		score float64
+	}{
+		{both.ID, 2.0 / 62},
+		{kwOnly.ID, 1.0/61 + 1.0/64},
+		{near.ID, 1.0 / 61},
+		{far.ID, 1.0 / 63},
+	}
+	if len(hits) != len(want) {
+		t.Fatalf("HybridSearch = %+v, want %d hits", hits, len(want))
+	}
+	for i, w := range want {
+		if hits[i].ID != w.id || math.Abs(hits[i].Score-w.score) > 1e-9 {
+			t.Errorf("hit %d = %s %.6f, want %s %.6f", i+1, hits[i].ID, hits[i].Score, w.id, w.score)
+		}
+	}
+	if hits, err := s.HybridSearch(ctx, sp.ID, "expert routing", []float32{1, 0, 0}, 2); err != nil || len(hits) != 2 {
+		t.Errorf("HybridSearch k=2 = %d hits, %v", len(hits), err)
+	}
+	// A query with only stop words has no keyword ranking: the vector ranking alone remains.
+	hits, err = s.HybridSearch(ctx, sp.ID, "the of and", []float32{1, 0, 0}, 2)
+	if err != nil || !slices.Equal(hitIDs(hits), []string{near.ID, both.ID}) {
+		t.Errorf("HybridSearch(stop words) = %v, %v", hitIDs(hits), err)
+	}
+	if _, err := s.HybridSearch(ctx, sp.ID, "routing", []float32{1, 0}, 5); !errors.Is(err, paper.ErrSpaceMismatch) {
+		t.Errorf("HybridSearch with a 2-d vector in a 3-d space = %v, want ErrSpaceMismatch", err)
+	}
+	if _, err := s.HybridSearch(ctx, sp.ID+100, "routing", []float32{1, 0, 0}, 5); !errors.Is(err, paper.ErrNotFound) {
+		t.Errorf("HybridSearch in a missing space = %v, want ErrNotFound", err)
+	}
+}
+
+func TestHybridSearchUsesBothIndexes(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	const n, dims = 1000, 16
+	sp := space(t, s, "planned", dims)
+	words := []string{"routing", "experts", "sparse", "dense", "vision", "language", "graphs", "proteins"}
+	ps := make([]paper.Abstract, n)
+	r := rand.New(rand.NewPCG(3, 4))
+	embs := make([]paper.Embedding, n)
+	for i := range ps {
+		ps[i] = topic(i, fmt.Sprintf("Paper %d on %s", i, words[i%len(words)]),
+			fmt.Sprintf("We study %s and %s in setting %d.", words[(i/3)%len(words)], words[(i/7)%len(words)], i))
+		if i%97 == 0 { // a rare word, so that an index scan pays off
+			ps[i].Title += " and quasicrystals"
+		}
+		v := make([]float32, dims)
+		for j := range v {
+			v[j] = r.Float32()*2 - 1
+		}
+		embs[i] = embeddingOf(ps[i], v...)
+	}
+	upsert(t, s, ps, store.Work{})
+	if _, err := s.SaveEmbeddings(ctx, sp.ID, embs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pool().Exec(ctx, "ANALYZE papers; ANALYZE embeddings"); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := s.ExplainHybrid(ctx, sp.ID, "quasicrystals", embs[0].Vector, 10)
+	if err != nil {
+		t.Fatalf("ExplainHybrid: %v", err)
+	}
+	if want := "Index Scan using embeddings_hnsw_s" + strconv.FormatInt(sp.ID, 10) + " "; !strings.Contains(plan, want) {
+		t.Errorf("hybrid search does not use the space's HNSW index; plan:\n%s", plan)
+	}
+	if !strings.Contains(plan, "papers_tsv_gin") {
+		t.Errorf("hybrid search does not use the full-text GIN index; plan:\n%s", plan)
+	}
+}
+
+func TestListFiltered(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	old := []paper.Abstract{
+		topic(1, "Old learning paper", "About learning.", "cs.LG"),
+		topic(2, "Old vision paper", "About images.", "cs.CV", "cs.LG"),
+	}
+	upsert(t, s, old, store.Work{})
+	var mid time.Time
+	if err := s.Pool().QueryRow(ctx, "SELECT clock_timestamp()").Scan(&mid); err != nil {
+		t.Fatal(err)
+	}
+	fresh := []paper.Abstract{
+		topic(3, "New learning paper", "About learning again.", "cs.LG"),
+		topic(4, "New language paper", "About words.", "cs.CL"),
+		topic(5, "New uncategorised paper", "About learning, without categories."),
+	}
+	upsert(t, s, fresh, store.Work{})
+
+	ids := func(f store.ListFilter, limit int) []string {
+		t.Helper()
+		var (
+			out    []string
+			cursor *store.Cursor
+		)
+		for range 10 {
+			recs, next, err := s.ListFiltered(ctx, f, limit, cursor)
+			if err != nil {
+				t.Fatalf("ListFiltered(%+v): %v", f, err)
+			}
+			for _, r := range recs {
+				out = append(out, r.ID)
+			}
+			if next == nil {
+				return out
+			}
+			cursor, err = store.DecodeCursor(next.Encode())
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Fatalf("ListFiltered(%+v) does not end", f)
+		return nil
+	}
+	id := func(ps ...paper.Abstract) []string {
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.ID)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		f    store.ListFilter
+		want []string
+	}{
+		{"all", store.ListFilter{}, id(fresh[2], fresh[1], fresh[0], old[1], old[0])},
+		{"since", store.ListFilter{Since: mid}, id(fresh[2], fresh[1], fresh[0])},
+		{"category", store.ListFilter{Category: "cs.LG"}, id(fresh[0], old[1], old[0])},
+		{"category is exact", store.ListFilter{Category: "cs"}, nil},
+		{"text", store.ListFilter{Text: "learning"}, id(fresh[2], fresh[0], old[0])},
+		{"all three", store.ListFilter{Since: mid, Category: "cs.LG", Text: "learning"}, id(fresh[0])},
+	} {
+		for _, limit := range []int{1, 2, 100} {
+			if got := ids(tc.f, limit); !slices.Equal(got, tc.want) {
+				t.Errorf("%s, pages of %d: %v, want %v", tc.name, limit, got, tc.want)
+			}
+		}
+	}
+	if _, _, err := s.ListFiltered(ctx, store.ListFilter{}, 0, nil); !errors.Is(err, paper.ErrInvalid) {
+		t.Errorf("limit 0 = %v, want ErrInvalid", err)
+	}
+	if _, _, err := s.ListFiltered(ctx, store.ListFilter{Category: "a\x00b"}, 5, nil); !errors.Is(err, paper.ErrInvalid) {
+		t.Errorf("NUL in category = %v, want ErrInvalid", err)
+	}
+
+	cats, err := s.Categories(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.CategoryCount{{"cs.LG", 3}, {"cs.CL", 1}, {"cs.CV", 1}}
+	if !slices.Equal(cats, want) {
+		t.Errorf("Categories = %v, want %v", cats, want)
+	}
+}
+
+func TestMapPointsSampleDeterministically(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp := space(t, s, "map", 2)
+	other := space(t, s, "other", 2)
+	ps := abstracts(30)
+	ps[0].Categories = []string{"cs.LG", "stat.ML"}
+	upsert(t, s, ps, store.Work{})
+	embs := make([]paper.Embedding, len(ps))
+	for i, p := range ps {
+		embs[i] = embeddingOf(p, float32(i), 1)
+	}
+	if _, err := s.SaveEmbeddings(ctx, sp.ID, embs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SaveEmbeddings(ctx, other.ID, embs[:5]); err != nil {
+		t.Fatal(err)
+	}
+	// A changed abstract makes paper 29's vector stale: it leaves the map.
+	changed := ps[29]
+	changed.Abstract += " Revised."
+	upsert(t, s, []paper.Abstract{changed}, store.Work{})
+
+	all, total, err := s.MapPoints(ctx, sp.ID, 100)
+	if err != nil {
+		t.Fatalf("MapPoints: %v", err)
+	}
+	if total != 29 || len(all) != 29 {
+		t.Fatalf("MapPoints = %d points of %d, want 29 of 29", len(all), total)
+	}
+	byID := map[string]store.MapPoint{}
+	for _, p := range all {
+		byID[p.ID] = p
+	}
+	if _, ok := byID[ps[29].ID]; ok {
+		t.Error("a stale vector is on the map")
+	}
+	p0 := byID[ps[0].ID]
+	if p0.Title != ps[0].Title || !slices.Equal(p0.Categories, ps[0].Categories) || !slices.Equal(p0.Vector, []float32{0, 1}) {
+		t.Errorf("point of paper 1 = %+v", p0)
+	}
+	if p := byID[ps[7].ID]; !slices.Equal(p.Vector, []float32{7, 1}) {
+		t.Errorf("point of paper 8 has vector %v, want [7 1]", p.Vector)
+	}
+
+	sample, total, err := s.MapPoints(ctx, sp.ID, 10)
+	if err != nil || total != 29 || len(sample) != 10 {
+		t.Fatalf("MapPoints(10) = %d points of %d, %v", len(sample), total, err)
+	}
+	again, _, err := s.MapPoints(ctx, sp.ID, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := func(ps []store.MapPoint) []string {
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.ID)
+		}
+		return out
+	}
+	if !slices.Equal(ids(sample), ids(again)) {
+		t.Errorf("two samples differ: %v vs %v", ids(sample), ids(again))
+	}
+	// The sample is the first 10 of the full, equally ordered list: a prefix, not a random draw.
+	if !slices.Equal(ids(sample), ids(all)[:10]) {
+		t.Errorf("sample %v is not the first 10 of %v", ids(sample), ids(all))
+	}
+	if pts, total, err := s.MapPoints(ctx, other.ID, 100); err != nil || total != 5 || len(pts) != 5 {
+		t.Errorf("other space: %d points of %d, %v", len(pts), total, err)
+	}
+	if _, _, err := s.MapPoints(ctx, sp.ID, 0); !errors.Is(err, paper.ErrInvalid) {
+		t.Errorf("MapPoints(0) = %v, want ErrInvalid", err)
+	}
+}

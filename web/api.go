@@ -1,0 +1,377 @@
+package web
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+//go:embed openapi.json
+var openAPIDoc []byte
+
+// OpenAPI returns the OpenAPI 3 document that describes every route, as served at
+// /api/openapi.json.
+func OpenAPI() []byte { return bytes.Clone(openAPIDoc) }
+
+// maxIDBytes bounds an id in a path.
+const maxIDBytes = 1024
+
+// lookup returns the paper raw names: its id as given, or its canonical form
+// ("2401.01234v2" finds arxiv:2401.01234).
+func (s *Server) lookup(ctx context.Context, raw string) (paper.Record, error) {
+	raw = strings.TrimSpace(raw)
+	switch {
+	case raw == "":
+		return paper.Record{}, &httpError{status: http.StatusNotFound, msg: "no paper id given"}
+	case len(raw) > maxIDBytes:
+		return paper.Record{}, badRequest(fmt.Sprintf("paper id is %d bytes, limit %d", len(raw), maxIDBytes))
+	case !utf8.ValidString(raw) || strings.ContainsRune(raw, 0):
+		return paper.Record{}, badRequest("paper id is not valid UTF-8 text")
+	}
+	rec, err := s.cfg.Store.Paper(ctx, raw)
+	if errors.Is(err, paper.ErrNotFound) {
+		if c, cerr := paper.CanonicalID(raw); cerr == nil && c != raw {
+			rec, err = s.cfg.Store.Paper(ctx, c)
+		}
+	}
+	if errors.Is(err, paper.ErrNotFound) {
+		return rec, &httpError{status: http.StatusNotFound, err: err, msg: fmt.Sprintf("no paper has the id %.200q", raw)}
+	}
+	if err != nil {
+		return rec, fmt.Errorf("read paper %q: %w", raw, err)
+	}
+	return rec, nil
+}
+
+// relatedOf returns the k papers nearest to rec in the active space, and the space's name.
+func (s *Server) relatedOf(ctx context.Context, rec paper.Record, k int) ([]paper.Hit, string, error) {
+	sp, err := s.cfg.Store.ActiveSpace(ctx)
+	if errors.Is(err, paper.ErrNotFound) {
+		return nil, "", &httpError{status: http.StatusConflict, err: err,
+			msg: "no embedding space is active yet (has a worker processed any paper?)"}
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("active space: %w", err)
+	}
+	hits, err := s.cfg.Store.Related(ctx, sp.ID, rec.ID, k)
+	if errors.Is(err, paper.ErrNotFound) {
+		return nil, sp.Name(), &httpError{status: http.StatusConflict, err: err,
+			msg: fmt.Sprintf("paper %s has no embedding in the active space %s yet (is a worker running?)", rec.ID, sp.Name())}
+	}
+	if err != nil {
+		return nil, sp.Name(), fmt.Errorf("related to %s: %w", rec.ID, err)
+	}
+	return nonNil(hits), sp.Name(), nil
+}
+
+func (s *Server) apiPaper(w http.ResponseWriter, r *http.Request) {
+	s.servePaper(w, r, r.PathValue("id"))
+}
+
+func (s *Server) apiRelated(w http.ResponseWriter, r *http.Request) {
+	s.serveRelated(w, r, r.PathValue("id"))
+}
+
+// apiPaperRest serves ids sent with unescaped slashes: /api/papers/doi:10.1/x and
+// /api/papers/doi:10.1/x/related.
+func (s *Server) apiPaperRest(w http.ResponseWriter, r *http.Request) {
+	rest := r.PathValue("rest")
+	if id, ok := strings.CutSuffix(rest, "/related"); ok {
+		s.serveRelated(w, r, id)
+		return
+	}
+	s.servePaper(w, r, rest)
+}
+
+func (s *Server) servePaper(w http.ResponseWriter, r *http.Request, id string) {
+	rec, err := s.lookup(r.Context(), id)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+// relatedAnswer is the body of GET /api/papers/{id}/related.
+type relatedAnswer struct {
+	ID      string      `json:"id"`
+	Space   string      `json:"space"`
+	Results []paper.Hit `json:"results"`
+}
+
+func (s *Server) serveRelated(w http.ResponseWriter, r *http.Request, id string) {
+	k, err := parseK(r.URL.Query().Get("k"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	rec, err := s.lookup(r.Context(), id)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	hits, space, err := s.relatedOf(r.Context(), rec, k)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, relatedAnswer{ID: rec.ID, Space: space, Results: hits})
+}
+
+// listAnswer is the body of GET /api/papers.
+type listAnswer struct {
+	Papers []paper.Record `json:"papers"`
+	Next   string         `json:"next,omitempty"`
+}
+
+// parseList reads the query of a paper list: limit, cursor, since, category, text.
+func parseList(r *http.Request, defLimit int) (ListQuery, error) {
+	v := r.URL.Query()
+	q := ListQuery{Limit: defLimit, Cursor: v.Get("cursor"), Category: strings.TrimSpace(v.Get("category")), Text: strings.TrimSpace(v.Get("text"))}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > MaxListLimit {
+			return q, badRequest(fmt.Sprintf("limit is %.20q, want a whole number from 1 to %d", s, MaxListLimit))
+		}
+		q.Limit = n
+	}
+	if s := v.Get("since"); s != "" {
+		t, err := parseSince(s)
+		if err != nil {
+			return q, err
+		}
+		q.Since = t
+	}
+	for _, f := range []struct{ name, v string }{{"category", q.Category}, {"text", q.Text}, {"cursor", q.Cursor}} {
+		if !utf8.ValidString(f.v) || strings.ContainsRune(f.v, 0) {
+			return q, badRequest(f.name + " is not valid UTF-8 text")
+		}
+		if utf8.RuneCountInString(f.v) > MaxQueryChars {
+			return q, badRequest(fmt.Sprintf("%s is longer than %d characters", f.name, MaxQueryChars))
+		}
+	}
+	return q, nil
+}
+
+// parseSince reads an RFC 3339 time or a date (midnight UTC).
+func parseSince(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, badRequest(fmt.Sprintf("since is %.40q, want a date (2025-01-31) or an RFC 3339 time (2025-01-31T08:00:00Z)", s))
+}
+
+func (s *Server) apiListPapers(w http.ResponseWriter, r *http.Request) {
+	q, err := parseList(r, DefaultListLimit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	page, err := s.cfg.Store.ListPapers(r.Context(), q)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, listAnswer{Papers: nonNil(page.Papers), Next: page.Next})
+}
+
+func (s *Server) apiSearch(w http.ResponseWriter, r *http.Request) {
+	p, err := parseSearch(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	res, err := s.search(r.Context(), p)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request) {
+	st, err := s.status(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// status asks the StatusProvider.
+func (s *Server) status(ctx context.Context) (Status, error) {
+	if s.cfg.Status == nil {
+		return Status{}, &httpError{status: http.StatusServiceUnavailable, msg: "this server has no status source"}
+	}
+	st, err := s.cfg.Status.Status(ctx)
+	if err != nil {
+		return st, fmt.Errorf("status: %w", err)
+	}
+	st.Backlog, st.Recent, st.Usage = nonNil(st.Backlog), nonNil(st.Recent), nonNil(st.Usage)
+	return st, nil
+}
+
+func (s *Server) openAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Write(openAPIDoc)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyAnswer is the body of GET /readyz.
+type readyAnswer struct {
+	Status string            `json:"status"` // "ok" or "unavailable"
+	Checks map[string]string `json:"checks"` // check name → "ok" or the error
+}
+
+// readyzTimeout bounds each readiness check.
+const readyzTimeout = 3 * time.Second
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ans := readyAnswer{Status: "ok", Checks: make(map[string]string, len(s.cfg.Checks))}
+	var (
+		mu sync.Mutex
+		wg sync.WaitGroup
+	)
+	for _, c := range s.cfg.Checks {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(r.Context(), readyzTimeout)
+			defer cancel()
+			res := "ok"
+			if err := c.Check(ctx); err != nil {
+				res = err.Error()
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			ans.Checks[c.Name] = res
+			if res != "ok" {
+				ans.Status = "unavailable"
+			}
+		})
+	}
+	wg.Wait()
+	code := http.StatusOK
+	if ans.Status != "ok" {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, ans)
+}
+
+// postAnswer is the body of POST /api/papers.
+type postAnswer struct {
+	// Error and Status are set when the answer is an error (no record accepted).
+	Error    string         `json:"error,omitempty"`
+	Status   int            `json:"status,omitempty"`
+	Accepted []recordResult `json:"accepted"`
+	Rejected []recordResult `json:"rejected"`
+}
+
+// recordResult is what became of one posted record.
+type recordResult struct {
+	// Index is the record's position in the body, from 0; Line its line for JSON lines.
+	Index int    `json:"index"`
+	Line  int    `json:"line,omitempty"`
+	ID    string `json:"id,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+func (s *Server) apiPostPapers(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Publisher == nil {
+		s.fail(w, r, &httpError{status: http.StatusServiceUnavailable, msg: "this server does not accept papers: it has no queue"})
+		return
+	}
+	lines := false
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		switch {
+		case err == nil && mt == "application/json":
+		case err == nil && (mt == "application/x-ndjson" || mt == "application/jsonl" || mt == "application/jsonlines"):
+			lines = true
+		default:
+			s.fail(w, r, &httpError{status: http.StatusUnsupportedMediaType,
+				msg: fmt.Sprintf("Content-Type %.60q is not accepted: send application/json (an object or an array of objects) or application/x-ndjson (one object per line)", ct)})
+			return
+		}
+	}
+	body, err := io.ReadAll(r.Body)
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		s.fail(w, r, &httpError{status: http.StatusRequestEntityTooLarge, err: err,
+			msg: fmt.Sprintf("body is larger than %d bytes; send fewer papers per request", tooBig.Limit)})
+		return
+	}
+	if err != nil {
+		s.fail(w, r, badRequest("could not read the body"))
+		return
+	}
+	recs, err := splitRecords(body, lines)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ans := postAnswer{Accepted: []recordResult{}, Rejected: []recordResult{}}
+	var (
+		good    []paper.Abstract
+		goodRes []recordResult
+	)
+	for _, rec := range recs {
+		res := recordResult{Index: rec.index, Line: rec.line}
+		a, err := s.cfg.ParseRecord(rec.raw)
+		if err != nil {
+			res.ID = a.ID
+			res.Error = err.Error()
+			ans.Rejected = append(ans.Rejected, res)
+			continue
+		}
+		res.ID = a.ID
+		good = append(good, a)
+		goodRes = append(goodRes, res)
+	}
+	if len(good) > 0 {
+		accepted, err := s.cfg.Publisher.Publish(r.Context(), good)
+		ok := make(map[string]bool, len(accepted))
+		for _, id := range accepted {
+			ok[id] = true
+		}
+		for _, res := range goodRes {
+			if ok[res.ID] {
+				ans.Accepted = append(ans.Accepted, res)
+			} else {
+				res.Error = "the queue did not take it; send it again"
+				ans.Rejected = append(ans.Rejected, res)
+			}
+		}
+		if err != nil {
+			s.log.Error("publish posted papers", "papers", len(good), "accepted", len(accepted), "err", err)
+			ans.Error, ans.Status = "the queue is unavailable; records not accepted may be sent again", http.StatusServiceUnavailable
+			writeJSON(w, http.StatusServiceUnavailable, ans)
+			return
+		}
+	}
+	slices.SortFunc(ans.Rejected, func(a, b recordResult) int { return cmp.Compare(a.Index, b.Index) })
+	if len(ans.Accepted) == 0 {
+		ans.Error, ans.Status = "no record was accepted: see rejected", http.StatusUnprocessableEntity
+		writeJSON(w, http.StatusUnprocessableEntity, ans)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, ans)
+}

@@ -1,0 +1,542 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/web"
+)
+
+type listBody struct {
+	Papers []paper.Record `json:"papers"`
+	Next   string         `json:"next"`
+}
+
+type hitsBody struct {
+	ID              string      `json:"id"`
+	Query           string      `json:"query"`
+	Mode            string      `json:"mode"`
+	Space           string      `json:"space"`
+	Results         []paper.Hit `json:"results"`
+	CachedEmbedding bool        `json:"cached_embedding"`
+}
+
+func isMoE(title string) bool {
+	t := strings.ToLower(title)
+	return strings.Contains(t, "mixture") || strings.Contains(t, "moe") || strings.Contains(t, "expert")
+}
+
+// TestAPIOnTheSampleArchive exercises the read API on the processed sample archive, against
+// real PostgreSQL and NATS.
+func TestAPIOnTheSampleArchive(t *testing.T) {
+	t.Parallel()
+	b := withSample(t)
+	sample := samplePapers(t)
+	moe := idOf(t, sample, "Implementing Load Balancing Loss")
+
+	t.Run("list pages through every paper once, newest first", func(t *testing.T) {
+		seen := map[string]bool{}
+		cursor, pages := "", 0
+		var last time.Time
+		for {
+			r := b.get("/api/papers?limit=25&cursor=" + url.QueryEscape(cursor))
+			if r.code != http.StatusOK {
+				t.Fatalf("page %d: %d %s", pages+1, r.code, r.body)
+			}
+			var body listBody
+			r.json(t, &body)
+			for _, p := range body.Papers {
+				if seen[p.ID] {
+					t.Errorf("%s listed twice", p.ID)
+				}
+				seen[p.ID] = true
+				if p.TLDR == nil || p.TLDR.Model != summarizeModel || !p.Embedded {
+					t.Errorf("%s: TL;DR %+v, embedded %v", p.ID, p.TLDR, p.Embedded)
+				}
+				if !last.IsZero() && p.CreatedAt.After(last) {
+					t.Errorf("%s is newer than the paper before it", p.ID)
+				}
+				last = p.CreatedAt
+			}
+			pages++
+			if body.Next == "" {
+				break
+			}
+			cursor = body.Next
+		}
+		if len(seen) != len(sample) || pages != (len(sample)+24)/25 {
+			t.Errorf("listed %d papers on %d pages, want %d", len(seen), pages, len(sample))
+		}
+	})
+
+	t.Run("list filters by text", func(t *testing.T) {
+		var body listBody
+		r := b.get("/api/papers?limit=100&text=" + url.QueryEscape(`"mixture of experts"`))
+		r.json(t, &body)
+		if r.code != http.StatusOK || len(body.Papers) < 5 {
+			t.Fatalf("text filter: %d, %d papers", r.code, len(body.Papers))
+		}
+		for _, p := range body.Papers {
+			if !strings.Contains(strings.ToLower(p.Title+" "+p.Abstract.Abstract), "expert") {
+				t.Errorf("%q does not mention experts", p.Title)
+			}
+		}
+		r = b.get("/api/papers?category=cs.LG")
+		r.json(t, &body)
+		if r.code != http.StatusOK || len(body.Papers) != 0 {
+			t.Errorf("category filter on an archive without categories: %d, %d papers", r.code, len(body.Papers))
+		}
+		r = b.get("/api/papers?since=2999-01-01")
+		r.json(t, &body)
+		if r.code != http.StatusOK || len(body.Papers) != 0 {
+			t.Errorf("since the future: %d, %d papers", r.code, len(body.Papers))
+		}
+	})
+
+	t.Run("paper by id and by a non-canonical form", func(t *testing.T) {
+		var rec paper.Record
+		r := b.get("/api/papers/" + url.PathEscape(moe))
+		r.json(t, &rec)
+		if r.code != http.StatusOK || rec.ID != moe || rec.TLDR == nil || rec.TLDR.Text == "" {
+			t.Fatalf("GET paper: %d %+v", r.code, rec)
+		}
+		// Title ids are canonical in lower case; the upper-case form canonicalises to it.
+		r = b.get("/api/papers/" + url.PathEscape(strings.ToUpper(moe[:6])+moe[6:]))
+		if r.code != http.StatusOK {
+			t.Errorf("non-canonical id: %d %s", r.code, r.body)
+		}
+		msg := wantError(t, "unknown id", b.get("/api/papers/arxiv:0000.00000"), http.StatusNotFound)
+		if !strings.Contains(msg, "arxiv:0000.00000") {
+			t.Errorf("404 message %q does not name the id", msg)
+		}
+	})
+
+	t.Run("related finds mixture-of-experts papers", func(t *testing.T) {
+		var body hitsBody
+		r := b.get("/api/papers/" + url.PathEscape(moe) + "/related?k=5")
+		r.json(t, &body)
+		if r.code != http.StatusOK || len(body.Results) != 5 || body.Space != b.space.Name() {
+			t.Fatalf("related: %d %+v", r.code, body)
+		}
+		n := 0
+		for _, h := range body.Results {
+			if h.ID == moe {
+				t.Error("a paper is related to itself")
+			}
+			if isMoE(h.Title) {
+				n++
+			}
+		}
+		if n < 4 {
+			t.Errorf("%d of the 5 related papers are about mixtures of experts: %+v", n, body.Results)
+		}
+		wantError(t, "k=0", b.get("/api/papers/"+url.PathEscape(moe)+"/related?k=0"), http.StatusBadRequest)
+		wantError(t, "k=101", b.get("/api/papers/"+url.PathEscape(moe)+"/related?k=101"), http.StatusBadRequest)
+		wantError(t, "unknown", b.get("/api/papers/nope/related"), http.StatusNotFound)
+	})
+
+	t.Run("search in every mode", func(t *testing.T) {
+		for _, mode := range []string{web.ModeKeyword, web.ModeSemantic, web.ModeHybrid} {
+			var body hitsBody
+			r := b.get("/api/search?k=5&mode=" + mode + "&q=" + url.QueryEscape("mixture of experts"))
+			r.json(t, &body)
+			if r.code != http.StatusOK || body.Mode != mode || len(body.Results) != 5 {
+				t.Fatalf("%s: %d %s", mode, r.code, r.body)
+			}
+			for _, h := range body.Results {
+				if !isMoE(h.Title) {
+					t.Errorf("%s: %q is not about experts", mode, h.Title)
+				}
+				if h.TLDR == "" {
+					t.Errorf("%s: %s has no TL;DR", mode, h.ID)
+				}
+			}
+			r = b.get("/api/search?k=3&mode=" + mode + "&q=" + url.QueryEscape("load balancing loss for mixture of experts"))
+			r.json(t, &body)
+			if r.code != http.StatusOK || len(body.Results) == 0 || body.Results[0].ID != moe {
+				t.Errorf("%s: the load-balancing paper is not first: %d %s", mode, r.code, r.body)
+			}
+		}
+		var body hitsBody
+		b.get("/api/search?q="+url.QueryEscape("sparse expert routing")).json(t, &body)
+		if body.Mode != web.ModeHybrid || body.Space != b.space.Name() {
+			t.Errorf("default mode %q in space %q, want hybrid in %s", body.Mode, body.Space, b.space.Name())
+		}
+	})
+
+	t.Run("search limits", func(t *testing.T) {
+		wantError(t, "no q", b.get("/api/search"), http.StatusBadRequest)
+		wantError(t, "blank q", b.get("/api/search?q=+++"), http.StatusBadRequest)
+		wantError(t, "long q", b.get("/api/search?q="+strings.Repeat("a", web.MaxQueryChars+1)), http.StatusBadRequest)
+		if r := b.get("/api/search?mode=keyword&q=" + strings.Repeat("é", web.MaxQueryChars)); r.code != http.StatusOK {
+			t.Errorf("a query of %d characters (more bytes): %d %s", web.MaxQueryChars, r.code, r.body)
+		}
+		wantError(t, "k=0", b.get("/api/search?q=x&k=0"), http.StatusBadRequest)
+		wantError(t, "k=101", b.get("/api/search?q=x&k=101"), http.StatusBadRequest)
+		wantError(t, "k=abc", b.get("/api/search?q=x&k=abc"), http.StatusBadRequest)
+		wantError(t, "mode", b.get("/api/search?q=x&mode=telepathy"), http.StatusBadRequest)
+		var body hitsBody
+		b.get("/api/search?k=100&mode=keyword&q=language").json(t, &body)
+		if len(body.Results) == 0 || len(body.Results) > 100 {
+			t.Errorf("k=100 gave %d results", len(body.Results))
+		}
+	})
+
+	t.Run("bad list parameters", func(t *testing.T) {
+		wantError(t, "limit=0", b.get("/api/papers?limit=0"), http.StatusBadRequest)
+		wantError(t, "limit=101", b.get("/api/papers?limit=101"), http.StatusBadRequest)
+		wantError(t, "since", b.get("/api/papers?since=yesterday"), http.StatusBadRequest)
+		wantError(t, "cursor", b.get("/api/papers?cursor=not-a-cursor"), http.StatusBadRequest)
+	})
+
+	t.Run("status", func(t *testing.T) {
+		var st web.Status
+		r := b.get("/api/status")
+		r.json(t, &st)
+		if r.code != http.StatusOK || st.Papers != int64(len(sample)) || st.WithTLDR != st.Papers || st.WithEmbedding != st.Papers {
+			t.Errorf("status: %d %+v", r.code, st)
+		}
+	})
+
+	t.Run("probes", func(t *testing.T) {
+		if r := b.get("/healthz"); r.code != http.StatusOK {
+			t.Errorf("healthz: %d", r.code)
+		}
+		var ready struct {
+			Status string            `json:"status"`
+			Checks map[string]string `json:"checks"`
+		}
+		r := b.get("/readyz")
+		r.json(t, &ready)
+		if r.code != http.StatusOK || ready.Status != "ok" || ready.Checks["database"] != "ok" || ready.Checks["nats"] != "ok" {
+			t.Errorf("readyz: %d %+v", r.code, ready)
+		}
+	})
+
+	t.Run("unknown routes and methods answer in the error format", func(t *testing.T) {
+		wantError(t, "unknown path", b.get("/api/nothing-here"), http.StatusNotFound)
+		r := b.do(http.MethodDelete, "/api/papers", nil)
+		wantError(t, "DELETE", r, http.StatusMethodNotAllowed)
+		if allow := r.header.Get("Allow"); !strings.Contains(allow, "GET") || !strings.Contains(allow, "POST") {
+			t.Errorf("Allow = %q", allow)
+		}
+	})
+
+	t.Run("metrics count requests by route and searches by mode", func(t *testing.T) {
+		r := b.get("/metrics")
+		text := string(r.body)
+		for _, want := range []string{
+			`paperpipe_http_request_duration_seconds_count{code="200",method="GET",route="GET /api/search"}`,
+			`paperpipe_search_duration_seconds_count{mode="keyword",outcome="ok"}`,
+			`paperpipe_search_duration_seconds_count{mode="hybrid",outcome="ok"}`,
+			`paperpipe_query_embedding_cache_total{result="miss"}`,
+		} {
+			if !strings.Contains(text, want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
+		}
+	})
+}
+
+const summarizeModel = "paperpipe-offline-extractive"
+
+// otherSpace is an embedder of another space than the archive's.
+type otherSpace struct{ *embed.Offline }
+
+func (otherSpace) Space() paper.Space {
+	return paper.Space{Model: "text-embedding-3-small", Dimensions: 1536, Template: embed.TemplateTitleAbstract}
+}
+
+func TestSearchWithoutMatchingEmbedder(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	b.publish(samplePapers(t)[:10])
+	b.process()
+	cfg := b.config()
+	cfg.Embedder = otherSpace{embed.NewOffline()}
+	b.serve(cfg)
+	msg := wantError(t, "semantic with another space's embedder", b.get("/api/search?mode=semantic&q=experts"), http.StatusConflict)
+	if !strings.Contains(msg, b.space.Name()) || !strings.Contains(msg, "text-embedding-3-small/1536") {
+		t.Errorf("409 message %q does not name both spaces", msg)
+	}
+	wantError(t, "hybrid", b.get("/api/search?mode=hybrid&q=experts"), http.StatusConflict)
+	if r := b.get("/api/search?mode=keyword&q=language"); r.code != http.StatusOK {
+		t.Errorf("keyword search needs no embedder: %d %s", r.code, r.body)
+	}
+	// The UI falls back to keyword search when no mode was chosen, and says why.
+	r := b.get("/search?q=language")
+	if r.code != http.StatusOK || !strings.Contains(string(r.body), "showing keyword results") {
+		t.Errorf("UI fallback: %d", r.code)
+	}
+
+	cfg.Embedder = nil
+	b.serve(cfg)
+	wantError(t, "semantic without an embedder", b.get("/api/search?mode=semantic&q=experts"), http.StatusConflict)
+	if r := b.get("/api/search?mode=keyword&q=language"); r.code != http.StatusOK {
+		t.Errorf("keyword search without any embedder: %d %s", r.code, r.body)
+	}
+}
+
+func TestRepeatedSearchMakesNoAPICall(t *testing.T) {
+	t.Parallel()
+	ai := openaitest.Start(t, openaitest.Config{})
+	client, err := embed.New(embed.Config{BaseURL: ai.URL(), APIKey: "test", Model: "text-embedding-3-small", Dimensions: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBundle(t)
+	ctx := t.Context()
+	// An archive embedded by the API model: ten sample papers, stored directly.
+	papers := samplePapers(t)[:10]
+	if _, err := b.st.UpsertPapers(ctx, papers, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	sp, err := b.st.EnsureSpace(ctx, client.Space())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.st.Activate(ctx, sp.ID); err != nil {
+		t.Fatal(err)
+	}
+	embs, _, err := client.Embed(ctx, papers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.st.SaveEmbeddings(ctx, sp.ID, embs); err != nil {
+		t.Fatal(err)
+	}
+	cfg := b.config()
+	cfg.Embedder = client
+	b.serve(cfg)
+
+	before := ai.Stats().EmbedRequests
+	search := func(q string) hitsBody {
+		t.Helper()
+		var body hitsBody
+		r := b.get("/api/search?mode=semantic&q=" + url.QueryEscape(q))
+		r.json(t, &body)
+		if r.code != http.StatusOK || len(body.Results) == 0 {
+			t.Fatalf("search %q: %d %s", q, r.code, r.body)
+		}
+		return body
+	}
+	first := search("mixture of experts")
+	if got := ai.Stats().EmbedRequests - before; got != 1 || first.CachedEmbedding {
+		t.Fatalf("first search made %d API calls (cached %v), want 1", got, first.CachedEmbedding)
+	}
+	again := search("mixture of experts")
+	if got := ai.Stats().EmbedRequests - before; got != 1 || !again.CachedEmbedding {
+		t.Errorf("repeated search: %d API calls in all (cached %v), want still 1", got, again.CachedEmbedding)
+	}
+	if !slices.EqualFunc(first.Results, again.Results, func(a, b paper.Hit) bool { return a.ID == b.ID }) {
+		t.Error("the cached search answers differently")
+	}
+	// The hybrid mode shares the cache: same text, same model.
+	if r := b.get("/api/search?mode=hybrid&q=" + url.QueryEscape("mixture of experts")); r.code != http.StatusOK {
+		t.Fatalf("hybrid: %d %s", r.code, r.body)
+	}
+	if got := ai.Stats().EmbedRequests - before; got != 1 {
+		t.Errorf("hybrid search of a cached text made an API call (%d in all)", got)
+	}
+	search("sparse upcycling")
+	if got := ai.Stats().EmbedRequests - before; got != 2 {
+		t.Errorf("a new text made %d API calls in all, want 2", got)
+	}
+}
+
+type postBody struct {
+	Error    string `json:"error"`
+	Status   int    `json:"status"`
+	Accepted []struct {
+		Index int    `json:"index"`
+		ID    string `json:"id"`
+	} `json:"accepted"`
+	Rejected []struct {
+		Index int    `json:"index"`
+		Line  int    `json:"line"`
+		ID    string `json:"id"`
+		Error string `json:"error"`
+	} `json:"rejected"`
+}
+
+func TestPostPapers(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	cfg := b.config()
+	cfg.APIToken = "s3cret-token"
+	cfg.MaxBodyBytes = 64 << 10
+	b.serve(cfg)
+	auth := []string{"Authorization", "Bearer s3cret-token"}
+
+	body := []byte(`[
+		{"id": "2501.00001v2", "title": "Posted paper on quokkas", "abstract": "We show that quokkas smile. We measure it.", "categories": ["q-bio.PE"]},
+		{"id": "2501.00002", "title": "No abstract", "abstract": "  "},
+		{"title": "A paper without an id", "abstract": "Its id is derived from the title."},
+		{"id": "arxiv:garbage", "title": "Bad id", "abstract": "x"},
+		"not an object"
+	]`)
+	wantError(t, "no token", b.do(http.MethodPost, "/api/papers", body), http.StatusUnauthorized)
+	r := b.do(http.MethodPost, "/api/papers", body, "Authorization", "Bearer wrong")
+	wantError(t, "wrong token", r, http.StatusUnauthorized)
+	if !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer") {
+		t.Errorf("WWW-Authenticate = %q", r.header.Get("WWW-Authenticate"))
+	}
+
+	r = b.do(http.MethodPost, "/api/papers", body, auth...)
+	var ans postBody
+	r.json(t, &ans)
+	if r.code != http.StatusAccepted || len(ans.Accepted) != 2 || len(ans.Rejected) != 3 {
+		t.Fatalf("POST: %d %s", r.code, r.body)
+	}
+	if ans.Accepted[0].ID != "arxiv:2501.00001" || !strings.HasPrefix(ans.Accepted[1].ID, "title:") {
+		t.Errorf("accepted %+v: want canonical ids", ans.Accepted)
+	}
+	reasons := map[int]string{}
+	for _, rj := range ans.Rejected {
+		reasons[rj.Index] = rj.Error
+	}
+	for i, want := range map[int]string{1: "abstract is empty", 3: "arxiv", 4: "object"} {
+		if !strings.Contains(reasons[i], want) {
+			t.Errorf("record %d rejected with %q, want a reason mentioning %q", i, reasons[i], want)
+		}
+	}
+	// The queued papers are processed like ingested ones.
+	b.process()
+	var rec paper.Record
+	r = b.get("/api/papers/arxiv:2501.00001")
+	r.json(t, &rec)
+	if r.code != http.StatusOK || rec.TLDR == nil || !slices.Equal(rec.Categories, []string{"q-bio.PE"}) {
+		t.Errorf("posted paper after processing: %d %+v", r.code, rec)
+	}
+
+	// One object, the {"papers": [...]} wrapper, and JSON lines.
+	for _, tc := range []struct {
+		name, ct, body string
+		accepted       int
+	}{
+		{"one object", "application/json", `{"id": "2501.00003", "title": "T3", "abstract": "A3."}`, 1},
+		{"wrapper", "application/json", `{"papers": [{"id": "2501.00004", "title": "T4", "abstract": "A4."}]}`, 1},
+		{"JSON lines", "application/x-ndjson", "{\"id\": \"2501.00005\", \"title\": \"T5\", \"abstract\": \"A5.\"}\n\n{broken\n{\"id\": \"2501.00006\", \"title\": \"T6\", \"abstract\": \"A6.\"}\n", 2},
+	} {
+		r := b.do(http.MethodPost, "/api/papers", []byte(tc.body), append(auth, "Content-Type", tc.ct)...)
+		var ans postBody
+		r.json(t, &ans)
+		if r.code != http.StatusAccepted || len(ans.Accepted) != tc.accepted {
+			t.Errorf("%s: %d %s", tc.name, r.code, r.body)
+		}
+		if tc.name == "JSON lines" && (len(ans.Rejected) != 1 || ans.Rejected[0].Line != 3) {
+			t.Errorf("JSON lines: rejected %+v, want line 3", ans.Rejected)
+		}
+	}
+
+	// Nothing acceptable: 422 with the reasons.
+	r = b.do(http.MethodPost, "/api/papers", []byte(`[{"title": ""}]`), auth...)
+	r.json(t, &ans)
+	if r.code != http.StatusUnprocessableEntity || ans.Status != 422 || ans.Error == "" || len(ans.Rejected) != 1 {
+		t.Errorf("all rejected: %d %s", r.code, r.body)
+	}
+	wantError(t, "not JSON", b.do(http.MethodPost, "/api/papers", []byte(`{"title": `), auth...), http.StatusBadRequest)
+	wantError(t, "empty", b.do(http.MethodPost, "/api/papers", []byte(` `), auth...), http.StatusBadRequest)
+	wantError(t, "XML", b.do(http.MethodPost, "/api/papers", []byte(`<paper/>`), append(auth, "Content-Type", "application/xml")...), http.StatusUnsupportedMediaType)
+	big := fmt.Sprintf(`{"title": "Big", "abstract": %q}`, strings.Repeat("word ", 20<<10))
+	wantError(t, "too large", b.do(http.MethodPost, "/api/papers", []byte(big), auth...), http.StatusRequestEntityTooLarge)
+
+	// Reads stay open without the token.
+	if r := b.get("/api/papers"); r.code != http.StatusOK {
+		t.Errorf("read without a token: %d", r.code)
+	}
+}
+
+func TestProtectedReads(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	cfg := b.config()
+	cfg.APIToken, cfg.ProtectReads = "tok", true
+	b.serve(cfg)
+	wantError(t, "API read without token", b.get("/api/papers"), http.StatusUnauthorized)
+	if r := b.get("/api/papers", "Authorization", "Bearer tok"); r.code != http.StatusOK {
+		t.Errorf("API read with token: %d", r.code)
+	}
+	r := b.get("/")
+	if r.code != http.StatusUnauthorized || !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Basic") {
+		t.Errorf("page without token: %d, WWW-Authenticate %q", r.code, r.header.Get("WWW-Authenticate"))
+	}
+	req, _ := http.NewRequest(http.MethodGet, b.http.URL+"/", nil)
+	req.SetBasicAuth("anyone", "tok")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("page with the token as Basic password: %d", resp.StatusCode)
+	}
+	for _, open := range []string{"/healthz", "/readyz", "/api/openapi.json", "/static/style.css"} {
+		if r := b.get(open); r.code != http.StatusOK {
+			t.Errorf("%s needs no token, got %d", open, r.code)
+		}
+	}
+	if _, err := web.New(web.Config{Store: testStore{b.st}, ProtectReads: true}); err == nil {
+		t.Error("ProtectReads without a token is accepted")
+	}
+}
+
+func TestReadyzReportsFailingChecks(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	cfg := b.config()
+	cfg.Checks[1] = web.Check{Name: "nats", Check: func(context.Context) error { return fmt.Errorf("not connected") }}
+	b.serve(cfg)
+	var ready struct {
+		Status string            `json:"status"`
+		Checks map[string]string `json:"checks"`
+	}
+	r := b.get("/readyz")
+	if err := json.Unmarshal(r.body, &ready); err != nil {
+		t.Fatal(err)
+	}
+	if r.code != http.StatusServiceUnavailable || ready.Status != "unavailable" || ready.Checks["nats"] != "not connected" || ready.Checks["database"] != "ok" {
+		t.Errorf("readyz: %d %s", r.code, r.body)
+	}
+}
+
+func TestHTTPServerHasTimeouts(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	cfg := b.config()
+	cfg.ReadTimeout = 7 * time.Second
+	w, err := web.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := w.HTTPServer("127.0.0.1:0")
+	if srv.ReadHeaderTimeout != 5*time.Second || srv.ReadTimeout != 7*time.Second || srv.WriteTimeout != 60*time.Second || srv.IdleTimeout != 120*time.Second {
+		t.Errorf("timeouts: header %v, read %v, write %v, idle %v", srv.ReadHeaderTimeout, srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout)
+	}
+	// ListenAndServe serves until its context ends, then returns nil.
+	ctx, cancel := context.WithCancel(t.Context())
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- w.ListenAndServe(ctx, "127.0.0.1:0", func(a net.Addr) { addrc <- a.String() })
+	}()
+	addr := <-addrc
+	if r := doTo(t, "http://"+addr, http.MethodGet, "/healthz", nil); r.code != http.StatusOK {
+		t.Errorf("healthz on %s: %d", addr, r.code)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("ListenAndServe after cancel: %v", err)
+	}
+}

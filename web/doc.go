@@ -1,0 +1,17 @@
+// Package web serves paperpipe's reading and search surfaces over HTTP: a JSON API described
+// by an OpenAPI document (served at /api/openapi.json), a server-rendered HTML UI that works
+// without JavaScript (front page, paper pages with related papers, search, status, and a map
+// of the archive), health and readiness probes, and Prometheus metrics.
+//
+// The package imports only paper and internal/metrics. It declares what it needs from the rest
+// of paperpipe as small interfaces (Store, QueryEmbedder, Publisher, StatusProvider) that
+// cmd/paperpipe implements with the store, the embedder and the JetStream publisher.
+//
+// Search has three modes: keyword (PostgreSQL full-text search, no embedding API involved),
+// semantic (nearest neighbours of the query's embedding in the active space) and hybrid (both,
+// fused by reciprocal rank fusion in the database). Query embeddings are cached in a bounded
+// LRU keyed by embedding space and text, so a repeated search makes no API call.
+//
+// All HTML goes through html/template, and pages carry a Content-Security-Policy that allows
+// no script at all.
+package web

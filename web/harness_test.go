@@ -1,0 +1,313 @@
+package web_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/ingest"
+	"github.com/paperpipe/paperpipe/internal/metrics"
+	"github.com/paperpipe/paperpipe/internal/natstest"
+	"github.com/paperpipe/paperpipe/internal/pgtest"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/pipeline"
+	"github.com/paperpipe/paperpipe/store"
+	"github.com/paperpipe/paperpipe/summarize"
+	"github.com/paperpipe/paperpipe/web"
+)
+
+// The adapters below mirror cmd/paperpipe's (cmd_serve.go), which a test cannot import.
+
+type testStore struct{ *store.Store }
+
+func (s testStore) ListPapers(ctx context.Context, q web.ListQuery) (web.Page, error) {
+	var cur *store.Cursor
+	if q.Cursor != "" {
+		c, err := store.DecodeCursor(q.Cursor)
+		if err != nil {
+			return web.Page{}, err
+		}
+		cur = c
+	}
+	recs, next, err := s.ListFiltered(ctx, store.ListFilter{Since: q.Since, Category: q.Category, Text: q.Text}, q.Limit, cur)
+	p := web.Page{Papers: recs}
+	if next != nil {
+		p.Next = next.Encode()
+	}
+	return p, err
+}
+
+func (s testStore) ArchiveMap(ctx context.Context, spaceID int64, limit int) ([]web.MapPoint, int, error) {
+	pts, total, err := s.MapPoints(ctx, spaceID, limit)
+	out := make([]web.MapPoint, len(pts))
+	for i, p := range pts {
+		out[i] = web.MapPoint{ID: p.ID, Title: p.Title, Categories: p.Categories, Vector: p.Vector}
+	}
+	return out, total, err
+}
+
+type testPublisher struct{ js jetstream.JetStream }
+
+func (p testPublisher) Publish(ctx context.Context, papers []paper.Abstract) ([]string, error) {
+	pub := pipeline.NewPublisher(p.js, pipeline.SubjectNew, 64)
+	var ids []string
+	for _, a := range papers {
+		if err := pub.Publish(ctx, a); err != nil {
+			return nil, err
+		}
+		ids = append(ids, a.ID)
+	}
+	return ids, pub.Flush(ctx)
+}
+
+type testStatus struct {
+	st  *store.Store
+	js  jetstream.JetStream
+	sum pipeline.Summarizer
+}
+
+func (s testStatus) Status(ctx context.Context) (web.Status, error) {
+	sp, err := s.st.ActiveSpace(ctx)
+	if err != nil {
+		return web.Status{}, err
+	}
+	c, err := s.st.Counts(ctx, paper.Work{Model: s.sum.Model(), PromptVersion: s.sum.PromptVersion(), SpaceID: sp.ID})
+	if err != nil {
+		return web.Status{}, err
+	}
+	since := time.Now().UTC().AddDate(0, 0, -30).Truncate(24 * time.Hour)
+	usage, err := s.st.Usage(ctx, since)
+	if err != nil {
+		return web.Status{}, err
+	}
+	bls, err := pipeline.Backlogs(ctx, s.js)
+	if err != nil {
+		return web.Status{}, err
+	}
+	out := web.Status{Papers: c.Papers, WithTLDR: c.WithTLDR, WithEmbedding: c.WithEmbedding,
+		TLDRModel: s.sum.Model(), PromptVersion: s.sum.PromptVersion(), Space: sp.Name(), UsageSince: since,
+		DeadLetters: 1, Recent: []web.DeadLetter{{Seq: 1, PaperID: "arxiv:2401.99999", Reason: "summarize: <b>bad</b> answer", Attempts: 8, FailedAt: since}}}
+	for _, b := range bls {
+		out.Backlog = append(out.Backlog, web.Backlog{Consumer: b.Consumer, Pending: b.Pending, AckPending: b.AckPending})
+	}
+	zero := 0.0
+	for _, u := range usage {
+		out.Usage = append(out.Usage, web.Usage{Day: u.Day, Model: u.Model, Kind: u.Kind, Requests: u.Requests,
+			InputTokens: u.InputTokens, OutputTokens: u.OutputTokens, CostUSD: &zero})
+	}
+	return out, nil
+}
+
+// bundle is one test's real services and a server over them.
+type bundle struct {
+	t       *testing.T
+	js      jetstream.JetStream
+	st      *store.Store
+	space   paper.Space
+	sum     *summarize.Offline
+	emb     *embed.Offline
+	metrics *metrics.Metrics
+	web     *web.Server
+	http    *httptest.Server
+}
+
+// newBundle starts NATS and a database schema; the archive is empty.
+func newBundle(t *testing.T) *bundle {
+	t.Helper()
+	ctx := t.Context()
+	js := natstest.Start(t).Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, store.Config{URL: pgtest.URL(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := &bundle{t: t, js: js, st: st, sum: summarize.NewOffline(30), emb: embed.NewOffline()}
+	if b.space, err = st.EnsureSpace(ctx, b.emb.Space()); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// config is a web.Config over the bundle's services.
+func (b *bundle) config() web.Config {
+	b.metrics = metrics.New(metrics.Config{})
+	return web.Config{
+		Store:     testStore{b.st},
+		Embedder:  b.emb,
+		Publisher: testPublisher{b.js},
+		Status:    testStatus{st: b.st, js: b.js, sum: b.sum},
+		Checks: []web.Check{
+			{Name: "database", Check: b.st.Ping},
+			{Name: "nats", Check: func(ctx context.Context) error { _, err := b.js.AccountInfo(ctx); return err }},
+		},
+		Metrics: b.metrics,
+	}
+}
+
+// serve starts an HTTP server for cfg.
+func (b *bundle) serve(cfg web.Config) *httptest.Server {
+	b.t.Helper()
+	w, err := web.New(cfg)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.web = w
+	b.http = httptest.NewServer(w.Handler())
+	b.t.Cleanup(b.http.Close)
+	return b.http
+}
+
+// samplePapers reads the shipped sample archive.
+func samplePapers(t testing.TB) []paper.Abstract {
+	t.Helper()
+	r, closer, err := ingest.Open(filepath.Join("..", "testdata", "sample-papers.txt"), ingest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	var out []paper.Abstract
+	for {
+		a, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, a)
+	}
+}
+
+// publish queues papers as `paperpipe ingest` does.
+func (b *bundle) publish(papers []paper.Abstract) {
+	b.t.Helper()
+	if _, err := (testPublisher{b.js}).Publish(b.t.Context(), papers); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// process runs a worker with the offline models until the queue is empty.
+func (b *bundle) process() {
+	b.t.Helper()
+	w, err := pipeline.NewWorker(b.js, b.st, b.sum, b.emb, pipeline.WorkerConfig{
+		SpaceID: b.space.ID, ExitWhenIdle: true, FetchWait: 200 * time.Millisecond,
+	})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(b.t.Context(), 2*time.Minute)
+	defer cancel()
+	if err := w.Run(ctx); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// withSample is a bundle whose archive holds the processed sample, served with the default
+// configuration.
+func withSample(t *testing.T) *bundle {
+	t.Helper()
+	b := newBundle(t)
+	b.publish(samplePapers(t))
+	b.process()
+	b.serve(b.config())
+	return b
+}
+
+// response is an answer read whole.
+type response struct {
+	code   int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t testing.TB, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+}
+
+// do sends a request to the bundle's server.
+func (b *bundle) do(method, path string, body []byte, header ...string) response {
+	b.t.Helper()
+	return doTo(b.t, b.http.URL, method, path, body, header...)
+}
+
+func doTo(t testing.TB, base, method, path string, body []byte, header ...string) response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), method, base+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{code: resp.StatusCode, header: resp.Header, body: data}
+}
+
+// get is do for GET.
+func (b *bundle) get(path string, header ...string) response {
+	b.t.Helper()
+	return b.do(http.MethodGet, path, nil, header...)
+}
+
+// wantError checks an answer is the JSON error format with code.
+func wantError(t testing.TB, what string, r response, code int) string {
+	t.Helper()
+	if r.code != code {
+		t.Errorf("%s: status %d, want %d; body %s", what, r.code, code, r.body)
+		return ""
+	}
+	var e struct {
+		Error  string `json:"error"`
+		Status int    `json:"status"`
+	}
+	if err := json.Unmarshal(r.body, &e); err != nil || e.Status != code || e.Error == "" {
+		t.Errorf("%s: body %s is not {\"error\", \"status\": %d}", what, r.body, code)
+	}
+	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Errorf("%s: Content-Type %q", what, ct)
+	}
+	return e.Error
+}
+
+// idOf returns the id of the sample paper whose title contains frag.
+func idOf(t testing.TB, papers []paper.Abstract, frag string) string {
+	t.Helper()
+	for _, p := range papers {
+		if strings.Contains(p.Title, frag) {
+			return p.ID
+		}
+	}
+	t.Fatalf("no sample paper has %q in its title", frag)
+	return ""
+}

@@ -1,0 +1,140 @@
+package web
+
+import (
+	"context"
+	"time"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// Store is what the web surfaces read from the database. Errors wrap the paper sentinels:
+// paper.ErrNotFound for a missing paper or space, paper.ErrInvalid for bad input,
+// paper.ErrSpaceMismatch for a vector of the wrong length.
+type Store interface {
+	// Paper returns one paper with its latest TL;DR; id is canonical.
+	Paper(ctx context.Context, id string) (paper.Record, error)
+	// ListPapers returns one page of papers, newest first, that pass q's filters.
+	ListPapers(ctx context.Context, q ListQuery) (Page, error)
+	// ActiveSpace returns the embedding space queries use.
+	ActiveSpace(ctx context.Context) (paper.Space, error)
+	// Related returns the k papers nearest to paper id in space spaceID; paper.ErrNotFound
+	// when the space holds no vector of it.
+	Related(ctx context.Context, spaceID int64, id string, k int) ([]paper.Hit, error)
+	// Search returns the k papers nearest to vec in space spaceID.
+	Search(ctx context.Context, spaceID int64, vec []float32, k int) ([]paper.Hit, error)
+	// KeywordSearch returns the k best full-text matches of q.
+	KeywordSearch(ctx context.Context, q string, k int) ([]paper.Hit, error)
+	// HybridSearch fuses Search and KeywordSearch by reciprocal rank fusion.
+	HybridSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, error)
+	// ArchiveMap returns up to limit vectors of space spaceID (a deterministic sample when
+	// there are more) and how many the space holds.
+	ArchiveMap(ctx context.Context, spaceID int64, limit int) ([]MapPoint, int, error)
+}
+
+// ListQuery selects a page of papers.
+type ListQuery struct {
+	// Since keeps papers stored at or after this time; zero: no limit.
+	Since time.Time
+	// Category keeps papers with this category; "": any.
+	Category string
+	// Text keeps papers whose title or abstract matches this full-text query; "": any.
+	Text string
+	// Limit is the page size, 1 to MaxListLimit.
+	Limit int
+	// Cursor continues after a previous page (its Page.Next); "": the first page. A cursor
+	// that was not made by the Store is an error wrapping paper.ErrInvalid.
+	Cursor string
+}
+
+// Page is one page of papers and the cursor of the next one ("" on the last page).
+type Page struct {
+	Papers []paper.Record
+	Next   string
+}
+
+// MapPoint is one paper's vector, with what the map labels it with.
+type MapPoint struct {
+	ID         string
+	Title      string
+	Categories []string
+	Vector     []float32
+}
+
+// QueryEmbedder turns search text into a vector of its space.
+type QueryEmbedder interface {
+	// Space names the model, dimensions and template of the vectors it makes.
+	Space() paper.Space
+	// EmbedQuery returns the vector of text and what the call cost.
+	EmbedQuery(ctx context.Context, text string) ([]float32, paper.Usage, error)
+}
+
+// Publisher queues abstracts for processing (POST /api/papers).
+type Publisher interface {
+	// Publish queues papers and returns the ids the queue accepted; on error, those accepted
+	// before it failed.
+	Publish(ctx context.Context, papers []paper.Abstract) (accepted []string, err error)
+}
+
+// RecordParser turns one posted JSON record into an Abstract: the same checks and
+// normalisation as `paperpipe ingest` applies to a JSONL line. Its error says in plain words
+// why the record is rejected.
+type RecordParser func(raw []byte) (paper.Abstract, error)
+
+// StatusProvider reports the state of the pipeline for the status page and GET /api/status.
+type StatusProvider interface {
+	Status(ctx context.Context) (Status, error)
+}
+
+// Status is the state of the pipeline.
+type Status struct {
+	Papers        int64  `json:"papers"`
+	WithTLDR      int64  `json:"with_tldr"`
+	WithEmbedding int64  `json:"with_embedding"`
+	TLDRModel     string `json:"tldr_model"`
+	PromptVersion string `json:"prompt_version"`
+	Space         string `json:"space"`
+	// Backlog is each durable consumer's queue.
+	Backlog []Backlog `json:"backlog"`
+	// DeadLetters counts dead-lettered messages; Recent lists the newest of them.
+	DeadLetters int          `json:"dead_letters"`
+	Recent      []DeadLetter `json:"recent_dead_letters"`
+	// Usage is API usage per day, model and kind, oldest first.
+	Usage []Usage `json:"usage"`
+	// UsageSince is the first day Usage covers.
+	UsageSince time.Time `json:"usage_since"`
+}
+
+// Backlog is one durable consumer's queue.
+type Backlog struct {
+	Consumer    string `json:"consumer"`
+	Pending     uint64 `json:"pending"`
+	AckPending  int    `json:"ack_pending"`
+	Redelivered int    `json:"redelivered"`
+}
+
+// DeadLetter is one dead-lettered message.
+type DeadLetter struct {
+	Seq      uint64    `json:"seq"`
+	PaperID  string    `json:"paper_id"`
+	Reason   string    `json:"reason"`
+	Attempts int       `json:"attempts"`
+	FailedAt time.Time `json:"failed_at"`
+}
+
+// Usage is one day's API usage of one model and kind, with its cost in US dollars when the
+// model's price is known (nil otherwise; 0 for the offline models).
+type Usage struct {
+	Day          time.Time `json:"day"`
+	Model        string    `json:"model"`
+	Kind         string    `json:"kind"`
+	Requests     int       `json:"requests"`
+	InputTokens  int       `json:"input_tokens"`
+	OutputTokens int       `json:"output_tokens"`
+	CostUSD      *float64  `json:"cost_usd"`
+}
+
+// Check is one readiness check of GET /readyz: the database answers, NATS is connected.
+type Check struct {
+	Name  string
+	Check func(ctx context.Context) error
+}

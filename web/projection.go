@@ -1,0 +1,487 @@
+package web
+
+import (
+	"cmp"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode"
+)
+
+// pca2 projects vectors onto their first two principal components: the directions of largest
+// variance, found by power iteration on the covariance matrix (applied as Xᵀ(Xv), never formed)
+// with a fixed start, the second kept orthogonal to the first. The result is deterministic:
+// each component's sign is chosen so that its largest coordinate is positive. All vectors
+// must have the same length.
+func pca2(vecs [][]float32) [][2]float64 {
+	n := len(vecs)
+	out := make([][2]float64, n)
+	if n < 2 {
+		return out
+	}
+	d := len(vecs[0])
+	mean := make([]float64, d)
+	for _, v := range vecs {
+		for j, x := range v {
+			mean[j] += float64(x)
+		}
+	}
+	for j := range mean {
+		mean[j] /= float64(n)
+	}
+	centered := make([][]float64, n)
+	for i, v := range vecs {
+		c := make([]float64, d)
+		for j, x := range v {
+			c[j] = float64(x) - mean[j]
+		}
+		centered[i] = c
+	}
+	first := powerIteration(centered, nil, 1)
+	second := powerIteration(centered, first, 2)
+	for i, c := range centered {
+		out[i] = [2]float64{dot(c, first), dot(c, second)}
+	}
+	return out
+}
+
+// powerIteration returns the unit eigenvector of the largest eigenvalue of XᵀX (X's rows are
+// rows), orthogonal to against when it is given. seed fixes the start vector.
+func powerIteration(rows [][]float64, against []float64, seed uint64) []float64 {
+	d := len(rows[0])
+	r := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
+	v := make([]float64, d)
+	for j := range v {
+		v[j] = r.NormFloat64()
+	}
+	orthogonalize(v, against)
+	if normalize(v) == 0 {
+		return v
+	}
+	next := make([]float64, d)
+	for range 200 {
+		clear(next)
+		for _, row := range rows {
+			p := dot(row, v)
+			for j, x := range row {
+				next[j] += p * x
+			}
+		}
+		orthogonalize(next, against)
+		if normalize(next) == 0 {
+			break // no variance left in this direction
+		}
+		var delta float64
+		for j := range v {
+			delta += math.Abs(next[j] - v[j])
+		}
+		v, next = next, v
+		if delta < 1e-10 {
+			break
+		}
+	}
+	// Fix the sign: the coordinate of largest magnitude is positive.
+	big := 0
+	for j := range v {
+		if math.Abs(v[j]) > math.Abs(v[big]) {
+			big = j
+		}
+	}
+	if v[big] < 0 {
+		for j := range v {
+			v[j] = -v[j]
+		}
+	}
+	return v
+}
+
+func dot(a, b []float64) float64 {
+	var s float64
+	for i := range a {
+		s += a[i] * b[i]
+	}
+	return s
+}
+
+// orthogonalize removes from v its component along the unit vector u (nil: nothing).
+func orthogonalize(v, u []float64) {
+	if u == nil {
+		return
+	}
+	p := dot(v, u)
+	for j := range v {
+		v[j] -= p * u[j]
+	}
+}
+
+// normalize scales v to unit length and returns its former length.
+func normalize(v []float64) float64 {
+	n := math.Sqrt(dot(v, v))
+	if n < 1e-12 {
+		return 0
+	}
+	for j := range v {
+		v[j] /= n
+	}
+	return n
+}
+
+// kmeans clusters vectors into k groups by Lloyd's algorithm on Euclidean distance, started by
+// k-means++ with a random source seeded by seed, so the same input gives the same clusters.
+// It returns each vector's cluster, 0 to k-1.
+func kmeans(vecs [][]float32, k int, seed uint64) []int {
+	n := len(vecs)
+	assign := make([]int, n)
+	if n == 0 || k < 2 {
+		return assign
+	}
+	k = min(k, n)
+	d := len(vecs[0])
+	r := rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d))
+	dist2 := func(v []float32, c []float64) float64 {
+		var s float64
+		for j, x := range v {
+			t := float64(x) - c[j]
+			s += t * t
+		}
+		return s
+	}
+	// k-means++: each next centre is drawn with probability proportional to the squared
+	// distance to the nearest centre so far.
+	centres := make([][]float64, 0, k)
+	addCentre := func(v []float32) {
+		c := make([]float64, d)
+		for j, x := range v {
+			c[j] = float64(x)
+		}
+		centres = append(centres, c)
+	}
+	addCentre(vecs[r.IntN(n)])
+	nearest := make([]float64, n)
+	for i, v := range vecs {
+		nearest[i] = dist2(v, centres[0])
+	}
+	for len(centres) < k {
+		var total float64
+		for _, x := range nearest {
+			total += x
+		}
+		if total == 0 {
+			break // fewer distinct points than k
+		}
+		target, pick := r.Float64()*total, n-1
+		for i, x := range nearest {
+			if target -= x; target <= 0 {
+				pick = i
+				break
+			}
+		}
+		addCentre(vecs[pick])
+		last := centres[len(centres)-1]
+		for i, v := range vecs {
+			nearest[i] = min(nearest[i], dist2(v, last))
+		}
+	}
+	k = len(centres)
+	counts := make([]int, k)
+	for iter := 0; iter < 25; iter++ {
+		changed := false
+		for i, v := range vecs {
+			best, bestD := 0, math.Inf(1)
+			for c, centre := range centres {
+				if dd := dist2(v, centre); dd < bestD {
+					best, bestD = c, dd
+				}
+			}
+			if assign[i] != best || iter == 0 {
+				changed = changed || assign[i] != best
+				assign[i] = best
+			}
+		}
+		if !changed && iter > 0 {
+			break
+		}
+		for c := range centres {
+			clear(centres[c])
+			counts[c] = 0
+		}
+		for i, v := range vecs {
+			c := centres[assign[i]]
+			for j, x := range v {
+				c[j] += float64(x)
+			}
+			counts[assign[i]]++
+		}
+		for c, centre := range centres {
+			if counts[c] == 0 {
+				continue // an empty cluster keeps a zero centre and attracts nothing much
+			}
+			for j := range centre {
+				centre[j] /= float64(counts[c])
+			}
+		}
+	}
+	return assign
+}
+
+// palette holds colours that stay distinct for colour-blind readers (Tableau 10); the last is
+// for "other".
+var palette = []string{"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f"}
+
+const otherColor = "#9e9e9e"
+
+// mapLayout is the archive map, ready to draw.
+type mapLayout struct {
+	Width, Height int
+	Radius        float64
+	Points        []mapPointView
+	Legend        []legendItem
+	// ColoredBy is "category" or "cluster".
+	ColoredBy string
+}
+
+type mapPointView struct {
+	X, Y  string // SVG coordinates, one decimal
+	Color string
+	URL   string
+	Title string
+	Label string // category or cluster name
+}
+
+type legendItem struct {
+	Color, Label string
+	Papers       int
+}
+
+// Map drawing constants.
+const (
+	mapWidth, mapHeight, mapMargin = 960, 640, 16
+	maxLegendColours               = 9
+)
+
+// layoutMap projects points to 2-D and colours them by first category, or by k-means cluster
+// when no point has a category.
+func layoutMap(points []MapPoint) mapLayout {
+	lay := mapLayout{Width: mapWidth, Height: mapHeight, Radius: 5}
+	switch n := len(points); {
+	case n > 2000:
+		lay.Radius = 3
+	case n > 500:
+		lay.Radius = 4
+	}
+	if len(points) == 0 {
+		return lay
+	}
+	vecs := make([][]float32, len(points))
+	for i, p := range points {
+		vecs[i] = p.Vector
+	}
+	xy := pca2(vecs)
+
+	labels := make([]string, len(points))
+	anyCategory := false
+	for i, p := range points {
+		if len(p.Categories) > 0 {
+			labels[i] = p.Categories[0]
+			anyCategory = true
+		}
+	}
+	if anyCategory {
+		lay.ColoredBy = "category"
+		for i := range labels {
+			if labels[i] == "" {
+				labels[i] = "uncategorised"
+			}
+		}
+	} else {
+		lay.ColoredBy = "cluster"
+		k := max(2, min(8, int(math.Round(math.Sqrt(float64(len(points))/4)))))
+		assign := kmeans(vecs, k, 1)
+		names := clusterNames(points, assign)
+		for i, c := range assign {
+			labels[i] = names[c]
+		}
+	}
+
+	// The most common labels get colours, in order of size; the rest share "other".
+	count := map[string]int{}
+	for _, l := range labels {
+		count[l]++
+	}
+	order := make([]string, 0, len(count))
+	for l := range count {
+		order = append(order, l)
+	}
+	slices.SortFunc(order, func(a, b string) int {
+		return cmp.Or(cmp.Compare(count[b], count[a]), cmp.Compare(a, b))
+	})
+	colour := map[string]string{}
+	others := 0
+	for i, l := range order {
+		if i < maxLegendColours && (i < maxLegendColours-1 || len(order) == maxLegendColours) {
+			colour[l] = palette[i]
+			lay.Legend = append(lay.Legend, legendItem{Color: palette[i], Label: l, Papers: count[l]})
+		} else {
+			colour[l] = otherColor
+			others += count[l]
+		}
+	}
+	if others > 0 {
+		lay.Legend = append(lay.Legend, legendItem{Color: otherColor, Label: "other", Papers: others})
+	}
+
+	minX, maxX, minY, maxY := math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)
+	for _, p := range xy {
+		minX, maxX = min(minX, p[0]), max(maxX, p[0])
+		minY, maxY = min(minY, p[1]), max(maxY, p[1])
+	}
+	scale := func(v, lo, hi float64, size int) string {
+		span := float64(size - 2*mapMargin)
+		pos := float64(size) / 2
+		if hi-lo > 1e-12 {
+			pos = mapMargin + (v-lo)/(hi-lo)*span
+		}
+		return strconv.FormatFloat(pos, 'f', 1, 64)
+	}
+	lay.Points = make([]mapPointView, len(points))
+	for i, p := range points {
+		lay.Points[i] = mapPointView{
+			X:     scale(xy[i][0], minX, maxX, mapWidth),
+			Y:     scale(-xy[i][1], -maxY, -minY, mapHeight),
+			Color: colour[labels[i]],
+			URL:   paperPath(p.ID),
+			Title: p.Title,
+			Label: labels[i],
+		}
+	}
+	return lay
+}
+
+// clusterNames names each cluster by the two title words most characteristic of it: frequent
+// in the cluster's titles and rare in the others'.
+func clusterNames(points []MapPoint, assign []int) map[int]string {
+	k := 0
+	for _, c := range assign {
+		k = max(k, c+1)
+	}
+	size := make([]int, k)
+	inCluster := make([]map[string]int, k)
+	overall := map[string]int{}
+	for c := range inCluster {
+		inCluster[c] = map[string]int{}
+	}
+	for i, p := range points {
+		c := assign[i]
+		size[c]++
+		seen := map[string]bool{}
+		for _, w := range titleWords(p.Title) {
+			if !seen[w] {
+				seen[w] = true
+				inCluster[c][w]++
+				overall[w]++
+			}
+		}
+	}
+	names := make(map[int]string, k)
+	for c := range k {
+		type scored struct {
+			w string
+			s float64
+		}
+		var ws []scored
+		for w, df := range inCluster[c] {
+			if df < 2 && size[c] > 2 {
+				continue
+			}
+			rest := float64(overall[w]-df) / float64(max(1, len(points)-size[c]))
+			ws = append(ws, scored{w, float64(df)/float64(size[c]) - rest})
+		}
+		slices.SortFunc(ws, func(a, b scored) int { return cmp.Or(cmp.Compare(b.s, a.s), cmp.Compare(a.w, b.w)) })
+		var top []string
+		for _, s := range ws[:min(2, len(ws))] {
+			top = append(top, s.w)
+		}
+		if len(top) == 0 {
+			names[c] = "cluster " + strconv.Itoa(c+1)
+		} else {
+			names[c] = strings.Join(top, ", ")
+		}
+	}
+	// Two clusters with the same name would share a colour: number them.
+	seen := map[string]int{}
+	for c := range k {
+		seen[names[c]]++
+		if seen[names[c]] > 1 {
+			names[c] += " (" + strconv.Itoa(seen[names[c]]) + ")"
+		}
+	}
+	return names
+}
+
+// titleWords returns the lower-cased words of a title that can name a topic: letters only,
+// four or more of them, not common English or research-paper words.
+func titleWords(title string) []string {
+	var out []string
+	for _, f := range strings.FieldsFunc(strings.ToLower(title), func(r rune) bool { return !unicode.IsLetter(r) && r != '-' }) {
+		f = strings.Trim(f, "-")
+		if len([]rune(f)) < 4 || titleStopWords[f] {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+var titleStopWords = func() map[string]bool {
+	m := map[string]bool{}
+	for _, w := range strings.Fields(`about above after again against also among and any are because been before
+		being below between both but can could does doing down during each few for from further have having here
+		into itself just more most must need only other over same should some such than that their them then
+		there these they this those through towards under until upon very what when where which while with
+		within without would your via using based towards toward beyond across large language model models
+		learning neural network networks deep approach approaches method methods towards study analysis new
+		paper results data task tasks efficient effective improving improved better simple scalable`) {
+		m[w] = true
+	}
+	return m
+}()
+
+// mapCache keeps the last map layout, keyed by a hash of the points it was made from, so
+// that redrawing an unchanged archive costs a database read and a hash, not a projection.
+type mapCache struct {
+	mu     sync.Mutex
+	key    uint64
+	layout *mapLayout
+}
+
+// get returns the layout of points, computing it when the points changed.
+func (c *mapCache) get(points []MapPoint) mapLayout {
+	h := fnv.New64a()
+	var buf [4]byte
+	for _, p := range points {
+		h.Write([]byte(p.ID))
+		h.Write([]byte{0})
+		h.Write([]byte(p.Title))
+		h.Write([]byte{0})
+		h.Write([]byte(strings.Join(p.Categories, "\x01")))
+		h.Write([]byte{0})
+		for _, x := range p.Vector {
+			b := math.Float32bits(x)
+			buf[0], buf[1], buf[2], buf[3] = byte(b), byte(b>>8), byte(b>>16), byte(b>>24)
+			h.Write(buf[:])
+		}
+	}
+	key := h.Sum64()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.layout != nil && c.key == key {
+		return *c.layout
+	}
+	lay := layoutMap(points)
+	c.key, c.layout = key, &lay
+	return lay
+}

@@ -1,0 +1,213 @@
+package web
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"unicode/utf8"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// postedRecord is one record of a POST /api/papers body.
+type postedRecord struct {
+	index int
+	line  int // for JSON lines; 0 otherwise
+	raw   []byte
+}
+
+// splitRecords splits a POST body into records. A JSON body is one object, an array of
+// objects, or {"papers": [...]}; it must be valid JSON as a whole. JSON lines (lines true)
+// give one record per non-blank line, each judged on its own.
+func splitRecords(body []byte, lines bool) ([]postedRecord, error) {
+	var out []postedRecord
+	if lines {
+		for i, l := range bytes.Split(body, []byte("\n")) {
+			l = bytes.TrimSpace(l)
+			if len(l) == 0 {
+				continue
+			}
+			out = append(out, postedRecord{index: len(out), line: i + 1, raw: l})
+		}
+	} else {
+		trimmed := bytes.TrimSpace(body)
+		if len(trimmed) == 0 {
+			return nil, badRequest("the body is empty: send a JSON object, or an array of them")
+		}
+		var raws []json.RawMessage
+		switch trimmed[0] {
+		case '[':
+			if err := decodeOne(trimmed, &raws); err != nil {
+				return nil, err
+			}
+		case '{':
+			var wrapper struct {
+				Papers []json.RawMessage `json:"papers"`
+			}
+			if err := decodeOne(trimmed, &wrapper); err == nil && wrapper.Papers != nil {
+				raws = wrapper.Papers
+			} else if err := decodeOne(trimmed, new(json.RawMessage)); err != nil {
+				return nil, err
+			} else {
+				raws = []json.RawMessage{trimmed}
+			}
+		default:
+			return nil, badRequest("the body is not a JSON object or array")
+		}
+		for i, raw := range raws {
+			out = append(out, postedRecord{index: i, raw: raw})
+		}
+	}
+	switch {
+	case len(out) == 0:
+		return nil, badRequest("the body holds no record")
+	case len(out) > MaxRecordsPerPost:
+		return nil, &httpError{status: http.StatusRequestEntityTooLarge,
+			msg: fmt.Sprintf("the body holds %d records, limit %d per request", len(out), MaxRecordsPerPost)}
+	}
+	return out, nil
+}
+
+// decodeOne decodes exactly one JSON value from b into v.
+func decodeOne(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(v); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return badRequest(fmt.Sprintf("the body is not valid JSON (at byte %d): %v", se.Offset, err))
+		}
+		return badRequest(fmt.Sprintf("the body is not valid JSON: %v", err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return badRequest("the body holds more than one JSON value: send an array, or use Content-Type application/x-ndjson")
+	}
+	return nil
+}
+
+// Limits of the built-in ParseRecord, the same as ingest's defaults.
+const (
+	maxTitleBytes    = 1 << 10
+	maxAbstractBytes = 32 << 10
+)
+
+// ParseRecord is the built-in RecordParser: a JSON object with title and abstract (or
+// summary), and optionally id, authors and categories (lists of strings), published (a date
+// or RFC 3339 time) and url. The id is made canonical (paper.CanonicalID), or derived from
+// the title when absent (paper.TitleID); white space runs are folded; the title may have at
+// most 1 KiB and the abstract 32 KiB. The error says in plain words what is wrong; it wraps
+// paper.ErrInvalid.
+func ParseRecord(raw []byte) (paper.Abstract, error) {
+	if !utf8.Valid(raw) {
+		return paper.Abstract{}, invalid("the record is not valid UTF-8")
+	}
+	var rec struct {
+		ID         json.RawMessage `json:"id"`
+		Title      string          `json:"title"`
+		Abstract   string          `json:"abstract"`
+		Summary    string          `json:"summary"`
+		Authors    []string        `json:"authors"`
+		Categories []string        `json:"categories"`
+		Published  string          `json:"published"`
+		URL        string          `json:"url"`
+	}
+	if len(raw) == 0 || raw[0] != '{' {
+		return paper.Abstract{}, invalid("the record is not a JSON object")
+	}
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return paper.Abstract{}, invalid(fmt.Sprintf("%s must be %s", te.Field, kindName(te.Type.Kind().String())))
+		}
+		return paper.Abstract{}, invalid("the record is not valid JSON")
+	}
+	a := paper.Abstract{
+		Title:      fold(rec.Title),
+		Abstract:   fold(rec.Abstract),
+		Authors:    foldAll(rec.Authors),
+		Categories: foldAll(rec.Categories),
+		URL:        strings.TrimSpace(rec.URL),
+	}
+	if a.Abstract == "" {
+		a.Abstract = fold(rec.Summary)
+	}
+	rawID := bytes.TrimSpace(rec.ID)
+	switch {
+	case len(rawID) == 0 || string(rawID) == "null":
+		if a.Title != "" {
+			a.ID = paper.TitleID(a.Title)
+		}
+	case rawID[0] == '"' || rawID[0] == '-' || rawID[0] >= '0' && rawID[0] <= '9':
+		id := string(rawID) // a number as written: 2401.01234 stays 2401.01234
+		if rawID[0] == '"' {
+			if err := json.Unmarshal(rawID, &id); err != nil {
+				return a, invalid("id is not a valid JSON string")
+			}
+		}
+		c, err := paper.CanonicalID(id)
+		if err != nil {
+			return a, invalid(strings.TrimSuffix(err.Error(), ": "+paper.ErrInvalid.Error()))
+		}
+		a.ID = c
+	default:
+		return a, invalid("id must be a string")
+	}
+	for _, f := range append([]string{a.Title, a.Abstract, a.URL}, append(a.Authors, a.Categories...)...) {
+		if strings.ContainsRune(f, 0) {
+			return a, invalid("the record contains a NUL character")
+		}
+	}
+	switch {
+	case a.Title == "":
+		return a, invalid("title is empty")
+	case len(a.Title) > maxTitleBytes:
+		return a, invalid(fmt.Sprintf("title is %d bytes, limit %d", len(a.Title), maxTitleBytes))
+	case a.Abstract == "":
+		return a, invalid("abstract is empty")
+	case len(a.Abstract) > maxAbstractBytes:
+		return a, invalid(fmt.Sprintf("abstract is %d bytes, limit %d", len(a.Abstract), maxAbstractBytes))
+	}
+	if p := strings.TrimSpace(rec.Published); p != "" {
+		t, err := parseSince(p)
+		if err != nil {
+			return a, invalid(fmt.Sprintf("published is %.40q, want a date (2025-01-31) or an RFC 3339 time", p))
+		}
+		a.Published = t.UTC()
+	}
+	return a, nil
+}
+
+func kindName(k string) string {
+	switch k {
+	case "slice":
+		return "a list of strings"
+	case "string":
+		return "a string"
+	}
+	return "of another type"
+}
+
+// invalidError is a plain-words reason a record is rejected; it wraps paper.ErrInvalid.
+type invalidError struct{ msg string }
+
+func (e *invalidError) Error() string { return e.msg }
+func (e *invalidError) Unwrap() error { return paper.ErrInvalid }
+
+func invalid(msg string) error { return &invalidError{msg: msg} }
+
+// fold trims s and replaces each run of white space with one space.
+func fold(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func foldAll(ss []string) []string {
+	var out []string
+	for _, s := range ss {
+		if s = fold(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

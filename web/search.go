@@ -1,0 +1,176 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// Search modes.
+const (
+	ModeHybrid   = "hybrid"
+	ModeSemantic = "semantic"
+	ModeKeyword  = "keyword"
+)
+
+// searchParams is a validated search request.
+type searchParams struct {
+	q    string
+	k    int
+	mode string
+	// explicitMode is false when the request named no mode (the UI then falls back to keyword
+	// search when the embedder cannot serve the active space).
+	explicitMode bool
+}
+
+// searchResult is what a search found.
+type searchResult struct {
+	Query   string      `json:"query"`
+	Mode    string      `json:"mode"`
+	Space   string      `json:"space,omitempty"` // the embedding space, for semantic and hybrid
+	Results []paper.Hit `json:"results"`
+	// CachedEmbedding is true when the query's embedding came from the cache.
+	CachedEmbedding bool `json:"cached_embedding,omitempty"`
+}
+
+// parseSearch validates q, k and mode.
+func parseSearch(r *http.Request) (searchParams, error) {
+	v := r.URL.Query()
+	p := searchParams{q: strings.TrimSpace(v.Get("q")), mode: v.Get("mode")}
+	if !utf8.ValidString(p.q) || strings.ContainsRune(p.q, 0) {
+		return p, badRequest("q is not valid UTF-8 text")
+	}
+	if p.q == "" {
+		return p, badRequest("q is required: the text to search for")
+	}
+	if n := utf8.RuneCountInString(p.q); n > MaxQueryChars {
+		return p, badRequest(fmt.Sprintf("q is %d characters, limit %d", n, MaxQueryChars))
+	}
+	var err error
+	if p.k, err = parseK(v.Get("k")); err != nil {
+		return p, err
+	}
+	switch p.mode {
+	case "":
+		p.mode = ModeHybrid
+	case ModeHybrid, ModeSemantic, ModeKeyword:
+		p.explicitMode = true
+	default:
+		return p, badRequest(fmt.Sprintf("mode %.40q is unknown: want semantic, keyword or hybrid", p.mode))
+	}
+	return p, nil
+}
+
+// parseK reads k: DefaultK when empty, else 1 to MaxK.
+func parseK(s string) (int, error) {
+	if s == "" {
+		return DefaultK, nil
+	}
+	k, err := strconv.Atoi(s)
+	if err != nil || k < 1 || k > MaxK {
+		return 0, badRequest(fmt.Sprintf("k is %.20q, want a whole number from 1 to %d", s, MaxK))
+	}
+	return k, nil
+}
+
+// search runs p, recording its latency by mode.
+func (s *Server) search(ctx context.Context, p searchParams) (searchResult, error) {
+	start := time.Now()
+	res, err := s.runSearch(ctx, p)
+	s.cfg.Metrics.ObserveSearch(p.mode, time.Since(start), err)
+	return res, err
+}
+
+func (s *Server) runSearch(ctx context.Context, p searchParams) (searchResult, error) {
+	res := searchResult{Query: p.q, Mode: p.mode, Results: []paper.Hit{}}
+	if p.mode == ModeKeyword {
+		hits, err := s.cfg.Store.KeywordSearch(ctx, p.q, p.k)
+		if err != nil {
+			return res, fmt.Errorf("keyword search: %w", err)
+		}
+		res.Results = nonNil(hits)
+		return res, nil
+	}
+	sp, err := s.querySpace(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.Space = sp.Name()
+	vec, cached, err := s.embedQuery(ctx, sp, p.q)
+	if err != nil {
+		return res, err
+	}
+	res.CachedEmbedding = cached
+	var hits []paper.Hit
+	if p.mode == ModeSemantic {
+		hits, err = s.cfg.Store.Search(ctx, sp.ID, vec, p.k)
+	} else {
+		hits, err = s.cfg.Store.HybridSearch(ctx, sp.ID, p.q, vec, p.k)
+	}
+	if err != nil {
+		return res, fmt.Errorf("%s search: %w", p.mode, err)
+	}
+	res.Results = nonNil(hits)
+	return res, nil
+}
+
+// querySpace returns the active space when the configured embedder can make its vectors, and
+// otherwise a 409 that says why and what to do.
+func (s *Server) querySpace(ctx context.Context) (paper.Space, error) {
+	sp, err := s.cfg.Store.ActiveSpace(ctx)
+	if errors.Is(err, paper.ErrNotFound) {
+		return sp, &httpError{status: http.StatusConflict, err: err,
+			msg: "no embedding space is active yet (has a worker processed any paper?); use mode=keyword"}
+	}
+	if err != nil {
+		return sp, fmt.Errorf("active space: %w", err)
+	}
+	if s.cfg.Embedder == nil {
+		return sp, &httpError{status: http.StatusConflict, err: paper.ErrSpaceMismatch,
+			msg: fmt.Sprintf("no query embedder is configured for the active space %s; use mode=keyword", sp.Name())}
+	}
+	if es := s.cfg.Embedder.Space(); es.Model != sp.Model || es.Dimensions != sp.Dimensions || es.Template != sp.Template {
+		return sp, &httpError{status: http.StatusConflict, err: paper.ErrSpaceMismatch,
+			msg: fmt.Sprintf("the active embedding space is %s but the configured embedder makes %s: set PAPERPIPE_EMBED_MODEL (and PAPERPIPE_EMBED_DIMENSIONS) to the active space's, or use mode=keyword",
+				sp.Name(), es.Name())}
+	}
+	return sp, nil
+}
+
+// embedQuery returns q's vector in sp, from the cache when it was embedded before.
+func (s *Server) embedQuery(ctx context.Context, sp paper.Space, q string) ([]float32, bool, error) {
+	key := sp.Name()
+	if vec, ok := s.cache.get(key, q); ok {
+		s.cfg.Metrics.ObserveQueryCache(true)
+		return vec, true, nil
+	}
+	s.cfg.Metrics.ObserveQueryCache(false)
+	vec, _, err := s.cfg.Embedder.EmbedQuery(ctx, q)
+	if err != nil {
+		if errors.Is(err, paper.ErrInvalid) || errors.Is(err, context.Canceled) {
+			return nil, false, fmt.Errorf("embed query: %w", err)
+		}
+		return nil, false, &httpError{status: http.StatusBadGateway, err: err,
+			msg: "the embedding API failed to embed the query; try again, or use mode=keyword"}
+	}
+	if len(vec) != sp.Dimensions {
+		return nil, false, &httpError{status: http.StatusConflict, err: paper.ErrSpaceMismatch,
+			msg: fmt.Sprintf("the embedder returned %d dimensions, the active space %s holds %d", len(vec), sp.Name(), sp.Dimensions)}
+	}
+	s.cache.put(key, q, vec)
+	return vec, false, nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

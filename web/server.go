@@ -1,0 +1,373 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/paperpipe/paperpipe/internal/metrics"
+)
+
+// Limits of the API.
+const (
+	// MaxK is the most results a search or related query returns.
+	MaxK = 100
+	// DefaultK is how many results a search or related query returns without k.
+	DefaultK = 10
+	// MaxQueryChars is the longest search text accepted, in characters.
+	MaxQueryChars = 1000
+	// MaxListLimit is the largest page of GET /api/papers.
+	MaxListLimit = 100
+	// DefaultListLimit is the page size of GET /api/papers without limit.
+	DefaultListLimit = 20
+	// MaxRecordsPerPost is the most papers one POST /api/papers may carry.
+	MaxRecordsPerPost = 10000
+)
+
+// Config configures New.
+type Config struct {
+	// Store reads papers and searches. Required.
+	Store Store
+	// Embedder embeds search text for the semantic and hybrid modes. Defaults to nil: only
+	// keyword search works.
+	Embedder QueryEmbedder
+	// Publisher queues posted papers. Defaults to nil: POST /api/papers answers 503.
+	Publisher Publisher
+	// ParseRecord validates and normalises one posted record. Defaults to a built-in parser
+	// that canonicalises the id (or derives it from the title) and requires a title and an
+	// abstract; cmd/paperpipe passes the ingest package's JSONL rules.
+	ParseRecord RecordParser
+	// Status feeds the status page and GET /api/status. Defaults to nil: they answer 503.
+	Status StatusProvider
+	// Checks are what GET /readyz verifies. Defaults to none: ready whenever the process runs.
+	Checks []Check
+	// Metrics records request and search latencies and is served at /metrics. Defaults to a
+	// new metrics.Metrics of the server's own.
+	Metrics *metrics.Metrics
+	// APIToken, when set, is required as "Authorization: Bearer TOKEN" on write requests (and
+	// on reads when ProtectReads is set); browsers may give it as the password of HTTP Basic
+	// authentication, with any user name. Defaults to "": no authentication.
+	APIToken string
+	// ProtectReads requires APIToken on every request except /healthz, /readyz, the OpenAPI
+	// document and static assets. Defaults to false: reads are open.
+	ProtectReads bool
+	// MaxBodyBytes bounds a request body; a larger one gets 413. Defaults to 4 MiB.
+	MaxBodyBytes int64
+	// QueryCacheSize is how many query embeddings the LRU cache keeps. Defaults to 1024; a
+	// negative value disables the cache.
+	QueryCacheSize int
+	// MapMaxPoints caps the papers drawn on the map; more are sampled deterministically.
+	// Defaults to 5000.
+	MapMaxPoints int
+	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are the http.Server's
+	// timeouts. They default to 5s, 30s, 60s and 120s.
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// ShutdownTimeout bounds the graceful shutdown of ListenAndServe. Defaults to 10s.
+	ShutdownTimeout time.Duration
+	// Logger receives errors and, at debug level, one line per request. Defaults to
+	// discarding.
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.ParseRecord == nil {
+		c.ParseRecord = ParseRecord
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.New(metrics.Config{})
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 4 << 20
+	}
+	if c.QueryCacheSize == 0 {
+		c.QueryCacheSize = 1024
+	}
+	if c.MapMaxPoints == 0 {
+		c.MapMaxPoints = 5000
+	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{
+		{&c.ReadHeaderTimeout, 5 * time.Second},
+		{&c.ReadTimeout, 30 * time.Second},
+		{&c.WriteTimeout, 60 * time.Second},
+		{&c.IdleTimeout, 120 * time.Second},
+		{&c.ShutdownTimeout, 10 * time.Second},
+	} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Store == nil:
+		return errors.New("web config: Store is required")
+	case c.MaxBodyBytes < 0:
+		return fmt.Errorf("web config: MaxBodyBytes is %d, want > 0", c.MaxBodyBytes)
+	case c.MapMaxPoints < 0:
+		return fmt.Errorf("web config: MapMaxPoints is %d, want > 0", c.MapMaxPoints)
+	case c.ProtectReads && c.APIToken == "":
+		return errors.New("web config: ProtectReads needs an APIToken")
+	}
+	for _, d := range []time.Duration{c.ReadHeaderTimeout, c.ReadTimeout, c.WriteTimeout, c.IdleTimeout, c.ShutdownTimeout} {
+		if d < 0 {
+			return fmt.Errorf("web config: negative timeout %v", d)
+		}
+	}
+	return nil
+}
+
+// Server is paperpipe's HTTP server: the JSON API, the HTML UI, probes and metrics. It is safe
+// for concurrent use.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	handler http.Handler
+	routes  []route
+	cache   *queryCache
+	pages   *pages
+	maps    *mapCache
+}
+
+// access says who may call a route.
+type access int
+
+const (
+	open  access = iota // always open
+	read                // open unless Config.ProtectReads
+	write               // needs the token when one is configured
+)
+
+// route is one registered pattern. path is its OpenAPI path ("" for an alias of documented
+// routes, such as the catch-all for ids with unescaped slashes).
+type route struct {
+	method, pattern, path string
+	access                access
+	html                  bool // answers HTML (UI pages); errors are pages too
+	handler               http.HandlerFunc
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		cache: newQueryCache(cfg.QueryCacheSize),
+		maps:  &mapCache{},
+	}
+	var err error
+	if s.pages, err = loadPages(); err != nil {
+		return nil, err
+	}
+	s.routes = []route{
+		// JSON API.
+		{"GET", "/api/papers", "/api/papers", read, false, s.apiListPapers},
+		{"POST", "/api/papers", "/api/papers", write, false, s.apiPostPapers},
+		{"GET", "/api/papers/{id}", "/api/papers/{id}", read, false, s.apiPaper},
+		{"GET", "/api/papers/{id}/related", "/api/papers/{id}/related", read, false, s.apiRelated},
+		// Ids with unescaped slashes (arxiv:hep-th/9901001, doi:10.1000/x) land here.
+		{"GET", "/api/papers/{rest...}", "", read, false, s.apiPaperRest},
+		{"GET", "/api/search", "/api/search", read, false, s.apiSearch},
+		{"GET", "/api/status", "/api/status", read, false, s.apiStatus},
+		{"GET", "/api/openapi.json", "/api/openapi.json", open, false, s.openAPI},
+		// Probes and metrics.
+		{"GET", "/healthz", "/healthz", open, false, s.healthz},
+		{"GET", "/readyz", "/readyz", open, false, s.readyz},
+		{"GET", "/metrics", "/metrics", read, false, s.cfg.Metrics.Handler().ServeHTTP},
+		// HTML UI.
+		{"GET", "/{$}", "/", read, true, s.uiFront},
+		{"GET", "/search", "/search", read, true, s.uiSearch},
+		{"GET", "/papers/{id...}", "/papers/{id}", read, true, s.uiPaper},
+		{"GET", "/status", "/status", read, true, s.uiStatus},
+		{"GET", "/map", "/map", read, true, s.uiMap},
+		{"GET", "/static/{file}", "/static/{file}", open, false, s.static},
+	}
+	mux := http.NewServeMux()
+	for _, rt := range s.routes {
+		mux.Handle(rt.method+" "+rt.pattern, s.guard(rt))
+	}
+	s.handler = s.instrument(s.dispatch(mux))
+	return s, nil
+}
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// HTTPServer returns an http.Server for addr with the configured timeouts and s's handler.
+func (s *Server) HTTPServer(addr string) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           s.handler,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+}
+
+// ListenAndServe listens on addr and serves until ctx is done, then shuts down gracefully:
+// it stops accepting connections and waits up to Config.ShutdownTimeout for requests in
+// flight. ready, when not nil, is called with the bound address once the server listens (so
+// ":0" can be used). It returns nil after a shutdown caused by ctx.
+func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net.Addr)) error {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	srv := s.HTTPServer(addr)
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve HTTP on %s: %w", addr, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+		return fmt.Errorf("shut down HTTP server on %s: %w", addr, err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve HTTP on %s: %w", addr, err)
+	}
+	return nil
+}
+
+// instrument records each request's latency under its route pattern, recovers from panics,
+// and sets the security headers every answer carries.
+func (s *Server) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.log.Error("panic serving HTTP request", "method", r.Method, "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
+				if rec.status == 0 {
+					s.writeError(rec, r, http.StatusInternalServerError, "internal error")
+				}
+			}
+			d := time.Since(start)
+			s.cfg.Metrics.ObserveHTTP(r.Pattern, r.Method, rec.code(), d)
+			s.log.Debug("http", "method", r.Method, "path", r.URL.Path, "route", r.Pattern, "status", rec.code(), "duration", d)
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+// statusRecorder remembers the status code written.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *statusRecorder) code() int {
+	if r.status == 0 {
+		return http.StatusOK
+	}
+	return r.status
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// guard applies a route's access rule and body limit before its handler.
+func (s *Server) guard(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.allowed(rt.access, r) {
+			s.unauthorized(w, r, rt.html)
+			return
+		}
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+		}
+		rt.handler(w, r)
+	})
+}
+
+// dispatch serves r with mux, and answers requests no route matches in paperpipe's own error
+// format (JSON under /api/, a page elsewhere): 404 for an unknown path, 405 with Allow for a
+// known path and another method. The mux's redirects to canonical paths pass through.
+func (s *Server) dispatch(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		probe := &headerProbe{header: http.Header{}}
+		h.ServeHTTP(probe, r)
+		switch {
+		case probe.status >= 300 && probe.status < 400:
+			w.Header().Set("Location", probe.header.Get("Location"))
+			w.WriteHeader(probe.status)
+		case probe.status == http.StatusMethodNotAllowed:
+			w.Header().Set("Allow", probe.header.Get("Allow"))
+			s.writeError(w, r, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s is not allowed; allowed: %s", r.Method, r.URL.Path, probe.header.Get("Allow")))
+		default:
+			s.writeError(w, r, http.StatusNotFound, fmt.Sprintf("no page or endpoint at %s", r.URL.Path))
+		}
+	})
+}
+
+// headerProbe records the status and headers of the mux's built-in 404, 405 and redirect
+// handlers and drops their bodies.
+type headerProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *headerProbe) Header() http.Header { return p.header }
+func (p *headerProbe) Write(b []byte) (int, error) {
+	if p.status == 0 {
+		p.status = http.StatusOK
+	}
+	return len(b), nil
+}
+func (p *headerProbe) WriteHeader(code int) {
+	if p.status == 0 {
+		p.status = code
+	}
+}

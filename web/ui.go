@@ -1,0 +1,421 @@
+package web
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// pages holds one parsed template set per page, each the layout plus the page.
+type pages struct {
+	byName       map[string]*template.Template
+	assetVersion string // a hash of the static files, to bust caches
+}
+
+var pageNames = []string{"front", "search", "paper", "status", "map", "error"}
+
+func loadPages() (*pages, error) {
+	h := fnv.New32a()
+	err := fs.WalkDir(staticFS, "static", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := staticFS.ReadFile(p)
+		h.Write(b)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("static assets: %w", err)
+	}
+	ps := &pages{byName: map[string]*template.Template{}, assetVersion: strconv.FormatUint(uint64(h.Sum32()), 36)}
+	funcs := template.FuncMap{
+		"paperURL": paperPath,
+		"date":     func(t time.Time) string { return t.UTC().Format(time.DateOnly) },
+		"join":     strings.Join,
+		"score":    func(f float64) string { return strconv.FormatFloat(f, 'f', 3, 64) },
+		"num":      formatInt,
+		"usd": func(f *float64) string {
+			if f == nil {
+				return "unknown"
+			}
+			return "$" + strconv.FormatFloat(*f, 'f', 4, 64)
+		},
+	}
+	for _, name := range pageNames {
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
+		if err != nil {
+			return nil, fmt.Errorf("template %s: %w", name, err)
+		}
+		ps.byName[name] = t
+	}
+	return ps, nil
+}
+
+// formatInt writes n with thin separators: 12345 → "12,345".
+func formatInt(n any) string {
+	var s string
+	switch v := n.(type) {
+	case int:
+		s = strconv.Itoa(v)
+	case int64:
+		s = strconv.FormatInt(v, 10)
+	case uint64:
+		s = strconv.FormatUint(v, 10)
+	default:
+		return fmt.Sprint(v)
+	}
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// paperPath is the UI path of paper id; slashes in the id are escaped so it stays one segment.
+func paperPath(id string) string { return "/papers/" + url.PathEscape(id) }
+
+// base is what every page's layout needs.
+type base struct {
+	Title        string
+	Query        string // the search box's text
+	Mode         string // the search mode to keep
+	AssetVersion string
+	Nav          string // the active navigation item
+}
+
+// render writes page name with data; a template failure becomes a plain 500.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name string, data any) {
+	var buf bytes.Buffer
+	if err := s.pages.byName[name].Execute(&buf, data); err != nil {
+		s.log.Error("render page", "page", name, "path", r.URL.Path, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(code)
+	w.Write(buf.Bytes())
+}
+
+func (s *Server) base(title string) base {
+	return base{Title: title, AssetVersion: s.pages.assetVersion}
+}
+
+type errorPage struct {
+	base
+	Code    int
+	Status  string
+	Message string
+}
+
+// renderError writes an error page.
+func (s *Server) renderError(w http.ResponseWriter, r *http.Request, code int, msg string) {
+	s.render(w, r, code, "error", errorPage{base: s.base(http.StatusText(code)), Code: code, Status: http.StatusText(code), Message: msg})
+}
+
+// failPage answers a UI request with the error page of err.
+func (s *Server) failPage(w http.ResponseWriter, r *http.Request, err error) {
+	s.fail(w, r, err) // fail renders a page for UI paths
+}
+
+// paperView is a paper as the pages show it.
+type paperView struct {
+	ID, URL, Title   string
+	TLDR, TLDRModel  string
+	TLDRPrompt       string
+	Abstract         string
+	Authors          []string
+	Categories       []string
+	Published, Added string
+	Source           string // a link to the paper at its source, "" when none is known
+	Embedded         bool
+}
+
+func viewOf(rec paper.Record) paperView {
+	v := paperView{
+		ID: rec.ID, URL: paperPath(rec.ID), Title: rec.Title, Abstract: rec.Abstract.Abstract,
+		Authors: rec.Authors, Categories: rec.Categories, Source: sourceLink(rec), Embedded: rec.Embedded,
+		Added: rec.CreatedAt.UTC().Format(time.DateOnly),
+	}
+	if !rec.Published.IsZero() {
+		v.Published = rec.Published.UTC().Format(time.DateOnly)
+	}
+	if rec.TLDR != nil {
+		v.TLDR, v.TLDRModel, v.TLDRPrompt = rec.TLDR.Text, rec.TLDR.Model, rec.TLDR.PromptVersion
+	}
+	return v
+}
+
+// sourceLink is the paper's page at its source: its URL when it is http(s), else the arXiv or
+// DOI resolver page of its id.
+func sourceLink(rec paper.Record) string {
+	if u, err := url.Parse(rec.URL); err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" {
+		return u.String()
+	}
+	if id, ok := strings.CutPrefix(rec.ID, "arxiv:"); ok {
+		return "https://arxiv.org/abs/" + id
+	}
+	if id, ok := strings.CutPrefix(rec.ID, "doi:"); ok {
+		return "https://doi.org/" + id
+	}
+	return ""
+}
+
+type hitView struct {
+	URL, ID, Title, TLDR string
+	Score                float64
+}
+
+func hitViews(hits []paper.Hit) []hitView {
+	out := make([]hitView, len(hits))
+	for i, h := range hits {
+		out[i] = hitView{URL: paperPath(h.ID), ID: h.ID, Title: h.Title, TLDR: h.TLDR, Score: h.Score}
+	}
+	return out
+}
+
+type frontPage struct {
+	base
+	Papers   []paperView
+	Next     string // URL of the next page, "" on the last
+	Category string
+	Text     string
+	First    bool
+}
+
+func (s *Server) uiFront(w http.ResponseWriter, r *http.Request) {
+	q, err := parseList(r, 25)
+	if err != nil {
+		s.failPage(w, r, err)
+		return
+	}
+	q.Cursor = r.URL.Query().Get("after")
+	page, err := s.cfg.Store.ListPapers(r.Context(), q)
+	if err != nil {
+		s.failPage(w, r, err)
+		return
+	}
+	data := frontPage{base: s.base("paperpipe"), Category: q.Category, Text: q.Text, First: q.Cursor == ""}
+	data.Nav = "papers"
+	for _, rec := range page.Papers {
+		data.Papers = append(data.Papers, viewOf(rec))
+	}
+	if page.Next != "" {
+		v := url.Values{"after": {page.Next}}
+		if q.Category != "" {
+			v.Set("category", q.Category)
+		}
+		if q.Text != "" {
+			v.Set("text", q.Text)
+		}
+		data.Next = "/?" + v.Encode()
+	}
+	s.render(w, r, http.StatusOK, "front", data)
+}
+
+type modeLink struct {
+	Name, Label, URL string
+	Active           bool
+}
+
+type searchPage struct {
+	base
+	Modes   []modeLink
+	Results []hitView
+	Space   string
+	Notice  string // e.g. why the mode fell back to keyword
+	Error   string
+	Cached  bool
+	K       int
+}
+
+func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
+	data := searchPage{base: s.base("Search")}
+	data.Nav = "search"
+	if strings.TrimSpace(r.URL.Query().Get("q")) == "" {
+		data.Mode = r.URL.Query().Get("mode")
+		s.render(w, r, http.StatusOK, "search", data)
+		return
+	}
+	p, err := parseSearch(r)
+	if err != nil {
+		s.failPage(w, r, err)
+		return
+	}
+	data.Query, data.Mode, data.K = p.q, p.mode, p.k
+	data.Title = p.q + " — search"
+	res, err := s.search(r.Context(), p)
+	code := http.StatusOK
+	if err != nil && !p.explicitMode && p.mode != ModeKeyword {
+		// Without an explicit mode the page falls back to keyword search when the vectors
+		// cannot be used, and says why.
+		if c, msg := statusOf(err); c == http.StatusConflict || c == http.StatusBadGateway {
+			p.mode = ModeKeyword
+			data.Mode = ModeKeyword
+			data.Notice = msg + " — showing keyword results."
+			res, err = s.search(r.Context(), p)
+		}
+	}
+	if err != nil {
+		c, msg := statusOf(err)
+		if c >= 500 && c != http.StatusServiceUnavailable && c != http.StatusBadGateway {
+			s.fail(w, r, err)
+			return
+		}
+		code, data.Error = c, msg
+	} else {
+		data.Results, data.Space, data.Cached = hitViews(res.Results), res.Space, res.CachedEmbedding
+	}
+	for _, m := range []struct{ name, label string }{{ModeHybrid, "Hybrid"}, {ModeSemantic, "Semantic"}, {ModeKeyword, "Keyword"}} {
+		v := url.Values{"q": {p.q}, "mode": {m.name}}
+		if p.k != DefaultK {
+			v.Set("k", strconv.Itoa(p.k))
+		}
+		data.Modes = append(data.Modes, modeLink{Name: m.name, Label: m.label, URL: "/search?" + v.Encode(), Active: m.name == data.Mode})
+	}
+	s.render(w, r, code, "search", data)
+}
+
+type paperPage struct {
+	base
+	Paper      paperView
+	Related    []hitView
+	RelatedErr string
+	Space      string
+}
+
+func (s *Server) uiPaper(w http.ResponseWriter, r *http.Request) {
+	rec, err := s.lookup(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.failPage(w, r, err)
+		return
+	}
+	data := paperPage{base: s.base(rec.Title), Paper: viewOf(rec)}
+	hits, space, err := s.relatedOf(r.Context(), rec, DefaultK)
+	data.Space = space
+	if err != nil {
+		c, msg := statusOf(err)
+		if c >= 500 {
+			s.fail(w, r, err)
+			return
+		}
+		data.RelatedErr = msg
+	}
+	data.Related = hitViews(hits)
+	s.render(w, r, http.StatusOK, "paper", data)
+}
+
+type statusPage struct {
+	base
+	Status
+	InputTokens, OutputTokens, Requests int
+	CostUSD                             *float64
+	CostPartial                         bool // some models' prices are unknown
+	BacklogTotal                        uint64
+}
+
+func (s *Server) uiStatus(w http.ResponseWriter, r *http.Request) {
+	st, err := s.status(r.Context())
+	if err != nil {
+		s.failPage(w, r, err)
+		return
+	}
+	data := statusPage{base: s.base("Status"), Status: st}
+	data.Nav = "status"
+	var cost float64
+	known := false
+	for _, u := range st.Usage {
+		data.InputTokens += u.InputTokens
+		data.OutputTokens += u.OutputTokens
+		data.Requests += u.Requests
+		if u.CostUSD != nil {
+			cost += *u.CostUSD
+			known = true
+		} else {
+			data.CostPartial = true
+		}
+	}
+	if known {
+		data.CostUSD = &cost
+	}
+	for _, b := range st.Backlog {
+		data.BacklogTotal += b.Pending
+	}
+	s.render(w, r, http.StatusOK, "status", data)
+}
+
+type mapPage struct {
+	base
+	mapLayout
+	Shown, Total int
+	Sampled      bool
+	Space        string
+	Error        string
+}
+
+func (s *Server) uiMap(w http.ResponseWriter, r *http.Request) {
+	data := mapPage{base: s.base("Map of the archive")}
+	data.Nav = "map"
+	sp, err := s.cfg.Store.ActiveSpace(r.Context())
+	if errors.Is(err, paper.ErrNotFound) {
+		data.Error = "No embedding space is active yet: the map appears once a worker has embedded papers."
+		s.render(w, r, http.StatusOK, "map", data)
+		return
+	}
+	if err != nil {
+		s.failPage(w, r, err)
+		return
+	}
+	points, total, err := s.cfg.Store.ArchiveMap(r.Context(), sp.ID, s.cfg.MapMaxPoints)
+	if err != nil {
+		s.failPage(w, r, err)
+		return
+	}
+	data.Space, data.Shown, data.Total, data.Sampled = sp.Name(), len(points), total, total > len(points)
+	data.mapLayout = s.maps.get(points)
+	s.render(w, r, http.StatusOK, "map", data)
+}
+
+// static serves the embedded assets; the asset version in their URLs lets them be cached
+// for long.
+func (s *Server) static(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("file")
+	b, err := staticFS.ReadFile("static/" + name)
+	if err != nil || strings.Contains(name, "/") {
+		s.writeError(w, r, http.StatusNotFound, fmt.Sprintf("no static file %.80q", name))
+		return
+	}
+	switch {
+	case strings.HasSuffix(name, ".css"):
+		w.Header().Set("Content-Type", "text/css; charset=utf-8")
+	case strings.HasSuffix(name, ".svg"):
+		w.Header().Set("Content-Type", "image/svg+xml")
+	}
+	w.Header().Set("Cache-Control", "public, max-age=86400")
+	w.Write(b)
+}

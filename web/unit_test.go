@@ -1,0 +1,225 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// nilStore is a Store for tests that never reach the database.
+type nilStore struct{}
+
+var errNoDB = errors.New("no database in this test")
+
+func (nilStore) Paper(context.Context, string) (paper.Record, error)             { return paper.Record{}, errNoDB }
+func (nilStore) ListPapers(context.Context, ListQuery) (Page, error)             { return Page{}, errNoDB }
+func (nilStore) ActiveSpace(context.Context) (paper.Space, error)                { return paper.Space{}, errNoDB }
+func (nilStore) KeywordSearch(context.Context, string, int) ([]paper.Hit, error) { return nil, errNoDB }
+func (nilStore) Related(context.Context, int64, string, int) ([]paper.Hit, error) {
+	return nil, errNoDB
+}
+func (nilStore) Search(context.Context, int64, []float32, int) ([]paper.Hit, error) {
+	return nil, errNoDB
+}
+func (nilStore) HybridSearch(context.Context, int64, string, []float32, int) ([]paper.Hit, error) {
+	return nil, errNoDB
+}
+func (nilStore) ArchiveMap(context.Context, int64, int) ([]MapPoint, int, error) {
+	return nil, 0, errNoDB
+}
+
+func TestQueryCacheEvictsLeastRecentlyUsed(t *testing.T) {
+	t.Parallel()
+	c := newQueryCache(2)
+	c.put("m", "a", []float32{1})
+	c.put("m", "b", []float32{2})
+	if _, ok := c.get("m", "a"); !ok { // a is now the most recent
+		t.Fatal("a missing")
+	}
+	c.put("m", "c", []float32{3}) // evicts b
+	if _, ok := c.get("m", "b"); ok {
+		t.Error("b survived eviction")
+	}
+	for _, k := range []string{"a", "c"} {
+		if _, ok := c.get("m", k); !ok {
+			t.Errorf("%s evicted", k)
+		}
+	}
+	if _, ok := c.get("other-model", "a"); ok {
+		t.Error("the cache ignores the model")
+	}
+	if c.len() != 2 {
+		t.Errorf("len = %d, want 2", c.len())
+	}
+	var off *queryCache = newQueryCache(-1)
+	off.put("m", "a", []float32{1})
+	if _, ok := off.get("m", "a"); ok {
+		t.Error("a disabled cache caches")
+	}
+}
+
+func TestPCAFindsTheMainDirections(t *testing.T) {
+	t.Parallel()
+	// Points spread widely along (1,1,0) and a little along (0,0,1), noise elsewhere.
+	r := rand.New(rand.NewPCG(7, 7))
+	var vecs [][]float32
+	var along []float64
+	for range 200 {
+		a, b := r.NormFloat64()*10, r.NormFloat64()*2
+		along = append(along, a)
+		vecs = append(vecs, []float32{float32(a/math.Sqrt2 + r.NormFloat64()*0.1), float32(a/math.Sqrt2 + r.NormFloat64()*0.1),
+			float32(b), float32(r.NormFloat64() * 0.1)})
+	}
+	xy := pca2(vecs)
+	// The first coordinate is the position along (1,1,0), up to sign.
+	var dotp, nx, na float64
+	var spread [2]float64
+	for i, p := range xy {
+		dotp += p[0] * along[i]
+		nx += p[0] * p[0]
+		na += along[i] * along[i]
+		spread[0] += p[0] * p[0]
+		spread[1] += p[1] * p[1]
+	}
+	if corr := math.Abs(dotp / math.Sqrt(nx*na)); corr < 0.99 {
+		t.Errorf("first component correlates %.3f with the main direction", corr)
+	}
+	if !(spread[0] > 10*spread[1] && spread[1] > 0) {
+		t.Errorf("variances %v: want the first much larger than the second", spread)
+	}
+	again := pca2(vecs)
+	for i := range xy {
+		if xy[i] != again[i] {
+			t.Fatal("pca2 is not deterministic")
+		}
+	}
+	if got := pca2(vecs[:1]); len(got) != 1 || got[0] != [2]float64{} {
+		t.Errorf("one point: %v", got)
+	}
+}
+
+func TestKMeansSeparatesBlobs(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(1, 2))
+	var vecs [][]float32
+	for i := range 90 {
+		c := float32(i % 3 * 10)
+		vecs = append(vecs, []float32{c + float32(r.NormFloat64()), -c + float32(r.NormFloat64())})
+	}
+	assign := kmeans(vecs, 3, 1)
+	for i := range vecs {
+		for j := range vecs {
+			same := i%3 == j%3
+			if (assign[i] == assign[j]) != same {
+				t.Fatalf("points %d and %d: clusters %d and %d, same blob %v", i, j, assign[i], assign[j], same)
+			}
+		}
+	}
+	again := kmeans(vecs, 3, 1)
+	if fmt.Sprint(again) != fmt.Sprint(assign) {
+		t.Error("kmeans is not deterministic")
+	}
+}
+
+func TestLayoutMapColoursAndLinks(t *testing.T) {
+	t.Parallel()
+	var pts []MapPoint
+	for i := range 30 {
+		cat := []string{"cs.LG", "cs.CL", "cs.CV"}[i%3]
+		pts = append(pts, MapPoint{ID: fmt.Sprintf("doi:10.1/x%d", i), Title: fmt.Sprint("P", i), Categories: []string{cat, "stat.ML"},
+			Vector: []float32{float32(i % 3), float32(i), 1}})
+	}
+	lay := layoutMap(pts)
+	if lay.ColoredBy != "category" || len(lay.Legend) != 3 || len(lay.Points) != 30 {
+		t.Fatalf("layout: %s, legend %v, %d points", lay.ColoredBy, lay.Legend, len(lay.Points))
+	}
+	if lay.Points[0].URL != "/papers/doi:10.1%2Fx0" {
+		t.Errorf("point URL %q: the slash must be escaped", lay.Points[0].URL)
+	}
+	colour := map[string]string{}
+	for i, p := range lay.Points {
+		if c, ok := colour[p.Label]; ok && c != p.Color {
+			t.Errorf("point %d: label %s has two colours", i, p.Label)
+		}
+		colour[p.Label] = p.Color
+		var x, y float64
+		fmt.Sscan(p.X, &x)
+		fmt.Sscan(p.Y, &y)
+		if x < 0 || x > mapWidth || y < 0 || y > mapHeight {
+			t.Errorf("point %d at (%s, %s) is off the map", i, p.X, p.Y)
+		}
+	}
+	for i := range pts {
+		pts[i].Categories = nil
+	}
+	lay = layoutMap(pts)
+	if lay.ColoredBy != "cluster" || len(lay.Legend) < 2 {
+		t.Errorf("without categories: coloured by %q, legend %v", lay.ColoredBy, lay.Legend)
+	}
+}
+
+func TestClusterNamesPickDistinctiveTitleWords(t *testing.T) {
+	t.Parallel()
+	pts := []MapPoint{
+		{Title: "Mixture of Experts routing"}, {Title: "Sparse experts routing at scale"}, {Title: "Experts everywhere: routing"},
+		{Title: "Vision transformers for images"}, {Title: "Images and vision benchmarks"}, {Title: "Vision images again"},
+	}
+	names := clusterNames(pts, []int{0, 0, 0, 1, 1, 1})
+	if !strings.Contains(names[0], "experts") || !strings.Contains(names[0], "routing") {
+		t.Errorf("cluster 0 named %q", names[0])
+	}
+	if !strings.Contains(names[1], "vision") && !strings.Contains(names[1], "images") {
+		t.Errorf("cluster 1 named %q", names[1])
+	}
+}
+
+func TestParseRecord(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, in, id, err string
+	}{
+		{"arXiv id with version", `{"id": "2401.01234v2", "title": " A  title ", "abstract": "An\nabstract."}`, "arxiv:2401.01234", ""},
+		{"numeric id", `{"id": 2401.01234, "title": "T", "abstract": "A"}`, "arxiv:2401.01234", ""},
+		{"no id", `{"title": "T", "abstract": "A"}`, paper.TitleID("T"), ""},
+		{"summary for abstract", `{"title": "T", "summary": "A"}`, paper.TitleID("T"), ""},
+		{"empty title", `{"title": " ", "abstract": "A"}`, "", "title is empty"},
+		{"empty abstract", `{"title": "T"}`, "", "abstract is empty"},
+		{"bad id", `{"id": "arxiv:nope", "title": "T", "abstract": "A"}`, "", "malformed arXiv id"},
+		{"id object", `{"id": {"x": 1}, "title": "T", "abstract": "A"}`, "", "id must be a string"},
+		{"authors type", `{"title": "T", "abstract": "A", "authors": 3}`, "", "authors must be"},
+		{"bad date", `{"title": "T", "abstract": "A", "published": "soon"}`, "", "published"},
+		{"not an object", `[1]`, "", "not a JSON object"},
+		{"bad UTF-8", "{\"title\": \"T\xff\", \"abstract\": \"A\"}", "", "UTF-8"},
+		{"NUL", `{"title": "T\u0000", "abstract": "A"}`, "", "NUL"},
+		{"long title", `{"title": "` + strings.Repeat("t", 2000) + `", "abstract": "A"}`, "", "title is 2000 bytes"},
+	} {
+		a, err := ParseRecord([]byte(tc.in))
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.err == "" && a.ID != tc.id:
+			t.Errorf("%s: id %q, want %q", tc.name, a.ID, tc.id)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err) || !errors.Is(err, paper.ErrInvalid)):
+			t.Errorf("%s: error %v, want one containing %q wrapping ErrInvalid", tc.name, err, tc.err)
+		}
+	}
+	a, err := ParseRecord([]byte(`{"title": " A  title ", "abstract": "An\nabstract.", "authors": ["  X  Y "], "published": "2024-05-01"}`))
+	if err != nil || a.Title != "A title" || a.Abstract != "An abstract." || a.Authors[0] != "X Y" || a.Published.Format("2006-01-02") != "2024-05-01" {
+		t.Errorf("normalised record: %+v, %v", a, err)
+	}
+}
+
+func TestFormatInt(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[any]string{0: "0", 999: "999", 1000: "1,000", int64(1234567): "1,234,567", -4500: "-4,500", uint64(10): "10"} {
+		if got := formatInt(in); got != want {
+			t.Errorf("formatInt(%v) = %q, want %q", in, got, want)
+		}
+	}
+}
