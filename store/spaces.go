@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -94,19 +95,99 @@ func validateSpace(sp paper.Space) error {
 // embeddings while it is built; for a new space that is one scan of the table, since no rows
 // belong to it yet.
 func (s *Store) EnsureSpace(ctx context.Context, sp paper.Space) (paper.Space, error) {
-	if err := validateSpace(sp); err != nil {
-		return paper.Space{}, err
+	out, _, err := s.ensureSpace(ctx, sp, true)
+	return out, err
+}
+
+// EnsureSpaceForLoad is EnsureSpace for a bulk fill: a space it creates gets no HNSW index, so
+// that loading it does not update a live index row by row; build the index once the space is
+// filled with BuildSpaceIndex. created reports whether the space is new. An existing space is
+// returned as it is, with or without its index. Like EnsureSpace, it activates the space only
+// when no space is active.
+func (s *Store) EnsureSpaceForLoad(ctx context.Context, sp paper.Space) (out paper.Space, created bool, err error) {
+	return s.ensureSpace(ctx, sp, false)
+}
+
+// IndexSettings are the session settings BuildSpaceIndex builds an index with.
+type IndexSettings struct {
+	// MaintenanceWorkMem is maintenance_work_mem: an HNSW build that fits in it is much faster.
+	// Defaults to "1GB".
+	MaintenanceWorkMem string
+	// ParallelWorkers is max_parallel_maintenance_workers. Defaults to 2.
+	ParallelWorkers int
+}
+
+// BuildSpaceIndex builds space id's HNSW index if it does not exist yet (after a bulk load),
+// on one connection whose maintenance_work_mem and max_parallel_maintenance_workers are set
+// from cfg for the build and reset after it. It reports whether it built the index; a space of
+// more than 4,000 dimensions has none to build.
+func (s *Store) BuildSpaceIndex(ctx context.Context, id int64, cfg IndexSettings) (bool, error) {
+	if cfg.MaintenanceWorkMem == "" {
+		cfg.MaintenanceWorkMem = "1GB"
 	}
-	var out paper.Space
+	if cfg.ParallelWorkers <= 0 {
+		cfg.ParallelWorkers = 2
+	}
+	sp, err := s.space(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("build index: %w", err)
+	}
+	v := vectorSQLFor(sp.ID, sp.Dimensions, "$1")
+	if v.opclass == "" {
+		return false, nil
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return false, fmt.Errorf("build index of space %s: %w", sp.Name(), err)
+	}
+	defer conn.Release()
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", v.indexName).Scan(&exists); err != nil {
+		return false, fmt.Errorf("look up index %s: %w", v.indexName, err)
+	}
+	if exists {
+		return false, nil
+	}
+	// set_config(…, false) lasts for the session; the deferred RESET returns the pooled
+	// connection to the server's defaults.
+	if _, err := conn.Exec(ctx, `SELECT set_config('maintenance_work_mem', $1, false),
+			set_config('max_parallel_maintenance_workers', $2, false)`,
+		cfg.MaintenanceWorkMem, strconv.Itoa(cfg.ParallelWorkers)); err != nil {
+		return false, fmt.Errorf("build index of space %s: settings: %w", sp.Name(), err)
+	}
+	defer func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "RESET maintenance_work_mem; RESET max_parallel_maintenance_workers")
+	}()
+	start := time.Now()
+	q := "CREATE INDEX IF NOT EXISTS " + v.indexName + " ON embeddings USING hnsw (" + v.expr + " " + v.opclass +
+		") WHERE space_id = " + itoa(sp.ID)
+	if _, err := conn.Exec(ctx, q); err != nil {
+		return false, fmt.Errorf("build index %s of space %s: %w", v.indexName, sp.Name(), err)
+	}
+	s.log.InfoContext(ctx, "built embedding space index", "space", sp.Name(), "index", v.indexName,
+		"duration", time.Since(start).Round(time.Millisecond))
+	return true, nil
+}
+
+// ensureSpace is EnsureSpace; withIndex false leaves a new space without its index.
+func (s *Store) ensureSpace(ctx context.Context, sp paper.Space, withIndex bool) (paper.Space, bool, error) {
+	if err := validateSpace(sp); err != nil {
+		return paper.Space{}, false, err
+	}
+	var (
+		out     paper.Space
+		created bool
+	)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, lockSpacesStatement); err != nil {
 			return fmt.Errorf("lock embedding spaces: %w", err)
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO embedding_spaces (model, dimensions, template) VALUES ($1, $2, $3)
+		tag, err := tx.Exec(ctx, `INSERT INTO embedding_spaces (model, dimensions, template) VALUES ($1, $2, $3)
 			ON CONFLICT (model, dimensions, template) DO NOTHING`, sp.Model, sp.Dimensions, sp.Template)
 		if err != nil {
 			return fmt.Errorf("insert: %w", err)
 		}
+		created = tag.RowsAffected() == 1
 		err = tx.QueryRow(ctx, `SELECT `+spaceColumns+` FROM embedding_spaces
 			WHERE model = $1 AND dimensions = $2 AND template = $3`, sp.Model, sp.Dimensions, sp.Template).
 			Scan(&out.ID, &out.Model, &out.Dimensions, &out.Template, &out.Active)
@@ -114,7 +195,12 @@ func (s *Store) EnsureSpace(ctx context.Context, sp paper.Space) (paper.Space, e
 			return fmt.Errorf("read back: %w", err)
 		}
 		v := vectorSQLFor(out.ID, out.Dimensions, "$1")
-		if v.opclass != "" {
+		switch {
+		case !withIndex && created:
+			s.log.InfoContext(ctx, "created embedding space without its index, for a bulk load", "space", out.Name())
+		case !withIndex:
+			// An existing space keeps what it has; BuildSpaceIndex adds a missing index.
+		case v.opclass != "":
 			var exists bool
 			if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", v.indexName).Scan(&exists); err != nil {
 				return fmt.Errorf("look up index %s: %w", v.indexName, err)
@@ -127,7 +213,7 @@ func (s *Store) EnsureSpace(ctx context.Context, sp paper.Space) (paper.Space, e
 				}
 				s.log.InfoContext(ctx, "created embedding space index", "space", out.Name(), "index", v.indexName)
 			}
-		} else {
+		default:
 			s.log.WarnContext(ctx, "embedding space has too many dimensions for an HNSW index; its queries scan every vector",
 				"space", out.Name(), "max_indexed_dimensions", maxHalfvecIndexDims)
 		}
@@ -142,10 +228,10 @@ func (s *Store) EnsureSpace(ctx context.Context, sp paper.Space) (paper.Space, e
 		return nil
 	})
 	if err != nil {
-		return paper.Space{}, fmt.Errorf("ensure embedding space %s: %w", sp.Name(), err)
+		return paper.Space{}, false, fmt.Errorf("ensure embedding space %s: %w", sp.Name(), err)
 	}
 	s.cacheSpace(out)
-	return out, nil
+	return out, created, nil
 }
 
 // Spaces lists every embedding space, oldest first, with its coverage.

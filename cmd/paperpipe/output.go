@@ -47,26 +47,52 @@ func wrap(text string, width int, indent string) string {
 	return b.String()
 }
 
-// progress reports a long ingest on stderr: a line rewritten in place on a terminal, plain
-// lines every few seconds otherwise.
+// progress reports a long run on stderr: on a terminal, one line rewritten in place with a bar,
+// the rate and the ETA when the total is known; otherwise a plain line every ten seconds. It
+// measures either bytes of a file (newProgress: records counted, the bar and ETA from the
+// offset in the file's size) or items against a known count (newCountProgress).
 type progress struct {
 	w     io.Writer
 	name  string
+	unit  string // what is counted: "records", "papers"
 	tty   bool
 	start time.Time
 	last  time.Time
 	n     int
+	pos   int64 // bytes read (file mode) or items done (count mode)
+	total int64 // file size or item count; 0 when unknown
+	bytes bool  // file mode
 }
 
-func newProgress(w *os.File, name string) *progress {
-	fi, err := w.Stat()
-	tty := err == nil && fi.Mode()&os.ModeCharDevice != 0
+// newProgress reports reading the source name: its size is the total when name is a regular
+// file (not standard input or a URL).
+func newProgress(w io.Writer, name string) *progress {
+	p := newCountProgress(w, name, 0, "records")
+	p.bytes = true
+	if fi, err := os.Stat(name); err == nil && fi.Mode().IsRegular() {
+		p.total = fi.Size()
+	}
+	return p
+}
+
+// newCountProgress reports work on total items (0: unknown) named by unit.
+func newCountProgress(w io.Writer, name string, total int64, unit string) *progress {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		fi, err := f.Stat()
+		tty = err == nil && fi.Mode()&os.ModeCharDevice != 0
+	}
 	now := time.Now()
-	return &progress{w: w, name: name, tty: tty, start: now, last: now}
+	return &progress{w: w, name: name, unit: unit, tty: tty, start: now, last: now, total: total}
 }
 
+// tick records n items done and, in file mode, offset bytes read; it prints when due.
 func (p *progress) tick(n int, offset int64) {
 	p.n = n
+	p.pos = offset
+	if !p.bytes {
+		p.pos = int64(n)
+	}
 	every := 10 * time.Second
 	if p.tty {
 		every = 200 * time.Millisecond
@@ -75,13 +101,50 @@ func (p *progress) tick(n int, offset int64) {
 		return
 	}
 	p.last = time.Now()
-	p.print(offset, false)
+	p.print(false)
 }
 
-func (p *progress) print(offset int64, final bool) {
-	el := time.Since(p.start).Seconds()
-	rate := float64(p.n) / max(el, 1e-9)
-	msg := fmt.Sprintf("%s: %d records, %.1f MB, %.0f records/s", p.name, p.n, float64(offset)/1e6, rate)
+// line formats the progress line.
+func (p *progress) line(final bool) string {
+	el := time.Since(p.start)
+	rate := float64(p.n) / max(el.Seconds(), 1e-9)
+	var b strings.Builder
+	b.WriteString(p.name + ": ")
+	if p.total > 0 {
+		frac := min(float64(p.pos)/float64(p.total), 1)
+		if p.tty {
+			const width = 24
+			full := int(frac * width)
+			b.WriteString("[" + strings.Repeat("#", full) + strings.Repeat(".", width-full) + "] ")
+		}
+		fmt.Fprintf(&b, "%3.0f%%  ", frac*100)
+	}
+	if p.bytes {
+		fmt.Fprintf(&b, "%d %s, %.1f", p.n, p.unit, float64(p.pos)/1e6)
+		if p.total > 0 {
+			fmt.Fprintf(&b, "/%.1f", float64(p.total)/1e6)
+		}
+		b.WriteString(" MB")
+	} else {
+		fmt.Fprintf(&b, "%d", p.n)
+		if p.total > 0 {
+			fmt.Fprintf(&b, "/%d", p.total)
+		}
+		b.WriteString(" " + p.unit)
+	}
+	fmt.Fprintf(&b, ", %.0f %s/s", rate, p.unit)
+	switch {
+	case final:
+		fmt.Fprintf(&b, ", %s", el.Round(time.Second))
+	case p.total > 0 && p.pos > 0 && p.pos < p.total:
+		eta := time.Duration(float64(el) * float64(p.total-p.pos) / float64(p.pos))
+		fmt.Fprintf(&b, ", ETA %s", eta.Round(time.Second))
+	}
+	return b.String()
+}
+
+func (p *progress) print(final bool) {
+	msg := p.line(final)
 	switch {
 	case p.tty && final:
 		fmt.Fprintf(p.w, "\r\033[K%s\n", msg)
@@ -92,9 +155,14 @@ func (p *progress) print(offset int64, final bool) {
 	}
 }
 
-// done prints the final line if any progress was shown.
+// done prints the final line if any progress was shown. offset is the bytes read in file
+// mode (a smaller one than the last tick's, as a deferred call evaluates it early, is
+// ignored), unused otherwise.
 func (p *progress) done(offset int64) {
+	if p.bytes && offset > p.pos {
+		p.pos = offset
+	}
 	if p.last != p.start {
-		p.print(offset, true)
+		p.print(true)
 	}
 }

@@ -1,0 +1,797 @@
+package batch
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	openai "github.com/sashabaranov/go-openai"
+
+	"github.com/paperpipe/paperpipe/internal/llm"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
+)
+
+// Usage kinds of Batch API work: billed at half the price of paper.KindChat and
+// paper.KindEmbedding.
+const (
+	KindChatBatch      = paper.KindChat + "-batch"
+	KindEmbeddingBatch = paper.KindEmbedding + "-batch"
+)
+
+// OpenAI's limits of one batch input file.
+const (
+	maxRequestsPerBatch = 50000
+	maxBytesPerBatch    = 200 << 20
+)
+
+// Store is what a Runner needs of the store: the selection of stale papers, the batch job
+// ledger, and the results.
+type Store interface {
+	StalePapers(ctx context.Context, sel store.Selection, pageSize int, fn func([]store.StalePaper) error) error
+	CreateBatchJob(ctx context.Context, j store.BatchJob, items []store.BatchItem) (store.BatchJob, error)
+	UpdateBatchJob(ctx context.Context, j store.BatchJob) error
+	FinishBatchJob(ctx context.Context, j store.BatchJob, usage []paper.Usage) error
+	BatchJobs(ctx context.Context, target string) ([]store.BatchJob, error)
+	BatchJobItems(ctx context.Context, id int64, pageSize int, fn func([]store.BatchJobItem) error) error
+	BatchItemsOf(ctx context.Context, id int64, paperIDs []string) (map[string]store.BatchJobItem, error)
+	SaveSummaries(ctx context.Context, sums []paper.Summary) (int, error)
+	SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.Embedding) (int, error)
+}
+
+// Message is one chat message of a TL;DR request.
+type Message struct {
+	Role    string // "system" or "user"
+	Content string
+}
+
+// ChatWork describes the TL;DRs a Runner asks for.
+type ChatWork struct {
+	// Model is the chat model; PromptVersion is stored with each TL;DR. Both required.
+	Model, PromptVersion string
+	// Messages returns the request's messages for a paper. Required.
+	Messages func(a paper.Abstract) []Message
+	// Accept turns an answer into the text to store and its paper.Valid* outcome, or an
+	// error when the answer is unusable. Required.
+	Accept func(answer string, a paper.Abstract) (text, validation string, err error)
+}
+
+// EmbedWork describes the embeddings a Runner asks for.
+type EmbedWork struct {
+	// Space is the target space, with its ID (see store.EnsureSpace). Required.
+	Space paper.Space
+	// Dimensions is sent as the request's "dimensions" when > 0. Defaults to 0 (not sent).
+	Dimensions int
+	// Input returns the text embedded for a paper and whether it was truncated. Required.
+	Input func(a paper.Abstract) (text string, truncated bool, err error)
+}
+
+// Config configures a Runner.
+type Config struct {
+	// BaseURL is the OpenAI API's base URL, up to and including "/v1". Defaults to
+	// "https://api.openai.com/v1".
+	BaseURL string
+	// APIKey is sent as a bearer token; never logged. Defaults to "".
+	APIKey string
+	// HTTPClient sends the requests. Defaults to a client with http.DefaultTransport.
+	HTTPClient *http.Client
+	// Store is the ledger. Required.
+	Store Store
+	// Chat is the TL;DR work. Defaults to nil: no TL;DRs. Chat or Embed is required.
+	Chat *ChatWork
+	// Embed is the embedding work. Defaults to nil: no embeddings.
+	Embed *EmbedWork
+	// MaxRequests caps the requests (papers) of one batch. Defaults to 50,000, OpenAI's limit.
+	MaxRequests int
+	// MaxBytes caps the size of one batch input file. Defaults to 190 MB (OpenAI allows 200).
+	MaxBytes int
+	// PollInterval is the first wait between two looks at an unfinished batch; it grows by
+	// half each time up to MaxPollInterval. Defaults to 30 seconds.
+	PollInterval time.Duration
+	// MaxPollInterval caps the wait between two looks. Defaults to 10 minutes.
+	MaxPollInterval time.Duration
+	// TempDir holds input files while they are written and uploaded. Defaults to os.TempDir().
+	TempDir string
+	// Progress, when set, is called after every look at the open jobs with the jobs and the
+	// report so far. Defaults to nil.
+	Progress func(jobs []store.BatchJob, r Report)
+	// Logger receives one line per job step. Defaults to discarding.
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.BaseURL == "" {
+		c.BaseURL = "https://api.openai.com/v1"
+	}
+	if c.MaxRequests <= 0 {
+		c.MaxRequests = maxRequestsPerBatch
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = 190 << 20
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 30 * time.Second
+	}
+	if c.MaxPollInterval <= 0 {
+		c.MaxPollInterval = 10 * time.Minute
+	}
+	c.MaxPollInterval = max(c.MaxPollInterval, c.PollInterval)
+	if c.TempDir == "" {
+		c.TempDir = os.TempDir()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+func (c *Config) validate() error {
+	u, err := url.Parse(c.BaseURL)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return fmt.Errorf("batch config: BaseURL %q is not an http(s) URL", c.BaseURL)
+	case c.Store == nil:
+		return errors.New("batch config: Store is required")
+	case c.Chat == nil && c.Embed == nil:
+		return errors.New("batch config: Chat or Embed is required")
+	case c.Chat != nil && (c.Chat.Model == "" || c.Chat.PromptVersion == "" || c.Chat.Messages == nil || c.Chat.Accept == nil):
+		return errors.New("batch config: Chat needs Model, PromptVersion, Messages and Accept")
+	case c.Embed != nil && (c.Embed.Space.ID == 0 || c.Embed.Space.Model == "" || c.Embed.Input == nil):
+		return errors.New("batch config: Embed needs Space (with its ID and Model) and Input")
+	case c.MaxRequests > maxRequestsPerBatch:
+		return fmt.Errorf("batch config: MaxRequests is %d, OpenAI allows at most %d", c.MaxRequests, maxRequestsPerBatch)
+	case c.MaxBytes > maxBytesPerBatch:
+		return fmt.Errorf("batch config: MaxBytes is %d, OpenAI allows at most %d", c.MaxBytes, maxBytesPerBatch)
+	}
+	return nil
+}
+
+// Report counts what a Runner did.
+type Report struct {
+	Submitted int `json:"submitted"` // jobs created by this Runner
+	Resumed   int `json:"resumed"`   // open jobs found from an earlier run
+	Done      int `json:"done"`      // jobs closed with their results stored
+	Failed    int `json:"failed"`    // jobs whose batch failed, expired or was cancelled
+	Requests  int `json:"requests"`  // request lines in the jobs created
+	TLDRs     int `json:"tldrs"`     // TL;DRs stored
+	Vectors   int `json:"vectors"`   // embeddings stored
+	Rejected  int `json:"rejected"`  // answers that failed or were unusable (their papers stay stale)
+}
+
+// Runner runs re-processing work through the Batch API. It is not safe for concurrent use;
+// two Runners on one database share the ledger and never submit a paper twice.
+type Runner struct {
+	cfg   Config
+	api   *openai.Client
+	retry llm.Retrier
+	log   *slog.Logger
+
+	report  Report
+	created map[int64]bool // jobs created (not resumed) by this Runner
+}
+
+// New returns a Runner, or an error naming the Config field that is wrong. It makes no request.
+func New(cfg Config) (*Runner, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	oc := openai.DefaultConfig(cfg.APIKey)
+	oc.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	if cfg.HTTPClient != nil {
+		oc.HTTPClient = cfg.HTTPClient
+	}
+	return &Runner{
+		cfg:     cfg,
+		api:     openai.NewClientWithConfig(oc),
+		retry:   llm.Retrier{Logger: cfg.Logger, Timeout: 5 * time.Minute},
+		log:     cfg.Logger,
+		created: map[int64]bool{},
+	}, nil
+}
+
+// Report returns the counts so far.
+func (r *Runner) Report() Report { return r.report }
+
+// targets returns the work keys of the Runner's open jobs.
+func (r *Runner) targets() []string {
+	var t []string
+	if c := r.cfg.Chat; c != nil {
+		t = append(t, store.BatchTarget(paper.KindChat, c.Model, c.PromptVersion, 0))
+	}
+	if e := r.cfg.Embed; e != nil {
+		t = append(t, store.BatchTarget(paper.KindEmbedding, "", "", e.Space.ID))
+	}
+	return t
+}
+
+// openJobs lists the open jobs of the Runner's targets.
+func (r *Runner) openJobs(ctx context.Context) ([]store.BatchJob, error) {
+	var jobs []store.BatchJob
+	for _, t := range r.targets() {
+		js, err := r.cfg.Store.BatchJobs(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		jobs = append(jobs, js...)
+	}
+	return jobs, nil
+}
+
+// Run submits the work and waits for it: Submit, then Wait.
+func (r *Runner) Run(ctx context.Context, sel store.Selection) (Report, error) {
+	if _, err := r.Submit(ctx, sel); err != nil {
+		return r.report, err
+	}
+	return r.Wait(ctx)
+}
+
+// Submit finishes the submission of open jobs left by an earlier run (upload, create), then
+// creates jobs for the papers of sel that are stale for the Runner's target and not in an
+// open job, and submits them. sel.Work is set from the Runner's Config.
+func (r *Runner) Submit(ctx context.Context, sel store.Selection) (Report, error) {
+	open, err := r.openJobs(ctx)
+	if err != nil {
+		return r.report, err
+	}
+	for _, j := range open {
+		if r.created[j.ID] {
+			continue
+		}
+		r.report.Resumed++
+		r.log.InfoContext(ctx, "resuming batch job", "job", j.ID, "kind", j.Kind, "status", j.Status, "openai_batch", j.OpenAIID)
+		if j.Status == store.BatchPreparing {
+			if _, err := r.submit(ctx, j, true); err != nil {
+				return r.report, err
+			}
+		}
+	}
+
+	sel.Work = paper.Work{}
+	if c := r.cfg.Chat; c != nil {
+		sel.Work.Model, sel.Work.PromptVersion = c.Model, c.PromptVersion
+	}
+	if e := r.cfg.Embed; e != nil {
+		sel.Work.SpaceID = e.Space.ID
+	}
+	chat := &pendingJob{kind: paper.KindChat}
+	emb := &pendingJob{kind: paper.KindEmbedding}
+	err = r.cfg.Store.StalePapers(ctx, sel, 500, func(page []store.StalePaper) error {
+		for _, sp := range page {
+			if sp.NeedTLDR && r.cfg.Chat != nil {
+				if err := r.add(ctx, chat, sp); err != nil {
+					return err
+				}
+			}
+			if sp.NeedEmbedding && r.cfg.Embed != nil {
+				if err := r.add(ctx, emb, sp); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return r.report, err
+	}
+	for _, p := range []*pendingJob{chat, emb} {
+		if err := r.flush(ctx, p); err != nil {
+			return r.report, err
+		}
+	}
+	return r.report, nil
+}
+
+// pendingJob gathers the items of the next job of one kind.
+type pendingJob struct {
+	kind  string
+	items []store.BatchItem
+	bytes int
+}
+
+// add puts a paper in the next job of its kind, submitting the job when it is full.
+func (r *Runner) add(ctx context.Context, p *pendingJob, sp store.StalePaper) error {
+	a := sp.Abstract
+	line, truncated, err := r.line(p.kind, a, sp.ContentHash)
+	if err != nil {
+		r.log.WarnContext(ctx, "paper left out of the batch", "paper", a.ID, "err", err)
+		r.report.Rejected++
+		return nil
+	}
+	if len(p.items) > 0 && (len(p.items) >= r.cfg.MaxRequests || p.bytes+len(line) > r.cfg.MaxBytes) {
+		if err := r.flush(ctx, p); err != nil {
+			return err
+		}
+	}
+	p.items = append(p.items, store.BatchItem{PaperID: a.ID, ContentHash: sp.ContentHash, Truncated: truncated})
+	p.bytes += len(line)
+	return nil
+}
+
+// flush records and submits the gathered job of p, if any.
+func (r *Runner) flush(ctx context.Context, p *pendingJob) error {
+	if len(p.items) == 0 {
+		return nil
+	}
+	j := store.BatchJob{Kind: p.kind}
+	if p.kind == paper.KindChat {
+		j.Model, j.PromptVersion = r.cfg.Chat.Model, r.cfg.Chat.PromptVersion
+	} else {
+		j.Model, j.SpaceID = r.cfg.Embed.Space.Model, r.cfg.Embed.Space.ID
+	}
+	j, err := r.cfg.Store.CreateBatchJob(ctx, j, p.items)
+	if err != nil {
+		return err
+	}
+	r.created[j.ID] = true
+	r.report.Submitted++
+	r.report.Requests += len(p.items)
+	p.items, p.bytes = p.items[:0], 0
+	_, err = r.submit(ctx, j, false)
+	return err
+}
+
+// customID names one request line: "<paper id>@<content hash>#<kind>".
+func customID(id, hash, kind string) string { return id + "@" + hash + "#" + kind }
+
+// parseCustomID splits a custom_id made by customID, from the right (paper ids may hold
+// anything).
+func parseCustomID(s string) (id, hash, kind string, ok bool) {
+	rest, kind, ok1 := cutLast(s, "#")
+	id, hash, ok2 := cutLast(rest, "@")
+	return id, hash, kind, ok1 && ok2 && id != "" && hash != ""
+}
+
+func cutLast(s, sep string) (before, after string, found bool) {
+	i := strings.LastIndex(s, sep)
+	if i < 0 {
+		return s, "", false
+	}
+	return s[:i], s[i+len(sep):], true
+}
+
+// line returns the JSONL request line of one paper.
+func (r *Runner) line(kind string, a paper.Abstract, hash string) ([]byte, bool, error) {
+	cid := customID(a.ID, hash, kind)
+	if kind == paper.KindChat {
+		req := openai.ChatCompletionRequest{Model: r.cfg.Chat.Model}
+		for _, m := range r.cfg.Chat.Messages(a) {
+			req.Messages = append(req.Messages, openai.ChatCompletionMessage{Role: m.Role, Content: m.Content})
+		}
+		b, err := json.Marshal(openai.BatchChatCompletionRequest{
+			CustomID: cid, Body: req, Method: http.MethodPost, URL: openai.BatchEndpointChatCompletions,
+		})
+		return b, false, err
+	}
+	text, truncated, err := r.cfg.Embed.Input(a)
+	if err != nil {
+		return nil, false, err
+	}
+	if strings.TrimSpace(text) == "" {
+		return nil, false, fmt.Errorf("paper %s has no text to embed: %w", a.ID, paper.ErrInvalid)
+	}
+	b, err := json.Marshal(openai.BatchEmbeddingRequest{
+		CustomID: cid, Method: http.MethodPost, URL: openai.BatchEndpointEmbeddings,
+		Body: openai.EmbeddingRequest{
+			Input: text, Model: openai.EmbeddingModel(r.cfg.Embed.Space.Model),
+			EncodingFormat: openai.EmbeddingEncodingFormatFloat, Dimensions: r.cfg.Embed.Dimensions,
+		},
+	})
+	return b, truncated, err
+}
+
+// submit uploads a job's input file (unless done before) and creates its batch (unless done
+// before). resumed says the job comes from an earlier run: then a batch tagged with its id is
+// looked for before one is created.
+func (r *Runner) submit(ctx context.Context, j store.BatchJob, resumed bool) (store.BatchJob, error) {
+	if j.InputFileID == "" {
+		id, err := r.upload(ctx, j)
+		if err != nil {
+			return j, err
+		}
+		j.InputFileID = id
+		if err := r.cfg.Store.UpdateBatchJob(ctx, j); err != nil {
+			return j, err
+		}
+	}
+	if j.OpenAIID == "" && resumed {
+		if b, ok := r.findBatch(ctx, j); ok {
+			j.OpenAIID, j.Status, j.OpenAIStatus = b.ID, store.BatchSubmitted, b.Status
+			r.log.InfoContext(ctx, "found the batch of a job created before a restart", "job", j.ID, "openai_batch", b.ID)
+			return j, r.cfg.Store.UpdateBatchJob(ctx, j)
+		}
+	}
+	if j.OpenAIID == "" {
+		ep := openai.BatchEndpointChatCompletions
+		if j.Kind == paper.KindEmbedding {
+			ep = openai.BatchEndpointEmbeddings
+		}
+		// Not retried: a retry after a lost answer would create a second batch.
+		resp, err := r.api.CreateBatch(ctx, openai.CreateBatchRequest{
+			InputFileID: j.InputFileID, Endpoint: ep, CompletionWindow: "24h",
+			Metadata: map[string]any{"paperpipe_job": strconv.FormatInt(j.ID, 10), "paperpipe_target": j.Target},
+		})
+		if err != nil {
+			return j, fmt.Errorf("create batch for job %d: %w", j.ID, err)
+		}
+		j.OpenAIID, j.Status, j.OpenAIStatus = resp.ID, store.BatchSubmitted, resp.Status
+		// Saved even when ctx ended meanwhile: the batch exists and is paid for.
+		if err := r.cfg.Store.UpdateBatchJob(context.WithoutCancel(ctx), j); err != nil {
+			return j, err
+		}
+		r.log.InfoContext(ctx, "batch created", "job", j.ID, "kind", j.Kind, "openai_batch", j.OpenAIID, "requests", j.Total)
+	}
+	return j, nil
+}
+
+// findBatch looks, among the most recent batches, for one tagged with job j. An API that
+// cannot list batches finds none.
+func (r *Runner) findBatch(ctx context.Context, j store.BatchJob) (openai.Batch, bool) {
+	limit := 100
+	resp, err := r.api.ListBatch(ctx, nil, &limit)
+	if err != nil {
+		r.log.DebugContext(ctx, "cannot list batches", "err", err)
+		return openai.Batch{}, false
+	}
+	for _, b := range resp.Data {
+		if v, _ := b.Metadata["paperpipe_job"].(string); v == strconv.FormatInt(j.ID, 10) && b.InputFileID == j.InputFileID {
+			return b, true
+		}
+	}
+	return openai.Batch{}, false
+}
+
+// upload writes job j's input file from its recorded items and uploads it.
+func (r *Runner) upload(ctx context.Context, j store.BatchJob) (string, error) {
+	f, err := os.CreateTemp(r.cfg.TempDir, fmt.Sprintf("paperpipe-batch-%d-*.jsonl", j.ID))
+	if err != nil {
+		return "", fmt.Errorf("batch job %d: input file: %w", j.ID, err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 1<<20)
+	n := 0
+	err = r.cfg.Store.BatchJobItems(ctx, j.ID, 1000, func(items []store.BatchJobItem) error {
+		for _, it := range items {
+			line, _, err := r.line(j.Kind, it.Abstract, it.ContentHash)
+			if err != nil {
+				return fmt.Errorf("paper %s: %w", it.PaperID, err)
+			}
+			w.Write(line)
+			w.WriteByte('\n')
+			n++
+		}
+		return nil
+	})
+	if err == nil {
+		err = w.Flush()
+	}
+	if err == nil {
+		err = f.Close()
+	}
+	if err != nil {
+		return "", fmt.Errorf("batch job %d: write input file: %w", j.ID, err)
+	}
+	if n == 0 {
+		return "", fmt.Errorf("batch job %d: its papers no longer exist: %w", j.ID, paper.ErrInvalid)
+	}
+	var file openai.File
+	_, err = r.retry.Do(ctx, 0, func(ctx context.Context) error {
+		file, err = r.api.CreateFile(ctx, openai.FileRequest{
+			FileName: fmt.Sprintf("paperpipe-job-%d.jsonl", j.ID), FilePath: f.Name(), Purpose: string(openai.PurposeBatch),
+		})
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("batch job %d: upload input file: %w", j.ID, err)
+	}
+	r.log.InfoContext(ctx, "batch input uploaded", "job", j.ID, "file", file.ID, "requests", n, "bytes", file.Bytes)
+	return file.ID, nil
+}
+
+// Wait polls the open jobs of the Runner's targets until every one is closed, collecting the
+// results of each as it completes. It returns when none is open, or with ctx.Err() when ctx
+// ends: the jobs stay open in the store, and a later Wait resumes them.
+func (r *Runner) Wait(ctx context.Context) (Report, error) {
+	delay := r.cfg.PollInterval
+	for {
+		jobs, err := r.openJobs(ctx)
+		if err != nil {
+			return r.report, err
+		}
+		if len(jobs) == 0 {
+			return r.report, nil
+		}
+		for i, j := range jobs {
+			if !r.created[j.ID] && j.Status == store.BatchPreparing {
+				if j, err = r.submit(ctx, j, true); err != nil {
+					return r.report, err
+				}
+			}
+			if j.Status != store.BatchSubmitted {
+				continue
+			}
+			if jobs[i], err = r.poll(ctx, j); err != nil {
+				return r.report, err
+			}
+		}
+		if r.cfg.Progress != nil {
+			r.cfg.Progress(jobs, r.report)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return r.report, ctx.Err()
+		case <-t.C:
+		}
+		delay = min(time.Duration(float64(delay)*1.5), r.cfg.MaxPollInterval)
+	}
+}
+
+// poll looks at one submitted job's batch and collects its results when it has ended.
+func (r *Runner) poll(ctx context.Context, j store.BatchJob) (store.BatchJob, error) {
+	var b openai.BatchResponse
+	_, err := r.retry.Do(ctx, 0, func(ctx context.Context) (err error) {
+		b, err = r.api.RetrieveBatch(ctx, j.OpenAIID)
+		return err
+	})
+	if err != nil {
+		return j, fmt.Errorf("batch job %d: retrieve batch %s: %w", j.ID, j.OpenAIID, err)
+	}
+	j.OpenAIStatus = b.Status
+	j.Completed, j.Failed = b.RequestCounts.Completed, b.RequestCounts.Failed
+	if b.OutputFileID != nil {
+		j.OutputFileID = *b.OutputFileID
+	}
+	if b.ErrorFileID != nil {
+		j.ErrorFileID = *b.ErrorFileID
+	}
+	switch b.Status {
+	case "completed":
+		return r.collect(ctx, j, store.BatchDone)
+	case "failed", "expired", "cancelled":
+		if b.Errors != nil {
+			for _, e := range b.Errors.Data {
+				line := 0
+				if e.Line != nil {
+					line = *e.Line
+				}
+				r.log.WarnContext(ctx, "batch error", "job", j.ID, "openai_batch", j.OpenAIID, "code", e.Code, "line", line, "message", e.Message)
+			}
+		}
+		r.log.WarnContext(ctx, "batch ended without completing", "job", j.ID, "openai_batch", j.OpenAIID, "status", b.Status)
+		return r.collect(ctx, j, store.BatchFailed)
+	}
+	return j, r.cfg.Store.UpdateBatchJob(ctx, j)
+}
+
+// resultLine is one line of a batch output or error file.
+type resultLine struct {
+	CustomID string `json:"custom_id"`
+	Response *struct {
+		StatusCode int             `json:"status_code"`
+		Body       json.RawMessage `json:"body"`
+	} `json:"response"`
+	Error *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// collectChunk is how many output lines are stored per transaction.
+const collectChunk = 500
+
+// collect downloads a job's output and error files, stores every usable result and closes the
+// job with status and the usage of its delivered requests.
+func (r *Runner) collect(ctx context.Context, j store.BatchJob, status string) (store.BatchJob, error) {
+	kind := KindChatBatch
+	if j.Kind == paper.KindEmbedding {
+		kind = KindEmbeddingBatch
+	}
+	usage := paper.Usage{Model: j.Model, Kind: kind}
+	stored, rejected := 0, 0
+	if j.OutputFileID != "" {
+		err := r.readLines(ctx, j.OutputFileID, func(lines []resultLine) error {
+			s, rej, u, err := r.store(ctx, j, lines)
+			stored += s
+			rejected += rej
+			usage.Requests += u.Requests
+			usage.InputTokens += u.InputTokens
+			usage.OutputTokens += u.OutputTokens
+			return err
+		})
+		if err != nil {
+			return j, fmt.Errorf("batch job %d: output file %s: %w", j.ID, j.OutputFileID, err)
+		}
+	}
+	if j.ErrorFileID != "" {
+		err := r.readLines(ctx, j.ErrorFileID, func(lines []resultLine) error {
+			for _, l := range lines {
+				rejected++
+				msg := ""
+				if l.Error != nil {
+					msg = l.Error.Code + ": " + l.Error.Message
+				} else if l.Response != nil {
+					msg = "HTTP " + strconv.Itoa(l.Response.StatusCode) + ": " + string(l.Response.Body)
+				}
+				r.log.WarnContext(ctx, "batch request failed", "job", j.ID, "custom_id", l.CustomID, "error", msg)
+			}
+			return nil
+		})
+		if err != nil {
+			return j, fmt.Errorf("batch job %d: error file %s: %w", j.ID, j.ErrorFileID, err)
+		}
+	}
+	j.Status, j.Stored = status, stored
+	if err := r.cfg.Store.FinishBatchJob(ctx, j, []paper.Usage{usage}); err != nil {
+		return j, err
+	}
+	if status == store.BatchDone {
+		r.report.Done++
+	} else {
+		r.report.Failed++
+	}
+	r.report.Rejected += rejected
+	if j.Kind == paper.KindChat {
+		r.report.TLDRs += stored
+	} else {
+		r.report.Vectors += stored
+	}
+	r.log.InfoContext(ctx, "batch job closed", "job", j.ID, "status", status, "stored", stored, "rejected", rejected)
+	return j, nil
+}
+
+// readLines streams a file's JSON lines to fn in chunks of collectChunk.
+func (r *Runner) readLines(ctx context.Context, fileID string, fn func([]resultLine) error) error {
+	var body openai.RawResponse
+	_, err := r.retry.Do(ctx, 0, func(ctx context.Context) (err error) {
+		body, err = r.api.GetFileContent(context.WithoutCancel(ctx), fileID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("download: %w", err)
+	}
+	defer body.Close()
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
+	var chunk []resultLine
+	n := 0
+	for sc.Scan() {
+		n++
+		raw := sc.Bytes()
+		if len(strings.TrimSpace(string(raw))) == 0 {
+			continue
+		}
+		var l resultLine
+		if err := json.Unmarshal(raw, &l); err != nil {
+			return fmt.Errorf("line %d: %w", n, err)
+		}
+		chunk = append(chunk, l)
+		if len(chunk) == collectChunk {
+			if err := fn(chunk); err != nil {
+				return err
+			}
+			chunk = chunk[:0]
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	if len(chunk) > 0 {
+		return fn(chunk)
+	}
+	return nil
+}
+
+// store validates and saves one chunk of output lines; it returns how many results were
+// stored, how many lines were unusable, and the usage of the delivered requests.
+func (r *Runner) store(ctx context.Context, j store.BatchJob, lines []resultLine) (stored, rejected int, usage paper.Usage, err error) {
+	ids := make([]string, 0, len(lines))
+	for _, l := range lines {
+		if id, _, _, ok := parseCustomID(l.CustomID); ok {
+			ids = append(ids, id)
+		}
+	}
+	items, err := r.cfg.Store.BatchItemsOf(ctx, j.ID, ids)
+	if err != nil {
+		return 0, 0, usage, err
+	}
+	var (
+		sums []paper.Summary
+		embs []paper.Embedding
+	)
+	reject := func(l resultLine, why string) {
+		rejected++
+		r.log.WarnContext(ctx, "batch answer not used", "job", j.ID, "custom_id", l.CustomID, "reason", why)
+	}
+	for _, l := range lines {
+		id, hash, kind, ok := parseCustomID(l.CustomID)
+		it, known := items[id]
+		switch {
+		case !ok || kind != j.Kind:
+			reject(l, "custom_id not made by this job")
+			continue
+		case l.Response == nil || l.Response.StatusCode != http.StatusOK:
+			reject(l, "request failed")
+			continue
+		case !known:
+			reject(l, "paper no longer exists or is not in the job")
+			continue
+		}
+		if j.Kind == paper.KindChat {
+			var resp openai.ChatCompletionResponse
+			if err := json.Unmarshal(l.Response.Body, &resp); err != nil || len(resp.Choices) == 0 {
+				reject(l, "chat completion without a choice")
+				continue
+			}
+			usage.Requests++
+			usage.InputTokens += resp.Usage.PromptTokens
+			usage.OutputTokens += resp.Usage.CompletionTokens
+			text, valid, err := r.cfg.Chat.Accept(resp.Choices[0].Message.Content, it.Abstract)
+			if err != nil {
+				reject(l, err.Error())
+				continue
+			}
+			sums = append(sums, paper.Summary{
+				PaperID: id, Text: text, Model: j.Model, PromptVersion: j.PromptVersion, ContentHash: hash,
+				Validation: valid,
+				Usage: paper.Usage{Model: j.Model, Kind: KindChatBatch, Requests: 1,
+					InputTokens: resp.Usage.PromptTokens, OutputTokens: resp.Usage.CompletionTokens},
+			})
+			continue
+		}
+		var resp openai.EmbeddingResponse
+		if err := json.Unmarshal(l.Response.Body, &resp); err != nil || len(resp.Data) != 1 {
+			reject(l, "embedding response without exactly one vector")
+			continue
+		}
+		usage.Requests++
+		usage.InputTokens += resp.Usage.PromptTokens
+		vec := resp.Data[0].Embedding
+		if len(vec) != r.cfg.Embed.Space.Dimensions {
+			reject(l, fmt.Sprintf("vector of %d dimensions, space %s holds %d", len(vec), r.cfg.Embed.Space.Name(), r.cfg.Embed.Space.Dimensions))
+			continue
+		}
+		if !finite(vec) {
+			reject(l, "vector holds NaN or infinite values")
+			continue
+		}
+		embs = append(embs, paper.Embedding{PaperID: id, Vector: vec, ContentHash: hash, Truncated: it.Truncated})
+	}
+	// Saved even when ctx ended meanwhile: the answers are paid for.
+	sctx := context.WithoutCancel(ctx)
+	if len(sums) > 0 {
+		n, err := r.cfg.Store.SaveSummaries(sctx, sums)
+		if err != nil {
+			return stored, rejected, usage, err
+		}
+		stored += n
+	}
+	if len(embs) > 0 {
+		n, err := r.cfg.Store.SaveEmbeddings(sctx, j.SpaceID, embs)
+		if err != nil {
+			return stored, rejected, usage, err
+		}
+		stored += n
+	}
+	return stored, rejected, usage, nil
+}
+
+func finite(v []float32) bool {
+	for _, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,287 @@
+package batch_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/batch"
+	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/internal/llm"
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/internal/pgtest"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
+	"github.com/paperpipe/paperpipe/summarize"
+)
+
+const (
+	chatModel = "gpt-4o-mini"
+	embModel  = "text-embedding-3-small"
+	dims      = 64
+)
+
+type bundle struct {
+	st    *store.Store
+	fake  *openaitest.Server
+	space paper.Space
+	ids   []string
+}
+
+// setup starts a store in a fresh schema with n papers, and the OpenAI test server.
+func setup(t *testing.T, n int) *bundle {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{URL: pgtest.URL(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var papers []paper.Abstract
+	for i := range n {
+		papers = append(papers, paper.Abstract{
+			ID:    fmt.Sprintf("arxiv:2401.%05d", i),
+			Title: fmt.Sprintf("Sparse routing study number %d", i),
+			Abstract: fmt.Sprintf("We study sparse routing in mixture-of-experts model %d. "+
+				"We propose a balanced router that lowers the loss by %d percent on language modelling.", i, i%7+1),
+		})
+	}
+	if _, err := st.UpsertPapers(ctx, papers, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	sp, err := st.EnsureSpace(ctx, paper.Space{Model: embModel, Dimensions: dims, Template: embed.TemplateTitleAbstract})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &bundle{st: st, fake: openaitest.Start(t, openaitest.Config{}), space: sp}
+	for _, p := range papers {
+		b.ids = append(b.ids, p.ID)
+	}
+	return b
+}
+
+func (b *bundle) config() batch.Config {
+	return batch.Config{
+		BaseURL: b.fake.URL(),
+		APIKey:  "sk-test",
+		Store:   b.st,
+		Chat: &batch.ChatWork{
+			Model: chatModel, PromptVersion: summarize.PromptVersion,
+			Messages: func(a paper.Abstract) []batch.Message {
+				var out []batch.Message
+				for _, m := range summarize.Messages(a, 30) {
+					out = append(out, batch.Message{Role: m.Role, Content: m.Content})
+				}
+				return out
+			},
+			Accept: func(answer string, a paper.Abstract) (string, string, error) {
+				return summarize.Accept(answer, a, 30)
+			},
+		},
+		Embed: &batch.EmbedWork{
+			Space: b.space, Dimensions: dims,
+			Input: func(a paper.Abstract) (string, bool, error) {
+				t, cut := llm.TruncateToTokens(embed.TitleAbstract(a), 8191)
+				return t, cut, nil
+			},
+		},
+		PollInterval: 5 * time.Millisecond, MaxPollInterval: 20 * time.Millisecond,
+		TempDir: "",
+	}
+}
+
+func (b *bundle) runner(t *testing.T, mutate func(*batch.Config)) *batch.Runner {
+	t.Helper()
+	cfg := b.config()
+	cfg.TempDir = t.TempDir()
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	r, err := batch.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// counts returns the stored TL;DRs of the chat target and vectors of the space.
+func (b *bundle) counts(t *testing.T) (tldrs, vectors int) {
+	t.Helper()
+	err := b.st.Pool().QueryRow(context.Background(), `SELECT
+		(SELECT count(*) FROM tldrs WHERE model = $1 AND prompt_version = $2),
+		(SELECT count(*) FROM embeddings WHERE space_id = $3)`, chatModel, summarize.PromptVersion, b.space.ID).
+		Scan(&tldrs, &vectors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tldrs, vectors
+}
+
+func TestRunStoresEveryResultOnceWithBatchUsage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 12)
+	rep, err := b.runner(t, func(c *batch.Config) { c.MaxRequests = 5 }).Run(ctx, store.Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 12 papers at 5 per batch: 3 chat jobs and 3 embedding jobs.
+	if rep.Submitted != 6 || rep.Done != 6 || rep.Requests != 24 || rep.TLDRs != 12 || rep.Vectors != 12 || rep.Rejected != 0 {
+		t.Errorf("report %+v, want 6 jobs submitted and done, 24 requests, 12 TL;DRs and 12 vectors", rep)
+	}
+	if tl, v := b.counts(t); tl != 12 || v != 12 {
+		t.Errorf("stored %d TL;DRs and %d vectors, want 12 and 12", tl, v)
+	}
+	s := b.fake.Stats()
+	if s.ChatDelivered != 12 || s.EmbedInputsDelivered != 12 {
+		t.Errorf("API delivered %d chat completions and %d vectors, want 12 and 12", s.ChatDelivered, s.EmbedInputsDelivered)
+	}
+	usage, err := b.st.Usage(ctx, time.Now().Add(-24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, u := range usage {
+		got[u.Model+"/"+u.Kind] += u.Requests
+	}
+	want := map[string]int{chatModel + "/" + batch.KindChatBatch: 12, embModel + "/" + batch.KindEmbeddingBatch: 12}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("usage %v, want %v", got, want)
+	}
+
+	// A second run finds nothing stale and spends nothing.
+	rep, err = b.runner(t, nil).Run(ctx, store.Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Submitted != 0 || rep.Resumed != 0 {
+		t.Errorf("second run %+v, want nothing submitted or resumed", rep)
+	}
+	if s2 := b.fake.Stats(); s2.ChatDelivered != 12 || s2.EmbedInputsDelivered != 12 {
+		t.Errorf("second run delivered more: %+v", s2)
+	}
+}
+
+// A run cancelled after its batches were created leaves them open in the store; a new Runner
+// (a restarted paperpipe) resumes polling them, creates no second batch and stores every
+// result once.
+func TestRestartAfterBatchCreatedResumesWithoutPayingTwice(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 8)
+	cctx, cancel := context.WithCancel(ctx)
+	r1 := b.runner(t, func(c *batch.Config) {
+		c.Progress = func([]store.BatchJob, batch.Report) { cancel() } // the first look at the batches
+		c.PollInterval = time.Hour
+	})
+	rep, err := r1.Run(cctx, store.Selection{})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %+v, %v; want context.Canceled", rep, err)
+	}
+	if rep.Submitted != 2 {
+		t.Fatalf("first run submitted %d jobs, want 2", rep.Submitted)
+	}
+	jobs, err := b.st.BatchJobs(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := 0
+	for _, j := range jobs {
+		if j.OpenAIID == "" {
+			t.Errorf("job %d has no OpenAI batch id after submission", j.ID)
+		}
+		if j.Status == store.BatchSubmitted {
+			open++
+		}
+	}
+	if open == 0 {
+		t.Skip("both batches completed before the first look; nothing to resume") // cannot happen with an hour's poll
+	}
+
+	// While the jobs are open, their papers are not stale for the target: not sent again.
+	var stale int
+	err = b.st.StalePapers(ctx, store.Selection{Work: paper.Work{Model: chatModel, PromptVersion: summarize.PromptVersion, SpaceID: b.space.ID}},
+		100, func(p []store.StalePaper) error { stale += len(p); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stale != 0 {
+		t.Errorf("%d papers stale while in open batch jobs, want 0", stale)
+	}
+
+	rep, err = b.runner(t, nil).Run(ctx, store.Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Submitted != 0 || rep.Resumed != 2 || rep.Done != 2 {
+		t.Errorf("restarted run %+v, want 0 submitted, 2 resumed, 2 done", rep)
+	}
+	if tl, v := b.counts(t); tl != 8 || v != 8 {
+		t.Errorf("stored %d TL;DRs and %d vectors, want 8 and 8", tl, v)
+	}
+	if s := b.fake.Stats(); s.ChatDelivered != 8 || s.EmbedInputsDelivered != 8 {
+		t.Errorf("API delivered %d chat completions and %d vectors, want 8 and 8: a batch was paid twice", s.ChatDelivered, s.EmbedInputsDelivered)
+	}
+	usage, err := b.st.Usage(ctx, time.Now().Add(-24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range usage {
+		if u.Requests != 8 {
+			t.Errorf("usage %s/%s: %d requests, want 8 (recorded once)", u.Model, u.Kind, u.Requests)
+		}
+	}
+	if jobs, _ = b.st.BatchJobs(ctx, ""); len(jobs) != 2 {
+		t.Errorf("%d batch jobs recorded, want 2", len(jobs))
+	}
+}
+
+// A job recorded before a crash that came before its upload is uploaded and submitted by the
+// next run.
+func TestJobRecordedButNotUploadedIsSubmittedOnResume(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 3)
+	var items []store.BatchItem
+	for _, id := range b.ids {
+		rec, err := b.st.Paper(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		items = append(items, store.BatchItem{PaperID: id, ContentHash: rec.ContentHash})
+	}
+	_, err := b.st.CreateBatchJob(ctx, store.BatchJob{Kind: paper.KindChat, Model: chatModel, PromptVersion: summarize.PromptVersion}, items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := b.runner(t, func(c *batch.Config) { c.Embed = nil }).Run(ctx, store.Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Resumed != 1 || rep.Submitted != 0 || rep.TLDRs != 3 {
+		t.Errorf("report %+v, want 1 resumed, 0 submitted, 3 TL;DRs", rep)
+	}
+	if s := b.fake.Stats(); s.ChatDelivered != 3 {
+		t.Errorf("API delivered %d chat completions, want 3", s.ChatDelivered)
+	}
+}
+
+func TestConfigIsValidated(t *testing.T) {
+	t.Parallel()
+	for name, cfg := range map[string]batch.Config{
+		"no store":   {Chat: &batch.ChatWork{}},
+		"no work":    {Store: (*store.Store)(nil)},
+		"bad url":    {BaseURL: "ftp://x", Store: (*store.Store)(nil), Chat: &batch.ChatWork{}},
+		"chat parts": {Store: (*store.Store)(nil), Chat: &batch.ChatWork{Model: "m"}},
+		"too many":   {Store: (*store.Store)(nil), Embed: &batch.EmbedWork{Space: paper.Space{ID: 1, Model: "m"}, Input: func(paper.Abstract) (string, bool, error) { return "", false, nil }}, MaxRequests: 50001},
+	} {
+		if _, err := batch.New(cfg); err == nil {
+			t.Errorf("%s: New accepted %+v", name, cfg)
+		}
+	}
+}

@@ -1,0 +1,27 @@
+// Package batch sends re-processing work through OpenAI's Batch API: half the price of the
+// synchronous endpoints, with results within 24 hours.
+//
+// A Runner selects the papers that are stale for its target (store.StalePapers), records each
+// batch job with its papers in PostgreSQL before anything is uploaded (store.CreateBatchJob),
+// writes the JSONL request file (one line per paper, custom_id "<paper id>@<content
+// hash>#<kind>"), uploads it (POST /v1/files, purpose "batch"), creates the batch (POST
+// /v1/batches, completion window 24h, tagged with the job id in its metadata), polls it with
+// backoff, downloads the output file and stores every valid answer (TL;DRs through the
+// Accept function it is given, vectors checked against the space's dimension).
+//
+// The store is the ledger, so a Runner is resumable across restarts: a job whose file was
+// not uploaded or whose batch was not created is finished; a submitted job is polled again,
+// never created a second time; and papers in an open job are excluded from new jobs of the
+// same target (never pay twice). A job's usage is recorded when it is closed, in the same
+// transaction, so it is counted once however often its collection is retried. Usage is
+// recorded under the model's name with the kinds KindChatBatch and KindEmbeddingBatch:
+// the Batch API bills them at half the price of the synchronous kinds.
+//
+// The one window a crash can still cost money in is between OpenAI creating a batch and the
+// job row recording its id (one round trip). Batches carry metadata paperpipe_job=<job id>;
+// when it resumes such a job the Runner looks for a batch with that tag (GET /v1/batches)
+// before creating another.
+//
+// The package imports neither summarize nor embed: the prompt, the validation of answers and
+// the text embedded come in as functions of Config, wired by cmd/paperpipe.
+package batch

@@ -1,0 +1,465 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paperpipe/paperpipe/batch"
+	"github.com/paperpipe/paperpipe/internal/natstest"
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/internal/pgtest"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/pipeline"
+	"github.com/paperpipe/paperpipe/store"
+	"github.com/paperpipe/paperpipe/summarize"
+)
+
+// archiveEnv is one test's PostgreSQL schema, NATS server and OpenAI test server, with a
+// config pointing at them.
+type archiveEnv struct {
+	c    *config
+	fake *openaitest.Server
+	nats *natstest.Server
+	st   *store.Store
+}
+
+func newArchiveEnv(t *testing.T, fake openaitest.Config) *archiveEnv {
+	t.Helper()
+	e := &archiveEnv{fake: openaitest.Start(t, fake), nats: natstest.Start(t)}
+	c := loadConfig()
+	c.DatabaseURL, c.NATSURL, c.DataDir = pgtest.URL(t), e.nats.ClientURL(), t.TempDir()
+	c.BaseURL, c.APIKey = e.fake.URL(), "sk-test"
+	c.ChatModel, c.EmbedModel, c.EmbedDims, c.MaxWords = "gpt-4o-mini", "text-embedding-3-small", 64, 30
+	c.Concurrency, c.BatchSize, c.AckWait, c.MaxDeliver, c.LogLevel = 8, 8, 30*time.Second, 4, "error"
+	c.Prices = ""
+	e.c = c
+	st, err := openStore(t.Context(), e.c, newLogger(e.c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	e.st = st
+	return e
+}
+
+// seed stores n papers whose first sentence makes a valid TL;DR, so that every paper costs
+// exactly one chat request.
+func (e *archiveEnv) seed(t *testing.T, n int) {
+	t.Helper()
+	var papers []paper.Abstract
+	for i := range n {
+		papers = append(papers, paper.Abstract{
+			ID:    fmt.Sprintf("arxiv:2401.%05d", i),
+			Title: fmt.Sprintf("Balanced routing study %d", i),
+			Abstract: fmt.Sprintf("We propose balanced router number %d for sparse mixture-of-experts models. "+
+				"It lowers the load-balancing loss by %d percent.", i, i%9+1),
+		})
+	}
+	if _, err := e.st.UpsertPapers(t.Context(), papers, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cfg returns a copy of the environment's config with mutate applied.
+func (e *archiveEnv) cfg(mutate func(*config)) *config {
+	c := *e.c
+	if mutate != nil {
+		mutate(&c)
+	}
+	return &c
+}
+
+func (e *archiveEnv) reprocess(t *testing.T, ctx context.Context, c *config, o reprocessOptions) (reprocessResult, string) {
+	t.Helper()
+	var out, errw bytes.Buffer
+	res, err := runReprocess(ctx, c, o, &out, &errw)
+	if err != nil {
+		t.Fatalf("reprocess: %v\n%s", err, errw.String())
+	}
+	return res, out.String() + errw.String()
+}
+
+func (e *archiveEnv) count(t *testing.T, q string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := e.st.Pool().QueryRow(t.Context(), q, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
+func TestReprocessAfterPromptChangeRegeneratesTLDRsOnly(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 12)
+	ctx := t.Context()
+	res, _ := e.reprocess(t, ctx, e.c, reprocessOptions{})
+	if res.Worker.TLDRs != 12 || res.Worker.Embeddings != 12 {
+		t.Fatalf("first run stored %d TL;DRs and %d embeddings, want 12 and 12", res.Worker.TLDRs, res.Worker.Embeddings)
+	}
+	before := e.fake.Stats()
+	if before.ChatDelivered != 12 || before.EmbedInputsDelivered != 12 {
+		t.Fatalf("first run: %d chat completions, %d vectors delivered; want 12 and 12", before.ChatDelivered, before.EmbedInputsDelivered)
+	}
+	// The TL;DRs were written by an older prompt.
+	if _, err := e.st.Pool().Exec(ctx, "UPDATE tldrs SET prompt_version = 'tldr-v0'"); err != nil {
+		t.Fatal(err)
+	}
+	res, _ = e.reprocess(t, ctx, e.c, reprocessOptions{})
+	after := e.fake.Stats()
+	if got := after.ChatDelivered - before.ChatDelivered; got != 12 || res.Worker.TLDRs != 12 {
+		t.Errorf("after the prompt change: %d chat completions, %d TL;DRs stored; want 12 and 12", got, res.Worker.TLDRs)
+	}
+	if after.EmbedRequests != before.EmbedRequests || after.EmbedInputsDelivered != before.EmbedInputsDelivered {
+		t.Errorf("after the prompt change: %d embedding requests, want none", after.EmbedRequests-before.EmbedRequests)
+	}
+	if n := e.count(t, "SELECT count(*) FROM tldrs WHERE prompt_version = $1", summarize.PromptVersion); n != 12 {
+		t.Errorf("%d TL;DRs of the current prompt, want 12", n)
+	}
+	if n := e.count(t, "SELECT count(*) FROM tldrs WHERE prompt_version = 'tldr-v0'"); n != 12 {
+		t.Errorf("%d TL;DRs of the old prompt kept, want 12 (versioned outputs)", n)
+	}
+}
+
+func TestReprocessNewEmbeddingModelFillsInactiveSpaceUntilActivate(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 10)
+	ctx := t.Context()
+	first, _ := e.reprocess(t, ctx, e.c, reprocessOptions{})
+	blue := first.Space
+	stamp := func(space int64) string {
+		var s string
+		if err := e.st.Pool().QueryRow(ctx, `SELECT count(*)::text || '/' || coalesce(max(created_at)::text, '')
+			FROM embeddings WHERE space_id = $1`, space).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	blueBefore := stamp(blue.ID)
+	chatBefore := e.fake.Stats().ChatDelivered
+
+	green := e.cfg(func(c *config) { c.EmbedModel, c.EmbedDims = "text-embedding-3-large", 32 })
+	res, out := e.reprocess(t, ctx, green, reprocessOptions{})
+	if res.Space.ID == blue.ID || res.Space.Active {
+		t.Fatalf("new model's space %+v: want a new, inactive space", res.Space)
+	}
+	if res.Worker.Embeddings != 10 || res.Worker.TLDRs != 0 || e.fake.Stats().ChatDelivered != chatBefore {
+		t.Errorf("green fill stored %d embeddings and %d TL;DRs (%d chat calls); want 10 and 0 (0)",
+			res.Worker.Embeddings, res.Worker.TLDRs, e.fake.Stats().ChatDelivered-chatBefore)
+	}
+	if !strings.Contains(out, "paperpipe activate") {
+		t.Errorf("output does not say how to activate the new space:\n%s", out)
+	}
+	active, err := e.st.ActiveSpace(ctx)
+	if err != nil || active.ID != blue.ID {
+		t.Errorf("active space %d (%v), want the old one %d until activate", active.ID, err, blue.ID)
+	}
+	if got := stamp(blue.ID); got != blueBefore {
+		t.Errorf("the active space's vectors changed: %s, was %s", got, blueBefore)
+	}
+	var info store.SpaceInfo
+	spaces, err := e.st.Spaces(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range spaces {
+		if s.ID == res.Space.ID {
+			info = s
+		}
+	}
+	if info.Embedded != 10 || info.Papers != 10 || info.IndexName == "" {
+		t.Errorf("green space %+v: want 10/10 embedded and its index built", info)
+	}
+	var listing bytes.Buffer
+	if err := listSpaces(ctx, e.st, false, &listing); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(listing.String(), "10/10 (100%)") || strings.Count(listing.String(), "*") != 1 {
+		t.Errorf("spaces listing:\n%s", listing.String())
+	}
+
+	// A query vector of the green model cannot search the blue space.
+	if _, err := e.st.Search(ctx, blue.ID, make([]float32, 32), 5); !errors.Is(err, paper.ErrSpaceMismatch) {
+		t.Errorf("searching the 64-dimension space with a 32-dimension vector: %v, want ErrSpaceMismatch", err)
+	}
+	if _, err := activateSpace(ctx, e.st, "text-embedding-3-large"); err != nil {
+		t.Fatal(err)
+	}
+	if active, _ = e.st.ActiveSpace(ctx); active.ID != res.Space.ID {
+		t.Errorf("after activate the active space is %d, want %d", active.ID, res.Space.ID)
+	}
+	if err := e.st.DropSpace(ctx, res.Space.ID); !errors.Is(err, paper.ErrInvalid) {
+		t.Errorf("dropping the active space: %v, want a refusal", err)
+	}
+	if err := e.st.DropSpace(ctx, blue.ID); err != nil {
+		t.Errorf("dropping the old space: %v", err)
+	}
+}
+
+func TestReprocessInterruptedResumesWithoutRedoingPapers(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{ChatLatency: 40 * time.Millisecond})
+	e.seed(t, 16)
+	c := e.cfg(func(c *config) { c.Concurrency, c.BatchSize = 2, 2 })
+	nc, err := nats.Connect(e.nats.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Interrupt the run once 4 TL;DRs are paid for; meanwhile watch the backlog that
+	// `paperpipe status` shows (pipeline.Backlogs lists every consumer).
+	ctx, cancel := context.WithCancel(t.Context())
+	var maxBacklog uint64
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for ctx.Err() == nil && e.fake.Stats().ChatDelivered < 4 {
+			if bls, err := pipeline.Backlogs(ctx, js); err == nil {
+				for _, b := range bls {
+					if strings.HasPrefix(b.Consumer, "reprocess-") {
+						maxBacklog = max(maxBacklog, b.Pending+uint64(b.AckPending))
+					}
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+	}()
+	// Pages of 4 papers: interrupted, the worker finishes the papers it holds.
+	res, err := runReprocess(ctx, c, reprocessOptions{pageSize: 4}, &bytes.Buffer{}, &bytes.Buffer{})
+	<-watched
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: %v, want context.Canceled", err)
+	}
+	if maxBacklog == 0 {
+		t.Errorf("the re-processing consumer's backlog never showed in pipeline.Backlogs")
+	}
+	done := e.count(t, "SELECT count(*) FROM tldrs")
+	if done == 0 || done >= 12 {
+		t.Fatalf("%d TL;DRs after the interruption, want some but not all", done)
+	}
+
+	// A process killed right after publishing leaves its messages queued: the next run
+	// processes them first and does not queue their papers again.
+	target := pipeline.NewReprocessTarget(paper.Work{Model: "gpt-4o-mini", PromptVersion: summarize.PromptVersion, SpaceID: res.Space.ID}, res.Space.Name())
+	pub := pipeline.NewRunPublisher(js, target.Subject, "killed-run", 0)
+	left := 0
+	if err := e.st.StalePapers(t.Context(), store.Selection{Work: paper.Work{Model: "gpt-4o-mini", PromptVersion: summarize.PromptVersion}}, 3,
+		func(page []store.StalePaper) error {
+			for _, p := range page[:1] { // one paper per page: some queued, some not
+				left++
+				if err := pub.Publish(t.Context(), p.Abstract); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	var errw bytes.Buffer
+	res, err = runReprocess(t.Context(), c, reprocessOptions{pageSize: 4}, &bytes.Buffer{}, &errw)
+	if err != nil {
+		t.Fatalf("resumed run: %v\n%s", err, errw.String())
+	}
+	if !strings.Contains(errw.String(), fmt.Sprintf("resuming: %d messages", left)) {
+		t.Errorf("resumed run does not report the %d queued messages:\n%s", left, errw.String())
+	}
+	if n := e.count(t, "SELECT count(*) FROM tldrs"); n != 16 {
+		t.Errorf("%d TL;DRs after the resumed run, want 16", n)
+	}
+	s := e.fake.Stats()
+	if s.ChatDelivered != 16 || s.EmbedInputsDelivered != 16 {
+		t.Errorf("delivered %d chat completions and %d vectors for 16 papers: a paper was done twice", s.ChatDelivered, s.EmbedInputsDelivered)
+	}
+	if res.Worker.TLDRs != int64(16-done) {
+		t.Errorf("resumed run stored %d TL;DRs, want the %d left", res.Worker.TLDRs, 16-done)
+	}
+}
+
+func TestDryRunEstimateMatchesTheRun(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 10)
+	ctx := t.Context()
+	dry, out := e.reprocess(t, ctx, e.c, reprocessOptions{dryRun: true})
+	est := dry.Estimate
+	if est.Papers != 10 || est.TLDRs != 10 || est.ChatRequests != 10 || est.Embeddings != 10 || est.EmbedRequests != 1 {
+		t.Errorf("estimate %+v: want 10 papers, 10 chat requests, 10 embeddings in 1 request", est)
+	}
+	if !est.CostKnown || est.CostUSD <= 0 || est.ChatInTokens <= 0 || est.EmbedTokens <= 0 {
+		t.Errorf("estimate %+v: want tokens and a known cost", est)
+	}
+	for _, want := range []string{"papers", "chat requests", "embedding requests", "estimated cost", "dry run"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry-run output lacks %q:\n%s", want, out)
+		}
+	}
+	if s := e.fake.Stats(); s.ChatRequests != 0 || s.EmbedRequests != 0 {
+		t.Fatalf("dry run made API calls: %+v", s)
+	}
+	res, _ := e.reprocess(t, ctx, e.c, reprocessOptions{})
+	s := e.fake.Stats()
+	if res.Worker.Acked != est.Papers || s.ChatRequests != est.ChatRequests || s.EmbedInputsDelivered != est.Embeddings {
+		t.Errorf("run: %d papers, %d chat requests, %d vectors; estimate said %d, %d, %d",
+			res.Worker.Acked, s.ChatRequests, s.EmbedInputsDelivered, est.Papers, est.ChatRequests, est.Embeddings)
+	}
+	// Requests are batched by what is in flight: at least the estimate's count.
+	if s.EmbedRequests < est.EmbedRequests {
+		t.Errorf("%d embedding requests, fewer than the estimate's minimum %d", s.EmbedRequests, est.EmbedRequests)
+	}
+	// The real prompt is within the estimate (3 bytes per token stays above real counts).
+	if s.PromptTokens > est.ChatInTokens+est.EmbedTokens {
+		t.Errorf("%d prompt tokens used, above the estimate %d", s.PromptTokens, est.ChatInTokens+est.EmbedTokens)
+	}
+	again, _ := e.reprocess(t, ctx, e.c, reprocessOptions{dryRun: true})
+	if again.Estimate.Papers != 0 || again.Estimate.CostUSD != 0 {
+		t.Errorf("dry run after the run: %+v, want nothing left", again.Estimate)
+	}
+}
+
+func TestReprocessBatchAPIStoresResultsAtBatchKinds(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 6)
+	ctx := t.Context()
+	dry, _ := e.reprocess(t, ctx, e.c, reprocessOptions{dryRun: true, batchAPI: true})
+	full, _ := e.reprocess(t, ctx, e.c, reprocessOptions{dryRun: true})
+	if dry.Estimate.EmbedRequests != 6 || dry.Estimate.CostUSD*2 < full.Estimate.CostUSD*0.999 || dry.Estimate.CostUSD*2 > full.Estimate.CostUSD*1.001 {
+		t.Errorf("Batch API estimate %+v: want one request per paper at half of %v", dry.Estimate, full.Estimate.CostUSD)
+	}
+	res, _ := e.reprocess(t, ctx, e.c, reprocessOptions{batchAPI: true, wait: true, poll: 5 * time.Millisecond})
+	if res.Batch == nil || res.Batch.TLDRs != 6 || res.Batch.Vectors != 6 || res.Batch.Submitted != 2 {
+		t.Fatalf("batch report %+v, want 2 batches storing 6 TL;DRs and 6 vectors", res.Batch)
+	}
+	usage, err := e.st.Usage(ctx, time.Now().Add(-24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for _, u := range usage {
+		kinds[u.Kind] += u.Requests
+	}
+	if kinds[batch.KindChatBatch] != 6 || kinds[batch.KindEmbeddingBatch] != 6 || kinds[paper.KindChat] != 0 {
+		t.Errorf("usage by kind %v, want 6 chat-batch and 6 embedding-batch requests only", kinds)
+	}
+	// Offline models cannot go through the Batch API.
+	off := e.cfg(func(c *config) { c.ChatModel = offline })
+	if _, err := runReprocess(ctx, off, reprocessOptions{batchAPI: true, tldrOnly: true}, &bytes.Buffer{}, &bytes.Buffer{}); !errors.Is(err, errUsage) {
+		t.Errorf("--batch-api with the offline TL;DR model: %v, want a usage error", err)
+	}
+}
+
+func TestReingestFromSecondSourceCreatesNothingAndCostsNothing(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	ctx := t.Context()
+	process := func(file string) {
+		t.Helper()
+		if err := cmdIngest(ctx, e.c, []string{filepath.Join("testdata", file)}); err != nil {
+			t.Fatalf("ingest %s: %v", file, err)
+		}
+		if err := cmdWorker(ctx, e.cfg(nil), []string{"--exit-when-idle"}); err != nil {
+			t.Fatalf("worker: %v", err)
+		}
+	}
+	process("archive-oai.jsonl")
+	papers := e.count(t, "SELECT count(*) FROM papers")
+	done := e.count(t, "SELECT count(*) FROM tldrs") + e.count(t, "SELECT count(*) FROM embeddings")
+	before := e.fake.Stats()
+	if papers != 3 || done != 6 {
+		t.Fatalf("after the OAI snapshot: %d papers, %d outputs; want 3 and 6", papers, done)
+	}
+	process("archive.jsonl")
+	after := e.fake.Stats()
+	if n := e.count(t, "SELECT count(*) FROM papers"); n != papers {
+		t.Errorf("%d papers after the second source, want %d", n, papers)
+	}
+	if after.ChatRequests != before.ChatRequests || after.EmbedRequests != before.EmbedRequests {
+		t.Errorf("the second source made %d chat and %d embedding requests, want none",
+			after.ChatRequests-before.ChatRequests, after.EmbedRequests-before.EmbedRequests)
+	}
+	// The second source's metadata merges into the paper (URL from the JSONL).
+	rec, err := e.st.Paper(ctx, "arxiv:2401.01234")
+	if err != nil || rec.URL == "" || len(rec.Authors) == 0 {
+		t.Errorf("merged paper %+v (%v): want the OAI authors and the JSONL url", rec.Abstract, err)
+	}
+}
+
+func TestImportEmbeddingsLoadsGoodLinesAndReportsBadOnes(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	active, err := e.st.EnsureSpace(ctx, paper.Space{Model: "other", Dimensions: 3, Template: "title-abstract-v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "vectors.jsonl")
+	lines := []string{
+		`{"id":"2401.00000","embedding":[1,0,0,0],"model":"imported"}`,
+		`{"id":"2401.00001","embedding":[0,1,0,0],"model":"imported"`, // truncated
+		`{"id":"arxiv:2401.00002","embedding":[0,0,1,0],"model":"imported","dimensions":4}`,
+		`{"id":"9999.99999","embedding":[0,0,0,1],"model":"imported"}`, // unknown paper
+		`{"id":"2401.00001","embedding":[0,1,0],"model":"imported"}`,   // another space
+		``,
+		`{"id":"2401.00001","model":"imported"}`, // no vector
+	}
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var errw bytes.Buffer
+	res, err := importEmbeddings(ctx, e.st, file, 2, &errw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Loaded != 2 || res.Bad != 3 || len(res.Unknown) != 1 || res.Unknown[0] != "arxiv:9999.99999" {
+		t.Errorf("import %+v, want 2 loaded, 3 bad lines, 1 unknown paper", res)
+	}
+	for _, want := range []string{file + ":2:", file + ":4: unknown paper", file + ":5:", file + ":7:"} {
+		if !strings.Contains(errw.String(), want) {
+			t.Errorf("messages lack %q:\n%s", want, errw.String())
+		}
+	}
+	if res.Space.Model != "imported" || res.Space.Dimensions != 4 || res.Space.Active {
+		t.Errorf("space %+v: want a new, inactive imported/4 space", res.Space)
+	}
+	spaces, err := e.st.Spaces(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range spaces {
+		switch s.ID {
+		case res.Space.ID:
+			if s.Embedded != 2 || s.IndexName == "" {
+				t.Errorf("imported space %+v: want 2 vectors and its index built after the load", s)
+			}
+		case active.ID:
+			if !s.Active {
+				t.Errorf("the active space was deactivated by the import")
+			}
+		}
+	}
+	if s := e.fake.Stats(); s.EmbedRequests != 0 || s.ChatRequests != 0 {
+		t.Errorf("import made API calls: %+v", s)
+	}
+}

@@ -1,0 +1,859 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/paperpipe/paperpipe/batch"
+	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/internal/llm"
+	"github.com/paperpipe/paperpipe/internal/pricing"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/pipeline"
+	"github.com/paperpipe/paperpipe/store"
+	"github.com/paperpipe/paperpipe/summarize"
+)
+
+// embedContextTokens is the longest input the embedding requests carry (embed.Config's default).
+const embedContextTokens = 8191
+
+// reprocessOptions are the flags of `paperpipe reprocess`.
+type reprocessOptions struct {
+	all       bool
+	since     time.Time
+	idsFile   string
+	dryRun    bool
+	batchAPI  bool
+	wait      bool
+	tldrOnly  bool
+	embedOnly bool
+	// pageSize is how many papers are published before a worker drains them. Defaults to 5000.
+	pageSize int
+	// poll is the Batch API's first poll interval. Defaults to 30s.
+	poll time.Duration
+}
+
+func cmdReprocess(ctx context.Context, c *config, args []string) error {
+	fs := newFlagSet("reprocess", "", "Re-process the archive: write the TL;DRs and embeddings that are missing or stale for the configured models and prompt.")
+	c.addModelFlags(fs)
+	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "TL;DR requests in flight for this run; env PAPERPIPE_CONCURRENCY")
+	var o reprocessOptions
+	var since string
+	fs.BoolVar(&o.all, "all", false, "consider every paper of the archive (the default scope)")
+	fs.StringVar(&since, "since", "", "consider only papers stored or changed since `DATE` (2006-01-02 or RFC 3339)")
+	fs.StringVar(&o.idsFile, "ids", "", "consider only the papers listed in `FILE` (one id per line; - for stdin)")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "print papers, requests, estimated tokens and cost, and spend nothing")
+	fs.BoolVar(&o.batchAPI, "batch-api", false, "send the work through OpenAI's Batch API (half price, results within 24h; resumable)")
+	fs.BoolVar(&o.wait, "wait", true, "with --batch-api: wait for the batches and store their results (false: submit and exit; run again to collect)")
+	fs.BoolVar(&o.tldrOnly, "tldr-only", false, "write TL;DRs only")
+	fs.BoolVar(&o.embedOnly, "embed-only", false, "write embeddings only")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if since != "" {
+		t, err := parseDate(since)
+		if err != nil {
+			return usageErr("--since %q: want a date like 2024-01-31 or an RFC 3339 time", since)
+		}
+		o.since = t
+	}
+	if n := countTrue(o.all, since != "", o.idsFile != ""); n > 1 {
+		return usageErr("--all, --since and --ids are alternatives; give one")
+	}
+	if o.tldrOnly && o.embedOnly {
+		return usageErr("--tldr-only and --embed-only are alternatives; give one")
+	}
+	_, err := runReprocess(ctx, c, o, os.Stdout, os.Stderr)
+	return err
+}
+
+func countTrue(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
+}
+
+func parseDate(s string) (time.Time, error) {
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	return time.Parse(time.RFC3339, s)
+}
+
+// reprocessResult is what a reprocess run did (or, for a dry run, would do).
+type reprocessResult struct {
+	Estimate estimate          `json:"estimate"`
+	Target   string            `json:"target"`
+	Space    paper.Space       `json:"space"`
+	Worker   workerTotals      `json:"worker"`
+	Batch    *batch.Report     `json:"batch,omitempty"`
+	Counts   store.StaleCounts `json:"counts"`
+}
+
+// workerTotals sums the stats of the workers of one run.
+type workerTotals struct {
+	Acked, Skipped, TLDRs, Embeddings, Dead int64
+}
+
+// runReprocess selects, estimates, and processes the stale papers of the configured target.
+func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw io.Writer) (reprocessResult, error) {
+	var res reprocessResult
+	log := newLogger(c)
+	m, err := buildModels(c, log)
+	if err != nil {
+		return res, err
+	}
+	st, err := openStore(ctx, c, log)
+	if err != nil {
+		return res, err
+	}
+	defer st.Close()
+
+	wantTLDR, wantEmb := !o.embedOnly, !o.tldrOnly
+	// The target space is created without its index when new (a bulk fill); it is activated
+	// only when no space is active, so queries keep using the active one (blue/green).
+	space, _, err := st.EnsureSpaceForLoad(ctx, m.emb.Space())
+	if err != nil {
+		return res, err
+	}
+	res.Space = space
+	sel := store.Selection{Since: o.since}
+	if wantTLDR {
+		sel.Work.Model, sel.Work.PromptVersion = m.sum.Model(), m.sum.PromptVersion()
+	}
+	if wantEmb {
+		sel.Work.SpaceID = space.ID
+	}
+	if o.idsFile != "" {
+		if sel.IDs, err = readIDs(o.idsFile); err != nil {
+			return res, err
+		}
+	}
+	if res.Counts, err = st.CountStale(ctx, sel); err != nil {
+		return res, err
+	}
+	spaceName := ""
+	if wantEmb {
+		spaceName = space.Name()
+	}
+	target := pipeline.NewReprocessTarget(sel.Work, spaceName)
+	res.Target = target.Key
+
+	if o.dryRun {
+		if res.Estimate, err = estimateWork(ctx, c, st, sel, m, o.batchAPI); err != nil {
+			return res, err
+		}
+	}
+	if o.dryRun {
+		printEstimate(out, res.Estimate, m, space, wantTLDR, wantEmb)
+		return res, nil
+	}
+	if res.Counts.Papers == 0 && !o.batchAPI {
+		// Messages an interrupted run left queued are processed below even so.
+		fmt.Fprintf(errw, "reprocess: nothing to do: every selected paper has its TL;DR (%s, %s) and embedding (space %s)\n",
+			m.sum.Model(), m.sum.PromptVersion(), space.Name())
+	}
+	unlock, err := st.LockRun(ctx, target.Key)
+	if err != nil {
+		return res, err
+	}
+	defer unlock()
+	fmt.Fprintf(errw, "reprocess: %d papers to process (%d TL;DRs by %s prompt %s, %d embeddings in space %s)\n",
+		res.Counts.Papers, res.Counts.TLDRs, m.sum.Model(), m.sum.PromptVersion(), res.Counts.Embeddings, space.Name())
+
+	if o.batchAPI {
+		if err := runBatchAPI(ctx, c, o, st, m, space, sel, wantTLDR, wantEmb, &res, errw, log); err != nil {
+			return res, err
+		}
+	} else if err := runReprocessWorkers(ctx, c, o, st, m, space, sel, target, &res, errw, log); err != nil {
+		return res, err
+	}
+	return res, finishSpace(ctx, st, space, wantEmb, errw)
+}
+
+// finishSpace builds the target space's index after a fill, and says how to switch to it.
+func finishSpace(ctx context.Context, st *store.Store, space paper.Space, wantEmb bool, errw io.Writer) error {
+	if !wantEmb {
+		return nil
+	}
+	if _, err := st.BuildSpaceIndex(ctx, space.ID, store.IndexSettings{}); err != nil {
+		return err
+	}
+	active, err := st.ActiveSpace(ctx)
+	if err == nil && active.ID != space.ID {
+		fmt.Fprintf(errw, "reprocess: space %d (%s) is filled but not active; queries use %s until `paperpipe activate %d`\n",
+			space.ID, space.Name(), active.Name(), space.ID)
+	}
+	return nil
+}
+
+// readIDs reads one paper id per line (blank lines and #-comments skipped), in canonical form.
+func readIDs(path string) ([]string, error) {
+	var r io.Reader = os.Stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("--ids: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	ids := []string{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if c, err := paper.CanonicalID(line); err == nil {
+			line = c
+		}
+		ids = append(ids, line)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("--ids %s: %w", path, err)
+	}
+	return ids, nil
+}
+
+// estimate is what a run will cost before it runs.
+type estimate struct {
+	Papers          int64   `json:"papers"`
+	TLDRs           int64   `json:"tldrs"`
+	Embeddings      int64   `json:"embeddings"`
+	ChatRequests    int64   `json:"chat_requests"`
+	EmbedRequests   int64   `json:"embedding_requests"`
+	ChatInTokens    int64   `json:"chat_input_tokens"`
+	ChatOutTokens   int64   `json:"chat_output_tokens"`
+	EmbedTokens     int64   `json:"embedding_tokens"`
+	CostUSD         float64 `json:"cost_usd"`
+	CostKnown       bool    `json:"cost_known"`
+	BatchAPI        bool    `json:"batch_api"`
+	EmbedBatchInput int     `json:"embedding_inputs_per_request"`
+}
+
+// estimateWork walks the stale papers and estimates requests, tokens (llm.EstimateTokens of
+// the exact prompt and embedded text) and cost (internal/pricing; half with the Batch API).
+func estimateWork(ctx context.Context, c *config, st *store.Store, sel store.Selection, m *models, batchAPI bool) (estimate, error) {
+	e := estimate{BatchAPI: batchAPI}
+	chatAPI, embAPI := c.ChatModel != offline, c.EmbedModel != offline
+	// One chat request per paper. Embeddings: the worker gathers the papers it holds (up to
+	// pipeline.WorkerConfig.MaxInFlight, max(4×Concurrency, 256)) into requests of at most
+	// EmbedBatchInputs; the Batch API sends one line per paper.
+	e.EmbedBatchInput = max(1, min(max(4*c.Concurrency, 256), c.EmbedBatchInputs))
+	if batchAPI {
+		e.EmbedBatchInput = 1
+	}
+	err := st.StalePapers(ctx, sel, 1000, func(page []store.StalePaper) error {
+		for _, p := range page {
+			e.Papers++
+			if p.NeedTLDR {
+				e.TLDRs++
+				for _, msg := range summarize.Messages(p.Abstract, c.MaxWords) {
+					e.ChatInTokens += int64(llm.EstimateTokens(msg.Content))
+				}
+				e.ChatOutTokens += int64(c.MaxWords * 2)
+			}
+			if p.NeedEmbedding {
+				e.Embeddings++
+				text, _ := llm.TruncateToTokens(embed.TitleAbstract(p.Abstract), embedContextTokens)
+				e.EmbedTokens += int64(llm.EstimateTokens(text))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return e, err
+	}
+	if chatAPI {
+		e.ChatRequests = e.TLDRs
+	}
+	if embAPI {
+		e.EmbedRequests = (e.Embeddings + int64(e.EmbedBatchInput) - 1) / int64(e.EmbedBatchInput)
+	}
+	prices, err := pricing.Parse(c.Prices)
+	if err != nil {
+		return e, fmt.Errorf("PAPERPIPE_PRICES: %w", err)
+	}
+	chatCost, chatKnown := prices.Cost(m.sum.Model(), e.ChatInTokens, e.ChatOutTokens)
+	embCost, embKnown := prices.Cost(m.emb.Space().Model, e.EmbedTokens, 0)
+	e.CostKnown = (chatKnown || e.TLDRs == 0) && (embKnown || e.Embeddings == 0)
+	e.CostUSD = chatCost + embCost
+	if batchAPI {
+		e.CostUSD /= 2
+	}
+	return e, nil
+}
+
+func printEstimate(w io.Writer, e estimate, m *models, space paper.Space, wantTLDR, wantEmb bool) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "papers\t%d\n", e.Papers)
+	if wantTLDR {
+		fmt.Fprintf(tw, "TL;DRs\t%d\t(%s, prompt %s)\n", e.TLDRs, m.sum.Model(), m.sum.PromptVersion())
+		fmt.Fprintf(tw, "chat requests\t%d\t(~%d input + ~%d output tokens)\n", e.ChatRequests, e.ChatInTokens, e.ChatOutTokens)
+	}
+	if wantEmb {
+		fmt.Fprintf(tw, "embeddings\t%d\t(space %s)\n", e.Embeddings, space.Name())
+		fmt.Fprintf(tw, "embedding requests\t%d\t(~%d tokens; up to %d papers per request)\n", e.EmbedRequests, e.EmbedTokens, e.EmbedBatchInput)
+	}
+	cost := fmt.Sprintf("$%.4f", e.CostUSD)
+	if !e.CostKnown {
+		cost += " (a model has no price: set PAPERPIPE_PRICES)"
+	}
+	if e.BatchAPI {
+		cost += " (Batch API: half price)"
+	}
+	fmt.Fprintf(tw, "estimated cost\t%s\n", cost)
+	tw.Flush()
+	fmt.Fprintln(w, "dry run: nothing was sent or spent; tokens are estimated at 3 bytes per token, above real counts")
+}
+
+// reprocessStore is the store as a re-processing worker sees it: with noEmbeddings, no
+// embedding is ever reported missing, so a --tldr-only run makes no embedding call.
+type reprocessStore struct {
+	*store.Store
+	noEmbeddings bool
+}
+
+func (s reprocessStore) UpsertPapers(ctx context.Context, papers []paper.Abstract, w paper.Work) ([]paper.Pending, error) {
+	if s.noEmbeddings {
+		w.SpaceID = 0
+	}
+	return s.Store.UpsertPapers(ctx, papers, w)
+}
+
+// runReprocessWorkers publishes the stale papers to the target's subject page by page and, after
+// each page, runs a worker on the target's consumer until it is idle. Interrupted, it leaves
+// the rest for the next run: the store says what is done, and message ids make republishing
+// what is still queued free.
+func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st *store.Store, m *models, space paper.Space,
+	sel store.Selection, target pipeline.ReprocessTarget, res *reprocessResult, errw io.Writer, log *slog.Logger) error {
+	if o.pageSize <= 0 {
+		o.pageSize = 5000
+	}
+	b, err := connectBroker(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	desc := fmt.Sprintf("re-processing: TL;DRs %s %s, space %s", sel.Work.Model, sel.Work.PromptVersion, space.Name())
+	if err := pipeline.EnsureReprocessConsumer(ctx, b.js, pipeline.TopologyConfig{AckWait: c.AckWait, MaxDeliver: c.MaxDeliver}, target, desc); err != nil {
+		return err
+	}
+	var sum pipeline.Summarizer
+	if sel.Work.Model != "" {
+		sum = m.sum
+	}
+	wst := reprocessStore{Store: st, noEmbeddings: sel.Work.SpaceID == 0}
+
+	prog := newCountProgress(errw, "reprocess", res.Counts.Papers, "papers")
+	var done atomic.Int64
+	stopTicker := make(chan struct{})
+	tickerDone := make(chan struct{})
+	go func() {
+		defer close(tickerDone)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopTicker:
+				return
+			case <-t.C:
+				prog.tick(int(done.Load()), 0)
+			}
+		}
+	}()
+	defer func() { close(stopTicker); <-tickerDone; prog.done(0) }()
+
+	drain := func() error {
+		w, err := pipeline.NewWorker(b.js, wst, sum, m.emb, pipeline.WorkerConfig{
+			Consumer: target.Consumer, SpaceID: space.ID, Concurrency: c.Concurrency, BatchSize: c.BatchSize,
+			EmbedBatch: c.EmbedBatchInputs, MsgTimeout: c.MsgTimeout, ExitWhenIdle: true, Logger: log.With("consumer", target.Consumer),
+		})
+		if err != nil {
+			return err
+		}
+		stop := make(chan struct{})
+		finished := make(chan struct{})
+		base := done.Load()
+		go func() {
+			defer close(finished)
+			t := time.NewTicker(100 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					done.Store(base + w.Stats().Acked)
+				}
+			}
+		}()
+		err = w.Run(ctx)
+		close(stop)
+		<-finished
+		s := w.Stats()
+		done.Store(base + s.Acked)
+		res.Worker.Acked += s.Acked
+		res.Worker.Skipped += s.Skipped
+		res.Worker.TLDRs += s.TLDRs
+		res.Worker.Embeddings += s.Embeddings
+		res.Worker.Dead += s.Dead
+		return err
+	}
+
+	// Messages an interrupted run left are processed first, so that the new run's messages
+	// (whose ids carry the run, see pipeline.RunPublisher) never queue a paper twice.
+	if left, err := pipeline.Queued(ctx, b.js, target); err != nil {
+		return err
+	} else if left > 0 {
+		fmt.Fprintf(errw, "reprocess: resuming: %d messages of an interrupted run are still queued\n", left)
+		if err := drain(); err != nil {
+			return err
+		}
+	}
+	pub := pipeline.NewRunPublisher(b.js, target.Subject, strconv.FormatInt(time.Now().UnixNano(), 36), 256)
+	queued := 0
+	err = st.StalePapers(ctx, sel, 500, func(page []store.StalePaper) error {
+		for _, p := range page {
+			if err := pub.Publish(ctx, p.Abstract); err != nil {
+				return err
+			}
+			if queued++; queued < o.pageSize {
+				continue
+			}
+			queued = 0
+			if err := pub.Flush(ctx); err != nil {
+				return err
+			}
+			if err := drain(); err != nil {
+				return err
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		if err = pub.Flush(ctx); err == nil {
+			err = drain()
+		}
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("interrupted after %d papers; run the same command again to resume (finished papers are not redone): %w",
+			done.Load(), ctx.Err())
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(errw, "reprocess: %d papers processed: %d TL;DRs, %d embeddings stored, %d skipped (already done), %d dead-lettered\n",
+		res.Worker.Acked, res.Worker.TLDRs, res.Worker.Embeddings, res.Worker.Skipped, res.Worker.Dead)
+	return nil
+}
+
+// runBatchAPI sends the work through OpenAI's Batch API.
+func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.Store, m *models, space paper.Space,
+	sel store.Selection, wantTLDR, wantEmb bool, res *reprocessResult, errw io.Writer, log *slog.Logger) error {
+	cfg := batch.Config{
+		BaseURL: c.BaseURL, APIKey: c.APIKey, Store: st, Logger: log, PollInterval: o.poll,
+		Progress: func(jobs []store.BatchJob, r batch.Report) {
+			var total, completed, failed int
+			for _, j := range jobs {
+				total += j.Total
+				completed += j.Completed
+				failed += j.Failed
+			}
+			fmt.Fprintf(errw, "reprocess: %d open batches: %d/%d requests completed, %d failed; %d TL;DRs and %d embeddings stored so far\n",
+				len(jobs), completed, total, failed, r.TLDRs, r.Vectors)
+		},
+	}
+	maxWords := c.MaxWords
+	if wantTLDR {
+		if c.ChatModel == offline {
+			return usageErr("--batch-api needs an OpenAI chat model (the TL;DR model is the offline one); add --embed-only, or configure OPENAI_API_KEY")
+		}
+		cfg.Chat = &batch.ChatWork{
+			Model: m.sum.Model(), PromptVersion: m.sum.PromptVersion(),
+			Messages: func(a paper.Abstract) []batch.Message {
+				var out []batch.Message
+				for _, msg := range summarize.Messages(a, maxWords) {
+					out = append(out, batch.Message{Role: msg.Role, Content: msg.Content})
+				}
+				return out
+			},
+			Accept: func(answer string, a paper.Abstract) (string, string, error) {
+				return summarize.Accept(answer, a, maxWords)
+			},
+		}
+	}
+	if wantEmb {
+		if c.EmbedModel == offline {
+			return usageErr("--batch-api needs an OpenAI embedding model (the embedding model is the offline one); add --tldr-only, or configure OPENAI_API_KEY")
+		}
+		tmpl := space.Template
+		cfg.Embed = &batch.EmbedWork{
+			Space: space, Dimensions: c.EmbedDims,
+			Input: func(a paper.Abstract) (string, bool, error) {
+				text, err := embed.Text(tmpl, a)
+				if err != nil {
+					return "", false, err
+				}
+				cut, truncated := llm.TruncateToTokens(text, embedContextTokens)
+				return cut, truncated, nil
+			},
+		}
+	}
+	r, err := batch.New(cfg)
+	if err != nil {
+		return err
+	}
+	var rep batch.Report
+	if o.wait {
+		rep, err = r.Run(ctx, sel)
+	} else {
+		rep, err = r.Submit(ctx, sel)
+	}
+	res.Batch = &rep
+	if ctx.Err() != nil {
+		return fmt.Errorf("interrupted; the batches keep running at OpenAI: run the same command again to collect them: %w", ctx.Err())
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(errw, "reprocess: Batch API: %d batches submitted (%d requests), %d resumed, %d done, %d failed; %d TL;DRs and %d embeddings stored, %d answers rejected\n",
+		rep.Submitted, rep.Requests, rep.Resumed, rep.Done, rep.Failed, rep.TLDRs, rep.Vectors, rep.Rejected)
+	if !o.wait && rep.Submitted+rep.Resumed > 0 {
+		fmt.Fprintln(errw, "reprocess: run the same command again (without --wait=false) to collect the results")
+	}
+	return nil
+}
+
+func cmdSpaces(ctx context.Context, c *config, args []string) error {
+	fs := newFlagSet("spaces", "[list | drop SPACE]", "List embedding spaces with their coverage, or drop an inactive one. SPACE is an id, a name (model/dimensions/template) or a model with one space.")
+	c.addJSONFlag(fs)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, c, newLogger(c))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if len(pos) == 0 || pos[0] == "list" {
+		return listSpaces(ctx, st, c.JSON, os.Stdout)
+	}
+	if pos[0] != "drop" {
+		return usageErr("unknown spaces action %q: want list or drop SPACE", pos[0])
+	}
+	if len(pos) != 2 {
+		return usageErr("spaces drop SPACE")
+	}
+	sp, err := st.ResolveSpace(ctx, pos[1])
+	if err != nil {
+		return err
+	}
+	if err := st.DropSpace(ctx, sp.ID); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "dropped space %d (%s) and its %d vectors\n", sp.ID, sp.Name(), sp.Embedded)
+	return nil
+}
+
+func listSpaces(ctx context.Context, st *store.Store, asJSON bool, w io.Writer) error {
+	spaces, err := st.Spaces(ctx)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(w, spaces)
+	}
+	if len(spaces) == 0 {
+		fmt.Fprintln(w, "no embedding spaces yet (a worker or `paperpipe reprocess` creates one)")
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tACTIVE\tSPACE\tCOVERAGE\tINDEX\tCREATED")
+	for _, s := range spaces {
+		active := ""
+		if s.Active {
+			active = "*"
+		}
+		pct := 0.0
+		if s.Papers > 0 {
+			pct = 100 * float64(s.Embedded) / float64(s.Papers)
+		}
+		index := s.IndexName
+		if index == "" {
+			index = "(none)"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d (%.0f%%)\t%s\t%s\n", s.ID, active, s.Name(), s.Embedded, s.Papers, pct, index,
+			s.CreatedAt.Format(time.DateTime))
+	}
+	return tw.Flush()
+}
+
+func cmdActivate(ctx context.Context, c *config, args []string) error {
+	fs := newFlagSet("activate", "SPACE", "Make an embedding space the one queries use, in one transaction (its index is built first if missing).")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErr("name the space to activate: its id, name or model (see `paperpipe spaces`)")
+	}
+	st, err := openStore(ctx, c, newLogger(c))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	sp, err := activateSpace(ctx, st, pos[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "space %d (%s) is active: %d of %d papers embedded\n", sp.ID, sp.Name(), sp.Embedded, sp.Papers)
+	if sp.Embedded < sp.Papers {
+		fmt.Fprintf(os.Stderr, "note: %d papers have no vector in it yet; fill it with `paperpipe reprocess --embed-only --embed-model %s`\n",
+			sp.Papers-sp.Embedded, sp.Model)
+	}
+	return nil
+}
+
+// activateSpace resolves ref, builds the space's index if missing, and activates it.
+func activateSpace(ctx context.Context, st *store.Store, ref string) (store.SpaceInfo, error) {
+	sp, err := st.ResolveSpace(ctx, ref)
+	if err != nil {
+		return sp, err
+	}
+	if _, err := st.BuildSpaceIndex(ctx, sp.ID, store.IndexSettings{}); err != nil {
+		return sp, err
+	}
+	if err := st.Activate(ctx, sp.ID); err != nil {
+		return sp, err
+	}
+	return sp, nil
+}
+
+func cmdImportEmbeddings(ctx context.Context, c *config, args []string) error {
+	fs := newFlagSet("import-embeddings", "FILE|-", `Load precomputed vectors with no API call: JSON lines {"id", "embedding": [...], "model"} (optional "dimensions", "template", "content_hash"), into the space of that model.`)
+	chunk := fs.Int("chunk", 5000, "vectors copied per transaction")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErr("name one file, or - for standard input")
+	}
+	log := newLogger(c)
+	st, err := openStore(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	r, err := importEmbeddings(ctx, st, pos[0], *chunk, os.Stderr)
+	if err != nil {
+		return err
+	}
+	if r.Bad > 0 || len(r.Unknown) > 0 {
+		return fmt.Errorf("%d lines rejected and %d unknown papers skipped (see the messages above); the others were loaded", r.Bad, len(r.Unknown))
+	}
+	return nil
+}
+
+// importResult is what import-embeddings did.
+type importResult struct {
+	Space   paper.Space
+	Lines   int
+	Loaded  int
+	Stale   int
+	Bad     int
+	Unknown []string
+}
+
+// importLine is one line of an embeddings file.
+type importLine struct {
+	ID          string    `json:"id"`
+	Embedding   []float32 `json:"embedding"`
+	Model       string    `json:"model"`
+	Dimensions  int       `json:"dimensions"`
+	Template    string    `json:"template"`
+	ContentHash string    `json:"content_hash"`
+}
+
+// importEmbeddings streams path into the space its first good line names, chunk by chunk with
+// COPY; a space it creates gets its HNSW index after the load. Bad lines are reported on errw
+// with file:line and skipped.
+func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk int, errw io.Writer) (importResult, error) {
+	var res importResult
+	if chunk <= 0 {
+		chunk = 5000
+	}
+	var src io.Reader = os.Stdin
+	name := "stdin"
+	prog := newCountProgress(errw, path, 0, "records")
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return res, fmt.Errorf("open embeddings: %w", err)
+		}
+		defer f.Close()
+		src, name = f, path
+		prog = newProgress(errw, path)
+	}
+	cr := &countingReader{r: src}
+	br := bufio.NewReaderSize(cr, 1<<20)
+	var (
+		space   paper.Space
+		created bool
+		have    bool
+		buf     []paper.Embedding
+		lineOf  = map[string]int{}
+	)
+	bad := func(line int, format string, args ...any) {
+		res.Bad++
+		fmt.Fprintf(errw, "%s:%d: %s\n", name, line, fmt.Sprintf(format, args...))
+	}
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		lr, err := st.LoadEmbeddings(ctx, space.ID, buf)
+		if err != nil {
+			return err
+		}
+		res.Loaded += lr.Loaded
+		res.Stale += lr.Stale
+		for _, id := range lr.Unknown {
+			fmt.Fprintf(errw, "%s:%d: unknown paper %s: skipped\n", name, lineOf[id], id)
+		}
+		res.Unknown = append(res.Unknown, lr.Unknown...)
+		buf = buf[:0]
+		clear(lineOf)
+		return nil
+	}
+	for n := 1; ; n++ {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		raw, err := br.ReadBytes('\n')
+		if len(raw) == 0 && errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return res, fmt.Errorf("read %s: %w", name, err)
+		}
+		res.Lines++
+		text := strings.TrimSpace(string(raw))
+		if text == "" {
+			continue
+		}
+		var l importLine
+		if jerr := json.Unmarshal([]byte(text), &l); jerr != nil {
+			bad(n, "not a JSON object with id, embedding and model: %v", jerr)
+			continue
+		}
+		switch {
+		case strings.TrimSpace(l.ID) == "":
+			bad(n, "no id")
+			continue
+		case len(l.Embedding) == 0:
+			bad(n, "%s: no embedding", l.ID)
+			continue
+		case strings.TrimSpace(l.Model) == "":
+			bad(n, "%s: no model", l.ID)
+			continue
+		case l.Dimensions != 0 && l.Dimensions != len(l.Embedding):
+			bad(n, "%s: dimensions %d but %d values", l.ID, l.Dimensions, len(l.Embedding))
+			continue
+		}
+		sp := paper.Space{Model: l.Model, Dimensions: len(l.Embedding), Template: l.Template}
+		if sp.Template == "" {
+			sp.Template = embed.TemplateTitleAbstract
+		}
+		if !have {
+			space, created, err = st.EnsureSpaceForLoad(ctx, sp)
+			if err != nil {
+				return res, err
+			}
+			have = true
+			res.Space = space
+		} else if sp.Name() != space.Name() {
+			bad(n, "%s: space %s differs from the file's first, %s (one space per file)", l.ID, sp.Name(), space.Name())
+			continue
+		}
+		id := l.ID
+		if c, err := paper.CanonicalID(id); err == nil {
+			id = c
+		}
+		e := paper.Embedding{PaperID: id, Vector: l.Embedding, ContentHash: l.ContentHash}
+		if verr := validVector(e.Vector); verr != "" {
+			bad(n, "%s: %s", l.ID, verr)
+			continue
+		}
+		if _, dup := lineOf[id]; dup {
+			// The last vector of a paper wins; keep the chunk free of repeats.
+			if err := flush(); err != nil {
+				return res, err
+			}
+		}
+		lineOf[id] = n
+		buf = append(buf, e)
+		if len(buf) >= chunk {
+			if err := flush(); err != nil {
+				return res, err
+			}
+		}
+		prog.tick(res.Lines, cr.n)
+	}
+	if err := flush(); err != nil {
+		return res, err
+	}
+	prog.done(cr.n)
+	if have && created {
+		if _, err := st.BuildSpaceIndex(ctx, space.ID, store.IndexSettings{}); err != nil {
+			return res, err
+		}
+	}
+	fmt.Fprintf(errw, "import-embeddings: %d lines: %d vectors loaded into space %d (%s), %d stale skipped, %d unknown papers, %d bad lines\n",
+		res.Lines, res.Loaded, space.ID, space.Name(), res.Stale, len(res.Unknown), res.Bad)
+	return res, nil
+}
+
+// validVector says what is wrong with a vector ("" when nothing).
+func validVector(v []float32) string {
+	for i, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return fmt.Sprintf("value %d is not a finite number", i)
+		}
+	}
+	return ""
+}
+
+// countingReader counts the bytes read through it, for progress.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,585 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/pgvector/pgvector-go"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// Selection chooses the papers a re-processing run considers, and the work it is for.
+type Selection struct {
+	// Work is the target: Model and PromptVersion for TL;DRs ("" when the run writes none),
+	// SpaceID for embeddings (0 when the run embeds nothing). A paper is selected when it lacks
+	// a result of its current text for one of them, and is not in an open batch job for it.
+	Work paper.Work
+	// Since keeps papers stored or changed at or after this time. Defaults to the zero time:
+	// every paper.
+	Since time.Time
+	// IDs keeps only these (canonical) papers. Defaults to nil: every paper.
+	IDs []string
+}
+
+// StalePaper is a paper that needs work under a Selection.
+type StalePaper struct {
+	paper.Abstract
+	// ContentHash is the hash of the stored text, the one a result must be made from.
+	ContentHash string
+	// NeedTLDR and NeedEmbedding say which outputs of Selection.Work are missing.
+	NeedTLDR, NeedEmbedding bool
+}
+
+// openJobStatuses are the batch job statuses whose papers must not be sent again.
+const openJobStatuses = "('preparing', 'submitted')"
+
+// staleSQL selects, after a keyset position, the papers that need work. $1 last id, $2 page
+// size, $3 model, $4 prompt version, $5 space id, $6 since, $7 ids (NULL: any).
+const staleSQL = `
+	SELECT p.id, p.title, p.abstract, p.authors, p.categories, p.published, coalesce(p.url, ''),
+		coalesce(p.source, ''), p.content_hash,
+		$3::text <> '' AND NOT EXISTS (SELECT 1 FROM tldrs t
+			WHERE t.paper_id = p.id AND t.model = $3 AND t.prompt_version = $4::text AND t.content_hash = p.content_hash)
+		AND NOT EXISTS (SELECT 1 FROM batch_items bi JOIN batch_jobs j ON j.id = bi.job_id
+			WHERE bi.paper_id = p.id AND bi.content_hash = p.content_hash AND j.kind = 'chat'
+				AND j.model = $3 AND j.prompt_version = $4 AND j.status IN ` + openJobStatuses + `) AS need_tldr,
+		$5::bigint <> 0 AND NOT EXISTS (SELECT 1 FROM embeddings e
+			WHERE e.space_id = $5 AND e.paper_id = p.id AND e.content_hash = p.content_hash)
+		AND NOT EXISTS (SELECT 1 FROM batch_items bi JOIN batch_jobs j ON j.id = bi.job_id
+			WHERE bi.paper_id = p.id AND bi.content_hash = p.content_hash AND j.kind = 'embedding'
+				AND j.space_id = $5 AND j.status IN ` + openJobStatuses + `) AS need_embedding
+	FROM papers p
+	WHERE p.id > $1 AND p.updated_at >= $6 AND ($7::text[] IS NULL OR p.id = ANY($7))`
+
+// stalePageSQL is staleSQL's next page: $2 rows after $1.
+const stalePageSQL = staleSQL + `
+	ORDER BY p.id LIMIT $2`
+
+// staleCountSQL counts what staleSQL selects; $1 is the empty string and $2 unused.
+const staleCountSQL = `SELECT count(*) FILTER (WHERE need_tldr OR need_embedding),
+	count(*) FILTER (WHERE need_tldr), count(*) FILTER (WHERE need_embedding)
+FROM (` + staleSQL + ` AND $2::int >= 0) page`
+
+// StalePapers calls fn with the papers that need work under sel, in pages of at most pageSize
+// (defaults to 500), in id order. It pages by id (keyset), so memory is bounded by one page
+// whatever the size of the archive, and fn may write to the store: no query is open while it
+// runs. An error from fn stops the walk and is returned.
+func (s *Store) StalePapers(ctx context.Context, sel Selection, pageSize int, fn func([]StalePaper) error) error {
+	if pageSize <= 0 {
+		pageSize = 500
+	}
+	var ids []string
+	if sel.IDs != nil {
+		ids = sel.IDs
+		if len(ids) == 0 {
+			return nil
+		}
+	}
+	since := sel.Since
+	if since.IsZero() {
+		since = time.Unix(0, 0)
+	}
+	last := ""
+	for {
+		// Scan a larger window than a page: most papers of a mostly-done archive are not stale.
+		rows, err := s.pool.Query(ctx, stalePageSQL, last, pageSize*4, sel.Work.Model, sel.Work.PromptVersion,
+			sel.Work.SpaceID, since, ids)
+		if err != nil {
+			return fmt.Errorf("select stale papers: %w", err)
+		}
+		var (
+			page    []StalePaper
+			scanned int
+		)
+		for rows.Next() {
+			scanned++
+			var (
+				sp        StalePaper
+				published pgtype.Timestamptz
+			)
+			if err := rows.Scan(&sp.ID, &sp.Title, &sp.Abstract.Abstract, &sp.Authors, &sp.Categories, &published,
+				&sp.URL, &sp.Source, &sp.ContentHash, &sp.NeedTLDR, &sp.NeedEmbedding); err != nil {
+				rows.Close()
+				return fmt.Errorf("select stale papers: %w", err)
+			}
+			if published.Valid {
+				sp.Published = published.Time
+			}
+			last = sp.ID
+			if sp.NeedTLDR || sp.NeedEmbedding {
+				page = append(page, sp)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("select stale papers: %w", err)
+		}
+		for len(page) > 0 {
+			n := min(len(page), pageSize)
+			if err := fn(page[:n]); err != nil {
+				return err
+			}
+			page = page[n:]
+		}
+		if scanned < pageSize*4 {
+			return nil
+		}
+	}
+}
+
+// StaleCounts is how much work a Selection holds.
+type StaleCounts struct {
+	Papers     int64 `json:"papers"`     // papers needing anything
+	TLDRs      int64 `json:"tldrs"`      // papers needing a TL;DR
+	Embeddings int64 `json:"embeddings"` // papers needing an embedding
+}
+
+// CountStale counts the papers StalePapers would return for sel, in one query.
+func (s *Store) CountStale(ctx context.Context, sel Selection) (StaleCounts, error) {
+	var ids []string
+	if sel.IDs != nil {
+		if len(sel.IDs) == 0 {
+			return StaleCounts{}, nil
+		}
+		ids = sel.IDs
+	}
+	since := sel.Since
+	if since.IsZero() {
+		since = time.Unix(0, 0)
+	}
+	var c StaleCounts
+	err := s.pool.QueryRow(ctx, staleCountSQL, "", 0, sel.Work.Model, sel.Work.PromptVersion, sel.Work.SpaceID, since, ids).
+		Scan(&c.Papers, &c.TLDRs, &c.Embeddings)
+	if err != nil {
+		return StaleCounts{}, fmt.Errorf("count stale papers: %w", err)
+	}
+	return c, nil
+}
+
+// ResolveSpace finds an embedding space by what a user typed: its id, its name
+// (model/dimensions/template), or its model when one space has that model. No match is
+// paper.ErrNotFound; a model with several spaces is paper.ErrAmbiguous.
+func (s *Store) ResolveSpace(ctx context.Context, ref string) (SpaceInfo, error) {
+	ref = strings.TrimSpace(ref)
+	spaces, err := s.Spaces(ctx)
+	if err != nil {
+		return SpaceInfo{}, err
+	}
+	if id, err := strconv.ParseInt(ref, 10, 64); err == nil {
+		for _, sp := range spaces {
+			if sp.ID == id {
+				return sp, nil
+			}
+		}
+	}
+	var byModel []SpaceInfo
+	for _, sp := range spaces {
+		if sp.Name() == ref {
+			return sp, nil
+		}
+		if sp.Model == ref {
+			byModel = append(byModel, sp)
+		}
+	}
+	switch len(byModel) {
+	case 0:
+		return SpaceInfo{}, fmt.Errorf("no embedding space is %q (see `paperpipe spaces`): %w", ref, paper.ErrNotFound)
+	case 1:
+		return byModel[0], nil
+	}
+	names := make([]string, len(byModel))
+	for i, sp := range byModel {
+		names[i] = strconv.FormatInt(sp.ID, 10) + " " + sp.Name()
+	}
+	return SpaceInfo{}, fmt.Errorf("model %s has %d spaces (%s); name one by id or full name: %w",
+		ref, len(byModel), strings.Join(names, ", "), paper.ErrAmbiguous)
+}
+
+// LoadResult is what LoadEmbeddings did with its input.
+type LoadResult struct {
+	// Loaded counts vectors stored (or already stored as given).
+	Loaded int
+	// Unknown lists the paper ids that are not in the store; their vectors were skipped.
+	Unknown []string
+	// Stale counts vectors given with a content hash that is not their paper's current one;
+	// they were skipped.
+	Stale int
+}
+
+// LoadEmbeddings stores precomputed vectors in space spaceID with COPY: the rows are copied
+// into a temporary staging table, then inserted from it in one statement, so a big load costs
+// a few round trips per call rather than one statement per vector. A vector without a
+// ContentHash is taken as made from its paper's current text; one with a different hash than
+// the current one is skipped as stale. Unknown papers are skipped and listed. Vectors of the
+// wrong dimension fail the call with paper.ErrSpaceMismatch before anything is written.
+// Callers stream a large file through it in chunks of a few thousand vectors.
+func (s *Store) LoadEmbeddings(ctx context.Context, spaceID int64, embs []paper.Embedding) (LoadResult, error) {
+	var res LoadResult
+	if len(embs) == 0 {
+		return res, nil
+	}
+	sp, err := s.space(ctx, spaceID)
+	if err != nil {
+		return res, fmt.Errorf("load embeddings: %w", err)
+	}
+	for i, e := range embs {
+		if e.ContentHash == "" {
+			e.ContentHash = "-" // validated below; replaced by the current hash in SQL
+		}
+		if err := validateEmbedding(e, sp); err != nil {
+			return res, fmt.Errorf("load embeddings: record %d: %w", i+1, err)
+		}
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE embeddings_load (
+				n int, paper_id text, content_hash text, embedding vector, truncated bool) ON COMMIT DROP`); err != nil {
+			return fmt.Errorf("create staging table: %w", err)
+		}
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"embeddings_load"},
+			[]string{"n", "paper_id", "content_hash", "embedding", "truncated"},
+			pgx.CopyFromSlice(len(embs), func(i int) ([]any, error) {
+				e := embs[i]
+				return []any{i, e.PaperID, e.ContentHash, pgvector.NewVector(e.Vector), e.Truncated}, nil
+			}))
+		if err != nil {
+			return fmt.Errorf("copy: %w", err)
+		}
+		// The last vector of a paper wins, as in SaveEmbeddings.
+		rows, err := tx.Query(ctx, `
+			WITH input AS (
+				SELECT DISTINCT ON (paper_id) * FROM embeddings_load ORDER BY paper_id, n DESC
+			), classified AS (
+				SELECT i.*, p.content_hash AS current,
+					CASE WHEN p.id IS NULL THEN 'unknown'
+						WHEN i.content_hash <> '' AND i.content_hash <> p.content_hash THEN 'stale'
+						ELSE 'fresh' END AS class
+				FROM input i LEFT JOIN papers p ON p.id = i.paper_id
+			), saved AS (
+				INSERT INTO embeddings AS e (space_id, paper_id, content_hash, embedding, truncated)
+				SELECT $1::bigint, paper_id, current, embedding, truncated FROM classified
+				WHERE class = 'fresh' ORDER BY paper_id
+				ON CONFLICT (space_id, paper_id) DO UPDATE SET
+					content_hash = excluded.content_hash,
+					embedding = excluded.embedding,
+					truncated = excluded.truncated,
+					created_at = now()
+				WHERE (e.content_hash, e.truncated) IS DISTINCT FROM (excluded.content_hash, excluded.truncated)
+					OR e.embedding <> excluded.embedding
+			)
+			SELECT paper_id, class FROM classified WHERE class <> 'fresh'
+			UNION ALL SELECT '', 'fresh:' || count(*) FROM classified WHERE class = 'fresh'`, spaceID)
+		if err != nil {
+			return fmt.Errorf("insert from staging table: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id, class string
+			if err := rows.Scan(&id, &class); err != nil {
+				return fmt.Errorf("read result: %w", err)
+			}
+			switch {
+			case class == "unknown":
+				res.Unknown = append(res.Unknown, id)
+			case class == "stale":
+				res.Stale++
+			case strings.HasPrefix(class, "fresh:"):
+				res.Loaded, _ = strconv.Atoi(strings.TrimPrefix(class, "fresh:"))
+			}
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return LoadResult{}, fmt.Errorf("load %d embeddings into space %s: %w", len(embs), sp.Name(), err)
+	}
+	return res, nil
+}
+
+// The batch job statuses (see migration 00003_archive.sql).
+const (
+	BatchPreparing = "preparing" // items recorded; input not uploaded or batch not created yet
+	BatchSubmitted = "submitted" // the OpenAI batch exists
+	BatchDone      = "done"      // results stored
+	BatchFailed    = "failed"    // the batch failed, expired or was cancelled; results that came are stored
+)
+
+// BatchJob is one OpenAI Batch API job, as recorded in batch_jobs.
+type BatchJob struct {
+	ID int64 `json:"id"`
+	// OpenAIID is the OpenAI batch id; "" until the batch is created.
+	OpenAIID string `json:"openai_batch_id,omitempty"`
+	// Kind is paper.KindChat (TL;DRs) or paper.KindEmbedding.
+	Kind string `json:"kind"`
+	// Target is the work key the job belongs to (see BatchTarget).
+	Target        string `json:"target"`
+	Model         string `json:"model"`
+	PromptVersion string `json:"prompt_version,omitempty"`
+	SpaceID       int64  `json:"space_id,omitempty"`
+	InputFileID   string `json:"input_file_id,omitempty"`
+	OutputFileID  string `json:"output_file_id,omitempty"`
+	ErrorFileID   string `json:"error_file_id,omitempty"`
+	// Status is BatchPreparing, BatchSubmitted, BatchDone or BatchFailed; OpenAIStatus the
+	// batch's own status as last seen (validating, in_progress, completed …).
+	Status       string    `json:"status"`
+	OpenAIStatus string    `json:"openai_status,omitempty"`
+	Total        int       `json:"total"`
+	Completed    int       `json:"completed"`
+	Failed       int       `json:"failed"`
+	Stored       int       `json:"stored"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+// BatchItem is one paper of a batch job.
+type BatchItem struct {
+	PaperID     string
+	ContentHash string
+	Truncated   bool
+}
+
+// BatchTarget returns the work key of batch jobs: "chat:<model>:<prompt version>" for
+// TL;DRs, "embedding:<space id>" for embeddings.
+func BatchTarget(kind, model, promptVersion string, spaceID int64) string {
+	if kind == paper.KindEmbedding {
+		return "embedding:" + itoa(spaceID)
+	}
+	return "chat:" + model + ":" + promptVersion
+}
+
+const batchJobColumns = `id, coalesce(openai_batch_id, ''), kind, target, model, prompt_version, coalesce(space_id, 0),
+	coalesce(input_file_id, ''), coalesce(output_file_id, ''), coalesce(error_file_id, ''), status, openai_status,
+	total, completed, failed, stored, created_at, updated_at`
+
+func scanBatchJob(r pgx.CollectableRow) (BatchJob, error) {
+	var j BatchJob
+	err := r.Scan(&j.ID, &j.OpenAIID, &j.Kind, &j.Target, &j.Model, &j.PromptVersion, &j.SpaceID,
+		&j.InputFileID, &j.OutputFileID, &j.ErrorFileID, &j.Status, &j.OpenAIStatus,
+		&j.Total, &j.Completed, &j.Failed, &j.Stored, &j.CreatedAt, &j.UpdatedAt)
+	return j, err
+}
+
+// CreateBatchJob records a new job in status BatchPreparing with its items, in one
+// transaction, and returns it with its ID. From the commit on, the items' papers are excluded
+// from new work for the job's target (see StalePapers) until the job is done or failed.
+func (s *Store) CreateBatchJob(ctx context.Context, j BatchJob, items []BatchItem) (BatchJob, error) {
+	if j.Kind != paper.KindChat && j.Kind != paper.KindEmbedding {
+		return BatchJob{}, fmt.Errorf("create batch job: kind %q: %w", j.Kind, paper.ErrInvalid)
+	}
+	if len(items) == 0 {
+		return BatchJob{}, fmt.Errorf("create batch job: no items: %w", paper.ErrInvalid)
+	}
+	j.Target = BatchTarget(j.Kind, j.Model, j.PromptVersion, j.SpaceID)
+	var out BatchJob
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var space *int64
+		if j.Kind == paper.KindEmbedding {
+			space = &j.SpaceID
+		}
+		rows, err := tx.Query(ctx, `INSERT INTO batch_jobs (kind, target, model, prompt_version, space_id, status, total)
+			VALUES ($1, $2, $3, $4, $5, 'preparing', $6) RETURNING `+batchJobColumns,
+			j.Kind, j.Target, j.Model, j.PromptVersion, space, len(items))
+		if err != nil {
+			return fmt.Errorf("insert job: %w", err)
+		}
+		out, err = pgx.CollectExactlyOneRow(rows, scanBatchJob)
+		if err != nil {
+			return fmt.Errorf("insert job: %w", err)
+		}
+		_, err = tx.CopyFrom(ctx, pgx.Identifier{"batch_items"}, []string{"job_id", "paper_id", "content_hash", "truncated"},
+			pgx.CopyFromSlice(len(items), func(i int) ([]any, error) {
+				return []any{out.ID, items[i].PaperID, items[i].ContentHash, items[i].Truncated}, nil
+			}))
+		if err != nil {
+			return fmt.Errorf("insert items: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return BatchJob{}, fmt.Errorf("create %s batch job of %d papers: %w", j.Kind, len(items), err)
+	}
+	return out, nil
+}
+
+// UpdateBatchJob saves a job's OpenAI ids, statuses and counts. A job that is done or failed
+// is not changed any more.
+func (s *Store) UpdateBatchJob(ctx context.Context, j BatchJob) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE batch_jobs SET
+			openai_batch_id = NULLIF($2, ''), input_file_id = NULLIF($3, ''), output_file_id = NULLIF($4, ''),
+			error_file_id = NULLIF($5, ''), status = $6, openai_status = $7, completed = $8, failed = $9,
+			stored = $10, updated_at = now()
+		WHERE id = $1 AND status IN `+openJobStatuses,
+		j.ID, j.OpenAIID, j.InputFileID, j.OutputFileID, j.ErrorFileID, j.Status, j.OpenAIStatus,
+		j.Completed, j.Failed, j.Stored)
+	if err != nil {
+		return fmt.Errorf("update batch job %d: %w", j.ID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("update batch job %d: no open job with this id: %w", j.ID, paper.ErrNotFound)
+	}
+	return nil
+}
+
+// FinishBatchJob closes a job (status BatchDone or BatchFailed, with its final counts) and
+// records its API usage, in one transaction, so a job's usage is counted exactly once however
+// often the collection of its results is retried. A job that is already closed is left alone
+// and its usage not recorded again.
+func (s *Store) FinishBatchJob(ctx context.Context, j BatchJob, usage []paper.Usage) error {
+	if j.Status != BatchDone && j.Status != BatchFailed {
+		return fmt.Errorf("finish batch job %d: status %q: %w", j.ID, j.Status, paper.ErrInvalid)
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE batch_jobs SET output_file_id = NULLIF($2, ''), error_file_id = NULLIF($3, ''),
+				status = $4, openai_status = $5, completed = $6, failed = $7, stored = $8, updated_at = now()
+			WHERE id = $1 AND status IN `+openJobStatuses,
+			j.ID, j.OutputFileID, j.ErrorFileID, j.Status, j.OpenAIStatus, j.Completed, j.Failed, j.Stored)
+		if err != nil {
+			return fmt.Errorf("close: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return nil
+		}
+		return recordUsageTx(ctx, tx, usage)
+	})
+	if err != nil {
+		return fmt.Errorf("finish batch job %d: %w", j.ID, err)
+	}
+	return nil
+}
+
+// BatchJobs lists batch jobs, newest first: the open ones of target when target is not "",
+// otherwise every job (open or not).
+func (s *Store) BatchJobs(ctx context.Context, target string) ([]BatchJob, error) {
+	q := `SELECT ` + batchJobColumns + ` FROM batch_jobs ORDER BY id DESC`
+	args := []any{}
+	if target != "" {
+		q = `SELECT ` + batchJobColumns + ` FROM batch_jobs WHERE target = $1 AND status IN ` + openJobStatuses + ` ORDER BY id`
+		args = append(args, target)
+	}
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list batch jobs: %w", err)
+	}
+	jobs, err := pgx.CollectRows(rows, scanBatchJob)
+	if err != nil {
+		return nil, fmt.Errorf("list batch jobs: %w", err)
+	}
+	return jobs, nil
+}
+
+// BatchJobItem is a paper of a batch job with its stored text.
+type BatchJobItem struct {
+	BatchItem
+	// Abstract is the paper as stored now; its ContentHash may differ from the item's when
+	// the paper changed after the job was created.
+	Abstract paper.Abstract
+}
+
+// BatchJobItems calls fn with the papers of job id in pages of at most pageSize (defaults to
+// 1000), in paper id order; papers deleted since are left out.
+func (s *Store) BatchJobItems(ctx context.Context, id int64, pageSize int, fn func([]BatchJobItem) error) error {
+	if pageSize <= 0 {
+		pageSize = 1000
+	}
+	last := ""
+	for {
+		rows, err := s.pool.Query(ctx, `SELECT bi.paper_id, bi.content_hash, bi.truncated, p.title, p.abstract
+			FROM batch_items bi JOIN papers p ON p.id = bi.paper_id
+			WHERE bi.job_id = $1 AND bi.paper_id > $2 ORDER BY bi.paper_id LIMIT $3`, id, last, pageSize)
+		if err != nil {
+			return fmt.Errorf("read items of batch job %d: %w", id, err)
+		}
+		page, err := pgx.CollectRows(rows, scanBatchJobItem)
+		if err != nil {
+			return fmt.Errorf("read items of batch job %d: %w", id, err)
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		if err := fn(page); err != nil {
+			return err
+		}
+		if len(page) < pageSize {
+			return nil
+		}
+		last = page[len(page)-1].PaperID
+	}
+}
+
+// BatchItemsOf returns the items of job id for the given papers, with the papers' stored
+// text, by paper id; papers that are not in the job (or no longer exist) are absent.
+func (s *Store) BatchItemsOf(ctx context.Context, id int64, paperIDs []string) (map[string]BatchJobItem, error) {
+	rows, err := s.pool.Query(ctx, `SELECT bi.paper_id, bi.content_hash, bi.truncated, p.title, p.abstract
+		FROM batch_items bi JOIN papers p ON p.id = bi.paper_id
+		WHERE bi.job_id = $1 AND bi.paper_id = ANY($2)`, id, paperIDs)
+	if err != nil {
+		return nil, fmt.Errorf("read items of batch job %d: %w", id, err)
+	}
+	items, err := pgx.CollectRows(rows, scanBatchJobItem)
+	if err != nil {
+		return nil, fmt.Errorf("read items of batch job %d: %w", id, err)
+	}
+	out := make(map[string]BatchJobItem, len(items))
+	for _, it := range items {
+		out[it.PaperID] = it
+	}
+	return out, nil
+}
+
+func scanBatchJobItem(r pgx.CollectableRow) (BatchJobItem, error) {
+	var it BatchJobItem
+	err := r.Scan(&it.PaperID, &it.ContentHash, &it.Truncated, &it.Abstract.Title, &it.Abstract.Abstract)
+	it.Abstract.ID = it.PaperID
+	return it, err
+}
+
+// recordUsageTx adds usage to today's counters inside tx, as RecordUsage does.
+func recordUsageTx(ctx context.Context, tx pgx.Tx, usage []paper.Usage) error {
+	for _, u := range usage {
+		if u.Requests == 0 && u.InputTokens == 0 && u.OutputTokens == 0 {
+			continue
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO api_usage AS a (day, model, kind, requests, input_tokens, output_tokens)
+			VALUES ((now() AT TIME ZONE 'UTC')::date, $1, $2, $3, $4, $5)
+			ON CONFLICT (day, model, kind) DO UPDATE SET
+				requests = a.requests + excluded.requests,
+				input_tokens = a.input_tokens + excluded.input_tokens,
+				output_tokens = a.output_tokens + excluded.output_tokens`,
+			u.Model, u.Kind, int64(u.Requests), int64(u.InputTokens), int64(u.OutputTokens))
+		if err != nil {
+			return fmt.Errorf("record API usage: %w", err)
+		}
+	}
+	return nil
+}
+
+// ErrRunInProgress means another process holds the lock of a re-processing target.
+var ErrRunInProgress = errors.New("another run for this target is in progress")
+
+// LockRun takes a session advisory lock named by key (a re-processing target) on a connection
+// of its own, so that two runs for one target (in one schema) never work side by side. It returns an error
+// wrapping ErrRunInProgress when another session holds the lock, and otherwise a function that
+// releases it (the lock also ends with the connection).
+func (s *Store) LockRun(ctx context.Context, key string) (unlock func(), err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("lock run %s: %w", key, err)
+	}
+	var ok bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtextextended('paperpipe.run.' || current_schema() || '.' || $1, 0))", key).Scan(&ok); err != nil {
+		conn.Release()
+		return nil, fmt.Errorf("lock run %s: %w", key, err)
+	}
+	if !ok {
+		conn.Release()
+		return nil, fmt.Errorf("target %s: %w", key, ErrRunInProgress)
+	}
+	return func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtextextended('paperpipe.run.' || current_schema() || '.' || $1, 0))", key)
+		conn.Release()
+	}, nil
+}
