@@ -12,6 +12,9 @@ DEMO_DATA ?= $(CURDIR)/.paperpipe-demo
 # Test packages; override to run a subset: make test PKG=./store/...
 PKG      ?= ./...
 TESTFLAGS ?= -race -count=1 -timeout 15m
+# Benchmark set: quick (under 5 minutes) or full (1M vectors; long). make bench BENCH=full
+BENCH    ?= quick
+BENCHFLAGS ?=
 
 export GOFLAGS := -buildvcs=false
 
@@ -54,9 +57,27 @@ demo: build services ## ingest and process the sample archive with the offline m
 
 .PHONY: test
 test: services ## install what the tests need, start the services, run every test with -race
+	@deploy/test-deps.sh
 	@export PAPERPIPE_TEST_DATABASE_URL="$$($(SERVICES) url test)"; \
 	$(GO) vet ./... && \
 	$(GO) test $(TESTFLAGS) $(PKG)
+
+# Where `make chaos` keeps the output of its last run.
+CHAOS_LOG ?= bin/chaos.log
+
+.PHONY: chaos
+chaos: services ## chaos runs, 2,000 abstracts each: kill -9 a worker, restart NATS, restart PostgreSQL, a faulty API
+	@mkdir -p $(dir $(CHAOS_LOG))
+	@export PAPERPIPE_TEST_DATABASE_URL="$$($(SERVICES) url test)"; \
+	if PAPERPIPE_CHAOS=full $(GO) test -count=1 -timeout 90m -run 'TestChaosFull' -v ./chaos 2>&1 | tee $(CHAOS_LOG); \
+	then status=0; else status=$$?; fi; echo; echo "chaos runs (full output in $(CHAOS_LOG)):"; \
+	grep -E '^[a-z-]+ +in=' $(CHAOS_LOG) || true; exit $$status
+
+.PHONY: bench
+bench: services ## run the benchmarks (BENCH=quick, under 5 min; BENCH=full, 1M vectors) into bench/results/
+	$(GO) build -trimpath -o bin/openai-fake ./cmd/openai-fake
+	$(GO) build -trimpath -o bin/paperbench ./bench/cmd/paperbench
+	bin/paperbench -set $(BENCH) -db "$$($(SERVICES) url test)" -fake bin/openai-fake -out bench/results $(BENCHFLAGS)
 
 .PHONY: lint
 lint: ## gofmt and go vet

@@ -13,8 +13,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/paperpipe/paperpipe/ingest"
+	"github.com/paperpipe/paperpipe/internal/pricing"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
+	"github.com/paperpipe/paperpipe/store"
 )
 
 func cmdIngest(ctx context.Context, c *config, args []string) error {
@@ -108,10 +110,15 @@ func cmdWorker(ctx context.Context, c *config, args []string) error {
 }
 
 func cmdUp(ctx context.Context, c *config, args []string) error {
-	fs := newFlagSet("up", "", "Run NATS (embedded unless NATS_URL is set) and a worker in one process.")
+	fs := newFlagSet("up", "", "Run NATS (embedded unless NATS_URL is set), a worker and the web UI, API and /metrics in one process.")
 	c.addWorkerFlags(fs)
+	c.addHTTPFlag(fs)
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
+	}
+	if c.HTTPAddr != "" { // --http "" runs without the web surfaces
+		c.serveHTTP = true
+		enableMetrics(c, newLogger(c))
 	}
 	return runWorkers(ctx, c, []string{pipeline.ConsumerNew}, false, true)
 }
@@ -149,15 +156,21 @@ func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle
 	workers := make([]*pipeline.Worker, len(consumers))
 	g, gctx := errgroup.WithContext(ctx)
 	for i, name := range consumers {
-		w, err := pipeline.NewWorker(b.js, st, m.sum, m.emb, pipeline.WorkerConfig{
+		wst, wsum, wemb := workerDeps(c, st, m)
+		w, err := pipeline.NewWorker(b.js, wst, wsum, wemb, pipeline.WorkerConfig{
 			Consumer: name, SpaceID: space.ID, Concurrency: c.Concurrency, BatchSize: c.BatchSize,
+			EmbedBatch: c.EmbedBatchInputs, MsgTimeout: c.MsgTimeout,
 			ExitWhenIdle: exitWhenIdle, Logger: log.With("consumer", name),
 		})
 		if err != nil {
 			return err
 		}
 		workers[i] = w
+		watchWorker(c, name, w)
 		g.Go(func() error { return w.Run(gctx) })
+	}
+	if c.serveHTTP {
+		g.Go(func() error { return serveHTTP(gctx, c, log, st, b, m, "up") })
 	}
 	err = g.Wait()
 	for i, w := range workers {
@@ -264,6 +277,10 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
+	prices, err := pricing.Parse(c.Prices)
+	if err != nil {
+		return usageErr("PAPERPIPE_PRICES: %v", err)
+	}
 	log := newLogger(c)
 	m, err := buildModels(c, log)
 	if err != nil {
@@ -299,10 +316,11 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return err
 	}
+	costs := modelCosts(usage, prices)
 	if c.JSON {
 		return writeJSON(os.Stdout, map[string]any{
 			"papers": counts, "space": space, "tldr_model": m.sum.Model(), "prompt_version": m.sum.PromptVersion(),
-			"backlog": backlogs, "dead_letters": len(dls), "usage": usage,
+			"backlog": backlogs, "dead_letters": len(dls), "usage": usage, "cost": costs,
 		})
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -322,7 +340,59 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\n", u.Day.Format(time.DateOnly), u.Model, u.Kind, u.Requests, u.InputTokens, u.OutputTokens)
 		}
 		tw.Flush()
+		fmt.Println()
+		tw = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "LAST 30 DAYS\tREQUESTS\tINPUT TOKENS\tOUTPUT TOKENS\tESTIMATED COST")
+		var total float64
+		for _, mc := range costs {
+			cost := "price unknown — set PAPERPIPE_PRICES"
+			if mc.PriceKnown {
+				cost = formatUSD(mc.USD)
+				total += mc.USD
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", mc.Model, mc.Requests, mc.InputTokens, mc.OutputTokens, cost)
+		}
+		fmt.Fprintf(tw, "total\t\t\t\t%s\n", formatUSD(total))
+		tw.Flush()
 	}
 	return nil
 }
 
+// modelCost is one model's API usage over the status window and what it is estimated to cost.
+type modelCost struct {
+	Model        string  `json:"model"`
+	Requests     int64   `json:"requests"`
+	InputTokens  int64   `json:"input_tokens"`
+	OutputTokens int64   `json:"output_tokens"`
+	USD          float64 `json:"usd"`         // 0 when the price is unknown
+	PriceKnown   bool    `json:"price_known"` // false: set PAPERPIPE_PRICES
+}
+
+// modelCosts sums usage rows per model, in order of first appearance, and prices them.
+func modelCosts(rows []store.UsageRow, prices pricing.Table) []modelCost {
+	var out []modelCost
+	index := map[string]int{}
+	for _, u := range rows {
+		i, ok := index[u.Model]
+		if !ok {
+			i = len(out)
+			index[u.Model] = i
+			out = append(out, modelCost{Model: u.Model})
+		}
+		out[i].Requests += int64(u.Requests)
+		out[i].InputTokens += int64(u.InputTokens)
+		out[i].OutputTokens += int64(u.OutputTokens)
+	}
+	for i := range out {
+		out[i].USD, out[i].PriceKnown = prices.Cost(out[i].Model, out[i].InputTokens, out[i].OutputTokens)
+	}
+	return out
+}
+
+// formatUSD prints an amount of US dollars with enough digits for small sums.
+func formatUSD(v float64) string {
+	if v != 0 && v < 0.01 {
+		return fmt.Sprintf("$%.6f", v)
+	}
+	return fmt.Sprintf("$%.2f", v)
+}

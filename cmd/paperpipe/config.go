@@ -3,11 +3,14 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/paperpipe/paperpipe/internal/metrics"
 )
 
 // DefaultDatabaseURL is where `make services` runs PostgreSQL with pgvector.
@@ -32,13 +35,29 @@ type config struct {
 	RPM        int    // PAPERPIPE_RPM
 	TPM        int    // PAPERPIPE_TPM
 
+	EmbedBatchInputs int    // PAPERPIPE_EMBED_BATCH_INPUTS
+	EmbedBatchTokens int    // PAPERPIPE_EMBED_BATCH_TOKENS
+	Prices           string // PAPERPIPE_PRICES
+
 	Concurrency int           // PAPERPIPE_CONCURRENCY
 	BatchSize   int           // PAPERPIPE_BATCH_SIZE
 	AckWait     time.Duration // PAPERPIPE_ACK_WAIT
 	MaxDeliver  int           // PAPERPIPE_MAX_DELIVER
+	MsgTimeout  time.Duration // PAPERPIPE_MSG_TIMEOUT; 0: half the AckWait
 
 	LogLevel string // PAPERPIPE_LOG_LEVEL
 	JSON     bool   // --json
+
+	HTTPAddr      string // PAPERPIPE_HTTP_ADDR (serve, up)
+	APIToken      string // PAPERPIPE_API_TOKEN — never printed
+	APITokenReads bool   // PAPERPIPE_API_TOKEN_READS
+	MaxBodyBytes  int64  // PAPERPIPE_HTTP_MAX_BODY_BYTES
+
+	// Set at run time by the commands that serve HTTP (see cmd_serve.go), not from the
+	// environment.
+	serveHTTP  bool             // up: serve the web surfaces beside the worker
+	metrics    *metrics.Metrics // nil: no metrics
+	httpClient *http.Client     // the model clients' client; nil: the default
 }
 
 // apiConfigured reports whether an OpenAI-compatible API is set up.
@@ -57,11 +76,20 @@ func loadConfig() *config {
 		MaxWords:    envInt("PAPERPIPE_TLDR_MAX_WORDS", 30),
 		RPM:         envInt("PAPERPIPE_RPM", 0),
 		TPM:         envInt("PAPERPIPE_TPM", 0),
-		Concurrency: envInt("PAPERPIPE_CONCURRENCY", 16),
-		BatchSize:   envInt("PAPERPIPE_BATCH_SIZE", 64),
-		AckWait:     envDuration("PAPERPIPE_ACK_WAIT", 60*time.Second),
-		MaxDeliver:  envInt("PAPERPIPE_MAX_DELIVER", 8),
-		LogLevel:    env("PAPERPIPE_LOG_LEVEL", "info"),
+
+		EmbedBatchInputs: envInt("PAPERPIPE_EMBED_BATCH_INPUTS", 2048),
+		EmbedBatchTokens: envInt("PAPERPIPE_EMBED_BATCH_TOKENS", 300000),
+		Prices:           os.Getenv("PAPERPIPE_PRICES"),
+		Concurrency:      envInt("PAPERPIPE_CONCURRENCY", 16),
+		BatchSize:        envInt("PAPERPIPE_BATCH_SIZE", 64),
+		AckWait:          envDuration("PAPERPIPE_ACK_WAIT", 60*time.Second),
+		MaxDeliver:       envInt("PAPERPIPE_MAX_DELIVER", 8),
+		MsgTimeout:       envDuration("PAPERPIPE_MSG_TIMEOUT", 0),
+		LogLevel:         env("PAPERPIPE_LOG_LEVEL", "info"),
+		HTTPAddr:         env("PAPERPIPE_HTTP_ADDR", DefaultHTTPAddr),
+		APIToken:         os.Getenv("PAPERPIPE_API_TOKEN"),
+		APITokenReads:    envBool("PAPERPIPE_API_TOKEN_READS"),
+		MaxBodyBytes:     int64(envInt("PAPERPIPE_HTTP_MAX_BODY_BYTES", 4<<20)),
 	}
 	return c
 }
@@ -94,6 +122,8 @@ func (c *config) addWorkerFlags(fs *flag.FlagSet) {
 	c.addModelFlags(fs)
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "messages processed at once; env PAPERPIPE_CONCURRENCY")
 	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "messages pulled and recorded per micro-batch; env PAPERPIPE_BATCH_SIZE")
+	fs.IntVar(&c.EmbedBatchInputs, "embed-batch-inputs", c.EmbedBatchInputs, "most abstracts per embeddings request, gathered across messages; env PAPERPIPE_EMBED_BATCH_INPUTS")
+	fs.IntVar(&c.EmbedBatchTokens, "embed-batch-tokens", c.EmbedBatchTokens, "most estimated tokens per embeddings request; env PAPERPIPE_EMBED_BATCH_TOKENS")
 }
 
 func (c *config) addJSONFlag(fs *flag.FlagSet) {
@@ -127,6 +157,18 @@ func envInt(key string, def int) int {
 		fatalf("%s=%q is not a whole number", key, v)
 	}
 	return n
+}
+
+// envBool reads a yes/no variable: 1, true, yes or on (any case) is true; unset or empty is false.
+func envBool(key string) bool {
+	switch strings.ToLower(strings.TrimSpace(os.Getenv(key))) {
+	case "", "0", "false", "no", "off":
+		return false
+	case "1", "true", "yes", "on":
+		return true
+	}
+	fatalf("%s=%q: want 1 or 0", key, os.Getenv(key))
+	return false
 }
 
 func envDuration(key string, def time.Duration) time.Duration {

@@ -28,6 +28,7 @@ func commands() []command {
 		{"up", "", "run the embedded NATS server (unless NATS_URL is set) and a worker in one process", cmdUp},
 		{"ingest", "FILE|URL|-", "publish abstracts (text, JSONL, arXiv OAI, Atom, HF daily) for processing", cmdIngest},
 		{"worker", "", "consume abstracts and write TL;DRs and embeddings", cmdWorker},
+		{"serve", "", "serve the HTTP JSON API, the web UI and /metrics", cmdServe},
 		{"show", "ID|TITLE", "show one paper with its TL;DR", cmdShow},
 		{"related", "ID|TITLE", "the papers nearest to one paper", cmdRelated},
 		{"search", "TEXT", "papers nearest to free text", cmdSearch},
@@ -36,6 +37,10 @@ func commands() []command {
 		{"embed", "FILE|-", "print embeddings as JSON lines, without database or queue", cmdEmbed},
 		{"status", "", "backlog, processed, dead letters and API usage", cmdStatus},
 		{"dlq", "list|replay", "list or replay dead-lettered messages", cmdDLQ},
+		{"reprocess", "", "write missing or stale TL;DRs and embeddings for the configured models (--dry-run, --batch-api)", cmdReprocess},
+		{"spaces", "[drop SPACE]", "list embedding spaces with coverage, or drop an inactive one", cmdSpaces},
+		{"activate", "SPACE", "make an embedding space the one queries use", cmdActivate},
+		{"import-embeddings", "FILE|-", "load precomputed vectors (JSONL) into a space, with no API calls", cmdImportEmbeddings},
 		{"migrate", "", "apply database migrations (also done at start)", cmdMigrate},
 	}
 }
@@ -108,7 +113,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "Commands:")
 	cmds := commands()
 	for _, c := range cmds {
-		fmt.Fprintf(w, "  %-10s %-12s %s\n", c.name, c.args, c.short)
+		fmt.Fprintf(w, "  %-17s %-12s %s\n", c.name, c.args, c.short)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'paperpipe COMMAND -h' for a command's flags. Configuration comes from the")

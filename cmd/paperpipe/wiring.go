@@ -39,7 +39,7 @@ func buildModels(c *config, log *slog.Logger) (*models, error) {
 	} else {
 		s, err := summarize.New(summarize.Config{
 			BaseURL: c.BaseURL, APIKey: c.APIKey, Model: c.ChatModel, MaxWords: c.MaxWords,
-			Limiter: lim, Logger: log,
+			Limiter: lim, Logger: log, HTTPClient: c.httpClient,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("summarizer: %w", err)
@@ -49,9 +49,16 @@ func buildModels(c *config, log *slog.Logger) (*models, error) {
 	if c.EmbedModel == offline {
 		m.emb = embed.NewOffline()
 	} else {
+		if c.EmbedBatchInputs <= 0 || c.EmbedBatchTokens <= 0 {
+			return nil, fmt.Errorf("embedding batches: PAPERPIPE_EMBED_BATCH_INPUTS=%d and PAPERPIPE_EMBED_BATCH_TOKENS=%d must be positive",
+				c.EmbedBatchInputs, c.EmbedBatchTokens)
+		}
 		e, err := embed.New(embed.Config{
 			BaseURL: c.BaseURL, APIKey: c.APIKey, Model: c.EmbedModel, Dimensions: c.EmbedDims,
-			Limiter: lim, Logger: log,
+			MaxBatchInputs: c.EmbedBatchInputs, MaxBatchTokens: c.EmbedBatchTokens,
+			// One input must fit in a request: a smaller token budget truncates inputs to it.
+			ContextTokens: min(embedInputTokens, c.EmbedBatchTokens),
+			Limiter:       lim, Logger: log, HTTPClient: c.httpClient,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("embedder: %w", err)
@@ -60,6 +67,9 @@ func buildModels(c *config, log *slog.Logger) (*models, error) {
 	}
 	return m, nil
 }
+
+// embedInputTokens is the input limit of OpenAI's embedding models (8,191 tokens).
+const embedInputTokens = 8191
 
 // openStore connects to DATABASE_URL and applies migrations.
 func openStore(ctx context.Context, c *config, log *slog.Logger) (*store.Store, error) {
