@@ -23,8 +23,9 @@ type batcher[T any] struct {
 }
 
 type pendingItem[T any] struct {
-	item T
-	done chan error
+	item     T
+	deadline time.Time // of the submitter's context; zero when it has none
+	done     chan error
 }
 
 // newBatcher returns a batcher whose flushes run with ctx.
@@ -37,9 +38,17 @@ func newBatcher[T any](ctx context.Context, max int, linger time.Duration, flush
 
 // Do submits item and waits for the result of the batch it lands in, or for ctx.
 func (b *batcher[T]) Do(ctx context.Context, item T) error {
+	return b.DoBy(ctx, time.Time{}, item)
+}
+
+// DoBy is Do for an item whose work must end by deadline (zero: none). The flush of a batch
+// whose every item has a deadline runs with a context that ends at the latest of them, while
+// DoBy waits for the flush's result for as long as ctx allows: work bounded in time, whose
+// outcome — results paid for and being saved — is still awaited.
+func (b *batcher[T]) DoBy(ctx context.Context, deadline time.Time, item T) error {
 	done := make(chan error, 1)
 	b.mu.Lock()
-	b.pending = append(b.pending, pendingItem[T]{item, done})
+	b.pending = append(b.pending, pendingItem[T]{item: item, deadline: deadline, done: done})
 	switch {
 	case len(b.pending) >= b.max:
 		b.startLocked()
@@ -76,10 +85,20 @@ func (b *batcher[T]) startLocked() {
 	go func() {
 		defer b.wg.Done()
 		items := make([]T, len(batch))
+		latest, bounded := time.Time{}, true
 		for i, p := range batch {
 			items[i] = p.item
+			bounded = bounded && !p.deadline.IsZero()
+			if p.deadline.After(latest) {
+				latest = p.deadline
+			}
 		}
-		errs := b.flush(b.ctx, items)
+		ctx, cancel := b.ctx, context.CancelFunc(func() {})
+		if bounded {
+			ctx, cancel = context.WithDeadline(b.ctx, latest)
+		}
+		errs := b.flush(ctx, items)
+		cancel()
 		for i, p := range batch {
 			var err error
 			if errs != nil {
@@ -90,5 +109,12 @@ func (b *batcher[T]) startLocked() {
 	}()
 }
 
-// Wait blocks until every started flush has finished.
-func (b *batcher[T]) Wait() { b.wg.Wait() }
+// Wait starts a flush of what is pending at once (items whose submitters stopped waiting may
+// still be there, their linger timer running) and blocks until every flush has finished. It
+// is called once nothing more is submitted.
+func (b *batcher[T]) Wait() {
+	b.mu.Lock()
+	b.startLocked()
+	b.mu.Unlock()
+	b.wg.Wait()
+}

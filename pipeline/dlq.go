@@ -26,28 +26,12 @@ const (
 // then terminates it. If the copy fails the message is returned for redelivery instead, so a
 // message is never terminated without a dead letter.
 func (w *Worker) deadLetter(ctx context.Context, j job, reason error) {
+	j.release()
 	attempts, seq := uint64(0), uint64(0)
 	if j.meta != nil {
 		attempts, seq = j.meta.NumDelivered, j.meta.Sequence.Stream
 	}
-	dead := &nats.Msg{
-		Subject: SubjectDead + "." + w.cfg.Consumer,
-		Data:    j.msg.Data(),
-		Header:  nats.Header{},
-	}
-	dead.Header.Set(HeaderReason, reason.Error())
-	dead.Header.Set(HeaderAttempts, strconv.FormatUint(attempts, 10))
-	dead.Header.Set(HeaderSubject, j.msg.Subject())
-	dead.Header.Set(HeaderStreamSeq, strconv.FormatUint(seq, 10))
-	dead.Header.Set(HeaderFailedAt, time.Now().UTC().Format(time.RFC3339))
-	dead.Header.Set(HeaderPaperID, j.a.ID)
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	opts := []jetstream.PublishOpt{}
-	if seq > 0 {
-		opts = append(opts, jetstream.WithMsgID("dead:"+w.cfg.Consumer+":"+strconv.FormatUint(seq, 10)))
-	}
-	if _, err := w.js.PublishMsg(pctx, dead, opts...); err != nil {
+	if _, err := w.publishDead(ctx, j.msg.Subject(), j.msg.Data(), seq, attempts, j.a.ID, reason.Error()); err != nil {
 		w.log.Error("dead-lettering failed; message returned to the queue", "id", j.a.ID, "err", err)
 		_ = j.msg.NakWithDelay(w.cfg.Backoff(int(attempts)))
 		w.stats.retried.Add(1)
@@ -58,6 +42,35 @@ func (w *Worker) deadLetter(ctx context.Context, j job, reason error) {
 		w.log.Debug("term failed", "id", j.a.ID, "err", err)
 	}
 	w.stats.dead.Add(1)
+}
+
+// publishDead publishes a dead letter for the message of stream sequence seq (0 when unknown).
+// Its message id, dead:<consumer>:<seq>, makes the server drop a second copy of the same
+// message within the duplicate window, so several workers may dead-letter one message safely;
+// duplicate reports that this copy was dropped.
+func (w *Worker) publishDead(ctx context.Context, subject string, data []byte, seq, attempts uint64, paperID, reason string) (duplicate bool, err error) {
+	dead := &nats.Msg{
+		Subject: SubjectDead + "." + w.cfg.Consumer,
+		Data:    data,
+		Header:  nats.Header{},
+	}
+	dead.Header.Set(HeaderReason, reason)
+	dead.Header.Set(HeaderAttempts, strconv.FormatUint(attempts, 10))
+	dead.Header.Set(HeaderSubject, subject)
+	dead.Header.Set(HeaderStreamSeq, strconv.FormatUint(seq, 10))
+	dead.Header.Set(HeaderFailedAt, time.Now().UTC().Format(time.RFC3339))
+	dead.Header.Set(HeaderPaperID, paperID)
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	var opts []jetstream.PublishOpt
+	if seq > 0 {
+		opts = append(opts, jetstream.WithMsgID("dead:"+w.cfg.Consumer+":"+strconv.FormatUint(seq, 10)))
+	}
+	ack, err := w.js.PublishMsg(pctx, dead, opts...)
+	if err != nil {
+		return false, fmt.Errorf("publish dead letter: %w", err)
+	}
+	return ack.Duplicate, nil
 }
 
 func truncate(s string, n int) string {

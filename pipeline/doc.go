@@ -7,7 +7,11 @@
 // the same content, model and prompt version, stores each result as soon as it arrives, and
 // acknowledges a message only after everything it needed is committed. Transient failures are
 // retried with NakWithDelay; permanent ones are terminated and copied to the dead-letter
-// stream with their reason.
+// stream with their reason. Every message a worker holds is marked InProgress until it is
+// settled, and the API work for one message is bounded below the consumer's AckWait, so no
+// two workers ever pay for one message at once. A message the server gives up on because the
+// worker holding its last delivery died is found (advisory, sweep), dead-lettered and removed
+// from the work queue.
 //
 // The package declares the interfaces it needs (Summarizer, Embedder, Store); cmd/paperpipe
 // wires the concrete implementations in.

@@ -72,12 +72,23 @@ type WorkerConfig struct {
 	Linger time.Duration
 	// FetchWait is how long one pull request waits for messages. Defaults to 1 second.
 	FetchWait time.Duration
-	// MsgTimeout bounds the processing of one message, API calls and retries included.
-	// Defaults to 5 minutes; InProgress keeps the message from being redelivered meanwhile.
+	// MsgTimeout bounds the API work for one message — the TL;DR request and the embedding
+	// batch it joins, retries and rate-limit waits included — from the moment that work
+	// starts. It is kept below the consumer's AckWait: work starts only while the worker's
+	// hold on the message is fresh (an InProgress reached a live connection less than
+	// AckWait−MsgTimeout ago), so the work is over before the server could deliver the
+	// message to anyone else, even if NATS became unreachable meanwhile. Defaults to half the
+	// AckWait; a value above AckWait−2×ProgressInterval is lowered to it.
 	MsgTimeout time.Duration
-	// ProgressInterval is how often a message being processed is marked InProgress. Defaults
-	// to a third of the consumer's AckWait.
+	// ProgressInterval is how often every message the worker holds — waiting for a slot, for
+	// the database, for its API calls, or for its results to be saved — is marked InProgress,
+	// which restarts the server's AckWait. Defaults to a quarter of the consumer's AckWait.
 	ProgressInterval time.Duration
+	// SweepInterval is how often the worker looks for messages its consumer gave up on after
+	// MaxDeliver deliveries without an acknowledgement (the worker holding the last delivery
+	// died), in case it missed JetStream's advisory; see Run. A sweep acts only while the
+	// consumer has nothing delivered and unacknowledged. Defaults to 30 seconds.
+	SweepInterval time.Duration
 	// DrainTimeout is how long Run lets in-flight messages finish after its context is done
 	// before it cancels them and returns them to the queue. Defaults to 30 seconds.
 	DrainTimeout time.Duration
@@ -115,8 +126,8 @@ func (c *WorkerConfig) setDefaults() {
 	if c.FetchWait <= 0 {
 		c.FetchWait = time.Second
 	}
-	if c.MsgTimeout <= 0 {
-		c.MsgTimeout = 5 * time.Minute
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = 30 * time.Second
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 30 * time.Second
@@ -143,6 +154,7 @@ type WorkerStats struct {
 	Skipped    int64 `json:"skipped"`    // acked with nothing to do: all results already stored
 	Retried    int64 `json:"retried"`    // negatively acknowledged for a later redelivery
 	Dead       int64 `json:"dead"`       // terminated and copied to the dead-letter stream
+	Reaped     int64 `json:"reaped"`     // given up by the server after MaxDeliver, then removed here
 	TLDRs      int64 `json:"tldrs"`      // TL;DRs stored
 	Embeddings int64 `json:"embeddings"` // embeddings stored
 }
@@ -158,9 +170,11 @@ type Worker struct {
 	log   *slog.Logger
 
 	maxDeliver int
+	ackWait    time.Duration // the consumer's
+	msgTimeout time.Duration // effective MsgTimeout, below ackWait
 	chat       chan struct{} // one token per TL;DR request in flight
 	stats      struct {
-		received, acked, skipped, retried, dead, tldrs, embeddings atomic.Int64
+		received, acked, skipped, retried, dead, reaped, tldrs, embeddings atomic.Int64
 	}
 }
 
@@ -184,7 +198,8 @@ func (w *Worker) Stats() WorkerStats {
 	s := &w.stats
 	return WorkerStats{
 		Received: s.received.Load(), Acked: s.acked.Load(), Skipped: s.skipped.Load(),
-		Retried: s.retried.Load(), Dead: s.dead.Load(), TLDRs: s.tldrs.Load(), Embeddings: s.embeddings.Load(),
+		Retried: s.retried.Load(), Dead: s.dead.Load(), Reaped: s.reaped.Load(), TLDRs: s.tldrs.Load(),
+		Embeddings: s.embeddings.Load(),
 	}
 }
 
@@ -193,6 +208,13 @@ func (w *Worker) Stats() WorkerStats {
 // to DrainTimeout, then cancels the rest and returns them to the queue with a plain Nak. A
 // message is acknowledged only after its results are committed, so a crash at any point
 // loses nothing: the message is redelivered and finds its finished parts in the store.
+//
+// A message whose last allowed delivery is never settled (its worker died) is given up by the
+// server, which announces it on $JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES; Run listens (one
+// worker per consumer gets each advisory) and, since advisories are not stored, also sweeps
+// for such messages at start, every SweepInterval and before an ExitWhenIdle return (a sweep
+// acts only while the consumer has nothing unacknowledged). Each one is dead-lettered with the reason ReasonMaxDeliveries — or, when its
+// results turn out to be stored already, simply removed — and deleted from the work queue.
 func (w *Worker) Run(ctx context.Context) error {
 	cons, err := w.js.Consumer(ctx, StreamPapers, w.cfg.Consumer)
 	if err != nil {
@@ -200,9 +222,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	info := cons.CachedInfo()
 	w.maxDeliver = info.Config.MaxDeliver
-	if w.cfg.ProgressInterval <= 0 {
-		w.cfg.ProgressInterval = max(info.Config.AckWait/3, time.Second)
+	if err := w.setTimeouts(info.Config.AckWait); err != nil {
+		return err
 	}
+	stopReaper := w.startReaper(ctx, cons)
+	defer stopReaper()
 
 	// workCtx outlives ctx by up to DrainTimeout so in-flight messages can finish.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -278,6 +302,9 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan s
 				w.log.Warn("consumer info failed", "err", err)
 			}
 			if idle {
+				// Messages given up while no worker listened for the advisory go now, not at
+				// the next run.
+				w.sweep(ctx, cons)
 				return nil
 			}
 		}
@@ -342,6 +369,7 @@ type job struct {
 	msg  jetstream.Msg
 	meta *jetstream.MsgMetadata
 	a    paper.Abstract
+	hold *hold // nil for a message that could not be decoded
 }
 
 // handleBatch records a micro-batch of papers in one transaction, then processes each
@@ -355,6 +383,7 @@ func (w *Worker) handleBatch(ctx context.Context, msgs []jetstream.Msg, embedB *
 			release(1)
 			continue
 		}
+		j.hold = w.startHold(ctx, m)
 		jobs = append(jobs, j)
 	}
 	if len(jobs) == 0 {
@@ -432,25 +461,19 @@ func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *ba
 		w.ack(j)
 		return
 	}
-	mctx, cancel := context.WithTimeout(ctx, w.cfg.MsgTimeout)
-	defer cancel()
-	stopBeat := w.heartbeat(mctx, j.msg)
-	defer stopBeat()
-
 	var embErr, sumErr error
 	var wg sync.WaitGroup
 	if p.NeedEmbedding {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			embErr = embedB.Do(mctx, j.a)
+			embErr = w.embed(ctx, j, embedB)
 		}()
 	}
 	if p.NeedTLDR && w.sum != nil {
-		sumErr = w.summarize(mctx, j.a, saveB)
+		sumErr = w.summarize(ctx, j, saveB)
 	}
 	wg.Wait()
-	stopBeat()
 
 	err := errors.Join(wrapStage("tldr", sumErr), wrapStage("embedding", embErr))
 	if err == nil {
@@ -464,6 +487,7 @@ func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *ba
 // dead-lettered; during shutdown the message goes straight back to the queue; anything else is
 // redelivered after a backoff, or dead-lettered when it has used its deliveries.
 func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
+	j.release()
 	switch {
 	case errors.Is(err, paper.ErrPermanent) || errors.Is(err, paper.ErrInvalid):
 		w.deadLetter(ctx, j, err)
@@ -477,19 +501,45 @@ func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 	}
 }
 
-// summarize writes the TL;DR of a under the Concurrency limit and stores it.
-func (w *Worker) summarize(ctx context.Context, a paper.Abstract, saveB *batcher[paper.Summary]) error {
+// summarize writes the TL;DR of j's paper under the Concurrency limit, within MsgTimeout of
+// starting, and stores it. The paid TL;DR is waited for until it is saved, even past the
+// deadline, and it keeps its Concurrency slot meanwhile: the answers bought and not yet
+// committed — what a kill -9 takes away, to be bought again — are never more than Concurrency,
+// however slow the database.
+func (w *Worker) summarize(ctx context.Context, j job, saveB *batcher[paper.Summary]) error {
 	select {
 	case w.chat <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	s, err := w.sum.Summarize(ctx, a)
-	<-w.chat
+	defer func() { <-w.chat }()
+	s, err := w.summarizeNow(ctx, j)
 	if err != nil {
 		return err
 	}
 	return saveB.Do(ctx, s)
+}
+
+func (w *Worker) summarizeNow(ctx context.Context, j job) (paper.Summary, error) {
+	deadline, err := w.workDeadline(j.hold)
+	if err != nil {
+		return paper.Summary{}, err
+	}
+	sctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	return w.sum.Summarize(sctx, j.a)
+}
+
+// embed has j's paper embedded in a batch gathered across messages, within MsgTimeout of
+// starting, and stored. Like a TL;DR, a vector that came back is waited for until it is saved,
+// even past the deadline: settling the message earlier would let its redelivery buy the
+// vector again while the first one is still being saved (a database restart).
+func (w *Worker) embed(ctx context.Context, j job, embedB *batcher[paper.Abstract]) error {
+	deadline, err := w.workDeadline(j.hold)
+	if err != nil {
+		return err
+	}
+	return embedB.DoBy(ctx, deadline, j.a)
 }
 
 func wrapStage(stage string, err error) error {
@@ -499,28 +549,8 @@ func wrapStage(stage string, err error) error {
 	return fmt.Errorf("%s: %w", stage, err)
 }
 
-// heartbeat marks the message InProgress every ProgressInterval until stopped.
-func (w *Worker) heartbeat(ctx context.Context, m jetstream.Msg) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(w.cfg.ProgressInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				_ = m.InProgress()
-			}
-		}
-	}()
-	var once sync.Once
-	return func() { once.Do(func() { cancel(); <-done }) }
-}
-
 func (w *Worker) ack(j job) {
+	j.release()
 	if err := j.msg.Ack(); err != nil {
 		// The results are stored; a redelivery will find them and make no API call.
 		w.log.Warn("ack failed; the message will be redelivered and skipped", "id", j.a.ID, "err", err)
@@ -532,6 +562,7 @@ func (w *Worker) ack(j job) {
 // retry returns the message for a later redelivery, or dead-letters it when this was its last
 // allowed delivery.
 func (w *Worker) retry(ctx context.Context, j job, cause error) {
+	j.release()
 	n := int(j.meta.NumDelivered)
 	if w.maxDeliver > 0 && n >= w.maxDeliver {
 		w.deadLetter(ctx, j, fmt.Errorf("gave up after %d deliveries: %w", n, cause))
@@ -573,39 +604,83 @@ func (w *Worker) flushEmbeddings(ctx context.Context, items []paper.Abstract) []
 }
 
 // embedAndSave embeds and stores papers. A permanent failure of a request with several inputs
-// is narrowed down by halves, so one bad input does not fail its neighbours.
+// is narrowed down by halves, so one bad input does not fail its neighbours. Vectors that came
+// back are stored even when the call as a whole failed (a later request of the batch did) or
+// its deadline has passed: they are paid for.
 func (w *Worker) embedAndSave(ctx context.Context, papers []paper.Abstract) []error {
 	embs, usage, err := w.emb.Embed(ctx, papers)
+	saveCtx := context.WithoutCancel(ctx)
 	if usage.Requests > 0 {
-		w.recordUsage(ctx, []paper.Usage{usage})
+		// After the vectors: until they are committed a crash loses them, so nothing else
+		// goes first.
+		defer w.recordUsage(saveCtx, []paper.Usage{usage})
 	}
 	if err == nil && len(embs) != len(papers) {
 		err = fmt.Errorf("embedder returned %d vectors for %d inputs: %w", len(embs), len(papers), paper.ErrPermanent)
 	}
 	if err != nil {
-		if errors.Is(err, paper.ErrPermanent) && len(papers) > 1 {
-			h := len(papers) / 2
-			return append(w.embedAndSave(ctx, papers[:h]), w.embedAndSave(ctx, papers[h:])...)
+		errs := fill(len(papers), err)
+		if len(embs) == len(papers) {
+			// Keep what was delivered before the failure.
+			var got []paper.Embedding
+			var at []int
+			for i, e := range embs {
+				if e.Vector != nil {
+					got, at = append(got, e), append(at, i)
+				}
+			}
+			if len(got) > 0 {
+				if serr := w.saveEmbeddings(saveCtx, got); serr == nil {
+					for _, i := range at {
+						errs[i] = nil
+					}
+				}
+			}
 		}
+		if errors.Is(err, paper.ErrPermanent) && len(papers) > 1 && ctx.Err() == nil {
+			var retry []paper.Abstract
+			var idx []int
+			for i, e := range errs {
+				if e != nil {
+					retry, idx = append(retry, papers[i]), append(idx, i)
+				}
+			}
+			if len(retry) > 1 {
+				h := len(retry) / 2
+				sub := append(w.embedAndSave(ctx, retry[:h]), w.embedAndSave(ctx, retry[h:])...)
+				for k, i := range idx {
+					errs[i] = sub[k]
+				}
+			}
+		}
+		return errs
+	}
+	if err := w.saveEmbeddings(saveCtx, embs); err != nil {
 		return fill(len(papers), err)
 	}
+	return make([]error, len(papers))
+}
+
+// saveEmbeddings stores vectors, retrying as saveWithRetry does.
+func (w *Worker) saveEmbeddings(ctx context.Context, embs []paper.Embedding) error {
 	var n int
-	err = saveWithRetry(ctx, w.log, "embeddings", func() (err error) {
+	err := saveWithRetry(ctx, w.log, "embeddings", func(ctx context.Context) (err error) {
 		n, err = w.store.SaveEmbeddings(ctx, w.cfg.SpaceID, embs)
 		return err
 	})
 	if err != nil {
-		return fill(len(papers), fmt.Errorf("store embeddings: %w", err))
+		return fmt.Errorf("store embeddings: %w", err)
 	}
 	w.stats.embeddings.Add(int64(n))
-	return make([]error, len(papers))
+	return nil
 }
 
 // flushSummaries stores TL;DRs gathered across messages in one transaction (group commit),
-// with their usage.
+// with their usage. The TL;DRs are paid for, so the save is not cut short by shutdown.
 func (w *Worker) flushSummaries(ctx context.Context, sums []paper.Summary) []error {
+	ctx = context.WithoutCancel(ctx)
 	var n int
-	err := saveWithRetry(ctx, w.log, "TL;DRs", func() (err error) {
+	err := saveWithRetry(ctx, w.log, "TL;DRs", func(ctx context.Context) (err error) {
 		n, err = w.store.SaveSummaries(ctx, sums)
 		return err
 	})
@@ -629,17 +704,22 @@ func (w *Worker) recordUsage(ctx context.Context, u []paper.Usage) {
 	if len(u) == 0 {
 		return
 	}
+	ctx, cancel := context.WithTimeout(ctx, saveAttemptTimeout)
+	defer cancel()
 	if err := w.store.RecordUsage(ctx, u); err != nil {
 		w.log.Warn("recording API usage failed", "err", err)
 	}
 }
 
 // saveWithRetry retries a save of results already paid for: losing them would mean buying
-// them again. It gives up after about 30 seconds, or when ctx is done.
-func saveWithRetry(ctx context.Context, log *slog.Logger, what string, save func() error) error {
+// them again. It gives up after about 30 seconds, or when ctx is done (callers pass a context
+// without cancellation: a save is not abandoned for a shutdown).
+func saveWithRetry(ctx context.Context, log *slog.Logger, what string, save func(context.Context) error) error {
 	delay := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := save()
+		actx, cancel := context.WithTimeout(ctx, saveAttemptTimeout)
+		err := save(actx)
+		cancel()
 		if err == nil || attempt == 9 || errors.Is(err, paper.ErrInvalid) {
 			return err
 		}
@@ -650,6 +730,9 @@ func saveWithRetry(ctx context.Context, log *slog.Logger, what string, save func
 		delay = min(delay*2, 8*time.Second)
 	}
 }
+
+// saveAttemptTimeout bounds one attempt to write to the store.
+const saveAttemptTimeout = 15 * time.Second
 
 func fill(n int, err error) []error {
 	errs := make([]error, n)

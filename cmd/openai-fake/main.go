@@ -10,6 +10,7 @@
 // API under /v1 it serves:
 //
 //	GET  /_stats   the server's Stats as JSON
+//	GET  /_deliveries  the ledger of delivered results (Server.Deliveries) as JSON
 //	POST /_faults  replace the fault rates with a JSON object such as
 //	               {"rate_limit":0.05,"retry_after":"2s","server_error":0.2};
 //	               fields left out are 0 (durations: Go syntax or nanoseconds)
@@ -128,6 +129,12 @@ func routes(fake *openaitest.Server, logger *slog.Logger) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		if err := json.NewEncoder(w).Encode(fake.Stats()); err != nil {
 			logger.Warn("writing stats", "error", err)
+		}
+	})
+	mux.HandleFunc("GET /_deliveries", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if err := json.NewEncoder(w).Encode(fake.Deliveries()); err != nil {
+			logger.Warn("writing deliveries", "error", err)
 		}
 	})
 	mux.HandleFunc("POST /_faults", func(w http.ResponseWriter, r *http.Request) {

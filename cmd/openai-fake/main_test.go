@@ -55,4 +55,17 @@ func TestControlEndpoints(t *testing.T) {
 	if st.EmbedRequests != 2 || st.EmbedInputsDelivered != 1 || st.Faults[openaitest.FaultRateLimit] != 1 {
 		t.Errorf("stats = %+v", st)
 	}
+
+	dresp, err := http.Get(ts.URL + "/_deliveries")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dresp.Body.Close()
+	var ds []openaitest.Delivery
+	if err := json.NewDecoder(dresp.Body).Decode(&ds); err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 1 || ds[0].Kind != openaitest.KindEmbedding || ds[0].Subject != openaitest.SubjectHash("a") || ds[0].Count != 1 {
+		t.Errorf("deliveries = %+v, want the one embedding of \"a\"", ds)
+	}
 }

@@ -422,7 +422,7 @@ func (s *Server) answerBatchLine(endpoint string, body json.RawMessage) (int, js
 		}
 		resp := s.completeChat(req, false)
 		out := s.marshalValidated(schemaChatResponse, "batch POST /v1/chat/completions", resp)
-		s.deliveredChat(resp.Usage)
+		s.deliveredChat(req, resp.Usage)
 		return http.StatusOK, out, resp.Usage, req.Model
 	default: // "/v1/embeddings"
 		if err := s.val.validateJSON(schemaEmbedRequest, body); err != nil {
@@ -442,7 +442,7 @@ func (s *Server) answerBatchLine(endpoint string, body json.RawMessage) (int, js
 			return fail(rerr.status, rerr.err)
 		}
 		out := s.embed(req, inputs, total)
-		s.deliveredEmbeddings(len(inputs), total)
+		s.deliveredEmbeddings(req, inputs, total)
 		u.PromptTokens, u.TotalTokens = total, total
 		return http.StatusOK, out, u, req.Model
 	}

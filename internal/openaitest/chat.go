@@ -138,15 +138,16 @@ func (s *Server) serveChat(w http.ResponseWriter, r *http.Request, _ []string) {
 	out := s.marshalValidated(schemaChatResponse, "POST /v1/chat/completions", resp)
 	s.setRateHeaders(w, true, int64(resp.Usage.TotalTokens), false, 0)
 	if s.writeResult(w, out, fault) {
-		s.deliveredChat(resp.Usage)
+		s.deliveredChat(req, resp.Usage)
 	}
 }
 
 // deliveredChat counts a delivered chat completion.
-func (s *Server) deliveredChat(u completionUsage) {
+func (s *Server) deliveredChat(req chatRequest, u completionUsage) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats.ChatDelivered++
+	s.recordDeliveryLocked(chatKey(req), KindChat, chatSubject(req))
 	s.stats.PromptTokens += int64(u.PromptTokens)
 	s.stats.CompletionTokens += int64(u.CompletionTokens)
 }

@@ -177,15 +177,18 @@ func (s *Server) serveEmbeddings(w http.ResponseWriter, r *http.Request, _ []str
 	}
 	out := s.embed(req, inputs, total)
 	if s.writeResult(w, out, fault) {
-		s.deliveredEmbeddings(len(inputs), total)
+		s.deliveredEmbeddings(req, inputs, total)
 	}
 }
 
 // deliveredEmbeddings counts delivered vectors.
-func (s *Server) deliveredEmbeddings(n, promptTokens int) {
+func (s *Server) deliveredEmbeddings(req embedRequest, inputs []embedInput, promptTokens int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.stats.EmbedInputsDelivered += int64(n)
+	s.stats.EmbedInputsDelivered += int64(len(inputs))
+	for _, in := range inputs {
+		s.recordDeliveryLocked(embedKey(req, in), KindEmbedding, in.key)
+	}
 	s.stats.PromptTokens += int64(promptTokens)
 }
 

@@ -175,6 +175,13 @@ type Stats struct {
 	// EmbedInputsDelivered counts embedding vectors in delivered bodies
 	// (and successful batch lines).
 	EmbedInputsDelivered int64 `json:"embed_inputs_delivered"`
+	// ChatDistinctDelivered counts the distinct chat requests (model and
+	// messages) among ChatDelivered; ChatDelivered minus it is the number of
+	// completions delivered again for a request already answered.
+	ChatDistinctDelivered int64 `json:"chat_distinct_delivered"`
+	// EmbedInputsDistinctDelivered counts the distinct inputs (model,
+	// dimensions and text) among EmbedInputsDelivered.
+	EmbedInputsDistinctDelivered int64 `json:"embed_inputs_distinct_delivered"`
 	// PromptTokens and CompletionTokens sum the usage reported in delivered
 	// bodies.
 	PromptTokens     int64 `json:"prompt_tokens"`
@@ -219,6 +226,7 @@ type Server struct {
 	embedWindow    rateWindow
 	files          map[string]*storedFile
 	batches        map[string]*batchState
+	delivered      map[string]*delivery // ledger of delivered results, by request or input key
 	clock          func() time.Time
 	batchStepDelay time.Duration
 }

@@ -1,0 +1,187 @@
+package chaos
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Defaults of the PostgreSQL a run can start for itself: the Debian chroot deploy/services.sh
+// builds, and the PostgreSQL 17 binaries inside it.
+const (
+	DefaultChrootRoot = "/var/lib/paperpipe-services/trixie-root"
+	chrootPGBin       = "/usr/lib/postgresql/17/bin"
+)
+
+// Postgres is a private PostgreSQL cluster with pgvector, run from the chroot's binaries as
+// its postgres user on a temporary data directory inside the chroot. Unlike the shared test
+// server, it may be stopped and restarted.
+type Postgres struct {
+	Root string // the chroot
+	Dir  string // the cluster's directory, as seen inside the chroot
+	Port int
+	uid  int
+	gid  int
+}
+
+// StartPostgres creates and starts a cluster on a free loopback port, creates database
+// "chaos" with the vector extension, and returns once it accepts connections.
+func StartPostgres(ctx context.Context, root string) (*Postgres, error) {
+	if root == "" {
+		root = DefaultChrootRoot
+	}
+	if _, err := os.Stat(filepath.Join(root, chrootPGBin, "pg_ctl")); err != nil {
+		return nil, fmt.Errorf("no PostgreSQL in the chroot %s (run make services): %w", root, err)
+	}
+	uid, gid, err := chrootUser(root, "postgres")
+	if err != nil {
+		return nil, err
+	}
+	host, err := os.MkdirTemp(filepath.Join(root, "tmp"), "chaos-")
+	if err != nil {
+		return nil, fmt.Errorf("cluster directory: %w", err)
+	}
+	if err := os.Chown(host, uid, gid); err != nil {
+		os.RemoveAll(host)
+		return nil, fmt.Errorf("cluster directory: %w", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		os.RemoveAll(host)
+		return nil, err
+	}
+	pg := &Postgres{Root: root, Dir: "/tmp/" + filepath.Base(host), Port: port, uid: uid, gid: gid}
+	if out, err := pg.run(ctx, "initdb", "-D", pg.Dir+"/data", "-U", "postgres", "--auth=trust",
+		"--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"); err != nil {
+		pg.remove()
+		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
+	}
+	conf := fmt.Sprintf(`
+listen_addresses = '127.0.0.1'
+port = %d
+unix_socket_directories = '%s'
+max_connections = 100
+shared_buffers = 64MB
+fsync = on
+synchronous_commit = on
+log_min_messages = warning
+`, port, pg.Dir)
+	f, err := os.OpenFile(filepath.Join(host, "data", "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err == nil {
+		_, err = f.WriteString(conf)
+		f.Close()
+	}
+	if err != nil {
+		pg.remove()
+		return nil, fmt.Errorf("configure the cluster: %w", err)
+	}
+	if err := pg.Start(ctx); err != nil {
+		pg.remove()
+		return nil, err
+	}
+	if err := pg.exec(ctx, "postgres", "CREATE DATABASE chaos"); err != nil {
+		pg.Close()
+		return nil, err
+	}
+	if err := pg.exec(ctx, "chaos", "CREATE EXTENSION IF NOT EXISTS vector"); err != nil {
+		pg.Close()
+		return nil, err
+	}
+	return pg, nil
+}
+
+// URL is the connection URL of the chaos database.
+func (pg *Postgres) URL() string { return pg.url("chaos") }
+
+func (pg *Postgres) url(db string) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", pg.Port, db)
+}
+
+// Start starts the cluster and waits until it accepts connections.
+func (pg *Postgres) Start(ctx context.Context) error {
+	if out, err := pg.run(ctx, "pg_ctl", "start", "-D", pg.Dir+"/data", "-l", pg.Dir+"/log", "-w", "-t", "60", "-s"); err != nil {
+		return fmt.Errorf("pg_ctl start: %w\n%s\n%s", err, out, pg.Log(20))
+	}
+	return nil
+}
+
+// Stop stops the cluster in the given mode: "fast" (disconnects clients, clean shutdown) or
+// "immediate" (like a crash: recovery from the WAL at the next start).
+func (pg *Postgres) Stop(ctx context.Context, mode string) error {
+	if out, err := pg.run(ctx, "pg_ctl", "stop", "-D", pg.Dir+"/data", "-m", mode, "-w", "-t", "60", "-s"); err != nil {
+		return fmt.Errorf("pg_ctl stop: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// Log returns the last n lines of the server log.
+func (pg *Postgres) Log(n int) string {
+	raw, _ := os.ReadFile(filepath.Join(pg.Root, pg.Dir, "log"))
+	lines := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Close stops the cluster and removes its directory.
+func (pg *Postgres) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_ = pg.Stop(ctx, "immediate")
+	pg.remove()
+}
+
+func (pg *Postgres) remove() { os.RemoveAll(filepath.Join(pg.Root, pg.Dir)) }
+
+// run runs one of the chroot's PostgreSQL programs as its postgres user.
+func (pg *Postgres) run(ctx context.Context, prog string, args ...string) ([]byte, error) {
+	full := append([]string{"--userspec=" + strconv.Itoa(pg.uid) + ":" + strconv.Itoa(pg.gid), pg.Root,
+		"/usr/bin/env", "-i", "PATH=" + chrootPGBin + ":/usr/bin:/bin", "HOME=" + pg.Dir, "LC_ALL=C.UTF-8", "PGTZ=UTC",
+		chrootPGBin + "/" + prog}, args...)
+	cmd := exec.CommandContext(ctx, "chroot", full...)
+	return cmd.CombinedOutput()
+}
+
+func (pg *Postgres) exec(ctx context.Context, db, sql string) error {
+	conn, err := pgx.Connect(ctx, pg.url(db))
+	if err != nil {
+		return fmt.Errorf("connect to the private PostgreSQL: %w", err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		return fmt.Errorf("%s: %w", sql, err)
+	}
+	return nil
+}
+
+// chrootUser looks a user up in the chroot's /etc/passwd.
+func chrootUser(root, name string) (uid, gid int, err error) {
+	f, err := os.Open(filepath.Join(root, "etc", "passwd"))
+	if err != nil {
+		return 0, 0, fmt.Errorf("chroot users: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Split(sc.Text(), ":")
+		if len(fields) > 3 && fields[0] == name {
+			uid, err1 := strconv.Atoi(fields[2])
+			gid, err2 := strconv.Atoi(fields[3])
+			if err := errors.Join(err1, err2); err != nil {
+				return 0, 0, fmt.Errorf("chroot user %s: %w", name, err)
+			}
+			return uid, gid, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("no user %s in %s/etc/passwd", name, root)
+}

@@ -1,0 +1,376 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/pipeline"
+	"github.com/paperpipe/paperpipe/summarize"
+)
+
+// dieHolding takes n messages from the consumer the way a worker does and never settles them,
+// like a worker killed with its messages in hand.
+func dieHolding(t *testing.T, js jetstream.JetStream, n int) {
+	t.Helper()
+	ctx := context.Background()
+	cons, err := js.Consumer(ctx, pipeline.StreamPapers, pipeline.ConsumerNew)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(n, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for range batch.Messages() {
+		got++
+	}
+	if got != n {
+		t.Fatalf("the dying worker got %d messages, want %d", got, n)
+	}
+}
+
+// startWorker runs a worker until the test ends.
+func startWorker(t *testing.T, b *testBundle, sum pipeline.Summarizer, emb pipeline.Embedder, cfg pipeline.WorkerConfig) *pipeline.Worker {
+	t.Helper()
+	cfg.SpaceID = b.space.ID
+	if cfg.FetchWait == 0 {
+		cfg.FetchWait = 200 * time.Millisecond
+	}
+	w, err := pipeline.NewWorker(b.js, b.store, sum, emb, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return w
+}
+
+// waitFor polls cond until it holds or a minute has passed.
+func waitFor(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s: %s", what, state)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func streamMsgs(t *testing.T, js jetstream.JetStream, name string) uint64 {
+	t.Helper()
+	s, err := js.Stream(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func deadLetters(t *testing.T, js jetstream.JetStream) []pipeline.DeadLetter {
+	t.Helper()
+	dls, err := pipeline.ListDeadLetters(context.Background(), js, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dls
+}
+
+func TestMessageWhoseWorkerDiedOnItsLastDeliveryIsDeadLetteredOnTheAdvisory(t *testing.T) {
+	t.Parallel()
+	sum, emb := summarize.NewOffline(30), embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1, AckWait: 2 * time.Second})
+	papers := sample(t)[:2]
+	publish(t, b.js, papers)
+	dieHolding(t, b.js, len(papers))
+	// No sweep during the test: only the server's advisory can tell the worker.
+	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
+
+	waitFor(t, "both messages dead-lettered and removed from the work queue", func() (bool, string) {
+		n, q := len(deadLetters(t, b.js)), streamMsgs(t, b.js, pipeline.StreamPapers)
+		return n == 2 && q == 0, fmt.Sprintf("%d dead letters, %d messages in %s", n, q, pipeline.StreamPapers)
+	})
+	for _, d := range deadLetters(t, b.js) {
+		if !strings.Contains(d.Reason, pipeline.ReasonMaxDeliveries) || d.Attempts != 1 || d.Subject != pipeline.SubjectNew ||
+			(d.PaperID != papers[0].ID && d.PaperID != papers[1].ID) {
+			t.Errorf("dead letter %+v", d)
+		}
+	}
+	if s := w.Stats(); s.Dead != 2 || s.Reaped != 2 || s.Received != 0 {
+		t.Errorf("worker stats %+v, want 2 dead and reaped, none received", s)
+	}
+}
+
+func TestSweepFindsGivenUpMessagesAcrossWorkersAndSkipsStoredOnes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	sum, emb := summarize.NewOffline(30), embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1, AckWait: time.Second})
+	papers := sample(t)[:3]
+	// The first paper's results were stored by the worker that died before acknowledging.
+	done := papers[0]
+	if _, err := b.store.UpsertPapers(ctx, []paper.Abstract{done}, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := sum.Summarize(ctx, done)
+	embs, _, _ := emb.Embed(ctx, []paper.Abstract{done})
+	if _, err := b.store.SaveSummaries(ctx, []paper.Summary{s}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.store.SaveEmbeddings(ctx, b.space.ID, embs); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, b.js, papers)
+	dieHolding(t, b.js, len(papers))
+	cons, err := b.js.Consumer(ctx, pipeline.StreamPapers, pipeline.ConsumerNew)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the server to give the messages up", func() (bool, string) {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.NumAckPending == 0, fmt.Sprintf("%d ack pending", info.NumAckPending)
+	})
+	// Nobody listened to the advisories; the work queue keeps the messages, undeliverable.
+	if n := streamMsgs(t, b.js, pipeline.StreamPapers); n != uint64(len(papers)) {
+		t.Fatalf("%s holds %d messages, want the %d given up", pipeline.StreamPapers, n, len(papers))
+	}
+
+	// Two workers start and sweep at once.
+	w1 := startWorker(t, b, sum, emb, pipeline.WorkerConfig{SweepInterval: 100 * time.Millisecond})
+	w2 := startWorker(t, b, sum, emb, pipeline.WorkerConfig{SweepInterval: 100 * time.Millisecond})
+	waitFor(t, "the work queue to be empty", func() (bool, string) {
+		q := streamMsgs(t, b.js, pipeline.StreamPapers)
+		return q == 0, fmt.Sprintf("%d messages left", q)
+	})
+	dls := deadLetters(t, b.js)
+	if len(dls) != 2 {
+		t.Fatalf("dead letters %+v, want one for each of the 2 papers without results", dls)
+	}
+	for _, d := range dls {
+		if d.PaperID == done.ID || !strings.Contains(d.Reason, pipeline.ReasonMaxDeliveries) {
+			t.Errorf("dead letter %+v", d)
+		}
+	}
+	s1, s2 := w1.Stats(), w2.Stats()
+	if s1.Dead+s2.Dead != 2 || s1.Reaped+s2.Reaped < 3 {
+		t.Errorf("stats %+v and %+v: want 2 dead letters between them and all 3 messages reaped", s1, s2)
+	}
+}
+
+// slowStore makes the first TL;DR save take longer than the consumer's AckWait.
+type slowStore struct {
+	pipeline.Store
+	delay time.Duration
+	once  sync.Once
+}
+
+func (s *slowStore) SaveSummaries(ctx context.Context, sums []paper.Summary) (int, error) {
+	s.once.Do(func() { time.Sleep(s.delay) })
+	return s.Store.SaveSummaries(ctx, sums)
+}
+
+func TestMessagesWaitingLongerThanAckWaitAreKeptAlive(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	sum, emb := summarize.NewOffline(30), embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{AckWait: 2 * time.Second})
+	papers := sample(t)[:8]
+	publish(t, b.js, papers)
+	ws := runWith(t, b, &slowStore{Store: b.store, delay: 5 * time.Second}, sum, emb, pipeline.WorkerConfig{})
+	cons, err := b.js.Consumer(ctx, pipeline.StreamPapers, pipeline.ConsumerNew)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumRedelivered != 0 || ws.Received != int64(len(papers)) || ws.Acked != int64(len(papers)) {
+		t.Errorf("redelivered %d, stats %+v: a message held past AckWait was redelivered", info.NumRedelivered, ws)
+	}
+}
+
+// hangingSummarizer never answers; it records the deadline each call was given.
+type hangingSummarizer struct {
+	calls      atomic.Int64
+	inFlight   atomic.Int64
+	overlap    atomic.Bool
+	mu         sync.Mutex
+	longest    time.Duration
+	noDeadline bool
+}
+
+func (h *hangingSummarizer) Model() string         { return "hanging" }
+func (h *hangingSummarizer) PromptVersion() string { return "v0" }
+func (h *hangingSummarizer) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary, error) {
+	h.calls.Add(1)
+	if h.inFlight.Add(1) > 1 {
+		h.overlap.Store(true)
+	}
+	defer h.inFlight.Add(-1)
+	d, ok := ctx.Deadline()
+	h.mu.Lock()
+	if !ok {
+		h.noDeadline = true
+	} else if left := time.Until(d); left > h.longest {
+		h.longest = left
+	}
+	h.mu.Unlock()
+	<-ctx.Done()
+	return paper.Summary{}, ctx.Err()
+}
+
+func TestAPIWorkOnAMessageEndsBeforeItsAckWait(t *testing.T) {
+	t.Parallel()
+	const ackWait = 4 * time.Second
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{AckWait: ackWait, MaxDeliver: 3})
+	publish(t, b.js, sample(t)[:1])
+	h := &hangingSummarizer{}
+	// A timeout above AckWait is lowered below it.
+	ws := runWith(t, b, b.store, h, emb, pipeline.WorkerConfig{MsgTimeout: time.Hour, Backoff: func(int) time.Duration { return 10 * time.Millisecond }})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.noDeadline || h.longest <= 0 || h.longest >= ackWait {
+		t.Errorf("TL;DR calls got deadlines up to %v away (none: %v); want each below the AckWait %v", h.longest, h.noDeadline, ackWait)
+	}
+	if h.calls.Load() != 3 || h.overlap.Load() {
+		t.Errorf("%d calls, overlapping: %v; want one per delivery, never two at once", h.calls.Load(), h.overlap.Load())
+	}
+	dls := deadLetters(t, b.js)
+	if ws.Dead != 1 || len(dls) != 1 || dls[0].Attempts != 3 || !strings.Contains(dls[0].Reason, "deadline exceeded") {
+		t.Errorf("stats %+v, dead letters %+v: want the message dead-lettered after 3 timed-out deliveries", ws, dls)
+	}
+}
+
+// failingSummarizer fails every TL;DR permanently with its error.
+type failingSummarizer struct{ err error }
+
+func (f failingSummarizer) Model() string         { return "failing" }
+func (f failingSummarizer) PromptVersion() string { return "v0" }
+func (f failingSummarizer) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary, error) {
+	return paper.Summary{}, f.err
+}
+
+func TestPermanentFailuresAreDeadLetteredAtOnceWithReasonAndAttempts(t *testing.T) {
+	t.Parallel()
+	// The API's context is shorter than the client's: the client's truncation is not enough,
+	// and the API answers 400 for the one long abstract.
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 16, ContextTokens: 2000})
+	apiEmb, err := embed.New(embed.Config{BaseURL: api.URL(), APIKey: "k", Model: "e", Dimensions: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := sample(t)[0]
+	long.ID, long.Abstract = "arxiv:2409.99999", strings.Repeat(long.Abstract+" ", 20)
+
+	tests := []struct {
+		name       string
+		sum        pipeline.Summarizer
+		emb        pipeline.Embedder
+		papers     []paper.Abstract
+		deadID     string
+		wantReason string
+	}{
+		{
+			name: "400 from the API: input still too long after truncation",
+			sum:  summarize.NewOffline(30), emb: apiEmb,
+			papers: append(sample(t)[:4], long), deadID: long.ID, wantReason: "maximum context length",
+		},
+		{
+			name: "TL;DR still invalid after the stricter retry and cleaning",
+			sum:  failingSummarizer{fmt.Errorf("answer stays invalid after retry and cleaning (2 sentences): %w", paper.ErrPermanent)},
+			emb:  embed.NewOffline(), papers: sample(t)[:1], deadID: sample(t)[0].ID, wantReason: "stays invalid",
+		},
+		{
+			name: "400 for the TL;DR request",
+			sum:  failingSummarizer{fmt.Errorf("%w: error, status code: 400, message: Invalid 'messages'", paper.ErrPermanent)},
+			emb:  embed.NewOffline(), papers: sample(t)[:1], deadID: sample(t)[0].ID, wantReason: "status code: 400",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, tt.emb, pipeline.TopologyConfig{MaxDeliver: 5})
+			publish(t, b.js, tt.papers)
+			ws := runWith(t, b, b.store, tt.sum, tt.emb, pipeline.WorkerConfig{})
+			dls := deadLetters(t, b.js)
+			if len(dls) != 1 || dls[0].PaperID != tt.deadID || dls[0].Attempts != 1 || !strings.Contains(dls[0].Reason, tt.wantReason) {
+				t.Fatalf("dead letters %+v; want %s after 1 attempt, reason containing %q", dls, tt.deadID, tt.wantReason)
+			}
+			if ws.Dead != 1 || ws.Retried != 0 || ws.Acked != int64(len(tt.papers)-1) {
+				t.Errorf("stats %+v: want the bad one dead at once, the others acked", ws)
+			}
+			if n := streamMsgs(t, b.js, pipeline.StreamPapers); n != 0 {
+				t.Errorf("%d messages left in the work queue", n)
+			}
+		})
+	}
+}
+
+var _ = errors.New
+
+// outageStore fails the first n embedding saves, like a database restarting.
+type outageStore struct {
+	pipeline.Store
+	failures atomic.Int64
+}
+
+func (o *outageStore) SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.Embedding) (int, error) {
+	if o.failures.Add(-1) >= 0 {
+		return 0, errors.New("FATAL: terminating connection due to administrator command (SQLSTATE 57P01)")
+	}
+	return o.Store.SaveEmbeddings(ctx, spaceID, embs)
+}
+
+func TestVectorsSavedPastTheMessageTimeoutAreNotBoughtAgain(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 16})
+	emb, err := embed.New(embed.Config{BaseURL: api.URL(), APIKey: "k", Model: "e", Dimensions: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := summarize.NewOffline(30)
+	// AckWait 2s: API work has 1s; the saves fail for about 1.5s (100+200+400+800ms of backoff).
+	b := setup(t, emb, pipeline.TopologyConfig{AckWait: 2 * time.Second})
+	papers := sample(t)[:6]
+	publish(t, b.js, papers)
+	st := &outageStore{Store: b.store}
+	st.failures.Store(4)
+	runWith(t, b, st, sum, emb, pipeline.WorkerConfig{Backoff: func(int) time.Duration { return 10 * time.Millisecond }})
+	if c := counts(t, b, sum); c.WithEmbedding != int64(len(papers)) {
+		t.Fatalf("counts = %+v, want every paper embedded", c)
+	}
+	if s := api.Stats(); s.EmbedInputsDelivered != int64(len(papers)) {
+		t.Errorf("%d vectors paid for %d papers: a vector still being saved was bought again", s.EmbedInputsDelivered, len(papers))
+	}
+}

@@ -1,0 +1,105 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// errStaleHold is the failure of a message whose hold could not be renewed for so long that
+// API work started now might outlast the server's AckWait: the work is not started, and the
+// message is left to its redelivery.
+var errStaleHold = errors.New("message not marked in progress recently (NATS unreachable?); not starting API work that could outlive its AckWait")
+
+// hold is a worker's claim on one delivered message, from its receipt until it is settled. A
+// goroutine renews it with InProgress every ProgressInterval while the NATS connection is up;
+// renewed is when that last happened (at first, the receipt).
+type hold struct {
+	renewed atomic.Int64 // Unix nanoseconds
+	stop    func()
+}
+
+// startHold starts renewing the hold on m until it is released.
+func (w *Worker) startHold(ctx context.Context, m jetstream.Msg) *hold {
+	h := &hold{}
+	h.renewed.Store(time.Now().UnixNano())
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	nc := w.js.Conn()
+	go func() {
+		defer close(done)
+		t := time.NewTicker(w.cfg.ProgressInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				// While reconnecting, a publish is buffered and may never reach the server:
+				// only a send on a live connection renews the hold.
+				if nc != nil && !nc.IsConnected() {
+					continue
+				}
+				if m.InProgress() == nil {
+					h.renewed.Store(time.Now().UnixNano())
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	h.stop = func() { once.Do(func() { cancel(); <-done }) }
+	return h
+}
+
+// release stops renewing the job's hold; it is called before the message is settled (an
+// InProgress after a Nak would restart its AckWait). It is safe to call more than once.
+func (j job) release() {
+	if j.hold != nil {
+		j.hold.stop()
+	}
+}
+
+// workDeadline returns the deadline of API work on a message that starts now: MsgTimeout
+// from now. It fails with errStaleHold when the hold was last renewed so long ago that the
+// server might redeliver the message before that deadline.
+func (w *Worker) workDeadline(h *hold) (time.Time, error) {
+	now := time.Now()
+	if h != nil {
+		if age := now.Sub(time.Unix(0, h.renewed.Load())); age+w.msgTimeout > w.ackWait {
+			return time.Time{}, fmt.Errorf("%w (last marked %s ago, AckWait %s)", errStaleHold, age.Round(time.Millisecond), w.ackWait)
+		}
+	}
+	return now.Add(w.msgTimeout), nil
+}
+
+// setTimeouts derives ProgressInterval and MsgTimeout from the consumer's AckWait, keeping
+// the message timeout below it (see WorkerConfig.MsgTimeout).
+func (w *Worker) setTimeouts(ackWait time.Duration) error {
+	if ackWait <= 0 {
+		ackWait = 30 * time.Second // the server's default
+	}
+	w.ackWait = ackWait
+	if w.cfg.ProgressInterval <= 0 {
+		w.cfg.ProgressInterval = max(ackWait/4, 10*time.Millisecond)
+	}
+	limit := ackWait - 2*w.cfg.ProgressInterval
+	if limit <= 0 {
+		return fmt.Errorf("worker: ProgressInterval %s is too long for the consumer's AckWait %s: want at most a quarter of it",
+			w.cfg.ProgressInterval, ackWait)
+	}
+	w.msgTimeout = w.cfg.MsgTimeout
+	switch {
+	case w.msgTimeout <= 0:
+		w.msgTimeout = min(ackWait/2, limit)
+	case w.msgTimeout > limit:
+		w.log.Warn("message timeout lowered below the consumer's AckWait", "msg_timeout", w.cfg.MsgTimeout,
+			"ack_wait", ackWait, "now", limit)
+		w.msgTimeout = limit
+	}
+	return nil
+}
