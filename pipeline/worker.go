@@ -170,6 +170,7 @@ type Worker struct {
 	log   *slog.Logger
 
 	maxDeliver int
+	draining   chan struct{} // closed when Run's context is done
 	ackWait    time.Duration // the consumer's
 	msgTimeout time.Duration // effective MsgTimeout, below ackWait
 	chat       chan struct{} // one token per TL;DR request in flight
@@ -228,7 +229,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	stopReaper := w.startReaper(ctx, cons)
 	defer stopReaper()
 
-	// workCtx outlives ctx by up to DrainTimeout so in-flight messages can finish.
+	// Once ctx is done the worker drains: messages whose API calls have not started go back to
+	// the queue at once; calls in flight finish and are saved, for up to DrainTimeout, in
+	// workCtx, which outlives ctx.
+	w.draining = make(chan struct{})
+	stopDrainWatch := context.AfterFunc(ctx, func() { close(w.draining) })
+	defer stopDrainWatch()
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	embedB := newBatcher(workCtx, w.cfg.EmbedBatch, w.cfg.Linger, w.flushEmbeddings)
@@ -461,6 +467,10 @@ func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *ba
 		w.ack(j)
 		return
 	}
+	if w.isDraining() {
+		w.settleFailure(ctx, j, errDraining)
+		return
+	}
 	var embErr, sumErr error
 	var wg sync.WaitGroup
 	if p.NeedEmbedding {
@@ -491,7 +501,7 @@ func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 	switch {
 	case errors.Is(err, paper.ErrPermanent) || errors.Is(err, paper.ErrInvalid):
 		w.deadLetter(ctx, j, err)
-	case ctx.Err() != nil:
+	case ctx.Err() != nil || errors.Is(err, errDraining):
 		if nerr := j.msg.Nak(); nerr != nil {
 			w.log.Debug("nak failed", "id", j.a.ID, "err", nerr)
 		}
@@ -509,6 +519,8 @@ func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 func (w *Worker) summarize(ctx context.Context, j job, saveB *batcher[paper.Summary]) error {
 	select {
 	case w.chat <- struct{}{}:
+	case <-w.draining:
+		return errDraining
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -540,6 +552,19 @@ func (w *Worker) embed(ctx context.Context, j job, embedB *batcher[paper.Abstrac
 		return err
 	}
 	return embedB.DoBy(ctx, deadline, j.a)
+}
+
+// errDraining returns a message whose TL;DR request has not started to the queue at once when
+// the worker is shutting down.
+var errDraining = errors.New("worker is shutting down")
+
+func (w *Worker) isDraining() bool {
+	select {
+	case <-w.draining:
+		return true
+	default:
+		return false
+	}
 }
 
 func wrapStage(stage string, err error) error {
