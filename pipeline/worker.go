@@ -273,21 +273,9 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan struct{}, release func(int), dispatch func([]jetstream.Msg)) error {
 	fetchErrs := 0
 	for ctx.Err() == nil {
-		// Hold at least one slot, then as many more as are free, up to BatchSize.
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
+		held, ok := w.holdSlots(ctx, slots)
+		if !ok {
 			return nil
-		}
-		held := 1
-		for held < w.cfg.BatchSize {
-			select {
-			case slots <- struct{}{}:
-				held++
-				continue
-			default:
-			}
-			break
 		}
 		batch, err := cons.Fetch(held, jetstream.FetchMaxWait(w.cfg.FetchWait))
 		if err != nil {
@@ -316,6 +304,35 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan s
 		}
 	}
 	return nil
+}
+
+// holdSlots takes in-flight slots for the next pull: a whole BatchSize when they free up within
+// FetchWait, else at least one. Pulling in whole batches while the worker is saturated keeps
+// its messages moving in groups, so that each group's abstracts share one embedding request
+// instead of trickling in one completion at a time. It returns false when ctx is done.
+func (w *Worker) holdSlots(ctx context.Context, slots chan struct{}) (int, bool) {
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		return 0, false
+	}
+	held := 1
+	wait := time.NewTimer(w.cfg.FetchWait)
+	defer wait.Stop()
+	for held < w.cfg.BatchSize {
+		select {
+		case slots <- struct{}{}:
+			held++
+		case <-wait.C:
+			return held, true
+		case <-ctx.Done():
+			for range held {
+				<-slots
+			}
+			return 0, false
+		}
+	}
+	return held, true
 }
 
 // gather reads one pull batch as messages arrive and dispatches them in groups: a group goes
