@@ -317,6 +317,9 @@ func TestDryRunEstimateMatchesTheRun(t *testing.T) {
 	if s := e.fake.Stats(); s.ChatRequests != 0 || s.EmbedRequests != 0 {
 		t.Fatalf("dry run made API calls: %+v", s)
 	}
+	if n := e.count(t, "SELECT count(*) FROM embedding_spaces"); n != 0 {
+		t.Errorf("the dry run created %d embedding spaces; it should change nothing", n)
+	}
 	res, _ := e.reprocess(t, ctx, e.c, reprocessOptions{})
 	s := e.fake.Stats()
 	if res.Worker.Acked != est.Papers || s.ChatRequests != est.ChatRequests || s.EmbedInputsDelivered != est.Embeddings {

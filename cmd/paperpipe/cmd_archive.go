@@ -126,9 +126,7 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 	defer st.Close()
 
 	wantTLDR, wantEmb := !o.embedOnly, !o.tldrOnly
-	// The target space is created without its index when new (a bulk fill); it is activated
-	// only when no space is active, so queries keep using the active one (blue/green).
-	space, _, err := st.EnsureSpaceForLoad(ctx, m.emb.Space())
+	space, err := reprocessSpace(ctx, st, m.emb.Space(), o.dryRun)
 	if err != nil {
 		return res, err
 	}
@@ -185,6 +183,28 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 		return res, err
 	}
 	return res, finishSpace(ctx, st, space, wantEmb, errw)
+}
+
+// reprocessSpace returns the target embedding space. A real run creates it without its index
+// when new (a bulk fill; the index is built at the end) and activates it only when no space is
+// active, so queries keep using the active one (blue/green). A dry run changes nothing: a
+// space that does not exist yet is returned with ID -1, which no stored vector has, so every
+// selected paper counts as needing its embedding.
+func reprocessSpace(ctx context.Context, st *store.Store, want paper.Space, dryRun bool) (paper.Space, error) {
+	if !dryRun {
+		sp, _, err := st.EnsureSpaceForLoad(ctx, want)
+		return sp, err
+	}
+	info, err := st.ResolveSpace(ctx, want.Name())
+	switch {
+	case err == nil:
+		return info.Space, nil
+	case errors.Is(err, paper.ErrNotFound):
+		want.ID = -1
+		return want, nil
+	default:
+		return want, err
+	}
 }
 
 // finishSpace builds the target space's index after a fill, and says how to switch to it.
