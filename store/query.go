@@ -307,12 +307,12 @@ func (s *Store) knn(ctx context.Context, sp paper.Space, vec pgvector.Vector, ex
 }
 
 // inSearchTx runs fn in a read-only transaction with hnsw.ef_search set for k results (the index
-// scan returns at most ef_search rows, and 100 candidates give good recall at k ≤ 10), and with
+// scan returns at most ef_search rows; Config.EFSearch sets the floor), and with
 // custom plans forced: pgx prepares statements, and a generic plan, made without knowing the
 // LIMIT, could prefer a sequential scan to the HNSW index.
 func (s *Store) inSearchTx(ctx context.Context, k int, fn func(pgx.Tx) error) error {
 	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		ef := strconv.Itoa(max(defaultEfSearch, k))
+		ef := strconv.Itoa(max(s.ef, k))
 		_, err := tx.Exec(ctx, "SELECT set_config('hnsw.ef_search', $1, true), set_config('plan_cache_mode', 'force_custom_plan', true)", ef)
 		if err != nil {
 			return fmt.Errorf("set search options: %w", err)

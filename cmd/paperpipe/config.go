@@ -45,6 +45,8 @@ type config struct {
 	MaxDeliver  int           // PAPERPIPE_MAX_DELIVER
 	MsgTimeout  time.Duration // PAPERPIPE_MSG_TIMEOUT; 0: half the AckWait
 
+	EFSearch int // PAPERPIPE_EF_SEARCH
+
 	LogLevel string // PAPERPIPE_LOG_LEVEL
 	JSON     bool   // --json
 
@@ -85,6 +87,7 @@ func loadConfig() *config {
 		AckWait:          envDuration("PAPERPIPE_ACK_WAIT", 60*time.Second),
 		MaxDeliver:       envInt("PAPERPIPE_MAX_DELIVER", 8),
 		MsgTimeout:       envDuration("PAPERPIPE_MSG_TIMEOUT", 0),
+		EFSearch:         envInt("PAPERPIPE_EF_SEARCH", 100),
 		LogLevel:         env("PAPERPIPE_LOG_LEVEL", "info"),
 		HTTPAddr:         env("PAPERPIPE_HTTP_ADDR", DefaultHTTPAddr),
 		APIToken:         os.Getenv("PAPERPIPE_API_TOKEN"),

@@ -73,7 +73,7 @@ const embedInputTokens = 8191
 
 // openStore connects to DATABASE_URL and applies migrations.
 func openStore(ctx context.Context, c *config, log *slog.Logger) (*store.Store, error) {
-	st, err := store.Open(ctx, store.Config{URL: c.DatabaseURL, Logger: log})
+	st, err := store.Open(ctx, store.Config{URL: c.DatabaseURL, EFSearch: c.EFSearch, Logger: log})
 	if err != nil {
 		return nil, err
 	}
