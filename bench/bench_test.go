@@ -1,0 +1,277 @@
+package bench
+
+import (
+	"encoding/xml"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+func TestPercentile(t *testing.T) {
+	t.Parallel()
+	xs := []float64{5, 1, 4, 2, 3, 10, 9, 8, 7, 6}
+	for _, tc := range []struct {
+		p    float64
+		want float64
+	}{{0, 1}, {10, 1}, {50, 5}, {90, 9}, {99, 10}, {100, 10}} {
+		if got := Percentile(xs, tc.p); got != tc.want {
+			t.Errorf("Percentile(p%g) = %g, want %g", tc.p, got, tc.want)
+		}
+	}
+	if got := Percentile(nil, 50); got != 0 {
+		t.Errorf("Percentile(empty) = %g, want 0", got)
+	}
+	if xs[0] != 5 {
+		t.Error("Percentile sorted its input")
+	}
+}
+
+func TestDistributionInMilliseconds(t *testing.T) {
+	t.Parallel()
+	var ds []time.Duration
+	for i := 1; i <= 100; i++ {
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	d := Distribution(ds)
+	if d.N != 100 || d.P50 != 50 || d.P99 != 99 || d.Max != 100 || d.Mean != 50.5 {
+		t.Errorf("Distribution = %+v", d)
+	}
+}
+
+func TestSteadyWindowIgnoresRampAndTail(t *testing.T) {
+	t.Parallel()
+	t0 := time.Unix(0, 0)
+	var ts []time.Time
+	// A slow start (1 event/s), a steady 100 events/s, a slow tail.
+	for i := range 5 {
+		ts = append(ts, t0.Add(time.Duration(i)*time.Second))
+	}
+	for i := range 100 {
+		ts = append(ts, t0.Add(5*time.Second+time.Duration(i)*10*time.Millisecond))
+	}
+	for i := range 5 {
+		ts = append(ts, t0.Add(7*time.Second+time.Duration(i)*time.Second))
+	}
+	got := SteadyWindow(ts, 0.1, 0.9)
+	if got < 95 || got > 105 {
+		t.Errorf("SteadyWindow = %.1f/s, want about 100/s", got)
+	}
+	if SteadyWindow(ts[:5], 0.1, 0.9) != 0 {
+		t.Error("SteadyWindow of fewer than 10 events should be 0")
+	}
+}
+
+func TestRecall(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		got, want []string
+		recall    float64
+	}{
+		{[]string{"a", "b"}, []string{"a", "b"}, 1},
+		{[]string{"b", "a"}, []string{"a", "b"}, 1},
+		{[]string{"a", "x"}, []string{"a", "b"}, 0.5},
+		{[]string{"a", "a"}, []string{"a", "b"}, 0.5},
+		{nil, []string{"a"}, 0},
+		{nil, nil, 1},
+	} {
+		if got := Recall(tc.got, tc.want); got != tc.recall {
+			t.Errorf("Recall(%v, %v) = %g, want %g", tc.got, tc.want, got, tc.recall)
+		}
+	}
+}
+
+func TestExactKNNFindsNearestByCosine(t *testing.T) {
+	t.Parallel()
+	data := [][]float32{
+		Normalize([]float32{1, 0, 0}),
+		Normalize([]float32{1, 0.1, 0}),
+		Normalize([]float32{0, 1, 0}),
+		Normalize([]float32{1, 0.5, 0}),
+		Normalize([]float32{-1, 0, 0}),
+	}
+	got := ExactKNN(data, []Query{{Vector: data[0], Exclude: 0}, {Vector: Normalize([]float32{0, 1, 0.1}), Exclude: -1}}, 2)
+	if want := []int{1, 3}; !equalInts(got[0], want) {
+		t.Errorf("neighbours of 0 leaving it out = %v, want %v", got[0], want)
+	}
+	if want := []int{2, 3}; !equalInts(got[1], want) {
+		t.Errorf("neighbours of (0,1,0.1) = %v, want %v", got[1], want)
+	}
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestParseAckSubject(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		subject  string
+		consumer string
+		seq      uint64
+		ns       int64
+		ok       bool
+	}{
+		{"$JS.ACK.PAPERS.workers.1.42.40.1764237000000000000.7", "workers", 42, 1764237000000000000, true},
+		{"$JS.ACK.hub.ACCHASH.PAPERS.workers.2.43.41.1764237000000000001.0.token", "workers", 43, 1764237000000000001, true},
+		{"$JS.ACK.PAPERS.workers.1.42.40.17.7.x", "", 0, 0, false},
+		{"$JS.ACK.hub.ACCHASH.PAPERS.reprocess-ab.2.43.41.1764237000000000001.0", "reprocess-ab", 43, 1764237000000000001, true},
+		{"_INBOX.abc", "", 0, 0, false},
+		{"$JS.ACK.PAPERS.workers.1.x.40.17.7", "", 0, 0, false},
+	} {
+		a, err := parseAckSubject(tc.subject)
+		if (err == nil) != tc.ok {
+			t.Errorf("parseAckSubject(%q) error = %v, want ok=%v", tc.subject, err, tc.ok)
+			continue
+		}
+		if tc.ok && (a.consumer != tc.consumer || a.seq != tc.seq || a.stored.UnixNano() != tc.ns) {
+			t.Errorf("parseAckSubject(%q) = %+v", tc.subject, a)
+		}
+	}
+}
+
+func TestSentences(t *testing.T) {
+	t.Parallel()
+	got := sentences("We study X. It works! Does it? Yes")
+	want := []string{"We study X.", "It works!", "Does it?", "Yes"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("sentences = %q, want %q", got, want)
+	}
+}
+
+func TestGenerateAbstractsAreDistinctAndDeterministic(t *testing.T) {
+	t.Parallel()
+	corpus := []paper.Abstract{
+		{ID: "a", Title: "Sparse experts", Abstract: "We route tokens. Experts specialise. Loss balances load."},
+		{ID: "b", Title: "Dense models", Abstract: "We scale width. Depth helps."},
+	}
+	a := GenerateAbstracts(corpus, 50, "t", 1)
+	b := GenerateAbstracts(corpus, 50, "t", 1)
+	ids, hashes := map[string]bool{}, map[string]bool{}
+	for i := range a {
+		if a[i].ID != b[i].ID || a[i].Abstract != b[i].Abstract {
+			t.Fatalf("abstract %d differs between two runs with the same seed", i)
+		}
+		if ids[a[i].ID] || hashes[a[i].ContentHash()] {
+			t.Fatalf("abstract %d repeats an id or a text", i)
+		}
+		ids[a[i].ID], hashes[a[i].ContentHash()] = true, true
+		if a[i].Title == "" || a[i].Abstract == "" {
+			t.Fatalf("abstract %d is empty: %+v", i, a[i])
+		}
+	}
+}
+
+func TestClusteredVectorsAreUnitAndPrefixStable(t *testing.T) {
+	t.Parallel()
+	spec := DefaultClusters(300, 16, 9)
+	big, small := spec.Generate(300), spec.Generate(100)
+	for i, v := range small {
+		for k := range v {
+			if v[k] != big[i][k] {
+				t.Fatalf("vector %d of a 100-vector set differs from the 300-vector set", i)
+			}
+		}
+	}
+	for i, v := range big {
+		var s float64
+		for _, x := range v {
+			s += float64(x) * float64(x)
+		}
+		if math.Abs(s-1) > 1e-4 {
+			t.Fatalf("vector %d has squared norm %g", i, s)
+		}
+	}
+	q := spec.Queries(5)
+	if len(q) != 5 || q[0][0] == big[0][0] {
+		t.Error("queries should be held-out vectors, not the stored ones")
+	}
+}
+
+func TestChartIsWellFormedSVG(t *testing.T) {
+	t.Parallel()
+	c := Chart{Title: "t <&>", XLabel: "C", YLabel: "per s", Series: []Series{
+		{Name: "bound", Color: "#888", Dashed: true, Points: []Point{{16, 40}, {64, 160}, {256, 640}}},
+		{Name: "measured", Color: "blue", Points: []Point{{16, 39}, {64, 150}, {256, 0}}},
+	}}
+	svg := c.SVG()
+	dec := xml.NewDecoder(strings.NewReader(string(svg)))
+	for {
+		_, err := dec.Token()
+		if err != nil {
+			if err.Error() != "EOF" {
+				t.Fatalf("SVG does not parse: %v", err)
+			}
+			break
+		}
+	}
+	if n := strings.Count(string(svg), "<circle"); n != 5 {
+		t.Errorf("SVG has %d points, want 5 (the zero is skipped on a log axis)", n)
+	}
+	if !strings.Contains(string(svg), "stroke-dasharray") {
+		t.Error("dashed series is not dashed")
+	}
+}
+
+func TestPipelineBound(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		c    PipelineCase
+		reqs float64
+		want float64
+	}{
+		{"little", PipelineCase{Models: ModelsAPI, N: 1000, Concurrency: 64, ChatLatency: 400 * time.Millisecond}, 1.1, 160},
+		// 1250 requests, 600 at once, 650 at 10/s: 65 s for 1000 abstracts.
+		{"rate limit binds", PipelineCase{Models: ModelsAPI, N: 1000, Concurrency: 64, ChatLatency: 400 * time.Millisecond, RPM: 600}, 1.25, 15.385},
+		{"rate limit within the first minute's budget", PipelineCase{Models: ModelsAPI, N: 100, Concurrency: 16, ChatLatency: 400 * time.Millisecond, RPM: 600}, 1, 40},
+		{"rate limit loose", PipelineCase{Models: ModelsAPI, N: 1000, Concurrency: 16, ChatLatency: 400 * time.Millisecond, RPM: 60000}, 1, 40},
+		{"offline", PipelineCase{Models: ModelsOffline, Concurrency: 64}, 0, 0},
+		{"zero latency", PipelineCase{Models: ModelsAPI, Concurrency: 64}, 1, 0},
+	} {
+		if got, _, _ := pipelineBound(tc.c, tc.reqs); got != tc.want {
+			t.Errorf("%s: bound = %g, want %g", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestEvaluateJudgesGoals(t *testing.T) {
+	t.Parallel()
+	r := Run{Pipeline: []PipelineResult{
+		{Case: PipelineCase{Name: "C64", Models: ModelsAPI, Concurrency: 64, ChatLatency: 400 * time.Millisecond}, Steady: 150, Bound: 160, Ratio: 0.9375, EmbedPerAbstract: 0.01},
+		{Case: PipelineCase{Name: "C256", Models: ModelsAPI, Concurrency: 256, ChatLatency: 400 * time.Millisecond}, Steady: 320, Bound: 640, Ratio: 0.5, EmbedPerAbstract: 0.05},
+		{Case: PipelineCase{Name: "off", Models: ModelsOffline, N: 1000}, Throughput: 1200},
+	}}
+	r.Evaluate()
+	want := map[string]*bool{
+		"pipeline at C=64": ptr(true), "pipeline at C=256": ptr(false), "embedding requests per abstract": ptr(false),
+		"zero API latency, offline models": ptr(true), "zero API latency, fake API (separate process)": nil,
+		"related papers at 1M × 768": nil,
+	}
+	for _, g := range r.Goals {
+		w, ok := want[g.Name]
+		if !ok {
+			continue
+		}
+		if (w == nil) != (g.Pass == nil) || (w != nil && *w != *g.Pass) {
+			t.Errorf("goal %q: pass = %v, want %v (%s)", g.Name, deref(g.Pass), deref(w), g.Measured)
+		}
+	}
+}
+
+func deref(b *bool) any {
+	if b == nil {
+		return nil
+	}
+	return *b
+}

@@ -1,0 +1,272 @@
+// Command paperbench runs paperpipe's benchmarks (package bench) and writes their results:
+// bench/results/<set>-<time>.json, bench/results/SUMMARY-<set>.md and
+// bench/results/throughput-<set>.svg. `make bench` runs the quick set (under 5 minutes),
+// `make bench BENCH=full` the full one (1M vectors; long).
+//
+// Usage:
+//
+//	paperbench [-set quick|full] [-db URL] [-fake bin/openai-fake] [-out bench/results] [-only pipeline,knn] [-keep]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/paperpipe/paperpipe/bench"
+	"github.com/paperpipe/paperpipe/internal/pgtest"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "paperbench:", err)
+		os.Exit(1)
+	}
+}
+
+// set is one benchmark set: its pipeline and kNN cases.
+type set struct {
+	pipeline []bench.PipelineCase
+	knn      []bench.KNNCase
+}
+
+const (
+	chatLatency  = 400 * time.Millisecond
+	embedLatency = 200 * time.Millisecond
+	dims         = 768
+)
+
+func api(name string, n, c int) bench.PipelineCase {
+	return bench.PipelineCase{Name: name, Models: bench.ModelsAPI, N: n, Concurrency: c, ChatLatency: chatLatency, EmbedLatency: embedLatency}
+}
+
+func sets() map[string]set {
+	// N ≈ bound × seconds, so each case runs about as long at every concurrency.
+	n := func(c int, seconds float64) int { return int(float64(c) / chatLatency.Seconds() * seconds) }
+	quick := set{
+		pipeline: []bench.PipelineCase{
+			api("C16", n(16, 8), 16),
+			api("C64", n(64, 8), 64),
+			api("C256", 2560, 256),
+			withLinger(api("C64-linger150", n(64, 8), 64), 150*time.Millisecond),
+			withLinger(api("C256-linger150", 2560, 256), 150*time.Millisecond),
+			paced(api("C64-paced", 640, 64), 80),
+			{Name: "zero-latency-fake", Models: bench.ModelsAPI, N: 2000, Concurrency: 64, Reprocess: true},
+			{Name: "offline", Models: bench.ModelsOffline, N: 2000, Concurrency: 64},
+		},
+		knn: []bench.KNNCase{
+			knnCase("synthetic-20k", bench.SourceSynthetic, 20_000, 100, 300, 3*time.Second, []int{16, 40, 100, 200}, true),
+			knnCase("offline-20k", bench.SourceOffline, 20_000, 100, 300, 3*time.Second, []int{16, 40, 100, 200}, false),
+		},
+	}
+	sweep := []int{10, 20, 40, 64, 100, 200, 400}
+	// PostgreSQL's HNSW inserts hold the pipeline near 150 abstracts/s on 2 cores (see the
+	// store stages), so N is capped where the bound would need minutes.
+	full := set{
+		pipeline: []bench.PipelineCase{
+			api("C16", n(16, 30), 16),
+			api("C64", n(64, 30), 64),
+			api("C256", 6000, 256),
+			pooled(api("C256-pooled-http", 6000, 256)),
+			withLinger(api("C64-linger150", n(64, 30), 64), 150*time.Millisecond),
+			withLinger(api("C256-linger150", 6000, 256), 150*time.Millisecond),
+			paced(api("C64-paced", 2400, 64), 80),
+			rpm(api("C64-rpm600", 1000, 64), 600),
+			{Name: "zero-latency-fake", Models: bench.ModelsAPI, N: 10_000, Concurrency: 64, Reprocess: true},
+			{Name: "offline", Models: bench.ModelsOffline, N: 10_000, Concurrency: 64},
+		},
+		// The 1M case runs first: it is the headline goal and the longest.
+		knn: []bench.KNNCase{
+			knnCase("synthetic-1M", bench.SourceSynthetic, 1_000_000, 100, 1000, 15*time.Second, sweep, false),
+			knnCase("synthetic-100k", bench.SourceSynthetic, 100_000, 200, 1000, 10*time.Second, sweep, true),
+			knnCase("offline-100k", bench.SourceOffline, 100_000, 200, 1000, 10*time.Second, sweep, true),
+		},
+	}
+	return map[string]set{"quick": quick, "full": full}
+}
+
+func withLinger(c bench.PipelineCase, d time.Duration) bench.PipelineCase { c.Linger = d; return c }
+func paced(c bench.PipelineCase, rate float64) bench.PipelineCase         { c.PaceRate = rate; return c }
+func rpm(c bench.PipelineCase, n int) bench.PipelineCase                  { c.RPM = n; return c }
+func pooled(c bench.PipelineCase) bench.PipelineCase                      { c.PooledHTTP = true; return c }
+
+func knnCase(name, source string, n, recall, latency int, qps time.Duration, ef []int, half bool) bench.KNNCase {
+	return bench.KNNCase{Name: name, Source: source, N: n, Dims: dims, RecallQueries: recall, LatencyQueries: latency,
+		QPSDuration: qps, EfSearch: ef, Halfvec: half, Clusters: bench.DefaultClusters(n, dims, 42), ChunkSize: 5000}
+}
+
+func run(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("paperbench", flag.ContinueOnError)
+	setName := fs.String("set", "quick", "benchmark set: quick or full")
+	dbURL := fs.String("db", pgtest.BaseURL(), "PostgreSQL server URL (the benchmark database is created next to it)")
+	dbName := fs.String("dbname", "paperpipe_bench", "benchmark database to create, and drop at the end")
+	fakeBin := fs.String("fake", "bin/openai-fake", "openai-fake binary")
+	corpusPath := fs.String("corpus", "testdata/sample-papers.txt", "sample archive the abstracts are generated from")
+	out := fs.String("out", "bench/results", "results directory")
+	only := fs.String("only", "pipeline,knn", "scenarios to run: pipeline, knn, or both")
+	cases := fs.String("cases", "", "comma-separated case names to run (default: all of the set)")
+	keep := fs.Bool("keep", false, "keep the benchmark database")
+	render := fs.String("render", "", "only write the summary and chart again from this results JSON file")
+	verbose := fs.Bool("v", false, "log the workers' retries and warnings")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *render != "" {
+		r, err := bench.Read(*render)
+		if err != nil {
+			return err
+		}
+		_, err = r.WriteSummary(*out, *render)
+		return err
+	}
+	s, ok := sets()[*setName]
+	if !ok {
+		return fmt.Errorf("-set %q: want quick or full", *setName)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	quiet := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	corpus, err := bench.LoadCorpus(*corpusPath)
+	if err != nil {
+		return err
+	}
+	db, err := bench.OpenDB(ctx, *dbURL, *dbName, *keep)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := db.Close(context.WithoutCancel(ctx)); err != nil {
+			log.Warn("dropping the benchmark database", "err", err)
+		}
+	}()
+	pool, err := pgxpool.New(ctx, *dbURL)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	machine, err := bench.ReadMachine(ctx, pool)
+	pool.Close()
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, c := range strings.Split(*cases, ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			want[c] = true
+		}
+	}
+	selected := func(name string) bool { return len(want) == 0 || want[name] }
+	// -cases names cases; "stages" is the store-call breakdown.
+
+	part := ""
+	if !strings.Contains(*only, "pipeline") || !strings.Contains(*only, "knn") {
+		part = strings.Trim(*only, ", ")
+	}
+	r := &bench.Run{Set: *setName, Part: part, Started: time.Now(), Command: "paperbench " + strings.Join(args, " "), Machine: machine,
+		Settings: map[string]string{
+			"database":              db.Name + " (dropped at the end unless -keep)",
+			"fake API":              *fakeBin + " as its own process; chat latency and embedding latency per case",
+			"embedding dimensions":  fmt.Sprint(dims),
+			"chat model / embedder": "summarize.New gpt-4o-mini, embed.New text-embedding-3-small at 768 dims (api); summarize.NewOffline(30), embed.NewOffline (offline)",
+			"worker":                "pipeline.WorkerConfig defaults except Concurrency and Linger per case: BatchSize 64, MaxInFlight max(4C, 256), EmbedBatch 512, Linger 10ms, FetchWait 1s",
+			"topology":              "pipeline.TopologyConfig defaults: AckWait 60s, MaxDeliver 8, MaxAckPending 4096, file storage",
+			"publisher":             "pipeline.NewPublisher window 256",
+			"HTTP client":           "default (nil → http.DefaultTransport, 2 idle connections per host) unless the case says pooled HTTP",
+			"store pool":            "store.Open defaults (MaxConns max(8, 4×GOMAXPROCS))",
+			"corpus":                fmt.Sprintf("%s (%d papers) → generated abstracts", *corpusPath, len(corpus)),
+			"kNN k":                 "10",
+			"HNSW":                  "pgvector defaults m=16, ef_construction=64; build maintenance_work_mem 8GB, 2 parallel workers",
+		}}
+	for _, c := range s.knn {
+		if selected(c.Name) && c.Source == bench.SourceSynthetic {
+			r.Settings["synthetic clusters "+c.Name] = fmt.Sprintf("%+v", c.Clusters)
+		}
+	}
+	save := func() {
+		r.Finished = time.Now()
+		r.Evaluate()
+		path, err := r.Write(*out)
+		if err != nil {
+			log.Error("writing results", "err", err)
+			return
+		}
+		if _, err := r.WriteSummary(*out, path); err != nil {
+			log.Error("writing summary", "err", err)
+		}
+	}
+	fail := func(err error) {
+		log.Error("case failed", "err", err)
+		r.Errors = append(r.Errors, err.Error())
+	}
+
+	if strings.Contains(*only, "pipeline") && selected("stages") {
+		n := 2000
+		if *setName == "full" {
+			n = 5000
+		}
+		log.Info("store stages", "n", n)
+		st, err := bench.RunStages(ctx, db, corpus, n, 64, log)
+		r.Stages = st
+		if err != nil {
+			fail(err)
+		}
+		save()
+	}
+	if strings.Contains(*only, "pipeline") {
+		abstracts := bench.GenerateAbstracts(corpus, 60_000, *setName+fmt.Sprint(time.Now().Unix()), 1)
+		for _, c := range s.pipeline {
+			if !selected(c.Name) || ctx.Err() != nil {
+				continue
+			}
+			log.Info("pipeline case", "name", c.Name, "n", c.N, "concurrency", c.Concurrency)
+			plog := quiet
+			if *verbose {
+				plog = log
+			}
+			res, err := bench.RunPipeline(ctx, bench.PipelineOptions{DB: db, FakeBin: *fakeBin, Dims: dims, Logger: plog}, c, abstracts)
+			if err != nil {
+				fail(err)
+				continue
+			}
+			log.Info("pipeline result", "name", c.Name, "throughput", res.Throughput, "steady", res.Steady, "bound", res.Bound,
+				"e2e_p50_ms", res.EndToEnd.P50, "service_p50_ms", res.Service.P50, "embed_per_abstract", res.EmbedPerAbstract,
+				"cpu_per_1000", res.CPUPer1000, "busy", res.CPU.Utilisation)
+			r.Pipeline = append(r.Pipeline, res)
+			save()
+		}
+	}
+	if strings.Contains(*only, "knn") {
+		for _, c := range s.knn {
+			if !selected(c.Name) || ctx.Err() != nil {
+				continue
+			}
+			log.Info("knn case", "name", c.Name, "n", c.N)
+			at := len(r.KNN)
+			r.KNN = append(r.KNN, bench.KNNResult{Case: c})
+			res, err := bench.RunKNN(ctx, bench.KNNOptions{DB: db, Corpus: corpus, Logger: log,
+				OnProgress: func(p bench.KNNResult) { r.KNN[at] = p; save() }}, c)
+			r.KNN[at] = res
+			if err != nil {
+				fail(err)
+			}
+			save()
+		}
+	}
+	r.Complete = ctx.Err() == nil
+	save()
+	fmt.Fprintf(stderr, "paperbench: results in %s (SUMMARY-%s*.md)\n", *out, *setName)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return nil
+}

@@ -1,0 +1,517 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgvector/pgvector-go"
+
+	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
+)
+
+// Sources of KNN vectors.
+const (
+	SourceSynthetic = "synthetic" // ClusterSpec vectors
+	SourceOffline   = "offline"   // embed.NewOffline on generated abstracts
+)
+
+// KNNCase is one related-papers and search benchmark.
+type KNNCase struct {
+	Name   string `json:"name"`
+	Source string `json:"source"`
+	N      int    `json:"n"`
+	Dims   int    `json:"dims"`
+	// RecallQueries is how many stored papers (Related) and held-out vectors (Search) are
+	// checked against exact search, each.
+	RecallQueries int `json:"recall_queries"`
+	// LatencyQueries is how many timed queries of each kind one client runs.
+	LatencyQueries int `json:"latency_queries"`
+	// QPSDuration is how long 4 clients run for the throughput figure.
+	QPSDuration time.Duration `json:"qps_duration_ns"`
+	// EfSearch lists the hnsw.ef_search values swept.
+	EfSearch []int `json:"ef_search"`
+	// Halfvec also builds and sweeps a halfvec HNSW index (raw SQL: the store indexes
+	// halfvec only above 2,000 dimensions).
+	Halfvec bool `json:"halfvec"`
+	// Clusters describes synthetic data.
+	Clusters ClusterSpec `json:"clusters"`
+	// ChunkSize is the vectors per store.LoadEmbeddings call. Defaults to 5000 (the CLI's).
+	ChunkSize int `json:"chunk_size"`
+}
+
+// LoadTimes is how long a bulk load took.
+type LoadTimes struct {
+	PapersSeconds        float64 `json:"papers_copy_s"`
+	EmbeddingsSeconds    float64 `json:"embeddings_load_s"`
+	EmbeddingsPerSecond  float64 `json:"embeddings_per_s"`
+	IndexSeconds         float64 `json:"index_build_s"`
+	IndexBytes           int64   `json:"index_bytes"`
+	TableBytes           int64   `json:"embeddings_table_bytes"`
+	LoadAndIndexSeconds  float64 `json:"load_and_index_s"`
+	IndexMaintenanceMem  string  `json:"index_maintenance_work_mem"`
+	IndexParallelWorkers int     `json:"index_parallel_workers"`
+}
+
+// QueryStats is one query kind through the store's API at its built-in settings.
+type QueryStats struct {
+	Latency Dist    `json:"latency_one_client"`
+	QPS4    float64 `json:"qps_4_clients"`
+	Recall  float64 `json:"recall_at_10"`
+}
+
+// SweepPoint is recall and latency at one hnsw.ef_search.
+type SweepPoint struct {
+	Index    string  `json:"index"` // vector or halfvec
+	EfSearch int     `json:"ef_search"`
+	Recall   float64 `json:"recall_at_10"`
+	Latency  Dist    `json:"latency_one_client"`
+}
+
+// KNNResult is what a KNNCase measured.
+type KNNResult struct {
+	Case    KNNCase    `json:"case"`
+	Load    LoadTimes  `json:"load"`
+	Related QueryStats `json:"related"`
+	Search  QueryStats `json:"search"`
+	// StoreEfSearch is the ef_search the store's queries use.
+	StoreEfSearch int          `json:"store_ef_search"`
+	Sweep         []SweepPoint `json:"sweep"`
+	// EfFor95 is the smallest swept ef_search whose recall@10 is at least 0.95 (0: none).
+	EfFor95        int `json:"ef_for_recall_95"`
+	EfFor95Halfvec int `json:"ef_for_recall_95_halfvec"`
+	// MirrorAgreement is the share of results the benchmark's copy of the store's query (used
+	// for the sweep) shares with store.Search at the store's ef_search: 1 means the sweep
+	// measures the store's statement.
+	MirrorAgreement float64 `json:"mirror_agreement"`
+	HalfvecSeconds  float64 `json:"halfvec_index_build_s"`
+	HalfvecBytes    int64   `json:"halfvec_index_bytes"`
+	ExactSeconds    float64 `json:"exact_search_s"`
+	GenerateSeconds float64 `json:"generate_s"`
+}
+
+// storeEfSearch is the ef_search store queries set for k ≤ 100 (store/query.go).
+const storeEfSearch = 100
+
+// KNNOptions is what every KNN case shares.
+type KNNOptions struct {
+	DB     *DB
+	Corpus []paper.Abstract
+	Logger *slog.Logger // defaults to discarding
+	// OnProgress, when set, is called with a partial result after each phase, so a long run
+	// leaves its figures behind even if it is stopped.
+	OnProgress func(KNNResult)
+}
+
+type knnData struct {
+	ids     []string
+	titles  []string
+	texts   []string
+	vecs    [][]float32 // as stored
+	unit    [][]float32 // normalised, for exact search
+	queries [][]float32 // held-out, as a user's search vector (normalised copy for exact in qunit)
+	qunit   [][]float32
+}
+
+func makeKNNData(c KNNCase, corpus []paper.Abstract) (*knnData, error) {
+	d := &knnData{}
+	switch c.Source {
+	case SourceSynthetic:
+		all := c.Clusters.Generate(c.N)
+		d.vecs, d.unit = all, all
+		d.queries = c.Clusters.Queries(c.RecallQueries)
+		d.qunit = d.queries
+		d.ids, d.titles, d.texts = make([]string, c.N), make([]string, c.N), make([]string, c.N)
+		for i := range c.N {
+			d.ids[i] = fmt.Sprintf("syn:%07d", i)
+			d.titles[i] = "Synthetic paper " + strconv.Itoa(i)
+			d.texts[i] = "Synthetic abstract number " + strconv.Itoa(i) + "."
+		}
+	case SourceOffline:
+		abs := GenerateAbstracts(corpus, c.N+c.RecallQueries, "knn", 7)
+		emb := embed.NewOffline()
+		d.vecs = make([][]float32, c.N)
+		var wg sync.WaitGroup
+		const workers = 2
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < c.N; i += workers {
+					d.vecs[i] = emb.Vector(embed.TitleAbstract(abs[i]))
+				}
+			}()
+		}
+		wg.Wait()
+		d.unit = make([][]float32, c.N)
+		for i, v := range d.vecs {
+			d.unit[i] = Normalize(append([]float32(nil), v...))
+		}
+		for _, a := range abs[c.N:] {
+			q, _, err := emb.EmbedQuery(context.Background(), a.Title+". "+a.Abstract)
+			if err != nil {
+				return nil, fmt.Errorf("embed query: %w", err)
+			}
+			d.queries = append(d.queries, q)
+			d.qunit = append(d.qunit, Normalize(append([]float32(nil), q...)))
+		}
+		d.ids, d.titles, d.texts = make([]string, c.N), make([]string, c.N), make([]string, c.N)
+		for i, a := range abs[:c.N] {
+			d.ids[i], d.titles[i], d.texts[i] = a.ID, a.Title, a.Abstract
+		}
+	default:
+		return nil, fmt.Errorf("unknown source %q", c.Source)
+	}
+	return d, nil
+}
+
+// RunKNN loads a case's vectors into a fresh schema through the store's bulk path
+// (EnsureSpaceForLoad, LoadEmbeddings, BuildSpaceIndex), then measures the store's Related and
+// Search, sweeps hnsw.ef_search, and optionally compares a halfvec index.
+func RunKNN(ctx context.Context, opts KNNOptions, c KNNCase) (KNNResult, error) {
+	res := KNNResult{Case: c, StoreEfSearch: storeEfSearch}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	progress := func() {
+		if opts.OnProgress != nil {
+			opts.OnProgress(res)
+		}
+	}
+	if c.ChunkSize <= 0 {
+		c.ChunkSize = 5000
+	}
+	t0 := time.Now()
+	d, err := makeKNNData(c, opts.Corpus)
+	if err != nil {
+		return res, fmt.Errorf("case %s: %w", c.Name, err)
+	}
+	res.GenerateSeconds = round3(time.Since(t0).Seconds())
+	opts.Logger.Info("knn: data ready", "case", c.Name, "seconds", res.GenerateSeconds)
+
+	st, drop, err := opts.DB.Schema(ctx, "knn", opts.Logger)
+	if err != nil {
+		return res, err
+	}
+	defer drop()
+	model := "bench-" + c.Source
+	if c.Source == SourceOffline {
+		model = embed.NewOffline().Space().Model
+	}
+	sp, _, err := st.EnsureSpaceForLoad(ctx, paper.Space{Model: model, Dimensions: c.Dims, Template: "bench"})
+	if err != nil {
+		return res, err
+	}
+	if err := loadKNN(ctx, st, sp, d, c, &res.Load, opts.Logger); err != nil {
+		return res, fmt.Errorf("case %s: load: %w", c.Name, err)
+	}
+	progress()
+
+	// Exact answers: Related questions are stored papers (leaving themselves out), Search
+	// questions are held-out vectors.
+	r := rand.New(rand.NewPCG(11, uint64(c.N)))
+	relIdx := make([]int, c.RecallQueries)
+	for i := range relIdx {
+		relIdx[i] = r.IntN(c.N)
+	}
+	var qs []Query
+	for _, i := range relIdx {
+		qs = append(qs, Query{Vector: d.unit[i], Exclude: i})
+	}
+	for _, q := range d.qunit {
+		qs = append(qs, Query{Vector: q, Exclude: -1})
+	}
+	t0 = time.Now()
+	exactIdx := ExactKNN(d.unit, qs, 10)
+	res.ExactSeconds = round3(time.Since(t0).Seconds())
+	exact := make([][]string, len(exactIdx))
+	for i, ix := range exactIdx {
+		for _, j := range ix {
+			exact[i] = append(exact[i], d.ids[j])
+		}
+	}
+	opts.Logger.Info("knn: exact answers ready", "case", c.Name, "seconds", res.ExactSeconds)
+
+	// The store's API at its built-in settings.
+	var relRecall, searchRecall float64
+	var storeSearchIDs [][]string
+	for i, pi := range relIdx {
+		hits, err := st.Related(ctx, sp.ID, d.ids[pi], 10)
+		if err != nil {
+			return res, fmt.Errorf("case %s: related: %w", c.Name, err)
+		}
+		relRecall += Recall(hitIDs(hits), exact[i])
+	}
+	for i, q := range d.queries {
+		hits, err := st.Search(ctx, sp.ID, q, 10)
+		if err != nil {
+			return res, fmt.Errorf("case %s: search: %w", c.Name, err)
+		}
+		storeSearchIDs = append(storeSearchIDs, hitIDs(hits))
+		searchRecall += Recall(hitIDs(hits), exact[len(relIdx)+i])
+	}
+	res.Related.Recall = round3(relRecall / float64(len(relIdx)))
+	res.Search.Recall = round3(searchRecall / float64(len(d.queries)))
+
+	lat := func(n int, q func(i int) error) (Dist, error) {
+		for i := range min(n/10+1, 50) { // warm-up
+			if err := q(i); err != nil {
+				return Dist{}, err
+			}
+		}
+		ds := make([]time.Duration, 0, n)
+		for i := range n {
+			t := time.Now()
+			if err := q(i); err != nil {
+				return Dist{}, err
+			}
+			ds = append(ds, time.Since(t))
+		}
+		return Distribution(ds), nil
+	}
+	related := func(i int) error {
+		_, err := st.Related(ctx, sp.ID, d.ids[int(uint64(i)*2654435761%uint64(c.N))], 10)
+		return err
+	}
+	search := func(i int) error {
+		_, err := st.Search(ctx, sp.ID, d.queries[i%len(d.queries)], 10)
+		return err
+	}
+	if res.Related.Latency, err = lat(c.LatencyQueries, related); err != nil {
+		return res, fmt.Errorf("case %s: related: %w", c.Name, err)
+	}
+	if res.Search.Latency, err = lat(c.LatencyQueries, search); err != nil {
+		return res, fmt.Errorf("case %s: search: %w", c.Name, err)
+	}
+	res.Related.QPS4 = round3(qps(ctx, 4, c.QPSDuration, related))
+	res.Search.QPS4 = round3(qps(ctx, 4, c.QPSDuration, search))
+	progress()
+	opts.Logger.Info("knn: store queries measured", "case", c.Name)
+
+	// The sweep, through a copy of the store's statement with ef_search set per run.
+	vec := vectorExprs(sp.ID, c.Dims, "vector")
+	agree := 0.0
+	for i, q := range d.queries {
+		ids, err := mirrorKNN(ctx, st, vec, storeEfSearch, q, "")
+		if err != nil {
+			return res, fmt.Errorf("case %s: mirror: %w", c.Name, err)
+		}
+		agree += Recall(ids, storeSearchIDs[i])
+	}
+	res.MirrorAgreement = round3(agree / float64(len(d.queries)))
+	sweep := func(kind string, v knnExprs) (int, error) {
+		ef95 := 0
+		for _, ef := range c.EfSearch {
+			p := SweepPoint{Index: kind, EfSearch: ef}
+			var ds []time.Duration
+			var rec float64
+			for i, q := range qs {
+				exclude := ""
+				vecQ := d.queries[max(i-len(relIdx), 0)%len(d.queries)]
+				if q.Exclude >= 0 {
+					exclude, vecQ = d.ids[q.Exclude], d.vecs[q.Exclude]
+				}
+				t := time.Now()
+				ids, err := mirrorKNN(ctx, st, v, ef, vecQ, exclude)
+				if err != nil {
+					return 0, err
+				}
+				ds = append(ds, time.Since(t))
+				rec += Recall(ids, exact[i])
+			}
+			p.Recall, p.Latency = round3(rec/float64(len(qs))), Distribution(ds)
+			res.Sweep = append(res.Sweep, p)
+			if ef95 == 0 && p.Recall >= 0.95 {
+				ef95 = ef
+			}
+			opts.Logger.Info("knn: sweep", "case", c.Name, "index", kind, "ef_search", ef, "recall", p.Recall, "p99_ms", p.Latency.P99)
+		}
+		progress()
+		return ef95, nil
+	}
+	if res.EfFor95, err = sweep("vector", vec); err != nil {
+		return res, fmt.Errorf("case %s: sweep: %w", c.Name, err)
+	}
+
+	if c.Halfvec {
+		half := vectorExprs(sp.ID, c.Dims, "halfvec")
+		t0 := time.Now()
+		if err := buildHalfvecIndex(ctx, st, half, res.Load.IndexMaintenanceMem); err != nil {
+			return res, fmt.Errorf("case %s: halfvec index: %w", c.Name, err)
+		}
+		res.HalfvecSeconds = round3(time.Since(t0).Seconds())
+		_ = st.Pool().QueryRow(ctx, "SELECT pg_relation_size(to_regclass($1))", half.index).Scan(&res.HalfvecBytes)
+		progress()
+		if res.EfFor95Halfvec, err = sweep("halfvec", half); err != nil {
+			return res, fmt.Errorf("case %s: halfvec sweep: %w", c.Name, err)
+		}
+	}
+	return res, nil
+}
+
+func hitIDs(hits []paper.Hit) []string {
+	ids := make([]string, len(hits))
+	for i, h := range hits {
+		ids[i] = h.ID
+	}
+	return ids
+}
+
+// qps runs q from clients goroutines for d and returns queries per second.
+func qps(ctx context.Context, clients int, d time.Duration, q func(i int) error) float64 {
+	var n atomic.Int64
+	stop := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := c * 1000003; time.Now().Before(stop) && ctx.Err() == nil; i++ {
+				if q(i) == nil {
+					n.Add(1)
+				}
+			}
+		}()
+	}
+	t := time.Now()
+	wg.Wait()
+	return Rate(int(n.Load()), time.Since(t))
+}
+
+func loadKNN(ctx context.Context, st *store.Store, sp paper.Space, d *knnData, c KNNCase, lt *LoadTimes, log *slog.Logger) error {
+	t0 := time.Now()
+	_, err := st.Pool().CopyFrom(ctx, pgx.Identifier{"papers"}, []string{"id", "title", "abstract", "content_hash"},
+		pgx.CopyFromSlice(len(d.ids), func(i int) ([]any, error) {
+			a := paper.Abstract{Title: d.titles[i], Abstract: d.texts[i]}
+			return []any{d.ids[i], d.titles[i], d.texts[i], a.ContentHash()}, nil
+		}))
+	if err != nil {
+		return fmt.Errorf("copy papers: %w", err)
+	}
+	lt.PapersSeconds = round3(time.Since(t0).Seconds())
+	log.Info("knn: papers copied", "case", c.Name, "seconds", lt.PapersSeconds)
+
+	t0 = time.Now()
+	for i := 0; i < len(d.ids); i += c.ChunkSize {
+		j := min(i+c.ChunkSize, len(d.ids))
+		embs := make([]paper.Embedding, 0, j-i)
+		for k := i; k < j; k++ {
+			embs = append(embs, paper.Embedding{PaperID: d.ids[k], Vector: d.vecs[k]})
+		}
+		r, err := st.LoadEmbeddings(ctx, sp.ID, embs)
+		if err != nil {
+			return err
+		}
+		if r.Loaded != len(embs) {
+			return fmt.Errorf("loaded %d of %d vectors (%d unknown, %d stale)", r.Loaded, len(embs), len(r.Unknown), r.Stale)
+		}
+	}
+	el := time.Since(t0)
+	lt.EmbeddingsSeconds, lt.EmbeddingsPerSecond = round3(el.Seconds()), round3(Rate(len(d.ids), el))
+	log.Info("knn: embeddings loaded", "case", c.Name, "seconds", lt.EmbeddingsSeconds)
+
+	lt.IndexMaintenanceMem, lt.IndexParallelWorkers = "8GB", 2
+	t0 = time.Now()
+	built, err := st.BuildSpaceIndex(ctx, sp.ID, store.IndexSettings{MaintenanceWorkMem: lt.IndexMaintenanceMem, ParallelWorkers: lt.IndexParallelWorkers})
+	if err != nil {
+		return err
+	}
+	if !built {
+		return fmt.Errorf("space %d already had its index", sp.ID)
+	}
+	lt.IndexSeconds = round3(time.Since(t0).Seconds())
+	lt.LoadAndIndexSeconds = round3(lt.EmbeddingsSeconds + lt.IndexSeconds)
+	log.Info("knn: index built", "case", c.Name, "seconds", lt.IndexSeconds)
+	if _, err := st.Pool().Exec(ctx, "ANALYZE embeddings; ANALYZE papers"); err != nil {
+		return fmt.Errorf("analyze: %w", err)
+	}
+	v := vectorExprs(sp.ID, c.Dims, "vector")
+	if err := st.Pool().QueryRow(ctx, "SELECT pg_relation_size(to_regclass($1)), pg_total_relation_size('embeddings')",
+		v.index).Scan(&lt.IndexBytes, &lt.TableBytes); err != nil {
+		return fmt.Errorf("sizes: %w", err)
+	}
+	return nil
+}
+
+// knnExprs are the SQL pieces of one index kind of a space, as store/spaces.go writes them.
+type knnExprs struct {
+	expr, param, opclass, index, space string
+}
+
+func vectorExprs(spaceID int64, dims int, kind string) knnExprs {
+	d := strconv.Itoa(dims)
+	id := strconv.FormatInt(spaceID, 10)
+	if kind == "halfvec" {
+		return knnExprs{expr: "(embedding::halfvec(" + d + "))", param: "$1::vector(" + d + ")::halfvec(" + d + ")",
+			opclass: "halfvec_cosine_ops", index: "bench_halfvec_s" + id, space: id}
+	}
+	return knnExprs{expr: "(embedding::vector(" + d + "))", param: "$1::vector(" + d + ")",
+		opclass: "vector_cosine_ops", index: "embeddings_hnsw_s" + id, space: id}
+}
+
+// mirrorSQL is store/query.go's knnSQL for the given expressions (same statement, same
+// settings), so that hnsw.ef_search can be swept and a halfvec index compared.
+func mirrorSQL(v knnExprs) string {
+	dist := v.expr + " <=> " + v.param
+	return `SELECT n.paper_id, p.title, coalesce(t.tldr, ''), 1 - n.dist
+FROM (
+	SELECT paper_id, ` + dist + ` AS dist
+	FROM embeddings
+	WHERE space_id = ` + v.space + ` AND paper_id <> $2
+	ORDER BY ` + dist + `
+	LIMIT $3
+) n
+JOIN papers p ON p.id = n.paper_id
+LEFT JOIN LATERAL (SELECT tldr FROM tldrs t WHERE t.paper_id = p.id AND t.content_hash = p.content_hash
+	ORDER BY t.created_at DESC, t.model, t.prompt_version LIMIT 1) t ON true
+ORDER BY n.dist, n.paper_id`
+}
+
+func mirrorKNN(ctx context.Context, st *store.Store, v knnExprs, ef int, q []float32, exclude string) ([]string, error) {
+	var ids []string
+	err := pgx.BeginTxFunc(ctx, st.Pool(), pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT set_config('hnsw.ef_search', $1, true), set_config('plan_cache_mode', 'force_custom_plan', true)",
+			strconv.Itoa(ef)); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, mirrorSQL(v), pgvector.NewVector(q), exclude, 10)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var id, title, tldr string
+			var score float64
+			if err := rows.Scan(&id, &title, &tldr, &score); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return rows.Err()
+	})
+	return ids, err
+}
+
+func buildHalfvecIndex(ctx context.Context, st *store.Store, v knnExprs, mem string) error {
+	conn, err := st.Pool().Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SELECT set_config('maintenance_work_mem', $1, false), set_config('max_parallel_maintenance_workers', '2', false)", mem); err != nil {
+		return err
+	}
+	defer func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "RESET maintenance_work_mem; RESET max_parallel_maintenance_workers")
+	}()
+	_, err = conn.Exec(ctx, "CREATE INDEX "+v.index+" ON embeddings USING hnsw ("+v.expr+" "+v.opclass+") WHERE space_id = "+v.space)
+	return err
+}

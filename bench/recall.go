@@ -1,0 +1,133 @@
+package bench
+
+import (
+	"cmp"
+	"math"
+	"runtime"
+	"slices"
+	"sync"
+)
+
+// Normalize scales v to unit length in place (a zero vector stays zero) and returns it.
+func Normalize(v []float32) []float32 {
+	var s float64
+	for _, x := range v {
+		s += float64(x) * float64(x)
+	}
+	if s == 0 {
+		return v
+	}
+	inv := float32(1 / math.Sqrt(s))
+	for i := range v {
+		v[i] *= inv
+	}
+	return v
+}
+
+// dot is the inner product of two vectors of the same length, unrolled by eight.
+func dot(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3, s4, s5, s6, s7 float32
+	i := 0
+	for ; i+8 <= len(a); i += 8 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+		s4 += a[i+4] * b[i+4]
+		s5 += a[i+5] * b[i+5]
+		s6 += a[i+6] * b[i+6]
+		s7 += a[i+7] * b[i+7]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7
+}
+
+// Query is one exact-search question: a unit vector, and the index of a stored vector to leave
+// out of the answer (the paper itself, for related papers), or -1.
+type Query struct {
+	Vector  []float32
+	Exclude int
+}
+
+// ExactKNN returns, for each query, the indexes of the k unit vectors of data nearest by cosine
+// similarity (largest inner product first; ties by lower index), computed by brute force on all
+// cores. data and the queries must be normalised (see Normalize).
+func ExactKNN(data [][]float32, queries []Query, k int) [][]int {
+	out := make([][]int, len(queries))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for qi := range work {
+				out[qi] = topK(data, queries[qi], k)
+			}
+		}()
+	}
+	for i := range queries {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	return out
+}
+
+type scored struct {
+	i int
+	s float32
+}
+
+// better orders candidates: higher score first, then lower index.
+func better(a, b scored) int {
+	if c := cmp.Compare(b.s, a.s); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.i, b.i)
+}
+
+func topK(data [][]float32, q Query, k int) []int {
+	best := make([]scored, 0, k+1)
+	for i, v := range data {
+		if i == q.Exclude {
+			continue
+		}
+		c := scored{i, dot(q.Vector, v)}
+		if len(best) == k && better(c, best[k-1]) >= 0 {
+			continue
+		}
+		at, _ := slices.BinarySearchFunc(best, c, better)
+		best = slices.Insert(best, at, c)
+		if len(best) > k {
+			best = best[:k]
+		}
+	}
+	ids := make([]int, len(best))
+	for i, b := range best {
+		ids[i] = b.i
+	}
+	return ids
+}
+
+// Recall returns |got ∩ want| / |want|: the share of the exact neighbours an approximate search
+// found. It is 1 when want is empty.
+func Recall(got, want []string) float64 {
+	if len(want) == 0 {
+		return 1
+	}
+	in := make(map[string]bool, len(want))
+	for _, w := range want {
+		in[w] = true
+	}
+	n := 0
+	for _, g := range got {
+		if in[g] {
+			n++
+			delete(in, g)
+		}
+	}
+	return float64(n) / float64(len(want))
+}

@@ -1,0 +1,446 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Run is one benchmark run: what was measured, where and with which settings. It is written as
+// JSON (Write) and summarised as markdown with a chart (WriteSummary).
+type Run struct {
+	Set string `json:"set"`
+	// Part names the scenarios run ("pipeline", "knn") when not all of them were; it is part
+	// of the file names, so the parts of a set can run separately.
+	Part     string            `json:"part,omitempty"`
+	Started  time.Time         `json:"started"`
+	Finished time.Time         `json:"finished"`
+	Command  string            `json:"command"`
+	Machine  Machine           `json:"machine"`
+	Settings map[string]string `json:"settings"`
+	Pipeline []PipelineResult  `json:"pipeline"`
+	Stages   []StageResult     `json:"store_stages"`
+	KNN      []KNNResult       `json:"knn"`
+	Errors   []string          `json:"errors,omitempty"`
+	Goals    []Goal            `json:"goals"`
+	// Complete is false while the run is going on or when it was cut short.
+	Complete bool `json:"complete"`
+}
+
+// Goal is one target of issue 6 and how the run did against it.
+type Goal struct {
+	Name     string `json:"name"`
+	Target   string `json:"target"`
+	Measured string `json:"measured"`
+	// Pass is nil when the run did not measure it.
+	Pass  *bool  `json:"pass"`
+	Limit string `json:"limited_by"`
+}
+
+func ptr(b bool) *bool { return &b }
+
+// Evaluate fills r.Goals from the results.
+func (r *Run) Evaluate() {
+	r.Goals = nil
+	byC := map[int]*PipelineResult{}
+	var zeroFake, offline *PipelineResult
+	var rp *ReprocessResult
+	maxEmb, maxEmbCase := -1.0, ""
+	for i := range r.Pipeline {
+		p := &r.Pipeline[i]
+		c := p.Case
+		def := c.Models == ModelsAPI && c.Linger == 0 && c.RPM == 0 && c.PaceRate == 0 && !c.PooledHTTP
+		if def && c.ChatLatency > 0 {
+			byC[c.Concurrency] = p
+		}
+		if def && p.EmbedPerAbstract > maxEmb {
+			maxEmb, maxEmbCase = p.EmbedPerAbstract, c.Name
+		}
+		if c.Models == ModelsAPI && c.ChatLatency == 0 && !c.PooledHTTP && zeroFake == nil {
+			zeroFake = p
+		}
+		if c.Models == ModelsOffline && offline == nil {
+			offline = p
+		}
+		if p.Reprocess != nil && rp == nil {
+			rp = p.Reprocess
+		}
+	}
+	for _, c := range []int{64, 256} {
+		g := Goal{Name: fmt.Sprintf("pipeline at C=%d", c), Target: "≥ 90% of the bound C/chat latency"}
+		if p := byC[c]; p != nil {
+			g.Measured = fmt.Sprintf("%.1f/s steady of %.1f/s bound = %.0f%% (overall %.1f/s)", p.Steady, p.Bound, p.Ratio*100, p.Throughput)
+			g.Pass = ptr(p.Ratio >= 0.9)
+			g.Limit = pipelineLimit(p)
+		}
+		r.Goals = append(r.Goals, g)
+	}
+	g := Goal{Name: "embedding requests per abstract", Target: "≤ 0.02 (worker defaults)"}
+	if maxEmb >= 0 {
+		g.Measured = fmt.Sprintf("worst %.4f (%s)", maxEmb, maxEmbCase)
+		g.Pass = ptr(maxEmb <= 0.02)
+		g.Limit = "WorkerConfig.Linger (10ms) bounds how long an embedding batch gathers: batch ≈ arrival rate × Linger"
+	}
+	r.Goals = append(r.Goals, g)
+	for _, z := range []struct {
+		name string
+		p    *PipelineResult
+	}{{"zero API latency, fake API (separate process)", zeroFake}, {"zero API latency, offline models", offline}} {
+		g := Goal{Name: z.name, Target: "≥ 1,000 abstracts/s on this machine"}
+		if z.p != nil {
+			g.Measured = fmt.Sprintf("%.0f/s overall, %.0f/s steady; machine %.0f%% busy", z.p.Throughput, z.p.Steady, z.p.CPU.Utilisation*100)
+			g.Pass = ptr(z.p.Throughput >= 1000)
+			g.Limit = cpuLimit(z.p)
+		}
+		r.Goals = append(r.Goals, g)
+	}
+	g = Goal{Name: "reprocess of an unchanged archive", Target: "≥ 5,000 papers/s with zero API calls"}
+	if rp != nil {
+		g.Measured = fmt.Sprintf("worker skip path %.0f papers/s (%d API calls); selection %.0f papers/s (%d stale)",
+			rp.WorkerPerSecond, rp.APICalls, rp.SelectPerSecond, rp.Stale)
+		g.Pass = ptr(rp.WorkerPerSecond >= 5000 && rp.APICalls == 0)
+		g.Limit = fmt.Sprintf("machine %.0f%% busy; paperpipe %.1fs, PostgreSQL %.1fs CPU of %.1fs wall",
+			rp.CPU.Utilisation*100, rp.CPU.SelfSeconds, rp.CPU.PostgresSeconds, rp.CPU.WallSeconds)
+	}
+	r.Goals = append(r.Goals, g)
+	var big *KNNResult
+	for i := range r.KNN {
+		if r.KNN[i].Case.N >= 1_000_000 && (big == nil || r.KNN[i].Case.Source == SourceSynthetic) {
+			big = &r.KNN[i]
+		}
+	}
+	g = Goal{Name: "related papers at 1M × 768", Target: "recall@10 ≥ 0.95 with p99 ≤ 20 ms, one client"}
+	if big != nil && big.Related.Latency.N > 0 {
+		g.Measured = fmt.Sprintf("store (ef_search %d): recall %.3f, p99 %.1f ms", big.StoreEfSearch, big.Related.Recall, big.Related.Latency.P99)
+		pass := big.Related.Recall >= 0.95 && big.Related.Latency.P99 <= 20
+		if big.EfFor95 > 0 {
+			for _, s := range big.Sweep {
+				if s.Index == "vector" && s.EfSearch == big.EfFor95 {
+					g.Measured += fmt.Sprintf("; at ef_search %d: recall %.3f, p99 %.1f ms", s.EfSearch, s.Recall, s.Latency.P99)
+				}
+			}
+		}
+		g.Pass = ptr(pass)
+		g.Limit = "HNSW graph walk in PostgreSQL (ef_search candidates × 768-dim distances); index larger than shared_buffers"
+	}
+	r.Goals = append(r.Goals, g)
+	g = Goal{Name: "load 1M precomputed embeddings", Target: "COPY + index build ≤ 15 minutes"}
+	if big != nil && big.Load.IndexSeconds > 0 {
+		g.Measured = fmt.Sprintf("%.1f min (LoadEmbeddings %.0fs at %.0f/s + HNSW build %.0fs); papers COPY %.0fs before",
+			big.Load.LoadAndIndexSeconds/60, big.Load.EmbeddingsSeconds, big.Load.EmbeddingsPerSecond, big.Load.IndexSeconds, big.Load.PapersSeconds)
+		g.Pass = ptr(big.Load.LoadAndIndexSeconds <= 900)
+		g.Limit = "HNSW build: CPU (2 cores: leader + parallel workers)"
+	}
+	r.Goals = append(r.Goals, g)
+}
+
+func pipelineLimit(p *PipelineResult) string {
+	if p.Worker.Retried > 0 {
+		return fmt.Sprintf("PostgreSQL behind the worker: %d messages retried after MsgTimeout while their embedding batch waited on SaveEmbeddings (HNSW inserts, PostgreSQL %.1f CPU-s per 1,000); machine %.0f%% busy, so the retries' backoff also idles it",
+			p.Worker.Retried, p.PostgresPer1000, p.CPU.Utilisation*100)
+	}
+	if p.CPU.Utilisation >= 0.85 {
+		return fmt.Sprintf("CPU: machine %.0f%% busy (paperpipe %.2f, fake %.2f, PostgreSQL %.2f CPU-s per 1,000)",
+			p.CPU.Utilisation*100, p.CPUPer1000, p.FakePer1000, p.PostgresPer1000)
+	}
+	if p.Ratio >= 0.9 {
+		return "the API bound (chat latency × concurrency)"
+	}
+	return fmt.Sprintf("below the API bound with the machine %.0f%% busy: worker intake/settling (see service latency p50 %.0f ms vs chat %.0f ms)",
+		p.CPU.Utilisation*100, p.Service.P50, p.Case.ChatLatency.Seconds()*1000)
+}
+
+func cpuLimit(p *PipelineResult) string {
+	if p.Worker.Retried > 0 {
+		return pipelineLimit(p)
+	}
+	return fmt.Sprintf("CPU: machine %.0f%% busy; per 1,000 abstracts paperpipe %.2f s, fake API %.2f s, PostgreSQL %.2f s, other %.2f s",
+		p.CPU.Utilisation*100, p.CPUPer1000, p.FakePer1000, p.PostgresPer1000, p.CPU.OtherSeconds/float64(p.Case.N)*1000)
+}
+
+// Read loads a run written by Write and recomputes what is derived from its figures (bounds,
+// ratios, goals), so that a summary can be rendered again.
+func Read(path string) (*Run, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read results: %w", err)
+	}
+	var r Run
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("decode results %s: %w", path, err)
+	}
+	for i := range r.Pipeline {
+		r.Pipeline[i].setBound()
+	}
+	r.Evaluate()
+	return &r, nil
+}
+
+// Write writes r as dir/<set>-<start time>.json.
+func (r *Run) Write(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("results dir: %w", err)
+	}
+	path := filepath.Join(dir, r.name()+"-"+r.Started.UTC().Format("20060102T150405Z")+".json")
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("encode results: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return "", fmt.Errorf("write results: %w", err)
+	}
+	return path, nil
+}
+
+// ThroughputChart is throughput against concurrency for the API cases with latency: the
+// bound, the steady and overall throughput at the worker's defaults, and the ceiling the
+// zero-latency run reached.
+func (r *Run) ThroughputChart() Chart {
+	var bound, steady, overall, ceiling []Point
+	zero := 0.0
+	for _, p := range r.Pipeline {
+		c := p.Case
+		if c.Models == ModelsAPI && c.ChatLatency == 0 && !c.PooledHTTP && zero == 0 {
+			zero = p.Throughput
+		}
+		if c.Models != ModelsAPI || c.ChatLatency == 0 || c.Linger != 0 || c.RPM != 0 || c.PaceRate != 0 || c.PooledHTTP {
+			continue
+		}
+		x := float64(c.Concurrency)
+		bound = append(bound, Point{x, p.Bound})
+		steady = append(steady, Point{x, p.Steady})
+		overall = append(overall, Point{x, p.Throughput})
+	}
+	for _, p := range bound {
+		if zero > 0 {
+			ceiling = append(ceiling, Point{p.X, zero})
+		}
+	}
+	return Chart{
+		Title:  fmt.Sprintf("paperpipe throughput against concurrency (%s set, chat 400 ms, embeddings 200 ms)", r.Set),
+		XLabel: "concurrency C (TL;DR requests in flight)", YLabel: "abstracts per second",
+		Series: []Series{
+			{Name: "bound C / chat latency", Color: "#888", Dashed: true, Points: bound},
+			{Name: "measured, steady", Color: "#1f77b4", Points: steady},
+			{Name: "measured, overall", Color: "#2ca02c", Points: overall},
+			{Name: "zero-latency ceiling", Color: "#d62728", Dashed: true, Points: ceiling},
+		},
+	}
+}
+
+// name is the set, with the part when only some scenarios ran.
+func (r *Run) name() string {
+	if r.Part == "" {
+		return r.Set
+	}
+	return r.Set + "-" + r.Part
+}
+
+// WriteSummary writes dir/SUMMARY-<set>[-<part>].md and, when the run has pipeline results,
+// the chart dir/throughput-<set>[-<part>].svg.
+func (r *Run) WriteSummary(dir, jsonPath string) (string, error) {
+	svg := "throughput-" + r.name() + ".svg"
+	if len(r.Pipeline) > 0 {
+		if err := os.WriteFile(filepath.Join(dir, svg), r.ThroughputChart().SVG(), 0o644); err != nil {
+			return "", fmt.Errorf("write chart: %w", err)
+		}
+	}
+	path := filepath.Join(dir, "SUMMARY-"+r.name()+".md")
+	if err := os.WriteFile(path, []byte(r.Markdown(svg, filepath.Base(jsonPath))), 0o644); err != nil {
+		return "", fmt.Errorf("write summary: %w", err)
+	}
+	return path, nil
+}
+
+func ms(d time.Duration) string {
+	if d == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%g", float64(d)/float64(time.Millisecond))
+}
+
+func passText(p *bool) string {
+	switch {
+	case p == nil:
+		return "not measured"
+	case *p:
+		return "**pass**"
+	}
+	return "**FAIL**"
+}
+
+// Markdown renders the run as a markdown summary that links the chart and JSON file.
+func (r *Run) Markdown(svg, jsonName string) string {
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	status := "complete"
+	if !r.Complete {
+		status = "INCOMPLETE (cut short or still running)"
+	}
+	w("# paperpipe benchmarks — %s set\n\n", r.name())
+	w("Run %s → %s (%s), %s. Raw figures: [%s](%s). Command: `%s`.\n\n", r.Started.UTC().Format(time.RFC3339),
+		r.Finished.UTC().Format(time.RFC3339), r.Finished.Sub(r.Started).Round(time.Second), status, jsonName, jsonName, r.Command)
+	m := r.Machine
+	w("## Machine\n\n| | |\n|---|---|\n| CPU | %s, %d cores |\n| memory | %.1f GiB |\n| kernel | %s |\n| Go | %s |\n| PostgreSQL | %s |\n| pgvector | %s |\n",
+		m.CPUModel, m.Cores, m.MemoryGiB, m.Kernel, m.GoVersion, m.PostgreSQL, m.PGVector)
+	for _, k := range pgSettingNames {
+		if v, ok := m.PGSettings[k]; ok {
+			w("| %s | %s |\n", k, v)
+		}
+	}
+	w("\n## Settings\n\n| setting | value |\n|---|---|\n")
+	keys := make([]string, 0, len(r.Settings))
+	for k := range r.Settings {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		w("| %s | %s |\n", k, r.Settings[k])
+	}
+	w("\n## Goals\n\n| goal | target | measured | result | limited by |\n|---|---|---|---|---|\n")
+	for _, g := range r.Goals {
+		w("| %s | %s | %s | %s | %s |\n", g.Name, g.Target, orDash(g.Measured), passText(g.Pass), orDash(g.Limit))
+	}
+	if len(r.Errors) > 0 {
+		w("\n## Errors\n\n")
+		for _, e := range r.Errors {
+			w("- %s\n", e)
+		}
+	}
+	if len(r.Pipeline) > 0 {
+		w("\n## 1. Pipeline throughput\n\n![throughput against concurrency](%s)\n\n", svg)
+		w("| case | models | N | C | chat/emb latency ms | linger ms | RPM | pace/s | overall/s | steady/s | bound/s | steady/bound | e2e p50/p99 ms | service p50/p99 ms | chat req/abs | emb req/abs | inputs/emb req | CPU-s per 1k: paperpipe / fake / PG | machine busy | acked / retried / dead |\n")
+		w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, p := range r.Pipeline {
+			c := p.Case
+			pace := "burst"
+			if c.PaceRate > 0 {
+				pace = fmt.Sprintf("%g", c.PaceRate)
+			}
+			name := c.Name
+			if c.PooledHTTP {
+				name += " (pooled HTTP)"
+			}
+			w("| %s | %s | %d | %d | %s/%s | %s | %d | %s | %.1f | %.1f | %s | %s | %.0f/%.0f | %.0f/%.0f | %.3f | %.4f | %.1f | %.2f / %.2f / %.2f | %.0f%% | %d / %d / %d |\n",
+				name, c.Models, c.N, c.Concurrency, ms(c.ChatLatency), ms(c.EmbedLatency), orDefault(c.Linger), c.RPM, pace,
+				p.Throughput, p.Steady, num(p.Bound), pct(p.Ratio, p.Bound), p.EndToEnd.P50, p.EndToEnd.P99, p.Service.P50, p.Service.P99,
+				p.ChatPerAbstract, p.EmbedPerAbstract, p.EmbedInputsPerRequest, p.CPUPer1000, p.FakePer1000, p.PostgresPer1000,
+				p.CPU.Utilisation*100, p.Worker.Acked, p.Worker.Retried, p.Worker.Dead)
+		}
+		w("\nBound models: ")
+		seen := map[string]bool{}
+		for _, p := range r.Pipeline {
+			if !seen[p.BoundModel] {
+				seen[p.BoundModel] = true
+				w("%s; ", p.BoundModel)
+			}
+		}
+		w("\n")
+		for _, p := range r.Pipeline {
+			if rp := p.Reprocess; rp != nil {
+				w("\n## 3a. Re-processing an unchanged archive (%s, %d papers)\n\n", p.Case.Name, rp.Papers)
+				w("| what | papers/s | seconds | notes |\n|---|---|---|---|\n")
+				w("| store.StalePapers selection (what `paperpipe reprocess` walks) | %.0f | %.2f | %d stale returned |\n", rp.SelectPerSecond, rp.SelectSeconds, rp.Stale)
+				w("| publish on the re-processing subject | %.0f | | distinct Nats-Msg-Id per target |\n", rp.PublishPerSecond)
+				w("| worker skip path (UpsertPapers finds all stored → ack) | %.0f (steady %.0f) | %.2f | %d skipped, %d API calls; CPU: paperpipe %.2fs, PG %.2fs, machine %.0f%% busy |\n",
+					rp.WorkerPerSecond, rp.Steady, rp.WorkerSeconds, rp.Skipped, rp.APICalls, rp.CPU.SelfSeconds, rp.CPU.PostgresSeconds, rp.CPU.Utilisation*100)
+			}
+		}
+	}
+	if len(r.Stages) > 0 {
+		w("\n## 1b. Where PostgreSQL's time goes: the worker's store calls, one caller, batches of %d\n\n", r.Stages[0].Batch)
+		w("| store call | papers | wall s per 1k | PostgreSQL CPU s per 1k | papers/s (one caller) |\n|---|---|---|---|---|\n")
+		for _, st := range r.Stages {
+			w("| %s | %d | %.3f | %.3f | %.0f |\n", st.Stage, st.Papers, st.WallPer1000, st.PostgresPer1000, st.PapersPerSecond)
+		}
+	}
+	if len(r.KNN) > 0 {
+		w("\n## 2. Related papers and search (k = 10)\n\n")
+		w("| case | source | N | papers COPY s | LoadEmbeddings s (vectors/s) | HNSW build s | index MB | table MB | load+index min | halfvec build s | halfvec MB |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, k := range r.KNN {
+			w("| %s | %s | %d | %.1f | %.1f (%.0f) | %.1f | %.0f | %.0f | %.2f | %s | %s |\n", k.Case.Name, k.Case.Source, k.Case.N,
+				k.Load.PapersSeconds, k.Load.EmbeddingsSeconds, k.Load.EmbeddingsPerSecond, k.Load.IndexSeconds,
+				mb(k.Load.IndexBytes), mb(k.Load.TableBytes), k.Load.LoadAndIndexSeconds/60, num(k.HalfvecSeconds), numMB(k.HalfvecBytes))
+		}
+		w("\nThrough the store's API (`Store.Related`, `Store.Search`, ef_search %d as the store sets it):\n\n", storeEfSearch)
+		w("| case | query | recall@10 | p50 ms | p99 ms | QPS, 4 clients |\n|---|---|---|---|---|---|\n")
+		for _, k := range r.KNN {
+			for _, q := range []struct {
+				name string
+				s    QueryStats
+			}{{"Related", k.Related}, {"Search", k.Search}} {
+				w("| %s | %s | %.3f | %.2f | %.2f | %.0f |\n", k.Case.Name, q.name, q.s.Recall, q.s.Latency.P50, q.s.Latency.P99, q.s.QPS4)
+			}
+		}
+		w("\nhnsw.ef_search sweep (the store's statement with ef_search set per run; related and search questions together):\n\n")
+		w("| case | index | ef_search | recall@10 | p50 ms | p99 ms |\n|---|---|---|---|---|---|\n")
+		for _, k := range r.KNN {
+			for _, s := range k.Sweep {
+				w("| %s | %s | %d | %.3f | %.2f | %.2f |\n", k.Case.Name, s.Index, s.EfSearch, s.Recall, s.Latency.P50, s.Latency.P99)
+			}
+		}
+		w("\n| case | ef_search for recall ≥ 0.95 (vector) | (halfvec) | sweep statement agrees with store.Search | exact search s | data generation s |\n|---|---|---|---|---|---|\n")
+		for _, k := range r.KNN {
+			w("| %s | %s | %s | %.3f | %.1f | %.1f |\n", k.Case.Name, efText(k.EfFor95), efText(k.EfFor95Halfvec), k.MirrorAgreement, k.ExactSeconds, k.GenerateSeconds)
+		}
+	}
+	w("\n## How it is measured\n\n%s", methodText)
+	return b.String()
+}
+
+func efText(ef int) string {
+	if ef == 0 {
+		return "none swept"
+	}
+	return fmt.Sprint(ef)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "–"
+	}
+	return s
+}
+
+func orDefault(d time.Duration) string {
+	if d == 0 {
+		return "10 (default)"
+	}
+	return ms(d)
+}
+
+func num(x float64) string {
+	if x == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f", x)
+}
+
+func pct(ratio, bound float64) string {
+	if bound == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f%%", ratio*100)
+}
+
+func mb(b int64) float64 { return float64(b) / (1 << 20) }
+
+func numMB(b int64) string {
+	if b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f", mb(b))
+}
+
+const methodText = `- **Pipeline.** Each case gets a fresh schema, a fresh embedded NATS server (pipeline.StartEmbedded, file storage in a temp dir, pipeline.Setup defaults) and, for API models, a fresh cmd/openai-fake process with the case's latencies. The worker is pipeline.NewWorker with summarize.New and embed.New (text-embedding-3-small asked for 768 dimensions) sharing one llm.Limiter, default http.Client (as the CLI builds them), and the store from store.Open — the CLI's wiring. Abstracts are generated from testdata/sample-papers.txt (distinct ids, texts and hashes) and published with pipeline.NewPublisher while the worker runs.
+- **Throughput**: *overall* = N / (first publish → last ack); *steady* = acks between the 10th and 90th percentile of ack times per second (the pipeline full), the figure compared with the bound.
+- **Bound** (Little's law): the worker holds at most C TL;DR requests in flight and each lasts the chat latency, so X ≤ C / chat latency. Embedding requests run while the TL;DR is being written and are batched across messages (no chat slot), so they add no term. With a client-side RPM budget shared by both clients: X ≤ RPM/60 / (requests per abstract); the smaller binds.
+- **Latency**: a second NATS connection subscribes to ` + "`$JS.ACK.PAPERS.>`" + ` (the acks workers publish) and ` + "`_INBOX.>`" + ` (deliveries to pull requests); the ack subject carries the stream sequence and the time the server stored the message. *e2e* = stored (publish) → ack, which in a burst run includes waiting in the backlog; *service* = first delivery to a worker → ack. The paced case publishes below the bound, so its e2e is the latency without a backlog.
+- **Requests per abstract** come from the fake's /_stats (HTTP requests received). **CPU**: getrusage of the benchmark process (worker, publisher, embedded NATS, store client, the tap) — paperpipe's own, since the fake runs as its own process; the fake's and the PostgreSQL backends' (process title naming the bench database) from /proc; machine busy from /proc/stat. Other helpers share this 2-core machine, so "other" CPU is reported too.
+- **kNN**: vectors are loaded through the store's bulk path — papers by COPY, store.EnsureSpaceForLoad (no index), store.LoadEmbeddings in chunks of 5,000 (COPY into a staging table + one INSERT), store.BuildSpaceIndex (maintenance_work_mem 8GB, 2 parallel workers) — then ANALYZE. Exact answers are brute force in Go over the same float32 vectors. Latency and recall use Store.Related (stored papers, itself excluded) and Store.Search (held-out vectors). The ef_search sweep and the halfvec index use a copy of the store's statement (the store fixes ef_search at max(100, k) and indexes halfvec only above 2,000 dimensions); its agreement with Store.Search is reported. Synthetic data: see ClusterSpec in the settings.
+- **Re-processing**: after a zero-latency run, store.StalePapers walks the archive as ` + "`paperpipe reprocess`" + ` does, and the same papers are published on a re-processing target's subject (pipeline.NewReprocessTarget: distinct message ids, so the server does not drop them) and drained by a worker whose every UpsertPapers finds the results stored.
+`

@@ -1,0 +1,132 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// StageResult is the cost of one store call the worker makes per micro-batch, measured alone.
+type StageResult struct {
+	Stage string `json:"stage"`
+	// Papers is how many papers went through, in batches of Batch.
+	Papers int `json:"papers"`
+	Batch  int `json:"batch"`
+	// WallPer1000 and PostgresPer1000 are seconds of wall time and of the bench database's
+	// backends' CPU per 1,000 papers; PapersPerSecond is the rate of one caller.
+	WallPer1000     float64 `json:"wall_s_per_1000"`
+	PostgresPer1000 float64 `json:"postgres_cpu_s_per_1000"`
+	PapersPerSecond float64 `json:"papers_per_s"`
+}
+
+// RunStages measures, one caller at a time, the store calls a worker makes for n new papers in
+// batches of batch: UpsertPapers, SaveSummaries, and SaveEmbeddings of 768-dimensional
+// vectors into an HNSW-indexed space (offline-embedder vectors, which cluster like real
+// embeddings, and uniformly random unit vectors, which is what the fake API returns) and into
+// a space without an index. It shows where PostgreSQL's CPU goes per abstract.
+func RunStages(ctx context.Context, db *DB, corpus []paper.Abstract, n, batch int, log *slog.Logger) ([]StageResult, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	st, drop, err := db.Schema(ctx, "stages", log)
+	if err != nil {
+		return nil, err
+	}
+	defer drop()
+	abs := GenerateAbstracts(corpus, n, "stages", 3)
+	off := embed.NewOffline()
+	spOff, err := st.EnsureSpace(ctx, off.Space())
+	if err != nil {
+		return nil, err
+	}
+	spRand, err := st.EnsureSpace(ctx, paper.Space{Model: "random-unit", Dimensions: 768, Template: "bench"})
+	if err != nil {
+		return nil, err
+	}
+	spBare, _, err := st.EnsureSpaceForLoad(ctx, paper.Space{Model: "random-unit-noindex", Dimensions: 768, Template: "bench"})
+	if err != nil {
+		return nil, err
+	}
+	// Experiments (SQL on the bench schema only): the same vectors into a halfvec HNSW index,
+	// and into a vector index built with ef_construction 32 instead of 64.
+	spHalf, _, err := st.EnsureSpaceForLoad(ctx, paper.Space{Model: "offline-halfvec", Dimensions: 768, Template: "bench"})
+	if err != nil {
+		return nil, err
+	}
+	spEf32, _, err := st.EnsureSpaceForLoad(ctx, paper.Space{Model: "offline-ef32", Dimensions: 768, Template: "bench"})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := st.Pool().Exec(ctx, fmt.Sprintf(`CREATE INDEX bench_half_s%[1]d ON embeddings USING hnsw ((embedding::halfvec(768)) halfvec_cosine_ops) WHERE space_id = %[1]d;
+		CREATE INDEX bench_ef32_s%[2]d ON embeddings USING hnsw ((embedding::vector(768)) vector_cosine_ops) WITH (ef_construction = 32) WHERE space_id = %[2]d`,
+		spHalf.ID, spEf32.ID)); err != nil {
+		return nil, fmt.Errorf("experiment indexes: %w", err)
+	}
+	work := paper.Work{Model: "bench-model", PromptVersion: "v1", SpaceID: spOff.ID}
+	r := rand.New(rand.NewPCG(5, 5))
+	randVec := func() []float32 {
+		v := make([]float32, 768)
+		for i := range v {
+			v[i] = float32(r.NormFloat64())
+		}
+		return Normalize(v)
+	}
+	offEmbs, _, err := off.Embed(ctx, abs)
+	if err != nil {
+		return nil, err
+	}
+	randEmbs := make([]paper.Embedding, n)
+	for i, a := range abs {
+		randEmbs[i] = paper.Embedding{PaperID: a.ID, ContentHash: a.ContentHash(), Vector: randVec()}
+	}
+	sums := make([]paper.Summary, n)
+	for i, a := range abs {
+		sums[i] = paper.Summary{PaperID: a.ID, Text: "A one-sentence TL;DR of paper " + a.ID + ".", Model: work.Model,
+			PromptVersion: work.PromptVersion, ContentHash: a.ContentHash(), Validation: paper.ValidOK}
+	}
+	stages := []struct {
+		name string
+		do   func(i, j int) error
+	}{
+		{"UpsertPapers (new papers)", func(i, j int) error { _, err := st.UpsertPapers(ctx, abs[i:j], work); return err }},
+		{"UpsertPapers (unchanged papers, the skip path)", func(i, j int) error { _, err := st.UpsertPapers(ctx, abs[i:j], work); return err }},
+		{"SaveSummaries", func(i, j int) error { _, err := st.SaveSummaries(ctx, sums[i:j]); return err }},
+		{"SaveEmbeddings, HNSW space, offline vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spOff.ID, offEmbs[i:j]); return err }},
+		{"SaveEmbeddings, HNSW space, random vectors (fake API)", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spRand.ID, randEmbs[i:j]); return err }},
+		{"SaveEmbeddings, space without index, random vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spBare.ID, randEmbs[i:j]); return err }},
+		{"experiment: SaveEmbeddings, halfvec HNSW index, offline vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spHalf.ID, offEmbs[i:j]); return err }},
+		{"experiment: SaveEmbeddings, HNSW ef_construction 32, offline vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spEf32.ID, offEmbs[i:j]); return err }},
+		{"experiment: UpsertPapers (unchanged papers) without the generated tsv column", func(i, j int) error {
+			if i == 0 {
+				if _, err := st.Pool().Exec(ctx, "ALTER TABLE papers DROP COLUMN tsv"); err != nil {
+					return err
+				}
+			}
+			_, err := st.UpsertPapers(ctx, abs[i:j], work)
+			return err
+		}},
+	}
+	var out []StageResult
+	for _, s := range stages {
+		c0 := SampleCPU(0, db.Name)
+		t0 := time.Now()
+		for i := 0; i < n; i += batch {
+			if err := s.do(i, min(i+batch, n)); err != nil {
+				return out, fmt.Errorf("stage %s: %w", s.name, err)
+			}
+		}
+		d := time.Since(t0)
+		u := SampleCPU(0, db.Name).Since(c0)
+		res := StageResult{Stage: s.name, Papers: n, Batch: batch,
+			WallPer1000: round3(d.Seconds() / float64(n) * 1000), PostgresPer1000: round3(u.PostgresSeconds / float64(n) * 1000),
+			PapersPerSecond: round3(Rate(n, d))}
+		log.Info("stage", "stage", s.name, "wall_s_per_1000", res.WallPer1000, "pg_cpu_s_per_1000", res.PostgresPer1000)
+		out = append(out, res)
+	}
+	return out, nil
+}
