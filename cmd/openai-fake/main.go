@@ -61,6 +61,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	seed := fs.Int64("seed", 1, "seed of the fault random source")
 	dims := fs.Int("dimensions", 1536, "embedding size when a request gives none")
 	apiKey := fs.String("api-key", "", "when set, require \"Authorization: Bearer <key>\"")
+	chatRPM := fs.Int64("chat-rpm", 10000, "chat requests per minute advertised in x-ratelimit-* headers")
+	chatTPM := fs.Int64("chat-tpm", 2000000, "chat tokens per minute advertised in x-ratelimit-* headers")
+	embedRPM := fs.Int64("embed-rpm", 10000, "embedding requests per minute advertised in x-ratelimit-* headers")
+	embedTPM := fs.Int64("embed-tpm", 10000000, "embedding tokens per minute advertised in x-ratelimit-* headers")
 	verbose := fs.Bool("v", false, "log every request")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -85,6 +89,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	cfg := openaitest.Config{
 		ChatLatency: *chatLatency, EmbedLatency: *embedLatency, Faults: faults,
 		Seed: *seed, Dimensions: *dims, APIKey: *apiKey, Logger: logger,
+		ChatLimits:  openaitest.Limits{Requests: *chatRPM, Tokens: *chatTPM},
+		EmbedLimits: openaitest.Limits{Requests: *embedRPM, Tokens: *embedTPM},
 	}
 	if *chatLatency < 0 || *embedLatency < 0 || *dims <= 0 {
 		return errors.New("latencies must be >= 0 and -dimensions > 0")

@@ -114,6 +114,12 @@ type Config struct {
 	// ContextTokens is the most tokens one embeddings input may have; more
 	// get a 400 ("maximum context length"). Defaults to 8192.
 	ContextTokens int
+	// ChatLimits and EmbedLimits are the per-minute budgets the x-ratelimit-*
+	// headers advertise (not enforced: 429s come from Faults.RateLimit). A
+	// client that honours the headers slows down as a window runs out, as with
+	// OpenAI. Default to 10,000 requests and 2M tokens (chat) / 10M tokens
+	// (embeddings) a minute.
+	ChatLimits, EmbedLimits Limits
 	// APIKey, when set, is required as "Authorization: Bearer <key>";
 	// requests without it get 401. Defaults to "" (no check).
 	APIKey string
@@ -122,6 +128,12 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
+	if c.ChatLimits.Requests <= 0 || c.ChatLimits.Tokens <= 0 {
+		c.ChatLimits = defaultChatLimits
+	}
+	if c.EmbedLimits.Requests <= 0 || c.EmbedLimits.Tokens <= 0 {
+		c.EmbedLimits = defaultEmbedLimits
+	}
 	if c.Seed == 0 {
 		c.Seed = 1
 	}
@@ -530,13 +542,15 @@ func (s *Server) readJSONBody(w http.ResponseWriter, r *http.Request, schema str
 	return body
 }
 
-// Rate-limit headers advertise these per-minute limits; they are not
-// enforced (429s come from Faults.RateLimit).
-const (
-	chatLimitRequests  = 10000
-	chatLimitTokens    = 2000000
-	embedLimitRequests = 10000
-	embedLimitTokens   = 10000000
+// Limits is a per-minute budget advertised in x-ratelimit-* headers.
+type Limits struct {
+	Requests, Tokens int64
+}
+
+// Default advertised budgets (see Config.ChatLimits).
+var (
+	defaultChatLimits  = Limits{Requests: 10000, Tokens: 2000000}
+	defaultEmbedLimits = Limits{Requests: 10000, Tokens: 10000000}
 )
 
 // rateWindow counts use in the current one-minute window.
@@ -550,9 +564,9 @@ type rateWindow struct {
 // the given tokens. exhausted reports the request-limit as used up (a 429).
 func (s *Server) setRateHeaders(w http.ResponseWriter, chat bool, tokens int64, exhausted bool, retryAfter time.Duration) {
 	s.mu.Lock()
-	win, limReq, limTok := &s.embedWindow, int64(embedLimitRequests), int64(embedLimitTokens)
+	win, limReq, limTok := &s.embedWindow, s.cfg.EmbedLimits.Requests, s.cfg.EmbedLimits.Tokens
 	if chat {
-		win, limReq, limTok = &s.chatWindow, chatLimitRequests, chatLimitTokens
+		win, limReq, limTok = &s.chatWindow, s.cfg.ChatLimits.Requests, s.cfg.ChatLimits.Tokens
 	}
 	now := s.clock()
 	if now.Sub(win.start) >= time.Minute {
@@ -583,9 +597,9 @@ func (s *Server) rateLimited(w http.ResponseWriter, chat bool, model string, tok
 	secs := int64((after + time.Second - 1) / time.Second)
 	w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
 	w.Header().Set("retry-after-ms", strconv.FormatInt(after.Milliseconds(), 10))
-	limit := embedLimitRequests
+	limit := s.cfg.EmbedLimits.Requests
 	if chat {
-		limit = chatLimitRequests
+		limit = s.cfg.ChatLimits.Requests
 	}
 	s.writeError(w, http.StatusTooManyRequests, apiError{
 		Message: fmt.Sprintf("Rate limit reached for %s in organization org-openaitest on requests per min (RPM): Limit %d, Used %d, Requested 1. Please try again in %v. Visit https://platform.openai.com/account/rate-limits to learn more.",

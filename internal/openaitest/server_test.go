@@ -75,7 +75,7 @@ func TestChatRoundTrip(t *testing.T) {
 			t.Errorf("header %s missing", k)
 		}
 	}
-	if got := resp.GetRateLimitHeaders(); got.LimitRequests != chatLimitRequests || got.RemainingRequests != chatLimitRequests-1 {
+	if got := resp.GetRateLimitHeaders(); int64(got.LimitRequests) != defaultChatLimits.Requests || int64(got.RemainingRequests) != defaultChatLimits.Requests-1 {
 		t.Errorf("rate limit headers = %+v", got)
 	}
 	st := s.Stats()
