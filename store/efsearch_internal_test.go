@@ -12,7 +12,7 @@ func TestSearchTransactionsUseConfiguredEFSearch(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		cfg, k int
-		want string
+		want   string
 	}{
 		{0, 10, "100"},   // default
 		{250, 10, "250"}, // configured
