@@ -29,6 +29,7 @@ func MsgID(subject string, a paper.Abstract) string {
 type Publisher struct {
 	js      jetstream.JetStream
 	subject string
+	run     string // prefix of message ids; "" for ingest
 	window  []jetstream.PubAckFuture
 	max     int
 	stats   PublishStats
@@ -57,7 +58,11 @@ func (p *Publisher) Publish(ctx context.Context, a paper.Abstract) error {
 		return fmt.Errorf("encode %s: %w", a.ID, err)
 	}
 	msg := &nats.Msg{Subject: p.subject, Data: data, Header: nats.Header{}}
-	f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(MsgID(p.subject, a)))
+	id := MsgID(p.subject, a)
+	if p.run != "" {
+		id = p.run + "/" + id
+	}
+	f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(id))
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", a.ID, err)
 	}
