@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -100,11 +99,17 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// conn is the connection part of c.
+func (c *Config) conn() llm.Conn {
+	return llm.Conn{BaseURL: c.BaseURL, APIKey: c.APIKey, MaxRetries: c.MaxRetries, Timeout: c.Timeout,
+		Limiter: c.Limiter, HTTPClient: c.HTTPClient, Logger: c.Logger}
+}
+
 func (c *Config) validate() error {
-	u, err := url.Parse(c.BaseURL)
+	if err := c.conn().Validate("embed config"); err != nil {
+		return err
+	}
 	switch {
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		return fmt.Errorf("embed config: BaseURL %q is not an http(s) URL", c.BaseURL)
 	case c.Dimensions < 0:
 		return fmt.Errorf("embed config: Dimensions is %d, want > 0", c.Dimensions)
 	case c.Dimensions == 0 && NativeDimensions(c.Model) == 0:
@@ -117,8 +122,6 @@ func (c *Config) validate() error {
 		return fmt.Errorf("embed config: ContextTokens is %d, want > 0", c.ContextTokens)
 	case c.ContextTokens > c.MaxBatchTokens:
 		return fmt.Errorf("embed config: ContextTokens %d exceeds MaxBatchTokens %d", c.ContextTokens, c.MaxBatchTokens)
-	case c.Timeout < 0:
-		return fmt.Errorf("embed config: Timeout is %v, want > 0", c.Timeout)
 	}
 	return nil
 }
@@ -144,20 +147,13 @@ func New(cfg Config) (*Client, error) {
 	if dims == 0 {
 		dims = NativeDimensions(cfg.Model)
 	}
-	oc := openai.DefaultConfig(cfg.APIKey)
-	oc.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
-	oc.HTTPClient = llm.HTTPClient(cfg.HTTPClient, cfg.Limiter)
+	api, retry, baseURL := cfg.conn().Open()
 	return &Client{
 		cfg:   cfg,
 		space: paper.Space{Model: cfg.Model, Dimensions: dims, Template: TemplateTitleAbstract},
-		api:   openai.NewClientWithConfig(oc),
-		retry: llm.Retrier{
-			MaxRetries: cfg.MaxRetries,
-			Timeout:    cfg.Timeout,
-			Limiter:    cfg.Limiter,
-			Logger:     cfg.Logger,
-		},
-		log: cfg.Logger.With("model", cfg.Model, "base_url", oc.BaseURL),
+		api:   api,
+		retry: retry,
+		log:   cfg.Logger.With("model", cfg.Model, "base_url", baseURL),
 	}, nil
 }
 

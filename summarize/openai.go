@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -69,15 +68,18 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// conn is the connection part of c.
+func (c *Config) conn() llm.Conn {
+	return llm.Conn{BaseURL: c.BaseURL, APIKey: c.APIKey, MaxRetries: c.MaxRetries, Timeout: c.Timeout,
+		Limiter: c.Limiter, HTTPClient: c.HTTPClient, Logger: c.Logger}
+}
+
 func (c *Config) validate() error {
-	u, err := url.Parse(c.BaseURL)
-	switch {
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		return fmt.Errorf("summarize config: BaseURL %q is not an http(s) URL", c.BaseURL)
-	case c.MaxWords < 0:
+	if err := c.conn().Validate("summarize config"); err != nil {
+		return err
+	}
+	if c.MaxWords < 0 {
 		return fmt.Errorf("summarize config: MaxWords is %d, want > 0", c.MaxWords)
-	case c.Timeout < 0:
-		return fmt.Errorf("summarize config: Timeout is %v, want > 0", c.Timeout)
 	}
 	return nil
 }
@@ -98,19 +100,12 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	oc := openai.DefaultConfig(cfg.APIKey)
-	oc.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
-	oc.HTTPClient = llm.HTTPClient(cfg.HTTPClient, cfg.Limiter)
+	api, retry, baseURL := cfg.conn().Open()
 	return &Client{
-		cfg: cfg,
-		api: openai.NewClientWithConfig(oc),
-		retry: llm.Retrier{
-			MaxRetries: cfg.MaxRetries,
-			Timeout:    cfg.Timeout,
-			Limiter:    cfg.Limiter,
-			Logger:     cfg.Logger,
-		},
-		log: cfg.Logger.With("model", cfg.Model, "base_url", oc.BaseURL),
+		cfg:   cfg,
+		api:   api,
+		retry: retry,
+		log:   cfg.Logger.With("model", cfg.Model, "base_url", baseURL),
 	}, nil
 }
 
