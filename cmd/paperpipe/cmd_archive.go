@@ -114,12 +114,7 @@ type workerTotals struct {
 // runReprocess selects, estimates, and processes the stale papers of the configured target.
 func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw io.Writer) (reprocessResult, error) {
 	var res reprocessResult
-	log := newLogger(c)
-	m, err := buildModels(c, log)
-	if err != nil {
-		return res, err
-	}
-	st, err := openStore(ctx, c, log)
+	log, m, st, err := openModelsAndStore(ctx, c)
 	if err != nil {
 		return res, err
 	}
@@ -187,24 +182,14 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 
 // reprocessSpace returns the target embedding space. A real run creates it without its index
 // when new (a bulk fill; the index is built at the end) and activates it only when no space is
-// active, so queries keep using the active one (blue/green). A dry run changes nothing: a
-// space that does not exist yet is returned with ID -1, which no stored vector has, so every
-// selected paper counts as needing its embedding.
+// active, so queries keep using the active one (blue/green). A dry run changes nothing (see
+// lookupSpace).
 func reprocessSpace(ctx context.Context, st *store.Store, want paper.Space, dryRun bool) (paper.Space, error) {
-	if !dryRun {
-		sp, _, err := st.EnsureSpaceForLoad(ctx, want)
-		return sp, err
+	if dryRun {
+		return lookupSpace(ctx, st, want)
 	}
-	info, err := st.ResolveSpace(ctx, want.Name())
-	switch {
-	case err == nil:
-		return info.Space, nil
-	case errors.Is(err, paper.ErrNotFound):
-		want.ID = -1
-		return want, nil
-	default:
-		return want, err
-	}
+	sp, _, err := st.EnsureSpaceForLoad(ctx, want)
+	return sp, err
 }
 
 // finishSpace builds the target space's index after a fill, and says how to switch to it.

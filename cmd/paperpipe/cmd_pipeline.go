@@ -125,12 +125,7 @@ func cmdUp(ctx context.Context, c *config, args []string) error {
 
 // runWorkers runs one worker per consumer until ctx is done, then drains them.
 func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle, announce bool) error {
-	log := newLogger(c)
-	m, err := buildModels(c, log)
-	if err != nil {
-		return err
-	}
-	st, err := openStore(ctx, c, log)
+	log, m, st, err := openModelsAndStore(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -281,17 +276,12 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return usageErr("PAPERPIPE_PRICES: %v", err)
 	}
-	log := newLogger(c)
-	m, err := buildModels(c, log)
-	if err != nil {
-		return err
-	}
-	st, err := openStore(ctx, c, log)
+	log, m, st, err := openModelsAndStore(ctx, c)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	space, err := st.EnsureSpace(ctx, m.emb.Space())
+	space, err := lookupSpace(ctx, st, m.emb.Space())
 	if err != nil {
 		return err
 	}

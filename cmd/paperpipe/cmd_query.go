@@ -131,12 +131,7 @@ func cmdSearch(ctx context.Context, c *config, args []string) error {
 	if *k < 1 || *k > 1000 {
 		return usageErr("-k must be between 1 and 1000")
 	}
-	log := newLogger(c)
-	m, err := buildModels(c, log)
-	if err != nil {
-		return err
-	}
-	st, err := openStore(ctx, c, log)
+	_, m, st, err := openModelsAndStore(ctx, c)
 	if err != nil {
 		return err
 	}

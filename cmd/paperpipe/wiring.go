@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -82,6 +83,37 @@ func openStore(ctx context.Context, c *config, log *slog.Logger) (*store.Store, 
 		return nil, err
 	}
 	return st, nil
+}
+
+// openModelsAndStore opens what most commands need: the logger, the configured models and the
+// migrated store. The caller closes the store.
+func openModelsAndStore(ctx context.Context, c *config) (*slog.Logger, *models, *store.Store, error) {
+	log := newLogger(c)
+	m, err := buildModels(c, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st, err := openStore(ctx, c, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return log, m, st, nil
+}
+
+// lookupSpace returns the stored embedding space sp names, without creating it: a space that
+// does not exist yet is returned with ID -1, which no stored vector has, so every paper counts
+// as lacking its embedding there.
+func lookupSpace(ctx context.Context, st *store.Store, sp paper.Space) (paper.Space, error) {
+	info, err := st.ResolveSpace(ctx, sp.Name())
+	switch {
+	case err == nil:
+		return info.Space, nil
+	case errors.Is(err, paper.ErrNotFound):
+		sp.ID = -1
+		return sp, nil
+	default:
+		return sp, err
+	}
 }
 
 // activeSpace returns the space queries use.
