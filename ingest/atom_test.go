@@ -3,7 +3,6 @@ package ingest
 import (
 	"errors"
 	"io"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -14,19 +13,7 @@ import (
 
 func TestAtomFixture(t *testing.T) {
 	t.Parallel()
-	f, err := os.Open("testdata/atom.xml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := NewReader(f, "atom.xml", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.Format() != Atom {
-		t.Fatalf("Format() = %q, want atom", r.Format())
-	}
-	papers, errs, events := readAll(t, r)
+	papers, errs, events := readFixture(t, "atom.xml", Atom)
 	// Each entry's line is the line of its <entry> tag.
 	equalEvents(t, events, []string{
 		"paper atom.xml:9 Sparse Routing for Experts",

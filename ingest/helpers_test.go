@@ -3,6 +3,8 @@ package ingest
 import (
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -33,6 +35,24 @@ func readAll(t *testing.T, r *Reader) (papers []paper.Abstract, errs []*RecordEr
 			events = append(events, "paper "+a.Source+" "+a.Title)
 		}
 	}
+}
+
+// readFixture reads testdata/name, checking that its format is detected as want.
+func readFixture(t *testing.T, name string, want Format) ([]paper.Abstract, []*RecordError, []string) {
+	t.Helper()
+	f, err := os.Open(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := NewReader(f, name, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Format() != want {
+		t.Fatalf("Format() = %q, want %s", r.Format(), want)
+	}
+	return readAll(t, r)
 }
 
 // readString reads input with the given name and options.

@@ -13,19 +13,7 @@ import (
 
 func TestJSONLFixture(t *testing.T) {
 	t.Parallel()
-	f, err := os.Open("testdata/good.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := NewReader(f, "good.jsonl", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.Format() != JSONL {
-		t.Fatalf("Format() = %q, want jsonl", r.Format())
-	}
-	papers, errs, _ := readAll(t, r)
+	papers, errs, _ := readFixture(t, "good.jsonl", JSONL)
 	for _, e := range errs {
 		t.Errorf("unexpected record error: %v", e)
 	}

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"os"
 	"reflect"
 	"runtime"
 	"strconv"
@@ -18,19 +17,7 @@ import (
 
 func TestOAIFixture(t *testing.T) {
 	t.Parallel()
-	f, err := os.Open("testdata/oai.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := NewReader(f, "oai.jsonl", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.Format() != OAI {
-		t.Fatalf("Format() = %q, want oai", r.Format())
-	}
-	papers, _, events := readAll(t, r)
+	papers, _, events := readFixture(t, "oai.jsonl", OAI)
 	equalEvents(t, events, []string{
 		"paper oai.jsonl:1 Calculation of prompt diphoton production cross sections at Tevatron and LHC energies",
 		"paper oai.jsonl:2 An Old-Style Identifier",
