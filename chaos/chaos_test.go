@@ -10,6 +10,7 @@ import (
 
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/internal/pgtest"
+	"github.com/paperpipe/paperpipe/internal/sampledata"
 )
 
 // EnvFull, set to "full", runs the full chaos cases (2,000 abstracts each; `make chaos`);
@@ -65,7 +66,7 @@ func runCase(t *testing.T, c Case) {
 	if c.Disrupt != RestartPostgres {
 		c.DatabaseURL = pgtest.URL(t)
 	}
-	env := Env{Bin: bin, Dir: keepOnFailure(t), Base: samplePapers(t), Logf: t.Logf}
+	env := Env{Bin: bin, Dir: keepOnFailure(t), Base: sampledata.Papers(t), Logf: t.Logf}
 	res, err := Run(context.Background(), env, c)
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paperpipe/paperpipe/internal/pgtest"
+	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/pipeline"
 )
 
@@ -103,7 +104,7 @@ func (s *stack) ingest(n int) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	if err := WriteJSONL(f, Corpus(samplePapers(s.t), n, 7)); err != nil {
+	if err := WriteJSONL(f, Corpus(sampledata.Papers(s.t), n, 7)); err != nil {
 		s.t.Fatal(err)
 	}
 	f.Close()

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/paperpipe/paperpipe/ingest"
+	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/summarize"
 )
@@ -30,18 +30,8 @@ func readAll(t *testing.T, r interface {
 	}
 }
 
-func samplePapers(t *testing.T) []paper.Abstract {
-	t.Helper()
-	r, closer, err := ingest.Open(filepath.Join("..", "testdata", "sample-papers.txt"), ingest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closer.Close()
-	return readAll(t, r)
-}
-
 func TestCorpusIsDistinctValidAndIngestible(t *testing.T) {
-	base := samplePapers(t)
+	base := sampledata.Papers(t)
 	papers := Corpus(base, 3*len(base)+5, 1)
 	ids, texts, hashes := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, a := range papers {

@@ -3,39 +3,12 @@ package embed
 import (
 	"context"
 	"math"
-	"os"
 	"sort"
 	"strings"
 	"testing"
 
-	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/internal/sampledata"
 )
-
-// loadSamples reads the sample archive with a tiny local parser: paragraphs separated by
-// blank lines, the 5 leading one-line paragraphs of page furniture skipped, then title and
-// abstract pairs.
-func loadSamples(t testing.TB) []paper.Abstract {
-	t.Helper()
-	b, err := os.ReadFile("../testdata/sample-papers.txt")
-	if err != nil {
-		t.Fatalf("reading sample archive: %v", err)
-	}
-	var paras []string
-	for _, p := range strings.Split(strings.ReplaceAll(string(b), "\r\n", "\n"), "\n\n") {
-		if p = strings.TrimSpace(p); p != "" {
-			paras = append(paras, p)
-		}
-	}
-	paras = paras[5:]
-	var out []paper.Abstract
-	for i := 0; i+1 < len(paras); i += 2 {
-		out = append(out, paper.Abstract{ID: paper.TitleID(paras[i]), Title: paras[i], Abstract: paras[i+1]})
-	}
-	if len(out) != 108 {
-		t.Fatalf("parsed %d papers, want 108", len(out))
-	}
-	return out
-}
 
 // tfidfVectors computes exact sparse TF-IDF vectors of docs on the embedder's own
 // tokenization (Terms): sublinear tf (1 + ln tf) × smoothed corpus IDF ln((1+N)/(1+df)) + 1,
@@ -96,7 +69,7 @@ const (
 
 func TestOfflineNeighboursOverlapExactTFIDF(t *testing.T) {
 	t.Parallel()
-	papers := loadSamples(t)
+	papers := sampledata.Papers(t)
 	docs := make([]string, len(papers))
 	for i, p := range papers {
 		docs[i] = TitleAbstract(p)
@@ -149,7 +122,7 @@ func TestOfflineNeighboursOverlapExactTFIDF(t *testing.T) {
 
 func TestOfflineMixtureOfExpertsNeighbours(t *testing.T) {
 	t.Parallel()
-	papers := loadSamples(t)
+	papers := sampledata.Papers(t)
 	embs, _, err := NewOffline().Embed(context.Background(), papers)
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
 )
 
@@ -45,7 +46,7 @@ func TestTermPriorDownWeightsGenericWords(t *testing.T) {
 
 func TestOfflineIsDeterministicUnitAndNamed(t *testing.T) {
 	t.Parallel()
-	papers := loadSamples(t)[:10]
+	papers := sampledata.Papers(t)[:10]
 	a, ua, err := NewOffline().Embed(context.Background(), papers)
 	if err != nil {
 		t.Fatal(err)

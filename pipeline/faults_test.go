@@ -14,6 +14,7 @@ import (
 
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/summarize"
@@ -106,7 +107,7 @@ func TestMessageWhoseWorkerDiedOnItsLastDeliveryIsDeadLetteredOnTheAdvisory(t *t
 	t.Parallel()
 	sum, emb := summarize.NewOffline(30), embed.NewOffline()
 	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1, AckWait: 2 * time.Second})
-	papers := sample(t)[:2]
+	papers := sampledata.Papers(t)[:2]
 	publish(t, b.js, papers)
 	dieHolding(t, b.js, len(papers))
 	// No sweep during the test: only the server's advisory can tell the worker.
@@ -132,7 +133,7 @@ func TestSweepFindsGivenUpMessagesAcrossWorkersAndSkipsStoredOnes(t *testing.T) 
 	ctx := context.Background()
 	sum, emb := summarize.NewOffline(30), embed.NewOffline()
 	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1, AckWait: time.Second})
-	papers := sample(t)[:3]
+	papers := sampledata.Papers(t)[:3]
 	// The first paper's results were stored by the worker that died before acknowledging.
 	done := papers[0]
 	if _, err := b.store.UpsertPapers(ctx, []paper.Abstract{done}, paper.Work{}); err != nil {
@@ -203,7 +204,7 @@ func TestMessagesWaitingLongerThanAckWaitAreKeptAlive(t *testing.T) {
 	ctx := context.Background()
 	sum, emb := summarize.NewOffline(30), embed.NewOffline()
 	b := setup(t, emb, pipeline.TopologyConfig{AckWait: 2 * time.Second})
-	papers := sample(t)[:8]
+	papers := sampledata.Papers(t)[:8]
 	publish(t, b.js, papers)
 	ws := runWith(t, b, &slowStore{Store: b.store, delay: 5 * time.Second}, sum, emb, pipeline.WorkerConfig{})
 	cons, err := b.js.Consumer(ctx, pipeline.StreamPapers, pipeline.ConsumerNew)
@@ -254,7 +255,7 @@ func TestAPIWorkOnAMessageEndsBeforeItsAckWait(t *testing.T) {
 	const ackWait = 4 * time.Second
 	emb := embed.NewOffline()
 	b := setup(t, emb, pipeline.TopologyConfig{AckWait: ackWait, MaxDeliver: 3})
-	publish(t, b.js, sample(t)[:1])
+	publish(t, b.js, sampledata.Papers(t)[:1])
 	h := &hangingSummarizer{}
 	// A timeout above AckWait is lowered below it.
 	ws := runWith(t, b, b.store, h, emb, pipeline.WorkerConfig{MsgTimeout: time.Hour, Backoff: func(int) time.Duration { return 10 * time.Millisecond }})
@@ -290,7 +291,7 @@ func TestPermanentFailuresAreDeadLetteredAtOnceWithReasonAndAttempts(t *testing.
 	if err != nil {
 		t.Fatal(err)
 	}
-	long := sample(t)[0]
+	long := sampledata.Papers(t)[0]
 	long.ID, long.Abstract = "arxiv:2409.99999", strings.Repeat(long.Abstract+" ", 20)
 
 	tests := []struct {
@@ -304,17 +305,17 @@ func TestPermanentFailuresAreDeadLetteredAtOnceWithReasonAndAttempts(t *testing.
 		{
 			name: "400 from the API: input still too long after truncation",
 			sum:  summarize.NewOffline(30), emb: apiEmb,
-			papers: append(sample(t)[:4], long), deadID: long.ID, wantReason: "maximum context length",
+			papers: append(sampledata.Papers(t)[:4], long), deadID: long.ID, wantReason: "maximum context length",
 		},
 		{
 			name: "TL;DR still invalid after the stricter retry and cleaning",
 			sum:  failingSummarizer{fmt.Errorf("answer stays invalid after retry and cleaning (2 sentences): %w", paper.ErrPermanent)},
-			emb:  embed.NewOffline(), papers: sample(t)[:1], deadID: sample(t)[0].ID, wantReason: "stays invalid",
+			emb:  embed.NewOffline(), papers: sampledata.Papers(t)[:1], deadID: sampledata.Papers(t)[0].ID, wantReason: "stays invalid",
 		},
 		{
 			name: "400 for the TL;DR request",
 			sum:  failingSummarizer{fmt.Errorf("%w: error, status code: 400, message: Invalid 'messages'", paper.ErrPermanent)},
-			emb:  embed.NewOffline(), papers: sample(t)[:1], deadID: sample(t)[0].ID, wantReason: "status code: 400",
+			emb:  embed.NewOffline(), papers: sampledata.Papers(t)[:1], deadID: sampledata.Papers(t)[0].ID, wantReason: "status code: 400",
 		},
 	}
 	for _, tt := range tests {
@@ -362,7 +363,7 @@ func TestVectorsSavedPastTheMessageTimeoutAreNotBoughtAgain(t *testing.T) {
 	sum := summarize.NewOffline(30)
 	// AckWait 2s: API work has 1s; the saves fail for about 1.5s (100+200+400+800ms of backoff).
 	b := setup(t, emb, pipeline.TopologyConfig{AckWait: 2 * time.Second})
-	papers := sample(t)[:6]
+	papers := sampledata.Papers(t)[:6]
 	publish(t, b.js, papers)
 	st := &outageStore{Store: b.store}
 	st.failures.Store(4)

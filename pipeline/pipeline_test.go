@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,10 +12,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paperpipe/paperpipe/embed"
-	"github.com/paperpipe/paperpipe/ingest"
 	"github.com/paperpipe/paperpipe/internal/natstest"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/internal/pgtest"
+	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/store"
@@ -51,27 +49,6 @@ func setup(t *testing.T, emb pipeline.Embedder, topo pipeline.TopologyConfig) *t
 		t.Fatal(err)
 	}
 	return &testBundle{js: js, store: st, space: sp}
-}
-
-// sample reads the shipped sample archive.
-func sample(t *testing.T) []paper.Abstract {
-	t.Helper()
-	r, closer, err := ingest.Open(filepath.Join("..", "testdata", "sample-papers.txt"), ingest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closer.Close()
-	var out []paper.Abstract
-	for {
-		a, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, a)
-	}
 }
 
 func publish(t *testing.T, js jetstream.JetStream, papers []paper.Abstract) pipeline.PublishStats {
@@ -148,7 +125,7 @@ func TestWorkerStoresTLDRAndEmbeddingForEverySamplePaper(t *testing.T) {
 	t.Parallel()
 	sum, emb := summarize.NewOffline(30), embed.NewOffline()
 	b := setup(t, emb, pipeline.TopologyConfig{})
-	papers := sample(t)
+	papers := sampledata.Papers(t)
 	if st := publish(t, b.js, papers); st.Published != len(papers) {
 		t.Fatalf("published %d of %d", st.Published, len(papers))
 	}
@@ -174,7 +151,7 @@ func TestRepeatedIngestIsDroppedAndRedeliveryMakesNoAPICalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := setup(t, emb, pipeline.TopologyConfig{})
-	papers := sample(t)[:40]
+	papers := sampledata.Papers(t)[:40]
 	publish(t, b.js, papers)
 	runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 8})
 	first := api.Stats()
@@ -232,7 +209,7 @@ func TestFailedSaveIsRetriedWithoutPayingTwice(t *testing.T) {
 	sum, _ := summarize.New(summarize.Config{BaseURL: api.URL(), APIKey: "k", Model: "m"})
 	emb, _ := embed.New(embed.Config{BaseURL: api.URL(), APIKey: "k", Model: "e", Dimensions: 32})
 	b := setup(t, emb, pipeline.TopologyConfig{})
-	papers := sample(t)[:10]
+	papers := sampledata.Papers(t)[:10]
 	publish(t, b.js, papers)
 	fs := &flakyStore{Store: b.store}
 	fs.failures.Store(3)
@@ -260,7 +237,7 @@ func TestUndecodableMessageIsDeadLetteredWithReasonAndReplayable(t *testing.T) {
 	if _, err := b.js.Publish(ctx, pipeline.SubjectNew, []byte(`{"id":"arxiv:2401.00001","title":"x"`)); err != nil {
 		t.Fatal(err)
 	}
-	good := sample(t)[:3]
+	good := sampledata.Papers(t)[:3]
 	publish(t, b.js, good)
 	ws := runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{})
 	if ws.Dead != 1 || ws.Acked != 3 {
@@ -291,7 +268,7 @@ func TestPersistentTransientFailureIsDeadLetteredAfterMaxDeliver(t *testing.T) {
 	sum, _ := summarize.New(summarize.Config{BaseURL: api.URL(), APIKey: "k", Model: "m", MaxRetries: 1})
 	emb := embed.NewOffline()
 	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 2})
-	publish(t, b.js, sample(t)[:2])
+	publish(t, b.js, sampledata.Papers(t)[:2])
 	ws := runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{Backoff: func(int) time.Duration { return 10 * time.Millisecond }})
 	if ws.Dead != 2 || ws.Acked != 0 {
 		t.Fatalf("stats = %+v, want both dead", ws)
@@ -317,7 +294,7 @@ func TestShutdownMidRunLosesNothingAndDoesNothingTwice(t *testing.T) {
 	sum, _ := summarize.New(summarize.Config{BaseURL: api.URL(), APIKey: "k", Model: "m"})
 	emb, _ := embed.New(embed.Config{BaseURL: api.URL(), APIKey: "k", Model: "e", Dimensions: 16})
 	b := setup(t, emb, pipeline.TopologyConfig{})
-	papers := sample(t)
+	papers := sampledata.Papers(t)
 	publish(t, b.js, papers)
 
 	w, err := pipeline.NewWorker(b.js, b.store, sum, emb, pipeline.WorkerConfig{SpaceID: b.space.ID, Concurrency: 8})

@@ -5,12 +5,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
 )
 
 func TestOfflineTLDRsOfSampleArchiveAreValidAndDeterministic(t *testing.T) {
 	t.Parallel()
-	papers := loadSamples(t)
+	papers := sampledata.Papers(t)
 	o := NewOffline(30)
 	ctx := context.Background()
 	for i, p := range papers {

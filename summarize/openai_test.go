@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
 )
 
@@ -329,7 +330,7 @@ func TestClientOnSampleArchive(t *testing.T) {
 	srv := openaitest.Start(t, openaitest.Config{})
 	c := newClient(t, srv, nil, nil)
 	counts := map[string]int{}
-	for _, p := range loadSamples(t) {
+	for _, p := range sampledata.Papers(t) {
 		s, err := c.Summarize(context.Background(), p)
 		if err != nil {
 			t.Fatalf("%q: %v", p.Title, err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/web"
 )
@@ -42,7 +43,7 @@ func isMoE(title string) bool {
 func TestAPIOnTheSampleArchive(t *testing.T) {
 	t.Parallel()
 	b := withSample(t)
-	sample := samplePapers(t)
+	sample := sampledata.Papers(t)
 	moe := idOf(t, sample, "Implementing Load Balancing Loss")
 
 	t.Run("list pages through every paper once, newest first", func(t *testing.T) {
@@ -261,7 +262,7 @@ func (otherSpace) Space() paper.Space {
 func TestSearchWithoutMatchingEmbedder(t *testing.T) {
 	t.Parallel()
 	b := newBundle(t)
-	b.publish(samplePapers(t)[:10])
+	b.publish(sampledata.Papers(t)[:10])
 	b.process()
 	cfg := b.config()
 	cfg.Embedder = otherSpace{embed.NewOffline()}
@@ -298,7 +299,7 @@ func TestRepeatedSearchMakesNoAPICall(t *testing.T) {
 	b := newBundle(t)
 	ctx := t.Context()
 	// An archive embedded by the API model: ten sample papers, stored directly.
-	papers := samplePapers(t)[:10]
+	papers := sampledata.Papers(t)[:10]
 	if _, err := b.st.UpsertPapers(ctx, papers, paper.Work{}); err != nil {
 		t.Fatal(err)
 	}

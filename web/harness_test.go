@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,10 +14,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paperpipe/paperpipe/embed"
-	"github.com/paperpipe/paperpipe/ingest"
 	"github.com/paperpipe/paperpipe/internal/metrics"
 	"github.com/paperpipe/paperpipe/internal/natstest"
 	"github.com/paperpipe/paperpipe/internal/pgtest"
+	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/store"
@@ -174,27 +172,6 @@ func (b *bundle) serve(cfg web.Config) *httptest.Server {
 	return b.http
 }
 
-// samplePapers reads the shipped sample archive.
-func samplePapers(t testing.TB) []paper.Abstract {
-	t.Helper()
-	r, closer, err := ingest.Open(filepath.Join("..", "testdata", "sample-papers.txt"), ingest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closer.Close()
-	var out []paper.Abstract
-	for {
-		a, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, a)
-	}
-}
-
 // publish queues papers as `paperpipe ingest` does.
 func (b *bundle) publish(papers []paper.Abstract) {
 	b.t.Helper()
@@ -224,7 +201,7 @@ func (b *bundle) process() {
 func withSample(t *testing.T) *bundle {
 	t.Helper()
 	b := newBundle(t)
-	b.publish(samplePapers(t))
+	b.publish(sampledata.Papers(t))
 	b.process()
 	b.serve(b.config())
 	return b

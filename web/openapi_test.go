@@ -13,6 +13,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers/legacy"
 
+	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/web"
 )
 
@@ -33,7 +34,7 @@ func TestAnswersMatchOpenAPI(t *testing.T) {
 	cfg := b.config()
 	cfg.APIToken = "tok"
 	b.serve(cfg)
-	sample := samplePapers(t)
+	sample := sampledata.Papers(t)
 	id := url.PathEscape(idOf(t, sample, "Branch-Train-Merge"))
 
 	doc, err := openapi3.NewLoader().LoadFromData(web.OpenAPI())

@@ -8,13 +8,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
 )
 
 func TestPagesOnTheSampleArchive(t *testing.T) {
 	t.Parallel()
 	b := withSample(t)
-	sample := samplePapers(t)
+	sample := sampledata.Papers(t)
 	btm := idOf(t, sample, "Branch-Train-Merge")
 	var rec paper.Record
 	b.get("/api/papers/"+url.PathEscape(btm)).json(t, &rec)
@@ -177,7 +178,7 @@ func harmless(t *testing.T, what string, r response) {
 func TestInjectionIsHarmless(t *testing.T) {
 	t.Parallel()
 	b := newBundle(t)
-	b.publish(samplePapers(t)[:12])
+	b.publish(sampledata.Papers(t)[:12])
 	b.process()
 	b.serve(b.config())
 
