@@ -36,12 +36,14 @@ services-down: ## stop the local PostgreSQL, keeping its data
 	@$(SERVICES) down
 
 .PHONY: demo
-demo: build services ## ingest and process the sample archive with the offline models, then show TL;DRs and related papers
+demo: build services ## ingest and process the sample archive with the offline models, fit the offline embedder, then show TL;DRs and related papers
 	@export PAPERPIPE_DATA="$(DEMO_DATA)"; \
 	echo "==> paperpipe ingest testdata/sample-papers.txt"; \
 	$(BIN) ingest testdata/sample-papers.txt; \
 	echo "==> paperpipe worker --exit-when-idle"; \
 	$(BIN) worker --exit-when-idle; \
+	echo "==> paperpipe fit   # fit the offline embedder on the archive, embed every paper with it, activate it"; \
+	$(BIN) fit; \
 	echo "==> paperpipe status"; \
 	$(BIN) status; \
 	for q in "Implementing Load Balancing Loss" "Branch-Train-Merge" "Transductive Few-Shot Learning"; do \

@@ -3,7 +3,7 @@ package embed
 import (
 	"context"
 	"hash/fnv"
-	"math"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -37,72 +37,56 @@ func (o *Offline) Space() paper.Space {
 // Embed returns one embedding per paper, in order. Usage names the model and kind and counts
 // no requests or tokens.
 func (o *Offline) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Embedding, paper.Usage, error) {
-	usage := paper.Usage{Model: OfflineModel, Kind: paper.KindEmbedding}
-	out := make([]paper.Embedding, len(papers))
-	for i, p := range papers {
-		if i%64 == 0 {
-			if err := ctx.Err(); err != nil {
-				return nil, usage, err
-			}
-		}
-		out[i] = paper.Embedding{
-			PaperID:     p.ID,
-			Vector:      o.Vector(TitleAbstract(p)),
-			ContentHash: p.ContentHash(),
-			Usage:       usage,
-		}
-	}
-	return out, usage, nil
+	return embedLocally(ctx, OfflineModel, papers, o.Vector)
 }
 
 // EmbedQuery returns the vector of a free-text query in the same space.
 func (o *Offline) EmbedQuery(ctx context.Context, text string) ([]float32, paper.Usage, error) {
-	usage := paper.Usage{Model: OfflineModel, Kind: paper.KindEmbedding}
-	if err := ctx.Err(); err != nil {
-		return nil, usage, err
-	}
-	return o.Vector(text), usage, nil
+	return queryLocally(ctx, OfflineModel, text, o.Vector)
 }
 
 // Vector returns the unit vector of text (all zeros when text has no terms).
 func (o *Offline) Vector(text string) []float32 {
 	v := make([]float64, OfflineDimensions)
-	for term, w := range termWeights(text) {
-		h := fnv.New64a()
-		h.Write([]byte(term))
-		sum := h.Sum64()
-		idx := sum % OfflineDimensions
-		if sum>>63 == 1 {
-			w = -w
-		}
-		v[idx] += w
+	for _, tc := range termCounts(text) {
+		b, sign := bucket(tc.term, OfflineDimensions)
+		v[b] += sign * tfWeight(tc.n) * termPrior(tc.term)
 	}
-	var norm float64
-	for _, x := range v {
-		norm += x * x
-	}
-	out := make([]float32, OfflineDimensions)
-	if norm == 0 {
-		return out
-	}
-	norm = math.Sqrt(norm)
-	for i, x := range v {
-		out[i] = float32(x / norm)
-	}
-	return out
+	return unit(v, OfflineDimensions)
 }
 
-// termWeights returns each term of text with its weight: (1 + ln tf) × termPrior.
-func termWeights(text string) map[string]float64 {
-	tf := map[string]int{}
-	for _, t := range Terms(text) {
-		tf[t]++
+// bucket is the feature hash of a term into n dimensions: FNV-1a picks the dimension, its top
+// bit the sign, so collisions cancel in expectation instead of adding up.
+func bucket(term string, n int) (int, float64) {
+	h := fnv.New64a()
+	h.Write([]byte(term))
+	sum := h.Sum64()
+	if sum>>63 == 1 {
+		return int(sum % uint64(n)), -1
 	}
-	w := make(map[string]float64, len(tf))
-	for t, n := range tf {
-		w[t] = (1 + math.Log(float64(n))) * termPrior(t)
+	return int(sum % uint64(n)), 1
+}
+
+// termCount is a term of a text and how often it occurs.
+type termCount struct {
+	term string
+	n    int
+}
+
+// termCounts returns the distinct terms of text with their counts, in term order, so that
+// vectors are summed in one order and are the same bit for bit on every call.
+func termCounts(text string) []termCount {
+	terms := Terms(text)
+	slices.Sort(terms)
+	var out []termCount
+	for i, t := range terms {
+		if i > 0 && t == terms[i-1] {
+			out[len(out)-1].n++
+			continue
+		}
+		out = append(out, termCount{t, 1})
 	}
-	return w
+	return out
 }
 
 // Terms returns the terms of text in order, as the offline embedder sees them: lower-cased

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/paperpipe/paperpipe/internal/sampledata"
+	"github.com/paperpipe/paperpipe/paper"
 )
 
 // tfidfVectors computes exact sparse TF-IDF vectors of docs on the embedder's own
@@ -56,67 +57,129 @@ func topK(scores []float64, self, k int) []int {
 	return idx[:k]
 }
 
-// issueBar is the overlap the end-to-end issue asks for; regressionFloor is what this test
-// enforces. A signed feature-hashed embedding cannot reach issueBar in 768 dimensions on this
-// archive: hashing the exact TF-IDF vectors themselves into 768 dimensions gives about 0.53
-// (2000: 0.67, 8000: 0.83), because collision noise (≈ 1/√768 ≈ 0.036 in cosine) is far
-// larger than the gaps between neighbours ranked 8th to 12th (≈ 0.005). The figure is logged
-// on every run; the floor catches regressions.
-const (
-	issueBar        = 0.80
-	regressionFloor = 0.58
-)
+// issueBar is the overlap the end-to-end issue asks of the offline embedder.
+const issueBar = 0.80
 
-func TestOfflineNeighboursOverlapExactTFIDF(t *testing.T) {
-	t.Parallel()
-	papers := sampledata.Papers(t)
-	docs := make([]string, len(papers))
-	for i, p := range papers {
-		docs[i] = TitleAbstract(p)
-	}
-	exact := tfidfVectors(docs)
-	embs, _, err := NewOffline().Embed(context.Background(), papers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const k = 10
-	var total float64
-	worst, worstI := 1.0, 0
-	for i := range papers {
-		exactScores := make([]float64, len(papers))
-		hashScores := make([]float64, len(papers))
-		for j := range papers {
+// hashFloor is what the corpus-free hashed embedder is held to. Signed feature hashing cannot
+// reach issueBar in 768 dimensions on this archive: hashing the exact TF-IDF vectors
+// themselves into 768 dimensions gives about 0.53 (2000: 0.67, 8000: 0.83), because collision
+// noise (≈ 1/√768 ≈ 0.036 in cosine) is far larger than the gaps between neighbours ranked
+// 8th to 12th (≈ 0.005); that is why the archive-fitted model exists.
+const hashFloor = 0.58
+
+// overlap returns the mean over papers of |top-k by vectors ∩ top-k by exact TF-IDF| / k, the
+// worst paper's overlap and its index.
+func overlap(exact []map[string]float64, vecs [][]float32, k int) (mean, worst float64, worstI int) {
+	worst = 1
+	for i := range vecs {
+		exactScores := make([]float64, len(vecs))
+		vecScores := make([]float64, len(vecs))
+		for j := range vecs {
 			for term, w := range exact[i] {
 				exactScores[j] += w * exact[j][term]
 			}
-			for d, x := range embs[i].Vector {
-				hashScores[j] += float64(x) * float64(embs[j].Vector[d])
-			}
+			vecScores[j] = dot(vecs[i], vecs[j])
 		}
 		want := map[int]bool{}
 		for _, j := range topK(exactScores, i, k) {
 			want[j] = true
 		}
 		hits := 0
-		for _, j := range topK(hashScores, i, k) {
+		for _, j := range topK(vecScores, i, k) {
 			if want[j] {
 				hits++
 			}
 		}
-		o := float64(hits) / k
-		total += o
+		o := float64(hits) / float64(k)
+		mean += o
 		if o < worst {
 			worst, worstI = o, i
 		}
 	}
-	mean := total / float64(len(papers))
-	t.Logf("offline embedder: mean top-%d overlap with exact TF-IDF cosine = %.3f over %d papers (worst %.1f: %q)",
-		k, mean, len(papers), worst, papers[worstI].Title)
-	if mean < issueBar {
-		t.Logf("below the issue's bar of %.2f (see issueBar)", issueBar)
+	return mean / float64(len(vecs)), worst, worstI
+}
+
+func dot(a, b []float32) float64 {
+	var s float64
+	for i, x := range a {
+		s += float64(x) * float64(b[i])
 	}
-	if mean < regressionFloor {
-		t.Fatalf("mean top-%d overlap %.3f, want ≥ %.2f", k, mean, regressionFloor)
+	return s
+}
+
+func sampleDocs(t *testing.T) ([]paper.Abstract, []string) {
+	papers := sampledata.Papers(t)
+	docs := make([]string, len(papers))
+	for i, p := range papers {
+		docs[i] = TitleAbstract(p)
+	}
+	return papers, docs
+}
+
+func vectorsOf(t *testing.T, e interface {
+	Embed(context.Context, []paper.Abstract) ([]paper.Embedding, paper.Usage, error)
+}, papers []paper.Abstract) [][]float32 {
+	embs, _, err := e.Embed(context.Background(), papers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([][]float32, len(embs))
+	for i, e := range embs {
+		out[i] = e.Vector
+	}
+	return out
+}
+
+// TestFittedNeighboursOverlapExactTFIDF holds the archive-fitted offline embedder to the
+// issue's bar: fitted on the sample archive, its top-10 neighbours overlap the exact TF-IDF
+// cosine ranking by at least 80% on average.
+func TestFittedNeighboursOverlapExactTFIDF(t *testing.T) {
+	t.Parallel()
+	papers, docs := sampleDocs(t)
+	m, _, err := Fit(docs, OfflineDimensions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mean, worst, wi := overlap(tfidfVectors(docs), vectorsOf(t, m, papers), 10)
+	t.Logf("fitted embedder (%s, %+v): mean top-10 overlap with exact TF-IDF = %.3f (worst %.1f: %q)",
+		m.Name(), m.Info(), mean, worst, papers[wi].Title)
+	if mean < issueBar {
+		t.Fatalf("mean top-10 overlap %.3f, want ≥ %.2f", mean, issueBar)
+	}
+}
+
+// TestFittedOnHalfGeneralises fits on every other paper and measures the overlap over the
+// whole archive, so half the papers are texts the model never saw: the figure users get for
+// papers that arrive after a fit, before the next one. It is logged, and held to the hashed
+// embedder's floor: a fit must never be worse than not fitting.
+func TestFittedOnHalfGeneralises(t *testing.T) {
+	t.Parallel()
+	papers, docs := sampleDocs(t)
+	var half []string
+	for i := 0; i < len(docs); i += 2 {
+		half = append(half, docs[i])
+	}
+	m, _, err := Fit(half, OfflineDimensions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mean, _, _ := overlap(tfidfVectors(docs), vectorsOf(t, m, papers), 10)
+	t.Logf("fitted on %d of %d papers: mean top-10 overlap with exact TF-IDF over all = %.3f", len(half), len(docs), mean)
+	if mean < hashFloor {
+		t.Fatalf("mean top-10 overlap %.3f, want ≥ %.2f", mean, hashFloor)
+	}
+}
+
+// TestOfflineNeighboursOverlapExactTFIDF measures the corpus-free hashed embedder (the one a
+// worker uses before any fit) and guards it against regressions.
+func TestOfflineNeighboursOverlapExactTFIDF(t *testing.T) {
+	t.Parallel()
+	papers, docs := sampleDocs(t)
+	mean, worst, wi := overlap(tfidfVectors(docs), vectorsOf(t, NewOffline(), papers), 10)
+	t.Logf("hashed embedder: mean top-10 overlap with exact TF-IDF = %.3f over %d papers (worst %.1f: %q)",
+		mean, len(papers), worst, papers[wi].Title)
+	if mean < hashFloor {
+		t.Fatalf("mean top-10 overlap %.3f, want ≥ %.2f", mean, hashFloor)
 	}
 }
 

@@ -257,7 +257,7 @@ type estimate struct {
 // the exact prompt and embedded text) and cost (internal/pricing; half with the Batch API).
 func estimateWork(ctx context.Context, c *config, st *store.Store, sel store.Selection, m *models, batchAPI bool) (estimate, error) {
 	e := estimate{BatchAPI: batchAPI}
-	chatAPI, embAPI := c.ChatModel != offline, c.EmbedModel != offline
+	chatAPI, embAPI := c.ChatModel != offline, !c.embedOffline()
 	// One chat request per paper. Embeddings: the worker gathers the papers it holds (up to
 	// pipeline.WorkerConfig.MaxInFlight, max(4×Concurrency, 256)) into requests of at most
 	// EmbedBatchInputs; the Batch API sends one line per paper.
@@ -509,7 +509,7 @@ func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.S
 		}
 	}
 	if wantEmb {
-		if c.EmbedModel == offline {
+		if c.embedOffline() {
 			return usageErr("--batch-api needs an OpenAI embedding model (the embedding model is the offline one); add --tldr-only, or configure OPENAI_API_KEY")
 		}
 		tmpl := space.Template

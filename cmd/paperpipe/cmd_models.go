@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/ingest"
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -45,6 +46,26 @@ func readAbstracts(paths []string, format ingest.Format, each func(paper.Abstrac
 	return rejected, nil
 }
 
+// fileModels builds the models of the commands that work on files. They read no database,
+// unless the embedding model named is a fitted offline model, which lives in one.
+func fileModels(ctx context.Context, c *config) (*models, func(), error) {
+	log := newLogger(c)
+	if !embed.IsFittedModel(c.EmbedModel) {
+		m, err := buildModels(ctx, c, log, nil)
+		return m, func() {}, err
+	}
+	st, err := openStore(ctx, c, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := buildModels(ctx, c, log, st)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return m, st.Close, nil
+}
+
 func cmdSummarize(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("summarize", "FILE|-", "Print one JSON line {id, tldr, model, prompt_version, validation} per paper. No database or queue.")
 	c.addModelFlags(fs)
@@ -60,10 +81,11 @@ func cmdSummarize(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	m, err := buildModels(c, newLogger(c))
+	m, closeStore, err := fileModels(ctx, c)
 	if err != nil {
 		return err
 	}
+	defer closeStore()
 	enc := json.NewEncoder(os.Stdout)
 	rejected, err := readAbstracts(pos, f, func(a paper.Abstract) error {
 		s, err := m.sum.Summarize(ctx, a)
@@ -103,10 +125,11 @@ func cmdEmbed(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	m, err := buildModels(c, newLogger(c))
+	m, closeStore, err := fileModels(ctx, c)
 	if err != nil {
 		return err
 	}
+	defer closeStore()
 	enc := json.NewEncoder(os.Stdout)
 	model := m.emb.Space().Model
 	var buf []paper.Abstract

@@ -40,15 +40,15 @@ func cmdServe(ctx context.Context, c *config, args []string) error {
 	}
 	log := newLogger(c)
 	enableMetrics(c, log)
-	m, err := buildModels(c, log)
-	if err != nil {
-		return err
-	}
 	st, err := openStore(ctx, c, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	m, err := buildModels(ctx, c, log, st)
+	if err != nil {
+		return err
+	}
 	b, err := connectBroker(ctx, c, log)
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/metrics"
 )
 
@@ -97,6 +98,12 @@ func loadConfig() *config {
 	return c
 }
 
+// embedOffline reports whether the embedding model is a built-in offline one: "offline", the
+// hashed model or a fitted model, each by name.
+func (c *config) embedOffline() bool {
+	return c.EmbedModel == offline || embed.IsOfflineModel(c.EmbedModel)
+}
+
 // resolveModels fills in default model names once flags are parsed.
 func (c *config) resolveModels() {
 	if c.ChatModel == "" {
@@ -116,7 +123,7 @@ func (c *config) resolveModels() {
 // addModelFlags registers the flags that choose models.
 func (c *config) addModelFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ChatModel, "chat-model", c.ChatModel, "TL;DR model (`name`, or \"offline\"); env PAPERPIPE_CHAT_MODEL")
-	fs.StringVar(&c.EmbedModel, "embed-model", c.EmbedModel, "embedding model (`name`, or \"offline\"); env PAPERPIPE_EMBED_MODEL")
+	fs.StringVar(&c.EmbedModel, "embed-model", c.EmbedModel, "embedding model (`name`; \"offline\": the active fitted offline model, or the hashed one); env PAPERPIPE_EMBED_MODEL")
 	fs.IntVar(&c.EmbedDims, "embed-dimensions", c.EmbedDims, "embedding dimensions to request (0: the model's own); env PAPERPIPE_EMBED_DIMENSIONS")
 }
 

@@ -194,6 +194,89 @@ func TestSampleArchiveEndToEndWithOfflineModels(t *testing.T) {
 	}
 }
 
+// TestFitSwitchesToTheArchiveFittedEmbedder runs the offline embedder's life cycle: process
+// with the hashed model, fit on the archive, fill and activate the fitted model's space; then
+// queries and new papers use it, and a refit of an unchanged archive changes nothing.
+func TestFitSwitchesToTheArchiveFittedEmbedder(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.ok("ingest", sampleFile)
+	c.ok("worker", "--exit-when-idle")
+	r := c.ok("fit")
+	if !strings.Contains(r.stderr, "fitted") || !strings.Contains(r.stderr, "108 papers") || !strings.Contains(r.stderr, "is active") {
+		t.Errorf("fit said:\n%s", r.stderr)
+	}
+	type spaceJSON struct {
+		ID       int64
+		Model    string `json:"model"`
+		Active   bool   `json:"active"`
+		Embedded int64
+		Papers   int64
+	}
+	var spaces []spaceJSON
+	c.json(&spaces, "spaces")
+	var fitted spaceJSON
+	for _, sp := range spaces {
+		if sp.Active {
+			fitted = sp
+		}
+	}
+	if len(spaces) != 2 || !strings.HasPrefix(fitted.Model, "paperpipe-offline-tfidf-") || fitted.Embedded != 108 {
+		t.Fatalf("spaces after fit = %+v, want the hashed one and an active, filled paperpipe-offline-tfidf-… one", spaces)
+	}
+
+	var rel struct {
+		Space   string `json:"space"`
+		Related []struct{ ID, Title string }
+	}
+	c.json(&rel, "related", "Implementing Load Balancing Loss", "-k", "5")
+	if !strings.HasPrefix(rel.Space, fitted.Model+"/") || len(rel.Related) != 5 {
+		t.Fatalf("related = %+v, want 5 papers from the space of %s", rel, fitted.Model)
+	}
+	n := 0
+	for _, h := range rel.Related {
+		var p struct{ Title, Abstract string }
+		c.json(&p, "show", h.ID)
+		if moe.MatchString(p.Title + " " + p.Abstract) {
+			n++
+		}
+	}
+	if n < 4 {
+		t.Errorf("%d of the 5 papers related to the load-balancing-loss paper are about mixture of experts, want ≥ 4: %+v", n, rel.Related)
+	}
+	var sr struct {
+		Space   string `json:"space"`
+		Results []struct{ ID, Title string }
+	}
+	c.json(&sr, "search", "mixture of experts routing", "-k", "3")
+	expertTitle := regexp.MustCompile(`(?i)\bexperts?\b|\bMoE`)
+	if !strings.HasPrefix(sr.Space, fitted.Model+"/") || len(sr.Results) != 3 || !expertTitle.MatchString(sr.Results[0].Title) {
+		t.Errorf("search = %+v, want mixture-of-experts papers from the fitted space", sr)
+	}
+
+	// A fit is a function of the archive: refitting an unchanged one gives the same model,
+	// with nothing to embed.
+	r = c.ok("fit")
+	if !strings.Contains(r.stderr, fitted.Model+" fitted") || !strings.Contains(r.stderr, "nothing to do") {
+		t.Errorf("refit of an unchanged archive said:\n%s", r.stderr)
+	}
+
+	// A paper that arrives later is embedded by the fitted model, into the active space.
+	late := filepath.Join(t.TempDir(), "late.jsonl")
+	if err := os.WriteFile(late, []byte(`{"id":"late-1","title":"Routing tokens to sparse experts","abstract":"A load balancing loss for mixture-of-experts routers."}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.ok("ingest", late)
+	c.ok("worker", "--exit-when-idle")
+	c.json(&spaces, "spaces")
+	for _, sp := range spaces {
+		if sp.ID == fitted.ID && (sp.Embedded != 109 || sp.Papers != 109) {
+			t.Errorf("fitted space after a new paper: %+v, want 109/109", sp)
+		}
+	}
+
+}
+
 func TestEndToEndThroughOpenAICompatibleAPIPaysOnce(t *testing.T) {
 	t.Parallel()
 	api := openaitest.Start(t, openaitest.Config{APIKey: "sk-test-secret"})

@@ -38,6 +38,7 @@ func commands() []command {
 		{"status", "", "backlog, processed, dead letters and API usage", cmdStatus},
 		{"dlq", "list|replay", "list or replay dead-lettered messages", cmdDLQ},
 		{"reprocess", "", "write missing or stale TL;DRs and embeddings for the configured models (--dry-run, --batch-api)", cmdReprocess},
+		{"fit", "", "fit the offline embedder on the archive, embed every paper with it, and activate it", cmdFit},
 		{"spaces", "[drop SPACE]", "list embedding spaces with coverage, or drop an inactive one", cmdSpaces},
 		{"activate", "SPACE", "make an embedding space the one queries use", cmdActivate},
 		{"import-embeddings", "FILE|-", "load precomputed vectors (JSONL) into a space, with no API calls", cmdImportEmbeddings},

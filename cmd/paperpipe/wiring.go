@@ -27,11 +27,14 @@ type embedder interface {
 }
 
 // buildModels returns the summarizer and embedder the configuration names: the built-in
-// offline models for "offline", otherwise OpenAI-compatible clients sharing one rate limiter.
-func buildModels(c *config, log *slog.Logger) (*models, error) {
+// offline models for "offline" and the offline models' own names, otherwise
+// OpenAI-compatible clients sharing one rate limiter. st, when not nil, is where fitted offline
+// embedders are read from: "offline" then means the active space's fitted model when it has
+// one (`paperpipe fit`), and the hashed model otherwise; without st it means the hashed model.
+func buildModels(ctx context.Context, c *config, log *slog.Logger, st *store.Store) (*models, error) {
 	c.resolveModels()
 	var lim *llm.Limiter
-	if c.ChatModel != offline || c.EmbedModel != offline {
+	if c.ChatModel != offline || !c.embedOffline() {
 		lim = llm.NewLimiter(llm.LimiterConfig{RequestsPerMinute: c.RPM, TokensPerMinute: c.TPM, Logger: log})
 	}
 	m := &models{}
@@ -47,8 +50,12 @@ func buildModels(c *config, log *slog.Logger) (*models, error) {
 		}
 		m.sum = s
 	}
-	if c.EmbedModel == offline {
-		m.emb = embed.NewOffline()
+	if c.embedOffline() {
+		e, err := offlineEmbedder(ctx, c.EmbedModel, st)
+		if err != nil {
+			return nil, fmt.Errorf("embedder: %w", err)
+		}
+		m.emb = e
 	} else {
 		if c.EmbedBatchInputs <= 0 || c.EmbedBatchTokens <= 0 {
 			return nil, fmt.Errorf("embedding batches: PAPERPIPE_EMBED_BATCH_INPUTS=%d and PAPERPIPE_EMBED_BATCH_TOKENS=%d must be positive",
@@ -69,6 +76,46 @@ func buildModels(c *config, log *slog.Logger) (*models, error) {
 	return m, nil
 }
 
+// offlineEmbedder returns the offline embedder model names (see buildModels).
+func offlineEmbedder(ctx context.Context, model string, st *store.Store) (embedder, error) {
+	if model == offline && st != nil {
+		active, err := st.ActiveSpace(ctx)
+		switch {
+		case err == nil && embed.IsFittedModel(active.Model):
+			model = active.Model
+		case err != nil && !errors.Is(err, paper.ErrNotFound):
+			return nil, err
+		}
+	}
+	if !embed.IsFittedModel(model) {
+		return embed.NewOffline(), nil
+	}
+	if st == nil {
+		return nil, fmt.Errorf("%s is fitted on an archive and stored in its database; this command reads no database (use the hashed model, %s, or \"offline\")",
+			model, embed.OfflineModel)
+	}
+	return loadFitted(ctx, st, model)
+}
+
+// loadFitted reads the fitted offline embedder model from the database.
+func loadFitted(ctx context.Context, st *store.Store, model string) (*embed.Fitted, error) {
+	sm, err := st.OfflineModel(ctx, model)
+	if errors.Is(err, paper.ErrNotFound) {
+		return nil, fmt.Errorf("no fitted offline model %s in the database (`paperpipe fit` makes one): %w", model, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	e, err := embed.Load(sm.Data)
+	if err != nil {
+		return nil, err
+	}
+	if e.Name() != model {
+		return nil, fmt.Errorf("stored offline model %s loads as %s: the stored data is damaged", model, e.Name())
+	}
+	return e, nil
+}
+
 // embedInputTokens is the input limit of OpenAI's embedding models (8,191 tokens).
 const embedInputTokens = 8191
 
@@ -85,16 +132,17 @@ func openStore(ctx context.Context, c *config, log *slog.Logger) (*store.Store, 
 	return st, nil
 }
 
-// openModelsAndStore opens what most commands need: the logger, the configured models and the
-// migrated store. The caller closes the store.
+// openModelsAndStore opens what most commands need: the logger, the migrated store and the
+// configured models. The caller closes the store.
 func openModelsAndStore(ctx context.Context, c *config) (*slog.Logger, *models, *store.Store, error) {
 	log := newLogger(c)
-	m, err := buildModels(c, log)
+	st, err := openStore(ctx, c, log)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	st, err := openStore(ctx, c, log)
+	m, err := buildModels(ctx, c, log, st)
 	if err != nil {
+		st.Close()
 		return nil, nil, nil, err
 	}
 	return log, m, st, nil

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/store"
+)
+
+// fitOptions are the flags of `paperpipe fit`.
+type fitOptions struct {
+	maxDocs    int
+	dimensions int
+	fill       bool
+	activate   bool
+}
+
+func cmdFit(ctx context.Context, c *config, args []string) error {
+	fs := newFlagSet("fit", "", "Fit the offline embedder on the archive (TF-IDF with the archive's own statistics, "+
+		"in a fixed dimension), store it, embed every paper with it into its own space, and make that space active.")
+	c.addWorkerFlags(fs)
+	o := fitOptions{}
+	fs.IntVar(&o.maxDocs, "max-docs", 4000, "fit on at most `N` papers (a fixed, hash-ordered sample of a larger archive); time grows with N² to N³")
+	fs.IntVar(&o.dimensions, "dimensions", embed.OfflineDimensions, "vector dimensions")
+	fs.BoolVar(&o.fill, "fill", true, "embed every paper with the new model (false: only fit and store it)")
+	fs.BoolVar(&o.activate, "activate", true, "make the new model's space the one queries use once it is filled")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if o.maxDocs < 2 {
+		return usageErr("--max-docs must be at least 2")
+	}
+	if o.dimensions < 4 || o.dimensions > store.MaxDimensions {
+		return usageErr("--dimensions must be between 4 and %d", store.MaxDimensions)
+	}
+	if o.activate && !o.fill {
+		return usageErr("--activate needs --fill: an empty space cannot answer queries")
+	}
+	return runFit(ctx, c, o, os.Stderr)
+}
+
+// runFit fits, stores and (with o.fill) reprocesses into the new model's space, then (with
+// o.activate) activates it.
+func runFit(ctx context.Context, c *config, o fitOptions, errw io.Writer) error {
+	st, err := openStore(ctx, c, newLogger(c))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	sample, err := st.FitSample(ctx, o.maxDocs)
+	if err != nil {
+		return err
+	}
+	if len(sample) < 2 {
+		return fmt.Errorf("the archive has %d papers; ingest and process some before fitting (`paperpipe ingest FILE`, `paperpipe worker --exit-when-idle`)", len(sample))
+	}
+	docs := make([]string, len(sample))
+	for i, a := range sample {
+		docs[i] = embed.TitleAbstract(a)
+	}
+	start := time.Now()
+	m, blob, err := embed.Fit(docs, o.dimensions)
+	if err != nil {
+		return err
+	}
+	info := m.Info()
+	if err := st.SaveOfflineModel(ctx, store.OfflineModel{Name: m.Name(), Documents: info.Documents, Terms: info.Terms,
+		Components: info.Components, Dimensions: info.Dimensions, Data: blob}); err != nil {
+		return err
+	}
+	fmt.Fprintf(errw, "fit: %s fitted in %s on %d papers: %d terms, %d directions holding %.1f%% of the sample's TF-IDF, %d dimensions (%d KB stored)\n",
+		m.Name(), time.Since(start).Round(time.Millisecond), info.Documents, info.Terms, info.Components,
+		100*info.Retained, info.Dimensions, len(blob)/1024)
+	if !o.fill {
+		fmt.Fprintf(errw, "fit: fill its space with `paperpipe reprocess --embed-only --embed-model %s`, then `paperpipe activate %s`\n",
+			m.Name(), m.Name())
+		return nil
+	}
+	c.EmbedModel = m.Name()
+	res, err := runReprocess(ctx, c, reprocessOptions{all: true, embedOnly: true}, io.Discard, errw)
+	if err != nil {
+		return err
+	}
+	if !o.activate {
+		return nil
+	}
+	sp, err := activateSpace(ctx, st, res.Space.Name())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(errw, "fit: space %d (%s) is active: %d of %d papers embedded; workers started with PAPERPIPE_EMBED_MODEL=offline use it from their next start\n",
+		sp.ID, sp.Name(), sp.Embedded, sp.Papers)
+	return nil
+}
