@@ -18,6 +18,7 @@ import (
 	openai "github.com/sashabaranov/go-openai"
 
 	"github.com/paperpipe/paperpipe/internal/llm"
+	"github.com/paperpipe/paperpipe/internal/pricing"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/store"
 )
@@ -25,8 +26,8 @@ import (
 // Usage kinds of Batch API work: billed at half the price of paper.KindChat and
 // paper.KindEmbedding.
 const (
-	KindChatBatch      = paper.KindChat + "-batch"
-	KindEmbeddingBatch = paper.KindEmbedding + "-batch"
+	KindChatBatch      = paper.KindChat + pricing.BatchSuffix
+	KindEmbeddingBatch = paper.KindEmbedding + pricing.BatchSuffix
 )
 
 // OpenAI's limits of one batch input file.

@@ -358,7 +358,8 @@ type modelCost struct {
 	PriceKnown   bool    `json:"price_known"` // false: set PAPERPIPE_PRICES
 }
 
-// modelCosts sums usage rows per model, in order of first appearance, and prices them.
+// modelCosts sums usage rows per model, in order of first appearance, and prices them: each
+// row at its kind's price (the Batch API's kinds at half).
 func modelCosts(rows []store.UsageRow, prices pricing.Table) []modelCost {
 	var out []modelCost
 	index := map[string]int{}
@@ -367,14 +368,14 @@ func modelCosts(rows []store.UsageRow, prices pricing.Table) []modelCost {
 		if !ok {
 			i = len(out)
 			index[u.Model] = i
-			out = append(out, modelCost{Model: u.Model})
+			out = append(out, modelCost{Model: u.Model, PriceKnown: true})
 		}
 		out[i].Requests += int64(u.Requests)
 		out[i].InputTokens += int64(u.InputTokens)
 		out[i].OutputTokens += int64(u.OutputTokens)
-	}
-	for i := range out {
-		out[i].USD, out[i].PriceKnown = prices.Cost(out[i].Model, out[i].InputTokens, out[i].OutputTokens)
+		usd, known := prices.UsageCost(u.Model, u.Kind, int64(u.InputTokens), int64(u.OutputTokens))
+		out[i].USD += usd
+		out[i].PriceKnown = out[i].PriceKnown && known
 	}
 	return out
 }

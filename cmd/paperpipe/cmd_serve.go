@@ -264,7 +264,7 @@ func (s *webStatus) Status(ctx context.Context) (web.Status, error) {
 	}
 	for _, u := range usage {
 		row := web.Usage{Day: u.Day, Model: u.Model, Kind: u.Kind, Requests: u.Requests, InputTokens: u.InputTokens, OutputTokens: u.OutputTokens}
-		if usd, known := s.prices.Cost(u.Model, int64(u.InputTokens), int64(u.OutputTokens)); known {
+		if usd, known := s.prices.UsageCost(u.Model, u.Kind, int64(u.InputTokens), int64(u.OutputTokens)); known {
 			row.CostUSD = &usd
 		}
 		out.Usage = append(out.Usage, row)

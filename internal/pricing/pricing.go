@@ -41,6 +41,19 @@ func (t Table) Cost(model string, inTok, outTok int64) (usd float64, known bool)
 	return (float64(inTok)*p.InputPerM + float64(outTok)*p.OutputPerM) / 1e6, true
 }
 
+// BatchSuffix ends the usage kinds of work done through OpenAI's Batch API ("chat-batch",
+// "embedding-batch"), which is billed at half the price.
+const BatchSuffix = "-batch"
+
+// UsageCost is Cost for usage recorded under kind: half of it for the Batch API's kinds.
+func (t Table) UsageCost(model, kind string, inTok, outTok int64) (usd float64, known bool) {
+	usd, known = t.Cost(model, inTok, outTok)
+	if strings.HasSuffix(kind, BatchSuffix) {
+		usd /= 2
+	}
+	return usd, known
+}
+
 // Parse reads prices in the form of PAPERPIPE_PRICES — comma-separated "model=in/out" or
 // "model=in" (embedding models: no output price), in US dollars per million tokens, such as
 // "gpt-4o-mini=0.15/0.60,text-embedding-3-small=0.02" — and returns them merged over Default():

@@ -83,3 +83,27 @@ func TestDefaultIsACopy(t *testing.T) {
 		t.Fatal("changing one Default() table changed the next")
 	}
 }
+
+func TestUsageCostHalvesTheBatchAPIKinds(t *testing.T) {
+	tab, err := Parse("m=2/8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		kind string
+		want float64
+	}{
+		{"chat", 10},
+		{"embedding", 10},
+		{"chat" + BatchSuffix, 5},
+		{"embedding" + BatchSuffix, 5},
+	} {
+		got, known := tab.UsageCost("m", tc.kind, 1_000_000, 1_000_000)
+		if !known || got != tc.want {
+			t.Errorf("UsageCost(m, %s, 1M, 1M) = %v, %v; want %v, true", tc.kind, got, known, tc.want)
+		}
+	}
+	if _, known := tab.UsageCost("unknown", "chat-batch", 1, 1); known {
+		t.Error("an unknown model's price is known")
+	}
+}
