@@ -355,7 +355,22 @@ init_cluster() {
 	echo "include 'paperpipe.conf'" >>"$ROOT$PGDATA/postgresql.conf"
 }
 
+# memory_settings sizes PostgreSQL's memory from the machine's: shared_buffers a quarter of RAM
+# (128MB to 8GB), so that the HNSW index of a million 768-dimensional vectors (about 4 GB)
+# stays in PostgreSQL's own cache on a 24 GiB box; effective_cache_size three quarters.
+memory_settings() {
+	local kb mb
+	kb="$(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null || true)"
+	mb=$(( ${kb:-4194304} / 1024 ))
+	local shared=$(( mb / 4 )) cache=$(( mb * 3 / 4 ))
+	(( shared < 128 )) && shared=128
+	(( shared > 8192 )) && shared=8192
+	echo "shared_buffers = ${shared}MB"
+	echo "effective_cache_size = ${cache}MB"
+}
+
 # write_config (re)writes the settings paperpipe owns; postgresql.conf includes this file last.
+# Memory settings take effect at the next start (`deploy/services.sh restart`).
 write_config() {
 	cat >"$ROOT$PGDATA/paperpipe.conf" <<EOF
 # Written by deploy/services.sh on every start; edit the script, not this file.
@@ -364,9 +379,8 @@ port = $PORT
 unix_socket_directories = '$SOCKET_DIR'
 max_connections = 200
 
-# A 2-core / 24 GiB dev box running tests and benchmarks.
-shared_buffers = 1GB
-effective_cache_size = 8GB
+# Sized from this machine's memory (see memory_settings in the script).
+$(memory_settings)
 work_mem = 16MB
 maintenance_work_mem = 1GB
 max_parallel_maintenance_workers = 2
