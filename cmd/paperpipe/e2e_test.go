@@ -109,6 +109,31 @@ const sampleFile = "../../testdata/sample-papers.txt"
 
 var moe = regexp.MustCompile(`(?i)mixture[- ]of[- ]experts?|\bMoEs?\b`)
 
+// checkMoENeighbours checks that at least 4 of the 5 papers related to the load-balancing-loss
+// paper are about mixture of experts, and, unless model is "", that they come from its space.
+func checkMoENeighbours(t *testing.T, c *cli, model string) {
+	t.Helper()
+	var rel struct {
+		Space   string `json:"space"`
+		Related []struct{ ID, Title string }
+	}
+	c.json(&rel, "related", "Implementing Load Balancing Loss", "-k", "5")
+	if len(rel.Related) != 5 || (model != "" && !strings.HasPrefix(rel.Space, model+"/")) {
+		t.Fatalf("related = %+v, want 5 papers (from the space of %q)", rel, model)
+	}
+	n := 0
+	for _, h := range rel.Related {
+		var p struct{ Title, Abstract string }
+		c.json(&p, "show", h.ID)
+		if moe.MatchString(p.Title + " " + p.Abstract) {
+			n++
+		}
+	}
+	if n < 4 {
+		t.Errorf("%d of the 5 papers related to the load-balancing-loss paper are about mixture of experts, want ≥ 4: %+v", n, rel.Related)
+	}
+}
+
 func TestSampleArchiveEndToEndWithOfflineModels(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
@@ -135,25 +160,7 @@ func TestSampleArchiveEndToEndWithOfflineModels(t *testing.T) {
 	}
 
 	// Related papers of the load-balancing-loss paper are mixture-of-experts papers.
-	var rel struct {
-		ID      string `json:"id"`
-		Related []struct{ ID, Title string }
-	}
-	c.json(&rel, "related", "Implementing Load Balancing Loss", "-k", "5")
-	if len(rel.Related) != 5 {
-		t.Fatalf("related = %+v", rel)
-	}
-	n := 0
-	for _, h := range rel.Related {
-		var p struct{ Title, Abstract string }
-		c.json(&p, "show", h.ID)
-		if moe.MatchString(p.Title + " " + p.Abstract) {
-			n++
-		}
-	}
-	if n < 4 {
-		t.Errorf("%d of the 5 papers related to the load-balancing-loss paper are about mixture of experts, want ≥ 4: %+v", n, rel.Related)
-	}
+	checkMoENeighbours(t, c, "")
 
 	// Free-text search finds the topic too.
 	var sr struct {
@@ -225,25 +232,7 @@ func TestFitSwitchesToTheArchiveFittedEmbedder(t *testing.T) {
 		t.Fatalf("spaces after fit = %+v, want the hashed one and an active, filled paperpipe-offline-tfidf-… one", spaces)
 	}
 
-	var rel struct {
-		Space   string `json:"space"`
-		Related []struct{ ID, Title string }
-	}
-	c.json(&rel, "related", "Implementing Load Balancing Loss", "-k", "5")
-	if !strings.HasPrefix(rel.Space, fitted.Model+"/") || len(rel.Related) != 5 {
-		t.Fatalf("related = %+v, want 5 papers from the space of %s", rel, fitted.Model)
-	}
-	n := 0
-	for _, h := range rel.Related {
-		var p struct{ Title, Abstract string }
-		c.json(&p, "show", h.ID)
-		if moe.MatchString(p.Title + " " + p.Abstract) {
-			n++
-		}
-	}
-	if n < 4 {
-		t.Errorf("%d of the 5 papers related to the load-balancing-loss paper are about mixture of experts, want ≥ 4: %+v", n, rel.Related)
-	}
+	checkMoENeighbours(t, c, fitted.Model)
 	var sr struct {
 		Space   string `json:"space"`
 		Results []struct{ ID, Title string }
