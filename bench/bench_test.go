@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/paper"
 )
 
@@ -274,4 +275,33 @@ func deref(b *bool) any {
 		return nil
 	}
 	return *b
+}
+
+func TestEvaluateKeepsRandomVectorCasesOutOfTheThroughputGoals(t *testing.T) {
+	t.Parallel()
+	lat := 400 * time.Millisecond
+	r := Run{Pipeline: []PipelineResult{
+		{Case: PipelineCase{Name: "C64", Models: ModelsAPI, Concurrency: 64, ChatLatency: lat}, Steady: 150, Bound: 160, Ratio: 0.9375, EmbedPerAbstract: 0.01},
+		{Case: PipelineCase{Name: "C64-random", Models: ModelsAPI, Concurrency: 64, ChatLatency: lat, Vectors: openaitest.VectorsRandom},
+			Steady: 100, Bound: 160, Ratio: 0.625, EmbedPerAbstract: 0.03},
+		{Case: PipelineCase{Name: "zero-random", Models: ModelsAPI, Concurrency: 64, Vectors: openaitest.VectorsRandom}, Throughput: 100},
+	}}
+	r.Evaluate()
+	goals := map[string]Goal{}
+	for _, g := range r.Goals {
+		goals[g.Name] = g
+	}
+	if g := goals["pipeline at C=64"]; g.Pass == nil || !*g.Pass {
+		t.Errorf("C=64 goal judged on the random-vector case: %+v", g)
+	}
+	// The random-vector case runs the worker's defaults, so its embedding requests count.
+	if g := goals["embedding requests per abstract"]; g.Pass == nil || *g.Pass || !strings.Contains(g.Measured, "C64-random") {
+		t.Errorf("embedding goal = %+v, want failed on C64-random", g)
+	}
+	if g := goals["zero API latency, fake API (separate process)"]; g.Pass != nil {
+		t.Errorf("zero-latency goal judged on a random-vector case: %+v", g)
+	}
+	if pts := r.ThroughputChart().Series[1].Points; len(pts) != 1 || pts[0].Y != 150 {
+		t.Errorf("chart's steady series = %+v, want the text-vector C64 only", pts)
+	}
 }

@@ -23,14 +23,18 @@ type FakeAPI struct {
 	root string
 }
 
-// StartFake starts the openai-fake binary bin on a free loopback port with the given latencies
-// and embedding size, and waits for it to print its URL.
-func StartFake(ctx context.Context, bin string, chat, embed time.Duration, dims int) (*FakeAPI, error) {
+// StartFake starts the openai-fake binary bin on a free loopback port with the given latencies,
+// embedding size and kind of vectors (openaitest.VectorsText or VectorsRandom; "" for the
+// fake's default, text), and waits for it to print its URL.
+func StartFake(ctx context.Context, bin string, chat, embed time.Duration, dims int, vectors string) (*FakeAPI, error) {
+	if vectors == "" {
+		vectors = openaitest.VectorsText
+	}
 	// The fake advertises a large account (x-ratelimit-* headers) so that the worker's rate
 	// limiter, which honours them, does not make the API's budget the bound; cases with a
 	// budget set PAPERPIPE_RPM-style limits in the client instead.
 	cmd := exec.Command(bin, "-listen", "127.0.0.1:0", "-chat-latency", chat.String(),
-		"-embed-latency", embed.String(), "-dimensions", fmt.Sprint(dims),
+		"-embed-latency", embed.String(), "-dimensions", fmt.Sprint(dims), "-vectors", vectors,
 		"-chat-rpm", "1000000000", "-chat-tpm", "1000000000000", "-embed-rpm", "1000000000", "-embed-tpm", "1000000000000")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()

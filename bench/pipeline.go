@@ -48,8 +48,17 @@ type PipelineCase struct {
 	// connections per host as there are requests in flight, instead of the default client
 	// (http.DefaultTransport keeps 2), to measure what connection churn costs.
 	PooledHTTP bool `json:"pooled_http"`
+	// Vectors is the fake API's kind of embedding vectors: "" or openaitest.VectorsText for
+	// vectors derived from the text (clustered like a real model's), openaitest.VectorsRandom
+	// for uniformly random ones, the worst case for PostgreSQL's HNSW inserts.
+	Vectors string `json:"vectors,omitempty"`
 	// Reprocess also measures re-processing over the processed archive (see ReprocessResult).
 	Reprocess bool `json:"reprocess"`
+}
+
+// randomVectors reports whether the case asks the fake API for random vectors.
+func (c PipelineCase) randomVectors() bool {
+	return c.Models == ModelsAPI && c.Vectors == openaitest.VectorsRandom
 }
 
 // PipelineResult is what a PipelineCase measured.
@@ -172,7 +181,7 @@ func newPipelineEnv(ctx context.Context, opts PipelineOptions, c PipelineCase) (
 	case ModelsOffline:
 		e.sum, e.emb = summarize.NewOffline(30), embed.NewOffline()
 	case ModelsAPI:
-		if e.fake, err = StartFake(ctx, opts.FakeBin, c.ChatLatency, c.EmbedLatency, opts.Dims); err != nil {
+		if e.fake, err = StartFake(ctx, opts.FakeBin, c.ChatLatency, c.EmbedLatency, opts.Dims, c.Vectors); err != nil {
 			return nil, err
 		}
 		lim := llm.NewLimiter(llm.LimiterConfig{RequestsPerMinute: c.RPM})

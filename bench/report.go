@@ -53,14 +53,16 @@ func (r *Run) Evaluate() {
 	for i := range r.Pipeline {
 		p := &r.Pipeline[i]
 		c := p.Case
-		def := c.Models == ModelsAPI && c.Linger == 0 && c.RPM == 0 && c.PaceRate == 0 && !c.PooledHTTP
+		// The worker's defaults, and of those the fake's default (text) vectors.
+		workerDefaults := c.Models == ModelsAPI && c.Linger == 0 && c.RPM == 0 && c.PaceRate == 0 && !c.PooledHTTP
+		def := workerDefaults && !c.randomVectors()
 		if def && c.ChatLatency > 0 {
 			byC[c.Concurrency] = p
 		}
-		if def && p.EmbedPerAbstract > maxEmb {
+		if workerDefaults && p.EmbedPerAbstract > maxEmb {
 			maxEmb, maxEmbCase = p.EmbedPerAbstract, c.Name
 		}
-		if c.Models == ModelsAPI && c.ChatLatency == 0 && !c.PooledHTTP && zeroFake == nil {
+		if c.Models == ModelsAPI && c.ChatLatency == 0 && !c.PooledHTTP && !c.randomVectors() && zeroFake == nil {
 			zeroFake = p
 		}
 		if c.Models == ModelsOffline && offline == nil {
@@ -83,7 +85,7 @@ func (r *Run) Evaluate() {
 	if maxEmb >= 0 {
 		g.Measured = fmt.Sprintf("worst %.4f (%s)", maxEmb, maxEmbCase)
 		g.Pass = ptr(maxEmb <= 0.02)
-		g.Limit = "WorkerConfig.Linger (10ms) bounds how long an embedding batch gathers: batch ≈ arrival rate × Linger"
+		g.Limit = "an embedding batch gathers while its messages wait for a chat slot and, below BatchSize (64), while the previous batch is embedded and saved, then Linger (10ms): at low load, batch ≈ arrival rate × Linger"
 	}
 	r.Goals = append(r.Goals, g)
 	for _, z := range []struct {
@@ -204,10 +206,10 @@ func (r *Run) ThroughputChart() Chart {
 	zero := 0.0
 	for _, p := range r.Pipeline {
 		c := p.Case
-		if c.Models == ModelsAPI && c.ChatLatency == 0 && !c.PooledHTTP && zero == 0 {
+		if c.Models == ModelsAPI && c.ChatLatency == 0 && !c.PooledHTTP && !c.randomVectors() && zero == 0 {
 			zero = p.Throughput
 		}
-		if c.Models != ModelsAPI || c.ChatLatency == 0 || c.Linger != 0 || c.RPM != 0 || c.PaceRate != 0 || c.PooledHTTP {
+		if c.Models != ModelsAPI || c.ChatLatency == 0 || c.Linger != 0 || c.RPM != 0 || c.PaceRate != 0 || c.PooledHTTP || c.randomVectors() {
 			continue
 		}
 		x := float64(c.Concurrency)
@@ -324,6 +326,9 @@ func (r *Run) Markdown(svg, jsonName string) string {
 			name := c.Name
 			if c.PooledHTTP {
 				name += " (pooled HTTP)"
+			}
+			if c.randomVectors() {
+				name += " (random vectors)"
 			}
 			w("| %s | %s | %d | %d | %s/%s | %s | %d | %s | %.1f | %.1f | %s | %s | %.0f/%.0f | %.0f/%.0f | %.3f | %.4f | %.1f | %.2f / %.2f / %.2f | %.0f%% | %d / %d / %d |\n",
 				name, c.Models, c.N, c.Concurrency, ms(c.ChatLatency), ms(c.EmbedLatency), orDefault(c.Linger), c.RPM, pace,

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/paper"
 )
 
@@ -26,9 +27,9 @@ type StageResult struct {
 
 // RunStages measures, one caller at a time, the store calls a worker makes for n new papers in
 // batches of batch: UpsertPapers, SaveSummaries, and SaveEmbeddings of 768-dimensional
-// vectors into an HNSW-indexed space (offline-embedder vectors, which cluster like real
-// embeddings, and uniformly random unit vectors, which is what the fake API returns) and into
-// a space without an index. It shows where PostgreSQL's CPU goes per abstract.
+// vectors into an HNSW-indexed space (offline-embedder vectors and the fake API's default
+// text vectors, which cluster like real embeddings, and uniformly random unit vectors, the
+// fake's -vectors random) and into a space without an index. It shows where PostgreSQL's CPU goes per abstract.
 func RunStages(ctx context.Context, db *DB, corpus []paper.Abstract, n, batch int, log *slog.Logger) ([]StageResult, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -45,6 +46,10 @@ func RunStages(ctx context.Context, db *DB, corpus []paper.Abstract, n, batch in
 		return nil, err
 	}
 	spRand, err := st.EnsureSpace(ctx, paper.Space{Model: "random-unit", Dimensions: 768, Template: "bench"})
+	if err != nil {
+		return nil, err
+	}
+	spText, err := st.EnsureSpace(ctx, paper.Space{Model: "fake-text", Dimensions: 768, Template: "bench"})
 	if err != nil {
 		return nil, err
 	}
@@ -80,9 +85,10 @@ func RunStages(ctx context.Context, db *DB, corpus []paper.Abstract, n, batch in
 	if err != nil {
 		return nil, err
 	}
-	randEmbs := make([]paper.Embedding, n)
+	randEmbs, textEmbs := make([]paper.Embedding, n), make([]paper.Embedding, n)
 	for i, a := range abs {
 		randEmbs[i] = paper.Embedding{PaperID: a.ID, ContentHash: a.ContentHash(), Vector: randVec()}
+		textEmbs[i] = paper.Embedding{PaperID: a.ID, ContentHash: a.ContentHash(), Vector: openaitest.Vector(embed.TitleAbstract(a), 768)}
 	}
 	sums := make([]paper.Summary, n)
 	for i, a := range abs {
@@ -97,7 +103,8 @@ func RunStages(ctx context.Context, db *DB, corpus []paper.Abstract, n, batch in
 		{"UpsertPapers (unchanged papers, the skip path)", func(i, j int) error { _, err := st.UpsertPapers(ctx, abs[i:j], work); return err }},
 		{"SaveSummaries", func(i, j int) error { _, err := st.SaveSummaries(ctx, sums[i:j]); return err }},
 		{"SaveEmbeddings, HNSW space, offline vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spOff.ID, offEmbs[i:j]); return err }},
-		{"SaveEmbeddings, HNSW space, random vectors (fake API)", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spRand.ID, randEmbs[i:j]); return err }},
+		{"SaveEmbeddings, HNSW space, fake API text vectors (its default)", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spText.ID, textEmbs[i:j]); return err }},
+		{"SaveEmbeddings, HNSW space, random vectors (fake API -vectors random)", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spRand.ID, randEmbs[i:j]); return err }},
 		{"SaveEmbeddings, space without index, random vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spBare.ID, randEmbs[i:j]); return err }},
 		{"experiment: SaveEmbeddings, halfvec HNSW index, offline vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spHalf.ID, offEmbs[i:j]); return err }},
 		{"experiment: SaveEmbeddings, HNSW ef_construction 32, offline vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spEf32.ID, offEmbs[i:j]); return err }},

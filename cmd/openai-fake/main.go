@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	openai-fake [-listen 127.0.0.1:8089] [-chat-latency 400ms] [-rate-limit 0.05] …
+//	openai-fake [-listen 127.0.0.1:8089] [-chat-latency 400ms] [-rate-limit 0.05] [-vectors text|random] …
 //
 // It prints the base URL (to use as OPENAI_BASE_URL) on startup. Besides the
 // API under /v1 it serves:
@@ -60,6 +60,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	junk := fs.Float64("junk", 0, "rate of chat answers with a junk TL;DR, in [0,1]")
 	seed := fs.Int64("seed", 1, "seed of the fault random source")
 	dims := fs.Int("dimensions", 1536, "embedding size when a request gives none")
+	vectors := fs.String("vectors", openaitest.VectorsText, "embedding vectors: text (lexical vectors of the input, clustered like a real model's) or random (uniformly random, the worst case for an HNSW index)")
 	apiKey := fs.String("api-key", "", "when set, require \"Authorization: Bearer <key>\"")
 	chatRPM := fs.Int64("chat-rpm", 10000, "chat requests per minute advertised in x-ratelimit-* headers")
 	chatTPM := fs.Int64("chat-tpm", 2000000, "chat tokens per minute advertised in x-ratelimit-* headers")
@@ -88,12 +89,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := openaitest.Config{
 		ChatLatency: *chatLatency, EmbedLatency: *embedLatency, Faults: faults,
-		Seed: *seed, Dimensions: *dims, APIKey: *apiKey, Logger: logger,
+		Seed: *seed, Dimensions: *dims, Vectors: *vectors, APIKey: *apiKey, Logger: logger,
 		ChatLimits:  openaitest.Limits{Requests: *chatRPM, Tokens: *chatTPM},
 		EmbedLimits: openaitest.Limits{Requests: *embedRPM, Tokens: *embedTPM},
 	}
 	if *chatLatency < 0 || *embedLatency < 0 || *dims <= 0 {
 		return errors.New("latencies must be >= 0 and -dimensions > 0")
+	}
+	if *vectors != openaitest.VectorsText && *vectors != openaitest.VectorsRandom {
+		return fmt.Errorf("-vectors %q: want %s or %s", *vectors, openaitest.VectorsText, openaitest.VectorsRandom)
 	}
 	fake := openaitest.New(cfg)
 

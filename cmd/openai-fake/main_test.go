@@ -69,3 +69,14 @@ func TestControlEndpoints(t *testing.T) {
 		t.Errorf("deliveries = %+v, want the one embedding of \"a\"", ds)
 	}
 }
+
+func TestRunRejectsUnknownVectors(t *testing.T) {
+	var stdout, stderr strings.Builder
+	err := run([]string{"-listen", "127.0.0.1:0", "-vectors", "clustered"}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "-vectors") {
+		t.Fatalf("run -vectors clustered = %v, want an error naming -vectors", err)
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("printed %q: started listening despite the bad flag", stdout.String())
+	}
+}

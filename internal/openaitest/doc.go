@@ -5,9 +5,11 @@
 // wire format (usage and x-ratelimit-* headers included), and implements the
 // files and batches endpoints of OpenAI's Batch API. Answers are
 // deterministic: a chat answer is the first sentence of the longest paragraph
-// of the last user message, trimmed to 25 words; an embedding is a unit
-// vector seeded by the SHA-256 of the input, so the same text always gets the
-// same vector.
+// of the last user message, trimmed to 25 words; an embedding is a
+// lexical unit vector of the input (a random projection of its word counts
+// plus a little noise seeded by the text), so the same text always gets the
+// same vector and similar texts get close ones, as from a real model
+// (Config.Vectors "random" answers uniformly random vectors instead).
 //
 // Every request body it receives and every response body it sends is
 // validated against OpenAI's published OpenAPI description (embedded,

@@ -1,13 +1,11 @@
 package openaitest
 
 import (
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -67,7 +65,7 @@ func textInput(s string) embedInput {
 
 func tokenInput(ids []int64) embedInput {
 	var b strings.Builder
-	b.WriteString("\x00tokens:")
+	b.WriteString(tokenKeyPrefix)
 	for i, id := range ids {
 		if i > 0 {
 			b.WriteByte(',')
@@ -214,7 +212,7 @@ func (s *Server) embed(req embedRequest, inputs []embedInput, total int) []byte 
 	}
 	vecs := make([][]float32, len(inputs))
 	for i, in := range inputs {
-		vecs[i] = Vector(in.key, dims)
+		vecs[i] = s.vector(in.key, dims)
 		resp.Data[i] = embeddingDatum{Object: "embedding", Index: i, Embedding: vecs[i][:min(len(vecs[i]), validatedDims)]}
 	}
 	s.marshalValidated(schemaEmbedResponse, "POST /v1/embeddings", resp)
@@ -235,28 +233,6 @@ func (s *Server) embed(req embedRequest, inputs []embedInput, total int) []byte 
 // validatedDims is how many numbers of each vector response validation
 // sees.
 const validatedDims = 8
-
-// Vector returns the embedding the server answers for text: a unit vector
-// of the given dimensions, drawn from a random source seeded with the
-// SHA-256 of the text. The same text always gets the same vector, and a
-// shorter one is the normalised prefix of a longer one. Token-id inputs are
-// keyed by "\x00tokens:" and their ids joined by commas.
-func Vector(text string, dims int) []float32 {
-	sum := sha256.Sum256([]byte(text))
-	rng := rand.New(rand.NewPCG(binary.LittleEndian.Uint64(sum[:8]), binary.LittleEndian.Uint64(sum[8:16])))
-	v := make([]float64, dims)
-	var norm float64
-	for i := range v {
-		v[i] = rng.NormFloat64()
-		norm += v[i] * v[i]
-	}
-	norm = math.Sqrt(norm)
-	out := make([]float32, dims)
-	for i, x := range v {
-		out[i] = float32(x / norm)
-	}
-	return out
-}
 
 // float32Bytes encodes v as OpenAI's base64 embeddings do: little-endian
 // IEEE 754 float32s.

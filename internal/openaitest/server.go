@@ -104,6 +104,12 @@ type Config struct {
 	// Dimensions is the embedding size when a request gives no
 	// "dimensions". Defaults to 1536.
 	Dimensions int
+	// Vectors is the kind of embedding vectors answered: VectorsText
+	// (lexical vectors of the input, clustered like a real model's, see
+	// Vector) or VectorsRandom (uniformly random unit vectors seeded by the
+	// input, see RandomVector: the worst case for an HNSW index). Defaults to
+	// VectorsText.
+	Vectors string
 	// MaxInputs is the most inputs one embeddings request may carry; more
 	// get a 400 as from OpenAI. Defaults to 2048 (the limit of the
 	// published description, which also rejects more).
@@ -140,6 +146,9 @@ func (c Config) withDefaults() Config {
 	if c.Dimensions == 0 {
 		c.Dimensions = 1536
 	}
+	if c.Vectors == "" {
+		c.Vectors = VectorsText
+	}
 	if c.MaxInputs == 0 {
 		c.MaxInputs = 2048
 	}
@@ -164,6 +173,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("config: EmbedLatency is %v, want >= 0", c.EmbedLatency)
 	case c.Dimensions < 0:
 		return fmt.Errorf("config: Dimensions is %d, want > 0", c.Dimensions)
+	case c.Vectors != "" && c.Vectors != VectorsText && c.Vectors != VectorsRandom:
+		return fmt.Errorf("config: Vectors is %q, want %q or %q", c.Vectors, VectorsText, VectorsRandom)
 	case c.MaxInputs < 0:
 		return fmt.Errorf("config: MaxInputs is %d, want > 0", c.MaxInputs)
 	case c.MaxRequestTokens < 0:
@@ -218,6 +229,7 @@ const (
 // concurrent use.
 type Server struct {
 	cfg     Config
+	vector  func(text string, dims int) []float32 // by cfg.Vectors
 	log     *slog.Logger
 	val     *validator
 	handler http.Handler
@@ -258,6 +270,7 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{
 		cfg:            cfg,
+		vector:         vectorFunc(cfg.Vectors),
 		log:            cfg.Logger,
 		val:            val,
 		closed:         make(chan struct{}),

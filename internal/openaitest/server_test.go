@@ -614,6 +614,7 @@ func TestConfigValidation(t *testing.T) {
 		{Faults: Faults{Junk: -0.1}},
 		{ChatLatency: -time.Second},
 		{Dimensions: -1},
+		{Vectors: "clustered"},
 	} {
 		func() {
 			defer func() {

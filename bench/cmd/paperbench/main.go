@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	paperbench [-set quick|full] [-db URL] [-fake bin/openai-fake] [-out bench/results] [-only pipeline,knn] [-keep]
+//	paperbench [-set quick|full] [-db URL] [-fake bin/openai-fake] [-out bench/results] [-only pipeline,knn] [-keep] [-cpuprofile file]
 package main
 
 import (
@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/paperpipe/paperpipe/bench"
+	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/internal/pgtest"
 )
 
@@ -81,6 +83,9 @@ func sets() map[string]set {
 			withLinger(api("C256-linger150", 6000, 256), 150*time.Millisecond),
 			paced(api("C64-paced", 2400, 64), 80),
 			rpm(api("C64-rpm600", 1000, 64), 600),
+			// The fake's default vectors are derived from the text and cluster like a real
+			// model's; random ones are the worst case for PostgreSQL's HNSW inserts.
+			randomVectors(api("C64-random-vectors", n(64, 30), 64)),
 			{Name: "zero-latency-fake", Models: bench.ModelsAPI, N: 10_000, Concurrency: 64, Reprocess: true},
 			{Name: "offline", Models: bench.ModelsOffline, N: 10_000, Concurrency: 64},
 		},
@@ -98,6 +103,10 @@ func withLinger(c bench.PipelineCase, d time.Duration) bench.PipelineCase { c.Li
 func paced(c bench.PipelineCase, rate float64) bench.PipelineCase         { c.PaceRate = rate; return c }
 func rpm(c bench.PipelineCase, n int) bench.PipelineCase                  { c.RPM = n; return c }
 func pooled(c bench.PipelineCase) bench.PipelineCase                      { c.PooledHTTP = true; return c }
+func randomVectors(c bench.PipelineCase) bench.PipelineCase {
+	c.Vectors = openaitest.VectorsRandom
+	return c
+}
 
 func knnCase(name, source string, n, recall, latency int, qps time.Duration, ef []int, half bool) bench.KNNCase {
 	return bench.KNNCase{Name: name, Source: source, N: n, Dims: dims, RecallQueries: recall, LatencyQueries: latency,
@@ -117,8 +126,20 @@ func run(args []string, stderr io.Writer) error {
 	keep := fs.Bool("keep", false, "keep the benchmark database")
 	render := fs.String("render", "", "only write the summary and chart again from this results JSON file")
 	verbose := fs.Bool("v", false, "log the workers' retries and warnings")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (paperpipe's side: worker, publisher, NATS) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if *render != "" {
 		r, err := bench.Read(*render)
@@ -176,9 +197,10 @@ func run(args []string, stderr io.Writer) error {
 		Settings: map[string]string{
 			"database":              db.Name + " (dropped at the end unless -keep)",
 			"fake API":              *fakeBin + " as its own process; chat latency and embedding latency per case",
+			"fake API vectors":      "text (openai-fake -vectors text: lexical vectors of the input, clustered like a real model's) unless the case says random vectors (-vectors random: uniformly random, the worst case for HNSW inserts)",
 			"embedding dimensions":  fmt.Sprint(dims),
 			"chat model / embedder": "summarize.New gpt-4o-mini, embed.New text-embedding-3-small at 768 dims (api); summarize.NewOffline(30), embed.NewOffline (offline)",
-			"worker":                "pipeline.WorkerConfig defaults except Concurrency and Linger per case: BatchSize 64, MaxInFlight max(4C, 256), EmbedBatch 512, Linger 10ms, FetchWait 1s",
+			"worker":                "pipeline.WorkerConfig defaults except Concurrency and Linger per case: BatchSize 64, MaxInFlight max(4C, 256), EmbedBatch 512, Linger 10ms (an embedding batch gathers while its messages wait for a chat slot and, below BatchSize, while the previous batch is in flight), FetchWait 1s",
 			"topology":              "pipeline.TopologyConfig defaults: AckWait 60s, MaxDeliver 8, MaxAckPending 4096, file storage",
 			"publisher":             "pipeline.NewPublisher window 256",
 			"HTTP client":           "default (nil → http.DefaultTransport, 2 idle connections per host) unless the case says pooled HTTP",
