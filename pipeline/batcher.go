@@ -7,33 +7,83 @@ import (
 )
 
 // batcher gathers items submitted from many goroutines into batches and hands each batch to
-// flush in its own goroutine: a batch goes when it holds max items or when linger has passed
-// since its first item. It serves both the embedding requests (many abstracts per API call)
-// and the TL;DR saves (group commit).
+// flush in its own goroutine. It serves both the embedding requests (many abstracts per API
+// call) and the TL;DR saves (group commit).
+//
+// A batch goes when it holds max items, or linger after its first ready item. An item is
+// ready when submitted, unless it is submitted held: then it becomes ready when its submitter
+// releases it. A batch goes maxHold after its first item at the latest, whatever it waits
+// for. Held items let a batch
+// keep gathering for free while its members' messages are busy with something else: an
+// abstract's embedding is submitted held when its message starts and released when its TL;DR
+// request starts, so the batch gathers while its members wait for a chat slot — longer, and so
+// fuller, the busier the worker — and goes, linger later, when the first of them starts the
+// TL;DR its message waits for anyway.
+//
+// A serial batcher also keeps gathering while a flush is in flight: a batch smaller than
+// enough waits, past its linger, until no flush is running. Batches then grow with the load by
+// themselves — about the items arriving during one flush — where a fixed linger would send
+// more, smaller ones the busier the flushes' work (a slow database) gets; a batch of enough
+// items goes at once (and a full one in any case), so flushes run side by side when the load
+// needs it and the flushes' rate never bounds the items'. At low load nothing is in flight and
+// a batch goes after linger: a lone item waits linger, no more.
 type batcher[T any] struct {
-	max    int
-	linger time.Duration
-	flush  func(ctx context.Context, items []T) []error // one error per item, or nil for all fine
+	max     int
+	linger  time.Duration
+	maxHold time.Duration // 0: no bound
+	serial  bool          // a batch smaller than enough waits for the flush in flight
+	enough  int
+	flush   func(ctx context.Context, items []T) []error // one error per item, or nil for all fine
 
 	mu      sync.Mutex
-	pending []pendingItem[T]
-	timer   *time.Timer
+	cur     *gathering[T] // the batch being gathered, nil when none
+	flights int           // flushes running
 	wg      sync.WaitGroup
 	ctx     context.Context
 }
 
+// batcherConfig is what a batcher is made with; see batcher.
+type batcherConfig struct {
+	// Max bounds the items of a batch; a full batch goes at once. Values below 1 mean 1.
+	Max int
+	// Linger is how long a batch waits, after its first ready item, for more.
+	Linger time.Duration
+	// MaxHold bounds how long a batch waits for its held items' release, from its first item;
+	// 0 for no bound.
+	MaxHold time.Duration
+	// Serial makes a batch smaller than Enough wait, past its linger, for the flush in flight.
+	Serial bool
+	// Enough is the size at which a batch of a serial batcher goes after its linger even
+	// while a flush is in flight. Values below 1, or above Max, mean Max.
+	Enough int
+}
+
+// gathering is one batch while it fills.
+type gathering[T any] struct {
+	items   []*pendingItem[T]
+	ready   bool        // some item is ready: the linger timer runs
+	due     bool        // the linger has passed: it goes once no flush is in flight
+	timer   *time.Timer // linger, from the first ready item
+	hold    *time.Timer // maxHold, from the first item
+	started bool        // handed to flush
+}
+
+// pendingItem is a submitted item. Its fields other than done are guarded by the batcher's mu.
 type pendingItem[T any] struct {
 	item     T
 	deadline time.Time // of the submitter's context; zero when it has none
 	done     chan error
+	g        *gathering[T]
+	held     bool
 }
 
 // newBatcher returns a batcher whose flushes run with ctx.
-func newBatcher[T any](ctx context.Context, max int, linger time.Duration, flush func(context.Context, []T) []error) *batcher[T] {
-	if max < 1 {
-		max = 1
+func newBatcher[T any](ctx context.Context, cfg batcherConfig, flush func(context.Context, []T) []error) *batcher[T] {
+	b := &batcher[T]{max: max(cfg.Max, 1), linger: cfg.Linger, maxHold: cfg.MaxHold, serial: cfg.Serial, enough: cfg.Enough, flush: flush, ctx: ctx}
+	if b.enough < 1 || b.enough > b.max {
+		b.enough = b.max
 	}
-	return &batcher[T]{max: max, linger: linger, flush: flush, ctx: ctx}
+	return b
 }
 
 // Do submits item and waits for the result of the batch it lands in, or for ctx.
@@ -46,22 +96,75 @@ func (b *batcher[T]) Do(ctx context.Context, item T) error {
 // DoBy waits for the flush's result for as long as ctx allows: work bounded in time, whose
 // outcome — results paid for and being saved — is still awaited.
 func (b *batcher[T]) DoBy(ctx context.Context, deadline time.Time, item T) error {
-	done := make(chan error, 1)
+	return b.submit(deadline, item, false).wait(ctx)
+}
+
+// submit adds item, held or ready, to the batch being gathered and returns it, to release
+// (when held) and wait for.
+func (b *batcher[T]) submit(deadline time.Time, item T, held bool) *pendingItem[T] {
+	p := &pendingItem[T]{item: item, deadline: deadline, done: make(chan error, 1), held: held}
 	b.mu.Lock()
-	b.pending = append(b.pending, pendingItem[T]{item: item, deadline: deadline, done: done})
-	switch {
-	case len(b.pending) >= b.max:
-		b.startLocked()
-	case len(b.pending) == 1:
-		b.timer = time.AfterFunc(b.linger, func() {
-			b.mu.Lock()
-			defer b.mu.Unlock()
-			b.startLocked()
-		})
+	defer b.mu.Unlock()
+	g := b.cur
+	if g == nil {
+		g = &gathering[T]{}
+		b.cur = g
+		if b.maxHold > 0 {
+			g.hold = time.AfterFunc(b.maxHold, func() {
+				b.mu.Lock()
+				defer b.mu.Unlock()
+				b.startLocked(g)
+			})
+		}
 	}
-	b.mu.Unlock()
+	p.g = g
+	g.items = append(g.items, p)
+	switch {
+	case len(g.items) >= b.max, g.due && b.mayStartLocked(g):
+		b.startLocked(g)
+	case !held:
+		b.readyLocked(g)
+	}
+	return p
+}
+
+// mayStartLocked reports whether g, its linger passed, may go now.
+func (b *batcher[T]) mayStartLocked(g *gathering[T]) bool {
+	return !b.serial || b.flights == 0 || len(g.items) >= b.enough
+}
+
+// release makes a held item ready, if its batch has not gone yet. It may be called more than
+// once, and for items not held.
+func (b *batcher[T]) release(p *pendingItem[T]) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if p.held {
+		p.held = false
+		b.readyLocked(p.g)
+	}
+}
+
+// readyLocked notes that g has a ready item: its linger starts, unless it runs already or g
+// has gone.
+func (b *batcher[T]) readyLocked(g *gathering[T]) {
+	if g.ready || g.started {
+		return
+	}
+	g.ready = true
+	g.timer = time.AfterFunc(b.linger, func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		g.due = true
+		if b.mayStartLocked(g) {
+			b.startLocked(g)
+		}
+	})
+}
+
+// wait waits for the result of p's batch, or for ctx.
+func (p *pendingItem[T]) wait(ctx context.Context) error {
 	select {
-	case err := <-done:
+	case err := <-p.done:
 		return err
 	case <-ctx.Done():
 		// The batch may still complete; its result is dropped here and the caller treats the
@@ -70,20 +173,33 @@ func (b *batcher[T]) DoBy(ctx context.Context, deadline time.Time, item T) error
 	}
 }
 
-// startLocked hands the pending items to a flush goroutine.
-func (b *batcher[T]) startLocked() {
-	if len(b.pending) == 0 {
+// startLocked hands g's items to a flush goroutine, once.
+func (b *batcher[T]) startLocked(g *gathering[T]) {
+	if g == nil || g.started {
 		return
 	}
-	if b.timer != nil {
-		b.timer.Stop()
-		b.timer = nil
+	g.started = true
+	if b.cur == g {
+		b.cur = nil
 	}
-	batch := b.pending
-	b.pending = nil
+	for _, t := range []*time.Timer{g.timer, g.hold} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+	batch := g.items
+	b.flights++
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
+		defer func() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			b.flights--
+			if b.flights == 0 && b.cur != nil && b.cur.due {
+				b.startLocked(b.cur)
+			}
+		}()
 		items := make([]T, len(batch))
 		latest, bounded := time.Time{}, true
 		for i, p := range batch {
@@ -110,11 +226,11 @@ func (b *batcher[T]) startLocked() {
 }
 
 // Wait starts a flush of what is pending at once (items whose submitters stopped waiting may
-// still be there, their linger timer running) and blocks until every flush has finished. It
-// is called once nothing more is submitted.
+// still be there, held or with their linger timer running) and blocks until every flush has
+// finished. It is called once nothing more is submitted.
 func (b *batcher[T]) Wait() {
 	b.mu.Lock()
-	b.startLocked()
+	b.startLocked(b.cur)
 	b.mu.Unlock()
 	b.wg.Wait()
 }

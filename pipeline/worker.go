@@ -68,7 +68,12 @@ type WorkerConfig struct {
 	// embedder splits it further by its own request limits. Defaults to 512.
 	EmbedBatch int
 	// Linger is how long a micro-batch (intake, embedding, TL;DR saves) waits to fill once it
-	// has its first item. Defaults to 10ms.
+	// has its first item. An embedding batch counts Linger only from its first abstract whose
+	// message is not waiting for a chat slot, and then, while it holds fewer than BatchSize
+	// abstracts, also waits for the previous embedding batch to be embedded and saved (at most
+	// half of MsgTimeout in all): it gathers while its members would wait anyway, so the
+	// busier the worker or its database, the fewer and fuller the embedding requests. A lone
+	// abstract waits Linger. Defaults to 10ms.
 	Linger time.Duration
 	// FetchWait is how long one pull request waits for messages. Defaults to 1 second.
 	FetchWait time.Duration
@@ -206,7 +211,7 @@ func (w *Worker) Stats() WorkerStats {
 
 // Run pulls and processes messages until ctx is done (or, with ExitWhenIdle, until the
 // consumer is empty). When ctx is done it stops pulling, lets in-flight messages finish for up
-// to DrainTimeout, then cancels the rest and returns them to the queue with a plain Nak. A
+// to DrainTimeout, then cancels the rest and returns them to the queue (see settleFailure). A
 // message is acknowledged only after its results are committed, so a crash at any point
 // loses nothing: the message is redelivered and finds its finished parts in the store.
 //
@@ -237,8 +242,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer stopDrainWatch()
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	embedB := newBatcher(workCtx, w.cfg.EmbedBatch, w.cfg.Linger, w.flushEmbeddings)
-	saveB := newBatcher(workCtx, w.cfg.BatchSize, w.cfg.Linger, w.flushSummaries)
+	// An embedding batch gathers while its members wait for a chat slot (see process) and,
+	// until it holds an intake batch's worth (BatchSize), while the previous one is being
+	// embedded and saved; for at most half a message's work time: the other half is left for
+	// the request.
+	embedB := newBatcher(workCtx, batcherConfig{Max: w.cfg.EmbedBatch, Linger: w.cfg.Linger, MaxHold: w.msgTimeout / 2,
+		Serial: true, Enough: w.cfg.BatchSize}, w.flushEmbeddings)
+	saveB := newBatcher(workCtx, batcherConfig{Max: w.cfg.BatchSize, Linger: w.cfg.Linger}, w.flushSummaries)
 
 	slots := make(chan struct{}, w.cfg.MaxInFlight)
 	var inflight sync.WaitGroup
@@ -490,15 +500,36 @@ func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *ba
 	}
 	var embErr, sumErr error
 	var wg sync.WaitGroup
+	needTLDR := p.NeedTLDR && w.sum != nil
+	var emb *pendingItem[paper.Abstract]
 	if p.NeedEmbedding {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			embErr = w.embed(ctx, j, embedB)
-		}()
+		// The abstract joins an embedding batch at once, held while its message waits for a
+		// chat slot: the batch keeps gathering meanwhile, at no cost in latency, and goes
+		// (Linger after) once the first of its members starts its TL;DR request. Its vector
+		// then comes back while the TL;DR is being written. The request must end within
+		// MsgTimeout of the submission, but like a TL;DR, a vector that came back is waited
+		// for until it is saved, even past that deadline: settling the message earlier would
+		// let its redelivery buy the vector again while the first one is still being saved
+		// (a database restart).
+		if deadline, err := w.workDeadline(j.hold); err != nil {
+			embErr = err
+		} else {
+			emb = embedB.submit(deadline, j.a, needTLDR)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				embErr = emb.wait(ctx)
+			}()
+		}
 	}
-	if p.NeedTLDR && w.sum != nil {
-		sumErr = w.summarize(ctx, j, saveB)
+	if needTLDR {
+		started := func() {
+			if emb != nil {
+				embedB.release(emb)
+			}
+		}
+		sumErr = w.summarize(ctx, j, saveB, started)
+		started() // the TL;DR failed before it started: the embedding is not held back for it
 	}
 	wg.Wait()
 
@@ -511,7 +542,8 @@ func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *ba
 }
 
 // settleFailure decides a failed message's fate: bad input and permanent failures are
-// dead-lettered; during shutdown the message goes straight back to the queue; anything else is
+// dead-lettered; during shutdown the message goes back to the queue (for the next worker:
+// after FetchWait); anything else is
 // redelivered after a backoff, or dead-lettered when it has used its deliveries.
 func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 	j.release()
@@ -519,7 +551,11 @@ func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 	case errors.Is(err, paper.ErrPermanent) || errors.Is(err, paper.ErrInvalid):
 		w.deadLetter(ctx, j, err)
 	case ctx.Err() != nil || errors.Is(err, errDraining):
-		if nerr := j.msg.Nak(); nerr != nil {
+		// Back to the queue, but not at once: this worker's last pull request is still open
+		// for up to FetchWait, and a plain Nak would have the server deliver the message to
+		// it again, and again — a message that arrives during a drain would use up its
+		// deliveries in a moment and be dead-lettered.
+		if nerr := j.msg.NakWithDelay(w.cfg.FetchWait); nerr != nil {
 			w.log.Debug("nak failed", "id", j.a.ID, "err", nerr)
 		}
 		w.stats.retried.Add(1)
@@ -529,11 +565,11 @@ func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 }
 
 // summarize writes the TL;DR of j's paper under the Concurrency limit, within MsgTimeout of
-// starting, and stores it. The paid TL;DR is waited for until it is saved, even past the
-// deadline, and it keeps its Concurrency slot meanwhile: the answers bought and not yet
-// committed — what a kill -9 takes away, to be bought again — are never more than Concurrency,
-// however slow the database.
-func (w *Worker) summarize(ctx context.Context, j job, saveB *batcher[paper.Summary]) error {
+// starting, and stores it; it calls started once it holds a Concurrency slot. The paid TL;DR
+// is waited for until it is saved, even past the deadline, and it keeps its Concurrency slot
+// meanwhile: the answers bought and not yet committed — what a kill -9 takes away, to be
+// bought again — are never more than Concurrency, however slow the database.
+func (w *Worker) summarize(ctx context.Context, j job, saveB *batcher[paper.Summary], started func()) error {
 	select {
 	case w.chat <- struct{}{}:
 	case <-w.draining:
@@ -542,6 +578,7 @@ func (w *Worker) summarize(ctx context.Context, j job, saveB *batcher[paper.Summ
 		return ctx.Err()
 	}
 	defer func() { <-w.chat }()
+	started()
 	s, err := w.summarizeNow(ctx, j)
 	if err != nil {
 		return err
@@ -557,18 +594,6 @@ func (w *Worker) summarizeNow(ctx context.Context, j job) (paper.Summary, error)
 	sctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	return w.sum.Summarize(sctx, j.a)
-}
-
-// embed has j's paper embedded in a batch gathered across messages, within MsgTimeout of
-// starting, and stored. Like a TL;DR, a vector that came back is waited for until it is saved,
-// even past the deadline: settling the message earlier would let its redelivery buy the
-// vector again while the first one is still being saved (a database restart).
-func (w *Worker) embed(ctx context.Context, j job, embedB *batcher[paper.Abstract]) error {
-	deadline, err := w.workDeadline(j.hold)
-	if err != nil {
-		return err
-	}
-	return embedB.DoBy(ctx, deadline, j.a)
 }
 
 // errDraining returns a message whose TL;DR request has not started to the queue at once when

@@ -1,0 +1,77 @@
+package pipeline_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/pipeline"
+	"github.com/paperpipe/paperpipe/summarize"
+)
+
+// countingEmbedder counts Embed calls.
+type countingEmbedder struct {
+	pipeline.Embedder
+	calls atomic.Int64
+}
+
+func (c *countingEmbedder) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Embedding, paper.Usage, error) {
+	c.calls.Add(1)
+	return c.Embedder.Embed(ctx, papers)
+}
+
+// slowSummarizer takes a while over each TL;DR, as an API does.
+type slowSummarizer struct {
+	pipeline.Summarizer
+	delay time.Duration
+}
+
+func (s slowSummarizer) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary, error) {
+	select {
+	case <-time.After(s.delay):
+	case <-ctx.Done():
+		return paper.Summary{}, ctx.Err()
+	}
+	return s.Summarizer.Summarize(ctx, a)
+}
+
+// Abstracts arriving one at a time, further apart than Linger, while the TL;DRs are the
+// bottleneck: each would get an embedding request of its own if a batch went Linger after
+// its first abstract. Their embeddings wait with them for a chat slot instead, and go
+// together.
+func TestEmbeddingsOfMessagesWaitingForAChatSlotShareRequests(t *testing.T) {
+	t.Parallel()
+	emb := &countingEmbedder{Embedder: embed.NewOffline()}
+	sum := slowSummarizer{Summarizer: summarize.NewOffline(30), delay: 100 * time.Millisecond}
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 1, Linger: 10 * time.Millisecond})
+	const n = 30
+	pub := pipeline.NewPublisher(b.js, pipeline.SubjectNew, 1)
+	for i := range n {
+		a := paper.Abstract{ID: fmt.Sprintf("spaced:%d", i), Title: fmt.Sprintf("Paper %d", i),
+			Abstract: fmt.Sprintf("We study spaced arrivals, case %d.", i)}
+		if err := pub.Publish(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	waitFor(t, "all messages acked", func() (bool, string) {
+		s := w.Stats()
+		return s.Acked == n, fmt.Sprintf("%+v", s)
+	})
+	if s := w.Stats(); s.Embeddings != n {
+		t.Fatalf("stored %d embeddings, want %d", s.Embeddings, n)
+	}
+	// The TL;DRs take 100 ms each, one at a time, while abstracts arrive every 25 ms or so:
+	// about four join each batch. One request per abstract would be n.
+	if calls := emb.calls.Load(); calls > n/3 {
+		t.Errorf("%d embedding requests for %d abstracts, want at most %d", calls, n, n/3)
+	}
+}
