@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strconv"
 	"text/tabwriter"
@@ -12,6 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/ingest"
 	"github.com/paperpipe/paperpipe/internal/pricing"
 	"github.com/paperpipe/paperpipe/paper"
@@ -123,22 +125,47 @@ func cmdUp(ctx context.Context, c *config, args []string) error {
 	return runWorkers(ctx, c, []string{pipeline.ConsumerNew}, false, true)
 }
 
-// runWorkers runs one worker per consumer until ctx is done, then drains them.
+// errSpaceChanged stops a run of workers whose offline embedder is no longer the active
+// space's: runWorkers starts them again with the new one.
+var errSpaceChanged = errors.New("the active embedding space changed")
+
+// runWorkers runs one worker per consumer until ctx is done, then drains them. Workers on the
+// default offline embedder ("offline") follow the active space: when another offline model's
+// space becomes active (`paperpipe fit`), they drain and start again with that model, so new
+// papers land where queries look.
 func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle, announce bool) error {
-	log, m, st, err := openModelsAndStore(ctx, c)
+	log := newLogger(c)
+	st, err := openStore(ctx, c, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	space, err := st.EnsureSpace(ctx, m.emb.Space())
-	if err != nil {
-		return err
-	}
 	b, err := connectBroker(ctx, c, log)
 	if err != nil {
 		return err
 	}
 	defer b.close()
+	for {
+		m, err := buildModels(ctx, c, log, st)
+		if err != nil {
+			return err
+		}
+		err = runWorkersOnce(ctx, c, log, st, b, m, consumers, exitWhenIdle, announce)
+		if !errors.Is(err, errSpaceChanged) {
+			return err
+		}
+		announce = false
+	}
+}
+
+// runWorkersOnce runs the workers with models m until ctx is done or (see runWorkers) the
+// active space moves to another offline model.
+func runWorkersOnce(ctx context.Context, c *config, log *slog.Logger, st *store.Store, b *broker, m *models,
+	consumers []string, exitWhenIdle, announce bool) error {
+	space, err := st.EnsureSpace(ctx, m.emb.Space())
+	if err != nil {
+		return err
+	}
 	if announce {
 		where := "NATS_URL"
 		if b.embedded != nil {
@@ -167,6 +194,9 @@ func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle
 	if c.serveHTTP {
 		g.Go(func() error { return serveHTTP(gctx, c, log, st, b, m, "up") })
 	}
+	if c.EmbedModel == offline && !exitWhenIdle && c.FollowInterval > 0 {
+		g.Go(func() error { return followActiveSpace(gctx, c, log, st, space) })
+	}
 	err = g.Wait()
 	for i, w := range workers {
 		s := w.Stats()
@@ -174,6 +204,33 @@ func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle
 			"skipped", s.Skipped, "retried", s.Retried, "dead", s.Dead, "tldrs", s.TLDRs, "embeddings", s.Embeddings)
 	}
 	return err
+}
+
+// followActiveSpace checks the active space every PAPERPIPE_FOLLOW_INTERVAL and returns
+// errSpaceChanged once it is another offline model's than current; nil when ctx is done.
+// Errors reading it are logged and retried: a database hiccup must not stop the workers.
+func followActiveSpace(ctx context.Context, c *config, log *slog.Logger, st *store.Store, current paper.Space) error {
+	t := time.NewTicker(c.FollowInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		active, err := st.ActiveSpace(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("could not read the active embedding space", "err", err)
+			}
+			continue
+		}
+		if active.ID != current.ID && embed.IsOfflineModel(active.Model) {
+			log.Info("the active space is another offline model's: restarting the workers with it",
+				"from", current.Name(), "to", active.Name())
+			return errSpaceChanged
+		}
+	}
 }
 
 func cmdMigrate(ctx context.Context, c *config, args []string) error {

@@ -48,6 +48,8 @@ type config struct {
 
 	EFSearch int // PAPERPIPE_EF_SEARCH
 
+	FollowInterval time.Duration // PAPERPIPE_FOLLOW_INTERVAL
+
 	LogLevel string // PAPERPIPE_LOG_LEVEL
 	JSON     bool   // --json
 
@@ -89,6 +91,7 @@ func loadConfig() *config {
 		MaxDeliver:       envInt("PAPERPIPE_MAX_DELIVER", 8),
 		MsgTimeout:       envDuration("PAPERPIPE_MSG_TIMEOUT", 0),
 		EFSearch:         envInt("PAPERPIPE_EF_SEARCH", 100),
+		FollowInterval:   envDuration("PAPERPIPE_FOLLOW_INTERVAL", 30*time.Second),
 		LogLevel:         env("PAPERPIPE_LOG_LEVEL", "info"),
 		HTTPAddr:         env("PAPERPIPE_HTTP_ADDR", DefaultHTTPAddr),
 		APIToken:         os.Getenv("PAPERPIPE_API_TOKEN"),

@@ -12,7 +12,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/internal/pgtest"
@@ -392,4 +394,93 @@ func nonEmptyLines(s string) []string {
 		}
 	}
 	return out
+}
+
+// TestRunningWorkerFollowsAFit: a long-running worker on the default offline embedder moves to
+// the fitted model's space when `paperpipe fit` activates it, so papers that arrive afterwards
+// are embedded where queries look.
+func TestRunningWorkerFollowsAFit(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "PAPERPIPE_FOLLOW_INTERVAL=100ms", "PAPERPIPE_LOG_LEVEL=info")
+	c.ok("ingest", sampleFile)
+	worker := exec.Command(binary, "worker")
+	worker.Env = c.env
+	var logs bytes.Buffer
+	worker.Stderr = &logs
+	if err := worker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- worker.Wait() }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		_ = worker.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("worker exited with %v\n%s", err, logs.String())
+			}
+		case <-time.After(60 * time.Second):
+			_ = worker.Process.Kill()
+			t.Errorf("worker did not stop on SIGTERM\n%s", logs.String())
+		}
+	}
+	defer stop()
+
+	type spaceJSON struct {
+		ID               int64
+		Model            string `json:"model"`
+		Active           bool   `json:"active"`
+		Embedded, Papers int64
+	}
+	// waitFor polls the spaces until cond holds (the worker runs on its own schedule).
+	waitFor := func(what string, cond func([]spaceJSON) bool) {
+		t.Helper()
+		deadline := time.Now().Add(90 * time.Second)
+		for {
+			var spaces []spaceJSON
+			c.json(&spaces, "spaces")
+			if cond(spaces) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("waiting for %s; spaces: %+v\nworker log:\n%s", what, spaces, logs.String())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitFor("the sample to be embedded", func(s []spaceJSON) bool { return len(s) == 1 && s[0].Embedded == 108 })
+	c.ok("fit")
+	var fitted string
+	waitFor("the fitted space to be active", func(s []spaceJSON) bool {
+		for _, sp := range s {
+			if sp.Active && strings.HasPrefix(sp.Model, "paperpipe-offline-tfidf-") {
+				fitted = sp.Model
+				return true
+			}
+		}
+		return false
+	})
+
+	late := filepath.Join(t.TempDir(), "late.jsonl")
+	if err := os.WriteFile(late, []byte(`{"id":"late-2","title":"Expert parallelism","abstract":"Routing tokens across devices for mixture-of-experts training."}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.ok("ingest", late)
+	waitFor("the new paper in the fitted space", func(s []spaceJSON) bool {
+		for _, sp := range s {
+			if sp.Model == fitted {
+				return sp.Embedded == 109
+			}
+		}
+		return false
+	})
+	stop()
+	if !strings.Contains(logs.String(), "restarting the workers") {
+		t.Errorf("the worker did not say it moved to the fitted space:\n%s", logs.String())
+	}
 }
