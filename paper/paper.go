@@ -4,9 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strconv"
-	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Abstract is one paper as it arrives from a source: the unit that is published, processed and
@@ -27,16 +27,38 @@ type Abstract struct {
 // sees. Two records with the same hash need no new TL;DR or embedding. Whitespace runs are
 // folded so that re-wrapped text hashes the same.
 func (a Abstract) ContentHash() string {
-	h := sha256.New()
-	h.Write([]byte(foldSpace(a.Title)))
-	h.Write([]byte{0})
-	h.Write([]byte(foldSpace(a.Abstract)))
-	return hex.EncodeToString(h.Sum(nil))
+	buf := make([]byte, 0, len(a.Title)+len(a.Abstract)+1)
+	buf = appendFolded(buf, a.Title)
+	buf = append(buf, 0)
+	buf = appendFolded(buf, a.Abstract)
+	sum := sha256.Sum256(buf)
+	return hex.EncodeToString(sum[:])
 }
 
-// foldSpace trims s and replaces every run of white space with one space.
-func foldSpace(s string) string {
-	return strings.Join(strings.FieldsFunc(s, unicode.IsSpace), " ")
+// appendFolded appends s trimmed, with every run of white space replaced by one space (what
+// strings.Join(strings.FieldsFunc(s, unicode.IsSpace), " ") gives, bytes that are not valid
+// UTF-8 included, in one pass and without allocating: the hash is computed several times per
+// paper on the pipeline's hot path).
+func appendFolded(dst []byte, s string) []byte {
+	wrote, space := false, false
+	for i := 0; i < len(s); {
+		r, size := rune(s[i]), 1
+		if r >= utf8.RuneSelf {
+			r, size = utf8.DecodeRuneInString(s[i:])
+		}
+		if unicode.IsSpace(r) {
+			space = wrote
+		} else {
+			if space {
+				dst = append(dst, ' ')
+				space = false
+			}
+			dst = append(dst, s[i:i+size]...)
+			wrote = true
+		}
+		i += size
+	}
+	return dst
 }
 
 // Summary is a one-sentence TL;DR of a paper, with what made it.

@@ -1,0 +1,29 @@
+package paper
+
+import (
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"unicode"
+)
+
+// The hash must not change with the implementation of the folding: every stored TL;DR and
+// vector is keyed by it.
+func TestAppendFoldedMatchesFieldsJoin(t *testing.T) {
+	pieces := []string{"a", "Ünïcode", " ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u2003", "\u3000", "\xff", "\xe2\x80", "x\x00y", "—", "end."}
+	rng := rand.New(rand.NewPCG(1, 2))
+	cases := []string{"", " ", "  lead and trail  ", "one\n\ntwo\tthree", "\xff\xfe", "\u00a0nbsp\u00a0"}
+	for range 2000 {
+		var b strings.Builder
+		for range rng.IntN(12) {
+			b.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		cases = append(cases, b.String())
+	}
+	for _, s := range cases {
+		want := strings.Join(strings.FieldsFunc(s, unicode.IsSpace), " ")
+		if got := string(appendFolded(nil, s)); got != want {
+			t.Fatalf("appendFolded(%q) = %q, want %q", s, got, want)
+		}
+	}
+}
