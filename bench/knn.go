@@ -22,6 +22,7 @@ import (
 const (
 	SourceSynthetic = "synthetic" // ClusterSpec vectors
 	SourceOffline   = "offline"   // embed.NewOffline on generated abstracts
+	SourceFitted    = "fitted"    // embed.Fit on a sample of generated abstracts, as paperpipe fit does
 )
 
 // KNNCase is one related-papers and search benchmark.
@@ -119,6 +120,31 @@ type knnData struct {
 	unit    [][]float32 // normalised, for exact search
 	queries [][]float32 // held-out, as a user's search vector (normalised copy for exact in qunit)
 	qunit   [][]float32
+	model   string // the embedding model, "" for synthetic data
+}
+
+// fitSample is how many papers `paperpipe fit` fits on by default.
+const fitSample = 4000
+
+// localEmbedder returns the offline embedder of an offline or fitted case: the fitted one is fit
+// on the first fitSample abstracts, as `paperpipe fit` fits on a sample of the archive.
+func localEmbedder(c KNNCase, abs []paper.Abstract) (interface {
+	Space() paper.Space
+	Vector(string) []float32
+	EmbedQuery(context.Context, string) ([]float32, paper.Usage, error)
+}, error) {
+	if c.Source == SourceOffline {
+		return embed.NewOffline(), nil
+	}
+	docs := make([]string, 0, fitSample)
+	for _, a := range abs[:min(fitSample, len(abs))] {
+		docs = append(docs, embed.TitleAbstract(a))
+	}
+	m, _, err := embed.Fit(docs, c.Dims)
+	if err != nil {
+		return nil, fmt.Errorf("case %s: %w", c.Name, err)
+	}
+	return m, nil
 }
 
 func makeKNNData(c KNNCase, corpus []paper.Abstract) (*knnData, error) {
@@ -135,9 +161,13 @@ func makeKNNData(c KNNCase, corpus []paper.Abstract) (*knnData, error) {
 			d.titles[i] = "Synthetic paper " + strconv.Itoa(i)
 			d.texts[i] = "Synthetic abstract number " + strconv.Itoa(i) + "."
 		}
-	case SourceOffline:
+	case SourceOffline, SourceFitted:
 		abs := GenerateAbstracts(corpus, c.N+c.RecallQueries, "knn", 7)
-		emb := embed.NewOffline()
+		emb, err := localEmbedder(c, abs[:c.N])
+		if err != nil {
+			return nil, err
+		}
+		d.model = emb.Space().Model
 		d.vecs = make([][]float32, c.N)
 		var wg sync.WaitGroup
 		const workers = 2
@@ -203,8 +233,8 @@ func RunKNN(ctx context.Context, opts KNNOptions, c KNNCase) (KNNResult, error) 
 	}
 	defer drop()
 	model := "bench-" + c.Source
-	if c.Source == SourceOffline {
-		model = embed.NewOffline().Space().Model
+	if d.model != "" {
+		model = d.model
 	}
 	sp, _, err := st.EnsureSpaceForLoad(ctx, paper.Space{Model: model, Dimensions: c.Dims, Template: "bench"})
 	if err != nil {

@@ -94,6 +94,7 @@ func sets() map[string]set {
 			knnCase("synthetic-1M", bench.SourceSynthetic, 1_000_000, 100, 1000, 15*time.Second, sweep, false),
 			knnCase("synthetic-100k", bench.SourceSynthetic, 100_000, 200, 1000, 10*time.Second, sweep, true),
 			knnCase("offline-100k", bench.SourceOffline, 100_000, 200, 1000, 10*time.Second, sweep, true),
+			knnCase("fitted-100k", bench.SourceFitted, 100_000, 200, 1000, 10*time.Second, sweep, false),
 		},
 	}
 	return map[string]set{"quick": quick, "full": full}
@@ -208,6 +209,7 @@ func run(args []string, stderr io.Writer) error {
 			"corpus":                fmt.Sprintf("%s (%d papers) → generated abstracts", *corpusPath, len(corpus)),
 			"kNN k":                 "10",
 			"HNSW":                  "pgvector defaults m=16, ef_construction=64; build maintenance_work_mem 8GB, 2 parallel workers",
+			"kNN offline vectors":   "offline-*: embed.NewOffline (hashed); fitted-*: embed.Fit on the first 4,000 generated abstracts (paperpipe fit's default sample), then every abstract and query embedded by it",
 		}}
 	for _, c := range s.knn {
 		if selected(c.Name) && c.Source == bench.SourceSynthetic {
