@@ -103,9 +103,13 @@ func serveHTTP(ctx context.Context, c *config, log *slog.Logger, st *store.Store
 		}
 		return out, err
 	})
+	var queries embedder = m.emb
+	if c.EmbedModel == offline {
+		queries = &activeOffline{st: st, log: log, cur: m.emb}
+	}
 	srv, err := web.New(web.Config{
 		Store:       webStore{st},
-		Embedder:    c.metrics.Embedder(m.emb),
+		Embedder:    c.metrics.Embedder(queries),
 		Publisher:   &webPublisher{js: b.js},
 		ParseRecord: parseRecord,
 		Status:      &webStatus{st: st, js: b.js, sum: m.sum, prices: prices},

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -482,5 +484,68 @@ func TestRunningWorkerFollowsAFit(t *testing.T) {
 	stop()
 	if !strings.Contains(logs.String(), "restarting the workers") {
 		t.Errorf("the worker did not say it moved to the fitted space:\n%s", logs.String())
+	}
+}
+
+// TestServeFollowsAFit: a running server on the default offline embedder answers semantic
+// searches in the fitted space once `paperpipe fit` has activated it, without a restart.
+func TestServeFollowsAFit(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.ok("ingest", sampleFile)
+	c.ok("worker", "--exit-when-idle")
+	srv := exec.Command(binary, "serve", "--http", "127.0.0.1:0")
+	srv.Env = c.env
+	stderr, err := srv.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = srv.Process.Signal(syscall.SIGTERM)
+		_ = srv.Wait()
+	}()
+	urls := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if _, rest, ok := strings.Cut(sc.Text(), "on http://"); ok {
+				urls <- "http://" + strings.Fields(rest)[0]
+			}
+		}
+	}()
+	var base string
+	select {
+	case base = <-urls:
+	case <-time.After(60 * time.Second):
+		t.Fatal("serve did not say where it listens")
+	}
+	search := func() string {
+		t.Helper()
+		resp, err := http.Get(base + "/api/search?mode=semantic&k=3&q=" + url.QueryEscape("mixture of experts routing"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Space   string `json:"space"`
+			Results []struct{ ID string }
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("search: HTTP %d", resp.StatusCode)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || len(out.Results) != 3 {
+			t.Fatalf("search answered %+v, %v", out, err)
+		}
+		return out.Space
+	}
+	if sp := search(); !strings.HasPrefix(sp, "paperpipe-offline-hash/") {
+		t.Fatalf("before the fit the search used space %s", sp)
+	}
+	c.ok("fit")
+	if sp := search(); !strings.HasPrefix(sp, "paperpipe-offline-tfidf-") {
+		t.Fatalf("after the fit the search used space %s, want the fitted one", sp)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/llm"
@@ -95,6 +97,54 @@ func offlineEmbedder(ctx context.Context, model string, st *store.Store) (embedd
 			model, embed.OfflineModel)
 	}
 	return loadFitted(ctx, st, model)
+}
+
+// activeOffline is the embedder of a long-running server on the default offline embedder
+// ("offline"): it follows the active space to whichever offline model it holds, loading a
+// fitted model once, when its space becomes active (`paperpipe fit`), so that searches keep
+// working across a fit without a restart.
+type activeOffline struct {
+	st  *store.Store
+	log *slog.Logger
+
+	mu  sync.Mutex
+	cur embedder
+}
+
+// resolve returns the embedder of the active space when that is an offline model's, and the
+// current one otherwise (or when the active space cannot be read or its model loaded).
+func (a *activeOffline) resolve(ctx context.Context) embedder {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	active, err := a.st.ActiveSpace(ctx)
+	if err != nil || active.Model == a.cur.Space().Model || !embed.IsOfflineModel(active.Model) {
+		return a.cur
+	}
+	e, err := offlineEmbedder(ctx, active.Model, a.st)
+	if err != nil {
+		a.log.Warn("cannot load the active space's offline model; queries keep the previous one", "model", active.Model, "err", err)
+		return a.cur
+	}
+	a.log.Info("queries follow the active space to another offline model", "from", a.cur.Space().Model, "to", active.Model)
+	a.cur = e
+	return e
+}
+
+// Space returns the space of the active offline model.
+func (a *activeOffline) Space() paper.Space {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return a.resolve(ctx).Space()
+}
+
+// Embed embeds papers with the active offline model.
+func (a *activeOffline) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Embedding, paper.Usage, error) {
+	return a.resolve(ctx).Embed(ctx, papers)
+}
+
+// EmbedQuery embeds text with the active offline model.
+func (a *activeOffline) EmbedQuery(ctx context.Context, text string) ([]float32, paper.Usage, error) {
+	return a.resolve(ctx).EmbedQuery(ctx, text)
 }
 
 // loadFitted reads the fitted offline embedder model from the database.
