@@ -305,3 +305,15 @@ func TestEvaluateKeepsRandomVectorCasesOutOfTheThroughputGoals(t *testing.T) {
 		t.Errorf("chart's steady series = %+v, want the text-vector C64 only", pts)
 	}
 }
+
+func TestPGBytes(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{{"6026MB", 6026 << 20, true}, {"1GB", 1 << 30, true}, {"512kB", 512 << 10, true}, {"8kB", 8 << 10, true}, {"", 0, false}, {"lots", 0, false}} {
+		if got, ok := pgBytes(tc.in); got != tc.want || ok != tc.ok {
+			t.Errorf("pgBytes(%q) = %d, %v; want %d, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -118,6 +119,8 @@ func (r *Run) Evaluate() {
 	g = Goal{Name: "related papers at 1M × 768", Target: "recall@10 ≥ 0.95 with p99 ≤ 20 ms, one client"}
 	if big != nil && big.Related.Latency.N > 0 {
 		g.Measured = fmt.Sprintf("store (ef_search %d): recall %.3f, p99 %.1f ms", big.StoreEfSearch, big.Related.Recall, big.Related.Latency.P99)
+		// The goal holds when some ef_search (PAPERPIPE_EF_SEARCH) meets both bars: the
+		// store's default, or a setting of the sweep.
 		pass := big.Related.Recall >= 0.95 && big.Related.Latency.P99 <= 20
 		if big.EfFor95 > 0 {
 			for _, s := range big.Sweep {
@@ -126,8 +129,20 @@ func (r *Run) Evaluate() {
 				}
 			}
 		}
+		for _, s := range big.Sweep {
+			if s.Index == "vector" && s.Recall >= 0.95 && s.Latency.P99 <= 20 {
+				pass = true
+			}
+		}
 		g.Pass = ptr(pass)
-		g.Limit = "HNSW graph walk in PostgreSQL (ef_search candidates × 768-dim distances); index larger than shared_buffers"
+		g.Limit = "HNSW graph walk in PostgreSQL: ef_search candidates × 768-dim distances per query, on 2 cores"
+		if sb, ok := pgBytes(r.Machine.PGSettings["shared_buffers"]); ok && big.Load.IndexBytes > 0 {
+			rel := "within"
+			if big.Load.IndexBytes > sb {
+				rel = "larger than"
+			}
+			g.Limit += fmt.Sprintf("; index %d MB, %s shared_buffers (%s)", big.Load.IndexBytes>>20, rel, r.Machine.PGSettings["shared_buffers"])
+		}
 	}
 	r.Goals = append(r.Goals, g)
 	g = Goal{Name: "load 1M precomputed embeddings", Target: "COPY + index build ≤ 15 minutes"}
@@ -180,6 +195,21 @@ func Read(path string) (*Run, error) {
 	}
 	r.Evaluate()
 	return &r, nil
+}
+
+// pgBytes parses a PostgreSQL memory setting as SHOW prints it ("6026MB", "1GB", "512kB").
+func pgBytes(v string) (int64, bool) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"kB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"TB", 1 << 40}}
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(v, u.suffix); ok {
+			x, err := strconv.ParseInt(n, 10, 64)
+			return x * u.mult, err == nil
+		}
+	}
+	return 0, false
 }
 
 // Write writes r as dir/<set>-<start time>.json.

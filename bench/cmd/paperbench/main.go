@@ -70,8 +70,8 @@ func sets() map[string]set {
 			knnCase("offline-20k", bench.SourceOffline, 20_000, 100, 300, 3*time.Second, []int{16, 40, 100, 200}, false),
 		},
 	}
-	sweep := []int{10, 20, 40, 64, 100, 200, 400}
-	// PostgreSQL's HNSW inserts hold the pipeline near 150 abstracts/s on 2 cores (see the
+	sweep := []int{10, 20, 40, 64, 100, 128, 160, 200, 400}
+	// The machine's CPU holds the pipeline near 300 abstracts/s on 2 cores (see the
 	// store stages), so N is capped where the bound would need minutes.
 	full := set{
 		pipeline: []bench.PipelineCase{
