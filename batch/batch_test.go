@@ -218,8 +218,10 @@ func TestRestartAfterBatchCreatedResumesWithoutPayingTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Submitted != 0 || rep.Resumed != 2 || rep.Done != 2 {
-		t.Errorf("restarted run %+v, want 0 submitted, 2 resumed, 2 done", rep)
+	// Every job still open is resumed and finished; one the first run had already collected
+	// before its cancellation took effect (the fake can finish a batch at once) is not.
+	if rep.Submitted != 0 || rep.Resumed != open || rep.Done != open {
+		t.Errorf("restarted run %+v, want 0 submitted, %d resumed, %d done", rep, open, open)
 	}
 	if tl, v := b.counts(t); tl != 8 || v != 8 {
 		t.Errorf("stored %d TL;DRs and %d vectors, want 8 and 8", tl, v)
