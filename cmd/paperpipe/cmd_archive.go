@@ -43,6 +43,9 @@ type reprocessOptions struct {
 	pageSize int
 	// poll is the Batch API's first poll interval. Defaults to 30s.
 	poll time.Duration
+	// activating is set by a caller that activates the filled space itself (fit), so the run
+	// does not tell the user to.
+	activating bool
 }
 
 func cmdReprocess(ctx context.Context, c *config, args []string) error {
@@ -177,7 +180,7 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 	} else if err := runReprocessWorkers(ctx, c, o, st, m, space, sel, target, &res, errw, log); err != nil {
 		return res, err
 	}
-	return res, finishSpace(ctx, st, space, wantEmb, errw)
+	return res, finishSpace(ctx, st, space, wantEmb, o.activating, errw)
 }
 
 // reprocessSpace returns the target embedding space. A real run creates it without its index
@@ -192,13 +195,17 @@ func reprocessSpace(ctx context.Context, st *store.Store, want paper.Space, dryR
 	return sp, err
 }
 
-// finishSpace builds the target space's index after a fill, and says how to switch to it.
-func finishSpace(ctx context.Context, st *store.Store, space paper.Space, wantEmb bool, errw io.Writer) error {
+// finishSpace builds the target space's index after a fill, and says how to switch to it
+// unless quiet.
+func finishSpace(ctx context.Context, st *store.Store, space paper.Space, wantEmb, quiet bool, errw io.Writer) error {
 	if !wantEmb {
 		return nil
 	}
 	if _, err := st.BuildSpaceIndex(ctx, space.ID, store.IndexSettings{}); err != nil {
 		return err
+	}
+	if quiet {
+		return nil
 	}
 	active, err := st.ActiveSpace(ctx)
 	if err == nil && active.ID != space.ID {

@@ -81,7 +81,7 @@ func runFit(ctx context.Context, c *config, o fitOptions, errw io.Writer) error 
 		return nil
 	}
 	c.EmbedModel = m.Name()
-	res, err := runReprocess(ctx, c, reprocessOptions{all: true, embedOnly: true}, io.Discard, errw)
+	res, err := runReprocess(ctx, c, reprocessOptions{all: true, embedOnly: true, activating: o.activate}, io.Discard, errw)
 	if err != nil {
 		return err
 	}

@@ -214,7 +214,8 @@ func TestFitSwitchesToTheArchiveFittedEmbedder(t *testing.T) {
 	c.ok("ingest", sampleFile)
 	c.ok("worker", "--exit-when-idle")
 	r := c.ok("fit")
-	if !strings.Contains(r.stderr, "fitted") || !strings.Contains(r.stderr, "108 papers") || !strings.Contains(r.stderr, "is active") {
+	if !strings.Contains(r.stderr, "fitted") || !strings.Contains(r.stderr, "108 papers") || !strings.Contains(r.stderr, "is active") ||
+		strings.Contains(r.stderr, "not active") {
 		t.Errorf("fit said:\n%s", r.stderr)
 	}
 	type spaceJSON struct {
