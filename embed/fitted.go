@@ -95,21 +95,29 @@ type fittedData struct {
 
 const fittedDataVersion = 1
 
-// minResidualShare is the share of the dimensions always left to the hashed residual.
+// minResidualShare: at least 1/minResidualShare of the dimensions is left to the hashed
+// residual.
 const minResidualShare = 4
+
+// MinFittedDimensions is the fewest dimensions a fitted model may have: one for a direction and
+// one for the residual, at the least.
+const MinFittedDimensions = minResidualShare
 
 // eigenFloor drops components whose eigenvalue is below this share of the largest: directions
 // the fitted documents do not really span, which would only amplify rounding noise.
 const eigenFloor = 1e-9
 
 // Fit fits the offline embedder on docs (texts as TitleAbstract makes them) with vectors of
-// dims dimensions (0: OfflineDimensions). It costs the sum over terms of their document
+// dims dimensions (0: OfflineDimensions; at least MinFittedDimensions). It costs the sum over terms of their document
 // frequency squared for the Gram matrix and O(n³) for its eigendecomposition, n = len(docs):
 // well under a minute for a few thousand documents; fit larger archives on a sample. It
 // returns the model and its serialised form, which Load reads back.
 func Fit(docs []string, dims int) (*Fitted, []byte, error) {
-	if dims <= 0 {
+	if dims == 0 {
 		dims = OfflineDimensions
+	}
+	if dims < MinFittedDimensions {
+		return nil, nil, fmt.Errorf("fit the offline embedder in %d dimensions, want at least %d: %w", dims, MinFittedDimensions, paper.ErrInvalid)
 	}
 	// Vocabulary and document frequencies.
 	termsOf := make([]map[string]int, 0, len(docs))

@@ -161,12 +161,25 @@ func TestFitIsDeterministicAndLoadRoundTrips(t *testing.T) {
 	}
 }
 
-func TestFitNeedsTwoDocumentsWithTerms(t *testing.T) {
+func TestFitNeedsTwoDocumentsWithTermsAndRoomForTheResidual(t *testing.T) {
 	t.Parallel()
 	for _, docs := range [][]string{nil, {"one lonely paper about graphs"}, {"the of and", "a an"}} {
 		if _, _, err := Fit(docs, 0); !errors.Is(err, paper.ErrInvalid) {
 			t.Errorf("Fit(%q): %v, want ErrInvalid", docs, err)
 		}
+	}
+	two := []string{"graph neural networks", "sparse mixture of experts"}
+	for _, dims := range []int{-1, 1, MinFittedDimensions - 1} {
+		if _, _, err := Fit(two, dims); !errors.Is(err, paper.ErrInvalid) {
+			t.Errorf("Fit in %d dimensions: %v, want ErrInvalid", dims, err)
+		}
+	}
+	m, _, err := Fit(two, MinFittedDimensions)
+	if err != nil {
+		t.Fatalf("Fit in %d dimensions: %v", MinFittedDimensions, err)
+	}
+	if v := m.Vector("sparse experts"); len(v) != MinFittedDimensions {
+		t.Errorf("vector of %d dimensions, want %d", len(v), MinFittedDimensions)
 	}
 }
 

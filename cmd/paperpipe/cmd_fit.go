@@ -34,8 +34,8 @@ func cmdFit(ctx context.Context, c *config, args []string) error {
 	if o.maxDocs < 2 {
 		return usageErr("--max-docs must be at least 2")
 	}
-	if o.dimensions < 4 || o.dimensions > store.MaxDimensions {
-		return usageErr("--dimensions must be between 4 and %d", store.MaxDimensions)
+	if o.dimensions < embed.MinFittedDimensions || o.dimensions > store.MaxDimensions {
+		return usageErr("--dimensions must be between %d and %d", embed.MinFittedDimensions, store.MaxDimensions)
 	}
 	if o.activate && !o.fill {
 		return usageErr("--activate needs --fill: an empty space cannot answer queries")
