@@ -474,6 +474,7 @@ func loadKNN(ctx context.Context, st *store.Store, sp paper.Space, d *knnData, c
 // knnExprs are the SQL pieces of one index kind of a space, as store/spaces.go writes them.
 type knnExprs struct {
 	expr, param, opclass, index, space string
+	spaceID                            int64
 }
 
 func vectorExprs(spaceID int64, dims int, kind string) knnExprs {
@@ -481,30 +482,14 @@ func vectorExprs(spaceID int64, dims int, kind string) knnExprs {
 	id := strconv.FormatInt(spaceID, 10)
 	if kind == "halfvec" {
 		return knnExprs{expr: "(embedding::halfvec(" + d + "))", param: "$1::vector(" + d + ")::halfvec(" + d + ")",
-			opclass: "halfvec_cosine_ops", index: "bench_halfvec_s" + id, space: id}
+			opclass: "halfvec_cosine_ops", index: "bench_halfvec_s" + id, space: id, spaceID: spaceID}
 	}
 	return knnExprs{expr: "(embedding::vector(" + d + "))", param: "$1::vector(" + d + ")",
-		opclass: "vector_cosine_ops", index: "embeddings_hnsw_s" + id, space: id}
+		opclass: "vector_cosine_ops", index: "embeddings_hnsw_s" + id, space: id, spaceID: spaceID}
 }
 
-// mirrorSQL is store/query.go's knnSQL for the given expressions (same statement, same
-// settings), so that hnsw.ef_search can be swept and a halfvec index compared.
-func mirrorSQL(v knnExprs) string {
-	dist := v.expr + " <=> " + v.param
-	return `SELECT n.paper_id, p.title, coalesce(t.tldr, ''), 1 - n.dist
-FROM (
-	SELECT paper_id, ` + dist + ` AS dist
-	FROM embeddings
-	WHERE space_id = ` + v.space + ` AND paper_id <> $2
-	ORDER BY ` + dist + `
-	LIMIT $3
-) n
-JOIN papers p ON p.id = n.paper_id
-LEFT JOIN LATERAL (SELECT tldr FROM tldrs t WHERE t.paper_id = p.id AND t.content_hash = p.content_hash
-	ORDER BY t.created_at DESC, t.model, t.prompt_version LIMIT 1) t ON true
-ORDER BY n.dist, n.paper_id`
-}
-
+// mirrorKNN runs the store's own statement (store.KNNStatement) on the index kind v, with
+// ef_search set, so the sweep and the halfvec comparison measure what Store.Related runs.
 func mirrorKNN(ctx context.Context, st *store.Store, v knnExprs, ef int, q []float32, exclude string) ([]string, error) {
 	var ids []string
 	err := pgx.BeginTxFunc(ctx, st.Pool(), pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
@@ -512,7 +497,7 @@ func mirrorKNN(ctx context.Context, st *store.Store, v knnExprs, ef int, q []flo
 			strconv.Itoa(ef)); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, mirrorSQL(v), pgvector.NewVector(q), exclude, 10)
+		rows, err := tx.Query(ctx, store.KNNStatement(v.expr, v.param, v.spaceID), pgvector.NewVector(q), exclude, 10)
 		if err != nil {
 			return err
 		}

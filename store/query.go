@@ -267,18 +267,27 @@ func checkK(k int) error {
 	return nil
 }
 
-// knnSQL is the nearest-neighbour statement of one space: $1 the query vector, $2 a paper id to
-// leave out ("" for none), $3 k. The inner query repeats the space's index expression and its
-// literal space_id predicate, so the planner can answer it with an index scan on the space's
-// partial HNSW index; the outer query adds titles and TL;DRs to the k rows.
+// knnSQL is the nearest-neighbour statement of one space (see KNNStatement).
 func knnSQL(sp paper.Space) string {
 	v := vectorSQLFor(sp.ID, sp.Dimensions, "$1")
-	dist := v.expr + " <=> " + v.param
+	return KNNStatement(v.expr, v.param, sp.ID)
+}
+
+// KNNStatement is the nearest-neighbour statement the store runs for a space whose vectors
+// are indexed as indexExpr (e.g. "(embedding::vector(768))") and whose query vector is cast as
+// queryParam (e.g. "$1::vector(768)"): $1 the query vector, $2 a paper id to leave out ("" for
+// none), $3 k. The inner query repeats the index expression and the literal space_id
+// predicate, so the planner can answer it with an index scan on the space's partial HNSW
+// index; the outer query adds titles and TL;DRs to the k rows. It is exported for the
+// benchmarks, which run the store's own statement against other index kinds; both
+// expressions must be trusted SQL, never user input.
+func KNNStatement(indexExpr, queryParam string, spaceID int64) string {
+	dist := indexExpr + " <=> " + queryParam
 	return `SELECT n.paper_id, p.title, coalesce(t.tldr, ''), 1 - n.dist
 FROM (
 	SELECT paper_id, ` + dist + ` AS dist
 	FROM embeddings
-	WHERE space_id = ` + itoa(sp.ID) + ` AND paper_id <> $2
+	WHERE space_id = ` + itoa(spaceID) + ` AND paper_id <> $2
 	ORDER BY ` + dist + `
 	LIMIT $3
 ) n
