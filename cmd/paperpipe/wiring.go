@@ -107,15 +107,25 @@ type activeOffline struct {
 	st  *store.Store
 	log *slog.Logger
 
-	mu  sync.Mutex
-	cur embedder
+	mu      sync.Mutex
+	cur     embedder
+	checked time.Time // when the active space was last read
 }
+
+// activeRecheck is how often activeOffline reads the active space: a search calls Space and
+// EmbedQuery after the web layer has read it already, so the store is asked once a second at
+// most, not three times a search.
+const activeRecheck = time.Second
 
 // resolve returns the embedder of the active space when that is an offline model's, and the
 // current one otherwise (or when the active space cannot be read or its model loaded).
 func (a *activeOffline) resolve(ctx context.Context) embedder {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if time.Since(a.checked) < activeRecheck {
+		return a.cur
+	}
+	a.checked = time.Now()
 	active, err := a.st.ActiveSpace(ctx)
 	if err != nil || active.Model == a.cur.Space().Model || !embed.IsOfflineModel(active.Model) {
 		return a.cur
