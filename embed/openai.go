@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	openai "github.com/sashabaranov/go-openai"
@@ -58,6 +59,11 @@ type Config struct {
 	MaxRetries int
 	// Timeout bounds each HTTP request. Defaults to 60s.
 	Timeout time.Duration
+	// EncodingFormat is the "encoding_format" requested: "base64" (little-endian float32s,
+	// about half the bytes of "float" and much cheaper to decode) or "float" (JSON numbers).
+	// A client asking for base64 from a server that answers float arrays anyway switches to
+	// float for good, logging it once. Defaults to "base64".
+	EncodingFormat string
 	// Limiter is the rate limiter of the API's base URL, shared with every other client of
 	// it. Defaults to a limiter of this client's own with no request or token budget, which
 	// still honours the API's rate-limit headers.
@@ -65,7 +71,8 @@ type Config struct {
 	// HTTPClient sends the requests; its transport is wrapped to feed the Limiter. Defaults to
 	// a client with http.DefaultTransport.
 	HTTPClient *http.Client
-	// Logger receives retries and truncations at debug level. Defaults to discarding.
+	// Logger receives retries and truncations at debug level, and the switch to float
+	// encoding at info level. Defaults to discarding.
 	Logger *slog.Logger
 }
 
@@ -90,6 +97,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = 60 * time.Second
+	}
+	if c.EncodingFormat == "" {
+		c.EncodingFormat = string(openai.EmbeddingEncodingFormatBase64)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -122,6 +132,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("embed config: ContextTokens is %d, want > 0", c.ContextTokens)
 	case c.ContextTokens > c.MaxBatchTokens:
 		return fmt.Errorf("embed config: ContextTokens %d exceeds MaxBatchTokens %d", c.ContextTokens, c.MaxBatchTokens)
+	case c.EncodingFormat != string(openai.EmbeddingEncodingFormatBase64) &&
+		c.EncodingFormat != string(openai.EmbeddingEncodingFormatFloat):
+		return fmt.Errorf("embed config: EncodingFormat is %q, want \"base64\" or \"float\"", c.EncodingFormat)
 	}
 	return nil
 }
@@ -134,6 +147,9 @@ type Client struct {
 	api   *openai.Client
 	retry llm.Retrier
 	log   *slog.Logger
+	// float is set when requests ask for float vectors: from the start with EncodingFormat
+	// "float", or from the first base64 request the API answered with float arrays.
+	float atomic.Bool
 }
 
 // New returns a Client configured by cfg, or an error naming the Config field that is wrong.
@@ -148,13 +164,15 @@ func New(cfg Config) (*Client, error) {
 		dims = NativeDimensions(cfg.Model)
 	}
 	api, retry, baseURL := cfg.conn().Open()
-	return &Client{
+	c := &Client{
 		cfg:   cfg,
 		space: paper.Space{Model: cfg.Model, Dimensions: dims, Template: TemplateTitleAbstract},
 		api:   api,
 		retry: retry,
 		log:   cfg.Logger.With("model", cfg.Model, "base_url", baseURL),
-	}, nil
+	}
+	c.float.Store(cfg.EncodingFormat == string(openai.EmbeddingEncodingFormatFloat))
+	return c, nil
 }
 
 // Space returns the client's embedding space: model, dimensions, TemplateTitleAbstract.
@@ -264,14 +282,13 @@ func (c *Client) batches(inputs []input) []batch {
 func (c *Client) embed(ctx context.Context, texts []string, tokens int) ([][]float32, paper.Usage, error) {
 	usage := paper.Usage{Model: c.cfg.Model, Kind: paper.KindEmbedding}
 	req := openai.EmbeddingRequestStrings{
-		Input:          texts,
-		Model:          openai.EmbeddingModel(c.cfg.Model),
-		EncodingFormat: openai.EmbeddingEncodingFormatFloat,
-		Dimensions:     c.cfg.Dimensions,
+		Input:      texts,
+		Model:      openai.EmbeddingModel(c.cfg.Model),
+		Dimensions: c.cfg.Dimensions,
 	}
 	var vecs [][]float32
 	_, err := c.retry.Do(ctx, tokens, func(ctx context.Context) error {
-		resp, err := c.api.CreateEmbeddings(ctx, req)
+		resp, err := c.create(ctx, req, tokens)
 		if err != nil {
 			return err
 		}

@@ -75,10 +75,6 @@ func TestClientEmbedsInOrderWithUsage(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkVectors(t, papers, embs, 1536)
-	st := srv.Stats()
-	if u.Requests != 1 || int64(u.InputTokens) != st.PromptTokens || u.InputTokens == 0 || u.Kind != paper.KindEmbedding || u.Model != "text-embedding-3-small" {
-		t.Fatalf("usage %+v, server %+v", u, st)
-	}
 	if sp := c.Space(); sp != (paper.Space{Model: "text-embedding-3-small", Dimensions: 1536, Template: TemplateTitleAbstract}) {
 		t.Fatalf("Space = %+v", sp)
 	}
@@ -86,6 +82,19 @@ func TestClientEmbedsInOrderWithUsage(t *testing.T) {
 	if err != nil || len(q) != 1536 || qu.Requests != 1 {
 		t.Fatalf("EmbedQuery: %d dims, %+v, %v", len(q), qu, err)
 	}
+	st := settledStats(srv)
+	if u.Requests != 1 || u.InputTokens == 0 || int64(u.InputTokens+qu.InputTokens) != st.PromptTokens ||
+		u.Kind != paper.KindEmbedding || u.Model != "text-embedding-3-small" {
+		t.Fatalf("usage %+v, query usage %+v, server %+v", u, qu, st)
+	}
+}
+
+// settledStats closes srv and returns its counters. The fake counts a delivery after writing
+// the answer, so a client can hold the answer before it is counted; Close waits for the
+// handlers.
+func settledStats(srv *openaitest.Server) openaitest.Stats {
+	srv.Close()
+	return srv.Stats()
 }
 
 func TestClientSplitsByInputCount(t *testing.T) {
@@ -99,7 +108,7 @@ func TestClientSplitsByInputCount(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkVectors(t, papers, embs, 8)
-	st := srv.Stats()
+	st := settledStats(srv)
 	if st.EmbedRequests != 3 || u.Requests != 3 || st.EmbedInputsDelivered != 5000 {
 		t.Fatalf("server %+v, usage %+v; want 3 requests (2048+2048+904)", st, u)
 	}

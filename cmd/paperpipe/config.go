@@ -38,6 +38,7 @@ type config struct {
 
 	EmbedBatchInputs int    // PAPERPIPE_EMBED_BATCH_INPUTS
 	EmbedBatchTokens int    // PAPERPIPE_EMBED_BATCH_TOKENS
+	EmbedEncoding    string // PAPERPIPE_EMBED_ENCODING
 	Prices           string // PAPERPIPE_PRICES
 
 	Concurrency int           // PAPERPIPE_CONCURRENCY
@@ -84,6 +85,7 @@ func loadConfig() *config {
 
 		EmbedBatchInputs: envInt("PAPERPIPE_EMBED_BATCH_INPUTS", 2048),
 		EmbedBatchTokens: envInt("PAPERPIPE_EMBED_BATCH_TOKENS", 300000),
+		EmbedEncoding:    env("PAPERPIPE_EMBED_ENCODING", "base64"),
 		Prices:           os.Getenv("PAPERPIPE_PRICES"),
 		Concurrency:      envInt("PAPERPIPE_CONCURRENCY", 16),
 		BatchSize:        envInt("PAPERPIPE_BATCH_SIZE", 64),

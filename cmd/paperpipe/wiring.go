@@ -63,9 +63,13 @@ func buildModels(ctx context.Context, c *config, log *slog.Logger, st *store.Sto
 			return nil, fmt.Errorf("embedding batches: PAPERPIPE_EMBED_BATCH_INPUTS=%d and PAPERPIPE_EMBED_BATCH_TOKENS=%d must be positive",
 				c.EmbedBatchInputs, c.EmbedBatchTokens)
 		}
+		if c.EmbedEncoding != "base64" && c.EmbedEncoding != "float" {
+			return nil, fmt.Errorf("embedder: PAPERPIPE_EMBED_ENCODING=%q: want base64 or float", c.EmbedEncoding)
+		}
 		e, err := embed.New(embed.Config{
 			BaseURL: c.BaseURL, APIKey: c.APIKey, Model: c.EmbedModel, Dimensions: c.EmbedDims,
 			MaxBatchInputs: c.EmbedBatchInputs, MaxBatchTokens: c.EmbedBatchTokens,
+			EncodingFormat: c.EmbedEncoding,
 			// One input must fit in a request: a smaller token budget truncates inputs to it.
 			ContextTokens: min(embedInputTokens, c.EmbedBatchTokens),
 			Limiter:       lim, Logger: log, HTTPClient: c.httpClient,
