@@ -9,6 +9,7 @@ import (
 
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
 )
 
 func TestPercentile(t *testing.T) {
@@ -315,5 +316,75 @@ func TestPGBytes(t *testing.T) {
 		if got, ok := pgBytes(tc.in); got != tc.want || ok != tc.ok {
 			t.Errorf("pgBytes(%q) = %d, %v; want %d, %v", tc.in, got, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+func TestEvaluateJudgesEach1MIndexKind(t *testing.T) {
+	t.Parallel()
+	big := func(kind store.IndexKind, label string, recall, p99, loadSeconds float64) KNNResult {
+		return KNNResult{
+			Case:          KNNCase{Name: "synthetic-1M-" + label, Source: SourceSynthetic, N: 1_000_000, Index: kind},
+			StoreEfSearch: 100,
+			Related:       QueryStats{Recall: 0.9, Latency: Dist{N: 10, P99: 10}},
+			Sweep:         []SweepPoint{{Index: label, EfSearch: 200, Recall: recall, Latency: Dist{N: 10, P99: p99}}},
+			Load:          LoadTimes{IndexSeconds: loadSeconds - 100, LoadAndIndexSeconds: loadSeconds},
+		}
+	}
+	r := Run{KNN: []KNNResult{
+		big(store.IndexHNSW, "vector", 0.95, 21.8, 980),
+		big(store.IndexHNSWBinary, "binary", 0.97, 12, 600),
+		{Case: KNNCase{Name: "synthetic-100k", Source: SourceSynthetic, N: 100_000}},
+	}}
+	r.Evaluate()
+	want := map[string]bool{
+		"related papers at 1M × 768 — hnsw index":            false,
+		"load 1M precomputed embeddings — hnsw index":        false,
+		"related papers at 1M × 768 — hnsw-binary index":     true,
+		"load 1M precomputed embeddings — hnsw-binary index": true,
+	}
+	seen := 0
+	for _, g := range r.Goals {
+		w, ok := want[g.Name]
+		if !ok {
+			continue
+		}
+		seen++
+		if g.Pass == nil || *g.Pass != w {
+			t.Errorf("goal %q: pass = %v, want %v (%s)", g.Name, deref(g.Pass), w, g.Measured)
+		}
+	}
+	if seen != len(want) {
+		t.Errorf("found %d of the %d per-index 1M goals in %+v", seen, len(want), r.Goals)
+	}
+}
+
+func TestEvaluateJudgesThroughputPerIndexKind(t *testing.T) {
+	t.Parallel()
+	lat := 400 * time.Millisecond
+	r := Run{Pipeline: []PipelineResult{
+		{Case: PipelineCase{Name: "C256", Models: ModelsAPI, Concurrency: 256, ChatLatency: lat}, Steady: 320, Bound: 640, Ratio: 0.5},
+		{Case: PipelineCase{Name: "C256-binary", Models: ModelsAPI, Concurrency: 256, ChatLatency: lat, Index: store.IndexHNSWBinary},
+			Steady: 600, Bound: 640, Ratio: 0.94},
+		{Case: PipelineCase{Name: "zero-binary", Models: ModelsAPI, Concurrency: 64, Index: store.IndexHNSWBinary}, Throughput: 500},
+	}}
+	r.Evaluate()
+	goals := map[string]Goal{}
+	for _, g := range r.Goals {
+		goals[g.Name] = g
+	}
+	if g := goals["pipeline at C=256"]; g.Pass == nil || *g.Pass {
+		t.Errorf("default C=256 goal = %+v, want failed on the hnsw case", g)
+	}
+	if g := goals["pipeline at C=256 — hnsw-binary index"]; g.Pass == nil || !*g.Pass {
+		t.Errorf("binary C=256 goal = %+v, want passed", g)
+	}
+	if g := goals["zero API latency, fake API (separate process)"]; g.Pass != nil {
+		t.Errorf("default zero-latency goal judged on a binary case: %+v", g)
+	}
+	if g := goals["zero API latency, fake API (separate process) — hnsw-binary index"]; g.Pass == nil || *g.Pass {
+		t.Errorf("binary zero-latency goal = %+v, want failed", g)
+	}
+	if _, ok := goals["pipeline at C=64 — hnsw-binary index"]; ok {
+		t.Errorf("a binary row for C=64, which no case measured")
 	}
 }

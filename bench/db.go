@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"log/slog"
 	"net/url"
 	"time"
 
@@ -69,7 +68,7 @@ func OpenDB(ctx context.Context, serverURL, name string, keep bool) (*DB, error)
 // Schema creates an empty schema named after prefix and returns a store opened on it with its
 // migrations applied, and a function that closes the store and drops the schema (unless the
 // database is kept).
-func (d *DB) Schema(ctx context.Context, prefix string, log *slog.Logger) (*store.Store, func(), error) {
+func (d *DB) Schema(ctx context.Context, prefix string, cfg store.Config) (*store.Store, func(), error) {
 	var rnd [3]byte
 	_, _ = rand.Read(rnd[:])
 	schema := "bench_" + prefix + "_" + hex.EncodeToString(rnd[:])
@@ -86,7 +85,8 @@ func (d *DB) Schema(ctx context.Context, prefix string, log *slog.Logger) (*stor
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := store.Open(ctx, store.Config{URL: u, Logger: log})
+	cfg.URL = u
+	st, err := store.Open(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
 	}

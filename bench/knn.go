@@ -43,10 +43,21 @@ type KNNCase struct {
 	// Halfvec also builds and sweeps a halfvec HNSW index (raw SQL: the store indexes
 	// halfvec only above 2,000 dimensions).
 	Halfvec bool `json:"halfvec"`
+	// Index is the store's index kind for the case's space (store.Config.VectorIndex).
+	// Defaults to store.IndexHNSW.
+	Index store.IndexKind `json:"index,omitempty"`
 	// Clusters describes synthetic data.
 	Clusters ClusterSpec `json:"clusters"`
 	// ChunkSize is the vectors per store.LoadEmbeddings call. Defaults to 5000 (the CLI's).
 	ChunkSize int `json:"chunk_size"`
+}
+
+// index is the store's index kind for the case.
+func (c KNNCase) index() store.IndexKind {
+	if c.Index == "" {
+		return store.IndexHNSW
+	}
+	return c.Index
 }
 
 // LoadTimes is how long a bulk load took.
@@ -71,7 +82,7 @@ type QueryStats struct {
 
 // SweepPoint is recall and latency at one hnsw.ef_search.
 type SweepPoint struct {
-	Index    string  `json:"index"` // vector or halfvec
+	Index    string  `json:"index"` // vector, binary (the store's kinds) or halfvec
 	EfSearch int     `json:"ef_search"`
 	Recall   float64 `json:"recall_at_10"`
 	Latency  Dist    `json:"latency_one_client"`
@@ -227,7 +238,7 @@ func RunKNN(ctx context.Context, opts KNNOptions, c KNNCase) (KNNResult, error) 
 	res.GenerateSeconds = round3(time.Since(t0).Seconds())
 	opts.Logger.Info("knn: data ready", "case", c.Name, "seconds", res.GenerateSeconds)
 
-	st, drop, err := opts.DB.Schema(ctx, "knn", opts.Logger)
+	st, drop, err := opts.DB.Schema(ctx, "knn", store.Config{Logger: opts.Logger, VectorIndex: c.index()})
 	if err != nil {
 		return res, err
 	}
@@ -326,8 +337,8 @@ func RunKNN(ctx context.Context, opts KNNOptions, c KNNCase) (KNNResult, error) 
 	progress()
 	opts.Logger.Info("knn: store queries measured", "case", c.Name)
 
-	// The sweep, through a copy of the store's statement with ef_search set per run.
-	vec := vectorExprs(sp.ID, c.Dims, "vector")
+	// The sweep, through the store's statement with ef_search set per run.
+	vec := storeSweepIndex(sp.ID, c.Dims, c.index())
 	agree := 0.0
 	for i, q := range d.queries {
 		ids, err := mirrorKNN(ctx, st, vec, storeEfSearch, q, "")
@@ -337,10 +348,10 @@ func RunKNN(ctx context.Context, opts KNNOptions, c KNNCase) (KNNResult, error) 
 		agree += Recall(ids, storeSearchIDs[i])
 	}
 	res.MirrorAgreement = round3(agree / float64(len(d.queries)))
-	sweep := func(kind string, v knnExprs) (int, error) {
+	sweep := func(v sweepIndex) (int, error) {
 		ef95 := 0
 		for _, ef := range c.EfSearch {
-			p := SweepPoint{Index: kind, EfSearch: ef}
+			p := SweepPoint{Index: v.label, EfSearch: ef}
 			var ds []time.Duration
 			var rec float64
 			for i, q := range qs {
@@ -362,17 +373,17 @@ func RunKNN(ctx context.Context, opts KNNOptions, c KNNCase) (KNNResult, error) 
 			if ef95 == 0 && p.Recall >= 0.95 {
 				ef95 = ef
 			}
-			opts.Logger.Info("knn: sweep", "case", c.Name, "index", kind, "ef_search", ef, "recall", p.Recall, "p99_ms", p.Latency.P99)
+			opts.Logger.Info("knn: sweep", "case", c.Name, "index", v.label, "ef_search", ef, "recall", p.Recall, "p99_ms", p.Latency.P99)
 		}
 		progress()
 		return ef95, nil
 	}
-	if res.EfFor95, err = sweep("vector", vec); err != nil {
+	if res.EfFor95, err = sweep(vec); err != nil {
 		return res, fmt.Errorf("case %s: sweep: %w", c.Name, err)
 	}
 
 	if c.Halfvec {
-		half := vectorExprs(sp.ID, c.Dims, "halfvec")
+		half := halfvecExprs(sp.ID, c.Dims)
 		t0 := time.Now()
 		if err := buildHalfvecIndex(ctx, st, half, res.Load.IndexMaintenanceMem); err != nil {
 			return res, fmt.Errorf("case %s: halfvec index: %w", c.Name, err)
@@ -380,7 +391,7 @@ func RunKNN(ctx context.Context, opts KNNOptions, c KNNCase) (KNNResult, error) 
 		res.HalfvecSeconds = round3(time.Since(t0).Seconds())
 		_ = st.Pool().QueryRow(ctx, "SELECT pg_relation_size(to_regclass($1))", half.index).Scan(&res.HalfvecBytes)
 		progress()
-		if res.EfFor95Halfvec, err = sweep("halfvec", half); err != nil {
+		if res.EfFor95Halfvec, err = sweep(half.sweepIndex()); err != nil {
 			return res, fmt.Errorf("case %s: halfvec sweep: %w", c.Name, err)
 		}
 	}
@@ -463,41 +474,66 @@ func loadKNN(ctx context.Context, st *store.Store, sp paper.Space, d *knnData, c
 	if _, err := st.Pool().Exec(ctx, "ANALYZE embeddings; ANALYZE papers"); err != nil {
 		return fmt.Errorf("analyze: %w", err)
 	}
-	v := vectorExprs(sp.ID, c.Dims, "vector")
 	if err := st.Pool().QueryRow(ctx, "SELECT pg_relation_size(to_regclass($1)), pg_total_relation_size('embeddings')",
-		v.index).Scan(&lt.IndexBytes, &lt.TableBytes); err != nil {
+		storeIndexPrefix+strconv.FormatInt(sp.ID, 10)).Scan(&lt.IndexBytes, &lt.TableBytes); err != nil {
 		return fmt.Errorf("sizes: %w", err)
 	}
 	return nil
 }
 
-// knnExprs are the SQL pieces of one index kind of a space, as store/spaces.go writes them.
-type knnExprs struct {
-	expr, param, opclass, index, space string
-	spaceID                            int64
+// storeIndexPrefix names a space's index: the prefix of store/spaces.go's indexNamePrefix.
+const storeIndexPrefix = "embeddings_hnsw_s"
+
+// sweepIndex is a nearest-neighbour statement the sweep runs, and its arguments.
+type sweepIndex struct {
+	label string // vector, binary or halfvec
+	sql   string
+	args  func(vec pgvector.Vector, exclude string, k, ef int) []any
 }
 
-func vectorExprs(spaceID int64, dims int, kind string) knnExprs {
+// storeSweepIndex is the store's own statement for a space indexed as kind.
+func storeSweepIndex(spaceID int64, dims int, kind store.IndexKind) sweepIndex {
+	q := store.NewKNNQuery(spaceID, dims, kind)
+	return sweepIndex{label: storeSweepLabel(kind), sql: q.SQL, args: q.Args}
+}
+
+// storeSweepLabel is how the sweep labels the store's index kind.
+func storeSweepLabel(kind store.IndexKind) string {
+	if kind == store.IndexHNSWBinary {
+		return "binary"
+	}
+	return "vector"
+}
+
+// knnExprs are the SQL pieces of the halfvec index the benchmark adds beside the store's.
+type knnExprs struct {
+	expr, dist, opclass, index, space string
+	spaceID                           int64
+}
+
+func halfvecExprs(spaceID int64, dims int) knnExprs {
 	d := strconv.Itoa(dims)
 	id := strconv.FormatInt(spaceID, 10)
-	if kind == "halfvec" {
-		return knnExprs{expr: "(embedding::halfvec(" + d + "))", param: "$1::vector(" + d + ")::halfvec(" + d + ")",
-			opclass: "halfvec_cosine_ops", index: "bench_halfvec_s" + id, space: id, spaceID: spaceID}
-	}
-	return knnExprs{expr: "(embedding::vector(" + d + "))", param: "$1::vector(" + d + ")",
-		opclass: "vector_cosine_ops", index: "embeddings_hnsw_s" + id, space: id, spaceID: spaceID}
+	expr := "(embedding::halfvec(" + d + "))"
+	return knnExprs{expr: expr, dist: expr + " <=> $1::vector(" + d + ")::halfvec(" + d + ")",
+		opclass: "halfvec_cosine_ops", index: "bench_halfvec_s" + id, space: id, spaceID: spaceID}
 }
 
-// mirrorKNN runs the store's own statement (store.KNNStatement) on the index kind v, with
-// ef_search set, so the sweep and the halfvec comparison measure what Store.Related runs.
-func mirrorKNN(ctx context.Context, st *store.Store, v knnExprs, ef int, q []float32, exclude string) ([]string, error) {
+// sweepIndex is the store's statement (store.KNNStatement) on the halfvec index.
+func (v knnExprs) sweepIndex() sweepIndex {
+	return sweepIndex{label: "halfvec", sql: store.KNNStatement(v.dist, v.dist, v.spaceID),
+		args: func(vec pgvector.Vector, exclude string, k, _ int) []any { return []any{vec, exclude, k, k} }}
+}
+
+// mirrorKNN runs the statement v with ef_search set, as the store runs it.
+func mirrorKNN(ctx context.Context, st *store.Store, v sweepIndex, ef int, q []float32, exclude string) ([]string, error) {
 	var ids []string
 	err := pgx.BeginTxFunc(ctx, st.Pool(), pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT set_config('hnsw.ef_search', $1, true), set_config('plan_cache_mode', 'force_custom_plan', true)",
 			strconv.Itoa(ef)); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, store.KNNStatement(v.expr, v.param, v.spaceID), pgvector.NewVector(q), exclude, 10)
+		rows, err := tx.Query(ctx, v.sql, v.args(pgvector.NewVector(q), exclude, 10, ef)...)
 		if err != nil {
 			return err
 		}

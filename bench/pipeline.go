@@ -54,6 +54,17 @@ type PipelineCase struct {
 	Vectors string `json:"vectors,omitempty"`
 	// Reprocess also measures re-processing over the processed archive (see ReprocessResult).
 	Reprocess bool `json:"reprocess"`
+	// Index is the store's index kind for the worker's embedding space
+	// (store.Config.VectorIndex). Defaults to store.IndexHNSW.
+	Index store.IndexKind `json:"index,omitempty"`
+}
+
+// index is the store's index kind for the case.
+func (c PipelineCase) index() store.IndexKind {
+	if c.Index == "" {
+		return store.IndexHNSW
+	}
+	return c.Index
 }
 
 // randomVectors reports whether the case asks the fake API for random vectors.
@@ -153,7 +164,7 @@ func newPipelineEnv(ctx context.Context, opts PipelineOptions, c PipelineCase) (
 			e.close()
 		}
 	}()
-	if e.st, e.drop, err = opts.DB.Schema(ctx, "pipe", opts.Logger); err != nil {
+	if e.st, e.drop, err = opts.DB.Schema(ctx, "pipe", store.Config{Logger: opts.Logger, VectorIndex: c.Index}); err != nil {
 		return nil, err
 	}
 	if e.dir, err = os.MkdirTemp("", "paperbench-nats-"); err != nil {

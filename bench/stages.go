@@ -10,6 +10,7 @@ import (
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
 )
 
 // StageResult is the cost of one store call the worker makes per micro-batch, measured alone.
@@ -34,7 +35,7 @@ func RunStages(ctx context.Context, db *DB, corpus []paper.Abstract, n, batch in
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	st, drop, err := db.Schema(ctx, "stages", log)
+	st, drop, err := db.Schema(ctx, "stages", store.Config{Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -54,6 +55,20 @@ func RunStages(ctx context.Context, db *DB, corpus []paper.Abstract, n, batch in
 		return nil, err
 	}
 	spBare, _, err := st.EnsureSpaceForLoad(ctx, paper.Space{Model: "random-unit-noindex", Dimensions: 768, Template: "bench"})
+	if err != nil {
+		return nil, err
+	}
+	// The same schema through a store that creates binary-code spaces (store.IndexHNSWBinary).
+	stBin, err := store.Open(ctx, store.Config{URL: st.Pool().Config().ConnString(), VectorIndex: store.IndexHNSWBinary, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	defer stBin.Close()
+	spBinText, err := stBin.EnsureSpace(ctx, paper.Space{Model: "fake-text-binary", Dimensions: 768, Template: "bench"})
+	if err != nil {
+		return nil, err
+	}
+	spBinOff, err := stBin.EnsureSpace(ctx, paper.Space{Model: "offline-binary", Dimensions: 768, Template: "bench"})
 	if err != nil {
 		return nil, err
 	}
@@ -106,6 +121,8 @@ func RunStages(ctx context.Context, db *DB, corpus []paper.Abstract, n, batch in
 		{"SaveEmbeddings, HNSW space, fake API text vectors (its default)", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spText.ID, textEmbs[i:j]); return err }},
 		{"SaveEmbeddings, HNSW space, random vectors (fake API -vectors random)", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spRand.ID, randEmbs[i:j]); return err }},
 		{"SaveEmbeddings, space without index, random vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spBare.ID, randEmbs[i:j]); return err }},
+		{"SaveEmbeddings, hnsw-binary space, offline vectors", func(i, j int) error { _, err := stBin.SaveEmbeddings(ctx, spBinOff.ID, offEmbs[i:j]); return err }},
+		{"SaveEmbeddings, hnsw-binary space, fake API text vectors", func(i, j int) error { _, err := stBin.SaveEmbeddings(ctx, spBinText.ID, textEmbs[i:j]); return err }},
 		{"experiment: SaveEmbeddings, halfvec HNSW index, offline vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spHalf.ID, offEmbs[i:j]); return err }},
 		{"experiment: SaveEmbeddings, HNSW ef_construction 32, offline vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spEf32.ID, offEmbs[i:j]); return err }},
 		{"experiment: UpsertPapers (unchanged papers) without the generated tsv column", func(i, j int) error {

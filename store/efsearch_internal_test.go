@@ -23,7 +23,7 @@ func TestSearchTransactionsUseConfiguredEFSearch(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got string
-		err = s.inSearchTx(t.Context(), tc.k, func(tx pgx.Tx) error {
+		err = s.inSearchTx(t.Context(), tc.k, func(tx pgx.Tx, _ int) error {
 			return tx.QueryRow(t.Context(), "SELECT current_setting('hnsw.ef_search')").Scan(&got)
 		})
 		s.Close()

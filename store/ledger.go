@@ -234,7 +234,7 @@ func (s *Store) SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 	}
 	last := make(map[string]int, len(embs))
 	for i, e := range embs {
-		if err := validateEmbedding(e, sp); err != nil {
+		if err := validateEmbedding(e, sp.Space); err != nil {
 			return 0, fmt.Errorf("save embeddings: record %d: %w", i+1, err)
 		}
 		last[e.PaperID] = i

@@ -210,7 +210,7 @@ func (s *Store) Search(ctx context.Context, spaceID int64, vec []float32, k int)
 	if err != nil {
 		return nil, fmt.Errorf("search: %w", err)
 	}
-	if err := validateEmbedding(paper.Embedding{PaperID: "query", ContentHash: "-", Vector: vec}, sp); err != nil {
+	if err := validateEmbedding(paper.Embedding{PaperID: "query", ContentHash: "-", Vector: vec}, sp.Space); err != nil {
 		return nil, fmt.Errorf("search: %w", err)
 	}
 	hits, err := s.knn(ctx, sp, pgvector.NewVector(vec), "", k)
@@ -228,9 +228,10 @@ func (s *Store) ExplainRelated(ctx context.Context, spaceID int64, id string, k 
 	if err != nil {
 		return "", fmt.Errorf("explain related to %s: %w", id, err)
 	}
+	q := knnQuery(sp)
 	var lines []string
-	err = s.inSearchTx(ctx, k, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, "EXPLAIN (FORMAT TEXT) "+knnSQL(sp), vec, id, k)
+	err = s.inSearchTx(ctx, k, func(tx pgx.Tx, ef int) error {
+		rows, err := tx.Query(ctx, "EXPLAIN (FORMAT TEXT) "+q.SQL, q.Args(vec, id, k, ef)...)
 		if err != nil {
 			return err
 		}
@@ -244,18 +245,18 @@ func (s *Store) ExplainRelated(ctx context.Context, spaceID int64, id string, k 
 }
 
 // relatedInput checks k and returns the space and paper id's vector in it.
-func (s *Store) relatedInput(ctx context.Context, spaceID int64, id string, k int) (paper.Space, pgvector.Vector, error) {
+func (s *Store) relatedInput(ctx context.Context, spaceID int64, id string, k int) (spaceRow, pgvector.Vector, error) {
 	if err := checkK(k); err != nil {
-		return paper.Space{}, pgvector.Vector{}, err
+		return spaceRow{}, pgvector.Vector{}, err
 	}
 	sp, err := s.space(ctx, spaceID)
 	if err != nil {
-		return paper.Space{}, pgvector.Vector{}, err
+		return spaceRow{}, pgvector.Vector{}, err
 	}
 	var vec pgvector.Vector
 	err = s.pool.QueryRow(ctx, "SELECT embedding FROM embeddings WHERE space_id = $1 AND paper_id = $2", spaceID, id).Scan(&vec)
 	if err != nil {
-		return paper.Space{}, pgvector.Vector{}, notFound(err, "no vector of paper %s in space %s", id, sp.Name())
+		return spaceRow{}, pgvector.Vector{}, notFound(err, "no vector of paper %s in space %s", id, sp.Name())
 	}
 	return sp, vec, nil
 }
@@ -267,28 +268,28 @@ func checkK(k int) error {
 	return nil
 }
 
-// knnSQL is the nearest-neighbour statement of one space (see KNNStatement).
-func knnSQL(sp paper.Space) string {
-	v := vectorSQLFor(sp.ID, sp.Dimensions, "$1")
-	return KNNStatement(v.expr, v.param, sp.ID)
-}
 
-// KNNStatement is the nearest-neighbour statement the store runs for a space whose vectors
-// are indexed as indexExpr (e.g. "(embedding::vector(768))") and whose query vector is cast as
-// queryParam (e.g. "$1::vector(768)"): $1 the query vector, $2 a paper id to leave out ("" for
-// none), $3 k. The inner query repeats the index expression and the literal space_id
-// predicate, so the planner can answer it with an index scan on the space's partial HNSW
-// index; the outer query adds titles and TL;DRs to the k rows. It is exported for the
-// benchmarks, which run the store's own statement against other index kinds; both
-// expressions must be trusted SQL, never user input.
-func KNNStatement(indexExpr, queryParam string, spaceID int64) string {
-	dist := indexExpr + " <=> " + queryParam
+// KNNStatement is the nearest-neighbour statement the store runs for a space: $1 the query
+// vector, $2 a paper id to leave out ("" for none), $3 k, $4 the candidates the index scan
+// returns. dist is the exact cosine distance of a row's vector to $1 (e.g. "(embedding::
+// vector(768)) <=> $1::vector(768)"); order is what the space's index orders rows by — dist
+// itself, with $4 = k, or the Hamming distance of binary codes, whose $4 candidates are then
+// re-ranked by dist. The inner query repeats the index expression and the literal space_id
+// predicate, so the planner answers it with an index scan on the space's partial HNSW index;
+// the outer query adds titles and TL;DRs to the k rows. It is exported for the benchmarks,
+// which run the store's own statement against other index kinds; both expressions must be
+// trusted SQL, never user input.
+func KNNStatement(dist, order string, spaceID int64) string {
 	return `SELECT n.paper_id, p.title, coalesce(t.tldr, ''), 1 - n.dist
 FROM (
-	SELECT paper_id, ` + dist + ` AS dist
-	FROM embeddings
-	WHERE space_id = ` + itoa(spaceID) + ` AND paper_id <> $2
-	ORDER BY ` + dist + `
+	SELECT paper_id, dist FROM (
+		SELECT paper_id, ` + dist + ` AS dist
+		FROM embeddings
+		WHERE space_id = ` + itoa(spaceID) + ` AND paper_id <> $2
+		ORDER BY ` + order + `
+		LIMIT $4
+	) c
+	ORDER BY dist, paper_id
 	LIMIT $3
 ) n
 JOIN papers p ON p.id = n.paper_id
@@ -297,11 +298,39 @@ LEFT JOIN LATERAL (SELECT tldr FROM tldrs t WHERE t.paper_id = p.id AND t.conten
 ORDER BY n.dist, n.paper_id`
 }
 
-// knn runs knnSQL for space sp.
-func (s *Store) knn(ctx context.Context, sp paper.Space, vec pgvector.Vector, exclude string, k int) ([]paper.Hit, error) {
+// KNNQuery is the store's nearest-neighbour statement for one space and index kind, with its
+// arguments; it is exported for the benchmarks, which sweep hnsw.ef_search over the store's
+// own statement.
+type KNNQuery struct {
+	// SQL is the statement (KNNStatement).
+	SQL string
+	v   vectorSQL
+}
+
+// NewKNNQuery returns the statement Related and Search run for space spaceID of dims
+// dimensions indexed as kind.
+func NewKNNQuery(spaceID int64, dims int, kind IndexKind) KNNQuery {
+	return knnQuery(spaceRow{Space: paper.Space{ID: spaceID, Dimensions: dims}, index: kind})
+}
+
+// knnQuery is the nearest-neighbour statement of space sp.
+func knnQuery(sp spaceRow) KNNQuery {
+	v := vectorSQLFor(sp, "$1")
+	return KNNQuery{SQL: KNNStatement(v.dist, v.order, sp.ID), v: v}
+}
+
+// Args returns the statement's arguments for k results nearest to vec, leaving out paper
+// exclude ("" for none), when hnsw.ef_search is ef.
+func (q KNNQuery) Args(vec pgvector.Vector, exclude string, k, ef int) []any {
+	return []any{vec, exclude, k, q.v.candidates(k, ef)}
+}
+
+// knn runs space sp's nearest-neighbour statement.
+func (s *Store) knn(ctx context.Context, sp spaceRow, vec pgvector.Vector, exclude string, k int) ([]paper.Hit, error) {
+	q := knnQuery(sp)
 	var hits []paper.Hit
-	err := s.inSearchTx(ctx, k, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, knnSQL(sp), vec, exclude, k)
+	err := s.inSearchTx(ctx, k, func(tx pgx.Tx, ef int) error {
+		rows, err := tx.Query(ctx, q.SQL, q.Args(vec, exclude, k, ef)...)
 		if err != nil {
 			return err
 		}
@@ -319,14 +348,14 @@ func (s *Store) knn(ctx context.Context, sp paper.Space, vec pgvector.Vector, ex
 // scan returns at most ef_search rows; Config.EFSearch sets the floor), and with
 // custom plans forced: pgx prepares statements, and a generic plan, made without knowing the
 // LIMIT, could prefer a sequential scan to the HNSW index.
-func (s *Store) inSearchTx(ctx context.Context, k int, fn func(pgx.Tx) error) error {
+func (s *Store) inSearchTx(ctx context.Context, k int, fn func(tx pgx.Tx, ef int) error) error {
 	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		ef := strconv.Itoa(max(s.ef, k))
-		_, err := tx.Exec(ctx, "SELECT set_config('hnsw.ef_search', $1, true), set_config('plan_cache_mode', 'force_custom_plan', true)", ef)
+		ef := max(s.ef, k)
+		_, err := tx.Exec(ctx, "SELECT set_config('hnsw.ef_search', $1, true), set_config('plan_cache_mode', 'force_custom_plan', true)", strconv.Itoa(ef))
 		if err != nil {
 			return fmt.Errorf("set search options: %w", err)
 		}
-		return fn(tx)
+		return fn(tx, ef)
 	})
 }
 

@@ -103,13 +103,13 @@ func (s *Store) HybridSearch(ctx context.Context, spaceID int64, q string, vec [
 	if err != nil {
 		return nil, fmt.Errorf("hybrid search: %w", err)
 	}
-	if err := validateEmbedding(paper.Embedding{PaperID: "query", ContentHash: "-", Vector: vec}, sp); err != nil {
+	if err := validateEmbedding(paper.Embedding{PaperID: "query", ContentHash: "-", Vector: vec}, sp.Space); err != nil {
 		return nil, fmt.Errorf("hybrid search: %w", err)
 	}
-	cand := min(max(4*k, 50), maxK)
+	v, cand := vectorSQLFor(sp, "$2"), hybridCandidates(k)
 	var hits []paper.Hit
-	err = s.inSearchTx(ctx, cand, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, hybridSQL(sp), q, pgvector.NewVector(vec), cand, k, RRFConstant)
+	err = s.inSearchTx(ctx, cand, func(tx pgx.Tx, ef int) error {
+		rows, err := tx.Query(ctx, hybridSQL(v, sp.ID), q, pgvector.NewVector(vec), cand, k, RRFConstant, v.candidates(cand, ef))
 		if err != nil {
 			return err
 		}
@@ -122,20 +122,28 @@ func (s *Store) HybridSearch(ctx context.Context, spaceID int64, q string, vec [
 	return hits, nil
 }
 
-// hybridSQL is the hybrid statement of one space: $1 the text, $2 the query vector, $3 the
-// candidates per ranking, $4 k, $5 the RRF constant. The semantic CTE repeats the space's
-// index expression and literal space_id predicate (see knnSQL) so that it is answered from the
+// hybridCandidates is how many papers each ranking of a hybrid search for k results offers
+// to the fusion.
+func hybridCandidates(k int) int { return min(max(4*k, 50), maxK) }
+
+// hybridSQL is the hybrid statement of one space, whose vectors appear as v (with the query
+// vector as $2): $1 the text, $2 the query vector, $3 the candidates per ranking, $4 k, $5 the
+// RRF constant, $6 the rows the vector index scan returns ($3, or more for a binary index,
+// re-ranked by exact distance as in KNNStatement). The semantic CTE repeats the space's index
+// expression and literal space_id predicate (see KNNStatement) so that it is answered from the
 // space's HNSW index; the keyword CTE uses the GIN index on papers.tsv.
-func hybridSQL(sp paper.Space) string {
-	v := vectorSQLFor(sp.ID, sp.Dimensions, "$2")
-	dist := v.expr + " <=> " + v.param
+func hybridSQL(v vectorSQL, spaceID int64) string {
 	return `WITH semantic AS (
 	SELECT paper_id, row_number() OVER (ORDER BY dist, paper_id) AS rank
 	FROM (
-		SELECT paper_id, ` + dist + ` AS dist
-		FROM embeddings
-		WHERE space_id = ` + itoa(sp.ID) + `
-		ORDER BY ` + dist + `
+		SELECT paper_id, dist FROM (
+			SELECT paper_id, ` + v.dist + ` AS dist
+			FROM embeddings
+			WHERE space_id = ` + itoa(spaceID) + `
+			ORDER BY ` + v.order + `
+			LIMIT $6
+		) c
+		ORDER BY dist, paper_id
 		LIMIT $3
 	) n
 ), q AS (
@@ -172,10 +180,10 @@ func (s *Store) ExplainHybrid(ctx context.Context, spaceID int64, q string, vec 
 	if err != nil {
 		return "", fmt.Errorf("explain hybrid search: %w", err)
 	}
-	cand := min(max(4*k, 50), maxK)
+	v, cand := vectorSQLFor(sp, "$2"), hybridCandidates(k)
 	var lines []string
-	err = s.inSearchTx(ctx, cand, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, "EXPLAIN (FORMAT TEXT) "+hybridSQL(sp), q, pgvector.NewVector(vec), cand, k, RRFConstant)
+	err = s.inSearchTx(ctx, cand, func(tx pgx.Tx, ef int) error {
+		rows, err := tx.Query(ctx, "EXPLAIN (FORMAT TEXT) "+hybridSQL(v, sp.ID), q, pgvector.NewVector(vec), cand, k, RRFConstant, v.candidates(cand, ef))
 		if err != nil {
 			return err
 		}

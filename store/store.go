@@ -39,6 +39,9 @@ type Config struct {
 	// traded against latency (recall@10 ≈ 0.96 at 100 on 100k vectors, and needs about 200 at
 	// 1M; see bench/results). A query for k results uses at least k. Defaults to 100.
 	EFSearch int
+	// VectorIndex is the index kind of the embedding spaces this store creates; a space keeps
+	// the kind it was created with. Defaults to IndexHNSW.
+	VectorIndex IndexKind
 	// Logger receives migration progress and warnings. Defaults to discarding everything.
 	Logger *slog.Logger
 }
@@ -50,6 +53,11 @@ func (c *Config) validate() error {
 	if c.MaxConns < 0 {
 		return fmt.Errorf("store config: MaxConns is %d, must not be negative: %w", c.MaxConns, paper.ErrInvalid)
 	}
+	if c.VectorIndex != "" {
+		if _, err := ParseIndexKind(string(c.VectorIndex)); err != nil {
+			return fmt.Errorf("store config: VectorIndex: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -57,13 +65,14 @@ func (c *Config) validate() error {
 type Store struct {
 	pool   *pgxpool.Pool
 	log    *slog.Logger
-	target string // user@host:port/database, for messages; never the password
-	ef     int    // hnsw.ef_search
+	target string    // user@host:port/database, for messages; never the password
+	ef     int       // hnsw.ef_search
+	index  IndexKind // of the spaces it creates
 
-	// spaces caches each space's immutable identity (model, dimensions, template) by id:
+	// spaces caches each space's immutable identity (model, dimensions, template, index kind) by id:
 	// spaces are never altered and ids never reused, so entries never go stale.
 	spacesMu sync.RWMutex
-	spaces   map[int64]paper.Space
+	spaces   map[int64]spaceRow
 }
 
 // Open connects to PostgreSQL, registers the pgvector types on every connection and checks the
@@ -96,11 +105,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.EFSearch <= 0 {
 		cfg.EFSearch = defaultEfSearch
 	}
+	if cfg.VectorIndex == "" {
+		cfg.VectorIndex = IndexHNSW
+	}
 	s := &Store{
 		ef:     min(cfg.EFSearch, maxK),
+		index:  cfg.VectorIndex,
 		log:    log,
 		target: fmt.Sprintf("%s@%s:%d/%s", cc.User, cc.Host, cc.Port, cc.Database),
-		spaces: make(map[int64]paper.Space),
+		spaces: make(map[int64]spaceRow),
 	}
 	s.pool, err = pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -464,5 +465,43 @@ func TestImportEmbeddingsLoadsGoodLinesAndReportsBadOnes(t *testing.T) {
 	}
 	if s := e.fake.Stats(); s.EmbedRequests != 0 || s.ChatRequests != 0 {
 		t.Errorf("import made API calls: %+v", s)
+	}
+}
+
+// TestReprocessFillsABinaryIndexedSpace: with PAPERPIPE_VECTOR_INDEX=hnsw-binary a new space
+// gets the binary-code index after its fill, `spaces` says so, and related-paper queries in it
+// answer from it.
+func TestReprocessFillsABinaryIndexedSpace(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 10)
+	ctx := t.Context()
+	bin := e.cfg(func(c *config) {
+		c.EmbedModel, c.EmbedDims, c.VectorIndex = "text-embedding-3-large", 32, "hnsw-binary"
+	})
+	res, _ := e.reprocess(t, ctx, bin, reprocessOptions{})
+	spaces, err := e.st.Spaces(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(spaces) != 1 || spaces[0].ID != res.Space.ID || spaces[0].Index != store.IndexHNSWBinary ||
+		spaces[0].IndexName == "" || spaces[0].Embedded != 10 {
+		t.Fatalf("spaces = %+v, want one filled hnsw-binary space with its index", spaces)
+	}
+	var listing bytes.Buffer
+	if err := listSpaces(ctx, e.st, false, &listing); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(listing.String(), "hnsw-binary "+spaces[0].IndexName) {
+		t.Errorf("spaces listing does not show the index kind:\n%s", listing.String())
+	}
+	hits, err := e.st.Related(ctx, res.Space.ID, "arxiv:2401.00003", 5)
+	if err != nil || len(hits) != 5 {
+		t.Errorf("Related in the binary space = %d hits, %v; want 5", len(hits), err)
+	}
+
+	bad := e.cfg(func(c *config) { c.VectorIndex = "ivfflat" })
+	if _, err := openStore(ctx, bad, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "PAPERPIPE_VECTOR_INDEX") {
+		t.Errorf("openStore with PAPERPIPE_VECTOR_INDEX=ivfflat = %v, want an error naming the variable", err)
 	}
 }

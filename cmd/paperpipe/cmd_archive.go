@@ -612,9 +612,9 @@ func listSpaces(ctx context.Context, st *store.Store, asJSON bool, w io.Writer) 
 		if s.Papers > 0 {
 			pct = 100 * float64(s.Embedded) / float64(s.Papers)
 		}
-		index := s.IndexName
-		if index == "" {
-			index = "(none)"
+		index := string(s.Index) + " " + s.IndexName
+		if s.IndexName == "" {
+			index = string(s.Index) + " (none)"
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d (%.0f%%)\t%s\t%s\n", s.ID, active, s.Name(), s.Embedded, s.Papers, pct, index,
 			s.CreatedAt.Format(time.DateTime))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/metrics"
+	"github.com/paperpipe/paperpipe/store"
 )
 
 // DefaultDatabaseURL is where `make services` runs PostgreSQL with pgvector.
@@ -47,7 +48,8 @@ type config struct {
 	MaxDeliver  int           // PAPERPIPE_MAX_DELIVER
 	MsgTimeout  time.Duration // PAPERPIPE_MSG_TIMEOUT; 0: half the AckWait
 
-	EFSearch int // PAPERPIPE_EF_SEARCH
+	EFSearch    int    // PAPERPIPE_EF_SEARCH
+	VectorIndex string // PAPERPIPE_VECTOR_INDEX
 
 	FollowInterval time.Duration // PAPERPIPE_FOLLOW_INTERVAL
 
@@ -93,6 +95,7 @@ func loadConfig() *config {
 		MaxDeliver:       envInt("PAPERPIPE_MAX_DELIVER", 8),
 		MsgTimeout:       envDuration("PAPERPIPE_MSG_TIMEOUT", 0),
 		EFSearch:         envInt("PAPERPIPE_EF_SEARCH", 100),
+		VectorIndex:      env("PAPERPIPE_VECTOR_INDEX", string(store.IndexHNSW)),
 		FollowInterval:   envDuration("PAPERPIPE_FOLLOW_INTERVAL", 30*time.Second),
 		LogLevel:         env("PAPERPIPE_LOG_LEVEL", "info"),
 		HTTPAddr:         env("PAPERPIPE_HTTP_ADDR", DefaultHTTPAddr),

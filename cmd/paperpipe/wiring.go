@@ -185,7 +185,11 @@ const embedInputTokens = 8191
 
 // openStore connects to DATABASE_URL and applies migrations.
 func openStore(ctx context.Context, c *config, log *slog.Logger) (*store.Store, error) {
-	st, err := store.Open(ctx, store.Config{URL: c.DatabaseURL, EFSearch: c.EFSearch, Logger: log})
+	kind, err := store.ParseIndexKind(c.VectorIndex)
+	if err != nil {
+		return nil, fmt.Errorf("PAPERPIPE_VECTOR_INDEX: %w", err)
+	}
+	st, err := store.Open(ctx, store.Config{URL: c.DatabaseURL, EFSearch: c.EFSearch, VectorIndex: kind, Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/paperpipe/paperpipe/bench"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/internal/pgtest"
+	"github.com/paperpipe/paperpipe/store"
 )
 
 func main() {
@@ -68,6 +69,7 @@ func sets() map[string]set {
 		knn: []bench.KNNCase{
 			knnCase("synthetic-20k", bench.SourceSynthetic, 20_000, 100, 300, 3*time.Second, []int{16, 40, 100, 200}, true),
 			knnCase("offline-20k", bench.SourceOffline, 20_000, 100, 300, 3*time.Second, []int{16, 40, 100, 200}, false),
+			binary(knnCase("synthetic-20k-binary", bench.SourceSynthetic, 20_000, 100, 300, 3*time.Second, []int{16, 40, 100, 200}, false)),
 		},
 	}
 	sweep := []int{10, 20, 40, 64, 100, 128, 160, 200, 400}
@@ -89,12 +91,17 @@ func sets() map[string]set {
 			{Name: "zero-latency-fake", Models: bench.ModelsAPI, N: 10_000, Concurrency: 64, Reprocess: true},
 			{Name: "offline", Models: bench.ModelsOffline, N: 10_000, Concurrency: 64},
 		},
-		// The 1M case runs first: it is the headline goal and the longest.
+		// The 1M cases run first: they are the headline goal and the longest. Each data set is
+		// measured with both of the store's index kinds (store.IndexHNSW, store.IndexHNSWBinary).
 		knn: []bench.KNNCase{
 			knnCase("synthetic-1M", bench.SourceSynthetic, 1_000_000, 100, 1000, 15*time.Second, sweep, false),
+			binary(knnCase("synthetic-1M-binary", bench.SourceSynthetic, 1_000_000, 100, 1000, 15*time.Second, sweep, false)),
 			knnCase("synthetic-100k", bench.SourceSynthetic, 100_000, 200, 1000, 10*time.Second, sweep, true),
+			binary(knnCase("synthetic-100k-binary", bench.SourceSynthetic, 100_000, 200, 1000, 10*time.Second, sweep, false)),
 			knnCase("offline-100k", bench.SourceOffline, 100_000, 200, 1000, 10*time.Second, sweep, true),
+			binary(knnCase("offline-100k-binary", bench.SourceOffline, 100_000, 200, 1000, 10*time.Second, sweep, false)),
 			knnCase("fitted-100k", bench.SourceFitted, 100_000, 200, 1000, 10*time.Second, sweep, false),
+			binary(knnCase("fitted-100k-binary", bench.SourceFitted, 100_000, 200, 1000, 10*time.Second, sweep, false)),
 		},
 	}
 	return map[string]set{"quick": quick, "full": full}
@@ -104,6 +111,7 @@ func withLinger(c bench.PipelineCase, d time.Duration) bench.PipelineCase { c.Li
 func paced(c bench.PipelineCase, rate float64) bench.PipelineCase         { c.PaceRate = rate; return c }
 func rpm(c bench.PipelineCase, n int) bench.PipelineCase                  { c.RPM = n; return c }
 func pooled(c bench.PipelineCase) bench.PipelineCase                      { c.PooledHTTP = true; return c }
+func binary(c bench.KNNCase) bench.KNNCase                                { c.Index = store.IndexHNSWBinary; return c }
 func randomVectors(c bench.PipelineCase) bench.PipelineCase {
 	c.Vectors = openaitest.VectorsRandom
 	return c
@@ -208,7 +216,7 @@ func run(args []string, stderr io.Writer) error {
 			"store pool":            "store.Open defaults (MaxConns max(8, 4×GOMAXPROCS))",
 			"corpus":                fmt.Sprintf("%s (%d papers) → generated abstracts", *corpusPath, len(corpus)),
 			"kNN k":                 "10",
-			"HNSW":                  "pgvector defaults m=16, ef_construction=64; build maintenance_work_mem 8GB, 2 parallel workers",
+			"HNSW":                  "pgvector defaults m=16, ef_construction=64; build maintenance_work_mem 8GB, 2 parallel workers; *-binary cases index binary_quantize codes (bit_hamming_ops) and re-rank ef_search candidates exactly",
 			"kNN offline vectors":   "offline-*: embed.NewOffline (hashed); fitted-*: embed.Fit on the first 4,000 generated abstracts (paperpipe fit's default sample), then every abstract and query embedded by it",
 		}}
 	for _, c := range s.knn {

@@ -1,0 +1,254 @@
+package store_test
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/paperpipe/paperpipe/internal/pgtest"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
+)
+
+// setupBinary returns a migrated store whose new spaces get binary-code indexes, and a second
+// store on the same schema that creates plain HNSW spaces.
+func setupBinary(t *testing.T) (bin, plain *store.Store) {
+	t.Helper()
+	u := pgtest.URL(t)
+	plain = open(t, u)
+	if err := plain.Migrate(t.Context()); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	bin, err := store.Open(t.Context(), store.Config{URL: u, VectorIndex: store.IndexHNSWBinary})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(bin.Close)
+	return bin, plain
+}
+
+func TestParseIndexKind(t *testing.T) {
+	for _, s := range []string{"hnsw", "hnsw-binary"} {
+		if k, err := store.ParseIndexKind(s); err != nil || string(k) != s {
+			t.Errorf("ParseIndexKind(%q) = %q, %v", s, k, err)
+		}
+	}
+	for _, s := range []string{"", "HNSW", "ivfflat", "binary"} {
+		if _, err := store.ParseIndexKind(s); err == nil {
+			t.Errorf("ParseIndexKind(%q) succeeded", s)
+		}
+	}
+	if _, err := store.Open(t.Context(), store.Config{URL: "postgres://x@127.0.0.1:1/x", VectorIndex: "ivfflat"}); err == nil ||
+		!strings.Contains(err.Error(), "VectorIndex") {
+		t.Errorf("Open with VectorIndex ivfflat = %v, want an error naming VectorIndex", err)
+	}
+}
+
+// TestSpaceKeepsTheIndexKindItWasCreatedWith: the configured kind applies to new spaces only.
+func TestSpaceKeepsTheIndexKindItWasCreatedWith(t *testing.T) {
+	t.Parallel()
+	bin, plain := setupBinary(t)
+	ctx := t.Context()
+	old := space(t, plain, "old", 3)
+	if again := space(t, bin, "old", 3); again.ID != old.ID {
+		t.Fatalf("EnsureSpace of an existing space made another: %d, %d", again.ID, old.ID)
+	}
+	codes := space(t, bin, "codes", 3)
+	huge := space(t, bin, "enormous", 5000) // beyond HNSW on vectors, not on codes
+	infos, err := bin.Spaces(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[int64]store.SpaceInfo{}
+	for _, si := range infos {
+		kinds[si.ID] = si
+	}
+	if got := kinds[old.ID].Index; got != store.IndexHNSW {
+		t.Errorf("existing space's index kind = %q, want hnsw", got)
+	}
+	for _, sp := range []paper.Space{codes, huge} {
+		si := kinds[sp.ID]
+		if si.Index != store.IndexHNSWBinary || si.IndexName == "" {
+			t.Errorf("space %s = %+v, want an hnsw-binary index", sp.Name(), si)
+			continue
+		}
+		var def string
+		err := bin.Pool().QueryRow(ctx, "SELECT pg_get_indexdef(to_regclass($1))", si.IndexName).Scan(&def)
+		want := fmt.Sprintf("binary_quantize(embedding))::bit(%d)", sp.Dimensions)
+		if err != nil || !strings.Contains(def, want) || !strings.Contains(def, "bit_hamming_ops") ||
+			!strings.Contains(def, "ef_construction='128'") {
+			t.Errorf("index of %s = %q, %v; want HNSW on %s with bit_hamming_ops, ef_construction 128", sp.Name(), def, err, want)
+		}
+	}
+}
+
+// TestBinaryIndexResultsAreRankedByExactCosine: every vector below has the same binary code
+// (all coordinates positive), so the index cannot tell them apart; the results' order and
+// scores must still be the exact cosine ones.
+func TestBinaryIndexResultsAreRankedByExactCosine(t *testing.T) {
+	t.Parallel()
+	bin, _ := setupBinary(t)
+	ctx := t.Context()
+	sp := space(t, bin, "codes", 3)
+	ps := abstracts(5)
+	upsert(t, bin, ps, store.Work{})
+	vecs := [][]float32{{1, 0.1, 0.1}, {0.9, 0.3, 0.1}, {0.5, 0.5, 0.1}, {0.1, 0.2, 1}, {0.1, 1, 0.1}}
+	var embs []paper.Embedding
+	for i, v := range vecs {
+		embs = append(embs, embeddingOf(ps[i], v...))
+	}
+	if _, err := bin.SaveEmbeddings(ctx, sp.ID, embs); err != nil {
+		t.Fatal(err)
+	}
+	exact := func(q []float32, skip int) []string {
+		idx := []int{}
+		for i := range vecs {
+			if i != skip {
+				idx = append(idx, i)
+			}
+		}
+		sort.SliceStable(idx, func(a, b int) bool { return cosine(q, vecs[idx[a]]) > cosine(q, vecs[idx[b]]) })
+		var ids []string
+		for _, i := range idx {
+			ids = append(ids, ps[i].ID)
+		}
+		return ids
+	}
+	hits, err := bin.Related(ctx, sp.ID, ps[0].ID, 4)
+	if err != nil {
+		t.Fatalf("Related: %v", err)
+	}
+	if got, want := hitIDs(hits), exact(vecs[0], 0); !slices.Equal(got, want) {
+		t.Errorf("Related = %v, want exact cosine order %v", got, want)
+	}
+	for _, h := range hits {
+		i := slices.IndexFunc(ps, func(p paper.Abstract) bool { return p.ID == h.ID })
+		if want := cosine(vecs[0], vecs[i]); math.Abs(h.Score-want) > 1e-5 {
+			t.Errorf("hit %s score %.6f, want cosine %.6f", h.ID, h.Score, want)
+		}
+	}
+	q := []float32{0.2, 0.9, 0.3}
+	hits, err = bin.Search(ctx, sp.ID, q, 2)
+	if err != nil {
+		t.Fatalf("Search: %v", err)
+	}
+	if got, want := hitIDs(hits), exact(q, -1)[:2]; !slices.Equal(got, want) {
+		t.Errorf("Search = %v, want %v", got, want)
+	}
+	hits, err = bin.HybridSearch(ctx, sp.ID, "problem", q, 3)
+	if err != nil || len(hits) != 3 {
+		t.Errorf("HybridSearch = %v, %v; want 3 hits", hitIDs(hits), err)
+	}
+}
+
+// TestBinaryIndexReranksMoreCandidatesThanK: ten decoys share the query's binary code exactly
+// (Hamming distance 0) but are far from it by cosine; the two true neighbours differ from it
+// in three signs. Taking k rows by Hamming distance would return decoys; re-ranking ef_search
+// candidates returns the neighbours.
+func TestBinaryIndexReranksMoreCandidatesThanK(t *testing.T) {
+	t.Parallel()
+	bin, _ := setupBinary(t)
+	ctx := t.Context()
+	const dims = 64
+	sp := space(t, bin, "codes", dims)
+	ps := abstracts(12)
+	upsert(t, bin, ps, store.Work{})
+	query := make([]float32, dims)
+	for i := range query {
+		query[i] = 1
+	}
+	var embs []paper.Embedding
+	for i := range 10 { // decoys: one large coordinate, the rest tiny but positive
+		v := make([]float32, dims)
+		for j := range v {
+			v[j] = 0.01
+		}
+		v[i] = 1
+		embs = append(embs, embeddingOf(ps[i], v...))
+	}
+	for i := 10; i < 12; i++ { // neighbours: the query with three coordinates just below zero
+		v := slices.Clone(query)
+		v[3*i%dims], v[(3*i+1)%dims], v[(3*i+2)%dims] = -0.01, -0.01, -0.01
+		embs = append(embs, embeddingOf(ps[i], v...))
+	}
+	if _, err := bin.SaveEmbeddings(ctx, sp.ID, embs); err != nil {
+		t.Fatal(err)
+	}
+	hits, err := bin.Search(ctx, sp.ID, query, 2)
+	if err != nil {
+		t.Fatalf("Search: %v", err)
+	}
+	got := hitIDs(hits)
+	slices.Sort(got)
+	if want := []string{ps[10].ID, ps[11].ID}; !slices.Equal(got, want) {
+		t.Errorf("Search = %v, want the two true neighbours %v", got, want)
+	}
+}
+
+// TestBinarySpaceQueriesUseItsIndex checks the plans of Related and hybrid search on a space
+// with a binary-code index, 1,000 vectors and statistics gathered.
+func TestBinarySpaceQueriesUseItsIndex(t *testing.T) {
+	t.Parallel()
+	bin, _ := setupBinary(t)
+	ctx := t.Context()
+	const n, dims = 1000, 32
+	sp := space(t, bin, "planned", dims)
+	ps := abstracts(n)
+	upsert(t, bin, ps, store.Work{})
+	r := rand.New(rand.NewPCG(5, 6))
+	embs := make([]paper.Embedding, n)
+	for i := range embs {
+		v := make([]float32, dims)
+		for j := range v {
+			v[j] = r.Float32()*2 - 1
+		}
+		embs[i] = embeddingOf(ps[i], v...)
+	}
+	if _, err := bin.SaveEmbeddings(ctx, sp.ID, embs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bin.Pool().Exec(ctx, "ANALYZE papers; ANALYZE embeddings"); err != nil {
+		t.Fatal(err)
+	}
+	want := "Index Scan using embeddings_hnsw_s" + strconv.FormatInt(sp.ID, 10) + " "
+	plan, err := bin.ExplainRelated(ctx, sp.ID, ps[0].ID, 10)
+	if err != nil || !strings.Contains(plan, want) || !strings.Contains(plan, "<~>") {
+		t.Errorf("Related does not scan the binary index (%v); plan:\n%s", err, plan)
+	}
+	plan, err = bin.ExplainHybrid(ctx, sp.ID, "problem", embs[0].Vector, 10)
+	if err != nil || !strings.Contains(plan, want) {
+		t.Errorf("hybrid search does not scan the binary index (%v); plan:\n%s", err, plan)
+	}
+	// And the answers are the exact top 10 for most questions: 1,000 random 32-d vectors
+	// keep enough of their order in 32 bits for 100 re-ranked candidates.
+	var found, total int
+	for qi := 0; qi < 20; qi++ {
+		hits, err := bin.Related(ctx, sp.ID, ps[qi].ID, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx := make([]int, 0, n-1)
+		for i := range n {
+			if i != qi {
+				idx = append(idx, i)
+			}
+		}
+		sort.SliceStable(idx, func(a, b int) bool {
+			return cosine(embs[qi].Vector, embs[idx[a]].Vector) > cosine(embs[qi].Vector, embs[idx[b]].Vector)
+		})
+		for _, i := range idx[:10] {
+			total++
+			if slices.Contains(hitIDs(hits), ps[i].ID) {
+				found++
+			}
+		}
+	}
+	if recall := float64(found) / float64(total); recall < 0.8 {
+		t.Errorf("recall@10 of Related on the binary index = %.2f, want at least 0.8", recall)
+	}
+}
