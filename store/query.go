@@ -268,7 +268,6 @@ func checkK(k int) error {
 	return nil
 }
 
-
 // KNNStatement is the nearest-neighbour statement the store runs for a space: $1 the query
 // vector, $2 a paper id to leave out ("" for none), $3 k, $4 the candidates the index scan
 // returns. dist is the exact cosine distance of a row's vector to $1 (e.g. "(embedding::
