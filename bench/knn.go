@@ -85,7 +85,11 @@ type SweepPoint struct {
 	Index    string  `json:"index"` // vector, binary (the store's kinds) or halfvec
 	EfSearch int     `json:"ef_search"`
 	Recall   float64 `json:"recall_at_10"`
-	Latency  Dist    `json:"latency_one_client"`
+	// Latency is one client's, over a second pass of the questions: the first, which
+	// measures recall, also brings the pages this ef_search visits into shared_buffers, as a
+	// serving database has them (FirstPass is its latency).
+	Latency   Dist `json:"latency_one_client"`
+	FirstPass Dist `json:"latency_first_pass"`
 }
 
 // KNNResult is what a KNNCase measured.
@@ -352,23 +356,32 @@ func RunKNN(ctx context.Context, opts KNNOptions, c KNNCase) (KNNResult, error) 
 		ef95 := 0
 		for _, ef := range c.EfSearch {
 			p := SweepPoint{Index: v.label, EfSearch: ef}
-			var ds []time.Duration
 			var rec float64
-			for i, q := range qs {
-				exclude := ""
-				vecQ := d.queries[max(i-len(relIdx), 0)%len(d.queries)]
-				if q.Exclude >= 0 {
-					exclude, vecQ = d.ids[q.Exclude], d.vecs[q.Exclude]
+			for pass := range 2 {
+				var ds []time.Duration
+				for i, q := range qs {
+					exclude := ""
+					vecQ := d.queries[max(i-len(relIdx), 0)%len(d.queries)]
+					if q.Exclude >= 0 {
+						exclude, vecQ = d.ids[q.Exclude], d.vecs[q.Exclude]
+					}
+					t := time.Now()
+					ids, err := mirrorKNN(ctx, st, v, ef, vecQ, exclude)
+					if err != nil {
+						return 0, err
+					}
+					ds = append(ds, time.Since(t))
+					if pass == 0 {
+						rec += Recall(ids, exact[i])
+					}
 				}
-				t := time.Now()
-				ids, err := mirrorKNN(ctx, st, v, ef, vecQ, exclude)
-				if err != nil {
-					return 0, err
+				if pass == 0 {
+					p.FirstPass = Distribution(ds)
+				} else {
+					p.Latency = Distribution(ds)
 				}
-				ds = append(ds, time.Since(t))
-				rec += Recall(ids, exact[i])
 			}
-			p.Recall, p.Latency = round3(rec/float64(len(qs))), Distribution(ds)
+			p.Recall = round3(rec / float64(len(qs)))
 			res.Sweep = append(res.Sweep, p)
 			if ef95 == 0 && p.Recall >= 0.95 {
 				ef95 = ef
