@@ -252,3 +252,147 @@ func TestBinarySpaceQueriesUseItsIndex(t *testing.T) {
 		t.Errorf("recall@10 of Related on the binary index = %.2f, want at least 0.8", recall)
 	}
 }
+
+// TestCheckRecallSeesWhatTooFewCandidatesMiss: the decoy archive of
+// TestBinaryIndexReranksMoreCandidatesThanK, stored as papers. Asked about the query-like
+// paper, a binary index re-ranking only k candidates returns decoys; CheckRecall must see the
+// loss, and none with the default ef_search.
+func TestCheckRecallSeesWhatTooFewCandidatesMiss(t *testing.T) {
+	t.Parallel()
+	bin, _ := setupBinary(t)
+	ctx := t.Context()
+	const dims = 64
+	sp := space(t, bin, "codes", dims)
+	ps := abstracts(13)
+	upsert(t, bin, ps, store.Work{})
+	var embs []paper.Embedding
+	ones := make([]float32, dims)
+	for i := range ones {
+		ones[i] = 1
+	}
+	embs = append(embs, embeddingOf(ps[0], ones...))
+	for i := 1; i <= 10; i++ {
+		v := make([]float32, dims)
+		for j := range v {
+			v[j] = 0.01
+		}
+		v[i] = 1
+		embs = append(embs, embeddingOf(ps[i], v...))
+	}
+	for i := 11; i <= 12; i++ {
+		v := slices.Clone(ones)
+		v[3*i%dims], v[(3*i+1)%dims], v[(3*i+2)%dims] = -0.01, -0.01, -0.01
+		embs = append(embs, embeddingOf(ps[i], v...))
+	}
+	if _, err := bin.SaveEmbeddings(ctx, sp.ID, embs); err != nil {
+		t.Fatal(err)
+	}
+	got, err := bin.CheckRecall(ctx, sp.ID, 100, 2)
+	if err != nil {
+		t.Fatalf("CheckRecall: %v", err)
+	}
+	if got.Questions != 13 || got.Recall != 1 || got.Index != store.IndexHNSWBinary || got.EFSearch != 100 || got.K != 2 {
+		t.Errorf("CheckRecall at the default ef_search = %+v, want 13 questions, recall 1", got)
+	}
+	narrow, err := store.Open(ctx, store.Config{URL: bin.Pool().Config().ConnString(), EFSearch: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer narrow.Close()
+	got, err = narrow.CheckRecall(ctx, sp.ID, 100, 2)
+	if err != nil {
+		t.Fatalf("CheckRecall: %v", err)
+	}
+	if got.Questions != 13 || got.Recall >= 1 || got.EFSearch != 2 {
+		t.Errorf("CheckRecall re-ranking 2 candidates = %+v, want recall below 1", got)
+	}
+	if _, err := bin.CheckRecall(ctx, sp.ID, 0, 2); err == nil {
+		t.Error("CheckRecall with sample 0 succeeded")
+	}
+}
+
+// TestReindexSwitchesAnExistingSpace: a filled hnsw space gets a binary-code index in place
+// and back; a process that cached the old kind still answers correctly (by a scan).
+func TestReindexSwitchesAnExistingSpace(t *testing.T) {
+	t.Parallel()
+	bin, plain := setupBinary(t)
+	ctx := t.Context()
+	const n, dims = 200, 16
+	sp := space(t, plain, "switch", dims)
+	ps := abstracts(n)
+	upsert(t, plain, ps, store.Work{})
+	r := rand.New(rand.NewPCG(7, 8))
+	embs := make([]paper.Embedding, n)
+	for i := range embs {
+		v := make([]float32, dims)
+		for j := range v {
+			v[j] = r.Float32()*2 - 1
+		}
+		embs[i] = embeddingOf(ps[i], v...)
+	}
+	if _, err := plain.SaveEmbeddings(ctx, sp.ID, embs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bin.Related(ctx, sp.ID, ps[0].ID, 5); err != nil { // bin caches the kind: hnsw
+		t.Fatal(err)
+	}
+	indexDef := func() string {
+		var def string
+		if err := plain.Pool().QueryRow(ctx, "SELECT coalesce(pg_get_indexdef(to_regclass($1)), '')",
+			"embeddings_hnsw_s"+strconv.FormatInt(sp.ID, 10)).Scan(&def); err != nil {
+			t.Fatal(err)
+		}
+		return def
+	}
+	kindOf := func() store.IndexKind {
+		infos, err := plain.Spaces(ctx)
+		if err != nil || len(infos) != 1 {
+			t.Fatalf("Spaces = %+v, %v", infos, err)
+		}
+		return infos[0].Index
+	}
+
+	changed, err := plain.Reindex(ctx, sp.ID, store.IndexHNSWBinary, store.IndexSettings{})
+	if err != nil || !changed {
+		t.Fatalf("Reindex to hnsw-binary = %v, %v", changed, err)
+	}
+	if def := indexDef(); kindOf() != store.IndexHNSWBinary || !strings.Contains(def, "bit_hamming_ops") {
+		t.Errorf("after Reindex: kind %s, index %q", kindOf(), def)
+	}
+	var leftovers int
+	if err := plain.Pool().QueryRow(ctx, "SELECT count(*) FROM pg_class WHERE relname LIKE '%\\_new'").Scan(&leftovers); err != nil || leftovers != 0 {
+		t.Errorf("%d indexes named *_new left (%v)", leftovers, err)
+	}
+	if changed, err := plain.Reindex(ctx, sp.ID, store.IndexHNSWBinary, store.IndexSettings{}); err != nil || changed {
+		t.Errorf("Reindex to the kind it has = %v, %v; want nothing done", changed, err)
+	}
+	hits, err := plain.Related(ctx, sp.ID, ps[0].ID, 5)
+	if err != nil || len(hits) != 5 {
+		t.Errorf("Related after Reindex = %v, %v", hitIDs(hits), err)
+	}
+	// bin still believes the space is hnsw: its statement matches no index, so it scans — exact.
+	exact := make([]int, 0, n-1)
+	for i := 1; i < n; i++ {
+		exact = append(exact, i)
+	}
+	sort.SliceStable(exact, func(a, b int) bool {
+		return cosine(embs[0].Vector, embs[exact[a]].Vector) > cosine(embs[0].Vector, embs[exact[b]].Vector)
+	})
+	var want []string
+	for _, i := range exact[:5] {
+		want = append(want, ps[i].ID)
+	}
+	if hits, err := bin.Related(ctx, sp.ID, ps[0].ID, 5); err != nil || !slices.Equal(hitIDs(hits), want) {
+		t.Errorf("Related from a process with the old kind cached = %v, %v; want the exact %v", hitIDs(hits), err, want)
+	}
+
+	if changed, err := plain.Reindex(ctx, sp.ID, store.IndexHNSW, store.IndexSettings{}); err != nil || !changed {
+		t.Fatalf("Reindex back to hnsw = %v, %v", changed, err)
+	}
+	if def := indexDef(); kindOf() != store.IndexHNSW || !strings.Contains(def, "vector_cosine_ops") {
+		t.Errorf("after Reindex back: kind %s, index %q", kindOf(), def)
+	}
+	if _, err := plain.Reindex(ctx, sp.ID, "ivfflat", store.IndexSettings{}); err == nil {
+		t.Error("Reindex to ivfflat succeeded")
+	}
+}

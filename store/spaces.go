@@ -132,11 +132,15 @@ func (v vectorSQL) candidates(k, ef int) int {
 
 // createIndexSQL is the statement that builds the space's index.
 func (v vectorSQL) createIndexSQL(spaceID int64, ifNotExists bool) string {
-	q := "CREATE INDEX "
 	if ifNotExists {
-		q += "IF NOT EXISTS "
+		return v.createIndexAs("IF NOT EXISTS "+v.indexName, spaceID)
 	}
-	return q + v.indexName + " ON embeddings USING hnsw (" + v.indexExpr + " " + v.opclass +
+	return v.createIndexAs(v.indexName, spaceID)
+}
+
+// createIndexAs is the statement that builds the space's index as "CREATE INDEX " + what.
+func (v vectorSQL) createIndexAs(what string, spaceID int64) string {
+	return "CREATE INDEX " + what + " ON embeddings USING hnsw (" + v.indexExpr + " " + v.opclass +
 		")" + v.with + " WHERE space_id = " + itoa(spaceID)
 }
 
@@ -189,12 +193,6 @@ type IndexSettings struct {
 // from cfg for the build and reset after it. It reports whether it built the index; a space of
 // more than 4,000 dimensions has none to build.
 func (s *Store) BuildSpaceIndex(ctx context.Context, id int64, cfg IndexSettings) (bool, error) {
-	if cfg.MaintenanceWorkMem == "" {
-		cfg.MaintenanceWorkMem = "1GB"
-	}
-	if cfg.ParallelWorkers <= 0 {
-		cfg.ParallelWorkers = 2
-	}
 	sp, err := s.space(ctx, id)
 	if err != nil {
 		return false, fmt.Errorf("build index: %w", err)
@@ -203,34 +201,116 @@ func (s *Store) BuildSpaceIndex(ctx context.Context, id int64, cfg IndexSettings
 	if v.opclass == "" {
 		return false, nil
 	}
+	exists, err := s.indexExists(ctx, v.indexName)
+	if err != nil || exists {
+		return false, err
+	}
+	start := time.Now()
+	if err := s.buildIndex(ctx, cfg, v.createIndexSQL(sp.ID, true)); err != nil {
+		return false, fmt.Errorf("build index %s of space %s: %w", v.indexName, sp.Name(), err)
+	}
+	s.log.InfoContext(ctx, "built embedding space index", "space", sp.Name(), "index", v.indexName,
+		"kind", sp.index, "duration", time.Since(start).Round(time.Millisecond))
+	return true, nil
+}
+
+// indexExists reports whether the index (or any relation) named name exists.
+func (s *Store) indexExists(ctx context.Context, name string) (bool, error) {
+	var exists bool
+	if err := s.pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", name).Scan(&exists); err != nil {
+		return false, fmt.Errorf("look up index %s: %w", name, err)
+	}
+	return exists, nil
+}
+
+// buildIndex runs the index build ddl on one connection whose maintenance_work_mem and
+// max_parallel_maintenance_workers are set from cfg for it and reset after it.
+func (s *Store) buildIndex(ctx context.Context, cfg IndexSettings, ddl string) error {
+	if cfg.MaintenanceWorkMem == "" {
+		cfg.MaintenanceWorkMem = "1GB"
+	}
+	if cfg.ParallelWorkers <= 0 {
+		cfg.ParallelWorkers = 2
+	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return false, fmt.Errorf("build index of space %s: %w", sp.Name(), err)
+		return err
 	}
 	defer conn.Release()
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", v.indexName).Scan(&exists); err != nil {
-		return false, fmt.Errorf("look up index %s: %w", v.indexName, err)
-	}
-	if exists {
-		return false, nil
-	}
 	// set_config(…, false) lasts for the session; the deferred RESET returns the pooled
 	// connection to the server's defaults.
 	if _, err := conn.Exec(ctx, `SELECT set_config('maintenance_work_mem', $1, false),
 			set_config('max_parallel_maintenance_workers', $2, false)`,
 		cfg.MaintenanceWorkMem, strconv.Itoa(cfg.ParallelWorkers)); err != nil {
-		return false, fmt.Errorf("build index of space %s: settings: %w", sp.Name(), err)
+		return fmt.Errorf("settings: %w", err)
 	}
 	defer func() {
 		_, _ = conn.Exec(context.WithoutCancel(ctx), "RESET maintenance_work_mem; RESET max_parallel_maintenance_workers")
 	}()
-	start := time.Now()
-	if _, err := conn.Exec(ctx, v.createIndexSQL(sp.ID, true)); err != nil {
-		return false, fmt.Errorf("build index %s of space %s: %w", v.indexName, sp.Name(), err)
+	_, err = conn.Exec(ctx, ddl)
+	return err
+}
+
+// Reindex gives space id an index of kind: it builds the new index beside the old one with
+// CREATE INDEX CONCURRENTLY (settings from cfg as for BuildSpaceIndex; writes and queries go
+// on meanwhile, and an interrupted build's leftover is dropped by the next attempt), then, in
+// one short transaction, drops the old index, gives the new one its name and records the
+// kind. It reports whether it changed anything: a space of that kind that has its index is
+// left as it is. This store's queries use the new kind at once; another running process keeps
+// the kind it has cached, and its queries on the space scan every vector until it restarts.
+func (s *Store) Reindex(ctx context.Context, id int64, kind IndexKind, cfg IndexSettings) (bool, error) {
+	if _, err := ParseIndexKind(string(kind)); err != nil {
+		return false, fmt.Errorf("reindex: %w", err)
 	}
-	s.log.InfoContext(ctx, "built embedding space index", "space", sp.Name(), "index", v.indexName,
-		"kind", sp.index, "duration", time.Since(start).Round(time.Millisecond))
+	cur, err := scanSpace(s.pool.QueryRow(ctx, `SELECT `+spaceColumns+` FROM embedding_spaces WHERE id = $1`, id))
+	if err != nil {
+		return false, notFound(err, "reindex: embedding space %d", id)
+	}
+	next := spaceRow{Space: cur.Space, index: kind}
+	v := vectorSQLFor(next, "$1")
+	exists, err := s.indexExists(ctx, v.indexName)
+	if err != nil {
+		return false, fmt.Errorf("reindex space %s: %w", cur.Name(), err)
+	}
+	if cur.index == kind && (exists || v.opclass == "") {
+		return false, nil
+	}
+	start, fresh := time.Now(), v.indexName+"_new"
+	if v.opclass != "" {
+		if _, err := s.pool.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+fresh); err != nil {
+			return false, fmt.Errorf("reindex space %s: drop a leftover %s: %w", cur.Name(), fresh, err)
+		}
+		if err := s.buildIndex(ctx, cfg, v.createIndexAs("CONCURRENTLY "+fresh, cur.ID)); err != nil {
+			return false, fmt.Errorf("reindex space %s: build %s: %w", cur.Name(), kind, err)
+		}
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, lockSpacesStatement); err != nil {
+			return fmt.Errorf("lock embedding spaces: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "DROP INDEX IF EXISTS "+v.indexName); err != nil {
+			return fmt.Errorf("drop the old index: %w", err)
+		}
+		if v.opclass != "" {
+			if _, err := tx.Exec(ctx, "ALTER INDEX "+fresh+" RENAME TO "+v.indexName); err != nil {
+				return fmt.Errorf("rename the new index: %w", err)
+			}
+		}
+		tag, err := tx.Exec(ctx, "UPDATE embedding_spaces SET index_kind = $1 WHERE id = $2", string(kind), cur.ID)
+		if err != nil {
+			return fmt.Errorf("record the kind: %w", err)
+		}
+		if tag.RowsAffected() != 1 {
+			return fmt.Errorf("the space was dropped meanwhile: %w", paper.ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("reindex space %s: %w", cur.Name(), err)
+	}
+	s.cacheSpace(next)
+	s.log.InfoContext(ctx, "reindexed embedding space", "space", cur.Name(), "from", cur.index, "to", kind,
+		"duration", time.Since(start).Round(time.Millisecond))
 	return true, nil
 }
 

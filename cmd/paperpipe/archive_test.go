@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -498,6 +500,30 @@ func TestReprocessFillsABinaryIndexedSpace(t *testing.T) {
 	hits, err := e.st.Related(ctx, res.Space.ID, "arxiv:2401.00003", 5)
 	if err != nil || len(hits) != 5 {
 		t.Errorf("Related in the binary space = %d hits, %v; want 5", len(hits), err)
+	}
+
+	// Ten papers, 100 candidates re-ranked: the index finds every exact neighbour.
+	var check bytes.Buffer
+	if err := checkSpace(ctx, e.st, nil, 5, 3, false, &check); err != nil {
+		t.Fatalf("spaces check: %v", err)
+	}
+	if !strings.Contains(check.String(), "hnsw-binary index, ef_search 100: recall@3 1.000 over 5 papers") {
+		t.Errorf("spaces check:\n%s", check.String())
+	}
+
+	// And back to an index on the vectors, in place.
+	var reindexed bytes.Buffer
+	if err := reindexSpace(ctx, e.st, strconv.FormatInt(res.Space.ID, 10), "hnsw", &reindexed); err != nil {
+		t.Fatalf("spaces reindex: %v", err)
+	}
+	if !strings.Contains(reindexed.String(), "hnsw index built") || !strings.Contains(reindexed.String(), "replacing its hnsw-binary index") {
+		t.Errorf("spaces reindex said:\n%s", reindexed.String())
+	}
+	if spaces, err := e.st.Spaces(ctx); err != nil || spaces[0].Index != store.IndexHNSW || spaces[0].IndexName == "" {
+		t.Errorf("after reindex: %+v, %v", spaces, err)
+	}
+	if err := reindexSpace(ctx, e.st, strconv.FormatInt(res.Space.ID, 10), "ivfflat", io.Discard); err == nil {
+		t.Error("spaces reindex --index ivfflat succeeded")
 	}
 
 	bad := e.cfg(func(c *config) { c.VectorIndex = "ivfflat" })

@@ -558,8 +558,11 @@ func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.S
 }
 
 func cmdSpaces(ctx context.Context, c *config, args []string) error {
-	fs := newFlagSet("spaces", "[list | drop SPACE]", "List embedding spaces with their coverage, or drop an inactive one. SPACE is an id, a name (model/dimensions/template) or a model with one space.")
+	fs := newFlagSet("spaces", "[list | drop SPACE | check [SPACE] | reindex SPACE --index KIND]", "List embedding spaces with their coverage, drop an inactive one, check how well a space's index (default: the active space's) finds each paper's exact nearest neighbours at PAPERPIPE_EF_SEARCH, or rebuild a space's index as another kind (hnsw or hnsw-binary) while it stays in use. SPACE is an id, a name (model/dimensions/template) or a model with one space.")
 	c.addJSONFlag(fs)
+	sample := fs.Int("sample", 20, "check: papers asked about (a fixed sample); each costs a scan of the space")
+	k := fs.Int("k", 10, "check: neighbours per paper")
+	kind := fs.String("index", "", "reindex: the index kind to build, hnsw or hnsw-binary")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -572,8 +575,17 @@ func cmdSpaces(ctx context.Context, c *config, args []string) error {
 	if len(pos) == 0 || pos[0] == "list" {
 		return listSpaces(ctx, st, c.JSON, os.Stdout)
 	}
+	if pos[0] == "check" {
+		return checkSpace(ctx, st, pos[1:], *sample, *k, c.JSON, os.Stdout)
+	}
+	if pos[0] == "reindex" {
+		if len(pos) != 2 || *kind == "" {
+			return usageErr("spaces reindex SPACE --index hnsw|hnsw-binary")
+		}
+		return reindexSpace(ctx, st, pos[1], *kind, os.Stderr)
+	}
 	if pos[0] != "drop" {
-		return usageErr("unknown spaces action %q: want list or drop SPACE", pos[0])
+		return usageErr("unknown spaces action %q: want list, drop SPACE, check [SPACE] or reindex SPACE", pos[0])
 	}
 	if len(pos) != 2 {
 		return usageErr("spaces drop SPACE")
@@ -586,6 +598,62 @@ func cmdSpaces(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "dropped space %d (%s) and its %d vectors\n", sp.ID, sp.Name(), sp.Embedded)
+	return nil
+}
+
+// reindexSpace rebuilds the named space's index as kind (store.Reindex) and says what it did.
+func reindexSpace(ctx context.Context, st *store.Store, name, kind string, w io.Writer) error {
+	k, err := store.ParseIndexKind(kind)
+	if err != nil {
+		return usageErr("--index: %v", err)
+	}
+	sp, err := st.ResolveSpace(ctx, name)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	changed, err := st.Reindex(ctx, sp.ID, k, store.IndexSettings{})
+	if err != nil {
+		return err
+	}
+	if !changed {
+		fmt.Fprintf(w, "space %d (%s) already has its %s index\n", sp.ID, sp.Name(), k)
+		return nil
+	}
+	fmt.Fprintf(w, "space %d (%s): %s index built in %s, replacing its %s index; restart running serve and up processes so that their queries use it\n",
+		sp.ID, sp.Name(), k, time.Since(start).Round(time.Second), sp.Index)
+	return nil
+}
+
+// checkSpace prints store.CheckRecall of the named space, or of the active one.
+func checkSpace(ctx context.Context, st *store.Store, names []string, sample, k int, asJSON bool, w io.Writer) error {
+	var id int64
+	switch len(names) {
+	case 0:
+		sp, err := st.ActiveSpace(ctx)
+		if err != nil {
+			return err
+		}
+		id = sp.ID
+	case 1:
+		sp, err := st.ResolveSpace(ctx, names[0])
+		if err != nil {
+			return err
+		}
+		id = sp.ID
+	default:
+		return usageErr("spaces check [SPACE]")
+	}
+	r, err := st.CheckRecall(ctx, id, sample, k)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(w, r)
+	}
+	fmt.Fprintf(w, "space %d (%s), %s index, ef_search %d: recall@%d %.3f over %d papers\n",
+		r.Space.ID, r.Space.Name(), r.Index, r.EFSearch, r.K, r.Recall, r.Questions)
+	fmt.Fprintf(w, "one indexed query %.1f ms on average, one exact scan %.1f ms\n", r.IndexedMillis, r.ExactMillis)
 	return nil
 }
 

@@ -64,6 +64,7 @@ func sets() map[string]set {
 			withLinger(api("C256-linger150", 2560, 256), 150*time.Millisecond),
 			paced(api("C64-paced", 640, 64), 80),
 			{Name: "zero-latency-fake", Models: bench.ModelsAPI, N: 2000, Concurrency: 64, Reprocess: true},
+			{Name: "zero-latency-fake-binary", Models: bench.ModelsAPI, N: 2000, Concurrency: 64, Index: store.IndexHNSWBinary},
 			{Name: "offline", Models: bench.ModelsOffline, N: 2000, Concurrency: 64},
 		},
 		knn: []bench.KNNCase{
@@ -90,6 +91,10 @@ func sets() map[string]set {
 			randomVectors(api("C64-random-vectors", n(64, 30), 64)),
 			{Name: "zero-latency-fake", Models: bench.ModelsAPI, N: 10_000, Concurrency: 64, Reprocess: true},
 			{Name: "offline", Models: bench.ModelsOffline, N: 10_000, Concurrency: 64},
+			// The same pipeline into a space with a binary-code index (cheaper HNSW inserts).
+			binaryPipe(api("C256-binary", 6000, 256)),
+			{Name: "zero-latency-fake-binary", Models: bench.ModelsAPI, N: 10_000, Concurrency: 64, Index: store.IndexHNSWBinary},
+			{Name: "offline-binary", Models: bench.ModelsOffline, N: 10_000, Concurrency: 64, Index: store.IndexHNSWBinary},
 		},
 		// The 1M cases run first: they are the headline goal and the longest. Each data set is
 		// measured with both of the store's index kinds (store.IndexHNSW, store.IndexHNSWBinary).
@@ -112,6 +117,7 @@ func paced(c bench.PipelineCase, rate float64) bench.PipelineCase         { c.Pa
 func rpm(c bench.PipelineCase, n int) bench.PipelineCase                  { c.RPM = n; return c }
 func pooled(c bench.PipelineCase) bench.PipelineCase                      { c.PooledHTTP = true; return c }
 func binary(c bench.KNNCase) bench.KNNCase                                { c.Index = store.IndexHNSWBinary; return c }
+func binaryPipe(c bench.PipelineCase) bench.PipelineCase                  { c.Index = store.IndexHNSWBinary; return c }
 func randomVectors(c bench.PipelineCase) bench.PipelineCase {
 	c.Vectors = openaitest.VectorsRandom
 	return c
