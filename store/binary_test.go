@@ -32,6 +32,25 @@ func setupBinary(t *testing.T) (bin, plain *store.Store) {
 	return bin, plain
 }
 
+// saveRandomVectors stores, for each paper, a vector of dims coordinates uniform in [-1, 1)
+// (drawn from seed) in space spaceID, and returns the embeddings.
+func saveRandomVectors(t *testing.T, s *store.Store, spaceID int64, ps []paper.Abstract, dims int, seed uint64) []paper.Embedding {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, seed+1))
+	embs := make([]paper.Embedding, len(ps))
+	for i := range embs {
+		v := make([]float32, dims)
+		for j := range v {
+			v[j] = r.Float32()*2 - 1
+		}
+		embs[i] = embeddingOf(ps[i], v...)
+	}
+	if _, err := s.SaveEmbeddings(t.Context(), spaceID, embs); err != nil {
+		t.Fatal(err)
+	}
+	return embs
+}
+
 func TestParseIndexKind(t *testing.T) {
 	for _, s := range []string{"hnsw", "hnsw-binary"} {
 		if k, err := store.ParseIndexKind(s); err != nil || string(k) != s {
@@ -200,18 +219,7 @@ func TestBinarySpaceQueriesUseItsIndex(t *testing.T) {
 	sp := space(t, bin, "planned", dims)
 	ps := abstracts(n)
 	upsert(t, bin, ps, store.Work{})
-	r := rand.New(rand.NewPCG(5, 6))
-	embs := make([]paper.Embedding, n)
-	for i := range embs {
-		v := make([]float32, dims)
-		for j := range v {
-			v[j] = r.Float32()*2 - 1
-		}
-		embs[i] = embeddingOf(ps[i], v...)
-	}
-	if _, err := bin.SaveEmbeddings(ctx, sp.ID, embs); err != nil {
-		t.Fatal(err)
-	}
+	embs := saveRandomVectors(t, bin, sp.ID, ps, dims, 5)
 	if _, err := bin.Pool().Exec(ctx, "ANALYZE papers; ANALYZE embeddings"); err != nil {
 		t.Fatal(err)
 	}
@@ -321,18 +329,7 @@ func TestReindexSwitchesAnExistingSpace(t *testing.T) {
 	sp := space(t, plain, "switch", dims)
 	ps := abstracts(n)
 	upsert(t, plain, ps, store.Work{})
-	r := rand.New(rand.NewPCG(7, 8))
-	embs := make([]paper.Embedding, n)
-	for i := range embs {
-		v := make([]float32, dims)
-		for j := range v {
-			v[j] = r.Float32()*2 - 1
-		}
-		embs[i] = embeddingOf(ps[i], v...)
-	}
-	if _, err := plain.SaveEmbeddings(ctx, sp.ID, embs); err != nil {
-		t.Fatal(err)
-	}
+	embs := saveRandomVectors(t, plain, sp.ID, ps, dims, 7)
 	if _, err := bin.Related(ctx, sp.ID, ps[0].ID, 5); err != nil { // bin caches the kind: hnsw
 		t.Fatal(err)
 	}
