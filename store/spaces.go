@@ -13,8 +13,9 @@ import (
 )
 
 // MaxDimensions is the largest embedding dimension a space may have: pgvector 0.8's limit for a
-// vector column. Spaces of up to 2,000 dimensions get an HNSW index on vector, up to 4,000 on
-// halfvec; larger ones are searched exactly, without an index.
+// vector column. With IndexHNSW, spaces of up to 2,000 dimensions get an HNSW index on vector,
+// up to 4,000 on halfvec, and larger ones are searched exactly, without an index; IndexHNSWBinary
+// indexes any of them.
 const MaxDimensions = 16000
 
 const (
