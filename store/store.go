@@ -35,9 +35,10 @@ type Config struct {
 	// MaxConns is the pool's maximum number of connections. Defaults to 4×GOMAXPROCS, at
 	// least 8.
 	MaxConns int32
-	// EFSearch is hnsw.ef_search for vector queries: the candidates the HNSW index walks,
-	// traded against latency (recall@10 ≈ 0.96 at 100 on 100k vectors, and needs about 200 at
-	// 1M; see bench/results). A query for k results uses at least k. Defaults to 100.
+	// EFSearch is hnsw.ef_search for vector queries: the candidates the HNSW index walks (and,
+	// on an IndexHNSWBinary index, re-ranks), traded against latency (recall@10 ≈ 0.96 at 100
+	// on 100k vectors, and needs about 200 at 1M; see bench/results; Store.CheckRecall
+	// measures it on an archive). A query for k results uses at least k. Defaults to 100.
 	EFSearch int
 	// VectorIndex is the index kind of the embedding spaces this store creates; a space keeps
 	// the kind it was created with. Defaults to IndexHNSW.
