@@ -215,6 +215,16 @@ func (s *Store) BuildSpaceIndex(ctx context.Context, id int64, cfg IndexSettings
 	return true, nil
 }
 
+// VacuumEmbeddings runs VACUUM (ANALYZE) on the embeddings table: after a bulk fill, so that
+// the planner knows the new rows and autovacuum does not set off on them later, in the middle
+// of the queries the space then serves (bench/results: VACUUM took 1.2 s after a million rows).
+func (s *Store) VacuumEmbeddings(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, "VACUUM (ANALYZE) embeddings"); err != nil {
+		return fmt.Errorf("vacuum embeddings: %w", err)
+	}
+	return nil
+}
+
 // indexExists reports whether the index (or any relation) named name exists.
 func (s *Store) indexExists(ctx context.Context, name string) (bool, error) {
 	var exists bool

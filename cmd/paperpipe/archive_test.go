@@ -468,6 +468,12 @@ func TestImportEmbeddingsLoadsGoodLinesAndReportsBadOnes(t *testing.T) {
 	if s := e.fake.Stats(); s.EmbedRequests != 0 || s.ChatRequests != 0 {
 		t.Errorf("import made API calls: %+v", s)
 	}
+	// The bulk fill ends with VACUUM (ANALYZE), so autovacuum does not start on it later.
+	var vacuumed bool
+	if err := e.st.Pool().QueryRow(ctx, `SELECT last_vacuum IS NOT NULL AND last_analyze IS NOT NULL
+		FROM pg_stat_user_tables WHERE relid = 'embeddings'::regclass`).Scan(&vacuumed); err != nil || !vacuumed {
+		t.Errorf("embeddings not vacuumed and analyzed after the import (%v)", err)
+	}
 }
 
 // TestReprocessFillsABinaryIndexedSpace: with PAPERPIPE_VECTOR_INDEX=hnsw-binary a new space

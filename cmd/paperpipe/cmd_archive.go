@@ -195,13 +195,23 @@ func reprocessSpace(ctx context.Context, st *store.Store, want paper.Space, dryR
 	return sp, err
 }
 
+// buildAfterFill builds a bulk-filled space's index if it has none yet and, when it built one,
+// vacuums and analyzes the embeddings.
+func buildAfterFill(ctx context.Context, st *store.Store, spaceID int64) error {
+	built, err := st.BuildSpaceIndex(ctx, spaceID, store.IndexSettings{})
+	if err != nil || !built {
+		return err
+	}
+	return st.VacuumEmbeddings(ctx)
+}
+
 // finishSpace builds the target space's index after a fill, and says how to switch to it
 // unless quiet.
 func finishSpace(ctx context.Context, st *store.Store, space paper.Space, wantEmb, quiet bool, errw io.Writer) error {
 	if !wantEmb {
 		return nil
 	}
-	if _, err := st.BuildSpaceIndex(ctx, space.ID, store.IndexSettings{}); err != nil {
+	if err := buildAfterFill(ctx, st, space.ID); err != nil {
 		return err
 	}
 	if quiet {
@@ -907,7 +917,7 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 	}
 	prog.done(cr.n)
 	if have && created {
-		if _, err := st.BuildSpaceIndex(ctx, space.ID, store.IndexSettings{}); err != nil {
+		if err := buildAfterFill(ctx, st, space.ID); err != nil {
 			return res, err
 		}
 	}
