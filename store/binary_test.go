@@ -51,6 +51,24 @@ func saveRandomVectors(t *testing.T, s *store.Store, spaceID int64, ps []paper.A
 	return embs
 }
 
+// exactNearest returns the ids of the k embeddings nearest to q by cosine similarity, nearest
+// first (ties in the embeddings' order), leaving out paper exclude: the answer an exact search
+// gives.
+func exactNearest(embs []paper.Embedding, q []float32, exclude string, k int) []string {
+	var others []paper.Embedding
+	for _, e := range embs {
+		if e.PaperID != exclude {
+			others = append(others, e)
+		}
+	}
+	sort.SliceStable(others, func(a, b int) bool { return cosine(q, others[a].Vector) > cosine(q, others[b].Vector) })
+	ids := make([]string, 0, k)
+	for _, e := range others[:min(k, len(others))] {
+		ids = append(ids, e.PaperID)
+	}
+	return ids
+}
+
 func TestParseIndexKind(t *testing.T) {
 	for _, s := range []string{"hnsw", "hnsw-binary"} {
 		if k, err := store.ParseIndexKind(s); err != nil || string(k) != s {
@@ -124,25 +142,11 @@ func TestBinaryIndexResultsAreRankedByExactCosine(t *testing.T) {
 	if _, err := bin.SaveEmbeddings(ctx, sp.ID, embs); err != nil {
 		t.Fatal(err)
 	}
-	exact := func(q []float32, skip int) []string {
-		idx := []int{}
-		for i := range vecs {
-			if i != skip {
-				idx = append(idx, i)
-			}
-		}
-		sort.SliceStable(idx, func(a, b int) bool { return cosine(q, vecs[idx[a]]) > cosine(q, vecs[idx[b]]) })
-		var ids []string
-		for _, i := range idx {
-			ids = append(ids, ps[i].ID)
-		}
-		return ids
-	}
 	hits, err := bin.Related(ctx, sp.ID, ps[0].ID, 4)
 	if err != nil {
 		t.Fatalf("Related: %v", err)
 	}
-	if got, want := hitIDs(hits), exact(vecs[0], 0); !slices.Equal(got, want) {
+	if got, want := hitIDs(hits), exactNearest(embs, vecs[0], ps[0].ID, 4); !slices.Equal(got, want) {
 		t.Errorf("Related = %v, want exact cosine order %v", got, want)
 	}
 	for _, h := range hits {
@@ -156,7 +160,7 @@ func TestBinaryIndexResultsAreRankedByExactCosine(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Search: %v", err)
 	}
-	if got, want := hitIDs(hits), exact(q, -1)[:2]; !slices.Equal(got, want) {
+	if got, want := hitIDs(hits), exactNearest(embs, q, "", 2); !slices.Equal(got, want) {
 		t.Errorf("Search = %v, want %v", got, want)
 	}
 	hits, err = bin.HybridSearch(ctx, sp.ID, "problem", q, 3)
@@ -240,18 +244,9 @@ func TestBinarySpaceQueriesUseItsIndex(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		idx := make([]int, 0, n-1)
-		for i := range n {
-			if i != qi {
-				idx = append(idx, i)
-			}
-		}
-		sort.SliceStable(idx, func(a, b int) bool {
-			return cosine(embs[qi].Vector, embs[idx[a]].Vector) > cosine(embs[qi].Vector, embs[idx[b]].Vector)
-		})
-		for _, i := range idx[:10] {
+		for _, id := range exactNearest(embs, embs[qi].Vector, ps[qi].ID, 10) {
 			total++
-			if slices.Contains(hitIDs(hits), ps[i].ID) {
+			if slices.Contains(hitIDs(hits), id) {
 				found++
 			}
 		}
@@ -368,17 +363,7 @@ func TestReindexSwitchesAnExistingSpace(t *testing.T) {
 		t.Errorf("Related after Reindex = %v, %v", hitIDs(hits), err)
 	}
 	// bin still believes the space is hnsw: its statement matches no index, so it scans — exact.
-	exact := make([]int, 0, n-1)
-	for i := 1; i < n; i++ {
-		exact = append(exact, i)
-	}
-	sort.SliceStable(exact, func(a, b int) bool {
-		return cosine(embs[0].Vector, embs[exact[a]].Vector) > cosine(embs[0].Vector, embs[exact[b]].Vector)
-	})
-	var want []string
-	for _, i := range exact[:5] {
-		want = append(want, ps[i].ID)
-	}
+	want := exactNearest(embs, embs[0].Vector, ps[0].ID, 5)
 	if hits, err := bin.Related(ctx, sp.ID, ps[0].ID, 5); err != nil || !slices.Equal(hitIDs(hits), want) {
 		t.Errorf("Related from a process with the old kind cached = %v, %v; want the exact %v", hitIDs(hits), err, want)
 	}
