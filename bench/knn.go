@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/pgvector/pgvector-go"
 
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/paper"
@@ -513,17 +512,15 @@ func loadKNN(ctx context.Context, st *store.Store, sp paper.Space, d *knnData, c
 // storeIndexPrefix names a space's index: the prefix of store/spaces.go's indexNamePrefix.
 const storeIndexPrefix = "embeddings_hnsw_s"
 
-// sweepIndex is a nearest-neighbour statement the sweep runs, and its arguments.
+// sweepIndex is a nearest-neighbour statement the sweep runs.
 type sweepIndex struct {
 	label string // vector, binary or halfvec
-	sql   string
-	args  func(vec pgvector.Vector, exclude string, k, ef int) []any
+	q     store.KNNQuery
 }
 
 // storeSweepIndex is the store's own statement for a space indexed as kind.
 func storeSweepIndex(spaceID int64, dims int, kind store.IndexKind) sweepIndex {
-	q := store.NewKNNQuery(spaceID, dims, kind)
-	return sweepIndex{label: storeSweepLabel(kind), sql: q.SQL, args: q.Args}
+	return sweepIndex{label: storeSweepLabel(kind), q: store.NewKNNQuery(spaceID, dims, kind)}
 }
 
 // storeSweepLabel is how the sweep labels the store's index kind.
@@ -548,36 +545,15 @@ func halfvecExprs(spaceID int64, dims int) knnExprs {
 		opclass: "halfvec_cosine_ops", index: "bench_halfvec_s" + id, space: id, spaceID: spaceID}
 }
 
-// sweepIndex is the store's statement (store.KNNStatement) on the halfvec index.
+// sweepIndex is the store's statement on the halfvec index.
 func (v knnExprs) sweepIndex() sweepIndex {
-	return sweepIndex{label: "halfvec", sql: store.KNNStatement(v.dist, v.dist, v.spaceID),
-		args: func(vec pgvector.Vector, exclude string, k, _ int) []any { return []any{vec, exclude, k, k} }}
+	return sweepIndex{label: "halfvec", q: store.NewKNNQueryOn(v.dist, v.dist, v.spaceID)}
 }
 
-// mirrorKNN runs the statement v with ef_search set, as the store runs it.
+// mirrorKNN runs the statement v with ef_search ef, as the store runs it (Store.RunKNN).
 func mirrorKNN(ctx context.Context, st *store.Store, v sweepIndex, ef int, q []float32, exclude string) ([]string, error) {
-	var ids []string
-	err := pgx.BeginTxFunc(ctx, st.Pool(), pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT set_config('hnsw.ef_search', $1, true), set_config('plan_cache_mode', 'force_custom_plan', true)",
-			strconv.Itoa(ef)); err != nil {
-			return err
-		}
-		rows, err := tx.Query(ctx, v.sql, v.args(pgvector.NewVector(q), exclude, 10, ef)...)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var id, title, tldr string
-			var score float64
-			if err := rows.Scan(&id, &title, &tldr, &score); err != nil {
-				rows.Close()
-				return err
-			}
-			ids = append(ids, id)
-		}
-		return rows.Err()
-	})
-	return ids, err
+	hits, err := st.RunKNN(ctx, v.q, q, exclude, 10, ef)
+	return hitIDs(hits), err
 }
 
 func buildHalfvecIndex(ctx context.Context, st *store.Store, v knnExprs, mem string) error {

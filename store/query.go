@@ -268,17 +268,16 @@ func checkK(k int) error {
 	return nil
 }
 
-// KNNStatement is the nearest-neighbour statement the store runs for a space: $1 the query
+// knnStatement is the nearest-neighbour statement the store runs for a space: $1 the query
 // vector, $2 a paper id to leave out ("" for none), $3 k, $4 the candidates the index scan
 // returns. dist is the exact cosine distance of a row's vector to $1 (e.g. "(embedding::
 // vector(768)) <=> $1::vector(768)"); order is what the space's index orders rows by — dist
 // itself, with $4 = k, or the Hamming distance of binary codes, whose $4 candidates are then
 // re-ranked by dist. The inner query repeats the index expression and the literal space_id
 // predicate, so the planner answers it with an index scan on the space's partial HNSW index;
-// the outer query adds titles and TL;DRs to the k rows. It is exported for the benchmarks,
-// which run the store's own statement against other index kinds; both expressions must be
-// trusted SQL, never user input.
-func KNNStatement(dist, order string, spaceID int64) string {
+// the outer query adds titles and TL;DRs to the k rows. Both expressions must be trusted SQL,
+// never user input.
+func knnStatement(dist, order string, spaceID int64) string {
 	return `SELECT n.paper_id, p.title, coalesce(t.tldr, ''), 1 - n.dist
 FROM (
 	SELECT paper_id, dist FROM (
@@ -299,11 +298,19 @@ ORDER BY n.dist, n.paper_id`
 
 // KNNQuery is the store's nearest-neighbour statement for one space and index kind, with its
 // arguments; it is exported for the benchmarks, which sweep hnsw.ef_search over the store's
-// own statement.
+// own statement (RunKNN) and run it on other index kinds (NewKNNQueryOn).
 type KNNQuery struct {
-	// SQL is the statement (KNNStatement).
+	// SQL is the statement (knnStatement).
 	SQL string
 	v   vectorSQL
+}
+
+// NewKNNQueryOn returns the store's statement for space spaceID with other expressions: dist,
+// the exact cosine distance of a row's vector to the query vector $1, and order, what an index
+// orders rows by (dist itself, or a distance between binary codes, whose ef_search candidates
+// are re-ranked by dist). Both must be trusted SQL, never user input.
+func NewKNNQueryOn(dist, order string, spaceID int64) KNNQuery {
+	return KNNQuery{SQL: knnStatement(dist, order, spaceID), v: vectorSQL{dist: dist, order: order}}
 }
 
 // NewKNNQuery returns the statement Related and Search run for space spaceID of dims
@@ -315,7 +322,7 @@ func NewKNNQuery(spaceID int64, dims int, kind IndexKind) KNNQuery {
 // knnQuery is the nearest-neighbour statement of space sp.
 func knnQuery(sp spaceRow) KNNQuery {
 	v := vectorSQLFor(sp, "$1")
-	return KNNQuery{SQL: KNNStatement(v.dist, v.order, sp.ID), v: v}
+	return NewKNNQueryOn(v.dist, v.order, sp.ID)
 }
 
 // Args returns the statement's arguments for k results nearest to vec, leaving out paper
@@ -324,11 +331,20 @@ func (q KNNQuery) Args(vec pgvector.Vector, exclude string, k, ef int) []any {
 	return []any{vec, exclude, k, q.v.candidates(k, ef)}
 }
 
-// knn runs space sp's nearest-neighbour statement.
+// knn runs space sp's nearest-neighbour statement at the store's ef_search.
 func (s *Store) knn(ctx context.Context, sp spaceRow, vec pgvector.Vector, exclude string, k int) ([]paper.Hit, error) {
-	q := knnQuery(sp)
+	return s.runKNN(ctx, knnQuery(sp), vec, exclude, k, max(s.ef, k))
+}
+
+// RunKNN runs q for the k papers nearest to vec, leaving out paper exclude ("" for none), with
+// hnsw.ef_search ef, in the transaction Related and Search use: for the benchmarks' sweep.
+func (s *Store) RunKNN(ctx context.Context, q KNNQuery, vec []float32, exclude string, k, ef int) ([]paper.Hit, error) {
+	return s.runKNN(ctx, q, pgvector.NewVector(vec), exclude, k, ef)
+}
+
+func (s *Store) runKNN(ctx context.Context, q KNNQuery, vec pgvector.Vector, exclude string, k, ef int) ([]paper.Hit, error) {
 	var hits []paper.Hit
-	err := s.inSearchTx(ctx, k, func(tx pgx.Tx, ef int) error {
+	err := s.inSearchTxAt(ctx, ef, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, q.SQL, q.Args(vec, exclude, k, ef)...)
 		if err != nil {
 			return err
@@ -348,13 +364,18 @@ func (s *Store) knn(ctx context.Context, sp spaceRow, vec pgvector.Vector, exclu
 // custom plans forced: pgx prepares statements, and a generic plan, made without knowing the
 // LIMIT, could prefer a sequential scan to the HNSW index.
 func (s *Store) inSearchTx(ctx context.Context, k int, fn func(tx pgx.Tx, ef int) error) error {
+	ef := max(s.ef, k)
+	return s.inSearchTxAt(ctx, ef, func(tx pgx.Tx) error { return fn(tx, ef) })
+}
+
+// inSearchTxAt is inSearchTx with hnsw.ef_search ef.
+func (s *Store) inSearchTxAt(ctx context.Context, ef int, fn func(tx pgx.Tx) error) error {
 	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		ef := max(s.ef, k)
 		_, err := tx.Exec(ctx, "SELECT set_config('hnsw.ef_search', $1, true), set_config('plan_cache_mode', 'force_custom_plan', true)", strconv.Itoa(ef))
 		if err != nil {
 			return fmt.Errorf("set search options: %w", err)
 		}
-		return fn(tx, ef)
+		return fn(tx)
 	})
 }
 

@@ -129,8 +129,8 @@ func hybridCandidates(k int) int { return min(max(4*k, 50), maxK) }
 // hybridSQL is the hybrid statement of one space, whose vectors appear as v (with the query
 // vector as $2): $1 the text, $2 the query vector, $3 the candidates per ranking, $4 k, $5 the
 // RRF constant, $6 the rows the vector index scan returns ($3, or more for a binary index,
-// re-ranked by exact distance as in KNNStatement). The semantic CTE repeats the space's index
-// expression and literal space_id predicate (see KNNStatement) so that it is answered from the
+// re-ranked by exact distance as in knnStatement). The semantic CTE repeats the space's index
+// expression and literal space_id predicate (see knnStatement) so that it is answered from the
 // space's HNSW index; the keyword CTE uses the GIN index on papers.tsv.
 func hybridSQL(v vectorSQL, spaceID int64) string {
 	return `WITH semantic AS (

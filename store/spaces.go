@@ -94,7 +94,6 @@ type vectorSQL struct {
 	opclass   string // e.g. vector_cosine_ops; "" when the space cannot be indexed
 	with      string // the index's storage parameters, e.g. " WITH (ef_construction = 128)"
 	indexName string
-	binary    bool // order is a Hamming distance of binary codes: its candidates need re-ranking
 }
 
 // vectorSQLFor returns the SQL fragments of space sp; param is the query vector's placeholder
@@ -110,7 +109,6 @@ func vectorSQLFor(sp spaceRow, param string) vectorSQL {
 		v.opclass = "bit_hamming_ops"
 		v.with = " WITH (ef_construction = " + itoa(binaryEfConstruction) + ")"
 		v.order = v.indexExpr + " <~> binary_quantize(" + query + ")"
-		v.binary = true
 		return v
 	case sp.Dimensions <= maxVectorIndexDims:
 		v.indexExpr, v.opclass = vec, "vector_cosine_ops"
@@ -125,7 +123,7 @@ func vectorSQLFor(sp spaceRow, param string) vectorSQL {
 // candidates is how many rows the index scan of a query for k results returns when
 // hnsw.ef_search is ef: k, or for a binary index the ef candidates it re-ranks.
 func (v vectorSQL) candidates(k, ef int) int {
-	if v.binary {
+	if v.order != v.dist { // the index orders by binary codes: re-rank its candidates
 		return max(k, ef)
 	}
 	return k
