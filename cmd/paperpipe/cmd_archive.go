@@ -640,7 +640,7 @@ func checkSpace(ctx context.Context, st *store.Store, names []string, sample, k 
 	var id int64
 	switch len(names) {
 	case 0:
-		sp, err := st.ActiveSpace(ctx)
+		sp, err := activeSpace(ctx, st)
 		if err != nil {
 			return err
 		}
