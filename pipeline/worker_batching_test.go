@@ -75,3 +75,51 @@ func TestEmbeddingsOfMessagesWaitingForAChatSlotShareRequests(t *testing.T) {
 		t.Errorf("%d embedding requests for %d abstracts, want at most %d", calls, n, n/3)
 	}
 }
+
+// largestEmbedder records the most abstracts one Embed call was given.
+type largestEmbedder struct {
+	pipeline.Embedder
+	largest atomic.Int64
+}
+
+func (l *largestEmbedder) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Embedding, paper.Usage, error) {
+	for {
+		cur := l.largest.Load()
+		if int64(len(papers)) <= cur || l.largest.CompareAndSwap(cur, int64(len(papers))) {
+			break
+		}
+	}
+	return l.Embedder.Embed(ctx, papers)
+}
+
+// A batch gathered while many messages wait for the one chat slot is embedded in runs of
+// EmbedSaveEvery, each stored before the next is asked for: what a killed worker can lose.
+func TestLargeEmbeddingBatchesAreEmbeddedAndStoredInRuns(t *testing.T) {
+	t.Parallel()
+	emb := &largestEmbedder{Embedder: embed.NewOffline()}
+	sum := slowSummarizer{Summarizer: summarize.NewOffline(30), delay: 20 * time.Millisecond}
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	const n, every = 40, 4
+	pub := pipeline.NewPublisher(b.js, pipeline.SubjectNew, 64)
+	for i := range n {
+		a := paper.Abstract{ID: fmt.Sprintf("runs:%d", i), Title: fmt.Sprintf("Paper %d", i),
+			Abstract: fmt.Sprintf("We study runs of embeddings, case %d.", i)}
+		if err := pub.Publish(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 1, EmbedSaveEvery: every})
+	waitFor(t, "all messages acked", func() (bool, string) {
+		s := w.Stats()
+		return s.Acked == n, fmt.Sprintf("%+v", s)
+	})
+	if s := w.Stats(); s.Embeddings != n {
+		t.Fatalf("stored %d embeddings, want %d", s.Embeddings, n)
+	}
+	if got := emb.largest.Load(); got > every {
+		t.Errorf("an Embed call was given %d abstracts, want at most EmbedSaveEvery = %d", got, every)
+	}
+}
