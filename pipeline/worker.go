@@ -49,6 +49,13 @@ type Store interface {
 	RecordUsage(ctx context.Context, u []paper.Usage) error
 }
 
+// MaxUnsavedEmbeddings bounds an embedding batch (WorkerConfig.EmbedBatch): the paid vectors
+// a worker killed between an embedding answer and its commit loses (batches are embedded one
+// at a time). A batch of 200, gathered while its messages waited for chat slots, once took all
+// 200 with a kill -9 in the chaos case, 20% of its papers; at 50, embedding requests per
+// abstract stay at 0.02 or a little above.
+const MaxUnsavedEmbeddings = 50
+
 // WorkerConfig configures a Worker.
 type WorkerConfig struct {
 	// Consumer is the durable consumer to pull from. Defaults to ConsumerNew.
@@ -65,15 +72,9 @@ type WorkerConfig struct {
 	// Defaults to 64.
 	BatchSize int
 	// EmbedBatch bounds the abstracts gathered, across messages, into one Embed call; the
-	// embedder splits it further by its own request limits. Defaults to 512.
+	// embedder splits it further by its own request limits. It is at most
+	// MaxUnsavedEmbeddings whatever is set. Defaults to MaxUnsavedEmbeddings.
 	EmbedBatch int
-	// EmbedSaveEvery is the most abstracts embedded before their vectors are stored: an
-	// Embed call of a larger batch is made in runs of this many, each stored before the next
-	// is asked for, so that a worker killed between an answer and its commit loses at most
-	// this many paid vectors (a kill -9 of a worker holding a 200-abstract batch lost all 200
-	// in the chaos case, 20% of its papers). At 50, embedding requests per abstract stay at
-	// 0.02 or a little above. Defaults to 50.
-	EmbedSaveEvery int
 	// Linger is how long a micro-batch (intake, embedding, TL;DR saves) waits to fill once it
 	// has its first item. An embedding batch counts Linger only from its first abstract whose
 	// message is not waiting for a chat slot, and then, while it holds fewer than BatchSize
@@ -129,11 +130,8 @@ func (c *WorkerConfig) setDefaults() {
 	if c.BatchSize > c.MaxInFlight {
 		c.BatchSize = c.MaxInFlight
 	}
-	if c.EmbedBatch <= 0 {
-		c.EmbedBatch = 512
-	}
-	if c.EmbedSaveEvery <= 0 {
-		c.EmbedSaveEvery = 50
+	if c.EmbedBatch <= 0 || c.EmbedBatch > MaxUnsavedEmbeddings {
+		c.EmbedBatch = MaxUnsavedEmbeddings
 	}
 	if c.Linger <= 0 {
 		c.Linger = 10 * time.Millisecond
@@ -653,9 +651,8 @@ func (w *Worker) retry(ctx context.Context, j job, cause error) {
 	w.stats.retried.Add(1)
 }
 
-// flushEmbeddings embeds a batch gathered across messages and stores the vectors: in Embed
-// calls of at most EmbedSaveEvery abstracts, each stored in one transaction before the next
-// call. Each paper appears once, whatever the number of messages for it.
+// flushEmbeddings embeds a batch gathered across messages in one Embed call and stores the
+// vectors in one transaction. Each paper appears once, whatever the number of messages for it.
 func (w *Worker) flushEmbeddings(ctx context.Context, items []paper.Abstract) []error {
 	index := make(map[string]int, len(items))
 	var uniq []paper.Abstract
@@ -670,10 +667,7 @@ func (w *Worker) flushEmbeddings(ctx context.Context, items []paper.Abstract) []
 		}
 		pos[i] = k
 	}
-	var uerrs []error
-	for i := 0; i < len(uniq); i += w.cfg.EmbedSaveEvery {
-		uerrs = append(uerrs, w.embedAndSave(ctx, uniq[i:min(i+w.cfg.EmbedSaveEvery, len(uniq))])...)
-	}
+	uerrs := w.embedAndSave(ctx, uniq)
 	errs := make([]error, len(items))
 	for i := range items {
 		errs[i] = uerrs[pos[i]]

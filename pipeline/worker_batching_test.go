@@ -92,14 +92,14 @@ func (l *largestEmbedder) Embed(ctx context.Context, papers []paper.Abstract) ([
 	return l.Embedder.Embed(ctx, papers)
 }
 
-// A batch gathered while many messages wait for the one chat slot is embedded in runs of
-// EmbedSaveEvery, each stored before the next is asked for: what a killed worker can lose.
-func TestLargeEmbeddingBatchesAreEmbeddedAndStoredInRuns(t *testing.T) {
+// However many messages wait for the one chat slot, and whatever EmbedBatch asks for, an
+// embedding batch holds at most MaxUnsavedEmbeddings abstracts: what a killed worker can lose.
+func TestEmbeddingBatchesStayWithinWhatAKillMayLose(t *testing.T) {
 	t.Parallel()
 	emb := &largestEmbedder{Embedder: embed.NewOffline()}
 	sum := slowSummarizer{Summarizer: summarize.NewOffline(30), delay: 20 * time.Millisecond}
 	b := setup(t, emb, pipeline.TopologyConfig{})
-	const n, every = 40, 4
+	const n = 3 * pipeline.MaxUnsavedEmbeddings
 	pub := pipeline.NewPublisher(b.js, pipeline.SubjectNew, 64)
 	for i := range n {
 		a := paper.Abstract{ID: fmt.Sprintf("runs:%d", i), Title: fmt.Sprintf("Paper %d", i),
@@ -111,7 +111,7 @@ func TestLargeEmbeddingBatchesAreEmbeddedAndStoredInRuns(t *testing.T) {
 	if err := pub.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 1, EmbedSaveEvery: every})
+	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 1, EmbedBatch: 2048})
 	waitFor(t, "all messages acked", func() (bool, string) {
 		s := w.Stats()
 		return s.Acked == n, fmt.Sprintf("%+v", s)
@@ -119,7 +119,7 @@ func TestLargeEmbeddingBatchesAreEmbeddedAndStoredInRuns(t *testing.T) {
 	if s := w.Stats(); s.Embeddings != n {
 		t.Fatalf("stored %d embeddings, want %d", s.Embeddings, n)
 	}
-	if got := emb.largest.Load(); got > every {
-		t.Errorf("an Embed call was given %d abstracts, want at most EmbedSaveEvery = %d", got, every)
+	if got := emb.largest.Load(); got > pipeline.MaxUnsavedEmbeddings {
+		t.Errorf("an Embed call was given %d abstracts, want at most %d", got, pipeline.MaxUnsavedEmbeddings)
 	}
 }
