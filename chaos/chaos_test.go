@@ -82,11 +82,12 @@ func runCase(t *testing.T, c Case) {
 	}
 }
 
-// TestChaosQuick runs the cases that fit in `make test`: a worker killed with -9 (1,000
-// abstracts: the answers a killed worker takes with it — up to 16 TL;DRs, its concurrency,
-// and the vectors of the embedding batches it was committing, often dozens — must stay within
-// the 5% the rules allow), the NATS server restarted, and an API failing 20% of calls
-// transiently and rate-limiting 5% (200 abstracts each).
+// TestChaosQuick runs the cases that fit in `make test`: a worker killed with -9 (2,000
+// abstracts, as the rules say: the answers a killed worker takes with it — up to 16 TL;DRs,
+// its concurrency, and the vectors of the embedding batches it was committing, up to
+// pipeline.MaxEmbedBatch each — must stay within the 5% the rules allow), the NATS server
+// restarted, and an API failing 20% of calls transiently and rate-limiting 5% (200 abstracts
+// each).
 func TestChaosQuick(t *testing.T) {
 	if full() {
 		t.Skip("the full run covers these")
@@ -94,7 +95,7 @@ func TestChaosQuick(t *testing.T) {
 	for _, c := range cases(200) {
 		switch c.Disrupt {
 		case KillWorker:
-			c.N = 1000
+			c.N = 2000
 		case RestartPostgres:
 			continue
 		}

@@ -49,12 +49,14 @@ type Store interface {
 	RecordUsage(ctx context.Context, u []paper.Usage) error
 }
 
-// MaxUnsavedEmbeddings bounds an embedding batch (WorkerConfig.EmbedBatch): the paid vectors
-// a worker killed between an embedding answer and its commit loses (batches are embedded one
-// at a time). A batch of 200, gathered while its messages waited for chat slots, once took all
-// 200 with a kill -9 in the chaos case, 20% of its papers; at 50, embedding requests per
-// abstract stay at 0.02 or a little above.
-const MaxUnsavedEmbeddings = 50
+// MaxEmbedBatch bounds an embedding batch (WorkerConfig.EmbedBatch), and with it the paid
+// vectors a worker killed between an embedding answer and its commit loses with each batch in
+// flight (a batch smaller than BatchSize waits for the one in flight; see Run). A batch of
+// 200, gathered while its messages waited for chat slots, once took all 200 with a kill -9 in
+// the chaos case, 20% of its 1,000 papers. At 64, one intake batch, a full batch's request
+// costs 1/64 = 0.016 requests per abstract, and a kill loses at most 64 vectors per batch in
+// flight (its save, ~100 ms of HNSW inserts, is most of the window).
+const MaxEmbedBatch = 64
 
 // WorkerConfig configures a Worker.
 type WorkerConfig struct {
@@ -72,8 +74,8 @@ type WorkerConfig struct {
 	// Defaults to 64.
 	BatchSize int
 	// EmbedBatch bounds the abstracts gathered, across messages, into one Embed call; the
-	// embedder splits it further by its own request limits. It is at most
-	// MaxUnsavedEmbeddings whatever is set. Defaults to MaxUnsavedEmbeddings.
+	// embedder splits it further by its own request limits. It is at most MaxEmbedBatch
+	// whatever is set. Defaults to MaxEmbedBatch.
 	EmbedBatch int
 	// Linger is how long a micro-batch (intake, embedding, TL;DR saves) waits to fill once it
 	// has its first item. An embedding batch counts Linger only from its first abstract whose
@@ -130,8 +132,8 @@ func (c *WorkerConfig) setDefaults() {
 	if c.BatchSize > c.MaxInFlight {
 		c.BatchSize = c.MaxInFlight
 	}
-	if c.EmbedBatch <= 0 || c.EmbedBatch > MaxUnsavedEmbeddings {
-		c.EmbedBatch = MaxUnsavedEmbeddings
+	if c.EmbedBatch <= 0 || c.EmbedBatch > MaxEmbedBatch {
+		c.EmbedBatch = MaxEmbedBatch
 	}
 	if c.Linger <= 0 {
 		c.Linger = 10 * time.Millisecond

@@ -93,13 +93,13 @@ func (l *largestEmbedder) Embed(ctx context.Context, papers []paper.Abstract) ([
 }
 
 // However many messages wait for the one chat slot, and whatever EmbedBatch asks for, an
-// embedding batch holds at most MaxUnsavedEmbeddings abstracts: what a killed worker can lose.
+// embedding batch holds at most MaxEmbedBatch abstracts: what a killed worker can lose with it.
 func TestEmbeddingBatchesStayWithinWhatAKillMayLose(t *testing.T) {
 	t.Parallel()
 	emb := &largestEmbedder{Embedder: embed.NewOffline()}
 	sum := slowSummarizer{Summarizer: summarize.NewOffline(30), delay: 20 * time.Millisecond}
 	b := setup(t, emb, pipeline.TopologyConfig{})
-	const n = 3 * pipeline.MaxUnsavedEmbeddings
+	const n = 3 * pipeline.MaxEmbedBatch
 	pub := pipeline.NewPublisher(b.js, pipeline.SubjectNew, 64)
 	for i := range n {
 		a := paper.Abstract{ID: fmt.Sprintf("runs:%d", i), Title: fmt.Sprintf("Paper %d", i),
@@ -119,7 +119,7 @@ func TestEmbeddingBatchesStayWithinWhatAKillMayLose(t *testing.T) {
 	if s := w.Stats(); s.Embeddings != n {
 		t.Fatalf("stored %d embeddings, want %d", s.Embeddings, n)
 	}
-	if got := emb.largest.Load(); got > pipeline.MaxUnsavedEmbeddings {
-		t.Errorf("an Embed call was given %d abstracts, want at most %d", got, pipeline.MaxUnsavedEmbeddings)
+	if got := emb.largest.Load(); got > pipeline.MaxEmbedBatch {
+		t.Errorf("an Embed call was given %d abstracts, want at most %d", got, pipeline.MaxEmbedBatch)
 	}
 }

@@ -215,7 +215,7 @@ func run(args []string, stderr io.Writer) error {
 			"fake API vectors":      "text (openai-fake -vectors text: lexical vectors of the input, clustered like a real model's) unless the case says random vectors (-vectors random: uniformly random, the worst case for HNSW inserts)",
 			"embedding dimensions":  fmt.Sprint(dims),
 			"chat model / embedder": "summarize.New gpt-4o-mini, embed.New text-embedding-3-small at 768 dims (api); summarize.NewOffline(30), embed.NewOffline (offline)",
-			"worker":                "pipeline.WorkerConfig defaults except Concurrency and Linger per case: BatchSize 64, MaxInFlight max(4C, 256), EmbedBatch 50 (pipeline.MaxUnsavedEmbeddings), Linger 10ms (an embedding batch gathers while its messages wait for a chat slot and, below BatchSize, while the previous batch is in flight), FetchWait 1s",
+			"worker":                "pipeline.WorkerConfig defaults except Concurrency and Linger per case: BatchSize 64, MaxInFlight max(4C, 256), EmbedBatch 64 (pipeline.MaxEmbedBatch), Linger 10ms (an embedding batch gathers while its messages wait for a chat slot and, below BatchSize, while the previous batch is in flight), FetchWait 1s",
 			"topology":              "pipeline.TopologyConfig defaults: AckWait 60s, MaxDeliver 8, MaxAckPending 4096, file storage",
 			"publisher":             "pipeline.NewPublisher window 256",
 			"HTTP client":           "default (nil → http.DefaultTransport, 2 idle connections per host) unless the case says pooled HTTP",
