@@ -237,8 +237,10 @@ func (s *Store) LoadEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 		}
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Like embeddings (migration 00006), the staging rows keep their vectors in the row.
 		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE embeddings_load (
-				n int, paper_id text, content_hash text, embedding vector, truncated bool) ON COMMIT DROP`); err != nil {
+				n int, paper_id text, content_hash text, embedding vector, truncated bool)
+				WITH (toast_tuple_target = 8160) ON COMMIT DROP`); err != nil {
 			return fmt.Errorf("create staging table: %w", err)
 		}
 		_, err := tx.CopyFrom(ctx, pgx.Identifier{"embeddings_load"},
