@@ -1,15 +1,20 @@
 package store
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/paperpipe/paperpipe/internal/pgtest"
 )
 
-func TestSearchTransactionsUseConfiguredEFSearch(t *testing.T) {
+// A vector query runs with the configured hnsw.ef_search (never below k), custom plans, and
+// read-only; the options end with the query, on a connection the next caller reuses.
+func TestSearchQueriesRunWithTheirOptionsAndOnlyThey(t *testing.T) {
 	t.Parallel()
+	u := pgtest.URL(t) + "&pool_max_conns=1" // one connection: the next statement reuses it
 	for _, tc := range []struct {
 		cfg, k int
 		want   string
@@ -18,17 +23,27 @@ func TestSearchTransactionsUseConfiguredEFSearch(t *testing.T) {
 		{250, 10, "250"}, // configured
 		{40, 120, "120"}, // never below k
 	} {
-		s, err := Open(t.Context(), Config{URL: pgtest.URL(t), EFSearch: tc.cfg})
+		s, err := Open(t.Context(), Config{URL: u, EFSearch: tc.cfg})
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got string
-		err = s.inSearchTx(t.Context(), tc.k, func(tx pgx.Tx, _ int) error {
-			return tx.QueryRow(t.Context(), "SELECT current_setting('hnsw.ef_search')").Scan(&got)
-		})
-		s.Close()
-		if err != nil || got != tc.want {
-			t.Errorf("EFSearch %d, k %d: hnsw.ef_search = %q, %v; want %s", tc.cfg, tc.k, got, err, tc.want)
+		got, err := searchRows(t.Context(), s, s.efFor(tc.k), `SELECT current_setting('hnsw.ef_search') || ' '
+			|| current_setting('plan_cache_mode') || ' ' || current_setting('transaction_read_only')`, nil, pgx.RowTo[string])
+		if want := tc.want + " force_custom_plan on"; err != nil || len(got) != 1 || got[0] != want {
+			t.Errorf("EFSearch %d, k %d: options %q, %v; want %q", tc.cfg, tc.k, got, err, want)
 		}
+		var ef, plans, readOnly string
+		err = s.pool.QueryRow(t.Context(), `SELECT coalesce(current_setting('hnsw.ef_search', true), ''),
+			current_setting('plan_cache_mode'), current_setting('transaction_read_only')`).Scan(&ef, &plans, &readOnly)
+		if err != nil || ef == tc.want || plans != "auto" || readOnly != "off" {
+			t.Errorf("after the query its connection runs with ef_search %q, plan_cache_mode %q, read-only %q (%v): the options outlived the query",
+				ef, plans, readOnly, err)
+		}
+		_, err = searchRows(t.Context(), s, 100, "CREATE TABLE written_by_a_search (x int)", nil, pgx.RowTo[string])
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "25006" { // read_only_sql_transaction
+			t.Errorf("a search statement that writes: %v, want a read-only transaction error", err)
+		}
+		s.Close()
 	}
 }

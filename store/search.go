@@ -107,15 +107,9 @@ func (s *Store) HybridSearch(ctx context.Context, spaceID int64, q string, vec [
 		return nil, fmt.Errorf("hybrid search: %w", err)
 	}
 	v, cand := vectorSQLFor(sp, "$2"), hybridCandidates(k)
-	var hits []paper.Hit
-	err = s.inSearchTx(ctx, cand, func(tx pgx.Tx, ef int) error {
-		rows, err := tx.Query(ctx, hybridSQL(v, sp.ID), q, pgvector.NewVector(vec), cand, k, RRFConstant, v.candidates(cand, ef))
-		if err != nil {
-			return err
-		}
-		hits, err = pgx.CollectRows(rows, scanHit)
-		return err
-	})
+	ef := s.efFor(cand)
+	hits, err := searchRows(ctx, s, ef, hybridSQL(v, sp.ID),
+		[]any{q, pgvector.NewVector(vec), cand, k, RRFConstant, v.candidates(cand, ef)}, scanHit)
 	if err != nil {
 		return nil, fmt.Errorf("hybrid search %.60q in space %s: %w", q, sp.Name(), err)
 	}
@@ -181,15 +175,9 @@ func (s *Store) ExplainHybrid(ctx context.Context, spaceID int64, q string, vec 
 		return "", fmt.Errorf("explain hybrid search: %w", err)
 	}
 	v, cand := vectorSQLFor(sp, "$2"), hybridCandidates(k)
-	var lines []string
-	err = s.inSearchTx(ctx, cand, func(tx pgx.Tx, ef int) error {
-		rows, err := tx.Query(ctx, "EXPLAIN (FORMAT TEXT) "+hybridSQL(v, sp.ID), q, pgvector.NewVector(vec), cand, k, RRFConstant, v.candidates(cand, ef))
-		if err != nil {
-			return err
-		}
-		lines, err = pgx.CollectRows(rows, pgx.RowTo[string])
-		return err
-	})
+	ef := s.efFor(cand)
+	lines, err := searchRows(ctx, s, ef, "EXPLAIN (FORMAT TEXT) "+hybridSQL(v, sp.ID),
+		[]any{q, pgvector.NewVector(vec), cand, k, RRFConstant, v.candidates(cand, ef)}, pgx.RowTo[string])
 	if err != nil {
 		return "", fmt.Errorf("explain hybrid search in space %s: %w", sp.Name(), err)
 	}
