@@ -198,7 +198,7 @@ func relatedGoal(r *Run, big *KNNResult, named bool) Goal {
 	g.Pass = ptr(pass)
 	g.Limit = "HNSW graph walk in PostgreSQL: ef_search candidates × 768-dim distances per query, on 2 cores"
 	if big.Case.index() == store.IndexHNSWBinary {
-		g.Limit = "HNSW walk over 768-bit codes, then ef_search candidates re-ranked by exact distance (each a 3 KB vector read from TOAST), on 2 cores"
+		g.Limit = "HNSW walk over 768-bit codes, then ef_search candidates re-ranked by exact distance (each a 3 KB vector read from its heap row), on 2 cores"
 	}
 	if sb, ok := pgBytes(r.Machine.PGSettings["shared_buffers"]); ok && big.Load.IndexBytes > 0 {
 		rel := "within"

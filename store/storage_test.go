@@ -2,7 +2,10 @@ package store_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/store"
@@ -64,5 +67,41 @@ func TestVectorsStayInTheRowUnlessTooBigForAPage(t *testing.T) {
 		if !slices.Equal(got, c.e.Vector) {
 			t.Errorf("the %s vector of %s reads back differently", c.space, c.e.PaperID)
 		}
+	}
+}
+
+// Whether a paper's vector is current (its content hash is the paper's) — the question
+// UpsertPapers, StalePapers, Counts and Spaces ask of every paper — is answered from the primary
+// key alone, without reading the rows and their vectors.
+func TestCurrentVectorCheckNeedsNoRowReads(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	papers := abstracts(50)
+	upsert(t, s, papers, store.Work{})
+	sp := space(t, s, "m", 768)
+	saveRandomVectors(t, s, sp.ID, papers, 768, 3)
+	if _, err := s.Pool().Exec(ctx, "VACUUM ANALYZE embeddings"); err != nil {
+		t.Fatal(err)
+	}
+	var plan []string
+	err := pgx.BeginFunc(ctx, s.Pool(), func(tx pgx.Tx) error {
+		// Ask whether the index alone can answer, whatever the planner prefers at 50 rows.
+		if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off"); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `EXPLAIN SELECT count(*) FROM papers p WHERE EXISTS (SELECT 1 FROM embeddings e
+			WHERE e.space_id = $1 AND e.paper_id = p.id AND e.content_hash = p.content_hash)`, sp.ID)
+		if err != nil {
+			return err
+		}
+		plan, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text := strings.Join(plan, "\n"); !strings.Contains(text, "Index Only Scan using embeddings_pkey") {
+		t.Errorf("the current-vector check reads embedding rows:\n%s", text)
 	}
 }
