@@ -275,10 +275,10 @@ type estimate struct {
 func estimateWork(ctx context.Context, c *config, st *store.Store, sel store.Selection, m *models, batchAPI bool) (estimate, error) {
 	e := estimate{BatchAPI: batchAPI}
 	chatAPI, embAPI := c.ChatModel != offline, !c.embedOffline()
-	// One chat request per paper. Embeddings: the worker gathers the papers it holds (up to
-	// pipeline.WorkerConfig.MaxInFlight, max(4×Concurrency, 256)) into requests of at most
-	// EmbedBatchInputs; the Batch API sends one line per paper.
-	e.EmbedBatchInput = max(1, min(max(4*c.Concurrency, 256), c.EmbedBatchInputs))
+	// One chat request per paper. Embeddings: the worker gathers papers across messages into
+	// requests of at most pipeline.MaxEmbedBatch (and EmbedBatchInputs, if smaller); the Batch
+	// API sends one line per paper.
+	e.EmbedBatchInput = max(1, min(pipeline.MaxEmbedBatch, c.EmbedBatchInputs))
 	if batchAPI {
 		e.EmbedBatchInput = 1
 	}
