@@ -106,14 +106,20 @@ func (s *Store) HybridSearch(ctx context.Context, spaceID int64, q string, vec [
 	if err := validateEmbedding(paper.Embedding{PaperID: "query", ContentHash: "-", Vector: vec}, sp.Space); err != nil {
 		return nil, fmt.Errorf("hybrid search: %w", err)
 	}
-	v, cand := vectorSQLFor(sp, "$2"), hybridCandidates(k)
-	ef := s.efFor(cand)
-	hits, err := searchRows(ctx, s, ef, hybridSQL(v, sp.ID),
-		[]any{q, pgvector.NewVector(vec), cand, k, RRFConstant, v.candidates(cand, ef)}, scanHit)
+	sql, ef, args := s.hybridStatement(sp, q, vec, k)
+	hits, err := searchRows(ctx, s, ef, sql, args, scanHit)
 	if err != nil {
 		return nil, fmt.Errorf("hybrid search %.60q in space %s: %w", q, sp.Name(), err)
 	}
 	return hits, nil
+}
+
+// hybridStatement returns HybridSearch's statement for space sp, the hnsw.ef_search it runs
+// with, and its arguments.
+func (s *Store) hybridStatement(sp spaceRow, q string, vec []float32, k int) (string, int, []any) {
+	v, cand := vectorSQLFor(sp, "$2"), hybridCandidates(k)
+	ef := s.efFor(cand)
+	return hybridSQL(v, sp.ID), ef, []any{q, pgvector.NewVector(vec), cand, k, RRFConstant, v.candidates(cand, ef)}
 }
 
 // hybridCandidates is how many papers each ranking of a hybrid search for k results offers
@@ -174,10 +180,8 @@ func (s *Store) ExplainHybrid(ctx context.Context, spaceID int64, q string, vec 
 	if err != nil {
 		return "", fmt.Errorf("explain hybrid search: %w", err)
 	}
-	v, cand := vectorSQLFor(sp, "$2"), hybridCandidates(k)
-	ef := s.efFor(cand)
-	lines, err := searchRows(ctx, s, ef, "EXPLAIN (FORMAT TEXT) "+hybridSQL(v, sp.ID),
-		[]any{q, pgvector.NewVector(vec), cand, k, RRFConstant, v.candidates(cand, ef)}, pgx.RowTo[string])
+	sql, ef, args := s.hybridStatement(sp, q, vec, k)
+	lines, err := searchRows(ctx, s, ef, "EXPLAIN (FORMAT TEXT) "+sql, args, pgx.RowTo[string])
 	if err != nil {
 		return "", fmt.Errorf("explain hybrid search in space %s: %w", sp.Name(), err)
 	}
