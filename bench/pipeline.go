@@ -44,10 +44,9 @@ type PipelineCase struct {
 	// PaceRate publishes at this many abstracts per second instead of all at once, to measure
 	// latency without a backlog.
 	PaceRate float64 `json:"pace_rate"`
-	// PooledHTTP gives the API clients an http.Client whose transport keeps as many idle
-	// connections per host as there are requests in flight, instead of the default client
-	// (http.DefaultTransport keeps 2), to measure what connection churn costs.
-	PooledHTTP bool `json:"pooled_http"`
+	// DefaultTransport gives the API clients http.DefaultTransport (2 idle connections per
+	// host) instead of the CLI's llm.PooledTransport, to measure what connection churn costs.
+	DefaultTransport bool `json:"default_transport"`
 	// Vectors is the fake API's kind of embedding vectors: "" or openaitest.VectorsText for
 	// vectors derived from the text (clustered like a real model's), openaitest.VectorsRandom
 	// for uniformly random ones, the worst case for PostgreSQL's HNSW inserts.
@@ -196,11 +195,9 @@ func newPipelineEnv(ctx context.Context, opts PipelineOptions, c PipelineCase) (
 			return nil, err
 		}
 		lim := llm.NewLimiter(llm.LimiterConfig{RequestsPerMinute: c.RPM})
-		var hc *http.Client
-		if c.PooledHTTP {
-			t := http.DefaultTransport.(*http.Transport).Clone()
-			t.MaxIdleConns, t.MaxIdleConnsPerHost = 0, max(c.Concurrency*2, 64)
-			hc = &http.Client{Transport: t}
+		hc := &http.Client{Transport: llm.PooledTransport(c.Concurrency)} // as the CLI builds it
+		if c.DefaultTransport {
+			hc = nil
 		}
 		s, err := summarize.New(summarize.Config{BaseURL: e.fake.URL, Model: "gpt-4o-mini", Limiter: lim, HTTPClient: hc})
 		if err != nil {

@@ -70,7 +70,7 @@ func (r *Run) Evaluate() {
 			continue
 		}
 		// The worker's defaults, and of those the fake's default (text) vectors.
-		workerDefaults := c.Models == ModelsAPI && c.Linger == 0 && c.RPM == 0 && c.PaceRate == 0 && !c.PooledHTTP
+		workerDefaults := c.Models == ModelsAPI && c.Linger == 0 && c.RPM == 0 && c.PaceRate == 0 && !c.DefaultTransport
 		def := workerDefaults && !c.randomVectors()
 		if def && c.ChatLatency > 0 {
 			s.byC[c.Concurrency] = p
@@ -78,7 +78,7 @@ func (r *Run) Evaluate() {
 		if workerDefaults && p.EmbedPerAbstract > maxEmb {
 			maxEmb, maxEmbCase = p.EmbedPerAbstract, c.Name
 		}
-		if c.Models == ModelsAPI && c.ChatLatency == 0 && !c.PooledHTTP && !c.randomVectors() && s.zeroFake == nil {
+		if c.Models == ModelsAPI && c.ChatLatency == 0 && !c.DefaultTransport && !c.randomVectors() && s.zeroFake == nil {
 			s.zeroFake = p
 		}
 		if c.Models == ModelsOffline && s.offline == nil {
@@ -303,10 +303,10 @@ func (r *Run) ThroughputChart() Chart {
 	zero := 0.0
 	for _, p := range r.Pipeline {
 		c := p.Case
-		if c.Models == ModelsAPI && c.ChatLatency == 0 && !c.PooledHTTP && !c.randomVectors() && zero == 0 {
+		if c.Models == ModelsAPI && c.ChatLatency == 0 && !c.DefaultTransport && !c.randomVectors() && zero == 0 {
 			zero = p.Throughput
 		}
-		if c.Models != ModelsAPI || c.ChatLatency == 0 || c.Linger != 0 || c.RPM != 0 || c.PaceRate != 0 || c.PooledHTTP || c.randomVectors() {
+		if c.Models != ModelsAPI || c.ChatLatency == 0 || c.Linger != 0 || c.RPM != 0 || c.PaceRate != 0 || c.DefaultTransport || c.randomVectors() {
 			continue
 		}
 		x := float64(c.Concurrency)
@@ -421,8 +421,8 @@ func (r *Run) Markdown(svg, jsonName string) string {
 				pace = fmt.Sprintf("%g", c.PaceRate)
 			}
 			name := c.Name
-			if c.PooledHTTP {
-				name += " (pooled HTTP)"
+			if c.DefaultTransport {
+				name += " (http.DefaultTransport)"
 			}
 			if c.randomVectors() {
 				name += " (random vectors)"
@@ -543,7 +543,7 @@ func numMB(b int64) string {
 	return fmt.Sprintf("%.0f", mb(b))
 }
 
-const methodText = `- **Pipeline.** Each case gets a fresh schema, a fresh embedded NATS server (pipeline.StartEmbedded, file storage in a temp dir, pipeline.Setup defaults) and, for API models, a fresh cmd/openai-fake process with the case's latencies. The worker is pipeline.NewWorker with summarize.New and embed.New (text-embedding-3-small asked for 768 dimensions) sharing one llm.Limiter, default http.Client (as the CLI builds them), and the store from store.Open — the CLI's wiring. Abstracts are generated from testdata/sample-papers.txt (distinct ids, texts and hashes) and published with pipeline.NewPublisher while the worker runs.
+const methodText = `- **Pipeline.** Each case gets a fresh schema, a fresh embedded NATS server (pipeline.StartEmbedded, file storage in a temp dir, pipeline.Setup defaults) and, for API models, a fresh cmd/openai-fake process with the case's latencies. The worker is pipeline.NewWorker with summarize.New and embed.New (text-embedding-3-small asked for 768 dimensions) sharing one llm.Limiter and an http.Client on llm.PooledTransport(C) (as the CLI builds them), and the store from store.Open — the CLI's wiring. Abstracts are generated from testdata/sample-papers.txt (distinct ids, texts and hashes) and published with pipeline.NewPublisher while the worker runs.
 - **Throughput**: *overall* = N / (first publish → last ack); *steady* = acks between the 10th and 90th percentile of ack times per second (the pipeline full), the figure compared with the bound.
 - **Bound** (Little's law): the worker holds at most C TL;DR requests in flight and each lasts the chat latency, so X ≤ C / chat latency. Embedding requests run while the TL;DR is being written and are batched across messages (no chat slot), so they add no term. With a client-side RPM budget shared by both clients: X ≤ RPM/60 / (requests per abstract); the smaller binds.
 - **Latency**: a second NATS connection subscribes to ` + "`$JS.ACK.PAPERS.>`" + ` (the acks workers publish) and ` + "`_INBOX.>`" + ` (deliveries to pull requests); the ack subject carries the stream sequence and the time the server stored the message. *e2e* = stored (publish) → ack, which in a burst run includes waiting in the backlog; *service* = first delivery to a worker → ack. The paced case publishes below the bound, so its e2e is the latency without a backlog.

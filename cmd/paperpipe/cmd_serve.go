@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paperpipe/paperpipe/ingest"
+	"github.com/paperpipe/paperpipe/internal/llm"
 	"github.com/paperpipe/paperpipe/internal/metrics"
 	"github.com/paperpipe/paperpipe/internal/pricing"
 	"github.com/paperpipe/paperpipe/paper"
@@ -66,7 +67,7 @@ func (c *config) addHTTPFlag(fs *flag.FlagSet) {
 // records the latency of every API call. It must run before buildModels.
 func enableMetrics(c *config, log *slog.Logger) {
 	c.metrics = metrics.New(metrics.Config{Logger: log})
-	c.httpClient = &http.Client{Transport: c.metrics.Transport(nil)}
+	c.httpClient = &http.Client{Transport: c.metrics.Transport(llm.PooledTransport(c.Concurrency))}
 }
 
 // workerDeps returns the store, summarizer and embedder a worker uses, counted by the

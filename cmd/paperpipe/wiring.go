@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -38,6 +39,9 @@ func buildModels(ctx context.Context, c *config, log *slog.Logger, st *store.Sto
 	var lim *llm.Limiter
 	if c.ChatModel != offline || !c.embedOffline() {
 		lim = llm.NewLimiter(llm.LimiterConfig{RequestsPerMinute: c.RPM, TokensPerMinute: c.TPM, Logger: log})
+	}
+	if c.httpClient == nil {
+		c.httpClient = &http.Client{Transport: llm.PooledTransport(c.Concurrency)}
 	}
 	m := &models{}
 	if c.ChatModel == offline {

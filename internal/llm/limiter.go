@@ -303,6 +303,18 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// PooledTransport is the model clients' transport: http.DefaultTransport's settings, but
+// keeping an idle connection for every request that may be in flight — inFlight TL;DR requests,
+// plus embedding and query requests. http.DefaultTransport keeps 2 per host, so at a
+// concurrency of 16 most requests would open a new connection — a TCP and TLS handshake with a
+// remote API — and leave the old one in TIME_WAIT.
+func PooledTransport(inFlight int) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = max(inFlight, 1) + 16
+	t.MaxIdleConns = max(t.MaxIdleConns, 2*t.MaxIdleConnsPerHost) // chat and embeddings may be two hosts
+	return t
+}
+
 // HTTPClient returns a copy of c (http.DefaultClient's settings when nil) whose transport
 // feeds l.
 func HTTPClient(c *http.Client, l *Limiter) *http.Client {

@@ -81,7 +81,7 @@ func sets() map[string]set {
 			api("C16", n(16, 30), 16),
 			api("C64", n(64, 30), 64),
 			api("C256", 6000, 256),
-			pooled(api("C256-pooled-http", 6000, 256)),
+			defaultTransport(api("C256-default-transport", 6000, 256)),
 			withLinger(api("C64-linger150", n(64, 30), 64), 150*time.Millisecond),
 			withLinger(api("C256-linger150", 6000, 256), 150*time.Millisecond),
 			paced(api("C64-paced", 2400, 64), 80),
@@ -115,7 +115,7 @@ func sets() map[string]set {
 func withLinger(c bench.PipelineCase, d time.Duration) bench.PipelineCase { c.Linger = d; return c }
 func paced(c bench.PipelineCase, rate float64) bench.PipelineCase         { c.PaceRate = rate; return c }
 func rpm(c bench.PipelineCase, n int) bench.PipelineCase                  { c.RPM = n; return c }
-func pooled(c bench.PipelineCase) bench.PipelineCase                      { c.PooledHTTP = true; return c }
+func defaultTransport(c bench.PipelineCase) bench.PipelineCase            { c.DefaultTransport = true; return c }
 func binary(c bench.KNNCase) bench.KNNCase                                { c.Index = store.IndexHNSWBinary; return c }
 func binaryPipe(c bench.PipelineCase) bench.PipelineCase                  { c.Index = store.IndexHNSWBinary; return c }
 func randomVectors(c bench.PipelineCase) bench.PipelineCase {
@@ -218,7 +218,7 @@ func run(args []string, stderr io.Writer) error {
 			"worker":                "pipeline.WorkerConfig defaults except Concurrency and Linger per case: BatchSize 64, MaxInFlight max(4C, 256), EmbedBatch 64 (pipeline.MaxEmbedBatch), Linger 10ms (an embedding batch gathers while its messages wait for a chat slot and, below BatchSize, while the previous batch is in flight), FetchWait 1s",
 			"topology":              "pipeline.TopologyConfig defaults: AckWait 60s, MaxDeliver 8, MaxAckPending 4096, file storage",
 			"publisher":             "pipeline.NewPublisher window 256",
-			"HTTP client":           "default (nil → http.DefaultTransport, 2 idle connections per host) unless the case says pooled HTTP",
+			"HTTP client":           "llm.PooledTransport(C), as the CLI builds it (an idle connection per request in flight), unless the case says http.DefaultTransport (2 idle connections per host)",
 			"store pool":            "store.Open defaults (MaxConns max(8, 4×GOMAXPROCS))",
 			"corpus":                fmt.Sprintf("%s (%d papers) → generated abstracts", *corpusPath, len(corpus)),
 			"kNN k":                 "10",
