@@ -496,10 +496,11 @@ func loadKNN(ctx context.Context, st *store.Store, sp paper.Space, d *knnData, c
 	// VACUUM as well as ANALYZE: a million fresh rows would otherwise set autovacuum off in
 	// the middle of the latency measurements, on the same 2 cores.
 	t0 = time.Now()
-	for _, table := range []string{"embeddings", "papers"} { // one statement each: VACUUM is no transaction
-		if _, err := st.Pool().Exec(ctx, "VACUUM (ANALYZE) "+table); err != nil {
-			return fmt.Errorf("vacuum %s: %w", table, err)
-		}
+	if err := st.VacuumEmbeddings(ctx); err != nil { // what import-embeddings and reprocess do after a fill
+		return err
+	}
+	if _, err := st.Pool().Exec(ctx, "VACUUM (ANALYZE) papers"); err != nil {
+		return fmt.Errorf("vacuum papers: %w", err)
 	}
 	lt.VacuumSeconds = round3(time.Since(t0).Seconds())
 	if err := st.Pool().QueryRow(ctx, "SELECT pg_relation_size(to_regclass($1)), pg_total_relation_size('embeddings')",

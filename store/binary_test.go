@@ -51,6 +51,16 @@ func saveRandomVectors(t *testing.T, s *store.Store, spaceID int64, ps []paper.A
 	return embs
 }
 
+// randomSpace makes space model of dims dimensions, n papers (abstracts(n)) and a random vector
+// for each (saveRandomVectors with seed).
+func randomSpace(t *testing.T, s *store.Store, model string, n, dims int, seed uint64) (paper.Space, []paper.Abstract, []paper.Embedding) {
+	t.Helper()
+	sp := space(t, s, model, dims)
+	ps := abstracts(n)
+	upsert(t, s, ps, store.Work{})
+	return sp, ps, saveRandomVectors(t, s, sp.ID, ps, dims, seed)
+}
+
 // exactNearest returns the ids of the k embeddings nearest to q by cosine similarity, nearest
 // first (ties in the embeddings' order), leaving out paper exclude: the answer an exact search
 // gives.
@@ -220,10 +230,7 @@ func TestBinarySpaceQueriesUseItsIndex(t *testing.T) {
 	bin, _ := setupBinary(t)
 	ctx := t.Context()
 	const n, dims = 1000, 32
-	sp := space(t, bin, "planned", dims)
-	ps := abstracts(n)
-	upsert(t, bin, ps, store.Work{})
-	embs := saveRandomVectors(t, bin, sp.ID, ps, dims, 5)
+	sp, ps, embs := randomSpace(t, bin, "planned", n, dims, 5)
 	if _, err := bin.Pool().Exec(ctx, "ANALYZE papers; ANALYZE embeddings"); err != nil {
 		t.Fatal(err)
 	}
@@ -321,10 +328,7 @@ func TestReindexSwitchesAnExistingSpace(t *testing.T) {
 	bin, plain := setupBinary(t)
 	ctx := t.Context()
 	const n, dims = 200, 16
-	sp := space(t, plain, "switch", dims)
-	ps := abstracts(n)
-	upsert(t, plain, ps, store.Work{})
-	embs := saveRandomVectors(t, plain, sp.ID, ps, dims, 7)
+	sp, ps, embs := randomSpace(t, plain, "switch", n, dims, 7)
 	if _, err := bin.Related(ctx, sp.ID, ps[0].ID, 5); err != nil { // bin caches the kind: hnsw
 		t.Fatal(err)
 	}

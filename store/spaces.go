@@ -271,7 +271,7 @@ func (s *Store) Reindex(ctx context.Context, id int64, kind IndexKind, cfg Index
 	if _, err := ParseIndexKind(string(kind)); err != nil {
 		return false, fmt.Errorf("reindex: %w", err)
 	}
-	cur, err := scanSpace(s.pool.QueryRow(ctx, `SELECT `+spaceColumns+` FROM embedding_spaces WHERE id = $1`, id))
+	cur, err := spaceByID(ctx, s.pool, id)
 	if err != nil {
 		return false, notFound(err, "reindex: embedding space %d", id)
 	}
@@ -451,7 +451,7 @@ func (s *Store) DropSpace(ctx context.Context, id int64) error {
 		if _, err := tx.Exec(ctx, lockSpacesStatement); err != nil {
 			return fmt.Errorf("lock embedding spaces: %w", err)
 		}
-		sp, err := scanSpace(tx.QueryRow(ctx, `SELECT `+spaceColumns+` FROM embedding_spaces WHERE id = $1`, id))
+		sp, err := spaceByID(ctx, tx, id)
 		if err != nil {
 			return notFound(err, "look up")
 		}
@@ -488,12 +488,19 @@ func (s *Store) space(ctx context.Context, id int64) (spaceRow, error) {
 	if ok {
 		return sp, nil
 	}
-	sp, err := scanSpace(s.pool.QueryRow(ctx, `SELECT `+spaceColumns+` FROM embedding_spaces WHERE id = $1`, id))
+	sp, err := spaceByID(ctx, s.pool, id)
 	if err != nil {
 		return spaceRow{}, notFound(err, "embedding space %d", id)
 	}
 	s.cacheSpace(sp)
 	return sp, nil
+}
+
+// spaceByID reads space id from the database, through q (the pool or a transaction).
+func spaceByID(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, id int64) (spaceRow, error) {
+	return scanSpace(q.QueryRow(ctx, `SELECT `+spaceColumns+` FROM embedding_spaces WHERE id = $1`, id))
 }
 
 // scanSpace scans the spaceColumns of one row.

@@ -40,8 +40,9 @@ func buildModels(ctx context.Context, c *config, log *slog.Logger, st *store.Sto
 	if c.ChatModel != offline || !c.embedOffline() {
 		lim = llm.NewLimiter(llm.LimiterConfig{RequestsPerMinute: c.RPM, TokensPerMinute: c.TPM, Logger: log})
 	}
-	if c.httpClient == nil {
-		c.httpClient = &http.Client{Transport: llm.PooledTransport(c.Concurrency)}
+	hc := c.httpClient
+	if hc == nil {
+		hc = &http.Client{Transport: llm.PooledTransport(c.Concurrency)}
 	}
 	m := &models{}
 	if c.ChatModel == offline {
@@ -49,7 +50,7 @@ func buildModels(ctx context.Context, c *config, log *slog.Logger, st *store.Sto
 	} else {
 		s, err := summarize.New(summarize.Config{
 			BaseURL: c.BaseURL, APIKey: c.APIKey, Model: c.ChatModel, MaxWords: c.MaxWords,
-			Limiter: lim, Logger: log, HTTPClient: c.httpClient,
+			Limiter: lim, Logger: log, HTTPClient: hc,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("summarizer: %w", err)
@@ -82,7 +83,7 @@ func buildModels(ctx context.Context, c *config, log *slog.Logger, st *store.Sto
 			EncodingFormat: c.EmbedEncoding,
 			// One input must fit in a request: a smaller token budget truncates inputs to it.
 			ContextTokens: min(embedInputTokens, c.EmbedBatchTokens),
-			Limiter:       lim, Logger: log, HTTPClient: c.httpClient,
+			Limiter:       lim, Logger: log, HTTPClient: hc,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("embedder: %w", err)
