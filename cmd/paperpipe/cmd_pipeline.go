@@ -145,17 +145,56 @@ func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle
 		return err
 	}
 	defer b.close()
+	followed := false
 	for {
 		m, err := buildModels(ctx, c, log, st)
 		if err != nil {
 			return err
 		}
+		if followed {
+			if err := queueMissing(ctx, log, st, b, m); err != nil {
+				return err
+			}
+		}
 		err = runWorkersOnce(ctx, c, log, st, b, m, consumers, exitWhenIdle, announce)
 		if !errors.Is(err, errSpaceChanged) {
 			return err
 		}
-		announce = false
+		announce, followed = false, true
 	}
+}
+
+// queueMissing publishes, for the workers about to start on m's space after following it, the
+// papers that have no vector in it: those that arrived between the space's fill (`paperpipe
+// fit`) and the workers noticing it became active were embedded into the old space, and would
+// otherwise be missing from the one queries now use. Their TL;DRs are stored, so only their
+// vectors are made.
+func queueMissing(ctx context.Context, log *slog.Logger, st *store.Store, b *broker, m *models) error {
+	space, err := st.EnsureSpace(ctx, m.emb.Space())
+	if err != nil {
+		return err
+	}
+	pub := pipeline.NewRunPublisher(b.js, pipeline.SubjectNew, "follow-"+strconv.FormatInt(time.Now().UnixNano(), 36), 256)
+	n := 0
+	err = st.StalePapers(ctx, store.Selection{Work: paper.Work{SpaceID: space.ID}}, 500, func(page []store.StalePaper) error {
+		for _, p := range page {
+			if err := pub.Publish(ctx, p.Abstract); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err == nil {
+		err = pub.Flush(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("queue the papers missing from space %s: %w", space.Name(), err)
+	}
+	if n > 0 {
+		log.Info("queued the papers missing from the space the workers now use", "space", space.Name(), "papers", n)
+	}
+	return nil
 }
 
 // runWorkersOnce runs the workers with models m until ctx is done or (see runWorkers) the

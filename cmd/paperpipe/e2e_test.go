@@ -401,10 +401,12 @@ func nonEmptyLines(s string) []string {
 
 // TestRunningWorkerFollowsAFit: a long-running worker on the default offline embedder moves to
 // the fitted model's space when `paperpipe fit` activates it, so papers that arrive afterwards
-// are embedded where queries look.
+// are embedded where queries look — also one that arrives before the worker notices (the
+// follow interval is 2 s here, so the late paper is embedded into the old space first, and the
+// restarted worker must make its vector in the fitted space too).
 func TestRunningWorkerFollowsAFit(t *testing.T) {
 	t.Parallel()
-	c := newCLI(t, "PAPERPIPE_FOLLOW_INTERVAL=100ms", "PAPERPIPE_LOG_LEVEL=info")
+	c := newCLI(t, "PAPERPIPE_FOLLOW_INTERVAL=2s", "PAPERPIPE_LOG_LEVEL=info")
 	c.ok("ingest", sampleFile)
 	worker := exec.Command(binary, "worker")
 	worker.Env = c.env
