@@ -16,12 +16,11 @@ import (
 // that states a contribution, and ends with a sentence of its own, so every id, text and
 // content hash differs.
 //
-// The fake's TL;DR is an abstract's first sentence. Some sample abstracts open with "This
-// paper …" or "In this technical report …", which TL;DR validation rejects as a preamble, so
-// those would cost a second, stricter request each: an artefact of the fake, not of retries.
-// The corpus therefore opens every abstract with a sentence that is a valid TL;DR (one
+// The fake's TL;DR is an abstract's first sentence (without a lead-in such as "This paper").
+// The corpus opens every abstract with a sentence that is a valid TL;DR as it stands (one
 // sentence, no preamble, at most 25 words): one of the paper's own when it has one, else one
-// built from its title. Any validation retry left in a run is then real (a junk answer).
+// built from its title. Any validation retry left in a run is then real (a junk answer), and
+// the cases' request counts do not depend on how the fake rewrites a first sentence.
 func Corpus(base []paper.Abstract, n int, seed uint64) []paper.Abstract {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	out := make([]paper.Abstract, 0, n)

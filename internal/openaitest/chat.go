@@ -211,11 +211,11 @@ func (s *Server) completeChat(req chatRequest, junk bool) chatResponse {
 const maxTLDRWords = 25
 
 // tldr answers a user message: the first sentence of its longest paragraph
-// (where a prompt puts the abstract), at most 25 words, ending with a
-// period.
+// (where a prompt puts the abstract) without a paper lead-in, at most 25
+// words, ending with a period.
 func tldr(message string) string {
 	para := labelRE.ReplaceAllString(longestParagraph(message), "")
-	words := strings.Fields(firstSentence(para))
+	words := strings.Fields(dropLeadIn(firstSentence(para)))
 	if len(words) == 0 {
 		return "The message holds no text to summarize."
 	}
@@ -229,6 +229,23 @@ func tldr(message string) string {
 		return "The message holds no text to summarize."
 	}
 	return out + "."
+}
+
+// leadInRE matches the lead-in many abstracts open with ("This paper
+// presents …", "In this technical report, we …"), which a TL;DR prompt asks
+// a model to leave out.
+var leadInRE = regexp.MustCompile(`^(?i:(?:in )?(?:this|the) (?:paper|work|study|article|report|technical report|manuscript|letter|note)|the authors)\b[,:]?\s*`)
+
+// dropLeadIn answers the way a model that follows the prompt does: without
+// the abstract's lead-in, from the word after it. A sentence that is all
+// lead-in stays as it is.
+func dropLeadIn(s string) string {
+	rest := leadInRE.ReplaceAllString(s, "")
+	r, size := utf8.DecodeRuneInString(rest)
+	if rest == s || size == 0 || !unicode.IsLetter(r) {
+		return s
+	}
+	return string(unicode.ToUpper(r)) + rest[size:]
 }
 
 // labelRE matches a short label opening a paragraph ("Abstract:").
@@ -270,7 +287,8 @@ var abbreviations = map[string]bool{
 
 // firstSentence returns the first sentence of a paragraph: up to the first
 // '.', '!' or '?' that is followed by a space and a capital, a digit or an
-// opening mark, and does not end an abbreviation or an initial.
+// opening mark, and does not end an abbreviation or an initial, or up to a
+// full stop between a lower-case letter and a capital ("data.Results").
 func firstSentence(p string) string {
 	rs := []rune(p)
 	for i, r := range rs {
@@ -278,7 +296,11 @@ func firstSentence(p string) string {
 			continue
 		}
 		if i+1 < len(rs) && !unicode.IsSpace(rs[i+1]) {
-			continue // 3.5, e.g, URLs
+			// 3.5, e.g, URLs; but a missing space between a lower-case word
+			// and a capitalised one ("data.Results") ends a sentence.
+			if r != '.' || i == 0 || !unicode.IsLower(rs[i-1]) || !unicode.IsUpper(rs[i+1]) {
+				continue
+			}
 		}
 		j := i + 1
 		for j < len(rs) && unicode.IsSpace(rs[j]) {

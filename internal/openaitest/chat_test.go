@@ -42,6 +42,21 @@ func TestTLDR(t *testing.T) {
 			want:    "We study wrapped lines of text.",
 		},
 		{
+			name:    "a paper lead-in is left out, as TL;DR prompts ask",
+			message: "TL;DR in one sentence.\n\nThis paper presents StructTuning, a method that turns LLMs into domain specialists. It works.",
+			want:    "Presents StructTuning, a method that turns LLMs into domain specialists.",
+		},
+		{
+			name:    "a lead-in with a comma and the authors' we",
+			message: "In this technical report, we tackle the cost of training large MoE models. More follows.",
+			want:    "We tackle the cost of training large MoE models.",
+		},
+		{
+			name:    "a full stop with no space before a capital ends the sentence",
+			message: "We pre-train a model in 9 days.Based on MT-Bench it wins. More.",
+			want:    "We pre-train a model in 9 days.",
+		},
+		{
 			name:    "empty message",
 			message: "  \n\n ",
 			want:    "The message holds no text to summarize.",

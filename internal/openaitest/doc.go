@@ -5,7 +5,9 @@
 // wire format (usage and x-ratelimit-* headers included), and implements the
 // files and batches endpoints of OpenAI's Batch API. Answers are
 // deterministic: a chat answer is the first sentence of the longest paragraph
-// of the last user message, trimmed to 25 words; an embedding is a
+// of the last user message, without a paper lead-in ("This paper presents",
+// "In this report, we"), trimmed to 25 words, so it is a TL;DR paperpipe's
+// validation accepts unless a junk fault is configured; an embedding is a
 // lexical unit vector of the input (a random projection of its word counts
 // plus a little noise seeded by the text), so the same text always gets the
 // same vector and similar texts get close ones, as from a real model
