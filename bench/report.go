@@ -234,6 +234,11 @@ func pipelineLimit(p *PipelineResult) string {
 	if p.Ratio >= 0.9 {
 		return "the API bound (chat latency × concurrency)"
 	}
+	if p.ChatPerAbstract > 1.01 {
+		// The bound is one chat request per abstract; validation retries spend slots on more.
+		return fmt.Sprintf("the API bound with %.3f chat requests per abstract (TL;DR validation retries): %.0f%% of the bound in chat requests, with the machine %.0f%% busy",
+			p.ChatPerAbstract, p.Ratio*p.ChatPerAbstract*100, p.CPU.Utilisation*100)
+	}
 	return fmt.Sprintf("below the API bound with the machine %.0f%% busy: worker intake/settling (see service latency p50 %.0f ms vs chat %.0f ms)",
 		p.CPU.Utilisation*100, p.Service.P50, p.Case.ChatLatency.Seconds()*1000)
 }
