@@ -38,14 +38,31 @@ func (a Abstract) ContentHash() string {
 // appendFolded appends s trimmed, with every run of white space replaced by one space (what
 // strings.Join(strings.FieldsFunc(s, unicode.IsSpace), " ") gives, bytes that are not valid
 // UTF-8 included, in one pass and without allocating: the hash is computed several times per
-// paper on the pipeline's hot path).
+// paper on the pipeline's hot path). Runs of ASCII that is not white space are copied whole;
+// only other bytes are decoded.
 func appendFolded(dst []byte, s string) []byte {
 	wrote, space := false, false
 	for i := 0; i < len(s); {
-		r, size := rune(s[i]), 1
-		if r >= utf8.RuneSelf {
-			r, size = utf8.DecodeRuneInString(s[i:])
+		if c := s[i]; c < utf8.RuneSelf {
+			if asciiSpace[c] {
+				space = wrote
+				i++
+				continue
+			}
+			j := i + 1
+			for j < len(s) && s[j] < utf8.RuneSelf && !asciiSpace[s[j]] {
+				j++
+			}
+			if space {
+				dst = append(dst, ' ')
+				space = false
+			}
+			dst = append(dst, s[i:j]...)
+			wrote = true
+			i = j
+			continue
 		}
+		r, size := utf8.DecodeRuneInString(s[i:])
 		if unicode.IsSpace(r) {
 			space = wrote
 		} else {
@@ -60,6 +77,9 @@ func appendFolded(dst []byte, s string) []byte {
 	}
 	return dst
 }
+
+// asciiSpace holds the ASCII bytes unicode.IsSpace reports.
+var asciiSpace = [utf8.RuneSelf]bool{'\t': true, '\n': true, '\v': true, '\f': true, '\r': true, ' ': true}
 
 // Summary is a one-sentence TL;DR of a paper, with what made it.
 type Summary struct {

@@ -5,12 +5,14 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+	"unicode/utf8"
 )
 
 // The hash must not change with the implementation of the folding: every stored TL;DR and
 // vector is keyed by it.
 func TestAppendFoldedMatchesFieldsJoin(t *testing.T) {
-	pieces := []string{"a", "Ünïcode", " ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u2003", "\u3000", "\xff", "\xe2\x80", "x\x00y", "—", "end."}
+	pieces := []string{"a", "Ünïcode", " ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u2003", "\u3000", "\xff", "\xe2\x80", "x\x00y", "—", "end.",
+		"\v", "\f", "\x85", "\u0085", "\u2028", "ascii run", "\x7f", "abc\xc3"}
 	rng := rand.New(rand.NewPCG(1, 2))
 	cases := []string{"", " ", "  lead and trail  ", "one\n\ntwo\tthree", "\xff\xfe", "\u00a0nbsp\u00a0"}
 	for range 2000 {
@@ -24,6 +26,14 @@ func TestAppendFoldedMatchesFieldsJoin(t *testing.T) {
 		want := strings.Join(strings.FieldsFunc(s, unicode.IsSpace), " ")
 		if got := string(appendFolded(nil, s)); got != want {
 			t.Fatalf("appendFolded(%q) = %q, want %q", s, got, want)
+		}
+	}
+}
+
+func TestAppendFoldedASCIISpaceTable(t *testing.T) {
+	for c := range utf8.RuneSelf {
+		if asciiSpace[c] != unicode.IsSpace(rune(c)) {
+			t.Errorf("asciiSpace[%#x] = %v, unicode.IsSpace says %v", c, asciiSpace[c], !asciiSpace[c])
 		}
 	}
 }
