@@ -1,8 +1,9 @@
 package summarize
 
 import (
-	"strings"
+	"slices"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Language detection is deliberately simple and honest about its limits:
@@ -29,88 +30,167 @@ var stopWords = map[string][]string{
 	"nl": {"de", "het", "een", "en", "van", "is", "dat", "op", "te", "voor", "met", "zijn", "niet", "wordt", "worden", "ook", "bij", "door", "naar", "deze", "wij", "aan"},
 }
 
-var stopIndex = func() map[string][]string {
-	idx := map[string][]string{}
-	for lang, words := range stopWords {
-		for _, w := range words {
-			idx[w] = append(idx[w], lang)
+// scriptNames are the scripts DetectLanguage tells apart, in name order (ties go to the first).
+var scriptNames = [...]string{"arabic", "cyrillic", "devanagari", "greek", "han", "hangul", "hebrew", "kana", "latin", "thai"}
+
+const (
+	scArabic = iota
+	scCyrillic
+	scDevanagari
+	scGreek
+	scHan
+	scHangul
+	scHebrew
+	scKana
+	scLatin
+	scThai
+	scOther
+)
+
+// langNames are the languages of stopWords in name order (ties go to the first).
+var langNames = func() []string {
+	names := make([]string, 0, len(stopWords))
+	for lang := range stopWords {
+		names = append(names, lang)
+	}
+	slices.Sort(names)
+	return names
+}()
+
+// stopIndex maps a function word to the indexes in langNames of the languages it belongs to.
+var stopIndex = func() map[string][]int {
+	idx := map[string][]int{}
+	for i, lang := range langNames {
+		for _, w := range stopWords[lang] {
+			idx[w] = append(idx[w], i)
 		}
 	}
 	return idx
 }()
 
+// maxStopWord is the length in bytes of the longest function word; longer words need no lookup.
+var maxStopWord = func() int {
+	n := 0
+	for w := range stopIndex {
+		n = max(n, len(w))
+	}
+	return n
+}()
+
+// script returns the script of letter r, scOther for scripts not told apart.
+func script(r rune) int {
+	switch {
+	case r < utf8.RuneSelf || unicode.Is(unicode.Latin, r):
+		return scLatin
+	case unicode.Is(unicode.Cyrillic, r):
+		return scCyrillic
+	case unicode.Is(unicode.Greek, r):
+		return scGreek
+	case unicode.Is(unicode.Arabic, r):
+		return scArabic
+	case unicode.Is(unicode.Hebrew, r):
+		return scHebrew
+	case unicode.Is(unicode.Devanagari, r):
+		return scDevanagari
+	case unicode.Is(unicode.Hiragana, r), unicode.Is(unicode.Katakana, r):
+		return scKana
+	case unicode.Is(unicode.Han, r):
+		return scHan
+	case unicode.Is(unicode.Hangul, r):
+		return scHangul
+	case unicode.Is(unicode.Thai, r):
+		return scThai
+	}
+	return scOther
+}
+
 // DetectLanguage returns a best guess at the language of s: an ISO 639-1 code for the Latin
 // languages above, a script name ("cyrillic", "greek", "arabic", "hebrew", "devanagari",
-// "han", "kana", "hangul", "thai") for other scripts, or "" when unsure.
+// "han", "kana", "hangul", "thai") for other scripts, or "" when unsure. It allocates nothing
+// for text of short words: Validate runs it on every abstract and TL;DR.
 func DetectLanguage(s string) string {
-	scripts := map[string]int{}
+	var scripts [scOther + 1]int
 	letters := 0
 	for _, r := range s {
-		if !unicode.IsLetter(r) {
+		if r < utf8.RuneSelf {
+			if 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' {
+				letters++
+				scripts[scLatin]++
+			}
 			continue
 		}
-		letters++
-		switch {
-		case unicode.Is(unicode.Latin, r):
-			scripts["latin"]++
-		case unicode.Is(unicode.Cyrillic, r):
-			scripts["cyrillic"]++
-		case unicode.Is(unicode.Greek, r):
-			scripts["greek"]++
-		case unicode.Is(unicode.Arabic, r):
-			scripts["arabic"]++
-		case unicode.Is(unicode.Hebrew, r):
-			scripts["hebrew"]++
-		case unicode.Is(unicode.Devanagari, r):
-			scripts["devanagari"]++
-		case unicode.Is(unicode.Hiragana, r), unicode.Is(unicode.Katakana, r):
-			scripts["kana"]++
-		case unicode.Is(unicode.Han, r):
-			scripts["han"]++
-		case unicode.Is(unicode.Hangul, r):
-			scripts["hangul"]++
-		case unicode.Is(unicode.Thai, r):
-			scripts["thai"]++
+		if unicode.IsLetter(r) {
+			letters++
+			scripts[script(r)]++
 		}
 	}
 	if letters == 0 {
 		return ""
 	}
 	// Any kana at all marks Japanese, which mixes kana with Han characters.
-	if scripts["kana"]*10 >= letters {
+	if scripts[scKana]*10 >= letters {
 		return "kana"
 	}
-	best, bestN := "", 0
-	for sc, n := range scripts {
-		if n > bestN || (n == bestN && sc < best) {
-			best, bestN = sc, n
+	best := 0
+	for sc := range scOther {
+		if scripts[sc] > scripts[best] {
+			best = sc
 		}
 	}
-	if bestN*2 < letters {
+	if scripts[best] == 0 || scripts[best]*2 < letters {
 		return ""
 	}
-	if best != "latin" {
-		return best
+	if best != scLatin {
+		return scriptNames[best]
 	}
-	counts := map[string]int{}
-	for _, w := range strings.FieldsFunc(strings.ToLower(s), func(r rune) bool { return !unicode.IsLetter(r) }) {
-		for _, lang := range stopIndex[w] {
-			counts[lang]++
+	// Count function words: the words are the runs of letters of the lower-cased text.
+	var countsBuf [8]int
+	counts := countsBuf[:len(langNames)]
+	var word [32]byte
+	n := 0        // bytes of the word so far
+	long := false // the word outgrew the buffer: no function word is that long
+	for i := 0; i <= len(s); {
+		lr, size := rune(-1), 1 // -1: the end of s, which ends the last word
+		if i < len(s) {
+			if c := s[i]; c < utf8.RuneSelf {
+				lr = rune(c)
+				if 'A' <= c && c <= 'Z' {
+					lr += 'a' - 'A'
+				}
+			} else {
+				var r rune
+				r, size = utf8.DecodeRuneInString(s[i:])
+				lr = unicode.ToLower(r)
+			}
 		}
+		i += size
+		isLetter := 'a' <= lr && lr <= 'z' || lr >= utf8.RuneSelf && unicode.IsLetter(lr)
+		if !isLetter {
+			if !long && n > 0 && n <= maxStopWord {
+				for _, lang := range stopIndex[string(word[:n])] {
+					counts[lang]++
+				}
+			}
+			n, long = 0, false
+			continue
+		}
+		if n+utf8.UTFMax > len(word) {
+			long = true
+			continue
+		}
+		n += utf8.EncodeRune(word[n:], lr)
 	}
-	first, second, firstN, secondN := "", "", 0, 0
+	first, second := -1, -1
 	for lang, n := range counts {
 		switch {
-		case n > firstN || (n == firstN && lang < first):
-			second, secondN = first, firstN
-			first, firstN = lang, n
-		case n > secondN || (n == secondN && lang < second):
-			second, secondN = lang, n
+		case first < 0 || n > counts[first]:
+			second, first = first, lang
+		case second < 0 || n > counts[second]:
+			second = lang
 		}
 	}
-	_ = second
-	if firstN >= 3 && firstN >= 2*secondN {
-		return first
+	if counts[first] >= 3 && (second < 0 || counts[first] >= 2*counts[second]) {
+		return langNames[first]
 	}
 	return ""
 }
