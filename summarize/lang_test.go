@@ -130,4 +130,3 @@ func BenchmarkDetectLanguage(b *testing.B) {
 		DetectLanguage(abstract)
 	}
 }
-
