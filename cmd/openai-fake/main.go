@@ -31,6 +31,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -67,6 +68,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	embedRPM := fs.Int64("embed-rpm", 10000, "embedding requests per minute advertised in x-ratelimit-* headers")
 	embedTPM := fs.Int64("embed-tpm", 10000000, "embedding tokens per minute advertised in x-ratelimit-* headers")
 	verbose := fs.Bool("v", false, "log every request")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server to this file (until shutdown)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -98,6 +100,17 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if *vectors != openaitest.VectorsText && *vectors != openaitest.VectorsRandom {
 		return fmt.Errorf("-vectors %q: want %s or %s", *vectors, openaitest.VectorsText, openaitest.VectorsRandom)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	fake := openaitest.New(cfg)
 

@@ -24,20 +24,39 @@ type chatRequest struct {
 type chatMessage struct {
 	Role    string          `json:"role"`
 	Content json.RawMessage `json:"content"`
+	txt     string          // Content's text, decoded once by UnmarshalJSON
+}
+
+// UnmarshalJSON decodes a message and its text, which the server reads several times per
+// request (tokens, answer, ledger key and subject).
+func (m *chatMessage) UnmarshalJSON(b []byte) error {
+	var raw struct {
+		Role    string          `json:"role"`
+		Content json.RawMessage `json:"content"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	m.Role, m.Content, m.txt = raw.Role, raw.Content, contentText(raw.Content)
+	return nil
 }
 
 // text returns the message's text: its string content, or its text parts
 // joined by blank lines.
-func (m chatMessage) text() string {
+func (m chatMessage) text() string { return m.txt }
+
+// contentText returns the text of a message's content: the string, or the
+// text parts joined by blank lines.
+func contentText(content json.RawMessage) string {
 	var s string
-	if json.Unmarshal(m.Content, &s) == nil {
+	if json.Unmarshal(content, &s) == nil {
 		return s
 	}
 	var parts []struct {
 		Type string `json:"type"`
 		Text string `json:"text"`
 	}
-	if json.Unmarshal(m.Content, &parts) != nil {
+	if json.Unmarshal(content, &parts) != nil {
 		return ""
 	}
 	var texts []string
