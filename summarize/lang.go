@@ -106,8 +106,8 @@ func script(r rune) int {
 
 // DetectLanguage returns a best guess at the language of s: an ISO 639-1 code for the Latin
 // languages above, a script name ("cyrillic", "greek", "arabic", "hebrew", "devanagari",
-// "han", "kana", "hangul", "thai") for other scripts, or "" when unsure. It allocates nothing
-// for text of short words: Validate runs it on every abstract and TL;DR.
+// "han", "kana", "hangul", "thai") for other scripts, or "" when unsure. It reads s twice
+// and allocates once: Validate runs it on every abstract and TL;DR.
 func DetectLanguage(s string) string {
 	var scripts [scOther + 1]int
 	letters := 0
@@ -144,8 +144,7 @@ func DetectLanguage(s string) string {
 		return scriptNames[best]
 	}
 	// Count function words: the words are the runs of letters of the lower-cased text.
-	var countsBuf [8]int
-	counts := countsBuf[:len(langNames)]
+	counts := make([]int, len(langNames))
 	var word [32]byte
 	n := 0        // bytes of the word so far
 	long := false // the word outgrew the buffer: no function word is that long
