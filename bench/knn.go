@@ -115,9 +115,6 @@ type KNNResult struct {
 	GenerateSeconds float64 `json:"generate_s"`
 }
 
-// storeEfSearch is the ef_search store queries set for k ≤ 100 (store/query.go).
-const storeEfSearch = 100
-
 // KNNOptions is what every KNN case shares.
 type KNNOptions struct {
 	DB     *DB
@@ -223,7 +220,7 @@ func makeKNNData(c KNNCase, corpus []paper.Abstract) (*knnData, error) {
 // (EnsureSpaceForLoad, LoadEmbeddings, BuildSpaceIndex), then measures the store's Related and
 // Search, sweeps hnsw.ef_search, and optionally compares a halfvec index.
 func RunKNN(ctx context.Context, opts KNNOptions, c KNNCase) (KNNResult, error) {
-	res := KNNResult{Case: c, StoreEfSearch: storeEfSearch}
+	res := KNNResult{Case: c, StoreEfSearch: store.DefaultEFSearch(c.index())}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -346,7 +343,7 @@ func RunKNN(ctx context.Context, opts KNNOptions, c KNNCase) (KNNResult, error) 
 	vec := storeSweepIndex(sp.ID, c.Dims, c.index())
 	agree := 0.0
 	for i, q := range d.queries {
-		ids, err := mirrorKNN(ctx, st, vec, storeEfSearch, q, "")
+		ids, err := mirrorKNN(ctx, st, vec, res.StoreEfSearch, q, "")
 		if err != nil {
 			return res, fmt.Errorf("case %s: mirror: %w", c.Name, err)
 		}

@@ -301,8 +301,8 @@ func TestCheckRecallSeesWhatTooFewCandidatesMiss(t *testing.T) {
 	if err != nil {
 		t.Fatalf("CheckRecall: %v", err)
 	}
-	if got.Questions != 13 || got.Recall != 1 || got.Index != store.IndexHNSWBinary || got.EFSearch != 100 || got.K != 2 {
-		t.Errorf("CheckRecall at the default ef_search = %+v, want 13 questions, recall 1", got)
+	if got.Questions != 13 || got.Recall != 1 || got.Index != store.IndexHNSWBinary || got.EFSearch != 160 || got.K != 2 {
+		t.Errorf("CheckRecall at the default ef_search = %+v, want 13 questions, recall 1, the binary kind's ef_search 160", got)
 	}
 	narrow, err := store.Open(ctx, store.Config{URL: bin.Pool().Config().ConnString(), EFSearch: 2})
 	if err != nil {

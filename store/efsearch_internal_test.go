@@ -16,21 +16,24 @@ func TestSearchQueriesRunWithTheirOptionsAndOnlyThey(t *testing.T) {
 	t.Parallel()
 	u := pgtest.URL(t) + "&pool_max_conns=1" // one connection: the next statement reuses it
 	for _, tc := range []struct {
-		cfg, k int
-		want   string
+		cfg  int
+		kind IndexKind
+		k    int
+		want string
 	}{
-		{0, 10, "100"},   // default
-		{250, 10, "250"}, // configured
-		{40, 120, "120"}, // never below k
+		{0, IndexHNSW, 10, "100"},         // default
+		{0, IndexHNSWBinary, 10, "160"},   // the binary kind's default: more candidates to re-rank
+		{250, IndexHNSWBinary, 10, "250"}, // configured
+		{40, IndexHNSW, 120, "120"},       // never below k
 	} {
 		s, err := Open(t.Context(), Config{URL: u, EFSearch: tc.cfg})
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := searchRows(t.Context(), s, s.efFor(tc.k), `SELECT current_setting('hnsw.ef_search') || ' '
+		got, err := searchRows(t.Context(), s, s.efFor(spaceRow{index: tc.kind}, tc.k), `SELECT current_setting('hnsw.ef_search') || ' '
 			|| current_setting('plan_cache_mode') || ' ' || current_setting('transaction_read_only')`, nil, pgx.RowTo[string])
 		if want := tc.want + " force_custom_plan on"; err != nil || len(got) != 1 || got[0] != want {
-			t.Errorf("EFSearch %d, k %d: options %q, %v; want %q", tc.cfg, tc.k, got, err, want)
+			t.Errorf("EFSearch %d, %s, k %d: options %q, %v; want %q", tc.cfg, tc.kind, tc.k, got, err, want)
 		}
 		var ef, plans, readOnly string
 		err = s.pool.QueryRow(t.Context(), `SELECT coalesce(current_setting('hnsw.ef_search', true), ''),

@@ -46,7 +46,7 @@ func (s *Store) CheckRecall(ctx context.Context, spaceID int64, sample, k int) (
 	if err != nil {
 		return RecallCheck{}, fmt.Errorf("check recall: %w", err)
 	}
-	out := RecallCheck{Space: sp.Space, Index: sp.index, EFSearch: s.efFor(k), K: k}
+	out := RecallCheck{Space: sp.Space, Index: sp.index, EFSearch: s.efFor(sp, k), K: k}
 	rows, err := s.pool.Query(ctx, `SELECT paper_id, embedding FROM embeddings WHERE space_id = $1
 		ORDER BY md5(paper_id), paper_id LIMIT $2`, spaceID, sample)
 	if err != nil {

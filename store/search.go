@@ -118,7 +118,7 @@ func (s *Store) HybridSearch(ctx context.Context, spaceID int64, q string, vec [
 // with, and its arguments.
 func (s *Store) hybridStatement(sp spaceRow, q string, vec []float32, k int) (string, int, []any) {
 	v, cand := vectorSQLFor(sp, "$2"), hybridCandidates(k)
-	ef := s.efFor(cand)
+	ef := s.efFor(sp, cand)
 	return hybridSQL(v, sp.ID), ef, []any{q, pgvector.NewVector(vec), cand, k, RRFConstant, v.candidates(cand, ef)}
 }
 

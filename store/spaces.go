@@ -28,7 +28,6 @@ const (
 	// ef_search 200 went from 0.940 to 0.980 with 128, and the build (681 s) stayed faster than
 	// the vector index's at 64 (866-977 s). See bench/results.
 	binaryEfConstruction = 128
-	defaultEfSearch      = 100
 	// maxK is hnsw.ef_search's upper bound: more results could not come from the index.
 	maxK = 1000
 

@@ -36,9 +36,9 @@ type Config struct {
 	// least 8.
 	MaxConns int32
 	// EFSearch is hnsw.ef_search for vector queries: the candidates the HNSW index walks (and,
-	// on an IndexHNSWBinary index, re-ranks), traded against latency (recall@10 ≈ 0.96 at 100
-	// on 100k vectors, and needs about 200 at 1M; see bench/results; Store.CheckRecall
-	// measures it on an archive). A query for k results uses at least k. Defaults to 100.
+	// on an IndexHNSWBinary index, re-ranks), traded against latency (see bench/results;
+	// Store.CheckRecall measures it on an archive). A query for k results uses at least k.
+	// Defaults to DefaultEFSearch of each space's index kind.
 	EFSearch int
 	// VectorIndex is the index kind of the embedding spaces this store creates; a space keeps
 	// the kind it was created with. Defaults to IndexHNSW.
@@ -103,8 +103,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cc := pcfg.ConnConfig
-	if cfg.EFSearch <= 0 {
-		cfg.EFSearch = defaultEfSearch
+	if cfg.EFSearch < 0 {
+		cfg.EFSearch = 0
 	}
 	if cfg.VectorIndex == "" {
 		cfg.VectorIndex = IndexHNSW

@@ -508,12 +508,12 @@ func TestReprocessFillsABinaryIndexedSpace(t *testing.T) {
 		t.Errorf("Related in the binary space = %d hits, %v; want 5", len(hits), err)
 	}
 
-	// Ten papers, 100 candidates re-ranked: the index finds every exact neighbour.
+	// Ten papers, 160 candidates re-ranked (the binary kind's default): every exact neighbour is found.
 	var check bytes.Buffer
 	if err := checkSpace(ctx, e.st, nil, 5, 3, false, &check); err != nil {
 		t.Fatalf("spaces check: %v", err)
 	}
-	if !strings.Contains(check.String(), "hnsw-binary index, ef_search 100: recall@3 1.000 over 5 papers") {
+	if !strings.Contains(check.String(), "hnsw-binary index, ef_search 160: recall@3 1.000 over 5 papers") {
 		t.Errorf("spaces check:\n%s", check.String())
 	}
 

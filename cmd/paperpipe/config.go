@@ -94,7 +94,7 @@ func loadConfig() *config {
 		AckWait:          envDuration("PAPERPIPE_ACK_WAIT", 60*time.Second),
 		MaxDeliver:       envInt("PAPERPIPE_MAX_DELIVER", 8),
 		MsgTimeout:       envDuration("PAPERPIPE_MSG_TIMEOUT", 0),
-		EFSearch:         envInt("PAPERPIPE_EF_SEARCH", 100),
+		EFSearch:         envInt("PAPERPIPE_EF_SEARCH", 0),
 		VectorIndex:      env("PAPERPIPE_VECTOR_INDEX", string(store.IndexHNSW)),
 		FollowInterval:   envDuration("PAPERPIPE_FOLLOW_INTERVAL", 30*time.Second),
 		LogLevel:         env("PAPERPIPE_LOG_LEVEL", "info"),
