@@ -77,29 +77,26 @@ var maxStopWord = func() int {
 	return n
 }()
 
+// scriptTables are the Unicode tables of the scripts told apart (they do not overlap).
+var scriptTables = []struct {
+	table  *unicode.RangeTable
+	script int
+}{
+	{unicode.Latin, scLatin}, {unicode.Cyrillic, scCyrillic}, {unicode.Greek, scGreek},
+	{unicode.Arabic, scArabic}, {unicode.Hebrew, scHebrew}, {unicode.Devanagari, scDevanagari},
+	{unicode.Hiragana, scKana}, {unicode.Katakana, scKana}, {unicode.Han, scHan},
+	{unicode.Hangul, scHangul}, {unicode.Thai, scThai},
+}
+
 // script returns the script of letter r, scOther for scripts not told apart.
 func script(r rune) int {
-	switch {
-	case r < utf8.RuneSelf || unicode.Is(unicode.Latin, r):
+	if r < utf8.RuneSelf {
 		return scLatin
-	case unicode.Is(unicode.Cyrillic, r):
-		return scCyrillic
-	case unicode.Is(unicode.Greek, r):
-		return scGreek
-	case unicode.Is(unicode.Arabic, r):
-		return scArabic
-	case unicode.Is(unicode.Hebrew, r):
-		return scHebrew
-	case unicode.Is(unicode.Devanagari, r):
-		return scDevanagari
-	case unicode.Is(unicode.Hiragana, r), unicode.Is(unicode.Katakana, r):
-		return scKana
-	case unicode.Is(unicode.Han, r):
-		return scHan
-	case unicode.Is(unicode.Hangul, r):
-		return scHangul
-	case unicode.Is(unicode.Thai, r):
-		return scThai
+	}
+	for _, t := range scriptTables {
+		if unicode.Is(t.table, r) {
+			return t.script
+		}
 	}
 	return scOther
 }
