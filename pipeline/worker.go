@@ -78,12 +78,12 @@ type WorkerConfig struct {
 	// whatever is set. Defaults to MaxEmbedBatch.
 	EmbedBatch int
 	// Linger is how long a micro-batch (intake, embedding) waits to fill once it has its first
-	// item (TL;DR saves do not wait: they are group commits, see Run). An embedding batch counts Linger only from its first abstract whose
-	// message is not waiting for a chat slot, and then, while it holds fewer than BatchSize
-	// abstracts, also waits for the previous embedding batch to be embedded and saved (at most
-	// half of MsgTimeout in all): it gathers while its members would wait anyway, so the
-	// busier the worker or its database, the fewer and fuller the embedding requests. A lone
-	// abstract waits Linger. Defaults to 10ms.
+	// item (TL;DR saves do not wait: they are group commits, see Run). An embedding batch
+	// counts Linger only from its first abstract whose message is not waiting for a chat slot,
+	// and then, while it holds fewer than BatchSize abstracts, also waits for the previous
+	// embedding batch to be embedded and saved (at most half of MsgTimeout in all): it gathers
+	// while its members would wait anyway, so the busier the worker or its database, the fewer
+	// and fuller the embedding requests. A lone abstract waits Linger. Defaults to 10ms.
 	Linger time.Duration
 	// FetchWait is how long one pull request waits for messages. Defaults to 1 second.
 	FetchWait time.Duration

@@ -353,7 +353,7 @@ func (s *Store) efFor(sp spaceRow, k int) int {
 // Config.EFSearch says otherwise: 100 on IndexHNSW (recall@10 0.96–0.99 on 100k vectors of
 // 768 dimensions, 0.89 at 1M), 160 on IndexHNSWBinary, whose ef_search candidates are chosen
 // by 1-bit codes and re-ranked exactly, so it needs more of them for the same recall (1M:
-// 0.90–0.95 at 100, 0.94–0.97 at 160, p99 15–20 ms; see bench/results).
+// 0.90–0.95 at 100, 0.94–0.97 at 160 with p99 14–20 ms, over four builds; see bench/results).
 func DefaultEFSearch(kind IndexKind) int {
 	if kind == IndexHNSWBinary {
 		return 160

@@ -329,8 +329,9 @@ func TestClientOnSampleArchive(t *testing.T) {
 	t.Parallel()
 	srv := openaitest.Start(t, openaitest.Config{})
 	c := newClient(t, srv, nil, nil)
+	papers := sampledata.Papers(t)
 	counts := map[string]int{}
-	for _, p := range sampledata.Papers(t) {
+	for _, p := range papers {
 		s, err := c.Summarize(context.Background(), p)
 		if err != nil {
 			t.Fatalf("%q: %v", p.Title, err)
@@ -345,7 +346,7 @@ func TestClientOnSampleArchive(t *testing.T) {
 	// presents …") would cost a second call, which the benchmarks would count against the
 	// pipeline (their bound is one chat request per abstract).
 	st := srv.Stats()
-	n := len(sampledata.Papers(t))
+	n := len(papers)
 	t.Logf("%d sample papers against the fake: %v; %d chat calls delivered", n, counts, st.ChatDelivered)
 	if counts[paper.ValidOK] != n || st.ChatRequests != int64(n) {
 		t.Errorf("validation outcomes %v and %d chat requests for %d papers; want all %q on one request each",

@@ -451,32 +451,8 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 		}
 	}
 	pub := pipeline.NewRunPublisher(b.js, target.Subject, strconv.FormatInt(time.Now().UnixNano(), 36), 256)
-	queued := 0
-	err = st.StalePapers(ctx, sel, 500, func(page []store.StalePaper) error {
-		for _, p := range page {
-			if err := pub.Publish(ctx, p.Abstract); err != nil {
-				return err
-			}
-			if queued++; queued < o.pageSize {
-				continue
-			}
-			queued = 0
-			if err := pub.Flush(ctx); err != nil {
-				return err
-			}
-			if err := drain(); err != nil {
-				return err
-			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err == nil {
-		if err = pub.Flush(ctx); err == nil {
-			err = drain()
-		}
+	if _, err = publishStale(ctx, st, sel, pub, o.pageSize, drain); err == nil {
+		err = drain()
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted after %d papers; run the same command again to resume (finished papers are not redone): %w",
@@ -488,6 +464,38 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 	fmt.Fprintf(errw, "reprocess: %d papers processed: %d TL;DRs, %d embeddings stored, %d skipped (already done), %d dead-lettered\n",
 		res.Worker.Acked, res.Worker.TLDRs, res.Worker.Embeddings, res.Worker.Skipped, res.Worker.Dead)
 	return nil
+}
+
+// publishStale publishes the papers sel selects (store.StalePapers) through pub and flushes it.
+// With between set, every `every` papers are flushed and between is called (reprocess drains
+// its workers there) before more are published. It returns how many papers were published.
+func publishStale(ctx context.Context, st *store.Store, sel store.Selection, pub *pipeline.Publisher,
+	every int, between func() error) (int, error) {
+	n := 0
+	err := st.StalePapers(ctx, sel, 500, func(page []store.StalePaper) error {
+		for _, p := range page {
+			if err := pub.Publish(ctx, p.Abstract); err != nil {
+				return err
+			}
+			if n++; between == nil || n%every != 0 {
+				continue
+			}
+			if err := pub.Flush(ctx); err != nil {
+				return err
+			}
+			if err := between(); err != nil {
+				return err
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return n, err
+	}
+	return n, pub.Flush(ctx)
 }
 
 // runBatchAPI sends the work through OpenAI's Batch API.

@@ -151,12 +151,16 @@ func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle
 		if err != nil {
 			return err
 		}
+		space, err := st.EnsureSpace(ctx, m.emb.Space())
+		if err != nil {
+			return err
+		}
 		if followed {
-			if err := queueMissing(ctx, log, st, b, m); err != nil {
+			if err := queueMissing(ctx, log, st, b, space); err != nil {
 				return err
 			}
 		}
-		err = runWorkersOnce(ctx, c, log, st, b, m, consumers, exitWhenIdle, announce)
+		err = runWorkersOnce(ctx, c, log, st, b, m, space, consumers, exitWhenIdle, announce)
 		if !errors.Is(err, errSpaceChanged) {
 			return err
 		}
@@ -164,30 +168,14 @@ func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle
 	}
 }
 
-// queueMissing publishes, for the workers about to start on m's space after following it, the
+// queueMissing publishes, for the workers about to start on space after following it, the
 // papers that have no vector in it: those that arrived between the space's fill (`paperpipe
 // fit`) and the workers noticing it became active were embedded into the old space, and would
 // otherwise be missing from the one queries now use. Their TL;DRs are stored, so only their
 // vectors are made.
-func queueMissing(ctx context.Context, log *slog.Logger, st *store.Store, b *broker, m *models) error {
-	space, err := st.EnsureSpace(ctx, m.emb.Space())
-	if err != nil {
-		return err
-	}
+func queueMissing(ctx context.Context, log *slog.Logger, st *store.Store, b *broker, space paper.Space) error {
 	pub := pipeline.NewRunPublisher(b.js, pipeline.SubjectNew, "follow-"+strconv.FormatInt(time.Now().UnixNano(), 36), 256)
-	n := 0
-	err = st.StalePapers(ctx, store.Selection{Work: paper.Work{SpaceID: space.ID}}, 500, func(page []store.StalePaper) error {
-		for _, p := range page {
-			if err := pub.Publish(ctx, p.Abstract); err != nil {
-				return err
-			}
-			n++
-		}
-		return nil
-	})
-	if err == nil {
-		err = pub.Flush(ctx)
-	}
+	n, err := publishStale(ctx, st, store.Selection{Work: paper.Work{SpaceID: space.ID}}, pub, 0, nil)
 	if err != nil {
 		return fmt.Errorf("queue the papers missing from space %s: %w", space.Name(), err)
 	}
@@ -197,14 +185,10 @@ func queueMissing(ctx context.Context, log *slog.Logger, st *store.Store, b *bro
 	return nil
 }
 
-// runWorkersOnce runs the workers with models m until ctx is done or (see runWorkers) the
-// active space moves to another offline model.
+// runWorkersOnce runs the workers with models m, embedding into space (m's), until ctx is done
+// or (see runWorkers) the active space moves to another offline model.
 func runWorkersOnce(ctx context.Context, c *config, log *slog.Logger, st *store.Store, b *broker, m *models,
-	consumers []string, exitWhenIdle, announce bool) error {
-	space, err := st.EnsureSpace(ctx, m.emb.Space())
-	if err != nil {
-		return err
-	}
+	space paper.Space, consumers []string, exitWhenIdle, announce bool) error {
 	if announce {
 		where := "NATS_URL"
 		if b.embedded != nil {
@@ -236,7 +220,7 @@ func runWorkersOnce(ctx context.Context, c *config, log *slog.Logger, st *store.
 	if c.EmbedModel == offline && !exitWhenIdle && c.FollowInterval > 0 {
 		g.Go(func() error { return followActiveSpace(gctx, c, log, st, space) })
 	}
-	err = g.Wait()
+	err := g.Wait()
 	for i, w := range workers {
 		s := w.Stats()
 		log.Info("worker stopped", "consumer", consumers[i], "received", s.Received, "acked", s.Acked,
