@@ -81,10 +81,14 @@ bench: services ## run the benchmarks (BENCH=quick, under 5 min; BENCH=full, 1M 
 	$(GO) build -trimpath -o bin/paperbench ./bench/cmd/paperbench
 	bin/paperbench -set $(BENCH) -db "$$($(SERVICES) url test)" -fake bin/openai-fake -out bench/results $(BENCHFLAGS)
 
+# staticcheck comes from the Go module proxy at this version (built once, then cached).
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 .PHONY: lint
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet and staticcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 
 .PHONY: clean
 clean: ## remove build output and demo data (not the database)
