@@ -362,9 +362,14 @@ func DefaultEFSearch(kind IndexKind) int {
 }
 
 // searchOptionsSQL sets, for the rest of the transaction, what every vector query runs with:
-// hnsw.ef_search ($1), custom plans (a generic plan of a prepared statement would not know the
-// LIMITs, and could walk away from the space's partial index), and read-only.
+// hnsw.ef_search ($1); iterative index scans in strict order (pgvector 0.8), so that a scan
+// whose ef_search rows lose one to a filter — Related leaves out the paper itself, and when k
+// reaches ef_search that paper is one of them — goes on walking the graph for more instead of
+// returning fewer than asked (hnsw.max_scan_tuples, 20,000 by default, bounds the walk); custom
+// plans (a generic plan of a prepared statement would not know the LIMITs, and could walk away
+// from the space's partial index); and read-only.
 const searchOptionsSQL = `SELECT set_config('hnsw.ef_search', $1, true),
+	set_config('hnsw.iterative_scan', 'strict_order', true),
 	set_config('plan_cache_mode', 'force_custom_plan', true),
 	set_config('transaction_read_only', 'on', true)`
 

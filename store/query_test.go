@@ -385,3 +385,54 @@ func TestCounts(t *testing.T) {
 	}
 
 }
+
+// TestRelatedReturnsKWhenKReachesEFSearch: the index scan of a query returns ef_search rows
+// (never fewer than k), and Related leaves out the paper itself, which is the nearest of them;
+// when k reaches ef_search the scan must walk on for the k-th paper instead of answering k-1.
+func TestRelatedReturnsKWhenKReachesEFSearch(t *testing.T) {
+	t.Parallel()
+	bin, plain := setupBinary(t)
+	ctx := t.Context()
+	const n, dims, ef = 1000, 16, 10
+	ps := abstracts(n)
+	upsert(t, plain, ps, store.Work{})
+	for _, tc := range []struct {
+		kind  store.IndexKind
+		owner *store.Store
+	}{{store.IndexHNSW, plain}, {store.IndexHNSWBinary, bin}} {
+		sp := space(t, tc.owner, "k-at-ef-"+string(tc.kind), dims)
+		saveRandomVectors(t, plain, sp.ID, ps, dims, 7)
+		if _, err := plain.Pool().Exec(ctx, "ANALYZE embeddings"); err != nil {
+			t.Fatal(err)
+		}
+		s, err := store.Open(ctx, store.Config{URL: plain.Pool().Config().ConnString(), EFSearch: ef})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		plan, err := s.ExplainRelated(ctx, sp.ID, ps[0].ID, ef)
+		if err != nil {
+			t.Fatalf("%s: ExplainRelated: %v", tc.kind, err)
+		}
+		if !strings.Contains(plan, "Index Scan using embeddings_hnsw_s"+strconv.FormatInt(sp.ID, 10)+" ") {
+			t.Fatalf("%s: Related does not use the space's index, so this test cannot see the scan run short; plan:\n%s", tc.kind, plan)
+		}
+		for _, k := range []int{ef, 3 * ef} {
+			hits, err := s.Related(ctx, sp.ID, ps[0].ID, k)
+			if err != nil {
+				t.Fatalf("%s: Related k=%d: %v", tc.kind, k, err)
+			}
+			if len(hits) != k {
+				t.Errorf("%s, ef_search %d: Related k=%d gave %d papers", tc.kind, ef, k, len(hits))
+			}
+			for i, h := range hits {
+				if h.ID == ps[0].ID {
+					t.Errorf("%s: Related k=%d returned the paper itself", tc.kind, k)
+				}
+				if i > 0 && h.Score > hits[i-1].Score {
+					t.Errorf("%s: Related k=%d is not in order of similarity at %d", tc.kind, k, i)
+				}
+			}
+		}
+	}
+}
