@@ -252,6 +252,14 @@ func (s *Store) LoadEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 		if err != nil {
 			return fmt.Errorf("copy: %w", err)
 		}
+		// Share-lock the papers first, in id order, as SaveEmbeddings does (see
+		// saveSummariesSQL): the next statement then classifies against texts that cannot
+		// change before this transaction ends, so a vector of an old text never replaces one
+		// of a new text that another worker saved meanwhile.
+		if _, err := tx.Exec(ctx, `SELECT FROM papers WHERE id IN (SELECT paper_id FROM embeddings_load)
+				ORDER BY id FOR SHARE`); err != nil {
+			return fmt.Errorf("lock papers: %w", err)
+		}
 		// The last vector of a paper wins, as in SaveEmbeddings.
 		rows, err := tx.Query(ctx, `
 			WITH input AS (

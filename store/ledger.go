@@ -198,12 +198,19 @@ func (s *Store) SaveSummaries(ctx context.Context, sums []paper.Summary) (int, e
 	return saved, nil
 }
 
+// saveSummariesSQL upserts the summaries made from their paper's current text (fresh). fresh
+// share-locks those papers, in id order: the statement's snapshot can predate a text change
+// (UpsertPapers) that commits while it runs, and ON CONFLICT acts on the newest tldrs row, so
+// without the lock a summary of the old text could replace one of the new text saved meanwhile
+// by another worker. With it the statement waits for a change in flight and, under READ
+// COMMITTED, checks the join again against the changed paper, which drops the old summary.
 const saveSummariesSQL = `
 WITH input AS (
 	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::int[])
 		AS t(paper_id, model, prompt_version, content_hash, tldr, validation, input_tokens, output_tokens)
 ), fresh AS (
 	SELECT i.* FROM input i JOIN papers p ON p.id = i.paper_id AND p.content_hash = i.content_hash
+	ORDER BY i.paper_id FOR SHARE OF p
 ), saved AS (
 	INSERT INTO tldrs AS t (paper_id, model, prompt_version, content_hash, tldr, validation, input_tokens, output_tokens)
 	SELECT paper_id, model, prompt_version, content_hash, tldr, validation, input_tokens, output_tokens
@@ -262,12 +269,14 @@ func (s *Store) SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 	return saved, nil
 }
 
+// saveEmbeddingsSQL is saveSummariesSQL for vectors: the same lock, for the same reason.
 const saveEmbeddingsSQL = `
 WITH input AS (
 	SELECT * FROM unnest($2::text[], $3::text[], $4::vector[], $5::bool[])
 		AS t(paper_id, content_hash, embedding, truncated)
 ), fresh AS (
 	SELECT i.* FROM input i JOIN papers p ON p.id = i.paper_id AND p.content_hash = i.content_hash
+	ORDER BY i.paper_id FOR SHARE OF p
 ), saved AS (
 	INSERT INTO embeddings AS e (space_id, paper_id, content_hash, embedding, truncated)
 	SELECT $1::bigint, paper_id, content_hash, embedding, truncated FROM fresh ORDER BY paper_id

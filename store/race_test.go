@@ -1,0 +1,185 @@
+package store_test
+
+import (
+	"context"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
+)
+
+// A worker's save of an output made from a paper's old text can run from a snapshot taken
+// before the text changed, and reach the outputs table after another worker has saved the
+// new text's output. These tests play that interleaving with real transactions and check that
+// the old output never replaces the new one: the paper then counts as done, not as to redo.
+
+// oldOverNew plays it for paper old, whose text becomes new's: the change (what UpsertPapers
+// writes) is made in one open transaction, the new text's output written by writeNew in a
+// second; save, the call under test, runs on its own connections meanwhile, and once it is
+// waiting for a lock both transactions commit. It returns save's error.
+func oldOverNew(t *testing.T, s *store.Store, old, new paper.Abstract,
+	writeNew func(tx pgx.Tx) error, save func(ctx context.Context, saver *store.Store) error) error {
+	t.Helper()
+	ctx := t.Context()
+	change, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = change.Rollback(ctx) }()
+	if _, err := change.Exec(ctx, "UPDATE papers SET abstract = $2, content_hash = $3 WHERE id = $1",
+		new.ID, new.Abstract, new.ContentHash()); err != nil {
+		t.Fatal(err)
+	}
+	other, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = other.Rollback(ctx) }()
+	if err := writeNew(other); err != nil {
+		t.Fatal(err)
+	}
+
+	// The saver's connections carry an application_name, so that the test can see them wait.
+	u, err := url.Parse(s.Pool().Config().ConnString())
+	if err != nil {
+		t.Fatalf("the test database URL is not a URL: %v", err)
+	}
+	app := "paperpipe-old-saver-" + time.Now().Format("150405.000000000")
+	q := u.Query()
+	q.Set("application_name", app)
+	u.RawQuery = q.Encode()
+	saver, err := store.Open(ctx, store.Config{URL: u.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer saver.Close()
+	done := make(chan error, 1)
+	go func() { done <- save(ctx, saver) }()
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var waiting bool
+		if err := s.Pool().QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+				WHERE application_name = $1 AND wait_event_type = 'Lock')`, app).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the old text's save returned (%v) without waiting for the open transactions", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the old text's save did not come to wait for a lock within 20 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := change.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return <-done
+}
+
+func TestSaveEmbeddingsNeverReplacesANewTextsVector(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp := space(t, s, "race", 2)
+	old := abstracts(1)[0]
+	upsert(t, s, []paper.Abstract{old}, store.Work{})
+	new := old
+	new.Abstract = "A rewritten abstract."
+
+	err := oldOverNew(t, s, old, new, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "INSERT INTO embeddings (space_id, paper_id, content_hash, embedding) VALUES ($1, $2, $3, '[0,1]')",
+			sp.ID, new.ID, new.ContentHash())
+		return err
+	}, func(ctx context.Context, saver *store.Store) error {
+		n, err := saver.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(old, 1, 0)})
+		if err == nil && n != 0 {
+			t.Errorf("SaveEmbeddings of the old text's vector saved %d, want 0", n)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("SaveEmbeddings: %v", err)
+	}
+	assertStoredHash(t, s, "SELECT content_hash FROM embeddings WHERE paper_id = $1", new)
+	if rec, err := s.Paper(ctx, new.ID); err != nil || !rec.Embedded {
+		t.Errorf("Paper.Embedded = %v, %v; want true: the new text's vector is stored", rec.Embedded, err)
+	}
+}
+
+func TestLoadEmbeddingsNeverReplacesANewTextsVector(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp := space(t, s, "race", 2)
+	old := abstracts(1)[0]
+	upsert(t, s, []paper.Abstract{old}, store.Work{})
+	new := old
+	new.Abstract = "A rewritten abstract."
+
+	err := oldOverNew(t, s, old, new, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "INSERT INTO embeddings (space_id, paper_id, content_hash, embedding) VALUES ($1, $2, $3, '[0,1]')",
+			sp.ID, new.ID, new.ContentHash())
+		return err
+	}, func(ctx context.Context, saver *store.Store) error {
+		res, err := saver.LoadEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(old, 1, 0)})
+		if err == nil && (res.Loaded != 0 || res.Stale != 1) {
+			t.Errorf("LoadEmbeddings of the old text's vector = %+v, want it skipped as stale", res)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("LoadEmbeddings: %v", err)
+	}
+	assertStoredHash(t, s, "SELECT content_hash FROM embeddings WHERE paper_id = $1", new)
+}
+
+func TestSaveSummariesNeverReplacesANewTextsSummary(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	old := abstracts(1)[0]
+	upsert(t, s, []paper.Abstract{old}, store.Work{})
+	new := old
+	new.Abstract = "A rewritten abstract."
+
+	err := oldOverNew(t, s, old, new, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO tldrs (paper_id, model, prompt_version, content_hash, tldr, validation)
+			VALUES ($1, $2, $3, $4, 'The new text, in one line.', $5)`, new.ID, testModel, testPrompt, new.ContentHash(), paper.ValidOK)
+		return err
+	}, func(ctx context.Context, saver *store.Store) error {
+		n, err := saver.SaveSummaries(ctx, []paper.Summary{summaryOf(old, testModel, testPrompt, "The old text, in one line.")})
+		if err == nil && n != 0 {
+			t.Errorf("SaveSummaries of the old text's TL;DR saved %d, want 0", n)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("SaveSummaries: %v", err)
+	}
+	assertStoredHash(t, s, "SELECT content_hash FROM tldrs WHERE paper_id = $1", new)
+}
+
+// assertStoredHash checks that query (one row, for $1 = p's id) gives p's content hash.
+func assertStoredHash(t *testing.T, s *store.Store, query string, p paper.Abstract) {
+	t.Helper()
+	var got string
+	if err := s.Pool().QueryRow(t.Context(), query, p.ID).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got != p.ContentHash() {
+		t.Errorf("stored output is of content hash %s, want the new text's %s (the old text's output replaced it)", got, p.ContentHash())
+	}
+}
