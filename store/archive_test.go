@@ -225,6 +225,16 @@ func TestLoadEmbeddingsCopiesAndReportsUnknownAndStale(t *testing.T) {
 		t.Errorf("a vector of 2 dimensions in a 3-dimension space: %v, want ErrSpaceMismatch", err)
 	}
 
+	// A worker that starts with the space's model while the fill runs gets the space as it
+	// is: building the index inside EnsureSpace's transaction would block every write to
+	// embeddings for the whole build.
+	if got, err := s.EnsureSpace(ctx, paper.Space{Model: "bulk", Dimensions: 3, Template: "title+abstract"}); err != nil || got.ID != sp.ID {
+		t.Fatalf("EnsureSpace of the space being filled = %+v, %v", got, err)
+	}
+	if indexExists(t, s, indexName) {
+		t.Error("EnsureSpace built the index of a space being filled")
+	}
+
 	built, err := s.BuildSpaceIndex(ctx, sp.ID, store.IndexSettings{MaintenanceWorkMem: "77MB", ParallelWorkers: 1})
 	if err != nil || !built || !indexExists(t, s, indexName) {
 		t.Fatalf("BuildSpaceIndex = %v, %v; index exists %v", built, err, indexExists(t, s, indexName))

@@ -160,9 +160,10 @@ func validateSpace(sp paper.Space) error {
 // activated. The result carries the space's ID and whether it is active. sp's ID and Active are
 // ignored.
 //
-// The index is created with a plain CREATE INDEX inside the transaction, which blocks writes to
-// embeddings while it is built; for a new space that is one scan of the table, since no rows
-// belong to it yet.
+// A new space's index is created with a plain CREATE INDEX inside the transaction, which blocks
+// writes to embeddings while it is built: one scan of the table, since no rows belong to the
+// space yet. An existing space that has no index (EnsureSpaceForLoad made it for a bulk fill)
+// is returned without one, with a warning: BuildSpaceIndex or Reindex builds it.
 func (s *Store) EnsureSpace(ctx context.Context, sp paper.Space) (paper.Space, error) {
 	out, _, err := s.ensureSpace(ctx, sp, true)
 	return out, err
@@ -352,16 +353,26 @@ func (s *Store) ensureSpace(ctx context.Context, sp paper.Space, withIndex bool)
 			s.log.InfoContext(ctx, "created embedding space without its index, for a bulk load", "space", out.Name())
 		case !withIndex:
 			// An existing space keeps what it has; BuildSpaceIndex adds a missing index.
+		case v.opclass != "" && created:
+			// No row belongs to the space yet: the build is one scan of the table.
+			if _, err := tx.Exec(ctx, v.createIndexSQL(out.ID, false)); err != nil {
+				return fmt.Errorf("create index %s: %w", v.indexName, err)
+			}
+			s.log.InfoContext(ctx, "created embedding space index", "space", out.Name(), "index", v.indexName, "kind", out.index)
 		case v.opclass != "":
+			// An existing space without its index was created for a bulk fill that is running
+			// or was interrupted. Building it here, inside this transaction, would block every
+			// write to embeddings (and every EnsureSpace) for as long as the build of a filled
+			// space takes; the fill builds it when it ends (BuildSpaceIndex), or `paperpipe
+			// spaces reindex` does, without blocking writes.
 			var exists bool
 			if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", v.indexName).Scan(&exists); err != nil {
 				return fmt.Errorf("look up index %s: %w", v.indexName, err)
 			}
 			if !exists {
-				if _, err := tx.Exec(ctx, v.createIndexSQL(out.ID, false)); err != nil {
-					return fmt.Errorf("create index %s: %w", v.indexName, err)
-				}
-				s.log.InfoContext(ctx, "created embedding space index", "space", out.Name(), "index", v.indexName, "kind", out.index)
+				s.log.WarnContext(ctx, "embedding space has no index yet (a bulk fill is running or was interrupted); "+
+					"its queries scan every vector until the fill ends or `paperpipe spaces reindex SPACE --index KIND` builds it",
+					"space", out.Name(), "id", out.ID, "kind", out.index)
 			}
 		default:
 			s.log.WarnContext(ctx, "embedding space has too many dimensions for an HNSW index; its queries scan every vector",
@@ -458,11 +469,13 @@ func (s *Store) DropSpace(ctx context.Context, id int64) error {
 			return fmt.Errorf("%s is the active space; activate another space before dropping it: %w",
 				sp.Name(), paper.ErrInvalid)
 		}
-		if _, err := tx.Exec(ctx, "DROP INDEX IF EXISTS "+indexNamePrefix+itoa(sp.ID)); err != nil {
-			return fmt.Errorf("drop index: %w", err)
-		}
+		// The vectors go first: DROP INDEX locks the whole embeddings table, every space's
+		// queries and writes, until the transaction ends, and deleting a big space takes a while.
 		if _, err := tx.Exec(ctx, "DELETE FROM embeddings WHERE space_id = $1", sp.ID); err != nil {
 			return fmt.Errorf("delete vectors: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "DROP INDEX IF EXISTS "+indexNamePrefix+itoa(sp.ID)); err != nil {
+			return fmt.Errorf("drop index: %w", err)
 		}
 		if _, err := tx.Exec(ctx, "DELETE FROM embedding_spaces WHERE id = $1", sp.ID); err != nil {
 			return fmt.Errorf("delete space: %w", err)
