@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"testing"
 	"time"
@@ -43,43 +44,10 @@ func oldOverNew(t *testing.T, s *store.Store, old, new paper.Abstract,
 		t.Fatal(err)
 	}
 
-	// The saver's connections carry an application_name, so that the test can see them wait.
-	u, err := url.Parse(s.Pool().Config().ConnString())
-	if err != nil {
-		t.Fatalf("the test database URL is not a URL: %v", err)
-	}
-	app := "paperpipe-old-saver-" + time.Now().Format("150405.000000000")
-	q := u.Query()
-	q.Set("application_name", app)
-	u.RawQuery = q.Encode()
-	saver, err := store.Open(ctx, store.Config{URL: u.String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer saver.Close()
+	saver, app := openWatched(t, s, "old-saver")
 	done := make(chan error, 1)
 	go func() { done <- save(ctx, saver) }()
-
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var waiting bool
-		if err := s.Pool().QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-				WHERE application_name = $1 AND wait_event_type = 'Lock')`, app).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		if waiting {
-			break
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("the old text's save returned (%v) without waiting for the open transactions", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the old text's save did not come to wait for a lock within 20 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitForLock(t, s, app, done, "the old text's save")
 	if err := change.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -181,5 +149,129 @@ func assertStoredHash(t *testing.T, s *store.Store, query string, p paper.Abstra
 	}
 	if got != p.ContentHash() {
 		t.Errorf("stored output is of content hash %s, want the new text's %s (the old text's output replaced it)", got, p.ContentHash())
+	}
+}
+
+// openWatched opens a second store on s's database whose connections carry an
+// application_name, so that waitForLock can see them wait; it returns the store and the name.
+func openWatched(t *testing.T, s *store.Store, role string) (*store.Store, string) {
+	t.Helper()
+	u, err := url.Parse(s.Pool().Config().ConnString())
+	if err != nil {
+		t.Fatalf("the test database URL is not a URL: %v", err)
+	}
+	app := "paperpipe-" + role + "-" + time.Now().Format("150405.000000000")
+	q := u.Query()
+	q.Set("application_name", app)
+	u.RawQuery = q.Encode()
+	w, err := store.Open(t.Context(), store.Config{URL: u.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	return w, app
+}
+
+// waitForLock returns once a connection named app waits for a lock; it fails the test if the
+// call running there (what) returns on done first, or if 20 s go by.
+func waitForLock(t *testing.T, s *store.Store, app string, done <-chan error, what string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var waiting bool
+		if err := s.Pool().QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+				WHERE application_name = $1 AND wait_event_type = 'Lock')`, app).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			return
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("%s returned (%v) without waiting for the open transaction", what, err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not come to wait for a lock within 20 s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestBuildSpaceIndexBesideAnotherSpaceLetsItsWritesGoOn: the index build at the end of a
+// blue/green fill must not stop the active space's writers, and an interrupted build must not
+// leave the space with an index queries cannot use.
+func TestBuildSpaceIndexBesideAnotherSpaceLetsItsWritesGoOn(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	ps := abstracts(3)
+	upsert(t, s, ps, store.Work{})
+	active := space(t, s, "active", 3)
+	fill, created, err := s.EnsureSpaceForLoad(ctx, paper.Space{Model: "green", Dimensions: 3, Template: "title+abstract"})
+	if err != nil || !created {
+		t.Fatalf("EnsureSpaceForLoad = %v, created %v", err, created)
+	}
+	if _, err := s.LoadEmbeddings(ctx, fill.ID, []paper.Embedding{embeddingOf(ps[0], 1, 0, 0), embeddingOf(ps[1], 0, 1, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	indexValid := func() (exists, valid bool) {
+		t.Helper()
+		err := s.Pool().QueryRow(ctx, "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
+			"embeddings_hnsw_s"+itoa(fill.ID)).Scan(&valid)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, false
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return true, valid
+	}
+
+	// A worker's write to the active space is in flight: any index build waits for it.
+	inFlight, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = inFlight.Rollback(ctx) }()
+	if _, err := inFlight.Exec(ctx, "INSERT INTO embeddings (space_id, paper_id, content_hash, embedding) VALUES ($1, $2, $3, '[1,0,0]')",
+		active.ID, ps[0].ID, ps[0].ContentHash()); err != nil {
+		t.Fatal(err)
+	}
+	builder, app := openWatched(t, s, "builder")
+	buildCtx, cancelBuild := context.WithCancel(ctx)
+	defer cancelBuild()
+	done := make(chan error, 1)
+	go func() {
+		_, err := builder.BuildSpaceIndex(buildCtx, fill.ID, store.IndexSettings{})
+		done <- err
+	}()
+	waitForLock(t, s, app, done, "BuildSpaceIndex")
+
+	// A plain CREATE INDEX would now be queued for its table lock, and every new write to
+	// embeddings queued behind it until the build ends.
+	writeCtx, cancelWrite := context.WithTimeout(ctx, 10*time.Second)
+	defer cancelWrite()
+	if _, err := s.SaveEmbeddings(writeCtx, active.ID, []paper.Embedding{embeddingOf(ps[1], 0, 1, 0)}); err != nil {
+		t.Errorf("a write to the active space during the fill's index build: %v", err)
+	}
+
+	// Interrupted, the concurrent build leaves an invalid index behind; the next build replaces it.
+	cancelBuild()
+	if err := <-done; err == nil {
+		t.Fatal("BuildSpaceIndex succeeded although its context was cancelled while it waited")
+	}
+	if exists, valid := indexValid(); !exists || valid {
+		t.Fatalf("after the interrupted build the index exists %v, valid %v; want an invalid leftover to test with", exists, valid)
+	}
+	if err := inFlight.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	built, err := s.BuildSpaceIndex(ctx, fill.ID, store.IndexSettings{})
+	if err != nil || !built {
+		t.Fatalf("BuildSpaceIndex after the interrupted one = %v, %v; want it built", built, err)
+	}
+	if exists, valid := indexValid(); !exists || !valid {
+		t.Errorf("after the second build the index exists %v, valid %v", exists, valid)
 	}
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -191,6 +192,13 @@ type IndexSettings struct {
 // on one connection whose maintenance_work_mem and max_parallel_maintenance_workers are set
 // from cfg for the build and reset after it. It reports whether it built the index; a space of
 // more than 4,000 dimensions has none to build.
+//
+// A plain CREATE INDEX blocks every write to the embeddings table, every space's, until it
+// ends (about ten minutes for a million vectors, bench/results). It is the faster build, and
+// it blocks no one when the space is the only one: the first load of an archive. Beside other
+// spaces — a blue/green fill while the active space takes new papers — the index is built
+// with CREATE INDEX CONCURRENTLY, which lets writes go on; an invalid index left by an
+// interrupted concurrent build is dropped and built again.
 func (s *Store) BuildSpaceIndex(ctx context.Context, id int64, cfg IndexSettings) (bool, error) {
 	sp, err := s.space(ctx, id)
 	if err != nil {
@@ -200,16 +208,28 @@ func (s *Store) BuildSpaceIndex(ctx context.Context, id int64, cfg IndexSettings
 	if v.opclass == "" {
 		return false, nil
 	}
-	exists, err := s.indexExists(ctx, v.indexName)
-	if err != nil || exists {
+	exists, valid, err := s.indexState(ctx, v.indexName)
+	if err != nil || valid {
 		return false, err
 	}
-	start := time.Now()
-	if err := s.buildIndex(ctx, cfg, v.createIndexSQL(sp.ID, true)); err != nil {
+	var shared bool
+	if err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM embedding_spaces WHERE id <> $1)", sp.ID).Scan(&shared); err != nil {
+		return false, fmt.Errorf("build index of space %s: look up other spaces: %w", sp.Name(), err)
+	}
+	start, concurrently, ddl := time.Now(), shared || exists, v.createIndexSQL(sp.ID, true)
+	if concurrently {
+		if exists {
+			if _, err := s.pool.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+v.indexName); err != nil {
+				return false, fmt.Errorf("build index of space %s: drop the invalid %s: %w", sp.Name(), v.indexName, err)
+			}
+		}
+		ddl = v.createIndexAs("CONCURRENTLY IF NOT EXISTS "+v.indexName, sp.ID)
+	}
+	if err := s.buildIndex(ctx, cfg, ddl); err != nil {
 		return false, fmt.Errorf("build index %s of space %s: %w", v.indexName, sp.Name(), err)
 	}
 	s.log.InfoContext(ctx, "built embedding space index", "space", sp.Name(), "index", v.indexName,
-		"kind", sp.index, "duration", time.Since(start).Round(time.Millisecond))
+		"kind", sp.index, "concurrently", concurrently, "duration", time.Since(start).Round(time.Millisecond))
 	return true, nil
 }
 
@@ -223,13 +243,17 @@ func (s *Store) VacuumEmbeddings(ctx context.Context) error {
 	return nil
 }
 
-// indexExists reports whether the index (or any relation) named name exists.
-func (s *Store) indexExists(ctx context.Context, name string) (bool, error) {
-	var exists bool
-	if err := s.pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", name).Scan(&exists); err != nil {
-		return false, fmt.Errorf("look up index %s: %w", name, err)
+// indexState reports whether the index named name exists, and whether it is valid: an
+// interrupted CREATE INDEX CONCURRENTLY leaves an invalid one, which queries do not use.
+func (s *Store) indexState(ctx context.Context, name string) (exists, valid bool, err error) {
+	err = s.pool.QueryRow(ctx, "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)", name).Scan(&valid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, false, nil
 	}
-	return exists, nil
+	if err != nil {
+		return false, false, fmt.Errorf("look up index %s: %w", name, err)
+	}
+	return true, valid, nil
 }
 
 // buildIndex runs the index build ddl on one connection whose maintenance_work_mem and
@@ -277,11 +301,11 @@ func (s *Store) Reindex(ctx context.Context, id int64, kind IndexKind, cfg Index
 	}
 	next := spaceRow{Space: cur.Space, index: kind}
 	v := vectorSQLFor(next, "$1")
-	exists, err := s.indexExists(ctx, v.indexName)
+	_, valid, err := s.indexState(ctx, v.indexName)
 	if err != nil {
 		return false, fmt.Errorf("reindex space %s: %w", cur.Name(), err)
 	}
-	if cur.index == kind && (exists || v.opclass == "") {
+	if cur.index == kind && (valid || v.opclass == "") {
 		return false, nil
 	}
 	start, fresh := time.Now(), v.indexName+"_new"
