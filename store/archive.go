@@ -453,7 +453,7 @@ func (s *Store) FinishBatchJob(ctx context.Context, j BatchJob, usage []paper.Us
 		if tag.RowsAffected() == 0 {
 			return nil
 		}
-		return recordUsageTx(ctx, tx, usage)
+		return recordUsage(ctx, tx, usage)
 	})
 	if err != nil {
 		return fmt.Errorf("finish batch job %d: %w", j.ID, err)
@@ -461,8 +461,8 @@ func (s *Store) FinishBatchJob(ctx context.Context, j BatchJob, usage []paper.Us
 	return nil
 }
 
-// BatchJobs lists batch jobs, newest first: the open ones of target when target is not "",
-// otherwise every job (open or not).
+// BatchJobs lists batch jobs: when target is not "", the open ones of target, oldest first (the
+// order a runner resumes them in); otherwise every job, open or not, newest first.
 func (s *Store) BatchJobs(ctx context.Context, target string) ([]BatchJob, error) {
 	q := `SELECT ` + batchJobColumns + ` FROM batch_jobs ORDER BY id DESC`
 	args := []any{}
@@ -545,26 +545,6 @@ func scanBatchJobItem(r pgx.CollectableRow) (BatchJobItem, error) {
 	err := r.Scan(&it.PaperID, &it.ContentHash, &it.Truncated, &it.Abstract.Title, &it.Abstract.Abstract)
 	it.Abstract.ID = it.PaperID
 	return it, err
-}
-
-// recordUsageTx adds usage to today's counters inside tx, as RecordUsage does.
-func recordUsageTx(ctx context.Context, tx pgx.Tx, usage []paper.Usage) error {
-	for _, u := range usage {
-		if u.Requests == 0 && u.InputTokens == 0 && u.OutputTokens == 0 {
-			continue
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO api_usage AS a (day, model, kind, requests, input_tokens, output_tokens)
-			VALUES ((now() AT TIME ZONE 'UTC')::date, $1, $2, $3, $4, $5)
-			ON CONFLICT (day, model, kind) DO UPDATE SET
-				requests = a.requests + excluded.requests,
-				input_tokens = a.input_tokens + excluded.input_tokens,
-				output_tokens = a.output_tokens + excluded.output_tokens`,
-			u.Model, u.Kind, int64(u.Requests), int64(u.InputTokens), int64(u.OutputTokens))
-		if err != nil {
-			return fmt.Errorf("record API usage: %w", err)
-		}
-	}
-	return nil
 }
 
 // ErrRunInProgress means another process holds the lock of a re-processing target.

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/pgvector/pgvector-go"
 
@@ -299,6 +300,15 @@ type UsageRow struct {
 
 // RecordUsage adds u to today's (UTC) counters of each model and kind.
 func (s *Store) RecordUsage(ctx context.Context, u []paper.Usage) error {
+	return recordUsage(ctx, s.pool, u)
+}
+
+// recordUsage adds u to today's counters through q (the pool, or a transaction), in one
+// statement, one row per model and kind, in a fixed order, so that concurrent calls update the
+// rows in the same order and cannot deadlock.
+func recordUsage(ctx context.Context, q interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}, u []paper.Usage) error {
 	type key struct{ model, kind string }
 	sum := make(map[key]paper.Usage)
 	for _, x := range u {
@@ -319,7 +329,6 @@ func (s *Store) RecordUsage(ctx context.Context, u []paper.Usage) error {
 	for k := range sum {
 		keys = append(keys, k)
 	}
-	// Sorted so that concurrent calls update rows in the same order.
 	slices.SortFunc(keys, func(a, b key) int {
 		return strings.Compare(a.model+"\x00"+a.kind, b.model+"\x00"+b.kind)
 	})
@@ -331,7 +340,7 @@ func (s *Store) RecordUsage(ctx context.Context, u []paper.Usage) error {
 		models[i], kinds[i] = k.model, k.kind
 		req[i], in[i], out[i] = int64(sum[k].Requests), int64(sum[k].InputTokens), int64(sum[k].OutputTokens)
 	}
-	_, err := s.pool.Exec(ctx, `
+	_, err := q.Exec(ctx, `
 		INSERT INTO api_usage AS a (day, model, kind, requests, input_tokens, output_tokens)
 		SELECT (now() AT TIME ZONE 'UTC')::date, model, kind, r, i, o
 		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) WITH ORDINALITY AS t(model, kind, r, i, o, n)

@@ -53,7 +53,7 @@ type SpaceInfo struct {
 }
 
 // IndexKind is how a space's vectors are indexed. It is chosen when the space is created
-// (Config.VectorIndex) and never changes: the space's queries are written for it.
+// (Config.VectorIndex), and only Reindex changes it: the space's queries are written for it.
 type IndexKind string
 
 const (
@@ -79,7 +79,8 @@ func ParseIndexKind(s string) (IndexKind, error) {
 	return "", fmt.Errorf("vector index %q: want %s or %s: %w", s, IndexHNSW, IndexHNSWBinary, paper.ErrInvalid)
 }
 
-// spaceRow is a space as the store caches it: its identity and index kind, which never change.
+// spaceRow is a space as the store caches it: its identity, which never changes, and its index
+// kind, which only Reindex changes.
 type spaceRow struct {
 	paper.Space
 	index IndexKind

@@ -70,8 +70,10 @@ type Store struct {
 	ef     int       // hnsw.ef_search
 	index  IndexKind // of the spaces it creates
 
-	// spaces caches each space's immutable identity (model, dimensions, template, index kind) by id:
-	// spaces are never altered and ids never reused, so entries never go stale.
+	// spaces caches each space's identity (model, dimensions, template) and index kind by id.
+	// Ids are never reused and the identity never changes; the kind changes only by Reindex,
+	// which updates this store's entry — another process keeps the kind it cached, and its
+	// queries on that space scan every vector until it restarts (see Reindex).
 	spacesMu sync.RWMutex
 	spaces   map[int64]spaceRow
 }
@@ -92,12 +94,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.MaxConns = max(8, int32(4*runtime.GOMAXPROCS(0)))
 	}
 	pcfg.MaxConns = cfg.MaxConns
-	pcfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
-		if err := pgvectorpgx.RegisterTypes(ctx, conn); err != nil {
-			return fmt.Errorf("register pgvector types (is the vector extension installed?): %w", err)
-		}
-		return nil
-	}
+	pcfg.AfterConnect = registerVector
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -125,6 +122,29 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// registerVector teaches a new connection pgvector's types. On a database where the vector
+// extension has not been created yet it creates it first, as migration 00001 would (which
+// cannot run before a connection exists): that works for the database's owner when the
+// extension is installed on the server; otherwise the error says what to run, and as whom.
+func registerVector(ctx context.Context, conn *pgx.Conn) error {
+	err := pgvectorpgx.RegisterTypes(ctx, conn)
+	if err == nil {
+		return nil
+	}
+	var missing bool
+	if qerr := conn.QueryRow(ctx, "SELECT to_regtype('vector') IS NULL").Scan(&missing); qerr != nil || !missing {
+		return fmt.Errorf("register pgvector types: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS vector"); err != nil {
+		return fmt.Errorf("the vector extension is not created in database %s, and this role could not create it "+
+			"(run CREATE EXTENSION vector there as a superuser, or use `make services`, which does): %w", conn.Config().Database, err)
+	}
+	if err := pgvectorpgx.RegisterTypes(ctx, conn); err != nil {
+		return fmt.Errorf("register pgvector types after creating the vector extension: %w", err)
+	}
+	return nil
 }
 
 // Ping checks that the database answers.

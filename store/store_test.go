@@ -3,9 +3,12 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/paperpipe/paperpipe/internal/pgtest"
 	"github.com/paperpipe/paperpipe/paper"
@@ -149,4 +152,44 @@ func TestOpenBadURLHidesPassword(t *testing.T) {
 	if _, err := store.Open(t.Context(), store.Config{}); err == nil || !strings.Contains(err.Error(), "URL") {
 		t.Errorf("Open with no URL: %v, want an error naming URL", err)
 	}
+}
+
+// TestOpenCreatesTheVectorExtensionOnAFreshDatabase: a new database on a server with pgvector
+// installed needs no manual CREATE EXTENSION when its owner runs paperpipe (the connection's
+// types need the extension before Migrate could create it).
+func TestOpenCreatesTheVectorExtensionOnAFreshDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	base, err := url.Parse(pgtest.BaseURL())
+	if err != nil {
+		t.Fatalf("the test database URL is not a URL: %v", err)
+	}
+	admin, err := pgx.Connect(ctx, base.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.Close(context.Background()) })
+	name := fmt.Sprintf("paperpipe_fresh_%d", time.Now().UnixNano())
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create a fresh database: %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop %s: %v", name, err)
+		}
+	})
+	fresh := *base
+	fresh.Path = "/" + name
+	s, err := store.Open(ctx, store.Config{URL: fresh.String()})
+	if err != nil {
+		t.Fatalf("Open on a database without the vector extension: %v", err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	var version string
+	if err := s.Pool().QueryRow(ctx, "SELECT extversion FROM pg_extension WHERE extname = 'vector'").Scan(&version); err != nil {
+		t.Errorf("the vector extension after Open: %v", err)
+	}
+	s.Close()
 }

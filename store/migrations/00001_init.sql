@@ -1,7 +1,7 @@
 -- +goose Up
--- The vector type normally exists already (the operator or `make services` creates it, and
--- CREATE EXTENSION needs privileges the application role may lack); IF NOT EXISTS returns before
--- any privilege check when it does.
+-- The vector type normally exists already: the operator or `make services` creates it, or
+-- store.Open does when its role may (a connection needs the type before migrations run).
+-- IF NOT EXISTS returns before any privilege check when it exists.
 CREATE EXTENSION IF NOT EXISTS vector;
 
 -- papers: one row per canonical id. content_hash identifies the text models see; every derived
