@@ -708,9 +708,9 @@ func (w *Worker) embedAndSave(ctx context.Context, papers []paper.Abstract) []er
 				}
 			}
 			if len(got) > 0 {
-				if serr := w.saveEmbeddings(saveCtx, got); serr == nil {
-					for _, i := range at {
-						errs[i] = nil
+				for k, serr := range saveIsolating(got, func(e []paper.Embedding) error { return w.saveEmbeddings(saveCtx, e) }) {
+					if serr == nil {
+						errs[at[k]] = nil
 					}
 				}
 			}
@@ -733,10 +733,26 @@ func (w *Worker) embedAndSave(ctx context.Context, papers []paper.Abstract) []er
 		}
 		return errs
 	}
-	if err := w.saveEmbeddings(saveCtx, embs); err != nil {
-		return fill(len(papers), err)
+	return saveIsolating(embs, func(e []paper.Embedding) error { return w.saveEmbeddings(saveCtx, e) })
+}
+
+// saveIsolating saves items with save and returns one error per item. The store refuses a
+// whole batch for one invalid item (a NaN in a vector, a NUL byte in a TL;DR); the others are
+// paid for and fine, so a batch refused as invalid is saved again one item at a time, and only
+// the bad item fails (and is dead-lettered).
+func saveIsolating[T any](items []T, save func([]T) error) []error {
+	err := save(items)
+	if err == nil {
+		return make([]error, len(items))
 	}
-	return make([]error, len(papers))
+	if len(items) == 1 || !errors.Is(err, paper.ErrInvalid) {
+		return fill(len(items), err)
+	}
+	errs := make([]error, len(items))
+	for i := range items {
+		errs[i] = save(items[i : i+1])
+	}
+	return errs
 }
 
 // saveEmbeddings stores vectors, retrying as saveWithRetry does.
@@ -754,18 +770,24 @@ func (w *Worker) saveEmbeddings(ctx context.Context, embs []paper.Embedding) err
 }
 
 // flushSummaries stores TL;DRs gathered across messages in one transaction (group commit),
-// with their usage. The TL;DRs are paid for, so the save is not cut short by shutdown.
+// with their usage; a batch the store refuses for one invalid TL;DR is saved one at a time
+// (saveIsolating). The TL;DRs are paid for, so the save is not cut short by shutdown.
 func (w *Worker) flushSummaries(ctx context.Context, sums []paper.Summary) []error {
 	ctx = context.WithoutCancel(ctx)
-	var n int
-	err := saveWithRetry(ctx, w.log, "TL;DRs", func(ctx context.Context) (err error) {
-		n, err = w.store.SaveSummaries(ctx, sums)
-		return err
+	errs := saveIsolating(sums, func(sums []paper.Summary) error {
+		var n int
+		err := saveWithRetry(ctx, w.log, "TL;DRs", func(ctx context.Context) (err error) {
+			n, err = w.store.SaveSummaries(ctx, sums)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("store TL;DRs: %w", err)
+		}
+		w.stats.tldrs.Add(int64(n))
+		return nil
 	})
-	if err != nil {
-		return fill(len(sums), fmt.Errorf("store TL;DRs: %w", err))
-	}
-	w.stats.tldrs.Add(int64(n))
+	// Every TL;DR here was paid for, saved or not (a failed one is bought again on its retry,
+	// and that purchase is recorded then).
 	usage := make([]paper.Usage, 0, len(sums))
 	for _, s := range sums {
 		if s.Usage.Requests > 0 {
@@ -773,7 +795,7 @@ func (w *Worker) flushSummaries(ctx context.Context, sums []paper.Summary) []err
 		}
 	}
 	w.recordUsage(ctx, usage)
-	return nil
+	return errs
 }
 
 // recordUsage adds to the usage ledger. A failure is logged, not returned: the results are
