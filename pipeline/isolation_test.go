@@ -2,8 +2,10 @@ package pipeline_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,5 +88,36 @@ func assertOnlyDead(t *testing.T, b *testBundle, ws pipeline.WorkerStats, id, wh
 	}
 	if dls[0].PaperID != id || !strings.Contains(dls[0].Reason, why) {
 		t.Errorf("dead letter of %s for %q, want %s for a reason mentioning %s", dls[0].PaperID, dls[0].Reason, id, why)
+	}
+}
+
+// wrongSizeEmbedder fails every request as the embeddings client does when the model answers
+// vectors of another size than the space's: permanently, but through no fault of one input.
+type wrongSizeEmbedder struct {
+	pipeline.Embedder
+	inputs atomic.Int64
+}
+
+func (w *wrongSizeEmbedder) Embed(ctx context.Context, ps []paper.Abstract) ([]paper.Embedding, paper.Usage, error) {
+	w.inputs.Add(int64(len(ps)))
+	return nil, paper.Usage{Requests: 1}, fmt.Errorf("model e returned 1536-dimensional vectors, the space has 768: %w", paper.ErrPermanent)
+}
+
+// TestModelFailureIsNotHalvedAcrossTheBatch: halving a failed embeddings batch finds the one
+// input an API rejects; a failure of the model's own (every answer the wrong size) would fail
+// every half too, each request paid for, so each paper is asked for once.
+func TestModelFailureIsNotHalvedAcrossTheBatch(t *testing.T) {
+	t.Parallel()
+	papers := sampledata.Papers(t)[:16]
+	emb := &wrongSizeEmbedder{Embedder: embed.NewOffline()}
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	publish(t, b.js, papers)
+	sum := slowSummarizer{Summarizer: summarize.NewOffline(30), delay: 20 * time.Millisecond}
+	ws := runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 16})
+	if n := emb.inputs.Load(); n != int64(len(papers)) {
+		t.Errorf("the embedder was asked for %d inputs for %d papers, want each once", n, len(papers))
+	}
+	if dls := deadLetters(t, b.js); len(dls) != len(papers) || ws.Dead != int64(len(papers)) {
+		t.Errorf("%d dead letters (stats %+v), want all %d papers", len(dls), ws, len(papers))
 	}
 }

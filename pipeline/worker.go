@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/paperpipe/paperpipe/internal/llm"
 	"github.com/paperpipe/paperpipe/paper"
 )
 
@@ -715,7 +717,7 @@ func (w *Worker) embedAndSave(ctx context.Context, papers []paper.Abstract) []er
 				}
 			}
 		}
-		if errors.Is(err, paper.ErrPermanent) && len(papers) > 1 && ctx.Err() == nil {
+		if errors.Is(err, paper.ErrPermanent) && rejectsInput(err) && len(papers) > 1 && ctx.Err() == nil {
 			var retry []paper.Abstract
 			var idx []int
 			for i, e := range errs {
@@ -734,6 +736,19 @@ func (w *Worker) embedAndSave(ctx context.Context, papers []paper.Abstract) []er
 		return errs
 	}
 	return saveIsolating(embs, func(e []paper.Embedding) error { return w.saveEmbeddings(saveCtx, e) })
+}
+
+// rejectsInput reports whether a permanent failure of an embeddings request is the API
+// rejecting what was sent (400, 413, 422): then one input may be the cause, and halving the
+// batch finds it. Other permanent failures (vectors of the wrong size, a count that does not
+// match) are the model's or the configuration's, and every half would fail the same way —
+// each a request paid for.
+func rejectsInput(err error) bool {
+	switch llm.HTTPStatus(err) {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
+		return true
+	}
+	return false
 }
 
 // saveIsolating saves items with save and returns one error per item. The store refuses a

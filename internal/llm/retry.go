@@ -26,7 +26,7 @@ const (
 	// RateLimited failures (HTTP 429) are waited out through the Limiter and do not count
 	// against the item.
 	RateLimited
-	// Permanent failures (HTTP 400, 404, 422, or anything wrapping paper.ErrPermanent) are
+	// Permanent failures (HTTP 400, 413, 422, or anything wrapping paper.ErrPermanent) are
 	// never retried.
 	Permanent
 )
@@ -49,10 +49,13 @@ var ErrBadResponse = errors.New("unusable response")
 
 // Classify says how a call's error should be handled:
 //
-//   - *openai.APIError and *openai.RequestError by HTTP status: 429 → RateLimited, except
-//     OpenAI's "insufficient_quota", which no wait fixes → Permanent; 400, 404, 413, 422 →
-//     Permanent; everything else (401/403 included: a configuration problem is not the
-//     item's fault, and the messages stay queued while it is fixed) → Transient.
+//   - *openai.APIError and *openai.RequestError by HTTP status: 429 → RateLimited; 400, 413,
+//     422, which reject what was sent → Permanent; everything else → Transient. That includes
+//     the account's and the configuration's problems, which are not the item's fault and
+//     would otherwise send the whole queue to the dead letters: 401/403, 404 (an unknown model
+//     or a wrong base URL), and OpenAI's 429 "insufficient_quota" (no wait on the limiter
+//     fixes it, so it is not RateLimited). The messages stay queued, retried with backoff,
+//     while it is fixed.
 //   - anything wrapping paper.ErrPermanent → Permanent.
 //   - network errors, timeouts, io.ErrUnexpectedEOF, JSON syntax and type errors of a
 //     truncated or malformed body, ErrBadResponse, and anything unknown → Transient.
@@ -63,7 +66,7 @@ func Classify(err error) Class {
 	var apiErr *openai.APIError
 	if errors.As(err, &apiErr) {
 		if apiErr.HTTPStatusCode == http.StatusTooManyRequests && apiErr.Code == "insufficient_quota" {
-			return Permanent
+			return Transient
 		}
 		return classifyStatus(apiErr.HTTPStatusCode)
 	}
@@ -80,8 +83,7 @@ func classifyStatus(code int) Class {
 	switch code {
 	case http.StatusTooManyRequests:
 		return RateLimited
-	case http.StatusBadRequest, http.StatusNotFound, http.StatusRequestEntityTooLarge,
-		http.StatusUnprocessableEntity:
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
 		return Permanent
 	}
 	return Transient

@@ -30,9 +30,10 @@ func TestClassify(t *testing.T) {
 		want Class
 	}{
 		{"api 429", &openai.APIError{HTTPStatusCode: 429}, RateLimited},
-		{"api 429 insufficient quota", &openai.APIError{HTTPStatusCode: 429, Code: "insufficient_quota"}, Permanent},
+		{"api 429 insufficient quota", &openai.APIError{HTTPStatusCode: 429, Code: "insufficient_quota"}, Transient},
 		{"api 400", &openai.APIError{HTTPStatusCode: 400}, Permanent},
-		{"api 404", &openai.APIError{HTTPStatusCode: 404}, Permanent},
+		{"api 404", &openai.APIError{HTTPStatusCode: 404}, Transient},
+		{"api 413", &openai.APIError{HTTPStatusCode: 413}, Permanent},
 		{"api 422", &openai.APIError{HTTPStatusCode: 422}, Permanent},
 		{"api 500", &openai.APIError{HTTPStatusCode: 500}, Transient},
 		{"api 503", &openai.APIError{HTTPStatusCode: 503}, Transient},
