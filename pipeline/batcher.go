@@ -92,9 +92,11 @@ func (b *batcher[T]) Do(ctx context.Context, item T) error {
 }
 
 // DoBy is Do for an item whose work must end by deadline (zero: none). The flush of a batch
-// whose every item has a deadline runs with a context that ends at the latest of them, while
-// DoBy waits for the flush's result for as long as ctx allows: work bounded in time, whose
-// outcome — results paid for and being saved — is still awaited.
+// runs with a context that ends at the earliest of its items' deadlines — every item's work
+// ends by its own (the worker's promise that no two workers pay for one message at once
+// rests on it; MaxHold leaves the earliest item time for the flush) — while DoBy waits for
+// the flush's result for as long as ctx allows: work bounded in time, whose outcome —
+// results paid for and being saved — is still awaited.
 func (b *batcher[T]) DoBy(ctx context.Context, deadline time.Time, item T) error {
 	return b.submit(deadline, item, false).wait(ctx)
 }
@@ -201,17 +203,16 @@ func (b *batcher[T]) startLocked(g *gathering[T]) {
 			}
 		}()
 		items := make([]T, len(batch))
-		latest, bounded := time.Time{}, true
+		var earliest time.Time
 		for i, p := range batch {
 			items[i] = p.item
-			bounded = bounded && !p.deadline.IsZero()
-			if p.deadline.After(latest) {
-				latest = p.deadline
+			if !p.deadline.IsZero() && (earliest.IsZero() || p.deadline.Before(earliest)) {
+				earliest = p.deadline
 			}
 		}
 		ctx, cancel := b.ctx, context.CancelFunc(func() {})
-		if bounded {
-			ctx, cancel = context.WithDeadline(b.ctx, latest)
+		if !earliest.IsZero() {
+			ctx, cancel = context.WithDeadline(b.ctx, earliest)
 		}
 		errs := b.flush(ctx, items)
 		cancel()

@@ -141,24 +141,29 @@ func TestBatcherWaitFlushesHeldItems(t *testing.T) {
 	}
 }
 
-func TestBatcherFlushContextEndsAtTheLatestDeadline(t *testing.T) {
+// TestBatcherFlushContextEndsAtTheEarliestDeadline: each item's work must end by its own
+// deadline, so the batch it is flushed with must too.
+func TestBatcherFlushContextEndsAtTheEarliestDeadline(t *testing.T) {
 	t.Parallel()
 	got := make(chan time.Time, 1)
-	b := newBatcher(context.Background(), batcherConfig{Max: 2, Linger: time.Hour}, func(ctx context.Context, items []int) []error {
+	b := newBatcher(context.Background(), batcherConfig{Max: 3, Linger: time.Hour}, func(ctx context.Context, items []int) []error {
 		d, _ := ctx.Deadline()
 		got <- d
 		return nil
 	})
 	early, late := time.Now().Add(time.Hour), time.Now().Add(2*time.Hour)
-	p := b.submit(early, 1, true)
-	if err := b.DoBy(context.Background(), late, 2); err != nil {
+	p := b.submit(late, 1, true)
+	q := b.submit(time.Time{}, 2, true) // no deadline: bounds nothing
+	if err := b.DoBy(context.Background(), early, 3); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.wait(context.Background()); err != nil {
-		t.Fatal(err)
+	for _, x := range []*pendingItem[int]{p, q} {
+		if err := x.wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if d := <-got; !d.Equal(late) {
-		t.Errorf("flush deadline %v, want the latest item's %v", d, late)
+	if d := <-got; !d.Equal(early) {
+		t.Errorf("flush deadline %v, want the earliest item's %v", d, early)
 	}
 }
 

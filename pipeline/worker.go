@@ -110,7 +110,7 @@ type WorkerConfig struct {
 	// before it cancels them and returns them to the queue. Defaults to 30 seconds.
 	DrainTimeout time.Duration
 	// Backoff gives the redelivery delay after the n-th failed delivery (n ≥ 1). Defaults to
-	// 2s·2^(n-1) with full jitter, capped at 5 minutes.
+	// DefaultBackoff: 2s·2^(n-1), capped at 5 minutes, with equal jitter.
 	Backoff func(n int) time.Duration
 	// ExitWhenIdle makes Run return once the consumer has nothing pending or unacknowledged.
 	ExitWhenIdle bool
@@ -157,7 +157,8 @@ func (c *WorkerConfig) setDefaults() {
 	}
 }
 
-// DefaultBackoff is 2s·2^(n-1) with full jitter, capped at 5 minutes.
+// DefaultBackoff is 2s·2^(n-1), capped at 5 minutes, with equal jitter: a delay between half
+// of it and all of it.
 func DefaultBackoff(n int) time.Duration {
 	d := 2 * time.Second << min(max(n-1, 0), 8)
 	d = min(d, 5*time.Minute)

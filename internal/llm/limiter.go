@@ -140,6 +140,12 @@ func (l *Limiter) Wait(ctx context.Context, tokens int) error {
 			// We waited out a pause, which may have been extended meanwhile: look again.
 			continue
 		}
+		if l.PausedUntil().After(l.now()) {
+			// The bucket's wait is over, but another caller's 429 paused everyone meanwhile:
+			// give the reservation back and wait for the pause.
+			undo()
+			continue
+		}
 		return nil
 	}
 }

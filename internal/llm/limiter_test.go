@@ -257,3 +257,28 @@ func TestTransportFeedsLimiter(t *testing.T) {
 		t.Fatalf("limiter paused for %v after a 429 with Retry-After: 60", d)
 	}
 }
+
+// TestWaitHonoursAPauseSetWhileWaitingForTheBucket: a caller waiting for its turn in the
+// request bucket when another caller's 429 pauses everyone must wait for the pause too.
+func TestWaitHonoursAPauseSetWhileWaitingForTheBucket(t *testing.T) {
+	t.Parallel()
+	l := NewLimiter(LimiterConfig{RequestsPerMinute: 600})
+	for range 600 { // the first minute's budget: the next request waits 100 ms for the bucket
+		l.reserve(0)
+	}
+	done := make(chan time.Time, 1)
+	go func() {
+		if err := l.Wait(context.Background(), 0); err != nil {
+			t.Error(err)
+		}
+		done <- time.Now()
+	}()
+	// Let Wait reserve its turn first (were it slower, it would meet the pause at its
+	// reservation, and the test would pass without testing anything).
+	time.Sleep(30 * time.Millisecond)
+	l.Pause(400 * time.Millisecond)
+	until := l.PausedUntil()
+	if at := <-done; at.Before(until) {
+		t.Errorf("Wait returned %v before the pause set while it waited for the bucket ended", until.Sub(at).Round(time.Millisecond))
+	}
+}
