@@ -40,7 +40,8 @@ const (
 // ledger, and the results.
 type Store interface {
 	StalePapers(ctx context.Context, sel store.Selection, pageSize int, fn func([]store.StalePaper) error) error
-	CreateBatchJob(ctx context.Context, j store.BatchJob, items []store.BatchItem) (store.BatchJob, error)
+	ClaimBatchJob(ctx context.Context, j store.BatchJob, items []store.BatchItem) (store.BatchJob, func(), error)
+	LockBatchJob(ctx context.Context, id int64) (store.BatchJob, func(), error)
 	UpdateBatchJob(ctx context.Context, j store.BatchJob) error
 	FinishBatchJob(ctx context.Context, j store.BatchJob, usage []paper.Usage) error
 	BatchJobs(ctx context.Context, target string) ([]store.BatchJob, error)
@@ -169,7 +170,11 @@ type Report struct {
 }
 
 // Runner runs re-processing work through the Batch API. It is not safe for concurrent use;
-// two Runners on one database share the ledger and never submit a paper twice.
+// two Runners on one database share the ledger and never submit a paper twice: a job is
+// recorded only with the papers not already in an open job of its target, checked under a
+// lock of the target (store.ClaimBatchJob), and the Runner preparing a job holds the job's
+// lock until its batch is created, so another Runner resumes only a job whose creator is
+// gone (store.LockBatchJob).
 type Runner struct {
 	cfg   Config
 	api   *openai.Client
@@ -236,9 +241,10 @@ func (r *Runner) Run(ctx context.Context, sel store.Selection) (Report, error) {
 	return r.Wait(ctx)
 }
 
-// Submit finishes the submission of open jobs left by an earlier run (upload, create), then
-// creates jobs for the papers of sel that are stale for the Runner's target and not in an
-// open job, and submits them. sel.Work is set from the Runner's Config.
+// Submit finishes the submission of open jobs left by an earlier run (upload, create; a job
+// another live Runner is preparing is left to it), then creates jobs for the papers of sel
+// that are stale for the Runner's target and not in an open job, and submits them. sel.Work
+// is set from the Runner's Config.
 func (r *Runner) Submit(ctx context.Context, sel store.Selection) (Report, error) {
 	open, err := r.openJobs(ctx)
 	if err != nil {
@@ -251,7 +257,7 @@ func (r *Runner) Submit(ctx context.Context, sel store.Selection) (Report, error
 		r.report.Resumed++
 		r.log.InfoContext(ctx, "resuming batch job", "job", j.ID, "kind", j.Kind, "status", j.Status, "openai_batch", j.OpenAIID)
 		if j.Status == store.BatchPreparing {
-			if _, err := r.submit(ctx, j, true); err != nil {
+			if _, err := r.resume(ctx, j); err != nil {
 				return r.report, err
 			}
 		}
@@ -329,16 +335,44 @@ func (r *Runner) flush(ctx context.Context, p *pendingJob) error {
 	} else {
 		j.Model, j.SpaceID = r.cfg.Embed.Space.Model, r.cfg.Embed.Space.ID
 	}
-	j, err := r.cfg.Store.CreateBatchJob(ctx, j, p.items)
+	n := len(p.items)
+	j, release, err := r.cfg.Store.ClaimBatchJob(ctx, j, p.items)
+	p.items, p.bytes = p.items[:0], 0
 	if err != nil {
 		return err
 	}
+	defer release() // once the batch is created, or the attempt failed: another run may resume it
+	if n > j.Total {
+		r.log.InfoContext(ctx, "papers left out: already in an open batch job of another run", "kind", p.kind, "papers", n-j.Total)
+	}
+	if j.ID == 0 {
+		return nil
+	}
 	r.created[j.ID] = true
 	r.report.Submitted++
-	r.report.Requests += len(p.items)
-	p.items, p.bytes = p.items[:0], 0
+	r.report.Requests += j.Total
 	_, err = r.submit(ctx, j, false)
 	return err
+}
+
+// resume finishes the submission of job j, found preparing, that this Runner did not create.
+// It takes the job's lock first: when another process holds it, the job is being prepared by a
+// live Runner and is left to it (returned unchanged); otherwise the job is submitted as it is
+// stored now (another Runner may have submitted it since j was read) and returned so.
+func (r *Runner) resume(ctx context.Context, j store.BatchJob) (store.BatchJob, error) {
+	cur, release, err := r.cfg.Store.LockBatchJob(ctx, j.ID)
+	if errors.Is(err, store.ErrBatchJobBusy) {
+		r.log.DebugContext(ctx, "batch job is being prepared by another run", "job", j.ID)
+		return j, nil
+	}
+	if err != nil {
+		return j, err
+	}
+	defer release()
+	if cur.Status != store.BatchPreparing {
+		return cur, nil
+	}
+	return r.submit(ctx, cur, true)
 }
 
 // customID names one request line: "<paper id>@<content hash>#<kind>".
@@ -514,9 +548,10 @@ func (r *Runner) Wait(ctx context.Context) (Report, error) {
 		}
 		for i, j := range jobs {
 			if !r.created[j.ID] && j.Status == store.BatchPreparing {
-				if j, err = r.submit(ctx, j, true); err != nil {
+				if j, err = r.resume(ctx, j); err != nil {
 					return r.report, err
 				}
+				jobs[i] = j
 			}
 			if j.Status != store.BatchSubmitted {
 				continue

@@ -1,0 +1,162 @@
+package batch_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/paperpipe/paperpipe/batch"
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/store"
+)
+
+// proxy serves the fake API at a URL of its own, through hook: a request hook handles
+// (returns true for) is not passed on. It returns the base URL, ending in /v1.
+func proxy(t *testing.T, fake *openaitest.Server, hook func(w http.ResponseWriter, r *http.Request) bool) string {
+	t.Helper()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hook(w, r) {
+			return
+		}
+		fake.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	return ts.URL + "/v1"
+}
+
+// scanBarrier holds each Runner's walk of the stale papers until every Runner has walked:
+// Runners started at the same time, which all see the same papers stale.
+type scanBarrier struct {
+	*store.Store
+	walked *sync.WaitGroup
+}
+
+func (s scanBarrier) StalePapers(ctx context.Context, sel store.Selection, n int, fn func([]store.StalePaper) error) error {
+	err := s.Store.StalePapers(ctx, sel, n, fn)
+	s.walked.Done()
+	s.walked.Wait()
+	return err
+}
+
+// Two Runners of one target that select the same stale papers at once record each paper in
+// one job only, and the API is paid once per paper.
+func TestTwoRunnersScanningAtOnceSubmitEachPaperOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const n = 6
+	b := setup(t, n)
+	var walked sync.WaitGroup
+	walked.Add(2)
+	var runs sync.WaitGroup
+	reps := make([]batch.Report, 2)
+	for i := range 2 {
+		r := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.Store = scanBarrier{b.st, &walked} })
+		runs.Go(func() {
+			var err error
+			if reps[i], err = r.Run(ctx, store.Selection{}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	runs.Wait()
+	var items, papers int
+	if err := b.st.Pool().QueryRow(ctx, `SELECT count(*), count(DISTINCT paper_id) FROM batch_items`).Scan(&items, &papers); err != nil {
+		t.Fatal(err)
+	}
+	if items != n || papers != n {
+		t.Errorf("the jobs hold %d items of %d papers, want %d of %d: a paper was recorded in two jobs", items, papers, n, n)
+	}
+	if got := reps[0].Submitted + reps[1].Submitted; got != 1 {
+		t.Errorf("the runs submitted %d jobs (%+v, %+v), want 1", got, reps[0], reps[1])
+	}
+	if got := reps[0].Requests + reps[1].Requests; got != n {
+		t.Errorf("the runs submitted %d requests, want %d", got, n)
+	}
+	if s := b.fake.Stats(); s.ChatDelivered != n {
+		t.Errorf("API delivered %d chat completions for %d papers, want %d", s.ChatDelivered, n, n)
+	}
+	if tl, _ := b.counts(t); tl != n {
+		t.Errorf("stored %d TL;DRs, want %d", tl, n)
+	}
+}
+
+// holdUpload holds the first upload of a job (where it reads the job's papers) until release
+// is closed, and closes uploading when it starts.
+type holdUpload struct {
+	*store.Store
+	uploading, release chan struct{}
+	once               sync.Once
+}
+
+func (s *holdUpload) BatchJobItems(ctx context.Context, id int64, n int, fn func([]store.BatchJobItem) error) error {
+	s.once.Do(func() {
+		close(s.uploading)
+		<-s.release
+	})
+	return s.Store.BatchJobItems(ctx, id, n, fn)
+}
+
+// A job still preparing in a live Runner (uploading its input) is not resumed by another
+// Runner's Wait: it waits for the creator's batch instead of creating a second one.
+func TestWaitLeavesAJobBeingPreparedToItsCreator(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const n = 4
+	b := setup(t, n)
+	var creates atomic.Int32
+	url := proxy(t, b.fake, func(_ http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/batches" {
+			creates.Add(1)
+		}
+		return false
+	})
+	hold := &holdUpload{Store: b.st, uploading: make(chan struct{}), release: make(chan struct{})}
+	release := sync.OnceFunc(func() { close(hold.release) })
+	defer release()
+
+	creator := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = url; c.Store = hold })
+	submitted := make(chan error, 1)
+	go func() {
+		_, err := creator.Submit(ctx, store.Selection{})
+		submitted <- err
+	}()
+	select {
+	case <-hold.uploading:
+	case err := <-submitted:
+		t.Fatalf("Submit returned before uploading: %v", err)
+	}
+
+	createsAtFirstLook := int32(-1)
+	other := b.runner(t, func(c *batch.Config) {
+		c.Embed = nil
+		c.BaseURL = url
+		c.Progress = func([]store.BatchJob, batch.Report) {
+			if createsAtFirstLook < 0 {
+				createsAtFirstLook = creates.Load()
+				release() // the creator goes on once the other Runner has looked at its job
+			}
+		}
+	})
+	rep, err := other.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-submitted; err != nil {
+		t.Errorf("creator's Submit: %v", err)
+	}
+	if createsAtFirstLook != 0 {
+		t.Errorf("the other Runner's first look at the job being prepared created %d batches, want 0", createsAtFirstLook)
+	}
+	if got := creates.Load(); got != 1 {
+		t.Errorf("%d batches created for one job, want 1", got)
+	}
+	if rep.Done != 1 || rep.TLDRs != n {
+		t.Errorf("other Runner's report %+v, want the creator's job collected: 1 done, %d TL;DRs", rep, n)
+	}
+	if s := b.fake.Stats(); s.ChatDelivered != n {
+		t.Errorf("API delivered %d chat completions for %d papers, want %d", s.ChatDelivered, n, n)
+	}
+}
