@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -35,6 +36,17 @@ const (
 	maxRequestsPerBatch = 50000
 	maxBytesPerBatch    = 200 << 20
 )
+
+// Bounds of one attempt to download a batch output or error file: it is abandoned (and
+// retried) when no byte came for downloadStall, and takes at most downloadTimeout (an output
+// file of 50,000 vectors is about a gigabyte).
+const (
+	downloadStall   = 2 * time.Minute
+	downloadTimeout = time.Hour
+)
+
+// errStalled ends a download attempt that received nothing for a while.
+var errStalled = errors.New("download stalled")
 
 // Store is what a Runner needs of the store: the selection of stale papers, the batch job
 // ledger, and the results.
@@ -183,6 +195,7 @@ type Runner struct {
 
 	report  Report
 	created map[int64]bool // jobs created (not resumed) by this Runner
+	stall   time.Duration  // downloadStall, shorter in tests
 }
 
 // New returns a Runner, or an error naming the Config field that is wrong. It makes no request.
@@ -202,6 +215,7 @@ func New(cfg Config) (*Runner, error) {
 		retry:   llm.Retrier{Logger: cfg.Logger, Timeout: 5 * time.Minute},
 		log:     cfg.Logger,
 		created: map[int64]bool{},
+		stall:   downloadStall,
 	}, nil
 }
 
@@ -637,7 +651,7 @@ func (r *Runner) collect(ctx context.Context, j store.BatchJob, status string) (
 	usage := paper.Usage{Model: j.Model, Kind: kind}
 	stored, rejected := 0, 0
 	if j.OutputFileID != "" {
-		err := r.readLines(ctx, j.OutputFileID, func(lines []resultLine) error {
+		err := r.readLines(ctx, j.ID, j.OutputFileID, func(lines []resultLine) error {
 			s, rej, u, err := r.store(ctx, j, lines)
 			stored += s
 			rejected += rej
@@ -651,7 +665,7 @@ func (r *Runner) collect(ctx context.Context, j store.BatchJob, status string) (
 		}
 	}
 	if j.ErrorFileID != "" {
-		err := r.readLines(ctx, j.ErrorFileID, func(lines []resultLine) error {
+		err := r.readLines(ctx, j.ID, j.ErrorFileID, func(lines []resultLine) error {
 			for _, l := range lines {
 				rejected++
 				msg := ""
@@ -687,18 +701,22 @@ func (r *Runner) collect(ctx context.Context, j store.BatchJob, status string) (
 	return j, nil
 }
 
-// readLines streams a file's JSON lines to fn in chunks of collectChunk.
-func (r *Runner) readLines(ctx context.Context, fileID string, fn func([]resultLine) error) error {
-	var body openai.RawResponse
-	_, err := r.retry.Do(ctx, 0, func(ctx context.Context) (err error) {
-		body, err = r.api.GetFileContent(context.WithoutCancel(ctx), fileID)
-		return err
-	})
+// readLines downloads file fileID of job jobID to a temporary file, then streams its JSON
+// lines to fn in chunks of collectChunk.
+func (r *Runner) readLines(ctx context.Context, jobID int64, fileID string, fn func([]resultLine) error) error {
+	f, err := os.CreateTemp(r.cfg.TempDir, fmt.Sprintf("paperpipe-batch-%d-result-*.jsonl", jobID))
 	if err != nil {
 		return fmt.Errorf("download: %w", err)
 	}
-	defer body.Close()
-	sc := bufio.NewScanner(body)
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if err := r.download(ctx, fileID, f); err != nil {
+		return fmt.Errorf("download: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
 	var chunk []resultLine
 	n := 0
@@ -727,6 +745,52 @@ func (r *Runner) readLines(ctx context.Context, fileID string, fn func([]resultL
 		return fn(chunk)
 	}
 	return nil
+}
+
+// download writes the content of file fileID to f. Each attempt reads the whole body under
+// the attempt's context, so the caller's cancellation ends it at once, and a stalled body
+// (no byte for r.stall) or a download longer than downloadTimeout ends the attempt, which is
+// retried from the start. The whole file is downloaded before any line is used, so a retry
+// never stores or counts a line twice.
+func (r *Runner) download(ctx context.Context, fileID string, f *os.File) error {
+	dl := r.retry
+	dl.Timeout = downloadTimeout
+	_, err := dl.Do(ctx, 0, func(ctx context.Context) error {
+		if err := f.Truncate(0); err != nil {
+			return err
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		ctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		watch := time.AfterFunc(r.stall, func() { cancel(errStalled) })
+		defer watch.Stop()
+		body, err := r.api.GetFileContent(ctx, fileID)
+		if err == nil {
+			_, err = io.Copy(f, progressReader{body, func() { watch.Reset(r.stall) }})
+			body.Close()
+		}
+		if err != nil && errors.Is(context.Cause(ctx), errStalled) {
+			return fmt.Errorf("%w: nothing received for %v: %w", errStalled, r.stall, err)
+		}
+		return err
+	})
+	return err
+}
+
+// progressReader calls progress after every read that returned data.
+type progressReader struct {
+	r        io.Reader
+	progress func()
+}
+
+func (p progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.progress()
+	}
+	return n, err
 }
 
 // store validates and saves one chunk of output lines; it returns how many results were
