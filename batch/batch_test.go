@@ -257,10 +257,12 @@ func TestJobRecordedButNotUploadedIsSubmittedOnResume(t *testing.T) {
 		}
 		items = append(items, store.BatchItem{PaperID: id, ContentHash: rec.ContentHash})
 	}
-	_, err := b.st.CreateBatchJob(ctx, store.BatchJob{Kind: paper.KindChat, Model: chatModel, PromptVersion: summarize.PromptVersion}, items)
+	// Recorded, and its creator gone before the upload.
+	_, release, err := b.st.ClaimBatchJob(ctx, store.BatchJob{Kind: paper.KindChat, Model: chatModel, PromptVersion: summarize.PromptVersion}, items)
 	if err != nil {
 		t.Fatal(err)
 	}
+	release()
 	rep, err := b.runner(t, func(c *batch.Config) { c.Embed = nil }).Run(ctx, store.Selection{})
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,7 @@
 // synchronous endpoints, with results within 24 hours.
 //
 // A Runner selects the papers that are stale for its target (store.StalePapers), records each
-// batch job with its papers in PostgreSQL before anything is uploaded (store.CreateBatchJob),
+// batch job with its papers in PostgreSQL before anything is uploaded (store.ClaimBatchJob),
 // writes the JSONL request file (one line per paper, custom_id "<paper id>@<content
 // hash>#<kind>"), uploads it (POST /v1/files, purpose "batch"), creates the batch (POST
 // /v1/batches, completion window 24h, tagged with the job id in its metadata), polls it with

@@ -373,48 +373,6 @@ func scanBatchJob(r pgx.CollectableRow) (BatchJob, error) {
 	return j, err
 }
 
-// CreateBatchJob records a new job in status BatchPreparing with its items, in one
-// transaction, and returns it with its ID. From the commit on, the items' papers are excluded
-// from new work for the job's target (see StalePapers) until the job is done or failed.
-func (s *Store) CreateBatchJob(ctx context.Context, j BatchJob, items []BatchItem) (BatchJob, error) {
-	if j.Kind != paper.KindChat && j.Kind != paper.KindEmbedding {
-		return BatchJob{}, fmt.Errorf("create batch job: kind %q: %w", j.Kind, paper.ErrInvalid)
-	}
-	if len(items) == 0 {
-		return BatchJob{}, fmt.Errorf("create batch job: no items: %w", paper.ErrInvalid)
-	}
-	j.Target = BatchTarget(j.Kind, j.Model, j.PromptVersion, j.SpaceID)
-	var out BatchJob
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var space *int64
-		if j.Kind == paper.KindEmbedding {
-			space = &j.SpaceID
-		}
-		rows, err := tx.Query(ctx, `INSERT INTO batch_jobs (kind, target, model, prompt_version, space_id, status, total)
-			VALUES ($1, $2, $3, $4, $5, 'preparing', $6) RETURNING `+batchJobColumns,
-			j.Kind, j.Target, j.Model, j.PromptVersion, space, len(items))
-		if err != nil {
-			return fmt.Errorf("insert job: %w", err)
-		}
-		out, err = pgx.CollectExactlyOneRow(rows, scanBatchJob)
-		if err != nil {
-			return fmt.Errorf("insert job: %w", err)
-		}
-		_, err = tx.CopyFrom(ctx, pgx.Identifier{"batch_items"}, []string{"job_id", "paper_id", "content_hash", "truncated"},
-			pgx.CopyFromSlice(len(items), func(i int) ([]any, error) {
-				return []any{out.ID, items[i].PaperID, items[i].ContentHash, items[i].Truncated}, nil
-			}))
-		if err != nil {
-			return fmt.Errorf("insert items: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
-		return BatchJob{}, fmt.Errorf("create %s batch job of %d papers: %w", j.Kind, len(items), err)
-	}
-	return out, nil
-}
-
 // UpdateBatchJob saves a job's OpenAI ids, statuses and counts. A job that is done or failed
 // is not changed any more.
 func (s *Store) UpdateBatchJob(ctx context.Context, j BatchJob) error {

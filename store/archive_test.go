@@ -119,10 +119,11 @@ func TestStalePapersExcludesPapersOfOpenBatchJobs(t *testing.T) {
 	papers := abstracts(4)
 	upsert(t, s, papers, store.Work{})
 	items := []store.BatchItem{{PaperID: papers[0].ID, ContentHash: papers[0].ContentHash()}}
-	job, err := s.CreateBatchJob(ctx, store.BatchJob{Kind: paper.KindChat, Model: "m", PromptVersion: "v1"}, items)
+	job, release, err := s.ClaimBatchJob(ctx, store.BatchJob{Kind: paper.KindChat, Model: "m", PromptVersion: "v1"}, items)
 	if err != nil {
 		t.Fatal(err)
 	}
+	release()
 	work := paper.Work{Model: "m", PromptVersion: "v1", SpaceID: sp.ID}
 	var got []store.StalePaper
 	if err := s.StalePapers(ctx, store.Selection{Work: work}, 10, func(p []store.StalePaper) error {
@@ -161,11 +162,12 @@ func TestFinishBatchJobRecordsUsageOnce(t *testing.T) {
 	ctx := t.Context()
 	papers := abstracts(2)
 	upsert(t, s, papers, store.Work{})
-	job, err := s.CreateBatchJob(ctx, store.BatchJob{Kind: paper.KindChat, Model: "m", PromptVersion: "v1"},
+	job, release, err := s.ClaimBatchJob(ctx, store.BatchJob{Kind: paper.KindChat, Model: "m", PromptVersion: "v1"},
 		[]store.BatchItem{{PaperID: papers[0].ID, ContentHash: "h"}, {PaperID: papers[1].ID, ContentHash: "h"}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	release()
 	if job.Total != 2 || job.Status != store.BatchPreparing || job.Target != "chat:m:v1" {
 		t.Errorf("new job %+v", job)
 	}

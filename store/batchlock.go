@@ -24,12 +24,14 @@ const (
 // it.
 var ErrBatchJobBusy = errors.New("batch job is being prepared by another process")
 
-// ClaimBatchJob records a new job in status BatchPreparing, as CreateBatchJob does, but only
-// with the items that are not already in an open job of its target (same paper and content
-// hash), so two processes that selected the same stale papers at the same time never both
-// record them: the check and the insert run in one transaction under a transaction advisory
-// lock of the target. The returned job's Total counts the items kept; when none is left it
-// records nothing and returns a job with ID 0.
+// ClaimBatchJob records a new job in status BatchPreparing with its items, and returns it with
+// its ID; from the commit on, the items' papers are excluded from new work for the job's
+// target (see StalePapers) until the job is done or failed. Only the items that are not
+// already in an open job of its target (same paper and content hash) are recorded, so two
+// processes that selected the same stale papers at the same time never both record them: the
+// check and the insert run in one transaction under a transaction advisory lock of the
+// target. The returned job's Total counts the items kept; when none is left it records
+// nothing and returns a job with ID 0.
 //
 // The returned job is locked (see LockBatchJob) on a connection of its own until release is
 // called, so no other process resumes it while the caller prepares it. release is never nil
