@@ -379,3 +379,41 @@ func TestDrainReturnsMessagesWithoutUsingUpTheirDeliveries(t *testing.T) {
 		t.Errorf("counts = %+v, want all %d papers done", c, len(papers))
 	}
 }
+
+// TestShutdownOnALastDeliveryRequeuesTheMessage: a message a draining worker hands back on its
+// last allowed delivery would be given up by the server and dead-lettered, though nothing
+// failed; it goes back to the queue as a new message instead.
+func TestShutdownOnALastDeliveryRequeuesTheMessage(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 16, ChatLatency: 300 * time.Millisecond})
+	sum, _ := summarize.New(summarize.Config{BaseURL: api.URL(), APIKey: "k", Model: "m"})
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1}) // every delivery is the last
+	papers := sampledata.Papers(t)[:12]
+	publish(t, b.js, papers)
+
+	w, err := pipeline.NewWorker(b.js, b.store, sum, emb, pipeline.WorkerConfig{SpaceID: b.space.ID, Concurrency: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+	for w.Stats().Received < int64(len(papers)) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if s := w.Stats(); s.Acked >= int64(len(papers)) || s.Retried == 0 {
+		t.Fatalf("the worker handed back no message at its shutdown; the test proves nothing: %+v", s)
+	}
+	runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4})
+	if dls := deadLetters(t, b.js); len(dls) != 0 {
+		t.Errorf("%d dead letters after a shutdown, want none; the first: %s: %s", len(dls), dls[0].PaperID, dls[0].Reason)
+	}
+	if c := counts(t, b, sum); c.WithTLDR != int64(len(papers)) || c.WithEmbedding != int64(len(papers)) {
+		t.Errorf("counts = %+v, want all %d papers done", c, len(papers))
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -560,13 +561,15 @@ func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *ba
 
 // settleFailure decides a failed message's fate: bad input and permanent failures are
 // dead-lettered; during shutdown the message goes back to the queue (for the next worker:
-// after FetchWait); anything else is
+// after FetchWait; on its last delivery as a new message, see requeue); anything else is
 // redelivered after a backoff, or dead-lettered when it has used its deliveries.
 func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 	j.release()
 	switch {
 	case errors.Is(err, paper.ErrPermanent) || errors.Is(err, paper.ErrInvalid):
 		w.deadLetter(ctx, j, err)
+	case (ctx.Err() != nil || errors.Is(err, errDraining)) && w.lastDelivery(j):
+		w.requeue(ctx, j)
 	case ctx.Err() != nil || errors.Is(err, errDraining):
 		// Back to the queue, but not at once: this worker's last pull request is still open
 		// for up to FetchWait, and a plain Nak would have the server deliver the message to
@@ -643,12 +646,41 @@ func (w *Worker) ack(j job) {
 	w.stats.acked.Add(1)
 }
 
+// lastDelivery reports whether j is the message's last delivery: the server gives up a
+// message returned on it, and the message would be dead-lettered for a shutdown that was no
+// fault of its own.
+func (w *Worker) lastDelivery(j job) bool {
+	return w.maxDeliver > 0 && j.meta != nil && int(j.meta.NumDelivered) >= w.maxDeliver
+}
+
+// requeue returns a message that a shutdown interrupted on its last delivery to the work queue
+// as a new message (a fresh message id, deliveries counted from one), then terminates the
+// delivered one. If the publish fails, the message is returned as on any other delivery, and
+// the server's giving it up dead-letters it (see the reaper).
+func (w *Worker) requeue(ctx context.Context, j job) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	id := "requeue:" + strconv.FormatUint(j.meta.Sequence.Stream, 10) + ":" + strconv.FormatInt(time.Now().UnixNano(), 10)
+	if _, err := w.js.PublishMsg(ctx, &nats.Msg{Subject: j.msg.Subject(), Data: j.msg.Data()}, jetstream.WithMsgID(id)); err != nil {
+		w.log.Warn("could not requeue a message interrupted on its last delivery; it will be dead-lettered",
+			"id", j.a.ID, "err", err)
+		_ = j.msg.NakWithDelay(w.cfg.FetchWait)
+		w.stats.retried.Add(1)
+		return
+	}
+	if err := j.msg.TermWithReason("interrupted by a shutdown on its last delivery: requeued"); err != nil {
+		w.log.Debug("term failed", "id", j.a.ID, "err", err)
+	}
+	w.log.Info("requeued a message interrupted by the shutdown on its last delivery", "id", j.a.ID)
+	w.stats.retried.Add(1)
+}
+
 // retry returns the message for a later redelivery, or dead-letters it when this was its last
 // allowed delivery.
 func (w *Worker) retry(ctx context.Context, j job, cause error) {
 	j.release()
 	n := int(j.meta.NumDelivered)
-	if w.maxDeliver > 0 && n >= w.maxDeliver {
+	if w.lastDelivery(j) {
 		w.deadLetter(ctx, j, fmt.Errorf("gave up after %d deliveries: %w", n, cause))
 		return
 	}
