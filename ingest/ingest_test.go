@@ -269,3 +269,62 @@ func TestOpenURL(t *testing.T) {
 		t.Errorf("Next on a stalled download = %v, want a fatal error saying nothing was received", err)
 	}
 }
+
+// A feed's address may carry a password and a token; neither may reach an error message or the
+// Source stored with each paper (shown by `paperpipe show --json` and the HTTP API).
+func TestOpenURLKeepsItsSecretsOutOfErrorsAndSources(t *testing.T) {
+	t.Parallel()
+	feed, err := os.ReadFile("testdata/atom.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/feed" && req.URL.Query().Get("token") == "QuerySecret" {
+			w.Write(feed)
+			return
+		}
+		http.Error(w, "bad token", http.StatusUnauthorized)
+	}))
+	defer srv.Close()
+	secretURL := func(base, path string) string {
+		return strings.Replace(base, "http://", "http://u:UrlSecret@", 1) + path + "?token=QuerySecret&max=10"
+	}
+	noSecret := func(what, s string) {
+		t.Helper()
+		if strings.Contains(s, "UrlSecret") || strings.Contains(s, "QuerySecret") {
+			t.Errorf("%s carries a secret: %s", what, s)
+		}
+	}
+	shown := func(base, path string) string {
+		return strings.Replace(base, "http://", "http://u:xxxxx@", 1) + path + "?token=xxxxx&max=xxxxx"
+	}
+
+	r, c, err := Open(secretURL(srv.URL, "/feed"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	papers, errs, _ := readAll(t, r)
+	c.Close()
+	if len(papers) != 2 || len(errs) != 1 {
+		t.Fatalf("%d papers and %d errors, want 2 and 1", len(papers), len(errs))
+	}
+	if want := shown(srv.URL, "/feed") + ":9"; papers[0].Source != want {
+		t.Errorf("Source = %q, want %q", papers[0].Source, want)
+	}
+	noSecret("a paper's Source", papers[0].Source)
+	noSecret("a record error", errs[0].Error())
+
+	_, _, err = Open(secretURL(srv.URL, "/denied"), Options{})
+	if want := "GET " + shown(srv.URL, "/denied") + ": server answered 401 Unauthorized: bad token"; err == nil || err.Error() != want {
+		t.Errorf("Open(401) error = %v, want %q", err, want)
+	}
+
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	_, _, err = Open(secretURL(closed.URL, "/feed"), Options{})
+	if err == nil || !strings.Contains(err.Error(), shown(closed.URL, "/feed")) {
+		t.Errorf("Open(nothing listening) error = %v, want it to name %s", err, shown(closed.URL, "/feed"))
+	} else {
+		noSecret("a connection error", err.Error())
+	}
+}

@@ -6,15 +6,19 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/paperpipe/paperpipe/internal/redact"
 )
 
 // Open opens path for reading: a file, "-" for standard input, or an http:// or https:// URL
 // (fetched with GET). Close the returned Closer when done; for standard input it does nothing.
-// It is OpenContext with context.Background().
+// Errors and each record's Source name the source as Name(path) does. It is OpenContext with
+// context.Background().
 func Open(path string, opts Options) (*Reader, io.Closer, error) {
 	return OpenContext(context.Background(), path, opts)
 }
@@ -30,13 +34,13 @@ func OpenContext(ctx context.Context, path string, opts Options) (*Reader, io.Cl
 	var (
 		src    io.Reader
 		closer io.Closer
-		name   = path
+		name   = Name(path)
 	)
 	switch {
 	case path == "-":
-		src, closer, name = os.Stdin, nopCloser{}, "stdin"
-	case strings.HasPrefix(path, "http://"), strings.HasPrefix(path, "https://"):
-		body, err := fetch(ctx, path, opts.HTTPTimeout)
+		src, closer = os.Stdin, nopCloser{}
+	case isURL(path):
+		body, err := fetch(ctx, path, name, opts.HTTPTimeout)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -56,25 +60,51 @@ func OpenContext(ctx context.Context, path string, opts Options) (*Reader, io.Cl
 	return r, closer, nil
 }
 
+// Name returns how a source given to Open is shown in messages and in each record's Source:
+// "stdin" for "-", a URL without its secrets (the password or token of its userinfo and the
+// values of its query string, which a feed's address often carries: token=xxxxx), and a file's
+// path as it is.
+func Name(path string) string {
+	switch {
+	case path == "-":
+		return "stdin"
+	case isURL(path):
+		return redact.URL(path)
+	default:
+		return path
+	}
+}
+
+// isURL reports whether Open fetches path over HTTP.
+func isURL(path string) bool {
+	return strings.HasPrefix(path, "http://") || strings.HasPrefix(path, "https://")
+}
+
 type nopCloser struct{}
 
 func (nopCloser) Close() error { return nil }
 
-// fetch GETs url and returns its body, which fails when no data comes for timeout.
-func fetch(ctx context.Context, url string, timeout time.Duration) (*idleBody, error) {
+// fetch GETs rawURL and returns its body, which fails when no data comes for timeout. Errors
+// name the URL as shown, never as given: it may carry secrets (see Name).
+func fetch(ctx context.Context, rawURL, shown string, timeout time.Duration) (*idleBody, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	b := &idleBody{cancel: cancel, ctx: ctx, timeout: timeout}
 	b.timer = time.AfterFunc(timeout, func() {
-		cancel(fmt.Errorf("GET %s: nothing received for %s", url, timeout))
+		cancel(fmt.Errorf("GET %s: nothing received for %s", shown, timeout))
 	})
 	fail := func(err error) (*idleBody, error) {
 		b.timer.Stop()
 		cancel(err)
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
-		return fail(fmt.Errorf("making request for %s: %w", url, err))
+		// A *url.Error quotes the URL in full: keep only its cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fail(fmt.Errorf("making request for %s: %w", shown, err))
 	}
 	req.Header.Set("User-Agent", "paperpipe-ingest/1")
 	resp, err := http.DefaultClient.Do(req)
@@ -82,12 +112,17 @@ func fetch(ctx context.Context, url string, timeout time.Duration) (*idleBody, e
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 			err = cause
 		}
+		// The client's *url.Error names the URL (or a redirect's) with only its password hidden.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = redact.URL(ue.URL)
+		}
 		return fail(fmt.Errorf("fetching source: %w", err))
 	}
 	if resp.StatusCode != http.StatusOK {
 		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
 		_ = resp.Body.Close()
-		msg := fmt.Sprintf("GET %s: server answered %s", url, resp.Status)
+		msg := fmt.Sprintf("GET %s: server answered %s", shown, resp.Status)
 		if s := fold(string(snippet)); s != "" {
 			msg += ": " + s
 		}

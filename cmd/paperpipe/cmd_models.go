@@ -34,7 +34,7 @@ func readAbstracts(paths []string, format ingest.Format, each func(paper.Abstrac
 			}
 			if err != nil {
 				closer.Close()
-				return rejected, fmt.Errorf("read %s: %w", path, err)
+				return rejected, fmt.Errorf("read %s: %w", ingest.Name(path), err)
 			}
 			if err := each(a); err != nil {
 				closer.Close()

@@ -16,6 +16,7 @@ import (
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/ingest"
 	"github.com/paperpipe/paperpipe/internal/pricing"
+	"github.com/paperpipe/paperpipe/internal/redact"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/store"
@@ -73,7 +74,9 @@ func publishFile(ctx context.Context, pub *pipeline.Publisher, path string, opts
 		return 0, 0, err
 	}
 	defer closer.Close()
-	prog := newProgress(os.Stderr, path)
+	// A URL is shown without its secrets, as in the records' Source.
+	name := ingest.Name(path)
+	prog := newProgress(os.Stderr, name)
 	defer prog.done(r.Offset())
 	for {
 		if err := ctx.Err(); err != nil {
@@ -90,7 +93,7 @@ func publishFile(ctx context.Context, pub *pipeline.Publisher, path string, opts
 			continue
 		}
 		if err != nil {
-			return read, rejected, fmt.Errorf("read %s: %w", path, err)
+			return read, rejected, fmt.Errorf("read %s: %w", name, err)
 		}
 		read++
 		if err := pub.Publish(ctx, a); err != nil {
@@ -194,7 +197,7 @@ func runWorkersOnce(ctx context.Context, c *config, log *slog.Logger, st *store.
 		if b.embedded != nil {
 			where = "embedded, data in " + c.DataDir
 		}
-		fmt.Fprintf(os.Stderr, "paperpipe up: NATS %s (%s)\n", b.nc.ConnectedUrlRedacted(), where)
+		fmt.Fprintf(os.Stderr, "paperpipe up: NATS %s (%s)\n", redact.URL(b.nc.ConnectedUrl()), where)
 		fmt.Fprintf(os.Stderr, "paperpipe up: TL;DRs by %s (prompt %s), embeddings in space %s\n", m.sum.Model(), m.sum.PromptVersion(), space.Name())
 		fmt.Fprintln(os.Stderr, "paperpipe up: publish papers with `paperpipe ingest FILE` in another terminal; Ctrl-C stops after in-flight work")
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/paperpipe/paperpipe/internal/redact"
 	"github.com/paperpipe/paperpipe/pipeline"
 )
 
@@ -79,11 +80,12 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger) (*broker, e
 				log.Warn("NATS disconnected; reconnecting", "err", err)
 			}
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		// nats.go's ConnectedUrlRedacted keeps a token given as nats://TOKEN@host.
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", redact.URL(nc.ConnectedUrl())) }),
 	)
 	if err != nil {
 		b.close()
-		return nil, fmt.Errorf("connect to NATS at %s: %w (unset NATS_URL to use the embedded server)", url, err)
+		return nil, fmt.Errorf("connect to NATS at %s: %w (unset NATS_URL to use the embedded server)", redact.URLs(url), err)
 	}
 	b.nc = nc
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024), jetstream.WithPublishAsyncTimeout(30*time.Second))
@@ -95,7 +97,7 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger) (*broker, e
 	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{AckWait: c.AckWait, MaxDeliver: c.MaxDeliver}); err != nil {
 		b.close()
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
-			return nil, fmt.Errorf("%w (is JetStream enabled on %s?)", err, url)
+			return nil, fmt.Errorf("%w (is JetStream enabled on %s?)", err, redact.URLs(url))
 		}
 		return nil, err
 	}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// noSecret fails the test when s holds any of the secrets.
+func noSecret(t *testing.T, what, s string, secrets ...string) {
+	t.Helper()
+	for _, sec := range secrets {
+		if strings.Contains(s, sec) {
+			t.Errorf("%s shows the secret %q:\n%s", what, sec, s)
+		}
+	}
+}
+
+// freePort returns a loopback port nothing listens on.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return port
+}
+
+// A NATS_URL may carry a password (nats://user:pass@host) or a token (nats://token@host); the
+// messages that name the server show neither.
+func TestNATSURLSecretsAreNotPrinted(t *testing.T) {
+	t.Parallel()
+	port := strconv.Itoa(freePort(t))
+	for _, tc := range []struct{ natsURL, shown string }{
+		{"nats://user:NatsSecret@127.0.0.1:" + port, "nats://user:xxxxx@127.0.0.1:" + port},
+		{"nats://NatsSecret@127.0.0.1:" + port, "nats://xxxxx@127.0.0.1:" + port},
+	} {
+		c := newCLI(t, "NATS_URL="+tc.natsURL)
+		r := c.run("ingest", sampleFile)
+		if r.code != 1 || !strings.Contains(r.stderr, "connect to NATS at "+tc.shown+":") {
+			t.Errorf("ingest with nothing at NATS_URL: exit %d, stderr %s; want 1 and the server named as %s", r.code, r.stderr, tc.shown)
+		}
+		noSecret(t, "ingest's error", r.stderr, "NatsSecret")
+	}
+
+	// up names the server it connected to.
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		NoSigs: true, NoLog: true, Authorization: "NatsToken"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	hostPort := strings.TrimPrefix(srv.ClientURL(), "nats://")
+	c := newCLI(t, "NATS_URL=nats://NatsToken@"+hostPort)
+	up := exec.Command(binary, "up", "--http", "")
+	up.Env = c.env
+	stderr, err := up.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = up.Process.Signal(syscall.SIGTERM)
+		_ = up.Wait()
+	}()
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "paperpipe up: NATS ") {
+				lines <- sc.Text()
+			}
+		}
+	}()
+	select {
+	case line := <-lines:
+		if !strings.Contains(line, "nats://xxxxx@"+hostPort) {
+			t.Errorf("up said %q, want it to name nats://xxxxx@%s", line, hostPort)
+		}
+		noSecret(t, "up's NATS line", line, "NatsToken")
+	case <-time.After(60 * time.Second):
+		t.Fatal("up did not say which NATS server it uses")
+	}
+}
+
+// A source URL's password and query values reach neither ingest's messages nor the papers'
+// stored source, which `show --json` and the HTTP API show.
+func TestIngestFromURLShowsAndStoresNoSecret(t *testing.T) {
+	t.Parallel()
+	sample, err := os.ReadFile(sampleFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Query().Get("token") != "QuerySecret" {
+			http.Error(w, "bad token", http.StatusUnauthorized)
+			return
+		}
+		w.Write(sample)
+	}))
+	defer feed.Close()
+	withSecrets := strings.Replace(feed.URL, "http://", "http://u:UrlSecret@", 1) + "/papers.txt?token="
+	c := newCLI(t)
+
+	r := c.run("ingest", withSecrets+"WrongSecret")
+	if r.code != 1 || !strings.Contains(r.stderr, "/papers.txt?token=xxxxx: server answered 401") {
+		t.Errorf("ingest of a URL answering 401: exit %d, stderr %s", r.code, r.stderr)
+	}
+	noSecret(t, "ingest's error", r.stderr, "UrlSecret", "WrongSecret")
+
+	r = c.ok("ingest", withSecrets+"QuerySecret")
+	noSecret(t, "ingest's messages", r.stderr, "UrlSecret", "QuerySecret")
+	c.ok("worker", "--exit-when-idle")
+	var rec struct{ Source string }
+	c.json(&rec, "show", "Load Balancing Loss")
+	want := strings.Replace(feed.URL, "http://", "http://u:xxxxx@", 1) + "/papers.txt?token=xxxxx:"
+	if !strings.HasPrefix(rec.Source, want) {
+		t.Errorf("stored source = %q, want it to start with %q", rec.Source, want)
+	}
+	noSecret(t, "the stored source", rec.Source, "UrlSecret", "QuerySecret")
+}

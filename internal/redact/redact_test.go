@@ -1,0 +1,36 @@
+package redact
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestURLMasksUserinfoAndQueryValues(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want string }{
+		{"nats://user:NatsSecret@127.0.0.1:4222", "nats://user:xxxxx@127.0.0.1:4222"},
+		{"nats://NatsToken@127.0.0.1:4222", "nats://xxxxx@127.0.0.1:4222"},
+		{"nats://127.0.0.1:4222", "nats://127.0.0.1:4222"},
+		{"http://u:UrlSecret@host/feed.xml?token=QuerySecret&max=10", "http://u:xxxxx@host/feed.xml?token=xxxxx&max=xxxxx"},
+		{"https://host/a?b=1&flag&c=", "https://host/a?b=xxxxx&flag&c=xxxxx"},
+		{"https://host/a", "https://host/a"},
+		// url.Parse rejects these; they are masked by their shape.
+		{"http://u:UrlSecret@host:bad/x?token=QuerySecret", "http://xxxxx@host:bad/x?xxxxx"},
+		{"http://u:Url%zzSecret@host/x", "http://xxxxx@host/x"},
+	} {
+		if got := URL(tc.in); got != tc.want {
+			t.Errorf("URL(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestURLsMasksEachServerOfAList(t *testing.T) {
+	t.Parallel()
+	got := URLs("nats://a:SecretA@h1:4222, nats://SecretB@h2:4222")
+	if want := "nats://a:xxxxx@h1:4222, nats://xxxxx@h2:4222"; got != want {
+		t.Errorf("URLs = %q, want %q", got, want)
+	}
+	if strings.Contains(got, "Secret") {
+		t.Errorf("URLs left a secret: %q", got)
+	}
+}
