@@ -55,7 +55,9 @@ demo: build services ## ingest and process the sample archive with the offline m
 	echo "  $(BIN) search \"mixture of experts routing\" -k 5"; \
 	echo "  $(BIN) related \"Stacking Your Transformers\" --json"; \
 	echo "  $(BIN) up                         # NATS + workers in one process; ingest from another terminal"; \
-	echo "  OPENAI_API_KEY=... $(BIN) up      # real TL;DRs and embeddings (see README: OpenAI, Ollama, vLLM, llama.cpp)"
+	echo "  OPENAI_API_KEY=... $(BIN) up      # real TL;DRs and embeddings, into a new space (see README: OpenAI, Ollama, vLLM, llama.cpp)"; \
+	echo "  OPENAI_API_KEY=... $(BIN) reprocess --embed-only && $(BIN) activate text-embedding-3-small"; \
+	echo "                                    # fill that space with the archive, then switch queries to it"
 
 .PHONY: test
 test: services ## install what the tests need, start the services, run every test with -race

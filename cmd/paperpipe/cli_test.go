@@ -1,0 +1,38 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// A worker on another embedding model than the active space's (as after `make demo` and then
+// an API key) says at start that its space is not active, and how to fill and activate it; the
+// advice works.
+func TestWorkerWarnsWhenItsSpaceIsNotActive(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.ok("ingest", sampleFile)
+	if r := c.ok("worker", "--exit-when-idle"); strings.Contains(r.stderr, "not active") {
+		t.Errorf("the worker of the only (so active) space warned:\n%s", r.stderr)
+	}
+	c.ok("fit")
+	r := c.ok("worker", "--exit-when-idle", "--embed-model", "paperpipe-offline-hash")
+	for _, want := range []string{
+		"embeddings go to space 1 (paperpipe-offline-hash/768/title-abstract-v1), which is not active",
+		"`paperpipe reprocess --embed-only --embed-model paperpipe-offline-hash`",
+		"`paperpipe activate 1`",
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("the worker's warning lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if r := c.run("search", "mixture of experts", "--embed-model", "paperpipe-offline-hash"); r.code == 0 {
+		t.Fatalf("a search embedded by the inactive space's model was answered:\n%s", r.stdout)
+	}
+	c.ok("reprocess", "--embed-only", "--embed-model", "paperpipe-offline-hash")
+	c.ok("activate", "1")
+	c.ok("search", "mixture of experts", "--embed-model", "paperpipe-offline-hash")
+	if r := c.ok("worker", "--exit-when-idle", "--embed-model", "paperpipe-offline-hash"); strings.Contains(r.stderr, "not active") {
+		t.Errorf("the worker of the active space warned:\n%s", r.stderr)
+	}
+}
