@@ -375,6 +375,55 @@ func TestReprocessBatchAPIStoresResultsAtBatchKinds(t *testing.T) {
 	}
 }
 
+// A --wait=false run leaves its batches running: the new space holds no vector yet, so it is
+// neither indexed nor called filled; the run that collects the batches stores the vectors, builds
+// the index and says how to activate the space.
+func TestReprocessBatchAPIWithoutWaitLeavesTheSpaceToTheCollectingRun(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 6)
+	ctx := t.Context()
+	e.reprocess(t, ctx, e.c, reprocessOptions{}) // the active space
+	green := e.cfg(func(c *config) { c.EmbedModel, c.EmbedDims = "text-embedding-3-large", 32 })
+	greenSpace := func() store.SpaceInfo {
+		t.Helper()
+		spaces, err := e.st.Spaces(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range spaces {
+			if s.Model == "text-embedding-3-large" {
+				return s
+			}
+		}
+		t.Fatalf("no space of text-embedding-3-large: %+v", spaces)
+		return store.SpaceInfo{}
+	}
+
+	res, out := e.reprocess(t, ctx, green, reprocessOptions{batchAPI: true, embedOnly: true, wait: false})
+	if res.Batch == nil || res.Batch.Submitted != 1 {
+		t.Fatalf("batch report %+v, want 1 batch submitted", res.Batch)
+	}
+	if sp := greenSpace(); sp.Embedded != 0 || sp.IndexName != "" {
+		t.Errorf("after submitting: space %+v, want no vectors and no index yet", sp)
+	}
+	if strings.Contains(out, "is filled") || !strings.Contains(out, "is not filled yet: 1 embedding batches are still running") ||
+		!strings.Contains(out, "without --wait=false") {
+		t.Errorf("after submitting, reprocess said:\n%s", out)
+	}
+
+	res, out = e.reprocess(t, ctx, green, reprocessOptions{batchAPI: true, embedOnly: true, wait: true, poll: 5 * time.Millisecond})
+	if res.Batch == nil || res.Batch.Resumed != 1 || res.Batch.Vectors != 6 {
+		t.Fatalf("collecting: batch report %+v, want the 1 batch resumed and 6 vectors stored", res.Batch)
+	}
+	if sp := greenSpace(); sp.Embedded != 6 || sp.IndexName == "" {
+		t.Errorf("after collecting: space %+v, want 6 vectors and its index", sp)
+	}
+	if !strings.Contains(out, "is filled but not active") || !strings.Contains(out, "paperpipe activate") {
+		t.Errorf("after collecting, reprocess said:\n%s", out)
+	}
+}
+
 func TestReingestFromSecondSourceCreatesNothingAndCostsNothing(t *testing.T) {
 	t.Parallel()
 	e := newArchiveEnv(t, openaitest.Config{})

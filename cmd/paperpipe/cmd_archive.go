@@ -177,6 +177,20 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 		if err := runBatchAPI(ctx, c, o, st, m, space, sel, wantTLDR, wantEmb, &res, errw, log); err != nil {
 			return res, err
 		}
+		if wantEmb {
+			// With --wait=false the embedding batches are still running: the space holds none of
+			// their vectors yet, so its index is built, and the space called filled, by the run
+			// that collects them.
+			open, err := st.BatchJobs(ctx, store.BatchTarget(paper.KindEmbedding, "", "", space.ID))
+			if err != nil {
+				return res, err
+			}
+			if len(open) > 0 {
+				fmt.Fprintf(errw, "reprocess: space %d (%s) is not filled yet: %d embedding batches are still running; "+
+					"the run that collects them stores their vectors, then builds the space's index\n", space.ID, space.Name(), len(open))
+				return res, nil
+			}
+		}
 	} else if err := runReprocessWorkers(ctx, c, o, st, m, space, sel, target, &res, errw, log); err != nil {
 		return res, err
 	}
@@ -570,7 +584,7 @@ func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.S
 	fmt.Fprintf(errw, "reprocess: Batch API: %d batches submitted (%d requests), %d resumed, %d done, %d failed; %d TL;DRs and %d embeddings stored, %d answers rejected\n",
 		rep.Submitted, rep.Requests, rep.Resumed, rep.Done, rep.Failed, rep.TLDRs, rep.Vectors, rep.Rejected)
 	if !o.wait && rep.Submitted+rep.Resumed > 0 {
-		fmt.Fprintln(errw, "reprocess: run the same command again (without --wait=false) to collect the results")
+		fmt.Fprintln(errw, "reprocess: the batches finish within 24 hours; run the same command again without --wait=false to wait for them and store their results")
 	}
 	return nil
 }
