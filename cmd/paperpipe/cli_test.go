@@ -1,6 +1,7 @@
 package main
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -34,5 +35,23 @@ func TestWorkerWarnsWhenItsSpaceIsNotActive(t *testing.T) {
 	c.ok("search", "mixture of experts", "--embed-model", "paperpipe-offline-hash")
 	if r := c.ok("worker", "--exit-when-idle", "--embed-model", "paperpipe-offline-hash"); strings.Contains(r.stderr, "not active") {
 		t.Errorf("the worker of the active space warned:\n%s", r.stderr)
+	}
+}
+
+// A fitted offline model, named by a hash of its content, costs nothing like the other offline
+// models: a dry run of filling its space prices it at $0.
+func TestDryRunPricesAFittedOfflineModelAtZero(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.ok("ingest", sampleFile)
+	c.ok("worker", "--exit-when-idle")
+	r := c.ok("fit", "--fill=false", "--activate=false")
+	model := regexp.MustCompile(`paperpipe-offline-tfidf-[0-9a-f]+`).FindString(r.stderr)
+	if model == "" {
+		t.Fatalf("fit did not name its model:\n%s", r.stderr)
+	}
+	r = c.ok("reprocess", "--embed-only", "--embed-model", model, "--dry-run")
+	if !regexp.MustCompile(`estimated cost +\$0\.0000\n`).MatchString(r.stdout) || strings.Contains(r.stdout, "no price") {
+		t.Errorf("dry run of %s:\n%s", model, r.stdout)
 	}
 }

@@ -31,10 +31,19 @@ func Default() Table {
 	}
 }
 
+// OfflinePrefix begins the name of every built-in offline model. They run in the process and
+// cost nothing, including the fitted embedders, whose names end in a hash of their content
+// (paperpipe-offline-tfidf-<hash>) and so cannot be listed in a table.
+const OfflinePrefix = "paperpipe-offline-"
+
 // Cost returns the price of inTok input and outTok output tokens of model, and whether the
-// table knows the model. An unknown model costs 0 with known false.
+// table knows the model. A built-in offline model (OfflinePrefix) the table does not name
+// costs 0, known; any other unknown model costs 0 with known false.
 func (t Table) Cost(model string, inTok, outTok int64) (usd float64, known bool) {
 	p, ok := t[model]
+	if !ok && strings.HasPrefix(model, OfflinePrefix) {
+		p, ok = Price{}, true
+	}
 	if !ok {
 		return 0, false
 	}

@@ -23,6 +23,7 @@ func TestCost(t *testing.T) {
 		{"text-embedding-ada-002", 1_000_000, 0, 0.10, true},
 		{"paperpipe-offline-extractive", 9_000_000, 1_000_000, 0, true},
 		{"paperpipe-offline-hash", 9_000_000, 0, 0, true},
+		{"paperpipe-offline-tfidf-1ce1ab340f1d", 9_000_000, 0, 0, true},
 		{"llama3.1:8b", 1_000_000, 1_000_000, 0, false},
 	}
 	d := Default()
