@@ -134,6 +134,28 @@ func TestReprocessAfterPromptChangeRegeneratesTLDRsOnly(t *testing.T) {
 	}
 }
 
+// A --tldr-only run writes no vector, so it creates no embedding space for the configured
+// embedding model, and its messages name none.
+func TestReprocessTLDROnlyCreatesNoSpace(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 5)
+	ctx := t.Context()
+	res, out := e.reprocess(t, ctx, e.c, reprocessOptions{tldrOnly: true})
+	if res.Worker.TLDRs != 5 || res.Worker.Embeddings != 0 {
+		t.Errorf("stored %d TL;DRs and %d embeddings, want 5 and 0", res.Worker.TLDRs, res.Worker.Embeddings)
+	}
+	if spaces, err := e.st.Spaces(ctx); err != nil || len(spaces) != 0 {
+		t.Errorf("spaces after a --tldr-only run: %+v (%v), want none", spaces, err)
+	}
+	if strings.Contains(out, "space") {
+		t.Errorf("a --tldr-only run spoke of a space:\n%s", out)
+	}
+	if _, out = e.reprocess(t, ctx, e.c, reprocessOptions{tldrOnly: true}); !strings.Contains(out, "nothing to do: every selected paper has its TL;DR (gpt-4o-mini, "+summarize.PromptVersion+")\n") {
+		t.Errorf("a second --tldr-only run said:\n%s", out)
+	}
+}
+
 func TestReprocessNewEmbeddingModelFillsInactiveSpaceUntilActivate(t *testing.T) {
 	t.Parallel()
 	e := newArchiveEnv(t, openaitest.Config{})

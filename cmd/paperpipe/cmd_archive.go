@@ -124,11 +124,16 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 	defer st.Close()
 
 	wantTLDR, wantEmb := !o.embedOnly, !o.tldrOnly
-	space, err := reprocessSpace(ctx, st, m.emb.Space(), o.dryRun)
-	if err != nil {
-		return res, err
+	// A run that writes no vector (--tldr-only) neither creates nor looks up the embedding
+	// model's space. Its workers still need a space id: -1, which no space has, and they never
+	// use it (see reprocessStore).
+	space := paper.Space{ID: -1}
+	if wantEmb {
+		if space, err = reprocessSpace(ctx, st, m.emb.Space(), o.dryRun); err != nil {
+			return res, err
+		}
+		res.Space = space
 	}
-	res.Space = space
 	sel := store.Selection{Since: o.since}
 	if wantTLDR {
 		sel.Work.Model, sel.Work.PromptVersion = m.sum.Model(), m.sum.PromptVersion()
@@ -160,18 +165,20 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 		printEstimate(out, res.Estimate, m, space, wantTLDR, wantEmb)
 		return res, nil
 	}
+	tldrs := fmt.Sprintf("TL;DR (%s, %s)", m.sum.Model(), m.sum.PromptVersion())
+	embeddings := fmt.Sprintf("embedding (space %s)", space.Name())
 	if res.Counts.Papers == 0 && !o.batchAPI {
 		// Messages an interrupted run left queued are processed below even so.
-		fmt.Fprintf(errw, "reprocess: nothing to do: every selected paper has its TL;DR (%s, %s) and embedding (space %s)\n",
-			m.sum.Model(), m.sum.PromptVersion(), space.Name())
+		fmt.Fprintf(errw, "reprocess: nothing to do: every selected paper has its %s\n", joinWanted(wantTLDR, tldrs, wantEmb, embeddings))
 	}
 	unlock, err := st.LockRun(ctx, target.Key)
 	if err != nil {
 		return res, err
 	}
 	defer unlock()
-	fmt.Fprintf(errw, "reprocess: %d papers to process (%d TL;DRs by %s prompt %s, %d embeddings in space %s)\n",
-		res.Counts.Papers, res.Counts.TLDRs, m.sum.Model(), m.sum.PromptVersion(), res.Counts.Embeddings, space.Name())
+	fmt.Fprintf(errw, "reprocess: %d papers to process (%s)\n", res.Counts.Papers, joinWanted(
+		wantTLDR, fmt.Sprintf("%d TL;DRs by %s prompt %s", res.Counts.TLDRs, m.sum.Model(), m.sum.PromptVersion()),
+		wantEmb, fmt.Sprintf("%d embeddings in space %s", res.Counts.Embeddings, space.Name())))
 
 	if o.batchAPI {
 		if err := runBatchAPI(ctx, c, o, st, m, space, sel, wantTLDR, wantEmb, &res, errw, log); err != nil {
@@ -195,6 +202,18 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 		return res, err
 	}
 	return res, finishSpace(ctx, st, space, wantEmb, o.activating, errw)
+}
+
+// joinWanted joins the descriptions of the outputs a run writes: tldrs, embeddings or both.
+func joinWanted(wantTLDR bool, tldrs string, wantEmb bool, embeddings string) string {
+	switch {
+	case wantTLDR && wantEmb:
+		return tldrs + " and " + embeddings
+	case wantTLDR:
+		return tldrs
+	default:
+		return embeddings
+	}
 }
 
 // reprocessSpace returns the target embedding space. A real run creates it without its index
@@ -389,6 +408,9 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 	}
 	defer b.close()
 	desc := fmt.Sprintf("re-processing: TL;DRs %s %s, space %s", sel.Work.Model, sel.Work.PromptVersion, space.Name())
+	if sel.Work.SpaceID == 0 {
+		desc = fmt.Sprintf("re-processing: TL;DRs %s %s", sel.Work.Model, sel.Work.PromptVersion)
+	}
 	if err := pipeline.EnsureReprocessConsumer(ctx, b.js, pipeline.TopologyConfig{AckWait: c.AckWait, MaxDeliver: c.MaxDeliver}, target, desc); err != nil {
 		return err
 	}
