@@ -55,3 +55,17 @@ func TestDryRunPricesAFittedOfflineModelAtZero(t *testing.T) {
 		t.Errorf("dry run of %s:\n%s", model, r.stdout)
 	}
 }
+
+// Replaying every dead letter of an empty dead-letter queue is nothing to do, not a mistake;
+// naming none is.
+func TestDLQReplayAllWithNoDeadLetters(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	r := c.run("dlq", "replay", "--all")
+	if r.code != 0 || !strings.Contains(r.stderr, "no dead letters to replay") {
+		t.Errorf("dlq replay --all with none: exit %d, stderr %s; want 0 and \"no dead letters to replay\"", r.code, r.stderr)
+	}
+	if r := c.run("dlq", "replay"); r.code != 2 {
+		t.Errorf("dlq replay naming nothing: exit %d, want 2 (usage)", r.code)
+	}
+}

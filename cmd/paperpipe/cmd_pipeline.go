@@ -354,6 +354,10 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 			}
 			seqs = append(seqs, n)
 		}
+		if len(seqs) == 0 && *all {
+			fmt.Fprintln(os.Stderr, "no dead letters to replay")
+			return nil
+		}
 		if len(seqs) == 0 {
 			return usageErr("name the dead letters to replay, or --all")
 		}
