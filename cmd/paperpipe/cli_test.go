@@ -69,3 +69,40 @@ func TestDLQReplayAllWithNoDeadLetters(t *testing.T) {
 		t.Errorf("dlq replay naming nothing: exit %d, want 2 (usage)", r.code)
 	}
 }
+
+// The help says what the commands do: spaces' other actions, the server up starts, the URLs
+// summarize and embed read, and a flag placeholder that is a placeholder.
+func TestHelpMatchesTheCommands(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	help := c.ok("help").stdout
+	lineOf := func(cmd string) string {
+		for _, l := range strings.Split(help, "\n") {
+			if f := strings.Fields(l); len(f) > 0 && f[0] == cmd {
+				return l
+			}
+		}
+		t.Fatalf("help lists no %s:\n%s", cmd, help)
+		return ""
+	}
+	for cmd, want := range map[string][]string{
+		"spaces":    {"drop", "check", "reindex"},
+		"up":        {"worker", "HTTP server"},
+		"summarize": {"FILE|URL|-"},
+		"embed":     {"FILE|URL|-"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(lineOf(cmd), w) {
+				t.Errorf("help's %s line lacks %q: %s", cmd, w, lineOf(cmd))
+			}
+		}
+	}
+	for _, cmd := range []string{"summarize", "embed"} {
+		if r := c.ok(cmd, "-h"); !strings.Contains(r.stderr, "FILE|URL|-") {
+			t.Errorf("%s -h does not say it reads URLs:\n%s", cmd, r.stderr)
+		}
+	}
+	if r := c.ok("worker", "-h"); !strings.Contains(r.stderr, "-consumer name\n") {
+		t.Errorf("worker -h does not show -consumer's value as a name:\n%s", r.stderr)
+	}
+}

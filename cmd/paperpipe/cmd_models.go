@@ -67,7 +67,7 @@ func fileModels(ctx context.Context, c *config) (*models, func(), error) {
 }
 
 func cmdSummarize(ctx context.Context, c *config, args []string) error {
-	fs := newFlagSet("summarize", "FILE|-", "Print one JSON line {id, tldr, model, prompt_version, validation} per paper. No database or queue.")
+	fs := newFlagSet("summarize", "FILE|URL|- ...", "Print one JSON line {id, tldr, model, prompt_version, validation} per paper. No database or queue.")
 	c.addModelFlags(fs)
 	format := fs.String("format", "auto", "input format: auto, text, jsonl, oai, atom, hf")
 	pos, err := parseArgs(fs, args)
@@ -75,7 +75,7 @@ func cmdSummarize(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	if len(pos) == 0 {
-		return usageErr("name a file, or - for standard input")
+		return usageErr("name a file, a URL, or - for standard input")
 	}
 	f, err := ingest.ParseFormat(*format)
 	if err != nil {
@@ -110,7 +110,7 @@ func cmdSummarize(ctx context.Context, c *config, args []string) error {
 }
 
 func cmdEmbed(ctx context.Context, c *config, args []string) error {
-	fs := newFlagSet("embed", "FILE|-", "Print one JSON line {id, embedding, model} per paper. No database or queue.")
+	fs := newFlagSet("embed", "FILE|URL|- ...", "Print one JSON line {id, embedding, model} per paper. No database or queue.")
 	c.addModelFlags(fs)
 	format := fs.String("format", "auto", "input format: auto, text, jsonl, oai, atom, hf")
 	batch := fs.Int("batch", 256, "abstracts per Embed call")
@@ -119,7 +119,7 @@ func cmdEmbed(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	if len(pos) == 0 {
-		return usageErr("name a file, or - for standard input")
+		return usageErr("name a file, a URL, or - for standard input")
 	}
 	f, err := ingest.ParseFormat(*format)
 	if err != nil {

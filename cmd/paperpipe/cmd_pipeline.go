@@ -107,7 +107,7 @@ func cmdWorker(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("worker", "", "Consume abstracts and write TL;DRs and embeddings until interrupted.")
 	c.addWorkerFlags(fs)
 	idle := fs.Bool("exit-when-idle", false, "exit once the queue is empty (for batch jobs and the demo)")
-	consumer := fs.String("consumer", pipeline.ConsumerNew, "durable consumer to pull from (see `paperpipe status`)")
+	consumer := fs.String("consumer", pipeline.ConsumerNew, "the durable consumer to pull from, by `name` (paperpipe status lists them)")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}

@@ -25,7 +25,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"up", "", "run the embedded NATS server (unless NATS_URL is set) and a worker in one process", cmdUp},
+		{"up", "", "run NATS (embedded unless NATS_URL is set), a worker and the HTTP server (web UI, API) in one process", cmdUp},
 		{"ingest", "FILE|URL|-", "publish abstracts (text, JSONL, arXiv OAI, Atom, HF daily) for processing", cmdIngest},
 		{"worker", "", "consume abstracts and write TL;DRs and embeddings", cmdWorker},
 		{"serve", "", "serve the HTTP JSON API, the web UI and /metrics", cmdServe},
@@ -33,13 +33,13 @@ func commands() []command {
 		{"related", "ID|TITLE", "the papers nearest to one paper", cmdRelated},
 		{"search", "TEXT", "papers nearest to free text", cmdSearch},
 		{"list", "", "TL;DRs, newest first", cmdList},
-		{"summarize", "FILE|-", "print TL;DRs as JSON lines, without database or queue", cmdSummarize},
-		{"embed", "FILE|-", "print embeddings as JSON lines, without database or queue", cmdEmbed},
+		{"summarize", "FILE|URL|-", "print TL;DRs as JSON lines, without database or queue", cmdSummarize},
+		{"embed", "FILE|URL|-", "print embeddings as JSON lines, without database or queue", cmdEmbed},
 		{"status", "", "backlog, processed, dead letters and API usage", cmdStatus},
 		{"dlq", "list|replay", "list or replay dead-lettered messages", cmdDLQ},
 		{"reprocess", "", "write missing or stale TL;DRs and embeddings for the configured models (--dry-run, --batch-api)", cmdReprocess},
 		{"fit", "", "fit the offline embedder on the archive, embed every paper with it, and activate it", cmdFit},
-		{"spaces", "[drop SPACE]", "list embedding spaces with coverage, or drop an inactive one", cmdSpaces},
+		{"spaces", "[ACTION]", "list embedding spaces with coverage and index; drop, check (recall) or reindex one", cmdSpaces},
 		{"activate", "SPACE", "make an embedding space the one queries use", cmdActivate},
 		{"import-embeddings", "FILE|-", "load precomputed vectors (JSONL) into a space, with no API calls", cmdImportEmbeddings},
 		{"migrate", "", "apply database migrations (also done at start)", cmdMigrate},
