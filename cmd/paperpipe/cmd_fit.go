@@ -92,7 +92,9 @@ func runFit(ctx context.Context, c *config, o fitOptions, errw io.Writer) error 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(errw, "fit: space %d (%s) is active: %d of %d papers embedded; workers started with PAPERPIPE_EMBED_MODEL=offline use it from their next start\n",
+	// Running processes on "offline" follow the active space (see runWorkers and activeOffline).
+	fmt.Fprintf(errw, "fit: space %d (%s) is active: %d of %d papers embedded; running workers on PAPERPIPE_EMBED_MODEL=offline "+
+		"switch to it within PAPERPIPE_FOLLOW_INTERVAL (30s unless set), and the searches of serve and up at once\n",
 		sp.ID, sp.Name(), sp.Embedded, sp.Papers)
 	return nil
 }

@@ -459,7 +459,9 @@ func TestRunningWorkerFollowsAFit(t *testing.T) {
 		}
 	}
 	waitFor("the sample to be embedded", func(s []spaceJSON) bool { return len(s) == 1 && s[0].Embedded == 108 })
-	c.ok("fit")
+	if r := c.ok("fit"); !strings.Contains(r.stderr, "running workers on PAPERPIPE_EMBED_MODEL=offline switch to it within PAPERPIPE_FOLLOW_INTERVAL") {
+		t.Errorf("fit does not say that running workers follow it:\n%s", r.stderr)
+	}
 	var fitted string
 	waitFor("the fitted space to be active", func(s []spaceJSON) bool {
 		for _, sp := range s {
