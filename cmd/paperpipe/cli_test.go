@@ -106,3 +106,17 @@ func TestHelpMatchesTheCommands(t *testing.T) {
 		t.Errorf("worker -h does not show -consumer's value as a name:\n%s", r.stderr)
 	}
 }
+
+// An unknown flag or a bad flag value is a usage error, exit 2, like the other usage errors.
+func TestBadFlagsExitWithUsageStatus(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	for _, args := range [][]string{{"list", "--bogus"}, {"related", "x", "-k", "many"}, {"list", "-n", "0"}} {
+		if r := c.run(args...); r.code != 2 {
+			t.Errorf("paperpipe %s: exit %d, want 2\n%s", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+	if r := c.run("list", "-h"); r.code != 0 {
+		t.Errorf("list -h: exit %d, want 0", r.code)
+	}
+}

@@ -133,12 +133,16 @@ func newFlagSet(name, args, short string) *flag.FlagSet {
 }
 
 // parseArgs parses flags that may come before, between or after positional arguments
-// (`paperpipe related ID -k 10`), and returns the positional ones.
+// (`paperpipe related ID -k 10`), and returns the positional ones. An unknown flag or a bad
+// value is a usage error (exit 2), like every other mistake in how a command is called.
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, err
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageErr("%v", err)
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
