@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -118,5 +120,23 @@ func TestBadFlagsExitWithUsageStatus(t *testing.T) {
 	}
 	if r := c.run("list", "-h"); r.code != 0 {
 		t.Errorf("list -h: exit %d, want 0", r.code)
+	}
+}
+
+// The version the container build sets (deploy/Dockerfile: -X main.version=${VERSION}) is the
+// one `paperpipe version` prints; a plain build is "dev".
+func TestVersionIsTheOneTheBuildSets(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	if r := c.ok("--version"); r.stdout != "paperpipe dev\n" {
+		t.Errorf("--version of a plain build printed %q, want \"paperpipe dev\\n\"", r.stdout)
+	}
+	bin := filepath.Join(t.TempDir(), "paperpipe")
+	if out, err := exec.Command("go", "build", "-ldflags", "-X main.version=1.2.3-test", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build with a version: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil || string(out) != "paperpipe 1.2.3-test\n" {
+		t.Errorf("version printed %q (%v), want \"paperpipe 1.2.3-test\\n\"", out, err)
 	}
 }

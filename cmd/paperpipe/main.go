@@ -43,7 +43,21 @@ func commands() []command {
 		{"activate", "SPACE", "make an embedding space the one queries use", cmdActivate},
 		{"import-embeddings", "FILE|-", "load precomputed vectors (JSONL) into a space, with no API calls", cmdImportEmbeddings},
 		{"migrate", "", "apply database migrations (also done at start)", cmdMigrate},
+		{"version", "", "print paperpipe's version (also --version)", cmdVersion},
 	}
+}
+
+// version is the version paperpipe was built as: "dev" unless the build sets it, as the
+// container image's does (deploy/Dockerfile: -ldflags "-X main.version=${VERSION}").
+var version = "dev"
+
+func cmdVersion(_ context.Context, _ *config, args []string) error {
+	fs := newFlagSet("version", "", "Print paperpipe's version.")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	fmt.Println("paperpipe", version)
+	return nil
 }
 
 func main() {
@@ -54,6 +68,9 @@ func run(args []string) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		usage(os.Stdout)
 		return 0
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args[0] = "version"
 	}
 	var cmd *command
 	for _, c := range commands() {
