@@ -35,8 +35,11 @@ services: ## start PostgreSQL + pgvector (idempotent) and print its DATABASE_URL
 services-down: ## stop the local PostgreSQL, keeping its data
 	@$(SERVICES) down
 
+# With a DATABASE_URL of your own, the demo uses that database: the local one is then neither
+# started nor printed (its URL would name a database the demo does not use).
 .PHONY: demo
-demo: build services ## ingest and process the sample archive with the offline models, fit the offline embedder, then show TL;DRs and related papers
+demo: build ## ingest and process the sample archive with the offline models, fit the offline embedder, then show TL;DRs and related papers
+	@if [ -n "$${DATABASE_URL:-}" ]; then echo "==> database: DATABASE_URL from the environment"; else $(SERVICES) up; fi
 	@export PAPERPIPE_DATA="$(DEMO_DATA)"; \
 	echo "==> paperpipe ingest testdata/sample-papers.txt"; \
 	$(BIN) ingest testdata/sample-papers.txt; \
@@ -57,7 +60,7 @@ demo: build services ## ingest and process the sample archive with the offline m
 	echo "  $(BIN) up                         # NATS + workers in one process; ingest from another terminal"; \
 	echo "  OPENAI_API_KEY=... $(BIN) up      # real TL;DRs and embeddings, into a new space (see README: OpenAI, Ollama, vLLM, llama.cpp)"; \
 	echo "  OPENAI_API_KEY=... $(BIN) reprocess --embed-only && $(BIN) activate text-embedding-3-small"; \
-	echo "                                    # fill that space with the archive, then switch queries to it"
+	echo "                                           # fill that space with the archive, then switch queries to it"
 
 .PHONY: test
 test: services ## install what the tests need, start the services, run every test with -race
