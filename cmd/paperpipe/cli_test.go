@@ -4,8 +4,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/internal/openaitest"
 )
 
 // A worker on another embedding model than the active space's (as after `make demo` and then
@@ -138,5 +142,42 @@ func TestVersionIsTheOneTheBuildSets(t *testing.T) {
 	out, err := exec.Command(bin, "version").Output()
 	if err != nil || string(out) != "paperpipe 1.2.3-test\n" {
 		t.Errorf("version printed %q (%v), want \"paperpipe 1.2.3-test\\n\"", out, err)
+	}
+}
+
+// A remote model named with no API configured fails at once with a message naming
+// OPENAI_API_KEY and OPENAI_BASE_URL, instead of calling OpenAI's API without a key; a server
+// of your own needs no key, and a dry run calls nothing.
+func TestRemoteModelWithoutAPIKeyFailsFast(t *testing.T) {
+	t.Parallel()
+	// Should a request be made after all, it goes to a closed local port, never to OpenAI.
+	proxy := "HTTPS_PROXY=http://127.0.0.1:" + strconv.Itoa(freePort(t))
+	for _, extra := range [][]string{{proxy}, {proxy, "OPENAI_BASE_URL=https://api.openai.com/v1"}} {
+		c := newCLI(t, extra...)
+		for _, args := range [][]string{
+			{"summarize", "--chat-model", "gpt-4o-mini", sampleFile},
+			{"embed", "--embed-model", "text-embedding-3-small", sampleFile},
+			{"worker", "--exit-when-idle", "--chat-model", "gpt-4o-mini"},
+		} {
+			start := time.Now()
+			r := c.run(args...)
+			if r.code != 2 || !strings.Contains(r.stderr, "OPENAI_API_KEY") || !strings.Contains(r.stderr, "OPENAI_BASE_URL") {
+				t.Errorf("paperpipe %s with %v: exit %d, stderr %s; want 2 and a message naming OPENAI_API_KEY and OPENAI_BASE_URL",
+					strings.Join(args, " "), extra, r.code, r.stderr)
+			}
+			if d := time.Since(start); d > 20*time.Second {
+				t.Errorf("paperpipe %s took %s to fail", strings.Join(args, " "), d)
+			}
+		}
+	}
+
+	c := newCLI(t, proxy)
+	c.ok("ingest", sampleFile)
+	c.ok("reprocess", "--dry-run", "--chat-model", "gpt-4o-mini")
+
+	api := openaitest.Start(t, openaitest.Config{})
+	c = newCLI(t, "OPENAI_BASE_URL="+api.URL())
+	if r := c.ok("summarize", "--chat-model", "gpt-4o-mini", sampleFile); len(nonEmptyLines(r.stdout)) != 108 {
+		t.Errorf("summarize through a keyless server printed %d lines, want 108", len(nonEmptyLines(r.stdout)))
 	}
 }

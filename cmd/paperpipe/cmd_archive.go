@@ -117,6 +117,12 @@ type workerTotals struct {
 // runReprocess selects, estimates, and processes the stale papers of the configured target.
 func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw io.Writer) (reprocessResult, error) {
 	var res reprocessResult
+	// A dry run calls no model: it estimates what a real run would cost, key or not.
+	if !o.dryRun {
+		if err := c.checkAPI(!o.embedOnly, !o.tldrOnly); err != nil {
+			return res, err
+		}
+	}
 	log, m, st, err := openModelsAndStore(ctx, c)
 	if err != nil {
 		return res, err

@@ -81,6 +81,9 @@ func cmdSummarize(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return usageErr("%v", err)
 	}
+	if err := c.checkAPI(true, false); err != nil {
+		return err
+	}
 	m, closeStore, err := fileModels(ctx, c)
 	if err != nil {
 		return err
@@ -124,6 +127,9 @@ func cmdEmbed(ctx context.Context, c *config, args []string) error {
 	f, err := ingest.ParseFormat(*format)
 	if err != nil {
 		return usageErr("%v", err)
+	}
+	if err := c.checkAPI(false, true); err != nil {
+		return err
 	}
 	m, closeStore, err := fileModels(ctx, c)
 	if err != nil {

@@ -137,6 +137,9 @@ var errSpaceChanged = errors.New("the active embedding space changed")
 // space becomes active (`paperpipe fit`), they drain and start again with that model, so new
 // papers land where queries look.
 func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle, announce bool) error {
+	if err := c.checkAPI(true, true); err != nil {
+		return err
+	}
 	log := newLogger(c)
 	st, err := openStore(ctx, c, log)
 	if err != nil {

@@ -131,6 +131,9 @@ func cmdSearch(ctx context.Context, c *config, args []string) error {
 	if *k < 1 || *k > 1000 {
 		return usageErr("-k must be between 1 and 1000")
 	}
+	if err := c.checkAPI(false, true); err != nil {
+		return err
+	}
 	_, m, st, err := openModelsAndStore(ctx, c)
 	if err != nil {
 		return err

@@ -39,6 +39,10 @@ func cmdServe(ctx context.Context, c *config, args []string) error {
 	if c.HTTPAddr == "" {
 		return usageErr("--http needs an address, such as %s", DefaultHTTPAddr)
 	}
+	// Searches embed their text with the embedding model.
+	if err := c.checkAPI(false, true); err != nil {
+		return err
+	}
 	log := newLogger(c)
 	enableMetrics(c, log)
 	st, err := openStore(ctx, c, log)

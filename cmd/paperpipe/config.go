@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -70,6 +71,36 @@ type config struct {
 
 // apiConfigured reports whether an OpenAI-compatible API is set up.
 func (c *config) apiConfigured() bool { return c.BaseURL != "" || c.APIKey != "" }
+
+// checkAPI returns a usage error when the command is about to call a model (the TL;DR model
+// with chat, the embedding model with emb) that is not an offline one, on OpenAI's API (no
+// OPENAI_BASE_URL, or OpenAI's), with no OPENAI_API_KEY: every call would be refused, after
+// the clients' retries, with no hint of why. A server elsewhere (Ollama, vLLM) may need no key.
+func (c *config) checkAPI(chat, emb bool) error {
+	c.resolveModels()
+	if c.APIKey != "" {
+		return nil
+	}
+	if c.BaseURL != "" {
+		u, err := url.Parse(c.BaseURL)
+		if err != nil || u.Hostname() != "api.openai.com" {
+			return nil
+		}
+	}
+	var models []string
+	if chat && c.ChatModel != offline {
+		models = append(models, "the TL;DR model "+c.ChatModel)
+	}
+	if emb && !c.embedOffline() {
+		models = append(models, "the embedding model "+c.EmbedModel)
+	}
+	if len(models) == 0 {
+		return nil
+	}
+	return usageErr("%s would be called on OpenAI's API without a key: set OPENAI_API_KEY, or OPENAI_BASE_URL "+
+		"to another OpenAI-compatible server (a local one such as Ollama needs no key), or choose the offline models "+
+		"(--chat-model offline, --embed-model offline)", strings.Join(models, " and "))
+}
 
 func loadConfig() *config {
 	c := &config{
