@@ -296,7 +296,7 @@ func TestOpenURLKeepsItsSecretsOutOfErrorsAndSources(t *testing.T) {
 		}
 	}
 	shown := func(base, path string) string {
-		return strings.Replace(base, "http://", "http://u:xxxxx@", 1) + path + "?token=xxxxx&max=xxxxx"
+		return strings.Replace(base, "http://", "http://u:xxxxx@", 1) + path + "?token=xxxxx&max=10"
 	}
 
 	r, c, err := Open(secretURL(srv.URL, "/feed"), Options{})

@@ -12,9 +12,12 @@ const Mask = "xxxxx"
 
 // URL returns u with its secrets replaced by Mask: the password of user:password@, a lone
 // user@ (NATS and many HTTP services take a token there), and the value of every query
-// parameter (the keys stay, so token=xxxxx still says what was given). A string that does not
-// parse as a URL is masked the same way as far as its shape can be told: everything between
-// "://" and the last "@" before the path, and everything after the first "?".
+// parameter whose name says it holds a credential (token, key, secret, password, signature,
+// auth, session…; the name stays, so token=xxxxx still says what was given). Other parameters
+// stay as they are: a feed's search_query=cat:cs.CL is what the source was, and what a
+// reader needs to see. A string that does not parse as a URL is masked by its shape:
+// everything between "://" and the last "@" before the path, and everything after the first
+// "?".
 func URL(u string) string {
 	p, err := url.Parse(u)
 	if err != nil {
@@ -47,15 +50,42 @@ func URLs(list string) string {
 	return strings.Join(parts, ",")
 }
 
-// query masks the value of each parameter of a raw query, keeping the keys in their order.
+// query masks the values of a raw query's credential parameters, keeping every name in its
+// order.
 func query(raw string) string {
 	params := strings.Split(raw, "&")
 	for i, kv := range params {
-		if k, _, ok := strings.Cut(kv, "="); ok {
+		if k, _, ok := strings.Cut(kv, "="); ok && secretName(k) {
 			params[i] = k + "=" + Mask
 		}
 	}
 	return strings.Join(params, "&")
+}
+
+// secretName reports whether query parameter name k names a credential: one of its words
+// (split at anything but letters and digits, lower-cased) is a credential's name, or ends in
+// one — api_key, apikey, access_token, client_secret, X-Amz-Signature, X-Amz-Credential, sig,
+// auth, sessionid, code (OAuth) — while keywords or max_results do not.
+func secretName(k string) bool {
+	if u, err := url.QueryUnescape(k); err == nil {
+		k = u
+	}
+	words := strings.FieldsFunc(strings.ToLower(k), func(r rune) bool {
+		return !('a' <= r && r <= 'z' || '0' <= r && r <= '9')
+	})
+	for _, w := range words {
+		switch w {
+		case "sig", "pwd", "passwd", "auth", "authorization", "credential", "credentials",
+			"session", "sessionid", "code", "jwt", "bearer":
+			return true
+		}
+		for _, end := range []string{"token", "key", "secret", "password", "signature"} {
+			if strings.HasSuffix(w, end) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // roughly masks a string that url.Parse rejected (an invalid escape, a bad port), by its shape.

@@ -5,14 +5,20 @@ import (
 	"testing"
 )
 
-func TestURLMasksUserinfoAndQueryValues(t *testing.T) {
+func TestURLMasksUserinfoAndCredentialParameters(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ in, want string }{
 		{"nats://user:NatsSecret@127.0.0.1:4222", "nats://user:xxxxx@127.0.0.1:4222"},
 		{"nats://NatsToken@127.0.0.1:4222", "nats://xxxxx@127.0.0.1:4222"},
 		{"nats://127.0.0.1:4222", "nats://127.0.0.1:4222"},
-		{"http://u:UrlSecret@host/feed.xml?token=QuerySecret&max=10", "http://u:xxxxx@host/feed.xml?token=xxxxx&max=xxxxx"},
-		{"https://host/a?b=1&flag&c=", "https://host/a?b=xxxxx&flag&c=xxxxx"},
+		{"http://u:UrlSecret@host/feed.xml?token=QuerySecret&max=10", "http://u:xxxxx@host/feed.xml?token=xxxxx&max=10"},
+		{"https://host/a?api_key=K1&X-Amz-Signature=S1&access_token=T1&client_secret=C1&sig=G1",
+			"https://host/a?api_key=xxxxx&X-Amz-Signature=xxxxx&access_token=xxxxx&client_secret=xxxxx&sig=xxxxx"},
+		// What a source was stays readable.
+		{"https://export.arxiv.org/api/query?search_query=cat:cs.CL&max_results=100&keywords=moe",
+			"https://export.arxiv.org/api/query?search_query=cat:cs.CL&max_results=100&keywords=moe"},
+		{"https://host/a?apikey=K&X-Amz-Credential=C&sessionid=S", "https://host/a?apikey=xxxxx&X-Amz-Credential=xxxxx&sessionid=xxxxx"},
+		{"https://host/a?b=1&flag&c=", "https://host/a?b=1&flag&c="},
 		{"https://host/a", "https://host/a"},
 		// url.Parse rejects these; they are masked by their shape.
 		{"http://u:UrlSecret@host:bad/x?token=QuerySecret", "http://xxxxx@host:bad/x?xxxxx"},
