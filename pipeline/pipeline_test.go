@@ -349,22 +349,8 @@ func TestDrainReturnsMessagesWithoutUsingUpTheirDeliveries(t *testing.T) {
 	papers := sampledata.Papers(t)[:12]
 	publish(t, b.js, papers)
 
-	w, err := pipeline.NewWorker(b.js, b.store, sum, emb, pipeline.WorkerConfig{SpaceID: b.space.ID, Concurrency: 1,
-		FetchWait: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- w.Run(ctx) }()
-	for w.Stats().Received < int64(len(papers)) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if s := w.Stats(); s.Received > int64(len(papers))+1 {
+	s := stopOnceHeld(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 1, FetchWait: 2 * time.Second}, len(papers))
+	if s.Received > int64(len(papers))+1 {
 		t.Errorf("the draining worker received %d deliveries of %d messages: returned messages came back to it", s.Received, len(papers))
 	}
 	runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4})
@@ -392,21 +378,7 @@ func TestShutdownOnALastDeliveryRequeuesTheMessage(t *testing.T) {
 	papers := sampledata.Papers(t)[:12]
 	publish(t, b.js, papers)
 
-	w, err := pipeline.NewWorker(b.js, b.store, sum, emb, pipeline.WorkerConfig{SpaceID: b.space.ID, Concurrency: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- w.Run(ctx) }()
-	for w.Stats().Received < int64(len(papers)) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if s := w.Stats(); s.Acked >= int64(len(papers)) || s.Retried == 0 {
+	if s := stopOnceHeld(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 1}, len(papers)); s.Acked >= int64(len(papers)) || s.Retried == 0 {
 		t.Fatalf("the worker handed back no message at its shutdown; the test proves nothing: %+v", s)
 	}
 	runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4})
@@ -416,4 +388,26 @@ func TestShutdownOnALastDeliveryRequeuesTheMessage(t *testing.T) {
 	if c := counts(t, b, sum); c.WithTLDR != int64(len(papers)) || c.WithEmbedding != int64(len(papers)) {
 		t.Errorf("counts = %+v, want all %d papers done", c, len(papers))
 	}
+}
+
+// stopOnceHeld runs a worker until it has received n messages, then shuts it down (its drain
+// included) and returns its stats.
+func stopOnceHeld(t *testing.T, b *testBundle, sum pipeline.Summarizer, emb pipeline.Embedder, cfg pipeline.WorkerConfig, n int) pipeline.WorkerStats {
+	t.Helper()
+	cfg.SpaceID = b.space.ID
+	w, err := pipeline.NewWorker(b.js, b.store, sum, emb, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+	for w.Stats().Received < int64(n) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return w.Stats()
 }

@@ -57,61 +57,53 @@ func oldOverNew(t *testing.T, s *store.Store, old, new paper.Abstract,
 	return <-done
 }
 
-func TestSaveEmbeddingsNeverReplacesANewTextsVector(t *testing.T) {
+func TestVectorOfAnOldTextNeverReplacesTheNewTexts(t *testing.T) {
 	t.Parallel()
-	s := setup(t)
-	ctx := t.Context()
-	sp := space(t, s, "race", 2)
-	old := abstracts(1)[0]
-	upsert(t, s, []paper.Abstract{old}, store.Work{})
-	new := old
-	new.Abstract = "A rewritten abstract."
+	for _, tc := range []struct {
+		name string
+		save func(t *testing.T, ctx context.Context, saver *store.Store, spaceID int64, e paper.Embedding) error
+	}{
+		{"SaveEmbeddings", func(t *testing.T, ctx context.Context, saver *store.Store, spaceID int64, e paper.Embedding) error {
+			n, err := saver.SaveEmbeddings(ctx, spaceID, []paper.Embedding{e})
+			if err == nil && n != 0 {
+				t.Errorf("SaveEmbeddings of the old text's vector saved %d, want 0", n)
+			}
+			return err
+		}},
+		{"LoadEmbeddings", func(t *testing.T, ctx context.Context, saver *store.Store, spaceID int64, e paper.Embedding) error {
+			res, err := saver.LoadEmbeddings(ctx, spaceID, []paper.Embedding{e})
+			if err == nil && (res.Loaded != 0 || res.Stale != 1) {
+				t.Errorf("LoadEmbeddings of the old text's vector = %+v, want it skipped as stale", res)
+			}
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := setup(t)
+			ctx := t.Context()
+			sp := space(t, s, "race", 2)
+			old := abstracts(1)[0]
+			upsert(t, s, []paper.Abstract{old}, store.Work{})
+			new := old
+			new.Abstract = "A rewritten abstract."
 
-	err := oldOverNew(t, s, old, new, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, "INSERT INTO embeddings (space_id, paper_id, content_hash, embedding) VALUES ($1, $2, $3, '[0,1]')",
-			sp.ID, new.ID, new.ContentHash())
-		return err
-	}, func(ctx context.Context, saver *store.Store) error {
-		n, err := saver.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(old, 1, 0)})
-		if err == nil && n != 0 {
-			t.Errorf("SaveEmbeddings of the old text's vector saved %d, want 0", n)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatalf("SaveEmbeddings: %v", err)
+			err := oldOverNew(t, s, old, new, func(tx pgx.Tx) error {
+				_, err := tx.Exec(ctx, "INSERT INTO embeddings (space_id, paper_id, content_hash, embedding) VALUES ($1, $2, $3, '[0,1]')",
+					sp.ID, new.ID, new.ContentHash())
+				return err
+			}, func(ctx context.Context, saver *store.Store) error {
+				return tc.save(t, ctx, saver, sp.ID, embeddingOf(old, 1, 0))
+			})
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			assertStoredHash(t, s, "SELECT content_hash FROM embeddings WHERE paper_id = $1", new)
+			if rec, err := s.Paper(ctx, new.ID); err != nil || !rec.Embedded {
+				t.Errorf("Paper.Embedded = %v, %v; want true: the new text's vector is stored", rec.Embedded, err)
+			}
+		})
 	}
-	assertStoredHash(t, s, "SELECT content_hash FROM embeddings WHERE paper_id = $1", new)
-	if rec, err := s.Paper(ctx, new.ID); err != nil || !rec.Embedded {
-		t.Errorf("Paper.Embedded = %v, %v; want true: the new text's vector is stored", rec.Embedded, err)
-	}
-}
-
-func TestLoadEmbeddingsNeverReplacesANewTextsVector(t *testing.T) {
-	t.Parallel()
-	s := setup(t)
-	ctx := t.Context()
-	sp := space(t, s, "race", 2)
-	old := abstracts(1)[0]
-	upsert(t, s, []paper.Abstract{old}, store.Work{})
-	new := old
-	new.Abstract = "A rewritten abstract."
-
-	err := oldOverNew(t, s, old, new, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, "INSERT INTO embeddings (space_id, paper_id, content_hash, embedding) VALUES ($1, $2, $3, '[0,1]')",
-			sp.ID, new.ID, new.ContentHash())
-		return err
-	}, func(ctx context.Context, saver *store.Store) error {
-		res, err := saver.LoadEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(old, 1, 0)})
-		if err == nil && (res.Loaded != 0 || res.Stale != 1) {
-			t.Errorf("LoadEmbeddings of the old text's vector = %+v, want it skipped as stale", res)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatalf("LoadEmbeddings: %v", err)
-	}
-	assertStoredHash(t, s, "SELECT content_hash FROM embeddings WHERE paper_id = $1", new)
 }
 
 func TestSaveSummariesNeverReplacesANewTextsSummary(t *testing.T) {
