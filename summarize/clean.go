@@ -13,7 +13,7 @@ var (
 	leadLabelRe = regexp.MustCompile(`(?i)^(?:` +
 		`(?:sure|certainly|of course|okay|ok|absolutely|great)[!,.:]?\s+` +
 		`|here(?:'s|’s| is| are)\b[^:\n]{0,60}[:：]\s*` +
-		`|(?:tl;?\s?dr|tldr|summary|one[- ]sentence summary|short summary|answer)\s*[:：\-–—]?\s*` +
+		`|(?:tl;?\s?dr|tldr|summary|one[- ]sentence summary|short summary|answer)(?:\s*[:：–—]|\s+-)\s*` +
 		`|in (?:summary|short|brief),?\s+)`)
 	// paperLeadRe matches "In this paper, we VERB" and friends; group 1 is the verb when the
 	// subject is "we" or "the authors", group 2 when the paper itself is the subject.
@@ -84,6 +84,12 @@ func thirdPerson(v string) string {
 // with content, cuts it to maxWords (at a clause boundary when one is close, else at a word
 // boundary, never after a dangling "of" or "and") and ends it with a full stop.
 func Clean(text string, maxWords int) string {
+	text = strings.Map(func(r rune) rune {
+		if r != '\n' && unprintable(r) {
+			return -1
+		}
+		return r
+	}, text)
 	var sentences []string
 	for _, line := range strings.Split(text, "\n") {
 		line = latexQuoteRe.ReplaceAllString(line, `"$1"`)
@@ -110,7 +116,7 @@ func Clean(text string, maxWords int) string {
 // the result cannot fail Validate for it.
 func dropPreamble(s string) string {
 	for {
-		loc := preambleRe.FindStringIndex(s)
+		loc := findPreamble(s)
 		if loc == nil || loc[1] == 0 {
 			return s
 		}

@@ -162,6 +162,23 @@ func lastRune(s string) rune {
 	return r
 }
 
-// Words returns the words of s as counted against the word limit: runs separated by white
-// space ("state-of-the-art" is one word).
+// Words returns the words of s: runs separated by white space ("state-of-the-art" is one
+// word).
 func Words(s string) []string { return strings.Fields(s) }
+
+// CountWords is how many words s counts against the word limit: its Words, except that
+// Chinese, Japanese and Thai write a sentence without spaces, so their characters count two
+// to a word (a run of 60 Han characters is 30 words, where Words sees one).
+func CountWords(s string) int {
+	n := 0
+	for _, w := range strings.Fields(s) {
+		c := 0
+		for _, r := range w {
+			if unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Thai) {
+				c++
+			}
+		}
+		n += max(1, (c+1)/2)
+	}
+	return n
+}

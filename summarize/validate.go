@@ -55,19 +55,48 @@ func Validate(tldr, abstract string, maxWords int) error {
 		return fmt.Errorf("%w: contains markdown", ErrInvalidTLDR)
 	case wrappedInQuotes(t):
 		return fmt.Errorf("%w: wrapped in quotes", ErrInvalidTLDR)
-	case preambleRe.MatchString(t):
-		return fmt.Errorf("%w: starts with a preamble (%q)", ErrInvalidTLDR, preambleRe.FindString(t))
+	case findPreamble(t) != nil:
+		return fmt.Errorf("%w: starts with a preamble (%q)", ErrInvalidTLDR, t[:findPreamble(t)[1]])
+	case strings.IndexFunc(t, unprintable) >= 0:
+		r, _ := utf8.DecodeRuneInString(t[strings.IndexFunc(t, unprintable):])
+		return fmt.Errorf("%w: contains a control or invisible character (%U)", ErrInvalidTLDR, r)
 	}
 	if n := len(Sentences(t)); n != 1 {
 		return fmt.Errorf("%w: %d sentences, want exactly one", ErrInvalidTLDR, n)
 	}
-	if n := len(Words(t)); maxWords > 0 && n > maxWords {
+	if n := CountWords(t); maxWords > 0 && n > maxWords {
 		return fmt.Errorf("%w: %d words, at most %d allowed", ErrInvalidTLDR, n, maxWords)
 	}
 	if la, lt := DetectLanguage(abstract), DetectLanguage(t); la != "" && lt != "" && la != lt {
 		return fmt.Errorf("%w: language %s differs from the abstract's %s", ErrInvalidTLDR, lt, la)
 	}
 	return nil
+}
+
+// findPreamble returns the location of the preamble t starts with, or nil. A match that is
+// the start of a hyphenated compound is none: "Summary-statistics methods …", "Answer-set
+// programming …", "The paper-and-pencil test …", "This work-stealing scheduler …".
+func findPreamble(t string) []int {
+	loc := preambleRe.FindStringIndex(t)
+	if loc == nil {
+		return nil
+	}
+	end := loc[1]
+	if end < len(t) && t[end] == '-' {
+		return nil
+	}
+	if end >= 2 && t[end-1] == '-' && t[end-2] != ' ' && end < len(t) && t[end] != ' ' {
+		return nil
+	}
+	return loc
+}
+
+// unprintable reports whether r has no place in a TL;DR: a control character (NUL, an escape
+// sequence's ESC; a tab is white space and folded by Normalize), an invisible format
+// character (a bidirectional override, a zero-width space), or U+FFFD, the mark of bytes that
+// were not text.
+func unprintable(r rune) bool {
+	return r != '\t' && unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError
 }
 
 // wrappedInQuotes reports whether t, ignoring final punctuation, starts with an opening quote

@@ -6,6 +6,8 @@ import (
 	"testing"
 )
 
+const zhAbstract = "我们提出了一种降低大型模型训练成本的方法。我们在多个基准上验证了它的效果。"
+
 const enAbstract = `Large language models are expensive to train. In this paper, we propose a method that
 reduces the cost of training by half. We show that the method works on several benchmarks and
 that the results hold for models of different sizes.`
@@ -91,6 +93,18 @@ func TestValidate(t *testing.T) {
 		{"german for german", "Eine Methode, die die Kosten des Trainings für große Modelle halbiert.", deAbstract, ""},
 		{"russian for english", "Метод, который вдвое снижает стоимость обучения больших моделей.", enAbstract, "language cyrillic"},
 		{"unknown language never rejects", "LoRA-SB: 2x faster.", enAbstract, ""},
+		{"summary- compound ok", "Summary-statistics methods halve the training cost of large models.", enAbstract, ""},
+		{"answer- compound ok", "Answer-set programming solvers run twice as fast with learned heuristics.", enAbstract, ""},
+		{"the paper- compound ok", "The paper-and-pencil test shows that large models fail at arithmetic.", enAbstract, ""},
+		{"this work- compound ok", "This work-stealing scheduler halves the training cost of large models.", enAbstract, ""},
+		{"summary dash label", "Summary — a method halves the training cost.", enAbstract, "preamble"},
+		{"NUL byte", "Halves the training cost\x00 of large models.", enAbstract, "control or invisible"},
+		{"escape sequence", "Halves the \x1b[31mtraining cost\x1b[0m of large models.", enAbstract, "control or invisible"},
+		{"bidi override", "Halves the training cost of large \u202emodels.", enAbstract, "control or invisible"},
+		{"zero-width space", "Halves the training\u200b cost of large models.", enAbstract, "control or invisible"},
+		{"replacement character", "Halves the training cost of \ufffd\ufffd models.", enAbstract, "control or invisible"},
+		{"chinese over the limit", strings.Repeat("我们提出了一种降低大型模型训练成本的方法并且", 10) + "。", zhAbstract, "words"},
+		{"chinese within the limit", "一种将大型模型训练成本减半的简单方法。", zhAbstract, ""},
 	} {
 		err := Validate(tc.tldr, tc.abstract, 30)
 		switch {
@@ -145,6 +159,10 @@ func TestClean(t *testing.T) {
 		{"We study how the size of the batch, the learning rate, the warmup schedule, and the weight decay interact with each other when training very large transformer language models on web data at scale",
 			"Studies how the size of the batch, the learning rate, the warmup schedule, and the weight decay interact with each other when training very large transformer language models."},
 		{"This paper's method halves cost for all models.", "Method halves cost for all models."},
+		{"Summary-statistics methods halve the training cost.", "Summary-statistics methods halve the training cost."},
+		{"The paper-and-pencil test shows models fail at arithmetic.", "The paper-and-pencil test shows models fail at arithmetic."},
+		{"A method\x00 halves the training\u202e cost of large models.", "A method halves the training cost of large models."},
+		{"Answer-set programming solvers run twice as fast.", "Answer-set programming solvers run twice as fast."},
 	} {
 		got := Clean(tc.in, 30)
 		if got != tc.want {
