@@ -61,6 +61,10 @@ func TestJSONLBadRecords(t *testing.T) {
 		{"bad date", `{"title":"T","abstract":"A","published":"yesterday"}`, "f:1: " + paper.TitleID("T") + `: published "yesterday" is not an RFC 3339 time or a YYYY-MM-DD date`},
 		{"invalid UTF-8 in abstract", "{\"title\":\"T\",\"abstract\":\"caf\xe9\"}", "f:1: abstract is not valid UTF-8 (byte 29)"},
 		{"invalid UTF-8 in a key", "{\"ti\xfftle\":\"T\",\"abstract\":\"A\"}", "f:1: a field name is not valid UTF-8 (byte 5)"},
+		{"NUL in abstract", `{"id":"2401.00002","title":"T","abstract":"A\u0000B"}`, "f:1: 2401.00002: abstract contains a NUL byte (byte 2)"},
+		{"NUL in title", `{"title":"Bad\u0000title","abstract":"A"}`, "f:1: title contains a NUL byte (byte 4)"},
+		{"NUL in an author", `{"id":"2401.00003","title":"T","abstract":"A","authors":["X\u0000"]}`, "f:1: 2401.00003: an author contains a NUL byte (byte 2)"},
+		{"NUL in the url", `{"id":"2401.00004","title":"T","abstract":"A","url":"https://x/\u0000"}`, "f:1: 2401.00004: url contains a NUL byte (byte 11)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -32,12 +33,28 @@ func (r *Reader) build(f fields) (paper.Abstract, error) {
 	fail := func(err error) (paper.Abstract, error) {
 		return paper.Abstract{}, r.recordErr(f.line, id, err)
 	}
-	for _, s := range []struct{ name, v string }{{"id", f.rawID}, {"title", f.title}, {"abstract", f.abstract}} {
-		if !utf8.ValidString(s.v) {
+	texts := []struct{ name, v string }{{"id", f.rawID}, {"title", f.title}, {"abstract", f.abstract}, {"url", f.url}}
+	for _, a := range f.authors {
+		texts = append(texts, struct{ name, v string }{"an author", a})
+	}
+	for _, c := range f.categories {
+		texts = append(texts, struct{ name, v string }{"a category", c})
+	}
+	for _, s := range texts {
+		// PostgreSQL's text holds neither; the store would refuse the paper after it was queued,
+		// where no file and line are known any more.
+		bad := ""
+		switch {
+		case !utf8.ValidString(s.v):
+			bad = fmt.Sprintf("is not valid UTF-8 (byte %d)", invalidUTF8At([]byte(s.v))+1)
+		case strings.IndexByte(s.v, 0) >= 0:
+			bad = fmt.Sprintf("contains a NUL byte (byte %d)", strings.IndexByte(s.v, 0)+1)
+		}
+		if bad != "" {
 			if s.name == "id" {
 				id = "" // not printable as it is
 			}
-			return fail(invalidf("%s is not valid UTF-8 (byte %d)", s.name, invalidUTF8At([]byte(s.v))+1))
+			return fail(invalidf("%s %s", s.name, bad))
 		}
 	}
 	title := fold(f.title)
