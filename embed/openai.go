@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -304,6 +305,18 @@ func (c *Client) embed(ctx context.Context, texts []string, tokens int) ([][]flo
 	return vecs, usage, err
 }
 
+// usable reports whether v is finite and not all zeros.
+func usable(v []float32) bool {
+	nonzero := false
+	for _, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return false
+		}
+		nonzero = nonzero || x != 0
+	}
+	return nonzero
+}
+
 // byIndex orders the response's vectors by their index and checks their count and length.
 func (c *Client) byIndex(resp openai.EmbeddingResponse, n int) ([][]float32, error) {
 	if len(resp.Data) != n {
@@ -317,6 +330,12 @@ func (c *Client) byIndex(resp openai.EmbeddingResponse, n int) ([][]float32, err
 		if len(d.Embedding) != c.space.Dimensions {
 			return nil, fmt.Errorf("model %s returned %d-dimensional vectors, the space has %d: %w",
 				c.cfg.Model, len(d.Embedding), c.space.Dimensions, paper.ErrPermanent)
+		}
+		if !usable(d.Embedding) {
+			// The store refuses it (its cosine distance to anything is NaN); the next answer
+			// may be fine.
+			return nil, fmt.Errorf("model %s returned a vector of NaN, infinite or only zero values for input %d: %w",
+				c.cfg.Model, d.Index, llm.ErrBadResponse)
 		}
 		out[d.Index] = d.Embedding
 	}

@@ -3,15 +3,22 @@ package embed
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/paperpipe/paperpipe/internal/llm"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -312,5 +319,51 @@ func TestNewValidatesConfig(t *testing.T) {
 	}
 	if _, err := New(Config{Model: "my-own-model", Dimensions: 384}); err != nil {
 		t.Errorf("an unknown model with Dimensions set was refused: %v", err)
+	}
+}
+
+// TestClientRejectsUnusableVectors: a vector of NaN, infinite or only zero values is an answer
+// the store would refuse after it was paid for; the client asks again instead.
+func TestClientRejectsUnusableVectors(t *testing.T) {
+	t.Parallel()
+	for name, bad := range map[string]float32{"NaN": float32(math.NaN()), "infinite": float32(math.Inf(1)), "zero": 0} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var calls atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				calls.Add(1)
+				var req struct {
+					Input []string `json:"input"`
+				}
+				_ = json.NewDecoder(r.Body).Decode(&req)
+				var data []map[string]any
+				for i := range req.Input {
+					v := []float32{1, 1, 1, 1}
+					if i == 1 {
+						v = []float32{bad, 0, 0, 0}
+					}
+					buf := make([]byte, 4*len(v))
+					for j, x := range v {
+						binary.LittleEndian.PutUint32(buf[4*j:], math.Float32bits(x))
+					}
+					data = append(data, map[string]any{"object": "embedding", "index": i, "embedding": base64.StdEncoding.EncodeToString(buf)})
+				}
+				w.Header().Set("Content-Type", "application/json")
+				_ = json.NewEncoder(w).Encode(map[string]any{"object": "list", "model": "m", "data": data,
+					"usage": map[string]int{"prompt_tokens": 10, "total_tokens": 10}})
+			}))
+			defer srv.Close()
+			c, err := New(Config{BaseURL: srv.URL + "/v1", Model: "m", Dimensions: 4, MaxRetries: 1, Timeout: 5 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			embs, _, err := c.Embed(context.Background(), synthPapers(3))
+			if !errors.Is(err, llm.ErrBadResponse) {
+				t.Fatalf("Embed = %d vectors, %v; want an error wrapping llm.ErrBadResponse", len(embs), err)
+			}
+			if n := calls.Load(); n != 2 {
+				t.Errorf("%d requests, want 2: the answer retried once (MaxRetries 1)", n)
+			}
+		})
 	}
 }

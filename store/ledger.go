@@ -424,10 +424,17 @@ func validateEmbedding(e paper.Embedding, sp paper.Space) error {
 		return fmt.Errorf("embedding of %s has %d dimensions, space %s holds %d: %w",
 			e.PaperID, len(e.Vector), sp.Name(), sp.Dimensions, paper.ErrSpaceMismatch)
 	}
+	zero := true
 	for i, x := range e.Vector {
 		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
 			return fmt.Errorf("embedding of %s: value %d is %v: %w", e.PaperID, i, x, paper.ErrInvalid)
 		}
+		zero = zero && x == 0
+	}
+	if zero {
+		// Its cosine distance to anything is NaN: it would be nobody's neighbour, and a query
+		// made of it would score every paper NaN.
+		return fmt.Errorf("embedding of %s is the zero vector (nothing in its text the model could embed): %w", e.PaperID, paper.ErrInvalid)
 	}
 	return validText(e.PaperID)
 }

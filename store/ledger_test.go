@@ -343,6 +343,14 @@ func TestSaveEmbeddingsChecksDimensionsAndStaleness(t *testing.T) {
 	if _, err := s.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(ps[0], nan, 0, 0)}); !errors.Is(err, paper.ErrInvalid) {
 		t.Errorf("NaN: error %v, want ErrInvalid", err)
 	}
+	// The zero vector's cosine distance to anything is NaN: a paper with it would be nobody's
+	// neighbour, and a query made of it would score every paper NaN (which JSON cannot carry).
+	if _, err := s.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(ps[0], 0, 0, 0)}); !errors.Is(err, paper.ErrInvalid) {
+		t.Errorf("zero vector: error %v, want ErrInvalid", err)
+	}
+	if _, err := s.Search(ctx, sp.ID, []float32{0, 0, 0}, 5); !errors.Is(err, paper.ErrInvalid) || !strings.Contains(err.Error(), "zero vector") {
+		t.Errorf("Search with the zero vector: error %v, want ErrInvalid saying why", err)
+	}
 	if _, err := s.SaveEmbeddings(ctx, sp.ID+1000, []paper.Embedding{embeddingOf(ps[0], 1, 0, 0)}); !errors.Is(err, paper.ErrNotFound) {
 		t.Errorf("missing space: error %v, want ErrNotFound", err)
 	}
