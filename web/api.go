@@ -248,6 +248,7 @@ const readyzTimeout = 3 * time.Second
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ans := readyAnswer{Status: "ok", Checks: make(map[string]string, len(s.cfg.Checks))}
+	showReasons := s.allowed(read, r)
 	var (
 		mu sync.Mutex
 		wg sync.WaitGroup
@@ -258,7 +259,14 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			defer cancel()
 			res := "ok"
 			if err := c.Check(ctx); err != nil {
+				// The probe is open to anyone. Where reads are protected, the reason (a
+				// database error names its host, user and database) is for those who may
+				// read: others get "failed", and the log has it.
 				res = err.Error()
+				if !showReasons {
+					res = "failed"
+				}
+				s.log.Warn("readiness check failed", "check", c.Name, "err", err)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -296,7 +304,8 @@ type recordResult struct {
 
 func (s *Server) apiPostPapers(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Publisher == nil {
-		s.fail(w, r, &httpError{status: http.StatusServiceUnavailable, msg: "this server does not accept papers: it has no queue"})
+		writeJSON(w, http.StatusServiceUnavailable, postAnswer{Error: "this server does not accept papers: it has no queue",
+			Status: http.StatusServiceUnavailable, Accepted: []recordResult{}, Rejected: []recordResult{}})
 		return
 	}
 	lines := false

@@ -510,6 +510,25 @@ func TestReadyzReportsFailingChecks(t *testing.T) {
 	if r.code != http.StatusServiceUnavailable || ready.Status != "unavailable" || ready.Checks["nats"] != "not connected" || ready.Checks["database"] != "ok" {
 		t.Errorf("readyz: %d %s", r.code, r.body)
 	}
+
+	// Where reads are protected, the probe stays open but keeps its reasons (a database
+	// error names host, user and database) for those with the token.
+	cfg.APIToken, cfg.ProtectReads = "tok", true
+	b.serve(cfg)
+	for _, tc := range []struct {
+		name    string
+		headers []string
+		want    string
+	}{{"without the token", nil, "failed"}, {"with the token", []string{"Authorization", "Bearer tok"}, "not connected"}} {
+		r := b.get("/readyz", tc.headers...)
+		ready.Checks = nil
+		if err := json.Unmarshal(r.body, &ready); err != nil {
+			t.Fatal(err)
+		}
+		if r.code != http.StatusServiceUnavailable || ready.Checks["nats"] != tc.want {
+			t.Errorf("readyz %s, reads protected: %d %s; want the nats check %q", tc.name, r.code, r.body, tc.want)
+		}
+	}
 }
 
 func TestHTTPServerHasTimeouts(t *testing.T) {

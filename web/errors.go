@@ -103,17 +103,18 @@ func (s *Server) allowed(a access, r *http.Request) bool {
 	if s.cfg.APIToken == "" || a == open || (a == read && !s.cfg.ProtectReads) {
 		return true
 	}
-	return s.tokenMatches(r)
+	return s.tokenMatches(r, a == read)
 }
 
-// tokenMatches compares the request's bearer token (or HTTP Basic password) with the
-// configured one in constant time: both are hashed first, so neither content nor length
-// leaks through timing.
-func (s *Server) tokenMatches(r *http.Request) bool {
+// tokenMatches compares the request's bearer token with the configured one in constant time:
+// both are hashed first, so neither content nor length leaks through timing. basic also takes
+// an HTTP Basic password, which is how a browser sends the token to the pages; only reads
+// take it, since a browser attaches remembered Basic credentials to any site's requests.
+func (s *Server) tokenMatches(r *http.Request, basic bool) bool {
 	var given string
 	if auth := r.Header.Get("Authorization"); len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ") {
 		given = strings.TrimSpace(auth[7:])
-	} else if _, pw, ok := r.BasicAuth(); ok {
+	} else if _, pw, ok := r.BasicAuth(); ok && basic {
 		given = pw
 	} else {
 		return false

@@ -72,6 +72,7 @@ func TestAnswersMatchOpenAPI(t *testing.T) {
 		{"POST", "/api/papers", `[{"id": "2502.00001", "title": "New", "abstract": "Fresh."}, {"title": "Half"}]`, bearer, 202},
 		{"POST", "/api/papers", `{"title": "Half"}`, bearer, 422},
 		{"POST", "/api/papers", `{"title": "x", "abstract": "y"}`, nil, 401},
+		{"POST", "/api/papers", `{"title": "x", "abstract": "y"}`, append(bearer, "Sec-Fetch-Site", "cross-site"), 403},
 		{"GET", "/", "", nil, 200},
 		{"GET", "/search?q=experts", "", nil, 200},
 		{"GET", "/search?q=experts&mode=keyword", "", nil, 200},

@@ -157,6 +157,10 @@ func (s *Server) embedQuery(ctx context.Context, sp paper.Space, q string) ([]fl
 		if errors.Is(err, paper.ErrInvalid) || errors.Is(err, context.Canceled) {
 			return nil, false, fmt.Errorf("embed query: %w", err)
 		}
+		if ctx.Err() != nil { // the request's own time ran out (see guard), not the API
+			return nil, false, &httpError{status: http.StatusServiceUnavailable, err: err,
+				msg: "embedding the query took too long; try again, or use mode=keyword"}
+		}
 		return nil, false, &httpError{status: http.StatusBadGateway, err: err,
 			msg: "the embedding API failed to embed the query; try again, or use mode=keyword"}
 	}

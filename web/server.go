@@ -138,6 +138,8 @@ type Server struct {
 	cache   *queryCache
 	pages   *pages
 	maps    *mapCache
+	// sameOrigin refuses writes a browser sends from another origin (Sec-Fetch-Site, Origin).
+	sameOrigin *http.CrossOriginProtection
 }
 
 // access says who may call a route.
@@ -165,10 +167,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		cache: newQueryCache(cfg.QueryCacheSize),
-		maps:  &mapCache{},
+		cfg:        cfg,
+		log:        cfg.Logger,
+		cache:      newQueryCache(cfg.QueryCacheSize),
+		maps:       &mapCache{},
+		sameOrigin: http.NewCrossOriginProtection(),
 	}
 	var err error
 	if s.pages, err = loadPages(); err != nil {
@@ -313,15 +316,31 @@ func (r *statusRecorder) code() int {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// guard applies a route's access rule and body limit before its handler.
+// guard applies a route's access rule and body limit before its handler, refuses a write a
+// browser sends from another site (CSRF: a page anywhere could otherwise queue papers, paid
+// for on this server's API account, with a "simple" POST no preflight stops), and ends the
+// handler's work before the server's WriteTimeout would cut the client off while it goes on:
+// a slow search then answers 503 (the request took too long), and its API calls and queries
+// stop with it.
 func (s *Server) guard(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.allowed(rt.access, r) {
 			s.unauthorized(w, r, rt.html)
 			return
 		}
+		if rt.access == write {
+			if err := s.sameOrigin.Check(r); err != nil {
+				s.writeError(w, r, http.StatusForbidden, "cross-origin writes are refused: "+err.Error())
+				return
+			}
+		}
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+		}
+		if d := s.cfg.WriteTimeout; d > 0 {
+			ctx, cancel := context.WithTimeout(r.Context(), d-min(d/10, time.Second))
+			defer cancel()
+			r = r.WithContext(ctx)
 		}
 		rt.handler(w, r)
 	})

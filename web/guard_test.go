@@ -1,0 +1,121 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/web"
+)
+
+// TestCrossSiteWritesAreRefused: a page on any site could otherwise queue papers — paid for
+// on this server's API account — with a "simple" POST (no Content-Type, no preflight), and a
+// browser would attach remembered Basic credentials to it.
+func TestCrossSiteWritesAreRefused(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	body := []byte(`{"id": "2502.00009", "title": "From elsewhere", "abstract": "Queued by a web page."}`)
+	bearer := []string{"Authorization", "Bearer tok"}
+	for _, tc := range []struct {
+		name    string
+		token   string
+		headers []string
+		want    int
+	}{
+		{"no token configured, cross-site", "", []string{"Sec-Fetch-Site", "cross-site"}, http.StatusForbidden},
+		{"token, cross-site", "tok", append(bearer, "Sec-Fetch-Site", "cross-site"), http.StatusForbidden},
+		{"token, foreign Origin without Sec-Fetch-Site", "tok", append(bearer, "Origin", "https://evil.example"), http.StatusForbidden},
+		{"Basic password on a write", "tok", []string{"Authorization", "Basic " + basic("paperpipe", "tok")}, http.StatusUnauthorized},
+		{"token, same-origin", "tok", append(bearer, "Sec-Fetch-Site", "same-origin"), http.StatusAccepted},
+		{"token, no browser headers (curl)", "tok", bearer, http.StatusAccepted},
+	} {
+		cfg := b.config()
+		cfg.APIToken = tc.token
+		b.serve(cfg)
+		if r := b.do(http.MethodPost, "/api/papers", body, tc.headers...); r.code != tc.want {
+			t.Errorf("%s: %d %s, want %d", tc.name, r.code, r.body, tc.want)
+		}
+	}
+}
+
+func basic(user, password string) string {
+	r, _ := http.NewRequest(http.MethodGet, "/", nil)
+	r.SetBasicAuth(user, password)
+	return strings.TrimPrefix(r.Header.Get("Authorization"), "Basic ")
+}
+
+// TestMetricsMethodLabelIsBounded: a method is any token a client sends, and each would be
+// a new time series.
+func TestMetricsMethodLabelIsBounded(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	b.serve(b.config())
+	for _, m := range []string{"M000", "M001", "BREW", "PROPFIND"} {
+		b.do(m, "/api/papers", nil)
+	}
+	r := b.get("/metrics")
+	if r.code != http.StatusOK || !strings.Contains(string(r.body), `method="other"`) {
+		t.Fatalf("metrics: %d, no method=\"other\" series", r.code)
+	}
+	for _, m := range []string{"M000", "M001", "BREW", "PROPFIND"} {
+		if strings.Contains(string(r.body), `method="`+m+`"`) {
+			t.Errorf("metrics carry a series for the method %s", m)
+		}
+	}
+}
+
+// stuckEmbedder answers no query until its context ends, like an API waiting out 429s.
+type stuckEmbedder struct{ web.QueryEmbedder }
+
+func (s stuckEmbedder) EmbedQuery(ctx context.Context, text string) ([]float32, paper.Usage, error) {
+	select {
+	case <-ctx.Done():
+		return nil, paper.Usage{}, ctx.Err()
+	case <-time.After(10 * time.Second): // the request had no deadline: the test fails, not hangs
+		return nil, paper.Usage{}, errors.New("no deadline came")
+	}
+}
+
+// TestHandlersEndBeforeTheWriteTimeout: past WriteTimeout the server cuts the client off; the
+// handler's work must end before then, and answer that it took too long.
+func TestHandlersEndBeforeTheWriteTimeout(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	cfg := b.config()
+	cfg.Embedder = stuckEmbedder{b.emb}
+	cfg.WriteTimeout = 500 * time.Millisecond
+	b.serve(cfg)
+	start := time.Now()
+	r := b.get("/api/search?q=experts&mode=semantic")
+	if r.code != http.StatusServiceUnavailable || !strings.Contains(string(r.body), "too long") {
+		t.Errorf("a search whose embedding never comes: %d %s, want 503", r.code, r.body)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the answer took %v with a WriteTimeout of 500ms", d)
+	}
+}
+
+// TestPostWithoutAQueueAnswersItsSchema: 503 is a PostResult, like the other answers of
+// POST /api/papers.
+func TestPostWithoutAQueueAnswersItsSchema(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	cfg := b.config()
+	cfg.Publisher = nil
+	b.serve(cfg)
+	r := b.do(http.MethodPost, "/api/papers", []byte(`{"title": "T", "abstract": "A."}`), "Content-Type", "application/json")
+	var ans struct {
+		Error    string            `json:"error"`
+		Accepted []json.RawMessage `json:"accepted"`
+		Rejected []json.RawMessage `json:"rejected"`
+	}
+	r.json(t, &ans)
+	if r.code != http.StatusServiceUnavailable || ans.Error == "" || ans.Accepted == nil || ans.Rejected == nil {
+		t.Errorf("POST without a queue: %d %s, want 503 with error, accepted and rejected", r.code, r.body)
+	}
+}
