@@ -11,8 +11,11 @@ import (
 var (
 	// New-style arXiv ids: YYMM.NNNN or YYMM.NNNNN, optional version.
 	arxivNew = regexp.MustCompile(`^(\d{4}\.\d{4,5})(v\d+)?$`)
-	// Old-style arXiv ids: archive(.SUBJ)/YYMMNNN, optional version.
-	arxivOld = regexp.MustCompile(`^([a-z][a-z\-]*(?:\.[a-z]{2})?/\d{7})(v\d+)?$`)
+	// Old-style arXiv ids: archive(.SUBJ)/YYMMNNN, optional version. The subject class is not
+	// part of the identifier (arXiv: math.CA/0611800 is math/0611800), so it is left out.
+	arxivOld = regexp.MustCompile(`^([a-z][a-z\-]*)(?:\.[a-z]{2})?/(\d{7})(v\d+)?$`)
+	// arXiv's DataCite DOIs: 10.48550/arXiv.2401.01234 is arXiv:2401.01234.
+	arxivDOI = "10.48550/arxiv."
 	doiRe    = regexp.MustCompile(`^10\.\d{4,9}/\S+$`)
 )
 
@@ -20,7 +23,10 @@ var (
 //
 //   - arXiv ids lose their version and any prefix or URL: "2401.01234v2",
 //     "arXiv:2401.01234", "https://arxiv.org/abs/2401.01234v1" → "arxiv:2401.01234";
-//     old-style "hep-th/9901001v3" → "arxiv:hep-th/9901001".
+//     old-style "hep-th/9901001v3" → "arxiv:hep-th/9901001", and without the subject class,
+//     which is not part of the identifier: "math.AG/0601001" → "arxiv:math/0601001"; arXiv's
+//     DOIs too: "10.48550/arXiv.2401.01234" → "arxiv:2401.01234". An abstract page's URL may
+//     carry a query, a fragment or a final slash.
 //   - DOIs lose "doi:" and resolver prefixes and are lower-cased: "doi:10.1000/XYZ" → "doi:10.1000/xyz".
 //   - Ids already canonical ("arxiv:…", "doi:…", "title:…") are normalised again.
 //   - Anything else is kept, trimmed, under "id:" so it cannot collide with the forms above.
@@ -48,31 +54,50 @@ func CanonicalID(raw string) (string, error) {
 		if i < 0 || !doiRe.MatchString(lower[i:]) {
 			return "", fmt.Errorf("malformed DOI %q: %w", raw, ErrInvalid)
 		}
-		return "doi:" + lower[i:], nil
+		return doiOrArxiv(lower[i:]), nil
 	case doiRe.MatchString(lower):
-		return "doi:" + lower, nil
+		return doiOrArxiv(lower), nil
 	}
 	a := lower
-	for _, p := range []string{"arxiv.org/abs/", "arxiv.org/pdf/", "huggingface.co/papers/", "arxiv:"} {
-		a = strings.TrimPrefix(a, p)
-	}
-	a = strings.TrimSuffix(a, ".pdf")
-	if m := arxivNew.FindStringSubmatch(a); m != nil {
-		return "arxiv:" + m[1], nil
-	}
-	if m := arxivOld.FindStringSubmatch(a); m != nil {
-		// Old-style subject classes are upper case: math.ag/0601001 → math.AG/0601001.
-		id := m[1]
-		if dot := strings.IndexByte(id, '.'); dot >= 0 {
-			slash := strings.IndexByte(id, '/')
-			id = id[:dot] + strings.ToUpper(id[dot:slash]) + id[slash:]
+	for _, p := range []string{"arxiv.org/abs/", "arxiv.org/pdf/", "huggingface.co/papers/"} {
+		if rest, ok := strings.CutPrefix(a, p); ok {
+			// A page's URL: "…/abs/2401.01234v2?context=cs", "…/abs/2401.01234/".
+			rest, _, _ = strings.Cut(rest, "#")
+			rest, _, _ = strings.Cut(rest, "?")
+			a = strings.TrimSuffix(rest, "/")
+			break
 		}
-		return "arxiv:" + id, nil
+	}
+	a = strings.TrimPrefix(a, "arxiv:")
+	a = strings.TrimSuffix(a, ".pdf")
+	if id := arxivID(a); id != "" {
+		return id, nil
 	}
 	if strings.HasPrefix(lower, "arxiv:") {
 		return "", fmt.Errorf("malformed arXiv id %q: %w", raw, ErrInvalid)
 	}
 	return "id:" + s, nil
+}
+
+// arxivID returns the canonical id of a bare arXiv identifier a (lower case, no prefix), or "".
+func arxivID(a string) string {
+	if m := arxivNew.FindStringSubmatch(a); m != nil {
+		return "arxiv:" + m[1]
+	}
+	if m := arxivOld.FindStringSubmatch(a); m != nil {
+		return "arxiv:" + m[1] + "/" + m[2]
+	}
+	return ""
+}
+
+// doiOrArxiv is the canonical id of DOI d (lower case): arXiv's own DOIs name arXiv papers.
+func doiOrArxiv(d string) string {
+	if rest, ok := strings.CutPrefix(d, arxivDOI); ok {
+		if id := arxivID(rest); id != "" {
+			return id
+		}
+	}
+	return "doi:" + d
 }
 
 // TitleID is the canonical id of a paper whose source gives no identifier: "title:" and the
