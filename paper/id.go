@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 var (
@@ -101,13 +104,15 @@ func doiOrArxiv(d string) string {
 }
 
 // TitleID is the canonical id of a paper whose source gives no identifier: "title:" and the
-// first 16 hex digits of the SHA-256 of its normalised title (lower case, letters and digits
-// only), so the same title from two such sources is one paper.
+// first 16 hex digits of the SHA-256 of its normalised title (NFKC, lower case, letters, digits
+// and combining marks only, words separated by one space), so the same title from two such
+// sources is one paper whatever their typography: "Don't" and "Don’t", "-" and "—", straight
+// and curly quotes, full-width and ASCII letters.
 func TitleID(title string) string {
 	var b strings.Builder
-	for _, f := range strings.Fields(strings.ToLower(title)) {
+	for _, f := range strings.Fields(strings.ToLower(norm.NFKC.String(title))) {
 		w := strings.Map(func(r rune) rune {
-			if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r > 127 {
+			if unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r) {
 				return r
 			}
 			return -1

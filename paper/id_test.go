@@ -60,6 +60,23 @@ func TestTitleIDIgnoresCaseAndPunctuation(t *testing.T) {
 	if len(a) != len("title:")+16 {
 		t.Errorf("TitleID length = %d", len(a))
 	}
+	// Typography is not the title: one paper from two sources that set it differently.
+	for _, pair := range [][2]string{
+		{"Don't Stop Pretraining", "Don’t Stop Pretraining"},
+		{`"Quoted" Words in Titles`, "“Quoted” Words in Titles"},
+		{"Models - a Survey", "Models — a Survey"},
+		{"ＧＰＴ-４ Technical Report", "GPT-4 Technical Report"},
+		{"Café au Lait", "Café au Lait"},
+	} {
+		if TitleID(pair[0]) != TitleID(pair[1]) {
+			t.Errorf("TitleID(%q) != TitleID(%q)", pair[0], pair[1])
+		}
+	}
+	for _, pair := range [][2]string{{"深度学习", "机器学习"}, {"Café", "Cafe"}, {"हिंदी", "हद"}} {
+		if TitleID(pair[0]) == TitleID(pair[1]) {
+			t.Errorf("TitleID(%q) == TitleID(%q): different titles, one id", pair[0], pair[1])
+		}
+	}
 }
 
 func TestContentHashFoldsWhitespace(t *testing.T) {
