@@ -2,6 +2,7 @@ package web
 
 import (
 	"cmp"
+	"context"
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
@@ -456,10 +457,16 @@ type mapCache struct {
 	mu     sync.Mutex
 	key    uint64
 	layout *mapLayout
+	// building is closed when the layout being computed is stored; nil when none is.
+	building chan struct{}
+	// compute makes a layout: layoutMap, unless a test makes it slow.
+	compute func([]MapPoint) mapLayout
 }
 
-// get returns the layout of points, computing it when the points changed.
-func (c *mapCache) get(points []MapPoint) mapLayout {
+// get returns the layout of points, computing it when the points changed. One layout is
+// computed at a time (for 5,000 points of 768 dimensions it takes seconds), outside the lock:
+// a request that needs one while another is being computed waits for it, or for ctx.
+func (c *mapCache) get(ctx context.Context, points []MapPoint) (mapLayout, error) {
 	h := fnv.New64a()
 	var buf [4]byte
 	for _, p := range points {
@@ -476,12 +483,34 @@ func (c *mapCache) get(points []MapPoint) mapLayout {
 		}
 	}
 	key := h.Sum64()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.layout != nil && c.key == key {
-		return *c.layout
+	for {
+		c.mu.Lock()
+		if c.layout != nil && c.key == key {
+			lay := *c.layout
+			c.mu.Unlock()
+			return lay, nil
+		}
+		if wait := c.building; wait != nil {
+			c.mu.Unlock()
+			select {
+			case <-wait: // look again: it may be this layout
+				continue
+			case <-ctx.Done():
+				return mapLayout{}, ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		c.building = done
+		c.mu.Unlock()
+		compute := c.compute
+		if compute == nil {
+			compute = layoutMap
+		}
+		lay := compute(points)
+		c.mu.Lock()
+		c.key, c.layout, c.building = key, &lay, nil
+		c.mu.Unlock()
+		close(done)
+		return lay, nil
 	}
-	lay := layoutMap(points)
-	c.key, c.layout = key, &lay
-	return lay
 }

@@ -397,7 +397,10 @@ func (s *Server) uiMap(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data.Space, data.Shown, data.Total, data.Sampled = sp.Name(), len(points), total, total > len(points)
-	data.mapLayout = s.maps.get(points)
+	if data.mapLayout, err = s.maps.get(r.Context(), points); err != nil {
+		s.failPage(w, r, err)
+		return
+	}
 	s.render(w, r, http.StatusOK, "map", data)
 }
 

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/paperpipe/paperpipe/paper"
@@ -221,5 +222,42 @@ func TestFormatInt(t *testing.T) {
 		if got := formatInt(in); got != want {
 			t.Errorf("formatInt(%v) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestMapCacheComputesOneLayoutAtATimeOutsideItsLock: a layout takes seconds; a request that
+// needs one while another is being computed waits for it (and gets it), or gives up with its
+// context, instead of queueing behind a lock.
+func TestMapCacheComputesOneLayoutAtATimeOutsideItsLock(t *testing.T) {
+	t.Parallel()
+	started, release := make(chan struct{}, 2), make(chan struct{})
+	var computed atomic.Int32
+	c := &mapCache{compute: func(points []MapPoint) mapLayout {
+		computed.Add(1)
+		started <- struct{}{}
+		<-release
+		return layoutMap(points)
+	}}
+	points := []MapPoint{{ID: "a", Title: "A", Vector: []float32{1, 0}}, {ID: "b", Title: "B", Vector: []float32{0, 1}}}
+	first := make(chan error, 1)
+	go func() { _, err := c.get(context.Background(), points); first <- err }()
+	<-started
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.get(ctx, points); !errors.Is(err, context.Canceled) {
+		t.Errorf("a request whose context ended while the layout was computed: %v, want context.Canceled", err)
+	}
+	second := make(chan error, 1)
+	go func() { _, err := c.get(context.Background(), points); second <- err }()
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	if n := computed.Load(); n != 1 {
+		t.Errorf("%d layouts computed for one set of points, want 1", n)
 	}
 }
