@@ -13,7 +13,7 @@ var (
 	leadLabelRe = regexp.MustCompile(`(?i)^(?:` +
 		`(?:sure|certainly|of course|okay|ok|absolutely|great)[!,.:]?\s+` +
 		`|here(?:'s|’s| is| are)\b[^:\n]{0,60}[:：]\s*` +
-		`|(?:tl;?\s?dr|tldr|summary|one[- ]sentence summary|short summary|answer)(?:\s*[:：–—]|\s+-)\s*` +
+		`|(?:tl;?\s?dr|tldr|summary|one[- ]sentence summary|short summary|answer|abstract)(?:\s*[:：–—]|\s+-)\s*` +
 		`|in (?:summary|short|brief),?\s+)`)
 	// paperLeadRe matches "In this paper, we VERB" and friends; group 1 is the verb when the
 	// subject is "we" or "the authors", group 2 when the paper itself is the subject.

@@ -18,7 +18,7 @@ var (
 	preambleRe = regexp.MustCompile(`(?i)^(?:` +
 		`(?:sure|certainly|of course|okay|absolutely)\b(?:[!,.:]|\s)|(?:ok|great)[!,.:]` +
 		`|here(?:'s|’s| is| are)\b` +
-		`|(?:tl;?\s?dr|tldr|summary|one[- ]sentence summary|short summary|answer)\s*[:：\-–—]` +
+		`|(?:tl;?\s?dr|tldr|summary|one[- ]sentence summary|short summary|answer|abstract)\s*[:：\-–—]` +
 		`|tl;?dr\b` +
 		`|in (?:summary|short|brief)\b` +
 		`|(?:in )?this (?:paper|work|study|article|report|technical report|manuscript)\b` +

@@ -98,6 +98,8 @@ func TestValidate(t *testing.T) {
 		{"the paper- compound ok", "The paper-and-pencil test shows that large models fail at arithmetic.", enAbstract, ""},
 		{"this work- compound ok", "This work-stealing scheduler halves the training cost of large models.", enAbstract, ""},
 		{"summary dash label", "Summary — a method halves the training cost.", enAbstract, "preamble"},
+		{"abstract label", "Abstract: a method halves the training cost of large models.", enAbstract, "preamble"},
+		{"abstract- compound ok", "Abstract-syntax trees make code models twice as accurate.", enAbstract, ""},
 		{"NUL byte", "Halves the training cost\x00 of large models.", enAbstract, "control or invisible"},
 		{"escape sequence", "Halves the \x1b[31mtraining cost\x1b[0m of large models.", enAbstract, "control or invisible"},
 		{"bidi override", "Halves the training cost of large \u202emodels.", enAbstract, "control or invisible"},
@@ -163,6 +165,7 @@ func TestClean(t *testing.T) {
 		{"The paper-and-pencil test shows models fail at arithmetic.", "The paper-and-pencil test shows models fail at arithmetic."},
 		{"A method\x00 halves the training\u202e cost of large models.", "A method halves the training cost of large models."},
 		{"Answer-set programming solvers run twice as fast.", "Answer-set programming solvers run twice as fast."},
+		{"Abstract: a method halves the training cost.", "A method halves the training cost."},
 	} {
 		got := Clean(tc.in, 30)
 		if got != tc.want {
