@@ -223,14 +223,15 @@ func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Em
 			texts = append(texts, in.text)
 		}
 		vecs, u, err := c.embed(ctx, texts, b.tokens)
+		// What was billed counts, whether the batch succeeded or not.
+		usage.Requests += u.Requests
+		usage.InputTokens += u.InputTokens
 		if err != nil {
 			if ctx.Err() != nil {
 				return out, usage, ctx.Err()
 			}
 			return out, usage, fmt.Errorf("embed papers %d-%d of %d with %s: %w", b.start+1, b.end, len(papers), c.cfg.Model, err)
 		}
-		usage.Requests += u.Requests
-		usage.InputTokens += u.InputTokens
 		for i, v := range vecs {
 			out[b.start+i].Vector = v
 		}
@@ -293,12 +294,13 @@ func (c *Client) embed(ctx context.Context, texts []string, tokens int) ([][]flo
 		if err != nil {
 			return err
 		}
+		// A complete answer is billed, usable or not.
+		usage.Requests++
+		usage.InputTokens += resp.Usage.PromptTokens
 		v, err := c.byIndex(resp, len(texts))
 		if err != nil {
 			return err
 		}
-		usage.Requests++
-		usage.InputTokens += resp.Usage.PromptTokens
 		vecs = v
 		return nil
 	})

@@ -357,12 +357,16 @@ func TestClientRejectsUnusableVectors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			embs, _, err := c.Embed(context.Background(), synthPapers(3))
+			embs, usage, err := c.Embed(context.Background(), synthPapers(3))
 			if !errors.Is(err, llm.ErrBadResponse) {
 				t.Fatalf("Embed = %d vectors, %v; want an error wrapping llm.ErrBadResponse", len(embs), err)
 			}
 			if n := calls.Load(); n != 2 {
 				t.Errorf("%d requests, want 2: the answer retried once (MaxRetries 1)", n)
+			}
+			// Both answers were complete, so billed: the usage ledger must show them.
+			if usage.Requests != 2 || usage.InputTokens != 20 {
+				t.Errorf("usage %+v, want the 2 billed requests of 10 tokens each", usage)
 			}
 		})
 	}

@@ -27,7 +27,8 @@ type Summarizer interface {
 	Model() string
 	// PromptVersion names the prompt; stored with each TL;DR.
 	PromptVersion() string
-	// Summarize returns the TL;DR of a. Errors wrapping paper.ErrPermanent are not retried.
+	// Summarize returns the TL;DR of a. Errors wrapping paper.ErrPermanent are not retried;
+	// with an error, the Summary's Usage may hold what the failed attempt was billed.
 	Summarize(ctx context.Context, a paper.Abstract) (paper.Summary, error)
 }
 
@@ -601,6 +602,10 @@ func (w *Worker) summarize(ctx context.Context, j job, saveB *batcher[paper.Summ
 	started()
 	s, err := w.summarizeNow(ctx, j)
 	if err != nil {
+		// Answers billed before the failure (an answer that stayed invalid) are still spent.
+		if s.Usage.Requests > 0 {
+			w.recordUsage(context.WithoutCancel(ctx), []paper.Usage{s.Usage})
+		}
 		return err
 	}
 	return saveB.Do(ctx, s)

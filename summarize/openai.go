@@ -118,7 +118,8 @@ func (c *Client) PromptVersion() string { return PromptVersion }
 // Summarize asks the API for a's TL;DR and validates it. An invalid answer is asked again once
 // with the stricter prompt; if that one is invalid too, the answers are cleaned (Clean) and
 // the first clean result that validates is kept. Summary.Validation records which happened
-// and Summary.Usage sums both calls. Errors: ctx.Err() when ctx ends; paper.ErrPermanent
+// and Summary.Usage sums both calls; with an error, the Summary returned holds only the
+// Usage of the answers that were billed all the same. Errors: ctx.Err() when ctx ends; paper.ErrPermanent
 // wrapped for a request the API rejects (400, 404, 422), for an abstract with no text, and
 // for an answer that stays invalid even when cleaned; otherwise a transient error, already
 // retried MaxRetries times.
@@ -130,7 +131,7 @@ func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary
 	maxWords := c.cfg.MaxWords
 	first, err := c.complete(ctx, buildPrompt(a, maxWords), &usage)
 	if err != nil {
-		return paper.Summary{}, c.wrap(ctx, a, err)
+		return paper.Summary{Usage: usage}, c.wrap(ctx, a, err)
 	}
 	sum := paper.Summary{
 		PaperID:       a.ID,
@@ -148,7 +149,7 @@ func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary
 	second, err := c.complete(ctx, buildRetryPrompt(a, maxWords, problem(verr)), &usage)
 	switch {
 	case ctx.Err() != nil:
-		return paper.Summary{}, ctx.Err()
+		return paper.Summary{Usage: usage}, ctx.Err()
 	case err != nil:
 		// The first answer is paid for: clean it rather than fail and pay for it again.
 		c.log.Warn("stricter retry failed; cleaning the first answer", "paper", a.ID, "err", err)
@@ -166,7 +167,7 @@ func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary
 			return sum, nil
 		}
 	}
-	return paper.Summary{}, fmt.Errorf("summarize %s with %s: answer stays invalid after retry and cleaning (%s): %w",
+	return paper.Summary{Usage: usage}, fmt.Errorf("summarize %s with %s: answer stays invalid after retry and cleaning (%s): %w",
 		a.ID, c.cfg.Model, problem(verr), paper.ErrPermanent)
 }
 
@@ -184,12 +185,13 @@ func (c *Client) complete(ctx context.Context, msgs []message, usage *paper.Usag
 		if err != nil {
 			return err
 		}
-		if len(resp.Choices) == 0 {
-			return fmt.Errorf("chat completion without choices: %w", llm.ErrBadResponse)
-		}
+		// A complete answer is billed, usable or not.
 		usage.Requests++
 		usage.InputTokens += resp.Usage.PromptTokens
 		usage.OutputTokens += resp.Usage.CompletionTokens
+		if len(resp.Choices) == 0 {
+			return fmt.Errorf("chat completion without choices: %w", llm.ErrBadResponse)
+		}
 		answer = resp.Choices[0].Message.Content
 		return nil
 	})

@@ -137,6 +137,31 @@ func TestClientJunkTwiceIsCleaned(t *testing.T) {
 	}
 }
 
+// TestClientAnswerThatStaysInvalidReportsWhatWasBilled: both answers were complete and so
+// billed, though neither could be used; the usage ledger must still show them.
+func TestClientAnswerThatStaysInvalidReportsWhatWasBilled(t *testing.T) {
+	t.Parallel()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		// German for an English abstract: no retry prompt or cleaning turns it into English.
+		io.WriteString(w, `{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,`+
+			`"message":{"role":"assistant","content":"Eine Methode, die die Kosten des Trainings für große Modelle halbiert."},`+
+			`"finish_reason":"stop"}],"usage":{"prompt_tokens":100,"completion_tokens":10,"total_tokens":110}}`)
+	}))
+	defer ts.Close()
+	c, err := New(Config{BaseURL: ts.URL + "/v1", MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Summarize(context.Background(), testPaper)
+	if !errors.Is(err, paper.ErrPermanent) {
+		t.Fatalf("err = %v, want ErrPermanent (the answer stays invalid)", err)
+	}
+	if s.Usage.Requests != 2 || s.Usage.InputTokens != 200 || s.Usage.OutputTokens != 20 || s.Text != "" {
+		t.Errorf("summary with the error: %+v; want no text and the usage of the 2 billed answers", s)
+	}
+}
+
 func TestClientBadRequestIsPermanent(t *testing.T) {
 	t.Parallel()
 	calls := 0
