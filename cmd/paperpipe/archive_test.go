@@ -500,6 +500,8 @@ func TestImportEmbeddingsLoadsGoodLinesAndReportsBadOnes(t *testing.T) {
 		`{"id":"2401.00001","embedding":[0,1,0],"model":"imported"}`,   // another space
 		``,
 		`{"id":"2401.00001","model":"imported"}`, // no vector
+		`{"id":"2401.00001","embedding":[0,0,0,0],"model":"imported"}`,      // the zero vector
+		`{"id":"2401.0000\u0000","embedding":[1,1,0,0],"model":"imported"}`, // a NUL in the id
 	}
 	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -509,10 +511,13 @@ func TestImportEmbeddingsLoadsGoodLinesAndReportsBadOnes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Loaded != 2 || res.Bad != 3 || len(res.Unknown) != 1 || res.Unknown[0] != "arxiv:9999.99999" {
-		t.Errorf("import %+v, want 2 loaded, 3 bad lines, 1 unknown paper", res)
+	// The store refuses a whole chunk for one zero vector or NUL byte: those lines are refused
+	// on their own, and the rest goes on.
+	if res.Loaded != 2 || res.Bad != 5 || len(res.Unknown) != 1 || res.Unknown[0] != "arxiv:9999.99999" {
+		t.Errorf("import %+v, want 2 loaded, 5 bad lines, 1 unknown paper", res)
 	}
-	for _, want := range []string{file + ":2:", file + ":4: unknown paper", file + ":5:", file + ":7:"} {
+	for _, want := range []string{file + ":2:", file + ":4: unknown paper", file + ":5:", file + ":7:",
+		file + `:8: "2401.00001": the zero vector`, file + ":9: " + `"2401.0000\x00": the id contains a NUL byte`} {
 		if !strings.Contains(errw.String(), want) {
 			t.Errorf("messages lack %q:\n%s", want, errw.String())
 		}
@@ -544,6 +549,45 @@ func TestImportEmbeddingsLoadsGoodLinesAndReportsBadOnes(t *testing.T) {
 	if err := e.st.Pool().QueryRow(ctx, `SELECT last_vacuum IS NOT NULL AND last_analyze IS NOT NULL
 		FROM pg_stat_user_tables WHERE relid = 'embeddings'::regclass`).Scan(&vacuumed); err != nil || !vacuumed {
 		t.Errorf("embeddings not vacuumed and analyzed after the import (%v)", err)
+	}
+}
+
+// TestImportEmbeddingsRerunBuildsTheIndexAnInterruptedRunDidNot: an import stopped after its
+// first chunks leaves the space it created (and activated, when none was) without its index;
+// running it again must build it, or the active space's queries scan every vector for good.
+func TestImportEmbeddingsRerunBuildsTheIndexAnInterruptedRunDidNot(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	// What the interrupted import did: the space for the load, and its first chunk.
+	sp, created, err := e.st.EnsureSpaceForLoad(ctx, paper.Space{Model: "imported", Dimensions: 4, Template: "title-abstract-v1"})
+	if err != nil || !created {
+		t.Fatal(created, err)
+	}
+	if _, err := e.st.LoadEmbeddings(ctx, sp.ID, []paper.Embedding{{PaperID: "arxiv:2401.00000", Vector: []float32{1, 0, 0, 0}}}); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "vectors.jsonl")
+	data := `{"id":"2401.00000","embedding":[1,0,0,0],"model":"imported"}
+{"id":"2401.00001","embedding":[0,1,0,0],"model":"imported"}
+{"id":"2401.00002","embedding":[0,0,1,0],"model":"imported"}
+`
+	if err := os.WriteFile(file, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var errw bytes.Buffer
+	if _, err := importEmbeddings(ctx, e.st, file, 5000, &errw); err != nil {
+		t.Fatal(err)
+	}
+	spaces, err := e.st.Spaces(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range spaces {
+		if s.ID == sp.ID && (s.IndexName == "" || s.Embedded != 3) {
+			t.Errorf("after the rerun, space %+v: want 3 vectors and its index", s)
+		}
 	}
 }
 

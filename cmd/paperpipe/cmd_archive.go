@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/paperpipe/paperpipe/batch"
 	"github.com/paperpipe/paperpipe/embed"
@@ -770,8 +772,18 @@ func cmdActivate(ctx context.Context, c *config, args []string) error {
 	}
 	fmt.Fprintf(os.Stderr, "space %d (%s) is active: %d of %d papers embedded\n", sp.ID, sp.Name(), sp.Embedded, sp.Papers)
 	if sp.Embedded < sp.Papers {
-		fmt.Fprintf(os.Stderr, "note: %d papers have no vector in it yet; fill it with `paperpipe reprocess --embed-only --embed-model %s`\n",
-			sp.Papers-sp.Embedded, sp.Model)
+		switch {
+		case sp.Template == embed.TemplateTitleAbstract && embed.IsOfflineModel(sp.Model):
+			fmt.Fprintf(os.Stderr, "note: %d papers have no vector in it yet; fill it with `paperpipe reprocess --embed-only --embed-model %s`\n",
+				sp.Papers-sp.Embedded, sp.Model)
+		case sp.Template == embed.TemplateTitleAbstract:
+			// The dimensions too: without them reprocess fills the model's default-size space.
+			fmt.Fprintf(os.Stderr, "note: %d papers have no vector in it yet; fill it with `paperpipe reprocess --embed-only --embed-model %s --embed-dimensions %d`\n",
+				sp.Papers-sp.Embedded, sp.Model, sp.Dimensions)
+		default:
+			fmt.Fprintf(os.Stderr, "note: %d papers have no vector in it yet; its input template %q is not one reprocess makes, so import their vectors (`paperpipe import-embeddings`)\n",
+				sp.Papers-sp.Embedded, sp.Template)
+		}
 	}
 	return nil
 }
@@ -860,11 +872,10 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 	cr := &countingReader{r: src}
 	br := bufio.NewReaderSize(cr, 1<<20)
 	var (
-		space   paper.Space
-		created bool
-		have    bool
-		buf     []paper.Embedding
-		lineOf  = map[string]int{}
+		space  paper.Space
+		have   bool
+		buf    []paper.Embedding
+		lineOf = map[string]int{}
 	)
 	bad := func(line int, format string, args ...any) {
 		res.Bad++
@@ -928,7 +939,7 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 			sp.Template = embed.TemplateTitleAbstract
 		}
 		if !have {
-			space, created, err = st.EnsureSpaceForLoad(ctx, sp)
+			space, _, err = st.EnsureSpaceForLoad(ctx, sp)
 			if err != nil {
 				return res, err
 			}
@@ -943,8 +954,8 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 			id = c
 		}
 		e := paper.Embedding{PaperID: id, Vector: l.Embedding, ContentHash: l.ContentHash}
-		if verr := validVector(e.Vector); verr != "" {
-			bad(n, "%s: %s", l.ID, verr)
+		if verr := cmp.Or(validText("the id", l.ID), validText("the content hash", l.ContentHash), validVector(e.Vector)); verr != "" {
+			bad(n, "%q: %s", l.ID, verr)
 			continue
 		}
 		if _, dup := lineOf[id]; dup {
@@ -966,7 +977,9 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 		return res, err
 	}
 	prog.done(cr.n)
-	if have && created {
+	// Also when the space existed: an earlier import into it may have been interrupted before
+	// its index was built (a no-op when the index is there).
+	if have {
 		if err := buildAfterFill(ctx, st, space.ID); err != nil {
 			return res, err
 		}
@@ -978,10 +991,27 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 
 // validVector says what is wrong with a vector ("" when nothing).
 func validVector(v []float32) string {
+	zero := true
 	for i, x := range v {
 		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
 			return fmt.Sprintf("value %d is not a finite number", i)
 		}
+		zero = zero && x == 0
+	}
+	if zero {
+		return "the zero vector (no direction: it cannot be anyone's neighbour)"
+	}
+	return ""
+}
+
+// validText says what is wrong with s as text the store can hold ("" when nothing): the store
+// refuses a whole chunk for one such line, so the line is refused on its own first.
+func validText(what, s string) string {
+	switch {
+	case !utf8.ValidString(s):
+		return what + " is not valid UTF-8"
+	case strings.IndexByte(s, 0) >= 0:
+		return what + " contains a NUL byte"
 	}
 	return ""
 }
