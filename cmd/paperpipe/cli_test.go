@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/paper"
 )
 
 // A worker on another embedding model than the active space's (as after `make demo` and then
@@ -179,5 +181,26 @@ func TestRemoteModelWithoutAPIKeyFailsFast(t *testing.T) {
 	c = newCLI(t, "OPENAI_BASE_URL="+api.URL())
 	if r := c.ok("summarize", "--chat-model", "gpt-4o-mini", sampleFile); len(nonEmptyLines(r.stdout)) != 108 {
 		t.Errorf("summarize through a keyless server printed %d lines, want 108", len(nonEmptyLines(r.stdout)))
+	}
+}
+
+// TestFillHintNamesTheSpacesOwnSettings: the command a hint gives must fill that space, not
+// the model's default-size one (a 4-dimension import of text-embedding-3-large is not the
+// 3072-dimension space reprocess makes without --embed-dimensions).
+func TestFillHintNamesTheSpacesOwnSettings(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		sp   paper.Space
+		want string
+	}{
+		{paper.Space{Model: "text-embedding-3-large", Dimensions: 4, Template: embed.TemplateTitleAbstract},
+			"`paperpipe reprocess --embed-only --embed-model text-embedding-3-large --embed-dimensions 4`"},
+		{paper.Space{Model: embed.OfflineModel, Dimensions: 768, Template: embed.TemplateTitleAbstract},
+			"`paperpipe reprocess --embed-only --embed-model " + embed.OfflineModel + "`"},
+		{paper.Space{Model: "m", Dimensions: 8, Template: "custom"}, "import-embeddings"},
+	} {
+		if got := fillHint(tc.sp); !strings.Contains(got, tc.want) {
+			t.Errorf("fillHint(%s) = %q, want it to contain %q", tc.sp.Name(), got, tc.want)
+		}
 	}
 }

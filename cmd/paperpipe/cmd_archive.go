@@ -772,20 +772,22 @@ func cmdActivate(ctx context.Context, c *config, args []string) error {
 	}
 	fmt.Fprintf(os.Stderr, "space %d (%s) is active: %d of %d papers embedded\n", sp.ID, sp.Name(), sp.Embedded, sp.Papers)
 	if sp.Embedded < sp.Papers {
-		switch {
-		case sp.Template == embed.TemplateTitleAbstract && embed.IsOfflineModel(sp.Model):
-			fmt.Fprintf(os.Stderr, "note: %d papers have no vector in it yet; fill it with `paperpipe reprocess --embed-only --embed-model %s`\n",
-				sp.Papers-sp.Embedded, sp.Model)
-		case sp.Template == embed.TemplateTitleAbstract:
-			// The dimensions too: without them reprocess fills the model's default-size space.
-			fmt.Fprintf(os.Stderr, "note: %d papers have no vector in it yet; fill it with `paperpipe reprocess --embed-only --embed-model %s --embed-dimensions %d`\n",
-				sp.Papers-sp.Embedded, sp.Model, sp.Dimensions)
-		default:
-			fmt.Fprintf(os.Stderr, "note: %d papers have no vector in it yet; its input template %q is not one reprocess makes, so import their vectors (`paperpipe import-embeddings`)\n",
-				sp.Papers-sp.Embedded, sp.Template)
-		}
+		fmt.Fprintf(os.Stderr, "note: %d papers have no vector in it yet; %s\n", sp.Papers-sp.Embedded, fillHint(sp.Space))
 	}
 	return nil
+}
+
+// fillHint says how to fill space sp with the vectors it lacks.
+func fillHint(sp paper.Space) string {
+	switch {
+	case sp.Template != embed.TemplateTitleAbstract:
+		return fmt.Sprintf("its input template %q is not one reprocess makes, so import their vectors (`paperpipe import-embeddings`)", sp.Template)
+	case embed.IsOfflineModel(sp.Model):
+		return fmt.Sprintf("fill it with `paperpipe reprocess --embed-only --embed-model %s`", sp.Model)
+	default:
+		// The dimensions too: without them reprocess fills the model's default-size space.
+		return fmt.Sprintf("fill it with `paperpipe reprocess --embed-only --embed-model %s --embed-dimensions %d`", sp.Model, sp.Dimensions)
+	}
 }
 
 // activateSpace resolves ref, builds the space's index if missing, and activates it.

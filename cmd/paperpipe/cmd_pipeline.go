@@ -162,7 +162,7 @@ func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle
 			return err
 		}
 		if !space.Active {
-			warnInactiveSpace(ctx, c, log, st, space)
+			warnInactiveSpace(ctx, log, st, space)
 		}
 		if followed {
 			if err := queueMissing(ctx, log, st, b, space); err != nil {
@@ -181,18 +181,14 @@ func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle
 // to do about it: after a model change (such as an API key set after `make demo`), new papers
 // land in a new space while search and related papers keep the active one, and searches
 // embedded by the new model are refused until the new space is filled and activated.
-func warnInactiveSpace(ctx context.Context, c *config, log *slog.Logger, st *store.Store, space paper.Space) {
+func warnInactiveSpace(ctx context.Context, log *slog.Logger, st *store.Store, space paper.Space) {
 	active := "another space"
 	if sp, err := st.ActiveSpace(ctx); err == nil {
 		active = fmt.Sprintf("space %d (%s)", sp.ID, sp.Name())
 	}
-	fill := "paperpipe reprocess --embed-only --embed-model " + space.Model
-	if c.EmbedDims != 0 {
-		fill += " --embed-dimensions " + strconv.Itoa(c.EmbedDims)
-	}
 	log.Warn(fmt.Sprintf("embeddings go to space %d (%s), which is not active: queries use %s, and searches embedded by %s are refused "+
-		"(embedding space mismatch, HTTP 409) until you fill space %d with `%s` and switch to it with `paperpipe activate %d`",
-		space.ID, space.Name(), active, space.Model, space.ID, fill, space.ID))
+		"(embedding space mismatch, HTTP 409) until the space is filled and active: %s, then switch to it with `paperpipe activate %d`",
+		space.ID, space.Name(), active, space.Model, fillHint(space), space.ID))
 }
 
 // queueMissing publishes, for the workers about to start on space after following it, the
