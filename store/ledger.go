@@ -103,6 +103,50 @@ func (s *Store) UpsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 	return out, nil
 }
 
+// PendingFor returns, like UpsertPapers, one Pending per input paper in input order, but
+// writes nothing: it is for messages that ask for outputs of a text read from the store
+// (re-processing), which must never put that text back — the paper may have changed since the
+// message was published, and the newer text would be lost. An output is wanted only for the
+// text the store holds now: a paper whose stored text is not the message's (or that is gone)
+// needs nothing, and its message is settled as done; the newer text is processed by its own.
+func (s *Store) PendingFor(ctx context.Context, papers []paper.Abstract, w Work) ([]Pending, error) {
+	if len(papers) == 0 {
+		return nil, nil
+	}
+	ids, hashes := make([]string, len(papers)), make([]string, len(papers))
+	for i, a := range papers {
+		ids[i], hashes[i] = a.ID, a.ContentHash()
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT i.id, i.content_hash, p.content_hash,
+			p.content_hash = i.content_hash AND $3::text <> '' AND NOT EXISTS (SELECT 1 FROM tldrs t
+				WHERE t.paper_id = i.id AND t.model = $3 AND t.prompt_version = $4::text AND t.content_hash = i.content_hash),
+			p.content_hash = i.content_hash AND $5::bigint <> 0 AND NOT EXISTS (SELECT 1 FROM embeddings e
+				WHERE e.space_id = $5 AND e.paper_id = i.id AND e.content_hash = i.content_hash)
+		FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS i(id, content_hash, n)
+		LEFT JOIN papers p ON p.id = i.id
+		ORDER BY i.n`, ids, hashes, w.Model, w.PromptVersion, w.SpaceID)
+	if err != nil {
+		return nil, fmt.Errorf("pending work of %d papers: %w", len(papers), err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Pending, error) {
+		var (
+			p      Pending
+			stored *string
+			tl, em *bool
+		)
+		err := r.Scan(&p.ID, &p.ContentHash, &stored, &tl, &em)
+		p.NeedTLDR, p.NeedEmbedding = tl != nil && *tl, em != nil && *em
+		p.New = stored == nil
+		p.Changed = stored != nil && *stored != p.ContentHash
+		return p, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pending work of %d papers: %w", len(papers), err)
+	}
+	return out, nil
+}
+
 // upsertPapersSQL inserts or updates the papers and reports, per paper, its previous hash and
 // the missing outputs. The main query sees the snapshot from before the INSERT, so old.content_hash
 // is the previous hash; after the statement every paper's hash is the input's, so the output

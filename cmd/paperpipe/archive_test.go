@@ -652,3 +652,66 @@ func TestReprocessFillsABinaryIndexedSpace(t *testing.T) {
 		t.Errorf("openStore with PAPERPIPE_VECTOR_INDEX=ivfflat = %v, want an error naming the variable", err)
 	}
 }
+
+// TestResumedReprocessNeverRevertsANewerText: a run interrupted after publishing leaves its
+// messages queued with the texts it read then; a newer version of a paper ingested meanwhile
+// must survive the rerun that processes them, and no TL;DR of the old text is bought.
+func TestResumedReprocessNeverRevertsANewerText(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	res, _ := e.reprocess(t, ctx, e.c, reprocessOptions{})
+	// A prompt change makes every TL;DR stale; a run publishes them and is killed at once.
+	if _, err := e.st.Pool().Exec(ctx, "UPDATE tldrs SET prompt_version = 'tldr-v0'"); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(e.nats.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := paper.Work{Model: e.c.ChatModel, PromptVersion: summarize.PromptVersion, SpaceID: res.Space.ID}
+	target := pipeline.NewReprocessTarget(work, res.Space.Name())
+	if err := pipeline.EnsureReprocessConsumer(ctx, js, pipeline.TopologyConfig{AckWait: e.c.AckWait, MaxDeliver: e.c.MaxDeliver}, target, "killed run"); err != nil {
+		t.Fatal(err)
+	}
+	pub := pipeline.NewRunPublisher(js, target.Subject, "killed-run", 0)
+	if _, err := publishStale(ctx, e.st, store.Selection{Work: paper.Work{Model: work.Model, PromptVersion: work.PromptVersion}}, pub, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Meanwhile the feed brings version 2 of one paper (what ingest and a worker store).
+	old, err := e.st.Paper(ctx, "arxiv:2401.00001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := old.Abstract
+	v2.Title, v2.Abstract = old.Title+" (v2)", "Version two: "+old.Abstract.Abstract
+	if _, err := e.st.UpsertPapers(ctx, []paper.Abstract{v2}, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	chatBefore := e.fake.Stats().ChatDelivered
+	var errw bytes.Buffer
+	if _, err := runReprocess(ctx, e.c, reprocessOptions{}, io.Discard, &errw); err != nil {
+		t.Fatalf("%v\n%s", err, errw.String())
+	}
+	rec, err := e.st.Paper(ctx, v2.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Title != v2.Title || rec.ContentHash != v2.ContentHash() {
+		t.Errorf("after the resumed run the paper is %q (hash %.8s), want version 2 %q: the queued message put the old text back",
+			rec.Title, rec.ContentHash, v2.Title)
+	}
+	// Three papers, each TL;DR'd once, of its current text.
+	if got := e.fake.Stats().ChatDelivered - chatBefore; got != 3 {
+		t.Errorf("%d TL;DRs bought by the resumed run, want 3 (one per paper, of its current text)\n%s", got, errw.String())
+	}
+	if rec.TLDR == nil || rec.TLDR.ContentHash != v2.ContentHash() {
+		t.Errorf("the paper's TL;DR is %+v, want one of version 2", rec.TLDR)
+	}
+}

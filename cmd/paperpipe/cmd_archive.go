@@ -394,11 +394,14 @@ type reprocessStore struct {
 	noEmbeddings bool
 }
 
+// UpsertPapers does not write the messages' texts: they were read from the store when the run
+// published them, and a newer text may have arrived since (a run resumed after an ingest, a
+// replayed dead letter); see store.PendingFor.
 func (s reprocessStore) UpsertPapers(ctx context.Context, papers []paper.Abstract, w paper.Work) ([]paper.Pending, error) {
 	if s.noEmbeddings {
 		w.SpaceID = 0
 	}
-	return s.Store.UpsertPapers(ctx, papers, w)
+	return s.Store.PendingFor(ctx, papers, w)
 }
 
 // runReprocessWorkers publishes the stale papers to the target's subject page by page and, after
