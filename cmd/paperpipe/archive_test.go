@@ -715,3 +715,17 @@ func TestResumedReprocessNeverRevertsANewerText(t *testing.T) {
 		t.Errorf("the paper's TL;DR is %+v, want one of version 2", rec.TLDR)
 	}
 }
+
+// TestReprocessThatDeadLettersPapersFails: like ingest and import-embeddings, a run that could
+// not process some papers exits non-zero and says where they are; the space is still indexed.
+func TestReprocessThatDeadLettersPapersFails(t *testing.T) {
+	t.Parallel()
+	// An API whose context holds 5 tokens refuses every input (400): each paper is dead-lettered.
+	e := newArchiveEnv(t, openaitest.Config{ContextTokens: 5})
+	e.seed(t, 4)
+	var errw bytes.Buffer
+	res, err := runReprocess(t.Context(), e.c, reprocessOptions{embedOnly: true}, io.Discard, &errw)
+	if !errors.Is(err, errDeadLettered) || res.Worker.Dead != 4 || !strings.Contains(err.Error(), "paperpipe dlq list") {
+		t.Fatalf("runReprocess = %v with %d dead-lettered; want an error naming them and `paperpipe dlq list`\n%s", err, res.Worker.Dead, errw.String())
+	}
+}

@@ -209,8 +209,19 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 	} else if err := runReprocessWorkers(ctx, c, o, st, m, space, sel, target, &res, errw, log); err != nil {
 		return res, err
 	}
-	return res, finishSpace(ctx, st, space, wantEmb, o.activating, errw)
+	if err := finishSpace(ctx, st, space, wantEmb, o.activating, errw); err != nil {
+		return res, err
+	}
+	if res.Worker.Dead > 0 {
+		// Like ingest and import-embeddings, which exit non-zero when they skipped anything.
+		return res, fmt.Errorf("%d papers were dead-lettered, not processed: `paperpipe dlq list` says why, and "+
+			"`paperpipe dlq replay --all` queues them again once that is fixed: %w", res.Worker.Dead, errDeadLettered)
+	}
+	return res, nil
 }
+
+// errDeadLettered marks a run that left papers in the dead-letter stream.
+var errDeadLettered = errors.New("the run is incomplete")
 
 // joinWanted joins the descriptions of the outputs a run writes: tldrs, embeddings or both.
 func joinWanted(wantTLDR bool, tldrs string, wantEmb bool, embeddings string) string {

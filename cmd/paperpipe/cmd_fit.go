@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -82,6 +83,10 @@ func runFit(ctx context.Context, c *config, o fitOptions, errw io.Writer) error 
 	}
 	c.EmbedModel = m.Name()
 	res, err := runReprocess(ctx, c, reprocessOptions{all: true, embedOnly: true, activating: o.activate}, io.Discard, errw)
+	if errors.Is(err, errDeadLettered) && o.activate {
+		return fmt.Errorf("%w; space %d (%s) is not activated: `paperpipe activate %d` makes it the one queries use all the same",
+			err, res.Space.ID, res.Space.Name(), res.Space.ID)
+	}
 	if err != nil {
 		return err
 	}
