@@ -41,6 +41,7 @@ services-down: ## stop the local PostgreSQL, keeping its data
 demo: build ## ingest and process the sample archive with the offline models, fit the offline embedder, then show TL;DRs and related papers
 	@if [ -n "$${DATABASE_URL:-}" ]; then echo "==> database: DATABASE_URL from the environment"; else $(SERVICES) up; fi
 	@export PAPERPIPE_DATA="$(DEMO_DATA)"; \
+	if [ -z "$${DATABASE_URL:-}" ]; then export DATABASE_URL="$$($(SERVICES) url)"; fi; \
 	echo "==> paperpipe ingest testdata/sample-papers.txt"; \
 	$(BIN) ingest testdata/sample-papers.txt; \
 	echo "==> paperpipe worker --exit-when-idle"; \

@@ -179,10 +179,10 @@ ensure_debootstrap() {
 	command -v debootstrap >/dev/null && return 0
 	log "installing debootstrap (apt-get)"
 	export DEBIAN_FRONTEND=noninteractive
-	if ! apt-get install -y -q debootstrap >&2; then
+	if ! apt-get -o DPkg::Lock::Timeout=600 install -y -q debootstrap >&2; then
 		log "apt-get install failed; refreshing package lists (apt-get update) and retrying"
-		apt-get update -q >&2
-		apt-get install -y -q debootstrap >&2
+		apt-get -o DPkg::Lock::Timeout=600 update -q >&2
+		apt-get -o DPkg::Lock::Timeout=600 install -y -q debootstrap >&2
 	fi
 	command -v debootstrap >/dev/null || die "debootstrap is still missing after apt-get install"
 }

@@ -34,7 +34,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 echo "test-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -qq
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+"${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update -qq
+"${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 command -v chromium >/dev/null 2>&1 || { echo "test-deps: chromium did not install" >&2; exit 1; }
 echo "test-deps: installed ${missing[*]}" >&2
