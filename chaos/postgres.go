@@ -16,11 +16,20 @@ import (
 )
 
 // Defaults of the PostgreSQL a run can start for itself: the Debian chroot deploy/services.sh
-// builds, and the PostgreSQL 17 binaries inside it.
+// builds (in $PAPERPIPE_SERVICES_DIR, as the script does), and the PostgreSQL 17 binaries
+// inside it.
 const (
 	DefaultChrootRoot = "/var/lib/paperpipe-services/trixie-root"
 	chrootPGBin       = "/usr/lib/postgresql/17/bin"
 )
+
+// chrootRoot is the chroot deploy/services.sh builds: under PAPERPIPE_SERVICES_DIR when set.
+func chrootRoot() string {
+	if dir := os.Getenv("PAPERPIPE_SERVICES_DIR"); dir != "" {
+		return filepath.Join(dir, "trixie-root")
+	}
+	return DefaultChrootRoot
+}
 
 // Postgres is a private PostgreSQL cluster with pgvector, run from the chroot's binaries as
 // its postgres user on a temporary data directory inside the chroot. Unlike the shared test
@@ -37,7 +46,7 @@ type Postgres struct {
 // "chaos" with the vector extension, and returns once it accepts connections.
 func StartPostgres(ctx context.Context, root string) (*Postgres, error) {
 	if root == "" {
-		root = DefaultChrootRoot
+		root = chrootRoot()
 	}
 	if _, err := os.Stat(filepath.Join(root, chrootPGBin, "pg_ctl")); err != nil {
 		return nil, fmt.Errorf("no PostgreSQL in the chroot %s (run make services): %w", root, err)

@@ -51,7 +51,8 @@ type Case struct {
 	// DatabaseURL is the database, unless Disrupt is RestartPostgres, which starts a private
 	// PostgreSQL (see StartPostgres) to restart.
 	DatabaseURL string
-	// ChrootRoot is where StartPostgres finds PostgreSQL. Defaults to DefaultChrootRoot.
+	// ChrootRoot is where StartPostgres finds PostgreSQL. Defaults to deploy/services.sh's
+	// chroot: $PAPERPIPE_SERVICES_DIR/trixie-root, or DefaultChrootRoot.
 	ChrootRoot string
 	// Timeout bounds the run. Defaults to 10 minutes.
 	Timeout time.Duration
