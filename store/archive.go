@@ -505,11 +505,11 @@ func scanBatchJobItem(r pgx.CollectableRow) (BatchJobItem, error) {
 	return it, err
 }
 
-// ErrRunInProgress means another process holds the lock of a re-processing target.
-var ErrRunInProgress = errors.New("another run for this target is in progress")
+// ErrRunInProgress means another process holds a re-processing run's lock.
+var ErrRunInProgress = errors.New("another run writing the same outputs is in progress")
 
-// LockRun takes a session advisory lock named by key (a re-processing target) on a connection
-// of its own, so that two runs for one target (in one schema) never work side by side. It returns an error
+// LockRun takes a session advisory lock named by key (an output a re-processing run writes) on
+// a connection of its own, so that two runs writing it (in one schema) never work side by side. It returns an error
 // wrapping ErrRunInProgress when another session holds the lock, and otherwise a function that
 // releases it (the lock also ends with the connection).
 func (s *Store) LockRun(ctx context.Context, key string) (unlock func(), err error) {
@@ -524,7 +524,7 @@ func (s *Store) LockRun(ctx context.Context, key string) (unlock func(), err err
 	}
 	if !ok {
 		conn.Release()
-		return nil, fmt.Errorf("target %s: %w", key, ErrRunInProgress)
+		return nil, fmt.Errorf("%s: %w", key, ErrRunInProgress)
 	}
 	return func() {
 		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtextextended('paperpipe.run.' || current_schema() || '.' || $1, 0))", key)

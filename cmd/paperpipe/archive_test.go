@@ -729,3 +729,30 @@ func TestReprocessThatDeadLettersPapersFails(t *testing.T) {
 		t.Fatalf("runReprocess = %v with %d dead-lettered; want an error naming them and `paperpipe dlq list`\n%s", err, res.Worker.Dead, errw.String())
 	}
 }
+
+// TestReprocessRunsThatShareAnOutputDoNotRunSideBySide: a full run and an --embed-only run of
+// one space are different targets (consumers, subjects) but both would buy its vectors; each
+// output a run writes is locked, so the second refuses, while a run sharing no output goes on.
+func TestReprocessRunsThatShareAnOutputDoNotRunSideBySide(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	res, _ := e.reprocess(t, ctx, e.c, reprocessOptions{embedOnly: true}) // makes and fills the space
+	embedBefore := e.fake.Stats().EmbedRequests
+	// Another process is running a full reprocess of this space: it holds the space's lock.
+	unlock, err := e.st.LockRun(ctx, "space:"+strconv.FormatInt(res.Space.ID, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if _, err := runReprocess(ctx, e.c, reprocessOptions{embedOnly: true}, io.Discard, io.Discard); !errors.Is(err, store.ErrRunInProgress) {
+		t.Errorf("--embed-only while another run fills the space: %v, want ErrRunInProgress", err)
+	}
+	if _, err := runReprocess(ctx, e.c, reprocessOptions{tldrOnly: true}, io.Discard, io.Discard); err != nil {
+		t.Errorf("--tldr-only (no output shared) while another run fills the space: %v", err)
+	}
+	if n := e.fake.Stats().EmbedRequests - embedBefore; n != 0 {
+		t.Errorf("%d embedding requests while the space's lock was held elsewhere", n)
+	}
+}

@@ -179,11 +179,16 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 		// Messages an interrupted run left queued are processed below even so.
 		fmt.Fprintf(errw, "reprocess: nothing to do: every selected paper has its %s\n", joinWanted(wantTLDR, tldrs, wantEmb, embeddings))
 	}
-	unlock, err := st.LockRun(ctx, target.Key)
-	if err != nil {
-		return res, err
+	// One lock per output the run writes, taken in a fixed order: runs for different targets
+	// that share an output (a full run and an --embed-only run of one space) would otherwise
+	// both buy it.
+	for _, key := range runLocks(sel.Work, wantTLDR, wantEmb, space.ID) {
+		unlock, err := st.LockRun(ctx, key)
+		if err != nil {
+			return res, err
+		}
+		defer unlock()
 	}
-	defer unlock()
 	fmt.Fprintf(errw, "reprocess: %d papers to process (%s)\n", res.Counts.Papers, joinWanted(
 		wantTLDR, fmt.Sprintf("%d TL;DRs by %s prompt %s", res.Counts.TLDRs, m.sum.Model(), m.sum.PromptVersion()),
 		wantEmb, fmt.Sprintf("%d embeddings in space %s", res.Counts.Embeddings, space.Name())))
@@ -222,6 +227,19 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 
 // errDeadLettered marks a run that left papers in the dead-letter stream.
 var errDeadLettered = errors.New("the run is incomplete")
+
+// runLocks names the outputs a run writes, as LockRun keys: TL;DRs of a model and prompt, vectors
+// of a space.
+func runLocks(w paper.Work, wantTLDR, wantEmb bool, spaceID int64) []string {
+	var keys []string
+	if wantTLDR {
+		keys = append(keys, "tldr:"+w.Model+":"+w.PromptVersion)
+	}
+	if wantEmb {
+		keys = append(keys, "space:"+strconv.FormatInt(spaceID, 10))
+	}
+	return keys
+}
 
 // joinWanted joins the descriptions of the outputs a run writes: tldrs, embeddings or both.
 func joinWanted(wantTLDR bool, tldrs string, wantEmb bool, embeddings string) string {
