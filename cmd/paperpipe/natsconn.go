@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,11 +24,17 @@ import (
 // broker is a connection to NATS JetStream, and the embedded server behind it when this
 // process runs one.
 type broker struct {
-	nc       *nats.Conn
-	js       jetstream.JetStream
+	nc *nats.Conn
+	js jetstream.JetStream
+
+	mu       sync.Mutex // guards what follows: a takeover sets them while the process runs
 	embedded *pipeline.Embedded
 	lock     *os.File
 	urlFile  string
+	closed   bool
+	// dataDir and url are set when this process uses another one's embedded server: if that
+	// process stops, this one takes the server over (see takeOver).
+	dataDir, url string
 }
 
 // connectBroker connects to NATS_URL, or, with none set, to the embedded server of the data
@@ -67,6 +76,7 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger) (*broker, e
 				return nil, fmt.Errorf("another paperpipe process holds the embedded NATS server of %s, but its address is unreadable: %w", c.DataDir, err)
 			}
 			url = strings.TrimSpace(string(raw))
+			b.dataDir, b.url = c.DataDir, url
 			log.Debug("using the embedded NATS of another paperpipe process", "url", url)
 		}
 	}
@@ -75,9 +85,12 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger) (*broker, e
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500*time.Millisecond),
 		nats.RetryOnFailedConnect(false),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("NATS disconnected; reconnecting", "err", err)
+			}
+			if b.dataDir != "" {
+				go b.takeOver(nc, log)
 			}
 		}),
 		// nats.go's ConnectedUrlRedacted keeps a token given as nats://TOKEN@host.
@@ -104,6 +117,63 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger) (*broker, e
 	return b, nil
 }
 
+// takeOver runs the embedded server of the data directory in this process when the process
+// that ran it stopped: its server is gone, and the clients of it (this one among them) would
+// retry its address for ever. While nc is disconnected, it tries the directory's lock; the
+// process that gets it starts the server on the same address, so every client reconnects to it.
+func (b *broker) takeOver(nc *nats.Conn, log *slog.Logger) {
+	for !nc.IsConnected() && !nc.IsClosed() {
+		b.mu.Lock()
+		if b.closed || b.embedded != nil {
+			b.mu.Unlock()
+			return
+		}
+		done, err := b.tryTakeOver(log)
+		b.mu.Unlock()
+		if done {
+			return
+		}
+		if err != nil {
+			log.Error("could not take over the embedded NATS server", "dir", b.dataDir, "err", err)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// tryTakeOver takes the data directory's lock if it is free and starts the server on the
+// address the clients know; b.mu is held. done is true once this process runs the server.
+func (b *broker) tryTakeOver(log *slog.Logger) (done bool, err error) {
+	lock, err := os.OpenFile(filepath.Join(b.dataDir, "nats.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return false, err
+	}
+	if syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		lock.Close()
+		return false, nil // another process has it, or is taking it over
+	}
+	u, err := neturl.Parse(b.url)
+	port, perr := strconv.Atoi(u.Port())
+	if err != nil || perr != nil {
+		_ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+		lock.Close()
+		return false, fmt.Errorf("the server's address %q has no port", b.url)
+	}
+	emb, err := pipeline.StartEmbedded(pipeline.EmbeddedConfig{Dir: filepath.Join(b.dataDir, "nats"), Host: u.Hostname(), Port: port, Logger: log})
+	if err != nil {
+		_ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+		lock.Close()
+		return false, err
+	}
+	urlFile := filepath.Join(b.dataDir, "nats.url")
+	if err := os.WriteFile(urlFile, []byte(emb.ClientURL()+"\n"), 0o644); err != nil {
+		log.Warn("could not write the embedded server's address", "file", urlFile, "err", err)
+	}
+	b.embedded, b.lock, b.urlFile = emb, lock, urlFile
+	log.Warn("the paperpipe process that ran the embedded NATS server stopped; this one runs it now", "url", emb.ClientURL(), "dir", b.dataDir)
+	return true, nil
+}
+
 // close drains the connection, then stops the embedded server and releases the data directory.
 func (b *broker) close() {
 	if b.nc != nil {
@@ -113,6 +183,9 @@ func (b *broker) close() {
 		}
 		b.nc.Close()
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
 	if b.embedded != nil {
 		b.embedded.Shutdown()
 	}
