@@ -479,12 +479,9 @@ chroot_up() {
 	mkdir -p "$SERVICES_DIR"
 	[[ -x "$ROOT$PG_BIN/postgres" ]] || build_root
 	ensure_mounts
-	if pid="$(postmaster_pid)"; then
-		if [[ "$(postmaster_port)" != "$PORT" ]]; then
-			log "PostgreSQL runs on port $(postmaster_port), not $PORT; restarting it"
-			chroot_down
-			ensure_mounts
-		fi
+	if pid="$(postmaster_pid)" && [[ "$(postmaster_port)" != "$PORT" ]]; then
+		# Restarting it would cut off whoever uses it on its port (another checkout, a test run).
+		die "PostgreSQL already runs from $ROOT on port $(postmaster_port), not $PORT (PAPERPIPE_PG_PORT); use that port, or move it: deploy/services.sh down, then up with the new port (or PAPERPIPE_SERVICES_DIR for a second server)"
 	fi
 	if ! postmaster_pid >/dev/null; then
 		init_cluster
@@ -514,6 +511,10 @@ chroot_down() {
 
 chroot_status() {
 	local pid
+	if pid="$(postmaster_pid)" && [[ "$(postmaster_port)" != "$PORT" ]]; then
+		log "up on 127.0.0.1:$(postmaster_port), not on PAPERPIPE_PG_PORT $PORT: \`url\` would name a port nothing serves"
+		return 3
+	fi
 	if pid="$(postmaster_pid)" &&
 		as_postgres pg_isready -q -h 127.0.0.1 -p "$(postmaster_port)" -t 5; then
 		log "up: PostgreSQL 17 (pid $pid) on 127.0.0.1:$(postmaster_port), data in $ROOT$PGDATA"
