@@ -212,6 +212,12 @@ build_root() {
 	local mirror tmp started
 	mirror="$(debian_mirror)"
 	tmp="$SERVICES_DIR/trixie-root.partial"
+	# debootstrap does not hold the lock (a daemon a package starts could keep it for ever), so
+	# an interrupted build's debootstrap may still be writing into its tree.
+	local pids
+	if pids="$(pgrep -f -- "debootstrap.* $tmp( |$)")"; then
+		die "a debootstrap of an interrupted build still writes into $tmp (pid ${pids//$'\n'/, }): let it end or kill it, then run up again"
+	fi
 	remove_tree "$tmp" # left by an interrupted build
 	started=$SECONDS
 	log "building the $SUITE chroot with postgresql-17 and postgresql-17-pgvector from $mirror"
