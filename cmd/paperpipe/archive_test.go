@@ -57,6 +57,21 @@ func newArchiveEnv(t *testing.T, fake openaitest.Config) *archiveEnv {
 
 // seed stores n papers whose first sentence makes a valid TL;DR, so that every paper costs
 // exactly one chat request.
+// jetStream is a JetStream client of the env's NATS server, closed with the test.
+func (e *archiveEnv) jetStream(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(e.nats.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
 func (e *archiveEnv) seed(t *testing.T, n int) {
 	t.Helper()
 	var papers []paper.Abstract
@@ -237,15 +252,7 @@ func TestReprocessInterruptedResumesWithoutRedoingPapers(t *testing.T) {
 	e := newArchiveEnv(t, openaitest.Config{ChatLatency: 40 * time.Millisecond})
 	e.seed(t, 16)
 	c := e.cfg(func(c *config) { c.Concurrency, c.BatchSize = 2, 2 })
-	nc, err := nats.Connect(e.nats.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := e.jetStream(t)
 
 	// Interrupt the run once 4 TL;DRs are paid for; meanwhile watch the backlog that
 	// `paperpipe status` shows (pipeline.Backlogs lists every consumer).
@@ -666,15 +673,7 @@ func TestResumedReprocessNeverRevertsANewerText(t *testing.T) {
 	if _, err := e.st.Pool().Exec(ctx, "UPDATE tldrs SET prompt_version = 'tldr-v0'"); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(e.nats.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := e.jetStream(t)
 	work := paper.Work{Model: e.c.ChatModel, PromptVersion: summarize.PromptVersion, SpaceID: res.Space.ID}
 	target := pipeline.NewReprocessTarget(work, res.Space.Name())
 	if err := pipeline.EnsureReprocessConsumer(ctx, js, pipeline.TopologyConfig{AckWait: e.c.AckWait, MaxDeliver: e.c.MaxDeliver}, target, "killed run"); err != nil {
