@@ -21,6 +21,9 @@ type Abstract struct {
 	URL        string    `json:"url,omitempty"`
 	// Source names where the record came from, as "file:line" or a URL; informational only.
 	Source string `json:"source,omitempty"`
+	// TextAt is when the text was read from its source (a worker sets it to the time the queue
+	// stored the message); the store keeps a newer text over an older one. Zero means now.
+	TextAt time.Time `json:"-"`
 }
 
 // ContentHash returns the hex SHA-256 of the normalised title and abstract: the text a model

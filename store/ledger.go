@@ -27,7 +27,9 @@ type Pending = paper.Pending
 
 // UpsertPapers stores papers, in one statement (so one transaction), and returns one Pending
 // per input paper, in input order, saying which outputs of w are missing for the text now
-// stored. It writes only rows whose text or metadata changed; metadata a record lacks (no
+// stored. A paper's text replaces the stored one only when it is not older (Abstract.TextAt,
+// zero meaning now): a redelivered message of a paper's previous version, processed after the
+// newer one, changes nothing and needs nothing (its Pending carries the stored hash). It writes only rows whose text or metadata changed; metadata a record lacks (no
 // authors, no URL…) keeps what an earlier source stored, so one paper from two sources is
 // merged. A changed abstract makes existing outputs stale (they recorded the old hash) without
 // deleting them. When an id appears twice, the last record wins and every one of its inputs gets
@@ -53,7 +55,7 @@ func (s *Store) UpsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 	var (
 		ids, titles, abstracts, authors, cats = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 		urls, sources, hashes                 = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
-		published                             = make([]pgtype.Timestamptz, 0, n)
+		published, textAt                     = make([]pgtype.Timestamptz, 0, n), make([]pgtype.Timestamptz, 0, n)
 	)
 	for i, a := range papers {
 		if last[a.ID] != i {
@@ -68,10 +70,11 @@ func (s *Store) UpsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 		urls = append(urls, a.URL)
 		sources = append(sources, a.Source)
 		hashes = append(hashes, a.ContentHash())
+		textAt = append(textAt, pgtype.Timestamptz{Time: a.TextAt, Valid: !a.TextAt.IsZero()})
 	}
 
 	rows, err := s.pool.Query(ctx, upsertPapersSQL, ids, titles, abstracts, authors, cats, published,
-		urls, sources, hashes, w.Model, w.PromptVersion, w.SpaceID)
+		urls, sources, hashes, w.Model, w.PromptVersion, w.SpaceID, textAt)
 	if err != nil {
 		return nil, fmt.Errorf("upsert %d papers: %w", n, err)
 	}
@@ -147,20 +150,23 @@ func (s *Store) PendingFor(ctx context.Context, papers []paper.Abstract, w Work)
 	return out, nil
 }
 
-// upsertPapersSQL inserts or updates the papers and reports, per paper, its previous hash and
-// the missing outputs. The main query sees the snapshot from before the INSERT, so old.content_hash
-// is the previous hash; after the statement every paper's hash is the input's, so the output
-// checks compare against i.content_hash. Rows are written in id order so that concurrent batches
-// lock them in the same order and cannot deadlock.
+// upsertPapersSQL inserts or updates the papers and reports, per paper, its previous hash, the
+// hash it stores after the statement, and the missing outputs. The main query sees the snapshot
+// from before the INSERT, so old.content_hash is the previous hash; the stored one is the
+// input's when the upsert wrote or matched it, and the previous one when the input's text was
+// older (text_at) than the stored text — then nothing is missing for the input: its outputs
+// would be of a text the paper no longer has. Rows are written in id order so that concurrent
+// batches lock them in the same order and cannot deadlock.
 const upsertPapersSQL = `
 WITH input AS (
 	SELECT id, title, abstract,
 		ARRAY(SELECT jsonb_array_elements_text(authors::jsonb)) AS authors,
 		ARRAY(SELECT jsonb_array_elements_text(categories::jsonb)) AS categories,
-		published, NULLIF(url, '') AS url, NULLIF(source, '') AS source, content_hash
+		published, NULLIF(url, '') AS url, NULLIF(source, '') AS source, content_hash,
+		coalesce(text_at, now()) AS text_at
 	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-		$6::timestamptz[], $7::text[], $8::text[], $9::text[])
-		AS t(id, title, abstract, authors, categories, published, url, source, content_hash)
+		$6::timestamptz[], $7::text[], $8::text[], $9::text[], $13::timestamptz[])
+		AS t(id, title, abstract, authors, categories, published, url, source, content_hash, text_at)
 ), changed AS (
 	-- Papers stored exactly as given are left out before the INSERT: ON CONFLICT would skip
 	-- them too, but only after building each proposed row, generated tsv column included —
@@ -173,33 +179,40 @@ WITH input AS (
 		AND (i.published IS NULL OR p.published = i.published)
 		AND (i.url IS NULL OR p.url = i.url))
 ), upsert AS (
-	INSERT INTO papers AS p (id, title, abstract, authors, categories, published, url, source, content_hash)
-	SELECT id, title, abstract, authors, categories, published, url, source, content_hash
+	INSERT INTO papers AS p (id, title, abstract, authors, categories, published, url, source, content_hash, text_at)
+	SELECT id, title, abstract, authors, categories, published, url, source, content_hash, text_at
 	FROM changed ORDER BY id
 	ON CONFLICT (id) DO UPDATE SET
 		title = excluded.title,
 		abstract = excluded.abstract,
 		content_hash = excluded.content_hash,
+		text_at = CASE WHEN p.content_hash = excluded.content_hash THEN greatest(p.text_at, excluded.text_at)
+			ELSE excluded.text_at END,
 		authors = CASE WHEN cardinality(excluded.authors) > 0 THEN excluded.authors ELSE p.authors END,
 		categories = CASE WHEN cardinality(excluded.categories) > 0 THEN excluded.categories ELSE p.categories END,
 		published = coalesce(excluded.published, p.published),
 		url = coalesce(excluded.url, p.url),
 		source = coalesce(excluded.source, p.source),
 		updated_at = now()
-	WHERE p.content_hash <> excluded.content_hash
+	-- A text older than the stored one (a redelivered message of the previous version) changes
+	-- nothing.
+	WHERE (p.content_hash = excluded.content_hash OR excluded.text_at >= p.text_at) AND (
+		p.content_hash <> excluded.content_hash
 		OR p.title <> excluded.title
 		OR p.abstract <> excluded.abstract
 		OR (cardinality(excluded.authors) > 0 AND p.authors <> excluded.authors)
 		OR (cardinality(excluded.categories) > 0 AND p.categories <> excluded.categories)
 		OR (excluded.published IS NOT NULL AND p.published IS DISTINCT FROM excluded.published)
-		OR (excluded.url IS NOT NULL AND p.url IS DISTINCT FROM excluded.url)
+		OR (excluded.url IS NOT NULL AND p.url IS DISTINCT FROM excluded.url))
+	RETURNING p.id, p.content_hash
 )
-SELECT i.id, i.content_hash, old.content_hash,
-	$10::text <> '' AND NOT EXISTS (SELECT 1 FROM tldrs t
+SELECT i.id, s.stored, old.content_hash,
+	s.stored = i.content_hash AND $10::text <> '' AND NOT EXISTS (SELECT 1 FROM tldrs t
 		WHERE t.paper_id = i.id AND t.model = $10 AND t.prompt_version = $11::text AND t.content_hash = i.content_hash),
-	$12::bigint <> 0 AND NOT EXISTS (SELECT 1 FROM embeddings e
+	s.stored = i.content_hash AND $12::bigint <> 0 AND NOT EXISTS (SELECT 1 FROM embeddings e
 		WHERE e.space_id = $12 AND e.paper_id = i.id AND e.content_hash = i.content_hash)
-FROM input i LEFT JOIN papers old ON old.id = i.id`
+FROM input i LEFT JOIN papers old ON old.id = i.id LEFT JOIN upsert u ON u.id = i.id,
+	LATERAL (SELECT coalesce(u.content_hash, old.content_hash, i.content_hash) AS stored) s`
 
 // SaveSummaries stores TL;DRs, one per (paper, model, prompt version), in one statement. A
 // summary whose ContentHash is not the paper's current hash (made from an older text, or for a

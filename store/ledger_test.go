@@ -408,3 +408,48 @@ func TestUsageAccumulates(t *testing.T) {
 		t.Errorf("Usage(future) = %v, %v; want none", rows, err)
 	}
 }
+
+// TestUpsertPapersKeepsANewerTextOverAnOlderOne: messages of two versions of a paper can be
+// handled out of order (the first redelivered after the second was stored); the older text
+// must not replace the newer one, nor ask for outputs of a text the paper no longer has.
+func TestUpsertPapersKeepsANewerTextOverAnOlderOne(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp := space(t, s, "emb", 3)
+	w := store.Work{Model: testModel, PromptVersion: testPrompt, SpaceID: sp.ID}
+	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	v1 := abstracts(1)[0]
+	v1.TextAt = t0
+	v2 := v1
+	v2.Abstract, v2.TextAt = "The second version of the abstract.", t0.Add(time.Hour)
+	upsert(t, s, []paper.Abstract{v2}, w)
+
+	p := upsert(t, s, []paper.Abstract{v1}, w)[0]
+	if p.ContentHash != v2.ContentHash() || p.Changed || p.NeedTLDR || p.NeedEmbedding {
+		t.Errorf("the older version after the newer: %+v; want the stored (newer) hash and nothing needed", p)
+	}
+	if rec, err := s.Paper(ctx, v1.ID); err != nil || rec.Abstract.Abstract != v2.Abstract {
+		t.Fatalf("stored abstract %q (%v), want the newer version's", rec.Abstract.Abstract, err)
+	}
+	// The same text again, older, with a URL: its metadata still merges.
+	same := v2
+	same.TextAt, same.URL = t0, "https://example.org/paper"
+	if p := upsert(t, s, []paper.Abstract{same}, w)[0]; p.ContentHash != v2.ContentHash() || !p.NeedTLDR {
+		t.Errorf("the stored text again: %+v; want its hash and its TL;DR needed", p)
+	}
+	if rec, err := s.Paper(ctx, v1.ID); err != nil || rec.URL != same.URL {
+		t.Errorf("URL %q (%v), want the merged %q", rec.URL, err, same.URL)
+	}
+	// A newer version replaces it; a text without a time counts as now.
+	v3 := v1
+	v3.Abstract, v3.TextAt = "The third version of the abstract.", t0.Add(2*time.Hour)
+	if p := upsert(t, s, []paper.Abstract{v3}, w)[0]; p.ContentHash != v3.ContentHash() || !p.Changed || !p.NeedTLDR || !p.NeedEmbedding {
+		t.Errorf("a newer version: %+v; want it stored, changed, both outputs needed", p)
+	}
+	v4 := v1
+	v4.Abstract, v4.TextAt = "A version from a caller that gives no time.", time.Time{}
+	if p := upsert(t, s, []paper.Abstract{v4}, w)[0]; p.ContentHash != v4.ContentHash() || !p.Changed {
+		t.Errorf("a text without a time: %+v; want it stored (as of now)", p)
+	}
+}

@@ -1,0 +1,54 @@
+package pipeline
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paperpipe/paperpipe/internal/natstest"
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// TestDecodeDatesTheTextByTheQueue: the store keeps a newer text over an older one by the time
+// the queue stored each message; decode must carry that time, redeliveries included.
+func TestDecodeDatesTheTextByTheQueue(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.Start(t).Connect(t)
+	if err := Setup(ctx, js, TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	p := NewPublisher(js, SubjectNew, 1)
+	if err := p.Publish(ctx, paper.Abstract{ID: "arxiv:2401.00001", Title: "T", Abstract: "A."}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.Consumer(ctx, StreamPapers, ConsumerNew)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for delivery := 1; delivery <= 2; delivery++ {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m jetstream.Msg
+		for m = range batch.Messages() {
+		}
+		if m == nil {
+			t.Fatalf("delivery %d: no message", delivery)
+		}
+		j, err := decode(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.a.TextAt.IsZero() || !j.a.TextAt.Equal(j.meta.Timestamp) {
+			t.Errorf("delivery %d: TextAt %v, want the time the queue stored the message, %v", delivery, j.a.TextAt, j.meta.Timestamp)
+		}
+		_ = m.Nak()
+	}
+}
