@@ -14,6 +14,10 @@ import (
 
 // Headers carried by a dead letter, next to the original message body.
 const (
+	// HeaderTextAt dates a message's text (RFC 3339) when it was read before the message was
+	// published: a stored text republished (the follow backfill, a replayed dead letter) keeps
+	// the date it had, so that it cannot pass for newer than a version queued meanwhile.
+	HeaderTextAt    = "Paperpipe-Text-At"
 	HeaderReason    = "Paperpipe-Reason"
 	HeaderAttempts  = "Paperpipe-Attempts"
 	HeaderSubject   = "Paperpipe-Subject"
@@ -31,7 +35,7 @@ func (w *Worker) deadLetter(ctx context.Context, j job, reason error) {
 	if j.meta != nil {
 		attempts, seq = j.meta.NumDelivered, j.meta.Sequence.Stream
 	}
-	if _, err := w.publishDead(ctx, j.msg.Subject(), j.msg.Data(), seq, attempts, j.a.ID, reason.Error()); err != nil {
+	if _, err := w.publishDead(ctx, j.msg.Subject(), j.msg.Data(), seq, attempts, j.a.ID, reason.Error(), j.a.TextAt); err != nil {
 		w.log.Error("dead-lettering failed; message returned to the queue", "id", j.a.ID, "err", err)
 		_ = j.msg.NakWithDelay(w.cfg.Backoff(int(attempts)))
 		w.stats.retried.Add(1)
@@ -48,13 +52,16 @@ func (w *Worker) deadLetter(ctx context.Context, j job, reason error) {
 // Its message id, dead:<consumer>:<seq>, makes the server drop a second copy of the same
 // message within the duplicate window, so several workers may dead-letter one message safely;
 // duplicate reports that this copy was dropped.
-func (w *Worker) publishDead(ctx context.Context, subject string, data []byte, seq, attempts uint64, paperID, reason string) (duplicate bool, err error) {
+func (w *Worker) publishDead(ctx context.Context, subject string, data []byte, seq, attempts uint64, paperID, reason string, textAt time.Time) (duplicate bool, err error) {
 	dead := &nats.Msg{
 		Subject: SubjectDead + "." + w.cfg.Consumer,
 		Data:    data,
 		Header:  nats.Header{},
 	}
 	dead.Header.Set(HeaderReason, reason)
+	if !textAt.IsZero() {
+		dead.Header.Set(HeaderTextAt, textAt.UTC().Format(time.RFC3339Nano))
+	}
 	dead.Header.Set(HeaderAttempts, strconv.FormatUint(attempts, 10))
 	dead.Header.Set(HeaderSubject, subject)
 	dead.Header.Set(HeaderStreamSeq, strconv.FormatUint(seq, 10))
@@ -151,6 +158,9 @@ func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) e
 		subject = SubjectNew
 	}
 	msg := &nats.Msg{Subject: subject, Data: raw.Data, Header: nats.Header{}}
+	if at := raw.Header.Get(HeaderTextAt); at != "" {
+		msg.Header.Set(HeaderTextAt, at) // the text keeps its date (see HeaderTextAt)
+	}
 	id := "replay:" + strconv.FormatUint(seq, 10) + ":" + strconv.FormatInt(time.Now().UnixNano(), 10)
 	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(id)); err != nil {
 		return fmt.Errorf("replay dead letter %d: %w", seq, err)
@@ -159,4 +169,15 @@ func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) e
 		return fmt.Errorf("replayed dead letter %d but could not remove it: %w", seq, err)
 	}
 	return nil
+}
+
+// textAt dates a message's text: by its HeaderTextAt when it has one (a stored text
+// republished), else by when the queue stored the message.
+func textAt(h nats.Header, stored time.Time) time.Time {
+	if v := h.Get(HeaderTextAt); v != "" {
+		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			return t
+		}
+	}
+	return stored
 }

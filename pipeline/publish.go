@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -58,6 +59,9 @@ func (p *Publisher) Publish(ctx context.Context, a paper.Abstract) error {
 		return fmt.Errorf("encode %s: %w", a.ID, err)
 	}
 	msg := &nats.Msg{Subject: p.subject, Data: data, Header: nats.Header{}}
+	if !a.TextAt.IsZero() { // a stored text: it keeps its date (see HeaderTextAt)
+		msg.Header.Set(HeaderTextAt, a.TextAt.UTC().Format(time.RFC3339Nano))
+	}
 	id := MsgID(p.subject, a)
 	if p.run != "" {
 		id = p.run + "/" + id

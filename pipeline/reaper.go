@@ -156,6 +156,7 @@ func (w *Worker) reap(ctx context.Context, o orphan) error {
 	}
 	var a paper.Abstract
 	decoded := json.Unmarshal(raw.Data, &a) == nil && a.ID != "" && a.Title != "" && a.Abstract != ""
+	a.TextAt = textAt(raw.Header, raw.Time)
 	if decoded {
 		pending, err := w.store.UpsertPapers(ctx, []paper.Abstract{a}, w.work)
 		if err != nil && !errors.Is(err, paper.ErrInvalid) {
@@ -171,7 +172,7 @@ func (w *Worker) reap(ctx context.Context, o orphan) error {
 		}
 	}
 	reason := fmt.Sprintf("%s (%d deliveries, none settled: the worker holding the last one died or lost its connection)", ReasonMaxDeliveries, o.deliveries)
-	dup, err := w.publishDead(ctx, raw.Subject, raw.Data, o.seq, o.deliveries, a.ID, reason)
+	dup, err := w.publishDead(ctx, raw.Subject, raw.Data, o.seq, o.deliveries, a.ID, reason, a.TextAt)
 	if err != nil {
 		return err
 	}

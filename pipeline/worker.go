@@ -500,9 +500,10 @@ func decode(m jetstream.Msg) (job, error) {
 	if err := json.Unmarshal(m.Data(), &j.a); err != nil {
 		return j, fmt.Errorf("message is not an abstract: %w: %w", err, paper.ErrInvalid)
 	}
-	// When the queue stored the message: a redelivery of an older version of the paper, handled
-	// after the newer one, must not put its text back (store.UpsertPapers).
-	j.a.TextAt = meta.Timestamp
+	// When the text was read — when the queue stored the message, or the date a republished
+	// stored text carries: a redelivery of an older version of the paper, handled after the
+	// newer one, must not put its text back (store.UpsertPapers).
+	j.a.TextAt = textAt(m.Headers(), meta.Timestamp)
 	if j.a.ID == "" || j.a.Title == "" || j.a.Abstract == "" {
 		return j, fmt.Errorf("abstract %q lacks id, title or text: %w", j.a.ID, paper.ErrInvalid)
 	}

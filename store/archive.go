@@ -44,7 +44,7 @@ const openJobStatuses = "('preparing', 'submitted')"
 // size, $3 model, $4 prompt version, $5 space id, $6 since, $7 ids (NULL: any).
 const staleSQL = `
 	SELECT p.id, p.title, p.abstract, p.authors, p.categories, p.published, coalesce(p.url, ''),
-		coalesce(p.source, ''), p.content_hash,
+		coalesce(p.source, ''), p.content_hash, nullif(p.text_at, '-infinity'),
 		$3::text <> '' AND NOT EXISTS (SELECT 1 FROM tldrs t
 			WHERE t.paper_id = p.id AND t.model = $3 AND t.prompt_version = $4::text AND t.content_hash = p.content_hash)
 		AND NOT EXISTS (SELECT 1 FROM batch_items bi JOIN batch_jobs j ON j.id = bi.job_id
@@ -101,16 +101,19 @@ func (s *Store) StalePapers(ctx context.Context, sel Selection, pageSize int, fn
 		for rows.Next() {
 			scanned++
 			var (
-				sp        StalePaper
-				published pgtype.Timestamptz
+				sp                StalePaper
+				published, textAt pgtype.Timestamptz
 			)
 			if err := rows.Scan(&sp.ID, &sp.Title, &sp.Abstract.Abstract, &sp.Authors, &sp.Categories, &published,
-				&sp.URL, &sp.Source, &sp.ContentHash, &sp.NeedTLDR, &sp.NeedEmbedding); err != nil {
+				&sp.URL, &sp.Source, &sp.ContentHash, &textAt, &sp.NeedTLDR, &sp.NeedEmbedding); err != nil {
 				rows.Close()
 				return fmt.Errorf("select stale papers: %w", err)
 			}
 			if published.Valid {
 				sp.Published = published.Time
+			}
+			if textAt.Valid { // the stored text's own date travels with a message made of it
+				sp.TextAt = textAt.Time
 			}
 			last = sp.ID
 			if sp.NeedTLDR || sp.NeedEmbedding {

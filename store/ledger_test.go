@@ -447,6 +447,17 @@ func TestUpsertPapersKeepsANewerTextOverAnOlderOne(t *testing.T) {
 	if p := upsert(t, s, []paper.Abstract{v3}, w)[0]; p.ContentHash != v3.ContentHash() || !p.Changed || !p.NeedTLDR || !p.NeedEmbedding {
 		t.Errorf("a newer version: %+v; want it stored, changed, both outputs needed", p)
 	}
+	// A stored text read for re-publishing carries its date.
+	var dated time.Time
+	if err := s.StalePapers(ctx, store.Selection{Work: w}, 10, func(page []store.StalePaper) error {
+		dated = page[0].TextAt
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !dated.Equal(v3.TextAt) {
+		t.Errorf("StalePapers dated the stored text %v, want %v", dated, v3.TextAt)
+	}
 	v4 := v1
 	v4.Abstract, v4.TextAt = "A version from a caller that gives no time.", time.Time{}
 	if p := upsert(t, s, []paper.Abstract{v4}, w)[0]; p.ContentHash != v4.ContentHash() || !p.Changed {
