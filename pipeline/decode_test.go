@@ -11,17 +11,17 @@ import (
 	"github.com/paperpipe/paperpipe/paper"
 )
 
-// TestDecodeDatesTheTextByTheQueue: the store keeps a newer text over an older one by the time
-// the queue stored each message; decode must carry that time, redeliveries included.
-func TestDecodeDatesTheTextByTheQueue(t *testing.T) {
-	t.Parallel()
+// queueOf starts NATS with the topology, publishes a, and returns the server's JetStream and a
+// function that fetches the next message of the workers' consumer, decoded.
+func queueOf(t *testing.T, a paper.Abstract) (jetstream.JetStream, func() job) {
+	t.Helper()
 	ctx := context.Background()
 	js := natstest.Start(t).Connect(t)
 	if err := Setup(ctx, js, TopologyConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	p := NewPublisher(js, SubjectNew, 1)
-	if err := p.Publish(ctx, paper.Abstract{ID: "arxiv:2401.00001", Title: "T", Abstract: "A."}); err != nil {
+	if err := p.Publish(ctx, a); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Flush(ctx); err != nil {
@@ -31,51 +31,7 @@ func TestDecodeDatesTheTextByTheQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for delivery := 1; delivery <= 2; delivery++ {
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m jetstream.Msg
-		for m = range batch.Messages() {
-		}
-		if m == nil {
-			t.Fatalf("delivery %d: no message", delivery)
-		}
-		j, err := decode(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if j.a.TextAt.IsZero() || !j.a.TextAt.Equal(j.meta.Timestamp) {
-			t.Errorf("delivery %d: TextAt %v, want the time the queue stored the message, %v", delivery, j.a.TextAt, j.meta.Timestamp)
-		}
-		_ = m.Nak()
-	}
-}
-
-// TestStoredTextKeepsItsDateThroughPublishAndReplay: a stored text republished (the follow
-// backfill, a replayed dead letter) is dated by when it was read, not by the new message, so it
-// cannot pass for newer than a version the queue stored meanwhile.
-func TestStoredTextKeepsItsDateThroughPublishAndReplay(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	js := natstest.Start(t).Connect(t)
-	if err := Setup(ctx, js, TopologyConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	read := time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC)
-	p := NewPublisher(js, SubjectNew, 1)
-	if err := p.Publish(ctx, paper.Abstract{ID: "arxiv:2401.00001", Title: "T", Abstract: "A.", TextAt: read}); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	cons, err := js.Consumer(ctx, StreamPapers, ConsumerNew)
-	if err != nil {
-		t.Fatal(err)
-	}
-	next := func() job {
+	return js, func() job {
 		t.Helper()
 		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
@@ -93,6 +49,30 @@ func TestStoredTextKeepsItsDateThroughPublishAndReplay(t *testing.T) {
 		}
 		return j
 	}
+}
+
+// TestDecodeDatesTheTextByTheQueue: the store keeps a newer text over an older one by the time
+// the queue stored each message; decode must carry that time, redeliveries included.
+func TestDecodeDatesTheTextByTheQueue(t *testing.T) {
+	t.Parallel()
+	_, next := queueOf(t, paper.Abstract{ID: "arxiv:2401.00001", Title: "T", Abstract: "A."})
+	for delivery := 1; delivery <= 2; delivery++ {
+		j := next()
+		if j.a.TextAt.IsZero() || !j.a.TextAt.Equal(j.meta.Timestamp) {
+			t.Errorf("delivery %d: TextAt %v, want the time the queue stored the message, %v", delivery, j.a.TextAt, j.meta.Timestamp)
+		}
+		_ = j.msg.Nak()
+	}
+}
+
+// TestStoredTextKeepsItsDateThroughPublishAndReplay: a stored text republished (the follow
+// backfill, a replayed dead letter) is dated by when it was read, not by the new message, so it
+// cannot pass for newer than a version the queue stored meanwhile.
+func TestStoredTextKeepsItsDateThroughPublishAndReplay(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	read := time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC)
+	js, next := queueOf(t, paper.Abstract{ID: "arxiv:2401.00001", Title: "T", Abstract: "A.", TextAt: read})
 	j := next()
 	if !j.a.TextAt.Equal(read) {
 		t.Errorf("published stored text dated %v, want %v", j.a.TextAt, read)
