@@ -267,3 +267,77 @@ func TestBuildSpaceIndexBesideAnotherSpaceLetsItsWritesGoOn(t *testing.T) {
 		t.Errorf("after the second build the index exists %v, valid %v", exists, valid)
 	}
 }
+
+// TestSecondIndexBuildWaitsForTheFirst: activate during a fill's index build (or two fills)
+// builds the same space's index twice; the second must wait for the first and find its index,
+// not take the unfinished one for an interrupted build and drop it.
+func TestSecondIndexBuildWaitsForTheFirst(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	ps := abstracts(2)
+	upsert(t, s, ps, store.Work{})
+	active := space(t, s, "active", 3)
+	fill, _, err := s.EnsureSpaceForLoad(ctx, paper.Space{Model: "green", Dimensions: 3, Template: "title+abstract"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LoadEmbeddings(ctx, fill.ID, []paper.Embedding{embeddingOf(ps[0], 1, 0, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	// A write in flight holds the first (concurrent) build in its wait.
+	inFlight, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = inFlight.Rollback(ctx) }()
+	if _, err := inFlight.Exec(ctx, "INSERT INTO embeddings (space_id, paper_id, content_hash, embedding) VALUES ($1, $2, $3, '[1,0,0]')",
+		active.ID, ps[0].ID, ps[0].ContentHash()); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		built bool
+		err   error
+	}
+	build := func(role string) (chan result, string) {
+		b, app := openWatched(t, s, role)
+		done := make(chan result, 1)
+		go func() {
+			built, err := b.BuildSpaceIndex(ctx, fill.ID, store.IndexSettings{})
+			done <- result{built, err}
+		}()
+		return done, app
+	}
+	first, app1 := build("first-builder")
+	waitForLock(t, s, app1, nil, "the first build")
+	second, app2 := build("second-builder")
+	waitForIndexLockPoll(t, s, app2)
+	if err := inFlight.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r1, r2 := <-first, <-second
+	if r1.err != nil || !r1.built || r2.err != nil || r2.built {
+		t.Errorf("first build = %v, %v; second = %v, %v; want the first to build and the second to find its index", r1.built, r1.err, r2.built, r2.err)
+	}
+}
+
+// waitForIndexLockPoll returns once a connection named app has asked for a space's index lock
+// (it polls for it, so it is seen between tries, not waiting).
+func waitForIndexLockPoll(t *testing.T, s *store.Store, app string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var asked bool
+		if err := s.Pool().QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+				WHERE application_name = $1 AND query LIKE '%pg_try_advisory_lock%')`, app).Scan(&asked); err != nil {
+			t.Fatal(err)
+		}
+		if asked {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second build did not ask for the index lock within 20 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

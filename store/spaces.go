@@ -213,6 +213,17 @@ func (s *Store) BuildSpaceIndex(ctx context.Context, id int64, cfg IndexSettings
 	if err != nil || valid {
 		return false, err
 	}
+	// One build of a space's index at a time: a second (activate during a fill's build) would
+	// take the first's unfinished index for an interrupted one and drop it. After the wait,
+	// the first build may have made it.
+	unlock, err := s.lockSpaceIndex(ctx, sp.ID)
+	if err != nil {
+		return false, fmt.Errorf("build index of space %s: %w", sp.Name(), err)
+	}
+	defer unlock()
+	if exists, valid, err = s.indexState(ctx, v.indexName); err != nil || valid {
+		return false, err
+	}
 	var shared bool
 	if err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM embedding_spaces WHERE id <> $1)", sp.ID).Scan(&shared); err != nil {
 		return false, fmt.Errorf("build index of space %s: look up other spaces: %w", sp.Name(), err)
@@ -257,6 +268,43 @@ func (s *Store) indexState(ctx context.Context, name string) (exists, valid bool
 	return true, valid, nil
 }
 
+// lockSpaceIndex takes, on a connection of its own, the session advisory lock under which
+// space id's index is built or replaced, waiting for another holder (or ctx); unlock releases it.
+// It polls with pg_try_advisory_lock rather than waiting in pg_advisory_lock: the holder's
+// CREATE INDEX CONCURRENTLY waits for every transaction in progress, and a statement waiting
+// for the lock would be one — a deadlock PostgreSQL cannot see (the lock's session is idle).
+func (s *Store) lockSpaceIndex(ctx context.Context, id int64) (unlock func(), err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	const key = `hashtextextended('paperpipe.index.' || current_schema() || '.' || $1::bigint, 0)`
+	for {
+		var ok bool
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+key+`)`, id).Scan(&ok); err != nil {
+			// Whether it was taken is unknown: closing the connection ends it either way.
+			_ = conn.Conn().Close(context.WithoutCancel(ctx))
+			conn.Release()
+			return nil, fmt.Errorf("take the index lock: %w", err)
+		}
+		if ok {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			conn.Release()
+			return nil, fmt.Errorf("wait for the index lock: %w", ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return func() {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+key+`)`, id); err != nil {
+			_ = conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+		conn.Release()
+	}, nil
+}
+
 // buildIndex runs the index build ddl on one connection whose maintenance_work_mem and
 // max_parallel_maintenance_workers are set from cfg for it and reset after it.
 func (s *Store) buildIndex(ctx context.Context, cfg IndexSettings, ddl string) error {
@@ -296,6 +344,12 @@ func (s *Store) Reindex(ctx context.Context, id int64, kind IndexKind, cfg Index
 	if _, err := ParseIndexKind(string(kind)); err != nil {
 		return false, fmt.Errorf("reindex: %w", err)
 	}
+	// Read under the lock: a reindex that held it may have changed the kind.
+	unlock, err := s.lockSpaceIndex(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("reindex space %d: %w", id, err)
+	}
+	defer unlock()
 	cur, err := spaceByID(ctx, s.pool, id)
 	if err != nil {
 		return false, notFound(err, "reindex: embedding space %d", id)
