@@ -197,16 +197,7 @@ func TestBuildSpaceIndexBesideAnotherSpaceLetsItsWritesGoOn(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
 	ctx := t.Context()
-	ps := abstracts(3)
-	upsert(t, s, ps, store.Work{})
-	active := space(t, s, "active", 3)
-	fill, created, err := s.EnsureSpaceForLoad(ctx, paper.Space{Model: "green", Dimensions: 3, Template: "title+abstract"})
-	if err != nil || !created {
-		t.Fatalf("EnsureSpaceForLoad = %v, created %v", err, created)
-	}
-	if _, err := s.LoadEmbeddings(ctx, fill.ID, []paper.Embedding{embeddingOf(ps[0], 1, 0, 0), embeddingOf(ps[1], 0, 1, 0)}); err != nil {
-		t.Fatal(err)
-	}
+	ps, active, fill := fillBesideActive(t, s, 3)
 	indexValid := func() (exists, valid bool) {
 		t.Helper()
 		err := s.Pool().QueryRow(ctx, "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
@@ -221,15 +212,7 @@ func TestBuildSpaceIndexBesideAnotherSpaceLetsItsWritesGoOn(t *testing.T) {
 	}
 
 	// A worker's write to the active space is in flight: any index build waits for it.
-	inFlight, err := s.Pool().Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = inFlight.Rollback(ctx) }()
-	if _, err := inFlight.Exec(ctx, "INSERT INTO embeddings (space_id, paper_id, content_hash, embedding) VALUES ($1, $2, $3, '[1,0,0]')",
-		active.ID, ps[0].ID, ps[0].ContentHash()); err != nil {
-		t.Fatal(err)
-	}
+	inFlight := writeInFlight(t, s, active.ID, ps[0])
 	builder, app := openWatched(t, s, "builder")
 	buildCtx, cancelBuild := context.WithCancel(ctx)
 	defer cancelBuild()
@@ -275,26 +258,9 @@ func TestSecondIndexBuildWaitsForTheFirst(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
 	ctx := t.Context()
-	ps := abstracts(2)
-	upsert(t, s, ps, store.Work{})
-	active := space(t, s, "active", 3)
-	fill, _, err := s.EnsureSpaceForLoad(ctx, paper.Space{Model: "green", Dimensions: 3, Template: "title+abstract"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.LoadEmbeddings(ctx, fill.ID, []paper.Embedding{embeddingOf(ps[0], 1, 0, 0)}); err != nil {
-		t.Fatal(err)
-	}
+	ps, active, fill := fillBesideActive(t, s, 2)
 	// A write in flight holds the first (concurrent) build in its wait.
-	inFlight, err := s.Pool().Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = inFlight.Rollback(ctx) }()
-	if _, err := inFlight.Exec(ctx, "INSERT INTO embeddings (space_id, paper_id, content_hash, embedding) VALUES ($1, $2, $3, '[1,0,0]')",
-		active.ID, ps[0].ID, ps[0].ContentHash()); err != nil {
-		t.Fatal(err)
-	}
+	inFlight := writeInFlight(t, s, active.ID, ps[0])
 	type result struct {
 		built bool
 		err   error
@@ -340,4 +306,44 @@ func waitForIndexLockPoll(t *testing.T, s *store.Store, app string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// fillBesideActive stores papers n, an active space, and a bulk-filled space without its index
+// holding the first papers' vectors (up to two): what a blue/green fill leaves before its build.
+func fillBesideActive(t *testing.T, s *store.Store, n int) (ps []paper.Abstract, active, fill paper.Space) {
+	t.Helper()
+	ctx := t.Context()
+	ps = abstracts(n)
+	upsert(t, s, ps, store.Work{})
+	active = space(t, s, "active", 3)
+	fill, created, err := s.EnsureSpaceForLoad(ctx, paper.Space{Model: "green", Dimensions: 3, Template: "title+abstract"})
+	if err != nil || !created {
+		t.Fatalf("EnsureSpaceForLoad = %v, created %v", err, created)
+	}
+	vecs := [][]float32{{1, 0, 0}, {0, 1, 0}}
+	embs := make([]paper.Embedding, 0, 2)
+	for i := range min(n, 2) {
+		embs = append(embs, embeddingOf(ps[i], vecs[i]...))
+	}
+	if _, err := s.LoadEmbeddings(ctx, fill.ID, embs); err != nil {
+		t.Fatal(err)
+	}
+	return ps, active, fill
+}
+
+// writeInFlight starts a transaction that has written p's vector into space spaceID and not
+// committed: a worker's write in flight, which every index build of the table waits for.
+func writeInFlight(t *testing.T, s *store.Store, spaceID int64, p paper.Abstract) pgx.Tx {
+	t.Helper()
+	ctx := t.Context()
+	tx, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	if _, err := tx.Exec(ctx, "INSERT INTO embeddings (space_id, paper_id, content_hash, embedding) VALUES ($1, $2, $3, '[1,0,0]')",
+		spaceID, p.ID, p.ContentHash()); err != nil {
+		t.Fatal(err)
+	}
+	return tx
 }

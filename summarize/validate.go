@@ -55,10 +55,12 @@ func Validate(tldr, abstract string, maxWords int) error {
 		return fmt.Errorf("%w: contains markdown", ErrInvalidTLDR)
 	case wrappedInQuotes(t):
 		return fmt.Errorf("%w: wrapped in quotes", ErrInvalidTLDR)
-	case findPreamble(t) != nil:
-		return fmt.Errorf("%w: starts with a preamble (%q)", ErrInvalidTLDR, t[:findPreamble(t)[1]])
-	case strings.IndexFunc(t, unprintable) >= 0:
-		r, _ := utf8.DecodeRuneInString(t[strings.IndexFunc(t, unprintable):])
+	}
+	if loc := findPreamble(t); loc != nil {
+		return fmt.Errorf("%w: starts with a preamble (%q)", ErrInvalidTLDR, t[:loc[1]])
+	}
+	if i := strings.IndexFunc(t, unprintable); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(t[i:])
 		return fmt.Errorf("%w: contains a control or invisible character (%U)", ErrInvalidTLDR, r)
 	}
 	if n := len(Sentences(t)); n != 1 {
