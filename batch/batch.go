@@ -186,7 +186,8 @@ type Report struct {
 // recorded only with the papers not already in an open job of its target, checked under a
 // lock of the target (store.ClaimBatchJob), and the Runner preparing a job holds the job's
 // lock until its batch is created, so another Runner resumes only a job whose creator is
-// gone (store.LockBatchJob).
+// gone (store.LockBatchJob); the Runner collecting a job's results holds that lock too, so
+// they are stored and reported once.
 type Runner struct {
 	cfg   Config
 	api   *openai.Client
@@ -606,10 +607,31 @@ func (r *Runner) poll(ctx context.Context, j store.BatchJob) (store.BatchJob, er
 	if b.ErrorFileID != nil {
 		j.ErrorFileID = *b.ErrorFileID
 	}
+	var status string
 	switch b.Status {
 	case "completed":
-		return r.collect(ctx, j, store.BatchDone)
+		status = store.BatchDone
 	case "failed", "expired", "cancelled":
+		status = store.BatchFailed
+	default:
+		return j, r.cfg.Store.UpdateBatchJob(ctx, j)
+	}
+	// One Runner collects a job: another one's Wait polling the same job skips it while it is
+	// locked, and finds it closed afterwards (its results would be downloaded, stored and
+	// reported twice).
+	cur, release, err := r.cfg.Store.LockBatchJob(ctx, j.ID)
+	if errors.Is(err, store.ErrBatchJobBusy) {
+		r.log.DebugContext(ctx, "batch job is being collected by another run", "job", j.ID)
+		return j, nil
+	}
+	if err != nil {
+		return j, err
+	}
+	defer release()
+	if cur.Status != store.BatchSubmitted {
+		return cur, nil
+	}
+	if status == store.BatchFailed {
 		if b.Errors != nil {
 			for _, e := range b.Errors.Data {
 				line := 0
@@ -620,9 +642,8 @@ func (r *Runner) poll(ctx context.Context, j store.BatchJob) (store.BatchJob, er
 			}
 		}
 		r.log.WarnContext(ctx, "batch ended without completing", "job", j.ID, "openai_batch", j.OpenAIID, "status", b.Status)
-		return r.collect(ctx, j, store.BatchFailed)
 	}
-	return j, r.cfg.Store.UpdateBatchJob(ctx, j)
+	return r.collect(ctx, j, status)
 }
 
 // resultLine is one line of a batch output or error file.

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/paperpipe/paperpipe/batch"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
@@ -158,5 +159,85 @@ func TestWaitLeavesAJobBeingPreparedToItsCreator(t *testing.T) {
 	}
 	if s := b.fake.Stats(); s.ChatDelivered != n {
 		t.Errorf("API delivered %d chat completions for %d papers, want %d", s.ChatDelivered, n, n)
+	}
+}
+
+// A job whose results one Runner is collecting is not collected by another Runner's Wait: it
+// waits for the job to close, and the results are downloaded, stored and reported once.
+func TestTwoRunnersWaitingOnOneJobCollectItOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const n = 4
+	b := setup(t, n)
+	var downloads atomic.Int32
+	started, end := make(chan struct{}), make(chan struct{})
+	endOnce := sync.OnceFunc(func() { close(end) })
+	t.Cleanup(endOnce) // before the proxy's Close, which waits for its handlers
+	held := proxy(t, b.fake, func(_ http.ResponseWriter, r *http.Request) bool {
+		if isContent(r) {
+			downloads.Add(1)
+			select {
+			case <-started:
+			default:
+				close(started)
+			}
+			<-end // the first Runner's download waits until the other Runner has looked
+		}
+		return false
+	})
+	free := proxy(t, b.fake, func(_ http.ResponseWriter, r *http.Request) bool {
+		if isContent(r) {
+			downloads.Add(1)
+		}
+		return false
+	})
+
+	first := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = held })
+	batch.SetStallTimeout(first, time.Minute)
+	firstDone := make(chan error, 1)
+	var firstRep batch.Report
+	go func() {
+		var err error
+		firstRep, err = first.Run(ctx, store.Selection{})
+		firstDone <- err
+	}()
+	select {
+	case <-started:
+	case err := <-firstDone:
+		t.Fatalf("the first Run returned before downloading its results: %v", err)
+	}
+
+	looks := 0
+	other := b.runner(t, func(c *batch.Config) {
+		c.Embed = nil
+		c.BaseURL = free
+		c.Progress = func([]store.BatchJob, batch.Report) {
+			if looks++; looks == 2 {
+				endOnce() // the first Runner goes on once the other has polled the ended job twice
+			}
+		}
+	})
+	rep, err := other.Wait(ctx)
+	endOnce() // when the other Wait collected the job itself, it returned before letting go
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-firstDone; err != nil {
+		t.Fatalf("first Run: %v", err)
+	}
+	if looks < 2 {
+		t.Fatalf("the other Runner's Wait returned after %d polls, before the first Runner was let go", looks)
+	}
+	if rep.Done != 0 || rep.TLDRs != 0 {
+		t.Errorf("other Runner's report %+v, want nothing collected (the first Runner was collecting the job)", rep)
+	}
+	if firstRep.Done != 1 || firstRep.TLDRs != n {
+		t.Errorf("first Runner's report %+v, want 1 done, %d TL;DRs", firstRep, n)
+	}
+	if got := downloads.Load(); got != 1 {
+		t.Errorf("the job's output was downloaded %d times, want 1", got)
+	}
+	if tl, _ := b.counts(t); tl != n {
+		t.Errorf("stored %d TL;DRs, want %d", tl, n)
 	}
 }
