@@ -35,6 +35,7 @@ func TitleAbstract(a paper.Abstract) string {
 }
 
 // EstimateTokens is the token estimate used for batching and truncation:
-// llm.EstimateTokens, ceil(bytes/3), which stays above real tokenizers' counts for English
-// (about 4 bytes per token), so batches sized by it fit the API's limits.
+// llm.EstimateTokens, a token per 3 ASCII bytes and per byte of anything else, which stays
+// above real tokenizers' counts (about 4 bytes of English per token), so batches sized by it
+// fit the API's limits.
 func EstimateTokens(s string) int { return llm.EstimateTokens(s) }

@@ -362,7 +362,7 @@ func TestDryRunEstimateMatchesTheRun(t *testing.T) {
 	if s.EmbedRequests < est.EmbedRequests {
 		t.Errorf("%d embedding requests, fewer than the estimate's minimum %d", s.EmbedRequests, est.EmbedRequests)
 	}
-	// The real prompt is within the estimate (3 bytes per token stays above real counts).
+	// The real prompt is within the estimate (a token per 3 ASCII bytes stays above real counts).
 	if s.PromptTokens > est.ChatInTokens+est.EmbedTokens {
 		t.Errorf("%d prompt tokens used, above the estimate %d", s.PromptTokens, est.ChatInTokens+est.EmbedTokens)
 	}

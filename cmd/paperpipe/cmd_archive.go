@@ -413,7 +413,7 @@ func printEstimate(w io.Writer, e estimate, m *models, space paper.Space, wantTL
 	}
 	fmt.Fprintf(tw, "estimated cost\t%s\n", cost)
 	tw.Flush()
-	fmt.Fprintln(w, "dry run: nothing was sent or spent; tokens are estimated at 3 bytes per token, above real counts")
+	fmt.Fprintln(w, "dry run: nothing was sent or spent; tokens are estimated at 3 ASCII bytes (or 1 other byte) per token, above real counts")
 }
 
 // reprocessStore is the store as a re-processing worker sees it: with noEmbeddings, no

@@ -6,17 +6,34 @@ import (
 	"unicode/utf8"
 )
 
-// BytesPerToken is the divisor of the token estimate. Real BPE tokenizers average about four
-// bytes of English per token; three keeps the estimate above the true count for English,
-// code and most European languages, so a batch or an input sized by it fits the real limit.
-// Text in scripts that tokenize worse (CJK, for instance, often needs a token per character,
-// i.e. per 3 bytes) stays close to the estimate rather than far below it.
+// BytesPerToken is the number of ASCII bytes the token estimate counts as one token. Real BPE
+// tokenizers average about four bytes of English per token; three keeps the estimate above the
+// true count for English, code and the ASCII part of other Latin-script text, so a batch or an
+// input sized by it fits the real limit.
 const BytesPerToken = 3
 
-// EstimateTokens returns a conservative estimate of the number of tokens in s:
-// ceil(len(s) / BytesPerToken), counting bytes of UTF-8, with no tokenizer.
+// EstimateTokens returns a conservative estimate of the number of tokens in s, with no
+// tokenizer: ceil(a/BytesPerToken + n), where a counts the bytes of s that are ASCII and n
+// those that are not. A byte-level BPE tokenizer never makes more tokens than bytes, so text in
+// other scripts is never undercounted: Greek or Cyrillic letters (2 bytes each) and CJK
+// characters (3 bytes) tokenize at one to three tokens each, and a flat bytes/3 counted the
+// latter as one, the former as two thirds.
 func EstimateTokens(s string) int {
-	return (len(s) + BytesPerToken - 1) / BytesPerToken
+	return (units(s) + BytesPerToken - 1) / BytesPerToken
+}
+
+// units is EstimateTokens before the division: an ASCII byte costs 1, any other byte
+// BytesPerToken.
+func units(s string) int {
+	u := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < utf8.RuneSelf {
+			u++
+		} else {
+			u += BytesPerToken
+		}
+	}
+	return u
 }
 
 // TruncateToTokens cuts s so that EstimateTokens of the result is at most maxTokens, at a word
@@ -26,12 +43,20 @@ func TruncateToTokens(s string, maxTokens int) (string, bool) {
 	if maxTokens <= 0 || EstimateTokens(s) <= maxTokens {
 		return s, false
 	}
-	limit := maxTokens * BytesPerToken
-	cut := limit
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	// The longest prefix of whole runes within the budget.
+	budget, u, cut := maxTokens*BytesPerToken, 0, 0
+	for cut < len(s) {
+		_, size := utf8.DecodeRuneInString(s[cut:])
+		cost := size
+		if s[cut] >= utf8.RuneSelf {
+			cost = size * BytesPerToken
+		}
+		if u+cost > budget {
+			break
+		}
+		u, cut = u+cost, cut+size
 	}
-	if sp := strings.LastIndexFunc(s[:cut], unicode.IsSpace); sp >= limit*3/4 {
+	if sp := strings.LastIndexFunc(s[:cut], unicode.IsSpace); sp >= cut*3/4 {
 		cut = sp
 	}
 	return strings.TrimRightFunc(s[:cut], unicode.IsSpace), true

@@ -17,7 +17,11 @@ func TestEstimateTokens(t *testing.T) {
 		{"abc", 1},
 		{"abcd", 2},
 		{strings.Repeat("x", 300), 100},
-		{"日本語", 3}, // 9 bytes
+		// Bytes that are not ASCII count a token each, the most a byte-level BPE tokenizer
+		// can make of them (bytes/3 counted these three CJK characters as 3 tokens).
+		{"日本語", 9},
+		{"Καλημέρα", 16},  // 8 letters of 2 bytes
+		{"naïve café", 7}, // 8 ASCII bytes and 4 others: ceil(8/3 + 4)
 	} {
 		if got := EstimateTokens(tc.in); got != tc.want {
 			t.Errorf("EstimateTokens(%q) = %d, want %d", tc.in, got, tc.want)
@@ -38,7 +42,9 @@ func TestTruncateToTokens(t *testing.T) {
 		{"fits", "short text", 10, false, 10},
 		{"no limit", long, 0, false, 500},
 		{"cut at word", long, 50, true, 150},
-		{"multibyte", strings.Repeat("é", 100), 10, true, 30},
+		{"multibyte", strings.Repeat("é", 100), 10, true, 10},
+		{"greek words", strings.Repeat("λέξη ", 200), 100, true, 12 * 9},                        // 25 units a word: 12 fit in 300
+		{"ascii then cjk", strings.Repeat("a", 30) + strings.Repeat("語", 30), 20, true, 30 + 9}, // 30 + 3×9 of 60 units
 	} {
 		got, cut := TruncateToTokens(tc.in, tc.max)
 		if cut != tc.wantCut {
