@@ -135,7 +135,8 @@ var errSpaceChanged = errors.New("the active embedding space changed")
 // runWorkers runs one worker per consumer until ctx is done, then drains them. Workers on the
 // default offline embedder ("offline") follow the active space: when another offline model's
 // space becomes active (`paperpipe fit`), they drain and start again with that model, so new
-// papers land where queries look.
+// papers land where queries look. The web server (`up`) runs once beside them, across such
+// restarts: its query embedder follows the active space by itself (activeOffline).
 func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle, announce bool) error {
 	if err := c.checkAPI(true, true); err != nil {
 		return err
@@ -151,12 +152,29 @@ func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle
 		return err
 	}
 	defer b.close()
+	m, err := buildModels(ctx, c, log, st)
+	if err != nil {
+		return err
+	}
+	wctx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	g, gctx := errgroup.WithContext(wctx)
+	if c.serveHTTP {
+		g.Go(func() error { return serveHTTP(gctx, c, log, st, b, m, "up") })
+	}
+	g.Go(func() error {
+		defer stopServing() // the server stops when the workers return (exitWhenIdle or ctx)
+		return followingWorkers(gctx, c, log, st, b, m, consumers, exitWhenIdle, announce)
+	})
+	return g.Wait()
+}
+
+// followingWorkers runs the workers with models m, and again with the models of the active
+// space each time it moves to another offline model's (errSpaceChanged).
+func followingWorkers(ctx context.Context, c *config, log *slog.Logger, st *store.Store, b *broker, m *models,
+	consumers []string, exitWhenIdle, announce bool) error {
 	followed := false
 	for {
-		m, err := buildModels(ctx, c, log, st)
-		if err != nil {
-			return err
-		}
 		space, err := st.EnsureSpace(ctx, m.emb.Space())
 		if err != nil {
 			return err
@@ -174,6 +192,9 @@ func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle
 			return err
 		}
 		announce, followed = false, true
+		if m, err = buildModels(ctx, c, log, st); err != nil {
+			return err
+		}
 	}
 }
 
@@ -236,9 +257,6 @@ func runWorkersOnce(ctx context.Context, c *config, log *slog.Logger, st *store.
 		workers[i] = w
 		watchWorker(c, name, w)
 		g.Go(func() error { return w.Run(gctx) })
-	}
-	if c.serveHTTP {
-		g.Go(func() error { return serveHTTP(gctx, c, log, st, b, m, "up") })
 	}
 	if c.EmbedModel == offline && !exitWhenIdle && c.FollowInterval > 0 {
 		g.Go(func() error { return followActiveSpace(gctx, c, log, st, space) })

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -399,18 +400,19 @@ func nonEmptyLines(s string) []string {
 	return out
 }
 
-// TestRunningWorkerFollowsAFit: a long-running worker on the default offline embedder moves to
-// the fitted model's space when `paperpipe fit` activates it, so papers that arrive afterwards
-// are embedded where queries look — also one that arrives before the worker notices (the
-// follow interval is 2 s here, so the late paper is embedded into the old space first, and the
-// restarted worker must make its vector in the fitted space too).
+// TestRunningWorkerFollowsAFit: a long-running worker (here `up`'s) on the default offline
+// embedder moves to the fitted model's space when `paperpipe fit` activates it, so papers that
+// arrive afterwards are embedded where queries look — also one that arrives before the worker
+// notices (the follow interval is 2 s here, so the late paper is embedded into the old space
+// first, and the restarted worker must make its vector in the fitted space too). `up`'s web
+// server keeps serving across the workers' restart, on the same address.
 func TestRunningWorkerFollowsAFit(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t, "PAPERPIPE_FOLLOW_INTERVAL=2s", "PAPERPIPE_LOG_LEVEL=info")
 	c.ok("ingest", sampleFile)
-	worker := exec.Command(binary, "worker")
+	worker := exec.Command(binary, "up", "--http", "127.0.0.1:0")
 	worker.Env = c.env
-	var logs bytes.Buffer
+	var logs lockedBuffer
 	worker.Stderr = &logs
 	if err := worker.Start(); err != nil {
 		t.Fatal(err)
@@ -459,6 +461,15 @@ func TestRunningWorkerFollowsAFit(t *testing.T) {
 		}
 	}
 	waitFor("the sample to be embedded", func(s []spaceJSON) bool { return len(s) == 1 && s[0].Embedded == 108 })
+	const listening = "web UI and API on http://"
+	var base string
+	for deadline := time.Now().Add(30 * time.Second); base == ""; time.Sleep(50 * time.Millisecond) {
+		if _, rest, ok := strings.Cut(logs.String(), listening); ok {
+			base = "http://" + strings.Fields(rest)[0]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("up did not say where it serves:\n%s", logs.String())
+		}
+	}
 	if r := c.ok("fit"); !strings.Contains(r.stderr, "running workers on PAPERPIPE_EMBED_MODEL=offline switch to it within PAPERPIPE_FOLLOW_INTERVAL") {
 		t.Errorf("fit does not say that running workers follow it:\n%s", r.stderr)
 	}
@@ -486,10 +497,39 @@ func TestRunningWorkerFollowsAFit(t *testing.T) {
 		}
 		return false
 	})
+	resp, err := http.Get(base + "/healthz")
+	if err != nil {
+		t.Fatalf("after the workers' restart the web server at %s does not answer: %v", base, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("after the workers' restart /healthz answered HTTP %d", resp.StatusCode)
+	}
 	stop()
 	if !strings.Contains(logs.String(), "restarting the workers") {
 		t.Errorf("the worker did not say it moved to the fitted space:\n%s", logs.String())
 	}
+	if n := strings.Count(logs.String(), listening); n != 1 {
+		t.Errorf("the web server started %d times, want once across the workers' restart:\n%s", n, logs.String())
+	}
+}
+
+// lockedBuffer is a bytes.Buffer a process writes to while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // TestServeFollowsAFit: a running server on the default offline embedder answers semantic
