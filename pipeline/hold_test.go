@@ -1,10 +1,53 @@
 package pipeline
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/paperpipe/paperpipe/paper"
 )
+
+// noSummarizer is a Summarizer for tests of a worker's settings: it is never called.
+type noSummarizer struct{}
+
+func (noSummarizer) Model() string         { return "none" }
+func (noSummarizer) PromptVersion() string { return "none" }
+func (noSummarizer) Summarize(context.Context, paper.Abstract) (paper.Summary, error) {
+	panic("noSummarizer called")
+}
+
+// noEmbedder is an Embedder for tests of a worker's settings: it is never called.
+type noEmbedder struct{}
+
+func (noEmbedder) Space() paper.Space { return paper.Space{} }
+func (noEmbedder) Embed(context.Context, []paper.Abstract) ([]paper.Embedding, paper.Usage, error) {
+	panic("noEmbedder called")
+}
+
+// NewWorker takes a summarizer, an embedder with its space, or both.
+func TestNewWorkerChecksItsModelsAndSpace(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		sum     Summarizer
+		emb     Embedder
+		space   int64
+		wantErr bool
+	}{
+		{"neither model", nil, nil, 0, true},
+		{"TL;DRs only", noSummarizer{}, nil, 0, false},
+		{"TL;DRs only, with a space", noSummarizer{}, nil, 3, true},
+		{"embedder without its space", noSummarizer{}, noEmbedder{}, 0, true},
+		{"embeddings only", nil, noEmbedder{}, 3, false},
+		{"both", noSummarizer{}, noEmbedder{}, 3, false},
+	} {
+		_, err := NewWorker(nil, nil, tc.sum, tc.emb, WorkerConfig{SpaceID: tc.space})
+		if (err != nil) != tc.wantErr {
+			t.Errorf("%s: err = %v, want an error: %v", tc.name, err, tc.wantErr)
+		}
+	}
+}
 
 func TestSetTimeoutsKeepsTheMessageTimeoutBelowAckWait(t *testing.T) {
 	tests := []struct {
@@ -22,8 +65,8 @@ func TestSetTimeoutsKeepsTheMessageTimeoutBelowAckWait(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := WorkerConfig{SpaceID: 1, MsgTimeout: tt.msg, ProgressInterval: tt.progress}
-			w, err := NewWorker(nil, nil, nil, nil, cfg)
+			cfg := WorkerConfig{MsgTimeout: tt.msg, ProgressInterval: tt.progress}
+			w, err := NewWorker(nil, nil, noSummarizer{}, nil, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -48,7 +91,7 @@ func TestSetTimeoutsKeepsTheMessageTimeoutBelowAckWait(t *testing.T) {
 }
 
 func TestWorkIsNotStartedOnAStaleHold(t *testing.T) {
-	w, err := NewWorker(nil, nil, nil, nil, WorkerConfig{SpaceID: 1})
+	w, err := NewWorker(nil, nil, noSummarizer{}, nil, WorkerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,7 +66,8 @@ const MaxEmbedBatch = 64
 type WorkerConfig struct {
 	// Consumer is the durable consumer to pull from. Defaults to ConsumerNew.
 	Consumer string
-	// SpaceID is the embedding space the vectors are stored in. Required.
+	// SpaceID is the embedding space the vectors are stored in. Required with an Embedder,
+	// zero without one.
 	SpaceID int64
 	// Concurrency bounds the TL;DR requests in flight. Defaults to 16.
 	Concurrency int
@@ -200,11 +201,17 @@ type Worker struct {
 }
 
 // NewWorker returns a Worker. The streams and consumers must exist (see Setup). A nil
-// Summarizer makes a worker that only fills the embedding space (a re-embedding run).
+// Summarizer makes a worker that only fills the embedding space (a re-embedding run), a nil
+// Embedder one that only writes TL;DRs (a re-summarizing run); not both.
 func NewWorker(js jetstream.JetStream, st Store, sum Summarizer, emb Embedder, cfg WorkerConfig) (*Worker, error) {
 	cfg.setDefaults()
-	if cfg.SpaceID == 0 {
-		return nil, errors.New("worker: SpaceID is required")
+	switch {
+	case sum == nil && emb == nil:
+		return nil, errors.New("worker: a Summarizer, an Embedder or both are required")
+	case emb != nil && cfg.SpaceID == 0:
+		return nil, errors.New("worker: SpaceID is required with an Embedder")
+	case emb == nil && cfg.SpaceID != 0:
+		return nil, fmt.Errorf("worker: SpaceID %d without an Embedder", cfg.SpaceID)
 	}
 	work := paper.Work{SpaceID: cfg.SpaceID}
 	if sum != nil {
@@ -525,7 +532,7 @@ func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *ba
 	var wg sync.WaitGroup
 	needTLDR := p.NeedTLDR && w.sum != nil
 	var emb *pendingItem[paper.Abstract]
-	if p.NeedEmbedding {
+	if p.NeedEmbedding && w.emb != nil {
 		// The abstract joins an embedding batch at once, held while its message waits for a
 		// chat slot: the batch keeps gathering meanwhile, at no cost in latency, and goes
 		// (Linger after) once the first of its members starts its TL;DR request. Its vector

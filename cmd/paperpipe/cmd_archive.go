@@ -133,9 +133,8 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 
 	wantTLDR, wantEmb := !o.embedOnly, !o.tldrOnly
 	// A run that writes no vector (--tldr-only) neither creates nor looks up the embedding
-	// model's space. Its workers still need a space id: -1, which no space has, and they never
-	// use it (see reprocessStore).
-	space := paper.Space{ID: -1}
+	// model's space; its workers have no embedder.
+	var space paper.Space
 	if wantEmb {
 		if space, err = reprocessSpace(ctx, st, m.emb.Space(), o.dryRun); err != nil {
 			return res, err
@@ -418,18 +417,12 @@ func printEstimate(w io.Writer, e estimate, m *models, space paper.Space, wantTL
 
 // reprocessStore is the store as a re-processing worker sees it: with noEmbeddings, no
 // embedding is ever reported missing, so a --tldr-only run makes no embedding call.
-type reprocessStore struct {
-	*store.Store
-	noEmbeddings bool
-}
+type reprocessStore struct{ *store.Store }
 
 // UpsertPapers does not write the messages' texts: they were read from the store when the run
 // published them, and a newer text may have arrived since (a run resumed after an ingest, a
 // replayed dead letter); see store.PendingFor.
 func (s reprocessStore) UpsertPapers(ctx context.Context, papers []paper.Abstract, w paper.Work) ([]paper.Pending, error) {
-	if s.noEmbeddings {
-		w.SpaceID = 0
-	}
 	return s.Store.PendingFor(ctx, papers, w)
 }
 
@@ -458,7 +451,11 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 	if sel.Work.Model != "" {
 		sum = m.sum
 	}
-	wst := reprocessStore{Store: st, noEmbeddings: sel.Work.SpaceID == 0}
+	wst := reprocessStore{st}
+	var emb pipeline.Embedder
+	if sel.Work.SpaceID != 0 {
+		emb = m.emb
+	}
 
 	prog := newCountProgress(errw, "reprocess", res.Counts.Papers, "papers")
 	var done atomic.Int64
@@ -480,8 +477,8 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 	defer func() { close(stopTicker); <-tickerDone; prog.done(0) }()
 
 	drain := func() error {
-		w, err := pipeline.NewWorker(b.js, wst, sum, m.emb, pipeline.WorkerConfig{
-			Consumer: target.Consumer, SpaceID: space.ID, Concurrency: c.Concurrency, BatchSize: c.BatchSize,
+		w, err := pipeline.NewWorker(b.js, wst, sum, emb, pipeline.WorkerConfig{
+			Consumer: target.Consumer, SpaceID: sel.Work.SpaceID, Concurrency: c.Concurrency, BatchSize: c.BatchSize,
 			EmbedBatch: c.EmbedBatchInputs, MsgTimeout: c.MsgTimeout, ExitWhenIdle: true, Logger: log.With("consumer", target.Consumer),
 		})
 		if err != nil {
