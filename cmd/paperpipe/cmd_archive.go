@@ -415,8 +415,7 @@ func printEstimate(w io.Writer, e estimate, m *models, space paper.Space, wantTL
 	fmt.Fprintln(w, "dry run: nothing was sent or spent; tokens are estimated at 3 ASCII bytes (or 1 other byte) per token, above real counts")
 }
 
-// reprocessStore is the store as a re-processing worker sees it: with noEmbeddings, no
-// embedding is ever reported missing, so a --tldr-only run makes no embedding call.
+// reprocessStore is the store as a re-processing worker sees it: one that never writes texts.
 type reprocessStore struct{ *store.Store }
 
 // UpsertPapers does not write the messages' texts: they were read from the store when the run
