@@ -209,8 +209,7 @@ func (s *Store) BuildSpaceIndex(ctx context.Context, id int64, cfg IndexSettings
 	if v.opclass == "" {
 		return false, nil
 	}
-	exists, valid, err := s.indexState(ctx, v.indexName)
-	if err != nil || valid {
+	if _, valid, err := s.indexState(ctx, v.indexName); err != nil || valid {
 		return false, err
 	}
 	// One build of a space's index at a time: a second (activate during a fill's build) would
@@ -221,7 +220,8 @@ func (s *Store) BuildSpaceIndex(ctx context.Context, id int64, cfg IndexSettings
 		return false, fmt.Errorf("build index of space %s: %w", sp.Name(), err)
 	}
 	defer unlock()
-	if exists, valid, err = s.indexState(ctx, v.indexName); err != nil || valid {
+	exists, valid, err := s.indexState(ctx, v.indexName)
+	if err != nil || valid {
 		return false, err
 	}
 	var shared bool
