@@ -282,9 +282,7 @@ func (s *Store) lockSpaceIndex(ctx context.Context, id int64) (unlock func(), er
 	for {
 		var ok bool
 		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+key+`)`, id).Scan(&ok); err != nil {
-			// Whether it was taken is unknown: closing the connection ends it either way.
-			_ = conn.Conn().Close(context.WithoutCancel(ctx))
-			conn.Release()
+			discard(conn) // whether it was taken is unknown: closing the connection ends it either way
 			return nil, fmt.Errorf("take the index lock: %w", err)
 		}
 		if ok {
@@ -299,7 +297,8 @@ func (s *Store) lockSpaceIndex(ctx context.Context, id int64) (unlock func(), er
 	}
 	return func() {
 		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+key+`)`, id); err != nil {
-			_ = conn.Conn().Close(context.WithoutCancel(ctx))
+			discard(conn) // a pooled connection must never keep the lock
+			return
 		}
 		conn.Release()
 	}, nil

@@ -50,11 +50,11 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger) (*broker, e
 			return nil, fmt.Errorf("data directory: %w", err)
 		}
 		b.urlFile = filepath.Join(c.DataDir, "nats.url")
-		lock, err := os.OpenFile(filepath.Join(c.DataDir, "nats.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+		lock, err := lockDataDir(c.DataDir)
 		if err != nil {
 			return nil, fmt.Errorf("data directory lock: %w", err)
 		}
-		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+		if lock != nil {
 			b.lock = lock
 			emb, err := pipeline.StartEmbedded(pipeline.EmbeddedConfig{Dir: dir, Port: -1, Logger: log})
 			if err != nil {
@@ -69,7 +69,6 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger) (*broker, e
 			}
 			log.Debug("started embedded NATS", "url", url, "dir", dir)
 		} else {
-			lock.Close()
 			b.urlFile = ""
 			raw, err := os.ReadFile(filepath.Join(c.DataDir, "nats.url"))
 			if err != nil {
@@ -144,25 +143,19 @@ func (b *broker) takeOver(nc *nats.Conn, log *slog.Logger) {
 // tryTakeOver takes the data directory's lock if it is free and starts the server on the
 // address the clients know; b.mu is held. done is true once this process runs the server.
 func (b *broker) tryTakeOver(log *slog.Logger) (done bool, err error) {
-	lock, err := os.OpenFile(filepath.Join(b.dataDir, "nats.lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return false, err
-	}
-	if syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
-		lock.Close()
-		return false, nil // another process has it, or is taking it over
+	lock, err := lockDataDir(b.dataDir)
+	if err != nil || lock == nil {
+		return false, err // nil: another process has it, or is taking it over
 	}
 	u, err := neturl.Parse(b.url)
 	port, perr := strconv.Atoi(u.Port())
 	if err != nil || perr != nil {
-		_ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-		lock.Close()
+		unlockDataDir(lock)
 		return false, fmt.Errorf("the server's address %q has no port", b.url)
 	}
 	emb, err := pipeline.StartEmbedded(pipeline.EmbeddedConfig{Dir: filepath.Join(b.dataDir, "nats"), Host: u.Hostname(), Port: port, Logger: log})
 	if err != nil {
-		_ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-		lock.Close()
+		unlockDataDir(lock)
 		return false, err
 	}
 	urlFile := filepath.Join(b.dataDir, "nats.url")
@@ -193,7 +186,26 @@ func (b *broker) close() {
 		_ = os.Remove(b.urlFile)
 	}
 	if b.lock != nil {
-		_ = syscall.Flock(int(b.lock.Fd()), syscall.LOCK_UN)
-		b.lock.Close()
+		unlockDataDir(b.lock)
 	}
+}
+
+// lockDataDir takes the data directory's lock (nats.lock), under which one process runs the
+// embedded server on its files, without waiting: nil when another process holds it.
+func lockDataDir(dataDir string) (*os.File, error) {
+	lock, err := os.OpenFile(filepath.Join(dataDir, "nats.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		lock.Close()
+		return nil, nil
+	}
+	return lock, nil
+}
+
+// unlockDataDir releases a lock lockDataDir took.
+func unlockDataDir(lock *os.File) {
+	_ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	lock.Close()
 }

@@ -47,10 +47,7 @@ func TruncateToTokens(s string, maxTokens int) (string, bool) {
 	budget, u, cut := maxTokens*BytesPerToken, 0, 0
 	for cut < len(s) {
 		_, size := utf8.DecodeRuneInString(s[cut:])
-		cost := size
-		if s[cut] >= utf8.RuneSelf {
-			cost = size * BytesPerToken
-		}
+		cost := units(s[cut : cut+size])
 		if u+cost > budget {
 			break
 		}
