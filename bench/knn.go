@@ -39,9 +39,6 @@ type KNNCase struct {
 	QPSDuration time.Duration `json:"qps_duration_ns"`
 	// EfSearch lists the hnsw.ef_search values swept.
 	EfSearch []int `json:"ef_search"`
-	// Halfvec also builds and sweeps a halfvec HNSW index (raw SQL: the store indexes
-	// halfvec only above 2,000 dimensions).
-	Halfvec bool `json:"halfvec"`
 	// Index is the store's index kind for the case's space (store.Config.VectorIndex).
 	// Defaults to store.IndexHNSW.
 	Index store.IndexKind `json:"index,omitempty"`
@@ -83,7 +80,7 @@ type QueryStats struct {
 
 // SweepPoint is recall and latency at one hnsw.ef_search.
 type SweepPoint struct {
-	Index    string  `json:"index"` // vector, binary (the store's kinds) or halfvec
+	Index    string  `json:"index"` // the store's index kind: vector (hnsw), halfvec or binary
 	EfSearch int     `json:"ef_search"`
 	Recall   float64 `json:"recall_at_10"`
 	// Latency is one client's, over a second pass of the questions: the first, which
@@ -103,14 +100,11 @@ type KNNResult struct {
 	StoreEfSearch int          `json:"store_ef_search"`
 	Sweep         []SweepPoint `json:"sweep"`
 	// EfFor95 is the smallest swept ef_search whose recall@10 is at least 0.95 (0: none).
-	EfFor95        int `json:"ef_for_recall_95"`
-	EfFor95Halfvec int `json:"ef_for_recall_95_halfvec"`
+	EfFor95 int `json:"ef_for_recall_95"`
 	// MirrorAgreement is the share of results the benchmark's copy of the store's query (used
 	// for the sweep) shares with store.Search at the store's ef_search: 1 means the sweep
 	// measures the store's statement.
 	MirrorAgreement float64 `json:"mirror_agreement"`
-	HalfvecSeconds  float64 `json:"halfvec_index_build_s"`
-	HalfvecBytes    int64   `json:"halfvec_index_bytes"`
 	ExactSeconds    float64 `json:"exact_search_s"`
 	GenerateSeconds float64 `json:"generate_s"`
 }
@@ -218,7 +212,7 @@ func makeKNNData(c KNNCase, corpus []paper.Abstract) (*knnData, error) {
 
 // RunKNN loads a case's vectors into a fresh schema through the store's bulk path
 // (EnsureSpaceForLoad, LoadEmbeddings, BuildSpaceIndex), then measures the store's Related and
-// Search, sweeps hnsw.ef_search, and optionally compares a halfvec index.
+// Search, and sweeps hnsw.ef_search over the store's statement.
 func RunKNN(ctx context.Context, opts KNNOptions, c KNNCase) (KNNResult, error) {
 	res := KNNResult{Case: c, StoreEfSearch: store.DefaultEFSearch(c.index())}
 	if opts.Logger == nil {
@@ -401,19 +395,6 @@ func RunKNN(ctx context.Context, opts KNNOptions, c KNNCase) (KNNResult, error) 
 		return res, fmt.Errorf("case %s: sweep: %w", c.Name, err)
 	}
 
-	if c.Halfvec {
-		half := halfvecExprs(sp.ID, c.Dims)
-		t0 := time.Now()
-		if err := buildHalfvecIndex(ctx, st, half, res.Load.IndexMaintenanceMem); err != nil {
-			return res, fmt.Errorf("case %s: halfvec index: %w", c.Name, err)
-		}
-		res.HalfvecSeconds = round3(time.Since(t0).Seconds())
-		_ = st.Pool().QueryRow(ctx, "SELECT pg_relation_size(to_regclass($1))", half.index).Scan(&res.HalfvecBytes)
-		progress()
-		if res.EfFor95Halfvec, err = sweep(half.sweepIndex()); err != nil {
-			return res, fmt.Errorf("case %s: halfvec sweep: %w", c.Name, err)
-		}
-	}
 	return res, nil
 }
 
@@ -512,7 +493,7 @@ const storeIndexPrefix = "embeddings_hnsw_s"
 
 // sweepIndex is a nearest-neighbour statement the sweep runs.
 type sweepIndex struct {
-	label string // vector, binary or halfvec
+	label string // vector, halfvec or binary
 	q     store.KNNQuery
 }
 
@@ -523,49 +504,17 @@ func storeSweepIndex(spaceID int64, dims int, kind store.IndexKind) sweepIndex {
 
 // storeSweepLabel is how the sweep labels the store's index kind.
 func storeSweepLabel(kind store.IndexKind) string {
-	if kind == store.IndexHNSWBinary {
+	switch kind {
+	case store.IndexHNSWBinary:
 		return "binary"
+	case store.IndexHNSWHalfvec:
+		return "halfvec"
 	}
 	return "vector"
-}
-
-// knnExprs are the SQL pieces of the halfvec index the benchmark adds beside the store's.
-type knnExprs struct {
-	expr, dist, opclass, index, space string
-	spaceID                           int64
-}
-
-func halfvecExprs(spaceID int64, dims int) knnExprs {
-	d := strconv.Itoa(dims)
-	id := strconv.FormatInt(spaceID, 10)
-	expr := "(embedding::halfvec(" + d + "))"
-	return knnExprs{expr: expr, dist: expr + " <=> $1::vector(" + d + ")::halfvec(" + d + ")",
-		opclass: "halfvec_cosine_ops", index: "bench_halfvec_s" + id, space: id, spaceID: spaceID}
-}
-
-// sweepIndex is the store's statement on the halfvec index.
-func (v knnExprs) sweepIndex() sweepIndex {
-	return sweepIndex{label: "halfvec", q: store.NewKNNQueryOn(v.dist, v.dist, v.spaceID)}
 }
 
 // mirrorKNN runs the statement v with ef_search ef, as the store runs it (Store.RunKNN).
 func mirrorKNN(ctx context.Context, st *store.Store, v sweepIndex, ef int, q []float32, exclude string) ([]string, error) {
 	hits, err := st.RunKNN(ctx, v.q, q, exclude, 10, ef)
 	return hitIDs(hits), err
-}
-
-func buildHalfvecIndex(ctx context.Context, st *store.Store, v knnExprs, mem string) error {
-	conn, err := st.Pool().Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, "SELECT set_config('maintenance_work_mem', $1, false), set_config('max_parallel_maintenance_workers', '2', false)", mem); err != nil {
-		return err
-	}
-	defer func() {
-		_, _ = conn.Exec(context.WithoutCancel(ctx), "RESET maintenance_work_mem; RESET max_parallel_maintenance_workers")
-	}()
-	_, err = conn.Exec(ctx, "CREATE INDEX "+v.index+" ON embeddings USING hnsw ("+v.expr+" "+v.opclass+") WHERE space_id = "+v.space)
-	return err
 }

@@ -55,7 +55,7 @@ func (r *Run) Evaluate() {
 		byC               map[int]*PipelineResult
 		zeroFake, offline *PipelineResult
 	}
-	kinds := []store.IndexKind{store.IndexHNSW, store.IndexHNSWBinary}
+	kinds := store.IndexKinds
 	sel := map[store.IndexKind]*selection{}
 	for _, k := range kinds {
 		sel[k] = &selection{byC: map[int]*PipelineResult{}}
@@ -197,7 +197,10 @@ func relatedGoal(r *Run, big *KNNResult, named bool) Goal {
 	}
 	g.Pass = ptr(pass)
 	g.Limit = "HNSW graph walk in PostgreSQL: ef_search candidates × 768-dim distances per query, on 2 cores"
-	if big.Case.index() == store.IndexHNSWBinary {
+	switch big.Case.index() {
+	case store.IndexHNSWHalfvec:
+		g.Limit = "HNSW graph walk in PostgreSQL: ef_search candidates × 768-dim half-precision distances per query, on 2 cores"
+	case store.IndexHNSWBinary:
 		g.Limit = "HNSW walk over 768-bit codes, then ef_search candidates re-ranked by exact distance (each a 3 KB vector read from its heap row), on 2 cores"
 	}
 	if sb, ok := pgBytes(r.Machine.PGSettings["shared_buffers"]); ok && big.Load.IndexBytes > 0 {
@@ -467,12 +470,11 @@ func (r *Run) Markdown(svg, jsonName string) string {
 	}
 	if len(r.KNN) > 0 {
 		w("\n## 2. Related papers and search (k = 10)\n\n")
-		w("| case | source | N | papers COPY s | LoadEmbeddings s (vectors/s) | HNSW build s | index MB | table MB | load+index min | then VACUUM ANALYZE s | halfvec build s | halfvec MB |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		w("| case | source | N | papers COPY s | LoadEmbeddings s (vectors/s) | HNSW build s | index MB | table MB | load+index min | then VACUUM ANALYZE s |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, k := range r.KNN {
-			w("| %s | %s | %d | %.1f | %.1f (%.0f) | %.1f | %.0f | %.0f | %.2f | %s | %s | %s |\n", k.Case.Name, k.Case.Source, k.Case.N,
+			w("| %s | %s | %d | %.1f | %.1f (%.0f) | %.1f | %.0f | %.0f | %.2f | %s |\n", k.Case.Name, k.Case.Source, k.Case.N,
 				k.Load.PapersSeconds, k.Load.EmbeddingsSeconds, k.Load.EmbeddingsPerSecond, k.Load.IndexSeconds,
-				mb(k.Load.IndexBytes), mb(k.Load.TableBytes), k.Load.LoadAndIndexSeconds/60, num(k.Load.VacuumSeconds),
-				num(k.HalfvecSeconds), numMB(k.HalfvecBytes))
+				mb(k.Load.IndexBytes), mb(k.Load.TableBytes), k.Load.LoadAndIndexSeconds/60, num(k.Load.VacuumSeconds))
 		}
 		w("\nThrough the store's API (`Store.Related`, `Store.Search`, at the ef_search the store sets for the case's index kind, store.DefaultEFSearch):\n\n")
 		w("| case | query | ef_search | recall@10 | p50 ms | p99 ms | QPS, 4 clients |\n|---|---|---|---|---|---|---|\n")
@@ -495,9 +497,9 @@ func (r *Run) Markdown(svg, jsonName string) string {
 				w("| %s | %s | %d | %.3f | %.2f | %.2f | %s |\n", k.Case.Name, s.Index, s.EfSearch, s.Recall, s.Latency.P50, s.Latency.P99, first)
 			}
 		}
-		w("\n| case | ef_search for recall ≥ 0.95 (vector) | (halfvec) | sweep statement agrees with store.Search | exact search s | data generation s |\n|---|---|---|---|---|---|\n")
+		w("\n| case | ef_search for recall ≥ 0.95 | sweep statement agrees with store.Search | exact search s | data generation s |\n|---|---|---|---|---|\n")
 		for _, k := range r.KNN {
-			w("| %s | %s | %s | %.3f | %.1f | %.1f |\n", k.Case.Name, efText(k.EfFor95), efText(k.EfFor95Halfvec), k.MirrorAgreement, k.ExactSeconds, k.GenerateSeconds)
+			w("| %s | %s | %.3f | %.1f | %.1f |\n", k.Case.Name, efText(k.EfFor95), k.MirrorAgreement, k.ExactSeconds, k.GenerateSeconds)
 		}
 	}
 	w("\n## How it is measured\n\n%s", methodText)
@@ -541,18 +543,11 @@ func pct(ratio, bound float64) string {
 
 func mb(b int64) float64 { return float64(b) / (1 << 20) }
 
-func numMB(b int64) string {
-	if b == 0 {
-		return "–"
-	}
-	return fmt.Sprintf("%.0f", mb(b))
-}
-
 const methodText = `- **Pipeline.** Each case gets a fresh schema, a fresh embedded NATS server (pipeline.StartEmbedded, file storage in a temp dir, pipeline.Setup defaults) and, for API models, a fresh cmd/openai-fake process with the case's latencies. The worker is pipeline.NewWorker with summarize.New and embed.New (text-embedding-3-small asked for 768 dimensions) sharing one llm.Limiter and an http.Client on llm.PooledTransport(C) (as the CLI builds them), and the store from store.Open — the CLI's wiring. Abstracts are generated from testdata/sample-papers.txt (distinct ids, texts and hashes) and published with pipeline.NewPublisher while the worker runs.
 - **Throughput**: *overall* = N / (first publish → last ack); *steady* = acks between the 10th and 90th percentile of ack times per second (the pipeline full), the figure compared with the bound.
 - **Bound** (Little's law): the worker holds at most C TL;DR requests in flight and each lasts the chat latency, so X ≤ C / chat latency. Embedding requests run while the TL;DR is being written and are batched across messages (no chat slot), so they add no term. With a client-side RPM budget shared by both clients: X ≤ RPM/60 / (requests per abstract); the smaller binds.
 - **Latency**: a second NATS connection subscribes to ` + "`$JS.ACK.PAPERS.>`" + ` (the acks workers publish) and ` + "`_INBOX.>`" + ` (deliveries to pull requests); the ack subject carries the stream sequence and the time the server stored the message. *e2e* = stored (publish) → ack, which in a burst run includes waiting in the backlog; *service* = first delivery to a worker → ack. The paced case publishes below the bound, so its e2e is the latency without a backlog.
 - **Requests per abstract** come from the fake's /_stats (HTTP requests received). **CPU**: getrusage of the benchmark process (worker, publisher, embedded NATS, store client, the tap) — paperpipe's own, since the fake runs as its own process; the fake's and the PostgreSQL backends' (process title naming the bench database) from /proc; machine busy from /proc/stat. Other helpers share this 2-core machine, so "other" CPU is reported too.
-- **kNN**: vectors are loaded through the store's bulk path — papers by COPY, store.EnsureSpaceForLoad (no index), store.LoadEmbeddings in chunks of 5,000 (COPY into a staging table + one INSERT), store.BuildSpaceIndex (maintenance_work_mem 8GB, 2 parallel workers) — then VACUUM (ANALYZE). Exact answers are brute force in Go over the same float32 vectors. Latency and recall use Store.Related (stored papers, itself excluded) and Store.Search (held-out vectors). Cases named *-binary create their space with store.IndexHNSWBinary (HNSW on binary_quantize codes, bit_hamming_ops; each query re-ranks its ef_search candidates by exact cosine distance), the others with store.IndexHNSW (vector_cosine_ops). The ef_search sweep runs the store's own statement (store.NewKNNQuery), and the halfvec index the same statement on halfvec (the store sets ef_search to max(store.DefaultEFSearch(kind), k) — 100 on hnsw, 160 on hnsw-binary — unless PAPERPIPE_EF_SEARCH is set, and indexes halfvec only above 2,000 dimensions); the sweep's agreement with Store.Search is reported. Each ef_search point measures recall on a first pass over the questions and one client's latency on a second that asks them in turn until LatencyQueries (1,000 at 100k and 1M) are timed (the first pass's p99 is shown beside it). After the load and the index build, VACUUM (ANALYZE) runs before any query, so that autovacuum does not start on the fresh rows during the measurements; its time is reported and not counted in load+index. Synthetic data: see ClusterSpec in the settings.
+- **kNN**: vectors are loaded through the store's bulk path — papers by COPY, store.EnsureSpaceForLoad (no index), store.LoadEmbeddings in chunks of 5,000 (COPY into a staging table + one INSERT), store.BuildSpaceIndex (maintenance_work_mem 8GB, 2 parallel workers) — then VACUUM (ANALYZE). Exact answers are brute force in Go over the same float32 vectors. Latency and recall use Store.Related (stored papers, itself excluded) and Store.Search (held-out vectors). Cases named *-binary create their space with store.IndexHNSWBinary (HNSW on binary_quantize codes, bit_hamming_ops; each query re-ranks its ef_search candidates by exact cosine distance), *-halfvec with store.IndexHNSWHalfvec (HNSW on halfvec copies, halfvec_cosine_ops; results ranked by the exact distance), the others with store.IndexHNSW (vector_cosine_ops). The ef_search sweep runs the store's own statement (store.NewKNNQuery; the store itself sets ef_search to max(store.DefaultEFSearch(kind), k) — 100 on hnsw and hnsw-halfvec, 160 on hnsw-binary — unless PAPERPIPE_EF_SEARCH is set); the sweep's agreement with Store.Search is reported. Each ef_search point measures recall on a first pass over the questions and one client's latency on a second that asks them in turn until LatencyQueries (1,000 at 100k and 1M) are timed (the first pass's p99 is shown beside it). After the load and the index build, VACUUM (ANALYZE) runs before any query, so that autovacuum does not start on the fresh rows during the measurements; its time is reported and not counted in load+index. Synthetic data: see ClusterSpec in the settings.
 - **Re-processing**: after a zero-latency run, store.StalePapers walks the archive as ` + "`paperpipe reprocess`" + ` does, and the same papers are published on a re-processing target's subject (pipeline.NewReprocessTarget: distinct message ids, so the server does not drop them) and drained by a worker whose every UpsertPapers finds the results stored.
 `

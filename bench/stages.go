@@ -72,20 +72,25 @@ func RunStages(ctx context.Context, db *DB, corpus []paper.Abstract, n, batch in
 	if err != nil {
 		return nil, err
 	}
-	// Experiments (SQL on the bench schema only): the same vectors into a halfvec HNSW index,
-	// and into a vector index built with ef_construction 32 instead of 64.
-	spHalf, _, err := st.EnsureSpaceForLoad(ctx, paper.Space{Model: "offline-halfvec", Dimensions: 768, Template: "bench"})
+	// And through one that creates halfvec spaces (store.IndexHNSWHalfvec).
+	stHalf, err := store.Open(ctx, store.Config{URL: st.Pool().Config().ConnString(), VectorIndex: store.IndexHNSWHalfvec, Logger: log})
 	if err != nil {
 		return nil, err
 	}
+	defer stHalf.Close()
+	spHalf, err := stHalf.EnsureSpace(ctx, paper.Space{Model: "offline-halfvec", Dimensions: 768, Template: "bench"})
+	if err != nil {
+		return nil, err
+	}
+	// Experiment (SQL on the bench schema only): the same vectors into a vector index built
+	// with ef_construction 32 instead of 64.
 	spEf32, _, err := st.EnsureSpaceForLoad(ctx, paper.Space{Model: "offline-ef32", Dimensions: 768, Template: "bench"})
 	if err != nil {
 		return nil, err
 	}
-	if _, err := st.Pool().Exec(ctx, fmt.Sprintf(`CREATE INDEX bench_half_s%[1]d ON embeddings USING hnsw ((embedding::halfvec(768)) halfvec_cosine_ops) WHERE space_id = %[1]d;
-		CREATE INDEX bench_ef32_s%[2]d ON embeddings USING hnsw ((embedding::vector(768)) vector_cosine_ops) WITH (ef_construction = 32) WHERE space_id = %[2]d`,
-		spHalf.ID, spEf32.ID)); err != nil {
-		return nil, fmt.Errorf("experiment indexes: %w", err)
+	if _, err := st.Pool().Exec(ctx, fmt.Sprintf(`CREATE INDEX bench_ef32_s%[1]d ON embeddings USING hnsw ((embedding::vector(768)) vector_cosine_ops) WITH (ef_construction = 32) WHERE space_id = %[1]d`,
+		spEf32.ID)); err != nil {
+		return nil, fmt.Errorf("experiment index: %w", err)
 	}
 	work := paper.Work{Model: "bench-model", PromptVersion: "v1", SpaceID: spOff.ID}
 	r := rand.New(rand.NewPCG(5, 5))
@@ -123,7 +128,7 @@ func RunStages(ctx context.Context, db *DB, corpus []paper.Abstract, n, batch in
 		{"SaveEmbeddings, space without index, random vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spBare.ID, randEmbs[i:j]); return err }},
 		{"SaveEmbeddings, hnsw-binary space, offline vectors", func(i, j int) error { _, err := stBin.SaveEmbeddings(ctx, spBinOff.ID, offEmbs[i:j]); return err }},
 		{"SaveEmbeddings, hnsw-binary space, fake API text vectors", func(i, j int) error { _, err := stBin.SaveEmbeddings(ctx, spBinText.ID, textEmbs[i:j]); return err }},
-		{"experiment: SaveEmbeddings, halfvec HNSW index, offline vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spHalf.ID, offEmbs[i:j]); return err }},
+		{"SaveEmbeddings, hnsw-halfvec space, offline vectors", func(i, j int) error { _, err := stHalf.SaveEmbeddings(ctx, spHalf.ID, offEmbs[i:j]); return err }},
 		{"experiment: SaveEmbeddings, HNSW ef_construction 32, offline vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spEf32.ID, offEmbs[i:j]); return err }},
 		{"experiment: UpsertPapers (unchanged papers) without the generated tsv column", func(i, j int) error {
 			if i == 0 {

@@ -19,17 +19,24 @@ import (
 // store on the same schema that creates plain HNSW spaces.
 func setupBinary(t *testing.T) (bin, plain *store.Store) {
 	t.Helper()
+	return setupKind(t, store.IndexHNSWBinary)
+}
+
+// setupKind returns a migrated store whose new spaces get indexes of kind, and a second store
+// on the same schema that creates plain HNSW spaces.
+func setupKind(t *testing.T, kind store.IndexKind) (s, plain *store.Store) {
+	t.Helper()
 	u := pgtest.URL(t)
 	plain = open(t, u)
 	if err := plain.Migrate(t.Context()); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	bin, err := store.Open(t.Context(), store.Config{URL: u, VectorIndex: store.IndexHNSWBinary})
+	s, err := store.Open(t.Context(), store.Config{URL: u, VectorIndex: kind})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	t.Cleanup(bin.Close)
-	return bin, plain
+	t.Cleanup(s.Close)
+	return s, plain
 }
 
 // saveRandomVectors stores, for each paper, a vector of dims coordinates uniform in [-1, 1)
@@ -80,12 +87,12 @@ func exactNearest(embs []paper.Embedding, q []float32, exclude string, k int) []
 }
 
 func TestParseIndexKind(t *testing.T) {
-	for _, s := range []string{"hnsw", "hnsw-binary"} {
+	for _, s := range []string{"hnsw", "hnsw-binary", "hnsw-halfvec"} {
 		if k, err := store.ParseIndexKind(s); err != nil || string(k) != s {
 			t.Errorf("ParseIndexKind(%q) = %q, %v", s, k, err)
 		}
 	}
-	for _, s := range []string{"", "HNSW", "ivfflat", "binary"} {
+	for _, s := range []string{"", "HNSW", "ivfflat", "binary", "halfvec"} {
 		if _, err := store.ParseIndexKind(s); err == nil {
 			t.Errorf("ParseIndexKind(%q) succeeded", s)
 		}
@@ -372,6 +379,15 @@ func TestReindexSwitchesAnExistingSpace(t *testing.T) {
 		t.Errorf("Related from a process with the old kind cached = %v, %v; want the exact %v", hitIDs(hits), err, want)
 	}
 
+	if changed, err := plain.Reindex(ctx, sp.ID, store.IndexHNSWHalfvec, store.IndexSettings{}); err != nil || !changed {
+		t.Fatalf("Reindex to hnsw-halfvec = %v, %v", changed, err)
+	}
+	if def := indexDef(); kindOf() != store.IndexHNSWHalfvec || !strings.Contains(def, "halfvec_cosine_ops") {
+		t.Errorf("after Reindex to hnsw-halfvec: kind %s, index %q", kindOf(), def)
+	}
+	if hits, err := plain.Related(ctx, sp.ID, ps[0].ID, 5); err != nil || len(hits) != 5 {
+		t.Errorf("Related after Reindex to hnsw-halfvec = %v, %v", hitIDs(hits), err)
+	}
 	if changed, err := plain.Reindex(ctx, sp.ID, store.IndexHNSW, store.IndexSettings{}); err != nil || !changed {
 		t.Fatalf("Reindex back to hnsw = %v, %v", changed, err)
 	}

@@ -9,9 +9,9 @@
 // with goose by Migrate). Each embedding space has its own partial HNSW index on the shared
 // embeddings table, created by EnsureSpace (or BuildSpaceIndex after a bulk load) and of the
 // kind the space was created with (IndexKind): on the vectors, cosine distance (halfvec above
-// 2,000 dimensions), or on their binary codes, Hamming distance, with the candidates re-ranked
-// by exact cosine distance. Related and Search repeat the index's expression and predicate so
-// the planner uses it.
+// 2,000 dimensions), on their half-precision copies, or on their binary codes, Hamming distance,
+// with the candidates re-ranked by exact cosine distance. Related and Search repeat the index's
+// expression and predicate so the planner uses it.
 //
 // Errors: a missing paper or space is paper.ErrNotFound, bad input paper.ErrInvalid, a vector of
 // the wrong dimension paper.ErrSpaceMismatch, and a title fragment matching several papers

@@ -264,8 +264,8 @@ func checkK(k int) error {
 // vector, $2 a paper id to leave out ("" for none), $3 k, $4 the candidates the index scan
 // returns. dist is the exact cosine distance of a row's vector to $1 (e.g. "(embedding::
 // vector(768)) <=> $1::vector(768)"); order is what the space's index orders rows by — dist
-// itself, with $4 = k, or the Hamming distance of binary codes, whose $4 candidates are then
-// re-ranked by dist. The inner query repeats the index expression and the literal space_id
+// itself or its halfvec approximation, with $4 = k, or the Hamming distance of binary codes,
+// whose $4 candidates are then re-ranked by dist. The inner query repeats the index expression and the literal space_id
 // predicate, so the planner answers it with an index scan on the space's partial HNSW index;
 // the outer query adds titles and TL;DRs to the k rows. Both expressions must be trusted SQL,
 // never user input.
@@ -290,19 +290,11 @@ ORDER BY n.dist, n.paper_id`
 
 // KNNQuery is the store's nearest-neighbour statement for one space and index kind, with its
 // arguments; it is exported for the benchmarks, which sweep hnsw.ef_search over the store's
-// own statement (RunKNN) and run it on other index kinds (NewKNNQueryOn).
+// own statement (RunKNN).
 type KNNQuery struct {
 	// SQL is the statement (knnStatement).
 	SQL string
 	v   vectorSQL
-}
-
-// NewKNNQueryOn returns the store's statement for space spaceID with other expressions: dist,
-// the exact cosine distance of a row's vector to the query vector $1, and order, what an index
-// orders rows by (dist itself, or a distance between binary codes, whose ef_search candidates
-// are re-ranked by dist). Both must be trusted SQL, never user input.
-func NewKNNQueryOn(dist, order string, spaceID int64) KNNQuery {
-	return KNNQuery{SQL: knnStatement(dist, order, spaceID), v: vectorSQL{dist: dist, order: order}}
 }
 
 // NewKNNQuery returns the statement Related and Search run for space spaceID of dims
@@ -314,7 +306,7 @@ func NewKNNQuery(spaceID int64, dims int, kind IndexKind) KNNQuery {
 // knnQuery is the nearest-neighbour statement of space sp.
 func knnQuery(sp spaceRow) KNNQuery {
 	v := vectorSQLFor(sp, "$1")
-	return NewKNNQueryOn(v.dist, v.order, sp.ID)
+	return KNNQuery{SQL: knnStatement(v.dist, v.order, sp.ID), v: v}
 }
 
 // Args returns the statement's arguments for k results nearest to vec, leaving out paper
@@ -350,10 +342,11 @@ func (s *Store) efFor(sp spaceRow, k int) int {
 }
 
 // DefaultEFSearch is the hnsw.ef_search queries of a space with index kind run with unless
-// Config.EFSearch says otherwise: 100 on IndexHNSW (recall@10 0.96–0.99 on 100k vectors of
-// 768 dimensions, 0.89 at 1M), 160 on IndexHNSWBinary, whose ef_search candidates are chosen
-// by 1-bit codes and re-ranked exactly, so it needs more of them for the same recall (1M:
-// 0.90–0.95 at 100, 0.94–0.97 at 160 with p99 14–20 ms, over four builds; see bench/results).
+// Config.EFSearch says otherwise: 100 on IndexHNSW and IndexHNSWHalfvec (recall@10 0.96–0.99 on
+// 100k vectors of 768 dimensions, 0.89–0.93 at 1M), 160 on IndexHNSWBinary, whose ef_search
+// candidates are chosen by 1-bit codes and re-ranked exactly, so it needs more of them for the
+// same recall (1M: 0.90–0.95 at 100, 0.94–0.98 at 160 with p99 14–22 ms, over five builds; see
+// bench/results).
 func DefaultEFSearch(kind IndexKind) int {
 	if kind == IndexHNSWBinary {
 		return 160

@@ -392,6 +392,11 @@ func TestCounts(t *testing.T) {
 func TestRelatedReturnsKWhenKReachesEFSearch(t *testing.T) {
 	t.Parallel()
 	bin, plain := setupBinary(t)
+	half, err := store.Open(t.Context(), store.Config{URL: plain.Pool().Config().ConnString(), VectorIndex: store.IndexHNSWHalfvec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer half.Close()
 	ctx := t.Context()
 	const n, dims, ef = 1000, 16, 10
 	ps := abstracts(n)
@@ -399,7 +404,7 @@ func TestRelatedReturnsKWhenKReachesEFSearch(t *testing.T) {
 	for _, tc := range []struct {
 		kind  store.IndexKind
 		owner *store.Store
-	}{{store.IndexHNSW, plain}, {store.IndexHNSWBinary, bin}} {
+	}{{store.IndexHNSW, plain}, {store.IndexHNSWBinary, bin}, {store.IndexHNSWHalfvec, half}} {
 		sp := space(t, tc.owner, "k-at-ef-"+string(tc.kind), dims)
 		saveRandomVectors(t, plain, sp.ID, ps, dims, 7)
 		if _, err := plain.Pool().Exec(ctx, "ANALYZE embeddings"); err != nil {

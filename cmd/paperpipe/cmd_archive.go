@@ -648,11 +648,11 @@ func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.S
 }
 
 func cmdSpaces(ctx context.Context, c *config, args []string) error {
-	fs := newFlagSet("spaces", "[list | drop SPACE | check [SPACE] | reindex SPACE --index KIND]", "List embedding spaces with their coverage, drop an inactive one, check how well a space's index (default: the active space's) finds each paper's exact nearest neighbours at PAPERPIPE_EF_SEARCH, or rebuild a space's index as another kind (hnsw or hnsw-binary) while it stays in use. SPACE is an id, a name (model/dimensions/template) or a model with one space.")
+	fs := newFlagSet("spaces", "[list | drop SPACE | check [SPACE] | reindex SPACE --index KIND]", "List embedding spaces with their coverage, drop an inactive one, check how well a space's index (default: the active space's) finds each paper's exact nearest neighbours at PAPERPIPE_EF_SEARCH, or rebuild a space's index as another kind (hnsw, hnsw-halfvec or hnsw-binary) while it stays in use. SPACE is an id, a name (model/dimensions/template) or a model with one space.")
 	c.addJSONFlag(fs)
 	sample := fs.Int("sample", 20, "check: papers asked about (a fixed sample); each costs a scan of the space")
 	k := fs.Int("k", 10, "check: neighbours per paper")
-	kind := fs.String("index", "", "reindex: the index kind to build, hnsw or hnsw-binary")
+	kind := fs.String("index", "", "reindex: the index kind to build, hnsw, hnsw-halfvec or hnsw-binary")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -670,7 +670,7 @@ func cmdSpaces(ctx context.Context, c *config, args []string) error {
 	}
 	if pos[0] == "reindex" {
 		if len(pos) != 2 || *kind == "" {
-			return usageErr("spaces reindex SPACE --index hnsw|hnsw-binary")
+			return usageErr("spaces reindex SPACE --index hnsw|hnsw-halfvec|hnsw-binary")
 		}
 		return reindexSpace(ctx, st, pos[1], *kind, os.Stderr)
 	}

@@ -1,0 +1,107 @@
+package store_test
+
+import (
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
+)
+
+// TestHalfvecSpaceIndexesHalfPrecisionCopies: a space created as hnsw-halfvec gets an HNSW index
+// on halfvec up to 4,000 dimensions and none above; an existing space keeps its kind.
+func TestHalfvecSpaceIndexesHalfPrecisionCopies(t *testing.T) {
+	t.Parallel()
+	half, plain := setupKind(t, store.IndexHNSWHalfvec)
+	ctx := t.Context()
+	old := space(t, plain, "old", 3)
+	if again := space(t, half, "old", 3); again.ID != old.ID {
+		t.Fatalf("EnsureSpace of an existing space made another: %d, %d", again.ID, old.ID)
+	}
+	small := space(t, half, "small", 3)
+	wide := space(t, half, "wide", 3000) // above vector's 2,000-dimension HNSW limit
+	huge := space(t, half, "huge", 5000) // above halfvec's
+	infos, err := half.Spaces(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[int64]store.SpaceInfo{}
+	for _, si := range infos {
+		byID[si.ID] = si
+	}
+	if got := byID[old.ID].Index; got != store.IndexHNSW {
+		t.Errorf("existing space's index kind = %q, want hnsw", got)
+	}
+	for _, sp := range []paper.Space{small, wide} {
+		si := byID[sp.ID]
+		var def string
+		err := half.Pool().QueryRow(ctx, "SELECT coalesce(pg_get_indexdef(to_regclass($1)), '')", si.IndexName).Scan(&def)
+		want := "(embedding)::halfvec(" + strconv.Itoa(sp.Dimensions) + ")"
+		if si.Index != store.IndexHNSWHalfvec || err != nil || !strings.Contains(def, want) || !strings.Contains(def, "halfvec_cosine_ops") {
+			t.Errorf("space %s: kind %q, index %q (%v); want hnsw-halfvec with an HNSW index on %s, halfvec_cosine_ops",
+				sp.Name(), si.Index, def, err, want)
+		}
+	}
+	if si := byID[huge.ID]; si.Index != store.IndexHNSWHalfvec || si.IndexName != "" {
+		t.Errorf("5,000-dimension space = %+v, want hnsw-halfvec without an index", si)
+	}
+}
+
+// TestHalfvecSpaceRanksAndScoresByExactCosine: the index orders rows by their half-precision
+// distance, but the results' order and scores are the exact cosine ones. The vectors'
+// coordinates are not representable in 16 bits, so a score computed from the halfvec copies
+// would be off by about 1e-4.
+func TestHalfvecSpaceRanksAndScoresByExactCosine(t *testing.T) {
+	t.Parallel()
+	half, _ := setupKind(t, store.IndexHNSWHalfvec)
+	ctx := t.Context()
+	const n, dims = 300, 24
+	sp, ps, embs := randomSpace(t, half, "exact", n, dims, 11)
+	if _, err := half.Pool().Exec(ctx, "ANALYZE papers; ANALYZE embeddings"); err != nil {
+		t.Fatal(err)
+	}
+	want := "Index Scan using embeddings_hnsw_s" + strconv.FormatInt(sp.ID, 10) + " "
+	plan, err := half.ExplainRelated(ctx, sp.ID, ps[0].ID, 10)
+	if err != nil || !strings.Contains(plan, want) || !strings.Contains(plan, "halfvec") {
+		t.Fatalf("Related does not scan the halfvec index (%v); plan:\n%s", err, plan)
+	}
+	plan, err = half.ExplainHybrid(ctx, sp.ID, "problem", embs[0].Vector, 10)
+	if err != nil || !strings.Contains(plan, want) {
+		t.Errorf("hybrid search does not scan the halfvec index (%v); plan:\n%s", err, plan)
+	}
+	var worst float64
+	var found, total int
+	for qi := range 20 {
+		hits, err := half.Related(ctx, sp.ID, ps[qi].ID, 10)
+		if err != nil || len(hits) != 10 {
+			t.Fatalf("Related(%s) = %v, %v", ps[qi].ID, hitIDs(hits), err)
+		}
+		for i, h := range hits {
+			j := slices.IndexFunc(embs, func(e paper.Embedding) bool { return e.PaperID == h.ID })
+			worst = max(worst, math.Abs(h.Score-cosine(embs[qi].Vector, embs[j].Vector)))
+			if i > 0 && h.Score > hits[i-1].Score {
+				t.Errorf("Related(%s) is not in order of exact similarity at %d", ps[qi].ID, i)
+			}
+		}
+		for _, id := range exactNearest(embs, embs[qi].Vector, ps[qi].ID, 10) {
+			total++
+			if slices.Contains(hitIDs(hits), id) {
+				found++
+			}
+		}
+	}
+	if worst > 1e-6 {
+		t.Errorf("scores differ from the exact cosine by up to %.2g, want at most 1e-6", worst)
+	}
+	if recall := float64(found) / float64(total); recall < 0.9 {
+		t.Errorf("recall@10 of Related on the halfvec index = %.2f, want at least 0.9", recall)
+	}
+	q := embs[5].Vector
+	hits, err := half.Search(ctx, sp.ID, q, 3)
+	if err != nil || len(hits) != 3 || hits[0].ID != ps[5].ID || math.Abs(hits[0].Score-1) > 1e-6 {
+		t.Errorf("Search for paper 5's own vector = %+v, %v; want it first with score 1", hits, err)
+	}
+}
