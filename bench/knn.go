@@ -40,7 +40,7 @@ type KNNCase struct {
 	// EfSearch lists the hnsw.ef_search values swept.
 	EfSearch []int `json:"ef_search"`
 	// Index is the store's index kind for the case's space (store.Config.VectorIndex).
-	// Defaults to store.IndexHNSW.
+	// Defaults to store.DefaultIndexKind.
 	Index store.IndexKind `json:"index,omitempty"`
 	// Clusters describes synthetic data.
 	Clusters ClusterSpec `json:"clusters"`
@@ -51,7 +51,7 @@ type KNNCase struct {
 // index is the store's index kind for the case.
 func (c KNNCase) index() store.IndexKind {
 	if c.Index == "" {
-		return store.IndexHNSW
+		return store.DefaultIndexKind
 	}
 	return c.Index
 }

@@ -54,14 +54,14 @@ type PipelineCase struct {
 	// Reprocess also measures re-processing over the processed archive (see ReprocessResult).
 	Reprocess bool `json:"reprocess"`
 	// Index is the store's index kind for the worker's embedding space
-	// (store.Config.VectorIndex). Defaults to store.IndexHNSW.
+	// (store.Config.VectorIndex). Defaults to store.DefaultIndexKind.
 	Index store.IndexKind `json:"index,omitempty"`
 }
 
 // index is the store's index kind for the case.
 func (c PipelineCase) index() store.IndexKind {
 	if c.Index == "" {
-		return store.IndexHNSW
+		return store.DefaultIndexKind
 	}
 	return c.Index
 }

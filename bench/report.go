@@ -50,7 +50,7 @@ func ptr(b bool) *bool { return &b }
 func (r *Run) Evaluate() {
 	r.Goals = nil
 	// The throughput goals are judged per index kind of the worker's space: the store's
-	// default (store.IndexHNSW) gives the goals' rows; cases on another kind add their own rows.
+	// default (store.DefaultIndexKind) gives the goals' rows; cases on another kind add their own rows.
 	type selection struct {
 		byC               map[int]*PipelineResult
 		zeroFake, offline *PipelineResult
@@ -90,7 +90,7 @@ func (r *Run) Evaluate() {
 	}
 	for _, k := range kinds {
 		s, suffix := sel[k], ""
-		if k != store.IndexHNSW {
+		if k != store.DefaultIndexKind {
 			suffix = " — " + string(k) + " index"
 		}
 		var goals []Goal
@@ -103,7 +103,7 @@ func (r *Run) Evaluate() {
 			}
 			goals = append(goals, g)
 		}
-		if k == store.IndexHNSW {
+		if k == store.DefaultIndexKind {
 			g := Goal{Name: "embedding requests per abstract", Target: "≤ 0.02 (worker defaults, unpaced load; paced cases in the table)"}
 			if maxEmb >= 0 {
 				g.Measured = fmt.Sprintf("worst %.4f (%s)", maxEmb, maxEmbCase)
@@ -126,7 +126,7 @@ func (r *Run) Evaluate() {
 		}
 		for _, g := range goals {
 			// Another kind's rows appear only for what was measured on it.
-			if k == store.IndexHNSW || g.Measured != "" {
+			if k == store.DefaultIndexKind || g.Measured != "" {
 				r.Goals = append(r.Goals, g)
 			}
 		}

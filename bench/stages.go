@@ -35,7 +35,9 @@ func RunStages(ctx context.Context, db *DB, corpus []paper.Abstract, n, batch in
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	st, drop, err := db.Schema(ctx, "stages", store.Config{Logger: log})
+	// st creates spaces indexed as store.IndexHNSW (the "HNSW space" rows); stHalf and stBin
+	// below, on the same schema, the other kinds.
+	st, drop, err := db.Schema(ctx, "stages", store.Config{Logger: log, VectorIndex: store.IndexHNSW})
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +130,7 @@ func RunStages(ctx context.Context, db *DB, corpus []paper.Abstract, n, batch in
 		{"SaveEmbeddings, space without index, random vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spBare.ID, randEmbs[i:j]); return err }},
 		{"SaveEmbeddings, hnsw-binary space, offline vectors", func(i, j int) error { _, err := stBin.SaveEmbeddings(ctx, spBinOff.ID, offEmbs[i:j]); return err }},
 		{"SaveEmbeddings, hnsw-binary space, fake API text vectors", func(i, j int) error { _, err := stBin.SaveEmbeddings(ctx, spBinText.ID, textEmbs[i:j]); return err }},
-		{"SaveEmbeddings, hnsw-halfvec space, offline vectors", func(i, j int) error { _, err := stHalf.SaveEmbeddings(ctx, spHalf.ID, offEmbs[i:j]); return err }},
+		{"SaveEmbeddings, hnsw-halfvec space (the default), offline vectors", func(i, j int) error { _, err := stHalf.SaveEmbeddings(ctx, spHalf.ID, offEmbs[i:j]); return err }},
 		{"experiment: SaveEmbeddings, HNSW ef_construction 32, offline vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spEf32.ID, offEmbs[i:j]); return err }},
 		{"experiment: UpsertPapers (unchanged papers) without the generated tsv column", func(i, j int) error {
 			if i == 0 {

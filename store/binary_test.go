@@ -23,20 +23,26 @@ func setupBinary(t *testing.T) (bin, plain *store.Store) {
 }
 
 // setupKind returns a migrated store whose new spaces get indexes of kind, and a second store
-// on the same schema that creates plain HNSW spaces.
+// on the same schema that creates plain HNSW spaces (IndexHNSW).
 func setupKind(t *testing.T, kind store.IndexKind) (s, plain *store.Store) {
 	t.Helper()
 	u := pgtest.URL(t)
-	plain = open(t, u)
+	plain = openKind(t, u, store.IndexHNSW)
 	if err := plain.Migrate(t.Context()); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	s, err := store.Open(t.Context(), store.Config{URL: u, VectorIndex: kind})
+	return openKind(t, u, kind), plain
+}
+
+// openKind opens a store on url whose new spaces get indexes of kind.
+func openKind(t *testing.T, url string, kind store.IndexKind) *store.Store {
+	t.Helper()
+	s, err := store.Open(t.Context(), store.Config{URL: url, VectorIndex: kind})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(s.Close)
-	return s, plain
+	return s
 }
 
 // saveRandomVectors stores, for each paper, a vector of dims coordinates uniform in [-1, 1)

@@ -105,3 +105,18 @@ func TestHalfvecSpaceRanksAndScoresByExactCosine(t *testing.T) {
 		t.Errorf("Search for paper 5's own vector = %+v, %v; want it first with score 1", hits, err)
 	}
 }
+
+// TestNewSpacesAreHalfvecByDefault: a store opened without Config.VectorIndex creates
+// hnsw-halfvec spaces.
+func TestNewSpacesAreHalfvecByDefault(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	sp := space(t, s, "default", 8)
+	infos, err := s.Spaces(t.Context())
+	if err != nil || len(infos) != 1 || infos[0].ID != sp.ID {
+		t.Fatalf("Spaces = %+v, %v", infos, err)
+	}
+	if infos[0].Index != store.IndexHNSWHalfvec || infos[0].IndexName == "" {
+		t.Errorf("a new space's index = %q %q, want an hnsw-halfvec index", infos[0].Index, infos[0].IndexName)
+	}
+}

@@ -392,11 +392,7 @@ func TestCounts(t *testing.T) {
 func TestRelatedReturnsKWhenKReachesEFSearch(t *testing.T) {
 	t.Parallel()
 	bin, plain := setupBinary(t)
-	half, err := store.Open(t.Context(), store.Config{URL: plain.Pool().Config().ConnString(), VectorIndex: store.IndexHNSWHalfvec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer half.Close()
+	half := openKind(t, plain.Pool().Config().ConnString(), store.IndexHNSWHalfvec)
 	ctx := t.Context()
 	const n, dims, ef = 1000, 16, 10
 	ps := abstracts(n)

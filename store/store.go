@@ -41,7 +41,7 @@ type Config struct {
 	// Defaults to DefaultEFSearch of each space's index kind.
 	EFSearch int
 	// VectorIndex is the index kind of the embedding spaces this store creates; a space keeps
-	// the kind it was created with. Defaults to IndexHNSW.
+	// the kind it was created with. Defaults to DefaultIndexKind.
 	VectorIndex IndexKind
 	// Logger receives migration progress and warnings. Defaults to discarding everything.
 	Logger *slog.Logger
@@ -104,7 +104,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.EFSearch = 0
 	}
 	if cfg.VectorIndex == "" {
-		cfg.VectorIndex = IndexHNSW
+		cfg.VectorIndex = DefaultIndexKind
 	}
 	s := &Store{
 		ef:     min(cfg.EFSearch, maxK),

@@ -126,7 +126,7 @@ func loadConfig() *config {
 		MaxDeliver:       envInt("PAPERPIPE_MAX_DELIVER", 8),
 		MsgTimeout:       envDuration("PAPERPIPE_MSG_TIMEOUT", 0),
 		EFSearch:         envInt("PAPERPIPE_EF_SEARCH", 0),
-		VectorIndex:      env("PAPERPIPE_VECTOR_INDEX", string(store.IndexHNSW)),
+		VectorIndex:      env("PAPERPIPE_VECTOR_INDEX", string(store.DefaultIndexKind)),
 		FollowInterval:   envDuration("PAPERPIPE_FOLLOW_INTERVAL", 30*time.Second),
 		LogLevel:         env("PAPERPIPE_LOG_LEVEL", "info"),
 		HTTPAddr:         env("PAPERPIPE_HTTP_ADDR", DefaultHTTPAddr),

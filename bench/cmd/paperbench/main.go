@@ -68,14 +68,14 @@ func sets() map[string]set {
 			paced(api("C64-paced", 640, 64), 80),
 			{Name: "zero-latency-fake", Models: bench.ModelsAPI, N: 2000, Concurrency: 64, Reprocess: true},
 			{Name: "zero-latency-fake-binary", Models: bench.ModelsAPI, N: 2000, Concurrency: 64, Index: store.IndexHNSWBinary},
-			{Name: "zero-latency-fake-halfvec", Models: bench.ModelsAPI, N: 2000, Concurrency: 64, Index: store.IndexHNSWHalfvec},
+			{Name: "zero-latency-fake-vector", Models: bench.ModelsAPI, N: 2000, Concurrency: 64, Index: store.IndexHNSW},
 			{Name: "offline", Models: bench.ModelsOffline, N: 2000, Concurrency: 64},
 		},
 		knn: []bench.KNNCase{
 			knnCase("synthetic-20k", bench.SourceSynthetic, 20_000, 100, 300, 3*time.Second, []int{16, 40, 100, 200}),
 			knnCase("offline-20k", bench.SourceOffline, 20_000, 100, 300, 3*time.Second, []int{16, 40, 100, 200}),
 			binary(knnCase("synthetic-20k-binary", bench.SourceSynthetic, 20_000, 100, 300, 3*time.Second, []int{16, 40, 100, 200})),
-			halfvec(knnCase("synthetic-20k-halfvec", bench.SourceSynthetic, 20_000, 100, 300, 3*time.Second, []int{16, 40, 100, 200})),
+			vector(knnCase("synthetic-20k-vector", bench.SourceSynthetic, 20_000, 100, 300, 3*time.Second, []int{16, 40, 100, 200})),
 		},
 	}
 	sweep := []int{10, 20, 40, 64, 100, 128, 160, 200, 400}
@@ -100,23 +100,23 @@ func sets() map[string]set {
 			pipeOn(store.IndexHNSWBinary, api("C256-binary", 6000, 256)),
 			{Name: "zero-latency-fake-binary", Models: bench.ModelsAPI, N: 10_000, Concurrency: 64, Index: store.IndexHNSWBinary},
 			{Name: "offline-binary", Models: bench.ModelsOffline, N: 10_000, Concurrency: 64, Index: store.IndexHNSWBinary},
-			// And into a space with a halfvec index.
-			pipeOn(store.IndexHNSWHalfvec, api("C256-halfvec", 6000, 256)),
-			{Name: "zero-latency-fake-halfvec", Models: bench.ModelsAPI, N: 10_000, Concurrency: 64, Index: store.IndexHNSWHalfvec},
-			{Name: "offline-halfvec", Models: bench.ModelsOffline, N: 10_000, Concurrency: 64, Index: store.IndexHNSWHalfvec},
+			// And into a space with an index on the vectors themselves (store.IndexHNSW).
+			pipeOn(store.IndexHNSW, api("C256-vector", 6000, 256)),
+			{Name: "zero-latency-fake-vector", Models: bench.ModelsAPI, N: 10_000, Concurrency: 64, Index: store.IndexHNSW},
+			{Name: "offline-vector", Models: bench.ModelsOffline, N: 10_000, Concurrency: 64, Index: store.IndexHNSW},
 		},
 		// The 1M cases run first: they are the headline goal and the longest. Each data set is
 		// measured with each of the store's index kinds (store.IndexKinds).
 		knn: []bench.KNNCase{
 			knnCase("synthetic-1M", bench.SourceSynthetic, 1_000_000, 100, 1000, 15*time.Second, sweep),
 			binary(knnCase("synthetic-1M-binary", bench.SourceSynthetic, 1_000_000, 100, 1000, 15*time.Second, sweep)),
-			halfvec(knnCase("synthetic-1M-halfvec", bench.SourceSynthetic, 1_000_000, 100, 1000, 15*time.Second, sweep)),
+			vector(knnCase("synthetic-1M-vector", bench.SourceSynthetic, 1_000_000, 100, 1000, 15*time.Second, sweep)),
 			knnCase("synthetic-100k", bench.SourceSynthetic, 100_000, 200, 1000, 10*time.Second, sweep),
 			binary(knnCase("synthetic-100k-binary", bench.SourceSynthetic, 100_000, 200, 1000, 10*time.Second, sweep)),
-			halfvec(knnCase("synthetic-100k-halfvec", bench.SourceSynthetic, 100_000, 200, 1000, 10*time.Second, sweep)),
+			vector(knnCase("synthetic-100k-vector", bench.SourceSynthetic, 100_000, 200, 1000, 10*time.Second, sweep)),
 			knnCase("offline-100k", bench.SourceOffline, 100_000, 200, 1000, 10*time.Second, sweep),
 			binary(knnCase("offline-100k-binary", bench.SourceOffline, 100_000, 200, 1000, 10*time.Second, sweep)),
-			halfvec(knnCase("offline-100k-halfvec", bench.SourceOffline, 100_000, 200, 1000, 10*time.Second, sweep)),
+			vector(knnCase("offline-100k-vector", bench.SourceOffline, 100_000, 200, 1000, 10*time.Second, sweep)),
 			knnCase("fitted-100k", bench.SourceFitted, 100_000, 200, 1000, 10*time.Second, sweep),
 			binary(knnCase("fitted-100k-binary", bench.SourceFitted, 100_000, 200, 1000, 10*time.Second, sweep)),
 		},
@@ -129,7 +129,7 @@ func paced(c bench.PipelineCase, rate float64) bench.PipelineCase         { c.Pa
 func rpm(c bench.PipelineCase, n int) bench.PipelineCase                  { c.RPM = n; return c }
 func defaultTransport(c bench.PipelineCase) bench.PipelineCase            { c.DefaultTransport = true; return c }
 func binary(c bench.KNNCase) bench.KNNCase                                { c.Index = store.IndexHNSWBinary; return c }
-func halfvec(c bench.KNNCase) bench.KNNCase                               { c.Index = store.IndexHNSWHalfvec; return c }
+func vector(c bench.KNNCase) bench.KNNCase                                { c.Index = store.IndexHNSW; return c }
 func pipeOn(k store.IndexKind, c bench.PipelineCase) bench.PipelineCase   { c.Index = k; return c }
 func randomVectors(c bench.PipelineCase) bench.PipelineCase {
 	c.Vectors = openaitest.VectorsRandom
