@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pgvector/pgvector-go"
+
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/store"
 )
@@ -118,5 +120,41 @@ func TestNewSpacesAreHalfvecByDefault(t *testing.T) {
 	}
 	if infos[0].Index != store.IndexHNSWHalfvec || infos[0].IndexName == "" {
 		t.Errorf("a new space's index = %q %q, want an hnsw-halfvec index", infos[0].Index, infos[0].IndexName)
+	}
+}
+
+// TestHalfvecSpaceDecidesNearTiesExactly: papers a and b are nearly equidistant from the query;
+// a is nearer exactly, b in half precision (checked below in SQL). The index's order puts b
+// first, so a query that kept the first k rows of it would answer b; the store re-ranks 2k.
+func TestHalfvecSpaceDecidesNearTiesExactly(t *testing.T) {
+	t.Parallel()
+	half, _ := setupKind(t, store.IndexHNSWHalfvec)
+	ctx := t.Context()
+	sp := space(t, half, "ties", 3)
+	ps := abstracts(4)
+	upsert(t, half, ps, store.Work{})
+	q := []float32{0.3, 0.7, 0.5}
+	a := []float32{0.70892817, 0.26206973, 0.9642039}
+	b := []float32{0.7092969, 0.2620896, 0.9649223}
+	embs := []paper.Embedding{embeddingOf(ps[0], a...), embeddingOf(ps[1], b...),
+		embeddingOf(ps[2], -0.3, 0.1, 0.2), embeddingOf(ps[3], 0.9, -0.5, 0.1)}
+	if _, err := half.SaveEmbeddings(ctx, sp.ID, embs); err != nil {
+		t.Fatal(err)
+	}
+	var exactA, halfB bool
+	if err := half.Pool().QueryRow(ctx, `SELECT $1::vector <=> $2::vector < $1::vector <=> $3::vector,
+		$1::vector::halfvec <=> $3::vector::halfvec < $1::vector::halfvec <=> $2::vector::halfvec`,
+		pgvector.NewVector(q), pgvector.NewVector(a), pgvector.NewVector(b)).Scan(&exactA, &halfB); err != nil {
+		t.Fatal(err)
+	}
+	if !exactA || !halfB {
+		t.Fatalf("the test's vectors: a nearer exactly %v, b nearer in half precision %v; want both", exactA, halfB)
+	}
+	hits, err := half.Search(ctx, sp.ID, q, 1)
+	if err != nil || len(hits) != 1 || hits[0].ID != ps[0].ID {
+		t.Errorf("Search k=1 = %+v, %v; want %s, the exact nearest", hits, err, ps[0].ID)
+	}
+	if want := cosine(q, a); len(hits) == 1 && math.Abs(hits[0].Score-want) > 1e-6 {
+		t.Errorf("score %.7f, want the exact cosine %.7f", hits[0].Score, want)
 	}
 }

@@ -264,8 +264,9 @@ func checkK(k int) error {
 // vector, $2 a paper id to leave out ("" for none), $3 k, $4 the candidates the index scan
 // returns. dist is the exact cosine distance of a row's vector to $1 (e.g. "(embedding::
 // vector(768)) <=> $1::vector(768)"); order is what the space's index orders rows by — dist
-// itself or its halfvec approximation, with $4 = k, or the Hamming distance of binary codes,
-// whose $4 candidates are then re-ranked by dist. The inner query repeats the index expression and the literal space_id
+// itself, with $4 = k, or an approximation of it — the halfvec distance, whose 2k candidates,
+// or the Hamming distance of binary codes, whose ef_search candidates, are then re-ranked by
+// dist (vectorSQL.candidates). The inner query repeats the index expression and the literal space_id
 // predicate, so the planner answers it with an index scan on the space's partial HNSW index;
 // the outer query adds titles and TL;DRs to the k rows. Both expressions must be trusted SQL,
 // never user input.
