@@ -241,28 +241,49 @@ func TestBinaryIndexReranksMoreCandidatesThanK(t *testing.T) {
 func TestBinarySpaceQueriesUseItsIndex(t *testing.T) {
 	t.Parallel()
 	bin, _ := setupBinary(t)
-	ctx := t.Context()
 	const n, dims = 1000, 32
 	sp, ps, embs := randomSpace(t, bin, "planned", n, dims, 5)
-	if _, err := bin.Pool().Exec(ctx, "ANALYZE papers; ANALYZE embeddings"); err != nil {
+	checkPlansScanIndex(t, bin, sp, ps, embs, "<~>")
+	// And the answers are the exact top 10 for most questions: 1,000 random 32-d vectors
+	// keep enough of their order in 32 bits for 100 re-ranked candidates.
+	if recall := relatedRecall(t, bin, sp, ps, embs, 20, nil); recall < 0.8 {
+		t.Errorf("recall@10 of Related on the binary index = %.2f, want at least 0.8", recall)
+	}
+}
+
+// checkPlansScanIndex gathers statistics and checks that Related (whose plan must also show
+// marker, the index's distance) and hybrid search in space sp scan the space's HNSW index.
+func checkPlansScanIndex(t *testing.T, s *store.Store, sp paper.Space, ps []paper.Abstract, embs []paper.Embedding, marker string) {
+	t.Helper()
+	ctx := t.Context()
+	if _, err := s.Pool().Exec(ctx, "ANALYZE papers; ANALYZE embeddings"); err != nil {
 		t.Fatal(err)
 	}
 	want := "Index Scan using embeddings_hnsw_s" + strconv.FormatInt(sp.ID, 10) + " "
-	plan, err := bin.ExplainRelated(ctx, sp.ID, ps[0].ID, 10)
-	if err != nil || !strings.Contains(plan, want) || !strings.Contains(plan, "<~>") {
-		t.Errorf("Related does not scan the binary index (%v); plan:\n%s", err, plan)
+	plan, err := s.ExplainRelated(ctx, sp.ID, ps[0].ID, 10)
+	if err != nil || !strings.Contains(plan, want) || !strings.Contains(plan, marker) {
+		t.Errorf("Related does not scan the space's index with %s (%v); plan:\n%s", marker, err, plan)
 	}
-	plan, err = bin.ExplainHybrid(ctx, sp.ID, "problem", embs[0].Vector, 10)
+	plan, err = s.ExplainHybrid(ctx, sp.ID, "problem", embs[0].Vector, 10)
 	if err != nil || !strings.Contains(plan, want) {
-		t.Errorf("hybrid search does not scan the binary index (%v); plan:\n%s", err, plan)
+		t.Errorf("hybrid search does not scan the space's index (%v); plan:\n%s", err, plan)
 	}
-	// And the answers are the exact top 10 for most questions: 1,000 random 32-d vectors
-	// keep enough of their order in 32 bits for 100 re-ranked candidates.
+}
+
+// relatedRecall asks Related for the 10 papers nearest to each of the first n papers of ps
+// (embs their vectors, in order) and returns the share of the exact top 10 found; each answer is
+// passed to check when it is not nil.
+func relatedRecall(t *testing.T, s *store.Store, sp paper.Space, ps []paper.Abstract, embs []paper.Embedding, n int,
+	check func(qi int, hits []paper.Hit)) float64 {
+	t.Helper()
 	var found, total int
-	for qi := 0; qi < 20; qi++ {
-		hits, err := bin.Related(ctx, sp.ID, ps[qi].ID, 10)
-		if err != nil {
-			t.Fatal(err)
+	for qi := range n {
+		hits, err := s.Related(t.Context(), sp.ID, ps[qi].ID, 10)
+		if err != nil || len(hits) != 10 {
+			t.Fatalf("Related(%s) = %v, %v; want 10 papers", ps[qi].ID, hitIDs(hits), err)
+		}
+		if check != nil {
+			check(qi, hits)
 		}
 		for _, id := range exactNearest(embs, embs[qi].Vector, ps[qi].ID, 10) {
 			total++
@@ -271,9 +292,7 @@ func TestBinarySpaceQueriesUseItsIndex(t *testing.T) {
 			}
 		}
 	}
-	if recall := float64(found) / float64(total); recall < 0.8 {
-		t.Errorf("recall@10 of Related on the binary index = %.2f, want at least 0.8", recall)
-	}
+	return float64(found) / float64(total)
 }
 
 // TestCheckRecallSeesWhatTooFewCandidatesMiss: the decoy archive of

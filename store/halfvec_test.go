@@ -62,25 +62,9 @@ func TestHalfvecSpaceRanksAndScoresByExactCosine(t *testing.T) {
 	ctx := t.Context()
 	const n, dims = 300, 24
 	sp, ps, embs := randomSpace(t, half, "exact", n, dims, 11)
-	if _, err := half.Pool().Exec(ctx, "ANALYZE papers; ANALYZE embeddings"); err != nil {
-		t.Fatal(err)
-	}
-	want := "Index Scan using embeddings_hnsw_s" + strconv.FormatInt(sp.ID, 10) + " "
-	plan, err := half.ExplainRelated(ctx, sp.ID, ps[0].ID, 10)
-	if err != nil || !strings.Contains(plan, want) || !strings.Contains(plan, "halfvec") {
-		t.Fatalf("Related does not scan the halfvec index (%v); plan:\n%s", err, plan)
-	}
-	plan, err = half.ExplainHybrid(ctx, sp.ID, "problem", embs[0].Vector, 10)
-	if err != nil || !strings.Contains(plan, want) {
-		t.Errorf("hybrid search does not scan the halfvec index (%v); plan:\n%s", err, plan)
-	}
+	checkPlansScanIndex(t, half, sp, ps, embs, "halfvec")
 	var worst float64
-	var found, total int
-	for qi := range 20 {
-		hits, err := half.Related(ctx, sp.ID, ps[qi].ID, 10)
-		if err != nil || len(hits) != 10 {
-			t.Fatalf("Related(%s) = %v, %v", ps[qi].ID, hitIDs(hits), err)
-		}
+	recall := relatedRecall(t, half, sp, ps, embs, 20, func(qi int, hits []paper.Hit) {
 		for i, h := range hits {
 			j := slices.IndexFunc(embs, func(e paper.Embedding) bool { return e.PaperID == h.ID })
 			worst = max(worst, math.Abs(h.Score-cosine(embs[qi].Vector, embs[j].Vector)))
@@ -88,17 +72,11 @@ func TestHalfvecSpaceRanksAndScoresByExactCosine(t *testing.T) {
 				t.Errorf("Related(%s) is not in order of exact similarity at %d", ps[qi].ID, i)
 			}
 		}
-		for _, id := range exactNearest(embs, embs[qi].Vector, ps[qi].ID, 10) {
-			total++
-			if slices.Contains(hitIDs(hits), id) {
-				found++
-			}
-		}
-	}
+	})
 	if worst > 1e-6 {
 		t.Errorf("scores differ from the exact cosine by up to %.2g, want at most 1e-6", worst)
 	}
-	if recall := float64(found) / float64(total); recall < 0.9 {
+	if recall < 0.9 {
 		t.Errorf("recall@10 of Related on the halfvec index = %.2f, want at least 0.9", recall)
 	}
 	q := embs[5].Vector
