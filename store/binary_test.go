@@ -109,6 +109,20 @@ func TestParseIndexKind(t *testing.T) {
 	}
 }
 
+// spacesByID returns s.Spaces by space id.
+func spacesByID(t *testing.T, s *store.Store) map[int64]store.SpaceInfo {
+	t.Helper()
+	infos, err := s.Spaces(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := make(map[int64]store.SpaceInfo, len(infos))
+	for _, si := range infos {
+		byID[si.ID] = si
+	}
+	return byID
+}
+
 // TestSpaceKeepsTheIndexKindItWasCreatedWith: the configured kind applies to new spaces only.
 func TestSpaceKeepsTheIndexKindItWasCreatedWith(t *testing.T) {
 	t.Parallel()
@@ -120,14 +134,7 @@ func TestSpaceKeepsTheIndexKindItWasCreatedWith(t *testing.T) {
 	}
 	codes := space(t, bin, "codes", 3)
 	huge := space(t, bin, "enormous", 5000) // beyond HNSW on vectors, not on codes
-	infos, err := bin.Spaces(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kinds := map[int64]store.SpaceInfo{}
-	for _, si := range infos {
-		kinds[si.ID] = si
-	}
+	kinds := spacesByID(t, bin)
 	if got := kinds[old.ID].Index; got != store.IndexHNSW {
 		t.Errorf("existing space's index kind = %q, want hnsw", got)
 	}

@@ -26,14 +26,7 @@ func TestHalfvecSpaceIndexesHalfPrecisionCopies(t *testing.T) {
 	small := space(t, half, "small", 3)
 	wide := space(t, half, "wide", 3000) // above vector's 2,000-dimension HNSW limit
 	huge := space(t, half, "huge", 5000) // above halfvec's
-	infos, err := half.Spaces(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	byID := map[int64]store.SpaceInfo{}
-	for _, si := range infos {
-		byID[si.ID] = si
-	}
+	byID := spacesByID(t, half)
 	if got := byID[old.ID].Index; got != store.IndexHNSW {
 		t.Errorf("existing space's index kind = %q, want hnsw", got)
 	}
@@ -55,7 +48,8 @@ func TestHalfvecSpaceIndexesHalfPrecisionCopies(t *testing.T) {
 // TestHalfvecSpaceRanksAndScoresByExactCosine: the index orders rows by their half-precision
 // distance, but the results' order and scores are the exact cosine ones. The vectors'
 // coordinates are not representable in 16 bits, so a score computed from the halfvec copies
-// would be off by about 1e-4.
+// would be off by about 1e-4. (Random vectors seldom tie within the rounding, so the order is
+// tested where they do: TestHalfvecSpaceDecidesNearTiesExactly.)
 func TestHalfvecSpaceRanksAndScoresByExactCosine(t *testing.T) {
 	t.Parallel()
 	half, _ := setupKind(t, store.IndexHNSWHalfvec)
@@ -134,5 +128,10 @@ func TestHalfvecSpaceDecidesNearTiesExactly(t *testing.T) {
 	}
 	if want := cosine(q, a); len(hits) == 1 && math.Abs(hits[0].Score-want) > 1e-6 {
 		t.Errorf("score %.7f, want the exact cosine %.7f", hits[0].Score, want)
+	}
+	// Both of them: in the exact order, a before b.
+	hits, err = half.Search(ctx, sp.ID, q, 2)
+	if err != nil || !slices.Equal(hitIDs(hits), []string{ps[0].ID, ps[1].ID}) {
+		t.Errorf("Search k=2 = %v, %v; want [%s %s], the exact order", hitIDs(hits), err, ps[0].ID, ps[1].ID)
 	}
 }

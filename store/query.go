@@ -266,9 +266,9 @@ func checkK(k int) error {
 // vector(768)) <=> $1::vector(768)"); order is what the space's index orders rows by — dist
 // itself, with $4 = k, or an approximation of it — the halfvec distance, whose 2k candidates,
 // or the Hamming distance of binary codes, whose ef_search candidates, are then re-ranked by
-// dist (vectorSQL.candidates). The inner query repeats the index expression and the literal space_id
-// predicate, so the planner answers it with an index scan on the space's partial HNSW index;
-// the outer query adds titles and TL;DRs to the k rows. Both expressions must be trusted SQL,
+// dist (vectorSQL.candidates). The inner query repeats the index expression and the literal
+// space_id predicate, so the planner answers it with an index scan on the space's partial HNSW
+// index; the outer query adds titles and TL;DRs to the k rows. Both expressions must be trusted SQL,
 // never user input.
 func knnStatement(dist, order string, spaceID int64) string {
 	return `SELECT n.paper_id, p.title, coalesce(t.tldr, ''), 1 - n.dist
