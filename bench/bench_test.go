@@ -95,11 +95,58 @@ func TestExactKNNFindsNearestByCosine(t *testing.T) {
 		Normalize([]float32{-1, 0, 0}),
 	}
 	got := ExactKNN(data, []Query{{Vector: data[0], Exclude: 0}, {Vector: Normalize([]float32{0, 1, 0.1}), Exclude: -1}}, 2)
-	if want := []int{1, 3}; !equalInts(got[0], want) {
-		t.Errorf("neighbours of 0 leaving it out = %v, want %v", got[0], want)
+	if want := []int{1, 3}; !equalInts(got[0].IDs, want) {
+		t.Errorf("neighbours of 0 leaving it out = %v, want %v", got[0].IDs, want)
 	}
-	if want := []int{2, 3}; !equalInts(got[1], want) {
-		t.Errorf("neighbours of (0,1,0.1) = %v, want %v", got[1], want)
+	if want := dot(data[0], data[3]); got[0].Kth != want {
+		t.Errorf("the 2nd neighbour's similarity = %g, want %g", got[0].Kth, want)
+	}
+	if want := []int{2, 3}; !equalInts(got[1].IDs, want) {
+		t.Errorf("neighbours of (0,1,0.1) = %v, want %v", got[1].IDs, want)
+	}
+}
+
+// TestTieRecallCountsTiedPapersAsFound: a paper as similar as the exact k-th neighbour (the same
+// vector under another index) is found; a less similar one, the excluded paper and a repeated
+// result are not.
+func TestTieRecallCountsTiedPapersAsFound(t *testing.T) {
+	t.Parallel()
+	data := [][]float32{
+		Normalize([]float32{1, 0, 0}),
+		Normalize([]float32{1, 0.1, 0}),
+		Normalize([]float32{1, 0.1, 0}), // 1's twin
+		Normalize([]float32{1, 0.5, 0}),
+		Normalize([]float32{0, 1, 0}),
+	}
+	q := Query{Vector: data[0], Exclude: -1}
+	truth := ExactKNN(data, []Query{q}, 2)[0]
+	if want := []int{0, 1}; !equalInts(truth.IDs, want) {
+		t.Fatalf("exact answer = %v, want %v (ties by lower index)", truth.IDs, want)
+	}
+	for _, tc := range []struct {
+		got  []int
+		want float64
+	}{
+		{[]int{0, 1}, 1},
+		{[]int{0, 2}, 1},   // the twin instead of 1: tied, found
+		{[]int{2, 1}, 1},   // both twins: as near as the 2nd neighbour each
+		{[]int{0, 3}, 0.5}, // 3 is farther than the 2nd neighbour
+		{[]int{2, 2}, 0.5}, // one paper twice counts once
+		{[]int{0, -1}, 0.5},
+		{[]int{0, 1, 2}, 1}, // never above 1
+		{nil, 0},
+	} {
+		if got := TieRecall(tc.got, truth, data, q); got != tc.want {
+			t.Errorf("TieRecall(%v) = %g, want %g", tc.got, got, tc.want)
+		}
+	}
+	excl := Query{Vector: data[0], Exclude: 0}
+	truth = ExactKNN(data, []Query{excl}, 2)[0]
+	if got := TieRecall([]int{0, 1}, truth, data, excl); got != 0.5 {
+		t.Errorf("TieRecall with the excluded paper = %g, want 0.5", got)
+	}
+	if got := TieRecall(nil, Truth{}, data, q); got != 1 {
+		t.Errorf("TieRecall of an empty truth = %g, want 1", got)
 	}
 }
 

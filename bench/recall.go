@@ -52,11 +52,18 @@ type Query struct {
 	Exclude int
 }
 
-// ExactKNN returns, for each query, the indexes of the k unit vectors of data nearest by cosine
-// similarity (largest inner product first; ties by lower index), computed by brute force on all
-// cores. data and the queries must be normalised (see Normalize).
-func ExactKNN(data [][]float32, queries []Query, k int) [][]int {
-	out := make([][]int, len(queries))
+// Truth is one query's exact answer: the indexes of its k nearest vectors, nearest first, and
+// the similarity of the k-th.
+type Truth struct {
+	IDs []int
+	Kth float32
+}
+
+// ExactKNN returns, for each query, the k unit vectors of data nearest by cosine similarity
+// (largest inner product first; ties by lower index), computed by brute force on all cores. data
+// and the queries must be normalised (see Normalize).
+func ExactKNN(data [][]float32, queries []Query, k int) []Truth {
+	out := make([]Truth, len(queries))
 	work := make(chan int)
 	var wg sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
@@ -89,7 +96,7 @@ func better(a, b scored) int {
 	return cmp.Compare(a.i, b.i)
 }
 
-func topK(data [][]float32, q Query, k int) []int {
+func topK(data [][]float32, q Query, k int) Truth {
 	best := make([]scored, 0, k+1)
 	for i, v := range data {
 		if i == q.Exclude {
@@ -105,11 +112,44 @@ func topK(data [][]float32, q Query, k int) []int {
 			best = best[:k]
 		}
 	}
-	ids := make([]int, len(best))
+	t := Truth{IDs: make([]int, len(best))}
 	for i, b := range best {
-		ids[i] = b.i
+		t.IDs[i] = b.i
 	}
-	return ids
+	if len(best) > 0 {
+		t.Kth = best[len(best)-1].s
+	}
+	return t
+}
+
+// tieEpsilon is how much less similar than the k-th exact neighbour a result may be and still
+// count as tied with it: float32 rounding of a 768-term inner product, far below any real
+// difference between two papers.
+const tieEpsilon = 1e-6
+
+// TieRecall is recall that counts ties as found: the share of the k exact neighbours an
+// approximate search matched, where a result matches when it is a distinct stored vector, not the
+// query's excluded one, and at least as similar to the query as the exact k-th neighbour. Among
+// papers at the same distance from the query (the same text twice, or two texts one embedding
+// cannot tell apart) the exact answer keeps the lowest indexes and a search any of them, equally
+// right; Recall counts the others as misses. got holds indexes into data; data and q are what
+// ExactKNN was given. It is 1 when the truth is empty.
+func TieRecall(got []int, t Truth, data [][]float32, q Query) float64 {
+	if len(t.IDs) == 0 {
+		return 1
+	}
+	seen := make(map[int]bool, len(got))
+	n := 0
+	for _, g := range got {
+		if g < 0 || g >= len(data) || g == q.Exclude || seen[g] {
+			continue
+		}
+		seen[g] = true
+		if dot(q.Vector, data[g]) >= t.Kth-tieEpsilon {
+			n++
+		}
+	}
+	return float64(min(n, len(t.IDs))) / float64(len(t.IDs))
 }
 
 // Recall returns |got ∩ want| / |want|: the share of the exact neighbours an approximate search

@@ -477,24 +477,24 @@ func (r *Run) Markdown(svg, jsonName string) string {
 				mb(k.Load.IndexBytes), mb(k.Load.TableBytes), k.Load.LoadAndIndexSeconds/60, num(k.Load.VacuumSeconds))
 		}
 		w("\nThrough the store's API (`Store.Related`, `Store.Search`, at the ef_search the store sets for the case's index kind, store.DefaultEFSearch):\n\n")
-		w("| case | query | ef_search | recall@10 | p50 ms | p99 ms | QPS, 4 clients |\n|---|---|---|---|---|---|---|\n")
+		w("| case | query | ef_search | recall@10 | strict recall@10 | p50 ms | p99 ms | QPS, 4 clients |\n|---|---|---|---|---|---|---|---|\n")
 		for _, k := range r.KNN {
 			for _, q := range []struct {
 				name string
 				s    QueryStats
 			}{{"Related", k.Related}, {"Search", k.Search}} {
-				w("| %s | %s | %d | %.3f | %.2f | %.2f | %.0f |\n", k.Case.Name, q.name, k.StoreEfSearch, q.s.Recall, q.s.Latency.P50, q.s.Latency.P99, q.s.QPS4)
+				w("| %s | %s | %d | %.3f | %s | %.2f | %.2f | %.0f |\n", k.Case.Name, q.name, k.StoreEfSearch, q.s.Recall, strictText(q.s.StrictRecall), q.s.Latency.P50, q.s.Latency.P99, q.s.QPS4)
 			}
 		}
 		w("\nhnsw.ef_search sweep (the store's statement with ef_search set per run; related and search questions together; latency of a second pass asking them in turn until 1,000 are timed, the first pass's p99 beside it):\n\n")
-		w("| case | index | ef_search | recall@10 | p50 ms | p99 ms | first pass p99 ms |\n|---|---|---|---|---|---|---|\n")
+		w("| case | index | ef_search | recall@10 | strict recall@10 | p50 ms | p99 ms | first pass p99 ms |\n|---|---|---|---|---|---|---|---|\n")
 		for _, k := range r.KNN {
 			for _, s := range k.Sweep {
 				first := "–"
 				if s.FirstPass.N > 0 {
 					first = fmt.Sprintf("%.2f", s.FirstPass.P99)
 				}
-				w("| %s | %s | %d | %.3f | %.2f | %.2f | %s |\n", k.Case.Name, s.Index, s.EfSearch, s.Recall, s.Latency.P50, s.Latency.P99, first)
+				w("| %s | %s | %d | %.3f | %s | %.2f | %.2f | %s |\n", k.Case.Name, s.Index, s.EfSearch, s.Recall, strictText(s.StrictRecall), s.Latency.P50, s.Latency.P99, first)
 			}
 		}
 		w("\n| case | ef_search for recall ≥ 0.95 | sweep statement agrees with store.Search | exact search s | data generation s |\n|---|---|---|---|---|\n")
@@ -504,6 +504,14 @@ func (r *Run) Markdown(svg, jsonName string) string {
 	}
 	w("\n## How it is measured\n\n%s", methodText)
 	return b.String()
+}
+
+// strictText is a strict recall figure; "–" for results written before it was measured.
+func strictText(r float64) string {
+	if r == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.3f", r)
 }
 
 func efText(ef int) string {
@@ -548,6 +556,6 @@ const methodText = `- **Pipeline.** Each case gets a fresh schema, a fresh embed
 - **Bound** (Little's law): the worker holds at most C TL;DR requests in flight and each lasts the chat latency, so X ≤ C / chat latency. Embedding requests run while the TL;DR is being written and are batched across messages (no chat slot), so they add no term. With a client-side RPM budget shared by both clients: X ≤ RPM/60 / (requests per abstract); the smaller binds.
 - **Latency**: a second NATS connection subscribes to ` + "`$JS.ACK.PAPERS.>`" + ` (the acks workers publish) and ` + "`_INBOX.>`" + ` (deliveries to pull requests); the ack subject carries the stream sequence and the time the server stored the message. *e2e* = stored (publish) → ack, which in a burst run includes waiting in the backlog; *service* = first delivery to a worker → ack. The paced case publishes below the bound, so its e2e is the latency without a backlog.
 - **Requests per abstract** come from the fake's /_stats (HTTP requests received). **CPU**: getrusage of the benchmark process (worker, publisher, embedded NATS, store client, the tap) — paperpipe's own, since the fake runs as its own process; the fake's and the PostgreSQL backends' (process title naming the bench database) from /proc; machine busy from /proc/stat. Other helpers share this 2-core machine, so "other" CPU is reported too.
-- **kNN**: vectors are loaded through the store's bulk path — papers by COPY, store.EnsureSpaceForLoad (no index), store.LoadEmbeddings in chunks of 5,000 (COPY into a staging table + one INSERT), store.BuildSpaceIndex (maintenance_work_mem 8GB, 2 parallel workers) — then VACUUM (ANALYZE). Exact answers are brute force in Go over the same float32 vectors. Latency and recall use Store.Related (stored papers, itself excluded) and Store.Search (held-out vectors). Each case's space has the store's default index kind, store.IndexHNSWHalfvec (HNSW on halfvec copies, halfvec_cosine_ops; each query re-ranks 2k candidates by exact cosine distance), unless named *-vector (store.IndexHNSW: HNSW on the vectors, vector_cosine_ops) or *-binary (store.IndexHNSWBinary: HNSW on binary_quantize codes, bit_hamming_ops; each query re-ranks its ef_search candidates by exact cosine distance). The ef_search sweep runs the store's own statement (store.NewKNNQuery; the store itself sets ef_search to max(store.DefaultEFSearch(kind), k) — 100 on hnsw and hnsw-halfvec, 160 on hnsw-binary — unless PAPERPIPE_EF_SEARCH is set); the sweep's agreement with Store.Search is reported. Each ef_search point measures recall on a first pass over the questions and one client's latency on a second that asks them in turn until LatencyQueries (1,000 at 100k and 1M) are timed (the first pass's p99 is shown beside it). After the load and the index build, VACUUM (ANALYZE) runs before any query, so that autovacuum does not start on the fresh rows during the measurements; its time is reported and not counted in load+index. Synthetic data: see ClusterSpec in the settings.
+- **kNN**: vectors are loaded through the store's bulk path — papers by COPY, store.EnsureSpaceForLoad (no index), store.LoadEmbeddings in chunks of 5,000 (COPY into a staging table + one INSERT), store.BuildSpaceIndex (maintenance_work_mem 8GB, 2 parallel workers) — then VACUUM (ANALYZE). Exact answers are brute force in Go over the same float32 vectors. Recall@10 counts a returned paper as found when it is at least as similar to the question as the exact 10th neighbour (within 1e-6): among papers at the same distance an exact answer keeps an arbitrary few (the lowest indexes), so a search that returns others of them is as right; the strict figure beside it counts only the exact answer's own papers. They differ only where papers tie, which synthetic vectors do not and the offline models' vectors of the generated abstracts (whose texts repeat) do. Latency and recall use Store.Related (stored papers, itself excluded) and Store.Search (held-out vectors). Each case's space has the store's default index kind, store.IndexHNSWHalfvec (HNSW on halfvec copies, halfvec_cosine_ops; each query re-ranks 2k candidates by exact cosine distance), unless named *-vector (store.IndexHNSW: HNSW on the vectors, vector_cosine_ops) or *-binary (store.IndexHNSWBinary: HNSW on binary_quantize codes, bit_hamming_ops; each query re-ranks its ef_search candidates by exact cosine distance). The ef_search sweep runs the store's own statement (store.NewKNNQuery; the store itself sets ef_search to max(store.DefaultEFSearch(kind), k) — 100 on hnsw and hnsw-halfvec, 160 on hnsw-binary — unless PAPERPIPE_EF_SEARCH is set); the sweep's agreement with Store.Search is reported. Each ef_search point measures recall on a first pass over the questions and one client's latency on a second that asks them in turn until LatencyQueries (1,000 at 100k and 1M) are timed (the first pass's p99 is shown beside it). After the load and the index build, VACUUM (ANALYZE) runs before any query, so that autovacuum does not start on the fresh rows during the measurements; its time is reported and not counted in load+index. Synthetic data: see ClusterSpec in the settings.
 - **Re-processing**: after a zero-latency run, store.StalePapers walks the archive as ` + "`paperpipe reprocess`" + ` does, and the same papers are published on a re-processing target's subject (pipeline.NewReprocessTarget: distinct message ids, so the server does not drop them) and drained by a worker whose every UpsertPapers finds the results stored.
 `
