@@ -84,8 +84,8 @@ type QueryStats struct {
 
 // SweepPoint is recall and latency at one hnsw.ef_search.
 type SweepPoint struct {
-	Index    string  `json:"index"` // the store's index kind: vector (hnsw), halfvec or binary
-	EfSearch int     `json:"ef_search"`
+	Index    string `json:"index"` // the store's index kind: vector (hnsw), halfvec or binary
+	EfSearch int    `json:"ef_search"`
 	// Recall and StrictRecall as in QueryStats.
 	Recall       float64 `json:"recall_at_10"`
 	StrictRecall float64 `json:"recall_at_10_strict"`
