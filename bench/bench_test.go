@@ -107,8 +107,8 @@ func TestExactKNNFindsNearestByCosine(t *testing.T) {
 }
 
 // TestTieRecallCountsTiedPapersAsFound: a paper as similar as the exact k-th neighbour (the same
-// vector under another index) is found; a less similar one, the excluded paper and a repeated
-// result are not.
+// vector under another index) is found in its place; two such papers do not make up for a
+// nearer one missed; a less similar one, the excluded paper and a repeated result are not found.
 func TestTieRecallCountsTiedPapersAsFound(t *testing.T) {
 	t.Parallel()
 	data := [][]float32{
@@ -129,11 +129,12 @@ func TestTieRecallCountsTiedPapersAsFound(t *testing.T) {
 	}{
 		{[]int{0, 1}, 1},
 		{[]int{0, 2}, 1},   // the twin instead of 1: tied, found
-		{[]int{2, 1}, 1},   // both twins: as near as the 2nd neighbour each
+		{[]int{2, 1}, 0.5}, // both twins: one place at their similarity, 0 missed
 		{[]int{0, 3}, 0.5}, // 3 is farther than the 2nd neighbour
 		{[]int{2, 2}, 0.5}, // one paper twice counts once
 		{[]int{0, -1}, 0.5},
 		{[]int{0, 1, 2}, 1}, // never above 1
+		{[]int{3, 0}, 0.5},
 		{nil, 0},
 	} {
 		if got := TieRecall(tc.got, truth, data, q); got != tc.want {

@@ -75,7 +75,7 @@ type LoadTimes struct {
 type QueryStats struct {
 	Latency Dist    `json:"latency_one_client"`
 	QPS4    float64 `json:"qps_4_clients"`
-	// Recall counts a result as near as the exact 10th neighbour as found (TieRecall);
+	// Recall counts papers tied with the exact 10th neighbour as found (TieRecall);
 	// StrictRecall counts only the exact answer's own papers (Recall). They differ where papers
 	// tie: the offline models' vectors of the generated abstracts, whose texts repeat.
 	Recall       float64 `json:"recall_at_10"`

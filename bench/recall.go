@@ -122,34 +122,41 @@ func topK(data [][]float32, q Query, k int) Truth {
 	return t
 }
 
-// tieEpsilon is how much less similar than the k-th exact neighbour a result may be and still
-// count as tied with it: float32 rounding of a 768-term inner product, far below any real
-// difference between two papers.
-const tieEpsilon = 1e-6
-
 // TieRecall is recall that counts ties as found: the share of the k exact neighbours an
-// approximate search matched, where a result matches when it is a distinct stored vector, not the
-// query's excluded one, and at least as similar to the query as the exact k-th neighbour. Among
-// papers at the same distance from the query (the same text twice, or two texts one embedding
-// cannot tell apart) the exact answer keeps the lowest indexes and a search any of them, equally
-// right; Recall counts the others as misses. got holds indexes into data; data and q are what
-// ExactKNN was given. It is 1 when the truth is empty.
+// approximate search matched. Among vectors at the k-th similarity to the query (the same text
+// twice, or two texts one embedding cannot tell apart) the exact answer keeps the lowest indexes
+// and a search any of them, equally right, where Recall counts the others as misses: here a
+// returned vector more similar than the exact k-th is found, and returned vectors exactly as
+// similar fill the exact answer's places at that similarity. A returned index counts once, and
+// not at all when it is the query's excluded one or out of range. got holds indexes into data;
+// data and q are what ExactKNN was given (the same inner products, so a tie is equality). It is
+// 1 when the truth is empty.
 func TieRecall(got []int, t Truth, data [][]float32, q Query) float64 {
-	if len(t.IDs) == 0 {
+	k := len(t.IDs)
+	if k == 0 {
 		return 1
 	}
+	nearer := 0 // places of the exact answer more similar than the k-th
+	for _, i := range t.IDs {
+		if dot(q.Vector, data[i]) > t.Kth {
+			nearer++
+		}
+	}
 	seen := make(map[int]bool, len(got))
-	n := 0
+	found, tied := 0, 0
 	for _, g := range got {
 		if g < 0 || g >= len(data) || g == q.Exclude || seen[g] {
 			continue
 		}
 		seen[g] = true
-		if dot(q.Vector, data[g]) >= t.Kth-tieEpsilon {
-			n++
+		switch s := dot(q.Vector, data[g]); {
+		case s > t.Kth:
+			found++
+		case s == t.Kth:
+			tied++
 		}
 	}
-	return float64(min(n, len(t.IDs))) / float64(len(t.IDs))
+	return float64(found+min(tied, k-nearer)) / float64(k)
 }
 
 // Recall returns |got ∩ want| / |want|: the share of the exact neighbours an approximate search
