@@ -97,8 +97,14 @@ type Config struct {
 	BaseURL string
 	// APIKey is sent as a bearer token; never logged. Defaults to "".
 	APIKey string
-	// HTTPClient sends the requests. Defaults to a client with http.DefaultTransport.
+	// HTTPClient sends the requests; its transport is wrapped to feed the Limiter. Defaults to
+	// a client with http.DefaultTransport.
 	HTTPClient *http.Client
+	// Limiter is waited on before every request the Runner retries (uploads, polls,
+	// downloads) and fed with every response, so a 429's Retry-After (or retry-after-ms,
+	// x-ratelimit-reset-*) is waited out before the next attempt. Defaults to a limiter of the
+	// Runner's own with no request or token budget, which still honours those headers.
+	Limiter *llm.Limiter
 	// Store is the ledger. Required.
 	Store Store
 	// Chat is the TL;DR work. Defaults to nil: no TL;DRs. Chat or Embed is required.
@@ -145,6 +151,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Limiter == nil {
+		c.Limiter = llm.NewLimiter(llm.LimiterConfig{Logger: c.Logger})
 	}
 }
 
@@ -207,13 +216,13 @@ func New(cfg Config) (*Runner, error) {
 	}
 	oc := openai.DefaultConfig(cfg.APIKey)
 	oc.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
-	if cfg.HTTPClient != nil {
-		oc.HTTPClient = cfg.HTTPClient
-	}
+	// The transport feeds the Limiter with every response: a 429's Retry-After pauses the
+	// Retrier's next attempt (without it, 429s were retried every 0-250 ms).
+	oc.HTTPClient = llm.HTTPClient(cfg.HTTPClient, cfg.Limiter)
 	return &Runner{
 		cfg:     cfg,
 		api:     openai.NewClientWithConfig(oc),
-		retry:   llm.Retrier{Logger: cfg.Logger, Timeout: 5 * time.Minute},
+		retry:   llm.Retrier{Logger: cfg.Logger, Timeout: 5 * time.Minute, Limiter: cfg.Limiter},
 		log:     cfg.Logger,
 		created: map[int64]bool{},
 		stall:   downloadStall,

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -272,6 +276,57 @@ func TestJobRecordedButNotUploadedIsSubmittedOnResume(t *testing.T) {
 	}
 	if s := b.fake.Stats(); s.ChatDelivered != 3 {
 		t.Errorf("API delivered %d chat completions, want 3", s.ChatDelivered)
+	}
+}
+
+// isPoll reports whether r looks at a batch (GET /v1/batches/{id}).
+func isPoll(r *http.Request) bool {
+	return r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/batches/")
+}
+
+// A 429 answering a look at a batch, with Retry-After, is waited out before the batch is
+// looked at again; the job is then collected as usual.
+func TestRateLimitedPollWaitsRetryAfter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const n = 2
+	b := setup(t, n)
+	var (
+		mu    sync.Mutex
+		polls []time.Time
+	)
+	url := proxy(t, b.fake, func(w http.ResponseWriter, r *http.Request) bool {
+		if !isPoll(r) {
+			return false
+		}
+		mu.Lock()
+		polls = append(polls, time.Now())
+		first := len(polls) == 1
+		mu.Unlock()
+		if !first {
+			return false
+		}
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTooManyRequests)
+		io.WriteString(w, `{"error":{"message":"Rate limit reached for requests","type":"requests","param":null,"code":"rate_limit_exceeded"}}`)
+		return true
+	})
+	rep, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = url }).Run(ctx, store.Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Done != 1 || rep.TLDRs != n {
+		t.Errorf("report %+v, want 1 done, %d TL;DRs", rep, n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(polls) < 2 {
+		t.Fatalf("%d looks at the batch, want the rate-limited one and another", len(polls))
+	}
+	// The pause starts when the 429 arrives, after its request was recorded: a lower bound.
+	if gap := polls[1].Sub(polls[0]); gap < time.Second {
+		t.Errorf("batch looked at again %v after a 429 with Retry-After: 1 (%d looks in all), want at least 1s", gap, len(polls))
 	}
 }
 
