@@ -118,7 +118,8 @@ type Retrier struct {
 	// earlier deadline; past it the 429 is returned as a transient error. Defaults to 10m.
 	MaxRateLimitWait time.Duration
 	// Limiter is waited on before every attempt and is what makes a 429 pause all callers.
-	// Defaults to nil: no client-side limit, 429s are waited out with the backoff delay.
+	// Defaults to nil: no client-side limit, 429s are waited out with the backoff delay, which
+	// grows with each 429 of the call as with transient failures (Retry-After is not seen).
 	Limiter *Limiter
 	// Logger receives a debug line per retry. Defaults to discarding.
 	Logger *slog.Logger
@@ -181,8 +182,10 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 				return res, fmt.Errorf("still rate limited after %s: %w", rlBudget, err)
 			}
 			if r.Limiter == nil || !r.Limiter.PausedUntil().After(time.Now()) {
-				// No pause to wait on: back off at the base delay without using a retry.
-				delay = Backoff(0, base, ceiling)
+				// No pause to wait on (no Limiter, or a client whose transport does not feed
+				// it): back off without using a retry, longer with each 429 of this call, as
+				// an API that keeps refusing is not asked again at a constant rate.
+				delay = Backoff(res.RateLimited-1, base, ceiling)
 			}
 			log.Debug("rate limited; waiting without using a retry", "attempt", res.Attempts)
 		default:

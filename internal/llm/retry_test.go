@@ -126,6 +126,28 @@ func TestRetrierRateLimitDoesNotConsumeRetries(t *testing.T) {
 	}
 }
 
+// Without a Limiter to wait on, the delay after each 429 of a call grows like a transient
+// retry's: an API that keeps answering 429 is not asked again at a constant rate.
+func TestRetrierWithoutLimiterBacksOffLongerAfterEach429(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	r := Retrier{BaseDelay: 10 * time.Millisecond, MaxDelay: time.Minute, MaxRateLimitWait: time.Hour}
+	calls := 0
+	_, err := r.Do(ctx, 1, func(context.Context) error {
+		calls++
+		return &openai.APIError{HTTPStatusCode: 429}
+	})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Do = %v, want the context's deadline", err)
+	}
+	// Growing delays (full jitter, ceilings 10, 20, 40 … ms) leave room for about 8 calls in
+	// 500 ms, and 20 only with vanishing probability; a constant 0-10 ms delay makes ~100.
+	if calls > 20 {
+		t.Errorf("%d calls in 500 ms of 429s, want the delay to grow (at most 20)", calls)
+	}
+}
+
 func TestRetrierReturnsContextErrorPromptly(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
