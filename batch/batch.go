@@ -183,11 +183,12 @@ type Report struct {
 	Submitted int `json:"submitted"` // jobs created by this Runner
 	Resumed   int `json:"resumed"`   // open jobs found from an earlier run
 	Done      int `json:"done"`      // jobs closed with their results stored
-	Failed    int `json:"failed"`    // jobs whose batch failed, expired or was cancelled
+	Failed    int `json:"failed"`    // jobs whose batch failed, expired or was cancelled, or closed unsent: none of their papers was left as recorded
 	Requests  int `json:"requests"`  // request lines in the jobs created
 	TLDRs     int `json:"tldrs"`     // TL;DRs stored
 	Vectors   int `json:"vectors"`   // embeddings stored
 	Rejected  int `json:"rejected"`  // answers that failed or were unusable (their papers stay stale)
+	Skipped   int `json:"skipped"`   // papers left out of a job's upload: their text changed after the job was recorded (they stay stale, for a new job)
 }
 
 // Runner runs re-processing work through the Batch API. It is not safe for concurrent use;
@@ -453,9 +454,12 @@ func (r *Runner) line(kind string, a paper.Abstract, hash string) ([]byte, bool,
 // looked for before one is created.
 func (r *Runner) submit(ctx context.Context, j store.BatchJob, resumed bool) (store.BatchJob, error) {
 	if j.InputFileID == "" {
-		id, err := r.upload(ctx, j)
+		id, n, err := r.upload(ctx, j)
 		if err != nil {
 			return j, err
+		}
+		if n == 0 {
+			return r.closeUnsent(ctx, j)
 		}
 		j.InputFileID = id
 		if err := r.cfg.Store.UpdateBatchJob(ctx, j); err != nil {
@@ -509,18 +513,39 @@ func (r *Runner) findBatch(ctx context.Context, j store.BatchJob) (openai.Batch,
 	return openai.Batch{}, false
 }
 
-// upload writes job j's input file from its recorded items and uploads it.
-func (r *Runner) upload(ctx context.Context, j store.BatchJob) (string, error) {
+// closeUnsent closes job j, found with nothing to upload (every paper of it changed or was
+// deleted after it was recorded), as failed without a batch, so that it does not stay
+// preparing and come back to every later run.
+func (r *Runner) closeUnsent(ctx context.Context, j store.BatchJob) (store.BatchJob, error) {
+	j.Status = store.BatchFailed
+	if err := r.cfg.Store.FinishBatchJob(ctx, j, nil); err != nil {
+		return j, err
+	}
+	r.report.Failed++
+	r.log.WarnContext(ctx, "batch job closed unsent: its papers changed or were deleted after it was recorded", "job", j.ID, "kind", j.Kind)
+	return j, nil
+}
+
+// upload writes job j's input file from its recorded items and uploads it, returning the
+// file's id and the requests it holds. A paper whose text changed after the job was recorded
+// is left out: its answer would be stored under the recorded content hash, which is no longer
+// current, and thrown away, while the new text is stale and goes into a new job. When no
+// request is left, nothing is uploaded and n is 0.
+func (r *Runner) upload(ctx context.Context, j store.BatchJob) (fileID string, n int, err error) {
 	f, err := os.CreateTemp(r.cfg.TempDir, fmt.Sprintf("paperpipe-batch-%d-*.jsonl", j.ID))
 	if err != nil {
-		return "", fmt.Errorf("batch job %d: input file: %w", j.ID, err)
+		return "", 0, fmt.Errorf("batch job %d: input file: %w", j.ID, err)
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
 	w := bufio.NewWriterSize(f, 1<<20)
-	n := 0
 	err = r.cfg.Store.BatchJobItems(ctx, j.ID, 1000, func(items []store.BatchJobItem) error {
 		for _, it := range items {
+			if it.Abstract.ContentHash() != it.ContentHash {
+				r.report.Skipped++
+				r.log.InfoContext(ctx, "paper left out of the batch: its text changed after the job was recorded", "job", j.ID, "paper", it.PaperID)
+				continue
+			}
 			line, _, err := r.line(j.Kind, it.Abstract, it.ContentHash)
 			if err != nil {
 				return fmt.Errorf("paper %s: %w", it.PaperID, err)
@@ -538,10 +563,10 @@ func (r *Runner) upload(ctx context.Context, j store.BatchJob) (string, error) {
 		err = f.Close()
 	}
 	if err != nil {
-		return "", fmt.Errorf("batch job %d: write input file: %w", j.ID, err)
+		return "", 0, fmt.Errorf("batch job %d: write input file: %w", j.ID, err)
 	}
 	if n == 0 {
-		return "", fmt.Errorf("batch job %d: its papers no longer exist: %w", j.ID, paper.ErrInvalid)
+		return "", 0, nil
 	}
 	var file openai.File
 	_, err = r.retry.Do(ctx, 0, func(ctx context.Context) error {
@@ -551,10 +576,10 @@ func (r *Runner) upload(ctx context.Context, j store.BatchJob) (string, error) {
 		return err
 	})
 	if err != nil {
-		return "", fmt.Errorf("batch job %d: upload input file: %w", j.ID, err)
+		return "", 0, fmt.Errorf("batch job %d: upload input file: %w", j.ID, err)
 	}
 	r.log.InfoContext(ctx, "batch input uploaded", "job", j.ID, "file", file.ID, "requests", n, "bytes", file.Bytes)
-	return file.ID, nil
+	return file.ID, n, nil
 }
 
 // Wait polls the open jobs of the Runner's targets until every one is closed, collecting the

@@ -279,6 +279,107 @@ func TestJobRecordedButNotUploadedIsSubmittedOnResume(t *testing.T) {
 	}
 }
 
+// claimChat records a TL;DR job for papers at their current text, as a run that stopped
+// before the upload leaves it.
+func (b *bundle) claimChat(t *testing.T, ids ...string) store.BatchJob {
+	t.Helper()
+	ctx := context.Background()
+	var items []store.BatchItem
+	for _, id := range ids {
+		rec, err := b.st.Paper(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		items = append(items, store.BatchItem{PaperID: id, ContentHash: rec.ContentHash})
+	}
+	j, release, err := b.st.ClaimBatchJob(ctx, store.BatchJob{Kind: paper.KindChat, Model: chatModel, PromptVersion: summarize.PromptVersion}, items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	return j
+}
+
+// rewrite gives paper id a new abstract.
+func (b *bundle) rewrite(t *testing.T, id string) {
+	t.Helper()
+	ctx := context.Background()
+	rec, err := b.st.Paper(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := rec.Abstract
+	a.Abstract = "We revisit sparse routing in mixture-of-experts models and correct the balanced router, which lowers the loss further."
+	if _, err := b.st.UpsertPapers(ctx, []paper.Abstract{a}, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A job recorded but not uploaded whose paper changed meanwhile is uploaded without that
+// paper: its new text goes into a new job only, and is paid for once.
+func TestResumedUploadLeavesOutAPaperChangedSinceRecorded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 3)
+	b.claimChat(t, b.ids...)
+	b.rewrite(t, b.ids[0])
+	rep, err := b.runner(t, func(c *batch.Config) { c.Embed = nil }).Run(ctx, store.Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Resumed != 1 || rep.Submitted != 1 || rep.Done != 2 || rep.Skipped != 1 || rep.TLDRs != 3 {
+		t.Errorf("report %+v, want 1 resumed (1 paper skipped) and 1 submitted, both done, 3 TL;DRs", rep)
+	}
+	if tl, _ := b.counts(t); tl != 3 {
+		t.Errorf("%d TL;DRs stored, want 3", tl)
+	}
+	if s := b.fake.Stats(); s.ChatDelivered != 3 {
+		t.Errorf("API delivered %d chat completions for 3 papers, want 3", s.ChatDelivered)
+	}
+	rec, err := b.st.Paper(ctx, b.ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.TLDR == nil || rec.TLDR.ContentHash != rec.ContentHash {
+		t.Errorf("changed paper's TL;DR %+v, want one of its current text %s", rec.TLDR, rec.ContentHash)
+	}
+}
+
+// A job recorded but not uploaded with nothing left to send — its papers deleted, or all
+// changed — is closed, and later runs go on.
+func TestResumedJobWithNothingLeftToUploadIsClosed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 3)
+	b.claimChat(t, b.ids[0], b.ids[1])
+	b.claimChat(t, b.ids[2])
+	if _, err := b.st.Pool().Exec(ctx, `DELETE FROM papers WHERE id = ANY($1)`, b.ids[:2]); err != nil {
+		t.Fatal(err)
+	}
+	b.rewrite(t, b.ids[2])
+	rep, err := b.runner(t, func(c *batch.Config) { c.Embed = nil }).Run(ctx, store.Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Resumed != 2 || rep.Failed != 2 || rep.Skipped != 1 || rep.Submitted != 1 || rep.Done != 1 || rep.TLDRs != 1 {
+		t.Errorf("report %+v, want 2 resumed and closed unsent (1 paper skipped), 1 submitted and done, 1 TL;DR", rep)
+	}
+	jobs, err := b.st.BatchJobs(ctx, store.BatchTarget(paper.KindChat, chatModel, summarize.PromptVersion, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 0 {
+		t.Errorf("%d jobs still open: %+v", len(jobs), jobs)
+	}
+	rep, err = b.runner(t, func(c *batch.Config) { c.Embed = nil }).Run(ctx, store.Selection{})
+	if err != nil || rep != (batch.Report{}) {
+		t.Errorf("later run = %+v, %v; want nothing to do", rep, err)
+	}
+	if s := b.fake.Stats(); s.ChatDelivered != 1 {
+		t.Errorf("API delivered %d chat completions, want 1 (the changed paper's new text)", s.ChatDelivered)
+	}
+}
+
 // isPoll reports whether r looks at a batch (GET /v1/batches/{id}).
 func isPoll(r *http.Request) bool {
 	return r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/batches/")
