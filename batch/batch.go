@@ -339,13 +339,14 @@ func (r *Runner) add(ctx context.Context, p *pendingJob, sp store.StalePaper) er
 		r.report.Rejected++
 		return nil
 	}
-	if len(p.items) > 0 && (len(p.items) >= r.cfg.MaxRequests || p.bytes+len(line) > r.cfg.MaxBytes) {
+	size := len(line) + 1 // and its newline: the file's size is what OpenAI limits
+	if len(p.items) > 0 && (len(p.items) >= r.cfg.MaxRequests || p.bytes+size > r.cfg.MaxBytes) {
 		if err := r.flush(ctx, p); err != nil {
 			return err
 		}
 	}
 	p.items = append(p.items, store.BatchItem{PaperID: a.ID, ContentHash: sp.ContentHash, Truncated: truncated})
-	p.bytes += len(line)
+	p.bytes += size
 	return nil
 }
 

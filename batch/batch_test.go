@@ -2,6 +2,7 @@ package batch_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -377,6 +378,70 @@ func TestResumedJobWithNothingLeftToUploadIsClosed(t *testing.T) {
 	}
 	if s := b.fake.Stats(); s.ChatDelivered != 1 {
 		t.Errorf("API delivered %d chat completions, want 1 (the changed paper's new text)", s.ChatDelivered)
+	}
+}
+
+// inputBytes returns the size of the input file of each job of the TL;DR target of
+// promptVersion, as the API stored it.
+func (b *bundle) inputBytes(t *testing.T, promptVersion string) []int {
+	t.Helper()
+	jobs, err := b.st.BatchJobs(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sizes []int
+	for _, j := range jobs {
+		if j.PromptVersion != promptVersion {
+			continue
+		}
+		resp, err := http.Get(b.fake.URL() + "/files/" + j.InputFileID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f struct {
+			Bytes int `json:"bytes"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&f)
+		resp.Body.Close()
+		if err != nil || f.Bytes == 0 {
+			t.Fatalf("input file %q of job %d: %d bytes, %v", j.InputFileID, j.ID, f.Bytes, err)
+		}
+		sizes = append(sizes, f.Bytes)
+	}
+	return sizes
+}
+
+// No input file is larger than MaxBytes, newlines included: a file of two requests one byte
+// over it is split in two.
+func TestInputFileNeverExceedsMaxBytes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 2)
+	chatOnly := func(version string, maxBytes int) func(*batch.Config) {
+		return func(c *batch.Config) { c.Embed = nil; c.Chat.PromptVersion = version; c.MaxBytes = maxBytes }
+	}
+	// The size of the file of both papers, measured under one prompt version; the requests of
+	// another are the same (the version is not sent), and are then capped one byte below it.
+	if _, err := b.runner(t, chatOnly("measure", 0)).Submit(ctx, store.Selection{}); err != nil {
+		t.Fatal(err)
+	}
+	whole := b.inputBytes(t, "measure")
+	if len(whole) != 1 {
+		t.Fatalf("%d jobs for 2 papers without a byte cap, want 1", len(whole))
+	}
+	maxBytes := whole[0] - 1
+	if _, err := b.runner(t, chatOnly("capped", maxBytes)).Submit(ctx, store.Selection{}); err != nil {
+		t.Fatal(err)
+	}
+	sizes := b.inputBytes(t, "capped")
+	for _, n := range sizes {
+		if n > maxBytes {
+			t.Errorf("input files of %v bytes with MaxBytes %d", sizes, maxBytes)
+			break
+		}
+	}
+	if len(sizes) != 2 {
+		t.Errorf("%d jobs, want 2 (one request each)", len(sizes))
 	}
 }
 
