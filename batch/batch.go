@@ -45,6 +45,9 @@ const (
 	downloadTimeout = time.Hour
 )
 
+// defaultUploadRate is Config.UploadRate's default: 1 Mbit/s.
+const defaultUploadRate = 125_000
+
 // errStalled ends a download attempt that received nothing for a while.
 var errStalled = errors.New("download stalled")
 
@@ -115,6 +118,11 @@ type Config struct {
 	MaxRequests int
 	// MaxBytes caps the size of one batch input file. Defaults to 190 MB (OpenAI allows 200).
 	MaxBytes int
+	// UploadRate is the slowest upload, in bytes per second, an input file's upload allows
+	// for: an attempt to upload a file of n bytes may take the usual 5 minutes of a request
+	// plus n / UploadRate seconds before it is abandoned and retried. Defaults to 125,000
+	// (1 Mbit/s): a 190 MB file gets 30 minutes.
+	UploadRate int
 	// PollInterval is the first wait between two looks at an unfinished batch; it grows by
 	// half each time up to MaxPollInterval. Defaults to 30 seconds.
 	PollInterval time.Duration
@@ -138,6 +146,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxBytes <= 0 {
 		c.MaxBytes = 190 << 20
+	}
+	if c.UploadRate <= 0 {
+		c.UploadRate = defaultUploadRate
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = 30 * time.Second
@@ -569,8 +580,16 @@ func (r *Runner) upload(ctx context.Context, j store.BatchJob) (fileID string, n
 	if n == 0 {
 		return "", 0, nil
 	}
+	st, err := os.Stat(f.Name())
+	if err != nil {
+		return "", 0, fmt.Errorf("batch job %d: input file: %w", j.ID, err)
+	}
+	// An attempt sends the whole file (go-openai buffers it and posts it in one request): at a
+	// fixed timeout, a file of 150-190 MB on an uplink below ~5 Mbit/s timed out every time.
+	up := r.retry
+	up.Timeout = uploadTimeout(r.retry.Timeout, st.Size(), r.cfg.UploadRate)
 	var file openai.File
-	_, err = r.retry.Do(ctx, 0, func(ctx context.Context) error {
+	_, err = up.Do(ctx, 0, func(ctx context.Context) error {
 		file, err = r.api.CreateFile(ctx, openai.FileRequest{
 			FileName: fmt.Sprintf("paperpipe-job-%d.jsonl", j.ID), FilePath: f.Name(), Purpose: string(openai.PurposeBatch),
 		})
@@ -581,6 +600,12 @@ func (r *Runner) upload(ctx context.Context, j store.BatchJob) (fileID string, n
 	}
 	r.log.InfoContext(ctx, "batch input uploaded", "job", j.ID, "file", file.ID, "requests", n, "bytes", file.Bytes)
 	return file.ID, n, nil
+}
+
+// uploadTimeout bounds one attempt to upload a file of size bytes: base (a request's own
+// timeout) plus the time the file takes at rate bytes per second.
+func uploadTimeout(base time.Duration, size int64, rate int) time.Duration {
+	return base + time.Duration(float64(size)/float64(rate)*float64(time.Second))
 }
 
 // Wait polls the open jobs of the Runner's targets until every one is closed, collecting the

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -442,6 +443,41 @@ func TestInputFileNeverExceedsMaxBytes(t *testing.T) {
 	}
 	if len(sizes) != 2 {
 		t.Errorf("%d jobs, want 2 (one request each)", len(sizes))
+	}
+}
+
+// An upload attempt is given time for its file at Config.UploadRate on top of a request's
+// timeout: a slow upload is not abandoned (and sent again) at the request timeout.
+func TestSlowUploadGetsTimeForItsSize(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const n = 2
+	b := setup(t, n)
+	var uploads atomic.Int32
+	url := proxy(t, b.fake, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/files" {
+			return false
+		}
+		uploads.Add(1)
+		select { // a slow uplink: the upload takes 500 ms
+		case <-time.After(500 * time.Millisecond):
+			return false
+		case <-r.Context().Done():
+			return true
+		}
+	})
+	// Two requests of about 1 kB at 100 bytes a second: some 20 s allowed on top of 100 ms.
+	r := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = url; c.UploadRate = 100 })
+	batch.SetRequestTimeout(r, 100*time.Millisecond)
+	rep, err := r.Run(ctx, store.Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Done != 1 || rep.TLDRs != n {
+		t.Errorf("report %+v, want 1 done, %d TL;DRs", rep, n)
+	}
+	if got := uploads.Load(); got != 1 {
+		t.Errorf("%d upload attempts, want 1", got)
 	}
 }
 

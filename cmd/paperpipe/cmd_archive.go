@@ -45,6 +45,9 @@ type reprocessOptions struct {
 	pageSize int
 	// poll is the Batch API's first poll interval. Defaults to 30s.
 	poll time.Duration
+	// uploadMbit is the slowest uplink, in Mbit/s, a Batch API upload allows for (see
+	// batch.Config.UploadRate). Defaults to 0: batch's default, 1 Mbit/s.
+	uploadMbit float64
 	// activating is set by a caller that activates the filled space itself (fit), so the run
 	// does not tell the user to.
 	activating bool
@@ -62,6 +65,7 @@ func cmdReprocess(ctx context.Context, c *config, args []string) error {
 	fs.BoolVar(&o.dryRun, "dry-run", false, "print papers, requests, estimated tokens and cost, and spend nothing")
 	fs.BoolVar(&o.batchAPI, "batch-api", false, "send the work through OpenAI's Batch API (half price, results within 24h; resumable)")
 	fs.BoolVar(&o.wait, "wait", true, "with --batch-api: wait for the batches and store their results (false: submit and exit; run again to collect)")
+	fs.Float64Var(&o.uploadMbit, "batch-upload-mbit", 1, "with --batch-api: the slowest uplink, in `Mbit/s`, an input file's upload waits for (an attempt may take 5 minutes plus the file's time at this rate)")
 	fs.BoolVar(&o.tldrOnly, "tldr-only", false, "write TL;DRs only")
 	fs.BoolVar(&o.embedOnly, "embed-only", false, "write embeddings only")
 	if _, err := parseArgs(fs, args); err != nil {
@@ -79,6 +83,9 @@ func cmdReprocess(ctx context.Context, c *config, args []string) error {
 	}
 	if o.tldrOnly && o.embedOnly {
 		return usageErr("--tldr-only and --embed-only are alternatives; give one")
+	}
+	if !(o.uploadMbit > 0) {
+		return usageErr("--batch-upload-mbit %v: want a rate above 0", o.uploadMbit)
 	}
 	_, err := runReprocess(ctx, c, o, os.Stdout, os.Stderr)
 	return err
@@ -575,6 +582,7 @@ func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.S
 	sel store.Selection, wantTLDR, wantEmb bool, res *reprocessResult, errw io.Writer, log *slog.Logger) error {
 	cfg := batch.Config{
 		BaseURL: c.BaseURL, APIKey: c.APIKey, Store: st, Logger: log, PollInterval: o.poll,
+		UploadRate: int(math.Ceil(o.uploadMbit * 125_000)), // 0 (not set): batch's default
 		Progress: func(jobs []store.BatchJob, r batch.Report) {
 			var total, completed, failed int
 			for _, j := range jobs {
