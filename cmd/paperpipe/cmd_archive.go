@@ -582,7 +582,7 @@ func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.S
 	sel store.Selection, wantTLDR, wantEmb bool, res *reprocessResult, errw io.Writer, log *slog.Logger) error {
 	cfg := batch.Config{
 		BaseURL: c.BaseURL, APIKey: c.APIKey, Store: st, Logger: log, PollInterval: o.poll,
-		UploadRate: int(math.Ceil(o.uploadMbit * 125_000)), // 0 (not set): batch's default
+		UploadRate: int(math.Ceil(o.uploadMbit * 125_000)),
 		Progress: func(jobs []store.BatchJob, r batch.Report) {
 			var total, completed, failed int
 			for _, j := range jobs {
