@@ -76,7 +76,8 @@ type Options struct {
 	// MaxAbstractBytes.
 	MaxRecordBytes int
 	// HTTPTimeout is, for Open with an http(s) URL, the longest wait for the server's answer
-	// and then between two reads of the body. Defaults to 30 s.
+	// and then, in each read of the body, for its next bytes (time the reader spends between
+	// two reads does not count). Defaults to 30 s.
 	HTTPTimeout time.Duration
 }
 

@@ -328,3 +328,39 @@ func TestOpenURLKeepsItsSecretsOutOfErrorsAndSources(t *testing.T) {
 		noSecret("a connection error", err.Error())
 	}
 }
+
+// HTTPTimeout bounds the server's silence, not the reader's: a consumer busy for longer than
+// it between two records (a publisher waiting for JetStream's acknowledgements) reads the
+// rest of a feed the server sent at once.
+func TestOpenURLWaitsForASlowReader(t *testing.T) {
+	t.Parallel()
+	var feed strings.Builder
+	for i := range 2000 {
+		fmt.Fprintf(&feed, `{"id":"2401.%05d","title":"Paper %d","abstract":"%s"}`+"\n", i, i, words(30))
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte(feed.String()))
+	}))
+	defer srv.Close()
+	r, c, err := Open(srv.URL+"/feed.jsonl", Options{HTTPTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	n := 0
+	for {
+		_, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d records and a 400ms pause of the reader: %v", n, err)
+		}
+		if n++; n == 1 {
+			time.Sleep(400 * time.Millisecond)
+		}
+	}
+	if n != 2000 {
+		t.Errorf("read %d records, want 2000", n)
+	}
+}

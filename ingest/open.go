@@ -24,8 +24,9 @@ func Open(path string, opts Options) (*Reader, io.Closer, error) {
 }
 
 // OpenContext is Open with a context that bounds an HTTP download. The server must answer
-// within Options.HTTPTimeout, and then send some of the body at least that often; an answer
-// other than 200 OK is an error naming the status.
+// within Options.HTTPTimeout, and then a read of the body fails when no data comes for that
+// long (however long the caller takes between two reads); an answer other than 200 OK is an
+// error naming the status.
 func OpenContext(ctx context.Context, path string, opts Options) (*Reader, io.Closer, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
@@ -84,8 +85,8 @@ type nopCloser struct{}
 
 func (nopCloser) Close() error { return nil }
 
-// fetch GETs rawURL and returns its body, which fails when no data comes for timeout. Errors
-// name the URL as shown, never as given: it may carry secrets (see Name).
+// fetch GETs rawURL and returns its body, a read of which fails when no data comes for
+// timeout. Errors name the URL as shown, never as given: it may carry secrets (see Name).
 func fetch(ctx context.Context, rawURL, shown string, timeout time.Duration) (*idleBody, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	b := &idleBody{cancel: cancel, ctx: ctx, timeout: timeout}
@@ -129,11 +130,12 @@ func fetch(ctx context.Context, rawURL, shown string, timeout time.Duration) (*i
 		return fail(errors.New(msg))
 	}
 	b.body = resp.Body
-	b.timer.Reset(timeout)
+	b.timer.Stop() // Read runs it while it waits
 	return b, nil
 }
 
-// idleBody is an HTTP body whose reads fail when the server sends nothing for timeout.
+// idleBody is an HTTP body whose reads fail when the server sends nothing for timeout. The
+// timer runs only while a Read waits: the caller may take as long as it likes between reads.
 type idleBody struct {
 	body    io.ReadCloser
 	ctx     context.Context
@@ -144,10 +146,11 @@ type idleBody struct {
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {
+	// Only the time spent waiting for the server counts: a consumer busy between two reads
+	// (a publisher waiting for acknowledgements) is not a silent server.
+	b.timer.Reset(b.timeout)
 	n, err := b.body.Read(p)
-	if n > 0 {
-		b.timer.Reset(b.timeout)
-	}
+	b.timer.Stop()
 	if err != nil && err != io.EOF {
 		if cause := context.Cause(b.ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 			err = cause
