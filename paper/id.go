@@ -104,19 +104,20 @@ func doiOrArxiv(d string) string {
 }
 
 // TitleID is the canonical id of a paper whose source gives no identifier: "title:" and the
-// first 16 hex digits of the SHA-256 of its normalised title (NFKC, lower case, letters, digits
-// and combining marks only, words separated by one space), so the same title from two such
-// sources is one paper whatever their typography: "Don't" and "Don’t", "-" and "—", straight
-// and curly quotes, full-width and ASCII letters.
+// first 16 hex digits of the SHA-256 of its normalised title, so the same title from two such
+// sources is one paper whatever their typography. Normalising folds only typography, after
+// NFKC (full-width and ASCII letters, composed and decomposed accents): case; white space
+// (words separated by one space); quotes and apostrophes, straight, curly, backticks and
+// primes ("Don't" and "Don’t" are "dont"); dashes and hyphens, the ASCII hyphen-minus among
+// them unless it is a minus sign before a number ("load-balancing" is "loadbalancing", and "-"
+// and "—" between words vanish); and sentence punctuation (. , : ; ! ?) ending a word. The
+// rest of a title is kept as it is, so titles differing in a symbol or in punctuation inside
+// a word are different papers: "(1+1) EA" and "(1,1) EA", "C++" and "C#" and "C", "x^2" and
+// "x/2".
 func TitleID(title string) string {
 	var b strings.Builder
 	for _, f := range strings.Fields(strings.ToLower(norm.NFKC.String(title))) {
-		w := strings.Map(func(r rune) rune {
-			if unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r) {
-				return r
-			}
-			return -1
-		}, f)
+		w := foldTitleWord([]rune(f))
 		if w == "" {
 			continue
 		}
@@ -127,4 +128,39 @@ func TitleID(title string) string {
 	}
 	sum := sha256.Sum256([]byte(b.String()))
 	return "title:" + hex.EncodeToString(sum[:8])
+}
+
+// foldTitleWord returns a word of a title (NFKC, lower case) without its typography: quotes,
+// apostrophes, dashes, hyphens and soft hyphens, and the sentence punctuation it ends with. A
+// hyphen-minus is kept, as the minus sign U+2212, where it is one: before a digit at the start
+// of the word or after a symbol or bracket ("-1", "(-1)", "x=-1"; not "GPT-4").
+func foldTitleWord(w []rune) string {
+	out := make([]rune, 0, len(w))
+	for i, r := range w {
+		switch {
+		case r == '-':
+			if i+1 < len(w) && unicode.IsDigit(w[i+1]) && (len(out) == 0 || !isWordRune(out[len(out)-1])) {
+				out = append(out, '−')
+			}
+		case unicode.Is(unicode.Pd, r), r == '\u00ad', isQuote(r):
+		default:
+			out = append(out, r)
+		}
+	}
+	for len(out) > 0 && strings.ContainsRune(".,:;!?", out[len(out)-1]) {
+		out = out[:len(out)-1]
+	}
+	return string(out)
+}
+
+// isWordRune reports whether r is a letter, a digit or a combining mark.
+func isWordRune(r rune) bool {
+	return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r)
+}
+
+// isQuote reports whether r is a quotation mark or apostrophe of any style: Unicode's
+// Quotation_Mark (straight, curly, low-9, guillemets, CJK brackets), the backtick and the
+// primes typed for them (after NFKC a double prime is two primes).
+func isQuote(r rune) bool {
+	return unicode.Is(unicode.Quotation_Mark, r) || r == '`' || (r >= '\u2032' && r <= '\u2037') || r == '\u2057'
 }

@@ -79,6 +79,41 @@ func TestTitleIDIgnoresCaseAndPunctuation(t *testing.T) {
 	}
 }
 
+// Only typography is folded: a symbol, or punctuation inside a word, is part of the title, and
+// two titles differing in one are two papers (one id made the second replace the first).
+func TestTitleIDKeepsSymbolsAndPunctuationInsideWords(t *testing.T) {
+	t.Parallel()
+	for _, pair := range [][2]string{
+		{"Runtime Analysis of the (1+1) EA on OneMax", "Runtime Analysis of the (1,1) EA on OneMax"},
+		{"A Survey of C++ Compilers", "A Survey of C# Compilers"},
+		{"A Survey of C++ Compilers", "A Survey of C Compilers"},
+		{"Solving x^2 = 2 with Transformers", "Solving x/2 = 2 with Transformers"},
+		{"Solving x^2 = 2 with Transformers", "Solving x^2 2 with Transformers"},
+		{"R&D Pipelines", "RD Pipelines"},
+		{"GPT-3.5 Evaluated", "GPT-35 Evaluated"},
+		{"Scaling to 1,000 GPUs", "Scaling to 1000 GPUs"},
+		{"Learning at -40 Degrees", "Learning at 40 Degrees"},
+		{"a < b Orders", "a > b Orders"},
+	} {
+		if TitleID(pair[0]) == TitleID(pair[1]) {
+			t.Errorf("TitleID(%q) == TitleID(%q): two papers, one id", pair[0], pair[1])
+		}
+	}
+	// Typography around them still folds.
+	for _, pair := range [][2]string{
+		{"Runtime Analysis of the (1+1) EA: OneMax", "runtime analysis of the (1+1) EA — OneMax."},
+		{"Is C++ Enough? Yes!", "“Is C++ Enough?” Yes"},
+		{"`Quoted' Words, Primes′ and Semicolons; Too", "‘Quoted’ Words Primes and Semicolons Too"},
+		{"Learning at -40 Degrees", "Learning at −40 Degrees"},
+		{"Demons in the Detail : On Load Balancing", "Demons in the Detail: On Load Balancing"},
+		{"Self‑Attention (Soft\u00adHyphen)", "Self-Attention (SoftHyphen)"},
+	} {
+		if TitleID(pair[0]) != TitleID(pair[1]) {
+			t.Errorf("TitleID(%q) != TitleID(%q)", pair[0], pair[1])
+		}
+	}
+}
+
 func TestContentHashFoldsWhitespace(t *testing.T) {
 	t.Parallel()
 	a := Abstract{Title: "A  title", Abstract: "Line one\nline two."}
