@@ -185,14 +185,18 @@ func (p *hfParser) line() int {
 // resynchronised after a syntax error.
 func (p *hfParser) fatal(err error) error {
 	line := p.line()
+	hint := "" // before the first element, the input may not be JSON at all
+	if p.n == 0 {
+		hint = p.r.detectedHint("Hugging Face JSON")
+	}
 	var se *json.SyntaxError
 	switch {
 	case errors.Is(err, errTooLarge):
-		return &stopError{msg: fmt.Sprintf("%s:%d: record %d is longer than the %d-byte limit; reading stops", p.r.name, line, p.n+1, p.r.opts.MaxRecordBytes), err: err}
+		return &stopError{msg: fmt.Sprintf("%s:%d: record %d is longer than the %d-byte limit; reading stops%s", p.r.name, line, p.n+1, p.r.opts.MaxRecordBytes, hint), err: err}
 	case err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF):
-		return &stopError{msg: fmt.Sprintf("%s:%d: truncated JSON: the input ends inside record %d or before the closing ']'", p.r.name, line, p.n+1), err: io.ErrUnexpectedEOF}
+		return &stopError{msg: fmt.Sprintf("%s:%d: truncated JSON: the input ends inside record %d or before the closing ']'%s", p.r.name, line, p.n+1, hint), err: io.ErrUnexpectedEOF}
 	case errors.As(err, &se):
-		return &stopError{msg: fmt.Sprintf("%s:%d: malformed JSON after record %d, reading stops: %v", p.r.name, line, p.n, se), err: err}
+		return &stopError{msg: fmt.Sprintf("%s:%d: malformed JSON after record %d, reading stops: %v%s", p.r.name, line, p.n, se, hint), err: err}
 	}
 	return p.r.ioErr(line, err)
 }

@@ -181,6 +181,8 @@ type Reader struct {
 	bomLen int64
 	p      parser
 	err    error // sticky: io.EOF or a fatal error
+	// detected: the format was detected from the content, not forced by Options.Format.
+	detected bool
 }
 
 // NewReader returns a Reader of r. name is the file name used in errors and Source ("-" is
@@ -201,6 +203,7 @@ func NewReader(r io.Reader, name string, opts Options) (*Reader, error) {
 		if f, err = detect(rd.br); err != nil {
 			return nil, fmt.Errorf("reading %s: %w", name, err)
 		}
+		rd.detected = true
 	}
 	if skipBOM(rd.br) {
 		rd.bomLen = int64(len(bom))
@@ -247,8 +250,9 @@ func (r *Reader) Offset() int64 { return r.bomLen + r.p.offset() }
 // bom is the UTF-8 byte order mark.
 const bom = "\xef\xbb\xbf"
 
-// detect peeks at br until Detect can decide: the first byte that is not white space, and for
-// '{' the whole first line (or 64 KiB of it). It reads no more than it needs, so a slow stream
+// detect peeks at br until Detect can decide: the first byte that is not white space and what
+// follows it (the next byte after '<', the next one not white space after '[' or '{', and for
+// '{' the whole first line, or 64 KiB of it). It reads no more than it needs, so a slow stream
 // on standard input is not held up waiting for 64 KiB; it always reads past a BOM.
 func detect(br *bufio.Reader) (Format, error) {
 	for n := 1; ; {
@@ -258,14 +262,13 @@ func detect(br *bufio.Reader) (Format, error) {
 		}
 		head, _ := br.Peek(br.Buffered()) // all that has come so far
 		final := err != nil || len(head) >= peekSize
-		rest := bytes.TrimLeft(bytes.TrimPrefix(head, []byte(bom)), " \t\r\n")
-		switch {
-		case final:
+		if final {
 			return Detect(head), nil
-		case len(head) < len(bom) && strings.HasPrefix(bom, string(head)), len(rest) == 0:
-			// A BOM or white space so far: read on.
-		case rest[0] != '{' || bytes.IndexByte(rest, '\n') >= 0:
-			return Detect(head), nil
+		}
+		if !(len(head) < len(bom) && strings.HasPrefix(bom, string(head))) { // not a BOM's start only
+			if f, ok := classify(bytes.TrimLeft(bytes.TrimPrefix(head, []byte(bom)), " \t\r\n"), false); ok {
+				return f, nil
+			}
 		}
 		n = min(len(head)+1, peekSize)
 	}
@@ -288,31 +291,70 @@ func skipBOM(br *bufio.Reader) bool {
 // oaiKeys are keys only the arXiv OAI snapshot has.
 var oaiKeys = regexp.MustCompile(`"(versions|update_date|submitter|authors_parsed)"\s*:`)
 
-// Detect names the format of content that starts with head (up to 64 KiB is plenty): '<' is
-// Atom, '[' is Hugging Face daily papers, '{' is the OAI snapshot when the first line has an
-// OAI-only key ("versions", "update_date", "submitter", "authors_parsed") and JSONL otherwise;
-// anything else is Text. Leading white space and a UTF-8 byte order mark are skipped.
+// Detect names the format of content that starts with head (up to 64 KiB is plenty): "<?",
+// "<!" or '<' and a letter is Atom; '[' followed by '{' or ']' is Hugging Face daily papers;
+// '{' followed by '"' or '}' is the OAI snapshot when the first line has an OAI-only key
+// ("versions", "update_date", "submitter", "authors_parsed") and JSONL otherwise (white space
+// may come between '[' or '{' and what follows); anything else is Text, such as a title
+// starting with "[Re]". Leading white space and a UTF-8 byte order mark are skipped.
 func Detect(head []byte) Format {
 	head = bytes.TrimPrefix(head, []byte(bom))
-	head = bytes.TrimLeft(head, " \t\r\n")
-	if len(head) == 0 {
-		return Text
+	f, _ := classify(bytes.TrimLeft(head, " \t\r\n"), true)
+	return f
+}
+
+// classify names the format of content starting with rest (white space and a BOM skipped).
+// ok is false when rest is too short to decide and more may come (final is false); with
+// final, it always decides.
+func classify(rest []byte, final bool) (f Format, ok bool) {
+	if len(rest) == 0 {
+		return Text, final
 	}
-	switch head[0] {
+	after := bytes.TrimLeft(rest[1:], " \t\r\n")
+	switch rest[0] {
 	case '<':
-		return Atom
+		if len(rest) < 2 {
+			return Text, final
+		}
+		if c := rest[1]; c == '?' || c == '!' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' {
+			return Atom, true
+		}
 	case '[':
-		return HFDaily
+		if len(after) == 0 {
+			return Text, final
+		}
+		if after[0] == '{' || after[0] == ']' {
+			return HFDaily, true
+		}
 	case '{':
-		if i := bytes.IndexByte(head, '\n'); i >= 0 {
-			head = head[:i]
+		if len(after) == 0 {
+			return Text, final
 		}
-		if oaiKeys.Match(head) {
-			return OAI
+		if after[0] != '"' && after[0] != '}' {
+			return Text, true
 		}
-		return JSONL
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line = rest[:i]
+		} else if !final {
+			return JSONL, false
+		}
+		if oaiKeys.Match(line) {
+			return OAI, true
+		}
+		return JSONL, true
 	}
-	return Text
+	return Text, true
+}
+
+// detectedHint is what a fatal error before the first record adds when the format was
+// detected, not forced: the content may be in another format that starts like this one (what,
+// "Hugging Face JSON"), such as a text archive whose first title starts with "[".
+func (r *Reader) detectedHint(what string) string {
+	if !r.detected {
+		return ""
+	}
+	return fmt.Sprintf("; the input was taken for %s from its first bytes: if it is in another format, name it with --format", what)
 }
 
 // location is "name:line", the Source of a record.

@@ -64,6 +64,18 @@ func TestDetect(t *testing.T) {
 		{"\xef\xbb\xbf\r\n<feed xmlns=\"http://www.w3.org/2005/Atom\"/>", Atom},
 		{`[{"paper":{}}]`, HFDaily},
 		{"\t[\n]", HFDaily},
+		{"[\n  {", HFDaily},
+		{`{ "id":"1"}`, JSONL},
+		{"{}", JSONL},
+		{"<!-- a feed -->", Atom},
+		// Text that merely starts with one of the formats' first bytes.
+		{"[Re] Reproducing Sparse Routing\n\n" + words(30), Text},
+		{"[1] A Numbered Title\n", Text},
+		{"{Curly} Braces in a Title\n", Text},
+		{"<3 Heartfelt Results\n", Text},
+		{"< 5 ms Latency\n", Text},
+		{"[", Text},
+		{"{", Text},
 	} {
 		if got := Detect([]byte(tc.in)); got != tc.want {
 			t.Errorf("Detect(%q) = %q, want %q", tc.in, got, tc.want)
@@ -75,6 +87,37 @@ func TestDetect(t *testing.T) {
 		}
 		if r.Format() != tc.want {
 			t.Errorf("NewReader(%q).Format() = %q, want %q", tc.in, r.Format(), tc.want)
+		}
+	}
+}
+
+// A text archive whose first title starts with "[" (ReScience's "[Re] …" replications) is read
+// as text; it was taken for Hugging Face JSON and stopped at line 1.
+func TestTextStartingWithABracketIsRead(t *testing.T) {
+	t.Parallel()
+	in := "[Re] Reproducing Sparse Routing for Experts\n\n" + words(30) + "\n\nSecond Paper\n\n" + words(30) + "\n"
+	papers, errs, events := readString(t, in, "archive.txt", Options{})
+	if len(papers) != 2 || len(errs) != 0 || papers[0].Title != "[Re] Reproducing Sparse Routing for Experts" {
+		t.Errorf("events %q, want the two papers", events)
+	}
+}
+
+// When Hugging Face JSON stops before its first element and the format was detected, the
+// error says how to name another one; a forced format gets no such advice.
+func TestHFStoppingAtTheStartSuggestsFormat(t *testing.T) {
+	t.Parallel()
+	in := "[{title: \"not JSON\"}]\n"
+	for _, f := range []Format{Auto, HFDaily} {
+		r, err := NewReader(strings.NewReader(in), "f", Options{Format: f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = r.Next()
+		if err == nil || !strings.HasPrefix(err.Error(), "f:1: malformed JSON after record 0") {
+			t.Fatalf("format %s: Next = %v, want malformed JSON at f:1", f, err)
+		}
+		if hint := strings.Contains(err.Error(), "--format"); hint != (f == Auto) {
+			t.Errorf("format %s: error %q: mentions --format %v, want %v", f, err, hint, f == Auto)
 		}
 	}
 }
@@ -230,7 +273,7 @@ func TestOpenURL(t *testing.T) {
 		case "/feed":
 			w.Write(feed)
 		case "/stall":
-			w.Write([]byte("[\n"))
+			w.Write([]byte("[\n{")) // enough to detect the format: Open returns
 			w.(http.Flusher).Flush()
 			select {
 			case <-stall:
