@@ -27,6 +27,12 @@ import (
 //     after it, an abstract with no title before it, or a paragraph that is neither is a
 //     *RecordError naming its line, and reading goes on. An abstract with no title is an
 //     error before the first paper too: it is a lost paper, not furniture.
+//   - A title followed by a paragraph too short for an abstract that still reads as one (at
+//     least minShortAbstractWords words and a sentence end; arXiv keeps a one-sentence notice
+//     as a withdrawn paper's abstract) is one *RecordError at the title's line saying the
+//     abstract is short, before the first paper too: a lost paper, not furniture. Unless an
+//     abstract follows that paragraph: then it was a title ending in "?" or "!" (and the
+//     paragraph before it a title without an abstract, or furniture).
 //   - A file where no paper was found, but short paragraphs were skipped, ends with one
 //     *RecordError saying so, so that a wrong file or format does not pass silently.
 //
@@ -34,11 +40,14 @@ import (
 // sample: titles 5 to 16 words, abstracts 177 words or more), so the thresholds sit in a wide
 // gap between the two. Pairing is strict (a title must be immediately followed by its
 // abstract), so a missing title or abstract costs one error and never shifts the titles of
-// the papers after it.
+// the papers after it. A short abstract is refused rather than taken: minAbstractWords is what
+// keeps furniture ("Get trending papers in your email inbox!") from pairing with a title into
+// a paper that would be summarised and paid for.
 const (
-	minAbstractWords = 20
-	maxTitleWords    = 40
-	maxTitleLines    = 3
+	minAbstractWords      = 20
+	minShortAbstractWords = 8
+	maxTitleWords         = 40
+	maxTitleLines         = 3
 )
 
 // Paragraph kinds.
@@ -64,6 +73,7 @@ type textParser struct {
 	lr      *lineReader
 	buf     []byte
 	pending *para // a title waiting for its abstract
+	short   *para // a title whose abstract, pending, is short; unless pending is a title (see process)
 	seen    bool  // a paper (or an abstract) has been read: furniture is over
 	skipped int   // furniture paragraphs skipped
 	out     []result
@@ -166,11 +176,25 @@ func (p *textParser) classify(x *para) int {
 
 // process pairs paragraphs into papers.
 func (p *textParser) process(x *para) {
+	if t, s := p.short, p.pending; t != nil {
+		p.short, p.pending = nil, nil
+		if x.kind == kindAbstract && s.kind == kindTitle {
+			p.unpaired(t, s) // s was a title ending in a sentence mark: x is its abstract
+			p.pending = s
+		} else {
+			p.shortAbstract(t, s)
+		}
+	}
 	if p.pending != nil && x.kind == kindAbstract {
 		title := p.pending
 		p.pending = nil
 		p.seen = true
 		p.emitPaper(title, x)
+		return
+	}
+	if p.pending != nil && x.kind != kindAbstract && x.words >= minShortAbstractWords && endsSentence(x.text) {
+		// A short abstract, or a title: the next paragraph decides.
+		p.short, p.pending = p.pending, x
 		return
 	}
 	if p.pending != nil {
@@ -207,8 +231,18 @@ func (p *textParser) unpaired(x, next *para) {
 	p.emitErr(x.line, paper.TitleID(title), invalidf("title %q has no abstract after it: %s", title, why))
 }
 
+// shortAbstract reports title t, whose abstract s has fewer than minAbstractWords words.
+func (p *textParser) shortAbstract(t, s *para) {
+	title := fold(t.text)
+	p.emitErr(t.line, paper.TitleID(title), invalidf("the abstract of %q, at line %d, has %d words, fewer than %d", title, s.line, s.words, minAbstractWords))
+}
+
 // finish handles the end of the file.
 func (p *textParser) finish() {
+	if p.short != nil {
+		p.shortAbstract(p.short, p.pending)
+		p.short, p.pending = nil, nil
+	}
 	if p.pending != nil {
 		p.unpaired(p.pending, nil)
 		p.pending = nil

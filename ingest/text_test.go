@@ -74,6 +74,7 @@ func TestTextRule(t *testing.T) {
 	t.Parallel()
 	abs := words(30)
 	long := words(200)
+	const withdrawn = "This paper has been withdrawn by the author due to a crucial error in equation 3."
 	for _, tc := range []struct {
 		name string
 		in   string
@@ -128,6 +129,38 @@ func TestTextRule(t *testing.T) {
 				`error f:5: title:` + titleHex("Second") + `: title "Second" has no abstract after it: the next paragraph, at line 7, is not an abstract (6 words)`,
 				`error f:7: title:` + titleHex("Too short to be an abstract.") + `: title "Too short to be an abstract." has no abstract after it: the next paragraph, at line 9, is not an abstract (1 words)`,
 				"paper f:9 Third",
+			},
+		},
+		{
+			name: "a withdrawn paper's one-sentence abstract is one error at its title, also first in the file",
+			in:   "Mar 19\n\nA Withdrawn Result\n\n" + withdrawn + "\n\nSecond\n\n" + abs + "\n",
+			want: []string{
+				`error f:3: title:` + titleHex("A Withdrawn Result") + `: the abstract of "A Withdrawn Result", at line 5, has 16 words, fewer than 20`,
+				"paper f:7 Second",
+			},
+		},
+		{
+			name: "a short abstract after the first paper and at the end of the file",
+			in:   "First\n\n" + abs + "\n\nA Withdrawn Result\n\n" + withdrawn + "\n\nSecond\n\n" + abs + "\n\nLast Withdrawn\n\n" + withdrawn + "\n",
+			want: []string{
+				"paper f:1 First",
+				`error f:5: title:` + titleHex("A Withdrawn Result") + `: the abstract of "A Withdrawn Result", at line 7, has 16 words, fewer than 20`,
+				"paper f:9 Second",
+				`error f:13: title:` + titleHex("Last Withdrawn") + `: the abstract of "Last Withdrawn", at line 15, has 16 words, fewer than 20`,
+			},
+		},
+		{
+			name: "a title ending in a question mark after furniture is still a title",
+			in:   "Mar 19\n\nIs Attention All You Need for Long Context Retrieval Tasks?\n\n" + abs + "\n",
+			want: []string{"paper f:3 Is Attention All You Need for Long Context Retrieval Tasks?"},
+		},
+		{
+			name: "a title ending in a question mark after a title without abstract",
+			in:   "First\n\n" + abs + "\n\nOrphan\n\nIs Attention All You Need for Long Context Retrieval Tasks?\n\n" + abs + "\n",
+			want: []string{
+				"paper f:1 First",
+				`error f:5: title:` + titleHex("Orphan") + `: title "Orphan" has no abstract after it: the next paragraph, at line 7, is not an abstract (10 words)`,
+				"paper f:7 Is Attention All You Need for Long Context Retrieval Tasks?",
 			},
 		},
 		{
