@@ -1,6 +1,10 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -10,6 +14,7 @@ import (
 	"time"
 
 	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/ingest"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -201,6 +206,47 @@ func TestFillHintNamesTheSpacesOwnSettings(t *testing.T) {
 	} {
 		if got := fillHint(tc.sp); !strings.Contains(got, tc.want) {
 			t.Errorf("fillHint(%s) = %q, want it to contain %q", tc.sp.Name(), got, tc.want)
+		}
+	}
+}
+
+// Ctrl-C (the command's context) ends a download whose server has stopped sending at once,
+// not after the 30 s that make a silent server an error.
+func TestInterruptEndsAStalledDownload(t *testing.T) {
+	t.Parallel()
+	stall := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		w.Write([]byte("[\n{\"paper\":")) // detected as Hugging Face JSON, then nothing more
+		w.(http.Flusher).Flush()
+		select {
+		case <-stall:
+		case <-req.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(stall)
+	for name, read := range map[string]func(context.Context) error{
+		"ingest": func(ctx context.Context) error {
+			_, _, err := publishFile(ctx, nil, srv.URL+"/feed.json", ingest.Options{})
+			return err
+		},
+		"summarize and embed": func(ctx context.Context) error {
+			_, err := readAbstracts(ctx, []string{srv.URL + "/feed.json"}, ingest.Auto, func(paper.Abstract) error { return nil })
+			return err
+		},
+	} {
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- read(ctx) }()
+		time.Sleep(100 * time.Millisecond)
+		cancel() // Ctrl-C
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("%s: interrupted download returned %v, want context.Canceled", name, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s: still reading a stalled download 5 s after the interrupt", name)
 		}
 	}
 }

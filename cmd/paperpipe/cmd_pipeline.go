@@ -69,7 +69,7 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 // publishFile publishes every good record of one source; bad records are reported on stderr
 // with their file and line and counted.
 func publishFile(ctx context.Context, pub *pipeline.Publisher, path string, opts ingest.Options) (read, rejected int, err error) {
-	r, closer, err := ingest.Open(path, opts)
+	r, closer, err := ingest.OpenContext(ctx, path, opts) // Ctrl-C ends a stalled download at once
 	if err != nil {
 		return 0, 0, err
 	}
