@@ -2,6 +2,7 @@ package summarize
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -38,14 +39,16 @@ func (o *Offline) Model() string { return OfflineModel }
 func (o *Offline) PromptVersion() string { return OfflinePromptVersion }
 
 // Summarize returns the extractive TL;DR of a. Its Usage is zero but for the model and kind.
-// An abstract with no text is an error wrapping paper.ErrPermanent.
+// The TL;DR passes Validate (its Validation is paper.ValidOK); an abstract with no text, or
+// one from which no valid TL;DR can be made (nor from the title), is an error wrapping
+// paper.ErrPermanent.
 func (o *Offline) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary, error) {
 	if err := ctx.Err(); err != nil {
 		return paper.Summary{}, err
 	}
-	text := o.TLDR(a)
-	if text == "" {
-		return paper.Summary{}, fmt.Errorf("summarize %s: nothing to summarize: %w", a.ID, paper.ErrPermanent)
+	text, err := o.tldr(a)
+	if err != nil {
+		return paper.Summary{}, fmt.Errorf("summarize %s: %w: %w", a.ID, err, paper.ErrPermanent)
 	}
 	return paper.Summary{
 		PaperID:       a.ID,
@@ -58,8 +61,17 @@ func (o *Offline) Summarize(ctx context.Context, a paper.Abstract) (paper.Summar
 	}, nil
 }
 
-// TLDR returns the TL;DR of a, or "" when a has neither abstract nor title.
+// TLDR returns the TL;DR of a, or "" when none passes Validate (a has neither abstract nor
+// title, say).
 func (o *Offline) TLDR(a paper.Abstract) string {
+	text, _ := o.tldr(a)
+	return text
+}
+
+// tldr returns the cleaned sentence of the abstract that best states the contribution; when
+// that is invalid or has fewer than 4 words, the cleaned title, the paper's own one-line
+// summary, if it is valid; else the short sentence if it is valid. With none valid it says why.
+func (o *Offline) tldr(a paper.Abstract) (string, error) {
 	sentences := Sentences(strings.Join(strings.Fields(a.Abstract), " "))
 	best, bestScore := -1, 0.0
 	for i, s := range sentences {
@@ -72,13 +84,32 @@ func (o *Offline) TLDR(a paper.Abstract) string {
 	if best >= 0 {
 		out = Clean(sentences[best], o.maxWords)
 	}
-	if Validate(out, a.Abstract, o.maxWords) != nil || len(Words(out)) < 4 {
-		// The abstract gave nothing usable: the title is the paper's own one-line summary.
-		if t := strings.TrimSpace(a.Title); t != "" {
-			out = Clean(t, o.maxWords)
-		}
+	verr := Validate(out, a.Abstract, o.maxWords)
+	if verr == nil && len(Words(out)) >= 4 {
+		return out, nil
 	}
-	return out
+	if verr == nil { // valid but short: still better than an invalid title
+		if title := Clean(a.Title, o.maxWords); strings.TrimSpace(a.Title) != "" && Validate(title, a.Abstract, o.maxWords) == nil {
+			return title, nil
+		}
+		return out, nil
+	}
+	why := "the abstract is empty"
+	if strings.TrimSpace(a.Abstract) != "" {
+		why = "the abstract's best sentence makes no valid TL;DR (" + problem(verr) + ")"
+	}
+	if strings.TrimSpace(a.Title) == "" {
+		if strings.TrimSpace(a.Abstract) == "" {
+			return "", errors.New("nothing to summarize")
+		}
+		return "", fmt.Errorf("%s and there is no title: %w", why, ErrInvalidTLDR)
+	}
+	title := Clean(a.Title, o.maxWords)
+	terr := Validate(title, a.Abstract, o.maxWords)
+	if terr != nil {
+		return "", fmt.Errorf("%s, nor does the title (%s): %w", why, problem(terr), ErrInvalidTLDR)
+	}
+	return title, nil
 }
 
 type cue struct {

@@ -2,6 +2,7 @@ package summarize
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -47,5 +48,30 @@ func TestOfflineFallsBackToTitle(t *testing.T) {
 	}
 	if _, err := NewOffline(30).Summarize(context.Background(), paper.Abstract{}); err == nil || !strings.Contains(err.Error(), "nothing") {
 		t.Fatalf("empty abstract: err = %v", err)
+	}
+}
+
+// A title the offline summarizer falls back on is held to Validate like any TL;DR: it is used
+// only when valid, a valid short sentence of the abstract is kept before an invalid title, and
+// with neither the paper is a permanent error, never an invalid TL;DR recorded as ValidOK.
+func TestOfflineFallbackIsValidatedOrRefused(t *testing.T) {
+	t.Parallel()
+	o := NewOffline(30)
+	s, err := o.Summarize(t.Context(), paper.Abstract{ID: "x:1", Title: "Sure", Abstract: "Models scale well."}) // "Sure." is a preamble
+	if err != nil || s.Text != "Models scale well." || s.Validation != paper.ValidOK {
+		t.Errorf("title %q, a short valid abstract: %q (%s), %v; want the abstract's sentence", "Sure", s.Text, s.Validation, err)
+	}
+	for _, a := range []paper.Abstract{
+		{ID: "x:2", Title: "OK", Abstract: "Sure."},
+		{ID: "x:3", Title: "Sure", Abstract: "OK."},
+	} {
+		s, err := o.Summarize(t.Context(), a)
+		if !errors.Is(err, paper.ErrPermanent) {
+			t.Errorf("title %q, abstract %q: TL;DR %q (%s), error %v; want an error wrapping ErrPermanent", a.Title, a.Abstract, s.Text, s.Validation, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), "nor does the title (starts with a preamble") {
+			t.Errorf("error %q does not say what is wrong with the title", err)
+		}
 	}
 }
