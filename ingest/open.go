@@ -63,8 +63,8 @@ func OpenContext(ctx context.Context, path string, opts Options) (*Reader, io.Cl
 
 // Name returns how a source given to Open is shown in messages and in each record's Source:
 // "stdin" for "-", a URL without its secrets (the password or token of its userinfo and the
-// values of its query string, which a feed's address often carries: token=xxxxx), and a file's
-// path as it is.
+// values of the query parameters named for a credential, which a feed's address often
+// carries: token=xxxxx; other parameters stay, see redact.URL), and a file's path as it is.
 func Name(path string) string {
 	switch {
 	case path == "-":

@@ -1,5 +1,6 @@
 // Package redact removes the secrets a URL may carry before it is printed, logged or stored:
-// the password or token in its userinfo and the values of its query string.
+// the password or token in its userinfo and the values of the query parameters whose names say
+// they hold a credential (token=, api_key=, X-Amz-Signature=…); other query parameters stay.
 package redact
 
 import (
