@@ -98,6 +98,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if *chatLatency < 0 || *embedLatency < 0 || *dims <= 0 {
 		return errors.New("latencies must be >= 0 and -dimensions > 0")
 	}
+	// openaitest takes a zero budget for "the default": refuse it here rather than advertise
+	// the default while the operator asked for something else.
+	for _, l := range []struct {
+		name string
+		v    int64
+	}{{"chat-rpm", *chatRPM}, {"chat-tpm", *chatTPM}, {"embed-rpm", *embedRPM}, {"embed-tpm", *embedTPM}} {
+		if l.v < 1 {
+			return fmt.Errorf("-%s %d: a per-minute budget must be at least 1", l.name, l.v)
+		}
+	}
 	if *vectors != openaitest.VectorsText && *vectors != openaitest.VectorsRandom {
 		return fmt.Errorf("-vectors %q: want %s or %s", *vectors, openaitest.VectorsText, openaitest.VectorsRandom)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 )
@@ -78,5 +79,27 @@ func TestRunRejectsUnknownVectors(t *testing.T) {
 	}
 	if stdout.Len() != 0 {
 		t.Errorf("printed %q: started listening despite the bad flag", stdout.String())
+	}
+}
+
+// A budget of 0 (or less) is refused by name: openaitest would advertise its default instead.
+func TestRunRejectsBudgetsBelowOne(t *testing.T) {
+	for _, flag := range []string{"-chat-rpm", "-chat-tpm", "-embed-rpm", "-embed-tpm"} {
+		for _, v := range []string{"0", "-5"} {
+			var stdout, stderr strings.Builder
+			done := make(chan error, 1)
+			go func() { done <- run([]string{"-listen", "127.0.0.1:0", flag, v}, &stdout, &stderr) }()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), flag+" "+v+": ") {
+					t.Errorf("run %s %s = %v, want an error naming %s", flag, v, err, flag)
+				}
+				if stdout.Len() != 0 {
+					t.Errorf("run %s %s printed %q: started listening despite the bad flag", flag, v, stdout.String())
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("run %s %s is serving: the bad budget was taken", flag, v)
+			}
+		}
 	}
 }
