@@ -10,13 +10,18 @@ import (
 	openai "github.com/sashabaranov/go-openai"
 )
 
+// errSwitchedToFloat is create's answer when the API answered a base64 request with vectors
+// that are not base64: the client now asks for float, and the request is to be sent again.
+var errSwitchedToFloat = errors.New("the embeddings API answered a base64 request with float vectors")
+
 // create sends one embeddings request for req's inputs in the client's current encoding
 // format. go-openai decodes a base64 answer itself; when the answer's vectors are not base64
 // strings (a server that ignores "encoding_format" and answers float arrays), the client
-// switches to float for good and sends the request again as float at once, within the same
-// attempt: the switch is neither a retry nor a failure. tokens is the request's estimated
-// input tokens, for the Limiter.
-func (c *Client) create(ctx context.Context, req openai.EmbeddingRequestStrings, tokens int) (openai.EmbeddingResponse, error) {
+// switches to float for good and create returns errSwitchedToFloat: the caller sends the
+// request again, as float, in an attempt of its own (its own Timeout and Limiter wait), which
+// is neither a retry nor a failure. That answer was complete, and billed, but go-openai gives
+// none of it back: not even its usage.
+func (c *Client) create(ctx context.Context, req openai.EmbeddingRequestStrings) (openai.EmbeddingResponse, error) {
 	req.EncodingFormat = openai.EmbeddingEncodingFormatBase64
 	if c.float.Load() {
 		req.EncodingFormat = openai.EmbeddingEncodingFormatFloat
@@ -28,12 +33,7 @@ func (c *Client) create(ctx context.Context, req openai.EmbeddingRequestStrings,
 	if c.float.CompareAndSwap(false, true) {
 		c.log.Info("the embeddings API does not return base64 embeddings; using float", "err", err)
 	}
-	// The answered request counts against the API's budget like any other; so does the next.
-	if err := c.cfg.Limiter.Wait(ctx, tokens); err != nil {
-		return openai.EmbeddingResponse{}, err
-	}
-	req.EncodingFormat = openai.EmbeddingEncodingFormatFloat
-	return c.api.CreateEmbeddings(ctx, req)
+	return openai.EmbeddingResponse{}, errSwitchedToFloat
 }
 
 // notBase64 reports whether err is go-openai's failure to read an answer to a base64 request

@@ -76,6 +76,8 @@ func (r *recordTransport) Formats() []string {
 // for base64.
 type floatOnlyAPI struct {
 	requests, base64Requests atomic.Int64
+	tokens                   atomic.Int64  // prompt tokens of every answer
+	delay                    time.Duration // before each answer
 }
 
 func (f *floatOnlyAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -104,6 +106,14 @@ func (f *floatOnlyAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for i, in := range req.Input {
 		data[i] = datum{Object: "embedding", Index: i, Embedding: openaitest.Vector(in, dims)}
 		tokens += EstimateTokens(in)
+	}
+	f.tokens.Add(int64(tokens))
+	if f.delay > 0 {
+		select {
+		case <-time.After(f.delay):
+		case <-r.Context().Done():
+			return
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{
@@ -236,8 +246,9 @@ func TestClientFallsBackToFloatWhenAPIIgnoresBase64(t *testing.T) {
 	if n, b := api.requests.Load(), api.base64Requests.Load(); n != 2 || b != 1 {
 		t.Fatalf("%d requests, %d asking for base64; want a base64 one then a float one", n, b)
 	}
-	if u.Requests != 1 || u.InputTokens == 0 {
-		t.Fatalf("usage %+v, want the one delivered request", u)
+	// The base64 request's answer was complete, and billed, though unusable.
+	if u.Requests != 2 || u.InputTokens != int(api.tokens.Load()) {
+		t.Fatalf("usage %+v, want both answers: 2 requests, %d input tokens", u, api.tokens.Load())
 	}
 
 	embs, _, err = c.Embed(context.Background(), papers[:2])
@@ -256,6 +267,28 @@ func TestClientFallsBackToFloatWhenAPIIgnoresBase64(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "level=INFO") {
 		t.Fatalf("fallback not logged at info level:\n%s", log.String())
+	}
+}
+
+// Timeout bounds each HTTP request: the float request that follows a base64 one answered with
+// float arrays has a deadline of its own, not what the first left of it.
+func TestClientFloatFallbackRequestHasItsOwnTimeout(t *testing.T) {
+	t.Parallel()
+	api := &floatOnlyAPI{delay: 300 * time.Millisecond}
+	ts := httptest.NewServer(api)
+	t.Cleanup(ts.Close)
+	c, err := New(Config{BaseURL: ts.URL + "/v1", MaxRetries: -1, Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	papers := synthPapers(2)
+	embs, u, err := c.Embed(context.Background(), papers)
+	if err != nil {
+		t.Fatalf("two requests of 300ms each, Timeout 500ms: %v", err)
+	}
+	checkVectors(t, papers, embs, 1536)
+	if u.Requests != 2 || u.InputTokens != int(api.tokens.Load()) {
+		t.Errorf("usage %+v, want 2 requests and %d input tokens", u, api.tokens.Load())
 	}
 }
 

@@ -2,6 +2,7 @@ package embed
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -58,12 +59,14 @@ type Config struct {
 	// MaxRetries is how many times a transiently failed request is retried (429s do not
 	// count). Defaults to 5; a negative value means no retries.
 	MaxRetries int
-	// Timeout bounds each HTTP request. Defaults to 60s.
+	// Timeout bounds each HTTP request (each attempt of a retried one). Defaults to 60s.
 	Timeout time.Duration
 	// EncodingFormat is the "encoding_format" requested: "base64" (little-endian float32s,
 	// about half the bytes of "float" and much cheaper to decode) or "float" (JSON numbers).
 	// A client asking for base64 from a server that answers float arrays anyway switches to
-	// float for good, logging it once. Defaults to "base64".
+	// float for good, logging it once, and sends the request again as float (a request of its
+	// own, with its own Timeout, not a retry); the unusable answer counts in the usage, as a
+	// billed request. Defaults to "base64".
 	EncodingFormat string
 	// Limiter is the rate limiter of the API's base URL, shared with every other client of
 	// it. Defaults to a limiter of this client's own with no request or token budget, which
@@ -281,6 +284,10 @@ func (c *Client) batches(inputs []input) []batch {
 }
 
 // embed sends one embeddings request (with retries) and returns the vectors in input order.
+// A base64 request answered with float vectors (see create) is sent again as float, under a
+// new Retrier.Do: each HTTP request has its own Timeout. The unusable answer counts in usage,
+// a billed request, with the input tokens of the float answer to the same input (or the
+// estimate, tokens, when none comes).
 func (c *Client) embed(ctx context.Context, texts []string, tokens int) ([][]float32, paper.Usage, error) {
 	usage := paper.Usage{Model: c.cfg.Model, Kind: paper.KindEmbedding}
 	req := openai.EmbeddingRequestStrings{
@@ -288,22 +295,38 @@ func (c *Client) embed(ctx context.Context, texts []string, tokens int) ([][]flo
 		Model:      openai.EmbeddingModel(c.cfg.Model),
 		Dimensions: c.cfg.Dimensions,
 	}
-	var vecs [][]float32
-	_, err := c.retry.Do(ctx, tokens, func(ctx context.Context) error {
-		resp, err := c.create(ctx, req, tokens)
+	var (
+		vecs     [][]float32
+		unread   int // answers billed whose token counts go-openai did not give back
+		switched bool
+	)
+	send := func(ctx context.Context) error {
+		resp, err := c.create(ctx, req)
+		if errors.Is(err, errSwitchedToFloat) {
+			usage.Requests++
+			unread++
+			switched = true
+			return nil
+		}
 		if err != nil {
 			return err
 		}
 		// A complete answer is billed, usable or not.
 		usage.Requests++
-		usage.InputTokens += resp.Usage.PromptTokens
+		usage.InputTokens += resp.Usage.PromptTokens * (1 + unread)
+		unread = 0
 		v, err := c.byIndex(resp, len(texts))
 		if err != nil {
 			return err
 		}
 		vecs = v
 		return nil
-	})
+	}
+	_, err := c.retry.Do(ctx, tokens, send)
+	if err == nil && switched { // at most once: the client now asks for float
+		_, err = c.retry.Do(ctx, tokens, send)
+	}
+	usage.InputTokens += tokens * unread
 	return vecs, usage, err
 }
 
