@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -670,14 +671,15 @@ func (w *Worker) lastDelivery(j job) bool {
 }
 
 // requeue returns a message that a shutdown interrupted on its last delivery to the work queue
-// as a new message (a fresh message id, deliveries counted from one), then terminates the
+// as a new message (a fresh message id, deliveries counted from one; its text keeps its date,
+// see requeued), then terminates the
 // delivered one. If the publish fails, the message is returned as on any other delivery, and
 // the server's giving it up dead-letters it (see the reaper).
 func (w *Worker) requeue(ctx context.Context, j job) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	id := "requeue:" + strconv.FormatUint(j.meta.Sequence.Stream, 10) + ":" + strconv.FormatInt(time.Now().UnixNano(), 10)
-	if _, err := w.js.PublishMsg(ctx, &nats.Msg{Subject: j.msg.Subject(), Data: j.msg.Data()}, jetstream.WithMsgID(id)); err != nil {
+	if _, err := w.js.PublishMsg(ctx, requeued(j), jetstream.WithMsgID(id)); err != nil {
 		w.log.Warn("could not requeue a message interrupted on its last delivery; it will be dead-lettered",
 			"id", j.a.ID, "err", err)
 		_ = j.msg.NakWithDelay(w.cfg.FetchWait)
@@ -689,6 +691,23 @@ func (w *Worker) requeue(ctx context.Context, j job) {
 	}
 	w.log.Info("requeued a message interrupted by the shutdown on its last delivery", "id", j.a.ID)
 	w.stats.retried.Add(1)
+}
+
+// requeued is the copy of j's message that requeue publishes: its subject, body and headers
+// (the server's own, Nats-*, left out: the copy gets its own message id), dated by HeaderTextAt
+// as j's text was (see decode). Without the date the copy's text would count as read when it
+// was requeued, newer than a version of the paper stored meanwhile, and replace it.
+func requeued(j job) *nats.Msg {
+	m := &nats.Msg{Subject: j.msg.Subject(), Data: j.msg.Data(), Header: nats.Header{}}
+	for k, v := range j.msg.Headers() {
+		if !strings.HasPrefix(strings.ToLower(k), "nats-") {
+			m.Header[k] = v
+		}
+	}
+	if !j.a.TextAt.IsZero() {
+		m.Header.Set(HeaderTextAt, j.a.TextAt.UTC().Format(time.RFC3339Nano))
+	}
+	return m
 }
 
 // retry returns the message for a later redelivery, or dead-letters it when this was its last

@@ -1,0 +1,88 @@
+package pipeline_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/pipeline"
+	"github.com/paperpipe/paperpipe/summarize"
+)
+
+// startHanging runs a worker whose TL;DR calls hang until cancelled, waits until it has
+// received n messages and one is in its TL;DR call, and returns its stop function (cancel, then
+// wait for the drain).
+func startHanging(t *testing.T, b *testBundle, emb pipeline.Embedder, cfg pipeline.WorkerConfig, n int) (*pipeline.Worker, func()) {
+	t.Helper()
+	h := &hangingSummarizer{}
+	cfg.SpaceID = b.space.ID
+	w, err := pipeline.NewWorker(b.js, b.store, h, emb, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	waitFor(t, "the worker holding the messages, one in its TL;DR call", func() (bool, string) {
+		return w.Stats().Received >= int64(n) && h.calls.Load() >= 1, ""
+	})
+	return w, func() {
+		t.Helper()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestRequeueOnALastDeliveryKeepsTheTextDate: a message a shutdown hands back on its last
+// delivery is published again as a new message; the copy must keep the date of its text (the
+// original's time in the queue), or the old version it carries would count as newer than a
+// version stored meanwhile, and replace it.
+func TestRequeueOnALastDeliveryKeepsTheTextDate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1}) // every delivery is the last
+	v1 := paper.Abstract{ID: "arxiv:2401.00001", Title: "Old title", Abstract: "The old version of the abstract."}
+	publish(t, b.js, []paper.Abstract{v1})
+	stream, err := b.js.Stream(ctx, pipeline.StreamPapers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := stream.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	_, stop := startHanging(t, b, emb, pipeline.WorkerConfig{Concurrency: 1, DrainTimeout: 300 * time.Millisecond, FetchWait: 200 * time.Millisecond}, 1)
+	// Meanwhile another worker stores a newer version of the paper.
+	v2 := v1
+	v2.Title, v2.Abstract, v2.TextAt = "New title", "The corrected, newer version of the abstract.", time.Now()
+	if _, err := b.store.UpsertPapers(ctx, []paper.Abstract{v2}, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	stop() // the TL;DR call is cancelled at the drain's end; the message is requeued
+
+	copied, err := stream.GetLastMsgForSubject(ctx, pipeline.SubjectNew)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if copied.Sequence == orig.Sequence {
+		t.Fatalf("the message was not requeued (last message is the original, seq %d)", orig.Sequence)
+	}
+	if got, want := copied.Header.Get(pipeline.HeaderTextAt), orig.Time.UTC().Format(time.RFC3339Nano); got != want {
+		t.Errorf("requeued copy's %s = %q, want the original's time in the queue %q", pipeline.HeaderTextAt, got, want)
+	}
+	runUntilIdle(t, b, summarize.NewOffline(30), emb, pipeline.WorkerConfig{})
+	rec, err := b.store.Paper(ctx, v1.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Abstract.Abstract != v2.Abstract {
+		t.Errorf("stored abstract %q, want the newer %q: the requeued old version replaced it", rec.Abstract.Abstract, v2.Abstract)
+	}
+}
