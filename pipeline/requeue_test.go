@@ -86,3 +86,35 @@ func TestRequeueOnALastDeliveryKeepsTheTextDate(t *testing.T) {
 		t.Errorf("stored abstract %q, want the newer %q: the requeued old version replaced it", rec.Abstract.Abstract, v2.Abstract)
 	}
 }
+
+// TestRequeuedMessagesDoNotComeBackToTheDrainingWorker: the copy of a message requeued on its
+// last delivery is a new message, which the server delivers at once to any open pull request —
+// the draining worker's own, which would hand it back and requeue it again, as often as the
+// pull request had room for. The copies go out once its pull request has ended.
+func TestRequeuedMessagesDoNotComeBackToTheDrainingWorker(t *testing.T) {
+	t.Parallel()
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1}) // every delivery is the last
+	papers := []paper.Abstract{
+		{ID: "arxiv:2401.00001", Title: "One", Abstract: "The first abstract."},
+		{ID: "arxiv:2401.00002", Title: "Two", Abstract: "The second abstract."},
+	}
+	publish(t, b.js, papers)
+	// The pull request stays open for a second after the shutdown begins.
+	w, stop := startHanging(t, b, emb, pipeline.WorkerConfig{Concurrency: 1, DrainTimeout: 300 * time.Millisecond, FetchWait: time.Second}, len(papers))
+	stop()
+	s := w.Stats()
+	if s.Received != int64(len(papers)) || s.Retried != int64(len(papers)) {
+		t.Errorf("stats %+v: want %d messages received once each and handed back: requeued copies came back to the draining worker", s, len(papers))
+	}
+	if n := streamMsgs(t, b.js, pipeline.StreamPapers); n != uint64(len(papers)) {
+		t.Errorf("%d messages queued after the shutdown, want %d", n, len(papers))
+	}
+	runUntilIdle(t, b, summarize.NewOffline(30), emb, pipeline.WorkerConfig{})
+	if dls := deadLetters(t, b.js); len(dls) != 0 {
+		t.Errorf("%d dead letters, want none; the first: %s", len(dls), dls[0].Reason)
+	}
+	if c := counts(t, b, summarize.NewOffline(30)); c.WithTLDR != int64(len(papers)) || c.WithEmbedding != int64(len(papers)) {
+		t.Errorf("counts %+v, want both papers done", c)
+	}
+}

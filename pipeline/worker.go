@@ -196,7 +196,12 @@ type Worker struct {
 	ackWait    time.Duration // the consumer's
 	msgTimeout time.Duration // effective MsgTimeout, below ackWait
 	chat       chan struct{} // one token per TL;DR request in flight
-	stats      struct {
+	pulls      struct {
+		mu   sync.Mutex
+		open bool          // a pull request of this worker is open
+		held []heldRequeue // messages to requeue once it ends (see requeueAfterPull)
+	}
+	stats struct {
 		received, acked, skipped, retried, dead, reaped, tldrs, embeddings atomic.Int64
 	}
 }
@@ -314,8 +319,10 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan s
 		if !ok {
 			return nil
 		}
+		w.pullOpen(true)
 		batch, err := cons.Fetch(held, jetstream.FetchMaxWait(w.cfg.FetchWait))
 		if err != nil {
+			w.pullOpen(false)
 			release(held)
 			fetchErrs++
 			w.log.Warn("fetch failed; retrying", "consumer", w.cfg.Consumer, "err", err)
@@ -326,6 +333,7 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan s
 		}
 		fetchErrs = 0
 		got := w.gather(batch, dispatch)
+		w.pullOpen(false)
 		release(held - got)
 		if got == 0 && w.cfg.ExitWhenIdle && len(slots) == 0 {
 			idle, err := w.idle(ctx, cons)
@@ -574,20 +582,21 @@ func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *ba
 
 // settleFailure decides a failed message's fate: bad input and permanent failures are
 // dead-lettered; during shutdown the message goes back to the queue (for the next worker:
-// after FetchWait; on its last delivery as a new message, see requeue); anything else is
-// redelivered after a backoff, or dead-lettered when it has used its deliveries.
+// after FetchWait; on its last delivery as a new message once no pull request of this worker
+// is open, see requeueAfterPull); anything else is redelivered after a backoff, or
+// dead-lettered when it has used its deliveries.
 func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
-	j.release()
 	switch {
 	case errors.Is(err, paper.ErrPermanent) || errors.Is(err, paper.ErrInvalid):
 		w.deadLetter(ctx, j, err)
 	case (ctx.Err() != nil || errors.Is(err, errDraining)) && w.lastDelivery(j):
-		w.requeue(ctx, j)
+		w.requeueAfterPull(ctx, j)
 	case ctx.Err() != nil || errors.Is(err, errDraining):
 		// Back to the queue, but not at once: this worker's last pull request is still open
 		// for up to FetchWait, and a plain Nak would have the server deliver the message to
 		// it again, and again — a message that arrives during a drain would use up its
 		// deliveries in a moment and be dead-lettered.
+		j.release()
 		if nerr := j.msg.NakWithDelay(w.cfg.FetchWait); nerr != nil {
 			w.log.Debug("nak failed", "id", j.a.ID, "err", nerr)
 		}
@@ -670,12 +679,50 @@ func (w *Worker) lastDelivery(j job) bool {
 	return w.maxDeliver > 0 && j.meta != nil && int(j.meta.NumDelivered) >= w.maxDeliver
 }
 
+// requeueAfterPull requeues j (see requeue) once no pull request of this worker is open: the
+// copy is a new message, which the server would deliver at once to an open one — this
+// worker's, still draining, which would hand it back and requeue it again, as many times as
+// the pull request had room for. Until then j stays held (its hold goes on marking it
+// InProgress).
+func (w *Worker) requeueAfterPull(ctx context.Context, j job) {
+	w.pulls.mu.Lock()
+	if w.pulls.open {
+		w.pulls.held = append(w.pulls.held, heldRequeue{ctx: ctx, j: j})
+		w.pulls.mu.Unlock()
+		return
+	}
+	w.pulls.mu.Unlock()
+	w.requeue(ctx, j)
+}
+
+// heldRequeue is a message requeueAfterPull holds until the pull request ends.
+type heldRequeue struct {
+	ctx context.Context
+	j   job
+}
+
+// pullOpen records whether a pull request of this worker is open; when it ends, the messages
+// held for requeueing are requeued.
+func (w *Worker) pullOpen(open bool) {
+	w.pulls.mu.Lock()
+	w.pulls.open = open
+	var held []heldRequeue
+	if !open {
+		held, w.pulls.held = w.pulls.held, nil
+	}
+	w.pulls.mu.Unlock()
+	for _, r := range held {
+		w.requeue(r.ctx, r.j)
+	}
+}
+
 // requeue returns a message that a shutdown interrupted on its last delivery to the work queue
 // as a new message (a fresh message id, deliveries counted from one; its text keeps its date,
 // see requeued), then terminates the
 // delivered one. If the publish fails, the message is returned as on any other delivery, and
 // the server's giving it up dead-letters it (see the reaper).
 func (w *Worker) requeue(ctx context.Context, j job) {
+	j.release()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	id := "requeue:" + strconv.FormatUint(j.meta.Sequence.Stream, 10) + ":" + strconv.FormatInt(time.Now().UnixNano(), 10)
