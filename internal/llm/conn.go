@@ -44,6 +44,6 @@ func (c Conn) Open() (api *openai.Client, retry Retrier, baseURL string) {
 	oc := openai.DefaultConfig(c.APIKey)
 	oc.BaseURL = strings.TrimRight(c.BaseURL, "/")
 	oc.HTTPClient = HTTPClient(c.HTTPClient, c.Limiter)
-	retry = Retrier{MaxRetries: c.MaxRetries, Timeout: c.Timeout, Limiter: c.Limiter, Logger: c.Logger}
+	retry = Retrier{MaxRetries: c.MaxRetries, Timeout: c.Timeout, Limiter: c.Limiter, Logger: c.Logger, APIKey: c.APIKey}
 	return openai.NewClientWithConfig(oc), retry, oc.BaseURL
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"time"
 
 	openai "github.com/sashabaranov/go-openai"
@@ -29,6 +30,12 @@ const (
 	// Permanent failures (HTTP 400, 413, 422, or anything wrapping paper.ErrPermanent) are
 	// never retried.
 	Permanent
+	// Account failures (HTTP 401, 403, 404, and 429 insufficient_quota) are the account's or the
+	// configuration's problem, not the item's: a retry a moment later gets the same answer, so
+	// they are not retried here; the error wraps ErrAccount, and whoever holds a queue of
+	// items pauses it until the API answers again instead of failing the items (see
+	// pipeline.Worker).
+	Account
 )
 
 // String returns the class name.
@@ -38,10 +45,17 @@ func (c Class) String() string {
 		return "rate-limited"
 	case Permanent:
 		return "permanent"
+	case Account:
+		return "account"
 	default:
 		return "transient"
 	}
 }
+
+// ErrAccount marks a failure of class Account: a bad or revoked key, no access to the model,
+// an unknown model or a wrong base URL, an exhausted quota. Its message is the API's, with the
+// API key, should the answer quote it, replaced by "[redacted]".
+var ErrAccount = errors.New("the API refuses the account or the configuration")
 
 // ErrBadResponse marks an answer that is well-formed HTTP but unusable (no choices, a vector
 // missing from the data): transient, since the next answer may be fine.
@@ -50,23 +64,26 @@ var ErrBadResponse = errors.New("unusable response")
 // Classify says how a call's error should be handled:
 //
 //   - *openai.APIError and *openai.RequestError by HTTP status: 429 → RateLimited; 400, 413,
-//     422, which reject what was sent → Permanent; everything else → Transient. That includes
-//     the account's and the configuration's problems, which are not the item's fault and
-//     would otherwise send the whole queue to the dead letters: 401/403, 404 (an unknown model
-//     or a wrong base URL), and OpenAI's 429 "insufficient_quota" (no wait on the limiter
-//     fixes it, so it is not RateLimited). The messages stay queued, retried with backoff,
-//     while it is fixed.
-//   - anything wrapping paper.ErrPermanent → Permanent.
+//     422, which reject what was sent → Permanent; the account's and the configuration's
+//     problems, which are not the item's fault and would otherwise send the whole queue to
+//     the dead letters → Account: 401/403, 404 (an unknown model or a wrong base URL), and
+//     OpenAI's 429 "insufficient_quota" (no wait on the limiter fixes it, so it is not
+//     RateLimited). A worker pauses on them, the messages staying queued, until it is fixed.
+//     Everything else → Transient.
+//   - anything wrapping paper.ErrPermanent or ErrAccount → Permanent or Account.
 //   - network errors, timeouts, io.ErrUnexpectedEOF, JSON syntax and type errors of a
 //     truncated or malformed body, ErrBadResponse, and anything unknown → Transient.
 func Classify(err error) Class {
 	if errors.Is(err, paper.ErrPermanent) {
 		return Permanent
 	}
+	if errors.Is(err, ErrAccount) {
+		return Account
+	}
 	var apiErr *openai.APIError
 	if errors.As(err, &apiErr) {
 		if apiErr.HTTPStatusCode == http.StatusTooManyRequests && apiErr.Code == "insufficient_quota" {
-			return Transient
+			return Account
 		}
 		return classifyStatus(apiErr.HTTPStatusCode)
 	}
@@ -85,9 +102,28 @@ func classifyStatus(code int) Class {
 		return RateLimited
 	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
 		return Permanent
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+		return Account
 	}
 	return Transient
 }
+
+// accountError is a failure of class Account: it wraps ErrAccount and the cause, and its
+// message leaves out the API key.
+type accountError struct {
+	err error
+	key string
+}
+
+func (e *accountError) Error() string {
+	msg := ErrAccount.Error() + ": " + e.err.Error()
+	if len(e.key) >= 8 {
+		msg = strings.ReplaceAll(msg, e.key, "[redacted]")
+	}
+	return msg
+}
+
+func (e *accountError) Unwrap() []error { return []error{ErrAccount, e.err} }
 
 // HTTPStatus returns the HTTP status carried by a go-openai error, or 0.
 func HTTPStatus(err error) int {
@@ -123,6 +159,8 @@ type Retrier struct {
 	Limiter *Limiter
 	// Logger receives a debug line per retry. Defaults to discarding.
 	Logger *slog.Logger
+	// APIKey is left out of the messages of Account errors, should the API's answer quote it.
+	APIKey string
 }
 
 // Result tells what one Do took.
@@ -136,7 +174,7 @@ type Result struct {
 // tokens. A 429 does not count as a retry: the Transport has paused the Limiter, and the
 // next attempt waits for it. Errors: ctx.Err() as soon as ctx ends; a permanent failure wraps
 // both paper.ErrPermanent and the cause; otherwise the last transient error, wrapped with the
-// attempt count.
+// attempt count; an Account failure wraps ErrAccount and the cause, unretried.
 func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context) error) (Result, error) {
 	maxRetries := r.MaxRetries
 	if maxRetries == 0 {
@@ -173,6 +211,8 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 		switch Classify(err) {
 		case Permanent:
 			return res, fmt.Errorf("%w: %w", paper.ErrPermanent, err)
+		case Account:
+			return res, &accountError{err: err, key: r.APIKey}
 		case RateLimited:
 			res.RateLimited++
 			if rlStart.IsZero() {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,14 +31,17 @@ func TestClassify(t *testing.T) {
 		want Class
 	}{
 		{"api 429", &openai.APIError{HTTPStatusCode: 429}, RateLimited},
-		{"api 429 insufficient quota", &openai.APIError{HTTPStatusCode: 429, Code: "insufficient_quota"}, Transient},
+		{"api 429 insufficient quota", &openai.APIError{HTTPStatusCode: 429, Code: "insufficient_quota"}, Account},
 		{"api 400", &openai.APIError{HTTPStatusCode: 400}, Permanent},
-		{"api 404", &openai.APIError{HTTPStatusCode: 404}, Transient},
+		{"api 404", &openai.APIError{HTTPStatusCode: 404}, Account},
 		{"api 413", &openai.APIError{HTTPStatusCode: 413}, Permanent},
 		{"api 422", &openai.APIError{HTTPStatusCode: 422}, Permanent},
 		{"api 500", &openai.APIError{HTTPStatusCode: 500}, Transient},
 		{"api 503", &openai.APIError{HTTPStatusCode: 503}, Transient},
-		{"api 401", &openai.APIError{HTTPStatusCode: 401}, Transient},
+		{"api 401", &openai.APIError{HTTPStatusCode: 401}, Account},
+		{"api 403", &openai.APIError{HTTPStatusCode: 403}, Account},
+		{"request 401", &openai.RequestError{HTTPStatusCode: 401}, Account},
+		{"wrapped ErrAccount", fmt.Errorf("tldr: %w", ErrAccount), Account},
 		{"request 429", &openai.RequestError{HTTPStatusCode: 429}, RateLimited},
 		{"request 400", &openai.RequestError{HTTPStatusCode: 400}, Permanent},
 		{"request 502", &openai.RequestError{HTTPStatusCode: 502}, Transient},
@@ -104,6 +108,37 @@ func TestRetrierStopsAtPermanentError(t *testing.T) {
 	var apiErr *openai.APIError
 	if !errors.As(err, &apiErr) {
 		t.Fatal("the cause must stay inspectable")
+	}
+}
+
+// TestRetrierReturnsAccountErrorsAtOnceWithoutTheKey: a 401, 403, 404 or an exhausted quota
+// gets the same answer a moment later: no retry; the error says what the API said, marked
+// ErrAccount for the worker to pause on, without the key should the answer quote it.
+func TestRetrierReturnsAccountErrorsAtOnceWithoutTheKey(t *testing.T) {
+	t.Parallel()
+	const key = "sk-proj-abcdefghijklmnop"
+	for _, apiErr := range []*openai.APIError{
+		{HTTPStatusCode: 401, Message: "Incorrect API key provided: " + key + "."},
+		{HTTPStatusCode: 429, Code: "insufficient_quota", Message: "You exceeded your current quota."},
+		{HTTPStatusCode: 404, Message: "The model `gpt-9` does not exist."},
+	} {
+		calls := 0
+		r := fastRetrier(5)
+		r.APIKey = key
+		_, err := r.Do(context.Background(), 1, func(context.Context) error {
+			calls++
+			return apiErr
+		})
+		if calls != 1 || !errors.Is(err, ErrAccount) || errors.Is(err, paper.ErrPermanent) {
+			t.Errorf("%d: calls = %d, err = %v; want one call and ErrAccount (not ErrPermanent)", apiErr.HTTPStatusCode, calls, err)
+		}
+		var cause *openai.APIError
+		if !errors.As(err, &cause) || Classify(err) != Account {
+			t.Errorf("%d: the cause must stay inspectable and the class Account: %v", apiErr.HTTPStatusCode, err)
+		}
+		if msg := err.Error(); strings.Contains(msg, key) || !strings.Contains(msg, apiErr.Message[:20]) {
+			t.Errorf("%d: message %q: want the API's message without the key", apiErr.HTTPStatusCode, msg)
+		}
 	}
 }
 
