@@ -127,7 +127,8 @@ type Config struct {
 	// (embeddings) a minute.
 	ChatLimits, EmbedLimits Limits
 	// APIKey, when set, is required as "Authorization: Bearer <key>";
-	// requests without it get 401. Defaults to "" (no check).
+	// requests without it get 401. Defaults to "" (no check); SetAPIKey
+	// changes it.
 	APIKey string
 	// Logger receives a debug line per request. Defaults to discarding.
 	Logger *slog.Logger
@@ -240,6 +241,7 @@ type Server struct {
 	work      sync.WaitGroup // batch processing goroutines
 
 	mu             sync.Mutex
+	apiKey         string
 	faults         Faults
 	rng            *rand.Rand
 	stats          Stats
@@ -274,6 +276,7 @@ func New(cfg Config) *Server {
 		log:            cfg.Logger,
 		val:            val,
 		closed:         make(chan struct{}),
+		apiKey:         cfg.APIKey,
 		faults:         cfg.Faults,
 		rng:            rand.New(rand.NewPCG(uint64(cfg.Seed), 0x9e3779b97f4a7c15)),
 		stats:          Stats{Faults: map[string]int64{}},
@@ -315,6 +318,14 @@ func (s *Server) URL() string {
 // Handler returns the HTTP handler serving the API, under /v1 and without
 // the prefix.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// SetAPIKey replaces the API key requests must carry ("": none), as when a
+// key is revoked or another one is issued.
+func (s *Server) SetAPIKey(key string) {
+	s.mu.Lock()
+	s.apiKey = key
+	s.mu.Unlock()
+}
 
 // SetFaults replaces the fault rates; zero durations take their defaults. It
 // panics if f is invalid (see Faults.Validate).
@@ -454,7 +465,7 @@ func (s *Server) latency(w http.ResponseWriter, r *http.Request, d time.Duration
 // serveHTTP authenticates and routes a request.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.log.Debug("openaitest: request", "method", r.Method, "path", r.URL.Path)
-	if s.cfg.APIKey != "" && !s.authorized(r) {
+	if !s.authorized(r) {
 		s.writeError(w, http.StatusUnauthorized, apiError{
 			Message: "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
 			Type:    "invalid_request_error", Code: ptr("invalid_api_key"),
@@ -501,9 +512,16 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	h(w, r, parts)
 }
 
+// authorized reports whether r carries the API key, if one is required.
 func (s *Server) authorized(r *http.Request) bool {
+	s.mu.Lock()
+	key := s.apiKey
+	s.mu.Unlock()
+	if key == "" {
+		return true
+	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.APIKey)) == 1
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(key)) == 1
 }
 
 // apiError is the "error" member of OpenAI's error body.

@@ -454,6 +454,13 @@ func TestAPIKey(t *testing.T) {
 	if _, err := client(s, "sk-right").CreateChatCompletion(context.Background(), newChatRequest(abstract)); err != nil {
 		t.Errorf("right key: %v", err)
 	}
+	s.SetAPIKey("sk-wrong") // the right key revoked, the other one issued
+	if _, err := client(s, "sk-right").CreateChatCompletion(context.Background(), newChatRequest(abstract)); !errors.As(err, &apiErr) || apiErr.HTTPStatusCode != http.StatusUnauthorized {
+		t.Errorf("revoked key: err = %v, want a 401 APIError", err)
+	}
+	if _, err := client(s, "sk-wrong").CreateChatCompletion(context.Background(), newChatRequest(abstract)); err != nil {
+		t.Errorf("key issued by SetAPIKey: %v", err)
+	}
 }
 
 func TestRoutes(t *testing.T) {
