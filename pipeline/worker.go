@@ -113,10 +113,13 @@ type WorkerConfig struct {
 	// DrainTimeout is how long Run lets in-flight messages finish after its context is done
 	// before it cancels them and returns them to the queue. Defaults to 30 seconds.
 	DrainTimeout time.Duration
-	// Backoff gives the redelivery delay after the n-th failed delivery (n ≥ 1). Defaults to
-	// DefaultBackoff: 2s·2^(n-1), capped at 5 minutes, with equal jitter.
+	// Backoff gives the redelivery delay after the n-th failed delivery (n ≥ 1), and the
+	// length of the n-th pause in a row when the API refuses the account or the configuration
+	// (see Run). Defaults to DefaultBackoff: 2s·2^(n-1), capped at 5 minutes, with equal jitter.
 	Backoff func(n int) time.Duration
-	// ExitWhenIdle makes Run return once the consumer has nothing pending or unacknowledged.
+	// ExitWhenIdle makes Run return once the consumer has nothing pending or unacknowledged;
+	// or, with an error wrapping llm.ErrAccount, when the API refuses the account or the
+	// configuration (a run would wait for it to be fixed; the messages stay queued).
 	ExitWhenIdle bool
 	// Logger receives one line per failure. Defaults to discarding.
 	Logger *slog.Logger
@@ -177,6 +180,7 @@ type WorkerStats struct {
 	Retried    int64 `json:"retried"`    // negatively acknowledged for a later redelivery
 	Dead       int64 `json:"dead"`       // terminated and copied to the dead-letter stream
 	Reaped     int64 `json:"reaped"`     // given up by the server after MaxDeliver, then removed here
+	Paused     int64 `json:"paused"`     // pauses: the API refused the account or the configuration
 	TLDRs      int64 `json:"tldrs"`      // TL;DRs stored
 	Embeddings int64 `json:"embeddings"` // embeddings stored
 }
@@ -196,13 +200,14 @@ type Worker struct {
 	ackWait    time.Duration // the consumer's
 	msgTimeout time.Duration // effective MsgTimeout, below ackWait
 	chat       chan struct{} // one token per TL;DR request in flight
+	pause      apiPause
 	pulls      struct {
 		mu   sync.Mutex
 		open bool          // a pull request of this worker is open
 		held []heldRequeue // messages to requeue once it ends (see requeueAfterPull)
 	}
 	stats struct {
-		received, acked, skipped, retried, dead, reaped, tldrs, embeddings atomic.Int64
+		received, acked, skipped, retried, dead, reaped, paused, tldrs, embeddings atomic.Int64
 	}
 }
 
@@ -232,7 +237,7 @@ func (w *Worker) Stats() WorkerStats {
 	s := &w.stats
 	return WorkerStats{
 		Received: s.received.Load(), Acked: s.acked.Load(), Skipped: s.skipped.Load(),
-		Retried: s.retried.Load(), Dead: s.dead.Load(), Reaped: s.reaped.Load(), TLDRs: s.tldrs.Load(),
+		Retried: s.retried.Load(), Dead: s.dead.Load(), Reaped: s.reaped.Load(), Paused: s.paused.Load(), TLDRs: s.tldrs.Load(),
 		Embeddings: s.embeddings.Load(),
 	}
 }
@@ -249,6 +254,14 @@ func (w *Worker) Stats() WorkerStats {
 // for such messages at start, every SweepInterval and before an ExitWhenIdle return (a sweep
 // acts only while the consumer has nothing unacknowledged). Each one is dead-lettered with the reason ReasonMaxDeliveries — or, when its
 // results turn out to be stored already, simply removed — and deleted from the work queue.
+//
+// When the API refuses the account or the configuration (llm.ErrAccount: a bad or revoked key,
+// an unknown model, a wrong base URL, an exhausted quota), no paper is at fault: Run pauses
+// pulling for Backoff(n) at the n-th such pause in a row, logging each pause once with the
+// API's answer; the messages it holds go back to the queue without an API call (one on its last
+// delivery as a new message, as at a shutdown), so none is dead-lettered for it however long
+// it lasts. After a pause it takes one message at a time until one goes through, then resumes.
+// An ExitWhenIdle worker returns at the first pause instead, with the error.
 func (w *Worker) Run(ctx context.Context) error {
 	cons, err := w.js.Consumer(ctx, StreamPapers, w.cfg.Consumer)
 	if err != nil {
@@ -266,7 +279,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	// the queue at once; calls in flight finish and are saved, for up to DrainTimeout, in
 	// workCtx, which outlives ctx.
 	w.draining = make(chan struct{})
-	stopDrainWatch := context.AfterFunc(ctx, func() { close(w.draining) })
+	drain := sync.OnceFunc(func() { close(w.draining) })
+	stopDrainWatch := context.AfterFunc(ctx, drain)
 	defer stopDrainWatch()
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
@@ -298,6 +312,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 
 	runErr := w.pull(ctx, cons, slots, release, dispatch)
+	drain() // ctx is done, or an ExitWhenIdle worker stops: idle, or at a pause
 
 	done := make(chan struct{})
 	go func() { inflight.Wait(); embedB.Wait(); saveB.Wait(); close(done) }()
@@ -315,9 +330,40 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan struct{}, release func(int), dispatch func([]jetstream.Msg)) error {
 	fetchErrs := 0
 	for ctx.Err() == nil {
-		held, ok := w.holdSlots(ctx, slots)
-		if !ok {
-			return nil
+		if d := w.pausedFor(); d > 0 {
+			if w.cfg.ExitWhenIdle {
+				return w.pauseErr()
+			}
+			if !sleepCtx(ctx, d) {
+				return nil
+			}
+			continue
+		}
+		var held int
+		if w.probing() {
+			// After a pause, until the API answers: one message at a time, once those held
+			// before have settled.
+			if !waitSettled(ctx, slots) {
+				return nil
+			}
+			if !w.probing() {
+				continue
+			}
+			select {
+			case slots <- struct{}{}:
+				held = 1
+			case <-ctx.Done():
+				return nil
+			}
+		} else {
+			var ok bool
+			if held, ok = w.holdSlots(ctx, slots); !ok {
+				return nil
+			}
+			if w.pausedFor() > 0 {
+				release(held)
+				continue
+			}
 		}
 		w.pullOpen(true)
 		batch, err := cons.Fetch(held, jetstream.FetchMaxWait(w.cfg.FetchWait))
@@ -537,6 +583,10 @@ func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *ba
 		w.settleFailure(ctx, j, errDraining)
 		return
 	}
+	if w.pausedFor() > 0 {
+		w.settleFailure(ctx, j, errPaused)
+		return
+	}
 	var embErr, sumErr error
 	var wg sync.WaitGroup
 	needTLDR := p.NeedTLDR && w.sum != nil
@@ -574,6 +624,9 @@ func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *ba
 
 	err := errors.Join(wrapStage("tldr", sumErr), wrapStage("embedding", embErr))
 	if err == nil {
+		if needTLDR || emb != nil {
+			w.apiAnswered()
+		}
 		w.ack(j)
 		return
 	}
@@ -583,14 +636,15 @@ func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *ba
 // settleFailure decides a failed message's fate: bad input and permanent failures are
 // dead-lettered; during shutdown the message goes back to the queue (for the next worker:
 // after FetchWait; on its last delivery as a new message once no pull request of this worker
-// is open, see requeueAfterPull); anything else is redelivered after a backoff, or
-// dead-lettered when it has used its deliveries.
+// is open, see requeueAfterPull); so does it when the API refuses the account or the
+// configuration, which pauses the worker (see apiPause, handBack); anything else is
+// redelivered after a backoff, or dead-lettered when it has used its deliveries.
 func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 	switch {
 	case errors.Is(err, paper.ErrPermanent) || errors.Is(err, paper.ErrInvalid):
 		w.deadLetter(ctx, j, err)
 	case (ctx.Err() != nil || errors.Is(err, errDraining)) && w.lastDelivery(j):
-		w.requeueAfterPull(ctx, j)
+		w.requeueAfterPull(ctx, j, byShutdown)
 	case ctx.Err() != nil || errors.Is(err, errDraining):
 		// Back to the queue, but not at once: this worker's last pull request is still open
 		// for up to FetchWait, and a plain Nak would have the server deliver the message to
@@ -601,6 +655,13 @@ func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 			w.log.Debug("nak failed", "id", j.a.ID, "err", nerr)
 		}
 		w.stats.retried.Add(1)
+	case errors.Is(err, llm.ErrAccount) || errors.Is(err, errPaused):
+		// The account's or the configuration's problem, not the paper's: the worker pauses
+		// (see apiPause), and the message waits in the queue, whatever its deliveries.
+		if errors.Is(err, llm.ErrAccount) {
+			w.pauseAPI(err)
+		}
+		w.handBack(ctx, j)
 	default:
 		w.retry(ctx, j, err)
 	}
@@ -620,6 +681,10 @@ func (w *Worker) summarize(ctx context.Context, j job, saveB *batcher[paper.Summ
 		return ctx.Err()
 	}
 	defer func() { <-w.chat }()
+	if w.pausedFor() > 0 {
+		// Paused while this message waited for its slot: no call.
+		return errPaused
+	}
 	started()
 	s, err := w.summarizeNow(ctx, j)
 	if err != nil {
@@ -684,21 +749,28 @@ func (w *Worker) lastDelivery(j job) bool {
 // worker's, still draining, which would hand it back and requeue it again, as many times as
 // the pull request had room for. Until then j stays held (its hold goes on marking it
 // InProgress).
-func (w *Worker) requeueAfterPull(ctx context.Context, j job) {
+func (w *Worker) requeueAfterPull(ctx context.Context, j job, why string) {
 	w.pulls.mu.Lock()
 	if w.pulls.open {
-		w.pulls.held = append(w.pulls.held, heldRequeue{ctx: ctx, j: j})
+		w.pulls.held = append(w.pulls.held, heldRequeue{ctx: ctx, j: j, why: why})
 		w.pulls.mu.Unlock()
 		return
 	}
 	w.pulls.mu.Unlock()
-	w.requeue(ctx, j)
+	w.requeue(ctx, j, why)
 }
+
+// Why requeue sends a message back on its last delivery.
+const (
+	byShutdown = "the shutdown"
+	byRefusal  = "the API's refusal of the account or the configuration"
+)
 
 // heldRequeue is a message requeueAfterPull holds until the pull request ends.
 type heldRequeue struct {
 	ctx context.Context
 	j   job
+	why string
 }
 
 // pullOpen records whether a pull request of this worker is open; when it ends, the messages
@@ -712,31 +784,36 @@ func (w *Worker) pullOpen(open bool) {
 	}
 	w.pulls.mu.Unlock()
 	for _, r := range held {
-		w.requeue(r.ctx, r.j)
+		w.requeue(r.ctx, r.j, r.why)
 	}
 }
 
-// requeue returns a message that a shutdown interrupted on its last delivery to the work queue
+// requeue returns a message that a shutdown (or another cause that is not the message's, why)
+// interrupted on its last delivery to the work queue
 // as a new message (a fresh message id, deliveries counted from one; its text keeps its date,
 // see requeued), then terminates the
 // delivered one. If the publish fails, the message is returned as on any other delivery, and
 // the server's giving it up dead-letters it (see the reaper).
-func (w *Worker) requeue(ctx context.Context, j job) {
+func (w *Worker) requeue(ctx context.Context, j job, why string) {
 	j.release()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	id := "requeue:" + strconv.FormatUint(j.meta.Sequence.Stream, 10) + ":" + strconv.FormatInt(time.Now().UnixNano(), 10)
 	if _, err := w.js.PublishMsg(ctx, requeued(j), jetstream.WithMsgID(id)); err != nil {
 		w.log.Warn("could not requeue a message interrupted on its last delivery; it will be dead-lettered",
-			"id", j.a.ID, "err", err)
+			"id", j.a.ID, "by", why, "err", err)
 		_ = j.msg.NakWithDelay(w.cfg.FetchWait)
 		w.stats.retried.Add(1)
 		return
 	}
-	if err := j.msg.TermWithReason("interrupted by a shutdown on its last delivery: requeued"); err != nil {
+	if err := j.msg.TermWithReason("interrupted by " + why + " on its last delivery: requeued"); err != nil {
 		w.log.Debug("term failed", "id", j.a.ID, "err", err)
 	}
-	w.log.Info("requeued a message interrupted by the shutdown on its last delivery", "id", j.a.ID)
+	lvl := slog.LevelInfo
+	if why == byRefusal {
+		lvl = slog.LevelDebug // the pause has its own line
+	}
+	w.log.Log(ctx, lvl, "requeued a message interrupted on its last delivery", "id", j.a.ID, "by", why)
 	w.stats.retried.Add(1)
 }
 
@@ -777,6 +854,9 @@ func (w *Worker) retry(ctx context.Context, j job, cause error) {
 // flushEmbeddings embeds a batch gathered across messages in one Embed call and stores the
 // vectors in one transaction. Each paper appears once, whatever the number of messages for it.
 func (w *Worker) flushEmbeddings(ctx context.Context, items []paper.Abstract) []error {
+	if w.pausedFor() > 0 {
+		return fill(len(items), errPaused)
+	}
 	index := make(map[string]int, len(items))
 	var uniq []paper.Abstract
 	pos := make([]int, len(items))

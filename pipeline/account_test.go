@@ -1,0 +1,140 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/internal/llm"
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/internal/sampledata"
+	"github.com/paperpipe/paperpipe/pipeline"
+	"github.com/paperpipe/paperpipe/summarize"
+)
+
+// logBuffer collects a logger's lines; safe for concurrent use.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+const pauseLine = "pausing the worker"
+
+// TestAccountRefusalPausesTheWorkerUntilTheAPIAcceptsIt: a revoked key (a 401; 403, 404 and an
+// exhausted quota alike) is no paper's fault, and every message would fail the same way. The
+// worker pauses, logging each pause once, and the messages stay queued, none dead-lettered
+// however many times the API refuses — even with every delivery the last (MaxDeliver 1); when
+// the key works again the worker resumes on its own and does them all.
+func TestAccountRefusalPausesTheWorkerUntilTheAPIAcceptsIt(t *testing.T) {
+	t.Parallel()
+	const key = "sk-new-key-0123456789"
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 16, APIKey: "sk-old-key"})
+	sum, err := summarize.New(summarize.Config{BaseURL: api.URL(), APIKey: key, Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1})
+	papers := sampledata.Papers(t)[:5]
+	publish(t, b.js, papers)
+	var logs logBuffer
+	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4,
+		Backoff: func(int) time.Duration { return 100 * time.Millisecond },
+		Logger:  slog.New(slog.NewTextHandler(&logs, nil))})
+
+	// Without the pause, the first refusals dead-letter all five messages.
+	waitFor(t, "the API refusing the key again and again", func() (bool, string) {
+		s := w.Stats()
+		return s.Received >= 12 || s.Dead > 0, fmt.Sprintf("stats %+v", s)
+	})
+	if dls := deadLetters(t, b.js); len(dls) != 0 {
+		t.Fatalf("%d of %d papers dead-lettered for a revoked key (stats %+v); the first: %s", len(dls), len(papers), w.Stats(), dls[0].Reason)
+	}
+	if n := streamMsgs(t, b.js, pipeline.StreamPapers); n != uint64(len(papers)) {
+		t.Errorf("%d messages queued, want all %d", n, len(papers))
+	}
+	// After the first pause the worker tries one message at a time: a pause costs about one
+	// delivery, not one per message.
+	if s := w.Stats(); s.Paused < 3 || s.Received > s.Paused+int64(len(papers))+1 {
+		t.Errorf("stats %+v: want a pause per message tried once paused", s)
+	}
+
+	api.SetAPIKey(key) // fixed
+	waitFor(t, "every paper done once the key works", func() (bool, string) {
+		c := counts(t, b, sum)
+		return c.WithTLDR == int64(len(papers)), fmt.Sprintf("counts %+v, stats %+v", c, w.Stats())
+	})
+	if dls := deadLetters(t, b.js); len(dls) != 0 {
+		t.Errorf("%d dead letters, want none; the first: %s", len(dls), dls[0].Reason)
+	}
+	out := logs.String()
+	if n, s := strings.Count(out, pauseLine), w.Stats(); int64(n) != s.Paused {
+		t.Errorf("%d pause lines logged for %d pauses, want one each:\n%s", n, s.Paused, out)
+	}
+	if !strings.Contains(out, "Incorrect API key provided") || !strings.Contains(out, "the worker resumes") {
+		t.Errorf("the log should give the API's answer and say when the worker resumes:\n%s", out)
+	}
+	if strings.Contains(out, key) {
+		t.Error("the API key appears in the log")
+	}
+}
+
+// TestAccountRefusalEndsAnExitWhenIdleRunWithTheMessagesQueued: a run that exits when idle
+// would wait for someone to fix the key; it stops at once with the API's answer, and leaves
+// every message queued for the next run.
+func TestAccountRefusalEndsAnExitWhenIdleRunWithTheMessagesQueued(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 16, APIKey: "sk-valid"})
+	sum, err := summarize.New(summarize.Config{BaseURL: api.URL(), APIKey: "sk-revoked", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 2})
+	papers := sampledata.Papers(t)[:5]
+	publish(t, b.js, papers)
+	w, err := pipeline.NewWorker(b.js, b.store, sum, emb, pipeline.WorkerConfig{SpaceID: b.space.ID, Concurrency: 4,
+		FetchWait: 200 * time.Millisecond, ExitWhenIdle: true, Backoff: func(int) time.Duration { return 50 * time.Millisecond }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = w.Run(ctx)
+	if !errors.Is(err, llm.ErrAccount) || !strings.Contains(err.Error(), "Incorrect API key provided") {
+		t.Errorf("Run = %v, want the API's refusal (llm.ErrAccount)", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the run did not stop")
+	}
+	if dls := deadLetters(t, b.js); len(dls) != 0 {
+		t.Errorf("%d dead letters, want none; the first: %s", len(dls), dls[0].Reason)
+	}
+	if n := streamMsgs(t, b.js, pipeline.StreamPapers); n != uint64(len(papers)) {
+		t.Errorf("%d messages queued, want all %d", n, len(papers))
+	}
+
+	api.SetAPIKey("sk-revoked")
+	runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4})
+	if c := counts(t, b, sum); c.WithTLDR != int64(len(papers)) {
+		t.Errorf("counts %+v after the next run, want all %d papers done", c, len(papers))
+	}
+}

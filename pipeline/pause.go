@@ -1,0 +1,124 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// errPaused hands back a message whose API work was not started because the worker is paused:
+// the API refused the account or the configuration (llm.ErrAccount) a moment ago.
+var errPaused = errors.New("worker paused: the API refuses the account or the configuration")
+
+// apiPause is a worker's circuit breaker for the API's refusals of the account or the
+// configuration (a bad or revoked key, an unknown model, a wrong base URL, an exhausted quota,
+// see llm.ErrAccount): no paper is at fault, and every message would fail the same way. Such a
+// refusal opens a pause of Backoff(n) for the n-th pause in a row: the worker pulls nothing,
+// hands back what it holds without calling the API, and then tries one message at a time (see
+// pull) until one goes through, which closes the breaker.
+type apiPause struct {
+	mu    sync.Mutex
+	until time.Time // the pause in progress ends
+	n     int       // pauses since the API last answered
+	cause error     // the refusal that opened the last pause
+	// active is n > 0 (a pause, or trying one message at a time after it): the fast path of
+	// apiAnswered.
+	active atomic.Bool
+}
+
+// pauseAPI opens a pause after a refusal of the account or the configuration, unless one is
+// open already. It logs one line per pause, with the API's answer (which llm keeps free of the
+// API key).
+func (w *Worker) pauseAPI(cause error) {
+	p := &w.pause
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if now.Before(p.until) {
+		return
+	}
+	p.n++
+	d := w.cfg.Backoff(p.n)
+	p.until, p.cause = now.Add(d), cause
+	p.active.Store(true)
+	w.stats.paused.Add(1)
+	w.log.Warn("the API refuses the account or the configuration (not the papers' fault): pausing the worker; its messages stay queued",
+		"pause", d.Round(time.Millisecond), "pauses_in_a_row", p.n, "err", cause)
+}
+
+// apiAnswered closes the breaker: a message's API work went through.
+func (w *Worker) apiAnswered() {
+	p := &w.pause
+	if !p.active.Load() {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n > 0 {
+		w.log.Info("the API accepts the requests again: the worker resumes", "after_pauses", p.n)
+	}
+	p.n, p.until, p.cause = 0, time.Time{}, nil
+	p.active.Store(false)
+}
+
+// pausedFor returns what is left of the pause in progress, 0 when none is.
+func (w *Worker) pausedFor() time.Duration {
+	p := &w.pause
+	if !p.active.Load() {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return max(time.Until(p.until), 0)
+}
+
+// probing reports whether the worker is past a pause and the API has not answered since: it
+// then tries one message at a time.
+func (w *Worker) probing() bool { return w.pause.active.Load() && w.pausedFor() == 0 }
+
+// pauseErr is the error of an ExitWhenIdle worker that stops at a pause.
+func (w *Worker) pauseErr() error {
+	w.pause.mu.Lock()
+	defer w.pause.mu.Unlock()
+	return fmt.Errorf("worker %s stopped: %w; the messages stay queued for the next run", w.cfg.Consumer, w.pause.cause)
+}
+
+// handBack returns a message that failed for no fault of its own (the API refused the
+// account) to the queue: after the pause in progress, or FetchWait, so that this worker's open
+// pull request does not get it back at once; on its last delivery, which the server would give
+// up (and the message be dead-lettered), it is requeued as a new message once no pull request
+// of this worker is open.
+func (w *Worker) handBack(ctx context.Context, j job) {
+	if w.lastDelivery(j) {
+		w.requeueAfterPull(ctx, j, byRefusal)
+		return
+	}
+	j.release()
+	if err := j.msg.NakWithDelay(max(w.pausedFor(), w.cfg.FetchWait)); err != nil {
+		w.log.Debug("nak failed", "id", j.a.ID, "err", err)
+	}
+	w.stats.retried.Add(1)
+}
+
+// waitSettled waits until every message the worker holds is settled (slots all free). It
+// returns false when ctx is done first.
+func waitSettled(ctx context.Context, slots chan struct{}) bool {
+	n := 0
+	defer func() {
+		for range n {
+			<-slots
+		}
+	}()
+	for n < cap(slots) {
+		select {
+		case slots <- struct{}{}:
+			n++
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
