@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -30,9 +31,13 @@ const (
 	subjectDeadWC = SubjectDead + ".>"
 )
 
-// TopologyConfig sets the streams' and consumers' limits.
+// TopologyConfig sets the streams' and consumers' limits. Setup applies every field when it
+// creates a stream or a consumer. On one that exists, Replicas is never applied (an operator's
+// `nats stream edit --replicas` stays), and a zero field leaves the existing value alone; a set
+// DuplicateWindow, AckWait, MaxDeliver or MaxAckPending is applied.
 type TopologyConfig struct {
-	// Replicas of both streams. Defaults to 1; use 3 on a JetStream cluster.
+	// Replicas of both streams when Setup creates them. Defaults to 1; use 3 on a JetStream
+	// cluster.
 	Replicas int
 	// DuplicateWindow is how long the server remembers message ids to drop repeats.
 	// Defaults to 1 hour.
@@ -66,11 +71,17 @@ func (c *TopologyConfig) setDefaults() {
 	}
 }
 
-// Setup creates or updates the PAPERS and PAPERS_DLQ streams and the durable pull consumers
-// for new papers and for re-processing. It is idempotent: every process calls it at start.
+// Setup creates the PAPERS and PAPERS_DLQ streams and the durable pull consumer for new papers
+// when they are missing. It is idempotent: every process calls it at start. A stream or
+// consumer that exists keeps what an operator may have set — replicas, age and size limits,
+// placement, other consumer settings —, and Setup changes only what paperpipe owns: the
+// streams' subjects (its own are added if missing) and the fields of cfg that are set (see
+// TopologyConfig). A stream whose retention is not paperpipe's (PAPERS a work queue,
+// PAPERS_DLQ limits) is an error: the server cannot change it, and the workers depend on it.
 func Setup(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) error {
+	set := cfg
 	cfg.setDefaults()
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        StreamPapers,
 		Description: "paper abstracts waiting for a TL;DR and an embedding",
 		Subjects:    []string{SubjectNew, SubjectReprocess + ".>"},
@@ -79,10 +90,10 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) erro
 		Replicas:    cfg.Replicas,
 		Duplicates:  cfg.DuplicateWindow,
 		MaxMsgSize:  4 << 20,
-	}); err != nil {
-		return fmt.Errorf("create stream %s: %w", StreamPapers, err)
+	}, set.DuplicateWindow); err != nil {
+		return err
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        StreamDead,
 		Description: "messages that could not be processed, with the reason in their headers",
 		Subjects:    []string{subjectDeadWC},
@@ -90,27 +101,104 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) erro
 		Retention:   jetstream.LimitsPolicy,
 		Replicas:    cfg.Replicas,
 		Duplicates:  cfg.DuplicateWindow,
-	}); err != nil {
-		return fmt.Errorf("create stream %s: %w", StreamDead, err)
+	}, set.DuplicateWindow); err != nil {
+		return err
 	}
-	return ensureConsumer(ctx, js, cfg, ConsumerNew, SubjectNew, "workers processing new papers")
+	return ensureConsumer(ctx, js, set, ConsumerNew, SubjectNew, "workers processing new papers")
 }
 
-func ensureConsumer(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig, name, subject, desc string) error {
-	cfg.setDefaults()
-	if _, err := js.CreateOrUpdateConsumer(ctx, StreamPapers, jetstream.ConsumerConfig{
-		Durable:       name,
-		Description:   desc,
-		FilterSubject: subject,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cfg.AckWait,
-		MaxDeliver:    cfg.MaxDeliver,
-		MaxAckPending: cfg.MaxAckPending,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	}); err != nil {
-		return fmt.Errorf("create consumer %s: %w", name, err)
+// ensureStream creates the stream of want when it is missing. When it exists, it adds want's
+// subjects the stream lacks and sets the duplicate window when dupWindow is set, and leaves the
+// rest of the stream's configuration as it is; it updates the stream only when that changes
+// something.
+func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, dupWindow time.Duration) error {
+	s, err := js.Stream(ctx, want.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = js.CreateStream(ctx, want)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) { // another process created it meanwhile
+			s, err = js.Stream(ctx, want.Name)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", want.Name, err)
+	}
+	cfg := s.CachedInfo().Config
+	if cfg.Retention != want.Retention {
+		return fmt.Errorf("stream %s has the retention policy %s, paperpipe needs %s (the server cannot change it: "+
+			"move its messages away, delete the stream and start paperpipe again)", want.Name, cfg.Retention, want.Retention)
+	}
+	changed := false
+	for _, subj := range want.Subjects {
+		if !slices.Contains(cfg.Subjects, subj) {
+			cfg.Subjects = append(cfg.Subjects, subj)
+			changed = true
+		}
+	}
+	setIfGiven(&cfg.Duplicates, dupWindow, &changed)
+	if !changed {
+		return nil
+	}
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("update stream %s: %w", want.Name, err)
 	}
 	return nil
+}
+
+// ensureConsumer creates the durable consumer name on subject when it is missing. When it
+// exists, it sets its filter subject and the fields of set that are set (AckWait, MaxDeliver,
+// MaxAckPending), and leaves the rest of its configuration as it is; it updates the consumer
+// only when that changes something.
+func ensureConsumer(ctx context.Context, js jetstream.JetStream, set TopologyConfig, name, subject, desc string) error {
+	cfg := set
+	cfg.setDefaults()
+	c, err := js.Consumer(ctx, StreamPapers, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		c, err = js.CreateConsumer(ctx, StreamPapers, jetstream.ConsumerConfig{
+			Durable:       name,
+			Description:   desc,
+			FilterSubject: subject,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       cfg.AckWait,
+			MaxDeliver:    cfg.MaxDeliver,
+			MaxAckPending: cfg.MaxAckPending,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+		})
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, jetstream.ErrConsumerExists) { // another process created it meanwhile
+			c, err = js.Consumer(ctx, StreamPapers, name)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", name, err)
+	}
+	cc := c.CachedInfo().Config
+	changed := false
+	setIfGiven(&cc.AckWait, set.AckWait, &changed)
+	setIfGiven(&cc.MaxDeliver, set.MaxDeliver, &changed)
+	setIfGiven(&cc.MaxAckPending, set.MaxAckPending, &changed)
+	if cc.FilterSubject != subject || len(cc.FilterSubjects) > 0 {
+		cc.FilterSubject, cc.FilterSubjects, changed = subject, nil, true
+	}
+	if !changed {
+		return nil
+	}
+	if _, err := js.UpdateConsumer(ctx, StreamPapers, cc); err != nil {
+		return fmt.Errorf("update consumer %s: %w", name, err)
+	}
+	return nil
+}
+
+// setIfGiven sets *field to v when v is given (above zero) and differs, and then reports the
+// change in changed.
+func setIfGiven[T int | time.Duration](field *T, v T, changed *bool) {
+	if v > 0 && *field != v {
+		*field, *changed = v, true
+	}
 }
 
 // ReprocessTarget is the subject and durable consumer of re-processing runs for one target.
@@ -129,7 +217,8 @@ func NewReprocessTarget(w paper.Work, space string) ReprocessTarget {
 	return ReprocessTarget{Key: key, Subject: SubjectReprocess + "." + key, Consumer: "reprocess-" + key}
 }
 
-// EnsureReprocessConsumer creates (idempotently) the durable consumer of a re-processing target.
+// EnsureReprocessConsumer creates (idempotently) the durable consumer of a re-processing target;
+// one that exists is updated as Setup updates the consumer of new papers.
 func EnsureReprocessConsumer(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig, t ReprocessTarget, desc string) error {
 	return ensureConsumer(ctx, js, cfg, t.Consumer, t.Subject, desc)
 }

@@ -28,6 +28,7 @@ type config struct {
 	DatabaseURL string // DATABASE_URL
 	NATSURL     string // NATS_URL; empty: embedded server
 	DataDir     string // PAPERPIPE_DATA
+	Replicas    int    // PAPERPIPE_NATS_REPLICAS; 0: 1 (applied when the streams are created)
 
 	BaseURL    string // OPENAI_BASE_URL
 	APIKey     string // OPENAI_API_KEY — never printed
@@ -107,6 +108,7 @@ func loadConfig() *config {
 		DatabaseURL: env("DATABASE_URL", DefaultDatabaseURL),
 		NATSURL:     os.Getenv("NATS_URL"),
 		DataDir:     env("PAPERPIPE_DATA", defaultDataDir()),
+		Replicas:    envInt("PAPERPIPE_NATS_REPLICAS", 1),
 		BaseURL:     os.Getenv("OPENAI_BASE_URL"),
 		APIKey:      os.Getenv("OPENAI_API_KEY"),
 		ChatModel:   os.Getenv("PAPERPIPE_CHAT_MODEL"),
@@ -133,6 +135,9 @@ func loadConfig() *config {
 		APIToken:         os.Getenv("PAPERPIPE_API_TOKEN"),
 		APITokenReads:    envBool("PAPERPIPE_API_TOKEN_READS"),
 		MaxBodyBytes:     int64(envInt("PAPERPIPE_HTTP_MAX_BODY_BYTES", 4<<20)),
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		fatalf("PAPERPIPE_NATS_REPLICAS=%d: want 1 to 5 (JetStream's limit)", c.Replicas)
 	}
 	return c
 }

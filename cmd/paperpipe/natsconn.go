@@ -106,7 +106,7 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger) (*broker, e
 		return nil, fmt.Errorf("JetStream: %w", err)
 	}
 	b.js = js
-	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{AckWait: c.AckWait, MaxDeliver: c.MaxDeliver}); err != nil {
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{Replicas: c.Replicas, AckWait: c.AckWait, MaxDeliver: c.MaxDeliver}); err != nil {
 		b.close()
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
 			return nil, fmt.Errorf("%w (is JetStream enabled on %s?)", err, redact.URLs(url))

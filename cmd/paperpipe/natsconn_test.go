@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,5 +53,40 @@ func TestEmbeddedServerIsTakenOverWhenItsProcessStops(t *testing.T) {
 	defer cancel()
 	if _, err := other.js.Publish(pctx, pipeline.SubjectNew, []byte(`{}`)); err != nil {
 		t.Errorf("publish after the takeover: %v", err)
+	}
+}
+
+// TestNATSReplicasApplyWhenTheStreamsAreCreated: PAPERPIPE_NATS_REPLICAS is asked of the
+// server when the streams are created (this single server refuses 3), and leaves existing
+// streams as they are (a process started with another value does not scale them).
+func TestNATSReplicasApplyWhenTheStreamsAreCreated(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	log := slog.New(slog.DiscardHandler)
+	c := &config{DataDir: t.TempDir(), Replicas: 3}
+	if b, err := connectBroker(ctx, c, log); err == nil || !strings.Contains(err.Error(), "replicas") {
+		if err == nil {
+			b.close()
+		}
+		t.Fatalf("connectBroker with 3 replicas on a single server = %v, want the server's refusal", err)
+	}
+	c.Replicas = 1
+	b, err := connectBroker(ctx, c, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.close()
+	c.Replicas = 3
+	b, err = connectBroker(ctx, c, log)
+	if err != nil {
+		t.Fatalf("connectBroker with 3 replicas on existing streams: %v, want them left as they are", err)
+	}
+	defer b.close()
+	s, err := b.js.Stream(ctx, pipeline.StreamPapers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := s.CachedInfo().Config.Replicas; r != 1 {
+		t.Errorf("%s replicas = %d, want its own 1", pipeline.StreamPapers, r)
 	}
 }

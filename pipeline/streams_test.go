@@ -1,0 +1,138 @@
+package pipeline_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paperpipe/paperpipe/internal/natstest"
+	"github.com/paperpipe/paperpipe/pipeline"
+)
+
+func streamConfig(t *testing.T, js jetstream.JetStream, name string) jetstream.StreamConfig {
+	t.Helper()
+	s, err := js.Stream(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.CachedInfo().Config
+}
+
+func consumerConfig(t *testing.T, js jetstream.JetStream, name string) jetstream.ConsumerConfig {
+	t.Helper()
+	c, err := js.Consumer(context.Background(), pipeline.StreamPapers, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.CachedInfo().Config
+}
+
+// TestSetupKeepsWhatAnOperatorSet: every paperpipe process runs Setup at start. What an
+// operator set on the streams and the consumer (`nats stream edit PAPERS_DLQ --max-age 30d`,
+// `nats consumer edit --max-pending`) must survive it; what paperpipe's own settings set
+// (PAPERPIPE_ACK_WAIT, PAPERPIPE_MAX_DELIVER) is applied.
+func TestSetupKeepsWhatAnOperatorSet(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.Start(t).Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	dlq := streamConfig(t, js, pipeline.StreamDead)
+	dlq.MaxAge, dlq.MaxBytes = 30*24*time.Hour, 1<<30
+	if _, err := js.UpdateStream(ctx, dlq); err != nil {
+		t.Fatal(err)
+	}
+	papers := streamConfig(t, js, pipeline.StreamPapers)
+	papers.MaxMsgs, papers.MaxMsgSize = 1_000_000, 1<<20
+	if _, err := js.UpdateStream(ctx, papers); err != nil {
+		t.Fatal(err)
+	}
+	cons := consumerConfig(t, js, pipeline.ConsumerNew)
+	cons.MaxAckPending, cons.MaxRequestBatch = 1000, 128
+	if _, err := js.UpdateConsumer(ctx, pipeline.StreamPapers, cons); err != nil {
+		t.Fatal(err)
+	}
+
+	// The next process start, with the settings cmd/paperpipe passes.
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{AckWait: 90 * time.Second, MaxDeliver: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if got := streamConfig(t, js, pipeline.StreamDead); got.MaxAge != dlq.MaxAge || got.MaxBytes != dlq.MaxBytes {
+		t.Errorf("%s MaxAge %v, MaxBytes %d after a process start, want the operator's %v, %d", pipeline.StreamDead, got.MaxAge, got.MaxBytes, dlq.MaxAge, dlq.MaxBytes)
+	}
+	if got := streamConfig(t, js, pipeline.StreamPapers); got.MaxMsgs != papers.MaxMsgs || got.MaxMsgSize != papers.MaxMsgSize {
+		t.Errorf("%s MaxMsgs %d, MaxMsgSize %d after a process start, want the operator's %d, %d", pipeline.StreamPapers, got.MaxMsgs, got.MaxMsgSize, papers.MaxMsgs, papers.MaxMsgSize)
+	}
+	got := consumerConfig(t, js, pipeline.ConsumerNew)
+	if got.MaxAckPending != 1000 || got.MaxRequestBatch != 128 {
+		t.Errorf("consumer MaxAckPending %d, MaxRequestBatch %d, want the operator's 1000, 128", got.MaxAckPending, got.MaxRequestBatch)
+	}
+	if got.AckWait != 90*time.Second || got.MaxDeliver != 5 {
+		t.Errorf("consumer AckWait %v, MaxDeliver %d, want paperpipe's settings 1m30s, 5", got.AckWait, got.MaxDeliver)
+	}
+}
+
+// TestSetupLeavesTheReplicasOfExistingStreams: replicas apply when Setup creates the streams;
+// an existing stream keeps its own (a cluster's R3 streams are not scaled down by a process
+// started without PAPERPIPE_NATS_REPLICAS). On this single server, an attempt to apply 3
+// replicas to the existing streams would fail.
+func TestSetupLeavesTheReplicasOfExistingStreams(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.Start(t).Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{Replicas: 3}); err != nil {
+		t.Fatalf("Setup on existing streams tried to change their replicas: %v", err)
+	}
+	for _, name := range []string{pipeline.StreamPapers, pipeline.StreamDead} {
+		if r := streamConfig(t, js, name).Replicas; r != 1 {
+			t.Errorf("%s replicas = %d, want its own 1", name, r)
+		}
+	}
+}
+
+// TestSetupAddsItsSubjectsToAnExistingStream: a stream made by an older version, or by hand,
+// gets the subjects paperpipe publishes on; subjects an operator added stay.
+func TestSetupAddsItsSubjectsToAnExistingStream(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.Start(t).Connect(t)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: pipeline.StreamPapers, Subjects: []string{pipeline.SubjectNew, "papers.other"},
+		Retention: jetstream.WorkQueuePolicy, MaxAge: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	got := streamConfig(t, js, pipeline.StreamPapers)
+	for _, subj := range []string{pipeline.SubjectNew, pipeline.SubjectReprocess + ".>", "papers.other"} {
+		if !slices.Contains(got.Subjects, subj) {
+			t.Errorf("subjects %v lack %s", got.Subjects, subj)
+		}
+	}
+	if got.MaxAge != time.Hour {
+		t.Errorf("MaxAge %v, want the stream's own 1h", got.MaxAge)
+	}
+}
+
+// TestSetupRefusesAStreamOfAnotherRetention: the workers depend on PAPERS being a work queue,
+// and the server cannot change a stream's retention: Setup says so instead of going on.
+func TestSetupRefusesAStreamOfAnotherRetention(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.Start(t).Connect(t)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: pipeline.StreamPapers, Subjects: []string{pipeline.SubjectNew}}); err != nil {
+		t.Fatal(err)
+	}
+	err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{})
+	if err == nil || !strings.Contains(err.Error(), "retention") {
+		t.Errorf("Setup = %v, want an error about the retention policy", err)
+	}
+}
