@@ -128,6 +128,50 @@ func ListDeadLetters(ctx context.Context, js jetstream.JetStream, limit int) ([]
 	return out, nil
 }
 
+// CountDeadLetters returns the number of dead letters (0 when the stream does not exist), from
+// the stream's state: no message is read.
+func CountDeadLetters(ctx context.Context, js jetstream.JetStream) (uint64, error) {
+	s, err := js.Stream(ctx, StreamDead)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("dead-letter stream: %w", err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("dead-letter stream info: %w", err)
+	}
+	return info.State.Msgs, nil
+}
+
+// LatestDeadLetters returns the newest n dead letters, newest first.
+func LatestDeadLetters(ctx context.Context, js jetstream.JetStream, n int) ([]DeadLetter, error) {
+	s, err := js.Stream(ctx, StreamDead)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dead-letter stream: %w", err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dead-letter stream info: %w", err)
+	}
+	var out []DeadLetter
+	for seq := info.State.LastSeq; seq >= info.State.FirstSeq && seq > 0 && len(out) < n; seq-- {
+		raw, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("dead letter %d: %w", seq, err)
+		}
+		out = append(out, deadLetterOf(raw))
+	}
+	return out, nil
+}
+
 func deadLetterOf(raw *jetstream.RawStreamMsg) DeadLetter {
 	attempts, _ := strconv.Atoi(raw.Header.Get(HeaderAttempts))
 	at, _ := time.Parse(time.RFC3339, raw.Header.Get(HeaderFailedAt))

@@ -411,3 +411,39 @@ func stopOnceHeld(t *testing.T, b *testBundle, sum pipeline.Summarizer, emb pipe
 	}
 	return w.Stats()
 }
+
+// TestDeadLettersAreCountedFromTheStreamAndTheLatestReadNewestFirst: status pages count dead
+// letters without reading them, and show the newest few; replayed ones (gaps) are left out.
+func TestDeadLettersAreCountedFromTheStreamAndTheLatestReadNewestFirst(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.Start(t).Connect(t)
+	if n, err := pipeline.CountDeadLetters(ctx, js); n != 0 || err != nil {
+		t.Errorf("CountDeadLetters without the stream = %d, %v; want 0", n, err)
+	}
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 4; i++ {
+		if _, err := js.Publish(ctx, pipeline.SubjectDead+".workers", []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := js.Stream(ctx, pipeline.StreamDead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMsg(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := pipeline.CountDeadLetters(ctx, js); n != 3 || err != nil {
+		t.Errorf("CountDeadLetters = %d, %v; want 3", n, err)
+	}
+	dls, err := pipeline.LatestDeadLetters(ctx, js, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 2 || dls[0].Seq != 4 || dls[1].Seq != 2 {
+		t.Errorf("LatestDeadLetters(2) = %+v, want sequences 4 and 2", dls)
+	}
+}

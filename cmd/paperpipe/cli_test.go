@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -13,10 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/ingest"
+	"github.com/paperpipe/paperpipe/internal/natstest"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/pipeline"
 )
 
 // A worker on another embedding model than the active space's (as after `make demo` and then
@@ -80,6 +85,41 @@ func TestDLQReplayAllWithNoDeadLetters(t *testing.T) {
 	}
 	if r := c.run("dlq", "replay"); r.code != 2 {
 		t.Errorf("dlq replay naming nothing: exit %d, want 2 (usage)", r.code)
+	}
+}
+
+// `dlq replay --all 5` names dead letter 5 twice: it is replayed once (the second replay found
+// it gone and failed the command). `status` counts the dead letters from the stream's state,
+// replayed ones (gaps in the sequence) not included.
+func TestDLQReplayReplaysADeadLetterNamedTwiceOnce(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		m := nats.NewMsg(pipeline.SubjectDead + "." + pipeline.ConsumerNew)
+		m.Data = fmt.Appendf(nil, `{"id":"arxiv:2401.0000%d","title":"T%d","abstract":"An abstract."}`, i, i)
+		m.Header.Set(pipeline.HeaderSubject, pipeline.SubjectNew)
+		m.Header.Set(pipeline.HeaderReason, "test")
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newCLI(t, "NATS_URL="+srv.ClientURL())
+	c.ok("dlq", "replay", "1")
+	var st statusJSON
+	if c.json(&st, "status"); st.DeadLetters != 2 {
+		t.Errorf("status counts %d dead letters, want 2", st.DeadLetters)
+	}
+	r := c.run("dlq", "replay", "--all", "3", "3")
+	if r.code != 0 || !strings.Contains(r.stderr, "replayed 2 dead letters") {
+		t.Errorf("dlq replay --all 3 3: exit %d, stderr %s; want 0 and 2 replayed", r.code, r.stderr)
+	}
+	if c.json(&st, "status"); st.DeadLetters != 0 {
+		t.Errorf("status counts %d dead letters after replaying all, want 0", st.DeadLetters)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -371,6 +372,14 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 			}
 			seqs = append(seqs, n)
 		}
+		// Each once: a dead letter named twice, or named beside --all, would be replayed, then
+		// not found.
+		seen := make(map[uint64]bool, len(seqs))
+		seqs = slices.DeleteFunc(seqs, func(s uint64) bool {
+			dup := seen[s]
+			seen[s] = true
+			return dup
+		})
 		if len(seqs) == 0 && *all {
 			fmt.Fprintln(os.Stderr, "no dead letters to replay")
 			return nil
@@ -427,7 +436,7 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return err
 	}
-	dls, err := pipeline.ListDeadLetters(ctx, b.js, 0)
+	dead, err := pipeline.CountDeadLetters(ctx, b.js)
 	if err != nil {
 		return err
 	}
@@ -435,7 +444,7 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	if c.JSON {
 		return writeJSON(os.Stdout, map[string]any{
 			"papers": counts, "space": space, "tldr_model": m.sum.Model(), "prompt_version": m.sum.PromptVersion(),
-			"backlog": backlogs, "dead_letters": len(dls), "usage": usage, "cost": costs,
+			"backlog": backlogs, "dead_letters": dead, "usage": usage, "cost": costs,
 		})
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -445,7 +454,7 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	for _, bl := range backlogs {
 		fmt.Fprintf(w, "backlog %s\t%d\t(%d being processed, %d redelivered)\n", bl.Consumer, bl.Pending, bl.AckPending, bl.Redelivered)
 	}
-	fmt.Fprintf(w, "dead letters\t%d\n", len(dls))
+	fmt.Fprintf(w, "dead letters\t%d\n", dead)
 	w.Flush()
 	if len(usage) > 0 {
 		fmt.Println()

@@ -285,13 +285,16 @@ func (s *webStatus) Status(ctx context.Context) (web.Status, error) {
 	for _, b := range bls {
 		out.Backlog = append(out.Backlog, web.Backlog{Consumer: b.Consumer, Pending: b.Pending, AckPending: b.AckPending, Redelivered: b.Redelivered})
 	}
-	dls, err := pipeline.ListDeadLetters(ctx, s.js, 0)
+	dead, err := pipeline.CountDeadLetters(ctx, s.js)
 	if err != nil {
 		return out, err
 	}
-	out.DeadLetters = len(dls)
-	for i := len(dls) - 1; i >= 0 && len(out.Recent) < recentDeadLetters; i-- {
-		d := dls[i]
+	out.DeadLetters = int(dead)
+	dls, err := pipeline.LatestDeadLetters(ctx, s.js, recentDeadLetters)
+	if err != nil {
+		return out, err
+	}
+	for _, d := range dls {
 		out.Recent = append(out.Recent, web.DeadLetter{Seq: d.Seq, PaperID: d.PaperID, Reason: d.Reason, Attempts: d.Attempts, FailedAt: d.FailedAt})
 	}
 	return out, nil
