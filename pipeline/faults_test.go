@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -373,5 +374,38 @@ func TestVectorsSavedPastTheMessageTimeoutAreNotBoughtAgain(t *testing.T) {
 	}
 	if s := api.Stats(); s.EmbedInputsDelivered != int64(len(papers)) {
 		t.Errorf("%d vectors paid for %d papers: a vector still being saved was bought again", s.EmbedInputsDelivered, len(papers))
+	}
+}
+
+// TestWorkerStopsWhenItsConsumerIsDeleted: a worker whose durable consumer was deleted under it
+// (`nats consumer rm`) can process nothing; it says so and stops, instead of retrying for ever
+// with a warning — every process start recreates the consumer (Setup).
+func TestWorkerStopsWhenItsConsumerIsDeleted(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	sum, emb := summarize.NewOffline(30), embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	var logs logBuffer
+	w, err := pipeline.NewWorker(b.js, b.store, sum, emb, pipeline.WorkerConfig{SpaceID: b.space.ID, FetchWait: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- w.Run(rctx) }()
+	publish(t, b.js, sampledata.Papers(t)[:2])
+	waitFor(t, "the papers done", func() (bool, string) { return w.Stats().Acked == 2, fmt.Sprintf("%+v", w.Stats()) })
+
+	if err := b.js.DeleteConsumer(ctx, pipeline.StreamPapers, pipeline.ConsumerNew); err != nil {
+		t.Fatal(err)
+	}
+	err = <-done
+	if rctx.Err() != nil {
+		t.Fatalf("the worker went on without its consumer until the test's deadline; its log:\n%s", logs.String())
+	}
+	if !errors.Is(err, jetstream.ErrConsumerNotFound) || !strings.Contains(err.Error(), pipeline.ConsumerNew) {
+		t.Errorf("Run = %v, want an error naming the deleted consumer", err)
 	}
 }

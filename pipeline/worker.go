@@ -366,21 +366,27 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan s
 			}
 		}
 		w.pullOpen(true)
+		got := 0
 		batch, err := cons.Fetch(held, jetstream.FetchMaxWait(w.cfg.FetchWait))
+		if err == nil {
+			got, err = w.gather(batch, dispatch)
+		}
+		w.pullOpen(false)
+		release(held - got)
 		if err != nil {
-			w.pullOpen(false)
-			release(held)
 			fetchErrs++
-			w.log.Warn("fetch failed; retrying", "consumer", w.cfg.Consumer, "err", err)
+			if c, cerr := w.recheckConsumer(ctx, err); cerr != nil {
+				return cerr
+			} else if c != nil {
+				cons = c
+			}
+			w.log.Warn("pull request failed; retrying", "consumer", w.cfg.Consumer, "err", err)
 			if !sleepCtx(ctx, DefaultBackoff(min(fetchErrs, 4))) {
 				return nil
 			}
 			continue
 		}
 		fetchErrs = 0
-		got := w.gather(batch, dispatch)
-		w.pullOpen(false)
-		release(held - got)
 		if got == 0 && w.cfg.ExitWhenIdle && len(slots) == 0 {
 			idle, err := w.idle(ctx, cons)
 			if err != nil {
@@ -427,8 +433,9 @@ func (w *Worker) holdSlots(ctx context.Context, slots chan struct{}) (int, bool)
 }
 
 // gather reads one pull batch as messages arrive and dispatches them in groups: a group goes
-// when it is full or Linger after its first message.
-func (w *Worker) gather(batch jetstream.MessageBatch, dispatch func([]jetstream.Msg)) int {
+// when it is full or Linger after its first message. It returns the messages received and the
+// error that ended the pull request, if not its expiry.
+func (w *Worker) gather(batch jetstream.MessageBatch, dispatch func([]jetstream.Msg)) (int, error) {
 	got := 0
 	var group []jetstream.Msg
 	var timer *time.Timer
@@ -445,9 +452,9 @@ func (w *Worker) gather(batch jetstream.MessageBatch, dispatch func([]jetstream.
 					dispatch(group)
 				}
 				if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
-					w.log.Debug("pull ended", "err", err)
+					return got, err
 				}
-				return got
+				return got, nil
 			}
 			got++
 			w.stats.received.Add(1)
@@ -467,6 +474,26 @@ func (w *Worker) gather(batch jetstream.MessageBatch, dispatch func([]jetstream.
 			group = nil
 		}
 	}
+}
+
+// recheckConsumer looks the worker's consumer up again after a pull request failed in a way
+// that may mean it no longer exists (it was deleted: `nats consumer rm`). If it does not, the
+// worker can process nothing, and recheckConsumer returns the error that stops it (every
+// process start recreates the consumer, see Setup). If it exists, it returns the consumer to
+// go on with (it may have been recreated). Otherwise both are nil.
+func (w *Worker) recheckConsumer(ctx context.Context, pullErr error) (jetstream.Consumer, error) {
+	if !errors.Is(pullErr, jetstream.ErrConsumerDeleted) && !errors.Is(pullErr, jetstream.ErrConsumerNotFound) &&
+		!errors.Is(pullErr, nats.ErrNoResponders) {
+		return nil, nil
+	}
+	c, err := w.js.Consumer(ctx, StreamPapers, w.cfg.Consumer)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		return nil, fmt.Errorf("worker: consumer %s no longer exists (deleted?): %w; starting a paperpipe process recreates it", w.cfg.Consumer, err)
+	case err != nil:
+		return nil, nil
+	}
+	return c, nil
 }
 
 // idle reports whether the consumer has nothing left to deliver or to acknowledge.
