@@ -45,6 +45,10 @@ func (w *Worker) pauseAPI(cause error) {
 	p.until, p.cause = now.Add(d), cause
 	p.active.Store(true)
 	w.stats.paused.Add(1)
+	if w.cfg.ExitWhenIdle {
+		w.log.Warn("the API refuses the account or the configuration (not the papers' fault): stopping the run; its messages stay queued", "err", cause)
+		return
+	}
 	w.log.Warn("the API refuses the account or the configuration (not the papers' fault): pausing the worker; its messages stay queued",
 		"pause", d.Round(time.Millisecond), "pauses_in_a_row", p.n, "err", cause)
 }
@@ -83,7 +87,7 @@ func (w *Worker) probing() bool { return w.pause.active.Load() && w.pausedFor() 
 func (w *Worker) pauseErr() error {
 	w.pause.mu.Lock()
 	defer w.pause.mu.Unlock()
-	return fmt.Errorf("worker %s stopped: %w; the messages stay queued for the next run", w.cfg.Consumer, w.pause.cause)
+	return fmt.Errorf("worker of consumer %s stopped: %w; the messages stay queued for the next run", w.cfg.Consumer, w.pause.cause)
 }
 
 // handBack returns a message that failed for no fault of its own (the API refused the

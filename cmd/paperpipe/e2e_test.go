@@ -305,6 +305,31 @@ func TestEndToEndThroughOpenAICompatibleAPIPaysOnce(t *testing.T) {
 	}
 }
 
+// A worker whose API key is refused dead-letters nothing: with --exit-when-idle it stops, giving
+// the API's answer (not the key), and the papers wait in the queue for a run with a good key.
+func TestWorkerWithARefusedKeyStopsAndLeavesThePapersQueued(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{APIKey: "sk-good-key"})
+	c := newCLI(t, "OPENAI_BASE_URL="+api.URL(), "OPENAI_API_KEY=sk-revoked-key-secret")
+	c.ok("ingest", sampleFile)
+	r := c.run("worker", "--exit-when-idle")
+	if r.code == 0 || !strings.Contains(r.stderr, "Incorrect API key provided") {
+		t.Errorf("worker with a refused key: exit %d, want a failure giving the API's answer; stderr:\n%s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stderr, "sk-revoked-key-secret") {
+		t.Error("the API key appears in the worker's output")
+	}
+	var st statusJSON
+	if c.json(&st, "status"); st.DeadLetters != 0 {
+		t.Errorf("%d dead letters for a refused key, want none", st.DeadLetters)
+	}
+	api.SetAPIKey("sk-revoked-key-secret") // the key works again
+	c.ok("worker", "--exit-when-idle")
+	if c.json(&st, "status"); st.Papers.WithTLDR != 108 || st.Papers.WithEmbedding != 108 || st.DeadLetters != 0 {
+		t.Errorf("after a run with a working key: %+v, want all 108 papers done and no dead letters", st)
+	}
+}
+
 func TestBadRecordsAreReportedWithFileAndLineAndTheRestGoesThrough(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
