@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -134,18 +135,17 @@ func WithSearchPath(conn, path string) (string, error) {
 	return conn + " search_path='" + strings.ReplaceAll(path, "'", `\'`) + "'", nil
 }
 
+// passwordSetting is a password of a keyword/value connection string: the keyword, spaces
+// around = allowed, and a value that is a single-quoted string (with backslash escapes; an
+// unterminated one runs to the end) or runs to the next space.
+var passwordSetting = regexp.MustCompile(`(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'?|\S+)`)
+
 // Redact returns conn with any password replaced by "xxxxx", for messages.
 func Redact(conn string) string {
 	if u, err := url.Parse(conn); err == nil && u.Scheme != "" {
 		return u.Redacted()
 	}
-	fields := strings.Fields(conn)
-	for i, f := range fields {
-		if strings.HasPrefix(strings.ToLower(f), "password=") {
-			fields[i] = "password=xxxxx"
-		}
-	}
-	return strings.Join(fields, " ")
+	return passwordSetting.ReplaceAllString(conn, "password=xxxxx")
 }
 
 // schemaName makes a schema name from a test name: t_, up to 30 characters of the name

@@ -37,6 +37,21 @@ func TestRedactHidesPasswords(t *testing.T) {
 	}
 }
 
+func TestRedactHidesQuotedAndSpacedPasswords(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want string }{
+		{"host=h user=u password='s3cret with spaces' dbname=db", "host=h user=u password=xxxxx dbname=db"},
+		{`host=h password='it\'s s3cret' dbname=db`, "host=h password=xxxxx dbname=db"},
+		{"host=h user=u password = s3cret dbname=db", "host=h user=u password=xxxxx dbname=db"},
+		{"host=h PASSWORD=s3cret", "host=h password=xxxxx"},
+		{"host=h password='unterminated s3cret", "host=h password=xxxxx"},
+	} {
+		if got := Redact(tc.in); got != tc.want {
+			t.Errorf("Redact(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestSchemaNameIsASafeIdentifier(t *testing.T) {
 	t.Parallel()
 	valid := regexp.MustCompile(`^t_[a-z0-9_]{1,30}_[0-9a-f]{8}$`)
