@@ -29,7 +29,10 @@ type Pending = paper.Pending
 // per input paper, in input order, saying which outputs of w are missing for the text now
 // stored. A paper's text replaces the stored one only when it is not older (Abstract.TextAt,
 // zero meaning now): a redelivered message of a paper's previous version, processed after the
-// newer one, changes nothing and needs nothing (its Pending carries the stored hash). It writes only rows whose text or metadata changed; metadata a record lacks (no
+// newer one, changes nothing and needs nothing (its Pending carries the stored hash), also when
+// the newer one was stored by another call while this one ran; of calls storing one new paper
+// at once, one reports it New and its outputs missing. It writes only rows whose text or
+// metadata changed; metadata a record lacks (no
 // authors, no URL…) keeps what an earlier source stored, so one paper from two sources is
 // merged. A changed abstract makes existing outputs stale (they recorded the old hash) without
 // deleting them. When an id appears twice, the last record wins and every one of its inputs gets
@@ -79,21 +82,44 @@ func (s *Store) UpsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 		return nil, fmt.Errorf("upsert %d papers: %w", n, err)
 	}
 	byID := make(map[string]Pending, n)
+	var lost []string
 	for rows.Next() {
 		var (
 			p       Pending
 			oldHash *string
+			isLost  bool
 		)
-		if err := rows.Scan(&p.ID, &p.ContentHash, &oldHash, &p.NeedTLDR, &p.NeedEmbedding); err != nil {
+		if err := rows.Scan(&p.ID, &p.ContentHash, &oldHash, &isLost, &p.NeedTLDR, &p.NeedEmbedding); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("upsert %d papers: read result: %w", n, err)
 		}
-		p.New = oldHash == nil
+		p.New = oldHash == nil && !isLost
 		p.Changed = oldHash != nil && *oldHash != p.ContentHash
+		if isLost {
+			lost = append(lost, p.ID)
+		}
 		byID[p.ID] = p
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("upsert %d papers: %w", n, err)
+	}
+	if len(lost) > 0 {
+		// Another transaction stored these papers while the statement ran (see upsertPapersSQL):
+		// a new statement sees their hashes.
+		rows, err := s.pool.Query(ctx, "SELECT id, content_hash FROM papers WHERE id = ANY($1)", lost)
+		if err != nil {
+			return nil, fmt.Errorf("upsert %d papers: read the hashes stored meanwhile: %w", n, err)
+		}
+		var id, hash string
+		_, err = pgx.ForEachRow(rows, []any{&id, &hash}, func() error {
+			p := byID[id]
+			p.ContentHash = hash
+			byID[id] = p
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("upsert %d papers: read the hashes stored meanwhile: %w", n, err)
+		}
 	}
 	out := make([]Pending, len(papers))
 	for i, a := range papers {
@@ -155,8 +181,12 @@ func (s *Store) PendingFor(ctx context.Context, papers []paper.Abstract, w Work)
 // from before the INSERT, so old.content_hash is the previous hash; the stored one is the
 // input's when the upsert wrote or matched it, and the previous one when the input's text was
 // older (text_at) than the stored text — then nothing is missing for the input: its outputs
-// would be of a text the paper no longer has. Rows are written in id order so that concurrent
-// batches lock them in the same order and cannot deadlock.
+// would be of a text the paper no longer has. A paper neither in the snapshot nor written by
+// the upsert (lost) was inserted by another transaction that committed while the INSERT
+// waited for it, and the upsert then changed nothing (an older or the same text): nothing is
+// missing for it either — the other transaction's caller does the work of the stored text —
+// and its stored hash, which the snapshot cannot see, is read after. Rows are written in id
+// order so that concurrent batches lock them in the same order and cannot deadlock.
 const upsertPapersSQL = `
 WITH input AS (
 	SELECT id, title, abstract,
@@ -206,13 +236,14 @@ WITH input AS (
 		OR (excluded.url IS NOT NULL AND p.url IS DISTINCT FROM excluded.url))
 	RETURNING p.id, p.content_hash
 )
-SELECT i.id, s.stored, old.content_hash,
-	s.stored = i.content_hash AND $10::text <> '' AND NOT EXISTS (SELECT 1 FROM tldrs t
+SELECT i.id, s.stored, old.content_hash, s.lost,
+	NOT s.lost AND s.stored = i.content_hash AND $10::text <> '' AND NOT EXISTS (SELECT 1 FROM tldrs t
 		WHERE t.paper_id = i.id AND t.model = $10 AND t.prompt_version = $11::text AND t.content_hash = i.content_hash),
-	s.stored = i.content_hash AND $12::bigint <> 0 AND NOT EXISTS (SELECT 1 FROM embeddings e
+	NOT s.lost AND s.stored = i.content_hash AND $12::bigint <> 0 AND NOT EXISTS (SELECT 1 FROM embeddings e
 		WHERE e.space_id = $12 AND e.paper_id = i.id AND e.content_hash = i.content_hash)
 FROM input i LEFT JOIN papers old ON old.id = i.id LEFT JOIN upsert u ON u.id = i.id,
-	LATERAL (SELECT coalesce(u.content_hash, old.content_hash, i.content_hash) AS stored) s`
+	LATERAL (SELECT coalesce(u.content_hash, old.content_hash, i.content_hash) AS stored,
+		u.id IS NULL AND old.id IS NULL AS lost) s`
 
 // SaveSummaries stores TL;DRs, one per (paper, model, prompt version), in one statement. A
 // summary whose ContentHash is not the paper's current hash (made from an older text, or for a

@@ -347,3 +347,80 @@ func writeInFlight(t *testing.T, s *store.Store, spaceID int64, p paper.Abstract
 	}
 	return tx
 }
+
+// TestUpsertPapersThatLosesANewPaperToAnotherNeedsNothing: two workers handle messages of a
+// paper that is not stored yet at the same time. One's insert commits while the other's
+// UpsertPapers waits for the row; the waiting one then changes nothing — its text is older,
+// or the same — and must report nothing needed: else its worker buys a TL;DR and a vector
+// that the other worker buys too, or that are of a text the paper no longer has.
+func TestUpsertPapersThatLosesANewPaperToAnotherNeedsNothing(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name   string
+		mine   func(stored paper.Abstract) paper.Abstract // what the waiting call stores
+		stored func(p paper.Abstract) paper.Abstract      // what the other transaction inserts
+	}{
+		{"an older text", func(stored paper.Abstract) paper.Abstract {
+			older := stored
+			older.Abstract, older.TextAt = "The first version of the abstract.", t0
+			return older
+		}, func(p paper.Abstract) paper.Abstract {
+			p.TextAt = t0.Add(time.Hour)
+			return p
+		}},
+		{"the same text", func(stored paper.Abstract) paper.Abstract {
+			return stored
+		}, func(p paper.Abstract) paper.Abstract {
+			p.TextAt = t0
+			return p
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := setup(t)
+			ctx := t.Context()
+			sp := space(t, s, "emb", 3)
+			w := store.Work{Model: testModel, PromptVersion: testPrompt, SpaceID: sp.ID}
+			stored := tc.stored(abstracts(1)[0])
+			mine := tc.mine(stored)
+
+			other, err := s.Pool().Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = other.Rollback(context.Background()) }()
+			if _, err := other.Exec(ctx, `INSERT INTO papers (id, title, abstract, authors, content_hash, text_at)
+				VALUES ($1, $2, $3, $4, $5, $6)`,
+				stored.ID, stored.Title, stored.Abstract, stored.Authors, stored.ContentHash(), stored.TextAt); err != nil {
+				t.Fatal(err)
+			}
+			upserter, app := openWatched(t, s, "upserter")
+			type result struct {
+				p   []store.Pending
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				p, err := upserter.UpsertPapers(ctx, []paper.Abstract{mine}, w)
+				done <- result{p, err}
+			}()
+			waitForLock(t, s, app, nil, "UpsertPapers")
+			if err := other.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			r := <-done
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if rec, err := s.Paper(ctx, stored.ID); err != nil || rec.Abstract.Abstract != stored.Abstract {
+				t.Fatalf("stored %q (%v); want the other transaction's text kept", rec.Abstract.Abstract, err)
+			}
+			want := store.Pending{ID: stored.ID, ContentHash: stored.ContentHash()}
+			if got := r.p[0]; got != want {
+				t.Errorf("UpsertPapers of %s, waiting for the other insert = %+v; want %+v: not new, the stored hash, nothing needed",
+					tc.name, got, want)
+			}
+		})
+	}
+}
