@@ -235,7 +235,7 @@ func (s *Store) LoadEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 		if e.ContentHash == "" {
 			e.ContentHash = "-" // validated below; replaced by the current hash in SQL
 		}
-		if err := validateEmbedding(e, sp.Space); err != nil {
+		if err := validateEmbedding(e, sp); err != nil {
 			return res, fmt.Errorf("load embeddings: record %d: %w", i+1, err)
 		}
 	}

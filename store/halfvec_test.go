@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"errors"
 	"math"
 	"slices"
 	"strconv"
@@ -133,5 +134,51 @@ func TestHalfvecSpaceDecidesNearTiesExactly(t *testing.T) {
 	hits, err = half.Search(ctx, sp.ID, q, 2)
 	if err != nil || !slices.Equal(hitIDs(hits), []string{ps[0].ID, ps[1].ID}) {
 		t.Errorf("Search k=2 = %v, %v; want [%s %s], the exact order", hitIDs(hits), err, ps[0].ID, ps[1].ID)
+	}
+}
+
+// TestHalfvecIndexedSpaceRefusesValuesBeyondHalfPrecisionAsInvalid: a component beyond ±65504
+// cannot be cast to halfvec, which a halfvec-indexed space's index and queries do. Such a
+// vector is refused as paper.ErrInvalid before anything is written (a worker then drops that
+// paper, not its batch, and does not retry), and a query made of one too; spaces indexed
+// otherwise take it.
+func TestHalfvecIndexedSpaceRefusesValuesBeyondHalfPrecisionAsInvalid(t *testing.T) {
+	t.Parallel()
+	half, plain := setupKind(t, store.IndexHNSWHalfvec)
+	binary := openKind(t, plain.Pool().Config().ConnString(), store.IndexHNSWBinary)
+	ctx := t.Context()
+	ps := abstracts(2)
+	upsert(t, plain, ps, store.Work{})
+	wide := func(x float32) []float32 { v := make([]float32, 2048); v[0], v[1] = x, 1; return v }
+	for _, tc := range []struct {
+		name  string
+		sp    paper.Space
+		vec   func(x float32) []float32
+		fails bool
+	}{
+		{"hnsw-halfvec", space(t, half, "half", 3), func(x float32) []float32 { return []float32{x, 1, 0} }, true},
+		{"hnsw above 2,000 dimensions (on halfvec)", space(t, plain, "wide", 2048), wide, true},
+		{"hnsw", space(t, plain, "plain", 3), func(x float32) []float32 { return []float32{x, 1, 0} }, false},
+		{"hnsw-binary", space(t, binary, "binary", 3), func(x float32) []float32 { return []float32{x, 1, 0} }, false},
+	} {
+		big := []paper.Embedding{embeddingOf(ps[0], tc.vec(1)...), embeddingOf(ps[1], tc.vec(-70000)...)}
+		_, saveErr := half.SaveEmbeddings(ctx, tc.sp.ID, big)
+		_, loadErr := half.LoadEmbeddings(ctx, tc.sp.ID, big)
+		_, searchErr := half.Search(ctx, tc.sp.ID, tc.vec(70000), 1)
+		_, hybridErr := half.HybridSearch(ctx, tc.sp.ID, "problem", tc.vec(70000), 1)
+		for what, err := range map[string]error{"SaveEmbeddings": saveErr, "LoadEmbeddings": loadErr, "Search": searchErr, "HybridSearch": hybridErr} {
+			if tc.fails && !errors.Is(err, paper.ErrInvalid) {
+				t.Errorf("%s space: %s with a value of ±70000: %v, want ErrInvalid", tc.name, what, err)
+			}
+			if !tc.fails && err != nil {
+				t.Errorf("%s space: %s with a value of ±70000: %v, want it taken", tc.name, what, err)
+			}
+		}
+		if _, err := half.SaveEmbeddings(ctx, tc.sp.ID, []paper.Embedding{embeddingOf(ps[0], tc.vec(65504)...)}); err != nil {
+			t.Errorf("%s space: a value of 65504, half precision's largest: %v", tc.name, err)
+		}
+	}
+	if n := countRows(t, plain, "embeddings e JOIN embedding_spaces s ON s.id = e.space_id WHERE s.model IN ('half', 'wide') AND e.paper_id = '"+ps[1].ID+"'"); n != 0 {
+		t.Errorf("%d out-of-range vectors stored in the halfvec-indexed spaces", n)
 	}
 }

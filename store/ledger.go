@@ -330,7 +330,7 @@ func (s *Store) SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 	}
 	last := make(map[string]int, len(embs))
 	for i, e := range embs {
-		if err := validateEmbedding(e, sp.Space); err != nil {
+		if err := validateEmbedding(e, sp); err != nil {
 			return 0, fmt.Errorf("save embeddings: record %d: %w", i+1, err)
 		}
 		last[e.PaperID] = i
@@ -502,7 +502,14 @@ func validateSummary(sm paper.Summary) error {
 	return nil
 }
 
-func validateEmbedding(e paper.Embedding, sp paper.Space) error {
+// maxHalf is the largest finite half-precision value: a larger component cannot be cast to
+// halfvec, what a halfvec-indexed space's index and queries do (see vectorSQLFor).
+const maxHalf = 65504
+
+// validateEmbedding checks a vector for space sp: its dimensions, and values every statement of
+// the space can take (finite, within half precision's range when the space's index is on
+// halfvec), so that one bad vector is refused as paper.ErrInvalid before a batch is written.
+func validateEmbedding(e paper.Embedding, sp spaceRow) error {
 	switch {
 	case e.PaperID == "":
 		return fmt.Errorf("embedding without paper id: %w", paper.ErrInvalid)
@@ -512,10 +519,15 @@ func validateEmbedding(e paper.Embedding, sp paper.Space) error {
 		return fmt.Errorf("embedding of %s has %d dimensions, space %s holds %d: %w",
 			e.PaperID, len(e.Vector), sp.Name(), sp.Dimensions, paper.ErrSpaceMismatch)
 	}
+	half := vectorSQLFor(sp, "$1").opclass == "halfvec_cosine_ops"
 	zero := true
 	for i, x := range e.Vector {
 		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
 			return fmt.Errorf("embedding of %s: value %d is %v: %w", e.PaperID, i, x, paper.ErrInvalid)
+		}
+		if half && math.Abs(float64(x)) > maxHalf {
+			return fmt.Errorf("embedding of %s: value %d is %v, beyond half precision's range (±%d) that space %s's %s index "+
+				"stores vectors in: %w", e.PaperID, i, x, maxHalf, sp.Name(), sp.index, paper.ErrInvalid)
 		}
 		zero = zero && x == 0
 	}

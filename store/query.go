@@ -210,7 +210,7 @@ func (s *Store) Search(ctx context.Context, spaceID int64, vec []float32, k int)
 	if err != nil {
 		return nil, fmt.Errorf("search: %w", err)
 	}
-	if err := validateEmbedding(paper.Embedding{PaperID: "query", ContentHash: "-", Vector: vec}, sp.Space); err != nil {
+	if err := validateEmbedding(paper.Embedding{PaperID: "query", ContentHash: "-", Vector: vec}, sp); err != nil {
 		return nil, fmt.Errorf("search: %w", err)
 	}
 	hits, err := s.knn(ctx, sp, pgvector.NewVector(vec), "", k)

@@ -103,7 +103,7 @@ func (s *Store) HybridSearch(ctx context.Context, spaceID int64, q string, vec [
 	if err != nil {
 		return nil, fmt.Errorf("hybrid search: %w", err)
 	}
-	if err := validateEmbedding(paper.Embedding{PaperID: "query", ContentHash: "-", Vector: vec}, sp.Space); err != nil {
+	if err := validateEmbedding(paper.Embedding{PaperID: "query", ContentHash: "-", Vector: vec}, sp); err != nil {
 		return nil, fmt.Errorf("hybrid search: %w", err)
 	}
 	sql, ef, args := s.hybridStatement(sp, q, vec, k)
