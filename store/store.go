@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	pgvectorpgx "github.com/pgvector/pgvector-go/pgx"
@@ -32,8 +33,8 @@ var migrationFiles embed.FS
 type Config struct {
 	// URL is the PostgreSQL connection string (postgres://… or key=value form). Required.
 	URL string
-	// MaxConns is the pool's maximum number of connections. Defaults to 4×GOMAXPROCS, at
-	// least 8.
+	// MaxConns is the pool's maximum number of connections. Defaults to URL's
+	// pool_max_conns when it has one, else to 4×GOMAXPROCS, at least 8.
 	MaxConns int32
 	// EFSearch is hnsw.ef_search for vector queries: the candidates the HNSW index walks (and,
 	// on an IndexHNSWBinary index, re-ranks), traded against latency (see bench/results;
@@ -90,10 +91,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		// pgconn redacts the password in its parse errors.
 		return nil, fmt.Errorf("parse database URL: %w", err)
 	}
-	if cfg.MaxConns == 0 {
-		cfg.MaxConns = max(8, int32(4*runtime.GOMAXPROCS(0)))
+	switch {
+	case cfg.MaxConns > 0:
+		pcfg.MaxConns = cfg.MaxConns
+	case !setsMaxConns(cfg.URL):
+		pcfg.MaxConns = max(8, int32(4*runtime.GOMAXPROCS(0)))
 	}
-	pcfg.MaxConns = cfg.MaxConns
 	pcfg.AfterConnect = registerVector
 	log := cfg.Logger
 	if log == nil {
@@ -122,6 +125,18 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// setsMaxConns reports whether the connection string conn (already parsed by
+// pgxpool.ParseConfig, which keeps no trace of it) sets pool_max_conns: pgconn keeps a setting
+// it does not know as a runtime parameter.
+func setsMaxConns(conn string) bool {
+	c, err := pgconn.ParseConfig(conn)
+	if err != nil {
+		return false
+	}
+	_, ok := c.RuntimeParams["pool_max_conns"]
+	return ok
 }
 
 // registerVector teaches a new connection pgvector's types. On a database where the vector

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -192,4 +193,31 @@ func TestOpenCreatesTheVectorExtensionOnAFreshDatabase(t *testing.T) {
 		t.Errorf("the vector extension after Open: %v", err)
 	}
 	s.Close()
+}
+
+// TestOpenHonoursTheURLsPoolMaxConns: DATABASE_URL's pool_max_conns bounds the pool unless
+// Config.MaxConns says otherwise; without either the pool gets the store's default.
+func TestOpenHonoursTheURLsPoolMaxConns(t *testing.T) {
+	t.Parallel()
+	u := pgtest.URL(t)
+	def := max(8, int32(4*runtime.GOMAXPROCS(0)))
+	for _, tc := range []struct {
+		url  string
+		cfg  int32
+		want int32
+	}{
+		{u + "&pool_max_conns=2", 0, 2},
+		{u + "&pool_max_conns=2", 5, 5},
+		{u, 0, def},
+		{u, 3, 3},
+	} {
+		s, err := store.Open(t.Context(), store.Config{URL: tc.url, MaxConns: tc.cfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Pool().Config().MaxConns; got != tc.want {
+			t.Errorf("URL %s, MaxConns %d: the pool has MaxConns %d, want %d", pgtest.Redact(tc.url), tc.cfg, got, tc.want)
+		}
+		s.Close()
+	}
 }
