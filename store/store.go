@@ -11,6 +11,7 @@ import (
 	"path"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -148,9 +149,24 @@ func registerVector(ctx context.Context, conn *pgx.Conn) error {
 	if err == nil {
 		return nil
 	}
-	var missing bool
-	if qerr := conn.QueryRow(ctx, "SELECT to_regtype('vector') IS NULL").Scan(&missing); qerr != nil || !missing {
+	var (
+		missing    bool
+		schema     *string // where the extension is, if it exists
+		searchPath string
+	)
+	if qerr := conn.QueryRow(ctx, `SELECT to_regtype('vector') IS NULL,
+			(SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'),
+			current_setting('search_path')`).Scan(&missing, &schema, &searchPath); qerr != nil || !missing {
 		return fmt.Errorf("register pgvector types: %w", err)
+	}
+	if schema != nil {
+		// Created in a schema of its own (as hosted PostgreSQL services do), off this
+		// connection's search_path: creating it again would change nothing.
+		path := strings.ReplaceAll(searchPath, " ", "") + "," + *schema
+		return fmt.Errorf("the vector extension of database %s is in schema %q, which is not on the search_path (%s): "+
+			"add it after the schemas there, e.g. search_path=%s in DATABASE_URL's parameters "+
+			"(or ALTER ROLE %s SET search_path = %s): %w",
+			conn.Config().Database, *schema, searchPath, path, conn.Config().User, path, err)
 	}
 	if _, err := conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS vector"); err != nil {
 		return fmt.Errorf("the vector extension is not created in database %s, and this role could not create it "+

@@ -195,6 +195,32 @@ func TestOpenCreatesTheVectorExtensionOnAFreshDatabase(t *testing.T) {
 	s.Close()
 }
 
+// TestOpenSaysWhereAVectorExtensionOffTheSearchPathIs: on a database whose vector extension
+// lives in a schema that is not on the connection's search_path (hosted services create it in
+// a schema of their own), Open must say which schema and how to add it, not that it created
+// the extension and then found no type.
+func TestOpenSaysWhereAVectorExtensionOffTheSearchPathIs(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(pgtest.URL(t)) // search_path: the test's schema, then public, the extension's
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	schema, _, _ := strings.Cut(q.Get("search_path"), ",")
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	s, err := store.Open(t.Context(), store.Config{URL: u.String()})
+	if err == nil {
+		s.Close()
+		t.Fatal("Open succeeded without the vector type on the search_path")
+	}
+	for _, want := range []string{`schema "public"`, "not on the search_path (" + schema + ")", "search_path=" + schema + ",public"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Open: %v\nwant it to say %q", err, want)
+		}
+	}
+}
+
 // TestOpenHonoursTheURLsPoolMaxConns: DATABASE_URL's pool_max_conns bounds the pool unless
 // Config.MaxConns says otherwise; without either the pool gets the store's default.
 func TestOpenHonoursTheURLsPoolMaxConns(t *testing.T) {
