@@ -41,10 +41,13 @@ type StalePaper struct {
 const openJobStatuses = "('preparing', 'submitted')"
 
 // staleSQL selects, after a keyset position, the papers that need work. $1 last id, $2 page
-// size, $3 model, $4 prompt version, $5 space id, $6 since, $7 ids (NULL: any).
+// size, $3 model, $4 prompt version, $5 space id, $6 since, $7 ids (NULL: any). A text stored
+// before migration 00008 has no time (text_at '-infinity'); it was read before its row was
+// last written, so updated_at dates it when it is published again — not the time the queue
+// stores that message, which would make it newer than a text read meanwhile.
 const staleSQL = `
 	SELECT p.id, p.title, p.abstract, p.authors, p.categories, p.published, coalesce(p.url, ''),
-		coalesce(p.source, ''), p.content_hash, nullif(p.text_at, '-infinity'),
+		coalesce(p.source, ''), p.content_hash, coalesce(nullif(p.text_at, '-infinity'), p.updated_at),
 		$3::text <> '' AND NOT EXISTS (SELECT 1 FROM tldrs t
 			WHERE t.paper_id = p.id AND t.model = $3 AND t.prompt_version = $4::text AND t.content_hash = p.content_hash)
 		AND NOT EXISTS (SELECT 1 FROM batch_items bi JOIN batch_jobs j ON j.id = bi.job_id
@@ -112,7 +115,7 @@ func (s *Store) StalePapers(ctx context.Context, sel Selection, pageSize int, fn
 			if published.Valid {
 				sp.Published = published.Time
 			}
-			if textAt.Valid { // the stored text's own date travels with a message made of it
+			if textAt.Valid { // the stored text's date travels with a message made of it
 				sp.TextAt = textAt.Time
 			}
 			last = sp.ID

@@ -111,6 +111,49 @@ func TestStalePapersSelectsMissingWorkPageByPage(t *testing.T) {
 	}
 }
 
+// TestStalePapersDatesATextStoredBeforeTextAtByItsRow: a paper stored before migration 00008
+// has no text time ('-infinity'). Published again (a follow's backfill, a reprocess), its text
+// must be dated by when its row was written, not by when the queue stores the message: a newer
+// text stored after the paper was selected, and before that message is handled, would be
+// taken for the older one and replaced by the old text.
+func TestStalePapersDatesATextStoredBeforeTextAtByItsRow(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp := space(t, s, "emb", 3)
+	old := abstracts(1)[0]
+	upsert(t, s, []paper.Abstract{old}, store.Work{})
+	written := time.Now().Add(-24 * time.Hour).UTC().Truncate(time.Microsecond)
+	if _, err := s.Pool().Exec(ctx, "UPDATE papers SET text_at = '-infinity', updated_at = $2 WHERE id = $1", old.ID, written); err != nil {
+		t.Fatal(err)
+	}
+	var republished []paper.Abstract
+	if err := s.StalePapers(ctx, store.Selection{Work: paper.Work{SpaceID: sp.ID}}, 10, func(page []store.StalePaper) error {
+		for _, p := range page {
+			republished = append(republished, p.Abstract)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(republished) != 1 {
+		t.Fatalf("StalePapers = %+v; want the paper", republished)
+	}
+	if !republished[0].TextAt.Equal(written) {
+		t.Errorf("StalePapers dated the text %v; want %v, when its row was written", republished[0].TextAt, written)
+	}
+	// A newer text, read an hour ago, is stored before the republished message is handled.
+	newer := old
+	newer.Abstract, newer.TextAt = "A newer version of the abstract.", time.Now().Add(-time.Hour)
+	upsert(t, s, []paper.Abstract{newer}, store.Work{})
+	if p := upsert(t, s, republished, store.Work{Model: testModel, PromptVersion: testPrompt})[0]; p.ContentHash != newer.ContentHash() || p.NeedTLDR {
+		t.Errorf("the republished old text after the newer one: %+v; want the newer text kept, nothing needed", p)
+	}
+	if rec, err := s.Paper(ctx, old.ID); err != nil || rec.Abstract.Abstract != newer.Abstract {
+		t.Errorf("stored %q (%v), want the newer text", rec.Abstract.Abstract, err)
+	}
+}
+
 func TestStalePapersExcludesPapersOfOpenBatchJobs(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
