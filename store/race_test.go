@@ -287,7 +287,7 @@ func TestSecondIndexBuildWaitsForTheFirst(t *testing.T) {
 	}
 }
 
-// waitForIndexLockPoll returns once a connection named app has asked for a space's index lock
+// waitForIndexLockPoll returns once a connection named app has asked for the index lock
 // (it polls for it, so it is seen between tries, not waiting).
 func waitForIndexLockPoll(t *testing.T, s *store.Store, app string) {
 	t.Helper()
@@ -420,6 +420,131 @@ func TestUpsertPapersThatLosesANewPaperToAnotherNeedsNothing(t *testing.T) {
 			if got := r.p[0]; got != want {
 				t.Errorf("UpsertPapers of %s, waiting for the other insert = %+v; want %+v: not new, the stored hash, nothing needed",
 					tc.name, got, want)
+			}
+		})
+	}
+}
+
+// waitForBlocked returns once a connection named app waits for a lock, or has asked for the
+// index lock (which is polled: see waitForIndexLockPoll); it fails the test if the call
+// running there (what) returns on done first, or if 20 s go by.
+func waitForBlocked(t *testing.T, s *store.Store, app string, done <-chan error, what string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var blocked bool
+		if err := s.Pool().QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+				WHERE application_name = $1 AND (wait_event_type = 'Lock' OR query LIKE '%pg_try_advisory_lock%'))`, app).Scan(&blocked); err != nil {
+			t.Fatal(err)
+		}
+		if blocked {
+			return
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("%s returned (%v) without waiting for the index build in progress", what, err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not come to wait within 20 s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestIndexChangesBesideAConcurrentBuildWaitForItWithoutStallingTheTable: while a fill's index
+// is built CONCURRENTLY (minutes at a million vectors), an operator or a worker may create a
+// space, drop an old one or reindex another. Each must wait for the build — not queue a lock
+// of the embeddings table behind it, which stalls every query and write of the table for as
+// long as the build runs, and ends in a deadlock that kills one of them — and then succeed,
+// as must the build.
+func TestIndexChangesBesideAConcurrentBuildWaitForItWithoutStallingTheTable(t *testing.T) {
+	t.Parallel()
+	const unindexed = "reindex a space to a kind without an index" // only drops the old index
+	for _, op := range []string{"create a space", "drop a space", "reindex a space", unindexed} {
+		t.Run(op, func(t *testing.T) {
+			t.Parallel()
+			s := setup(t)
+			ctx := t.Context()
+			ps, active, fill := fillBesideActive(t, s, 3)
+			old := space(t, s, "old", 3)
+			if _, err := s.SaveEmbeddings(ctx, old.ID, []paper.Embedding{embeddingOf(ps[2], 0, 0, 1)}); err != nil {
+				t.Fatal(err)
+			}
+			if op == unindexed { // 5,000 dimensions: an hnsw-binary index, none as hnsw
+				old = space(t, openKind(t, s.Pool().Config().ConnString(), store.IndexHNSWBinary), "huge", 5000)
+			}
+			// A worker's write in flight holds the fill's concurrent build in its wait.
+			inFlight := writeInFlight(t, s, active.ID, ps[0])
+			builder, buildApp := openWatched(t, s, "builder")
+			built := make(chan error, 1)
+			go func() {
+				ok, err := builder.BuildSpaceIndex(ctx, fill.ID, store.IndexSettings{})
+				if err == nil && !ok {
+					err = errors.New("built nothing")
+				}
+				built <- err
+			}()
+			waitForLock(t, s, buildApp, built, "BuildSpaceIndex")
+
+			other, app := openWatched(t, s, "other")
+			done := make(chan error, 1)
+			var created paper.Space
+			go func() {
+				var err error
+				switch op {
+				case "create a space":
+					created, err = other.EnsureSpace(ctx, paper.Space{Model: "third", Dimensions: 3, Template: "title+abstract"})
+				case "drop a space":
+					err = other.DropSpace(ctx, old.ID)
+				case unindexed:
+					_, err = other.Reindex(ctx, old.ID, store.IndexHNSW, store.IndexSettings{})
+				default:
+					_, err = other.Reindex(ctx, old.ID, store.IndexHNSWBinary, store.IndexSettings{})
+				}
+				done <- err
+			}()
+			waitForBlocked(t, s, app, done, op)
+
+			// The active space's queries and writes go on meanwhile.
+			qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if _, err := s.Search(qctx, active.ID, []float32{1, 0, 0}, 1); err != nil {
+				t.Errorf("a query of the active space while %s waits: %v", op, err)
+			}
+			if _, err := s.SaveEmbeddings(qctx, active.ID, []paper.Embedding{embeddingOf(ps[1], 0, 1, 0)}); err != nil {
+				t.Errorf("a write to the active space while %s waits: %v", op, err)
+			}
+			if err := inFlight.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-built; err != nil {
+				t.Errorf("the fill's build, beside %s: %v", op, err)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("%s beside the fill's build: %v", op, err)
+			}
+			byID := spacesByID(t, s)
+			if byID[fill.ID].IndexName == "" {
+				t.Errorf("the fill's space has no valid index: %+v", byID[fill.ID])
+			}
+			switch op {
+			case "create a space":
+				if byID[created.ID].IndexName == "" {
+					t.Errorf("the new space has no valid index: %+v", byID[created.ID])
+				}
+			case "drop a space":
+				if _, ok := byID[old.ID]; ok {
+					t.Errorf("the old space is still there: %+v", byID[old.ID])
+				}
+			case unindexed:
+				if si := byID[old.ID]; si.Index != store.IndexHNSW || si.IndexName != "" {
+					t.Errorf("the reindexed space: %+v; want hnsw, without an index", si)
+				}
+			default:
+				if si := byID[old.ID]; si.Index != store.IndexHNSWBinary || si.IndexName == "" {
+					t.Errorf("the reindexed space: %+v; want a valid hnsw-binary index", si)
+				}
 			}
 		})
 	}

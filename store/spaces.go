@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -203,10 +205,13 @@ func validateSpace(sp paper.Space) error {
 // activated. The result carries the space's ID and whether it is active. sp's ID and Active are
 // ignored.
 //
-// A new space's index is created with a plain CREATE INDEX inside the transaction, which blocks
-// writes to embeddings while it is built: one scan of the table, since no rows belong to the
-// space yet. An existing space that has no index (EnsureSpaceForLoad made it for a bulk fill)
-// is returned without one, with a warning: BuildSpaceIndex or Reindex builds it.
+// The index of a new space is one scan of the table, since no rows belong to the space yet.
+// The first space builds it with a plain CREATE INDEX inside the transaction; a space created
+// beside others is committed first, then its index is built with CREATE INDEX CONCURRENTLY,
+// after another index change in progress (a fill's build, a reindex: see lockIndexes) has
+// ended — EnsureSpace then waits for it, and writes to the table go on meanwhile. An existing
+// space that has no valid index (EnsureSpaceForLoad made it for a bulk fill) is returned
+// without one, with a warning: BuildSpaceIndex or Reindex builds it.
 func (s *Store) EnsureSpace(ctx context.Context, sp paper.Space) (paper.Space, error) {
 	out, _, err := s.ensureSpace(ctx, sp, true)
 	return out, err
@@ -241,6 +246,9 @@ type IndexSettings struct {
 // spaces — a blue/green fill while the active space takes new papers — the index is built
 // with CREATE INDEX CONCURRENTLY, which lets writes go on; an invalid index left by an
 // interrupted concurrent build is dropped and built again.
+//
+// Every change of an index on embeddings (this build, Reindex, DropSpace, EnsureSpace's build
+// of a new space beside others) waits for the one in progress: see lockIndexes.
 func (s *Store) BuildSpaceIndex(ctx context.Context, id int64, cfg IndexSettings) (bool, error) {
 	sp, err := s.space(ctx, id)
 	if err != nil {
@@ -250,35 +258,34 @@ func (s *Store) BuildSpaceIndex(ctx context.Context, id int64, cfg IndexSettings
 	if v.opclass == "" {
 		return false, nil
 	}
-	if _, valid, err := s.indexState(ctx, v.indexName); err != nil || valid {
+	if _, valid, err := indexState(ctx, s.pool, v.indexName); err != nil || valid {
 		return false, err
 	}
-	// One build of a space's index at a time: a second (activate during a fill's build) would
-	// take the first's unfinished index for an interrupted one and drop it. After the wait,
-	// the first build may have made it.
-	unlock, err := s.lockSpaceIndex(ctx, sp.ID)
+	// After the wait, a build that held the lock (activate during a fill's build) may have made
+	// the index; an unfinished one is never taken for an interrupted one and dropped.
+	conn, unlock, err := s.lockIndexes(ctx)
 	if err != nil {
 		return false, fmt.Errorf("build index of space %s: %w", sp.Name(), err)
 	}
 	defer unlock()
-	exists, valid, err := s.indexState(ctx, v.indexName)
+	exists, valid, err := indexState(ctx, conn, v.indexName)
 	if err != nil || valid {
 		return false, err
 	}
 	var shared bool
-	if err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM embedding_spaces WHERE id <> $1)", sp.ID).Scan(&shared); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM embedding_spaces WHERE id <> $1)", sp.ID).Scan(&shared); err != nil {
 		return false, fmt.Errorf("build index of space %s: look up other spaces: %w", sp.Name(), err)
 	}
 	start, concurrently, ddl := time.Now(), shared || exists, v.createIndexSQL(sp.ID, true)
 	if concurrently {
 		if exists {
-			if _, err := s.pool.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+v.indexName); err != nil {
+			if _, err := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+v.indexName); err != nil {
 				return false, fmt.Errorf("build index of space %s: drop the invalid %s: %w", sp.Name(), v.indexName, err)
 			}
 		}
 		ddl = v.createIndexAs("CONCURRENTLY IF NOT EXISTS "+v.indexName, sp.ID)
 	}
-	if err := s.buildIndex(ctx, cfg, ddl); err != nil {
+	if err := buildIndex(ctx, conn, cfg, ddl); err != nil {
 		return false, fmt.Errorf("build index %s of space %s: %w", v.indexName, sp.Name(), err)
 	}
 	s.log.InfoContext(ctx, "built embedding space index", "space", sp.Name(), "index", v.indexName,
@@ -296,10 +303,18 @@ func (s *Store) VacuumEmbeddings(ctx context.Context) error {
 	return nil
 }
 
+// querier is what the statements here run through: the pool, a connection or a transaction.
+type querier interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+	QueryRow(context.Context, string, ...any) pgx.Row
+}
+
 // indexState reports whether the index named name exists, and whether it is valid: an
-// interrupted CREATE INDEX CONCURRENTLY leaves an invalid one, which queries do not use.
-func (s *Store) indexState(ctx context.Context, name string) (exists, valid bool, err error) {
-	err = s.pool.QueryRow(ctx, "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)", name).Scan(&valid)
+// interrupted CREATE INDEX CONCURRENTLY leaves an invalid one, which queries do not use (and
+// one in progress is invalid until it ends).
+func indexState(ctx context.Context, q querier, name string) (exists, valid bool, err error) {
+	err = q.QueryRow(ctx, "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)", name).Scan(&valid)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, false, nil
 	}
@@ -309,35 +324,51 @@ func (s *Store) indexState(ctx context.Context, name string) (exists, valid bool
 	return true, valid, nil
 }
 
-// lockSpaceIndex takes, on a connection of its own, the session advisory lock under which
-// space id's index is built or replaced, waiting for another holder (or ctx); unlock releases it.
-// It polls with pg_try_advisory_lock rather than waiting in pg_advisory_lock: the holder's
-// CREATE INDEX CONCURRENTLY waits for every transaction in progress, and a statement waiting
-// for the lock would be one — a deadlock PostgreSQL cannot see (the lock's session is idle).
-func (s *Store) lockSpaceIndex(ctx context.Context, id int64) (unlock func(), err error) {
-	conn, err := s.pool.Acquire(ctx)
+// indexLockPoll is how often lockIndexes tries the lock again.
+const indexLockPoll = 200 * time.Millisecond
+
+// lockIndexes takes the session advisory lock under which an index on the embeddings table of
+// the current schema is built, replaced or dropped, waiting for another holder (or ctx), and
+// returns the connection that holds it, on which the change runs; unlock releases both.
+//
+// It is one lock for every space of the schema, not one per space: any two such changes on one
+// table wait for each other anyway, and badly. A plain CREATE INDEX or a DROP INDEX queued
+// behind another space's CREATE INDEX CONCURRENTLY (a fill's build: minutes) holds up every
+// read and write of embeddings behind it for as long as the build runs, and when the build
+// then waits for the transactions older than it — the queued one among them — PostgreSQL
+// reports a deadlock and one of them fails (the build, leaving an invalid index). Two
+// concurrent builds deadlock the same way.
+//
+// It polls with pg_try_advisory_lock rather than waiting in pg_advisory_lock for the same
+// reason: a statement waiting for the lock would be a transaction the holder's concurrent
+// build waits for — a deadlock PostgreSQL cannot see (the lock's session is idle).
+func (s *Store) lockIndexes(ctx context.Context) (conn *pgxpool.Conn, unlock func(), err error) {
+	conn, err = s.pool.Acquire(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	const key = `hashtextextended('paperpipe.index.' || current_schema() || '.' || $1::bigint, 0)`
-	for {
+	const key = `hashtextextended('paperpipe.index.' || current_schema(), 0)`
+	for waited := false; ; waited = true {
 		var ok bool
-		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+key+`)`, id).Scan(&ok); err != nil {
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+key+`)`).Scan(&ok); err != nil {
 			discard(conn) // whether it was taken is unknown: closing the connection ends it either way
-			return nil, fmt.Errorf("take the index lock: %w", err)
+			return nil, nil, fmt.Errorf("take the index lock: %w", err)
 		}
 		if ok {
 			break
 		}
+		if !waited {
+			s.log.InfoContext(ctx, "waiting for another index build on the embeddings table to end (paperpipe changes one index at a time)")
+		}
 		select {
 		case <-ctx.Done():
 			conn.Release()
-			return nil, fmt.Errorf("wait for the index lock: %w", ctx.Err())
-		case <-time.After(200 * time.Millisecond):
+			return nil, nil, fmt.Errorf("wait for the index build in progress to end: %w", ctx.Err())
+		case <-time.After(indexLockPoll):
 		}
 	}
-	return func() {
-		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+key+`)`, id); err != nil {
+	return conn, func() {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+key+`)`); err != nil {
 			discard(conn) // a pooled connection must never keep the lock
 			return
 		}
@@ -345,20 +376,15 @@ func (s *Store) lockSpaceIndex(ctx context.Context, id int64) (unlock func(), er
 	}, nil
 }
 
-// buildIndex runs the index build ddl on one connection whose maintenance_work_mem and
-// max_parallel_maintenance_workers are set from cfg for it and reset after it.
-func (s *Store) buildIndex(ctx context.Context, cfg IndexSettings, ddl string) error {
+// buildIndex runs the index build ddl on conn with maintenance_work_mem and
+// max_parallel_maintenance_workers set from cfg, and resets them after it.
+func buildIndex(ctx context.Context, conn *pgxpool.Conn, cfg IndexSettings, ddl string) error {
 	if cfg.MaintenanceWorkMem == "" {
 		cfg.MaintenanceWorkMem = "1GB"
 	}
 	if cfg.ParallelWorkers <= 0 {
 		cfg.ParallelWorkers = 2
 	}
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
 	// set_config(…, false) lasts for the session; the deferred RESET returns the pooled
 	// connection to the server's defaults.
 	if _, err := conn.Exec(ctx, `SELECT set_config('maintenance_work_mem', $1, false),
@@ -369,34 +395,85 @@ func (s *Store) buildIndex(ctx context.Context, cfg IndexSettings, ddl string) e
 	defer func() {
 		_, _ = conn.Exec(context.WithoutCancel(ctx), "RESET maintenance_work_mem; RESET max_parallel_maintenance_workers")
 	}()
-	_, err = conn.Exec(ctx, ddl)
+	_, err := conn.Exec(ctx, ddl)
 	return err
+}
+
+// ddlWait bounds how long a DROP INDEX (DropSpace, Reindex's swap) waits for its lock of the
+// whole embeddings table, during which every read and write of the table queues behind it: it
+// waits timeout (a lock_timeout) at a time, up to tries times, with pause between tries to let
+// the queue through. What holds the table that long is an index build that is not this
+// store's (a CREATE INDEX run by hand, an older paperpipe), or a VACUUM FULL.
+type ddlWait struct {
+	timeout string
+	tries   int
+	pause   time.Duration
+}
+
+// defaultDDLWait is the ddlWait of a Store whose own is zero (all but tests').
+var defaultDDLWait = ddlWait{timeout: "1s", tries: 10, pause: time.Second}
+
+// execLockedDDL runs ddl in tx, at a savepoint, under the lock_timeout of s.ddlWait, trying
+// again while it times out; tx's lock_timeout is as before afterwards.
+func (s *Store) execLockedDDL(ctx context.Context, tx pgx.Tx, ddl string) error {
+	w := s.ddlWait
+	if w.tries == 0 {
+		w = defaultDDLWait
+	}
+	for try := 1; ; try++ {
+		err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+			if _, err := sp.Exec(ctx, "SET LOCAL lock_timeout = '"+w.timeout+"'"); err != nil {
+				return err
+			}
+			_, err := sp.Exec(ctx, ddl)
+			return err
+		})
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "55P03" /* lock_not_available */ {
+			if err == nil {
+				// The savepoint's SET LOCAL outlives its release: the session's value again.
+				_, err = tx.Exec(ctx, "SET LOCAL lock_timeout = DEFAULT")
+			}
+			return err
+		}
+		if try == w.tries {
+			return fmt.Errorf("the embeddings table stayed locked by another session (%d tries of %s): an index build "+
+				"on it is running that is not this store's (a CREATE INDEX run by hand, an older paperpipe), or a VACUUM FULL; "+
+				"nothing was changed: try again when it has ended: %w", w.tries, w.timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(w.pause):
+		}
+	}
 }
 
 // Reindex gives space id an index of kind: it builds the new index beside the old one with
 // CREATE INDEX CONCURRENTLY (settings from cfg as for BuildSpaceIndex; writes and queries go
 // on meanwhile, and an interrupted build's leftover is dropped by the next attempt), then, in
 // one short transaction, drops the old index, gives the new one its name and records the
-// kind. It reports whether it changed anything: a space of that kind that has its index is
-// left as it is. This store's queries use the new kind at once; another running process keeps
-// the kind it has cached, and its queries on the space scan every vector until it restarts.
+// kind. It waits for another index change in progress first (see lockIndexes). It reports
+// whether it changed anything: a space of that kind that has its index is left as it is. This
+// store's queries use the new kind at once; another running process keeps the kind it has
+// cached, and its queries on the space scan every vector until it restarts.
 func (s *Store) Reindex(ctx context.Context, id int64, kind IndexKind, cfg IndexSettings) (bool, error) {
 	if _, err := ParseIndexKind(string(kind)); err != nil {
 		return false, fmt.Errorf("reindex: %w", err)
 	}
 	// Read under the lock: a reindex that held it may have changed the kind.
-	unlock, err := s.lockSpaceIndex(ctx, id)
+	conn, unlock, err := s.lockIndexes(ctx)
 	if err != nil {
 		return false, fmt.Errorf("reindex space %d: %w", id, err)
 	}
 	defer unlock()
-	cur, err := spaceByID(ctx, s.pool, id)
+	cur, err := spaceByID(ctx, conn, id)
 	if err != nil {
 		return false, notFound(err, "reindex: embedding space %d", id)
 	}
 	next := spaceRow{Space: cur.Space, index: kind}
 	v := vectorSQLFor(next, "$1")
-	_, valid, err := s.indexState(ctx, v.indexName)
+	_, valid, err := indexState(ctx, conn, v.indexName)
 	if err != nil {
 		return false, fmt.Errorf("reindex space %s: %w", cur.Name(), err)
 	}
@@ -405,18 +482,18 @@ func (s *Store) Reindex(ctx context.Context, id int64, kind IndexKind, cfg Index
 	}
 	start, fresh := time.Now(), v.indexName+"_new"
 	if v.opclass != "" {
-		if _, err := s.pool.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+fresh); err != nil {
+		if _, err := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+fresh); err != nil {
 			return false, fmt.Errorf("reindex space %s: drop a leftover %s: %w", cur.Name(), fresh, err)
 		}
-		if err := s.buildIndex(ctx, cfg, v.createIndexAs("CONCURRENTLY "+fresh, cur.ID)); err != nil {
+		if err := buildIndex(ctx, conn, cfg, v.createIndexAs("CONCURRENTLY "+fresh, cur.ID)); err != nil {
 			return false, fmt.Errorf("reindex space %s: build %s: %w", cur.Name(), kind, err)
 		}
 	}
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, lockSpacesStatement); err != nil {
 			return fmt.Errorf("lock embedding spaces: %w", err)
 		}
-		if _, err := tx.Exec(ctx, "DROP INDEX IF EXISTS "+v.indexName); err != nil {
+		if err := s.execLockedDDL(ctx, tx, "DROP INDEX IF EXISTS "+v.indexName); err != nil {
 			return fmt.Errorf("drop the old index: %w", err)
 		}
 		if v.opclass != "" {
@@ -448,10 +525,11 @@ func (s *Store) ensureSpace(ctx context.Context, sp paper.Space, withIndex bool)
 		return paper.Space{}, false, err
 	}
 	var (
-		out     spaceRow
-		created bool
+		out                 spaceRow
+		created, buildAfter bool
 	)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		created, buildAfter = false, false
 		if _, err := tx.Exec(ctx, lockSpacesStatement); err != nil {
 			return fmt.Errorf("lock embedding spaces: %w", err)
 		}
@@ -473,7 +551,18 @@ func (s *Store) ensureSpace(ctx context.Context, sp paper.Space, withIndex bool)
 		case !withIndex:
 			// An existing space keeps what it has; BuildSpaceIndex adds a missing index.
 		case v.opclass != "" && created:
-			// No row belongs to the space yet: the build is one scan of the table.
+			// No row belongs to the space yet: the build is one scan of the table. The only
+			// space builds it here, with a plain CREATE INDEX: no other index of the table can
+			// be changing (each belongs to a space). Beside other spaces, another index may be
+			// being built concurrently, behind which this one would hold up every read and
+			// write of the table (see lockIndexes): the space is committed first, and its
+			// index built after, the way BuildSpaceIndex builds one.
+			if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM embedding_spaces WHERE id <> $1)", out.ID).Scan(&buildAfter); err != nil {
+				return fmt.Errorf("look up other spaces: %w", err)
+			}
+			if buildAfter {
+				break
+			}
 			if _, err := tx.Exec(ctx, v.createIndexSQL(out.ID, false)); err != nil {
 				return fmt.Errorf("create index %s: %w", v.indexName, err)
 			}
@@ -511,6 +600,13 @@ func (s *Store) ensureSpace(ctx context.Context, sp paper.Space, withIndex bool)
 		return paper.Space{}, false, fmt.Errorf("ensure embedding space %s: %w", sp.Name(), err)
 	}
 	s.cacheSpace(out)
+	if buildAfter {
+		if _, err := s.BuildSpaceIndex(ctx, out.ID, IndexSettings{}); err != nil {
+			// The space exists: the next EnsureSpace returns it, warning that it has no index.
+			return paper.Space{}, false, fmt.Errorf("ensure embedding space %s: created it, but not its index "+
+				"(`paperpipe spaces reindex %d --index %s` builds it): %w", out.Name(), out.ID, out.index, err)
+		}
+	}
 	return out.Space, created, nil
 }
 
@@ -574,26 +670,45 @@ func (s *Store) Activate(ctx context.Context, id int64) error {
 }
 
 // DropSpace deletes space id with its vectors and its index. It refuses the active space, with
-// an error wrapping paper.ErrInvalid: activate another one first.
+// an error wrapping paper.ErrInvalid: activate another one first. It waits for an index change
+// in progress first (see lockIndexes), and its DROP INDEX gives up, changing nothing, when the
+// table stays locked by another session (see execLockedDDL).
 func (s *Store) DropSpace(ctx context.Context, id int64) error {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	// Refuse before waiting for the index lock (a fill's build can hold it for minutes), and
+	// again under it.
+	check := func(q querier) (spaceRow, error) {
+		sp, err := spaceByID(ctx, q, id)
+		if err != nil {
+			return sp, notFound(err, "look up")
+		}
+		if sp.Active {
+			return sp, fmt.Errorf("%s is the active space; activate another space before dropping it: %w",
+				sp.Name(), paper.ErrInvalid)
+		}
+		return sp, nil
+	}
+	if _, err := check(s.pool); err != nil {
+		return fmt.Errorf("drop embedding space %d: %w", id, err)
+	}
+	conn, unlock, err := s.lockIndexes(ctx)
+	if err != nil {
+		return fmt.Errorf("drop embedding space %d: %w", id, err)
+	}
+	defer unlock()
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, lockSpacesStatement); err != nil {
 			return fmt.Errorf("lock embedding spaces: %w", err)
 		}
-		sp, err := spaceByID(ctx, tx, id)
+		sp, err := check(tx)
 		if err != nil {
-			return notFound(err, "look up")
-		}
-		if sp.Active {
-			return fmt.Errorf("%s is the active space; activate another space before dropping it: %w",
-				sp.Name(), paper.ErrInvalid)
+			return err
 		}
 		// The vectors go first: DROP INDEX locks the whole embeddings table, every space's
 		// queries and writes, until the transaction ends, and deleting a big space takes a while.
 		if _, err := tx.Exec(ctx, "DELETE FROM embeddings WHERE space_id = $1", sp.ID); err != nil {
 			return fmt.Errorf("delete vectors: %w", err)
 		}
-		if _, err := tx.Exec(ctx, "DROP INDEX IF EXISTS "+indexNamePrefix+itoa(sp.ID)); err != nil {
+		if err := s.execLockedDDL(ctx, tx, "DROP INDEX IF EXISTS "+indexNamePrefix+itoa(sp.ID)); err != nil {
 			return fmt.Errorf("drop index: %w", err)
 		}
 		if _, err := tx.Exec(ctx, "DELETE FROM embedding_spaces WHERE id = $1", sp.ID); err != nil {

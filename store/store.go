@@ -78,6 +78,8 @@ type Store struct {
 	// queries on that space scan every vector until it restarts (see Reindex).
 	spacesMu sync.RWMutex
 	spaces   map[int64]spaceRow
+
+	ddlWait ddlWait // zero: defaultDDLWait
 }
 
 // Open connects to PostgreSQL, registers the pgvector types on every connection and checks the

@@ -1,0 +1,73 @@
+package store
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/internal/pgtest"
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// TestDropSpaceGivesUpWhileAnotherSessionHoldsTheTable: DropSpace's DROP INDEX needs the whole
+// embeddings table, and every query and write of the table queues behind it while it waits.
+// When another session holds the table (here a transaction that read it; in earnest an index
+// build that is not this store's), DropSpace must give up after its tries, change nothing and
+// say why — not wait for as long as the other session runs — and succeed once it has ended.
+func TestDropSpaceGivesUpWhileAnotherSessionHoldsTheTable(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, err := Open(ctx, Config{URL: pgtest.URL(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.ddlWait = ddlWait{timeout: "50ms", tries: 3, pause: 10 * time.Millisecond}
+	a := paper.Abstract{ID: "arxiv:2401.00001", Title: "T", Abstract: "A."}
+	if _, err := s.UpsertPapers(ctx, []paper.Abstract{a}, Work{}); err != nil {
+		t.Fatal(err)
+	}
+	var old paper.Space
+	for _, m := range []string{"active", "old"} {
+		sp, err := s.EnsureSpace(ctx, paper.Space{Model: m, Dimensions: 2, Template: "t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{{PaperID: a.ID, ContentHash: a.ContentHash(), Vector: []float32{1, 0}}}); err != nil {
+			t.Fatal(err)
+		}
+		old = sp
+	}
+	holder, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Rollback(context.Background()) }()
+	if _, err := holder.Exec(ctx, "SELECT count(*) FROM embeddings"); err != nil {
+		t.Fatal(err)
+	}
+
+	dropCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err = s.DropSpace(dropCtx, old.ID)
+	if err == nil || !strings.Contains(err.Error(), "stayed locked by another session") || dropCtx.Err() != nil {
+		t.Fatalf("DropSpace while another session holds the table: %v; want it to give up and say why", err)
+	}
+	var vectors int
+	if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM embeddings WHERE space_id = $1", old.ID).Scan(&vectors); err != nil || vectors != 1 {
+		t.Errorf("the refused drop left %d vectors (%v), want 1: nothing changed", vectors, err)
+	}
+	if _, err := spaceByID(ctx, s.pool, old.ID); err != nil {
+		t.Errorf("the refused drop removed the space: %v", err)
+	}
+	if err := holder.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropSpace(ctx, old.ID); err != nil {
+		t.Errorf("DropSpace once the table is free: %v", err)
+	}
+}
