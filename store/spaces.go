@@ -49,8 +49,9 @@ type SpaceInfo struct {
 	Papers int64
 	// Index is the kind of the space's index.
 	Index IndexKind
-	// IndexName is the space's HNSW index, or "" when it has none (more than 4,000 dimensions
-	// with IndexHNSW, or not built yet).
+	// IndexName is the space's HNSW index, or "" when it has none queries can use (more than
+	// 4,000 dimensions, or not built yet: an index whose concurrent build is running or was
+	// interrupted is invalid, and counts as none).
 	IndexName string
 	CreatedAt time.Time
 }
@@ -572,13 +573,14 @@ func (s *Store) ensureSpace(ctx context.Context, sp paper.Space, withIndex bool)
 			// or was interrupted. Building it here, inside this transaction, would block every
 			// write to embeddings (and every EnsureSpace) for as long as the build of a filled
 			// space takes; the fill builds it when it ends (BuildSpaceIndex), or `paperpipe
-			// spaces reindex` does, without blocking writes.
-			var exists bool
-			if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", v.indexName).Scan(&exists); err != nil {
-				return fmt.Errorf("look up index %s: %w", v.indexName, err)
+			// spaces reindex` does, without blocking writes. An invalid index (a concurrent
+			// build in progress, or interrupted) is none: queries cannot use it.
+			_, valid, err := indexState(ctx, tx, v.indexName)
+			if err != nil {
+				return err
 			}
-			if !exists {
-				s.log.WarnContext(ctx, "embedding space has no index yet (a bulk fill is running or was interrupted); "+
+			if !valid {
+				s.log.WarnContext(ctx, "embedding space has no index yet (a bulk fill or its index build is running, or was interrupted); "+
 					"its queries scan every vector until the fill ends or `paperpipe spaces reindex SPACE --index KIND` builds it",
 					"space", out.Name(), "id", out.ID, "kind", out.index)
 			}
@@ -616,7 +618,8 @@ func (s *Store) Spaces(ctx context.Context) ([]SpaceInfo, error) {
 			(SELECT count(*) FROM embeddings e JOIN papers p ON p.id = e.paper_id AND p.content_hash = e.content_hash
 				WHERE e.space_id = s.id),
 			(SELECT count(*) FROM papers),
-			coalesce(to_regclass('`+indexNamePrefix+`' || s.id)::text, '')
+			coalesce((SELECT i.indexrelid::regclass::text FROM pg_index i
+				WHERE i.indexrelid = to_regclass('`+indexNamePrefix+`' || s.id) AND i.indisvalid), '')
 		FROM embedding_spaces s ORDER BY s.id`)
 	if err != nil {
 		return nil, fmt.Errorf("list embedding spaces: %w", err)

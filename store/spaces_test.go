@@ -1,7 +1,10 @@
 package store_test
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -225,5 +228,53 @@ func TestEnsureSpaceConcurrentCallersAgree(t *testing.T) {
 	}
 	if n := countRows(t, s, "embedding_spaces"); n != 3 {
 		t.Errorf("%d spaces, want 3", n)
+	}
+}
+
+// TestSpacesAndEnsureSpaceTakeAnInvalidIndexForNone: an interrupted CREATE INDEX CONCURRENTLY
+// leaves an invalid index, which queries cannot use: `paperpipe spaces` must show the space
+// without an index, and EnsureSpace warn that it has none.
+func TestSpacesAndEnsureSpaceTakeAnInvalidIndexForNone(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	ps, active, fill := fillBesideActive(t, s, 3)
+	inFlight := writeInFlight(t, s, active.ID, ps[0]) // holds the concurrent build in its wait
+	builder, app := openWatched(t, s, "builder")
+	buildCtx, cancelBuild := context.WithCancel(ctx)
+	defer cancelBuild()
+	done := make(chan error, 1)
+	go func() {
+		_, err := builder.BuildSpaceIndex(buildCtx, fill.ID, store.IndexSettings{})
+		done <- err
+	}()
+	waitForLock(t, s, app, done, "BuildSpaceIndex")
+	cancelBuild()
+	if err := <-done; err == nil {
+		t.Fatal("BuildSpaceIndex succeeded although cancelled")
+	}
+	if err := inFlight.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	name := "embeddings_hnsw_s" + strconv.FormatInt(fill.ID, 10)
+	var valid bool
+	if err := s.Pool().QueryRow(ctx, "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)", name).Scan(&valid); err != nil || valid {
+		t.Fatalf("want an invalid leftover %s to test with: valid %v, %v", name, valid, err)
+	}
+
+	if si := spacesByID(t, s)[fill.ID]; si.IndexName != "" {
+		t.Errorf("Spaces shows the space's index as %q although it is invalid", si.IndexName)
+	}
+	var logs bytes.Buffer
+	logged, err := store.Open(ctx, store.Config{URL: s.Pool().Config().ConnString(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logged.Close()
+	if _, err := logged.EnsureSpace(ctx, paper.Space{Model: fill.Model, Dimensions: fill.Dimensions, Template: fill.Template}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "has no index") {
+		t.Errorf("EnsureSpace of the space whose index is invalid logged %q; want its no-index warning", logs.String())
 	}
 }
