@@ -672,10 +672,11 @@ func (s *Store) Activate(ctx context.Context, id int64) error {
 	return nil
 }
 
-// DropSpace deletes space id with its vectors and its index. It refuses the active space, with
-// an error wrapping paper.ErrInvalid: activate another one first. It waits for an index change
-// in progress first (see lockIndexes), and its DROP INDEX gives up, changing nothing, when the
-// table stays locked by another session (see execLockedDDL).
+// DropSpace deletes space id with its vectors and its index, and the new index an interrupted
+// Reindex left. It refuses the active space, with an error wrapping paper.ErrInvalid: activate
+// another one first. It waits for an index change in progress first (see lockIndexes), and its
+// DROP INDEX gives up, changing nothing, when the table stays locked by another session (see
+// execLockedDDL).
 func (s *Store) DropSpace(ctx context.Context, id int64) error {
 	// Refuse before waiting for the index lock (a fill's build can hold it for minutes), and
 	// again under it.
@@ -711,7 +712,8 @@ func (s *Store) DropSpace(ctx context.Context, id int64) error {
 		if _, err := tx.Exec(ctx, "DELETE FROM embeddings WHERE space_id = $1", sp.ID); err != nil {
 			return fmt.Errorf("delete vectors: %w", err)
 		}
-		if err := s.execLockedDDL(ctx, tx, "DROP INDEX IF EXISTS "+indexNamePrefix+itoa(sp.ID)); err != nil {
+		name := indexNamePrefix + itoa(sp.ID)
+		if err := s.execLockedDDL(ctx, tx, "DROP INDEX IF EXISTS "+name+", "+name+"_new"); err != nil {
 			return fmt.Errorf("drop index: %w", err)
 		}
 		if _, err := tx.Exec(ctx, "DELETE FROM embedding_spaces WHERE id = $1", sp.ID); err != nil {

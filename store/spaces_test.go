@@ -278,3 +278,25 @@ func TestSpacesAndEnsureSpaceTakeAnInvalidIndexForNone(t *testing.T) {
 		t.Errorf("EnsureSpace of the space whose index is invalid logged %q; want its no-index warning", logs.String())
 	}
 }
+
+// TestDropSpaceDropsAnInterruptedReindexsIndex: an interrupted `spaces reindex` leaves the new
+// index, embeddings_hnsw_s<ID>_new, behind; dropping the space drops it too (it would
+// otherwise stay forever: no space has its id any more).
+func TestDropSpaceDropsAnInterruptedReindexsIndex(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	space(t, s, "active", 3)
+	old := space(t, s, "old", 3)
+	name := "embeddings_hnsw_s" + strconv.FormatInt(old.ID, 10) + "_new"
+	if _, err := s.Pool().Exec(ctx, "CREATE INDEX "+name+" ON embeddings USING hnsw ((binary_quantize(embedding)::bit(3)) bit_hamming_ops) WHERE space_id = "+
+		strconv.FormatInt(old.ID, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropSpace(ctx, old.ID); err != nil {
+		t.Fatal(err)
+	}
+	if indexExists(t, s, name) {
+		t.Errorf("after DropSpace, the dropped space's %s is still there", name)
+	}
+}
