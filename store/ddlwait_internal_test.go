@@ -53,7 +53,7 @@ func TestDropSpaceGivesUpWhileAnotherSessionHoldsTheTable(t *testing.T) {
 
 	dropCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	err = s.DropSpace(dropCtx, old.ID)
+	err = s.DropSpace(dropCtx, old.ID, DropOptions{})
 	if err == nil || !strings.Contains(err.Error(), "stayed locked by another session") || dropCtx.Err() != nil {
 		t.Fatalf("DropSpace while another session holds the table: %v; want it to give up and say why", err)
 	}
@@ -67,7 +67,7 @@ func TestDropSpaceGivesUpWhileAnotherSessionHoldsTheTable(t *testing.T) {
 	if err := holder.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DropSpace(ctx, old.ID); err != nil {
+	if err := s.DropSpace(ctx, old.ID, DropOptions{}); err != nil {
 		t.Errorf("DropSpace once the table is free: %v", err)
 	}
 }

@@ -496,7 +496,7 @@ func TestIndexChangesBesideAConcurrentBuildWaitForItWithoutStallingTheTable(t *t
 				case "create a space":
 					created, err = other.EnsureSpace(ctx, paper.Space{Model: "third", Dimensions: 3, Template: "title+abstract"})
 				case "drop a space":
-					err = other.DropSpace(ctx, old.ID)
+					err = other.DropSpace(ctx, old.ID, store.DropOptions{})
 				case unindexed:
 					_, err = other.Reindex(ctx, old.ID, store.IndexHNSW, store.IndexSettings{})
 				default:

@@ -672,12 +672,47 @@ func (s *Store) Activate(ctx context.Context, id int64) error {
 	return nil
 }
 
+// DropOptions are DropSpace's options.
+type DropOptions struct {
+	// DiscardBatchJobs drops a space that open Batch API jobs (BatchPreparing, BatchSubmitted)
+	// embed into, with the jobs' records: OpenAI still runs them, and bills them, and their
+	// vectors are thrown away.
+	DiscardBatchJobs bool
+}
+
+// OpenBatchJobsError is DropSpace's refusal of a space that open Batch API jobs embed into.
+// It wraps paper.ErrInvalid.
+type OpenBatchJobsError struct {
+	Space paper.Space
+	Jobs  []BatchJob
+}
+
+func (e *OpenBatchJobsError) Error() string {
+	var b strings.Builder
+	for i, j := range e.Jobs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "job %d (%s", j.ID, j.Status)
+		if j.OpenAIID != "" {
+			fmt.Fprintf(&b, ", OpenAI batch %s", j.OpenAIID)
+		}
+		b.WriteString(")")
+	}
+	return fmt.Sprintf("open Batch API jobs embed into space %d (%s), which OpenAI keeps running and billing, and whose vectors "+
+		"dropping the space would throw away: %s; wait for them to be collected, or cancel them at OpenAI, before dropping it",
+		e.Space.ID, e.Space.Name(), b.String())
+}
+
+func (e *OpenBatchJobsError) Unwrap() error { return paper.ErrInvalid }
+
 // DropSpace deletes space id with its vectors and its index, and the new index an interrupted
 // Reindex left. It refuses the active space, with an error wrapping paper.ErrInvalid: activate
-// another one first. It waits for an index change in progress first (see lockIndexes), and its
-// DROP INDEX gives up, changing nothing, when the table stays locked by another session (see
-// execLockedDDL).
-func (s *Store) DropSpace(ctx context.Context, id int64) error {
+// another one first; and a space that open Batch API jobs embed into, with an
+// *OpenBatchJobsError (which wraps paper.ErrInvalid too), unless opts.DiscardBatchJobs. It
+// waits for an index change in progress first (see lockIndexes), and its DROP INDEX gives up,
+// changing nothing, when the table stays locked by another session (see execLockedDDL).
+func (s *Store) DropSpace(ctx context.Context, id int64, opts DropOptions) error {
 	// Refuse before waiting for the index lock (a fill's build can hold it for minutes), and
 	// again under it.
 	check := func(q querier) (spaceRow, error) {
@@ -688,6 +723,20 @@ func (s *Store) DropSpace(ctx context.Context, id int64) error {
 		if sp.Active {
 			return sp, fmt.Errorf("%s is the active space; activate another space before dropping it: %w",
 				sp.Name(), paper.ErrInvalid)
+		}
+		if opts.DiscardBatchJobs {
+			return sp, nil
+		}
+		rows, err := q.Query(ctx, `SELECT `+batchJobColumns+` FROM batch_jobs WHERE space_id = $1 AND status IN `+openJobStatuses+` ORDER BY id`, id)
+		if err != nil {
+			return sp, fmt.Errorf("look up open batch jobs: %w", err)
+		}
+		jobs, err := pgx.CollectRows(rows, scanBatchJob)
+		if err != nil {
+			return sp, fmt.Errorf("look up open batch jobs: %w", err)
+		}
+		if len(jobs) > 0 {
+			return sp, &OpenBatchJobsError{Space: sp.Space, Jobs: jobs}
 		}
 		return sp, nil
 	}
@@ -702,6 +751,11 @@ func (s *Store) DropSpace(ctx context.Context, id int64) error {
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, lockSpacesStatement); err != nil {
 			return fmt.Errorf("lock embedding spaces: %w", err)
+		}
+		// The row's lock keeps a batch job from being recorded for the space meanwhile (its
+		// foreign key check waits for it, and then fails).
+		if _, err := tx.Exec(ctx, "SELECT FROM embedding_spaces WHERE id = $1 FOR UPDATE", id); err != nil {
+			return fmt.Errorf("lock the space: %w", err)
 		}
 		sp, err := check(tx)
 		if err != nil {

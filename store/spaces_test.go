@@ -120,14 +120,14 @@ func TestDropSpaceRefusesActiveAndRemovesInactive(t *testing.T) {
 		}
 	}
 
-	err := s.DropSpace(ctx, blue.ID)
+	err := s.DropSpace(ctx, blue.ID, store.DropOptions{})
 	if !errors.Is(err, paper.ErrInvalid) || !strings.Contains(err.Error(), "active") {
 		t.Fatalf("DropSpace(active) = %v, want a refusal naming the active space", err)
 	}
 	if n := countRows(t, s, "embeddings"); n != 4 {
 		t.Fatalf("refused drop deleted vectors: %d left", n)
 	}
-	if err := s.DropSpace(ctx, green.ID); err != nil {
+	if err := s.DropSpace(ctx, green.ID, store.DropOptions{}); err != nil {
 		t.Fatalf("DropSpace(inactive): %v", err)
 	}
 	if indexExists(t, s, "embeddings_hnsw_s"+strconv.FormatInt(green.ID, 10)) {
@@ -143,7 +143,7 @@ func TestDropSpaceRefusesActiveAndRemovesInactive(t *testing.T) {
 	if n := countRows(t, s, "embeddings"); n != 2 {
 		t.Errorf("%d vectors left, want blue's 2", n)
 	}
-	if err := s.DropSpace(ctx, green.ID); !errors.Is(err, paper.ErrNotFound) {
+	if err := s.DropSpace(ctx, green.ID, store.DropOptions{}); !errors.Is(err, paper.ErrNotFound) {
 		t.Errorf("DropSpace twice = %v, want ErrNotFound", err)
 	}
 	if _, err := s.SaveEmbeddings(ctx, green.ID, []paper.Embedding{embeddingOf(ps[0], 1, 2, 3)}); err == nil {
@@ -293,10 +293,62 @@ func TestDropSpaceDropsAnInterruptedReindexsIndex(t *testing.T) {
 		strconv.FormatInt(old.ID, 10)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DropSpace(ctx, old.ID); err != nil {
+	if err := s.DropSpace(ctx, old.ID, store.DropOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if indexExists(t, s, name) {
 		t.Errorf("after DropSpace, the dropped space's %s is still there", name)
+	}
+}
+
+// TestDropSpaceRefusesASpaceThatOpenBatchJobsEmbedInto: a space's open Batch API jobs keep
+// running, and being billed, at OpenAI; dropping the space would delete their records (ON
+// DELETE CASCADE) and throw their vectors away. DropSpace refuses, naming the jobs, unless
+// told to discard them; closed jobs do not stand in the way.
+func TestDropSpaceRefusesASpaceThatOpenBatchJobsEmbedInto(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	space(t, s, "active", 3)
+	old := space(t, s, "old", 3)
+	ps := abstracts(2)
+	upsert(t, s, ps, store.Work{})
+	if _, err := s.SaveEmbeddings(ctx, old.ID, []paper.Embedding{embeddingOf(ps[0], 1, 0, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	claim := func(p paper.Abstract) store.BatchJob {
+		t.Helper()
+		job, release, err := s.ClaimBatchJob(ctx, store.BatchJob{Kind: paper.KindEmbedding, Model: old.Model, SpaceID: old.ID,
+			Target: store.BatchTarget(paper.KindEmbedding, old.Model, "", old.ID)}, []store.BatchItem{{PaperID: p.ID, ContentHash: p.ContentHash()}})
+		release()
+		if err != nil || job.ID == 0 {
+			t.Fatalf("ClaimBatchJob = %+v, %v", job, err)
+		}
+		return job
+	}
+	closed, open := claim(ps[0]), claim(ps[1])
+	closed.Status = store.BatchDone
+	if err := s.FinishBatchJob(ctx, closed, nil); err != nil {
+		t.Fatal(err)
+	}
+	open.Status, open.OpenAIID = store.BatchSubmitted, "batch_abc123"
+	if err := s.UpdateBatchJob(ctx, open); err != nil {
+		t.Fatal(err)
+	}
+
+	err := s.DropSpace(ctx, old.ID, store.DropOptions{})
+	var busy *store.OpenBatchJobsError
+	if !errors.As(err, &busy) || !errors.Is(err, paper.ErrInvalid) || len(busy.Jobs) != 1 || busy.Jobs[0].ID != open.ID ||
+		!strings.Contains(err.Error(), "batch_abc123") {
+		t.Fatalf("DropSpace of a space with an open batch job: %v; want an OpenBatchJobsError (ErrInvalid) naming job %d, batch_abc123", err, open.ID)
+	}
+	if _, ok := spacesByID(t, s)[old.ID]; !ok || countRows(t, s, "embeddings") != 1 || countRows(t, s, "batch_jobs") != 2 {
+		t.Fatal("the refused drop changed something")
+	}
+	if err := s.DropSpace(ctx, old.ID, store.DropOptions{DiscardBatchJobs: true}); err != nil {
+		t.Fatalf("DropSpace discarding the open jobs: %v", err)
+	}
+	if _, ok := spacesByID(t, s)[old.ID]; ok || countRows(t, s, "batch_jobs") != 0 {
+		t.Errorf("after the drop: space listed %v, %d batch jobs left", ok, countRows(t, s, "batch_jobs"))
 	}
 }

@@ -239,10 +239,10 @@ func TestReprocessNewEmbeddingModelFillsInactiveSpaceUntilActivate(t *testing.T)
 	if active, _ = e.st.ActiveSpace(ctx); active.ID != res.Space.ID {
 		t.Errorf("after activate the active space is %d, want %d", active.ID, res.Space.ID)
 	}
-	if err := e.st.DropSpace(ctx, res.Space.ID); !errors.Is(err, paper.ErrInvalid) {
+	if err := e.st.DropSpace(ctx, res.Space.ID, store.DropOptions{}); !errors.Is(err, paper.ErrInvalid) {
 		t.Errorf("dropping the active space: %v, want a refusal", err)
 	}
-	if err := e.st.DropSpace(ctx, blue.ID); err != nil {
+	if err := e.st.DropSpace(ctx, blue.ID, store.DropOptions{}); err != nil {
 		t.Errorf("dropping the old space: %v", err)
 	}
 }
@@ -753,5 +753,52 @@ func TestReprocessRunsThatShareAnOutputDoNotRunSideBySide(t *testing.T) {
 	}
 	if n := e.fake.Stats().EmbedRequests - embedBefore; n != 0 {
 		t.Errorf("%d embedding requests while the space's lock was held elsewhere", n)
+	}
+}
+
+// TestSpacesDropOfASpaceWithOpenBatchJobsSaysWhatToDo: `spaces drop` refuses a space that open
+// Batch API jobs embed into (OpenAI still runs and bills them), naming the jobs and the ways
+// out; --force drops it.
+func TestSpacesDropOfASpaceWithOpenBatchJobsSaysWhatToDo(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	st, err := store.Open(ctx, store.Config{URL: pgtest.URL(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := paper.Abstract{ID: "arxiv:2401.00001", Title: "T", Abstract: "A."}
+	if _, err := st.UpsertPapers(ctx, []paper.Abstract{a}, store.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	var old paper.Space
+	for _, m := range []string{"text-embedding-3-small", "text-embedding-3-large"} {
+		if old, err = st.EnsureSpace(ctx, paper.Space{Model: m, Dimensions: 4, Template: "title+abstract"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	job, release, err := st.ClaimBatchJob(ctx, store.BatchJob{Kind: paper.KindEmbedding, Model: old.Model, SpaceID: old.ID,
+		Target: store.BatchTarget(paper.KindEmbedding, old.Model, "", old.ID)}, []store.BatchItem{{PaperID: a.ID, ContentHash: a.ContentHash()}})
+	release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strconv.FormatInt(old.ID, 10)
+	var out bytes.Buffer
+	err = dropSpace(ctx, st, id, false, &out)
+	if err == nil {
+		t.Fatal("spaces drop of a space with an open batch job succeeded")
+	}
+	for _, want := range []string{"job " + strconv.FormatInt(job.ID, 10) + " (preparing)", "OpenAI keeps running and billing", "paperpipe reprocess --batch-api",
+		"cancel them at OpenAI", "paperpipe spaces drop " + id + " --force"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("spaces drop: %v\nwant it to say %q", err, want)
+		}
+	}
+	if err := dropSpace(ctx, st, id, true, &out); err != nil || !strings.Contains(out.String(), "dropped space "+id) {
+		t.Errorf("spaces drop --force: %v, %q", err, out.String())
 	}
 }

@@ -659,11 +659,12 @@ func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.S
 }
 
 func cmdSpaces(ctx context.Context, c *config, args []string) error {
-	fs := newFlagSet("spaces", "[list | drop SPACE | check [SPACE] | reindex SPACE --index KIND]", "List embedding spaces with their coverage, drop an inactive one, check how well a space's index (default: the active space's) finds each paper's exact nearest neighbours at PAPERPIPE_EF_SEARCH, or rebuild a space's index as another kind (hnsw, hnsw-halfvec or hnsw-binary) while it stays in use. SPACE is an id, a name (model/dimensions/template) or a model with one space.")
+	fs := newFlagSet("spaces", "[list | drop SPACE [--force] | check [SPACE] | reindex SPACE --index KIND]", "List embedding spaces with their coverage, drop an inactive one, check how well a space's index (default: the active space's) finds each paper's exact nearest neighbours at PAPERPIPE_EF_SEARCH, or rebuild a space's index as another kind (hnsw, hnsw-halfvec or hnsw-binary) while it stays in use. SPACE is an id, a name (model/dimensions/template) or a model with one space.")
 	c.addJSONFlag(fs)
 	sample := fs.Int("sample", 20, "check: papers asked about (a fixed sample); each costs a scan of the space")
 	k := fs.Int("k", 10, "check: neighbours per paper")
 	kind := fs.String("index", "", "reindex: the index kind to build, hnsw, hnsw-halfvec or hnsw-binary")
+	force := fs.Bool("force", false, "drop: also a space that open Batch API jobs embed into (OpenAI still bills them; their vectors are thrown away)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -689,16 +690,30 @@ func cmdSpaces(ctx context.Context, c *config, args []string) error {
 		return usageErr("unknown spaces action %q: want list, drop SPACE, check [SPACE] or reindex SPACE", pos[0])
 	}
 	if len(pos) != 2 {
-		return usageErr("spaces drop SPACE")
+		return usageErr("spaces drop SPACE [--force]")
 	}
-	sp, err := st.ResolveSpace(ctx, pos[1])
+	return dropSpace(ctx, st, pos[1], *force, os.Stderr)
+}
+
+// dropSpace drops the named space (store.DropSpace) and says what it did, or what to do
+// about the space's open Batch API jobs.
+func dropSpace(ctx context.Context, st *store.Store, name string, force bool, w io.Writer) error {
+	sp, err := st.ResolveSpace(ctx, name)
 	if err != nil {
 		return err
 	}
-	if err := st.DropSpace(ctx, sp.ID); err != nil {
+	err = st.DropSpace(ctx, sp.ID, store.DropOptions{DiscardBatchJobs: force})
+	if busy := (*store.OpenBatchJobsError)(nil); errors.As(err, &busy) {
+		return fmt.Errorf("%w.\nThey finish within 24 hours: let the `paperpipe reprocess --batch-api` run that submitted them "+
+			"collect them (or run it again, with this space's embedding model configured, to wait for them; it also submits "+
+			"the space's papers it has not submitted yet), or cancel them at OpenAI (https://platform.openai.com/batches) and "+
+			"let that run record them as failed; `paperpipe spaces drop %d --force` drops the space now, and their vectors, "+
+			"still billed, are thrown away", err, sp.ID)
+	}
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "dropped space %d (%s) and its %d vectors\n", sp.ID, sp.Name(), sp.Embedded)
+	fmt.Fprintf(w, "dropped space %d (%s) and its %d vectors\n", sp.ID, sp.Name(), sp.Embedded)
 	return nil
 }
 
