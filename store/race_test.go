@@ -236,6 +236,7 @@ func TestBuildSpaceIndexBesideAnotherSpaceLetsItsWritesGoOn(t *testing.T) {
 	if err := <-done; err == nil {
 		t.Fatal("BuildSpaceIndex succeeded although its context was cancelled while it waited")
 	}
+	waitForBuildToEnd(t, s, app)
 	if exists, valid := indexValid(); !exists || valid {
 		t.Fatalf("after the interrupted build the index exists %v, valid %v; want an invalid leftover to test with", exists, valid)
 	}
@@ -422,6 +423,28 @@ func TestUpsertPapersThatLosesANewPaperToAnotherNeedsNothing(t *testing.T) {
 					tc.name, got, want)
 			}
 		})
+	}
+}
+
+// waitForBuildToEnd returns once no connection named app runs a CREATE INDEX: a build whose
+// caller gave up (its context cancelled) goes on in the server until the cancel request
+// reaches it, and could otherwise still finish. It fails the test after 20 s.
+func waitForBuildToEnd(t *testing.T, s *store.Store, app string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var running bool
+		if err := s.Pool().QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+				WHERE application_name = $1 AND state = 'active' AND query ILIKE 'CREATE INDEX%')`, app).Scan(&running); err != nil {
+			t.Fatal(err)
+		}
+		if !running {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the cancelled index build still runs after 20 s")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -253,6 +253,7 @@ func TestSpacesAndEnsureSpaceTakeAnInvalidIndexForNone(t *testing.T) {
 	if err := <-done; err == nil {
 		t.Fatal("BuildSpaceIndex succeeded although cancelled")
 	}
+	waitForBuildToEnd(t, s, app) // the server cancels it a moment after the client gave up
 	if err := inFlight.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
