@@ -51,6 +51,12 @@ type TopologyConfig struct {
 	// MaxAckPending bounds the messages delivered and not yet acknowledged per consumer, across
 	// all workers. Defaults to 4096.
 	MaxAckPending int
+	// KeepConsumer leaves an existing consumer's AckWait, MaxDeliver and MaxAckPending as they
+	// are: they apply only to a consumer Setup creates. For processes that run no worker of it
+	// (ingest, status, serve…): the workers' processes set them, and a running worker holds its
+	// messages for the AckWait it read at start — another process setting a shorter one would
+	// have the server deliver them to a second worker, which would pay for them again.
+	KeepConsumer bool
 }
 
 func (c *TopologyConfig) setDefaults() {
@@ -148,9 +154,9 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 }
 
 // ensureConsumer creates the durable consumer name on subject when it is missing. When it
-// exists, it sets its filter subject and the fields of set that are set (AckWait, MaxDeliver,
-// MaxAckPending), and leaves the rest of its configuration as it is; it updates the consumer
-// only when that changes something.
+// exists, it sets its filter subject and, unless set.KeepConsumer, the fields of set that are
+// set (AckWait, MaxDeliver, MaxAckPending), and leaves the rest of its configuration as it is;
+// it updates the consumer only when that changes something.
 func ensureConsumer(ctx context.Context, js jetstream.JetStream, set TopologyConfig, name, subject, desc string) error {
 	cfg := set
 	cfg.setDefaults()
@@ -178,9 +184,11 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, set TopologyCon
 	}
 	cc := c.CachedInfo().Config
 	changed := false
-	setIfGiven(&cc.AckWait, set.AckWait, &changed)
-	setIfGiven(&cc.MaxDeliver, set.MaxDeliver, &changed)
-	setIfGiven(&cc.MaxAckPending, set.MaxAckPending, &changed)
+	if !set.KeepConsumer {
+		setIfGiven(&cc.AckWait, set.AckWait, &changed)
+		setIfGiven(&cc.MaxDeliver, set.MaxDeliver, &changed)
+		setIfGiven(&cc.MaxAckPending, set.MaxAckPending, &changed)
+	}
 	if cc.FilterSubject != subject || len(cc.FilterSubjects) > 0 {
 		cc.FilterSubject, cc.FilterSubjects, changed = subject, nil, true
 	}

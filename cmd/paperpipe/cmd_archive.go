@@ -441,7 +441,7 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 	if o.pageSize <= 0 {
 		o.pageSize = 5000
 	}
-	b, err := connectBroker(ctx, c, log)
+	b, err := connectBroker(ctx, c, log, brokerClient)
 	if err != nil {
 		return err
 	}

@@ -39,7 +39,7 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 		return usageErr("%v", err)
 	}
 	log := newLogger(c)
-	b, err := connectBroker(ctx, c, log)
+	b, err := connectBroker(ctx, c, log, brokerClient)
 	if err != nil {
 		return err
 	}
@@ -148,7 +148,11 @@ func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle
 		return err
 	}
 	defer st.Close()
-	b, err := connectBroker(ctx, c, log)
+	role := brokerClient
+	if slices.Contains(consumers, pipeline.ConsumerNew) {
+		role = newPaperWorkers
+	}
+	b, err := connectBroker(ctx, c, log, role)
 	if err != nil {
 		return err
 	}
@@ -334,7 +338,7 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 		return usageErr("dlq list | dlq replay SEQ... | dlq replay --all")
 	}
 	log := newLogger(c)
-	b, err := connectBroker(ctx, c, log)
+	b, err := connectBroker(ctx, c, log, brokerClient)
 	if err != nil {
 		return err
 	}
@@ -427,7 +431,7 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return err
 	}
-	b, err := connectBroker(ctx, c, log)
+	b, err := connectBroker(ctx, c, log, brokerClient)
 	if err != nil {
 		return err
 	}

@@ -54,7 +54,7 @@ func cmdServe(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return err
 	}
-	b, err := connectBroker(ctx, c, log)
+	b, err := connectBroker(ctx, c, log, brokerClient)
 	if err != nil {
 		return err
 	}

@@ -37,11 +37,25 @@ type broker struct {
 	dataDir, url string
 }
 
+// brokerRole is what a process does with the consumer of new papers (pipeline.ConsumerNew).
+type brokerRole int
+
+const (
+	// brokerClient publishes, reads or counts, and runs no worker of the consumer (ingest,
+	// status, dlq, serve, reprocess): PAPERPIPE_ACK_WAIT and PAPERPIPE_MAX_DELIVER apply to the
+	// consumer only if this process creates it. Run from another shell without them, such a
+	// command would otherwise set a running worker's consumer back to the defaults.
+	brokerClient brokerRole = iota
+	// newPaperWorkers runs workers of the consumer (worker, up): its PAPERPIPE_ACK_WAIT and
+	// PAPERPIPE_MAX_DELIVER are applied to the consumer.
+	newPaperWorkers
+)
+
 // connectBroker connects to NATS_URL, or, with none set, to the embedded server of the data
 // directory: the one another paperpipe process is running (found through its URL file), or a
 // new one started in this process. One flock on the data directory makes sure only one process
 // runs the embedded server on its files at a time.
-func connectBroker(ctx context.Context, c *config, log *slog.Logger) (*broker, error) {
+func connectBroker(ctx context.Context, c *config, log *slog.Logger, role brokerRole) (*broker, error) {
 	b := &broker{}
 	url := c.NATSURL
 	if url == "" {
@@ -106,7 +120,8 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger) (*broker, e
 		return nil, fmt.Errorf("JetStream: %w", err)
 	}
 	b.js = js
-	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{Replicas: c.Replicas, AckWait: c.AckWait, MaxDeliver: c.MaxDeliver}); err != nil {
+	topo := pipeline.TopologyConfig{Replicas: c.Replicas, AckWait: c.AckWait, MaxDeliver: c.MaxDeliver, KeepConsumer: role != newPaperWorkers}
+	if err := pipeline.Setup(ctx, js, topo); err != nil {
 		b.close()
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
 			return nil, fmt.Errorf("%w (is JetStream enabled on %s?)", err, redact.URLs(url))

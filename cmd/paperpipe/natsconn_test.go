@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/paperpipe/paperpipe/internal/natstest"
 	"github.com/paperpipe/paperpipe/pipeline"
 )
 
@@ -19,11 +21,11 @@ func TestEmbeddedServerIsTakenOverWhenItsProcessStops(t *testing.T) {
 	ctx := t.Context()
 	c := &config{DataDir: t.TempDir()}
 	log := slog.New(slog.DiscardHandler)
-	owner, err := connectBroker(ctx, c, log)
+	owner, err := connectBroker(ctx, c, log, brokerClient)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := connectBroker(ctx, c, log)
+	other, err := connectBroker(ctx, c, log, brokerClient)
 	if err != nil {
 		owner.close()
 		t.Fatal(err)
@@ -64,20 +66,20 @@ func TestNATSReplicasApplyWhenTheStreamsAreCreated(t *testing.T) {
 	ctx := t.Context()
 	log := slog.New(slog.DiscardHandler)
 	c := &config{DataDir: t.TempDir(), Replicas: 3}
-	if b, err := connectBroker(ctx, c, log); err == nil || !strings.Contains(err.Error(), "replicas") {
+	if b, err := connectBroker(ctx, c, log, brokerClient); err == nil || !strings.Contains(err.Error(), "replicas") {
 		if err == nil {
 			b.close()
 		}
 		t.Fatalf("connectBroker with 3 replicas on a single server = %v, want the server's refusal", err)
 	}
 	c.Replicas = 1
-	b, err := connectBroker(ctx, c, log)
+	b, err := connectBroker(ctx, c, log, brokerClient)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b.close()
 	c.Replicas = 3
-	b, err = connectBroker(ctx, c, log)
+	b, err = connectBroker(ctx, c, log, brokerClient)
 	if err != nil {
 		t.Fatalf("connectBroker with 3 replicas on existing streams: %v, want them left as they are", err)
 	}
@@ -88,5 +90,44 @@ func TestNATSReplicasApplyWhenTheStreamsAreCreated(t *testing.T) {
 	}
 	if r := s.CachedInfo().Config.Replicas; r != 1 {
 		t.Errorf("%s replicas = %d, want its own 1", pipeline.StreamPapers, r)
+	}
+}
+
+// TestOnlyWorkersSetTheConsumersAckWait: a running worker holds its messages for the AckWait
+// it read at start, so a command that runs no worker (status, dlq, ingest, serve, reprocess),
+// started from a shell without PAPERPIPE_ACK_WAIT and PAPERPIPE_MAX_DELIVER, must leave the
+// consumer's as the workers set them — set back to 60 s, the server would hand the messages a
+// slow worker holds to a second worker, which would pay for them again. A worker applies its
+// own.
+func TestOnlyWorkersSetTheConsumersAckWait(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	workers := newCLI(t, "NATS_URL="+srv.ClientURL(), "PAPERPIPE_ACK_WAIT=10m", "PAPERPIPE_MAX_DELIVER=20")
+	workers.ok("ingest", sampleFile) // creates the consumer with the shell's settings
+	consumer := func() (time.Duration, int) {
+		t.Helper()
+		cons, err := js.Consumer(t.Context(), pipeline.StreamPapers, pipeline.ConsumerNew)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := cons.CachedInfo().Config
+		return cfg.AckWait, cfg.MaxDeliver
+	}
+	if aw, md := consumer(); aw != 10*time.Minute || md != 20 {
+		t.Fatalf("the consumer ingest created: AckWait %s, MaxDeliver %d; want the shell's 10m, 20", aw, md)
+	}
+	// Another shell: the same database and data directory, none of the two settings.
+	other := &cli{t: t, env: append(slices.Clone(workers.env[:5]), "NATS_URL="+srv.ClientURL())}
+	for _, args := range [][]string{{"status"}, {"dlq", "list"}, {"ingest", sampleFile}} {
+		other.ok(args...)
+		if aw, md := consumer(); aw != 10*time.Minute || md != 20 {
+			t.Fatalf("`paperpipe %s` from another shell set the workers' consumer to AckWait %s, MaxDeliver %d; want 10m, 20",
+				strings.Join(args, " "), aw, md)
+		}
+	}
+	other.ok("worker", "--exit-when-idle")
+	if aw, md := consumer(); aw != time.Minute || md != 8 {
+		t.Errorf("after a worker with the default settings: AckWait %s, MaxDeliver %d; want its 1m, 8", aw, md)
 	}
 }
