@@ -205,22 +205,30 @@ type frontPage struct {
 	Next     string // URL of the next page, "" on the last
 	Category string
 	Text     string
+	Since    string // the since filter as given, "" when none
 	First    bool
 }
 
+// frontPageLimit is the front page's page size without limit.
+const frontPageLimit = 25
+
 func (s *Server) uiFront(w http.ResponseWriter, r *http.Request) {
-	q, err := parseList(r, 25)
+	q, err := parseList(r, frontPageLimit)
 	if err != nil {
 		s.failPage(w, r, err)
 		return
 	}
 	q.Cursor = r.URL.Query().Get("after")
+	since := ""
+	if !q.Since.IsZero() {
+		since = r.URL.Query().Get("since") // parseList accepted it
+	}
 	page, err := s.cfg.Store.ListPapers(r.Context(), q)
 	if err != nil {
 		s.failPage(w, r, err)
 		return
 	}
-	data := frontPage{base: s.base("paperpipe"), Category: q.Category, Text: q.Text, First: q.Cursor == ""}
+	data := frontPage{base: s.base("paperpipe"), Category: q.Category, Text: q.Text, Since: since, First: q.Cursor == ""}
 	data.Nav = "papers"
 	for _, rec := range page.Papers {
 		data.Papers = append(data.Papers, viewOf(rec))
@@ -232,6 +240,13 @@ func (s *Server) uiFront(w http.ResponseWriter, r *http.Request) {
 		}
 		if q.Text != "" {
 			v.Set("text", q.Text)
+		}
+		// The next page keeps every filter of this one, and its page size.
+		if since != "" {
+			v.Set("since", since)
+		}
+		if q.Limit != frontPageLimit {
+			v.Set("limit", strconv.Itoa(q.Limit))
 		}
 		data.Next = "/?" + v.Encode()
 	}

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
 	"math"
 	"math/rand/v2"
+	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -259,5 +263,65 @@ func TestMapCacheComputesOneLayoutAtATimeOutsideItsLock(t *testing.T) {
 	}
 	if n := computed.Load(); n != 1 {
 		t.Errorf("%d layouts computed for one set of points, want 1", n)
+	}
+}
+
+// pagedStore answers ListPapers with one paper and a next cursor, and records the queries.
+type pagedStore struct {
+	nilStore
+	queries chan ListQuery
+}
+
+func (s pagedStore) ListPapers(_ context.Context, q ListQuery) (Page, error) {
+	s.queries <- q
+	return Page{Papers: []paper.Record{{Abstract: paper.Abstract{ID: "arxiv:2401.00001", Title: "A paper"}}}, Next: "cursor-2"}, nil
+}
+
+// TestFrontPageNextLinkKeepsSinceAndLimit: the "Older papers" link of a filtered front page
+// keeps since and a non-default limit, as it keeps category and text, so page 2 has the same
+// filter; the filter line names since.
+func TestFrontPageNextLinkKeepsSinceAndLimit(t *testing.T) {
+	t.Parallel()
+	st := pagedStore{queries: make(chan ListQuery, 4)}
+	s, err := New(Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string) string {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != 200 {
+			t.Fatalf("GET %s: %d\n%s", path, rec.Code, rec.Body)
+		}
+		return rec.Body.String()
+	}
+	body := get("/?limit=2&category=cs.LG&since=2025-01-31T08:00:00Z")
+	<-st.queries
+	if !strings.Contains(body, "since <strong>2025-01-31T08:00:00Z</strong>") {
+		t.Errorf("the filter line does not name since:\n%s", body)
+	}
+	m := regexp.MustCompile(`<a rel="next" href="([^"]+)"`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no next link:\n%s", body)
+	}
+	next := html.UnescapeString(m[1])
+	get(next)
+	q := <-st.queries
+	want := time.Date(2025, 1, 31, 8, 0, 0, 0, time.UTC)
+	if !q.Since.Equal(want) || q.Limit != 2 || q.Category != "cs.LG" || q.Cursor != "cursor-2" {
+		t.Errorf("the next link %s asks since=%v limit=%d category=%q cursor=%q, want since=%v limit=2 category=cs.LG cursor=cursor-2",
+			next, q.Since, q.Limit, q.Category, q.Cursor, want)
+	}
+
+	// Without limit the link has none (the default stays the default).
+	body = get("/?since=2025-01-31")
+	<-st.queries
+	m = regexp.MustCompile(`<a rel="next" href="([^"]+)"`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no next link:\n%s", body)
+	}
+	if next := html.UnescapeString(m[1]); strings.Contains(next, "limit=") || !strings.Contains(next, "since=2025-01-31") {
+		t.Errorf("the next link of /?since=2025-01-31 is %s, want since=2025-01-31 and no limit", next)
 	}
 }
