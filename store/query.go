@@ -254,8 +254,8 @@ func (s *Store) relatedInput(ctx context.Context, spaceID int64, id string, k in
 }
 
 func checkK(k int) error {
-	if k < 1 || k > maxK {
-		return fmt.Errorf("k is %d, want 1 to %d: %w", k, maxK, paper.ErrInvalid)
+	if k < 1 || k > MaxK {
+		return fmt.Errorf("k is %d, want 1 to %d: %w", k, MaxK, paper.ErrInvalid)
 	}
 	return nil
 }
@@ -422,15 +422,15 @@ func DecodeCursor(s string) (*Cursor, error) {
 	return &Cursor{createdAt: time.UnixMicro(us).UTC(), id: id}, nil
 }
 
-// maxListLimit bounds one page of List.
-const maxListLimit = 1000
+// MaxListLimit bounds one page of List and ListFiltered, and the categories of Categories.
+const MaxListLimit = 1000
 
 // List returns up to limit papers, newest first (by creation, then id), after the position
 // before (nil for the first page), and the cursor of the next page, nil on the last one.
 // limit must be 1 to 1000.
 func (s *Store) List(ctx context.Context, limit int, before *Cursor) ([]paper.Record, *Cursor, error) {
-	if limit < 1 || limit > maxListLimit {
-		return nil, nil, fmt.Errorf("list papers: limit is %d, want 1 to %d: %w", limit, maxListLimit, paper.ErrInvalid)
+	if limit < 1 || limit > MaxListLimit {
+		return nil, nil, fmt.Errorf("list papers: limit is %d, want 1 to %d: %w", limit, MaxListLimit, paper.ErrInvalid)
 	}
 	var (
 		rows pgx.Rows

@@ -41,8 +41,8 @@ func (s *Store) CheckRecall(ctx context.Context, spaceID int64, sample, k int) (
 	if err := checkK(k); err != nil {
 		return RecallCheck{}, fmt.Errorf("check recall: %w", err)
 	}
-	if sample < 1 || sample > maxK {
-		return RecallCheck{}, fmt.Errorf("check recall: sample is %d, want 1 to %d: %w", sample, maxK, paper.ErrInvalid)
+	if sample < 1 || sample > MaxK {
+		return RecallCheck{}, fmt.Errorf("check recall: sample is %d, want 1 to %d: %w", sample, MaxK, paper.ErrInvalid)
 	}
 	sp, err := s.space(ctx, spaceID)
 	if err != nil {

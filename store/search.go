@@ -124,7 +124,7 @@ func (s *Store) hybridStatement(sp spaceRow, q string, vec []float32, k int) (st
 
 // hybridCandidates is how many papers each ranking of a hybrid search for k results offers
 // to the fusion.
-func hybridCandidates(k int) int { return min(max(4*k, 50), maxK) }
+func hybridCandidates(k int) int { return min(max(4*k, 50), MaxK) }
 
 // hybridSQL is the hybrid statement of one space, whose vectors appear as v (with the query
 // vector as $2): $1 the text, $2 the query vector, $3 the candidates per ranking, $4 k, $5 the
@@ -205,8 +205,8 @@ type ListFilter struct {
 // position before (nil for the first page), and the cursor of the next page, nil on the last
 // one. limit must be 1 to 1000. Bad filter values are errors wrapping paper.ErrInvalid.
 func (s *Store) ListFiltered(ctx context.Context, f ListFilter, limit int, before *Cursor) ([]paper.Record, *Cursor, error) {
-	if limit < 1 || limit > maxListLimit {
-		return nil, nil, fmt.Errorf("list papers: limit is %d, want 1 to %d: %w", limit, maxListLimit, paper.ErrInvalid)
+	if limit < 1 || limit > MaxListLimit {
+		return nil, nil, fmt.Errorf("list papers: limit is %d, want 1 to %d: %w", limit, MaxListLimit, paper.ErrInvalid)
 	}
 	var (
 		conds []string
@@ -258,8 +258,8 @@ func (s *Store) ListFiltered(ctx context.Context, f ListFilter, limit int, befor
 // Categories returns the categories of the archive with how many papers carry each, most
 // common first, at most limit of them.
 func (s *Store) Categories(ctx context.Context, limit int) ([]CategoryCount, error) {
-	if limit < 1 || limit > maxListLimit {
-		return nil, fmt.Errorf("categories: limit is %d, want 1 to %d: %w", limit, maxListLimit, paper.ErrInvalid)
+	if limit < 1 || limit > MaxListLimit {
+		return nil, fmt.Errorf("categories: limit is %d, want 1 to %d: %w", limit, MaxListLimit, paper.ErrInvalid)
 	}
 	rows, err := s.pool.Query(ctx, `SELECT c, count(*) FROM papers, unnest(categories) AS c
 		GROUP BY c ORDER BY count(*) DESC, c LIMIT $1`, limit)

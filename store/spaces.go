@@ -22,6 +22,11 @@ import (
 // any of them.
 const MaxDimensions = 16000
 
+// MaxK is the most results a nearest-neighbour query (Related, Search, HybridSearch) returns,
+// and the largest sample of CheckRecall: hnsw.ef_search's upper bound, as more results could
+// not come from the index.
+const MaxK = 1000
+
 const (
 	maxVectorIndexDims  = 2000
 	maxHalfvecIndexDims = 4000
@@ -32,9 +37,6 @@ const (
 	// ef_search 200 went from 0.940 to 0.980 with 128, and the build (681 s) stayed faster than
 	// the vector index's at 64 (866-977 s). See bench/results.
 	binaryEfConstruction = 128
-	// maxK is hnsw.ef_search's upper bound: more results could not come from the index.
-	maxK = 1000
-
 	lockSpacesStatement  = "LOCK TABLE embedding_spaces IN SHARE ROW EXCLUSIVE MODE"
 	spaceColumns         = "id, model, dimensions, template, active, index_kind"
 	activeSpaceCondition = "SELECT id FROM embedding_spaces WHERE active"

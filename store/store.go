@@ -113,7 +113,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.VectorIndex = DefaultIndexKind
 	}
 	s := &Store{
-		ef:     min(cfg.EFSearch, maxK),
+		ef:     min(cfg.EFSearch, MaxK),
 		index:  cfg.VectorIndex,
 		log:    log,
 		target: fmt.Sprintf("%s@%s:%d/%s", cc.User, cc.Host, cc.Port, cc.Database),

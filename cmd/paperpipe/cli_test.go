@@ -22,6 +22,7 @@ import (
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
+	"github.com/paperpipe/paperpipe/store"
 )
 
 // A worker on another embedding model than the active space's (as after `make demo` and then
@@ -171,6 +172,40 @@ func TestBadFlagsExitWithUsageStatus(t *testing.T) {
 	}
 	if r := c.run("list", "-h"); r.code != 0 {
 		t.Errorf("list -h: exit %d, want 0", r.code)
+	}
+}
+
+// A count above the store's bound (store.MaxListLimit for list -n, store.MaxK for -k and
+// --sample) is a usage error, exit 2, that states the bound, given before anything is opened;
+// the flags' help states it too. list -n 1001 was accepted up to 10000 and then refused by the
+// store with exit 1.
+func TestCountsAboveTheStoresBoundsAreUsageErrors(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	for _, tc := range []struct {
+		args  []string
+		bound int
+	}{
+		{[]string{"list", "-n", strconv.Itoa(store.MaxListLimit + 1)}, store.MaxListLimit},
+		{[]string{"related", "x", "-k", strconv.Itoa(store.MaxK + 1)}, store.MaxK},
+		{[]string{"search", "--embed-model", "offline", "text", "-k", strconv.Itoa(store.MaxK + 1)}, store.MaxK},
+		{[]string{"spaces", "check", "-k", strconv.Itoa(store.MaxK + 1)}, store.MaxK},
+		{[]string{"spaces", "check", "--sample", strconv.Itoa(store.MaxK + 1)}, store.MaxK},
+	} {
+		r := c.run(tc.args...)
+		if want := fmt.Sprintf("want 1 to %d", tc.bound); r.code != 2 || !strings.Contains(r.stderr, want) {
+			t.Errorf("paperpipe %s: exit %d, stderr %q; want 2 and %q", strings.Join(tc.args, " "), r.code, r.stderr, want)
+		}
+	}
+	for _, args := range [][]string{{"list", "-h"}, {"related", "-h"}, {"search", "-h"}, {"spaces", "-h"}} {
+		bound := store.MaxK
+		if args[0] == "list" {
+			bound = store.MaxListLimit
+		}
+		r := c.run(args...)
+		if want := fmt.Sprintf("1 to %d", bound); !strings.Contains(r.stdout+r.stderr, want) {
+			t.Errorf("paperpipe %s does not state the bound %q:\n%s%s", strings.Join(args, " "), want, r.stdout, r.stderr)
+		}
 	}
 }
 

@@ -661,13 +661,21 @@ func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.S
 func cmdSpaces(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("spaces", "[list | drop SPACE [--force] | check [SPACE] | reindex SPACE --index KIND]", "List embedding spaces with their coverage, drop an inactive one, check how well a space's index (default: the active space's) finds each paper's exact nearest neighbours at PAPERPIPE_EF_SEARCH, or rebuild a space's index as another kind (hnsw, hnsw-halfvec or hnsw-binary) while it stays in use. SPACE is an id, a name (model/dimensions/template) or a model with one space.")
 	c.addJSONFlag(fs)
-	sample := fs.Int("sample", 20, "check: papers asked about (a fixed sample); each costs a scan of the space")
-	k := fs.Int("k", 10, "check: neighbours per paper")
+	sample := fs.Int("sample", 20, fmt.Sprintf("check: papers asked about (a fixed sample), 1 to %d; each costs a scan of the space", store.MaxK))
+	k := fs.Int("k", 10, fmt.Sprintf("check: neighbours per paper, 1 to %d", store.MaxK))
 	kind := fs.String("index", "", "reindex: the index kind to build, hnsw, hnsw-halfvec or hnsw-binary")
 	force := fs.Bool("force", false, "drop: also a space that open Batch API jobs embed into (OpenAI still bills them; their vectors are thrown away)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
+	}
+	if len(pos) > 0 && pos[0] == "check" {
+		if err := checkK(*k); err != nil {
+			return err
+		}
+		if *sample < 1 || *sample > store.MaxK {
+			return usageErr("--sample is %d, want 1 to %d", *sample, store.MaxK)
+		}
 	}
 	st, err := openStore(ctx, c, newLogger(c))
 	if err != nil {

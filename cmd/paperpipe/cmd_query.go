@@ -72,7 +72,7 @@ func printRecord(r paper.Record) {
 func cmdRelated(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("related", "ID|TITLE", "List the papers nearest to one paper in the active embedding space.")
 	c.addJSONFlag(fs)
-	k := fs.Int("k", 10, "how many papers")
+	k := fs.Int("k", 10, kHelp)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -80,8 +80,8 @@ func cmdRelated(ctx context.Context, c *config, args []string) error {
 	if len(pos) == 0 {
 		return usageErr("name a paper by id or title fragment")
 	}
-	if *k < 1 || *k > 1000 {
-		return usageErr("-k must be between 1 and 1000")
+	if err := checkK(*k); err != nil {
+		return err
 	}
 	st, err := openStore(ctx, c, newLogger(c))
 	if err != nil {
@@ -119,7 +119,7 @@ func cmdSearch(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("search", "TEXT", "Find the papers nearest in meaning to free text (embedded by the active space's model).")
 	c.addJSONFlag(fs)
 	c.addModelFlags(fs)
-	k := fs.Int("k", 10, "how many papers")
+	k := fs.Int("k", 10, kHelp)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -128,8 +128,8 @@ func cmdSearch(ctx context.Context, c *config, args []string) error {
 	if q == "" {
 		return usageErr("give the text to search for")
 	}
-	if *k < 1 || *k > 1000 {
-		return usageErr("-k must be between 1 and 1000")
+	if err := checkK(*k); err != nil {
+		return err
 	}
 	if err := c.checkAPI(false, true); err != nil {
 		return err
@@ -163,6 +163,18 @@ func cmdSearch(ctx context.Context, c *config, args []string) error {
 	return nil
 }
 
+// kHelp is the help of the -k flag of the commands that ask for nearest neighbours.
+var kHelp = fmt.Sprintf("how many papers, 1 to %d", store.MaxK)
+
+// checkK is the usage error of a -k the store would refuse (store.MaxK), before anything is
+// opened.
+func checkK(k int) error {
+	if k < 1 || k > store.MaxK {
+		return usageErr("-k is %d, want 1 to %d", k, store.MaxK)
+	}
+	return nil
+}
+
 func printHits(hits []paper.Hit) {
 	if len(hits) == 0 {
 		fmt.Println("no papers found")
@@ -179,13 +191,13 @@ func printHits(hits []paper.Hit) {
 func cmdList(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("list", "", "List papers with their TL;DRs, newest first.")
 	c.addJSONFlag(fs)
-	n := fs.Int("n", 20, "how many papers")
+	n := fs.Int("n", 20, fmt.Sprintf("how many papers, 1 to %d", store.MaxListLimit))
 	cursor := fs.String("after", "", "continue from the cursor printed by a previous page")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
-	if *n < 1 || *n > 10000 {
-		return usageErr("-n must be between 1 and 10000")
+	if *n < 1 || *n > store.MaxListLimit {
+		return usageErr("-n is %d, want 1 to %d", *n, store.MaxListLimit)
 	}
 	var cur *store.Cursor
 	if *cursor != "" {
