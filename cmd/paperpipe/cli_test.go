@@ -209,6 +209,38 @@ func TestCountsAboveTheStoresBoundsAreUsageErrors(t *testing.T) {
 	}
 }
 
+// A bad web setting in the environment is a configuration error naming its variable, exit 2,
+// given before anything is opened, like a variable that does not parse: up started the
+// workers, and both serve and up connected, before web.New refused it in its own field names
+// ("web config: ProtectReads needs an APIToken"), exit 1.
+func TestBadWebSettingsFailBeforeAnythingIsOpened(t *testing.T) {
+	t.Parallel()
+	// Nothing listens at the database's address: a command that tries to open it fails there.
+	db := fmt.Sprintf("DATABASE_URL=postgres://paperpipe@127.0.0.1:%d/paperpipe?sslmode=disable&connect_timeout=2", freePort(t))
+	for _, tc := range []struct {
+		env  []string
+		want []string
+	}{
+		{[]string{"PAPERPIPE_API_TOKEN_READS=1"}, []string{"PAPERPIPE_API_TOKEN_READS", "PAPERPIPE_API_TOKEN:"}},
+		{[]string{"PAPERPIPE_HTTP_MAX_BODY_BYTES=-1"}, []string{"PAPERPIPE_HTTP_MAX_BODY_BYTES=\"-1\""}},
+		{[]string{"PAPERPIPE_HTTP_MAX_BODY_BYTES=0"}, []string{"PAPERPIPE_HTTP_MAX_BODY_BYTES=\"0\""}},
+		{[]string{"PAPERPIPE_PRICES=gpt-4o-mini"}, []string{"PAPERPIPE_PRICES"}},
+	} {
+		c := newCLI(t, append([]string{db, "NATS_URL=nats://127.0.0.1:" + strconv.Itoa(freePort(t))}, tc.env...)...)
+		for _, args := range [][]string{{"up", "--http", "127.0.0.1:0"}, {"serve", "--http", "127.0.0.1:0"}} {
+			r := c.run(args...)
+			ok := r.code == 2 && !strings.Contains(r.stderr, "web config")
+			for _, w := range tc.want {
+				ok = ok && strings.Contains(r.stderr, w)
+			}
+			if !ok {
+				t.Errorf("paperpipe %s with %v: exit %d, stderr %q; want 2 and a message naming %q",
+					strings.Join(args, " "), tc.env, r.code, r.stderr, tc.want)
+			}
+		}
+	}
+}
+
 // The version the container build sets (deploy/Dockerfile: -X main.version=${VERSION}) is the
 // one `paperpipe version` prints; a plain build is "dev".
 func TestVersionIsTheOneTheBuildSets(t *testing.T) {

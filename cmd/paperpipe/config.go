@@ -13,6 +13,7 @@ import (
 
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/metrics"
+	"github.com/paperpipe/paperpipe/internal/pricing"
 	"github.com/paperpipe/paperpipe/store"
 )
 
@@ -138,6 +139,18 @@ func loadConfig() *config {
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		fatalf("PAPERPIPE_NATS_REPLICAS=%d: want 1 to 5 (JetStream's limit)", c.Replicas)
+	}
+	// Settings that only serve and up use are checked here too, with the others: found by
+	// web.New they failed after the database, NATS and (in up) the workers had started, in the
+	// web package's field names.
+	if c.MaxBodyBytes < 1 {
+		fatalf("PAPERPIPE_HTTP_MAX_BODY_BYTES=%q: want a number of bytes above 0", os.Getenv("PAPERPIPE_HTTP_MAX_BODY_BYTES"))
+	}
+	if c.APITokenReads && c.APIToken == "" {
+		fatalf("PAPERPIPE_API_TOKEN_READS=%q needs PAPERPIPE_API_TOKEN: reads cannot require a token that is not set", os.Getenv("PAPERPIPE_API_TOKEN_READS"))
+	}
+	if _, err := pricing.Parse(c.Prices); err != nil {
+		fatalf("PAPERPIPE_PRICES: %v", err)
 	}
 	return c
 }
