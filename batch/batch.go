@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -169,10 +168,10 @@ func (c *Config) setDefaults() {
 }
 
 func (c *Config) validate() error {
-	u, err := url.Parse(c.BaseURL)
+	if err := llm.CheckBaseURL(c.BaseURL); err != nil {
+		return fmt.Errorf("batch config: BaseURL %w", err)
+	}
 	switch {
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		return fmt.Errorf("batch config: BaseURL %q is not an http(s) URL", c.BaseURL)
 	case c.Store == nil:
 		return errors.New("batch config: Store is required")
 	case c.Chat == nil && c.Embed == nil:
@@ -230,7 +229,8 @@ func New(cfg Config) (*Runner, error) {
 	oc.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
 	// The transport feeds the Limiter with every response: a 429's Retry-After pauses the
 	// Retrier's next attempt (without it, 429s were retried every 0-250 ms).
-	oc.HTTPClient = llm.HTTPClient(cfg.HTTPClient, cfg.Limiter)
+	// Errors of calls show URLs with their secrets masked (llm.APIClient).
+	oc.HTTPClient = llm.APIClient(cfg.HTTPClient, cfg.Limiter)
 	return &Runner{
 		cfg:     cfg,
 		api:     openai.NewClientWithConfig(oc),

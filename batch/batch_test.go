@@ -532,6 +532,28 @@ func TestRateLimitedPollWaitsRetryAfter(t *testing.T) {
 	}
 }
 
+// TestBaseURLErrorNeverShowsItsSecrets: a refused BaseURL — malformed, or with a query that
+// go-openai would put inside every request's URL — is shown without the password of its
+// userinfo or the credential of its query.
+func TestBaseURLErrorNeverShowsItsSecrets(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{
+		"https://user:PassW0rd@api.example.com:badport/v1?api_key=K3yValue",
+		"https://user:PassW0rd@api.example.com/v1?api_key=K3yValue",
+	} {
+		_, err := batch.New(batch.Config{BaseURL: raw, Store: (*store.Store)(nil), Chat: &batch.ChatWork{}})
+		if err == nil || !strings.Contains(err.Error(), "BaseURL") {
+			t.Errorf("New with BaseURL %s: %v, want an error naming BaseURL", raw, err)
+			continue
+		}
+		for _, secret := range []string{"PassW0rd", "K3yValue"} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("the error of BaseURL %s shows %s: %v", raw, secret, err)
+			}
+		}
+	}
+}
+
 func TestConfigIsValidated(t *testing.T) {
 	t.Parallel()
 	for name, cfg := range map[string]batch.Config{

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/internal/llm"
 	"github.com/paperpipe/paperpipe/internal/metrics"
 	"github.com/paperpipe/paperpipe/internal/pricing"
 	"github.com/paperpipe/paperpipe/store"
@@ -148,6 +149,11 @@ func loadConfig() *config {
 	}
 	if c.APITokenReads && c.APIToken == "" {
 		fatalf("PAPERPIPE_API_TOKEN_READS=%q needs PAPERPIPE_API_TOKEN: reads cannot require a token that is not set", os.Getenv("PAPERPIPE_API_TOKEN_READS"))
+	}
+	if c.BaseURL != "" {
+		if err := llm.CheckBaseURL(c.BaseURL); err != nil {
+			fatalf("OPENAI_BASE_URL %v (the key is OPENAI_API_KEY)", err)
+		}
 	}
 	if _, err := pricing.Parse(c.Prices); err != nil {
 		fatalf("PAPERPIPE_PRICES: %v", err)

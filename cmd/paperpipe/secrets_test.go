@@ -38,6 +38,24 @@ func freePort(t *testing.T) int {
 	return port
 }
 
+// An OPENAI_BASE_URL that does not parse, or that has a query (go-openai would put it inside
+// every request's URL: …/v1?api_key=K/chat/completions), is refused when the environment is
+// read, exit 2, naming the variable, without showing its password or its query's key.
+func TestBadOpenAIBaseURLIsRefusedWithoutItsSecrets(t *testing.T) {
+	t.Parallel()
+	for _, base := range []string{
+		"https://user:PassW0rd@api.example.com:badport/v1?api_key=K3yValue",
+		"https://user:PassW0rd@api.example.com/v1?api_key=K3yValue",
+	} {
+		c := newCLI(t, "OPENAI_BASE_URL="+base)
+		r := c.run("summarize", "--chat-model", "gpt-4o-mini", sampleFile)
+		if r.code != 2 || !strings.Contains(r.stderr, "OPENAI_BASE_URL") {
+			t.Errorf("summarize with OPENAI_BASE_URL=%s: exit %d, stderr %s; want 2 and a message naming OPENAI_BASE_URL", base, r.code, r.stderr)
+		}
+		noSecret(t, "the error of OPENAI_BASE_URL="+base, r.stderr, "PassW0rd", "K3yValue")
+	}
+}
+
 // A NATS_URL may carry a password (nats://user:pass@host) or a token (nats://token@host); the
 // messages that name the server show neither.
 func TestNATSURLSecretsAreNotPrinted(t *testing.T) {

@@ -1,6 +1,7 @@
 package llm
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	openai "github.com/sashabaranov/go-openai"
+
+	"github.com/paperpipe/paperpipe/internal/redact"
 )
 
 // Conn is the connection part of an OpenAI-compatible client's configuration, the same for the
@@ -27,23 +30,72 @@ type Conn struct {
 
 // Validate checks the connection fields; errors start with what ("summarize config").
 func (c Conn) Validate(what string) error {
-	u, err := url.Parse(c.BaseURL)
-	switch {
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		return fmt.Errorf("%s: BaseURL %q is not an http(s) URL", what, c.BaseURL)
-	case c.Timeout < 0:
+	if err := CheckBaseURL(c.BaseURL); err != nil {
+		return fmt.Errorf("%s: BaseURL %w", what, err)
+	}
+	if c.Timeout < 0 {
 		return fmt.Errorf("%s: Timeout is %v, want > 0", what, c.Timeout)
 	}
 	return nil
 }
 
+// CheckBaseURL checks an OpenAI-compatible API's base URL: an http(s) URL with a host, and
+// neither a query nor a fragment, which go-openai would put in the middle of every request's
+// URL (it appends the endpoint's path to the base URL as a string: …/v1?api_key=K/chat/completions
+// asks /v1 with the query "api_key=K/chat/completions"). Its error, which follows "BaseURL" or
+// a variable's name, shows the URL with its secrets masked (redact.URL): a password of its
+// userinfo or a credential in its query is never printed.
+func CheckBaseURL(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return fmt.Errorf("%q is not an http(s) URL", shownBaseURL(raw))
+	case u.RawQuery != "" || u.ForceQuery || strings.Contains(raw, "#"):
+		return fmt.Errorf("%q has a query or a fragment, which would end up inside every request's URL: "+
+			"give the API's address only (an API key is the API key's setting, not part of the URL)", shownBaseURL(raw))
+	}
+	return nil
+}
+
+// shownBaseURL is a refused base URL as its error shows it: redact.URL, and a fragment,
+// which redact.URL keeps, masked as well.
+func shownBaseURL(raw string) string {
+	s := redact.URL(raw)
+	if before, _, ok := strings.Cut(s, "#"); ok {
+		s = before + "#" + redact.Mask
+	}
+	return s
+}
+
+// BaseURLForLog is a base URL as log lines show it: without a trailing slash, its secrets
+// masked (redact.URL).
+func BaseURLForLog(raw string) string { return redact.URL(strings.TrimRight(raw, "/")) }
+
+// APIClient returns the HTTP client for a go-openai client of the API: HTTPClient(c, l), whose
+// errors show the request's URL with its secrets masked. net/http's errors carry the URL
+// (Post "https://TOKEN@host/v1/chat/completions": dial tcp …), and only a password would be
+// hidden: a token given as the user name of the base URL would reach every log line and error
+// message of a failed call.
+func APIClient(c *http.Client, l *Limiter) openai.HTTPDoer { return redactingClient{HTTPClient(c, l)} }
+
+type redactingClient struct{ c *http.Client }
+
+func (r redactingClient) Do(req *http.Request) (*http.Response, error) {
+	resp, err := r.c.Do(req)
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		ue.URL = redact.URL(ue.URL)
+	}
+	return resp, err
+}
+
 // Open returns a go-openai client for the API, whose HTTP client feeds the Limiter from every
-// response, and the Retrier its calls go through. baseURL is BaseURL without a trailing slash,
-// for log lines.
+// response and masks the secrets of the URLs in its errors (APIClient), and the Retrier its
+// calls go through. baseURL is BaseURL for log lines (BaseURLForLog).
 func (c Conn) Open() (api *openai.Client, retry Retrier, baseURL string) {
 	oc := openai.DefaultConfig(c.APIKey)
 	oc.BaseURL = strings.TrimRight(c.BaseURL, "/")
-	oc.HTTPClient = HTTPClient(c.HTTPClient, c.Limiter)
+	oc.HTTPClient = APIClient(c.HTTPClient, c.Limiter)
 	retry = Retrier{MaxRetries: c.MaxRetries, Timeout: c.Timeout, Limiter: c.Limiter, Logger: c.Logger, APIKey: c.APIKey}
-	return openai.NewClientWithConfig(oc), retry, oc.BaseURL
+	return openai.NewClientWithConfig(oc), retry, BaseURLForLog(c.BaseURL)
 }

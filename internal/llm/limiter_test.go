@@ -3,11 +3,15 @@ package llm
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	openai "github.com/sashabaranov/go-openai"
 )
 
 // fakeClock is a settable clock for the limiter's pure reservation logic.
@@ -280,5 +284,71 @@ func TestWaitHonoursAPauseSetWhileWaitingForTheBucket(t *testing.T) {
 	until := l.PausedUntil()
 	if at := <-done; at.Before(until) {
 		t.Errorf("Wait returned %v before the pause set while it waited for the bucket ended", until.Sub(at).Round(time.Millisecond))
+	}
+}
+
+// TestBaseURLErrorsNeverShowItsSecrets: the error of a base URL that is refused — malformed,
+// or with a query (go-openai appends the endpoint's path to the base URL as a string, so the
+// query would swallow it: …/v1?api_key=K/chat/completions) or a fragment — shows neither the
+// password of its userinfo nor a credential of its query.
+func TestBaseURLErrorsNeverShowItsSecrets(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{
+		"https://user:PassW0rd@api.example.com:badport/v1?api_key=K3yValue", // does not parse
+		"https://user:PassW0rd@api.example.com/v1?api_key=K3yValue",
+		"https://api.example.com/v1?api_key=K3yValue",
+		"https://user:PassW0rd@api.example.com/v1#api_key=K3yValue",
+		"ftp://user:PassW0rd@api.example.com/v1?api_key=K3yValue",
+	} {
+		err := Conn{BaseURL: raw}.Validate("summarize config")
+		if err == nil {
+			t.Errorf("Validate accepted BaseURL %s", raw)
+			continue
+		}
+		for _, secret := range []string{"PassW0rd", "K3yValue"} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("the error of BaseURL %s shows %s: %v", raw, secret, err)
+			}
+		}
+		if !strings.HasPrefix(err.Error(), "summarize config: BaseURL ") {
+			t.Errorf("the error of BaseURL %s does not start with what and the field: %v", raw, err)
+		}
+	}
+	for _, raw := range []string{"https://api.example.com/v1", "http://127.0.0.1:11434/v1/", "https://user:pw@proxy.example.com/v1"} {
+		if err := (Conn{BaseURL: raw}).Validate("x"); err != nil {
+			t.Errorf("Validate refused BaseURL %s: %v", raw, err)
+		}
+	}
+}
+
+// TestCallErrorsAndLogURLNeverShowTheBaseURLsSecrets: net/http's error of a failed call names
+// the request's URL and hides only a password: a token given as the base URL's user name
+// reached every error of a call. The base URL returned for log lines is masked too.
+func TestCallErrorsAndLogURLNeverShowTheBaseURLsSecrets(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: every call fails to connect
+	for _, base := range []string{"http://T0kenUser@" + addr + "/v1", "http://user:PassW0rd@" + addr + "/v1/"} {
+		api, _, logURL := Conn{BaseURL: base}.Open()
+		_, err := api.CreateChatCompletion(context.Background(), openai.ChatCompletionRequest{Model: "m",
+			Messages: []openai.ChatCompletionMessage{{Role: "user", Content: "hi"}}})
+		if err == nil {
+			t.Fatalf("a call to %s succeeded", addr)
+		}
+		for _, secret := range []string{"T0kenUser", "PassW0rd"} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("the error of a call through %s shows %s: %v", base, secret, err)
+			}
+			if strings.Contains(logURL, secret) {
+				t.Errorf("the base URL for logs, %s, shows %s", logURL, secret)
+			}
+		}
+		if !strings.Contains(err.Error(), addr) {
+			t.Errorf("the error of a call no longer names the server %s: %v", addr, err)
+		}
 	}
 }
