@@ -31,9 +31,16 @@ type Publisher struct {
 	js      jetstream.JetStream
 	subject string
 	run     string // prefix of message ids; "" for ingest
-	window  []jetstream.PubAckFuture
+	window  []pending
 	max     int
 	stats   PublishStats
+	onAck   func(id string)
+}
+
+// pending is a message awaiting the server's answer, and the id of its abstract.
+type pending struct {
+	f  jetstream.PubAckFuture
+	id string
 }
 
 // PublishStats counts what a Publisher has done.
@@ -50,6 +57,11 @@ func NewPublisher(js jetstream.JetStream, subject string, maxPending int) *Publi
 	}
 	return &Publisher{js: js, subject: subject, max: maxPending}
 }
+
+// OnAck has fn called with the id of each abstract the server acknowledges (stored, or dropped
+// as a repeat), when Publish or Flush sees the acknowledgement: with an error, what was taken
+// before it. Call it before the first Publish.
+func (p *Publisher) OnAck(fn func(id string)) { p.onAck = fn }
 
 // Publish sends one abstract. It returns once the message is handed to the connection; errors
 // from the server surface from a later Publish or from Flush.
@@ -70,7 +82,7 @@ func (p *Publisher) Publish(ctx context.Context, a paper.Abstract) error {
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", a.ID, err)
 	}
-	p.window = append(p.window, f)
+	p.window = append(p.window, pending{f: f, id: a.ID})
 	if len(p.window) >= p.max {
 		return p.settle(ctx, len(p.window)/2)
 	}
@@ -88,7 +100,8 @@ func (p *Publisher) Stats() PublishStats { return p.stats }
 // settle waits for the oldest n futures.
 func (p *Publisher) settle(ctx context.Context, n int) error {
 	var errs []error
-	for _, f := range p.window[:n] {
+	for i, pm := range p.window[:n] {
+		f := pm.f
 		select {
 		case ack := <-f.Ok():
 			if ack.Duplicate {
@@ -96,9 +109,14 @@ func (p *Publisher) settle(ctx context.Context, n int) error {
 			} else {
 				p.stats.Published++
 			}
+			if p.onAck != nil {
+				p.onAck(pm.id)
+			}
 		case err := <-f.Err():
 			errs = append(errs, fmt.Errorf("publish %s: %w", f.Msg().Header.Get(jetstream.MsgIDHeader), err))
 		case <-ctx.Done():
+			// The ones settled are not waited for again.
+			p.window = append(p.window[:0], p.window[i:]...)
 			return ctx.Err()
 		}
 	}

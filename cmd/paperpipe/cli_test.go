@@ -9,17 +9,20 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/ingest"
 	"github.com/paperpipe/paperpipe/internal/natstest"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/store"
@@ -238,6 +241,40 @@ func TestBadWebSettingsFailBeforeAnythingIsOpened(t *testing.T) {
 					strings.Join(args, " "), tc.env, r.code, r.stderr, tc.want)
 			}
 		}
+	}
+}
+
+// TestWebPublisherReturnsThePapersTakenBeforeAFailure: when the queue refuses a message part
+// way through a POST, Publish returns the ids the server took before it (web.Publisher's
+// contract), so the API reports them accepted and only the others as to be sent again; it
+// returned none, and the client was told to resend papers already queued.
+func TestWebPublisherReturnsThePapersTakenBeforeAFailure(t *testing.T) {
+	t.Parallel()
+	js := natstest.Start(t).Connect(t)
+	ctx := context.Background()
+	// A stream that takes 3 messages and refuses the rest.
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PAPERS", Subjects: []string{pipeline.SubjectNew},
+		MaxMsgs: 3, Discard: jetstream.DiscardNew, Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	papers := sampledata.Papers(t)[:5]
+	accepted, err := (&webPublisher{js: js}).Publish(ctx, papers)
+	if err == nil {
+		t.Fatal("Publish of 5 papers to a stream that takes 3: no error")
+	}
+	want := []string{papers[0].ID, papers[1].ID, papers[2].ID}
+	if !slices.Equal(accepted, want) {
+		t.Errorf("Publish of 5 papers to a stream that takes 3 (%v) returned %v, want the 3 taken %v", err, accepted, want)
+	}
+
+	// Without a failure every paper is taken; repeats count as taken.
+	if _, err := js.UpdateStream(ctx, jetstream.StreamConfig{Name: "PAPERS", Subjects: []string{pipeline.SubjectNew},
+		MaxMsgs: -1, Discard: jetstream.DiscardNew, Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	accepted, err = (&webPublisher{js: js}).Publish(ctx, papers)
+	if err != nil || len(accepted) != len(papers) {
+		t.Errorf("Publish of 5 papers, 3 of them repeats, to a stream that takes all: %v, %v; want the 5 ids", accepted, err)
 	}
 }
 

@@ -186,21 +186,20 @@ func (s webStore) ArchiveMap(ctx context.Context, spaceID int64, limit int) ([]w
 // webPublisher queues posted papers on papers.new, like `paperpipe ingest`.
 type webPublisher struct{ js jetstream.JetStream }
 
+// Publish returns the ids the server acknowledged, with an error those acknowledged before it
+// (web.Publisher): a request whose publishing failed part way reports the papers that were
+// taken as accepted, and only the others as to be sent again.
 func (p *webPublisher) Publish(ctx context.Context, papers []paper.Abstract) ([]string, error) {
 	pub := pipeline.NewPublisher(p.js, pipeline.SubjectNew, 256) // one per request: not safe for concurrent use
+	var acked []string
+	pub.OnAck(func(id string) { acked = append(acked, id) })
 	for _, a := range papers {
 		if err := pub.Publish(ctx, a); err != nil {
-			return nil, err
+			// The messages sent before it may still be taken: wait for their answers.
+			return acked, errors.Join(err, pub.Flush(ctx))
 		}
 	}
-	if err := pub.Flush(ctx); err != nil {
-		return nil, err
-	}
-	ids := make([]string, len(papers))
-	for i, a := range papers {
-		ids[i] = a.ID
-	}
-	return ids, nil
+	return acked, pub.Flush(ctx)
 }
 
 // parseRecord checks one posted record with the ingest package's JSONL rules, so the API
