@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -12,6 +13,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -275,6 +278,100 @@ func TestWebPublisherReturnsThePapersTakenBeforeAFailure(t *testing.T) {
 	accepted, err = (&webPublisher{js: js}).Publish(ctx, papers)
 	if err != nil || len(accepted) != len(papers) {
 		t.Errorf("Publish of 5 papers, 3 of them repeats, to a stream that takes all: %v, %v; want the 5 ids", accepted, err)
+	}
+}
+
+// renamedEmbedder is an embedder that says it makes another space's vectors.
+type renamedEmbedder struct {
+	embedder
+	sp paper.Space
+}
+
+func (e renamedEmbedder) Space() paper.Space { return e.sp }
+
+// TestActiveOfflineWaitsForASlowDatabaseOnlyUntilItsCallersDeadline: while the active space is
+// read from a slow database, the server's query embedder holds no caller past its deadline
+// (Space, which has no context, past activeSpaceWait) and reads it once for all of them; they
+// go on with the current model, and the read, once answered, moves them to the active one. A
+// read held the embedder's lock with a 30 s context of its own: every search queued behind it.
+func TestActiveOfflineWaitsForASlowDatabaseOnlyUntilItsCallersDeadline(t *testing.T) {
+	t.Parallel()
+	cur := embed.NewOffline()
+	fitted := paper.Space{Model: embed.FittedModelPrefix + "test", Dimensions: cur.Space().Dimensions, Template: cur.Space().Template}
+	release, asked := make(chan struct{}), make(chan struct{}, 100)
+	var reads atomic.Int32
+	a := &activeOffline{
+		active: func(ctx context.Context) (paper.Space, error) {
+			reads.Add(1)
+			asked <- struct{}{}
+			select {
+			case <-release:
+				return fitted, nil
+			case <-ctx.Done():
+				return paper.Space{}, ctx.Err()
+			}
+		},
+		load: func(_ context.Context, model string) (embedder, error) {
+			return renamedEmbedder{cur, fitted}, nil
+		},
+		log: slog.New(slog.DiscardHandler),
+		cur: cur,
+	}
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+
+	spaceDone := make(chan time.Duration, 1)
+	go func() {
+		start := time.Now()
+		a.Space()
+		spaceDone <- time.Since(start)
+	}()
+	<-asked // the read is in flight, and stalls
+
+	const deadline = 200 * time.Millisecond
+	type result struct {
+		took  time.Duration
+		model string
+	}
+	results := make(chan result, 4)
+	for range 4 {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), deadline)
+			defer cancel()
+			start := time.Now()
+			e := a.resolve(ctx)
+			results <- result{time.Since(start), e.Space().Model}
+		}()
+	}
+	for range 4 {
+		select {
+		case r := <-results:
+			if r.took > deadline+500*time.Millisecond {
+				t.Errorf("resolve with a %v deadline returned after %v", deadline, r.took)
+			}
+			if r.model != cur.Space().Model {
+				t.Errorf("resolve during the read: %s, want the current model %s", r.model, cur.Space().Model)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("resolve with a %v deadline did not return in 5s while the database stalled", deadline)
+		}
+	}
+	select {
+	case d := <-spaceDone:
+		if d > activeSpaceWait+time.Second {
+			t.Errorf("Space returned after %v, want at most about %v", d, activeSpaceWait)
+		}
+	case <-time.After(activeSpaceWait + 5*time.Second):
+		t.Fatalf("Space did not return in %v while the database stalled", activeSpaceWait+5*time.Second)
+	}
+	if n := reads.Load(); n != 1 {
+		t.Errorf("%d reads of the active space while one was in flight, want 1", n)
+	}
+
+	unblock()
+	if e := a.resolve(context.Background()); e.Space().Model != fitted.Model {
+		t.Errorf("after the read answered: %s, want the active space's model %s", e.Space().Model, fitted.Model)
 	}
 }
 

@@ -110,7 +110,7 @@ func serveHTTP(ctx context.Context, c *config, log *slog.Logger, st *store.Store
 	})
 	var queries embedder = m.emb
 	if c.EmbedModel == offline {
-		queries = &activeOffline{st: st, log: log, cur: m.emb}
+		queries = newActiveOffline(st, log, m.emb)
 	}
 	srv, err := web.New(web.Config{
 		Store:       webStore{st},

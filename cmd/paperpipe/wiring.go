@@ -119,45 +119,91 @@ func offlineEmbedder(ctx context.Context, model string, st *store.Store) (embedd
 // fitted model once, when its space becomes active (`paperpipe fit`), so that searches keep
 // working across a fit without a restart.
 type activeOffline struct {
-	st  *store.Store
-	log *slog.Logger
+	active func(ctx context.Context) (paper.Space, error)            // the store's ActiveSpace
+	load   func(ctx context.Context, model string) (embedder, error) // an offline model by name
+	log    *slog.Logger
 
-	mu      sync.Mutex
-	cur     embedder
-	checked time.Time // when the active space was last read
+	mu       sync.Mutex
+	cur      embedder
+	checked  time.Time     // when the active space was last read
+	checking chan struct{} // while the active space is read: closed when done
 }
 
-// activeRecheck is how often activeOffline reads the active space: a search calls Space and
-// EmbedQuery after the web layer has read it already, so the store is asked once a second at
-// most, not three times a search.
-const activeRecheck = time.Second
+// newActiveOffline returns the activeOffline of st, starting with cur.
+func newActiveOffline(st *store.Store, log *slog.Logger, cur embedder) *activeOffline {
+	return &activeOffline{
+		active: st.ActiveSpace,
+		load:   func(ctx context.Context, model string) (embedder, error) { return offlineEmbedder(ctx, model, st) },
+		log:    log,
+		cur:    cur,
+	}
+}
+
+const (
+	// activeRecheck is how often activeOffline reads the active space: a search calls Space
+	// and EmbedQuery after the web layer has read it already, so the store is asked once a
+	// second at most, not three times a search.
+	activeRecheck = time.Second
+	// activeCheckTimeout bounds one read of the active space and the load of its model.
+	activeCheckTimeout = 30 * time.Second
+	// activeSpaceWait bounds how long Space, which has no context, waits for a read.
+	activeSpaceWait = 2 * time.Second
+)
 
 // resolve returns the embedder of the active space when that is an offline model's, and the
-// current one otherwise (or when the active space cannot be read or its model loaded).
+// current one otherwise (or when the active space cannot be read or its model loaded). One
+// read is made at a time, outside the lock, and the callers that need it wait for it until
+// their ctx ends, then go on with the current embedder: a slow database holds no caller past
+// its own deadline, nor any caller at all between two reads.
 func (a *activeOffline) resolve(ctx context.Context) embedder {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if time.Since(a.checked) < activeRecheck {
+		defer a.mu.Unlock()
 		return a.cur
 	}
-	a.checked = time.Now()
-	active, err := a.st.ActiveSpace(ctx)
-	if err != nil || active.Model == a.cur.Space().Model || !embed.IsOfflineModel(active.Model) {
-		return a.cur
+	if a.checking == nil {
+		a.checking = make(chan struct{})
+		// Not bound to the caller's ctx: a read that outlives its first caller still serves
+		// the next ones.
+		go a.check(a.cur, a.checking)
 	}
-	e, err := offlineEmbedder(ctx, active.Model, a.st)
-	if err != nil {
-		a.log.Warn("cannot load the active space's offline model; queries keep the previous one", "model", active.Model, "err", err)
+	done, cur := a.checking, a.cur
+	a.mu.Unlock()
+	select {
+	case <-done:
+		a.mu.Lock()
+		defer a.mu.Unlock()
 		return a.cur
+	case <-ctx.Done():
+		return cur
 	}
-	a.log.Info("queries follow the active space to another offline model", "from", a.cur.Space().Model, "to", active.Model)
-	a.cur = e
-	return e
 }
 
-// Space returns the space of the active offline model.
+// check reads the active space, loads its model when it is another offline model than cur's,
+// makes the result current and closes done.
+func (a *activeOffline) check(cur embedder, done chan struct{}) {
+	ctx, cancel := context.WithTimeout(context.Background(), activeCheckTimeout)
+	defer cancel()
+	next := cur
+	active, err := a.active(ctx)
+	if err == nil && active.Model != cur.Space().Model && embed.IsOfflineModel(active.Model) {
+		if e, err := a.load(ctx, active.Model); err != nil {
+			a.log.Warn("cannot load the active space's offline model; queries keep the previous one", "model", active.Model, "err", err)
+		} else {
+			a.log.Info("queries follow the active space to another offline model", "from", cur.Space().Model, "to", active.Model)
+			next = e
+		}
+	}
+	a.mu.Lock()
+	a.cur, a.checked, a.checking = next, time.Now(), nil
+	a.mu.Unlock()
+	close(done)
+}
+
+// Space returns the space of the active offline model. The interface gives it no context: it
+// waits for a read of the active space at most activeSpaceWait.
 func (a *activeOffline) Space() paper.Space {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), activeSpaceWait)
 	defer cancel()
 	return a.resolve(ctx).Space()
 }
