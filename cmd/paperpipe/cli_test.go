@@ -375,6 +375,24 @@ func TestActiveOfflineWaitsForASlowDatabaseOnlyUntilItsCallersDeadline(t *testin
 	}
 }
 
+// The flags that only --batch-api reads — --wait=false, --batch-upload-mbit — are usage errors
+// without it: reprocess --wait=false ran the whole re-processing and waited for it, without a
+// word about the flag.
+func TestReprocessBatchOnlyFlagsWithoutBatchAPIAreUsageErrors(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	for _, args := range [][]string{
+		{"reprocess", "--wait=false"},
+		{"reprocess", "--batch-upload-mbit", "10"},
+		{"reprocess", "--dry-run", "--wait=false"},
+	} {
+		if r := c.run(args...); r.code != 2 || !strings.Contains(r.stderr, "only applies with --batch-api") {
+			t.Errorf("paperpipe %s: exit %d, stderr %q; want 2 and a message that the flag needs --batch-api", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+	c.ok("reprocess", "--dry-run", "--wait=true")
+}
+
 // The version the container build sets (deploy/Dockerfile: -X main.version=${VERSION}) is the
 // one `paperpipe version` prints; a plain build is "dev".
 func TestVersionIsTheOneTheBuildSets(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -86,6 +87,18 @@ func cmdReprocess(ctx context.Context, c *config, args []string) error {
 	}
 	if !(o.uploadMbit > 0) {
 		return usageErr("--batch-upload-mbit %v: want a rate above 0", o.uploadMbit)
+	}
+	if !o.batchAPI {
+		// Flags that only --batch-api reads would be ignored without a word.
+		var batchOnly []string
+		fs.Visit(func(f *flag.Flag) {
+			if (f.Name == "wait" && !o.wait) || f.Name == "batch-upload-mbit" {
+				batchOnly = append(batchOnly, "--"+f.Name)
+			}
+		})
+		if len(batchOnly) > 0 {
+			return usageErr("%s only applies with --batch-api (without it, reprocess processes the papers itself and waits for them)", strings.Join(batchOnly, " and "))
+		}
 	}
 	_, err := runReprocess(ctx, c, o, os.Stdout, os.Stderr)
 	return err
