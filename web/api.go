@@ -347,7 +347,7 @@ func (s *Server) apiPostPapers(w http.ResponseWriter, r *http.Request) {
 		a, err := s.cfg.ParseRecord(rec.raw)
 		if err != nil {
 			res.ID = a.ID
-			res.Error = err.Error()
+			res.Error = reason(err)
 			ans.Rejected = append(ans.Rejected, res)
 			continue
 		}

@@ -40,7 +40,7 @@ func statusOf(err error) (int, string) {
 	case errors.As(err, &he):
 		return he.status, he.msg
 	case errors.Is(err, paper.ErrInvalid):
-		return http.StatusBadRequest, err.Error()
+		return http.StatusBadRequest, reason(err)
 	case errors.Is(err, paper.ErrNotFound):
 		return http.StatusNotFound, err.Error()
 	case errors.Is(err, paper.ErrSpaceMismatch), errors.Is(err, paper.ErrAmbiguous):
@@ -51,6 +51,13 @@ func statusOf(err error) (int, string) {
 		return 499, "request cancelled" // nginx's "client closed request"; nobody reads it
 	}
 	return http.StatusInternalServerError, "internal error"
+}
+
+// reason is the message of an error wrapping paper.ErrInvalid without the sentinel's own text
+// at its end ("title is empty", not "title is empty: invalid input"): the rest says what is
+// wrong, and the client is told it was refused by the status or the field it reads.
+func reason(err error) string {
+	return strings.TrimSuffix(err.Error(), ": "+paper.ErrInvalid.Error())
 }
 
 // fail answers r with err: JSON for the API, a page for the UI.

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html"
@@ -323,5 +324,46 @@ func TestFrontPageNextLinkKeepsSinceAndLimit(t *testing.T) {
 	}
 	if next := html.UnescapeString(m[1]); strings.Contains(next, "limit=") || !strings.Contains(next, "since=2025-01-31") {
 		t.Errorf("the next link of /?since=2025-01-31 is %s, want since=2025-01-31 and no limit", next)
+	}
+}
+
+// acceptAll is a Publisher that takes every paper.
+type acceptAll struct{}
+
+func (acceptAll) Publish(_ context.Context, papers []paper.Abstract) ([]string, error) {
+	ids := make([]string, len(papers))
+	for i, a := range papers {
+		ids[i] = a.ID
+	}
+	return ids, nil
+}
+
+// TestPostedRecordRejectionSaysTheReasonOnly: a record the parser refuses with an error that
+// wraps paper.ErrInvalid the usual way ("…: invalid input") is reported with the reason only,
+// without the sentinel's text.
+func TestPostedRecordRejectionSaysTheReasonOnly(t *testing.T) {
+	t.Parallel()
+	s, err := New(Config{Store: nilStore{}, Publisher: acceptAll{}, ParseRecord: func(raw []byte) (paper.Abstract, error) {
+		if strings.Contains(string(raw), "odd") {
+			return paper.Abstract{ID: "x:1"}, fmt.Errorf("the record is odd: %w", paper.ErrInvalid)
+		}
+		return paper.Abstract{ID: "x:2", Title: "T", Abstract: "A"}, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("POST", "/api/papers", strings.NewReader(`[{"odd": true}, {"fine": true}]`))
+	req.Header.Set("Content-Type", "application/json")
+	s.Handler().ServeHTTP(rec, req)
+	var ans postAnswer
+	if err := json.Unmarshal(rec.Body.Bytes(), &ans); err != nil {
+		t.Fatalf("%d %s: %v", rec.Code, rec.Body, err)
+	}
+	if len(ans.Rejected) != 1 || ans.Rejected[0].Error != "the record is odd" {
+		t.Errorf("rejected: %+v, want one record with the reason %q", ans.Rejected, "the record is odd")
+	}
+	if len(ans.Accepted) != 1 {
+		t.Errorf("accepted: %+v, want one record", ans.Accepted)
 	}
 }

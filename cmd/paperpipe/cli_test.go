@@ -393,6 +393,19 @@ func TestReprocessBatchOnlyFlagsWithoutBatchAPIAreUsageErrors(t *testing.T) {
 	c.ok("reprocess", "--dry-run", "--wait=true")
 }
 
+// A posted record's rejection is the reason in plain words, without the sentinel's text
+// ("the record is empty", not "the record is empty: invalid input"), and still
+// paper.ErrInvalid.
+func TestPostedRecordRejectionsAreThePlainReason(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{``, `not json`, `[1]`, `{"title": "A title"}`} {
+		_, err := parseRecord([]byte(raw))
+		if err == nil || !errors.Is(err, paper.ErrInvalid) || strings.Contains(err.Error(), paper.ErrInvalid.Error()) {
+			t.Errorf("parseRecord(%q): %v; want a plain reason that is paper.ErrInvalid", raw, err)
+		}
+	}
+}
+
 // The version the container build sets (deploy/Dockerfile: -X main.version=${VERSION}) is the
 // one `paperpipe version` prints; a plain build is "dev".
 func TestVersionIsTheOneTheBuildSets(t *testing.T) {

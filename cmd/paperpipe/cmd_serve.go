@@ -222,17 +222,24 @@ func parseRecord(raw []byte) (paper.Abstract, error) {
 	case errors.As(err, &rec):
 		// ingest speaks of lines; a posted record is one.
 		if msg, ok := strings.CutPrefix(rec.Err.Error(), "line "); ok {
-			return paper.Abstract{ID: rec.ID}, fmt.Errorf("the record %s: %w", msg, paper.ErrInvalid)
+			return paper.Abstract{ID: rec.ID}, recordRejected("the record " + msg)
 		}
 		return paper.Abstract{ID: rec.ID}, rec.Err
 	case errors.Is(err, io.EOF):
-		return paper.Abstract{}, fmt.Errorf("the record is empty: %w", paper.ErrInvalid)
+		return paper.Abstract{}, recordRejected("the record is empty")
 	case err != nil:
-		return paper.Abstract{}, fmt.Errorf("the record could not be read: %w", paper.ErrInvalid)
+		return paper.Abstract{}, recordRejected("the record could not be read")
 	}
 	a.Source = "api"
 	return a, nil
 }
+
+// recordRejected is why a posted record is refused, in plain words: it wraps paper.ErrInvalid
+// without adding the sentinel's text to the message the client reads.
+type recordRejected string
+
+func (e recordRejected) Error() string { return string(e) }
+func (e recordRejected) Unwrap() error { return paper.ErrInvalid }
 
 // webStatus reports the pipeline's state for the status page.
 type webStatus struct {
