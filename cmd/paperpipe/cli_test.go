@@ -406,6 +406,34 @@ func TestPostedRecordRejectionsAreThePlainReason(t *testing.T) {
 	}
 }
 
+// status on a space that does not exist yet gives it no id — lookupSpace's -1, which only
+// makes every paper count as lacking its embedding, was printed as "id": -1 — and the text
+// says it is not created yet; a space that exists has its id.
+func TestStatusOfASpaceNotCreatedYetHasNoID(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	var st struct {
+		Space map[string]any `json:"space"`
+	}
+	c.json(&st, "status")
+	if id, ok := st.Space["id"]; ok || st.Space["model"] != embed.OfflineModel {
+		t.Errorf("status --json before any paper: space %v (id %v), want the offline model's space without an id", st.Space, id)
+	}
+	if r := c.ok("status"); !strings.Contains(r.stdout, "not created yet") {
+		t.Errorf("status before any paper does not say the space is not created yet:\n%s", r.stdout)
+	}
+
+	c.ok("ingest", sampleFile)
+	c.ok("worker", "--exit-when-idle")
+	c.json(&st, "status")
+	if id, ok := st.Space["id"].(float64); !ok || id < 1 {
+		t.Errorf("status --json after a worker: space %v, want its id", st.Space)
+	}
+	if r := c.ok("status"); strings.Contains(r.stdout, "not created yet") {
+		t.Errorf("status after a worker says the space is not created yet:\n%s", r.stdout)
+	}
+}
+
 // The version the container build sets (deploy/Dockerfile: -X main.version=${VERSION}) is the
 // one `paperpipe version` prints; a plain build is "dev".
 func TestVersionIsTheOneTheBuildSets(t *testing.T) {

@@ -445,6 +445,12 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	costs := modelCosts(usage, prices)
+	// A space that does not exist yet has no id: lookupSpace's -1 is for counting only.
+	spaceNote := ""
+	if space.ID < 0 {
+		space.ID = 0 // omitted
+		spaceNote = ", not created yet"
+	}
 	if c.JSON {
 		return writeJSON(os.Stdout, map[string]any{
 			"papers": counts, "space": space, "tldr_model": m.sum.Model(), "prompt_version": m.sum.PromptVersion(),
@@ -454,7 +460,7 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "papers\t%d\n", counts.Papers)
 	fmt.Fprintf(w, "with TL;DR\t%d\t(%s, prompt %s)\n", counts.WithTLDR, m.sum.Model(), m.sum.PromptVersion())
-	fmt.Fprintf(w, "with embedding\t%d\t(space %s)\n", counts.WithEmbedding, space.Name())
+	fmt.Fprintf(w, "with embedding\t%d\t(space %s%s)\n", counts.WithEmbedding, space.Name(), spaceNote)
 	for _, bl := range backlogs {
 		fmt.Fprintf(w, "backlog %s\t%d\t(%d being processed, %d redelivered)\n", bl.Consumer, bl.Pending, bl.AckPending, bl.Redelivered)
 	}
