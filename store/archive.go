@@ -525,7 +525,7 @@ func (s *Store) LockRun(ctx context.Context, key string) (unlock func(), err err
 	}
 	var ok bool
 	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtextextended('paperpipe.run.' || current_schema() || '.' || $1, 0))", key).Scan(&ok); err != nil {
-		conn.Release()
+		discard(conn) // whether it was taken is unknown: closing the connection ends it either way
 		return nil, fmt.Errorf("lock run %s: %w", key, err)
 	}
 	if !ok {
@@ -533,7 +533,10 @@ func (s *Store) LockRun(ctx context.Context, key string) (unlock func(), err err
 		return nil, fmt.Errorf("%s: %w", key, ErrRunInProgress)
 	}
 	return func() {
-		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtextextended('paperpipe.run.' || current_schema() || '.' || $1, 0))", key)
+		if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtextextended('paperpipe.run.' || current_schema() || '.' || $1, 0))", key); err != nil {
+			discard(conn) // a pooled connection must never keep the lock
+			return
+		}
 		conn.Release()
 	}, nil
 }

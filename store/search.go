@@ -176,8 +176,14 @@ func (s *Store) ExplainHybrid(ctx context.Context, spaceID int64, q string, vec 
 	if err := checkK(k); err != nil {
 		return "", fmt.Errorf("explain hybrid search: %w", err)
 	}
+	if err := checkQuery(q); err != nil {
+		return "", fmt.Errorf("explain hybrid search: %w", err)
+	}
 	sp, err := s.space(ctx, spaceID)
 	if err != nil {
+		return "", fmt.Errorf("explain hybrid search: %w", err)
+	}
+	if err := validateEmbedding(paper.Embedding{PaperID: "query", ContentHash: "-", Vector: vec}, sp); err != nil {
 		return "", fmt.Errorf("explain hybrid search: %w", err)
 	}
 	sql, ef, args := s.hybridStatement(sp, q, vec, k)

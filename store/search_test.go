@@ -205,6 +205,20 @@ func TestHybridSearchUsesBothIndexes(t *testing.T) {
 	if !strings.Contains(plan, "papers_tsv_gin") {
 		t.Errorf("hybrid search does not use the full-text GIN index; plan:\n%s", plan)
 	}
+	// The plan of a search HybridSearch would refuse is refused as HybridSearch refuses it.
+	for _, tc := range []struct {
+		name string
+		q    string
+		vec  []float32
+		want error
+	}{
+		{"a vector of another size", "quasicrystals", embs[0].Vector[:dims-1], paper.ErrSpaceMismatch},
+		{"an empty query", "  ", embs[0].Vector, paper.ErrInvalid},
+	} {
+		if _, err := s.ExplainHybrid(ctx, sp.ID, tc.q, tc.vec, 10); !errors.Is(err, tc.want) {
+			t.Errorf("ExplainHybrid with %s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
 }
 
 func TestListFiltered(t *testing.T) {
