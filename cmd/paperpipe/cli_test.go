@@ -130,6 +130,36 @@ func TestDLQReplayReplaysADeadLetterNamedTwiceOnce(t *testing.T) {
 	}
 }
 
+// A dead letter that cannot be replayed (a wrong number) is reported, and the others named
+// beside it still go back; the run says how many did and exits non-zero.
+func TestDLQReplayGoesOnPastADeadLetterNotFound(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 2; i++ {
+		m := nats.NewMsg(pipeline.SubjectDead + "." + pipeline.ConsumerNew)
+		m.Data = fmt.Appendf(nil, `{"id":"arxiv:2401.0000%d","title":"T%d","abstract":"An abstract."}`, i, i)
+		m.Header.Set(pipeline.HeaderSubject, pipeline.SubjectNew)
+		m.Header.Set(pipeline.HeaderReason, "test")
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newCLI(t, "NATS_URL="+srv.ClientURL())
+	r := c.run("dlq", "replay", "1", "99", "2")
+	if r.code != 1 || !strings.Contains(r.stderr, "replayed 2 dead letters") || !strings.Contains(r.stderr, "99") {
+		t.Errorf("dlq replay 1 99 2: exit %d, stderr %s; want 1, 99 named and 2 replayed", r.code, r.stderr)
+	}
+	var st statusJSON
+	if c.json(&st, "status"); st.DeadLetters != 0 {
+		t.Errorf("status counts %d dead letters after replaying 1 and 2, want 0", st.DeadLetters)
+	}
+}
+
 // The help says what the commands do: spaces' other actions, the server up starts, the URLs
 // summarize and embed read, and a flag placeholder that is a placeholder.
 func TestHelpMatchesTheCommands(t *testing.T) {

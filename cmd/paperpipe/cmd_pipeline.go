@@ -391,12 +391,26 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 		if len(seqs) == 0 {
 			return usageErr("name the dead letters to replay, or --all")
 		}
+		// One that cannot be replayed (not found: a wrong number) is reported, and the others
+		// go on: the run says how many went back either way.
+		replayed, failed := 0, 0
 		for _, s := range seqs {
-			if err := pipeline.ReplayDeadLetter(ctx, b.js, s); err != nil {
+			err := pipeline.ReplayDeadLetter(ctx, b.js, s)
+			switch {
+			case err == nil:
+				replayed++
+			case ctx.Err() != nil:
+				fmt.Fprintf(os.Stderr, "replayed %d dead letters before the interruption\n", replayed)
 				return err
+			default:
+				fmt.Fprintf(os.Stderr, "paperpipe dlq replay: %v\n", err)
+				failed++
 			}
 		}
-		fmt.Fprintf(os.Stderr, "replayed %d dead letters\n", len(seqs))
+		fmt.Fprintf(os.Stderr, "replayed %d dead letters\n", replayed)
+		if failed > 0 {
+			return fmt.Errorf("%d of the %d dead letters named were not replayed (above)", failed, len(seqs))
+		}
 		return nil
 	default:
 		return usageErr("unknown dlq action %q: want list or replay", pos[0])
