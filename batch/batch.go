@@ -473,7 +473,7 @@ func (r *Runner) submit(ctx context.Context, j store.BatchJob, resumed bool) (st
 		if n == 0 {
 			return r.closeUnsent(ctx, j)
 		}
-		j.InputFileID = id
+		j.InputFileID, j.Total = id, n // n < Total when papers were left out
 		if err := r.cfg.Store.UpdateBatchJob(ctx, j); err != nil {
 			return j, err
 		}

@@ -325,12 +325,25 @@ func TestResumedUploadLeavesOutAPaperChangedSinceRecorded(t *testing.T) {
 	b := setup(t, 3)
 	b.claimChat(t, b.ids...)
 	b.rewrite(t, b.ids[0])
-	rep, err := b.runner(t, func(c *batch.Config) { c.Embed = nil }).Run(ctx, store.Selection{})
+	seen := map[int64]store.BatchJob{} // each job as the progress reports last saw it
+	rep, err := b.runner(t, func(c *batch.Config) {
+		c.Embed = nil
+		c.Progress = func(jobs []store.BatchJob, _ batch.Report) {
+			for _, j := range jobs {
+				seen[j.ID] = j
+			}
+		}
+	}).Run(ctx, store.Selection{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rep.Resumed != 1 || rep.Submitted != 1 || rep.Done != 2 || rep.Skipped != 1 || rep.TLDRs != 3 {
 		t.Errorf("report %+v, want 1 resumed (1 paper skipped) and 1 submitted, both done, 3 TL;DRs", rep)
+	}
+	for _, j := range seen {
+		if j.Completed != j.Total {
+			t.Errorf("job %d last seen with %d of %d requests completed, want all: its total counts the requests uploaded", j.ID, j.Completed, j.Total)
+		}
 	}
 	if tl, _ := b.counts(t); tl != 3 {
 		t.Errorf("%d TL;DRs stored, want 3", tl)

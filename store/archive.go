@@ -379,16 +379,17 @@ func scanBatchJob(r pgx.CollectableRow) (BatchJob, error) {
 	return j, err
 }
 
-// UpdateBatchJob saves a job's OpenAI ids, statuses and counts. A job that is done or failed
-// is not changed any more.
+// UpdateBatchJob saves a job's OpenAI ids, statuses and counts (Total among them: the requests
+// uploaded, fewer than the papers claimed when some changed meanwhile). A job that is done or
+// failed is not changed any more.
 func (s *Store) UpdateBatchJob(ctx context.Context, j BatchJob) error {
 	tag, err := s.pool.Exec(ctx, `UPDATE batch_jobs SET
 			openai_batch_id = NULLIF($2, ''), input_file_id = NULLIF($3, ''), output_file_id = NULLIF($4, ''),
 			error_file_id = NULLIF($5, ''), status = $6, openai_status = $7, completed = $8, failed = $9,
-			stored = $10, updated_at = now()
+			stored = $10, total = $11, updated_at = now()
 		WHERE id = $1 AND status IN `+openJobStatuses,
 		j.ID, j.OpenAIID, j.InputFileID, j.OutputFileID, j.ErrorFileID, j.Status, j.OpenAIStatus,
-		j.Completed, j.Failed, j.Stored)
+		j.Completed, j.Failed, j.Stored, j.Total)
 	if err != nil {
 		return fmt.Errorf("update batch job %d: %w", j.ID, err)
 	}
