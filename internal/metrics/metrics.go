@@ -215,10 +215,14 @@ func (m *Metrics) SetBacklogSource(fn func(context.Context) ([]Backlog, error)) 
 // WorkerCounts is what a worker has done since it started.
 type WorkerCounts struct {
 	Received, Acked, Skipped, Retried, Dead int64
+	// Pauses counts the worker's pauses because the API refused the account or the
+	// configuration (a revoked key, an exhausted quota): no message fails for them.
+	Pauses int64
 }
 
 // AddWorker makes every scrape report the counts fn returns for consumer, as
-// paperpipe_worker_messages_total{consumer,outcome}. A later call for the same consumer
+// paperpipe_worker_messages_total{consumer,outcome} and paperpipe_worker_api_pauses_total{consumer}.
+// A later call for the same consumer
 // replaces fn.
 func (m *Metrics) AddWorker(consumer string, fn func() WorkerCounts) {
 	if m == nil {
@@ -238,6 +242,9 @@ var (
 	workerDesc = prometheus.NewDesc("paperpipe_worker_messages_total",
 		"Messages a worker of this process handled, by consumer and outcome (received, acked, skipped, retried, dead).",
 		[]string{"consumer", "outcome"}, nil)
+	pauseDesc = prometheus.NewDesc("paperpipe_worker_api_pauses_total",
+		"Pauses of a worker of this process because the API refused the account or the configuration (401, 403, 404, insufficient_quota): its messages wait in the queue until the API accepts them again.",
+		[]string{"consumer"}, nil)
 )
 
 // queueCollector reads the backlog at scrape time.
@@ -282,7 +289,7 @@ type workerCollector struct {
 	funcs map[string]func() WorkerCounts
 }
 
-func (c *workerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- workerDesc }
+func (c *workerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- workerDesc; ch <- pauseDesc }
 
 func (c *workerCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
@@ -295,5 +302,6 @@ func (c *workerCollector) Collect(ch chan<- prometheus.Metric) {
 		}{{"received", w.Received}, {"acked", w.Acked}, {"skipped", w.Skipped}, {"retried", w.Retried}, {"dead", w.Dead}} {
 			ch <- prometheus.MustNewConstMetric(workerDesc, prometheus.CounterValue, float64(o.n), consumer, o.name)
 		}
+		ch <- prometheus.MustNewConstMetric(pauseDesc, prometheus.CounterValue, float64(w.Pauses), consumer)
 	}
 }

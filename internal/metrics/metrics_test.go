@@ -142,7 +142,7 @@ func TestBacklogAndWorkersAreReadAtScrape(t *testing.T) {
 		return []metrics.Backlog{{Consumer: "new", Pending: pending, AckPending: 2}}, nil
 	})
 	acked := int64(4)
-	m.AddWorker("new", func() metrics.WorkerCounts { return metrics.WorkerCounts{Received: 5, Acked: acked, Dead: 1} })
+	m.AddWorker("new", func() metrics.WorkerCounts { return metrics.WorkerCounts{Received: 5, Acked: acked, Dead: 1, Pauses: 2} })
 	check := func(want string, names ...string) {
 		t.Helper()
 		if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), names...); err != nil {
@@ -171,7 +171,10 @@ paperpipe_worker_messages_total{consumer="new",outcome="dead"} 1
 paperpipe_worker_messages_total{consumer="new",outcome="received"} 5
 paperpipe_worker_messages_total{consumer="new",outcome="retried"} 0
 paperpipe_worker_messages_total{consumer="new",outcome="skipped"} 0
-`, "paperpipe_queue_messages", "paperpipe_queue_up", "paperpipe_worker_messages_total")
+# HELP paperpipe_worker_api_pauses_total Pauses of a worker of this process because the API refused the account or the configuration (401, 403, 404, insufficient_quota): its messages wait in the queue until the API accepts them again.
+# TYPE paperpipe_worker_api_pauses_total counter
+paperpipe_worker_api_pauses_total{consumer="new"} 2
+`, "paperpipe_queue_messages", "paperpipe_queue_up", "paperpipe_worker_messages_total", "paperpipe_worker_api_pauses_total")
 }
 
 func TestNilMetricsRecordsNothing(t *testing.T) {
