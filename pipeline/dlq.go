@@ -98,18 +98,27 @@ type DeadLetter struct {
 	Data     []byte    `json:"-"`
 }
 
-// ListDeadLetters returns up to limit dead letters, oldest first (limit ≤ 0: all).
-func ListDeadLetters(ctx context.Context, js jetstream.JetStream, limit int) ([]DeadLetter, error) {
+// deadStream returns the dead-letter stream and its state; a nil stream when it does not exist.
+func deadStream(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, *jetstream.StreamInfo, error) {
 	s, err := js.Stream(ctx, StreamDead)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("dead-letter stream: %w", err)
+		return nil, nil, fmt.Errorf("dead-letter stream: %w", err)
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("dead-letter stream info: %w", err)
+		return nil, nil, fmt.Errorf("dead-letter stream info: %w", err)
+	}
+	return s, info, nil
+}
+
+// ListDeadLetters returns up to limit dead letters, oldest first (limit ≤ 0: all).
+func ListDeadLetters(ctx context.Context, js jetstream.JetStream, limit int) ([]DeadLetter, error) {
+	s, info, err := deadStream(ctx, js)
+	if s == nil {
+		return nil, err
 	}
 	var out []DeadLetter
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0; seq++ {
@@ -131,32 +140,18 @@ func ListDeadLetters(ctx context.Context, js jetstream.JetStream, limit int) ([]
 // CountDeadLetters returns the number of dead letters (0 when the stream does not exist), from
 // the stream's state: no message is read.
 func CountDeadLetters(ctx context.Context, js jetstream.JetStream) (uint64, error) {
-	s, err := js.Stream(ctx, StreamDead)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("dead-letter stream: %w", err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("dead-letter stream info: %w", err)
+	s, info, err := deadStream(ctx, js)
+	if s == nil {
+		return 0, err
 	}
 	return info.State.Msgs, nil
 }
 
 // LatestDeadLetters returns the newest n dead letters, newest first.
 func LatestDeadLetters(ctx context.Context, js jetstream.JetStream, n int) ([]DeadLetter, error) {
-	s, err := js.Stream(ctx, StreamDead)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("dead-letter stream: %w", err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("dead-letter stream info: %w", err)
+	s, info, err := deadStream(ctx, js)
+	if s == nil {
+		return nil, err
 	}
 	var out []DeadLetter
 	for seq := info.State.LastSeq; seq >= info.State.FirstSeq && seq > 0 && len(out) < n; seq-- {

@@ -100,22 +100,7 @@ func TestDLQReplayAllWithNoDeadLetters(t *testing.T) {
 // replayed ones (gaps in the sequence) not included.
 func TestDLQReplayReplaysADeadLetterNamedTwiceOnce(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
-	srv := natstest.Start(t)
-	js := srv.Connect(t)
-	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i <= 3; i++ {
-		m := nats.NewMsg(pipeline.SubjectDead + "." + pipeline.ConsumerNew)
-		m.Data = fmt.Appendf(nil, `{"id":"arxiv:2401.0000%d","title":"T%d","abstract":"An abstract."}`, i, i)
-		m.Header.Set(pipeline.HeaderSubject, pipeline.SubjectNew)
-		m.Header.Set(pipeline.HeaderReason, "test")
-		if _, err := js.PublishMsg(ctx, m); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c := newCLI(t, "NATS_URL="+srv.ClientURL())
+	c := withDeadLetters(t, 3)
 	c.ok("dlq", "replay", "1")
 	var st statusJSON
 	if c.json(&st, "status"); st.DeadLetters != 2 {
@@ -130,17 +115,17 @@ func TestDLQReplayReplaysADeadLetterNamedTwiceOnce(t *testing.T) {
 	}
 }
 
-// A dead letter that cannot be replayed (a wrong number) is reported, and the others named
-// beside it still go back; the run says how many did and exits non-zero.
-func TestDLQReplayGoesOnPastADeadLetterNotFound(t *testing.T) {
-	t.Parallel()
+// withDeadLetters returns a CLI on a NATS server whose dead-letter stream holds n dead letters
+// of new papers, sequences 1 to n.
+func withDeadLetters(t *testing.T, n int) *cli {
+	t.Helper()
 	ctx := t.Context()
 	srv := natstest.Start(t)
 	js := srv.Connect(t)
 	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	for i := 1; i <= 2; i++ {
+	for i := 1; i <= n; i++ {
 		m := nats.NewMsg(pipeline.SubjectDead + "." + pipeline.ConsumerNew)
 		m.Data = fmt.Appendf(nil, `{"id":"arxiv:2401.0000%d","title":"T%d","abstract":"An abstract."}`, i, i)
 		m.Header.Set(pipeline.HeaderSubject, pipeline.SubjectNew)
@@ -149,7 +134,14 @@ func TestDLQReplayGoesOnPastADeadLetterNotFound(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c := newCLI(t, "NATS_URL="+srv.ClientURL())
+	return newCLI(t, "NATS_URL="+srv.ClientURL())
+}
+
+// A dead letter that cannot be replayed (a wrong number) is reported, and the others named
+// beside it still go back; the run says how many did and exits non-zero.
+func TestDLQReplayGoesOnPastADeadLetterNotFound(t *testing.T) {
+	t.Parallel()
+	c := withDeadLetters(t, 2)
 	r := c.run("dlq", "replay", "1", "99", "2")
 	if r.code != 1 || !strings.Contains(r.stderr, "replayed 2 dead letters") || !strings.Contains(r.stderr, "99") {
 		t.Errorf("dlq replay 1 99 2: exit %d, stderr %s; want 1, 99 named and 2 replayed", r.code, r.stderr)
