@@ -142,7 +142,9 @@ func TestBacklogAndWorkersAreReadAtScrape(t *testing.T) {
 		return []metrics.Backlog{{Consumer: "new", Pending: pending, AckPending: 2}}, nil
 	})
 	acked := int64(4)
-	m.AddWorker("new", func() metrics.WorkerCounts { return metrics.WorkerCounts{Received: 5, Acked: acked, Dead: 1, Pauses: 2} })
+	m.AddWorker("new", func() metrics.WorkerCounts {
+		return metrics.WorkerCounts{Received: 5, Acked: acked, Dead: 1, Pauses: 2}
+	})
 	check := func(want string, names ...string) {
 		t.Helper()
 		if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), names...); err != nil {
