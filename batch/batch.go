@@ -234,7 +234,7 @@ func New(cfg Config) (*Runner, error) {
 	return &Runner{
 		cfg:     cfg,
 		api:     openai.NewClientWithConfig(oc),
-		retry:   llm.Retrier{Logger: cfg.Logger, Timeout: 5 * time.Minute, Limiter: cfg.Limiter},
+		retry:   llm.Retrier{Logger: cfg.Logger, Timeout: 5 * time.Minute, Limiter: cfg.Limiter, APIKey: cfg.APIKey},
 		log:     cfg.Logger,
 		created: map[int64]bool{},
 		stall:   downloadStall,

@@ -138,3 +138,36 @@ func TestAccountRefusalEndsAnExitWhenIdleRunWithTheMessagesQueued(t *testing.T) 
 		t.Errorf("counts %+v after the next run, want all %d papers done", c, len(papers))
 	}
 }
+
+// TestExitWhenIdleStopsAtARefusalWhateverThePauseLength: an ExitWhenIdle run stops at the
+// first refusal even when its pause is over by the time the pull loop looks (a Backoff of 0,
+// "retry at once"; or a pause shorter than the pull request in progress) — it went on trying
+// one message at a time, each refused, for ever, with a warning each.
+func TestExitWhenIdleStopsAtARefusalWhateverThePauseLength(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 16, APIKey: "sk-valid"})
+	sum, err := summarize.New(summarize.Config{BaseURL: api.URL(), APIKey: "sk-revoked", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 3})
+	publish(t, b.js, sampledata.Papers(t)[:10])
+	var logs logBuffer
+	w, err := pipeline.NewWorker(b.js, b.store, sum, emb, pipeline.WorkerConfig{SpaceID: b.space.ID, Concurrency: 4,
+		FetchWait: 200 * time.Millisecond, ExitWhenIdle: true, Backoff: func(int) time.Duration { return 0 },
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = w.Run(ctx)
+	if ctx.Err() != nil || !errors.Is(err, llm.ErrAccount) {
+		t.Errorf("Run = %v (still running at the deadline: %v), want it to stop at the refusal with llm.ErrAccount; stats %+v, %d warnings logged",
+			err, ctx.Err() != nil, w.Stats(), strings.Count(logs.String(), "level=WARN"))
+	}
+	if s := w.Stats(); s.Dead != 0 {
+		t.Errorf("%d papers dead-lettered for the API's refusal", s.Dead)
+	}
+}

@@ -377,35 +377,52 @@ func TestVectorsSavedPastTheMessageTimeoutAreNotBoughtAgain(t *testing.T) {
 	}
 }
 
-// TestWorkerStopsWhenItsConsumerIsDeleted: a worker whose durable consumer was deleted under it
-// (`nats consumer rm`) can process nothing; it says so and stops, instead of retrying for ever
-// with a warning — every process start recreates the consumer (Setup).
+// TestWorkerStopsWhenItsConsumerIsDeleted: a worker whose consumer was deleted (`nats consumer
+// rm`, or `nats stream rm PAPERS`, which takes its consumers with it) can process nothing: it
+// stops with an error naming what is gone, instead of pulling again for ever.
 func TestWorkerStopsWhenItsConsumerIsDeleted(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	sum, emb := summarize.NewOffline(30), embed.NewOffline()
-	b := setup(t, emb, pipeline.TopologyConfig{})
-	var logs logBuffer
-	w, err := pipeline.NewWorker(b.js, b.store, sum, emb, pipeline.WorkerConfig{SpaceID: b.space.ID, FetchWait: 200 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- w.Run(rctx) }()
-	publish(t, b.js, sampledata.Papers(t)[:2])
-	waitFor(t, "the papers done", func() (bool, string) { return w.Stats().Acked == 2, fmt.Sprintf("%+v", w.Stats()) })
+	for _, tc := range []struct {
+		name   string
+		del    func(ctx context.Context, js jetstream.JetStream) error
+		want   error
+		naming string
+	}{
+		{"the consumer", func(ctx context.Context, js jetstream.JetStream) error {
+			return js.DeleteConsumer(ctx, pipeline.StreamPapers, pipeline.ConsumerNew)
+		}, jetstream.ErrConsumerNotFound, pipeline.ConsumerNew},
+		{"the stream", func(ctx context.Context, js jetstream.JetStream) error {
+			return js.DeleteStream(ctx, pipeline.StreamPapers)
+		}, jetstream.ErrStreamNotFound, pipeline.StreamPapers},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			sum, emb := summarize.NewOffline(30), embed.NewOffline()
+			b := setup(t, emb, pipeline.TopologyConfig{})
+			var logs logBuffer
+			w, err := pipeline.NewWorker(b.js, b.store, sum, emb, pipeline.WorkerConfig{SpaceID: b.space.ID, FetchWait: 200 * time.Millisecond,
+				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- w.Run(rctx) }()
+			publish(t, b.js, sampledata.Papers(t)[:2])
+			waitFor(t, "the papers done", func() (bool, string) { return w.Stats().Acked == 2, fmt.Sprintf("%+v", w.Stats()) })
 
-	if err := b.js.DeleteConsumer(ctx, pipeline.StreamPapers, pipeline.ConsumerNew); err != nil {
-		t.Fatal(err)
-	}
-	err = <-done
-	if rctx.Err() != nil {
-		t.Fatalf("the worker went on without its consumer until the test's deadline; its log:\n%s", logs.String())
-	}
-	if !errors.Is(err, jetstream.ErrConsumerNotFound) || !strings.Contains(err.Error(), pipeline.ConsumerNew) {
-		t.Errorf("Run = %v, want an error naming the deleted consumer", err)
+			if err := tc.del(ctx, b.js); err != nil {
+				t.Fatal(err)
+			}
+			err = <-done
+			if rctx.Err() != nil {
+				t.Fatalf("the worker went on without %s until the test's deadline; its log:\n%s", tc.name, logs.String())
+			}
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.naming) {
+				t.Errorf("Run = %v, want an error naming %s", err, tc.naming)
+			}
+		})
 	}
 }

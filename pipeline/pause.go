@@ -23,7 +23,7 @@ type apiPause struct {
 	mu    sync.Mutex
 	until time.Time // the pause in progress ends
 	n     int       // pauses since the API last answered
-	cause error     // the refusal that opened the last pause
+	cause error     // the refusal that opened the last pause (kept after it: see pauseErr)
 	// active is n > 0 (a pause, or trying one message at a time after it): the fast path of
 	// apiAnswered.
 	active atomic.Bool
@@ -41,7 +41,9 @@ func (w *Worker) pauseAPI(cause error) {
 		return
 	}
 	p.n++
-	d := w.cfg.Backoff(p.n)
+	// Never shorter than a pull request's wait: a Backoff of 0 ("retry at once") would make
+	// every refused request a pause of its own, and a warning.
+	d := max(w.cfg.Backoff(p.n), w.cfg.FetchWait)
 	p.until, p.cause = now.Add(d), cause
 	p.active.Store(true)
 	w.stats.paused.Add(1)
@@ -64,7 +66,7 @@ func (w *Worker) apiAnswered() {
 	if p.n > 0 {
 		w.log.Info("the API accepts the requests again: the worker resumes", "after_pauses", p.n)
 	}
-	p.n, p.until, p.cause = 0, time.Time{}, nil
+	p.n, p.until = 0, time.Time{} // cause stays: the error of an ExitWhenIdle run that stopped
 	p.active.Store(false)
 }
 

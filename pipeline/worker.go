@@ -330,10 +330,11 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan struct{}, release func(int), dispatch func([]jetstream.Msg)) error {
 	fetchErrs := 0
 	for ctx.Err() == nil {
+		if w.cfg.ExitWhenIdle && w.pause.active.Load() {
+			// At the first refusal, whether its pause is still running or not.
+			return w.pauseErr()
+		}
 		if d := w.pausedFor(); d > 0 {
-			if w.cfg.ExitWhenIdle {
-				return w.pauseErr()
-			}
 			if !sleepCtx(ctx, d) {
 				return nil
 			}
@@ -490,6 +491,9 @@ func (w *Worker) recheckConsumer(ctx context.Context, pullErr error) (jetstream.
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
 		return nil, fmt.Errorf("worker: consumer %s no longer exists (deleted?): %w; starting a paperpipe process recreates it", w.cfg.Consumer, err)
+	case errors.Is(err, jetstream.ErrStreamNotFound): // its consumers went with it
+		return nil, fmt.Errorf("worker: stream %s no longer exists (deleted?), nor its consumer %s: %w; starting a paperpipe process recreates them",
+			StreamPapers, w.cfg.Consumer, err)
 	case err != nil:
 		return nil, nil
 	}
