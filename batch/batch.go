@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -637,6 +638,11 @@ func (r *Runner) Wait(ctx context.Context) (Report, error) {
 		}
 		if r.cfg.Progress != nil {
 			r.cfg.Progress(jobs, r.report)
+		}
+		if !slices.ContainsFunc(jobs, func(j store.BatchJob) bool {
+			return j.Status == store.BatchPreparing || j.Status == store.BatchSubmitted
+		}) {
+			continue // every job seen is closed now: list again at once (none open: done)
 		}
 		t := time.NewTimer(delay)
 		select {

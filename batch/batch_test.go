@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sashabaranov/go-openai"
+
 	"github.com/paperpipe/paperpipe/batch"
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/llm"
@@ -579,5 +581,47 @@ func TestConfigIsValidated(t *testing.T) {
 		if _, err := batch.New(cfg); err == nil {
 			t.Errorf("%s: New accepted %+v", name, cfg)
 		}
+	}
+}
+
+// TestWaitReturnsOnceTheLastJobIsCollected: once the poll that collects the last open job is
+// done, Wait returns; it slept another poll interval first (up to MaxPollInterval, 10 minutes),
+// which delayed the end of every run and the new space's index build. The batches are complete
+// before Wait's first poll, and the interval is an hour: a Wait that sleeps it does not end
+// within the test's minute.
+func TestWaitReturnsOnceTheLastJobIsCollected(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r := b.runner(t, func(c *batch.Config) { c.PollInterval, c.MaxPollInterval = time.Hour, time.Hour })
+	if _, err := r.Submit(ctx, store.Selection{}); err != nil {
+		t.Fatal(err)
+	}
+	oc := openai.DefaultConfig("sk-test")
+	oc.BaseURL = b.fake.URL()
+	api := openai.NewClientWithConfig(oc)
+	for _, target := range []string{
+		store.BatchTarget(paper.KindChat, chatModel, summarize.PromptVersion, 0),
+		store.BatchTarget(paper.KindEmbedding, b.space.Model, "", b.space.ID),
+	} {
+		jobs, err := b.st.BatchJobs(ctx, target)
+		if err != nil || len(jobs) != 1 {
+			t.Fatalf("open jobs of %s = %+v, %v; want 1", target, jobs, err)
+		}
+		for {
+			bt, err := api.RetrieveBatch(ctx, jobs[0].OpenAIID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bt.Status == "completed" {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	rep, err := r.Wait(ctx)
+	if err != nil || rep.Done != 2 {
+		t.Errorf("Wait = %+v, %v; want its 2 jobs done and no wait for another poll", rep, err)
 	}
 }
