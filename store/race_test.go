@@ -572,3 +572,87 @@ func TestIndexChangesBesideAConcurrentBuildWaitForItWithoutStallingTheTable(t *t
 		})
 	}
 }
+
+// TestEnsureSpaceOfANewSpaceDoesNotWaitForOpenReaders: a worker started with a new model
+// creates its space beside the active one while a pg_dump (a REPEATABLE READ transaction that
+// has read every table), a report or a session idle in a transaction is open. The new space's
+// index must not wait for it — CREATE INDEX CONCURRENTLY waits for every older snapshot of the
+// database, for as long as the dump runs — and the space must come with its index.
+func TestEnsureSpaceOfANewSpaceDoesNotWaitForOpenReaders(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	ps := abstracts(1)
+	upsert(t, s, ps, store.Work{})
+	active := space(t, s, "active", 3)
+	if _, err := s.SaveEmbeddings(ctx, active.ID, []paper.Embedding{embeddingOf(ps[0], 1, 0, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	dump, err := s.Pool().BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = dump.Rollback(context.Background()) }()
+	for _, table := range []string{"papers", "embeddings"} {
+		if _, err := dump.Exec(ctx, "SELECT count(*) FROM "+table); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second) // a bound, not a measure: it ends at once
+	defer cancel()
+	created, err := s.EnsureSpace(wctx, paper.Space{Model: "third", Dimensions: 3, Template: "title+abstract"})
+	if err != nil {
+		t.Fatalf("EnsureSpace of a new space while a reader's transaction is open: %v", err)
+	}
+	if si := spacesByID(t, s)[created.ID]; si.IndexName == "" {
+		t.Errorf("the new space has no valid index: %+v", si)
+	}
+}
+
+// TestEnsureSpaceThatCannotBuildTheIndexLeavesNoSpace: when a new space's index cannot be
+// built (here the index lock stays held by another process's build, and the caller gives up,
+// as a worker does at its shutdown), EnsureSpace must leave nothing behind: a space committed
+// without its index would be returned by the next EnsureSpace, and embedded into, without
+// anything ever building it. The next EnsureSpace creates it with its index.
+func TestEnsureSpaceThatCannotBuildTheIndexLeavesNoSpace(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	_ = space(t, s, "active", 3)
+	holder, err := s.Pool().Acquire(ctx) // another process's index build holds the lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Release()
+	const key = `hashtextextended('paperpipe.index.' || current_schema(), 0)`
+	if _, err := holder.Exec(ctx, `SELECT pg_advisory_lock(`+key+`)`); err != nil {
+		t.Fatal(err)
+	}
+	want := paper.Space{Model: "third", Dimensions: 3, Template: "title+abstract"}
+	worker, app := openWatched(t, s, "worker")
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := worker.EnsureSpace(wctx, want)
+		done <- err
+	}()
+	waitForIndexLockPoll(t, s, app)
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("EnsureSpace succeeded although the index lock stayed held and it was cancelled")
+	}
+	if n := countRows(t, s, "embedding_spaces WHERE model = 'third'"); n != 0 {
+		t.Errorf("the failed EnsureSpace left %d spaces without their index behind", n)
+	}
+	if _, err := holder.Exec(ctx, `SELECT pg_advisory_unlock(`+key+`)`); err != nil {
+		t.Fatal(err)
+	}
+	got, err := worker.EnsureSpace(ctx, want)
+	if err != nil {
+		t.Fatalf("EnsureSpace once the lock is free: %v", err)
+	}
+	if si := spacesByID(t, s)[got.ID]; si.IndexName == "" {
+		t.Errorf("the space after the second EnsureSpace has no index: %+v", si)
+	}
+}

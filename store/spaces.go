@@ -208,13 +208,14 @@ func validateSpace(sp paper.Space) error {
 // activated. The result carries the space's ID and whether it is active. sp's ID and Active are
 // ignored.
 //
-// The index of a new space is one scan of the table, since no rows belong to the space yet.
-// The first space builds it with a plain CREATE INDEX inside the transaction; a space created
-// beside others is committed first, then its index is built with CREATE INDEX CONCURRENTLY,
-// after another index change in progress (a fill's build, a reindex: see lockIndexes) has
-// ended — EnsureSpace then waits for it, and writes to the table go on meanwhile. An existing
-// space that has no valid index (EnsureSpaceForLoad made it for a bulk fill) is returned
-// without one, with a warning: BuildSpaceIndex or Reindex builds it.
+// A new space and its index are made in one transaction, so that a failure leaves neither:
+// the index is one scan of the table, since no rows belong to the space yet, built with a
+// plain CREATE INDEX after another index change in progress (a fill's build, a reindex: see
+// lockIndexes) has ended — EnsureSpace waits for it. The build waits for the writes to the
+// table in flight (within execLockedDDL's bounds) but not for readers, and holds up writes for
+// its one scan. An existing space is returned without waiting for that lock; one that has no
+// valid index (EnsureSpaceForLoad made it for a bulk fill) is returned without one, with a
+// warning: BuildSpaceIndex or Reindex builds it.
 func (s *Store) EnsureSpace(ctx context.Context, sp paper.Space) (paper.Space, error) {
 	out, _, err := s.ensureSpace(ctx, sp, true)
 	return out, err
@@ -522,30 +523,61 @@ func (s *Store) Reindex(ctx context.Context, id int64, kind IndexKind, cfg Index
 	return true, nil
 }
 
+// errNeedsIndexLock is how ensureSpaceTx, run without the index lock, says that the space is
+// new and gets its index: ensureSpace takes the lock and runs it again.
+var errNeedsIndexLock = errors.New("a new space's index is built under the index lock")
+
 // ensureSpace is EnsureSpace; withIndex false leaves a new space without its index.
 func (s *Store) ensureSpace(ctx context.Context, sp paper.Space, withIndex bool) (paper.Space, bool, error) {
 	if err := validateSpace(sp); err != nil {
 		return paper.Space{}, false, err
 	}
-	var (
-		out                 spaceRow
-		created, buildAfter bool
-	)
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		created, buildAfter = false, false
+	// An existing space, or a new one without its index, needs no index lock: a worker's start
+	// does not wait for a fill's build. A new space with its index is created under it.
+	out, created, err := s.ensureSpaceTx(ctx, s.pool, sp, withIndex, false)
+	if errors.Is(err, errNeedsIndexLock) {
+		conn, unlock, lerr := s.lockIndexes(ctx)
+		if lerr != nil {
+			return paper.Space{}, false, fmt.Errorf("ensure embedding space %s: %w", sp.Name(), lerr)
+		}
+		defer unlock()
+		out, created, err = s.ensureSpaceTx(ctx, conn, sp, withIndex, true)
+	}
+	if err != nil {
+		return paper.Space{}, false, fmt.Errorf("ensure embedding space %s: %w", sp.Name(), err)
+	}
+	s.cacheSpace(out)
+	return out.Space, created, nil
+}
+
+// ensureSpaceTx is ensureSpace's transaction, on db (the pool, or the connection that holds
+// the index lock when indexLocked). Without the index lock, a space it would create with its
+// index is not created: it returns errNeedsIndexLock.
+func (s *Store) ensureSpaceTx(ctx context.Context, db interface {
+	Begin(context.Context) (pgx.Tx, error)
+}, sp paper.Space, withIndex, indexLocked bool) (out spaceRow, created bool, err error) {
+	indexable := vectorSQLFor(spaceRow{Space: sp, index: s.index}, "$1").opclass != ""
+	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		created = false
 		if _, err := tx.Exec(ctx, lockSpacesStatement); err != nil {
 			return fmt.Errorf("lock embedding spaces: %w", err)
 		}
-		tag, err := tx.Exec(ctx, `INSERT INTO embedding_spaces (model, dimensions, template, index_kind) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (model, dimensions, template) DO NOTHING`, sp.Model, sp.Dimensions, sp.Template, string(s.index))
-		if err != nil {
-			return fmt.Errorf("insert: %w", err)
-		}
-		created = tag.RowsAffected() == 1
+		var err error
 		out, err = scanSpace(tx.QueryRow(ctx, `SELECT `+spaceColumns+` FROM embedding_spaces
 			WHERE model = $1 AND dimensions = $2 AND template = $3`, sp.Model, sp.Dimensions, sp.Template))
-		if err != nil {
-			return fmt.Errorf("read back: %w", err)
+		switch {
+		case err == nil:
+		case !errors.Is(err, pgx.ErrNoRows):
+			return fmt.Errorf("look up: %w", err)
+		case withIndex && indexable && !indexLocked:
+			return errNeedsIndexLock
+		default:
+			out, err = scanSpace(tx.QueryRow(ctx, `INSERT INTO embedding_spaces (model, dimensions, template, index_kind)
+				VALUES ($1, $2, $3, $4) RETURNING `+spaceColumns, sp.Model, sp.Dimensions, sp.Template, string(s.index)))
+			if err != nil {
+				return fmt.Errorf("insert: %w", err)
+			}
+			created = true
 		}
 		v := vectorSQLFor(out, "$1")
 		switch {
@@ -554,19 +586,15 @@ func (s *Store) ensureSpace(ctx context.Context, sp paper.Space, withIndex bool)
 		case !withIndex:
 			// An existing space keeps what it has; BuildSpaceIndex adds a missing index.
 		case v.opclass != "" && created:
-			// No row belongs to the space yet: the build is one scan of the table. The only
-			// space builds it here, with a plain CREATE INDEX: no other index of the table can
-			// be changing (each belongs to a space). Beside other spaces, another index may be
-			// being built concurrently, behind which this one would hold up every read and
-			// write of the table (see lockIndexes): the space is committed first, and its
-			// index built after, the way BuildSpaceIndex builds one.
-			if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM embedding_spaces WHERE id <> $1)", out.ID).Scan(&buildAfter); err != nil {
-				return fmt.Errorf("look up other spaces: %w", err)
-			}
-			if buildAfter {
-				break
-			}
-			if _, err := tx.Exec(ctx, v.createIndexSQL(out.ID, false)); err != nil {
+			// No row belongs to the space yet: the build is one scan of the table, with a plain
+			// CREATE INDEX in this transaction, so that a failure leaves no space without its
+			// index behind. It holds the index lock: no build of this store's runs beside it
+			// (behind a concurrent one, its lock of the table would hold up every read and write
+			// of it: see lockIndexes). Its ShareLock waits only for the writes in flight, not
+			// for readers (a pg_dump, a session idle in a transaction), as CREATE INDEX
+			// CONCURRENTLY would for every older snapshot of the database; writes wait for the
+			// one scan. execLockedDDL bounds the wait for the table.
+			if err := s.execLockedDDL(ctx, tx, v.createIndexSQL(out.ID, false)); err != nil {
 				return fmt.Errorf("create index %s: %w", v.indexName, err)
 			}
 			s.log.InfoContext(ctx, "created embedding space index", "space", out.Name(), "index", v.indexName, "kind", out.index)
@@ -600,18 +628,7 @@ func (s *Store) ensureSpace(ctx context.Context, sp paper.Space, withIndex bool)
 		}
 		return nil
 	})
-	if err != nil {
-		return paper.Space{}, false, fmt.Errorf("ensure embedding space %s: %w", sp.Name(), err)
-	}
-	s.cacheSpace(out)
-	if buildAfter {
-		if _, err := s.BuildSpaceIndex(ctx, out.ID, IndexSettings{}); err != nil {
-			// The space exists: the next EnsureSpace returns it, warning that it has no index.
-			return paper.Space{}, false, fmt.Errorf("ensure embedding space %s: created it, but not its index "+
-				"(`paperpipe spaces reindex %d --index %s` builds it): %w", out.Name(), out.ID, out.index, err)
-		}
-	}
-	return out.Space, created, nil
+	return out, created, err
 }
 
 // Spaces lists every embedding space, oldest first, with its coverage.
@@ -780,9 +797,7 @@ func (s *Store) DropSpace(ctx context.Context, id int64, opts DropOptions) error
 	if err != nil {
 		return fmt.Errorf("drop embedding space %d: %w", id, err)
 	}
-	s.spacesMu.Lock()
-	delete(s.spaces, id)
-	s.spacesMu.Unlock()
+	s.uncacheSpace(id)
 	return nil
 }
 
@@ -822,5 +837,12 @@ func (s *Store) cacheSpace(sp spaceRow) {
 	sp.Active = false
 	s.spacesMu.Lock()
 	s.spaces[sp.ID] = sp
+	s.spacesMu.Unlock()
+}
+
+// uncacheSpace forgets space id, which no longer exists.
+func (s *Store) uncacheSpace(id int64) {
+	s.spacesMu.Lock()
+	delete(s.spaces, id)
 	s.spacesMu.Unlock()
 }
