@@ -252,7 +252,8 @@ type IndexSettings struct {
 // interrupted concurrent build is dropped and built again.
 //
 // Every change of an index on embeddings (this build, Reindex, DropSpace, EnsureSpace's build
-// of a new space beside others) waits for the one in progress: see lockIndexes.
+// of a new space) waits for the one in progress: see lockIndexes. The space is read again
+// under that lock: one dropped meanwhile is not found (paper.ErrNotFound), and gets no index.
 func (s *Store) BuildSpaceIndex(ctx context.Context, id int64, cfg IndexSettings) (bool, error) {
 	sp, err := s.space(ctx, id)
 	if err != nil {
@@ -272,6 +273,19 @@ func (s *Store) BuildSpaceIndex(ctx context.Context, id int64, cfg IndexSettings
 		return false, fmt.Errorf("build index of space %s: %w", sp.Name(), err)
 	}
 	defer unlock()
+	// The space as it is now: DropSpace (which takes the lock too) may have dropped it since it
+	// was cached or read, and its index would be one of a missing row; Reindex may have
+	// changed its kind.
+	if sp, err = spaceByID(ctx, conn, id); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			s.uncacheSpace(id)
+		}
+		return false, notFound(err, "build index: embedding space %d", id)
+	}
+	s.cacheSpace(sp)
+	if v = vectorSQLFor(sp, "$1"); v.opclass == "" {
+		return false, nil
+	}
 	exists, valid, err := indexState(ctx, conn, v.indexName)
 	if err != nil || valid {
 		return false, err

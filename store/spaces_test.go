@@ -353,3 +353,30 @@ func TestDropSpaceRefusesASpaceThatOpenBatchJobsEmbedInto(t *testing.T) {
 		t.Errorf("after the drop: space listed %v, %d batch jobs left", ok, countRows(t, s, "batch_jobs"))
 	}
 }
+
+// TestBuildSpaceIndexOfASpaceDroppedMeanwhileBuildsNothing: a fill caches its space
+// (EnsureSpaceForLoad); an operator drops the space while it runs; the fill's end builds the
+// space's index. It must find the space gone (the lock it builds under is DropSpace's too) and
+// build nothing: an index of a missing row would stay for ever, and the fill would report its
+// space indexed.
+func TestBuildSpaceIndexOfASpaceDroppedMeanwhileBuildsNothing(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	_ = space(t, s, "active", 3)
+	fill, _, err := s.EnsureSpaceForLoad(ctx, paper.Space{Model: "green", Dimensions: 3, Template: "title+abstract"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	operator, _ := openWatched(t, s, "operator")
+	if err := operator.DropSpace(ctx, fill.ID, store.DropOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	built, err := s.BuildSpaceIndex(ctx, fill.ID, store.IndexSettings{})
+	if !errors.Is(err, paper.ErrNotFound) || built {
+		t.Errorf("BuildSpaceIndex of dropped space %d = %v, %v; want paper.ErrNotFound", fill.ID, built, err)
+	}
+	if name := "embeddings_hnsw_s" + strconv.FormatInt(fill.ID, 10); indexExists(t, s, name) {
+		t.Errorf("BuildSpaceIndex of the dropped space built %s", name)
+	}
+}
