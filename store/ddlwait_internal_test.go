@@ -71,3 +71,26 @@ func TestDropSpaceGivesUpWhileAnotherSessionHoldsTheTable(t *testing.T) {
 		t.Errorf("DropSpace once the table is free: %v", err)
 	}
 }
+
+// TestLockedDDLWaitOutlastsTheDeadlockTimeout: each try of a DROP INDEX waits longer than the
+// server's deadlock_timeout, after which the waiting backend's deadlock check cancels an
+// autovacuum that holds the table (at a lock_timeout equal to it the lock timeout fires
+// first, and the drop gives up behind the autovacuum); the tries together stay within about
+// twenty seconds, two at least. (An autovacuum cannot be started on demand in a test; the
+// behaviour is tested by TestDDLWaitsLongerThanTheDeadlockTimeout, which sees one wait last
+// longer than deadlock_timeout.)
+func TestLockedDDLWaitOutlastsTheDeadlockTimeout(t *testing.T) {
+	t.Parallel()
+	for _, deadlock := range []time.Duration{100 * time.Millisecond, time.Second, 1500 * time.Millisecond, 5 * time.Second, time.Minute} {
+		w := lockedDDLWait(deadlock)
+		timeout, err := time.ParseDuration(w.timeout)
+		if err != nil {
+			t.Fatalf("deadlock_timeout %v: lock_timeout %q does not parse: %v", deadlock, w.timeout, err)
+		}
+		total := time.Duration(w.tries)*timeout + time.Duration(w.tries-1)*w.pause
+		if timeout <= deadlock || timeout < 2*time.Second || w.tries < 2 || (deadlock <= 2*time.Second && total > 20*time.Second) {
+			t.Errorf("deadlock_timeout %v: %d tries of lock_timeout %v (%v in all); want each above deadlock_timeout and at least 2 s, "+
+				"two tries at least, and about twenty seconds in all", deadlock, w.tries, timeout, total)
+		}
+	}
+}

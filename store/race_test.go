@@ -656,3 +656,58 @@ func TestEnsureSpaceThatCannotBuildTheIndexLeavesNoSpace(t *testing.T) {
 		t.Errorf("the space after the second EnsureSpace has no index: %+v", si)
 	}
 }
+
+// TestDDLWaitsLongerThanTheDeadlockTimeout: a DROP INDEX waiting for the embeddings table must
+// wait longer than deadlock_timeout at a time: only then does its backend's deadlock check run,
+// which cancels an autovacuum of the table holding it (the usual holder after a fill). With a
+// lock_timeout of deadlock_timeout or less, the drop gives up behind every autovacuum. Here an
+// open transaction that read the table holds it, and the test watches one wait of the drop
+// outlast deadlock_timeout; then the holder ends, and the drop succeeds.
+func TestDDLWaitsLongerThanTheDeadlockTimeout(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	_ = space(t, s, "active", 3)
+	old := space(t, s, "old", 3)
+	holder, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Rollback(context.Background()) }()
+	if _, err := holder.Exec(ctx, "SELECT count(*) FROM embeddings"); err != nil {
+		t.Fatal(err)
+	}
+	dropper, app := openWatched(t, s, "dropper")
+	done := make(chan error, 1)
+	go func() { done <- dropper.DropSpace(ctx, old.ID, store.DropOptions{}) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// How long the drop's current statement has waited for its lock, beyond deadlock_timeout
+		// (with a margin for this poll's own delay).
+		var beyond bool
+		if err := s.Pool().QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+				WHERE application_name = $1 AND wait_event_type = 'Lock' AND query ILIKE 'DROP INDEX%'
+				AND clock_timestamp() - query_start > current_setting('deadlock_timeout')::interval + interval '250ms')`,
+			app).Scan(&beyond); err != nil {
+			t.Fatal(err)
+		}
+		if beyond {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("DropSpace returned (%v) without ever waiting longer than deadlock_timeout for the table", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the drop did not wait longer than deadlock_timeout at a time within 30 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := holder.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("DropSpace once the holder ended: %v", err)
+	}
+}

@@ -417,26 +417,53 @@ func buildIndex(ctx context.Context, conn *pgxpool.Conn, cfg IndexSettings, ddl 
 	return err
 }
 
-// ddlWait bounds how long a DROP INDEX (DropSpace, Reindex's swap) waits for its lock of the
-// whole embeddings table, during which every read and write of the table queues behind it: it
-// waits timeout (a lock_timeout) at a time, up to tries times, with pause between tries to let
-// the queue through. What holds the table that long is an index build that is not this
-// store's (a CREATE INDEX run by hand, an older paperpipe), or a VACUUM FULL.
+// ddlWait bounds how long a DROP INDEX (DropSpace, Reindex's swap) or a new space's CREATE
+// INDEX (EnsureSpace) waits for its lock of the embeddings table, during which the table's
+// writes (and, behind a DROP, its reads) queue behind it: it waits timeout (a lock_timeout) at
+// a time, up to tries times, with pause between tries to let the queue through. What holds the
+// table that long is a long transaction that read or wrote it (a pg_dump, a session idle in a
+// transaction, a report), an index build that is not this store's, or a VACUUM.
 type ddlWait struct {
 	timeout string
 	tries   int
 	pause   time.Duration
 }
 
-// defaultDDLWait is the ddlWait of a Store whose own is zero (all but tests').
-var defaultDDLWait = ddlWait{timeout: "1s", tries: 10, pause: time.Second}
+const (
+	// minDDLLockTimeout is the least lock_timeout of a try of execLockedDDL.
+	minDDLLockTimeout = 2 * time.Second
+	// ddlWaitBudget is about how long execLockedDDL tries in all, pauses included.
+	ddlWaitBudget = 18 * time.Second
+	ddlWaitPause  = time.Second
+)
 
-// execLockedDDL runs ddl in tx, at a savepoint, under the lock_timeout of s.ddlWait, trying
-// again while it times out; tx's lock_timeout is as before afterwards.
+// lockedDDLWait is the ddlWait of a Store whose own is zero (all but tests'), on a session
+// whose deadlock_timeout is deadlock. Each try waits longer than deadlock_timeout: only then
+// does the waiting backend's deadlock check run, which cancels an autovacuum of the table that
+// holds the lock (PostgreSQL's proc.c: at a lock_timeout equal to it, or shorter, the lock
+// timeout fires first, and the DDL would give up behind every autovacuum of embeddings, the
+// commonest holder after a fill). So twice deadlock_timeout, at least minDDLLockTimeout, with
+// as many tries as fit in about ddlWaitBudget (two at least).
+func lockedDDLWait(deadlock time.Duration) ddlWait {
+	timeout := max(2*deadlock, minDDLLockTimeout)
+	return ddlWait{
+		timeout: strconv.FormatInt(timeout.Milliseconds(), 10) + "ms",
+		tries:   max(2, int(ddlWaitBudget/(timeout+ddlWaitPause))),
+		pause:   ddlWaitPause,
+	}
+}
+
+// execLockedDDL runs ddl in tx, at a savepoint, under the lock_timeout of s.ddlWait (by
+// default lockedDDLWait of the session's deadlock_timeout), trying again while it times out;
+// tx's lock_timeout is as before afterwards.
 func (s *Store) execLockedDDL(ctx context.Context, tx pgx.Tx, ddl string) error {
 	w := s.ddlWait
 	if w.tries == 0 {
-		w = defaultDDLWait
+		var ms int64
+		if err := tx.QueryRow(ctx, "SELECT setting::bigint FROM pg_settings WHERE name = 'deadlock_timeout'").Scan(&ms); err != nil {
+			return fmt.Errorf("read deadlock_timeout: %w", err)
+		}
+		w = lockedDDLWait(time.Duration(ms) * time.Millisecond)
 	}
 	for try := 1; ; try++ {
 		err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {

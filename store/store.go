@@ -79,7 +79,7 @@ type Store struct {
 	spacesMu sync.RWMutex
 	spaces   map[int64]spaceRow
 
-	ddlWait ddlWait // zero: defaultDDLWait
+	ddlWait ddlWait // zero: lockedDDLWait of the session's deadlock_timeout
 }
 
 // Open connects to PostgreSQL, registers the pgvector types on every connection and checks the
