@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -12,8 +13,8 @@ import (
 
 // TestDropSpaceGivesUpWhileAnotherSessionHoldsTheTable: DropSpace's DROP INDEX needs the whole
 // embeddings table, and every query and write of the table queues behind it while it waits.
-// When another session holds the table (here a transaction that read it; in earnest an index
-// build that is not this store's), DropSpace must give up after its tries, change nothing and
+// When another session holds the table (here a transaction that read it, as a pg_dump or a
+// session idle in a transaction does), DropSpace must give up after its tries, change nothing and
 // say why — not wait for as long as the other session runs — and succeed once it has ended.
 func TestDropSpaceGivesUpWhileAnotherSessionHoldsTheTable(t *testing.T) {
 	t.Parallel()
@@ -92,5 +93,50 @@ func TestLockedDDLWaitOutlastsTheDeadlockTimeout(t *testing.T) {
 			t.Errorf("deadlock_timeout %v: %d tries of lock_timeout %v (%v in all); want each above deadlock_timeout and at least 2 s, "+
 				"two tries at least, and about twenty seconds in all", deadlock, w.tries, timeout, total)
 		}
+	}
+}
+
+// TestDropSpaceRefusalNamesTheSessionsHoldingTheTable: what holds the embeddings table past
+// DropSpace's tries is most often an ordinary transaction that read it and stays open (a
+// pg_dump, a session idle in a transaction, a long report). The refusal must name it — its
+// pid and state — so that the operator can find it, not blame an index build.
+func TestDropSpaceRefusalNamesTheSessionsHoldingTheTable(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, err := Open(ctx, Config{URL: pgtest.URL(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.ddlWait = ddlWait{timeout: "50ms", tries: 2, pause: 10 * time.Millisecond}
+	var old paper.Space
+	for _, m := range []string{"active", "old"} {
+		if old, err = s.EnsureSpace(ctx, paper.Space{Model: m, Dimensions: 2, Template: "t"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	holder, err := s.pool.Begin(ctx) // a report's transaction, left open
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Rollback(context.Background()) }()
+	var pid int32
+	if err := holder.QueryRow(ctx, "SELECT pg_backend_pid() FROM (SELECT count(*) FROM embeddings) e").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	err = s.DropSpace(ctx, old.ID, DropOptions{})
+	if err == nil {
+		t.Fatal("DropSpace succeeded while another transaction holds the table")
+	}
+	for _, want := range []string{fmt.Sprintf("pid %d (client backend, idle in transaction", pid), "FROM embeddings"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("DropSpace's refusal %q does not say %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "an index build on it is running") {
+		t.Errorf("DropSpace's refusal %q blames an index build", err)
 	}
 }

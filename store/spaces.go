@@ -422,7 +422,8 @@ func buildIndex(ctx context.Context, conn *pgxpool.Conn, cfg IndexSettings, ddl 
 // writes (and, behind a DROP, its reads) queue behind it: it waits timeout (a lock_timeout) at
 // a time, up to tries times, with pause between tries to let the queue through. What holds the
 // table that long is a long transaction that read or wrote it (a pg_dump, a session idle in a
-// transaction, a report), an index build that is not this store's, or a VACUUM.
+// transaction, a report), an index build that is not this store's, or a VACUUM; the refusal
+// names the sessions (see tableHolders).
 type ddlWait struct {
 	timeout string
 	tries   int
@@ -482,9 +483,10 @@ func (s *Store) execLockedDDL(ctx context.Context, tx pgx.Tx, ddl string) error 
 			return err
 		}
 		if try == w.tries {
-			return fmt.Errorf("the embeddings table stayed locked by another session (%d tries of %s): an index build "+
-				"on it is running that is not this store's (a CREATE INDEX run by hand, an older paperpipe), or a VACUUM FULL; "+
-				"nothing was changed: try again when it has ended: %w", w.tries, w.timeout, err)
+			return fmt.Errorf("the embeddings table stayed locked by another session (%d tries of %s)%s; what holds it so long is "+
+				"a long transaction that read or wrote it (a pg_dump, a session left idle in a transaction, a long report), "+
+				"an autovacuum, or an index build that is not this store's; nothing was changed: try again once it has ended: %w",
+				w.tries, w.timeout, tableHolders(ctx, tx), err)
 		}
 		select {
 		case <-ctx.Done():
@@ -492,6 +494,52 @@ func (s *Store) execLockedDDL(ctx context.Context, tx pgx.Tx, ddl string) error 
 		case <-time.After(w.pause):
 		}
 	}
+}
+
+// tableHolders describes the sessions other than tx's that hold a lock of the embeddings
+// table, for execLockedDDL's refusal: ", held by pid 4242 (client backend, idle in transaction,
+// its transaction open for 3m2s; "SELECT …")", or "" when none is seen any more or they cannot
+// be looked up.
+func tableHolders(ctx context.Context, tx pgx.Tx) string {
+	rows, err := tx.Query(ctx, `SELECT a.pid, coalesce(a.backend_type, ''), coalesce(a.state, ''),
+			floor(extract(epoch FROM clock_timestamp() - a.xact_start))::bigint, left(coalesce(a.query, ''), 80)
+		FROM pg_stat_activity a
+		WHERE a.pid <> pg_backend_pid() AND a.pid IN (SELECT l.pid FROM pg_locks l
+			WHERE l.locktype = 'relation' AND l.granted AND l.relation = 'embeddings'::regclass
+				AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))
+		ORDER BY a.xact_start NULLS LAST, a.pid`)
+	if err != nil {
+		return ""
+	}
+	var (
+		b                     strings.Builder
+		pid                   int32
+		backend, state, query string
+		open                  *int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&pid, &backend, &state, &open, &query}, func() error {
+		if b.Len() == 0 {
+			b.WriteString(", held by ")
+		} else {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "pid %d (%s", pid, backend)
+		if state != "" {
+			b.WriteString(", " + state)
+		}
+		if open != nil {
+			fmt.Fprintf(&b, ", its transaction open for %s", time.Duration(*open)*time.Second)
+		}
+		if query != "" {
+			fmt.Fprintf(&b, "; %q", strings.Join(strings.Fields(query), " "))
+		}
+		b.WriteString(")")
+		return nil
+	})
+	if err != nil {
+		return ""
+	}
+	return b.String()
 }
 
 // Reindex gives space id an index of kind: it builds the new index beside the old one with
