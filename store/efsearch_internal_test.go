@@ -6,6 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/paperpipe/paperpipe/internal/pgtest"
 )
@@ -14,7 +15,7 @@ import (
 // read-only; the options end with the query, on a connection the next caller reuses.
 func TestSearchQueriesRunWithTheirOptionsAndOnlyThey(t *testing.T) {
 	t.Parallel()
-	u := pgtest.URL(t) + "&pool_max_conns=1" // one connection: the next statement reuses it
+	u := pgtest.URL(t)
 	for _, tc := range []struct {
 		cfg  int
 		kind IndexKind
@@ -29,6 +30,13 @@ func TestSearchQueriesRunWithTheirOptionsAndOnlyThey(t *testing.T) {
 	} {
 		s, err := Open(t.Context(), Config{URL: u, EFSearch: tc.cfg})
 		if err != nil {
+			t.Fatal(err)
+		}
+		// One connection (below what Open accepts): the next statement reuses it.
+		pcfg := s.pool.Config()
+		pcfg.MaxConns = 1
+		s.pool.Close()
+		if s.pool, err = pgxpool.NewWithConfig(t.Context(), pcfg); err != nil {
 			t.Fatal(err)
 		}
 		got, err := searchRows(t.Context(), s, s.efFor(spaceRow{index: tc.kind}, tc.k), `SELECT current_setting('hnsw.ef_search') || ' '

@@ -35,7 +35,8 @@ type Config struct {
 	// URL is the PostgreSQL connection string (postgres://… or key=value form). Required.
 	URL string
 	// MaxConns is the pool's maximum number of connections. Defaults to URL's
-	// pool_max_conns when it has one, else to 4×GOMAXPROCS, at least 8.
+	// pool_max_conns when it has one, else to 4×GOMAXPROCS, at least 8. Either must be at
+	// least MinConns.
 	MaxConns int32
 	// EFSearch is hnsw.ef_search for vector queries: the candidates the HNSW index walks (and,
 	// on an IndexHNSWBinary index, re-ranks), traded against latency (see bench/results;
@@ -63,6 +64,17 @@ func (c *Config) validate() error {
 	}
 	return nil
 }
+
+// MinConns is the fewest connections Open accepts for a store's pool (Config.MaxConns, or the
+// URL's pool_max_conns). The store's own session locks each keep a pooled connection for as
+// long as they are held, and a process holds up to three at once: `reprocess` holds a LockRun
+// for each output it writes (TL;DRs and a space: two) for the whole run, and meanwhile a batch
+// job's lock (ClaimBatchJob, LockBatchJob: one job at a time) or the index lock
+// (lockIndexes, the fill's final BuildSpaceIndex). The statements run under them — the upload
+// reads the job's items (BatchJobItems), the collection saves vectors — need one more. With
+// fewer, those statements wait for a connection that only their own caller would release: the
+// run hangs for ever.
+const MinConns = 4
 
 // Store is paperpipe's PostgreSQL store. It is safe for concurrent use.
 type Store struct {
@@ -99,6 +111,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		pcfg.MaxConns = cfg.MaxConns
 	case !setsMaxConns(cfg.URL):
 		pcfg.MaxConns = max(8, int32(4*runtime.GOMAXPROCS(0)))
+	}
+	if pcfg.MaxConns < MinConns {
+		setting := "the database URL's pool_max_conns"
+		if cfg.MaxConns > 0 {
+			setting = "MaxConns"
+		}
+		return nil, fmt.Errorf("store config: %s is %d, below the minimum of %d: the store's own locks keep up to %d connections "+
+			"while a run needs one more for its statements: %w", setting, pcfg.MaxConns, MinConns, MinConns-1, paper.ErrInvalid)
 	}
 	pcfg.AfterConnect = registerVector
 	log := cfg.Logger

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"runtime"
@@ -232,10 +233,11 @@ func TestOpenHonoursTheURLsPoolMaxConns(t *testing.T) {
 		cfg  int32
 		want int32
 	}{
-		{u + "&pool_max_conns=2", 0, 2},
-		{u + "&pool_max_conns=2", 5, 5},
+		{u + "&pool_max_conns=4", 0, 4},
+		{u + "&pool_max_conns=4", 5, 5},
+		{u + "&pool_max_conns=2", 6, 6}, // MaxConns decides
 		{u, 0, def},
-		{u, 3, 3},
+		{u, 5, 5},
 	} {
 		s, err := store.Open(t.Context(), store.Config{URL: tc.url, MaxConns: tc.cfg})
 		if err != nil {
@@ -245,5 +247,34 @@ func TestOpenHonoursTheURLsPoolMaxConns(t *testing.T) {
 			t.Errorf("URL %s, MaxConns %d: the pool has MaxConns %d, want %d", pgtest.Redact(tc.url), tc.cfg, got, tc.want)
 		}
 		s.Close()
+	}
+}
+
+// TestOpenRefusesAPoolTooSmallForTheStoresOwnLocks: a pool of fewer than store.MinConns
+// connections hangs a batch run or a reprocess for ever (the store's session locks keep up to
+// three connections while their holder's statements wait for another). Open refuses it, naming
+// the setting and the minimum, as paper.ErrInvalid, before connecting.
+func TestOpenRefusesAPoolTooSmallForTheStoresOwnLocks(t *testing.T) {
+	t.Parallel()
+	u := pgtest.URL(t)
+	for _, tc := range []struct {
+		url     string
+		cfg     int32
+		setting string
+	}{
+		{u + "&pool_max_conns=1", 0, "pool_max_conns is 1"},
+		{u + "&pool_max_conns=3", 0, "pool_max_conns is 3"},
+		{u, 3, "MaxConns is 3"},
+		{u + "&pool_max_conns=8", 2, "MaxConns is 2"},
+	} {
+		s, err := store.Open(t.Context(), store.Config{URL: tc.url, MaxConns: tc.cfg})
+		if err == nil {
+			s.Close()
+		}
+		if !errors.Is(err, paper.ErrInvalid) || !strings.Contains(err.Error(), tc.setting) ||
+			!strings.Contains(err.Error(), "minimum of 4") {
+			t.Errorf("Open with URL %s, MaxConns %d: %v; want paper.ErrInvalid saying %q and the minimum, 4",
+				pgtest.Redact(tc.url), tc.cfg, err, tc.setting)
+		}
 	}
 }
