@@ -135,17 +135,41 @@ func WithSearchPath(conn, path string) (string, error) {
 	return conn + " search_path='" + strings.ReplaceAll(path, "'", `\'`) + "'", nil
 }
 
-// passwordSetting is a password of a keyword/value connection string: the keyword, spaces
-// around = allowed, and a value that is a single-quoted string (with backslash escapes; an
-// unterminated one runs to the end) or runs to the next space.
-var passwordSetting = regexp.MustCompile(`(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'?|\S+)`)
+// passwordSetting is a password of a keyword/value connection string — password, or
+// sslpassword (the passphrase of the client's key) — : the keyword, spaces around = allowed,
+// and a value that is a single-quoted string (with backslash escapes; an unterminated one runs
+// to the end) or runs to the next space.
+var passwordSetting = regexp.MustCompile(`(?i)\b((?:ssl)?password)\s*=\s*('(?:[^'\\]|\\.)*'?|\S+)`)
 
-// Redact returns conn with any password replaced by "xxxxx", for messages.
+// Redact returns conn with any password replaced by "xxxxx", for messages: the URL's
+// user:password@, and the password and sslpassword settings, whether a URL's query parameters
+// (pgx takes every setting there) or keyword/value.
 func Redact(conn string) string {
 	if u, err := url.Parse(conn); err == nil && u.Scheme != "" {
+		if u.RawQuery != "" {
+			params := strings.Split(u.RawQuery, "&")
+			for i, kv := range params {
+				k, _, _ := strings.Cut(kv, "=")
+				if name, err := url.QueryUnescape(k); err == nil && isPasswordSetting(name) || isPasswordSetting(k) {
+					params[i] = k + "=xxxxx"
+				}
+			}
+			u.RawQuery = strings.Join(params, "&")
+		}
 		return u.Redacted()
 	}
-	return passwordSetting.ReplaceAllString(conn, "password=xxxxx")
+	return passwordSetting.ReplaceAllStringFunc(conn, func(m string) string {
+		return strings.ToLower(passwordSetting.FindStringSubmatch(m)[1]) + "=xxxxx"
+	})
+}
+
+// isPasswordSetting reports whether name is a connection setting that holds a secret.
+func isPasswordSetting(name string) bool {
+	switch strings.ToLower(strings.TrimSpace(name)) {
+	case "password", "sslpassword":
+		return true
+	}
+	return false
 }
 
 // schemaName makes a schema name from a test name: t_, up to 30 characters of the name

@@ -52,6 +52,25 @@ func TestRedactHidesQuotedAndSpacedPasswords(t *testing.T) {
 	}
 }
 
+// TestRedactHidesPasswordsGivenAsSettings: pgx takes a password among a URL's query
+// parameters too, and a client key's passphrase as sslpassword (in either form); Redact masks
+// them all and keeps the other settings.
+func TestRedactHidesPasswordsGivenAsSettings(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want string }{
+		{"postgres://paperpipe@127.0.0.1:55432/paperpipe_test?sslmode=disable&password=s3cret",
+			"postgres://paperpipe@127.0.0.1:55432/paperpipe_test?sslmode=disable&password=xxxxx"},
+		{"postgres://u@h/db?sslpassword=s3cret&sslkey=/k.pem", "postgres://u@h/db?sslpassword=xxxxx&sslkey=/k.pem"},
+		{"postgres://u:s3cret@h/db?PassWord=s3cret", "postgres://u:xxxxx@h/db?PassWord=xxxxx"},
+		{"host=h user=u sslpassword=s3cret sslkey=/k.pem", "host=h user=u sslpassword=xxxxx sslkey=/k.pem"},
+		{"host=h SSLPASSWORD = 's3cret phrase' password=s3cret", "host=h sslpassword=xxxxx password=xxxxx"},
+	} {
+		if got := Redact(tc.in); got != tc.want {
+			t.Errorf("Redact(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestSchemaNameIsASafeIdentifier(t *testing.T) {
 	t.Parallel()
 	valid := regexp.MustCompile(`^t_[a-z0-9_]{1,30}_[0-9a-f]{8}$`)
