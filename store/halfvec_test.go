@@ -182,3 +182,27 @@ func TestHalfvecIndexedSpaceRefusesValuesBeyondHalfPrecisionAsInvalid(t *testing
 		t.Errorf("%d out-of-range vectors stored in the halfvec-indexed spaces", n)
 	}
 }
+
+// TestReindexToHalfvecOfASpaceHoldingValuesBeyondHalfPrecisionIsInvalid: a space indexed on
+// vectors (hnsw) may hold components beyond ±65504, which the half-precision copies of an
+// hnsw-halfvec index cannot hold. Reindexing it so is refused as paper.ErrInvalid, saying
+// which values the kind cannot hold (not a raw SQLSTATE 22003), and the space keeps its kind
+// and its index.
+func TestReindexToHalfvecOfASpaceHoldingValuesBeyondHalfPrecisionIsInvalid(t *testing.T) {
+	t.Parallel()
+	_, plain := setupKind(t, store.IndexHNSWHalfvec)
+	ctx := t.Context()
+	ps := abstracts(2)
+	upsert(t, plain, ps, store.Work{})
+	sp := space(t, plain, "plain", 3)
+	if _, err := plain.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(ps[0], 70000, 1, 0), embeddingOf(ps[1], 0, 1, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	changed, err := plain.Reindex(ctx, sp.ID, store.IndexHNSWHalfvec, store.IndexSettings{})
+	if changed || !errors.Is(err, paper.ErrInvalid) || !strings.Contains(err.Error(), "beyond ±65504") {
+		t.Errorf("Reindex to hnsw-halfvec of a space holding 70000 = %v, %v; want paper.ErrInvalid saying the values beyond ±65504", changed, err)
+	}
+	if si := spacesByID(t, plain)[sp.ID]; si.Index != store.IndexHNSW || si.IndexName == "" {
+		t.Errorf("after the refused reindex the space is %+v; want hnsw with its index", si)
+	}
+}

@@ -579,6 +579,14 @@ func (s *Store) Reindex(ctx context.Context, id int64, kind IndexKind, cfg Index
 			return false, fmt.Errorf("reindex space %s: drop a leftover %s: %w", cur.Name(), fresh, err)
 		}
 		if err := buildIndex(ctx, conn, cfg, v.createIndexAs("CONCURRENTLY "+fresh, cur.ID)); err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == "22003" /* numeric_value_out_of_range */ && v.opclass == "halfvec_cosine_ops" {
+				// A vector stored while the space's index was not on halfvec (SaveEmbeddings
+				// refuses such values only for halfvec-indexed spaces).
+				return false, fmt.Errorf("reindex space %s: it holds vector components beyond ±%d, which the half-precision "+
+					"copies a %s index of %d dimensions is built on cannot hold; the space keeps its %s index: %w",
+					cur.Name(), maxHalf, kind, cur.Dimensions, cur.index, paper.ErrInvalid)
+			}
 			return false, fmt.Errorf("reindex space %s: build %s: %w", cur.Name(), kind, err)
 		}
 	}
