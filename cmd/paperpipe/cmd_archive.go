@@ -663,7 +663,7 @@ func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.S
 	fmt.Fprintf(errw, "reprocess: Batch API: %d batches submitted (%d requests), %d resumed, %d done, %d failed; %d TL;DRs and %d embeddings stored, %d answers rejected\n",
 		rep.Submitted, rep.Requests, rep.Resumed, rep.Done, rep.Failed, rep.TLDRs, rep.Vectors, rep.Rejected)
 	if rep.Skipped > 0 {
-		fmt.Fprintf(errw, "reprocess: %d papers left out of resumed batches: their text changed after the batch was recorded (they stay stale for a new one)\n", rep.Skipped)
+		fmt.Fprintf(errw, "reprocess: %d papers left out of their batch's upload (a new or a resumed one): their text changed after the batch was recorded (they stay stale for a new one)\n", rep.Skipped)
 	}
 	if !o.wait && rep.Submitted+rep.Resumed > 0 {
 		fmt.Fprintln(errw, "reprocess: the batches finish within 24 hours; run the same command again without --wait=false to wait for them and store their results")
