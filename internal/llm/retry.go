@@ -2,6 +2,7 @@ package llm
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	openai "github.com/sashabaranov/go-openai"
 
@@ -163,6 +165,67 @@ type Retrier struct {
 	APIKey string
 }
 
+// readable returns err, a call's error, with the message of an error body go-openai could not
+// read. go-openai reads OpenAI's shape only ({"error": {"message": …}}); for another — vLLM's
+// {"object":"error","message":…,"type":…,"code":400}, {"error":"…"} (Ollama's native API),
+// FastAPI's {"detail":"…"}, a line of plain text such as "404 page not found" — it returns a
+// *openai.RequestError whose text reads "message: %!s(<nil>)" (or a JSON decoding error) and
+// then the raw body. Such an error, when it is err itself, becomes the *openai.APIError that
+// go-openai makes of OpenAI's shape, with the same status, type and code: classified alike
+// (Classify, HTTPStatus), its message the server's. Anything else is returned as it is.
+func readable(err error) error {
+	reqErr, ok := err.(*openai.RequestError) // err itself: a wrapped one keeps its wrapping
+	if !ok {
+		return err
+	}
+	msg, typ, code := bodyMessage(reqErr.Body)
+	if msg == "" {
+		return err
+	}
+	return &openai.APIError{Message: msg, Type: typ, Code: code,
+		HTTPStatus: reqErr.HTTPStatus, HTTPStatusCode: reqErr.HTTPStatusCode}
+}
+
+// maxBodyMessage bounds the message read from an error body.
+const maxBodyMessage = 1000
+
+// bodyMessage reads the message of an error body that is not in OpenAI's shape: the string
+// "message", "error" or "detail" of a JSON object (with its "type" and "code"), or a short
+// line of plain text. msg is "" when there is none.
+func bodyMessage(body []byte) (msg, typ string, code any) {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(body, &obj) != nil {
+		text := strings.TrimSpace(string(body))
+		if text == "" || len(text) > maxBodyMessage || strings.ContainsAny(text, "\n<{[") || !utf8.ValidString(text) {
+			return "", "", nil // an HTML page, JSON of another kind, or too long to be a message
+		}
+		return text, "", nil
+	}
+	for _, k := range []string{"message", "error", "detail"} {
+		if json.Unmarshal(obj[k], &msg) == nil && strings.TrimSpace(msg) != "" {
+			break
+		}
+		msg = ""
+	}
+	if msg == "" {
+		return "", "", nil
+	}
+	if len(msg) > maxBodyMessage {
+		msg = strings.ToValidUTF8(msg[:maxBodyMessage], "") + "…"
+	}
+	_ = json.Unmarshal(obj["type"], &typ)
+	var n int
+	if json.Unmarshal(obj["code"], &n) == nil {
+		code = n
+	} else {
+		var s string
+		if json.Unmarshal(obj["code"], &s) == nil {
+			code = s
+		}
+	}
+	return strings.TrimSpace(msg), typ, code
+}
+
 // Result tells what one Do took.
 type Result struct {
 	Attempts    int // calls made, rate-limited ones included
@@ -199,7 +262,7 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 		}
 		res.Attempts++
 		actx, cancel := context.WithTimeout(ctx, timeout)
-		err := fn(actx)
+		err := readable(fn(actx))
 		cancel()
 		if err == nil {
 			return res, nil

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -139,6 +141,49 @@ func TestRetrierReturnsAccountErrorsAtOnceWithoutTheKey(t *testing.T) {
 		if msg := err.Error(); strings.Contains(msg, key) || !strings.Contains(msg, apiErr.Message[:20]) {
 			t.Errorf("%d: message %q: want the API's message without the key", apiErr.HTTPStatusCode, msg)
 		}
+	}
+}
+
+// TestRetrierGivesTheMessageOfAnErrorBodyNotInOpenAIsShape: go-openai reads only OpenAI's
+// error body ({"error":{"message":…}}); for vLLM's {"object":"error","message":…} and the like
+// its error read "message: %!s(<nil>), body: …". Do's error gives the server's message, with
+// the class of the status.
+func TestRetrierGivesTheMessageOfAnErrorBodyNotInOpenAIsShape(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, body, want string
+		status           int
+		class            Class
+	}{
+		{"vLLM", `{"object":"error","message":"Model \"BAAI/bge-m3\" does not support matryoshka representation","type":"BadRequestError","param":null,"code":400}`,
+			`message: Model "BAAI/bge-m3" does not support matryoshka representation`, 400, Permanent},
+		{"vLLM unknown model", `{"object":"error","message":"The model ` + "`x`" + ` does not exist.","type":"NotFoundError","param":null,"code":404}`,
+			"message: The model `x` does not exist.", 404, Account},
+		{"error string", `{"error":"model 'x' not found"}`, "message: model 'x' not found", 404, Account},
+		{"FastAPI detail", `{"detail":"Not Found"}`, "message: Not Found", 404, Account},
+		{"plain text", "404 page not found\n", "message: 404 page not found", 404, Account},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(tc.status)
+				_, _ = io.WriteString(w, tc.body)
+			}))
+			defer ts.Close()
+			cfg := openai.DefaultConfig("k")
+			cfg.BaseURL = ts.URL + "/v1"
+			api := openai.NewClientWithConfig(cfg)
+			_, err := fastRetrier(-1).Do(context.Background(), 1, func(ctx context.Context) error {
+				_, err := api.CreateEmbeddings(ctx, openai.EmbeddingRequestStrings{Input: []string{"a"}, Model: "m"})
+				return err
+			})
+			if msg := err.Error(); !strings.Contains(msg, tc.want) || strings.Contains(msg, "%!") {
+				t.Errorf("err = %q, want it to contain %q", msg, tc.want)
+			}
+			if Classify(err) != tc.class || HTTPStatus(err) != tc.status {
+				t.Errorf("class %v, status %d; want %v, %d", Classify(err), HTTPStatus(err), tc.class, tc.status)
+			}
+		})
 	}
 }
 
