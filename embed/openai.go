@@ -34,6 +34,16 @@ func NativeDimensions(model string) int {
 	return 0
 }
 
+// AcceptsDimensions reports whether model takes an embeddings request's "dimensions" field:
+// OpenAI's text-embedding-3 models, which shorten their vectors to it ("Only supported in
+// text-embedding-3 and later models", says OpenAI's API reference). Other models refuse it —
+// text-embedding-ada-002 with a 400, vLLM for any model without Matryoshka support (BAAI/bge-m3:
+// 400 "does not support matryoshka representation") — so for them Config.Dimensions is only
+// the vector length expected back.
+func AcceptsDimensions(model string) bool {
+	return strings.HasPrefix(model, "text-embedding-3-")
+}
+
 // Config configures a Client.
 type Config struct {
 	// BaseURL is the OpenAI-compatible API's base URL, up to and including "/v1". Defaults
@@ -45,8 +55,10 @@ type Config struct {
 	// Model is the embedding model. Defaults to "text-embedding-3-small".
 	Model string
 	// Dimensions is the vector length. When set it is also sent as the request's
-	// "dimensions" field (models that can shorten their vectors honour it). Defaults to 0:
-	// the model's native length (NativeDimensions); required for other models.
+	// "dimensions" field to the models that can shorten their vectors (AcceptsDimensions:
+	// OpenAI's text-embedding-3 models); for any other model it is only the length expected
+	// back, which the model server must return. Defaults to 0: the model's native length
+	// (NativeDimensions); required for other models.
 	Dimensions int
 	// MaxBatchInputs caps the inputs of one request. Defaults to 2048 (OpenAI's limit).
 	MaxBatchInputs int
@@ -291,9 +303,13 @@ func (c *Client) batches(inputs []input) []batch {
 func (c *Client) embed(ctx context.Context, texts []string, tokens int) ([][]float32, paper.Usage, error) {
 	usage := paper.Usage{Model: c.cfg.Model, Kind: paper.KindEmbedding}
 	req := openai.EmbeddingRequestStrings{
-		Input:      texts,
-		Model:      openai.EmbeddingModel(c.cfg.Model),
-		Dimensions: c.cfg.Dimensions,
+		Input: texts,
+		Model: openai.EmbeddingModel(c.cfg.Model),
+	}
+	if AcceptsDimensions(c.cfg.Model) {
+		// Any other model may refuse the field with a 400 (vLLM does for a model without
+		// Matryoshka support), which would fail every paper.
+		req.Dimensions = c.cfg.Dimensions
 	}
 	var (
 		vecs     [][]float32

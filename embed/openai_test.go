@@ -202,6 +202,105 @@ func TestClientSendsDimensions(t *testing.T) {
 	}
 }
 
+// vllmLikeAPI answers embeddings as vLLM does for a model without Matryoshka support
+// (BAAI/bge-m3): a 400 in vLLM's error shape for a request with "dimensions", else dims-long
+// vectors. It records whether each request carried "dimensions".
+type vllmLikeAPI struct {
+	dims int
+	mu   sync.Mutex
+	sent []bool
+}
+
+func (a *vllmLikeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var req map[string]any
+	_ = json.NewDecoder(r.Body).Decode(&req)
+	_, withDims := req["dimensions"]
+	a.mu.Lock()
+	a.sent = append(a.sent, withDims)
+	a.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	if withDims {
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprintf(w, `{"object":"error","message":"Model \"%s\" does not support matryoshka representation, changing output dimensions will lead to poor results.","type":"BadRequestError","param":null,"code":400}`, req["model"])
+		return
+	}
+	inputs, _ := req["input"].([]any)
+	data := make([]any, len(inputs))
+	for i := range inputs {
+		v := make([]float32, a.dims)
+		v[i%a.dims] = 1
+		data[i] = map[string]any{"object": "embedding", "index": i, "embedding": v}
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{"object": "list", "model": req["model"], "data": data,
+		"usage": map[string]int{"prompt_tokens": 5, "total_tokens": 5}})
+}
+
+// TestClientSendsDimensionsOnlyToModelsThatAcceptThem: README's vLLM setting
+// (PAPERPIPE_EMBED_MODEL=BAAI/bge-m3 PAPERPIPE_EMBED_DIMENSIONS=1024) is the length the model
+// returns; sent as "dimensions", vLLM refuses every request with a 400 and every paper is
+// dead-lettered. Only OpenAI's text-embedding-3 models are sent it.
+func TestClientSendsDimensionsOnlyToModelsThatAcceptThem(t *testing.T) {
+	t.Parallel()
+	api := &vllmLikeAPI{dims: 1024}
+	ts := httptest.NewServer(api)
+	defer ts.Close()
+	c, err := New(Config{BaseURL: ts.URL + "/v1", Model: "BAAI/bge-m3", Dimensions: 1024, EncodingFormat: "float", MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	embs, _, err := c.Embed(context.Background(), synthPapers(3))
+	if err != nil {
+		t.Fatalf("Embed with a model that cannot shorten its vectors: %v", err)
+	}
+	if len(embs[2].Vector) != 1024 {
+		t.Errorf("%d-dimensional vector, want 1024", len(embs[2].Vector))
+	}
+	for _, m := range []string{"BAAI/bge-m3", "text-embedding-ada-002", "nomic-embed-text", "local"} {
+		if AcceptsDimensions(m) {
+			t.Errorf("AcceptsDimensions(%q) = true", m)
+		}
+	}
+	for _, m := range []string{"text-embedding-3-small", "text-embedding-3-large"} {
+		if !AcceptsDimensions(m) {
+			t.Errorf("AcceptsDimensions(%q) = false", m)
+		}
+	}
+	// text-embedding-3 models still get it (and shorten their vectors): see
+	// TestClientSendsDimensions.
+	c3, err := New(Config{BaseURL: ts.URL + "/v1", Model: "text-embedding-3-large", Dimensions: 1024, EncodingFormat: "float", MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, _ = c3.Embed(context.Background(), synthPapers(1))
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if want := []bool{false, true}; fmt.Sprint(api.sent) != fmt.Sprint(want) {
+		t.Errorf(`requests carried "dimensions": %v, want %v (bge-m3 without, text-embedding-3-large with)`, api.sent, want)
+	}
+}
+
+// TestClientErrorGivesTheMessageOfAVLLMErrorBody: vLLM's error body
+// ({"object":"error","message":…}) is not OpenAI's ({"error":{…}}), and go-openai's error
+// showed "message: %!s(<nil>)" for it. The error gives the server's message.
+func TestClientErrorGivesTheMessageOfAVLLMErrorBody(t *testing.T) {
+	t.Parallel()
+	ts := httptest.NewServer(&vllmLikeAPI{dims: 1024})
+	defer ts.Close()
+	// text-embedding-3-large behind vLLM: the client sends "dimensions", vLLM refuses it.
+	c, err := New(Config{BaseURL: ts.URL + "/v1", Model: "text-embedding-3-large", Dimensions: 1024, EncodingFormat: "float", MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = c.Embed(context.Background(), synthPapers(1))
+	if !errors.Is(err, paper.ErrPermanent) || llm.HTTPStatus(err) != http.StatusBadRequest {
+		t.Fatalf("err = %v, want a permanent 400", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "message: Model \"text-embedding-3-large\" does not support matryoshka representation") ||
+		strings.Contains(msg, "%!") {
+		t.Errorf("err = %q, want the server's message, readable", msg)
+	}
+}
+
 // flipTransport clears the server's faults after the n-th response.
 type flipTransport struct {
 	mu    sync.Mutex
