@@ -20,6 +20,7 @@ import (
 
 	openai "github.com/sashabaranov/go-openai"
 
+	"github.com/paperpipe/paperpipe/internal/llm"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -359,13 +360,13 @@ func TestClientOtherErrorsKeepBase64(t *testing.T) {
 	}
 }
 
-func TestClientBase64WrongDimensionIsPermanent(t *testing.T) {
+func TestClientBase64WrongDimensionIsAConfigurationError(t *testing.T) {
 	t.Parallel()
 	srv := openaitest.Start(t, openaitest.Config{Dimensions: 1536})
 	c := newTestClient(t, srv, func(c *Config) { c.Model = "nomic-embed-text" }) // known as 768
 	_, _, err := c.Embed(context.Background(), synthPapers(2))
-	if !errors.Is(err, paper.ErrPermanent) || !strings.Contains(err.Error(), "1536") {
-		t.Fatalf("err = %v, want ErrPermanent naming the size", err)
+	if !errors.Is(err, llm.ErrAccount) || !strings.Contains(err.Error(), "1536") {
+		t.Fatalf("err = %v, want llm.ErrAccount naming the size", err)
 	}
 	if c.float.Load() {
 		t.Fatal("a base64 answer of the wrong length switched the client to float")

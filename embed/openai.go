@@ -205,9 +205,11 @@ type input struct {
 // are truncated to ContextTokens (the embedding is then marked Truncated) and sent in as few
 // requests as MaxBatchInputs and MaxBatchTokens allow, one after another. Usage sums the
 // delivered requests. Errors: ctx.Err() when ctx ends; paper.ErrPermanent wrapped for a
-// request the API rejects (400, 404, 422 — for a multi-paper request one bad input may be the
-// cause; finding it is the caller's business), for a paper with no text, and for vectors of
-// the wrong length; otherwise a transient error, already retried MaxRetries times. On error
+// request the API rejects (400, 413, 422 — for a multi-paper request one bad input may be the
+// cause; finding it is the caller's business) and for a paper with no text; llm.ErrAccount
+// wrapped when the API refuses the account or the configuration (401, 403, 404, an exhausted
+// quota) and for vectors of another length than the space's, which no paper causes; otherwise
+// a transient error, already retried MaxRetries times. On error
 // the returned slice still holds the embeddings of the requests that were delivered (the
 // others have a nil Vector), so that a caller can keep what was paid for.
 func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Embedding, paper.Usage, error) {
@@ -358,6 +360,22 @@ func usable(v []float32) bool {
 	return nonzero
 }
 
+// wrongLength is the error of vectors of n dimensions, not the space's: the configuration's
+// problem, not the papers' — the server serves another model under this name, or cannot
+// shorten its vectors, or the dimensions configured are not the model's — so it wraps
+// llm.ErrAccount, which a worker pauses on, leaving the messages queued, as on a 401 or a
+// 404: as a permanent error it dead-lettered every paper, each request paid for.
+func (c *Client) wrongLength(n int) error {
+	hint := "the server serves another model under this name, or the dimensions configured are not the model's"
+	if AcceptsDimensions(c.cfg.Model) && c.cfg.Dimensions > 0 {
+		hint = "the server ignored the \"dimensions\" requested, or serves another model under this name"
+	} else if c.cfg.Dimensions > 0 {
+		hint = "\"dimensions\" is sent to OpenAI's text-embedding-3 models only, so the configured dimensions must be the length the model returns"
+	}
+	return fmt.Errorf("%w: model %s returned %d-dimensional vectors, the space expects %d (%s)",
+		llm.ErrAccount, c.cfg.Model, n, c.space.Dimensions, hint)
+}
+
 // byIndex orders the response's vectors by their index and checks their count and length.
 func (c *Client) byIndex(resp openai.EmbeddingResponse, n int) ([][]float32, error) {
 	if len(resp.Data) != n {
@@ -369,8 +387,7 @@ func (c *Client) byIndex(resp openai.EmbeddingResponse, n int) ([][]float32, err
 			return nil, fmt.Errorf("vector index %d out of range or repeated: %w", d.Index, llm.ErrBadResponse)
 		}
 		if len(d.Embedding) != c.space.Dimensions {
-			return nil, fmt.Errorf("model %s returned %d-dimensional vectors, the space has %d: %w",
-				c.cfg.Model, len(d.Embedding), c.space.Dimensions, paper.ErrPermanent)
+			return nil, c.wrongLength(len(d.Embedding))
 		}
 		if !usable(d.Embedding) {
 			// The store refuses it (its cosine distance to anything is NaN); the next answer

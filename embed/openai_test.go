@@ -176,14 +176,25 @@ func TestClientBadRequestIsPermanent(t *testing.T) {
 	}
 }
 
-func TestClientWrongDimensionIsPermanent(t *testing.T) {
+// TestClientWrongDimensionIsAConfigurationError: vectors of another length than the space's
+// are no paper's fault but the configuration's (the server runs another model, or the
+// dimensions configured are not the model's): llm.ErrAccount, which a worker pauses on, not
+// paper.ErrPermanent, which dead-lettered every paper, each request paid for.
+func TestClientWrongDimensionIsAConfigurationError(t *testing.T) {
 	t.Parallel()
 	srv := openaitest.Start(t, openaitest.Config{Dimensions: 1536})
 	c := newTestClient(t, srv, func(c *Config) { c.Model = "nomic-embed-text" }) // known as 768
 	_, _, err := c.Embed(context.Background(), synthPapers(2))
-	if !errors.Is(err, paper.ErrPermanent) || !strings.Contains(err.Error(), "nomic-embed-text") ||
+	if !errors.Is(err, llm.ErrAccount) || errors.Is(err, paper.ErrPermanent) || llm.Classify(err) != llm.Account ||
+		!strings.Contains(err.Error(), "nomic-embed-text") ||
 		!strings.Contains(err.Error(), "1536") || !strings.Contains(err.Error(), "768") {
-		t.Fatalf("err = %v, want ErrPermanent naming the model and both sizes", err)
+		t.Fatalf("err = %v, want llm.ErrAccount (not ErrPermanent) naming the model and both sizes", err)
+	}
+	if n := strings.Count(err.Error(), llm.ErrAccount.Error()); n != 1 {
+		t.Errorf("err = %q: the sentinel's words %d times", err, n)
+	}
+	if st := srv.Stats(); st.EmbedRequests != 1 {
+		t.Errorf("%d requests: the wrong length must not be retried", st.EmbedRequests)
 	}
 }
 

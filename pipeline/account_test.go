@@ -171,3 +171,47 @@ func TestExitWhenIdleStopsAtARefusalWhateverThePauseLength(t *testing.T) {
 		t.Errorf("%d papers dead-lettered for the API's refusal", s.Dead)
 	}
 }
+
+// TestVectorsOfTheWrongLengthPauseTheWorker: a model server answering vectors of another
+// length than the space's (another model behind the name, a model that cannot shorten its
+// vectors, dimensions configured wrong) fails every paper alike, each request paid for. It is
+// the configuration's problem, as a 401 or a 404: the worker pauses with one warning per pause
+// naming the model and both lengths, and the messages stay queued — none dead-lettered, even
+// on its last delivery.
+func TestVectorsOfTheWrongLengthPauseTheWorker(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 16}) // what the server returns
+	emb, err := embed.New(embed.Config{BaseURL: api.URL(), APIKey: "k", Model: "BAAI/bge-m3", Dimensions: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := summarize.NewOffline(30)
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1})
+	papers := sampledata.Papers(t)[:5]
+	publish(t, b.js, papers)
+	var logs logBuffer
+	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4,
+		Backoff: func(int) time.Duration { return 100 * time.Millisecond },
+		Logger:  slog.New(slog.NewTextHandler(&logs, nil))})
+
+	waitFor(t, "the worker pausing again and again", func() (bool, string) {
+		s := w.Stats()
+		return s.Paused >= 3 || s.Dead > 0, fmt.Sprintf("stats %+v", s)
+	})
+	if dls := deadLetters(t, b.js); len(dls) != 0 {
+		t.Fatalf("%d of %d papers dead-lettered for vectors of the wrong length (stats %+v); the first: %s", len(dls), len(papers), w.Stats(), dls[0].Reason)
+	}
+	if n := streamMsgs(t, b.js, pipeline.StreamPapers); n != uint64(len(papers)) {
+		t.Errorf("%d messages queued, want all %d", n, len(papers))
+	}
+	out := logs.String()
+	if n, s := strings.Count(out, pauseLine), w.Stats(); n < 1 || int64(n) > s.Paused {
+		t.Errorf("%d pause lines logged for %d pauses, want one each:\n%s", n, s.Paused, out)
+	}
+	if !strings.Contains(out, "model BAAI/bge-m3 returned 16-dimensional vectors, the space expects 32") {
+		t.Errorf("the warning should name the model, the length returned and the length expected:\n%s", out)
+	}
+	if st := api.Stats(); st.EmbedRequests > w.Stats().Paused+int64(len(papers)) {
+		t.Errorf("%d embeddings requests for %d pauses: want about one per pause", st.EmbedRequests, w.Stats().Paused)
+	}
+}

@@ -91,8 +91,8 @@ func assertOnlyDead(t *testing.T, b *testBundle, ws pipeline.WorkerStats, id, wh
 	}
 }
 
-// wrongSizeEmbedder fails every request as the embeddings client does when the model answers
-// vectors of another size than the space's: permanently, but through no fault of one input.
+// wrongSizeEmbedder fails every request permanently, but through no fault of one input (as the
+// embeddings client did for vectors of another size than the space's, now llm.ErrAccount).
 type wrongSizeEmbedder struct {
 	pipeline.Embedder
 	inputs atomic.Int64

@@ -55,8 +55,10 @@ func (c Class) String() string {
 }
 
 // ErrAccount marks a failure of class Account: a bad or revoked key, no access to the model,
-// an unknown model or a wrong base URL, an exhausted quota. Its message is the API's, with the
-// API key, should the answer quote it, replaced by "[redacted]".
+// an unknown model or a wrong base URL, an exhausted quota — or an answer that shows the
+// configuration wrong, which a caller wraps in ErrAccount itself (embed: vectors of another
+// length than the space's). Its message is the API's, with the API key, should the answer
+// quote it, replaced by "[redacted]"; a caller's own is returned by Retrier.Do as it is.
 var ErrAccount = errors.New("the API refuses the account or the configuration")
 
 // ErrBadResponse marks an answer that is well-formed HTTP but unusable (no choices, a vector
@@ -275,6 +277,9 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 		case Permanent:
 			return res, fmt.Errorf("%w: %w", paper.ErrPermanent, err)
 		case Account:
+			if errors.Is(err, ErrAccount) {
+				return res, err // the caller's own finding (embed: vectors of the wrong length)
+			}
 			return res, &accountError{err: err, key: r.APIKey}
 		case RateLimited:
 			res.RateLimited++
