@@ -60,7 +60,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	malformed := fs.Float64("malformed", 0, "rate of 200 answers with a body that is not JSON, in [0,1]")
 	junk := fs.Float64("junk", 0, "rate of chat answers with a junk TL;DR, in [0,1]")
 	seed := fs.Int64("seed", 1, "seed of the fault random source")
-	dims := fs.Int("dimensions", 1536, "embedding size when a request gives none")
+	dims := fs.Int("dimensions", 1536, "embedding size when a request gives none, for models other than OpenAI's (text-embedding-3-small, text-embedding-3-large and text-embedding-ada-002 answer their own: 1536, 3072, 1536)")
 	vectors := fs.String("vectors", openaitest.VectorsText, "embedding vectors: text (lexical vectors of the input, clustered like a real model's) or random (uniformly random, the worst case for an HNSW index)")
 	apiKey := fs.String("api-key", "", "when set, require \"Authorization: Bearer <key>\"")
 	chatRPM := fs.Int64("chat-rpm", 10000, "chat requests per minute advertised in x-ratelimit-* headers")

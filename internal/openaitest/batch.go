@@ -437,7 +437,7 @@ func (s *Server) answerBatchLine(endpoint string, body json.RawMessage) (int, js
 		if err != nil {
 			return fail(http.StatusBadRequest, apiError{Message: "'$.input' is invalid.", Type: "invalid_request_error"})
 		}
-		total, rerr := s.checkEmbedRequest(inputs)
+		total, rerr := s.checkEmbedRequest(req, inputs)
 		if rerr != nil {
 			return fail(rerr.status, rerr.err)
 		}

@@ -101,8 +101,42 @@ type requestError struct {
 	err    apiError
 }
 
-// checkEmbedRequest applies the limits the schema does not express.
-func (s *Server) checkEmbedRequest(inputs []embedInput) (total int, rerr *requestError) {
+// nativeDimensions is the length of the vectors OpenAI's embedding models
+// answer to a request without "dimensions", or 0 for a model the server does
+// not know (which gets Config.Dimensions).
+func nativeDimensions(model string) int {
+	switch model {
+	case "text-embedding-3-small", "text-embedding-ada-002":
+		return 1536
+	case "text-embedding-3-large":
+		return 3072
+	}
+	return 0
+}
+
+// dimensions is the length of the vectors answered to req: its "dimensions",
+// else the model's native length, else Config.Dimensions.
+func (s *Server) dimensions(req embedRequest) int {
+	if req.Dimensions != nil {
+		return *req.Dimensions
+	}
+	if n := nativeDimensions(req.Model); n > 0 {
+		return n
+	}
+	return s.cfg.Dimensions
+}
+
+// checkEmbedRequest applies the limits the schema does not express:
+// text-embedding-ada-002 refuses "dimensions", as from OpenAI (only the
+// text-embedding-3 models can shorten their vectors), and the inputs' count
+// and sizes are bounded.
+func (s *Server) checkEmbedRequest(req embedRequest, inputs []embedInput) (total int, rerr *requestError) {
+	if req.Dimensions != nil && req.Model == "text-embedding-ada-002" {
+		return 0, &requestError{http.StatusBadRequest, apiError{
+			Message: "This model does not support specifying dimensions.",
+			Type:    "invalid_request_error",
+		}}
+	}
 	invalid := &requestError{http.StatusBadRequest, apiError{
 		Message: "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.",
 		Type:    "invalid_request_error",
@@ -151,7 +185,7 @@ func (s *Server) serveEmbeddings(w http.ResponseWriter, r *http.Request, _ []str
 		s.invalidRequest(w, "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.")
 		return
 	}
-	total, rerr := s.checkEmbedRequest(inputs)
+	total, rerr := s.checkEmbedRequest(req, inputs)
 	if rerr != nil {
 		s.writeError(w, rerr.status, rerr.err)
 		return
@@ -200,10 +234,7 @@ func (s *Server) deliveredEmbeddings(req embedRequest, inputs []embedInput, prom
 // place of the array), so a base64 body is the validated float body with
 // each vector encoded.
 func (s *Server) embed(req embedRequest, inputs []embedInput, total int) []byte {
-	dims := s.cfg.Dimensions
-	if req.Dimensions != nil {
-		dims = *req.Dimensions
-	}
+	dims := s.dimensions(req)
 	resp := embedResponse{
 		Object: "list",
 		Data:   make([]embeddingDatum, len(inputs)),

@@ -102,7 +102,9 @@ type Config struct {
 	// Seed seeds the random source of faults. Defaults to 1.
 	Seed int64
 	// Dimensions is the embedding size when a request gives no
-	// "dimensions". Defaults to 1536.
+	// "dimensions", for a model other than OpenAI's, which answer their own
+	// as OpenAI does (text-embedding-3-small 1536, text-embedding-3-large
+	// 3072, text-embedding-ada-002 1536). Defaults to 1536.
 	Dimensions int
 	// Vectors is the kind of embedding vectors answered: VectorsText
 	// (lexical vectors of the input, clustered like a real model's, see

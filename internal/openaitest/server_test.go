@@ -212,6 +212,42 @@ func TestEmbeddingsDimensions(t *testing.T) {
 	}
 }
 
+// TestEmbeddingsWithoutDimensionsHaveTheModelsNativeLength: OpenAI's models answer their own
+// length to a request without "dimensions" (text-embedding-3-large 3072: the fake answered
+// Config.Dimensions whatever the model, and a client of text-embedding-3-large against it saw
+// 1536); Config.Dimensions is for the models it does not know. text-embedding-ada-002 cannot
+// shorten its vectors and refuses "dimensions" with a 400, as OpenAI does.
+func TestEmbeddingsWithoutDimensionsHaveTheModelsNativeLength(t *testing.T) {
+	s := Start(t, Config{Dimensions: 64})
+	c := client(s, "k")
+	for _, tc := range []struct {
+		model      string
+		dims, want int
+	}{
+		{"text-embedding-3-small", 0, 1536},
+		{"text-embedding-3-large", 0, 3072},
+		{"text-embedding-ada-002", 0, 1536},
+		{"nomic-embed-text", 0, 64},
+		{"text-embedding-3-large", 256, 256},
+	} {
+		resp, err := c.CreateEmbeddings(context.Background(), openai.EmbeddingRequestStrings{
+			Input: []string{"sparse routing"}, Model: openai.EmbeddingModel(tc.model), Dimensions: tc.dims})
+		if err != nil {
+			t.Errorf("%s, dimensions %d: %v", tc.model, tc.dims, err)
+			continue
+		}
+		if got := len(resp.Data[0].Embedding); got != tc.want {
+			t.Errorf("%s, dimensions %d: %d-dimensional vector, want %d", tc.model, tc.dims, got, tc.want)
+		}
+	}
+	_, err := c.CreateEmbeddings(context.Background(), openai.EmbeddingRequestStrings{
+		Input: []string{"a"}, Model: openai.AdaEmbeddingV2, Dimensions: 512})
+	var apiErr *openai.APIError
+	if !errors.As(err, &apiErr) || apiErr.HTTPStatusCode != http.StatusBadRequest || !strings.Contains(apiErr.Message, "does not support specifying dimensions") {
+		t.Errorf("text-embedding-ada-002 with dimensions: %v, want OpenAI's 400", err)
+	}
+}
+
 func TestEmbeddingsAreDeterministic(t *testing.T) {
 	s1 := Start(t, Config{})
 	s2 := Start(t, Config{Seed: 99})
