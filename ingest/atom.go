@@ -12,9 +12,10 @@ import (
 
 // atomParser reads an arXiv API Atom feed token by token, decoding one <entry> at a time.
 type atomParser struct {
-	r   *Reader
-	dec *xml.Decoder
-	n   int // entries read
+	r    *Reader
+	dec  *xml.Decoder
+	n    int  // entries read
+	root bool // the root element was read, and is <feed>
 }
 
 func newAtomParser(r *Reader) *atomParser {
@@ -49,12 +50,22 @@ func (p *atomParser) next() (paper.Abstract, error) {
 		p.r.guard.limit(p.r.opts.MaxRecordBytes)
 		tok, err := p.dec.Token()
 		if err == io.EOF {
+			if !p.root {
+				return paper.Abstract{}, p.notAtom("")
+			}
 			return paper.Abstract{}, io.EOF
 		}
 		if err != nil {
 			return paper.Abstract{}, p.fatal(err)
 		}
 		se, ok := tok.(xml.StartElement)
+		if ok && !p.root {
+			if se.Name.Local != "feed" {
+				return paper.Abstract{}, p.notAtom(se.Name.Local)
+			}
+			p.root = true
+			continue
+		}
 		if !ok || se.Name.Local != "entry" {
 			continue
 		}
@@ -105,6 +116,31 @@ func (p *atomParser) entry(line int, e *atomEntry) (paper.Abstract, error) {
 	var err error
 	f.published, err = parseDate(date)
 	return p.r.buildOrFail(f, []error{err})
+}
+
+// atomNamespace is the namespace of Atom's elements (RFC 4287).
+const atomNamespace = "http://www.w3.org/2005/Atom"
+
+// notAtom is the error of an XML document whose root element (root; "" when it has none) is
+// not Atom's <feed>: arXiv's RSS feed, or an HTML page given for the API's URL, read as an Atom
+// feed without entries, was 0 papers and no error. Any namespace is accepted with the name
+// feed (arXiv's is atomNamespace), as for the entries' elements.
+func (p *atomParser) notAtom(root string) error {
+	line, _ := p.dec.InputPos()
+	var what string
+	switch strings.ToLower(root) {
+	case "":
+		what = "not an Atom feed (no root element): paperpipe reads arXiv's Atom API answers (<feed> of <entry>s)"
+	case "rss", "rdf":
+		what = fmt.Sprintf("not an Atom feed (root <%s>): paperpipe reads arXiv's Atom API (export.arxiv.org/api/query), not RSS; "+
+			"ask the API for the same listing, e.g. https://export.arxiv.org/api/query?search_query=cat:cs.LG&sortBy=submittedDate&sortOrder=descending&max_results=100", root)
+	case "html":
+		what = fmt.Sprintf("not an Atom feed (root <%s>): this is an HTML page; give arXiv's Atom API URL (export.arxiv.org/api/query?search_query=…) "+
+			"or a file in one of the formats ingest reads (text, JSONL, arXiv OAI, Atom, Hugging Face daily papers)", root)
+	default:
+		what = fmt.Sprintf("not an Atom feed (root <%s>, want <feed> in namespace %s): paperpipe reads arXiv's Atom API answers (export.arxiv.org/api/query)", root, atomNamespace)
+	}
+	return &stopError{msg: fmt.Sprintf("%s:%d: %s%s", p.r.name, line, what, p.r.detectedHint("Atom XML")), err: paper.ErrInvalid}
 }
 
 // fatal turns an XML error into an error that ends reading: the document cannot be

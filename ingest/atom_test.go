@@ -111,3 +111,53 @@ func TestAtomErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestAtomRefusesXMLThatIsNotAFeed: arXiv's RSS feed (RSS 2.0, or the RSS 1.0 <rdf:RDF> of
+// old), an HTML page given for the API's URL, or any other XML, detected as Atom from its '<',
+// was read as a feed without entries: 0 papers, no error, and ingest exited 0. Reading stops
+// with an error naming the root element and what paperpipe reads instead. A <feed> in no
+// namespace is still read.
+func TestAtomRefusesXMLThatIsNotAFeed(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, in, want string }{
+		{"RSS 2.0", `<?xml version="1.0"?>` + "\n" + `<rss version="2.0"><channel><title>cs.LG updates on arXiv.org</title><item><title>Balanced Routing</title>` +
+			`<description>arXiv:2401.01234v1 Announce Type: new Abstract: We propose a balanced router.</description></item></channel></rss>`,
+			"f:2: not an Atom feed (root <rss>): paperpipe reads arXiv's Atom API (export.arxiv.org/api/query), not RSS; ask the API for the same listing"},
+		{"RSS 1.0", `<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://purl.org/rss/1.0/"><item><title>T</title></item></rdf:RDF>`,
+			"f:1: not an Atom feed (root <RDF>): paperpipe reads arXiv's Atom API (export.arxiv.org/api/query), not RSS"},
+		{"HTML", `<!DOCTYPE html><html><head><title>Daily Papers</title></head><body><p>papers</p></body></html>`,
+			"f:1: not an Atom feed (root <html>): this is an HTML page; give arXiv's Atom API URL"},
+		{"other XML", `<papers><paper><title>T</title></paper></papers>`,
+			"f:1: not an Atom feed (root <papers>, want <feed> in namespace http://www.w3.org/2005/Atom)"},
+		{"no root element", `<?xml version="1.0"?>` + "\n", "f:2: not an Atom feed (no root element)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r, err := NewReader(strings.NewReader(tc.in), "f", Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Format() != Atom {
+				t.Fatalf("detected as %s", r.Format())
+			}
+			a, err := r.Next()
+			var re *RecordError
+			if err == nil || err == io.EOF || errors.As(err, &re) || !errors.Is(err, paper.ErrInvalid) {
+				t.Fatalf("Next = %+v, %v; want a fatal error wrapping paper.ErrInvalid", a, err)
+			}
+			if msg := err.Error(); !strings.HasPrefix(msg, tc.want) || !strings.Contains(msg, "name it with --format") {
+				t.Errorf("error %q, want it to start with %q and suggest --format", msg, tc.want)
+			}
+			if _, again := r.Next(); again != err {
+				t.Errorf("Next after the error = %v, want the same error", again)
+			}
+		})
+	}
+	r, err := NewReader(strings.NewReader(`<feed><entry><id>http://arxiv.org/abs/2401.00001v1</id><title>Good</title><summary>Fine.</summary></entry></feed>`), "f", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := r.Next(); err != nil || a.Title != "Good" {
+		t.Errorf("a <feed> without namespace: %+v, %v; want its entry", a, err)
+	}
+}
