@@ -404,6 +404,19 @@ func TestReprocessBatchAPIStoresResultsAtBatchKinds(t *testing.T) {
 	}
 }
 
+// The Batch API's embedding requests send "dimensions" only to models that take it, as the
+// workers' client does: ada-002 refuses the field (OpenAI's 400), and every line failed.
+func TestReprocessBatchAPISendsDimensionsOnlyToModelsThatTakeThem(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ada := e.cfg(func(c *config) { c.EmbedModel, c.EmbedDims = "text-embedding-ada-002", 1536 })
+	res, _ := e.reprocess(t, t.Context(), ada, reprocessOptions{batchAPI: true, embedOnly: true, wait: true, poll: 5 * time.Millisecond})
+	if res.Batch == nil || res.Batch.Vectors != 3 || res.Batch.Rejected != 0 {
+		t.Errorf("batch report %+v, want 3 vectors of ada-002 stored and none rejected", res.Batch)
+	}
+}
+
 // A --wait=false run leaves its batches running: the new space holds no vector yet, so it is
 // neither indexed nor called filled; the run that collects the batches stores the vectors, builds
 // the index and says how to activate the space.

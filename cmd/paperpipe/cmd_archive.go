@@ -631,8 +631,12 @@ func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.S
 			return usageErr("--batch-api needs an OpenAI embedding model (the embedding model is the offline one); add --tldr-only, or configure OPENAI_API_KEY")
 		}
 		tmpl := space.Template
+		dims := 0 // "dimensions" only for models that take it, as the workers' client sends it
+		if embed.AcceptsDimensions(space.Model) {
+			dims = c.EmbedDims
+		}
 		cfg.Embed = &batch.EmbedWork{
-			Space: space, Dimensions: c.EmbedDims,
+			Space: space, Dimensions: dims,
 			Input: func(a paper.Abstract) (string, bool, error) {
 				text, err := embed.Text(tmpl, a)
 				if err != nil {
