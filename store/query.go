@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -412,7 +413,9 @@ func DecodeCursor(s string) (*Cursor, error) {
 		return nil, fmt.Errorf("decode cursor: %w", paper.ErrInvalid)
 	}
 	ts, id, ok := strings.Cut(string(b), "|")
-	if !ok || id == "" {
+	// The id goes to PostgreSQL as text, which holds neither invalid UTF-8 nor NUL: a cursor
+	// altered by hand must be refused here, not fail there as a server error.
+	if !ok || id == "" || !utf8.ValidString(id) || strings.ContainsRune(id, 0) {
 		return nil, fmt.Errorf("decode cursor: %w", paper.ErrInvalid)
 	}
 	us, err := strconv.ParseInt(ts, 10, 64)

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"encoding/base64"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -435,5 +436,43 @@ func TestRelatedReturnsKWhenKReachesEFSearch(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestDecodeCursorRefusesWhatTheDatabaseCannotHold: a cursor is client input. One altered to
+// an id PostgreSQL's text cannot hold (invalid UTF-8, NUL) is refused as invalid, as any
+// cursor Encode did not make, instead of failing in SQL as a server error.
+func TestDecodeCursorRefusesWhatTheDatabaseCannotHold(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	upsert(t, s, abstracts(3), store.Work{})
+	enc := func(raw string) string { return base64.RawURLEncoding.EncodeToString([]byte(raw)) }
+	for _, raw := range []string{
+		"1796483913902748|\xff\xfe",
+		"1796483913902748|a\x00b",
+		"1796483913902748|",
+	} {
+		c, err := store.DecodeCursor(enc(raw))
+		if !errors.Is(err, paper.ErrInvalid) {
+			t.Errorf("DecodeCursor(%q) = %v, want ErrInvalid", raw, err)
+			if c != nil {
+				if _, _, err := s.List(ctx, 2, c); err != nil {
+					t.Logf("and List after it fails: %v", err)
+				}
+			}
+		}
+	}
+	// A cursor of a stored paper still travels whole.
+	_, next, err := s.List(ctx, 1, nil)
+	if err != nil || next == nil {
+		t.Fatalf("List = %v, %v", next, err)
+	}
+	c, err := store.DecodeCursor(next.Encode())
+	if err != nil {
+		t.Fatalf("DecodeCursor of Encode: %v", err)
+	}
+	if recs, _, err := s.List(ctx, 2, c); err != nil || len(recs) != 2 {
+		t.Errorf("List after the cursor = %d papers, %v; want 2", len(recs), err)
 	}
 }

@@ -2,12 +2,14 @@ package web_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -248,6 +250,21 @@ func TestAPIOnTheSampleArchive(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestTamperedCursorIsABadRequest: a cursor altered into an id PostgreSQL cannot hold (invalid
+// UTF-8, NUL) is a 400 like any cursor the server did not make, on the API and the front page,
+// not a 500 logged as a server failure.
+func TestTamperedCursorIsABadRequest(t *testing.T) {
+	t.Parallel()
+	b := withSample(t)
+	for _, raw := range []string{"1796483913902748|\xff\xfe", "1796483913902748|a\x00b"} {
+		cur := base64.RawURLEncoding.EncodeToString([]byte(raw))
+		wantError(t, "GET /api/papers?cursor= of "+strconv.Quote(raw), b.get("/api/papers?limit=2&cursor="+cur), http.StatusBadRequest)
+		if r := b.get("/?after=" + cur); r.code != http.StatusBadRequest {
+			t.Errorf("GET /?after= of %q: status %d, want 400", raw, r.code)
+		}
+	}
 }
 
 const summarizeModel = "paperpipe-offline-extractive"
