@@ -111,7 +111,7 @@ func New(cfg Config) *Metrics {
 			Help: "Query-embedding cache look-ups, by result (hit, miss).",
 		}, []string{"result"}),
 		queue:   &queueCollector{timeout: cfg.ScrapeTimeout, log: cfg.Logger},
-		workers: &workerCollector{funcs: map[string]func() WorkerCounts{}},
+		workers: &workerCollector{funcs: map[string]func() WorkerCounts{}, base: map[string]WorkerCounts{}},
 	}
 	m.reg.MustRegister(m.stageProcessed, m.stageFailed, m.stageDuration, m.tokens, m.apiDuration,
 		m.httpDuration, m.searchDuration, m.cache, m.queue, m.workers)
@@ -220,17 +220,28 @@ type WorkerCounts struct {
 	Pauses int64
 }
 
+// add returns the sum of c and d.
+func (c WorkerCounts) add(d WorkerCounts) WorkerCounts {
+	return WorkerCounts{Received: c.Received + d.Received, Acked: c.Acked + d.Acked, Skipped: c.Skipped + d.Skipped,
+		Retried: c.Retried + d.Retried, Dead: c.Dead + d.Dead, Pauses: c.Pauses + d.Pauses}
+}
+
 // AddWorker makes every scrape report the counts fn returns for consumer, as
 // paperpipe_worker_messages_total{consumer,outcome} and paperpipe_worker_api_pauses_total{consumer}.
-// A later call for the same consumer
-// replaces fn.
+// A later call for the same consumer replaces fn, for a worker started again (after a fit, by
+// `up` and `worker`) whose counts start from zero: the replaced fn's last counts are kept and
+// added to the new one's, so that the counters of the process never go backwards. The worker
+// of the replaced fn must have stopped: what it does after the call is not counted.
 func (m *Metrics) AddWorker(consumer string, fn func() WorkerCounts) {
 	if m == nil {
 		return
 	}
 	m.workers.mu.Lock()
+	defer m.workers.mu.Unlock()
+	if old := m.workers.funcs[consumer]; old != nil {
+		m.workers.base[consumer] = m.workers.base[consumer].add(old())
+	}
 	m.workers.funcs[consumer] = fn
-	m.workers.mu.Unlock()
 }
 
 var (
@@ -287,6 +298,8 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 type workerCollector struct {
 	mu    sync.Mutex
 	funcs map[string]func() WorkerCounts
+	// base is, per consumer, the final counts of the workers whose funcs were replaced.
+	base map[string]WorkerCounts
 }
 
 func (c *workerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- workerDesc; ch <- pauseDesc }
@@ -295,7 +308,7 @@ func (c *workerCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for consumer, fn := range c.funcs {
-		w := fn()
+		w := c.base[consumer].add(fn())
 		for _, o := range []struct {
 			name string
 			n    int64

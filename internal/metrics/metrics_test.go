@@ -179,6 +179,44 @@ paperpipe_worker_api_pauses_total{consumer="new"} 2
 `, "paperpipe_queue_messages", "paperpipe_queue_up", "paperpipe_worker_messages_total", "paperpipe_worker_api_pauses_total")
 }
 
+// TestWorkerCountersOnlyGrowWhenTheWorkerStartsAgain: `up` and `worker` start their workers
+// again after a fit activates another offline model, each with counts from zero, and
+// AddWorker is called again for the same consumer. The counters of the process go on from
+// the stopped worker's last counts instead of falling to the new one's.
+func TestWorkerCountersOnlyGrowWhenTheWorkerStartsAgain(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metrics.Config{})
+	m.AddWorker("new", func() metrics.WorkerCounts {
+		return metrics.WorkerCounts{Received: 1000, Acked: 990, Skipped: 3, Retried: 4, Dead: 2, Pauses: 1}
+	})
+	m.AddWorker("other", func() metrics.WorkerCounts { return metrics.WorkerCounts{Received: 7, Acked: 7} })
+	acked := int64(3)
+	m.AddWorker("new", func() metrics.WorkerCounts { return metrics.WorkerCounts{Received: 3, Acked: acked, Pauses: 1} })
+	acked = 4
+	m.AddWorker("new", func() metrics.WorkerCounts { return metrics.WorkerCounts{Received: 1, Acked: 1} })
+	want := `
+# HELP paperpipe_worker_messages_total Messages a worker of this process handled, by consumer and outcome (received, acked, skipped, retried, dead).
+# TYPE paperpipe_worker_messages_total counter
+paperpipe_worker_messages_total{consumer="new",outcome="acked"} 995
+paperpipe_worker_messages_total{consumer="new",outcome="dead"} 2
+paperpipe_worker_messages_total{consumer="new",outcome="received"} 1004
+paperpipe_worker_messages_total{consumer="new",outcome="retried"} 4
+paperpipe_worker_messages_total{consumer="new",outcome="skipped"} 3
+paperpipe_worker_messages_total{consumer="other",outcome="acked"} 7
+paperpipe_worker_messages_total{consumer="other",outcome="dead"} 0
+paperpipe_worker_messages_total{consumer="other",outcome="received"} 7
+paperpipe_worker_messages_total{consumer="other",outcome="retried"} 0
+paperpipe_worker_messages_total{consumer="other",outcome="skipped"} 0
+# HELP paperpipe_worker_api_pauses_total Pauses of a worker of this process because the API refused the account or the configuration (401, 403, 404, insufficient_quota): its messages wait in the queue until the API accepts them again.
+# TYPE paperpipe_worker_api_pauses_total counter
+paperpipe_worker_api_pauses_total{consumer="new"} 2
+paperpipe_worker_api_pauses_total{consumer="other"} 0
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "paperpipe_worker_messages_total", "paperpipe_worker_api_pauses_total"); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestNilMetricsRecordsNothing(t *testing.T) {
 	t.Parallel()
 	var m *metrics.Metrics
