@@ -1,16 +1,20 @@
 package web_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -263,6 +267,79 @@ func TestTamperedCursorIsABadRequest(t *testing.T) {
 		wantError(t, "GET /api/papers?cursor= of "+strconv.Quote(raw), b.get("/api/papers?limit=2&cursor="+cur), http.StatusBadRequest)
 		if r := b.get("/?after=" + cur); r.code != http.StatusBadRequest {
 			t.Errorf("GET /?after= of %q: status %d, want 400", raw, r.code)
+		}
+	}
+}
+
+// lockedBuffer is a log destination safe for the server's goroutines and the test.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// inSpace is an embedder that says it makes the vectors of sp.
+type inSpace struct {
+	web.QueryEmbedder
+	sp paper.Space
+}
+
+func (e inSpace) Space() paper.Space { return e.sp }
+
+// TestEmbeddingAPIFailureIsLoggedWithItsCause: a search the embedding API failed is logged
+// with why it failed (here a 401), which the client is rightly not told, and without the API
+// key the API's answer quotes: on the API's 502, on the page's 502, and when the page falls
+// back to keyword results.
+func TestEmbeddingAPIFailureIsLoggedWithItsCause(t *testing.T) {
+	t.Parallel()
+	const key = "sk-test-0123456789abcdef"
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprintf(w, `{"error": {"message": "Incorrect API key provided: %s.", "type": "invalid_request_error", "code": "invalid_api_key"}}`, key)
+	}))
+	t.Cleanup(api.Close)
+	client, err := embed.New(embed.Config{BaseURL: api.URL, APIKey: key, Model: "text-embedding-3-small", Dimensions: 64, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBundle(t)
+	b.publish(sampledata.Papers(t)[:10])
+	b.process()
+	logs := &lockedBuffer{}
+	cfg := b.config()
+	cfg.Embedder = inSpace{client, b.space}
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	b.serve(cfg)
+	for _, c := range []struct {
+		path string
+		code int
+	}{
+		{"/api/search?mode=semantic&q=experts", http.StatusBadGateway},
+		{"/search?mode=semantic&q=experts", http.StatusBadGateway},
+		{"/search?q=experts", http.StatusOK}, // the page falls back to keyword results
+	} {
+		before := len(logs.String())
+		if r := b.get(c.path); r.code != c.code {
+			t.Errorf("GET %s: %d, want %d", c.path, r.code, c.code)
+		}
+		got := logs.String()[before:]
+		if !strings.Contains(got, "401") || !strings.Contains(got, "Incorrect API key provided") {
+			t.Errorf("GET %s: the log does not say why the embedding API failed:\n%s", c.path, got)
+		}
+		if strings.Contains(got, key) {
+			t.Errorf("GET %s: the log shows the API key:\n%s", c.path, got)
 		}
 	}
 }

@@ -25,7 +25,16 @@ type httpError struct {
 	err    error // the cause, for errors.Is and the log
 }
 
-func (e *httpError) Error() string { return e.msg }
+// Error is the client's message and the cause, for the log: a 502 logged without its cause
+// (connection refused, a 401, a 429) would not tell the operator what failed. The causes are
+// the store's and the embedder's errors, which leave out secrets (the API key, a base URL's
+// password); the client sees msg only (statusOf).
+func (e *httpError) Error() string {
+	if e.err == nil {
+		return e.msg
+	}
+	return e.msg + ": " + e.err.Error()
+}
 func (e *httpError) Unwrap() error { return e.err }
 
 // badRequest is a 400 with msg.
@@ -63,12 +72,18 @@ func reason(err error) string {
 // fail answers r with err: JSON for the API, a page for the UI.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code, msg := statusOf(err)
+	s.logFailure(r, code, err)
+	s.writeError(w, r, code, msg)
+}
+
+// logFailure logs the failure of r with code: a server-side failure (5xx but 503, which says
+// the request took too long) at error level, a refusal at debug level.
+func (s *Server) logFailure(r *http.Request, code int, err error) {
 	if code >= 500 && code != http.StatusServiceUnavailable {
-		s.log.Error("HTTP request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.log.Error("HTTP request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
 	} else {
 		s.log.Debug("HTTP request refused", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
 	}
-	s.writeError(w, r, code, msg)
 }
 
 // writeError writes an error answer: JSON for everything but the UI's pages.

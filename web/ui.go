@@ -290,6 +290,9 @@ func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
 		// Without an explicit mode the page falls back to keyword search when the vectors
 		// cannot be used, and says why.
 		if c, msg := statusOf(err); c == http.StatusConflict || c == http.StatusBadGateway {
+			if c == http.StatusBadGateway {
+				s.log.Warn("embedding the query failed; the search page shows keyword results", "path", r.URL.Path, "err", err)
+			}
 			p.mode = ModeKeyword
 			data.Mode = ModeKeyword
 			data.Notice = msg + " — showing keyword results."
@@ -302,6 +305,7 @@ func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
+		s.logFailure(r, c, err)
 		code, data.Error = c, msg
 	} else {
 		data.Results, data.Space, data.Cached = hitViews(res.Results), res.Space, res.CachedEmbedding
