@@ -344,6 +344,41 @@ func TestEmbeddingAPIFailureIsLoggedWithItsCause(t *testing.T) {
 	}
 }
 
+// TestSearchOfTextTheModelCannotEmbed: text the model embeds as the zero vector (a stop word,
+// an arXiv id for the offline model) has no vector to search with. A hybrid search, the
+// default, answers its keyword results and says so; a semantic search is a 400 that says
+// what to do, once, without the store's and the web layer's prefixes; the search page shows
+// the keyword results.
+func TestSearchOfTextTheModelCannotEmbed(t *testing.T) {
+	t.Parallel()
+	b := withSample(t)
+	for _, q := range []string{"the", "2401.01234"} {
+		var body struct {
+			hitsBody
+			Notice string `json:"notice"`
+		}
+		r := b.get("/api/search?q=" + url.QueryEscape(q))
+		r.json(t, &body)
+		if r.code != http.StatusOK || body.Mode != web.ModeKeyword || !strings.Contains(body.Notice, "no words") || body.Results == nil {
+			t.Errorf("GET /api/search?q=%s: %d %s, want 200, mode keyword and a notice", q, r.code, r.body)
+		}
+		msg := wantError(t, "semantic search of "+q, b.get("/api/search?mode=semantic&q="+url.QueryEscape(q)), http.StatusBadRequest)
+		if !strings.Contains(msg, "no words") || !strings.Contains(msg, "mode=keyword") || strings.Contains(msg, "search:") {
+			t.Errorf("semantic search of %s: message %q, want one that says the model can use no word of it and to use mode=keyword", q, msg)
+		}
+		page := b.get("/search?q=" + url.QueryEscape(q))
+		if page.code != http.StatusOK || !strings.Contains(string(page.body), `<p class="notice">the query has no words`) {
+			t.Errorf("GET /search?q=%s: %d, want 200 with the notice:\n%s", q, page.code, page.body)
+		}
+	}
+	// With one word the model knows, the search is hybrid.
+	var hy hitsBody
+	b.get("/api/search?q=" + url.QueryEscape("the experts")).json(t, &hy)
+	if hy.Mode != web.ModeHybrid || len(hy.Results) == 0 {
+		t.Errorf("a hybrid search with a word the model knows: mode %s, %d results", hy.Mode, len(hy.Results))
+	}
+}
+
 const summarizeModel = "paperpipe-offline-extractive"
 
 // otherSpace is an embedder of another space than the archive's.

@@ -64,6 +64,8 @@ func TestAnswersMatchOpenAPI(t *testing.T) {
 		{"GET", "/api/search?q=experts&mode=semantic&k=3", "", nil, 200},
 		{"GET", "/api/search?q=experts", "", nil, 200},
 		{"GET", "/api/search?q=experts&k=500", "", nil, 400},
+		{"GET", "/api/search?q=the", "", nil, 200},               // keyword results, with a notice
+		{"GET", "/api/search?q=the&mode=semantic", "", nil, 400}, // no word the model can use
 		{"GET", "/api/status", "", nil, 200},
 		{"GET", "/api/openapi.json", "", nil, 200},
 		{"GET", "/healthz", "", nil, 200},

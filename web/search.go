@@ -38,6 +38,9 @@ type searchResult struct {
 	Results []paper.Hit `json:"results"`
 	// CachedEmbedding is true when the query's embedding came from the cache.
 	CachedEmbedding bool `json:"cached_embedding,omitempty"`
+	// Notice says why the search ran in another mode than asked: a hybrid search of text the
+	// model cannot embed runs as a keyword search.
+	Notice string `json:"notice,omitempty"`
 }
 
 // parseSearch validates q, k and mode.
@@ -90,10 +93,11 @@ func (s *Server) search(ctx context.Context, p searchParams) (searchResult, erro
 
 func (s *Server) runSearch(ctx context.Context, p searchParams) (searchResult, error) {
 	res := searchResult{Query: p.q, Mode: p.mode, Results: []paper.Hit{}}
+	// The store's errors name the search they are of ("keyword search: …").
 	if p.mode == ModeKeyword {
 		hits, err := s.cfg.Store.KeywordSearch(ctx, p.q, p.k)
 		if err != nil {
-			return res, fmt.Errorf("keyword search: %w", err)
+			return res, err
 		}
 		res.Results = nonNil(hits)
 		return res, nil
@@ -108,6 +112,22 @@ func (s *Server) runSearch(ctx context.Context, p searchParams) (searchResult, e
 		return res, err
 	}
 	res.CachedEmbedding = cached
+	if isZero(vec) {
+		// Nothing in the text is a word the model knows (a stop word, an arXiv id for the
+		// offline models): its vector has no direction, so it is no paper's neighbour.
+		if p.mode == ModeSemantic {
+			return res, &httpError{status: http.StatusBadRequest, err: errNoWords,
+				msg: fmt.Sprintf("the query has no words the embedding model %s can use; search with mode=keyword", sp.Model)}
+		}
+		// The fusion of no ranking with the keyword ranking is the keyword ranking.
+		hits, err := s.cfg.Store.KeywordSearch(ctx, p.q, p.k)
+		if err != nil {
+			return res, err
+		}
+		res.Mode, res.Space, res.Results = ModeKeyword, "", nonNil(hits)
+		res.Notice = fmt.Sprintf("the query has no words the embedding model %s can use; showing keyword results", sp.Model)
+		return res, nil
+	}
 	var hits []paper.Hit
 	if p.mode == ModeSemantic {
 		hits, err = s.cfg.Store.Search(ctx, sp.ID, vec, p.k)
@@ -115,10 +135,24 @@ func (s *Server) runSearch(ctx context.Context, p searchParams) (searchResult, e
 		hits, err = s.cfg.Store.HybridSearch(ctx, sp.ID, p.q, vec, p.k)
 	}
 	if err != nil {
-		return res, fmt.Errorf("%s search: %w", p.mode, err)
+		return res, err
 	}
 	res.Results = nonNil(hits)
 	return res, nil
+}
+
+// errNoWords is the cause of the 400 of a semantic search of text the model embeds as the
+// zero vector.
+var errNoWords = fmt.Errorf("the query embeds as the zero vector: %w", paper.ErrInvalid)
+
+// isZero reports whether every value of v is 0.
+func isZero(v []float32) bool {
+	for _, x := range v {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // querySpace returns the active space when the configured embedder can make its vectors, and
@@ -155,7 +189,7 @@ func (s *Server) embedQuery(ctx context.Context, sp paper.Space, q string) ([]fl
 	vec, _, err := s.cfg.Embedder.EmbedQuery(ctx, q)
 	if err != nil {
 		if errors.Is(err, paper.ErrInvalid) || errors.Is(err, context.Canceled) {
-			return nil, false, fmt.Errorf("embed query: %w", err)
+			return nil, false, err // the embedder's errors say they are of the query's embedding
 		}
 		if ctx.Err() != nil { // the request's own time ran out (see guard), not the API
 			return nil, false, &httpError{status: http.StatusServiceUnavailable, err: err,

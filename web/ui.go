@@ -289,7 +289,7 @@ func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
 	if err != nil && !p.explicitMode && p.mode != ModeKeyword {
 		// Without an explicit mode the page falls back to keyword search when the vectors
 		// cannot be used, and says why.
-		if c, msg := statusOf(err); c == http.StatusConflict || c == http.StatusBadGateway {
+		if c, msg := statusOf(err); c == http.StatusConflict || c == http.StatusBadGateway || errors.Is(err, errNoWords) {
 			if c == http.StatusBadGateway {
 				s.log.Warn("embedding the query failed; the search page shows keyword results", "path", r.URL.Path, "err", err)
 			}
@@ -309,6 +309,9 @@ func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
 		code, data.Error = c, msg
 	} else {
 		data.Results, data.Space, data.Cached = hitViews(res.Results), res.Space, res.CachedEmbedding
+		if res.Notice != "" { // the search ran in another mode, and says why
+			data.Mode, data.Notice = res.Mode, res.Notice+"."
+		}
 	}
 	for _, m := range []struct{ name, label string }{{ModeHybrid, "Hybrid"}, {ModeSemantic, "Semantic"}, {ModeKeyword, "Keyword"}} {
 		v := url.Values{"q": {p.q}, "mode": {m.name}}
