@@ -373,7 +373,7 @@ func TestSearchOfTextTheModelCannotEmbed(t *testing.T) {
 	}
 	// With one word the model knows, the search is hybrid.
 	var hy hitsBody
-	b.get("/api/search?q=" + url.QueryEscape("the experts")).json(t, &hy)
+	b.get("/api/search?q="+url.QueryEscape("the experts")).json(t, &hy)
 	if hy.Mode != web.ModeHybrid || len(hy.Results) == 0 {
 		t.Errorf("a hybrid search with a word the model knows: mode %s, %d results", hy.Mode, len(hy.Results))
 	}

@@ -3,17 +3,20 @@ package web_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers/legacy"
 
 	"github.com/paperpipe/paperpipe/internal/sampledata"
+	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/web"
 )
 
@@ -37,23 +40,8 @@ func TestAnswersMatchOpenAPI(t *testing.T) {
 	sample := sampledata.Papers(t)
 	id := url.PathEscape(idOf(t, sample, "Branch-Train-Merge"))
 
-	doc, err := openapi3.NewLoader().LoadFromData(web.OpenAPI())
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc.Servers = openapi3.Servers{{URL: b.http.URL}} // the test server's address
-	router, err := legacy.NewRouter(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	bearer := []string{"Authorization", "Bearer tok"}
-	type call struct {
-		method, path string
-		body         string
-		header       []string
-		want         int
-	}
-	calls := []call{
+	calls := []apiCall{
 		{"GET", "/api/papers?limit=2", "", nil, 200},
 		{"GET", "/api/papers?limit=0", "", nil, 400},
 		{"GET", "/api/papers/" + id, "", nil, 200},
@@ -87,6 +75,109 @@ func TestAnswersMatchOpenAPI(t *testing.T) {
 		{"GET", "/static/favicon.svg", "", nil, 200},
 		{"GET", "/static/nothing.css", "", nil, 404},
 	}
+	doc, reached := checkAnswers(t, b.http.URL, calls)
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			if !reached[method+" "+path] {
+				t.Errorf("%s %s is documented but no request of this test reaches it", method, path)
+			}
+		}
+	}
+}
+
+// brokenStore is a database that fails every call, or (stall) answers none before the
+// request's time runs out.
+type brokenStore struct {
+	web.Store
+	stall bool
+}
+
+func (s brokenStore) fail(ctx context.Context) error {
+	if s.stall {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Second): // the request had no deadline: the test fails, not hangs
+		}
+	}
+	return errors.New("read tcp 127.0.0.1:5432: connection reset by peer")
+}
+
+func (s brokenStore) Paper(ctx context.Context, _ string) (paper.Record, error) {
+	return paper.Record{}, s.fail(ctx)
+}
+func (s brokenStore) ListPapers(ctx context.Context, _ web.ListQuery) (web.Page, error) {
+	return web.Page{}, s.fail(ctx)
+}
+func (s brokenStore) ActiveSpace(ctx context.Context) (paper.Space, error) {
+	return paper.Space{}, s.fail(ctx)
+}
+func (s brokenStore) KeywordSearch(ctx context.Context, _ string, _ int) ([]paper.Hit, error) {
+	return nil, s.fail(ctx)
+}
+func (s brokenStore) ArchiveMap(ctx context.Context, _ int64, _ int) ([]web.MapPoint, int, error) {
+	return nil, 0, s.fail(ctx)
+}
+func (s brokenStore) Status(ctx context.Context) (web.Status, error) {
+	return web.Status{}, s.fail(ctx)
+}
+
+// TestServerErrorAnswersMatchOpenAPI: every route that reads the database answers 500 when
+// it fails and 503 when the request's time runs out waiting for it, as openapi.json says, in
+// the Error format (JSON) or as a page; so does a search whose query embedding never comes.
+func TestServerErrorAnswersMatchOpenAPI(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	paths := []string{"/api/papers", "/api/papers/2401.01234", "/api/papers/2401.01234/related",
+		"/api/search?q=experts", "/api/search?q=experts&mode=keyword", "/api/status",
+		"/", "/search?q=experts", "/papers/2401.01234", "/status", "/map"}
+	for _, stall := range []bool{false, true} {
+		cfg := b.config()
+		bs := brokenStore{Store: cfg.Store, stall: stall}
+		cfg.Store, cfg.Status = bs, bs
+		cfg.WriteTimeout = 300 * time.Millisecond
+		srv := b.serve(cfg)
+		want := http.StatusInternalServerError
+		if stall {
+			want = http.StatusServiceUnavailable
+		}
+		var calls []apiCall
+		for _, p := range paths {
+			calls = append(calls, apiCall{method: "GET", path: p, want: want})
+		}
+		checkAnswers(t, srv.URL, calls)
+	}
+	cfg := b.config()
+	cfg.Embedder = stuckEmbedder{b.emb}
+	cfg.WriteTimeout = 300 * time.Millisecond
+	srv := b.serve(cfg)
+	checkAnswers(t, srv.URL, []apiCall{
+		{method: "GET", path: "/api/search?q=experts&mode=semantic", want: http.StatusServiceUnavailable},
+		{method: "GET", path: "/search?q=experts&mode=semantic", want: http.StatusServiceUnavailable},
+	})
+}
+
+// apiCall is a request checkAnswers sends, and the status it wants.
+type apiCall struct {
+	method, path string
+	body         string
+	header       []string
+	want         int
+}
+
+// checkAnswers sends calls to the server at base and validates each request and answer
+// against the OpenAPI document; it returns the document and the operations reached.
+func checkAnswers(t *testing.T, base string, calls []apiCall) (*openapi3.T, map[string]bool) {
+	t.Helper()
+	doc, err := openapi3.NewLoader().LoadFromData(web.OpenAPI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc.Servers = openapi3.Servers{{URL: base}} // the test server's address
+	router, err := legacy.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	reached := map[string]bool{}
 	for _, c := range calls {
 		name := c.method + " " + c.path
@@ -94,7 +185,7 @@ func TestAnswersMatchOpenAPI(t *testing.T) {
 		if c.body != "" {
 			body = strings.NewReader(c.body)
 		}
-		req, err := http.NewRequestWithContext(context.Background(), c.method, b.http.URL+c.path, body)
+		req, err := http.NewRequestWithContext(context.Background(), c.method, base+c.path, body)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -140,11 +231,5 @@ func TestAnswersMatchOpenAPI(t *testing.T) {
 			t.Errorf("%s: the answer does not match the document: %v\n%.500s", name, err, data)
 		}
 	}
-	for path, item := range doc.Paths.Map() {
-		for method := range item.Operations() {
-			if !reached[method+" "+path] {
-				t.Errorf("%s %s is documented but no request of this test reaches it", method, path)
-			}
-		}
-	}
+	return doc, reached
 }
