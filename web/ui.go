@@ -258,8 +258,12 @@ type modeLink struct {
 	Active           bool
 }
 
+// searchPage is the search page. Its base.Mode is the mode the request named, "" when none
+// (the form's Auto, which falls back to keyword search as the header box does); Shown is
+// the mode of the results.
 type searchPage struct {
 	base
+	Shown   string
 	Modes   []modeLink
 	Results []hitView
 	Space   string
@@ -282,7 +286,10 @@ func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
 		s.failPage(w, r, err)
 		return
 	}
-	data.Query, data.Mode, data.K = p.q, p.mode, p.k
+	data.Query, data.Shown, data.K = p.q, p.mode, p.k
+	if p.explicitMode {
+		data.Mode = p.mode
+	}
 	data.Title = p.q + " — search"
 	res, err := s.search(r.Context(), p)
 	code := http.StatusOK
@@ -294,7 +301,7 @@ func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
 				s.log.Warn("embedding the query failed; the search page shows keyword results", "path", r.URL.Path, "err", err)
 			}
 			p.mode = ModeKeyword
-			data.Mode = ModeKeyword
+			data.Shown = ModeKeyword
 			data.Notice = msg + " — showing keyword results."
 			res, err = s.search(r.Context(), p)
 		}
@@ -310,7 +317,7 @@ func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
 	} else {
 		data.Results, data.Space, data.Cached = hitViews(res.Results), res.Space, res.CachedEmbedding
 		if res.Notice != "" { // the search ran in another mode, and says why
-			data.Mode, data.Notice = res.Mode, res.Notice+"."
+			data.Shown, data.Notice = res.Mode, res.Notice+"."
 		}
 	}
 	for _, m := range []struct{ name, label string }{{ModeHybrid, "Hybrid"}, {ModeSemantic, "Semantic"}, {ModeKeyword, "Keyword"}} {
@@ -318,7 +325,7 @@ func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
 		if p.k != DefaultK {
 			v.Set("k", strconv.Itoa(p.k))
 		}
-		data.Modes = append(data.Modes, modeLink{Name: m.name, Label: m.label, URL: "/search?" + v.Encode(), Active: m.name == data.Mode})
+		data.Modes = append(data.Modes, modeLink{Name: m.name, Label: m.label, URL: "/search?" + v.Encode(), Active: m.name == data.Shown})
 	}
 	s.render(w, r, code, "search", data)
 }

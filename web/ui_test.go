@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -263,5 +264,41 @@ func TestInjectionIsHarmless(t *testing.T) {
 	}
 	if err := b.st.Pool().QueryRow(t.Context(), "SELECT count(*) FROM papers").Scan(&count); err != nil || count != 13 {
 		t.Errorf("papers table after the payloads: %d rows, %v", count, err)
+	}
+}
+
+// TestSearchFormDefaultFallsBackLikeTheHeaderBox: the search page's own form, submitted as it
+// comes (on the empty page and on a results page), names no mode, as the header's search box
+// does not: where the embedder cannot serve the active space, both fall back to keyword
+// results instead of answering 409.
+func TestSearchFormDefaultFallsBackLikeTheHeaderBox(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	b.publish(sampledata.Papers(t)[:10])
+	b.process()
+	cfg := b.config()
+	cfg.Embedder = otherSpace{embed.NewOffline()}
+	b.serve(cfg)
+	checkedMode := regexp.MustCompile(`<input type="radio" name="mode" value="([a-z]*)" checked>`)
+	for _, path := range []string{"/search", "/search?q=language"} {
+		r := b.get(path)
+		m := checkedMode.FindStringSubmatch(string(r.body))
+		if r.code != http.StatusOK || m == nil {
+			t.Fatalf("GET %s: %d, no mode checked", path, r.code)
+		}
+		if strings.Contains(string(r.body), `<input type="hidden" name="mode"`) {
+			t.Errorf("GET %s: the header box names a mode", path)
+		}
+		// Submit the form with its checked mode.
+		submit := "/search?" + url.Values{"q": {"language"}, "mode": {m[1]}}.Encode()
+		res := b.get(submit)
+		if res.code != http.StatusOK || !strings.Contains(string(res.body), "showing keyword results") {
+			t.Errorf("the form of %s submits %s: %d, want 200 with keyword results", path, submit, res.code)
+		}
+	}
+	// A mode chosen stays chosen, and answers as chosen.
+	r := b.get("/search?q=language&mode=hybrid")
+	if r.code != http.StatusConflict || !checkedMode.MatchString(string(r.body)) || checkedMode.FindStringSubmatch(string(r.body))[1] != "hybrid" {
+		t.Errorf("an explicit hybrid search: %d, want 409 with hybrid checked", r.code)
 	}
 }
