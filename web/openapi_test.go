@@ -64,6 +64,7 @@ func TestAnswersMatchOpenAPI(t *testing.T) {
 		{"POST", "/api/papers", `{"title": "x", "abstract": "y"}`, nil, 401},
 		{"POST", "/api/papers", `{"title": "x", "abstract": "y"}`, append(bearer, "Sec-Fetch-Site", "cross-site"), 403},
 		{"GET", "/", "", nil, 200},
+		{"GET", "/?since=2024-01-01&limit=5", "", nil, 200},
 		{"GET", "/search?q=experts", "", nil, 200},
 		{"GET", "/search?q=experts&mode=keyword", "", nil, 200},
 		{"GET", "/search?q=experts&k=0", "", nil, 400},
@@ -81,6 +82,29 @@ func TestAnswersMatchOpenAPI(t *testing.T) {
 			if !reached[method+" "+path] {
 				t.Errorf("%s %s is documented but no request of this test reaches it", method, path)
 			}
+		}
+	}
+}
+
+// TestFrontPageParametersAreDocumented: the front page honours since and limit (and keeps
+// them on its next page), and openapi.json says so.
+func TestFrontPageParametersAreDocumented(t *testing.T) {
+	t.Parallel()
+	b := withSample(t)
+	if r := b.get("/?limit=1"); r.code != http.StatusOK || strings.Count(string(r.body), `class="paper"`) != 1 {
+		t.Errorf("GET /?limit=1: %d, %d papers, want 1", r.code, strings.Count(string(r.body), `class="paper"`))
+	}
+	if r := b.get("/?since=2999-01-01"); r.code != http.StatusOK || strings.Contains(string(r.body), `class="paper"`) {
+		t.Errorf("GET /?since=2999-01-01: %d, want no paper", r.code)
+	}
+	doc, err := openapi3.NewLoader().LoadFromData(web.OpenAPI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := doc.Paths.Value("/").Get
+	for _, name := range []string{"after", "category", "text", "since", "limit"} {
+		if op.Parameters.GetByInAndName("query", name) == nil {
+			t.Errorf("GET / honours %s, which openapi.json does not describe", name)
 		}
 	}
 }

@@ -238,7 +238,7 @@ func TestInjectionIsHarmless(t *testing.T) {
 		"/api/papers": {"limit", "cursor", "since", "category", "text"},
 		"/api/papers/" + url.PathEscape(id) + "/related": {"k"},
 		"/api/search":                   {"q", "k", "mode"},
-		"/":                             {"after", "category", "text"},
+		"/":                             {"after", "category", "text", "since", "limit"},
 		"/search":                       {"q", "k", "mode"},
 		"/map":                          {"x"},
 		"/status":                       {"x"},
