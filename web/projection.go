@@ -264,8 +264,9 @@ const (
 	maxLegendColours               = 9
 )
 
-// layoutMap projects points to 2-D and colours them by first category, or by k-means cluster
-// when no point has a category.
+// layoutMap projects points to 2-D and colours them by first category when most points have
+// one, and by k-means cluster otherwise: a few categorised papers among many without would
+// leave one colour, "uncategorised", for nearly every dot.
 func layoutMap(points []MapPoint) mapLayout {
 	lay := mapLayout{Width: mapWidth, Height: mapHeight, Radius: 5}
 	switch n := len(points); {
@@ -284,14 +285,14 @@ func layoutMap(points []MapPoint) mapLayout {
 	xy := pca2(vecs)
 
 	labels := make([]string, len(points))
-	anyCategory := false
+	categorised := 0
 	for i, p := range points {
 		if len(p.Categories) > 0 {
 			labels[i] = p.Categories[0]
-			anyCategory = true
+			categorised++
 		}
 	}
-	if anyCategory {
+	if 2*categorised > len(points) {
 		lay.ColoredBy = "category"
 		for i := range labels {
 			if labels[i] == "" {

@@ -170,6 +170,27 @@ func TestLayoutMapColoursAndLinks(t *testing.T) {
 	}
 }
 
+// TestLayoutMapColoursByCategoryOnlyWhenMostPapersHaveOne: one categorised paper among 110
+// without would colour the map by category, nearly every dot grey "uncategorised"; it is
+// coloured by cluster until most papers carry a category.
+func TestLayoutMapColoursByCategoryOnlyWhenMostPapersHaveOne(t *testing.T) {
+	t.Parallel()
+	var pts []MapPoint
+	for i := range 111 {
+		pts = append(pts, MapPoint{ID: fmt.Sprint("p", i), Title: fmt.Sprint("P", i), Vector: []float32{float32(i % 3), float32(i), 1}})
+	}
+	pts[0].Categories = []string{"cs.LG"}
+	if lay := layoutMap(pts); lay.ColoredBy != "cluster" {
+		t.Errorf("1 of 111 papers categorised: coloured by %s, want cluster", lay.ColoredBy)
+	}
+	for i := range 56 {
+		pts[i].Categories = []string{"cs.LG"}
+	}
+	if lay := layoutMap(pts); lay.ColoredBy != "category" {
+		t.Errorf("56 of 111 papers categorised: coloured by %s, want category", lay.ColoredBy)
+	}
+}
+
 func TestClusterNamesPickDistinctiveTitleWords(t *testing.T) {
 	t.Parallel()
 	pts := []MapPoint{
