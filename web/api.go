@@ -70,7 +70,7 @@ func (s *Server) relatedOf(ctx context.Context, rec paper.Record, k int) ([]pape
 	hits, err := s.cfg.Store.Related(ctx, sp.ID, rec.ID, k)
 	if errors.Is(err, paper.ErrNotFound) {
 		return nil, sp.Name(), &httpError{status: http.StatusConflict, err: err,
-			msg: fmt.Sprintf("paper %s has no embedding in the active space %s yet (is a worker running?)", rec.ID, sp.Name())}
+			msg: fmt.Sprintf("paper %s has no embedding in the active space %s yet (is a worker running? or did the paper fail: see `paperpipe dlq list`)", rec.ID, sp.Name())}
 	}
 	if err != nil {
 		return nil, sp.Name(), fmt.Errorf("related to %s: %w", rec.ID, err)

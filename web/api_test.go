@@ -379,6 +379,21 @@ func TestSearchOfTextTheModelCannotEmbed(t *testing.T) {
 	}
 }
 
+// TestRelatedOfAPaperWithoutEmbeddingPointsAtTheDeadLetters: a paper without a vector may be
+// waiting for a worker, or have failed for good; the 409 names where the failures are.
+func TestRelatedOfAPaperWithoutEmbeddingPointsAtTheDeadLetters(t *testing.T) {
+	t.Parallel()
+	b := withSample(t)
+	late := paper.Abstract{ID: "arxiv:2502.00042", Title: "A paper no worker embedded", Abstract: "Stored, never embedded."}
+	if _, err := b.st.UpsertPapers(t.Context(), []paper.Abstract{late}, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	msg := wantError(t, "related of a paper without embedding", b.get("/api/papers/"+url.PathEscape(late.ID)+"/related"), http.StatusConflict)
+	if !strings.Contains(msg, "is a worker running") || !strings.Contains(msg, "paperpipe dlq list") {
+		t.Errorf("409 message %q: want it to ask whether a worker runs and to point at `paperpipe dlq list`", msg)
+	}
+}
+
 const summarizeModel = "paperpipe-offline-extractive"
 
 // otherSpace is an embedder of another space than the archive's.

@@ -98,7 +98,7 @@ func cmdRelated(ctx context.Context, c *config, args []string) error {
 	}
 	hits, err := st.Related(ctx, sp.ID, id, *k)
 	if errors.Is(err, paper.ErrNotFound) {
-		return fmt.Errorf("%s has no embedding in space %s yet (is a worker running?)", id, sp.Name())
+		return fmt.Errorf("%s has no embedding in space %s yet (is a worker running? or did the paper fail: see `paperpipe dlq list`)", id, sp.Name())
 	}
 	if err != nil {
 		return err
