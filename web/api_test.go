@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -391,6 +393,168 @@ func TestRelatedOfAPaperWithoutEmbeddingPointsAtTheDeadLetters(t *testing.T) {
 	msg := wantError(t, "related of a paper without embedding", b.get("/api/papers/"+url.PathEscape(late.ID)+"/related"), http.StatusConflict)
 	if !strings.Contains(msg, "is a worker running") || !strings.Contains(msg, "paperpipe dlq list") {
 		t.Errorf("409 message %q: want it to ask whether a worker runs and to point at `paperpipe dlq list`", msg)
+	}
+}
+
+// apiArchive is a bundle whose archive (ten sample papers) is embedded by an embedding API
+// model, active, and the client of that API.
+func apiArchive(t *testing.T) (*bundle, *embed.Client, *openaitest.Server) {
+	t.Helper()
+	ai := openaitest.Start(t, openaitest.Config{})
+	client, err := embed.New(embed.Config{BaseURL: ai.URL(), APIKey: "test", Model: "text-embedding-3-small", Dimensions: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBundle(t)
+	ctx := t.Context()
+	papers := sampledata.Papers(t)[:10]
+	if _, err := b.st.UpsertPapers(ctx, papers, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	sp, err := b.st.EnsureSpace(ctx, client.Space())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.st.Activate(ctx, sp.ID); err != nil {
+		t.Fatal(err)
+	}
+	embs, _, err := client.Embed(ctx, papers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.st.SaveEmbeddings(ctx, sp.ID, embs); err != nil {
+		t.Fatal(err)
+	}
+	return b, client, ai
+}
+
+// ledgerRequests is the requests the usage ledger holds today for model's embeddings.
+func ledgerRequests(t *testing.T, b *bundle, model string) int {
+	t.Helper()
+	rows, err := b.st.Usage(t.Context(), time.Now().UTC().AddDate(0, 0, -1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range rows {
+		if r.Model == model && r.Kind == paper.KindEmbedding {
+			n += r.Requests
+		}
+	}
+	return n
+}
+
+// TestQueryEmbeddingsAreRecordedInTheUsageLedger: the API calls of searches are paid for like
+// the workers' and show in status: each query embedding the API made is recorded; a cached
+// one, which made no call, is not, nor one of a local model.
+func TestQueryEmbeddingsAreRecordedInTheUsageLedger(t *testing.T) {
+	t.Parallel()
+	b, client, ai := apiArchive(t)
+	cfg := b.config()
+	cfg.Embedder = client
+	cfg.Usage = b.st
+	b.serve(cfg)
+	before := ai.Stats().EmbedRequests
+	for _, q := range []string{"mixture of experts", "mixture of experts", "sparse upcycling"} {
+		if r := b.get("/api/search?mode=semantic&q=" + url.QueryEscape(q)); r.code != http.StatusOK {
+			t.Fatalf("search %q: %d %s", q, r.code, r.body)
+		}
+	}
+	if r := b.get("/search?q=" + url.QueryEscape("load balancing")); r.code != http.StatusOK {
+		t.Fatalf("search page: %d", r.code)
+	}
+	calls := int(ai.Stats().EmbedRequests - before)
+	if calls != 3 {
+		t.Fatalf("the searches made %d API calls, want 3 (one cached)", calls)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for ledgerRequests(t, b, "text-embedding-3-small") != calls {
+		if time.Now().After(deadline) {
+			t.Fatalf("the usage ledger holds %d embedding requests, want the searches' %d", ledgerRequests(t, b, "text-embedding-3-small"), calls)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// A local model makes no API request: the pipeline records nothing for it, and neither
+	// do searches.
+	embs, _, err := b.emb.Embed(t.Context(), sampledata.Papers(t)[:10])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.st.SaveEmbeddings(t.Context(), b.space.ID, embs); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.st.Activate(t.Context(), b.space.ID); err != nil {
+		t.Fatal(err)
+	}
+	ledger := &countingLedger{}
+	cfg = b.config()
+	cfg.Usage = ledger
+	b.serve(cfg)
+	if r := b.get("/api/search?mode=semantic&q=experts"); r.code != http.StatusOK {
+		t.Fatalf("offline search: %d %s", r.code, r.body)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if n := ledger.calls.Load(); n != 0 {
+		t.Errorf("an offline query embedding wrote the ledger %d times", n)
+	}
+}
+
+// countingLedger counts its writes.
+type countingLedger struct{ calls atomic.Int32 }
+
+func (l *countingLedger) RecordUsage(context.Context, []paper.Usage) error {
+	l.calls.Add(1)
+	return nil
+}
+
+// slowLedger is a usage ledger whose writes wait for release, then fail.
+type slowLedger struct {
+	release chan struct{}
+	calls   atomic.Int32
+}
+
+func (l *slowLedger) RecordUsage(ctx context.Context, u []paper.Usage) error {
+	l.calls.Add(1)
+	select {
+	case <-l.release:
+	case <-ctx.Done():
+	}
+	return errors.New("ERROR: could not extend file: No space left on device (SQLSTATE 53100)")
+}
+
+// TestUsageLedgerNeitherSlowsNorFailsASearch: the ledger is written off the request path: a
+// search does not wait for a slow write, nor fail when it fails, which is logged.
+func TestUsageLedgerNeitherSlowsNorFailsASearch(t *testing.T) {
+	t.Parallel()
+	b, client, _ := apiArchive(t)
+	ledger := &slowLedger{release: make(chan struct{})}
+	logs := &lockedBuffer{}
+	cfg := b.config()
+	cfg.Embedder = client
+	cfg.Usage = ledger
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	b.serve(cfg)
+	for i := range 3 {
+		start := time.Now()
+		if r := b.get("/api/search?mode=semantic&q=" + url.QueryEscape(fmt.Sprint("experts ", i))); r.code != http.StatusOK {
+			t.Fatalf("search: %d %s", r.code, r.body)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("a search took %v behind a slow usage ledger", d)
+		}
+		time.Sleep(700 * time.Millisecond) // past the ledger's gathering: a write is waiting
+	}
+	if ledger.calls.Load() == 0 {
+		t.Fatal("the ledger was never written")
+	}
+	close(ledger.release)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "No space left on device") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the failed ledger write is not logged:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

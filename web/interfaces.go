@@ -64,8 +64,15 @@ type MapPoint struct {
 type QueryEmbedder interface {
 	// Space names the model, dimensions and template of the vectors it makes.
 	Space() paper.Space
-	// EmbedQuery returns the vector of text and what the call cost.
+	// EmbedQuery returns the vector of text and what the call cost (Requests 0 for a local
+	// model), also when it fails.
 	EmbedQuery(ctx context.Context, text string) ([]float32, paper.Usage, error)
+}
+
+// UsageRecorder adds API usage to the usage ledger that status reports (store.Store's
+// RecordUsage).
+type UsageRecorder interface {
+	RecordUsage(ctx context.Context, u []paper.Usage) error
 }
 
 // Publisher queues abstracts for processing (POST /api/papers).

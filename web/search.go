@@ -186,7 +186,8 @@ func (s *Server) embedQuery(ctx context.Context, sp paper.Space, q string) ([]fl
 		return vec, true, nil
 	}
 	s.cfg.Metrics.ObserveQueryCache(false)
-	vec, _, err := s.cfg.Embedder.EmbedQuery(ctx, q)
+	vec, usage, err := s.cfg.Embedder.EmbedQuery(ctx, q)
+	s.usage.add(usage) // paid for, whether the vector is used or not
 	if err != nil {
 		if errors.Is(err, paper.ErrInvalid) || errors.Is(err, context.Canceled) {
 			return nil, false, err // the embedder's errors say they are of the query's embedding

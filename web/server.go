@@ -36,6 +36,10 @@ type Config struct {
 	// Embedder embeds search text for the semantic and hybrid modes. Defaults to nil: only
 	// keyword search works.
 	Embedder QueryEmbedder
+	// Usage receives the API usage of the query embeddings searches make (the calls the
+	// cache saves are not made, so not counted), written in the background in batches; a
+	// failed write is logged. Defaults to nil: that usage is not recorded.
+	Usage UsageRecorder
 	// Publisher queues posted papers. Defaults to nil: POST /api/papers answers 503.
 	Publisher Publisher
 	// ParseRecord validates and normalises one posted record. Defaults to a built-in parser
@@ -138,6 +142,7 @@ type Server struct {
 	cache   *queryCache
 	pages   *pages
 	maps    *mapCache
+	usage   *usageLedger
 	// sameOrigin refuses writes a browser sends from another origin (Sec-Fetch-Site, Origin).
 	sameOrigin *http.CrossOriginProtection
 }
@@ -171,6 +176,7 @@ func New(cfg Config) (*Server, error) {
 		log:        cfg.Logger,
 		cache:      newQueryCache(cfg.QueryCacheSize),
 		maps:       &mapCache{},
+		usage:      &usageLedger{rec: cfg.Usage, log: cfg.Logger},
 		sameOrigin: http.NewCrossOriginProtection(),
 	}
 	var err error
@@ -245,6 +251,12 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net
 		return fmt.Errorf("serve HTTP on %s: %w", addr, err)
 	case <-ctx.Done():
 	}
+	// Once the requests are over, the usage of their query embeddings is written.
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.Background(), usageWriteTimeout)
+		defer cancel()
+		s.usage.flush(fctx)
+	}()
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

@@ -572,3 +572,40 @@ func TestInterruptEndsAStalledDownload(t *testing.T) {
 		}
 	}
 }
+
+// embedRequests is the embedding requests of model the usage ledger holds, as status says.
+func embedRequests(c *cli, model string) int {
+	c.t.Helper()
+	var st struct {
+		Usage []struct {
+			Model    string `json:"model"`
+			Kind     string `json:"kind"`
+			Requests int    `json:"requests"`
+		} `json:"usage"`
+	}
+	c.json(&st, "status")
+	n := 0
+	for _, u := range st.Usage {
+		if u.Model == model && u.Kind == paper.KindEmbedding {
+			n += u.Requests
+		}
+	}
+	return n
+}
+
+// `paperpipe search` pays for its query embedding like a worker for its vectors: status counts
+// the request.
+func TestSearchRecordsItsQueryEmbeddingInTheUsageLedger(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{APIKey: "sk-test-secret"})
+	c := newCLI(t, "OPENAI_BASE_URL="+api.URL(), "OPENAI_API_KEY=sk-test-secret")
+	c.ok("ingest", sampleFile)
+	c.ok("worker", "--exit-when-idle")
+	model := "text-embedding-3-small" // the default with an API key
+	before, calls := embedRequests(c, model), api.Stats().EmbedRequests
+	c.ok("search", "mixture of experts routing")
+	calls = api.Stats().EmbedRequests - calls
+	if got := embedRequests(c, model) - before; calls != 1 || got != int(calls) {
+		t.Errorf("a search made %d embedding requests and the ledger gained %d", calls, got)
+	}
+}

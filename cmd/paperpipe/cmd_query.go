@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -134,7 +135,7 @@ func cmdSearch(ctx context.Context, c *config, args []string) error {
 	if err := c.checkAPI(false, true); err != nil {
 		return err
 	}
-	_, m, st, err := openModelsAndStore(ctx, c)
+	log, m, st, err := openModelsAndStore(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -147,7 +148,8 @@ func cmdSearch(ctx context.Context, c *config, args []string) error {
 		return fmt.Errorf("the active space is %s but the configured embedder makes %s; set PAPERPIPE_EMBED_MODEL to the active space's model: %w",
 			sp.Name(), es.Name(), paper.ErrSpaceMismatch)
 	}
-	vec, _, err := m.emb.EmbedQuery(ctx, q)
+	vec, usage, err := m.emb.EmbedQuery(ctx, q)
+	recordQueryUsage(ctx, log, st, usage)
 	if err != nil {
 		return err
 	}
@@ -161,6 +163,20 @@ func cmdSearch(ctx context.Context, c *config, args []string) error {
 	fmt.Printf("Search: %q\n(space %s)\n\n", q, sp.Name())
 	printHits(hits)
 	return nil
+}
+
+// recordQueryUsage adds the API call of a query embedding to the usage ledger, as the workers
+// do theirs: a local model's (no request) is not recorded, and a failure is logged, not
+// returned, as the ledger is for reporting.
+func recordQueryUsage(ctx context.Context, log *slog.Logger, st *store.Store, u paper.Usage) {
+	if u.Requests == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := st.RecordUsage(ctx, []paper.Usage{u}); err != nil {
+		log.Warn("recording the API usage of the query embedding failed", "err", err)
+	}
 }
 
 // kHelp is the help of the -k flag of the commands that ask for nearest neighbours.

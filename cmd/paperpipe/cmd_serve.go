@@ -115,6 +115,7 @@ func serveHTTP(ctx context.Context, c *config, log *slog.Logger, st *store.Store
 	srv, err := web.New(web.Config{
 		Store:       webStore{st},
 		Embedder:    c.metrics.Embedder(queries),
+		Usage:       c.metrics.Store(st), // the query embeddings' API calls, as status reports them
 		Publisher:   &webPublisher{js: b.js},
 		ParseRecord: parseRecord,
 		Status:      &webStatus{st: st, js: b.js, sum: m.sum, prices: prices},
