@@ -71,7 +71,7 @@ func reason(err error) string {
 
 // fail answers r with err: JSON for the API, a page for the UI.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	code, msg := statusOf(err)
+	code, msg := statusOf(duringShutdown(r, err))
 	s.logFailure(r, code, err)
 	s.writeError(w, r, code, msg)
 }

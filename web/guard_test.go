@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -117,5 +120,139 @@ func TestPostWithoutAQueueAnswersItsSchema(t *testing.T) {
 	r.json(t, &ans)
 	if r.code != http.StatusServiceUnavailable || ans.Error == "" || ans.Accepted == nil || ans.Rejected == nil {
 		t.Errorf("POST without a queue: %d %s, want 503 with error, accepted and rejected", r.code, r.body)
+	}
+}
+
+// waitingEmbedder signals each query it gets on entered, then answers none until its context
+// ends, or (deaf) until heedless has passed whatever its context says.
+type waitingEmbedder struct {
+	web.QueryEmbedder
+	entered  chan struct{}
+	heedless time.Duration
+}
+
+func (e waitingEmbedder) EmbedQuery(ctx context.Context, text string) ([]float32, paper.Usage, error) {
+	e.entered <- struct{}{}
+	if e.heedless > 0 {
+		time.Sleep(e.heedless)
+		return nil, paper.Usage{}, errors.New("answered late")
+	}
+	select {
+	case <-ctx.Done():
+		return nil, paper.Usage{}, ctx.Err()
+	case <-time.After(30 * time.Second):
+		return nil, paper.Usage{}, errors.New("no end came")
+	}
+}
+
+// listen runs s.ListenAndServe until the returned stop is called; stop returns its error and
+// how long the shutdown took.
+func listen(t *testing.T, s *web.Server) (base string, stop func() (time.Duration, error)) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	addr := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- s.ListenAndServe(ctx, "127.0.0.1:0", func(a net.Addr) { addr <- a.String() })
+	}()
+	select {
+	case a := <-addr:
+		base = "http://" + a
+	case err := <-errc:
+		t.Fatalf("ListenAndServe: %v", err)
+	}
+	return base, func() (time.Duration, error) {
+		start := time.Now()
+		cancel()
+		select {
+		case err := <-errc:
+			return time.Since(start), err
+		case <-time.After(30 * time.Second):
+			t.Fatal("ListenAndServe did not return")
+			return 0, nil
+		}
+	}
+}
+
+// TestShutdownAnswersRequestsInFlightPromptly: on Ctrl-C, a search waiting on a slow embedding
+// API answers 503 (the server is shutting down) once the grace is over, instead of holding the
+// shutdown for its whole timeout and then losing its connection; the server exits cleanly.
+func TestShutdownAnswersRequestsInFlightPromptly(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	entered := make(chan struct{}, 4)
+	cfg := b.config()
+	cfg.Embedder = waitingEmbedder{QueryEmbedder: b.emb, entered: entered}
+	cfg.ShutdownTimeout = 10 * time.Second
+	s, err := web.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, stop := listen(t, s)
+	type answer struct {
+		r   response
+		err error
+	}
+	answers := make(chan answer, 2)
+	for _, path := range []string{"/api/search?mode=semantic&q=experts", "/search?mode=semantic&q=experts"} {
+		go func() {
+			resp, err := http.Get(base + path)
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			answers <- answer{r: response{code: resp.StatusCode, header: resp.Header, body: body}, err: err}
+		}()
+		<-entered
+	}
+	took, err := stop()
+	if err != nil {
+		t.Errorf("ListenAndServe after the shutdown: %v, want nil", err)
+	}
+	if took > 5*time.Second {
+		t.Errorf("the shutdown took %v with a search in flight, want about the 2 s grace", took)
+	}
+	for range 2 {
+		a := <-answers
+		if a.err != nil {
+			t.Errorf("a request in flight got no answer: %v", a.err)
+			continue
+		}
+		if a.r.code != http.StatusServiceUnavailable || !strings.Contains(string(a.r.body), "shutting down") {
+			t.Errorf("a request in flight: %d %.200s, want 503 saying the server is shutting down", a.r.code, a.r.body)
+		}
+	}
+}
+
+// TestShutdownThatTimesOutIsAWarningNotAFailure: a handler that does not heed its context
+// outlasts the shutdown's timeout; the server cuts it off, warns, and returns nil (`serve` and
+// `up` exit 0 on Ctrl-C).
+func TestShutdownThatTimesOutIsAWarningNotAFailure(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	entered := make(chan struct{}, 1)
+	logs := &lockedBuffer{}
+	cfg := b.config()
+	cfg.Embedder = waitingEmbedder{QueryEmbedder: b.emb, entered: entered, heedless: 4 * time.Second}
+	cfg.ShutdownTimeout = time.Second
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	s, err := web.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, stop := listen(t, s)
+	go func() {
+		if resp, err := http.Get(base + "/api/search?mode=semantic&q=experts"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-entered
+	if _, err := stop(); err != nil {
+		t.Errorf("ListenAndServe after a shutdown that timed out: %v, want nil", err)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "cut off") {
+		t.Errorf("no warning about the requests cut off:\n%s", logs.String())
 	}
 }

@@ -71,7 +71,9 @@ type Config struct {
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are the http.Server's
 	// timeouts. They default to 5s, 30s, 60s and 120s.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
-	// ShutdownTimeout bounds the graceful shutdown of ListenAndServe. Defaults to 10s.
+	// ShutdownTimeout bounds the graceful shutdown of ListenAndServe. Defaults to 10s. The
+	// requests in flight have the first 2 seconds of it (at most half of it) to finish; then
+	// their contexts end and they answer 503, the server is shutting down.
 	ShutdownTimeout time.Duration
 	// Logger receives errors and, at debug level, one line per request. Defaults to
 	// discarding.
@@ -231,16 +233,40 @@ func (s *Server) HTTPServer(addr string) *http.Server {
 	}
 }
 
+// shutdownGrace is how long the requests in flight at a shutdown may go on before their
+// contexts end (at most half of Config.ShutdownTimeout).
+const shutdownGrace = 2 * time.Second
+
+// errShuttingDown is the cause of the end of the contexts of requests a shutdown cut short.
+var errShuttingDown = errors.New("the server is shutting down")
+
+// duringShutdown returns err as a 503 when it ended r because the server is shutting down: a
+// search waiting on the embedding API gets an answer, not a dropped connection.
+func duringShutdown(r *http.Request, err error) error {
+	if err != nil && r.Context().Err() != nil && errors.Is(context.Cause(r.Context()), errShuttingDown) {
+		return &httpError{status: http.StatusServiceUnavailable, err: err, msg: "the server is shutting down; try again"}
+	}
+	return err
+}
+
 // ListenAndServe listens on addr and serves until ctx is done, then shuts down gracefully:
-// it stops accepting connections and waits up to Config.ShutdownTimeout for requests in
-// flight. ready, when not nil, is called with the bound address once the server listens (so
-// ":0" can be used). It returns nil after a shutdown caused by ctx.
+// it stops accepting connections, lets the requests in flight finish for up to 2 seconds,
+// then ends their contexts so that those still waiting (on the embedding API, say) answer
+// 503 at once, and waits for them up to Config.ShutdownTimeout in all. ready, when not nil,
+// is called with the bound address once the server listens (so ":0" can be used). It
+// returns nil after a shutdown caused by ctx, also when requests outlast the timeout (they
+// are cut off, with a warning).
 func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net.Addr)) error {
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	srv := s.HTTPServer(addr)
+	// The handlers' contexts, which the shutdown ends (not ctx: requests in flight have
+	// their grace first).
+	base, stopHandlers := context.WithCancelCause(context.Background())
+	defer stopHandlers(nil)
+	srv.BaseContext = func(net.Listener) context.Context { return base }
 	if ready != nil {
 		ready(ln.Addr())
 	}
@@ -259,9 +285,13 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net
 	}()
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
+	grace := time.AfterFunc(min(shutdownGrace, s.cfg.ShutdownTimeout/2), func() { stopHandlers(errShuttingDown) })
+	defer grace.Stop()
 	if err := srv.Shutdown(sctx); err != nil {
+		// A handler that does not heed its context: the process is stopping all the same.
+		s.log.Warn("HTTP requests still running at the end of the shutdown were cut off", "addr", addr,
+			"shutdown_timeout", s.cfg.ShutdownTimeout, "err", err)
 		srv.Close()
-		return fmt.Errorf("shut down HTTP server on %s: %w", addr, err)
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve HTTP on %s: %w", addr, err)

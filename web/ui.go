@@ -292,6 +292,7 @@ func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
 	}
 	data.Title = p.q + " — search"
 	res, err := s.search(r.Context(), p)
+	err = duringShutdown(r, err)
 	code := http.StatusOK
 	if err != nil && !p.explicitMode && p.mode != ModeKeyword {
 		// Without an explicit mode the page falls back to keyword search when the vectors
@@ -304,6 +305,7 @@ func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
 			data.Shown = ModeKeyword
 			data.Notice = msg + " — showing keyword results."
 			res, err = s.search(r.Context(), p)
+			err = duringShutdown(r, err)
 		}
 	}
 	if err != nil {
@@ -348,7 +350,7 @@ func (s *Server) uiPaper(w http.ResponseWriter, r *http.Request) {
 	hits, space, err := s.relatedOf(r.Context(), rec, DefaultK)
 	data.Space = space
 	if err != nil {
-		c, msg := statusOf(err)
+		c, msg := statusOf(duringShutdown(r, err))
 		if c >= 500 {
 			s.fail(w, r, err)
 			return

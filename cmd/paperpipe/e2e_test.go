@@ -619,3 +619,102 @@ func TestServeFollowsAFit(t *testing.T) {
 		t.Fatalf("after the fit the search used space %s, want the fitted one", sp)
 	}
 }
+
+// `serve` on the API's embedding model records its searches' query embeddings in the usage
+// ledger, and on SIGTERM answers a search still waiting on the API with a 503 after a short
+// grace and exits 0, instead of holding the shutdown for 10 s, dropping the connection and
+// exiting 1.
+func TestServeRecordsQueryUsageAndStopsPromptly(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{APIKey: "sk-test-secret"})
+	c := newCLI(t, "OPENAI_BASE_URL="+api.URL(), "OPENAI_API_KEY=sk-test-secret")
+	c.ok("ingest", sampleFile)
+	c.ok("worker", "--exit-when-idle")
+	const model = "text-embedding-3-small"
+	before := embedRequests(c, model)
+
+	srv := exec.Command(binary, "serve", "--http", "127.0.0.1:0")
+	srv.Env = c.env
+	stderr, err := srv.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := false
+	defer func() {
+		if !exited {
+			_ = srv.Process.Kill()
+			_ = srv.Wait()
+		}
+	}()
+	urls := make(chan string, 1)
+	var logs strings.Builder
+	var logMu sync.Mutex
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logMu.Lock()
+			logs.WriteString(sc.Text() + "\n")
+			logMu.Unlock()
+			if _, rest, ok := strings.Cut(sc.Text(), "on http://"); ok {
+				urls <- "http://" + strings.Fields(rest)[0]
+			}
+		}
+	}()
+	var base string
+	select {
+	case base = <-urls:
+	case <-time.After(60 * time.Second):
+		t.Fatal("serve did not say where it listens")
+	}
+	get := func(q string) (int, error) {
+		resp, err := http.Get(base + "/api/search?mode=semantic&k=3&q=" + url.QueryEscape(q))
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	if code, err := get("mixture of experts routing"); err != nil || code != http.StatusOK {
+		t.Fatalf("search: %d, %v", code, err)
+	}
+
+	// The API now holds every request: a search waits on it.
+	api.SetFaults(openaitest.Faults{Timeout: 1, TimeoutHold: time.Minute})
+	calls := api.Stats().EmbedRequests
+	answer := make(chan error, 1)
+	go func() {
+		code, err := get("sparse upcycling")
+		if err == nil && code != http.StatusServiceUnavailable {
+			err = fmt.Errorf("status %d, want 503", code)
+		}
+		answer <- err
+	}()
+	for api.Stats().EmbedRequests == calls {
+		time.Sleep(20 * time.Millisecond)
+	}
+	start := time.Now()
+	if err := srv.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err = srv.Wait()
+	exited = true
+	took := time.Since(start)
+	logMu.Lock()
+	out := logs.String()
+	logMu.Unlock()
+	if err != nil {
+		t.Errorf("serve after SIGTERM: %v, want exit 0\n%s", err, out)
+	}
+	if took > 6*time.Second {
+		t.Errorf("serve took %v to stop with a search in flight", took)
+	}
+	if err := <-answer; err != nil {
+		t.Errorf("the search in flight at the shutdown: %v", err)
+	}
+	if got := embedRequests(c, model) - before; got < 1 {
+		t.Errorf("the usage ledger gained %d embedding requests from serve's searches, want at least the first's", got)
+	}
+}
