@@ -558,6 +558,43 @@ func TestUsageLedgerNeitherSlowsNorFailsASearch(t *testing.T) {
 	}
 }
 
+// switchingEmbedder says it makes the vectors of its QueryEmbedder's space, but embeds its
+// first query with another model of the same size, as cmd/paperpipe's offline embedder does
+// when a fit is activated between the space's check and the embedding.
+type switchingEmbedder struct {
+	web.QueryEmbedder
+	calls *atomic.Int32
+}
+
+func (e switchingEmbedder) EmbedQuery(ctx context.Context, text string) ([]float32, paper.Usage, error) {
+	vec, u, err := e.QueryEmbedder.EmbedQuery(ctx, text)
+	if e.calls.Add(1) == 1 {
+		u.Model = "paperpipe-offline-tfidf-abc123"
+	}
+	return vec, u, err
+}
+
+// TestQueryEmbeddedByAnotherModelIsNeitherUsedNorCached: a vector the embedder made with
+// another model than the active space's (the space moved during the search) searches nothing
+// and is not cached under the space's name, where later searches would use it.
+func TestQueryEmbeddedByAnotherModelIsNeitherUsedNorCached(t *testing.T) {
+	t.Parallel()
+	b := withSample(t)
+	cfg := b.config()
+	cfg.Embedder = switchingEmbedder{QueryEmbedder: b.emb, calls: &atomic.Int32{}}
+	b.serve(cfg)
+	msg := wantError(t, "a search embedded by another model", b.get("/api/search?mode=semantic&q=experts"), http.StatusConflict)
+	if !strings.Contains(msg, "try again") {
+		t.Errorf("409 message %q does not say to try again", msg)
+	}
+	var body hitsBody
+	r := b.get("/api/search?mode=semantic&q=experts")
+	r.json(t, &body)
+	if r.code != http.StatusOK || body.CachedEmbedding {
+		t.Errorf("the search again: %d, cached %v; want 200 with a new embedding", r.code, body.CachedEmbedding)
+	}
+}
+
 const summarizeModel = "paperpipe-offline-extractive"
 
 // otherSpace is an embedder of another space than the archive's.

@@ -65,7 +65,8 @@ type QueryEmbedder interface {
 	// Space names the model, dimensions and template of the vectors it makes.
 	Space() paper.Space
 	// EmbedQuery returns the vector of text and what the call cost (Requests 0 for a local
-	// model), also when it fails.
+	// model), also when it fails. The usage's Model is the model that made the vector: a
+	// vector of another model than the active space's is refused (409).
 	EmbedQuery(ctx context.Context, text string) ([]float32, paper.Usage, error)
 }
 

@@ -199,6 +199,13 @@ func (s *Server) embedQuery(ctx context.Context, sp paper.Space, q string) ([]fl
 		return nil, false, &httpError{status: http.StatusBadGateway, err: err,
 			msg: "the embedding API failed to embed the query; try again, or use mode=keyword"}
 	}
+	if usage.Model != "" && usage.Model != sp.Model {
+		// The embedder follows the active space (cmd/paperpipe's offline one reads it again
+		// for each call): a fit activated since querySpace made another model's vector, which
+		// must neither search nor be cached as sp's.
+		return nil, false, &httpError{status: http.StatusConflict, err: paper.ErrSpaceMismatch,
+			msg: fmt.Sprintf("the query was embedded by %s, not by the active space %s's model: the active space changed during the search; try again", usage.Model, sp.Name())}
+	}
 	if len(vec) != sp.Dimensions {
 		return nil, false, &httpError{status: http.StatusConflict, err: paper.ErrSpaceMismatch,
 			msg: fmt.Sprintf("the embedder returned %d dimensions, the active space %s holds %d", len(vec), sp.Name(), sp.Dimensions)}
