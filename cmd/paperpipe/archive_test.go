@@ -815,3 +815,46 @@ func TestSpacesDropOfASpaceWithOpenBatchJobsSaysWhatToDo(t *testing.T) {
 		t.Errorf("spaces drop --force: %v, %q", err, out.String())
 	}
 }
+
+// After README's blue/green `paperpipe activate MODEL`, processes still embed with the
+// configured model (only "offline" follows an activation): activate warns when that model does
+// not embed into the space it activates, naming what to set; it says nothing when it does.
+func TestActivateWarnsWhenTheConfiguredEmbedderIsNotTheSpaces(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	ctx := t.Context()
+	blue, err := e.st.EnsureSpace(ctx, paper.Space{Model: "text-embedding-3-small", Dimensions: 64, Template: "title-abstract-v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.EnsureSpace(ctx, paper.Space{Model: "text-embedding-3-large", Dimensions: 32, Template: "title-abstract-v1"}); err != nil {
+		t.Fatal(err)
+	}
+	var errw bytes.Buffer
+	if err := runActivate(ctx, e.c, e.st, "text-embedding-3-large", &errw); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"warning: the configured embedding model (text-embedding-3-small with 64 dimensions)",
+		"PAPERPIPE_EMBED_MODEL=text-embedding-3-large PAPERPIPE_EMBED_DIMENSIONS=32", "restart worker, serve and up"} {
+		if !strings.Contains(errw.String(), want) {
+			t.Errorf("activate of another model's space lacks %q:\n%s", want, errw.String())
+		}
+	}
+	green := e.cfg(func(c *config) { c.EmbedModel, c.EmbedDims = "text-embedding-3-large", 32 })
+	errw.Reset()
+	if err := runActivate(ctx, green, e.st, "text-embedding-3-large", &errw); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(errw.String(), "warning") {
+		t.Errorf("activate of the configured model's space warned:\n%s", errw.String())
+	}
+	offline := e.cfg(func(c *config) { c.BaseURL, c.APIKey, c.EmbedModel, c.EmbedDims = "", "", "", 0 })
+	errw.Reset()
+	if err := runActivate(ctx, offline, e.st, strconv.FormatInt(blue.ID, 10), &errw); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(errw.String(), "the configured embedding model (offline)") ||
+		!strings.Contains(errw.String(), "PAPERPIPE_EMBED_MODEL=text-embedding-3-small PAPERPIPE_EMBED_DIMENSIONS=64 (and OPENAI_API_KEY") {
+		t.Errorf("activate with the offline models configured:\n%s", errw.String())
+	}
+}

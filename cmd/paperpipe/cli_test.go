@@ -609,3 +609,14 @@ func TestSearchRecordsItsQueryEmbeddingInTheUsageLedger(t *testing.T) {
 		t.Errorf("a search made %d embedding requests and the ledger gained %d", calls, got)
 	}
 }
+
+// search embeds its text with the configured embedder, not the active space's model: its help
+// says so, and what to set.
+func TestSearchHelpNamesTheConfiguredEmbedder(t *testing.T) {
+	t.Parallel()
+	r := newCLI(t).ok("search", "-h")
+	if strings.Contains(r.stderr, "embedded by the active space's model") || !strings.Contains(r.stderr, "configured embedding model") ||
+		!strings.Contains(r.stderr, "PAPERPIPE_EMBED_MODEL") {
+		t.Errorf("search -h:\n%s", r.stderr)
+	}
+}

@@ -845,15 +845,60 @@ func cmdActivate(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	defer st.Close()
-	sp, err := activateSpace(ctx, st, pos[0])
+	return runActivate(ctx, c, st, pos[0], os.Stderr)
+}
+
+// runActivate activates the space ref names and says what it did, what the space lacks, and
+// what to change when the configured embedding model is not the space's.
+func runActivate(ctx context.Context, c *config, st *store.Store, ref string, errw io.Writer) error {
+	sp, err := activateSpace(ctx, st, ref)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "space %d (%s) is active: %d of %d papers embedded\n", sp.ID, sp.Name(), sp.Embedded, sp.Papers)
+	fmt.Fprintf(errw, "space %d (%s) is active: %d of %d papers embedded\n", sp.ID, sp.Name(), sp.Embedded, sp.Papers)
 	if sp.Embedded < sp.Papers {
-		fmt.Fprintf(os.Stderr, "note: %d papers have no vector in it yet; %s\n", sp.Papers-sp.Embedded, fillHint(sp.Space))
+		fmt.Fprintf(errw, "note: %d papers have no vector in it yet; %s\n", sp.Papers-sp.Embedded, fillHint(sp.Space))
+	}
+	if w := embedderMismatch(c, sp.Space); w != "" {
+		fmt.Fprintln(errw, "warning: "+w)
 	}
 	return nil
+}
+
+// embedderMismatch says, when the embedder c configures (PAPERPIPE_EMBED_MODEL,
+// PAPERPIPE_EMBED_DIMENSIONS) does not embed into space sp, what that means once sp is active
+// and what to set; "" when it does. "offline" follows the active space to any offline model's;
+// a model given by name stays on its own space, whatever is active.
+func embedderMismatch(c *config, sp paper.Space) string {
+	c.resolveModels()
+	if sp.Template != embed.TemplateTitleAbstract {
+		return fmt.Sprintf("space %d's input template %q is not one paperpipe's embedders make: `search` and the searches of serve and up "+
+			"cannot embed queries for it (related papers work), and workers keep embedding new papers into the space of their own model", sp.ID, sp.Template)
+	}
+	var want string
+	switch {
+	case embed.IsOfflineModel(sp.Model) && (c.EmbedModel == offline || c.EmbedModel == sp.Model):
+		return ""
+	case embed.IsOfflineModel(sp.Model):
+		want = "PAPERPIPE_EMBED_MODEL=offline (which follows the active space to any offline model)"
+	case c.EmbedModel == sp.Model && (c.EmbedDims == sp.Dimensions || c.EmbedDims == 0 && embed.NativeDimensions(sp.Model) == sp.Dimensions):
+		return ""
+	default:
+		want = "PAPERPIPE_EMBED_MODEL=" + sp.Model
+		if embed.NativeDimensions(sp.Model) != sp.Dimensions {
+			want += fmt.Sprintf(" PAPERPIPE_EMBED_DIMENSIONS=%d", sp.Dimensions)
+		}
+		if !c.apiConfigured() {
+			want += " (and OPENAI_API_KEY, or OPENAI_BASE_URL, for its API)"
+		}
+	}
+	configured := c.EmbedModel
+	if c.EmbedDims != 0 && !c.embedOffline() {
+		configured += fmt.Sprintf(" with %d dimensions", c.EmbedDims)
+	}
+	return fmt.Sprintf("the configured embedding model (%s) does not embed into space %d (%s): a bare `search` is refused "+
+		"(embedding space mismatch), and running worker, serve and up processes on it keep embedding new papers and searches "+
+		"for their own space. Set %s, and restart worker, serve and up", configured, sp.ID, sp.Name(), want)
 }
 
 // fillHint says how to fill space sp with the vectors it lacks.

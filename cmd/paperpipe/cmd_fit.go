@@ -81,6 +81,7 @@ func runFit(ctx context.Context, c *config, o fitOptions, errw io.Writer) error 
 			m.Name(), m.Name())
 		return nil
 	}
+	configured := *c // the processes' embedder, which the activation may leave behind
 	c.EmbedModel = m.Name()
 	res, err := runReprocess(ctx, c, reprocessOptions{all: true, embedOnly: true, activating: o.activate}, io.Discard, errw)
 	if errors.Is(err, errDeadLettered) && o.activate {
@@ -101,5 +102,8 @@ func runFit(ctx context.Context, c *config, o fitOptions, errw io.Writer) error 
 	fmt.Fprintf(errw, "fit: space %d (%s) is active: %d of %d papers embedded; running workers on PAPERPIPE_EMBED_MODEL=offline "+
 		"switch to it within PAPERPIPE_FOLLOW_INTERVAL (30s unless set), and the searches of serve and up at once\n",
 		sp.ID, sp.Name(), sp.Embedded, sp.Papers)
+	if w := embedderMismatch(&configured, sp.Space); w != "" {
+		fmt.Fprintln(errw, "fit: warning: "+w)
+	}
 	return nil
 }

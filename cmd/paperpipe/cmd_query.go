@@ -117,7 +117,8 @@ func cmdRelated(ctx context.Context, c *config, args []string) error {
 }
 
 func cmdSearch(ctx context.Context, c *config, args []string) error {
-	fs := newFlagSet("search", "TEXT", "Find the papers nearest in meaning to free text (embedded by the active space's model).")
+	fs := newFlagSet("search", "TEXT", "Find the papers nearest in meaning to free text, in the active embedding space. The text is embedded by the configured "+
+		"embedding model (PAPERPIPE_EMBED_MODEL, or --embed-model), which must be the active space's: set it after `paperpipe activate`.")
 	c.addJSONFlag(fs)
 	c.addModelFlags(fs)
 	k := fs.Int("k", 10, kHelp)
