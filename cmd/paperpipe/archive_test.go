@@ -858,3 +858,28 @@ func TestActivateWarnsWhenTheConfiguredEmbedderIsNotTheSpaces(t *testing.T) {
 		t.Errorf("activate with the offline models configured:\n%s", errw.String())
 	}
 }
+
+// README's `paperpipe fit --fill=false` fits and stores the model and activates nothing: with
+// --fill=false, --activate defaults to false (it was a usage error unless --activate=false was
+// given too); --activate given explicitly with it is still one. fit -h says so.
+func TestFitWithoutFillActivatesNothing(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 6)
+	ctx := t.Context()
+	if err := cmdFit(ctx, e.cfg(nil), []string{"--fill=false"}); err != nil {
+		t.Fatalf("fit --fill=false: %v", err)
+	}
+	if n := e.count(t, "SELECT count(*) FROM offline_models"); n != 1 {
+		t.Errorf("%d offline models stored, want 1", n)
+	}
+	if n := e.count(t, "SELECT count(*) FROM embedding_spaces"); n != 0 {
+		t.Errorf("%d spaces after fit --fill=false, want none", n)
+	}
+	if err := cmdFit(ctx, e.cfg(nil), []string{"--fill=false", "--activate"}); !errors.Is(err, errUsage) {
+		t.Errorf("fit --fill=false --activate: %v, want a usage error", err)
+	}
+	if r := newCLI(t).ok("fit", "-h"); !strings.Contains(r.stderr, "--fill=false implies --activate=false") {
+		t.Errorf("fit -h does not say what --fill=false does to --activate:\n%s", r.stderr)
+	}
+}

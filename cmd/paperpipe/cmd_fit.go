@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -28,9 +29,14 @@ func cmdFit(ctx context.Context, c *config, args []string) error {
 	fs.IntVar(&o.maxDocs, "max-docs", 4000, "fit on at most `N` papers (a fixed, hash-ordered sample of a larger archive); time grows with N² to N³")
 	fs.IntVar(&o.dimensions, "dimensions", embed.OfflineDimensions, "vector dimensions")
 	fs.BoolVar(&o.fill, "fill", true, "embed every paper with the new model (false: only fit and store it)")
-	fs.BoolVar(&o.activate, "activate", true, "make the new model's space the one queries use once it is filled")
+	fs.BoolVar(&o.activate, "activate", true, "make the new model's space the one queries use once it is filled (--fill=false implies --activate=false)")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
+	}
+	activateGiven := false
+	fs.Visit(func(f *flag.Flag) { activateGiven = activateGiven || f.Name == "activate" })
+	if !o.fill && !activateGiven {
+		o.activate = false // nothing to activate: the space is filled later, and activated then
 	}
 	if o.maxDocs < 2 {
 		return usageErr("--max-docs must be at least 2")
