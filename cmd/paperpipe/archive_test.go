@@ -883,3 +883,75 @@ func TestFitWithoutFillActivatesNothing(t *testing.T) {
 		t.Errorf("fit -h does not say what --fill=false does to --activate:\n%s", r.stderr)
 	}
 }
+
+// writeLines writes lines as a JSONL file in a temporary directory and returns its path.
+func writeLines(t *testing.T, lines ...string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "vectors.jsonl")
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// A value beyond ±65504 cannot be stored in a space indexed on halfvec (hnsw-halfvec, the
+// default): its line is reported as file:line and skipped, and the rest is loaded (the store
+// refused the whole chunk, the import stopped naming "record 2", and nothing was loaded). A
+// space indexed on the vectors themselves takes it.
+func TestImportEmbeddingsSkipsAValueBeyondHalfPrecisionOnItsLine(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	file := writeLines(t,
+		`{"id":"2401.00000","embedding":[1,0,0,0],"model":"imported"}`,
+		`{"id":"2401.00001","embedding":[70000,1,0,0],"model":"imported"}`,
+		`{"id":"2401.00002","embedding":[0,0,1,0],"model":"imported"}`)
+	var errw bytes.Buffer
+	res, err := importEmbeddings(ctx, e.st, file, 5000, &errw)
+	if err != nil {
+		t.Fatalf("import stopped: %v\n%s", err, errw.String())
+	}
+	if res.Loaded != 2 || res.Bad != 1 {
+		t.Errorf("import %+v, want 2 loaded and 1 bad line", res)
+	}
+	if want := file + `:2: "2401.00001": value 0 is 70000, beyond half precision's range (±65504)`; !strings.Contains(errw.String(), want) {
+		t.Errorf("messages lack %q:\n%s", want, errw.String())
+	}
+
+	// An hnsw space of 4 dimensions is indexed on the vectors: the value is stored.
+	st, err := openStore(ctx, e.cfg(func(c *config) { c.VectorIndex = "hnsw" }), newLogger(e.c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	file = writeLines(t, `{"id":"2401.00001","embedding":[70000,1,0,0],"model":"vector-indexed"}`)
+	errw.Reset()
+	if res, err := importEmbeddings(ctx, st, file, 5000, &errw); err != nil || res.Loaded != 1 || res.Bad != 0 {
+		t.Errorf("import into an hnsw space: %+v, %v; want 1 loaded\n%s", res, err, errw.String())
+	}
+}
+
+// An import that stores nothing leaves no space behind, and above all no active one when none
+// was: every line bad (the space was created at the first line, before its vector was
+// checked), or every paper unknown (the space was created for the load, activated and indexed,
+// empty).
+func TestImportThatLoadsNothingLeavesNoSpace(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 2)
+	ctx := t.Context()
+	for _, file := range []string{
+		writeLines(t, `{"id":"2401.00000","embedding":[0,0,0,0],"model":"imported"}`),
+		writeLines(t, `{"id":"9999.00001","embedding":[1,0,0,0],"model":"imported"}`, `{"id":"9999.00002","embedding":[0,1,0,0],"model":"imported"}`),
+	} {
+		var errw bytes.Buffer
+		res, err := importEmbeddings(ctx, e.st, file, 5000, &errw)
+		if err != nil || res.Loaded != 0 {
+			t.Fatalf("import: %+v, %v", res, err)
+		}
+		if spaces, err := e.st.Spaces(ctx); err != nil || len(spaces) != 0 {
+			t.Errorf("after an import that loaded nothing: spaces %+v (%v), want none\n%s", spaces, err, errw.String())
+		}
+	}
+}

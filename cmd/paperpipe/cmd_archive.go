@@ -976,10 +976,13 @@ type importLine struct {
 }
 
 // importEmbeddings streams path into the space its first good line names, chunk by chunk with
-// COPY; a space it creates gets its HNSW index after the load. Bad lines are reported on errw
-// with file:line and skipped.
-func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk int, errw io.Writer) (importResult, error) {
-	var res importResult
+// COPY; a space it creates gets its HNSW index after the load. Bad lines — among them a value
+// the target space cannot store, beyond half precision's range in a space indexed on halfvec —
+// are reported on errw with file:line and skipped. The space is created at the first chunk to
+// load, and dropped again when the import stores nothing in it (every line bad, stale or of an
+// unknown paper, or the load failed): an import never leaves an empty space behind, nor makes
+// one active.
+func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk int, errw io.Writer) (res importResult, err error) {
 	if chunk <= 0 {
 		chunk = 5000
 	}
@@ -998,11 +1001,31 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 	cr := &countingReader{r: src}
 	br := bufio.NewReaderSize(cr, 1<<20)
 	var (
-		space  paper.Space
-		have   bool
-		buf    []paper.Embedding
-		lineOf = map[string]int{}
+		space   paper.Space // the file's space; ID 0 until it exists
+		have    bool        // space is known (from the first good line)
+		created bool        // this import created space
+		half    bool        // space is indexed on halfvec
+		kind    store.IndexKind
+		buf     []paper.Embedding
+		lineOf  = map[string]int{}
 	)
+	defer func() {
+		if !created || res.Loaded > 0 {
+			return
+		}
+		// Also after an interruption or a failed load: the space is of no use empty.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		dropped, derr := st.DropEmptySpace(cctx, space.ID)
+		switch {
+		case derr != nil:
+			fmt.Fprintf(errw, "import-embeddings: space %d (%s) was created and nothing loaded into it; `paperpipe spaces drop %d` drops it: %v\n",
+				space.ID, space.Name(), space.ID, derr)
+		case dropped:
+			fmt.Fprintf(errw, "import-embeddings: no vector loaded: space %s, created by this import, was removed again\n", space.Name())
+			res.Space.ID, res.Space.Active = 0, false
+		}
+	}()
 	bad := func(line int, format string, args ...any) {
 		res.Bad++
 		fmt.Fprintf(errw, "%s:%d: %s\n", name, line, fmt.Sprintf(format, args...))
@@ -1011,9 +1034,20 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 		if len(buf) == 0 {
 			return nil
 		}
+		if space.ID == 0 {
+			sp, c, err := st.EnsureSpaceForLoad(ctx, space)
+			if err != nil {
+				return err
+			}
+			space, created, res.Space = sp, c, sp
+		}
 		lr, err := st.LoadEmbeddings(ctx, space.ID, buf)
 		if err != nil {
-			return err
+			first, last := math.MaxInt, 0
+			for _, n := range lineOf {
+				first, last = min(first, n), max(last, n)
+			}
+			return fmt.Errorf("%s:%d-%d: %w", name, first, last, err)
 		}
 		res.Loaded += lr.Loaded
 		res.Stale += lr.Stale
@@ -1065,10 +1099,18 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 			sp.Template = embed.TemplateTitleAbstract
 		}
 		if !have {
-			space, _, err = st.EnsureSpaceForLoad(ctx, sp)
-			if err != nil {
+			// The space's index kind says which values it can store: its own when it exists,
+			// the store's for a new one.
+			info, err := st.ResolveSpace(ctx, sp.Name())
+			switch {
+			case err == nil:
+				space, kind = info.Space, info.Index
+			case errors.Is(err, paper.ErrNotFound):
+				space, kind = sp, st.VectorIndex()
+			default:
 				return res, err
 			}
+			half = store.HalfvecIndexed(kind, sp.Dimensions)
 			have = true
 			res.Space = space
 		} else if sp.Name() != space.Name() {
@@ -1082,6 +1124,11 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 		e := paper.Embedding{PaperID: id, Vector: l.Embedding, ContentHash: l.ContentHash}
 		if verr := cmp.Or(validText("the id", l.ID), validText("the content hash", l.ContentHash), validVector(e.Vector)); verr != "" {
 			bad(n, "%q: %s", l.ID, verr)
+			continue
+		}
+		if i := beyondHalf(e.Vector); half && i >= 0 {
+			bad(n, "%q: value %d is %v, beyond half precision's range (±%d), which space %s's %s index stores vectors in",
+				l.ID, i, e.Vector[i], store.MaxHalfvecValue, space.Name(), kind)
 			continue
 		}
 		if _, dup := lineOf[id]; dup {
@@ -1103,16 +1150,29 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 		return res, err
 	}
 	prog.done(cr.n)
+	if space.ID == 0 || created && res.Loaded == 0 {
+		fmt.Fprintf(errw, "import-embeddings: %d lines: no vector loaded, %d stale skipped, %d unknown papers, %d bad lines\n",
+			res.Lines, res.Stale, len(res.Unknown), res.Bad)
+		return res, nil
+	}
 	// Also when the space existed: an earlier import into it may have been interrupted before
 	// its index was built (a no-op when the index is there).
-	if have {
-		if err := buildAfterFill(ctx, st, space.ID); err != nil {
-			return res, err
-		}
+	if err := buildAfterFill(ctx, st, space.ID); err != nil {
+		return res, err
 	}
 	fmt.Fprintf(errw, "import-embeddings: %d lines: %d vectors loaded into space %d (%s), %d stale skipped, %d unknown papers, %d bad lines\n",
 		res.Lines, res.Loaded, space.ID, space.Name(), res.Stale, len(res.Unknown), res.Bad)
 	return res, nil
+}
+
+// beyondHalf returns the index of v's first value beyond half precision's range, or -1.
+func beyondHalf(v []float32) int {
+	for i, x := range v {
+		if math.Abs(float64(x)) > store.MaxHalfvecValue {
+			return i
+		}
+	}
+	return -1
 }
 
 // validVector says what is wrong with a vector ("" when nothing).

@@ -1,0 +1,70 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// MaxHalfvecValue is the largest magnitude a vector's value may have in a space indexed on
+// halfvec (HalfvecIndexed): the largest finite half-precision number. The store refuses a
+// larger one there as paper.ErrInvalid, and LoadEmbeddings refuses the whole batch for it, so
+// a bulk loader checks each vector first.
+const MaxHalfvecValue = maxHalf
+
+// HalfvecIndexed reports whether a space of dims dimensions indexed as kind has its index and
+// queries on half-precision copies of its vectors (hnsw-halfvec up to 4,000 dimensions, hnsw
+// above 2,000), where a value beyond ±MaxHalfvecValue cannot be stored.
+func HalfvecIndexed(kind IndexKind, dims int) bool {
+	return vectorSQLFor(spaceRow{Space: paper.Space{Dimensions: dims}, index: kind}, "$1").opclass == "halfvec_cosine_ops"
+}
+
+// VectorIndex is the index kind of the spaces this store creates (Config.VectorIndex); a space
+// that exists keeps its own (SpaceInfo.Index).
+func (s *Store) VectorIndex() IndexKind { return s.index }
+
+// DropEmptySpace drops space id if it holds no vector and has no index, active or not, and
+// reports whether it did: for a bulk load that created the space (EnsureSpaceForLoad, which
+// activates it when no space is active) and then stored nothing, which would otherwise leave an
+// empty space behind — the active one, answering every query with nothing, when none was. The
+// space's row is locked first, so no vector can be stored into it meanwhile.
+func (s *Store) DropEmptySpace(ctx context.Context, id int64) (bool, error) {
+	dropped := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, lockSpacesStatement); err != nil {
+			return fmt.Errorf("lock embedding spaces: %w", err)
+		}
+		// An embedding's foreign key check takes a share lock on this row: none is stored
+		// into the space until this transaction ends, and then the space is gone.
+		var empty bool
+		err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM embeddings WHERE space_id = $1)
+				AND to_regclass($2) IS NULL AND to_regclass($2 || '_new') IS NULL
+			FROM embedding_spaces WHERE id = $1 FOR UPDATE`, id, indexNamePrefix+itoa(id)).Scan(&empty)
+		if err != nil {
+			return notFound(err, "look up")
+		}
+		if !empty {
+			return nil
+		}
+		// Open batch jobs of the space keep it (their records reference it).
+		tag, err := tx.Exec(ctx, `DELETE FROM embedding_spaces WHERE id = $1
+			AND NOT EXISTS (SELECT 1 FROM batch_jobs WHERE space_id = $1)`, id)
+		if err != nil {
+			return fmt.Errorf("delete space: %w", err)
+		}
+		dropped = tag.RowsAffected() == 1
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("drop empty embedding space %d: %w", id, err)
+	}
+	if dropped {
+		s.spacesMu.Lock()
+		delete(s.spaces, id)
+		s.spacesMu.Unlock()
+	}
+	return dropped, nil
+}
