@@ -955,3 +955,35 @@ func TestImportThatLoadsNothingLeavesNoSpace(t *testing.T) {
 		}
 	}
 }
+
+// A run that stored nothing (every paper dead-lettered) into a new space does not call it
+// filled: it reports its coverage, how many papers are missing and why; a complete fill is
+// called filled, with its coverage.
+func TestReprocessCallsASpaceFilledOnlyWhenEveryPaperIsIn(t *testing.T) {
+	t.Parallel()
+	// An API whose context holds 5 tokens refuses every input (400): each paper is dead-lettered.
+	e := newArchiveEnv(t, openaitest.Config{ContextTokens: 5})
+	e.seed(t, 4)
+	ctx := t.Context()
+	if _, err := e.st.EnsureSpace(ctx, paper.Space{Model: "other", Dimensions: 3, Template: "title-abstract-v1"}); err != nil {
+		t.Fatal(err)
+	}
+	var errw bytes.Buffer
+	if _, err := runReprocess(ctx, e.c, reprocessOptions{embedOnly: true}, io.Discard, &errw); !errors.Is(err, errDeadLettered) {
+		t.Fatalf("runReprocess: %v, want errDeadLettered\n%s", err, errw.String())
+	}
+	out := errw.String()
+	if strings.Contains(out, "is filled") || !strings.Contains(out, "is not filled: 0 of 4 papers embedded, 4 missing: 4 dead-lettered by this run (`paperpipe dlq list` says why)") ||
+		!strings.Contains(out, "is not active; queries use other/3/title-abstract-v1 until `paperpipe activate 2`") {
+		t.Errorf("a run that stored nothing said:\n%s", out)
+	}
+
+	ok := newArchiveEnv(t, openaitest.Config{})
+	ok.seed(t, 3)
+	if _, err := ok.st.EnsureSpace(ctx, paper.Space{Model: "other", Dimensions: 3, Template: "title-abstract-v1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, out := ok.reprocess(t, ctx, ok.c, reprocessOptions{embedOnly: true}); !strings.Contains(out, "is filled but not active (3 of 3 papers embedded)") {
+		t.Errorf("a complete fill said:\n%s", out)
+	}
+}

@@ -233,7 +233,7 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 	} else if err := runReprocessWorkers(ctx, c, o, st, m, space, sel, target, &res, errw, log); err != nil {
 		return res, err
 	}
-	if err := finishSpace(ctx, st, space, wantEmb, o.activating, errw); err != nil {
+	if err := finishSpace(ctx, st, space, sel, &res, wantEmb, o.activating, errw); err != nil {
 		return res, err
 	}
 	if res.Worker.Dead > 0 {
@@ -294,9 +294,10 @@ func buildAfterFill(ctx context.Context, st *store.Store, spaceID int64) error {
 	return st.VacuumEmbeddings(ctx)
 }
 
-// finishSpace builds the target space's index after a fill, and says how to switch to it
-// unless quiet.
-func finishSpace(ctx context.Context, st *store.Store, space paper.Space, wantEmb, quiet bool, errw io.Writer) error {
+// finishSpace builds the target space's index after a fill and, unless quiet, says how full
+// the space is: filled, when every paper has its vector there, and then how to switch to it if
+// it is not active; otherwise how many papers it lacks, and why.
+func finishSpace(ctx context.Context, st *store.Store, space paper.Space, sel store.Selection, res *reprocessResult, wantEmb, quiet bool, errw io.Writer) error {
 	if !wantEmb {
 		return nil
 	}
@@ -306,10 +307,38 @@ func finishSpace(ctx context.Context, st *store.Store, space paper.Space, wantEm
 	if quiet {
 		return nil
 	}
-	active, err := st.ActiveSpace(ctx)
-	if err == nil && active.ID != space.ID {
-		fmt.Fprintf(errw, "reprocess: space %d (%s) is filled but not active; queries use %s until `paperpipe activate %d`\n",
-			space.ID, space.Name(), active.Name(), space.ID)
+	info, err := st.ResolveSpace(ctx, strconv.FormatInt(space.ID, 10))
+	if err != nil {
+		return err
+	}
+	inactive := ""
+	if active, err := st.ActiveSpace(ctx); err == nil && active.ID != space.ID {
+		inactive = fmt.Sprintf("queries use %s until `paperpipe activate %d`", active.Name(), space.ID)
+	}
+	if info.Embedded >= info.Papers {
+		if inactive != "" {
+			fmt.Fprintf(errw, "reprocess: space %d (%s) is filled but not active (%d of %d papers embedded); %s\n",
+				space.ID, space.Name(), info.Embedded, info.Papers, inactive)
+		}
+		return nil
+	}
+	var why []string
+	if d := res.Worker.Dead; d > 0 {
+		why = append(why, fmt.Sprintf("%d dead-lettered by this run (`paperpipe dlq list` says why)", d))
+	}
+	if res.Batch != nil && res.Batch.Rejected > 0 {
+		why = append(why, fmt.Sprintf("%d Batch API answers rejected (they stay stale for the next run)", res.Batch.Rejected))
+	}
+	if !sel.Since.IsZero() || sel.IDs != nil {
+		why = append(why, "papers this run did not select (--since, --ids)")
+	}
+	if len(why) == 0 {
+		why = append(why, "papers stored or changed while it ran (run it again)")
+	}
+	fmt.Fprintf(errw, "reprocess: space %d (%s) is not filled: %d of %d papers embedded, %d missing: %s\n",
+		space.ID, space.Name(), info.Embedded, info.Papers, info.Papers-info.Embedded, strings.Join(why, "; "))
+	if inactive != "" {
+		fmt.Fprintf(errw, "reprocess: space %d is not active; %s\n", space.ID, inactive)
 	}
 	return nil
 }
