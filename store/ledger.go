@@ -382,7 +382,7 @@ SELECT count(*) FROM fresh`
 // UsageRow is one day's API usage of one model and kind.
 type UsageRow struct {
 	// Day is the UTC date, as midnight UTC.
-	Day time.Time
+	Day time.Time `json:"day"`
 	paper.Usage
 }
 

@@ -462,13 +462,13 @@ func (s *Store) List(ctx context.Context, limit int, before *Cursor) ([]paper.Re
 
 // Counts is how much of the archive has the outputs of a Work.
 type Counts struct {
-	Papers int64
+	Papers int64 `json:"papers"`
 	// WithTLDR counts papers with a TL;DR of Work's model and prompt version for their current text.
-	WithTLDR int64
+	WithTLDR int64 `json:"with_tldr"`
 	// WithEmbedding counts papers with a vector of their current text in Work's space.
-	WithEmbedding int64
+	WithEmbedding int64 `json:"with_embedding"`
 	// TLDRsTotal counts every stored TL;DR, of any model, prompt version or text.
-	TLDRsTotal int64
+	TLDRsTotal int64 `json:"tldrs_total"`
 }
 
 // Counts counts papers and their outputs for w.

@@ -46,16 +46,16 @@ const (
 type SpaceInfo struct {
 	paper.Space
 	// Embedded counts papers with an embedding in this space made from their current text.
-	Embedded int64
+	Embedded int64 `json:"embedded"`
 	// Papers counts all papers: the coverage Embedded is measured against.
-	Papers int64
+	Papers int64 `json:"papers"`
 	// Index is the kind of the space's index.
-	Index IndexKind
+	Index IndexKind `json:"index"`
 	// IndexName is the space's HNSW index, or "" when it has none queries can use (more than
 	// 4,000 dimensions, or not built yet: an index whose concurrent build is running or was
 	// interrupted is invalid, and counts as none).
-	IndexName string
-	CreatedAt time.Time
+	IndexName string    `json:"index_name"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // IndexKind is how a space's vectors are indexed. It is chosen when the space is created

@@ -620,3 +620,57 @@ func TestSearchHelpNamesTheConfiguredEmbedder(t *testing.T) {
 		t.Errorf("search -h:\n%s", r.stderr)
 	}
 }
+
+// The --json outputs use snake_case keys throughout, as GET /api/status does where it shows
+// the same data (status printed "Papers", "WithTLDR", usage "Day"; spaces "Embedded",
+// "IndexName", "CreatedAt" beside "id" and "model"), and an empty list is [] (dlq list printed
+// null).
+func TestJSONOutputsAreSnakeCaseWithEmptyListsAsArrays(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	keys := func(args ...string) string {
+		t.Helper()
+		return c.ok(append(args, "--json")...).stdout
+	}
+	for _, args := range [][]string{{"dlq", "list"}, {"spaces"}} {
+		if out := strings.TrimSpace(keys(args...)); out != "[]" {
+			t.Errorf("%s --json with nothing to list: %s, want []", strings.Join(args, " "), out)
+		}
+	}
+	var dbURL string
+	for _, kv := range c.env {
+		if v, ok := strings.CutPrefix(kv, "DATABASE_URL="); ok {
+			dbURL = v
+		}
+	}
+	ctx := t.Context()
+	st, err := store.Open(ctx, store.Config{URL: dbURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.EnsureSpace(ctx, paper.Space{Model: "paperpipe-offline-hash", Dimensions: 768, Template: "title-abstract-v1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.RecordUsage(ctx, []paper.Usage{{Model: "gpt-4o-mini", Kind: paper.KindChat, Requests: 1, InputTokens: 10, OutputTokens: 5}}); err != nil {
+		t.Fatal(err)
+	}
+	goName := regexp.MustCompile(`"[A-Z][A-Za-z]*":`)
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"status"}, []string{`"with_tldr":`, `"with_embedding":`, `"tldrs_total":`, `"day":`, `"input_tokens":`}},
+		{[]string{"spaces"}, []string{`"id":`, `"embedded":`, `"papers":`, `"index":`, `"index_name":`, `"created_at":`}},
+	} {
+		out := keys(tc.args...)
+		if k := goName.FindAllString(out, -1); len(k) > 0 {
+			t.Errorf("%s --json has Go field names %v:\n%s", tc.args[0], k, out)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s --json lacks %s:\n%s", tc.args[0], w, out)
+			}
+		}
+	}
+}

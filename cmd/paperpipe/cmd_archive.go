@@ -133,7 +133,11 @@ type reprocessResult struct {
 
 // workerTotals sums the stats of the workers of one run.
 type workerTotals struct {
-	Acked, Skipped, TLDRs, Embeddings, Dead int64
+	Acked      int64 `json:"acked"`
+	Skipped    int64 `json:"skipped"`
+	TLDRs      int64 `json:"tldrs"`
+	Embeddings int64 `json:"embeddings"`
+	Dead       int64 `json:"dead"`
 }
 
 // runReprocess selects, estimates, and processes the stale papers of the configured target.
@@ -833,7 +837,7 @@ func listSpaces(ctx context.Context, st *store.Store, asJSON bool, w io.Writer) 
 		return err
 	}
 	if asJSON {
-		return writeJSON(w, spaces)
+		return writeJSON(w, nonNil(spaces))
 	}
 	if len(spaces) == 0 {
 		fmt.Fprintln(w, "no embedding spaces yet (a worker or `paperpipe reprocess` creates one)")

@@ -350,7 +350,7 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 			return err
 		}
 		if c.JSON {
-			return writeJSON(os.Stdout, dls)
+			return writeJSON(os.Stdout, nonNil(dls))
 		}
 		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SEQ\tPAPER\tATTEMPTS\tFAILED\tREASON")
@@ -468,7 +468,7 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	if c.JSON {
 		return writeJSON(os.Stdout, map[string]any{
 			"papers": counts, "space": space, "tldr_model": m.sum.Model(), "prompt_version": m.sum.PromptVersion(),
-			"backlog": backlogs, "dead_letters": dead, "usage": usage, "cost": costs,
+			"backlog": nonNil(backlogs), "dead_letters": dead, "usage": nonNil(usage), "cost": nonNil(costs),
 		})
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)

@@ -105,7 +105,10 @@ func (c *cli) json(v any, args ...string) {
 
 type statusJSON struct {
 	Papers struct {
-		Papers, WithTLDR, WithEmbedding, TLDRsTotal int64
+		Papers        int64 `json:"papers"`
+		WithTLDR      int64 `json:"with_tldr"`
+		WithEmbedding int64 `json:"with_embedding"`
+		TLDRsTotal    int64 `json:"tldrs_total"`
 	} `json:"papers"`
 	DeadLetters int `json:"dead_letters"`
 }

@@ -10,6 +10,14 @@ import (
 	"unicode/utf8"
 )
 
+// nonNil returns s, or an empty slice for nil: a list prints as [] in JSON, never null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
