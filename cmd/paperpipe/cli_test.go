@@ -674,3 +674,17 @@ func TestJSONOutputsAreSnakeCaseWithEmptyListsAsArrays(t *testing.T) {
 		}
 	}
 }
+
+// -concurrency of worker, up and fit is the TL;DR requests in flight, not the messages a
+// worker holds (up to max(4×N, 256)): the help says so, as the README does.
+func TestConcurrencyHelpIsTheTLDRRequestsInFlight(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	for _, cmd := range []string{"worker", "up", "fit"} {
+		r := c.ok(cmd, "-h")
+		if strings.Contains(r.stderr, "messages processed at once") || !strings.Contains(r.stderr, "-concurrency N\n") ||
+			!strings.Contains(r.stderr, "TL;DR requests in flight per worker") || !strings.Contains(r.stderr, "max(4×N, 256) messages") {
+			t.Errorf("%s -h:\n%s", cmd, r.stderr)
+		}
+	}
+}

@@ -193,7 +193,7 @@ func (c *config) addModelFlags(fs *flag.FlagSet) {
 // addWorkerFlags registers the flags of commands that run a worker.
 func (c *config) addWorkerFlags(fs *flag.FlagSet) {
 	c.addModelFlags(fs)
-	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "messages processed at once; env PAPERPIPE_CONCURRENCY")
+	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "TL;DR requests in flight per worker, `N`; a worker holds up to max(4×N, 256) messages, so that embedding requests gather many abstracts; env PAPERPIPE_CONCURRENCY")
 	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "messages pulled and recorded per micro-batch; env PAPERPIPE_BATCH_SIZE")
 	fs.IntVar(&c.EmbedBatchInputs, "embed-batch-inputs", c.EmbedBatchInputs, "most abstracts per embeddings request (the worker gathers at most 64 across messages); env PAPERPIPE_EMBED_BATCH_INPUTS")
 	fs.IntVar(&c.EmbedBatchTokens, "embed-batch-tokens", c.EmbedBatchTokens, "most estimated tokens per embeddings request; env PAPERPIPE_EMBED_BATCH_TOKENS")
