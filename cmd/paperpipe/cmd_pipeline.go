@@ -239,11 +239,7 @@ func queueMissing(ctx context.Context, log *slog.Logger, st *store.Store, b *bro
 func runWorkersOnce(ctx context.Context, c *config, log *slog.Logger, st *store.Store, b *broker, m *models,
 	space paper.Space, consumers []string, exitWhenIdle, announce bool) error {
 	if announce {
-		where := "NATS_URL"
-		if b.embedded != nil {
-			where = "embedded, data in " + c.DataDir
-		}
-		fmt.Fprintf(os.Stderr, "paperpipe up: NATS %s (%s)\n", redact.URL(b.nc.ConnectedUrl()), where)
+		fmt.Fprintf(os.Stderr, "paperpipe up: NATS %s (%s)\n", redact.URL(b.nc.ConnectedUrl()), b.where(c))
 		fmt.Fprintf(os.Stderr, "paperpipe up: TL;DRs by %s (prompt %s), embeddings in space %s\n", m.sum.Model(), m.sum.PromptVersion(), space.Name())
 		fmt.Fprintln(os.Stderr, "paperpipe up: publish papers with `paperpipe ingest FILE` in another terminal; Ctrl-C stops after in-flight work")
 	}

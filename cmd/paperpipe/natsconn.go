@@ -131,6 +131,21 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger, role broker
 	return b, nil
 }
 
+// where says which server b is connected to, for `up` to announce: NATS_URL's, the embedded
+// server this process runs, or the one another paperpipe process runs on the data directory.
+func (b *broker) where(c *config) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.embedded != nil:
+		return "embedded, data in " + c.DataDir
+	case c.NATSURL == "":
+		return "the embedded server of PAPERPIPE_DATA " + c.DataDir + ", run by another paperpipe process"
+	default:
+		return "NATS_URL"
+	}
+}
+
 // takeOver runs the embedded server of the data directory in this process when the process
 // that ran it stopped: its server is gone, and the clients of it (this one among them) would
 // retry its address for ever. While nc is disconnected, it tries the directory's lock; the

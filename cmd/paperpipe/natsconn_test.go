@@ -131,3 +131,38 @@ func TestOnlyWorkersSetTheConsumersAckWait(t *testing.T) {
 		t.Errorf("after a worker with the default settings: AckWait %s, MaxDeliver %d; want its 1m, 8", aw, md)
 	}
 }
+
+// `up` announces the server it is connected to: with NATS_URL unset, a process that joined
+// another paperpipe process's embedded server says so (it named NATS_URL, which was unset).
+func TestUpNamesTheEmbeddedServerItJoined(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	c := &config{DataDir: t.TempDir()}
+	log := slog.New(slog.DiscardHandler)
+	owner, err := connectBroker(ctx, c, log, brokerClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.close()
+	other, err := connectBroker(ctx, c, log, brokerClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.close()
+	if got := owner.where(c); got != "embedded, data in "+c.DataDir {
+		t.Errorf("the server's own process says %q", got)
+	}
+	if got := other.where(c); strings.Contains(got, "NATS_URL") || !strings.Contains(got, "run by another paperpipe process") {
+		t.Errorf("the process that joined it says %q", got)
+	}
+	srv := natstest.Start(t)
+	withURL := &config{DataDir: t.TempDir(), NATSURL: srv.ClientURL()}
+	b, err := connectBroker(ctx, withURL, log, brokerClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.close()
+	if got := b.where(withURL); got != "NATS_URL" {
+		t.Errorf("a process on NATS_URL says %q", got)
+	}
+}
