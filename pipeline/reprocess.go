@@ -37,3 +37,35 @@ func Queued(ctx context.Context, js jetstream.JetStream, t ReprocessTarget) (uin
 	}
 	return info.NumPending + uint64(info.NumAckPending), nil
 }
+
+// RemoveIdleReprocessConsumer deletes the durable consumer of target t when it holds no message
+// — none waiting, none delivered and unacknowledged — and reports whether it did. A run calls
+// it when it ends, so that the consumers of past targets do not stay in `paperpipe status` and
+// the queue metrics for ever; a run of the target creates it again (EnsureReprocessConsumer).
+// The messages are the work-queue stream's, not the consumer's: one published after the check
+// (a race no run of the target makes: one runs at a time) stays in the stream, and the
+// recreated consumer, which delivers all, hands it to the next run.
+func RemoveIdleReprocessConsumer(ctx context.Context, js jetstream.JetStream, t ReprocessTarget) (bool, error) {
+	c, err := js.Consumer(ctx, StreamPapers, t.Consumer)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("consumer %s: %w", t.Consumer, err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return false, fmt.Errorf("consumer %s: %w", t.Consumer, err)
+	}
+	if info.NumPending > 0 || info.NumAckPending > 0 {
+		return false, nil
+	}
+	err = js.DeleteConsumer(ctx, StreamPapers, t.Consumer)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("delete consumer %s: %w", t.Consumer, err)
+	}
+	return true, nil
+}

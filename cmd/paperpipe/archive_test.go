@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -985,5 +986,95 @@ func TestReprocessCallsASpaceFilledOnlyWhenEveryPaperIsIn(t *testing.T) {
 	}
 	if _, out := ok.reprocess(t, ctx, ok.c, reprocessOptions{embedOnly: true}); !strings.Contains(out, "is filled but not active (3 of 3 papers embedded)") {
 		t.Errorf("a complete fill said:\n%s", out)
+	}
+}
+
+// A run that ends with nothing queued removes its consumer, reprocess-<target> (every past
+// target's stayed in status and the queue metrics for ever); one stopped with messages left
+// keeps it, and the next run resumes them. Messages in the work-queue stream with no consumer
+// (a process killed right after publishing, once the consumer was gone) are handed to the run
+// that creates it again.
+func TestReprocessRemovesItsConsumerOnlyWhenNothingIsLeft(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{ChatLatency: 20 * time.Millisecond})
+	const papers = 400 // more than a worker holds (256 here): some stay queued when it stops
+	e.seed(t, papers)
+	js := e.jetStream(t)
+	c := e.cfg(func(c *config) { c.Concurrency = 8 })
+	consumers := func() []string {
+		t.Helper()
+		bls, err := pipeline.Backlogs(t.Context(), js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, b := range bls {
+			if strings.HasPrefix(b.Consumer, "reprocess-") {
+				names = append(names, b.Consumer)
+			}
+		}
+		return names
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		for ctx.Err() == nil && e.fake.Stats().ChatDelivered < 8 {
+			time.Sleep(2 * time.Millisecond)
+		}
+		cancel()
+	}()
+	res, err := runReprocess(ctx, c, reprocessOptions{pageSize: papers}, io.Discard, io.Discard)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: %v, want context.Canceled", err)
+	}
+	w := paper.Work{Model: "gpt-4o-mini", PromptVersion: summarize.PromptVersion, SpaceID: res.Space.ID}
+	target := pipeline.NewReprocessTarget(w, res.Space.Name())
+	if left, err := pipeline.Queued(t.Context(), js, target); err != nil || left == 0 {
+		t.Fatalf("after the interruption %d messages queued (%v), want some", left, err)
+	}
+	if got := consumers(); !slices.Equal(got, []string{target.Consumer}) {
+		t.Errorf("consumers after an interrupted run: %v, want %s kept", got, target.Consumer)
+	}
+
+	var errw bytes.Buffer
+	if _, err := runReprocess(t.Context(), c, reprocessOptions{}, io.Discard, &errw); err != nil {
+		t.Fatalf("resumed run: %v\n%s", err, errw.String())
+	}
+	if !strings.Contains(errw.String(), "resuming:") {
+		t.Errorf("the resumed run did not resume:\n%s", errw.String())
+	}
+	if got := consumers(); len(got) != 0 {
+		t.Errorf("consumers after a finished run: %v, want none", got)
+	}
+
+	// Stale papers queued with no consumer, as by a process killed right after publishing.
+	if _, err := e.st.Pool().Exec(t.Context(), "DELETE FROM tldrs WHERE paper_id IN ('arxiv:2401.00001', 'arxiv:2401.00002')"); err != nil {
+		t.Fatal(err)
+	}
+	pub := pipeline.NewRunPublisher(js, target.Subject, "killed-run", 0)
+	for _, id := range []string{"arxiv:2401.00001", "arxiv:2401.00002"} {
+		rec, err := e.st.Paper(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Publish(t.Context(), rec.Abstract); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	errw.Reset()
+	if _, err := runReprocess(t.Context(), c, reprocessOptions{}, io.Discard, &errw); err != nil {
+		t.Fatalf("third run: %v\n%s", err, errw.String())
+	}
+	if !strings.Contains(errw.String(), "resuming: 2 messages") {
+		t.Errorf("the run did not take the 2 messages queued without a consumer:\n%s", errw.String())
+	}
+	if n := e.count(t, "SELECT count(*) FROM tldrs"); n != papers {
+		t.Errorf("%d TL;DRs, want %d", n, papers)
+	}
+	if got := consumers(); len(got) != 0 {
+		t.Errorf("consumers after the third run: %v, want none", got)
 	}
 }

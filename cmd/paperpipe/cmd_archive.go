@@ -499,6 +499,16 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 	if err := pipeline.EnsureReprocessConsumer(ctx, b.js, pipeline.TopologyConfig{AckWait: c.AckWait, MaxDeliver: c.MaxDeliver}, target, desc); err != nil {
 		return err
 	}
+	// A run that leaves nothing queued removes its consumer (the next run of the target makes
+	// it again): each past target's stayed in status and the queue metrics for ever. One that
+	// stopped with messages left keeps it, and the next run resumes them.
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, err := pipeline.RemoveIdleReprocessConsumer(cctx, b.js, target); err != nil {
+			log.Warn("could not remove the run's consumer, which holds nothing", "consumer", target.Consumer, "err", err)
+		}
+	}()
 	var sum pipeline.Summarizer
 	if sel.Work.Model != "" {
 		sum = m.sum
