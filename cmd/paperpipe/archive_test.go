@@ -1078,3 +1078,38 @@ func TestReprocessRemovesItsConsumerOnlyWhenNothingIsLeft(t *testing.T) {
 		t.Errorf("consumers after the third run: %v, want none", got)
 	}
 }
+
+// `spaces reindex N --index hnsw-binary` of an offline model's space warns that its index will
+// be poor, as PAPERPIPE_VECTOR_INDEX=hnsw-binary does with the offline models.
+func TestReindexToBinaryOfAnOfflineSpaceWarns(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	ctx := t.Context()
+	sp, err := e.st.EnsureSpace(ctx, paper.Space{Model: "paperpipe-offline-hash", Dimensions: 768, Template: "title-abstract-v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w bytes.Buffer
+	if err := reindexSpace(ctx, e.st, strconv.FormatInt(sp.ID, 10), "hnsw-binary", &w); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(w.String(), "warning: the offline models' vectors keep few of their neighbours in 1-bit codes") {
+		t.Errorf("reindex of an offline space to hnsw-binary said:\n%s", w.String())
+	}
+}
+
+// reprocess --ids says how many of the ids given are not in the archive (they were ignored
+// without a word).
+func TestReprocessIDsNotInTheArchiveAreCounted(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ids := filepath.Join(t.TempDir(), "ids.txt")
+	if err := os.WriteFile(ids, []byte("2401.00000\n9999.00001\narxiv:2401.00002v2\n9999.00001\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, out := e.reprocess(t, t.Context(), e.c, reprocessOptions{idsFile: ids})
+	if want := "1 of the 4 ids given (--ids " + ids + ") are not in the archive, and are skipped: arxiv:9999.00001\n"; !strings.Contains(out, want) {
+		t.Errorf("reprocess --ids lacks %q:\n%s", want, out)
+	}
+}

@@ -688,3 +688,22 @@ func TestConcurrencyHelpIsTheTLDRRequestsInFlight(t *testing.T) {
 		}
 	}
 }
+
+// A PAPERPIPE_ACK_WAIT, PAPERPIPE_MAX_DELIVER, PAPERPIPE_CONCURRENCY or PAPERPIPE_BATCH_SIZE
+// below its minimum is refused, naming the variable, exit 2, like one that does not parse (the
+// defaults replaced them without a word); so are --concurrency and --batch-size below 1.
+func TestSettingsBelowTheirMinimumAreRefused(t *testing.T) {
+	t.Parallel()
+	for _, kv := range []string{"PAPERPIPE_ACK_WAIT=0s", "PAPERPIPE_MAX_DELIVER=0", "PAPERPIPE_CONCURRENCY=-1", "PAPERPIPE_BATCH_SIZE=0", "PAPERPIPE_MSG_TIMEOUT=-1s"} {
+		name, _, _ := strings.Cut(kv, "=")
+		if r := newCLI(t, kv).run("version"); r.code != 2 || !strings.Contains(r.stderr, "paperpipe: "+name+"=") {
+			t.Errorf("%s: exit %d, stderr %q; want 2 and a message naming %s", kv, r.code, r.stderr, name)
+		}
+	}
+	c := newCLI(t)
+	for _, args := range [][]string{{"worker", "--exit-when-idle", "--concurrency", "0"}, {"fit", "--batch-size", "0"}, {"reprocess", "--concurrency", "-1"}} {
+		if r := c.run(args...); r.code != 2 || !strings.Contains(r.stderr, "want at least 1") {
+			t.Errorf("paperpipe %s: exit %d, stderr %q; want 2 and the bound", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+}

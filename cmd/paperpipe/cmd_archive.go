@@ -85,6 +85,9 @@ func cmdReprocess(ctx context.Context, c *config, args []string) error {
 	if o.tldrOnly && o.embedOnly {
 		return usageErr("--tldr-only and --embed-only are alternatives; give one")
 	}
+	if err := c.checkWorkerFlags(); err != nil {
+		return err
+	}
 	if !(o.uploadMbit > 0) {
 		return usageErr("--batch-upload-mbit %v: want a rate above 0", o.uploadMbit)
 	}
@@ -175,6 +178,14 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 	if o.idsFile != "" {
 		if sel.IDs, err = readIDs(o.idsFile); err != nil {
 			return res, err
+		}
+		missing, err := st.MissingPapers(ctx, sel.IDs)
+		if err != nil {
+			return res, err
+		}
+		if len(missing) > 0 {
+			fmt.Fprintf(errw, "reprocess: %d of the %d ids given (--ids %s) are not in the archive, and are skipped: %s\n",
+				len(missing), len(sel.IDs), o.idsFile, clip(strings.Join(missing, ", "), 200))
 		}
 	}
 	if res.Counts, err = st.CountStale(ctx, sel); err != nil {
@@ -794,6 +805,12 @@ func reindexSpace(ctx context.Context, st *store.Store, name, kind string, w io.
 	sp, err := st.ResolveSpace(ctx, name)
 	if err != nil {
 		return err
+	}
+	if k == store.IndexHNSWBinary && embed.IsOfflineModel(sp.Model) {
+		// As for PAPERPIPE_VECTOR_INDEX (buildModels): bench/results measured recall@10 at
+		// ef_search 100 of 0.82 (hashed) and 0.32 (fitted) on it.
+		fmt.Fprintf(w, "warning: the offline models' vectors keep few of their neighbours in 1-bit codes: space %d's hnsw-binary index "+
+			"will be poor (check it with `paperpipe spaces check %d`)\n", sp.ID, sp.ID)
 	}
 	start := time.Now()
 	changed, err := st.Reindex(ctx, sp.ID, k, store.IndexSettings{})

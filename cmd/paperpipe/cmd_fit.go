@@ -38,6 +38,9 @@ func cmdFit(ctx context.Context, c *config, args []string) error {
 	if !o.fill && !activateGiven {
 		o.activate = false // nothing to activate: the space is filled later, and activated then
 	}
+	if err := c.checkWorkerFlags(); err != nil {
+		return err
+	}
 	if o.maxDocs < 2 {
 		return usageErr("--max-docs must be at least 2")
 	}

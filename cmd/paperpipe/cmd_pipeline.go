@@ -112,6 +112,9 @@ func cmdWorker(ctx context.Context, c *config, args []string) error {
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
+	if err := c.checkWorkerFlags(); err != nil {
+		return err
+	}
 	return runWorkers(ctx, c, []string{*consumer}, *idle, false)
 }
 
@@ -120,6 +123,9 @@ func cmdUp(ctx context.Context, c *config, args []string) error {
 	c.addWorkerFlags(fs)
 	c.addHTTPFlag(fs)
 	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if err := c.checkWorkerFlags(); err != nil {
 		return err
 	}
 	if c.HTTPAddr != "" { // --http "" runs without the web surfaces

@@ -138,6 +138,23 @@ func loadConfig() *config {
 		APITokenReads:    envBool("PAPERPIPE_API_TOKEN_READS"),
 		MaxBodyBytes:     int64(envInt("PAPERPIPE_HTTP_MAX_BODY_BYTES", 4<<20)),
 	}
+	// A value below the minimum would silently mean the default further down (the pipeline's
+	// zero values): refused, like a value that does not parse.
+	for _, v := range []struct {
+		name string
+		bad  bool
+		want string
+	}{
+		{"PAPERPIPE_ACK_WAIT", c.AckWait <= 0, "a duration above 0, like 60s"},
+		{"PAPERPIPE_MSG_TIMEOUT", c.MsgTimeout < 0, "a duration above 0, or 0 for half the AckWait"},
+		{"PAPERPIPE_MAX_DELIVER", c.MaxDeliver < 1, "at least 1 delivery"},
+		{"PAPERPIPE_CONCURRENCY", c.Concurrency < 1, "at least 1 request in flight"},
+		{"PAPERPIPE_BATCH_SIZE", c.BatchSize < 1, "at least 1 message"},
+	} {
+		if v.bad {
+			fatalf("%s=%q: want %s", v.name, os.Getenv(v.name), v.want)
+		}
+	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		fatalf("PAPERPIPE_NATS_REPLICAS=%d: want 1 to 5 (JetStream's limit)", c.Replicas)
 	}
@@ -197,6 +214,18 @@ func (c *config) addWorkerFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "messages pulled and recorded per micro-batch; env PAPERPIPE_BATCH_SIZE")
 	fs.IntVar(&c.EmbedBatchInputs, "embed-batch-inputs", c.EmbedBatchInputs, "most abstracts per embeddings request (the worker gathers at most 64 across messages); env PAPERPIPE_EMBED_BATCH_INPUTS")
 	fs.IntVar(&c.EmbedBatchTokens, "embed-batch-tokens", c.EmbedBatchTokens, "most estimated tokens per embeddings request; env PAPERPIPE_EMBED_BATCH_TOKENS")
+}
+
+// checkWorkerFlags is the usage error of a --concurrency or --batch-size below 1, which the
+// workers would silently replace by their defaults.
+func (c *config) checkWorkerFlags() error {
+	switch {
+	case c.Concurrency < 1:
+		return usageErr("--concurrency is %d, want at least 1", c.Concurrency)
+	case c.BatchSize < 1:
+		return usageErr("--batch-size is %d, want at least 1", c.BatchSize)
+	}
+	return nil
 }
 
 func (c *config) addJSONFlag(fs *flag.FlagSet) {
