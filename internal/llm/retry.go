@@ -275,6 +275,9 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 		var delay time.Duration
 		switch Classify(err) {
 		case Permanent:
+			if errors.Is(err, paper.ErrPermanent) {
+				return res, err // it says so already ("…: permanent failure" twice otherwise)
+			}
 			return res, fmt.Errorf("%w: %w", paper.ErrPermanent, err)
 		case Account:
 			if errors.Is(err, ErrAccount) {
