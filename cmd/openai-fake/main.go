@@ -39,11 +39,29 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "openai-fake:", err)
-		os.Exit(1)
+	os.Exit(exitCode(run(os.Args[1:], os.Stdout, os.Stderr), os.Stderr))
+}
+
+// exitCode reports a run's error on stderr and returns the process's exit status: 0 after -h
+// (the usage is printed; flag.ErrHelp is no error), 2 for a bad flag (the flag package has
+// printed it and the usage), 1 otherwise.
+func exitCode(err error, stderr io.Writer) int {
+	var usage usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &usage):
+		return 2
+	default:
+		fmt.Fprintln(stderr, "openai-fake:", err)
+		return 1
 	}
 }
+
+// usageError is a flag the flag package refused, which it has reported with the usage.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
 
 func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("openai-fake", flag.ContinueOnError)
@@ -70,7 +88,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	verbose := fs.Bool("v", false, "log every request")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server to this file (until shutdown)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())

@@ -103,3 +103,17 @@ func TestRunRejectsBudgetsBelowOne(t *testing.T) {
 		}
 	}
 }
+
+// openai-fake -h prints the usage and exits 0 (it exited 1 with "flag: help requested"); a bad
+// flag is a usage error, exit 2.
+func TestHelpExitsZeroAndABadFlagTwo(t *testing.T) {
+	var stdout, stderr strings.Builder
+	if code := exitCode(run([]string{"-h"}, &stdout, &stderr), &stderr); code != 0 ||
+		!strings.Contains(stderr.String(), "-listen") || strings.Contains(stderr.String(), "help requested") {
+		t.Errorf("-h: exit %d, stderr:\n%s", code, stderr.String())
+	}
+	stderr.Reset()
+	if code := exitCode(run([]string{"-bogus"}, &stdout, &stderr), &stderr); code != 2 {
+		t.Errorf("-bogus: exit %d, want 2; stderr:\n%s", code, stderr.String())
+	}
+}
