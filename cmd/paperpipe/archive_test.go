@@ -314,7 +314,7 @@ func TestReprocessInterruptedResumesWithoutRedoingPapers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("resumed run: %v\n%s", err, errw.String())
 	}
-	if !strings.Contains(errw.String(), fmt.Sprintf("resuming: %d messages", left)) {
+	if !strings.Contains(errw.String(), "resuming: "+plural(left, "message", "messages")) {
 		t.Errorf("resumed run does not report the %d queued messages:\n%s", left, errw.String())
 	}
 	if n := e.count(t, "SELECT count(*) FROM tldrs"); n != 16 {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -21,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/paperpipe/paperpipe/batch"
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/ingest"
 	"github.com/paperpipe/paperpipe/internal/natstest"
@@ -705,5 +707,77 @@ func TestSettingsBelowTheirMinimumAreRefused(t *testing.T) {
 		if r := c.run(args...); r.code != 2 || !strings.Contains(r.stderr, "want at least 1") {
 			t.Errorf("paperpipe %s: exit %d, stderr %q; want 2 and the bound", strings.Join(args, " "), r.code, r.stderr)
 		}
+	}
+}
+
+// `paperpipe` with no command is a usage error: the usage on stderr, exit 2 (it exited 0);
+// `paperpipe help` still prints it on stdout, exit 0.
+func TestNoCommandIsAUsageError(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	if r := c.run(); r.code != 2 || !strings.Contains(r.stderr, "Usage: paperpipe COMMAND") || r.stdout != "" {
+		t.Errorf("paperpipe with no command: exit %d, stdout %q, stderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if r := c.run("help"); r.code != 0 || !strings.Contains(r.stdout, "Usage: paperpipe COMMAND") {
+		t.Errorf("paperpipe help: exit %d, stdout:\n%s", r.code, r.stdout)
+	}
+}
+
+// A command's error that wraps paper.ErrInvalid says the reason only, as the web layer does
+// (`spaces drop` of the active space ended with ": invalid input").
+func TestCLIErrorsSayTheReasonOnly(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	var dbURL string
+	for _, kv := range c.env {
+		if v, ok := strings.CutPrefix(kv, "DATABASE_URL="); ok {
+			dbURL = v
+		}
+	}
+	st, err := store.Open(t.Context(), store.Config{URL: dbURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.EnsureSpace(t.Context(), paper.Space{Model: "paperpipe-offline-hash", Dimensions: 768, Template: "title-abstract-v1"}); err != nil {
+		t.Fatal(err)
+	}
+	r := c.run("spaces", "drop", "1")
+	if r.code != 1 || !strings.Contains(r.stderr, "is the active space; activate another space before dropping it\n") {
+		t.Errorf("spaces drop of the active space: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if msg := errorMessage(fmt.Errorf("title is empty: %w", paper.ErrInvalid)); msg != "title is empty" {
+		t.Errorf("errorMessage = %q", msg)
+	}
+}
+
+// Counts in messages are singular for one ("1 records rejected", "1 papers to process"), and
+// the Batch API's progress says how many of its batches are open ("2 open batches" when both
+// were closed).
+func TestMessagesCountOneInTheSingular(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 1)
+	_, out := e.reprocess(t, t.Context(), e.c, reprocessOptions{})
+	for _, want := range []string{"reprocess: 1 paper to process (1 TL;DR by gpt-4o-mini", "and 1 embedding in space",
+		"reprocess: 1 paper processed: 1 TL;DR, 1 embedding stored"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("reprocess of one paper lacks %q:\n%s", want, out)
+		}
+	}
+	line := batchProgress([]store.BatchJob{{Status: store.BatchDone, Total: 1, Completed: 1}, {Status: store.BatchFailed, Total: 1, Completed: 1}},
+		batch.Report{TLDRs: 1, Vectors: 1})
+	if want := "reprocess: 2 batches (0 open): 2/2 requests completed, 0 failed; 1 TL;DR and 1 embedding stored so far"; line != want {
+		t.Errorf("batch progress %q, want %q", line, want)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.jsonl")
+	if err := os.WriteFile(bad, []byte(`{"id":"2401.00001","title":"T","abstract":""}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := newCLI(t).run("summarize", bad); r.code == 0 || !strings.Contains(r.stderr, "1 record rejected") {
+		t.Errorf("summarize of one bad record: exit %d, stderr %q", r.code, r.stderr)
 	}
 }

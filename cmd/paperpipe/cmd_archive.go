@@ -223,9 +223,9 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 		}
 		defer unlock()
 	}
-	fmt.Fprintf(errw, "reprocess: %d papers to process (%s)\n", res.Counts.Papers, joinWanted(
-		wantTLDR, fmt.Sprintf("%d TL;DRs by %s prompt %s", res.Counts.TLDRs, m.sum.Model(), m.sum.PromptVersion()),
-		wantEmb, fmt.Sprintf("%d embeddings in space %s", res.Counts.Embeddings, space.Name())))
+	fmt.Fprintf(errw, "reprocess: %s to process (%s)\n", plural(res.Counts.Papers, "paper", "papers"), joinWanted(
+		wantTLDR, fmt.Sprintf("%s by %s prompt %s", plural(res.Counts.TLDRs, "TL;DR", "TL;DRs"), m.sum.Model(), m.sum.PromptVersion()),
+		wantEmb, fmt.Sprintf("%s in space %s", plural(res.Counts.Embeddings, "embedding", "embeddings"), space.Name())))
 
 	if o.batchAPI {
 		if err := runBatchAPI(ctx, c, o, st, m, space, sel, wantTLDR, wantEmb, &res, errw, log); err != nil {
@@ -253,8 +253,8 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 	}
 	if res.Worker.Dead > 0 {
 		// Like ingest and import-embeddings, which exit non-zero when they skipped anything.
-		return res, fmt.Errorf("%d papers were dead-lettered, not processed: `paperpipe dlq list` says why, and "+
-			"`paperpipe dlq replay --all` queues them again once that is fixed: %w", res.Worker.Dead, errDeadLettered)
+		return res, fmt.Errorf("%s dead-lettered, not processed: `paperpipe dlq list` says why, and "+
+			"`paperpipe dlq replay --all` queues them again once that is fixed: %w", plural(res.Worker.Dead, "paper was", "papers were"), errDeadLettered)
 	}
 	return res, nil
 }
@@ -591,7 +591,7 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 	if left, err := pipeline.Queued(ctx, b.js, target); err != nil {
 		return err
 	} else if left > 0 {
-		fmt.Fprintf(errw, "reprocess: resuming: %d messages of an interrupted run are still queued\n", left)
+		fmt.Fprintf(errw, "reprocess: resuming: %s of an interrupted run still queued\n", plural(left, "message is", "messages are"))
 		if err := drain(); err != nil {
 			return err
 		}
@@ -607,8 +607,9 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(errw, "reprocess: %d papers processed: %d TL;DRs, %d embeddings stored, %d skipped (already done), %d dead-lettered\n",
-		res.Worker.Acked, res.Worker.TLDRs, res.Worker.Embeddings, res.Worker.Skipped, res.Worker.Dead)
+	fmt.Fprintf(errw, "reprocess: %s processed: %s, %s stored, %d skipped (already done), %d dead-lettered\n",
+		plural(res.Worker.Acked, "paper", "papers"), plural(res.Worker.TLDRs, "TL;DR", "TL;DRs"),
+		plural(res.Worker.Embeddings, "embedding", "embeddings"), res.Worker.Skipped, res.Worker.Dead)
 	return nil
 }
 
@@ -644,22 +645,29 @@ func publishStale(ctx context.Context, st *store.Store, sel store.Selection, pub
 	return n, pub.Flush(ctx)
 }
 
+// batchProgress is the line a --batch-api run prints at each poll of its jobs, open or closed.
+func batchProgress(jobs []store.BatchJob, r batch.Report) string {
+	var total, completed, failed, open int
+	for _, j := range jobs {
+		total += j.Total
+		completed += j.Completed
+		failed += j.Failed
+		if j.Status == store.BatchPreparing || j.Status == store.BatchSubmitted {
+			open++
+		}
+	}
+	return fmt.Sprintf("reprocess: %s (%d open): %d/%d requests completed, %d failed; %s and %s stored so far",
+		plural(len(jobs), "batch", "batches"), open, completed, total, failed,
+		plural(r.TLDRs, "TL;DR", "TL;DRs"), plural(r.Vectors, "embedding", "embeddings"))
+}
+
 // runBatchAPI sends the work through OpenAI's Batch API.
 func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.Store, m *models, space paper.Space,
 	sel store.Selection, wantTLDR, wantEmb bool, res *reprocessResult, errw io.Writer, log *slog.Logger) error {
 	cfg := batch.Config{
 		BaseURL: c.BaseURL, APIKey: c.APIKey, Store: st, Logger: log, PollInterval: o.poll,
 		UploadRate: int(math.Ceil(o.uploadMbit * 125_000)),
-		Progress: func(jobs []store.BatchJob, r batch.Report) {
-			var total, completed, failed int
-			for _, j := range jobs {
-				total += j.Total
-				completed += j.Completed
-				failed += j.Failed
-			}
-			fmt.Fprintf(errw, "reprocess: %d open batches: %d/%d requests completed, %d failed; %d TL;DRs and %d embeddings stored so far\n",
-				len(jobs), completed, total, failed, r.TLDRs, r.Vectors)
-		},
+		Progress:   func(jobs []store.BatchJob, r batch.Report) { fmt.Fprintln(errw, batchProgress(jobs, r)) },
 	}
 	maxWords := c.MaxWords
 	if wantTLDR {
@@ -917,7 +925,7 @@ func runActivate(ctx context.Context, c *config, st *store.Store, ref string, er
 	}
 	fmt.Fprintf(errw, "space %d (%s) is active: %d of %d papers embedded\n", sp.ID, sp.Name(), sp.Embedded, sp.Papers)
 	if sp.Embedded < sp.Papers {
-		fmt.Fprintf(errw, "note: %d papers have no vector in it yet; %s\n", sp.Papers-sp.Embedded, fillHint(sp.Space))
+		fmt.Fprintf(errw, "note: %s no vector in it yet; %s\n", plural(sp.Papers-sp.Embedded, "paper has", "papers have"), fillHint(sp.Space))
 	}
 	if w := embedderMismatch(c, sp.Space); w != "" {
 		fmt.Fprintln(errw, "warning: "+w)
@@ -1010,7 +1018,8 @@ func cmdImportEmbeddings(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	if r.Bad > 0 || len(r.Unknown) > 0 {
-		return fmt.Errorf("%d lines rejected and %d unknown papers skipped (see the messages above); the others were loaded", r.Bad, len(r.Unknown))
+		return fmt.Errorf("%s rejected and %s skipped (see the messages above); the others were loaded",
+			plural(r.Bad, "line", "lines"), plural(len(r.Unknown), "unknown paper", "unknown papers"))
 	}
 	return nil
 }

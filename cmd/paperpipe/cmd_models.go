@@ -107,7 +107,7 @@ func cmdSummarize(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	if rejected > 0 {
-		return fmt.Errorf("%d records rejected", rejected)
+		return fmt.Errorf("%s rejected", plural(rejected, "record", "records"))
 	}
 	return nil
 }
@@ -174,7 +174,7 @@ func cmdEmbed(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	if rejected > 0 {
-		return fmt.Errorf("%d records rejected", rejected)
+		return fmt.Errorf("%s rejected", plural(rejected, "record", "records"))
 	}
 	return nil
 }

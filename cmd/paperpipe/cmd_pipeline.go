@@ -62,7 +62,7 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 	fmt.Fprintf(os.Stderr, "ingest: %d read, %d published, %d already queued (dropped as duplicates), %d rejected\n",
 		read, st.Published, st.Duplicates, rejected)
 	if rejected > 0 {
-		return fmt.Errorf("%d records rejected (see the messages above); the others were published", rejected)
+		return fmt.Errorf("%s rejected (see the messages above); the others were published", plural(rejected, "record", "records"))
 	}
 	return nil
 }
@@ -402,14 +402,14 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 			case err == nil:
 				replayed++
 			case ctx.Err() != nil:
-				fmt.Fprintf(os.Stderr, "replayed %d dead letters before the interruption\n", replayed)
+				fmt.Fprintf(os.Stderr, "replayed %s before the interruption\n", plural(replayed, "dead letter", "dead letters"))
 				return err
 			default:
 				fmt.Fprintf(os.Stderr, "paperpipe dlq replay: %v\n", err)
 				failed++
 			}
 		}
-		fmt.Fprintf(os.Stderr, "replayed %d dead letters\n", replayed)
+		fmt.Fprintf(os.Stderr, "replayed %s\n", plural(replayed, "dead letter", "dead letters"))
 		if failed > 0 {
 			return fmt.Errorf("%d of the %d dead letters named were not replayed (above)", failed, len(seqs))
 		}

@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/paperpipe/paperpipe/paper"
 )
 
 // command is one subcommand.
@@ -65,7 +67,11 @@ func main() {
 }
 
 func run(args []string) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 {
+		usage(os.Stderr) // a command is missing: a usage error
+		return 2
+	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		usage(os.Stdout)
 		return 0
 	}
@@ -99,9 +105,18 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "paperpipe %s: %v\n", cmd.name, err)
 		return 2
 	default:
-		fmt.Fprintf(os.Stderr, "paperpipe %s: %v\n", cmd.name, err)
+		fmt.Fprintf(os.Stderr, "paperpipe %s: %s\n", cmd.name, errorMessage(err))
 		return 1
 	}
+}
+
+// errorMessage is how a command's error is shown: an error wrapping paper.ErrInvalid says its
+// reason only, without the sentinel's ": invalid input" at its end (as the web layer does).
+func errorMessage(err error) string {
+	if errors.Is(err, paper.ErrInvalid) {
+		return strings.TrimSuffix(err.Error(), ": "+paper.ErrInvalid.Error())
+	}
+	return err.Error()
 }
 
 // secondSignalExits ends the process at once on a second SIGINT or SIGTERM, after the first
