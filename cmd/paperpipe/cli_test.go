@@ -781,3 +781,21 @@ func TestMessagesCountOneInTheSingular(t *testing.T) {
 		t.Errorf("summarize of one bad record: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
+
+// A search of text the model has no word for ("the") says so and what to do instead (it
+// failed with the store's "embedding of query is the zero vector"); an empty list prints
+// "papers": [] with --json, not null.
+func TestSearchOfTextTheModelCannotEmbedAndEmptyJSONLists(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	if out := c.ok("list", "--json").stdout; !strings.Contains(out, `"papers": []`) {
+		t.Errorf("list --json of an empty archive: %s, want \"papers\": []", out)
+	}
+	c.ok("ingest", sampleFile)
+	c.ok("worker", "--exit-when-idle")
+	r := c.run("search", "the")
+	if r.code != 1 || !strings.Contains(r.stderr, "no words the embedding model") || !strings.Contains(r.stderr, "mode=keyword") ||
+		strings.Contains(r.stderr, "zero vector") {
+		t.Errorf("search the: exit %d, stderr %q; want 1 and a plain message pointing at a keyword search", r.code, r.stderr)
+	}
+}

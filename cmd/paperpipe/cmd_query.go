@@ -105,7 +105,7 @@ func cmdRelated(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	if c.JSON {
-		return writeJSON(os.Stdout, map[string]any{"id": id, "space": sp.Name(), "related": hits})
+		return writeJSON(os.Stdout, map[string]any{"id": id, "space": sp.Name(), "related": nonNil(hits)})
 	}
 	rec, err := st.Paper(ctx, id)
 	if err != nil {
@@ -154,12 +154,16 @@ func cmdSearch(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return err
 	}
+	if isZero(vec) {
+		return fmt.Errorf("the query has no words the embedding model %s can use (a stop word, an id, a symbol): "+
+			"try other words, or a keyword search (the web UI's search box, or GET /api/search?mode=keyword)", sp.Model)
+	}
 	hits, err := st.Search(ctx, sp.ID, vec, *k)
 	if err != nil {
 		return err
 	}
 	if c.JSON {
-		return writeJSON(os.Stdout, map[string]any{"query": q, "space": sp.Name(), "results": hits})
+		return writeJSON(os.Stdout, map[string]any{"query": q, "space": sp.Name(), "results": nonNil(hits)})
 	}
 	fmt.Printf("Search: %q\n(space %s)\n\n", q, sp.Name())
 	printHits(hits)
@@ -190,6 +194,17 @@ func checkK(k int) error {
 		return usageErr("-k is %d, want 1 to %d", k, store.MaxK)
 	}
 	return nil
+}
+
+// isZero reports whether every component of v is zero: what an embedder makes of text it has no
+// word for.
+func isZero(v []float32) bool {
+	for _, x := range v {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func printHits(hits []paper.Hit) {
@@ -234,7 +249,7 @@ func cmdList(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	if c.JSON {
-		out := map[string]any{"papers": recs}
+		out := map[string]any{"papers": nonNil(recs)}
 		if next != nil {
 			out["next"] = next.Encode()
 		}
