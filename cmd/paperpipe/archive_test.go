@@ -1113,24 +1113,3 @@ func TestReprocessIDsNotInTheArchiveAreCounted(t *testing.T) {
 		t.Errorf("reprocess --ids lacks %q:\n%s", want, out)
 	}
 }
-
-// A dead letter's reason says "permanent failure" once: an error of the embedder that is
-// permanent on its own (vectors of another size than the space's) was wrapped as permanent
-// again by the retrier ("permanent failure: …: permanent failure").
-func TestDeadLetterReasonSaysPermanentFailureOnce(t *testing.T) {
-	t.Parallel()
-	// The server answers 8-dimension vectors where the model's own 1536 are expected.
-	e := newArchiveEnv(t, openaitest.Config{Dimensions: 8})
-	e.seed(t, 1)
-	c := e.cfg(func(c *config) { c.EmbedDims = 0 })
-	if _, err := runReprocess(t.Context(), c, reprocessOptions{embedOnly: true}, io.Discard, io.Discard); !errors.Is(err, errDeadLettered) {
-		t.Fatalf("runReprocess: %v, want errDeadLettered", err)
-	}
-	dls, err := pipeline.ListDeadLetters(t.Context(), e.jetStream(t), 10)
-	if err != nil || len(dls) != 1 {
-		t.Fatalf("dead letters %+v (%v), want 1", dls, err)
-	}
-	if n := strings.Count(dls[0].Reason, "permanent failure"); n != 1 {
-		t.Errorf("the reason says \"permanent failure\" %d times: %s", n, dls[0].Reason)
-	}
-}

@@ -113,6 +113,23 @@ func TestRetrierStopsAtPermanentError(t *testing.T) {
 	}
 }
 
+// An error the caller's function already marks permanent is returned as it is: wrapped again it
+// read "permanent failure: …: permanent failure" in dead letters' reasons.
+func TestRetrierSaysPermanentFailureOnce(t *testing.T) {
+	t.Parallel()
+	calls := 0
+	_, err := fastRetrier(5).Do(context.Background(), 1, func(context.Context) error {
+		calls++
+		return fmt.Errorf("the answer cannot be used: %w", paper.ErrPermanent)
+	})
+	if calls != 1 || !errors.Is(err, paper.ErrPermanent) {
+		t.Fatalf("calls = %d, err = %v; want one call and ErrPermanent", calls, err)
+	}
+	if n := strings.Count(err.Error(), paper.ErrPermanent.Error()); n != 1 {
+		t.Errorf("error %q says %q %d times, want once", err, paper.ErrPermanent, n)
+	}
+}
+
 // TestRetrierReturnsAccountErrorsAtOnceWithoutTheKey: a 401, 403, 404 or an exhausted quota
 // gets the same answer a moment later: no retry; the error says what the API said, marked
 // ErrAccount for the worker to pause on, without the key should the answer quote it.
