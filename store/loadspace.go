@@ -38,13 +38,19 @@ func (s *Store) DropEmptySpace(ctx context.Context, id int64) (bool, error) {
 			return fmt.Errorf("lock embedding spaces: %w", err)
 		}
 		// An embedding's foreign key check takes a share lock on this row: none is stored
-		// into the space until this transaction ends, and then the space is gone.
+		// into the space until this transaction ends, and then the space is gone. The row is
+		// locked first and looked at by the next statement, whose snapshot is taken after the
+		// lock: one taken before a wait for a loader's uncommitted vectors would not see them
+		// once committed, and the DELETE would cascade them away.
+		var locked int64
+		if err := tx.QueryRow(ctx, `SELECT id FROM embedding_spaces WHERE id = $1 FOR UPDATE`, id).Scan(&locked); err != nil {
+			return notFound(err, "lock")
+		}
 		var empty bool
 		err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM embeddings WHERE space_id = $1)
-				AND to_regclass($2) IS NULL AND to_regclass($2 || '_new') IS NULL
-			FROM embedding_spaces WHERE id = $1 FOR UPDATE`, id, indexNamePrefix+itoa(id)).Scan(&empty)
+				AND to_regclass($2) IS NULL AND to_regclass($2 || '_new') IS NULL`, id, indexNamePrefix+itoa(id)).Scan(&empty)
 		if err != nil {
-			return notFound(err, "look up")
+			return fmt.Errorf("look at the space: %w", err)
 		}
 		if !empty {
 			return nil

@@ -405,6 +405,9 @@ func (c *Cursor) Encode() string {
 	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.createdAt.UnixMicro(), 10) + "|" + c.id))
 }
 
+// maxCursorMicros is the last microsecond of the year 9999 since the Unix epoch.
+const maxCursorMicros = 253402300799999999
+
 // DecodeCursor parses a string made by Cursor.Encode; anything else is an error wrapping
 // paper.ErrInvalid.
 func DecodeCursor(s string) (*Cursor, error) {
@@ -419,7 +422,9 @@ func DecodeCursor(s string) (*Cursor, error) {
 		return nil, fmt.Errorf("decode cursor: %w", paper.ErrInvalid)
 	}
 	us, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
+	// A paper's created_at is a time this store wrote: from 1970 to the year 9999 covers every
+	// cursor Encode made, and keeps an altered one within what PostgreSQL holds.
+	if err != nil || us < 0 || us > maxCursorMicros {
 		return nil, fmt.Errorf("decode cursor: %w", paper.ErrInvalid)
 	}
 	return &Cursor{createdAt: time.UnixMicro(us).UTC(), id: id}, nil

@@ -452,6 +452,9 @@ func TestDecodeCursorRefusesWhatTheDatabaseCannotHold(t *testing.T) {
 		"1796483913902748|\xff\xfe",
 		"1796483913902748|a\x00b",
 		"1796483913902748|",
+		"-300000000000000000|arxiv:2401.00001", // before 4713 BC: PostgreSQL's "timestamp out of range"
+		"-9223372036854775808|arxiv:2401.00001",
+		"9223372036854775807|arxiv:2401.00001",
 	} {
 		c, err := store.DecodeCursor(enc(raw))
 		if !errors.Is(err, paper.ErrInvalid) {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgvector/pgvector-go"
+
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/store"
 )
@@ -709,5 +711,54 @@ func TestDDLWaitsLongerThanTheDeadlockTimeout(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Errorf("DropSpace once the holder ended: %v", err)
+	}
+}
+
+// TestDropEmptySpaceKeepsVectorsCommittedWhileItWaited: DropEmptySpace waits for a loader whose
+// vectors are inserted but not committed (its foreign key check holds the space's row) and then
+// sees them: it decided "empty" from a snapshot taken before the wait, and its DELETE cascaded
+// the committed vectors away.
+func TestDropEmptySpaceKeepsVectorsCommittedWhileItWaited(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	papers := abstracts(1)
+	upsert(t, s, papers, paper.Work{})
+	sp, created, err := s.EnsureSpaceForLoad(ctx, paper.Space{Model: "import-model", Dimensions: 3, Template: "title+abstract"})
+	if err != nil || !created {
+		t.Fatalf("EnsureSpaceForLoad: %v %v", created, err)
+	}
+	// Another process loading into the same space: its insert is done, not yet committed.
+	loader, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = loader.Rollback(ctx) }()
+	if _, err := loader.Exec(ctx, `INSERT INTO embeddings (space_id, paper_id, content_hash, embedding) VALUES ($1, $2, $3, $4)`,
+		sp.ID, papers[0].ID, papers[0].ContentHash(), pgvector.NewVector([]float32{1, 0, 0})); err != nil {
+		t.Fatal(err)
+	}
+	dropper, app := openWatched(t, s, "drop-empty")
+	type result struct {
+		dropped bool
+		err     error
+	}
+	done := make(chan result, 1)
+	errc := make(chan error, 1)
+	go func() {
+		d, err := dropper.DropEmptySpace(ctx, sp.ID)
+		done <- result{d, err}
+		errc <- err
+	}()
+	waitForLock(t, s, app, errc, "DropEmptySpace")
+	if err := loader.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("DropEmptySpace: %v", r.err)
+	}
+	if n := countRows(t, s, "embeddings"); r.dropped || n != 1 {
+		t.Errorf("DropEmptySpace dropped=%v; embeddings left: %d (the loader's committed vector was cascaded away)", r.dropped, n)
 	}
 }
