@@ -233,7 +233,7 @@ func (s *Store) EnsureSpaceForLoad(ctx context.Context, sp paper.Space) (out pap
 // IndexSettings are the session settings BuildSpaceIndex builds an index with.
 type IndexSettings struct {
 	// MaintenanceWorkMem is maintenance_work_mem: an HNSW build that fits in it is much faster.
-	// Defaults to "1GB".
+	// Defaults to the store's Config.IndexMemory, "1GB" unless set.
 	MaintenanceWorkMem string
 	// ParallelWorkers is max_parallel_maintenance_workers. Defaults to 2.
 	ParallelWorkers int
@@ -303,7 +303,7 @@ func (s *Store) BuildSpaceIndex(ctx context.Context, id int64, cfg IndexSettings
 		}
 		ddl = v.createIndexAs("CONCURRENTLY IF NOT EXISTS "+v.indexName, sp.ID)
 	}
-	if err := buildIndex(ctx, conn, cfg, ddl); err != nil {
+	if err := buildIndex(ctx, conn, s.withIndexMemory(cfg), ddl); err != nil {
 		return false, fmt.Errorf("build index %s of space %s: %w", v.indexName, sp.Name(), err)
 	}
 	s.log.InfoContext(ctx, "built embedding space index", "space", sp.Name(), "index", v.indexName,
@@ -396,6 +396,14 @@ func (s *Store) lockIndexes(ctx context.Context) (conn *pgxpool.Conn, unlock fun
 
 // buildIndex runs the index build ddl on conn with maintenance_work_mem and
 // max_parallel_maintenance_workers set from cfg, and resets them after it.
+// withIndexMemory is cfg with the store's IndexMemory when cfg gives no MaintenanceWorkMem.
+func (s *Store) withIndexMemory(cfg IndexSettings) IndexSettings {
+	if cfg.MaintenanceWorkMem == "" {
+		cfg.MaintenanceWorkMem = s.indexMemory
+	}
+	return cfg
+}
+
 func buildIndex(ctx context.Context, conn *pgxpool.Conn, cfg IndexSettings, ddl string) error {
 	if cfg.MaintenanceWorkMem == "" {
 		cfg.MaintenanceWorkMem = "1GB"
@@ -578,7 +586,7 @@ func (s *Store) Reindex(ctx context.Context, id int64, kind IndexKind, cfg Index
 		if _, err := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+fresh); err != nil {
 			return false, fmt.Errorf("reindex space %s: drop a leftover %s: %w", cur.Name(), fresh, err)
 		}
-		if err := buildIndex(ctx, conn, cfg, v.createIndexAs("CONCURRENTLY "+fresh, cur.ID)); err != nil {
+		if err := buildIndex(ctx, conn, s.withIndexMemory(cfg), v.createIndexAs("CONCURRENTLY "+fresh, cur.ID)); err != nil {
 			var pgErr *pgconn.PgError
 			if errors.As(err, &pgErr) && pgErr.Code == "22003" /* numeric_value_out_of_range */ && v.opclass == "halfvec_cosine_ops" {
 				// A vector stored while the space's index was not on halfvec (SaveEmbeddings

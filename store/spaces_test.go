@@ -380,3 +380,28 @@ func TestBuildSpaceIndexOfASpaceDroppedMeanwhileBuildsNothing(t *testing.T) {
 		t.Errorf("BuildSpaceIndex of the dropped space built %s", name)
 	}
 }
+
+// An index build without settings of its own uses the store's IndexMemory as its
+// maintenance_work_mem (import-embeddings and a fill's build take PAPERPIPE_INDEX_BUILD_MEMORY
+// so); settings that name one win. A size PostgreSQL refuses shows which one was used.
+func TestIndexBuildsUseTheStoresIndexMemory(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := setup(t)
+	small, err := store.Open(ctx, store.Config{URL: s.Pool().Config().ConnString(), IndexMemory: "32kB"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	sp, _, err := small.EnsureSpaceForLoad(ctx, paper.Space{Model: "bulk", Dimensions: 3, Template: "title+abstract"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 32kB is below maintenance_work_mem's minimum (64kB).
+	if _, err := small.BuildSpaceIndex(ctx, sp.ID, store.IndexSettings{}); err == nil || !strings.Contains(err.Error(), "maintenance_work_mem") {
+		t.Errorf("BuildSpaceIndex with the store's IndexMemory of 32kB: %v, want PostgreSQL's refusal of maintenance_work_mem", err)
+	}
+	if built, err := small.BuildSpaceIndex(ctx, sp.ID, store.IndexSettings{MaintenanceWorkMem: "64MB"}); err != nil || !built {
+		t.Errorf("BuildSpaceIndex with its own 64MB: %v, %v; want the index built", built, err)
+	}
+}

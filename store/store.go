@@ -46,6 +46,11 @@ type Config struct {
 	// VectorIndex is the index kind of the embedding spaces this store creates; a space keeps
 	// the kind it was created with. Defaults to DefaultIndexKind.
 	VectorIndex IndexKind
+	// IndexMemory is the maintenance_work_mem of an index build whose IndexSettings give none
+	// (BuildSpaceIndex, Reindex), such as "4GB": an HNSW build whose graph fits in it is several
+	// times faster (1M × 768 takes about 2 GB on hnsw-halfvec, 4 GB on hnsw, 0.4 GB on
+	// hnsw-binary). Defaults to "1GB".
+	IndexMemory string
 	// Logger receives migration progress and warnings. Defaults to discarding everything.
 	Logger *slog.Logger
 }
@@ -83,6 +88,8 @@ type Store struct {
 	target string    // user@host:port/database, for messages; never the password
 	ef     int       // hnsw.ef_search
 	index  IndexKind // of the spaces it creates
+	// indexMemory is Config.IndexMemory.
+	indexMemory string
 
 	// spaces caches each space's identity (model, dimensions, template) and index kind by id.
 	// Ids are never reused and the identity never changes; the kind changes only by Reindex,
@@ -133,11 +140,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.VectorIndex = DefaultIndexKind
 	}
 	s := &Store{
-		ef:     min(cfg.EFSearch, MaxK),
-		index:  cfg.VectorIndex,
-		log:    log,
-		target: fmt.Sprintf("%s@%s:%d/%s", cc.User, cc.Host, cc.Port, cc.Database),
-		spaces: make(map[int64]spaceRow),
+		ef:          min(cfg.EFSearch, MaxK),
+		index:       cfg.VectorIndex,
+		indexMemory: cfg.IndexMemory,
+		log:         log,
+		target:      fmt.Sprintf("%s@%s:%d/%s", cc.User, cc.Host, cc.Port, cc.Database),
+		spaces:      make(map[int64]spaceRow),
 	}
 	s.pool, err = pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -54,6 +55,8 @@ type config struct {
 
 	EFSearch    int    // PAPERPIPE_EF_SEARCH
 	VectorIndex string // PAPERPIPE_VECTOR_INDEX
+	// IndexBuildMemory is maintenance_work_mem of an HNSW index build (PAPERPIPE_INDEX_BUILD_MEMORY).
+	IndexBuildMemory string
 
 	FollowInterval time.Duration // PAPERPIPE_FOLLOW_INTERVAL
 
@@ -131,6 +134,7 @@ func loadConfig() *config {
 		MsgTimeout:       envDuration("PAPERPIPE_MSG_TIMEOUT", 0),
 		EFSearch:         envInt("PAPERPIPE_EF_SEARCH", 0),
 		VectorIndex:      env("PAPERPIPE_VECTOR_INDEX", string(store.DefaultIndexKind)),
+		IndexBuildMemory: env("PAPERPIPE_INDEX_BUILD_MEMORY", "1GB"),
 		FollowInterval:   envDuration("PAPERPIPE_FOLLOW_INTERVAL", 30*time.Second),
 		LogLevel:         env("PAPERPIPE_LOG_LEVEL", "info"),
 		HTTPAddr:         env("PAPERPIPE_HTTP_ADDR", DefaultHTTPAddr),
@@ -155,6 +159,9 @@ func loadConfig() *config {
 			fatalf("%s=%q: want %s", v.name, os.Getenv(v.name), v.want)
 		}
 	}
+	if !pgMemory.MatchString(c.IndexBuildMemory) {
+		fatalf("PAPERPIPE_INDEX_BUILD_MEMORY=%q: want a PostgreSQL memory size such as 1GB, 4GB or 512MB", c.IndexBuildMemory)
+	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		fatalf("PAPERPIPE_NATS_REPLICAS=%d: want 1 to 5 (JetStream's limit)", c.Replicas)
 	}
@@ -177,6 +184,9 @@ func loadConfig() *config {
 	}
 	return c
 }
+
+// pgMemory is a memory size as PostgreSQL's settings take it: a number and kB, MB, GB or TB.
+var pgMemory = regexp.MustCompile(`^[1-9][0-9]*(kB|MB|GB|TB)$`)
 
 // embedOffline reports whether the embedding model is a built-in offline one: "offline", the
 // hashed model or a fitted model, each by name.

@@ -246,7 +246,7 @@ func openStore(ctx context.Context, c *config, log *slog.Logger) (*store.Store, 
 	if err != nil {
 		return nil, fmt.Errorf("PAPERPIPE_VECTOR_INDEX: %w", err)
 	}
-	st, err := store.Open(ctx, store.Config{URL: c.DatabaseURL, EFSearch: c.EFSearch, VectorIndex: kind, Logger: log})
+	st, err := store.Open(ctx, store.Config{URL: c.DatabaseURL, EFSearch: c.EFSearch, VectorIndex: kind, IndexMemory: c.IndexBuildMemory, Logger: log})
 	if err != nil {
 		return nil, err
 	}
