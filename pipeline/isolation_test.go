@@ -91,8 +91,10 @@ func assertOnlyDead(t *testing.T, b *testBundle, ws pipeline.WorkerStats, id, wh
 	}
 }
 
-// wrongSizeEmbedder fails every request permanently, but through no fault of one input (as the
-// embeddings client did for vectors of another size than the space's, now llm.ErrAccount).
+// wrongSizeEmbedder fails every request permanently through no fault of one input: a model's
+// own failure, such as answers that cannot be matched to the inputs. (The embeddings client
+// reports vectors of another size than the space's as llm.ErrAccount now, which pauses the
+// worker instead; this stands for the permanent kind.)
 type wrongSizeEmbedder struct {
 	pipeline.Embedder
 	inputs atomic.Int64

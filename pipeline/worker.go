@@ -966,9 +966,9 @@ func (w *Worker) embedAndSave(ctx context.Context, papers []paper.Abstract) []er
 
 // rejectsInput reports whether a permanent failure of an embeddings request is the API
 // rejecting what was sent (400, 413, 422): then one input may be the cause, and halving the
-// batch finds it. Other permanent failures (vectors of the wrong size, a count that does not
-// match) are the model's or the configuration's, and every half would fail the same way —
-// each a request paid for.
+// batch finds it. Other permanent failures (a count of vectors that does not match the inputs)
+// are the model's, and every half would fail the same way — each a request paid for. (Vectors of
+// the wrong size are the configuration's: llm.ErrAccount, which pauses the worker.)
 func rejectsInput(err error) bool {
 	switch llm.HTTPStatus(err) {
 	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:

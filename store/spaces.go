@@ -464,7 +464,7 @@ func lockedDDLWait(deadlock time.Duration) ddlWait {
 
 // execLockedDDL runs ddl in tx, at a savepoint, under the lock_timeout of s.ddlWait (by
 // default lockedDDLWait of the session's deadlock_timeout), trying again while it times out;
-// tx's lock_timeout is as before afterwards.
+// tx's lock_timeout is the session's afterwards (SET LOCAL … DEFAULT: not an earlier SET LOCAL of tx).
 func (s *Store) execLockedDDL(ctx context.Context, tx pgx.Tx, ddl string) error {
 	w := s.ddlWait
 	if w.tries == 0 {
