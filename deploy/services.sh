@@ -344,21 +344,41 @@ postmaster_port() { # the port the running postmaster listens on (line 4 of post
 	sed -n 4p "$ROOT$PGDATA/postmaster.pid" 2>/dev/null
 }
 
+# init_cluster makes the cluster once. Like the root, it is built in a .partial directory and
+# renamed when complete (initdb, then the include of paperpipe.conf): initdb writes PG_VERSION
+# first, so a first `up` interrupted during initdb left a cluster that looked made and could
+# never start, or started without paperpipe.conf on PostgreSQL's default port.
 init_cluster() {
-	local ids d dirs=()
+	local ids d dirs=() data="$ROOT$PGDATA" partial="$PGDATA.partial"
 	ids="$(pg_ids)"
-	for d in "$(dirname "$PGDATA")" "$PGDATA" "$SOCKET_DIR" "$(dirname "$LOG_FILE")"; do
+	for d in "$(dirname "$PGDATA")" "$SOCKET_DIR" "$(dirname "$LOG_FILE")"; do
 		dirs+=("$(in_root "$d")")
 	done
 	mkdir -p "${dirs[@]}"
 	chown "$ids" "${dirs[@]}"
-	chmod 700 "$(in_root "$PGDATA")"
-	[[ -f "$ROOT$PGDATA/PG_VERSION" ]] && return 0
-	log "initializing the cluster in $ROOT$PGDATA"
-	as_postgres initdb -D "$PGDATA" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 \
+	if [[ -f "$data/PG_VERSION" ]] && grep -qxF "include 'paperpipe.conf'" "$data/postgresql.conf" 2>/dev/null; then
+		chmod 700 "$data"
+		return 0
+	fi
+	if [[ -e "$data" ]] && [[ -n "$(ls -A "$data" 2>/dev/null)" ]]; then
+		# Made by an earlier version of this script before it built in .partial, interrupted:
+		# no database was ever created in it. Kept aside, not deleted.
+		local aside
+		aside="$data.unfinished-$(date +%Y%m%dT%H%M%S)"
+		log "$data holds a cluster whose initdb did not finish; moving it to $aside"
+		mv -T "$data" "$aside"
+	fi
+	rm -rf "$ROOT$partial"
+	mkdir -p "$ROOT$partial"
+	chown "$ids" "$ROOT$partial"
+	chmod 700 "$ROOT$partial"
+	log "initializing the cluster in $data"
+	as_postgres initdb -D "$partial" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 \
 		>>"$SERVICES_DIR/initdb.log" 2>&1 ||
 		die "initdb failed (log: $SERVICES_DIR/initdb.log)"
-	echo "include 'paperpipe.conf'" >>"$ROOT$PGDATA/postgresql.conf"
+	echo "include 'paperpipe.conf'" >>"$ROOT$partial/postgresql.conf"
+	rm -rf "$data" # an empty directory, if any
+	mv -T "$ROOT$partial" "$data"
 }
 
 # memory_settings sizes PostgreSQL's memory from the machine's: shared_buffers a quarter of RAM
@@ -439,6 +459,12 @@ start_postgres() {
 		if as_postgres pg_ctl start -D "$PGDATA" -l "$LOG_FILE" -w -t 120 -s >&2; then
 			return 0
 		fi
+		# pg_ctl gave up waiting, but the postmaster it started runs on (a crash recovery that
+		# replays much WAL): another start would be refused; wait_ready waits for it.
+		if postmaster_pid >/dev/null; then
+			log "PostgreSQL runs but is not ready yet (recovering?); waiting for it"
+			return 0
+		fi
 		# After a kill -9 of the postmaster its backends may still hold the old shared memory
 		# for a moment; PostgreSQL then refuses to start. Give them time to go.
 		log "start attempt $attempt failed; last lines of $SERVICES_DIR/postgresql.log:"
@@ -452,7 +478,7 @@ start_postgres() {
 # crash recovery after one of its backends was killed).
 wait_ready() {
 	local i
-	for ((i = 0; i < 240; i++)); do
+	for ((i = 0; i < 1200; i++)); do # 10 minutes or more: a crash recovery after a big load
 		as_postgres pg_isready -q -h 127.0.0.1 -p "$PORT" -t 5 && return 0
 		((i == 0)) && log "waiting for PostgreSQL to accept connections"
 		sleep 0.5
