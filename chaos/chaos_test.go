@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,6 +36,17 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
+	// Interrupted (Ctrl-C, a CI stop), the harness dies before its cleanups run: the workers,
+	// servers and clusters it started would run on, writing into the test database.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "chaos: %v: stopping what the tests started\n", s)
+		StopAll()
+		os.RemoveAll(dir)
+		os.Exit(130)
+	}()
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

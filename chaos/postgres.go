@@ -105,6 +105,9 @@ log_min_messages = warning
 		pg.Close()
 		return nil, err
 	}
+	live.Lock()
+	live.pgs[pg] = true
+	live.Unlock()
 	return pg, nil
 }
 
@@ -144,6 +147,9 @@ func (pg *Postgres) Log(n int) string {
 
 // Close stops the cluster and removes its directory.
 func (pg *Postgres) Close() {
+	live.Lock()
+	delete(live.pgs, pg)
+	live.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_ = pg.Stop(ctx, "immediate")

@@ -60,6 +60,30 @@ type Proc struct {
 	err  error
 }
 
+// live is what the harness started and has not stopped yet: its processes run in process
+// groups of their own, which a terminal's Ctrl-C does not reach, and its private PostgreSQL is a
+// daemon; StopAll ends them when the harness itself is interrupted.
+var live = struct {
+	sync.Mutex
+	procs map[*Proc]bool
+	pgs   map[*Postgres]bool
+}{procs: map[*Proc]bool{}, pgs: map[*Postgres]bool{}}
+
+// StopAll kills every process the harness started that still runs (with its process group) and
+// stops its private PostgreSQL clusters: for a harness interrupted before its cleanups run.
+func StopAll() {
+	live.Lock()
+	procs, pgs := live.procs, live.pgs
+	live.procs, live.pgs = map[*Proc]bool{}, map[*Postgres]bool{}
+	live.Unlock()
+	for p := range procs {
+		_ = syscall.Kill(-p.Pid(), syscall.SIGKILL)
+	}
+	for pg := range pgs {
+		pg.Close()
+	}
+}
+
 // startProc starts bin with args and env, its stdout and stderr appended to logPath. If stdout
 // is not nil it receives stdout instead.
 func startProc(name, logPath string, env []string, stdout io.Writer, bin string, args ...string) (*Proc, error) {
@@ -80,9 +104,15 @@ func startProc(name, logPath string, env []string, stdout io.Writer, bin string,
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	p := &Proc{Name: name, LogPath: logPath, cmd: cmd, done: make(chan struct{})}
+	live.Lock()
+	live.procs[p] = true
+	live.Unlock()
 	go func() {
 		p.err = cmd.Wait()
 		logf.Close()
+		live.Lock()
+		delete(live.procs, p)
+		live.Unlock()
 		close(p.done)
 	}()
 	return p, nil
