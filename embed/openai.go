@@ -36,12 +36,61 @@ func NativeDimensions(model string) int {
 
 // AcceptsDimensions reports whether model takes an embeddings request's "dimensions" field:
 // OpenAI's text-embedding-3 models, which shorten their vectors to it ("Only supported in
-// text-embedding-3 and later models", says OpenAI's API reference). Other models refuse it —
-// text-embedding-ada-002 with a 400, vLLM for any model without Matryoshka support (BAAI/bge-m3:
-// 400 "does not support matryoshka representation") — so for them Config.Dimensions is only
-// the vector length expected back.
+// text-embedding-3 and later models", says OpenAI's API reference), also under a gateway's
+// provider prefix ("openai/text-embedding-3-small" on OpenRouter or LiteLLM). Other models may
+// refuse it — text-embedding-ada-002 with a 400, vLLM for any model without Matryoshka support
+// (BAAI/bge-m3: 400 "does not support matryoshka representation") — so for them
+// Config.Dimensions is only the vector length expected back, unless SendDimensionsAlways says
+// the model can shorten its vectors (a Matryoshka model on vLLM, an Azure deployment's name).
 func AcceptsDimensions(model string) bool {
-	return strings.HasPrefix(model, "text-embedding-3-")
+	return strings.HasPrefix(baseModel(model), "text-embedding-3-")
+}
+
+// baseModel is model without a gateway's provider prefix ("openai/text-embedding-3-small":
+// "text-embedding-3-small").
+func baseModel(model string) string {
+	return model[strings.LastIndex(model, "/")+1:]
+}
+
+// SendDimensions says when an embeddings request carries Config.Dimensions as its
+// "dimensions" field (PAPERPIPE_EMBED_SEND_DIMENSIONS).
+type SendDimensions string
+
+const (
+	// SendDimensionsAuto sends it to the models AcceptsDimensions names. The default ("" means
+	// it too).
+	SendDimensionsAuto SendDimensions = "auto"
+	// SendDimensionsAlways sends it to any model: for a model that can shorten its vectors
+	// under a name AcceptsDimensions does not know (a Matryoshka model on vLLM such as
+	// Qwen/Qwen3-Embedding-0.6B, an Azure deployment of text-embedding-3).
+	SendDimensionsAlways SendDimensions = "always"
+	// SendDimensionsNever sends it to no model: Config.Dimensions is only the length expected.
+	SendDimensionsNever SendDimensions = "never"
+)
+
+// ParseSendDimensions returns the SendDimensions s names ("" is SendDimensionsAuto), or an
+// error for any other value.
+func ParseSendDimensions(s string) (SendDimensions, error) {
+	switch m := SendDimensions(s); m {
+	case "", SendDimensionsAuto:
+		return SendDimensionsAuto, nil
+	case SendDimensionsAlways, SendDimensionsNever:
+		return m, nil
+	}
+	return "", fmt.Errorf("send dimensions %q: want auto, always or never", s)
+}
+
+// SendsDimensions reports whether an embeddings request for model carries the configured
+// dimensions as its "dimensions" field under mode: always, never, or (auto, "") as
+// AcceptsDimensions says. The workers' client and the Batch API's requests both decide by it.
+func SendsDimensions(mode SendDimensions, model string) bool {
+	switch mode {
+	case SendDimensionsAlways:
+		return true
+	case SendDimensionsNever:
+		return false
+	}
+	return AcceptsDimensions(model)
 }
 
 // Config configures a Client.
@@ -55,11 +104,15 @@ type Config struct {
 	// Model is the embedding model. Defaults to "text-embedding-3-small".
 	Model string
 	// Dimensions is the vector length. When set it is also sent as the request's
-	// "dimensions" field to the models that can shorten their vectors (AcceptsDimensions:
-	// OpenAI's text-embedding-3 models); for any other model it is only the length expected
-	// back, which the model server must return. Defaults to 0: the model's native length
+	// "dimensions" field as SendDimensions says (by default to OpenAI's text-embedding-3
+	// models, AcceptsDimensions); otherwise it is only the length expected back, which the
+	// model server must return. A text-embedding-3 model cannot lengthen its vectors: more
+	// than its native length is refused. Defaults to 0: the model's native length
 	// (NativeDimensions); required for other models.
 	Dimensions int
+	// SendDimensions says when Dimensions is sent as "dimensions": SendDimensionsAuto (the
+	// default), SendDimensionsAlways or SendDimensionsNever.
+	SendDimensions SendDimensions
 	// MaxBatchInputs caps the inputs of one request. Defaults to 2048 (OpenAI's limit).
 	MaxBatchInputs int
 	// MaxBatchTokens caps the estimated tokens (EstimateTokens) of one request. Defaults to
@@ -114,6 +167,9 @@ func (c *Config) setDefaults() {
 	if c.Timeout == 0 {
 		c.Timeout = 60 * time.Second
 	}
+	if c.SendDimensions == "" {
+		c.SendDimensions = SendDimensionsAuto
+	}
 	if c.EncodingFormat == "" {
 		c.EncodingFormat = string(openai.EmbeddingEncodingFormatBase64)
 	}
@@ -135,11 +191,20 @@ func (c *Config) validate() error {
 	if err := c.conn().Validate("embed config"); err != nil {
 		return err
 	}
+	if _, err := ParseSendDimensions(string(c.SendDimensions)); err != nil {
+		return fmt.Errorf("embed config: SendDimensions is %q, want %q, %q or %q",
+			c.SendDimensions, SendDimensionsAuto, SendDimensionsAlways, SendDimensionsNever)
+	}
+	native := NativeDimensions(baseModel(c.Model))
 	switch {
 	case c.Dimensions < 0:
 		return fmt.Errorf("embed config: Dimensions is %d, want > 0", c.Dimensions)
 	case c.Dimensions == 0 && NativeDimensions(c.Model) == 0:
 		return fmt.Errorf("embed config: Dimensions is required for model %q (its vector length is not known)", c.Model)
+	case AcceptsDimensions(c.Model) && native > 0 && c.Dimensions > native:
+		// OpenAI answers such a request with a 400: every paper would be dead-lettered.
+		return fmt.Errorf("embed config: Dimensions is %d, model %q returns at most %d (it can shorten its vectors, not lengthen them)",
+			c.Dimensions, c.Model, native)
 	case c.MaxBatchInputs < 0:
 		return fmt.Errorf("embed config: MaxBatchInputs is %d, want > 0", c.MaxBatchInputs)
 	case c.MaxBatchTokens < 0:
@@ -308,9 +373,9 @@ func (c *Client) embed(ctx context.Context, texts []string, tokens int) ([][]flo
 		Input: texts,
 		Model: openai.EmbeddingModel(c.cfg.Model),
 	}
-	if AcceptsDimensions(c.cfg.Model) {
-		// Any other model may refuse the field with a 400 (vLLM does for a model without
-		// Matryoshka support), which would fail every paper.
+	if SendsDimensions(c.cfg.SendDimensions, c.cfg.Model) {
+		// Not by default to other models: they may refuse the field with a 400 (vLLM does
+		// for a model without Matryoshka support), which would fail every paper.
 		req.Dimensions = c.cfg.Dimensions
 	}
 	var (
@@ -367,10 +432,12 @@ func usable(v []float32) bool {
 // 404: as a permanent error it dead-lettered every paper, each request paid for.
 func (c *Client) wrongLength(n int) error {
 	hint := "the server serves another model under this name, or the dimensions configured are not the model's"
-	if AcceptsDimensions(c.cfg.Model) && c.cfg.Dimensions > 0 {
+	if SendsDimensions(c.cfg.SendDimensions, c.cfg.Model) && c.cfg.Dimensions > 0 {
 		hint = "the server ignored the \"dimensions\" requested, or serves another model under this name"
 	} else if c.cfg.Dimensions > 0 {
-		hint = "\"dimensions\" is sent to OpenAI's text-embedding-3 models only, so the configured dimensions must be the length the model returns"
+		hint = "\"dimensions\" is not sent to this model (PAPERPIPE_EMBED_SEND_DIMENSIONS=" + string(c.cfg.SendDimensions) +
+			"; by default only OpenAI's text-embedding-3 models get it): set PAPERPIPE_EMBED_SEND_DIMENSIONS=always if the model " +
+			"can shorten its vectors, or PAPERPIPE_EMBED_DIMENSIONS to the length it returns"
 	}
 	return fmt.Errorf("%w: model %s returned %d-dimensional vectors, the space expects %d (%s)",
 		llm.ErrAccount, c.cfg.Model, n, c.space.Dimensions, hint)
