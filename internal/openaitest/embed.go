@@ -128,12 +128,20 @@ func (s *Server) dimensions(req embedRequest) int {
 
 // checkEmbedRequest applies the limits the schema does not express:
 // text-embedding-ada-002 refuses "dimensions", as from OpenAI (only the
-// text-embedding-3 models can shorten their vectors), and the inputs' count
-// and sizes are bounded.
+// text-embedding-3 models can shorten their vectors), a text-embedding-3 model
+// refuses "dimensions" above its native length (it cannot lengthen them; a 400
+// from OpenAI too, in the fake's words), and the inputs' count and sizes are
+// bounded.
 func (s *Server) checkEmbedRequest(req embedRequest, inputs []embedInput) (total int, rerr *requestError) {
 	if req.Dimensions != nil && req.Model == "text-embedding-ada-002" {
 		return 0, &requestError{http.StatusBadRequest, apiError{
 			Message: "This model does not support specifying dimensions.",
+			Type:    "invalid_request_error",
+		}}
+	}
+	if n := nativeDimensions(req.Model); n > 0 && req.Dimensions != nil && strings.HasPrefix(req.Model, "text-embedding-3-") && *req.Dimensions > n {
+		return 0, &requestError{http.StatusBadRequest, apiError{
+			Message: fmt.Sprintf("Invalid value for 'dimensions' = %d: %s supports at most %d.", *req.Dimensions, req.Model, n),
 			Type:    "invalid_request_error",
 		}}
 	}

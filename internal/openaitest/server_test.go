@@ -248,6 +248,35 @@ func TestEmbeddingsWithoutDimensionsHaveTheModelsNativeLength(t *testing.T) {
 	}
 }
 
+// TestEmbeddingsAboveTheNativeLengthAreRefused: a text-embedding-3 model can shorten its vectors,
+// not lengthen them; OpenAI answers "dimensions" above the model's own length with a 400, and the
+// fake answered 3072-long vectors of text-embedding-3-small.
+func TestEmbeddingsAboveTheNativeLengthAreRefused(t *testing.T) {
+	s := Start(t, Config{Dimensions: 64})
+	c := client(s, "k")
+	for _, tc := range []struct {
+		model string
+		dims  int
+		ok    bool
+	}{
+		{"text-embedding-3-small", 3072, false},
+		{"text-embedding-3-large", 3073, false},
+		{"text-embedding-3-small", 1536, true},
+		{"text-embedding-3-large", 3072, true},
+		{"Qwen/Qwen3-Embedding-0.6B", 4096, true}, // a model the fake does not know gets what it asks
+	} {
+		resp, err := c.CreateEmbeddings(context.Background(), openai.EmbeddingRequestStrings{
+			Input: []string{"a"}, Model: openai.EmbeddingModel(tc.model), Dimensions: tc.dims})
+		var apiErr *openai.APIError
+		switch {
+		case tc.ok && (err != nil || len(resp.Data[0].Embedding) != tc.dims):
+			t.Errorf("%s, dimensions %d: %v, want %d-dimensional vectors", tc.model, tc.dims, err, tc.dims)
+		case !tc.ok && (!errors.As(err, &apiErr) || apiErr.HTTPStatusCode != http.StatusBadRequest || apiErr.Type != "invalid_request_error"):
+			t.Errorf("%s, dimensions %d: %v, want a 400 invalid_request_error", tc.model, tc.dims, err)
+		}
+	}
+}
+
 func TestEmbeddingsAreDeterministic(t *testing.T) {
 	s1 := Start(t, Config{})
 	s2 := Start(t, Config{Seed: 99})
