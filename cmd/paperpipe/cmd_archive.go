@@ -693,8 +693,8 @@ func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.S
 			return usageErr("--batch-api needs an OpenAI embedding model (the embedding model is the offline one); add --tldr-only, or configure OPENAI_API_KEY")
 		}
 		tmpl := space.Template
-		dims := 0 // "dimensions" only for models that take it, as the workers' client sends it
-		if embed.AcceptsDimensions(space.Model) {
+		dims := 0 // "dimensions" as the workers' client sends it (PAPERPIPE_EMBED_SEND_DIMENSIONS)
+		if embed.SendsDimensions(c.EmbedSendDims, space.Model) {
 			dims = c.EmbedDims
 		}
 		cfg.Embed = &batch.EmbedWork{

@@ -33,14 +33,15 @@ type config struct {
 	DataDir     string // PAPERPIPE_DATA
 	Replicas    int    // PAPERPIPE_NATS_REPLICAS; 0: 1 (applied when the streams are created)
 
-	BaseURL    string // OPENAI_BASE_URL
-	APIKey     string // OPENAI_API_KEY — never printed
-	ChatModel  string // PAPERPIPE_CHAT_MODEL
-	EmbedModel string // PAPERPIPE_EMBED_MODEL
-	EmbedDims  int    // PAPERPIPE_EMBED_DIMENSIONS
-	MaxWords   int    // PAPERPIPE_TLDR_MAX_WORDS
-	RPM        int    // PAPERPIPE_RPM
-	TPM        int    // PAPERPIPE_TPM
+	BaseURL       string               // OPENAI_BASE_URL
+	APIKey        string               // OPENAI_API_KEY — never printed
+	ChatModel     string               // PAPERPIPE_CHAT_MODEL
+	EmbedModel    string               // PAPERPIPE_EMBED_MODEL
+	EmbedDims     int                  // PAPERPIPE_EMBED_DIMENSIONS
+	EmbedSendDims embed.SendDimensions // PAPERPIPE_EMBED_SEND_DIMENSIONS
+	MaxWords      int                  // PAPERPIPE_TLDR_MAX_WORDS
+	RPM           int                  // PAPERPIPE_RPM
+	TPM           int                  // PAPERPIPE_TPM
 
 	EmbedBatchInputs int    // PAPERPIPE_EMBED_BATCH_INPUTS
 	EmbedBatchTokens int    // PAPERPIPE_EMBED_BATCH_TOKENS
@@ -162,6 +163,11 @@ func loadConfig() *config {
 	if !pgMemory.MatchString(c.IndexBuildMemory) {
 		fatalf("PAPERPIPE_INDEX_BUILD_MEMORY=%q: want a PostgreSQL memory size such as 1GB, 4GB or 512MB", c.IndexBuildMemory)
 	}
+	sd, err := embed.ParseSendDimensions(os.Getenv("PAPERPIPE_EMBED_SEND_DIMENSIONS"))
+	if err != nil {
+		fatalf("PAPERPIPE_EMBED_SEND_DIMENSIONS=%q: want auto, always or never", os.Getenv("PAPERPIPE_EMBED_SEND_DIMENSIONS"))
+	}
+	c.EmbedSendDims = sd
 	if c.Replicas < 1 || c.Replicas > 5 {
 		fatalf("PAPERPIPE_NATS_REPLICAS=%d: want 1 to 5 (JetStream's limit)", c.Replicas)
 	}

@@ -79,6 +79,7 @@ func buildModels(ctx context.Context, c *config, log *slog.Logger, st *store.Sto
 		}
 		e, err := embed.New(embed.Config{
 			BaseURL: c.BaseURL, APIKey: c.APIKey, Model: c.EmbedModel, Dimensions: c.EmbedDims,
+			SendDimensions: c.EmbedSendDims,
 			MaxBatchInputs: c.EmbedBatchInputs, MaxBatchTokens: c.EmbedBatchTokens,
 			EncodingFormat: c.EmbedEncoding,
 			// One input must fit in a request: a smaller token budget truncates inputs to it.

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/internal/llm"
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// PAPERPIPE_EMBED_SEND_DIMENSIONS is auto, always or never (unset: auto); anything else is
+// refused, naming the variable, exit 2, like any other bad setting.
+func TestEmbedSendDimensionsSettingIsAutoAlwaysOrNever(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"sometimes", "yes", "Always"} {
+		r := newCLI(t, "PAPERPIPE_EMBED_SEND_DIMENSIONS="+v).run("version")
+		if r.code != 2 || !strings.Contains(r.stderr, "paperpipe: PAPERPIPE_EMBED_SEND_DIMENSIONS=") ||
+			!strings.Contains(r.stderr, "auto, always or never") {
+			t.Errorf("PAPERPIPE_EMBED_SEND_DIMENSIONS=%s: exit %d, stderr %q; want 2 and a message naming the variable", v, r.code, r.stderr)
+		}
+	}
+	for _, v := range []string{"", "auto", "always", "never"} {
+		if r := newCLI(t, "PAPERPIPE_EMBED_SEND_DIMENSIONS="+v).run("version"); r.code != 0 {
+			t.Errorf("PAPERPIPE_EMBED_SEND_DIMENSIONS=%s: exit %d, stderr %q", v, r.code, r.stderr)
+		}
+	}
+}
+
+// loadConfig reads PAPERPIPE_EMBED_SEND_DIMENSIONS (not parallel: it sets the environment).
+func TestEmbedSendDimensionsSettingIsRead(t *testing.T) {
+	for v, want := range map[string]embed.SendDimensions{"": embed.SendDimensionsAuto, "always": embed.SendDimensionsAlways, "never": embed.SendDimensionsNever} {
+		t.Setenv("PAPERPIPE_EMBED_SEND_DIMENSIONS", v)
+		if got := loadConfig().EmbedSendDims; got != want {
+			t.Errorf("PAPERPIPE_EMBED_SEND_DIMENSIONS=%q: EmbedSendDims %q, want %q", v, got, want)
+		}
+	}
+}
+
+// The workers' embedder gets the setting: a Matryoshka model on vLLM (which the fake, like
+// vLLM, shortens for) configured with PAPERPIPE_EMBED_DIMENSIONS=512 and
+// PAPERPIPE_EMBED_SEND_DIMENSIONS=always gets 512-long vectors; by default "dimensions" is not
+// sent to it and the native length is the configuration's error, which names the setting.
+func TestEmbedSendDimensionsSettingReachesTheEmbedder(t *testing.T) {
+	t.Parallel()
+	fake := openaitest.Start(t, openaitest.Config{Dimensions: 1024})
+	for _, mode := range []embed.SendDimensions{embed.SendDimensionsAlways, embed.SendDimensionsAuto} {
+		c := loadConfig()
+		c.BaseURL, c.APIKey, c.ChatModel, c.LogLevel = fake.URL(), "sk-test", offline, "error"
+		c.EmbedModel, c.EmbedDims, c.EmbedSendDims = "Qwen/Qwen3-Embedding-0.6B", 512, mode
+		m, err := buildModels(t.Context(), c, newLogger(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		embs, _, err := m.emb.Embed(t.Context(), []paper.Abstract{{ID: "sd:1", Title: "Matryoshka", Abstract: "Nested vectors."}})
+		switch mode {
+		case embed.SendDimensionsAlways:
+			if err != nil || len(embs[0].Vector) != 512 {
+				t.Errorf("always: err %v, want 512-dimensional vectors", err)
+			}
+		default:
+			if !errors.Is(err, llm.ErrAccount) || !strings.Contains(err.Error(), "PAPERPIPE_EMBED_SEND_DIMENSIONS=always") {
+				t.Errorf("auto: err %v, want the configuration's error naming PAPERPIPE_EMBED_SEND_DIMENSIONS=always", err)
+			}
+		}
+	}
+	// A text-embedding-3 model asked for more than its own length: refused before any request.
+	c := loadConfig()
+	c.BaseURL, c.APIKey, c.ChatModel, c.LogLevel = fake.URL(), "sk-test", offline, "error"
+	c.EmbedModel, c.EmbedDims = "text-embedding-3-small", 3072
+	if _, err := buildModels(t.Context(), c, newLogger(c), nil); err == nil || !strings.Contains(err.Error(), "3072") {
+		t.Errorf("text-embedding-3-small with PAPERPIPE_EMBED_DIMENSIONS=3072: %v, want refused", err)
+	}
+}
+
+// The Batch API's embedding requests send "dimensions" as the workers' client does: to
+// "openai/text-embedding-3-small" by default, to any model with always, to none with never
+// (each line answered 1536-long, the space's 512 rejected them all).
+func TestReprocessBatchAPISendsDimensionsAsTheSettingSays(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		model        string
+		mode         embed.SendDimensions
+		wantAccepted bool
+	}{
+		{"openai/text-embedding-3-small", embed.SendDimensionsAuto, true},
+		{"Qwen/Qwen3-Embedding-0.6B", embed.SendDimensionsAlways, true},
+		{"text-embedding-3-small", embed.SendDimensionsNever, false},
+	} {
+		e := newArchiveEnv(t, openaitest.Config{})
+		e.seed(t, 3)
+		cfg := e.cfg(func(c *config) { c.EmbedModel, c.EmbedDims, c.EmbedSendDims = tc.model, 512, tc.mode })
+		res, _ := e.reprocess(t, t.Context(), cfg, reprocessOptions{batchAPI: true, embedOnly: true, wait: true, poll: 5 * time.Millisecond})
+		switch {
+		case res.Batch == nil:
+			t.Errorf("%s, %s: no batch report", tc.model, tc.mode)
+		case tc.wantAccepted && (res.Batch.Vectors != 3 || res.Batch.Rejected != 0):
+			t.Errorf("%s, %s: batch report %+v, want 3 vectors stored and none rejected", tc.model, tc.mode, res.Batch)
+		case !tc.wantAccepted && (res.Batch.Vectors != 0 || res.Batch.Rejected != 3):
+			t.Errorf("%s, %s: batch report %+v, want the 3 native-length vectors rejected (no \"dimensions\" sent)", tc.model, tc.mode, res.Batch)
+		}
+	}
+}
