@@ -1,8 +1,11 @@
 package bench
 
 import (
+	"encoding/json"
 	"encoding/xml"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -374,8 +377,9 @@ func TestEvaluateJudgesEach1MIndexKind(t *testing.T) {
 			Case:          KNNCase{Name: "synthetic-1M-" + label, Source: SourceSynthetic, N: 1_000_000, Index: kind},
 			StoreEfSearch: 100,
 			Related:       QueryStats{Recall: 0.9, Latency: Dist{N: 10, P99: 10}},
-			Sweep:         []SweepPoint{{Index: label, EfSearch: 200, Recall: recall, Latency: Dist{N: 10, P99: p99}}},
-			Load:          LoadTimes{IndexSeconds: loadSeconds - 100, LoadAndIndexSeconds: loadSeconds},
+			Sweep: []SweepPoint{{Index: label, EfSearch: 200, Recall: recall, Latency: Dist{N: 10, P99: p99},
+				RelatedRecall: recall, RelatedLatency: Dist{N: 10, P99: p99}}},
+			Load: LoadTimes{IndexSeconds: loadSeconds - 100, LoadAndIndexSeconds: loadSeconds},
 		}
 	}
 	r := Run{KNN: []KNNResult{
@@ -434,5 +438,136 @@ func TestEvaluateJudgesThroughputPerIndexKind(t *testing.T) {
 	}
 	if _, ok := goals["pipeline at C=64 — hnsw-binary index"]; ok {
 		t.Errorf("a binary row for C=64, which no case measured")
+	}
+}
+
+// big1M is a 1M synthetic case whose store figures miss the related goal, with sweep points.
+func big1M(sweep ...SweepPoint) KNNResult {
+	return KNNResult{
+		Case:          KNNCase{Name: "synthetic-1M", Source: SourceSynthetic, N: 1_000_000},
+		StoreEfSearch: 100,
+		Related:       QueryStats{Recall: 0.859, Latency: Dist{N: 1000, P99: 6.8}},
+		Search:        QueryStats{Recall: 0.897, Latency: Dist{N: 1000, P99: 6.9}},
+		Sweep:         sweep,
+	}
+}
+
+func goalNamed(t *testing.T, r *Run, prefix string) Goal {
+	t.Helper()
+	for _, g := range r.Goals {
+		if strings.HasPrefix(g.Name, prefix) {
+			return g
+		}
+	}
+	t.Fatalf("no goal %q in %+v", prefix, r.Goals)
+	return Goal{}
+}
+
+func TestRelatedGoalIsJudgedOnTheSweepsRelatedQuestions(t *testing.T) {
+	t.Parallel()
+	// The pooled recall reaches 0.95 thanks to the search questions; the related ones do not.
+	p := SweepPoint{Index: "halfvec", EfSearch: 400, Recall: 0.96, Latency: Dist{N: 1000, P99: 15},
+		RelatedRecall: 0.94, RelatedLatency: Dist{N: 500, P99: 15}, SearchRecall: 0.98, SearchLatency: Dist{N: 500, P99: 15}}
+	r := Run{KNN: []KNNResult{big1M(p)}}
+	r.Evaluate()
+	if g := goalNamed(t, &r, "related papers at 1M"); g.Pass == nil || *g.Pass {
+		t.Errorf("related goal = %+v, want failed: related recall 0.94 at the best ef_search", g)
+	}
+	// Related questions at 0.95 within 20 ms pass, whatever the pooled figure.
+	p.RelatedRecall, p.Recall = 0.95, 0.94
+	r = Run{KNN: []KNNResult{big1M(p)}}
+	r.KNN[0].EfFor95 = relatedEfFor95(r.KNN[0].Sweep, "halfvec")
+	r.Evaluate()
+	if g := goalNamed(t, &r, "related papers at 1M"); g.Pass == nil || !*g.Pass || !strings.Contains(g.Measured, "recall 0.950") {
+		t.Errorf("related goal = %+v, want passed on related recall 0.950 at ef_search 400", g)
+	}
+	// Its latency bar is the related questions' p99, not the pooled one.
+	p.RelatedLatency.P99 = 21
+	r = Run{KNN: []KNNResult{big1M(p)}}
+	r.Evaluate()
+	if g := goalNamed(t, &r, "related papers at 1M"); g.Pass == nil || *g.Pass {
+		t.Errorf("related goal = %+v, want failed: related p99 21 ms", g)
+	}
+}
+
+func TestRelatedEfFor95IgnoresThePooledRecall(t *testing.T) {
+	t.Parallel()
+	sweep := []SweepPoint{
+		{Index: "halfvec", EfSearch: 200, Recall: 0.95, RelatedRecall: 0.93, RelatedLatency: Dist{N: 500}},
+		{Index: "halfvec", EfSearch: 400, Recall: 0.97, RelatedRecall: 0.96, RelatedLatency: Dist{N: 500}},
+	}
+	if got := relatedEfFor95(sweep, "halfvec"); got != 400 {
+		t.Errorf("relatedEfFor95 = %d, want 400", got)
+	}
+	// Without the related figures there is none to judge on.
+	if got := relatedEfFor95([]SweepPoint{{Index: "halfvec", EfSearch: 200, Recall: 0.99}}, "halfvec"); got != 0 {
+		t.Errorf("relatedEfFor95 of pooled-only results = %d, want 0", got)
+	}
+}
+
+// writeOldJSON writes r as JSON without the new fields' names, as an older paperbench did.
+func writeOldJSON(t *testing.T, r Run) string {
+	t.Helper()
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range m["knn"].([]any) {
+		for _, p := range k.(map[string]any)["sweep"].([]any) {
+			for f := range p.(map[string]any) {
+				if strings.HasPrefix(f, "related_") || strings.HasPrefix(f, "search_") {
+					delete(p.(map[string]any), f)
+				}
+			}
+		}
+	}
+	if b, err = json.Marshal(m); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "old.json")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestSummaryOfPooledSweepSaysRelatedFigureNotMeasured(t *testing.T) {
+	t.Parallel()
+	// An old run: the pooled recall passes at ef_search 400, and EfFor95 was judged on it.
+	old := big1M(SweepPoint{Index: "halfvec", EfSearch: 400, Recall: 0.96, StrictRecall: 0.96, Latency: Dist{N: 1000, P99: 15}})
+	old.EfFor95 = 400
+	r, err := Read(writeOldJSON(t, Run{Set: "full", KNN: []KNNResult{old}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := goalNamed(t, r, "related papers at 1M")
+	if g.Pass != nil || !strings.Contains(g.Measured, "not measured") {
+		t.Errorf("related goal of pooled results = %+v, want not measured, saying so", g)
+	}
+	if r.KNN[0].EfFor95 != 0 {
+		t.Errorf("EfFor95 of pooled results = %d, want 0 (not measured)", r.KNN[0].EfFor95)
+	}
+	md := r.Markdown("x.svg", "old.json")
+	if !strings.Contains(md, "| synthetic-1M | halfvec | 400 | not measured | not measured | not measured | not measured | 0.960 (0.960) |") {
+		t.Errorf("sweep table does not say the related and search figures were not measured:\n%s", md)
+	}
+	if !strings.Contains(md, "| synthetic-1M | not measured (sweep pooled related and search questions) |") {
+		t.Errorf("ef_search for recall ≥ 0.95 of pooled results is not 'not measured':\n%s", md)
+	}
+}
+
+func TestSummarySweepTableShowsRelatedAndSearchApart(t *testing.T) {
+	t.Parallel()
+	r := Run{KNN: []KNNResult{big1M(SweepPoint{Index: "halfvec", EfSearch: 100, Recall: 0.878, Latency: Dist{N: 1000, P50: 5, P99: 7},
+		RelatedRecall: 0.859, RelatedStrictRecall: 0.858, RelatedLatency: Dist{N: 500, P50: 5.5, P99: 6.8},
+		SearchRecall: 0.897, SearchStrictRecall: 0.896, SearchLatency: Dist{N: 500, P50: 4.5, P99: 6.9}})}}
+	r.Evaluate()
+	md := r.Markdown("x.svg", "x.json")
+	if !strings.Contains(md, "| synthetic-1M | halfvec | 100 | 0.859 (0.858) | 5.50/6.80 | 0.897 (0.896) | 4.50/6.90 | 0.878 (–) | 5.00/7.00 |") {
+		t.Errorf("sweep row missing or wrong:\n%s", md)
 	}
 }

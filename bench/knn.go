@@ -86,14 +86,39 @@ type QueryStats struct {
 type SweepPoint struct {
 	Index    string `json:"index"` // the store's index kind: vector (hnsw), halfvec or binary
 	EfSearch int    `json:"ef_search"`
-	// Recall and StrictRecall as in QueryStats.
+	// Recall and StrictRecall as in QueryStats, over the related and search questions
+	// together (pooled; results written before the split have only these).
 	Recall       float64 `json:"recall_at_10"`
 	StrictRecall float64 `json:"recall_at_10_strict"`
 	// Latency is one client's, over a second pass of the questions: the first, which
 	// measures recall, also brings the pages this ef_search visits into shared_buffers, as a
-	// serving database has them (FirstPass is its latency).
+	// serving database has them (FirstPass is its latency). Pooled, as Recall.
 	Latency   Dist `json:"latency_one_client"`
 	FirstPass Dist `json:"latency_first_pass"`
+	// The related questions' figures (stored papers, themselves excluded: Store.Related) and
+	// the search questions' (held-out vectors: Store.Search), each on its own. Their
+	// latencies are the second pass's samples of that kind. Zero in results written before
+	// they were measured apart (RelatedLatency.N == 0).
+	RelatedRecall       float64 `json:"related_recall_at_10,omitempty"`
+	RelatedStrictRecall float64 `json:"related_recall_at_10_strict,omitempty"`
+	RelatedLatency      Dist    `json:"related_latency_one_client"`
+	SearchRecall        float64 `json:"search_recall_at_10,omitempty"`
+	SearchStrictRecall  float64 `json:"search_recall_at_10_strict,omitempty"`
+	SearchLatency       Dist    `json:"search_latency_one_client"`
+}
+
+// RelatedMeasured reports whether the point has the related questions' own figures.
+func (p SweepPoint) RelatedMeasured() bool { return p.RelatedLatency.N > 0 }
+
+// relatedEfFor95 is the smallest swept ef_search of the label whose related recall@10 is at
+// least 0.95; 0 when none is, or the sweep did not measure related questions apart.
+func relatedEfFor95(sweep []SweepPoint, label string) int {
+	for _, p := range sweep {
+		if p.Index == label && p.RelatedMeasured() && p.RelatedRecall >= 0.95 {
+			return p.EfSearch
+		}
+	}
+	return 0
 }
 
 // KNNResult is what a KNNCase measured.
@@ -105,7 +130,9 @@ type KNNResult struct {
 	// StoreEfSearch is the ef_search the store's queries use.
 	StoreEfSearch int          `json:"store_ef_search"`
 	Sweep         []SweepPoint `json:"sweep"`
-	// EfFor95 is the smallest swept ef_search whose recall@10 is at least 0.95 (0: none).
+	// EfFor95 is the smallest swept ef_search whose related-papers recall@10 is at least 0.95
+	// (0: none, or not measured: results written before the sweep measured related questions
+	// apart had the pooled recall here; Read recomputes it).
 	EfFor95 int `json:"ef_for_recall_95"`
 	// MirrorAgreement is the share of results the benchmark's copy of the store's query (used
 	// for the sweep) shares with store.Search at the store's ef_search: 1 means the sweep
@@ -371,12 +398,11 @@ func RunKNN(ctx context.Context, opts KNNOptions, c KNNCase) (KNNResult, error) 
 	}
 	res.MirrorAgreement = round3(agree / float64(len(d.queries)))
 	sweep := func(v sweepIndex) (int, error) {
-		ef95 := 0
 		for _, ef := range c.EfSearch {
 			p := SweepPoint{Index: v.label, EfSearch: ef}
-			var rec, strict float64
+			var relRec, relStrict, searchRec, searchStrict float64
 			for pass := range 2 {
-				var ds []time.Duration
+				var ds, relDs, searchDs []time.Duration
 				// The first pass asks each question once; the second asks them in turn
 				// until LatencyQueries are timed, for a p99 of as many samples as the
 				// store's own latency figures.
@@ -396,27 +422,43 @@ func RunKNN(ctx context.Context, opts KNNOptions, c KNNCase) (KNNResult, error) 
 					if err != nil {
 						return 0, err
 					}
-					ds = append(ds, time.Since(t))
+					el := time.Since(t)
+					ds = append(ds, el)
+					isRelated := i < len(relIdx)
+					if isRelated {
+						relDs = append(relDs, el)
+					} else {
+						searchDs = append(searchDs, el)
+					}
 					if pass == 0 {
-						recall(i, ids, &rec, &strict)
+						if isRelated {
+							recall(i, ids, &relRec, &relStrict)
+						} else {
+							recall(i, ids, &searchRec, &searchStrict)
+						}
 					}
 				}
 				if pass == 0 {
 					p.FirstPass = Distribution(ds)
 				} else {
 					p.Latency = Distribution(ds)
+					p.RelatedLatency, p.SearchLatency = Distribution(relDs), Distribution(searchDs)
 				}
 			}
-			p.Recall = round3(rec / float64(len(qs)))
-			p.StrictRecall = round3(strict / float64(len(qs)))
+			p.Recall = round3((relRec + searchRec) / float64(len(qs)))
+			p.StrictRecall = round3((relStrict + searchStrict) / float64(len(qs)))
+			p.RelatedRecall = round3(relRec / float64(len(relIdx)))
+			p.RelatedStrictRecall = round3(relStrict / float64(len(relIdx)))
+			p.SearchRecall = round3(searchRec / float64(len(d.queries)))
+			p.SearchStrictRecall = round3(searchStrict / float64(len(d.queries)))
 			res.Sweep = append(res.Sweep, p)
-			if ef95 == 0 && p.Recall >= 0.95 {
-				ef95 = ef
-			}
-			opts.Logger.Info("knn: sweep", "case", c.Name, "index", v.label, "ef_search", ef, "recall", p.Recall, "p99_ms", p.Latency.P99)
+			opts.Logger.Info("knn: sweep", "case", c.Name, "index", v.label, "ef_search", ef,
+				"related_recall", p.RelatedRecall, "related_p99_ms", p.RelatedLatency.P99, "search_recall", p.SearchRecall, "search_p99_ms", p.SearchLatency.P99)
 		}
 		progress()
-		return ef95, nil
+		// The goal's question is related papers: the ef_search it needs is judged on the
+		// related questions alone.
+		return relatedEfFor95(res.Sweep, v.label), nil
 	}
 	if res.EfFor95, err = sweep(vec); err != nil {
 		return res, fmt.Errorf("case %s: sweep: %w", c.Name, err)

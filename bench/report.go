@@ -181,19 +181,31 @@ func relatedGoal(r *Run, big *KNNResult, named bool) Goal {
 	label := storeSweepLabel(big.Case.index())
 	g.Measured = fmt.Sprintf("store (ef_search %d): recall %.3f, p99 %.1f ms", big.StoreEfSearch, big.Related.Recall, big.Related.Latency.P99)
 	// The goal holds when some ef_search (PAPERPIPE_EF_SEARCH) meets both bars: the store's
-	// default, or a setting of the sweep.
+	// default, or a setting of the sweep — judged on the sweep's related questions alone (its
+	// pooled figure mixes in the search questions, whose recall differs).
 	pass := big.Related.Recall >= 0.95 && big.Related.Latency.P99 <= 20
-	if big.EfFor95 > 0 {
-		for _, s := range big.Sweep {
-			if s.Index == label && s.EfSearch == big.EfFor95 {
-				g.Measured += fmt.Sprintf("; at ef_search %d: recall %.3f, p99 %.1f ms", s.EfSearch, s.Recall, s.Latency.P99)
-			}
-		}
-	}
+	swept := false
 	for _, s := range big.Sweep {
-		if s.Index == label && s.Recall >= 0.95 && s.Latency.P99 <= 20 {
+		if s.Index != label || !s.RelatedMeasured() {
+			continue
+		}
+		swept = true
+		if s.EfSearch == big.EfFor95 {
+			g.Measured += fmt.Sprintf("; sweep, related questions, at ef_search %d: recall %.3f, p99 %.1f ms", s.EfSearch, s.RelatedRecall, s.RelatedLatency.P99)
+		}
+		if s.RelatedRecall >= 0.95 && s.RelatedLatency.P99 <= 20 {
 			pass = true
 		}
+	}
+	switch {
+	case !swept && len(big.Sweep) > 0:
+		g.Measured += "; the sweep's related-papers figure was not measured (these results pool related and search questions in one recall per ef_search, which does not judge this goal)"
+		if !pass {
+			g.Pass = nil
+			return g
+		}
+	case swept && big.EfFor95 == 0:
+		g.Measured += "; no swept ef_search reaches related recall 0.95"
 	}
 	g.Pass = ptr(pass)
 	g.Limit = "HNSW graph walk in PostgreSQL: ef_search candidates × 768-dim distances per query, on 2 cores"
@@ -267,6 +279,11 @@ func Read(path string) (*Run, error) {
 	}
 	for i := range r.Pipeline {
 		r.Pipeline[i].setBound()
+	}
+	for i := range r.KNN {
+		// Older results have the pooled recall's ef_search here.
+		k := &r.KNN[i]
+		k.EfFor95 = relatedEfFor95(k.Sweep, storeSweepLabel(k.Case.index()))
 	}
 	r.Evaluate()
 	return &r, nil
@@ -486,20 +503,30 @@ func (r *Run) Markdown(svg, jsonName string) string {
 				w("| %s | %s | %d | %.3f | %s | %.2f | %.2f | %.0f |\n", k.Case.Name, q.name, k.StoreEfSearch, q.s.Recall, strictText(q.s.StrictRecall), q.s.Latency.P50, q.s.Latency.P99, q.s.QPS4)
 			}
 		}
-		w("\nhnsw.ef_search sweep (the store's statement with ef_search set per run; related and search questions together; latency of a second pass asking them in turn until 1,000 are timed, the first pass's p99 beside it):\n\n")
-		w("| case | index | ef_search | recall@10 | strict recall@10 | p50 ms | p99 ms | first pass p99 ms |\n|---|---|---|---|---|---|---|---|\n")
+		w("\nhnsw.ef_search sweep (the store's statement with ef_search set per run; related questions (stored papers, as Store.Related) and search questions (held-out vectors, as Store.Search) each on their own, and pooled; latency of a second pass asking them in turn until 1,000 are timed, split by kind, the first pass's pooled p99 beside it):\n\n")
+		w("| case | index | ef_search | related recall@10 (strict) | related p50/p99 ms | search recall@10 (strict) | search p50/p99 ms | pooled recall@10 (strict) | pooled p50/p99 ms | first pass p99 ms |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, k := range r.KNN {
 			for _, s := range k.Sweep {
 				first := "–"
 				if s.FirstPass.N > 0 {
 					first = fmt.Sprintf("%.2f", s.FirstPass.P99)
 				}
-				w("| %s | %s | %d | %.3f | %s | %.2f | %.2f | %s |\n", k.Case.Name, s.Index, s.EfSearch, s.Recall, strictText(s.StrictRecall), s.Latency.P50, s.Latency.P99, first)
+				rel, relLat, search, searchLat := "not measured", "not measured", "not measured", "not measured"
+				if s.RelatedMeasured() {
+					rel = fmt.Sprintf("%.3f (%s)", s.RelatedRecall, strictText(s.RelatedStrictRecall))
+					relLat = fmt.Sprintf("%.2f/%.2f", s.RelatedLatency.P50, s.RelatedLatency.P99)
+				}
+				if s.SearchLatency.N > 0 {
+					search = fmt.Sprintf("%.3f (%s)", s.SearchRecall, strictText(s.SearchStrictRecall))
+					searchLat = fmt.Sprintf("%.2f/%.2f", s.SearchLatency.P50, s.SearchLatency.P99)
+				}
+				w("| %s | %s | %d | %s | %s | %s | %s | %.3f (%s) | %.2f/%.2f | %s |\n", k.Case.Name, s.Index, s.EfSearch, rel, relLat, search, searchLat,
+					s.Recall, strictText(s.StrictRecall), s.Latency.P50, s.Latency.P99, first)
 			}
 		}
-		w("\n| case | ef_search for recall ≥ 0.95 | sweep statement agrees with store.Search | exact search s | data generation s |\n|---|---|---|---|---|\n")
+		w("\n| case | ef_search for related recall ≥ 0.95 | sweep statement agrees with store.Search | exact search s | data generation s |\n|---|---|---|---|---|\n")
 		for _, k := range r.KNN {
-			w("| %s | %s | %.3f | %.1f | %.1f |\n", k.Case.Name, efText(k.EfFor95), k.MirrorAgreement, k.ExactSeconds, k.GenerateSeconds)
+			w("| %s | %s | %.3f | %.1f | %.1f |\n", k.Case.Name, efText(k), k.MirrorAgreement, k.ExactSeconds, k.GenerateSeconds)
 		}
 	}
 	w("\n## How it is measured\n\n%s", methodText)
@@ -514,11 +541,19 @@ func strictText(r float64) string {
 	return fmt.Sprintf("%.3f", r)
 }
 
-func efText(ef int) string {
-	if ef == 0 {
-		return "none swept"
+func efText(k KNNResult) string {
+	if k.EfFor95 > 0 {
+		return fmt.Sprint(k.EfFor95)
 	}
-	return fmt.Sprint(ef)
+	for _, s := range k.Sweep {
+		if s.RelatedMeasured() {
+			return "none swept"
+		}
+	}
+	if len(k.Sweep) > 0 {
+		return "not measured (sweep pooled related and search questions)"
+	}
+	return "none swept"
 }
 
 func orDash(s string) string {
@@ -556,6 +591,6 @@ const methodText = `- **Pipeline.** Each case gets a fresh schema, a fresh embed
 - **Bound** (Little's law): the worker holds at most C TL;DR requests in flight and each lasts the chat latency, so X ≤ C / chat latency. Embedding requests run while the TL;DR is being written and are batched across messages (no chat slot), so they add no term. With a client-side RPM budget shared by both clients: X ≤ RPM/60 / (requests per abstract); the smaller binds.
 - **Latency**: a second NATS connection subscribes to ` + "`$JS.ACK.PAPERS.>`" + ` (the acks workers publish) and ` + "`_INBOX.>`" + ` (deliveries to pull requests); the ack subject carries the stream sequence and the time the server stored the message. *e2e* = stored (publish) → ack, which in a burst run includes waiting in the backlog; *service* = first delivery to a worker → ack. The paced case publishes below the bound, so its e2e is the latency without a backlog.
 - **Requests per abstract** come from the fake's /_stats (HTTP requests received). **CPU**: getrusage of the benchmark process (worker, publisher, embedded NATS, store client, the tap) — paperpipe's own, since the fake runs as its own process; the fake's and the PostgreSQL backends' (process title naming the bench database) from /proc; machine busy from /proc/stat. Other helpers share this 2-core machine, so "other" CPU is reported too.
-- **kNN**: vectors are loaded through the store's bulk path — papers by COPY, store.EnsureSpaceForLoad (no index), store.LoadEmbeddings in chunks of 5,000 (COPY into a staging table + one INSERT), store.BuildSpaceIndex (maintenance_work_mem 8GB, 2 parallel workers) — then VACUUM (ANALYZE). Exact answers are brute force in Go over the same float32 vectors. Recall@10 counts ties as found (TieRecall): among papers at the exact 10th neighbour's distance an exact answer keeps an arbitrary few (the lowest indexes), so a search that returns others of them is as right — a returned paper nearer than the 10th is found, and returned papers at exactly its distance fill the exact answer's places at that distance; the strict figure beside it counts only the exact answer's own papers. They differ only where papers tie, which synthetic vectors do not and the offline models' vectors of the generated abstracts (whose texts repeat) do. Latency and recall use Store.Related (stored papers, itself excluded) and Store.Search (held-out vectors). Each case's space has the store's default index kind, store.IndexHNSWHalfvec (HNSW on halfvec copies, halfvec_cosine_ops; each query re-ranks 2k candidates by exact cosine distance), unless named *-vector (store.IndexHNSW: HNSW on the vectors, vector_cosine_ops) or *-binary (store.IndexHNSWBinary: HNSW on binary_quantize codes, bit_hamming_ops; each query re-ranks its ef_search candidates by exact cosine distance). The ef_search sweep runs the store's own statement (store.NewKNNQuery; the store itself sets ef_search to max(store.DefaultEFSearch(kind), k) — 100 on hnsw and hnsw-halfvec, 160 on hnsw-binary — unless PAPERPIPE_EF_SEARCH is set); the sweep's agreement with Store.Search is reported. Each ef_search point measures recall on a first pass over the questions and one client's latency on a second that asks them in turn until LatencyQueries (1,000 at 100k and 1M) are timed (the first pass's p99 is shown beside it). After the load and the index build, VACUUM (ANALYZE) runs before any query, so that autovacuum does not start on the fresh rows during the measurements; its time is reported and not counted in load+index. Synthetic data: see ClusterSpec in the settings.
+- **kNN**: vectors are loaded through the store's bulk path — papers by COPY, store.EnsureSpaceForLoad (no index), store.LoadEmbeddings in chunks of 5,000 (COPY into a staging table + one INSERT), store.BuildSpaceIndex (maintenance_work_mem 8GB, 2 parallel workers) — then VACUUM (ANALYZE). Exact answers are brute force in Go over the same float32 vectors. Recall@10 counts ties as found (TieRecall): among papers at the exact 10th neighbour's distance an exact answer keeps an arbitrary few (the lowest indexes), so a search that returns others of them is as right — a returned paper nearer than the 10th is found, and returned papers at exactly its distance fill the exact answer's places at that distance; the strict figure beside it counts only the exact answer's own papers. They differ only where papers tie, which synthetic vectors do not and the offline models' vectors of the generated abstracts (whose texts repeat) do. Latency and recall use Store.Related (stored papers, itself excluded) and Store.Search (held-out vectors). Each case's space has the store's default index kind, store.IndexHNSWHalfvec (HNSW on halfvec copies, halfvec_cosine_ops; each query re-ranks 2k candidates by exact cosine distance), unless named *-vector (store.IndexHNSW: HNSW on the vectors, vector_cosine_ops) or *-binary (store.IndexHNSWBinary: HNSW on binary_quantize codes, bit_hamming_ops; each query re-ranks its ef_search candidates by exact cosine distance). The ef_search sweep runs the store's own statement (store.NewKNNQuery; the store itself sets ef_search to max(store.DefaultEFSearch(kind), k) — 100 on hnsw and hnsw-halfvec, 160 on hnsw-binary — unless PAPERPIPE_EF_SEARCH is set); the sweep's agreement with Store.Search is reported. Each ef_search point measures recall on a first pass over the questions and one client's latency on a second that asks them in turn until LatencyQueries (1,000 at 100k and 1M) are timed (the first pass's p99 is shown beside it). Recall and latency are reported for the related questions (RecallQueries stored papers, as Store.Related asks) and the search questions (as many held-out vectors, as Store.Search asks) each on their own — each kind's latency is its share of the second pass's samples, about half — and pooled; the related-papers goal and the ef_search for recall ≥ 0.95 are judged on the related questions alone. After the load and the index build, VACUUM (ANALYZE) runs before any query, so that autovacuum does not start on the fresh rows during the measurements; its time is reported and not counted in load+index. Synthetic data: see ClusterSpec in the settings.
 - **Re-processing**: after a zero-latency run, store.StalePapers walks the archive as ` + "`paperpipe reprocess`" + ` does, and the same papers are published on a re-processing target's subject (pipeline.NewReprocessTarget: distinct message ids, so the server does not drop them) and drained by a worker whose every UpsertPapers finds the results stored.
 `
