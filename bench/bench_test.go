@@ -307,7 +307,7 @@ func TestEvaluateJudgesGoals(t *testing.T) {
 	}}
 	r.Evaluate()
 	want := map[string]*bool{
-		"pipeline at C=64": ptr(true), "pipeline at C=256": ptr(false), "embedding requests per abstract": ptr(false),
+		"pipeline at C=64": ptr(true), "pipeline at C=256": ptr(false), "embedding requests per abstract — unpaced (burst)": ptr(false),
 		"zero API latency, offline models": ptr(true), "zero API latency, fake API (separate process)": nil,
 		"related papers at 1M × 768": nil,
 	}
@@ -347,7 +347,7 @@ func TestEvaluateKeepsRandomVectorCasesOutOfTheThroughputGoals(t *testing.T) {
 		t.Errorf("C=64 goal judged on the random-vector case: %+v", g)
 	}
 	// The random-vector case runs the worker's defaults, so its embedding requests count.
-	if g := goals["embedding requests per abstract"]; g.Pass == nil || *g.Pass || !strings.Contains(g.Measured, "C64-random") {
+	if g := goals["embedding requests per abstract — unpaced (burst)"]; g.Pass == nil || *g.Pass || !strings.Contains(g.Measured, "C64-random") {
 		t.Errorf("embedding goal = %+v, want failed on C64-random", g)
 	}
 	if g := goals["zero API latency, fake API (separate process)"]; g.Pass != nil {
@@ -569,5 +569,33 @@ func TestSummarySweepTableShowsRelatedAndSearchApart(t *testing.T) {
 	md := r.Markdown("x.svg", "x.json")
 	if !strings.Contains(md, "| synthetic-1M | halfvec | 100 | 0.859 (0.858) | 5.50/6.80 | 0.897 (0.896) | 4.50/6.90 | 0.878 (–) | 5.00/7.00 |") {
 		t.Errorf("sweep row missing or wrong:\n%s", md)
+	}
+}
+
+func TestEmbeddingGoalJudgesPacedCasesInARowOfTheirOwn(t *testing.T) {
+	t.Parallel()
+	lat := 400 * time.Millisecond
+	r := Run{Pipeline: []PipelineResult{
+		{Case: PipelineCase{Name: "C64", Models: ModelsAPI, Concurrency: 64, ChatLatency: lat}, Steady: 158, Bound: 160, Ratio: 0.99, EmbedPerAbstract: 0.0158},
+		{Case: PipelineCase{Name: "C64-paced", Models: ModelsAPI, Concurrency: 64, ChatLatency: lat, PaceRate: 80}, EmbedPerAbstract: 0.0529},
+	}}
+	r.Evaluate()
+	goals := map[string]Goal{}
+	for _, g := range r.Goals {
+		goals[g.Name] = g
+	}
+	if g := goals["embedding requests per abstract — unpaced (burst)"]; g.Pass == nil || !*g.Pass || !strings.Contains(g.Measured, "0.0158 (C64,") {
+		t.Errorf("unpaced embedding goal = %+v, want passed on C64", g)
+	}
+	g := goals["embedding requests per abstract — paced"]
+	if g.Pass == nil || *g.Pass || !strings.Contains(g.Measured, "0.0529 (C64-paced at 80 abstracts/s") {
+		t.Errorf("paced embedding goal = %+v, want failed on C64-paced", g)
+	}
+	if !strings.Contains(g.Limit, "Linger") || !strings.Contains(g.Limit, "bill by token, not request") {
+		t.Errorf("paced embedding goal's limit = %q", g.Limit)
+	}
+	// The C=64 goal stays on the burst case.
+	if g := goals["pipeline at C=64"]; !strings.Contains(g.Measured, "158.0/s steady") {
+		t.Errorf("C=64 goal = %+v, want judged on the burst case", g)
 	}
 }

@@ -61,7 +61,9 @@ func (r *Run) Evaluate() {
 		sel[k] = &selection{byC: map[int]*PipelineResult{}}
 	}
 	var rp *ReprocessResult
-	maxEmb, maxEmbCase := -1.0, ""
+	// The worst embedding requests per abstract on the worker's defaults, of the burst cases
+	// and of the paced ones: each is a goal row.
+	var worstBurst, worstPaced *PipelineResult
 	for i := range r.Pipeline {
 		p := &r.Pipeline[i]
 		c := p.Case
@@ -70,13 +72,19 @@ func (r *Run) Evaluate() {
 			continue
 		}
 		// The worker's defaults, and of those the fake's default (text) vectors.
-		workerDefaults := c.Models == ModelsAPI && c.Linger == 0 && c.RPM == 0 && c.PaceRate == 0 && !c.DefaultTransport
-		def := workerDefaults && !c.randomVectors()
+		workerDefaults := c.Models == ModelsAPI && c.Linger == 0 && c.RPM == 0 && !c.DefaultTransport
+		def := workerDefaults && c.PaceRate == 0 && !c.randomVectors()
 		if def && c.ChatLatency > 0 {
 			s.byC[c.Concurrency] = p
 		}
-		if workerDefaults && p.EmbedPerAbstract > maxEmb {
-			maxEmb, maxEmbCase = p.EmbedPerAbstract, c.Name
+		if workerDefaults {
+			worst := &worstBurst
+			if c.PaceRate > 0 {
+				worst = &worstPaced
+			}
+			if *worst == nil || p.EmbedPerAbstract > (*worst).EmbedPerAbstract {
+				*worst = p
+			}
 		}
 		if c.Models == ModelsAPI && c.ChatLatency == 0 && !c.DefaultTransport && !c.randomVectors() && s.zeroFake == nil {
 			s.zeroFake = p
@@ -104,11 +112,18 @@ func (r *Run) Evaluate() {
 			goals = append(goals, g)
 		}
 		if k == store.DefaultIndexKind {
-			g := Goal{Name: "embedding requests per abstract", Target: "≤ 0.02 (worker defaults, unpaced load; paced cases in the table)"}
-			if maxEmb >= 0 {
-				g.Measured = fmt.Sprintf("worst %.4f (%s)", maxEmb, maxEmbCase)
-				g.Pass = ptr(maxEmb <= 0.02)
-				g.Limit = "an embedding batch gathers while its messages wait for a chat slot and, below BatchSize (64), while the previous batch is embedded and saved, then Linger (10ms): at low load, batch ≈ arrival rate × Linger"
+			g := Goal{Name: "embedding requests per abstract — unpaced (burst)", Target: "≤ 0.02 (worker defaults, every abstract published at once)"}
+			if p := worstBurst; p != nil {
+				g.Measured = fmt.Sprintf("worst %.4f (%s, %.1f inputs per request)", p.EmbedPerAbstract, p.Case.Name, p.EmbedInputsPerRequest)
+				g.Pass = ptr(p.EmbedPerAbstract <= 0.02)
+				g.Limit = "an embedding batch gathers while its messages wait for a chat slot and, below BatchSize (64), while the previous batch is embedded and saved, then Linger (10ms): with a backlog, batches fill"
+			}
+			goals = append(goals, g)
+			g = Goal{Name: "embedding requests per abstract — paced", Target: "≤ 0.02 (worker defaults, abstracts published at a steady rate below the bound)"}
+			if p := worstPaced; p != nil {
+				g.Measured = fmt.Sprintf("worst %.4f (%s at %g abstracts/s, %.1f inputs per request)", p.EmbedPerAbstract, p.Case.Name, p.Case.PaceRate, p.EmbedInputsPerRequest)
+				g.Pass = ptr(p.EmbedPerAbstract <= 0.02)
+				g.Limit = "without a backlog a batch gathers only what arrives during Linger (10ms) and the previous batch's flight (embedding latency and save), so at low load it is small (≈ arrival rate × that time); embedding APIs bill by token, not request, so small batches cost requests (and RPM budget), not money"
 			}
 			goals = append(goals, g)
 		}
