@@ -12,6 +12,7 @@ import (
 
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/store"
 )
 
@@ -303,7 +304,7 @@ func TestEvaluateJudgesGoals(t *testing.T) {
 	r := Run{Pipeline: []PipelineResult{
 		{Case: PipelineCase{Name: "C64", Models: ModelsAPI, Concurrency: 64, ChatLatency: 400 * time.Millisecond}, Steady: 150, Bound: 160, Ratio: 0.9375, EmbedPerAbstract: 0.01},
 		{Case: PipelineCase{Name: "C256", Models: ModelsAPI, Concurrency: 256, ChatLatency: 400 * time.Millisecond}, Steady: 320, Bound: 640, Ratio: 0.5, EmbedPerAbstract: 0.05},
-		{Case: PipelineCase{Name: "off", Models: ModelsOffline, N: 1000}, Throughput: 1200},
+		{Case: PipelineCase{Name: "off", Models: ModelsOffline, N: 1000}, Processed: 1000, Throughput: 1200},
 	}}
 	r.Evaluate()
 	want := map[string]*bool{
@@ -597,5 +598,66 @@ func TestEmbeddingGoalJudgesPacedCasesInARowOfTheirOwn(t *testing.T) {
 	// The C=64 goal stays on the burst case.
 	if g := goals["pipeline at C=64"]; !strings.Contains(g.Measured, "158.0/s steady") {
 		t.Errorf("C=64 goal = %+v, want judged on the burst case", g)
+	}
+}
+
+func TestEvaluateFailsEveryGoalOfACaseThatLostAbstracts(t *testing.T) {
+	t.Parallel()
+	lat := 400 * time.Millisecond
+	lossy := func(p PipelineResult, processed, dead int64) PipelineResult {
+		p.Processed, p.Worker.Acked, p.Worker.Dead = processed, processed, dead
+		return p
+	}
+	r := Run{Pipeline: []PipelineResult{
+		// Half dead-lettered, the other half fast.
+		lossy(PipelineResult{Case: PipelineCase{Name: "C64", Models: ModelsAPI, N: 4800, Concurrency: 64, ChatLatency: lat},
+			Throughput: 158, Steady: 158, EmbedPerAbstract: 0.01, ChatPerAbstract: 1}, 2400, 2400),
+		// One dead letter among 2,400 paced abstracts.
+		lossy(PipelineResult{Case: PipelineCase{Name: "C64-paced", Models: ModelsAPI, N: 2400, Concurrency: 64, ChatLatency: lat, PaceRate: 80},
+			EmbedPerAbstract: 0.01, ChatPerAbstract: 1}, 2399, 1),
+		// Fewer stored than published, nothing dead-lettered; its reprocess dead-letters too.
+		lossy(PipelineResult{Case: PipelineCase{Name: "zero-latency-fake", Models: ModelsAPI, N: 10000, Concurrency: 64, Reprocess: true},
+			Throughput: 1500, Steady: 1500, EmbedPerAbstract: 0.01,
+			Reprocess: &ReprocessResult{Papers: 10000, WorkerPerSecond: 20000}}, 9990, 0),
+		lossy(PipelineResult{Case: PipelineCase{Name: "offline", Models: ModelsOffline, N: 10000}, Throughput: 1500}, 10, 9990),
+	}}
+	for i := range r.Pipeline {
+		r.Pipeline[i].setBound()
+	}
+	r.Evaluate()
+	for _, name := range []string{"pipeline at C=64", "embedding requests per abstract — unpaced (burst)", "embedding requests per abstract — paced",
+		"zero API latency, fake API (separate process)", "zero API latency, offline models", "reprocess of an unchanged archive"} {
+		g := goalNamed(t, &r, name)
+		if g.Pass == nil || *g.Pass {
+			t.Errorf("goal %q = %v (%s), want failed: its case lost abstracts", name, deref(g.Pass), g.Measured)
+		}
+		if !strings.Contains(g.Measured, "LOST") || !strings.Contains(g.Limit, "abstracts lost") {
+			t.Errorf("goal %q does not say why it failed: %+v", name, g)
+		}
+	}
+	if g := goalNamed(t, &r, "pipeline at C=64"); !strings.Contains(g.Measured, "C64 stored 2400 of 4800 abstracts, 2400 dead-lettered") {
+		t.Errorf("C=64 goal = %q", g.Measured)
+	}
+	// The same run without losses passes.
+	for i := range r.Pipeline {
+		p := &r.Pipeline[i]
+		p.Processed, p.Worker.Dead = int64(p.Case.N), 0
+	}
+	r.Evaluate()
+	if g := goalNamed(t, &r, "pipeline at C=64"); g.Pass == nil || !*g.Pass {
+		t.Errorf("C=64 goal without losses = %+v, want passed", g)
+	}
+	if g := goalNamed(t, &r, "reprocess of an unchanged archive"); g.Pass == nil || !*g.Pass {
+		t.Errorf("reprocess goal without losses = %+v, want passed", g)
+	}
+}
+
+func TestEvaluateFailsReprocessThatDeadLettered(t *testing.T) {
+	t.Parallel()
+	r := Run{Pipeline: []PipelineResult{{Case: PipelineCase{Name: "zero", Models: ModelsAPI, N: 1000, Reprocess: true}, Processed: 1000,
+		Reprocess: &ReprocessResult{Papers: 1000, WorkerPerSecond: 20000, Worker: pipeline.WorkerStats{Acked: 990, Dead: 10}}}}}
+	r.Evaluate()
+	if g := goalNamed(t, &r, "reprocess of an unchanged archive"); g.Pass == nil || *g.Pass || !strings.Contains(g.Measured, "dead-lettered 10 of 1000") {
+		t.Errorf("reprocess goal = %+v, want failed on 10 dead letters", g)
 	}
 }

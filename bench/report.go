@@ -64,6 +64,8 @@ func (r *Run) Evaluate() {
 	// The worst embedding requests per abstract on the worker's defaults, of the burst cases
 	// and of the paced ones: each is a goal row.
 	var worstBurst, worstPaced *PipelineResult
+	var burst, paced []*PipelineResult // every case of each row, for their losses
+	var rpCase *PipelineResult
 	for i := range r.Pipeline {
 		p := &r.Pipeline[i]
 		c := p.Case
@@ -78,10 +80,11 @@ func (r *Run) Evaluate() {
 			s.byC[c.Concurrency] = p
 		}
 		if workerDefaults {
-			worst := &worstBurst
+			worst, all := &worstBurst, &burst
 			if c.PaceRate > 0 {
-				worst = &worstPaced
+				worst, all = &worstPaced, &paced
 			}
+			*all = append(*all, p)
 			if *worst == nil || p.EmbedPerAbstract > (*worst).EmbedPerAbstract {
 				*worst = p
 			}
@@ -93,7 +96,7 @@ func (r *Run) Evaluate() {
 			s.offline = p
 		}
 		if p.Reprocess != nil && rp == nil {
-			rp = p.Reprocess
+			rp, rpCase = p.Reprocess, p
 		}
 	}
 	for _, k := range kinds {
@@ -108,6 +111,7 @@ func (r *Run) Evaluate() {
 				g.Measured = fmt.Sprintf("%.1f/s steady of %.1f/s bound = %.0f%% (overall %.1f/s)", p.Steady, p.Bound, p.Ratio*100, p.Throughput)
 				g.Pass = ptr(p.Ratio >= 0.9)
 				g.Limit = pipelineLimit(p)
+				failLost(&g, p)
 			}
 			goals = append(goals, g)
 		}
@@ -117,6 +121,7 @@ func (r *Run) Evaluate() {
 				g.Measured = fmt.Sprintf("worst %.4f (%s, %.1f inputs per request)", p.EmbedPerAbstract, p.Case.Name, p.EmbedInputsPerRequest)
 				g.Pass = ptr(p.EmbedPerAbstract <= 0.02)
 				g.Limit = "an embedding batch gathers while its messages wait for a chat slot and, below BatchSize (64), while the previous batch is embedded and saved, then Linger (10ms): with a backlog, batches fill"
+				failLost(&g, burst...)
 			}
 			goals = append(goals, g)
 			g = Goal{Name: "embedding requests per abstract — paced", Target: "≤ 0.02 (worker defaults, abstracts published at a steady rate below the bound)"}
@@ -124,6 +129,7 @@ func (r *Run) Evaluate() {
 				g.Measured = fmt.Sprintf("worst %.4f (%s at %g abstracts/s, %.1f inputs per request)", p.EmbedPerAbstract, p.Case.Name, p.Case.PaceRate, p.EmbedInputsPerRequest)
 				g.Pass = ptr(p.EmbedPerAbstract <= 0.02)
 				g.Limit = "without a backlog a batch gathers only what arrives during Linger (10ms) and the previous batch's flight (embedding latency and save), so at low load it is small (≈ arrival rate × that time); embedding APIs bill by token, not request, so small batches cost requests (and RPM budget), not money"
+				failLost(&g, paced...)
 			}
 			goals = append(goals, g)
 		}
@@ -136,6 +142,7 @@ func (r *Run) Evaluate() {
 				g.Measured = fmt.Sprintf("%.0f/s overall, %.0f/s steady; machine %.0f%% busy", z.p.Throughput, z.p.Steady, z.p.CPU.Utilisation*100)
 				g.Pass = ptr(z.p.Throughput >= 1000)
 				g.Limit = cpuLimit(z.p)
+				failLost(&g, z.p)
 			}
 			goals = append(goals, g)
 		}
@@ -153,6 +160,12 @@ func (r *Run) Evaluate() {
 		g.Pass = ptr(rp.WorkerPerSecond >= 5000 && rp.APICalls == 0)
 		g.Limit = fmt.Sprintf("machine %.0f%% busy; paperpipe %.1fs, PostgreSQL %.1fs CPU of %.1fs wall",
 			rp.CPU.Utilisation*100, rp.CPU.SelfSeconds, rp.CPU.PostgresSeconds, rp.CPU.WallSeconds)
+		failLost(&g, rpCase)
+		if rp.Worker.Dead > 0 {
+			g.Pass = ptr(false)
+			g.Measured += fmt.Sprintf("; LOST: the re-processing worker dead-lettered %d of %d papers", rp.Worker.Dead, rp.Papers)
+			g.Limit = "papers dead-lettered (a run that loses papers passes no goal); " + g.Limit
+		}
 	}
 	r.Goals = append(r.Goals, g)
 	// The 1M goals are judged on each 1M case of synthetic vectors (one per index kind), or
@@ -250,6 +263,34 @@ func loadGoal(big *KNNResult, named bool) Goal {
 	g.Pass = ptr(big.Load.LoadAndIndexSeconds <= 900)
 	g.Limit = "HNSW build: CPU (2 cores: leader + parallel workers)"
 	return g
+}
+
+// lost says how a case lost abstracts: "" when it stored every one of its N and dead-lettered none.
+func (p *PipelineResult) lost() string {
+	if p.Processed >= int64(p.Case.N) && p.Worker.Dead == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s stored %d of %d abstracts, %d dead-lettered", p.Case.Name, p.Processed, p.Case.N, p.Worker.Dead)
+}
+
+// failLost fails g when any of ps lost abstracts, and says which: a run that does not store
+// every abstract passes no goal, however fast it went.
+func failLost(g *Goal, ps ...*PipelineResult) {
+	var why []string
+	for _, p := range ps {
+		if p == nil {
+			continue
+		}
+		if w := p.lost(); w != "" {
+			why = append(why, w)
+		}
+	}
+	if len(why) == 0 {
+		return
+	}
+	g.Pass = ptr(false)
+	g.Measured += "; LOST: " + strings.Join(why, "; ")
+	g.Limit = "abstracts lost (a run that does not store every abstract passes no goal); " + g.Limit
 }
 
 func pipelineLimit(p *PipelineResult) string {
@@ -452,7 +493,7 @@ func (r *Run) Markdown(svg, jsonName string) string {
 	}
 	if len(r.Pipeline) > 0 {
 		w("\n## 1. Pipeline throughput\n\n![throughput against concurrency](%s)\n\n", svg)
-		w("| case | models | N | C | chat/emb latency ms | linger ms | RPM | pace/s | overall/s | steady/s | bound/s | steady/bound | e2e p50/p99 ms | service p50/p99 ms | chat req/abs | emb req/abs | inputs/emb req | CPU-s per 1k: paperpipe / fake / PG | machine busy | acked / retried / dead |\n")
+		w("| case | models | N | C | chat/emb latency ms | linger ms | RPM | pace/s | overall/s | steady/s | bound/s | steady/bound | e2e p50/p99 ms | service p50/p99 ms | chat req/abs | emb req/abs | inputs/emb req | CPU-s per 1k: paperpipe / fake / PG | machine busy | stored / acked / retried / dead |\n")
 		w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, p := range r.Pipeline {
 			c := p.Case
@@ -467,11 +508,11 @@ func (r *Run) Markdown(svg, jsonName string) string {
 			if c.randomVectors() {
 				name += " (random vectors)"
 			}
-			w("| %s | %s | %d | %d | %s/%s | %s | %d | %s | %.1f | %.1f | %s | %s | %.0f/%.0f | %.0f/%.0f | %.3f | %.4f | %.1f | %.2f / %.2f / %.2f | %.0f%% | %d / %d / %d |\n",
+			w("| %s | %s | %d | %d | %s/%s | %s | %d | %s | %.1f | %.1f | %s | %s | %.0f/%.0f | %.0f/%.0f | %.3f | %.4f | %.1f | %.2f / %.2f / %.2f | %.0f%% | %d / %d / %d / %d |\n",
 				name, c.Models, c.N, c.Concurrency, ms(c.ChatLatency), ms(c.EmbedLatency), orDefault(c.Linger), c.RPM, pace,
 				p.Throughput, p.Steady, num(p.Bound), pct(p.Ratio, p.Bound), p.EndToEnd.P50, p.EndToEnd.P99, p.Service.P50, p.Service.P99,
 				p.ChatPerAbstract, p.EmbedPerAbstract, p.EmbedInputsPerRequest, p.CPUPer1000, p.FakePer1000, p.PostgresPer1000,
-				p.CPU.Utilisation*100, p.Worker.Acked, p.Worker.Retried, p.Worker.Dead)
+				p.CPU.Utilisation*100, p.Processed, p.Worker.Acked, p.Worker.Retried, p.Worker.Dead)
 		}
 		w("\nBound models: ")
 		seen := map[string]bool{}
@@ -602,7 +643,7 @@ func pct(ratio, bound float64) string {
 func mb(b int64) float64 { return float64(b) / (1 << 20) }
 
 const methodText = `- **Pipeline.** Each case gets a fresh schema, a fresh embedded NATS server (pipeline.StartEmbedded, file storage in a temp dir, pipeline.Setup defaults) and, for API models, a fresh cmd/openai-fake process with the case's latencies. The worker is pipeline.NewWorker with summarize.New and embed.New (text-embedding-3-small asked for 768 dimensions) sharing one llm.Limiter and an http.Client on llm.PooledTransport(C) (as the CLI builds them), and the store from store.Open — the CLI's wiring. Abstracts are generated from testdata/sample-papers.txt (distinct ids, texts and hashes) and published with pipeline.NewPublisher while the worker runs.
-- **Throughput**: *overall* = N / (first publish → last ack); *steady* = acks between the 10th and 90th percentile of ack times per second (the pipeline full), the figure compared with the bound.
+- **Throughput**: *overall* = abstracts stored (with their TL;DR and embedding) / (first publish → last ack), so a dead-lettered abstract does not count; a case that stores fewer than N or dead-letters any passes no goal; *steady* = acks between the 10th and 90th percentile of ack times per second (the pipeline full), the figure compared with the bound.
 - **Bound** (Little's law): the worker holds at most C TL;DR requests in flight and each lasts the chat latency, so X ≤ C / chat latency. Embedding requests run while the TL;DR is being written and are batched across messages (no chat slot), so they add no term. With a client-side RPM budget shared by both clients: X ≤ RPM/60 / (requests per abstract); the smaller binds.
 - **Latency**: a second NATS connection subscribes to ` + "`$JS.ACK.PAPERS.>`" + ` (the acks workers publish) and ` + "`_INBOX.>`" + ` (deliveries to pull requests); the ack subject carries the stream sequence and the time the server stored the message. *e2e* = stored (publish) → ack, which in a burst run includes waiting in the backlog; *service* = first delivery to a worker → ack. The paced case publishes below the bound, so its e2e is the latency without a backlog.
 - **Requests per abstract** come from the fake's /_stats (HTTP requests received). **CPU**: getrusage of the benchmark process (worker, publisher, embedded NATS, store client, the tap) — paperpipe's own, since the fake runs as its own process; the fake's and the PostgreSQL backends' (process title naming the bench database) from /proc; machine busy from /proc/stat. Other helpers share this 2-core machine, so "other" CPU is reported too.
