@@ -661,3 +661,38 @@ func TestEvaluateFailsReprocessThatDeadLettered(t *testing.T) {
 		t.Errorf("reprocess goal = %+v, want failed on 10 dead letters", g)
 	}
 }
+
+func TestThroughputChartDrawsTheDefaultIndexKindOnly(t *testing.T) {
+	t.Parallel()
+	lat := 400 * time.Millisecond
+	r := Run{Pipeline: []PipelineResult{
+		{Case: PipelineCase{Name: "C64", Models: ModelsAPI, Concurrency: 64, ChatLatency: lat}, Steady: 158, Bound: 160, Throughput: 157},
+		{Case: PipelineCase{Name: "C256", Models: ModelsAPI, Concurrency: 256, ChatLatency: lat}, Steady: 605, Bound: 640, Throughput: 548},
+		{Case: PipelineCase{Name: "C256-binary", Models: ModelsAPI, Concurrency: 256, ChatLatency: lat, Index: store.IndexHNSWBinary}, Steady: 608, Bound: 640},
+		{Case: PipelineCase{Name: "C256-vector", Models: ModelsAPI, Concurrency: 256, ChatLatency: lat, Index: store.IndexHNSW}, Steady: 604, Bound: 640},
+		{Case: PipelineCase{Name: "zero-latency-fake-binary", Models: ModelsAPI, Concurrency: 64, Index: store.IndexHNSWBinary}, Throughput: 774},
+		{Case: PipelineCase{Name: "zero-latency-fake", Models: ModelsAPI, Concurrency: 64}, Throughput: 661},
+	}}
+	for _, s := range r.ThroughputChart().Series {
+		if len(s.Points) != 2 {
+			t.Errorf("series %q has %d points, want C=64 and C=256 of the default kind: %v", s.Name, len(s.Points), s.Points)
+			continue
+		}
+		if s.Name == "measured, steady" && s.Points[1].Y != 605 {
+			t.Errorf("steady at C=256 = %g, want the default kind's 605", s.Points[1].Y)
+		}
+		if s.Name == "zero-latency ceiling" && s.Points[0].Y != 661 {
+			t.Errorf("ceiling = %g, want the default kind's 661", s.Points[0].Y)
+		}
+	}
+}
+
+func TestThroughputChartTitleHasTheCasesLatencies(t *testing.T) {
+	t.Parallel()
+	r := Run{Set: "quick", Pipeline: []PipelineResult{
+		{Case: PipelineCase{Name: "C64", Models: ModelsAPI, Concurrency: 64, ChatLatency: 300 * time.Millisecond, EmbedLatency: 150 * time.Millisecond}, Steady: 200, Bound: 213},
+	}}
+	if title := r.ThroughputChart().Title; !strings.Contains(title, "chat 300 ms, embeddings 150 ms") {
+		t.Errorf("chart title %q does not give the cases' latencies", title)
+	}
+}

@@ -376,14 +376,19 @@ func (r *Run) Write(dir string) (string, error) {
 	return path, nil
 }
 
-// ThroughputChart is throughput against concurrency for the API cases with latency: the
-// bound, the steady and overall throughput at the worker's defaults, and the ceiling the
-// zero-latency run reached.
+// ThroughputChart is throughput against concurrency for the API cases with latency on the
+// store's default index kind (the goals' rows; other kinds are in the table): the bound, the
+// steady and overall throughput at the worker's defaults, and the ceiling the zero-latency run
+// reached.
 func (r *Run) ThroughputChart() Chart {
 	var bound, steady, overall, ceiling []Point
+	var chat, emb []time.Duration
 	zero := 0.0
 	for _, p := range r.Pipeline {
 		c := p.Case
+		if c.index() != store.DefaultIndexKind {
+			continue
+		}
 		if c.Models == ModelsAPI && c.ChatLatency == 0 && !c.DefaultTransport && !c.randomVectors() && zero == 0 {
 			zero = p.Throughput
 		}
@@ -394,6 +399,12 @@ func (r *Run) ThroughputChart() Chart {
 		bound = append(bound, Point{x, p.Bound})
 		steady = append(steady, Point{x, p.Steady})
 		overall = append(overall, Point{x, p.Throughput})
+		if !slices.Contains(chat, c.ChatLatency) {
+			chat = append(chat, c.ChatLatency)
+		}
+		if !slices.Contains(emb, c.EmbedLatency) {
+			emb = append(emb, c.EmbedLatency)
+		}
 	}
 	for _, p := range bound {
 		if zero > 0 {
@@ -401,7 +412,8 @@ func (r *Run) ThroughputChart() Chart {
 		}
 	}
 	return Chart{
-		Title:  fmt.Sprintf("paperpipe throughput against concurrency (%s set, chat 400 ms, embeddings 200 ms)", r.Set),
+		Title: fmt.Sprintf("paperpipe throughput against concurrency (%s set, %s index, chat %s ms, embeddings %s ms)",
+			r.Set, store.DefaultIndexKind, latencies(chat), latencies(emb)),
 		XLabel: "concurrency C (TL;DR requests in flight)", YLabel: "abstracts per second",
 		Series: []Series{
 			{Name: "bound C / chat latency", Color: "#888", Dashed: true, Points: bound},
@@ -410,6 +422,19 @@ func (r *Run) ThroughputChart() Chart {
 			{Name: "zero-latency ceiling", Color: "#d62728", Dashed: true, Points: ceiling},
 		},
 	}
+}
+
+// latencies lists the distinct latencies of the charted cases in milliseconds, "–" for none.
+func latencies(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "–"
+	}
+	slices.Sort(ds)
+	s := make([]string, len(ds))
+	for i, d := range ds {
+		s[i] = fmt.Sprintf("%g", float64(d)/float64(time.Millisecond))
+	}
+	return strings.Join(s, "/")
 }
 
 // name is the set, with the part when only some scenarios ran.
