@@ -696,3 +696,34 @@ func TestThroughputChartTitleHasTheCasesLatencies(t *testing.T) {
 		t.Errorf("chart title %q does not give the cases' latencies", title)
 	}
 }
+
+func TestLoadGoalSaysWhatItTimedAndWhatImportEmbeddingsAdds(t *testing.T) {
+	t.Parallel()
+	big := big1M()
+	big.Load = LoadTimes{PapersSeconds: 20, EmbeddingsSeconds: 65, EmbeddingsPerSecond: 15451, IndexSeconds: 516, LoadAndIndexSeconds: 581,
+		VacuumSeconds: 48, IndexBytes: 1953 << 20, IndexMaintenanceMem: "8GB", IndexParallelWorkers: 2}
+	r := Run{KNN: []KNNResult{big}}
+	r.Evaluate()
+	g := goalNamed(t, &r, "load 1M precomputed embeddings")
+	for _, want := range []string{"with maintenance_work_mem 8GB, 2 parallel workers", "import-embeddings builds with maintenance_work_mem 1GB",
+		"smaller than this 1953 MB index", "not timed: import-embeddings's JSON parsing", "VACUUM ANALYZE after the load (48s here)"} {
+		if !strings.Contains(g.Measured, want) {
+			t.Errorf("load goal's measured text lacks %q: %s", want, g.Measured)
+		}
+	}
+	if !strings.Contains(g.Target, "not `paperpipe import-embeddings` end to end") {
+		t.Errorf("load goal's target = %q", g.Target)
+	}
+	if !strings.Contains(g.Limit, "within the build's maintenance_work_mem (8GB)") {
+		t.Errorf("load goal's limit = %q", g.Limit)
+	}
+	// Results that did not record the build's memory say so.
+	r.KNN[0].Load.IndexMaintenanceMem = ""
+	r.Evaluate()
+	if g := goalNamed(t, &r, "load 1M precomputed embeddings"); !strings.Contains(g.Measured, "maintenance_work_mem not recorded") {
+		t.Errorf("load goal without the build's memory: %s", g.Measured)
+	}
+	if md := r.Markdown("x.svg", "x.json"); !strings.Contains(md, "import-embeddings builds with store.IndexSettings{} (maintenance_work_mem 1GB)") {
+		t.Errorf("method text does not say how import-embeddings builds")
+	}
+}

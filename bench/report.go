@@ -253,15 +253,44 @@ func relatedGoal(r *Run, big *KNNResult, named bool) Goal {
 	return g
 }
 
+// importIndexMem is the maintenance_work_mem `paperpipe import-embeddings` builds a space's
+// index with: it passes store.IndexSettings{}, and store/spaces.go's buildIndex defaults it.
+const importIndexMem = "1GB"
+
 func loadGoal(big *KNNResult, named bool) Goal {
-	g := Goal{Name: "load 1M precomputed embeddings" + goalIndex(big, named), Target: "COPY + index build ≤ 15 minutes"}
+	g := Goal{Name: "load 1M precomputed embeddings" + goalIndex(big, named),
+		Target: "COPY + index build ≤ 15 minutes (timed here: store.LoadEmbeddings + store.BuildSpaceIndex with the benchmark's settings, not `paperpipe import-embeddings` end to end)"}
 	if big == nil || big.Load.IndexSeconds == 0 {
 		return g
 	}
-	g.Measured = fmt.Sprintf("%.1f min (LoadEmbeddings %.0fs at %.0f/s + HNSW build %.0fs); papers COPY %.0fs before",
-		big.Load.LoadAndIndexSeconds/60, big.Load.EmbeddingsSeconds, big.Load.EmbeddingsPerSecond, big.Load.IndexSeconds, big.Load.PapersSeconds)
-	g.Pass = ptr(big.Load.LoadAndIndexSeconds <= 900)
+	l := big.Load
+	mem := "maintenance_work_mem not recorded"
+	if l.IndexMaintenanceMem != "" {
+		mem = fmt.Sprintf("maintenance_work_mem %s, %d parallel workers", l.IndexMaintenanceMem, l.IndexParallelWorkers)
+	}
+	g.Measured = fmt.Sprintf("%.1f min (LoadEmbeddings %.0fs at %.0f/s + HNSW build %.0fs with %s); papers COPY %.0fs before",
+		l.LoadAndIndexSeconds/60, l.EmbeddingsSeconds, l.EmbeddingsPerSecond, l.IndexSeconds, mem, l.PapersSeconds)
+	// What import-embeddings does otherwise: its build's memory, and the work it adds.
+	if l.IndexMaintenanceMem != importIndexMem {
+		g.Measured += fmt.Sprintf("; import-embeddings builds with maintenance_work_mem %s (store.IndexSettings{} defaults)", importIndexMem)
+		if im, ok := pgBytes(importIndexMem); ok && l.IndexBytes > im {
+			g.Measured += fmt.Sprintf(", smaller than this %d MB index, so its build spills and takes longer than timed here", l.IndexBytes>>20)
+		}
+	}
+	vacuum := ""
+	if l.VacuumSeconds > 0 {
+		vacuum = fmt.Sprintf(" (%.0fs here)", l.VacuumSeconds)
+	}
+	g.Measured += fmt.Sprintf("; not timed: import-embeddings's JSON parsing of each line and its VACUUM ANALYZE after the load%s", vacuum)
+	g.Pass = ptr(l.LoadAndIndexSeconds <= 900)
 	g.Limit = "HNSW build: CPU (2 cores: leader + parallel workers)"
+	if bm, ok := pgBytes(l.IndexMaintenanceMem); ok && l.IndexBytes > 0 {
+		rel := "within"
+		if l.IndexBytes > bm {
+			rel = "larger than"
+		}
+		g.Limit += fmt.Sprintf("; index %d MB, %s the build's maintenance_work_mem (%s)", l.IndexBytes>>20, rel, l.IndexMaintenanceMem)
+	}
 	return g
 }
 
@@ -672,6 +701,6 @@ const methodText = `- **Pipeline.** Each case gets a fresh schema, a fresh embed
 - **Bound** (Little's law): the worker holds at most C TL;DR requests in flight and each lasts the chat latency, so X ≤ C / chat latency. Embedding requests run while the TL;DR is being written and are batched across messages (no chat slot), so they add no term. With a client-side RPM budget shared by both clients: X ≤ RPM/60 / (requests per abstract); the smaller binds.
 - **Latency**: a second NATS connection subscribes to ` + "`$JS.ACK.PAPERS.>`" + ` (the acks workers publish) and ` + "`_INBOX.>`" + ` (deliveries to pull requests); the ack subject carries the stream sequence and the time the server stored the message. *e2e* = stored (publish) → ack, which in a burst run includes waiting in the backlog; *service* = first delivery to a worker → ack. The paced case publishes below the bound, so its e2e is the latency without a backlog.
 - **Requests per abstract** come from the fake's /_stats (HTTP requests received). **CPU**: getrusage of the benchmark process (worker, publisher, embedded NATS, store client, the tap) — paperpipe's own, since the fake runs as its own process; the fake's and the PostgreSQL backends' (process title naming the bench database) from /proc; machine busy from /proc/stat. Other helpers share this 2-core machine, so "other" CPU is reported too.
-- **kNN**: vectors are loaded through the store's bulk path — papers by COPY, store.EnsureSpaceForLoad (no index), store.LoadEmbeddings in chunks of 5,000 (COPY into a staging table + one INSERT), store.BuildSpaceIndex (maintenance_work_mem 8GB, 2 parallel workers) — then VACUUM (ANALYZE). Exact answers are brute force in Go over the same float32 vectors. Recall@10 counts ties as found (TieRecall): among papers at the exact 10th neighbour's distance an exact answer keeps an arbitrary few (the lowest indexes), so a search that returns others of them is as right — a returned paper nearer than the 10th is found, and returned papers at exactly its distance fill the exact answer's places at that distance; the strict figure beside it counts only the exact answer's own papers. They differ only where papers tie, which synthetic vectors do not and the offline models' vectors of the generated abstracts (whose texts repeat) do. Latency and recall use Store.Related (stored papers, itself excluded) and Store.Search (held-out vectors). Each case's space has the store's default index kind, store.IndexHNSWHalfvec (HNSW on halfvec copies, halfvec_cosine_ops; each query re-ranks 2k candidates by exact cosine distance), unless named *-vector (store.IndexHNSW: HNSW on the vectors, vector_cosine_ops) or *-binary (store.IndexHNSWBinary: HNSW on binary_quantize codes, bit_hamming_ops; each query re-ranks its ef_search candidates by exact cosine distance). The ef_search sweep runs the store's own statement (store.NewKNNQuery; the store itself sets ef_search to max(store.DefaultEFSearch(kind), k) — 100 on hnsw and hnsw-halfvec, 160 on hnsw-binary — unless PAPERPIPE_EF_SEARCH is set); the sweep's agreement with Store.Search is reported. Each ef_search point measures recall on a first pass over the questions and one client's latency on a second that asks them in turn until LatencyQueries (1,000 at 100k and 1M) are timed (the first pass's p99 is shown beside it). Recall and latency are reported for the related questions (RecallQueries stored papers, as Store.Related asks) and the search questions (as many held-out vectors, as Store.Search asks) each on their own — each kind's latency is its share of the second pass's samples, about half — and pooled; the related-papers goal and the ef_search for recall ≥ 0.95 are judged on the related questions alone. After the load and the index build, VACUUM (ANALYZE) runs before any query, so that autovacuum does not start on the fresh rows during the measurements; its time is reported and not counted in load+index. Synthetic data: see ClusterSpec in the settings.
+- **kNN**: vectors are loaded through the store's bulk path — papers by COPY, store.EnsureSpaceForLoad (no index), store.LoadEmbeddings in chunks of 5,000 (COPY into a staging table + one INSERT), store.BuildSpaceIndex (maintenance_work_mem ` + benchIndexMem + `, 2 parallel workers) — then VACUUM (ANALYZE). The load goal times this path, which is not ` + "`paperpipe import-embeddings`" + ` end to end: import-embeddings builds with store.IndexSettings{} (maintenance_work_mem ` + importIndexMem + `), less than a 1M × 768 index (about 2 GB on halfvec, 4 GB on vector), so its build spills to disk and takes longer; it also parses each JSON line (the benchmark hands the store []float32) and runs VACUUM ANALYZE after the load, neither of which load+index counts. Exact answers are brute force in Go over the same float32 vectors. Recall@10 counts ties as found (TieRecall): among papers at the exact 10th neighbour's distance an exact answer keeps an arbitrary few (the lowest indexes), so a search that returns others of them is as right — a returned paper nearer than the 10th is found, and returned papers at exactly its distance fill the exact answer's places at that distance; the strict figure beside it counts only the exact answer's own papers. They differ only where papers tie, which synthetic vectors do not and the offline models' vectors of the generated abstracts (whose texts repeat) do. Latency and recall use Store.Related (stored papers, itself excluded) and Store.Search (held-out vectors). Each case's space has the store's default index kind, store.IndexHNSWHalfvec (HNSW on halfvec copies, halfvec_cosine_ops; each query re-ranks 2k candidates by exact cosine distance), unless named *-vector (store.IndexHNSW: HNSW on the vectors, vector_cosine_ops) or *-binary (store.IndexHNSWBinary: HNSW on binary_quantize codes, bit_hamming_ops; each query re-ranks its ef_search candidates by exact cosine distance). The ef_search sweep runs the store's own statement (store.NewKNNQuery; the store itself sets ef_search to max(store.DefaultEFSearch(kind), k) — 100 on hnsw and hnsw-halfvec, 160 on hnsw-binary — unless PAPERPIPE_EF_SEARCH is set); the sweep's agreement with Store.Search is reported. Each ef_search point measures recall on a first pass over the questions and one client's latency on a second that asks them in turn until LatencyQueries (1,000 at 100k and 1M) are timed (the first pass's p99 is shown beside it). Recall and latency are reported for the related questions (RecallQueries stored papers, as Store.Related asks) and the search questions (as many held-out vectors, as Store.Search asks) each on their own — each kind's latency is its share of the second pass's samples, about half — and pooled; the related-papers goal and the ef_search for recall ≥ 0.95 are judged on the related questions alone. After the load and the index build, VACUUM (ANALYZE) runs before any query, so that autovacuum does not start on the fresh rows during the measurements; its time is reported and not counted in load+index. Synthetic data: see ClusterSpec in the settings.
 - **Re-processing**: after a zero-latency run, store.StalePapers walks the archive as ` + "`paperpipe reprocess`" + ` does, and the same papers are published on a re-processing target's subject (pipeline.NewReprocessTarget: distinct message ids, so the server does not drop them) and drained by a worker whose every UpsertPapers finds the results stored.
 `
