@@ -1,12 +1,15 @@
 package bench
 
 import (
+	"context"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -725,5 +728,57 @@ func TestLoadGoalSaysWhatItTimedAndWhatImportEmbeddingsAdds(t *testing.T) {
 	}
 	if md := r.Markdown("x.svg", "x.json"); !strings.Contains(md, "import-embeddings builds with store.IndexSettings{} (maintenance_work_mem 1GB)") {
 		t.Errorf("method text does not say how import-embeddings builds")
+	}
+}
+
+func TestRunWithFailedCasesIsNotComplete(t *testing.T) {
+	t.Parallel()
+	r := Run{Set: "full", Errors: []string{"case C64: not done after 10m0s"}}
+	r.SetComplete(false)
+	if r.Complete {
+		t.Error("a run with a failed case is complete")
+	}
+	if md := r.Markdown("x.svg", "x.json"); !strings.Contains(md, "INCOMPLETE (1 failed: see Errors)") {
+		t.Errorf("summary of a run with a failed case does not say it is incomplete:\n%s", md)
+	}
+	r.Errors = nil
+	if r.SetComplete(true); r.Complete {
+		t.Error("a run cut short is complete")
+	}
+	if r.SetComplete(false); !r.Complete {
+		t.Error("a run that ended without errors is not complete")
+	}
+	// Results written while a failed case still left the run complete are read as incomplete.
+	b, err := json.Marshal(Run{Set: "full", Errors: []string{"case x: boom"}, Complete: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "r.json")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Read(path); err != nil || got.Complete {
+		t.Errorf("Read of a complete run with errors: complete %v, err %v", got.Complete, err)
+	}
+}
+
+func TestQPSCountsFailedQueries(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	rate, failed := qps(context.Background(), 2, 50*time.Millisecond, func(i int) error {
+		calls.Add(1)
+		time.Sleep(time.Millisecond)
+		if i%2 == 1 {
+			return errors.New("boom")
+		}
+		return nil
+	})
+	n := calls.Load()
+	if failed == 0 || failed >= n {
+		t.Errorf("qps reported %d failed of %d queries, want about half", failed, n)
+	}
+	// The rate counts the answered queries only: at most (calls − failed) over the 50ms.
+	if max := float64(n-failed) / 0.05; rate > max*1.01 || rate <= 0 {
+		t.Errorf("qps rate %.0f/s, want at most %.0f/s (answered queries only)", rate, max)
 	}
 }

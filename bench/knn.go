@@ -75,6 +75,8 @@ type LoadTimes struct {
 type QueryStats struct {
 	Latency Dist    `json:"latency_one_client"`
 	QPS4    float64 `json:"qps_4_clients"`
+	// QPS4Failed counts the queries that failed while QPS4 was measured (not in QPS4).
+	QPS4Failed int64 `json:"qps_4_clients_failed"`
 	// Recall counts papers tied with the exact 10th neighbour as found (TieRecall);
 	// StrictRecall counts only the exact answer's own papers (Recall). They differ where papers
 	// tie: the offline models' vectors of the generated abstracts, whose texts repeat.
@@ -381,8 +383,17 @@ func RunKNN(ctx context.Context, opts KNNOptions, c KNNCase) (KNNResult, error) 
 	if res.Search.Latency, err = lat(c.LatencyQueries, search); err != nil {
 		return res, fmt.Errorf("case %s: search: %w", c.Name, err)
 	}
-	res.Related.QPS4 = round3(qps(ctx, 4, c.QPSDuration, related))
-	res.Search.QPS4 = round3(qps(ctx, 4, c.QPSDuration, search))
+	for _, q := range []struct {
+		name string
+		s    *QueryStats
+		f    func(int) error
+	}{{"related", &res.Related, related}, {"search", &res.Search, search}} {
+		rate, failed := qps(ctx, 4, c.QPSDuration, q.f)
+		q.s.QPS4, q.s.QPS4Failed = round3(rate), failed
+		if failed > 0 {
+			opts.Logger.Warn("knn: queries failed while measuring QPS", "case", c.Name, "query", q.name, "failed", failed)
+		}
+	}
 	progress()
 	opts.Logger.Info("knn: store queries measured", "case", c.Name)
 
@@ -475,10 +486,12 @@ func hitIDs(hits []paper.Hit) []string {
 	return ids
 }
 
-// qps runs q from clients goroutines for d and returns queries per second.
-func qps(ctx context.Context, clients int, d time.Duration, q func(i int) error) float64 {
-	var n atomic.Int64
-	stop := time.Now().Add(d)
+// qps runs q from clients goroutines for d and returns the answered queries per second, and
+// how many failed (not counted in the rate). The clock starts before the first goroutine does.
+func qps(ctx context.Context, clients int, d time.Duration, q func(i int) error) (float64, int64) {
+	var n, failed atomic.Int64
+	t := time.Now()
+	stop := t.Add(d)
 	var wg sync.WaitGroup
 	for c := range clients {
 		wg.Add(1)
@@ -487,13 +500,14 @@ func qps(ctx context.Context, clients int, d time.Duration, q func(i int) error)
 			for i := c * 1000003; time.Now().Before(stop) && ctx.Err() == nil; i++ {
 				if q(i) == nil {
 					n.Add(1)
+				} else {
+					failed.Add(1)
 				}
 			}
 		}()
 	}
-	t := time.Now()
 	wg.Wait()
-	return Rate(int(n.Load()), time.Since(t))
+	return Rate(int(n.Load()), time.Since(t)), failed.Load()
 }
 
 func loadKNN(ctx context.Context, st *store.Store, sp paper.Space, d *knnData, c KNNCase, lt *LoadTimes, log *slog.Logger) error {

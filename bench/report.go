@@ -30,8 +30,14 @@ type Run struct {
 	KNN      []KNNResult       `json:"knn"`
 	Errors   []string          `json:"errors,omitempty"`
 	Goals    []Goal            `json:"goals"`
-	// Complete is false while the run is going on or when it was cut short.
+	// Complete is false while the run is going on, when it was cut short, or when a case
+	// failed (Errors).
 	Complete bool `json:"complete"`
+}
+
+// SetComplete marks the run complete unless it was cut short or a case failed.
+func (r *Run) SetComplete(cutShort bool) {
+	r.Complete = !cutShort && len(r.Errors) == 0
 }
 
 // Goal is one target of issue 6 and how the run did against it.
@@ -365,6 +371,8 @@ func Read(path string) (*Run, error) {
 	for i := range r.Pipeline {
 		r.Pipeline[i].setBound()
 	}
+	// Older results called a run with failed cases complete.
+	r.SetComplete(!r.Complete)
 	for i := range r.KNN {
 		// Older results have the pooled recall's ef_search here.
 		k := &r.KNN[i]
@@ -512,7 +520,10 @@ func (r *Run) Markdown(svg, jsonName string) string {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	status := "complete"
-	if !r.Complete {
+	switch {
+	case len(r.Errors) > 0:
+		status = fmt.Sprintf("INCOMPLETE (%d failed: see Errors)", len(r.Errors))
+	case !r.Complete:
 		status = "INCOMPLETE (cut short or still running)"
 	}
 	w("# paperpipe benchmarks — %s set\n\n", r.name())
@@ -610,7 +621,11 @@ func (r *Run) Markdown(svg, jsonName string) string {
 				name string
 				s    QueryStats
 			}{{"Related", k.Related}, {"Search", k.Search}} {
-				w("| %s | %s | %d | %.3f | %s | %.2f | %.2f | %.0f |\n", k.Case.Name, q.name, k.StoreEfSearch, q.s.Recall, strictText(q.s.StrictRecall), q.s.Latency.P50, q.s.Latency.P99, q.s.QPS4)
+				qpsText := fmt.Sprintf("%.0f", q.s.QPS4)
+				if q.s.QPS4Failed > 0 {
+					qpsText += fmt.Sprintf(" (%d failed)", q.s.QPS4Failed)
+				}
+				w("| %s | %s | %d | %.3f | %s | %.2f | %.2f | %s |\n", k.Case.Name, q.name, k.StoreEfSearch, q.s.Recall, strictText(q.s.StrictRecall), q.s.Latency.P50, q.s.Latency.P99, qpsText)
 			}
 		}
 		w("\nhnsw.ef_search sweep (the store's statement with ef_search set per run; related questions (stored papers, as Store.Related) and search questions (held-out vectors, as Store.Search) each on their own, and pooled; latency of a second pass asking them in turn until 1,000 are timed, split by kind, the first pass's pooled p99 beside it):\n\n")

@@ -313,7 +313,7 @@ func run(args []string, stderr io.Writer) error {
 			save()
 		}
 	}
-	r.Complete = ctx.Err() == nil
+	r.SetComplete(ctx.Err() != nil)
 	save()
 	fmt.Fprintf(stderr, "paperbench: results in %s (SUMMARY-%s*.md)\n", *out, *setName)
 	if ctx.Err() != nil {
