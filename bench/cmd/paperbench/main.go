@@ -235,7 +235,7 @@ func run(args []string, stderr io.Writer) error {
 			"store pool":            "store.Open defaults (MaxConns max(8, 4×GOMAXPROCS))",
 			"corpus":                fmt.Sprintf("%s (%d papers) → generated abstracts", *corpusPath, len(corpus)),
 			"kNN k":                 "10",
-			"HNSW":                  "pgvector defaults m=16, ef_construction=64; build maintenance_work_mem 8GB, 2 parallel workers (paperpipe import-embeddings builds with store.IndexSettings{}: 1GB); *-binary cases index binary_quantize codes (bit_hamming_ops) and re-rank ef_search candidates exactly",
+			"HNSW":                  "pgvector defaults m=16, ef_construction=64; build maintenance_work_mem 8GB, 2 parallel workers (paperpipe import-embeddings builds with PAPERPIPE_INDEX_BUILD_MEMORY, default 1GB); *-binary cases index binary_quantize codes (bit_hamming_ops) and re-rank ef_search candidates exactly",
 			"kNN offline vectors":   "offline-*: embed.NewOffline (hashed); fitted-*: embed.Fit on the first 4,000 generated abstracts (paperpipe fit's default sample), then every abstract and query embedded by it",
 		}}
 	for _, c := range s.knn {
