@@ -125,14 +125,13 @@ func ListDeadLetters(ctx context.Context, js jetstream.JetStream, limit int) ([]
 		if limit > 0 && len(out) >= limit {
 			break
 		}
-		raw, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
+		d, ok, err := deadLetterAt(ctx, s, seq)
 		if err != nil {
-			return nil, fmt.Errorf("dead letter %d: %w", seq, err)
+			return nil, err
 		}
-		out = append(out, deadLetterOf(raw))
+		if ok {
+			out = append(out, d)
+		}
 	}
 	return out, nil
 }
@@ -155,16 +154,27 @@ func LatestDeadLetters(ctx context.Context, js jetstream.JetStream, n int) ([]De
 	}
 	var out []DeadLetter
 	for seq := info.State.LastSeq; seq >= info.State.FirstSeq && seq > 0 && len(out) < n; seq-- {
-		raw, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
+		d, ok, err := deadLetterAt(ctx, s, seq)
 		if err != nil {
-			return nil, fmt.Errorf("dead letter %d: %w", seq, err)
+			return nil, err
 		}
-		out = append(out, deadLetterOf(raw))
+		if ok {
+			out = append(out, d)
+		}
 	}
 	return out, nil
+}
+
+// deadLetterAt reads the dead letter at seq of s; ok is false when there is none (replayed).
+func deadLetterAt(ctx context.Context, s jetstream.Stream, seq uint64) (d DeadLetter, ok bool, err error) {
+	raw, err := s.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return DeadLetter{}, false, nil
+	}
+	if err != nil {
+		return DeadLetter{}, false, fmt.Errorf("dead letter %d: %w", seq, err)
+	}
+	return deadLetterOf(raw), true, nil
 }
 
 func deadLetterOf(raw *jetstream.RawStreamMsg) DeadLetter {

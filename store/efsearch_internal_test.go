@@ -22,8 +22,8 @@ func TestSearchQueriesRunWithTheirOptionsAndOnlyThey(t *testing.T) {
 		k    int
 		want string
 	}{
-		{0, IndexHNSW, 10, "100"},         // default
-		{0, IndexHNSWHalfvec, 10, "100"},  // default
+		{0, IndexHNSW, 10, "160"},         // default
+		{0, IndexHNSWHalfvec, 10, "160"},  // default
 		{0, IndexHNSWBinary, 10, "160"},   // the binary kind's default: more candidates to re-rank
 		{250, IndexHNSWBinary, 10, "250"}, // configured
 		{40, IndexHNSW, 120, "120"},       // never below k

@@ -344,16 +344,15 @@ func (s *Store) efFor(sp spaceRow, k int) int {
 }
 
 // DefaultEFSearch is the hnsw.ef_search queries of a space with index kind run with unless
-// Config.EFSearch says otherwise: 100 on IndexHNSW and IndexHNSWHalfvec (recall@10 0.96–0.99 on
-// 100k vectors of 768 dimensions, 0.89–0.93 at 1M), 160 on IndexHNSWBinary, whose ef_search
-// candidates are chosen by 1-bit codes and re-ranked exactly, so it needs more of them for the
-// same recall (1M: 0.90–0.95 at 100, 0.94–0.98 at 160 with p99 14–22 ms, over five builds; see
-// bench/results).
+// Config.EFSearch says otherwise: 160 on every kind. At 1M × 768 (bench/results/
+// SUMMARY-full-knn-1M-related.md) related papers reached recall@10 0.958 on IndexHNSWHalfvec and
+// 0.952 on IndexHNSW at 160 (0.926 and 0.931 at 100) with p99 9.8 ms on 2 cores; IndexHNSWBinary,
+// whose candidates are chosen by 1-bit codes and re-ranked exactly, 0.94–0.98 over six builds. At
+// 100k the extra candidates cost well under a millisecond. The kind is kept as a parameter: the
+// kinds' needs differed before, and may again.
 func DefaultEFSearch(kind IndexKind) int {
-	if kind == IndexHNSWBinary {
-		return 160
-	}
-	return 100
+	_ = kind
+	return 160
 }
 
 // searchOptionsSQL sets, for the rest of the transaction, what every vector query runs with:

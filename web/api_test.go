@@ -636,32 +636,7 @@ func TestSearchWithoutMatchingEmbedder(t *testing.T) {
 
 func TestRepeatedSearchMakesNoAPICall(t *testing.T) {
 	t.Parallel()
-	ai := openaitest.Start(t, openaitest.Config{})
-	client, err := embed.New(embed.Config{BaseURL: ai.URL(), APIKey: "test", Model: "text-embedding-3-small", Dimensions: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := newBundle(t)
-	ctx := t.Context()
-	// An archive embedded by the API model: ten sample papers, stored directly.
-	papers := sampledata.Papers(t)[:10]
-	if _, err := b.st.UpsertPapers(ctx, papers, paper.Work{}); err != nil {
-		t.Fatal(err)
-	}
-	sp, err := b.st.EnsureSpace(ctx, client.Space())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.st.Activate(ctx, sp.ID); err != nil {
-		t.Fatal(err)
-	}
-	embs, _, err := client.Embed(ctx, papers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.st.SaveEmbeddings(ctx, sp.ID, embs); err != nil {
-		t.Fatal(err)
-	}
+	b, client, ai := apiArchive(t)
 	cfg := b.config()
 	cfg.Embedder = client
 	b.serve(cfg)
