@@ -87,7 +87,7 @@ func TestStoredTextKeepsItsDateThroughPublishAndReplay(t *testing.T) {
 	if err != nil || len(dls) != 1 {
 		t.Fatalf("dead letters %v, %v", dls, err)
 	}
-	if err := ReplayDeadLetter(ctx, js, dls[0].Seq); err != nil {
+	if _, err := ReplayDeadLetter(ctx, js, dls[0].Seq); err != nil {
 		t.Fatal(err)
 	}
 	if j := next(); !j.a.TextAt.Equal(read) {

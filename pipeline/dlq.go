@@ -187,22 +187,22 @@ func deadLetterOf(raw *jetstream.RawStreamMsg) DeadLetter {
 }
 
 // ReplayDeadLetter republishes one dead letter onto the subject it came from and removes it
-// from the dead-letter stream. The republished message has a fresh message id, so the
-// server's duplicate window does not drop it.
-func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) error {
+// from the dead-letter stream, and returns that subject. The republished message has a fresh
+// message id, so the server's duplicate window does not drop it.
+func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (subject string, err error) {
 	s, err := js.Stream(ctx, StreamDead)
 	if err != nil {
-		return fmt.Errorf("dead-letter stream: %w", err)
+		return "", fmt.Errorf("dead-letter stream: %w", err)
 	}
 	raw, err := s.GetMsg(ctx, seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return fmt.Errorf("dead letter %d: not found", seq)
+		return "", fmt.Errorf("dead letter %d: not found", seq)
 	}
 	if err != nil {
-		return fmt.Errorf("dead letter %d: %w", seq, err)
+		return "", fmt.Errorf("dead letter %d: %w", seq, err)
 	}
 	dl := deadLetterOf(raw)
-	subject := dl.Subject
+	subject = dl.Subject
 	if subject != SubjectNew && !strings.HasPrefix(subject, SubjectReprocess+".") {
 		subject = SubjectNew
 	}
@@ -212,12 +212,12 @@ func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) e
 	}
 	id := "replay:" + strconv.FormatUint(seq, 10) + ":" + strconv.FormatInt(time.Now().UnixNano(), 10)
 	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(id)); err != nil {
-		return fmt.Errorf("replay dead letter %d: %w", seq, err)
+		return "", fmt.Errorf("replay dead letter %d: %w", seq, err)
 	}
 	if err := s.DeleteMsg(ctx, seq); err != nil {
-		return fmt.Errorf("replayed dead letter %d but could not remove it: %w", seq, err)
+		return subject, fmt.Errorf("replayed dead letter %d but could not remove it: %w", seq, err)
 	}
-	return nil
+	return subject, nil
 }
 
 // textAt dates a message's text: by its HeaderTextAt when it has one (a stored text

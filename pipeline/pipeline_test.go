@@ -250,7 +250,7 @@ func TestUndecodableMessageIsDeadLetteredWithReasonAndReplayable(t *testing.T) {
 	if len(dls) != 1 || !strings.Contains(dls[0].Reason, "not an abstract") || dls[0].Attempts != 1 || dls[0].Subject != pipeline.SubjectNew {
 		t.Fatalf("dead letters = %+v", dls)
 	}
-	if err := pipeline.ReplayDeadLetter(ctx, b.js, dls[0].Seq); err != nil {
+	if _, err := pipeline.ReplayDeadLetter(ctx, b.js, dls[0].Seq); err != nil {
 		t.Fatal(err)
 	}
 	ws = runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{})

@@ -121,6 +121,12 @@ func TestDLQReplayReplaysADeadLetterNamedTwiceOnce(t *testing.T) {
 // of new papers, sequences 1 to n.
 func withDeadLetters(t *testing.T, n int) *cli {
 	t.Helper()
+	return withDeadLettersOf(t, n, pipeline.SubjectNew)
+}
+
+// withDeadLettersOf is withDeadLetters for messages that came from subject.
+func withDeadLettersOf(t *testing.T, n int, subject string) *cli {
+	t.Helper()
 	ctx := t.Context()
 	srv := natstest.Start(t)
 	js := srv.Connect(t)
@@ -130,13 +136,27 @@ func withDeadLetters(t *testing.T, n int) *cli {
 	for i := 1; i <= n; i++ {
 		m := nats.NewMsg(pipeline.SubjectDead + "." + pipeline.ConsumerNew)
 		m.Data = fmt.Appendf(nil, `{"id":"arxiv:2401.0000%d","title":"T%d","abstract":"An abstract."}`, i, i)
-		m.Header.Set(pipeline.HeaderSubject, pipeline.SubjectNew)
+		m.Header.Set(pipeline.HeaderSubject, subject)
 		m.Header.Set(pipeline.HeaderReason, "test")
 		if _, err := js.PublishMsg(ctx, m); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return newCLI(t, "NATS_URL="+srv.ClientURL())
+}
+
+// A dead letter of a re-processing run goes back to that run's queue, which nothing takes until
+// the run is made again (a finished run's consumer is removed): the replay says so.
+func TestDLQReplayOfARunsDeadLetterSaysToRunItAgain(t *testing.T) {
+	t.Parallel()
+	c := withDeadLettersOf(t, 1, pipeline.SubjectReprocess+".0123456789ab")
+	r := c.ok("dlq", "replay", "1")
+	if !strings.Contains(r.stderr, "1 of them went back to a re-processing run's queue: run the same `paperpipe reprocess` again to process it") {
+		t.Errorf("dlq replay of a run's dead letter said:\n%s", r.stderr)
+	}
+	if r := withDeadLetters(t, 1).ok("dlq", "replay", "1"); strings.Contains(r.stderr, "re-processing") {
+		t.Errorf("dlq replay of a new paper's dead letter said:\n%s", r.stderr)
+	}
 }
 
 // A dead letter that cannot be replayed (a wrong number) is reported, and the others named

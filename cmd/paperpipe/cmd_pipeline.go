@@ -395,12 +395,15 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 		}
 		// One that cannot be replayed (not found: a wrong number) is reported, and the others
 		// go on: the run says how many went back either way.
-		replayed, failed := 0, 0
+		replayed, failed, toRuns := 0, 0, 0
 		for _, s := range seqs {
-			err := pipeline.ReplayDeadLetter(ctx, b.js, s)
+			subject, err := pipeline.ReplayDeadLetter(ctx, b.js, s)
 			switch {
 			case err == nil:
 				replayed++
+				if subject != pipeline.SubjectNew {
+					toRuns++
+				}
 			case ctx.Err() != nil:
 				fmt.Fprintf(os.Stderr, "replayed %s before the interruption\n", plural(replayed, "dead letter", "dead letters"))
 				return err
@@ -410,6 +413,15 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 			}
 		}
 		fmt.Fprintf(os.Stderr, "replayed %s\n", plural(replayed, "dead letter", "dead letters"))
+		if toRuns > 0 {
+			// A finished run's consumer is removed: nothing takes these until the run is
+			// made again, and status shows no backlog for them meanwhile.
+			it := "them"
+			if toRuns == 1 {
+				it = "it"
+			}
+			fmt.Fprintf(os.Stderr, "%d of them went back to a re-processing run's queue: run the same `paperpipe reprocess` again to process %s\n", toRuns, it)
+		}
 		if failed > 0 {
 			return fmt.Errorf("%d of the %d dead letters named were not replayed (above)", failed, len(seqs))
 		}
