@@ -480,6 +480,7 @@ wait_ready() {
 	local i
 	for ((i = 0; i < 1200; i++)); do # 10 minutes or more: a crash recovery after a big load
 		as_postgres pg_isready -q -h 127.0.0.1 -p "$PORT" -t 5 && return 0
+		postmaster_pid >/dev/null || die "PostgreSQL exited while starting (log: $SERVICES_DIR/postgresql.log)"
 		((i == 0)) && log "waiting for PostgreSQL to accept connections"
 		sleep 0.5
 	done

@@ -23,7 +23,7 @@ import (
 // nomic-embed-text 768), or 0 for a model it does not know. It is used when
 // Config.Dimensions is 0.
 func NativeDimensions(model string) int {
-	switch model {
+	switch baseModel(model) { // "openai/text-embedding-3-small" on a gateway is the same model
 	case "text-embedding-3-small", "text-embedding-ada-002":
 		return 1536
 	case "text-embedding-3-large":

@@ -178,3 +178,16 @@ func TestNewRefusesDimensionsAboveATextEmbedding3ModelsOwn(t *testing.T) {
 		}
 	}
 }
+
+// A text-embedding-3 model under a gateway's prefix has its own length known: no
+// PAPERPIPE_EMBED_DIMENSIONS is needed, as for the plain name.
+func TestPrefixedModelHasItsNativeLength(t *testing.T) {
+	t.Parallel()
+	c, err := New(Config{BaseURL: "http://127.0.0.1:1/v1", APIKey: "k", Model: "openai/text-embedding-3-small"})
+	if err != nil {
+		t.Fatalf("New(openai/text-embedding-3-small, no Dimensions): %v", err)
+	}
+	if d := c.Space().Dimensions; d != 1536 {
+		t.Errorf("its space has %d dimensions, want 1536", d)
+	}
+}
