@@ -14,6 +14,7 @@ import (
 	"github.com/paperpipe/paperpipe/internal/llm"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/internal/sampledata"
+	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/summarize"
 )
@@ -52,25 +53,14 @@ func TestAccountRefusalPausesTheWorkerUntilTheAPIAcceptsIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	emb := embed.NewOffline()
-	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1})
-	papers := sampledata.Papers(t)[:5]
-	publish(t, b.js, papers)
-	var logs logBuffer
-	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4,
-		Backoff: func(int) time.Duration { return 100 * time.Millisecond },
-		Logger:  slog.New(slog.NewTextHandler(&logs, nil))})
+	b, papers, w, logs := pausingWorker(t, sum, emb)
 
 	// Without the pause, the first refusals dead-letter all five messages.
 	waitFor(t, "the API refusing the key again and again", func() (bool, string) {
 		s := w.Stats()
 		return s.Received >= 12 || s.Dead > 0, fmt.Sprintf("stats %+v", s)
 	})
-	if dls := deadLetters(t, b.js); len(dls) != 0 {
-		t.Fatalf("%d of %d papers dead-lettered for a revoked key (stats %+v); the first: %s", len(dls), len(papers), w.Stats(), dls[0].Reason)
-	}
-	if n := streamMsgs(t, b.js, pipeline.StreamPapers); n != uint64(len(papers)) {
-		t.Errorf("%d messages queued, want all %d", n, len(papers))
-	}
+	checkAllQueued(t, b, w, papers, "a revoked key")
 	// After the first pause the worker tries one message at a time: a pause costs about one
 	// delivery, not one per message.
 	if s := w.Stats(); s.Paused < 3 || s.Received > s.Paused+int64(len(papers))+1 {
@@ -186,24 +176,13 @@ func TestVectorsOfTheWrongLengthPauseTheWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum := summarize.NewOffline(30)
-	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1})
-	papers := sampledata.Papers(t)[:5]
-	publish(t, b.js, papers)
-	var logs logBuffer
-	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4,
-		Backoff: func(int) time.Duration { return 100 * time.Millisecond },
-		Logger:  slog.New(slog.NewTextHandler(&logs, nil))})
+	b, papers, w, logs := pausingWorker(t, sum, emb)
 
 	waitFor(t, "the worker pausing again and again", func() (bool, string) {
 		s := w.Stats()
 		return s.Paused >= 3 || s.Dead > 0, fmt.Sprintf("stats %+v", s)
 	})
-	if dls := deadLetters(t, b.js); len(dls) != 0 {
-		t.Fatalf("%d of %d papers dead-lettered for vectors of the wrong length (stats %+v); the first: %s", len(dls), len(papers), w.Stats(), dls[0].Reason)
-	}
-	if n := streamMsgs(t, b.js, pipeline.StreamPapers); n != uint64(len(papers)) {
-		t.Errorf("%d messages queued, want all %d", n, len(papers))
-	}
+	checkAllQueued(t, b, w, papers, "vectors of the wrong length")
 	out := logs.String()
 	if n, s := strings.Count(out, pauseLine), w.Stats(); n < 1 || int64(n) > s.Paused {
 		t.Errorf("%d pause lines logged for %d pauses, want one each:\n%s", n, s.Paused, out)
@@ -213,5 +192,31 @@ func TestVectorsOfTheWrongLengthPauseTheWorker(t *testing.T) {
 	}
 	if st := api.Stats(); st.EmbedRequests > w.Stats().Paused+int64(len(papers)) {
 		t.Errorf("%d embeddings requests for %d pauses: want about one per pause", st.EmbedRequests, w.Stats().Paused)
+	}
+}
+
+// pausingWorker publishes five sample papers, each delivery their last (MaxDeliver 1), and
+// starts a worker of sum and emb with short pauses, logging into the returned buffer.
+func pausingWorker(t *testing.T, sum pipeline.Summarizer, emb pipeline.Embedder) (*testBundle, []paper.Abstract, *pipeline.Worker, *logBuffer) {
+	t.Helper()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1})
+	papers := sampledata.Papers(t)[:5]
+	publish(t, b.js, papers)
+	logs := &logBuffer{}
+	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4,
+		Backoff: func(int) time.Duration { return 100 * time.Millisecond },
+		Logger:  slog.New(slog.NewTextHandler(logs, nil))})
+	return b, papers, w, logs
+}
+
+// checkAllQueued fails the test unless no paper was dead-lettered (for why) and every one is
+// still queued.
+func checkAllQueued(t *testing.T, b *testBundle, w *pipeline.Worker, papers []paper.Abstract, why string) {
+	t.Helper()
+	if dls := deadLetters(t, b.js); len(dls) != 0 {
+		t.Fatalf("%d of %d papers dead-lettered for %s (stats %+v); the first: %s", len(dls), len(papers), why, w.Stats(), dls[0].Reason)
+	}
+	if n := streamMsgs(t, b.js, pipeline.StreamPapers); n != uint64(len(papers)) {
+		t.Errorf("%d messages queued, want all %d", n, len(papers))
 	}
 }

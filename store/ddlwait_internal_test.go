@@ -19,14 +19,7 @@ import (
 func TestDropSpaceGivesUpWhileAnotherSessionHoldsTheTable(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	s, err := Open(ctx, Config{URL: pgtest.URL(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := migratedStore(t)
 	s.ddlWait = ddlWait{timeout: "50ms", tries: 3, pause: 10 * time.Millisecond}
 	a := paper.Abstract{ID: "arxiv:2401.00001", Title: "T", Abstract: "A."}
 	if _, err := s.UpsertPapers(ctx, []paper.Abstract{a}, Work{}); err != nil {
@@ -103,17 +96,11 @@ func TestLockedDDLWaitOutlastsTheDeadlockTimeout(t *testing.T) {
 func TestDropSpaceRefusalNamesTheSessionsHoldingTheTable(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	s, err := Open(ctx, Config{URL: pgtest.URL(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := migratedStore(t)
 	s.ddlWait = ddlWait{timeout: "50ms", tries: 2, pause: 10 * time.Millisecond}
 	var old paper.Space
 	for _, m := range []string{"active", "old"} {
+		var err error
 		if old, err = s.EnsureSpace(ctx, paper.Space{Model: m, Dimensions: 2, Template: "t"}); err != nil {
 			t.Fatal(err)
 		}
@@ -139,4 +126,18 @@ func TestDropSpaceRefusalNamesTheSessionsHoldingTheTable(t *testing.T) {
 	if strings.Contains(err.Error(), "an index build on it is running") {
 		t.Errorf("DropSpace's refusal %q blames an index build", err)
 	}
+}
+
+// migratedStore opens a store on a schema of its own, migrated, closed at the end of the test.
+func migratedStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), Config{URL: pgtest.URL(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

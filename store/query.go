@@ -350,10 +350,7 @@ func (s *Store) efFor(sp spaceRow, k int) int {
 // whose candidates are chosen by 1-bit codes and re-ranked exactly, 0.94–0.98 over six builds. At
 // 100k the extra candidates cost well under a millisecond. The kind is kept as a parameter: the
 // kinds' needs differed before, and may again.
-func DefaultEFSearch(kind IndexKind) int {
-	_ = kind
-	return 160
-}
+func DefaultEFSearch(IndexKind) int { return 160 }
 
 // searchOptionsSQL sets, for the rest of the transaction, what every vector query runs with:
 // hnsw.ef_search ($1); iterative index scans in strict order (pgvector 0.8), so that a scan

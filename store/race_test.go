@@ -170,23 +170,31 @@ func openWatched(t *testing.T, s *store.Store, role string) (*store.Store, strin
 // call running there (what) returns on done first, or if 20 s go by.
 func waitForLock(t *testing.T, s *store.Store, app string, done <-chan error, what string) {
 	t.Helper()
+	waitForSession(t, s, app, done, what, `wait_event_type = 'Lock'`)
+}
+
+// waitForSession returns once a connection named app is in the state cond (an SQL condition on
+// pg_stat_activity); it fails the test if the call running there (what) returns on done
+// first, or if 20 s go by.
+func waitForSession(t *testing.T, s *store.Store, app string, done <-chan error, what, cond string) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		var waiting bool
+		var there bool
 		if err := s.Pool().QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-				WHERE application_name = $1 AND wait_event_type = 'Lock')`, app).Scan(&waiting); err != nil {
+				WHERE application_name = $1 AND (`+cond+`))`, app).Scan(&there); err != nil {
 			t.Fatal(err)
 		}
-		if waiting {
+		if there {
 			return
 		}
 		select {
 		case err := <-done:
-			t.Fatalf("%s returned (%v) without waiting for the open transaction", what, err)
+			t.Fatalf("%s returned (%v) before it came to wait", what, err)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s did not come to wait for a lock within 20 s", what)
+			t.Fatalf("%s did not come to wait within 20 s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -455,26 +463,7 @@ func waitForBuildToEnd(t *testing.T, s *store.Store, app string) {
 // running there (what) returns on done first, or if 20 s go by.
 func waitForBlocked(t *testing.T, s *store.Store, app string, done <-chan error, what string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var blocked bool
-		if err := s.Pool().QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-				WHERE application_name = $1 AND (wait_event_type = 'Lock' OR query LIKE '%pg_try_advisory_lock%'))`, app).Scan(&blocked); err != nil {
-			t.Fatal(err)
-		}
-		if blocked {
-			return
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("%s returned (%v) without waiting for the index build in progress", what, err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not come to wait within 20 s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitForSession(t, s, app, done, what, `wait_event_type = 'Lock' OR query LIKE '%pg_try_advisory_lock%'`)
 }
 
 // TestIndexChangesBesideAConcurrentBuildWaitForItWithoutStallingTheTable: while a fill's index

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -542,6 +543,32 @@ func TestRunningWorkerFollowsAFit(t *testing.T) {
 	}
 }
 
+// servedURL reads a `serve` process's stderr, copying each line to logs, and returns the URL it
+// says it listens on; the test fails if none comes within a minute.
+func servedURL(t *testing.T, stderr io.Reader, logs io.Writer) string {
+	t.Helper()
+	urls := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			fmt.Fprintln(logs, sc.Text())
+			if _, rest, ok := strings.Cut(sc.Text(), "on http://"); ok {
+				select {
+				case urls <- "http://" + strings.Fields(rest)[0]:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case u := <-urls:
+		return u
+	case <-time.After(60 * time.Second):
+		t.Fatal("serve did not say where it listens")
+		return ""
+	}
+}
+
 // lockedBuffer is a bytes.Buffer a process writes to while the test reads it.
 type lockedBuffer struct {
 	mu sync.Mutex
@@ -580,21 +607,7 @@ func TestServeFollowsAFit(t *testing.T) {
 		_ = srv.Process.Signal(syscall.SIGTERM)
 		_ = srv.Wait()
 	}()
-	urls := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if _, rest, ok := strings.Cut(sc.Text(), "on http://"); ok {
-				urls <- "http://" + strings.Fields(rest)[0]
-			}
-		}
-	}()
-	var base string
-	select {
-	case base = <-urls:
-	case <-time.After(60 * time.Second):
-		t.Fatal("serve did not say where it listens")
-	}
+	base := servedURL(t, stderr, io.Discard)
 	search := func() string {
 		t.Helper()
 		resp, err := http.Get(base + "/api/search?mode=semantic&k=3&q=" + url.QueryEscape("mixture of experts routing"))
@@ -652,26 +665,8 @@ func TestServeRecordsQueryUsageAndStopsPromptly(t *testing.T) {
 			_ = srv.Wait()
 		}
 	}()
-	urls := make(chan string, 1)
-	var logs strings.Builder
-	var logMu sync.Mutex
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			logMu.Lock()
-			logs.WriteString(sc.Text() + "\n")
-			logMu.Unlock()
-			if _, rest, ok := strings.Cut(sc.Text(), "on http://"); ok {
-				urls <- "http://" + strings.Fields(rest)[0]
-			}
-		}
-	}()
-	var base string
-	select {
-	case base = <-urls:
-	case <-time.After(60 * time.Second):
-		t.Fatal("serve did not say where it listens")
-	}
+	var logs lockedBuffer
+	base := servedURL(t, stderr, &logs)
 	get := func(q string) (int, error) {
 		resp, err := http.Get(base + "/api/search?mode=semantic&k=3&q=" + url.QueryEscape(q))
 		if err != nil {
@@ -705,9 +700,7 @@ func TestServeRecordsQueryUsageAndStopsPromptly(t *testing.T) {
 	err = srv.Wait()
 	exited = true
 	took := time.Since(start)
-	logMu.Lock()
 	out := logs.String()
-	logMu.Unlock()
 	if err != nil {
 		t.Errorf("serve after SIGTERM: %v, want exit 0\n%s", err, out)
 	}
