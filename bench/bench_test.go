@@ -582,6 +582,9 @@ func TestEmbeddingGoalJudgesPacedCasesInARowOfTheirOwn(t *testing.T) {
 	r := Run{Pipeline: []PipelineResult{
 		{Case: PipelineCase{Name: "C64", Models: ModelsAPI, Concurrency: 64, ChatLatency: lat}, Steady: 158, Bound: 160, Ratio: 0.99, EmbedPerAbstract: 0.0158},
 		{Case: PipelineCase{Name: "C64-paced", Models: ModelsAPI, Concurrency: 64, ChatLatency: lat, PaceRate: 80}, EmbedPerAbstract: 0.0529},
+		// Not the worker's defaults: shown beside the goal, not judged by it.
+		{Case: PipelineCase{Name: "C64-paced-embedlinger10", Models: ModelsAPI, Concurrency: 64, ChatLatency: lat, PaceRate: 80,
+			EmbedLinger: 10 * time.Millisecond}, EmbedPerAbstract: 0.2},
 	}}
 	r.Evaluate()
 	goals := map[string]Goal{}
@@ -595,7 +598,7 @@ func TestEmbeddingGoalJudgesPacedCasesInARowOfTheirOwn(t *testing.T) {
 	if g.Pass == nil || *g.Pass || !strings.Contains(g.Measured, "0.0529 (C64-paced at 80 abstracts/s") {
 		t.Errorf("paced embedding goal = %+v, want failed on C64-paced", g)
 	}
-	if !strings.Contains(g.Limit, "Linger") || !strings.Contains(g.Limit, "bill by token, not request") {
+	if !strings.Contains(g.Limit, "EmbedLinger") || !strings.Contains(g.Limit, "bill by token, not request") {
 		t.Errorf("paced embedding goal's limit = %q", g.Limit)
 	}
 	// The C=64 goal stays on the burst case.

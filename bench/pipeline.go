@@ -39,6 +39,9 @@ type PipelineCase struct {
 	EmbedLatency time.Duration `json:"embed_latency_ns"`
 	// Linger is WorkerConfig.Linger; 0 keeps the worker's default.
 	Linger time.Duration `json:"linger_ns"`
+	// EmbedLinger is WorkerConfig.EmbedLinger; 0 keeps the worker's default
+	// (pipeline.DefaultEmbedLinger).
+	EmbedLinger time.Duration `json:"embed_linger_ns,omitempty"`
 	// RPM is the client-side request budget shared by both clients (PAPERPIPE_RPM); 0 for none.
 	RPM int `json:"rpm"`
 	// PaceRate publishes at this many abstracts per second instead of all at once, to measure
@@ -282,7 +285,7 @@ func RunPipeline(ctx context.Context, opts PipelineOptions, c PipelineCase, abst
 	defer e.close()
 
 	w, err := pipeline.NewWorker(e.js, e.st, e.sum, e.emb, pipeline.WorkerConfig{
-		SpaceID: e.space.ID, Concurrency: c.Concurrency, Linger: c.Linger, Logger: opts.Logger,
+		SpaceID: e.space.ID, Concurrency: c.Concurrency, Linger: c.Linger, EmbedLinger: c.EmbedLinger, Logger: opts.Logger,
 	})
 	if err != nil {
 		return res, err
@@ -484,7 +487,7 @@ func (e *pipelineEnv) reprocess(ctx context.Context, abstracts []paper.Abstract)
 	res.PublishPerSecond = round3(Rate(len(abstracts), time.Since(t0)))
 
 	w, err := pipeline.NewWorker(e.js, e.st, e.sum, e.emb, pipeline.WorkerConfig{
-		Consumer: target.Consumer, SpaceID: e.space.ID, Concurrency: e.c.Concurrency, Linger: e.c.Linger, Logger: e.opts.Logger,
+		Consumer: target.Consumer, SpaceID: e.space.ID, Concurrency: e.c.Concurrency, Linger: e.c.Linger, EmbedLinger: e.c.EmbedLinger, Logger: e.opts.Logger,
 	})
 	if err != nil {
 		return res, err

@@ -29,7 +29,7 @@ import (
 // a batch goes after linger: a lone item waits linger, no more.
 type batcher[T any] struct {
 	max     int
-	linger  time.Duration
+	linger  func() time.Duration
 	maxHold time.Duration // 0: no bound
 	serial  bool          // a batch smaller than enough waits for the flush in flight
 	enough  int
@@ -48,6 +48,8 @@ type batcherConfig struct {
 	Max int
 	// Linger is how long a batch waits, after its first ready item, for more.
 	Linger time.Duration
+	// LingerNow, when set, replaces Linger: it is asked at each batch's first ready item.
+	LingerNow func() time.Duration
 	// MaxHold bounds how long a batch waits for its held items' release, from its first item;
 	// 0 for no bound.
 	MaxHold time.Duration
@@ -79,7 +81,11 @@ type pendingItem[T any] struct {
 
 // newBatcher returns a batcher whose flushes run with ctx.
 func newBatcher[T any](ctx context.Context, cfg batcherConfig, flush func(context.Context, []T) []error) *batcher[T] {
-	b := &batcher[T]{max: max(cfg.Max, 1), linger: cfg.Linger, maxHold: cfg.MaxHold, serial: cfg.Serial, enough: cfg.Enough, flush: flush, ctx: ctx}
+	linger := cfg.LingerNow
+	if linger == nil {
+		linger = func() time.Duration { return cfg.Linger }
+	}
+	b := &batcher[T]{max: max(cfg.Max, 1), linger: linger, maxHold: cfg.MaxHold, serial: cfg.Serial, enough: cfg.Enough, flush: flush, ctx: ctx}
 	if b.enough < 1 || b.enough > b.max {
 		b.enough = b.max
 	}
@@ -153,7 +159,7 @@ func (b *batcher[T]) readyLocked(g *gathering[T]) {
 		return
 	}
 	g.ready = true
-	g.timer = time.AfterFunc(b.linger, func() {
+	g.timer = time.AfterFunc(b.linger(), func() {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		g.due = true

@@ -63,6 +63,13 @@ type Store interface {
 // flight (its save, ~100 ms of HNSW inserts, is most of the window).
 const MaxEmbedBatch = 64
 
+// DefaultEmbedLinger is WorkerConfig.EmbedLinger's default. At 1 s, a worker sends at most
+// about one partly filled embedding request a second: at 80 abstracts a second without a
+// backlog, requests of ~64 inputs (0.016 requests per abstract) where the 10 ms Linger sent
+// ~18 (0.053; issue 6's paced benchmark). A request costs one of the account's requests per
+// minute whatever its inputs, and its tokens are billed alike either way.
+const DefaultEmbedLinger = time.Second
+
 // WorkerConfig configures a Worker.
 type WorkerConfig struct {
 	// Consumer is the durable consumer to pull from. Defaults to ConsumerNew.
@@ -89,8 +96,18 @@ type WorkerConfig struct {
 	// and then, while it holds fewer than BatchSize abstracts, also waits for the previous
 	// embedding batch to be embedded and saved (at most half of MsgTimeout in all): it gathers
 	// while its members would wait anyway, so the busier the worker or its database, the fewer
-	// and fuller the embedding requests. A lone abstract waits Linger. Defaults to 10ms.
+	// and fuller the embedding requests. A lone abstract waits Linger (EmbedLinger once the
+	// embedder bills requests). Defaults to 10ms.
 	Linger time.Duration
+	// EmbedLinger replaces Linger for embedding batches once the embedder has billed a
+	// request (an answered batch's Usage.Requests > 0; the offline models bill none, and go
+	// on with Linger): without a backlog, a batch then waits up to EmbedLinger, from its first
+	// abstract whose TL;DR has started, for more abstracts before its request goes — fewer,
+	// fuller requests at low load (at most one partly filled request per EmbedLinger) for up
+	// to EmbedLinger more latency per paper, mostly spent beside its TL;DR request. A full
+	// batch (EmbedBatch) goes at once, and a drain sends what is gathered without waiting.
+	// Defaults to DefaultEmbedLinger; a value below Linger means Linger.
+	EmbedLinger time.Duration
 	// FetchWait is how long one pull request waits for messages. Defaults to 1 second.
 	FetchWait time.Duration
 	// MsgTimeout bounds the API work for one message — the TL;DR request and the embedding
@@ -147,6 +164,10 @@ func (c *WorkerConfig) setDefaults() {
 	if c.Linger <= 0 {
 		c.Linger = 10 * time.Millisecond
 	}
+	if c.EmbedLinger == 0 {
+		c.EmbedLinger = DefaultEmbedLinger
+	}
+	c.EmbedLinger = max(c.EmbedLinger, c.Linger)
 	if c.FetchWait <= 0 {
 		c.FetchWait = time.Second
 	}
@@ -200,6 +221,7 @@ type Worker struct {
 	ackWait    time.Duration // the consumer's
 	msgTimeout time.Duration // effective MsgTimeout, below ackWait
 	chat       chan struct{} // one token per TL;DR request in flight
+	embedBills atomic.Bool   // the embedder has billed a request: embedding batches wait EmbedLinger
 	pause      apiPause
 	pulls      struct {
 		mu   sync.Mutex
@@ -289,7 +311,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	// embedded and saved; for at most half a message's work time: the other half is left for
 	// the request.
 	embedB := newBatcher(workCtx, batcherConfig{Max: w.cfg.EmbedBatch, Linger: w.cfg.Linger, MaxHold: w.msgTimeout / 2,
-		Serial: true, Enough: w.cfg.BatchSize}, w.flushEmbeddings)
+		Serial: true, Enough: w.cfg.BatchSize, LingerNow: w.embedLinger}, w.flushEmbeddings)
 	// TL;DR saves are group commits: a save goes at once when none is running, and the TL;DRs
 	// that come back meanwhile go together when it is done. A TL;DR keeps its chat slot until
 	// it is saved (see summarize), so every millisecond a save waits is a millisecond of every
@@ -909,6 +931,15 @@ func (w *Worker) flushEmbeddings(ctx context.Context, items []paper.Abstract) []
 	return errs
 }
 
+// embedLinger is how long an embedding batch waits for more abstracts: EmbedLinger once the
+// embedder has billed a request, Linger until then.
+func (w *Worker) embedLinger() time.Duration {
+	if w.embedBills.Load() {
+		return w.cfg.EmbedLinger
+	}
+	return w.cfg.Linger
+}
+
 // embedAndSave embeds and stores papers. A permanent failure of a request with several inputs
 // is narrowed down by halves, so one bad input does not fail its neighbours. Vectors that came
 // back are stored even when the call as a whole failed (a later request of the batch did) or
@@ -917,6 +948,7 @@ func (w *Worker) embedAndSave(ctx context.Context, papers []paper.Abstract) []er
 	embs, usage, err := w.emb.Embed(ctx, papers)
 	saveCtx := context.WithoutCancel(ctx)
 	if usage.Requests > 0 {
+		w.embedBills.Store(true)
 		// After the vectors: until they are committed a crash loses them, so nothing else
 		// goes first.
 		defer w.recordUsage(saveCtx, []paper.Usage{usage})

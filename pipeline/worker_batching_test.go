@@ -123,3 +123,78 @@ func TestEmbeddingBatchesStayWithinWhatAKillMayLose(t *testing.T) {
 		t.Errorf("an Embed call was given %d abstracts, want at most %d", got, pipeline.MaxEmbedBatch)
 	}
 }
+
+// billingEmbedder reports one API request for each Embed call, as an API embedder does.
+type billingEmbedder struct {
+	countingEmbedder
+}
+
+func (b *billingEmbedder) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Embedding, paper.Usage, error) {
+	embs, u, err := b.countingEmbedder.Embed(ctx, papers)
+	u.Requests = 1
+	return embs, u, err
+}
+
+// publishSpaced publishes n abstracts one at a time, gap apart: arrivals without a backlog.
+func publishSpaced(t *testing.T, b *testBundle, prefix string, n int, gap time.Duration) {
+	t.Helper()
+	pub := pipeline.NewPublisher(b.js, pipeline.SubjectNew, 1)
+	for i := range n {
+		a := paper.Abstract{ID: fmt.Sprintf("%s:%d", prefix, i), Title: fmt.Sprintf("Paper %d", i),
+			Abstract: fmt.Sprintf("We study arrivals without a backlog, case %d.", i)}
+		if err := pub.Publish(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(gap)
+	}
+}
+
+// Abstracts arriving one at a time, 25 ms apart, with free chat slots: a batch gathers only
+// during its linger. Once the embedder has billed a request, a batch waits EmbedLinger
+// (longer than all the arrivals take) instead of Linger, so the 40 abstracts share a couple of
+// requests instead of one each.
+func TestBilledEmbeddingsWaitEmbedLingerForFullerRequests(t *testing.T) {
+	t.Parallel()
+	emb := &billingEmbedder{countingEmbedder{Embedder: embed.NewOffline()}}
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	w := startWorker(t, b, summarize.NewOffline(30), emb, pipeline.WorkerConfig{Concurrency: 64,
+		Linger: 10 * time.Millisecond, EmbedLinger: 5 * time.Second})
+	const n = 40
+	publishSpaced(t, b, "billed", n, 25*time.Millisecond)
+	waitFor(t, "all messages acked", func() (bool, string) {
+		s := w.Stats()
+		return s.Acked == n, fmt.Sprintf("%+v", s)
+	})
+	if s := w.Stats(); s.Embeddings != n {
+		t.Fatalf("stored %d embeddings, want %d", s.Embeddings, n)
+	}
+	// The first batch goes Linger after its abstract (nothing billed yet); the next gathers
+	// the rest, which arrive within its EmbedLinger.
+	if calls := emb.calls.Load(); calls > 3 {
+		t.Errorf("%d embedding requests for %d spaced abstracts, want at most 3", calls, n)
+	}
+}
+
+// An embedder that bills no requests (the offline models) gains nothing from fuller batches:
+// its batches keep the short Linger whatever EmbedLinger says, so spaced abstracts are not
+// held back for each other.
+func TestUnbilledEmbeddingsKeepTheShortLinger(t *testing.T) {
+	t.Parallel()
+	emb := &countingEmbedder{Embedder: embed.NewOffline()}
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	w := startWorker(t, b, summarize.NewOffline(30), emb, pipeline.WorkerConfig{Concurrency: 64,
+		Linger: 10 * time.Millisecond, EmbedLinger: 5 * time.Second})
+	const n = 20
+	publishSpaced(t, b, "unbilled", n, 50*time.Millisecond)
+	waitFor(t, "all messages acked", func() (bool, string) {
+		s := w.Stats()
+		return s.Acked == n, fmt.Sprintf("%+v", s)
+	})
+	// Arrivals 50 ms apart, batches going 10 ms after their first abstract: mostly one each.
+	if calls := emb.calls.Load(); calls < n/2 {
+		t.Errorf("%d embedding requests for %d abstracts 50 ms apart, want at least %d (no EmbedLinger without billing)", calls, n, n/2)
+	}
+}

@@ -711,12 +711,12 @@ func TestConcurrencyHelpIsTheTLDRRequestsInFlight(t *testing.T) {
 	}
 }
 
-// A PAPERPIPE_ACK_WAIT, PAPERPIPE_MAX_DELIVER, PAPERPIPE_CONCURRENCY or PAPERPIPE_BATCH_SIZE
-// below its minimum is refused, naming the variable, exit 2, like one that does not parse (the
+// A PAPERPIPE_ACK_WAIT, PAPERPIPE_MAX_DELIVER, PAPERPIPE_CONCURRENCY, PAPERPIPE_BATCH_SIZE or
+// PAPERPIPE_EMBED_LINGER below its minimum is refused, naming the variable, exit 2, like one that does not parse (the
 // defaults replaced them without a word); so are --concurrency and --batch-size below 1.
 func TestSettingsBelowTheirMinimumAreRefused(t *testing.T) {
 	t.Parallel()
-	for _, kv := range []string{"PAPERPIPE_ACK_WAIT=0s", "PAPERPIPE_MAX_DELIVER=0", "PAPERPIPE_CONCURRENCY=-1", "PAPERPIPE_BATCH_SIZE=0", "PAPERPIPE_MSG_TIMEOUT=-1s",
+	for _, kv := range []string{"PAPERPIPE_ACK_WAIT=0s", "PAPERPIPE_MAX_DELIVER=0", "PAPERPIPE_CONCURRENCY=-1", "PAPERPIPE_BATCH_SIZE=0", "PAPERPIPE_MSG_TIMEOUT=-1s", "PAPERPIPE_EMBED_LINGER=0s",
 		"PAPERPIPE_INDEX_BUILD_MEMORY=lots", "PAPERPIPE_INDEX_BUILD_MEMORY=8G"} {
 		name, _, _ := strings.Cut(kv, "=")
 		if r := newCLI(t, kv).run("version"); r.code != 2 || !strings.Contains(r.stderr, "paperpipe: "+name+"=") {

@@ -552,7 +552,7 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 	drain := func() error {
 		w, err := pipeline.NewWorker(b.js, wst, sum, emb, pipeline.WorkerConfig{
 			Consumer: target.Consumer, SpaceID: sel.Work.SpaceID, Concurrency: c.Concurrency, BatchSize: c.BatchSize,
-			EmbedBatch: c.EmbedBatchInputs, MsgTimeout: c.MsgTimeout, ExitWhenIdle: true, Logger: log.With("consumer", target.Consumer),
+			EmbedBatch: c.EmbedBatchInputs, EmbedLinger: c.EmbedLinger, MsgTimeout: c.MsgTimeout, ExitWhenIdle: true, Logger: log.With("consumer", target.Consumer),
 		})
 		if err != nil {
 			return err

@@ -255,7 +255,7 @@ func runWorkersOnce(ctx context.Context, c *config, log *slog.Logger, st *store.
 		wst, wsum, wemb := workerDeps(c, st, m)
 		w, err := pipeline.NewWorker(b.js, wst, wsum, wemb, pipeline.WorkerConfig{
 			Consumer: name, SpaceID: space.ID, Concurrency: c.Concurrency, BatchSize: c.BatchSize,
-			EmbedBatch: c.EmbedBatchInputs, MsgTimeout: c.MsgTimeout,
+			EmbedBatch: c.EmbedBatchInputs, EmbedLinger: c.EmbedLinger, MsgTimeout: c.MsgTimeout,
 			ExitWhenIdle: exitWhenIdle, Logger: log.With("consumer", name),
 		})
 		if err != nil {

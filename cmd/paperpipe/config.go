@@ -16,6 +16,7 @@ import (
 	"github.com/paperpipe/paperpipe/internal/llm"
 	"github.com/paperpipe/paperpipe/internal/metrics"
 	"github.com/paperpipe/paperpipe/internal/pricing"
+	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/store"
 )
 
@@ -43,10 +44,11 @@ type config struct {
 	RPM           int                  // PAPERPIPE_RPM
 	TPM           int                  // PAPERPIPE_TPM
 
-	EmbedBatchInputs int    // PAPERPIPE_EMBED_BATCH_INPUTS
-	EmbedBatchTokens int    // PAPERPIPE_EMBED_BATCH_TOKENS
-	EmbedEncoding    string // PAPERPIPE_EMBED_ENCODING
-	Prices           string // PAPERPIPE_PRICES
+	EmbedBatchInputs int           // PAPERPIPE_EMBED_BATCH_INPUTS
+	EmbedBatchTokens int           // PAPERPIPE_EMBED_BATCH_TOKENS
+	EmbedEncoding    string        // PAPERPIPE_EMBED_ENCODING
+	EmbedLinger      time.Duration // PAPERPIPE_EMBED_LINGER
+	Prices           string        // PAPERPIPE_PRICES
 
 	Concurrency int           // PAPERPIPE_CONCURRENCY
 	BatchSize   int           // PAPERPIPE_BATCH_SIZE
@@ -127,6 +129,7 @@ func loadConfig() *config {
 		EmbedBatchInputs: envInt("PAPERPIPE_EMBED_BATCH_INPUTS", 2048),
 		EmbedBatchTokens: envInt("PAPERPIPE_EMBED_BATCH_TOKENS", 300000),
 		EmbedEncoding:    env("PAPERPIPE_EMBED_ENCODING", "base64"),
+		EmbedLinger:      envDuration("PAPERPIPE_EMBED_LINGER", pipeline.DefaultEmbedLinger),
 		Prices:           os.Getenv("PAPERPIPE_PRICES"),
 		Concurrency:      envInt("PAPERPIPE_CONCURRENCY", 16),
 		BatchSize:        envInt("PAPERPIPE_BATCH_SIZE", 64),
@@ -155,6 +158,7 @@ func loadConfig() *config {
 		{"PAPERPIPE_MAX_DELIVER", c.MaxDeliver < 1, "at least 1 delivery"},
 		{"PAPERPIPE_CONCURRENCY", c.Concurrency < 1, "at least 1 request in flight"},
 		{"PAPERPIPE_BATCH_SIZE", c.BatchSize < 1, "at least 1 message"},
+		{"PAPERPIPE_EMBED_LINGER", c.EmbedLinger <= 0, "a duration above 0, like 1s (values below 10ms mean 10ms)"},
 	} {
 		if v.bad {
 			fatalf("%s=%q: want %s", v.name, os.Getenv(v.name), v.want)
@@ -230,16 +234,19 @@ func (c *config) addWorkerFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "messages pulled and recorded per micro-batch; env PAPERPIPE_BATCH_SIZE")
 	fs.IntVar(&c.EmbedBatchInputs, "embed-batch-inputs", c.EmbedBatchInputs, "most abstracts per embeddings request (the worker gathers at most 64 across messages); env PAPERPIPE_EMBED_BATCH_INPUTS")
 	fs.IntVar(&c.EmbedBatchTokens, "embed-batch-tokens", c.EmbedBatchTokens, "most estimated tokens per embeddings request; env PAPERPIPE_EMBED_BATCH_TOKENS")
+	fs.DurationVar(&c.EmbedLinger, "embed-linger", c.EmbedLinger, "how long an embeddings request waits for more abstracts (up to 64) when there is no backlog, once the API has billed a request; env PAPERPIPE_EMBED_LINGER")
 }
 
-// checkWorkerFlags is the usage error of a --concurrency or --batch-size below 1, which the
-// workers would silently replace by their defaults.
+// checkWorkerFlags is the usage error of a --concurrency or --batch-size below 1, or an
+// --embed-linger not above 0, which the workers would silently replace by their defaults.
 func (c *config) checkWorkerFlags() error {
 	switch {
 	case c.Concurrency < 1:
 		return usageErr("--concurrency is %d, want at least 1", c.Concurrency)
 	case c.BatchSize < 1:
 		return usageErr("--batch-size is %d, want at least 1", c.BatchSize)
+	case c.EmbedLinger <= 0:
+		return usageErr("--embed-linger is %s, want a duration above 0", c.EmbedLinger)
 	}
 	return nil
 }

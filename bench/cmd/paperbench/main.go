@@ -66,6 +66,9 @@ func sets() map[string]set {
 			withLinger(api("C64-linger150", n(64, 8), 64), 150*time.Millisecond),
 			withLinger(api("C256-linger150", 6000, 256), 150*time.Millisecond),
 			paced(api("C64-paced", 640, 64), 80),
+			// The same arrivals with the embedding linger of the chat side: its cost in
+			// requests against the default's in latency.
+			withEmbedLinger(paced(api("C64-paced-embedlinger10", 640, 64), 80), 10*time.Millisecond),
 			{Name: "zero-latency-fake", Models: bench.ModelsAPI, N: 2000, Concurrency: 64, Reprocess: true},
 			{Name: "zero-latency-fake-binary", Models: bench.ModelsAPI, N: 2000, Concurrency: 64, Index: store.IndexHNSWBinary},
 			{Name: "zero-latency-fake-vector", Models: bench.ModelsAPI, N: 2000, Concurrency: 64, Index: store.IndexHNSW},
@@ -90,6 +93,7 @@ func sets() map[string]set {
 			withLinger(api("C64-linger150", n(64, 30), 64), 150*time.Millisecond),
 			withLinger(api("C256-linger150", 6000, 256), 150*time.Millisecond),
 			paced(api("C64-paced", 2400, 64), 80),
+			withEmbedLinger(paced(api("C64-paced-embedlinger10", 2400, 64), 80), 10*time.Millisecond),
 			rpm(api("C64-rpm600", 1000, 64), 600),
 			// The fake's default vectors are derived from the text and cluster like a real
 			// model's; random ones are the worst case for PostgreSQL's HNSW inserts.
@@ -125,12 +129,16 @@ func sets() map[string]set {
 }
 
 func withLinger(c bench.PipelineCase, d time.Duration) bench.PipelineCase { c.Linger = d; return c }
-func paced(c bench.PipelineCase, rate float64) bench.PipelineCase         { c.PaceRate = rate; return c }
-func rpm(c bench.PipelineCase, n int) bench.PipelineCase                  { c.RPM = n; return c }
-func defaultTransport(c bench.PipelineCase) bench.PipelineCase            { c.DefaultTransport = true; return c }
-func binary(c bench.KNNCase) bench.KNNCase                                { c.Index = store.IndexHNSWBinary; return c }
-func vector(c bench.KNNCase) bench.KNNCase                                { c.Index = store.IndexHNSW; return c }
-func pipeOn(k store.IndexKind, c bench.PipelineCase) bench.PipelineCase   { c.Index = k; return c }
+func withEmbedLinger(c bench.PipelineCase, d time.Duration) bench.PipelineCase {
+	c.EmbedLinger = d
+	return c
+}
+func paced(c bench.PipelineCase, rate float64) bench.PipelineCase       { c.PaceRate = rate; return c }
+func rpm(c bench.PipelineCase, n int) bench.PipelineCase                { c.RPM = n; return c }
+func defaultTransport(c bench.PipelineCase) bench.PipelineCase          { c.DefaultTransport = true; return c }
+func binary(c bench.KNNCase) bench.KNNCase                              { c.Index = store.IndexHNSWBinary; return c }
+func vector(c bench.KNNCase) bench.KNNCase                              { c.Index = store.IndexHNSW; return c }
+func pipeOn(k store.IndexKind, c bench.PipelineCase) bench.PipelineCase { c.Index = k; return c }
 func randomVectors(c bench.PipelineCase) bench.PipelineCase {
 	c.Vectors = openaitest.VectorsRandom
 	return c
@@ -228,7 +236,7 @@ func run(args []string, stderr io.Writer) error {
 			"fake API vectors":      "text (openai-fake -vectors text: lexical vectors of the input, clustered like a real model's) unless the case says random vectors (-vectors random: uniformly random, the worst case for HNSW inserts)",
 			"embedding dimensions":  fmt.Sprint(dims),
 			"chat model / embedder": "summarize.New gpt-4o-mini, embed.New text-embedding-3-small at 768 dims (api); summarize.NewOffline(30), embed.NewOffline (offline)",
-			"worker":                "pipeline.WorkerConfig defaults except Concurrency and Linger per case: BatchSize 64, MaxInFlight max(4C, 256), EmbedBatch 64 (pipeline.MaxEmbedBatch), Linger 10ms (an embedding batch gathers while its messages wait for a chat slot and, below BatchSize, while the previous batch is in flight), FetchWait 1s",
+			"worker":                "pipeline.WorkerConfig defaults except Concurrency, Linger and EmbedLinger per case: BatchSize 64, MaxInFlight max(4C, 256), EmbedBatch 64 (pipeline.MaxEmbedBatch), Linger 10ms (an embedding batch gathers while its messages wait for a chat slot and, below BatchSize, while the previous batch is in flight), EmbedLinger 1s (pipeline.DefaultEmbedLinger: once the API has billed a request an embedding batch waits up to 1s, from its first abstract whose TL;DR has started, to fill) unless the case says, FetchWait 1s",
 			"topology":              "pipeline.TopologyConfig defaults: AckWait 60s, MaxDeliver 8, MaxAckPending 4096, file storage",
 			"publisher":             "pipeline.NewPublisher window 256",
 			"HTTP client":           "llm.PooledTransport(C), as the CLI builds it (an idle connection per request in flight), unless the case says http.DefaultTransport (2 idle connections per host)",
