@@ -232,12 +232,17 @@ func (b *batcher[T]) startLocked(g *gathering[T]) {
 	}()
 }
 
+// startPending starts a flush of the batch being gathered at once, if there is one.
+func (b *batcher[T]) startPending() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.startLocked(b.cur)
+}
+
 // Wait starts a flush of what is pending at once (items whose submitters stopped waiting may
 // still be there, held or with their linger timer running) and blocks until every flush has
 // finished. It is called once nothing more is submitted.
 func (b *batcher[T]) Wait() {
-	b.mu.Lock()
-	b.startLocked(b.cur)
-	b.mu.Unlock()
+	b.startPending()
 	b.wg.Wait()
 }

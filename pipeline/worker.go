@@ -106,7 +106,8 @@ type WorkerConfig struct {
 	// fuller requests at low load (at most one partly filled request per EmbedLinger) for up
 	// to EmbedLinger more latency per paper, mostly spent beside its TL;DR request. A full
 	// batch (EmbedBatch) goes at once, and a drain sends what is gathered without waiting.
-	// Defaults to DefaultEmbedLinger; a value below Linger means Linger.
+	// Like every wait of an embedding batch it ends half a MsgTimeout after the batch's first
+	// abstract at the latest. Defaults to DefaultEmbedLinger; a value below Linger means Linger.
 	EmbedLinger time.Duration
 	// FetchWait is how long one pull request waits for messages. Defaults to 1 second.
 	FetchWait time.Duration
@@ -335,6 +336,10 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	runErr := w.pull(ctx, cons, slots, release, dispatch)
 	drain() // ctx is done, or an ExitWhenIdle worker stops: idle, or at a pause
+	// The embedding batch being gathered goes now rather than after its linger (a second by
+	// default): its members' TL;DRs are bought, and the drain waits for their vectors. A
+	// batch begun later (a message already past its drain check) lingers only Linger.
+	embedB.startPending()
 
 	done := make(chan struct{})
 	go func() { inflight.Wait(); embedB.Wait(); saveB.Wait(); close(done) }()
@@ -932,9 +937,9 @@ func (w *Worker) flushEmbeddings(ctx context.Context, items []paper.Abstract) []
 }
 
 // embedLinger is how long an embedding batch waits for more abstracts: EmbedLinger once the
-// embedder has billed a request, Linger until then.
+// embedder has billed a request, Linger until then and during a drain.
 func (w *Worker) embedLinger() time.Duration {
-	if w.embedBills.Load() {
+	if w.embedBills.Load() && !w.isDraining() {
 		return w.cfg.EmbedLinger
 	}
 	return w.cfg.Linger

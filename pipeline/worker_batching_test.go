@@ -198,3 +198,41 @@ func TestUnbilledEmbeddingsKeepTheShortLinger(t *testing.T) {
 		t.Errorf("%d embedding requests for %d abstracts 50 ms apart, want at least %d (no EmbedLinger without billing)", calls, n, n/2)
 	}
 }
+
+// A drain does not wait for EmbedLinger: the batch being gathered goes at once, and the
+// messages whose TL;DRs are bought are finished, not handed back. (Otherwise the drain would
+// wait until the batch's MaxHold, half a MsgTimeout: here minutes.)
+func TestDrainSendsTheEmbeddingBatchItIsGathering(t *testing.T) {
+	t.Parallel()
+	emb := &billingEmbedder{countingEmbedder{Embedder: embed.NewOffline()}}
+	b := setup(t, emb, pipeline.TopologyConfig{AckWait: 20 * time.Minute})
+	w, err := pipeline.NewWorker(b.js, b.store, summarize.NewOffline(30), emb, pipeline.WorkerConfig{SpaceID: b.space.ID,
+		Linger: 10 * time.Millisecond, EmbedLinger: time.Hour, DrainTimeout: time.Hour, FetchWait: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	// The first batch goes after Linger and bills a request; the next one would wait an hour.
+	publishSpaced(t, b, "drained", 1, 0)
+	waitFor(t, "the first paper acked", func() (bool, string) { s := w.Stats(); return s.Acked == 1, fmt.Sprintf("%+v", s) })
+	publishSpaced(t, b, "drained-next", 3, 0)
+	waitFor(t, "the next TL;DRs written", func() (bool, string) { s := w.Stats(); return s.TLDRs == 4, fmt.Sprintf("%+v", s) })
+	if s := w.Stats(); s.Acked != 1 {
+		t.Fatalf("acked %d before the drain, want 1: the test needs a batch lingering", s.Acked)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the drain waited for the embedding batch's linger")
+	}
+	if s := w.Stats(); s.Acked != 4 || s.Embeddings != 4 {
+		t.Errorf("after the drain: %+v, want all 4 acked with their embeddings", s)
+	}
+}
