@@ -717,7 +717,8 @@ func TestConcurrencyHelpIsTheTLDRRequestsInFlight(t *testing.T) {
 func TestSettingsBelowTheirMinimumAreRefused(t *testing.T) {
 	t.Parallel()
 	for _, kv := range []string{"PAPERPIPE_ACK_WAIT=0s", "PAPERPIPE_MAX_DELIVER=0", "PAPERPIPE_CONCURRENCY=-1", "PAPERPIPE_BATCH_SIZE=0", "PAPERPIPE_MSG_TIMEOUT=-1s", "PAPERPIPE_EMBED_LINGER=0s",
-		"PAPERPIPE_INDEX_BUILD_MEMORY=lots", "PAPERPIPE_INDEX_BUILD_MEMORY=8G"} {
+		"PAPERPIPE_INDEX_BUILD_MEMORY=lots", "PAPERPIPE_INDEX_BUILD_MEMORY=8G", "PAPERPIPE_INDEX_BUILD_MEMORY=512kB",
+		"PAPERPIPE_INDEX_BUILD_MEMORY=2TB", "PAPERPIPE_INDEX_BUILD_MEMORY=99999999999999999999GB"} {
 		name, _, _ := strings.Cut(kv, "=")
 		if r := newCLI(t, kv).run("version"); r.code != 2 || !strings.Contains(r.stderr, "paperpipe: "+name+"=") {
 			t.Errorf("%s: exit %d, stderr %q; want 2 and a message naming %s", kv, r.code, r.stderr, name)
@@ -818,5 +819,20 @@ func TestSearchOfTextTheModelCannotEmbedAndEmptyJSONLists(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "no words the embedding model") || !strings.Contains(r.stderr, "mode=keyword") ||
 		strings.Contains(r.stderr, "zero vector") {
 		t.Errorf("search the: exit %d, stderr %q; want 1 and a plain message pointing at a keyword search", r.code, r.stderr)
+	}
+}
+
+// PAPERPIPE_INDEX_BUILD_MEMORY takes what maintenance_work_mem takes, 1024kB to 2147483647kB,
+// and nothing else: the index build comes after an import's whole load.
+func TestValidIndexMemory(t *testing.T) {
+	t.Parallel()
+	for size, want := range map[string]bool{
+		"1MB": true, "1024kB": true, "1GB": true, "8GB": true, "1TB": true, "2147483647kB": true, "2047GB": true,
+		"1023kB": false, "2TB": false, "2147483648kB": false, "2048GB": false, "0MB": false, "8G": false, "1 GB": false,
+		"99999999999999999999GB": false, "": false,
+	} {
+		if got := validIndexMemory(size); got != want {
+			t.Errorf("validIndexMemory(%q) = %v, want %v", size, got, want)
+		}
 	}
 }

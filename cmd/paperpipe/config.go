@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -164,8 +165,8 @@ func loadConfig() *config {
 			fatalf("%s=%q: want %s", v.name, os.Getenv(v.name), v.want)
 		}
 	}
-	if !pgMemory.MatchString(c.IndexBuildMemory) {
-		fatalf("PAPERPIPE_INDEX_BUILD_MEMORY=%q: want a PostgreSQL memory size such as 1GB, 4GB or 512MB", c.IndexBuildMemory)
+	if !validIndexMemory(c.IndexBuildMemory) {
+		fatalf("PAPERPIPE_INDEX_BUILD_MEMORY=%q: want a PostgreSQL memory size from 1MB to below 2TB (maintenance_work_mem's range), such as 1GB, 4GB or 512MB", c.IndexBuildMemory)
 	}
 	sd, err := embed.ParseSendDimensions(os.Getenv("PAPERPIPE_EMBED_SEND_DIMENSIONS"))
 	if err != nil {
@@ -196,7 +197,23 @@ func loadConfig() *config {
 }
 
 // pgMemory is a memory size as PostgreSQL's settings take it: a number and kB, MB, GB or TB.
-var pgMemory = regexp.MustCompile(`^[1-9][0-9]*(kB|MB|GB|TB)$`)
+var pgMemory = regexp.MustCompile(`^([1-9][0-9]*)(kB|MB|GB|TB)$`)
+
+// validIndexMemory reports whether size is a memory size PostgreSQL takes as
+// maintenance_work_mem: 1024kB to 2147483647kB. Outside that range the index build would
+// fail, after an import's whole load.
+func validIndexMemory(size string) bool {
+	m := pgMemory.FindStringSubmatch(size)
+	if m == nil {
+		return false
+	}
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil {
+		return false
+	}
+	unit := map[string]int64{"kB": 1, "MB": 1 << 10, "GB": 1 << 20, "TB": 1 << 30}[m[2]]
+	return n <= math.MaxInt32/unit && n*unit >= 1024
+}
 
 // embedOffline reports whether the embedding model is a built-in offline one: "offline", the
 // hashed model or a fitted model, each by name.
