@@ -78,7 +78,8 @@ func Name(path string) string {
 
 // isURL reports whether Open fetches path over HTTP.
 func isURL(path string) bool {
-	return strings.HasPrefix(path, "http://") || strings.HasPrefix(path, "https://")
+	scheme, _, ok := strings.Cut(path, "://")
+	return ok && (strings.EqualFold(scheme, "http") || strings.EqualFold(scheme, "https"))
 }
 
 type nopCloser struct{}

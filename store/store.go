@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"io/fs"
 	"log/slog"
+	neturl "net/url"
 	"path"
 	"runtime"
 	"strconv"
@@ -110,8 +111,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	pcfg, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
-		// pgconn redacts the password in its parse errors.
-		return nil, fmt.Errorf("parse database URL: %w", err)
+		return nil, fmt.Errorf("parse database URL (not shown: it may hold a password): %s: %w", parseErrorText(err), paper.ErrInvalid)
+	}
+	for _, h := range append([]*pgconn.FallbackConfig{{Host: pcfg.ConnConfig.Host}}, pcfg.ConnConfig.Fallbacks...) {
+		if strings.Contains(h.Host, "@") {
+			// postgres://user:p@ss@host/db: the host is the password's rest and the host, and
+			// every error would print it.
+			return nil, fmt.Errorf("parse database URL (not shown: it may hold a password): its host holds an \"@\"; write an \"@\" in the password as %%40: %w", paper.ErrInvalid)
+		}
 	}
 	switch {
 	case cfg.MaxConns > 0:
@@ -206,6 +213,25 @@ func registerVector(ctx context.Context, conn *pgx.Conn) error {
 		return fmt.Errorf("register pgvector types after creating the vector extension: %w", err)
 	}
 	return nil
+}
+
+// parseErrorText is what a connection string failed to parse on, without the string: pgconn's
+// ParseConfigError quotes it with the password masked only as far as it can tell (an escaped
+// space in a key/value password, say), and a URL's *url.Error quotes it whole.
+func parseErrorText(err error) string {
+	var ue *neturl.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	msg := err.Error()
+	var pe *pgconn.ParseConfigError
+	if errors.As(err, &pe) {
+		if i := strings.LastIndex(msg, "`: "); i >= 0 {
+			return msg[i+len("`: "):]
+		}
+		return "cannot parse it"
+	}
+	return msg
 }
 
 // Ping checks that the database answers.

@@ -151,6 +151,22 @@ func TestOpenBadURLHidesPassword(t *testing.T) {
 	if strings.Contains(err.Error(), "s3cretpw") {
 		t.Errorf("error reveals the password: %v", err)
 	}
+	// Shapes pgx's own redaction misses: an "@" in a URL's password (the rest of it becomes
+	// the host), an escaped space in a key/value password, an invalid escape (url.Parse's error
+	// quotes the URL whole).
+	for _, u := range []string{
+		"postgres://someone:p@ssS3cretpw@127.0.0.1:1/db",
+		`host=127.0.0.1 user=someone password=my\ S3cretpw port=x`,
+		"postgres://someone:S3cret%zzpw@127.0.0.1:1/db",
+	} {
+		_, err := store.Open(t.Context(), store.Config{URL: u})
+		if err == nil || strings.Contains(err.Error(), "S3cret") || strings.Contains(err.Error(), "cretpw") {
+			t.Errorf("Open(%q): %v, want an error that does not show the password", u, err)
+		}
+	}
+	if _, err := store.Open(t.Context(), store.Config{URL: "postgres://someone:p@ss@127.0.0.1:1/db"}); err == nil || !strings.Contains(err.Error(), "%40") {
+		t.Errorf("Open with an \"@\" in the password: %v, want the advice to write it %%40", err)
+	}
 	if _, err := store.Open(t.Context(), store.Config{}); err == nil || !strings.Contains(err.Error(), "URL") {
 		t.Errorf("Open with no URL: %v, want an error naming URL", err)
 	}

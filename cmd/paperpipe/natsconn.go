@@ -111,6 +111,11 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger, role broker
 	)
 	if err != nil {
 		b.close()
+		// url.Parse's error quotes the URL as given, password and all: keep only its cause.
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return nil, fmt.Errorf("connect to NATS at %s: %w (unset NATS_URL to use the embedded server)", redact.URLs(url), err)
 	}
 	b.nc = nc

@@ -155,3 +155,30 @@ func TestIngestFromURLShowsAndStoresNoSecret(t *testing.T) {
 	}
 	noSecret(t, "the stored source", rec.Source, "UrlSecret", "QuerySecret")
 }
+
+// Credentials in shapes that url.Parse or pgx cannot take apart are not printed either: a
+// password with an unescaped "/", "?" or "%" in OPENAI_BASE_URL or NATS_URL (url.Parse's own
+// error quotes the URL whole), an "@" in DATABASE_URL's password (pgx takes its rest for the
+// host, and the resolver's error names it), and a source URL with an upper-case scheme
+// (once taken for a file name).
+func TestCredentialsInOddShapesAreNotPrinted(t *testing.T) {
+	t.Parallel()
+	port := strconv.Itoa(freePort(t))
+	for _, tc := range []struct {
+		env  string
+		args []string
+	}{
+		{"NATS_URL=nats://user:Nats%Secret@127.0.0.1:" + port, []string{"ingest", sampleFile}},
+		{"NATS_URL=nats://user:Nats/Secret@127.0.0.1:" + port, []string{"ingest", sampleFile}},
+		{"OPENAI_BASE_URL=https://user:Pass/Secret@api.example.com/v1", []string{"summarize", "--chat-model", "gpt-4o-mini", sampleFile}},
+		{"OPENAI_BASE_URL=https://user:PassSecret?x@api.example.com/v1", []string{"summarize", "--chat-model", "gpt-4o-mini", sampleFile}},
+		{"DATABASE_URL=postgres://paperpipe:p@ssSecret@127.0.0.1:" + port + "/paperpipe?sslmode=disable", []string{"status"}},
+		{"PAPERPIPE_CHAT_MODEL=offline", []string{"summarize", "HTTPS://user:UpperSecret@127.0.0.1:" + port + "/feed.jsonl"}},
+	} {
+		r := newCLI(t, tc.env).run(tc.args...)
+		if r.code == 0 {
+			t.Errorf("%s paperpipe %s succeeded", tc.env, strings.Join(tc.args, " "))
+		}
+		noSecret(t, tc.env+" paperpipe "+strings.Join(tc.args, " "), r.stdout+r.stderr, "Secret")
+	}
+}

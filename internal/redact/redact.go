@@ -16,12 +16,13 @@ const Mask = "xxxxx"
 // parameter whose name says it holds a credential (token, key, secret, password, signature,
 // auth, session…; the name stays, so token=xxxxx still says what was given). Other parameters
 // stay as they are: a feed's search_query=cat:cs.CL is what the source was, and what a
-// reader needs to see. A string that does not parse as a URL is masked by its shape:
-// everything between "://" and the last "@" before the path, and everything after the first
-// "?".
+// reader needs to see. A string that does not parse as a URL, or whose path holds an "@" (a
+// password with an unescaped "/" parses as a host and port, its rest as the path), is masked
+// by its shape: everything between "://" and the last "@", and everything after the first "?"
+// that follows it.
 func URL(u string) string {
 	p, err := url.Parse(u)
-	if err != nil {
+	if err != nil || strings.Contains(p.Path, "@") {
 		return roughly(u)
 	}
 	if p.User != nil {
@@ -89,21 +90,22 @@ func secretName(k string) bool {
 	return false
 }
 
-// roughly masks a string that url.Parse rejected (an invalid escape, a bad port), by its shape.
+// roughly masks a string that url.Parse rejected (an invalid escape, a bad port), by its shape:
+// a password may hold "/", "?" or "#", so the user information is taken to end at the last
+// "@", whatever comes before it (masking a path's "@" too is the safe mistake).
 func roughly(u string) string {
-	if before, _, ok := strings.Cut(u, "?"); ok {
-		u = before + "?" + Mask
-	}
 	scheme, rest, ok := strings.Cut(u, "://")
 	if !ok {
+		if before, _, ok := strings.Cut(u, "?"); ok {
+			return before + "?" + Mask
+		}
 		return u
 	}
-	authority, path := rest, ""
-	if i := strings.IndexAny(rest, "/?"); i >= 0 {
-		authority, path = rest[:i], rest[i:]
+	if i := strings.LastIndex(rest, "@"); i >= 0 {
+		rest = Mask + rest[i:]
 	}
-	if i := strings.LastIndex(authority, "@"); i >= 0 {
-		authority = Mask + authority[i:]
+	if before, _, ok := strings.Cut(rest, "?"); ok {
+		rest = before + "?" + Mask
 	}
-	return scheme + "://" + authority + path
+	return scheme + "://" + rest
 }

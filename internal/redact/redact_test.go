@@ -23,6 +23,13 @@ func TestURLMasksUserinfoAndCredentialParameters(t *testing.T) {
 		// url.Parse rejects these; they are masked by their shape.
 		{"http://u:UrlSecret@host:bad/x?token=QuerySecret", "http://xxxxx@host:bad/x?xxxxx"},
 		{"http://u:Url%zzSecret@host/x", "http://xxxxx@host/x"},
+		// A password with an unescaped "/" or "?" (base64 has "/"): the user information ends
+		// at the last "@", not at the first "/" or "?".
+		{"nats://user:Se/cretPart@127.0.0.1:4222", "nats://xxxxx@127.0.0.1:4222"},
+		{"https://user:Se/cretPart@api.example.com/v1", "https://xxxxx@api.example.com/v1"},
+		{"https://user:SeCrEtPrefix?rest@api.example.com/v1?x=1", "https://xxxxx@api.example.com/v1?xxxxx"},
+		// It parses when the password's part before the "/" is a port: the rest is the path.
+		{"https://user:123/SecretRest@api.example.com/v1", "https://xxxxx@api.example.com/v1"},
 	} {
 		if got := URL(tc.in); got != tc.want {
 			t.Errorf("URL(%q) = %q, want %q", tc.in, got, tc.want)
