@@ -129,6 +129,26 @@ func (e *accountError) Error() string {
 
 func (e *accountError) Unwrap() []error { return []error{ErrAccount, e.err} }
 
+// keyless is an error whose message leaves out the API key: a gateway or server that quotes
+// the request's key in a 400 or 5xx answer would otherwise put it in logs, dead-letter reasons
+// and the web's status page.
+type keyless struct {
+	err error
+	key string
+}
+
+func (e *keyless) Error() string { return strings.ReplaceAll(e.err.Error(), e.key, "[redacted]") }
+
+func (e *keyless) Unwrap() error { return e.err }
+
+// hideKey returns err with the API key left out of its message, when the message holds it.
+func (r Retrier) hideKey(err error) error {
+	if err == nil || len(r.APIKey) < 8 || !strings.Contains(err.Error(), r.APIKey) {
+		return err
+	}
+	return &keyless{err: err, key: r.APIKey}
+}
+
 // HTTPStatus returns the HTTP status carried by a go-openai error, or 0.
 func HTTPStatus(err error) int {
 	var apiErr *openai.APIError
@@ -163,7 +183,8 @@ type Retrier struct {
 	Limiter *Limiter
 	// Logger receives a debug line per retry. Defaults to discarding.
 	Logger *slog.Logger
-	// APIKey is left out of the messages of Account errors, should the API's answer quote it.
+	// APIKey is left out of the messages of the errors Do returns and logs, should the API's
+	// answer quote it.
 	APIKey string
 }
 
@@ -264,7 +285,7 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 		}
 		res.Attempts++
 		actx, cancel := context.WithTimeout(ctx, timeout)
-		err := readable(fn(actx))
+		err := r.hideKey(readable(fn(actx)))
 		cancel()
 		if err == nil {
 			return res, nil

@@ -161,6 +161,28 @@ func TestRetrierReturnsAccountErrorsAtOnceWithoutTheKey(t *testing.T) {
 	}
 }
 
+// TestRetrierLeavesTheKeyOutOfEveryError: a server that quotes the request's key in a 400 or a
+// 5xx answer (a gateway echoing its headers) does not get it into the errors Do returns, which
+// reach logs and dead-letter reasons; the cause stays inspectable.
+func TestRetrierLeavesTheKeyOutOfEveryError(t *testing.T) {
+	t.Parallel()
+	const key = "sk-proj-abcdefghijklmnop"
+	for _, apiErr := range []*openai.APIError{
+		{HTTPStatusCode: 400, Message: "Invalid header Authorization: Bearer " + key},
+		{HTTPStatusCode: 502, Message: "upstream refused Bearer " + key},
+		{HTTPStatusCode: 429, Message: "Rate limit for key " + key},
+	} {
+		r := fastRetrier(1)
+		r.APIKey = key
+		r.MaxRateLimitWait = time.Millisecond
+		_, err := r.Do(context.Background(), 1, func(context.Context) error { return apiErr })
+		var cause *openai.APIError
+		if err == nil || strings.Contains(err.Error(), key) || !errors.As(err, &cause) {
+			t.Errorf("%d: err = %v; want an error without the key, its cause inspectable", apiErr.HTTPStatusCode, err)
+		}
+	}
+}
+
 // TestRetrierGivesTheMessageOfAnErrorBodyNotInOpenAIsShape: go-openai reads only OpenAI's
 // error body ({"error":{"message":…}}); for vLLM's {"object":"error","message":…} and the like
 // its error read "message: %!s(<nil>), body: …". Do's error gives the server's message, with
