@@ -54,13 +54,15 @@ const (
 // connectBroker connects to NATS_URL, or, with none set, to the embedded server of the data
 // directory: the one another paperpipe process is running (found through its URL file), or a
 // new one started in this process. One flock on the data directory makes sure only one process
-// runs the embedded server on its files at a time.
+// runs the embedded server on its files at a time. The embedded server takes only clients that
+// present its token, which the URL file (nats://TOKEN@127.0.0.1:PORT, mode 0600, in the data
+// directory, mode 0700) gives the processes of the user who runs it.
 func connectBroker(ctx context.Context, c *config, log *slog.Logger, role brokerRole) (*broker, error) {
 	b := &broker{}
 	url := c.NATSURL
 	if url == "" {
 		dir := filepath.Join(c.DataDir, "nats")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := privateDirs(c.DataDir, dir); err != nil {
 			return nil, fmt.Errorf("data directory: %w", err)
 		}
 		b.urlFile = filepath.Join(c.DataDir, "nats.url")
@@ -77,11 +79,11 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger, role broker
 			}
 			b.embedded = emb
 			url = emb.ClientURL()
-			if err := os.WriteFile(b.urlFile, []byte(url+"\n"), 0o644); err != nil {
+			if err := writeURLFile(b.urlFile, url); err != nil {
 				b.close()
-				return nil, fmt.Errorf("write %s: %w", b.urlFile, err)
+				return nil, err
 			}
-			log.Debug("started embedded NATS", "url", url, "dir", dir)
+			log.Debug("started embedded NATS", "url", redact.URL(url), "dir", dir)
 		} else {
 			b.urlFile = ""
 			raw, err := os.ReadFile(filepath.Join(c.DataDir, "nats.url"))
@@ -90,7 +92,7 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger, role broker
 			}
 			url = strings.TrimSpace(string(raw))
 			b.dataDir, b.url = c.DataDir, url
-			log.Debug("using the embedded NATS of another paperpipe process", "url", url)
+			log.Debug("using the embedded NATS of another paperpipe process", "url", redact.URL(url))
 		}
 	}
 	nc, err := nats.Connect(url,
@@ -176,29 +178,40 @@ func (b *broker) takeOver(nc *nats.Conn, log *slog.Logger) {
 }
 
 // tryTakeOver takes the data directory's lock if it is free and starts the server on the
-// address the clients know; b.mu is held. done is true once this process runs the server.
+// address the clients know, with the token they know (all read it from the same URL file); b.mu
+// is held. done is true once this process runs the server.
 func (b *broker) tryTakeOver(log *slog.Logger) (done bool, err error) {
 	lock, err := lockDataDir(b.dataDir)
 	if err != nil || lock == nil {
 		return false, err // nil: another process has it, or is taking it over
 	}
 	u, err := neturl.Parse(b.url)
-	port, perr := strconv.Atoi(u.Port())
-	if err != nil || perr != nil {
+	if err != nil {
 		unlockDataDir(lock)
-		return false, fmt.Errorf("the server's address %q has no port", b.url)
+		return false, fmt.Errorf("the server's address %s does not parse", redact.URL(b.url))
 	}
-	emb, err := pipeline.StartEmbedded(pipeline.EmbeddedConfig{Dir: filepath.Join(b.dataDir, "nats"), Host: u.Hostname(), Port: port, Logger: log})
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		unlockDataDir(lock)
+		return false, fmt.Errorf("the server's address %s has no port", redact.URL(b.url))
+	}
+	if u.User == nil || u.User.Username() == "" {
+		// A new token would shut out every client of the address, this process too.
+		unlockDataDir(lock)
+		return false, errors.New("its address has no token: it was run by a paperpipe from before tokens; restart the paperpipe processes of this data directory")
+	}
+	emb, err := pipeline.StartEmbedded(pipeline.EmbeddedConfig{Dir: filepath.Join(b.dataDir, "nats"), Host: u.Hostname(), Port: port,
+		Token: u.User.Username(), Logger: log})
 	if err != nil {
 		unlockDataDir(lock)
 		return false, err
 	}
 	urlFile := filepath.Join(b.dataDir, "nats.url")
-	if err := os.WriteFile(urlFile, []byte(emb.ClientURL()+"\n"), 0o644); err != nil {
-		log.Warn("could not write the embedded server's address", "file", urlFile, "err", err)
+	if err := writeURLFile(urlFile, emb.ClientURL()); err != nil {
+		log.Warn("could not write the embedded server's address", "err", err)
 	}
 	b.embedded, b.lock, b.urlFile = emb, lock, urlFile
-	log.Warn("the paperpipe process that ran the embedded NATS server stopped; this one runs it now", "url", emb.ClientURL(), "dir", b.dataDir)
+	log.Warn("the paperpipe process that ran the embedded NATS server stopped; this one runs it now", "url", redact.URL(emb.ClientURL()), "dir", b.dataDir)
 	return true, nil
 }
 
@@ -225,10 +238,47 @@ func (b *broker) close() {
 	}
 }
 
+// privateDirs creates the directories, each readable by its owner only (0700), and makes
+// those that exist so: the URL file in the data directory holds the embedded server's token,
+// the store directory the queued papers.
+func privateDirs(dirs ...string) error {
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeURLFile writes the embedded server's URL, token and all, to file, readable by its owner
+// only (0600): to a new file renamed over the old one, so that a process reading it never sees
+// a part, and a file left with another mode (by a paperpipe from before tokens) is replaced.
+func writeURLFile(file, url string) error {
+	f, err := os.CreateTemp(filepath.Dir(file), ".nats.url-*") // mode 0600
+	if err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	_, err = f.WriteString(url + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), file)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	return nil
+}
+
 // lockDataDir takes the data directory's lock (nats.lock), under which one process runs the
 // embedded server on its files, without waiting: nil when another process holds it.
 func lockDataDir(dataDir string) (*os.File, error) {
-	lock, err := os.OpenFile(filepath.Join(dataDir, "nats.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	lock, err := os.OpenFile(filepath.Join(dataDir, "nats.lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, err
 	}

@@ -2,13 +2,22 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/paperpipe/paperpipe/internal/natstest"
+	"github.com/paperpipe/paperpipe/internal/redact"
 	"github.com/paperpipe/paperpipe/pipeline"
 )
 
@@ -56,6 +65,24 @@ func TestEmbeddedServerIsTakenOverWhenItsProcessStops(t *testing.T) {
 	if _, err := other.js.Publish(pctx, pipeline.SubjectNew, []byte(`{}`)); err != nil {
 		t.Errorf("publish after the takeover: %v", err)
 	}
+	// The server runs on the address and with the token the clients of the first know, and
+	// nats.url says so to the processes that start now.
+	urlFile := filepath.Join(c.DataDir, "nats.url")
+	if raw, err := os.ReadFile(urlFile); err != nil {
+		t.Error(err)
+	} else if got := strings.TrimSpace(string(raw)); got != other.url {
+		t.Errorf("after the takeover nats.url holds %s, want the address the clients know, %s", redact.URL(got), redact.URL(other.url))
+	}
+	if fi, err := os.Stat(urlFile); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Errorf("after the takeover nats.url has mode %v, want 0600", fi.Mode().Perm())
+	}
+	third, err := connectBroker(ctx, c, log, brokerClient)
+	if err != nil {
+		t.Fatalf("a process started after the takeover: %v", err)
+	}
+	third.close()
 }
 
 // TestNATSReplicasApplyWhenTheStreamsAreCreated: PAPERPIPE_NATS_REPLICAS is asked of the
@@ -164,5 +191,157 @@ func TestUpNamesTheEmbeddedServerItJoined(t *testing.T) {
 	defer b.close()
 	if got := b.where(withURL); got != "NATS_URL" {
 		t.Errorf("a process on NATS_URL says %q", got)
+	}
+}
+
+// The embedded server takes only clients that present its token: any local user or process
+// can reach a loopback port, and could otherwise publish papers the workers pay the API for,
+// read the queue or delete the streams. The token is in nats.url, readable by its owner only,
+// in a data directory only its owner can enter. A data directory from before the token (0755,
+// with the 0644 nats.url of a process that was killed) is made private at the next start.
+func TestEmbeddedServerTakesOnlyClientsWithItsToken(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	c := &config{DataDir: t.TempDir()}
+	urlFile := filepath.Join(c.DataDir, "nats.url")
+	if err := os.Mkdir(filepath.Join(c.DataDir, "nats"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(c.DataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(urlFile, []byte("nats://127.0.0.1:4222\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	owner, err := connectBroker(ctx, c, log, brokerClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.close()
+	for p, want := range map[string]os.FileMode{c.DataDir: 0o700, filepath.Join(c.DataDir, "nats"): 0o700, urlFile: 0o600} {
+		if fi, err := os.Stat(p); err != nil {
+			t.Error(err)
+		} else if fi.Mode().Perm() != want {
+			t.Errorf("%s has mode %v, want %v", p, fi.Mode().Perm(), want)
+		}
+	}
+	raw, err := os.ReadFile(urlFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withToken, err := url.Parse(strings.TrimSpace(string(raw)))
+	if err != nil || withToken.User == nil || len(withToken.User.Username()) < 20 {
+		t.Fatalf("nats.url holds %q, want nats://TOKEN@host:port", raw)
+	}
+	for _, u := range []string{"nats://" + withToken.Host, "nats://WrongToken@" + withToken.Host} {
+		if nc, err := nats.Connect(u, nats.NoReconnect()); err == nil {
+			nc.Close()
+			t.Errorf("a client connected to the embedded server at %s", redact.URL(u))
+		} else if !errors.Is(err, nats.ErrAuthorization) {
+			t.Errorf("connect to %s: %v, want %v", redact.URL(u), err, nats.ErrAuthorization)
+		}
+	}
+	nc, err := nats.Connect(withToken.String())
+	if err != nil {
+		t.Fatalf("connect with the token of nats.url: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Stream(ctx, pipeline.StreamPapers); err != nil {
+		t.Errorf("stream %s with the token: %v", pipeline.StreamPapers, err)
+	}
+	// Another process of the data directory joins the server with the token.
+	other, err := connectBroker(ctx, c, log, brokerClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.close()
+	if other.embedded != nil {
+		t.Errorf("the second broker runs a server of its own")
+	}
+}
+
+// The commands' messages do not show the embedded server's token: not in the debug log of the
+// process that runs the server, nor in that of one that joins it.
+func TestEmbeddedServerTokenIsNotPrinted(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "PAPERPIPE_LOG_LEVEL=debug")
+	r := c.ok("status")
+	tokens := regexp.MustCompile(`nats://([^@\s"]*)@`)
+	if m := tokens.FindAllStringSubmatch(r.stdout+r.stderr, -1); len(m) == 0 {
+		t.Errorf("status's debug log names no embedded server:\n%s", r.stderr)
+	} else {
+		for _, sub := range m {
+			if sub[1] != redact.Mask {
+				t.Errorf("status's messages show the token %q:\n%s%s", sub[1], r.stdout, r.stderr)
+			}
+		}
+	}
+
+	// A process that joins the server of another.
+	var dataDir string
+	for _, kv := range c.env {
+		if d, ok := strings.CutPrefix(kv, "PAPERPIPE_DATA="); ok {
+			dataDir = d
+		}
+	}
+	owner, err := connectBroker(t.Context(), &config{DataDir: dataDir}, slog.New(slog.DiscardHandler), brokerClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.close()
+	u, err := url.Parse(owner.embedded.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = c.ok("status")
+	if !strings.Contains(r.stderr, "using the embedded NATS of another paperpipe process") {
+		t.Errorf("status did not join the embedded server of the data directory:\n%s", r.stderr)
+	}
+	noSecret(t, "status's messages", r.stdout+r.stderr, u.User.Username())
+}
+
+// A process that joined the server of a paperpipe from before the token (its nats.url has
+// none) connects as before; when that server stops, it does not take it over with a new token,
+// which its clients, itself among them, would not know: it says so instead.
+func TestServerWithoutTokenIsJoinedButNotTakenOver(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	c := &config{DataDir: t.TempDir()}
+	lock, err := lockDataDir(c.DataDir) // the older process
+	if err != nil || lock == nil {
+		t.Fatalf("lock: %v, %v", lock, err)
+	}
+	srv := natstest.Start(t)
+	if err := os.WriteFile(filepath.Join(c.DataDir, "nats.url"), []byte(srv.ClientURL()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	b, err := connectBroker(ctx, c, slog.New(slog.NewTextHandler(&logs, nil)), brokerClient)
+	if err != nil {
+		t.Fatalf("join the server of an older paperpipe: %v", err)
+	}
+	defer b.close()
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	unlockDataDir(lock)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(logs.String(), "could not take over") {
+		if time.Now().After(deadline) {
+			t.Fatalf("20 s after the older server stopped, no word of it:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "no token") {
+		t.Errorf("the log does not say why:\n%s", logs.String())
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.embedded != nil {
+		t.Errorf("the process runs a server its clients cannot use")
 	}
 }
