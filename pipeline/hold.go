@@ -101,5 +101,12 @@ func (w *Worker) setTimeouts(ackWait time.Duration) error {
 			"ack_wait", ackWait, "now", limit)
 		w.msgTimeout = limit
 	}
+	if w.cfg.EmbedLinger > w.msgTimeout/2 {
+		// A batch goes half a MsgTimeout after its first abstract at the latest: the other half
+		// is the request's.
+		w.log.Warn("embedding linger lowered to half the message timeout", "embed_linger", w.cfg.EmbedLinger,
+			"msg_timeout", w.msgTimeout, "now", w.msgTimeout/2)
+		w.cfg.EmbedLinger = max(w.msgTimeout/2, w.cfg.Linger)
+	}
 	return nil
 }

@@ -105,9 +105,11 @@ type WorkerConfig struct {
 	// abstract whose TL;DR has started, for more abstracts before its request goes — fewer,
 	// fuller requests at low load (at most one partly filled request per EmbedLinger) for up
 	// to EmbedLinger more latency per paper, mostly spent beside its TL;DR request. A full
-	// batch (EmbedBatch) goes at once, and a drain sends what is gathered without waiting.
-	// Like every wait of an embedding batch it ends half a MsgTimeout after the batch's first
-	// abstract at the latest. Defaults to DefaultEmbedLinger; a value below Linger means Linger.
+	// batch (EmbedBatch) goes at once, and a drain sends what is gathered without waiting;
+	// ExitWhenIdle runs (a backlog fills their batches) and the probes after a pause use
+	// Linger. A value above half the MsgTimeout is lowered to it, with a warning (a batch goes
+	// then at the latest: the other half is its request's). Defaults to DefaultEmbedLinger; a
+	// value below Linger means Linger.
 	EmbedLinger time.Duration
 	// FetchWait is how long one pull request waits for messages. Defaults to 1 second.
 	FetchWait time.Duration
@@ -652,7 +654,8 @@ func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *ba
 	if p.NeedEmbedding && w.emb != nil {
 		// The abstract joins an embedding batch at once, held while its message waits for a
 		// chat slot: the batch keeps gathering meanwhile, at no cost in latency, and goes
-		// (Linger after) once the first of its members starts its TL;DR request. Its vector
+		// (its linger after; see embedLinger) once the first of its members starts its TL;DR
+		// request. Its vector
 		// then comes back while the TL;DR is being written. The request must end within
 		// MsgTimeout of the submission, but like a TL;DR, a vector that came back is waited
 		// for until it is saved, even past that deadline: settling the message earlier would
@@ -937,9 +940,12 @@ func (w *Worker) flushEmbeddings(ctx context.Context, items []paper.Abstract) []
 }
 
 // embedLinger is how long an embedding batch waits for more abstracts: EmbedLinger once the
-// embedder has billed a request, Linger until then and during a drain.
+// embedder has billed a request; Linger until then, during a drain or a pause, and in an
+// ExitWhenIdle run.
 func (w *Worker) embedLinger() time.Duration {
-	if w.embedBills.Load() && !w.isDraining() {
+	// An ExitWhenIdle run works through a backlog, which fills batches: only its last one is
+	// partly filled, and nothing more will come for it. A probe after a pause is one message.
+	if w.embedBills.Load() && !w.isDraining() && !w.cfg.ExitWhenIdle && !w.pause.active.Load() {
 		return w.cfg.EmbedLinger
 	}
 	return w.cfg.Linger

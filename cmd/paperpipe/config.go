@@ -251,7 +251,7 @@ func (c *config) addWorkerFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "messages pulled and recorded per micro-batch; env PAPERPIPE_BATCH_SIZE")
 	fs.IntVar(&c.EmbedBatchInputs, "embed-batch-inputs", c.EmbedBatchInputs, "most abstracts per embeddings request (the worker gathers at most 64 across messages); env PAPERPIPE_EMBED_BATCH_INPUTS")
 	fs.IntVar(&c.EmbedBatchTokens, "embed-batch-tokens", c.EmbedBatchTokens, "most estimated tokens per embeddings request; env PAPERPIPE_EMBED_BATCH_TOKENS")
-	fs.DurationVar(&c.EmbedLinger, "embed-linger", c.EmbedLinger, "how long an embeddings request waits for more abstracts (up to 64) when there is no backlog, once the API has billed a request; env PAPERPIPE_EMBED_LINGER")
+	fs.DurationVar(&c.EmbedLinger, "embed-linger", c.EmbedLinger, "how long an embeddings request waits for more abstracts (up to 64) when there is no backlog, once the API has billed a request; at most half of PAPERPIPE_MSG_TIMEOUT; env PAPERPIPE_EMBED_LINGER")
 }
 
 // checkWorkerFlags is the usage error of a --concurrency or --batch-size below 1, or an
