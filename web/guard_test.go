@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +44,100 @@ func TestCrossSiteWritesAreRefused(t *testing.T) {
 		if r := b.do(http.MethodPost, "/api/papers", body, tc.headers...); r.code != tc.want {
 			t.Errorf("%s: %d %s, want %d", tc.name, r.code, r.body, tc.want)
 		}
+	}
+}
+
+// TestRequestsUnderForeignNamesAreRefused: the server listens on 127.0.0.1 without a token by
+// default. A page of attacker.example that makes its name resolve to 127.0.0.1 (DNS
+// rebinding) is same-origin with the server for the browser (Sec-Fetch-Site same-origin,
+// Origin == Host), so the cross-site checks let it queue papers, paid for on the server's
+// API account, and read the archive, the status and the metrics. Its requests carry its own
+// name as Host: on a loopback connection only localhost, IP addresses and the configured
+// names are answered. On other addresses operators reach the server by their own names, and
+// only the configured ones are checked, when there are some.
+func TestRequestsUnderForeignNamesAreRefused(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	body := []byte(`{"id": "2502.00042", "title": "Rebound", "abstract": "Queued by a web page through DNS rebinding."}`)
+	open := b.serve(b.config())
+	cfg := b.config()
+	cfg.AllowedHosts = []string{"Papers.Lab"}
+	listed := b.serve(cfg)
+	port := func(srv string) string { _, p, _ := net.SplitHostPort(strings.TrimPrefix(srv, "http://")); return p }
+
+	for _, tc := range []struct {
+		base, host string
+		want       bool // answered
+	}{
+		{open.URL, "attacker.example:" + port(open.URL), false},
+		{open.URL, "attacker.example", false},
+		{open.URL, "localhost:" + port(open.URL), true},
+		{open.URL, "LocalHost.", true},
+		{open.URL, "127.0.0.1:" + port(open.URL), true},
+		{open.URL, "[::1]:" + port(open.URL), true},
+		{open.URL, "papers.lab:" + port(open.URL), false},
+		{listed.URL, "papers.lab:" + port(listed.URL), true},
+		{listed.URL, "PAPERS.LAB", true},
+		{listed.URL, "localhost:" + port(listed.URL), true},
+		{listed.URL, "attacker.example:" + port(listed.URL), false},
+	} {
+		host := []string{"Host", tc.host}
+		sameOrigin := append(host, "Origin", "http://"+tc.host, "Sec-Fetch-Site", "same-origin")
+		for _, rq := range []struct {
+			method, path string
+			body         []byte
+			header       []string
+			ok           int
+		}{
+			{http.MethodPost, "/api/papers", body, sameOrigin, http.StatusAccepted},
+			{http.MethodGet, "/api/status", nil, sameOrigin, http.StatusOK},
+			{http.MethodGet, "/api/papers", nil, host, http.StatusOK},
+			{http.MethodGet, "/metrics", nil, host, http.StatusOK},
+			{http.MethodGet, "/search?mode=semantic&q=rebinding", nil, host, http.StatusOK},
+		} {
+			r := doTo(t, tc.base, rq.method, rq.path, rq.body, rq.header...)
+			switch {
+			case tc.want && r.code != rq.ok:
+				t.Errorf("%s %s with Host %s: %d %.200s, want %d", rq.method, rq.path, tc.host, r.code, r.body, rq.ok)
+			case !tc.want && (r.code != http.StatusMisdirectedRequest || !strings.Contains(string(r.body), "PAPERPIPE_HTTP_ALLOWED_HOSTS")):
+				t.Errorf("%s %s with Host %s: %d %.200s, want 421 naming PAPERPIPE_HTTP_ALLOWED_HOSTS", rq.method, rq.path, tc.host, r.code, r.body)
+			}
+		}
+	}
+
+	// A connection to another address of the server (a LAN address, a pod's IP).
+	remote := func(s *web.Server, host string) int {
+		req := httptest.NewRequest(http.MethodGet, "/api/papers", nil)
+		req.Host = host
+		req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: net.ParseIP("192.0.2.10"), Port: 8080}))
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		return rec.Code
+	}
+	openServer, err := web.New(b.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	listedServer, err := web.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		s    *web.Server
+		host string
+		want int
+	}{
+		{openServer, "papers.example.org:8080", http.StatusOK},
+		{listedServer, "papers.example.org:8080", http.StatusMisdirectedRequest},
+		{listedServer, "papers.lab", http.StatusOK},
+		{listedServer, "192.0.2.10:8080", http.StatusOK}, // a probe to the pod's IP
+	} {
+		if got := remote(tc.s, tc.host); got != tc.want {
+			t.Errorf("GET /api/papers on 192.0.2.10 with Host %s (AllowedHosts %v): %d, want %d", tc.host, tc.s == listedServer, got, tc.want)
+		}
+	}
+	if _, err := web.New(web.Config{Store: testStore{b.st}, AllowedHosts: []string{"http://papers.lab"}}); err == nil {
+		t.Error("web.New took the allowed host http://papers.lab")
 	}
 }
 

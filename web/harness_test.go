@@ -221,7 +221,8 @@ func (r response) json(t testing.TB, v any) {
 	}
 }
 
-// do sends a request to the bundle's server.
+// do sends a request to the bundle's server; header holds name, value pairs ("Host" sets the
+// Host header).
 func (b *bundle) do(method, path string, body []byte, header ...string) response {
 	b.t.Helper()
 	return doTo(b.t, b.http.URL, method, path, body, header...)
@@ -237,6 +238,10 @@ func doTo(t testing.TB, base, method, path string, body []byte, header ...string
 		req.Header.Set("Content-Type", "application/json")
 	}
 	for i := 0; i+1 < len(header); i += 2 {
+		if header[i] == "Host" { // what a browser sends for the name in its address bar
+			req.Host = header[i+1]
+			continue
+		}
 		req.Header.Set(header[i], header[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)

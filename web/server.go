@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/paperpipe/paperpipe/internal/metrics"
@@ -57,6 +58,13 @@ type Config struct {
 	// on reads when ProtectReads is set); browsers may give it as the password of HTTP Basic
 	// authentication, with any user name. Defaults to "": no authentication.
 	APIToken string
+	// AllowedHosts are host names (without port) the server answers to besides localhost and
+	// IP addresses, compared without case. A request that reaches the server on a loopback
+	// address under any other name (its Host header) is refused with 421: that is how a page of
+	// another site reaches a server on 127.0.0.1, by making its own name resolve there (DNS
+	// rebinding). Requests that reach it on other addresses are checked only when
+	// AllowedHosts is set. Defaults to none.
+	AllowedHosts []string
 	// ProtectReads requires APIToken on every request except /healthz, /readyz, the OpenAPI
 	// document and static assets. Defaults to false: reads are open.
 	ProtectReads bool
@@ -126,6 +134,11 @@ func (c *Config) validate() error {
 	case c.ProtectReads && c.APIToken == "":
 		return errors.New("web config: ProtectReads needs an APIToken")
 	}
+	for _, h := range c.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, ":/@[]* ") {
+			return fmt.Errorf("web config: AllowedHosts entry %q is not a host name without port", h)
+		}
+	}
 	for _, d := range []time.Duration{c.ReadHeaderTimeout, c.ReadTimeout, c.WriteTimeout, c.IdleTimeout, c.ShutdownTimeout} {
 		if d < 0 {
 			return fmt.Errorf("web config: negative timeout %v", d)
@@ -145,6 +158,8 @@ type Server struct {
 	pages   *pages
 	maps    *mapCache
 	usage   *usageLedger
+	// allowedHosts are Config.AllowedHosts, as hostName makes them.
+	allowedHosts map[string]bool
 	// sameOrigin refuses writes a browser sends from another origin (Sec-Fetch-Site, Origin).
 	sameOrigin *http.CrossOriginProtection
 }
@@ -181,6 +196,12 @@ func New(cfg Config) (*Server, error) {
 		usage:      &usageLedger{rec: cfg.Usage, log: cfg.Logger},
 		sameOrigin: http.NewCrossOriginProtection(),
 	}
+	if len(cfg.AllowedHosts) > 0 {
+		s.allowedHosts = make(map[string]bool)
+		for _, h := range cfg.AllowedHosts {
+			s.allowedHosts[hostName(h)] = true
+		}
+	}
 	var err error
 	if s.pages, err = loadPages(); err != nil {
 		return nil, err
@@ -212,7 +233,7 @@ func New(cfg Config) (*Server, error) {
 	for _, rt := range s.routes {
 		mux.Handle(rt.method+" "+rt.pattern, s.guard(rt))
 	}
-	s.handler = s.instrument(s.dispatch(mux))
+	s.handler = s.instrument(s.screen(s.dispatch(mux)))
 	return s, nil
 }
 

@@ -275,6 +275,8 @@ func TestBadWebSettingsFailBeforeAnythingIsOpened(t *testing.T) {
 		{[]string{"PAPERPIPE_HTTP_MAX_BODY_BYTES=-1"}, []string{"PAPERPIPE_HTTP_MAX_BODY_BYTES=\"-1\""}},
 		{[]string{"PAPERPIPE_HTTP_MAX_BODY_BYTES=0"}, []string{"PAPERPIPE_HTTP_MAX_BODY_BYTES=\"0\""}},
 		{[]string{"PAPERPIPE_PRICES=gpt-4o-mini"}, []string{"PAPERPIPE_PRICES"}},
+		{[]string{"PAPERPIPE_HTTP_ALLOWED_HOSTS=papers.lab,https://papers.example.com"}, []string{"PAPERPIPE_HTTP_ALLOWED_HOSTS=", `"https://papers.example.com" is not a host name`}},
+		{[]string{"PAPERPIPE_HTTP_ALLOWED_HOSTS=papers.lab:8080"}, []string{"PAPERPIPE_HTTP_ALLOWED_HOSTS="}},
 	} {
 		c := newCLI(t, append([]string{db, "NATS_URL=nats://127.0.0.1:" + strconv.Itoa(freePort(t))}, tc.env...)...)
 		for _, args := range [][]string{{"up", "--http", "127.0.0.1:0"}, {"serve", "--http", "127.0.0.1:0"}} {

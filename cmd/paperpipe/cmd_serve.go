@@ -64,7 +64,8 @@ func cmdServe(ctx context.Context, c *config, args []string) error {
 
 // addHTTPFlag registers --http.
 func (c *config) addHTTPFlag(fs *flag.FlagSet) {
-	fs.StringVar(&c.HTTPAddr, "http", c.HTTPAddr, "serve the HTTP API, web UI and /metrics on this `address`; env PAPERPIPE_HTTP_ADDR")
+	fs.StringVar(&c.HTTPAddr, "http", c.HTTPAddr, "serve the HTTP API, web UI and /metrics on this `address`; env PAPERPIPE_HTTP_ADDR. "+
+		"On a loopback address only requests to localhost, an IP address or a name of PAPERPIPE_HTTP_ALLOWED_HOSTS are answered")
 }
 
 // enableMetrics gives the process a metrics registry, and the model clients a transport that
@@ -134,6 +135,7 @@ func serveHTTP(ctx context.Context, c *config, log *slog.Logger, st *store.Store
 		Metrics:      c.metrics,
 		APIToken:     c.APIToken,
 		ProtectReads: c.APITokenReads,
+		AllowedHosts: c.AllowedHosts,
 		MaxBodyBytes: c.MaxBodyBytes,
 		Logger:       log,
 	})

@@ -71,6 +71,9 @@ type config struct {
 	APIToken      string // PAPERPIPE_API_TOKEN — never printed
 	APITokenReads bool   // PAPERPIPE_API_TOKEN_READS
 	MaxBodyBytes  int64  // PAPERPIPE_HTTP_MAX_BODY_BYTES
+	// AllowedHosts are the names the server answers to besides localhost and IP addresses
+	// (PAPERPIPE_HTTP_ALLOWED_HOSTS, comma-separated).
+	AllowedHosts []string
 
 	// Set at run time by the commands that serve HTTP (see cmd_serve.go), not from the
 	// environment.
@@ -182,6 +185,9 @@ func loadConfig() *config {
 	if c.MaxBodyBytes < 1 {
 		fatalf("PAPERPIPE_HTTP_MAX_BODY_BYTES=%q: want a number of bytes above 0", os.Getenv("PAPERPIPE_HTTP_MAX_BODY_BYTES"))
 	}
+	if c.AllowedHosts, err = allowedHosts(os.Getenv("PAPERPIPE_HTTP_ALLOWED_HOSTS")); err != nil {
+		fatalf("PAPERPIPE_HTTP_ALLOWED_HOSTS=%q: %v", os.Getenv("PAPERPIPE_HTTP_ALLOWED_HOSTS"), err)
+	}
 	if c.APITokenReads && c.APIToken == "" {
 		fatalf("PAPERPIPE_API_TOKEN_READS=%q needs PAPERPIPE_API_TOKEN: reads cannot require a token that is not set", os.Getenv("PAPERPIPE_API_TOKEN_READS"))
 	}
@@ -194,6 +200,27 @@ func loadConfig() *config {
 		fatalf("PAPERPIPE_PRICES: %v", err)
 	}
 	return c
+}
+
+// hostNamePattern is a host name as PAPERPIPE_HTTP_ALLOWED_HOSTS takes it: letters, digits,
+// '-', '_' and dots, no port.
+var hostNamePattern = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$`)
+
+// allowedHosts parses PAPERPIPE_HTTP_ALLOWED_HOSTS: host names separated by commas, spaces
+// around them ignored.
+func allowedHosts(v string) ([]string, error) {
+	var out []string
+	for h := range strings.SplitSeq(v, ",") {
+		h = strings.TrimSpace(h)
+		if h == "" {
+			continue
+		}
+		if !hostNamePattern.MatchString(h) {
+			return nil, fmt.Errorf("%q is not a host name: want names separated by commas, without scheme or port, such as papers.example.com,papers (localhost and IP addresses are always answered)", h)
+		}
+		out = append(out, h)
+	}
+	return out, nil
 }
 
 // pgMemory is a memory size as PostgreSQL's settings take it: a number and kB, MB, GB or TB.

@@ -587,6 +587,50 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// TestServeAnswersTheAllowedHosts: `serve` answers on its loopback address to localhost, IP
+// addresses and the names of PAPERPIPE_HTTP_ALLOWED_HOSTS, and refuses any other name (421):
+// a web page that makes its own name resolve to 127.0.0.1 (DNS rebinding) must not reach it.
+func TestServeAnswersTheAllowedHosts(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "PAPERPIPE_HTTP_ALLOWED_HOSTS=papers.lab, Archive.Internal")
+	srv := exec.Command(binary, "serve", "--http", "127.0.0.1:0")
+	srv.Env = c.env
+	stderr, err := srv.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = srv.Process.Signal(syscall.SIGTERM)
+		_ = srv.Wait()
+	}()
+	base := servedURL(t, stderr, io.Discard)
+	port := base[strings.LastIndex(base, ":")+1:]
+	for host, want := range map[string]int{
+		"papers.lab:" + port:       http.StatusOK,
+		"archive.internal":         http.StatusOK,
+		"localhost:" + port:        http.StatusOK,
+		"127.0.0.1:" + port:        http.StatusOK,
+		"attacker.example:" + port: http.StatusMisdirectedRequest,
+	} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/api/papers", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET /api/papers with Host %s: %d, want %d", host, resp.StatusCode, want)
+		}
+	}
+}
+
 // TestServeFollowsAFit: a running server on the default offline embedder answers semantic
 // searches in the fitted space once `paperpipe fit` has activated it, without a restart.
 func TestServeFollowsAFit(t *testing.T) {

@@ -1,0 +1,59 @@
+package web
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// screen refuses, before any route, the requests a browser makes on behalf of another site's
+// page: a request under a name the server does not answer to (its Host header) when it reached
+// the server on a loopback address, or, when Config.AllowedHosts is set, on any address, gets
+// 421. A page of attacker.example whose name is made to resolve to 127.0.0.1 (DNS rebinding)
+// is same-origin with the server as far as the browser is concerned, so that it could read the
+// archive and queue papers; but its requests carry its own name. IP addresses (a page cannot
+// rebind those) and localhost always pass.
+func (s *Server) screen(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if name := hostName(r.Host); !s.answersTo(name, r) {
+			s.writeError(w, r, http.StatusMisdirectedRequest, fmt.Sprintf(
+				"this server does not answer to the name %.100q: if it is your name for it, add it to PAPERPIPE_HTTP_ALLOWED_HOSTS "+
+					"(requests under other names are refused, as a web page can reach a server on this machine under its own name by DNS rebinding)", name))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// answersTo reports whether the server answers r, sent under the host name name.
+func (s *Server) answersTo(name string, r *http.Request) bool {
+	if name == "" || name == "localhost" || s.allowedHosts[name] {
+		return true
+	}
+	if _, err := netip.ParseAddr(name); err == nil {
+		return true
+	}
+	return len(s.allowedHosts) == 0 && !onLoopback(r)
+}
+
+// hostName is the host of a Host header, lower-case, without port, brackets or a final dot.
+func hostName(hostport string) string {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	return strings.TrimSuffix(strings.ToLower(host), ".")
+}
+
+// onLoopback reports whether r came in on a loopback address of the server.
+func onLoopback(r *http.Request) bool {
+	a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	return err == nil && ap.Addr().Unmap().IsLoopback()
+}
