@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,6 +140,75 @@ func TestRequestsUnderForeignNamesAreRefused(t *testing.T) {
 	}
 	if _, err := web.New(web.Config{Store: testStore{b.st}, AllowedHosts: []string{"http://papers.lab"}}); err == nil {
 		t.Error("web.New took the allowed host http://papers.lab")
+	}
+}
+
+// countingEmbedder counts the query embeddings asked of it.
+type countingEmbedder struct {
+	web.QueryEmbedder
+	calls *atomic.Int64
+}
+
+func (e countingEmbedder) EmbedQuery(ctx context.Context, text string) ([]float32, paper.Usage, error) {
+	e.calls.Add(1)
+	return e.QueryEmbedder.EmbedQuery(ctx, text)
+}
+
+// TestCrossSiteLoadsAreRefused: any page could make the server pay for a query embedding at
+// each load of <img src="http://127.0.0.1:8080/search?q=RANDOM">. A browser's cross-site
+// request is answered only when it is a top-level navigation (a link followed); the UI's
+// own requests, and clients that send no Fetch Metadata, are answered as before.
+func TestCrossSiteLoadsAreRefused(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	calls := &atomic.Int64{}
+	cfg := b.config()
+	cfg.Embedder = countingEmbedder{b.emb, calls}
+	b.serve(cfg)
+	fetch := func(site, mode, dest string) []string {
+		return []string{"Sec-Fetch-Site", site, "Sec-Fetch-Mode", mode, "Sec-Fetch-Dest", dest}
+	}
+	for i, tc := range []struct {
+		path    string
+		headers []string
+		want    int
+	}{
+		{"/search?mode=semantic&q=", fetch("cross-site", "no-cors", "image"), http.StatusForbidden},
+		{"/api/search?mode=semantic&q=", fetch("cross-site", "cors", "empty"), http.StatusForbidden},
+		{"/search?mode=semantic&q=", fetch("cross-site", "navigate", "iframe"), http.StatusForbidden},
+		{"/search?mode=semantic&q=", fetch("cross-site", "no-cors", "script"), http.StatusForbidden},
+		{"/static/style.css?", fetch("cross-site", "no-cors", "style"), http.StatusForbidden},
+	} {
+		r := b.get(tc.path+fmt.Sprint("sparse+experts+", i), tc.headers...)
+		if r.code != tc.want {
+			t.Errorf("GET %s with %v: %d %.200s, want %d", tc.path, tc.headers, r.code, r.body, tc.want)
+		}
+	}
+	if n := calls.Load(); n != 0 {
+		t.Errorf("the refused cross-site loads made %d query embeddings", n)
+	}
+	// Form posts of another site stay refused.
+	post := b.do(http.MethodPost, "/api/papers", []byte(`{"title": "T", "abstract": "A."}`), fetch("cross-site", "navigate", "document")...)
+	if post.code != http.StatusForbidden {
+		t.Errorf("cross-site form POST: %d %.200s, want 403", post.code, post.body)
+	}
+	for i, tc := range []struct {
+		path    string
+		headers []string
+	}{
+		{"/search?mode=semantic&q=", fetch("cross-site", "navigate", "document")},  // a link on another site
+		{"/search?mode=semantic&q=", fetch("none", "navigate", "document")},        // typed or bookmarked
+		{"/search?mode=semantic&q=", fetch("same-origin", "navigate", "document")}, // the search form
+		{"/api/search?mode=semantic&q=", fetch("same-site", "cors", "empty")},
+		{"/api/search?mode=semantic&q=", nil}, // curl
+		{"/static/style.css?", fetch("same-origin", "no-cors", "style")},
+	} {
+		if r := b.get(tc.path+fmt.Sprint("expert+routing+", i), tc.headers...); r.code != http.StatusOK {
+			t.Errorf("GET %s with %v: %d %.200s, want 200", tc.path, tc.headers, r.code, r.body)
+		}
+	}
+	if n := calls.Load(); n != 5 {
+		t.Errorf("the 5 searches answered made %d query embeddings", n)
 	}
 }
 

@@ -9,18 +9,30 @@ import (
 )
 
 // screen refuses, before any route, the requests a browser makes on behalf of another site's
-// page: a request under a name the server does not answer to (its Host header) when it reached
-// the server on a loopback address, or, when Config.AllowedHosts is set, on any address, gets
-// 421. A page of attacker.example whose name is made to resolve to 127.0.0.1 (DNS rebinding)
-// is same-origin with the server as far as the browser is concerned, so that it could read the
-// archive and queue papers; but its requests carry its own name. IP addresses (a page cannot
-// rebind those) and localhost always pass.
+// page:
+//
+//   - A request under a name the server does not answer to (its Host header) when it reached
+//     the server on a loopback address, or, when Config.AllowedHosts is set, on any address:
+//     421. A page of attacker.example whose name is made to resolve to 127.0.0.1 (DNS
+//     rebinding) is same-origin with the server as far as the browser is concerned, so that it
+//     could read the archive and queue papers; but its requests carry its own name. IP
+//     addresses (a page cannot rebind those) and localhost always pass.
+//   - A cross-site request that is not a top-level navigation (Fetch Metadata: Sec-Fetch-Site
+//     cross-site, unless Sec-Fetch-Mode navigate with Sec-Fetch-Dest document): 403. An
+//     <img src=".../search?q=..."> on any page would otherwise make the server pay for a
+//     query embedding at each load. Following a link from another site passes, and so do
+//     requests without Fetch Metadata (curl, scripts, old browsers).
 func (s *Server) screen(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if name := hostName(r.Host); !s.answersTo(name, r) {
 			s.writeError(w, r, http.StatusMisdirectedRequest, fmt.Sprintf(
 				"this server does not answer to the name %.100q: if it is your name for it, add it to PAPERPIPE_HTTP_ALLOWED_HOSTS "+
 					"(requests under other names are refused, as a web page can reach a server on this machine under its own name by DNS rebinding)", name))
+			return
+		}
+		if crossSiteSubresource(r) {
+			s.writeError(w, r, http.StatusForbidden, "another site's page may link to this server but not load from it "+
+				"(cross-site requests other than a top-level navigation are refused)")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -56,4 +68,11 @@ func onLoopback(r *http.Request) bool {
 	}
 	ap, err := netip.ParseAddrPort(a.String())
 	return err == nil && ap.Addr().Unmap().IsLoopback()
+}
+
+// crossSiteSubresource reports whether a browser sent r from another site's page other than
+// as a top-level navigation.
+func crossSiteSubresource(r *http.Request) bool {
+	h := r.Header
+	return h.Get("Sec-Fetch-Site") == "cross-site" && (h.Get("Sec-Fetch-Mode") != "navigate" || h.Get("Sec-Fetch-Dest") != "document")
 }
