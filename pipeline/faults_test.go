@@ -339,6 +339,42 @@ func TestPermanentFailuresAreDeadLetteredAtOnceWithReasonAndAttempts(t *testing.
 	}
 }
 
+// TestReplayedOlderVersionInTheBatchOfTheNewerOneChangesNothing: v1 of a paper is
+// dead-lettered, the user ingests the corrected v2, then replays the dead letters (dlq replay
+// --all). Both messages land in one micro-batch, v2 first; the replayed v1 carries its older
+// text date (HeaderTextAt). The store keeps v2, whose TL;DR is bought once, and v1's message is
+// settled with nothing to do.
+func TestReplayedOlderVersionInTheBatchOfTheNewerOneChangesNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	v1 := sampledata.Papers(t)[0]
+	publish(t, b.js, []paper.Abstract{v1})
+	runWith(t, b, b.store, failingSummarizer{fmt.Errorf("refused: %w", paper.ErrPermanent)}, emb, pipeline.WorkerConfig{})
+	dls := deadLetters(t, b.js)
+	if len(dls) != 1 {
+		t.Fatalf("dead letters %+v, want 1", dls)
+	}
+	v2 := v1
+	v2.Abstract = v1.Abstract + " Corrected in the second version."
+	publish(t, b.js, []paper.Abstract{v2})
+	if _, err := pipeline.ReplayDeadLetter(ctx, b.js, dls[0].Seq); err != nil {
+		t.Fatal(err)
+	}
+	ws := runUntilIdle(t, b, summarize.NewOffline(30), emb, pipeline.WorkerConfig{BatchSize: 16})
+	rec, err := b.store.Paper(ctx, v1.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Abstract.Abstract != v2.Abstract {
+		t.Errorf("stored abstract is the replayed old version (%d bytes); want the corrected v2 (%d bytes), ingested after it", len(rec.Abstract.Abstract), len(v2.Abstract))
+	}
+	if ws.TLDRs != 1 || ws.Skipped != 1 || ws.Acked != 2 {
+		t.Errorf("stats %+v; want v2's TL;DR stored once and the replayed v1 skipped", ws)
+	}
+}
+
 var _ = errors.New
 
 // outageStore fails the first n embedding saves, like a database restarting.

@@ -35,8 +35,12 @@ type Pending = paper.Pending
 // metadata changed; metadata a record lacks (no
 // authors, no URL…) keeps what an earlier source stored, so one paper from two sources is
 // merged. A changed abstract makes existing outputs stale (they recorded the old hash) without
-// deleting them. When an id appears twice, the last record wins and every one of its inputs gets
-// the same Pending.
+// deleting them. When an id appears more than once, the call stores what calls made one copy at
+// a time would: the newest copy by TextAt (zero meaning now; of equally new ones, the last)
+// is the one written and the one whose Pending asks for the missing outputs; the other copies,
+// older versions or repeats of it, need nothing (their Pending carries the stored hash), so a
+// redelivered or replayed older version in a worker's micro-batch neither replaces the newer
+// text nor has the same outputs bought twice.
 //
 // Every paper is validated first (non-empty id, title and abstract; valid UTF-8 without NUL
 // bytes); one invalid paper fails the call with an error wrapping paper.ErrInvalid that names
@@ -50,18 +54,29 @@ func (s *Store) UpsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 			return nil, fmt.Errorf("upsert papers: record %d: %w", i+1, err)
 		}
 	}
-	last := make(map[string]int, len(papers)) // id → index of its last occurrence
-	for i, a := range papers {
-		last[a.ID] = i
+	// id → index of the copy stored: the newest (as the statement dates it: a zero TextAt is
+	// now), the last of equally new ones, as the upsert's "not older" rule would have it.
+	now := time.Now()
+	textAt := func(a paper.Abstract) time.Time {
+		if a.TextAt.IsZero() {
+			return now
+		}
+		return a.TextAt
 	}
-	n := len(last)
+	keep := make(map[string]int, len(papers))
+	for i, a := range papers {
+		if k, ok := keep[a.ID]; !ok || !textAt(a).Before(textAt(papers[k])) {
+			keep[a.ID] = i
+		}
+	}
+	n := len(keep)
 	var (
 		ids, titles, abstracts, authors, cats = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 		urls, sources, hashes                 = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
-		published, textAt                     = make([]pgtype.Timestamptz, 0, n), make([]pgtype.Timestamptz, 0, n)
+		published, textAts                    = make([]pgtype.Timestamptz, 0, n), make([]pgtype.Timestamptz, 0, n)
 	)
 	for i, a := range papers {
-		if last[a.ID] != i {
+		if keep[a.ID] != i {
 			continue
 		}
 		ids = append(ids, a.ID)
@@ -73,11 +88,11 @@ func (s *Store) UpsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 		urls = append(urls, a.URL)
 		sources = append(sources, a.Source)
 		hashes = append(hashes, a.ContentHash())
-		textAt = append(textAt, pgtype.Timestamptz{Time: a.TextAt, Valid: !a.TextAt.IsZero()})
+		textAts = append(textAts, pgtype.Timestamptz{Time: a.TextAt, Valid: !a.TextAt.IsZero()})
 	}
 
 	rows, err := s.pool.Query(ctx, upsertPapersSQL, ids, titles, abstracts, authors, cats, published,
-		urls, sources, hashes, w.Model, w.PromptVersion, w.SpaceID, textAt)
+		urls, sources, hashes, w.Model, w.PromptVersion, w.SpaceID, textAts)
 	if err != nil {
 		return nil, fmt.Errorf("upsert %d papers: %w", n, err)
 	}
@@ -126,6 +141,12 @@ func (s *Store) UpsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 		p, ok := byID[a.ID]
 		if !ok {
 			return nil, fmt.Errorf("upsert papers: no result for %s", a.ID)
+		}
+		if keep[a.ID] != i {
+			// Another copy of the paper in this call was stored (or was the one compared with
+			// a newer stored text): this one, older or the same, changes nothing and needs
+			// nothing, like an older text given to a later call.
+			p = Pending{ID: p.ID, ContentHash: p.ContentHash}
 		}
 		out[i] = p
 	}

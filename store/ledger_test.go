@@ -147,31 +147,88 @@ func TestUpsertPapersMetadataOnlyChangeNeedsNoWork(t *testing.T) {
 	}
 }
 
-func TestUpsertPapersDuplicateInBatchLastWins(t *testing.T) {
+// TestUpsertPapersDuplicateInBatchNewestWins: a paper given more than once in one call (a
+// worker's micro-batch holding a new message and a redelivered or replayed one of the same
+// paper) is stored as calls made one copy at a time would store it: the newest text by TextAt
+// wins whatever its place, the last of equally new ones, and only the copy stored asks for the
+// outputs, so they are not bought once per copy.
+func TestUpsertPapersDuplicateInBatchNewestWins(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
-	ps := abstracts(2)
+	ctx := t.Context()
+	w := store.Work{Model: testModel, PromptVersion: testPrompt}
+	stored := func(a paper.Abstract) {
+		t.Helper()
+		rec, err := s.Paper(ctx, a.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Abstract.Abstract != a.Abstract {
+			t.Errorf("paper %s stores %q, want %q", a.ID, rec.Abstract.Abstract, a.Abstract)
+		}
+	}
+	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	ps := abstracts(4)
+
+	// Undated copies (now): the last one wins.
 	v2 := ps[0]
 	v2.Abstract = "The second version of the first abstract."
-	got := upsert(t, s, []paper.Abstract{ps[0], ps[1], v2}, store.Work{Model: testModel, PromptVersion: testPrompt})
-	if got[0] != got[2] {
-		t.Errorf("duplicate id got different pendings: %+v vs %+v", got[0], got[2])
+	got := upsert(t, s, []paper.Abstract{ps[0], ps[1], v2}, w)
+	if want := (store.Pending{ID: v2.ID, ContentHash: v2.ContentHash(), NeedTLDR: true, New: true}); got[2] != want {
+		t.Errorf("the last undated copy: %+v, want %+v", got[2], want)
 	}
-	if got[0].ContentHash != v2.ContentHash() || got[0].ID != v2.ID || !got[0].New {
-		t.Errorf("duplicate: %+v, want the last record's hash", got[0])
+	if want := (store.Pending{ID: v2.ID, ContentHash: v2.ContentHash()}); got[0] != want {
+		t.Errorf("the earlier undated copy: %+v, want %+v (the stored hash, nothing needed)", got[0], want)
 	}
-	if got[1].ID != ps[1].ID {
-		t.Errorf("pending 1 is %s, want %s", got[1].ID, ps[1].ID)
+	if got[1].ID != ps[1].ID || !got[1].NeedTLDR {
+		t.Errorf("pending 1 is %+v, want %s needing its TL;DR", got[1], ps[1].ID)
 	}
-	if n := countRows(t, s, "papers"); n != 2 {
-		t.Errorf("%d papers stored, want 2", n)
+	stored(v2)
+
+	// The newer version first, then an older one (a replayed dead letter): the newer is kept.
+	a1, a2 := ps[2], ps[2]
+	a1.TextAt = t0
+	a2.Abstract, a2.TextAt = "The second version of the third abstract.", t0.Add(time.Hour)
+	got = upsert(t, s, []paper.Abstract{a2, a1}, w)
+	if want := (store.Pending{ID: a2.ID, ContentHash: a2.ContentHash(), NeedTLDR: true, New: true}); got[0] != want {
+		t.Errorf("the newer version: %+v, want %+v", got[0], want)
 	}
-	rec, err := s.Paper(t.Context(), v2.ID)
-	if err != nil {
-		t.Fatal(err)
+	if want := (store.Pending{ID: a2.ID, ContentHash: a2.ContentHash()}); got[1] != want {
+		t.Errorf("the older version after it: %+v, want %+v (the stored hash, nothing needed)", got[1], want)
 	}
-	if rec.Abstract.Abstract != v2.Abstract {
-		t.Errorf("stored abstract %q, want the last one", rec.Abstract.Abstract)
+	stored(a2)
+	// Both again, against the stored newer text: still the newer one, nothing bought again.
+	got = upsert(t, s, []paper.Abstract{a1, a2}, w)
+	for i, p := range got {
+		if p.ContentHash != a2.ContentHash() || p.NeedTLDR != (i == 1) || p.Changed || p.New {
+			t.Errorf("copy %d of a stored paper: %+v, want the stored hash, the TL;DR asked for by the newer copy only", i, p)
+		}
+	}
+	stored(a2)
+	// An even older stored text: the newer copy replaces it, the older one needs nothing.
+	b0, b1, b2 := ps[3], ps[3], ps[3]
+	b0.TextAt = t0.Add(-time.Hour)
+	b1.Abstract, b1.TextAt = "The second version of the fourth abstract.", t0
+	b2.Abstract, b2.TextAt = "The third version of the fourth abstract.", t0.Add(time.Hour)
+	upsert(t, s, []paper.Abstract{b0}, w)
+	got = upsert(t, s, []paper.Abstract{b2, b1}, w)
+	if !got[0].Changed || !got[0].NeedTLDR || got[0].ContentHash != b2.ContentHash() {
+		t.Errorf("the newest version over an older stored one: %+v, want it stored, changed, its TL;DR needed", got[0])
+	}
+	if want := (store.Pending{ID: b2.ID, ContentHash: b2.ContentHash()}); got[1] != want {
+		t.Errorf("a version between them: %+v, want %+v", got[1], want)
+	}
+	stored(b2)
+
+	// The same text twice (a redelivery beside its original): one copy asks for the outputs.
+	c := abstracts(5)[4]
+	c.TextAt = t0
+	got = upsert(t, s, []paper.Abstract{c, c}, w)
+	if got[0].NeedTLDR == got[1].NeedTLDR || got[0].ContentHash != c.ContentHash() || got[1].ContentHash != c.ContentHash() {
+		t.Errorf("the same text twice: %+v; want its hash, the TL;DR asked for once", got)
+	}
+	if n := countRows(t, s, "papers"); n != 5 {
+		t.Errorf("%d papers stored, want 5", n)
 	}
 }
 
