@@ -452,6 +452,33 @@ func TestPostedRecordRejectionsAreThePlainReason(t *testing.T) {
 	}
 }
 
+// A posted record with invalid UTF-8 is rejected with the reason ingest gives for the same
+// JSONL line ("title is not valid UTF-8 (byte 4)"), as the README promises ("checked like a
+// JSONL line"); it was stored with the bytes replaced by U+FFFD. A record spread over several
+// lines (pretty-printed JSON) is checked the same way.
+func TestPostedRecordWithInvalidUTF8IsRejectedLikeAnIngestLine(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{
+		"{\"id\": \"2401.00001\", \"title\": \"Caf\xe9 routing\", \"abstract\": \"We study routing in cafes. It works.\"}",
+		"{\n  \"id\": \"2401.00001\",\r\n  \"title\": \"Caf\xe9 routing\",\n  \"abstract\": \"We study routing in cafes. It works.\"\n}",
+	} {
+		r, err := ingest.NewReader(strings.NewReader(strings.NewReplacer("\r", " ", "\n", " ").Replace(raw)), "papers.jsonl",
+			ingest.Options{Format: ingest.JSONL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ierr := r.Next()
+		var rec *ingest.RecordError
+		if !errors.As(ierr, &rec) {
+			t.Fatalf("ingest of %q: %v; want a rejected record", raw, ierr)
+		}
+		a, err := parseRecord([]byte(raw))
+		if err == nil || err.Error() != rec.Err.Error() || !errors.Is(err, paper.ErrInvalid) {
+			t.Errorf("parseRecord(%q) = title %q, %v; want it rejected as ingest does: %v", raw, a.Title, err, rec.Err)
+		}
+	}
+}
+
 // status on a space that does not exist yet gives it no id — lookupSpace's -1, which only
 // makes every paper count as lacking its embedding, was printed as "id": -1 — and the text
 // says it is not created yet; a space that exists has its id.

@@ -208,13 +208,16 @@ func (p *webPublisher) Publish(ctx context.Context, papers []paper.Abstract) ([]
 // parseRecord checks one posted record with the ingest package's JSONL rules, so the API
 // accepts exactly what `paperpipe ingest` accepts from a JSONL line.
 func parseRecord(raw []byte) (paper.Abstract, error) {
-	// A JSON value has no raw newline inside its strings: the record becomes one line.
-	line := bytes.Map(func(r rune) rune {
-		if r == '\n' || r == '\r' {
-			return ' '
+	// A JSON value has no raw newline inside its strings: the record becomes one line. Byte by
+	// byte, so that invalid UTF-8 reaches ingest's checks as it came (bytes.Map would turn it
+	// into U+FFFD, and the record would be stored altered instead of rejected).
+	line := make([]byte, len(raw))
+	for i, c := range raw {
+		if c == '\n' || c == '\r' {
+			c = ' '
 		}
-		return r
-	}, raw)
+		line[i] = c
+	}
 	r, err := ingest.NewReader(bytes.NewReader(line), "request", ingest.Options{Format: ingest.JSONL})
 	if err != nil {
 		return paper.Abstract{}, err
