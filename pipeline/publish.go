@@ -35,7 +35,27 @@ type Publisher struct {
 	max     int
 	stats   PublishStats
 	onAck   func(id string)
+	// streamMax is the PAPERS stream's MaxMsgSize, read at the first Publish (streamRead);
+	// 0 when it has none or it could not be read.
+	streamMax  int64
+	streamRead bool
 }
+
+// TooLargeError is Publish's error for an abstract whose message is larger than the queue
+// takes: nothing was sent, and the Publisher can go on with the next abstract. It wraps
+// paper.ErrInvalid: the record is at fault, and sending it again cannot help.
+type TooLargeError struct {
+	ID   string // the abstract's id
+	Size int64  // the message's size in bytes, headers included
+	Max  int64  // the largest message the queue takes
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("message is %d bytes, the queue takes at most %d", e.Size, e.Max)
+}
+
+// Unwrap returns paper.ErrInvalid.
+func (e *TooLargeError) Unwrap() error { return paper.ErrInvalid }
 
 // pending is a message awaiting the server's answer, and the id of its abstract.
 type pending struct {
@@ -64,7 +84,10 @@ func NewPublisher(js jetstream.JetStream, subject string, maxPending int) *Publi
 func (p *Publisher) OnAck(fn func(id string)) { p.onAck = fn }
 
 // Publish sends one abstract. It returns once the message is handed to the connection; errors
-// from the server surface from a later Publish or from Flush.
+// from the server surface from a later Publish or from Flush. An abstract whose message is
+// larger than the queue takes (the server's max_payload, or the PAPERS stream's MaxMsgSize,
+// whichever is smaller) is not sent: Publish returns a *TooLargeError for it at once, and the
+// messages before and after it are unaffected.
 func (p *Publisher) Publish(ctx context.Context, a paper.Abstract) error {
 	data, err := json.Marshal(a)
 	if err != nil {
@@ -78,7 +101,11 @@ func (p *Publisher) Publish(ctx context.Context, a paper.Abstract) error {
 	if p.run != "" {
 		id = p.run + "/" + id
 	}
-	f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(id))
+	msg.Header.Set(jetstream.MsgIDHeader, id)
+	if size, max := int64(msg.Size()-len(msg.Subject)), p.maxMsgSize(ctx); max > 0 && size > max {
+		return &TooLargeError{ID: a.ID, Size: size, Max: max}
+	}
+	f, err := p.js.PublishMsgAsync(msg)
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", a.ID, err)
 	}
@@ -87,6 +114,25 @@ func (p *Publisher) Publish(ctx context.Context, a paper.Abstract) error {
 		return p.settle(ctx, len(p.window)/2)
 	}
 	return nil
+}
+
+// maxMsgSize is the largest message, headers and data, the queue takes: the smaller of the
+// connection's MaxPayload (the server's max_payload, read each time as a reconnect may reach
+// another server) and the PAPERS stream's MaxMsgSize (read once); 0 when neither is known.
+func (p *Publisher) maxMsgSize(ctx context.Context) int64 {
+	if !p.streamRead {
+		p.streamRead = true
+		if s, err := p.js.Stream(ctx, StreamPapers); err == nil && s.CachedInfo().Config.MaxMsgSize > 0 {
+			p.streamMax = int64(s.CachedInfo().Config.MaxMsgSize)
+		}
+	}
+	max := p.streamMax
+	if nc := p.js.Conn(); nc != nil {
+		if mp := nc.MaxPayload(); mp > 0 && (max == 0 || mp < max) {
+			max = mp
+		}
+	}
+	return max
 }
 
 // Flush waits until the server has acknowledged every message published so far.

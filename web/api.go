@@ -356,13 +356,16 @@ func (s *Server) apiPostPapers(w http.ResponseWriter, r *http.Request) {
 		goodRes = append(goodRes, res)
 	}
 	if len(good) > 0 {
-		accepted, err := s.cfg.Publisher.Publish(r.Context(), good)
+		accepted, refused, err := s.cfg.Publisher.Publish(r.Context(), good)
 		ok := make(map[string]bool, len(accepted))
 		for _, id := range accepted {
 			ok[id] = true
 		}
-		for _, res := range goodRes {
-			if ok[res.ID] {
+		for i, res := range goodRes {
+			if e, bad := refused[i]; bad {
+				res.Error = reason(e) // sending it again cannot help
+				ans.Rejected = append(ans.Rejected, res)
+			} else if ok[res.ID] {
 				ans.Accepted = append(ans.Accepted, res)
 			} else {
 				res.Error = "the queue did not take it; send it again"

@@ -57,16 +57,16 @@ func (s testStore) ArchiveMap(ctx context.Context, spaceID int64, limit int) ([]
 
 type testPublisher struct{ js jetstream.JetStream }
 
-func (p testPublisher) Publish(ctx context.Context, papers []paper.Abstract) ([]string, error) {
+func (p testPublisher) Publish(ctx context.Context, papers []paper.Abstract) ([]string, map[int]error, error) {
 	pub := pipeline.NewPublisher(p.js, pipeline.SubjectNew, 64)
 	var ids []string
 	for _, a := range papers {
 		if err := pub.Publish(ctx, a); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ids = append(ids, a.ID)
 	}
-	return ids, pub.Flush(ctx)
+	return ids, nil, pub.Flush(ctx)
 }
 
 type testStatus struct {
@@ -175,7 +175,7 @@ func (b *bundle) serve(cfg web.Config) *httptest.Server {
 // publish queues papers as `paperpipe ingest` does.
 func (b *bundle) publish(papers []paper.Abstract) {
 	b.t.Helper()
-	if _, err := (testPublisher{b.js}).Publish(b.t.Context(), papers); err != nil {
+	if _, _, err := (testPublisher{b.js}).Publish(b.t.Context(), papers); err != nil {
 		b.t.Fatal(err)
 	}
 }

@@ -79,8 +79,10 @@ type UsageRecorder interface {
 // Publisher queues abstracts for processing (POST /api/papers).
 type Publisher interface {
 	// Publish queues papers and returns the ids the queue accepted; on error, those accepted
-	// before it failed.
-	Publish(ctx context.Context, papers []paper.Abstract) (accepted []string, err error)
+	// before it failed. A paper the queue can never take (its message is larger than the
+	// queue's limit) is not sent and does not stop the others: it is in refused, by its index
+	// in papers, with the reason in plain words.
+	Publish(ctx context.Context, papers []paper.Abstract) (accepted []string, refused map[int]error, err error)
 }
 
 // RecordParser turns one posted JSON record into an Abstract: the same checks and

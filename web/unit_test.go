@@ -351,12 +351,12 @@ func TestFrontPageNextLinkKeepsSinceAndLimit(t *testing.T) {
 // acceptAll is a Publisher that takes every paper.
 type acceptAll struct{}
 
-func (acceptAll) Publish(_ context.Context, papers []paper.Abstract) ([]string, error) {
+func (acceptAll) Publish(_ context.Context, papers []paper.Abstract) ([]string, map[int]error, error) {
 	ids := make([]string, len(papers))
 	for i, a := range papers {
 		ids[i] = a.ID
 	}
-	return ids, nil
+	return ids, nil, nil
 }
 
 // TestPostedRecordRejectionSaysTheReasonOnly: a record the parser refuses with an error that

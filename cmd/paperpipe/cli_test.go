@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,10 +29,12 @@ import (
 	"github.com/paperpipe/paperpipe/ingest"
 	"github.com/paperpipe/paperpipe/internal/natstest"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/internal/pgtest"
 	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/store"
+	"github.com/paperpipe/paperpipe/web"
 )
 
 // A worker on another embedding model than the active space's (as after `make demo` and then
@@ -307,7 +311,7 @@ func TestWebPublisherReturnsThePapersTakenBeforeAFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	papers := sampledata.Papers(t)[:5]
-	accepted, err := (&webPublisher{js: js}).Publish(ctx, papers)
+	accepted, _, err := (&webPublisher{js: js}).Publish(ctx, papers)
 	if err == nil {
 		t.Fatal("Publish of 5 papers to a stream that takes 3: no error")
 	}
@@ -321,9 +325,59 @@ func TestWebPublisherReturnsThePapersTakenBeforeAFailure(t *testing.T) {
 		MaxMsgs: -1, Discard: jetstream.DiscardNew, Storage: jetstream.MemoryStorage}); err != nil {
 		t.Fatal(err)
 	}
-	accepted, err = (&webPublisher{js: js}).Publish(ctx, papers)
+	accepted, _, err = (&webPublisher{js: js}).Publish(ctx, papers)
 	if err != nil || len(accepted) != len(papers) {
 		t.Errorf("Publish of 5 papers, 3 of them repeats, to a stream that takes all: %v, %v; want the 5 ids", accepted, err)
+	}
+}
+
+// TestPostedRecordTooLargeForTheQueueIsRejectedAndTheOthersAccepted: a posted record within the
+// body limit whose message is over the queue's limit (here the server's max_payload, 1 MB) is
+// rejected with the sizes, and the records around it are accepted; the failed publish made
+// the whole request a 503 ("the queue is unavailable"), and a client that sent it again got
+// the same.
+func TestPostedRecordTooLargeForTheQueueIsRejectedAndTheOthersAccepted(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.Start(t).Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, store.Config{URL: pgtest.URL(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	srv, err := web.New(web.Config{Store: webStore{st}, Publisher: &webPublisher{js: js}, ParseRecord: parseRecord})
+	if err != nil {
+		t.Fatal(err)
+	}
+	authors := make([]string, 60000)
+	for i := range authors {
+		authors[i] = fmt.Sprintf("Author Number%06d", i)
+	}
+	rec := func(id string, authors []string) map[string]any {
+		return map[string]any{"id": id, "title": "Paper " + id, "abstract": "We study careful input handling. It works.", "authors": authors}
+	}
+	body, _ := json.Marshal([]any{rec("2404.00001", nil), rec("2404.00002", authors), rec("2404.00003", nil)})
+	req := httptest.NewRequest(http.MethodPost, "/api/papers", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(w, req)
+	var ans struct {
+		Accepted []struct{ Index int }
+		Rejected []struct {
+			Index int
+			Error string
+		}
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &ans); err != nil {
+		t.Fatalf("POST of a %d-byte body: %d %.300s", len(body), w.Code, w.Body)
+	}
+	if w.Code != http.StatusAccepted || len(ans.Accepted) != 2 || len(ans.Rejected) != 1 || ans.Rejected[0].Index != 1 ||
+		!regexp.MustCompile(`^message is \d+ bytes, the queue takes at most 1048576$`).MatchString(ans.Rejected[0].Error) {
+		t.Errorf("POST of 3 records, the second too large for the queue: %d %.500s; want 202, records 0 and 2 accepted, 1 rejected with the sizes",
+			w.Code, w.Body)
 	}
 }
 

@@ -96,8 +96,16 @@ func publishFile(ctx context.Context, pub *pipeline.Publisher, path string, opts
 		if err != nil {
 			return read, rejected, fmt.Errorf("read %s: %w", name, err)
 		}
+		// A record too large for the queue is one bad record, like those ingest rejects.
+		err = pub.Publish(ctx, a)
+		var tl *pipeline.TooLargeError
+		if errors.As(err, &tl) {
+			rejected++
+			fmt.Fprintf(os.Stderr, "%s: %s: %v\n", a.Source, a.ID, tl)
+			continue
+		}
 		read++
-		if err := pub.Publish(ctx, a); err != nil {
+		if err != nil {
 			return read, rejected, err
 		}
 		prog.tick(read, r.Offset())

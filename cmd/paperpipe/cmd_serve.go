@@ -191,18 +191,29 @@ type webPublisher struct{ js jetstream.JetStream }
 
 // Publish returns the ids the server acknowledged, with an error those acknowledged before it
 // (web.Publisher): a request whose publishing failed part way reports the papers that were
-// taken as accepted, and only the others as to be sent again.
-func (p *webPublisher) Publish(ctx context.Context, papers []paper.Abstract) ([]string, error) {
+// taken as accepted, and only the others as to be sent again. A paper too large for the queue
+// is refused with the sizes (as `paperpipe ingest` rejects it), and the others go on.
+func (p *webPublisher) Publish(ctx context.Context, papers []paper.Abstract) ([]string, map[int]error, error) {
 	pub := pipeline.NewPublisher(p.js, pipeline.SubjectNew, 256) // one per request: not safe for concurrent use
 	var acked []string
+	var refused map[int]error
 	pub.OnAck(func(id string) { acked = append(acked, id) })
-	for _, a := range papers {
-		if err := pub.Publish(ctx, a); err != nil {
+	for i, a := range papers {
+		err := pub.Publish(ctx, a)
+		var tl *pipeline.TooLargeError
+		if errors.As(err, &tl) {
+			if refused == nil {
+				refused = map[int]error{}
+			}
+			refused[i] = tl
+			continue
+		}
+		if err != nil {
 			// The messages sent before it may still be taken: wait for their answers.
-			return acked, errors.Join(err, pub.Flush(ctx))
+			return acked, refused, errors.Join(err, pub.Flush(ctx))
 		}
 	}
-	return acked, pub.Flush(ctx)
+	return acked, refused, pub.Flush(ctx)
 }
 
 // parseRecord checks one posted record with the ingest package's JSONL rules, so the API

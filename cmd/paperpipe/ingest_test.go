@@ -1,0 +1,47 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestRecordTooLargeForTheQueueIsRejectedWithFileAndLine: a JSONL record within ingest's own
+// limit (4 MiB plus twice the abstract limit) whose message is over the PAPERS stream's 4 MiB
+// MaxMsgSize — a standard nats-server's 1 MB max_payload is lower still — is one rejected
+// record, named by file and line with the sizes; the records after it are read and published,
+// and the summary is printed. Publishing it failed and ended the ingest, without a file, a
+// line or a summary, and the records after it were never read.
+func TestRecordTooLargeForTheQueueIsRejectedWithFileAndLine(t *testing.T) {
+	t.Parallel()
+	authors := make([]string, 200000) // 4.2 MB as a JSONL string, 4.4 MB as the message's list
+	for i := range authors {
+		authors[i] = fmt.Sprintf("Author Number%06d", i)
+	}
+	line := func(id string, authors []string) string {
+		b, _ := json.Marshal(map[string]any{"id": id, "title": "Paper " + id,
+			"abstract": "We study careful input handling in data pipelines. It works well.", "authors": strings.Join(authors, ", ")})
+		return string(b) + "\n"
+	}
+	path := filepath.Join(t.TempDir(), "big.jsonl")
+	if err := os.WriteFile(path, []byte(line("2404.00001", nil)+line("2404.00002", authors)+line("2404.00003", nil)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := newCLI(t)
+	r := c.run("ingest", path)
+	want := regexp.MustCompile(regexp.QuoteMeta(path+":2: arxiv:2404.00002: ") + `message is \d+ bytes, the queue takes at most 4194304\n`)
+	if r.code != 1 || !want.MatchString(r.stderr) || !strings.Contains(r.stderr, "2 read, 2 published, 0 already queued (dropped as duplicates), 1 rejected") {
+		t.Errorf("ingest of 3 records, the second too large for the queue: exit %d\n%s\nwant exit 1, %s:2 rejected with the sizes, and the other 2 published",
+			r.code, r.stderr, path)
+	}
+	var st statusJSON
+	c.ok("worker", "--exit-when-idle")
+	c.json(&st, "status")
+	if st.Papers.Papers != 2 {
+		t.Errorf("%d papers stored, want the 2 around the one too large", st.Papers.Papers)
+	}
+}

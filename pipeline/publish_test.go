@@ -1,0 +1,79 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/paperpipe/paperpipe/internal/natstest"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/pipeline"
+)
+
+// TestTooLargeAbstractIsRefusedAndTheOthersGoThrough: an abstract whose message is over what the
+// queue takes — the server's max_payload (1 MB on a standard nats-server) or the PAPERS stream's
+// MaxMsgSize, whichever is smaller — is refused by Publish with a *TooLargeError saying both
+// sizes, before anything is sent; the abstracts before and after it are published. The failed
+// publish made every later Publish or Flush fail, and ingest stopped at it. A message of
+// exactly the limit, headers included, is taken: the size is counted as the server counts it.
+func TestTooLargeAbstractIsRefusedAndTheOthersGoThrough(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.Start(t).Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	abstract := func(id string, pad int) paper.Abstract {
+		return paper.Abstract{ID: id, Title: "Title of " + id, Abstract: "We study input handling. " + strings.Repeat("x", pad)}
+	}
+	tooLarge := func(pub *pipeline.Publisher, a paper.Abstract) *pipeline.TooLargeError {
+		t.Helper()
+		var tl *pipeline.TooLargeError
+		if err := pub.Publish(ctx, a); !errors.As(err, &tl) || !errors.Is(err, paper.ErrInvalid) || tl.ID != a.ID {
+			t.Fatalf("Publish of %s (%d-byte abstract): %v; want a *TooLargeError for it", a.ID, len(a.Abstract), err)
+		}
+		return tl
+	}
+
+	// The server's max_payload (1 MB) is below the stream's 4 MiB.
+	maxPayload := js.Conn().MaxPayload()
+	pub := pipeline.NewPublisher(js, pipeline.SubjectNew, 1)
+	if err := pub.Publish(ctx, abstract("test:before", 0)); err != nil {
+		t.Fatal(err)
+	}
+	tl := tooLarge(pub, abstract("test:big", 2<<20))
+	if tl.Max != maxPayload || tl.Size <= maxPayload {
+		t.Errorf("refused a %d-byte message with the limit %d; want one over the server's max_payload %d", tl.Size, tl.Max, maxPayload)
+	}
+	if want := "message is "; !strings.HasPrefix(tl.Error(), want) || !strings.Contains(tl.Error(), ", the queue takes at most 1048576") {
+		t.Errorf("error %q, want \"message is N bytes, the queue takes at most 1048576\"", tl.Error())
+	}
+	if err := pub.Publish(ctx, abstract("test:after", 0)); err != nil {
+		t.Fatalf("Publish after a refused abstract: %v", err)
+	}
+	if err := pub.Flush(ctx); err != nil || pub.Stats().Published != 2 {
+		t.Fatalf("Flush: %v, %d published; want the 2 abstracts around the refused one", err, pub.Stats().Published)
+	}
+
+	// An operator's smaller MaxMsgSize on the stream is the limit; a message of exactly that
+	// size is taken, one byte more is refused.
+	cfg := streamConfig(t, js, pipeline.StreamPapers)
+	cfg.MaxMsgSize = 32 << 10
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	pub = pipeline.NewPublisher(js, pipeline.SubjectNew, 1)
+	tl = tooLarge(pub, abstract("test:edge", 40<<10))
+	if tl.Max != 32<<10 {
+		t.Errorf("limit %d with the stream's MaxMsgSize at 32768, want 32768", tl.Max)
+	}
+	over := int(tl.Size - tl.Max)
+	tooLarge(pub, abstract("test:edge", 40<<10-over+1))
+	if err := pub.Publish(ctx, abstract("test:edge", 40<<10-over)); err != nil {
+		t.Fatalf("Publish of a message of exactly the stream's MaxMsgSize: %v", err)
+	}
+	if err := pub.Flush(ctx); err != nil || pub.Stats().Published != 1 {
+		t.Errorf("Flush of a message of exactly the stream's MaxMsgSize: %v, %d published; want it taken", err, pub.Stats().Published)
+	}
+}
