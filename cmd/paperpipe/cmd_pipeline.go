@@ -24,7 +24,9 @@ import (
 )
 
 func cmdIngest(ctx context.Context, c *config, args []string) error {
-	fs := newFlagSet("ingest", "FILE|URL|- ...", "Publish abstracts for processing. The format is detected from the content unless --format is given.")
+	fs := newFlagSet("ingest", "FILE|URL|- ...", "Publish abstracts for processing. The format is detected from the content unless --format is given.\n"+
+		"A bad record is reported with its file and line and skipped; a source that cannot be read to its end is reported\n"+
+		"and the next one is read. The exit status is 1 when a record was rejected or a source failed.")
 	format := fs.String("format", "auto", "input format: auto, text, jsonl, oai, atom, hf")
 	maxBytes := fs.Int("max-abstract-bytes", 32<<10, "reject abstracts longer than this many bytes")
 	pos, err := parseArgs(fs, args)
@@ -46,26 +48,56 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 	defer b.close()
 
 	pub := pipeline.NewPublisher(b.js, pipeline.SubjectNew, 256)
-	var read, rejected int
+	var read, rejected, failed int
+	var stop error // the queue failed, or Ctrl-C: the sources left are not read
 	for _, path := range pos {
 		n, bad, err := publishFile(ctx, pub, path, ingest.Options{Format: f, MaxAbstractBytes: *maxBytes})
 		read += n
 		rejected += bad
-		if err != nil {
-			return err
+		var qe queueError
+		switch {
+		case err == nil:
+		case errors.As(err, &qe) || ctx.Err() != nil:
+			stop = err
+		default:
+			// This source could not be read (to its end): the records read before the
+			// error are published, and the next sources are read.
+			failed++
+			fmt.Fprintf(os.Stderr, "paperpipe ingest: %s\n", errorMessage(err))
+		}
+		if stop != nil {
+			break
 		}
 	}
-	if err := pub.Flush(ctx); err != nil {
-		return err
-	}
+	flushErr := pub.Flush(ctx)
 	st := pub.Stats()
-	fmt.Fprintf(os.Stderr, "ingest: %d read, %d published, %d already queued (dropped as duplicates), %d rejected\n",
-		read, st.Published, st.Duplicates, rejected)
-	if rejected > 0 {
+	failedNote := ""
+	if failed > 0 {
+		failedNote = ", " + plural(failed, "source", "sources") + " failed"
+	}
+	fmt.Fprintf(os.Stderr, "ingest: %d read, %d published, %d already queued (dropped as duplicates), %d rejected%s\n",
+		read, st.Published, st.Duplicates, rejected, failedNote)
+	switch {
+	case stop != nil:
+		return stop
+	case flushErr != nil:
+		return flushErr
+	case failed > 0 && rejected > 0:
+		return fmt.Errorf("%s failed and %s rejected (see the messages above); the others were published",
+			plural(failed, "source", "sources"), plural(rejected, "record", "records"))
+	case failed > 0:
+		return fmt.Errorf("%s failed (see the messages above); the records read were published", plural(failed, "source", "sources"))
+	case rejected > 0:
 		return fmt.Errorf("%s rejected (see the messages above); the others were published", plural(rejected, "record", "records"))
 	}
 	return nil
 }
+
+// queueError is a failure of the queue, not of the source being read: ingest stops at it, as
+// the sources after it could not be published either.
+type queueError struct{ error }
+
+func (e queueError) Unwrap() error { return e.error }
 
 // publishFile publishes every good record of one source; bad records are reported on stderr
 // with their file and line and counted.
@@ -106,7 +138,7 @@ func publishFile(ctx context.Context, pub *pipeline.Publisher, path string, opts
 		}
 		read++
 		if err != nil {
-			return read, rejected, err
+			return read, rejected, queueError{err}
 		}
 		prog.tick(read, r.Offset())
 	}

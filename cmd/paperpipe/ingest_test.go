@@ -45,3 +45,42 @@ func TestRecordTooLargeForTheQueueIsRejectedWithFileAndLine(t *testing.T) {
 		t.Errorf("%d papers stored, want the 2 around the one too large", st.Papers.Papers)
 	}
 }
+
+// TestASourceThatFailsDoesNotStopTheOthers: `paperpipe ingest a b c` with a source that cannot
+// be read to its end (a truncated Hugging Face JSON, whose records cannot be resynchronised)
+// and one that does not exist reports each, reads the sources after them, prints the summary
+// with the sources that failed, and exits 1. It stopped at the first failure: the sources
+// after it were not read, and no summary was printed.
+func TestASourceThatFailsDoesNotStopTheOthers(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	abstract := "We study the effect of careful input handling on the robustness of data pipelines. It works."
+	hf := filepath.Join(dir, "daily.json")
+	truncated := fmt.Sprintf(`[{"paper": {"id": "2402.00001", "title": "HF one", "summary": %q}}, {"paper": {"id": "2402.00002", "title": "HF tw`, abstract)
+	missing := filepath.Join(dir, "missing.jsonl")
+	after := filepath.Join(dir, "after.jsonl")
+	jsonl := fmt.Sprintf(`{"id": "2403.00001", "title": "After one", "abstract": %q}`+"\n"+`{"id": "2403.00002", "title": "After two", "abstract": %q}`+"\n", abstract, abstract)
+	if err := os.WriteFile(hf, []byte(truncated), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(after, []byte(jsonl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := newCLI(t)
+	r := c.run("ingest", hf, missing, after)
+	if r.code != 1 || !strings.Contains(r.stderr, "3 read, 3 published, 0 already queued (dropped as duplicates), 0 rejected, 2 sources failed\n") ||
+		!strings.Contains(r.stderr, "2 sources failed (see the messages above)") {
+		t.Errorf("ingest of a truncated file, a missing one and a good one: exit %d\n%s\nwant exit 1, the 3 records read published and 2 sources failed", r.code, r.stderr)
+	}
+	for _, name := range []string{hf, missing} {
+		if !regexp.MustCompile(`(?m)^paperpipe ingest: .*` + regexp.QuoteMeta(name)).MatchString(r.stderr) {
+			t.Errorf("stderr does not report the failure of %s:\n%s", name, r.stderr)
+		}
+	}
+	var st statusJSON
+	c.ok("worker", "--exit-when-idle")
+	c.json(&st, "status")
+	if st.Papers.Papers != 3 {
+		t.Errorf("%d papers stored, want 3: the one before the truncation and the 2 of the file after the failures", st.Papers.Papers)
+	}
+}
