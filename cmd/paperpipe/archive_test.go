@@ -1113,3 +1113,21 @@ func TestReprocessIDsNotInTheArchiveAreCounted(t *testing.T) {
 		t.Errorf("reprocess --ids lacks %q:\n%s", want, out)
 	}
 }
+
+// An imported vector marked truncated (as `paperpipe embed` marks one whose text was cut to
+// the model's context) is stored truncated; the mark was dropped on import.
+func TestImportEmbeddingsKeepsTheTruncatedMark(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 2)
+	file := writeLines(t,
+		`{"id":"2401.00000","embedding":[1,0,0,0],"model":"imported","truncated":true}`,
+		`{"id":"2401.00001","embedding":[0,1,0,0],"model":"imported"}`)
+	var errw bytes.Buffer
+	if res, err := importEmbeddings(t.Context(), e.st, file, 5000, &errw); err != nil || res.Loaded != 2 {
+		t.Fatalf("import: %+v, %v\n%s", res, err, errw.String())
+	}
+	if n := e.count(t, `SELECT count(*) FROM embeddings WHERE truncated = (paper_id = 'arxiv:2401.00000')`); n != 2 {
+		t.Errorf("%d of the 2 vectors stored with their truncated mark, want both", n)
+	}
+}

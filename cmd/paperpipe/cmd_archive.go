@@ -998,7 +998,8 @@ func activateSpace(ctx context.Context, st *store.Store, ref string) (store.Spac
 }
 
 func cmdImportEmbeddings(ctx context.Context, c *config, args []string) error {
-	fs := newFlagSet("import-embeddings", "FILE|-", `Load precomputed vectors with no API call: JSON lines {"id", "embedding": [...], "model"} (optional "dimensions", "template", "content_hash"), into the space of that model.`)
+	fs := newFlagSet("import-embeddings", "FILE|-", `Load precomputed vectors with no API call: JSON lines {"id", "embedding": [...], "model"} (optional "dimensions", "template", "content_hash", "truncated"), into the space of that model; `+
+		`a vector whose content_hash is not its paper's current text's is skipped as stale. paperpipe embed writes such lines.`)
 	chunk := fs.Int("chunk", 5000, "vectors copied per transaction")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -1042,6 +1043,7 @@ type importLine struct {
 	Dimensions  int       `json:"dimensions"`
 	Template    string    `json:"template"`
 	ContentHash string    `json:"content_hash"`
+	Truncated   bool      `json:"truncated"`
 }
 
 // importEmbeddings streams path into the space its first good line names, chunk by chunk with
@@ -1190,7 +1192,7 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 		if c, err := paper.CanonicalID(id); err == nil {
 			id = c
 		}
-		e := paper.Embedding{PaperID: id, Vector: l.Embedding, ContentHash: l.ContentHash}
+		e := paper.Embedding{PaperID: id, Vector: l.Embedding, ContentHash: l.ContentHash, Truncated: l.Truncated}
 		if verr := cmp.Or(validText("the id", l.ID), validText("the content hash", l.ContentHash), validVector(e.Vector)); verr != "" {
 			bad(n, "%q: %s", l.ID, verr)
 			continue

@@ -113,7 +113,8 @@ func cmdSummarize(ctx context.Context, c *config, args []string) error {
 }
 
 func cmdEmbed(ctx context.Context, c *config, args []string) error {
-	fs := newFlagSet("embed", "FILE|URL|- ...", "Print one JSON line {id, embedding, model} per paper. No database or queue.")
+	fs := newFlagSet("embed", "FILE|URL|- ...", "Print one JSON line {id, embedding, model, dimensions, template, content_hash} per paper, as import-embeddings reads them.\n"+
+		"No database or queue.")
 	c.addModelFlags(fs)
 	format := fs.String("format", "auto", "input format: auto, text, jsonl, oai, atom, hf")
 	batch := fs.Int("batch", 256, "abstracts per Embed call")
@@ -137,7 +138,9 @@ func cmdEmbed(ctx context.Context, c *config, args []string) error {
 	}
 	defer closeStore()
 	enc := json.NewEncoder(os.Stdout)
-	model := m.emb.Space().Model
+	// The space and the text's content hash go with each vector, so that import-embeddings puts
+	// it in the right space and skips it when the paper's text has changed since.
+	space := m.emb.Space()
 	var buf []paper.Abstract
 	flush := func() error {
 		if len(buf) == 0 {
@@ -149,11 +152,14 @@ func cmdEmbed(ctx context.Context, c *config, args []string) error {
 		}
 		for _, e := range embs {
 			if err := enc.Encode(struct {
-				ID        string    `json:"id"`
-				Embedding []float32 `json:"embedding"`
-				Model     string    `json:"model"`
-				Truncated bool      `json:"truncated,omitempty"`
-			}{e.PaperID, e.Vector, model, e.Truncated}); err != nil {
+				ID          string    `json:"id"`
+				Embedding   []float32 `json:"embedding"`
+				Model       string    `json:"model"`
+				Dimensions  int       `json:"dimensions"`
+				Template    string    `json:"template"`
+				ContentHash string    `json:"content_hash"`
+				Truncated   bool      `json:"truncated,omitempty"`
+			}{e.PaperID, e.Vector, space.Model, len(e.Vector), space.Template, e.ContentHash, e.Truncated}); err != nil {
 				return err
 			}
 		}

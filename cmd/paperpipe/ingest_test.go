@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/paperpipe/paperpipe/paper"
 )
 
 // TestRecordTooLargeForTheQueueIsRejectedWithFileAndLine: a JSONL record within ingest's own
@@ -82,5 +84,54 @@ func TestASourceThatFailsDoesNotStopTheOthers(t *testing.T) {
 	c.json(&st, "status")
 	if st.Papers.Papers != 3 {
 		t.Errorf("%d papers stored, want 3: the one before the truncation and the 2 of the file after the failures", st.Papers.Papers)
+	}
+}
+
+// TestEmbedOutputOfAnOlderTextIsSkippedByImport: `paperpipe embed` writes with each vector the
+// content hash of the text it was made from, and its space, so that `import-embeddings` of
+// vectors made from a text the archive has since replaced skips them as stale instead of
+// storing them as the current text's (they were: without a hash, a vector is taken as
+// current, and related papers and search then served the old text's vector, which reprocess
+// never repaired). Vectors of the current text load.
+func TestEmbedOutputOfAnOlderTextIsSkippedByImport(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	v1 := paper.Abstract{ID: "arxiv:2405.00001", Title: "Careful input handling", Abstract: "We study careful input handling in data pipelines. It works."}
+	v2 := v1
+	v2.Abstract = "We revisit input handling in data pipelines and find that care pays off at scale."
+	write := func(name string, a paper.Abstract) string {
+		path := filepath.Join(dir, name)
+		b, _ := json.Marshal(map[string]string{"id": a.ID, "title": a.Title, "abstract": a.Abstract})
+		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	c := newCLI(t)
+	embedded := func(a paper.Abstract, name string) string {
+		out := c.ok("embed", write(name+".jsonl", a)).stdout
+		var l struct {
+			ContentHash string `json:"content_hash"`
+			Template    string `json:"template"`
+			Dimensions  int    `json:"dimensions"`
+		}
+		if err := json.Unmarshal([]byte(out), &l); err != nil || l.ContentHash != a.ContentHash() || l.Template != "title-abstract-v1" || l.Dimensions != 768 {
+			t.Errorf("embed of %s wrote %+v (%v); want its content hash %s, template title-abstract-v1, 768 dimensions", name, l, err, a.ContentHash())
+		}
+		path := filepath.Join(dir, name+"-vectors.jsonl")
+		if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	old := embedded(v1, "v1")
+	current := embedded(v2, "v2")
+	c.ok("ingest", write("v2.jsonl", v2))
+	c.ok("worker", "--exit-when-idle")
+	if r := c.ok("import-embeddings", old); !strings.Contains(r.stderr, "0 vectors loaded") || !strings.Contains(r.stderr, "1 stale skipped") {
+		t.Errorf("import of the vector of the paper's older text: %s\nwant it skipped as stale", r.stderr)
+	}
+	if r := c.ok("import-embeddings", current); !strings.Contains(r.stderr, "0 stale skipped") {
+		t.Errorf("import of the vector of the paper's current text: %s\nwant it loaded", r.stderr)
 	}
 }
