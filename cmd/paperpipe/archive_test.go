@@ -1131,3 +1131,52 @@ func TestImportEmbeddingsKeepsTheTruncatedMark(t *testing.T) {
 		t.Errorf("%d of the 2 vectors stored with their truncated mark, want both", n)
 	}
 }
+
+// A file that starts with a UTF-8 byte order mark (as Windows editors write, and as ingest
+// accepts) loads its first line too: it was a bad line, "invalid character 'ï'". And a bad
+// line is told in the user's words, not Go's ("json: cannot unmarshal number into Go struct
+// field importLine.id of type string").
+func TestImportEmbeddingsSkipsABOMAndSaysWhatIsWrongInPlainWords(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 2)
+	file := writeLines(t,
+		"\xef\xbb\xbf"+`{"id":"2401.00000","embedding":[1,0,0,0],"model":"imported"}`,
+		`{"id":"2401.00001","embedding":[0,1,0,0],"model":"imported"}`,
+		`{"id":2401.00001,"embedding":[0,1,0,0],"model":"imported"}`,
+		`{"id":"2401.00001","embedding":[0,"1",0,0],"model":"imported"}`,
+		`{"id":"2401.00001","embedding":[0,1e50,0,0],"model":"imported"}`,
+		`{"id":"2401.00001","embedding":"0 1 0 0","model":"imported"}`,
+		`{"id":"2401.00001","embedding":[0,1,0,0],"model":"imported","dimensions":4.5}`,
+		`[{"id":"2401.00001"}]`,
+		`{"id":"2401.00001","embedding":[0,1,0,0],"model":"imported"`,
+		`{"id":"2401.00001" "embedding":[0,1,0,0]}`,
+		"\xef\xbb\xbf"+`{"id":"2401.00001","embedding":[0,1,0,0],"model":"imported"}`, // a BOM is at the start of a file only
+	)
+	var errw bytes.Buffer
+	res, err := importEmbeddings(t.Context(), e.st, file, 5000, &errw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Loaded != 2 || res.Bad != 9 {
+		t.Errorf("import %+v, want the 2 good lines loaded, the first one after a BOM among them, and 9 bad lines\n%s", res, errw.String())
+	}
+	for i, want := range []string{
+		`id is a JSON number, want a string: write it in quotes ("2401.01234")`,
+		`embedding holds a JSON string, want numbers only`,
+		`embedding holds 1e50, beyond the range of a 32-bit float`,
+		`embedding is a JSON string, want an array of numbers`,
+		`dimensions is 4.5, want a whole number`,
+		`the line is a JSON array; want a JSON object {"id": "…", "embedding": [numbers], "model": "…"}`,
+		`truncated JSON: the line ends before its object is closed`,
+		`malformed JSON at byte 20: invalid character '"' after object key:value pair; want a JSON object`,
+		`the line starts with a UTF-8 byte order mark, which only a file's first line may have`,
+	} {
+		if line := fmt.Sprintf("%s:%d: %s", file, i+3, want); !strings.Contains(errw.String(), line) {
+			t.Errorf("messages lack %q:\n%s", line, errw.String())
+		}
+	}
+	if strings.Contains(errw.String(), "Go ") || strings.Contains(errw.String(), "importLine") || strings.Contains(errw.String(), "json:") {
+		t.Errorf("messages speak of Go's types:\n%s", errw.String())
+	}
+}

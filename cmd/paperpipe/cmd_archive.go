@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -1142,13 +1144,21 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 			return res, fmt.Errorf("read %s: %w", name, err)
 		}
 		res.Lines++
+		const bom = "\xef\xbb\xbf" // a UTF-8 byte order mark, as editors on Windows write
+		if n == 1 {
+			raw = bytes.TrimPrefix(raw, []byte(bom))
+		}
 		text := strings.TrimSpace(string(raw))
 		if text == "" {
 			continue
 		}
+		if strings.HasPrefix(text, bom) {
+			bad(n, "the line starts with a UTF-8 byte order mark, which only a file's first line may have")
+			continue
+		}
 		var l importLine
 		if jerr := json.Unmarshal([]byte(text), &l); jerr != nil {
-			bad(n, "not a JSON object with id, embedding and model: %v", jerr)
+			bad(n, "%s", importLineProblem(jerr))
 			continue
 		}
 		switch {
@@ -1234,6 +1244,38 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 	fmt.Fprintf(errw, "import-embeddings: %d lines: %d vectors loaded into space %d (%s), %d stale skipped, %d unknown papers, %d bad lines\n",
 		res.Lines, res.Loaded, space.ID, space.Name(), res.Stale, len(res.Unknown), res.Bad)
 	return res, nil
+}
+
+// importLineProblem says in plain words what is wrong with a line json.Unmarshal refused,
+// without Go's type names ("json: cannot unmarshal number into Go struct field importLine.id
+// of type string").
+func importLineProblem(err error) string {
+	const want = `want a JSON object {"id": "…", "embedding": [numbers], "model": "…"}`
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te) && te.Field == "":
+		return fmt.Sprintf("the line is a JSON %s; %s", te.Value, want)
+	case errors.As(err, &te) && te.Field == "embedding" && te.Type.Kind() == reflect.Float32:
+		if v, ok := strings.CutPrefix(te.Value, "number "); ok {
+			return fmt.Sprintf("embedding holds %s, beyond the range of a 32-bit float", v)
+		}
+		return fmt.Sprintf("embedding holds a JSON %s, want numbers only", te.Value)
+	case errors.As(err, &te) && te.Field == "id" && strings.HasPrefix(te.Value, "number"):
+		return `id is a JSON number, want a string: write it in quotes ("2401.01234")`
+	case errors.As(err, &te):
+		if v, ok := strings.CutPrefix(te.Value, "number "); ok && te.Type.Kind() == reflect.Int {
+			return fmt.Sprintf("%s is %s, want a whole number", te.Field, v)
+		}
+		kind := map[reflect.Kind]string{reflect.String: "a string", reflect.Slice: "an array of numbers",
+			reflect.Int: "a whole number", reflect.Bool: "true or false"}[te.Type.Kind()]
+		return fmt.Sprintf("%s is a JSON %s, want %s", te.Field, strings.Fields(te.Value)[0], cmp.Or(kind, "another type"))
+	case errors.As(err, &se) && strings.HasPrefix(se.Error(), "unexpected end"):
+		return "truncated JSON: the line ends before its object is closed"
+	case errors.As(err, &se):
+		return fmt.Sprintf("malformed JSON at byte %d: %v; %s", se.Offset, se, want)
+	}
+	return fmt.Sprintf("malformed JSON: %v", err)
 }
 
 // beyondHalf returns the index of v's first value beyond half precision's range, or -1.
