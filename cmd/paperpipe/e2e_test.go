@@ -147,7 +147,7 @@ func TestSampleArchiveEndToEndWithOfflineModels(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
 	r := c.ok("ingest", sampleFile)
-	if !strings.Contains(r.stderr, "108 read, 108 published, 0 already queued") {
+	if !strings.Contains(r.stderr, "108 read, 108 published, 0 dropped as repeats") {
 		t.Errorf("ingest said: %s", r.stderr)
 	}
 	c.ok("worker", "--exit-when-idle")

@@ -36,7 +36,7 @@ func TestRecordTooLargeForTheQueueIsRejectedWithFileAndLine(t *testing.T) {
 	c := newCLI(t)
 	r := c.run("ingest", path)
 	want := regexp.MustCompile(regexp.QuoteMeta(path+":2: arxiv:2404.00002: ") + `message is \d+ bytes, the queue takes at most 4194304\n`)
-	if r.code != 1 || !want.MatchString(r.stderr) || !strings.Contains(r.stderr, "2 read, 2 published, 0 already queued (dropped as duplicates), 1 rejected") {
+	if r.code != 1 || !want.MatchString(r.stderr) || !strings.Contains(r.stderr, "2 read, 2 published, 0 dropped as repeats (same id and text published within the hour), 1 rejected") {
 		t.Errorf("ingest of 3 records, the second too large for the queue: exit %d\n%s\nwant exit 1, %s:2 rejected with the sizes, and the other 2 published",
 			r.code, r.stderr, path)
 	}
@@ -70,7 +70,7 @@ func TestASourceThatFailsDoesNotStopTheOthers(t *testing.T) {
 	}
 	c := newCLI(t)
 	r := c.run("ingest", hf, missing, after)
-	if r.code != 1 || !strings.Contains(r.stderr, "3 read, 3 published, 0 already queued (dropped as duplicates), 0 rejected, 2 sources failed\n") ||
+	if r.code != 1 || !strings.Contains(r.stderr, "3 read, 3 published, 0 dropped as repeats (same id and text published within the hour), 0 rejected, 2 sources failed\n") ||
 		!strings.Contains(r.stderr, "2 sources failed (see the messages above)") {
 		t.Errorf("ingest of a truncated file, a missing one and a good one: exit %d\n%s\nwant exit 1, the 3 records read published and 2 sources failed", r.code, r.stderr)
 	}
