@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	neturl "net/url"
 	"os"
 	"path/filepath"
@@ -72,7 +74,19 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger, role broker
 		}
 		if lock != nil {
 			b.lock = lock
-			emb, err := pipeline.StartEmbedded(pipeline.EmbeddedConfig{Dir: dir, Port: -1, Logger: log})
+			// On the address and with the token of the server that ran last, when its port is
+			// free: processes still connected to it (their server's process was killed, or
+			// stopped while this one started) reconnect to this one.
+			emb, err := (*pipeline.Embedded)(nil), error(nil)
+			if host, port, token, ok := lastAddress(b.urlFile); ok {
+				emb, err = pipeline.StartEmbedded(pipeline.EmbeddedConfig{Dir: dir, Host: host, Port: port, Token: token, Logger: log})
+				if err != nil {
+					log.Debug("could not start the embedded NATS server on its last address", "err", err)
+				}
+			}
+			if emb == nil {
+				emb, err = pipeline.StartEmbedded(pipeline.EmbeddedConfig{Dir: dir, Port: -1, Logger: log})
+			}
 			if err != nil {
 				b.close()
 				return nil, err
@@ -230,12 +244,33 @@ func (b *broker) close() {
 	if b.embedded != nil {
 		b.embedded.Shutdown()
 	}
-	if b.urlFile != "" && b.lock != nil {
-		_ = os.Remove(b.urlFile)
-	}
 	if b.lock != nil {
 		unlockDataDir(b.lock)
 	}
+}
+
+// lastAddress returns the loopback host, port and token of the URL file a server of the data
+// directory wrote last (it is left in place when that server stops, for this), if its port is
+// free now.
+func lastAddress(file string) (host string, port int, token string, ok bool) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return "", 0, "", false
+	}
+	u, err := neturl.Parse(strings.TrimSpace(string(raw)))
+	if err != nil || u.User == nil || u.User.Username() == "" {
+		return "", 0, "", false
+	}
+	port, err = strconv.Atoi(u.Port())
+	if ip, perr := netip.ParseAddr(u.Hostname()); err != nil || port <= 0 || perr != nil || !ip.IsLoopback() {
+		return "", 0, "", false
+	}
+	l, err := net.Listen("tcp", u.Host)
+	if err != nil {
+		return "", 0, "", false // taken by another program since
+	}
+	_ = l.Close()
+	return u.Hostname(), port, u.User.Username(), true
 }
 
 // privateDirs creates the directories, each readable by its owner only (0700), and makes

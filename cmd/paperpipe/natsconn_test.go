@@ -85,6 +85,50 @@ func TestEmbeddedServerIsTakenOverWhenItsProcessStops(t *testing.T) {
 	third.close()
 }
 
+// TestEmbeddedServerStartsAgainOnItsLastAddress: a process that starts the server after the
+// one that ran it stopped (killed, or just before another process took it over) runs it on the
+// last address and token, so the processes still connected to the old one reconnect instead of
+// retrying a dead address for ever; whichever of the two takes the lock first, the joined
+// process ends up connected.
+func TestEmbeddedServerStartsAgainOnItsLastAddress(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	c := &config{DataDir: t.TempDir()}
+	log := slog.New(slog.DiscardHandler)
+	owner, err := connectBroker(ctx, c, log, brokerClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined, err := connectBroker(ctx, c, log, brokerClient)
+	if err != nil {
+		owner.close()
+		t.Fatal(err)
+	}
+	defer joined.close()
+	first := joined.url
+	owner.close()
+	fresh, err := connectBroker(ctx, c, log, brokerClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.close()
+	if got := fresh.nc.ConnectedUrl(); !strings.HasSuffix(first, strings.TrimPrefix(got, "nats://")) {
+		t.Errorf("the process started after the first stopped is connected to %s, want the last address %s", redact.URL(got), redact.URL(first))
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !joined.nc.IsConnected() {
+		if time.Now().After(deadline) {
+			t.Fatal("20 s after the server's process stopped, the joined process is not connected")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := joined.js.Publish(pctx, pipeline.SubjectNew, []byte(`{}`)); err != nil {
+		t.Errorf("publish from the joined process: %v", err)
+	}
+}
+
 // TestNATSReplicasApplyWhenTheStreamsAreCreated: PAPERPIPE_NATS_REPLICAS is asked of the
 // server when the streams are created (this single server refuses 3), and leaves existing
 // streams as they are (a process started with another value does not scale them).
