@@ -48,17 +48,19 @@ const openJobStatuses = "('preparing', 'submitted')"
 const staleSQL = `
 	SELECT p.id, p.title, p.abstract, p.authors, p.categories, p.published, coalesce(p.url, ''),
 		coalesce(p.source, ''), p.content_hash, coalesce(nullif(p.text_at, '-infinity'), p.updated_at),
-		$3::text <> '' AND NOT EXISTS (SELECT 1 FROM tldrs t
-			WHERE t.paper_id = p.id AND t.model = $3 AND t.prompt_version = $4::text AND t.content_hash = p.content_hash)
+		$3::text <> '' AND tl.found IS NULL
 		AND NOT EXISTS (SELECT 1 FROM batch_items bi JOIN batch_jobs j ON j.id = bi.job_id
 			WHERE bi.paper_id = p.id AND bi.content_hash = p.content_hash AND j.kind = 'chat'
 				AND j.model = $3 AND j.prompt_version = $4 AND j.status IN ` + openJobStatuses + `) AS need_tldr,
-		$5::bigint <> 0 AND NOT EXISTS (SELECT 1 FROM embeddings e
-			WHERE e.space_id = $5 AND e.paper_id = p.id AND e.content_hash = p.content_hash)
+		$5::bigint <> 0 AND em.found IS NULL
 		AND NOT EXISTS (SELECT 1 FROM batch_items bi JOIN batch_jobs j ON j.id = bi.job_id
 			WHERE bi.paper_id = p.id AND bi.content_hash = p.content_hash AND j.kind = 'embedding'
 				AND j.space_id = $5 AND j.status IN ` + openJobStatuses + `) AS need_embedding
 	FROM papers p
+	LEFT JOIN LATERAL (SELECT true AS found FROM tldrs t WHERE t.paper_id = p.id AND t.model = $3
+		AND t.prompt_version = $4::text AND t.content_hash = p.content_hash LIMIT 1) tl ON true
+	LEFT JOIN LATERAL (SELECT true AS found FROM embeddings e WHERE e.space_id = $5 AND e.paper_id = p.id
+		AND e.content_hash = p.content_hash LIMIT 1) em ON true
 	WHERE p.id > $1 AND p.updated_at >= $6 AND ($7::text[] IS NULL OR p.id = ANY($7))`
 
 // stalePageSQL is staleSQL's next page: $2 rows after $1.
@@ -169,11 +171,26 @@ func (s *Store) CountStale(ctx context.Context, sel Selection) (StaleCounts, err
 }
 
 // ResolveSpace finds an embedding space by what a user typed: its id, its name
-// (model/dimensions/template), or its model when one space has that model. No match is
-// paper.ErrNotFound; a model with several spaces is paper.ErrAmbiguous.
+// (model/dimensions/template), or its model when one space has that model, with its coverage
+// (Embedded, Papers: a count over the archive). No match is paper.ErrNotFound; a model with
+// several spaces is paper.ErrAmbiguous.
 func (s *Store) ResolveSpace(ctx context.Context, ref string) (SpaceInfo, error) {
+	sp, err := s.FindSpace(ctx, ref)
+	if err != nil {
+		return SpaceInfo{}, err
+	}
+	if err := s.pool.QueryRow(ctx, `SELECT `+spaceCoverageColumns+` FROM embedding_spaces s WHERE s.id = $1`, sp.ID).
+		Scan(&sp.Embedded, &sp.Papers); err != nil {
+		return SpaceInfo{}, fmt.Errorf("count the coverage of space %d: %w", sp.ID, err)
+	}
+	return sp, nil
+}
+
+// FindSpace is ResolveSpace without the coverage: Embedded and Papers are zero. It reads only
+// embedding_spaces, where counting the coverage reads a space's every vector and paper.
+func (s *Store) FindSpace(ctx context.Context, ref string) (SpaceInfo, error) {
 	ref = strings.TrimSpace(ref)
-	spaces, err := s.Spaces(ctx)
+	spaces, err := s.listSpaces(ctx, false)
 	if err != nil {
 		return SpaceInfo{}, err
 	}

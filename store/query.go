@@ -22,11 +22,12 @@ import (
 const recordSQL = `SELECT p.id, p.title, p.abstract, p.authors, p.categories, p.published,
 	coalesce(p.url, ''), coalesce(p.source, ''), p.content_hash, p.created_at,
 	t.model, t.prompt_version, t.tldr, t.validation, t.input_tokens, t.output_tokens,
-	EXISTS (SELECT 1 FROM embeddings e WHERE e.space_id = (` + activeSpaceCondition + `)
-		AND e.paper_id = p.id AND e.content_hash = p.content_hash)
+	em.found IS NOT NULL
 FROM papers p
 LEFT JOIN LATERAL (SELECT * FROM tldrs t WHERE t.paper_id = p.id AND t.content_hash = p.content_hash
-	ORDER BY t.created_at DESC, t.model, t.prompt_version LIMIT 1) t ON true`
+	ORDER BY t.created_at DESC, t.model, t.prompt_version LIMIT 1) t ON true
+LEFT JOIN LATERAL (SELECT true AS found FROM embeddings e WHERE e.space_id = (` + activeSpaceCondition + `)
+	AND e.paper_id = p.id AND e.content_hash = p.content_hash LIMIT 1) em ON true`
 
 func scanRecord(r pgx.CollectableRow) (paper.Record, error) {
 	var (

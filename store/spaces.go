@@ -738,10 +738,22 @@ func (s *Store) ensureSpaceTx(ctx context.Context, db interface {
 
 // Spaces lists every embedding space, oldest first, with its coverage.
 func (s *Store) Spaces(ctx context.Context) ([]SpaceInfo, error) {
-	rows, err := s.pool.Query(ctx, `SELECT s.id, s.model, s.dimensions, s.template, s.active, s.index_kind, s.created_at,
-			(SELECT count(*) FROM embeddings e JOIN papers p ON p.id = e.paper_id AND p.content_hash = e.content_hash
+	return s.listSpaces(ctx, true)
+}
+
+// spaceCoverageColumns are a space's Embedded and Papers, for a row s of embedding_spaces.
+const spaceCoverageColumns = `(SELECT count(*) FROM embeddings e JOIN papers p ON p.id = e.paper_id AND p.content_hash = e.content_hash
 				WHERE e.space_id = s.id),
-			(SELECT count(*) FROM papers),
+			(SELECT count(*) FROM papers)`
+
+// listSpaces is Spaces, with the coverage counted only when counted is set (zero otherwise).
+func (s *Store) listSpaces(ctx context.Context, counted bool) ([]SpaceInfo, error) {
+	coverage := "0::bigint, 0::bigint"
+	if counted {
+		coverage = spaceCoverageColumns
+	}
+	rows, err := s.pool.Query(ctx, `SELECT s.id, s.model, s.dimensions, s.template, s.active, s.index_kind, s.created_at,
+			`+coverage+`,
 			coalesce((SELECT i.indexrelid::regclass::text FROM pg_index i
 				WHERE i.indexrelid = to_regclass('`+indexNamePrefix+`' || s.id) AND i.indisvalid), '')
 		FROM embedding_spaces s ORDER BY s.id`)

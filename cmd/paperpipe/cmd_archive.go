@@ -812,7 +812,7 @@ func reindexSpace(ctx context.Context, st *store.Store, name, kind string, w io.
 	if err != nil {
 		return usageErr("--index: %v", err)
 	}
-	sp, err := st.ResolveSpace(ctx, name)
+	sp, err := st.FindSpace(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -847,7 +847,7 @@ func checkSpace(ctx context.Context, st *store.Store, names []string, sample, k 
 		}
 		id = sp.ID
 	case 1:
-		sp, err := st.ResolveSpace(ctx, names[0])
+		sp, err := st.FindSpace(ctx, names[0])
 		if err != nil {
 			return err
 		}
@@ -1182,7 +1182,7 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 		if !have {
 			// The space's index kind says which values it can store: its own when it exists,
 			// the store's for a new one.
-			info, err := st.ResolveSpace(ctx, sp.Name())
+			info, err := st.FindSpace(ctx, sp.Name())
 			switch {
 			case err == nil:
 				space, kind = info.Space, info.Index

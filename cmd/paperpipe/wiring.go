@@ -278,7 +278,7 @@ func openModelsAndStore(ctx context.Context, c *config) (*slog.Logger, *models, 
 // does not exist yet is returned with ID -1, which no stored vector has, so every paper counts
 // as lacking its embedding there.
 func lookupSpace(ctx context.Context, st *store.Store, sp paper.Space) (paper.Space, error) {
-	info, err := st.ResolveSpace(ctx, sp.Name())
+	info, err := st.FindSpace(ctx, sp.Name())
 	switch {
 	case err == nil:
 		return info.Space, nil

@@ -1,0 +1,179 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// scalePapers is big enough for the planner to see an archive, small enough for a test.
+const scalePapers = 30000
+
+// scaleStore is a migrated store holding scalePapers papers, each with a TL;DR and a 768-d
+// vector of its current text in the active space (created for a load: no HNSW index, which
+// none of these statements needs), analyzed. It returns the space id.
+func scaleStore(t *testing.T) (*Store, int64) {
+	t.Helper()
+	s := migratedStore(t)
+	ctx := t.Context()
+	sp, _, err := s.EnsureSpaceForLoad(ctx, paper.Space{Model: "m", Dimensions: 768, Template: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO papers (id, title, abstract, categories, content_hash, created_at, updated_at)
+			SELECT 'p' || lpad(g::text, 6, '0'), 'title ' || g, 'an abstract about routing ' || g,
+				ARRAY[CASE WHEN g % 100 = 0 THEN 'math.AG' ELSE 'cs.LG' END], 'h' || g,
+				now() - g * interval '1 minute', now() - g * interval '1 minute'
+			FROM generate_series(1, ` + itoa(scalePapers) + `) g`,
+		`INSERT INTO tldrs (paper_id, model, prompt_version, content_hash, tldr, validation)
+			SELECT id, 'chat', 'v1', content_hash, 'tldr', 'ok' FROM papers`,
+		`CREATE TEMP TABLE base AS SELECT i, (SELECT array_agg(random() - 0.5 + 0 * d) FROM generate_series(1, 768) d
+			WHERE i >= 0)::vector AS v FROM generate_series(0, 99) i`,
+		`INSERT INTO embeddings (space_id, paper_id, content_hash, embedding)
+			SELECT ` + itoa(sp.ID) + `, p.id, p.content_hash, b.v FROM papers p JOIN base b ON b.i = hashtext(p.id) & 63`,
+		`VACUUM ANALYZE papers`, `VACUUM ANALYZE tldrs`, `VACUUM ANALYZE embeddings`,
+	} {
+		if _, err := s.pool.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	return s, sp.ID
+}
+
+// planNode is one node of EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON).
+type planNode struct {
+	NodeType    string     `json:"Node Type"`
+	Relation    string     `json:"Relation Name"`
+	Index       string     `json:"Index Name"`
+	ActualRows  float64    `json:"Actual Rows"`
+	ActualLoops float64    `json:"Actual Loops"`
+	TempWritten int64      `json:"Temp Written Blocks"`
+	SortMethod  string     `json:"Sort Method"`
+	Plans       []planNode `json:"Plans"`
+}
+
+// explain runs EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) of sql and returns its plan's root.
+func explain(t *testing.T, s *Store, sql string, args ...any) planNode {
+	t.Helper()
+	var raw []byte
+	if err := s.pool.QueryRow(context.Background(), "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "+sql, args...).Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	var out []struct{ Plan planNode }
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out[0].Plan
+}
+
+// rowsRead sums the rows every scan of relation or index name produced (rows × loops).
+func rowsRead(n planNode, name string) float64 {
+	sum := 0.0
+	if n.Relation == name || n.Index == name {
+		sum += n.ActualRows * n.ActualLoops
+	}
+	for _, c := range n.Plans {
+		sum += rowsRead(c, name)
+	}
+	return sum
+}
+
+func tempWritten(n planNode) int64 {
+	sum := n.TempWritten
+	for _, c := range n.Plans {
+		sum += tempWritten(c)
+	}
+	return sum
+}
+
+// TestStatementsAtScaleReadOnlyWhatTheyReturn: on an archive the planner sees as one, the
+// statements on request paths read what their answer needs, not the whole archive or space.
+// Each was planned against every row once: the Embedded column of a page of `list` or the front
+// page (an EXISTS planned as a hashed subplan over the whole active space), a page of
+// `reprocess`'s selection (every TL;DR and vector key, for each page), its count (each TL;DR
+// looked up twice), the map's sample (every vector sorted, spilled to temporary files), and
+// resolving a space's name (every space's coverage counted).
+func TestStatementsAtScaleReadOnlyWhatTheyReturn(t *testing.T) {
+	s, spaceID := scaleStore(t)
+	t.Run("list page", func(t *testing.T) {
+		const limit = 21
+		plan := explain(t, s, recordSQL+` ORDER BY p.created_at DESC, p.id DESC LIMIT $1`, limit)
+		if got := rowsRead(plan, "embeddings_pkey"); got > 4*limit {
+			t.Errorf("a first page of %d papers read %.0f entries of embeddings_pkey (the archive holds %d)", limit-1, got, scalePapers)
+		}
+		plan = explain(t, s, recordSQL+` WHERE p.categories @> ARRAY[$2::text] ORDER BY p.created_at DESC, p.id DESC LIMIT $1`, limit, "cs.LG")
+		if got := rowsRead(plan, "embeddings_pkey"); got > 4*limit {
+			t.Errorf("a category page of %d papers read %.0f entries of embeddings_pkey", limit-1, got)
+		}
+	})
+	t.Run("stale page", func(t *testing.T) {
+		const page = 2000
+		plan := explain(t, s, stalePageSQL, "", page, "chat", "v1", spaceID, "1970-01-01", nil)
+		if got := rowsRead(plan, "tldrs"); got > 2*page {
+			t.Errorf("one page of %d papers read %.0f tldrs rows (the archive has %d)", page, got, scalePapers)
+		}
+		if got := rowsRead(plan, "embeddings_pkey"); got > 2*page {
+			t.Errorf("one page of %d papers read %.0f embeddings_pkey entries (the archive has %d)", page, got, scalePapers)
+		}
+	})
+	t.Run("stale count", func(t *testing.T) {
+		plan := explain(t, s, staleCountSQL, "", 0, "chat", "v1", spaceID, "1970-01-01", nil)
+		if got := rowsRead(plan, "tldrs"); got > scalePapers {
+			t.Errorf("counting the stale papers of %d read %.0f tldrs rows: each TL;DR is looked up more than once", scalePapers, got)
+		}
+	})
+	t.Run("map sample", func(t *testing.T) {
+		plan := explain(t, s, mapSampleSQL, spaceID, 5000)
+		if w := tempWritten(plan); w > 0 {
+			t.Errorf("the map's sample of 5,000 of %d vectors wrote %d temporary blocks (%.0f MB)", scalePapers, w, float64(w)*8/1024)
+		}
+	})
+	t.Run("find space", func(t *testing.T) {
+		cfg := s.pool.Config()
+		rec := &sqlRecorder{}
+		cfg.ConnConfig.Tracer = rec
+		pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pool.Close()
+		orig := s.pool
+		s.pool = pool
+		defer func() { s.pool = orig }()
+		if _, err := s.FindSpace(t.Context(), itoa(spaceID)); err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range rec.sql {
+			if strings.Contains(q, "count(*) FROM embeddings e JOIN papers p") {
+				t.Errorf("FindSpace(%d) counted coverage over the %d papers:\n%s", spaceID, scalePapers, q)
+			}
+		}
+		sp, err := s.ResolveSpace(t.Context(), itoa(spaceID))
+		if err != nil || sp.Embedded != scalePapers || sp.Papers != scalePapers {
+			t.Errorf("ResolveSpace(%d) = %d of %d embedded, %v; want %d of %d", spaceID, sp.Embedded, sp.Papers, err, scalePapers, scalePapers)
+		}
+	})
+}
+
+// sqlRecorder is a pgx.QueryTracer that records every statement a pool runs.
+type sqlRecorder struct {
+	mu  sync.Mutex
+	sql []string
+}
+
+func (r *sqlRecorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	r.mu.Lock()
+	r.sql = append(r.sql, d.SQL)
+	r.mu.Unlock()
+	return ctx
+}
+
+func (r *sqlRecorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
