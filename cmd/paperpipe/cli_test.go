@@ -34,6 +34,7 @@ import (
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/store"
+	"github.com/paperpipe/paperpipe/summarize"
 	"github.com/paperpipe/paperpipe/web"
 )
 
@@ -917,5 +918,58 @@ func TestValidIndexMemory(t *testing.T) {
 		if got := validIndexMemory(size); got != want {
 			t.Errorf("validIndexMemory(%q) = %v, want %v", size, got, want)
 		}
+	}
+}
+
+// The status page's counts read the whole archive: counts that took long are reused while
+// fresh (here "long" is any time and "fresh" a moment, to see both sides), counts that were
+// quick are not, and a stale count is made again.
+func TestStatusReusesSlowCountsWhileFresh(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	js := natstest.Start(t).Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, store.Config{URL: pgtest.URL(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	add := func(id string) {
+		t.Helper()
+		if _, err := st.UpsertPapers(ctx, []paper.Abstract{{ID: id, Title: "Paper " + id, Abstract: "We count papers."}}, paper.Work{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	papers := func(s *webStatus) int64 {
+		t.Helper()
+		out, err := s.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int64(out.Papers)
+	}
+	slow := &webStatus{st: st, js: js, sum: summarize.NewOffline(30), countsSlow: time.Nanosecond, countsFresh: time.Hour}
+	add("count:1")
+	if n := papers(slow); n != 1 {
+		t.Fatalf("first status: %d papers, want 1", n)
+	}
+	add("count:2")
+	if n := papers(slow); n != 1 {
+		t.Errorf("status within the freshness of a slow count: %d papers, want the reused 1", n)
+	}
+	slow.countsFresh = time.Nanosecond
+	if n := papers(slow); n != 2 {
+		t.Errorf("status after the count went stale: %d papers, want 2", n)
+	}
+	quick := &webStatus{st: st, js: js, sum: summarize.NewOffline(30), countsSlow: time.Hour, countsFresh: time.Hour}
+	papers(quick)
+	add("count:3")
+	if n := papers(quick); n != 3 {
+		t.Errorf("status after a quick count: %d papers, want 3 (quick counts are not reused)", n)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -264,6 +266,40 @@ type webStatus struct {
 	js     jetstream.JetStream
 	sum    pipeline.Summarizer
 	prices pricing.Table
+
+	// counts are the archive's last counts. Counting reads the whole archive (seconds at
+	// millions of papers, with parallel workers): counts that took countsSlow or more are
+	// reused for countsFresh, and one request at a time counts (countsMu), so a monitoring
+	// poll or a few readers do not keep the database counting.
+	countsMu    sync.Mutex
+	counts      store.Counts
+	countsWork  paper.Work
+	countsAt    time.Time
+	countsTook  time.Duration
+	countsSlow  time.Duration // 0: countsSlowDefault
+	countsFresh time.Duration // 0: countsFreshDefault
+}
+
+const (
+	countsSlowDefault  = time.Second
+	countsFreshDefault = 30 * time.Second
+)
+
+// archiveCounts returns the counts of w, reusing slow ones while they are fresh (see webStatus).
+func (s *webStatus) archiveCounts(ctx context.Context, w paper.Work) (store.Counts, error) {
+	s.countsMu.Lock()
+	defer s.countsMu.Unlock()
+	slow, fresh := cmp.Or(s.countsSlow, countsSlowDefault), cmp.Or(s.countsFresh, countsFreshDefault)
+	if s.countsWork == w && !s.countsAt.IsZero() && s.countsTook >= slow && time.Since(s.countsAt) < fresh {
+		return s.counts, nil
+	}
+	start := time.Now()
+	c, err := s.st.Counts(ctx, w)
+	if err != nil {
+		return c, err
+	}
+	s.counts, s.countsWork, s.countsAt, s.countsTook = c, w, time.Now(), time.Since(start)
+	return c, nil
 }
 
 // statusWindow is how far back the status page shows API usage.
@@ -283,7 +319,7 @@ func (s *webStatus) Status(ctx context.Context) (web.Status, error) {
 	default:
 		return out, err
 	}
-	counts, err := s.st.Counts(ctx, paper.Work{Model: s.sum.Model(), PromptVersion: s.sum.PromptVersion(), SpaceID: sp.ID})
+	counts, err := s.archiveCounts(ctx, paper.Work{Model: s.sum.Model(), PromptVersion: s.sum.PromptVersion(), SpaceID: sp.ID})
 	if err != nil {
 		return out, err
 	}
