@@ -22,7 +22,7 @@ const Mask = "xxxxx"
 // that follows it.
 func URL(u string) string {
 	p, err := url.Parse(u)
-	if err != nil || strings.Contains(p.Path, "@") {
+	if err != nil || strings.Contains(p.Path, "@") || cutUserinfo(u) {
 		return roughly(u)
 	}
 	if p.User != nil {
@@ -88,6 +88,23 @@ func secretName(k string) bool {
 		}
 	}
 	return false
+}
+
+// cutUserinfo reports whether u's user information holds an unescaped "?" or "#", which
+// url.Parse takes for the start of the query or fragment (nats://user:123?Secret@host parses
+// as host "user", port "123", query "Secret@host"): an "@" after "://" with a "?" or "#"
+// before it, and no "/" or "=" (a path, or a query's parameter holding an "@").
+func cutUserinfo(u string) bool {
+	_, rest, ok := strings.Cut(u, "://")
+	if !ok {
+		return false
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return false
+	}
+	before := rest[:at]
+	return strings.ContainsAny(before, "?#") && !strings.ContainsAny(before, "/=")
 }
 
 // roughly masks a string that url.Parse rejected (an invalid escape, a bad port), by its shape:

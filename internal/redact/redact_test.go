@@ -30,6 +30,13 @@ func TestURLMasksUserinfoAndCredentialParameters(t *testing.T) {
 		{"https://user:SeCrEtPrefix?rest@api.example.com/v1?x=1", "https://xxxxx@api.example.com/v1?xxxxx"},
 		// It parses when the password's part before the "/" is a port: the rest is the path.
 		{"https://user:123/SecretRest@api.example.com/v1", "https://xxxxx@api.example.com/v1"},
+		// Or before a "?" or "#": the rest is the query or fragment.
+		{"nats://user:123?SecretRest@127.0.0.1:4222", "nats://xxxxx@127.0.0.1:4222"},
+		{"nats://Tok#SecretRest@127.0.0.1:4222", "nats://xxxxx@127.0.0.1:4222"},
+		{"https://user:123#SecretRest@api.example.com/v1", "https://xxxxx@api.example.com/v1"},
+		// A query's "@" is not user information.
+		{"https://host?email=a@b.example", "https://host?email=a@b.example"},
+		{"https://host/feed?email=a@b.example", "https://host/feed?email=a@b.example"},
 	} {
 		if got := URL(tc.in); got != tc.want {
 			t.Errorf("URL(%q) = %q, want %q", tc.in, got, tc.want)
