@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -58,13 +59,15 @@ const (
 // new one started in this process. One flock on the data directory makes sure only one process
 // runs the embedded server on its files at a time. The embedded server takes only clients that
 // present its token, which the URL file (nats://TOKEN@127.0.0.1:PORT, mode 0600, in the data
-// directory, mode 0700) gives the processes of the user who runs it.
+// directory, 0700 when paperpipe makes it) gives the processes of the user who runs it.
 func connectBroker(ctx context.Context, c *config, log *slog.Logger, role brokerRole) (*broker, error) {
 	b := &broker{}
 	url := c.NATSURL
 	if url == "" {
 		dir := filepath.Join(c.DataDir, "nats")
-		if err := privateDirs(c.DataDir, dir); err != nil {
+		// Made private when paperpipe makes them; an existing directory keeps its mode (it
+		// may be shared on purpose: the token's file is private in any case).
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("data directory: %w", err)
 		}
 		b.urlFile = filepath.Join(c.DataDir, "nats.url")
@@ -78,7 +81,14 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger, role broker
 			// free: processes still connected to it (their server's process was killed, or
 			// stopped while this one started) reconnect to this one.
 			emb, err := (*pipeline.Embedded)(nil), error(nil)
-			if host, port, token, ok := lastAddress(b.urlFile); ok {
+			host, port, token, last := lastAddress(b.urlFile)
+			// Until the new address is written, a process that finds the lock taken waits for
+			// the file (see readURLFile) rather than read the last server's.
+			if err := os.Remove(b.urlFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				b.close()
+				return nil, fmt.Errorf("data directory: %w", err)
+			}
+			if last {
 				emb, err = pipeline.StartEmbedded(pipeline.EmbeddedConfig{Dir: dir, Host: host, Port: port, Token: token, Logger: log})
 				if err != nil {
 					log.Debug("could not start the embedded NATS server on its last address", "err", err)
@@ -100,7 +110,7 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger, role broker
 			log.Debug("started embedded NATS", "url", redact.URL(url), "dir", dir)
 		} else {
 			b.urlFile = ""
-			raw, err := os.ReadFile(filepath.Join(c.DataDir, "nats.url"))
+			raw, err := readURLFile(ctx, filepath.Join(c.DataDir, "nats.url"))
 			if err != nil {
 				return nil, fmt.Errorf("another paperpipe process holds the embedded NATS server of %s, but its address is unreadable: %w", c.DataDir, err)
 			}
@@ -273,19 +283,26 @@ func lastAddress(file string) (host string, port int, token string, ok bool) {
 	return u.Hostname(), port, u.User.Username(), true
 }
 
-// privateDirs creates the directories, each readable by its owner only (0700), and makes
-// those that exist so: the URL file in the data directory holds the embedded server's token,
-// the store directory the queued papers.
-func privateDirs(dirs ...string) error {
-	for _, d := range dirs {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return err
+// urlFileWait bounds how long a process waits for the address of a server another process
+// is starting (JetStream recovers its store first: seconds for a large queue).
+const urlFileWait = 30 * time.Second
+
+// readURLFile reads the address file of the server another process holds the lock for,
+// waiting for it while that process starts the server (it removes the last server's file
+// first, and writes the new one once the server accepts connections).
+func readURLFile(ctx context.Context, file string) ([]byte, error) {
+	deadline := time.Now().Add(urlFileWait)
+	for {
+		raw, err := os.ReadFile(file)
+		if err == nil || !errors.Is(err, fs.ErrNotExist) || time.Now().After(deadline) {
+			return raw, err
 		}
-		if err := os.Chmod(d, 0o700); err != nil {
-			return err
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return nil
 }
 
 // writeURLFile writes the embedded server's URL, token and all, to file, readable by its owner

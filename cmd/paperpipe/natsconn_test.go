@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -241,8 +242,9 @@ func TestUpNamesTheEmbeddedServerItJoined(t *testing.T) {
 // The embedded server takes only clients that present its token: any local user or process
 // can reach a loopback port, and could otherwise publish papers the workers pay the API for,
 // read the queue or delete the streams. The token is in nats.url, readable by its owner only,
-// in a data directory only its owner can enter. A data directory from before the token (0755,
-// with the 0644 nats.url of a process that was killed) is made private at the next start.
+// in the data directory, which paperpipe makes private (0700) when it creates it. An existing
+// data directory keeps its mode (it may be shared on purpose); the 0644 tokenless nats.url of
+// a killed process from before the token is replaced by a private one.
 func TestEmbeddedServerTakesOnlyClientsWithItsToken(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -263,7 +265,14 @@ func TestEmbeddedServerTakesOnlyClientsWithItsToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer owner.close()
-	for p, want := range map[string]os.FileMode{c.DataDir: 0o700, filepath.Join(c.DataDir, "nats"): 0o700, urlFile: 0o600} {
+	fresh := &config{DataDir: filepath.Join(t.TempDir(), "new", "paperpipe")}
+	freshOwner, err := connectBroker(ctx, fresh, log, brokerClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer freshOwner.close()
+	for p, want := range map[string]os.FileMode{c.DataDir: 0o755, filepath.Join(c.DataDir, "nats"): 0o755, urlFile: 0o600,
+		fresh.DataDir: 0o700, filepath.Join(fresh.DataDir, "nats"): 0o700, filepath.Join(fresh.DataDir, "nats.url"): 0o600} {
 		if fi, err := os.Stat(p); err != nil {
 			t.Error(err)
 		} else if fi.Mode().Perm() != want {
@@ -387,5 +396,31 @@ func TestServerWithoutTokenIsJoinedButNotTakenOver(t *testing.T) {
 	defer b.mu.Unlock()
 	if b.embedded != nil {
 		t.Errorf("the process runs a server its clients cannot use")
+	}
+}
+
+// Two paperpipe processes started at once on one data directory (`paperpipe up &` then
+// `paperpipe ingest` in a script): the one that finds the lock taken waits for the server's
+// address instead of failing on a file not written yet (or reading the last server's).
+func TestTwoProcessesStartingAtOnceBothConnect(t *testing.T) {
+	t.Parallel()
+	for round := range 5 {
+		c := &config{DataDir: t.TempDir()}
+		log := slog.New(slog.DiscardHandler)
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		brokers := make([]*broker, 2)
+		for i := range 2 {
+			wg.Go(func() { brokers[i], errs[i] = connectBroker(t.Context(), c, log, brokerClient) })
+		}
+		wg.Wait()
+		for i, b := range brokers {
+			if b != nil {
+				b.close()
+			}
+			if errs[i] != nil {
+				t.Errorf("round %d: process %d: %v", round, i, errs[i])
+			}
+		}
 	}
 }
