@@ -25,6 +25,22 @@ type Work = paper.Work
 // Pending is paper.Pending: what UpsertPapers found for one input paper.
 type Pending = paper.Pending
 
+// fillMetadata gives a the metadata it lacks that from has.
+func fillMetadata(a *paper.Abstract, from paper.Abstract) {
+	if len(a.Authors) == 0 {
+		a.Authors = from.Authors
+	}
+	if len(a.Categories) == 0 {
+		a.Categories = from.Categories
+	}
+	if a.URL == "" {
+		a.URL = from.URL
+	}
+	if a.Published.IsZero() {
+		a.Published = from.Published
+	}
+}
+
 // UpsertPapers stores papers, in one statement (so one transaction), and returns one Pending
 // per input paper, in input order, saying which outputs of w are missing for the text now
 // stored. A paper's text replaces the stored one only when it is not older (Abstract.TextAt,
@@ -37,7 +53,8 @@ type Pending = paper.Pending
 // merged. A changed abstract makes existing outputs stale (they recorded the old hash) without
 // deleting them. When an id appears more than once, the call stores what calls made one copy at
 // a time would: the newest copy by TextAt (zero meaning now; of equally new ones, the last)
-// is the one written and the one whose Pending asks for the missing outputs; the other copies,
+// is the one written (with the metadata it lacks taken from the copies before it, as separate
+// calls would merge it) and the one whose Pending asks for the missing outputs; the other copies,
 // older versions or repeats of it, need nothing (their Pending carries the stored hash), so a
 // redelivered or replayed older version in a worker's micro-batch neither replaces the newer
 // text nor has the same outputs bought twice.
@@ -64,10 +81,29 @@ func (s *Store) UpsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 		return a.TextAt
 	}
 	keep := make(map[string]int, len(papers))
+	var repeated []string // ids with several copies
 	for i, a := range papers {
-		if k, ok := keep[a.ID]; !ok || !textAt(a).Before(textAt(papers[k])) {
+		k, ok := keep[a.ID]
+		if ok && !slices.Contains(repeated, a.ID) {
+			repeated = append(repeated, a.ID)
+		}
+		if !ok || !textAt(a).Before(textAt(papers[k])) {
 			keep[a.ID] = i
 		}
+	}
+	// As calls made one copy at a time would merge them, the copy stored takes the metadata it
+	// lacks from the copies before it in the call (a feed's record, then its corrected text
+	// from a file without authors or URL), the nearest first.
+	merged := make(map[string]paper.Abstract, len(repeated))
+	for _, id := range repeated {
+		k := keep[id]
+		m := papers[k]
+		for i := k - 1; i >= 0; i-- {
+			if papers[i].ID == id {
+				fillMetadata(&m, papers[i])
+			}
+		}
+		merged[id] = m
 	}
 	n := len(keep)
 	var (
@@ -78,6 +114,9 @@ func (s *Store) UpsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 	for i, a := range papers {
 		if keep[a.ID] != i {
 			continue
+		}
+		if m, ok := merged[a.ID]; ok {
+			a = m
 		}
 		ids = append(ids, a.ID)
 		titles = append(titles, a.Title)

@@ -521,3 +521,39 @@ func TestUpsertPapersKeepsANewerTextOverAnOlderOne(t *testing.T) {
 		t.Errorf("a text without a time: %+v; want it stored (as of now)", p)
 	}
 }
+
+// Copies of one paper in one call merge their metadata as calls made one copy at a time do:
+// a feed's record (URL, categories, authors), then its corrected text from a file without
+// them, in one worker batch, keep the feed's metadata with the new text.
+func TestUpsertPapersDuplicateInBatchMergesMetadataLikeSeparateCalls(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	w := store.Work{Model: testModel, PromptVersion: testPrompt}
+	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	ps := abstracts(2)
+	rich := func(a paper.Abstract) paper.Abstract { // from the arXiv feed: authors, URL, categories
+		a.URL, a.Categories, a.TextAt = "https://arxiv.org/abs/"+a.ID[6:], []string{"cs.CL"}, t0
+		return a
+	}
+	bare := func(a paper.Abstract) paper.Abstract { // its corrected text, from a plain-text file
+		a.Authors, a.TextAt = nil, t0.Add(time.Second)
+		a.Abstract += " (corrected)"
+		return a
+	}
+	// One copy per call.
+	upsert(t, s, []paper.Abstract{rich(ps[0])}, w)
+	upsert(t, s, []paper.Abstract{bare(ps[0])}, w)
+	// Both copies in one call (one worker batch).
+	upsert(t, s, []paper.Abstract{rich(ps[1]), bare(ps[1])}, w)
+	for _, a := range ps {
+		rec, err := s.Paper(ctx, a.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Abstract.URL == "" || !slices.Equal(rec.Abstract.Categories, []string{"cs.CL"}) || len(rec.Abstract.Authors) != 2 {
+			t.Errorf("%s stored url=%q categories=%v authors=%v; want the feed's URL, categories and authors kept",
+				a.ID, rec.Abstract.URL, rec.Abstract.Categories, rec.Abstract.Authors)
+		}
+	}
+}
