@@ -155,8 +155,9 @@ func (e countingEmbedder) EmbedQuery(ctx context.Context, text string) ([]float3
 }
 
 // TestCrossSiteLoadsAreRefused: any page could make the server pay for a query embedding at
-// each load of <img src="http://127.0.0.1:8080/search?q=RANDOM">. A browser's cross-site
-// request is answered only when it is a top-level navigation (a link followed); the UI's
+// each load of <img src="http://127.0.0.1:8080/search?q=RANDOM">, or each scripted navigation
+// of a window it opened. A browser's cross-site request is answered only when it is a top-level
+// navigation the user made (a link clicked: Sec-Fetch-User ?1); the UI's
 // own requests, and clients that send no Fetch Metadata, are answered as before.
 func TestCrossSiteLoadsAreRefused(t *testing.T) {
 	t.Parallel()
@@ -178,6 +179,8 @@ func TestCrossSiteLoadsAreRefused(t *testing.T) {
 		{"/search?mode=semantic&q=", fetch("cross-site", "navigate", "iframe"), http.StatusForbidden},
 		{"/search?mode=semantic&q=", fetch("cross-site", "no-cors", "script"), http.StatusForbidden},
 		{"/static/style.css?", fetch("cross-site", "no-cors", "style"), http.StatusForbidden},
+		// A page navigating a window it opened, again and again, without a click.
+		{"/search?mode=semantic&q=", fetch("cross-site", "navigate", "document"), http.StatusForbidden},
 	} {
 		r := b.get(tc.path+fmt.Sprint("sparse+experts+", i), tc.headers...)
 		if r.code != tc.want {
@@ -196,9 +199,9 @@ func TestCrossSiteLoadsAreRefused(t *testing.T) {
 		path    string
 		headers []string
 	}{
-		{"/search?mode=semantic&q=", fetch("cross-site", "navigate", "document")},  // a link on another site
-		{"/search?mode=semantic&q=", fetch("none", "navigate", "document")},        // typed or bookmarked
-		{"/search?mode=semantic&q=", fetch("same-origin", "navigate", "document")}, // the search form
+		{"/search?mode=semantic&q=", append(fetch("cross-site", "navigate", "document"), "Sec-Fetch-User", "?1")}, // a link on another site, clicked
+		{"/search?mode=semantic&q=", fetch("none", "navigate", "document")},                                       // typed or bookmarked
+		{"/search?mode=semantic&q=", fetch("same-origin", "navigate", "document")},                                // the search form
 		{"/api/search?mode=semantic&q=", fetch("same-site", "cors", "empty")},
 		{"/api/search?mode=semantic&q=", nil}, // curl
 		{"/static/style.css?", fetch("same-origin", "no-cors", "style")},

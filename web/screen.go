@@ -17,11 +17,12 @@ import (
 //     rebinding) is same-origin with the server as far as the browser is concerned, so that it
 //     could read the archive and queue papers; but its requests carry its own name. IP
 //     addresses (a page cannot rebind those) and localhost always pass.
-//   - A cross-site request that is not a top-level navigation (Fetch Metadata: Sec-Fetch-Site
-//     cross-site, unless Sec-Fetch-Mode navigate with Sec-Fetch-Dest document): 403. An
-//     <img src=".../search?q=..."> on any page would otherwise make the server pay for a
-//     query embedding at each load. Following a link from another site passes, and so do
-//     requests without Fetch Metadata (curl, scripts, old browsers).
+//   - A cross-site request that is not a top-level navigation the user made (Fetch Metadata:
+//     Sec-Fetch-Site cross-site, unless Sec-Fetch-Mode navigate with Sec-Fetch-Dest document
+//     and Sec-Fetch-User ?1): 403. An <img src=".../search?q=..."> on any page, or a script
+//     navigating a window it opened again and again, would otherwise make the server pay for a
+//     query embedding at each load. Following a link from another site (a click) passes, and
+//     so do requests without Fetch Metadata (curl, scripts, old browsers).
 func (s *Server) screen(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if name := hostName(r.Host); !s.answersTo(name, r) {
@@ -32,7 +33,7 @@ func (s *Server) screen(next http.Handler) http.Handler {
 		}
 		if crossSiteSubresource(r) {
 			s.writeError(w, r, http.StatusForbidden, "another site's page may link to this server but not load from it "+
-				"(cross-site requests other than a top-level navigation are refused)")
+				"(cross-site requests other than a link the user followed are refused)")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -71,8 +72,9 @@ func onLoopback(r *http.Request) bool {
 }
 
 // crossSiteSubresource reports whether a browser sent r from another site's page other than
-// as a top-level navigation.
+// as a top-level navigation the user made.
 func crossSiteSubresource(r *http.Request) bool {
 	h := r.Header
-	return h.Get("Sec-Fetch-Site") == "cross-site" && (h.Get("Sec-Fetch-Mode") != "navigate" || h.Get("Sec-Fetch-Dest") != "document")
+	return h.Get("Sec-Fetch-Site") == "cross-site" &&
+		(h.Get("Sec-Fetch-Mode") != "navigate" || h.Get("Sec-Fetch-Dest") != "document" || h.Get("Sec-Fetch-User") != "?1")
 }
