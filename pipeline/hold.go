@@ -104,9 +104,10 @@ func (w *Worker) setTimeouts(ackWait time.Duration) error {
 	if w.cfg.EmbedLinger > w.msgTimeout/2 {
 		// A batch goes half a MsgTimeout after its first abstract at the latest: the other half
 		// is the request's.
+		lowered := max(w.msgTimeout/2, w.cfg.Linger)
 		w.log.Warn("embedding linger lowered to half the message timeout", "embed_linger", w.cfg.EmbedLinger,
-			"msg_timeout", w.msgTimeout, "now", w.msgTimeout/2)
-		w.cfg.EmbedLinger = max(w.msgTimeout/2, w.cfg.Linger)
+			"msg_timeout", w.msgTimeout, "now", lowered)
+		w.cfg.EmbedLinger = lowered
 	}
 	return nil
 }

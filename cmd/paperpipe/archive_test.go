@@ -694,7 +694,7 @@ func TestResumedReprocessNeverRevertsANewerText(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := pipeline.NewRunPublisher(js, target.Subject, "killed-run", 0)
-	if _, err := publishStale(ctx, e.st, store.Selection{Work: paper.Work{Model: work.Model, PromptVersion: work.PromptVersion}}, pub, 0, nil); err != nil {
+	if _, err := publishStale(ctx, e.st, store.Selection{Work: paper.Work{Model: work.Model, PromptVersion: work.PromptVersion}}, pub, 0, nil, func(id string, err error) { t.Errorf("%s: %v", id, err) }); err != nil {
 		t.Fatal(err)
 	}
 	// Meanwhile the feed brings version 2 of one paper (what ingest and a worker store).
@@ -1178,5 +1178,44 @@ func TestImportEmbeddingsSkipsABOMAndSaysWhatIsWrongInPlainWords(t *testing.T) {
 	}
 	if strings.Contains(errw.String(), "Go ") || strings.Contains(errw.String(), "importLine") || strings.Contains(errw.String(), "json:") {
 		t.Errorf("messages speak of Go's types:\n%s", errw.String())
+	}
+}
+
+// A stored paper whose reprocess message is over the queue's limit (ingest took it with little
+// to spare; a reprocess message's id and headers are longer) is left out and named, and the
+// others are published: it aborted every run, which failed the same way when run again.
+func TestPublishStaleLeavesOutAPaperTooLargeForTheQueue(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	big, err := e.st.Paper(ctx, "arxiv:2401.00002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := big.Abstract
+	v2.Abstract = strings.Repeat("A long abstract. ", 400)
+	if _, err := e.st.UpsertPapers(ctx, []paper.Abstract{v2}, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	js := e.jetStream(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, pipeline.StreamPapers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgSize = 4000 // the other papers' messages are ~2 KB, the long one ~7 KB
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	pub := pipeline.NewRunPublisher(js, pipeline.SubjectNew, "big-run", 0)
+	var left []string
+	n, err := publishStale(ctx, e.st, store.Selection{Work: paper.Work{Model: "another-model", PromptVersion: "v9"}}, pub, 0, nil,
+		func(id string, err error) { left = append(left, id) })
+	if err != nil || n != 2 || !slices.Equal(left, []string{v2.ID}) {
+		t.Errorf("publishStale: %d published, left out %v, err %v; want 2 published and %s left out", n, left, err, v2.ID)
 	}
 }

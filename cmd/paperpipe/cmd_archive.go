@@ -599,7 +599,10 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 		}
 	}
 	pub := pipeline.NewRunPublisher(b.js, target.Subject, strconv.FormatInt(time.Now().UnixNano(), 36), 256)
-	if _, err = publishStale(ctx, st, sel, pub, o.pageSize, drain); err == nil {
+	tooLarge := func(id string, err error) {
+		fmt.Fprintf(errw, "reprocess: %s: %v: left out (it cannot be queued)\n", id, err)
+	}
+	if _, err = publishStale(ctx, st, sel, pub, o.pageSize, drain, tooLarge); err == nil {
 		err = drain()
 	}
 	if ctx.Err() != nil {
@@ -617,13 +620,21 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 
 // publishStale publishes the papers sel selects (store.StalePapers) through pub and flushes it.
 // With between set, every `every` papers are flushed and between is called (reprocess drains
-// its workers there) before more are published. It returns how many papers were published.
+// its workers there) before more are published. A paper whose message is over the queue's
+// limit (one ingest took with little to spare: a reprocess message's id and headers are
+// longer) is left out and passed to tooLarge; the others go on. It returns how many papers
+// were published.
 func publishStale(ctx context.Context, st *store.Store, sel store.Selection, pub *pipeline.Publisher,
-	every int, between func() error) (int, error) {
+	every int, between func() error, tooLarge func(id string, err error)) (int, error) {
 	n := 0
 	err := st.StalePapers(ctx, sel, 500, func(page []store.StalePaper) error {
 		for _, p := range page {
 			if err := pub.Publish(ctx, p.Abstract); err != nil {
+				var big *pipeline.TooLargeError
+				if errors.As(err, &big) {
+					tooLarge(p.ID, err)
+					continue
+				}
 				return err
 			}
 			if n++; between == nil || n%every != 0 {

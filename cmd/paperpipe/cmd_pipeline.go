@@ -270,7 +270,9 @@ func warnInactiveSpace(ctx context.Context, log *slog.Logger, st *store.Store, s
 // vectors are made.
 func queueMissing(ctx context.Context, log *slog.Logger, st *store.Store, b *broker, space paper.Space) error {
 	pub := pipeline.NewRunPublisher(b.js, pipeline.SubjectNew, "follow-"+strconv.FormatInt(time.Now().UnixNano(), 36), 256)
-	n, err := publishStale(ctx, st, store.Selection{Work: paper.Work{SpaceID: space.ID}}, pub, 0, nil)
+	n, err := publishStale(ctx, st, store.Selection{Work: paper.Work{SpaceID: space.ID}}, pub, 0, nil, func(id string, err error) {
+		log.Warn("a paper missing from the space cannot be queued", "id", id, "err", err)
+	})
 	if err != nil {
 		return fmt.Errorf("queue the papers missing from space %s: %w", space.Name(), err)
 	}
