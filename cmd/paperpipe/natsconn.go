@@ -61,6 +61,32 @@ const (
 // present its token, which the URL file (nats://TOKEN@127.0.0.1:PORT, mode 0600, in the data
 // directory, 0700 when paperpipe makes it) gives the processes of the user who runs it.
 func connectBroker(ctx context.Context, c *config, log *slog.Logger, role brokerRole) (*broker, error) {
+	// The server another process runs may be going away as this one joins it (that process
+	// was stopped a moment ago: a command run again right after Ctrl-C): its address file is
+	// still there, the connection or the first requests fail. Until the lock is free, or the
+	// next server's address is written, try again for a while.
+	deadline := time.Now().Add(joinRetry)
+	for {
+		b, joined, err := connectBrokerOnce(ctx, c, log, role)
+		if err == nil || !joined || ctx.Err() != nil || time.Now().After(deadline) {
+			return b, err
+		}
+		log.Debug("the embedded NATS server of another paperpipe process did not answer; trying again", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// joinRetry bounds how long a process tries to join the embedded server of another process
+// that does not answer (see connectBroker).
+const joinRetry = 15 * time.Second
+
+// connectBrokerOnce is one attempt of connectBroker; joined reports that it joined the server
+// of another process (whose failure may be that process stopping).
+func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role brokerRole) (_ *broker, joined bool, _ error) {
 	b := &broker{}
 	url := c.NATSURL
 	if url == "" {
@@ -68,12 +94,12 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger, role broker
 		// Made private when paperpipe makes them; an existing directory keeps its mode (it
 		// may be shared on purpose: the token's file is private in any case).
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("data directory: %w", err)
+			return nil, false, fmt.Errorf("data directory: %w", err)
 		}
 		b.urlFile = filepath.Join(c.DataDir, "nats.url")
 		lock, err := lockDataDir(c.DataDir)
 		if err != nil {
-			return nil, fmt.Errorf("data directory lock: %w", err)
+			return nil, false, fmt.Errorf("data directory lock: %w", err)
 		}
 		if lock != nil {
 			b.lock = lock
@@ -86,7 +112,7 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger, role broker
 			// the file (see readURLFile) rather than read the last server's.
 			if err := os.Remove(b.urlFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				b.close()
-				return nil, fmt.Errorf("data directory: %w", err)
+				return nil, false, fmt.Errorf("data directory: %w", err)
 			}
 			if last {
 				emb, err = pipeline.StartEmbedded(pipeline.EmbeddedConfig{Dir: dir, Host: host, Port: port, Token: token, Logger: log})
@@ -99,20 +125,20 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger, role broker
 			}
 			if err != nil {
 				b.close()
-				return nil, err
+				return nil, false, err
 			}
 			b.embedded = emb
 			url = emb.ClientURL()
 			if err := writeURLFile(b.urlFile, url); err != nil {
 				b.close()
-				return nil, err
+				return nil, false, err
 			}
 			log.Debug("started embedded NATS", "url", redact.URL(url), "dir", dir)
 		} else {
 			b.urlFile = ""
 			raw, err := readURLFile(ctx, filepath.Join(c.DataDir, "nats.url"))
 			if err != nil {
-				return nil, fmt.Errorf("another paperpipe process holds the embedded NATS server of %s, but its address is unreadable: %w", c.DataDir, err)
+				return nil, false, fmt.Errorf("another paperpipe process holds the embedded NATS server of %s, but its address is unreadable: %w", c.DataDir, err)
 			}
 			url = strings.TrimSpace(string(raw))
 			b.dataDir, b.url = c.DataDir, url
@@ -142,24 +168,28 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger, role broker
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, fmt.Errorf("connect to NATS at %s: %w (unset NATS_URL to use the embedded server)", redact.URLs(url), err)
+		if c.NATSURL == "" {
+			return nil, b.dataDir != "", fmt.Errorf("connect to the embedded NATS server at %s: %w", redact.URL(url), err)
+		}
+		return nil, false, fmt.Errorf("connect to NATS at %s: %w (unset NATS_URL to use the embedded server)", redact.URLs(url), err)
 	}
 	b.nc = nc
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024), jetstream.WithPublishAsyncTimeout(30*time.Second))
 	if err != nil {
 		b.close()
-		return nil, fmt.Errorf("JetStream: %w", err)
+		return nil, false, fmt.Errorf("JetStream: %w", err)
 	}
 	b.js = js
 	topo := pipeline.TopologyConfig{Replicas: c.Replicas, AckWait: c.AckWait, MaxDeliver: c.MaxDeliver, KeepConsumer: role != newPaperWorkers}
 	if err := pipeline.Setup(ctx, js, topo); err != nil {
+		joined := b.dataDir != ""
 		b.close()
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
-			return nil, fmt.Errorf("%w (is JetStream enabled on %s?)", err, redact.URLs(url))
+		if c.NATSURL != "" && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)) {
+			return nil, false, fmt.Errorf("%w (is JetStream enabled on %s?)", err, redact.URLs(url))
 		}
-		return nil, err
+		return nil, joined, err
 	}
-	return b, nil
+	return b, false, nil
 }
 
 // where says which server b is connected to, for `up` to announce: NATS_URL's, the embedded

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
@@ -422,5 +423,59 @@ func TestTwoProcessesStartingAtOnceBothConnect(t *testing.T) {
 				t.Errorf("round %d: process %d: %v", round, i, errs[i])
 			}
 		}
+	}
+}
+
+// A command run right after Ctrl-C of the process that runs the embedded server (serve, then
+// serve again at once) finds the lock still held while that process shuts the server down:
+// it joins the address it reads and fails. It tries again until the lock is free or the next
+// server's address is written, and runs the server itself here. (The window is made by
+// stopping the server under the lock, as the first steps of broker.close do.)
+func TestProcessStartedWhileTheEmbeddedServerStopsRunsItNext(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	c := &config{DataDir: t.TempDir()}
+	log := slog.New(slog.DiscardHandler)
+	owner, err := connectBroker(ctx, c, log, brokerClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = owner.nc.Drain()
+	owner.embedded.Shutdown()
+	released := make(chan struct{})
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		owner.close()
+		close(released)
+	}()
+	defer func() { <-released }()
+	next, err := connectBroker(ctx, c, log, brokerClient)
+	if err != nil {
+		t.Fatalf("a process started while the embedded server's process stops: %v", err)
+	}
+	defer next.close()
+	if next.embedded == nil {
+		t.Errorf("the process started next does not run the server once the first has stopped")
+	}
+}
+
+// With NATS_URL unset, a failure to reach the embedded server does not advise unsetting it.
+func TestEmbeddedServerErrorsDoNotNameNATSURL(t *testing.T) {
+	t.Parallel()
+	c := &config{DataDir: t.TempDir()}
+	// A lock held by "another process" whose server address answers nothing.
+	lock, err := lockDataDir(c.DataDir)
+	if err != nil || lock == nil {
+		t.Fatalf("lock: %v", err)
+	}
+	defer unlockDataDir(lock)
+	if err := writeURLFile(filepath.Join(c.DataDir, "nats.url"), fmt.Sprintf("nats://token@127.0.0.1:%d", freePort(t))); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	_, err = connectBroker(ctx, c, slog.New(slog.DiscardHandler), brokerClient)
+	if err == nil || strings.Contains(err.Error(), "NATS_URL") {
+		t.Errorf("connectBroker: %v; want an error that does not name NATS_URL", err)
 	}
 }
