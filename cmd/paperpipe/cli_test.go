@@ -557,8 +557,24 @@ func TestStatusOfASpaceNotCreatedYetHasNoID(t *testing.T) {
 	if id, ok := st.Space["id"].(float64); !ok || id < 1 {
 		t.Errorf("status --json after a worker: space %v, want its id", st.Space)
 	}
-	if r := c.ok("status"); strings.Contains(r.stdout, "not created yet") {
-		t.Errorf("status after a worker says the space is not created yet:\n%s", r.stdout)
+	if r := c.ok("status"); strings.Contains(r.stdout, "not created yet") || strings.Contains(r.stdout, "active space") {
+		t.Errorf("status after a worker says the space is not created yet, or names the active space apart:\n%s", r.stdout)
+	}
+	// Configured for another embedder than the active space's (a shell without the workers'
+	// settings, or the other way round): the active space's coverage, which the web's status
+	// shows and queries use, is shown too.
+	var other struct {
+		Active struct {
+			Space         map[string]any `json:"space"`
+			WithEmbedding int            `json:"with_embedding"`
+		} `json:"active_space"`
+	}
+	c.json(&other, "status", "--embed-model", "text-embedding-3-small")
+	if other.Active.WithEmbedding != 108 || other.Active.Space["model"] != embed.OfflineModel {
+		t.Errorf("status --json of another embedder: active space %+v, want the offline space with 108 papers embedded", other.Active)
+	}
+	if r := c.ok("status", "--embed-model", "text-embedding-3-small"); !regexp.MustCompile(`with embedding +108 +\(active space `).MatchString(r.stdout) {
+		t.Errorf("status of another embedder does not show the active space's coverage:\n%s", r.stdout)
 	}
 }
 

@@ -83,12 +83,12 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 	case flushErr != nil:
 		return flushErr
 	case failed > 0 && rejected > 0:
-		return fmt.Errorf("%s failed and %s rejected (see the messages above); the others were published",
+		return fmt.Errorf("%s failed and %s rejected (see the messages above); the others were handed to the queue (see the summary above)",
 			plural(failed, "source", "sources"), plural(rejected, "record", "records"))
 	case failed > 0:
-		return fmt.Errorf("%s failed (see the messages above); the records read were published", plural(failed, "source", "sources"))
+		return fmt.Errorf("%s failed (see the messages above); the records read before were handed to the queue (see the summary above)", plural(failed, "source", "sources"))
 	case rejected > 0:
-		return fmt.Errorf("%s rejected (see the messages above); the others were published", plural(rejected, "record", "records"))
+		return fmt.Errorf("%s rejected (see the messages above); the others were handed to the queue (see the summary above)", plural(rejected, "record", "records"))
 	}
 	return nil
 }
@@ -473,6 +473,13 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 	}
 }
 
+// activeCoverage is the active space's coverage, which `status` shows when the configured
+// embedder fills another space.
+type activeCoverage struct {
+	Space         paper.Space `json:"space"`
+	WithEmbedding int64       `json:"with_embedding"`
+}
+
 func cmdStatus(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("status", "", "Show backlog per consumer, papers processed, dead letters and API usage.")
 	c.addJSONFlag(fs)
@@ -495,6 +502,19 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	}
 	counts, err := st.Counts(ctx, paper.Work{Model: m.sum.Model(), PromptVersion: m.sum.PromptVersion(), SpaceID: space.ID})
 	if err != nil {
+		return err
+	}
+	// The web's status counts the active space, which queries use; when the configured
+	// embedder fills another, both are shown (a shell without the API settings of the workers
+	// that filled the active space would otherwise read it as empty).
+	var active *activeCoverage
+	if a, err := st.ActiveSpace(ctx); err == nil && a.ID != space.ID {
+		ac, err := st.Counts(ctx, paper.Work{SpaceID: a.ID})
+		if err != nil {
+			return err
+		}
+		active = &activeCoverage{Space: a, WithEmbedding: ac.WithEmbedding}
+	} else if err != nil && !errors.Is(err, paper.ErrNotFound) {
 		return err
 	}
 	usage, err := st.Usage(ctx, time.Now().AddDate(0, 0, -30))
@@ -522,15 +542,22 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		spaceNote = ", not created yet"
 	}
 	if c.JSON {
-		return writeJSON(os.Stdout, map[string]any{
+		out := map[string]any{
 			"papers": counts, "space": space, "tldr_model": m.sum.Model(), "prompt_version": m.sum.PromptVersion(),
 			"backlog": nonNil(backlogs), "dead_letters": dead, "usage": nonNil(usage), "cost": nonNil(costs),
-		})
+		}
+		if active != nil {
+			out["active_space"] = active
+		}
+		return writeJSON(os.Stdout, out)
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "papers\t%d\n", counts.Papers)
 	fmt.Fprintf(w, "with TL;DR\t%d\t(%s, prompt %s)\n", counts.WithTLDR, m.sum.Model(), m.sum.PromptVersion())
-	fmt.Fprintf(w, "with embedding\t%d\t(space %s%s)\n", counts.WithEmbedding, space.Name(), spaceNote)
+	fmt.Fprintf(w, "with embedding\t%d\t(space %s%s: the configured embedder's)\n", counts.WithEmbedding, space.Name(), spaceNote)
+	if active != nil {
+		fmt.Fprintf(w, "with embedding\t%d\t(active space %s, which queries use)\n", active.WithEmbedding, active.Space.Name())
+	}
 	for _, bl := range backlogs {
 		fmt.Fprintf(w, "backlog %s\t%d\t(%d being processed, %d redelivered)\n", bl.Consumer, bl.Pending, bl.AckPending, bl.Redelivered)
 	}
