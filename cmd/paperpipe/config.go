@@ -266,8 +266,19 @@ func (c *config) resolveModels() {
 
 // addModelFlags registers the flags that choose models.
 func (c *config) addModelFlags(fs *flag.FlagSet) {
+	c.addModelFlagsOf(fs, "the active fitted offline model, or the hashed one")
+}
+
+// addStorelessModelFlags registers the flags that choose models, for the commands that use no
+// database (summarize, embed): for them "offline" is the hashed model, as no fitted model is
+// found without the store.
+func (c *config) addStorelessModelFlags(fs *flag.FlagSet) {
+	c.addModelFlagsOf(fs, "the hashed model; a fitted model's name, paperpipe-offline-tfidf-…, is read from the database")
+}
+
+func (c *config) addModelFlagsOf(fs *flag.FlagSet, offline string) {
 	fs.StringVar(&c.ChatModel, "chat-model", c.ChatModel, "TL;DR model (`name`, or \"offline\"); env PAPERPIPE_CHAT_MODEL")
-	fs.StringVar(&c.EmbedModel, "embed-model", c.EmbedModel, "embedding model (`name`; \"offline\": the active fitted offline model, or the hashed one); env PAPERPIPE_EMBED_MODEL")
+	fs.StringVar(&c.EmbedModel, "embed-model", c.EmbedModel, "embedding model (`name`; \"offline\": "+offline+"); env PAPERPIPE_EMBED_MODEL")
 	fs.IntVar(&c.EmbedDims, "embed-dimensions", c.EmbedDims, "embedding dimensions to request (0: the model's own); env PAPERPIPE_EMBED_DIMENSIONS")
 }
 
