@@ -816,7 +816,7 @@ func TestConcurrencyHelpIsTheTLDRRequestsInFlight(t *testing.T) {
 // defaults replaced them without a word); so are --concurrency and --batch-size below 1.
 func TestSettingsBelowTheirMinimumAreRefused(t *testing.T) {
 	t.Parallel()
-	for _, kv := range []string{"PAPERPIPE_ACK_WAIT=0s", "PAPERPIPE_MAX_DELIVER=0", "PAPERPIPE_CONCURRENCY=-1", "PAPERPIPE_BATCH_SIZE=0", "PAPERPIPE_MSG_TIMEOUT=-1s", "PAPERPIPE_EMBED_LINGER=0s",
+	for _, kv := range []string{"PAPERPIPE_ACK_WAIT=0s", "PAPERPIPE_MAX_DELIVER=0", "PAPERPIPE_CONCURRENCY=-1", "PAPERPIPE_BATCH_SIZE=0", "PAPERPIPE_MSG_TIMEOUT=-1s", "PAPERPIPE_EMBED_LINGER=0s", "PAPERPIPE_TLDR_MAX_WORDS=0", "PAPERPIPE_EMBED_DIMENSIONS=-5",
 		"PAPERPIPE_INDEX_BUILD_MEMORY=lots", "PAPERPIPE_INDEX_BUILD_MEMORY=8G", "PAPERPIPE_INDEX_BUILD_MEMORY=512kB",
 		"PAPERPIPE_INDEX_BUILD_MEMORY=2TB", "PAPERPIPE_INDEX_BUILD_MEMORY=99999999999999999999GB"} {
 		name, _, _ := strings.Cut(kv, "=")
@@ -825,6 +825,9 @@ func TestSettingsBelowTheirMinimumAreRefused(t *testing.T) {
 		}
 	}
 	c := newCLI(t)
+	if r := c.run("search", "--embed-dimensions", "-5", "routing"); r.code != 2 || !strings.Contains(r.stderr, "--embed-dimensions is -5") {
+		t.Errorf("paperpipe search --embed-dimensions -5: exit %d, stderr %q; want 2 and the flag named", r.code, r.stderr)
+	}
 	for _, args := range [][]string{{"worker", "--exit-when-idle", "--concurrency", "0"}, {"fit", "--batch-size", "0"}, {"reprocess", "--concurrency", "-1"}} {
 		if r := c.run(args...); r.code != 2 || !strings.Contains(r.stderr, "want at least 1") {
 			t.Errorf("paperpipe %s: exit %d, stderr %q; want 2 and the bound", strings.Join(args, " "), r.code, r.stderr)

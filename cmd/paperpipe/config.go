@@ -162,6 +162,8 @@ func loadConfig() *config {
 		{"PAPERPIPE_MAX_DELIVER", c.MaxDeliver < 1, "at least 1 delivery"},
 		{"PAPERPIPE_CONCURRENCY", c.Concurrency < 1, "at least 1 request in flight"},
 		{"PAPERPIPE_BATCH_SIZE", c.BatchSize < 1, "at least 1 message"},
+		{"PAPERPIPE_TLDR_MAX_WORDS", c.MaxWords < 1, "at least 1 word"},
+		{"PAPERPIPE_EMBED_DIMENSIONS", c.EmbedDims < 0, "0 (the model's own length) or more"},
 		{"PAPERPIPE_EMBED_LINGER", c.EmbedLinger <= 0, "a duration above 0, like 1s (values below 10ms mean 10ms)"},
 	} {
 		if v.bad {
