@@ -229,11 +229,10 @@ func (s *Server) completeChat(req chatRequest, junk bool) chatResponse {
 // maxTLDRWords bounds the words of an answer.
 const maxTLDRWords = 25
 
-// tldr answers a user message: the first sentence of its longest paragraph
-// (where a prompt puts the abstract) without a paper lead-in, at most 25
-// words, ending with a period.
+// tldr answers a user message: the first sentence of its subject paragraph (see
+// subjectParagraph) without a paper lead-in, at most 25 words, ending with a period.
 func tldr(message string) string {
-	para := labelRE.ReplaceAllString(longestParagraph(message), "")
+	para := labelRE.ReplaceAllString(subjectParagraph(message), "")
 	words := strings.Fields(dropLeadIn(firstSentence(para)))
 	if len(words) == 0 {
 		return "The message holds no text to summarize."
@@ -269,6 +268,42 @@ func dropLeadIn(s string) string {
 
 // labelRE matches a short label opening a paragraph ("Abstract:").
 var labelRE = regexp.MustCompile(`^\s*[\pL][\pL ]{0,24}:\s+`)
+
+// titleRE matches a paragraph that is a title line ("Title: …").
+var titleRE = regexp.MustCompile(`(?i)^\s*title\s*:`)
+
+// subjectParagraph returns the paragraph of a user message that holds the text to summarize:
+// the last one that is not a title line, where prompts put the abstract after their
+// instruction and the title (paperpipe's do); the longest when every paragraph is a title.
+// (The longest paragraph was the instruction itself for an abstract shorter than it.)
+func subjectParagraph(s string) string {
+	paras := paragraphs(s)
+	for i := len(paras) - 1; i >= 0; i-- {
+		if !titleRE.MatchString(paras[i]) {
+			return paras[i]
+		}
+	}
+	return longestParagraph(s)
+}
+
+// paragraphs returns the blank-line separated paragraphs of s, each on one line.
+func paragraphs(s string) []string {
+	var out, cur []string
+	for _, line := range strings.Split(strings.ReplaceAll(s, "\r\n", "\n"), "\n") {
+		if strings.TrimSpace(line) == "" {
+			if len(cur) > 0 {
+				out = append(out, strings.Join(cur, " "))
+				cur = nil
+			}
+			continue
+		}
+		cur = append(cur, strings.TrimSpace(line))
+	}
+	if len(cur) > 0 {
+		out = append(out, strings.Join(cur, " "))
+	}
+	return out
+}
 
 // longestParagraph returns the longest blank-line separated paragraph of s,
 // the first of equals.

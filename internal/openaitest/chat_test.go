@@ -1,6 +1,9 @@
 package openaitest
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 func TestTLDR(t *testing.T) {
 	tests := []struct {
@@ -78,6 +81,24 @@ func TestTokens(t *testing.T) {
 	}{{"", 0}, {"a", 1}, {"abcd", 1}, {"abcde", 2}, {"éééé", 1}} {
 		if got := tokens(tc.s); got != tc.want {
 			t.Errorf("tokens(%q) = %d, want %d", tc.s, got, tc.want)
+		}
+	}
+}
+
+// The fake summarizes the abstract, where paperpipe's prompt puts it (last, after the
+// instruction and the title), also when the abstract is shorter than the instruction: it
+// answered with the instruction itself ("Write the one-sentence TL;DR …"), and after a junk
+// answer with "Your previous answer was rejected."
+func TestTLDROfAnAbstractShorterThanThePromptsInstruction(t *testing.T) {
+	t.Parallel()
+	for _, p := range []struct{ prompt, abstract string }{
+		{"Write the one-sentence TL;DR (at most %d words) of this paper.\n\nTitle: %s\n\n%s", "We introduce Mixtral 8x7B, a sparse model."},
+		{"Your previous answer was rejected (it has a preamble). Answer again with only one plain sentence of at most %d words, without any preamble, label, markdown or quotes, in the language of the abstract.\n\nTitle: %s\n\n%s",
+			"We study how messages that cannot be processed are moved aside into a dead-letter stream, and how an operator replays them."},
+	} {
+		msg := fmt.Sprintf(p.prompt, 30, "Mixtral of Experts", p.abstract)
+		if got := tldr(msg); got[:5] != p.abstract[:5] {
+			t.Errorf("TL;DR of abstract %q is %q, not a sentence of the abstract", p.abstract, got)
 		}
 	}
 }

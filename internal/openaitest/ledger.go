@@ -59,12 +59,12 @@ func chatKey(req chatRequest) string {
 	return string(sum[:])
 }
 
-// chatSubject is the text a chat request is about: the longest paragraph of its last user
-// message.
+// chatSubject is the text a chat request is about: the subject paragraph of its last user
+// message (see subjectParagraph).
 func chatSubject(req chatRequest) string {
 	for i := len(req.Messages) - 1; i >= 0; i-- {
 		if req.Messages[i].Role == "user" {
-			return longestParagraph(req.Messages[i].text())
+			return subjectParagraph(req.Messages[i].text())
 		}
 	}
 	return ""
