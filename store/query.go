@@ -201,6 +201,26 @@ func (s *Store) Related(ctx context.Context, spaceID int64, id string, k int) ([
 	return hits, nil
 }
 
+// EmbeddedIn returns the spaces that hold a vector of paper id's current text, by id (none
+// when the paper is unknown).
+func (s *Store) EmbeddedIn(ctx context.Context, id string) ([]paper.Space, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+spaceColumns+` FROM embedding_spaces s
+		WHERE EXISTS (SELECT 1 FROM embeddings e JOIN papers p ON p.id = e.paper_id AND p.content_hash = e.content_hash
+			WHERE e.space_id = s.id AND e.paper_id = $1)
+		ORDER BY s.id`, id)
+	if err != nil {
+		return nil, fmt.Errorf("spaces of %s: %w", id, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (paper.Space, error) {
+		sp, err := scanSpace(r)
+		return sp.Space, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("spaces of %s: %w", id, err)
+	}
+	return out, nil
+}
+
 // Search returns the k papers nearest to vec in space spaceID by cosine similarity, nearest
 // first. A vector whose length is not the space's dimension is an error wrapping
 // paper.ErrSpaceMismatch. k must be 1 to 1000.

@@ -39,8 +39,8 @@ import (
 )
 
 // A worker on another embedding model than the active space's (as after `make demo` and then
-// an API key) says at start that its space is not active, and how to fill and activate it; the
-// advice works.
+// an API key) says at start that its space is not active, how to fill and activate it, and what
+// to set to go on with the active space instead; the advice works.
 func TestWorkerWarnsWhenItsSpaceIsNotActive(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
@@ -49,15 +49,29 @@ func TestWorkerWarnsWhenItsSpaceIsNotActive(t *testing.T) {
 		t.Errorf("the worker of the only (so active) space warned:\n%s", r.stderr)
 	}
 	c.ok("fit")
+	// A paper that arrives now is embedded by this worker into its own space only.
+	late := filepath.Join(t.TempDir(), "late.jsonl")
+	if err := os.WriteFile(late, []byte(`{"id":"arxiv:2412.99999","title":"Late routing","abstract":"We route a late paper to experts and measure what it costs."}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.ok("ingest", late)
 	r := c.ok("worker", "--exit-when-idle", "--embed-model", "paperpipe-offline-hash")
 	for _, want := range []string{
 		"embeddings go to space 1 (paperpipe-offline-hash/768/title-abstract-v1), which is not active",
 		"`paperpipe reprocess --embed-only --embed-model paperpipe-offline-hash`",
 		"`paperpipe activate 1`",
+		// The other way out: the workers on the active (fitted) space's model.
+		"or, to go on with the active space, set PAPERPIPE_EMBED_MODEL=offline",
 	} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("the worker's warning lacks %q:\n%s", want, r.stderr)
 		}
+	}
+	// Its related papers are looked up in the active space, which lacks it: the answer names
+	// the space it is in.
+	if r := c.run("related", "arxiv:2412.99999"); r.code == 0 || !strings.Contains(r.stderr, "has one in space 1 (paperpipe-offline-hash") ||
+		!strings.Contains(r.stderr, "`paperpipe activate 1`") {
+		t.Errorf("related of a paper embedded only in the inactive space: exit %d, stderr %q; want it to name space 1", r.code, r.stderr)
 	}
 	if r := c.run("search", "mixture of experts", "--embed-model", "paperpipe-offline-hash"); r.code == 0 {
 		t.Fatalf("a search embedded by the inactive space's model was answered:\n%s", r.stdout)

@@ -956,22 +956,9 @@ func embedderMismatch(c *config, sp paper.Space) string {
 		return fmt.Sprintf("space %d's input template %q is not one paperpipe's embedders make: `search` and the searches of serve and up "+
 			"cannot embed queries for it (related papers work), and workers keep embedding new papers into the space of their own model", sp.ID, sp.Template)
 	}
-	var want string
-	switch {
-	case embed.IsOfflineModel(sp.Model) && (c.EmbedModel == offline || c.EmbedModel == sp.Model):
+	want := settingsFor(c, sp)
+	if want == "" {
 		return ""
-	case embed.IsOfflineModel(sp.Model):
-		want = "PAPERPIPE_EMBED_MODEL=offline (which follows the active space to any offline model)"
-	case c.EmbedModel == sp.Model && (c.EmbedDims == sp.Dimensions || c.EmbedDims == 0 && embed.NativeDimensions(sp.Model) == sp.Dimensions):
-		return ""
-	default:
-		want = "PAPERPIPE_EMBED_MODEL=" + sp.Model
-		if embed.NativeDimensions(sp.Model) != sp.Dimensions {
-			want += fmt.Sprintf(" PAPERPIPE_EMBED_DIMENSIONS=%d", sp.Dimensions)
-		}
-		if !c.apiConfigured() {
-			want += " (and OPENAI_API_KEY, or OPENAI_BASE_URL, for its API)"
-		}
 	}
 	configured := c.EmbedModel
 	if c.EmbedDims != 0 && !c.embedOffline() {
@@ -980,6 +967,28 @@ func embedderMismatch(c *config, sp paper.Space) string {
 	return fmt.Sprintf("the configured embedding model (%s) does not embed into space %d (%s): a bare `search` is refused "+
 		"(embedding space mismatch), and running worker, serve and up processes on it keep embedding new papers and searches "+
 		"for their own space. Set %s, and restart worker, serve and up", configured, sp.ID, sp.Name(), want)
+}
+
+// settingsFor returns the settings that make the embedder c configures embed into space sp
+// (a space of paperpipe's template), or "" when it does.
+func settingsFor(c *config, sp paper.Space) string {
+	c.resolveModels()
+	switch {
+	case embed.IsOfflineModel(sp.Model) && (c.EmbedModel == offline || c.EmbedModel == sp.Model):
+		return ""
+	case embed.IsOfflineModel(sp.Model):
+		return "PAPERPIPE_EMBED_MODEL=offline (which follows the active space to any offline model)"
+	case c.EmbedModel == sp.Model && (c.EmbedDims == sp.Dimensions || c.EmbedDims == 0 && embed.NativeDimensions(sp.Model) == sp.Dimensions):
+		return ""
+	}
+	want := "PAPERPIPE_EMBED_MODEL=" + sp.Model
+	if embed.NativeDimensions(sp.Model) != sp.Dimensions {
+		want += fmt.Sprintf(" PAPERPIPE_EMBED_DIMENSIONS=%d", sp.Dimensions)
+	}
+	if !c.apiConfigured() {
+		want += " (and OPENAI_API_KEY, or OPENAI_BASE_URL, for its API)"
+	}
+	return want
 }
 
 // fillHint says how to fill space sp with the vectors it lacks.

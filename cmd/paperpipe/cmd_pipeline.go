@@ -231,7 +231,7 @@ func followingWorkers(ctx context.Context, c *config, log *slog.Logger, st *stor
 			return err
 		}
 		if !space.Active {
-			warnInactiveSpace(ctx, log, st, space)
+			warnInactiveSpace(ctx, c, log, st, space)
 		}
 		if followed {
 			if err := queueMissing(ctx, log, st, b, space); err != nil {
@@ -253,14 +253,19 @@ func followingWorkers(ctx context.Context, c *config, log *slog.Logger, st *stor
 // to do about it: after a model change (such as an API key set after `make demo`), new papers
 // land in a new space while search and related papers keep the active one, and searches
 // embedded by the new model are refused until the new space is filled and activated.
-func warnInactiveSpace(ctx context.Context, log *slog.Logger, st *store.Store, space paper.Space) {
-	active := "another space"
+func warnInactiveSpace(ctx context.Context, c *config, log *slog.Logger, st *store.Store, space paper.Space) {
+	active, keep := "another space", ""
 	if sp, err := st.ActiveSpace(ctx); err == nil {
 		active = fmt.Sprintf("space %d (%s)", sp.ID, sp.Name())
+		if sp.Template == embed.TemplateTitleAbstract {
+			if want := settingsFor(c, sp); want != "" {
+				keep = fmt.Sprintf("; or, to go on with the active space, set %s and restart the workers", want)
+			}
+		}
 	}
 	log.Warn(fmt.Sprintf("embeddings go to space %d (%s), which is not active: queries use %s, and searches embedded by %s are refused "+
-		"(embedding space mismatch, HTTP 409) until the space is filled and active: %s, then switch to it with `paperpipe activate %d`",
-		space.ID, space.Name(), active, space.Model, fillHint(space), space.ID))
+		"(embedding space mismatch, HTTP 409) until the space is filled and active: %s, then switch to it with `paperpipe activate %d`%s",
+		space.ID, space.Name(), active, space.Model, fillHint(space), space.ID, keep))
 }
 
 // queueMissing publishes, for the workers about to start on space after following it, the

@@ -49,7 +49,7 @@ func printRecord(r paper.Record) {
 	if r.TLDR != nil {
 		fmt.Printf("\nTL;DR (%s, %s):\n%s\n", r.TLDR.Model, r.TLDR.PromptVersion, wrap(r.TLDR.Text, 88, "  "))
 	} else {
-		fmt.Printf("\nTL;DR: not yet written (is a worker running?)\n")
+		fmt.Printf("\nTL;DR: not yet written (is a worker running? or did the paper fail: see `paperpipe dlq list`)\n")
 	}
 	fmt.Printf("\nAbstract:\n%s\n", wrap(r.Abstract.Abstract, 88, "  "))
 	var meta []string
@@ -99,6 +99,12 @@ func cmdRelated(ctx context.Context, c *config, args []string) error {
 	}
 	hits, err := st.Related(ctx, sp.ID, id, *k)
 	if errors.Is(err, paper.ErrNotFound) {
+		if in, ierr := st.EmbeddedIn(ctx, id); ierr == nil && len(in) > 0 {
+			// The workers embed into another space than the one queries use.
+			return fmt.Errorf("%s has no embedding in the active space %s, but has one in space %d (%s), where the workers embed: "+
+				"`paperpipe activate %d` makes that the space queries use (fill it first: see `paperpipe spaces`), or configure the workers "+
+				"for the active space (see `paperpipe status`)", id, sp.Name(), in[0].ID, in[0].Name(), in[0].ID)
+		}
 		return fmt.Errorf("%s has no embedding in space %s yet (is a worker running? or did the paper fail: see `paperpipe dlq list`)", id, sp.Name())
 	}
 	if err != nil {
