@@ -16,6 +16,6 @@
 // no script at all.
 //
 // Other sites' pages are kept out: a request under a host name the server does not answer to
-// (DNS rebinding; see Config.AllowedHosts) gets 421, a browser's cross-site request other than
-// a top-level navigation the user made gets 403, and a cross-origin write 403.
+// (DNS rebinding; see Config.AllowedHosts) gets 421, a browser's cross-site or same-site request
+// other than a top-level navigation the user made gets 403, and a cross-origin write 403.
 package web

@@ -17,9 +17,10 @@ import (
 //     rebinding) is same-origin with the server as far as the browser is concerned, so that it
 //     could read the archive and queue papers; but its requests carry its own name. IP
 //     addresses (a page cannot rebind those) and localhost always pass.
-//   - A cross-site request that is not a top-level navigation the user made (Fetch Metadata:
-//     Sec-Fetch-Site cross-site, unless Sec-Fetch-Mode navigate with Sec-Fetch-Dest document
-//     and Sec-Fetch-User ?1): 403. An <img src=".../search?q=..."> on any page, or a script
+//   - A cross-site or same-site request that is not a top-level navigation the user made
+//     (Fetch Metadata: Sec-Fetch-Site cross-site or same-site — another port of the host, a
+//     sibling domain — unless Sec-Fetch-Mode navigate with Sec-Fetch-Dest document and
+//     Sec-Fetch-User ?1): 403. An <img src=".../search?q=..."> on any page, or a script
 //     navigating a window it opened again and again, would otherwise make the server pay for a
 //     query embedding at each load. Following a link from another site (a click) passes, and
 //     so do requests without Fetch Metadata (curl, scripts, old browsers).
@@ -75,6 +76,11 @@ func onLoopback(r *http.Request) bool {
 // as a top-level navigation the user made.
 func crossSiteSubresource(r *http.Request) bool {
 	h := r.Header
-	return h.Get("Sec-Fetch-Site") == "cross-site" &&
-		(h.Get("Sec-Fetch-Mode") != "navigate" || h.Get("Sec-Fetch-Dest") != "document" || h.Get("Sec-Fetch-User") != "?1")
+	switch h.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none": // no Fetch Metadata, the server's own pages, typed or bookmarked
+		return false
+	}
+	// cross-site, or same-site: another port of this host (a dev server on localhost:3000) or a
+	// sibling domain is no more the server's own page than any site.
+	return h.Get("Sec-Fetch-Mode") != "navigate" || h.Get("Sec-Fetch-Dest") != "document" || h.Get("Sec-Fetch-User") != "?1"
 }
