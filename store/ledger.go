@@ -25,22 +25,6 @@ type Work = paper.Work
 // Pending is paper.Pending: what UpsertPapers found for one input paper.
 type Pending = paper.Pending
 
-// fillMetadata gives a the metadata it lacks that from has.
-func fillMetadata(a *paper.Abstract, from paper.Abstract) {
-	if len(a.Authors) == 0 {
-		a.Authors = from.Authors
-	}
-	if len(a.Categories) == 0 {
-		a.Categories = from.Categories
-	}
-	if a.URL == "" {
-		a.URL = from.URL
-	}
-	if a.Published.IsZero() {
-		a.Published = from.Published
-	}
-}
-
 // UpsertPapers stores papers, in one statement (so one transaction), and returns one Pending
 // per input paper, in input order, saying which outputs of w are missing for the text now
 // stored. A paper's text replaces the stored one only when it is not older (Abstract.TextAt,
@@ -53,8 +37,9 @@ func fillMetadata(a *paper.Abstract, from paper.Abstract) {
 // merged. A changed abstract makes existing outputs stale (they recorded the old hash) without
 // deleting them. When an id appears more than once, the call stores what calls made one copy at
 // a time would: the newest copy by TextAt (zero meaning now; of equally new ones, the last)
-// is the one written (with the metadata it lacks taken from the copies before it, as separate
-// calls would merge it) and the one whose Pending asks for the missing outputs; the other copies,
+// is the one whose Pending asks for the missing outputs, after the copies before it were
+// applied in input order as separate calls would apply them (so their metadata is merged, or
+// they are refused as older than the stored text); the other copies,
 // older versions or repeats of it, need nothing (their Pending carries the stored hash), so a
 // redelivered or replayed older version in a worker's micro-batch neither replaces the newer
 // text nor has the same outputs bought twice.
@@ -81,81 +66,68 @@ func (s *Store) UpsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 		return a.TextAt
 	}
 	keep := make(map[string]int, len(papers))
-	var repeated []string // ids with several copies
+	repeated := make(map[string]bool) // ids with several copies
 	for i, a := range papers {
 		k, ok := keep[a.ID]
-		if ok && !slices.Contains(repeated, a.ID) {
-			repeated = append(repeated, a.ID)
+		if ok {
+			repeated[a.ID] = true
 		}
 		if !ok || !textAt(a).Before(textAt(papers[k])) {
 			keep[a.ID] = i
 		}
 	}
-	// As calls made one copy at a time would merge them, the copy stored takes the metadata it
-	// lacks from the copies before it in the call (a feed's record, then its corrected text
-	// from a file without authors or URL), the nearest first.
-	merged := make(map[string]paper.Abstract, len(repeated))
-	for _, id := range repeated {
-		k := keep[id]
-		m := papers[k]
-		for i := k - 1; i >= 0; i-- {
-			if papers[i].ID == id {
-				fillMetadata(&m, papers[i])
+	// The copies before the stored one go first, in input order, one copy of each id per
+	// statement: as calls made one copy at a time would, each is compared with what is stored
+	// then, and the metadata of those the store takes is kept where a later copy lacks it (a
+	// feed's record, then its corrected text from a file without authors or URL); one older
+	// than the stored text lends nothing. Copies after the stored one are older: a later call
+	// would change nothing with them.
+	// Of the papers applied in rounds, the first statement's answers and the hashes before it.
+	var (
+		first       map[string]Pending
+		firstBefore map[string]*string
+	)
+	if len(repeated) > 0 {
+		var rounds [][]paper.Abstract
+		nth := make(map[string]int, len(repeated))
+		for i, a := range papers {
+			if !repeated[a.ID] || i >= keep[a.ID] {
+				continue
+			}
+			r := nth[a.ID]
+			nth[a.ID]++
+			if r == len(rounds) {
+				rounds = append(rounds, nil)
+			}
+			rounds[r] = append(rounds[r], a)
+		}
+		for r, round := range rounds {
+			pending, _, before, err := s.upsertStatement(ctx, round, w)
+			if err != nil {
+				return nil, err
+			}
+			if r == 0 {
+				first, firstBefore = pending, before
 			}
 		}
-		merged[id] = m
 	}
-	n := len(keep)
-	var (
-		ids, titles, abstracts, authors, cats = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
-		urls, sources, hashes                 = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
-		published, textAts                    = make([]pgtype.Timestamptz, 0, n), make([]pgtype.Timestamptz, 0, n)
-	)
+	kept := make([]paper.Abstract, 0, len(keep))
 	for i, a := range papers {
-		if keep[a.ID] != i {
-			continue
+		if keep[a.ID] == i {
+			kept = append(kept, a)
 		}
-		if m, ok := merged[a.ID]; ok {
-			a = m
-		}
-		ids = append(ids, a.ID)
-		titles = append(titles, a.Title)
-		abstracts = append(abstracts, a.Abstract)
-		authors = append(authors, jsonArray(a.Authors))
-		cats = append(cats, jsonArray(a.Categories))
-		published = append(published, pgtype.Timestamptz{Time: a.Published, Valid: !a.Published.IsZero()})
-		urls = append(urls, a.URL)
-		sources = append(sources, a.Source)
-		hashes = append(hashes, a.ContentHash())
-		textAts = append(textAts, pgtype.Timestamptz{Time: a.TextAt, Valid: !a.TextAt.IsZero()})
 	}
-
-	rows, err := s.pool.Query(ctx, upsertPapersSQL, ids, titles, abstracts, authors, cats, published,
-		urls, sources, hashes, w.Model, w.PromptVersion, w.SpaceID, textAts)
+	n := len(kept)
+	byID, lost, _, err := s.upsertStatement(ctx, kept, w)
 	if err != nil {
-		return nil, fmt.Errorf("upsert %d papers: %w", n, err)
+		return nil, err
 	}
-	byID := make(map[string]Pending, n)
-	var lost []string
-	for rows.Next() {
-		var (
-			p       Pending
-			oldHash *string
-			isLost  bool
-		)
-		if err := rows.Scan(&p.ID, &p.ContentHash, &oldHash, &isLost, &p.NeedTLDR, &p.NeedEmbedding); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("upsert %d papers: read result: %w", n, err)
-		}
-		p.New = oldHash == nil && !isLost
-		p.Changed = oldHash != nil && *oldHash != p.ContentHash
-		if isLost {
-			lost = append(lost, p.ID)
-		}
-		byID[p.ID] = p
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("upsert %d papers: %w", n, err)
+	for id, old := range firstBefore {
+		// New and Changed say what the call did, not its last statement.
+		p := byID[id]
+		p.New = first[id].New
+		p.Changed = old != nil && *old != p.ContentHash
+		byID[id] = p
 	}
 	if len(lost) > 0 {
 		// Another transaction stored these papers while the statement ran (see upsertPapersSQL):
@@ -190,6 +162,60 @@ func (s *Store) UpsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 		out[i] = p
 	}
 	return out, nil
+}
+
+// upsertStatement runs upsertPapersSQL for papers, one copy of each id, and returns their
+// Pendings by id, the ids another transaction stored while it ran (their hashes unread), and
+// the hashes the papers had before it (nil: none).
+func (s *Store) upsertStatement(ctx context.Context, papers []paper.Abstract, w Work) (map[string]Pending, []string, map[string]*string, error) {
+	n := len(papers)
+	var (
+		ids, titles, abstracts, authors, cats = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		urls, sources, hashes                 = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		published, textAts                    = make([]pgtype.Timestamptz, 0, n), make([]pgtype.Timestamptz, 0, n)
+	)
+	for _, a := range papers {
+		ids = append(ids, a.ID)
+		titles = append(titles, a.Title)
+		abstracts = append(abstracts, a.Abstract)
+		authors = append(authors, jsonArray(a.Authors))
+		cats = append(cats, jsonArray(a.Categories))
+		published = append(published, pgtype.Timestamptz{Time: a.Published, Valid: !a.Published.IsZero()})
+		urls = append(urls, a.URL)
+		sources = append(sources, a.Source)
+		hashes = append(hashes, a.ContentHash())
+		textAts = append(textAts, pgtype.Timestamptz{Time: a.TextAt, Valid: !a.TextAt.IsZero()})
+	}
+	rows, err := s.pool.Query(ctx, upsertPapersSQL, ids, titles, abstracts, authors, cats, published,
+		urls, sources, hashes, w.Model, w.PromptVersion, w.SpaceID, textAts)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("upsert %d papers: %w", n, err)
+	}
+	byID := make(map[string]Pending, n)
+	before := make(map[string]*string, n)
+	var lost []string
+	for rows.Next() {
+		var (
+			p       Pending
+			oldHash *string
+			isLost  bool
+		)
+		if err := rows.Scan(&p.ID, &p.ContentHash, &oldHash, &isLost, &p.NeedTLDR, &p.NeedEmbedding); err != nil {
+			rows.Close()
+			return nil, nil, nil, fmt.Errorf("upsert %d papers: read result: %w", n, err)
+		}
+		p.New = oldHash == nil && !isLost
+		p.Changed = oldHash != nil && *oldHash != p.ContentHash
+		if isLost {
+			lost = append(lost, p.ID)
+		}
+		byID[p.ID] = p
+		before[p.ID] = oldHash
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, nil, fmt.Errorf("upsert %d papers: %w", n, err)
+	}
+	return byID, lost, before, nil
 }
 
 // PendingFor returns, like UpsertPapers, one Pending per input paper in input order, but

@@ -557,3 +557,44 @@ func TestUpsertPapersDuplicateInBatchMergesMetadataLikeSeparateCalls(t *testing.
 		}
 	}
 }
+
+// A copy in one call of a text older than the stored one (a redelivered message of version 1)
+// lends no metadata, as a separate call would refuse it: version 2's metadata stays when
+// version 2 comes again without any in the same call.
+func TestUpsertPapersOlderCopyInTheCallLendsNoMetadata(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	w := store.Work{Model: testModel, PromptVersion: testPrompt}
+	t1 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	t2 := t1.Add(time.Hour)
+	ps := abstracts(2)
+	for _, a := range ps {
+		v2 := a
+		v2.Abstract += " Version 2."
+		v2.Authors, v2.URL, v2.TextAt = []string{"Current Author"}, "https://example.org/current", t2
+		upsert(t, s, []paper.Abstract{v2}, w) // stored: version 2 with its metadata
+	}
+	v1 := func(a paper.Abstract) paper.Abstract { // the old message of version 1, redelivered
+		a.Authors, a.URL, a.TextAt = []string{"Old Author"}, "https://example.org/old", t1
+		return a
+	}
+	v2bare := func(a paper.Abstract) paper.Abstract { // version 2 again, from a file without metadata
+		a.Abstract += " Version 2."
+		a.Authors, a.URL, a.TextAt = nil, "", t2
+		return a
+	}
+	// Paper 1: one copy per call. Paper 2: both in one call.
+	upsert(t, s, []paper.Abstract{v1(ps[0])}, w)
+	upsert(t, s, []paper.Abstract{v2bare(ps[0])}, w)
+	upsert(t, s, []paper.Abstract{v1(ps[1]), v2bare(ps[1])}, w)
+	for _, a := range ps {
+		rec, err := s.Paper(ctx, a.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(rec.Abstract.Authors, []string{"Current Author"}) || rec.Abstract.URL != "https://example.org/current" {
+			t.Errorf("%s: authors %v, url %q; want version 2's (Current Author, .../current) kept", a.ID, rec.Abstract.Authors, rec.Abstract.URL)
+		}
+	}
+}
