@@ -1219,3 +1219,44 @@ func TestPublishStaleLeavesOutAPaperTooLargeForTheQueue(t *testing.T) {
 		t.Errorf("publishStale: %d published, left out %v, err %v; want 2 published and %s left out", n, left, err, v2.ID)
 	}
 }
+
+// A reprocess run that leaves a paper out (its message is over the queue's limit) counts it in
+// its summary and ends with an error (exit 1), as ingest does for rejected records: a scheduled
+// run would otherwise never report that the archive stays incomplete.
+func TestReprocessThatLeavesAPaperOutSaysSoAndFails(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	big, err := e.st.Paper(ctx, "arxiv:2401.00002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := big.Abstract
+	v2.Abstract = strings.Repeat("A long abstract. ", 400)
+	if _, err := e.st.UpsertPapers(ctx, []paper.Abstract{v2}, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	js := e.jetStream(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, pipeline.StreamPapers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgSize = 4000
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	var out, errw bytes.Buffer
+	_, err = runReprocess(ctx, e.c, reprocessOptions{tldrOnly: true}, &out, &errw)
+	t.Logf("runReprocess: err=%v\n%s%s", err, out.String(), errw.String())
+	if n := e.count(t, `SELECT count(*) FROM papers p WHERE NOT EXISTS (SELECT 1 FROM tldrs t WHERE t.paper_id = p.id AND t.content_hash = p.content_hash)`); n != 1 {
+		t.Fatalf("%d papers without a TL;DR, want the 1 left out", n)
+	}
+	if err == nil || !strings.Contains(errw.String(), "1 left out (too large for the queue)") {
+		t.Errorf("reprocess left %s without its TL;DR: err %v, summary %q; want an error and the paper counted", v2.ID, err, errw.String())
+	}
+}

@@ -134,6 +134,8 @@ type reprocessResult struct {
 	Worker   workerTotals      `json:"worker"`
 	Batch    *batch.Report     `json:"batch,omitempty"`
 	Counts   store.StaleCounts `json:"counts"`
+	// LeftOut counts the papers whose message was over the queue's limit.
+	LeftOut int `json:"left_out,omitempty"`
 }
 
 // workerTotals sums the stats of the workers of one run.
@@ -600,6 +602,7 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 	}
 	pub := pipeline.NewRunPublisher(b.js, target.Subject, strconv.FormatInt(time.Now().UnixNano(), 36), 256)
 	tooLarge := func(id string, err error) {
+		res.LeftOut++
 		fmt.Fprintf(errw, "reprocess: %s: %v: left out (it cannot be queued)\n", id, err)
 	}
 	if _, err = publishStale(ctx, st, sel, pub, o.pageSize, drain, tooLarge); err == nil {
@@ -612,9 +615,16 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(errw, "reprocess: %s processed: %s, %s stored, %d skipped (already done), %d dead-lettered\n",
+	leftOut := ""
+	if res.LeftOut > 0 {
+		leftOut = fmt.Sprintf(", %d left out (too large for the queue)", res.LeftOut)
+	}
+	fmt.Fprintf(errw, "reprocess: %s processed: %s, %s stored, %d skipped (already done), %d dead-lettered%s\n",
 		plural(res.Worker.Acked, "paper", "papers"), plural(res.Worker.TLDRs, "TL;DR", "TL;DRs"),
-		plural(res.Worker.Embeddings, "embedding", "embeddings"), res.Worker.Skipped, res.Worker.Dead)
+		plural(res.Worker.Embeddings, "embedding", "embeddings"), res.Worker.Skipped, res.Worker.Dead, leftOut)
+	if res.LeftOut > 0 {
+		return fmt.Errorf("%s left out, too large for the queue (see the messages above): they stay stale", plural(int64(res.LeftOut), "paper", "papers"))
+	}
 	return nil
 }
 

@@ -259,7 +259,7 @@ func warnInactiveSpace(ctx context.Context, c *config, log *slog.Logger, st *sto
 		active = fmt.Sprintf("space %d (%s)", sp.ID, sp.Name())
 		if sp.Template == embed.TemplateTitleAbstract {
 			if want := settingsFor(c, sp); want != "" {
-				keep = fmt.Sprintf("; or, to go on with the active space, set %s and restart the workers", want)
+				keep = fmt.Sprintf("; or, to go on with the active space, set %s (an --embed-model flag overrides it) and restart the workers", want)
 			}
 		}
 	}

@@ -100,10 +100,12 @@ func cmdRelated(ctx context.Context, c *config, args []string) error {
 	hits, err := st.Related(ctx, sp.ID, id, *k)
 	if errors.Is(err, paper.ErrNotFound) {
 		if in, ierr := st.EmbeddedIn(ctx, id); ierr == nil && len(in) > 0 {
-			// The workers embed into another space than the one queries use.
-			return fmt.Errorf("%s has no embedding in the active space %s, but has one in space %d (%s), where the workers embed: "+
-				"`paperpipe activate %d` makes that the space queries use (fill it first: see `paperpipe spaces`), or configure the workers "+
-				"for the active space (see `paperpipe status`)", id, sp.Name(), in[0].ID, in[0].Name(), in[0].ID)
+			// Embedded into another space than the one queries use (by workers on another
+			// model, or before a switch); the newest such space is named.
+			other := in[len(in)-1]
+			return fmt.Errorf("%s has no embedding in the active space %s (it has one in space %d, %s, which queries do not use): "+
+				"`paperpipe reprocess --embed-only` embeds the papers the active space lacks with its model; `paperpipe status` says "+
+				"whether the workers are configured for another space", id, sp.Name(), other.ID, other.Name())
 		}
 		return fmt.Errorf("%s has no embedding in space %s yet (is a worker running? or did the paper fail: see `paperpipe dlq list`)", id, sp.Name())
 	}

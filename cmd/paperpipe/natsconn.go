@@ -136,8 +136,13 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 			log.Debug("started embedded NATS", "url", redact.URL(url), "dir", dir)
 		} else {
 			b.urlFile = ""
-			raw, err := readURLFile(ctx, filepath.Join(c.DataDir, "nats.url"))
-			if err != nil {
+			raw, err := readURLFile(ctx, c.DataDir, filepath.Join(c.DataDir, "nats.url"))
+			switch {
+			case errors.Is(err, errLockFreed):
+				return nil, true, err // joined: tried again
+			case ctx.Err() != nil:
+				return nil, false, ctx.Err()
+			case err != nil:
 				return nil, false, fmt.Errorf("another paperpipe process holds the embedded NATS server of %s, but its address is unreadable: %w", c.DataDir, err)
 			}
 			url = strings.TrimSpace(string(raw))
@@ -317,15 +322,24 @@ func lastAddress(file string) (host string, port int, token string, ok bool) {
 // is starting (JetStream recovers its store first: seconds for a large queue).
 const urlFileWait = 30 * time.Second
 
-// readURLFile reads the address file of the server another process holds the lock for,
-// waiting for it while that process starts the server (it removes the last server's file
-// first, and writes the new one once the server accepts connections).
-func readURLFile(ctx context.Context, file string) ([]byte, error) {
+// errLockFreed is readURLFile's error when the process that was starting the server let go of
+// the lock without writing an address (it stopped, or failed to start it): the caller tries
+// again, and takes the lock.
+var errLockFreed = errors.New("the process starting the embedded server stopped before it wrote its address")
+
+// readURLFile reads the address file of the server another process holds the lock of
+// dataDir for, waiting for it while that process starts the server (it removes the last
+// server's file first, and writes the new one once the server accepts connections).
+func readURLFile(ctx context.Context, dataDir, file string) ([]byte, error) {
 	deadline := time.Now().Add(urlFileWait)
 	for {
 		raw, err := os.ReadFile(file)
 		if err == nil || !errors.Is(err, fs.ErrNotExist) || time.Now().After(deadline) {
 			return raw, err
+		}
+		if lock, lerr := lockDataDir(dataDir); lerr == nil && lock != nil {
+			unlockDataDir(lock)
+			return nil, errLockFreed
 		}
 		select {
 		case <-ctx.Done():

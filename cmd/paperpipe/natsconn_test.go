@@ -479,3 +479,35 @@ func TestEmbeddedServerErrorsDoNotNameNATSURL(t *testing.T) {
 		t.Errorf("connectBroker: %v; want an error that does not name NATS_URL", err)
 	}
 }
+
+// A process that starts the embedded server removes nats.url first and writes it once the
+// server runs; when it stops (Ctrl-C during JetStream's recovery, a start error) in between,
+// the lock comes free and no address is written. A process waiting for the address notices
+// the free lock and runs the server itself (it waited 30 s, then failed with "no such file").
+func TestWaitForAnAddressEndsWhenTheStarterStops(t *testing.T) {
+	t.Parallel()
+	c := &config{DataDir: t.TempDir()}
+	if err := os.MkdirAll(filepath.Join(c.DataDir, "nats"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// "Another process" took the lock and removed the last address: it is starting the server.
+	lock, err := lockDataDir(c.DataDir)
+	if err != nil || lock == nil {
+		t.Fatalf("lock: %v", err)
+	}
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		unlockDataDir(lock) // it died (Ctrl-C during JetStream recovery, a start error)
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	b, err := connectBroker(ctx, c, slog.New(slog.DiscardHandler), brokerClient)
+	if err != nil {
+		t.Fatalf("connectBroker after the starting process died (lock free since 0.2 s): %v after %s", err, time.Since(start).Round(time.Millisecond))
+	}
+	defer b.close()
+	if b.embedded == nil {
+		t.Errorf("the lock is free but this process does not run the server")
+	}
+}

@@ -2,6 +2,7 @@ package openaitest
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -97,7 +98,7 @@ func TestTLDROfAnAbstractShorterThanThePromptsInstruction(t *testing.T) {
 			"We study how messages that cannot be processed are moved aside into a dead-letter stream, and how an operator replays them."},
 	} {
 		msg := fmt.Sprintf(p.prompt, 30, "Mixtral of Experts", p.abstract)
-		if got := tldr(msg); got[:5] != p.abstract[:5] {
+		if got := tldr(msg); !strings.HasPrefix(got, p.abstract[:5]) {
 			t.Errorf("TL;DR of abstract %q is %q, not a sentence of the abstract", p.abstract, got)
 		}
 	}

@@ -22,8 +22,9 @@ type Delivery struct {
 	Key string `json:"key"`
 	// Kind is KindChat or KindEmbedding.
 	Kind string `json:"kind"`
-	// Subject is SubjectHash of what the result is about: for chat, the longest paragraph of
-	// the last user message (where a prompt puts the abstract); for embeddings, the input.
+	// Subject is SubjectHash of what the result is about: for chat, the subject paragraph of
+	// the last user message (the last one that is not a title line, where a prompt puts the
+	// abstract); for embeddings, the input.
 	// Several distinct chat requests (a first prompt and a stricter retry) share a Subject.
 	Subject string `json:"subject"`
 	// Count is how many results were delivered for the request or input.
