@@ -17,5 +17,5 @@
 //
 // Other sites' pages are kept out: a request under a host name the server does not answer to
 // (DNS rebinding; see Config.AllowedHosts) gets 421, a browser's cross-site or same-site request
-// other than a top-level navigation the user made gets 403, and a cross-origin write 403.
+// other than a top-level navigation (for a search, one the user made) gets 403, and a cross-origin write 403.
 package web

@@ -203,6 +203,7 @@ func TestCrossSiteLoadsAreRefused(t *testing.T) {
 		headers []string
 	}{
 		{"/search?mode=semantic&q=", append(fetch("cross-site", "navigate", "document"), "Sec-Fetch-User", "?1")}, // a link on another site, clicked
+		{"/?", fetch("cross-site", "navigate", "document")},                                                       // a link through a shortener's script: no click, no query embedding
 		{"/search?mode=semantic&q=", fetch("none", "navigate", "document")},                                       // typed or bookmarked
 		{"/search?mode=semantic&q=", fetch("same-origin", "navigate", "document")},                                // the search form
 		{"/api/search?mode=semantic&q=", nil},                                                                     // curl

@@ -17,10 +17,10 @@ import (
 //     rebinding) is same-origin with the server as far as the browser is concerned, so that it
 //     could read the archive and queue papers; but its requests carry its own name. IP
 //     addresses (a page cannot rebind those) and localhost always pass.
-//   - A cross-site or same-site request that is not a top-level navigation the user made
-//     (Fetch Metadata: Sec-Fetch-Site cross-site or same-site — another port of the host, a
-//     sibling domain — unless Sec-Fetch-Mode navigate with Sec-Fetch-Dest document and
-//     Sec-Fetch-User ?1): 403. An <img src=".../search?q=..."> on any page, or a script
+//   - A cross-site or same-site request that is not a top-level navigation, or for a search
+//     not one the user made (Fetch Metadata: Sec-Fetch-Site cross-site or same-site — another
+//     port of the host, a sibling domain — unless Sec-Fetch-Mode navigate with Sec-Fetch-Dest
+//     document, and for /search and /api/search Sec-Fetch-User ?1): 403. An <img src=".../search?q=..."> on any page, or a script
 //     navigating a window it opened again and again, would otherwise make the server pay for a
 //     query embedding at each load. Following a link from another site (a click) passes, and
 //     so do requests without Fetch Metadata (curl, scripts, old browsers).
@@ -73,7 +73,7 @@ func onLoopback(r *http.Request) bool {
 }
 
 // crossSiteSubresource reports whether a browser sent r from another site's page other than
-// as a top-level navigation the user made.
+// as a top-level navigation (the user's own, for a search).
 func crossSiteSubresource(r *http.Request) bool {
 	h := r.Header
 	switch h.Get("Sec-Fetch-Site") {
@@ -82,5 +82,11 @@ func crossSiteSubresource(r *http.Request) bool {
 	}
 	// cross-site, or same-site: another port of this host (a dev server on localhost:3000) or a
 	// sibling domain is no more the server's own page than any site.
-	return h.Get("Sec-Fetch-Mode") != "navigate" || h.Get("Sec-Fetch-Dest") != "document" || h.Get("Sec-Fetch-User") != "?1"
+	if h.Get("Sec-Fetch-Mode") != "navigate" || h.Get("Sec-Fetch-Dest") != "document" {
+		return true
+	}
+	// A top-level navigation: a search buys a query embedding, so it must be the user's (a
+	// page navigating a window it opened could buy one per load); other pages may be reached
+	// through a link shortener's or mail filter's script or meta refresh, which is no click.
+	return (r.URL.Path == "/search" || r.URL.Path == "/api/search") && h.Get("Sec-Fetch-User") != "?1"
 }
