@@ -272,15 +272,18 @@ var labelRE = regexp.MustCompile(`^\s*[\pL][\pL ]{0,24}:\s+`)
 // titleRE matches a paragraph that is a title line ("Title: …").
 var titleRE = regexp.MustCompile(`(?i)^\s*title\s*:`)
 
-// subjectParagraph returns the paragraph of a user message that holds the text to summarize:
-// the last one that is not a title line, where prompts put the abstract after their
-// instruction and the title (paperpipe's do); the longest when every paragraph is a title.
-// (The longest paragraph was the instruction itself for an abstract shorter than it.)
+// subjectParagraph returns the text of a user message to summarize: what follows its last
+// title line ("Title: …"), where prompts such as paperpipe's put the abstract (all of its
+// paragraphs, joined), or the longest paragraph of a message without one. (The longest
+// paragraph was the instruction itself for an abstract shorter than it.)
 func subjectParagraph(s string) string {
 	paras := paragraphs(s)
 	for i := len(paras) - 1; i >= 0; i-- {
-		if !titleRE.MatchString(paras[i]) {
-			return paras[i]
+		if titleRE.MatchString(paras[i]) {
+			if i == len(paras)-1 {
+				break
+			}
+			return strings.Join(paras[i+1:], " ")
 		}
 	}
 	return longestParagraph(s)

@@ -94,6 +94,8 @@ func TestTLDROfAnAbstractShorterThanThePromptsInstruction(t *testing.T) {
 	t.Parallel()
 	for _, p := range []struct{ prompt, abstract string }{
 		{"Write the one-sentence TL;DR (at most %d words) of this paper.\n\nTitle: %s\n\n%s", "We introduce Mixtral 8x7B, a sparse model."},
+		// An abstract of two paragraphs: its first sentence, not its last paragraph's.
+		{"Write the one-sentence TL;DR (at most %d words) of this paper.\n\nTitle: %s\n\n%s", "We introduce Mixtral 8x7B, a sparse model.\n\nCode is at example.org."},
 		{"Your previous answer was rejected (it has a preamble). Answer again with only one plain sentence of at most %d words, without any preamble, label, markdown or quotes, in the language of the abstract.\n\nTitle: %s\n\n%s",
 			"We study how messages that cannot be processed are moved aside into a dead-letter stream, and how an operator replays them."},
 	} {
