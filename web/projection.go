@@ -507,11 +507,21 @@ func (c *mapCache) get(ctx context.Context, points []MapPoint) (mapLayout, error
 		if compute == nil {
 			compute = layoutMap
 		}
-		lay := compute(points)
-		c.mu.Lock()
-		c.key, c.layout, c.building = key, &lay, nil
-		c.mu.Unlock()
-		close(done)
+		var lay mapLayout
+		func() {
+			// Whatever happens in compute (a panic, recovered by the server for this request),
+			// the next request may compute again: otherwise every later one would wait on done.
+			defer func() {
+				c.mu.Lock()
+				c.building = nil
+				c.mu.Unlock()
+				close(done)
+			}()
+			lay = compute(points)
+			c.mu.Lock()
+			c.key, c.layout = key, &lay
+			c.mu.Unlock()
+		}()
 		return lay, nil
 	}
 }

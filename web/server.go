@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/paperpipe/paperpipe/internal/metrics"
@@ -158,6 +159,11 @@ type Server struct {
 	pages   *pages
 	maps    *mapCache
 	usage   *usageLedger
+	// mapSnap is the last map drawn (see mapSnapshot), guarded by mapMu; mapDrawing holds a
+	// token while one request draws a new one.
+	mapMu      sync.Mutex
+	mapSnap    *mapSnapshot
+	mapDrawing chan struct{}
 	// allowedHosts are Config.AllowedHosts, as hostName makes them.
 	allowedHosts map[string]bool
 	// sameOrigin refuses writes a browser sends from another origin (Sec-Fetch-Site, Origin).
@@ -194,6 +200,7 @@ func New(cfg Config) (*Server, error) {
 		cache:      newQueryCache(cfg.QueryCacheSize),
 		maps:       &mapCache{},
 		usage:      &usageLedger{rec: cfg.Usage, log: cfg.Logger},
+		mapDrawing: make(chan struct{}, 1),
 		sameOrigin: http.NewCrossOriginProtection(),
 	}
 	if len(cfg.AllowedHosts) > 0 {

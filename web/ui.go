@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"embed"
 	"errors"
 	"fmt"
@@ -422,17 +423,65 @@ func (s *Server) uiMap(w http.ResponseWriter, r *http.Request) {
 		s.failPage(w, r, err)
 		return
 	}
-	points, total, err := s.cfg.Store.ArchiveMap(r.Context(), sp.ID, s.cfg.MapMaxPoints)
+	snap, err := s.mapSnapshot(r.Context(), sp.ID)
 	if err != nil {
 		s.failPage(w, r, err)
 		return
 	}
-	data.Space, data.Shown, data.Total, data.Sampled = sp.Name(), len(points), total, total > len(points)
-	if data.mapLayout, err = s.maps.get(r.Context(), points); err != nil {
-		s.failPage(w, r, err)
-		return
-	}
+	data.Space, data.Shown, data.Total, data.Sampled = sp.Name(), snap.shown, snap.total, snap.total > snap.shown
+	data.mapLayout = snap.layout
 	s.render(w, r, http.StatusOK, "map", data)
+}
+
+// mapFresh is how long a drawn map is shown again without reading the archive.
+const mapFresh = time.Minute
+
+// mapSnapshot is a map drawn for a space: its layout and how many points it shows of how many.
+type mapSnapshot struct {
+	space        int64
+	at           time.Time
+	shown, total int
+	layout       mapLayout
+}
+
+// mapSnapshot returns the map of space spaceID: the last one drawn, while it is fresh, or a new
+// one. One request at a time reads the sample (up to MapMaxPoints vectors: ~30 MB at 1,536
+// dimensions) and lays it out; the others wait for it, or for their context: concurrent
+// requests each held a sample of their own (8 of them took 350 MB), and every request read one.
+func (s *Server) mapSnapshot(ctx context.Context, spaceID int64) (mapSnapshot, error) {
+	fresh := func() (mapSnapshot, bool) {
+		s.mapMu.Lock()
+		defer s.mapMu.Unlock()
+		if c := s.mapSnap; c != nil && c.space == spaceID && time.Since(c.at) < mapFresh {
+			return *c, true
+		}
+		return mapSnapshot{}, false
+	}
+	if c, ok := fresh(); ok {
+		return c, nil
+	}
+	select {
+	case s.mapDrawing <- struct{}{}:
+	case <-ctx.Done():
+		return mapSnapshot{}, ctx.Err()
+	}
+	defer func() { <-s.mapDrawing }()
+	if c, ok := fresh(); ok { // drawn while this request waited
+		return c, nil
+	}
+	points, total, err := s.cfg.Store.ArchiveMap(ctx, spaceID, s.cfg.MapMaxPoints)
+	if err != nil {
+		return mapSnapshot{}, err
+	}
+	lay, err := s.maps.get(ctx, points)
+	if err != nil {
+		return mapSnapshot{}, err
+	}
+	c := &mapSnapshot{space: spaceID, at: time.Now(), shown: len(points), total: total, layout: lay}
+	s.mapMu.Lock()
+	s.mapSnap = c
+	s.mapMu.Unlock()
+	return *c, nil
 }
 
 // static serves the embedded assets; the asset version in their URLs lets them be cached

@@ -8,9 +8,11 @@ import (
 	"html"
 	"math"
 	"math/rand/v2"
+	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -386,5 +388,73 @@ func TestPostedRecordRejectionSaysTheReasonOnly(t *testing.T) {
 	}
 	if len(ans.Accepted) != 1 {
 		t.Errorf("accepted: %+v, want one record", ans.Accepted)
+	}
+}
+
+// mapStore serves one space and counts the samples read.
+type mapStore struct {
+	nilStore
+	reads atomic.Int32
+}
+
+func (s *mapStore) ActiveSpace(context.Context) (paper.Space, error) {
+	return paper.Space{ID: 7, Model: "m", Dimensions: 2, Template: "t"}, nil
+}
+
+func (s *mapStore) ArchiveMap(context.Context, int64, int) ([]MapPoint, int, error) {
+	s.reads.Add(1)
+	time.Sleep(50 * time.Millisecond) // a read of thousands of vectors takes a while
+	return []MapPoint{{ID: "a", Title: "A", Vector: []float32{1, 0}}, {ID: "b", Title: "B", Vector: []float32{0, 1}}}, 2, nil
+}
+
+// The map page reads the archive's sample once for requests that come together or within a
+// minute: each request read one (~30 MB at 1,536 dimensions), and concurrent ones held theirs
+// at once (8 requests: 350 MB).
+func TestMapPageReadsTheSampleOnceForRequestsInAMinute(t *testing.T) {
+	t.Parallel()
+	st := &mapStore{}
+	s, err := New(Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			w := httptest.NewRecorder()
+			s.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/map", nil))
+			if w.Code != http.StatusOK {
+				t.Errorf("GET /map: %d %.200s", w.Code, w.Body.String())
+			}
+		})
+	}
+	wg.Wait()
+	w := httptest.NewRecorder()
+	s.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/map", nil))
+	if n := st.reads.Load(); n != 1 {
+		t.Errorf("9 map requests read the sample %d times, want 1", n)
+	}
+}
+
+// A layout whose computation panics (the server recovers the request) leaves the cache able to
+// compute the next one: it waited for ever on the layout being built.
+func TestMapCacheComputesAgainAfterAPanic(t *testing.T) {
+	t.Parallel()
+	calls := 0
+	c := &mapCache{compute: func(points []MapPoint) mapLayout {
+		calls++
+		if calls == 1 {
+			panic("layout failed")
+		}
+		return layoutMap(points)
+	}}
+	points := []MapPoint{{ID: "a", Title: "A", Vector: []float32{1, 0}}, {ID: "b", Title: "B", Vector: []float32{0, 1}}}
+	func() {
+		defer func() { _ = recover() }()
+		_, _ = c.get(context.Background(), points)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.get(ctx, points); err != nil {
+		t.Errorf("the layout after a panic: %v", err)
 	}
 }
