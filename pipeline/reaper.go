@@ -158,7 +158,7 @@ func (w *Worker) reap(ctx context.Context, o orphan) error {
 	decoded := json.Unmarshal(raw.Data, &a) == nil && a.ID != "" && a.Title != "" && a.Abstract != ""
 	a.TextAt = textAt(raw.Header, raw.Time)
 	if decoded {
-		pending, err := w.store.UpsertPapers(ctx, []paper.Abstract{a}, w.work)
+		pending, err := w.upsert(ctx, []paper.Abstract{a})
 		if err != nil && !errors.Is(err, paper.ErrInvalid) {
 			return fmt.Errorf("check the store for %s: %w", a.ID, err)
 		}

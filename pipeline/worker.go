@@ -567,7 +567,7 @@ func (w *Worker) handleBatch(ctx context.Context, msgs []jetstream.Msg, embedB *
 	for i, j := range jobs {
 		abstracts[i] = j.a
 	}
-	pending, err := w.store.UpsertPapers(ctx, abstracts, w.work)
+	pending, err := w.upsert(ctx, abstracts)
 	switch {
 	case errors.Is(err, paper.ErrInvalid) && len(jobs) > 1:
 		// One bad record fails the whole statement: record the papers one by one so that only
@@ -599,7 +599,7 @@ func (w *Worker) upsertEach(ctx context.Context, jobs []job, release func(int)) 
 	var kept []job
 	var pending []paper.Pending
 	for _, j := range jobs {
-		p, err := w.store.UpsertPapers(ctx, []paper.Abstract{j.a}, w.work)
+		p, err := w.upsert(ctx, []paper.Abstract{j.a})
 		if err != nil {
 			w.settleFailure(ctx, j, err)
 			release(1)
@@ -1113,6 +1113,17 @@ func saveWithRetry(ctx context.Context, log *slog.Logger, what string, save func
 		}
 		delay = min(delay*2, 8*time.Second)
 	}
+}
+
+// upsert records papers (store.UpsertPapers) within saveAttemptTimeout: a database that went
+// silent (a failover, a firewall dropping the flow: no reset) would otherwise hold the batch's
+// messages, marked in progress, for as long as the connection is not declared dead — up to
+// about 15 minutes of TCP retransmissions, or for ever behind a proxy. On the timeout the
+// messages are settled as failures, and redelivered after their backoff.
+func (w *Worker) upsert(ctx context.Context, papers []paper.Abstract) ([]paper.Pending, error) {
+	ctx, cancel := context.WithTimeout(ctx, saveAttemptTimeout)
+	defer cancel()
+	return w.store.UpsertPapers(ctx, papers, w.work)
 }
 
 // saveAttemptTimeout bounds one attempt to write to the store.

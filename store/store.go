@@ -134,6 +134,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store config: %s is %d, below the minimum of %d: the store's own locks keep up to %d connections "+
 			"while a run needs one more for its statements: %w", setting, pcfg.MaxConns, MinConns, MinConns-1, paper.ErrInvalid)
 	}
+	if pcfg.PingTimeout == 0 {
+		// The ping of an idle connection on acquire waits for ever by default: behind a
+		// database that went silent (no reset) every acquire would hang.
+		pcfg.PingTimeout = 5 * time.Second
+	}
 	pcfg.AfterConnect = registerVector
 	log := cfg.Logger
 	if log == nil {
