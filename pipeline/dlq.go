@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -120,18 +121,28 @@ func ListDeadLetters(ctx context.Context, js jetstream.JetStream, limit int) ([]
 	if s == nil {
 		return nil, err
 	}
+	return deadLettersFrom(ctx, s, info.State.FirstSeq, info.State.LastSeq, limit)
+}
+
+// deadLettersFrom returns up to limit dead letters (≤ 0: all) with sequences from..to, oldest
+// first. It asks the server for the next letter from a sequence on, so the sequences of
+// letters already replayed (deleted) cost nothing: one request per letter, where reading
+// sequence by sequence made every status page pay for every letter ever replayed.
+func deadLettersFrom(ctx context.Context, s jetstream.Stream, from, to uint64, limit int) ([]DeadLetter, error) {
 	var out []DeadLetter
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0; seq++ {
-		if limit > 0 && len(out) >= limit {
+	for seq := max(from, 1); seq <= to && (limit <= 0 || len(out) < limit); {
+		raw, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subjectDeadWC))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			break
 		}
-		d, ok, err := deadLetterAt(ctx, s, seq)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("dead letter from %d: %w", seq, err)
 		}
-		if ok {
-			out = append(out, d)
+		if raw.Sequence > to {
+			break
 		}
+		out = append(out, deadLetterOf(raw))
+		seq = raw.Sequence + 1
 	}
 	return out, nil
 }
@@ -146,35 +157,32 @@ func CountDeadLetters(ctx context.Context, js jetstream.JetStream) (uint64, erro
 	return info.State.Msgs, nil
 }
 
-// LatestDeadLetters returns the newest n dead letters, newest first.
+// LatestDeadLetters returns the newest n dead letters, newest first. It reads the letters of a
+// window of the newest sequences, widened (four times, each round) until it holds n letters or
+// reaches the first: its cost follows the letters there are, not the sequences replayed.
 func LatestDeadLetters(ctx context.Context, js jetstream.JetStream, n int) ([]DeadLetter, error) {
 	s, info, err := deadStream(ctx, js)
-	if s == nil {
+	if s == nil || n <= 0 {
 		return nil, err
 	}
-	var out []DeadLetter
-	for seq := info.State.LastSeq; seq >= info.State.FirstSeq && seq > 0 && len(out) < n; seq-- {
-		d, ok, err := deadLetterAt(ctx, s, seq)
+	first, last := info.State.FirstSeq, info.State.LastSeq
+	for width := uint64(max(2*n, 64)); ; width *= 4 {
+		from := first
+		if last >= width && last-width+1 > first {
+			from = last - width + 1
+		}
+		letters, err := deadLettersFrom(ctx, s, from, last, 0)
 		if err != nil {
 			return nil, err
 		}
-		if ok {
-			out = append(out, d)
+		if len(letters) >= n || from == first {
+			if len(letters) > n {
+				letters = letters[len(letters)-n:]
+			}
+			slices.Reverse(letters)
+			return letters, nil
 		}
 	}
-	return out, nil
-}
-
-// deadLetterAt reads the dead letter at seq of s; ok is false when there is none (replayed).
-func deadLetterAt(ctx context.Context, s jetstream.Stream, seq uint64) (d DeadLetter, ok bool, err error) {
-	raw, err := s.GetMsg(ctx, seq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return DeadLetter{}, false, nil
-	}
-	if err != nil {
-		return DeadLetter{}, false, fmt.Errorf("dead letter %d: %w", seq, err)
-	}
-	return deadLetterOf(raw), true, nil
 }
 
 func deadLetterOf(raw *jetstream.RawStreamMsg) DeadLetter {

@@ -2,11 +2,13 @@ package pipeline_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paperpipe/paperpipe/internal/natstest"
@@ -134,5 +136,55 @@ func TestSetupRefusesAStreamOfAnotherRetention(t *testing.T) {
 	err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{})
 	if err == nil || !strings.Contains(err.Error(), "retention") {
 		t.Errorf("Setup = %v, want an error about the retention policy", err)
+	}
+}
+
+// The status page lists the newest dead letters, and `dlq list` all of them: with dead letters
+// replayed over weeks while an older one is kept (a record that is really bad), reading the
+// stream sequence by sequence made every status request ask for every replayed (deleted)
+// sequence. The requests now follow the letters there are.
+func TestDeadLettersAreReadWithoutWalkingReplayedSequences(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.Start(t).Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 1000
+	for i := range n {
+		m := &nats.Msg{Subject: pipeline.SubjectDead + ".workers", Data: []byte(`{}`), Header: nats.Header{}}
+		m.Header.Set(pipeline.HeaderPaperID, fmt.Sprintf("arxiv:2401.%05d", i+1))
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-js.PublishAsyncComplete()
+	// The operator keeps the oldest and the 500th, and replays the others.
+	for seq := uint64(2); seq <= n; seq++ {
+		if seq == 500 {
+			continue
+		}
+		if _, err := pipeline.ReplayDeadLetter(ctx, js, seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := js.Conn().Stats().OutMsgs
+	latest, err := pipeline.LatestDeadLetters(ctx, js, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := pipeline.ListDeadLetters(ctx, js, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requests := js.Conn().Stats().OutMsgs - before
+	if len(latest) != 2 || latest[0].Seq != 500 || latest[1].Seq != 1 {
+		t.Errorf("latest dead letters: %+v, want sequences 500 and 1, newest first", latest)
+	}
+	if len(all) != 2 || all[0].Seq != 1 || all[1].Seq != 500 {
+		t.Errorf("all dead letters: %+v, want sequences 1 and 500, oldest first", all)
+	}
+	if requests > 40 {
+		t.Errorf("reading 2 dead letters among %d sequences took %d requests: replayed sequences were read one by one", n, requests)
 	}
 }
