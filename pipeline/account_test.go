@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -218,5 +220,48 @@ func checkAllQueued(t *testing.T, b *testBundle, w *pipeline.Worker, papers []pa
 	}
 	if n := streamMsgs(t, b.js, pipeline.StreamPapers); n != uint64(len(papers)) {
 		t.Errorf("%d messages queued, want all %d", n, len(papers))
+	}
+}
+
+// TestUnreachableAPIPausesTheWorkerUntilItIsBack: the API's server down (a local model server
+// stopped, a network outage) is no paper's fault either: the worker pauses as on a refused key,
+// nothing is dead-lettered however long it lasts (every delivery the last here), and when the
+// server is back the worker does every paper. It used up the messages' deliveries and
+// dead-lettered the whole backlog within minutes.
+func TestUnreachableAPIPausesTheWorkerUntilItIsBack(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // the server is down
+	sum, err := summarize.New(summarize.Config{BaseURL: "http://" + addr + "/v1", APIKey: "sk-test", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, papers, w, logs := pausingWorker(t, sum, embed.NewOffline())
+	waitFor(t, "the worker pausing twice", func() (bool, string) {
+		s := w.Stats()
+		return s.Paused >= 2, fmt.Sprintf("%+v", s)
+	})
+	checkAllQueued(t, b, w, papers, "an unreachable API")
+	if !strings.Contains(logs.String(), "the API cannot be reached (not the papers' fault): pausing the worker") {
+		t.Errorf("the pause does not say the API cannot be reached:\n%s", logs.String())
+	}
+	// The server comes back on its address.
+	back, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("the port was taken meanwhile: %v", err)
+	}
+	srv := &http.Server{Handler: openaitest.New(openaitest.Config{Dimensions: 16}).Handler()}
+	go func() { _ = srv.Serve(back) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	waitFor(t, "every paper done once the API is back", func() (bool, string) {
+		s := w.Stats()
+		return s.Acked == int64(len(papers)), fmt.Sprintf("%+v", s)
+	})
+	if dls := deadLetters(t, b.js); len(dls) != 0 {
+		t.Errorf("%d papers dead-lettered across the outage", len(dls))
 	}
 }

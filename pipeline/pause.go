@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/paperpipe/paperpipe/internal/llm"
 )
 
 // errPaused hands back a message whose API work was not started because the worker is paused:
@@ -15,7 +17,8 @@ var errPaused = errors.New("worker paused: the API refuses the account or the co
 
 // apiPause is a worker's circuit breaker for the API's refusals of the account or the
 // configuration (a bad or revoked key, an unknown model, a wrong base URL, an exhausted quota,
-// see llm.ErrAccount): no paper is at fault, and every message would fail the same way. Such a
+// see llm.ErrAccount) and for an API that cannot be reached (llm.ErrUnreachable): no paper is
+// at fault, and every message would fail the same way. Such a
 // refusal opens a pause of Backoff(n) for the n-th pause in a row: the worker pulls nothing,
 // hands back what it holds without calling the API, and then tries one message at a time (see
 // pull) until one goes through, which closes the breaker.
@@ -47,11 +50,15 @@ func (w *Worker) pauseAPI(cause error) {
 	p.until, p.cause = now.Add(d), cause
 	p.active.Store(true)
 	w.stats.paused.Add(1)
+	what := "the API refuses the account or the configuration"
+	if errors.Is(cause, llm.ErrUnreachable) {
+		what = "the API cannot be reached"
+	}
 	if w.cfg.ExitWhenIdle {
-		w.log.Warn("the API refuses the account or the configuration (not the papers' fault): stopping the run; its messages stay queued", "err", cause)
+		w.log.Warn(what+" (not the papers' fault): stopping the run; its messages stay queued", "err", cause)
 		return
 	}
-	w.log.Warn("the API refuses the account or the configuration (not the papers' fault): pausing the worker; its messages stay queued",
+	w.log.Warn(what+" (not the papers' fault): pausing the worker; its messages stay queued",
 		"pause", d.Round(time.Millisecond), "pauses_in_a_row", p.n, "err", cause)
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -61,6 +62,24 @@ func (c Class) String() string {
 // quote it, replaced by "[redacted]"; a caller's own is returned by Retrier.Do as it is.
 var ErrAccount = errors.New("the API refuses the account or the configuration")
 
+// ErrUnreachable marks a call whose connection could not be made: refused, no such host, no
+// route, a dial timeout — the API is down or not where the base URL says; no paper is at
+// fault. Retrier.Do returns it wrapped with ErrAccount, so that a worker pauses on it with its
+// messages queued instead of using up their deliveries (an hour's outage of a local model
+// server dead-lettered the whole backlog). A connection that broke during a call, or an
+// answer of 5xx, stays Transient: the server answered, and a paper may be what it failed on.
+var ErrUnreachable = errors.New("the API cannot be reached")
+
+// unreachable reports whether err is a failure to connect to the API.
+func unreachable(err error) bool {
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return true
+	}
+	var opErr *net.OpError
+	return errors.As(err, &opErr) && opErr.Op == "dial"
+}
+
 // ErrBadResponse marks an answer that is well-formed HTTP but unusable (no choices, a vector
 // missing from the data): transient, since the next answer may be fine.
 var ErrBadResponse = errors.New("unusable response")
@@ -75,13 +94,15 @@ var ErrBadResponse = errors.New("unusable response")
 //     RateLimited). A worker pauses on them, the messages staying queued, until it is fixed.
 //     Everything else → Transient.
 //   - anything wrapping paper.ErrPermanent or ErrAccount → Permanent or Account.
-//   - network errors, timeouts, io.ErrUnexpectedEOF, JSON syntax and type errors of a
+//   - a connection that could not be made (refused, no such host, no route, a dial
+//     timeout: see ErrUnreachable) → Account.
+//   - other network errors, timeouts, io.ErrUnexpectedEOF, JSON syntax and type errors of a
 //     truncated or malformed body, ErrBadResponse, and anything unknown → Transient.
 func Classify(err error) Class {
 	if errors.Is(err, paper.ErrPermanent) {
 		return Permanent
 	}
-	if errors.Is(err, ErrAccount) {
+	if errors.Is(err, ErrAccount) || unreachable(err) {
 		return Account
 	}
 	var apiErr *openai.APIError
@@ -121,6 +142,9 @@ type accountError struct {
 
 func (e *accountError) Error() string {
 	msg := ErrAccount.Error() + ": " + e.err.Error()
+	if errors.Is(e.err, ErrUnreachable) {
+		msg = e.err.Error() // "the API cannot be reached: …", not a refusal
+	}
 	if len(e.key) >= 8 {
 		msg = strings.ReplaceAll(msg, e.key, "[redacted]")
 	}
@@ -303,6 +327,9 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 		case Account:
 			if errors.Is(err, ErrAccount) {
 				return res, err // the caller's own finding (embed: vectors of the wrong length)
+			}
+			if unreachable(err) {
+				err = fmt.Errorf("%w: %w", ErrUnreachable, err)
 			}
 			return res, &accountError{err: err, key: r.APIKey}
 		case RateLimited:

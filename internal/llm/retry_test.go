@@ -49,7 +49,9 @@ func TestClassify(t *testing.T) {
 		{"request 502", &openai.RequestError{HTTPStatusCode: 502}, Transient},
 		{"wrapped api 400", fmt.Errorf("chat: %w", &openai.APIError{HTTPStatusCode: 400}), Permanent},
 		{"ErrPermanent", fmt.Errorf("dimension: %w", paper.ErrPermanent), Permanent},
-		{"net op error", &net.OpError{Op: "dial", Err: errors.New("connection refused")}, Transient},
+		{"dial error", &net.OpError{Op: "dial", Err: errors.New("connection refused")}, Account},
+		{"no such host", &net.DNSError{Err: "no such host", Name: "api.example"}, Account},
+		{"read error", &net.OpError{Op: "read", Err: errors.New("connection reset by peer")}, Transient},
 		{"timeout", context.DeadlineExceeded, Transient},
 		{"unexpected EOF", fmt.Errorf("decode: %w", io.ErrUnexpectedEOF), Transient},
 		{"json syntax", synErr, Transient},
@@ -309,5 +311,39 @@ func TestBackoffStaysWithinCeiling(t *testing.T) {
 				t.Fatalf("Backoff(%d) = %v, want in [0, %v]", retry, d, ceil)
 			}
 		}
+	}
+}
+
+// TestRetrierReturnsUnreachableAtOnceAsAnAccountError: a connection that cannot be made (the
+// server down, a wrong host) is no paper's fault: Do returns at once with ErrUnreachable and
+// ErrAccount (a worker pauses on it instead of using up its messages' deliveries), where a
+// connection reset mid-call stays transient.
+func TestRetrierReturnsUnreachableAtOnceAsAnAccountError(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	calls := 0
+	r := fastRetrier(5)
+	_, err = r.Do(context.Background(), 1, func(ctx context.Context) error {
+		calls++
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/models", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	})
+	if calls != 1 || !errors.Is(err, ErrUnreachable) || !errors.Is(err, ErrAccount) || Classify(err) != Account {
+		t.Errorf("calls %d, err %v; want one call and ErrUnreachable with ErrAccount", calls, err)
+	}
+	if err != nil && strings.Contains(err.Error(), "refuses the account") {
+		t.Errorf("an unreachable API reads as a refusal: %v", err)
+	}
+	if Classify(&net.OpError{Op: "read", Err: errors.New("connection reset by peer")}) != Transient {
+		t.Error("a connection reset during a call is not transient")
 	}
 }
