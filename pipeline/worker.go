@@ -410,7 +410,7 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan s
 			} else if c != nil {
 				cons = c
 			}
-			w.log.Warn("pull request failed; retrying", "consumer", w.cfg.Consumer, "err", err)
+			w.log.Warn("pull request failed; retrying", "err", err)
 			if !sleepCtx(ctx, DefaultBackoff(min(fetchErrs, 4))) {
 				return nil
 			}
