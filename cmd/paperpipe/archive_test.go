@@ -1176,7 +1176,7 @@ func TestImportEmbeddingsSkipsABOMAndSaysWhatIsWrongInPlainWords(t *testing.T) {
 			t.Errorf("messages lack %q:\n%s", line, errw.String())
 		}
 	}
-	if strings.Contains(errw.String(), "Go ") || strings.Contains(errw.String(), "importLine") || strings.Contains(errw.String(), "json:") {
+	if strings.Contains(errw.String(), "Go ") || strings.Contains(errw.String(), "embeddingLine") || strings.Contains(errw.String(), "json:") {
 		t.Errorf("messages speak of Go's types:\n%s", errw.String())
 	}
 }
@@ -1186,31 +1186,8 @@ func TestImportEmbeddingsSkipsABOMAndSaysWhatIsWrongInPlainWords(t *testing.T) {
 // others are published: it aborted every run, which failed the same way when run again.
 func TestPublishStaleLeavesOutAPaperTooLargeForTheQueue(t *testing.T) {
 	t.Parallel()
-	e := newArchiveEnv(t, openaitest.Config{})
-	e.seed(t, 3)
+	e, js, v2 := withAPaperTooLargeForTheQueue(t)
 	ctx := t.Context()
-	big, err := e.st.Paper(ctx, "arxiv:2401.00002")
-	if err != nil {
-		t.Fatal(err)
-	}
-	v2 := big.Abstract
-	v2.Abstract = strings.Repeat("A long abstract. ", 400)
-	if _, err := e.st.UpsertPapers(ctx, []paper.Abstract{v2}, paper.Work{}); err != nil {
-		t.Fatal(err)
-	}
-	js := e.jetStream(t)
-	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	s, err := js.Stream(ctx, pipeline.StreamPapers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.CachedInfo().Config
-	cfg.MaxMsgSize = 4000 // the other papers' messages are ~2 KB, the long one ~7 KB
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
 	pub := pipeline.NewRunPublisher(js, pipeline.SubjectNew, "big-run", 0)
 	var left []string
 	n, err := publishStale(ctx, e.st, store.Selection{Work: paper.Work{Model: "another-model", PromptVersion: "v9"}}, pub, 0, nil,
@@ -1225,6 +1202,24 @@ func TestPublishStaleLeavesOutAPaperTooLargeForTheQueue(t *testing.T) {
 // run would otherwise never report that the archive stays incomplete.
 func TestReprocessThatLeavesAPaperOutSaysSoAndFails(t *testing.T) {
 	t.Parallel()
+	e, _, v2 := withAPaperTooLargeForTheQueue(t)
+	ctx := t.Context()
+	var out, errw bytes.Buffer
+	_, err := runReprocess(ctx, e.c, reprocessOptions{tldrOnly: true}, &out, &errw)
+	t.Logf("runReprocess: err=%v\n%s%s", err, out.String(), errw.String())
+	if n := e.count(t, `SELECT count(*) FROM papers p WHERE NOT EXISTS (SELECT 1 FROM tldrs t WHERE t.paper_id = p.id AND t.content_hash = p.content_hash)`); n != 1 {
+		t.Fatalf("%d papers without a TL;DR, want the 1 left out", n)
+	}
+	if err == nil || !strings.Contains(errw.String(), "1 left out (too large for the queue)") {
+		t.Errorf("reprocess left %s without its TL;DR: err %v, summary %q; want an error and the paper counted", v2.ID, err, errw.String())
+	}
+}
+
+// withAPaperTooLargeForTheQueue is an archive of 3 papers, processed, whose second has a text
+// of ~7 KB (returned), with the PAPERS stream's MaxMsgSize lowered to 4,000 bytes: the other
+// papers' messages (~2 KB) fit, the long one's does not.
+func withAPaperTooLargeForTheQueue(t *testing.T) (*archiveEnv, jetstream.JetStream, paper.Abstract) {
+	t.Helper()
 	e := newArchiveEnv(t, openaitest.Config{})
 	e.seed(t, 3)
 	ctx := t.Context()
@@ -1250,13 +1245,5 @@ func TestReprocessThatLeavesAPaperOutSaysSoAndFails(t *testing.T) {
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	var out, errw bytes.Buffer
-	_, err = runReprocess(ctx, e.c, reprocessOptions{tldrOnly: true}, &out, &errw)
-	t.Logf("runReprocess: err=%v\n%s%s", err, out.String(), errw.String())
-	if n := e.count(t, `SELECT count(*) FROM papers p WHERE NOT EXISTS (SELECT 1 FROM tldrs t WHERE t.paper_id = p.id AND t.content_hash = p.content_hash)`); n != 1 {
-		t.Fatalf("%d papers without a TL;DR, want the 1 left out", n)
-	}
-	if err == nil || !strings.Contains(errw.String(), "1 left out (too large for the queue)") {
-		t.Errorf("reprocess left %s without its TL;DR: err %v, summary %q; want an error and the paper counted", v2.ID, err, errw.String())
-	}
+	return e, js, v2
 }

@@ -353,16 +353,7 @@ func TestWebPublisherReturnsThePapersTakenBeforeAFailure(t *testing.T) {
 // the same.
 func TestPostedRecordTooLargeForTheQueueIsRejectedAndTheOthersAccepted(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	js := natstest.Start(t).Connect(t)
-	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(ctx, store.Config{URL: pgtest.URL(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	js, st := queueAndStore(t)
 	srv, err := web.New(web.Config{Store: webStore{st}, Publisher: &webPublisher{js: js}, ParseRecord: parseRecord})
 	if err != nil {
 		t.Fatal(err)
@@ -960,15 +951,7 @@ func TestValidIndexMemory(t *testing.T) {
 func TestStatusReusesSlowCountsWhileFresh(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	js := natstest.Start(t).Connect(t)
-	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(ctx, store.Config{URL: pgtest.URL(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	js, st := queueAndStore(t)
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -1005,4 +988,20 @@ func TestStatusReusesSlowCountsWhileFresh(t *testing.T) {
 	if n := papers(quick); n != 3 {
 		t.Errorf("status after a quick count: %d papers, want 3 (quick counts are not reused)", n)
 	}
+}
+
+// queueAndStore is a NATS server with paperpipe's streams and a store on a fresh database,
+// both closed when the test ends.
+func queueAndStore(t *testing.T) (jetstream.JetStream, *store.Store) {
+	t.Helper()
+	js := natstest.Start(t).Connect(t)
+	if err := pipeline.Setup(t.Context(), js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(t.Context(), store.Config{URL: pgtest.URL(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return js, st
 }

@@ -1067,15 +1067,16 @@ type importResult struct {
 	Unknown []string
 }
 
-// importLine is one line of an embeddings file.
-type importLine struct {
+// embeddingLine is one line of an embeddings file: what `paperpipe embed` writes and
+// `import-embeddings` reads.
+type embeddingLine struct {
 	ID          string    `json:"id"`
 	Embedding   []float32 `json:"embedding"`
 	Model       string    `json:"model"`
 	Dimensions  int       `json:"dimensions"`
 	Template    string    `json:"template"`
 	ContentHash string    `json:"content_hash"`
-	Truncated   bool      `json:"truncated"`
+	Truncated   bool      `json:"truncated,omitempty"`
 }
 
 // importEmbeddings streams path into the space its first good line names, chunk by chunk with
@@ -1186,9 +1187,9 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 			bad(n, "the line starts with a UTF-8 byte order mark, which only a file's first line may have")
 			continue
 		}
-		var l importLine
+		var l embeddingLine
 		if jerr := json.Unmarshal([]byte(text), &l); jerr != nil {
-			bad(n, "%s", importLineProblem(jerr))
+			bad(n, "%s", embeddingLineProblem(jerr))
 			continue
 		}
 		switch {
@@ -1276,10 +1277,10 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 	return res, nil
 }
 
-// importLineProblem says in plain words what is wrong with a line json.Unmarshal refused,
-// without Go's type names ("json: cannot unmarshal number into Go struct field importLine.id
+// embeddingLineProblem says in plain words what is wrong with a line json.Unmarshal refused,
+// without Go's type names ("json: cannot unmarshal number into Go struct field embeddingLine.id
 // of type string").
-func importLineProblem(err error) string {
+func embeddingLineProblem(err error) string {
 	const want = `want a JSON object {"id": "…", "embedding": [numbers], "model": "…"}`
 	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError

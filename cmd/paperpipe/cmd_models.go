@@ -151,15 +151,7 @@ func cmdEmbed(ctx context.Context, c *config, args []string) error {
 			return err
 		}
 		for _, e := range embs {
-			if err := enc.Encode(struct {
-				ID          string    `json:"id"`
-				Embedding   []float32 `json:"embedding"`
-				Model       string    `json:"model"`
-				Dimensions  int       `json:"dimensions"`
-				Template    string    `json:"template"`
-				ContentHash string    `json:"content_hash"`
-				Truncated   bool      `json:"truncated,omitempty"`
-			}{e.PaperID, e.Vector, space.Model, len(e.Vector), space.Template, e.ContentHash, e.Truncated}); err != nil {
+			if err := enc.Encode(embeddingLine{e.PaperID, e.Vector, space.Model, len(e.Vector), space.Template, e.ContentHash, e.Truncated}); err != nil {
 				return err
 			}
 		}

@@ -593,20 +593,7 @@ func (l *lockedBuffer) String() string {
 func TestServeAnswersTheAllowedHosts(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t, "PAPERPIPE_HTTP_ALLOWED_HOSTS=papers.lab, Archive.Internal")
-	srv := exec.Command(binary, "serve", "--http", "127.0.0.1:0")
-	srv.Env = c.env
-	stderr, err := srv.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = srv.Process.Signal(syscall.SIGTERM)
-		_ = srv.Wait()
-	}()
-	base := servedURL(t, stderr, io.Discard)
+	base := startServe(t, c)
 	port := base[strings.LastIndex(base, ":")+1:]
 	for host, want := range map[string]int{
 		"papers.lab:" + port:       http.StatusOK,
@@ -638,20 +625,7 @@ func TestServeFollowsAFit(t *testing.T) {
 	c := newCLI(t)
 	c.ok("ingest", sampleFile)
 	c.ok("worker", "--exit-when-idle")
-	srv := exec.Command(binary, "serve", "--http", "127.0.0.1:0")
-	srv.Env = c.env
-	stderr, err := srv.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = srv.Process.Signal(syscall.SIGTERM)
-		_ = srv.Wait()
-	}()
-	base := servedURL(t, stderr, io.Discard)
+	base := startServe(t, c)
 	search := func() string {
 		t.Helper()
 		resp, err := http.Get(base + "/api/search?mode=semantic&k=3&q=" + url.QueryEscape("mixture of experts routing"))
@@ -757,4 +731,24 @@ func TestServeRecordsQueryUsageAndStopsPromptly(t *testing.T) {
 	if got := embedRequests(c, model) - before; got < 1 {
 		t.Errorf("the usage ledger gained %d embedding requests from serve's searches, want at least the first's", got)
 	}
+}
+
+// startServe runs `paperpipe serve` on a free loopback port with c's environment until the
+// test ends (SIGTERM, then wait), and returns its base URL.
+func startServe(t *testing.T, c *cli) string {
+	t.Helper()
+	srv := exec.Command(binary, "serve", "--http", "127.0.0.1:0")
+	srv.Env = c.env
+	stderr, err := srv.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = srv.Process.Signal(syscall.SIGTERM)
+		_ = srv.Wait()
+	})
+	return servedURL(t, stderr, io.Discard)
 }
