@@ -32,16 +32,7 @@ func TestEmbeddedServerIsTakenOverWhenItsProcessStops(t *testing.T) {
 	ctx := t.Context()
 	c := &config{DataDir: t.TempDir()}
 	log := slog.New(slog.DiscardHandler)
-	owner, err := connectBroker(ctx, c, log, brokerClient)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := connectBroker(ctx, c, log, brokerClient)
-	if err != nil {
-		owner.close()
-		t.Fatal(err)
-	}
-	defer other.close()
+	owner, other := ownerAndJoined(t, c, log)
 	if owner.embedded == nil || other.embedded != nil {
 		t.Fatalf("the first broker should run the server and the second use it")
 	}
@@ -97,16 +88,7 @@ func TestEmbeddedServerStartsAgainOnItsLastAddress(t *testing.T) {
 	ctx := t.Context()
 	c := &config{DataDir: t.TempDir()}
 	log := slog.New(slog.DiscardHandler)
-	owner, err := connectBroker(ctx, c, log, brokerClient)
-	if err != nil {
-		t.Fatal(err)
-	}
-	joined, err := connectBroker(ctx, c, log, brokerClient)
-	if err != nil {
-		owner.close()
-		t.Fatal(err)
-	}
-	defer joined.close()
+	owner, joined := ownerAndJoined(t, c, log)
 	first := joined.url
 	owner.close()
 	fresh, err := connectBroker(ctx, c, log, brokerClient)
@@ -510,4 +492,21 @@ func TestWaitForAnAddressEndsWhenTheStarterStops(t *testing.T) {
 	if b.embedded == nil {
 		t.Errorf("the lock is free but this process does not run the server")
 	}
+}
+
+// ownerAndJoined connects two brokers on c's data directory: the first runs the embedded
+// server (the caller closes it), the second joins it (closed when the test ends).
+func ownerAndJoined(t *testing.T, c *config, log *slog.Logger) (owner, joined *broker) {
+	t.Helper()
+	owner, err := connectBroker(t.Context(), c, log, brokerClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined, err = connectBroker(t.Context(), c, log, brokerClient)
+	if err != nil {
+		owner.close()
+		t.Fatal(err)
+	}
+	t.Cleanup(joined.close)
+	return owner, joined
 }
