@@ -25,7 +25,8 @@ type Work = paper.Work
 // Pending is paper.Pending: what UpsertPapers found for one input paper.
 type Pending = paper.Pending
 
-// UpsertPapers stores papers, in one statement (so one transaction), and returns one Pending
+// UpsertPapers stores papers, in one transaction (one statement unless an id repeats), and
+// returns one Pending
 // per input paper, in input order, saying which outputs of w are missing for the text now
 // stored. A paper's text replaces the stored one only when it is not older (Abstract.TextAt,
 // zero meaning now): a redelivered message of a paper's previous version, processed after the
@@ -87,7 +88,21 @@ func (s *Store) UpsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 		first       map[string]Pending
 		firstBefore map[string]*string
 	)
-	if len(repeated) > 0 {
+	kept := make([]paper.Abstract, 0, len(keep))
+	for i, a := range papers {
+		if keep[a.ID] == i {
+			kept = append(kept, a)
+		}
+	}
+	n := len(kept)
+	var (
+		byID map[string]Pending
+		lost []string
+		err  error
+	)
+	if len(repeated) == 0 {
+		byID, lost, _, err = s.upsertStatement(ctx, s.pool, kept, w)
+	} else {
 		var rounds [][]paper.Abstract
 		nth := make(map[string]int, len(repeated))
 		for i, a := range papers {
@@ -101,24 +116,22 @@ func (s *Store) UpsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 			}
 			rounds[r] = append(rounds[r], a)
 		}
-		for r, round := range rounds {
-			pending, _, before, err := s.upsertStatement(ctx, round, w)
-			if err != nil {
-				return nil, err
+		// One transaction: the call writes all of its copies or none.
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			for r, round := range rounds {
+				pending, _, before, err := s.upsertStatement(ctx, tx, round, w)
+				if err != nil {
+					return err
+				}
+				if r == 0 {
+					first, firstBefore = pending, before
+				}
 			}
-			if r == 0 {
-				first, firstBefore = pending, before
-			}
-		}
+			var err error
+			byID, lost, _, err = s.upsertStatement(ctx, tx, kept, w)
+			return err
+		})
 	}
-	kept := make([]paper.Abstract, 0, len(keep))
-	for i, a := range papers {
-		if keep[a.ID] == i {
-			kept = append(kept, a)
-		}
-	}
-	n := len(kept)
-	byID, lost, _, err := s.upsertStatement(ctx, kept, w)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +180,7 @@ func (s *Store) UpsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 // upsertStatement runs upsertPapersSQL for papers, one copy of each id, and returns their
 // Pendings by id, the ids another transaction stored while it ran (their hashes unread), and
 // the hashes the papers had before it (nil: none).
-func (s *Store) upsertStatement(ctx context.Context, papers []paper.Abstract, w Work) (map[string]Pending, []string, map[string]*string, error) {
+func (s *Store) upsertStatement(ctx context.Context, q querier, papers []paper.Abstract, w Work) (map[string]Pending, []string, map[string]*string, error) {
 	n := len(papers)
 	var (
 		ids, titles, abstracts, authors, cats = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
@@ -186,7 +199,7 @@ func (s *Store) upsertStatement(ctx context.Context, papers []paper.Abstract, w 
 		hashes = append(hashes, a.ContentHash())
 		textAts = append(textAts, pgtype.Timestamptz{Time: a.TextAt, Valid: !a.TextAt.IsZero()})
 	}
-	rows, err := s.pool.Query(ctx, upsertPapersSQL, ids, titles, abstracts, authors, cats, published,
+	rows, err := q.Query(ctx, upsertPapersSQL, ids, titles, abstracts, authors, cats, published,
 		urls, sources, hashes, w.Model, w.PromptVersion, w.SpaceID, textAts)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("upsert %d papers: %w", n, err)

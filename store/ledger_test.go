@@ -598,3 +598,28 @@ func TestUpsertPapersOlderCopyInTheCallLendsNoMetadata(t *testing.T) {
 		}
 	}
 }
+
+// UpsertPapers writes all of a call's copies or none: with a repeated id, the copies before the
+// kept one go in statements of their own, and a failure of the last (here a constraint; in a
+// worker a timeout, a lost connection) left the older copy written.
+func TestUpsertPapersWithARepeatedIDIsOneTransaction(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	if _, err := s.Pool().Exec(ctx, `ALTER TABLE papers ADD CONSTRAINT test_no_v2 CHECK (abstract NOT LIKE '%Version 2.%')`); err != nil {
+		t.Fatal(err)
+	}
+	a := abstracts(1)[0]
+	v1, v2 := a, a
+	v1.TextAt = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	v2.Abstract += " Version 2."
+	v2.TextAt = v1.TextAt.Add(time.Hour)
+	_, err := s.UpsertPapers(ctx, []paper.Abstract{v1, v2}, store.Work{})
+	var n int
+	if qerr := s.Pool().QueryRow(ctx, "SELECT count(*) FROM papers").Scan(&n); qerr != nil {
+		t.Fatal(qerr)
+	}
+	if err == nil || n != 0 {
+		t.Errorf("UpsertPapers of v1 and a v2 the database refuses: err %v, %d paper(s) written; want the error and nothing written", err, n)
+	}
+}

@@ -1247,3 +1247,27 @@ func withAPaperTooLargeForTheQueue(t *testing.T) (*archiveEnv, jetstream.JetStre
 	}
 	return e, js, v2
 }
+
+// A fill of a new space that leaves a paper out still builds the space's index and says what
+// is missing (it returned before, leaving the space without an index at every run), and ends
+// with errDeadLettered, on which `fit` does not activate the space.
+func TestAFillThatLeavesAPaperOutStillBuildsTheIndex(t *testing.T) {
+	t.Parallel()
+	e, _, v2 := withAPaperTooLargeForTheQueue(t)
+	e.c.EmbedDims = 32 // another space than the seeded one: a new space, filled in bulk, no index yet
+	var out, errw bytes.Buffer
+	res, err := runReprocess(t.Context(), e.c, reprocessOptions{embedOnly: true}, &out, &errw)
+	if !errors.Is(err, errDeadLettered) {
+		t.Errorf("runReprocess: %v, want errDeadLettered\n%s", err, errw.String())
+	}
+	info, rerr := e.st.ResolveSpace(t.Context(), strconv.FormatInt(res.Space.ID, 10))
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	if info.IndexName == "" || info.Embedded != 2 {
+		t.Errorf("space %s: %d of %d papers, index %q; want 2 embedded and its index built", info.Name(), info.Embedded, info.Papers, info.IndexName)
+	}
+	if !strings.Contains(errw.String(), "1 left out, too large for the queue") || !strings.Contains(errw.String(), v2.ID) {
+		t.Errorf("the run does not say what it left out:\n%s", errw.String())
+	}
+}

@@ -260,10 +260,14 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 		return res, fmt.Errorf("%s dead-lettered, not processed: `paperpipe dlq list` says why, and "+
 			"`paperpipe dlq replay --all` queues them again once that is fixed: %w", plural(res.Worker.Dead, "paper was", "papers were"), errDeadLettered)
 	}
+	if res.LeftOut > 0 {
+		return res, fmt.Errorf("%s left out, too large for the queue (see the messages above): they stay stale: %w",
+			plural(res.LeftOut, "paper", "papers"), errDeadLettered)
+	}
 	return res, nil
 }
 
-// errDeadLettered marks a run that left papers in the dead-letter stream.
+// errDeadLettered marks a run that left papers in the dead-letter stream, or out of the queue.
 var errDeadLettered = errors.New("the run is incomplete")
 
 // runLocks names the outputs a run writes, as LockRun keys: TL;DRs of a model and prompt, vectors
@@ -344,6 +348,9 @@ func finishSpace(ctx context.Context, st *store.Store, space paper.Space, sel st
 	var why []string
 	if d := res.Worker.Dead; d > 0 {
 		why = append(why, fmt.Sprintf("%d dead-lettered by this run (`paperpipe dlq list` says why)", d))
+	}
+	if n := res.LeftOut; n > 0 {
+		why = append(why, fmt.Sprintf("%d left out, too large for the queue", n))
 	}
 	if res.Batch != nil && res.Batch.Rejected > 0 {
 		why = append(why, fmt.Sprintf("%d Batch API answers rejected (they stay stale for the next run)", res.Batch.Rejected))
@@ -622,9 +629,6 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 	fmt.Fprintf(errw, "reprocess: %s processed: %s, %s stored, %d skipped (already done), %d dead-lettered%s\n",
 		plural(res.Worker.Acked, "paper", "papers"), plural(res.Worker.TLDRs, "TL;DR", "TL;DRs"),
 		plural(res.Worker.Embeddings, "embedding", "embeddings"), res.Worker.Skipped, res.Worker.Dead, leftOut)
-	if res.LeftOut > 0 {
-		return fmt.Errorf("%s left out, too large for the queue (see the messages above): they stay stale", plural(int64(res.LeftOut), "paper", "papers"))
-	}
 	return nil
 }
 

@@ -68,6 +68,9 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger, role broker
 	deadline := time.Now().Add(joinRetry)
 	for {
 		b, joined, err := connectBrokerOnce(ctx, c, log, role)
+		if errors.Is(err, errLockFreed) && ctx.Err() == nil {
+			continue // the lock is free now: take it, whatever the time spent waiting
+		}
 		if err == nil || !joined || ctx.Err() != nil || time.Now().After(deadline) {
 			return b, err
 		}

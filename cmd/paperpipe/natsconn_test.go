@@ -510,3 +510,32 @@ func ownerAndJoined(t *testing.T, c *config, log *slog.Logger) (owner, joined *b
 	t.Cleanup(joined.close)
 	return owner, joined
 }
+
+// A starter slower than the join retries (JetStream recovering a large store), stopped before it
+// wrote its address: the waiting process takes the lock once it is free, however long it
+// waited (it gave up with "stopped before it wrote its address" past the 15 s of retries).
+func TestAStarterStoppingAfterTheJoinRetriesIsTakenOver(t *testing.T) {
+	t.Parallel()
+	c := &config{DataDir: t.TempDir()}
+	if err := os.MkdirAll(filepath.Join(c.DataDir, "nats"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := lockDataDir(c.DataDir)
+	if err != nil || lock == nil {
+		t.Fatalf("lock: %v", err)
+	}
+	go func() {
+		time.Sleep(joinRetry + time.Second)
+		unlockDataDir(lock)
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), joinRetry+urlFileWait)
+	defer cancel()
+	b, err := connectBroker(ctx, c, slog.New(slog.DiscardHandler), brokerClient)
+	if err != nil {
+		t.Fatalf("connectBroker once the slow starter stopped: %v", err)
+	}
+	defer b.close()
+	if b.embedded == nil {
+		t.Error("the lock is free but this process does not run the server")
+	}
+}

@@ -64,20 +64,40 @@ var ErrAccount = errors.New("the API refuses the account or the configuration")
 
 // ErrUnreachable marks a call whose connection could not be made: refused, no such host, no
 // route, a dial timeout — the API is down or not where the base URL says; no paper is at
-// fault. Retrier.Do returns it wrapped with ErrAccount, so that a worker pauses on it with its
+// fault. Retrier.Do retries it like a transient failure (a blip), and once the retries are
+// used up returns it wrapped with ErrAccount, so that a worker pauses on it with its
 // messages queued instead of using up their deliveries (an hour's outage of a local model
 // server dead-lettered the whole backlog). A connection that broke during a call, or an
 // answer of 5xx, stays Transient: the server answered, and a paper may be what it failed on.
 var ErrUnreachable = errors.New("the API cannot be reached")
 
-// unreachable reports whether err is a failure to connect to the API.
+// unreachable reports whether err is a failure to connect to the API: a DNS failure, or a
+// dial error anywhere in its chain (through a proxy, net/http wraps the proxy's dial error in a
+// "proxyconnect" one).
 func unreachable(err error) bool {
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
 		return true
 	}
-	var opErr *net.OpError
-	return errors.As(err, &opErr) && opErr.Op == "dial"
+	for e := err; e != nil; {
+		if op, ok := e.(*net.OpError); ok && op.Op == "dial" {
+			return true
+		}
+		switch u := e.(type) {
+		case interface{ Unwrap() error }:
+			e = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, inner := range u.Unwrap() {
+				if unreachable(inner) {
+					return true
+				}
+			}
+			return false
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 // ErrBadResponse marks an answer that is well-formed HTTP but unusable (no choices, a vector
@@ -329,7 +349,15 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 				return res, err // the caller's own finding (embed: vectors of the wrong length)
 			}
 			if unreachable(err) {
-				err = fmt.Errorf("%w: %w", ErrUnreachable, err)
+				// A blip (a server or balancer restarting, a DNS hiccup) is retried like a
+				// transient failure; the API still unreachable after the retries is an outage.
+				if retries < maxRetries {
+					delay = Backoff(retries, base, ceiling)
+					retries++
+					log.Debug("API unreachable; retrying", "attempt", res.Attempts, "delay", delay, "err", err)
+					break
+				}
+				return res, &accountError{err: fmt.Errorf("%w: %w", ErrUnreachable, err), key: r.APIKey}
 			}
 			return res, &accountError{err: err, key: r.APIKey}
 		case RateLimited:

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -51,6 +52,7 @@ func TestClassify(t *testing.T) {
 		{"ErrPermanent", fmt.Errorf("dimension: %w", paper.ErrPermanent), Permanent},
 		{"dial error", &net.OpError{Op: "dial", Err: errors.New("connection refused")}, Account},
 		{"no such host", &net.DNSError{Err: "no such host", Name: "api.example"}, Account},
+		{"proxy down", &url.Error{Op: "Post", Err: &net.OpError{Op: "proxyconnect", Err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}}}, Account},
 		{"read error", &net.OpError{Op: "read", Err: errors.New("connection reset by peer")}, Transient},
 		{"timeout", context.DeadlineExceeded, Transient},
 		{"unexpected EOF", fmt.Errorf("decode: %w", io.ErrUnexpectedEOF), Transient},
@@ -314,11 +316,12 @@ func TestBackoffStaysWithinCeiling(t *testing.T) {
 	}
 }
 
-// TestRetrierReturnsUnreachableAtOnceAsAnAccountError: a connection that cannot be made (the
-// server down, a wrong host) is no paper's fault: Do returns at once with ErrUnreachable and
-// ErrAccount (a worker pauses on it instead of using up its messages' deliveries), where a
-// connection reset mid-call stays transient.
-func TestRetrierReturnsUnreachableAtOnceAsAnAccountError(t *testing.T) {
+// TestRetrierReturnsUnreachableAsAnAccountErrorAfterItsRetries: a connection that cannot be
+// made (the server down, a wrong host) is no paper's fault: once its retries are used up (a
+// blip is absorbed by them), Do returns ErrUnreachable with ErrAccount (a worker pauses on it
+// instead of using up its messages' deliveries), where a connection reset mid-call stays
+// transient.
+func TestRetrierReturnsUnreachableAsAnAccountErrorAfterItsRetries(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -337,8 +340,20 @@ func TestRetrierReturnsUnreachableAtOnceAsAnAccountError(t *testing.T) {
 		}
 		return err
 	})
-	if calls != 1 || !errors.Is(err, ErrUnreachable) || !errors.Is(err, ErrAccount) || Classify(err) != Account {
-		t.Errorf("calls %d, err %v; want one call and ErrUnreachable with ErrAccount", calls, err)
+	if calls != 6 || !errors.Is(err, ErrUnreachable) || !errors.Is(err, ErrAccount) || Classify(err) != Account {
+		t.Errorf("calls %d, err %v; want 6 calls (5 retries) and ErrUnreachable with ErrAccount", calls, err)
+	}
+	// A blip: refused once, then answered.
+	calls = 0
+	_, err = r.Do(context.Background(), 1, func(ctx context.Context) error {
+		calls++
+		if calls == 1 {
+			return &url.Error{Op: "Post", URL: "http://" + addr, Err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}}
+		}
+		return nil
+	})
+	if err != nil || calls != 2 {
+		t.Errorf("a refused connection then an answer: calls %d, err %v; want the retry to succeed", calls, err)
 	}
 	if err != nil && strings.Contains(err.Error(), "refuses the account") {
 		t.Errorf("an unreachable API reads as a refusal: %v", err)
