@@ -104,9 +104,9 @@ func (w *Worker) pauseErr() error {
 // pull request does not get it back at once; on its last delivery, which the server would give
 // up (and the message be dead-lettered), it is requeued as a new message once no pull request
 // of this worker is open.
-func (w *Worker) handBack(ctx context.Context, j job) {
+func (w *Worker) handBack(ctx context.Context, j job, why string) {
 	if w.lastDelivery(j) {
-		w.requeueAfterPull(ctx, j, byRefusal)
+		w.requeueAfterPull(ctx, j, why)
 		return
 	}
 	j.release()

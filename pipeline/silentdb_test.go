@@ -92,12 +92,14 @@ func (b *blackhole) pipe(from, to net.Conn) {
 // deadline, while every message of it was marked InProgress every quarter AckWait: a database
 // connection gone silent (no reset: a failover, a NAT or firewall dropping the flow) held the
 // messages, never redelivered, for as long as TCP took to declare it dead (~15 minutes), or for
-// ever behind a proxy. Saves were bounded (15 s an attempt); intake is now too.
+// ever behind a proxy. Saves were bounded (15 s an attempt); intake is now too (IntakeTimeout),
+// and a batch that runs out of it goes back to the queue without using a delivery.
 func TestWorkerHandsBackItsBatchWhenTheDatabaseGoesSilent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	js := natstest.Start(t).Connect(t)
-	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{AckWait: 2 * time.Second}); err != nil {
+	// Every delivery the last: a message handed back on a delivery would be dead-lettered.
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{AckWait: 2 * time.Second, MaxDeliver: 1}); err != nil {
 		t.Fatal(err)
 	}
 	base := pgtest.URL(t)
@@ -119,7 +121,7 @@ func TestWorkerHandsBackItsBatchWhenTheDatabaseGoesSilent(t *testing.T) {
 		t.Fatal(err)
 	}
 	w, err := pipeline.NewWorker(js, st, summarize.NewOffline(30), emb, pipeline.WorkerConfig{
-		SpaceID: sp.ID, FetchWait: 200 * time.Millisecond, DrainTimeout: time.Second,
+		SpaceID: sp.ID, FetchWait: 200 * time.Millisecond, DrainTimeout: time.Second, IntakeTimeout: 3 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -132,10 +134,17 @@ func TestWorkerHandsBackItsBatchWhenTheDatabaseGoesSilent(t *testing.T) {
 	bh.frozen.Store(true) // the database goes silent
 	publish(t, js, []paper.Abstract{{ID: "arxiv:2401.00001", Title: "A title", Abstract: strings.Repeat("words of an abstract ", 10)}})
 
-	// The intake's attempt ends after saveAttemptTimeout (15 s): the message is settled as a
-	// failure, to be redelivered after its backoff, instead of held while the database is silent.
+	// The intake ends after IntakeTimeout: the message goes back to the queue, without using a
+	// delivery (the database's fault, not the paper's), instead of being held while the
+	// database is silent.
 	waitFor(t, "the message handed back", func() (bool, string) {
 		s := w.Stats()
 		return s.Retried > 0, fmt.Sprintf("%+v", s)
 	})
+	if s := w.Stats(); s.Dead != 0 {
+		t.Errorf("a silent database dead-lettered a paper on its last delivery: %+v", s)
+	}
+	if dls := deadLetters(t, js); len(dls) != 0 {
+		t.Errorf("%d dead letters: %s", len(dls), dls[0].Reason)
+	}
 }

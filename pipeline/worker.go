@@ -113,6 +113,12 @@ type WorkerConfig struct {
 	EmbedLinger time.Duration
 	// FetchWait is how long one pull request waits for messages. Defaults to 1 second.
 	FetchWait time.Duration
+	// IntakeTimeout bounds recording a micro-batch in the store (UpsertPapers). A database that
+	// went silent without a reset (a failover, a firewall dropping the flow) would otherwise hold
+	// the batch, its messages marked in progress, for as long as TCP takes to give up (~15
+	// minutes) or for ever behind a proxy. On the timeout the messages go back to the queue
+	// without using a delivery: the database's problem, not the papers'. Defaults to 1 minute.
+	IntakeTimeout time.Duration
 	// MsgTimeout bounds the API work for one message — the TL;DR request and the embedding
 	// batch it joins, retries and rate-limit waits included — from the moment that work
 	// starts. It is kept below the consumer's AckWait: work starts only while the worker's
@@ -173,6 +179,9 @@ func (c *WorkerConfig) setDefaults() {
 	c.EmbedLinger = max(c.EmbedLinger, c.Linger)
 	if c.FetchWait <= 0 {
 		c.FetchWait = time.Second
+	}
+	if c.IntakeTimeout <= 0 {
+		c.IntakeTimeout = time.Minute
 	}
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = 30 * time.Second
@@ -716,13 +725,16 @@ func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 			w.log.Debug("nak failed", "id", j.a.ID, "err", nerr)
 		}
 		w.stats.retried.Add(1)
+	case errors.Is(err, errIntakeTimeout):
+		// The database's problem, not the paper's: back to the queue, no delivery used.
+		w.handBack(ctx, j, bySlowDatabase)
 	case errors.Is(err, llm.ErrAccount) || errors.Is(err, errPaused):
 		// The account's or the configuration's problem, not the paper's: the worker pauses
 		// (see apiPause), and the message waits in the queue, whatever its deliveries.
 		if errors.Is(err, llm.ErrAccount) {
 			w.pauseAPI(err)
 		}
-		w.handBack(ctx, j)
+		w.handBack(ctx, j, byRefusal)
 	default:
 		w.retry(ctx, j, err)
 	}
@@ -823,8 +835,9 @@ func (w *Worker) requeueAfterPull(ctx context.Context, j job, why string) {
 
 // Why requeue sends a message back on its last delivery.
 const (
-	byShutdown = "the shutdown"
-	byRefusal  = "the API's refusal of the account or the configuration"
+	byShutdown     = "the shutdown"
+	byRefusal      = "the API's refusal of the account or the configuration"
+	bySlowDatabase = "a database that did not record it in time"
 )
 
 // heldRequeue is a message requeueAfterPull holds until the pull request ends.
@@ -1115,16 +1128,21 @@ func saveWithRetry(ctx context.Context, log *slog.Logger, what string, save func
 	}
 }
 
-// upsert records papers (store.UpsertPapers) within saveAttemptTimeout: a database that went
-// silent (a failover, a firewall dropping the flow: no reset) would otherwise hold the batch's
-// messages, marked in progress, for as long as the connection is not declared dead — up to
-// about 15 minutes of TCP retransmissions, or for ever behind a proxy. On the timeout the
-// messages are settled as failures, and redelivered after their backoff.
+// upsert records papers (store.UpsertPapers) within IntakeTimeout; the error of a call that
+// ran out of it wraps errIntakeTimeout.
 func (w *Worker) upsert(ctx context.Context, papers []paper.Abstract) ([]paper.Pending, error) {
-	ctx, cancel := context.WithTimeout(ctx, saveAttemptTimeout)
+	uctx, cancel := context.WithTimeout(ctx, w.cfg.IntakeTimeout)
 	defer cancel()
-	return w.store.UpsertPapers(ctx, papers, w.work)
+	p, err := w.store.UpsertPapers(uctx, papers, w.work)
+	if err != nil && uctx.Err() != nil && ctx.Err() == nil {
+		err = fmt.Errorf("%w (%s): %w", errIntakeTimeout, w.cfg.IntakeTimeout, err)
+	}
+	return p, err
 }
+
+// errIntakeTimeout marks a micro-batch the store did not record within IntakeTimeout: its
+// messages go back to the queue without using a delivery (see settleFailure).
+var errIntakeTimeout = errors.New("the database did not record the papers in time")
 
 // saveAttemptTimeout bounds one attempt to write to the store.
 const saveAttemptTimeout = 15 * time.Second
