@@ -166,7 +166,7 @@ func LatestDeadLetters(ctx context.Context, js jetstream.JetStream, n int) ([]De
 		return nil, err
 	}
 	first, last := info.State.FirstSeq, info.State.LastSeq
-	for width := uint64(max(2*n, 64)); ; width *= 4 {
+	for width := uint64(n); ; width *= 4 {
 		from := first
 		if last >= width && last-width+1 > first {
 			from = last - width + 1

@@ -12,8 +12,9 @@ import (
 )
 
 // errPaused hands back a message whose API work was not started because the worker is paused:
-// the API refused the account or the configuration (llm.ErrAccount) a moment ago.
-var errPaused = errors.New("worker paused: the API refuses the account or the configuration")
+// the API refused the account or the configuration, or could not be reached (llm.ErrAccount),
+// a moment ago.
+var errPaused = errors.New("worker paused: the API refuses the account or the configuration, or cannot be reached")
 
 // apiPause is a worker's circuit breaker for the API's refusals of the account or the
 // configuration (a bad or revoked key, an unknown model, a wrong base URL, an exhausted quota,
