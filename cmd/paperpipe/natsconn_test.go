@@ -468,30 +468,7 @@ func TestEmbeddedServerErrorsDoNotNameNATSURL(t *testing.T) {
 // the free lock and runs the server itself (it waited 30 s, then failed with "no such file").
 func TestWaitForAnAddressEndsWhenTheStarterStops(t *testing.T) {
 	t.Parallel()
-	c := &config{DataDir: t.TempDir()}
-	if err := os.MkdirAll(filepath.Join(c.DataDir, "nats"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	// "Another process" took the lock and removed the last address: it is starting the server.
-	lock, err := lockDataDir(c.DataDir)
-	if err != nil || lock == nil {
-		t.Fatalf("lock: %v", err)
-	}
-	go func() {
-		time.Sleep(200 * time.Millisecond)
-		unlockDataDir(lock) // it died (Ctrl-C during JetStream recovery, a start error)
-	}()
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	start := time.Now()
-	b, err := connectBroker(ctx, c, slog.New(slog.DiscardHandler), brokerClient)
-	if err != nil {
-		t.Fatalf("connectBroker after the starting process died (lock free since 0.2 s): %v after %s", err, time.Since(start).Round(time.Millisecond))
-	}
-	defer b.close()
-	if b.embedded == nil {
-		t.Errorf("the lock is free but this process does not run the server")
-	}
+	takenOverAfter(t, 200*time.Millisecond, 5*time.Second)
 }
 
 // ownerAndJoined connects two brokers on c's data directory: the first runs the embedded
@@ -516,6 +493,14 @@ func ownerAndJoined(t *testing.T, c *config, log *slog.Logger) (owner, joined *b
 // waited (it gave up with "stopped before it wrote its address" past the 15 s of retries).
 func TestAStarterStoppingAfterTheJoinRetriesIsTakenOver(t *testing.T) {
 	t.Parallel()
+	takenOverAfter(t, joinRetry+time.Second, joinRetry+urlFileWait)
+}
+
+// takenOverAfter plays "another process" that took the data directory's lock and removed the
+// last address (it is starting the server), then stops after stop without writing one; a
+// process started meanwhile must run the server itself within limit.
+func takenOverAfter(t *testing.T, stop, limit time.Duration) {
+	t.Helper()
 	c := &config{DataDir: t.TempDir()}
 	if err := os.MkdirAll(filepath.Join(c.DataDir, "nats"), 0o700); err != nil {
 		t.Fatal(err)
@@ -525,14 +510,14 @@ func TestAStarterStoppingAfterTheJoinRetriesIsTakenOver(t *testing.T) {
 		t.Fatalf("lock: %v", err)
 	}
 	go func() {
-		time.Sleep(joinRetry + time.Second)
-		unlockDataDir(lock)
+		time.Sleep(stop)
+		unlockDataDir(lock) // it stopped (Ctrl-C during JetStream's recovery, a start error)
 	}()
-	ctx, cancel := context.WithTimeout(t.Context(), joinRetry+urlFileWait)
+	ctx, cancel := context.WithTimeout(t.Context(), limit)
 	defer cancel()
 	b, err := connectBroker(ctx, c, slog.New(slog.DiscardHandler), brokerClient)
 	if err != nil {
-		t.Fatalf("connectBroker once the slow starter stopped: %v", err)
+		t.Fatalf("connectBroker once the starting process stopped (after %s): %v", stop, err)
 	}
 	defer b.close()
 	if b.embedded == nil {
