@@ -1005,3 +1005,66 @@ func queueAndStore(t *testing.T) (jetstream.JetStream, *store.Store) {
 	t.Cleanup(st.Close)
 	return js, st
 }
+
+// While one request recounts slow counts that went stale, the others get the last counts at
+// once instead of waiting in line behind the count (seconds at millions of papers).
+func TestStatusGivesTheLastSlowCountsWhileOneRecounts(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	js, st := queueAndStore(t)
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.UpsertPapers(ctx, []paper.Abstract{{ID: "count:1", Title: "Paper 1", Abstract: "We count papers."}}, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	s := &webStatus{st: st, js: js, sum: summarize.NewOffline(30), countsSlow: time.Nanosecond, countsFresh: time.Nanosecond}
+	if out, err := s.Status(ctx); err != nil || out.Papers != 1 {
+		t.Fatalf("first status: %+v, %v", out.Papers, err)
+	}
+	// The recount waits on a lock that keeps every read of papers out.
+	tx, err := st.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	if _, err := tx.Exec(ctx, "LOCK TABLE papers IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	recount := make(chan error, 1)
+	go func() {
+		_, err := s.archiveCounts(ctx, paper.Work{Model: s.sum.Model(), PromptVersion: s.sum.PromptVersion()})
+		recount <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		s.countsMu.Lock()
+		counting := s.counting
+		s.countsMu.Unlock()
+		if counting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the recount did not start")
+		}
+	}
+	got := make(chan int64, 1)
+	go func() {
+		c, err := s.archiveCounts(ctx, paper.Work{Model: s.sum.Model(), PromptVersion: s.sum.PromptVersion()})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- c.Papers
+	}()
+	select {
+	case n := <-got:
+		if n != 1 {
+			t.Errorf("during the recount: %d papers, want the last count, 1", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("a status request waited for the recount of another")
+	}
+	_ = tx.Rollback(ctx)
+	if err := <-recount; err != nil {
+		t.Error(err)
+	}
+}

@@ -269,13 +269,15 @@ type webStatus struct {
 
 	// counts are the archive's last counts. Counting reads the whole archive (seconds at
 	// millions of papers, with parallel workers): counts that took countsSlow or more are
-	// reused for countsFresh, and one request at a time counts (countsMu), so a monitoring
-	// poll or a few readers do not keep the database counting.
+	// reused for countsFresh, and then recounted by one request at a time while the others
+	// get the last counts, so a monitoring poll or a few readers neither keep the database
+	// counting nor wait in line for it. Quick counts are made by each request.
 	countsMu    sync.Mutex
 	counts      store.Counts
 	countsWork  paper.Work
 	countsAt    time.Time
 	countsTook  time.Duration
+	counting    bool          // a request is recounting slow counts
 	countsSlow  time.Duration // 0: countsSlowDefault
 	countsFresh time.Duration // 0: countsFreshDefault
 }
@@ -288,17 +290,29 @@ const (
 // archiveCounts returns the counts of w, reusing slow ones while they are fresh (see webStatus).
 func (s *webStatus) archiveCounts(ctx context.Context, w paper.Work) (store.Counts, error) {
 	s.countsMu.Lock()
-	defer s.countsMu.Unlock()
 	slow, fresh := cmp.Or(s.countsSlow, countsSlowDefault), cmp.Or(s.countsFresh, countsFreshDefault)
-	if s.countsWork == w && !s.countsAt.IsZero() && s.countsTook >= slow && time.Since(s.countsAt) < fresh {
-		return s.counts, nil
+	reusable := s.countsWork == w && !s.countsAt.IsZero() && s.countsTook >= slow
+	if reusable && (time.Since(s.countsAt) < fresh || s.counting) {
+		c := s.counts
+		s.countsMu.Unlock()
+		return c, nil
 	}
+	if reusable {
+		s.counting = true
+	}
+	s.countsMu.Unlock()
 	start := time.Now()
 	c, err := s.st.Counts(ctx, w)
+	took := time.Since(start)
+	s.countsMu.Lock()
+	defer s.countsMu.Unlock()
+	if reusable {
+		s.counting = false
+	}
 	if err != nil {
 		return c, err
 	}
-	s.counts, s.countsWork, s.countsAt, s.countsTook = c, w, time.Now(), time.Since(start)
+	s.counts, s.countsWork, s.countsAt, s.countsTook = c, w, time.Now(), took
 	return c, nil
 }
 
