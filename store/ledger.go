@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -49,6 +50,16 @@ type Pending = paper.Pending
 // bytes); one invalid paper fails the call with an error wrapping paper.ErrInvalid that names
 // it, and nothing is written.
 func (s *Store) UpsertPapers(ctx context.Context, papers []paper.Abstract, w Work) ([]Pending, error) {
+	for attempt := 1; ; attempt++ {
+		out, err := s.upsertPapers(ctx, papers, w)
+		var pgErr *pgconn.PgError
+		if err == nil || attempt == 5 || !errors.As(err, &pgErr) || pgErr.Code != "40P01" {
+			return out, err
+		}
+	}
+}
+
+func (s *Store) upsertPapers(ctx context.Context, papers []paper.Abstract, w Work) ([]Pending, error) {
 	if len(papers) == 0 {
 		return nil, nil
 	}
@@ -285,7 +296,9 @@ func (s *Store) PendingFor(ctx context.Context, papers []paper.Abstract, w Work)
 // waited for it, and the upsert then changed nothing (an older or the same text): nothing is
 // missing for it either — the other transaction's caller does the work of the stored text —
 // and its stored hash, which the snapshot cannot see, is read after. Rows are written in id
-// order so that concurrent batches lock them in the same order and cannot deadlock.
+// order so that concurrent batches lock them in the same order and cannot deadlock — except
+// beside a call with a repeated id, whose earlier copies lock their rows first in the same
+// transaction: UpsertPapers tries a call PostgreSQL aborted for a deadlock again.
 const upsertPapersSQL = `
 WITH input AS (
 	SELECT id, title, abstract,

@@ -623,3 +623,47 @@ func TestUpsertPapersWithARepeatedIDIsOneTransaction(t *testing.T) {
 		t.Errorf("UpsertPapers of v1 and a v2 the database refuses: err %v, %d paper(s) written; want the error and nothing written", err, n)
 	}
 }
+
+// A call with a repeated id holds the rows of its first rounds (the repeated ids) across its
+// last statement (every id, in id order) in one transaction, so a concurrent call locking the
+// same rows in id order can deadlock with it: PostgreSQL aborts one, and UpsertPapers tries it
+// again (the aborted batch failed, its messages using a delivery).
+func TestUpsertPapersWithARepeatedIDBesideAConcurrentBatch(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	base := abstracts(200)
+	if _, err := s.UpsertPapers(ctx, base, store.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	last := len(base) - 1
+	for round := range 10 {
+		one := make([]paper.Abstract, 0, len(base)+1)
+		two := make([]paper.Abstract, 0, len(base))
+		v1 := base[last]
+		v1.Abstract = fmt.Sprintf("round %d, first copy: %s", round, base[last].Abstract)
+		one = append(one, v1) // the repeated id goes first, in a statement of its own
+		for _, a := range base {
+			a1, a2 := a, a
+			a1.Abstract = fmt.Sprintf("round %d, call one: %s", round, a.Abstract)
+			a2.Abstract = fmt.Sprintf("round %d, call two: %s", round, a.Abstract)
+			one = append(one, a1)
+			two = append(two, a2)
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i, batch := range [][]paper.Abstract{one, two} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = s.UpsertPapers(ctx, batch, store.Work{})
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: two concurrent micro-batches: %v", round, err)
+			}
+		}
+	}
+}

@@ -304,7 +304,9 @@ type Result struct {
 // tokens. A 429 does not count as a retry: the Transport has paused the Limiter, and the
 // next attempt waits for it. Errors: ctx.Err() as soon as ctx ends; a permanent failure wraps
 // both paper.ErrPermanent and the cause; otherwise the last transient error, wrapped with the
-// attempt count; an Account failure wraps ErrAccount and the cause, unretried.
+// attempt count; an Account failure wraps ErrAccount and the cause, unretried — except an
+// unreachable API, retried like a transient failure first, and returned as ErrUnreachable
+// with ErrAccount when the retries are used up or the call's deadline ends after a failed dial.
 func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context) error) (Result, error) {
 	maxRetries := r.MaxRetries
 	if maxRetries == 0 {
@@ -323,6 +325,13 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 	var res Result
 	retries := 0
 	rlStart := time.Time{}
+	var unreached error // the last attempt could not connect: what ctx's end returns
+	ctxErr := func() error {
+		if unreached != nil {
+			return &accountError{err: fmt.Errorf("%w: %w", ErrUnreachable, unreached), key: r.APIKey}
+		}
+		return ctx.Err()
+	}
 	for {
 		if err := r.Limiter.Wait(ctx, tokens); err != nil {
 			return res, err
@@ -334,8 +343,12 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 		if err == nil {
 			return res, nil
 		}
+		unreached = nil
+		if unreachable(err) {
+			unreached = err
+		}
 		if ctx.Err() != nil {
-			return res, ctx.Err()
+			return res, ctxErr()
 		}
 		var delay time.Duration
 		switch Classify(err) {
@@ -388,7 +401,7 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return res, ctx.Err()
+				return res, ctxErr()
 			case <-t.C:
 			}
 		}

@@ -362,3 +362,27 @@ func TestRetrierReturnsUnreachableAsAnAccountErrorAfterItsRetries(t *testing.T) 
 		t.Error("a connection reset during a call is not transient")
 	}
 }
+
+// An API whose connections fail until the call's deadline (dials that time out, slow DNS, a
+// short MsgTimeout) is unreachable, not a timeout of the paper's: Do returns ErrUnreachable
+// with ErrAccount when the deadline ends after a failed dial (it returned the deadline's error,
+// and the worker used a delivery and dead-lettered the paper instead of pausing).
+func TestUnreachableUntilTheCallsDeadlineIsAnAccountError(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second) // a short MsgTimeout
+	defer cancel()
+	var r Retrier
+	calls := 0
+	_, err := r.Do(ctx, 1, func(ctx context.Context) error {
+		calls++
+		select { // a dial that times out after 1 s
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+		}
+		return &url.Error{Op: "Post", URL: "http://10.255.255.1/v1/embeddings",
+			Err: &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("i/o timeout")}}
+	})
+	if !errors.Is(err, ErrAccount) {
+		t.Errorf("after %d dials of an unreachable API within the message's deadline: err %v; want ErrUnreachable with ErrAccount (the worker pauses)", calls, err)
+	}
+}
