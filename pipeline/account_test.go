@@ -94,11 +94,7 @@ func TestAccountRefusalPausesTheWorkerUntilTheAPIAcceptsIt(t *testing.T) {
 // every message queued for the next run.
 func TestAccountRefusalEndsAnExitWhenIdleRunWithTheMessagesQueued(t *testing.T) {
 	t.Parallel()
-	api := openaitest.Start(t, openaitest.Config{Dimensions: 16, APIKey: "sk-valid"})
-	sum, err := summarize.New(summarize.Config{BaseURL: api.URL(), APIKey: "sk-revoked", Model: "m"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sum, api := revokedKeySummarizer(t)
 	emb := embed.NewOffline()
 	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 2})
 	papers := sampledata.Papers(t)[:5]
@@ -137,11 +133,7 @@ func TestAccountRefusalEndsAnExitWhenIdleRunWithTheMessagesQueued(t *testing.T) 
 // one message at a time, each refused, for ever, with a warning each.
 func TestExitWhenIdleStopsAtARefusalWhateverThePauseLength(t *testing.T) {
 	t.Parallel()
-	api := openaitest.Start(t, openaitest.Config{Dimensions: 16, APIKey: "sk-valid"})
-	sum, err := summarize.New(summarize.Config{BaseURL: api.URL(), APIKey: "sk-revoked", Model: "m"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sum, _ := revokedKeySummarizer(t)
 	emb := embed.NewOffline()
 	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 3})
 	publish(t, b.js, sampledata.Papers(t)[:10])
@@ -264,4 +256,16 @@ func TestUnreachableAPIPausesTheWorkerUntilItIsBack(t *testing.T) {
 	if dls := deadLetters(t, b.js); len(dls) != 0 {
 		t.Errorf("%d papers dead-lettered across the outage", len(dls))
 	}
+}
+
+// revokedKeySummarizer is a summarizer whose key the API (returned) refuses (401) until it is
+// given that key.
+func revokedKeySummarizer(t *testing.T) (pipeline.Summarizer, *openaitest.Server) {
+	t.Helper()
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 16, APIKey: "sk-valid"})
+	sum, err := summarize.New(summarize.Config{BaseURL: api.URL(), APIKey: "sk-revoked", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum, api
 }

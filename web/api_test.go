@@ -597,6 +597,19 @@ func TestQueryEmbeddedByAnotherModelIsNeitherUsedNorCached(t *testing.T) {
 
 const summarizeModel = "paperpipe-offline-extractive"
 
+// servedWithAnotherSpacesEmbedder serves 10 processed papers with an embedder of another
+// space than the archive's.
+func servedWithAnotherSpacesEmbedder(t *testing.T) *bundle {
+	t.Helper()
+	b := newBundle(t)
+	b.publish(sampledata.Papers(t)[:10])
+	b.process()
+	cfg := b.config()
+	cfg.Embedder = otherSpace{embed.NewOffline()}
+	b.serve(cfg)
+	return b
+}
+
 // otherSpace is an embedder of another space than the archive's.
 type otherSpace struct{ *embed.Offline }
 
@@ -606,12 +619,7 @@ func (otherSpace) Space() paper.Space {
 
 func TestSearchWithoutMatchingEmbedder(t *testing.T) {
 	t.Parallel()
-	b := newBundle(t)
-	b.publish(sampledata.Papers(t)[:10])
-	b.process()
-	cfg := b.config()
-	cfg.Embedder = otherSpace{embed.NewOffline()}
-	b.serve(cfg)
+	b := servedWithAnotherSpacesEmbedder(t)
 	msg := wantError(t, "semantic with another space's embedder", b.get("/api/search?mode=semantic&q=experts"), http.StatusConflict)
 	if !strings.Contains(msg, b.space.Name()) || !strings.Contains(msg, "text-embedding-3-small/1536") {
 		t.Errorf("409 message %q does not name both spaces", msg)
@@ -626,6 +634,7 @@ func TestSearchWithoutMatchingEmbedder(t *testing.T) {
 		t.Errorf("UI fallback: %d", r.code)
 	}
 
+	cfg := b.config()
 	cfg.Embedder = nil
 	b.serve(cfg)
 	wantError(t, "semantic without an embedder", b.get("/api/search?mode=semantic&q=experts"), http.StatusConflict)

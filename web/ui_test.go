@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -273,12 +272,7 @@ func TestInjectionIsHarmless(t *testing.T) {
 // results instead of answering 409.
 func TestSearchFormDefaultFallsBackLikeTheHeaderBox(t *testing.T) {
 	t.Parallel()
-	b := newBundle(t)
-	b.publish(sampledata.Papers(t)[:10])
-	b.process()
-	cfg := b.config()
-	cfg.Embedder = otherSpace{embed.NewOffline()}
-	b.serve(cfg)
+	b := servedWithAnotherSpacesEmbedder(t)
 	checkedMode := regexp.MustCompile(`<input type="radio" name="mode" value="([a-z]*)" checked>`)
 	for _, path := range []string{"/search", "/search?q=language"} {
 		r := b.get(path)

@@ -514,11 +514,12 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	// that filled the active space would otherwise read it as empty).
 	var active *activeCoverage
 	if a, err := st.ActiveSpace(ctx); err == nil && a.ID != space.ID {
-		ac, err := st.Counts(ctx, paper.Work{SpaceID: a.ID})
+		// The space's coverage alone (ResolveSpace), not Counts' four aggregates again.
+		info, err := st.ResolveSpace(ctx, strconv.FormatInt(a.ID, 10))
 		if err != nil {
 			return err
 		}
-		active = &activeCoverage{Space: a, WithEmbedding: ac.WithEmbedding}
+		active = &activeCoverage{Space: a, WithEmbedding: info.Embedded}
 	} else if err != nil && !errors.Is(err, paper.ErrNotFound) {
 		return err
 	}

@@ -312,25 +312,10 @@ func paragraphs(s string) []string {
 // the first of equals.
 func longestParagraph(s string) string {
 	best, bestLen := "", -1
-	var cur []string
-	flush := func() {
-		p := strings.TrimSpace(strings.Join(cur, " "))
+	for _, p := range paragraphs(s) {
 		if n := utf8.RuneCountInString(p); n > bestLen {
 			best, bestLen = p, n
 		}
-		cur = cur[:0]
-	}
-	for _, line := range strings.Split(strings.ReplaceAll(s, "\r\n", "\n"), "\n") {
-		if strings.TrimSpace(line) == "" {
-			if len(cur) > 0 {
-				flush()
-			}
-			continue
-		}
-		cur = append(cur, strings.TrimSpace(line))
-	}
-	if len(cur) > 0 {
-		flush()
 	}
 	return best
 }
