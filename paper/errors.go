@@ -13,6 +13,11 @@ var (
 	// ErrPermanent marks a failure that retrying cannot fix (an API's 400, an answer that stays
 	// invalid): the message is terminated and dead-lettered.
 	ErrPermanent = errors.New("permanent failure")
+	// ErrUnavailable means the database could not be reached or could not do the work,
+	// whatever the records given (refused or dropped connections, a server shutting down or
+	// starting, a read-only standby, a full disk): no record is at fault, and the same records
+	// will go through once it is back.
+	ErrUnavailable = errors.New("database unavailable")
 	// ErrSpaceMismatch means a query vector was made by a different model than the space holds.
 	ErrSpaceMismatch = errors.New("embedding space mismatch")
 )

@@ -9,20 +9,23 @@ import (
 	"time"
 
 	"github.com/paperpipe/paperpipe/internal/llm"
+	"github.com/paperpipe/paperpipe/paper"
 )
 
-// errPaused hands back a message whose API work was not started because the worker is paused:
-// the API refused the account or the configuration, or could not be reached (llm.ErrAccount),
-// a moment ago.
-var errPaused = errors.New("worker paused: the API refuses the account or the configuration, or cannot be reached")
+// errPaused hands back a message whose work was not started because the worker is paused: the
+// API refused the account or the configuration, or could not be reached (llm.ErrAccount), or
+// the database could not be reached (paper.ErrUnavailable), a moment ago.
+var errPaused = errors.New("worker paused: the API refuses the account or the configuration, or the API or the database cannot be reached")
 
 // apiPause is a worker's circuit breaker for the API's refusals of the account or the
 // configuration (a bad or revoked key, an unknown model, a wrong base URL, an exhausted quota,
-// see llm.ErrAccount) and for an API that cannot be reached (llm.ErrUnreachable): no paper is
-// at fault, and every message would fail the same way. Such a
-// refusal opens a pause of Backoff(n) for the n-th pause in a row: the worker pulls nothing,
-// hands back what it holds without calling the API, and then tries one message at a time (see
-// pull) until one goes through, which closes the breaker.
+// see llm.ErrAccount), for an API that cannot be reached (llm.ErrUnreachable), and for a
+// database that cannot be reached or cannot write (paper.ErrUnavailable): no paper is at
+// fault, and every message would fail the same way. Each of them opens a pause of Backoff(n)
+// for the n-th pause in a row: the worker pulls nothing, hands back what it holds without
+// calling the API, and then tries one message at a time (see pull) until one goes through —
+// its API work answered (apiAnswered), or, after a database's pause, its paper recorded
+// (storeAnswered) — which closes the breaker.
 type apiPause struct {
 	mu    sync.Mutex
 	until time.Time // the pause in progress ends
@@ -33,10 +36,11 @@ type apiPause struct {
 	active atomic.Bool
 }
 
-// pauseAPI opens a pause after a refusal of the account or the configuration, unless one is
-// open already. It logs one line per pause, with the API's answer (which llm keeps free of the
-// API key).
-func (w *Worker) pauseAPI(cause error) {
+// openPause opens a pause after a refusal of the account or the configuration, an API that
+// cannot be reached, or a database that is unavailable, unless one is open already. It logs one
+// line per pause, with the cause (which llm keeps free of the API key, and store of the
+// database's password).
+func (w *Worker) openPause(cause error) {
 	p := &w.pause
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -50,10 +54,16 @@ func (w *Worker) pauseAPI(cause error) {
 	d := max(w.cfg.Backoff(p.n), w.cfg.FetchWait)
 	p.until, p.cause = now.Add(d), cause
 	p.active.Store(true)
-	w.stats.paused.Add(1)
 	what := "the API refuses the account or the configuration"
-	if errors.Is(cause, llm.ErrUnreachable) {
+	switch {
+	case errors.Is(cause, paper.ErrUnavailable):
+		what = "the database cannot be reached or cannot write"
+		w.stats.dbPaused.Add(1)
+	case errors.Is(cause, llm.ErrUnreachable):
 		what = "the API cannot be reached"
+		w.stats.paused.Add(1)
+	default:
+		w.stats.paused.Add(1)
 	}
 	if w.cfg.ExitWhenIdle {
 		w.log.Warn(what+" (not the papers' fault): stopping the run; its messages stay queued", "err", cause)
@@ -76,6 +86,22 @@ func (w *Worker) apiAnswered() {
 	}
 	p.n, p.until = 0, time.Time{} // cause stays: the error of an ExitWhenIdle run that stopped
 	p.active.Store(false)
+}
+
+// storeAnswered closes the breaker opened for the database (paper.ErrUnavailable): a paper was
+// recorded. A breaker opened for the API stays until the API answers.
+func (w *Worker) storeAnswered() {
+	p := &w.pause
+	if !p.active.Load() {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n > 0 && errors.Is(p.cause, paper.ErrUnavailable) {
+		w.log.Info("the database records papers again: the worker resumes", "after_pauses", p.n)
+		p.n, p.until = 0, time.Time{}
+		p.active.Store(false)
+	}
 }
 
 // pausedFor returns what is left of the pause in progress, 0 when none is.
@@ -101,7 +127,7 @@ func (w *Worker) pauseErr() error {
 }
 
 // handBack returns a message that failed for no fault of its own (the API refused the
-// account) to the queue: after the pause in progress, or FetchWait, so that this worker's open
+// account, the database was unavailable or slow) to the queue: after the pause in progress, or FetchWait, so that this worker's open
 // pull request does not get it back at once; on its last delivery, which the server would give
 // up (and the message be dead-lettered), it is requeued as a new message once no pull request
 // of this worker is open.

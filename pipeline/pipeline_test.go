@@ -27,6 +27,7 @@ type testBundle struct {
 	js    jetstream.JetStream
 	store *store.Store
 	space paper.Space
+	url   string // the store's database
 }
 
 func setup(t *testing.T, emb pipeline.Embedder, topo pipeline.TopologyConfig) *testBundle {
@@ -36,7 +37,8 @@ func setup(t *testing.T, emb pipeline.Embedder, topo pipeline.TopologyConfig) *t
 	if err := pipeline.Setup(ctx, js, topo); err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(ctx, store.Config{URL: pgtest.URL(t)})
+	url := pgtest.URL(t)
+	st, err := store.Open(ctx, store.Config{URL: url})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +50,7 @@ func setup(t *testing.T, emb pipeline.Embedder, topo pipeline.TopologyConfig) *t
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testBundle{js: js, store: st, space: sp}
+	return &testBundle{js: js, store: st, space: sp, url: url}
 }
 
 func publish(t *testing.T, js jetstream.JetStream, papers []paper.Abstract) pipeline.PublishStats {

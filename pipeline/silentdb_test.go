@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -12,65 +13,94 @@ import (
 	"time"
 
 	"github.com/paperpipe/paperpipe/embed"
-	"github.com/paperpipe/paperpipe/internal/natstest"
-	"github.com/paperpipe/paperpipe/internal/pgtest"
+	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/store"
 	"github.com/paperpipe/paperpipe/summarize"
 )
 
-// blackhole is a TCP proxy to PostgreSQL that can stop forwarding without closing anything:
+// dbProxy is a TCP proxy to PostgreSQL that can stop forwarding without closing anything —
 // what a connection sees when its peer silently vanishes (a failover to another host, a NAT or
-// firewall dropping an idle flow, a VM that died).
-type blackhole struct {
-	ln     net.Listener
-	target string
-	frozen atomic.Bool
-	mu     sync.Mutex
-	conns  []net.Conn
+// firewall dropping an idle flow, a VM that died) — or drop every connection and refuse new
+// ones: a database server stopped or restarting.
+type dbProxy struct {
+	ln       net.Listener
+	target   string
+	frozen   atomic.Bool
+	refusing atomic.Bool
+	mu       sync.Mutex
+	conns    []net.Conn
 }
 
-func newBlackhole(t *testing.T, target string) *blackhole {
+// proxiedStore returns a proxy to b's database and a store connected through it, on b's schema.
+func proxiedStore(t *testing.T, b *testBundle) (*dbProxy, *store.Store) {
+	t.Helper()
+	// Replace host:port of the test database's URL.
+	hostport := strings.SplitN(strings.SplitN(strings.SplitN(b.url, "@", 2)[1], "/", 2)[0], "?", 2)[0]
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &blackhole{ln: ln, target: target}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			b.mu.Lock()
-			b.conns = append(b.conns, c, u)
-			b.mu.Unlock()
-			go b.pipe(c, u)
-			go b.pipe(u, c)
-		}
-	}()
+	p := &dbProxy{ln: ln, target: hostport}
+	go p.serve()
 	t.Cleanup(func() {
 		ln.Close()
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		for _, c := range b.conns {
-			c.Close()
-		}
+		p.closeAll()
 	})
-	return b
+	st, err := store.Open(context.Background(), store.Config{URL: strings.Replace(b.url, hostport, ln.Addr().String(), 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return p, st
 }
 
-func (b *blackhole) pipe(from, to net.Conn) {
+func (p *dbProxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		if p.refusing.Load() {
+			c.Close()
+			continue
+		}
+		u, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, c, u)
+		p.mu.Unlock()
+		go p.pipe(c, u)
+		go p.pipe(u, c)
+	}
+}
+
+// refuse drops every connection and refuses new ones until accept.
+func (p *dbProxy) refuse() {
+	p.refusing.Store(true)
+	p.closeAll()
+}
+
+func (p *dbProxy) accept() { p.refusing.Store(false) }
+
+func (p *dbProxy) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *dbProxy) pipe(from, to net.Conn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := from.Read(buf)
-		for b.frozen.Load() {
+		for p.frozen.Load() {
 			time.Sleep(10 * time.Millisecond) // dropped on the floor, as far as both ends know
 		}
 		if n > 0 {
@@ -97,31 +127,13 @@ func (b *blackhole) pipe(from, to net.Conn) {
 func TestWorkerHandsBackItsBatchWhenTheDatabaseGoesSilent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	js := natstest.Start(t).Connect(t)
-	// Every delivery the last: a message handed back on a delivery would be dead-lettered.
-	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{AckWait: 2 * time.Second, MaxDeliver: 1}); err != nil {
-		t.Fatal(err)
-	}
-	base := pgtest.URL(t)
-	// Route the store through the proxy: replace host:port of the test database's URL.
-	hostport := strings.SplitN(strings.SplitN(strings.SplitN(base, "@", 2)[1], "/", 2)[0], "?", 2)[0]
-	bh := newBlackhole(t, hostport)
-	url := strings.Replace(base, hostport, bh.ln.Addr().String(), 1)
-	st, err := store.Open(ctx, store.Config{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
 	emb := embed.NewOffline()
-	sp, err := st.EnsureSpace(ctx, emb.Space())
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Every delivery the last: a message handed back on a delivery would be dead-lettered.
+	b := setup(t, emb, pipeline.TopologyConfig{AckWait: 2 * time.Second, MaxDeliver: 1})
+	js := b.js
+	bh, st := proxiedStore(t, b)
 	w, err := pipeline.NewWorker(js, st, summarize.NewOffline(30), emb, pipeline.WorkerConfig{
-		SpaceID: sp.ID, FetchWait: 200 * time.Millisecond, DrainTimeout: time.Second, IntakeTimeout: 3 * time.Second,
+		SpaceID: b.space.ID, FetchWait: 200 * time.Millisecond, DrainTimeout: time.Second, IntakeTimeout: 3 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -146,5 +158,51 @@ func TestWorkerHandsBackItsBatchWhenTheDatabaseGoesSilent(t *testing.T) {
 	}
 	if dls := deadLetters(t, js); len(dls) != 0 {
 		t.Errorf("%d dead letters: %s", len(dls), dls[0].Reason)
+	}
+}
+
+// TestWorkerPausesWhileTheDatabaseIsDown: a database server stopped or restarting (connections
+// dropped, new ones refused) is no paper's fault. Each failed intake used one of its messages'
+// deliveries, and a database down for longer than the deliveries lasted dead-lettered the whole
+// backlog (here, every delivery the last, at once). The worker now pauses as for an API that
+// cannot be reached, nothing is dead-lettered however long it lasts, and once the database
+// accepts connections again the worker resumes on its own and does every paper.
+func TestWorkerPausesWhileTheDatabaseIsDown(t *testing.T) {
+	t.Parallel()
+	sum, emb := summarize.NewOffline(30), embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1})
+	proxy, st := proxiedStore(t, b)
+	proxy.refuse() // the database goes down
+	papers := sampledata.Papers(t)[:5]
+	publish(t, b.js, papers)
+
+	logs := &logBuffer{}
+	wb := *b
+	wb.store = st // the worker reaches the database through the proxy
+	w := startWorker(t, &wb, sum, emb, pipeline.WorkerConfig{Concurrency: 4,
+		Backoff: func(int) time.Duration { return 100 * time.Millisecond },
+		Logger:  slog.New(slog.NewTextHandler(logs, nil))})
+	waitFor(t, "the worker pausing twice", func() (bool, string) {
+		s := w.Stats()
+		return s.DBPaused >= 2 || s.Dead > 0, fmt.Sprintf("%+v", s)
+	})
+	checkAllQueued(t, b, w, papers, "a database that is down")
+	if s := w.Stats(); s.Paused != 0 {
+		t.Errorf("stats %+v: the database's pauses counted as the API's", s)
+	}
+	if !strings.Contains(logs.String(), "the database cannot be reached or cannot write (not the papers' fault): pausing the worker") {
+		t.Errorf("the pause does not say the database cannot be reached:\n%s", logs.String())
+	}
+
+	proxy.accept() // the database is back
+	waitFor(t, "every paper done once the database is back", func() (bool, string) {
+		c := counts(t, b, sum)
+		return c.WithTLDR == int64(len(papers)) && c.WithEmbedding == int64(len(papers)), fmt.Sprintf("counts %+v, stats %+v", c, w.Stats())
+	})
+	if dls := deadLetters(t, b.js); len(dls) != 0 {
+		t.Errorf("%d papers dead-lettered across the outage; the first: %s", len(dls), dls[0].Reason)
+	}
+	if !strings.Contains(logs.String(), "the database records papers again: the worker resumes") {
+		t.Errorf("the log does not say when the worker resumes:\n%s", logs.String())
 	}
 }

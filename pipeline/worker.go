@@ -140,12 +140,13 @@ type WorkerConfig struct {
 	// before it cancels them and returns them to the queue. Defaults to 30 seconds.
 	DrainTimeout time.Duration
 	// Backoff gives the redelivery delay after the n-th failed delivery (n ≥ 1), and the
-	// length of the n-th pause in a row when the API refuses the account or the configuration
-	// (see Run). Defaults to DefaultBackoff: 2s·2^(n-1), capped at 5 minutes, with equal jitter.
+	// length of the n-th pause in a row when the API refuses the account or the configuration,
+	// or the API or the database cannot be reached (see Run). Defaults to DefaultBackoff: 2s·2^(n-1), capped at 5 minutes, with equal jitter.
 	Backoff func(n int) time.Duration
 	// ExitWhenIdle makes Run return once the consumer has nothing pending or unacknowledged;
-	// or, with an error wrapping llm.ErrAccount, when the API refuses the account or the
-	// configuration (a run would wait for it to be fixed; the messages stay queued).
+	// or, with an error wrapping llm.ErrAccount (paper.ErrUnavailable), when the API refuses
+	// the account or the configuration, or cannot be reached (the database cannot be reached or
+	// cannot write): a run would wait for it to be fixed; the messages stay queued.
 	ExitWhenIdle bool
 	// Logger receives one line per failure. Defaults to discarding.
 	Logger *slog.Logger
@@ -213,7 +214,8 @@ type WorkerStats struct {
 	Retried    int64 `json:"retried"`    // negatively acknowledged for a later redelivery
 	Dead       int64 `json:"dead"`       // terminated and copied to the dead-letter stream
 	Reaped     int64 `json:"reaped"`     // given up by the server after MaxDeliver, then removed here
-	Paused     int64 `json:"paused"`     // pauses: the API refused the account or the configuration
+	Paused     int64 `json:"paused"`     // pauses: the API refused the account or the configuration, or could not be reached
+	DBPaused   int64 `json:"db_paused"`  // pauses: the database could not be reached or could not write
 	TLDRs      int64 `json:"tldrs"`      // TL;DRs stored
 	Embeddings int64 `json:"embeddings"` // embeddings stored
 }
@@ -241,7 +243,7 @@ type Worker struct {
 		held []heldRequeue // messages to requeue once it ends (see requeueAfterPull)
 	}
 	stats struct {
-		received, acked, skipped, retried, dead, reaped, paused, tldrs, embeddings atomic.Int64
+		received, acked, skipped, retried, dead, reaped, paused, dbPaused, tldrs, embeddings atomic.Int64
 	}
 }
 
@@ -271,7 +273,7 @@ func (w *Worker) Stats() WorkerStats {
 	s := &w.stats
 	return WorkerStats{
 		Received: s.received.Load(), Acked: s.acked.Load(), Skipped: s.skipped.Load(),
-		Retried: s.retried.Load(), Dead: s.dead.Load(), Reaped: s.reaped.Load(), Paused: s.paused.Load(), TLDRs: s.tldrs.Load(),
+		Retried: s.retried.Load(), Dead: s.dead.Load(), Reaped: s.reaped.Load(), Paused: s.paused.Load(), DBPaused: s.dbPaused.Load(), TLDRs: s.tldrs.Load(),
 		Embeddings: s.embeddings.Load(),
 	}
 }
@@ -295,7 +297,9 @@ func (w *Worker) Stats() WorkerStats {
 // API's answer; the messages it holds go back to the queue without an API call (one on its last
 // delivery as a new message, as at a shutdown), so none is dead-lettered for it however long
 // it lasts. After a pause it takes one message at a time until one goes through, then resumes.
-// An ExitWhenIdle worker returns at the first pause instead, with the error.
+// An ExitWhenIdle worker returns at the first pause instead, with the error. So it does when
+// the API cannot be reached (llm.ErrUnreachable), and when the database cannot be reached or
+// cannot write (paper.ErrUnavailable: refused or dropped connections, a restart, a full disk).
 func (w *Worker) Run(ctx context.Context) error {
 	cons, err := w.js.Consumer(ctx, StreamPapers, w.cfg.Consumer)
 	if err != nil {
@@ -577,6 +581,9 @@ func (w *Worker) handleBatch(ctx context.Context, msgs []jetstream.Msg, embedB *
 		abstracts[i] = j.a
 	}
 	pending, err := w.upsert(ctx, abstracts)
+	if err == nil {
+		w.storeAnswered()
+	}
 	switch {
 	case errors.Is(err, paper.ErrInvalid) && len(jobs) > 1:
 		// One bad record fails the whole statement: record the papers one by one so that only
@@ -614,6 +621,7 @@ func (w *Worker) upsertEach(ctx context.Context, jobs []job, release func(int)) 
 			release(1)
 			continue
 		}
+		w.storeAnswered()
 		kept = append(kept, j)
 		pending = append(pending, p[0])
 	}
@@ -707,7 +715,8 @@ func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *ba
 // dead-lettered; during shutdown the message goes back to the queue (for the next worker:
 // after FetchWait; on its last delivery as a new message once no pull request of this worker
 // is open, see requeueAfterPull); so does it when the API refuses the account or the
-// configuration, which pauses the worker (see apiPause, handBack); anything else is
+// configuration, or the API or the database cannot be reached, which pauses the worker (see
+// apiPause, handBack), and when the database did not record it in time; anything else is
 // redelivered after a backoff, or dead-lettered when it has used its deliveries.
 func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 	switch {
@@ -728,11 +737,17 @@ func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 	case errors.Is(err, errIntakeTimeout):
 		// The database's problem, not the paper's: back to the queue, no delivery used.
 		w.handBack(ctx, j, bySlowDatabase)
+	case errors.Is(err, paper.ErrUnavailable):
+		// The database's state, not the paper's (refused or dropped connections, a restart, a
+		// full disk): the worker pauses as for the API's refusals (see apiPause), and the
+		// message waits in the queue, whatever its deliveries.
+		w.openPause(err)
+		w.handBack(ctx, j, byDatabaseDown)
 	case errors.Is(err, llm.ErrAccount) || errors.Is(err, errPaused):
 		// The account's or the configuration's problem, not the paper's: the worker pauses
 		// (see apiPause), and the message waits in the queue, whatever its deliveries.
 		if errors.Is(err, llm.ErrAccount) {
-			w.pauseAPI(err)
+			w.openPause(err)
 		}
 		w.handBack(ctx, j, byRefusal)
 	default:
@@ -838,6 +853,7 @@ const (
 	byShutdown     = "the shutdown"
 	byRefusal      = "the API's refusal of the account or the configuration"
 	bySlowDatabase = "a database that did not record it in time"
+	byDatabaseDown = "a database that could not be reached or could not write"
 )
 
 // heldRequeue is a message requeueAfterPull holds until the pull request ends.
@@ -884,7 +900,7 @@ func (w *Worker) requeue(ctx context.Context, j job, why string) {
 		w.log.Debug("term failed", "id", j.a.ID, "err", err)
 	}
 	lvl := slog.LevelInfo
-	if why == byRefusal {
+	if why == byRefusal || why == byDatabaseDown {
 		lvl = slog.LevelDebug // the pause has its own line
 	}
 	w.log.Log(ctx, lvl, "requeued a message interrupted on its last delivery", "id", j.a.ID, "by", why)

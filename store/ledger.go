@@ -54,7 +54,7 @@ func (s *Store) UpsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 		out, err := s.upsertPapers(ctx, papers, w)
 		var pgErr *pgconn.PgError
 		if err == nil || attempt == 5 || !errors.As(err, &pgErr) || pgErr.Code != "40P01" {
-			return out, err
+			return out, unavailable(ctx, err)
 		}
 	}
 }
@@ -361,7 +361,8 @@ FROM input i LEFT JOIN papers old ON old.id = i.id LEFT JOIN upsert u ON u.id = 
 // summary whose ContentHash is not the paper's current hash (made from an older text, or for a
 // paper that does not exist) is skipped. It returns how many distinct summaries were saved or
 // were already stored as given; a summary repeated in one call counts once, the last one wins.
-func (s *Store) SaveSummaries(ctx context.Context, sums []paper.Summary) (int, error) {
+func (s *Store) SaveSummaries(ctx context.Context, sums []paper.Summary) (_ int, err error) {
+	defer func() { err = unavailable(ctx, err) }()
 	if len(sums) == 0 {
 		return 0, nil
 	}
@@ -392,7 +393,7 @@ func (s *Store) SaveSummaries(ctx context.Context, sums []paper.Summary) (int, e
 		outTok = append(outTok, clampInt32(sm.Usage.OutputTokens))
 	}
 	var saved int
-	err := s.pool.QueryRow(ctx, saveSummariesSQL, ids, models, prompts, hashes, texts, valids, inTok, outTok).Scan(&saved)
+	err = s.pool.QueryRow(ctx, saveSummariesSQL, ids, models, prompts, hashes, texts, valids, inTok, outTok).Scan(&saved)
 	if err != nil {
 		return 0, fmt.Errorf("save %d summaries: %w", n, err)
 	}
@@ -432,7 +433,8 @@ SELECT count(*) FROM fresh`
 // count of distinct vectors saved (or already stored as given) is returned. A vector whose
 // length is not the space's dimension fails the call with an error wrapping
 // paper.ErrSpaceMismatch; a NaN or infinite value with paper.ErrInvalid. Nothing is written then.
-func (s *Store) SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.Embedding) (int, error) {
+func (s *Store) SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.Embedding) (_ int, err error) {
+	defer func() { err = unavailable(ctx, err) }()
 	if len(embs) == 0 {
 		return 0, nil
 	}
@@ -500,7 +502,7 @@ type UsageRow struct {
 
 // RecordUsage adds u to today's (UTC) counters of each model and kind.
 func (s *Store) RecordUsage(ctx context.Context, u []paper.Usage) error {
-	return recordUsage(ctx, s.pool, u)
+	return unavailable(ctx, recordUsage(ctx, s.pool, u))
 }
 
 // recordUsage adds u to today's counters through q (the pool, or a transaction), in one

@@ -319,7 +319,7 @@ func runWorkersOnce(ctx context.Context, c *config, log *slog.Logger, st *store.
 	for i, w := range workers {
 		s := w.Stats()
 		log.Info("worker stopped", "consumer", consumers[i], "received", s.Received, "acked", s.Acked,
-			"skipped", s.Skipped, "retried", s.Retried, "dead", s.Dead, "paused", s.Paused, "tldrs", s.TLDRs, "embeddings", s.Embeddings)
+			"skipped", s.Skipped, "retried", s.Retried, "dead", s.Dead, "paused", s.Paused, "db_paused", s.DBPaused, "tldrs", s.TLDRs, "embeddings", s.Embeddings)
 	}
 	return err
 }

@@ -216,18 +216,21 @@ func (m *Metrics) SetBacklogSource(fn func(context.Context) ([]Backlog, error)) 
 type WorkerCounts struct {
 	Received, Acked, Skipped, Retried, Dead int64
 	// Pauses counts the worker's pauses because the API refused the account or the
-	// configuration (a revoked key, an exhausted quota): no message fails for them.
-	Pauses int64
+	// configuration (a revoked key, an exhausted quota) or could not be reached, DBPauses its
+	// pauses because the database could not be reached or could not write: no message fails
+	// for them.
+	Pauses, DBPauses int64
 }
 
 // add returns the sum of c and d.
 func (c WorkerCounts) add(d WorkerCounts) WorkerCounts {
 	return WorkerCounts{Received: c.Received + d.Received, Acked: c.Acked + d.Acked, Skipped: c.Skipped + d.Skipped,
-		Retried: c.Retried + d.Retried, Dead: c.Dead + d.Dead, Pauses: c.Pauses + d.Pauses}
+		Retried: c.Retried + d.Retried, Dead: c.Dead + d.Dead, Pauses: c.Pauses + d.Pauses, DBPauses: c.DBPauses + d.DBPauses}
 }
 
 // AddWorker makes every scrape report the counts fn returns for consumer, as
-// paperpipe_worker_messages_total{consumer,outcome} and paperpipe_worker_api_pauses_total{consumer}.
+// paperpipe_worker_messages_total{consumer,outcome}, paperpipe_worker_api_pauses_total{consumer}
+// and paperpipe_worker_database_pauses_total{consumer}.
 // A later call for the same consumer replaces fn, for a worker started again (after a fit, by
 // `up` and `worker`) whose counts start from zero: the replaced fn's last counts are kept and
 // added to the new one's, so that the counters of the process never go backwards. The worker
@@ -254,7 +257,10 @@ var (
 		"Messages a worker of this process handled, by consumer and outcome (received, acked, skipped, retried, dead).",
 		[]string{"consumer", "outcome"}, nil)
 	pauseDesc = prometheus.NewDesc("paperpipe_worker_api_pauses_total",
-		"Pauses of a worker of this process because the API refused the account or the configuration (401, 403, 404, insufficient_quota): its messages wait in the queue until the API accepts them again.",
+		"Pauses of a worker of this process because the API refused the account or the configuration (401, 403, 404, insufficient_quota) or could not be reached: its messages wait in the queue until the API accepts them again.",
+		[]string{"consumer"}, nil)
+	dbPauseDesc = prometheus.NewDesc("paperpipe_worker_database_pauses_total",
+		"Pauses of a worker of this process because the database could not be reached or could not write: its messages wait in the queue until it records them again.",
 		[]string{"consumer"}, nil)
 )
 
@@ -302,7 +308,11 @@ type workerCollector struct {
 	base map[string]WorkerCounts
 }
 
-func (c *workerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- workerDesc; ch <- pauseDesc }
+func (c *workerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- workerDesc
+	ch <- pauseDesc
+	ch <- dbPauseDesc
+}
 
 func (c *workerCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
@@ -316,5 +326,6 @@ func (c *workerCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(workerDesc, prometheus.CounterValue, float64(o.n), consumer, o.name)
 		}
 		ch <- prometheus.MustNewConstMetric(pauseDesc, prometheus.CounterValue, float64(w.Pauses), consumer)
+		ch <- prometheus.MustNewConstMetric(dbPauseDesc, prometheus.CounterValue, float64(w.DBPauses), consumer)
 	}
 }

@@ -173,7 +173,7 @@ paperpipe_worker_messages_total{consumer="new",outcome="dead"} 1
 paperpipe_worker_messages_total{consumer="new",outcome="received"} 5
 paperpipe_worker_messages_total{consumer="new",outcome="retried"} 0
 paperpipe_worker_messages_total{consumer="new",outcome="skipped"} 0
-# HELP paperpipe_worker_api_pauses_total Pauses of a worker of this process because the API refused the account or the configuration (401, 403, 404, insufficient_quota): its messages wait in the queue until the API accepts them again.
+# HELP paperpipe_worker_api_pauses_total Pauses of a worker of this process because the API refused the account or the configuration (401, 403, 404, insufficient_quota) or could not be reached: its messages wait in the queue until the API accepts them again.
 # TYPE paperpipe_worker_api_pauses_total counter
 paperpipe_worker_api_pauses_total{consumer="new"} 2
 `, "paperpipe_queue_messages", "paperpipe_queue_up", "paperpipe_worker_messages_total", "paperpipe_worker_api_pauses_total")
@@ -187,11 +187,13 @@ func TestWorkerCountersOnlyGrowWhenTheWorkerStartsAgain(t *testing.T) {
 	t.Parallel()
 	m := metrics.New(metrics.Config{})
 	m.AddWorker("new", func() metrics.WorkerCounts {
-		return metrics.WorkerCounts{Received: 1000, Acked: 990, Skipped: 3, Retried: 4, Dead: 2, Pauses: 1}
+		return metrics.WorkerCounts{Received: 1000, Acked: 990, Skipped: 3, Retried: 4, Dead: 2, Pauses: 1, DBPauses: 2}
 	})
 	m.AddWorker("other", func() metrics.WorkerCounts { return metrics.WorkerCounts{Received: 7, Acked: 7} })
 	acked := int64(3)
-	m.AddWorker("new", func() metrics.WorkerCounts { return metrics.WorkerCounts{Received: 3, Acked: acked, Pauses: 1} })
+	m.AddWorker("new", func() metrics.WorkerCounts {
+		return metrics.WorkerCounts{Received: 3, Acked: acked, Pauses: 1, DBPauses: 1}
+	})
 	acked = 4
 	m.AddWorker("new", func() metrics.WorkerCounts { return metrics.WorkerCounts{Received: 1, Acked: 1} })
 	want := `
@@ -207,12 +209,16 @@ paperpipe_worker_messages_total{consumer="other",outcome="dead"} 0
 paperpipe_worker_messages_total{consumer="other",outcome="received"} 7
 paperpipe_worker_messages_total{consumer="other",outcome="retried"} 0
 paperpipe_worker_messages_total{consumer="other",outcome="skipped"} 0
-# HELP paperpipe_worker_api_pauses_total Pauses of a worker of this process because the API refused the account or the configuration (401, 403, 404, insufficient_quota): its messages wait in the queue until the API accepts them again.
+# HELP paperpipe_worker_api_pauses_total Pauses of a worker of this process because the API refused the account or the configuration (401, 403, 404, insufficient_quota) or could not be reached: its messages wait in the queue until the API accepts them again.
 # TYPE paperpipe_worker_api_pauses_total counter
 paperpipe_worker_api_pauses_total{consumer="new"} 2
 paperpipe_worker_api_pauses_total{consumer="other"} 0
+# HELP paperpipe_worker_database_pauses_total Pauses of a worker of this process because the database could not be reached or could not write: its messages wait in the queue until it records them again.
+# TYPE paperpipe_worker_database_pauses_total counter
+paperpipe_worker_database_pauses_total{consumer="new"} 3
+paperpipe_worker_database_pauses_total{consumer="other"} 0
 `
-	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "paperpipe_worker_messages_total", "paperpipe_worker_api_pauses_total"); err != nil {
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "paperpipe_worker_messages_total", "paperpipe_worker_api_pauses_total", "paperpipe_worker_database_pauses_total"); err != nil {
 		t.Error(err)
 	}
 }

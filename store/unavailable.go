@@ -1,0 +1,48 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// unavailable marks err with paper.ErrUnavailable when it says the database could not be
+// reached or could not do the work, whatever the records (see dbUnavailable); the caller (a
+// worker) can then wait for the database instead of counting the failure against the records.
+// An error of a ctx that ended is left as it is: the caller knows its own deadline.
+func unavailable(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() != nil || errors.Is(err, paper.ErrInvalid) || !dbUnavailable(err) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", paper.ErrUnavailable, err)
+}
+
+// dbUnavailable reports whether err is the database's state rather than the statement's or its
+// data's: a connection that could not be made (refused, no route, a server shutting down, still
+// starting, or refusing the login), one lost mid-statement (reset, EOF), or an answer of SQLSTATE
+// class 08 (connection exception), 53 (insufficient resources: a full disk, out of memory, too
+// many connections), 57P01–57P03 (the server shut down, crashed, or cannot take connections
+// yet) or 25006 (a read-only transaction: a standby, after a failover that has not moved the
+// address yet).
+func dbUnavailable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch c := pgErr.Code; {
+		case strings.HasPrefix(c, "08"), strings.HasPrefix(c, "53"),
+			c == "57P01", c == "57P02", c == "57P03", c == "25006":
+			return true
+		}
+		// A PgError inside a ConnectError (a login refused) is the configuration's: no record's.
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connectErr) || errors.As(err, &netErr) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.SafeToRetry(err)
+}
