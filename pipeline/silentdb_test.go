@@ -206,3 +206,38 @@ func TestWorkerPausesWhileTheDatabaseIsDown(t *testing.T) {
 		t.Errorf("the log does not say when the worker resumes:\n%s", logs.String())
 	}
 }
+
+// TestOneBadRecordDoesNotMultiplyTheIntakeTimeout: a micro-batch with a bad record is recorded
+// one paper at a time, so that only the bad one is dead-lettered; each of those calls had its
+// own IntakeTimeout, and a silent database held the batch's good papers for one IntakeTimeout
+// each (64 minutes for a full batch at the default) instead of one for the batch.
+func TestOneBadRecordDoesNotMultiplyTheIntakeTimeout(t *testing.T) {
+	t.Parallel()
+	const intake, good = 3 * time.Second, 6
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{AckWait: 2 * time.Second, MaxDeliver: 1})
+	proxy, st := proxiedStore(t, b)
+	papers := sampledata.Papers(t)[:good]
+	// A blank title passes decoding but not the store's check: the batch's statement fails.
+	papers = append(papers, paper.Abstract{ID: "arxiv:2401.99999", Title: "   ", Abstract: "An abstract."})
+	publish(t, b.js, papers)
+
+	proxy.frozen.Store(true) // the database goes silent
+	defer proxy.frozen.Store(false)
+	wb := *b
+	wb.store = st
+	start := time.Now()
+	w := startWorker(t, &wb, summarize.NewOffline(30), emb, pipeline.WorkerConfig{
+		BatchSize: 64, IntakeTimeout: intake, DrainTimeout: time.Second})
+	waitFor(t, "the good papers handed back", func() (bool, string) {
+		s := w.Stats()
+		return s.Retried >= good, fmt.Sprintf("%+v", s)
+	})
+	// One IntakeTimeout for the batch (and a margin), not one per paper (6 × 3 s).
+	if took := time.Since(start); took > 3*intake {
+		t.Errorf("the batch's good papers were handed back after %s: an intake timeout per paper", took.Round(time.Second))
+	}
+	if s := w.Stats(); s.Dead != 1 {
+		t.Errorf("stats %+v: want the bad record dead-lettered, and only it", s)
+	}
+}

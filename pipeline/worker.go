@@ -609,13 +609,15 @@ func (w *Worker) handleBatch(ctx context.Context, msgs []jetstream.Msg, embedB *
 	wg.Wait()
 }
 
-// upsertEach records papers one at a time; those that fail are settled and their slots
-// released. It returns the jobs that were recorded with their Pending.
+// upsertEach records papers one at a time, all within one IntakeTimeout (a silent database
+// must not hold a micro-batch for one IntakeTimeout per paper); those that fail are settled and
+// their slots released. It returns the jobs that were recorded with their Pending.
 func (w *Worker) upsertEach(ctx context.Context, jobs []job, release func(int)) ([]job, []paper.Pending) {
 	var kept []job
 	var pending []paper.Pending
+	deadline := time.Now().Add(w.cfg.IntakeTimeout)
 	for _, j := range jobs {
-		p, err := w.upsert(ctx, []paper.Abstract{j.a})
+		p, err := w.upsertBy(ctx, []paper.Abstract{j.a}, deadline)
 		if err != nil {
 			w.settleFailure(ctx, j, err)
 			release(1)
@@ -1147,7 +1149,12 @@ func saveWithRetry(ctx context.Context, log *slog.Logger, what string, save func
 // upsert records papers (store.UpsertPapers) within IntakeTimeout; the error of a call that
 // ran out of it wraps errIntakeTimeout.
 func (w *Worker) upsert(ctx context.Context, papers []paper.Abstract) ([]paper.Pending, error) {
-	uctx, cancel := context.WithTimeout(ctx, w.cfg.IntakeTimeout)
+	return w.upsertBy(ctx, papers, time.Now().Add(w.cfg.IntakeTimeout))
+}
+
+// upsertBy is upsert with the intake's deadline given.
+func (w *Worker) upsertBy(ctx context.Context, papers []paper.Abstract, deadline time.Time) ([]paper.Pending, error) {
+	uctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	p, err := w.store.UpsertPapers(uctx, papers, w.work)
 	if err != nil && uctx.Err() != nil && ctx.Err() == nil {
