@@ -17,52 +17,61 @@ import (
 // the database could not be reached (paper.ErrUnavailable), a moment ago.
 var errPaused = errors.New("worker paused: the API refuses the account or the configuration, or the API or the database cannot be reached")
 
-// apiPause is a worker's circuit breaker for the API's refusals of the account or the
-// configuration (a bad or revoked key, an unknown model, a wrong base URL, an exhausted quota,
-// see llm.ErrAccount), for an API that cannot be reached (llm.ErrUnreachable), and for a
-// database that cannot be reached or cannot write (paper.ErrUnavailable): no paper is at
-// fault, and every message would fail the same way. Each of them opens a pause of Backoff(n)
-// for the n-th pause in a row: the worker pulls nothing, hands back what it holds without
-// calling the API, and then tries one message at a time (see pull) until one goes through —
-// its API work answered (apiAnswered), or, after a database's pause, its paper recorded
-// (storeAnswered) — which closes the breaker.
-type apiPause struct {
-	mu    sync.Mutex
-	until time.Time // the pause in progress ends
-	n     int       // pauses since the API last answered
-	cause error     // the refusal that opened the last pause (kept after it: see pauseErr)
-	// active is n > 0 (a pause, or trying one message at a time after it): the fast path of
-	// apiAnswered.
+// pauses is a worker's pair of circuit breakers: one for the API — its refusals of the
+// account or the configuration (a bad or revoked key, an unknown model, a wrong base URL, an
+// exhausted quota, see llm.ErrAccount) and an API that cannot be reached (llm.ErrUnreachable)
+// — and one for a database that cannot be reached or cannot write (paper.ErrUnavailable). No
+// paper is at fault, and every message would fail the same way. Each failure opens its
+// breaker's pause of Backoff(n) for the n-th pause in a row: the worker pulls nothing, hands
+// back what it holds without calling the API, and then tries one message at a time (see pull)
+// until one goes through. Each breaker is closed by its own service only: the API's by a
+// message whose API work was answered (apiAnswered), the database's by a message whose results
+// were saved (storeAnswered) — a database that records a paper it already has writes nothing,
+// and may still be unable to write (a full disk). The worker is paused while either pause runs,
+// and tries one message at a time while either breaker is open.
+type pauses struct {
+	mu       sync.Mutex
+	api, db  breaker
+	lastOpen error // the cause of the pause opened last (kept after it: see pauseErr)
+	// active is api.n > 0 || db.n > 0 (a pause, or trying one message at a time after it): the
+	// fast path of the hot path's checks.
 	active atomic.Bool
 }
 
+// breaker is one service's state in pauses.
+type breaker struct {
+	until time.Time // the pause in progress ends
+	n     int       // pauses since the service last answered
+}
+
 // openPause opens a pause after a refusal of the account or the configuration, an API that
-// cannot be reached, or a database that is unavailable, unless one is open already. It logs one
-// line per pause, with the cause (which llm keeps free of the API key, and store of the
-// database's password).
+// cannot be reached, or a database that is unavailable, unless that service's pause is open
+// already. It logs one line per pause, with the cause (which llm keeps free of the API key,
+// and store of the database's password).
 func (w *Worker) openPause(cause error) {
 	p := &w.pause
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	now := time.Now()
-	if now.Before(p.until) {
-		return
-	}
-	p.n++
-	// Never shorter than a pull request's wait: a Backoff of 0 ("retry at once") would make
-	// every refused request a pause of its own, and a warning.
-	d := max(w.cfg.Backoff(p.n), w.cfg.FetchWait)
-	p.until, p.cause = now.Add(d), cause
-	p.active.Store(true)
-	what := "the API refuses the account or the configuration"
+	b, what := &p.api, "the API refuses the account or the configuration"
 	switch {
 	case errors.Is(cause, paper.ErrUnavailable):
-		what = "the database cannot be reached or cannot write"
-		w.stats.dbPaused.Add(1)
+		b, what = &p.db, "the database cannot be reached or cannot write"
 	case errors.Is(cause, llm.ErrUnreachable):
 		what = "the API cannot be reached"
-		w.stats.paused.Add(1)
-	default:
+	}
+	now := time.Now()
+	if now.Before(b.until) {
+		return
+	}
+	b.n++
+	// Never shorter than a pull request's wait: a Backoff of 0 ("retry at once") would make
+	// every refused request a pause of its own, and a warning.
+	d := max(w.cfg.Backoff(b.n), w.cfg.FetchWait)
+	b.until, p.lastOpen = now.Add(d), cause
+	p.active.Store(true)
+	if b == &p.db {
+		w.stats.dbPaused.Add(1)
+	} else {
 		w.stats.paused.Add(1)
 	}
 	if w.cfg.ExitWhenIdle {
@@ -70,41 +79,31 @@ func (w *Worker) openPause(cause error) {
 		return
 	}
 	w.log.Warn(what+" (not the papers' fault): pausing the worker; its messages stay queued",
-		"pause", d.Round(time.Millisecond), "pauses_in_a_row", p.n, "err", cause)
+		"pause", d.Round(time.Millisecond), "pauses_in_a_row", b.n, "err", cause)
 }
 
-// apiAnswered closes the breaker: a message's API work went through.
-func (w *Worker) apiAnswered() {
+// apiAnswered closes the API's breaker: a message's API work went through.
+func (w *Worker) apiAnswered() { w.closeBreaker(&w.pause.api, "the API accepts the requests again") }
+
+// storeAnswered closes the database's breaker: a message's results were saved.
+func (w *Worker) storeAnswered() { w.closeBreaker(&w.pause.db, "the database saves results again") }
+
+func (w *Worker) closeBreaker(b *breaker, what string) {
 	p := &w.pause
 	if !p.active.Load() {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.n > 0 {
-		w.log.Info("the API accepts the requests again: the worker resumes", "after_pauses", p.n)
-	}
-	p.n, p.until = 0, time.Time{} // cause stays: the error of an ExitWhenIdle run that stopped
-	p.active.Store(false)
-}
-
-// storeAnswered closes the breaker opened for the database (paper.ErrUnavailable): a paper was
-// recorded. A breaker opened for the API stays until the API answers.
-func (w *Worker) storeAnswered() {
-	p := &w.pause
-	if !p.active.Load() {
+	if b.n == 0 {
 		return
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.n > 0 && errors.Is(p.cause, paper.ErrUnavailable) {
-		w.log.Info("the database records papers again: the worker resumes", "after_pauses", p.n)
-		p.n, p.until = 0, time.Time{}
-		p.active.Store(false)
-	}
+	w.log.Info(what+": the worker resumes", "after_pauses", b.n)
+	*b = breaker{}
+	p.active.Store(p.api.n > 0 || p.db.n > 0)
 }
 
-// pausedFor returns what is left of the pause in progress, 0 when none is.
+// pausedFor returns what is left of the pauses in progress, 0 when none is.
 func (w *Worker) pausedFor() time.Duration {
 	p := &w.pause
 	if !p.active.Load() {
@@ -112,18 +111,18 @@ func (w *Worker) pausedFor() time.Duration {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return max(time.Until(p.until), 0)
+	return max(time.Until(p.api.until), time.Until(p.db.until), 0)
 }
 
-// probing reports whether the worker is past a pause and the API has not answered since: it
-// then tries one message at a time.
+// probing reports whether the worker is past its pauses with a breaker still open: it then
+// tries one message at a time.
 func (w *Worker) probing() bool { return w.pause.active.Load() && w.pausedFor() == 0 }
 
 // pauseErr is the error of an ExitWhenIdle worker that stops at a pause.
 func (w *Worker) pauseErr() error {
 	w.pause.mu.Lock()
 	defer w.pause.mu.Unlock()
-	return fmt.Errorf("worker of consumer %s stopped: %w; the messages stay queued for the next run", w.cfg.Consumer, w.pause.cause)
+	return fmt.Errorf("worker of consumer %s stopped: %w; the messages stay queued for the next run", w.cfg.Consumer, w.pause.lastOpen)
 }
 
 // handBack returns a message that failed for no fault of its own (the API refused the

@@ -202,7 +202,7 @@ func TestWorkerPausesWhileTheDatabaseIsDown(t *testing.T) {
 	if dls := deadLetters(t, b.js); len(dls) != 0 {
 		t.Errorf("%d papers dead-lettered across the outage; the first: %s", len(dls), dls[0].Reason)
 	}
-	if !strings.Contains(logs.String(), "the database records papers again: the worker resumes") {
+	if !strings.Contains(logs.String(), dbResumeLine) {
 		t.Errorf("the log does not say when the worker resumes:\n%s", logs.String())
 	}
 }

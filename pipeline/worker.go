@@ -117,7 +117,8 @@ type WorkerConfig struct {
 	// went silent without a reset (a failover, a firewall dropping the flow) would otherwise hold
 	// the batch, its messages marked in progress, for as long as TCP takes to give up (~15
 	// minutes) or for ever behind a proxy. On the timeout the messages go back to the queue
-	// without using a delivery: the database's problem, not the papers'. Defaults to 1 minute.
+	// without using a delivery, and the worker pauses (the error is marked
+	// paper.ErrUnavailable): the database's problem, not the papers'. Defaults to 1 minute.
 	IntakeTimeout time.Duration
 	// MsgTimeout bounds the API work for one message — the TL;DR request and the embedding
 	// batch it joins, retries and rate-limit waits included — from the moment that work
@@ -236,8 +237,14 @@ type Worker struct {
 	msgTimeout time.Duration // effective MsgTimeout, below ackWait
 	chat       chan struct{} // one token per TL;DR request in flight
 	embedBills atomic.Bool   // the embedder has billed a request: embedding batches wait EmbedLinger
-	pause      apiPause
-	pulls      struct {
+	pause      pauses
+	// unrecorded is API usage the ledger did not take (the database was down): added to the
+	// next RecordUsage, summed per model and kind.
+	unrecorded struct {
+		mu sync.Mutex
+		u  map[[2]string]paper.Usage
+	}
+	pulls struct {
 		mu   sync.Mutex
 		open bool          // a pull request of this worker is open
 		held []heldRequeue // messages to requeue once it ends (see requeueAfterPull)
@@ -365,6 +372,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		cancelWork()
 		<-done
 	}
+	w.recordUsage(context.WithoutCancel(ctx), nil) // what the ledger has not taken yet, if any
 	return runErr
 }
 
@@ -384,8 +392,8 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan s
 		}
 		var held int
 		if w.probing() {
-			// After a pause, until the API answers: one message at a time, once those held
-			// before have settled.
+			// After a pause, until the API (or the database) answers: one message at a time,
+			// once those held before have settled.
 			if !waitSettled(ctx, slots) {
 				return nil
 			}
@@ -581,16 +589,15 @@ func (w *Worker) handleBatch(ctx context.Context, msgs []jetstream.Msg, embedB *
 		abstracts[i] = j.a
 	}
 	pending, err := w.upsert(ctx, abstracts)
-	if err == nil {
-		w.storeAnswered()
-	}
 	switch {
 	case errors.Is(err, paper.ErrInvalid) && len(jobs) > 1:
 		// One bad record fails the whole statement: record the papers one by one so that only
 		// the bad one is dead-lettered.
 		jobs, pending = w.upsertEach(ctx, jobs, release)
 	case err != nil:
-		w.log.Warn("recording papers failed; messages will be redelivered", "papers", len(jobs), "err", err)
+		if !errors.Is(err, paper.ErrUnavailable) { // the pause has its own line
+			w.log.Warn("recording papers failed; messages will be redelivered", "papers", len(jobs), "err", err)
+		}
 		for _, j := range jobs {
 			w.settleFailure(ctx, j, err)
 		}
@@ -623,7 +630,6 @@ func (w *Worker) upsertEach(ctx context.Context, jobs []job, release func(int)) 
 			release(1)
 			continue
 		}
-		w.storeAnswered()
 		kept = append(kept, j)
 		pending = append(pending, p[0])
 	}
@@ -705,7 +711,9 @@ func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *ba
 	err := errors.Join(wrapStage("tldr", sumErr), wrapStage("embedding", embErr))
 	if err == nil {
 		if needTLDR || emb != nil {
+			// Its API work answered and its results saved.
 			w.apiAnswered()
+			w.storeAnswered()
 		}
 		w.ack(j)
 		return
@@ -717,8 +725,8 @@ func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *ba
 // dead-lettered; during shutdown the message goes back to the queue (for the next worker:
 // after FetchWait; on its last delivery as a new message once no pull request of this worker
 // is open, see requeueAfterPull); so does it when the API refuses the account or the
-// configuration, or the API or the database cannot be reached, which pauses the worker (see
-// apiPause, handBack), and when the database did not record it in time; anything else is
+// configuration, or the API or the database cannot be reached or the database did not record
+// it in time, which pauses the worker (see pauses, handBack); anything else is
 // redelivered after a backoff, or dead-lettered when it has used its deliveries.
 func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 	switch {
@@ -736,22 +744,24 @@ func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 			w.log.Debug("nak failed", "id", j.a.ID, "err", nerr)
 		}
 		w.stats.retried.Add(1)
-	case errors.Is(err, errIntakeTimeout):
-		// The database's problem, not the paper's: back to the queue, no delivery used.
-		w.handBack(ctx, j, bySlowDatabase)
 	case errors.Is(err, paper.ErrUnavailable):
 		// The database's state, not the paper's (refused or dropped connections, a restart, a
-		// full disk): the worker pauses as for the API's refusals (see apiPause), and the
-		// message waits in the queue, whatever its deliveries.
+		// full disk, a connection gone silent: see errIntakeTimeout and saveWithRetry): the
+		// worker pauses as for the API's refusals (see pauses), and the message waits in the
+		// queue, whatever its deliveries.
 		w.openPause(err)
-		w.handBack(ctx, j, byDatabaseDown)
-	case errors.Is(err, llm.ErrAccount) || errors.Is(err, errPaused):
-		// The account's or the configuration's problem, not the paper's: the worker pauses
-		// (see apiPause), and the message waits in the queue, whatever its deliveries.
-		if errors.Is(err, llm.ErrAccount) {
-			w.openPause(err)
+		why := byDatabaseDown
+		if errors.Is(err, errIntakeTimeout) {
+			why = bySlowDatabase
 		}
+		w.handBack(ctx, j, why)
+	case errors.Is(err, llm.ErrAccount):
+		// The account's or the configuration's problem, not the paper's: the worker pauses
+		// (see pauses), and the message waits in the queue, whatever its deliveries.
+		w.openPause(err)
 		w.handBack(ctx, j, byRefusal)
+	case errors.Is(err, errPaused):
+		w.handBack(ctx, j, byPause)
 	default:
 		w.retry(ctx, j, err)
 	}
@@ -856,6 +866,7 @@ const (
 	byRefusal      = "the API's refusal of the account or the configuration"
 	bySlowDatabase = "a database that did not record it in time"
 	byDatabaseDown = "a database that could not be reached or could not write"
+	byPause        = "the worker's pause"
 )
 
 // heldRequeue is a message requeueAfterPull holds until the pull request ends.
@@ -902,7 +913,7 @@ func (w *Worker) requeue(ctx context.Context, j job, why string) {
 		w.log.Debug("term failed", "id", j.a.ID, "err", err)
 	}
 	lvl := slog.LevelInfo
-	if why == byRefusal || why == byDatabaseDown {
+	if why == byRefusal || why == byDatabaseDown || why == bySlowDatabase || why == byPause {
 		lvl = slog.LevelDebug // the pause has its own line
 	}
 	w.log.Log(ctx, lvl, "requeued a message interrupted on its last delivery", "id", j.a.ID, "by", why)
@@ -1113,36 +1124,88 @@ func (w *Worker) flushSummaries(ctx context.Context, sums []paper.Summary) []err
 	return errs
 }
 
-// recordUsage adds to the usage ledger. A failure is logged, not returned: the results are
-// what matter, and the ledger is for reporting.
+// recordUsage adds to the usage ledger, with what earlier calls could not record. A failure is
+// logged, not returned: the results are what matter, and the ledger is for reporting. Usage
+// the ledger did not take is kept for the next call (summed per model and kind, so it stays
+// small however long the database is down): answers bought during an outage, and lost with
+// it, are spent all the same.
 func (w *Worker) recordUsage(ctx context.Context, u []paper.Usage) {
+	w.unrecorded.mu.Lock()
+	for _, x := range w.unrecorded.u {
+		u = append(u, x)
+	}
+	w.unrecorded.u = nil
+	w.unrecorded.mu.Unlock()
 	if len(u) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, saveAttemptTimeout)
 	defer cancel()
-	if err := w.store.RecordUsage(ctx, u); err != nil {
+	err := w.store.RecordUsage(ctx, u)
+	if err == nil {
+		return
+	}
+	if errors.Is(err, paper.ErrInvalid) {
 		w.log.Warn("recording API usage failed", "err", err)
+		return
+	}
+	w.log.Warn("recording API usage failed; kept for the next record", "err", err)
+	w.unrecorded.mu.Lock()
+	defer w.unrecorded.mu.Unlock()
+	if w.unrecorded.u == nil {
+		w.unrecorded.u = make(map[[2]string]paper.Usage)
+	}
+	for _, x := range u {
+		k := [2]string{x.Model, x.Kind}
+		t := w.unrecorded.u[k]
+		t.Model, t.Kind = x.Model, x.Kind
+		t.Requests += x.Requests
+		t.InputTokens += x.InputTokens
+		t.OutputTokens += x.OutputTokens
+		w.unrecorded.u[k] = t
 	}
 }
 
 // saveWithRetry retries a save of results already paid for: losing them would mean buying
-// them again. It gives up after about 30 seconds, or when ctx is done (callers pass a context
-// without cancellation: a save is not abandoned for a shutdown).
+// them again. It gives up after about 30 seconds (saveRetry), or when ctx is done (callers pass
+// a context without cancellation: a save is not abandoned for a shutdown). When its last
+// attempt ran out of time, the error is marked paper.ErrUnavailable: a database gone silent,
+// which the store cannot tell from the error (the attempt's context ended).
 func saveWithRetry(ctx context.Context, log *slog.Logger, what string, save func(context.Context) error) error {
-	delay := 100 * time.Millisecond
+	return saveRetry.do(ctx, log, what, save)
+}
+
+// retryTiming is how saveWithRetry tries: attempts of at most attempt each, separated by
+// delays doubling from first up to maxDelay.
+type retryTiming struct {
+	attempts                 int
+	attempt, first, maxDelay time.Duration
+}
+
+// saveRetry: 9 attempts of 15 s at most, 0.1 s apart, then 0.2, 0.4 … 8 s (~21 s of delays).
+var saveRetry = retryTiming{attempts: 9, attempt: saveAttemptTimeout, first: 100 * time.Millisecond, maxDelay: 8 * time.Second}
+
+func (r retryTiming) do(ctx context.Context, log *slog.Logger, what string, save func(context.Context) error) error {
+	delay := r.first
 	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, saveAttemptTimeout)
+		actx, cancel := context.WithTimeout(ctx, r.attempt)
 		err := save(actx)
+		timedOut := err != nil && actx.Err() != nil && ctx.Err() == nil
 		cancel()
-		if err == nil || attempt == 9 || errors.Is(err, paper.ErrInvalid) {
+		if err == nil || errors.Is(err, paper.ErrInvalid) {
+			return err
+		}
+		if attempt == r.attempts {
+			if timedOut && !errors.Is(err, paper.ErrUnavailable) {
+				err = fmt.Errorf("%w: %w", paper.ErrUnavailable, err)
+			}
 			return err
 		}
 		log.Warn("saving results failed; retrying", "what", what, "attempt", attempt, "err", err)
 		if !sleepCtx(ctx, delay) {
 			return err
 		}
-		delay = min(delay*2, 8*time.Second)
+		delay = min(delay*2, r.maxDelay)
 	}
 }
 
@@ -1158,13 +1221,14 @@ func (w *Worker) upsertBy(ctx context.Context, papers []paper.Abstract, deadline
 	defer cancel()
 	p, err := w.store.UpsertPapers(uctx, papers, w.work)
 	if err != nil && uctx.Err() != nil && ctx.Err() == nil {
-		err = fmt.Errorf("%w (%s): %w", errIntakeTimeout, w.cfg.IntakeTimeout, err)
+		err = fmt.Errorf("%w: %w (%s): %w", paper.ErrUnavailable, errIntakeTimeout, w.cfg.IntakeTimeout, err)
 	}
 	return p, err
 }
 
-// errIntakeTimeout marks a micro-batch the store did not record within IntakeTimeout: its
-// messages go back to the queue without using a delivery (see settleFailure).
+// errIntakeTimeout marks a micro-batch the store did not record within IntakeTimeout (with
+// paper.ErrUnavailable): its messages go back to the queue without using a delivery, and the
+// worker pauses (see settleFailure).
 var errIntakeTimeout = errors.New("the database did not record the papers in time")
 
 // saveAttemptTimeout bounds one attempt to write to the store.

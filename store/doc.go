@@ -15,7 +15,7 @@
 //
 // Errors: a missing paper or space is paper.ErrNotFound, bad input paper.ErrInvalid, a vector of
 // the wrong dimension paper.ErrSpaceMismatch, and a title fragment matching several papers
-// paper.ErrAmbiguous; match them with errors.Is. The writes a worker makes (UpsertPapers,
-// SaveSummaries, SaveEmbeddings, RecordUsage) mark a database that could not be reached or
+// paper.ErrAmbiguous; match them with errors.Is. The calls a worker makes (UpsertPapers or
+// PendingFor, SaveSummaries, SaveEmbeddings, RecordUsage) mark a database that could not be reached or
 // could not write, whatever the records, with paper.ErrUnavailable.
 package store

@@ -248,7 +248,8 @@ func (s *Store) upsertStatement(ctx context.Context, q querier, papers []paper.A
 // message was published, and the newer text would be lost. An output is wanted only for the
 // text the store holds now: a paper whose stored text is not the message's (or that is gone)
 // needs nothing, and its message is settled as done; the newer text is processed by its own.
-func (s *Store) PendingFor(ctx context.Context, papers []paper.Abstract, w Work) ([]Pending, error) {
+func (s *Store) PendingFor(ctx context.Context, papers []paper.Abstract, w Work) (_ []Pending, err error) {
+	defer func() { err = unavailable(ctx, err) }()
 	if len(papers) == 0 {
 		return nil, nil
 	}

@@ -39,8 +39,9 @@ func dbUnavailable(err error) bool {
 			c == "57P01", c == "57P02", c == "57P03", c == "25006":
 			return true
 		}
-		// A PgError inside a ConnectError (a login refused) is the configuration's: no record's.
 	}
+	// A ConnectError also holds a login refused (a PgError of class 28): the configuration's,
+	// and no record's either, so marked too.
 	var connectErr *pgconn.ConnectError
 	var netErr net.Error
 	return errors.As(err, &connectErr) || errors.As(err, &netErr) ||
