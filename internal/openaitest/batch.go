@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -247,6 +250,51 @@ func (s *Server) serveGetBatch(w http.ResponseWriter, _ *http.Request, parts []s
 		return
 	}
 	s.writeValidated(w, schemaBatch, "GET /v1/batches/{batch_id}", obj)
+}
+
+// batchList is a ListBatchesResponse.
+type batchList struct {
+	Object  string        `json:"object"`
+	Data    []batchObject `json:"data"`
+	FirstID string        `json:"first_id,omitempty"`
+	LastID  string        `json:"last_id,omitempty"`
+	HasMore bool          `json:"has_more"`
+}
+
+// serveListBatches answers GET /v1/batches: the batches newest first (ids are
+// made in creation order), at most limit of them (1-100, default 20) after
+// the batch whose id is after, when given.
+func (s *Server) serveListBatches(w http.ResponseWriter, r *http.Request, _ []string) {
+	q := r.URL.Query()
+	limit := 20
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			s.invalidRequest(w, fmt.Sprintf("Invalid 'limit': %q; expected an integer between 1 and 100.", v))
+			return
+		}
+		limit = n
+	}
+	s.mu.Lock()
+	all := make([]batchObject, 0, len(s.batches))
+	for _, b := range s.batches {
+		all = append(all, b.obj)
+	}
+	s.mu.Unlock()
+	slices.SortFunc(all, func(a, b batchObject) int { return strings.Compare(b.ID, a.ID) })
+	if after := q.Get("after"); after != "" {
+		i := slices.IndexFunc(all, func(b batchObject) bool { return b.ID == after })
+		if i < 0 {
+			s.noSuch(w, "batch", after)
+			return
+		}
+		all = all[i+1:]
+	}
+	list := batchList{Object: "list", Data: all[:min(limit, len(all))], HasMore: len(all) > limit}
+	if len(list.Data) > 0 {
+		list.FirstID, list.LastID = list.Data[0].ID, list.Data[len(list.Data)-1].ID
+	}
+	s.writeValidated(w, schemaBatchList, "GET /v1/batches", list)
 }
 
 // updateBatch applies fn to a batch under the lock.

@@ -193,3 +193,39 @@ func TestBatchRejectsUnknownFilesAndEndpoints(t *testing.T) {
 		t.Errorf("unsupported endpoint: err = %v, want a 400", err)
 	}
 }
+
+// GET /v1/batches lists the batches newest first, limit at a time, paging with after while
+// has_more (what a client resuming a job relies on to find a batch whose create answer it lost).
+func TestListBatchesPagesNewestFirst(t *testing.T) {
+	s := Start(t, Config{})
+	c := client(s, "k")
+	f := uploadBatch(t, c, map[string]any{"custom_id": "x"})
+	var ids []string
+	for range 3 {
+		b, err := c.CreateBatch(context.Background(), openai.CreateBatchRequest{
+			InputFileID: f.ID, Endpoint: openai.BatchEndpointEmbeddings, CompletionWindow: "24h",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append([]string{b.ID}, ids...)
+	}
+	limit := 2
+	page, err := c.ListBatch(context.Background(), nil, &limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Data) != 2 || page.Data[0].ID != ids[0] || page.Data[1].ID != ids[1] || !page.HasMore || page.LastID != ids[1] {
+		t.Fatalf("first page %+v, want %v then more", page, ids[:2])
+	}
+	page, err = c.ListBatch(context.Background(), &page.LastID, &limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Data) != 1 || page.Data[0].ID != ids[2] || page.HasMore {
+		t.Fatalf("second page %+v, want %v and no more", page, ids[2:])
+	}
+	if v := s.TakeValidationErrors(); len(v) > 0 {
+		t.Errorf("spec violations: %v", v)
+	}
+}

@@ -492,6 +492,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		method, h = http.MethodGet, s.serveGetFile
 	case len(parts) == 3 && parts[0] == "files" && parts[2] == "content":
 		method, h = http.MethodGet, s.serveFileContent
+	case len(parts) == 1 && parts[0] == "batches" && r.Method == http.MethodGet:
+		method, h = http.MethodGet, s.serveListBatches
 	case len(parts) == 1 && parts[0] == "batches":
 		method, h = http.MethodPost, s.serveCreateBatch
 	case len(parts) == 2 && parts[0] == "batches":

@@ -33,12 +33,13 @@ const (
 	schemaFile          = "OpenAIFile"
 	schemaBatchRequest  = "CreateBatchRequest"
 	schemaBatch         = "Batch"
+	schemaBatchList     = "ListBatchesResponse"
 	schemaError         = "ErrorResponse"
 )
 
 var validatedSchemas = []string{
 	schemaChatRequest, schemaChatResponse, schemaEmbedRequest, schemaEmbedResponse,
-	schemaFileRequest, schemaFile, schemaBatchRequest, schemaBatch, schemaError,
+	schemaFileRequest, schemaFile, schemaBatchRequest, schemaBatch, schemaBatchList, schemaError,
 }
 
 // specDocURL is the base URL the document is registered under in the

@@ -50,6 +50,7 @@ var operations = []struct{ path, method string }{
 	{"/files/{file_id}", "get"},
 	{"/files/{file_id}/content", "get"},
 	{"/batches", "post"},
+	{"/batches", "get"},
 	{"/batches/{batch_id}", "get"},
 }
 
