@@ -480,7 +480,11 @@ func (r *Runner) submit(ctx context.Context, j store.BatchJob, resumed bool) (st
 		}
 	}
 	if j.OpenAIID == "" && resumed {
-		if b, ok := r.findBatch(ctx, j); ok {
+		b, ok, err := r.findBatch(ctx, j)
+		if err != nil {
+			return j, err
+		}
+		if ok {
 			j.OpenAIID, j.Status, j.OpenAIStatus = b.ID, store.BatchSubmitted, b.Status
 			r.log.InfoContext(ctx, "found the batch of a job created before a restart", "job", j.ID, "openai_batch", b.ID)
 			return j, r.cfg.Store.UpdateBatchJob(ctx, j)
@@ -509,21 +513,39 @@ func (r *Runner) submit(ctx context.Context, j store.BatchJob, resumed bool) (st
 	return j, nil
 }
 
-// findBatch looks, among the most recent batches, for one tagged with job j. An API that
-// cannot list batches finds none.
-func (r *Runner) findBatch(ctx context.Context, j store.BatchJob) (openai.Batch, bool) {
+// clockSlack is how much older than its job a batch listed by OpenAI may look (the two
+// clocks differ) and still be looked at as the job's.
+const clockSlack = time.Hour
+
+// findBatch looks for the batch tagged with job j among the batches OpenAI lists, newest
+// first, page by page until one is older than the job (less clockSlack): a batch created for
+// the job cannot be older than it. found is false only when the list answered and holds no
+// such batch; a list that cannot be read (after the retries of transient errors) is an error,
+// for the batch may exist and creating another would pay twice for the same papers.
+func (r *Runner) findBatch(ctx context.Context, j store.BatchJob) (b openai.Batch, found bool, err error) {
 	limit := 100
-	resp, err := r.api.ListBatch(ctx, nil, &limit)
-	if err != nil {
-		r.log.DebugContext(ctx, "cannot list batches", "err", err)
-		return openai.Batch{}, false
-	}
-	for _, b := range resp.Data {
-		if v, _ := b.Metadata["paperpipe_job"].(string); v == strconv.FormatInt(j.ID, 10) && b.InputFileID == j.InputFileID {
-			return b, true
+	var after *string
+	oldest := j.CreatedAt.Add(-clockSlack).Unix()
+	tag := strconv.FormatInt(j.ID, 10)
+	for {
+		var page openai.ListBatchResponse
+		_, err := r.retry.Do(ctx, 0, func(ctx context.Context) (err error) {
+			page, err = r.api.ListBatch(ctx, after, &limit)
+			return err
+		})
+		if err != nil {
+			return b, false, fmt.Errorf("batch job %d: its batch may exist at OpenAI (the answer to its creation was lost) and the list of batches cannot be read, so none is created (that could pay twice for its papers); run again later: %w", j.ID, err)
 		}
+		for _, b := range page.Data {
+			if v, _ := b.Metadata["paperpipe_job"].(string); v == tag && b.InputFileID == j.InputFileID {
+				return b, true, nil
+			}
+		}
+		if !page.HasMore || len(page.Data) == 0 || int64(page.Data[len(page.Data)-1].CreatedAt) < oldest {
+			return b, false, nil
+		}
+		after = &page.Data[len(page.Data)-1].ID
 	}
-	return openai.Batch{}, false
 }
 
 // closeUnsent closes job j, found with nothing to upload (every paper of it changed or was

@@ -23,8 +23,9 @@
 //
 // The one window a crash can still cost money in is between OpenAI creating a batch and the
 // job row recording its id (one round trip). Batches carry metadata paperpipe_job=<job id>;
-// when it resumes such a job the Runner looks for a batch with that tag (GET /v1/batches)
-// before creating another.
+// when it resumes such a job the Runner looks for a batch with that tag (GET /v1/batches,
+// paging back to the job's creation, transient errors retried) before creating another, and
+// creates none when the list cannot be read: the job stays open for a later run.
 //
 // The package imports neither summarize nor embed: the prompt, the validation of answers and
 // the text embedded come in as functions of Config, wired by cmd/paperpipe.

@@ -1,0 +1,109 @@
+package batch_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/paperpipe/paperpipe/batch"
+	"github.com/paperpipe/paperpipe/store"
+)
+
+// lostCreate passes requests to the fake API, but loses the answer of the first POST
+// /v1/batches after the fake created the batch (the one round trip a crash or a dropped
+// connection can cost money in), and answers the first listFails calls of GET /v1/batches
+// with listStatus. It counts the batches created and the list calls.
+type lostCreate struct {
+	creates, lists, listFails atomic.Int32
+	listStatus                int
+	lost                      atomic.Bool
+}
+
+func (l *lostCreate) hook(b *bundle) func(w http.ResponseWriter, r *http.Request) bool {
+	return func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path != "/v1/batches" {
+			return false
+		}
+		switch r.Method {
+		case http.MethodPost:
+			l.creates.Add(1)
+			if l.lost.CompareAndSwap(false, true) {
+				b.fake.Handler().ServeHTTP(httptest.NewRecorder(), r)
+				http.Error(w, `{"error":{"message":"bad gateway","type":"server_error"}}`, http.StatusBadGateway)
+				return true
+			}
+		case http.MethodGet:
+			l.lists.Add(1)
+			if l.listFails.Add(-1) >= 0 {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(l.listStatus)
+				w.Write([]byte(`{"error":{"message":"listing failed","type":"server_error"}}`))
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// runTwice runs a TL;DR Runner through l twice: the first run loses its create answer; the
+// second resumes the job. It returns the second run's report and error.
+func (l *lostCreate) runTwice(t *testing.T, b *bundle) (batch.Report, error) {
+	t.Helper()
+	ctx := context.Background()
+	url := proxy(t, b.fake, l.hook(b))
+	if _, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = url }).Run(ctx, store.Selection{}); err == nil {
+		t.Fatal("first run: no error, want the lost create answer's")
+	}
+	return b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = url }).Run(ctx, store.Selection{})
+}
+
+// The resumed run finds the batch whose create answer was lost in OpenAI's list (retrying a
+// list call that failed transiently) and collects it: one batch, paid once.
+func TestLostCreateAnswerIsFoundInTheListAndPaidOnce(t *testing.T) {
+	t.Parallel()
+	for _, fails := range []int32{0, 2} {
+		b := setup(t, 4)
+		l := &lostCreate{listStatus: http.StatusServiceUnavailable}
+		l.listFails.Store(fails)
+		rep, err := l.runTwice(t, b)
+		if err != nil {
+			t.Fatalf("%d failed list calls: second run: %v", fails, err)
+		}
+		if got := l.creates.Load(); got != 1 {
+			t.Errorf("%d failed list calls: %d batches created for one job, want 1", fails, got)
+		}
+		if s := b.fake.Stats(); s.ChatDelivered != 4 {
+			t.Errorf("%d failed list calls: API delivered (billed) %d chat completions for 4 papers, want 4", fails, s.ChatDelivered)
+		}
+		if tl, _ := b.counts(t); tl != 4 || rep.Done != 1 {
+			t.Errorf("%d failed list calls: %d TL;DRs stored, report %+v; want 4 and the job done", fails, tl, rep)
+		}
+	}
+}
+
+// A list of batches that cannot be read (here an API that does not serve it) is no proof
+// that the job's batch does not exist: the resumed run creates no second batch, says why,
+// and leaves the job open for a later run.
+func TestUnreadableBatchListCreatesNoSecondBatch(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 4)
+	l := &lostCreate{listStatus: http.StatusNotFound}
+	l.listFails.Store(1 << 20)
+	_, err := l.runTwice(t, b)
+	if err == nil || !strings.Contains(err.Error(), "may exist") {
+		t.Errorf("second run: %v, want an error saying the job's batch may exist", err)
+	}
+	if got := l.creates.Load(); got != 1 {
+		t.Errorf("%d batches created for one job, want 1", got)
+	}
+	jobs, err := b.st.BatchJobs(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 1 || jobs[0].Status != store.BatchPreparing {
+		t.Errorf("jobs %+v, want the one job still preparing", jobs)
+	}
+}
