@@ -759,9 +759,10 @@ func (r *Runner) collect(ctx context.Context, j store.BatchJob, status string) (
 	}
 	usage := paper.Usage{Model: j.Model, Kind: kind}
 	stored, rejected := 0, 0
+	seen := map[string]bool{} // custom_ids read: a line repeated in a file is used once
 	if j.OutputFileID != "" {
-		err := r.readLines(ctx, j.ID, j.OutputFileID, func(lines []resultLine) error {
-			s, rej, u, err := r.store(ctx, j, lines)
+		bad, err := r.readLines(ctx, j.ID, j.OutputFileID, func(lines []resultLine) error {
+			s, rej, u, err := r.store(ctx, j, lines, seen)
 			stored += s
 			rejected += rej
 			usage.Requests += u.Requests
@@ -769,13 +770,18 @@ func (r *Runner) collect(ctx context.Context, j store.BatchJob, status string) (
 			usage.OutputTokens += u.OutputTokens
 			return err
 		})
+		rejected += bad
 		if err != nil {
 			return j, fmt.Errorf("batch job %d: output file %s: %w", j.ID, j.OutputFileID, err)
 		}
 	}
 	if j.ErrorFileID != "" {
-		err := r.readLines(ctx, j.ID, j.ErrorFileID, func(lines []resultLine) error {
+		bad, err := r.readLines(ctx, j.ID, j.ErrorFileID, func(lines []resultLine) error {
 			for _, l := range lines {
+				if seen[l.CustomID] {
+					continue
+				}
+				seen[l.CustomID] = true
 				rejected++
 				msg := ""
 				if l.Error != nil {
@@ -787,6 +793,7 @@ func (r *Runner) collect(ctx context.Context, j store.BatchJob, status string) (
 			}
 			return nil
 		})
+		rejected += bad
 		if err != nil {
 			return j, fmt.Errorf("batch job %d: error file %s: %w", j.ID, j.ErrorFileID, err)
 		}
@@ -811,19 +818,21 @@ func (r *Runner) collect(ctx context.Context, j store.BatchJob, status string) (
 }
 
 // readLines downloads file fileID of job jobID to a temporary file, then streams its JSON
-// lines to fn in chunks of collectChunk.
-func (r *Runner) readLines(ctx context.Context, jobID int64, fileID string, fn func([]resultLine) error) error {
+// lines to fn in chunks of collectChunk. A line that is not JSON is logged with the file and
+// its number, counted in malformed and left out; only the download, reading the file and fn
+// fail the call.
+func (r *Runner) readLines(ctx context.Context, jobID int64, fileID string, fn func([]resultLine) error) (malformed int, err error) {
 	f, err := os.CreateTemp(r.cfg.TempDir, fmt.Sprintf("paperpipe-batch-%d-result-*.jsonl", jobID))
 	if err != nil {
-		return fmt.Errorf("download: %w", err)
+		return 0, fmt.Errorf("download: %w", err)
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
 	if err := r.download(ctx, fileID, f); err != nil {
-		return fmt.Errorf("download: %w", err)
+		return 0, fmt.Errorf("download: %w", err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("read: %w", err)
+		return 0, fmt.Errorf("read: %w", err)
 	}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
@@ -837,23 +846,25 @@ func (r *Runner) readLines(ctx context.Context, jobID int64, fileID string, fn f
 		}
 		var l resultLine
 		if err := json.Unmarshal(raw, &l); err != nil {
-			return fmt.Errorf("line %d: %w", n, err)
+			malformed++
+			r.log.WarnContext(ctx, "batch result line not readable: left out", "job", jobID, "file", fileID, "line", n, "err", err)
+			continue
 		}
 		chunk = append(chunk, l)
 		if len(chunk) == collectChunk {
 			if err := fn(chunk); err != nil {
-				return err
+				return malformed, err
 			}
 			chunk = chunk[:0]
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read: %w", err)
+		return malformed, fmt.Errorf("read: %w", err)
 	}
 	if len(chunk) > 0 {
-		return fn(chunk)
+		return malformed, fn(chunk)
 	}
-	return nil
+	return malformed, nil
 }
 
 // download writes the content of file fileID to f. Each attempt reads the whole body under
@@ -903,8 +914,9 @@ func (p progressReader) Read(b []byte) (int, error) {
 }
 
 // store validates and saves one chunk of output lines; it returns how many results were
-// stored, how many lines were unusable, and the usage of the delivered requests.
-func (r *Runner) store(ctx context.Context, j store.BatchJob, lines []resultLine) (stored, rejected int, usage paper.Usage, err error) {
+// stored, how many lines were unusable, and the usage of the delivered requests. A line whose
+// custom_id is in seen (read before in the job's files) is left out, and the others' are added.
+func (r *Runner) store(ctx context.Context, j store.BatchJob, lines []resultLine, seen map[string]bool) (stored, rejected int, usage paper.Usage, err error) {
 	ids := make([]string, 0, len(lines))
 	for _, l := range lines {
 		if id, _, _, ok := parseCustomID(l.CustomID); ok {
@@ -924,6 +936,11 @@ func (r *Runner) store(ctx context.Context, j store.BatchJob, lines []resultLine
 		r.log.WarnContext(ctx, "batch answer not used", "job", j.ID, "custom_id", l.CustomID, "reason", why)
 	}
 	for _, l := range lines {
+		if seen[l.CustomID] {
+			r.log.WarnContext(ctx, "batch answer repeated in the output: used once", "job", j.ID, "custom_id", l.CustomID)
+			continue
+		}
+		seen[l.CustomID] = true
 		id, hash, kind, ok := parseCustomID(l.CustomID)
 		it, known := items[id]
 		switch {
@@ -979,21 +996,46 @@ func (r *Runner) store(ctx context.Context, j store.BatchJob, lines []resultLine
 	}
 	// Saved even when ctx ended meanwhile: the answers are paid for.
 	sctx := context.WithoutCancel(ctx)
-	if len(sums) > 0 {
-		n, err := r.cfg.Store.SaveSummaries(sctx, sums)
-		if err != nil {
-			return stored, rejected, usage, err
-		}
-		stored += n
+	refused := func(id string, err error) {
+		rejected++
+		r.log.WarnContext(ctx, "batch answer refused by the store", "job", j.ID, "paper", id, "err", err)
 	}
-	if len(embs) > 0 {
-		n, err := r.cfg.Store.SaveEmbeddings(sctx, j.SpaceID, embs)
-		if err != nil {
-			return stored, rejected, usage, err
-		}
-		stored += n
+	n, err := saveEach(sums, func(s []paper.Summary) (int, error) { return r.cfg.Store.SaveSummaries(sctx, s) },
+		func(s paper.Summary, err error) { refused(s.PaperID, err) })
+	stored += n
+	if err != nil {
+		return stored, rejected, usage, err
 	}
-	return stored, rejected, usage, nil
+	n, err = saveEach(embs, func(e []paper.Embedding) (int, error) { return r.cfg.Store.SaveEmbeddings(sctx, j.SpaceID, e) },
+		func(e paper.Embedding, err error) { refused(e.PaperID, err) })
+	stored += n
+	return stored, rejected, usage, err
+}
+
+// saveEach saves recs in one call of save; when the store refuses it for a record it cannot
+// hold (paper.ErrInvalid: a zero vector, a value beyond a halfvec space's range, text
+// PostgreSQL cannot store; paper.ErrSpaceMismatch), it saves them one by one, passing each one
+// refused so to refuse, as the worker rejects such a paper, so that the others are stored.
+func saveEach[T any](recs []T, save func([]T) (int, error), refuse func(T, error)) (int, error) {
+	if len(recs) == 0 {
+		return 0, nil
+	}
+	n, err := save(recs)
+	if !errors.Is(err, paper.ErrInvalid) && !errors.Is(err, paper.ErrSpaceMismatch) {
+		return n, err
+	}
+	n = 0
+	for _, rec := range recs {
+		k, err := save([]T{rec})
+		switch {
+		case errors.Is(err, paper.ErrInvalid) || errors.Is(err, paper.ErrSpaceMismatch):
+			refuse(rec, err)
+		case err != nil:
+			return n, err
+		}
+		n += k
+	}
+	return n, nil
 }
 
 func finite(v []float32) bool {

@@ -1,0 +1,128 @@
+package batch_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/batch"
+	"github.com/paperpipe/paperpipe/store"
+)
+
+// editOutput passes requests to the fake API, and the body of a batch output file (the one
+// whose lines answered 200) through edit, line by line.
+func editOutput(b *bundle, edit func(lines [][]byte) [][]byte) func(w http.ResponseWriter, r *http.Request) bool {
+	return func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/content") {
+			return false
+		}
+		rec := httptest.NewRecorder()
+		b.fake.Handler().ServeHTTP(rec, r)
+		body := rec.Body.Bytes()
+		if rec.Code == http.StatusOK && bytes.Contains(body, []byte(`"status_code":200`)) {
+			lines := bytes.Split(bytes.TrimSpace(body), []byte("\n"))
+			body = append(bytes.Join(edit(lines), []byte("\n")), '\n')
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(body)
+		return true
+	}
+}
+
+// zeroFirstVector makes the vector of an embedding output's first line all zeros.
+func zeroFirstVector(t *testing.T) func(lines [][]byte) [][]byte {
+	return func(lines [][]byte) [][]byte {
+		var l map[string]any
+		if err := json.Unmarshal(lines[0], &l); err != nil {
+			t.Fatal(err)
+		}
+		body := l["response"].(map[string]any)["body"].(map[string]any)
+		vec := body["data"].([]any)[0].(map[string]any)["embedding"].([]any)
+		for i := range vec {
+			vec[i] = 0.0
+		}
+		lines[0], _ = json.Marshal(l)
+		return lines
+	}
+}
+
+// checkClosed fails unless every batch job is closed done.
+func (b *bundle) checkClosed(t *testing.T) {
+	t.Helper()
+	jobs, err := b.st.BatchJobs(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range jobs {
+		if j.Status != store.BatchDone {
+			t.Errorf("job %d is %s, want done", j.ID, j.Status)
+		}
+	}
+}
+
+// A vector the store refuses (the zero vector, which passes the Runner's checks of dimensions
+// and NaN/Inf; likewise a value beyond ±65504 in a halfvec space) is rejected like the worker
+// rejects its paper: the other answers of its chunk are stored and the job is closed. It
+// failed the chunk and the job's collection at every run, its papers excluded from all work.
+func TestVectorTheStoreRefusesIsRejectedAndTheOthersStored(t *testing.T) {
+	t.Parallel()
+	const n = 5
+	b := setup(t, n)
+	url := proxy(t, b.fake, editOutput(b, zeroFirstVector(t)))
+	rep, err := b.runner(t, func(c *batch.Config) { c.Chat = nil; c.BaseURL = url }).Run(context.Background(), store.Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, v := b.counts(t); v != n-1 || rep.Vectors != n-1 || rep.Rejected != 1 || rep.Done != 1 {
+		t.Errorf("%d vectors stored, report %+v; want %d stored, 1 rejected, the job done", v, rep, n-1)
+	}
+	b.checkClosed(t)
+}
+
+// A line of an output file that is not JSON is counted rejected and the others are used; it
+// failed the job's collection at every run.
+func TestMalformedOutputLineIsRejectedAndTheOthersStored(t *testing.T) {
+	t.Parallel()
+	const n = 5
+	b := setup(t, n)
+	url := proxy(t, b.fake, editOutput(b, func(lines [][]byte) [][]byte {
+		return append([][]byte{[]byte(`{"id":"batch_req_x","custom_id":"arxiv:2401.00000@`)}, lines...)
+	}))
+	rep, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = url }).Run(context.Background(), store.Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tl, _ := b.counts(t); tl != n || rep.TLDRs != n || rep.Rejected != 1 || rep.Done != 1 {
+		t.Errorf("%d TL;DRs stored, report %+v; want %d stored, 1 rejected, the job done", tl, rep, n)
+	}
+	b.checkClosed(t)
+}
+
+// An answer repeated in an output file is used once: stored, reported and billed once.
+func TestRepeatedOutputLineIsUsedOnce(t *testing.T) {
+	t.Parallel()
+	const n = 3
+	b := setup(t, n)
+	url := proxy(t, b.fake, editOutput(b, func(lines [][]byte) [][]byte { return append(lines, lines[0]) }))
+	rep, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = url }).Run(context.Background(), store.Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.TLDRs != n || rep.Rejected != 0 {
+		t.Errorf("report %+v, want %d TL;DRs and none rejected", rep, n)
+	}
+	usage, err := b.st.Usage(context.Background(), time.Now().Add(-24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range usage {
+		if u.Requests != n {
+			t.Errorf("usage %s/%s: %d requests, want %d", u.Model, u.Kind, u.Requests, n)
+		}
+	}
+}
