@@ -702,7 +702,13 @@ func (r *Runner) poll(ctx context.Context, j store.BatchJob) (store.BatchJob, er
 	case "failed", "expired", "cancelled":
 		status = store.BatchFailed
 	default:
-		return j, r.cfg.Store.UpdateBatchJob(ctx, j)
+		err := r.cfg.Store.UpdateBatchJob(ctx, j)
+		if errors.Is(err, paper.ErrNotFound) {
+			// Another Runner closed the job after this look at its batch: nothing to do here.
+			r.log.DebugContext(ctx, "batch job closed by another run", "job", j.ID)
+			return j, nil
+		}
+		return j, err
 	}
 	// One Runner collects a job: another one's Wait polling the same job skips it while it is
 	// locked, and finds it closed afterwards (its results would be downloaded, stored and

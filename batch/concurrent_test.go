@@ -2,6 +2,7 @@ package batch_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -239,5 +240,47 @@ func TestTwoRunnersWaitingOnOneJobCollectItOnce(t *testing.T) {
 	}
 	if tl, _ := b.counts(t); tl != n {
 		t.Errorf("stored %d TL;DRs, want %d", tl, n)
+	}
+}
+
+// Two Runners waiting on one job: B looks at the batch and sees it in progress, A then collects
+// the completed batch and closes the job, and B saves what it saw. The job is closed elsewhere:
+// B's Wait ends without an error (it failed with "no open job with this id").
+func TestStalePollOfAJobAnotherRunnerClosedIsNoError(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 3)
+	a := b.runner(t, func(c *batch.Config) { c.Embed = nil })
+	if _, err := a.Submit(ctx, store.Selection{}); err != nil {
+		t.Fatal(err)
+	}
+	var once atomic.Bool
+	url := proxy(t, b.fake, func(w http.ResponseWriter, r *http.Request) bool {
+		if !isPoll(r) || !once.CompareAndSwap(false, true) {
+			return false
+		}
+		// What B sees: the batch in progress, a moment before it completed.
+		rec := httptest.NewRecorder()
+		b.fake.Handler().ServeHTTP(rec, r)
+		var obj map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &obj); err != nil {
+			t.Error(err)
+		}
+		obj["status"] = "in_progress"
+		delete(obj, "output_file_id")
+		// Meanwhile A collects the batch and closes the job.
+		if rep, err := a.Wait(ctx); err != nil || rep.Done != 1 {
+			t.Errorf("A's Wait: %+v, %v; want the job done", rep, err)
+		}
+		body, _ := json.Marshal(obj)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+		return true
+	})
+	if _, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = url }).Wait(ctx); err != nil {
+		t.Errorf("B's Wait: %v; want nil (A collected the job)", err)
+	}
+	if tl, _ := b.counts(t); tl != 3 {
+		t.Errorf("%d TL;DRs stored, want 3", tl)
 	}
 }
