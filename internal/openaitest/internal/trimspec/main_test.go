@@ -26,7 +26,7 @@ paths:
   /files: {post: {operationId: f}}
   /files/{file_id}: {get: {operationId: g}}
   /files/{file_id}/content: {get: {operationId: h}}
-  /batches: {post: {operationId: b}}
+  /batches: {post: {operationId: b}, get: {operationId: l}}
   /batches/{batch_id}: {get: {operationId: i}}
 components:
   responses:
