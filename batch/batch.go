@@ -200,6 +200,9 @@ type Report struct {
 	Vectors   int `json:"vectors"`   // embeddings stored
 	Rejected  int `json:"rejected"`  // answers that failed or were unusable (their papers stay stale)
 	Skipped   int `json:"skipped"`   // papers left out of a job's upload: their text changed after the job was recorded (they stay stale, for a new job)
+	// Failures says, for each job whose batch failed, expired or was cancelled at OpenAI, why:
+	// the job, the batch, its status and OpenAI's errors (such as token_limit_exceeded).
+	Failures []string `json:"failures,omitempty"`
 }
 
 // Runner runs re-processing work through the Batch API. It is not safe for concurrent use;
@@ -216,8 +219,9 @@ type Runner struct {
 	log   *slog.Logger
 
 	report  Report
-	created map[int64]bool // jobs created (not resumed) by this Runner
-	stall   time.Duration  // downloadStall, shorter in tests
+	created map[int64]bool      // jobs created (not resumed) by this Runner
+	broken  map[int64]*JobError // jobs whose step failed in this Runner, left alone from then on
+	stall   time.Duration       // downloadStall, shorter in tests
 }
 
 // New returns a Runner, or an error naming the Config field that is wrong. It makes no request.
@@ -238,6 +242,7 @@ func New(cfg Config) (*Runner, error) {
 		retry:   llm.Retrier{Logger: cfg.Logger, Timeout: 5 * time.Minute, Limiter: cfg.Limiter, APIKey: cfg.APIKey},
 		log:     cfg.Logger,
 		created: map[int64]bool{},
+		broken:  map[int64]*JobError{},
 		stall:   downloadStall,
 	}, nil
 }
@@ -270,10 +275,58 @@ func (r *Runner) openJobs(ctx context.Context) ([]store.BatchJob, error) {
 	return jobs, nil
 }
 
-// Run submits the work and waits for it: Submit, then Wait.
+// JobError is the failure of one job's step (its upload, the creation or lookup of its batch,
+// a look at it, the collection of its results), after the retries of transient errors. It
+// ends that job's work in the Runner, not the other jobs'; the job stays open, so a later run
+// tries again, and its papers stay out of other work until it is closed.
+type JobError struct {
+	Job int64 // the job's id in the ledger
+	Err error
+}
+
+func (e *JobError) Error() string {
+	msg := e.Err.Error()
+	if prefix := fmt.Sprintf("batch job %d: ", e.Job); !strings.HasPrefix(msg, prefix) {
+		msg = prefix + msg
+	}
+	return msg
+}
+
+func (e *JobError) Unwrap() error { return e.Err }
+
+// failJob records err as the failure of job j in this Runner, which leaves the job alone from
+// then on, and returns nil; when ctx ended, it returns err: the run is over.
+func (r *Runner) failJob(ctx context.Context, j store.BatchJob, err error) error {
+	if ctx.Err() != nil {
+		return err
+	}
+	je := &JobError{Job: j.ID, Err: err}
+	r.broken[j.ID] = je
+	r.log.ErrorContext(ctx, "batch job failed in this run; the other jobs go on", "job", j.ID, "err", je.Err)
+	return nil
+}
+
+// jobErrors joins the failures of the jobs that failed in this Runner, by job id; nil when none.
+func (r *Runner) jobErrors() error {
+	ids := make([]int64, 0, len(r.broken))
+	for id := range r.broken {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	errs := make([]error, len(ids))
+	for i, id := range ids {
+		errs[i] = r.broken[id]
+	}
+	return errors.Join(errs...)
+}
+
+// Run submits the work and waits for it: Submit, then Wait. Jobs that failed in Submit do not
+// stop the Wait for the others; their errors are returned with Wait's.
 func (r *Runner) Run(ctx context.Context, sel store.Selection) (Report, error) {
 	if _, err := r.Submit(ctx, sel); err != nil {
-		return r.report, err
+		if je := (*JobError)(nil); !errors.As(err, &je) {
+			return r.report, err
+		}
 	}
 	return r.Wait(ctx)
 }
@@ -281,7 +334,8 @@ func (r *Runner) Run(ctx context.Context, sel store.Selection) (Report, error) {
 // Submit finishes the submission of open jobs left by an earlier run (upload, create; a job
 // another live Runner is preparing is left to it), then creates jobs for the papers of sel
 // that are stale for the Runner's target and not in an open job, and submits them. sel.Work
-// is set from the Runner's Config.
+// is set from the Runner's Config. A job whose submission fails does not stop the others: the
+// failures are returned at the end, joined, each a *JobError.
 func (r *Runner) Submit(ctx context.Context, sel store.Selection) (Report, error) {
 	open, err := r.openJobs(ctx)
 	if err != nil {
@@ -293,9 +347,11 @@ func (r *Runner) Submit(ctx context.Context, sel store.Selection) (Report, error
 		}
 		r.report.Resumed++
 		r.log.InfoContext(ctx, "resuming batch job", "job", j.ID, "kind", j.Kind, "status", j.Status, "openai_batch", j.OpenAIID)
-		if j.Status == store.BatchPreparing {
+		if j.Status == store.BatchPreparing && r.broken[j.ID] == nil {
 			if _, err := r.resume(ctx, j); err != nil {
-				return r.report, err
+				if err := r.failJob(ctx, j, err); err != nil {
+					return r.report, err
+				}
 			}
 		}
 	}
@@ -332,7 +388,7 @@ func (r *Runner) Submit(ctx context.Context, sel store.Selection) (Report, error
 			return r.report, err
 		}
 	}
-	return r.report, nil
+	return r.report, r.jobErrors()
 }
 
 // pendingJob gathers the items of the next job of one kind.
@@ -389,8 +445,10 @@ func (r *Runner) flush(ctx context.Context, p *pendingJob) error {
 	r.created[j.ID] = true
 	r.report.Submitted++
 	r.report.Requests += j.Total
-	_, err = r.submit(ctx, j, false)
-	return err
+	if _, err = r.submit(ctx, j, false); err != nil {
+		return r.failJob(ctx, j, err)
+	}
+	return nil
 }
 
 // resume finishes the submission of job j, found preparing, that this Runner did not create.
@@ -632,8 +690,10 @@ func uploadTimeout(base time.Duration, size int64, rate int) time.Duration {
 }
 
 // Wait polls the open jobs of the Runner's targets until every one is closed, collecting the
-// results of each as it completes. It returns when none is open, or with ctx.Err() when ctx
-// ends: the jobs stay open in the store, and a later Wait resumes them.
+// results of each as it completes. It returns when none is open but those that failed in this
+// Runner, with their failures (each a *JobError, joined; one job's failure does not stop the
+// others' collection), or with ctx.Err() when ctx ends: the jobs stay open in the store, and a
+// later Wait resumes them.
 func (r *Runner) Wait(ctx context.Context) (Report, error) {
 	delay := r.cfg.PollInterval
 	for {
@@ -641,13 +701,17 @@ func (r *Runner) Wait(ctx context.Context) (Report, error) {
 		if err != nil {
 			return r.report, err
 		}
+		jobs = slices.DeleteFunc(jobs, func(j store.BatchJob) bool { return r.broken[j.ID] != nil })
 		if len(jobs) == 0 {
-			return r.report, nil
+			return r.report, r.jobErrors()
 		}
 		for i, j := range jobs {
 			if !r.created[j.ID] && j.Status == store.BatchPreparing {
 				if j, err = r.resume(ctx, j); err != nil {
-					return r.report, err
+					if err := r.failJob(ctx, j, err); err != nil {
+						return r.report, err
+					}
+					continue
 				}
 				jobs[i] = j
 			}
@@ -655,14 +719,16 @@ func (r *Runner) Wait(ctx context.Context) (Report, error) {
 				continue
 			}
 			if jobs[i], err = r.poll(ctx, j); err != nil {
-				return r.report, err
+				if err := r.failJob(ctx, j, err); err != nil {
+					return r.report, err
+				}
 			}
 		}
 		if r.cfg.Progress != nil {
 			r.cfg.Progress(jobs, r.report)
 		}
 		if !slices.ContainsFunc(jobs, func(j store.BatchJob) bool {
-			return j.Status == store.BatchPreparing || j.Status == store.BatchSubmitted
+			return r.broken[j.ID] == nil && (j.Status == store.BatchPreparing || j.Status == store.BatchSubmitted)
 		}) {
 			continue // every job seen is closed now: list again at once (none open: done)
 		}
@@ -725,19 +791,30 @@ func (r *Runner) poll(ctx context.Context, j store.BatchJob) (store.BatchJob, er
 	if cur.Status != store.BatchSubmitted {
 		return cur, nil
 	}
-	if status == store.BatchFailed {
-		if b.Errors != nil {
-			for _, e := range b.Errors.Data {
-				line := 0
-				if e.Line != nil {
-					line = *e.Line
-				}
-				r.log.WarnContext(ctx, "batch error", "job", j.ID, "openai_batch", j.OpenAIID, "code", e.Code, "line", line, "message", e.Message)
-			}
-		}
-		r.log.WarnContext(ctx, "batch ended without completing", "job", j.ID, "openai_batch", j.OpenAIID, "status", b.Status)
+	if status != store.BatchFailed {
+		return r.collect(ctx, j, status)
 	}
-	return r.collect(ctx, j, status)
+	why := fmt.Sprintf("batch job %d: OpenAI batch %s %s", j.ID, j.OpenAIID, b.Status)
+	if b.Errors != nil {
+		for i, e := range b.Errors.Data {
+			line := 0
+			if e.Line != nil {
+				line = *e.Line
+			}
+			r.log.WarnContext(ctx, "batch error", "job", j.ID, "openai_batch", j.OpenAIID, "code", e.Code, "line", line, "message", e.Message)
+			sep := "; "
+			if i == 0 {
+				sep = ": "
+			}
+			why += sep + e.Code + ": " + e.Message
+		}
+	}
+	r.log.WarnContext(ctx, "batch ended without completing", "job", j.ID, "openai_batch", j.OpenAIID, "status", b.Status)
+	j, err = r.collect(ctx, j, status)
+	if err == nil {
+		r.report.Failures = append(r.report.Failures, why)
+	}
+	return j, err
 }
 
 // resultLine is one line of a batch output or error file.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -389,7 +390,7 @@ func TestResumedJobWithNothingLeftToUploadIsClosed(t *testing.T) {
 		t.Errorf("%d jobs still open: %+v", len(jobs), jobs)
 	}
 	rep, err = b.runner(t, func(c *batch.Config) { c.Embed = nil }).Run(ctx, store.Selection{})
-	if err != nil || rep != (batch.Report{}) {
+	if err != nil || !reflect.DeepEqual(rep, batch.Report{}) {
 		t.Errorf("later run = %+v, %v; want nothing to do", rep, err)
 	}
 	if s := b.fake.Stats(); s.ChatDelivered != 1 {

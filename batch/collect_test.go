@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/paperpipe/paperpipe/batch"
 	"github.com/paperpipe/paperpipe/store"
+	"github.com/paperpipe/paperpipe/summarize"
 )
 
 // editOutput passes requests to the fake API, and the body of a batch output file (the one
@@ -124,5 +127,46 @@ func TestRepeatedOutputLineIsUsedOnce(t *testing.T) {
 		if u.Requests != n {
 			t.Errorf("usage %s/%s: %d requests, want %d", u.Model, u.Kind, u.Requests, n)
 		}
+	}
+}
+
+// A job whose results cannot be downloaded (here its output file is gone: OpenAI's files
+// expire) fails, with an error naming it, without stopping the collection of the other jobs
+// of the run; it stays open (its batch may have run and been paid).
+func TestJobThatCannotBeCollectedDoesNotStopTheOthers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const n = 3
+	b := setup(t, n)
+	url := proxy(t, b.fake, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/content") {
+			return false
+		}
+		rec := httptest.NewRecorder()
+		b.fake.Handler().ServeHTTP(rec, r)
+		if bytes.Contains(rec.Body.Bytes(), []byte(`"chat.completion"`)) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			w.Write([]byte(`{"error":{"message":"No such File object","type":"invalid_request_error","param":"id","code":null}}`))
+			return true
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
+		return true
+	})
+	rep, runErr := b.runner(t, func(c *batch.Config) { c.BaseURL = url }).Run(ctx, store.Selection{})
+	if tl, v := b.counts(t); tl != 0 || v != n || rep.Done != 1 {
+		t.Errorf("%d TL;DRs and %d vectors stored, report %+v; want the embedding job collected (%d vectors, done)", tl, v, rep, n)
+	}
+	var je *batch.JobError
+	if !errors.As(runErr, &je) {
+		t.Fatalf("Run: %v, want a *batch.JobError", runErr)
+	}
+	jobs, err := b.st.BatchJobs(ctx, store.BatchTarget("chat", chatModel, summarize.PromptVersion, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 1 || jobs[0].ID != je.Job || !strings.Contains(runErr.Error(), fmt.Sprintf("batch job %d:", je.Job)) {
+		t.Errorf("open chat jobs %+v, error %q; want the failed job open and named", jobs, runErr)
 	}
 }

@@ -27,6 +27,13 @@
 // paging back to the job's creation, transient errors retried) before creating another, and
 // creates none when the list cannot be read: the job stays open for a later run.
 //
+// One job's failure in a run (its upload, the look-up or a look at its batch, the collection of
+// its results, after the retries of transient errors) does not stop the other jobs: Submit, Wait
+// and Run return the failures at the end as *JobError values, and the job stays open for a later
+// run. A job is never closed because its batch or file answers 404 (another API key's batch
+// does too, and it may have run and been billed): cmd/paperpipe's `batches abandon` does that.
+// An answer the store refuses or an unreadable output line is rejected and the others stored.
+//
 // The package imports neither summarize nor embed: the prompt, the validation of answers and
 // the text embedded come in as functions of Config, wired by cmd/paperpipe.
 package batch

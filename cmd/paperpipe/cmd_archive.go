@@ -66,7 +66,7 @@ func cmdReprocess(ctx context.Context, c *config, args []string) error {
 	fs.StringVar(&since, "since", "", "consider only papers stored or changed since `DATE` (2006-01-02 or RFC 3339)")
 	fs.StringVar(&o.idsFile, "ids", "", "consider only the papers listed in `FILE` (one id per line; - for stdin)")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "print papers, requests, estimated tokens and cost, and spend nothing")
-	fs.BoolVar(&o.batchAPI, "batch-api", false, "send the work through OpenAI's Batch API (half price, results within 24h; resumable)")
+	fs.BoolVar(&o.batchAPI, "batch-api", false, "send the work through OpenAI's Batch API (half price, results within 24h; resumable; exits 1 when a batch failed or answers were rejected; `paperpipe batches` lists the open jobs)")
 	fs.BoolVar(&o.wait, "wait", true, "with --batch-api: wait for the batches and store their results (false: submit and exit; run again to collect)")
 	fs.Float64Var(&o.uploadMbit, "batch-upload-mbit", 1, "with --batch-api: the slowest uplink, in `Mbit/s`, an input file's upload waits for (an attempt may take 5 minutes plus the file's time at this rate)")
 	fs.BoolVar(&o.tldrOnly, "tldr-only", false, "write TL;DRs only")
@@ -264,6 +264,17 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 		return res, fmt.Errorf("%s left out, too large for the queue (see the messages above): they stay stale: %w",
 			plural(res.LeftOut, "paper", "papers"), errDeadLettered)
 	}
+	if b := res.Batch; b != nil && (len(b.Failures) > 0 || b.Rejected > 0) {
+		var what []string
+		if n := len(b.Failures); n > 0 {
+			what = append(what, plural(n, "batch", "batches")+" failed at OpenAI")
+		}
+		if n := b.Rejected; n > 0 {
+			what = append(what, plural(n, "answer", "answers")+" rejected")
+		}
+		return res, fmt.Errorf("%s (see the messages above): their papers stay stale for the next run: %w",
+			strings.Join(what, " and "), errDeadLettered)
+	}
 	return res, nil
 }
 
@@ -351,6 +362,9 @@ func finishSpace(ctx context.Context, st *store.Store, space paper.Space, sel st
 	}
 	if n := res.LeftOut; n > 0 {
 		why = append(why, fmt.Sprintf("%d left out, too large for the queue", n))
+	}
+	if res.Batch != nil && len(res.Batch.Failures) > 0 {
+		why = append(why, fmt.Sprintf("%s failed at OpenAI (see above; their papers stay stale for the next run)", plural(len(res.Batch.Failures), "Batch API batch", "Batch API batches")))
 	}
 	if res.Batch != nil && res.Batch.Rejected > 0 {
 		why = append(why, fmt.Sprintf("%d Batch API answers rejected (they stay stale for the next run)", res.Batch.Rejected))
@@ -750,13 +764,20 @@ func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.S
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted; the batches keep running at OpenAI: run the same command again to collect them: %w", ctx.Err())
 	}
-	if err != nil {
+	// A job that failed in the run (*batch.JobError) did not stop the others: they are reported.
+	if je := (*batch.JobError)(nil); err != nil && !errors.As(err, &je) {
 		return err
 	}
 	fmt.Fprintf(errw, "reprocess: Batch API: %d batches submitted (%d requests), %d resumed, %d done, %d failed; %d TL;DRs and %d embeddings stored, %d answers rejected\n",
 		rep.Submitted, rep.Requests, rep.Resumed, rep.Done, rep.Failed, rep.TLDRs, rep.Vectors, rep.Rejected)
+	for _, f := range rep.Failures {
+		fmt.Fprintf(errw, "reprocess: %s\n", f)
+	}
 	if rep.Skipped > 0 {
 		fmt.Fprintf(errw, "reprocess: %d papers left out of their batch's upload (a new or a resumed one): their text changed after the batch was recorded (they stay stale for a new one)\n", rep.Skipped)
+	}
+	if err != nil {
+		return withBatchesHint(err)
 	}
 	if !o.wait && rep.Submitted+rep.Resumed > 0 {
 		fmt.Fprintln(errw, "reprocess: the batches finish within 24 hours; run the same command again without --wait=false to wait for them and store their results")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -93,7 +94,10 @@ func TestReprocessBatchAPISendsDimensionsAsTheSettingSays(t *testing.T) {
 		e := newArchiveEnv(t, openaitest.Config{})
 		e.seed(t, 3)
 		cfg := e.cfg(func(c *config) { c.EmbedModel, c.EmbedDims, c.EmbedSendDims = tc.model, 512, tc.mode })
-		res, _ := e.reprocess(t, t.Context(), cfg, reprocessOptions{batchAPI: true, embedOnly: true, wait: true, poll: 5 * time.Millisecond})
+		res, err := runReprocess(t.Context(), cfg, reprocessOptions{batchAPI: true, embedOnly: true, wait: true, poll: 5 * time.Millisecond}, &bytes.Buffer{}, &bytes.Buffer{})
+		if wantErr := !tc.wantAccepted; (err != nil) != wantErr || err != nil && !errors.Is(err, errDeadLettered) {
+			t.Errorf("%s, %s: %v; want an incomplete run (exit 1) exactly when answers are rejected", tc.model, tc.mode, err)
+		}
 		switch {
 		case res.Batch == nil:
 			t.Errorf("%s, %s: no batch report", tc.model, tc.mode)

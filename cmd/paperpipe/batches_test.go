@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/store"
+)
+
+// fakeBehind serves the env's fake API through hook (a request hook handles, returning true,
+// is not passed on) and returns a config using it.
+func (e *archiveEnv) fakeBehind(t *testing.T, hook func(w http.ResponseWriter, r *http.Request) bool, mutate func(*config)) *config {
+	t.Helper()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !hook(w, r) {
+			e.fake.Handler().ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(ts.Close)
+	return e.cfg(func(c *config) {
+		c.BaseURL = ts.URL + "/v1"
+		if mutate != nil {
+			mutate(c)
+		}
+	})
+}
+
+// failBatches makes every look at a batch answer that it failed at validation, as OpenAI does
+// when the organization's enqueued-token limit is reached.
+func (e *archiveEnv) failBatches(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodGet || !strings.HasPrefix(r.URL.Path, "/v1/batches/") {
+		return false
+	}
+	rec := httptest.NewRecorder()
+	e.fake.Handler().ServeHTTP(rec, r)
+	var obj map[string]any
+	json.Unmarshal(rec.Body.Bytes(), &obj)
+	obj["status"], obj["failed_at"] = "failed", obj["created_at"]
+	delete(obj, "output_file_id")
+	delete(obj, "error_file_id")
+	obj["errors"] = map[string]any{"object": "list", "data": []any{map[string]any{
+		"code": "token_limit_exceeded", "message": "Enqueued token limit reached for text-embedding-3-large in organization org-x."}}}
+	body, _ := json.Marshal(obj)
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(body)
+	return true
+}
+
+// A run whose batch failed at OpenAI prints OpenAI's reason and fails (exit 1); it succeeded
+// and said the space was not filled because papers changed while it ran.
+func TestFailedBatchIsReportedWithItsReasonAndFailsTheRun(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 4)
+	c := e.fakeBehind(t, e.failBatches, func(c *config) { c.EmbedModel, c.EmbedDims = "text-embedding-3-large", 32 })
+	var out, errw bytes.Buffer
+	res, err := runReprocess(t.Context(), c, reprocessOptions{batchAPI: true, embedOnly: true, wait: true, poll: 5 * time.Millisecond}, &out, &errw)
+	said := errw.String()
+	if err == nil {
+		t.Errorf("a run whose only batch failed returned no error (exit 0); said:\n%s", said)
+	}
+	if res.Batch == nil || len(res.Batch.Failures) != 1 || !strings.Contains(said, "token_limit_exceeded: Enqueued token limit reached") {
+		t.Errorf("batch report %+v; said:\n%s\nwant the failure with OpenAI's error", res.Batch, said)
+	}
+	if strings.Contains(said, "papers stored or changed while it ran") || !strings.Contains(said, "1 Batch API batch failed at OpenAI") {
+		t.Errorf("said:\n%s\nwant the space not filled because the batch failed", said)
+	}
+}
+
+// A job whose output file is gone (OpenAI keeps them 30 days; or another key's batch) fails
+// every run; the error names `paperpipe batches`, which lists the job, and `batches abandon`
+// closes it so that the next run processes its papers.
+func TestBatchesAbandonsAJobThatCannotBeCollected(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	var gone atomic.Bool
+	c := e.fakeBehind(t, func(w http.ResponseWriter, r *http.Request) bool {
+		if !gone.Load() || r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/content") {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte(`{"error":{"message":"No such File object","type":"invalid_request_error","param":"id","code":null}}`))
+		return true
+	}, nil)
+	e.reprocess(t, ctx, c, reprocessOptions{batchAPI: true, tldrOnly: true, wait: false})
+	gone.Store(true)
+	for run := 1; run <= 2; run++ {
+		_, err := runReprocess(ctx, c, reprocessOptions{batchAPI: true, tldrOnly: true, wait: true, poll: 5 * time.Millisecond}, &bytes.Buffer{}, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), "`paperpipe batches abandon ID`") {
+			t.Fatalf("run %d: %v; want an error that says what to do", run, err)
+		}
+	}
+	var list bytes.Buffer
+	if err := listBatchJobs(ctx, e.st, false, time.Now(), &list); err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := openBatchJobs(ctx, e.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 1 || !strings.Contains(list.String(), jobs[0].OpenAIID) || !strings.Contains(list.String(), jobs[0].Target) {
+		t.Fatalf("open jobs %+v; `batches` said:\n%s", jobs, list.String())
+	}
+	var said bytes.Buffer
+	if err := abandonBatchJobs(ctx, e.st, []int64{jobs[0].ID}, &said); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(said.String(), "is lost") {
+		t.Errorf("abandon said %q, want that what OpenAI ran is lost", said.String())
+	}
+	if err := abandonBatchJobs(ctx, e.st, []int64{jobs[0].ID}, &said); err == nil {
+		t.Errorf("abandoning a closed job: no error")
+	}
+	if jobs, _ := e.st.BatchJobs(ctx, ""); len(jobs) != 1 || jobs[0].Status != store.BatchFailed {
+		t.Errorf("jobs %+v, want the job closed failed", jobs)
+	}
+	e.reprocess(t, ctx, e.c, reprocessOptions{tldrOnly: true, wait: true})
+	if n := e.count(t, `SELECT count(*) FROM tldrs`); n != 3 {
+		t.Errorf("%d TL;DRs after abandoning the job and running again, want 3", n)
+	}
+}
