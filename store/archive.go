@@ -48,14 +48,24 @@ const openJobStatuses = "('preparing', 'submitted')"
 const staleSQL = `
 	SELECT p.id, p.title, p.abstract, p.authors, p.categories, p.published, coalesce(p.url, ''),
 		coalesce(p.source, ''), p.content_hash, coalesce(nullif(p.text_at, '-infinity'), p.updated_at),
-		$3::text <> '' AND tl.found IS NULL
-		AND NOT EXISTS (SELECT 1 FROM batch_items bi JOIN batch_jobs j ON j.id = bi.job_id
+		` + lacksTLDRSQL + ` AND NOT ` + heldTLDRSQL + ` AS need_tldr,
+		` + lacksEmbeddingSQL + ` AND NOT ` + heldEmbeddingSQL + ` AS need_embedding` + staleFromSQL
+
+// lacksTLDRSQL and lacksEmbeddingSQL say, in staleSQL, that paper p lacks its output; heldTLDRSQL
+// and heldEmbeddingSQL that an open batch job of the target holds p's current text.
+const (
+	lacksTLDRSQL      = `($3::text <> '' AND tl.found IS NULL)`
+	lacksEmbeddingSQL = `($5::bigint <> 0 AND em.found IS NULL)`
+	heldTLDRSQL       = `EXISTS (SELECT 1 FROM batch_items bi JOIN batch_jobs j ON j.id = bi.job_id
 			WHERE bi.paper_id = p.id AND bi.content_hash = p.content_hash AND j.kind = 'chat'
-				AND j.model = $3 AND j.prompt_version = $4 AND j.status IN ` + openJobStatuses + `) AS need_tldr,
-		$5::bigint <> 0 AND em.found IS NULL
-		AND NOT EXISTS (SELECT 1 FROM batch_items bi JOIN batch_jobs j ON j.id = bi.job_id
+				AND j.model = $3 AND j.prompt_version = $4 AND j.status IN ` + openJobStatuses + `)`
+	heldEmbeddingSQL = `EXISTS (SELECT 1 FROM batch_items bi JOIN batch_jobs j ON j.id = bi.job_id
 			WHERE bi.paper_id = p.id AND bi.content_hash = p.content_hash AND j.kind = 'embedding'
-				AND j.space_id = $5 AND j.status IN ` + openJobStatuses + `) AS need_embedding
+				AND j.space_id = $5 AND j.status IN ` + openJobStatuses + `)`
+)
+
+// staleFromSQL is staleSQL's FROM and WHERE.
+const staleFromSQL = `
 	FROM papers p
 	LEFT JOIN LATERAL (SELECT true AS found FROM tldrs t WHERE t.paper_id = p.id AND t.model = $3
 		AND t.prompt_version = $4::text AND t.content_hash = p.content_hash LIMIT 1) tl ON true
@@ -67,10 +77,17 @@ const staleSQL = `
 const stalePageSQL = staleSQL + `
 	ORDER BY p.id LIMIT $2`
 
-// staleCountSQL counts what staleSQL selects; $1 is the empty string and $2 unused.
+// staleCountSQL counts what staleSQL selects, and the papers lacking an output that open batch
+// jobs hold; $1 is the empty string and $2 unused.
 const staleCountSQL = `SELECT count(*) FILTER (WHERE need_tldr OR need_embedding),
-	count(*) FILTER (WHERE need_tldr), count(*) FILTER (WHERE need_embedding)
-FROM (` + staleSQL + ` AND $2::int >= 0) page`
+	count(*) FILTER (WHERE need_tldr), count(*) FILTER (WHERE need_embedding),
+	count(*) FILTER (WHERE held_tldr OR held_embedding), count(*) FILTER (WHERE held_tldr),
+	count(*) FILTER (WHERE held_embedding)
+FROM (SELECT lacks_tldr AND NOT held_tldr AS need_tldr, lacks_embedding AND NOT held_embedding AS need_embedding,
+		lacks_tldr AND held_tldr AS held_tldr, lacks_embedding AND held_embedding AS held_embedding
+	FROM (SELECT ` + lacksTLDRSQL + ` AS lacks_tldr, ` + lacksTLDRSQL + ` AND ` + heldTLDRSQL + ` AS held_tldr,
+			` + lacksEmbeddingSQL + ` AS lacks_embedding, ` + lacksEmbeddingSQL + ` AND ` + heldEmbeddingSQL + ` AS held_embedding
+		` + staleFromSQL + ` AND $2::int >= 0) paper) page`
 
 // StalePapers calls fn with the papers that need work under sel, in pages of at most pageSize
 // (defaults to 500), in id order. It pages by id (keyset), so memory is bounded by one page
@@ -146,6 +163,12 @@ type StaleCounts struct {
 	Papers     int64 `json:"papers"`     // papers needing anything
 	TLDRs      int64 `json:"tldrs"`      // papers needing a TL;DR
 	Embeddings int64 `json:"embeddings"` // papers needing an embedding
+	// InBatch counts the papers lacking an output of the target that open batch jobs of the
+	// target hold (not counted above: they are not to be sent again); InBatchTLDRs and
+	// InBatchEmbeddings per output.
+	InBatch           int64 `json:"in_batch"`
+	InBatchTLDRs      int64 `json:"in_batch_tldrs"`
+	InBatchEmbeddings int64 `json:"in_batch_embeddings"`
 }
 
 // CountStale counts the papers StalePapers would return for sel, in one query.
@@ -163,7 +186,7 @@ func (s *Store) CountStale(ctx context.Context, sel Selection) (StaleCounts, err
 	}
 	var c StaleCounts
 	err := s.pool.QueryRow(ctx, staleCountSQL, "", 0, sel.Work.Model, sel.Work.PromptVersion, sel.Work.SpaceID, since, ids).
-		Scan(&c.Papers, &c.TLDRs, &c.Embeddings)
+		Scan(&c.Papers, &c.TLDRs, &c.Embeddings, &c.InBatch, &c.InBatchTLDRs, &c.InBatchEmbeddings)
 	if err != nil {
 		return StaleCounts{}, fmt.Errorf("count stale papers: %w", err)
 	}

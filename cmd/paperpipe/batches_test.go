@@ -32,6 +32,35 @@ func (e *archiveEnv) fakeBehind(t *testing.T, hook func(w http.ResponseWriter, r
 	})
 }
 
+// After `reprocess --batch-api --wait=false`, a plain `reprocess` (and its --dry-run) says the
+// papers are in open Batch API jobs and what collects them, and gives them as a reason the space
+// is not filled; it said "nothing to do: every selected paper has its TL;DR and embedding"
+// while none had either.
+func TestReprocessSaysWhichPapersOpenBatchJobsHold(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 6)
+	ctx := t.Context()
+	e.reprocess(t, ctx, e.c, reprocessOptions{batchAPI: true, wait: false})
+	if n := e.count(t, `SELECT count(*) FROM tldrs`); n != 0 {
+		t.Fatalf("%d TL;DRs after submitting, want 0", n)
+	}
+	_, dry := e.reprocess(t, ctx, e.c, reprocessOptions{dryRun: true})
+	res, out := e.reprocess(t, ctx, e.c, reprocessOptions{wait: true})
+	for run, said := range map[string]string{"--dry-run": dry, "a run": out} {
+		const want = "6 papers are in open Batch API jobs, not sent again; `paperpipe reprocess --batch-api` collects them"
+		if !strings.Contains(said, want) || strings.Contains(said, "every selected paper has its") {
+			t.Errorf("%s said:\n%s\nwant %q, and not that every paper has its TL;DR", run, said, want)
+		}
+	}
+	if !strings.Contains(out, "6 missing: 6 in open Batch API jobs (`paperpipe reprocess --batch-api` collects them)") {
+		t.Errorf("a run said:\n%s\nwant the open jobs as the reason the space is not filled", out)
+	}
+	if c := res.Counts; c.InBatch != 6 || c.InBatchTLDRs != 6 || c.InBatchEmbeddings != 6 || c.Papers != 0 {
+		t.Errorf("counts %+v, want 6 papers in batches for each output and none to process", c)
+	}
+}
+
 // failBatches makes every look at a batch answer that it failed at validation, as OpenAI does
 // when the organization's enqueued-token limit is reached.
 func (e *archiveEnv) failBatches(w http.ResponseWriter, r *http.Request) bool {

@@ -207,13 +207,26 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 			return res, err
 		}
 	}
+	// Papers open Batch API jobs hold are not stale for this run (they are not bought twice),
+	// though they lack their outputs: say so, and what collects them.
+	heldByBatches := ""
+	if n := res.Counts.InBatch; n > 0 && !o.batchAPI {
+		heldByBatches = fmt.Sprintf("%s in open Batch API jobs, not sent again; `paperpipe reprocess --batch-api` collects them",
+			plural(n, "paper is", "papers are"))
+	}
 	if o.dryRun {
 		printEstimate(out, res.Estimate, m, space, wantTLDR, wantEmb)
+		if heldByBatches != "" {
+			fmt.Fprintf(errw, "reprocess: %s\n", heldByBatches)
+		}
 		return res, nil
 	}
 	tldrs := fmt.Sprintf("TL;DR (%s, %s)", m.sum.Model(), m.sum.PromptVersion())
 	embeddings := fmt.Sprintf("embedding (space %s)", space.Name())
-	if res.Counts.Papers == 0 && !o.batchAPI {
+	switch {
+	case heldByBatches != "":
+		fmt.Fprintf(errw, "reprocess: %s\n", heldByBatches)
+	case res.Counts.Papers == 0 && !o.batchAPI:
 		// Messages an interrupted run left queued are processed below even so.
 		fmt.Fprintf(errw, "reprocess: nothing to do: every selected paper has its %s\n", joinWanted(wantTLDR, tldrs, wantEmb, embeddings))
 	}
@@ -368,6 +381,9 @@ func finishSpace(ctx context.Context, st *store.Store, space paper.Space, sel st
 	}
 	if res.Batch != nil && res.Batch.Rejected > 0 {
 		why = append(why, fmt.Sprintf("%d Batch API answers rejected (they stay stale for the next run)", res.Batch.Rejected))
+	}
+	if n := res.Counts.InBatchEmbeddings; n > 0 && res.Batch == nil {
+		why = append(why, fmt.Sprintf("%d in open Batch API jobs (`paperpipe reprocess --batch-api` collects them)", n))
 	}
 	if !sel.Since.IsZero() || sel.IDs != nil {
 		why = append(why, "papers this run did not select (--since, --ids)")
