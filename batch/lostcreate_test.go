@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/sashabaranov/go-openai"
+
 	"github.com/paperpipe/paperpipe/batch"
 	"github.com/paperpipe/paperpipe/store"
 )
@@ -105,5 +107,39 @@ func TestUnreadableBatchListCreatesNoSecondBatch(t *testing.T) {
 	}
 	if len(jobs) != 1 || jobs[0].Status != store.BatchPreparing {
 		t.Errorf("jobs %+v, want the one job still preparing", jobs)
+	}
+}
+
+// The job's batch is found when more batches than one page of the list (100) were created
+// after it, by other work of the organization: the Runner pages back with after.
+func TestLostCreateAnswerIsFoundPagesBackInTheList(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 2)
+	l := &lostCreate{}
+	url := proxy(t, b.fake, l.hook(b))
+	if _, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = url }).Run(ctx, store.Selection{}); err == nil {
+		t.Fatal("first run: no error, want the lost create answer's")
+	}
+	api := openai.NewClientWithConfig(func() openai.ClientConfig {
+		c := openai.DefaultConfig("sk-test")
+		c.BaseURL = b.fake.URL()
+		return c
+	}())
+	f, err := api.CreateFileBytes(ctx, openai.FileBytesRequest{Name: "other.jsonl", Bytes: []byte(`{"custom_id":"other"}` + "\n"), Purpose: openai.PurposeBatch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 130 {
+		if _, err := api.CreateBatch(ctx, openai.CreateBatchRequest{InputFileID: f.ID, Endpoint: openai.BatchEndpointEmbeddings, CompletionWindow: "24h"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = url }).Run(ctx, store.Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.creates.Load(); got != 1 || rep.Done != 1 || l.lists.Load() < 2 {
+		t.Errorf("%d batches created by the Runner, %d list calls, report %+v; want 1 batch, found on the list's second page, and the job done", got, l.lists.Load(), rep)
 	}
 }
