@@ -158,3 +158,37 @@ func TestBatchesAbandonsAJobThatCannotBeCollected(t *testing.T) {
 		t.Errorf("%d TL;DRs after abandoning the job and running again, want 3", n)
 	}
 }
+
+// A plain reprocess into a space whose papers open Batch API jobs hold built the space's index
+// when it ended, so the run collecting the jobs then loaded their vectors into a live index one
+// at a time; --batch-api leaves the build to that run, and so does a plain run now.
+func TestPlainReprocessLeavesTheIndexToTheRunCollectingOpenJobs(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 6)
+	ctx := t.Context()
+	green := e.cfg(func(c *config) { c.EmbedModel, c.EmbedDims = "text-embedding-3-large", 32 })
+	e.reprocess(t, ctx, green, reprocessOptions{batchAPI: true, embedOnly: true, wait: false})
+	e.reprocess(t, ctx, green, reprocessOptions{embedOnly: true})
+	indexOf := func() string {
+		t.Helper()
+		spaces, err := e.st.Spaces(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sp := range spaces {
+			if sp.Model == "text-embedding-3-large" {
+				return sp.IndexName
+			}
+		}
+		t.Fatal("no text-embedding-3-large space")
+		return ""
+	}
+	if name := indexOf(); name != "" {
+		t.Errorf("the plain run built the index %s while open Batch API jobs hold the space's papers", name)
+	}
+	e.reprocess(t, ctx, green, reprocessOptions{batchAPI: true, embedOnly: true, wait: true, poll: 5 * time.Millisecond})
+	if indexOf() == "" {
+		t.Error("the run that collected the jobs built no index")
+	}
+}

@@ -348,8 +348,13 @@ func finishSpace(ctx context.Context, st *store.Store, space paper.Space, sel st
 	if !wantEmb {
 		return nil
 	}
-	if err := buildAfterFill(ctx, st, space.ID); err != nil {
-		return err
+	// While open Batch API jobs hold papers of the space, the run that collects them builds
+	// its index, after loading them in bulk (as --batch-api does); built now, the collection
+	// would insert into a live index one vector at a time.
+	if heldByJobs := res.Counts.InBatchEmbeddings > 0 && res.Batch == nil; !heldByJobs {
+		if err := buildAfterFill(ctx, st, space.ID); err != nil {
+			return err
+		}
 	}
 	if quiet {
 		return nil
