@@ -247,9 +247,6 @@ func New(cfg Config) (*Runner, error) {
 	}, nil
 }
 
-// Report returns the counts so far.
-func (r *Runner) Report() Report { return r.report }
-
 // targets returns the work keys of the Runner's open jobs.
 func (r *Runner) targets() []string {
 	var t []string
