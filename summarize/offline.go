@@ -10,7 +10,8 @@ import (
 	"github.com/paperpipe/paperpipe/paper"
 )
 
-// Offline model identity, stored with every TL;DR it writes.
+// Offline model identity, stored with every TL;DR it writes (the prompt version with the word
+// limit when it is not the default, Versioned).
 const (
 	OfflineModel         = "paperpipe-offline-extractive"
 	OfflinePromptVersion = "extractive-v1"
@@ -23,11 +24,11 @@ type Offline struct {
 	maxWords int
 }
 
-// NewOffline returns an Offline summarizer writing TL;DRs of at most maxWords words (30 when
-// maxWords ≤ 0).
+// NewOffline returns an Offline summarizer writing TL;DRs of at most maxWords words
+// (DefaultMaxWords when maxWords ≤ 0).
 func NewOffline(maxWords int) *Offline {
 	if maxWords <= 0 {
-		maxWords = 30
+		maxWords = DefaultMaxWords
 	}
 	return &Offline{maxWords: maxWords}
 }
@@ -35,8 +36,9 @@ func NewOffline(maxWords int) *Offline {
 // Model returns OfflineModel.
 func (o *Offline) Model() string { return OfflineModel }
 
-// PromptVersion returns OfflinePromptVersion.
-func (o *Offline) PromptVersion() string { return OfflinePromptVersion }
+// PromptVersion returns OfflinePromptVersion, with the word limit when it is not the default
+// (Versioned).
+func (o *Offline) PromptVersion() string { return Versioned(OfflinePromptVersion, o.maxWords) }
 
 // Summarize returns the extractive TL;DR of a. Its Usage is zero but for the model and kind.
 // The TL;DR passes Validate (its Validation is paper.ValidOK); an abstract with no text, or
@@ -54,7 +56,7 @@ func (o *Offline) Summarize(ctx context.Context, a paper.Abstract) (paper.Summar
 		PaperID:       a.ID,
 		Text:          text,
 		Model:         OfflineModel,
-		PromptVersion: OfflinePromptVersion,
+		PromptVersion: o.PromptVersion(),
 		ContentHash:   a.ContentHash(),
 		Validation:    paper.ValidOK,
 		Usage:         paper.Usage{Model: OfflineModel, Kind: paper.KindChat},

@@ -26,7 +26,8 @@ type Config struct {
 	APIKey string
 	// Model is the chat model. Defaults to "gpt-4o-mini".
 	Model string
-	// MaxWords is the TL;DR's word limit. Defaults to 30.
+	// MaxWords is the TL;DR's word limit. Defaults to DefaultMaxWords (30); another limit is
+	// part of the prompt version (Versioned).
 	MaxWords int
 	// MaxRetries is how many times a transiently failed request is retried (429s do not
 	// count). Defaults to 5; a negative value means no retries.
@@ -52,7 +53,7 @@ func (c *Config) setDefaults() {
 		c.Model = "gpt-4o-mini"
 	}
 	if c.MaxWords == 0 {
-		c.MaxWords = 30
+		c.MaxWords = DefaultMaxWords
 	}
 	if c.MaxRetries == 0 {
 		c.MaxRetries = 5
@@ -112,8 +113,9 @@ func New(cfg Config) (*Client, error) {
 // Model returns the configured chat model, stored with each TL;DR.
 func (c *Client) Model() string { return c.cfg.Model }
 
-// PromptVersion returns PromptVersion, stored with each TL;DR.
-func (c *Client) PromptVersion() string { return PromptVersion }
+// PromptVersion returns the version stored with each TL;DR: PromptVersion, with the word limit
+// when it is not the default (Versioned).
+func (c *Client) PromptVersion() string { return Versioned(PromptVersion, c.cfg.MaxWords) }
 
 // Summarize asks the API for a's TL;DR and validates it. An invalid answer is asked again once
 // with the stricter prompt; if that one is invalid too, the answers are cleaned (Clean) and
@@ -136,7 +138,7 @@ func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary
 	sum := paper.Summary{
 		PaperID:       a.ID,
 		Model:         c.cfg.Model,
-		PromptVersion: PromptVersion,
+		PromptVersion: c.PromptVersion(),
 		ContentHash:   a.ContentHash(),
 	}
 	verr := Validate(first, a.Abstract, maxWords)

@@ -7,9 +7,24 @@ import (
 	"github.com/paperpipe/paperpipe/paper"
 )
 
-// PromptVersion names the prompt below; it is stored with every TL;DR the Client writes, so a
-// change here must bump it (and makes `paperpipe reprocess` regenerate TL;DRs).
+// PromptVersion names the prompt below at the default word limit; it is stored with every
+// TL;DR the Client writes, so a change here must bump it (and makes `paperpipe reprocess`
+// regenerate TL;DRs). With another word limit the Client stores Versioned(PromptVersion, limit).
 const PromptVersion = "tldr-v1"
+
+// DefaultMaxWords is the TL;DR word limit when none is configured.
+const DefaultMaxWords = 30
+
+// Versioned returns the prompt version of base with a word limit of maxWords: base itself at
+// DefaultMaxWords, base + "-w" + the limit otherwise ("tldr-v1-w15"). The limit is part of the
+// prompt and of the validation, so TL;DRs written under another limit are stale for this one,
+// while those stored at the default stay current.
+func Versioned(base string, maxWords int) string {
+	if maxWords == DefaultMaxWords {
+		return base
+	}
+	return fmt.Sprintf("%s-w%d", base, maxWords)
+}
 
 // systemPrompt is the standing instruction; %d is the word limit.
 const systemPrompt = `You write TL;DRs of research papers: one plain sentence that tells a reader what the paper contributes.

@@ -150,6 +150,32 @@ func TestReprocessAfterPromptChangeRegeneratesTLDRsOnly(t *testing.T) {
 	}
 }
 
+// PAPERPIPE_TLDR_MAX_WORDS is part of the prompt and of the validation, so lowering it makes
+// the TL;DRs written under the old limit stale: reprocess rewrites them as "tldr-v1-w12" and
+// keeps the old ones beside them; at the default limit they are current again.
+func TestReprocessAfterLoweringMaxWordsRewritesTheTLDRs(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 4)
+	ctx := t.Context()
+	e.reprocess(t, ctx, e.c, reprocessOptions{tldrOnly: true}) // the default, 30 words
+	short := e.cfg(func(c *config) { c.MaxWords = 12 })
+	res, out := e.reprocess(t, ctx, short, reprocessOptions{tldrOnly: true, dryRun: true})
+	if res.Counts.TLDRs != 4 || !strings.Contains(out, "tldr-v1-w12") {
+		t.Fatalf("dry run at 12 words counts %d stale TL;DRs, want 4:\n%s", res.Counts.TLDRs, out)
+	}
+	res, _ = e.reprocess(t, ctx, short, reprocessOptions{tldrOnly: true})
+	if res.Worker.TLDRs != 4 {
+		t.Errorf("reprocess at 12 words stored %d TL;DRs, want 4", res.Worker.TLDRs)
+	}
+	if n := e.count(t, "SELECT count(*) FROM tldrs WHERE prompt_version = 'tldr-v1-w12'"); n != 4 {
+		t.Errorf("%d TL;DRs of the 12-word prompt, want 4", n)
+	}
+	if res, _ = e.reprocess(t, ctx, e.c, reprocessOptions{tldrOnly: true, dryRun: true}); res.Counts.TLDRs != 0 {
+		t.Errorf("back at the default limit, %d TL;DRs stale, want 0 (the 30-word ones are kept)", res.Counts.TLDRs)
+	}
+}
+
 // A --tldr-only run writes no vector, so it creates no embedding space for the configured
 // embedding model, and its messages name none.
 func TestReprocessTLDROnlyCreatesNoSpace(t *testing.T) {
