@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -173,6 +174,41 @@ func TestReprocessAfterLoweringMaxWordsRewritesTheTLDRs(t *testing.T) {
 	}
 	if res, _ = e.reprocess(t, ctx, e.c, reprocessOptions{tldrOnly: true, dryRun: true}); res.Counts.TLDRs != 0 {
 		t.Errorf("back at the default limit, %d TL;DRs stale, want 0 (the 30-word ones are kept)", res.Counts.TLDRs)
+	}
+}
+
+// `related` on a paper embedded only into another space than the active one (workers moved to
+// a new model before `activate`, README's blue/green section) names the command that fills the
+// active space; run as printed, with the configuration of the workers that embedded it
+// elsewhere, it embeds the paper into the active space and `related` answers. A bare
+// `reprocess --embed-only` would fill the configured model's space, the other one, again.
+func TestRelatedHintOnAPaperOfAnotherSpaceFillsTheActiveOne(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 6)
+	ctx := t.Context()
+	e.reprocess(t, ctx, e.c, reprocessOptions{all: true}) // the active space, text-embedding-3-small/64
+	large := e.cfg(func(c *config) { c.EmbedModel, c.EmbedDims = "text-embedding-3-large", 32 })
+	if _, err := e.st.UpsertPapers(ctx, []paper.Abstract{{ID: "arxiv:2402.00001", Title: "A newer routing study",
+		Abstract: "We study routers for sparse experts once more. It lowers the loss again."}}, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	e.reprocess(t, ctx, large, reprocessOptions{all: true, embedOnly: true})
+
+	err := cmdRelated(ctx, e.cfg(nil), []string{"arxiv:2402.00001"})
+	m := regexp.MustCompile("`paperpipe (reprocess [^`]*)`").FindStringSubmatch(fmt.Sprint(err))
+	if m == nil {
+		t.Fatalf("related: %v; want a hint naming a reprocess command", err)
+	}
+	if !strings.Contains(m[1], "--embed-model text-embedding-3-small --embed-dimensions 64") {
+		t.Errorf("the hint's command %q does not name the active space's model and dimensions", m[1])
+	}
+	c := e.cfg(func(c *config) { c.EmbedModel, c.EmbedDims = "text-embedding-3-large", 32 })
+	if err := cmdReprocess(ctx, c, strings.Fields(m[1])[1:]); err != nil {
+		t.Fatalf("%s: %v", m[1], err)
+	}
+	if err := cmdRelated(ctx, e.cfg(nil), []string{"arxiv:2402.00001"}); err != nil {
+		t.Errorf("after running the command the hint names, related still fails: %v", err)
 	}
 }
 

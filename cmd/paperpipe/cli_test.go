@@ -68,9 +68,9 @@ func TestWorkerWarnsWhenItsSpaceIsNotActive(t *testing.T) {
 		}
 	}
 	// Its related papers are looked up in the active space, which lacks it: the answer names
-	// the space it is in.
+	// the space it is in, and the reprocess that fills the active (fitted) one.
 	if r := c.run("related", "arxiv:2412.99999"); r.code == 0 || !strings.Contains(r.stderr, "has one in space 1, paperpipe-offline-hash") ||
-		!strings.Contains(r.stderr, "`paperpipe reprocess --embed-only`") {
+		!strings.Contains(r.stderr, "`paperpipe reprocess --embed-only --embed-model paperpipe-offline-tfidf-") {
 		t.Errorf("related of a paper embedded only in the inactive space: exit %d, stderr %q; want it to name space 1 and the reprocess that fills the active one", r.code, r.stderr)
 	}
 	if r := c.run("search", "mixture of experts", "--embed-model", "paperpipe-offline-hash"); r.code == 0 {
