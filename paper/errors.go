@@ -20,4 +20,7 @@ var (
 	ErrUnavailable = errors.New("database unavailable")
 	// ErrSpaceMismatch means a query vector was made by a different model than the space holds.
 	ErrSpaceMismatch = errors.New("embedding space mismatch")
+	// ErrSpaceDropped means vectors were to be stored in an embedding space that no longer
+	// exists (`paperpipe spaces drop`): no record is at fault, and no retry can store them.
+	ErrSpaceDropped = errors.New("embedding space dropped")
 )

@@ -184,4 +184,7 @@ type Pending struct {
 	Changed bool
 	// New is true when the paper was not stored before.
 	New bool
+	// NoSpace is true when Work.SpaceID names a space that no longer exists (it was dropped):
+	// no vector can be stored there, so NeedEmbedding is false.
+	NoSpace bool
 }

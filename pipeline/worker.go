@@ -237,6 +237,7 @@ type Worker struct {
 	msgTimeout time.Duration // effective MsgTimeout, below ackWait
 	chat       chan struct{} // one token per TL;DR request in flight
 	embedBills atomic.Bool   // the embedder has billed a request: embedding batches wait EmbedLinger
+	noSpace    atomic.Bool   // the worker's embedding space was dropped, and it said so
 	pause      pauses
 	// unrecorded is API usage the ledger did not take (the database was down): added to the
 	// next RecordUsage, summed per model and kind.
@@ -659,6 +660,9 @@ func decode(m jetstream.Msg) (job, error) {
 
 // process does what one paper still needs, stores it, and settles the message.
 func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *batcher[paper.Abstract], saveB *batcher[paper.Summary]) {
+	if p.NoSpace {
+		w.spaceDropped()
+	}
 	if !p.NeedTLDR && !p.NeedEmbedding {
 		w.stats.skipped.Add(1)
 		w.ack(j)
@@ -1081,18 +1085,37 @@ func saveIsolating[T any](items []T, save func([]T) error) []error {
 	return errs
 }
 
-// saveEmbeddings stores vectors, retrying as saveWithRetry does.
+// saveEmbeddings stores vectors, retrying as saveWithRetry does. Vectors of a space that was
+// dropped meanwhile cannot be stored anywhere, and their papers are not at fault: they are let
+// go, the messages settle once their other work is stored, and the worker says once what to do
+// (spaceDropped).
 func (w *Worker) saveEmbeddings(ctx context.Context, embs []paper.Embedding) error {
 	var n int
 	err := saveWithRetry(ctx, w.log, "embeddings", func(ctx context.Context) (err error) {
 		n, err = w.store.SaveEmbeddings(ctx, w.cfg.SpaceID, embs)
 		return err
 	})
+	if errors.Is(err, paper.ErrSpaceDropped) {
+		w.spaceDropped()
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("store embeddings: %w", err)
 	}
 	w.stats.embeddings.Add(int64(n))
 	return nil
+}
+
+// spaceDropped warns, once per worker, that its embedding space no longer exists: the store
+// then asks it for no vector (paper.Pending.NoSpace), so it writes TL;DRs only.
+func (w *Worker) spaceDropped() {
+	if w.emb == nil || !w.noSpace.CompareAndSwap(false, true) {
+		return
+	}
+	w.log.Warn(fmt.Sprintf("embedding space %d (%s) was dropped: this worker stores no more vectors, only TL;DRs; "+
+		"restart it configured for the active space's embedding model (PAPERPIPE_EMBED_MODEL and PAPERPIPE_EMBED_DIMENSIONS; "+
+		"`paperpipe spaces` lists the spaces), then `paperpipe reprocess --embed-only` embeds the papers that arrived meanwhile",
+		w.cfg.SpaceID, w.emb.Space().Name()), "space", w.cfg.SpaceID)
 }
 
 // flushSummaries stores TL;DRs gathered across messages in one transaction (group commit),
@@ -1192,7 +1215,7 @@ func (r retryTiming) do(ctx context.Context, log *slog.Logger, what string, save
 		err := save(actx)
 		timedOut := err != nil && actx.Err() != nil && ctx.Err() == nil
 		cancel()
-		if err == nil || errors.Is(err, paper.ErrInvalid) {
+		if err == nil || errors.Is(err, paper.ErrInvalid) || errors.Is(err, paper.ErrSpaceDropped) {
 			return err
 		}
 		if attempt == r.attempts {

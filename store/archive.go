@@ -555,6 +555,13 @@ func scanBatchJobItem(r pgx.CollectableRow) (BatchJobItem, error) {
 // ErrRunInProgress means another process holds a re-processing run's lock.
 var ErrRunInProgress = errors.New("another run writing the same outputs is in progress")
 
+// runLockSQL is the advisory lock key of LockRun's key $1, per schema.
+const runLockSQL = "hashtextextended('paperpipe.run.' || current_schema() || '.' || $1, 0)"
+
+// SpaceRunKey is the LockRun key of a run writing vectors into space id: DropSpace refuses the
+// space while a run holds it.
+func SpaceRunKey(id int64) string { return "space:" + itoa(id) }
+
 // LockRun takes a session advisory lock named by key (an output a re-processing run writes) on
 // a connection of its own, so that two runs writing it (in one schema) never work side by side. It returns an error
 // wrapping ErrRunInProgress when another session holds the lock, and otherwise a function that
@@ -565,7 +572,7 @@ func (s *Store) LockRun(ctx context.Context, key string) (unlock func(), err err
 		return nil, fmt.Errorf("lock run %s: %w", key, err)
 	}
 	var ok bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtextextended('paperpipe.run.' || current_schema() || '.' || $1, 0))", key).Scan(&ok); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock("+runLockSQL+")", key).Scan(&ok); err != nil {
 		discard(conn) // whether it was taken is unknown: closing the connection ends it either way
 		return nil, fmt.Errorf("lock run %s: %w", key, err)
 	}
@@ -574,7 +581,7 @@ func (s *Store) LockRun(ctx context.Context, key string) (unlock func(), err err
 		return nil, fmt.Errorf("%s: %w", key, ErrRunInProgress)
 	}
 	return func() {
-		if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtextextended('paperpipe.run.' || current_schema() || '.' || $1, 0))", key); err != nil {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock("+runLockSQL+")", key); err != nil {
 			discard(conn) // a pooled connection must never keep the lock
 			return
 		}

@@ -224,7 +224,7 @@ func (s *Store) upsertStatement(ctx context.Context, q querier, papers []paper.A
 			oldHash *string
 			isLost  bool
 		)
-		if err := rows.Scan(&p.ID, &p.ContentHash, &oldHash, &isLost, &p.NeedTLDR, &p.NeedEmbedding); err != nil {
+		if err := rows.Scan(&p.ID, &p.ContentHash, &oldHash, &isLost, &p.NeedTLDR, &p.NeedEmbedding, &p.NoSpace); err != nil {
 			rows.Close()
 			return nil, nil, nil, fmt.Errorf("upsert %d papers: read result: %w", n, err)
 		}
@@ -261,8 +261,9 @@ func (s *Store) PendingFor(ctx context.Context, papers []paper.Abstract, w Work)
 		SELECT i.id, i.content_hash, p.content_hash,
 			p.content_hash = i.content_hash AND $3::text <> '' AND NOT EXISTS (SELECT 1 FROM tldrs t
 				WHERE t.paper_id = i.id AND t.model = $3 AND t.prompt_version = $4::text AND t.content_hash = i.content_hash),
-			p.content_hash = i.content_hash AND $5::bigint <> 0 AND NOT EXISTS (SELECT 1 FROM embeddings e
-				WHERE e.space_id = $5 AND e.paper_id = i.id AND e.content_hash = i.content_hash)
+			p.content_hash = i.content_hash AND $5::bigint <> 0 AND EXISTS (SELECT 1 FROM embedding_spaces WHERE id = $5)
+				AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.space_id = $5 AND e.paper_id = i.id AND e.content_hash = i.content_hash),
+			$5::bigint <> 0 AND NOT EXISTS (SELECT 1 FROM embedding_spaces WHERE id = $5)
 		FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS i(id, content_hash, n)
 		LEFT JOIN papers p ON p.id = i.id
 		ORDER BY i.n`, ids, hashes, w.Model, w.PromptVersion, w.SpaceID)
@@ -275,7 +276,7 @@ func (s *Store) PendingFor(ctx context.Context, papers []paper.Abstract, w Work)
 			stored *string
 			tl, em *bool
 		)
-		err := r.Scan(&p.ID, &p.ContentHash, &stored, &tl, &em)
+		err := r.Scan(&p.ID, &p.ContentHash, &stored, &tl, &em, &p.NoSpace)
 		p.NeedTLDR, p.NeedEmbedding = tl != nil && *tl, em != nil && *em
 		p.New = stored == nil
 		p.Changed = stored != nil && *stored != p.ContentHash
@@ -352,8 +353,9 @@ WITH input AS (
 SELECT i.id, s.stored, old.content_hash, s.lost,
 	NOT s.lost AND s.stored = i.content_hash AND $10::text <> '' AND NOT EXISTS (SELECT 1 FROM tldrs t
 		WHERE t.paper_id = i.id AND t.model = $10 AND t.prompt_version = $11::text AND t.content_hash = i.content_hash),
-	NOT s.lost AND s.stored = i.content_hash AND $12::bigint <> 0 AND NOT EXISTS (SELECT 1 FROM embeddings e
-		WHERE e.space_id = $12 AND e.paper_id = i.id AND e.content_hash = i.content_hash)
+	NOT s.lost AND s.stored = i.content_hash AND $12::bigint <> 0 AND EXISTS (SELECT 1 FROM embedding_spaces WHERE id = $12)
+		AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.space_id = $12 AND e.paper_id = i.id AND e.content_hash = i.content_hash),
+	$12::bigint <> 0 AND NOT EXISTS (SELECT 1 FROM embedding_spaces WHERE id = $12)
 FROM input i LEFT JOIN papers old ON old.id = i.id LEFT JOIN upsert u ON u.id = i.id,
 	LATERAL (SELECT coalesce(u.content_hash, old.content_hash, i.content_hash) AS stored,
 		u.id IS NULL AND old.id IS NULL AS lost) s`
@@ -433,13 +435,18 @@ SELECT count(*) FROM fresh`
 // SaveSummaries: a vector whose ContentHash is not its paper's current hash is skipped, and the
 // count of distinct vectors saved (or already stored as given) is returned. A vector whose
 // length is not the space's dimension fails the call with an error wrapping
-// paper.ErrSpaceMismatch; a NaN or infinite value with paper.ErrInvalid. Nothing is written then.
+// paper.ErrSpaceMismatch; a NaN or infinite value with paper.ErrInvalid; a space that does not
+// exist (dropped, by this process or another) with paper.ErrSpaceDropped and
+// paper.ErrNotFound. Nothing is written then.
 func (s *Store) SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.Embedding) (_ int, err error) {
 	defer func() { err = unavailable(ctx, err) }()
 	if len(embs) == 0 {
 		return 0, nil
 	}
 	sp, err := s.space(ctx, spaceID)
+	if errors.Is(err, paper.ErrNotFound) {
+		return 0, fmt.Errorf("save embeddings: embedding space %d: %w: %w", spaceID, paper.ErrSpaceDropped, paper.ErrNotFound)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("save embeddings: %w", err)
 	}
@@ -467,6 +474,11 @@ func (s *Store) SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 	}
 	var saved int
 	err = s.pool.QueryRow(ctx, saveEmbeddingsSQL, spaceID, ids, hashes, vecs, truncated).Scan(&saved)
+	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "23503" && pgErr.ConstraintName == "embeddings_space_id_fkey" {
+		// Dropped by another process since this one cached the space.
+		s.uncacheSpace(spaceID)
+		return 0, fmt.Errorf("save %d embeddings: embedding space %d (%s): %w: %w", n, spaceID, sp.Name(), paper.ErrSpaceDropped, paper.ErrNotFound)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("save %d embeddings in space %s: %w", n, sp.Name(), err)
 	}

@@ -844,8 +844,10 @@ func (e *OpenBatchJobsError) Unwrap() error { return paper.ErrInvalid }
 
 // DropSpace deletes space id with its vectors and its index, and the new index an interrupted
 // Reindex left. It refuses the active space, with an error wrapping paper.ErrInvalid: activate
-// another one first; and a space that open Batch API jobs embed into, with an
-// *OpenBatchJobsError (which wraps paper.ErrInvalid too), unless opts.DiscardBatchJobs. It
+// another one first; a space that open Batch API jobs embed into, with an
+// *OpenBatchJobsError (which wraps paper.ErrInvalid too), unless opts.DiscardBatchJobs; and a
+// space a `paperpipe reprocess` is filling (it holds the LockRun of SpaceRunKey), with an error
+// wrapping ErrRunInProgress, whose vectors would be bought for nothing. It
 // waits for an index change in progress first (see lockIndexes), and its DROP INDEX gives up,
 // changing nothing, when the table stays locked by another session (see execLockedDDL).
 func (s *Store) DropSpace(ctx context.Context, id int64, opts DropOptions) error {
@@ -859,6 +861,16 @@ func (s *Store) DropSpace(ctx context.Context, id int64, opts DropOptions) error
 		if sp.Active {
 			return sp, fmt.Errorf("%s is the active space; activate another space before dropping it: %w",
 				sp.Name(), paper.ErrInvalid)
+		}
+		// Under the drop's transaction the lock is held until it ends, so that no run starts
+		// filling the space meanwhile; on the pool it is released at once.
+		var free bool
+		if err := q.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock("+runLockSQL+")", SpaceRunKey(id)).Scan(&free); err != nil {
+			return sp, fmt.Errorf("look up runs filling the space: %w", err)
+		}
+		if !free {
+			return sp, fmt.Errorf("a `paperpipe reprocess` is filling space %d (%s) now; let it end, or stop it, before dropping the space: %w",
+				sp.ID, sp.Name(), ErrRunInProgress)
 		}
 		if opts.DiscardBatchJobs {
 			return sp, nil

@@ -815,8 +815,9 @@ func TestReprocessRunsThatShareAnOutputDoNotRunSideBySide(t *testing.T) {
 	ctx := t.Context()
 	res, _ := e.reprocess(t, ctx, e.c, reprocessOptions{embedOnly: true}) // makes and fills the space
 	embedBefore := e.fake.Stats().EmbedRequests
-	// Another process is running a full reprocess of this space: it holds the space's lock.
-	unlock, err := e.st.LockRun(ctx, "space:"+strconv.FormatInt(res.Space.ID, 10))
+	// Another process is running a full reprocess of this space: it holds the space's lock,
+	// the one `spaces drop` checks (store.SpaceRunKey).
+	unlock, err := e.st.LockRun(ctx, store.SpaceRunKey(res.Space.ID))
 	if err != nil {
 		t.Fatal(err)
 	}

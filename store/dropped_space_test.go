@@ -1,0 +1,94 @@
+package store_test
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
+)
+
+// A worker's space dropped by another process (`paperpipe spaces drop` while workers still run
+// on the old model): the store asks for no vector of it — none could be stored — but still for
+// TL;DRs, says the space is gone, and a save of vectors bought before the drop fails with
+// paper.ErrSpaceDropped (not retried by the worker), whether or not the process had the space
+// cached.
+func TestWorkOfADroppedSpaceAsksForNoVector(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	space(t, s, "active", 3)
+	old := space(t, s, "old", 3)
+	w := store.Work{Model: testModel, PromptVersion: testPrompt, SpaceID: old.ID}
+	ps := abstracts(3)
+	if p := upsert(t, s, ps[:1], w)[0]; !p.NeedEmbedding || p.NoSpace {
+		t.Fatalf("before the drop: %+v; want a vector asked for", p)
+	}
+	if _, err := s.SaveEmbeddings(ctx, old.ID, []paper.Embedding{embeddingOf(ps[0], 1, 0, 0)}); err != nil {
+		t.Fatal(err) // s now has the space cached
+	}
+	other := open(t, s.Pool().Config().ConnString())
+	if err := other.DropSpace(ctx, old.ID, store.DropOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, p := range upsert(t, s, ps[1:], w) {
+		if p.NeedEmbedding || !p.NoSpace || !p.NeedTLDR {
+			t.Errorf("UpsertPapers after the drop: %+v; want no vector asked for, NoSpace, and the TL;DR", p)
+		}
+	}
+	pending, err := s.PendingFor(ctx, ps[1:], w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pending {
+		if p.NeedEmbedding || !p.NoSpace || !p.NeedTLDR {
+			t.Errorf("PendingFor after the drop: %+v; want no vector asked for, NoSpace, and the TL;DR", p)
+		}
+	}
+	if p := upsert(t, s, ps[1:2], store.Work{Model: testModel, PromptVersion: testPrompt})[0]; p.NoSpace {
+		t.Errorf("work without a space: %+v, want NoSpace false", p)
+	}
+	for name, st := range map[string]*store.Store{"cached": s, "not cached": other} {
+		_, err := st.SaveEmbeddings(ctx, old.ID, []paper.Embedding{embeddingOf(ps[1], 1, 0, 0)})
+		if !errors.Is(err, paper.ErrSpaceDropped) || !errors.Is(err, paper.ErrNotFound) {
+			t.Errorf("SaveEmbeddings into the dropped space (%s) = %v; want ErrSpaceDropped and ErrNotFound", name, err)
+		}
+	}
+}
+
+// `spaces drop` of a space a `reprocess` is filling (it holds the space's run lock) would
+// throw away the vectors the run goes on buying: it is refused, naming the run, until the run
+// ends.
+func TestDropSpaceRefusesASpaceAReprocessIsFilling(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	space(t, s, "active", 3)
+	old := space(t, s, "old", 3)
+	run := open(t, s.Pool().Config().ConnString()) // the reprocess's process
+	locked, err := run.LockRun(ctx, store.SpaceRunKey(old.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock := sync.OnceFunc(locked) // before run closes: its pool waits for the lock's connection
+	t.Cleanup(unlock)
+	err = s.DropSpace(ctx, old.ID, store.DropOptions{DiscardBatchJobs: true})
+	if !errors.Is(err, store.ErrRunInProgress) || !strings.Contains(err.Error(), "paperpipe reprocess") {
+		t.Fatalf("DropSpace of a space a run is filling: %v; want a refusal naming the reprocess (ErrRunInProgress)", err)
+	}
+	if _, ok := spacesByID(t, s)[old.ID]; !ok {
+		t.Fatal("the refused drop dropped the space")
+	}
+	unlock()
+	if err := s.DropSpace(ctx, old.ID, store.DropOptions{}); err != nil {
+		t.Fatalf("DropSpace after the run ended: %v", err)
+	}
+	// The drop released the lock with its transaction: a run can start again.
+	if locked, err = run.LockRun(ctx, store.SpaceRunKey(old.ID)); err != nil {
+		t.Fatalf("LockRun after the drop: %v", err)
+	}
+	locked()
+}
