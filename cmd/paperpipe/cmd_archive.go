@@ -302,7 +302,7 @@ func runLocks(w paper.Work, wantTLDR, wantEmb bool, spaceID int64) []string {
 		keys = append(keys, "tldr:"+w.Model+":"+w.PromptVersion)
 	}
 	if wantEmb {
-		keys = append(keys, "space:"+strconv.FormatInt(spaceID, 10))
+		keys = append(keys, store.SpaceRunKey(spaceID))
 	}
 	return keys
 }
