@@ -269,11 +269,12 @@ type input struct {
 // Embed returns one embedding per paper, in order. The papers' texts (TemplateTitleAbstract)
 // are truncated to ContextTokens (the embedding is then marked Truncated) and sent in as few
 // requests as MaxBatchInputs and MaxBatchTokens allow, one after another. Usage sums the
-// delivered requests. Errors: ctx.Err() when ctx ends; paper.ErrPermanent wrapped for a
+// delivered requests. Errors: ctx.Err() when ctx ends (unless the API could not be reached
+// meanwhile); paper.ErrPermanent wrapped for a
 // request the API rejects (400, 413, 422 — for a multi-paper request one bad input may be the
 // cause; finding it is the caller's business) and for a paper with no text; llm.ErrAccount
-// wrapped when the API refuses the account or the configuration (401, 403, 404, an exhausted
-// quota) and for vectors of another length than the space's, which no paper causes; otherwise
+// wrapped when the API refuses the account or the configuration (401, 402, 403, 404, an
+// exhausted quota) or cannot be reached (llm.ErrUnreachable), and for vectors of another length than the space's, which no paper causes; otherwise
 // a transient error, already retried MaxRetries times. On error
 // the returned slice still holds the embeddings of the requests that were delivered (the
 // others have a nil Vector), so that a caller can keep what was paid for.
@@ -309,7 +310,7 @@ func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Em
 		usage.Requests += u.Requests
 		usage.InputTokens += u.InputTokens
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil && !errors.Is(err, llm.ErrUnreachable) {
 				return out, usage, ctx.Err()
 			}
 			return out, usage, fmt.Errorf("embed papers %d-%d of %d with %s: %w", b.start+1, b.end, len(papers), c.cfg.Model, err)
@@ -332,7 +333,7 @@ func (c *Client) EmbedQuery(ctx context.Context, text string) ([]float32, paper.
 	text, _ = llm.TruncateToTokens(text, c.cfg.ContextTokens)
 	vecs, u, err := c.embed(ctx, []string{text}, EstimateTokens(text))
 	if err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && !errors.Is(err, llm.ErrUnreachable) {
 			return nil, u, ctx.Err()
 		}
 		return nil, u, fmt.Errorf("embed query with %s: %w", c.cfg.Model, err)

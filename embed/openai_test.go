@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/paperpipe/paperpipe/internal/nettest"
 	"log/slog"
 	"math"
 	"net/http"
@@ -479,5 +480,28 @@ func TestClientRejectsUnusableVectors(t *testing.T) {
 				t.Errorf("usage %+v, want the 2 billed requests of 10 tokens each", usage)
 			}
 		})
+	}
+}
+
+// TestHostThatDropsConnectionsIsUnreachable: Embed and EmbedQuery returned the context's end
+// for an API whose host drops the connection attempts, hiding the Retrier's
+// llm.ErrUnreachable (the worker retried the messages instead of pausing).
+func TestHostThatDropsConnectionsIsUnreachable(t *testing.T) {
+	t.Parallel()
+	c, err := New(Config{BaseURL: "http://" + nettest.BlackholeAddr(t) + "/v1", APIKey: "sk-test", Model: "m", Dimensions: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, _, err = c.Embed(ctx, []paper.Abstract{{ID: "arxiv:2401.00001", Title: "A title", Abstract: "An abstract."}})
+	if !errors.Is(err, llm.ErrUnreachable) || !errors.Is(err, llm.ErrAccount) {
+		t.Errorf("Embed: err %v: want llm.ErrUnreachable and llm.ErrAccount", err)
+	}
+	qctx, qcancel := context.WithTimeout(context.Background(), time.Second)
+	defer qcancel()
+	_, _, err = c.EmbedQuery(qctx, "a query")
+	if !errors.Is(err, llm.ErrUnreachable) {
+		t.Errorf("EmbedQuery: err %v: want llm.ErrUnreachable", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/llm"
+	"github.com/paperpipe/paperpipe/internal/nettest"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
@@ -268,4 +269,27 @@ func revokedKeySummarizer(t *testing.T) (pipeline.Summarizer, *openaitest.Server
 		t.Fatal(err)
 	}
 	return sum, api
+}
+
+// TestAPIHostThatDropsConnectionsPausesTheWorker: an API host that drops the connection
+// attempts (a firewall, a partition) instead of refusing them gave no dial error — the
+// message's deadline ended mid-connect — so every message used its deliveries and the backlog
+// was dead-lettered. It pauses the worker now, as a refused connection does.
+func TestAPIHostThatDropsConnectionsPausesTheWorker(t *testing.T) {
+	t.Parallel()
+	sum, err := summarize.New(summarize.Config{BaseURL: "http://" + nettest.BlackholeAddr(t) + "/v1", APIKey: "sk-test", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1, AckWait: 4 * time.Second})
+	papers := sampledata.Papers(t)[:5]
+	publish(t, b.js, papers)
+	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4,
+		Backoff: func(int) time.Duration { return 100 * time.Millisecond }})
+	waitFor(t, "a pause", func() (bool, string) {
+		s := w.Stats()
+		return s.Paused >= 1 || s.Dead > 0, fmt.Sprintf("%+v", s)
+	})
+	checkAllQueued(t, b, w, papers, "an API host that drops connection attempts")
 }

@@ -121,10 +121,12 @@ func (c *Client) PromptVersion() string { return Versioned(PromptVersion, c.cfg.
 // with the stricter prompt; if that one is invalid too, the answers are cleaned (Clean) and
 // the first clean result that validates is kept. Summary.Validation records which happened
 // and Summary.Usage sums both calls; with an error, the Summary returned holds only the
-// Usage of the answers that were billed all the same. Errors: ctx.Err() when ctx ends; paper.ErrPermanent
-// wrapped for a request the API rejects (400, 404, 422), for an abstract with no text, and
-// for an answer that stays invalid even when cleaned; otherwise a transient error, already
-// retried MaxRetries times.
+// Usage of the answers that were billed all the same. Errors: ctx.Err() when ctx ends (unless
+// the API could not be reached meanwhile); paper.ErrPermanent wrapped for a request the API
+// rejects (400, 413, 422), for an abstract with no text, and for an answer that stays invalid
+// even when cleaned; llm.ErrAccount wrapped when the API refuses the account or the
+// configuration (401, 402, 403, 404, an exhausted quota) or cannot be reached
+// (llm.ErrUnreachable); otherwise a transient error, already retried MaxRetries times.
 func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary, error) {
 	if strings.TrimSpace(a.Abstract) == "" && strings.TrimSpace(a.Title) == "" {
 		return paper.Summary{}, fmt.Errorf("summarize %s: empty title and abstract: %w", a.ID, paper.ErrPermanent)
@@ -202,7 +204,7 @@ func (c *Client) complete(ctx context.Context, msgs []message, usage *paper.Usag
 
 // wrap returns ctx.Err() when ctx ended, else err with the paper and model named.
 func (c *Client) wrap(ctx context.Context, a paper.Abstract, err error) error {
-	if ctxErr := ctx.Err(); ctxErr != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, llm.ErrUnreachable) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return ctxErr
 	}
 	return fmt.Errorf("summarize %s with %s: %w", a.ID, c.cfg.Model, err)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/paperpipe/paperpipe/internal/llm"
+	"github.com/paperpipe/paperpipe/internal/nettest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -376,5 +378,22 @@ func TestClientOnSampleArchive(t *testing.T) {
 	if counts[paper.ValidOK] != n || st.ChatRequests != int64(n) {
 		t.Errorf("validation outcomes %v and %d chat requests for %d papers; want all %q on one request each",
 			counts, st.ChatRequests, n, paper.ValidOK)
+	}
+}
+
+// TestHostThatDropsConnectionsIsUnreachable: Summarize returned the context's end for an API
+// whose host drops the connection attempts, hiding the Retrier's llm.ErrUnreachable (the
+// worker retried the message instead of pausing).
+func TestHostThatDropsConnectionsIsUnreachable(t *testing.T) {
+	t.Parallel()
+	c, err := New(Config{BaseURL: "http://" + nettest.BlackholeAddr(t) + "/v1", APIKey: "sk-test", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err = c.Summarize(ctx, paper.Abstract{ID: "arxiv:2401.00001", Title: "A title", Abstract: "An abstract of a few words."})
+	if !errors.Is(err, llm.ErrUnreachable) || !errors.Is(err, llm.ErrAccount) {
+		t.Errorf("err %v: want llm.ErrUnreachable and llm.ErrAccount", err)
 	}
 }

@@ -10,7 +10,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -33,7 +35,7 @@ const (
 	// Permanent failures (HTTP 400, 413, 422, or anything wrapping paper.ErrPermanent) are
 	// never retried.
 	Permanent
-	// Account failures (HTTP 401, 403, 404, and 429 insufficient_quota) are the account's or the
+	// Account failures (HTTP 401, 402, 403, 404, and 429 insufficient_quota) are the account's or the
 	// configuration's problem, not the item's: a retry a moment later gets the same answer, so
 	// they are not retried here; the error wraps ErrAccount, and whoever holds a queue of
 	// items pauses it until the API answers again instead of failing the items (see
@@ -109,7 +111,7 @@ var ErrBadResponse = errors.New("unusable response")
 //   - *openai.APIError and *openai.RequestError by HTTP status: 429 → RateLimited; 400, 413,
 //     422, which reject what was sent → Permanent; the account's and the configuration's
 //     problems, which are not the item's fault and would otherwise send the whole queue to
-//     the dead letters → Account: 401/403, 404 (an unknown model or a wrong base URL), and
+//     the dead letters → Account: 401/402/403, 404 (an unknown model or a wrong base URL), and
 //     OpenAI's 429 "insufficient_quota" (no wait on the limiter fixes it, so it is not
 //     RateLimited). A worker pauses on them, the messages staying queued, until it is fixed.
 //     Everything else → Transient.
@@ -147,7 +149,9 @@ func classifyStatus(code int) Class {
 		return RateLimited
 	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
 		return Permanent
-	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+	case http.StatusUnauthorized, http.StatusPaymentRequired, http.StatusForbidden, http.StatusNotFound:
+		// 402: a gateway's "insufficient credits" (OpenRouter), the account exhausted as by
+		// OpenAI's 429 insufficient_quota.
 		return Account
 	}
 	return Transient
@@ -306,7 +310,8 @@ type Result struct {
 // both paper.ErrPermanent and the cause; otherwise the last transient error, wrapped with the
 // attempt count; an Account failure wraps ErrAccount and the cause, unretried — except an
 // unreachable API, retried like a transient failure first, and returned as ErrUnreachable
-// with ErrAccount when the retries are used up or the call's deadline ends after a failed dial.
+// with ErrAccount when the retries are used up, or when the call's deadline ends after a failed
+// dial or while a connection was still being made (a host that drops the packets).
 func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context) error) (Result, error) {
 	maxRetries := r.MaxRetries
 	if maxRetries == 0 {
@@ -338,7 +343,16 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 		}
 		res.Attempts++
 		actx, cancel := context.WithTimeout(ctx, timeout)
-		err := r.hideKey(readable(fn(actx)))
+		// A connection still being made when the attempt's or the call's time ran out is a
+		// host that does not answer (a firewall dropping packets, a partition): net/http
+		// reports the context's end then, not the dial's error.
+		var connecting, connected atomic.Bool
+		tctx := httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
+			ConnectStart: func(string, string) { connecting.Store(true) },
+			GotConn:      func(httptrace.GotConnInfo) { connected.Store(true) },
+		})
+		err := r.hideKey(readable(fn(tctx)))
+		ended := actx.Err() != nil
 		cancel()
 		if err == nil {
 			return res, nil
@@ -346,12 +360,18 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 		unreached = nil
 		if unreachable(err) {
 			unreached = err
+		} else if ended && connecting.Load() && !connected.Load() {
+			unreached = fmt.Errorf("no connection within the deadline: %w", err)
 		}
 		if ctx.Err() != nil {
 			return res, ctxErr()
 		}
 		var delay time.Duration
-		switch Classify(err) {
+		class := Classify(err)
+		if unreached != nil {
+			class = Account
+		}
+		switch class {
 		case Permanent:
 			if errors.Is(err, paper.ErrPermanent) {
 				return res, err // it says so already ("…: permanent failure" twice otherwise)
@@ -361,7 +381,7 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 			if errors.Is(err, ErrAccount) {
 				return res, err // the caller's own finding (embed: vectors of the wrong length)
 			}
-			if unreachable(err) {
+			if unreached != nil {
 				// A blip (a server or balancer restarting, a DNS hiccup) is retried like a
 				// transient failure; the API still unreachable after the retries is an outage.
 				if retries < maxRetries {
@@ -370,7 +390,7 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 					log.Debug("API unreachable; retrying", "attempt", res.Attempts, "delay", delay, "err", err)
 					break
 				}
-				return res, &accountError{err: fmt.Errorf("%w: %w", ErrUnreachable, err), key: r.APIKey}
+				return res, &accountError{err: fmt.Errorf("%w: %w", ErrUnreachable, unreached), key: r.APIKey}
 			}
 			return res, &accountError{err: err, key: r.APIKey}
 		case RateLimited:

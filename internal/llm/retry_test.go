@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/paperpipe/paperpipe/internal/nettest"
 	"io"
 	"net"
 	"net/http"
@@ -43,6 +44,7 @@ func TestClassify(t *testing.T) {
 		{"api 503", &openai.APIError{HTTPStatusCode: 503}, Transient},
 		{"api 401", &openai.APIError{HTTPStatusCode: 401}, Account},
 		{"api 403", &openai.APIError{HTTPStatusCode: 403}, Account},
+		{"api 402 (a gateway's insufficient credits)", &openai.APIError{HTTPStatusCode: 402}, Account},
 		{"request 401", &openai.RequestError{HTTPStatusCode: 401}, Account},
 		{"wrapped ErrAccount", fmt.Errorf("tldr: %w", ErrAccount), Account},
 		{"request 429", &openai.RequestError{HTTPStatusCode: 429}, RateLimited},
@@ -384,5 +386,48 @@ func TestUnreachableUntilTheCallsDeadlineIsAnAccountError(t *testing.T) {
 	})
 	if !errors.Is(err, ErrAccount) {
 		t.Errorf("after %d dials of an unreachable API within the message's deadline: err %v; want ErrUnreachable with ErrAccount (the worker pauses)", calls, err)
+	}
+}
+
+// TestHostThatDropsConnectionsIsUnreachable: a host that answers no SYN (a firewall dropping
+// the packets, a partition) never gives a dial error: net/http reports the context's end
+// when the call's deadline comes mid-connect (at the defaults, a message's 30 s end before the
+// transport's 30 s dial timeout). It was a transient failure, so every message used up its
+// deliveries and the backlog was dead-lettered; it is now ErrUnreachable, as a refused
+// connection is, and the worker pauses.
+func TestHostThatDropsConnectionsIsUnreachable(t *testing.T) {
+	t.Parallel()
+	addr := nettest.BlackholeAddr(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	c := HTTPClient(nil, nil)
+	_, err := Retrier{}.Do(ctx, 1, func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/models", nil)
+		resp, err := c.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	})
+	if !errors.Is(err, ErrUnreachable) || !errors.Is(err, ErrAccount) {
+		t.Errorf("err %v: want ErrUnreachable and ErrAccount", err)
+	}
+	// A server that accepted the connection and is slow to answer is not unreachable.
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+	}))
+	defer slow.Close()
+	sctx, scancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer scancel()
+	_, err = Retrier{}.Do(sctx, 1, func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, slow.URL, nil)
+		resp, err := c.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	})
+	if errors.Is(err, ErrUnreachable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a slow server's timeout: err %v, want the deadline's, not ErrUnreachable", err)
 	}
 }
