@@ -79,7 +79,7 @@ func TestStoredTextKeepsItsDateThroughPublishAndReplay(t *testing.T) {
 	}
 	// Dead-lettered, then replayed: the date goes with it.
 	w := &Worker{js: js, cfg: WorkerConfig{Consumer: ConsumerNew}}
-	if _, err := w.publishDead(ctx, j.msg.Subject(), j.msg.Data(), j.meta.Sequence.Stream, 1, j.a.ID, "test", j.a.TextAt); err != nil {
+	if _, err := w.publishDead(ctx, j.msg.Subject(), j.msg.Data(), j.meta.Sequence.Stream, j.meta.Timestamp, 1, j.a.ID, "test", j.a.TextAt); err != nil {
 		t.Fatal(err)
 	}
 	_ = j.msg.Term()

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,11 +33,11 @@ const (
 // message is never terminated without a dead letter.
 func (w *Worker) deadLetter(ctx context.Context, j job, reason error) {
 	j.release()
-	attempts, seq := uint64(0), uint64(0)
+	attempts, seq, stored := uint64(0), uint64(0), time.Time{}
 	if j.meta != nil {
-		attempts, seq = j.meta.NumDelivered, j.meta.Sequence.Stream
+		attempts, seq, stored = j.meta.NumDelivered, j.meta.Sequence.Stream, j.meta.Timestamp
 	}
-	if _, err := w.publishDead(ctx, j.msg.Subject(), j.msg.Data(), seq, attempts, j.a.ID, reason.Error(), j.a.TextAt); err != nil {
+	if _, err := w.publishDead(ctx, j.msg.Subject(), j.msg.Data(), seq, stored, attempts, j.a.ID, reason.Error(), j.a.TextAt); err != nil {
 		w.log.Error("dead-lettering failed; message returned to the queue", "id", j.a.ID, "err", err)
 		_ = j.msg.NakWithDelay(w.cfg.Backoff(int(attempts)))
 		w.stats.retried.Add(1)
@@ -49,11 +50,14 @@ func (w *Worker) deadLetter(ctx context.Context, j job, reason error) {
 	w.stats.dead.Add(1)
 }
 
-// publishDead publishes a dead letter for the message of stream sequence seq (0 when unknown).
-// Its message id, dead:<consumer>:<seq>, makes the server drop a second copy of the same
-// message within the duplicate window, so several workers may dead-letter one message safely;
-// duplicate reports that this copy was dropped.
-func (w *Worker) publishDead(ctx context.Context, subject string, data []byte, seq, attempts uint64, paperID, reason string, textAt time.Time) (duplicate bool, err error) {
+// publishDead publishes a dead letter for the message of stream sequence seq (0 when unknown),
+// which the queue stored at stored. Its message id, dead:<consumer>:<seq>:<stored>, makes the
+// server drop a second copy of the same message within the duplicate window, so several
+// workers may dead-letter one message safely; duplicate reports that this copy was dropped.
+// The time tells apart messages of one sequence number in two lives of the stream (PAPERS
+// deleted and created again numbers from 1): a letter of the second would be dropped as a
+// repeat of the first's, and the message, terminated, lost.
+func (w *Worker) publishDead(ctx context.Context, subject string, data []byte, seq uint64, stored time.Time, attempts uint64, paperID, reason string, textAt time.Time) (duplicate bool, err error) {
 	dead := &nats.Msg{
 		Subject: SubjectDead + "." + w.cfg.Consumer,
 		Data:    data,
@@ -72,7 +76,7 @@ func (w *Worker) publishDead(ctx context.Context, subject string, data []byte, s
 	defer cancel()
 	var opts []jetstream.PublishOpt
 	if seq > 0 {
-		opts = append(opts, jetstream.WithMsgID("dead:"+w.cfg.Consumer+":"+strconv.FormatUint(seq, 10)))
+		opts = append(opts, jetstream.WithMsgID("dead:"+w.cfg.Consumer+":"+strconv.FormatUint(seq, 10)+":"+strconv.FormatInt(stored.UnixNano(), 10)))
 	}
 	ack, err := w.js.PublishMsg(pctx, dead, opts...)
 	if err != nil {
@@ -81,9 +85,13 @@ func (w *Worker) publishDead(ctx context.Context, subject string, data []byte, s
 	return ack.Duplicate, nil
 }
 
+// truncate cuts s to at most n bytes, at a rune's start.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n]
 }

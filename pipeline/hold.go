@@ -89,7 +89,7 @@ func (w *Worker) setTimeouts(ackWait time.Duration) error {
 	}
 	limit := ackWait - 2*w.cfg.ProgressInterval
 	if limit <= 0 {
-		return fmt.Errorf("worker: ProgressInterval %s is too long for the consumer's AckWait %s: want at most a quarter of it",
+		return fmt.Errorf("worker: ProgressInterval %s is too long for the consumer's AckWait %s: want less than half of it (a quarter, the default, leaves the work room)",
 			w.cfg.ProgressInterval, ackWait)
 	}
 	w.msgTimeout = w.cfg.MsgTimeout
@@ -105,7 +105,7 @@ func (w *Worker) setTimeouts(ackWait time.Duration) error {
 		// A batch goes half a MsgTimeout after its first abstract at the latest: the other half
 		// is the request's.
 		lowered := max(w.msgTimeout/2, w.cfg.Linger)
-		w.log.Warn("embedding linger lowered to half the message timeout", "embed_linger", w.cfg.EmbedLinger,
+		w.log.Warn("embedding linger lowered to half the message timeout (or Linger, if longer)", "embed_linger", w.cfg.EmbedLinger,
 			"msg_timeout", w.msgTimeout, "now", lowered)
 		w.cfg.EmbedLinger = lowered
 	}

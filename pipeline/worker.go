@@ -1190,7 +1190,8 @@ func (w *Worker) recordUsage(ctx context.Context, u []paper.Usage) {
 }
 
 // saveWithRetry retries a save of results already paid for: losing them would mean buying
-// them again. It gives up after about 30 seconds (saveRetry), or when ctx is done (callers pass
+// them again. It gives up after 9 attempts (saveRetry: ~21 s of delays between them, each
+// attempt up to 15 s — 2.6 minutes when the database is silent), or when ctx is done (callers pass
 // a context without cancellation: a save is not abandoned for a shutdown). When its last
 // attempt ran out of time, the error is marked paper.ErrUnavailable: a database gone silent,
 // which the store cannot tell from the error (the attempt's context ended).

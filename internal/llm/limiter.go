@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -244,11 +245,11 @@ func (l *Limiter) Observe(h http.Header, status int) {
 // x-ratelimit-reset-tokens. ok is false when none of them parses.
 func RetryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
 	if ms, err := strconv.ParseFloat(strings.TrimSpace(h.Get("retry-after-ms")), 64); err == nil && ms >= 0 {
-		return time.Duration(ms * float64(time.Millisecond)), true
+		return seconds(ms / 1000), true
 	}
 	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
 		if secs, err := strconv.ParseFloat(v, 64); err == nil && secs >= 0 {
-			return time.Duration(secs * float64(time.Second)), true
+			return seconds(secs), true
 		}
 		if t, err := http.ParseTime(v); err == nil {
 			return max(t.Sub(now), 0), true
@@ -273,9 +274,18 @@ func ParseResetDuration(v string) (time.Duration, bool) {
 		return d, true
 	}
 	if secs, err := strconv.ParseFloat(v, 64); err == nil && secs >= 0 {
-		return time.Duration(secs * float64(time.Second)), true
+		return seconds(secs), true
 	}
 	return 0, false
+}
+
+// seconds converts a non-negative number of seconds to a Duration, the longest one for a value
+// beyond its range (a wild header must not overflow into a negative wait, which pauses nobody).
+func seconds(secs float64) time.Duration {
+	if secs >= float64(math.MaxInt64)/float64(time.Second) {
+		return math.MaxInt64
+	}
+	return time.Duration(secs * float64(time.Second))
 }
 
 func headerInt(h http.Header, k string) (int, bool) {

@@ -3,6 +3,7 @@ package llm
 import (
 	"context"
 	"errors"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -157,6 +158,10 @@ func TestParseResetDuration(t *testing.T) {
 		{"", 0, false},
 		{"soon", 0, false},
 		{"-1s", 0, false},
+		// Beyond a Duration's range: the longest wait, not a negative one that pauses nobody.
+		{"1e12", math.MaxInt64, true},
+		{"Inf", math.MaxInt64, true},
+		{"NaN", 0, false},
 	} {
 		got, ok := ParseResetDuration(tc.in)
 		if got != tc.want || ok != tc.ok {
@@ -181,6 +186,8 @@ func TestRetryAfter(t *testing.T) {
 		{"date in past", map[string]string{"Retry-After": "Thu, 01 Jan 2026 11:00:00 GMT"}, 0, true},
 		{"garbage falls back to reset", map[string]string{"Retry-After": "later", "x-ratelimit-reset-tokens": "20ms"}, 20 * time.Millisecond, true},
 		{"nothing", nil, 0, false},
+		{"seconds beyond a Duration", map[string]string{"Retry-After": "99999999999"}, math.MaxInt64, true},
+		{"ms beyond a Duration", map[string]string{"retry-after-ms": "1e17"}, math.MaxInt64, true},
 	} {
 		h := http.Header{}
 		for k, v := range tc.hdr {
