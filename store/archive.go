@@ -45,24 +45,43 @@ const openJobStatuses = "('preparing', 'submitted')"
 // before migration 00008 has no time (text_at '-infinity'); it was read before its row was
 // last written, so updated_at dates it when it is published again — not the time the queue
 // stores that message, which would make it newer than a text read meanwhile.
-const staleSQL = `
+var staleSQL = `
 	SELECT p.id, p.title, p.abstract, p.authors, p.categories, p.published, coalesce(p.url, ''),
 		coalesce(p.source, ''), p.content_hash, coalesce(nullif(p.text_at, '-infinity'), p.updated_at),
 		` + lacksTLDRSQL + ` AND NOT ` + heldTLDRSQL + ` AS need_tldr,
 		` + lacksEmbeddingSQL + ` AND NOT ` + heldEmbeddingSQL + ` AS need_embedding` + staleFromSQL
 
 // lacksTLDRSQL and lacksEmbeddingSQL say, in staleSQL, that paper p lacks its output; heldTLDRSQL
-// and heldEmbeddingSQL that an open batch job of the target holds p's current text.
+// and heldEmbeddingSQL that an open batch job of the target holds p's current text (heldTLDR
+// and heldEmbedding of paper p and parameters $3, $4, $5, as staleSQL and PendingFor number
+// them).
 const (
 	lacksTLDRSQL      = `($3::text <> '' AND tl.found IS NULL)`
 	lacksEmbeddingSQL = `($5::bigint <> 0 AND em.found IS NULL)`
-	heldTLDRSQL       = `EXISTS (SELECT 1 FROM batch_items bi JOIN batch_jobs j ON j.id = bi.job_id
-			WHERE bi.paper_id = p.id AND bi.content_hash = p.content_hash AND j.kind = 'chat'
-				AND j.model = $3 AND j.prompt_version = $4 AND j.status IN ` + openJobStatuses + `)`
-	heldEmbeddingSQL = `EXISTS (SELECT 1 FROM batch_items bi JOIN batch_jobs j ON j.id = bi.job_id
-			WHERE bi.paper_id = p.id AND bi.content_hash = p.content_hash AND j.kind = 'embedding'
-				AND j.space_id = $5 AND j.status IN ` + openJobStatuses + `)`
 )
+
+var (
+	heldTLDRSQL      = heldTLDR("p.id", "p.content_hash", "$3", "$4")
+	heldEmbeddingSQL = heldEmbedding("p.id", "p.content_hash", "$5")
+)
+
+// heldTLDR is the SQL condition that an open batch job for the TL;DRs of chat model model and
+// prompt version prompt holds paper id's text hash (each argument an SQL expression): its
+// TL;DR is bought by that job, and whoever computes what a paper needs (StalePapers,
+// PendingFor, UpsertPapers) leaves it out, or it would be paid for twice. It is an indexed
+// lookup of the paper's items (batch_items_paper_id) and their jobs.
+func heldTLDR(id, hash, model, prompt string) string {
+	return `EXISTS (SELECT 1 FROM batch_items bi JOIN batch_jobs j ON j.id = bi.job_id
+			WHERE bi.paper_id = ` + id + ` AND bi.content_hash = ` + hash + ` AND j.kind = 'chat'
+				AND j.model = ` + model + ` AND j.prompt_version = ` + prompt + ` AND j.status IN ` + openJobStatuses + `)`
+}
+
+// heldEmbedding is heldTLDR for the vectors of embedding space space.
+func heldEmbedding(id, hash, space string) string {
+	return `EXISTS (SELECT 1 FROM batch_items bi JOIN batch_jobs j ON j.id = bi.job_id
+			WHERE bi.paper_id = ` + id + ` AND bi.content_hash = ` + hash + ` AND j.kind = 'embedding'
+				AND j.space_id = ` + space + ` AND j.status IN ` + openJobStatuses + `)`
+}
 
 // staleFromSQL is staleSQL's FROM and WHERE.
 const staleFromSQL = `
@@ -74,12 +93,12 @@ const staleFromSQL = `
 	WHERE p.id > $1 AND p.updated_at >= $6 AND ($7::text[] IS NULL OR p.id = ANY($7))`
 
 // stalePageSQL is staleSQL's next page: $2 rows after $1.
-const stalePageSQL = staleSQL + `
+var stalePageSQL = staleSQL + `
 	ORDER BY p.id LIMIT $2`
 
 // staleCountSQL counts what staleSQL selects, and the papers lacking an output that open batch
 // jobs hold; $1 is the empty string and $2 unused.
-const staleCountSQL = `SELECT count(*) FILTER (WHERE need_tldr OR need_embedding),
+var staleCountSQL = `SELECT count(*) FILTER (WHERE need_tldr OR need_embedding),
 	count(*) FILTER (WHERE need_tldr), count(*) FILTER (WHERE need_embedding),
 	count(*) FILTER (WHERE held_tldr OR held_embedding), count(*) FILTER (WHERE held_tldr),
 	count(*) FILTER (WHERE held_embedding)

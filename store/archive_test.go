@@ -199,6 +199,62 @@ func TestStalePapersExcludesPapersOfOpenBatchJobs(t *testing.T) {
 	}
 }
 
+// TestPendingWorkLeavesOutOutputsOpenBatchJobsHold: an output an open batch job of the target
+// holds for a paper's current text is not asked for by the workers' intake (PendingFor, which
+// a reprocess publishing the paper for its other output reaches; UpsertPapers, a re-ingest of
+// the same text), as StalePapers leaves it out: it would be bought a second time, and the
+// job's answer paid for as well. A changed text is not held.
+func TestPendingWorkLeavesOutOutputsOpenBatchJobsHold(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp := space(t, s, "emb", 3)
+	papers := abstracts(3)
+	upsert(t, s, papers, store.Work{})
+	claim := func(j store.BatchJob, a paper.Abstract) store.BatchJob {
+		t.Helper()
+		job, release, err := s.ClaimBatchJob(ctx, j, []store.BatchItem{{PaperID: a.ID, ContentHash: a.ContentHash()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		release()
+		return job
+	}
+	chat := claim(store.BatchJob{Kind: paper.KindChat, Model: "m", PromptVersion: "v1"}, papers[0])
+	claim(store.BatchJob{Kind: paper.KindEmbedding, Model: sp.Model, SpaceID: sp.ID}, papers[1])
+	w := paper.Work{Model: "m", PromptVersion: "v1", SpaceID: sp.ID}
+	want := []store.Pending{
+		{ID: papers[0].ID, ContentHash: papers[0].ContentHash(), NeedEmbedding: true},
+		{ID: papers[1].ID, ContentHash: papers[1].ContentHash(), NeedTLDR: true},
+		{ID: papers[2].ID, ContentHash: papers[2].ContentHash(), NeedTLDR: true, NeedEmbedding: true},
+	}
+	got, err := s.PendingFor(ctx, papers, w)
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("PendingFor = %+v, %v\nwant %+v", got, err, want)
+	}
+	if got := upsert(t, s, papers, w); !slices.Equal(got, want) {
+		t.Errorf("UpsertPapers of the same texts = %+v\nwant %+v", got, want)
+	}
+	// Another prompt version is another target.
+	if got, err := s.PendingFor(ctx, papers[:1], paper.Work{Model: "m", PromptVersion: "v2"}); err != nil || !got[0].NeedTLDR {
+		t.Errorf("PendingFor of prompt v2 = %+v, %v; want the TL;DR", got, err)
+	}
+	// Once the job is closed (its batch failed), its paper needs its TL;DR again.
+	chat.Status = store.BatchFailed
+	if err := s.FinishBatchJob(ctx, chat, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.PendingFor(ctx, papers[:1], w); err != nil || !got[0].NeedTLDR {
+		t.Errorf("PendingFor after the job closed = %+v, %v; want the TL;DR", got, err)
+	}
+	// A changed text is not what the open embedding job holds: its vector is needed.
+	changed := papers[1]
+	changed.Abstract = "A rewritten abstract."
+	if got := upsert(t, s, []paper.Abstract{changed}, w)[0]; !got.NeedTLDR || !got.NeedEmbedding {
+		t.Errorf("UpsertPapers of a changed text = %+v; want both outputs", got)
+	}
+}
+
 func TestFinishBatchJobRecordsUsageOnce(t *testing.T) {
 	t.Parallel()
 	s := setup(t)

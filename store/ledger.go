@@ -44,7 +44,9 @@ type Pending = paper.Pending
 // they are refused as older than the stored text); the other copies,
 // older versions or repeats of it, need nothing (their Pending carries the stored hash), so a
 // redelivered or replayed older version in a worker's micro-batch neither replaces the newer
-// text nor has the same outputs bought twice.
+// text nor has the same outputs bought twice. An output that an open batch job of w's target
+// holds for the stored text (see store.StalePapers) is not missing: the job buys it, and a
+// paper ingested again unchanged while the job runs would be paid for twice.
 //
 // Every paper is validated first (non-empty id, title and abstract; valid UTF-8 without NUL
 // bytes); one invalid paper fails the call with an error wrapping paper.ErrInvalid that names
@@ -248,6 +250,8 @@ func (s *Store) upsertStatement(ctx context.Context, q querier, papers []paper.A
 // message was published, and the newer text would be lost. An output is wanted only for the
 // text the store holds now: a paper whose stored text is not the message's (or that is gone)
 // needs nothing, and its message is settled as done; the newer text is processed by its own.
+// Like UpsertPapers, it asks for no output that an open batch job of w's target holds for the
+// stored text (StalePapers leaves it out too): that job buys it.
 func (s *Store) PendingFor(ctx context.Context, papers []paper.Abstract, w Work) (_ []Pending, err error) {
 	defer func() { err = unavailable(ctx, err) }()
 	if len(papers) == 0 {
@@ -260,9 +264,11 @@ func (s *Store) PendingFor(ctx context.Context, papers []paper.Abstract, w Work)
 	rows, err := s.pool.Query(ctx, `
 		SELECT i.id, i.content_hash, p.content_hash,
 			p.content_hash = i.content_hash AND $3::text <> '' AND NOT EXISTS (SELECT 1 FROM tldrs t
-				WHERE t.paper_id = i.id AND t.model = $3 AND t.prompt_version = $4::text AND t.content_hash = i.content_hash),
+				WHERE t.paper_id = i.id AND t.model = $3 AND t.prompt_version = $4::text AND t.content_hash = i.content_hash)
+				AND NOT `+heldTLDRSQL+`,
 			p.content_hash = i.content_hash AND $5::bigint <> 0 AND EXISTS (SELECT 1 FROM embedding_spaces WHERE id = $5)
-				AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.space_id = $5 AND e.paper_id = i.id AND e.content_hash = i.content_hash),
+				AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.space_id = $5 AND e.paper_id = i.id AND e.content_hash = i.content_hash)
+				AND NOT `+heldEmbeddingSQL+`,
 			$5::bigint <> 0 AND NOT EXISTS (SELECT 1 FROM embedding_spaces WHERE id = $5)
 		FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS i(id, content_hash, n)
 		LEFT JOIN papers p ON p.id = i.id
@@ -301,7 +307,7 @@ func (s *Store) PendingFor(ctx context.Context, papers []paper.Abstract, w Work)
 // order so that concurrent batches lock them in the same order and cannot deadlock — except
 // beside a call with a repeated id, whose earlier copies lock their rows first in the same
 // transaction: UpsertPapers tries a call PostgreSQL aborted for a deadlock again.
-const upsertPapersSQL = `
+var upsertPapersSQL = `
 WITH input AS (
 	SELECT id, title, abstract,
 		ARRAY(SELECT jsonb_array_elements_text(authors::jsonb)) AS authors,
@@ -352,9 +358,11 @@ WITH input AS (
 )
 SELECT i.id, s.stored, old.content_hash, s.lost,
 	NOT s.lost AND s.stored = i.content_hash AND $10::text <> '' AND NOT EXISTS (SELECT 1 FROM tldrs t
-		WHERE t.paper_id = i.id AND t.model = $10 AND t.prompt_version = $11::text AND t.content_hash = i.content_hash),
+		WHERE t.paper_id = i.id AND t.model = $10 AND t.prompt_version = $11::text AND t.content_hash = i.content_hash)
+		AND NOT ` + heldTLDR("i.id", "i.content_hash", "$10", "$11::text") + `,
 	NOT s.lost AND s.stored = i.content_hash AND $12::bigint <> 0 AND EXISTS (SELECT 1 FROM embedding_spaces WHERE id = $12)
-		AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.space_id = $12 AND e.paper_id = i.id AND e.content_hash = i.content_hash),
+		AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.space_id = $12 AND e.paper_id = i.id AND e.content_hash = i.content_hash)
+		AND NOT ` + heldEmbedding("i.id", "i.content_hash", "$12") + `,
 	$12::bigint <> 0 AND NOT EXISTS (SELECT 1 FROM embedding_spaces WHERE id = $12)
 FROM input i LEFT JOIN papers old ON old.id = i.id LEFT JOIN upsert u ON u.id = i.id,
 	LATERAL (SELECT coalesce(u.content_hash, old.content_hash, i.content_hash) AS stored,

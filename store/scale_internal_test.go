@@ -3,11 +3,13 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/paperpipe/paperpipe/paper"
@@ -159,6 +161,49 @@ func TestStatementsAtScaleReadOnlyWhatTheyReturn(t *testing.T) {
 		sp, err := s.ResolveSpace(t.Context(), itoa(spaceID))
 		if err != nil || sp.Embedded != scalePapers || sp.Papers != scalePapers {
 			t.Errorf("ResolveSpace(%d) = %d of %d embedded, %v; want %d of %d", spaceID, sp.Embedded, sp.Papers, err, scalePapers, scalePapers)
+		}
+	})
+	t.Run("upsert of papers batch jobs hold", func(t *testing.T) {
+		// Every paper went through a closed TL;DR job of prompt v2 and a closed embedding job
+		// of the space, and the first 100 are in open ones: the worker's check of the jobs
+		// holding a re-ingested paper's outputs looks up its own items, not the ledger's.
+		ctx := t.Context()
+		for _, q := range []string{
+			`INSERT INTO batch_jobs (kind, target, model, prompt_version, space_id, status, total) VALUES
+				('chat', 'chat:chat:v2', 'chat', 'v2', NULL, 'done', ` + itoa(scalePapers) + `),
+				('embedding', 'embedding:` + itoa(spaceID) + `', 'm', '', ` + itoa(spaceID) + `, 'done', ` + itoa(scalePapers) + `),
+				('chat', 'chat:chat:v2', 'chat', 'v2', NULL, 'submitted', 100),
+				('embedding', 'embedding:` + itoa(spaceID) + `', 'm', '', ` + itoa(spaceID) + `, 'submitted', 100)`,
+			`INSERT INTO batch_items (job_id, paper_id, content_hash)
+				SELECT j.id, p.id, p.content_hash FROM batch_jobs j, papers p WHERE j.status = 'done'
+				UNION ALL SELECT j.id, p.id, p.content_hash FROM batch_jobs j, papers p
+					WHERE j.status = 'submitted' AND p.id <= 'p000100'`,
+			`VACUUM ANALYZE batch_jobs`, `VACUUM ANALYZE batch_items`,
+		} {
+			if _, err := s.pool.Exec(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		// 200 papers re-ingested unchanged, half of them held; no TL;DR of prompt v2 exists,
+		// so each paper's jobs are looked at.
+		const n = 200
+		var ids, titles, abstracts, lists, urls, hashes []string
+		for g := 1; g <= n; g++ {
+			ids = append(ids, fmt.Sprintf("p%06d", g))
+			titles = append(titles, "title "+itoa(int64(g)))
+			abstracts = append(abstracts, "an abstract about routing "+itoa(int64(g)))
+			lists = append(lists, "[]")
+			urls = append(urls, "")
+			hashes = append(hashes, "h"+itoa(int64(g)))
+		}
+		times := make([]pgtype.Timestamptz, n)
+		plan := explain(t, s, upsertPapersSQL, ids, titles, abstracts, lists, lists, times, urls, urls, hashes,
+			"chat", "v2", spaceID, times)
+		if got := rowsRead(plan, "batch_items") + rowsRead(plan, "batch_items_paper_id"); got > 4*n {
+			t.Errorf("an upsert of %d papers read %.0f batch_items rows (the ledger holds %d)", n, got, 2*scalePapers+200)
+		}
+		if got := rowsRead(plan, "batch_jobs"); got > 4*n {
+			t.Errorf("an upsert of %d papers read %.0f batch_jobs rows", n, got)
 		}
 	})
 }

@@ -61,6 +61,28 @@ func TestReprocessSaysWhichPapersOpenBatchJobsHold(t *testing.T) {
 	}
 }
 
+// Papers an open TL;DR batch job holds but which lack their embedding are published by a plain
+// reprocess for the embedding; its workers bought their TL;DRs synchronously as well (and the
+// job's answers were paid for when collected), while the run said the papers were "in open
+// Batch API jobs, not sent again".
+func TestPlainReprocessBuysNothingOpenBatchJobsHold(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 6)
+	ctx := t.Context()
+	e.reprocess(t, ctx, e.c, reprocessOptions{batchAPI: true, tldrOnly: true, wait: false})
+	before := e.fake.Stats()
+	res, said := e.reprocess(t, ctx, e.c, reprocessOptions{wait: true})
+	if sent := e.fake.Stats().ChatRequests - before.ChatRequests; sent != 0 || res.Worker.TLDRs != 0 || res.Worker.Embeddings != 6 {
+		t.Errorf("the run sent %d chat requests and stored %d TL;DRs and %d embeddings; want the 6 embeddings only, the TL;DRs "+
+			"left to the open job; said:\n%s", sent, res.Worker.TLDRs, res.Worker.Embeddings, said)
+	}
+	e.reprocess(t, ctx, e.c, reprocessOptions{batchAPI: true, tldrOnly: true, wait: true, poll: 5 * time.Millisecond})
+	if n, delivered := e.count(t, `SELECT count(*) FROM tldrs`), e.fake.Stats().ChatDelivered; n != 6 || delivered != 6 {
+		t.Errorf("%d TL;DRs stored, %d chat completions delivered (billed); want 6 and 6", n, delivered)
+	}
+}
+
 // failBatches makes every look at a batch answer that it failed at validation, as OpenAI does
 // when the organization's enqueued-token limit is reached.
 func (e *archiveEnv) failBatches(w http.ResponseWriter, r *http.Request) bool {
