@@ -214,3 +214,50 @@ func TestPlainReprocessLeavesTheIndexToTheRunCollectingOpenJobs(t *testing.T) {
 		t.Error("the run that collected the jobs built no index")
 	}
 }
+
+// A TL;DR job that cannot be collected (its output file is gone) made the run return before it
+// finished the space: the vectors the same run collected were left without an index, at every
+// --batch-api run while the TL;DR job stayed open. The space is finished, and the run still
+// fails naming what to do about the job.
+func TestUncollectableTLDRJobStillFinishesTheCollectedSpace(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 4)
+	ctx := t.Context()
+	var gone atomic.Bool
+	c := e.fakeBehind(t, func(w http.ResponseWriter, r *http.Request) bool {
+		if !gone.Load() || r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/content") {
+			return false
+		}
+		rec := httptest.NewRecorder()
+		e.fake.Handler().ServeHTTP(rec, r)
+		if !bytes.Contains(rec.Body.Bytes(), []byte(`"chat.completion"`)) {
+			w.WriteHeader(rec.Code)
+			w.Write(rec.Body.Bytes())
+			return true
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte(`{"error":{"message":"No such File object","type":"invalid_request_error","param":"id","code":null}}`))
+		return true
+	}, func(c *config) { c.EmbedModel, c.EmbedDims = "text-embedding-3-large", 32 })
+	e.reprocess(t, ctx, c, reprocessOptions{batchAPI: true, wait: false})
+	gone.Store(true)
+	var errw bytes.Buffer
+	_, err := runReprocess(ctx, c, reprocessOptions{batchAPI: true, wait: true, poll: 5 * time.Millisecond}, &bytes.Buffer{}, &errw)
+	if err == nil || !strings.Contains(err.Error(), "`paperpipe batches abandon ID`") {
+		t.Errorf("run: %v; want the TL;DR job's error and what to do about it", err)
+	}
+	spaces, err := e.st.Spaces(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sp := range spaces {
+		if sp.Model == "text-embedding-3-large" && (sp.IndexName == "" || sp.Embedded != 4) {
+			t.Errorf("space %s: %d vectors, index %q; want the 4 collected and the index built; said:\n%s", sp.Name(), sp.Embedded, sp.IndexName, errw.String())
+		}
+	}
+	if strings.Contains(errw.String(), "not filled") {
+		t.Errorf("said:\n%s\nwant the space, holding every paper's vector, not called unfilled", errw.String())
+	}
+}

@@ -245,8 +245,13 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 		wantEmb, fmt.Sprintf("%s in space %s", plural(res.Counts.Embeddings, "embedding", "embeddings"), space.Name())))
 
 	if o.batchAPI {
-		if err := runBatchAPI(ctx, c, o, st, m, space, sel, wantTLDR, wantEmb, &res, errw, log); err != nil {
-			return res, err
+		// A job that failed in this run (*batch.JobError, the error says what to do about it)
+		// did not stop the others' collection: the space is finished below when its embedding
+		// jobs are all closed — a TL;DR job that cannot be collected left the vectors collected
+		// without an index, at every run until it was abandoned.
+		jobErr := runBatchAPI(ctx, c, o, st, m, space, sel, wantTLDR, wantEmb, &res, errw, log)
+		if je := (*batch.JobError)(nil); jobErr != nil && !errors.As(jobErr, &je) {
+			return res, jobErr
 		}
 		if wantEmb {
 			// With --wait=false the embedding batches are still running: the space holds none of
@@ -257,10 +262,18 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 				return res, err
 			}
 			if len(open) > 0 {
-				fmt.Fprintf(errw, "reprocess: space %d (%s) is not filled yet: %d embedding batches are still running; "+
-					"the run that collects them stores their vectors, then builds the space's index\n", space.ID, space.Name(), len(open))
-				return res, nil
+				if jobErr == nil {
+					fmt.Fprintf(errw, "reprocess: space %d (%s) is not filled yet: %d embedding batches are still running; "+
+						"the run that collects them stores their vectors, then builds the space's index\n", space.ID, space.Name(), len(open))
+				}
+				return res, jobErr
 			}
+		}
+		if jobErr != nil {
+			if err := finishSpace(ctx, st, space, sel, &res, wantEmb, o.activating, errw); err != nil {
+				return res, err
+			}
+			return res, jobErr
 		}
 	} else if err := runReprocessWorkers(ctx, c, o, st, m, space, sel, target, &res, errw, log); err != nil {
 		return res, err
