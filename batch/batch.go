@@ -442,7 +442,7 @@ func (r *Runner) flush(ctx context.Context, p *pendingJob) error {
 	r.created[j.ID] = true
 	r.report.Submitted++
 	r.report.Requests += j.Total
-	if _, err = r.submit(ctx, j, false); err != nil {
+	if _, err = r.submit(ctx, j); err != nil {
 		return r.failJob(ctx, j, err)
 	}
 	return nil
@@ -465,7 +465,7 @@ func (r *Runner) resume(ctx context.Context, j store.BatchJob) (store.BatchJob, 
 	if cur.Status != store.BatchPreparing {
 		return cur, nil
 	}
-	return r.submit(ctx, cur, true)
+	return r.submit(ctx, cur)
 }
 
 // customID names one request line: "<paper id>@<content hash>#<kind>".
@@ -518,10 +518,14 @@ func (r *Runner) line(kind string, a paper.Abstract, hash string) ([]byte, bool,
 }
 
 // submit uploads a job's input file (unless done before) and creates its batch (unless done
-// before). resumed says the job comes from an earlier run: then a batch tagged with its id is
-// looked for before one is created.
-func (r *Runner) submit(ctx context.Context, j store.BatchJob, resumed bool) (store.BatchJob, error) {
-	if j.InputFileID == "" {
+// before). A job whose file was uploaded before this call may have a batch (the answer to its
+// creation may have been lost): a batch tagged with its id is looked for before one is created.
+// A job whose file is uploaded here has none (a batch is created only after its file id is
+// recorded), so it is not looked for: an API whose list of batches cannot be read would
+// otherwise hold the job at every run, uploading a new file each time.
+func (r *Runner) submit(ctx context.Context, j store.BatchJob) (store.BatchJob, error) {
+	uploadedBefore := j.InputFileID != ""
+	if !uploadedBefore {
 		id, n, err := r.upload(ctx, j)
 		if err != nil {
 			return j, err
@@ -534,7 +538,7 @@ func (r *Runner) submit(ctx context.Context, j store.BatchJob, resumed bool) (st
 			return j, err
 		}
 	}
-	if j.OpenAIID == "" && resumed {
+	if j.OpenAIID == "" && uploadedBefore {
 		b, ok, err := r.findBatch(ctx, j)
 		if err != nil {
 			return j, err
@@ -589,7 +593,7 @@ func (r *Runner) findBatch(ctx context.Context, j store.BatchJob) (b openai.Batc
 			return err
 		})
 		if err != nil {
-			return b, false, fmt.Errorf("batch job %d: its batch may exist at OpenAI (the answer to its creation was lost) and the list of batches cannot be read, so none is created (that could pay twice for its papers); run again later: %w", j.ID, err)
+			return b, false, fmt.Errorf("batch job %d: its batch may exist at OpenAI (the answer to its creation may have been lost) and the list of batches cannot be read, so none is created (that could pay twice for its papers); run again later: %w", j.ID, err)
 		}
 		for _, b := range page.Data {
 			if v, _ := b.Metadata["paperpipe_job"].(string); v == tag && b.InputFileID == j.InputFileID {

@@ -143,3 +143,51 @@ func TestLostCreateAnswerIsFoundPagesBackInTheList(t *testing.T) {
 		t.Errorf("%d batches created by the Runner, %d list calls, report %+v; want 1 batch, found on the list's second page, and the job done", got, l.lists.Load(), rep)
 	}
 }
+
+// A job whose input file was never uploaded (its first run's upload failed, or the run was
+// stopped during it) cannot have a batch: one is created only after the file id is recorded.
+// Its resume uploaded the file and then still looked the batch up in the list; an API whose
+// list cannot be read (as in TestUnreadableBatchListCreatesNoSecondBatch) failed the job at
+// every run, saying its batch may exist, and a new input file was uploaded each time.
+func TestJobUploadedByItsResumeIsNotLookedUpInTheList(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 3)
+	var uploadFails atomic.Bool
+	uploadFails.Store(true)
+	var uploads, lists atomic.Int32
+	l := &lostCreate{listStatus: http.StatusNotFound}
+	l.lost.Store(true) // no create answer is lost
+	l.listFails.Store(1 << 20)
+	hook := l.hook(b)
+	url := proxy(t, b.fake, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/files" {
+			uploads.Add(1)
+			if uploadFails.Load() {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusBadRequest)
+				w.Write([]byte(`{"error":{"message":"upload refused","type":"invalid_request_error"}}`))
+				return true
+			}
+		}
+		if r.Method == http.MethodGet && r.URL.Path == "/v1/batches" {
+			lists.Add(1)
+		}
+		return hook(w, r)
+	})
+	run := func() (batch.Report, error) {
+		return b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = url }).Run(ctx, store.Selection{})
+	}
+	if _, err := run(); err == nil {
+		t.Fatal("first run: no error, want the upload's")
+	}
+	uploadFails.Store(false)
+	rep, err := run()
+	if err != nil || rep.Resumed != 1 || rep.Done != 1 {
+		t.Errorf("second run: %v, report %+v; want the job resumed and done", err, rep)
+	}
+	if got := l.creates.Load(); got != 1 || uploads.Load() != 2 || lists.Load() != 0 {
+		t.Errorf("%d batches created, %d uploads, %d list calls; want 1 batch, the second upload, no list call", got, uploads.Load(), lists.Load())
+	}
+	b.checkClosed(t)
+}
