@@ -218,11 +218,24 @@ type Runner struct {
 	retry llm.Retrier
 	log   *slog.Logger
 
-	report  Report
-	created map[int64]bool      // jobs created (not resumed) by this Runner
-	broken  map[int64]*JobError // jobs whose step failed in this Runner, left alone from then on
-	stall   time.Duration       // downloadStall, shorter in tests
+	report      Report
+	created     map[int64]bool      // jobs created (not resumed) by this Runner
+	broken      map[int64]*JobError // jobs whose step failed in this Runner, left alone from then on
+	failedLooks map[int64]int       // jobs whose last looks at their batch failed transiently: how many in a row
+	stall       time.Duration       // downloadStall, shorter in tests
 }
+
+// maxFailedLooks is how many looks in a row at a job's batch may fail transiently (a 5xx, a
+// network error, an unreachable API, each after the Retrier's retries) before the job fails in
+// the run: about an hour at the default poll intervals. A blip during a wait of up to 24 hours
+// does not end it; an API that stays down does, with its error.
+const maxFailedLooks = 10
+
+// lookError is the failure of a look at a job's batch (GET /v1/batches/ID), after the retries.
+type lookError struct{ err error }
+
+func (e *lookError) Error() string { return e.err.Error() }
+func (e *lookError) Unwrap() error { return e.err }
 
 // New returns a Runner, or an error naming the Config field that is wrong. It makes no request.
 func New(cfg Config) (*Runner, error) {
@@ -237,13 +250,14 @@ func New(cfg Config) (*Runner, error) {
 	// Errors of calls show URLs with their secrets masked (llm.APIClient).
 	oc.HTTPClient = llm.APIClient(cfg.HTTPClient, cfg.Limiter)
 	return &Runner{
-		cfg:     cfg,
-		api:     openai.NewClientWithConfig(oc),
-		retry:   llm.Retrier{Logger: cfg.Logger, Timeout: 5 * time.Minute, Limiter: cfg.Limiter, APIKey: cfg.APIKey},
-		log:     cfg.Logger,
-		created: map[int64]bool{},
-		broken:  map[int64]*JobError{},
-		stall:   downloadStall,
+		cfg:         cfg,
+		api:         openai.NewClientWithConfig(oc),
+		retry:       llm.Retrier{Logger: cfg.Logger, Timeout: 5 * time.Minute, Limiter: cfg.Limiter, APIKey: cfg.APIKey},
+		log:         cfg.Logger,
+		created:     map[int64]bool{},
+		broken:      map[int64]*JobError{},
+		failedLooks: map[int64]int{},
+		stall:       downloadStall,
 	}, nil
 }
 
@@ -691,7 +705,9 @@ func uploadTimeout(base time.Duration, size int64, rate int) time.Duration {
 }
 
 // Wait polls the open jobs of the Runner's targets until every one is closed, collecting the
-// results of each as it completes. It returns when none is open but those that failed in this
+// results of each as it completes. A look at a batch that failed transiently is tried again at
+// the next poll, up to maxFailedLooks looks in a row; any other failure of a job's step fails
+// the job in this Runner. It returns when none is open but those that failed in this
 // Runner, with their failures (each a *JobError, joined; one job's failure does not stop the
 // others' collection), or with ctx.Err() when ctx ends: the jobs stay open in the store, and a
 // later Wait resumes them.
@@ -720,6 +736,10 @@ func (r *Runner) Wait(ctx context.Context) (Report, error) {
 				continue
 			}
 			if jobs[i], err = r.poll(ctx, j); err != nil {
+				var again bool
+				if again, err = r.lookAgain(ctx, j, err); again {
+					continue
+				}
 				if err := r.failJob(ctx, j, err); err != nil {
 					return r.report, err
 				}
@@ -744,6 +764,33 @@ func (r *Runner) Wait(ctx context.Context) (Report, error) {
 	}
 }
 
+// lookAgain says whether job j, whose poll failed with err, is kept for the next poll: when the
+// look at its batch failed transiently (a 5xx, a network error, a 429 past the Retrier's wait,
+// an unreachable API) fewer than maxFailedLooks times in a row. It logs the failure then. A
+// permanent failure (a 400; a 401, 403 or 404: the key, or a batch that is not there), the
+// last of maxFailedLooks (returned saying so), or a failure of another step than the look is
+// not kept: the job fails in the run.
+func (r *Runner) lookAgain(ctx context.Context, j store.BatchJob, err error) (bool, error) {
+	if le := (*lookError)(nil); ctx.Err() != nil || !errors.As(err, &le) {
+		return false, err
+	}
+	switch llm.Classify(err) {
+	case llm.Transient, llm.RateLimited:
+	default:
+		if !errors.Is(err, llm.ErrUnreachable) {
+			return false, err
+		}
+	}
+	r.failedLooks[j.ID]++
+	n := r.failedLooks[j.ID]
+	if n < maxFailedLooks {
+		r.log.WarnContext(ctx, "look at a batch failed; trying again at the next poll", "job", j.ID,
+			"openai_batch", j.OpenAIID, "failed_looks", n, "max", maxFailedLooks, "err", err)
+		return true, nil
+	}
+	return false, fmt.Errorf("%d looks at its batch in a row failed, the last: %w", n, err)
+}
+
 // poll looks at one submitted job's batch and collects its results when it has ended.
 func (r *Runner) poll(ctx context.Context, j store.BatchJob) (store.BatchJob, error) {
 	var b openai.BatchResponse
@@ -752,8 +799,9 @@ func (r *Runner) poll(ctx context.Context, j store.BatchJob) (store.BatchJob, er
 		return err
 	})
 	if err != nil {
-		return j, fmt.Errorf("batch job %d: retrieve batch %s: %w", j.ID, j.OpenAIID, err)
+		return j, &lookError{fmt.Errorf("retrieve batch %s: %w", j.OpenAIID, err)}
 	}
+	delete(r.failedLooks, j.ID)
 	j.OpenAIStatus = b.Status
 	j.Completed, j.Failed = b.RequestCounts.Completed, b.RequestCounts.Failed
 	if b.OutputFileID != nil {

@@ -9,3 +9,12 @@ func SetStallTimeout(r *Runner, d time.Duration) { r.stall = d }
 // SetRequestTimeout sets how long one request may take (an upload: this plus the file's time
 // at Config.UploadRate).
 func SetRequestTimeout(r *Runner, d time.Duration) { r.retry.Timeout = d }
+
+// SetRetries sets how many times a failed request is retried (-1: none) and the first delay
+// between two attempts.
+func SetRetries(r *Runner, n int, delay time.Duration) {
+	r.retry.MaxRetries, r.retry.BaseDelay = n, delay
+}
+
+// MaxFailedLooks is maxFailedLooks.
+const MaxFailedLooks = maxFailedLooks
