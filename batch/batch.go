@@ -840,6 +840,12 @@ func (r *Runner) poll(ctx context.Context, j store.BatchJob) (store.BatchJob, er
 	if cur.Status != store.BatchSubmitted {
 		return cur, nil
 	}
+	// The batch's end is recorded before its collection, which may fail (its output file
+	// gone): `paperpipe batches` shows it, and `batches abandon` does not take the job's batch
+	// for one still running (and billed).
+	if err := r.cfg.Store.UpdateBatchJob(ctx, j); err != nil {
+		return j, err
+	}
 	if status != store.BatchFailed {
 		return r.collect(ctx, j, status)
 	}

@@ -163,13 +163,13 @@ func TestBatchesAbandonsAJobThatCannotBeCollected(t *testing.T) {
 		t.Fatalf("open jobs %+v; `batches` said:\n%s", jobs, list.String())
 	}
 	var said bytes.Buffer
-	if err := abandonBatchJobs(ctx, e.st, []int64{jobs[0].ID}, &said); err != nil {
+	if err := abandonBatchJobs(ctx, e.st, []int64{jobs[0].ID}, false, &said); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(said.String(), "is lost") {
 		t.Errorf("abandon said %q, want that what OpenAI ran is lost", said.String())
 	}
-	if err := abandonBatchJobs(ctx, e.st, []int64{jobs[0].ID}, &said); err == nil {
+	if err := abandonBatchJobs(ctx, e.st, []int64{jobs[0].ID}, false, &said); err == nil {
 		t.Errorf("abandoning a closed job: no error")
 	}
 	if jobs, _ := e.st.BatchJobs(ctx, ""); len(jobs) != 1 || jobs[0].Status != store.BatchFailed {
@@ -259,5 +259,63 @@ func TestUncollectableTLDRJobStillFinishesTheCollectedSpace(t *testing.T) {
 	}
 	if strings.Contains(errw.String(), "not filled") {
 		t.Errorf("said:\n%s\nwant the space, holding every paper's vector, not called unfilled", errw.String())
+	}
+}
+
+// `batches abandon` closed a job whose batch was last seen running at OpenAI: that batch is
+// still billed, and the next run bought its papers again. It is refused without --force,
+// saying so and that cancelling it at OpenAI stops the billing; with --force it is closed.
+func TestBatchesAbandonRefusesAJobWhoseBatchIsRunningWithoutForce(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	e.reprocess(t, ctx, e.c, reprocessOptions{batchAPI: true, tldrOnly: true, wait: false})
+	jobs, err := openBatchJobs(ctx, e.st)
+	if err != nil || len(jobs) != 1 || !batchRunning(jobs[0].OpenAIStatus) {
+		t.Fatalf("open jobs %+v, %v; want one whose batch was seen running", jobs, err)
+	}
+	var said bytes.Buffer
+	err = abandonBatchJobs(ctx, e.st, []int64{jobs[0].ID}, false, &said)
+	if err == nil || !strings.Contains(err.Error(), "still billed") || !strings.Contains(err.Error(), "cancel the batch at OpenAI") ||
+		!strings.Contains(err.Error(), "--force") {
+		t.Errorf("abandon without --force: %v; want a refusal saying the batch is still billed, to cancel it, and --force", err)
+	}
+	if open, _ := openBatchJobs(ctx, e.st); len(open) != 1 {
+		t.Fatalf("open jobs after the refusal %+v, want the job still open", open)
+	}
+	if err := abandonBatchJobs(ctx, e.st, []int64{jobs[0].ID}, true, &said); err != nil || !strings.Contains(said.String(), "abandoned batch job") {
+		t.Errorf("abandon --force: %v, said %q; want the job abandoned", err, said.String())
+	}
+	if open, _ := openBatchJobs(ctx, e.st); len(open) != 0 {
+		t.Errorf("open jobs after abandon --force %+v, want none", open)
+	}
+}
+
+// The list's AGE is one human unit ("26h", "3d"), not a duration ("26h0m0s", "72h0m0s").
+func TestBatchesListsAgesInOneUnit(t *testing.T) {
+	t.Parallel()
+	for d, want := range map[time.Duration]string{
+		-time.Second: "0m", 90 * time.Second: "1m", 59 * time.Minute: "59m", 26*time.Hour + 59*time.Minute: "26h",
+		47 * time.Hour: "47h", 72 * time.Hour: "3d", 10*24*time.Hour + time.Hour: "10d",
+	} {
+		if got := age(d); got != want {
+			t.Errorf("age(%v) = %q, want %q", d, got, want)
+		}
+	}
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 2)
+	ctx := t.Context()
+	e.reprocess(t, ctx, e.c, reprocessOptions{batchAPI: true, tldrOnly: true, wait: false})
+	jobs, err := openBatchJobs(ctx, e.st)
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("open jobs %+v, %v", jobs, err)
+	}
+	var list bytes.Buffer
+	if err := listBatchJobs(ctx, e.st, false, jobs[0].CreatedAt.Add(26*time.Hour+5*time.Minute), &list); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(strings.TrimSpace(list.String()), " 26h") {
+		t.Errorf("batches said:\n%s\nwant the job's age as 26h", list.String())
 	}
 }

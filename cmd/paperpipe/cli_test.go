@@ -499,6 +499,28 @@ func TestReprocessBatchOnlyFlagsWithoutBatchAPIAreUsageErrors(t *testing.T) {
 	c.ok("reprocess", "--dry-run", "--wait=true")
 }
 
+// `batches abandon` prints what it did as text: --json with it was accepted and ignored; and
+// --force is abandon's. `batches`' arguments are the same in the command list and its --help
+// (they said "[abandon ID]" and "[list | abandon ID...]").
+func TestBatchesFlagsOutsideTheirActionAreUsageErrors(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	for _, args := range [][]string{{"batches", "abandon", "1", "--json"}, {"batches", "--force"}} {
+		if r := c.run(args...); r.code != 2 {
+			t.Errorf("paperpipe %s: exit %d, stderr %q; want 2", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+	var listed string
+	for _, l := range strings.Split(c.ok("help").stdout, "\n") {
+		if f := strings.Fields(l); len(f) > 1 && f[0] == "batches" {
+			listed = f[1]
+		}
+	}
+	if r := c.ok("batches", "-h"); listed == "" || !strings.Contains(r.stderr, "Usage: paperpipe batches [flags] "+listed+"\n") {
+		t.Errorf("help lists batches with %q; batches -h says:\n%s", listed, r.stderr)
+	}
+}
+
 // A posted record's rejection is the reason in plain words, without the sentinel's text
 // ("the record is empty", not "the record is empty: invalid input"), and still
 // paper.ErrInvalid.

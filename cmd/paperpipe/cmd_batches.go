@@ -22,13 +22,20 @@ const batchesHint = "the failed jobs stay open and their papers out of other wor
 	"collected (its batch or output file is gone, or belongs to another API key) so its papers are processed again: " +
 	"what OpenAI ran for it, and billed, is lost"
 
+// batchesArgs is the batches command's arguments, in the command list and its own --help.
+const batchesArgs = "[ACTION]"
+
 func cmdBatches(ctx context.Context, c *config, args []string) error {
-	fs := newFlagSet("batches", "[list | abandon ID...]", "List the open Batch API jobs of `paperpipe reprocess --batch-api` "+
+	fs := newFlagSet("batches", batchesArgs, "ACTION is list (the default) or abandon ID... [--force]. "+
+		"List the open Batch API jobs of `paperpipe reprocess --batch-api` "+
 		"(id, target, status, OpenAI batch id, papers, age), or abandon jobs: close them as failed, so their papers "+
 		"are processed again by the next run. Abandoning a job loses what OpenAI ran for it (and billed): abandon only "+
 		"a job that cannot be collected, for instance one whose batch or output file OpenAI no longer has (it keeps "+
-		"output files for 30 days) or that another API key created.")
+		"output files for 30 days) or that another API key created. A job whose batch was last seen running at OpenAI "+
+		"(validating, in_progress, finalizing) is refused without --force: that batch is still billed, and the next run "+
+		"would buy its papers again; cancel it at OpenAI first, or let `paperpipe reprocess --batch-api` collect it.")
 	c.addJSONFlag(fs)
+	force := fs.Bool("force", false, "abandon: also a job whose batch was last seen running at OpenAI (it is still billed, and its papers are bought again)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -36,7 +43,13 @@ func cmdBatches(ctx context.Context, c *config, args []string) error {
 	var ids []int64
 	switch {
 	case len(pos) == 0 || pos[0] == "list" && len(pos) == 1:
+		if *force {
+			return usageErr("--force is for `batches abandon ID...`")
+		}
 	case pos[0] == "abandon" && len(pos) > 1:
+		if c.JSON {
+			return usageErr("--json is for the list of jobs; `batches abandon` says what it did as text")
+		}
 		for _, a := range pos[1:] {
 			id, err := strconv.ParseInt(a, 10, 64)
 			if err != nil || id <= 0 {
@@ -45,7 +58,7 @@ func cmdBatches(ctx context.Context, c *config, args []string) error {
 			ids = append(ids, id)
 		}
 	default:
-		return usageErr("want `batches`, `batches list` or `batches abandon ID...`")
+		return usageErr("want `batches`, `batches list` or `batches abandon ID... [--force]`")
 	}
 	st, err := openStore(ctx, c, newLogger(c))
 	if err != nil {
@@ -55,7 +68,7 @@ func cmdBatches(ctx context.Context, c *config, args []string) error {
 	if ids == nil {
 		return listBatchJobs(ctx, st, c.JSON, time.Now(), os.Stdout)
 	}
-	return abandonBatchJobs(ctx, st, ids, os.Stderr)
+	return abandonBatchJobs(ctx, st, ids, *force, os.Stderr)
 }
 
 // openBatchJobs returns the open Batch API jobs, oldest first.
@@ -96,14 +109,38 @@ func listBatchJobs(ctx context.Context, st *store.Store, asJSON bool, now time.T
 		if id == "" {
 			id = "-"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", j.ID, j.Target, status, id, j.Total, now.Sub(j.CreatedAt).Round(time.Minute))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", j.ID, j.Target, status, id, j.Total, age(now.Sub(j.CreatedAt)))
 	}
 	return tw.Flush()
 }
 
+// age says how old something is in one unit: minutes under an hour ("45m"), hours under two
+// days ("26h"), days from then on ("3d").
+func age(d time.Duration) string {
+	switch {
+	case d < time.Hour:
+		return strconv.Itoa(int(max(d, 0)/time.Minute)) + "m"
+	case d < 48*time.Hour:
+		return strconv.Itoa(int(d/time.Hour)) + "h"
+	default:
+		return strconv.Itoa(int(d/(24*time.Hour))) + "d"
+	}
+}
+
+// batchRunning reports whether OpenAI status s (as last seen) is of a batch still running,
+// billed as it goes.
+func batchRunning(s string) bool {
+	switch s {
+	case "validating", "in_progress", "finalizing":
+		return true
+	}
+	return false
+}
+
 // abandonBatchJobs closes the open jobs ids as failed, each under its lock (a job a run is
-// preparing or collecting is refused), and says what that means.
-func abandonBatchJobs(ctx context.Context, st *store.Store, ids []int64, w io.Writer) error {
+// preparing or collecting is refused, and unless force one whose batch was last seen running at
+// OpenAI), and says what that means.
+func abandonBatchJobs(ctx context.Context, st *store.Store, ids []int64, force bool, w io.Writer) error {
 	var errs []error
 	for _, id := range ids {
 		j, release, err := st.LockBatchJob(ctx, id)
@@ -120,6 +157,14 @@ func abandonBatchJobs(ctx context.Context, st *store.Store, ids []int64, w io.Wr
 		if j.Status != store.BatchPreparing && j.Status != store.BatchSubmitted {
 			release()
 			errs = append(errs, fmt.Errorf("batch job %d is already closed (%s)", id, j.Status))
+			continue
+		}
+		if batchRunning(j.OpenAIStatus) && !force {
+			release()
+			errs = append(errs, fmt.Errorf("batch job %d is not abandoned: its OpenAI batch %s was last seen running (%s), and is "+
+				"still billed; abandoned, its papers would be bought again by the next run. Let `paperpipe reprocess --batch-api` "+
+				"collect it, or cancel the batch at OpenAI (https://platform.openai.com/batches), which stops the billing, and "+
+				"let that run record it; `paperpipe batches abandon %d --force` abandons it anyway", id, j.OpenAIID, j.OpenAIStatus, id))
 			continue
 		}
 		j.Status = store.BatchFailed

@@ -41,7 +41,7 @@ func commands() []command {
 		{"dlq", "list|replay", "list or replay dead-lettered messages", cmdDLQ},
 		{"reprocess", "", "write missing or stale TL;DRs and embeddings for the configured models (--dry-run, --batch-api)", cmdReprocess},
 		{"fit", "", "fit the offline embedder on the archive, embed every paper with it, and activate it", cmdFit},
-		{"batches", "[abandon ID]", "list the open Batch API jobs of `reprocess --batch-api`; abandon one that cannot be collected", cmdBatches},
+		{"batches", batchesArgs, "list the open Batch API jobs of `reprocess --batch-api`; abandon one that cannot be collected", cmdBatches},
 		{"spaces", "[ACTION]", "list embedding spaces with coverage and index; drop, check (recall) or reindex one", cmdSpaces},
 		{"activate", "SPACE", "make an embedding space the one queries use", cmdActivate},
 		{"import-embeddings", "FILE|-", "load precomputed vectors (JSONL) into a space, with no API calls", cmdImportEmbeddings},
