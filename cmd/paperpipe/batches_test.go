@@ -138,9 +138,7 @@ func TestBatchesAbandonsAJobThatCannotBeCollected(t *testing.T) {
 		if !gone.Load() || r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/content") {
 			return false
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusNotFound)
-		w.Write([]byte(`{"error":{"message":"No such File object","type":"invalid_request_error","param":"id","code":null}}`))
+		writeFileGone(w)
 		return true
 	}, nil)
 	e.reprocess(t, ctx, c, reprocessOptions{batchAPI: true, tldrOnly: true, wait: false})
@@ -236,9 +234,7 @@ func TestUncollectableTLDRJobStillFinishesTheCollectedSpace(t *testing.T) {
 			w.Write(rec.Body.Bytes())
 			return true
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusNotFound)
-		w.Write([]byte(`{"error":{"message":"No such File object","type":"invalid_request_error","param":"id","code":null}}`))
+		writeFileGone(w)
 		return true
 	}, func(c *config) { c.EmbedModel, c.EmbedDims = "text-embedding-3-large", 32 })
 	e.reprocess(t, ctx, c, reprocessOptions{batchAPI: true, wait: false})
@@ -318,4 +314,11 @@ func TestBatchesListsAgesInOneUnit(t *testing.T) {
 	if !strings.HasSuffix(strings.TrimSpace(list.String()), " 26h") {
 		t.Errorf("batches said:\n%s\nwant the job's age as 26h", list.String())
 	}
+}
+
+// writeFileGone answers as OpenAI does for a file it no longer has (404).
+func writeFileGone(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusNotFound)
+	w.Write([]byte(`{"error":{"message":"No such File object","type":"invalid_request_error","param":"id","code":null}}`))
 }
