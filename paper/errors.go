@@ -18,6 +18,9 @@ var (
 	// starting, a read-only standby, a full disk): no record is at fault, and the same records
 	// will go through once it is back.
 	ErrUnavailable = errors.New("database unavailable")
+	// ErrCannotWrite marks, with ErrUnavailable, a database that answers but cannot write (a
+	// full disk, out of memory, a read-only standby).
+	ErrCannotWrite = errors.New("database cannot write")
 	// ErrSpaceMismatch means a query vector was made by a different model than the space holds.
 	ErrSpaceMismatch = errors.New("embedding space mismatch")
 	// ErrSpaceDropped means vectors were to be stored in an embedding space that no longer

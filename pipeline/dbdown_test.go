@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,8 +23,6 @@ import (
 )
 
 // The worker when PostgreSQL cannot be reached or cannot write: see also silentdb_test.go.
-
-const dbResumeLine = "the database saves results again: the worker resumes"
 
 // countingSummarizer counts the TL;DRs bought, bills each as one request, and runs hook (if
 // any) before answering.
@@ -64,11 +63,12 @@ func proxiedWorker(t *testing.T, b *testBundle, st *store.Store, sum pipeline.Su
 	return startWorker(t, &wb, sum, emb, cfg)
 }
 
-// TestDatabaseBreakerStaysOpenUntilResultsAreSaved: after a database pause, the probe's intake
-// of a paper already stored writes nothing, and succeeds even on a full disk (53100). Closing
-// the breaker on it resumed the worker at full speed, to buy TL;DRs it could not save, with
-// the pause's backoff back at its first step after every probe, for as long as the disk stayed
-// full. The breaker now closes when a message's results are saved.
+// TestDatabaseBreakerStaysOpenUntilResultsAreSaved: a database that answers but cannot write
+// (a full disk, 53100) pauses the worker; after the pause the probe's intake of a paper stored
+// already writes nothing, and succeeds. Closing the breaker on it resumed the worker at full
+// speed, to buy TL;DRs it could not save, with the pause's backoff back at its first step after
+// every probe, for as long as the disk stayed full. After such a pause the breaker closes when a
+// message's results are saved.
 func TestDatabaseBreakerStaysOpenUntilResultsAreSaved(t *testing.T) {
 	t.Parallel()
 	emb := embed.NewOffline()
@@ -78,28 +78,25 @@ func TestDatabaseBreakerStaysOpenUntilResultsAreSaved(t *testing.T) {
 	if _, err := b.store.UpsertPapers(context.Background(), papers, paper.Work{}); err != nil {
 		t.Fatal(err)
 	}
-	proxy, st := proxiedStore(t, b)
-	proxy.refuse() // the database goes down...
-	publish(t, b.js, papers)
-	logs := &logBuffer{}
-	sum := &countingSummarizer{Summarizer: summarize.NewOffline(30)}
-	w := proxiedWorker(t, b, st, sum, emb, pipeline.WorkerConfig{Concurrency: 4,
-		Backoff: func(int) time.Duration { return 100 * time.Millisecond },
-		Logger:  slog.New(slog.NewTextHandler(logs, nil))})
-	waitFor(t, "a database pause", func() (bool, string) { return w.Stats().DBPaused >= 1, fmt.Sprintf("%+v", w.Stats()) })
-
-	// ... and comes back with a full disk: TL;DRs cannot be saved.
+	// A full disk: TL;DRs cannot be saved.
 	execSQL(t, b.url, `CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = '53100'; END $$;
 CREATE TRIGGER disk_full BEFORE INSERT OR UPDATE ON tldrs FOR EACH ROW EXECUTE FUNCTION disk_full();`)
-	proxy.accept()
-	waitFor(t, "the probe's TL;DR bought", func() (bool, string) { return sum.calls.Load() >= 1, fmt.Sprintf("%+v", w.Stats()) })
-	time.Sleep(2 * time.Second) // the probe's save retries meanwhile
+	publish(t, b.js, papers)
+	logs := &logBuffer{}
+	sum := &countingSummarizer{Summarizer: summarize.NewOffline(30)}
+	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4,
+		Backoff: func(int) time.Duration { return 100 * time.Millisecond },
+		Logger:  slog.New(slog.NewTextHandler(logs, nil))})
+	// The first TL;DRs' saves give up after their retries (~21 s): a pause.
+	waitFor(t, "a database pause", func() (bool, string) { return w.Stats().DBPaused >= 1, fmt.Sprintf("%+v", w.Stats()) })
+	bought := sum.calls.Load()
+	time.Sleep(2 * time.Second) // the probe's intake succeeds meanwhile; its TL;DR's save retries
 	if strings.Contains(logs.String(), "resumes") {
 		t.Errorf("the worker resumed on an intake that wrote nothing, while TL;DRs could not be saved:\n%s", logs.String())
 	}
-	if n := sum.calls.Load(); n != 1 {
-		t.Errorf("%d TL;DRs bought while the first could not be saved: want the probe's only", n)
+	if n := sum.calls.Load() - bought; n > 1 {
+		t.Errorf("%d TL;DRs bought after the pause while none could be saved: want the probe's only", n)
 	}
 
 	execSQL(t, b.url, `DROP TRIGGER disk_full ON tldrs`) // space freed
@@ -107,7 +104,7 @@ CREATE TRIGGER disk_full BEFORE INSERT OR UPDATE ON tldrs FOR EACH ROW EXECUTE F
 		c := counts(t, b, sum)
 		return c.WithTLDR == int64(len(papers)), fmt.Sprintf("counts %+v, stats %+v", c, w.Stats())
 	})
-	if !strings.Contains(logs.String(), dbResumeLine) {
+	if !strings.Contains(logs.String(), "the database saves results again: the worker resumes") {
 		t.Errorf("the log does not say when the worker resumes:\n%s", logs.String())
 	}
 }
@@ -279,5 +276,172 @@ func TestDatabaseRecoveryDoesNotEndTheAPIsPause(t *testing.T) {
 			t.Errorf("the API's pauses in a row went %v: its backoff started again", inARow)
 			break
 		}
+	}
+}
+
+// TestLockedRowDoesNotPauseTheWorker: an intake that runs out of IntakeTimeout because one
+// paper's row is locked by another session (an operator's open transaction) was taken for a
+// database gone silent: the whole worker paused, logging that the database cannot be reached,
+// again at each probe. A database that answers a ping is not down: the batch goes back to the
+// queue, and the other papers go on.
+func TestLockedRowDoesNotPauseTheWorker(t *testing.T) {
+	t.Parallel()
+	emb := embed.NewOffline()
+	sum := summarize.NewOffline(30)
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	papers := sampledata.Papers(t)[:10]
+	ctx := context.Background()
+	older := papers[0]
+	older.Abstract = "An older version of the abstract."
+	older.TextAt = time.Now().Add(-time.Hour)
+	if _, err := b.store.UpsertPapers(ctx, []paper.Abstract{older}, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, b.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SELECT 1 FROM papers WHERE id = $1 FOR UPDATE", papers[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, b.js, papers[:1])
+	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{BatchSize: 2, Concurrency: 4, IntakeTimeout: time.Second,
+		Backoff: func(int) time.Duration { return 100 * time.Millisecond }})
+	waitFor(t, "the locked paper's intake handed back", func() (bool, string) { return w.Stats().Retried >= 1, fmt.Sprintf("%+v", w.Stats()) })
+	publish(t, b.js, papers[1:]) // the other papers arrive
+	waitFor(t, "the other papers done", func() (bool, string) {
+		c := counts(t, b, sum)
+		return c.WithTLDR >= int64(len(papers)-1), fmt.Sprintf("counts %+v, stats %+v", c, w.Stats())
+	})
+	if s := w.Stats(); s.DBPaused != 0 {
+		t.Errorf("the database answers, one paper's row is locked: the worker paused %d times (stats %+v)", s.DBPaused, s)
+	}
+}
+
+// intakeSizes is a store that records the size of every intake.
+type intakeSizes struct {
+	pipeline.Store
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (s *intakeSizes) UpsertPapers(ctx context.Context, p []paper.Abstract, w paper.Work) ([]paper.Pending, error) {
+	s.mu.Lock()
+	s.sizes = append(s.sizes, len(p))
+	s.mu.Unlock()
+	return s.Store.UpsertPapers(ctx, p, w)
+}
+
+// TestWorkerLeavesProbingWhenTheDatabaseAnswersAgain: the database's breaker closed only on a
+// message whose results were saved, so after an outage a backlog of papers stored already
+// (redeliveries, a dump ingested again) went through one message at a time for as long as none
+// needed new work. After a connection failure, a micro-batch recorded closes it; only a
+// database that answered but could not write waits for a save.
+func TestWorkerLeavesProbingWhenTheDatabaseAnswersAgain(t *testing.T) {
+	t.Parallel()
+	sum, emb := summarize.NewOffline(30), embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	papers := sampledata.Papers(t)
+	if _, err := b.store.UpsertPapers(context.Background(), papers, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, b.js, papers)
+	if ws := runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{}); ws.Acked != int64(len(papers)) {
+		t.Fatalf("first pass %+v", ws)
+	}
+	proxy, st := proxiedStore(t, b)
+	sizes := &intakeSizes{Store: st}
+	proxy.refuse()
+	// The same papers again, as another run's (not dropped as repeats): nothing to do for them.
+	p := pipeline.NewRunPublisher(b.js, pipeline.SubjectNew, "again", 64)
+	for _, a := range papers {
+		if err := p.Publish(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	w, err := pipeline.NewWorker(b.js, sizes, sum, emb, pipeline.WorkerConfig{SpaceID: b.space.ID, FetchWait: 200 * time.Millisecond,
+		Backoff: func(int) time.Duration { return 100 * time.Millisecond }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "a database pause", func() (bool, string) { return w.Stats().DBPaused >= 1, fmt.Sprintf("%+v", w.Stats()) })
+	sizes.mu.Lock()
+	before := len(sizes.sizes)
+	sizes.mu.Unlock()
+	proxy.accept()
+	waitFor(t, "the backlog done", func() (bool, string) {
+		s := w.Stats()
+		return s.Skipped == int64(len(papers)), fmt.Sprintf("%+v", s)
+	})
+	sizes.mu.Lock()
+	defer sizes.mu.Unlock()
+	batches := 0
+	for _, n := range sizes.sizes[before:] {
+		if n > 1 {
+			batches++
+		}
+	}
+	if batches == 0 {
+		t.Errorf("after the database came back the worker took %d papers stored already one intake at a time (%d intakes)", len(papers), len(sizes.sizes)-before)
+	}
+}
+
+// TestUsageOfARunStoppedByTheDatabaseReachesTheLedger: an --exit-when-idle run (and reprocess)
+// stops at a database pause; the usage the ledger could not take was "kept for the next
+// record", and there was no next record: its one last try, the database still down, lost it.
+// The last record now tries for a few seconds (and logs what it still cannot record).
+func TestUsageOfARunStoppedByTheDatabaseReachesTheLedger(t *testing.T) {
+	t.Parallel()
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	proxy, st := proxiedStore(t, b)
+	sum := &countingSummarizer{Summarizer: summarize.NewOffline(30), hook: func(n int64) {
+		if n == 1 {
+			proxy.refuse() // down as the answer comes back
+		}
+	}}
+	publish(t, b.js, sampledata.Papers(t)[:1])
+	w, err := pipeline.NewWorker(b.js, st, sum, emb, pipeline.WorkerConfig{SpaceID: b.space.ID, FetchWait: 200 * time.Millisecond,
+		ExitWhenIdle: true, Concurrency: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	waitFor(t, "the run's pause", func() (bool, string) { return w.Stats().DBPaused >= 1, fmt.Sprintf("%+v", w.Stats()) })
+	// Back a moment after the run stops (it stops at once at the pause): after the last
+	// record's first try, before its last.
+	time.Sleep(1500 * time.Millisecond)
+	proxy.accept()
+	if err := <-done; !errors.Is(err, paper.ErrUnavailable) {
+		t.Fatalf("the run ended with %v, want the database's pause", err)
+	}
+	rows, err := b.store.Usage(context.Background(), time.Now().Add(-48*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := 0
+	for _, r := range rows {
+		if r.Kind == paper.KindChat {
+			recorded += r.Requests
+		}
+	}
+	if bought := sum.calls.Load(); int64(recorded) != bought {
+		t.Errorf("%d TL;DR requests bought, %d in the usage ledger", bought, recorded)
 	}
 }

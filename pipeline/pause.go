@@ -25,13 +25,18 @@ var errPaused = errors.New("worker paused: the API refuses the account or the co
 // breaker's pause of Backoff(n) for the n-th pause in a row: the worker pulls nothing, hands
 // back what it holds without calling the API, and then tries one message at a time (see pull)
 // until one goes through. Each breaker is closed by its own service only: the API's by a
-// message whose API work was answered (apiAnswered), the database's by a message whose results
-// were saved (storeAnswered) — a database that records a paper it already has writes nothing,
-// and may still be unable to write (a full disk). The worker is paused while either pause runs,
-// and tries one message at a time while either breaker is open.
+// message whose API work was answered (apiAnswered), the database's by a micro-batch recorded
+// (storeReached) or, after a database that answered but could not write (paper.ErrCannotWrite:
+// a full disk, a read-only standby), by a message whose results were saved (storeAnswered) — a
+// database that records papers it already has writes nothing. The worker is paused while
+// either pause runs, and tries one message at a time while either breaker is open.
 type pauses struct {
-	mu       sync.Mutex
-	api, db  breaker
+	mu      sync.Mutex
+	api, db breaker
+	// dbWrite: the database's last pause was for a database that answers but cannot write
+	// (paper.ErrCannotWrite): only a save closes it, not an intake (which for papers stored
+	// already writes nothing).
+	dbWrite  bool
 	lastOpen error // the cause of the pause opened last (kept after it: see pauseErr)
 	// active is api.n > 0 || db.n > 0 (a pause, or trying one message at a time after it): the
 	// fast path of the hot path's checks.
@@ -70,6 +75,7 @@ func (w *Worker) openPause(cause error) {
 	b.until, p.lastOpen = now.Add(d), cause
 	p.active.Store(true)
 	if b == &p.db {
+		p.dbWrite = errors.Is(cause, paper.ErrCannotWrite)
 		w.stats.dbPaused.Add(1)
 	} else {
 		w.stats.paused.Add(1)
@@ -88,6 +94,20 @@ func (w *Worker) apiAnswered() { w.closeBreaker(&w.pause.api, "the API accepts t
 // storeAnswered closes the database's breaker: a message's results were saved.
 func (w *Worker) storeAnswered() { w.closeBreaker(&w.pause.db, "the database saves results again") }
 
+// storeReached closes the database's breaker after a micro-batch was recorded, unless the
+// pause was for a database that cannot write: a connection works again.
+func (w *Worker) storeReached() {
+	if !w.pause.active.Load() {
+		return
+	}
+	w.pause.mu.Lock()
+	write := w.pause.dbWrite
+	w.pause.mu.Unlock()
+	if !write {
+		w.closeBreaker(&w.pause.db, "the database answers again")
+	}
+}
+
 func (w *Worker) closeBreaker(b *breaker, what string) {
 	p := &w.pause
 	if !p.active.Load() {
@@ -98,9 +118,14 @@ func (w *Worker) closeBreaker(b *breaker, what string) {
 	if b.n == 0 {
 		return
 	}
-	w.log.Info(what+": the worker resumes", "after_pauses", b.n)
+	n := b.n
 	*b = breaker{}
 	p.active.Store(p.api.n > 0 || p.db.n > 0)
+	if p.active.Load() {
+		w.log.Info(what+"; the worker stays paused for the other service", "after_pauses", n)
+		return
+	}
+	w.log.Info(what+": the worker resumes", "after_pauses", n)
 }
 
 // pausedFor returns what is left of the pauses in progress, 0 when none is.

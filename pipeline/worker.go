@@ -52,6 +52,8 @@ type Store interface {
 	SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.Embedding) (int, error)
 	// RecordUsage adds API requests and tokens to the usage ledger.
 	RecordUsage(ctx context.Context, u []paper.Usage) error
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
 }
 
 // MaxEmbedBatch bounds an embedding batch (WorkerConfig.EmbedBatch), and with it the paid
@@ -117,8 +119,9 @@ type WorkerConfig struct {
 	// went silent without a reset (a failover, a firewall dropping the flow) would otherwise hold
 	// the batch, its messages marked in progress, for as long as TCP takes to give up (~15
 	// minutes) or for ever behind a proxy. On the timeout the messages go back to the queue
-	// without using a delivery, and the worker pauses (the error is marked
-	// paper.ErrUnavailable): the database's problem, not the papers'. Defaults to 1 minute.
+	// without using a delivery — the database's problem, not the papers' — and the worker
+	// pauses when the database does not answer a ping either (gone silent; the error is marked
+	// paper.ErrUnavailable). Defaults to 1 minute.
 	IntakeTimeout time.Duration
 	// MsgTimeout bounds the API work for one message — the TL;DR request and the embedding
 	// batch it joins, retries and rate-limit waits included — from the moment that work
@@ -373,7 +376,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		cancelWork()
 		<-done
 	}
-	w.recordUsage(context.WithoutCancel(ctx), nil) // what the ledger has not taken yet, if any
+	w.flushUsage(ctx) // what the ledger has not taken yet, if any
 	return runErr
 }
 
@@ -590,6 +593,9 @@ func (w *Worker) handleBatch(ctx context.Context, msgs []jetstream.Msg, embedB *
 		abstracts[i] = j.a
 	}
 	pending, err := w.upsert(ctx, abstracts)
+	if err == nil {
+		w.storeReached()
+	}
 	switch {
 	case errors.Is(err, paper.ErrInvalid) && len(jobs) > 1:
 		// One bad record fails the whole statement: record the papers one by one so that only
@@ -624,8 +630,17 @@ func (w *Worker) upsertEach(ctx context.Context, jobs []job, release func(int)) 
 	var kept []job
 	var pending []paper.Pending
 	deadline := time.Now().Add(w.cfg.IntakeTimeout)
+	var timedOut error // the batch's IntakeTimeout ran out: the others go back with its error
 	for _, j := range jobs {
+		if timedOut != nil {
+			w.settleFailure(ctx, j, timedOut)
+			release(1)
+			continue
+		}
 		p, err := w.upsertBy(ctx, []paper.Abstract{j.a}, deadline)
+		if errors.Is(err, errIntakeTimeout) {
+			timedOut = err
+		}
 		if err != nil {
 			w.settleFailure(ctx, j, err)
 			release(1)
@@ -759,6 +774,10 @@ func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 			why = bySlowDatabase
 		}
 		w.handBack(ctx, j, why)
+	case errors.Is(err, errIntakeTimeout):
+		// A database that answers, slow to record these papers (a row another session holds
+		// locked, a load): back to the queue, no delivery used, no pause.
+		w.handBack(ctx, j, bySlowDatabase)
 	case errors.Is(err, llm.ErrAccount):
 		// The account's or the configuration's problem, not the paper's: the worker pauses
 		// (see pauses), and the message waits in the queue, whatever its deliveries.
@@ -1091,7 +1110,7 @@ func saveIsolating[T any](items []T, save func([]T) error) []error {
 // (spaceDropped).
 func (w *Worker) saveEmbeddings(ctx context.Context, embs []paper.Embedding) error {
 	var n int
-	err := saveWithRetry(ctx, w.log, "embeddings", func(ctx context.Context) (err error) {
+	err := w.saveWithRetry(ctx, "embeddings", func(ctx context.Context) (err error) {
 		n, err = w.store.SaveEmbeddings(ctx, w.cfg.SpaceID, embs)
 		return err
 	})
@@ -1125,7 +1144,7 @@ func (w *Worker) flushSummaries(ctx context.Context, sums []paper.Summary) []err
 	ctx = context.WithoutCancel(ctx)
 	errs := saveIsolating(sums, func(sums []paper.Summary) error {
 		var n int
-		err := saveWithRetry(ctx, w.log, "TL;DRs", func(ctx context.Context) (err error) {
+		err := w.saveWithRetry(ctx, "TL;DRs", func(ctx context.Context) (err error) {
 			n, err = w.store.SaveSummaries(ctx, sums)
 			return err
 		})
@@ -1150,9 +1169,20 @@ func (w *Worker) flushSummaries(ctx context.Context, sums []paper.Summary) []err
 // recordUsage adds to the usage ledger, with what earlier calls could not record. A failure is
 // logged, not returned: the results are what matter, and the ledger is for reporting. Usage
 // the ledger did not take is kept for the next call (summed per model and kind, so it stays
-// small however long the database is down): answers bought during an outage, and lost with
-// it, are spent all the same.
+// small however long the database is down), and for flushUsage when the worker stops: answers
+// bought during an outage, and lost with it, are spent all the same.
 func (w *Worker) recordUsage(ctx context.Context, u []paper.Usage) {
+	switch err := w.tryRecordUsage(ctx, u); {
+	case errors.Is(err, paper.ErrInvalid):
+		w.log.Warn("recording API usage failed", "err", err)
+	case err != nil:
+		w.log.Warn("recording API usage failed; kept for the next record", "err", err)
+	}
+}
+
+// tryRecordUsage records u and the usage kept from earlier failures, keeping them all again if
+// the ledger does not take them (unless the store refuses them as invalid).
+func (w *Worker) tryRecordUsage(ctx context.Context, u []paper.Usage) error {
 	w.unrecorded.mu.Lock()
 	for _, x := range w.unrecorded.u {
 		u = append(u, x)
@@ -1160,19 +1190,14 @@ func (w *Worker) recordUsage(ctx context.Context, u []paper.Usage) {
 	w.unrecorded.u = nil
 	w.unrecorded.mu.Unlock()
 	if len(u) == 0 {
-		return
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, saveAttemptTimeout)
 	defer cancel()
 	err := w.store.RecordUsage(ctx, u)
-	if err == nil {
-		return
+	if err == nil || errors.Is(err, paper.ErrInvalid) {
+		return err
 	}
-	if errors.Is(err, paper.ErrInvalid) {
-		w.log.Warn("recording API usage failed", "err", err)
-		return
-	}
-	w.log.Warn("recording API usage failed; kept for the next record", "err", err)
 	w.unrecorded.mu.Lock()
 	defer w.unrecorded.mu.Unlock()
 	if w.unrecorded.u == nil {
@@ -1187,17 +1212,55 @@ func (w *Worker) recordUsage(ctx context.Context, u []paper.Usage) {
 		t.OutputTokens += x.OutputTokens
 		w.unrecorded.u[k] = t
 	}
+	return err
+}
+
+// flushUsage records, when the worker stops, the usage the ledger has not taken yet: three
+// attempts over a few seconds (a run stopped by a database pause may find it back); what it
+// still cannot record is logged per model and kind, at error level — spent, and not in the
+// ledger.
+func (w *Worker) flushUsage(ctx context.Context) {
+	ctx = context.WithoutCancel(ctx)
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		if err = w.tryRecordUsage(ctx, nil); err == nil {
+			return
+		}
+		if attempt < 3 {
+			time.Sleep(time.Duration(attempt) * time.Second)
+		}
+	}
+	w.unrecorded.mu.Lock()
+	defer w.unrecorded.mu.Unlock()
+	for _, x := range w.unrecorded.u {
+		w.log.Error("API usage not recorded in the ledger (the database did not take it): spent all the same",
+			"model", x.Model, "kind", x.Kind, "requests", x.Requests, "input_tokens", x.InputTokens,
+			"output_tokens", x.OutputTokens, "err", err)
+	}
+	w.unrecorded.u = nil
 }
 
 // saveWithRetry retries a save of results already paid for: losing them would mean buying
 // them again. It gives up after 9 attempts (saveRetry: ~21 s of delays between them, each
 // attempt up to 15 s — 2.6 minutes when the database is silent), or when ctx is done (callers pass
 // a context without cancellation: a save is not abandoned for a shutdown). When its last
-// attempt ran out of time, the error is marked paper.ErrUnavailable: a database gone silent,
-// which the store cannot tell from the error (the attempt's context ended).
-func saveWithRetry(ctx context.Context, log *slog.Logger, what string, save func(context.Context) error) error {
-	return saveRetry.do(ctx, log, what, save)
+// attempt ran out of time and the database does not answer a ping either, the error is
+// marked paper.ErrUnavailable: a database gone silent, which the store cannot tell from the
+// error (the attempt's context ended). A database that answers was slow for these records (a
+// row another session holds locked): their failure is theirs, and uses a delivery.
+func (w *Worker) saveWithRetry(ctx context.Context, what string, save func(context.Context) error) error {
+	return saveRetry.do(ctx, w.log, what, save, w.databaseAnswers)
 }
+
+// databaseAnswers reports whether the database answers a ping within a few seconds.
+func (w *Worker) databaseAnswers(ctx context.Context) bool {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pingTimeout)
+	defer cancel()
+	return w.store.Ping(pctx) == nil
+}
+
+// pingTimeout bounds databaseAnswers' ping.
+const pingTimeout = 3 * time.Second
 
 // retryTiming is how saveWithRetry tries: attempts of at most attempt each, separated by
 // delays doubling from first up to maxDelay.
@@ -1209,7 +1272,7 @@ type retryTiming struct {
 // saveRetry: 9 attempts of 15 s at most, 0.1 s apart, then 0.2, 0.4 … 8 s (~21 s of delays).
 var saveRetry = retryTiming{attempts: 9, attempt: saveAttemptTimeout, first: 100 * time.Millisecond, maxDelay: 8 * time.Second}
 
-func (r retryTiming) do(ctx context.Context, log *slog.Logger, what string, save func(context.Context) error) error {
+func (r retryTiming) do(ctx context.Context, log *slog.Logger, what string, save func(context.Context) error, answers func(context.Context) bool) error {
 	delay := r.first
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, r.attempt)
@@ -1220,7 +1283,7 @@ func (r retryTiming) do(ctx context.Context, log *slog.Logger, what string, save
 			return err
 		}
 		if attempt == r.attempts {
-			if timedOut && !errors.Is(err, paper.ErrUnavailable) {
+			if timedOut && !errors.Is(err, paper.ErrUnavailable) && !answers(ctx) {
 				err = fmt.Errorf("%w: %w", paper.ErrUnavailable, err)
 			}
 			return err
@@ -1245,14 +1308,18 @@ func (w *Worker) upsertBy(ctx context.Context, papers []paper.Abstract, deadline
 	defer cancel()
 	p, err := w.store.UpsertPapers(uctx, papers, w.work)
 	if err != nil && uctx.Err() != nil && ctx.Err() == nil {
-		err = fmt.Errorf("%w: %w (%s): %w", paper.ErrUnavailable, errIntakeTimeout, w.cfg.IntakeTimeout, err)
+		err = fmt.Errorf("%w (%s): %w", errIntakeTimeout, w.cfg.IntakeTimeout, err)
+		if !errors.Is(err, paper.ErrUnavailable) && !w.databaseAnswers(ctx) {
+			err = fmt.Errorf("%w: %w", paper.ErrUnavailable, err) // gone silent: pause
+		}
 	}
 	return p, err
 }
 
-// errIntakeTimeout marks a micro-batch the store did not record within IntakeTimeout (with
-// paper.ErrUnavailable): its messages go back to the queue without using a delivery, and the
-// worker pauses (see settleFailure).
+// errIntakeTimeout marks a micro-batch the store did not record within IntakeTimeout: its
+// messages go back to the queue without using a delivery, and the worker pauses when the
+// database does not answer a ping either (then the error is marked paper.ErrUnavailable too;
+// see settleFailure).
 var errIntakeTimeout = errors.New("the database did not record the papers in time")
 
 // saveAttemptTimeout bounds one attempt to write to the store.

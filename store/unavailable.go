@@ -21,6 +21,11 @@ func unavailable(ctx context.Context, err error) error {
 	if err == nil || ctx.Err() != nil || errors.Is(err, paper.ErrInvalid) || !dbUnavailable(err) {
 		return err
 	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "53") || pgErr.Code == "25006") {
+		// It answers, and cannot write: a full disk, out of memory, a read-only standby.
+		return fmt.Errorf("%w: %w: %w", paper.ErrUnavailable, paper.ErrCannotWrite, err)
+	}
 	return fmt.Errorf("%w: %w", paper.ErrUnavailable, err)
 }
 

@@ -349,7 +349,13 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 		var connecting, connected atomic.Bool
 		tctx := httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
 			ConnectStart: func(string, string) { connecting.Store(true) },
-			GotConn:      func(httptrace.GotConnInfo) { connected.Store(true) },
+			// A TCP connection made is a host that answers, whatever its TLS handshake takes.
+			ConnectDone: func(_, _ string, err error) {
+				if err == nil {
+					connected.Store(true)
+				}
+			},
+			GotConn: func(httptrace.GotConnInfo) { connected.Store(true) },
 		})
 		err := r.hideKey(readable(fn(tctx)))
 		ended := actx.Err() != nil

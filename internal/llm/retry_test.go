@@ -412,22 +412,43 @@ func TestHostThatDropsConnectionsIsUnreachable(t *testing.T) {
 	if !errors.Is(err, ErrUnreachable) || !errors.Is(err, ErrAccount) {
 		t.Errorf("err %v: want ErrUnreachable and ErrAccount", err)
 	}
-	// A server that accepted the connection and is slow to answer is not unreachable.
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		<-r.Context().Done()
-	}))
-	defer slow.Close()
-	sctx, scancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer scancel()
-	_, err = Retrier{}.Do(sctx, 1, func(ctx context.Context) error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, slow.URL, nil)
-		resp, err := c.Do(req)
-		if err == nil {
-			resp.Body.Close()
+	// A server that accepted the TCP connection and is slow to take it, answer the TLS
+	// handshake or the request is reachable: its time running out is a timeout, over HTTPS too.
+	for _, tls := range []bool{false, true} {
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		srv.Listener = slowAccept{srv.Listener, time.Second}
+		if tls {
+			srv.StartTLS()
+		} else {
+			srv.Start()
 		}
-		return err
-	})
-	if errors.Is(err, ErrUnreachable) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("a slow server's timeout: err %v, want the deadline's, not ErrUnreachable", err)
+		c := HTTPClient(srv.Client(), nil)
+		sctx, scancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		_, err := Retrier{}.Do(sctx, 1, func(ctx context.Context) error {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+			resp, err := c.Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			return err
+		})
+		scancel()
+		srv.Close()
+		if errors.Is(err, ErrUnreachable) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("a slow server (tls %v): err %v, want the deadline's, not ErrUnreachable", tls, err)
+		}
 	}
+}
+
+// slowAccept is a listener whose server takes its connections late: a busy server (the kernel
+// completed the TCP handshake; the process has not read the request or the ClientHello yet).
+type slowAccept struct {
+	net.Listener
+	delay time.Duration
+}
+
+func (l slowAccept) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	time.Sleep(l.delay)
+	return c, err
 }
