@@ -243,22 +243,28 @@ func New(cfg Config) (*Runner, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	oc := openai.DefaultConfig(cfg.APIKey)
-	oc.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
-	// The transport feeds the Limiter with every response: a 429's Retry-After pauses the
-	// Retrier's next attempt (without it, 429s were retried every 0-250 ms).
-	// Errors of calls show URLs with their secrets masked (llm.APIClient).
-	oc.HTTPClient = llm.APIClient(cfg.HTTPClient, cfg.Limiter)
+	api, retry := cfg.client()
 	return &Runner{
 		cfg:         cfg,
-		api:         openai.NewClientWithConfig(oc),
-		retry:       llm.Retrier{Logger: cfg.Logger, Timeout: 5 * time.Minute, Limiter: cfg.Limiter, APIKey: cfg.APIKey},
+		api:         api,
+		retry:       retry,
 		log:         cfg.Logger,
 		created:     map[int64]bool{},
 		broken:      map[int64]*JobError{},
 		failedLooks: map[int64]int{},
 		stall:       downloadStall,
 	}, nil
+}
+
+// client returns the API client and the Retrier of cfg (defaults set).
+func (cfg *Config) client() (*openai.Client, llm.Retrier) {
+	oc := openai.DefaultConfig(cfg.APIKey)
+	oc.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	// The transport feeds the Limiter with every response: a 429's Retry-After pauses the
+	// Retrier's next attempt (without it, 429s were retried every 0-250 ms).
+	// Errors of calls show URLs with their secrets masked (llm.APIClient).
+	oc.HTTPClient = llm.APIClient(cfg.HTTPClient, cfg.Limiter)
+	return openai.NewClientWithConfig(oc), llm.Retrier{Logger: cfg.Logger, Timeout: 5 * time.Minute, Limiter: cfg.Limiter, APIKey: cfg.APIKey}
 }
 
 // targets returns the work keys of the Runner's open jobs.

@@ -161,13 +161,13 @@ func TestBatchesAbandonsAJobThatCannotBeCollected(t *testing.T) {
 		t.Fatalf("open jobs %+v; `batches` said:\n%s", jobs, list.String())
 	}
 	var said bytes.Buffer
-	if err := abandonBatchJobs(ctx, e.st, []int64{jobs[0].ID}, false, &said); err != nil {
+	if err := abandonBatchJobs(ctx, c, e.st, []int64{jobs[0].ID}, false, &said); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(said.String(), "is lost") {
 		t.Errorf("abandon said %q, want that what OpenAI ran is lost", said.String())
 	}
-	if err := abandonBatchJobs(ctx, e.st, []int64{jobs[0].ID}, false, &said); err == nil {
+	if err := abandonBatchJobs(ctx, c, e.st, []int64{jobs[0].ID}, false, &said); err == nil {
 		t.Errorf("abandoning a closed job: no error")
 	}
 	if jobs, _ := e.st.BatchJobs(ctx, ""); len(jobs) != 1 || jobs[0].Status != store.BatchFailed {
@@ -258,33 +258,157 @@ func TestUncollectableTLDRJobStillFinishesTheCollectedSpace(t *testing.T) {
 	}
 }
 
-// `batches abandon` closed a job whose batch was last seen running at OpenAI: that batch is
-// still billed, and the next run bought its papers again. It is refused without --force,
-// saying so and that cancelling it at OpenAI stops the billing; with --force it is closed.
+// runningBatches makes every look at a batch answer that it is in progress.
+func (e *archiveEnv) runningBatches(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodGet || !strings.HasPrefix(r.URL.Path, "/v1/batches/") {
+		return false
+	}
+	rec := httptest.NewRecorder()
+	e.fake.Handler().ServeHTTP(rec, r)
+	var obj map[string]any
+	json.Unmarshal(rec.Body.Bytes(), &obj)
+	obj["status"] = "in_progress"
+	delete(obj, "output_file_id")
+	delete(obj, "error_file_id")
+	body, _ := json.Marshal(obj)
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(body)
+	return true
+}
+
+// `batches abandon` closed a job whose batch was running at OpenAI: that batch is still
+// billed, and the next run bought its papers again. It looks at the batch now: one running is
+// refused without --force, saying so and that cancelling it at OpenAI stops the billing, and
+// what it saw is recorded for `paperpipe batches`; with --force it is closed.
 func TestBatchesAbandonRefusesAJobWhoseBatchIsRunningWithoutForce(t *testing.T) {
 	t.Parallel()
 	e := newArchiveEnv(t, openaitest.Config{})
 	e.seed(t, 3)
 	ctx := t.Context()
-	e.reprocess(t, ctx, e.c, reprocessOptions{batchAPI: true, tldrOnly: true, wait: false})
+	c := e.fakeBehind(t, e.runningBatches, nil)
+	e.reprocess(t, ctx, c, reprocessOptions{batchAPI: true, tldrOnly: true, wait: false})
 	jobs, err := openBatchJobs(ctx, e.st)
-	if err != nil || len(jobs) != 1 || !batchRunning(jobs[0].OpenAIStatus) {
-		t.Fatalf("open jobs %+v, %v; want one whose batch was seen running", jobs, err)
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("open jobs %+v, %v", jobs, err)
 	}
+	e.st.Pool().Exec(ctx, `UPDATE batch_jobs SET openai_status = 'completed'`) // an old look: the look now decides
 	var said bytes.Buffer
-	err = abandonBatchJobs(ctx, e.st, []int64{jobs[0].ID}, false, &said)
-	if err == nil || !strings.Contains(err.Error(), "still billed") || !strings.Contains(err.Error(), "cancel the batch at OpenAI") ||
-		!strings.Contains(err.Error(), "--force") {
-		t.Errorf("abandon without --force: %v; want a refusal saying the batch is still billed, to cancel it, and --force", err)
+	err = abandonBatchJobs(ctx, c, e.st, []int64{jobs[0].ID}, false, &said)
+	if err == nil || !strings.Contains(err.Error(), "is still running (in_progress) and billed") ||
+		!strings.Contains(err.Error(), "cancel the batch at OpenAI") || !strings.Contains(err.Error(), "--force") {
+		t.Errorf("abandon without --force: %v; want a refusal saying the batch is still running and billed, to cancel it, and --force", err)
 	}
-	if open, _ := openBatchJobs(ctx, e.st); len(open) != 1 {
-		t.Fatalf("open jobs after the refusal %+v, want the job still open", open)
+	var list bytes.Buffer
+	if err := listBatchJobs(ctx, e.st, false, time.Now(), &list); err != nil || !strings.Contains(list.String(), "submitted (in_progress)") {
+		t.Fatalf("batches said (%v):\n%s\nwant the job open, with the status abandon saw", err, list.String())
 	}
-	if err := abandonBatchJobs(ctx, e.st, []int64{jobs[0].ID}, true, &said); err != nil || !strings.Contains(said.String(), "abandoned batch job") {
+	if err := abandonBatchJobs(ctx, c, e.st, []int64{jobs[0].ID}, true, &said); err != nil || !strings.Contains(said.String(), "abandoned batch job") {
 		t.Errorf("abandon --force: %v, said %q; want the job abandoned", err, said.String())
 	}
 	if open, _ := openBatchJobs(ctx, e.st); len(open) != 0 {
 		t.Errorf("open jobs after abandon --force %+v, want none", open)
+	}
+}
+
+// A job whose batch OpenAI answers 404 for (deleted, or another API key's: what the run's hint
+// sends the user to `batches abandon` for) was last seen "validating" when it was created, and
+// abandon refused it as running, telling the user to let the run collect it or cancel it,
+// neither of which could work. Abandon looks at the batch now, and closes it.
+func TestBatchesAbandonsAJobWhoseBatchIsGone(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	e.reprocess(t, ctx, e.c, reprocessOptions{batchAPI: true, tldrOnly: true, wait: false})
+	c := e.fakeBehind(t, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.HasPrefix(r.URL.Path, "/v1/batches/") {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte(`{"error":{"message":"No batch found with id 'x'.","type":"invalid_request_error","param":null,"code":null}}`))
+		return true
+	}, nil)
+	_, err := runReprocess(ctx, c, reprocessOptions{batchAPI: true, tldrOnly: true, wait: true, poll: 5 * time.Millisecond}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "`paperpipe batches abandon ID`") {
+		t.Fatalf("run: %v; want the job's failure and what to do about it", err)
+	}
+	jobs, err := openBatchJobs(ctx, e.st)
+	if err != nil || len(jobs) != 1 || !batchRunning(jobs[0].OpenAIStatus) {
+		t.Fatalf("open jobs %+v, %v; want one last seen running", jobs, err)
+	}
+	var said bytes.Buffer
+	if err := abandonBatchJobs(ctx, c, e.st, []int64{jobs[0].ID}, false, &said); err != nil {
+		t.Fatalf("abandon of a job whose batch OpenAI answers 404 for: %v", err)
+	}
+	if !strings.Contains(said.String(), "OpenAI has no batch "+jobs[0].OpenAIID+" (404") {
+		t.Errorf("abandon said %q, want what it found", said.String())
+	}
+	if all, _ := e.st.BatchJobs(ctx, ""); len(all) != 1 || all[0].Status != store.BatchFailed || all[0].OpenAIStatus != "not found" {
+		t.Errorf("jobs %+v, want the job closed failed, its batch recorded not found", all)
+	}
+}
+
+// A TL;DR job submitted under another prompt version (PAPERPIPE_TLDR_MAX_WORDS changed since)
+// is looked at by no run of the configured target; abandon refused it as running and said to
+// let `paperpipe reprocess --batch-api` collect it, which that run never does. Abandon sees its
+// output can still be downloaded, refuses to throw it away, and names the settings of the run
+// that collects it; that run does.
+func TestBatchesAbandonNamesTheSettingsThatCollectAJobOfAnotherTarget(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	old := e.cfg(func(c *config) { c.MaxWords = 15 })
+	e.reprocess(t, ctx, old, reprocessOptions{batchAPI: true, tldrOnly: true, wait: false})
+	e.reprocess(t, ctx, e.c, reprocessOptions{batchAPI: true, tldrOnly: true, wait: true, poll: 5 * time.Millisecond})
+	jobs, err := openBatchJobs(ctx, e.st)
+	if err != nil || len(jobs) != 1 || jobs[0].PromptVersion != "tldr-v1-w15" {
+		t.Fatalf("open jobs %+v, %v; want the job of the old prompt version, left by the configured run", jobs, err)
+	}
+	var said bytes.Buffer
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		err = abandonBatchJobs(ctx, e.c, e.st, []int64{jobs[0].ID}, false, &said)
+		if err == nil || !strings.Contains(err.Error(), "still running") || time.Now().After(deadline) {
+			break // the fake's batch runs for a few steps
+		}
+	}
+	for _, want := range []string{"output file", "can still be downloaded", "chat model gpt-4o-mini and prompt version tldr-v1-w15",
+		"PAPERPIPE_TLDR_MAX_WORDS=15", "--force"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("abandon: %v; want a refusal naming %q", err, want)
+		}
+	}
+	e.reprocess(t, ctx, old, reprocessOptions{batchAPI: true, tldrOnly: true, wait: true, poll: 5 * time.Millisecond})
+	if open, _ := openBatchJobs(ctx, e.st); len(open) != 0 || e.count(t, `SELECT count(*) FROM tldrs WHERE prompt_version = 'tldr-v1-w15'`) != 3 {
+		t.Errorf("open jobs %+v after the run abandon named; want the job collected, its 3 TL;DRs stored", open)
+	}
+}
+
+// Without a key, abandon cannot ask OpenAI: the status recorded at the job's last look decides,
+// and it says so. A job given twice is abandoned once.
+func TestBatchesAbandonWithoutAKeyGoesByTheRecordedStatus(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	e.reprocess(t, ctx, e.c, reprocessOptions{batchAPI: true, tldrOnly: true, wait: false})
+	keyless := e.cfg(func(c *config) { c.BaseURL, c.APIKey = "", "" })
+	jobs, err := openBatchJobs(ctx, e.st)
+	if err != nil || len(jobs) != 1 || !batchRunning(jobs[0].OpenAIStatus) {
+		t.Fatalf("open jobs %+v, %v; want one last seen running", jobs, err)
+	}
+	var said bytes.Buffer
+	err = abandonBatchJobs(ctx, keyless, e.st, []int64{jobs[0].ID}, false, &said)
+	if err == nil || !strings.Contains(err.Error(), "OpenAI could not be asked") || !strings.Contains(err.Error(), "was last seen running") {
+		t.Errorf("abandon without a key: %v; want a refusal going by the recorded status, saying so", err)
+	}
+	e.st.Pool().Exec(ctx, `UPDATE batch_jobs SET openai_status = 'expired'`)
+	if err := abandonBatchJobs(ctx, keyless, e.st, []int64{jobs[0].ID, jobs[0].ID}, false, &said); err != nil {
+		t.Errorf("abandon ID ID of a job last seen expired: %v", err)
+	}
+	if n := strings.Count(said.String(), "abandoned batch job"); n != 1 || !strings.Contains(said.String(), "OpenAI could not be asked") {
+		t.Errorf("abandon said %q, want the job abandoned once, saying OpenAI could not be asked", said.String())
 	}
 }
 

@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/paperpipe/paperpipe/batch"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/store"
+	"github.com/paperpipe/paperpipe/summarize"
 )
 
 // batchesHint is what a run says when a Batch API job failed in it: how to see the open jobs,
@@ -31,11 +34,15 @@ func cmdBatches(ctx context.Context, c *config, args []string) error {
 		"(id, target, status, OpenAI batch id, papers, age), or abandon jobs: close them as failed, so their papers "+
 		"are processed again by the next run. Abandoning a job loses what OpenAI ran for it (and billed): abandon only "+
 		"a job that cannot be collected, for instance one whose batch or output file OpenAI no longer has (it keeps "+
-		"output files for 30 days) or that another API key created. A job whose batch was last seen running at OpenAI "+
-		"(validating, in_progress, finalizing) is refused without --force: that batch is still billed, and the next run "+
-		"would buy its papers again; cancel it at OpenAI first, or let `paperpipe reprocess --batch-api` collect it.")
+		"output files for 30 days) or that another API key created. abandon looks at each job's batch at OpenAI first, "+
+		"and records what it sees: a batch still running (validating, in_progress, finalizing, cancelling) is refused "+
+		"without --force, for it is still billed and the next run would buy its papers again (cancel it at OpenAI "+
+		"first, or let `paperpipe reprocess --batch-api` collect it), and so is a batch that has ended with an output "+
+		"file OpenAI still has, whose results the run of the job's settings (named) collects. A batch OpenAI has not "+
+		"(404), ended without output, or whose output file is gone is abandoned. When OpenAI cannot be asked (no key, "+
+		"unreachable), the status recorded at the job's last look decides, and abandon says so.")
 	c.addJSONFlag(fs)
-	force := fs.Bool("force", false, "abandon: also a job whose batch was last seen running at OpenAI (it is still billed, and its papers are bought again)")
+	force := fs.Bool("force", false, "abandon: also a job whose batch is running at OpenAI (it is still billed, and its papers are bought again) or has output still to collect (lost)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -68,7 +75,7 @@ func cmdBatches(ctx context.Context, c *config, args []string) error {
 	if ids == nil {
 		return listBatchJobs(ctx, st, c.JSON, time.Now(), os.Stdout)
 	}
-	return abandonBatchJobs(ctx, st, ids, *force, os.Stderr)
+	return abandonBatchJobs(ctx, c, st, ids, *force, os.Stderr)
 }
 
 // openBatchJobs returns the open Batch API jobs, oldest first.
@@ -127,22 +134,31 @@ func age(d time.Duration) string {
 	}
 }
 
-// batchRunning reports whether OpenAI status s (as last seen) is of a batch still running,
-// billed as it goes.
+// batchRunning reports whether OpenAI status s is of a batch still running, billed as it goes.
 func batchRunning(s string) bool {
 	switch s {
-	case "validating", "in_progress", "finalizing":
+	case "validating", "in_progress", "finalizing", "cancelling":
 		return true
 	}
 	return false
 }
 
-// abandonBatchJobs closes the open jobs ids as failed, each under its lock (a job a run is
-// preparing or collecting is refused, and unless force one whose batch was last seen running at
-// OpenAI), and says what that means.
-func abandonBatchJobs(ctx context.Context, st *store.Store, ids []int64, force bool, w io.Writer) error {
+// abandonBatchJobs closes the open jobs ids (each once) as failed, each under its lock (a job a
+// run is preparing or collecting is refused), and says what that means. Before it closes a job
+// that has a batch, it looks at the batch at OpenAI now, with c's API settings, and records what
+// it found on the job: unless force, a batch still running (billed) or one that has ended with
+// an output file OpenAI still serves (results a run collects) is refused; a batch that is gone
+// (404: deleted, or another API key's), ended without output, or whose output file is gone is
+// closed. When OpenAI cannot be asked (no key, unreachable), the status recorded at the job's
+// last look decides, and abandon says so.
+func abandonBatchJobs(ctx context.Context, c *config, st *store.Store, ids []int64, force bool, w io.Writer) error {
 	var errs []error
+	done := map[int64]bool{}
 	for _, id := range ids {
+		if done[id] {
+			continue
+		}
+		done[id] = true
 		j, release, err := st.LockBatchJob(ctx, id)
 		switch {
 		case errors.Is(err, store.ErrBatchJobBusy):
@@ -159,12 +175,14 @@ func abandonBatchJobs(ctx context.Context, st *store.Store, ids []int64, force b
 			errs = append(errs, fmt.Errorf("batch job %d is already closed (%s)", id, j.Status))
 			continue
 		}
-		if batchRunning(j.OpenAIStatus) && !force {
+		j, found, refusal, err := lookBeforeAbandon(ctx, c, st, j)
+		if err != nil {
 			release()
-			errs = append(errs, fmt.Errorf("batch job %d is not abandoned: its OpenAI batch %s was last seen running (%s), and is "+
-				"still billed; abandoned, its papers would be bought again by the next run. Let `paperpipe reprocess --batch-api` "+
-				"collect it, or cancel the batch at OpenAI (https://platform.openai.com/batches), which stops the billing, and "+
-				"let that run record it; `paperpipe batches abandon %d --force` abandons it anyway", id, j.OpenAIID, j.OpenAIStatus, id))
+			return errors.Join(append(errs, err)...)
+		}
+		if refusal != "" && !force {
+			release()
+			errs = append(errs, fmt.Errorf("batch job %d is not abandoned: %s; `paperpipe batches abandon %d --force` abandons it anyway", id, refusal, id))
 			continue
 		}
 		j.Status = store.BatchFailed
@@ -177,10 +195,115 @@ func abandonBatchJobs(ctx context.Context, st *store.Store, ids []int64, force b
 		if j.OpenAIID != "" {
 			batchID = " (OpenAI batch " + j.OpenAIID + ")"
 		}
-		fmt.Fprintf(w, "abandoned batch job %d%s: its %s will be processed again by the next run; "+
-			"what OpenAI ran for it, and billed, is lost\n", id, batchID, plural(j.Total, "paper", "papers"))
+		if found != "" {
+			found = " " + found + ";"
+		}
+		fmt.Fprintf(w, "abandoned batch job %d%s:%s its %s will be processed again by the next run; "+
+			"what OpenAI ran for it, and billed, is lost\n", id, batchID, found, plural(j.Total, "paper", "papers"))
 	}
 	return errors.Join(errs...)
+}
+
+// lookBeforeAbandon looks at the batch of open job j (locked) at OpenAI now and records what it
+// found on the job. It returns the job so updated, what was found (for the user), and why the
+// job is not to be abandoned without --force, "" when it may be. A job with no batch (still
+// preparing) may be. When OpenAI cannot be asked, the status recorded at the job's last look
+// decides, and found says so.
+func lookBeforeAbandon(ctx context.Context, c *config, st *store.Store, j store.BatchJob) (cur store.BatchJob, found, refusal string, err error) {
+	if j.OpenAIID == "" {
+		return j, "", "", nil
+	}
+	var state batch.State
+	var lookErr error
+	if !c.canAskBatches() {
+		lookErr = errors.New("no OPENAI_API_KEY")
+	} else {
+		j, state, lookErr = batch.Look(ctx, batch.Config{BaseURL: c.BaseURL, APIKey: c.APIKey, Logger: newLogger(c)}, j)
+	}
+	if lookErr != nil {
+		if ctx.Err() != nil {
+			return j, "", "", ctx.Err()
+		}
+		recorded := j.OpenAIStatus
+		if recorded == "" {
+			recorded = "none"
+		}
+		found = fmt.Sprintf("OpenAI could not be asked about batch %s (%v), so the status recorded at the job's last look (%s) decides",
+			j.OpenAIID, lookErr, recorded)
+		if batchRunning(j.OpenAIStatus) {
+			return j, found, fmt.Sprintf("its OpenAI batch %s was last seen running (%s), and may still be billed; %s. %s",
+				j.OpenAIID, j.OpenAIStatus, found, runningAdvice(ctx, c, st, j)), nil
+		}
+		return j, found, "", nil
+	}
+	if err := st.UpdateBatchJob(ctx, j); err != nil {
+		return j, "", "", err
+	}
+	switch state {
+	case batch.Running:
+		return j, "its batch is running (" + j.OpenAIStatus + ")", fmt.Sprintf("its OpenAI batch %s is still running (%s) and billed as it runs; "+
+			"abandoned, its papers would be bought again by the next run. %s", j.OpenAIID, j.OpenAIStatus, runningAdvice(ctx, c, st, j)), nil
+	case batch.Collectable:
+		return j, "its output can still be downloaded", fmt.Sprintf("its OpenAI batch %s has ended (%s) and its output file %s can still be downloaded: "+
+			"%s collects its results (abandoned, they are lost, and its papers bought again)", j.OpenAIID, j.OpenAIStatus, j.OutputFileID, collectsIt(ctx, c, st, j)), nil
+	case batch.Gone:
+		return j, "OpenAI has no batch " + j.OpenAIID + " (404: deleted, or another API key's)", "", nil
+	}
+	if j.OutputFileID != "" {
+		return j, fmt.Sprintf("its batch ended (%s) and its output file %s is gone (404)", j.OpenAIStatus, j.OutputFileID), "", nil
+	}
+	return j, fmt.Sprintf("its batch ended (%s) without output", j.OpenAIStatus), "", nil
+}
+
+// canAskBatches reports whether the API's batches can be asked about: with a key, or on a
+// server other than OpenAI's (which may need none).
+func (c *config) canAskBatches() bool {
+	if c.APIKey != "" {
+		return true
+	}
+	u, err := url.Parse(c.BaseURL)
+	return c.BaseURL != "" && err == nil && u.Hostname() != "api.openai.com"
+}
+
+// runningAdvice says what to do about job j whose batch is running: let the run of its target
+// collect it, or cancel it at OpenAI.
+func runningAdvice(ctx context.Context, c *config, st *store.Store, j store.BatchJob) string {
+	if j.OpenAIStatus == "cancelling" {
+		return fmt.Sprintf("It is being cancelled: once it has ended, %s collects what it ran", collectsIt(ctx, c, st, j))
+	}
+	return fmt.Sprintf("Let %s collect it, or cancel the batch at OpenAI (https://platform.openai.com/batches, or POST /v1/batches/%s/cancel), "+
+		"which stops the billing, and let that run record it", collectsIt(ctx, c, st, j), j.OpenAIID)
+}
+
+// collectsIt names the run that collects job j: `paperpipe reprocess --batch-api`, with the
+// settings of the job's target when they are not the configured ones (a run collects only the
+// jobs of its own target: its chat model and prompt version, or its embedding space).
+func collectsIt(ctx context.Context, c *config, st *store.Store, j store.BatchJob) string {
+	const run = "`paperpipe reprocess --batch-api`"
+	c.resolveModels()
+	if j.Kind == paper.KindEmbedding {
+		sp, err := st.FindSpace(ctx, strconv.FormatInt(j.SpaceID, 10))
+		if err != nil {
+			return fmt.Sprintf("%s run with the embedding space %d as its space", run, j.SpaceID)
+		}
+		if sp.Model == c.EmbedModel && sp.Dimensions == c.EmbedDims {
+			return run
+		}
+		return fmt.Sprintf("%s run with the embedding space %d (%s) as its space (PAPERPIPE_EMBED_MODEL=%s PAPERPIPE_EMBED_DIMENSIONS=%d; "+
+			"the configured model is %s)", run, sp.ID, sp.Name(), sp.Model, sp.Dimensions, c.EmbedModel)
+	}
+	version := summarize.Versioned(summarize.PromptVersion, c.MaxWords)
+	if j.Model == c.ChatModel && j.PromptVersion == version {
+		return run
+	}
+	settings := "PAPERPIPE_CHAT_MODEL=" + j.Model
+	if j.PromptVersion == summarize.PromptVersion {
+		settings += fmt.Sprintf(" PAPERPIPE_TLDR_MAX_WORDS=%d", summarize.DefaultMaxWords)
+	} else if n, ok := strings.CutPrefix(j.PromptVersion, summarize.PromptVersion+"-w"); ok {
+		settings += " PAPERPIPE_TLDR_MAX_WORDS=" + n
+	}
+	return fmt.Sprintf("%s run with the chat model %s and prompt version %s (%s; the configured ones are %s and %s)",
+		run, j.Model, j.PromptVersion, settings, c.ChatModel, version)
 }
 
 // withBatchesHint adds batchesHint to an error of a Batch API run in which jobs failed.

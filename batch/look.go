@@ -1,0 +1,93 @@
+package batch
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	openai "github.com/sashabaranov/go-openai"
+
+	"github.com/paperpipe/paperpipe/internal/llm"
+	"github.com/paperpipe/paperpipe/store"
+)
+
+// State is what a look at a job's batch now (Look) found.
+type State int
+
+const (
+	// Running: the batch is validating, in_progress, finalizing or cancelling at OpenAI; it is
+	// billed as it runs, and its results are still to come.
+	Running State = iota + 1
+	// Collectable: the batch has ended (completed, or failed, expired or cancelled part way)
+	// with an output file OpenAI still serves: a Runner of the job's target collects its
+	// results.
+	Collectable
+	// Ended: the batch has ended with nothing to collect: without an output file, or with one
+	// OpenAI no longer has (404; it keeps them 30 days).
+	Ended
+	// Gone: OpenAI has no such batch (404): it was deleted, or another API key created it.
+	Gone
+)
+
+// StatusGone is the OpenAIStatus Look gives a job whose batch OpenAI answers 404 for.
+const StatusGone = "not found"
+
+// Look looks at job j's batch (j.OpenAIID) at OpenAI now and, for a batch that has ended with
+// an output file, at whether that file can still be downloaded (the request a collection
+// makes; the body is not read). It returns j with what it found (OpenAIStatus, request counts,
+// output and error files; StatusGone for a batch OpenAI has not) and the batch's State. Only
+// cfg's BaseURL, APIKey, HTTPClient, Limiter and Logger are used. Transient errors are retried
+// as a Runner's are; any other error than a 404 for the batch or its output file is returned,
+// and then nothing was found.
+func Look(ctx context.Context, cfg Config, j store.BatchJob) (store.BatchJob, State, error) {
+	if j.OpenAIID == "" {
+		return j, 0, fmt.Errorf("batch job %d has no OpenAI batch to look at", j.ID)
+	}
+	cfg.setDefaults()
+	if err := llm.CheckBaseURL(cfg.BaseURL); err != nil {
+		return j, 0, fmt.Errorf("batch config: BaseURL %w", err)
+	}
+	api, retry := cfg.client()
+	var b openai.BatchResponse
+	_, err := retry.Do(ctx, 0, func(ctx context.Context) (err error) {
+		b, err = api.RetrieveBatch(ctx, j.OpenAIID)
+		return err
+	})
+	switch {
+	case llm.HTTPStatus(err) == http.StatusNotFound:
+		j.OpenAIStatus = StatusGone
+		return j, Gone, nil
+	case err != nil:
+		return j, 0, fmt.Errorf("retrieve batch %s: %w", j.OpenAIID, err)
+	}
+	j.OpenAIStatus = b.Status
+	j.Completed, j.Failed = b.RequestCounts.Completed, b.RequestCounts.Failed
+	if b.OutputFileID != nil {
+		j.OutputFileID = *b.OutputFileID
+	}
+	if b.ErrorFileID != nil {
+		j.ErrorFileID = *b.ErrorFileID
+	}
+	switch b.Status {
+	case "completed", "failed", "expired", "cancelled":
+	default: // validating, in_progress, finalizing, cancelling
+		return j, Running, nil
+	}
+	if j.OutputFileID == "" {
+		return j, Ended, nil
+	}
+	_, err = retry.Do(ctx, 0, func(ctx context.Context) error {
+		body, err := api.GetFileContent(ctx, j.OutputFileID)
+		if err == nil {
+			body.Close()
+		}
+		return err
+	})
+	switch {
+	case llm.HTTPStatus(err) == http.StatusNotFound:
+		return j, Ended, nil
+	case err != nil:
+		return j, 0, fmt.Errorf("batch %s: output file %s: %w", j.OpenAIID, j.OutputFileID, err)
+	}
+	return j, Collectable, nil
+}
