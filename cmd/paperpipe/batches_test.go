@@ -48,7 +48,7 @@ func TestReprocessSaysWhichPapersOpenBatchJobsHold(t *testing.T) {
 	_, dry := e.reprocess(t, ctx, e.c, reprocessOptions{dryRun: true})
 	res, out := e.reprocess(t, ctx, e.c, reprocessOptions{wait: true})
 	for run, said := range map[string]string{"--dry-run": dry, "a run": out} {
-		const want = "6 papers are in open Batch API jobs, not sent again; `paperpipe reprocess --batch-api` collects them"
+		const want = "6 TL;DRs and 6 embeddings are in open Batch API jobs and not bought again; `paperpipe reprocess --batch-api` collects them"
 		if !strings.Contains(said, want) || strings.Contains(said, "every selected paper has its") {
 			t.Errorf("%s said:\n%s\nwant %q, and not that every paper has its TL;DR", run, said, want)
 		}
@@ -80,6 +80,28 @@ func TestPlainReprocessBuysNothingOpenBatchJobsHold(t *testing.T) {
 	e.reprocess(t, ctx, e.c, reprocessOptions{batchAPI: true, tldrOnly: true, wait: true, poll: 5 * time.Millisecond})
 	if n, delivered := e.count(t, `SELECT count(*) FROM tldrs`), e.fake.Stats().ChatDelivered; n != 6 || delivered != 6 {
 		t.Errorf("%d TL;DRs stored, %d chat completions delivered (billed); want 6 and 6", n, delivered)
+	}
+}
+
+// Papers an open TL;DR job holds but which lack their embedding are sent by a plain reprocess
+// for the embedding, yet the run said "6 papers are in open Batch API jobs, not sent again".
+// It names the outputs the jobs hold, which are not bought again.
+func TestPlainReprocessNamesTheOutputsOpenBatchJobsHold(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 6)
+	ctx := t.Context()
+	e.reprocess(t, ctx, e.c, reprocessOptions{batchAPI: true, tldrOnly: true, wait: false})
+	_, dry := e.reprocess(t, ctx, e.c, reprocessOptions{dryRun: true})
+	res, out := e.reprocess(t, ctx, e.c, reprocessOptions{wait: true})
+	for run, said := range map[string]string{"--dry-run": dry, "a run": out} {
+		const want = "reprocess: 6 TL;DRs are in open Batch API jobs and not bought again; `paperpipe reprocess --batch-api` collects them\n"
+		if !strings.Contains(said, want) || strings.Contains(said, "papers are in open Batch API jobs") || strings.Contains(said, "embeddings are in") {
+			t.Errorf("%s said:\n%s\nwant %q", run, said, want)
+		}
+	}
+	if res.Worker.Embeddings != 6 {
+		t.Errorf("the run stored %d embeddings, want the 6 no job holds", res.Worker.Embeddings)
 	}
 }
 

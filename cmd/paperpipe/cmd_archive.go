@@ -207,12 +207,26 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 			return res, err
 		}
 	}
-	// Papers open Batch API jobs hold are not stale for this run (they are not bought twice),
-	// though they lack their outputs: say so, and what collects them.
+	// The outputs open Batch API jobs hold are not bought by this run (not twice), though their
+	// papers lack them: say which, and what collects them. A paper held for one output is still
+	// sent for the other.
 	heldByBatches := ""
-	if n := res.Counts.InBatch; n > 0 && !o.batchAPI {
-		heldByBatches = fmt.Sprintf("%s in open Batch API jobs, not sent again; `paperpipe reprocess --batch-api` collects them",
-			plural(n, "paper is", "papers are"))
+	if c := res.Counts; c.InBatch > 0 && !o.batchAPI {
+		var held []string
+		if c.InBatchTLDRs > 0 {
+			held = append(held, plural(c.InBatchTLDRs, "TL;DR", "TL;DRs"))
+		}
+		if c.InBatchEmbeddings > 0 {
+			held = append(held, plural(c.InBatchEmbeddings, "embedding", "embeddings"))
+		}
+		verb, them := "are", "them"
+		if c.InBatchTLDRs+c.InBatchEmbeddings == 1 {
+			verb, them = "is", "it"
+		}
+		if len(held) > 0 {
+			heldByBatches = fmt.Sprintf("%s %s in open Batch API jobs and not bought again; `paperpipe reprocess --batch-api` collects %s",
+				strings.Join(held, " and "), verb, them)
+		}
 	}
 	if o.dryRun {
 		printEstimate(out, res.Estimate, m, space, wantTLDR, wantEmb)
