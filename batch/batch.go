@@ -58,6 +58,7 @@ type Store interface {
 	ClaimBatchJob(ctx context.Context, j store.BatchJob, items []store.BatchItem) (store.BatchJob, func(), error)
 	LockBatchJob(ctx context.Context, id int64) (store.BatchJob, func(), error)
 	UpdateBatchJob(ctx context.Context, j store.BatchJob) error
+	RecordBatchUpload(ctx context.Context, j store.BatchJob, leftOut []string) error
 	FinishBatchJob(ctx context.Context, j store.BatchJob, usage []paper.Usage) error
 	BatchJobs(ctx context.Context, target string) ([]store.BatchJob, error)
 	BatchJobItems(ctx context.Context, id int64, pageSize int, fn func([]store.BatchJobItem) error) error
@@ -546,7 +547,7 @@ func (r *Runner) line(kind string, a paper.Abstract, hash string) ([]byte, bool,
 func (r *Runner) submit(ctx context.Context, j store.BatchJob) (store.BatchJob, error) {
 	uploadedBefore := j.InputFileID != ""
 	if !uploadedBefore {
-		id, n, err := r.upload(ctx, j)
+		id, n, leftOut, err := r.upload(ctx, j)
 		if err != nil {
 			return j, err
 		}
@@ -554,7 +555,9 @@ func (r *Runner) submit(ctx context.Context, j store.BatchJob) (store.BatchJob, 
 			return r.closeUnsent(ctx, j)
 		}
 		j.InputFileID, j.Total = id, n // n < Total when papers were left out
-		if err := r.cfg.Store.UpdateBatchJob(ctx, j); err != nil {
+		// The papers left out are no longer the job's: it would hold their outputs for their
+		// recorded text, which its batch does not have (should that text come back).
+		if err := r.cfg.Store.RecordBatchUpload(ctx, j, leftOut); err != nil {
 			return j, err
 		}
 	}
@@ -641,14 +644,14 @@ func (r *Runner) closeUnsent(ctx context.Context, j store.BatchJob) (store.Batch
 }
 
 // upload writes job j's input file from its recorded items and uploads it, returning the
-// file's id and the requests it holds. A paper whose text changed after the job was recorded
-// is left out: its answer would be stored under the recorded content hash, which is no longer
-// current, and thrown away, while the new text is stale and goes into a new job. When no
-// request is left, nothing is uploaded and n is 0.
-func (r *Runner) upload(ctx context.Context, j store.BatchJob) (fileID string, n int, err error) {
+// file's id, the requests it holds and the papers left out. A paper whose text changed after
+// the job was recorded is left out: its answer would be stored under the recorded content
+// hash, which is no longer current, and thrown away, while the new text is stale and goes into
+// a new job. When no request is left, nothing is uploaded and n is 0.
+func (r *Runner) upload(ctx context.Context, j store.BatchJob) (fileID string, n int, leftOut []string, err error) {
 	f, err := os.CreateTemp(r.cfg.TempDir, fmt.Sprintf("paperpipe-batch-%d-*.jsonl", j.ID))
 	if err != nil {
-		return "", 0, fmt.Errorf("batch job %d: input file: %w", j.ID, err)
+		return "", 0, nil, fmt.Errorf("batch job %d: input file: %w", j.ID, err)
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
@@ -657,6 +660,7 @@ func (r *Runner) upload(ctx context.Context, j store.BatchJob) (fileID string, n
 		for _, it := range items {
 			if it.Abstract.ContentHash() != it.ContentHash {
 				r.report.Skipped++
+				leftOut = append(leftOut, it.PaperID)
 				r.log.InfoContext(ctx, "paper left out of the batch: its text changed after the job was recorded", "job", j.ID, "paper", it.PaperID)
 				continue
 			}
@@ -677,14 +681,14 @@ func (r *Runner) upload(ctx context.Context, j store.BatchJob) (fileID string, n
 		err = f.Close()
 	}
 	if err != nil {
-		return "", 0, fmt.Errorf("batch job %d: write input file: %w", j.ID, err)
+		return "", 0, nil, fmt.Errorf("batch job %d: write input file: %w", j.ID, err)
 	}
 	if n == 0 {
-		return "", 0, nil
+		return "", 0, nil, nil
 	}
 	st, err := os.Stat(f.Name())
 	if err != nil {
-		return "", 0, fmt.Errorf("batch job %d: input file: %w", j.ID, err)
+		return "", 0, nil, fmt.Errorf("batch job %d: input file: %w", j.ID, err)
 	}
 	// An attempt sends the whole file (go-openai buffers it and posts it in one request): at a
 	// fixed timeout, a file of 150-190 MB on an uplink below ~5 Mbit/s timed out every time.
@@ -698,10 +702,10 @@ func (r *Runner) upload(ctx context.Context, j store.BatchJob) (fileID string, n
 		return err
 	})
 	if err != nil {
-		return "", 0, fmt.Errorf("batch job %d: upload input file: %w", j.ID, err)
+		return "", 0, nil, fmt.Errorf("batch job %d: upload input file: %w", j.ID, err)
 	}
 	r.log.InfoContext(ctx, "batch input uploaded", "job", j.ID, "file", file.ID, "requests", n, "bytes", file.Bytes)
-	return file.ID, n, nil
+	return file.ID, n, leftOut, nil
 }
 
 // uploadTimeout bounds one attempt to upload a file of size bytes: base (a request's own

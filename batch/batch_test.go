@@ -363,6 +363,33 @@ func TestResumedUploadLeavesOutAPaperChangedSinceRecorded(t *testing.T) {
 	}
 }
 
+// A paper left out of a job's upload (its text changed after the job was recorded) kept its
+// item in the job: when its text went back to what the job recorded (A, B, A), the open job
+// held its TL;DR again, and no run bought it until the job closed, though the job's batch does
+// not hold it. The left-out paper is no longer the job's.
+func TestPaperLeftOutOfAnUploadIsNotHeldWhenItsTextComesBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 3)
+	rec, err := b.st.Paper(ctx, b.ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.claimChat(t, b.ids...)
+	b.rewrite(t, b.ids[0])
+	rep, err := b.runner(t, func(c *batch.Config) { c.Embed = nil }).Submit(ctx, store.Selection{})
+	if err != nil || rep.Resumed != 1 || rep.Skipped != 1 || rep.Submitted != 1 {
+		t.Fatalf("submit = %+v, %v; want the recorded job resumed without the changed paper, and a job for its new text", rep, err)
+	}
+	if _, err := b.st.UpsertPapers(ctx, []paper.Abstract{rec.Abstract}, paper.Work{}); err != nil { // its text goes back
+		t.Fatal(err)
+	}
+	rep, err = b.runner(t, func(c *batch.Config) { c.Embed = nil }).Submit(ctx, store.Selection{})
+	if err != nil || rep.Submitted != 1 || rep.Requests != 1 {
+		t.Errorf("submit after the text went back = %+v, %v; want a job for the paper, which no open job's batch holds", rep, err)
+	}
+}
+
 // A job recorded but not uploaded with nothing left to send — its papers deleted, or all
 // changed — is closed, and later runs go on.
 func TestResumedJobWithNothingLeftToUploadIsClosed(t *testing.T) {

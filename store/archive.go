@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/pgvector/pgvector-go"
 
@@ -442,7 +443,13 @@ func scanBatchJob(r pgx.CollectableRow) (BatchJob, error) {
 // uploaded, fewer than the papers claimed when some changed meanwhile). A job that is done or
 // failed is not changed any more.
 func (s *Store) UpdateBatchJob(ctx context.Context, j BatchJob) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE batch_jobs SET
+	return updateBatchJob(ctx, s.pool, j)
+}
+
+func updateBatchJob(ctx context.Context, db interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}, j BatchJob) error {
+	tag, err := db.Exec(ctx, `UPDATE batch_jobs SET
 			openai_batch_id = NULLIF($2, ''), input_file_id = NULLIF($3, ''), output_file_id = NULLIF($4, ''),
 			error_file_id = NULLIF($5, ''), status = $6, openai_status = $7, completed = $8, failed = $9,
 			stored = $10, total = $11, updated_at = now()
@@ -456,6 +463,25 @@ func (s *Store) UpdateBatchJob(ctx context.Context, j BatchJob) error {
 		return fmt.Errorf("update batch job %d: no open job with this id: %w", j.ID, paper.ErrNotFound)
 	}
 	return nil
+}
+
+// RecordBatchUpload saves job j as UpdateBatchJob does, once its input file is uploaded, and
+// removes from it, in the same transaction, the papers leftOut of the upload (their text
+// changed after the job was recorded): the job's batch does not hold them, so the job must not
+// hold their outputs, not even when their text goes back to what it recorded.
+func (s *Store) RecordBatchUpload(ctx context.Context, j BatchJob, leftOut []string) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := updateBatchJob(ctx, tx, j); err != nil {
+			return err
+		}
+		if len(leftOut) == 0 {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM batch_items WHERE job_id = $1 AND paper_id = ANY($2)`, j.ID, leftOut); err != nil {
+			return fmt.Errorf("batch job %d: remove the papers left out of its upload: %w", j.ID, err)
+		}
+		return nil
+	})
 }
 
 // FinishBatchJob closes a job (status BatchDone or BatchFailed, with its final counts) and
