@@ -599,24 +599,37 @@ func (r *Runner) submit(ctx context.Context, j store.BatchJob) (store.BatchJob, 
 // clocks differ) and still be looked at as the job's.
 const clockSlack = time.Hour
 
+// maxListPages bounds the pages of OpenAI's list of batches findBatch reads: 100,000
+// batches created after the job, far more than an organization makes in the 24 hours a batch
+// may run.
+const maxListPages = 1000
+
 // findBatch looks for the batch tagged with job j among the batches OpenAI lists, newest
 // first, page by page until one is older than the job (less clockSlack): a batch created for
 // the job cannot be older than it. found is false only when the list answered and holds no
 // such batch; a list that cannot be read (after the retries of transient errors) is an error,
-// for the batch may exist and creating another would pay twice for the same papers.
+// for the batch may exist and creating another would pay twice for the same papers. So is a
+// list that does not page back: a page that ends with the previous page's last batch (an API
+// that ignores "after" would be read for ever), or more than maxListPages pages.
 func (r *Runner) findBatch(ctx context.Context, j store.BatchJob) (b openai.Batch, found bool, err error) {
 	limit := 100
 	var after *string
 	oldest := j.CreatedAt.Add(-clockSlack).Unix()
 	tag := strconv.FormatInt(j.ID, 10)
-	for {
+	unreadable := func(err error) error {
+		return fmt.Errorf("batch job %d: its batch may exist at OpenAI (the answer to its creation may have been lost) and the list of batches cannot be read, so none is created (that could pay twice for its papers); run again later: %w", j.ID, err)
+	}
+	for pages := 1; ; pages++ {
+		if pages > maxListPages {
+			return b, false, unreadable(fmt.Errorf("the list of batches goes on past %d pages of %d", maxListPages, limit))
+		}
 		var page openai.ListBatchResponse
 		_, err := r.retry.Do(ctx, 0, func(ctx context.Context) (err error) {
 			page, err = r.api.ListBatch(ctx, after, &limit)
 			return err
 		})
 		if err != nil {
-			return b, false, fmt.Errorf("batch job %d: its batch may exist at OpenAI (the answer to its creation may have been lost) and the list of batches cannot be read, so none is created (that could pay twice for its papers); run again later: %w", j.ID, err)
+			return b, false, unreadable(err)
 		}
 		for _, b := range page.Data {
 			if v, _ := b.Metadata["paperpipe_job"].(string); v == tag && b.InputFileID == j.InputFileID {
@@ -626,7 +639,11 @@ func (r *Runner) findBatch(ctx context.Context, j store.BatchJob) (b openai.Batc
 		if !page.HasMore || len(page.Data) == 0 || int64(page.Data[len(page.Data)-1].CreatedAt) < oldest {
 			return b, false, nil
 		}
-		after = &page.Data[len(page.Data)-1].ID
+		last := page.Data[len(page.Data)-1].ID
+		if after != nil && last == *after {
+			return b, false, unreadable(fmt.Errorf("the list of batches does not page: the page after batch %s ends with it again", last))
+		}
+		after = &last
 	}
 }
 

@@ -18,3 +18,6 @@ func SetRetries(r *Runner, n int, delay time.Duration) {
 
 // MaxFailedLooks is maxFailedLooks.
 const MaxFailedLooks = maxFailedLooks
+
+// MaxListPages is maxListPages.
+const MaxListPages = maxListPages

@@ -2,11 +2,13 @@ package batch_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/sashabaranov/go-openai"
 
@@ -141,6 +143,45 @@ func TestLostCreateAnswerIsFoundPagesBackInTheList(t *testing.T) {
 	}
 	if got := l.creates.Load(); got != 1 || rep.Done != 1 || l.lists.Load() < 2 {
 		t.Errorf("%d batches created by the Runner, %d list calls, report %+v; want 1 batch, found on the list's second page, and the job done", got, l.lists.Load(), rep)
+	}
+}
+
+// An API whose list of batches does not page back (it ignores "after", or never ends) was
+// read for ever while it said has_more, the job's resume stuck. The Runner stops, creates no
+// second batch (the job's may exist), says why, and leaves the job open for a later run.
+func TestBatchListThatDoesNotPageBackIsAnError(t *testing.T) {
+	t.Parallel()
+	for _, endless := range []bool{false, true} {
+		b := setup(t, 2)
+		l := &lostCreate{}
+		hook := l.hook(b)
+		var n atomic.Int32
+		url := proxy(t, b.fake, func(w http.ResponseWriter, r *http.Request) bool {
+			if r.Method != http.MethodGet || r.URL.Path != "/v1/batches" {
+				return hook(w, r)
+			}
+			l.lists.Add(1)
+			id := "batch_other" // the first page again, whatever "after" says
+			if endless {
+				id = fmt.Sprintf("batch_other%06d", n.Add(1))
+			}
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"object":"list","data":[{"id":%q,"object":"batch","endpoint":"/v1/embeddings","status":"in_progress",`+
+				`"input_file_id":"file-other","completion_window":"24h","created_at":%d,"metadata":{}}],"has_more":true}`, id, time.Now().Unix())
+			return true
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if _, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = url }).Run(ctx, store.Selection{}); err == nil {
+			t.Fatal("first run: no error, want the lost create answer's")
+		}
+		_, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = url }).Run(ctx, store.Selection{})
+		if ctx.Err() != nil || err == nil || !strings.Contains(err.Error(), "may exist") {
+			t.Fatalf("endless %v: second run: %v after %d list calls; want an error saying the job's batch may exist", endless, err, l.lists.Load())
+		}
+		if got, lists := l.creates.Load(), l.lists.Load(); got != 1 || (!endless && lists != 2) || (endless && lists != batch.MaxListPages) {
+			t.Errorf("endless %v: %d batches created, %d list calls; want 1 batch, and the list read to the repeated page or the bound", endless, got, lists)
+		}
 	}
 }
 
