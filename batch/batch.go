@@ -228,8 +228,11 @@ type Runner struct {
 
 // maxFailedLooks is how many looks in a row at a job's batch may fail transiently (a 5xx, a
 // network error, an unreachable API, each after the Retrier's retries) before the job fails in
-// the run: about an hour at the default poll intervals. A blip during a wait of up to 24 hours
-// does not end it; an API that stays down does, with its error.
+// the run. At the default poll intervals (the first look at once, then waits of 30 seconds
+// growing by half up to 10 minutes) the 9 waits between 10 looks last from about 35 minutes,
+// for an API down from the start of the wait, to 90 minutes once the waits have reached 10
+// minutes, plus the time each look's retries take. A blip during a wait of up to 24 hours does
+// not end it; an API that stays down does, with its error.
 const maxFailedLooks = 10
 
 // lookError is the failure of a look at a job's batch (GET /v1/batches/ID), after the retries.
