@@ -86,9 +86,12 @@ const MinConns = 4
 type Store struct {
 	pool   *pgxpool.Pool
 	log    *slog.Logger
-	target string    // user@host:port/database, for messages; never the password
-	ef     int       // hnsw.ef_search
-	index  IndexKind // of the spaces it creates
+	target string // user@host:port/database, for messages; never the password
+	// servicesDB: the target is where `make services` serves (loopback, ServicesPort), so a
+	// refused connection suggests it.
+	servicesDB bool
+	ef         int       // hnsw.ef_search
+	index      IndexKind // of the spaces it creates
 	// indexMemory is Config.IndexMemory.
 	indexMemory string
 
@@ -102,9 +105,13 @@ type Store struct {
 	ddlWait ddlWait // zero: lockedDDLWait of the session's deadlock_timeout
 }
 
+// ServicesPort is the loopback port of the development database `make services` runs
+// (deploy/services.sh).
+const ServicesPort = 55432
+
 // Open connects to PostgreSQL, registers the pgvector types on every connection and checks the
 // connection with a ping. The error names the server and database (never the password) and,
-// when nothing listens there, suggests `make services`.
+// when nothing listens where `make services` serves, suggests it.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -157,6 +164,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		indexMemory: cfg.IndexMemory,
 		log:         log,
 		target:      fmt.Sprintf("%s@%s:%d/%s", cc.User, cc.Host, cc.Port, cc.Database),
+		servicesDB:  cc.Port == ServicesPort && (cc.Host == "127.0.0.1" || cc.Host == "localhost" || cc.Host == "::1"),
 		spaces:      make(map[int64]spaceRow),
 	}
 	s.pool, err = pgxpool.NewWithConfig(ctx, pcfg)
@@ -243,7 +251,11 @@ func parseErrorText(err error) string {
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.pool.Ping(ctx); err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) {
-			return fmt.Errorf("connect to database %s: nothing is listening there (start a local one with `make services`): %w", s.target, err)
+			hint := ""
+			if s.servicesDB {
+				hint = " (start the local one with `make services`)"
+			}
+			return fmt.Errorf("connect to database %s: nothing is listening there%s: %w", s.target, hint, err)
 		}
 		return fmt.Errorf("connect to database %s: %w", s.target, err)
 	}

@@ -122,7 +122,11 @@ func TestMigrationStatusBeforeMigrate(t *testing.T) {
 	}
 }
 
-func TestOpenRefusedSuggestsMakeServicesAndHidesPassword(t *testing.T) {
+// TestOpenRefusedNamesTheTargetAndHidesPassword: a refused connection names the server and
+// database, never the password; it suggested `make services` whatever the address, which
+// serves only 127.0.0.1:55432 (wrong for a remote host, another port, a production probe): the
+// hint is for that address only.
+func TestOpenRefusedNamesTheTargetAndHidesPassword(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -135,10 +139,13 @@ func TestOpenRefusedSuggestsMakeServicesAndHidesPassword(t *testing.T) {
 	if strings.Contains(msg, "s3cretpw") {
 		t.Errorf("error reveals the password: %s", msg)
 	}
-	for _, want := range []string{"make services", "127.0.0.1:1", "nodb"} {
+	for _, want := range []string{"nothing is listening there", "127.0.0.1:1", "nodb"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error %q does not mention %q", msg, want)
 		}
+	}
+	if strings.Contains(msg, "make services") {
+		t.Errorf("error %q suggests `make services` for an address it does not serve", msg)
 	}
 }
 

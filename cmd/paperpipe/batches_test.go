@@ -48,12 +48,13 @@ func TestReprocessSaysWhichPapersOpenBatchJobsHold(t *testing.T) {
 	_, dry := e.reprocess(t, ctx, e.c, reprocessOptions{dryRun: true})
 	res, out := e.reprocess(t, ctx, e.c, reprocessOptions{wait: true})
 	for run, said := range map[string]string{"--dry-run": dry, "a run": out} {
-		const want = "6 TL;DRs and 6 embeddings are in open Batch API jobs and not bought again; `paperpipe reprocess --batch-api` collects them"
+		// The command names the run's targets: a run collects the jobs of its own only.
+		const want = "6 TL;DRs and 6 embeddings are in open Batch API jobs and not bought again; `paperpipe reprocess --batch-api --chat-model gpt-4o-mini --embed-model text-embedding-3-small --embed-dimensions 64` collects them"
 		if !strings.Contains(said, want) || strings.Contains(said, "every selected paper has its") {
 			t.Errorf("%s said:\n%s\nwant %q, and not that every paper has its TL;DR", run, said, want)
 		}
 	}
-	if !strings.Contains(out, "6 missing: 6 in open Batch API jobs (`paperpipe reprocess --batch-api` collects them)") {
+	if !strings.Contains(out, "6 missing: 6 in open Batch API jobs (`paperpipe reprocess --batch-api --embed-only --embed-model text-embedding-3-small --embed-dimensions 64` collects them)") {
 		t.Errorf("a run said:\n%s\nwant the open jobs as the reason the space is not filled", out)
 	}
 	if c := res.Counts; c.InBatch != 6 || c.InBatchTLDRs != 6 || c.InBatchEmbeddings != 6 || c.Papers != 0 {
@@ -95,7 +96,7 @@ func TestPlainReprocessNamesTheOutputsOpenBatchJobsHold(t *testing.T) {
 	_, dry := e.reprocess(t, ctx, e.c, reprocessOptions{dryRun: true})
 	res, out := e.reprocess(t, ctx, e.c, reprocessOptions{wait: true})
 	for run, said := range map[string]string{"--dry-run": dry, "a run": out} {
-		const want = "reprocess: 6 TL;DRs are in open Batch API jobs and not bought again; `paperpipe reprocess --batch-api` collects them\n"
+		const want = "reprocess: 6 TL;DRs are in open Batch API jobs and not bought again; `paperpipe reprocess --batch-api --tldr-only --chat-model gpt-4o-mini` collects them\n"
 		if !strings.Contains(said, want) || strings.Contains(said, "papers are in open Batch API jobs") || strings.Contains(said, "embeddings are in") {
 			t.Errorf("%s said:\n%s\nwant %q", run, said, want)
 		}

@@ -66,7 +66,7 @@ func cmdReprocess(ctx context.Context, c *config, args []string) error {
 	fs.StringVar(&since, "since", "", "consider only papers stored or changed since `DATE` (2006-01-02 or RFC 3339)")
 	fs.StringVar(&o.idsFile, "ids", "", "consider only the papers listed in `FILE` (one id per line; - for stdin)")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "print papers, requests, estimated tokens and cost, and spend nothing")
-	fs.BoolVar(&o.batchAPI, "batch-api", false, "send the work through OpenAI's Batch API (half price, results within 24h; resumable; exits 1 when a batch failed or answers were rejected; `paperpipe batches` lists the open jobs)")
+	fs.BoolVar(&o.batchAPI, "batch-api", false, "send the work through OpenAI's Batch API (half price, results within 24h; resumable; exits 1 when a batch failed or answers were rejected; paperpipe batches lists the open jobs)")
 	fs.BoolVar(&o.wait, "wait", true, "with --batch-api: wait for the batches and store their results (false: submit and exit; run again to collect)")
 	fs.Float64Var(&o.uploadMbit, "batch-upload-mbit", 1, "with --batch-api: the slowest uplink, in `Mbit/s`, an input file's upload waits for (an attempt may take 5 minutes plus the file's time at this rate)")
 	fs.BoolVar(&o.tldrOnly, "tldr-only", false, "write TL;DRs only")
@@ -211,21 +211,29 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 	// papers lack them: say which, and what collects them. A paper held for one output is still
 	// sent for the other.
 	heldByBatches := ""
-	if c := res.Counts; c.InBatch > 0 && !o.batchAPI {
-		var held []string
-		if c.InBatchTLDRs > 0 {
-			held = append(held, plural(c.InBatchTLDRs, "TL;DR", "TL;DRs"))
+	if held := res.Counts; held.InBatch > 0 && !o.batchAPI {
+		var outputs []string
+		if held.InBatchTLDRs > 0 {
+			outputs = append(outputs, plural(held.InBatchTLDRs, "TL;DR", "TL;DRs"))
 		}
-		if c.InBatchEmbeddings > 0 {
-			held = append(held, plural(c.InBatchEmbeddings, "embedding", "embeddings"))
+		if held.InBatchEmbeddings > 0 {
+			outputs = append(outputs, plural(held.InBatchEmbeddings, "embedding", "embeddings"))
 		}
 		verb, them := "are", "them"
-		if c.InBatchTLDRs+c.InBatchEmbeddings == 1 {
+		if held.InBatchTLDRs+held.InBatchEmbeddings == 1 {
 			verb, them = "is", "it"
 		}
-		if len(held) > 0 {
-			heldByBatches = fmt.Sprintf("%s %s in open Batch API jobs and not bought again; `paperpipe reprocess --batch-api` collects %s",
-				strings.Join(held, " and "), verb, them)
+		if len(outputs) > 0 {
+			var chatModel string
+			var sp *paper.Space
+			if held.InBatchTLDRs > 0 {
+				chatModel = m.sum.Model()
+			}
+			if held.InBatchEmbeddings > 0 {
+				sp = &space
+			}
+			heldByBatches = fmt.Sprintf("%s %s in open Batch API jobs and not bought again; %s collects %s",
+				strings.Join(outputs, " and "), verb, batchCollectCommand(chatModel, c.MaxWords, sp), them)
 		}
 	}
 	if o.dryRun {
@@ -415,7 +423,7 @@ func finishSpace(ctx context.Context, st *store.Store, space paper.Space, sel st
 		why = append(why, fmt.Sprintf("%d Batch API answers rejected (they stay stale for the next run)", res.Batch.Rejected))
 	}
 	if n := res.Counts.InBatchEmbeddings; n > 0 && res.Batch == nil {
-		why = append(why, fmt.Sprintf("%d in open Batch API jobs (`paperpipe reprocess --batch-api` collects them)", n))
+		why = append(why, fmt.Sprintf("%d in open Batch API jobs (%s collects them)", n, batchCollectCommand("", 0, &space)))
 	}
 	if !sel.Since.IsZero() || sel.IDs != nil {
 		why = append(why, "papers this run did not select (--since, --ids)")
@@ -1075,6 +1083,30 @@ func settingsFor(c *config, sp paper.Space) string {
 }
 
 // fillHint says how to fill space sp with the vectors it lacks.
+// batchCollectCommand is the `reprocess --batch-api` command whose run collects the open jobs
+// of the TL;DRs of chat model chatModel (with the word limit maxWords, part of the prompt
+// version) and of the embeddings of space sp ("" and nil for none): a run collects only the
+// jobs of its own targets.
+func batchCollectCommand(chatModel string, maxWords int, sp *paper.Space) string {
+	cmd := "paperpipe reprocess --batch-api"
+	if chatModel != "" && maxWords != summarize.DefaultMaxWords {
+		cmd = fmt.Sprintf("PAPERPIPE_TLDR_MAX_WORDS=%d %s", maxWords, cmd)
+	}
+	switch {
+	case chatModel != "" && sp == nil:
+		cmd += " --tldr-only"
+	case chatModel == "" && sp != nil:
+		cmd += " --embed-only"
+	}
+	if chatModel != "" {
+		cmd += " --chat-model " + chatModel
+	}
+	if sp != nil {
+		cmd += fmt.Sprintf(" --embed-model %s --embed-dimensions %d", sp.Model, sp.Dimensions)
+	}
+	return "`" + cmd + "`"
+}
+
 func fillHint(sp paper.Space) string {
 	switch {
 	case sp.Template != embed.TemplateTitleAbstract:

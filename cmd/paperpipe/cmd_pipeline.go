@@ -565,7 +565,7 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		fmt.Fprintf(w, "with embedding\t%d\t(active space %s, which queries use)\n", active.WithEmbedding, active.Space.Name())
 	}
 	for _, bl := range backlogs {
-		fmt.Fprintf(w, "backlog %s\t%d\t(%d being processed, %d redelivered)\n", bl.Consumer, bl.Pending, bl.AckPending, bl.Redelivered)
+		fmt.Fprintf(w, "backlog %s\t%d\t(%d delivered and not yet acknowledged: in a worker, or handed back to come again; %d redelivered)\n", bl.Consumer, bl.Pending, bl.AckPending, bl.Redelivered)
 	}
 	fmt.Fprintf(w, "dead letters\t%d\n", dead)
 	w.Flush()

@@ -249,7 +249,7 @@ func (m *Metrics) AddWorker(consumer string, fn func() WorkerCounts) {
 
 var (
 	queueDesc = prometheus.NewDesc("paperpipe_queue_messages",
-		"Messages of a durable consumer by state: pending (not yet delivered), ack_pending (being processed), redelivered.",
+		"Messages of a durable consumer by state: pending (not yet delivered), ack_pending (delivered and not yet acknowledged: in a worker, or handed back to be delivered again), redelivered.",
 		[]string{"consumer", "state"}, nil)
 	queueUpDesc = prometheus.NewDesc("paperpipe_queue_up",
 		"1 when the last scrape could read the queue backlog from JetStream, 0 when it could not.", nil, nil)

@@ -152,7 +152,7 @@ func TestBacklogAndWorkersAreReadAtScrape(t *testing.T) {
 		}
 	}
 	check(`
-# HELP paperpipe_queue_messages Messages of a durable consumer by state: pending (not yet delivered), ack_pending (being processed), redelivered.
+# HELP paperpipe_queue_messages Messages of a durable consumer by state: pending (not yet delivered), ack_pending (delivered and not yet acknowledged: in a worker, or handed back to be delivered again), redelivered.
 # TYPE paperpipe_queue_messages gauge
 paperpipe_queue_messages{consumer="new",state="ack_pending"} 2
 paperpipe_queue_messages{consumer="new",state="pending"} 7
