@@ -97,25 +97,20 @@ func (w *Worker) storeAnswered() { w.closeBreaker(&w.pause.db, "the database sav
 // storeReached closes the database's breaker after a micro-batch was recorded, unless the
 // pause was for a database that cannot write: a connection works again.
 func (w *Worker) storeReached() {
-	if !w.pause.active.Load() {
-		return
-	}
-	w.pause.mu.Lock()
-	write := w.pause.dbWrite
-	w.pause.mu.Unlock()
-	if !write {
-		w.closeBreaker(&w.pause.db, "the database answers again")
-	}
+	w.closeBreakerIf(&w.pause.db, "the database answers again", func() bool { return !w.pause.dbWrite })
 }
 
-func (w *Worker) closeBreaker(b *breaker, what string) {
+func (w *Worker) closeBreaker(b *breaker, what string) { w.closeBreakerIf(b, what, nil) }
+
+// closeBreakerIf closes breaker b when ok (nil: always) holds, under the pauses' lock.
+func (w *Worker) closeBreakerIf(b *breaker, what string, ok func() bool) {
 	p := &w.pause
 	if !p.active.Load() {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if b.n == 0 {
+	if b.n == 0 || ok != nil && !ok() {
 		return
 	}
 	n := b.n

@@ -22,8 +22,9 @@ func unavailable(ctx context.Context, err error) error {
 		return err
 	}
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "53") || pgErr.Code == "25006") {
-		// It answers, and cannot write: a full disk, out of memory, a read-only standby.
+	if errors.As(err, &pgErr) && (pgErr.Code == "53100" || pgErr.Code == "53200" || pgErr.Code == "25006") {
+		// It answers, and cannot write: a full disk, out of memory, a read-only standby. (Too
+		// many connections, 53300, refuses the login: a connection failure.)
 		return fmt.Errorf("%w: %w: %w", paper.ErrUnavailable, paper.ErrCannotWrite, err)
 	}
 	return fmt.Errorf("%w: %w", paper.ErrUnavailable, err)

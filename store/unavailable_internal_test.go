@@ -44,6 +44,15 @@ func TestUnavailableMarksTheDatabasesStateNotTheRecords(t *testing.T) {
 		{"any other error", context.Background(), errors.New("boom"), false},
 	} {
 		got := errors.Is(unavailable(tc.ctx, tc.err), paper.ErrUnavailable)
+		var pgErr *pgconn.PgError
+		if errors.As(tc.err, &pgErr) && got {
+			// Only a database that answered and could not write waits for a save to close the
+			// worker's breaker; a refused login (too many connections) is a connection failure.
+			wantWrite := pgErr.Code == "53100" || pgErr.Code == "25006"
+			if w := errors.Is(unavailable(tc.ctx, tc.err), paper.ErrCannotWrite); w != wantWrite {
+				t.Errorf("%s: marked ErrCannotWrite %v, want %v", tc.name, w, wantWrite)
+			}
+		}
 		if got != tc.want {
 			t.Errorf("%s (%v): marked unavailable %v, want %v", tc.name, tc.err, got, tc.want)
 		}

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/paper"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -468,4 +470,57 @@ func writeFileGone(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusNotFound)
 	w.Write([]byte(`{"error":{"message":"No such File object","type":"invalid_request_error","param":"id","code":null}}`))
+}
+
+// With the default PAPERPIPE_EMBED_DIMENSIONS (0: the model's own length), abandon's refusal of
+// a job of the configured space said another run collects it, "the configured model is
+// text-embedding-3-small" — the same model — where a bare `paperpipe reprocess --batch-api`
+// does.
+func TestAbandonNamesTheConfiguredRunForTheModelsOwnDimensions(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	c := e.cfg(func(c *config) { c.EmbedDims = 0 })
+	sp, err := e.st.EnsureSpace(t.Context(), paper.Space{Model: "text-embedding-3-small", Dimensions: 1536, Template: embed.TemplateTitleAbstract})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := collectsIt(t.Context(), c, e.st, store.BatchJob{Kind: paper.KindEmbedding, SpaceID: sp.ID}); got != "`paperpipe reprocess --batch-api`" {
+		t.Errorf("the run that collects a job of the configured space (its model's own 1536 dimensions): %s", got)
+	}
+}
+
+// A job whose batch ended with an output file is refused by abandon when it looks (the output
+// can still be collected); when it cannot look (no key, the API unreachable), the recorded
+// status decided, and a job recorded "completed" with its output file was abandoned without
+// --force: its paid results thrown away. It is refused too.
+func TestAbandonWithoutALookKeepsAJobRecordedWithItsOutput(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	e.reprocess(t, ctx, e.c, reprocessOptions{batchAPI: true, tldrOnly: true, wait: false})
+	jobs, err := openBatchJobs(ctx, e.st)
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("open jobs %+v, %v", jobs, err)
+	}
+	var said bytes.Buffer
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		err = abandonBatchJobs(ctx, e.c, e.st, []int64{jobs[0].ID}, false, &said)
+		if err == nil || !strings.Contains(err.Error(), "still running") || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err == nil || !strings.Contains(err.Error(), "can still be downloaded") {
+		t.Fatalf("abandon with a look: %v; want a refusal (its output can be collected)", err)
+	}
+	jobs, _ = openBatchJobs(ctx, e.st)
+	keyless := e.cfg(func(c *config) { c.BaseURL, c.APIKey = "", "" })
+	err = abandonBatchJobs(ctx, keyless, e.st, []int64{jobs[0].ID}, false, &said)
+	if err == nil || !strings.Contains(err.Error(), "may still be downloadable") {
+		t.Errorf("abandon without a key of a job recorded %q with output file %s: %v; want a refusal",
+			jobs[0].OpenAIStatus, jobs[0].OutputFileID, err)
+	}
+	if open, _ := openBatchJobs(ctx, e.st); len(open) != 1 {
+		t.Errorf("%d open jobs after the refusal, want the job kept", len(open))
+	}
 }

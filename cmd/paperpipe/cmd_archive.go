@@ -1082,7 +1082,6 @@ func settingsFor(c *config, sp paper.Space) string {
 	return want
 }
 
-// fillHint says how to fill space sp with the vectors it lacks.
 // batchCollectCommand is the `reprocess --batch-api` command whose run collects the open jobs
 // of the TL;DRs of chat model chatModel (with the word limit maxWords, part of the prompt
 // version) and of the embeddings of space sp ("" and nil for none): a run collects only the
@@ -1107,6 +1106,7 @@ func batchCollectCommand(chatModel string, maxWords int, sp *paper.Space) string
 	return "`" + cmd + "`"
 }
 
+// fillHint says how to fill space sp with the vectors it lacks.
 func fillHint(sp paper.Space) string {
 	switch {
 	case sp.Template != embed.TemplateTitleAbstract:

@@ -40,7 +40,8 @@ func cmdBatches(ctx context.Context, c *config, args []string) error {
 		"first, or let `paperpipe reprocess --batch-api` collect it), and so is a batch that has ended with an output "+
 		"file OpenAI still has, whose results the run of the job's settings (named) collects. A batch OpenAI has not "+
 		"(404), ended without output, or whose output file is gone is abandoned. When OpenAI cannot be asked (no key, "+
-		"unreachable), the status recorded at the job's last look decides, and abandon says so.")
+		"unreachable), the status recorded at the job's last look decides (a batch last seen running, or ended with an "+
+		"output file, is refused), and abandon says so.")
 	c.addJSONFlag(fs)
 	force := fs.Bool("force", false, "abandon: also a job whose batch is running at OpenAI (it is still billed, and its papers are bought again) or has output still to collect (lost)")
 	pos, err := parseArgs(fs, args)
@@ -150,7 +151,8 @@ func batchRunning(s string) bool {
 // an output file OpenAI still serves (results a run collects) is refused; a batch that is gone
 // (404: deleted, or another API key's), ended without output, or whose output file is gone is
 // closed. When OpenAI cannot be asked (no key, unreachable), the status recorded at the job's
-// last look decides, and abandon says so.
+// last look decides (a batch last seen running, or ended with an output file, is refused), and
+// abandon says so.
 func abandonBatchJobs(ctx context.Context, c *config, st *store.Store, ids []int64, force bool, w io.Writer) error {
 	var errs []error
 	done := map[int64]bool{}
@@ -234,6 +236,12 @@ func lookBeforeAbandon(ctx context.Context, c *config, st *store.Store, j store.
 			return j, found, fmt.Sprintf("its OpenAI batch %s was last seen running (%s), and may still be billed; %s. %s",
 				j.OpenAIID, j.OpenAIStatus, found, runningAdvice(ctx, c, st, j)), nil
 		}
+		if j.OutputFileID != "" {
+			// It ended with an output file: whether OpenAI still serves it cannot be checked,
+			// and its results may still be collected.
+			return j, found, fmt.Sprintf("its OpenAI batch %s was last seen ended (%s) with output file %s, which may still be "+
+				"downloadable; %s. %s collects its results", j.OpenAIID, j.OpenAIStatus, j.OutputFileID, found, collectsIt(ctx, c, st, j)), nil
+		}
 		return j, found, "", nil
 	}
 	if err := st.UpdateBatchJob(ctx, j); err != nil {
@@ -284,9 +292,9 @@ func collectsIt(ctx context.Context, c *config, st *store.Store, j store.BatchJo
 	if j.Kind == paper.KindEmbedding {
 		sp, err := st.FindSpace(ctx, strconv.FormatInt(j.SpaceID, 10))
 		if err != nil {
-			return fmt.Sprintf("%s run with the embedding space %d as its space", run, j.SpaceID)
+			return fmt.Sprintf("no run (its embedding space %d is gone: %v; only --force abandons it)", j.SpaceID, err)
 		}
-		if sp.Model == c.EmbedModel && sp.Dimensions == c.EmbedDims {
+		if settingsFor(c, sp.Space) == "" { // the configured embedder's space, default dimensions included
 			return run
 		}
 		return fmt.Sprintf("%s run with the embedding space %d (%s) as its space (PAPERPIPE_EMBED_MODEL=%s PAPERPIPE_EMBED_DIMENSIONS=%d; "+
