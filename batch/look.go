@@ -2,6 +2,7 @@ package batch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -54,7 +55,7 @@ func Look(ctx context.Context, cfg Config, j store.BatchJob) (store.BatchJob, St
 		return err
 	})
 	switch {
-	case llm.HTTPStatus(err) == http.StatusNotFound:
+	case noSuchObject(err):
 		j.OpenAIStatus = StatusGone
 		return j, Gone, nil
 	case err != nil:
@@ -84,10 +85,19 @@ func Look(ctx context.Context, cfg Config, j store.BatchJob) (store.BatchJob, St
 		return err
 	})
 	switch {
-	case llm.HTTPStatus(err) == http.StatusNotFound:
+	case noSuchObject(err):
 		return j, Ended, nil
 	case err != nil:
 		return j, 0, fmt.Errorf("batch %s: output file %s: %w", j.OpenAIID, j.OutputFileID, err)
 	}
 	return j, Collectable, nil
+}
+
+// noSuchObject reports whether err is the API's answer that it has no such batch or file: a
+// 404 in OpenAI's error shape (type invalid_request_error). A 404 of another shape is a route
+// the server does not have (an OpenAI-compatible server without the Batch API, a wrong base
+// URL): no answer about the batch, which may still run, and be billed, at OpenAI.
+func noSuchObject(err error) bool {
+	var apiErr *openai.APIError
+	return errors.As(err, &apiErr) && apiErr.HTTPStatusCode == http.StatusNotFound && apiErr.Type == "invalid_request_error"
 }

@@ -524,3 +524,34 @@ func TestAbandonWithoutALookKeepsAJobRecordedWithItsOutput(t *testing.T) {
 		t.Errorf("%d open jobs after the refusal, want the job kept", len(open))
 	}
 }
+
+// A 404 that is not OpenAI's "no such batch" — a route the server does not have (the base URL
+// now names an OpenAI-compatible server without the Batch API, or a wrong path) — said the
+// batch was gone, and abandon closed a job whose batch may still run, and be billed, at OpenAI.
+// It is no answer about the batch: the recorded status decides (here: running, refused).
+func TestBatchesAbandonTakesARouteNotFoundForNoAnswer(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	e.reprocess(t, ctx, e.c, reprocessOptions{batchAPI: true, tldrOnly: true, wait: false})
+	c := e.fakeBehind(t, func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.HasPrefix(r.URL.Path, "/v1/batches") {
+			return false
+		}
+		http.NotFound(w, r) // "404 page not found", as a server without the route answers
+		return true
+	}, nil)
+	jobs, err := openBatchJobs(ctx, e.st)
+	if err != nil || len(jobs) != 1 || !batchRunning(jobs[0].OpenAIStatus) {
+		t.Fatalf("open jobs %+v, %v; want one last seen running", jobs, err)
+	}
+	var said bytes.Buffer
+	err = abandonBatchJobs(ctx, c, e.st, []int64{jobs[0].ID}, false, &said)
+	if err == nil || !strings.Contains(err.Error(), "could not be asked") {
+		t.Errorf("abandon of a job whose batch the server has no route for: %v (said %q); want a refusal by the recorded status", err, said.String())
+	}
+	if open, _ := openBatchJobs(ctx, e.st); len(open) != 1 {
+		t.Errorf("%d open jobs, want the job kept", len(open))
+	}
+}
