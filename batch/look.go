@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	openai "github.com/sashabaranov/go-openai"
 
@@ -94,10 +95,11 @@ func Look(ctx context.Context, cfg Config, j store.BatchJob) (store.BatchJob, St
 }
 
 // noSuchObject reports whether err is the API's answer that it has no such batch or file: a
-// 404 in OpenAI's error shape (type invalid_request_error). A 404 of another shape is a route
-// the server does not have (an OpenAI-compatible server without the Batch API, a wrong base
+// 404 in OpenAI's error shape (type invalid_request_error), other than its "Invalid URL (…)"
+// for a path it has not. A 404 of another shape, or that one, is a route the server does not have (an OpenAI-compatible server without the Batch API, a wrong base
 // URL): no answer about the batch, which may still run, and be billed, at OpenAI.
 func noSuchObject(err error) bool {
 	var apiErr *openai.APIError
-	return errors.As(err, &apiErr) && apiErr.HTTPStatusCode == http.StatusNotFound && apiErr.Type == "invalid_request_error"
+	return errors.As(err, &apiErr) && apiErr.HTTPStatusCode == http.StatusNotFound && apiErr.Type == "invalid_request_error" &&
+		!strings.HasPrefix(apiErr.Message, "Invalid URL") // OpenAI's answer for a path it has not (a wrong base URL)
 }

@@ -18,8 +18,8 @@ var (
 	// starting, a read-only standby, a full disk): no record is at fault, and the same records
 	// will go through once it is back.
 	ErrUnavailable = errors.New("database unavailable")
-	// ErrCannotWrite marks, with ErrUnavailable, a database that answers but cannot write (a
-	// full disk, out of memory, a read-only standby).
+	// ErrCannotWrite marks, with ErrUnavailable, a database that answers but cannot write
+	// although statements that write nothing succeed: a full disk.
 	ErrCannotWrite = errors.New("database cannot write")
 	// ErrSpaceMismatch means a query vector was made by a different model than the space holds.
 	ErrSpaceMismatch = errors.New("embedding space mismatch")

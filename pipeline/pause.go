@@ -27,8 +27,8 @@ var errPaused = errors.New("worker paused: the API refuses the account or the co
 // until one goes through. Each breaker is closed by its own service only: the API's by a
 // message whose API work was answered (apiAnswered), the database's by a micro-batch recorded
 // (storeReached) or, after a database that answered but could not write (paper.ErrCannotWrite:
-// a full disk, a read-only standby), by a message whose results were saved (storeAnswered) — a
-// database that records papers it already has writes nothing. The worker is paused while
+// a full disk), by a message whose results were saved (storeAnswered) — an intake of papers
+// stored already writes nothing, and succeeds on a full disk. The worker is paused while
 // either pause runs, and tries one message at a time while either breaker is open.
 type pauses struct {
 	mu      sync.Mutex

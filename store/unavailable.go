@@ -22,9 +22,10 @@ func unavailable(ctx context.Context, err error) error {
 		return err
 	}
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (pgErr.Code == "53100" || pgErr.Code == "53200" || pgErr.Code == "25006") {
-		// It answers, and cannot write: a full disk, out of memory, a read-only standby. (Too
-		// many connections, 53300, refuses the login: a connection failure.)
+	if errors.As(err, &pgErr) && pgErr.Code == "53100" {
+		// A full disk: it answers, and cannot write, while a statement that writes nothing (an
+		// intake of papers stored already) still succeeds. (A read-only standby, 25006, refuses
+		// any INSERT, even of no rows: an intake that succeeds proves it writes again.)
 		return fmt.Errorf("%w: %w: %w", paper.ErrUnavailable, paper.ErrCannotWrite, err)
 	}
 	return fmt.Errorf("%w: %w", paper.ErrUnavailable, err)

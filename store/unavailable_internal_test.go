@@ -36,6 +36,7 @@ func TestUnavailableMarksTheDatabasesStateNotTheRecords(t *testing.T) {
 		{"read-only standby", context.Background(), &pgconn.PgError{Code: "25006"}, true},
 		{"disk full", context.Background(), &pgconn.PgError{Code: "53100"}, true},
 		{"too many connections", context.Background(), &pgconn.PgError{Code: "53300"}, true},
+		{"out of memory", context.Background(), &pgconn.PgError{Code: "53200"}, true},
 		{"connection failure", context.Background(), &pgconn.PgError{Code: "08006"}, true},
 		{"unique violation", context.Background(), &pgconn.PgError{Code: "23505"}, false},
 		{"invalid text", context.Background(), &pgconn.PgError{Code: "22021"}, false},
@@ -48,7 +49,7 @@ func TestUnavailableMarksTheDatabasesStateNotTheRecords(t *testing.T) {
 		if errors.As(tc.err, &pgErr) && got {
 			// Only a database that answered and could not write waits for a save to close the
 			// worker's breaker; a refused login (too many connections) is a connection failure.
-			wantWrite := pgErr.Code == "53100" || pgErr.Code == "25006"
+			wantWrite := pgErr.Code == "53100"
 			if w := errors.Is(unavailable(tc.ctx, tc.err), paper.ErrCannotWrite); w != wantWrite {
 				t.Errorf("%s: marked ErrCannotWrite %v, want %v", tc.name, w, wantWrite)
 			}

@@ -554,4 +554,15 @@ func TestBatchesAbandonTakesARouteNotFoundForNoAnswer(t *testing.T) {
 	if open, _ := openBatchJobs(ctx, e.st); len(open) != 1 {
 		t.Errorf("%d open jobs, want the job kept", len(open))
 	}
+	// OpenAI (and the fake) answer a path they have not — a base URL ending in /v2 — with a
+	// 404 of its own error shape, "Invalid URL (GET /v2/batches/…)": no answer either.
+	wrong := e.cfg(func(c *config) { c.BaseURL = strings.TrimSuffix(e.fake.URL(), "/v1") + "/v2" })
+	said.Reset()
+	err = abandonBatchJobs(ctx, wrong, e.st, []int64{jobs[0].ID}, false, &said)
+	if err == nil || !strings.Contains(err.Error(), "could not be asked") {
+		t.Errorf("abandon behind a wrong base URL (/v2): %v (said %q); want a refusal by the recorded status", err, said.String())
+	}
+	if open, _ := openBatchJobs(ctx, e.st); len(open) != 1 {
+		t.Errorf("%d open jobs, want the job kept", len(open))
+	}
 }
