@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -160,7 +161,7 @@ func (s *Store) upsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 		// a new statement sees their hashes.
 		rows, err := s.pool.Query(ctx, "SELECT id, content_hash FROM papers WHERE id = ANY($1)", lost)
 		if err != nil {
-			return nil, fmt.Errorf("upsert %d papers: read the hashes stored meanwhile: %w", n, err)
+			return nil, fmt.Errorf("upsert %s: read the hashes stored meanwhile: %w", papersN(n), err)
 		}
 		var id, hash string
 		_, err = pgx.ForEachRow(rows, []any{&id, &hash}, func() error {
@@ -170,7 +171,7 @@ func (s *Store) upsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("upsert %d papers: read the hashes stored meanwhile: %w", n, err)
+			return nil, fmt.Errorf("upsert %s: read the hashes stored meanwhile: %w", papersN(n), err)
 		}
 	}
 	out := make([]Pending, len(papers))
@@ -215,7 +216,7 @@ func (s *Store) upsertStatement(ctx context.Context, q querier, papers []paper.A
 	rows, err := q.Query(ctx, upsertPapersSQL, ids, titles, abstracts, authors, cats, published,
 		urls, sources, hashes, w.Model, w.PromptVersion, w.SpaceID, textAts)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("upsert %d papers: %w", n, err)
+		return nil, nil, nil, fmt.Errorf("upsert %s: %w", papersN(n), err)
 	}
 	byID := make(map[string]Pending, n)
 	before := make(map[string]*string, n)
@@ -228,7 +229,7 @@ func (s *Store) upsertStatement(ctx context.Context, q querier, papers []paper.A
 		)
 		if err := rows.Scan(&p.ID, &p.ContentHash, &oldHash, &isLost, &p.NeedTLDR, &p.NeedEmbedding, &p.NoSpace); err != nil {
 			rows.Close()
-			return nil, nil, nil, fmt.Errorf("upsert %d papers: read result: %w", n, err)
+			return nil, nil, nil, fmt.Errorf("upsert %s: read result: %w", papersN(n), err)
 		}
 		p.New = oldHash == nil && !isLost
 		p.Changed = oldHash != nil && *oldHash != p.ContentHash
@@ -239,7 +240,7 @@ func (s *Store) upsertStatement(ctx context.Context, q querier, papers []paper.A
 		before[p.ID] = oldHash
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, nil, fmt.Errorf("upsert %d papers: %w", n, err)
+		return nil, nil, nil, fmt.Errorf("upsert %s: %w", papersN(n), err)
 	}
 	return byID, lost, before, nil
 }
@@ -697,4 +698,12 @@ func jsonArray(ss []string) string {
 
 func clampInt32(n int) int32 {
 	return int32(max(math.MinInt32, min(n, math.MaxInt32)))
+}
+
+// papersN is "1 paper" or "n papers".
+func papersN(n int) string {
+	if n == 1 {
+		return "1 paper"
+	}
+	return strconv.Itoa(n) + " papers"
 }

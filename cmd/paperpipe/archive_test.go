@@ -512,7 +512,7 @@ func TestReprocessBatchAPIWithoutWaitLeavesTheSpaceToTheCollectingRun(t *testing
 	if sp := greenSpace(); sp.Embedded != 0 || sp.IndexName != "" {
 		t.Errorf("after submitting: space %+v, want no vectors and no index yet", sp)
 	}
-	if strings.Contains(out, "is filled") || !strings.Contains(out, "is not filled yet: 1 embedding batches are still running") ||
+	if strings.Contains(out, "is filled") || !strings.Contains(out, "is not filled yet: 1 embedding batch is still running") ||
 		!strings.Contains(out, "without --wait=false") {
 		t.Errorf("after submitting, reprocess said:\n%s", out)
 	}

@@ -487,6 +487,16 @@ func TestAbandonNamesTheConfiguredRunForTheModelsOwnDimensions(t *testing.T) {
 	if got := collectsIt(t.Context(), c, e.st, store.BatchJob{Kind: paper.KindEmbedding, SpaceID: sp.ID}); got != "`paperpipe reprocess --batch-api`" {
 		t.Errorf("the run that collects a job of the configured space (its model's own 1536 dimensions): %s", got)
 	}
+	// A job of a prompt version no run writes any more (an older one), or of a space dropped
+	// since: no run collects it, and abandon says so instead of sending the user to one.
+	for _, j := range []store.BatchJob{
+		{Kind: paper.KindChat, Model: "gpt-4o-mini", PromptVersion: "tldr-v0"},
+		{Kind: paper.KindEmbedding, SpaceID: 999},
+	} {
+		if run, ok := collectingRun(t.Context(), c, e.st, j); ok || !strings.HasPrefix(run, "no run of this paperpipe") {
+			t.Errorf("job %+v: %q, %v; want that no run collects it", j, run, ok)
+		}
+	}
 }
 
 // A job whose batch ended with an output file is refused by abandon when it looks (the output

@@ -285,8 +285,9 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 			}
 			if len(open) > 0 {
 				if jobErr == nil {
-					fmt.Fprintf(errw, "reprocess: space %d (%s) is not filled yet: %d embedding batches are still running; "+
-						"the run that collects them stores their vectors, then builds the space's index\n", space.ID, space.Name(), len(open))
+					fmt.Fprintf(errw, "reprocess: space %d (%s) is not filled yet: %s still running; "+
+						"the run that collects them stores their vectors, then builds the space's index\n", space.ID, space.Name(),
+						plural(len(open), "embedding batch is", "embedding batches are"))
 				}
 				return res, jobErr
 			}
@@ -546,7 +547,7 @@ func printEstimate(w io.Writer, e estimate, m *models, space paper.Space, wantTL
 	}
 	if wantEmb {
 		fmt.Fprintf(tw, "embeddings\t%d\t(space %s)\n", e.Embeddings, space.Name())
-		fmt.Fprintf(tw, "embedding requests\t%d\t(~%d tokens; up to %d papers per request)\n", e.EmbedRequests, e.EmbedTokens, e.EmbedBatchInput)
+		fmt.Fprintf(tw, "embedding requests\t%d\t(~%d tokens; up to %s per request)\n", e.EmbedRequests, e.EmbedTokens, plural(e.EmbedBatchInput, "paper", "papers"))
 	}
 	cost := fmt.Sprintf("$%.4f", e.CostUSD)
 	if !e.CostKnown {
@@ -824,8 +825,9 @@ func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.S
 	if je := (*batch.JobError)(nil); err != nil && !errors.As(err, &je) {
 		return err
 	}
-	fmt.Fprintf(errw, "reprocess: Batch API: %d batches submitted (%d requests), %d resumed, %d done, %d failed; %d TL;DRs and %d embeddings stored, %d answers rejected\n",
-		rep.Submitted, rep.Requests, rep.Resumed, rep.Done, rep.Failed, rep.TLDRs, rep.Vectors, rep.Rejected)
+	fmt.Fprintf(errw, "reprocess: Batch API: %s submitted (%s), %d resumed, %d done, %d failed; %s and %s stored, %s rejected\n",
+		plural(rep.Submitted, "batch", "batches"), plural(rep.Requests, "request", "requests"), rep.Resumed, rep.Done, rep.Failed,
+		plural(rep.TLDRs, "TL;DR", "TL;DRs"), plural(rep.Vectors, "embedding", "embeddings"), plural(rep.Rejected, "answer", "answers"))
 	for _, f := range rep.Failures {
 		fmt.Fprintf(errw, "reprocess: %s\n", f)
 	}

@@ -279,39 +279,58 @@ func runningAdvice(ctx context.Context, c *config, st *store.Store, j store.Batc
 	if j.OpenAIStatus == "cancelling" {
 		return fmt.Sprintf("It is being cancelled: once it has ended, %s collects what it ran", collectsIt(ctx, c, st, j))
 	}
+	run, ok := collectingRun(ctx, c, st, j)
+	if !ok {
+		return fmt.Sprintf("%s collects it: cancel the batch at OpenAI (https://platform.openai.com/batches, or POST /v1/batches/%s/cancel), "+
+			"which stops the billing, then abandon the job with --force", capitalize(run), j.OpenAIID)
+	}
 	return fmt.Sprintf("Let %s collect it, or cancel the batch at OpenAI (https://platform.openai.com/batches, or POST /v1/batches/%s/cancel), "+
-		"which stops the billing, and let that run record it", collectsIt(ctx, c, st, j), j.OpenAIID)
+		"which stops the billing, and let that run record it", run, j.OpenAIID)
 }
 
 // collectsIt names the run that collects job j: `paperpipe reprocess --batch-api`, with the
 // settings of the job's target when they are not the configured ones (a run collects only the
 // jobs of its own target: its chat model and prompt version, or its embedding space).
 func collectsIt(ctx context.Context, c *config, st *store.Store, j store.BatchJob) string {
-	const run = "`paperpipe reprocess --batch-api`"
+	run, _ := collectingRun(ctx, c, st, j)
+	return run
+}
+
+// collectingRun is collectsIt, and whether any run can collect job j: its embedding space is
+// gone, or its prompt version is not one this paperpipe writes (an older one), and none can
+// (run then says why, as "no run of this paperpipe (…)").
+func collectingRun(ctx context.Context, c *config, st *store.Store, j store.BatchJob) (run string, ok bool) {
+	const bare = "`paperpipe reprocess --batch-api`"
 	c.resolveModels()
 	if j.Kind == paper.KindEmbedding {
 		sp, err := st.FindSpace(ctx, strconv.FormatInt(j.SpaceID, 10))
+		if errors.Is(err, paper.ErrNotFound) {
+			return fmt.Sprintf("no run of this paperpipe (its embedding space %d is gone)", j.SpaceID), false
+		}
 		if err != nil {
-			return fmt.Sprintf("no run (its embedding space %d is gone: %v; only --force abandons it)", j.SpaceID, err)
+			return fmt.Sprintf("%s run with the embedding space %d as its space (it could not be looked up: %v)", bare, j.SpaceID, err), true
 		}
 		if settingsFor(c, sp.Space) == "" { // the configured embedder's space, default dimensions included
-			return run
+			return bare, true
 		}
 		return fmt.Sprintf("%s run with the embedding space %d (%s) as its space (PAPERPIPE_EMBED_MODEL=%s PAPERPIPE_EMBED_DIMENSIONS=%d; "+
-			"the configured model is %s)", run, sp.ID, sp.Name(), sp.Model, sp.Dimensions, c.EmbedModel)
+			"the configured model is %s)", bare, sp.ID, sp.Name(), sp.Model, sp.Dimensions, c.EmbedModel), true
 	}
 	version := summarize.Versioned(summarize.PromptVersion, c.MaxWords)
 	if j.Model == c.ChatModel && j.PromptVersion == version {
-		return run
+		return bare, true
 	}
 	settings := "PAPERPIPE_CHAT_MODEL=" + j.Model
 	if j.PromptVersion == summarize.PromptVersion {
 		settings += fmt.Sprintf(" PAPERPIPE_TLDR_MAX_WORDS=%d", summarize.DefaultMaxWords)
 	} else if n, ok := strings.CutPrefix(j.PromptVersion, summarize.PromptVersion+"-w"); ok {
 		settings += " PAPERPIPE_TLDR_MAX_WORDS=" + n
+	} else {
+		return fmt.Sprintf("no run of this paperpipe (its prompt version %s is not one it writes: %s or %s-wN)",
+			j.PromptVersion, summarize.PromptVersion, summarize.PromptVersion), false
 	}
 	return fmt.Sprintf("%s run with the chat model %s and prompt version %s (%s; the configured ones are %s and %s)",
-		run, j.Model, j.PromptVersion, settings, c.ChatModel, version)
+		bare, j.Model, j.PromptVersion, settings, c.ChatModel, version), true
 }
 
 // withBatchesHint adds batchesHint to an error of a Batch API run in which jobs failed.
@@ -320,4 +339,12 @@ func withBatchesHint(err error) error {
 		return fmt.Errorf("%w\n%s", err, batchesHint)
 	}
 	return err
+}
+
+// capitalize upper-cases s's first letter (ASCII).
+func capitalize(s string) string {
+	if s != "" && s[0] >= 'a' && s[0] <= 'z' {
+		return string(s[0]-'a'+'A') + s[1:]
+	}
+	return s
 }

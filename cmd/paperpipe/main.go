@@ -159,6 +159,12 @@ func usage(w io.Writer) {
 func newFlagSet(name, args, short string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.Usage = func() {
+		flags := 0
+		fs.VisitAll(func(*flag.Flag) { flags++ })
+		if flags == 0 {
+			fmt.Fprintf(fs.Output(), "Usage: paperpipe %s %s\n\n%s\n", name, args, short)
+			return
+		}
 		fmt.Fprintf(fs.Output(), "Usage: paperpipe %s [flags] %s\n\n%s\n\nFlags:\n", name, args, short)
 		fs.PrintDefaults()
 	}
