@@ -832,14 +832,7 @@ func (r *Runner) poll(ctx context.Context, j store.BatchJob) (store.BatchJob, er
 		return j, &lookError{fmt.Errorf("retrieve batch %s: %w", j.OpenAIID, err)}
 	}
 	delete(r.failedLooks, j.ID)
-	j.OpenAIStatus = b.Status
-	j.Completed, j.Failed = b.RequestCounts.Completed, b.RequestCounts.Failed
-	if b.OutputFileID != nil {
-		j.OutputFileID = *b.OutputFileID
-	}
-	if b.ErrorFileID != nil {
-		j.ErrorFileID = *b.ErrorFileID
-	}
+	seen(&j, b)
 	var status string
 	switch b.Status {
 	case "completed":
@@ -1213,4 +1206,17 @@ func finite(v []float32) bool {
 		}
 	}
 	return true
+}
+
+// seen records on job j what a look at its batch b found: its status, request counts, and
+// output and error files.
+func seen(j *store.BatchJob, b openai.BatchResponse) {
+	j.OpenAIStatus = b.Status
+	j.Completed, j.Failed = b.RequestCounts.Completed, b.RequestCounts.Failed
+	if b.OutputFileID != nil {
+		j.OutputFileID = *b.OutputFileID
+	}
+	if b.ErrorFileID != nil {
+		j.ErrorFileID = *b.ErrorFileID
+	}
 }

@@ -62,14 +62,7 @@ func Look(ctx context.Context, cfg Config, j store.BatchJob) (store.BatchJob, St
 	case err != nil:
 		return j, 0, fmt.Errorf("retrieve batch %s: %w", j.OpenAIID, err)
 	}
-	j.OpenAIStatus = b.Status
-	j.Completed, j.Failed = b.RequestCounts.Completed, b.RequestCounts.Failed
-	if b.OutputFileID != nil {
-		j.OutputFileID = *b.OutputFileID
-	}
-	if b.ErrorFileID != nil {
-		j.ErrorFileID = *b.ErrorFileID
-	}
+	seen(&j, b)
 	switch b.Status {
 	case "completed", "failed", "expired", "cancelled":
 	default: // validating, in_progress, finalizing, cancelling

@@ -217,16 +217,7 @@ func TestUsageBoughtDuringAnOutageReachesTheLedger(t *testing.T) {
 	publish(t, b.js, sampledata.Papers(t)[:1])
 	w := proxiedWorker(t, b, st, sum, emb, pipeline.WorkerConfig{Backoff: func(int) time.Duration { return 500 * time.Millisecond }})
 	waitFor(t, "the paper done after the outage", func() (bool, string) { return w.Stats().Acked == 1, fmt.Sprintf("%+v", w.Stats()) })
-	rows, err := b.store.Usage(context.Background(), time.Now().Add(-48*time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	recorded := 0
-	for _, r := range rows {
-		if r.Kind == paper.KindChat {
-			recorded += r.Requests
-		}
-	}
+	recorded := chatRequestsRecorded(t, b)
 	if bought := sum.calls.Load(); bought < 2 || int64(recorded) != bought {
 		t.Errorf("%d TL;DR requests bought, %d in the usage ledger: want the one lost in the outage and its second purchase, each recorded", bought, recorded)
 	}
@@ -431,17 +422,24 @@ func TestUsageOfARunStoppedByTheDatabaseReachesTheLedger(t *testing.T) {
 	if err := <-done; !errors.Is(err, paper.ErrUnavailable) {
 		t.Fatalf("the run ended with %v, want the database's pause", err)
 	}
+	recorded := chatRequestsRecorded(t, b)
+	if bought := sum.calls.Load(); int64(recorded) != bought {
+		t.Errorf("%d TL;DR requests bought, %d in the usage ledger", bought, recorded)
+	}
+}
+
+// chatRequestsRecorded is the number of chat requests in b's usage ledger.
+func chatRequestsRecorded(t *testing.T, b *testBundle) int {
+	t.Helper()
 	rows, err := b.store.Usage(context.Background(), time.Now().Add(-48*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	recorded := 0
+	n := 0
 	for _, r := range rows {
 		if r.Kind == paper.KindChat {
-			recorded += r.Requests
+			n += r.Requests
 		}
 	}
-	if bought := sum.calls.Load(); int64(recorded) != bought {
-		t.Errorf("%d TL;DR requests bought, %d in the usage ledger", bought, recorded)
-	}
+	return n
 }

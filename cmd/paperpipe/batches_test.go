@@ -111,6 +111,16 @@ func TestPlainReprocessNamesTheOutputsOpenBatchJobsHold(t *testing.T) {
 // failBatches makes every look at a batch answer that it failed at validation, as OpenAI does
 // when the organization's enqueued-token limit is reached.
 func (e *archiveEnv) failBatches(w http.ResponseWriter, r *http.Request) bool {
+	return e.rewriteBatch(w, r, func(obj map[string]any) {
+		obj["status"], obj["failed_at"] = "failed", obj["created_at"]
+		obj["errors"] = map[string]any{"object": "list", "data": []any{map[string]any{
+			"code": "token_limit_exceeded", "message": "Enqueued token limit reached for text-embedding-3-large in organization org-x."}}}
+	})
+}
+
+// rewriteBatch answers a look at a batch (GET /v1/batches/ID) with the fake's answer, its
+// output and error files left out and changed by edit; it leaves other requests to the fake.
+func (e *archiveEnv) rewriteBatch(w http.ResponseWriter, r *http.Request, edit func(obj map[string]any)) bool {
 	if r.Method != http.MethodGet || !strings.HasPrefix(r.URL.Path, "/v1/batches/") {
 		return false
 	}
@@ -118,11 +128,9 @@ func (e *archiveEnv) failBatches(w http.ResponseWriter, r *http.Request) bool {
 	e.fake.Handler().ServeHTTP(rec, r)
 	var obj map[string]any
 	json.Unmarshal(rec.Body.Bytes(), &obj)
-	obj["status"], obj["failed_at"] = "failed", obj["created_at"]
 	delete(obj, "output_file_id")
 	delete(obj, "error_file_id")
-	obj["errors"] = map[string]any{"object": "list", "data": []any{map[string]any{
-		"code": "token_limit_exceeded", "message": "Enqueued token limit reached for text-embedding-3-large in organization org-x."}}}
+	edit(obj)
 	body, _ := json.Marshal(obj)
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(body)
@@ -285,20 +293,7 @@ func TestUncollectableTLDRJobStillFinishesTheCollectedSpace(t *testing.T) {
 
 // runningBatches makes every look at a batch answer that it is in progress.
 func (e *archiveEnv) runningBatches(w http.ResponseWriter, r *http.Request) bool {
-	if r.Method != http.MethodGet || !strings.HasPrefix(r.URL.Path, "/v1/batches/") {
-		return false
-	}
-	rec := httptest.NewRecorder()
-	e.fake.Handler().ServeHTTP(rec, r)
-	var obj map[string]any
-	json.Unmarshal(rec.Body.Bytes(), &obj)
-	obj["status"] = "in_progress"
-	delete(obj, "output_file_id")
-	delete(obj, "error_file_id")
-	body, _ := json.Marshal(obj)
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(body)
-	return true
+	return e.rewriteBatch(w, r, func(obj map[string]any) { obj["status"] = "in_progress" })
 }
 
 // `batches abandon` closed a job whose batch was running at OpenAI: that batch is still
