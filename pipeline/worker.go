@@ -118,8 +118,8 @@ type WorkerConfig struct {
 	// IntakeTimeout bounds recording a micro-batch in the store (UpsertPapers). A database that
 	// went silent without a reset (a failover, a firewall dropping the flow) would otherwise hold
 	// the batch, its messages marked in progress, for as long as TCP takes to give up (~15
-	// minutes) or for ever behind a proxy. On the timeout the messages go back to the queue
-	// without using a delivery — the database's problem, not the papers' — and the worker
+	// minutes) or for ever behind a proxy. On the timeout the messages go back to the queue,
+	// never dead-lettered for it (handBack): the database's problem, not the papers'. The worker
 	// pauses when the database does not answer a ping either (gone silent; the error is marked
 	// paper.ErrUnavailable). Defaults to 1 minute.
 	IntakeTimeout time.Duration
@@ -776,7 +776,7 @@ func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 		w.handBack(ctx, j, why)
 	case errors.Is(err, errIntakeTimeout):
 		// A database that answers, slow to record these papers (a row another session holds
-		// locked, a load): back to the queue, no delivery used, no pause.
+		// locked, a load): back to the queue (handBack), no pause.
 		w.handBack(ctx, j, bySlowDatabase)
 	case errors.Is(err, llm.ErrAccount):
 		// The account's or the configuration's problem, not the paper's: the worker pauses
@@ -1317,7 +1317,7 @@ func (w *Worker) upsertBy(ctx context.Context, papers []paper.Abstract, deadline
 }
 
 // errIntakeTimeout marks a micro-batch the store did not record within IntakeTimeout: its
-// messages go back to the queue without using a delivery, and the worker pauses when the
+// messages go back to the queue, never dead-lettered for it (handBack), and the worker pauses when the
 // database does not answer a ping either (then the error is marked paper.ErrUnavailable too;
 // see settleFailure).
 var errIntakeTimeout = errors.New("the database did not record the papers in time")
