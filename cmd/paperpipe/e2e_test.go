@@ -104,6 +104,15 @@ func (c *cli) json(v any, args ...string) {
 	}
 }
 
+// workUntilIdle runs `worker --exit-when-idle`, which must succeed, and returns the status after it.
+func (c *cli) workUntilIdle() statusJSON {
+	c.t.Helper()
+	c.ok("worker", "--exit-when-idle")
+	var st statusJSON
+	c.json(&st, "status")
+	return st
+}
+
 type statusJSON struct {
 	Papers struct {
 		Papers        int64 `json:"papers"`
@@ -150,9 +159,7 @@ func TestSampleArchiveEndToEndWithOfflineModels(t *testing.T) {
 	if !strings.Contains(r.stderr, "108 read, 108 published, 0 dropped as repeats") {
 		t.Errorf("ingest said: %s", r.stderr)
 	}
-	c.ok("worker", "--exit-when-idle")
-	var st statusJSON
-	c.json(&st, "status")
+	st := c.workUntilIdle()
 	if st.Papers.Papers != 108 || st.Papers.WithTLDR != 108 || st.Papers.WithEmbedding != 108 {
 		t.Fatalf("status = %+v, want 108 papers each with a TL;DR and an embedding", st.Papers)
 	}
@@ -365,9 +372,7 @@ func TestBadRecordsAreReportedWithFileAndLineAndTheRestGoesThrough(t *testing.T)
 	if !strings.Contains(r.stderr, "3 read, 3 published") || !strings.Contains(r.stderr, "4 rejected") {
 		t.Errorf("summary line: %s", r.stderr)
 	}
-	c.ok("worker", "--exit-when-idle")
-	var st statusJSON
-	c.json(&st, "status")
+	st := c.workUntilIdle()
 	if st.Papers.Papers != 3 || st.Papers.WithTLDR != 3 || st.Papers.WithEmbedding != 3 || st.DeadLetters != 0 {
 		t.Errorf("status = %+v, want the 3 good papers processed", st)
 	}

@@ -40,9 +40,7 @@ func TestRecordTooLargeForTheQueueIsRejectedWithFileAndLine(t *testing.T) {
 		t.Errorf("ingest of 3 records, the second too large for the queue: exit %d\n%s\nwant exit 1, %s:2 rejected with the sizes, and the other 2 published",
 			r.code, r.stderr, path)
 	}
-	var st statusJSON
-	c.ok("worker", "--exit-when-idle")
-	c.json(&st, "status")
+	st := c.workUntilIdle()
 	if st.Papers.Papers != 2 {
 		t.Errorf("%d papers stored, want the 2 around the one too large", st.Papers.Papers)
 	}
@@ -79,9 +77,7 @@ func TestASourceThatFailsDoesNotStopTheOthers(t *testing.T) {
 			t.Errorf("stderr does not report the failure of %s:\n%s", name, r.stderr)
 		}
 	}
-	var st statusJSON
-	c.ok("worker", "--exit-when-idle")
-	c.json(&st, "status")
+	st := c.workUntilIdle()
 	if st.Papers.Papers != 3 {
 		t.Errorf("%d papers stored, want 3: the one before the truncation and the 2 of the file after the failures", st.Papers.Papers)
 	}
