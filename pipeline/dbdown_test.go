@@ -55,13 +55,6 @@ func execSQL(t *testing.T, url, sql string) {
 	}
 }
 
-// proxiedWorker starts a worker on b whose store reaches the database through proxy's store st.
-func proxiedWorker(t *testing.T, b *testBundle, st *store.Store, sum pipeline.Summarizer, emb pipeline.Embedder, cfg pipeline.WorkerConfig) *pipeline.Worker {
-	t.Helper()
-	wb := *b
-	wb.store = st
-	return startWorker(t, &wb, sum, emb, cfg)
-}
 
 // TestDatabaseBreakerStaysOpenUntilResultsAreSaved: a database that answers but cannot write
 // (a full disk, 53100) pauses the worker; after the pause the probe's intake of a paper stored
@@ -155,7 +148,7 @@ func TestOneLinePerDatabasePause(t *testing.T) {
 	proxy.refuse()
 	publish(t, b.js, sampledata.Papers(t)[:5])
 	logs := &logBuffer{}
-	w := proxiedWorker(t, b, st, sum, emb, pipeline.WorkerConfig{Concurrency: 4,
+	w := startWorkerOn(t, b, st, sum, emb, pipeline.WorkerConfig{Concurrency: 4,
 		Backoff: func(int) time.Duration { return 200 * time.Millisecond },
 		Logger:  slog.New(slog.NewTextHandler(logs, nil))})
 	waitFor(t, "five pauses", func() (bool, string) { return w.Stats().DBPaused >= 5, fmt.Sprintf("%+v", w.Stats()) })
@@ -215,7 +208,7 @@ func TestUsageBoughtDuringAnOutageReachesTheLedger(t *testing.T) {
 		}
 	}}
 	publish(t, b.js, sampledata.Papers(t)[:1])
-	w := proxiedWorker(t, b, st, sum, emb, pipeline.WorkerConfig{Backoff: func(int) time.Duration { return 500 * time.Millisecond }})
+	w := startWorkerOn(t, b, st, sum, emb, pipeline.WorkerConfig{Backoff: func(int) time.Duration { return 500 * time.Millisecond }})
 	waitFor(t, "the paper done after the outage", func() (bool, string) { return w.Stats().Acked == 1, fmt.Sprintf("%+v", w.Stats()) })
 	recorded := chatRequestsRecorded(t, b)
 	if bought := sum.calls.Load(); bought < 2 || int64(recorded) != bought {
@@ -241,7 +234,7 @@ func TestDatabaseRecoveryDoesNotEndTheAPIsPause(t *testing.T) {
 	proxy, st := proxiedStore(t, b)
 	publish(t, b.js, sampledata.Papers(t)[:8])
 	logs := &logBuffer{}
-	w := proxiedWorker(t, b, st, refusingSummarizer{summarize.NewOffline(30)}, emb, pipeline.WorkerConfig{Concurrency: 8,
+	w := startWorkerOn(t, b, st, refusingSummarizer{summarize.NewOffline(30)}, emb, pipeline.WorkerConfig{Concurrency: 8,
 		Backoff: func(n int) time.Duration { return time.Duration(n) * 100 * time.Millisecond },
 		Logger:  slog.New(slog.NewTextHandler(logs, nil))})
 	waitFor(t, "three API pauses", func() (bool, string) { return w.Stats().Paused >= 3, fmt.Sprintf("%+v", w.Stats()) })

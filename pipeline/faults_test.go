@@ -46,11 +46,18 @@ func dieHolding(t *testing.T, js jetstream.JetStream, n int) {
 // startWorker runs a worker until the test ends.
 func startWorker(t *testing.T, b *testBundle, sum pipeline.Summarizer, emb pipeline.Embedder, cfg pipeline.WorkerConfig) *pipeline.Worker {
 	t.Helper()
+	return startWorkerOn(t, b, b.store, sum, emb, cfg)
+}
+
+// startWorkerOn is startWorker with the worker's store st (b's database through a proxy, a
+// wrapper that records calls).
+func startWorkerOn(t *testing.T, b *testBundle, st pipeline.Store, sum pipeline.Summarizer, emb pipeline.Embedder, cfg pipeline.WorkerConfig) *pipeline.Worker {
+	t.Helper()
 	cfg.SpaceID = b.space.ID
 	if cfg.FetchWait == 0 {
 		cfg.FetchWait = 200 * time.Millisecond
 	}
-	w, err := pipeline.NewWorker(b.js, b.store, sum, emb, cfg)
+	w, err := pipeline.NewWorker(b.js, st, sum, emb, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

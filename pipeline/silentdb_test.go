@@ -177,9 +177,7 @@ func TestWorkerPausesWhileTheDatabaseIsDown(t *testing.T) {
 	publish(t, b.js, papers)
 
 	logs := &logBuffer{}
-	wb := *b
-	wb.store = st // the worker reaches the database through the proxy
-	w := startWorker(t, &wb, sum, emb, pipeline.WorkerConfig{Concurrency: 4,
+	w := startWorkerOn(t, b, st, sum, emb, pipeline.WorkerConfig{Concurrency: 4,
 		Backoff: func(int) time.Duration { return 100 * time.Millisecond },
 		Logger:  slog.New(slog.NewTextHandler(logs, nil))})
 	waitFor(t, "the worker pausing twice", func() (bool, string) {
@@ -224,10 +222,8 @@ func TestOneBadRecordDoesNotMultiplyTheIntakeTimeout(t *testing.T) {
 
 	proxy.frozen.Store(true) // the database goes silent
 	defer proxy.frozen.Store(false)
-	wb := *b
-	wb.store = st
 	start := time.Now()
-	w := startWorker(t, &wb, summarize.NewOffline(30), emb, pipeline.WorkerConfig{
+	w := startWorkerOn(t, b, st, summarize.NewOffline(30), emb, pipeline.WorkerConfig{
 		BatchSize: 64, IntakeTimeout: intake, DrainTimeout: time.Second})
 	waitFor(t, "the good papers handed back", func() (bool, string) {
 		s := w.Stats()

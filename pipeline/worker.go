@@ -936,8 +936,8 @@ func (w *Worker) requeue(ctx context.Context, j job, why string) {
 		w.log.Debug("term failed", "id", j.a.ID, "err", err)
 	}
 	lvl := slog.LevelInfo
-	if why == byRefusal || why == byDatabaseDown || why == bySlowDatabase || why == byPause {
-		lvl = slog.LevelDebug // the pause has its own line
+	if why != byShutdown {
+		lvl = slog.LevelDebug // the other causes have their own lines (a pause, a warning)
 	}
 	w.log.Log(ctx, lvl, "requeued a message interrupted on its last delivery", "id", j.a.ID, "by", why)
 	w.stats.retried.Add(1)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/pgvector/pgvector-go"
 
@@ -446,9 +445,7 @@ func (s *Store) UpdateBatchJob(ctx context.Context, j BatchJob) error {
 	return updateBatchJob(ctx, s.pool, j)
 }
 
-func updateBatchJob(ctx context.Context, db interface {
-	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
-}, j BatchJob) error {
+func updateBatchJob(ctx context.Context, db querier, j BatchJob) error {
 	tag, err := db.Exec(ctx, `UPDATE batch_jobs SET
 			openai_batch_id = NULLIF($2, ''), input_file_id = NULLIF($3, ''), output_file_id = NULLIF($4, ''),
 			error_file_id = NULLIF($5, ''), status = $6, openai_status = $7, completed = $8, failed = $9,

@@ -81,12 +81,8 @@ func (s *Store) upsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 		return a.TextAt
 	}
 	keep := make(map[string]int, len(papers))
-	repeated := make(map[string]bool) // ids with several copies
 	for i, a := range papers {
 		k, ok := keep[a.ID]
-		if ok {
-			repeated[a.ID] = true
-		}
 		if !ok || !textAt(a).Before(textAt(papers[k])) {
 			keep[a.ID] = i
 		}
@@ -109,31 +105,31 @@ func (s *Store) upsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 		}
 	}
 	n := len(kept)
+	var rounds [][]paper.Abstract
+	nth := make(map[string]int)
+	for i, a := range papers {
+		if i >= keep[a.ID] {
+			continue // the kept copy, or one after it (older: it would change nothing)
+		}
+		r := nth[a.ID]
+		nth[a.ID]++
+		if r == len(rounds) {
+			rounds = append(rounds, nil)
+		}
+		rounds[r] = append(rounds[r], a)
+	}
 	var (
 		byID map[string]Pending
 		lost []string
 		err  error
 	)
-	if len(repeated) == 0 {
-		byID, lost, _, err = s.upsertStatement(ctx, s.pool, kept, w)
+	if len(rounds) == 0 {
+		byID, lost, _, err = s.upsertStatement(ctx, s.pool, kept, w, false)
 	} else {
-		var rounds [][]paper.Abstract
-		nth := make(map[string]int, len(repeated))
-		for i, a := range papers {
-			if !repeated[a.ID] || i >= keep[a.ID] {
-				continue
-			}
-			r := nth[a.ID]
-			nth[a.ID]++
-			if r == len(rounds) {
-				rounds = append(rounds, nil)
-			}
-			rounds[r] = append(rounds[r], a)
-		}
 		// One transaction: the call writes all of its copies or none.
 		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			for r, round := range rounds {
-				pending, _, before, err := s.upsertStatement(ctx, tx, round, w)
+				pending, _, before, err := s.upsertStatement(ctx, tx, round, w, r == 0)
 				if err != nil {
 					return err
 				}
@@ -142,7 +138,7 @@ func (s *Store) upsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 				}
 			}
 			var err error
-			byID, lost, _, err = s.upsertStatement(ctx, tx, kept, w)
+			byID, lost, _, err = s.upsertStatement(ctx, tx, kept, w, false)
 			return err
 		})
 	}
@@ -193,8 +189,8 @@ func (s *Store) upsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 
 // upsertStatement runs upsertPapersSQL for papers, one copy of each id, and returns their
 // Pendings by id, the ids another transaction stored while it ran (their hashes unread), and
-// the hashes the papers had before it (nil: none).
-func (s *Store) upsertStatement(ctx context.Context, q querier, papers []paper.Abstract, w Work) (map[string]Pending, []string, map[string]*string, error) {
+// the hashes the papers had before it when wantBefore (nil: none, or not wanted).
+func (s *Store) upsertStatement(ctx context.Context, q querier, papers []paper.Abstract, w Work, wantBefore bool) (map[string]Pending, []string, map[string]*string, error) {
 	n := len(papers)
 	var (
 		ids, titles, abstracts, authors, cats = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
@@ -219,7 +215,10 @@ func (s *Store) upsertStatement(ctx context.Context, q querier, papers []paper.A
 		return nil, nil, nil, fmt.Errorf("upsert %s: %w", papersN(n), err)
 	}
 	byID := make(map[string]Pending, n)
-	before := make(map[string]*string, n)
+	var before map[string]*string
+	if wantBefore {
+		before = make(map[string]*string, n)
+	}
 	var lost []string
 	for rows.Next() {
 		var (
@@ -237,7 +236,9 @@ func (s *Store) upsertStatement(ctx context.Context, q querier, papers []paper.A
 			lost = append(lost, p.ID)
 		}
 		byID[p.ID] = p
-		before[p.ID] = oldHash
+		if before != nil {
+			before[p.ID] = oldHash
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, nil, nil, fmt.Errorf("upsert %s: %w", papersN(n), err)

@@ -373,9 +373,9 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 			return res, ctxErr()
 		}
 		var delay time.Duration
-		class := Classify(err)
-		if unreached != nil {
-			class = Account
+		class := Account // unreachable: retried below, then ErrUnreachable
+		if unreached == nil {
+			class = Classify(err)
 		}
 		switch class {
 		case Permanent:
