@@ -1185,6 +1185,10 @@ func saveEach[T any](recs []T, save func([]T) (int, error), refuse func(T, error
 	if !errors.Is(err, paper.ErrInvalid) && !errors.Is(err, paper.ErrSpaceMismatch) {
 		return n, err
 	}
+	if len(recs) == 1 {
+		refuse(recs[0], err) // refused alone already: no second try
+		return 0, nil
+	}
 	n = 0
 	for _, rec := range recs {
 		k, err := save([]T{rec})

@@ -55,7 +55,6 @@ func execSQL(t *testing.T, url, sql string) {
 	}
 }
 
-
 // TestDatabaseBreakerStaysOpenUntilResultsAreSaved: a database that answers but cannot write
 // (a full disk, 53100) pauses the worker; after the pause the probe's intake of a paper stored
 // already writes nothing, and succeeds. Closing the breaker on it resumed the worker at full

@@ -266,12 +266,13 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 		wantTLDR, fmt.Sprintf("%s by %s prompt %s", plural(res.Counts.TLDRs, "TL;DR", "TL;DRs"), m.sum.Model(), m.sum.PromptVersion()),
 		wantEmb, fmt.Sprintf("%s in space %s", plural(res.Counts.Embeddings, "embedding", "embeddings"), space.Name())))
 
+	// A Batch API job that failed in this run (*batch.JobError, the error says what to do about
+	// it) did not stop the others' collection: the space is finished below when its embedding
+	// jobs are all closed — a TL;DR job that cannot be collected left the vectors collected
+	// without an index, at every run until it was abandoned.
+	var jobErr error
 	if o.batchAPI {
-		// A job that failed in this run (*batch.JobError, the error says what to do about it)
-		// did not stop the others' collection: the space is finished below when its embedding
-		// jobs are all closed — a TL;DR job that cannot be collected left the vectors collected
-		// without an index, at every run until it was abandoned.
-		jobErr := runBatchAPI(ctx, c, o, st, m, space, sel, wantTLDR, wantEmb, &res, errw, log)
+		jobErr = runBatchAPI(ctx, c, o, st, m, space, sel, wantTLDR, wantEmb, &res, errw, log)
 		if je := (*batch.JobError)(nil); jobErr != nil && !errors.As(jobErr, &je) {
 			return res, jobErr
 		}
@@ -292,17 +293,14 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 				return res, jobErr
 			}
 		}
-		if jobErr != nil {
-			if err := finishSpace(ctx, st, space, sel, &res, wantEmb, o.activating, errw); err != nil {
-				return res, err
-			}
-			return res, jobErr
-		}
 	} else if err := runReprocessWorkers(ctx, c, o, st, m, space, sel, target, &res, errw, log); err != nil {
 		return res, err
 	}
 	if err := finishSpace(ctx, st, space, sel, &res, wantEmb, o.activating, errw); err != nil {
 		return res, err
+	}
+	if jobErr != nil {
+		return res, jobErr
 	}
 	if res.Worker.Dead > 0 {
 		// Like ingest and import-embeddings, which exit non-zero when they skipped anything.
