@@ -779,7 +779,7 @@ func (r *Runner) Wait(ctx context.Context) (Report, error) {
 			r.cfg.Progress(jobs, r.report)
 		}
 		if !slices.ContainsFunc(jobs, func(j store.BatchJob) bool {
-			return r.broken[j.ID] == nil && (j.Status == store.BatchPreparing || j.Status == store.BatchSubmitted)
+			return r.broken[j.ID] == nil && j.Open()
 		}) {
 			continue // every job seen is closed now: list again at once (none open: done)
 		}

@@ -410,6 +410,9 @@ type BatchJob struct {
 	UpdatedAt    time.Time `json:"updated_at"`
 }
 
+// Open reports whether the job is still open: preparing or submitted (openJobStatuses).
+func (j BatchJob) Open() bool { return j.Status == BatchPreparing || j.Status == BatchSubmitted }
+
 // BatchItem is one paper of a batch job.
 type BatchItem struct {
 	PaperID     string

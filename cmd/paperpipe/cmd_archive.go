@@ -748,7 +748,7 @@ func batchProgress(jobs []store.BatchJob, r batch.Report) string {
 		total += j.Total
 		completed += j.Completed
 		failed += j.Failed
-		if j.Status == store.BatchPreparing || j.Status == store.BatchSubmitted {
+		if j.Open() {
 			open++
 		}
 	}

@@ -87,7 +87,7 @@ func openBatchJobs(ctx context.Context, st *store.Store) ([]store.BatchJob, erro
 	}
 	var open []store.BatchJob
 	for i := len(all) - 1; i >= 0; i-- { // BatchJobs lists every job newest first
-		if all[i].Status == store.BatchPreparing || all[i].Status == store.BatchSubmitted {
+		if all[i].Open() {
 			open = append(open, all[i])
 		}
 	}
@@ -172,7 +172,7 @@ func abandonBatchJobs(ctx context.Context, c *config, st *store.Store, ids []int
 		case err != nil:
 			return errors.Join(append(errs, err)...)
 		}
-		if j.Status != store.BatchPreparing && j.Status != store.BatchSubmitted {
+		if !j.Open() {
 			release()
 			errs = append(errs, fmt.Errorf("batch job %d is already closed (%s)", id, j.Status))
 			continue
