@@ -174,15 +174,19 @@ func LatestDeadLetters(ctx context.Context, js jetstream.JetStream, n int) ([]De
 		return nil, err
 	}
 	first, last := info.State.FirstSeq, info.State.LastSeq
+	var letters []DeadLetter // those of sequences from..last, oldest first
+	to := last               // the window's part not read yet ends here
 	for width := uint64(n); ; width *= 4 {
 		from := first
 		if last >= width && last-width+1 > first {
 			from = last - width + 1
 		}
-		letters, err := deadLettersFrom(ctx, s, from, last, 0)
+		older, err := deadLettersFrom(ctx, s, from, to, 0)
 		if err != nil {
 			return nil, err
 		}
+		letters = append(older, letters...)
+		to = from - 1
 		if len(letters) >= n || from == first {
 			if len(letters) > n {
 				letters = letters[len(letters)-n:]
