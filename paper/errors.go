@@ -1,6 +1,9 @@
 package paper
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors shared by every package; match them with errors.Is.
 var (
@@ -26,4 +29,28 @@ var (
 	// ErrSpaceDropped means vectors were to be stored in an embedding space that no longer
 	// exists (`paperpipe spaces drop`): no record is at fault, and no retry can store them.
 	ErrSpaceDropped = errors.New("embedding space dropped")
+	// ErrLocked means a write waited too long for rows another session holds locked (a
+	// transaction left open by an operator or another tool, a long import): neither the records
+	// nor the database are at fault, and the records can be written once the lock is gone. A
+	// *LockedError names the papers whose rows were locked, when the store could tell.
+	ErrLocked = errors.New("row locked by another session")
 )
+
+// LockedError is an ErrLocked that names the papers whose rows another session held locked.
+// The call wrote nothing; the records of the other papers can be written without waiting.
+type LockedError struct {
+	// IDs are the locked papers, in the order given.
+	IDs []string
+	// Err is the store's error (the database's lock timeout).
+	Err error
+}
+
+func (e *LockedError) Error() string {
+	if len(e.IDs) == 1 {
+		return fmt.Sprintf("paper %s: %v", e.IDs[0], e.Err)
+	}
+	return fmt.Sprintf("papers %v: %v", e.IDs, e.Err)
+}
+
+// Unwrap returns ErrLocked and the store's error.
+func (e *LockedError) Unwrap() []error { return []error{ErrLocked, e.Err} }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -597,9 +598,10 @@ func (w *Worker) handleBatch(ctx context.Context, msgs []jetstream.Msg, embedB *
 		w.storeReached()
 	}
 	switch {
-	case errors.Is(err, paper.ErrInvalid) && len(jobs) > 1:
+	case (errors.Is(err, paper.ErrInvalid) || errors.Is(err, paper.ErrLocked)) && len(jobs) > 1:
 		// One bad record fails the whole statement: record the papers one by one so that only
-		// the bad one is dead-lettered.
+		// the bad one is dead-lettered. So does one paper whose row another session holds
+		// locked (store.Config.RowLockTimeout): only its message is tried again later.
 		jobs, pending = w.upsertEach(ctx, jobs, release)
 	case err != nil:
 		if !errors.Is(err, paper.ErrUnavailable) { // the pause has its own line
@@ -1044,7 +1046,7 @@ func (w *Worker) embedAndSave(ctx context.Context, papers []paper.Abstract) []er
 				}
 			}
 			if len(got) > 0 {
-				for k, serr := range saveIsolating(got, func(e []paper.Embedding) error { return w.saveEmbeddings(saveCtx, e) }) {
+				for k, serr := range saveIsolating(got, embeddingPaper, func(e []paper.Embedding) error { return w.saveEmbeddings(saveCtx, e) }) {
 					if serr == nil {
 						errs[at[k]] = nil
 					}
@@ -1069,7 +1071,7 @@ func (w *Worker) embedAndSave(ctx context.Context, papers []paper.Abstract) []er
 		}
 		return errs
 	}
-	return saveIsolating(embs, func(e []paper.Embedding) error { return w.saveEmbeddings(saveCtx, e) })
+	return saveIsolating(embs, embeddingPaper, func(e []paper.Embedding) error { return w.saveEmbeddings(saveCtx, e) })
 }
 
 // rejectsInput reports whether a permanent failure of an embeddings request is the API
@@ -1088,21 +1090,49 @@ func rejectsInput(err error) bool {
 // saveIsolating saves items with save and returns one error per item. The store refuses a
 // whole batch for one invalid item (a NaN in a vector, a NUL byte in a TL;DR); the others are
 // paid for and fine, so a batch refused as invalid is saved again one item at a time, and only
-// the bad item fails (and is dead-lettered).
-func saveIsolating[T any](items []T, save func([]T) error) []error {
+// the bad item fails (and is dead-lettered). A batch that waited too long for papers' rows
+// another session holds locked (a *paper.LockedError naming them) is saved again without
+// them at once, and only their items fail (their messages are tried again later): the others
+// neither wait for the lock nor are bought again.
+func saveIsolating[T any](items []T, paperID func(T) string, save func([]T) error) []error {
 	err := save(items)
 	if err == nil {
 		return make([]error, len(items))
 	}
-	if len(items) == 1 || !errors.Is(err, paper.ErrInvalid) {
-		return fill(len(items), err)
+	var locked *paper.LockedError
+	switch {
+	case len(items) == 1:
+		return fill(1, err)
+	case errors.As(err, &locked):
+		errs := make([]error, len(items))
+		var rest []T
+		var at []int
+		for i, it := range items {
+			if slices.Contains(locked.IDs, paperID(it)) {
+				errs[i] = err
+			} else {
+				rest, at = append(rest, it), append(at, i)
+			}
+		}
+		if len(rest) == len(items) {
+			return fill(len(items), err) // none of these: the store named papers it was not given
+		}
+		for k, e := range saveIsolating(rest, paperID, save) {
+			errs[at[k]] = e
+		}
+		return errs
+	case errors.Is(err, paper.ErrInvalid):
+		errs := make([]error, len(items))
+		for i := range items {
+			errs[i] = save(items[i : i+1])
+		}
+		return errs
 	}
-	errs := make([]error, len(items))
-	for i := range items {
-		errs[i] = save(items[i : i+1])
-	}
-	return errs
+	return fill(len(items), err)
 }
+
+func summaryPaper(s paper.Summary) string     { return s.PaperID }
+func embeddingPaper(e paper.Embedding) string { return e.PaperID }
 
 // saveEmbeddings stores vectors, retrying as saveWithRetry does. Vectors of a space that was
 // dropped meanwhile cannot be stored anywhere, and their papers are not at fault: they are let
@@ -1142,7 +1172,7 @@ func (w *Worker) spaceDropped() {
 // (saveIsolating). The TL;DRs are paid for, so the save is not cut short by shutdown.
 func (w *Worker) flushSummaries(ctx context.Context, sums []paper.Summary) []error {
 	ctx = context.WithoutCancel(ctx)
-	errs := saveIsolating(sums, func(sums []paper.Summary) error {
+	errs := saveIsolating(sums, summaryPaper, func(sums []paper.Summary) error {
 		var n int
 		err := w.saveWithRetry(ctx, "TL;DRs", func(ctx context.Context) (err error) {
 			n, err = w.store.SaveSummaries(ctx, sums)
@@ -1279,7 +1309,10 @@ func (r retryTiming) do(ctx context.Context, log *slog.Logger, what string, save
 		err := save(actx)
 		timedOut := err != nil && actx.Err() != nil && ctx.Err() == nil
 		cancel()
-		if err == nil || errors.Is(err, paper.ErrInvalid) || errors.Is(err, paper.ErrSpaceDropped) {
+		if err == nil || errors.Is(err, paper.ErrInvalid) || errors.Is(err, paper.ErrSpaceDropped) || errors.Is(err, paper.ErrLocked) {
+			// A row locked by another session (store.Config.RowLockTimeout) is not waited for
+			// again here: saves are serial, and every other result would wait behind it
+			// (saveIsolating saves the others at once).
 			return err
 		}
 		if attempt == r.attempts {

@@ -17,5 +17,7 @@
 // the wrong dimension paper.ErrSpaceMismatch, and a title fragment matching several papers
 // paper.ErrAmbiguous; match them with errors.Is. The calls a worker makes (UpsertPapers or
 // PendingFor, SaveSummaries, SaveEmbeddings, RecordUsage) mark a database that could not be reached or
-// could not write, whatever the records, with paper.ErrUnavailable.
+// could not write, whatever the records, with paper.ErrUnavailable; UpsertPapers, SaveSummaries and
+// SaveEmbeddings wait for a row another session holds locked for Config.RowLockTimeout at most,
+// then fail with paper.ErrLocked (a save with a *paper.LockedError naming the papers).
 package store

@@ -51,7 +51,8 @@ type Pending = paper.Pending
 //
 // Every paper is validated first (non-empty id, title and abstract; valid UTF-8 without NUL
 // bytes); one invalid paper fails the call with an error wrapping paper.ErrInvalid that names
-// it, and nothing is written.
+// it, and nothing is written. A paper whose row another session holds locked for longer than
+// Config.RowLockTimeout fails the call with paper.ErrLocked (see writeTx), nothing written.
 func (s *Store) UpsertPapers(ctx context.Context, papers []paper.Abstract, w Work) ([]Pending, error) {
 	for attempt := 1; ; attempt++ {
 		out, err := s.upsertPapers(ctx, papers, w)
@@ -123,25 +124,21 @@ func (s *Store) upsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 		lost []string
 		err  error
 	)
-	if len(rounds) == 0 {
-		byID, lost, _, err = s.upsertStatement(ctx, s.pool, kept, w, false)
-	} else {
-		// One transaction: the call writes all of its copies or none.
-		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			for r, round := range rounds {
-				pending, _, before, err := s.upsertStatement(ctx, tx, round, w, r == 0)
-				if err != nil {
-					return err
-				}
-				if r == 0 {
-					first, firstBefore = pending, before
-				}
+	// One transaction: the call writes all of its copies or none.
+	err = s.writeTx(ctx, upsertPrelock, func(tx pgx.Tx) error {
+		for r, round := range rounds {
+			pending, _, before, err := s.upsertStatement(ctx, tx, round, w, r == 0)
+			if err != nil {
+				return err
 			}
-			var err error
-			byID, lost, _, err = s.upsertStatement(ctx, tx, kept, w, false)
-			return err
-		})
-	}
+			if r == 0 {
+				first, firstBefore = pending, before
+			}
+		}
+		var err error
+		byID, lost, _, err = s.upsertStatement(ctx, tx, kept, w, false)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -296,6 +293,10 @@ func (s *Store) PendingFor(ctx context.Context, papers []paper.Abstract, w Work)
 	return out, nil
 }
 
+// upsertPrelock takes the table locks of upsertPapersSQL for writeTx.
+const upsertPrelock = "LOCK TABLE papers IN ROW EXCLUSIVE MODE; " +
+	"LOCK TABLE tldrs, embeddings, embedding_spaces, batch_items, batch_jobs IN ACCESS SHARE MODE"
+
 // upsertPapersSQL inserts or updates the papers and reports, per paper, its previous hash, the
 // hash it stores after the statement, and the missing outputs. The main query sees the snapshot
 // from before the INSERT, so old.content_hash is the previous hash; the stored one is the
@@ -374,6 +375,9 @@ FROM input i LEFT JOIN papers old ON old.id = i.id LEFT JOIN upsert u ON u.id = 
 // summary whose ContentHash is not the paper's current hash (made from an older text, or for a
 // paper that does not exist) is skipped. It returns how many distinct summaries were saved or
 // were already stored as given; a summary repeated in one call counts once, the last one wins.
+// A paper whose row another session holds locked for longer than Config.RowLockTimeout fails
+// the call, nothing written, with a *paper.LockedError naming the locked papers when the store
+// can tell (see lockedError): the others can be saved at once. SaveEmbeddings likewise.
 func (s *Store) SaveSummaries(ctx context.Context, sums []paper.Summary) (_ int, err error) {
 	defer func() { err = unavailable(ctx, err) }()
 	if len(sums) == 0 {
@@ -406,9 +410,11 @@ func (s *Store) SaveSummaries(ctx context.Context, sums []paper.Summary) (_ int,
 		outTok = append(outTok, clampInt32(sm.Usage.OutputTokens))
 	}
 	var saved int
-	err = s.pool.QueryRow(ctx, saveSummariesSQL, ids, models, prompts, hashes, texts, valids, inTok, outTok).Scan(&saved)
+	err = s.writeTx(ctx, "LOCK TABLE papers IN ROW SHARE MODE; LOCK TABLE tldrs IN ROW EXCLUSIVE MODE", func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, saveSummariesSQL, ids, models, prompts, hashes, texts, valids, inTok, outTok).Scan(&saved)
+	})
 	if err != nil {
-		return 0, fmt.Errorf("save %d summaries: %w", n, err)
+		return 0, fmt.Errorf("save %d summaries: %w", n, s.lockedError(ctx, ids, err))
 	}
 	return saved, nil
 }
@@ -483,14 +489,21 @@ func (s *Store) SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 		truncated = append(truncated, e.Truncated)
 	}
 	var saved int
-	err = s.pool.QueryRow(ctx, saveEmbeddingsSQL, spaceID, ids, hashes, vecs, truncated).Scan(&saved)
+	// The space's row is locked first (without RowLockTimeout): DropSpace holds it while it
+	// deletes the space's vectors, and a save into it waits for the drop, then fails on the
+	// foreign key (paper.ErrSpaceDropped).
+	prelock := "LOCK TABLE papers IN ROW SHARE MODE; LOCK TABLE embeddings IN ROW EXCLUSIVE MODE; " +
+		"SELECT FROM embedding_spaces WHERE id = " + strconv.FormatInt(spaceID, 10) + " FOR KEY SHARE"
+	err = s.writeTx(ctx, prelock, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, saveEmbeddingsSQL, spaceID, ids, hashes, vecs, truncated).Scan(&saved)
+	})
 	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "23503" && pgErr.ConstraintName == "embeddings_space_id_fkey" {
 		// Dropped by another process since this one cached the space.
 		s.uncacheSpace(spaceID)
 		return 0, fmt.Errorf("save %d embeddings: embedding space %d (%s): %w: %w", n, spaceID, sp.Name(), paper.ErrSpaceDropped, paper.ErrNotFound)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("save %d embeddings in space %s: %w", n, sp.Name(), err)
+		return 0, fmt.Errorf("save %d embeddings in space %s: %w", n, sp.Name(), s.lockedError(ctx, ids, err))
 	}
 	return saved, nil
 }

@@ -150,6 +150,12 @@ func assertStoredHash(t *testing.T, s *store.Store, query string, p paper.Abstra
 // application_name, so that waitForLock can see them wait; it returns the store and the name.
 func openWatched(t *testing.T, s *store.Store, role string) (*store.Store, string) {
 	t.Helper()
+	return openWatchedWith(t, s, role, store.Config{})
+}
+
+// openWatchedWith is openWatched with the settings of cfg (its URL is set).
+func openWatchedWith(t *testing.T, s *store.Store, role string, cfg store.Config) (*store.Store, string) {
+	t.Helper()
 	u, err := url.Parse(s.Pool().Config().ConnString())
 	if err != nil {
 		t.Fatalf("the test database URL is not a URL: %v", err)
@@ -158,7 +164,8 @@ func openWatched(t *testing.T, s *store.Store, role string) (*store.Store, strin
 	q := u.Query()
 	q.Set("application_name", app)
 	u.RawQuery = q.Encode()
-	w, err := store.Open(t.Context(), store.Config{URL: u.String()})
+	cfg.URL = u.String()
+	w, err := store.Open(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

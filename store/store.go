@@ -52,6 +52,12 @@ type Config struct {
 	// times faster (1M × 768 takes about 2 GB on hnsw-halfvec, 4 GB on hnsw, 0.4 GB on
 	// hnsw-binary). Defaults to "1GB".
 	IndexMemory string
+	// RowLockTimeout bounds how long a worker's write (UpsertPapers, SaveSummaries,
+	// SaveEmbeddings) waits for a row another session holds locked — a transaction left open
+	// by an operator or another tool — before it fails with paper.ErrLocked, so that one locked
+	// paper does not hold up the papers written with it. Waits for a table (an index build)
+	// are not bounded by it. Defaults to DefaultRowLockTimeout.
+	RowLockTimeout time.Duration
 	// Logger receives migration progress and warnings. Defaults to discarding everything.
 	Logger *slog.Logger
 }
@@ -94,6 +100,8 @@ type Store struct {
 	index      IndexKind // of the spaces it creates
 	// indexMemory is Config.IndexMemory.
 	indexMemory string
+	// rowLockTimeout is Config.RowLockTimeout (see writeTx).
+	rowLockTimeout time.Duration
 
 	// spaces caches each space's identity (model, dimensions, template) and index kind by id.
 	// Ids are never reused and the identity never changes; the kind changes only by Reindex,
@@ -158,14 +166,18 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.VectorIndex == "" {
 		cfg.VectorIndex = DefaultIndexKind
 	}
+	if cfg.RowLockTimeout <= 0 {
+		cfg.RowLockTimeout = DefaultRowLockTimeout
+	}
 	s := &Store{
-		ef:          min(cfg.EFSearch, MaxK),
-		index:       cfg.VectorIndex,
-		indexMemory: cfg.IndexMemory,
-		log:         log,
-		target:      fmt.Sprintf("%s@%s:%d/%s", cc.User, cc.Host, cc.Port, cc.Database),
-		servicesDB:  cc.Port == ServicesPort && (cc.Host == "127.0.0.1" || cc.Host == "localhost" || cc.Host == "::1"),
-		spaces:      make(map[int64]spaceRow),
+		rowLockTimeout: cfg.RowLockTimeout,
+		ef:             min(cfg.EFSearch, MaxK),
+		index:          cfg.VectorIndex,
+		indexMemory:    cfg.IndexMemory,
+		log:            log,
+		target:         fmt.Sprintf("%s@%s:%d/%s", cc.User, cc.Host, cc.Port, cc.Database),
+		servicesDB:     cc.Port == ServicesPort && (cc.Host == "127.0.0.1" || cc.Host == "localhost" || cc.Host == "::1"),
+		spaces:         make(map[int64]spaceRow),
 	}
 	s.pool, err = pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {

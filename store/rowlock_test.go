@@ -1,0 +1,147 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
+)
+
+// testRowLockTimeout is the RowLockTimeout of the stores under test here.
+const testRowLockTimeout = 200 * time.Millisecond
+
+// lockRows starts a transaction of another session that runs sql (which locks something) and
+// stays open until the returned function (or the test's end) rolls it back.
+func lockRows(t *testing.T, s *store.Store, sql string, args ...any) (release func()) {
+	t.Helper()
+	tx, err := s.Pool().Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	release = func() { _ = tx.Rollback(context.Background()) }
+	t.Cleanup(release)
+	if _, err := tx.Exec(t.Context(), sql, args...); err != nil {
+		t.Fatal(err)
+	}
+	return release
+}
+
+// TestWorkerWritesFailOnlyThePapersWhoseRowsAreLocked: a paper's row held locked by another
+// session (a transaction left open) makes a worker's write that needs it fail with
+// paper.ErrLocked after RowLockTimeout, instead of waiting for as long as the lock lasts; a
+// save names the locked papers (paper.LockedError) and writes nothing, and the others can be
+// saved at once.
+func TestWorkerWritesFailOnlyThePapersWhoseRowsAreLocked(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp := space(t, s, "emb", 3)
+	ps := abstracts(3)
+	if _, err := s.UpsertPapers(ctx, ps, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	w, _ := openWatchedWith(t, s, "locked-rows", store.Config{RowLockTimeout: testRowLockTimeout})
+	release := lockRows(t, s, "SELECT FROM papers WHERE id = $1 FOR UPDATE", ps[1].ID)
+
+	var sums []paper.Summary
+	var embs []paper.Embedding
+	for _, p := range ps {
+		sums = append(sums, summaryOf(p, "chat", "v1", "A TL;DR."))
+		embs = append(embs, paper.Embedding{PaperID: p.ID, ContentHash: p.ContentHash(), Vector: []float32{1, 2, 3}})
+	}
+	checkLocked := func(what string, err error) {
+		t.Helper()
+		var le *paper.LockedError
+		switch {
+		case !errors.Is(err, paper.ErrLocked):
+			t.Errorf("%s with paper %s's row locked: %v, want paper.ErrLocked", what, ps[1].ID, err)
+		case !errors.As(err, &le) || !slices.Equal(le.IDs, []string{ps[1].ID}):
+			t.Errorf("%s with paper %s's row locked: %v, want a paper.LockedError naming it alone", what, ps[1].ID, err)
+		}
+	}
+	_, err := w.SaveSummaries(ctx, sums)
+	checkLocked("SaveSummaries", err)
+	_, err = w.SaveEmbeddings(ctx, sp.ID, embs)
+	checkLocked("SaveEmbeddings", err)
+	changed := ps[1]
+	changed.Abstract += " Revised."
+	if _, err := w.UpsertPapers(ctx, []paper.Abstract{ps[0], changed, ps[2]}, paper.Work{}); !errors.Is(err, paper.ErrLocked) {
+		t.Errorf("UpsertPapers of a changed paper whose row is locked: %v, want paper.ErrLocked", err)
+	}
+	c, err := s.Counts(ctx, paper.Work{Model: "chat", PromptVersion: "v1", SpaceID: sp.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.WithTLDR != 0 || c.WithEmbedding != 0 {
+		t.Errorf("failed saves wrote %d TL;DRs and %d vectors, want none", c.WithTLDR, c.WithEmbedding)
+	}
+	// The others are saved at once, the lock still held.
+	if n, err := w.SaveSummaries(ctx, []paper.Summary{sums[0], sums[2]}); err != nil || n != 2 {
+		t.Errorf("SaveSummaries of the papers not locked: %d, %v; want 2 saved", n, err)
+	}
+	release()
+	if n, err := w.SaveSummaries(ctx, sums[1:2]); err != nil || n != 1 {
+		t.Errorf("SaveSummaries once the lock is gone: %d, %v; want 1 saved", n, err)
+	}
+}
+
+// TestWorkerWritesWaitOutTableLocks: RowLockTimeout bounds the wait for a row, not for a
+// table. A plain CREATE INDEX (a new space's index) holds every write to embeddings for its
+// scan, DropSpace's DROP INDEX every read of it and its space's row, a migration its table:
+// a worker's write waits for them as long as its context allows, and then succeeds.
+func TestWorkerWritesWaitOutTableLocks(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp := space(t, s, "emb", 3)
+	ps := abstracts(2)
+	if _, err := s.UpsertPapers(ctx, ps[:1], paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	w, app := openWatchedWith(t, s, "table-locks", store.Config{RowLockTimeout: testRowLockTimeout})
+	work := paper.Work{Model: "chat", PromptVersion: "v1", SpaceID: sp.ID}
+	saveSummary := func(ctx context.Context) error {
+		_, err := w.SaveSummaries(ctx, []paper.Summary{summaryOf(ps[0], "chat", "v1", "A TL;DR.")})
+		return err
+	}
+	saveVector := func(ctx context.Context) error {
+		_, err := w.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{{PaperID: ps[0].ID, ContentHash: ps[0].ContentHash(), Vector: []float32{1, 2, 3}}})
+		return err
+	}
+	upsert := func(ctx context.Context) error {
+		_, err := w.UpsertPapers(ctx, ps, work)
+		return err
+	}
+	for _, tc := range []struct {
+		name, lock string
+		write      func(context.Context) error
+	}{
+		{"an index build's lock of embeddings, SaveEmbeddings", "LOCK TABLE embeddings IN SHARE MODE", saveVector},
+		{"DROP INDEX's lock of embeddings, SaveEmbeddings", "LOCK TABLE embeddings IN ACCESS EXCLUSIVE MODE", saveVector},
+		{"DROP INDEX's lock of embeddings, UpsertPapers", "LOCK TABLE embeddings IN ACCESS EXCLUSIVE MODE", upsert},
+		{"DropSpace's lock of the space's row, SaveEmbeddings", "SELECT FROM embedding_spaces WHERE id = " + itoa(sp.ID) + " FOR UPDATE", saveVector},
+		{"a lock of tldrs, SaveSummaries", "LOCK TABLE tldrs IN SHARE MODE", saveSummary},
+		{"a lock of papers, UpsertPapers", "LOCK TABLE papers IN SHARE MODE", upsert},
+		{"a lock of papers, SaveSummaries", "LOCK TABLE papers IN EXCLUSIVE MODE", saveSummary},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			release := lockRows(t, s, tc.lock)
+			done := make(chan error, 1)
+			go func() { done <- tc.write(ctx) }()
+			waitForLock(t, s, app, done, "the write")
+			select {
+			case err := <-done:
+				t.Fatalf("the write returned while the table was locked: %v", err)
+			case <-time.After(3 * testRowLockTimeout):
+			}
+			release()
+			if err := <-done; err != nil {
+				t.Errorf("the write, once the table lock is gone: %v, want it to succeed", err)
+			}
+		})
+	}
+}
