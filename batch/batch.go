@@ -565,9 +565,9 @@ func (r *Runner) submit(ctx context.Context, j store.BatchJob) (store.BatchJob, 
 		}
 	}
 	if j.OpenAIID == "" && uploadedBefore {
-		b, ok, err := r.findBatch(ctx, j)
+		b, ok, err := findBatch(ctx, r.api, r.retry, j)
 		if err != nil {
-			return j, err
+			return j, fmt.Errorf("batch job %d: its batch may exist at OpenAI (the answer to its creation may have been lost) and the list of batches cannot be read, so none is created (that could pay twice for its papers); run again later: %w", j.ID, err)
 		}
 		if ok {
 			j.OpenAIID, j.Status, j.OpenAIStatus = b.ID, store.BatchSubmitted, b.Status
@@ -614,25 +614,22 @@ const maxListPages = 1000
 // for the batch may exist and creating another would pay twice for the same papers. So is a
 // list that does not page back: a page that ends with the previous page's last batch (an API
 // that ignores "after" would be read for ever), or more than maxListPages pages.
-func (r *Runner) findBatch(ctx context.Context, j store.BatchJob) (b openai.Batch, found bool, err error) {
+func findBatch(ctx context.Context, api *openai.Client, retry llm.Retrier, j store.BatchJob) (b openai.Batch, found bool, err error) {
 	limit := 100
 	var after *string
 	oldest := j.CreatedAt.Add(-clockSlack).Unix()
 	tag := strconv.FormatInt(j.ID, 10)
-	unreadable := func(err error) error {
-		return fmt.Errorf("batch job %d: its batch may exist at OpenAI (the answer to its creation may have been lost) and the list of batches cannot be read, so none is created (that could pay twice for its papers); run again later: %w", j.ID, err)
-	}
 	for pages := 1; ; pages++ {
 		if pages > maxListPages {
-			return b, false, unreadable(fmt.Errorf("the list of batches goes on past %d pages of %d", maxListPages, limit))
+			return b, false, fmt.Errorf("the list of batches goes on past %d pages of %d", maxListPages, limit)
 		}
 		var page openai.ListBatchResponse
-		_, err := r.retry.Do(ctx, 0, func(ctx context.Context) (err error) {
-			page, err = r.api.ListBatch(ctx, after, &limit)
+		_, err := retry.Do(ctx, 0, func(ctx context.Context) (err error) {
+			page, err = api.ListBatch(ctx, after, &limit)
 			return err
 		})
 		if err != nil {
-			return b, false, unreadable(err)
+			return b, false, err
 		}
 		for _, b := range page.Data {
 			if v, _ := b.Metadata["paperpipe_job"].(string); v == tag && b.InputFileID == j.InputFileID {
@@ -644,7 +641,7 @@ func (r *Runner) findBatch(ctx context.Context, j store.BatchJob) (b openai.Batc
 		}
 		last := page.Data[len(page.Data)-1].ID
 		if after != nil && last == *after {
-			return b, false, unreadable(fmt.Errorf("the list of batches does not page: the page after batch %s ends with it again", last))
+			return b, false, fmt.Errorf("the list of batches does not page: the page after batch %s ends with it again", last)
 		}
 		after = &last
 	}

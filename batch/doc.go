@@ -25,7 +25,8 @@
 // job row recording its id (one round trip). Batches carry metadata paperpipe_job=<job id>;
 // when it resumes such a job the Runner looks for a batch with that tag (GET /v1/batches,
 // paging back to the job's creation, transient errors retried) before creating another, and
-// creates none when the list cannot be read: the job stays open for a later run.
+// creates none when the list cannot be read: the job stays open for a later run. Find looks
+// for such a job's batch the same way, for cmd/paperpipe's `batches abandon`.
 //
 // One job's failure in a run (its upload, the look-up or a look at its batch, the collection of
 // its results, after the retries of transient errors) does not stop the other jobs: Submit, Wait

@@ -87,6 +87,32 @@ func Look(ctx context.Context, cfg Config, j store.BatchJob) (store.BatchJob, St
 	return j, Collectable, nil
 }
 
+// Find looks for the batch of job j, recorded with its input file (InputFileID) but no batch
+// (OpenAIID ""): the answer to its batch's creation may have been lost. It looks as a Runner
+// resuming the job does, for a batch tagged with the job's id and made of its input file among
+// the batches OpenAI lists. When one is there, it returns j with the batch recorded on it
+// (OpenAIID, Status store.BatchSubmitted, OpenAIStatus) and found true, for the caller to
+// save. found is false only when the list answered and holds no such batch (none was created,
+// or the API key sees another organization's or project's batches); a list that cannot be read
+// (after the retries of transient errors), or does not page back, is an error. Only cfg's
+// BaseURL, APIKey, HTTPClient, Limiter and Logger are used.
+func Find(ctx context.Context, cfg Config, j store.BatchJob) (_ store.BatchJob, found bool, err error) {
+	if j.OpenAIID != "" || j.InputFileID == "" {
+		return j, false, fmt.Errorf("batch job %d is not one whose batch's creation may have been lost (batch %q, input file %q)", j.ID, j.OpenAIID, j.InputFileID)
+	}
+	cfg.setDefaults()
+	if err := llm.CheckBaseURL(cfg.BaseURL); err != nil {
+		return j, false, fmt.Errorf("batch config: BaseURL %w", err)
+	}
+	api, retry := cfg.client()
+	b, found, err := findBatch(ctx, api, retry, j)
+	if err != nil || !found {
+		return j, false, err
+	}
+	j.OpenAIID, j.Status, j.OpenAIStatus = b.ID, store.BatchSubmitted, b.Status
+	return j, true, nil
+}
+
 // noSuchObject reports whether err is the API's answer that it has no such batch or file: a
 // 404 in OpenAI's error shape (type invalid_request_error), other than its "Invalid URL (…)"
 // for a path it has not. A 404 of another shape, or that one, is a route the server does not have (an OpenAI-compatible server without the Batch API, a wrong base

@@ -571,3 +571,104 @@ func TestBatchesAbandonTakesARouteNotFoundForNoAnswer(t *testing.T) {
 		t.Errorf("%d open jobs, want the job kept", len(open))
 	}
 }
+
+// loseCreateAnswer passes requests to the env's fake API but loses the answer of the first
+// POST /v1/batches after the fake created the batch (a dropped connection, a crash), counting
+// the batches created.
+func (e *archiveEnv) loseCreateAnswer(creates *atomic.Int32) func(w http.ResponseWriter, r *http.Request) bool {
+	return func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/batches" {
+			return false
+		}
+		if creates.Add(1) > 1 {
+			return false
+		}
+		e.fake.Handler().ServeHTTP(httptest.NewRecorder(), r)
+		http.Error(w, `{"error":{"message":"bad gateway","type":"server_error"}}`, http.StatusBadGateway)
+		return true
+	}
+}
+
+// A job whose batch was created at OpenAI but the answer lost stays preparing, with no batch
+// id: abandon closed it without a look at OpenAI, while its batch ran and was billed, and the
+// next run bought its papers again. Abandon looks for the job's batch in OpenAI's list as a
+// resumed run does, records it, and refuses it as it does a job whose batch id it knows; the
+// run then collects it, one batch paid once.
+func TestBatchesAbandonFindsTheBatchWhoseCreateAnswerWasLost(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	var creates atomic.Int32
+	c := e.fakeBehind(t, e.loseCreateAnswer(&creates), nil)
+	if _, err := runReprocess(ctx, c, reprocessOptions{batchAPI: true, tldrOnly: true, wait: false}, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
+		t.Fatal("run: no error, want the lost create answer's")
+	}
+	jobs, err := openBatchJobs(ctx, e.st)
+	if err != nil || len(jobs) != 1 || jobs[0].Status != store.BatchPreparing || jobs[0].OpenAIID != "" || creates.Load() != 1 {
+		t.Fatalf("open jobs %+v, %v, %d batches created; want one job preparing without a batch id, its batch created", jobs, err, creates.Load())
+	}
+	var said bytes.Buffer
+	err = abandonBatchJobs(ctx, c, e.st, []int64{jobs[0].ID}, false, &said)
+	if err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("abandon: %v, said %q; want a refusal, the job's batch running or its output still to collect", err, said.String())
+	}
+	cur, err := openBatchJobs(ctx, e.st)
+	if err != nil || len(cur) != 1 || cur[0].Status != store.BatchSubmitted || cur[0].OpenAIID == "" {
+		t.Fatalf("open jobs %+v, %v; want the job submitted, with the batch abandon found", cur, err)
+	}
+	e.reprocess(t, ctx, c, reprocessOptions{batchAPI: true, tldrOnly: true, wait: true, poll: 5 * time.Millisecond})
+	if n := e.count(t, `SELECT count(*) FROM tldrs`); n != 3 || creates.Load() != 1 || e.fake.Stats().ChatDelivered != 3 {
+		t.Errorf("%d TL;DRs stored, %d batches created, %d chat completions billed; want 3, 1 and 3", n, creates.Load(), e.fake.Stats().ChatDelivered)
+	}
+}
+
+// A job whose batch's creation failed, or may have succeeded with its answer lost, stays
+// preparing with its input file: abandon closed it without a look. A list of batches that
+// cannot be read is no proof that the job has no batch (running, billed): abandon refuses the
+// job then, saying so; a list that answered without the job's batch lets it abandon the job.
+func TestBatchesAbandonOfAJobWithoutABatchIdGoesByOpenAIsList(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 2)
+	ctx := t.Context()
+	c := e.fakeBehind(t, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/batches" {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		w.Write([]byte(`{"error":{"message":"batch refused","type":"invalid_request_error"}}`))
+		return true
+	}, nil)
+	if _, err := runReprocess(ctx, c, reprocessOptions{batchAPI: true, tldrOnly: true, wait: false}, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
+		t.Fatal("run: no error, want the refused create's")
+	}
+	jobs, err := openBatchJobs(ctx, e.st)
+	if err != nil || len(jobs) != 1 || jobs[0].Status != store.BatchPreparing || jobs[0].InputFileID == "" {
+		t.Fatalf("open jobs %+v, %v; want one job preparing with its input file", jobs, err)
+	}
+	unlisted := e.fakeBehind(t, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || r.URL.Path != "/v1/batches" {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte(`{"error":{"message":"no such route","type":"server_error"}}`))
+		return true
+	}, nil)
+	keyless := e.cfg(func(c *config) { c.BaseURL, c.APIKey = "", "" })
+	var said bytes.Buffer
+	for _, c := range []*config{unlisted, keyless} {
+		err = abandonBatchJobs(ctx, c, e.st, []int64{jobs[0].ID}, false, &said)
+		if err == nil || !strings.Contains(err.Error(), "may have been created") || !strings.Contains(err.Error(), "--force") {
+			t.Errorf("abandon, the list of batches unreadable (key %q): %v; want a refusal saying the job's batch may exist, and --force", c.APIKey, err)
+		}
+	}
+	if err := abandonBatchJobs(ctx, e.c, e.st, []int64{jobs[0].ID}, false, &said); err != nil || !strings.Contains(said.String(), "OpenAI lists no batch of it") {
+		t.Errorf("abandon: %v, said %q; want the job abandoned, saying OpenAI lists no batch of it", err, said.String())
+	}
+	if open, _ := openBatchJobs(ctx, e.st); len(open) != 0 {
+		t.Errorf("open jobs %+v, want none", open)
+	}
+}

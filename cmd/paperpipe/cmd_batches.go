@@ -41,7 +41,10 @@ func cmdBatches(ctx context.Context, c *config, args []string) error {
 		"file OpenAI still has, whose results the run of the job's settings (named) collects. A batch OpenAI has not "+
 		"(404), ended without output, or whose output file is gone is abandoned. When OpenAI cannot be asked (no key, "+
 		"unreachable), the status recorded at the job's last look decides (a batch last seen running, or ended with an "+
-		"output file, is refused), and abandon says so.")
+		"output file, is refused), and abandon says so. A job still preparing whose input file was uploaded may have a "+
+		"batch whose creation's answer was lost: abandon looks for it in OpenAI's list of batches, records the batch it "+
+		"finds and treats it as above; a list without it lets the job be abandoned, and one that cannot be read (or no "+
+		"key) refuses it without --force.")
 	c.addJSONFlag(fs)
 	force := fs.Bool("force", false, "abandon: also a job whose batch is running at OpenAI (it is still billed, and its papers are bought again) or has output still to collect (lost)")
 	pos, err := parseArgs(fs, args)
@@ -152,7 +155,8 @@ func batchRunning(s string) bool {
 // (404: deleted, or another API key's), ended without output, or whose output file is gone is
 // closed. When OpenAI cannot be asked (no key, unreachable), the status recorded at the job's
 // last look decides (a batch last seen running, or ended with an output file, is refused), and
-// abandon says so.
+// abandon says so. A preparing job whose input file was uploaded is first looked for in OpenAI's
+// list of batches (see findBeforeAbandon).
 func abandonBatchJobs(ctx context.Context, c *config, st *store.Store, ids []int64, force bool, w io.Writer) error {
 	var errs []error
 	done := map[int64]bool{}
@@ -208,12 +212,19 @@ func abandonBatchJobs(ctx context.Context, c *config, st *store.Store, ids []int
 
 // lookBeforeAbandon looks at the batch of open job j (locked) at OpenAI now and records what it
 // found on the job. It returns the job so updated, what was found (for the user), and why the
-// job is not to be abandoned without --force, "" when it may be. A job with no batch (still
-// preparing) may be. When OpenAI cannot be asked, the status recorded at the job's last look
-// decides, and found says so.
+// job is not to be abandoned without --force, "" when it may be. A job still preparing without
+// an input file has no batch (one is created only after the file is recorded), and may be. One
+// with its input file may have a batch whose creation's answer was lost: it is looked for in
+// OpenAI's list of batches first (see findBeforeAbandon). When OpenAI cannot be asked, the
+// status recorded at the job's last look decides, and found says so.
 func lookBeforeAbandon(ctx context.Context, c *config, st *store.Store, j store.BatchJob) (cur store.BatchJob, found, refusal string, err error) {
-	if j.OpenAIID == "" {
+	if j.OpenAIID == "" && j.InputFileID == "" {
 		return j, "", "", nil
+	}
+	if j.OpenAIID == "" {
+		if j, found, refusal, err = findBeforeAbandon(ctx, c, st, j); err != nil || refusal != "" || j.OpenAIID == "" {
+			return j, found, refusal, err
+		}
 	}
 	var state batch.State
 	var lookErr error
@@ -261,6 +272,37 @@ func lookBeforeAbandon(ctx context.Context, c *config, st *store.Store, j store.
 		return j, fmt.Sprintf("its batch ended (%s) and its output file %s is gone (404)", j.OpenAIStatus, j.OutputFileID), "", nil
 	}
 	return j, fmt.Sprintf("its batch ended (%s) without output", j.OpenAIStatus), "", nil
+}
+
+// findBeforeAbandon looks for the batch of open job j (locked), preparing with its input file
+// uploaded but no batch recorded, in OpenAI's list of batches, as a resumed run does: the answer
+// to the batch's creation may have been lost, while the batch runs and is billed. A batch found
+// is recorded on the job (submitted), which is returned so, for lookBeforeAbandon to look at it.
+// A list that answered without it says no batch was created, and the job may be abandoned; when
+// OpenAI cannot be asked, or its list cannot be read, the job is refused without --force.
+func findBeforeAbandon(ctx context.Context, c *config, st *store.Store, j store.BatchJob) (cur store.BatchJob, found, refusal string, err error) {
+	var ok bool
+	var lookErr error
+	if !c.canAskBatches() {
+		lookErr = errors.New("no OPENAI_API_KEY")
+	} else {
+		j, ok, lookErr = batch.Find(ctx, batch.Config{BaseURL: c.BaseURL, APIKey: c.APIKey, Logger: newLogger(c)}, j)
+	}
+	switch {
+	case lookErr != nil && ctx.Err() != nil:
+		return j, "", "", ctx.Err()
+	case lookErr != nil:
+		return j, "", fmt.Sprintf("its input file %s was uploaded and its batch may have been created at OpenAI, the answer lost "+
+			"(its batch is still running and billed, or has results to collect), and OpenAI's list of batches could not be read (%v). "+
+			"%s finds the batch and collects it; abandon the job with --force only once you know OpenAI has no batch of it "+
+			"(https://platform.openai.com/batches: metadata paperpipe_job=%d)", j.InputFileID, lookErr, capitalize(collectsIt(ctx, c, st, j)), j.ID), nil
+	case !ok:
+		return j, "OpenAI lists no batch of it (none was created, or another API key's project has it)", "", nil
+	}
+	if err := st.UpdateBatchJob(ctx, j); err != nil {
+		return j, "", "", err
+	}
+	return j, "", "", nil
 }
 
 // canAskBatches reports whether the API's batches can be asked about: with a key, or on a
