@@ -1334,3 +1334,81 @@ func TestAFillThatLeavesAPaperOutStillBuildsTheIndex(t *testing.T) {
 		t.Errorf("the run does not say what it left out:\n%s", errw.String())
 	}
 }
+
+// dropSpaceAsReprocessStarts runs reprocess with o into a new space beside an active one, and
+// drops that space (`paperpipe spaces drop`) after the run created it and before it took its
+// run lock: while the run counts the stale papers, held by a lock of the tldrs table. It
+// returns the run's error and what it said.
+func (e *archiveEnv) dropSpaceAsReprocessStarts(t *testing.T, o reprocessOptions) (error, string) {
+	t.Helper()
+	ctx := t.Context()
+	if _, err := e.st.EnsureSpace(ctx, paper.Space{Model: "other", Dimensions: 3, Template: "title-abstract-v1"}); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := e.st.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	var pid int
+	if err := tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE tldrs IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	var out, errw bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		_, err := runReprocess(ctx, e.c, o, &out, &errw)
+		done <- err
+	}()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+		var counting bool
+		err := e.st.Pool().QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE $1 = ANY(pg_blocking_pids(pid)) AND query LIKE '%lacks_tldr%')`, pid).Scan(&counting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if counting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the run did not reach its count of the stale papers in a minute")
+		}
+	}
+	var said bytes.Buffer
+	if err := dropSpace(ctx, e.st, e.c.EmbedModel, false, &said); err != nil {
+		t.Fatalf("spaces drop of the run's space before it took its lock: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err = <-done
+	return err, out.String() + errw.String()
+}
+
+// A space dropped after a reprocess created it and before the run took its lock was not
+// refused, and the run went on into a space that no longer exists: with --batch-api it
+// submitted the TL;DR batch (billed), then failed on a foreign key, without waiting for that
+// batch or saying it was running; an --embed-only run said its papers were "skipped (already
+// done)", none embedded, and failed building a missing index. Once it holds its lock the run
+// looks at its space again: gone, it says so and sends nothing.
+func TestReprocessStopsWhenItsSpaceIsDroppedAsItStarts(t *testing.T) {
+	t.Parallel()
+	for _, o := range []reprocessOptions{{batchAPI: true, wait: true, poll: 5 * time.Millisecond}, {embedOnly: true}} {
+		e := newArchiveEnv(t, openaitest.Config{})
+		e.seed(t, 4)
+		err, said := e.dropSpaceAsReprocessStarts(t, o)
+		if err == nil || !strings.Contains(err.Error(), "was dropped") || !strings.Contains(err.Error(), "run it again") {
+			t.Errorf("batch API %v: run: %v; want an error saying its space was dropped, and to run it again\n%s", o.batchAPI, err, said)
+		}
+		if s := e.fake.Stats(); s.ChatDelivered+s.EmbedInputsDelivered != 0 || strings.Contains(said, "already done") {
+			t.Errorf("batch API %v: %d chat completions and %d embeddings bought, said:\n%s\nwant nothing bought, and no paper called done",
+				o.batchAPI, s.ChatDelivered, s.EmbedInputsDelivered, said)
+		}
+		if n := e.count(t, `SELECT count(*) FROM batch_jobs`); n != 0 {
+			t.Errorf("batch API %v: %d batch jobs recorded, want none", o.batchAPI, n)
+		}
+	}
+}

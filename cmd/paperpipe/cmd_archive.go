@@ -262,6 +262,16 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 		}
 		defer unlock()
 	}
+	// `spaces drop` refuses the space from now on (the run holds its lock), but may have
+	// dropped it since it was resolved above: the run would buy work for a space that is gone.
+	if wantEmb {
+		if _, err := st.FindSpace(ctx, strconv.FormatInt(space.ID, 10)); errors.Is(err, paper.ErrNotFound) {
+			return res, fmt.Errorf("embedding space %d (%s) was dropped (`paperpipe spaces drop`) as this run started; "+
+				"nothing was sent: run it again to fill the space anew (or with --tldr-only for the TL;DRs alone)", space.ID, space.Name())
+		} else if err != nil {
+			return res, err
+		}
+	}
 	fmt.Fprintf(errw, "reprocess: %s to process (%s)\n", plural(res.Counts.Papers, "paper", "papers"), joinWanted(
 		wantTLDR, fmt.Sprintf("%s by %s prompt %s", plural(res.Counts.TLDRs, "TL;DR", "TL;DRs"), m.sum.Model(), m.sum.PromptVersion()),
 		wantEmb, fmt.Sprintf("%s in space %s", plural(res.Counts.Embeddings, "embedding", "embeddings"), space.Name())))
