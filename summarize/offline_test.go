@@ -3,6 +3,7 @@ package summarize
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -73,5 +74,39 @@ func TestOfflineFallbackIsValidatedOrRefused(t *testing.T) {
 		if !strings.Contains(err.Error(), "nor does the title (starts with a preamble") {
 			t.Errorf("error %q does not say what is wrong with the title", err)
 		}
+	}
+}
+
+// TestCuesSkipOnlySentencesTheyCannotMatch: a cue tries its regexp only on a sentence holding
+// one of its leads (the literal strings every match starts with); the skip must never change
+// a score. Every cue is checked both ways against every sentence of the sample archive and
+// sentences made to match each cue.
+func TestCuesSkipOnlySentencesTheyCannotMatch(t *testing.T) {
+	t.Parallel()
+	sentences := []string{
+		"In this paper, we propose a method.", "With this work, we study graphs.", "Here we show it works.",
+		"Our results indicate gains.", "Experiments reveal a gap.", "A novel dataset of images.", "We also present a tool.",
+		"This is a promising direction.", "It is an important problem.", "Code will be publicly released.",
+		"See https://example.org for details.", "The data are available at our site.", "(3) a third point.",
+		"We consider 2) the second case.", "Prior approaches struggle, e.g. on long inputs.",
+	}
+	for _, p := range sampledata.Papers(t) {
+		sentences = append(sentences, Sentences(p.Abstract)...)
+	}
+	matched := 0
+	for _, c := range slices.Concat(contributionCues, backgroundCues) {
+		for _, s := range sentences {
+			f := foldASCII(s)
+			want := c.re.MatchString(f)
+			if got := c.matches(f); got != want {
+				t.Errorf("cue %s on %q: matches %v, its regexp %v (leads %q)", c.re, s, got, want, c.leads)
+			}
+			if want {
+				matched++
+			}
+		}
+	}
+	if matched < 100 {
+		t.Errorf("only %d matches over the sentences: the check tries too little", matched)
 	}
 }
