@@ -30,12 +30,11 @@ const DefaultRowLockTimeout = 5 * time.Second
 // micro-batch, a TL;DR group commit, an embedding batch — paid for, and bought again). A lock
 // wait that ran out returns an error wrapping paper.ErrLocked.
 func (s *Store) writeTx(ctx context.Context, prelock string, fn func(pgx.Tx) error) error {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, prelock+"; SET LOCAL lock_timeout = "+strconv.FormatInt(s.rowLockTimeout.Milliseconds(), 10)); err != nil {
-			return err
-		}
-		return fn(tx)
-	})
+	// One round trip begins, locks and sets (a query without arguments goes as a simple query,
+	// which may hold several statements). A failure after BEGIN leaves the connection in a
+	// transaction, and the pool closes it rather than reuse it.
+	begin := "BEGIN; " + prelock + "; SET LOCAL lock_timeout = " + strconv.FormatInt(s.rowLockTimeout.Milliseconds(), 10)
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{BeginQuery: begin}, fn)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_not_available: the lock_timeout
 		return fmt.Errorf("%w for longer than %s: %w", paper.ErrLocked, s.rowLockTimeout, err)
