@@ -64,3 +64,74 @@ func TestModelClientsReuseTheirConnections(t *testing.T) {
 			waves, c.Concurrency, n, most)
 	}
 }
+
+// streamedAnswers sends h's answers as a server or proxy that streams them does: chunked,
+// without a Content-Length, the end of the body (the last, empty chunk) after the answer's
+// bytes.
+func streamedAnswers(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(streamingWriter{w}, r)
+	})
+}
+
+type streamingWriter struct{ http.ResponseWriter }
+
+func (w streamingWriter) WriteHeader(code int) {
+	w.Header().Del("Content-Length")
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w streamingWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.ResponseWriter.(http.Flusher).Flush()
+	return n, err
+}
+
+// go-openai stops reading an answer at the end of its JSON and closes the body; net/http drops
+// a connection whose body was closed before its end, so an API answering chunked and
+// uncompressed (a Go server whose handler sets no Content-Length sends embeddings so) cost a
+// new connection per request until llm.Transport read the few bytes left on Close.
+func TestModelClientsReuseConnectionsOfChunkedAnswers(t *testing.T) {
+	t.Parallel()
+	for _, encoding := range []string{"base64", "float"} {
+		t.Run(encoding, func(t *testing.T) {
+			t.Parallel()
+			var opened atomic.Int64
+			ts := httptest.NewUnstartedServer(streamedAnswers(openaitest.New(openaitest.Config{}).Handler()))
+			ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					opened.Add(1)
+				}
+			}
+			ts.Start()
+			t.Cleanup(ts.Close)
+
+			c := loadConfig()
+			c.BaseURL, c.APIKey, c.ChatModel, c.EmbedModel, c.EmbedDims = ts.URL+"/v1", "sk-test", "gpt-4o-mini", "text-embedding-3-small", 1536
+			c.EmbedEncoding, c.LogLevel = encoding, "error"
+			m, err := buildModels(t.Context(), c, newLogger(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const requests = 10
+			var batch []paper.Abstract
+			for i := range 50 {
+				batch = append(batch, paper.Abstract{ID: fmt.Sprintf("chunked:%d", i), Title: "Chunked answers",
+					Abstract: fmt.Sprintf("Answer %d arrives in chunks. The connection stays open.", i)})
+			}
+			for range requests {
+				if _, err := m.sum.Summarize(t.Context(), batch[0]); err != nil {
+					t.Fatal(err)
+				}
+				if _, _, err := m.emb.Embed(t.Context(), batch); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// One connection; one more is allowed, since a connection goes back to the pool a
+			// moment after its response was read, and the next request may start first.
+			if n := opened.Load(); n > 2 {
+				t.Errorf("%d sequential TL;DR and %d embedding requests opened %d connections, want 1", requests, requests, n)
+			}
+		})
+	}
+}

@@ -299,10 +299,18 @@ func headerInt(h http.Header, k string) (int, bool) {
 
 // Transport is an http.RoundTripper that hands every response's status and headers to a
 // Limiter, so that go-openai's requests feed it without knowing about it.
+//
+// It also keeps connections reusable: a response body it returns, closed before its end,
+// first reads and discards what is left of it, up to drainLimit bytes. go-openai decodes an
+// answer with a json.Decoder, which stops at the value's last byte, and closes the body; over
+// HTTP/1.1, net/http drops a connection whose body was closed before io.EOF, so an answer sent
+// chunked and uncompressed (as a Go server whose handler sets no Content-Length sends any
+// answer over 2 KB — embeddings — or a proxy streaming it) cost the next request a new
+// connection, and a TCP (and TLS) handshake.
 type Transport struct {
 	// Base sends the requests. Defaults to http.DefaultTransport.
 	Base http.RoundTripper
-	// Limiter is fed with every response. A nil Limiter makes Transport a plain pass-through.
+	// Limiter is fed with every response. A nil Limiter is not fed.
 	Limiter *Limiter
 }
 
@@ -315,8 +323,24 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := base.RoundTrip(req)
 	if err == nil {
 		t.Limiter.Observe(resp.Header, resp.StatusCode)
+		resp.Body = drainingBody{resp.Body}
 	}
 	return resp, err
+}
+
+// drainLimit is the most a response body's Close reads to reach its end: more than the
+// whitespace a JSON decoder leaves (the chunked encoding's last chunk is not counted); a body
+// with more left, such as a file closed unread, costs its connection rather than its download.
+const drainLimit = 4 << 10
+
+// drainingBody is a response body whose Close reads and discards up to drainLimit bytes of
+// what is left first, so that net/http may reuse the connection (see Transport). The read is
+// bounded by the request's context as any read of the body is.
+type drainingBody struct{ io.ReadCloser }
+
+func (b drainingBody) Close() error {
+	_, _ = io.CopyN(io.Discard, b.ReadCloser, drainLimit)
+	return b.ReadCloser.Close()
 }
 
 // PooledTransport is the model clients' transport: http.DefaultTransport's settings, but

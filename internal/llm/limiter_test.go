@@ -3,6 +3,7 @@ package llm
 import (
 	"context"
 	"errors"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -266,6 +267,46 @@ func TestTransportFeedsLimiter(t *testing.T) {
 	resp.Body.Close()
 	if d := time.Until(l.PausedUntil()); d < 50*time.Second {
 		t.Fatalf("limiter paused for %v after a 429 with Retry-After: 60", d)
+	}
+}
+
+// roundTripFunc is an http.RoundTripper of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// countingBody counts the bytes read of it.
+type countingBody struct {
+	r    io.Reader
+	read int
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.read += n
+	return n, err
+}
+
+func (b *countingBody) Close() error { return nil }
+
+// A body closed early is read to its end only when little is left (the whitespace after a
+// decoded answer): a large file closed unread (batch's look at an output file) costs its
+// connection, not its download.
+func TestTransportDrainsAtMostALittleOfABodyClosedEarly(t *testing.T) {
+	t.Parallel()
+	for _, left := range []int{1, drainLimit, 10 << 20} {
+		body := &countingBody{r: strings.NewReader(strings.Repeat(" ", left))}
+		tr := &Transport{Base: roundTripFunc(func(*http.Request) (*http.Response, error) {
+			return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: body}, nil
+		})}
+		resp, err := tr.RoundTrip(httptest.NewRequest(http.MethodGet, "http://api.test/v1/files/f/content", nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := min(left, drainLimit); body.read != want {
+			t.Errorf("closing a body with %d bytes left read %d of them, want %d", left, body.read, want)
+		}
 	}
 }
 
