@@ -135,7 +135,9 @@ func (p *Publisher) maxMsgSize(ctx context.Context) int64 {
 	return max
 }
 
-// Flush waits until the server has acknowledged every message published so far.
+// Flush waits until the server has acknowledged every message published so far. When ctx ends
+// first, it returns ctx's error joined to the errors of the messages the server refused before
+// (as Publish does when it waits).
 func (p *Publisher) Flush(ctx context.Context) error {
 	return p.settle(ctx, len(p.window))
 }
@@ -143,7 +145,8 @@ func (p *Publisher) Flush(ctx context.Context) error {
 // Stats returns the counts of acknowledged messages so far.
 func (p *Publisher) Stats() PublishStats { return p.stats }
 
-// settle waits for the oldest n futures.
+// settle waits for the oldest n futures; it returns the errors of those the server refused,
+// and ctx's error with them if ctx ends first.
 func (p *Publisher) settle(ctx context.Context, n int) error {
 	var errs []error
 	for i, pm := range p.window[:n] {
@@ -161,9 +164,9 @@ func (p *Publisher) settle(ctx context.Context, n int) error {
 		case err := <-f.Err():
 			errs = append(errs, fmt.Errorf("publish %s: %w", f.Msg().Header.Get(jetstream.MsgIDHeader), err))
 		case <-ctx.Done():
-			// The ones settled are not waited for again.
+			// The ones settled are not waited for again; their errors are not lost.
 			p.window = append(p.window[:0], p.window[i:]...)
-			return ctx.Err()
+			return errors.Join(append(errs, ctx.Err())...)
 		}
 	}
 	p.window = append(p.window[:0], p.window[n:]...)

@@ -3,8 +3,12 @@ package pipeline_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paperpipe/paperpipe/internal/natstest"
 	"github.com/paperpipe/paperpipe/paper"
@@ -75,5 +79,53 @@ func TestTooLargeAbstractIsRefusedAndTheOthersGoThrough(t *testing.T) {
 	}
 	if err := pub.Flush(ctx); err != nil || pub.Stats().Published != 1 {
 		t.Errorf("Flush of a message of exactly the stream's MaxMsgSize: %v, %d published; want it taken", err, pub.Stats().Published)
+	}
+}
+
+// TestFlushEndedByItsContextReportsTheRefusalsBefore: a Flush (or Publish) whose context ends
+// while it waits for the server's answers returns, with the context's error, the errors of the
+// messages the server refused before: it returned the context's error alone, and ingest
+// interrupted while a full queue refused its abstracts said only "context canceled".
+func TestFlushEndedByItsContextReportsTheRefusalsBefore(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.Start(t).Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := streamConfig(t, js, pipeline.StreamPapers)
+	cfg.MaxMsgs, cfg.Discard = 1, jetstream.DiscardNew // the queue is full after one message
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	abstract := func(id string) paper.Abstract {
+		return paper.Abstract{ID: id, Title: "Title of " + id, Abstract: "We study a full queue."}
+	}
+	pub := pipeline.NewPublisher(js, pipeline.SubjectNew, 16)
+	for _, id := range []string{"test:taken", "test:refused"} {
+		if err := pub.Publish(ctx, abstract(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A message published and answered after them: the stream has answered both.
+	if _, err := js.Publish(ctx, pipeline.SubjectNew, []byte("{}")); err == nil {
+		t.Fatal("a full stream took a message")
+	}
+	// The next message is never answered, and Flush waits for it until its context ends.
+	cfg.NoAck = true
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(ctx, abstract("test:unanswered")); err != nil {
+		t.Fatal(err)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	err := pub.Flush(fctx)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(fmt.Sprint(err), "test:refused@") {
+		t.Errorf("Flush ended by its context: %v; want the refusal of test:refused and the context's error", err)
+	}
+	if st := pub.Stats(); st.Published != 1 {
+		t.Errorf("%d published, want 1 (test:taken)", st.Published)
 	}
 }
