@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,16 +15,39 @@ import (
 	"github.com/paperpipe/paperpipe/paper"
 )
 
-// MsgID is the Nats-Msg-Id of an abstract published on subject: its canonical id and content
-// hash (prefixed by the subject for re-processing), so that the same version of a paper
-// published twice within the duplicate window is dropped by the server, while a changed
-// abstract goes through, and a re-processing run is not mistaken for the ingest of the paper.
+// MsgID is the Nats-Msg-Id of an abstract published on subject: its canonical id, its content
+// hash and a short hash of the metadata the store merges (authors, categories, published date,
+// URL; see metaHash), prefixed by the subject for re-processing. So the same version of a paper
+// published twice within the duplicate window (a file ingested twice) is dropped by the server,
+// while a changed abstract, or the same text with added or corrected metadata (a Hugging Face
+// feed without categories, then the arXiv record of the same papers), goes through; and a
+// re-processing run is not mistaken for the ingest of the paper.
 func MsgID(subject string, a paper.Abstract) string {
-	id := a.ID + "@" + a.ContentHash()[:16]
+	id := a.ID + "@" + a.ContentHash()[:16] + "." + metaHash(a)
 	if subject != SubjectNew {
 		id = subject + ":" + id
 	}
 	return id
+}
+
+// metaHash is 8 hex digits of the SHA-256 of the metadata the store keeps beside the text:
+// authors, categories, published date and URL. Source and TextAt are left out: they differ
+// between two ingests of the same file, which must stay repeats.
+func metaHash(a paper.Abstract) string {
+	h := sha256.New()
+	for _, list := range [][]string{a.Authors, a.Categories} {
+		for _, s := range list {
+			h.Write([]byte(s))
+			h.Write([]byte{0})
+		}
+		h.Write([]byte{1})
+	}
+	if !a.Published.IsZero() {
+		h.Write([]byte(a.Published.UTC().Format(time.RFC3339Nano)))
+	}
+	h.Write([]byte{1})
+	h.Write([]byte(a.URL))
+	return hex.EncodeToString(h.Sum(nil)[:4])
 }
 
 // Publisher puts abstracts on the PAPERS stream. It publishes asynchronously with a bounded

@@ -129,3 +129,41 @@ func TestFlushEndedByItsContextReportsTheRefusalsBefore(t *testing.T) {
 		t.Errorf("%d published, want 1 (test:taken)", st.Published)
 	}
 }
+
+// TestMetadataCorrectionIsNotARepeat: the same paper published again within the duplicate
+// window with the same text but added or corrected metadata (authors, categories, published
+// date, URL) is queued, so that the store can merge it; the same record again, whatever file
+// and line it came from (Source), is dropped as a repeat. The message id covered the id and
+// text only, and a Hugging Face record without categories followed by the arXiv record of the
+// same paper lost the second one's metadata.
+func TestMetadataCorrectionIsNotARepeat(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.Start(t).Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	bare := paper.Abstract{ID: "arxiv:2405.00001", Title: "Careful Input Handling", Abstract: "We study input handling.", Source: "daily.json:1"}
+	withAuthors := bare
+	withAuthors.Authors, withAuthors.Source = []string{"Ada Lovelace"}, "full.jsonl:1"
+	withCategories := withAuthors
+	withCategories.Categories = []string{"cs.DB"}
+	withDate := withCategories
+	withDate.Published = time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
+	withURL := withDate
+	withURL.URL = "https://arxiv.org/abs/2405.00001"
+	again := withURL
+	again.Source = "full-copy.jsonl:7"
+	pub := pipeline.NewPublisher(js, pipeline.SubjectNew, 8)
+	for _, a := range []paper.Abstract{bare, withAuthors, withCategories, withDate, withURL, again, bare} {
+		if err := pub.Publish(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := pub.Stats(); st.Published != 5 || st.Duplicates != 2 {
+		t.Errorf("published %d, dropped as repeats %d; want 5 (each metadata change) and 2 (the same record again)", st.Published, st.Duplicates)
+	}
+}

@@ -75,7 +75,7 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 	if failed > 0 {
 		failedNote = ", " + plural(failed, "source", "sources") + " failed"
 	}
-	fmt.Fprintf(os.Stderr, "ingest: %d read, %d published, %d dropped as repeats (same id and text published within the hour), %d rejected%s\n",
+	fmt.Fprintf(os.Stderr, "ingest: %d read, %d published, %d dropped as repeats (same record published within the hour), %d rejected%s\n",
 		read, st.Published, st.Duplicates, rejected, failedNote)
 	switch {
 	case stop != nil:

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -36,7 +37,7 @@ func TestRecordTooLargeForTheQueueIsRejectedWithFileAndLine(t *testing.T) {
 	c := newCLI(t)
 	r := c.run("ingest", path)
 	want := regexp.MustCompile(regexp.QuoteMeta(path+":2: arxiv:2404.00002: ") + `message is \d+ bytes, the queue takes at most 4194304\n`)
-	if r.code != 1 || !want.MatchString(r.stderr) || !strings.Contains(r.stderr, "2 read, 2 published, 0 dropped as repeats (same id and text published within the hour), 1 rejected") {
+	if r.code != 1 || !want.MatchString(r.stderr) || !strings.Contains(r.stderr, "2 read, 2 published, 0 dropped as repeats (same record published within the hour), 1 rejected") {
 		t.Errorf("ingest of 3 records, the second too large for the queue: exit %d\n%s\nwant exit 1, %s:2 rejected with the sizes, and the other 2 published",
 			r.code, r.stderr, path)
 	}
@@ -68,7 +69,7 @@ func TestASourceThatFailsDoesNotStopTheOthers(t *testing.T) {
 	}
 	c := newCLI(t)
 	r := c.run("ingest", hf, missing, after)
-	if r.code != 1 || !strings.Contains(r.stderr, "3 read, 3 published, 0 dropped as repeats (same id and text published within the hour), 0 rejected, 2 sources failed\n") ||
+	if r.code != 1 || !strings.Contains(r.stderr, "3 read, 3 published, 0 dropped as repeats (same record published within the hour), 0 rejected, 2 sources failed\n") ||
 		!strings.Contains(r.stderr, "2 sources failed (see the messages above)") {
 		t.Errorf("ingest of a truncated file, a missing one and a good one: exit %d\n%s\nwant exit 1, the 3 records read published and 2 sources failed", r.code, r.stderr)
 	}
@@ -129,5 +130,36 @@ func TestEmbedOutputOfAnOlderTextIsSkippedByImport(t *testing.T) {
 	}
 	if r := c.ok("import-embeddings", current); !strings.Contains(r.stderr, "0 stale skipped") {
 		t.Errorf("import of the vector of the paper's current text: %s\nwant it loaded", r.stderr)
+	}
+}
+
+// TestMetadataCorrectionOfAQueuedPaperReachesTheStore: the same paper from two sources in a row —
+// a feed without categories (Hugging Face daily papers has none), then a record with its
+// categories, authors, date and URL, the title and abstract unchanged — should reach the store,
+// which keeps the metadata a later copy brings (store.UpsertPapers). The message id is the
+// paper's id and the hash of its title and abstract only, so the second record is dropped by
+// NATS as a repeat ("dropped as repeats (same id and text …)") and its metadata never arrives.
+func TestMetadataCorrectionOfAQueuedPaperReachesTheStore(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	abstract := "We study the effect of careful input handling on the robustness of data pipelines. It works well in practice."
+	hf := filepath.Join(dir, "daily.json")
+	full := filepath.Join(dir, "full.jsonl")
+	if err := os.WriteFile(hf, []byte(`[{"paper": {"id": "2405.00001", "title": "Careful Input Handling", "summary": "`+abstract+`"}}]`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(full, []byte(`{"id": "2405.00001", "title": "Careful Input Handling", "abstract": "`+abstract+
+		`", "authors": ["Ada Lovelace"], "categories": ["cs.DB"], "published": "2024-05-01", "url": "https://arxiv.org/abs/2405.00001"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := newCLI(t)
+	c.ok("ingest", hf)
+	r := c.ok("ingest", full)
+	c.workUntilIdle()
+	var p paper.Record
+	c.json(&p, "show", "arxiv:2405.00001")
+	if !slices.Equal(p.Categories, []string{"cs.DB"}) || !slices.Equal(p.Authors, []string{"Ada Lovelace"}) || p.Published.IsZero() {
+		t.Errorf("stored paper: categories %q, authors %q, published %v; want the second record's cs.DB, Ada Lovelace, 2024-05-01\nsecond ingest said: %s",
+			p.Categories, p.Authors, p.Published, strings.TrimSpace(r.stderr))
 	}
 }
