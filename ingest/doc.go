@@ -4,7 +4,8 @@
 // the abstract paragraph), JSON lines (id, title, abstract, optional authors, categories,
 // published, url), the arXiv OAI metadata snapshot (JSON lines, millions of them), arXiv API Atom
 // feeds and Hugging Face daily-papers JSON. The format is detected from the first bytes of the
-// content unless Options.Format forces one.
+// content unless Options.Format forces one. Gzip-compressed content is read decompressed; UTF-16
+// text and zip archives are refused by NewReader with an error saying how to convert them.
 //
 // Reading streams: memory is bounded by the longest record accepted (Options.MaxRecordBytes),
 // never by the size of the input. Every record carries its origin as "file:line" in

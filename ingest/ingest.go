@@ -3,6 +3,7 @@ package ingest
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -174,9 +175,11 @@ type parser interface {
 // Reader reads paper.Abstract values from one source, one record at a time. It is not safe
 // for concurrent use.
 type Reader struct {
-	name   string
-	opts   Options
-	guard  *guardReader
+	name  string
+	opts  Options
+	guard *guardReader
+	// packed counts the bytes read of gzip-compressed input; nil when it is not compressed.
+	packed *guardReader
 	br     *bufio.Reader
 	bomLen int64
 	p      parser
@@ -187,7 +190,9 @@ type Reader struct {
 
 // NewReader returns a Reader of r. name is the file name used in errors and Source ("-" is
 // shown as "stdin"). The format is opts.Format, or detected from the start of the content (see
-// Detect), which NewReader reads: an error reading it is returned here.
+// Detect), which NewReader reads: an error reading it is returned here. Gzip-compressed content
+// is read decompressed, whatever the name; UTF-16 text and a zip archive are an error here
+// that says how to convert them (see unpack).
 func NewReader(r io.Reader, name string, opts Options) (*Reader, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
@@ -198,6 +203,9 @@ func NewReader(r io.Reader, name string, opts Options) (*Reader, error) {
 	}
 	g := &guardReader{r: r}
 	rd := &Reader{name: name, opts: opts, guard: g, br: bufio.NewReaderSize(g, peekSize)}
+	if err := rd.unpack(); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
+	}
 	f := opts.Format
 	if f == Auto {
 		if f, err = detect(rd.br); err != nil {
@@ -244,8 +252,66 @@ func (r *Reader) Next() (paper.Abstract, error) {
 // Format returns the format being read: the one forced by Options.Format or the one detected.
 func (r *Reader) Format() Format { return r.opts.Format }
 
-// Offset returns the number of bytes of input consumed so far, for progress reports.
-func (r *Reader) Offset() int64 { return r.bomLen + r.p.offset() }
+// Offset returns the number of bytes of input consumed so far, for progress reports: of
+// gzip-compressed input, the compressed bytes read.
+func (r *Reader) Offset() int64 {
+	if r.packed != nil {
+		return r.packed.n
+	}
+	return r.bomLen + r.p.offset()
+}
+
+// unpack looks at the first bytes of the input (up to 4, waiting for more than the first only
+// when it may start a magic number, so that a slow stream is not held up): gzip-compressed input (1f 8b, whatever the file's name) is read decompressed; UTF-16
+// text (a UTF-16 byte order mark, or NUL bytes among the first ASCII characters) and a zip
+// archive are refused with an error that says how to convert them. Other input, a UTF-8 byte
+// order mark included, is left as it is.
+func (r *Reader) unpack() error {
+	head, err := r.br.Peek(1) // waits for the first byte, as detect does
+	switch {
+	case err == io.EOF:
+		return nil
+	case err != nil:
+		return err
+	case bytes.IndexByte([]byte{0x1f, 0xff, 0xfe, 'P', 0}, head[0]) >= 0: // a magic's start
+		if head, err = r.br.Peek(4); err != nil && err != io.EOF { // fewer at the end
+			return err
+		}
+	default: // what has come; a UTF-16LE character's NUL comes with its first byte
+		head, _ = r.br.Peek(min(r.br.Buffered(), 4))
+	}
+	file := r.name
+	if file == "stdin" || isURL(file) {
+		file = "FILE"
+	}
+	switch {
+	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
+		zr, err := gzip.NewReader(r.br)
+		if err != nil {
+			return fmt.Errorf("gzip-compressed input: %w", err)
+		}
+		if r.packed == nil {
+			r.packed = r.guard
+		}
+		r.guard = &guardReader{r: zr}
+		r.br = bufio.NewReaderSize(r.guard, peekSize)
+		return r.unpack() // what it holds may be UTF-16 too
+	case bytes.HasPrefix(head, []byte{0xff, 0xfe}) || bytes.HasPrefix(head, []byte{0xfe, 0xff}):
+		return invalidf("the input is UTF-16 text (it starts with a UTF-16 byte order mark), not UTF-8: convert it with "+
+			"`iconv -f UTF-16 -t UTF-8 %s | paperpipe ingest -`", file)
+	case bytes.IndexByte(head, 0) >= 0:
+		enc := "UTF-16LE"
+		if head[0] == 0 {
+			enc = "UTF-16BE"
+		}
+		return invalidf("the input has NUL bytes between its first characters: it looks like %s text, not UTF-8: convert it with "+
+			"`iconv -f %s -t UTF-8 %s | paperpipe ingest -`", enc, enc, file)
+	case bytes.HasPrefix(head, []byte("PK\x03\x04")):
+		return invalidf("the input is a zip archive: give its contents, "+
+			"`unzip -p %s | paperpipe ingest -`", file)
+	}
+	return nil
+}
 
 // bom is the UTF-8 byte order mark.
 const bom = "\xef\xbb\xbf"

@@ -1,0 +1,146 @@
+package ingest
+
+import (
+	"archive/zip"
+	"bytes"
+	"compress/gzip"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"unicode/utf16"
+)
+
+// TestCompressedAndNonUTF8Input: gzip-compressed input (a .jsonl.gz snapshot, `curl` without
+// --compressed, on standard input too) is read as its content, whatever its name; UTF-16 text
+// (with a byte order mark, as Windows PowerShell's `>` and Notepad's "Unicode" write, or
+// without one) and a zip archive are refused at once with an error that names the problem and
+// the command that converts it; a UTF-8 byte order mark is skipped as before. All three were
+// taken for the text format and every paper was lost under "abstract paragraph (N words) has
+// no title line before it".
+func TestCompressedAndNonUTF8Input(t *testing.T) {
+	t.Parallel()
+	jsonl, err := os.ReadFile("testdata/good.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sample, err := os.ReadFile("../testdata/sample-papers.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	utf16le := func(b []byte, bom bool) []byte {
+		var out []byte
+		if bom {
+			out = []byte{0xff, 0xfe}
+		}
+		for _, u := range utf16.Encode([]rune(strings.ReplaceAll(string(b), "\n", "\r\n"))) {
+			out = append(out, byte(u), byte(u>>8))
+		}
+		return out
+	}
+	utf16be := func(b []byte) []byte {
+		out := []byte{0xfe, 0xff}
+		for _, u := range utf16.Encode([]rune(string(b))) {
+			out = append(out, byte(u>>8), byte(u))
+		}
+		return out
+	}
+	gz := func(b []byte) []byte {
+		var buf bytes.Buffer
+		w := gzip.NewWriter(&buf)
+		if _, err := w.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	zipped := func(b []byte) []byte {
+		var buf bytes.Buffer
+		w := zip.NewWriter(&buf)
+		f, err := w.Create("papers.jsonl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	titles := func(name string, data []byte) []string {
+		t.Helper()
+		r, err := NewReader(bytes.NewReader(data), name, Options{})
+		if err != nil {
+			t.Fatalf("%s: NewReader: %v", name, err)
+		}
+		papers, errs, _ := readAll(t, r)
+		if len(errs) > 0 {
+			t.Errorf("%s: %d bad records, the first: %v", name, len(errs), errs[0])
+		}
+		if got := r.Offset(); got != int64(len(data)) {
+			t.Errorf("%s: Offset() at the end = %d, want the input's %d bytes", name, got, len(data))
+		}
+		var out []string
+		for _, p := range papers {
+			out = append(out, p.ID+" "+p.Title)
+		}
+		return out
+	}
+
+	// Read as their content: compressed (twice, even), and after a UTF-8 byte order mark.
+	for _, plain := range []struct {
+		name string
+		data []byte
+	}{{"good.jsonl", jsonl}, {"sample-papers.txt", sample}} {
+		want := titles(plain.name, plain.data)
+		if len(want) == 0 {
+			t.Fatalf("%s: no papers", plain.name)
+		}
+		for _, c := range []struct {
+			name string
+			data []byte
+		}{
+			{plain.name + ".gz", gz(plain.data)},
+			{plain.name, gz(plain.data)}, // named as if plain
+			{"-", gz(plain.data)},        // standard input
+			{plain.name + ".gz.gz", gz(gz(plain.data))},
+			{plain.name + " with a UTF-8 BOM", append([]byte("\xef\xbb\xbf"), plain.data...)},
+			{plain.name + ".gz with a UTF-8 BOM", gz(append([]byte("\xef\xbb\xbf"), plain.data...))},
+		} {
+			if got := titles(c.name, c.data); !slices.Equal(got, want) {
+				t.Errorf("%s: read %q, want the plain file's %q", c.name, got, want)
+			}
+		}
+	}
+
+	// Refused, saying what the input is and how to convert it.
+	for _, c := range []struct {
+		name string
+		data []byte
+		want []string
+	}{
+		{"papers.jsonl", utf16le(jsonl, true), []string{"UTF-16 text", "`iconv -f UTF-16 -t UTF-8 papers.jsonl | paperpipe ingest -`"}},
+		{"papers.txt", utf16le(sample, true), []string{"UTF-16 text", "iconv -f UTF-16 -t UTF-8 papers.txt"}},
+		{"papers.txt", utf16be(sample), []string{"UTF-16 text", "iconv -f UTF-16 -t UTF-8 papers.txt"}},
+		{"papers.jsonl", utf16le(jsonl, false), []string{"UTF-16LE", "`iconv -f UTF-16LE -t UTF-8 papers.jsonl | paperpipe ingest -`"}},
+		{"-", utf16le(jsonl, false), []string{"UTF-16LE", "`iconv -f UTF-16LE -t UTF-8 FILE | paperpipe ingest -`"}},
+		{"papers.jsonl.gz", gz(utf16le(jsonl, true)), []string{"UTF-16 text"}},
+		{"papers.zip", zipped(jsonl), []string{"zip archive", "`unzip -p papers.zip | paperpipe ingest -`"}},
+	} {
+		r, err := NewReader(bytes.NewReader(c.data), c.name, Options{})
+		if err == nil {
+			_, errs, _ := readAll(t, r)
+			t.Errorf("%s: read as %s with %d bad records; want NewReader to refuse it", c.name, r.Format(), len(errs))
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: NewReader: %v; want it to say %q", c.name, err, w)
+			}
+		}
+	}
+}
