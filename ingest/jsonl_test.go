@@ -65,6 +65,12 @@ func TestJSONLBadRecords(t *testing.T) {
 		{"NUL in title", `{"title":"Bad\u0000title","abstract":"A"}`, "f:1: title contains a NUL byte (byte 4)"},
 		{"NUL in an author", `{"id":"2401.00003","title":"T","abstract":"A","authors":["X\u0000"]}`, "f:1: 2401.00003: an author contains a NUL byte (byte 2)"},
 		{"NUL in the url", `{"id":"2401.00004","title":"T","abstract":"A","url":"https://x/\u0000"}`, "f:1: 2401.00004: url contains a NUL byte (byte 11)"},
+		// The store's index takes no id or category over 2,704 bytes; ingest's limits are far
+		// below, with the id cut short in the message.
+		{"id too long", `{"id":"` + strings.Repeat("x", 3000) + `","title":"T","abstract":"A"}`, "f:1: id:" + strings.Repeat("x", 61) + "…: id is 3003 bytes, limit 512"},
+		{"id at the limit", `{"id":"` + strings.Repeat("x", 509) + `","title":"","abstract":"A"}`, "f:1: id:" + strings.Repeat("x", 61) + "…: title is empty"},
+		{"category too long", `{"id":"2401.00005","title":"T","abstract":"A","categories":["cs.DB","` + strings.Repeat("c", 257) + `"]}`, "f:1: arxiv:2401.00005: a category is 257 bytes, limit 256"},
+		{"author too long", `{"id":"2401.00006","title":"T","abstract":"A","authors":["` + strings.Repeat("a ", 600) + `"]}`, "f:1: arxiv:2401.00006: an author is 1199 bytes, limit 1024"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

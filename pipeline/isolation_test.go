@@ -123,3 +123,36 @@ func TestModelFailureIsNotHalvedAcrossTheBatch(t *testing.T) {
 		t.Errorf("%d dead letters (stats %+v), want all %d papers", len(dls), ws, len(papers))
 	}
 }
+
+// TestPaperTheDatabaseRefusesDeadLettersOnlyItselfAtOnce: an id too long for PostgreSQL's
+// index (a btree entry holds at most 2,704 bytes; ingest refuses one over 512, but a message
+// may come from elsewhere) makes the database refuse the micro-batch's insert (SQLSTATE 54000).
+// That is the paper's fault: the others of its micro-batch are stored, and it alone is
+// dead-lettered on its first delivery, for a reason naming the limit. It was taken for a
+// transient failure: the whole micro-batch was retried until its deliveries ran out.
+func TestPaperTheDatabaseRefusesDeadLettersOnlyItselfAtOnce(t *testing.T) {
+	t.Parallel()
+	papers := sampledata.Papers(t)[:8]
+	var long strings.Builder
+	long.WriteString("id:")
+	x := uint32(12345)
+	for long.Len() < 3000 { // incompressible, so that PostgreSQL cannot squeeze the index entry
+		x = x*1664525 + 1013904223
+		long.WriteByte("abcdefghijklmnopqrstuvwxyz0123456789"[x>>16%36])
+	}
+	papers[3].ID = long.String()
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	publish(t, b.js, papers)
+	ws := runUntilIdle(t, b, summarize.NewOffline(30), emb, pipeline.WorkerConfig{
+		Concurrency: 8,
+		Backoff:     func(int) time.Duration { return 10 * time.Millisecond }, // the failing case ends soon
+	})
+	assertOnlyDead(t, b, ws, papers[3].ID, "54000")
+	if dls := deadLetters(t, b.js); len(dls) == 1 && dls[0].Attempts != 1 {
+		t.Errorf("dead-lettered after %d deliveries, want at once", dls[0].Attempts)
+	}
+	if ws.TLDRs != int64(len(papers)-1) {
+		t.Errorf("%d TL;DRs stored, want %d: all but the refused paper", ws.TLDRs, len(papers)-1)
+	}
+}

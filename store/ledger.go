@@ -52,13 +52,15 @@ type Pending = paper.Pending
 // Every paper is validated first (non-empty id, title and abstract; valid UTF-8 without NUL
 // bytes); one invalid paper fails the call with an error wrapping paper.ErrInvalid that names
 // it, and nothing is written. A paper whose row another session holds locked for longer than
-// Config.RowLockTimeout fails the call with paper.ErrLocked (see writeTx), nothing written.
+// Config.RowLockTimeout fails the call with paper.ErrLocked (see writeTx), nothing written. A
+// paper PostgreSQL refuses for its data (SQLSTATE class 22 or 54: an id too long for the index,
+// say) fails the call with an error wrapping paper.ErrInvalid too (see refusedData).
 func (s *Store) UpsertPapers(ctx context.Context, papers []paper.Abstract, w Work) ([]Pending, error) {
 	for attempt := 1; ; attempt++ {
 		out, err := s.upsertPapers(ctx, papers, w)
 		var pgErr *pgconn.PgError
 		if err == nil || attempt == 5 || !errors.As(err, &pgErr) || pgErr.Code != "40P01" {
-			return out, unavailable(ctx, err)
+			return out, unavailable(ctx, refusedData(err))
 		}
 	}
 }
@@ -611,6 +613,22 @@ func (s *Store) Usage(ctx context.Context, since time.Time) ([]UsageRow, error) 
 		return nil, fmt.Errorf("read API usage: %w", err)
 	}
 	return out, nil
+}
+
+// refusedData marks err with paper.ErrInvalid when PostgreSQL refused the statement for its
+// data: SQLSTATE class 22 (data exception: a value out of range, an invalid byte sequence) or
+// 54 (program limit exceeded: an id or category too long for a btree index entry, 2,704 bytes,
+// or a text whose tsvector is over 1 MB). Sending the same papers again cannot help; the worker
+// records them one by one (see paper.ErrInvalid) so that only the refused one is dead-lettered.
+func refusedData(err error) error {
+	var pgErr *pgconn.PgError
+	if err == nil || errors.Is(err, paper.ErrInvalid) || !errors.As(err, &pgErr) {
+		return err
+	}
+	if strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "54") {
+		return fmt.Errorf("%w: %w", err, paper.ErrInvalid)
+	}
+	return err
 }
 
 // validateAbstract checks what the papers table would otherwise reject halfway through a batch.
