@@ -23,7 +23,8 @@ func Open(path string, opts Options) (*Reader, io.Closer, error) {
 	return OpenContext(context.Background(), path, opts)
 }
 
-// OpenContext is Open with a context that bounds an HTTP download. The server must answer
+// OpenContext is Open with a context that ends the reading of standard input (a read
+// waiting for more input fails with ctx's error when ctx ends) and bounds an HTTP download. The server must answer
 // within Options.HTTPTimeout, and then a read of the body fails when no data comes for that
 // long (however long the caller takes between two reads); an answer other than 200 OK is an
 // error naming the status.
@@ -39,7 +40,7 @@ func OpenContext(ctx context.Context, path string, opts Options) (*Reader, io.Cl
 	)
 	switch {
 	case path == "-":
-		src, closer = os.Stdin, nopCloser{}
+		src, closer = &ctxReader{ctx: ctx, r: os.Stdin}, nopCloser{}
 	case isURL(path):
 		body, err := fetch(ctx, path, name, opts.HTTPTimeout)
 		if err != nil {
@@ -80,6 +81,48 @@ func Name(path string) string {
 func isURL(path string) bool {
 	scheme, _, ok := strings.Cut(path, "://")
 	return ok && (strings.EqualFold(scheme, "http") || strings.EqualFold(scheme, "https"))
+}
+
+// ctxReader reads r until ctx ends: a Read waiting for data then returns ctx.Err() at once.
+// The read of r it was waiting for stays blocked in its goroutine (standard input cannot be
+// interrupted), and what it reads later is lost: after ctx ends every Read fails.
+type ctxReader struct {
+	ctx  context.Context
+	r    io.Reader
+	buf  []byte
+	done chan ctxRead
+}
+
+type ctxRead struct {
+	n   int
+	err error
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if c.done == nil {
+		c.done = make(chan ctxRead, 1)
+	}
+	if cap(c.buf) < len(p) {
+		c.buf = make([]byte, len(p))
+	}
+	buf := c.buf[:len(p)]
+	go func() {
+		n, err := c.r.Read(buf)
+		c.done <- ctxRead{n, err}
+	}()
+	select {
+	case res := <-c.done:
+		return copy(p, buf[:res.n]), res.err
+	case <-c.ctx.Done():
+		c.buf = nil // the goroutine may still write to it
+		return 0, c.ctx.Err()
+	}
 }
 
 type nopCloser struct{}

@@ -162,7 +162,8 @@ func (p *Publisher) maxMsgSize(ctx context.Context) int64 {
 
 // Flush waits until the server has acknowledged every message published so far. When ctx ends
 // first, it returns ctx's error joined to the errors of the messages the server refused before
-// (as Publish does when it waits).
+// (as Publish does when it waits); the answers that had come are still counted (see Stats) and
+// the rest stay unconfirmed (see Unconfirmed): a later Flush may wait for them again.
 func (p *Publisher) Flush(ctx context.Context) error {
 	return p.settle(ctx, len(p.window))
 }
@@ -170,25 +171,46 @@ func (p *Publisher) Flush(ctx context.Context) error {
 // Stats returns the counts of acknowledged messages so far.
 func (p *Publisher) Stats() PublishStats { return p.stats }
 
+// Unconfirmed returns the number of messages sent whose answer has not been seen: after a Flush
+// cut short by its context, those the server may or may not have stored.
+func (p *Publisher) Unconfirmed() int { return len(p.window) }
+
 // settle waits for the oldest n futures; it returns the errors of those the server refused,
 // and ctx's error with them if ctx ends first.
 func (p *Publisher) settle(ctx context.Context, n int) error {
 	var errs []error
+	take := func(pm pending, ack *jetstream.PubAck, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("publish %s: %w", pm.f.Msg().Header.Get(jetstream.MsgIDHeader), err))
+			return
+		}
+		if ack.Duplicate {
+			p.stats.Duplicates++
+		} else {
+			p.stats.Published++
+		}
+		if p.onAck != nil {
+			p.onAck(pm.id)
+		}
+	}
 	for i, pm := range p.window[:n] {
 		f := pm.f
 		select {
 		case ack := <-f.Ok():
-			if ack.Duplicate {
-				p.stats.Duplicates++
-			} else {
-				p.stats.Published++
-			}
-			if p.onAck != nil {
-				p.onAck(pm.id)
-			}
+			take(pm, ack, nil)
 		case err := <-f.Err():
-			errs = append(errs, fmt.Errorf("publish %s: %w", f.Msg().Header.Get(jetstream.MsgIDHeader), err))
+			take(pm, nil, err)
 		case <-ctx.Done():
+			// An answer that has come counts: select picks at random among ready cases.
+			select {
+			case ack := <-f.Ok():
+				take(pm, ack, nil)
+				continue
+			case err := <-f.Err():
+				take(pm, nil, err)
+				continue
+			default:
+			}
 			// The ones settled are not waited for again; their errors are not lost.
 			p.window = append(p.window[:0], p.window[i:]...)
 			return errors.Join(append(errs, ctx.Err())...)

@@ -167,3 +167,47 @@ func TestMetadataCorrectionIsNotARepeat(t *testing.T) {
 		t.Errorf("published %d, dropped as repeats %d; want 5 (each metadata change) and 2 (the same record again)", st.Published, st.Duplicates)
 	}
 }
+
+// TestFlushAfterTheContextEndedCountsTheAnswersThatCame: once its context has ended (Ctrl-C),
+// Flush still counts every acknowledgement that had arrived, and Unconfirmed says how many
+// messages have none. It picked at random between an arrived answer and the ended context, and
+// ingest's summary said "2 read, 1 published" for papers that were all queued.
+func TestFlushAfterTheContextEndedCountsTheAnswersThatCame(t *testing.T) {
+	t.Parallel()
+	js := natstest.Start(t).Connect(t)
+	if err := pipeline.Setup(context.Background(), js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	pub := pipeline.NewPublisher(js, pipeline.SubjectNew, 256)
+	const n = 50
+	for i := range n {
+		a := paper.Abstract{ID: fmt.Sprintf("test:%d", i), Title: "Title", Abstract: fmt.Sprintf("Abstract %d.", i)}
+		if err := pub.Publish(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Wait until the server has stored them all, so that every answer has been sent.
+	s, err := js.Stream(context.Background(), pipeline.StreamPapers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		info, err := s.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stream holds %d messages after 30 s, want %d", info.State.Msgs, n)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // the answers travel to the client
+	cancel()                           // Ctrl-C
+	err = pub.Flush(ctx)
+	if st := pub.Stats(); st.Published != n || pub.Unconfirmed() != 0 {
+		t.Errorf("Flush after the context ended: %v; %d published, %d unconfirmed; want all %d published", err, st.Published, pub.Unconfirmed(), n)
+	}
+}

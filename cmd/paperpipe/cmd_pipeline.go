@@ -26,7 +26,9 @@ import (
 func cmdIngest(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("ingest", "FILE|URL|- ...", "Publish abstracts for processing. The format is detected from the content unless --format is given.\n"+
 		"A bad record is reported with its file and line and skipped; a source that cannot be read to its end is reported\n"+
-		"and the next one is read. The exit status is 1 when a record was rejected or a source failed.")
+		"and the next one is read. The exit status is 1 when a record was rejected or a source failed.\n"+
+		"Ctrl-C stops reading at once (standard input too), waits up to 5 s for the queue to confirm what was sent, and\n"+
+		"prints the summary; ingesting the same input again is safe (repeats are dropped).")
 	format := fs.String("format", "auto", "input format: auto, text, jsonl, oai, atom, hf")
 	maxBytes := fs.Int("max-abstract-bytes", 32<<10, "reject abstracts longer than this many bytes")
 	pos, err := parseArgs(fs, args)
@@ -69,15 +71,32 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 			break
 		}
 	}
-	flushErr := pub.Flush(ctx)
+	flushCtx := ctx
+	interrupted := ctx.Err() != nil
+	if interrupted {
+		// What was sent is in the server's hands: wait a few seconds for its answers, so that
+		// the summary counts them, not a context the stop ended.
+		var cancel context.CancelFunc
+		flushCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+	}
+	flushErr := pub.Flush(flushCtx)
 	st := pub.Stats()
-	failedNote := ""
+	note := ""
 	if failed > 0 {
-		failedNote = ", " + plural(failed, "source", "sources") + " failed"
+		note = ", " + plural(failed, "source", "sources") + " failed"
+	}
+	if n := pub.Unconfirmed(); n > 0 {
+		note += fmt.Sprintf(", %d sent, not confirmed: ingesting again is safe", n)
+		if errors.Is(flushErr, context.DeadlineExceeded) || errors.Is(flushErr, context.Canceled) {
+			flushErr = nil // said in the summary
+		}
 	}
 	fmt.Fprintf(os.Stderr, "ingest: %d read, %d published, %d dropped as repeats (same record published within the hour), %d rejected%s\n",
-		read, st.Published, st.Duplicates, rejected, failedNote)
+		read, st.Published, st.Duplicates, rejected, note)
 	switch {
+	case interrupted:
+		return errors.Join(errors.New("interrupted"), flushErr)
 	case stop != nil:
 		return stop
 	case flushErr != nil:

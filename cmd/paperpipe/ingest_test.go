@@ -4,11 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -161,5 +164,48 @@ func TestMetadataCorrectionOfAQueuedPaperReachesTheStore(t *testing.T) {
 	if !slices.Equal(p.Categories, []string{"cs.DB"}) || !slices.Equal(p.Authors, []string{"Ada Lovelace"}) || p.Published.IsZero() {
 		t.Errorf("stored paper: categories %q, authors %q, published %v; want the second record's cs.DB, Ada Lovelace, 2024-05-01\nsecond ingest said: %s",
 			p.Categories, p.Authors, p.Published, strings.TrimSpace(r.stderr))
+	}
+}
+
+// TestInterruptedIngestOfStdinStopsAndCountsWhatWasQueued: Ctrl-C stops `ingest -` while it
+// waits for more input, and the summary counts the records the queue took — all of them here —
+// and ends with "interrupted". The process waited until standard input sent more data (the
+// interrupt was seen only between records), and then flushed with the ended context: the
+// summary under-counted what was queued at random and ended with "context canceled".
+func TestInterruptedIngestOfStdinStopsAndCountsWhatWasQueued(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	cmd := exec.Command(binary, "ingest", "-")
+	cmd.Env = c.env
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for i := range 3 {
+		fmt.Fprintf(stdin, `{"id": "2407.0000%d", "title": "Paper %d", "abstract": "We study careful input handling, part %d."}`+"\n", i, i, i)
+	}
+	time.Sleep(2 * time.Second) // ingest reads and publishes them, then waits for more
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("ingest - still waiting for input 20 s after SIGINT\n%s", stderr.String())
+	}
+	out := stderr.String()
+	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(out, "ingest: 3 read, 3 published, 0 dropped as repeats") ||
+		!strings.Contains(out, "paperpipe ingest: interrupted\n") || strings.Contains(out, "context canceled") {
+		t.Errorf("interrupted ingest: exit %d\n%s\nwant exit 1, \"3 read, 3 published\" and \"interrupted\" (not \"context canceled\")", code, out)
 	}
 }
