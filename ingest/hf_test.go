@@ -73,7 +73,7 @@ func TestHFRecords(t *testing.T) {
 		{
 			name:   "invalid UTF-8 names the nested field",
 			in:     "[{\"paper\":{\"id\":\"2503.00001\",\"title\":\"T\",\"summary\":\"caf\xe9\"}},\n" + good + "]",
-			events: []string{"error f:1: record 1: arxiv:2503.00001: paper.summary is not valid UTF-8 (byte 55)", "paper f:2 Good"},
+			events: []string{"error f:1: record 1: arxiv:2503.00001: paper.summary is not valid UTF-8 (byte 4)", "paper f:2 Good"},
 		},
 		{
 			name:   "a field of the wrong type",

@@ -207,46 +207,67 @@ func invalidUTF8At(b []byte) int {
 }
 
 // badUTF8 says where in the JSON object raw the first invalid UTF-8 byte is: "title is not
-// valid UTF-8 (byte 57)", naming nested fields with dots ("paper.summary").
+// valid UTF-8 (byte 4)", naming nested fields with dots ("paper.summary") and counting the
+// byte within the field's text, as a field checked after decoding is (see build); within the
+// record when no field holds it.
 func badUTF8(raw []byte) error {
 	at := invalidUTF8At(raw)
-	field := fieldAt(raw, at, "")
+	field, in := fieldAt(raw, at, "")
 	if field == "" {
 		return invalidf("record is not valid UTF-8 (byte %d)", at+1)
 	}
-	return invalidf("%s is not valid UTF-8 (byte %d)", field, at+1)
+	return invalidf("%s is not valid UTF-8 (byte %d)", field, in+1)
 }
 
-// fieldAt names the field of the JSON object raw whose key or value holds byte pos, or "".
-func fieldAt(raw []byte, pos int, prefix string) string {
+// fieldAt names the field of the JSON object raw whose key or value holds byte pos, or "", and
+// gives pos's index within that key's or string value's decoded text (within the value's JSON
+// when it is not a string).
+func fieldAt(raw []byte, pos int, prefix string) (string, int) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return ""
+		return "", 0
 	}
 	for dec.More() {
+		start := int(dec.InputOffset())
 		tok, err := dec.Token()
 		if err != nil {
-			return ""
+			return "", 0
 		}
 		key, _ := tok.(string)
-		if pos < int(dec.InputOffset()) {
-			return "a field name"
+		if end := int(dec.InputOffset()); pos < end {
+			return "a field name", within(raw[start:end], pos-start)
 		}
 		var v json.RawMessage
 		if err := dec.Decode(&v); err != nil {
-			return ""
+			return "", 0
 		}
 		end := int(dec.InputOffset())
 		if pos < end {
+			at := pos - (end - len(v))
 			if len(v) > 0 && v[0] == '{' {
-				if sub := fieldAt(v, pos-(end-len(v)), prefix+key+"."); sub != "" {
-					return sub
+				if sub, in := fieldAt(v, at, prefix+key+"."); sub != "" {
+					return sub, in
 				}
 			}
-			return prefix + key
+			return prefix + key, within(v, at)
 		}
 	}
-	return ""
+	return "", 0
+}
+
+// within is the index in the decoded text of the JSON string s (white space, a separator and
+// the quotes around it included) of its byte at: the length of what the text before it decodes
+// to. It is at when s holds no string before it.
+func within(s []byte, at int) int {
+	q := bytes.IndexByte(s, '"')
+	if q < 0 || q >= at {
+		return at
+	}
+	var before string
+	if err := json.Unmarshal(append(append([]byte{}, s[q:at]...), '"'), &before); err != nil {
+		return at - q - 1
+	}
+	return len(before)
 }
 
 // jsonProblem turns a JSON decoding error for one record into plain words.

@@ -30,7 +30,7 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 		"Ctrl-C stops reading at once (standard input too), waits up to 5 s for the queue to confirm what was sent, and\n"+
 		"prints the summary; ingesting the same input again is safe (repeats are dropped).")
 	format := fs.String("format", "auto", "input format: auto, text, jsonl, oai, atom, hf")
-	maxBytes := fs.Int("max-abstract-bytes", 32<<10, "reject abstracts longer than this many bytes")
+	maxBytes := fs.Int("max-abstract-bytes", 32<<10, "reject abstracts longer than this many bytes (at least 1)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -41,6 +41,9 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 	f, err := ingest.ParseFormat(*format)
 	if err != nil {
 		return usageErr("%v", err)
+	}
+	if *maxBytes < 1 {
+		return usageErr("--max-abstract-bytes %d: want at least 1", *maxBytes)
 	}
 	log := newLogger(c)
 	b, err := connectBroker(ctx, c, log, brokerClient)
