@@ -117,9 +117,7 @@ func TestAccountRefusalEndsAnExitWhenIdleRunWithTheMessagesQueued(t *testing.T) 
 	if dls := deadLetters(t, b.js); len(dls) != 0 {
 		t.Errorf("%d dead letters, want none; the first: %s", len(dls), dls[0].Reason)
 	}
-	if n := streamMsgs(t, b.js, pipeline.StreamPapers); n != uint64(len(papers)) {
-		t.Errorf("%d messages queued, want all %d", n, len(papers))
-	}
+	waitQueued(t, b, len(papers))
 
 	api.SetAPIKey("sk-revoked")
 	runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4})
@@ -211,9 +209,19 @@ func checkAllQueued(t *testing.T, b *testBundle, w *pipeline.Worker, papers []pa
 	if dls := deadLetters(t, b.js); len(dls) != 0 {
 		t.Fatalf("%d of %d papers dead-lettered for %s (stats %+v); the first: %s", len(dls), len(papers), why, w.Stats(), dls[0].Reason)
 	}
-	if n := streamMsgs(t, b.js, pipeline.StreamPapers); n != uint64(len(papers)) {
-		t.Errorf("%d messages queued, want all %d", n, len(papers))
-	}
+	waitQueued(t, b, len(papers))
+}
+
+// waitQueued waits until the work queue holds n messages (it fails the test after a minute): a
+// message handed back on its last delivery is requeued as a copy, and the original's
+// termination is an acknowledgement the server applies on its own time — a copy too many
+// stays, one whose original is being terminated goes.
+func waitQueued(t *testing.T, b *testBundle, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("the queue to hold the %d messages", n), func() (bool, string) {
+		q := streamMsgs(t, b.js, pipeline.StreamPapers)
+		return q == uint64(n), fmt.Sprintf("%d messages queued, want all %d", q, n)
+	})
 }
 
 // TestUnreachableAPIPausesTheWorkerUntilItIsBack: the API's server down (a local model server

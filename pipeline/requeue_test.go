@@ -107,9 +107,7 @@ func TestRequeuedMessagesDoNotComeBackToTheDrainingWorker(t *testing.T) {
 	if s.Received != int64(len(papers)) || s.Retried != int64(len(papers)) {
 		t.Errorf("stats %+v: want %d messages received once each and handed back: requeued copies came back to the draining worker", s, len(papers))
 	}
-	if n := streamMsgs(t, b.js, pipeline.StreamPapers); n != uint64(len(papers)) {
-		t.Errorf("%d messages queued after the shutdown, want %d", n, len(papers))
-	}
+	waitQueued(t, b, len(papers))
 	runUntilIdle(t, b, summarize.NewOffline(30), emb, pipeline.WorkerConfig{})
 	if dls := deadLetters(t, b.js); len(dls) != 0 {
 		t.Errorf("%d dead letters, want none; the first: %s", len(dls), dls[0].Reason)

@@ -1121,7 +1121,8 @@ func saveIsolating[T any](items []T, paperID func(T) string, save func([]T) erro
 			errs[at[k]] = e
 		}
 		return errs
-	case errors.Is(err, paper.ErrInvalid):
+	case errors.Is(err, paper.ErrInvalid) || errors.Is(err, paper.ErrLocked):
+		// ErrLocked without names: a lock on an output's row, or one gone by the probe.
 		errs := make([]error, len(items))
 		for i := range items {
 			errs[i] = save(items[i : i+1])

@@ -494,8 +494,8 @@ func (s *Store) SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 	// The space's row is locked first (without RowLockTimeout): DropSpace holds it while it
 	// deletes the space's vectors, and a save into it waits for the drop, then fails on the
 	// foreign key (paper.ErrSpaceDropped).
-	prelock := "LOCK TABLE papers IN ROW SHARE MODE; LOCK TABLE embeddings IN ROW EXCLUSIVE MODE; " +
-		"SELECT FROM embedding_spaces WHERE id = " + strconv.FormatInt(spaceID, 10) + " FOR KEY SHARE"
+	prelock := "SELECT FROM embedding_spaces WHERE id = " + strconv.FormatInt(spaceID, 10) + " FOR KEY SHARE; " +
+		"LOCK TABLE papers IN ROW SHARE MODE; LOCK TABLE embeddings IN ROW EXCLUSIVE MODE"
 	err = s.writeTx(ctx, prelock, func(tx pgx.Tx) error {
 		return tx.QueryRow(ctx, saveEmbeddingsSQL, spaceID, ids, hashes, vecs, truncated).Scan(&saved)
 	})

@@ -123,10 +123,16 @@ type cue struct {
 	// without any is not tried, which saves most of the offline model's time: the regexps are
 	// tried at every position of every sentence.
 	leads []string
+	// ci is re case-insensitive, for a sentence holding a letter (?i) folds to ASCII that
+	// foldASCII does not: the long s (U+017F) and the Kelvin sign (U+212A).
+	ci *regexp.Regexp
 }
 
 // matches reports whether the cue matches folded, a sentence folded with foldASCII.
 func (c cue) matches(folded string) bool {
+	if strings.ContainsAny(folded, "\u017f\u212a") {
+		return c.ci.MatchString(folded)
+	}
 	if c.leads != nil && !slices.ContainsFunc(c.leads, func(l string) bool { return strings.Contains(folded, l) }) {
 		return false
 	}
@@ -136,7 +142,8 @@ func (c cue) matches(folded string) bool {
 // cues compiles phrases (lower case) into one cue; it is matched against a sentence folded
 // with foldASCII, which costs far less than a case-insensitive match.
 func cues(weight float64, phrases ...string) cue {
-	c := cue{re: regexp.MustCompile(`\b(?:` + strings.Join(phrases, "|") + `)\b`), weight: weight}
+	c := cue{re: regexp.MustCompile(`\b(?:` + strings.Join(phrases, "|") + `)\b`), weight: weight,
+		ci: regexp.MustCompile(`(?i)\b(?:` + strings.Join(phrases, "|") + `)\b`)}
 	for _, p := range phrases {
 		re, err := syntax.Parse(p, syntax.Perl)
 		if err != nil {
