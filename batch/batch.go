@@ -1158,16 +1158,46 @@ func (r *Runner) store(ctx context.Context, j store.BatchJob, lines []resultLine
 		rejected++
 		r.log.WarnContext(ctx, "batch answer refused by the store", "job", j.ID, "paper", id, "err", err)
 	}
-	n, err := saveEach(sums, func(s []paper.Summary) (int, error) { return r.cfg.Store.SaveSummaries(sctx, s) },
-		func(s paper.Summary, err error) { refused(s.PaperID, err) })
+	n, err := saveEach(sums, func(s []paper.Summary) (int, error) {
+		return r.waitLocked(ctx, j, func() (int, error) { return r.cfg.Store.SaveSummaries(sctx, s) })
+	}, func(s paper.Summary, err error) { refused(s.PaperID, err) })
 	stored += n
 	if err != nil {
 		return stored, rejected, usage, err
 	}
-	n, err = saveEach(embs, func(e []paper.Embedding) (int, error) { return r.cfg.Store.SaveEmbeddings(sctx, j.SpaceID, e) },
-		func(e paper.Embedding, err error) { refused(e.PaperID, err) })
+	n, err = saveEach(embs, func(e []paper.Embedding) (int, error) {
+		return r.waitLocked(ctx, j, func() (int, error) { return r.cfg.Store.SaveEmbeddings(sctx, j.SpaceID, e) })
+	}, func(e paper.Embedding, err error) { refused(e.PaperID, err) })
 	stored += n
 	return stored, rejected, usage, err
+}
+
+// lockedWait is how a collection waits for paper rows another session holds locked (a save
+// that fails with paper.ErrLocked, after the store's RowLockTimeout): it tries again every
+// pause, up to tries times — a few minutes, for an operator's transaction to end. Then the job
+// fails in this run, its results still collectable by the next.
+var lockedWait = struct {
+	tries int
+	pause time.Duration
+}{tries: 24, pause: 5 * time.Second}
+
+// waitLocked runs save, and runs it again while it fails for rows another session holds
+// locked (see lockedWait) and ctx lasts.
+func (r *Runner) waitLocked(ctx context.Context, j store.BatchJob, save func() (int, error)) (int, error) {
+	for try := 1; ; try++ {
+		n, err := save()
+		if !errors.Is(err, paper.ErrLocked) {
+			return n, err
+		}
+		if try > lockedWait.tries || ctx.Err() != nil {
+			return n, fmt.Errorf("%w; its results are still collectable: run the same command again once the other session's transaction has ended", err)
+		}
+		r.log.WarnContext(ctx, "batch results wait for rows another session holds locked", "job", j.ID, "try", try, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(lockedWait.pause):
+		}
+	}
 }
 
 // saveEach saves recs in one call of save; when the store refuses it for a record it cannot

@@ -9,10 +9,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/paperpipe/paperpipe/batch"
+	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/store"
 	"github.com/paperpipe/paperpipe/summarize"
 )
@@ -169,4 +171,70 @@ func TestJobThatCannotBeCollectedDoesNotStopTheOthers(t *testing.T) {
 	if len(jobs) != 1 || jobs[0].ID != je.Job || !strings.Contains(runErr.Error(), fmt.Sprintf("batch job %d:", je.Job)) {
 		t.Errorf("open chat jobs %+v, error %q; want the failed job open and named", jobs, runErr)
 	}
+}
+
+// lockingStore opens a store on b's database whose writes wait only briefly for a locked row,
+// and locks paper id's row from another session as an uncommitted UPDATE does (saves wait for
+// it; the foreign keys of the job's items do not); release rolls the lock back.
+func (b *bundle) lockingStore(t *testing.T, id string) (st *store.Store, release func()) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{URL: b.st.Pool().Config().ConnString(), RowLockTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	tx, err := b.st.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() { once.Do(func() { _ = tx.Rollback(ctx) }) }
+	t.Cleanup(release)
+	if _, err := tx.Exec(ctx, "SELECT FROM papers WHERE id = $1 FOR NO KEY UPDATE", id); err != nil {
+		t.Fatal(err)
+	}
+	return st, release
+}
+
+// A paper row another session holds locked while a job's results are collected is waited for
+// (the store's saves give up after their RowLockTimeout; the collection tries again), and the
+// results are stored once it is gone. Waited too long, the job fails in this run, still
+// collectable, and the next run stores its results: nothing paid for is lost.
+func TestCollectionWaitsForALockedPaperRow(t *testing.T) {
+	ctx := context.Background()
+	t.Run("released", func(t *testing.T) {
+		defer batch.SetLockedWait(100, 50*time.Millisecond)()
+		b := setup(t, 3)
+		st, release := b.lockingStore(t, b.ids[1])
+		time.AfterFunc(time.Second, release)
+		rep, err := b.runner(t, func(c *batch.Config) { c.Store = st }).Run(ctx, store.Selection{})
+		if err != nil {
+			t.Fatalf("run with a paper row locked for a second: %v", err)
+		}
+		if tl, v := b.counts(t); tl != 3 || v != 3 || rep.Done != 2 {
+			t.Errorf("stored %d TL;DRs and %d vectors, %d jobs done; want 3, 3 and 2", tl, v, rep.Done)
+		}
+	})
+	t.Run("held", func(t *testing.T) {
+		defer batch.SetLockedWait(2, 10*time.Millisecond)()
+		b := setup(t, 3)
+		st, release := b.lockingStore(t, b.ids[1])
+		_, err := b.runner(t, func(c *batch.Config) { c.Store = st }).Run(ctx, store.Selection{})
+		var je *batch.JobError
+		if !errors.As(err, &je) || !errors.Is(err, paper.ErrLocked) || !strings.Contains(err.Error(), "run the same command again") {
+			t.Fatalf("run with a paper row locked throughout: %v; want a job's error, paper.ErrLocked, saying to run again", err)
+		}
+		release()
+		rep, err := b.runner(t, nil).Run(ctx, store.Selection{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tl, v := b.counts(t); tl != 3 || v != 3 || rep.Submitted != 0 {
+			t.Errorf("next run: stored %d TL;DRs and %d vectors, %d batches submitted; want 3, 3 and none (the open jobs collected)", tl, v, rep.Submitted)
+		}
+		if s := b.fake.Stats(); s.ChatDelivered != 3 || s.EmbedInputsDelivered != 3 {
+			t.Errorf("API delivered %d chat completions and %d vectors, want 3 and 3: paid once", s.ChatDelivered, s.EmbedInputsDelivered)
+		}
+	})
 }

@@ -21,3 +21,11 @@ const MaxFailedLooks = maxFailedLooks
 
 // MaxListPages is maxListPages.
 const MaxListPages = maxListPages
+
+// SetLockedWait sets how often, and how many times, a collection tries again a save that
+// failed for rows another session holds locked; it returns the undo.
+func SetLockedWait(tries int, pause time.Duration) func() {
+	old := lockedWait
+	lockedWait.tries, lockedWait.pause = tries, pause
+	return func() { lockedWait = old }
+}

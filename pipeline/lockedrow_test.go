@@ -194,3 +194,55 @@ func TestALockedRowDoesNotHoldUpTheResultsSavedWithIt(t *testing.T) {
 		return len(d) == 4, fmt.Sprintf("done %v, stats %+v", d, w.Stats())
 	})
 }
+
+// TestALockedTLDRRowDoesNotHoldUpTheTLDRsSavedWithIt: a paper whose text changed has its
+// older TL;DR row held by another session (an operator's UPDATE of tldrs left uncommitted).
+// The TL;DR group commit that holds its new TL;DR runs out of RowLockTimeout and the store
+// cannot name a paper (its papers row is free): the worker saves the group's TL;DRs one by one,
+// so the three saved with it are not bought again.
+func TestALockedTLDRRowDoesNotHoldUpTheTLDRsSavedWithIt(t *testing.T) {
+	t.Parallel()
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	papers := sampledata.Papers(t)[:4]
+	base := summarize.NewOffline(30)
+	older := papers[0]
+	older.Abstract = "An older version of the abstract."
+	older.TextAt = time.Now().Add(-time.Hour)
+	ctx := context.Background()
+	if _, err := b.store.UpsertPapers(ctx, []paper.Abstract{older}, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.store.SaveSummaries(ctx, []paper.Summary{{PaperID: older.ID, Model: base.Model(), PromptVersion: base.PromptVersion(),
+		ContentHash: older.ContentHash(), Text: "An older TL;DR.", Validation: paper.ValidOK}}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, b.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release := func() { once.Do(func() { _ = tx.Rollback(ctx); _ = conn.Close(ctx) }) }
+	t.Cleanup(release)
+	if _, err := tx.Exec(ctx, "UPDATE tldrs SET tldr = 'edited by hand' WHERE paper_id = $1", older.ID); err != nil {
+		t.Fatal(err)
+	}
+	sum := &perPaperSummarizer{Summarizer: base}
+	publish(t, b.js, papers)
+	w := startWorkerOn(t, b, lockedRowStore(t, b), sum, emb, pipeline.WorkerConfig{BatchSize: 4, Concurrency: 4,
+		Backoff: func(int) time.Duration { return time.Second }})
+	waitFor(t, "the three papers not locked to be done while the lock holds", func() (bool, string) {
+		d := doneOf(t, b, sum, papers[1:])
+		return len(d) == 3, fmt.Sprintf("done %v, stats %+v", d, w.Stats())
+	})
+	for _, a := range papers[1:] {
+		if n := sum.callsOf(a.ID); n != 1 {
+			t.Errorf("paper %s, not locked: %d TL;DRs bought, want 1", a.ID, n)
+		}
+	}
+	release()
+}

@@ -491,9 +491,10 @@ func (s *Store) SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 		truncated = append(truncated, e.Truncated)
 	}
 	var saved int
-	// The space's row is locked first (without RowLockTimeout): DropSpace holds it while it
-	// deletes the space's vectors, and a save into it waits for the drop, then fails on the
-	// foreign key (paper.ErrSpaceDropped).
+	// The space's row is locked first (without RowLockTimeout), before any table: DropSpace
+	// holds it while it deletes the space's vectors, and a save into it waits for the drop,
+	// then fails on the foreign key (paper.ErrSpaceDropped). Holding embeddings meanwhile would
+	// deadlock with the drop's DROP INDEX.
 	prelock := "SELECT FROM embedding_spaces WHERE id = " + strconv.FormatInt(spaceID, 10) + " FOR KEY SHARE; " +
 		"LOCK TABLE papers IN ROW SHARE MODE; LOCK TABLE embeddings IN ROW EXCLUSIVE MODE"
 	err = s.writeTx(ctx, prelock, func(tx pgx.Tx) error {

@@ -145,3 +145,48 @@ func TestWorkerWritesWaitOutTableLocks(t *testing.T) {
 		})
 	}
 }
+
+// TestSaveIntoASpaceBeingDroppedWaitsForTheDrop: a save into a space DropSpace is dropping
+// waits for the drop (the space row's lock), then fails with paper.ErrSpaceDropped. It must not
+// hold embeddings meanwhile: the drop's DROP INDEX (ACCESS EXCLUSIVE on embeddings) would wait
+// for the save, a deadlock, and PostgreSQL aborted the drop.
+func TestSaveIntoASpaceBeingDroppedWaitsForTheDrop(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	_ = space(t, s, "active", 3) // the first space is the active one
+	gone := space(t, s, "gone", 3)
+	ps := abstracts(2)
+	if _, err := s.UpsertPapers(ctx, ps, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SaveEmbeddings(ctx, gone.ID, []paper.Embedding{embeddingOf(ps[0], 1, 2, 3)}); err != nil {
+		t.Fatal(err)
+	}
+	d, dropApp := openWatchedWith(t, s, "dropper", store.Config{})
+	w, saveApp := openWatchedWith(t, s, "saver", store.Config{})
+	// The save's store has the space cached (a worker that resolved it at its start).
+	if _, err := w.SaveEmbeddings(ctx, gone.ID, []paper.Embedding{embeddingOf(ps[0], 1, 2, 3)}); err != nil {
+		t.Fatal(err)
+	}
+	// A vector of the space held by another session: the drop's DELETE of the space's vectors
+	// takes a while (a big space).
+	release := lockRows(t, s, "SELECT FROM embeddings WHERE space_id = $1 FOR UPDATE", gone.ID)
+	dropped := make(chan error, 1)
+	go func() { dropped <- d.DropSpace(ctx, gone.ID, store.DropOptions{}) }()
+	waitForLock(t, s, dropApp, dropped, "the drop")
+	saved := make(chan error, 1)
+	go func() {
+		_, err := w.SaveEmbeddings(ctx, gone.ID, []paper.Embedding{embeddingOf(ps[1], 4, 5, 6)})
+		saved <- err
+	}()
+	waitForLock(t, s, saveApp, saved, "the save")
+	time.Sleep(1500 * time.Millisecond) // past deadlock_timeout
+	release()
+	if err := <-dropped; err != nil {
+		t.Errorf("DropSpace with a save into the space waiting: %v, want it to succeed", err)
+	}
+	if err := <-saved; !errors.Is(err, paper.ErrSpaceDropped) {
+		t.Errorf("SaveEmbeddings into the space being dropped: %v, want paper.ErrSpaceDropped", err)
+	}
+}

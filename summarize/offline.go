@@ -274,7 +274,8 @@ func exactLiterals(re *syntax.Regexp) ([]string, bool) {
 }
 
 // foldASCII is s with its ASCII capitals in lower case: what the cues' phrases need to
-// match case-insensitively (they are ASCII; a non-ASCII letter matches none of them).
+// match case-insensitively (they are ASCII; of the non-ASCII letters only two fold to ASCII
+// ones, and cue.matches matches a sentence holding either case-insensitively).
 func foldASCII(s string) string {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; 'A' <= c && c <= 'Z' {

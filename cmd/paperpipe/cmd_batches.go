@@ -377,7 +377,7 @@ func collectingRun(ctx context.Context, c *config, st *store.Store, j store.Batc
 
 // withBatchesHint adds batchesHint to an error of a Batch API run in which jobs failed.
 func withBatchesHint(err error) error {
-	if je := (*batch.JobError)(nil); errors.As(err, &je) {
+	if je := (*batch.JobError)(nil); errors.As(err, &je) && !errors.Is(err, paper.ErrLocked) {
 		return fmt.Errorf("%w\n%s", err, batchesHint)
 	}
 	return err
