@@ -1338,8 +1338,8 @@ func TestAFillThatLeavesAPaperOutStillBuildsTheIndex(t *testing.T) {
 // dropSpaceAsReprocessStarts runs reprocess with o into a new space beside an active one, and
 // drops that space (`paperpipe spaces drop`) after the run created it and before it took its
 // run lock: while the run counts the stale papers, held by a lock of the tldrs table. It
-// returns the run's error and what it said.
-func (e *archiveEnv) dropSpaceAsReprocessStarts(t *testing.T, o reprocessOptions) (error, string) {
+// returns what the run said and its error.
+func (e *archiveEnv) dropSpaceAsReprocessStarts(t *testing.T, o reprocessOptions) (string, error) {
 	t.Helper()
 	ctx := t.Context()
 	if _, err := e.st.EnsureSpace(ctx, paper.Space{Model: "other", Dimensions: 3, Template: "title-abstract-v1"}); err != nil {
@@ -1385,7 +1385,7 @@ func (e *archiveEnv) dropSpaceAsReprocessStarts(t *testing.T, o reprocessOptions
 		t.Fatal(err)
 	}
 	err = <-done
-	return err, out.String() + errw.String()
+	return out.String() + errw.String(), err
 }
 
 // A space dropped after a reprocess created it and before the run took its lock was not
@@ -1399,7 +1399,7 @@ func TestReprocessStopsWhenItsSpaceIsDroppedAsItStarts(t *testing.T) {
 	for _, o := range []reprocessOptions{{batchAPI: true, wait: true, poll: 5 * time.Millisecond}, {embedOnly: true}} {
 		e := newArchiveEnv(t, openaitest.Config{})
 		e.seed(t, 4)
-		err, said := e.dropSpaceAsReprocessStarts(t, o)
+		said, err := e.dropSpaceAsReprocessStarts(t, o)
 		if err == nil || !strings.Contains(err.Error(), "was dropped") || !strings.Contains(err.Error(), "run it again") {
 			t.Errorf("batch API %v: run: %v; want an error saying its space was dropped, and to run it again\n%s", o.batchAPI, err, said)
 		}
