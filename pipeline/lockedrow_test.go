@@ -87,6 +87,21 @@ func doneOf(t *testing.T, b *testBundle, sum pipeline.Summarizer, papers []paper
 	return out
 }
 
+// othersDoneOnce waits until the papers not locked are done, while the lock holds, and fails
+// the test if one's TL;DR was bought more than once.
+func othersDoneOnce(t *testing.T, b *testBundle, sum *perPaperSummarizer, w *pipeline.Worker, others []paper.Abstract) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("the %d papers not locked to be done while the lock holds", len(others)), func() (bool, string) {
+		d := doneOf(t, b, sum, others)
+		return len(d) == len(others), fmt.Sprintf("done %v, stats %+v", d, w.Stats())
+	})
+	for _, a := range others {
+		if n := sum.callsOf(a.ID); n != 1 {
+			t.Errorf("paper %s, not locked: %d TL;DRs bought, want 1", a.ID, n)
+		}
+	}
+}
+
 // perPaperSummarizer counts the TL;DRs it writes per paper and calls hook before each.
 type perPaperSummarizer struct {
 	pipeline.Summarizer
@@ -136,10 +151,7 @@ func TestALockedRowDoesNotHoldUpItsBatchmatesAtIntake(t *testing.T) {
 	publish(t, b.js, papers)
 	w := startWorkerOn(t, b, lockedRowStore(t, b), sum, emb, pipeline.WorkerConfig{BatchSize: 4, Concurrency: 4,
 		IntakeTimeout: 5 * time.Minute, Backoff: func(int) time.Duration { return 200 * time.Millisecond }})
-	waitFor(t, "the three papers not locked to be done while the lock holds", func() (bool, string) {
-		d := doneOf(t, b, sum, papers[1:])
-		return len(d) == 3, fmt.Sprintf("done %v, stats %+v", d, w.Stats())
-	})
+	othersDoneOnce(t, b, sum, w, papers[1:])
 	if d := doneOf(t, b, sum, papers[:1]); d[papers[0].ID] {
 		t.Fatalf("paper %s is done while its row is locked: the test locked nothing", papers[0].ID)
 	}
@@ -179,15 +191,7 @@ func TestALockedRowDoesNotHoldUpTheResultsSavedWithIt(t *testing.T) {
 	w := startWorkerOn(t, b, lockedRowStore(t, b), sum, emb, pipeline.WorkerConfig{BatchSize: 4, Concurrency: 4,
 		Backoff: func(int) time.Duration { return time.Second }})
 	<-locked
-	waitFor(t, "the three papers not locked to be done while the lock holds", func() (bool, string) {
-		d := doneOf(t, b, sum, papers[1:])
-		return len(d) == 3, fmt.Sprintf("done %v, stats %+v", d, w.Stats())
-	})
-	for _, a := range papers[1:] {
-		if n := sum.callsOf(a.ID); n != 1 {
-			t.Errorf("paper %s, not locked: %d TL;DRs bought, want 1", a.ID, n)
-		}
-	}
+	othersDoneOnce(t, b, sum, w, papers[1:])
 	release()
 	waitFor(t, "the locked paper to be done once the lock is gone", func() (bool, string) {
 		d := doneOf(t, b, sum, papers)
@@ -235,14 +239,6 @@ func TestALockedTLDRRowDoesNotHoldUpTheTLDRsSavedWithIt(t *testing.T) {
 	publish(t, b.js, papers)
 	w := startWorkerOn(t, b, lockedRowStore(t, b), sum, emb, pipeline.WorkerConfig{BatchSize: 4, Concurrency: 4,
 		Backoff: func(int) time.Duration { return time.Second }})
-	waitFor(t, "the three papers not locked to be done while the lock holds", func() (bool, string) {
-		d := doneOf(t, b, sum, papers[1:])
-		return len(d) == 3, fmt.Sprintf("done %v, stats %+v", d, w.Stats())
-	})
-	for _, a := range papers[1:] {
-		if n := sum.callsOf(a.ID); n != 1 {
-			t.Errorf("paper %s, not locked: %d TL;DRs bought, want 1", a.ID, n)
-		}
-	}
+	othersDoneOnce(t, b, sum, w, papers[1:])
 	release()
 }

@@ -21,15 +21,7 @@ import (
 func TestModelClientsReuseTheirConnections(t *testing.T) {
 	t.Parallel()
 	fake := openaitest.New(openaitest.Config{ChatLatency: 20 * time.Millisecond})
-	var opened atomic.Int64
-	ts := httptest.NewUnstartedServer(fake.Handler())
-	ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			opened.Add(1)
-		}
-	}
-	ts.Start()
-	t.Cleanup(ts.Close)
+	ts, opened := countingServer(t, fake.Handler())
 
 	c := loadConfig()
 	c.BaseURL, c.APIKey, c.ChatModel, c.EmbedModel, c.EmbedDims = ts.URL+"/v1", "sk-test", "gpt-4o-mini", "text-embedding-3-small", 64
@@ -96,15 +88,7 @@ func TestModelClientsReuseConnectionsOfChunkedAnswers(t *testing.T) {
 	for _, encoding := range []string{"base64", "float"} {
 		t.Run(encoding, func(t *testing.T) {
 			t.Parallel()
-			var opened atomic.Int64
-			ts := httptest.NewUnstartedServer(streamedAnswers(openaitest.New(openaitest.Config{}).Handler()))
-			ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-				if s == http.StateNew {
-					opened.Add(1)
-				}
-			}
-			ts.Start()
-			t.Cleanup(ts.Close)
+			ts, opened := countingServer(t, streamedAnswers(openaitest.New(openaitest.Config{}).Handler()))
 
 			c := loadConfig()
 			c.BaseURL, c.APIKey, c.ChatModel, c.EmbedModel, c.EmbedDims = ts.URL+"/v1", "sk-test", "gpt-4o-mini", "text-embedding-3-small", 1536
@@ -134,4 +118,19 @@ func TestModelClientsReuseConnectionsOfChunkedAnswers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// countingServer serves h and counts the connections it accepts.
+func countingServer(t *testing.T, h http.Handler) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	opened := new(atomic.Int64)
+	ts := httptest.NewUnstartedServer(h)
+	ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	ts.Start()
+	t.Cleanup(ts.Close)
+	return ts, opened
 }
