@@ -90,8 +90,11 @@ func scanHit(r pgx.CollectableRow) (paper.Hit, error) {
 // spaceID by cosine similarity, and the full-text matches of q as KeywordSearch ranks them.
 // Each ranking contributes its first max(4k, 50) candidates (at most 1000), and a paper's score
 // is the sum over the rankings it appears in of 1/(RRFConstant + rank). A paper found by
-// both ranks above one found by only one at the same rank. A vector whose length is not the
-// space's dimension is an error wrapping paper.ErrSpaceMismatch. k must be 1 to 1000.
+// both ranks above one found by only one at the same rank. q is read as web-search syntax (see
+// paper.ParseQuery): a paper that matches an excluded word or phrase is in neither ranking, so
+// vec should be the embedding of paper.ParseQuery(q).Text, which leaves the excluded words out.
+// A vector whose length is not the space's dimension is an error wrapping
+// paper.ErrSpaceMismatch. k must be 1 to 1000.
 func (s *Store) HybridSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, error) {
 	if err := checkK(k); err != nil {
 		return nil, fmt.Errorf("hybrid search: %w", err)
@@ -119,7 +122,12 @@ func (s *Store) HybridSearch(ctx context.Context, spaceID int64, q string, vec [
 func (s *Store) hybridStatement(sp spaceRow, q string, vec []float32, k int) (string, int, []any) {
 	v, cand := vectorSQLFor(sp, "$2"), hybridCandidates(k)
 	ef := s.efFor(sp, cand)
-	return hybridSQL(v, sp.ID), ef, []any{q, pgvector.NewVector(vec), cand, k, RRFConstant, v.candidates(cand, ef)}
+	args := []any{q, pgvector.NewVector(vec), cand, k, RRFConstant, v.candidates(cand, ef)}
+	excluded := paper.ParseQuery(q).Excluded
+	if excluded != "" {
+		args = append(args, excluded)
+	}
+	return hybridSQL(v, sp.ID, excluded != ""), ef, args
 }
 
 // hybridCandidates is how many papers each ranking of a hybrid search for k results offers
@@ -131,19 +139,28 @@ func hybridCandidates(k int) int { return min(max(4*k, 50), MaxK) }
 // RRF constant, $6 the rows the vector index scan returns ($3, or more for a binary index,
 // re-ranked by exact distance as in knnStatement). The semantic CTE repeats the space's index
 // expression and literal space_id predicate (see knnStatement) so that it is answered from the
-// space's HNSW index; the keyword CTE uses the GIN index on papers.tsv.
-func hybridSQL(v vectorSQL, spaceID int64) string {
+// space's HNSW index; the keyword CTE uses the GIN index on papers.tsv. With exclude, $7 is
+// the query's excluded words and phrases (paper.Query.Excluded), and a paper matching them is
+// left out of both rankings: of the semantic one after the index scan, so a search whose
+// nearest papers are mostly excluded offers fewer than $3 candidates.
+func hybridSQL(v vectorSQL, spaceID int64, exclude bool) string {
+	semanticFrom, keywordWhere := "", ""
+	if exclude {
+		semanticFrom = `
+		JOIN papers p ON p.id = c.paper_id WHERE NOT p.tsv @@ websearch_to_tsquery('english', $7)`
+		keywordWhere = ` AND NOT p.tsv @@ websearch_to_tsquery('english', $7)`
+	}
 	return `WITH semantic AS (
 	SELECT paper_id, row_number() OVER (ORDER BY dist, paper_id) AS rank
 	FROM (
-		SELECT paper_id, dist FROM (
+		SELECT c.paper_id, c.dist FROM (
 			SELECT paper_id, ` + v.dist + ` AS dist
 			FROM embeddings
 			WHERE space_id = ` + itoa(spaceID) + `
 			ORDER BY ` + v.order + `
 			LIMIT $6
-		) c
-		ORDER BY dist, paper_id
+		) c` + semanticFrom + `
+		ORDER BY c.dist, c.paper_id
 		LIMIT $3
 	) n
 ), q AS (
@@ -152,7 +169,7 @@ func hybridSQL(v vectorSQL, spaceID int64) string {
 	SELECT id AS paper_id, row_number() OVER (ORDER BY r DESC, id) AS rank
 	FROM (
 		SELECT p.id, ts_rank(` + tsRankWeights + `, p.tsv, q.q) AS r
-		FROM papers p, q WHERE p.tsv @@ q.q
+		FROM papers p, q WHERE p.tsv @@ q.q` + keywordWhere + `
 		ORDER BY r DESC, p.id
 		LIMIT $3
 	) m

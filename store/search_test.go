@@ -195,15 +195,18 @@ func TestHybridSearchUsesBothIndexes(t *testing.T) {
 	if _, err := s.Pool().Exec(ctx, "ANALYZE papers; ANALYZE embeddings"); err != nil {
 		t.Fatal(err)
 	}
-	plan, err := s.ExplainHybrid(ctx, sp.ID, "quasicrystals", embs[0].Vector, 10)
-	if err != nil {
-		t.Fatalf("ExplainHybrid: %v", err)
-	}
-	if want := "Index Scan using embeddings_hnsw_s" + strconv.FormatInt(sp.ID, 10) + " "; !strings.Contains(plan, want) {
-		t.Errorf("hybrid search does not use the space's HNSW index; plan:\n%s", plan)
-	}
-	if !strings.Contains(plan, "papers_tsv_gin") {
-		t.Errorf("hybrid search does not use the full-text GIN index; plan:\n%s", plan)
+	// An excluded word filters both rankings; the scans stay on their indexes.
+	for _, q := range []string{"quasicrystals", "quasicrystals -proteins"} {
+		plan, err := s.ExplainHybrid(ctx, sp.ID, q, embs[0].Vector, 10)
+		if err != nil {
+			t.Fatalf("ExplainHybrid: %v", err)
+		}
+		if want := "Index Scan using embeddings_hnsw_s" + strconv.FormatInt(sp.ID, 10) + " "; !strings.Contains(plan, want) {
+			t.Errorf("hybrid search of %q does not use the space's HNSW index; plan:\n%s", q, plan)
+		}
+		if !strings.Contains(plan, "papers_tsv_gin") {
+			t.Errorf("hybrid search of %q does not use the full-text GIN index; plan:\n%s", q, plan)
+		}
 	}
 	// The plan of a search HybridSearch would refuse is refused as HybridSearch refuses it.
 	for _, tc := range []struct {
@@ -381,5 +384,47 @@ func TestMapPointsSampleDeterministically(t *testing.T) {
 	}
 	if _, _, err := s.MapPoints(ctx, sp.ID, 0); !errors.Is(err, paper.ErrInvalid) {
 		t.Errorf("MapPoints(0) = %v, want ErrInvalid", err)
+	}
+}
+
+// A hybrid search reads web-search syntax as the keyword search does: a paper that has an
+// excluded word or phrase is in neither ranking, however near its vector is to the query's.
+func TestHybridSearchLeavesOutExcludedPapers(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp := space(t, s, "hybrid-excl", 3)
+	marsupial := topic(1, "A study of marsupials", "We observe quokkas on Rottnest Island over two years.")
+	quokka := topic(2, "Quokka behaviour in the wild", "We observe small animals on an island over two years.")
+	kangaroo := topic(3, "Red kangaroo herds", "We observe quokkas and kangaroos in the outback.")
+	upsert(t, s, []paper.Abstract{marsupial, quokka, kangaroo}, store.Work{})
+	if _, err := s.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{
+		embeddingOf(marsupial, 1, 0, 0), embeddingOf(quokka, 0, 1, 0), embeddingOf(kangaroo, 0.9, 0, 0.1),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		q    string
+		want []string
+	}{
+		// The vector (1, 0.1, 0) is nearest the excluded papers.
+		{"quokka -marsupials", []string{quokka.ID, kangaroo.ID}},
+		{`quokka -marsupials -"red kangaroo"`, []string{quokka.ID}},
+		{"island --marsupials", []string{marsupial.ID, quokka.ID, kangaroo.ID}}, // -- cancels
+		{"quokka", []string{marsupial.ID, quokka.ID, kangaroo.ID}},
+	} {
+		hits, err := s.HybridSearch(ctx, sp.ID, c.q, []float32{1, 0.1, 0}, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := hitIDs(hits)
+		slices.Sort(got)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("HybridSearch(%q) = %v, want %v", c.q, got, c.want)
+		}
+	}
+	plan, err := s.ExplainHybrid(ctx, sp.ID, "quokka -marsupials", []float32{1, 0.1, 0}, 10)
+	if err != nil || !strings.Contains(plan, "papers") {
+		t.Errorf("ExplainHybrid with an excluded word: %v\n%s", err, plan)
 	}
 }

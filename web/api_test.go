@@ -889,3 +889,45 @@ func TestHTTPServerHasTimeouts(t *testing.T) {
 		t.Errorf("ListenAndServe after cancel: %v", err)
 	}
 }
+
+// A hybrid search leaves out the papers with an excluded word, and what it embeds is the text
+// without the excluded words and the syntax: embedding "-routing" would pull the results toward
+// routing. (The cache is keyed by the embedded text: a semantic search of the words alone
+// finds the hybrid search's vector.)
+func TestHybridSearchOfExcludedWords(t *testing.T) {
+	t.Parallel()
+	b := withSample(t)
+	routing, err := b.st.KeywordSearch(t.Context(), "routing", 100)
+	if err != nil || len(routing) == 0 {
+		t.Fatalf("papers about routing: %d, %v; the test's premise is wrong", len(routing), err)
+	}
+	var hy hitsBody
+	r := b.get("/api/search?k=50&q=" + url.QueryEscape(`"mixture of experts" or experts -routing`))
+	r.json(t, &hy)
+	if r.code != http.StatusOK || hy.Mode != web.ModeHybrid || len(hy.Results) == 0 {
+		t.Fatalf("hybrid search: %d %s", r.code, r.body)
+	}
+	for _, h := range hy.Results {
+		if slices.ContainsFunc(routing, func(x paper.Hit) bool { return x.ID == h.ID }) {
+			t.Errorf("the hybrid search for experts -routing answers %s (%s), which mentions routing", h.ID, h.Title)
+		}
+	}
+	var sem hitsBody
+	b.get("/api/search?mode=semantic&q="+url.QueryEscape("mixture of experts experts")).json(t, &sem)
+	if !sem.CachedEmbedding {
+		t.Errorf("the hybrid search did not embed its text without the excluded word and the syntax")
+	}
+	// Only excluded words: nothing to embed.
+	msg := wantError(t, "semantic search of -routing", b.get("/api/search?mode=semantic&q=-routing"), http.StatusBadRequest)
+	if !strings.Contains(msg, "excluded words do not count") {
+		t.Errorf("semantic search of -routing: %q", msg)
+	}
+	var kw struct {
+		hitsBody
+		Notice string `json:"notice"`
+	}
+	b.get("/api/search?q=-routing").json(t, &kw)
+	if kw.Mode != web.ModeKeyword || kw.Notice == "" {
+		t.Errorf("hybrid search of -routing: mode %s, notice %q; want keyword results with a notice", kw.Mode, kw.Notice)
+	}
+}

@@ -107,17 +107,22 @@ func (s *Server) runSearch(ctx context.Context, p searchParams) (searchResult, e
 		return res, err
 	}
 	res.Space = sp.Name()
-	vec, cached, err := s.embedQuery(ctx, sp, p.q)
-	if err != nil {
-		return res, err
+	// What is embedded is the text without the web-search syntax and the excluded words:
+	// embedding "-marsupials" would pull the results toward marsupials.
+	var vec []float32
+	if text := paper.ParseQuery(p.q).Text; text != "" {
+		var cached bool
+		if vec, cached, err = s.embedQuery(ctx, sp, text); err != nil {
+			return res, err
+		}
+		res.CachedEmbedding = cached
 	}
-	res.CachedEmbedding = cached
 	if isZero(vec) {
 		// Nothing in the text is a word the model knows (a stop word, an arXiv id for the
-		// offline models): its vector has no direction, so it is no paper's neighbour.
+		// offline models), or it has only excluded words: no vector, so no paper's neighbour.
 		if p.mode == ModeSemantic {
 			return res, &httpError{status: http.StatusBadRequest, err: errNoWords,
-				msg: fmt.Sprintf("the query has no words the embedding model %s can use; search with mode=keyword", sp.Model)}
+				msg: fmt.Sprintf("the query has no words the embedding model %s can use (excluded words do not count); search with mode=keyword", sp.Model)}
 		}
 		// The fusion of no ranking with the keyword ranking is the keyword ranking.
 		hits, err := s.cfg.Store.KeywordSearch(ctx, p.q, p.k)

@@ -951,6 +951,15 @@ func TestSearchOfTextTheModelCannotEmbedAndEmptyJSONLists(t *testing.T) {
 		strings.Contains(r.stderr, "zero vector") {
 		t.Errorf("search the: exit %d, stderr %q; want 1 and a plain message pointing at a keyword search", r.code, r.stderr)
 	}
+	// The syntax and the excluded words are not embedded: "-routing" would pull the results
+	// toward routing.
+	if r := c.run("search", "--", "-routing"); r.code != 1 || !strings.Contains(r.stderr, "excluded words do not count") {
+		t.Errorf("search -routing: exit %d, stderr %q; want 1: nothing to embed", r.code, r.stderr)
+	}
+	plain, syntax := c.ok("search", "mixture of experts", "--json").stdout, c.ok("search", "--", `"mixture of experts" -routing`, "--json").stdout
+	if strings.ReplaceAll(syntax, `\"mixture of experts\" -routing`, "mixture of experts") != plain {
+		t.Errorf("search \"mixture of experts\" -routing answers otherwise than search mixture of experts:\n%s\n%s", syntax, plain)
+	}
 }
 
 // PAPERPIPE_INDEX_BUILD_MEMORY takes what maintenance_work_mem takes, 1024kB to 2147483647kB,

@@ -127,7 +127,9 @@ func cmdRelated(ctx context.Context, c *config, args []string) error {
 
 func cmdSearch(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("search", "TEXT", "Find the papers nearest in meaning to free text, in the active embedding space. The text is embedded by the configured "+
-		"embedding model (PAPERPIPE_EMBED_MODEL, or --embed-model), which must be the active space's: set it after `paperpipe activate`.")
+		"embedding model (PAPERPIPE_EMBED_MODEL, or --embed-model), which must be the active space's: set it after `paperpipe activate`. "+
+		"Quotes, or and -excluded words (web-search syntax) are left out of the text that is embedded; no paper is filtered out for an excluded word "+
+		"(the web's keyword and hybrid searches do that).")
 	c.addJSONFlag(fs)
 	c.addModelFlags(fs)
 	k := fs.Int("k", 10, kHelp)
@@ -158,13 +160,19 @@ func cmdSearch(ctx context.Context, c *config, args []string) error {
 		return fmt.Errorf("the active space is %s but the configured embedder makes %s; set PAPERPIPE_EMBED_MODEL to the active space's model: %w",
 			sp.Name(), es.Name(), paper.ErrSpaceMismatch)
 	}
-	vec, usage, err := m.emb.EmbedQuery(ctx, q)
-	recordQueryUsage(ctx, log, st, usage)
-	if err != nil {
-		return err
+	// Embedded without the web-search syntax and the excluded words, as the web's semantic
+	// search does: embedding "-marsupials" would pull the results toward marsupials.
+	var vec []float32
+	if text := paper.ParseQuery(q).Text; text != "" {
+		var usage paper.Usage
+		vec, usage, err = m.emb.EmbedQuery(ctx, text)
+		recordQueryUsage(ctx, log, st, usage)
+		if err != nil {
+			return err
+		}
 	}
 	if isZero(vec) {
-		return fmt.Errorf("the query has no words the embedding model %s can use (a stop word, an id, a symbol): "+
+		return fmt.Errorf("the query has no words the embedding model %s can use (a stop word, an id, a symbol; excluded words do not count): "+
 			"try other words, or a keyword search (the web UI's search box, or GET /api/search?mode=keyword)", sp.Model)
 	}
 	hits, err := st.Search(ctx, sp.ID, vec, *k)

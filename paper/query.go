@@ -1,0 +1,80 @@
+package paper
+
+import (
+	"strings"
+	"unicode"
+)
+
+// Query is a search text read as web-search syntax, the way PostgreSQL's websearch_to_tsquery
+// reads it: "quoted phrases", or between alternatives, and a leading - that excludes the word
+// or phrase it precedes.
+type Query struct {
+	// Text is what the query looks for: its words and phrases in order, without the quotes,
+	// the or operators and the excluded words and phrases. It is what semantic and hybrid
+	// search embed, so that an excluded word does not pull the results toward itself.
+	Text string
+	// Excluded is the excluded words and phrases in web-search syntax, joined by or
+	// (`"red kangaroo" or wombat`), "" when there is none: a paper that matches it is left out
+	// of a hybrid search.
+	Excluded string
+}
+
+// ParseQuery reads q as web-search syntax. As websearch_to_tsquery does, it takes a - as an
+// exclusion only at the start of a word or phrase ("state-of-the-art" is one word), reads an
+// unclosed quote to the end of the text, treats ! & | ( ) < as spaces, and cancels a pair of
+// leading dashes (--word is word).
+func ParseQuery(q string) Query {
+	var text, excluded []string
+	negate := false
+	for i := 0; i < len(q); {
+		c := q[i]
+		switch {
+		case c == '-':
+			negate = !negate
+			i++
+			continue
+		case c == '"':
+			end := strings.IndexByte(q[i+1:], '"')
+			phrase := q[i+1:]
+			if end >= 0 {
+				phrase, i = q[i+1:i+1+end], i+2+end
+			} else {
+				i = len(q)
+			}
+			phrase = strings.Join(strings.Fields(phrase), " ")
+			if phrase != "" {
+				if negate {
+					excluded = append(excluded, `"`+phrase+`"`)
+				} else {
+					text = append(text, phrase)
+				}
+			}
+			negate = false
+			continue
+		case isQuerySpace(rune(c)) || strings.IndexByte(queryOperators, c) >= 0:
+			i++
+			continue
+		}
+		end := strings.IndexFunc(q[i:], func(r rune) bool {
+			return isQuerySpace(r) || r == '"' || strings.ContainsRune(queryOperators, r)
+		})
+		if end < 0 {
+			end = len(q) - i
+		}
+		word := q[i : i+end]
+		i += end
+		switch {
+		case negate:
+			excluded = append(excluded, word)
+		case !strings.EqualFold(word, "or"):
+			text = append(text, word)
+		}
+		negate = false
+	}
+	return Query{Text: strings.Join(text, " "), Excluded: strings.Join(excluded, " or ")}
+}
+
+// queryOperators are the characters websearch_to_tsquery skips like spaces.
+const queryOperators = "!&|()<"
+
+func isQuerySpace(r rune) bool { return unicode.IsSpace(r) }
