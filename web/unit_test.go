@@ -350,6 +350,38 @@ func TestFrontPageNextLinkKeepsSinceAndLimit(t *testing.T) {
 	}
 }
 
+// emptyStore answers every list with no paper: an archive the filter matches none of, or an
+// empty one.
+type emptyStore struct{ nilStore }
+
+func (emptyStore) ListPapers(context.Context, ListQuery) (Page, error) { return Page{}, nil }
+
+// TestFrontPageWithoutPapersSaysWhy: a filter that matches nothing, or a later page past the
+// last paper, says so with a link to all papers; only the unfiltered first page of an empty
+// archive tells the user to publish papers.
+func TestFrontPageWithoutPapersSaysWhy(t *testing.T) {
+	t.Parallel()
+	s, err := New(Config{Store: emptyStore{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		"/?category=cs.XX":                `No paper matches these filters. <a href="/">See all papers</a>.`,
+		"/?text=quokka":                   `No paper matches these filters. <a href="/">See all papers</a>.`,
+		"/?since=2999-01-01":              `No paper matches these filters. <a href="/">See all papers</a>.`,
+		"/?category=cs.LG&after=cursor-2": `No older paper matches these filters. <a href="/">See all papers</a>.`,
+		"/?after=cursor-2":                `No older papers. <a href="/">See the newest papers</a>.`,
+		"/":                               `No papers yet. Publish some with <code>paperpipe ingest FILE</code>`,
+	} {
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if body := rec.Body.String(); rec.Code != 200 || !strings.Contains(body, `<p class="empty">`+want) {
+			i := strings.Index(body, `<p class="empty">`)
+			t.Errorf("GET %s: %d, says %.200s; want %s", path, rec.Code, body[max(i, 0):], want)
+		}
+	}
+}
+
 // acceptAll is a Publisher that takes every paper.
 type acceptAll struct{}
 
