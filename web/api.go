@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/paper"
 )
 
@@ -69,8 +70,11 @@ func (s *Server) relatedOf(ctx context.Context, rec paper.Record, k int) ([]pape
 	}
 	hits, err := s.cfg.Store.Related(ctx, sp.ID, rec.ID, k)
 	if errors.Is(err, paper.ErrNotFound) {
-		return nil, sp.Name(), &httpError{status: http.StatusConflict, err: err,
-			msg: fmt.Sprintf("paper %s has no embedding in the active space %s yet (is a worker running? or did the paper fail: see `paperpipe dlq list`)", rec.ID, sp.Name())}
+		in, ierr := s.cfg.Store.EmbeddedIn(ctx, rec.ID)
+		if ierr != nil {
+			return nil, sp.Name(), fmt.Errorf("related to %s: %w (and the spaces holding a vector of it: %w)", rec.ID, err, ierr)
+		}
+		return nil, sp.Name(), &httpError{status: http.StatusConflict, err: err, msg: embed.NoVectorHint(rec.ID, sp, in)}
 	}
 	if err != nil {
 		return nil, sp.Name(), fmt.Errorf("related to %s: %w", rec.ID, err)

@@ -931,3 +931,42 @@ func TestHybridSearchOfExcludedWords(t *testing.T) {
 		t.Errorf("hybrid search of -routing: mode %s, notice %q; want keyword results with a notice", kw.Mode, kw.Notice)
 	}
 }
+
+// A paper whose vector is in another space than the active one (an operator activated a space
+// of a new model that no vector of it is in yet): the 409 and the paper page say what the CLI's
+// `related` says, the space that holds it and how to fill the active one; neither a worker nor
+// the dead letters would.
+func TestRelatedOfPaperEmbeddedInAnotherSpace(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	ctx := t.Context()
+	a := paper.Abstract{ID: "arxiv:2401.00001", Title: "Sparse expert routing", Abstract: "We route tokens to experts and study load balance."}
+	if _, err := b.st.UpsertPapers(ctx, []paper.Abstract{a}, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	vec, _, err := b.emb.EmbedQuery(ctx, a.Title+"\n\n"+a.Abstract)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.st.SaveEmbeddings(ctx, b.space.ID, []paper.Embedding{{PaperID: a.ID, ContentHash: a.ContentHash(), Vector: vec}}); err != nil {
+		t.Fatal(err)
+	}
+	other, err := b.st.EnsureSpace(ctx, paper.Space{Model: "text-embedding-3-small", Dimensions: 1536, Template: b.space.Template})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.st.Activate(ctx, other.ID); err != nil {
+		t.Fatal(err)
+	}
+	b.serve(b.config())
+	want := embed.NoVectorHint(a.ID, other, []paper.Space{b.space})
+	msg := wantError(t, "related", b.get("/api/papers/"+url.PathEscape(a.ID)+"/related"), http.StatusConflict)
+	if msg != want || strings.Contains(msg, "dlq") || !strings.Contains(msg, b.space.Name()) ||
+		!strings.Contains(msg, "--embed-model text-embedding-3-small --embed-dimensions 1536") {
+		t.Errorf("the 409 of a paper embedded only in space %s (not active) is %q, want %q", b.space.Name(), msg, want)
+	}
+	page := b.get("/papers/" + url.PathEscape(a.ID))
+	if page.code != 200 || strings.Contains(string(page.body), "dlq list") || !strings.Contains(string(page.body), "which queries do not use") {
+		t.Errorf("the paper page (%d) does not say where the vector is:\n%s", page.code, page.body)
+	}
+}

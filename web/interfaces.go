@@ -20,6 +20,8 @@ type Store interface {
 	// Related returns the k papers nearest to paper id in space spaceID; paper.ErrNotFound
 	// when the space holds no vector of it.
 	Related(ctx context.Context, spaceID int64, id string, k int) ([]paper.Hit, error)
+	// EmbeddedIn returns the spaces that hold a vector of paper id's current text, by id.
+	EmbeddedIn(ctx context.Context, id string) ([]paper.Space, error)
 	// Search returns the k papers nearest to vec in space spaceID.
 	Search(ctx context.Context, spaceID int64, vec []float32, k int) ([]paper.Hit, error)
 	// KeywordSearch returns the k best full-text matches of q.

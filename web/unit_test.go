@@ -32,6 +32,7 @@ func (nilStore) KeywordSearch(context.Context, string, int) ([]paper.Hit, error)
 func (nilStore) Related(context.Context, int64, string, int) ([]paper.Hit, error) {
 	return nil, errNoDB
 }
+func (nilStore) EmbeddedIn(context.Context, string) ([]paper.Space, error) { return nil, errNoDB }
 func (nilStore) Search(context.Context, int64, []float32, int) ([]paper.Hit, error) {
 	return nil, errNoDB
 }

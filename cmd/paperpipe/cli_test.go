@@ -676,8 +676,8 @@ func TestFillHintNamesTheSpacesOwnSettings(t *testing.T) {
 			"`paperpipe reprocess --embed-only --embed-model " + embed.OfflineModel + "`"},
 		{paper.Space{Model: "m", Dimensions: 8, Template: "custom"}, "import-embeddings"},
 	} {
-		if got := fillHint(tc.sp); !strings.Contains(got, tc.want) {
-			t.Errorf("fillHint(%s) = %q, want it to contain %q", tc.sp.Name(), got, tc.want)
+		if got := embed.FillHint(tc.sp); !strings.Contains(got, tc.want) {
+			t.Errorf("FillHint(%s) = %q, want it to contain %q", tc.sp.Name(), got, tc.want)
 		}
 	}
 }

@@ -1039,7 +1039,7 @@ func runActivate(ctx context.Context, c *config, st *store.Store, ref string, er
 	}
 	fmt.Fprintf(errw, "space %d (%s) is active: %d of %d papers embedded\n", sp.ID, sp.Name(), sp.Embedded, sp.Papers)
 	if sp.Embedded < sp.Papers {
-		fmt.Fprintf(errw, "note: %s no vector in it yet; %s\n", plural(sp.Papers-sp.Embedded, "paper has", "papers have"), fillHint(sp.Space))
+		fmt.Fprintf(errw, "note: %s no vector in it yet; %s\n", plural(sp.Papers-sp.Embedded, "paper has", "papers have"), embed.FillHint(sp.Space))
 	}
 	if w := embedderMismatch(c, sp.Space); w != "" {
 		fmt.Fprintln(errw, "warning: "+w)
@@ -1114,19 +1114,6 @@ func batchCollectCommand(chatModel string, maxWords int, sp *paper.Space) string
 		cmd += fmt.Sprintf(" --embed-model %s --embed-dimensions %d", sp.Model, sp.Dimensions)
 	}
 	return "`" + cmd + "`"
-}
-
-// fillHint says how to fill space sp with the vectors it lacks.
-func fillHint(sp paper.Space) string {
-	switch {
-	case sp.Template != embed.TemplateTitleAbstract:
-		return fmt.Sprintf("its input template %q is not one reprocess makes, so import their vectors (`paperpipe import-embeddings`)", sp.Template)
-	case embed.IsOfflineModel(sp.Model):
-		return fmt.Sprintf("fill it with `paperpipe reprocess --embed-only --embed-model %s`", sp.Model)
-	default:
-		// The dimensions too: without them reprocess fills the model's default-size space.
-		return fmt.Sprintf("fill it with `paperpipe reprocess --embed-only --embed-model %s --embed-dimensions %d`", sp.Model, sp.Dimensions)
-	}
 }
 
 // activateSpace resolves ref, builds the space's index if missing, and activates it.

@@ -287,7 +287,7 @@ func warnInactiveSpace(ctx context.Context, c *config, log *slog.Logger, st *sto
 	}
 	log.Warn(fmt.Sprintf("embeddings go to space %d (%s), which is not active: queries use %s, and searches embedded by %s are refused "+
 		"(embedding space mismatch, HTTP 409) until the space is filled and active: %s, then switch to it with `paperpipe activate %d`%s",
-		space.ID, space.Name(), active, space.Model, fillHint(space), space.ID, keep))
+		space.ID, space.Name(), active, space.Model, embed.FillHint(space), space.ID, keep))
 }
 
 // queueMissing publishes, for the workers about to start on space after following it, the

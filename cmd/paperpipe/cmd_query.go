@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/store"
 )
@@ -99,16 +100,11 @@ func cmdRelated(ctx context.Context, c *config, args []string) error {
 	}
 	hits, err := st.Related(ctx, sp.ID, id, *k)
 	if errors.Is(err, paper.ErrNotFound) {
-		if in, ierr := st.EmbeddedIn(ctx, id); ierr == nil && len(in) > 0 {
-			// Embedded into another space than the one queries use (by workers on another
-			// model, or before a switch); the newest such space is named. A bare `reprocess
-			// --embed-only` would fill the configured model's space, likely that other one:
-			// the hint names the active space's model and dimensions.
-			other := in[len(in)-1]
-			return fmt.Errorf("%s has no embedding in the active space %s (it has one in space %d, %s, which queries do not use): "+
-				"%s; `paperpipe status` says whether the workers are configured for another space", id, sp.Name(), other.ID, other.Name(), fillHint(sp))
+		in, ierr := st.EmbeddedIn(ctx, id)
+		if ierr != nil {
+			return fmt.Errorf("%w (and the spaces holding a vector of it could not be read: %v)", err, ierr)
 		}
-		return fmt.Errorf("%s has no embedding in space %s yet (is a worker running? or did the paper fail: see `paperpipe dlq list`)", id, sp.Name())
+		return errors.New(embed.NoVectorHint(id, sp, in))
 	}
 	if err != nil {
 		return err
