@@ -1100,3 +1100,20 @@ func TestStatusGivesTheLastSlowCountsWhileOneRecounts(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// A search whose embedder makes the active space's model with other dimensions is refused,
+// and the message names both settings to change, not only the model (which is already right).
+func TestSearchWithOtherDimensionsNamesThem(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{APIKey: "sk-test-secret"})
+	c := newCLI(t, "OPENAI_BASE_URL="+api.URL(), "OPENAI_API_KEY=sk-test-secret")
+	c.ok("ingest", sampleFile)
+	c.ok("worker", "--exit-when-idle", "--embed-dimensions", "256")
+	want := "set PAPERPIPE_EMBED_MODEL=text-embedding-3-small PAPERPIPE_EMBED_DIMENSIONS=256 (or --embed-model text-embedding-3-small --embed-dimensions 256)"
+	for _, args := range [][]string{{"search", "mixture of experts"}, {"search", "mixture of experts", "--embed-model", "offline"}} {
+		if r := c.run(args...); r.code != 1 || !strings.Contains(r.stderr, want) {
+			t.Errorf("paperpipe %s: exit %d, stderr %q; want 1 and %q", strings.Join(args, " "), r.code, r.stderr, want)
+		}
+	}
+	c.ok("search", "mixture of experts", "--embed-dimensions", "256")
+}

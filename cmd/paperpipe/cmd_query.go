@@ -153,8 +153,8 @@ func cmdSearch(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	if es := m.emb.Space(); es.Model != sp.Model || es.Dimensions != sp.Dimensions || es.Template != sp.Template {
-		return fmt.Errorf("the active space is %s but the configured embedder makes %s; set PAPERPIPE_EMBED_MODEL to the active space's model: %w",
-			sp.Name(), es.Name(), paper.ErrSpaceMismatch)
+		return fmt.Errorf("the active space is %s but the configured embedder makes %s; %s: %w",
+			sp.Name(), es.Name(), queryEmbedderHint(c, sp), paper.ErrSpaceMismatch)
 	}
 	// Embedded without the web-search syntax and the excluded words, as the web's semantic
 	// search does: embedding "-marsupials" would pull the results toward marsupials.
@@ -181,6 +181,24 @@ func cmdSearch(ctx context.Context, c *config, args []string) error {
 	fmt.Printf("Search: %q\n(space %s)\n\n", q, sp.Name())
 	printHits(hits)
 	return nil
+}
+
+// queryEmbedderHint says what configures an embedder that embeds queries into space sp: the
+// model and its dimensions, as variables and as flags.
+func queryEmbedderHint(c *config, sp paper.Space) string {
+	switch {
+	case sp.Template != embed.TemplateTitleAbstract:
+		return fmt.Sprintf("its input template %q is not one paperpipe's embedders make, so no query can be embedded for it: "+
+			"`paperpipe related` works in it, and so does a keyword search (GET /api/search?mode=keyword)", sp.Template)
+	case embed.IsOfflineModel(sp.Model):
+		return "set PAPERPIPE_EMBED_MODEL=offline (or --embed-model offline), which follows the active space to any offline model"
+	}
+	hint := fmt.Sprintf("set PAPERPIPE_EMBED_MODEL=%s PAPERPIPE_EMBED_DIMENSIONS=%d (or --embed-model %s --embed-dimensions %d)",
+		sp.Model, sp.Dimensions, sp.Model, sp.Dimensions)
+	if !c.apiConfigured() {
+		hint += ", and OPENAI_API_KEY, or OPENAI_BASE_URL, for its API"
+	}
+	return hint
 }
 
 // recordQueryUsage adds the API call of a query embedding to the usage ledger, as the workers
