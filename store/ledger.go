@@ -334,8 +334,11 @@ WITH input AS (
 		AND (i.published IS NULL OR p.published = i.published)
 		AND (i.url IS NULL OR p.url = i.url))
 ), upsert AS (
-	INSERT INTO papers AS p (id, title, abstract, authors, categories, published, url, source, content_hash, text_at)
-	SELECT id, title, abstract, authors, categories, published, url, source, content_hash, text_at
+	-- created_at is the time of the row's own insert, not the transaction's start: an upsert
+	-- that waited on a locked row (up to RowLockTimeout) stamped the papers it inserted after
+	-- the wait before polls that could not see them (ListFilter.Since).
+	INSERT INTO papers AS p (id, title, abstract, authors, categories, published, url, source, content_hash, text_at, created_at)
+	SELECT id, title, abstract, authors, categories, published, url, source, content_hash, text_at, clock_timestamp()
 	FROM changed ORDER BY id
 	ON CONFLICT (id) DO UPDATE SET
 		title = excluded.title,

@@ -190,3 +190,47 @@ func TestSaveIntoASpaceBeingDroppedWaitsForTheDrop(t *testing.T) {
 		t.Errorf("SaveEmbeddings into the space being dropped: %v, want paper.ErrSpaceDropped", err)
 	}
 }
+
+// TestSinceFindsAPaperStoredAfterAPollThatWaitedOnALock: a poller of ListFilter.Since must
+// find every paper that became visible after its poll. An upsert that waits on a locked row (a
+// worker's save holds a changed paper's row; RowLockTimeout allows 5 s) inserts the new papers
+// after its wait, and stamped them with the transaction's start (now()), before a poll made
+// during the wait, which could not see them: every later poll from that time skipped them.
+func TestSinceFindsAPaperStoredAfterAPollThatWaitedOnALock(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	w, app := openWatched(t, s, "since-upsert")
+	old := topic(1, "An old paper", "Its text will change.")
+	upsert(t, s, []paper.Abstract{old}, store.Work{})
+	release := lockRows(t, s, "SELECT FROM papers WHERE id = $1 FOR SHARE", old.ID)
+	changed := old
+	changed.Abstract += " Revised."
+	fresh := topic(2, "A new paper", "It arrives with the revision.")
+	done := make(chan error, 1)
+	go func() {
+		_, err := w.UpsertPapers(ctx, []paper.Abstract{changed, fresh}, store.Work{})
+		done <- err
+	}()
+	waitForLock(t, s, app, done, "the upsert")
+	var poll time.Time
+	if err := s.Pool().QueryRow(ctx, "SELECT clock_timestamp()").Scan(&poll); err != nil {
+		t.Fatal(err)
+	}
+	if recs, _, err := s.ListFiltered(ctx, store.ListFilter{Since: poll}, 100, nil); err != nil || len(recs) != 0 {
+		t.Fatalf("the poll during the upsert's wait = %d papers, %v; want none", len(recs), err)
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	recs, _, err := s.ListFiltered(ctx, store.ListFilter{Since: poll}, 100, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].ID != fresh.ID {
+		stored, _ := s.Paper(ctx, fresh.ID)
+		t.Errorf("papers since the poll = %d, want %s alone (stored after it; its created_at %s is %s before the poll)",
+			len(recs), fresh.ID, stored.CreatedAt.Format(time.RFC3339Nano), poll.Sub(stored.CreatedAt))
+	}
+}

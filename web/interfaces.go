@@ -35,7 +35,8 @@ type Store interface {
 
 // ListQuery selects a page of papers.
 type ListQuery struct {
-	// Since keeps papers stored at or after this time; zero: no limit.
+	// Since keeps papers stored at or after this time (the time their write began, which
+	// may commit seconds later); zero: no limit.
 	Since time.Time
 	// Category keeps papers with this category; "": any.
 	Category string
