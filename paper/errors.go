@@ -34,6 +34,9 @@ var (
 	// nor the database are at fault, and the records can be written once the lock is gone. A
 	// *LockedError names the papers whose rows were locked, when the store could tell.
 	ErrLocked = errors.New("row locked by another session")
+	// ErrNoSearchTerms means a full-text query has no word full-text search uses: only stop
+	// words ("the of and") or punctuation. It matches no paper, whatever the archive holds.
+	ErrNoSearchTerms = errors.New("no words full-text search uses")
 )
 
 // LockedError is an ErrLocked that names the papers whose rows another session held locked.

@@ -47,7 +47,8 @@ func checkQuery(q string) error {
 // KeywordSearch returns the k papers that best match q by PostgreSQL full-text search
 // (English stemming; q is read as web-search syntax: "quoted phrases", or, -excluded),
 // best first. Matches in the title weigh more than matches in the abstract. The score is
-// ts_rank. It needs no embedding space. k must be 1 to 1000.
+// ts_rank. It needs no embedding space. k must be 1 to 1000. A query of only stop words or
+// punctuation, which can match nothing, is an error wrapping paper.ErrNoSearchTerms.
 func (s *Store) KeywordSearch(ctx context.Context, q string, k int) ([]paper.Hit, error) {
 	if err := checkK(k); err != nil {
 		return nil, fmt.Errorf("keyword search: %w", err)
@@ -71,6 +72,16 @@ ORDER BY m.rank DESC, m.id`, q, k)
 	hits, err := pgx.CollectRows(rows, scanHit)
 	if err != nil {
 		return nil, fmt.Errorf("keyword search %.60q: %w", q, err)
+	}
+	if len(hits) == 0 {
+		// Found nothing: say so when nothing could be found.
+		var none bool
+		if err := s.pool.QueryRow(ctx, `SELECT numnode(`+tsQuery+`) = 0`, q).Scan(&none); err != nil {
+			return nil, fmt.Errorf("keyword search %.60q: %w", q, err)
+		}
+		if none {
+			return nil, fmt.Errorf("keyword search %.60q: the query has only stop words or punctuation: %w", q, paper.ErrNoSearchTerms)
+		}
 	}
 	return hits, nil
 }

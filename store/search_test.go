@@ -54,6 +54,16 @@ func TestKeywordSearchRanksTitleAboveAbstract(t *testing.T) {
 	if hits, err := s.KeywordSearch(ctx, "quokka", 1); err != nil || len(hits) != 1 {
 		t.Errorf("KeywordSearch k=1 = %d hits, %v", len(hits), err)
 	}
+	// A query full-text search ignores whole can match nothing, and says so; one that merely
+	// matches nothing does not.
+	for _, q := range []string{"the of and", `"to be" or -not`, "!!! ..."} {
+		if hits, err := s.KeywordSearch(ctx, q, 10); !errors.Is(err, paper.ErrNoSearchTerms) || len(hits) != 0 {
+			t.Errorf("KeywordSearch(%q) = %v, %v; want ErrNoSearchTerms", q, hitIDs(hits), err)
+		}
+	}
+	if hits, err := s.KeywordSearch(ctx, "wombat", 10); err != nil || len(hits) != 0 {
+		t.Errorf("KeywordSearch(wombat) = %v, %v; want none, no error", hitIDs(hits), err)
+	}
 	for _, bad := range []struct {
 		q string
 		k int

@@ -176,6 +176,12 @@ func parseSince(s string) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, nil
 	}
+	// A + sent unencoded in a URL arrives as a space: 2025-01-31T08:00:00 02:00.
+	if i := strings.LastIndexByte(s, ' '); i > 0 && strings.ContainsRune(s[:i], 'T') {
+		if t, err := time.Parse(time.RFC3339, s[:i]+"+"+s[i+1:]); err == nil {
+			return t, nil
+		}
+	}
 	if t, err := time.Parse(time.DateOnly, s); err == nil {
 		return t, nil
 	}

@@ -970,3 +970,33 @@ func TestRelatedOfPaperEmbeddedInAnotherSpace(t *testing.T) {
 		t.Errorf("the paper page (%d) does not say where the vector is:\n%s", page.code, page.body)
 	}
 }
+
+// A keyword search of stop words only can match nothing: it says so instead of an empty answer
+// that looks like an archive without such papers. A hybrid search of such text (which the model
+// cannot embed either) says both.
+func TestKeywordSearchOfStopWordsSaysSo(t *testing.T) {
+	t.Parallel()
+	b := withSample(t)
+	var body struct {
+		hitsBody
+		Notice string `json:"notice"`
+	}
+	r := b.get("/api/search?mode=keyword&q=" + url.QueryEscape("the of and"))
+	r.json(t, &body)
+	if r.code != http.StatusOK || body.Results == nil || len(body.Results) != 0 || !strings.Contains(body.Notice, "full-text search ignores every word") {
+		t.Errorf("keyword search of stop words: %d %s, want 200, no results and a notice", r.code, r.body)
+	}
+	body.Notice = ""
+	b.get("/api/search?q=the").json(t, &body)
+	if body.Mode != web.ModeKeyword || !strings.Contains(body.Notice, "no words the embedding model") || !strings.Contains(body.Notice, "full-text search ignores") {
+		t.Errorf("hybrid search of stop words: mode %s, notice %q", body.Mode, body.Notice)
+	}
+	page := b.get("/search?mode=keyword&q=the")
+	if page.code != http.StatusOK || !strings.Contains(string(page.body), `<p class="notice">full-text search ignores every word`) {
+		t.Errorf("GET /search?mode=keyword&q=the: %d, no notice:\n%s", page.code, page.body)
+	}
+	var found hitsBody
+	if b.get("/api/search?mode=keyword&q=wombat").json(t, &found); found.Mode != web.ModeKeyword {
+		t.Errorf("keyword search of wombat: %+v", found)
+	}
+}

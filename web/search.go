@@ -38,8 +38,9 @@ type searchResult struct {
 	Results []paper.Hit `json:"results"`
 	// CachedEmbedding is true when the query's embedding came from the cache.
 	CachedEmbedding bool `json:"cached_embedding,omitempty"`
-	// Notice says why the search ran in another mode than asked: a hybrid search of text the
-	// model cannot embed runs as a keyword search.
+	// Notice says why the search ran in another mode than asked (a hybrid search of text the
+	// model cannot embed runs as a keyword search), or why it found nothing (a keyword search
+	// of stop words only).
 	Notice string `json:"notice,omitempty"`
 }
 
@@ -96,6 +97,10 @@ func (s *Server) runSearch(ctx context.Context, p searchParams) (searchResult, e
 	// The store's errors name the search they are of ("keyword search: …").
 	if p.mode == ModeKeyword {
 		hits, err := s.cfg.Store.KeywordSearch(ctx, p.q, p.k)
+		if errors.Is(err, paper.ErrNoSearchTerms) {
+			res.Notice = noSearchTerms
+			return res, nil
+		}
 		if err != nil {
 			return res, err
 		}
@@ -126,11 +131,15 @@ func (s *Server) runSearch(ctx context.Context, p searchParams) (searchResult, e
 		}
 		// The fusion of no ranking with the keyword ranking is the keyword ranking.
 		hits, err := s.cfg.Store.KeywordSearch(ctx, p.q, p.k)
+		res.Mode, res.Space, res.Results = ModeKeyword, "", nonNil(hits)
+		res.Notice = fmt.Sprintf("the query has no words the embedding model %s can use; showing keyword results", sp.Model)
+		if errors.Is(err, paper.ErrNoSearchTerms) {
+			res.Notice = fmt.Sprintf("the query has no words the embedding model %s can use, and %s", sp.Model, noSearchTerms)
+			return res, nil
+		}
 		if err != nil {
 			return res, err
 		}
-		res.Mode, res.Space, res.Results = ModeKeyword, "", nonNil(hits)
-		res.Notice = fmt.Sprintf("the query has no words the embedding model %s can use; showing keyword results", sp.Model)
 		return res, nil
 	}
 	var hits []paper.Hit
@@ -145,6 +154,9 @@ func (s *Server) runSearch(ctx context.Context, p searchParams) (searchResult, e
 	res.Results = nonNil(hits)
 	return res, nil
 }
+
+// noSearchTerms is the notice of a keyword search of text full-text search ignores whole.
+const noSearchTerms = "full-text search ignores every word of it (stop words such as the, of, and; punctuation), so no paper can match: try other words"
 
 // errNoWords is the cause of the 400 of a semantic search of text the model embeds as the
 // zero vector.

@@ -272,6 +272,7 @@ type searchPage struct {
 	Error   string
 	Cached  bool
 	K       int
+	FormK   int // k when it is not DefaultK, which the form sends again; 0 otherwise
 }
 
 func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
@@ -288,6 +289,9 @@ func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data.Query, data.Shown, data.K = p.q, p.mode, p.k
+	if p.k != DefaultK {
+		data.FormK = p.k
+	}
 	if p.explicitMode {
 		data.Mode = p.mode
 	}

@@ -491,3 +491,46 @@ func TestMapCacheComputesAgainAfterAPanic(t *testing.T) {
 		t.Errorf("the layout after a panic: %v", err)
 	}
 }
+
+// An RFC 3339 since sent unencoded in a URL has its + read as a space: it is the same time.
+func TestParseSinceTakesAnUnencodedPlus(t *testing.T) {
+	t.Parallel()
+	want := time.Date(2025, 1, 31, 6, 0, 0, 0, time.UTC)
+	for _, s := range []string{"2025-01-31T08:00:00+02:00", "2025-01-31T08:00:00 02:00", "2025-01-31T06:00:00Z"} {
+		if got, err := parseSince(s); err != nil || !got.Equal(want) {
+			t.Errorf("parseSince(%q) = %v, %v; want %v", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"2025-01-31 08:00:00", "2025-01-31T08:00:00 0200", "yesterday 02:00"} {
+		if _, err := parseSince(s); err == nil {
+			t.Errorf("parseSince(%q) accepted", s)
+		}
+	}
+}
+
+// keywordStore answers every keyword search with one paper.
+type keywordStore struct{ nilStore }
+
+func (keywordStore) KeywordSearch(context.Context, string, int) ([]paper.Hit, error) {
+	return []paper.Hit{{ID: "arxiv:2401.00001", Title: "A paper", Score: 0.5}}, nil
+}
+
+// The search form sends a non-default k again, as the mode links do: a new search from the
+// page of /search?k=25 asks for 25 papers.
+func TestSearchFormKeepsANonDefaultK(t *testing.T) {
+	t.Parallel()
+	s, err := New(Config{Store: keywordStore{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]bool{"/search?mode=keyword&q=experts&k=25": true, "/search?mode=keyword&q=experts": false} {
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		body := rec.Body.String()
+		form := body[strings.Index(body, `<form class="searchform"`):]
+		form = form[:strings.Index(form, "</form>")]
+		if got := strings.Contains(form, `<input type="hidden" name="k" value="25">`); rec.Code != 200 || got != want || (!want && strings.Contains(form, `name="k"`)) {
+			t.Errorf("GET %s: %d, the form keeps k: %v, want %v:\n%s", path, rec.Code, got, want, form)
+		}
+	}
+}

@@ -766,7 +766,7 @@ func TestSearchHelpNamesTheConfiguredEmbedder(t *testing.T) {
 	t.Parallel()
 	r := newCLI(t).ok("search", "-h")
 	if strings.Contains(r.stderr, "embedded by the active space's model") || !strings.Contains(r.stderr, "configured embedding model") ||
-		!strings.Contains(r.stderr, "PAPERPIPE_EMBED_MODEL") {
+		!strings.Contains(r.stderr, "PAPERPIPE_EMBED_MODEL") || !strings.Contains(r.stderr, "paperpipe search -- -word") {
 		t.Errorf("search -h:\n%s", r.stderr)
 	}
 }

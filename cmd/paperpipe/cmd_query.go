@@ -125,7 +125,7 @@ func cmdSearch(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("search", "TEXT", "Find the papers nearest in meaning to free text, in the active embedding space. The text is embedded by the configured "+
 		"embedding model (PAPERPIPE_EMBED_MODEL, or --embed-model), which must be the active space's: set it after `paperpipe activate`. "+
 		"Quotes, or and -excluded words (web-search syntax) are left out of the text that is embedded; no paper is filtered out for an excluded word "+
-		"(the web's keyword and hybrid searches do that).")
+		"(the web's keyword and hybrid searches do that). A query that starts with - needs -- before it: paperpipe search -- -word other words.")
 	c.addJSONFlag(fs)
 	c.addModelFlags(fs)
 	k := fs.Int("k", 10, kHelp)
