@@ -841,12 +841,17 @@ func TestConcurrencyHelpIsTheTLDRRequestsInFlight(t *testing.T) {
 
 // A PAPERPIPE_ACK_WAIT, PAPERPIPE_MAX_DELIVER, PAPERPIPE_CONCURRENCY, PAPERPIPE_BATCH_SIZE or
 // PAPERPIPE_EMBED_LINGER below its minimum is refused, naming the variable, exit 2, like one that does not parse (the
-// defaults replaced them without a word); so are --concurrency and --batch-size below 1.
+// defaults replaced them without a word); so are a PAPERPIPE_MSG_TIMEOUT not below the AckWait,
+// a PAPERPIPE_EF_SEARCH outside 0..1000 (-3 meant 160, 5000 meant 1000), a negative
+// PAPERPIPE_RPM, PAPERPIPE_TPM (no limit) or PAPERPIPE_FOLLOW_INTERVAL, and an unknown
+// PAPERPIPE_VECTOR_INDEX (it exited 1 after connecting); and --concurrency and --batch-size below 1.
 func TestSettingsBelowTheirMinimumAreRefused(t *testing.T) {
 	t.Parallel()
 	for _, kv := range []string{"PAPERPIPE_ACK_WAIT=0s", "PAPERPIPE_MAX_DELIVER=0", "PAPERPIPE_CONCURRENCY=-1", "PAPERPIPE_BATCH_SIZE=0", "PAPERPIPE_MSG_TIMEOUT=-1s", "PAPERPIPE_EMBED_LINGER=0s", "PAPERPIPE_TLDR_MAX_WORDS=0", "PAPERPIPE_EMBED_DIMENSIONS=-5",
 		"PAPERPIPE_INDEX_BUILD_MEMORY=lots", "PAPERPIPE_INDEX_BUILD_MEMORY=8G", "PAPERPIPE_INDEX_BUILD_MEMORY=512kB",
-		"PAPERPIPE_INDEX_BUILD_MEMORY=2TB", "PAPERPIPE_INDEX_BUILD_MEMORY=99999999999999999999GB"} {
+		"PAPERPIPE_INDEX_BUILD_MEMORY=2TB", "PAPERPIPE_INDEX_BUILD_MEMORY=99999999999999999999GB",
+		"PAPERPIPE_ACK_WAIT=500ms", "PAPERPIPE_MSG_TIMEOUT=60s", "PAPERPIPE_EF_SEARCH=-3", "PAPERPIPE_EF_SEARCH=5000",
+		"PAPERPIPE_RPM=-1", "PAPERPIPE_TPM=-100", "PAPERPIPE_FOLLOW_INTERVAL=-1s", "PAPERPIPE_VECTOR_INDEX=ivfflat"} {
 		name, _, _ := strings.Cut(kv, "=")
 		if r := newCLI(t, kv).run("version"); r.code != 2 || !strings.Contains(r.stderr, "paperpipe: "+name+"=") {
 			t.Errorf("%s: exit %d, stderr %q; want 2 and a message naming %s", kv, r.code, r.stderr, name)

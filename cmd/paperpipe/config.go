@@ -157,18 +157,31 @@ func loadConfig() *config {
 		bad  bool
 		want string
 	}{
-		{"PAPERPIPE_ACK_WAIT", c.AckWait <= 0, "a duration above 0, like 60s"},
-		{"PAPERPIPE_MSG_TIMEOUT", c.MsgTimeout < 0, "a duration above 0, or 0 for half the AckWait"},
+		// The workers set PAPERPIPE_ACK_WAIT on the consumer they all share before they start
+		// (connectBroker): checked here, before NATS is reached, a value a worker would refuse
+		// (it marks each message InProgress every quarter of the AckWait, and needs room for
+		// the work between) never reaches the consumer the running workers use.
+		{"PAPERPIPE_ACK_WAIT", c.AckWait < time.Second, "a duration of at least 1s, like 60s"},
+		{"PAPERPIPE_MSG_TIMEOUT", c.MsgTimeout < 0 || c.MsgTimeout >= c.AckWait,
+			fmt.Sprintf("a duration above 0 and below PAPERPIPE_ACK_WAIT (%s), or 0 for half the AckWait", c.AckWait)},
 		{"PAPERPIPE_MAX_DELIVER", c.MaxDeliver < 1, "at least 1 delivery"},
 		{"PAPERPIPE_CONCURRENCY", c.Concurrency < 1, "at least 1 request in flight"},
 		{"PAPERPIPE_BATCH_SIZE", c.BatchSize < 1, "at least 1 message"},
 		{"PAPERPIPE_TLDR_MAX_WORDS", c.MaxWords < 1, "at least 1 word"},
 		{"PAPERPIPE_EMBED_DIMENSIONS", c.EmbedDims < 0, "0 (the model's own length) or more"},
 		{"PAPERPIPE_EMBED_LINGER", c.EmbedLinger <= 0, "a duration above 0, like 1s (values below 10ms mean 10ms)"},
+		{"PAPERPIPE_EF_SEARCH", c.EFSearch < 0 || c.EFSearch > store.MaxK,
+			fmt.Sprintf("0 (each index kind's default) or 1 to %d candidates", store.MaxK)},
+		{"PAPERPIPE_RPM", c.RPM < 0, "0 (no client-side limit) or more requests per minute"},
+		{"PAPERPIPE_TPM", c.TPM < 0, "0 (no client-side limit) or more tokens per minute"},
+		{"PAPERPIPE_FOLLOW_INTERVAL", c.FollowInterval < 0, "a duration above 0, or 0 to turn it off"},
 	} {
 		if v.bad {
 			fatalf("%s=%q: want %s", v.name, os.Getenv(v.name), v.want)
 		}
+	}
+	if _, err := store.ParseIndexKind(c.VectorIndex); err != nil {
+		fatalf("PAPERPIPE_VECTOR_INDEX=%q: want %s, %s or %s", c.VectorIndex, store.IndexHNSWHalfvec, store.IndexHNSW, store.IndexHNSWBinary)
 	}
 	if !validIndexMemory(c.IndexBuildMemory) {
 		fatalf("PAPERPIPE_INDEX_BUILD_MEMORY=%q: want a PostgreSQL memory size from 1MB to below 2TB (maintenance_work_mem's range), such as 1GB, 4GB or 512MB", c.IndexBuildMemory)

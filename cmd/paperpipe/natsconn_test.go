@@ -187,6 +187,33 @@ func TestOnlyWorkersSetTheConsumersAckWait(t *testing.T) {
 	}
 }
 
+// A worker whose PAPERPIPE_ACK_WAIT it would refuse itself (too short for its InProgress
+// ticks) must not set the shared consumer's AckWait first: the workers already running hold
+// their messages for the AckWait they read at start (1m here, InProgress every 15 s), and with
+// the server's at 15ms every message they hold would be handed to another worker, which pays
+// for it again; in Kubernetes the refused pod crash-loops and sets it again each time. The
+// setting is refused with the others, exit 2, before NATS is reached.
+func TestRefusedAckWaitLeavesTheConsumerAlone(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	good := newCLI(t, "NATS_URL="+srv.ClientURL())
+	good.ok("worker", "--exit-when-idle") // creates the consumer: AckWait 1m, as the running workers use
+	for _, kv := range []string{"PAPERPIPE_ACK_WAIT=15ms", "PAPERPIPE_ACK_WAIT=999ms"} {
+		bad := &cli{t: t, env: append(slices.Clone(good.env), kv)}
+		if r := bad.run("worker"); r.code != 2 || !strings.Contains(r.stderr, "PAPERPIPE_ACK_WAIT=") {
+			t.Fatalf("worker with %s: exit %d, stderr %q; want 2 and the variable named", kv, r.code, r.stderr)
+		}
+		cons, err := js.Consumer(t.Context(), pipeline.StreamPapers, pipeline.ConsumerNew)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if aw := cons.CachedInfo().Config.AckWait; aw != time.Minute {
+			t.Errorf("after a worker with %s refused to start, the consumer's AckWait is %s; want the running workers' 1m", kv, aw)
+		}
+	}
+}
+
 // `up` announces the server it is connected to: with NATS_URL unset, a process that joined
 // another paperpipe process's embedded server says so (it named NATS_URL, which was unset).
 func TestUpNamesTheEmbeddedServerItJoined(t *testing.T) {
