@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -126,8 +127,6 @@ func (c *Config) setDefaults() {
 
 func (c *Config) validate() error {
 	switch {
-	case c.Store == nil:
-		return errors.New("web config: Store is required")
 	case c.MaxBodyBytes < 0:
 		return fmt.Errorf("web config: MaxBodyBytes is %d, want > 0", c.MaxBodyBytes)
 	case c.MapMaxPoints < 0:
@@ -190,6 +189,21 @@ type route struct {
 
 // New returns a Server for cfg.
 func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("web config: Store is required")
+	}
+	return newServer(cfg, false)
+}
+
+// NewProbes returns a Server that answers only GET /healthz, GET /readyz (cfg.Checks) and GET
+// /metrics (cfg.Metrics), for a process that serves no API or UI (`paperpipe worker
+// --metrics`), with the same guards, timeouts and graceful shutdown as New's. cfg.Store and
+// the fields of the API and UI are not used.
+func NewProbes(cfg Config) (*Server, error) {
+	return newServer(cfg, true)
+}
+
+func newServer(cfg Config, probesOnly bool) (*Server, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -235,6 +249,11 @@ func New(cfg Config) (*Server, error) {
 		{"GET", "/status", "/status", read, true, s.uiStatus},
 		{"GET", "/map", "/map", read, true, s.uiMap},
 		{"GET", "/static/{file}", "/static/{file}", open, false, s.static},
+	}
+	if probesOnly {
+		s.routes = slices.DeleteFunc(s.routes, func(rt route) bool {
+			return rt.pattern != "/healthz" && rt.pattern != "/readyz" && rt.pattern != "/metrics"
+		})
 	}
 	mux := http.NewServeMux()
 	for _, rt := range s.routes {

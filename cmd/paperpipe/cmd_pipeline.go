@@ -171,11 +171,15 @@ func cmdWorker(ctx context.Context, c *config, args []string) error {
 	c.addWorkerFlags(fs)
 	idle := fs.Bool("exit-when-idle", false, "exit once the queue is empty (for batch jobs and the demo)")
 	consumer := fs.String("consumer", pipeline.ConsumerNew, "the durable consumer to pull from, by `name` (paperpipe status lists them)")
+	fs.StringVar(&c.MetricsAddr, "metrics", c.MetricsAddr, "serve /metrics, /healthz and /readyz on this `address` (such as 0.0.0.0:9090; empty: none); env PAPERPIPE_METRICS_ADDR")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if err := c.checkWorkerFlags(); err != nil {
 		return err
+	}
+	if c.MetricsAddr != "" {
+		enableMetrics(c, newLogger(c))
 	}
 	return runWorkers(ctx, c, []string{*consumer}, *idle, false)
 }
@@ -232,8 +236,11 @@ func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle
 	wctx, stopServing := context.WithCancel(ctx)
 	defer stopServing()
 	g, gctx := errgroup.WithContext(wctx)
-	if c.serveHTTP {
+	switch {
+	case c.serveHTTP:
 		g.Go(func() error { return serveHTTP(gctx, c, log, st, b, m, "up") })
+	case c.MetricsAddr != "" && c.metrics != nil: // worker --metrics
+		g.Go(func() error { return serveProbes(gctx, c, log, st, b) })
 	}
 	g.Go(func() error {
 		defer stopServing() // the server stops when the workers return (exitWhenIdle or ctx)

@@ -103,37 +103,19 @@ func serveHTTP(ctx context.Context, c *config, log *slog.Logger, st *store.Store
 	if c.metrics == nil {
 		enableMetrics(c, log)
 	}
-	c.metrics.SetBacklogSource(func(ctx context.Context) ([]metrics.Backlog, error) {
-		bls, err := pipeline.Backlogs(ctx, b.js)
-		out := make([]metrics.Backlog, len(bls))
-		for i, bl := range bls {
-			out[i] = metrics.Backlog{Consumer: bl.Consumer, Pending: bl.Pending, AckPending: bl.AckPending, Redelivered: bl.Redelivered}
-		}
-		return out, err
-	})
+	watchQueue(c, b)
 	var queries embedder = m.emb
 	if c.EmbedModel == offline {
 		queries = newActiveOffline(st, log, m.emb)
 	}
 	srv, err := web.New(web.Config{
-		Store:       webStore{st},
-		Embedder:    c.metrics.Embedder(queries),
-		Usage:       c.metrics.Store(st), // the query embeddings' API calls, as status reports them
-		Publisher:   &webPublisher{js: b.js},
-		ParseRecord: parseRecord,
-		Status:      &webStatus{st: st, js: b.js, sum: m.sum, prices: prices},
-		Checks: []web.Check{
-			{Name: "database", Check: st.Ping},
-			{Name: "nats", Check: func(ctx context.Context) error {
-				if !b.nc.IsConnected() {
-					return fmt.Errorf("not connected to NATS (%s)", b.nc.Status())
-				}
-				if _, err := b.js.AccountInfo(ctx); err != nil {
-					return fmt.Errorf("JetStream: %w", err)
-				}
-				return nil
-			}},
-		},
+		Store:        webStore{st},
+		Embedder:     c.metrics.Embedder(queries),
+		Usage:        c.metrics.Store(st), // the query embeddings' API calls, as status reports them
+		Publisher:    &webPublisher{js: b.js},
+		ParseRecord:  parseRecord,
+		Status:       &webStatus{st: st, js: b.js, sum: m.sum, prices: prices},
+		Checks:       readyChecks(st, b),
 		Metrics:      c.metrics,
 		APIToken:     c.APIToken,
 		ProtectReads: c.APITokenReads,
@@ -153,6 +135,59 @@ func serveHTTP(ctx context.Context, c *config, log *slog.Logger, st *store.Store
 			auth = "token required for writes"
 		}
 		fmt.Fprintf(os.Stderr, "paperpipe %s: web UI and API on http://%s (%s; API description at /api/openapi.json, metrics at /metrics)\n", who, a, auth)
+	})
+}
+
+// watchQueue makes the metrics' scrapes read the queue from b: each consumer's backlog and the
+// dead letters.
+func watchQueue(c *config, b *broker) {
+	c.metrics.SetQueueSource(func(ctx context.Context) (metrics.Queue, error) {
+		bls, err := pipeline.Backlogs(ctx, b.js)
+		if err != nil {
+			return metrics.Queue{}, err
+		}
+		q := metrics.Queue{Backlogs: make([]metrics.Backlog, len(bls))}
+		for i, bl := range bls {
+			q.Backlogs[i] = metrics.Backlog{Consumer: bl.Consumer, Pending: bl.Pending, AckPending: bl.AckPending, Redelivered: bl.Redelivered}
+		}
+		q.DeadLetters, err = pipeline.CountDeadLetters(ctx, b.js)
+		return q, err
+	})
+}
+
+// readyChecks are the checks of GET /readyz: the database answers, NATS is connected.
+func readyChecks(st *store.Store, b *broker) []web.Check {
+	return []web.Check{
+		{Name: "database", Check: st.Ping},
+		{Name: "nats", Check: func(ctx context.Context) error {
+			if !b.nc.IsConnected() {
+				return fmt.Errorf("not connected to NATS (%s)", b.nc.Status())
+			}
+			if _, err := b.js.AccountInfo(ctx); err != nil {
+				return fmt.Errorf("JetStream: %w", err)
+			}
+			return nil
+		}},
+	}
+}
+
+// serveProbes serves /healthz, /readyz and /metrics on c.MetricsAddr until ctx is done, for
+// `worker --metrics`.
+func serveProbes(ctx context.Context, c *config, log *slog.Logger, st *store.Store, b *broker) error {
+	watchQueue(c, b)
+	srv, err := web.NewProbes(web.Config{
+		Checks:       readyChecks(st, b),
+		Metrics:      c.metrics,
+		APIToken:     c.APIToken,
+		ProtectReads: c.APITokenReads,
+		AllowedHosts: c.AllowedHosts,
+		Logger:       log,
+	})
+	if err != nil {
+		return err
+	}
+	return srv.ListenAndServe(ctx, c.MetricsAddr, func(a net.Addr) {
+		fmt.Fprintf(os.Stderr, "paperpipe worker: metrics and probes on http://%s (/metrics, /healthz, /readyz)\n", a)
 	})
 }
 

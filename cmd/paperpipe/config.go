@@ -68,6 +68,7 @@ type config struct {
 	JSON     bool   // --json
 
 	HTTPAddr      string // PAPERPIPE_HTTP_ADDR (serve, up)
+	MetricsAddr   string // PAPERPIPE_METRICS_ADDR (worker); empty: no metrics served
 	APIToken      string // PAPERPIPE_API_TOKEN — never printed
 	APITokenReads bool   // PAPERPIPE_API_TOKEN_READS
 	MaxBodyBytes  int64  // PAPERPIPE_HTTP_MAX_BODY_BYTES
@@ -146,6 +147,7 @@ func loadConfig() *config {
 		FollowInterval:   envDuration("PAPERPIPE_FOLLOW_INTERVAL", 30*time.Second),
 		LogLevel:         env("PAPERPIPE_LOG_LEVEL", "info"),
 		HTTPAddr:         env("PAPERPIPE_HTTP_ADDR", DefaultHTTPAddr),
+		MetricsAddr:      os.Getenv("PAPERPIPE_METRICS_ADDR"),
 		APIToken:         os.Getenv("PAPERPIPE_API_TOKEN"),
 		APITokenReads:    envBool("PAPERPIPE_API_TOKEN_READS"),
 		MaxBodyBytes:     int64(envInt("PAPERPIPE_HTTP_MAX_BODY_BYTES", 4<<20)),

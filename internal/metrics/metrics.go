@@ -200,10 +200,18 @@ type Backlog struct {
 	Redelivered int    // delivered more than once, not yet acknowledged
 }
 
-// SetBacklogSource makes every scrape report the backlogs fn returns, as the gauge
-// paperpipe_queue_messages{consumer,state}. fn gets a context bounded by Config.ScrapeTimeout;
-// when it fails, the scrape reports paperpipe_queue_up 0 and no backlog.
-func (m *Metrics) SetBacklogSource(fn func(context.Context) ([]Backlog, error)) {
+// Queue is the state of the queue a scrape reports: each durable consumer's backlog, and the
+// dead letters kept on the dead-letter stream.
+type Queue struct {
+	Backlogs    []Backlog
+	DeadLetters uint64
+}
+
+// SetQueueSource makes every scrape report the queue fn returns, as the gauges
+// paperpipe_queue_messages{consumer,state} and paperpipe_dead_letters. fn gets a context
+// bounded by Config.ScrapeTimeout; when it fails, the scrape reports paperpipe_queue_up 0 and
+// neither gauge.
+func (m *Metrics) SetQueueSource(fn func(context.Context) (Queue, error)) {
 	if m == nil {
 		return
 	}
@@ -253,6 +261,8 @@ var (
 		[]string{"consumer", "state"}, nil)
 	queueUpDesc = prometheus.NewDesc("paperpipe_queue_up",
 		"1 when the last scrape could read the queue backlog from JetStream, 0 when it could not.", nil, nil)
+	deadLettersDesc = prometheus.NewDesc("paperpipe_dead_letters",
+		"Dead letters kept on the PAPERS_DLQ stream: papers given up on, waiting for `paperpipe dlq` to replay or drop them.", nil, nil)
 	workerDesc = prometheus.NewDesc("paperpipe_worker_messages_total",
 		"Messages a worker of this process handled, by consumer and outcome (received, acked, skipped, retried, dead).",
 		[]string{"consumer", "outcome"}, nil)
@@ -269,12 +279,13 @@ type queueCollector struct {
 	timeout time.Duration
 	log     *slog.Logger
 	mu      sync.Mutex
-	fn      func(context.Context) ([]Backlog, error)
+	fn      func(context.Context) (Queue, error)
 }
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- queueDesc
 	ch <- queueUpDesc
+	ch <- deadLettersDesc
 }
 
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
@@ -286,14 +297,15 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	bls, err := fn(ctx)
+	q, err := fn(ctx)
 	if err != nil {
 		c.log.Debug("metrics: read queue backlog", "err", err)
 		ch <- prometheus.MustNewConstMetric(queueUpDesc, prometheus.GaugeValue, 0)
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(queueUpDesc, prometheus.GaugeValue, 1)
-	for _, b := range bls {
+	ch <- prometheus.MustNewConstMetric(deadLettersDesc, prometheus.GaugeValue, float64(q.DeadLetters))
+	for _, b := range q.Backlogs {
 		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(b.Pending), b.Consumer, "pending")
 		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(b.AckPending), b.Consumer, "ack_pending")
 		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(b.Redelivered), b.Consumer, "redelivered")

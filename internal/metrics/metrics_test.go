@@ -132,14 +132,14 @@ func TestBacklogAndWorkersAreReadAtScrape(t *testing.T) {
 	m := metrics.New(metrics.Config{ScrapeTimeout: time.Second})
 	pending := uint64(7)
 	fail := false
-	m.SetBacklogSource(func(ctx context.Context) ([]metrics.Backlog, error) {
+	m.SetQueueSource(func(ctx context.Context) (metrics.Queue, error) {
 		if _, ok := ctx.Deadline(); !ok {
-			t.Error("backlog source called without a deadline")
+			t.Error("queue source called without a deadline")
 		}
 		if fail {
-			return nil, errors.New("nats down")
+			return metrics.Queue{}, errors.New("nats down")
 		}
-		return []metrics.Backlog{{Consumer: "new", Pending: pending, AckPending: 2}}, nil
+		return metrics.Queue{Backlogs: []metrics.Backlog{{Consumer: "new", Pending: pending, AckPending: 2}}, DeadLetters: 3}, nil
 	})
 	acked := int64(4)
 	m.AddWorker("new", func() metrics.WorkerCounts {
@@ -152,6 +152,9 @@ func TestBacklogAndWorkersAreReadAtScrape(t *testing.T) {
 		}
 	}
 	check(`
+# HELP paperpipe_dead_letters Dead letters kept on the PAPERS_DLQ stream: papers given up on, waiting for `+"`paperpipe dlq`"+` to replay or drop them.
+# TYPE paperpipe_dead_letters gauge
+paperpipe_dead_letters 3
 # HELP paperpipe_queue_messages Messages of a durable consumer by state: pending (not yet delivered), ack_pending (delivered and not yet acknowledged: in a worker, or handed back to be delivered again), redelivered.
 # TYPE paperpipe_queue_messages gauge
 paperpipe_queue_messages{consumer="new",state="ack_pending"} 2
@@ -160,7 +163,7 @@ paperpipe_queue_messages{consumer="new",state="redelivered"} 0
 # HELP paperpipe_queue_up 1 when the last scrape could read the queue backlog from JetStream, 0 when it could not.
 # TYPE paperpipe_queue_up gauge
 paperpipe_queue_up 1
-`, "paperpipe_queue_messages", "paperpipe_queue_up")
+`, "paperpipe_dead_letters", "paperpipe_queue_messages", "paperpipe_queue_up")
 	pending, acked, fail = 3, 5, true
 	check(`
 # HELP paperpipe_queue_up 1 when the last scrape could read the queue backlog from JetStream, 0 when it could not.
@@ -176,7 +179,7 @@ paperpipe_worker_messages_total{consumer="new",outcome="skipped"} 0
 # HELP paperpipe_worker_api_pauses_total Pauses of a worker of this process because the API refused the account or the configuration (401, 403, 404, insufficient_quota) or could not be reached: its messages wait in the queue until the API accepts them again.
 # TYPE paperpipe_worker_api_pauses_total counter
 paperpipe_worker_api_pauses_total{consumer="new"} 2
-`, "paperpipe_queue_messages", "paperpipe_queue_up", "paperpipe_worker_messages_total", "paperpipe_worker_api_pauses_total")
+`, "paperpipe_dead_letters", "paperpipe_queue_messages", "paperpipe_queue_up", "paperpipe_worker_messages_total", "paperpipe_worker_api_pauses_total")
 }
 
 // TestWorkerCountersOnlyGrowWhenTheWorkerStartsAgain: `up` and `worker` start their workers
@@ -231,7 +234,7 @@ func TestNilMetricsRecordsNothing(t *testing.T) {
 	m.ObserveSearch("keyword", time.Second, nil)
 	m.ObserveQueryCache(true)
 	m.AddUsage(paper.Usage{InputTokens: 1})
-	m.SetBacklogSource(nil)
+	m.SetQueueSource(nil)
 	m.AddWorker("c", nil)
 	var s metrics.Summarizer = fakeSummarizer{}
 	if m.Summarizer(s) != s {
