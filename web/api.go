@@ -249,7 +249,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 
 // readyAnswer is the body of GET /readyz.
 type readyAnswer struct {
-	Status string            `json:"status"` // "ok" or "unavailable"
+	Status string            `json:"status"` // "ok", "unavailable" or "shutting down"
 	Checks map[string]string `json:"checks"` // check name → "ok" or the error
 }
 
@@ -257,6 +257,10 @@ type readyAnswer struct {
 const readyzTimeout = 3 * time.Second
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.stopping.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, readyAnswer{Status: "shutting down", Checks: map[string]string{}})
+		return
+	}
 	ans := readyAnswer{Status: "ok", Checks: make(map[string]string, len(s.cfg.Checks))}
 	showReasons := s.allowed(read, r)
 	var (

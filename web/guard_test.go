@@ -428,3 +428,53 @@ func TestShutdownThatTimesOutIsAWarningNotAFailure(t *testing.T) {
 		t.Errorf("no warning about the requests cut off:\n%s", logs.String())
 	}
 }
+
+// TestShutdownDelayServesOnWhileNotReady: at SIGTERM Kubernetes goes on routing requests to the
+// pod for a few seconds; a server that closed its listener at once refused them on every rolling
+// update. With a ShutdownDelay, /readyz answers 503 at once while the listener stays open and
+// every request is served, then the server shuts down as before.
+func TestShutdownDelayServesOnWhileNotReady(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	cfg := b.config()
+	cfg.ShutdownDelay = 3 * time.Second
+	s, err := web.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, stop := listen(t, s)
+	// A new connection for each request: each one shows the listener still accepts.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	code := func(path string) int {
+		t.Helper()
+		resp, err := client.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := code("/readyz"); c != http.StatusOK {
+		t.Fatalf("/readyz before the shutdown: %d", c)
+	}
+	stopped := make(chan error, 1)
+	go func() { _, err := stop(); stopped <- err }()
+	for deadline := time.Now().Add(2 * time.Second); code("/readyz") != http.StatusServiceUnavailable; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz still answers 200 after the shutdown began")
+		}
+	}
+	if c := code("/api/papers"); c != http.StatusOK {
+		t.Errorf("GET /api/papers during the shutdown delay: %d, want 200", c)
+	}
+	if c := code("/healthz"); c != http.StatusOK {
+		t.Errorf("GET /healthz during the shutdown delay: %d, want 200", c)
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("ListenAndServe after the delayed shutdown: %v, want nil", err)
+	}
+	if resp, err := client.Get(base + "/healthz"); err == nil {
+		resp.Body.Close()
+		t.Error("the server still accepts connections after its shutdown")
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/paperpipe/paperpipe/internal/metrics"
@@ -81,6 +82,12 @@ type Config struct {
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are the http.Server's
 	// timeouts. They default to 5s, 30s, 60s and 120s.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// ShutdownDelay is how long ListenAndServe goes on serving once its context is done, with
+	// GET /readyz answering 503, before it shuts down: a load balancer that routes by the
+	// readiness probe (Kubernetes' Service goes on sending requests to a stopping pod for a few
+	// seconds) takes the server out before it stops listening, so no request is refused.
+	// Defaults to 0: the shutdown starts at once.
+	ShutdownDelay time.Duration
 	// ShutdownTimeout bounds the graceful shutdown of ListenAndServe. Defaults to 10s. The
 	// requests in flight have the first 2 seconds of it (at most half of it) to finish; then
 	// their contexts end and they answer 503, the server is shutting down.
@@ -139,7 +146,7 @@ func (c *Config) validate() error {
 			return fmt.Errorf("web config: AllowedHosts entry %q is not a host name without port", h)
 		}
 	}
-	for _, d := range []time.Duration{c.ReadHeaderTimeout, c.ReadTimeout, c.WriteTimeout, c.IdleTimeout, c.ShutdownTimeout} {
+	for _, d := range []time.Duration{c.ReadHeaderTimeout, c.ReadTimeout, c.WriteTimeout, c.IdleTimeout, c.ShutdownTimeout, c.ShutdownDelay} {
 		if d < 0 {
 			return fmt.Errorf("web config: negative timeout %v", d)
 		}
@@ -167,6 +174,9 @@ type Server struct {
 	allowedHosts map[string]bool
 	// sameOrigin refuses writes a browser sends from another origin (Sec-Fetch-Site, Origin).
 	sameOrigin *http.CrossOriginProtection
+	// stopping is set when ListenAndServe's context is done: GET /readyz answers 503 while the
+	// server goes on serving for Config.ShutdownDelay.
+	stopping atomic.Bool
 }
 
 // access says who may call a route.
@@ -296,8 +306,9 @@ func duringShutdown(r *http.Request, err error) error {
 	return err
 }
 
-// ListenAndServe listens on addr and serves until ctx is done, then shuts down gracefully:
-// it stops accepting connections, lets the requests in flight finish for up to 2 seconds,
+// ListenAndServe listens on addr and serves until ctx is done, then, after Config.ShutdownDelay
+// (during which GET /readyz answers 503 and everything else is served as before), shuts down
+// gracefully: it stops accepting connections, lets the requests in flight finish for up to 2 seconds,
 // then ends their contexts so that those still waiting (on the embedding API, say) answer
 // 503 at once, and waits for them up to Config.ShutdownTimeout in all. ready, when not nil,
 // is called with the bound address once the server listens (so ":0" can be used). It
@@ -323,6 +334,15 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net
 	case err := <-errc:
 		return fmt.Errorf("serve HTTP on %s: %w", addr, err)
 	case <-ctx.Done():
+	}
+	s.stopping.Store(true)
+	if d := s.cfg.ShutdownDelay; d > 0 {
+		s.log.Info("not ready: serving on until the shutdown", "addr", addr, "shutdown_delay", d)
+		select {
+		case err := <-errc:
+			return fmt.Errorf("serve HTTP on %s: %w", addr, err)
+		case <-time.After(d):
+		}
 	}
 	// Once the requests are over, the usage of their query embeddings is written.
 	defer func() {

@@ -851,7 +851,8 @@ func TestSettingsBelowTheirMinimumAreRefused(t *testing.T) {
 		"PAPERPIPE_INDEX_BUILD_MEMORY=lots", "PAPERPIPE_INDEX_BUILD_MEMORY=8G", "PAPERPIPE_INDEX_BUILD_MEMORY=512kB",
 		"PAPERPIPE_INDEX_BUILD_MEMORY=2TB", "PAPERPIPE_INDEX_BUILD_MEMORY=99999999999999999999GB",
 		"PAPERPIPE_ACK_WAIT=500ms", "PAPERPIPE_MSG_TIMEOUT=60s", "PAPERPIPE_EF_SEARCH=-3", "PAPERPIPE_EF_SEARCH=5000",
-		"PAPERPIPE_RPM=-1", "PAPERPIPE_TPM=-100", "PAPERPIPE_FOLLOW_INTERVAL=-1s", "PAPERPIPE_VECTOR_INDEX=ivfflat"} {
+		"PAPERPIPE_RPM=-1", "PAPERPIPE_TPM=-100", "PAPERPIPE_FOLLOW_INTERVAL=-1s", "PAPERPIPE_VECTOR_INDEX=ivfflat",
+		"PAPERPIPE_SHUTDOWN_DELAY=-5s"} {
 		name, _, _ := strings.Cut(kv, "=")
 		if r := newCLI(t, kv).run("version"); r.code != 2 || !strings.Contains(r.stderr, "paperpipe: "+name+"=") {
 			t.Errorf("%s: exit %d, stderr %q; want 2 and a message naming %s", kv, r.code, r.stderr, name)

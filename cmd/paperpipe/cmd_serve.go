@@ -109,19 +109,20 @@ func serveHTTP(ctx context.Context, c *config, log *slog.Logger, st *store.Store
 		queries = newActiveOffline(st, log, m.emb)
 	}
 	srv, err := web.New(web.Config{
-		Store:        webStore{st},
-		Embedder:     c.metrics.Embedder(queries),
-		Usage:        c.metrics.Store(st), // the query embeddings' API calls, as status reports them
-		Publisher:    &webPublisher{js: b.js},
-		ParseRecord:  parseRecord,
-		Status:       &webStatus{st: st, js: b.js, sum: m.sum, prices: prices},
-		Checks:       readyChecks(st, b),
-		Metrics:      c.metrics,
-		APIToken:     c.APIToken,
-		ProtectReads: c.APITokenReads,
-		AllowedHosts: c.AllowedHosts,
-		MaxBodyBytes: c.MaxBodyBytes,
-		Logger:       log,
+		Store:         webStore{st},
+		Embedder:      c.metrics.Embedder(queries),
+		Usage:         c.metrics.Store(st), // the query embeddings' API calls, as status reports them
+		Publisher:     &webPublisher{js: b.js},
+		ParseRecord:   parseRecord,
+		Status:        &webStatus{st: st, js: b.js, sum: m.sum, prices: prices},
+		Checks:        readyChecks(st, b),
+		Metrics:       c.metrics,
+		APIToken:      c.APIToken,
+		ProtectReads:  c.APITokenReads,
+		AllowedHosts:  c.AllowedHosts,
+		MaxBodyBytes:  c.MaxBodyBytes,
+		ShutdownDelay: c.ShutdownDelay,
+		Logger:        log,
 	})
 	if err != nil {
 		return err

@@ -67,8 +67,11 @@ type config struct {
 	LogLevel string // PAPERPIPE_LOG_LEVEL
 	JSON     bool   // --json
 
-	HTTPAddr      string // PAPERPIPE_HTTP_ADDR (serve, up)
-	MetricsAddr   string // PAPERPIPE_METRICS_ADDR (worker); empty: no metrics served
+	HTTPAddr    string // PAPERPIPE_HTTP_ADDR (serve, up)
+	MetricsAddr string // PAPERPIPE_METRICS_ADDR (worker); empty: no metrics served
+	// ShutdownDelay is how long serve and up go on serving, not ready, after SIGTERM
+	// (PAPERPIPE_SHUTDOWN_DELAY).
+	ShutdownDelay time.Duration
 	APIToken      string // PAPERPIPE_API_TOKEN — never printed
 	APITokenReads bool   // PAPERPIPE_API_TOKEN_READS
 	MaxBodyBytes  int64  // PAPERPIPE_HTTP_MAX_BODY_BYTES
@@ -148,6 +151,7 @@ func loadConfig() *config {
 		LogLevel:         env("PAPERPIPE_LOG_LEVEL", "info"),
 		HTTPAddr:         env("PAPERPIPE_HTTP_ADDR", DefaultHTTPAddr),
 		MetricsAddr:      os.Getenv("PAPERPIPE_METRICS_ADDR"),
+		ShutdownDelay:    envDuration("PAPERPIPE_SHUTDOWN_DELAY", 0),
 		APIToken:         os.Getenv("PAPERPIPE_API_TOKEN"),
 		APITokenReads:    envBool("PAPERPIPE_API_TOKEN_READS"),
 		MaxBodyBytes:     int64(envInt("PAPERPIPE_HTTP_MAX_BODY_BYTES", 4<<20)),
@@ -177,6 +181,7 @@ func loadConfig() *config {
 		{"PAPERPIPE_RPM", c.RPM < 0, "0 (no client-side limit) or more requests per minute"},
 		{"PAPERPIPE_TPM", c.TPM < 0, "0 (no client-side limit) or more tokens per minute"},
 		{"PAPERPIPE_FOLLOW_INTERVAL", c.FollowInterval < 0, "a duration above 0, or 0 to turn it off"},
+		{"PAPERPIPE_SHUTDOWN_DELAY", c.ShutdownDelay < 0, "a duration, like 5s, or 0 to shut down at once"},
 	} {
 		if v.bad {
 			fatalf("%s=%q: want %s", v.name, os.Getenv(v.name), v.want)
