@@ -285,7 +285,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			mu.Lock()
 			defer mu.Unlock()
 			ans.Checks[c.Name] = res
-			if res != "ok" {
+			if res != "ok" && !c.ReportOnly {
 				ans.Status = "unavailable"
 			}
 		})

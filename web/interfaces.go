@@ -111,6 +111,9 @@ type Status struct {
 	// DeadLetters counts dead-lettered messages; Recent lists the newest of them.
 	DeadLetters int          `json:"dead_letters"`
 	Recent      []DeadLetter `json:"recent_dead_letters"`
+	// QueueError, when set, says why the queue could not be read (NATS is unavailable):
+	// Backlog, DeadLetters and Recent are then empty, and the database's parts are given.
+	QueueError string `json:"queue_error,omitempty"`
 	// Usage is API usage per day, model and kind, oldest first.
 	Usage []Usage `json:"usage"`
 	// UsageSince is the first day Usage covers.
@@ -150,4 +153,9 @@ type Usage struct {
 type Check struct {
 	Name  string
 	Check func(ctx context.Context) error
+	// ReportOnly makes the check's failure show in the answer's checks without making the
+	// server unready: for what only some requests need (serve's NATS, which only POST
+	// /api/papers and the status page's queue use), so that its outage does not take the
+	// reads out of a load balancer.
+	ReportOnly bool
 }

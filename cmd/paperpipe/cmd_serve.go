@@ -115,7 +115,7 @@ func serveHTTP(ctx context.Context, c *config, log *slog.Logger, st *store.Store
 		Publisher:     &webPublisher{js: b.js},
 		ParseRecord:   parseRecord,
 		Status:        &webStatus{st: st, js: b.js, sum: m.sum, prices: prices},
-		Checks:        readyChecks(st, b),
+		Checks:        readyChecks(st, b, true),
 		Metrics:       c.metrics,
 		APIToken:      c.APIToken,
 		ProtectReads:  c.APITokenReads,
@@ -156,11 +156,15 @@ func watchQueue(c *config, b *broker) {
 	})
 }
 
-// readyChecks are the checks of GET /readyz: the database answers, NATS is connected.
-func readyChecks(st *store.Store, b *broker) []web.Check {
+// readyChecks are the checks of GET /readyz: the database answers, NATS is connected. With
+// natsReportOnly (serve, up) NATS is reported but does not make the process unready: search,
+// listing and the pages need only PostgreSQL, and a NATS outage would take every replica out
+// of the load balancer; POST /api/papers answers 503 itself then, and the status page leaves
+// the queue out. A worker, which does nothing without NATS, is unready without it.
+func readyChecks(st *store.Store, b *broker, natsReportOnly bool) []web.Check {
 	return []web.Check{
 		{Name: "database", Check: st.Ping},
-		{Name: "nats", Check: func(ctx context.Context) error {
+		{Name: "nats", ReportOnly: natsReportOnly, Check: func(ctx context.Context) error {
 			if !b.nc.IsConnected() {
 				return fmt.Errorf("not connected to NATS (%s)", b.nc.Status())
 			}
@@ -177,7 +181,7 @@ func readyChecks(st *store.Store, b *broker) []web.Check {
 func serveProbes(ctx context.Context, c *config, log *slog.Logger, st *store.Store, b *broker) error {
 	watchQueue(c, b)
 	srv, err := web.NewProbes(web.Config{
-		Checks:       readyChecks(st, b),
+		Checks:       readyChecks(st, b, false),
 		Metrics:      c.metrics,
 		APIToken:     c.APIToken,
 		ProtectReads: c.APITokenReads,
@@ -232,6 +236,11 @@ type webPublisher struct{ js jetstream.JetStream }
 // taken as accepted, and only the others as to be sent again. A paper too large for the queue
 // is refused with the sizes (as `paperpipe ingest` rejects it), and the others go on.
 func (p *webPublisher) Publish(ctx context.Context, papers []paper.Abstract) ([]string, map[int]error, error) {
+	if nc := p.js.Conn(); !nc.IsConnected() {
+		// Published while reconnecting, the messages would wait in the client's buffer and the
+		// request for their acks (30 s); the caller answers 503 at once instead.
+		return nil, nil, fmt.Errorf("not connected to NATS (%s)", nc.Status())
+	}
 	pub := pipeline.NewPublisher(p.js, pipeline.SubjectNew, 256) // one per request: not safe for concurrent use
 	var acked []string
 	var refused map[int]error
@@ -387,24 +396,46 @@ func (s *webStatus) Status(ctx context.Context) (web.Status, error) {
 		}
 		out.Usage = append(out.Usage, row)
 	}
+	if err := s.queue(ctx, &out); err != nil {
+		if ctx.Err() != nil {
+			return out, err
+		}
+		out.QueueError = err.Error()
+	}
+	return out, nil
+}
+
+// statusQueueTimeout bounds the status page's reads of the queue, like a metrics scrape's: a
+// NATS that does not answer leaves the queue out instead of holding the page until the
+// request's timeout.
+const statusQueueTimeout = 3 * time.Second
+
+// queue fills out's backlog and dead letters from NATS, all or nothing; it asks nothing while
+// the connection is down (a request would wait for the reconnection).
+func (s *webStatus) queue(ctx context.Context, out *web.Status) error {
+	if nc := s.js.Conn(); !nc.IsConnected() {
+		return fmt.Errorf("not connected to NATS (%s)", nc.Status())
+	}
+	ctx, cancel := context.WithTimeout(ctx, statusQueueTimeout)
+	defer cancel()
 	bls, err := pipeline.Backlogs(ctx, s.js)
 	if err != nil {
-		return out, err
+		return err
+	}
+	dead, err := pipeline.CountDeadLetters(ctx, s.js)
+	if err != nil {
+		return err
+	}
+	dls, err := pipeline.LatestDeadLetters(ctx, s.js, recentDeadLetters)
+	if err != nil {
+		return err
 	}
 	for _, b := range bls {
 		out.Backlog = append(out.Backlog, web.Backlog{Consumer: b.Consumer, Pending: b.Pending, AckPending: b.AckPending, Redelivered: b.Redelivered})
 	}
-	dead, err := pipeline.CountDeadLetters(ctx, s.js)
-	if err != nil {
-		return out, err
-	}
 	out.DeadLetters = int(dead)
-	dls, err := pipeline.LatestDeadLetters(ctx, s.js, recentDeadLetters)
-	if err != nil {
-		return out, err
-	}
 	for _, d := range dls {
 		out.Recent = append(out.Recent, web.DeadLetter{Seq: d.Seq, PaperID: d.PaperID, Reason: d.Reason, Attempts: d.Attempts, FailedAt: d.FailedAt})
 	}
-	return out, nil
+	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/paperpipe/paperpipe/internal/natstest"
 )
 
 // get returns the status and body of GET url.
@@ -78,5 +80,74 @@ func TestWorkerServesMetricsAndProbes(t *testing.T) {
 	}
 	if code, _ := get(t, base+"/api/papers"); code != http.StatusNotFound {
 		t.Errorf("the worker's metrics address serves /api/papers: %d, want 404", code)
+	}
+}
+
+// A NATS outage leaves serve ready: search, listing and the pages need only PostgreSQL, and a
+// readiness gate on NATS took every replica out of the Service at once. /readyz reports NATS in
+// its checks (and /metrics paperpipe_queue_up 0); POST /api/papers answers 503 itself; the status
+// page and /api/status answer at once with the database's parts and a "queue unavailable" note
+// (they waited for the request's timeout, 59 s, and failed).
+func TestServeWithoutNATSServesReads(t *testing.T) {
+	t.Parallel()
+	nats := natstest.Start(t)
+	c := newCLI(t, "NATS_URL="+nats.ClientURL())
+	c.ok("ingest", sampleFile)
+	c.ok("worker", "--exit-when-idle")
+	base := startServe(t, c)
+	nats.Shutdown()
+	nats.WaitForShutdown()
+
+	var ready struct {
+		Status string
+		Checks map[string]string
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		code, body := get(t, base+"/readyz")
+		if err := json.Unmarshal([]byte(body), &ready); err != nil {
+			t.Fatalf("/readyz: %d %s", code, body)
+		}
+		if ready.Checks["nats"] != "ok" {
+			if code != http.StatusOK || ready.Checks["database"] != "ok" {
+				t.Errorf("/readyz without NATS: %d %s; want 200, NATS reported in the checks", code, body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still reports NATS ok after its shutdown: %s", body)
+		}
+	}
+	for _, path := range []string{"/api/papers", "/api/search?mode=keyword&q=experts", "/search?q=experts&mode=keyword", "/"} {
+		if code, body := get(t, base+path); code != http.StatusOK {
+			t.Errorf("GET %s without NATS: %d %.300s", path, code, body)
+		}
+	}
+	start := time.Now()
+	code, body := get(t, base+"/api/status")
+	var st struct {
+		Papers     int64  `json:"papers"`
+		QueueError string `json:"queue_error"`
+	}
+	if err := json.Unmarshal([]byte(body), &st); err != nil || code != http.StatusOK || st.Papers != 108 || st.QueueError == "" {
+		t.Errorf("/api/status without NATS: %d %.300s; want 200 with the 108 papers and queue_error", code, body)
+	}
+	if code, body := get(t, base+"/status"); code != http.StatusOK || !strings.Contains(body, "queue is unavailable") {
+		t.Errorf("/status without NATS: %d, want 200 saying the queue is unavailable:\n%.2000s", code, body)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("the status answers took %s without NATS; want them bounded (3 s each)", took)
+	}
+	resp, err := http.Post(base+"/api/papers", "application/json",
+		strings.NewReader(`{"id":"outage-1","title":"Queued in an outage","abstract":"A paper posted while NATS is down."}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	post, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("POST /api/papers without NATS: %d %s; want 503", resp.StatusCode, post)
+	}
+	if _, m := get(t, base+"/metrics"); !strings.Contains(m, "paperpipe_queue_up 0") {
+		t.Error("/metrics without NATS does not say paperpipe_queue_up 0")
 	}
 }
