@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -74,5 +75,85 @@ func TestK8sServerRequiresATokenFromASecret(t *testing.T) {
 	}
 	if servers == 0 {
 		t.Error("serve.yaml runs no `paperpipe serve`")
+	}
+}
+
+// TestK8sWorkerIsScrapedProbedAndGivenTimeToStop: the pipeline's counters exist only in the
+// workers' processes, so worker.yaml must run `worker --metrics` on the port its probes and its
+// prometheus.io annotations name; its grace period must cover a shutdown in a database outage
+// (drain 30 s, paid saves ~2.6 min, usage flush ~50 s); serve.yaml keeps serving, unready, for
+// a few seconds after SIGTERM; the ConfigMap bounds each pod's database pool.
+func TestK8sWorkerIsScrapedProbedAndGivenTimeToStop(t *testing.T) {
+	t.Parallel()
+	type probe struct {
+		HTTPGet struct {
+			Path string
+			Port string
+		} `yaml:"httpGet"`
+	}
+	type manifest struct {
+		Spec struct {
+			Template struct {
+				Metadata struct{ Annotations map[string]string }
+				Spec     struct {
+					TerminationGracePeriodSeconds int `yaml:"terminationGracePeriodSeconds"`
+					Containers                    []struct {
+						Args  []string
+						Ports []struct {
+							Name          string
+							ContainerPort int `yaml:"containerPort"`
+						}
+						Env []struct {
+							Name, Value string
+						}
+						ReadinessProbe *probe `yaml:"readinessProbe"`
+						LivenessProbe  *probe `yaml:"livenessProbe"`
+					}
+				}
+			}
+		}
+		Data map[string]string
+	}
+	read := func(name string) manifest {
+		t.Helper()
+		data, err := os.ReadFile("../../deploy/k8s/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m manifest
+		if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&m); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return m
+	}
+	w := read("worker.yaml")
+	if g := w.Spec.Template.Spec.TerminationGracePeriodSeconds; g < 300 {
+		t.Errorf("worker.yaml: terminationGracePeriodSeconds %d, want at least 300", g)
+	}
+	c := w.Spec.Template.Spec.Containers[0]
+	i := slices.Index(c.Args, "--metrics")
+	if i < 0 || i+1 >= len(c.Args) {
+		t.Fatalf("worker.yaml runs %v, without --metrics", c.Args)
+	}
+	_, port, _ := strings.Cut(c.Args[i+1], ":")
+	if len(c.Ports) != 1 || strconv.Itoa(c.Ports[0].ContainerPort) != port {
+		t.Errorf("worker.yaml: ports %+v, want the --metrics port %s", c.Ports, port)
+	}
+	if a := w.Spec.Template.Metadata.Annotations; a["prometheus.io/scrape"] != "true" || a["prometheus.io/port"] != port || a["prometheus.io/path"] != "/metrics" {
+		t.Errorf("worker.yaml: annotations %v, want the scrape of /metrics on %s", a, port)
+	}
+	for p, want := range map[*probe]string{c.ReadinessProbe: "/readyz", c.LivenessProbe: "/healthz"} {
+		if p == nil || p.HTTPGet.Path != want || len(c.Ports) == 0 || p.HTTPGet.Port != c.Ports[0].Name {
+			t.Errorf("worker.yaml: probe %+v, want %s on the metrics port", p, want)
+		}
+	}
+	s := read("serve.yaml").Spec.Template.Spec.Containers[0]
+	if !slices.ContainsFunc(s.Env, func(e struct{ Name, Value string }) bool {
+		return e.Name == "PAPERPIPE_SHUTDOWN_DELAY" && e.Value != ""
+	}) {
+		t.Error("serve.yaml sets no PAPERPIPE_SHUTDOWN_DELAY: a rolling update refuses the requests routed to the stopping pod")
+	}
+	if u := read("configmap.yaml").Data["DATABASE_URL"]; !strings.Contains(u, "pool_max_conns=") {
+		t.Errorf("configmap.yaml: DATABASE_URL %s sets no pool_max_conns", u)
 	}
 }
