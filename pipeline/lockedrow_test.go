@@ -37,6 +37,13 @@ func lockedRowStore(t *testing.T, b *testBundle) *store.Store {
 // until the returned function (or the test's end) rolls it back.
 func lockPaper(t *testing.T, b *testBundle, id string) (release func()) {
 	t.Helper()
+	return lockFrom(t, b, "SELECT FROM papers WHERE id = $1 FOR UPDATE", id)
+}
+
+// lockFrom runs sql (which locks something) in a transaction of another session that stays
+// open until the returned function (or the test's end) rolls it back.
+func lockFrom(t *testing.T, b *testBundle, sql string, args ...any) (release func()) {
+	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, b.url)
 	if err != nil {
@@ -54,7 +61,7 @@ func lockPaper(t *testing.T, b *testBundle, id string) (release func()) {
 		})
 	}
 	t.Cleanup(release)
-	if _, err := tx.Exec(ctx, "SELECT FROM papers WHERE id = $1 FOR UPDATE", id); err != nil {
+	if _, err := tx.Exec(ctx, sql, args...); err != nil {
 		t.Fatal(err)
 	}
 	return release
@@ -221,20 +228,7 @@ func TestALockedTLDRRowDoesNotHoldUpTheTLDRsSavedWithIt(t *testing.T) {
 		ContentHash: older.ContentHash(), Text: "An older TL;DR.", Validation: paper.ValidOK}}); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, b.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	release := func() { once.Do(func() { _ = tx.Rollback(ctx); _ = conn.Close(ctx) }) }
-	t.Cleanup(release)
-	if _, err := tx.Exec(ctx, "UPDATE tldrs SET tldr = 'edited by hand' WHERE paper_id = $1", older.ID); err != nil {
-		t.Fatal(err)
-	}
+	release := lockFrom(t, b, "UPDATE tldrs SET tldr = 'edited by hand' WHERE paper_id = $1", older.ID)
 	sum := &perPaperSummarizer{Summarizer: base}
 	publish(t, b.js, papers)
 	w := startWorkerOn(t, b, lockedRowStore(t, b), sum, emb, pipeline.WorkerConfig{BatchSize: 4, Concurrency: 4,
