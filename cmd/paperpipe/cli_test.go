@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -1122,4 +1123,16 @@ func TestSearchWithOtherDimensionsNamesThem(t *testing.T) {
 		}
 	}
 	c.ok("search", "mixture of experts", "--embed-dimensions", "256")
+}
+
+// A second signal ends the process at once with the status a shell gives a process that
+// signal killed: 130 for SIGINT, 143 for SIGTERM (what a supervisor reads as "stopped by its
+// signal"); it was 130 for both.
+func TestSecondSignalExitStatusNamesTheSignal(t *testing.T) {
+	t.Parallel()
+	for sig, want := range map[os.Signal]int{os.Interrupt: 130, syscall.SIGTERM: 143} {
+		if got := signalExitStatus(sig); got != want {
+			t.Errorf("exit status after a second %v: %d, want %d", sig, got, want)
+		}
+	}
 }

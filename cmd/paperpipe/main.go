@@ -127,9 +127,18 @@ func secondSignalExits(ctx context.Context) {
 	<-ctx.Done()
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
-	<-ch
+	sig := <-ch
 	fmt.Fprintln(os.Stderr, "paperpipe: second signal, exiting now")
-	os.Exit(130)
+	os.Exit(signalExitStatus(sig))
+}
+
+// signalExitStatus is the shell's exit status of a process killed by sig: 128 + its number
+// (130 for SIGINT, 143 for SIGTERM), what a supervisor expects of a process a signal ended.
+func signalExitStatus(sig os.Signal) int {
+	if s, ok := sig.(syscall.Signal); ok {
+		return 128 + int(s)
+	}
+	return 130
 }
 
 var errUsage = errors.New("usage")
