@@ -90,6 +90,7 @@ func TestK8sWorkerIsScrapedProbedAndGivenTimeToStop(t *testing.T) {
 			Path string
 			Port string
 		} `yaml:"httpGet"`
+		TimeoutSeconds int `yaml:"timeoutSeconds"`
 	}
 	type manifest struct {
 		Spec struct {
@@ -148,6 +149,13 @@ func TestK8sWorkerIsScrapedProbedAndGivenTimeToStop(t *testing.T) {
 		}
 	}
 	s := read("serve.yaml").Spec.Template.Spec.Containers[0]
+	// /readyz gives each check up to 3 s (web's readyzTimeout): a probe's default 1 s timeout
+	// marks a slow but healthy pod unready.
+	for name, p := range map[string]*probe{"worker.yaml": c.ReadinessProbe, "serve.yaml": s.ReadinessProbe} {
+		if p == nil || p.TimeoutSeconds <= 3 {
+			t.Errorf("%s: readiness probe %+v, want a timeout above /readyz's 3 s checks", name, p)
+		}
+	}
 	if !slices.ContainsFunc(s.Env, func(e struct{ Name, Value string }) bool {
 		return e.Name == "PAPERPIPE_SHUTDOWN_DELAY" && e.Value != ""
 	}) {
