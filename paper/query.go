@@ -3,6 +3,7 @@ package paper
 import (
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Query is a search text read as web-search syntax, the way PostgreSQL's websearch_to_tsquery
@@ -51,8 +52,12 @@ func ParseQuery(q string) Query {
 			}
 			negate = false
 			continue
-		case isQuerySpace(rune(c)) || strings.IndexByte(queryOperators, c) >= 0:
-			i++
+		}
+		// A space or an operator is skipped whole: a multi-byte space (a no-break space from a
+		// PDF, an ideographic space) read one byte at a time would start a word that ends
+		// before its first byte, and the loop would never advance.
+		if r, size := utf8.DecodeRuneInString(q[i:]); isQuerySpace(r) || strings.ContainsRune(queryOperators, r) {
+			i += size
 			continue
 		}
 		end := strings.IndexFunc(q[i:], func(r rune) bool {

@@ -1,8 +1,8 @@
 // Package pipeline carries abstracts from sources to the store over NATS JetStream.
 //
 // A Publisher puts abstracts on the PAPERS stream (subject papers.new, or papers.reprocess for
-// archive re-processing) with a Nats-Msg-Id derived from the paper's id and content hash, so
-// the server drops a repeated ingest. A Worker pulls from a durable consumer in micro-batches,
+// archive re-processing) with a Nats-Msg-Id derived from the paper's id, its content hash and
+// a hash of its metadata (MsgID), so the server drops a repeated ingest. A Worker pulls from a durable consumer in micro-batches,
 // records each paper, asks the Summarizer and Embedder only for what is not already stored for
 // the same content, model and prompt version, stores each result as soon as it arrives, and
 // acknowledges a message only after everything it needed is committed. Transient failures are

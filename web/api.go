@@ -70,9 +70,12 @@ func (s *Server) relatedOf(ctx context.Context, rec paper.Record, k int) ([]pape
 	}
 	hits, err := s.cfg.Store.Related(ctx, sp.ID, rec.ID, k)
 	if errors.Is(err, paper.ErrNotFound) {
+		// The spaces that hold a vector of the paper make the hint; without them (the lookup
+		// failed) the answer is still the 409, with the hint of a paper in none.
 		in, ierr := s.cfg.Store.EmbeddedIn(ctx, rec.ID)
 		if ierr != nil {
-			return nil, sp.Name(), fmt.Errorf("related to %s: %w (and the spaces holding a vector of it: %w)", rec.ID, err, ierr)
+			s.log.Warn("related: the spaces holding a vector of the paper could not be read", "id", rec.ID, "err", ierr)
+			in = nil
 		}
 		return nil, sp.Name(), &httpError{status: http.StatusConflict, err: err, msg: embed.NoVectorHint(rec.ID, sp, in)}
 	}
@@ -253,8 +256,13 @@ type readyAnswer struct {
 	Checks map[string]string `json:"checks"` // check name → "ok" or the error
 }
 
-// readyzTimeout bounds each readiness check.
-const readyzTimeout = 3 * time.Second
+// readyzTimeout bounds each readiness check; reportOnlyTimeout a check that only reports
+// (Check.ReportOnly): one that does not answer (a NATS gone silent, its client still
+// "connected") must not hold up the answer, and a probe's timeout with it.
+const (
+	readyzTimeout     = 3 * time.Second
+	reportOnlyTimeout = 500 * time.Millisecond
+)
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if s.stopping.Load() {
@@ -269,7 +277,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	)
 	for _, c := range s.cfg.Checks {
 		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(r.Context(), readyzTimeout)
+			timeout := readyzTimeout
+			if c.ReportOnly {
+				timeout = reportOnlyTimeout
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), timeout)
 			defer cancel()
 			res := "ok"
 			if err := c.Check(ctx); err != nil {

@@ -860,6 +860,33 @@ func TestReadyzReportsFailingChecks(t *testing.T) {
 	}
 }
 
+// A check that only reports (serve's NATS) and does not answer — a NATS gone silent whose
+// client still says "connected" — must not hold up /readyz for the 3 s a check that counts may
+// take: a probe's timeout would then make the replica unready, the outage ReportOnly rides out.
+func TestReadyzDoesNotWaitForAReportOnlyCheck(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	cfg := b.config()
+	cfg.Checks[1] = web.Check{Name: "nats", ReportOnly: true, Check: func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }}
+	b.serve(cfg)
+	start := time.Now()
+	r := b.get("/readyz")
+	took := time.Since(start)
+	var ready struct {
+		Status string            `json:"status"`
+		Checks map[string]string `json:"checks"`
+	}
+	if err := json.Unmarshal(r.body, &ready); err != nil {
+		t.Fatal(err)
+	}
+	if r.code != http.StatusOK || ready.Checks["nats"] == "ok" || ready.Checks["database"] != "ok" {
+		t.Errorf("readyz with a silent report-only check: %d %s; want 200, the check reported failed", r.code, r.body)
+	}
+	if took >= 2500*time.Millisecond { // a check that counts may take 3 s
+		t.Errorf("readyz waited %v for a report-only check that does not answer", took.Round(time.Millisecond))
+	}
+}
+
 func TestHTTPServerHasTimeouts(t *testing.T) {
 	t.Parallel()
 	b := newBundle(t)
