@@ -225,9 +225,10 @@ func (s *Store) ExplainHybrid(ctx context.Context, spaceID int64, q string, vec 
 // ListFilter narrows ListFiltered. The zero value lists every paper.
 type ListFilter struct {
 	// Since keeps papers stored at or after this time (their created_at, the time List orders
-	// by). created_at is when the paper's insert began; its transaction may commit later (up
-	// to RowLockTimeout, and more, after a wait on a locked row), so a poller should overlap
-	// its polls by ~10 s and drop the ids it has seen. Defaults to the zero time: no limit.
+	// by). created_at is when the paper's insert began; its transaction commits later (up to
+	// RowLockTimeout per locked row the write meets), so a poller should overlap its polls by
+	// a margin (a minute is safe) and drop the ids it has seen. Defaults to the zero time: no
+	// limit.
 	Since time.Time
 	// Category keeps papers with this category among theirs, compared exactly ("cs.LG").
 	// Defaults to "": any.
