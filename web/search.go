@@ -115,7 +115,8 @@ func (s *Server) runSearch(ctx context.Context, p searchParams) (searchResult, e
 	// What is embedded is the text without the web-search syntax and the excluded words:
 	// embedding "-marsupials" would pull the results toward marsupials.
 	var vec []float32
-	if text := paper.ParseQuery(p.q).Text; text != "" {
+	text := paper.ParseQuery(p.q).Text
+	if text != "" {
 		var cached bool
 		if vec, cached, err = s.embedQuery(ctx, sp, text); err != nil {
 			return res, err
@@ -133,6 +134,9 @@ func (s *Server) runSearch(ctx context.Context, p searchParams) (searchResult, e
 		hits, err := s.cfg.Store.KeywordSearch(ctx, p.q, p.k)
 		res.Mode, res.Space, res.Results = ModeKeyword, "", nonNil(hits)
 		res.Notice = fmt.Sprintf("the query has no words the embedding model %s can use; showing keyword results", sp.Model)
+		if text == "" {
+			res.Notice = "the query has only excluded words, nothing to look for by meaning; showing keyword results: papers without them"
+		}
 		if errors.Is(err, paper.ErrNoSearchTerms) {
 			res.Notice = fmt.Sprintf("the query has no words the embedding model %s can use, and %s", sp.Model, noSearchTerms)
 			return res, nil
