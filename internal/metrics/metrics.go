@@ -264,7 +264,7 @@ var (
 	deadLettersDesc = prometheus.NewDesc("paperpipe_dead_letters",
 		"Dead letters kept on the PAPERS_DLQ stream: papers given up on, waiting for `paperpipe dlq` to replay or drop them.", nil, nil)
 	workerDesc = prometheus.NewDesc("paperpipe_worker_messages_total",
-		"Messages a worker of this process handled, by consumer and outcome (received, acked, skipped, retried, dead).",
+		"Messages a worker of this process handled, by consumer and outcome (received; acked, of which skipped: nothing was left to do; retried; dead).",
 		[]string{"consumer", "outcome"}, nil)
 	pauseDesc = prometheus.NewDesc("paperpipe_worker_api_pauses_total",
 		"Pauses of a worker of this process because the API refused the account or the configuration (401, 403, 404, insufficient_quota) or could not be reached: its messages wait in the queue until the API accepts them again.",

@@ -169,7 +169,7 @@ paperpipe_queue_up 1
 # HELP paperpipe_queue_up 1 when the last scrape could read the queue backlog from JetStream, 0 when it could not.
 # TYPE paperpipe_queue_up gauge
 paperpipe_queue_up 0
-# HELP paperpipe_worker_messages_total Messages a worker of this process handled, by consumer and outcome (received, acked, skipped, retried, dead).
+# HELP paperpipe_worker_messages_total Messages a worker of this process handled, by consumer and outcome (received; acked, of which skipped: nothing was left to do; retried; dead).
 # TYPE paperpipe_worker_messages_total counter
 paperpipe_worker_messages_total{consumer="new",outcome="acked"} 5
 paperpipe_worker_messages_total{consumer="new",outcome="dead"} 1
@@ -200,7 +200,7 @@ func TestWorkerCountersOnlyGrowWhenTheWorkerStartsAgain(t *testing.T) {
 	acked = 4
 	m.AddWorker("new", func() metrics.WorkerCounts { return metrics.WorkerCounts{Received: 1, Acked: 1} })
 	want := `
-# HELP paperpipe_worker_messages_total Messages a worker of this process handled, by consumer and outcome (received, acked, skipped, retried, dead).
+# HELP paperpipe_worker_messages_total Messages a worker of this process handled, by consumer and outcome (received; acked, of which skipped: nothing was left to do; retried; dead).
 # TYPE paperpipe_worker_messages_total counter
 paperpipe_worker_messages_total{consumer="new",outcome="acked"} 995
 paperpipe_worker_messages_total{consumer="new",outcome="dead"} 2
