@@ -32,6 +32,8 @@ const offline = "offline"
 type config struct {
 	DatabaseURL string // DATABASE_URL
 	NATSURL     string // NATS_URL; empty: embedded server
+	NATSNkey    string // PAPERPIPE_NATS_NKEY: a file holding the NKey seed NATS_URL's server knows
+	NATSCA      string // PAPERPIPE_NATS_CA: a PEM file of the CA that signed NATS_URL's server certificate
 	DataDir     string // PAPERPIPE_DATA
 	Replicas    int    // PAPERPIPE_NATS_REPLICAS; 0: 1 (applied when the streams are created)
 
@@ -123,6 +125,8 @@ func loadConfig() *config {
 	c := &config{
 		DatabaseURL: env("DATABASE_URL", DefaultDatabaseURL),
 		NATSURL:     os.Getenv("NATS_URL"),
+		NATSNkey:    os.Getenv("PAPERPIPE_NATS_NKEY"),
+		NATSCA:      os.Getenv("PAPERPIPE_NATS_CA"),
 		DataDir:     env("PAPERPIPE_DATA", defaultDataDir()),
 		Replicas:    envInt("PAPERPIPE_NATS_REPLICAS", 1),
 		BaseURL:     os.Getenv("OPENAI_BASE_URL"),
@@ -185,6 +189,19 @@ func loadConfig() *config {
 	} {
 		if v.bad {
 			fatalf("%s=%q: want %s", v.name, os.Getenv(v.name), v.want)
+		}
+	}
+	for name, path := range map[string]string{"PAPERPIPE_NATS_NKEY": c.NATSNkey, "PAPERPIPE_NATS_CA": c.NATSCA} {
+		if path == "" {
+			continue
+		}
+		if c.NATSURL == "" {
+			fatalf("%s is set but NATS_URL is not: it is for the NATS server NATS_URL names (the embedded server needs none)", name)
+		}
+		if f, err := os.Open(path); err != nil {
+			fatalf("%s=%q: %v", name, path, err)
+		} else {
+			f.Close()
 		}
 	}
 	if _, err := store.ParseIndexKind(c.VectorIndex); err != nil {

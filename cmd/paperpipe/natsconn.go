@@ -153,7 +153,12 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 			log.Debug("using the embedded NATS of another paperpipe process", "url", redact.URL(url))
 		}
 	}
-	nc, err := nats.Connect(url,
+	opts, err := natsSecurity(c)
+	if err != nil {
+		b.close()
+		return nil, false, err
+	}
+	nc, err := nats.Connect(url, append(opts,
 		nats.Name("paperpipe"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500*time.Millisecond),
@@ -168,7 +173,7 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 		}),
 		// nats.go's ConnectedUrlRedacted keeps a token given as nats://TOKEN@host.
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", redact.URL(nc.ConnectedUrl())) }),
-	)
+	)...)
 	if err != nil {
 		b.close()
 		// url.Parse's error quotes the URL as given, password and all: keep only its cause.
@@ -179,7 +184,14 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 		if c.NATSURL == "" {
 			return nil, b.dataDir != "", fmt.Errorf("connect to the embedded NATS server at %s: %w", redact.URL(url), err)
 		}
-		return nil, false, fmt.Errorf("connect to NATS at %s: %w (unset NATS_URL to use the embedded server)", redact.URLs(url), err)
+		hint := "unset NATS_URL to use the embedded server"
+		switch {
+		case errors.Is(err, nats.ErrAuthorization):
+			hint = "the server refused paperpipe's credentials: a user and password (or a token) go in NATS_URL, an NKey seed's file in PAPERPIPE_NATS_NKEY"
+		case strings.Contains(err.Error(), "x509:"):
+			hint = "the server's certificate is not one a system CA signed? PAPERPIPE_NATS_CA names the PEM file of the CA that did"
+		}
+		return nil, false, fmt.Errorf("connect to NATS at %s: %w (%s)", redact.URLs(url), err, hint)
 	}
 	b.nc = nc
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024), jetstream.WithPublishAsyncTimeout(30*time.Second))
@@ -392,4 +404,26 @@ func lockDataDir(dataDir string) (*os.File, error) {
 func unlockDataDir(lock *os.File) {
 	_ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
 	lock.Close()
+}
+
+// natsSecurity returns the options that authenticate paperpipe to NATS_URL's server and
+// verify that server: an NKey seed (PAPERPIPE_NATS_NKEY; a user and password, or a token, go
+// in NATS_URL itself) and the CA of a server certificate no system CA signed
+// (PAPERPIPE_NATS_CA). None for the embedded server.
+func natsSecurity(c *config) ([]nats.Option, error) {
+	if c.NATSURL == "" {
+		return nil, nil
+	}
+	var opts []nats.Option
+	if c.NATSNkey != "" {
+		o, err := nats.NkeyOptionFromSeed(c.NATSNkey)
+		if err != nil {
+			return nil, fmt.Errorf("PAPERPIPE_NATS_NKEY=%q: %w", c.NATSNkey, err)
+		}
+		opts = append(opts, o)
+	}
+	if c.NATSCA != "" {
+		opts = append(opts, nats.RootCAs(c.NATSCA))
+	}
+	return opts, nil
 }

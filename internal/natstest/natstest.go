@@ -19,10 +19,20 @@ type Server struct {
 // Start starts a server on a random loopback port; it is shut down when the test ends.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
+	return StartWith(tb, nil)
+}
+
+// StartWith is Start with the server's options changed by configure first (users, TLS).
+func StartWith(tb testing.TB, configure func(*server.Options)) *Server {
+	tb.Helper()
 	dir := tb.TempDir()
-	srv, err := server.NewServer(&server.Options{
+	opts := &server.Options{
 		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true,
-	})
+	}
+	if configure != nil {
+		configure(opts)
+	}
+	srv, err := server.NewServer(opts)
 	if err != nil {
 		tb.Fatalf("nats-server: %v", err)
 	}
