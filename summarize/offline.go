@@ -142,8 +142,8 @@ func (c cue) matches(folded string) bool {
 // cues compiles phrases (lower case) into one cue; it is matched against a sentence folded
 // with foldASCII, which costs far less than a case-insensitive match.
 func cues(weight float64, phrases ...string) cue {
-	c := cue{re: regexp.MustCompile(`\b(?:` + strings.Join(phrases, "|") + `)\b`), weight: weight,
-		ci: regexp.MustCompile(`(?i)\b(?:` + strings.Join(phrases, "|") + `)\b`)}
+	words := `\b(?:` + strings.Join(phrases, "|") + `)\b`
+	c := cue{re: regexp.MustCompile(words), ci: regexp.MustCompile(`(?i)` + words), weight: weight}
 	for _, p := range phrases {
 		re, err := syntax.Parse(p, syntax.Perl)
 		if err != nil {
@@ -187,13 +187,7 @@ func leadLiterals(re *syntax.Regexp) []string {
 			if next == nil || len(out)*len(next) > maxLeads {
 				break
 			}
-			var grown []string
-			for _, a := range out {
-				for _, b := range next {
-					grown = append(grown, a+b)
-				}
-			}
-			out = grown
+			out = cross(out, next)
 			if !exact {
 				break
 			}
@@ -207,6 +201,17 @@ func leadLiterals(re *syntax.Regexp) []string {
 		return l
 	}
 	return nil
+}
+
+// cross returns every string of heads followed by every string of tails.
+func cross(heads, tails []string) []string {
+	out := make([]string, 0, len(heads)*len(tails))
+	for _, h := range heads {
+		for _, t := range tails {
+			out = append(out, h+t)
+		}
+	}
+	return out
 }
 
 // maxLeads bounds the strings leadLiterals and exactLiterals enumerate.
@@ -248,13 +253,7 @@ func exactLiterals(re *syntax.Regexp) ([]string, bool) {
 			if !ok || len(out)*len(l) > maxLeads {
 				return nil, false
 			}
-			var grown []string
-			for _, a := range out {
-				for _, b := range l {
-					grown = append(grown, a+b)
-				}
-			}
-			out = grown
+			out = cross(out, l)
 		}
 		return out, true
 	case syntax.OpCharClass:
