@@ -16,7 +16,7 @@ type Query struct {
 	Text string
 	// Excluded is the excluded words and phrases in web-search syntax, joined by or
 	// (`"red kangaroo" or wombat`), "" when there is none: a paper that matches it is left out
-	// of a hybrid search.
+	// of a semantic or hybrid search.
 	Excluded string
 }
 

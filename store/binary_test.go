@@ -259,7 +259,8 @@ func TestBinarySpaceQueriesUseItsIndex(t *testing.T) {
 }
 
 // checkPlansScanIndex gathers statistics and checks that Related (whose plan must also show
-// marker, the index's distance) and hybrid search in space sp scan the space's HNSW index.
+// marker, the index's distance), hybrid search and semantic search with an excluded word in space
+// sp scan the space's HNSW index.
 func checkPlansScanIndex(t *testing.T, s *store.Store, sp paper.Space, ps []paper.Abstract, embs []paper.Embedding, marker string) {
 	t.Helper()
 	ctx := t.Context()
@@ -274,6 +275,10 @@ func checkPlansScanIndex(t *testing.T, s *store.Store, sp paper.Space, ps []pape
 	plan, err = s.ExplainHybrid(ctx, sp.ID, "problem", embs[0].Vector, 10)
 	if err != nil || !strings.Contains(plan, want) {
 		t.Errorf("hybrid search does not scan the space's index (%v); plan:\n%s", err, plan)
+	}
+	plan, err = s.ExplainSemantic(ctx, sp.ID, "problem -quasicrystals", embs[0].Vector, 10)
+	if err != nil || !strings.Contains(plan, want) {
+		t.Errorf("semantic search with an excluded word does not scan the space's index (%v); plan:\n%s", err, plan)
 	}
 }
 

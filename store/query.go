@@ -290,15 +290,17 @@ func checkK(k int) error {
 // or the Hamming distance of binary codes, whose ef_search candidates, are then re-ranked by
 // dist (vectorSQL.candidates). The inner query repeats the index expression and the literal
 // space_id predicate, so the planner answers it with an index scan on the space's partial HNSW
-// index; the outer query adds titles and TL;DRs to the k rows. Both expressions must be trusted SQL,
-// never user input.
-func knnStatement(dist, order string, spaceID int64) string {
+// index; the outer query adds titles and TL;DRs to the k rows. filter is a further condition on
+// the scanned rows of embeddings (" AND ...", "" for none), checked as the index scan returns
+// them, so the scan goes on past the rows it drops (see searchOptionsSQL). The expressions must
+// be trusted SQL, never user input.
+func knnStatement(dist, order string, spaceID int64, filter string) string {
 	return `SELECT n.paper_id, p.title, coalesce(t.tldr, ''), 1 - n.dist
 FROM (
 	SELECT paper_id, dist FROM (
 		SELECT paper_id, ` + dist + ` AS dist
 		FROM embeddings
-		WHERE space_id = ` + itoa(spaceID) + ` AND paper_id <> $2
+		WHERE space_id = ` + itoa(spaceID) + ` AND paper_id <> $2` + filter + `
 		ORDER BY ` + order + `
 		LIMIT $4
 	) c
@@ -329,7 +331,7 @@ func NewKNNQuery(spaceID int64, dims int, kind IndexKind) KNNQuery {
 // knnQuery is the nearest-neighbour statement of space sp.
 func knnQuery(sp spaceRow) KNNQuery {
 	v := vectorSQLFor(sp, "$1")
-	return KNNQuery{SQL: knnStatement(v.dist, v.order, sp.ID), v: v}
+	return KNNQuery{SQL: knnStatement(v.dist, v.order, sp.ID, ""), v: v}
 }
 
 // Args returns the statement's arguments for k results nearest to vec, leaving out paper

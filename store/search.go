@@ -96,6 +96,83 @@ func scanHit(r pgx.CollectableRow) (paper.Hit, error) {
 	return h, err
 }
 
+// SemanticSearch is Search for the text q a user typed, read as web-search syntax (see
+// paper.ParseQuery): it returns the k papers nearest to vec (q's embedding) in space spaceID by
+// cosine similarity, nearest first, leaving out every paper that matches an excluded word or
+// phrase of q as KeywordSearch reads them, however near its vector is. vec should be the
+// embedding of paper.ParseQuery(q).Text, which leaves the excluded words out. The papers are
+// left out as the HNSW index scan returns them, which then walks on for more
+// (hnsw.iterative_scan, see searchOptionsSQL): k papers come back while the space holds k
+// without an excluded word among the hnsw.max_scan_tuples (20,000 by default) it visits. A
+// vector whose length is not the space's dimension is an error wrapping
+// paper.ErrSpaceMismatch. k must be 1 to 1000.
+func (s *Store) SemanticSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, error) {
+	sp, err := s.semanticInput(ctx, spaceID, q, vec, k)
+	if err != nil {
+		return nil, fmt.Errorf("semantic search: %w", err)
+	}
+	sql, ef, args := s.semanticStatement(sp, q, vec, k)
+	hits, err := searchRows(ctx, s, ef, sql, args, scanHit)
+	if err != nil {
+		return nil, fmt.Errorf("semantic search %.60q in space %s: %w", q, sp.Name(), err)
+	}
+	return hits, nil
+}
+
+// ExplainSemantic returns the query plan (EXPLAIN, text format) of the statement
+// SemanticSearch runs, with the same settings, so tests and operators can check that it scans
+// the space's HNSW index.
+func (s *Store) ExplainSemantic(ctx context.Context, spaceID int64, q string, vec []float32, k int) (string, error) {
+	sp, err := s.semanticInput(ctx, spaceID, q, vec, k)
+	if err != nil {
+		return "", fmt.Errorf("explain semantic search: %w", err)
+	}
+	sql, ef, args := s.semanticStatement(sp, q, vec, k)
+	lines, err := searchRows(ctx, s, ef, "EXPLAIN (FORMAT TEXT) "+sql, args, pgx.RowTo[string])
+	if err != nil {
+		return "", fmt.Errorf("explain semantic search in space %s: %w", sp.Name(), err)
+	}
+	return strings.Join(lines, "\n"), nil
+}
+
+// semanticInput checks SemanticSearch's arguments and returns the space.
+func (s *Store) semanticInput(ctx context.Context, spaceID int64, q string, vec []float32, k int) (spaceRow, error) {
+	if err := checkK(k); err != nil {
+		return spaceRow{}, err
+	}
+	if err := checkQuery(q); err != nil {
+		return spaceRow{}, err
+	}
+	sp, err := s.space(ctx, spaceID)
+	if err != nil {
+		return spaceRow{}, err
+	}
+	if err := validateEmbedding(paper.Embedding{PaperID: "query", ContentHash: "-", Vector: vec}, sp); err != nil {
+		return spaceRow{}, err
+	}
+	return sp, nil
+}
+
+// excludedFilter is the knnStatement filter of a semantic search with excluded words and
+// phrases ($5, paper.Query.Excluded): a row of embeddings whose paper matches them is dropped
+// as the index scan returns it. The paper's tsv is read by its primary key, one row per
+// scanned row; a correlated subquery, not a join, so that the planner keeps the filter on the
+// index scan instead of joining the scan's result.
+const excludedFilter = ` AND NOT coalesce((SELECT p.tsv FROM papers p WHERE p.id = embeddings.paper_id) @@ websearch_to_tsquery('english', $5), false)`
+
+// semanticStatement returns SemanticSearch's statement for space sp, the hnsw.ef_search it
+// runs with, and its arguments: knnStatement's, with excludedFilter when q excludes words.
+func (s *Store) semanticStatement(sp spaceRow, q string, vec []float32, k int) (string, int, []any) {
+	v, ef := vectorSQLFor(sp, "$1"), s.efFor(sp, k)
+	args := []any{pgvector.NewVector(vec), "", k, v.candidates(k, ef)}
+	filter := ""
+	if excluded := paper.ParseQuery(q).Excluded; excluded != "" {
+		filter = excludedFilter
+		args = append(args, excluded)
+	}
+	return knnStatement(v.dist, v.order, sp.ID, filter), ef, args
+}
+
 // HybridSearch returns the k papers that best match q by fusing two rankings with reciprocal
 // rank fusion, in one SQL statement: the nearest neighbours of vec (q's embedding) in space
 // spaceID by cosine similarity, and the full-text matches of q as KeywordSearch ranks them.

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -436,5 +437,113 @@ func TestHybridSearchLeavesOutExcludedPapers(t *testing.T) {
 	plan, err := s.ExplainHybrid(ctx, sp.ID, "quokka -marsupials", []float32{1, 0.1, 0}, 10)
 	if err != nil || !strings.Contains(plan, "papers") {
 		t.Errorf("ExplainHybrid with an excluded word: %v\n%s", err, plan)
+	}
+}
+
+// A semantic search reads web-search syntax as the hybrid search does: a paper that has an
+// excluded word or phrase is not a result, however near its vector is to the query's. The
+// papers are left out as the HNSW index scan returns them, which walks on for more: when the
+// papers nearest to the query, more than hnsw.ef_search of them, all have the excluded word,
+// the search still answers k papers, the nearest without it.
+func TestSemanticSearchLeavesOutExcludedPapers(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	const n, dims, near = 1000, 16, 300 // near > the default hnsw.ef_search, 160
+	sp := space(t, s, "semantic-excl", dims)
+	r := rand.New(rand.NewPCG(7, 8))
+	randomVector := func() []float32 {
+		v := make([]float32, dims)
+		for j := range v {
+			v[j] = r.Float32()*2 - 1
+		}
+		return v
+	}
+	query := randomVector()
+	ps := abstracts(n)
+	vecs := make([][]float32, n)
+	for i := range vecs {
+		vecs[i] = randomVector()
+	}
+	order := make([]int, n) // the papers, nearest to the query first
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(cosine(query, vecs[b]), cosine(query, vecs[a])) })
+	excluded := map[string]bool{}
+	for _, i := range order[:near] {
+		ps[i].Abstract += " On quasicrystals."
+		excluded[ps[i].ID] = true
+	}
+	embs := make([]paper.Embedding, n)
+	for i := range ps {
+		embs[i] = embeddingOf(ps[i], vecs[i]...)
+	}
+	upsert(t, s, ps, store.Work{})
+	if _, err := s.SaveEmbeddings(ctx, sp.ID, embs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pool().Exec(ctx, "ANALYZE papers; ANALYZE embeddings"); err != nil {
+		t.Fatal(err)
+	}
+	var want []string // the 10 nearest without the word, as an exact search finds them
+	for _, i := range order[near : near+10] {
+		want = append(want, ps[i].ID)
+	}
+
+	// Without the exclusion the nearest papers are the ones with the word.
+	hits, err := s.SemanticSearch(ctx, sp.ID, "problem", query, 10)
+	if err != nil || len(hits) != 10 || !excluded[hits[0].ID] {
+		t.Fatalf("SemanticSearch(problem) = %v, %v; want 10 papers, the nearest with quasicrystals", hitIDs(hits), err)
+	}
+	for _, q := range []string{"problem -quasicrystals", `problem -quasicrystals -"no such phrase"`} {
+		hits, err := s.SemanticSearch(ctx, sp.ID, q, query, 10)
+		if err != nil {
+			t.Fatalf("SemanticSearch(%q): %v", q, err)
+		}
+		if len(hits) != 10 {
+			t.Errorf("SemanticSearch(%q) = %d papers, want 10", q, len(hits))
+		}
+		found := 0
+		for i, h := range hits {
+			if excluded[h.ID] {
+				t.Errorf("SemanticSearch(%q) answers %s, which has the excluded word", q, h.ID)
+			}
+			if slices.Contains(want, h.ID) {
+				found++
+			}
+			if i > 0 && h.Score > hits[i-1].Score {
+				t.Errorf("SemanticSearch(%q): scores not in decreasing order: %v", q, hits)
+			}
+		}
+		// The index is approximate: most of the exact answer is enough.
+		if found < 8 {
+			t.Errorf("SemanticSearch(%q) = %v, holds %d of the 10 nearest papers without the word %v", q, hitIDs(hits), found, want)
+		}
+	}
+	// The search with an exclusion is still answered from the space's HNSW index.
+	plan, err := s.ExplainSemantic(ctx, sp.ID, "problem -quasicrystals", query, 10)
+	if err != nil {
+		t.Fatalf("ExplainSemantic: %v", err)
+	}
+	if want := "Index Scan using embeddings_hnsw_s" + strconv.FormatInt(sp.ID, 10) + " "; !strings.Contains(plan, want) {
+		t.Errorf("a semantic search with an excluded word does not scan the space's HNSW index; plan:\n%s", plan)
+	}
+	// What SemanticSearch refuses, ExplainSemantic refuses.
+	for _, tc := range []struct {
+		name string
+		q    string
+		vec  []float32
+		want error
+	}{
+		{"a vector of another size", "problem", query[:dims-1], paper.ErrSpaceMismatch},
+		{"an empty query", "  ", query, paper.ErrInvalid},
+	} {
+		if _, err := s.SemanticSearch(ctx, sp.ID, tc.q, tc.vec, 10); !errors.Is(err, tc.want) {
+			t.Errorf("SemanticSearch with %s: %v, want %v", tc.name, err, tc.want)
+		}
+		if _, err := s.ExplainSemantic(ctx, sp.ID, tc.q, tc.vec, 10); !errors.Is(err, tc.want) {
+			t.Errorf("ExplainSemantic with %s: %v, want %v", tc.name, err, tc.want)
+		}
 	}
 }

@@ -959,6 +959,43 @@ func TestHybridSearchOfExcludedWords(t *testing.T) {
 	}
 }
 
+// A semantic search reads web-search syntax as the hybrid search does: no paper with an
+// excluded word is a result, however near its vector is to the query's, and the k results
+// are made up from the papers without it.
+func TestSemanticSearchOfExcludedWords(t *testing.T) {
+	t.Parallel()
+	b := withSample(t)
+	routing, err := b.st.KeywordSearch(t.Context(), "routing", 100)
+	if err != nil || len(routing) == 0 {
+		t.Fatalf("papers about routing: %d, %v; the test's premise is wrong", len(routing), err)
+	}
+	mentionsRouting := func(h paper.Hit) bool {
+		return slices.ContainsFunc(routing, func(x paper.Hit) bool { return x.ID == h.ID })
+	}
+	// Without the exclusion, the nearest papers to "experts" include some about routing.
+	var all hitsBody
+	b.get("/api/search?mode=semantic&k=10&q=experts").json(t, &all)
+	if !slices.ContainsFunc(all.Results, mentionsRouting) {
+		t.Fatalf("no paper about routing among the 10 nearest to experts; the test's premise is wrong: %v", all.Results)
+	}
+	for _, q := range []string{"experts -routing", `experts -"expert routing" -routing`} {
+		var sem hitsBody
+		r := b.get("/api/search?mode=semantic&k=10&q=" + url.QueryEscape(q))
+		r.json(t, &sem)
+		if r.code != http.StatusOK || sem.Mode != web.ModeSemantic {
+			t.Fatalf("semantic search of %s: %d %s", q, r.code, r.body)
+		}
+		if len(sem.Results) != 10 {
+			t.Errorf("semantic search of %s: %d results, want 10 (the archive has %d papers without routing)", q, len(sem.Results), 108-len(routing))
+		}
+		for _, h := range sem.Results {
+			if mentionsRouting(h) {
+				t.Errorf("the semantic search of %s answers %s (%s), which mentions routing", q, h.ID, h.Title)
+			}
+		}
+	}
+}
+
 // A paper whose vector is in another space than the active one (an operator activated a space
 // of a new model that no vector of it is in yet): the 409 and the paper page say what the CLI's
 // `related` says, the space that holds it and how to fill the active one; neither a worker nor

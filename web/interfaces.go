@@ -22,11 +22,13 @@ type Store interface {
 	Related(ctx context.Context, spaceID int64, id string, k int) ([]paper.Hit, error)
 	// EmbeddedIn returns the spaces that hold a vector of paper id's current text, by id.
 	EmbeddedIn(ctx context.Context, id string) ([]paper.Space, error)
-	// Search returns the k papers nearest to vec in space spaceID.
-	Search(ctx context.Context, spaceID int64, vec []float32, k int) ([]paper.Hit, error)
+	// SemanticSearch returns the k papers nearest to vec, the embedding of the text of the
+	// web-search query q (paper.ParseQuery), in space spaceID, leaving out the papers that
+	// match an excluded word or phrase of q.
+	SemanticSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, error)
 	// KeywordSearch returns the k best full-text matches of q.
 	KeywordSearch(ctx context.Context, q string, k int) ([]paper.Hit, error)
-	// HybridSearch fuses Search and KeywordSearch by reciprocal rank fusion.
+	// HybridSearch fuses SemanticSearch and KeywordSearch by reciprocal rank fusion.
 	HybridSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, error)
 	// ArchiveMap returns up to limit vectors of space spaceID (a deterministic sample when
 	// there are more) and how many the space holds.

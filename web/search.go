@@ -148,7 +148,7 @@ func (s *Server) runSearch(ctx context.Context, p searchParams) (searchResult, e
 	}
 	var hits []paper.Hit
 	if p.mode == ModeSemantic {
-		hits, err = s.cfg.Store.Search(ctx, sp.ID, vec, p.k)
+		hits, err = s.cfg.Store.SemanticSearch(ctx, sp.ID, p.q, vec, p.k)
 	} else {
 		hits, err = s.cfg.Store.HybridSearch(ctx, sp.ID, p.q, vec, p.k)
 	}

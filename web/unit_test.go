@@ -33,7 +33,7 @@ func (nilStore) Related(context.Context, int64, string, int) ([]paper.Hit, error
 	return nil, errNoDB
 }
 func (nilStore) EmbeddedIn(context.Context, string) ([]paper.Space, error) { return nil, errNoDB }
-func (nilStore) Search(context.Context, int64, []float32, int) ([]paper.Hit, error) {
+func (nilStore) SemanticSearch(context.Context, int64, string, []float32, int) ([]paper.Hit, error) {
 	return nil, errNoDB
 }
 func (nilStore) HybridSearch(context.Context, int64, string, []float32, int) ([]paper.Hit, error) {
