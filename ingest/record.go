@@ -27,15 +27,6 @@ type fields struct {
 	tooLong int
 }
 
-// Limits on the fields PostgreSQL indexes (a btree entry holds at most 2,704 bytes: the store
-// would refuse a longer id or category after it was queued, where no file and line are known),
-// and on an author's name, far beyond any real one.
-const (
-	maxIDBytes       = 512     // a canonical id
-	maxCategoryBytes = 256     // one category, after white space is folded
-	maxAuthorBytes   = 1 << 10 // one author, after white space is folded
-)
-
 // shortID is id as a *RecordError shows it: cut to 64 bytes, with "…" when cut.
 func shortID(id string) string {
 	if len(id) <= 64 {
@@ -85,9 +76,6 @@ func (r *Reader) build(f fields) (paper.Abstract, error) {
 			return fail(invalidf("%s", strings.TrimSuffix(err.Error(), ": "+paper.ErrInvalid.Error())))
 		}
 		id = c
-		if len(id) > maxIDBytes {
-			return fail(invalidf("id is %d bytes, limit %d", len(id), maxIDBytes))
-		}
 	} else if title != "" {
 		id = paper.TitleID(title)
 	}
@@ -107,27 +95,21 @@ func (r *Reader) build(f fields) (paper.Abstract, error) {
 	if len(abstract) > r.opts.MaxAbstractBytes {
 		return fail(invalidf("abstract is %d bytes, limit %d", len(abstract), r.opts.MaxAbstractBytes))
 	}
-	authors, categories := foldAll(f.authors), foldAll(f.categories)
-	for _, a := range authors {
-		if len(a) > maxAuthorBytes {
-			return fail(invalidf("an author is %d bytes, limit %d", len(a), maxAuthorBytes))
-		}
-	}
-	for _, c := range categories {
-		if len(c) > maxCategoryBytes {
-			return fail(invalidf("a category is %d bytes, limit %d", len(c), maxCategoryBytes))
-		}
-	}
-	return paper.Abstract{
+	a := paper.Abstract{
 		ID:         id,
 		Title:      title,
 		Abstract:   abstract,
-		Authors:    authors,
-		Categories: categories,
+		Authors:    foldAll(f.authors),
+		Categories: foldAll(f.categories),
 		Published:  f.published,
 		URL:        strings.TrimSpace(f.url),
 		Source:     r.location(f.line),
-	}, nil
+	}
+	// The limits on the id, authors and categories are the web's record parser's too.
+	if err := paper.CheckLengths(a); err != nil {
+		return fail(invalidf("%s", strings.TrimSuffix(err.Error(), ": "+paper.ErrInvalid.Error())))
+	}
+	return a, nil
 }
 
 // fold trims s and replaces every run of white space (newlines included) with one space.

@@ -99,8 +99,9 @@ const (
 // summary), and optionally id, authors and categories (lists of strings), published (a date
 // or RFC 3339 time) and url. The id is made canonical (paper.CanonicalID), or derived from
 // the title when absent (paper.TitleID); white space runs are folded; the title may have at
-// most 1 KiB and the abstract 32 KiB. The error says in plain words what is wrong; it wraps
-// paper.ErrInvalid.
+// most 1 KiB and the abstract 32 KiB, and the id, each author and each category at most what
+// `paperpipe ingest` accepts (paper.CheckLengths: 512 bytes, 1 KiB, 256 bytes). The error says
+// in plain words what is wrong; it wraps paper.ErrInvalid.
 func ParseRecord(raw []byte) (paper.Abstract, error) {
 	if !utf8.Valid(raw) {
 		return paper.Abstract{}, invalid("the record is not valid UTF-8")
@@ -170,6 +171,9 @@ func ParseRecord(raw []byte) (paper.Abstract, error) {
 		return a, invalid("abstract is empty")
 	case len(a.Abstract) > maxAbstractBytes:
 		return a, invalid(fmt.Sprintf("abstract is %d bytes, limit %d", len(a.Abstract), maxAbstractBytes))
+	}
+	if err := paper.CheckLengths(a); err != nil {
+		return a, invalid(strings.TrimSuffix(err.Error(), ": "+paper.ErrInvalid.Error()))
 	}
 	if p := strings.TrimSpace(rec.Published); p != "" {
 		t, err := parseSince(p)

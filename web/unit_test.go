@@ -228,6 +228,14 @@ func TestParseRecord(t *testing.T) {
 		{"bad UTF-8", "{\"title\": \"T\xff\", \"abstract\": \"A\"}", "", "UTF-8"},
 		{"NUL", `{"title": "T\u0000", "abstract": "A"}`, "", "NUL"},
 		{"long title", `{"title": "` + strings.Repeat("t", 2000) + `", "abstract": "A"}`, "", "title is 2000 bytes"},
+		// The limits of paperpipe ingest (paper.MaxIDBytes and the others), which the store's
+		// indexes need: over by one is refused, at the limit accepted.
+		{"long id", `{"id": "` + strings.Repeat("x", 510) + `", "title": "T", "abstract": "A"}`, "", "id is 513 bytes, limit 512"},
+		{"id at the limit", `{"id": "` + strings.Repeat("x", 509) + `", "title": "T", "abstract": "A"}`, "id:" + strings.Repeat("x", 509), ""},
+		{"long category", `{"title": "T", "abstract": "A", "categories": ["cs.DB", "` + strings.Repeat("c", 257) + `"]}`, "", "a category is 257 bytes, limit 256"},
+		{"category at the limit", `{"title": "T", "abstract": "A", "categories": ["` + strings.Repeat("c", 256) + `"]}`, paper.TitleID("T"), ""},
+		{"long author", `{"title": "T", "abstract": "A", "authors": ["` + strings.Repeat("a ", 600) + `"]}`, "", "an author is 1199 bytes, limit 1024"},
+		{"author at the limit", `{"title": "T", "abstract": "A", "authors": ["` + strings.Repeat("a", 1024) + `"]}`, paper.TitleID("T"), ""},
 	} {
 		a, err := ParseRecord([]byte(tc.in))
 		switch {
