@@ -124,8 +124,8 @@ func cmdRelated(ctx context.Context, c *config, args []string) error {
 func cmdSearch(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("search", "TEXT", "Find the papers nearest in meaning to free text, in the active embedding space. The text is embedded by the configured "+
 		"embedding model (PAPERPIPE_EMBED_MODEL, or --embed-model), which must be the active space's: set it after `paperpipe activate`. "+
-		"Quotes, or and -excluded words (web-search syntax) are left out of the text that is embedded; no paper is filtered out for an excluded word "+
-		"(the web's keyword and hybrid searches do that). A query that starts with - needs -- before it: paperpipe search -- -word other words.")
+		"Quotes, or and -excluded words (web-search syntax) are left out of the text that is embedded, and a paper with an excluded word or phrase "+
+		"is left out of the results. A query that starts with - needs -- before it: paperpipe search -- -word other words.")
 	c.addJSONFlag(fs)
 	c.addModelFlags(fs)
 	k := fs.Int("k", 10, kHelp)
@@ -171,7 +171,7 @@ func cmdSearch(ctx context.Context, c *config, args []string) error {
 		return fmt.Errorf("the query has no words the embedding model %s can use (a stop word, an id, a symbol; excluded words do not count): "+
 			"try other words, or a keyword search (the web UI's search box, or GET /api/search?mode=keyword)", sp.Model)
 	}
-	hits, err := st.Search(ctx, sp.ID, vec, *k)
+	hits, err := st.SemanticSearch(ctx, sp.ID, q, vec, *k)
 	if err != nil {
 		return err
 	}
