@@ -41,7 +41,13 @@ type stack struct {
 
 func newStack(t *testing.T, fc FakeConfig, extraEnv ...string) *stack {
 	t.Helper()
-	s := &stack{t: t, dir: keepOnFailure(t), dbURL: pgtest.URL(t)}
+	return newStackOn(t, pgtest.URL(t), fc, extraEnv...)
+}
+
+// newStackOn is newStack on the database dbURL.
+func newStackOn(t *testing.T, dbURL string, fc FakeConfig, extraEnv ...string) *stack {
+	t.Helper()
+	s := &stack{t: t, dir: keepOnFailure(t), dbURL: dbURL}
 	var err error
 	if s.fake, err = StartFake(bin.Fake, filepath.Join(s.dir, "openai-fake.log"), fc); err != nil {
 		t.Fatal(err)

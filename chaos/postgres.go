@@ -111,6 +111,50 @@ log_min_messages = warning
 	return pg, nil
 }
 
+// StartStandby creates a hot standby of pg — a base backup streaming pg's WAL, on a free
+// loopback port of its own — starts it, and returns once it accepts connections. It replays
+// everything written on pg (a few milliseconds behind) and refuses writes, as a production
+// read replica does.
+func (pg *Postgres) StartStandby(ctx context.Context) (*Postgres, error) {
+	host, err := os.MkdirTemp(filepath.Join(pg.Root, "tmp"), "chaos-standby-")
+	if err != nil {
+		return nil, fmt.Errorf("standby directory: %w", err)
+	}
+	if err := os.Chown(host, pg.uid, pg.gid); err != nil {
+		os.RemoveAll(host)
+		return nil, fmt.Errorf("standby directory: %w", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		os.RemoveAll(host)
+		return nil, err
+	}
+	sb := &Postgres{Root: pg.Root, Dir: "/tmp/" + filepath.Base(host), Port: port, uid: pg.uid, gid: pg.gid}
+	// -R writes standby.signal and primary_conninfo; -X stream copies the WAL written meanwhile.
+	if out, err := sb.run(ctx, "pg_basebackup", "-h", "127.0.0.1", "-p", strconv.Itoa(pg.Port), "-U", "postgres",
+		"-D", sb.Dir+"/data", "-R", "-X", "stream", "--checkpoint=fast", "--no-sync"); err != nil {
+		sb.remove()
+		return nil, fmt.Errorf("pg_basebackup: %w\n%s", err, out)
+	}
+	f, err := os.OpenFile(filepath.Join(host, "data", "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err == nil {
+		_, err = fmt.Fprintf(f, "\nport = %d\nunix_socket_directories = '%s'\nhot_standby = on\n", port, sb.Dir)
+		f.Close()
+	}
+	if err != nil {
+		sb.remove()
+		return nil, fmt.Errorf("configure the standby: %w", err)
+	}
+	if err := sb.Start(ctx); err != nil {
+		sb.remove()
+		return nil, err
+	}
+	live.Lock()
+	live.pgs[sb] = true
+	live.Unlock()
+	return sb, nil
+}
+
 // URL is the connection URL of the chaos database.
 func (pg *Postgres) URL() string { return pg.url("chaos") }
 

@@ -295,6 +295,10 @@ type MigrationState struct {
 func (s *Store) Migrate(ctx context.Context) error {
 	return s.withProvider(ctx, func(p *goose.Provider) error {
 		results, err := p.Up(ctx)
+		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "25006" {
+			return fmt.Errorf("migrate database %s: it is read-only (a hot standby, or default_transaction_read_only), "+
+				"and migrations are applied on the primary: %w", s.target, err)
+		}
 		if err != nil {
 			return fmt.Errorf("migrate database %s: %w", s.target, err)
 		}
@@ -304,6 +308,26 @@ func (s *Store) Migrate(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// ErrSchemaBehind marks a database that lacks migrations this binary knows (CheckSchema).
+var ErrSchemaBehind = errors.New("the database's schema is older than this paperpipe's")
+
+// CheckSchema returns nil when every migration this binary knows is applied, and applies
+// none: it is the check of a read replica, whose schema comes from its primary by
+// replication. A schema that lacks one is an error wrapping ErrSchemaBehind naming it.
+func (s *Store) CheckSchema(ctx context.Context) error {
+	states, err := s.MigrationStatus(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range states {
+		if !m.Applied {
+			return fmt.Errorf("database %s lacks migration %s (migrations are applied on the primary; a replica gets them by replication): %w",
+				s.target, m.Name, ErrSchemaBehind)
+		}
+	}
+	return nil
 }
 
 // MigrationStatus lists every migration the binary knows, in order, with whether it is applied.

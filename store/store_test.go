@@ -122,6 +122,51 @@ func TestMigrationStatusBeforeMigrate(t *testing.T) {
 	}
 }
 
+// TestCheckSchemaNamesTheFirstMissingMigrationAndAppliesNone: the check of a read replica
+// passes only on a schema with every migration, and never migrates itself.
+func TestCheckSchemaNamesTheFirstMissingMigrationAndAppliesNone(t *testing.T) {
+	t.Parallel()
+	s := open(t, pgtest.URL(t))
+	err := s.CheckSchema(t.Context())
+	if !errors.Is(err, store.ErrSchemaBehind) || !strings.Contains(err.Error(), "00001_init.sql") {
+		t.Fatalf("CheckSchema of an empty schema = %v, want ErrSchemaBehind naming 00001_init.sql", err)
+	}
+	st, err := s.MigrationStatus(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range st {
+		if m.Applied {
+			t.Fatalf("CheckSchema applied %s", m.Name)
+		}
+	}
+	if err := s.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckSchema(t.Context()); err != nil {
+		t.Fatalf("CheckSchema after Migrate: %v", err)
+	}
+}
+
+// TestMigrateOnAReadOnlyDatabaseSaysMigrationsGoToThePrimary: on a hot standby (here a
+// session whose transactions are read-only, as a standby's are) pending migrations cannot be
+// applied; the error says why instead of only PostgreSQL's "read-only transaction".
+func TestMigrateOnAReadOnlyDatabaseSaysMigrationsGoToThePrimary(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("default_transaction_read_only", "on")
+	u.RawQuery = q.Encode()
+	s := open(t, u.String())
+	err = s.Migrate(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "read-only") || !strings.Contains(err.Error(), "applied on the primary") {
+		t.Fatalf("Migrate on a read-only database = %v, want it to say migrations are applied on the primary", err)
+	}
+}
+
 // TestOpenRefusedNamesTheTargetAndHidesPassword: a refused connection names the server and
 // database, never the password; it suggested `make services` whatever the address, which
 // serves only 127.0.0.1:55432 (wrong for a remote host, another port, a production probe): the

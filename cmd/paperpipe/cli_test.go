@@ -1192,3 +1192,30 @@ func TestSecondSignalExitStatusNamesTheSignal(t *testing.T) {
 		}
 	}
 }
+
+// serve's read replica is never migrated: until it has the primary's migrations (replayed),
+// serve waits, then refuses naming the setting and the migration it lacks.
+func TestReadReplicaWithoutThePrimarysMigrationsIsRefused(t *testing.T) {
+	old := readSchemaWait
+	readSchemaWait = 0
+	t.Cleanup(func() { readSchemaWait = old })
+	u := pgtest.URL(t)
+	c := &config{ReadDBURL: u}
+	_, err := openReadStore(t.Context(), c, slog.New(slog.DiscardHandler))
+	if !errors.Is(err, store.ErrSchemaBehind) || !strings.Contains(err.Error(), "PAPERPIPE_READ_DATABASE_URL") || !strings.Contains(err.Error(), "00001_init.sql") {
+		t.Fatalf("openReadStore of an unmigrated database = %v, want a refusal naming the setting and 00001_init.sql", err)
+	}
+	st, err := store.Open(t.Context(), store.Config{URL: u})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	rs, err := openReadStore(t.Context(), c, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("openReadStore of a migrated database: %v", err)
+	}
+	rs.Close()
+}

@@ -238,7 +238,7 @@ func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle
 	g, gctx := errgroup.WithContext(wctx)
 	switch {
 	case c.serveHTTP:
-		g.Go(func() error { return serveHTTP(gctx, c, log, st, b, m, "up") })
+		g.Go(func() error { return serveHTTP(gctx, c, log, st, st, b, m, "up") })
 	case c.MetricsAddr != "" && c.metrics != nil: // worker --metrics
 		g.Go(func() error { return serveProbes(gctx, c, log, st, b) })
 	}

@@ -52,7 +52,14 @@ func cmdServe(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	defer st.Close()
-	m, err := buildModels(ctx, c, log, st)
+	reads := st
+	if c.ReadDBURL != "" {
+		if reads, err = openReadStore(ctx, c, log); err != nil {
+			return err
+		}
+		defer reads.Close()
+	}
+	m, err := buildModels(ctx, c, log, reads)
 	if err != nil {
 		return err
 	}
@@ -61,7 +68,7 @@ func cmdServe(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	defer b.close()
-	return serveHTTP(ctx, c, log, st, b, m, "serve")
+	return serveHTTP(ctx, c, log, st, reads, b, m, "serve")
 }
 
 // addHTTPFlag registers --http.
@@ -94,8 +101,11 @@ func watchWorker(c *config, consumer string, w *pipeline.Worker) {
 	})
 }
 
-// serveHTTP serves the web surfaces on c.HTTPAddr until ctx is done.
-func serveHTTP(ctx context.Context, c *config, log *slog.Logger, st *store.Store, b *broker, m *models, who string) error {
+// serveHTTP serves the web surfaces on c.HTTPAddr until ctx is done. Their queries go to
+// reads — st, or serve's read replica — and the usage ledger's writes to st. With a replica,
+// the primary's health is reported by /readyz but does not make the process unready: every
+// query is answered without it, and only the ledger's writes (logged, not retried) fail.
+func serveHTTP(ctx context.Context, c *config, log *slog.Logger, st, reads *store.Store, b *broker, m *models, who string) error {
 	prices, err := pricing.Parse(c.Prices)
 	if err != nil {
 		return usageErr("PAPERPIPE_PRICES: %v", err)
@@ -106,16 +116,20 @@ func serveHTTP(ctx context.Context, c *config, log *slog.Logger, st *store.Store
 	watchQueue(c, b)
 	var queries embedder = m.emb
 	if c.EmbedModel == offline {
-		queries = newActiveOffline(st, log, m.emb)
+		queries = newActiveOffline(reads, log, m.emb)
+	}
+	checks := readyChecks(reads, b, true)
+	if reads != st {
+		checks = append(checks, web.Check{Name: "primary", ReportOnly: true, Check: st.Ping})
 	}
 	srv, err := web.New(web.Config{
-		Store:         webStore{st},
+		Store:         webStore{reads},
 		Embedder:      c.metrics.Embedder(queries),
 		Usage:         c.metrics.Store(st), // the query embeddings' API calls, as status reports them
 		Publisher:     &webPublisher{js: b.js},
 		ParseRecord:   parseRecord,
-		Status:        &webStatus{st: st, js: b.js, sum: m.sum, prices: prices},
-		Checks:        readyChecks(st, b, true),
+		Status:        &webStatus{st: reads, js: b.js, sum: m.sum, prices: prices},
+		Checks:        checks,
 		Metrics:       c.metrics,
 		APIToken:      c.APIToken,
 		ProtectReads:  c.APITokenReads,

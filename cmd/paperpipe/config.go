@@ -31,6 +31,7 @@ const offline = "offline"
 // is documented in the README with its variable and default.
 type config struct {
 	DatabaseURL string // DATABASE_URL
+	ReadDBURL   string // PAPERPIPE_READ_DATABASE_URL: a read replica serve's queries go to; "": DATABASE_URL
 	NATSURL     string // NATS_URL; empty: embedded server
 	NATSNkey    string // PAPERPIPE_NATS_NKEY: a file holding the NKey seed NATS_URL's server knows
 	NATSCA      string // PAPERPIPE_NATS_CA: a PEM file of the CA that signed NATS_URL's server certificate
@@ -124,6 +125,7 @@ func (c *config) checkAPI(chat, emb bool) error {
 func loadConfig() *config {
 	c := &config{
 		DatabaseURL: env("DATABASE_URL", DefaultDatabaseURL),
+		ReadDBURL:   os.Getenv("PAPERPIPE_READ_DATABASE_URL"),
 		NATSURL:     os.Getenv("NATS_URL"),
 		NATSNkey:    os.Getenv("PAPERPIPE_NATS_NKEY"),
 		NATSCA:      os.Getenv("PAPERPIPE_NATS_CA"),

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/llm"
 	"github.com/paperpipe/paperpipe/paper"
@@ -256,9 +258,46 @@ func openStore(ctx context.Context, c *config, log *slog.Logger) (*store.Store, 
 	}
 	if err := st.Migrate(ctx); err != nil {
 		st.Close()
+		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "25006" {
+			return nil, fmt.Errorf("%w (DATABASE_URL must name the primary; serve can send its queries to a replica named by PAPERPIPE_READ_DATABASE_URL)", err)
+		}
 		return nil, err
 	}
 	return st, nil
+}
+
+// readSchemaWait bounds how long serve waits for its read replica to replay the migrations
+// the primary has (openReadStore): a replica a few seconds behind during an upgrade is
+// waited for, one that lacks them for longer is refused.
+var readSchemaWait = 30 * time.Second
+
+// openReadStore connects to PAPERPIPE_READ_DATABASE_URL, a read replica (a hot standby) of
+// DATABASE_URL's database, where serve sends its queries. Migrations are never applied there:
+// openStore applies them on the primary, and the replica must have them (replayed) before
+// serve starts on it, which it waits readSchemaWait for.
+func openReadStore(ctx context.Context, c *config, log *slog.Logger) (*store.Store, error) {
+	st, err := store.Open(ctx, store.Config{URL: c.ReadDBURL, EFSearch: c.EFSearch, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("PAPERPIPE_READ_DATABASE_URL: %w", err)
+	}
+	deadline := time.Now().Add(readSchemaWait)
+	for {
+		err = st.CheckSchema(ctx)
+		if err == nil {
+			return st, nil
+		}
+		if !errors.Is(err, store.ErrSchemaBehind) || time.Now().After(deadline) {
+			st.Close()
+			return nil, fmt.Errorf("PAPERPIPE_READ_DATABASE_URL: %w", err)
+		}
+		log.Info("waiting for the read replica to replay the primary's migrations", "err", err)
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			st.Close()
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // openModelsAndStore opens what most commands need: the logger, the migrated store and the
