@@ -34,7 +34,9 @@ type Pending = paper.Pending
 // zero meaning now): a redelivered message of a paper's previous version, processed after the
 // newer one, changes nothing and needs nothing (its Pending carries the stored hash), also when
 // the newer one was stored by another call while this one ran; of calls storing one new paper
-// at once, one reports it New and its outputs missing. It writes only rows whose text or
+// at once, one reports it New and its outputs missing, and the others report it as a later
+// call would (not New; Changed, its outputs missing, only for a newer text of their own; their
+// metadata merged). It writes only rows whose text or
 // metadata changed; metadata a record lacks (no
 // authors, no URL…) keeps what an earlier source stored, so one paper from two sources is
 // merged. A changed abstract makes existing outputs stale (they recorded the old hash) without
@@ -107,7 +109,6 @@ func (s *Store) upsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 			kept = append(kept, a)
 		}
 	}
-	n := len(kept)
 	var rounds [][]paper.Abstract
 	nth := make(map[string]int)
 	for i, a := range papers {
@@ -121,15 +122,13 @@ func (s *Store) upsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 		}
 		rounds[r] = append(rounds[r], a)
 	}
-	var (
-		byID map[string]Pending
-		lost []string
-		err  error
-	)
+	var byID map[string]Pending
+	// Papers another transaction inserted while this one ran: the hash it stored.
+	theirs := make(map[string]string)
 	// One transaction: the call writes all of its copies or none.
-	err = s.writeTx(ctx, upsertPrelock, func(tx pgx.Tx) error {
+	err := s.writeTx(ctx, upsertPrelock, func(tx pgx.Tx) error {
 		for r, round := range rounds {
-			pending, _, before, err := s.upsertStatement(ctx, tx, round, w, r == 0)
+			pending, before, err := s.upsertStatement(ctx, tx, round, w, r == 0, theirs)
 			if err != nil {
 				return err
 			}
@@ -138,7 +137,7 @@ func (s *Store) upsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 			}
 		}
 		var err error
-		byID, lost, _, err = s.upsertStatement(ctx, tx, kept, w, false)
+		byID, _, err = s.upsertStatement(ctx, tx, kept, w, false, theirs)
 		return err
 	})
 	if err != nil {
@@ -151,23 +150,16 @@ func (s *Store) upsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 		p.Changed = old != nil && *old != p.ContentHash
 		byID[id] = p
 	}
-	if len(lost) > 0 {
-		// Another transaction stored these papers while the statement ran (see upsertPapersSQL):
-		// a new statement sees their hashes.
-		rows, err := s.pool.Query(ctx, "SELECT id, content_hash FROM papers WHERE id = ANY($1)", lost)
-		if err != nil {
-			return nil, fmt.Errorf("upsert %s: read the hashes stored meanwhile: %w", papersN(n), err)
+	for id, hash := range theirs {
+		// The other transaction's caller was told the paper is new and does the work of the
+		// text it stored; this call reports the paper not new, and needs nothing unless it
+		// replaced that text with a newer one.
+		p := byID[id]
+		p.New = false
+		if p.ContentHash == hash {
+			p.Changed, p.NeedTLDR, p.NeedEmbedding = false, false, false
 		}
-		var id, hash string
-		_, err = pgx.ForEachRow(rows, []any{&id, &hash}, func() error {
-			p := byID[id]
-			p.ContentHash = hash
-			byID[id] = p
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("upsert %s: read the hashes stored meanwhile: %w", papersN(n), err)
-		}
+		byID[id] = p
 	}
 	out := make([]Pending, len(papers))
 	for i, a := range papers {
@@ -187,9 +179,51 @@ func (s *Store) upsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 }
 
 // upsertStatement runs upsertPapersSQL for papers, one copy of each id, and returns their
-// Pendings by id, the ids another transaction stored while it ran (their hashes unread), and
-// the hashes the papers had before it when wantBefore (nil: none, or not wanted).
-func (s *Store) upsertStatement(ctx context.Context, q querier, papers []paper.Abstract, w Work, wantBefore bool) (map[string]Pending, []string, map[string]*string, error) {
+// Pendings by id and the hashes the papers had before it when wantBefore (nil: none, or not
+// wanted). A paper another transaction inserted while the statement ran (lost, see
+// upsertPapersSQL) is upserted again by a new statement, which sees that row like a later call
+// would, so that its text and metadata are compared and merged as usual; the hash the other
+// transaction stored is recorded in theirs (the first one seen, when an id is lost twice) and
+// is the paper's hash before the call.
+func (s *Store) upsertStatement(ctx context.Context, q querier, papers []paper.Abstract, w Work, wantBefore bool, theirs map[string]string) (map[string]Pending, map[string]*string, error) {
+	byID, lost, before, err := s.upsertOnce(ctx, q, papers, w, wantBefore)
+	for attempt := 1; err == nil && len(lost) > 0; attempt++ {
+		if attempt == 5 {
+			return nil, nil, fmt.Errorf("upsert %s: %s kept being stored by other transactions while this one ran", papersN(len(papers)), lost[0])
+		}
+		again := make([]paper.Abstract, 0, len(lost))
+		for _, a := range papers {
+			if slices.Contains(lost, a.ID) {
+				again = append(again, a)
+			}
+		}
+		var (
+			redo map[string]Pending
+			prev map[string]*string
+		)
+		redo, lost, prev, err = s.upsertOnce(ctx, q, again, w, true)
+		for id, p := range redo {
+			byID[id] = p
+			if old := prev[id]; old != nil {
+				if _, ok := theirs[id]; !ok {
+					theirs[id] = *old
+				}
+			}
+			if before != nil {
+				before[id] = prev[id]
+			}
+		}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return byID, before, nil
+}
+
+// upsertOnce runs upsertPapersSQL for papers, one copy of each id, and returns their Pendings
+// by id, the ids another transaction inserted while it ran (lost: their Pendings mean
+// nothing), and the hashes the papers had before it when wantBefore (nil: none, or not wanted).
+func (s *Store) upsertOnce(ctx context.Context, q querier, papers []paper.Abstract, w Work, wantBefore bool) (map[string]Pending, []string, map[string]*string, error) {
 	n := len(papers)
 	var (
 		ids, titles, abstracts, authors, cats = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
@@ -306,9 +340,9 @@ const upsertPrelock = "LOCK TABLE papers IN ROW EXCLUSIVE MODE; " +
 // older (text_at) than the stored text — then nothing is missing for the input: its outputs
 // would be of a text the paper no longer has. A paper neither in the snapshot nor written by
 // the upsert (lost) was inserted by another transaction that committed while the INSERT
-// waited for it, and the upsert then changed nothing (an older or the same text): nothing is
-// missing for it either — the other transaction's caller does the work of the stored text —
-// and its stored hash, which the snapshot cannot see, is read after. Rows are written in id
+// waited for it; the upsert leaves such a row alone, since neither the snapshot nor RETURNING
+// (PostgreSQL 17 has no OLD there) can tell the hash it held, and upsertStatement upserts the
+// paper again in a new statement, which sees it. Rows are written in id
 // order so that concurrent batches lock them in the same order and cannot deadlock — except
 // beside a call with a repeated id, whose earlier copies lock their rows first in the same
 // transaction: UpsertPapers tries a call PostgreSQL aborted for a deadlock again.
@@ -353,8 +387,11 @@ WITH input AS (
 		source = coalesce(excluded.source, p.source),
 		updated_at = now()
 	-- A text older than the stored one (a redelivered message of the previous version) changes
-	-- nothing.
-	WHERE (p.content_hash = excluded.content_hash OR excluded.text_at >= p.text_at) AND (
+	-- nothing. Nor does any text of a row the statement's snapshot cannot see: another
+	-- transaction inserted it while this one ran, and RETURNING cannot tell the hash it stored
+	-- (see lost below).
+	WHERE (p.content_hash = excluded.content_hash OR excluded.text_at >= p.text_at)
+	AND EXISTS (SELECT 1 FROM papers seen WHERE seen.id = excluded.id) AND (
 		p.content_hash <> excluded.content_hash
 		OR p.title <> excluded.title
 		OR p.abstract <> excluded.abstract

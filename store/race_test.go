@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
 
@@ -368,9 +369,11 @@ func writeInFlight(t *testing.T, s *store.Store, spaceID int64, p paper.Abstract
 
 // TestUpsertPapersThatLosesANewPaperToAnotherNeedsNothing: two workers handle messages of a
 // paper that is not stored yet at the same time. One's insert commits while the other's
-// UpsertPapers waits for the row; the waiting one then changes nothing — its text is older,
-// or the same — and must report nothing needed: else its worker buys a TL;DR and a vector
-// that the other worker buys too, or that are of a text the paper no longer has.
+// UpsertPapers waits for the row; the waiting one must not report the paper new, and when the
+// text stored is the other's — its own is older, the same, or the same with other metadata
+// (which it still merges in) — must report nothing needed: else its worker buys a TL;DR and a
+// vector that the other worker buys too, or that are of a text the paper no longer has. A
+// newer text of its own replaces the other's: changed, its outputs needed.
 func TestUpsertPapersThatLosesANewPaperToAnotherNeedsNothing(t *testing.T) {
 	t.Parallel()
 	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
@@ -389,6 +392,22 @@ func TestUpsertPapersThatLosesANewPaperToAnotherNeedsNothing(t *testing.T) {
 		}},
 		{"the same text", func(stored paper.Abstract) paper.Abstract {
 			return stored
+		}, func(p paper.Abstract) paper.Abstract {
+			p.TextAt = t0
+			return p
+		}},
+		{"the same text with other metadata", func(stored paper.Abstract) paper.Abstract {
+			other := stored
+			other.Authors, other.URL = []string{"C. Other"}, "https://example.org/paper"
+			return other
+		}, func(p paper.Abstract) paper.Abstract {
+			p.TextAt = t0
+			return p
+		}},
+		{"a newer text", func(stored paper.Abstract) paper.Abstract {
+			newer := stored
+			newer.Abstract, newer.TextAt = "The second version of the abstract.", t0.Add(time.Hour)
+			return newer
 		}, func(p paper.Abstract) paper.Abstract {
 			p.TextAt = t0
 			return p
@@ -431,12 +450,25 @@ func TestUpsertPapersThatLosesANewPaperToAnotherNeedsNothing(t *testing.T) {
 			if r.err != nil {
 				t.Fatal(r.err)
 			}
-			if rec, err := s.Paper(ctx, stored.ID); err != nil || rec.Abstract.Abstract != stored.Abstract {
-				t.Fatalf("stored %q (%v); want the other transaction's text kept", rec.Abstract.Abstract, err)
+			newer := mine.TextAt.After(stored.TextAt) && mine.ContentHash() != stored.ContentHash()
+			kept := stored
+			if newer {
+				kept = mine
+			}
+			rec, err := s.Paper(ctx, stored.ID)
+			if err != nil || rec.Abstract.Abstract != kept.Abstract {
+				t.Fatalf("stored %q (%v); want %q", rec.Abstract.Abstract, err, kept.Abstract)
+			}
+			if mine.URL != "" && (rec.Abstract.URL != mine.URL || !slices.Equal(rec.Abstract.Authors, mine.Authors)) {
+				t.Errorf("stored URL %q, authors %q; want the waiting call's metadata merged in (%q, %q)",
+					rec.Abstract.URL, rec.Abstract.Authors, mine.URL, mine.Authors)
 			}
 			want := store.Pending{ID: stored.ID, ContentHash: stored.ContentHash()}
+			if newer {
+				want = store.Pending{ID: stored.ID, ContentHash: mine.ContentHash(), Changed: true, NeedTLDR: true, NeedEmbedding: true}
+			}
 			if got := r.p[0]; got != want {
-				t.Errorf("UpsertPapers of %s, waiting for the other insert = %+v; want %+v: not new, the stored hash, nothing needed",
+				t.Errorf("UpsertPapers of %s, waiting for the other insert = %+v; want %+v (not new: the other call stored it first)",
 					tc.name, got, want)
 			}
 		})
