@@ -864,8 +864,10 @@ func TestSpacesDropOfASpaceWithOpenBatchJobsSaysWhatToDo(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := strconv.FormatInt(old.ID, 10)
+	c := loadConfig()
+	c.NATSURL, c.DataDir, c.LogLevel = natstest.Start(t).ClientURL(), t.TempDir(), "error"
 	var out bytes.Buffer
-	err = dropSpace(ctx, st, id, false, &out)
+	err = dropSpace(ctx, c, st, id, false, &out)
 	if err == nil {
 		t.Fatal("spaces drop of a space with an open batch job succeeded")
 	}
@@ -875,7 +877,7 @@ func TestSpacesDropOfASpaceWithOpenBatchJobsSaysWhatToDo(t *testing.T) {
 			t.Errorf("spaces drop: %v\nwant it to say %q", err, want)
 		}
 	}
-	if err := dropSpace(ctx, st, id, true, &out); err != nil || !strings.Contains(out.String(), "dropped space "+id) {
+	if err := dropSpace(ctx, c, st, id, true, &out); err != nil || !strings.Contains(out.String(), "dropped space "+id) {
 		t.Errorf("spaces drop --force: %v, %q", err, out.String())
 	}
 }
@@ -1378,7 +1380,7 @@ func (e *archiveEnv) dropSpaceAsReprocessStarts(t *testing.T, o reprocessOptions
 		}
 	}
 	var said bytes.Buffer
-	if err := dropSpace(ctx, e.st, e.c.EmbedModel, false, &said); err != nil {
+	if err := dropSpace(ctx, e.c, e.st, e.c.EmbedModel, false, &said); err != nil {
 		t.Fatalf("spaces drop of the run's space before it took its lock: %v", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -1410,5 +1412,128 @@ func TestReprocessStopsWhenItsSpaceIsDroppedAsItStarts(t *testing.T) {
 		if n := e.count(t, `SELECT count(*) FROM batch_jobs`); n != 0 {
 			t.Errorf("batch API %v: %d batch jobs recorded, want none", o.batchAPI, n)
 		}
+	}
+}
+
+// A reprocess run stopped with messages left keeps its consumer so that the next run resumes
+// them; once its space is dropped no run would: `paperpipe status` listed the consumer and its
+// messages stayed in the stream until a run into a space of that name came again. `spaces
+// drop` removes the consumer and its messages. Dropped while NATS cannot be reached, the space
+// goes all the same, status says the consumer's space was dropped, and `spaces drop` of the
+// name run again removes it.
+func TestSpacesDropRemovesTheSpacesReprocessQueue(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 2)
+	ctx := t.Context()
+	js := e.jetStream(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	var spaces []paper.Space
+	for _, m := range []string{"active", "dropped-with-nats", "dropped-without-nats"} {
+		sp, err := e.st.EnsureSpace(ctx, paper.Space{Model: m, Dimensions: 3, Template: "title-abstract-v1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		spaces = append(spaces, sp)
+	}
+	// What an interrupted run into sp leaves: its consumer, and its two papers' messages.
+	interrupted := func(sp paper.Space) pipeline.ReprocessTarget {
+		t.Helper()
+		w := paper.Work{Model: e.c.ChatModel, PromptVersion: summarize.PromptVersion, SpaceID: sp.ID}
+		target := pipeline.NewReprocessTarget(w, sp.Name())
+		if err := pipeline.EnsureReprocessConsumer(ctx, js, pipeline.TopologyConfig{AckWait: e.c.AckWait, MaxDeliver: e.c.MaxDeliver},
+			target, reprocessDescription(w, sp)); err != nil {
+			t.Fatal(err)
+		}
+		pub := pipeline.NewRunPublisher(js, target.Subject, "interrupted-"+sp.Model, 0)
+		for _, id := range []string{"arxiv:2401.00000", "arxiv:2401.00001"} {
+			rec, err := e.st.Paper(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := pub.Publish(ctx, rec.Abstract); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := pub.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return target
+	}
+	has := func(target pipeline.ReprocessTarget) bool {
+		t.Helper()
+		bls, err := pipeline.Backlogs(ctx, js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(bls, func(b pipeline.Backlog) bool { return b.Consumer == target.Consumer })
+	}
+	// queuedAfter is what a run of target that comes later is handed.
+	queuedAfter := func(target pipeline.ReprocessTarget) uint64 {
+		t.Helper()
+		if err := pipeline.EnsureReprocessConsumer(ctx, js, pipeline.TopologyConfig{}, target, "a later run"); err != nil {
+			t.Fatal(err)
+		}
+		n, err := pipeline.Queued(ctx, js, target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := js.DeleteConsumer(ctx, pipeline.StreamPapers, target.Consumer); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	target := interrupted(spaces[1])
+	var said bytes.Buffer
+	if err := dropSpace(ctx, e.c, e.st, spaces[1].Name(), false, &said); err != nil {
+		t.Fatal(err)
+	}
+	if has(target) || !strings.Contains(said.String(), "removed its re-processing queue (2 messages") {
+		t.Errorf("after spaces drop the consumer of the space's interrupted run is still there (%v), or drop said:\n%s", has(target), said.String())
+	}
+	if n := queuedAfter(target); n != 0 {
+		t.Errorf("after spaces drop %d messages of the space's interrupted run are still queued, want none", n)
+	}
+
+	target = interrupted(spaces[2])
+	said.Reset()
+	noNATS := e.cfg(func(c *config) { c.NATSURL = "nats://127.0.0.1:1" })
+	if err := dropSpace(ctx, noNATS, e.st, spaces[2].Name(), false, &said); err != nil {
+		t.Fatalf("spaces drop without NATS: %v", err)
+	}
+	if _, err := e.st.FindSpace(ctx, spaces[2].Name()); !errors.Is(err, paper.ErrNotFound) || !strings.Contains(said.String(), "could not remove") {
+		t.Errorf("spaces drop without NATS: the space is still found (%v), or drop said:\n%s", err, said.String())
+	}
+	cli := newCLI(t, "DATABASE_URL="+e.c.DatabaseURL, "NATS_URL="+e.nats.ClientURL())
+	if r := cli.ok("status"); !strings.Contains(r.stdout, "re-processing into space "+spaces[2].Name()+", which was dropped") {
+		t.Errorf("status does not say the consumer's space was dropped:\n%s", r.stdout)
+	}
+	var st struct {
+		Backlog []struct {
+			Consumer     string `json:"consumer"`
+			DroppedSpace string `json:"dropped_space"`
+		} `json:"backlog"`
+	}
+	cli.json(&st, "status")
+	if !slices.ContainsFunc(st.Backlog, func(b struct {
+		Consumer     string `json:"consumer"`
+		DroppedSpace string `json:"dropped_space"`
+	}) bool {
+		return b.Consumer == target.Consumer && b.DroppedSpace == spaces[2].Name()
+	}) {
+		t.Errorf("status --json: backlog %+v, want %s with dropped_space %s", st.Backlog, target.Consumer, spaces[2].Name())
+	}
+	said.Reset()
+	if err := dropSpace(ctx, e.c, e.st, spaces[2].Name(), false, &said); err != nil {
+		t.Fatalf("spaces drop of the dropped space's name: %v", err)
+	}
+	if has(target) || queuedAfter(target) != 0 {
+		t.Errorf("spaces drop of the dropped space's name left its queue; said:\n%s", said.String())
+	}
+	if err := dropSpace(ctx, e.c, e.st, spaces[2].Name(), false, &said); !errors.Is(err, paper.ErrNotFound) {
+		t.Errorf("spaces drop of a name with neither space nor queue: %v, want not found", err)
 	}
 }

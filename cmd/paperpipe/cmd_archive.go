@@ -21,6 +21,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/paperpipe/paperpipe/batch"
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/llm"
@@ -593,10 +595,7 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 		return err
 	}
 	defer b.close()
-	desc := fmt.Sprintf("re-processing: TL;DRs %s %s, space %s", sel.Work.Model, sel.Work.PromptVersion, space.Name())
-	if sel.Work.SpaceID == 0 {
-		desc = fmt.Sprintf("re-processing: TL;DRs %s %s", sel.Work.Model, sel.Work.PromptVersion)
-	}
+	desc := reprocessDescription(sel.Work, space)
 	if err := pipeline.EnsureReprocessConsumer(ctx, b.js, pipeline.TopologyConfig{AckWait: c.AckWait, MaxDeliver: c.MaxDeliver}, target, desc); err != nil {
 		return err
 	}
@@ -852,7 +851,7 @@ func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.S
 }
 
 func cmdSpaces(ctx context.Context, c *config, args []string) error {
-	fs := newFlagSet("spaces", "[list | drop SPACE [--force] | check [SPACE] | reindex SPACE --index KIND]", "List embedding spaces with their coverage, drop an inactive one, check how well a space's index (default: the active space's) finds each paper's exact nearest neighbours at PAPERPIPE_EF_SEARCH, or rebuild a space's index as another kind (hnsw, hnsw-halfvec or hnsw-binary) while it stays in use. SPACE is an id, a name (model/dimensions/template) or a model with one space.")
+	fs := newFlagSet("spaces", "[list | drop SPACE [--force] | check [SPACE] | reindex SPACE --index KIND]", "List embedding spaces with their coverage, drop an inactive one (and the queue of an interrupted reprocess into it), check how well a space's index (default: the active space's) finds each paper's exact nearest neighbours at PAPERPIPE_EF_SEARCH, or rebuild a space's index as another kind (hnsw, hnsw-halfvec or hnsw-binary) while it stays in use. SPACE is an id, a name (model/dimensions/template) or a model with one space.")
 	c.addJSONFlag(fs)
 	sample := fs.Int("sample", 20, fmt.Sprintf("check: papers asked about (a fixed sample), 1 to %d; each costs a scan of the space", store.MaxK))
 	k := fs.Int("k", 10, fmt.Sprintf("check: neighbours per paper, 1 to %d", store.MaxK))
@@ -893,13 +892,43 @@ func cmdSpaces(ctx context.Context, c *config, args []string) error {
 	if len(pos) != 2 {
 		return usageErr("spaces drop SPACE [--force]")
 	}
-	return dropSpace(ctx, st, pos[1], *force, os.Stderr)
+	return dropSpace(ctx, c, st, pos[1], *force, os.Stderr)
+}
+
+// reprocessDescription is the description of the durable consumer of a reprocess run of w into
+// space (none when w.SpaceID is 0): `paperpipe status` shows it, and reprocessSpaceOf reads the
+// space's name back from it.
+func reprocessDescription(w paper.Work, space paper.Space) string {
+	if w.SpaceID == 0 {
+		return fmt.Sprintf("re-processing: TL;DRs %s %s", w.Model, w.PromptVersion)
+	}
+	return fmt.Sprintf("re-processing: TL;DRs %s %s, space %s", w.Model, w.PromptVersion, space.Name())
+}
+
+// reprocessSpaceOf is the name of the embedding space that a reprocess consumer's description
+// (reprocessDescription) names, if any.
+func reprocessSpaceOf(desc string) (string, bool) {
+	const sep = ", space "
+	i := strings.LastIndex(desc, sep)
+	if !strings.HasPrefix(desc, "re-processing: ") || i < 0 {
+		return "", false
+	}
+	return desc[i+len(sep):], true
 }
 
 // dropSpace drops the named space (store.DropSpace) and says what it did, or what to do
-// about the space's open Batch API jobs.
-func dropSpace(ctx context.Context, st *store.Store, name string, force bool, w io.Writer) error {
+// about the space's open Batch API jobs. It then removes the space's re-processing queues
+// (removeSpaceQueues): a run stopped with messages left kept its consumer, which nothing would
+// process once the space is gone. A name that no longer names a space but still has such
+// queues (dropped while NATS could not be reached) has them removed.
+func dropSpace(ctx context.Context, c *config, st *store.Store, name string, force bool, w io.Writer) error {
 	sp, err := st.ResolveSpace(ctx, name)
+	if errors.Is(err, paper.ErrNotFound) {
+		if queues, msgs, qerr := removeSpaceQueues(ctx, c, name); qerr == nil && queues > 0 {
+			fmt.Fprintf(w, "space %s no longer exists; removed its re-processing queue (%s)\n", name, plural(msgs, "message", "messages"))
+			return nil
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -915,7 +944,59 @@ func dropSpace(ctx context.Context, st *store.Store, name string, force bool, w 
 		return err
 	}
 	fmt.Fprintf(w, "dropped space %d (%s) and its %d vectors\n", sp.ID, sp.Name(), sp.Embedded)
+	queues, msgs, err := removeSpaceQueues(ctx, c, sp.Name())
+	switch {
+	case err != nil:
+		fmt.Fprintf(w, "could not remove the space's re-processing queue, if it has one: %v; `paperpipe status` marks it, "+
+			"and `paperpipe spaces drop %s` run again with NATS reachable removes it\n", err, sp.Name())
+	case queues > 0:
+		fmt.Fprintf(w, "removed its re-processing queue (%s of an interrupted `paperpipe reprocess`)\n", plural(msgs, "message", "messages"))
+	}
 	return nil
+}
+
+// removeSpaceQueues deletes the durable consumers of the reprocess targets into the space named
+// space (see reprocessSpaceOf) and purges their subjects: with no consumer the messages would
+// stay in the work-queue stream, handed to the next run of the target. It returns how many
+// consumers it removed and how many messages they held.
+// Dropped space or not, nothing is lost: a reprocess selects its stale papers from the
+// database. NATS must answer within 10 seconds.
+func removeSpaceQueues(ctx context.Context, c *config, space string) (queues, messages int, _ error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	b, err := connectBroker(ctx, c, newLogger(c), brokerClient)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer b.close()
+	stream, err := b.js.Stream(ctx, pipeline.StreamPapers)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("stream %s: %w", pipeline.StreamPapers, err)
+	}
+	var found []*jetstream.ConsumerInfo
+	lister := stream.ListConsumers(ctx)
+	for info := range lister.Info() {
+		if sp, ok := reprocessSpaceOf(info.Config.Description); ok && sp == space && strings.HasPrefix(info.Name, "reprocess-") {
+			found = append(found, info)
+		}
+	}
+	if err := lister.Err(); err != nil {
+		return 0, 0, fmt.Errorf("list consumers: %w", err)
+	}
+	held := 0
+	for _, info := range found {
+		if err := b.js.DeleteConsumer(ctx, pipeline.StreamPapers, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return 0, 0, fmt.Errorf("delete consumer %s: %w", info.Name, err)
+		}
+		if err := stream.Purge(ctx, jetstream.WithPurgeSubject(info.Config.FilterSubject)); err != nil {
+			return 0, 0, fmt.Errorf("purge %s: %w", info.Config.FilterSubject, err)
+		}
+		held += int(info.NumPending) + info.NumAckPending
+	}
+	return len(found), held, nil
 }
 
 // reindexSpace rebuilds the named space's index as kind (store.Reindex) and says what it did.

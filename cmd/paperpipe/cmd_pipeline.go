@@ -9,9 +9,11 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/paperpipe/paperpipe/embed"
@@ -561,7 +563,7 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	defer b.close()
-	backlogs, err := pipeline.Backlogs(ctx, b.js)
+	backlogs, err := statusBacklogs(ctx, st, b.js)
 	if err != nil {
 		return err
 	}
@@ -594,6 +596,11 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		fmt.Fprintf(w, "with embedding\t%d\t(active space %s, which queries use)\n", active.WithEmbedding, active.Space.Name())
 	}
 	for _, bl := range backlogs {
+		if bl.DroppedSpace != "" {
+			fmt.Fprintf(w, "backlog %s\t%d\t(re-processing into space %s, which was dropped: nothing processes these; `paperpipe spaces drop %s` removes them)\n",
+				bl.Consumer, bl.Pending+uint64(bl.AckPending), bl.DroppedSpace, bl.DroppedSpace)
+			continue
+		}
 		fmt.Fprintf(w, "backlog %s\t%d\t(%d delivered and not yet acknowledged: in a worker, or handed back to come again; %d redelivered)\n", bl.Consumer, bl.Pending, bl.AckPending, bl.Redelivered)
 	}
 	fmt.Fprintf(w, "dead letters\t%d\n", dead)
@@ -622,6 +629,37 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		tw.Flush()
 	}
 	return nil
+}
+
+// statusBacklog is a consumer's backlog as `paperpipe status` shows it.
+type statusBacklog struct {
+	pipeline.Backlog
+	// DroppedSpace names the embedding space of a reprocess consumer (reprocessSpaceOf) when
+	// that space no longer exists: dropped while NATS could not be reached, or by a version
+	// that left its consumers behind. Nothing processes its messages.
+	DroppedSpace string `json:"dropped_space,omitempty"`
+}
+
+// statusBacklogs is pipeline.Backlogs with the reprocess consumers of dropped spaces marked.
+func statusBacklogs(ctx context.Context, st *store.Store, js jetstream.JetStream) ([]statusBacklog, error) {
+	bls, err := pipeline.Backlogs(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]statusBacklog, len(bls))
+	for i, bl := range bls {
+		out[i].Backlog = bl
+		name, ok := reprocessSpaceOf(bl.Description)
+		if !ok || !strings.HasPrefix(bl.Consumer, "reprocess-") {
+			continue
+		}
+		if _, err := st.FindSpace(ctx, name); errors.Is(err, paper.ErrNotFound) {
+			out[i].DroppedSpace = name
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // modelCost is one model's API usage over the status window and what it is estimated to cost.
