@@ -370,7 +370,7 @@ func (s *Store) LoadEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 		return rows.Err()
 	})
 	if err != nil {
-		return LoadResult{}, fmt.Errorf("load %d embeddings into space %s: %w", len(embs), sp.Name(), err)
+		return LoadResult{}, fmt.Errorf("load %s into space %s: %w", countOf(len(embs), "embedding", "embeddings"), sp.Name(), err)
 	}
 	return res, nil
 }

@@ -119,7 +119,7 @@ func (s *Store) ClaimBatchJob(ctx context.Context, j BatchJob, items []BatchItem
 		} else {
 			conn.Release()
 		}
-		return BatchJob{}, release, fmt.Errorf("claim %s batch job of %d papers: %w", j.Target, len(items), err)
+		return BatchJob{}, release, fmt.Errorf("claim %s batch job of %s: %w", j.Target, papersN(len(items)), err)
 	}
 	if job.ID == 0 {
 		conn.Release()

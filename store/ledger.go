@@ -309,7 +309,7 @@ func (s *Store) PendingFor(ctx context.Context, papers []paper.Abstract, w Work)
 		LEFT JOIN papers p ON p.id = i.id
 		ORDER BY i.n`, ids, hashes, w.Model, w.PromptVersion, w.SpaceID)
 	if err != nil {
-		return nil, fmt.Errorf("pending work of %d papers: %w", len(papers), err)
+		return nil, fmt.Errorf("pending work of %s: %w", papersN(len(papers)), err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Pending, error) {
 		var (
@@ -324,7 +324,7 @@ func (s *Store) PendingFor(ctx context.Context, papers []paper.Abstract, w Work)
 		return p, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("pending work of %d papers: %w", len(papers), err)
+		return nil, fmt.Errorf("pending work of %s: %w", papersN(len(papers)), err)
 	}
 	return out, nil
 }
@@ -456,7 +456,7 @@ func (s *Store) SaveSummaries(ctx context.Context, sums []paper.Summary) (_ int,
 		return tx.QueryRow(ctx, saveSummariesSQL, ids, models, prompts, hashes, texts, valids, inTok, outTok).Scan(&saved)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("save %d summaries: %w", n, s.lockedError(ctx, ids, err))
+		return 0, fmt.Errorf("save %s: %w", countOf(n, "summary", "summaries"), s.lockedError(ctx, ids, err))
 	}
 	return saved, nil
 }
@@ -543,10 +543,10 @@ func (s *Store) SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "23503" && pgErr.ConstraintName == "embeddings_space_id_fkey" {
 		// Dropped by another process since this one cached the space.
 		s.uncacheSpace(spaceID)
-		return 0, fmt.Errorf("save %d embeddings: embedding space %d (%s): %w: %w", n, spaceID, sp.Name(), paper.ErrSpaceDropped, paper.ErrNotFound)
+		return 0, fmt.Errorf("save %s: embedding space %d (%s): %w: %w", countOf(n, "embedding", "embeddings"), spaceID, sp.Name(), paper.ErrSpaceDropped, paper.ErrNotFound)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("save %d embeddings in space %s: %w", n, sp.Name(), s.lockedError(ctx, ids, err))
+		return 0, fmt.Errorf("save %s in space %s: %w", countOf(n, "embedding", "embeddings"), sp.Name(), s.lockedError(ctx, ids, err))
 	}
 	return saved, nil
 }
@@ -775,8 +775,13 @@ func clampInt32(n int) int32 {
 
 // papersN is "1 paper" or "n papers".
 func papersN(n int) string {
+	return countOf(n, "paper", "papers")
+}
+
+// countOf is n with the noun that agrees with it: "1 paper", "2 papers".
+func countOf(n int, one, many string) string {
 	if n == 1 {
-		return "1 paper"
+		return "1 " + one
 	}
-	return strconv.Itoa(n) + " papers"
+	return strconv.Itoa(n) + " " + many
 }

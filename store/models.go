@@ -62,7 +62,7 @@ func (s *Store) OfflineModel(ctx context.Context, name string) (OfflineModel, er
 // a hash of the id, not by age or id, so it spreads over time and sources).
 func (s *Store) FitSample(ctx context.Context, limit int) ([]paper.Abstract, error) {
 	if limit <= 0 {
-		return nil, fmt.Errorf("fit sample of %d papers: %w", limit, paper.ErrInvalid)
+		return nil, fmt.Errorf("fit sample of %s: %w", papersN(limit), paper.ErrInvalid)
 	}
 	rows, err := s.pool.Query(ctx, `
 		SELECT id, title, abstract FROM papers ORDER BY md5(id), id LIMIT $1`, limit)

@@ -1174,7 +1174,7 @@ func TestReprocessIDsNotInTheArchiveAreCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, out := e.reprocess(t, t.Context(), e.c, reprocessOptions{idsFile: ids})
-	if want := "1 of the 4 ids given (--ids " + ids + ") are not in the archive, and are skipped: arxiv:9999.00001\n"; !strings.Contains(out, want) {
+	if want := "1 of the 4 ids given (--ids " + ids + ") is not in the archive, and skipped: arxiv:9999.00001\n"; !strings.Contains(out, want) {
 		t.Errorf("reprocess --ids lacks %q:\n%s", want, out)
 	}
 }

@@ -929,6 +929,15 @@ func TestMessagesCountOneInTheSingular(t *testing.T) {
 			t.Errorf("reprocess of one paper lacks %q:\n%s", want, out)
 		}
 	}
+	vectors := filepath.Join(t.TempDir(), "vectors.jsonl")
+	if err := os.WriteFile(vectors, []byte(`{"id":"arxiv:2401.00000","embedding":[1,0,0,0],"model":"imported"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var errw bytes.Buffer
+	if _, err := importEmbeddings(t.Context(), e.st, vectors, 5000, &errw); err != nil ||
+		!strings.Contains(errw.String(), "import-embeddings: 1 line: 1 vector loaded into space") {
+		t.Errorf("import-embeddings of one line (%v) said %q", err, errw.String())
+	}
 	line := batchProgress([]store.BatchJob{{Status: store.BatchDone, Total: 1, Completed: 1}, {Status: store.BatchFailed, Total: 1, Completed: 1}},
 		batch.Report{TLDRs: 1, Vectors: 1})
 	if want := "reprocess: 2 batches (0 open): 2/2 requests completed, 0 failed; 1 TL;DR and 1 embedding stored so far"; line != want {

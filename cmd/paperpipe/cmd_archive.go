@@ -190,8 +190,8 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 			return res, err
 		}
 		if len(missing) > 0 {
-			fmt.Fprintf(errw, "reprocess: %d of the %d ids given (--ids %s) are not in the archive, and are skipped: %s\n",
-				len(missing), len(sel.IDs), o.idsFile, clip(strings.Join(missing, ", "), 200))
+			fmt.Fprintf(errw, "reprocess: %d of the %s given (--ids %s) %s not in the archive, and skipped: %s\n",
+				len(missing), plural(len(sel.IDs), "id", "ids"), o.idsFile, pick(len(missing), "is", "are"), clip(strings.Join(missing, ", "), 200))
 		}
 	}
 	if res.Counts, err = st.CountStale(ctx, sel); err != nil {
@@ -415,8 +415,8 @@ func finishSpace(ctx context.Context, st *store.Store, space paper.Space, sel st
 	}
 	if info.Embedded >= info.Papers {
 		if inactive != "" {
-			fmt.Fprintf(errw, "reprocess: space %d (%s) is filled but not active (%d of %d papers embedded); %s\n",
-				space.ID, space.Name(), info.Embedded, info.Papers, inactive)
+			fmt.Fprintf(errw, "reprocess: space %d (%s) is filled but not active (%d of %s embedded); %s\n",
+				space.ID, space.Name(), info.Embedded, plural(info.Papers, "paper", "papers"), inactive)
 		}
 		return nil
 	}
@@ -442,8 +442,8 @@ func finishSpace(ctx context.Context, st *store.Store, space paper.Space, sel st
 	if len(why) == 0 {
 		why = append(why, "papers stored or changed while it ran (run it again)")
 	}
-	fmt.Fprintf(errw, "reprocess: space %d (%s) is not filled: %d of %d papers embedded, %d missing: %s\n",
-		space.ID, space.Name(), info.Embedded, info.Papers, info.Papers-info.Embedded, strings.Join(why, "; "))
+	fmt.Fprintf(errw, "reprocess: space %d (%s) is not filled: %d of %s embedded, %d missing: %s\n",
+		space.ID, space.Name(), info.Embedded, plural(info.Papers, "paper", "papers"), info.Papers-info.Embedded, strings.Join(why, "; "))
 	if inactive != "" {
 		fmt.Fprintf(errw, "reprocess: space %d is not active; %s\n", space.ID, inactive)
 	}
@@ -694,8 +694,8 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 		err = drain()
 	}
 	if ctx.Err() != nil {
-		return fmt.Errorf("interrupted after %d papers; run the same command again to resume (finished papers are not redone): %w",
-			done.Load(), ctx.Err())
+		return fmt.Errorf("interrupted after %s; run the same command again to resume (finished papers are not redone): %w",
+			plural(done.Load(), "paper", "papers"), ctx.Err())
 	}
 	if err != nil {
 		return err
@@ -839,7 +839,7 @@ func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.S
 		fmt.Fprintf(errw, "reprocess: %s\n", f)
 	}
 	if rep.Skipped > 0 {
-		fmt.Fprintf(errw, "reprocess: %d papers left out of their batch's upload (a new or a resumed one): their text changed after the batch was recorded (they stay stale for a new one)\n", rep.Skipped)
+		fmt.Fprintf(errw, "reprocess: %s left out of their batch's upload (a new or a resumed one): their text changed after the batch was recorded (they stay stale for a new one)\n", plural(rep.Skipped, "paper", "papers"))
 	}
 	if err != nil {
 		return withBatchesHint(err)
@@ -943,7 +943,7 @@ func dropSpace(ctx context.Context, c *config, st *store.Store, name string, for
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "dropped space %d (%s) and its %d vectors\n", sp.ID, sp.Name(), sp.Embedded)
+	fmt.Fprintf(w, "dropped space %d (%s) and its %s\n", sp.ID, sp.Name(), plural(sp.Embedded, "vector", "vectors"))
 	queues, msgs, err := removeSpaceQueues(ctx, c, sp.Name())
 	switch {
 	case err != nil:
@@ -1055,8 +1055,8 @@ func checkSpace(ctx context.Context, st *store.Store, names []string, sample, k 
 	if asJSON {
 		return writeJSON(w, r)
 	}
-	fmt.Fprintf(w, "space %d (%s), %s index, ef_search %d: recall@%d %.3f over %d papers\n",
-		r.Space.ID, r.Space.Name(), r.Index, r.EFSearch, r.K, r.Recall, r.Questions)
+	fmt.Fprintf(w, "space %d (%s), %s index, ef_search %d: recall@%d %.3f over %s\n",
+		r.Space.ID, r.Space.Name(), r.Index, r.EFSearch, r.K, r.Recall, plural(r.Questions, "paper", "papers"))
 	fmt.Fprintf(w, "one indexed query %.1f ms on average, one exact scan %.1f ms\n", r.IndexedMillis, r.ExactMillis)
 	return nil
 }
@@ -1118,7 +1118,7 @@ func runActivate(ctx context.Context, c *config, st *store.Store, ref string, er
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(errw, "space %d (%s) is active: %d of %d papers embedded\n", sp.ID, sp.Name(), sp.Embedded, sp.Papers)
+	fmt.Fprintf(errw, "space %d (%s) is active: %d of %s embedded\n", sp.ID, sp.Name(), sp.Embedded, plural(sp.Papers, "paper", "papers"))
 	if sp.Embedded < sp.Papers {
 		fmt.Fprintf(errw, "note: %s no vector in it yet; %s\n", plural(sp.Papers-sp.Embedded, "paper has", "papers have"), embed.FillHint(sp.Space))
 	}
@@ -1446,8 +1446,8 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 	}
 	prog.done(cr.n)
 	if space.ID == 0 || created && res.Loaded == 0 {
-		fmt.Fprintf(errw, "import-embeddings: %d lines: no vector loaded, %d stale skipped, %d unknown papers, %d bad lines\n",
-			res.Lines, res.Stale, len(res.Unknown), res.Bad)
+		fmt.Fprintf(errw, "import-embeddings: %s: no vector loaded, %d stale skipped, %s, %s\n",
+			plural(res.Lines, "line", "lines"), res.Stale, plural(len(res.Unknown), "unknown paper", "unknown papers"), plural(res.Bad, "bad line", "bad lines"))
 		return res, nil
 	}
 	// Also when the space existed: an earlier import into it may have been interrupted before
@@ -1455,8 +1455,9 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 	if err := buildAfterFill(ctx, st, space.ID); err != nil {
 		return res, err
 	}
-	fmt.Fprintf(errw, "import-embeddings: %d lines: %d vectors loaded into space %d (%s), %d stale skipped, %d unknown papers, %d bad lines\n",
-		res.Lines, res.Loaded, space.ID, space.Name(), res.Stale, len(res.Unknown), res.Bad)
+	fmt.Fprintf(errw, "import-embeddings: %s: %s loaded into space %d (%s), %d stale skipped, %s, %s\n",
+		plural(res.Lines, "line", "lines"), plural(res.Loaded, "vector", "vectors"), space.ID, space.Name(), res.Stale,
+		plural(len(res.Unknown), "unknown paper", "unknown papers"), plural(res.Bad, "bad line", "bad lines"))
 	return res, nil
 }
 

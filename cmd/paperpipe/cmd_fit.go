@@ -66,7 +66,7 @@ func runFit(ctx context.Context, c *config, o fitOptions, errw io.Writer) error 
 		return err
 	}
 	if len(sample) < 2 {
-		return fmt.Errorf("the archive has %d papers; ingest and process some before fitting (`paperpipe ingest FILE`, `paperpipe worker --exit-when-idle`)", len(sample))
+		return fmt.Errorf("the archive has %s; ingest and process some before fitting (`paperpipe ingest FILE`, `paperpipe worker --exit-when-idle`)", plural(len(sample), "paper", "papers"))
 	}
 	docs := make([]string, len(sample))
 	for i, a := range sample {
@@ -82,8 +82,8 @@ func runFit(ctx context.Context, c *config, o fitOptions, errw io.Writer) error 
 		Components: info.Components, Dimensions: info.Dimensions, Data: blob}); err != nil {
 		return err
 	}
-	fmt.Fprintf(errw, "fit: %s fitted in %s on %d papers: %d terms, %d directions holding %.1f%% of the sample's TF-IDF, %d dimensions (%d KB stored)\n",
-		m.Name(), time.Since(start).Round(time.Millisecond), info.Documents, info.Terms, info.Components,
+	fmt.Fprintf(errw, "fit: %s fitted in %s on %s: %d terms, %d directions holding %.1f%% of the sample's TF-IDF, %d dimensions (%d KB stored)\n",
+		m.Name(), time.Since(start).Round(time.Millisecond), plural(info.Documents, "paper", "papers"), info.Terms, info.Components,
 		100*info.Retained, info.Dimensions, len(blob)/1024)
 	if !o.fill {
 		fmt.Fprintf(errw, "fit: fill its space with `paperpipe reprocess --embed-only --embed-model %s`, then `paperpipe activate %s`\n",
@@ -108,9 +108,9 @@ func runFit(ctx context.Context, c *config, o fitOptions, errw io.Writer) error 
 		return err
 	}
 	// Running processes on "offline" follow the active space (see runWorkers and activeOffline).
-	fmt.Fprintf(errw, "fit: space %d (%s) is active: %d of %d papers embedded; running workers on PAPERPIPE_EMBED_MODEL=offline "+
+	fmt.Fprintf(errw, "fit: space %d (%s) is active: %d of %s embedded; running workers on PAPERPIPE_EMBED_MODEL=offline "+
 		"switch to it within PAPERPIPE_FOLLOW_INTERVAL (30s unless set), and the searches of serve and up at once\n",
-		sp.ID, sp.Name(), sp.Embedded, sp.Papers)
+		sp.ID, sp.Name(), sp.Embedded, plural(sp.Papers, "paper", "papers"))
 	if w := embedderMismatch(&configured, sp.Space); w != "" {
 		fmt.Fprintln(errw, "fit: warning: "+w)
 	}

@@ -501,7 +501,7 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 			fmt.Fprintf(os.Stderr, "%d of them went back to a re-processing run's queue: run the same `paperpipe reprocess` again to process %s\n", toRuns, it)
 		}
 		if failed > 0 {
-			return fmt.Errorf("%d of the %d dead letters named were not replayed (above)", failed, len(seqs))
+			return fmt.Errorf("%d of the %s named %s not replayed (above)", failed, plural(len(seqs), "dead letter", "dead letters"), pick(failed, "was", "were"))
 		}
 		return nil
 	default:

@@ -32,6 +32,14 @@ func plural[N int | int64 | uint64](n N, one, many string) string {
 	return fmt.Sprintf("%d %s", n, many)
 }
 
+// pick is one when n is 1, else many: the word that agrees with a count printed apart.
+func pick[N int | int64 | uint64](n N, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
 // clip shortens s to n runes, marking the cut with an ellipsis.
 func clip(s string, n int) string {
 	if utf8.RuneCountInString(s) <= n {
