@@ -232,6 +232,35 @@ func TestHelpMatchesTheCommands(t *testing.T) {
 	}
 }
 
+// Every command's -h is a usage line without trailing blanks ("paperpipe migrate " had one), its
+// description, and a Flags section only when the command has flags (activate's was empty).
+func TestEveryCommandsHelpIsWellFormed(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	var cmds []string
+	for _, l := range strings.Split(c.ok("help").stdout, "\n") {
+		if strings.HasPrefix(l, "  ") && len(strings.Fields(l)) > 1 {
+			cmds = append(cmds, strings.Fields(l)[0])
+		}
+	}
+	if len(cmds) < 20 {
+		t.Fatalf("help lists %d commands: %v", len(cmds), cmds)
+	}
+	for _, cmd := range cmds {
+		r := c.ok(cmd, "-h")
+		lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+		if !strings.HasPrefix(lines[0], "Usage: paperpipe "+cmd) || strings.TrimRight(lines[0], " ") != lines[0] {
+			t.Errorf("%s -h: usage line %q, want \"Usage: paperpipe %s…\" without trailing blanks", cmd, lines[0], cmd)
+		}
+		if i := slices.Index(lines, "Flags:"); i >= 0 && (i == len(lines)-1 || !strings.HasPrefix(lines[i+1], "  -")) {
+			t.Errorf("%s -h prints an empty Flags section:\n%s", cmd, r.stderr)
+		}
+		if strings.Contains(lines[0], "[flags]") != slices.Contains(lines, "Flags:") {
+			t.Errorf("%s -h: the usage line's [flags] and the Flags section disagree:\n%s", cmd, r.stderr)
+		}
+	}
+}
+
 // An unknown flag or a bad flag value is a usage error, exit 2, like the other usage errors.
 func TestBadFlagsExitWithUsageStatus(t *testing.T) {
 	t.Parallel()

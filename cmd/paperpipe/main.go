@@ -170,12 +170,18 @@ func newFlagSet(name, args, short string) *flag.FlagSet {
 	fs.Usage = func() {
 		flags := 0
 		fs.VisitAll(func(*flag.Flag) { flags++ })
-		if flags == 0 {
-			fmt.Fprintf(fs.Output(), "Usage: paperpipe %s %s\n\n%s\n", name, args, short)
-			return
+		usage := "paperpipe " + name
+		if flags > 0 {
+			usage += " [flags]"
 		}
-		fmt.Fprintf(fs.Output(), "Usage: paperpipe %s [flags] %s\n\n%s\n\nFlags:\n", name, args, short)
-		fs.PrintDefaults()
+		if args != "" {
+			usage += " " + args
+		}
+		fmt.Fprintf(fs.Output(), "Usage: %s\n\n%s\n", usage, short)
+		if flags > 0 {
+			fmt.Fprintf(fs.Output(), "\nFlags:\n")
+			fs.PrintDefaults()
+		}
 	}
 	return fs
 }
