@@ -368,11 +368,12 @@ WITH input AS (
 		AND (i.published IS NULL OR p.published = i.published)
 		AND (i.url IS NULL OR p.url = i.url))
 ), upsert AS (
-	-- created_at is the time of the row's own insert, not the transaction's start: an upsert
-	-- that waited on a locked row (up to RowLockTimeout) stamped the papers it inserted after
-	-- the wait before polls that could not see them (ListFilter.Since).
-	INSERT INTO papers AS p (id, title, abstract, authors, categories, published, url, source, content_hash, text_at, created_at)
-	SELECT id, title, abstract, authors, categories, published, url, source, content_hash, text_at, clock_timestamp()
+	-- created_at and updated_at are the time of the row's own write, not the transaction's
+	-- start: an upsert that waited on a locked row (up to RowLockTimeout) stamped the papers it
+	-- wrote after the wait before polls and reprocess runs that could not see them
+	-- (ListFilter.Since, Selection.Since).
+	INSERT INTO papers AS p (id, title, abstract, authors, categories, published, url, source, content_hash, text_at, created_at, updated_at)
+	SELECT id, title, abstract, authors, categories, published, url, source, content_hash, text_at, clock_timestamp(), clock_timestamp()
 	FROM changed ORDER BY id
 	ON CONFLICT (id) DO UPDATE SET
 		title = excluded.title,
@@ -385,7 +386,7 @@ WITH input AS (
 		published = coalesce(excluded.published, p.published),
 		url = coalesce(excluded.url, p.url),
 		source = coalesce(excluded.source, p.source),
-		updated_at = now()
+		updated_at = clock_timestamp()
 	-- A text older than the stored one (a redelivered message of the previous version) changes
 	-- nothing. Nor does any text of a row the statement's snapshot cannot see: another
 	-- transaction inserted it while this one ran, and RETURNING cannot tell the hash it stored

@@ -234,3 +234,56 @@ func TestSinceFindsAPaperStoredAfterAPollThatWaitedOnALock(t *testing.T) {
 			len(recs), fresh.ID, stored.CreatedAt.Format(time.RFC3339Nano), poll.Sub(stored.CreatedAt))
 	}
 }
+
+// A reprocess --since the start of the previous run must select every paper whose change that
+// run could not see. An upsert that waits on a locked row (up to RowLockTimeout per row) writes
+// the changed and the new papers after its wait, and stamped their updated_at with its
+// transaction's start (now()): before a run started during the wait, which could not see them,
+// so a later run --since that run's start skipped them.
+func TestStalePapersSinceFindsAPaperChangedAfterARunThatWaitedOnALock(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	w, app := openWatched(t, s, "since-stale")
+	old := topic(1, "An old paper", "Its text will change.")
+	upsert(t, s, []paper.Abstract{old}, store.Work{})
+	release := lockRows(t, s, "SELECT FROM papers WHERE id = $1 FOR SHARE", old.ID)
+	changed := old
+	changed.Abstract += " Revised."
+	fresh := topic(2, "A new paper", "It arrives with the revision.")
+	done := make(chan error, 1)
+	go func() {
+		_, err := w.UpsertPapers(ctx, []paper.Abstract{changed, fresh}, store.Work{})
+		done <- err
+	}()
+	waitForLock(t, s, app, done, "the upsert")
+	var run time.Time
+	if err := s.Pool().QueryRow(ctx, "SELECT clock_timestamp()").Scan(&run); err != nil {
+		t.Fatal(err)
+	}
+	stale := func() []string {
+		t.Helper()
+		var ids []string
+		err := s.StalePapers(ctx, store.Selection{Work: store.Work{Model: testModel, PromptVersion: testPrompt}, Since: run}, 0,
+			func(page []store.StalePaper) error {
+				for _, p := range page {
+					ids = append(ids, p.ID)
+				}
+				return nil
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	if ids := stale(); len(ids) != 0 {
+		t.Fatalf("a run during the upsert's wait selects %v; want none", ids)
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ids := stale(); !slices.Equal(ids, []string{old.ID, fresh.ID}) {
+		t.Errorf("stale papers since the run that could not see them = %v, want %s and %s (changed and stored after it)", ids, old.ID, fresh.ID)
+	}
+}
