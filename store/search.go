@@ -153,12 +153,15 @@ func (s *Store) semanticInput(ctx context.Context, spaceID int64, q string, vec 
 	return sp, nil
 }
 
-// excludedFilter is the knnStatement filter of a semantic search with excluded words and
-// phrases ($5, paper.Query.Excluded): a row of embeddings whose paper matches them is dropped
+// excludedFilter is the filter of a vector index scan (SemanticSearch's knnStatement, and
+// HybridSearch's semantic ranking) that leaves out the excluded words and phrases of a query
+// (paper.Query.Excluded, the statement's parameter param): a row of embeddings whose paper matches them is dropped
 // as the index scan returns it. The paper's tsv is read by its primary key, one row per
 // scanned row; a correlated subquery, not a join, so that the planner keeps the filter on the
 // index scan instead of joining the scan's result.
-const excludedFilter = ` AND NOT coalesce((SELECT p.tsv FROM papers p WHERE p.id = embeddings.paper_id) @@ websearch_to_tsquery('english', $5), false)`
+func excludedFilter(param string) string {
+	return ` AND NOT coalesce((SELECT p.tsv FROM papers p WHERE p.id = embeddings.paper_id) @@ websearch_to_tsquery('english', ` + param + `), false)`
+}
 
 // semanticStatement returns SemanticSearch's statement for space sp, the hnsw.ef_search it
 // runs with, and its arguments: knnStatement's, with excludedFilter when q excludes words.
@@ -167,7 +170,7 @@ func (s *Store) semanticStatement(sp spaceRow, q string, vec []float32, k int) (
 	args := []any{pgvector.NewVector(vec), "", k, v.candidates(k, ef)}
 	filter := ""
 	if excluded := paper.ParseQuery(q).Excluded; excluded != "" {
-		filter = excludedFilter
+		filter = excludedFilter("$5")
 		args = append(args, excluded)
 	}
 	return knnStatement(v.dist, v.order, sp.ID, filter), ef, args
@@ -229,13 +232,12 @@ func hybridCandidates(k int) int { return min(max(4*k, 50), MaxK) }
 // expression and literal space_id predicate (see knnStatement) so that it is answered from the
 // space's HNSW index; the keyword CTE uses the GIN index on papers.tsv. With exclude, $7 is
 // the query's excluded words and phrases (paper.Query.Excluded), and a paper matching them is
-// left out of both rankings: of the semantic one after the index scan, so a search whose
-// nearest papers are mostly excluded offers fewer than $3 candidates.
+// left out of both rankings: of the semantic one as the index scan returns it
+// (excludedFilter), so that the scan walks on for candidates without them, as SemanticSearch's.
 func hybridSQL(v vectorSQL, spaceID int64, exclude bool) string {
-	semanticFrom, keywordWhere := "", ""
+	semanticWhere, keywordWhere := "", ""
 	if exclude {
-		semanticFrom = `
-		JOIN papers p ON p.id = c.paper_id WHERE NOT p.tsv @@ websearch_to_tsquery('english', $7)`
+		semanticWhere = excludedFilter("$7")
 		keywordWhere = ` AND NOT p.tsv @@ websearch_to_tsquery('english', $7)`
 	}
 	return `WITH semantic AS (
@@ -244,10 +246,10 @@ func hybridSQL(v vectorSQL, spaceID int64, exclude bool) string {
 		SELECT c.paper_id, c.dist FROM (
 			SELECT paper_id, ` + v.dist + ` AS dist
 			FROM embeddings
-			WHERE space_id = ` + itoa(spaceID) + `
+			WHERE space_id = ` + itoa(spaceID) + semanticWhere + `
 			ORDER BY ` + v.order + `
 			LIMIT $6
-		) c` + semanticFrom + `
+		) c
 		ORDER BY c.dist, c.paper_id
 		LIMIT $3
 	) n

@@ -445,12 +445,23 @@ func TestHybridSearchLeavesOutExcludedPapers(t *testing.T) {
 // papers are left out as the HNSW index scan returns them, which walks on for more: when the
 // papers nearest to the query, more than hnsw.ef_search of them, all have the excluded word,
 // the search still answers k papers, the nearest without it.
-func TestSemanticSearchLeavesOutExcludedPapers(t *testing.T) {
-	t.Parallel()
+// nearestExcluded is a space of 1,000 papers in which the 300 nearest to query — more than
+// the default hnsw.ef_search, 160 — have the word "quasicrystals", and want the 10 nearest
+// without it, as an exact search finds them.
+type nearestExcluded struct {
+	s        *store.Store
+	sp       paper.Space
+	query    []float32
+	excluded map[string]bool
+	want     []string
+}
+
+func withNearestExcluded(t *testing.T) nearestExcluded {
+	t.Helper()
 	s := setup(t)
 	ctx := t.Context()
-	const n, dims, near = 1000, 16, 300 // near > the default hnsw.ef_search, 160
-	sp := space(t, s, "semantic-excl", dims)
+	const n, dims, near = 1000, 16, 300
+	sp := space(t, s, "nearest-excl", dims)
 	r := rand.New(rand.NewPCG(7, 8))
 	randomVector := func() []float32 {
 		v := make([]float32, dims)
@@ -486,10 +497,49 @@ func TestSemanticSearchLeavesOutExcludedPapers(t *testing.T) {
 	if _, err := s.Pool().Exec(ctx, "ANALYZE papers; ANALYZE embeddings"); err != nil {
 		t.Fatal(err)
 	}
-	var want []string // the 10 nearest without the word, as an exact search finds them
+	var want []string
 	for _, i := range order[near : near+10] {
 		want = append(want, ps[i].ID)
 	}
+	return nearestExcluded{s: s, sp: sp, query: query, excluded: excluded, want: want}
+}
+
+// A hybrid search's semantic ranking drops the papers with an excluded word in its index scan,
+// which walks on for more: with the 300 nearest papers excluded (and no keyword match), the
+// fusion still gets the nearest papers without the word. Filtered after the scan, it got none.
+func TestHybridSearchLeavesOutExcludedPapersInItsIndexScan(t *testing.T) {
+	t.Parallel()
+	ne := withNearestExcluded(t)
+	hits, err := ne.s.HybridSearch(t.Context(), ne.sp.ID, "xylophonic -quasicrystals", ne.query, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, h := range hits {
+		if ne.excluded[h.ID] {
+			t.Errorf("HybridSearch answers %s, which has the excluded word", h.ID)
+		}
+		if slices.Contains(ne.want, h.ID) {
+			found++
+		}
+	}
+	if len(hits) != 10 || found < 8 {
+		t.Errorf("HybridSearch = %v, want 10 papers holding most of the 10 nearest without the word %v", hitIDs(hits), ne.want)
+	}
+	plan, err := ne.s.ExplainHybrid(t.Context(), ne.sp.ID, "xylophonic -quasicrystals", ne.query, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "Index Scan using embeddings_hnsw_s" + strconv.FormatInt(ne.sp.ID, 10) + " "; !strings.Contains(plan, want) {
+		t.Errorf("a hybrid search with an excluded word does not scan the space's HNSW index; plan:\n%s", plan)
+	}
+}
+
+func TestSemanticSearchLeavesOutExcludedPapers(t *testing.T) {
+	t.Parallel()
+	ne := withNearestExcluded(t)
+	s, sp, query, excluded, want, ctx := ne.s, ne.sp, ne.query, ne.excluded, ne.want, t.Context()
+	dims := sp.Dimensions
 
 	// Without the exclusion the nearest papers are the ones with the word.
 	hits, err := s.SemanticSearch(ctx, sp.ID, "problem", query, 10)
