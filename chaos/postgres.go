@@ -84,12 +84,7 @@ fsync = on
 synchronous_commit = on
 log_min_messages = warning
 `, port, pg.Dir)
-	f, err := os.OpenFile(filepath.Join(host, "data", "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err == nil {
-		_, err = f.WriteString(conf)
-		f.Close()
-	}
-	if err != nil {
+	if err := pg.configure(conf); err != nil {
 		pg.remove()
 		return nil, fmt.Errorf("configure the cluster: %w", err)
 	}
@@ -136,12 +131,7 @@ func (pg *Postgres) StartStandby(ctx context.Context) (*Postgres, error) {
 		sb.remove()
 		return nil, fmt.Errorf("pg_basebackup: %w\n%s", err, out)
 	}
-	f, err := os.OpenFile(filepath.Join(host, "data", "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err == nil {
-		_, err = fmt.Fprintf(f, "\nport = %d\nunix_socket_directories = '%s'\nhot_standby = on\n", port, sb.Dir)
-		f.Close()
-	}
-	if err != nil {
+	if err := sb.configure(fmt.Sprintf("\nport = %d\nunix_socket_directories = '%s'\nhot_standby = on\n", port, sb.Dir)); err != nil {
 		sb.remove()
 		return nil, fmt.Errorf("configure the standby: %w", err)
 	}
@@ -153,6 +143,16 @@ func (pg *Postgres) StartStandby(ctx context.Context) (*Postgres, error) {
 	live.pgs[sb] = true
 	live.Unlock()
 	return sb, nil
+}
+
+// configure appends settings to the cluster's postgresql.conf (the last of a setting wins).
+func (pg *Postgres) configure(settings string) error {
+	f, err := os.OpenFile(filepath.Join(pg.Root, pg.Dir, "data", "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(settings)
+	return errors.Join(err, f.Close())
 }
 
 // URL is the connection URL of the chaos database.

@@ -191,6 +191,38 @@ func TestSaveIntoASpaceBeingDroppedWaitsForTheDrop(t *testing.T) {
 	}
 }
 
+// upsertWaitingOnALock starts an upsert of a changed paper (old, whose row another session
+// holds locked) and a new one (fresh), waits until the upsert waits for the lock, and returns
+// the time then (clock_timestamp(): a poll or a run made during the wait) and finish, which
+// releases the lock and waits for the upsert.
+func upsertWaitingOnALock(t *testing.T, s *store.Store, name string) (old, fresh paper.Abstract, mark time.Time, finish func()) {
+	t.Helper()
+	ctx := t.Context()
+	w, app := openWatched(t, s, name)
+	old = topic(1, "An old paper", "Its text will change.")
+	upsert(t, s, []paper.Abstract{old}, store.Work{})
+	release := lockRows(t, s, "SELECT FROM papers WHERE id = $1 FOR SHARE", old.ID)
+	changed := old
+	changed.Abstract += " Revised."
+	fresh = topic(2, "A new paper", "It arrives with the revision.")
+	done := make(chan error, 1)
+	go func() {
+		_, err := w.UpsertPapers(ctx, []paper.Abstract{changed, fresh}, store.Work{})
+		done <- err
+	}()
+	waitForLock(t, s, app, done, "the upsert")
+	if err := s.Pool().QueryRow(ctx, "SELECT clock_timestamp()").Scan(&mark); err != nil {
+		t.Fatal(err)
+	}
+	return old, fresh, mark, func() {
+		t.Helper()
+		release()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestSinceFindsAPaperStoredAfterAPollThatWaitedOnALock: a poller of ListFilter.Since must
 // find every paper that became visible after its poll. An upsert that waits on a locked row (a
 // worker's save holds a changed paper's row; RowLockTimeout allows 5 s) inserts the new papers
@@ -200,30 +232,11 @@ func TestSinceFindsAPaperStoredAfterAPollThatWaitedOnALock(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
 	ctx := t.Context()
-	w, app := openWatched(t, s, "since-upsert")
-	old := topic(1, "An old paper", "Its text will change.")
-	upsert(t, s, []paper.Abstract{old}, store.Work{})
-	release := lockRows(t, s, "SELECT FROM papers WHERE id = $1 FOR SHARE", old.ID)
-	changed := old
-	changed.Abstract += " Revised."
-	fresh := topic(2, "A new paper", "It arrives with the revision.")
-	done := make(chan error, 1)
-	go func() {
-		_, err := w.UpsertPapers(ctx, []paper.Abstract{changed, fresh}, store.Work{})
-		done <- err
-	}()
-	waitForLock(t, s, app, done, "the upsert")
-	var poll time.Time
-	if err := s.Pool().QueryRow(ctx, "SELECT clock_timestamp()").Scan(&poll); err != nil {
-		t.Fatal(err)
-	}
+	_, fresh, poll, finish := upsertWaitingOnALock(t, s, "since-upsert")
 	if recs, _, err := s.ListFiltered(ctx, store.ListFilter{Since: poll}, 100, nil); err != nil || len(recs) != 0 {
 		t.Fatalf("the poll during the upsert's wait = %d papers, %v; want none", len(recs), err)
 	}
-	release()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	finish()
 	recs, _, err := s.ListFiltered(ctx, store.ListFilter{Since: poll}, 100, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -244,23 +257,7 @@ func TestStalePapersSinceFindsAPaperChangedAfterARunThatWaitedOnALock(t *testing
 	t.Parallel()
 	s := setup(t)
 	ctx := t.Context()
-	w, app := openWatched(t, s, "since-stale")
-	old := topic(1, "An old paper", "Its text will change.")
-	upsert(t, s, []paper.Abstract{old}, store.Work{})
-	release := lockRows(t, s, "SELECT FROM papers WHERE id = $1 FOR SHARE", old.ID)
-	changed := old
-	changed.Abstract += " Revised."
-	fresh := topic(2, "A new paper", "It arrives with the revision.")
-	done := make(chan error, 1)
-	go func() {
-		_, err := w.UpsertPapers(ctx, []paper.Abstract{changed, fresh}, store.Work{})
-		done <- err
-	}()
-	waitForLock(t, s, app, done, "the upsert")
-	var run time.Time
-	if err := s.Pool().QueryRow(ctx, "SELECT clock_timestamp()").Scan(&run); err != nil {
-		t.Fatal(err)
-	}
+	old, fresh, run, finish := upsertWaitingOnALock(t, s, "since-stale")
 	stale := func() []string {
 		t.Helper()
 		var ids []string
@@ -279,10 +276,7 @@ func TestStalePapersSinceFindsAPaperChangedAfterARunThatWaitedOnALock(t *testing
 	if ids := stale(); len(ids) != 0 {
 		t.Fatalf("a run during the upsert's wait selects %v; want none", ids)
 	}
-	release()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	finish()
 	if ids := stale(); !slices.Equal(ids, []string{old.ID, fresh.ID}) {
 		t.Errorf("stale papers since the run that could not see them = %v, want %s and %s (changed and stored after it)", ids, old.ID, fresh.ID)
 	}

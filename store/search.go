@@ -107,7 +107,7 @@ func scanHit(r pgx.CollectableRow) (paper.Hit, error) {
 // vector whose length is not the space's dimension is an error wrapping
 // paper.ErrSpaceMismatch. k must be 1 to 1000.
 func (s *Store) SemanticSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, error) {
-	sp, err := s.semanticInput(ctx, spaceID, q, vec, k)
+	sp, err := s.vectorQueryInput(ctx, spaceID, q, vec, k)
 	if err != nil {
 		return nil, fmt.Errorf("semantic search: %w", err)
 	}
@@ -123,7 +123,7 @@ func (s *Store) SemanticSearch(ctx context.Context, spaceID int64, q string, vec
 // SemanticSearch runs, with the same settings, so tests and operators can check that it scans
 // the space's HNSW index.
 func (s *Store) ExplainSemantic(ctx context.Context, spaceID int64, q string, vec []float32, k int) (string, error) {
-	sp, err := s.semanticInput(ctx, spaceID, q, vec, k)
+	sp, err := s.vectorQueryInput(ctx, spaceID, q, vec, k)
 	if err != nil {
 		return "", fmt.Errorf("explain semantic search: %w", err)
 	}
@@ -135,8 +135,9 @@ func (s *Store) ExplainSemantic(ctx context.Context, spaceID int64, q string, ve
 	return strings.Join(lines, "\n"), nil
 }
 
-// semanticInput checks SemanticSearch's arguments and returns the space.
-func (s *Store) semanticInput(ctx context.Context, spaceID int64, q string, vec []float32, k int) (spaceRow, error) {
+// vectorQueryInput checks the arguments of a search by the text q and its vector vec
+// (SemanticSearch, HybridSearch) and returns the space.
+func (s *Store) vectorQueryInput(ctx context.Context, spaceID int64, q string, vec []float32, k int) (spaceRow, error) {
 	if err := checkK(k); err != nil {
 		return spaceRow{}, err
 	}
@@ -187,17 +188,8 @@ func (s *Store) semanticStatement(sp spaceRow, q string, vec []float32, k int) (
 // A vector whose length is not the space's dimension is an error wrapping
 // paper.ErrSpaceMismatch. k must be 1 to 1000.
 func (s *Store) HybridSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, error) {
-	if err := checkK(k); err != nil {
-		return nil, fmt.Errorf("hybrid search: %w", err)
-	}
-	if err := checkQuery(q); err != nil {
-		return nil, fmt.Errorf("hybrid search: %w", err)
-	}
-	sp, err := s.space(ctx, spaceID)
+	sp, err := s.vectorQueryInput(ctx, spaceID, q, vec, k)
 	if err != nil {
-		return nil, fmt.Errorf("hybrid search: %w", err)
-	}
-	if err := validateEmbedding(paper.Embedding{PaperID: "query", ContentHash: "-", Vector: vec}, sp); err != nil {
 		return nil, fmt.Errorf("hybrid search: %w", err)
 	}
 	sql, ef, args := s.hybridStatement(sp, q, vec, k)
@@ -280,17 +272,8 @@ ORDER BY f.score DESC, f.paper_id`
 // ExplainHybrid returns the query plan (EXPLAIN, text format) of the statement HybridSearch
 // runs, with the same settings, so tests and operators can check which indexes it uses.
 func (s *Store) ExplainHybrid(ctx context.Context, spaceID int64, q string, vec []float32, k int) (string, error) {
-	if err := checkK(k); err != nil {
-		return "", fmt.Errorf("explain hybrid search: %w", err)
-	}
-	if err := checkQuery(q); err != nil {
-		return "", fmt.Errorf("explain hybrid search: %w", err)
-	}
-	sp, err := s.space(ctx, spaceID)
+	sp, err := s.vectorQueryInput(ctx, spaceID, q, vec, k)
 	if err != nil {
-		return "", fmt.Errorf("explain hybrid search: %w", err)
-	}
-	if err := validateEmbedding(paper.Embedding{PaperID: "query", ContentHash: "-", Vector: vec}, sp); err != nil {
 		return "", fmt.Errorf("explain hybrid search: %w", err)
 	}
 	sql, ef, args := s.hybridStatement(sp, q, vec, k)
