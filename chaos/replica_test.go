@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/paperpipe/paperpipe/store"
 )
 
 // TestServeReadsFromAHotStandbyAndWritesUsageToThePrimary runs `paperpipe serve` as an
@@ -154,4 +157,66 @@ func waitCount(t *testing.T, conn *pgx.Conn, query string, want int) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// A replica that has not replayed the primary's first migration yet, or even the vector
+// extension (a new deployment whose standby is a little behind, or paused), is behind as much
+// as one that lacks the last migration: serve waits for it (store.ErrSchemaBehind), where it
+// failed at once on goose creating its table, or on CREATE EXTENSION, in a read-only database.
+func TestAStandbyBehindTheFirstMigrationOrTheExtensionIsBehind(t *testing.T) {
+	ctx := t.Context()
+	primary, err := StartPostgres(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(primary.Close)
+	if err := primary.exec(ctx, "postgres", "CREATE DATABASE fresh"); err != nil {
+		t.Fatal(err)
+	}
+	standby, err := primary.StartStandby(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(standby.Close)
+	sconn := connect(t, standby.URL())
+	if _, err := sconn.Exec(ctx, "SELECT pg_wal_replay_pause()"); err != nil {
+		t.Fatal(err)
+	}
+	for _, db := range []string{"chaos", "fresh"} { // chaos has the extension, fresh not
+		p, err := store.Open(ctx, store.Config{URL: primary.url(db)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		p.Close()
+		r, err := store.Open(ctx, store.Config{URL: standby.url(db)})
+		if err == nil {
+			err = r.CheckSchema(ctx)
+			r.Close()
+		}
+		if !errors.Is(err, store.ErrSchemaBehind) {
+			t.Errorf("%s: Open and CheckSchema of a standby that has replayed none of it = %v; want an error wrapping ErrSchemaBehind", db, err)
+		}
+	}
+	if _, err := sconn.Exec(ctx, "SELECT pg_wal_replay_resume()"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := store.Open(ctx, store.Config{URL: standby.url("fresh")})
+	for deadline := time.Now().Add(time.Minute); err == nil || errors.Is(err, store.ErrSchemaBehind); {
+		if err == nil {
+			if err = r.CheckSchema(ctx); err == nil {
+				r.Close()
+				return
+			}
+			r.Close()
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+		r, err = store.Open(ctx, store.Config{URL: standby.url("fresh")})
+	}
+	t.Errorf("the standby, replaying again, did not catch up within a minute: %v", err)
 }

@@ -107,7 +107,7 @@ func scanHit(r pgx.CollectableRow) (paper.Hit, error) {
 // vector whose length is not the space's dimension is an error wrapping
 // paper.ErrSpaceMismatch. k must be 1 to 1000.
 func (s *Store) SemanticSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, error) {
-	sp, err := s.vectorQueryInput(ctx, spaceID, q, vec, k)
+	sp, err := s.vectorQueryInput(ctx, spaceID, q, vec, k, true)
 	if err != nil {
 		return nil, fmt.Errorf("semantic search: %w", err)
 	}
@@ -123,7 +123,7 @@ func (s *Store) SemanticSearch(ctx context.Context, spaceID int64, q string, vec
 // SemanticSearch runs, with the same settings, so tests and operators can check that it scans
 // the space's HNSW index.
 func (s *Store) ExplainSemantic(ctx context.Context, spaceID int64, q string, vec []float32, k int) (string, error) {
-	sp, err := s.vectorQueryInput(ctx, spaceID, q, vec, k)
+	sp, err := s.vectorQueryInput(ctx, spaceID, q, vec, k, true)
 	if err != nil {
 		return "", fmt.Errorf("explain semantic search: %w", err)
 	}
@@ -136,12 +136,24 @@ func (s *Store) ExplainSemantic(ctx context.Context, spaceID int64, q string, ve
 }
 
 // vectorQueryInput checks the arguments of a search by the text q and its vector vec
-// (SemanticSearch, HybridSearch) and returns the space.
-func (s *Store) vectorQueryInput(ctx context.Context, spaceID int64, q string, vec []float32, k int) (spaceRow, error) {
+// (SemanticSearch, HybridSearch) and returns the space. With semantic, only the excluded words
+// of q reach SQL and are held to checkQuery's limit: a semantic search of a pasted abstract
+// longer than it is fine.
+func (s *Store) vectorQueryInput(ctx context.Context, spaceID int64, q string, vec []float32, k int, semantic bool) (spaceRow, error) {
 	if err := checkK(k); err != nil {
 		return spaceRow{}, err
 	}
-	if err := checkQuery(q); err != nil {
+	check := q
+	if semantic {
+		if strings.TrimSpace(q) == "" {
+			return spaceRow{}, fmt.Errorf("empty query: %w", paper.ErrInvalid)
+		}
+		if err := validText(q); err != nil {
+			return spaceRow{}, err
+		}
+		check = paper.ParseQuery(q).Excluded
+	}
+	if err := checkQuery(check); check != "" && err != nil {
 		return spaceRow{}, err
 	}
 	sp, err := s.space(ctx, spaceID)
@@ -188,7 +200,7 @@ func (s *Store) semanticStatement(sp spaceRow, q string, vec []float32, k int) (
 // A vector whose length is not the space's dimension is an error wrapping
 // paper.ErrSpaceMismatch. k must be 1 to 1000.
 func (s *Store) HybridSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, error) {
-	sp, err := s.vectorQueryInput(ctx, spaceID, q, vec, k)
+	sp, err := s.vectorQueryInput(ctx, spaceID, q, vec, k, false)
 	if err != nil {
 		return nil, fmt.Errorf("hybrid search: %w", err)
 	}
@@ -272,7 +284,7 @@ ORDER BY f.score DESC, f.paper_id`
 // ExplainHybrid returns the query plan (EXPLAIN, text format) of the statement HybridSearch
 // runs, with the same settings, so tests and operators can check which indexes it uses.
 func (s *Store) ExplainHybrid(ctx context.Context, spaceID int64, q string, vec []float32, k int) (string, error) {
-	sp, err := s.vectorQueryInput(ctx, spaceID, q, vec, k)
+	sp, err := s.vectorQueryInput(ctx, spaceID, q, vec, k, false)
 	if err != nil {
 		return "", fmt.Errorf("explain hybrid search: %w", err)
 	}

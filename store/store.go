@@ -231,6 +231,10 @@ func registerVector(ctx context.Context, conn *pgx.Conn) error {
 			conn.Config().Database, *schema, searchPath, path, conn.Config().User, path, err)
 	}
 	if _, err := conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS vector"); err != nil {
+		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "25006" {
+			return fmt.Errorf("database %s is read-only (a hot standby) and has no vector extension yet: it is created on the primary "+
+				"and reaches a replica by replication: %w", conn.Config().Database, ErrSchemaBehind)
+		}
 		return fmt.Errorf("the vector extension is not created in database %s, and this role could not create it "+
 			"(run CREATE EXTENSION vector there as a superuser, or use `make services`, which does): %w", conn.Config().Database, err)
 	}
@@ -317,6 +321,16 @@ var ErrSchemaBehind = errors.New("the database's schema is older than this paper
 // none: it is the check of a read replica, whose schema comes from its primary by
 // replication. A schema that lacks one is an error wrapping ErrSchemaBehind naming it.
 func (s *Store) CheckSchema(ctx context.Context) error {
+	// goose creates its version table when it is missing, which a standby refuses: one that
+	// has replayed no migration yet is behind, like one that lacks the last.
+	var versioned bool
+	if err := s.pool.QueryRow(ctx, "SELECT to_regclass('goose_db_version') IS NOT NULL").Scan(&versioned); err != nil {
+		return fmt.Errorf("schema of %s: %w", s.target, err)
+	}
+	if !versioned {
+		return fmt.Errorf("database %s has no migration yet (migrations are applied on the primary; a replica gets them by replication): %w",
+			s.target, ErrSchemaBehind)
+	}
 	states, err := s.MigrationStatus(ctx)
 	if err != nil {
 		return err

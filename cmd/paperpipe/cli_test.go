@@ -1240,8 +1240,8 @@ func TestReadReplicaWithoutThePrimarysMigrationsIsRefused(t *testing.T) {
 	u := pgtest.URL(t)
 	c := &config{ReadDBURL: u}
 	_, err := openReadStore(t.Context(), c, slog.New(slog.DiscardHandler))
-	if !errors.Is(err, store.ErrSchemaBehind) || !strings.Contains(err.Error(), "PAPERPIPE_READ_DATABASE_URL") || !strings.Contains(err.Error(), "00001_init.sql") {
-		t.Fatalf("openReadStore of an unmigrated database = %v, want a refusal naming the setting and 00001_init.sql", err)
+	if !errors.Is(err, store.ErrSchemaBehind) || !strings.Contains(err.Error(), "PAPERPIPE_READ_DATABASE_URL") || !strings.Contains(err.Error(), "no migration yet") {
+		t.Fatalf("openReadStore of an unmigrated database = %v, want a refusal naming the setting and saying it has no migration", err)
 	}
 	st, err := store.Open(t.Context(), store.Config{URL: u})
 	if err != nil {
@@ -1256,4 +1256,18 @@ func TestReadReplicaWithoutThePrimarysMigrationsIsRefused(t *testing.T) {
 		t.Fatalf("openReadStore of a migrated database: %v", err)
 	}
 	rs.Close()
+}
+
+// `paperpipe search` is for free text: a pasted abstract longer than the keyword search's
+// 4 KiB limit is searched (only the excluded words reach SQL), where it was refused after its
+// embedding had been bought.
+func TestSearchOfALongPastedAbstract(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.ok("ingest", sampleFile)
+	c.ok("worker", "--exit-when-idle")
+	long := strings.Repeat("We study sparse mixture of experts models and their routing. ", 80)
+	if r := c.run("search", "--json", "--", long); r.code != 0 || !strings.Contains(r.stdout, `"id"`) {
+		t.Errorf("search of a %d-byte text: exit %d, stderr %q; want its nearest papers", len(long), r.code, r.stderr)
+	}
 }

@@ -988,11 +988,13 @@ func removeSpaceQueues(ctx context.Context, c *config, space string) (queues, me
 	}
 	held := 0
 	for _, info := range found {
-		if err := b.js.DeleteConsumer(ctx, pipeline.StreamPapers, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return 0, 0, fmt.Errorf("delete consumer %s: %w", info.Name, err)
-		}
+		// Purged first: a consumer deleted before a purge that failed would leave messages no
+		// status shows and no drop finds again.
 		if err := stream.Purge(ctx, jetstream.WithPurgeSubject(info.Config.FilterSubject)); err != nil {
 			return 0, 0, fmt.Errorf("purge %s: %w", info.Config.FilterSubject, err)
+		}
+		if err := b.js.DeleteConsumer(ctx, pipeline.StreamPapers, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return 0, 0, fmt.Errorf("delete consumer %s: %w", info.Name, err)
 		}
 		held += int(info.NumPending) + info.NumAckPending
 	}

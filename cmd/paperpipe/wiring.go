@@ -276,25 +276,22 @@ var readSchemaWait = 30 * time.Second
 // openStore applies them on the primary, and the replica must have them (replayed) before
 // serve starts on it, which it waits readSchemaWait for.
 func openReadStore(ctx context.Context, c *config, log *slog.Logger) (*store.Store, error) {
-	st, err := store.Open(ctx, store.Config{URL: c.ReadDBURL, EFSearch: c.EFSearch, Logger: log})
-	if err != nil {
-		return nil, fmt.Errorf("PAPERPIPE_READ_DATABASE_URL: %w", err)
-	}
 	deadline := time.Now().Add(readSchemaWait)
 	for {
-		err = st.CheckSchema(ctx)
+		st, err := store.Open(ctx, store.Config{URL: c.ReadDBURL, EFSearch: c.EFSearch, Logger: log})
 		if err == nil {
-			return st, nil
+			if err = st.CheckSchema(ctx); err == nil {
+				return st, nil
+			}
+			st.Close()
 		}
 		if !errors.Is(err, store.ErrSchemaBehind) || time.Now().After(deadline) {
-			st.Close()
 			return nil, fmt.Errorf("PAPERPIPE_READ_DATABASE_URL: %w", err)
 		}
 		log.Info("waiting for the read replica to replay the primary's migrations", "err", err)
 		select {
 		case <-time.After(time.Second):
 		case <-ctx.Done():
-			st.Close()
 			return nil, ctx.Err()
 		}
 	}
