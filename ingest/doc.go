@@ -5,7 +5,10 @@
 // published, url), the arXiv OAI metadata snapshot (JSON lines, millions of them), arXiv API Atom
 // feeds and Hugging Face daily-papers JSON. The format is detected from the first bytes of the
 // content unless Options.Format forces one. Gzip-compressed content is read decompressed; UTF-16
-// text and zip archives are refused by NewReader with an error saying how to convert them.
+// text, zip archives and Latin-1 text are refused by NewReader with an error saying how to
+// convert them (into Options.Command), a PDF and other binary data with one saying what they
+// are. Decode gives the same decoding to readers of other formats. A source without any
+// record ends with an error, not io.EOF.
 //
 // Reading streams: memory is bounded by the longest record accepted (Options.MaxRecordBytes),
 // never by the size of the input. Every record carries its origin as "file:line" in

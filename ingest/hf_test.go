@@ -72,7 +72,7 @@ func TestHFRecords(t *testing.T) {
 		},
 		{
 			name:   "invalid UTF-8 names the nested field",
-			in:     "[{\"paper\":{\"id\":\"2503.00001\",\"title\":\"T\",\"summary\":\"caf\xe9\"}},\n" + good + "]",
+			in:     "[{\"paper\":{\"id\":\"2503.00001\",\"title\":\"Théorie, naïve\",\"summary\":\"caf\xe9\"}},\n" + good + "]",
 			events: []string{"error f:1: record 1: arxiv:2503.00001: paper.summary is not valid UTF-8 (byte 4)", "paper f:2 Good"},
 		},
 		{
@@ -86,9 +86,10 @@ func TestHFRecords(t *testing.T) {
 			events: []string{"paper f:1 Flat"},
 		},
 		{
-			name:   "an empty array",
+			name:   "an empty array is a source without papers",
 			in:     " [ ] ",
 			events: nil,
+			fatal:  "f: no papers in it (read as Hugging Face daily-papers JSON)",
 		},
 		{
 			name:   "a truncated array stops reading",

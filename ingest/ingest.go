@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -76,6 +77,10 @@ type Options struct {
 	// is fatal, as those formats cannot be resynchronised. Defaults to 4 MiB plus twice
 	// MaxAbstractBytes.
 	MaxRecordBytes int
+	// Command is the paperpipe command reading the input ("summarize", "embed"), named in the
+	// commands the errors suggest for converting it: `iconv -f UTF-16 -t UTF-8 FILE | paperpipe
+	// COMMAND -`. Defaults to "ingest".
+	Command string
 	// HTTPTimeout is, for Open with an http(s) URL, the longest wait for the server's answer
 	// and then, in each read of the body, for its next bytes (time the reader spends between
 	// two reads does not count). Defaults to 30 s.
@@ -113,6 +118,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.HTTPTimeout == 0 {
 		o.HTTPTimeout = defaultHTTPTimeout
+	}
+	if o.Command == "" {
+		o.Command = "ingest"
 	}
 	return o, nil
 }
@@ -175,37 +183,93 @@ type parser interface {
 // Reader reads paper.Abstract values from one source, one record at a time. It is not safe
 // for concurrent use.
 type Reader struct {
-	name  string
-	opts  Options
-	guard *guardReader
-	// packed counts the bytes read of gzip-compressed input; nil when it is not compressed.
-	packed *guardReader
-	br     *bufio.Reader
+	decoder
+	opts   Options
 	bomLen int64
 	p      parser
 	err    error // sticky: io.EOF or a fatal error
 	// detected: the format was detected from the content, not forced by Options.Format.
 	detected bool
+	// records counts what Next returned: papers and *RecordErrors.
+	records int
+}
+
+// decoder gives the content of a source as UTF-8 text (see unpack).
+type decoder struct {
+	name    string // as in messages: "stdin" for "-"
+	command string // the paperpipe command reading it, for the hints
+	wants   string // what that command reads, for the refusal of a PDF or binary data
+	guard   *guardReader
+	// packed counts the bytes read of gzip-compressed input; nil when it is not compressed.
+	packed *guardReader
+	br     *bufio.Reader
+	empty  bool // the input has no byte at all
+}
+
+// newDecoder reads the start of r (see unpack), returning an error that says what the input is
+// when it is not UTF-8 text.
+func newDecoder(r io.Reader, name, command, wants string) (decoder, error) {
+	if name == "-" {
+		name = "stdin"
+	}
+	g := &guardReader{r: r}
+	d := decoder{name: name, command: command, wants: wants, guard: g, br: bufio.NewReaderSize(g, peekSize)}
+	if err := d.unpack(); err != nil {
+		return d, fmt.Errorf("reading %s: %w", name, err)
+	}
+	return d, nil
+}
+
+// papersWanted is what the commands reading papers take, for the refusal of a PDF or binary data.
+const papersWanted = "papers' titles and abstracts as UTF-8 text (a title line, a blank line, the abstract paragraph), " +
+	"JSON lines, the arXiv OAI snapshot, an arXiv API Atom feed or Hugging Face daily-papers JSON (see --format)"
+
+// Content is the content of a source as UTF-8 text, for commands that read another format
+// than papers (import-embeddings' vector lines) through the same decoding as NewReader:
+// gzip-compressed input is read decompressed, and UTF-16 text, a zip archive, a PDF and other
+// binary data are refused by Decode with an error that says what the input is.
+type Content struct{ d decoder }
+
+// Decode returns the content of r. name is the file name used in errors ("-" is shown as
+// "stdin"), command the paperpipe command reading it (named in the conversions the errors
+// suggest), and wants what that command reads (named when the input is a PDF or binary).
+func Decode(r io.Reader, name, command, wants string) (*Content, error) {
+	d, err := newDecoder(r, name, command, wants)
+	if err != nil {
+		return nil, err
+	}
+	return &Content{d: d}, nil
+}
+
+// Read reads the decoded content.
+func (c *Content) Read(p []byte) (int, error) { return c.d.br.Read(p) }
+
+// Offset returns the number of bytes of input read so far, for progress reports: of
+// gzip-compressed input, the compressed bytes.
+func (c *Content) Offset() int64 {
+	if c.d.packed != nil {
+		return c.d.packed.n
+	}
+	return c.d.guard.n - int64(c.d.br.Buffered())
 }
 
 // NewReader returns a Reader of r. name is the file name used in errors and Source ("-" is
 // shown as "stdin"). The format is opts.Format, or detected from the start of the content (see
 // Detect), which NewReader reads: an error reading it is returned here. Gzip-compressed content
-// is read decompressed, whatever the name; UTF-16 text and a zip archive are an error here
-// that says how to convert them (see unpack).
+// is read decompressed, whatever the name; UTF-16 text, a zip archive, a PDF and other input
+// that is not UTF-8 text are an error here that says what the input is, and how to convert it
+// when it can be (see unpack).
 func NewReader(r io.Reader, name string, opts Options) (*Reader, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	if name == "-" {
-		name = "stdin"
+	d, err := newDecoder(r, name, opts.Command, papersWanted)
+	if err != nil {
+		return nil, err
 	}
-	g := &guardReader{r: r}
-	rd := &Reader{name: name, opts: opts, guard: g, br: bufio.NewReaderSize(g, peekSize)}
-	if err := rd.unpack(); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", name, err)
-	}
+	name = d.name
+	rd := &Reader{decoder: d, opts: opts}
 	f := opts.Format
 	if f == Auto {
 		if f, err = detect(rd.br); err != nil {
@@ -234,19 +298,37 @@ func NewReader(r io.Reader, name string, opts Options) (*Reader, error) {
 
 // Next returns the next paper. At the end it returns io.EOF. A bad record is a *RecordError:
 // log it and call Next again. Any other error is fatal and is returned again by later calls.
+// A source that ends without any record, good or bad (an empty file, an Atom feed without
+// entries), ends with a fatal error wrapping paper.ErrInvalid that says so, not io.EOF: a
+// wrong or empty file does not pass as read.
 func (r *Reader) Next() (paper.Abstract, error) {
 	if r.err != nil {
 		return paper.Abstract{}, r.err
 	}
 	a, err := r.p.next()
+	if err == io.EOF && r.records == 0 {
+		what := fmt.Sprintf("no papers in it (read as %s)", formatNames[r.opts.Format])
+		if r.empty {
+			what = "the input is empty: no papers in it"
+		}
+		err = &stopError{msg: r.name + ": " + what, err: paper.ErrInvalid}
+	}
 	if err != nil {
 		var re *RecordError
-		if !errors.As(err, &re) {
+		if errors.As(err, &re) {
+			r.records++
+		} else {
 			r.err = err
 		}
 		return paper.Abstract{}, err
 	}
+	r.records++
 	return a, nil
+}
+
+// formatNames names the formats in messages.
+var formatNames = map[Format]string{
+	Text: "text", JSONL: "JSON lines", OAI: "the arXiv OAI snapshot", Atom: "an Atom feed", HFDaily: "Hugging Face daily-papers JSON",
 }
 
 // Format returns the format being read: the one forced by Options.Format or the one detected.
@@ -261,56 +343,128 @@ func (r *Reader) Offset() int64 {
 	return r.bomLen + r.p.offset()
 }
 
-// unpack looks at the first bytes of the input (up to 4, waiting for more than the first only
-// when it may start a magic number, so that a slow stream is not held up): gzip-compressed input (1f 8b, whatever the file's name) is read decompressed; UTF-16
-// text (a UTF-16 byte order mark, or NUL bytes among the first ASCII characters) and a zip
-// archive are refused with an error that says how to convert them. Other input, a UTF-8 byte
-// order mark included, is left as it is.
-func (r *Reader) unpack() error {
-	head, err := r.br.Peek(1) // waits for the first byte, as detect does
+// unpack looks at the first bytes of the input (up to 5, waiting for more than the first only
+// when it may start a magic number, so that a slow stream is not held up, and then at what
+// has come with them, up to 64 KiB): gzip-compressed input (1f 8b, whatever the file's name)
+// is read decompressed; UTF-16 text (a UTF-16 byte order mark, or NUL bytes among the first
+// ASCII characters, every other byte), a zip archive, a PDF document, binary data (NUL bytes
+// elsewhere) and text mostly not UTF-8 (more bytes that are not UTF-8 than characters that
+// are, outside ASCII: Latin-1, Windows-1252) are refused with an error that says what the
+// input is, and how to convert it when it can be. Other input, a UTF-8 byte order mark
+// included, is left as it is; a byte that is not UTF-8 among UTF-8 text is its record's error.
+func (d *decoder) unpack() error {
+	head, err := d.br.Peek(1) // waits for the first byte, as detect does
 	switch {
 	case err == io.EOF:
+		d.empty = true
 		return nil
 	case err != nil:
 		return err
-	case bytes.IndexByte([]byte{0x1f, 0xff, 0xfe, 'P', 0}, head[0]) >= 0: // a magic's start
-		if head, err = r.br.Peek(4); err != nil && err != io.EOF { // fewer at the end
+	case bytes.IndexByte([]byte{0x1f, 0xff, 0xfe, 'P', '%', 0}, head[0]) >= 0: // a magic's start
+		if _, err = d.br.Peek(5); err != nil && err != io.EOF { // fewer at the end
 			return err
 		}
-	default: // what has come; a UTF-16LE character's NUL comes with its first byte
-		head, _ = r.br.Peek(min(r.br.Buffered(), 4))
 	}
-	file := r.name
+	// What has come; a UTF-16LE character's NUL comes with its first byte.
+	block, _ := d.br.Peek(d.br.Buffered())
+	head = block[:min(len(block), 5)]
+	file := d.name
 	if file == "stdin" || isURL(file) {
 		file = "FILE"
 	}
 	switch {
 	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
-		zr, err := gzip.NewReader(r.br)
+		zr, err := gzip.NewReader(d.br)
 		if err != nil {
 			return fmt.Errorf("gzip-compressed input: %w", err)
 		}
-		if r.packed == nil {
-			r.packed = r.guard
+		if d.packed == nil {
+			d.packed = d.guard
 		}
-		r.guard = &guardReader{r: zr}
-		r.br = bufio.NewReaderSize(r.guard, peekSize)
-		return r.unpack() // what it holds may be UTF-16 too
+		d.guard = &guardReader{r: zr}
+		d.br = bufio.NewReaderSize(d.guard, peekSize)
+		return d.unpack() // what it holds may be UTF-16 too
 	case bytes.HasPrefix(head, []byte{0xff, 0xfe}) || bytes.HasPrefix(head, []byte{0xfe, 0xff}):
 		return invalidf("the input is UTF-16 text (it starts with a UTF-16 byte order mark), not UTF-8: convert it with "+
-			"`iconv -f UTF-16 -t UTF-8 %s | paperpipe ingest -`", file)
-	case bytes.IndexByte(head, 0) >= 0:
+			"`iconv -f UTF-16 -t UTF-8 %s | paperpipe %s -`", file, d.command)
+	case bytes.IndexByte(head[:min(len(head), 4)], 0) >= 0 && utf16Like(block):
 		enc := "UTF-16LE"
 		if head[0] == 0 {
 			enc = "UTF-16BE"
 		}
 		return invalidf("the input has NUL bytes between its first characters: it looks like %s text, not UTF-8: convert it with "+
-			"`iconv -f %s -t UTF-8 %s | paperpipe ingest -`", enc, enc, file)
+			"`iconv -f %s -t UTF-8 %s | paperpipe %s -`", enc, enc, file, d.command)
 	case bytes.HasPrefix(head, []byte("PK\x03\x04")):
 		return invalidf("the input is a zip archive: give its contents, "+
-			"`unzip -p %s | paperpipe ingest -`", file)
+			"`unzip -p %s | paperpipe %s -`", file, d.command)
+	case bytes.HasPrefix(head, []byte("%PDF-")):
+		return invalidf("the input is a PDF document, not text: paperpipe %s reads %s", d.command, d.wants)
+	}
+	st := textStats(block)
+	switch {
+	case st.nul > 0:
+		return invalidf("the input is binary data (it holds NUL bytes), not UTF-8 text: paperpipe %s reads %s", d.command, d.wants)
+	case st.bad > st.multi && st.ctrl == 0:
+		return invalidf("the input is not UTF-8 text: %d of the bytes beyond ASCII in its first %d are not UTF-8, as in Latin-1 or Windows-1252 text: "+
+			"convert it with `iconv -f WINDOWS-1252 -t UTF-8 %s | paperpipe %s -`", st.bad, len(block), file, d.command)
+	case st.bad > st.multi:
+		return invalidf("the input is not UTF-8 text (%d of the bytes beyond ASCII in its first %d are not UTF-8, and it holds control characters: binary data?): "+
+			"paperpipe %s reads %s", st.bad, len(block), d.command, d.wants)
 	}
 	return nil
+}
+
+// utf16Like reports whether the NUL bytes of b are all at even or all at odd offsets, as in
+// UTF-16 text of ASCII characters; binary data has them anywhere.
+func utf16Like(b []byte) bool {
+	var even, odd int
+	for i, c := range b {
+		if c == 0 {
+			if i%2 == 0 {
+				even++
+			} else {
+				odd++
+			}
+		}
+	}
+	return even == 0 || odd == 0
+}
+
+// byteStats counts what a block of input holds.
+type byteStats struct {
+	nul   int // NUL bytes
+	ctrl  int // control characters other than white space (tab, newline, carriage return, form feed)
+	bad   int // bytes beyond ASCII that are not part of a UTF-8 character
+	multi int // UTF-8 characters beyond ASCII
+}
+
+// textStats counts the bytes of b; a character cut at b's end (more may follow) is left out.
+func textStats(b []byte) byteStats {
+	var st byteStats
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == 0:
+				st.nul++
+			case c < 0x20 && c != '\t' && c != '\n' && c != '\r' && c != '\f', c == 0x7f:
+				st.ctrl++
+			}
+			i++
+			continue
+		}
+		if !utf8.FullRune(b[i:]) {
+			break
+		}
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			st.bad++
+		} else {
+			st.multi++
+		}
+		i += n
+	}
+	return st
 }
 
 // bom is the UTF-8 byte order mark.

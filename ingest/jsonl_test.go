@@ -60,9 +60,9 @@ func TestJSONLBadRecords(t *testing.T) {
 		{"authors of the wrong type", `{"title":"T","abstract":"A","authors":{"a":1}}`, "f:1: " + paper.TitleID("T") + ": authors must be an array of strings or a string"},
 		{"bad date", `{"title":"T","abstract":"A","published":"yesterday"}`, "f:1: " + paper.TitleID("T") + `: published "yesterday" is not an RFC 3339 time or a YYYY-MM-DD date`},
 		// The byte is counted in the field's text, as for a field checked after decoding.
-		{"invalid UTF-8 in abstract", "{\"title\":\"T\",\"abstract\":\"caf\xe9\"}", "f:1: abstract is not valid UTF-8 (byte 4)"},
-		{"invalid UTF-8 after escapes", "{\"title\":\"T\", \"abstract\" : \"a\\\"\\u00e9\\n\xe9\"}", "f:1: abstract is not valid UTF-8 (byte 6)"},
-		{"invalid UTF-8 in a key", "{\"ti\xfftle\":\"T\",\"abstract\":\"A\"}", "f:1: a field name is not valid UTF-8 (byte 3)"},
+		{"invalid UTF-8 in abstract", "{\"title\":\"T\",\"abstract\":\"caf\xe9\"}", "f:1: abstract is not valid UTF-8 (byte 4)" + wantLatin1Hint},
+		{"invalid UTF-8 after escapes", "{\"title\":\"T\", \"abstract\" : \"a\\\"\\u00e9\\n\xe9\"}", "f:1: abstract is not valid UTF-8 (byte 6)" + wantLatin1Hint},
+		{"invalid UTF-8 in a key", "{\"ti\xfftle\":\"T\",\"abstract\":\"A\"}", "f:1: a field name is not valid UTF-8 (byte 3)" + wantLatin1Hint},
 		{"NUL in abstract", `{"id":"2401.00002","title":"T","abstract":"A\u0000B"}`, "f:1: 2401.00002: abstract contains a NUL byte (byte 2)"},
 		{"NUL in title", `{"title":"Bad\u0000title","abstract":"A"}`, "f:1: title contains a NUL byte (byte 4)"},
 		{"NUL in an author", `{"id":"2401.00003","title":"T","abstract":"A","authors":["X\u0000"]}`, "f:1: 2401.00003: an author contains a NUL byte (byte 2)"},
@@ -76,8 +76,10 @@ func TestJSONLBadRecords(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			// The bad line is followed by a good one, which must still come through.
-			in := tc.line + "\n" + `{"id":"2401.09999","title":"Next","abstract":"Still read."}` + "\n"
+			// The bad line is followed by a good one, which must still come through (its
+			// UTF-8 makes the input UTF-8 text with a stray byte, not Latin-1 text: see
+			// TestBinaryInputIsNamed).
+			in := tc.line + "\n" + `{"id":"2401.09999","title":"Next","abstract":"Still read: naïve café, Schrödinger."}` + "\n"
 			_, _, events := readString(t, in, "f", Options{Format: JSONL})
 			equalEvents(t, events, []string{"error " + tc.want, "paper f:2 Next"})
 		})
@@ -87,6 +89,10 @@ func TestJSONLBadRecords(t *testing.T) {
 // TestJSONLBadInputFixture is the bad-input case of the product spec: a truncated line, an
 // empty abstract, a 1 MB abstract, invalid UTF-8 and an over-long line, each reported with its
 // file and line while every good record between them comes through in order.
+// wantLatin1Hint is what a record's message about bytes that are not UTF-8 adds when they are
+// most of its bytes beyond ASCII.
+const wantLatin1Hint = "; if the file is Latin-1 or Windows-1252 text, convert it with `iconv -f WINDOWS-1252 -t UTF-8`"
+
 func TestJSONLBadInputFixture(t *testing.T) {
 	t.Parallel()
 	raw, err := os.ReadFile("testdata/bad.jsonl")
@@ -117,7 +123,7 @@ func TestJSONLBadInputFixture(t *testing.T) {
 		"paper bad.jsonl:5 Good Three",
 		"error bad.jsonl:6: arxiv:2401.00006: abstract is 1048576 bytes, limit 32768",
 		"paper bad.jsonl:7 Good Four",
-		"error bad.jsonl:8: arxiv:2401.00008: title is not valid UTF-8 (byte 5)",
+		"error bad.jsonl:8: arxiv:2401.00008: title is not valid UTF-8 (byte 5)" + wantLatin1Hint,
 		"paper bad.jsonl:9 Good Five",
 		"error bad.jsonl:10: arxiv:2401.00010: line is 5242932 bytes, longer than the 4259840-byte limit",
 		"paper bad.jsonl:11 Good Six",

@@ -58,7 +58,7 @@ func (r *Reader) build(f fields) (paper.Abstract, error) {
 		bad := ""
 		switch {
 		case !utf8.ValidString(s.v):
-			bad = fmt.Sprintf("is not valid UTF-8 (byte %d)", invalidUTF8At([]byte(s.v))+1)
+			bad = fmt.Sprintf("is not valid UTF-8 (byte %d)%s", invalidUTF8At([]byte(s.v))+1, latin1Hint([]byte(s.v)))
 		case strings.IndexByte(s.v, 0) >= 0:
 			bad = fmt.Sprintf("contains a NUL byte (byte %d)", strings.IndexByte(s.v, 0)+1)
 		}
@@ -196,9 +196,19 @@ func badUTF8(raw []byte) error {
 	at := invalidUTF8At(raw)
 	field, in := fieldAt(raw, at, "")
 	if field == "" {
-		return invalidf("record is not valid UTF-8 (byte %d)", at+1)
+		return invalidf("record is not valid UTF-8 (byte %d)%s", at+1, latin1Hint(raw))
 	}
-	return invalidf("%s is not valid UTF-8 (byte %d)", field, in+1)
+	return invalidf("%s is not valid UTF-8 (byte %d)%s", field, in+1, latin1Hint(raw))
+}
+
+// latin1Hint is what a message about text that is not UTF-8 adds when more of its bytes beyond
+// ASCII are not UTF-8 than are: the file is likely Latin-1 or Windows-1252 text, whose first
+// block was ASCII (see unpack), and its records with such bytes are refused one by one.
+func latin1Hint(b []byte) string {
+	if st := textStats(b); st.bad > st.multi && st.ctrl == 0 {
+		return "; if the file is Latin-1 or Windows-1252 text, convert it with `iconv -f WINDOWS-1252 -t UTF-8`"
+	}
+	return ""
 }
 
 // fieldAt names the field of the JSON object raw whose key or value holds byte pos, or "", and

@@ -14,10 +14,11 @@ import (
 )
 
 // readAbstracts reads every good record of the named sources; bad records are reported on
-// stderr and counted. ctx ends a download (a URL) at once.
-func readAbstracts(ctx context.Context, paths []string, format ingest.Format, each func(paper.Abstract) error) (rejected int, err error) {
+// stderr and counted. ctx ends a download (a URL) at once. opts.Command names the command
+// running in the conversions an unreadable source's error suggests.
+func readAbstracts(ctx context.Context, paths []string, opts ingest.Options, each func(paper.Abstract) error) (rejected int, err error) {
 	for _, path := range paths {
-		r, closer, err := ingest.OpenContext(ctx, path, ingest.Options{Format: format})
+		r, closer, err := ingest.OpenContext(ctx, path, opts)
 		if err != nil {
 			return rejected, err
 		}
@@ -90,7 +91,7 @@ func cmdSummarize(ctx context.Context, c *config, args []string) error {
 	}
 	defer closeStore()
 	enc := json.NewEncoder(os.Stdout)
-	rejected, err := readAbstracts(ctx, pos, f, func(a paper.Abstract) error {
+	rejected, err := readAbstracts(ctx, pos, ingest.Options{Format: f, Command: "summarize"}, func(a paper.Abstract) error {
 		s, err := m.sum.Summarize(ctx, a)
 		if err != nil {
 			return fmt.Errorf("%s: %w", a.ID, err)
@@ -158,7 +159,7 @@ func cmdEmbed(ctx context.Context, c *config, args []string) error {
 		buf = buf[:0]
 		return nil
 	}
-	rejected, err := readAbstracts(ctx, pos, f, func(a paper.Abstract) error {
+	rejected, err := readAbstracts(ctx, pos, ingest.Options{Format: f, Command: "embed"}, func(a paper.Abstract) error {
 		buf = append(buf, a)
 		if len(buf) >= *batch {
 			return flush()

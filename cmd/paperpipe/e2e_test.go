@@ -398,8 +398,10 @@ func TestSummarizeAndEmbedNeedNoDatabaseOrQueue(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[0]), &s); err != nil || s.ID == "" || s.TLDR == "" || s.Model != "paperpipe-offline-extractive" {
 		t.Errorf("first line %q → %+v, %v", lines[0], s, err)
 	}
-	r = c.ok("embed", "-", "--format", "text")
-	_ = r
+	// Standard input with nothing on it is a source without papers, not a silent success.
+	if r := c.run("embed", "-", "--format", "text"); r.code != 1 || !strings.Contains(r.stderr, "stdin: the input is empty: no papers in it") {
+		t.Errorf("embed of empty standard input: exit %d, stderr %q; want exit 1 saying it is empty", r.code, r.stderr)
+	}
 	in, _ := os.ReadFile(sampleFile)
 	cmd := exec.Command(binary, "embed", "-")
 	cmd.Env = c.env

@@ -209,3 +209,65 @@ func TestInterruptedIngestOfStdinStopsAndCountsWhatWasQueued(t *testing.T) {
 		t.Errorf("interrupted ingest: exit %d\n%s\nwant exit 1, \"3 read, 3 published\" and \"interrupted\" (not \"context canceled\")", code, out)
 	}
 }
+
+// TestUnreadableInputSaysWhatItIsAndNamesTheCommandRun: summarize and embed, which need no
+// database or queue, suggest converting UTF-16 text or a zip archive into themselves, not into
+// `paperpipe ingest -`, which would queue the papers for the paid workers instead; an empty
+// file is a source without papers (exit 1), not a silent success.
+func TestUnreadableInputSaysWhatItIsAndNamesTheCommandRun(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	utf16 := write("papers.jsonl", []byte{0xff, 0xfe, '{', 0, '"', 0})
+	zipped := write("papers.zip", []byte("PK\x03\x04\x14\x00rest"))
+	empty := write("empty.txt", nil)
+	c := newCLI(t)
+	c.env = append(c.env, "DATABASE_URL=postgres://nobody@127.0.0.1:1/none", "NATS_URL=nats://127.0.0.1:1")
+	for _, cmd := range []string{"summarize", "embed"} {
+		for path, want := range map[string]string{
+			utf16:  "`iconv -f UTF-16 -t UTF-8 " + utf16 + " | paperpipe " + cmd + " -`",
+			zipped: "`unzip -p " + zipped + " | paperpipe " + cmd + " -`",
+			empty:  empty + ": the input is empty: no papers in it",
+		} {
+			r := c.run(cmd, path)
+			if r.code != 1 || !strings.Contains(r.stderr, want) || strings.Contains(r.stderr, "paperpipe ingest") {
+				t.Errorf("%s %s: exit %d, stderr %q; want exit 1 and %q", cmd, filepath.Base(path), r.code, r.stderr, want)
+			}
+		}
+	}
+}
+
+// TestIngestOfAPDFOrAnEmptyFileIsAFailedSource: a PDF (the paper itself, a researcher's
+// likeliest wrong file) is refused saying what it is and what ingest reads; an empty file is a
+// source without papers. Both count as failed sources, exit 1, and the good source after them
+// is read. A PDF was read as text ("abstract paragraph (2226 words) has no title line", once
+// per page or so) and an empty file gave "0 read … 0 rejected" and exit 0.
+func TestIngestOfAPDFOrAnEmptyFileIsAFailedSource(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	pdf := filepath.Join(dir, "paper.pdf")
+	empty := filepath.Join(dir, "empty.jsonl")
+	good := filepath.Join(dir, "good.jsonl")
+	for path, data := range map[string]string{
+		pdf:   "%PDF-1.5\n%\xe2\xe3\xcf\xd3\n4 0 obj\n<< /Length 5 /Filter /FlateDecode >>\nstream\nx\x9c\xed\x9d\x00\x01endstream\n",
+		empty: "",
+		good:  `{"id": "2405.00001", "title": "Good", "abstract": "We study careful input handling in data pipelines. It works."}` + "\n",
+	} {
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newCLI(t)
+	r := c.run("ingest", pdf, empty, good)
+	if r.code != 1 || !strings.Contains(r.stderr, "1 read, 1 published, 0 dropped as repeats (same record published within the hour), 0 rejected, 2 sources failed\n") ||
+		!strings.Contains(r.stderr, "the input is a PDF document, not text: paperpipe ingest reads papers' titles and abstracts") ||
+		!strings.Contains(r.stderr, empty+": the input is empty: no papers in it") {
+		t.Errorf("ingest of a PDF, an empty file and a good one: exit %d\n%s\nwant exit 1, the PDF and the empty file named as failed sources, the good record published", r.code, r.stderr)
+	}
+}

@@ -1,0 +1,166 @@
+package ingest
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// TestBinaryInputIsNamed: a researcher's likeliest wrong file is the paper itself, a PDF (or a
+// figure); text exported from an old tool is Latin-1 or Windows-1252. Such input is refused by
+// NewReader with an error that says what it is (and how to convert text); it was read as the
+// text format: a PDF's records were rejected as "abstract paragraph (N words) has no title line
+// before it", binary data read as no papers without an error, and Latin-1 text gave "title is
+// not valid UTF-8 (byte 2)" for each record with such a byte while its ASCII-only records were
+// ingested (a file partly read).
+func TestBinaryInputIsNamed(t *testing.T) {
+	t.Parallel()
+	pdf := []byte("%PDF-1.5\n%\xe2\xe3\xcf\xd3\n4 0 obj\n<< /Length 5 /Filter /FlateDecode >>\nstream\nx\x9c\xed\x9d\x00\x01endstream\n")
+	png := append([]byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"), bytes.Repeat([]byte{0x00, 0x9f, 0xc3}, 100)...)
+	noise := make([]byte, 4096)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range noise {
+		noise[i] = byte(rng.UintN(256))
+	}
+	noNUL := bytes.ReplaceAll(noise, []byte{0}, []byte{1})
+	latin1 := []byte("{\"id\":\"2401.00001\",\"title\":\"Caf\xe9 mod\xe8les\",\"abstract\":\"Na\xefve th\xe9orie.\"}\n" +
+		`{"id":"2401.00002","title":"Plain","abstract":"ASCII only."}` + "\n")
+	var gz bytes.Buffer
+	w := gzip.NewWriter(&gz)
+	_, _ = w.Write(pdf)
+	_ = w.Close()
+	for _, c := range []struct {
+		name string
+		data []byte
+		opts Options
+		want []string
+	}{
+		{"paper.pdf", pdf, Options{}, []string{"PDF document", "paperpipe ingest reads papers' titles and abstracts as UTF-8 text"}},
+		{"paper.pdf", pdf, Options{Format: JSONL}, []string{"PDF document"}}, // whatever the format
+		{"paper.pdf.gz", gz.Bytes(), Options{}, []string{"PDF document"}},
+		{"figure.png", png, Options{}, []string{"binary data (it holds NUL bytes), not UTF-8 text"}},
+		{"random.bin", noise, Options{}, []string{"binary data", "not UTF-8 text"}},
+		{"random.bin", noNUL, Options{}, []string{"not UTF-8 text", "control characters", "paperpipe ingest reads"}},
+		{"papers.jsonl", latin1, Options{}, []string{"not UTF-8 text", "Latin-1", "`iconv -f WINDOWS-1252 -t UTF-8 papers.jsonl | paperpipe ingest -`"}},
+		{"-", latin1, Options{Command: "summarize"}, []string{"`iconv -f WINDOWS-1252 -t UTF-8 FILE | paperpipe summarize -`"}},
+		{"paper.pdf", pdf, Options{Command: "embed"}, []string{"paperpipe embed reads"}},
+	} {
+		r, err := NewReader(bytes.NewReader(c.data), c.name, c.opts)
+		if err == nil {
+			var n, bad int
+			for {
+				_, err := r.Next()
+				if err == nil {
+					n++
+					continue
+				}
+				var re *RecordError
+				if errors.As(err, &re) {
+					bad++
+					continue
+				}
+				break
+			}
+			t.Errorf("%s: read as %s: %d papers, %d bad records; want NewReader to refuse it", c.name, r.Format(), n, bad)
+			continue
+		}
+		if !errors.Is(err, paper.ErrInvalid) {
+			t.Errorf("%s: NewReader: %v does not wrap paper.ErrInvalid", c.name, err)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: NewReader: %v; want it to say %q", c.name, err, w)
+			}
+		}
+	}
+
+	// UTF-8 text with a stray byte is read, the record holding it reported; Latin-1 text whose
+	// first 64 KiB are ASCII is read too, and its records with such bytes say what to do.
+	stray := `{"id":"2401.00003","title":"Théorie naïve","abstract":"Fine."}` + "\n" +
+		"{\"id\":\"2401.00004\",\"title\":\"Bad \xff\",\"abstract\":\"Fine.\"}\n"
+	_, errs, _ := readString(t, stray, "f", Options{})
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "title is not valid UTF-8 (byte 5)") {
+		t.Errorf("UTF-8 with a stray byte: record errors %v, want one for line 2's title", errs)
+	}
+	late := strings.Repeat(`{"id":"2401.00005","title":"Plain","abstract":"ASCII only."}`+"\n", 2000) + string(latin1)
+	_, errs, _ = readString(t, late, "f", Options{})
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "if the file is Latin-1 or Windows-1252 text, convert it with `iconv -f WINDOWS-1252 -t UTF-8`") {
+		t.Errorf("Latin-1 after 64 KiB of ASCII: record errors %v, want one with the iconv hint", errs)
+	}
+}
+
+// TestSourceWithoutPapers: a source that yields no record at all, good or bad (an empty file, a
+// file of blank lines, an Atom feed without entries, an empty JSON array), ends with a fatal
+// error saying so, which commands count as a failed source; it ended with io.EOF, and ingest
+// reported "0 read … 0 rejected" and exited 0.
+func TestSourceWithoutPapers(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ in, want string }{
+		{"", "f: the input is empty: no papers in it"},
+		{"\n\n  \n", "f: no papers in it (read as text)"},
+		{`<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>query</title></feed>`, "f: no papers in it (read as an Atom feed)"},
+		{"[]", "f: no papers in it (read as Hugging Face daily-papers JSON)"},
+	} {
+		r, err := NewReader(strings.NewReader(c.in), "f", Options{})
+		if err != nil {
+			t.Fatalf("%q: NewReader: %v", c.in, err)
+		}
+		_, err = r.Next()
+		if err == io.EOF || err == nil || err.Error() != c.want || !errors.Is(err, paper.ErrInvalid) {
+			t.Errorf("%q: Next() = %v, want the fatal error %q", c.in, err, c.want)
+		}
+		if _, again := r.Next(); again != err {
+			t.Errorf("%q: Next() again = %v, want the same error", c.in, again)
+		}
+	}
+	// A source of bad records only is no such source: its records were reported.
+	_, errs, _ := readString(t, `{"id":"2401.00001","title":"T","abstract":""}`, "f", Options{})
+	if len(errs) != 1 {
+		t.Errorf("one bad record: %d record errors, want 1 and then io.EOF", len(errs))
+	}
+}
+
+// TestDecode: Content reads what NewReader reads, for import-embeddings' vector lines:
+// decompressed, and refused with the same errors, naming the command given.
+func TestDecode(t *testing.T) {
+	t.Parallel()
+	line := `{"id":"2401.00001","embedding":[0.5,1],"model":"m"}` + "\n"
+	var gz bytes.Buffer
+	w := gzip.NewWriter(&gz)
+	_, _ = w.Write([]byte(line))
+	_ = w.Close()
+	c, err := Decode(bytes.NewReader(gz.Bytes()), "vectors.jsonl.gz", "import-embeddings", "vector lines")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != line {
+		t.Errorf("gzip: read %q, %v; want %q", got, err, line)
+	}
+	if c.Offset() != int64(gz.Len()) {
+		t.Errorf("gzip: Offset() = %d, want the %d compressed bytes", c.Offset(), gz.Len())
+	}
+	plain, err := Decode(strings.NewReader(line), "-", "import-embeddings", "vector lines")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := io.ReadAll(plain); string(got) != line || plain.Offset() != int64(len(line)) {
+		t.Errorf("plain: read %q, Offset() %d; want %q, %d", got, plain.Offset(), line, len(line))
+	}
+	for _, x := range []struct{ data, want string }{
+		{"\xff\xfe{\x00", "`iconv -f UTF-16 -t UTF-8 vectors.jsonl | paperpipe import-embeddings -`"},
+		{"PK\x03\x04rest", "`unzip -p vectors.jsonl | paperpipe import-embeddings -`"},
+		{"%PDF-1.4\n", "PDF document, not text: paperpipe import-embeddings reads vector lines"},
+	} {
+		_, err := Decode(strings.NewReader(x.data), "vectors.jsonl", "import-embeddings", "vector lines")
+		if err == nil || !strings.Contains(err.Error(), x.want) {
+			t.Errorf("Decode(%q): %v; want it to say %q", x.data, err, x.want)
+		}
+	}
+}
