@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -1243,6 +1244,83 @@ func TestImportEmbeddingsSkipsABOMAndSaysWhatIsWrongInPlainWords(t *testing.T) {
 	}
 	if strings.Contains(errw.String(), "Go ") || strings.Contains(errw.String(), "embeddingLine") || strings.Contains(errw.String(), "json:") {
 		t.Errorf("messages speak of Go's types:\n%s", errw.String())
+	}
+}
+
+// import-embeddings reads its file as ingest reads a source: gzip-compressed (vectors.jsonl.gz)
+// decompressed; UTF-16 text, a zip archive, a PDF refused at once, with a conversion naming
+// import-embeddings. A file none of whose first 100 lines is a vector line is not one: the
+// import stops there, saying so, and does not claim that "the others were loaded". A gzip file
+// gave "malformed JSON at byte 1: invalid character '\x1f'" for each of its lines, and a
+// 20,000-line file of something else 20,000 messages ending "the others were loaded".
+func TestImportEmbeddingsReadsItsFileAsIngestDoes(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 2)
+	lines := `{"id":"2401.00000","embedding":[1,0,0,0],"model":"imported"}` + "\n" + `{"id":"2401.00001","embedding":[0,1,0,0],"model":"imported"}` + "\n"
+	var gz bytes.Buffer
+	w := gzip.NewWriter(&gz)
+	_, _ = w.Write([]byte(lines))
+	_ = w.Close()
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	var errw bytes.Buffer
+	res, err := importEmbeddings(t.Context(), e.st, write("vectors.jsonl.gz", gz.Bytes()), 5000, &errw)
+	if err != nil || res.Loaded != 2 || res.Bad != 0 {
+		t.Errorf("import of a gzip-compressed file: %+v, %v; want its 2 vectors loaded\n%s", res, err, errw.String())
+	}
+	utf16 := []byte{0xff, 0xfe}
+	for _, c := range lines {
+		utf16 = append(utf16, byte(c), 0)
+	}
+	for _, c := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"vectors.txt", utf16, "| paperpipe import-embeddings -`"},
+		{"vectors.zip", []byte("PK\x03\x04\x14\x00rest"), "`unzip -p "},
+		{"paper.pdf", []byte("%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"), "PDF document"},
+	} {
+		errw.Reset()
+		path := write(c.name, c.data)
+		_, err := importEmbeddings(t.Context(), e.st, path, 5000, &errw)
+		if err == nil || !strings.Contains(err.Error(), c.want) || errw.Len() > 0 {
+			t.Errorf("import of %s: %v, messages %q; want it refused at once saying %q", c.name, err, errw.String(), c.want)
+		}
+	}
+
+	// 20,000 lines of papers, not vectors: 100 messages, then it stops.
+	var papers strings.Builder
+	for i := range 20000 {
+		fmt.Fprintf(&papers, `{"id":"2402.%05d","title":"T","abstract":"A"}`+"\n", i)
+	}
+	errw.Reset()
+	path := write("papers.jsonl", []byte(papers.String()))
+	res, err = importEmbeddings(t.Context(), e.st, path, 5000, &errw)
+	if err == nil || !strings.Contains(err.Error(), "the first 100 lines are all bad, so this is not a file of paperpipe's vector lines") ||
+		!strings.Contains(err.Error(), "nothing was loaded") || res.Bad != 100 || strings.Count(errw.String(), "\n") != 100 {
+		t.Errorf("import of 20,000 lines of papers: %v, %d bad, %d lines of messages; want it stopped after 100", err, res.Bad, strings.Count(errw.String(), "\n"))
+	}
+	// Bad lines after a good one are a damaged file of vectors: each is reported.
+	bad := lines + strings.Repeat(`{"id":"2401.00001","embedding":[],"model":"imported"}`+"\n", 150)
+	errw.Reset()
+	res, err = importEmbeddings(t.Context(), e.st, write("damaged.jsonl", []byte(bad)), 5000, &errw)
+	if err != nil || res.Bad != 150 || res.Loaded != 2 {
+		t.Errorf("import of 2 good lines and 150 bad ones: %+v, %v; want 150 bad lines reported and the 2 loaded", res, err)
+	}
+
+	// The command's last word does not claim that others were loaded when none was.
+	c := newCLI(t)
+	r := c.run("import-embeddings", writeLines(t, `{"id":"2401.09999","embedding":[1,0,0,0],"model":"imported"}`, `{"id":"2401.09998"}`))
+	if r.code != 1 || !strings.Contains(r.stderr, "; nothing was loaded") || strings.Contains(r.stderr, "the others were loaded") {
+		t.Errorf("import of a bad line and an unknown paper: exit %d, stderr %q; want exit 1 and that nothing was loaded", r.code, r.stderr)
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 
 	"github.com/paperpipe/paperpipe/batch"
 	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/ingest"
 	"github.com/paperpipe/paperpipe/internal/llm"
 	"github.com/paperpipe/paperpipe/internal/pricing"
 	"github.com/paperpipe/paperpipe/paper"
@@ -1216,7 +1217,8 @@ func activateSpace(ctx context.Context, st *store.Store, ref string) (store.Spac
 
 func cmdImportEmbeddings(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("import-embeddings", "FILE|-", `Load precomputed vectors with no API call: JSON lines {"id", "embedding": [...], "model"} (optional "dimensions", "template", "content_hash", "truncated"), into the space of that model; `+
-		`a vector whose content_hash is not its paper's current text's is skipped as stale. paperpipe embed writes such lines.`)
+		`a vector whose content_hash is not its paper's current text's is skipped as stale. paperpipe embed writes such lines. `+
+		`A gzip-compressed file is read decompressed.`)
 	chunk := fs.Int("chunk", 5000, "vectors copied per transaction")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -1236,11 +1238,23 @@ func cmdImportEmbeddings(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	if r.Bad > 0 || len(r.Unknown) > 0 {
-		return fmt.Errorf("%s rejected and %s skipped (see the messages above); the others were loaded",
-			plural(r.Bad, "line", "lines"), plural(len(r.Unknown), "unknown paper", "unknown papers"))
+		others := "the others were loaded"
+		if r.Loaded == 0 {
+			others = "nothing was loaded"
+		}
+		return fmt.Errorf("%s rejected and %s skipped (see the messages above); %s",
+			plural(r.Bad, "line", "lines"), plural(len(r.Unknown), "unknown paper", "unknown papers"), others)
 	}
 	return nil
 }
+
+// maxBadLead is how many bad lines, from the first on, import-embeddings reports before it
+// stops: a file none of whose first lines is a vector line is another file (papers, a
+// spreadsheet, a binary), and its every line would be one more message.
+const maxBadLead = 100
+
+// vectorLinesWanted is what import-embeddings reads, for the refusal of a PDF or binary data.
+const vectorLinesWanted = `JSON lines {"id": "…", "embedding": [numbers], "model": "…"}, as paperpipe embed writes them`
 
 // importResult is what import-embeddings did.
 type importResult struct {
@@ -1276,7 +1290,6 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 		chunk = 5000
 	}
 	var src io.Reader = os.Stdin
-	name := "stdin"
 	prog := newCountProgress(errw, path, 0, "records")
 	if path != "-" {
 		f, err := os.Open(path)
@@ -1284,11 +1297,18 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 			return res, fmt.Errorf("open embeddings: %w", err)
 		}
 		defer f.Close()
-		src, name = f, path
+		src = f
 		prog = newProgress(errw, path)
 	}
-	cr := &countingReader{r: src}
+	// As ingest reads its sources: gzip-compressed input decompressed; UTF-16 text, a zip
+	// archive, a PDF or binary data refused at once, saying what it is.
+	cr, err := ingest.Decode(src, path, "import-embeddings", vectorLinesWanted)
+	if err != nil {
+		return res, err
+	}
+	name := ingest.Name(path)
 	br := bufio.NewReaderSize(cr, 1<<20)
+	good := 0 // lines taken so far
 	var (
 		space   paper.Space // the file's space; ID 0 until it exists
 		have    bool        // space is known (from the first good line)
@@ -1318,6 +1338,11 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 	bad := func(line int, format string, args ...any) {
 		res.Bad++
 		fmt.Fprintf(errw, "%s:%d: %s\n", name, line, fmt.Sprintf(format, args...))
+	}
+	// lead is the error that ends an import whose first maxBadLead lines are all bad.
+	lead := func() error {
+		return fmt.Errorf("%s: the first %d lines are all bad, so this is not a file of paperpipe's vector lines (%s); stopped, nothing was loaded: %w",
+			name, maxBadLead, vectorLinesWanted, paper.ErrInvalid)
 	}
 	flush := func() error {
 		if len(buf) == 0 {
@@ -1371,6 +1396,9 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 		if strings.HasPrefix(text, bom) {
 			bad(n, "the line starts with a UTF-8 byte order mark, which only a file's first line may have")
 			continue
+		}
+		if good == 0 && res.Bad >= maxBadLead {
+			return res, lead()
 		}
 		var l embeddingLine
 		if jerr := json.Unmarshal([]byte(text), &l); jerr != nil {
@@ -1434,6 +1462,7 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 				return res, err
 			}
 		}
+		good++
 		lineOf[id] = n
 		buf = append(buf, e)
 		if len(buf) >= chunk {
@@ -1441,12 +1470,12 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 				return res, err
 			}
 		}
-		prog.tick(res.Lines, cr.n)
+		prog.tick(res.Lines, cr.Offset())
 	}
 	if err := flush(); err != nil {
 		return res, err
 	}
-	prog.done(cr.n)
+	prog.done(cr.Offset())
 	if space.ID == 0 || created && res.Loaded == 0 {
 		fmt.Fprintf(errw, "import-embeddings: %s: no vector loaded, %d stale skipped, %s, %s\n",
 			plural(res.Lines, "line", "lines"), res.Stale, plural(len(res.Unknown), "unknown paper", "unknown papers"), plural(res.Bad, "bad line", "bad lines"))
@@ -1530,16 +1559,4 @@ func validText(what, s string) string {
 		return what + " contains a NUL byte"
 	}
 	return ""
-}
-
-// countingReader counts the bytes read through it, for progress.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
