@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paperpipe/paperpipe/batch"
+	"github.com/paperpipe/paperpipe/ingest"
 	"github.com/paperpipe/paperpipe/internal/natstest"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/internal/pgtest"
@@ -1209,7 +1210,7 @@ func TestImportEmbeddingsSkipsABOMAndSaysWhatIsWrongInPlainWords(t *testing.T) {
 	file := writeLines(t,
 		"\xef\xbb\xbf"+`{"id":"2401.00000","embedding":[1,0,0,0],"model":"imported"}`,
 		`{"id":"2401.00001","embedding":[0,1,0,0],"model":"imported"}`,
-		`{"id":2401.00001,"embedding":[0,1,0,0],"model":"imported"}`,
+		`{"id":true,"embedding":[0,1,0,0],"model":"imported"}`,
 		`{"id":"2401.00001","embedding":[0,"1",0,0],"model":"imported"}`,
 		`{"id":"2401.00001","embedding":[0,1e50,0,0],"model":"imported"}`,
 		`{"id":"2401.00001","embedding":"0 1 0 0","model":"imported"}`,
@@ -1228,7 +1229,7 @@ func TestImportEmbeddingsSkipsABOMAndSaysWhatIsWrongInPlainWords(t *testing.T) {
 		t.Errorf("import %+v, want the 2 good lines loaded, the first one after a BOM among them, and 9 bad lines\n%s", res, errw.String())
 	}
 	for i, want := range []string{
-		`id is a JSON number, want a string: write it in quotes ("2401.01234")`,
+		`id is a JSON bool, want a string ("2401.01234") or a number`,
 		`embedding holds a JSON string, want numbers only`,
 		`embedding holds 1e50, beyond the range of a 32-bit float`,
 		`embedding is a JSON string, want an array of numbers`,
@@ -1244,6 +1245,46 @@ func TestImportEmbeddingsSkipsABOMAndSaysWhatIsWrongInPlainWords(t *testing.T) {
 	}
 	if strings.Contains(errw.String(), "Go ") || strings.Contains(errw.String(), "embeddingLine") || strings.Contains(errw.String(), "json:") {
 		t.Errorf("messages speak of Go's types:\n%s", errw.String())
+	}
+}
+
+// A paper ingested with a numeric id ({"id": 5} is stored as id:5, {"id": 2401.00000} as
+// arxiv:2401.00000) takes its vectors from a line naming it the same way: import-embeddings
+// read the id as ingest does. It refused the line ("id is a JSON number, want a string"), and
+// the vectors of such papers could not be imported under the id they had been given.
+func TestImportEmbeddingsTakesANumericIDAsIngestDoes(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	r, err := ingest.NewReader(strings.NewReader(`{"id":5,"title":"Numbered","abstract":"A paper with a number for its id."}`+"\n"+
+		`{"id":2401.00000,"title":"Numbered arXiv","abstract":"A paper with an arXiv id written as a number."}`+"\n"), "papers.jsonl", ingest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var papers []paper.Abstract
+	for {
+		a, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		papers = append(papers, a)
+	}
+	if _, err := e.st.UpsertPapers(t.Context(), papers, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	file := writeLines(t,
+		`{"id":5,"embedding":[1,0,0,0],"model":"imported"}`,
+		`{"id":2401.00000,"embedding":[0,1,0,0],"model":"imported"}`,
+	)
+	var errw bytes.Buffer
+	res, err := importEmbeddings(t.Context(), e.st, file, 5000, &errw)
+	if err != nil || res.Loaded != 2 || res.Bad != 0 || len(res.Unknown) != 0 {
+		t.Errorf("import of vectors for papers ingested as %s and %s: %+v, %v; want both loaded\n%s", papers[0].ID, papers[1].ID, res, err, errw.String())
+	}
+	if n := e.count(t, `SELECT count(*) FROM embeddings WHERE paper_id IN ('id:5', 'arxiv:2401.00000')`); n != 2 {
+		t.Errorf("%d vectors stored under id:5 and arxiv:2401.00000, want 2", n)
 	}
 }
 

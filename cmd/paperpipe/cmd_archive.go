@@ -1218,7 +1218,7 @@ func activateSpace(ctx context.Context, st *store.Store, ref string) (store.Spac
 func cmdImportEmbeddings(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("import-embeddings", "FILE|-", `Load precomputed vectors with no API call: JSON lines {"id", "embedding": [...], "model"} (optional "dimensions", "template", "content_hash", "truncated"), into the space of that model; `+
 		`a vector whose content_hash is not its paper's current text's is skipped as stale. paperpipe embed writes such lines. `+
-		`A gzip-compressed file is read decompressed.`)
+		`An id may be a JSON number, read as ingest reads it; a gzip-compressed file is read decompressed.`)
 	chunk := fs.Int("chunk", 5000, "vectors copied per transaction")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -1256,6 +1256,28 @@ const maxBadLead = 100
 // vectorLinesWanted is what import-embeddings reads, for the refusal of a PDF or binary data.
 const vectorLinesWanted = `JSON lines {"id": "…", "embedding": [numbers], "model": "…"}, as paperpipe embed writes them`
 
+// jsonID is a paper's id in a vector line: a string, or a number taken as its digits, as ingest
+// reads a record's id ({"id": 5} is the paper ingest stored as id:5, {"id": 2401.01234} is
+// arxiv:2401.01234), so that the vectors of every paper ingested can be imported.
+type jsonID string
+
+func (id *jsonID) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && (b[0] == '-' || '0' <= b[0] && b[0] <= '9') {
+		var n json.Number
+		if err := json.Unmarshal(b, &n); err != nil {
+			return err
+		}
+		*id = jsonID(n.String())
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	*id = jsonID(s)
+	return nil
+}
+
 // importResult is what import-embeddings did.
 type importResult struct {
 	Space   paper.Space
@@ -1269,7 +1291,7 @@ type importResult struct {
 // embeddingLine is one line of an embeddings file: what `paperpipe embed` writes and
 // `import-embeddings` reads.
 type embeddingLine struct {
-	ID          string    `json:"id"`
+	ID          jsonID    `json:"id"`
 	Embedding   []float32 `json:"embedding"`
 	Model       string    `json:"model"`
 	Dimensions  int       `json:"dimensions"`
@@ -1406,7 +1428,7 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 			continue
 		}
 		switch {
-		case strings.TrimSpace(l.ID) == "":
+		case strings.TrimSpace(string(l.ID)) == "":
 			bad(n, "no id")
 			continue
 		case len(l.Embedding) == 0:
@@ -1442,12 +1464,12 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 			bad(n, "%s: space %s differs from the file's first, %s (one space per file)", l.ID, sp.Name(), space.Name())
 			continue
 		}
-		id := l.ID
+		id := string(l.ID)
 		if c, err := paper.CanonicalID(id); err == nil {
 			id = c
 		}
 		e := paper.Embedding{PaperID: id, Vector: l.Embedding, ContentHash: l.ContentHash, Truncated: l.Truncated}
-		if verr := cmp.Or(validText("the id", l.ID), validText("the content hash", l.ContentHash), validVector(e.Vector)); verr != "" {
+		if verr := cmp.Or(validText("the id", string(l.ID)), validText("the content hash", l.ContentHash), validVector(e.Vector)); verr != "" {
 			bad(n, "%q: %s", l.ID, verr)
 			continue
 		}
@@ -1507,8 +1529,8 @@ func embeddingLineProblem(err error) string {
 			return fmt.Sprintf("embedding holds %s, beyond the range of a 32-bit float", v)
 		}
 		return fmt.Sprintf("embedding holds a JSON %s, want numbers only", te.Value)
-	case errors.As(err, &te) && te.Field == "id" && strings.HasPrefix(te.Value, "number"):
-		return `id is a JSON number, want a string: write it in quotes ("2401.01234")`
+	case errors.As(err, &te) && te.Field == "id":
+		return fmt.Sprintf(`id is a JSON %s, want a string ("2401.01234") or a number`, strings.Fields(te.Value)[0])
 	case errors.As(err, &te):
 		if v, ok := strings.CutPrefix(te.Value, "number "); ok && te.Type.Kind() == reflect.Int {
 			return fmt.Sprintf("%s is %s, want a whole number", te.Field, v)

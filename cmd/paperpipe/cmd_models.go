@@ -152,7 +152,7 @@ func cmdEmbed(ctx context.Context, c *config, args []string) error {
 			return err
 		}
 		for _, e := range embs {
-			if err := enc.Encode(embeddingLine{e.PaperID, e.Vector, space.Model, len(e.Vector), space.Template, e.ContentHash, e.Truncated}); err != nil {
+			if err := enc.Encode(embeddingLine{jsonID(e.PaperID), e.Vector, space.Model, len(e.Vector), space.Template, e.ContentHash, e.Truncated}); err != nil {
 				return err
 			}
 		}
