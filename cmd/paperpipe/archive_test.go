@@ -469,6 +469,67 @@ func TestReprocessBatchAPIStoresResultsAtBatchKinds(t *testing.T) {
 	}
 }
 
+// --batch-api with an offline model is refused before anything is counted, a dry run too, and
+// the advice leads somewhere: --embed-only or --tldr-only only when the other model is an
+// OpenAI one, and with both offline (the default without OPENAI_API_KEY) the key or a plain
+// reprocess. It printed "reprocess: 0 papers to process" and then sent the user from
+// --embed-only to --tldr-only and back, each refused; a dry run printed a plan and a cost.
+func TestReprocessBatchAPIWithOfflineModelsSaysWhatWorks(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 2)
+	ctx := t.Context()
+	for _, c := range []struct {
+		name              string
+		chatOff, embedOff bool
+		o                 reprocessOptions
+		want, not         []string
+	}{
+		{"both offline", true, true, reprocessOptions{}, []string{"needs OpenAI models and OPENAI_API_KEY", "the TL;DR and embedding models are the offline ones", "plain `paperpipe reprocess`"}, []string{"--embed-only", "--tldr-only"}},
+		{"both offline, a dry run", true, true, reprocessOptions{dryRun: true}, []string{"needs OpenAI models and OPENAI_API_KEY"}, nil},
+		{"both offline, --embed-only", true, true, reprocessOptions{embedOnly: true}, []string{"the embedding model is the offline one", "plain `paperpipe reprocess --embed-only`"}, []string{"add --tldr-only"}},
+		{"both offline, --tldr-only", true, true, reprocessOptions{tldrOnly: true}, []string{"the TL;DR model is the offline one", "plain `paperpipe reprocess --tldr-only`"}, []string{"add --embed-only"}},
+		{"offline TL;DRs", true, false, reprocessOptions{}, []string{"the TL;DR model is the offline one", "add --embed-only"}, []string{"add --tldr-only"}},
+		{"offline TL;DRs, a dry run", true, false, reprocessOptions{dryRun: true}, []string{"add --embed-only"}, nil},
+		{"offline TL;DRs, --tldr-only", true, false, reprocessOptions{tldrOnly: true}, []string{"plain `paperpipe reprocess --tldr-only`"}, []string{"add --embed-only"}},
+		{"offline vectors", false, true, reprocessOptions{}, []string{"the embedding model is the offline one", "add --tldr-only"}, []string{"add --embed-only"}},
+	} {
+		cfg := e.cfg(func(cf *config) {
+			if c.chatOff {
+				cf.ChatModel = offline
+			}
+			if c.embedOff {
+				cf.EmbedModel = offline
+			}
+		})
+		c.o.batchAPI = true
+		var out, errw bytes.Buffer
+		_, err := runReprocess(ctx, cfg, c.o, &out, &errw)
+		if !errors.Is(err, errUsage) {
+			t.Errorf("%s: %v, want a usage error", c.name, err)
+			continue
+		}
+		if out.Len()+errw.Len() > 0 {
+			t.Errorf("%s: printed %q%q before refusing", c.name, out.String(), errw.String())
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: %v; want it to say %q", c.name, err, w)
+			}
+		}
+		for _, w := range c.not {
+			if strings.Contains(err.Error(), w) {
+				t.Errorf("%s: %v; it says %q, which is refused too", c.name, err, w)
+			}
+		}
+	}
+	// With OpenAI's models for the work asked, --batch-api is no error here.
+	tldrs := e.cfg(func(cf *config) { cf.EmbedModel = offline })
+	if _, err := runReprocess(ctx, tldrs, reprocessOptions{batchAPI: true, tldrOnly: true, dryRun: true}, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Errorf("--batch-api --tldr-only --dry-run with an OpenAI TL;DR model and the offline embedder: %v", err)
+	}
+}
+
 // The Batch API's embedding requests send "dimensions" only to models that take it, as the
 // workers' client does: ada-002 refuses the field (OpenAI's 400), and every line failed.
 func TestReprocessBatchAPISendsDimensionsOnlyToModelsThatTakeThem(t *testing.T) {

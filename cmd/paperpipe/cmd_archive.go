@@ -153,6 +153,12 @@ type workerTotals struct {
 // runReprocess selects, estimates, and processes the stale papers of the configured target.
 func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw io.Writer) (reprocessResult, error) {
 	var res reprocessResult
+	if o.batchAPI {
+		// Before anything is counted or estimated, a dry run's plan too.
+		if err := batchAPIModels(c, !o.embedOnly, !o.tldrOnly); err != nil {
+			return res, err
+		}
+	}
 	// A dry run calls no model: it estimates what a real run would cost, key or not.
 	if !o.dryRun {
 		if err := c.checkAPI(!o.embedOnly, !o.tldrOnly); err != nil {
@@ -767,6 +773,36 @@ func batchProgress(jobs []store.BatchJob, r batch.Report) string {
 		plural(r.TLDRs, "TL;DR", "TL;DRs"), plural(r.Vectors, "embedding", "embeddings"))
 }
 
+// batchAPIModels refuses a --batch-api run whose work (TL;DRs with wantTLDR, vectors with
+// wantEmb) needs an offline model: the Batch API runs OpenAI's models only. It suggests
+// --embed-only or --tldr-only only when the model of that work is not offline itself; with
+// every model of the work offline, a plain reprocess, which computes them locally for nothing.
+func batchAPIModels(c *config, wantTLDR, wantEmb bool) error {
+	chatOff, embOff := c.ChatModel == offline, c.embedOffline()
+	switch {
+	case wantTLDR && chatOff && wantEmb && !embOff:
+		return usageErr("--batch-api sends the work to OpenAI's models, and the TL;DR model is the offline one: add --embed-only to send the embeddings alone " +
+			"(then plain `paperpipe reprocess --tldr-only` writes the offline TL;DRs, at no cost), or set --chat-model to an OpenAI model")
+	case wantEmb && embOff && wantTLDR && !chatOff:
+		return usageErr("--batch-api sends the work to OpenAI's models, and the embedding model is the offline one: add --tldr-only to send the TL;DRs alone " +
+			"(then plain `paperpipe reprocess --embed-only` writes the offline embeddings, at no cost), or set --embed-model to an OpenAI model")
+	case (!wantTLDR || chatOff) && (!wantEmb || embOff):
+		var which, flags string
+		switch {
+		case wantTLDR && wantEmb:
+			which, flags = "the TL;DR and embedding models are the offline ones", ""
+		case wantTLDR:
+			which, flags = "the TL;DR model is the offline one", " --tldr-only"
+		default:
+			which, flags = "the embedding model is the offline one", " --embed-only"
+		}
+		return usageErr("--batch-api needs OpenAI models and OPENAI_API_KEY, and %s (the default without a key): "+
+			"set OPENAI_API_KEY (and --chat-model/--embed-model to OpenAI models if set to offline), or run plain `paperpipe reprocess%s`, "+
+			"which computes the offline models' outputs here, at no cost", which, flags)
+	}
+	return nil
+}
+
 // runBatchAPI sends the work through OpenAI's Batch API.
 func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.Store, m *models, space paper.Space,
 	sel store.Selection, wantTLDR, wantEmb bool, res *reprocessResult, errw io.Writer, log *slog.Logger) error {
@@ -777,9 +813,6 @@ func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.S
 	}
 	maxWords := c.MaxWords
 	if wantTLDR {
-		if c.ChatModel == offline {
-			return usageErr("--batch-api needs an OpenAI chat model (the TL;DR model is the offline one); add --embed-only, or configure OPENAI_API_KEY")
-		}
 		cfg.Chat = &batch.ChatWork{
 			Model: m.sum.Model(), PromptVersion: m.sum.PromptVersion(),
 			Messages: func(a paper.Abstract) []batch.Message {
@@ -795,9 +828,6 @@ func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.S
 		}
 	}
 	if wantEmb {
-		if c.embedOffline() {
-			return usageErr("--batch-api needs an OpenAI embedding model (the embedding model is the offline one); add --tldr-only, or configure OPENAI_API_KEY")
-		}
 		tmpl := space.Template
 		dims := 0 // "dimensions" as the workers' client sends it (PAPERPIPE_EMBED_SEND_DIMENSIONS)
 		if embed.SendsDimensions(c.EmbedSendDims, space.Model) {
