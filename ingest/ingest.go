@@ -298,15 +298,17 @@ func NewReader(r io.Reader, name string, opts Options) (*Reader, error) {
 
 // Next returns the next paper. At the end it returns io.EOF. A bad record is a *RecordError:
 // log it and call Next again. Any other error is fatal and is returned again by later calls.
-// A source that ends without any record, good or bad (an empty file, an Atom feed without
-// entries), ends with a fatal error wrapping paper.ErrInvalid that says so, not io.EOF: a
-// wrong or empty file does not pass as read.
+// An empty input, or text or JSON lines without any record, good or bad, ends with a fatal
+// error wrapping paper.ErrInvalid that says so, not io.EOF: a wrong or empty file does not pass
+// as read. A feed that is well formed and empty (an Atom feed without entries, a daily-papers
+// list of a day without papers, an OAI snapshot without records) ends with io.EOF: a
+// scheduled fetch of a quiet day is not a failure.
 func (r *Reader) Next() (paper.Abstract, error) {
 	if r.err != nil {
 		return paper.Abstract{}, r.err
 	}
 	a, err := r.p.next()
-	if err == io.EOF && r.records == 0 {
+	if err == io.EOF && r.records == 0 && (r.empty || r.opts.Format == Text || r.opts.Format == JSONL) {
 		what := fmt.Sprintf("no papers in it (read as %s)", formatNames[r.opts.Format])
 		if r.empty {
 			what = "the input is empty: no papers in it"
