@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/paperpipe/paperpipe/internal/redact"
 )
 
 // DefaultURL is the test database used when PAPERPIPE_TEST_DATABASE_URL is unset: the one
@@ -157,6 +159,10 @@ func Redact(conn string) string {
 			u.RawQuery = strings.Join(params, "&")
 		}
 		return u.Redacted()
+	}
+	if strings.Contains(conn, "://") {
+		// A URL that does not parse (a password with a bare % or a space): masked by its shape.
+		return redact.URL(conn)
 	}
 	return passwordSetting.ReplaceAllStringFunc(conn, func(m string) string {
 		return strings.ToLower(passwordSetting.FindStringSubmatch(m)[1]) + "=xxxxx"

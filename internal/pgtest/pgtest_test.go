@@ -37,6 +37,20 @@ func TestRedactHidesPasswords(t *testing.T) {
 	}
 }
 
+// A URL whose password holds a bare % or a space does not parse; Redact masked only the
+// keyword/value form then, and printed such a URL's password whole (paperbench's errors).
+func TestRedactHidesThePasswordOfAURLThatDoesNotParse(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{
+		"postgres://bench:Pa%ss@127.0.0.1:5432/postgres",
+		"postgres://bench:Pa ss@127.0.0.1:5432/postgres?sslmode=disable",
+	} {
+		if got := Redact(in); strings.Contains(got, "Pa") || !strings.Contains(got, "127.0.0.1:5432") {
+			t.Errorf("Redact(%q) = %q: the password is shown, or the host is not", in, got)
+		}
+	}
+}
+
 func TestRedactHidesQuotedAndSpacedPasswords(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ in, want string }{

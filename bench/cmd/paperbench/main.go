@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -229,7 +230,7 @@ func run(args []string, stderr io.Writer) error {
 	if !strings.Contains(*only, "pipeline") || !strings.Contains(*only, "knn") {
 		part = strings.Trim(*only, ", ")
 	}
-	r := &bench.Run{Set: *setName, Part: part, Started: time.Now(), Command: "paperbench " + strings.Join(args, " "), Machine: machine,
+	r := &bench.Run{Set: *setName, Part: part, Started: time.Now(), Command: "paperbench " + strings.Join(redactDB(args), " "), Machine: machine,
 		Settings: map[string]string{
 			"database":              db.Name + " (dropped at the end unless -keep)",
 			"fake API":              *fakeBin + " as its own process; chat latency and embedding latency per case",
@@ -328,4 +329,20 @@ func run(args []string, stderr io.Writer) error {
 		return ctx.Err()
 	}
 	return nil
+}
+
+// redactDB returns the command line args with the password of -db's URL masked: the command is
+// written to the results, which are committed.
+func redactDB(args []string) []string {
+	out := slices.Clone(args)
+	for i, a := range out {
+		switch {
+		case (a == "-db" || a == "--db") && i+1 < len(out):
+			out[i+1] = pgtest.Redact(out[i+1])
+		case strings.HasPrefix(a, "-db="), strings.HasPrefix(a, "--db="):
+			name, v, _ := strings.Cut(a, "=")
+			out[i] = name + "=" + pgtest.Redact(v)
+		}
+	}
+	return out
 }
