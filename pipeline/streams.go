@@ -10,6 +10,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paperpipe/paperpipe/paper"
@@ -97,7 +98,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) erro
 		Duplicates:  cfg.DuplicateWindow,
 		MaxMsgSize:  4 << 20,
 	}, set.DuplicateWindow); err != nil {
-		return err
+		return explainNoResponders(ctx, js, err)
 	}
 	if err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        StreamDead,
@@ -111,6 +112,29 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) erro
 		return err
 	}
 	return ensureConsumer(ctx, js, set, ConsumerNew, SubjectNew, "workers processing new papers")
+}
+
+// explainNoResponders says what err, the first JetStream request's failure, means when it is
+// "no responders": most often a NATS server that runs without JetStream (a bare `nats-server`,
+// `docker run nats`: JetStream is off unless -js is given), which one account-info request
+// tells apart from the rest (a JetStream domain or an import the account lacks, a server
+// restarting). The error then wraps jetstream.ErrJetStreamNotEnabled (or
+// ErrJetStreamNotEnabledForAccount) and says how to enable it; otherwise it is err.
+func explainNoResponders(ctx context.Context, js jetstream.JetStream, err error) error {
+	if !errors.Is(err, nats.ErrNoResponders) {
+		return err
+	}
+	_, aerr := js.AccountInfo(ctx)
+	switch {
+	case errors.Is(aerr, jetstream.ErrJetStreamNotEnabledForAccount):
+		return fmt.Errorf("%w: the NATS server runs JetStream, but not for the account paperpipe connects as: "+
+			"enable it in that account's block of the server's configuration (jetstream: enabled)", aerr)
+	case errors.Is(aerr, jetstream.ErrJetStreamNotEnabled):
+		return fmt.Errorf("%w: the NATS server runs without JetStream, which paperpipe's queue needs "+
+			"(its API has no responders): start the server with -js (`nats-server -js`, `docker run nats -js`) "+
+			"or add a `jetstream {}` block to its configuration", aerr)
+	}
+	return err
 }
 
 // ensureStream creates the stream of want when it is missing. When it exists, it adds want's

@@ -2,12 +2,14 @@ package pipeline_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -186,5 +188,25 @@ func TestDeadLettersAreReadWithoutWalkingReplayedSequences(t *testing.T) {
 	}
 	if requests > 40 {
 		t.Errorf("reading 2 dead letters among %d sequences took %d requests: replayed sequences were read one by one", n, requests)
+	}
+}
+
+// TestSetupWithoutJetStreamSaysSo: NATS_URL naming a server that runs without JetStream — what
+// `docker run nats` and a bare `nats-server` start, JetStream being off unless -js is given —
+// made every command stop with "stream PAPERS: nats: no responders available for request",
+// which names neither JetStream nor the fix.
+func TestSetupWithoutJetStreamSaysSo(t *testing.T) {
+	srv := natstest.StartWith(t, func(o *server.Options) { o.JetStream = false })
+	js := srv.Connect(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{})
+	if !errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+		t.Fatalf("Setup on a server without JetStream: %v; want jetstream.ErrJetStreamNotEnabled", err)
+	}
+	for _, want := range []string{"without JetStream", "-js", "jetstream {}"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Setup: %v; want it to say the server runs without JetStream and how to enable it (%q)", err, want)
+		}
 	}
 }

@@ -204,7 +204,10 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 	if err := pipeline.Setup(ctx, js, topo); err != nil {
 		joined := b.dataDir != ""
 		b.close()
-		if c.NATSURL != "" && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)) {
+		switch {
+		case c.NATSURL != "" && (errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount)):
+			return nil, false, fmt.Errorf("NATS_URL %s: %w", redact.URLs(url), err)
+		case c.NATSURL != "" && errors.Is(err, context.DeadlineExceeded):
 			return nil, false, fmt.Errorf("%w (is JetStream enabled on %s?)", err, redact.URLs(url))
 		}
 		return nil, joined, err
