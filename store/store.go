@@ -8,12 +8,14 @@ import (
 	"hash/fnv"
 	"io/fs"
 	"log/slog"
+	"net"
 	neturl "net/url"
 	"path"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -34,6 +36,8 @@ var migrationFiles embed.FS
 // Config configures Open.
 type Config struct {
 	// URL is the PostgreSQL connection string (postgres://… or key=value form). Required.
+	// Its connect_timeout (seconds) bounds each new connection, from the dial to the end of
+	// the start-up; without one, DefaultConnectTimeout does.
 	URL string
 	// MaxConns is the pool's maximum number of connections. Defaults to URL's
 	// pool_max_conns when it has one, else to 4×GOMAXPROCS, at least 8. Either must be at
@@ -154,6 +158,23 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		// database that went silent (no reset) every acquire would hang.
 		pcfg.PingTimeout = 5 * time.Second
 	}
+	if pcfg.ConnConfig.ConnectTimeout == 0 {
+		// Without one, a connection to an address that accepts and never answers (another
+		// service's port that waits for its client to speak, a port-forward or a proxy whose
+		// database is gone) waits for ever: every command would hang at start.
+		pcfg.ConnConfig.ConnectTimeout = DefaultConnectTimeout
+	}
+	// accepted records that a connection was accepted, for Open's message when the start-up
+	// then times out.
+	var accepted atomic.Bool
+	dial := pcfg.ConnConfig.DialFunc
+	pcfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err == nil {
+			accepted.Store(true)
+		}
+		return c, err
+	}
 	pcfg.AfterConnect = registerVector
 	log := cfg.Logger
 	if log == nil {
@@ -185,10 +206,24 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if err := s.Ping(ctx); err != nil {
 		s.pool.Close()
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil { // the connect timeout's
+			wait := pcfg.ConnConfig.ConnectTimeout
+			if accepted.Load() {
+				return nil, fmt.Errorf("connect to database %s: the address accepted the connection but did not answer as PostgreSQL within %s "+
+					"(another service's port? a port-forward or proxy whose database is down? connect_timeout in the URL sets the wait, in seconds): %w",
+					s.target, wait, err)
+			}
+			return nil, fmt.Errorf("connect to database %s: no connection within %s (is the host up and the port open to this one? "+
+				"connect_timeout in the URL sets the wait, in seconds): %w", s.target, wait, err)
+		}
 		return nil, err
 	}
 	return s, nil
 }
+
+// DefaultConnectTimeout bounds each new connection of a store whose URL sets no
+// connect_timeout.
+const DefaultConnectTimeout = 10 * time.Second
 
 // setsMaxConns reports whether the connection string conn (already parsed by
 // pgxpool.ParseConfig, which keeps no trace of it) sets pool_max_conns: pgconn keeps a setting

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -201,6 +203,75 @@ func TestOpenRefusedNamesTheTargetAndHidesPassword(t *testing.T) {
 	}
 	if strings.Contains(msg, "make services") {
 		t.Errorf("error %q suggests `make services` for an address it does not serve", msg)
+	}
+}
+
+// silentServer listens on a loopback port that accepts connections and never answers: another
+// service's port that waits for its client to speak, a port-forward or a load balancer whose
+// database is gone.
+func silentServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu   sync.Mutex
+		held []net.Conn
+	)
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // accepted, never answered
+			mu.Unlock()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestOpenSilentServerFailsAndSaysSo: DATABASE_URL naming a port that accepts connections but
+// never answers made every command hang at start for ever (no connect timeout, a ping without
+// deadline), where README promises that a process started while the database cannot be used
+// exits 1 at once, naming it. Open gives up after DefaultConnectTimeout, or the URL's own
+// connect_timeout, and says what the address did.
+func TestOpenSilentServerFailsAndSaysSo(t *testing.T) {
+	t.Parallel()
+	addr := silentServer(t)
+	for _, tc := range []struct {
+		query, within string
+	}{
+		{"sslmode=disable", store.DefaultConnectTimeout.String()},
+		{"connect_timeout=1", "1s"}, // sslmode=prefer: its TLS request waits for an answer too
+	} {
+		// The test's own limit: well above what Open should take, well below "for ever".
+		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+		st, err := store.Open(ctx, store.Config{URL: "postgres://paperpipe@" + addr + "/x?" + tc.query})
+		ctxErr := ctx.Err()
+		cancel()
+		if err == nil {
+			st.Close()
+			t.Fatalf("%s: Open succeeded against a server that never answers", tc.query)
+		}
+		if ctxErr != nil {
+			t.Fatalf("%s: Open returned only when the caller's context ended: %v", tc.query, err)
+		}
+		for _, want := range []string{addr, "accepted the connection but did not answer as PostgreSQL within " + tc.within, "connect_timeout"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: Open: %v; want it to say %q", tc.query, err, want)
+			}
+		}
 	}
 }
 
