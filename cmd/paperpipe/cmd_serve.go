@@ -32,7 +32,8 @@ import (
 const DefaultHTTPAddr = "127.0.0.1:8080"
 
 func cmdServe(ctx context.Context, c *config, args []string) error {
-	fs := newFlagSet("serve", "", "Serve the HTTP JSON API, the web UI and /metrics until interrupted.")
+	fs := newFlagSet("serve", "", "Serve the HTTP JSON API, the web UI and /metrics until interrupted. "+
+		"Started while NATS_URL's server cannot be reached, it serves reads and connects in the background; POST /api/papers answers 503 until then.")
 	c.addModelFlags(fs)
 	c.addHTTPFlag(fs)
 	if _, err := parseArgs(fs, args); err != nil {
@@ -63,7 +64,7 @@ func cmdServe(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return err
 	}
-	b, err := connectBroker(ctx, c, log, brokerClient)
+	b, err := connectBrokerLater(ctx, c, log, brokerClient)
 	if err != nil {
 		return err
 	}

@@ -83,6 +83,73 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger, role broker
 	}
 }
 
+// connectBrokerLater is connectBroker for serve, whose reads need only PostgreSQL: when
+// NATS_URL's server cannot be reached (a NATS outage while a serve pod restarts), it returns a
+// broker that connects in the background, for ever, and creates the topology once connected;
+// until then POST /api/papers answers 503, and /readyz and the status page report NATS. A server
+// that answers and refuses (credentials, certificate, no JetStream) is an error as with
+// connectBroker, and so is any failure of the embedded server.
+func connectBrokerLater(ctx context.Context, c *config, log *slog.Logger, role brokerRole) (*broker, error) {
+	b, err := connectBroker(ctx, c, log, role)
+	var ue *unreachableError
+	if c.NATSURL == "" || !errors.As(err, &ue) {
+		return b, err
+	}
+	log.Warn("NATS cannot be reached; serving reads and connecting in the background (POST /api/papers answers 503 until then)",
+		"url", redact.URLs(c.NATSURL), "err", ue.cause)
+	b = &broker{}
+	connected := make(chan struct{})
+	var once sync.Once
+	opts, err := natsSecurity(c)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(c.NATSURL, append(append(opts, b.natsOptions(log)...),
+		nats.RetryOnFailedConnect(true),
+		nats.ConnectHandler(func(*nats.Conn) { once.Do(func() { close(connected) }) }),
+	)...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", redact.URLs(c.NATSURL), err)
+	}
+	b.nc = nc
+	if b.js, err = newJetStream(nc); err != nil {
+		b.close()
+		return nil, err
+	}
+	topo := c.topology(role)
+	go func() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-connected:
+		}
+		log.Info("NATS connected", "url", redact.URL(nc.ConnectedUrl()))
+		for wait := time.Second; ; wait = min(2*wait, time.Minute) {
+			err := pipeline.Setup(ctx, b.js, topo)
+			if err == nil || ctx.Err() != nil {
+				return
+			}
+			log.Error("could not set up the queue on NATS; trying again", "url", redact.URLs(c.NATSURL), "in", wait, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+	}()
+	return b, nil
+}
+
+// unreachableError is connectBroker's error when NATS_URL's server could not be reached (as
+// opposed to one that refused paperpipe's credentials or certificate).
+type unreachableError struct {
+	msg   string
+	cause error
+}
+
+func (e *unreachableError) Error() string { return e.msg }
+func (e *unreachableError) Unwrap() error { return e.cause }
+
 // joinRetry bounds how long a process tries to join the embedded server of another process
 // that does not answer (see connectBroker).
 const joinRetry = 15 * time.Second
@@ -158,22 +225,7 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 		b.close()
 		return nil, false, err
 	}
-	nc, err := nats.Connect(url, append(opts,
-		nats.Name("paperpipe"),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(500*time.Millisecond),
-		nats.RetryOnFailedConnect(false),
-		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
-			if err != nil {
-				log.Warn("NATS disconnected; reconnecting", "err", err)
-			}
-			if b.dataDir != "" {
-				go b.takeOver(nc, log)
-			}
-		}),
-		// nats.go's ConnectedUrlRedacted keeps a token given as nats://TOKEN@host.
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", redact.URL(nc.ConnectedUrl())) }),
-	)...)
+	nc, err := nats.Connect(url, append(append(opts, b.natsOptions(log)...), nats.RetryOnFailedConnect(false))...)
 	if err != nil {
 		b.close()
 		// url.Parse's error quotes the URL as given, password and all: keep only its cause.
@@ -184,24 +236,28 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 		if c.NATSURL == "" {
 			return nil, b.dataDir != "", fmt.Errorf("connect to the embedded NATS server at %s: %w", redact.URL(url), err)
 		}
-		hint := "unset NATS_URL to use the embedded server"
 		switch {
 		case errors.Is(err, nats.ErrAuthorization):
-			hint = "the server refused paperpipe's credentials: a user and password (or a token) go in NATS_URL, an NKey seed's file in PAPERPIPE_NATS_NKEY"
+			return nil, false, fmt.Errorf("connect to NATS at %s: %w (the server refused paperpipe's credentials: "+
+				"a user and password (or a token) go in NATS_URL, an NKey seed's file in PAPERPIPE_NATS_NKEY)", redact.URLs(url), err)
 		case strings.Contains(err.Error(), "x509:"):
-			hint = "the server's certificate is not one a system CA signed? PAPERPIPE_NATS_CA names the PEM file of the CA that did"
+			return nil, false, fmt.Errorf("connect to NATS at %s: %w (the server's certificate is not one a system CA signed? "+
+				"PAPERPIPE_NATS_CA names the PEM file of the CA that did)", redact.URLs(url), err)
 		}
-		return nil, false, fmt.Errorf("connect to NATS at %s: %w (%s)", redact.URLs(url), err, hint)
+		hint := "is a NATS server running there, and reachable from here?"
+		if loopbackURL(url) {
+			hint = "is nats-server running? or unset NATS_URL to use the embedded server"
+		}
+		return nil, false, &unreachableError{msg: fmt.Sprintf("connect to NATS at %s: %v (%s)", redact.URLs(url), err, hint), cause: err}
 	}
 	b.nc = nc
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024), jetstream.WithPublishAsyncTimeout(30*time.Second))
+	js, err := newJetStream(nc)
 	if err != nil {
 		b.close()
-		return nil, false, fmt.Errorf("JetStream: %w", err)
+		return nil, false, err
 	}
 	b.js = js
-	topo := pipeline.TopologyConfig{Replicas: c.Replicas, AckWait: c.AckWait, MaxDeliver: c.MaxDeliver, KeepConsumer: role != newPaperWorkers}
-	if err := pipeline.Setup(ctx, js, topo); err != nil {
+	if err := pipeline.Setup(ctx, js, c.topology(role)); err != nil {
 		joined := b.dataDir != ""
 		b.close()
 		switch {
@@ -213,6 +269,59 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 		return nil, joined, err
 	}
 	return b, false, nil
+}
+
+// natsOptions are the options of every connection of b: its name, reconnecting for ever, and
+// the logs (and takeover, see takeOver) of disconnections.
+func (b *broker) natsOptions(log *slog.Logger) []nats.Option {
+	return []nats.Option{
+		nats.Name("paperpipe"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("NATS disconnected; reconnecting", "err", err)
+			}
+			if b.dataDir != "" {
+				go b.takeOver(nc, log)
+			}
+		}),
+		// nats.go's ConnectedUrlRedacted keeps a token given as nats://TOKEN@host.
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", redact.URL(nc.ConnectedUrl())) }),
+	}
+}
+
+// newJetStream is the JetStream context of nc, as every paperpipe process uses it.
+func newJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024), jetstream.WithPublishAsyncTimeout(30*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("JetStream: %w", err)
+	}
+	return js, nil
+}
+
+// topology is the topology the process sets up: its consumer's settings apply only when it
+// runs workers of the consumer (see brokerRole).
+func (c *config) topology(role brokerRole) pipeline.TopologyConfig {
+	return pipeline.TopologyConfig{Replicas: c.Replicas, AckWait: c.AckWait, MaxDeliver: c.MaxDeliver, KeepConsumer: role != newPaperWorkers}
+}
+
+// loopbackURL reports whether every server of the NATS URL list urls is on this host
+// (localhost, a loopback address): there, the embedded server may stand in for it.
+func loopbackURL(urls string) bool {
+	for _, raw := range strings.Split(urls, ",") {
+		u, err := neturl.Parse(strings.TrimSpace(raw))
+		if err != nil || u.Hostname() == "" {
+			return false
+		}
+		if u.Hostname() == "localhost" {
+			continue
+		}
+		if ip, err := netip.ParseAddr(u.Hostname()); err != nil || !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
 }
 
 // where says which server b is connected to, for `up` to announce: NATS_URL's, the embedded

@@ -2,13 +2,17 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/paperpipe/paperpipe/internal/natstest"
 )
@@ -152,5 +156,86 @@ func TestServeWithoutNATSServesReads(t *testing.T) {
 	}
 	if _, m := get(t, base+"/metrics"); !strings.Contains(m, "paperpipe_queue_up 0") {
 		t.Error("/metrics without NATS does not say paperpipe_queue_up 0")
+	}
+}
+
+// postPaper posts one paper to serve's API and returns the status and body of the answer.
+func postPaper(t *testing.T, base, id string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(base+"/api/papers", "application/json",
+		strings.NewReader(`{"id":"`+id+`","title":"Posted around an outage","abstract":"A paper posted while NATS was down, or just after."}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// A serve pod restarted during a NATS outage crash-looped: serve stopped at start when NATS_URL
+// could not be reached, though search, listing and the pages need only PostgreSQL. It starts and
+// serves reads, POST /api/papers answering 503 until it has connected in the background; then
+// it sets up the queue (the server here is a new one, without paperpipe's streams) and takes
+// papers.
+func TestServeStartsWhileNATSIsDown(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // a free port, for the NATS server started later
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	c := newCLI(t, fmt.Sprintf("NATS_URL=nats://127.0.0.1:%d", port))
+	base := startServe(t, c)
+	if code, body := get(t, base+"/api/papers"); code != http.StatusOK {
+		t.Errorf("GET /api/papers before NATS is up: %d %.300s", code, body)
+	}
+	if code, body := postPaper(t, base, "outage-1"); code != http.StatusServiceUnavailable {
+		t.Errorf("POST /api/papers before NATS is up: %d %.300s; want 503", code, body)
+	}
+	srv := natstest.StartWith(t, func(o *server.Options) { o.Port = port })
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		code, body := postPaper(t, base, "after-outage-1")
+		if code == http.StatusAccepted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("POST /api/papers after NATS came up: still %d %.300s", code, body)
+		}
+	}
+	s, err := srv.Connect(t).Stream(t.Context(), "PAPERS")
+	if err != nil {
+		t.Fatalf("serve did not set up the queue once connected: %v", err)
+	}
+	if n := s.CachedInfo().State.Msgs; n != 1 {
+		t.Errorf("PAPERS holds %d messages, want the one paper accepted", n)
+	}
+}
+
+// A NATS_URL that cannot be reached: the hint to unset it, for the embedded server, fits a
+// server on this host only; elsewhere (a Kubernetes service) it would be wrong advice.
+func TestUnreachableNATSHintFitsTheAddress(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := "nats://" + ln.Addr().String()
+	ln.Close()
+	for _, tc := range []struct {
+		url   string
+		unset bool
+	}{
+		{local, true},
+		{"nats://192.0.2.1:4222", false}, // TEST-NET-1: never reachable
+	} {
+		r := newCLI(t, "NATS_URL="+tc.url).run("status")
+		if r.code != 1 || !strings.Contains(r.stderr, "connect to NATS") {
+			t.Errorf("status with NATS_URL=%s: exit %d, %s; want 1 and the connection's failure", tc.url, r.code, r.stderr)
+			continue
+		}
+		if got := strings.Contains(r.stderr, "unset NATS_URL"); got != tc.unset {
+			t.Errorf("status with NATS_URL=%s: %s; want the advice to unset NATS_URL: %v", tc.url, r.stderr, tc.unset)
+		}
 	}
 }
