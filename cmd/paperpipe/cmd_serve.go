@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -142,7 +143,7 @@ func serveHTTP(ctx context.Context, c *config, log *slog.Logger, st, reads *stor
 	if err != nil {
 		return err
 	}
-	return srv.ListenAndServe(ctx, c.HTTPAddr, func(a net.Addr) {
+	return addrInUse(srv.ListenAndServe(ctx, c.HTTPAddr, func(a net.Addr) {
 		auth := "open"
 		switch {
 		case c.APIToken != "" && c.APITokenReads:
@@ -151,7 +152,16 @@ func serveHTTP(ctx context.Context, c *config, log *slog.Logger, st, reads *stor
 			auth = "token required for writes"
 		}
 		fmt.Fprintf(os.Stderr, "paperpipe %s: web UI and API on http://%s (%s; API description at /api/openapi.json, metrics at /metrics)\n", who, a, auth)
-	})
+	}), c.HTTPAddr, "--http", "PAPERPIPE_HTTP_ADDR")
+}
+
+// addrInUse explains err, a server's failure to listen on addr, when another process listens
+// there: flag and env are the settings that give this one another address.
+func addrInUse(err error, addr, flag, env string) error {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return err
+	}
+	return fmt.Errorf("%w (another process listens on %s: stop it, or give this one another address with %s or %s)", err, addr, flag, env)
 }
 
 // watchQueue makes the metrics' scrapes read the queue from b: each consumer's backlog and the
@@ -206,9 +216,9 @@ func serveProbes(ctx context.Context, c *config, log *slog.Logger, st *store.Sto
 	if err != nil {
 		return err
 	}
-	return srv.ListenAndServe(ctx, c.MetricsAddr, func(a net.Addr) {
+	return addrInUse(srv.ListenAndServe(ctx, c.MetricsAddr, func(a net.Addr) {
 		fmt.Fprintf(os.Stderr, "paperpipe worker: metrics and probes on http://%s (/metrics, /healthz, /readyz)\n", a)
-	})
+	}), c.MetricsAddr, "--metrics", "PAPERPIPE_METRICS_ADDR")
 }
 
 // webStore adapts the store to web.Store.

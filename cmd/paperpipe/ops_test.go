@@ -239,3 +239,34 @@ func TestUnreachableNATSHintFitsTheAddress(t *testing.T) {
 		}
 	}
 }
+
+// An address another process listens on stopped serve (and up, and worker --metrics) with
+// "bind: address already in use" alone: the error says another process listens there and
+// which flag and variable give this one another address.
+func TestAddressInUseNamesTheSetting(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	c := newCLI(t)
+	for _, tc := range []struct {
+		args      []string
+		flag, env string
+	}{
+		{[]string{"serve", "--http", addr}, "--http", "PAPERPIPE_HTTP_ADDR"},
+		{[]string{"worker", "--metrics", addr}, "--metrics", "PAPERPIPE_METRICS_ADDR"},
+	} {
+		r := c.run(tc.args...)
+		if r.code != 1 {
+			t.Errorf("%v on an address in use: exit %d, %s; want 1", tc.args, r.code, r.stderr)
+		}
+		for _, want := range []string{"another process listens on " + addr, tc.flag, tc.env} {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("%v on an address in use: %s; want it to say %q", tc.args, r.stderr, want)
+			}
+		}
+	}
+}
