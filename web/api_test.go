@@ -364,6 +364,11 @@ func TestSearchOfTextTheModelCannotEmbed(t *testing.T) {
 		if r.code != http.StatusOK || body.Mode != web.ModeKeyword || !strings.Contains(body.Notice, "no words") || body.Results == nil {
 			t.Errorf("GET /api/search?q=%s: %d %s, want 200, mode keyword and a notice", q, r.code, r.body)
 		}
+		// Asked again, its (zero) vector comes from the cache; the answer used none.
+		var again hitsBody
+		if b.get("/api/search?q="+url.QueryEscape(q)).json(t, &again); again.Mode != web.ModeKeyword || again.CachedEmbedding {
+			t.Errorf("GET /api/search?q=%s again: mode %s, cached_embedding %v; want keyword, without cached_embedding (no embedding was used)", q, again.Mode, again.CachedEmbedding)
+		}
 		msg := wantError(t, "semantic search of "+q, b.get("/api/search?mode=semantic&q="+url.QueryEscape(q)), http.StatusBadRequest)
 		if !strings.Contains(msg, "no words") || !strings.Contains(msg, "mode=keyword") || strings.Contains(msg, "search:") {
 			t.Errorf("semantic search of %s: message %q, want one that says the model can use no word of it and to use mode=keyword", q, msg)

@@ -121,7 +121,7 @@ func (s *Server) runSearch(ctx context.Context, p searchParams) (searchResult, e
 		if vec, cached, err = s.embedQuery(ctx, sp, text); err != nil {
 			return res, err
 		}
-		res.CachedEmbedding = cached
+		res.CachedEmbedding = cached && !isZero(vec) // a zero vector is not used
 	}
 	if isZero(vec) {
 		// Nothing in the text is a word the model knows (a stop word, an arXiv id for the

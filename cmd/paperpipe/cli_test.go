@@ -803,6 +803,34 @@ func TestSearchHelpNamesTheConfiguredEmbedder(t *testing.T) {
 	}
 }
 
+// A command lists only the model flags it uses: summarize's -h listed --embed-model and
+// --embed-dimensions, embed's and search's --chat-model, which did nothing there.
+func TestModelFlagsAreThoseTheCommandUses(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	for _, tc := range []struct {
+		cmd        string
+		has, lacks []string
+	}{
+		{"summarize", []string{"-chat-model"}, []string{"-embed-model", "-embed-dimensions"}},
+		{"embed", []string{"-embed-model", "-embed-dimensions"}, []string{"-chat-model"}},
+		{"search", []string{"-embed-model", "-embed-dimensions"}, []string{"-chat-model"}},
+		{"serve", []string{"-chat-model", "-embed-model", "-embed-dimensions"}, nil},
+	} {
+		help := c.ok(tc.cmd, "-h").stderr
+		for _, f := range tc.has {
+			if !strings.Contains(help, "  "+f+" ") {
+				t.Errorf("%s -h does not list %s:\n%s", tc.cmd, f, help)
+			}
+		}
+		for _, f := range tc.lacks {
+			if strings.Contains(help, "  "+f+" ") {
+				t.Errorf("%s -h lists %s, which it does not use:\n%s", tc.cmd, f, help)
+			}
+		}
+	}
+}
+
 // The --json outputs use snake_case keys throughout, as GET /api/status does where it shows
 // the same data (status printed "Papers", "WithTLDR", usage "Day"; spaces "Embedded",
 // "IndexName", "CreatedAt" beside "id" and "model"), and an empty list is [] (dlq list printed

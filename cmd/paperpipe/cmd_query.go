@@ -127,7 +127,7 @@ func cmdSearch(ctx context.Context, c *config, args []string) error {
 		"Quotes, or and -excluded words (web-search syntax) are left out of the text that is embedded, and a paper with an excluded word or phrase "+
 		"is left out of the results. A query that starts with - needs -- before it: paperpipe search -- -word other words.")
 	c.addJSONFlag(fs)
-	c.addModelFlags(fs)
+	c.addEmbedModelFlags(fs)
 	k := fs.Int("k", 10, kHelp)
 	pos, err := parseArgs(fs, args)
 	if err != nil {

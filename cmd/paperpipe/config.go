@@ -307,19 +307,28 @@ func (c *config) resolveModels() {
 
 // addModelFlags registers the flags that choose models.
 func (c *config) addModelFlags(fs *flag.FlagSet) {
-	c.addModelFlagsOf(fs, "the active fitted offline model, or the hashed one")
+	c.addChatModelFlag(fs)
+	c.addEmbedModelFlags(fs)
 }
 
-// addStorelessModelFlags registers the flags that choose models, for the commands that use no
-// database (summarize, embed): for them "offline" is the hashed model, as no fitted model is
-// found without the store.
-func (c *config) addStorelessModelFlags(fs *flag.FlagSet) {
-	c.addModelFlagsOf(fs, "the hashed model; a fitted model's name, paperpipe-offline-tfidf-…, is read from the database")
-}
+// storelessOffline is what --embed-model offline means to the commands that use no database
+// (summarize, embed): no fitted model is found without the store.
+const storelessOffline = "the hashed model; a fitted model's name, paperpipe-offline-tfidf-…, is read from the database"
 
-func (c *config) addModelFlagsOf(fs *flag.FlagSet, offline string) {
+// addChatModelFlag registers --chat-model, for the commands that use the TL;DR model.
+func (c *config) addChatModelFlag(fs *flag.FlagSet) {
 	fs.StringVar(&c.ChatModel, "chat-model", c.ChatModel, "TL;DR model (`name`, or \"offline\"); env PAPERPIPE_CHAT_MODEL")
-	fs.StringVar(&c.EmbedModel, "embed-model", c.EmbedModel, "embedding model (`name`; \"offline\": "+offline+"); env PAPERPIPE_EMBED_MODEL")
+}
+
+// addEmbedModelFlags registers --embed-model and --embed-dimensions, for the commands that use
+// the embedding model; offline, when given, says what "offline" means to the command (default:
+// the active fitted offline model, or the hashed one).
+func (c *config) addEmbedModelFlags(fs *flag.FlagSet, offline ...string) {
+	what := "the active fitted offline model, or the hashed one"
+	if len(offline) > 0 {
+		what = offline[0]
+	}
+	fs.StringVar(&c.EmbedModel, "embed-model", c.EmbedModel, "embedding model (`name`; \"offline\": "+what+"); env PAPERPIPE_EMBED_MODEL")
 	fs.IntVar(&c.EmbedDims, "embed-dimensions", c.EmbedDims, "embedding dimensions to request (0: the model's own); env PAPERPIPE_EMBED_DIMENSIONS")
 }
 
