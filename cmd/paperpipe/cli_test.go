@@ -323,6 +323,8 @@ func TestBadWebSettingsFailBeforeAnythingIsOpened(t *testing.T) {
 		want []string
 	}{
 		{[]string{"PAPERPIPE_API_TOKEN_READS=1"}, []string{"PAPERPIPE_API_TOKEN_READS", "PAPERPIPE_API_TOKEN:"}},
+		{[]string{"PAPERPIPE_API_TOKEN="}, []string{"PAPERPIPE_API_TOKEN is set but empty"}},
+		{[]string{"PAPERPIPE_API_TOKEN= \n"}, []string{"PAPERPIPE_API_TOKEN is set but empty (white space only)"}},
 		{[]string{"PAPERPIPE_HTTP_MAX_BODY_BYTES=-1"}, []string{"PAPERPIPE_HTTP_MAX_BODY_BYTES=\"-1\""}},
 		{[]string{"PAPERPIPE_HTTP_MAX_BODY_BYTES=0"}, []string{"PAPERPIPE_HTTP_MAX_BODY_BYTES=\"0\""}},
 		{[]string{"PAPERPIPE_PRICES=gpt-4o-mini"}, []string{"PAPERPIPE_PRICES"}},
@@ -1298,5 +1300,14 @@ func TestSearchOfALongPastedAbstract(t *testing.T) {
 	long := strings.Repeat("We study sparse mixture of experts models and their routing. ", 80)
 	if r := c.run("search", "--json", "--", long); r.code != 0 || !strings.Contains(r.stdout, `"id"`) {
 		t.Errorf("search of a %d-byte text: exit %d, stderr %q; want its nearest papers", len(long), r.code, r.stderr)
+	}
+}
+
+// A token read from a file (kubectl create secret --from-file, an env file) keeps its final
+// newline, which no Authorization header can carry: every client with the right token got 401.
+func TestAPITokenFromAFileWithItsNewlineIsTheToken(t *testing.T) {
+	t.Setenv("PAPERPIPE_API_TOKEN", "tok-from-file\n")
+	if got := loadConfig().APIToken; got != "tok-from-file" {
+		t.Errorf("APIToken = %q, want the token without its newline", got)
 	}
 }

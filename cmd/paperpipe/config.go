@@ -158,9 +158,11 @@ func loadConfig() *config {
 		HTTPAddr:         env("PAPERPIPE_HTTP_ADDR", DefaultHTTPAddr),
 		MetricsAddr:      os.Getenv("PAPERPIPE_METRICS_ADDR"),
 		ShutdownDelay:    envDuration("PAPERPIPE_SHUTDOWN_DELAY", 0),
-		APIToken:         os.Getenv("PAPERPIPE_API_TOKEN"),
-		APITokenReads:    envBool("PAPERPIPE_API_TOKEN_READS"),
-		MaxBodyBytes:     int64(envInt("PAPERPIPE_HTTP_MAX_BODY_BYTES", 4<<20)),
+		// A token read from a file (a Secret made --from-file, an env file) keeps its final
+		// newline, which no Authorization header can carry.
+		APIToken:      strings.TrimSpace(os.Getenv("PAPERPIPE_API_TOKEN")),
+		APITokenReads: envBool("PAPERPIPE_API_TOKEN_READS"),
+		MaxBodyBytes:  int64(envInt("PAPERPIPE_HTTP_MAX_BODY_BYTES", 4<<20)),
 	}
 	// A value below the minimum would silently mean the default further down (the pipeline's
 	// zero values): refused, like a value that does not parse.
@@ -228,6 +230,14 @@ func loadConfig() *config {
 	}
 	if c.AllowedHosts, err = allowedHosts(os.Getenv("PAPERPIPE_HTTP_ALLOWED_HOSTS")); err != nil {
 		fatalf("PAPERPIPE_HTTP_ALLOWED_HOSTS=%q: %v", os.Getenv("PAPERPIPE_HTTP_ALLOWED_HOSTS"), err)
+	}
+	if raw, set := os.LookupEnv("PAPERPIPE_API_TOKEN"); set && c.APIToken == "" {
+		// A Secret without a value would leave writes open while the deployment means them closed.
+		what := "empty"
+		if raw != "" {
+			what = "empty (white space only)"
+		}
+		fatalf("PAPERPIPE_API_TOKEN is set but %s: set a token, or unset the variable to leave writes open", what)
 	}
 	if c.APITokenReads && c.APIToken == "" {
 		fatalf("PAPERPIPE_API_TOKEN_READS=%q needs PAPERPIPE_API_TOKEN: reads cannot require a token that is not set", os.Getenv("PAPERPIPE_API_TOKEN_READS"))
