@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +71,11 @@ func TestJSONLBadRecords(t *testing.T) {
 		// The store's index takes no id or category over 2,704 bytes; ingest's limits are far
 		// below, with the id cut short in the message.
 		{"id too long", `{"id":"` + strings.Repeat("x", 3000) + `","title":"T","abstract":"A"}`, "f:1: id:" + strings.Repeat("x", 61) + "…: id is 3003 bytes, limit 512"},
+		// An id with a control or format character is refused, quoted escaped, as no id: an id
+		// is printed and is the queue's message id ("id:a\nb" would be "id:a b" there).
+		{"newline in the id", `{"id":"id:a\nb","title":"T","abstract":"A"}`, `f:1: id "id:a\nb" holds U+000A, a control or format character`},
+		{"escape sequence in the id", `{"id":"x\u001b]0;PWNED\u0007","title":"T","abstract":"A"}`, `f:1: id "x\x1b]0;PWNED\a" holds U+001B, a control or format character`},
+		{"bidi override in the id", `{"id":"2401.01234\u202e","title":"T","abstract":"A"}`, `f:1: id "2401.01234\u202e" holds U+202E, a control or format character`},
 		{"id at the limit", `{"id":"` + strings.Repeat("x", 509) + `","title":"","abstract":"A"}`, "f:1: id:" + strings.Repeat("x", 61) + "…: title is empty"},
 		{"category too long", `{"id":"2401.00005","title":"T","abstract":"A","categories":["cs.DB","` + strings.Repeat("c", 257) + `"]}`, "f:1: arxiv:2401.00005: a category is 257 bytes, limit 256"},
 		{"author too long", `{"id":"2401.00006","title":"T","abstract":"A","authors":["` + strings.Repeat("a ", 600) + `"]}`, "f:1: arxiv:2401.00006: an author is 1199 bytes, limit 1024"},
@@ -143,4 +149,30 @@ func TestJSONLLineEndings(t *testing.T) {
 	in := "{\"title\":\"One\",\"abstract\":\"A.\"}\r\n\r\n{\"title\":\"Two\",\"abstract\":\"B.\"}"
 	_, _, events := readString(t, in, "f", Options{})
 	equalEvents(t, events, []string{"paper f:1 One", "paper f:3 Two"})
+}
+
+// Control characters in a title, an abstract, an author or a category are spaces: a form feed
+// or carriage return from a PDF's text does not lose the paper, and an escape sequence (an ESC
+// or BEL anyone can publish in an abstract) never reaches a terminal showing the paper.
+// Format characters (a soft hyphen, a joiner) are text and kept.
+func TestJSONLControlCharactersInTextAreSpaces(t *testing.T) {
+	t.Parallel()
+	in := `{"id":"2501.00001","title":"Routing \u001b]0;PWNED\u0007 experts","abstract":"Page one.\fPage\r two \u001b[2J\u009b\u007f with a soft\u00adhyphen.",` +
+		`"authors":["Mallory \u001b[8mhidden\u001b[0m"],"categories":["cs.LG\u0007"]}` + "\n"
+	papers, errs, _ := readString(t, in, "f", Options{Format: JSONL})
+	if len(errs) > 0 || len(papers) != 1 {
+		t.Fatalf("got %d papers and errors %v, want the paper", len(papers), errs)
+	}
+	a := papers[0]
+	want := paper.Abstract{Title: "Routing ]0;PWNED experts", Abstract: "Page one. Page two [2J with a soft\u00adhyphen.",
+		Authors: []string{"Mallory [8mhidden [0m"}, Categories: []string{"cs.LG"}}
+	if a.Title != want.Title || a.Abstract != want.Abstract || !slices.Equal(a.Authors, want.Authors) || !slices.Equal(a.Categories, want.Categories) {
+		t.Errorf("got title %q, abstract %q, authors %q, categories %q;\nwant %q, %q, %q, %q",
+			a.Title, a.Abstract, a.Authors, a.Categories, want.Title, want.Abstract, want.Authors, want.Categories)
+	}
+	// The same in the text format, whose input holds the raw characters.
+	papers, errs, _ = readString(t, "Page\fbreak \x1b[2Jtitle\n\n"+words(120)+"\x07 with\fa form feed.\n", "t", Options{Format: Text})
+	if len(errs) > 0 || len(papers) != 1 || papers[0].Title != "Page break [2Jtitle" || strings.ContainsAny(papers[0].Abstract, "\a\f") {
+		t.Errorf("text format: papers %+v, errors %v; want one titled \"Page break [2Jtitle\" without control characters", papers, errs)
+	}
 }

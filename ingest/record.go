@@ -73,6 +73,9 @@ func (r *Reader) build(f fields) (paper.Abstract, error) {
 	if id != "" {
 		c, err := paper.CanonicalID(id)
 		if err != nil {
+			if strings.ContainsFunc(id, paper.IsHidden) {
+				id = "" // not printable as it is; the message quotes it
+			}
 			return fail(invalidf("%s", strings.TrimSuffix(err.Error(), ": "+paper.ErrInvalid.Error())))
 		}
 		id = c
@@ -112,24 +115,26 @@ func (r *Reader) build(f fields) (paper.Abstract, error) {
 	return a, nil
 }
 
-// fold trims s and replaces every run of white space (newlines included) with one space.
+// fold trims s and replaces every run of white space (newlines included) and control
+// characters (paper.ControlsToSpaces: a form feed from a PDF's text, the ESC of a terminal's
+// escape sequence) with one space. NUL is refused before (build).
 func fold(s string) string {
-	clean := true // no white space but single ' ' between words
+	clean := true // no white space but single ' ' between words, no control character
 	for i := 0; i < len(s) && clean; i++ {
 		c := s[i]
 		switch {
 		case c >= utf8.RuneSelf:
-			clean = false // maybe a Unicode space; take the slow path
+			clean = false // maybe a Unicode space or a C1 control; take the slow path
 		case c == ' ':
 			clean = i > 0 && i < len(s)-1 && s[i+1] != ' '
-		case c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r':
+		case c < ' ' || c == 0x7f:
 			clean = false
 		}
 	}
 	if clean {
 		return s
 	}
-	return strings.Join(strings.Fields(s), " ")
+	return strings.Join(strings.Fields(paper.ControlsToSpaces(s)), " ")
 }
 
 // foldAll folds each string and drops the empty ones; nil when none is left.

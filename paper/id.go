@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
 )
@@ -34,11 +35,17 @@ var (
 //   - Ids already canonical ("arxiv:…", "doi:…", "title:…") are normalised again.
 //   - Anything else is kept, trimmed, under "id:" so it cannot collide with the forms above.
 //
-// An empty id is an error wrapping ErrInvalid.
+// An empty id is an error wrapping ErrInvalid, and so is one holding a control or format
+// character (IsHidden) after trimming: "id:a\nb" would print as two lines, and be the message
+// id "id:a b" in a NATS header.
 func CanonicalID(raw string) (string, error) {
 	s := strings.TrimSpace(raw)
 	if s == "" {
 		return "", fmt.Errorf("empty id: %w", ErrInvalid)
+	}
+	if i := strings.IndexFunc(s, IsHidden); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(s[i:])
+		return "", fmt.Errorf("id %.64q holds %U, a control or format character: %w", s, r, ErrInvalid)
 	}
 	lower := strings.ToLower(s)
 	for _, p := range []string{"https://", "http://"} {

@@ -2,6 +2,7 @@ package paper
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -129,5 +130,42 @@ func TestContentHashFoldsWhitespace(t *testing.T) {
 	d := Abstract{Title: "A", Abstract: "title Line one line two."}
 	if a.ContentHash() == d.ContentHash() {
 		t.Error("moving words between title and abstract should change the hash")
+	}
+}
+
+// An id cannot hold a control or format character: it would print as more than one line, or
+// hide or reorder text on a terminal, and "id:a\nb" is the message id "id:a b" in a NATS
+// header. The message quotes the id escaped; white space around it is trimmed as before.
+func TestCanonicalIDRefusesControlAndFormatCharacters(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"id:a\nb":              `id "id:a\nb" holds U+000A`,
+		"a\tb":                 `id "a\tb" holds U+0009`,
+		"x\x1b]0;PWNED\a":      `id "x\x1b]0;PWNED\a" holds U+001B`,
+		"id:a\u0085b":          `id "id:a\u0085b" holds U+0085`,
+		"2401.01234\u202e":     `id "2401.01234\u202e" holds U+202E`,
+		"doi:10.1000/a\u200bb": `id "doi:10.1000/a\u200bb" holds U+200B`,
+	} {
+		_, err := CanonicalID(in)
+		if err == nil || !errors.Is(err, ErrInvalid) || !strings.HasPrefix(err.Error(), want+", a control or format character") {
+			t.Errorf("CanonicalID(%q): %v; want %s…, wrapping ErrInvalid", in, err, want)
+		}
+	}
+	if got, err := CanonicalID(" id:a b\n"); got != "id:a b" || err != nil {
+		t.Errorf(`CanonicalID(" id:a b\n") = %q, %v; want "id:a b"`, got, err)
+	}
+}
+
+func TestControlsToSpaces(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"plain":                          "plain",
+		"a\fb\x1b[2Jc\u009bd\x7fe\u202e": "a b [2Jc d e\u202e", // format characters are kept
+		"nul\x00":                        "nul\x00",            // refused by the callers
+		"caf\u00e9\tnaïve":               "caf\u00e9 naïve",
+	} {
+		if got := ControlsToSpaces(in); got != want {
+			t.Errorf("ControlsToSpaces(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
