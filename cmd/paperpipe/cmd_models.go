@@ -30,7 +30,7 @@ func readAbstracts(ctx context.Context, paths []string, opts ingest.Options, eac
 			var rec *ingest.RecordError
 			if errors.As(err, &rec) {
 				rejected++
-				fmt.Fprintln(os.Stderr, rec)
+				fmt.Fprintln(os.Stderr, termSafe(rec.Error(), false))
 				continue
 			}
 			if err != nil {

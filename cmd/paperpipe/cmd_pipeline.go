@@ -146,7 +146,7 @@ func publishFile(ctx context.Context, pub *pipeline.Publisher, path string, opts
 		var rec *ingest.RecordError
 		if errors.As(err, &rec) {
 			rejected++
-			fmt.Fprintf(os.Stderr, "%v\n", rec)
+			fmt.Fprintln(os.Stderr, termSafe(rec.Error(), false))
 			continue
 		}
 		if err != nil {
@@ -157,7 +157,7 @@ func publishFile(ctx context.Context, pub *pipeline.Publisher, path string, opts
 		var tl *pipeline.TooLargeError
 		if errors.As(err, &tl) {
 			rejected++
-			fmt.Fprintf(os.Stderr, "%s: %s: %v\n", a.Source, a.ID, tl)
+			fmt.Fprintln(os.Stderr, termSafe(fmt.Sprintf("%s: %s: %v", a.Source, a.ID, tl), false))
 			continue
 		}
 		read++
@@ -435,7 +435,8 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SEQ\tPAPER\tATTEMPTS\tFAILED\tREASON")
 		for _, d := range dls {
-			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\n", d.Seq, d.PaperID, d.Attempts, d.FailedAt.Format(time.DateTime), d.Reason)
+			// The id and the reason (an API's error, a model's answer) are made terminal-safe.
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\n", d.Seq, termSafe(d.PaperID, false), d.Attempts, d.FailedAt.Format(time.DateTime), termSafe(d.Reason, false))
 		}
 		return tw.Flush()
 	case "replay":

@@ -45,8 +45,10 @@ func cmdShow(ctx context.Context, c *config, args []string) error {
 	return nil
 }
 
+// printRecord prints a paper for the terminal: its text is the source's, made safe (termSafe,
+// and in clip and wrap).
 func printRecord(r paper.Record) {
-	fmt.Printf("%s\n%s\n", r.ID, r.Title)
+	fmt.Printf("%s\n%s\n", termSafe(r.ID, false), termSafe(r.Title, false))
 	if r.TLDR != nil {
 		fmt.Printf("\nTL;DR (%s, %s):\n%s\n", r.TLDR.Model, r.TLDR.PromptVersion, wrap(r.TLDR.Text, 88, "  "))
 	} else {
@@ -58,13 +60,13 @@ func printRecord(r paper.Record) {
 		meta = append(meta, "authors: "+clip(strings.Join(r.Authors, ", "), 200))
 	}
 	if len(r.Categories) > 0 {
-		meta = append(meta, "categories: "+strings.Join(r.Categories, " "))
+		meta = append(meta, "categories: "+termSafe(strings.Join(r.Categories, " "), false))
 	}
 	if !r.Published.IsZero() {
 		meta = append(meta, "published: "+r.Published.Format(time.DateOnly))
 	}
 	if r.URL != "" {
-		meta = append(meta, "url: "+r.URL)
+		meta = append(meta, "url: "+termSafe(r.URL, false))
 	}
 	if len(meta) > 0 {
 		fmt.Printf("\n%s\n", strings.Join(meta, "\n"))
@@ -116,7 +118,7 @@ func cmdRelated(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("Related to %s  %s\n(space %s)\n\n", id, clip(rec.Title, 80), sp.Name())
+	fmt.Printf("Related to %s  %s\n(space %s)\n\n", termSafe(id, false), clip(rec.Title, 80), sp.Name())
 	printHits(hits)
 	return nil
 }
@@ -244,7 +246,7 @@ func printHits(hits []paper.Hit) {
 		return
 	}
 	for i, h := range hits {
-		fmt.Printf("%2d. %.3f  %s  %s\n", i+1, h.Score, h.ID, clip(h.Title, 90))
+		fmt.Printf("%2d. %.3f  %s  %s\n", i+1, h.Score, termSafe(h.ID, false), clip(h.Title, 90))
 		if h.TLDR != "" {
 			fmt.Println(wrap(h.TLDR, 84, "           "))
 		}
@@ -292,7 +294,7 @@ func cmdList(ctx context.Context, c *config, args []string) error {
 		if r.TLDR != nil {
 			tldr = r.TLDR.Text
 		}
-		fmt.Fprintf(tw, "%s\t%s\n\t%s\n", r.ID, clip(r.Title, 90), clip(tldr, 200))
+		fmt.Fprintf(tw, "%s\t%s\n\t%s\n", termSafe(r.ID, false), clip(r.Title, 90), clip(tldr, 200))
 	}
 	tw.Flush()
 	if next != nil {

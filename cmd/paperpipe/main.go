@@ -103,7 +103,7 @@ func run(args []string) int {
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, errUsage):
-		fmt.Fprintf(os.Stderr, "paperpipe %s: %v\n", cmd.name, err)
+		fmt.Fprintf(os.Stderr, "paperpipe %s: %s\n", cmd.name, termSafe(err.Error(), true))
 		return 2
 	default:
 		fmt.Fprintf(os.Stderr, "paperpipe %s: %s\n", cmd.name, errorMessage(err))
@@ -113,11 +113,14 @@ func run(args []string) int {
 
 // errorMessage is how a command's error is shown: an error wrapping paper.ErrInvalid says its
 // reason only, without the sentinel's ": invalid input" at its end (as the web layer does).
+// It is made terminal-safe (termSafe, its lines kept): an error may quote a paper's title (an
+// ambiguous title fragment lists the candidates) or a server's answer.
 func errorMessage(err error) string {
+	msg := err.Error()
 	if errors.Is(err, paper.ErrInvalid) {
-		return strings.TrimSuffix(err.Error(), ": "+paper.ErrInvalid.Error())
+		msg = strings.TrimSuffix(msg, ": "+paper.ErrInvalid.Error())
 	}
-	return err.Error()
+	return termSafe(msg, true)
 }
 
 // secondSignalExits ends the process at once on a second SIGINT or SIGTERM, after the first

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -40,8 +41,51 @@ func pick[N int | int64 | uint64](n N, one, many string) string {
 	return many
 }
 
-// clip shortens s to n runes, marking the cut with an ellipsis.
+// termSafe makes text that came from outside (a paper's id, title, abstract, authors,
+// categories or URL, a TL;DR, a dead letter's reason, an error message quoting any of them)
+// safe to print on a terminal. Anyone can publish an abstract, and an escape sequence in it
+// would act on the user's terminal (OSC 52 writes the clipboard, OSC 0 the window title, CSI
+// 2J clears the screen, OSC 8 hides a link) and a bidi override reorders what is shown. Tab,
+// newline and the other white space controls (and U+2028, U+2029) are a space, or, when lines
+// is true (text whose lines are meant), tab and newline are kept; every other C0 or C1 control
+// character and DEL, and every format character (Unicode's Cf: the bidi controls, zero-width
+// characters, the tag characters) but the soft hyphen and the zero-width (non-)joiner, which
+// are part of how words are written, is shown as an escape: \x1b, \u202e, \U000e0041. A byte
+// that is not UTF-8 is U+FFFD. --json output needs none of this: JSON escapes them.
+func termSafe(s string, lines bool) string {
+	safe := true
+	for i := 0; i < len(s) && safe; i++ {
+		c := s[i]
+		safe = c >= ' ' && c < 0x7f || lines && (c == '\n' || c == '\t')
+	}
+	if safe {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s { // a byte that is not UTF-8 comes as U+FFFD
+		switch {
+		case lines && (r == '\n' || r == '\t'):
+			b.WriteRune(r)
+		case r == '\t' || r == '\n' || r == '\v' || r == '\f' || r == '\r' || r == '\u0085' || r == '\u2028' || r == '\u2029':
+			b.WriteByte(' ')
+		case r < 0x80 && (r < ' ' || r == 0x7f):
+			fmt.Fprintf(&b, "\\x%02x", r)
+		case r > 0xffff && unicode.Is(unicode.Cf, r): // the tag characters
+			fmt.Fprintf(&b, "\\U%08x", r)
+		case r >= 0x80 && r <= 0x9f, unicode.Is(unicode.Cf, r) && r != '\u00ad' && r != '\u200c' && r != '\u200d':
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// clip shortens s to n runes, marking the cut with an ellipsis. s is made terminal-safe
+// (termSafe) first.
 func clip(s string, n int) string {
+	s = termSafe(s, false)
 	if utf8.RuneCountInString(s) <= n {
 		return s
 	}
@@ -49,11 +93,12 @@ func clip(s string, n int) string {
 	return string(r[:n-1]) + "…"
 }
 
-// wrap breaks text into lines of at most width runes, each prefixed by indent.
+// wrap breaks text into lines of at most width runes, each prefixed by indent. text is made
+// terminal-safe (termSafe) first.
 func wrap(text string, width int, indent string) string {
 	var b strings.Builder
 	line := 0
-	for _, w := range strings.Fields(text) {
+	for _, w := range strings.Fields(termSafe(text, false)) {
 		n := utf8.RuneCountInString(w)
 		if line > 0 && line+1+n > width {
 			b.WriteString("\n")

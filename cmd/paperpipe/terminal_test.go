@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+
+	"github.com/paperpipe/paperpipe/internal/natstest"
+	"github.com/paperpipe/paperpipe/pipeline"
+)
+
+// rawControls are what a paper's text must never carry to the user's terminal: ESC, which
+// starts an escape sequence (OSC 52 writes the clipboard, OSC 0 the window title, CSI 2J
+// clears the screen, OSC 8 hides a link), BEL, which ends an OSC one, CSI as a C1 control,
+// and the right-to-left override, which reorders what is shown.
+const rawControls = "\x1b\x07\u009b\u202e"
+
+// A paper's title, abstract and authors come from whoever wrote the file or posted the paper
+// (anyone can put an abstract on arXiv). Ingest makes their control characters spaces; and
+// `paperpipe show`, `search`, `list` and `related` print what an older row (or another writer)
+// stored with them as visible escapes (\x1b), never as they are; so does an error quoting a
+// title.
+func TestTextOutputCarriesNoTerminalControlSequences(t *testing.T) {
+	t.Parallel()
+	abstract := strings.Repeat("We study sparse expert routing in large transformer models. ", 3) +
+		`\u001b]52;c;ZWNobyBwd25lZA==\u0007 and \u001b[2J more text about routing.`
+	f := filepath.Join(t.TempDir(), "evil.jsonl")
+	rec := `{"id": "2501.00001", "title": "Routing \u001b]0;PWNED\u0007 experts", "abstract": "` + abstract +
+		`", "authors": ["Mallory \u001b[8mhidden\u001b[0m"], "categories": ["cs.LG"]}` + "\n"
+	if err := os.WriteFile(f, []byte(rec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := newCLI(t)
+	c.ok("ingest", f)
+	c.workUntilIdle()
+	var stored struct {
+		Title    string   `json:"title"`
+		Abstract string   `json:"abstract"`
+		Authors  []string `json:"authors"`
+	}
+	c.json(&stored, "show", "arxiv:2501.00001")
+	if stored.Title != "Routing ]0;PWNED experts" || strings.ContainsAny(stored.Abstract+strings.Join(stored.Authors, ""), rawControls) {
+		t.Errorf("ingest stored title %q, abstract %q, authors %q; want their control characters as spaces", stored.Title, stored.Abstract, stored.Authors)
+	}
+
+	// A row stored as it came, before ingest made them spaces.
+	db := dbOf(t, c)
+	if _, err := db.Exec(t.Context(), `UPDATE papers SET title = $1, abstract = abstract || $2, authors = $3, categories = $4, url = $5
+		WHERE id = 'arxiv:2501.00001'`, "Routing \x1b]0;PWNED\x07 experts \u202eevil", " Then \x1b]52;c;ZWNobyBwd25lZA==\x07 and \u009b2J.",
+		[]string{"Mallory \x1b[8mhidden\x1b[0m"}, []string{"cs.LG\x07"}, "https://example.org/\x1b]8;;https://evil.example/\x07x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(t.Context(), `INSERT INTO papers (id, title, abstract, content_hash) VALUES ($1, 'Routing too', 'An abstract.', 'x')`,
+		"id:older\x1b[2J\u202e"); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"show", "arxiv:2501.00001"}, {"search", "sparse expert routing"}, {"list"}, {"related", "arxiv:2501.00001"}} {
+		out := c.ok(args...).stdout
+		if i := strings.IndexAny(out, rawControls); i >= 0 {
+			t.Errorf("paperpipe %s printed a raw control character to the terminal: %q", strings.Join(args, " "), out[max(0, i-20):min(len(out), i+30)])
+		}
+		if !strings.Contains(out, `Routing \x1b]0;PWNED\x07 experts \u202eevil`) {
+			t.Errorf("paperpipe %s does not show the title's control characters as escapes:\n%s", strings.Join(args, " "), out)
+		}
+	}
+	if out := c.ok("list").stdout; !strings.Contains(out, `id:older\x1b[2J\u202e`) {
+		t.Errorf("paperpipe list does not show the id's control characters as escapes:\n%s", out)
+	}
+	// An ambiguous title fragment lists the candidates' titles in the error.
+	r := c.run("show", "Routing")
+	if r.code != 1 || strings.ContainsAny(r.stderr, rawControls) || !strings.Contains(r.stderr, `\x1b]0;PWNED`) {
+		t.Errorf("paperpipe show Routing: exit %d, stderr %q; want 1 and the titles' control characters as escapes", r.code, r.stderr)
+	}
+}
+
+// `paperpipe dlq list` shows a dead letter's paper id and reason (an API's error, a model's
+// answer) with their control characters as escapes.
+func TestDLQListCarriesNoTerminalControlSequences(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	if err := pipeline.Setup(t.Context(), js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(pipeline.SubjectDead + "." + pipeline.ConsumerNew)
+	m.Data = []byte(`{"id":"id:x","title":"T","abstract":"An abstract."}`)
+	m.Header.Set(pipeline.HeaderSubject, pipeline.SubjectNew)
+	m.Header.Set(pipeline.HeaderPaperID, "id:x\x1b[2J")
+	m.Header.Set(pipeline.HeaderReason, "the API said: \x1b]52;c;ZWNobyBwd25lZA==\x07 \u202edone")
+	if _, err := js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	out := newCLI(t, "NATS_URL="+srv.ClientURL()).ok("dlq", "list").stdout
+	if strings.ContainsAny(out, rawControls) || !strings.Contains(out, `id:x\x1b[2J`) || !strings.Contains(out, `\x1b]52;c;ZWNobyBwd25lZA==\x07 \u202edone`) {
+		t.Errorf("dlq list printed %q; want the id's and reason's control characters as escapes", out)
+	}
+}
+
+// dbOf connects to c's database, closed with the test.
+func dbOf(t *testing.T, c *cli) *pgx.Conn {
+	t.Helper()
+	var url string
+	for _, e := range c.env {
+		if u, ok := strings.CutPrefix(e, "DATABASE_URL="); ok {
+			url = u
+		}
+	}
+	db, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close(context.Background()) })
+	return db
+}
+
+func TestTermSafe(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in    string
+		lines bool
+		want  string
+	}{
+		{"Plain text, naïve café.", false, "Plain text, naïve café."},
+		{"a\tb\nc\r\fd\u2028e", false, "a b c  d e"},
+		{"a\tb\nc\rd", true, "a\tb\nc d"},
+		{"\x1b]0;t\x07 \x7f \u009b2J", false, `\x1b]0;t\x07 \x7f \u009b2J`},
+		{"abc\u202efed \u2066x\u2069 zero\u200bwidth \U000e0041", false, `abc\u202efed \u2066x\u2069 zero\u200bwidth \U000e0041`},
+		// Part of how words are written: kept.
+		{"soft\u00adhyphen می\u200cخواهم 👩\u200d💻", false, "soft\u00adhyphen می\u200cخواهم 👩\u200d💻"},
+		{"bad \xff\x9b byte", false, "bad \ufffd\ufffd byte"},
+	} {
+		if got := termSafe(tc.in, tc.lines); got != tc.want {
+			t.Errorf("termSafe(%q, %v) = %q, want %q", tc.in, tc.lines, got, tc.want)
+		}
+	}
+}
