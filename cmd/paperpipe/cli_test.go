@@ -1311,3 +1311,17 @@ func TestAPITokenFromAFileWithItsNewlineIsTheToken(t *testing.T) {
 		t.Errorf("APIToken = %q, want the token without its newline", got)
 	}
 }
+
+// An empty PAPERPIPE_API_TOKEN stops only the commands that serve HTTP (the previous version
+// stopped every command, whether it reads the token or not: a shared env file's placeholder
+// made `version` and `ingest` exit 2).
+func TestEmptyAPITokenStopsOnlyWhatServesHTTP(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "PAPERPIPE_API_TOKEN=")
+	if r := c.run("version"); r.code != 0 {
+		t.Errorf("version with an empty token: exit %d, %s", r.code, r.stderr)
+	}
+	if r := c.run("worker", "--metrics", "127.0.0.1:0", "--exit-when-idle"); r.code != 2 || !strings.Contains(r.stderr, "PAPERPIPE_API_TOKEN is set but empty") {
+		t.Errorf("worker --metrics with an empty token: exit %d, %s; want 2 naming the token", r.code, r.stderr)
+	}
+}

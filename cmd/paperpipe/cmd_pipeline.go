@@ -181,6 +181,9 @@ func cmdWorker(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	if c.MetricsAddr != "" {
+		if err := c.checkAPIToken(); err != nil {
+			return err
+		}
 		enableMetrics(c, newLogger(c))
 	}
 	return runWorkers(ctx, c, []string{*consumer}, *idle, false)
@@ -197,6 +200,9 @@ func cmdUp(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	if c.HTTPAddr != "" { // --http "" runs without the web surfaces
+		if err := c.checkAPIToken(); err != nil {
+			return err
+		}
 		c.serveHTTP = true
 		enableMetrics(c, newLogger(c))
 	}

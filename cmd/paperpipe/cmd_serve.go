@@ -43,6 +43,9 @@ func cmdServe(ctx context.Context, c *config, args []string) error {
 	if c.HTTPAddr == "" {
 		return usageErr("--http needs an address, such as %s", DefaultHTTPAddr)
 	}
+	if err := c.checkAPIToken(); err != nil {
+		return err
+	}
 	// Searches embed their text with the embedding model.
 	if err := c.checkAPI(false, true); err != nil {
 		return err

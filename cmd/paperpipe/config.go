@@ -77,6 +77,7 @@ type config struct {
 	ShutdownDelay time.Duration
 	APIToken      string // PAPERPIPE_API_TOKEN — never printed
 	APITokenReads bool   // PAPERPIPE_API_TOKEN_READS
+	emptyToken    string // PAPERPIPE_API_TOKEN is set but empty: how ("" when not)
 	MaxBodyBytes  int64  // PAPERPIPE_HTTP_MAX_BODY_BYTES
 	// AllowedHosts are the names the server answers to besides localhost and IP addresses
 	// (PAPERPIPE_HTTP_ALLOWED_HOSTS, comma-separated).
@@ -232,12 +233,10 @@ func loadConfig() *config {
 		fatalf("PAPERPIPE_HTTP_ALLOWED_HOSTS=%q: %v", os.Getenv("PAPERPIPE_HTTP_ALLOWED_HOSTS"), err)
 	}
 	if raw, set := os.LookupEnv("PAPERPIPE_API_TOKEN"); set && c.APIToken == "" {
-		// A Secret without a value would leave writes open while the deployment means them closed.
-		what := "empty"
+		c.emptyToken = "empty"
 		if raw != "" {
-			what = "empty (white space only)"
+			c.emptyToken = "empty (white space only)"
 		}
-		fatalf("PAPERPIPE_API_TOKEN is set but %s: set a token, or unset the variable to leave writes open", what)
 	}
 	if c.APITokenReads && c.APIToken == "" {
 		fatalf("PAPERPIPE_API_TOKEN_READS=%q needs PAPERPIPE_API_TOKEN: reads cannot require a token that is not set", os.Getenv("PAPERPIPE_API_TOKEN_READS"))
@@ -426,4 +425,14 @@ func envDuration(key string, def time.Duration) time.Duration {
 func fatalf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "paperpipe: "+format+"\n", args...)
 	os.Exit(2)
+}
+
+// checkAPIToken refuses a PAPERPIPE_API_TOKEN set but empty, for the commands that serve HTTP:
+// a Secret without a value would leave writes open while the deployment means them closed.
+// Other commands do not read the token, and a shared env file may hold an empty placeholder.
+func (c *config) checkAPIToken() error {
+	if c.emptyToken != "" {
+		return usageErr("PAPERPIPE_API_TOKEN is set but %s: set a token, or unset the variable to leave writes open", c.emptyToken)
+	}
+	return nil
 }
