@@ -88,8 +88,11 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger, role broker
 // broker that connects in the background, for ever, and creates the topology once connected;
 // until then POST /api/papers answers 503, and /readyz and the status page report NATS. A server
 // that answers and refuses (credentials, certificate, no JetStream) is an error as with
-// connectBroker, and so is any failure of the embedded server.
-func connectBrokerLater(ctx context.Context, c *config, log *slog.Logger, role brokerRole) (*broker, error) {
+// connectBroker, and so is any failure of the embedded server. One that comes back and refuses
+// the credentials or the certificate makes nats.go give up (it closes the connection after the
+// same refusal twice): fail is called with the refusal, and serve stops naming the setting
+// instead of answering 503 for ever.
+func connectBrokerLater(ctx context.Context, c *config, log *slog.Logger, role brokerRole, fail func(error)) (*broker, error) {
 	b, err := connectBroker(ctx, c, log, role)
 	var ue *unreachableError
 	if c.NATSURL == "" || !errors.As(err, &ue) {
@@ -107,6 +110,14 @@ func connectBrokerLater(ctx context.Context, c *config, log *slog.Logger, role b
 	nc, err := nats.Connect(c.NATSURL, append(append(opts, b.natsOptions(log)...),
 		nats.RetryOnFailedConnect(true),
 		nats.ConnectHandler(func(*nats.Conn) { once.Do(func() { close(connected) }) }),
+		// nats.go reports no refusal while it retries an initial connection; after the same
+		// one twice it closes the connection, its last error the refusal.
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			if r := natsRefusal(c.NATSURL, nc.LastError()); r != nil && ctx.Err() == nil {
+				log.Error("NATS refused the connection; stopping", "err", r)
+				fail(r)
+			}
+		}),
 	)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", redact.URLs(c.NATSURL), err)
@@ -138,6 +149,21 @@ func connectBrokerLater(ctx context.Context, c *config, log *slog.Logger, role b
 		}
 	}()
 	return b, nil
+}
+
+// natsRefusal is the error of a connection to NATS at url that the server refused — its
+// credentials, or its certificate unknown — saying which setting fixes it, and nil for any
+// other err.
+func natsRefusal(url string, err error) error {
+	switch {
+	case errors.Is(err, nats.ErrAuthorization):
+		return fmt.Errorf("connect to NATS at %s: %w (the server refused paperpipe's credentials: "+
+			"a user and password (or a token) go in NATS_URL, an NKey seed's file in PAPERPIPE_NATS_NKEY)", redact.URLs(url), err)
+	case strings.Contains(err.Error(), "x509:"):
+		return fmt.Errorf("connect to NATS at %s: %w (the server's certificate is not one a system CA signed? "+
+			"PAPERPIPE_NATS_CA names the PEM file of the CA that did)", redact.URLs(url), err)
+	}
+	return nil
 }
 
 // unreachableError is connectBroker's error when NATS_URL's server could not be reached (as
@@ -236,13 +262,8 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 		if c.NATSURL == "" {
 			return nil, b.dataDir != "", fmt.Errorf("connect to the embedded NATS server at %s: %w", redact.URL(url), err)
 		}
-		switch {
-		case errors.Is(err, nats.ErrAuthorization):
-			return nil, false, fmt.Errorf("connect to NATS at %s: %w (the server refused paperpipe's credentials: "+
-				"a user and password (or a token) go in NATS_URL, an NKey seed's file in PAPERPIPE_NATS_NKEY)", redact.URLs(url), err)
-		case strings.Contains(err.Error(), "x509:"):
-			return nil, false, fmt.Errorf("connect to NATS at %s: %w (the server's certificate is not one a system CA signed? "+
-				"PAPERPIPE_NATS_CA names the PEM file of the CA that did)", redact.URLs(url), err)
+		if refused := natsRefusal(url, err); refused != nil {
+			return nil, false, refused
 		}
 		hint := "is a NATS server running there, and reachable from here?"
 		if loopbackURL(url) {

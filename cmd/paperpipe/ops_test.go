@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -209,6 +210,52 @@ func TestServeStartsWhileNATSIsDown(t *testing.T) {
 	}
 	if n := s.CachedInfo().State.Msgs; n != 1 {
 		t.Errorf("PAPERS holds %d messages, want the one paper accepted", n)
+	}
+}
+
+// serve started during a NATS outage, with NATS coming back refusing its credentials: it
+// stops, naming the setting, where it stayed up answering every POST "send it again" for ever
+// with nothing in its log (nats.go gives up after the same refusal twice, silently).
+func TestServeStartedDuringAnOutageStopsWhenNATSRefusesItsCredentials(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	c := newCLI(t, fmt.Sprintf("NATS_URL=nats://wrong-token@127.0.0.1:%d", port))
+	srv := exec.Command(binary, "serve", "--http", "127.0.0.1:0")
+	srv.Env = c.env
+	stderr, err := srv.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	var logs lockedBuffer
+	servedURL(t, stderr, &logs)
+	go func() { exited <- srv.Wait() }()
+	t.Cleanup(func() {
+		_ = srv.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = srv.Process.Kill()
+		}
+	})
+	natstest.StartWith(t, func(o *server.Options) { o.Port = port; o.Authorization = "right-token" })
+	select {
+	case err := <-exited:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(logs.String(), "refused paperpipe's credentials") {
+			t.Errorf("serve ended with %v; want exit 1 naming the refused credentials:\n%s", err, logs.String())
+		}
+		exited <- err
+	case <-time.After(60 * time.Second):
+		t.Fatalf("serve still runs a minute after NATS came back refusing its credentials:\n%s", logs.String())
 	}
 }
 
