@@ -179,6 +179,11 @@ func addrInUse(err error, addr, flag, env string) error {
 // dead letters.
 func watchQueue(c *config, b *broker) {
 	c.metrics.SetQueueSource(func(ctx context.Context) (metrics.Queue, error) {
+		if !b.nc.IsConnected() {
+			// Asked while disconnected, each scrape would wait for its requests' timeout, and
+			// they would pile up in the reconnect buffer.
+			return metrics.Queue{}, fmt.Errorf("not connected to NATS (%s)", b.nc.Status())
+		}
 		bls, err := pipeline.Backlogs(ctx, b.js)
 		if err != nil {
 			return metrics.Queue{}, err

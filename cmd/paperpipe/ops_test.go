@@ -259,6 +259,23 @@ func TestServeStartedDuringAnOutageStopsWhenNATSRefusesItsCredentials(t *testing
 	}
 }
 
+// While NATS is down, /metrics answers at once (its queue gauges left out), not after the
+// timeout of JetStream requests that pile up in the reconnect buffer.
+func TestMetricsAnswerAtOnceWhileNATSIsDown(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	base := startServe(t, newCLI(t, fmt.Sprintf("NATS_URL=nats://127.0.0.1:%d", port)))
+	start := time.Now()
+	if code, body := get(t, base+"/metrics"); code != http.StatusOK || time.Since(start) > 2*time.Second {
+		t.Errorf("GET /metrics while NATS is down: %d after %v; want 200 at once\n%.300s", code, time.Since(start), body)
+	}
+}
+
 // A NATS_URL that cannot be reached: the hint to unset it, for the embedded server, fits a
 // server on this host only; elsewhere (a Kubernetes service) it would be wrong advice.
 func TestUnreachableNATSHintFitsTheAddress(t *testing.T) {
