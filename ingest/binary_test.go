@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"strings"
@@ -171,6 +172,48 @@ func TestDecode(t *testing.T) {
 		_, err := Decode(strings.NewReader(x.data), "vectors.jsonl", "import-embeddings", "vector lines")
 		if err == nil || !strings.Contains(err.Error(), x.want) {
 			t.Errorf("Decode(%q): %v; want it to say %q", x.data, err, x.want)
+		}
+	}
+}
+
+// paperLine is a good JSON line for paper i of a test file, with the given title.
+func paperLine(i int, title string) string {
+	return fmt.Sprintf(`{"id":"2401.%05d","title":"%s","abstract":"An abstract of paper %d, long enough to be one."}`+"\n", i, title, i)
+}
+
+// TestOneStrayNULIsItsRecordsError: a NUL byte in one record of a text file is that record's
+// error, and the others are read; the whole file was refused as "binary data" for one NUL in
+// its first 64 KiB (1000 good papers read as none).
+func TestOneStrayNULIsItsRecordsError(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	for i := range 1000 {
+		b.WriteString(paperLine(i, fmt.Sprintf("Paper number %d", i)))
+		if i == 3 {
+			b.WriteString("{\"id\":\"2401.99999\",\"title\":\"a\x00b\",\"abstract\":\"An abstract long enough to be one.\"}\n")
+		}
+	}
+	papers, errs, _ := readString(t, b.String(), "papers.jsonl", Options{})
+	if len(papers) != 1000 || len(errs) != 1 || errs[0].Line != 5 {
+		t.Errorf("1000 good papers and one with a NUL: %d read, record errors %v; want 1000 and line 5's", len(papers), errs)
+	}
+}
+
+// TestUTF16WithoutBOMHoldingCharactersWithANULByte: UTF-16 text without a byte order mark is
+// named UTF-16, with its iconv command, also when some of its characters have a NUL as their
+// other byte (一 U+4E00, the ideographic space U+3000, Ā U+0100); it was called binary data.
+func TestUTF16WithoutBOMHoldingCharactersWithANULByte(t *testing.T) {
+	t.Parallel()
+	s := "Title: 一种新的方法\u3000Ā\n\nAbstract text of the paper, in a few words.\n"
+	var le, be []byte
+	for _, r := range s {
+		le = append(le, byte(r), byte(r>>8))
+		be = append(be, byte(r>>8), byte(r))
+	}
+	for enc, data := range map[string][]byte{"UTF-16LE": le, "UTF-16BE": be} {
+		_, err := NewReader(bytes.NewReader(data), "papers.txt", Options{})
+		if want := "`iconv -f " + enc + " -t UTF-8 papers.txt | paperpipe ingest -`"; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s text with CJK characters: %v; want it named with %s", enc, err, want)
 		}
 	}
 }

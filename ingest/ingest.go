@@ -349,8 +349,8 @@ func (r *Reader) Offset() int64 {
 // when it may start a magic number, so that a slow stream is not held up, and then at what
 // has come with them, up to 64 KiB): gzip-compressed input (1f 8b, whatever the file's name)
 // is read decompressed; UTF-16 text (a UTF-16 byte order mark, or NUL bytes among the first
-// ASCII characters, every other byte), a zip archive, a PDF document, binary data (NUL bytes
-// elsewhere) and text mostly not UTF-8 (more bytes that are not UTF-8 than characters that
+// ASCII characters, mostly every other byte), a zip archive, a PDF document, binary data (NUL
+// bytes elsewhere, frequent: see byteStats.binary) and text mostly not UTF-8 (more bytes that are not UTF-8 than characters that
 // are, outside ASCII: Latin-1, Windows-1252) are refused with an error that says what the
 // input is, and how to convert it when it can be. Other input, a UTF-8 byte order mark
 // included, is left as it is; a byte that is not UTF-8 among UTF-8 text is its record's error.
@@ -404,7 +404,7 @@ func (d *decoder) unpack() error {
 	}
 	st := textStats(block)
 	switch {
-	case st.nul > 0:
+	case st.binary(len(block)):
 		return invalidf("the input is binary data (it holds NUL bytes), not UTF-8 text: paperpipe %s reads %s", d.command, d.wants)
 	case st.bad > st.multi && st.ctrl == 0:
 		return invalidf("the input is not UTF-8 text: %d of the bytes beyond ASCII in its first %d are not UTF-8, as in Latin-1 or Windows-1252 text: "+
@@ -416,8 +416,10 @@ func (d *decoder) unpack() error {
 	return nil
 }
 
-// utf16Like reports whether the NUL bytes of b are all at even or all at odd offsets, as in
-// UTF-16 text of ASCII characters; binary data has them anywhere.
+// utf16Like reports whether at least 90% of the NUL bytes of b are at even offsets, or at
+// least 90% at odd ones, as in UTF-16 text of mostly ASCII characters; binary data has them
+// anywhere. Not all: a character of UTF-16 text may have a NUL as its other byte too (一
+// U+4E00, the ideographic space U+3000, Ā U+0100).
 func utf16Like(b []byte) bool {
 	var even, odd int
 	for i, c := range b {
@@ -429,7 +431,7 @@ func utf16Like(b []byte) bool {
 			}
 		}
 	}
-	return even == 0 || odd == 0
+	return 10*max(even, odd) >= 9*(even+odd)
 }
 
 // byteStats counts what a block of input holds.
@@ -438,6 +440,13 @@ type byteStats struct {
 	ctrl  int // control characters other than white space (tab, newline, carriage return, form feed)
 	bad   int // bytes beyond ASCII that are not part of a UTF-8 character
 	multi int // UTF-8 characters beyond ASCII
+}
+
+// binary reports whether a block of n bytes with these counts is binary data: it holds NUL
+// bytes, at least two, and they and the other control characters are more than 1% of it. One
+// stray NUL in a text file is its record's error, not a reason to refuse the file.
+func (st byteStats) binary(n int) bool {
+	return st.nul >= 2 && 100*(st.nul+st.ctrl) > n
 }
 
 // textStats counts the bytes of b; a character cut at b's end (more may follow) is left out.
