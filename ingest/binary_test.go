@@ -217,3 +217,34 @@ func TestUTF16WithoutBOMHoldingCharactersWithANULByte(t *testing.T) {
 		}
 	}
 }
+
+// TestFewBytesNotUTF8AreTheirRecordsErrors: UTF-8 text with one Windows-1252 quote pasted in is
+// read, the record holding it reported, and so is any input with UTF-8 characters beyond ASCII
+// among its bytes that are not UTF-8: the file was refused as Latin-1 for one such byte, with
+// the advice `iconv -f WINDOWS-1252`, which turns its real UTF-8 ("Schrödinger", further on)
+// into mojibake. Latin-1 text is refused as a whole when it has a few such bytes and no UTF-8.
+func TestFewBytesNotUTF8AreTheirRecordsErrors(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString(paperLine(0, "Don\x92t stop"))
+	for i := 1; b.Len() < 80<<10; i++ {
+		b.WriteString(paperLine(i, fmt.Sprintf("Paper %d", i)))
+	}
+	b.WriteString(paperLine(99999, "Schrödinger bridges"))
+	papers, errs, _ := readString(t, b.String(), "papers.jsonl", Options{})
+	if len(errs) != 1 || errs[0].Line != 1 || papers[len(papers)-1].Title != "Schrödinger bridges" {
+		t.Errorf("UTF-8 text with one Windows-1252 quote: record errors %v; want line 1's, and Schrödinger read", errs)
+	}
+	// More bytes that are not UTF-8 than UTF-8 characters, but some of those: UTF-8 text with a
+	// few records pasted from elsewhere.
+	mixed := paperLine(1, "Caf\xe9 mod\xe8les na\xefve") + paperLine(2, "Théorie") + paperLine(3, "Plain")
+	papers, errs, _ = readString(t, mixed, "papers.jsonl", Options{})
+	if len(papers) != 2 || len(errs) != 1 {
+		t.Errorf("UTF-8 text with one Latin-1 record: %d read, record errors %v; want 2 and line 1's", len(papers), errs)
+	}
+	// Three bytes that are not UTF-8 and no UTF-8 character: Latin-1, refused whole.
+	_, err := NewReader(strings.NewReader(paperLine(1, "Caf\xe9")+paperLine(2, "Plain")+paperLine(3, "Na\xefve th\xe9orie")), "papers.jsonl", Options{})
+	if err == nil || !strings.Contains(err.Error(), "iconv -f WINDOWS-1252") {
+		t.Errorf("Latin-1 text: %v; want it refused with the iconv command", err)
+	}
+}

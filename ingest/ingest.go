@@ -349,11 +349,12 @@ func (r *Reader) Offset() int64 {
 // when it may start a magic number, so that a slow stream is not held up, and then at what
 // has come with them, up to 64 KiB): gzip-compressed input (1f 8b, whatever the file's name)
 // is read decompressed; UTF-16 text (a UTF-16 byte order mark, or NUL bytes among the first
-// ASCII characters, mostly every other byte), a zip archive, a PDF document, binary data (NUL
-// bytes elsewhere, frequent: see byteStats.binary) and text mostly not UTF-8 (more bytes that are not UTF-8 than characters that
-// are, outside ASCII: Latin-1, Windows-1252) are refused with an error that says what the
+// ASCII characters, mostly every other byte), a zip archive, a PDF document, binary data
+// (frequent NUL bytes, see byteStats.binary, or bytes that are not UTF-8 among frequent control
+// characters) and Latin-1 or Windows-1252 text (at least minBad bytes beyond ASCII that are not
+// UTF-8, and no UTF-8 character beyond ASCII) are refused with an error that says what the
 // input is, and how to convert it when it can be. Other input, a UTF-8 byte order mark
-// included, is left as it is; a byte that is not UTF-8 among UTF-8 text is its record's error.
+// included, is left as it is: a stray NUL or byte that is not UTF-8 is its record's error.
 func (d *decoder) unpack() error {
 	head, err := d.br.Peek(1) // waits for the first byte, as detect does
 	switch {
@@ -406,15 +407,21 @@ func (d *decoder) unpack() error {
 	switch {
 	case st.binary(len(block)):
 		return invalidf("the input is binary data (it holds NUL bytes), not UTF-8 text: paperpipe %s reads %s", d.command, d.wants)
-	case st.bad > st.multi && st.ctrl == 0:
-		return invalidf("the input is not UTF-8 text: %d of the bytes beyond ASCII in its first %d are not UTF-8, as in Latin-1 or Windows-1252 text: "+
-			"convert it with `iconv -f WINDOWS-1252 -t UTF-8 %s | paperpipe %s -`", st.bad, len(block), file, d.command)
-	case st.bad > st.multi:
+	case st.bad >= minBad && st.bad > st.multi && 100*st.ctrl > len(block):
 		return invalidf("the input is not UTF-8 text (%d of the bytes beyond ASCII in its first %d are not UTF-8, and it holds control characters: binary data?): "+
 			"paperpipe %s reads %s", st.bad, len(block), d.command, d.wants)
+	case st.bad >= minBad && st.multi == 0:
+		return invalidf("the input is not UTF-8 text: %d of the bytes beyond ASCII in its first %d are not UTF-8, and none is, as in Latin-1 or Windows-1252 text: "+
+			"convert it with `iconv -f WINDOWS-1252 -t UTF-8 %s | paperpipe %s -`", st.bad, len(block), file, d.command)
 	}
 	return nil
 }
+
+// minBad is the fewest bytes that are not UTF-8 for which unpack refuses the input as a whole:
+// fewer are the errors of the records holding them. A single stray byte in UTF-8 text (a
+// Windows-1252 quote pasted in) must not make the file Latin-1, whose conversion would turn
+// its real UTF-8 ("Schrödinger") into mojibake.
+const minBad = 3
 
 // utf16Like reports whether at least 90% of the NUL bytes of b are at even offsets, or at
 // least 90% at odd ones, as in UTF-16 text of mostly ASCII characters; binary data has them
