@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -248,3 +249,54 @@ func TestFewBytesNotUTF8AreTheirRecordsErrors(t *testing.T) {
 		t.Errorf("Latin-1 text: %v; want it refused with the iconv command", err)
 	}
 }
+
+// linePipe gives one line a read, as a pipe from a program writing line by line does.
+type linePipe struct{ lines []string }
+
+func (l *linePipe) Read(p []byte) (int, error) {
+	if len(l.lines) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, l.lines[0])
+	l.lines[0] = l.lines[0][n:]
+	if l.lines[0] == "" {
+		l.lines = l.lines[1:]
+	}
+	return n, nil
+}
+
+// TestInputIsJudgedWhateverTheReadsBring: Latin-1 text is refused whole from a pipe that
+// brings a line a read as it is from a file; NewReader looked only at what the first read
+// brought, so from such a pipe it took the ASCII records and rejected the others one by one
+// (a file half read). Gzip-compressed input is judged the same way.
+func TestInputIsJudgedWhateverTheReadsBring(t *testing.T) {
+	t.Parallel()
+	var lines []string
+	for i := range 20 {
+		title := fmt.Sprintf("Paper number %d", i)
+		if i%2 == 1 {
+			title = "Caf\xe9 " + title
+		}
+		lines = append(lines, paperLine(i, title))
+	}
+	var gz bytes.Buffer
+	w := gzip.NewWriter(&gz)
+	for _, l := range lines {
+		_, _ = w.Write([]byte(l))
+		_ = w.Flush() // a gzip block per line
+	}
+	_ = w.Close()
+	for name, r := range map[string]io.Reader{
+		"a file":                strings.NewReader(strings.Join(lines, "")),
+		"a pipe, a line a read": &linePipe{lines: lines},
+		"gzip, a byte a read":   iotestOneByte(gz.Bytes()),
+	} {
+		_, err := NewReader(r, "papers.jsonl", Options{})
+		if err == nil || !strings.Contains(err.Error(), "iconv -f WINDOWS-1252") {
+			t.Errorf("Latin-1 text from %s: NewReader: %v; want it refused with the iconv command", name, err)
+		}
+	}
+}
+
+// iotestOneByte reads b one byte a read.
+func iotestOneByte(b []byte) io.Reader { return iotest.OneByteReader(bytes.NewReader(b)) }

@@ -200,6 +200,7 @@ type decoder struct {
 	command string // the paperpipe command reading it, for the hints
 	wants   string // what that command reads, for the refusal of a PDF or binary data
 	guard   *guardReader
+	probe   *probeReader // below guard: lets unpack look at the start without holding a stream up
 	// packed counts the bytes read of gzip-compressed input; nil when it is not compressed.
 	packed *guardReader
 	br     *bufio.Reader
@@ -212,8 +213,9 @@ func newDecoder(r io.Reader, name, command, wants string) (decoder, error) {
 	if name == "-" {
 		name = "stdin"
 	}
-	g := &guardReader{r: r}
-	d := decoder{name: name, command: command, wants: wants, guard: g, br: bufio.NewReaderSize(g, peekSize)}
+	p := &probeReader{r: r}
+	g := &guardReader{r: p}
+	d := decoder{name: name, command: command, wants: wants, guard: g, probe: p, br: bufio.NewReaderSize(g, peekSize)}
 	if err := d.unpack(); err != nil {
 		return d, fmt.Errorf("reading %s: %w", name, err)
 	}
@@ -346,8 +348,10 @@ func (r *Reader) Offset() int64 {
 }
 
 // unpack looks at the first bytes of the input (up to 5, waiting for more than the first only
-// when it may start a magic number, so that a slow stream is not held up, and then at what
-// has come with them, up to 64 KiB): gzip-compressed input (1f 8b, whatever the file's name)
+// when it may start a magic number) and then at up to 64 KiB of it, or all of it when it ends
+// before: however its bytes arrive (a file, a pipe bringing a line a read), the same input gets
+// the same decision. A live stream is not held up for long: the look stops at what has come
+// when no more bytes came for probeIdle (200 ms). Gzip-compressed input (1f 8b, whatever the file's name)
 // is read decompressed; UTF-16 text (a UTF-16 byte order mark, or NUL bytes among the first
 // ASCII characters, mostly every other byte), a zip archive, a PDF document, binary data
 // (frequent NUL bytes, see byteStats.binary, or bytes that are not UTF-8 among frequent control
@@ -368,9 +372,7 @@ func (d *decoder) unpack() error {
 			return err
 		}
 	}
-	// What has come; a UTF-16LE character's NUL comes with its first byte.
-	block, _ := d.br.Peek(d.br.Buffered())
-	head = block[:min(len(block), 5)]
+	head, _ = d.br.Peek(min(d.br.Buffered(), 5))
 	file := d.name
 	if file == "stdin" || isURL(file) {
 		file = "FILE"
@@ -384,24 +386,36 @@ func (d *decoder) unpack() error {
 		if d.packed == nil {
 			d.packed = d.guard
 		}
-		d.guard = &guardReader{r: zr}
+		d.probe = &probeReader{r: zr}
+		d.guard = &guardReader{r: d.probe}
 		d.br = bufio.NewReaderSize(d.guard, peekSize)
 		return d.unpack() // what it holds may be UTF-16 too
 	case bytes.HasPrefix(head, []byte{0xff, 0xfe}) || bytes.HasPrefix(head, []byte{0xfe, 0xff}):
 		return invalidf("the input is UTF-16 text (it starts with a UTF-16 byte order mark), not UTF-8: convert it with "+
 			"`iconv -f UTF-16 -t UTF-8 %s | paperpipe %s -`", file, d.command)
-	case bytes.IndexByte(head[:min(len(head), 4)], 0) >= 0 && utf16Like(block):
-		enc := "UTF-16LE"
-		if head[0] == 0 {
-			enc = "UTF-16BE"
-		}
-		return invalidf("the input has NUL bytes between its first characters: it looks like %s text, not UTF-8: convert it with "+
-			"`iconv -f %s -t UTF-8 %s | paperpipe %s -`", enc, enc, file, d.command)
 	case bytes.HasPrefix(head, []byte("PK\x03\x04")):
 		return invalidf("the input is a zip archive: give its contents, "+
 			"`unzip -p %s | paperpipe %s -`", file, d.command)
 	case bytes.HasPrefix(head, []byte("%PDF-")):
 		return invalidf("the input is a PDF document, not text: paperpipe %s reads %s", d.command, d.wants)
+	}
+	// Look at up to 64 KiB, or to the end, however the input comes (a pipe may bring a line a
+	// read): the same input must get the same decision. A live stream is not held up: the
+	// look stops when nothing more came for probeIdle.
+	d.probe.idle = probeIdle
+	_, err = d.br.Peek(peekSize)
+	d.probe.idle = 0
+	if err != nil && err != io.EOF && !errors.Is(err, errIdle) {
+		return err
+	}
+	block, _ := d.br.Peek(d.br.Buffered())
+	if bytes.IndexByte(block[:min(len(block), 4)], 0) >= 0 && utf16Like(block) {
+		enc := "UTF-16LE"
+		if block[0] == 0 {
+			enc = "UTF-16BE"
+		}
+		return invalidf("the input has NUL bytes between its first characters: it looks like %s text, not UTF-8: convert it with "+
+			"`iconv -f %s -t UTF-8 %s | paperpipe %s -`", enc, enc, file, d.command)
 	}
 	st := textStats(block)
 	switch {
