@@ -300,3 +300,18 @@ func TestInputIsJudgedWhateverTheReadsBring(t *testing.T) {
 
 // iotestOneByte reads b one byte a read.
 func iotestOneByte(b []byte) io.Reader { return iotest.OneByteReader(bytes.NewReader(b)) }
+
+// TestOneRecordIsNotJudgedAsAFile: a Reader of one record (a record posted to serve) does not
+// refuse it as Latin-1 text or binary data, and its error gives its id and no advice about a
+// file; read as a file, the same bytes are refused as Latin-1.
+func TestOneRecordIsNotJudgedAsAFile(t *testing.T) {
+	t.Parallel()
+	rec := paperLine(1, "Caf\xe9 mod\xe8les na\xeffs")
+	if _, err := NewReader(strings.NewReader(rec), "papers.jsonl", Options{Format: JSONL}); err == nil {
+		t.Fatalf("read as a file, a Latin-1 line is not refused")
+	}
+	_, errs, _ := readString(t, rec, "request", Options{Format: JSONL, OneRecord: true})
+	if len(errs) != 1 || errs[0].ID != "arxiv:2401.00001" || errs[0].Err.Error() != "title is not valid UTF-8 (byte 4)" {
+		t.Errorf("one record: record errors %v; want its id and \"title is not valid UTF-8 (byte 4)\"", errs)
+	}
+}

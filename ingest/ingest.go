@@ -81,6 +81,11 @@ type Options struct {
 	// commands the errors suggest for converting it: `iconv -f UTF-16 -t UTF-8 FILE | paperpipe
 	// COMMAND -`. Defaults to "ingest".
 	Command string
+	// OneRecord says the input is one record sent on its own (a record posted to serve's API),
+	// not a file: NewReader does not judge it as a file (UTF-16, zip, PDF, binary data, Latin-1
+	// text), whatever its bytes, and a record error gives no advice about converting a file.
+	// What is wrong with it is its *RecordError, with its id when one can be read.
+	OneRecord bool
 	// HTTPTimeout is, for Open with an http(s) URL, the longest wait for the server's answer
 	// and then, in each read of the body, for its next bytes (time the reader spends between
 	// two reads does not count). Defaults to 30 s.
@@ -163,12 +168,13 @@ func (e *RecordError) Unwrap() error { return e.Err }
 
 // invalidError is a plain-words reason a record is bad; it unwraps to paper.ErrInvalid so that
 // messages read "abstract is empty" rather than "abstract is empty: invalid input".
-type invalidError struct{ msg string }
+// hint is advice about the file the record is in, left out for a Reader of one record.
+type invalidError struct{ msg, hint string }
 
-func (e *invalidError) Error() string { return e.msg }
+func (e *invalidError) Error() string { return e.msg + e.hint }
 func (e *invalidError) Unwrap() error { return paper.ErrInvalid }
 
-func invalidf(format string, args ...any) error {
+func invalidf(format string, args ...any) *invalidError {
 	return &invalidError{msg: fmt.Sprintf(format, args...)}
 }
 
@@ -208,14 +214,17 @@ type decoder struct {
 }
 
 // newDecoder reads the start of r (see unpack), returning an error that says what the input is
-// when it is not UTF-8 text.
-func newDecoder(r io.Reader, name, command, wants string) (decoder, error) {
+// when it is not UTF-8 text; without judge, it reads nothing.
+func newDecoder(r io.Reader, name, command, wants string, judge bool) (decoder, error) {
 	if name == "-" {
 		name = "stdin"
 	}
 	p := &probeReader{r: r}
 	g := &guardReader{r: p}
 	d := decoder{name: name, command: command, wants: wants, guard: g, probe: p, br: bufio.NewReaderSize(g, peekSize)}
+	if !judge {
+		return d, nil
+	}
 	if err := d.unpack(); err != nil {
 		return d, fmt.Errorf("reading %s: %w", name, err)
 	}
@@ -236,7 +245,7 @@ type Content struct{ d decoder }
 // "stdin"), command the paperpipe command reading it (named in the conversions the errors
 // suggest), and wants what that command reads (named when the input is a PDF or binary).
 func Decode(r io.Reader, name, command, wants string) (*Content, error) {
-	d, err := newDecoder(r, name, command, wants)
+	d, err := newDecoder(r, name, command, wants, true)
 	if err != nil {
 		return nil, err
 	}
@@ -266,7 +275,7 @@ func NewReader(r io.Reader, name string, opts Options) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := newDecoder(r, name, opts.Command, papersWanted)
+	d, err := newDecoder(r, name, opts.Command, papersWanted, !opts.OneRecord)
 	if err != nil {
 		return nil, err
 	}
@@ -614,8 +623,12 @@ func (r *Reader) location(line int) string {
 	return r.name + ":" + strconv.Itoa(line)
 }
 
-// recordErr makes a *RecordError for this file.
+// recordErr makes a *RecordError for this file; a Reader of one record leaves out the advice
+// about the file (see invalidError).
 func (r *Reader) recordErr(line int, id string, err error) *RecordError {
+	if ie, ok := err.(*invalidError); ok && ie.hint != "" && r.opts.OneRecord {
+		err = &invalidError{msg: ie.msg}
+	}
 	return &RecordError{File: r.name, Line: line, ID: id, Err: err}
 }
 

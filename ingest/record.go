@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -55,18 +54,18 @@ func (r *Reader) build(f fields) (paper.Abstract, error) {
 	for _, s := range texts {
 		// PostgreSQL's text holds neither; the store would refuse the paper after it was queued,
 		// where no file and line are known any more.
-		bad := ""
+		var bad error
 		switch {
 		case !utf8.ValidString(s.v):
-			bad = fmt.Sprintf("is not valid UTF-8 (byte %d)%s", invalidUTF8At([]byte(s.v))+1, latin1Hint([]byte(s.v)))
+			bad = withLatin1Hint(invalidf("%s is not valid UTF-8 (byte %d)", s.name, invalidUTF8At([]byte(s.v))+1), []byte(s.v))
 		case strings.IndexByte(s.v, 0) >= 0:
-			bad = fmt.Sprintf("contains a NUL byte (byte %d)", strings.IndexByte(s.v, 0)+1)
+			bad = invalidf("%s contains a NUL byte (byte %d)", s.name, strings.IndexByte(s.v, 0)+1)
 		}
-		if bad != "" {
+		if bad != nil {
 			if s.name == "id" {
 				id = "" // not printable as it is
 			}
-			return fail(invalidf("%s %s", s.name, bad))
+			return fail(bad)
 		}
 	}
 	title := fold(f.title)
@@ -201,19 +200,20 @@ func badUTF8(raw []byte) error {
 	at := invalidUTF8At(raw)
 	field, in := fieldAt(raw, at, "")
 	if field == "" {
-		return invalidf("record is not valid UTF-8 (byte %d)%s", at+1, latin1Hint(raw))
+		return withLatin1Hint(invalidf("record is not valid UTF-8 (byte %d)", at+1), raw)
 	}
-	return invalidf("%s is not valid UTF-8 (byte %d)%s", field, in+1, latin1Hint(raw))
+	return withLatin1Hint(invalidf("%s is not valid UTF-8 (byte %d)", field, in+1), raw)
 }
 
-// latin1Hint is what a message about text that is not UTF-8 adds when more of its bytes beyond
-// ASCII are not UTF-8 than are: the file is likely Latin-1 or Windows-1252 text, whose first
-// block was ASCII (see unpack), and its records with such bytes are refused one by one.
-func latin1Hint(b []byte) string {
+// withLatin1Hint gives err, a message about the text b that is not UTF-8, the advice for a
+// file of Latin-1 or Windows-1252 text when more of b's bytes beyond ASCII are not UTF-8 than
+// are: such a file, whose start passed unpack's look, has its records with such bytes refused
+// one by one. A Reader of one record (Options.OneRecord) leaves the advice out (see recordErr).
+func withLatin1Hint(err *invalidError, b []byte) error {
 	if st := textStats(b); st.bad > st.multi && st.ctrl == 0 {
-		return "; if the file is Latin-1 or Windows-1252 text, convert it with `iconv -f WINDOWS-1252 -t UTF-8`"
+		err.hint = "; if the file is Latin-1 or Windows-1252 text, convert it with `iconv -f WINDOWS-1252 -t UTF-8`"
 	}
-	return ""
+	return err
 }
 
 // fieldAt names the field of the JSON object raw whose key or value holds byte pos, or "", and

@@ -596,6 +596,19 @@ func TestPostedRecordWithInvalidUTF8IsRejectedLikeAnIngestLine(t *testing.T) {
 	}
 }
 
+// A posted record in Latin-1 (its other text ASCII) is that record's rejection,
+// with its id and the reason ingest gives a line ("title is not valid UTF-8 (byte 4)"): it was
+// judged as a file on its own, refused as Latin-1 text without its id, and the client was told
+// to run `iconv … request | paperpipe ingest -`.
+func TestPostedLatin1RecordKeepsItsIDAndGetsNoShellAdvice(t *testing.T) {
+	t.Parallel()
+	raw := "{\"id\":\"2401.00001\",\"title\":\"Caf\xe9 mod\xe8les na\xeffs\",\"abstract\":\"An abstract long enough to pass.\"}"
+	a, err := parseRecord([]byte(raw))
+	if a.ID != "arxiv:2401.00001" || err == nil || err.Error() != "title is not valid UTF-8 (byte 4)" || !errors.Is(err, paper.ErrInvalid) {
+		t.Errorf("parseRecord(%q) = id %q, %v; want the record's id and \"title is not valid UTF-8 (byte 4)\"", raw, a.ID, err)
+	}
+}
+
 // status on a space that does not exist yet gives it no id — lookupSpace's -1, which only
 // makes every paper count as lacking its embedding, was printed as "id": -1 — and the text
 // says it is not created yet; a space that exists has its id.

@@ -305,7 +305,9 @@ func (p *webPublisher) Publish(ctx context.Context, papers []paper.Abstract) ([]
 }
 
 // parseRecord checks one posted record with the ingest package's JSONL rules, so the API
-// accepts exactly what `paperpipe ingest` accepts from a JSONL line.
+// accepts exactly what `paperpipe ingest` accepts from a JSONL line. It is read as one record
+// (ingest.Options.OneRecord), not judged as a file: a record with bytes that are not UTF-8 is
+// rejected with its id and the reason, without advice about converting a file.
 func parseRecord(raw []byte) (paper.Abstract, error) {
 	// A JSON value has no raw newline inside its strings: the record becomes one line. Byte by
 	// byte, so that invalid UTF-8 reaches ingest's checks as it came (bytes.Map would turn it
@@ -317,7 +319,7 @@ func parseRecord(raw []byte) (paper.Abstract, error) {
 		}
 		line[i] = c
 	}
-	r, err := ingest.NewReader(bytes.NewReader(line), "request", ingest.Options{Format: ingest.JSONL})
+	r, err := ingest.NewReader(bytes.NewReader(line), "request", ingest.Options{Format: ingest.JSONL, OneRecord: true})
 	if err != nil {
 		return paper.Abstract{}, err
 	}
