@@ -97,44 +97,41 @@ func TestBinaryInputIsNamed(t *testing.T) {
 	}
 }
 
-// TestSourceWithoutPapers: an empty input, or text without any record, good or bad (a file of
-// blank lines), ends with a fatal error saying so, which commands count as a failed source; it
-// ended with io.EOF, and ingest reported "0 read … 0 rejected" and exited 0. A well-formed feed
-// without entries (a quiet day of a scheduled fetch) still ends with io.EOF.
+// TestSourceWithoutPapers: a source without any record, good or bad (an empty file, text or
+// JSON lines of blank lines, a feed without entries) ends with io.EOF, and Empty says it held
+// none, for commands to warn of it; an empty input and text without records ended with a fatal
+// error, which made a scraper's empty file of a quiet day a failed source (exit 1).
 func TestSourceWithoutPapers(t *testing.T) {
 	t.Parallel()
-	for _, in := range []string{
-		`<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>query</title></feed>`,
-		"[]",
+	for _, c := range []struct {
+		in   string
+		opts Options
+	}{
+		{`<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>query</title></feed>`, Options{}},
+		{"[]", Options{}},
+		{"", Options{}},
+		{"\n\n  \n", Options{}},
+		{"\n\n", Options{Format: JSONL}},
 	} {
-		r, err := NewReader(strings.NewReader(in), "f", Options{})
-		if err != nil {
-			t.Fatalf("%q: NewReader: %v", in, err)
-		}
-		if _, err := r.Next(); err != io.EOF {
-			t.Errorf("%q (a feed without entries): Next() = %v, want io.EOF", in, err)
-		}
-	}
-	for _, c := range []struct{ in, want string }{
-		{"", "f: the input is empty: no papers in it"},
-		{"\n\n  \n", "f: no papers in it (read as text)"},
-	} {
-		r, err := NewReader(strings.NewReader(c.in), "f", Options{})
+		r, err := NewReader(strings.NewReader(c.in), "f", c.opts)
 		if err != nil {
 			t.Fatalf("%q: NewReader: %v", c.in, err)
 		}
-		_, err = r.Next()
-		if err == io.EOF || err == nil || err.Error() != c.want || !errors.Is(err, paper.ErrInvalid) {
-			t.Errorf("%q: Next() = %v, want the fatal error %q", c.in, err, c.want)
+		if r.Empty() {
+			t.Errorf("%q: Empty() before Next returned io.EOF", c.in)
 		}
-		if _, again := r.Next(); again != err {
-			t.Errorf("%q: Next() again = %v, want the same error", c.in, again)
+		if _, err := r.Next(); err != io.EOF || !r.Empty() {
+			t.Errorf("%q: Next() = %v, Empty() = %v; want io.EOF and true", c.in, err, r.Empty())
 		}
 	}
 	// A source of bad records only is no such source: its records were reported.
-	_, errs, _ := readString(t, `{"id":"2401.00001","title":"T","abstract":""}`, "f", Options{})
-	if len(errs) != 1 {
-		t.Errorf("one bad record: %d record errors, want 1 and then io.EOF", len(errs))
+	r, err := NewReader(strings.NewReader(`{"id":"2401.00001","title":"T","abstract":""}`), "f", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, errs, _ := readAll(t, r)
+	if len(errs) != 1 || r.Empty() {
+		t.Errorf("one bad record: %d record errors, Empty() = %v; want 1 and false", len(errs), r.Empty())
 	}
 }
 

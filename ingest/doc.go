@@ -8,7 +8,7 @@
 // text, zip archives and Latin-1 text are refused by NewReader with an error saying how to
 // convert them (into Options.Command), a PDF and other binary data with one saying what they
 // are. Decode gives the same decoding to readers of other formats. A source without any
-// record ends with an error, not io.EOF.
+// record ends with io.EOF like any other, and Reader.Empty says it held none.
 //
 // Reading streams: memory is bounded by the longest record accepted (Options.MaxRecordBytes),
 // never by the size of the input. Every record carries its origin as "file:line" in

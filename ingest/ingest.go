@@ -210,7 +210,6 @@ type decoder struct {
 	// packed counts the bytes read of gzip-compressed input; nil when it is not compressed.
 	packed *guardReader
 	br     *bufio.Reader
-	empty  bool // the input has no byte at all
 }
 
 // newDecoder reads the start of r (see unpack), returning an error that says what the input is
@@ -309,23 +308,13 @@ func NewReader(r io.Reader, name string, opts Options) (*Reader, error) {
 
 // Next returns the next paper. At the end it returns io.EOF. A bad record is a *RecordError:
 // log it and call Next again. Any other error is fatal and is returned again by later calls.
-// An empty input, or text or JSON lines without any record, good or bad, ends with a fatal
-// error wrapping paper.ErrInvalid that says so, not io.EOF: a wrong or empty file does not pass
-// as read. A feed that is well formed and empty (an Atom feed without entries, a daily-papers
-// list of a day without papers, an OAI snapshot without records) ends with io.EOF: a
-// scheduled fetch of a quiet day is not a failure.
+// A source without any record (an empty file, text of blank lines, an Atom feed without
+// entries) ends with io.EOF too: see Empty.
 func (r *Reader) Next() (paper.Abstract, error) {
 	if r.err != nil {
 		return paper.Abstract{}, r.err
 	}
 	a, err := r.p.next()
-	if err == io.EOF && r.records == 0 && (r.empty || r.opts.Format == Text || r.opts.Format == JSONL) {
-		what := fmt.Sprintf("no papers in it (read as %s)", formatNames[r.opts.Format])
-		if r.empty {
-			what = "the input is empty: no papers in it"
-		}
-		err = &stopError{msg: r.name + ": " + what, err: paper.ErrInvalid}
-	}
 	if err != nil {
 		var re *RecordError
 		if errors.As(err, &re) {
@@ -339,10 +328,11 @@ func (r *Reader) Next() (paper.Abstract, error) {
 	return a, nil
 }
 
-// formatNames names the formats in messages.
-var formatNames = map[Format]string{
-	Text: "text", JSONL: "JSON lines", OAI: "the arXiv OAI snapshot", Atom: "an Atom feed", HFDaily: "Hugging Face daily-papers JSON",
-}
+// Empty reports whether Next has returned io.EOF without any record before it, good or bad:
+// the source held no paper (an empty file or standard input, text or JSON lines of blank lines,
+// a feed of a quiet day without entries). That is not an error, as a scraper may write an empty
+// file on a quiet day; commands say it as a warning naming the source ("FILE: no papers in it").
+func (r *Reader) Empty() bool { return r.err == io.EOF && r.records == 0 }
 
 // Format returns the format being read: the one forced by Options.Format or the one detected.
 func (r *Reader) Format() Format { return r.opts.Format }
@@ -372,7 +362,6 @@ func (d *decoder) unpack() error {
 	head, err := d.br.Peek(1) // waits for the first byte, as detect does
 	switch {
 	case err == io.EOF:
-		d.empty = true
 		return nil
 	case err != nil:
 		return err

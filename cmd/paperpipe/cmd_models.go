@@ -14,8 +14,9 @@ import (
 )
 
 // readAbstracts reads every good record of the named sources; bad records are reported on
-// stderr and counted. ctx ends a download (a URL) at once. opts.Command names the command
-// running in the conversions an unreadable source's error suggests.
+// stderr and counted, and so is a source without papers, as a warning ("FILE: no papers in
+// it"), not a failure. ctx ends a download (a URL) at once. opts.Command names the command
+// running in the conversions an unreadable source's error suggests, and in the warning.
 func readAbstracts(ctx context.Context, paths []string, opts ingest.Options, each func(paper.Abstract) error) (rejected int, err error) {
 	for _, path := range paths {
 		r, closer, err := ingest.OpenContext(ctx, path, opts)
@@ -25,6 +26,9 @@ func readAbstracts(ctx context.Context, paths []string, opts ingest.Options, eac
 		for {
 			a, err := r.Next()
 			if errors.Is(err, io.EOF) {
+				if r.Empty() {
+					fmt.Fprintf(os.Stderr, "paperpipe %s: %s\n", opts.Command, termSafe(noPapers(ingest.Name(path)).Error(), false))
+				}
 				break
 			}
 			var rec *ingest.RecordError

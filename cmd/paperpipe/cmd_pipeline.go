@@ -28,7 +28,8 @@ import (
 func cmdIngest(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("ingest", "FILE|URL|- ...", "Publish abstracts for processing. The format is detected from the content unless --format is given.\n"+
 		"A bad record is reported with its file and line and skipped; a source that cannot be read to its end is reported\n"+
-		"and the next one is read. The exit status is 1 when a record was rejected or a source failed.\n"+
+		"and the next one is read. The exit status is 1 when a record was rejected or a source failed; a source without\n"+
+		"papers (an empty file, a feed without entries) is a warning that names it.\n"+
 		"Ctrl-C stops reading at once (standard input too), waits up to 5 s for the queue to confirm what was sent, and\n"+
 		"prints the summary; ingesting the same input again is safe (repeats are dropped).")
 	format := fs.String("format", "auto", "input format: auto, text, jsonl, oai, atom, hf")
@@ -55,7 +56,7 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 	defer b.close()
 
 	pub := pipeline.NewPublisher(b.js, pipeline.SubjectNew, 256)
-	var read, rejected, failed int
+	var read, rejected, failed, empty int
 	var stop error // the queue failed, or Ctrl-C: the sources left are not read
 	for _, path := range pos {
 		n, bad, err := publishFile(ctx, pub, path, ingest.Options{Format: f, MaxAbstractBytes: *maxBytes})
@@ -63,6 +64,10 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 		rejected += bad
 		var qe queueError
 		switch {
+		case errors.Is(err, errNoPapers):
+			// A warning, not a failure: a scraper's empty file of a quiet day.
+			empty++
+			fmt.Fprintf(os.Stderr, "paperpipe ingest: %s\n", termSafe(err.Error(), false))
 		case err == nil:
 		case errors.As(err, &qe) || ctx.Err() != nil:
 			stop = err
@@ -88,8 +93,11 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 	flushErr := pub.Flush(flushCtx)
 	st := pub.Stats()
 	note := ""
+	if empty > 0 {
+		note = ", " + plural(empty, "source", "sources") + " without papers"
+	}
 	if failed > 0 {
-		note = ", " + plural(failed, "source", "sources") + " failed"
+		note += ", " + plural(failed, "source", "sources") + " failed"
 	}
 	if n := pub.Unconfirmed(); n > 0 {
 		note += fmt.Sprintf(", %d sent, not confirmed: ingesting again is safe", n)
@@ -117,6 +125,13 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 	return nil
 }
 
+// errNoPapers is a source without any record, good or bad (an empty file, an Atom feed without
+// entries): a warning that names it, not a failure.
+var errNoPapers = errors.New("no papers in it")
+
+// noPapers is errNoPapers for the source shown as name: "NAME: no papers in it".
+func noPapers(name string) error { return fmt.Errorf("%s: %w", name, errNoPapers) }
+
 // queueError is a failure of the queue, not of the source being read: ingest stops at it, as
 // the sources after it could not be published either.
 type queueError struct{ error }
@@ -141,6 +156,9 @@ func publishFile(ctx context.Context, pub *pipeline.Publisher, path string, opts
 		}
 		a, err := r.Next()
 		if errors.Is(err, io.EOF) {
+			if r.Empty() {
+				return 0, 0, noPapers(name)
+			}
 			return read, rejected, nil
 		}
 		var rec *ingest.RecordError

@@ -212,8 +212,9 @@ func TestInterruptedIngestOfStdinStopsAndCountsWhatWasQueued(t *testing.T) {
 
 // TestUnreadableInputSaysWhatItIsAndNamesTheCommandRun: summarize and embed, which need no
 // database or queue, suggest converting UTF-16 text or a zip archive into themselves, not into
-// `paperpipe ingest -`, which would queue the papers for the paid workers instead; an empty
-// file is a source without papers (exit 1), not a silent success.
+// `paperpipe ingest -`, which would queue the papers for the paid workers instead (exit 1);
+// an empty file is a source without papers, said as a warning naming it, exit 0: it was a
+// failure (exit 1), which broke a scraper's cron job on a quiet day.
 func TestUnreadableInputSaysWhatItIsAndNamesTheCommandRun(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -233,22 +234,26 @@ func TestUnreadableInputSaysWhatItIsAndNamesTheCommandRun(t *testing.T) {
 		for path, want := range map[string]string{
 			utf16:  "`iconv -f UTF-16 -t UTF-8 " + utf16 + " | paperpipe " + cmd + " -`",
 			zipped: "`unzip -p " + zipped + " | paperpipe " + cmd + " -`",
-			empty:  empty + ": the input is empty: no papers in it",
 		} {
 			r := c.run(cmd, path)
 			if r.code != 1 || !strings.Contains(r.stderr, want) || strings.Contains(r.stderr, "paperpipe ingest") {
 				t.Errorf("%s %s: exit %d, stderr %q; want exit 1 and %q", cmd, filepath.Base(path), r.code, r.stderr, want)
 			}
 		}
+		r := c.run(cmd, empty)
+		if want := "paperpipe " + cmd + ": " + empty + ": no papers in it\n"; r.code != 0 || r.stderr != want {
+			t.Errorf("%s of an empty file: exit %d, stderr %q; want exit 0 and %q", cmd, r.code, r.stderr, want)
+		}
 	}
 }
 
-// TestIngestOfAPDFOrAnEmptyFileIsAFailedSource: a PDF (the paper itself, a researcher's
-// likeliest wrong file) is refused saying what it is and what ingest reads; an empty file is a
-// source without papers. Both count as failed sources, exit 1, and the good source after them
-// is read. A PDF was read as text ("abstract paragraph (2226 words) has no title line", once
-// per page or so) and an empty file gave "0 read … 0 rejected" and exit 0.
-func TestIngestOfAPDFOrAnEmptyFileIsAFailedSource(t *testing.T) {
+// TestIngestOfAPDFIsAFailedSourceAndOfAnEmptyFileAWarning: a PDF (the paper itself, a
+// researcher's likeliest wrong file) is refused saying what it is and what ingest reads, a
+// failed source (exit 1); an empty file is a source without papers, a warning naming it that
+// the summary counts, and alone it leaves the exit status 0: a scraper that writes an empty
+// file on a quiet day must not break its cron job (it was a failed source, exit 1). The good
+// source after them is read.
+func TestIngestOfAPDFIsAFailedSourceAndOfAnEmptyFileAWarning(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	pdf := filepath.Join(dir, "paper.pdf")
@@ -265,9 +270,14 @@ func TestIngestOfAPDFOrAnEmptyFileIsAFailedSource(t *testing.T) {
 	}
 	c := newCLI(t)
 	r := c.run("ingest", pdf, empty, good)
-	if r.code != 1 || !strings.Contains(r.stderr, "1 read, 1 published, 0 dropped as repeats (same record published within the hour), 0 rejected, 2 sources failed\n") ||
+	if r.code != 1 || !strings.Contains(r.stderr, "1 read, 1 published, 0 dropped as repeats (same record published within the hour), 0 rejected, 1 source without papers, 1 source failed\n") ||
 		!strings.Contains(r.stderr, "the input is a PDF document, not text: paperpipe ingest reads papers' titles and abstracts") ||
-		!strings.Contains(r.stderr, empty+": the input is empty: no papers in it") {
-		t.Errorf("ingest of a PDF, an empty file and a good one: exit %d\n%s\nwant exit 1, the PDF and the empty file named as failed sources, the good record published", r.code, r.stderr)
+		!strings.Contains(r.stderr, "paperpipe ingest: "+empty+": no papers in it\n") {
+		t.Errorf("ingest of a PDF, an empty file and a good one: exit %d\n%s\nwant exit 1 for the PDF, the empty file named as without papers, the good record published", r.code, r.stderr)
+	}
+	r = c.run("ingest", empty, good)
+	if r.code != 0 || !strings.Contains(r.stderr, "paperpipe ingest: "+empty+": no papers in it\n") ||
+		!strings.Contains(r.stderr, ", 0 rejected, 1 source without papers\n") {
+		t.Errorf("ingest of an empty file and a good one: exit %d\n%s\nwant exit 0, the empty file named and counted", r.code, r.stderr)
 	}
 }
