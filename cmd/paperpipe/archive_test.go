@@ -1398,17 +1398,28 @@ func TestImportEmbeddingsReadsItsFileAsIngestDoes(t *testing.T) {
 		}
 	}
 
-	// 20,000 lines of papers, not vectors: 100 messages, then it stops.
-	var papers strings.Builder
+	// 20,000 lines of papers, not vectors: 100 messages, then it stops, giving the first
+	// line's reason. A file of vector lines that all fail one check (a dimensions that
+	// disagrees with the vectors) stops the same way, and is not called another kind of file
+	// (it was: "so this is not a file of paperpipe's vector lines"); that is said only of a
+	// file none of whose lines is a JSON object.
+	var papers, dims, csv strings.Builder
 	for i := range 20000 {
 		fmt.Fprintf(&papers, `{"id":"2402.%05d","title":"T","abstract":"A"}`+"\n", i)
+		fmt.Fprintf(&dims, `{"id":"2402.%05d","embedding":[1,0,0,0],"dimensions":3,"model":"imported"}`+"\n", i)
+		fmt.Fprintf(&csv, "2402.%05d,1,0,0,0\n", i)
 	}
-	errw.Reset()
-	path := write("papers.jsonl", []byte(papers.String()))
-	res, err = importEmbeddings(t.Context(), e.st, path, 5000, &errw)
-	if err == nil || !strings.Contains(err.Error(), "the first 100 lines are all bad, so this is not a file of paperpipe's vector lines") ||
-		!strings.Contains(err.Error(), "nothing was loaded") || res.Bad != 100 || strings.Count(errw.String(), "\n") != 100 {
-		t.Errorf("import of 20,000 lines of papers: %v, %d bad, %d lines of messages; want it stopped after 100", err, res.Bad, strings.Count(errw.String(), "\n"))
+	for _, c := range []struct{ name, data, want, not string }{
+		{"papers.jsonl", papers.String(), "the first 100 lines are all bad (the first, line 1: 2402.00000: no embedding); stopped, nothing was loaded", "not a file of"},
+		{"vectors.jsonl", dims.String(), "the first 100 lines are all bad (the first, line 1: 2402.00000: dimensions 3 but 4 values); stopped, nothing was loaded", "not a file of"},
+		{"vectors.csv", csv.String(), "the first 100 lines are all bad and none is a JSON object, so this is not a file of paperpipe's vector lines", "\x00"},
+	} {
+		errw.Reset()
+		res, err = importEmbeddings(t.Context(), e.st, write(c.name, []byte(c.data)), 5000, &errw)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), c.not) ||
+			!strings.Contains(err.Error(), "nothing was loaded") || res.Bad != 100 || strings.Count(errw.String(), "\n") != 100 {
+			t.Errorf("import of 20,000 bad lines (%s): %v, %d bad, %d lines of messages; want it stopped after 100 saying %q", c.name, err, res.Bad, strings.Count(errw.String(), "\n"), c.want)
+		}
 	}
 	// Bad lines after a good one are a damaged file of vectors: each is reported.
 	bad := lines + strings.Repeat(`{"id":"2401.00001","embedding":[],"model":"imported"}`+"\n", 150)

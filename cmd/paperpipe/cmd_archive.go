@@ -1279,8 +1279,9 @@ func cmdImportEmbeddings(ctx context.Context, c *config, args []string) error {
 }
 
 // maxBadLead is how many bad lines, from the first on, import-embeddings reports before it
-// stops: a file none of whose first lines is a vector line is another file (papers, a
-// spreadsheet, a binary), and its every line would be one more message.
+// stops: a file none of whose first lines is a good vector line is another file (papers, a
+// spreadsheet) or vector lines that all fail one check, and its every line would be one more
+// message.
 const maxBadLead = 100
 
 // vectorLinesWanted is what import-embeddings reads, for the refusal of a PDF or binary data.
@@ -1387,14 +1388,28 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 			res.Space.ID, res.Space.Active = 0, false
 		}
 	}()
+	var (
+		firstBad string // the first bad line's number and reason, for lead
+		isObject bool   // a line parsed as a JSON object, whatever its fields hold
+	)
 	bad := func(line int, format string, args ...any) {
 		res.Bad++
-		fmt.Fprintf(errw, "%s:%d: %s\n", name, line, fmt.Sprintf(format, args...))
+		msg := fmt.Sprintf(format, args...)
+		if firstBad == "" {
+			firstBad = fmt.Sprintf("line %d: %s", line, msg)
+		}
+		fmt.Fprintf(errw, "%s:%d: %s\n", name, line, msg)
 	}
-	// lead is the error that ends an import whose first maxBadLead lines are all bad.
+	// lead is the error that ends an import whose first maxBadLead lines are all bad. It says
+	// what the file is only when no line was a JSON object: a file of vector lines that all fail one
+	// check (a dimensions that disagrees with the vectors) is still one, and is told why.
 	lead := func() error {
-		return fmt.Errorf("%s: the first %d lines are all bad, so this is not a file of paperpipe's vector lines (%s); stopped, nothing was loaded: %w",
-			name, maxBadLead, vectorLinesWanted, paper.ErrInvalid)
+		if !isObject {
+			return fmt.Errorf("%s: the first %d lines are all bad and none is a JSON object, so this is not a file of paperpipe's vector lines (%s); the first, %s; stopped, nothing was loaded: %w",
+				name, maxBadLead, vectorLinesWanted, firstBad, paper.ErrInvalid)
+		}
+		return fmt.Errorf("%s: the first %d lines are all bad (the first, %s); stopped, nothing was loaded: %w",
+			name, maxBadLead, firstBad, paper.ErrInvalid)
 	}
 	flush := func() error {
 		if len(buf) == 0 {
@@ -1454,9 +1469,12 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 		}
 		var l embeddingLine
 		if jerr := json.Unmarshal([]byte(text), &l); jerr != nil {
+			var te *json.UnmarshalTypeError
+			isObject = isObject || errors.As(jerr, &te) && te.Field != ""
 			bad(n, "%s", embeddingLineProblem(jerr))
 			continue
 		}
+		isObject = true
 		switch {
 		case strings.TrimSpace(string(l.ID)) == "":
 			bad(n, "no id")
