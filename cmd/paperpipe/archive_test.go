@@ -1365,13 +1365,7 @@ func TestImportEmbeddingsReadsItsFileAsIngestDoes(t *testing.T) {
 	_, _ = w.Write([]byte(lines))
 	_ = w.Close()
 	dir := t.TempDir()
-	write := func(name string, data []byte) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
+	write := func(name string, data []byte) string { return writeFile(t, dir, name, data) }
 	var errw bytes.Buffer
 	res, err := importEmbeddings(t.Context(), e.st, write("vectors.jsonl.gz", gz.Bytes()), 5000, &errw)
 	if err != nil || res.Loaded != 2 || res.Bad != 0 {

@@ -1081,18 +1081,7 @@ func TestSearchOfTextTheModelCannotEmbedAndEmptyJSONLists(t *testing.T) {
 // papersMatching returns the ids of c's papers whose text matches the full-text query q.
 func papersMatching(t *testing.T, c *cli, q string) map[string]bool {
 	t.Helper()
-	var dbURL string
-	for _, kv := range c.env {
-		if v, ok := strings.CutPrefix(kv, "DATABASE_URL="); ok {
-			dbURL = v
-		}
-	}
-	conn, err := pgx.Connect(t.Context(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	rows, err := conn.Query(t.Context(), "SELECT id FROM papers WHERE tsv @@ websearch_to_tsquery('english', $1)", q)
+	rows, err := dbOf(t, c).Query(t.Context(), "SELECT id FROM papers WHERE tsv @@ websearch_to_tsquery('english', $1)", q)
 	if err != nil {
 		t.Fatal(err)
 	}

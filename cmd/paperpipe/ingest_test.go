@@ -218,13 +218,7 @@ func TestInterruptedIngestOfStdinStopsAndCountsWhatWasQueued(t *testing.T) {
 func TestUnreadableInputSaysWhatItIsAndNamesTheCommandRun(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	write := func(name string, data []byte) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
+	write := func(name string, data []byte) string { return writeFile(t, dir, name, data) }
 	utf16 := write("papers.jsonl", []byte{0xff, 0xfe, '{', 0, '"', 0})
 	zipped := write("papers.zip", []byte("PK\x03\x04\x14\x00rest"))
 	empty := write("empty.txt", nil)

@@ -180,12 +180,7 @@ func postPaper(t *testing.T, base, id string) (int, string) {
 // papers.
 func TestServeStartsWhileNATSIsDown(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0") // a free port, for the NATS server started later
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := freePort(t) // for the NATS server started later
 	c := newCLI(t, fmt.Sprintf("NATS_URL=nats://127.0.0.1:%d", port))
 	base := startServe(t, c)
 	if code, body := get(t, base+"/api/papers"); code != http.StatusOK {
@@ -218,12 +213,7 @@ func TestServeStartsWhileNATSIsDown(t *testing.T) {
 // with nothing in its log (nats.go gives up after the same refusal twice, silently).
 func TestServeStartedDuringAnOutageStopsWhenNATSRefusesItsCredentials(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := freePort(t) // for the NATS server started later
 	c := newCLI(t, fmt.Sprintf("NATS_URL=nats://wrong-token@127.0.0.1:%d", port))
 	srv := exec.Command(binary, "serve", "--http", "127.0.0.1:0")
 	srv.Env = c.env
@@ -263,12 +253,7 @@ func TestServeStartedDuringAnOutageStopsWhenNATSRefusesItsCredentials(t *testing
 // timeout of JetStream requests that pile up in the reconnect buffer.
 func TestMetricsAnswerAtOnceWhileNATSIsDown(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := freePort(t) // for the NATS server started later
 	base := startServe(t, newCLI(t, fmt.Sprintf("NATS_URL=nats://127.0.0.1:%d", port)))
 	start := time.Now()
 	if code, body := get(t, base+"/metrics"); code != http.StatusOK || time.Since(start) > 2*time.Second {
@@ -280,12 +265,7 @@ func TestMetricsAnswerAtOnceWhileNATSIsDown(t *testing.T) {
 // server on this host only; elsewhere (a Kubernetes service) it would be wrong advice.
 func TestUnreachableNATSHintFitsTheAddress(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	local := "nats://" + ln.Addr().String()
-	ln.Close()
+	local := fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))
 	for _, tc := range []struct {
 		url   string
 		unset bool

@@ -101,6 +101,16 @@ func TestDLQListCarriesNoTerminalControlSequences(t *testing.T) {
 	}
 }
 
+// writeFile writes data to dir/name and returns its path.
+func writeFile(t *testing.T, dir, name string, data []byte) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // dbOf connects to c's database, closed with the test.
 func dbOf(t *testing.T, c *cli) *pgx.Conn {
 	t.Helper()
