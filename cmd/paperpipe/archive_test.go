@@ -523,6 +523,22 @@ func TestReprocessBatchAPIWithOfflineModelsSaysWhatWorks(t *testing.T) {
 			}
 		}
 	}
+	// With no model set and no key (the default: the offline models), and with the offline
+	// summarizer named by its own name, the refusal is the same: the check ran before the
+	// defaults were filled in (and recorded a batch job that could never run), and took that
+	// name for an OpenAI model.
+	for name, set := range map[string]func(*config){
+		"no model set":                       func(cf *config) { cf.ChatModel, cf.EmbedModel, cf.APIKey, cf.BaseURL = "", "", "", "" },
+		"the offline summarizer by its name": func(cf *config) { cf.ChatModel, cf.EmbedModel = summarize.OfflineModel, offline },
+	} {
+		for _, dry := range []bool{false, true} {
+			var out, errw bytes.Buffer
+			_, err := runReprocess(ctx, e.cfg(set), reprocessOptions{batchAPI: true, dryRun: dry}, &out, &errw)
+			if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "needs OpenAI models and OPENAI_API_KEY") {
+				t.Errorf("%s (dry run %v): %v, printed %q%q; want the usage error of the offline models", name, dry, err, out.String(), errw.String())
+			}
+		}
+	}
 	// With OpenAI's models for the work asked, --batch-api is no error here.
 	tldrs := e.cfg(func(cf *config) { cf.EmbedModel = offline })
 	if _, err := runReprocess(ctx, tldrs, reprocessOptions{batchAPI: true, tldrOnly: true, dryRun: true}, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {

@@ -506,7 +506,7 @@ type estimate struct {
 // the exact prompt and embedded text) and cost (internal/pricing; half with the Batch API).
 func estimateWork(ctx context.Context, c *config, st *store.Store, sel store.Selection, m *models, batchAPI bool) (estimate, error) {
 	e := estimate{BatchAPI: batchAPI}
-	chatAPI, embAPI := c.ChatModel != offline, !c.embedOffline()
+	chatAPI, embAPI := !c.chatOffline(), !c.embedOffline()
 	// One chat request per paper. Embeddings: the worker gathers papers across messages into
 	// requests of at most pipeline.MaxEmbedBatch (and EmbedBatchInputs, if smaller); the Batch
 	// API sends one line per paper.
@@ -778,7 +778,8 @@ func batchProgress(jobs []store.BatchJob, r batch.Report) string {
 // --embed-only or --tldr-only only when the model of that work is not offline itself; with
 // every model of the work offline, a plain reprocess, which computes them locally for nothing.
 func batchAPIModels(c *config, wantTLDR, wantEmb bool) error {
-	chatOff, embOff := c.ChatModel == offline, c.embedOffline()
+	c.resolveModels() // no model set: the offline ones without an API key
+	chatOff, embOff := c.chatOffline(), c.embedOffline()
 	switch {
 	case wantTLDR && chatOff && wantEmb && !embOff:
 		return usageErr("--batch-api sends the work to OpenAI's models, and the TL;DR model is the offline one: add --embed-only to send the embeddings alone " +

@@ -19,6 +19,7 @@ import (
 	"github.com/paperpipe/paperpipe/internal/pricing"
 	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/store"
+	"github.com/paperpipe/paperpipe/summarize"
 )
 
 // DefaultDatabaseURL is where `make services` runs PostgreSQL with pgvector.
@@ -109,7 +110,7 @@ func (c *config) checkAPI(chat, emb bool) error {
 		}
 	}
 	var models []string
-	if chat && c.ChatModel != offline {
+	if chat && !c.chatOffline() {
 		models = append(models, "the TL;DR model "+c.ChatModel)
 	}
 	if emb && !c.embedOffline() {
@@ -294,6 +295,12 @@ func validIndexMemory(size string) bool {
 
 // embedOffline reports whether the embedding model is a built-in offline one: "offline", the
 // hashed model or a fitted model, each by name.
+// chatOffline reports whether the TL;DR model is the built-in offline summarizer, by "offline"
+// or by its own name (the one TL;DRs are stored under).
+func (c *config) chatOffline() bool {
+	return c.ChatModel == offline || c.ChatModel == summarize.OfflineModel
+}
+
 func (c *config) embedOffline() bool {
 	return c.EmbedModel == offline || embed.IsOfflineModel(c.EmbedModel)
 }

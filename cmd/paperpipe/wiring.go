@@ -42,7 +42,7 @@ func buildModels(ctx context.Context, c *config, log *slog.Logger, st *store.Sto
 	}
 	c.resolveModels()
 	var lim *llm.Limiter
-	if c.ChatModel != offline || !c.embedOffline() {
+	if !c.chatOffline() || !c.embedOffline() {
 		lim = llm.NewLimiter(llm.LimiterConfig{RequestsPerMinute: c.RPM, TokensPerMinute: c.TPM, Logger: log})
 	}
 	hc := c.httpClient
@@ -50,7 +50,7 @@ func buildModels(ctx context.Context, c *config, log *slog.Logger, st *store.Sto
 		hc = &http.Client{Transport: llm.PooledTransport(c.Concurrency)}
 	}
 	m := &models{}
-	if c.ChatModel == offline {
+	if c.chatOffline() {
 		m.sum = summarize.NewOffline(c.MaxWords)
 	} else {
 		s, err := summarize.New(summarize.Config{
