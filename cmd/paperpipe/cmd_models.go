@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -94,7 +93,7 @@ func cmdSummarize(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	defer closeStore()
-	enc := json.NewEncoder(os.Stdout)
+	enc := newJSONEncoder(os.Stdout)
 	rejected, err := readAbstracts(ctx, pos, ingest.Options{Format: f, Command: "summarize"}, func(a paper.Abstract) error {
 		s, err := m.sum.Summarize(ctx, a)
 		if err != nil {
@@ -142,7 +141,7 @@ func cmdEmbed(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	defer closeStore()
-	enc := json.NewEncoder(os.Stdout)
+	enc := newJSONEncoder(os.Stdout)
 	// The space and the text's content hash go with each vector, so that import-embeddings puts
 	// it in the right space and skips it when the paper's text has changed since.
 	space := m.emb.Space()

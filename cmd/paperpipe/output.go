@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -20,9 +21,48 @@ func nonNil[T any](s []T) []T {
 }
 
 func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
+	enc := newJSONEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// newJSONEncoder is a json.Encoder whose output holds, within its strings, none of the
+// characters encoding/json leaves as they are that act on a terminal: DEL, the C1 controls
+// (U+009B is an 8-bit CSI) and the Unicode format characters (the bidi overrides) are written
+// as \u escapes, which decode to the same text. `show --json` on a terminal is then as safe
+// as the readable output.
+func newJSONEncoder(w io.Writer) *json.Encoder { return json.NewEncoder(jsonEscaper{w}) }
+
+// jsonEscaper rewrites what json.Encoder writes (a whole value per Write) for newJSONEncoder.
+type jsonEscaper struct{ w io.Writer }
+
+func (e jsonEscaper) Write(p []byte) (int, error) {
+	clean := true
+	for i := 0; i < len(p) && clean; i++ {
+		clean = p[i] < 0x7f
+	}
+	if clean {
+		return e.w.Write(p)
+	}
+	written := len(p)
+	var b strings.Builder
+	b.Grow(len(p) + 16)
+	for len(p) > 0 {
+		r, n := utf8.DecodeRune(p)
+		switch {
+		case r == 0x7f, r >= 0x80 && r <= 0x9f, unicode.Is(unicode.Cf, r):
+			for _, u := range utf16.Encode([]rune{r}) {
+				fmt.Fprintf(&b, "\\u%04x", u)
+			}
+		default:
+			b.Write(p[:n])
+		}
+		p = p[n:]
+	}
+	if _, err := io.WriteString(e.w, b.String()); err != nil {
+		return 0, err
+	}
+	return written, nil
 }
 
 // plural is n with the unit, singular for 1: "1 record", "2 records". many is the plural form.

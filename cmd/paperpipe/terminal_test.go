@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,5 +149,27 @@ func TestTermSafe(t *testing.T) {
 		if got := termSafe(tc.in, tc.lines); got != tc.want {
 			t.Errorf("termSafe(%q, %v) = %q, want %q", tc.in, tc.lines, got, tc.want)
 		}
+	}
+}
+
+// --json output holds none of the characters that act on a terminal: encoding/json escapes
+// only the C0 controls (and U+2028/U+2029), and left DEL, the C1 controls (U+009B is an 8-bit
+// CSI) and the format characters (the bidi override U+202E) as they are; they are \u escapes
+// now, which decode to the same text.
+func TestJSONOutputEscapesWhatActsOnATerminal(t *testing.T) {
+	t.Parallel()
+	in := map[string]string{"title": "a\x1bb\x7fc\u009bd\u202ee \U000e0041 naïve 中文"}
+	var b bytes.Buffer
+	if err := writeJSON(&b, in); err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range []string{"\x1b", "\x7f", "\u009b", "\u202e", "\U000e0041"} {
+		if strings.Contains(b.String(), raw) {
+			t.Errorf("--json output %q holds %q unescaped", b.String(), raw)
+		}
+	}
+	var out map[string]string
+	if err := json.Unmarshal(b.Bytes(), &out); err != nil || out["title"] != in["title"] {
+		t.Errorf("--json output %q decodes to %q (%v), want the text as stored", b.String(), out["title"], err)
 	}
 }
