@@ -113,7 +113,10 @@ func connectBrokerLater(ctx context.Context, c *config, log *slog.Logger, role b
 		// nats.go reports no refusal while it retries an initial connection; after the same
 		// one twice it closes the connection, its last error the refusal.
 		nats.ClosedHandler(func(nc *nats.Conn) {
-			if r := natsRefusal(c.NATSURL, nc.LastError()); r != nil && ctx.Err() == nil {
+			if ctx.Err() != nil {
+				return // serve's own shutdown
+			}
+			if r := natsRefusal(c.NATSURL, nc.LastError()); r != nil {
 				log.Error("NATS refused the connection; stopping", "err", r)
 				fail(r)
 			}
@@ -156,7 +159,10 @@ func connectBrokerLater(ctx context.Context, c *config, log *slog.Logger, role b
 // other err.
 func natsRefusal(url string, err error) error {
 	switch {
-	case errors.Is(err, nats.ErrAuthorization):
+	case err == nil:
+		return nil
+	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired), errors.Is(err, nats.ErrAuthRevoked),
+		errors.Is(err, nats.ErrAccountAuthExpired):
 		return fmt.Errorf("connect to NATS at %s: %w (the server refused paperpipe's credentials: "+
 			"a user and password (or a token) go in NATS_URL, an NKey seed's file in PAPERPIPE_NATS_NKEY)", redact.URLs(url), err)
 	case strings.Contains(err.Error(), "x509:"):

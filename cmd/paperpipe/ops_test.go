@@ -214,39 +214,88 @@ func TestServeStartsWhileNATSIsDown(t *testing.T) {
 func TestServeStartedDuringAnOutageStopsWhenNATSRefusesItsCredentials(t *testing.T) {
 	t.Parallel()
 	port := freePort(t) // for the NATS server started later
-	c := newCLI(t, fmt.Sprintf("NATS_URL=nats://wrong-token@127.0.0.1:%d", port))
-	srv := exec.Command(binary, "serve", "--http", "127.0.0.1:0")
-	srv.Env = c.env
-	stderr, err := srv.StderrPipe()
+	s := startServeProc(t, newCLI(t, fmt.Sprintf("NATS_URL=nats://wrong-token@127.0.0.1:%d", port)))
+	natstest.StartWith(t, func(o *server.Options) { o.Port = port; o.Authorization = "right-token" })
+	select {
+	case err := <-s.exited:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(s.logs.String(), "refused paperpipe's credentials") {
+			t.Errorf("serve ended with %v; want exit 1 naming the refused credentials:\n%s", err, s.logs.String())
+		}
+		s.exited <- err
+	case <-time.After(60 * time.Second):
+		t.Fatalf("serve still runs a minute after NATS came back refusing its credentials:\n%s", s.logs.String())
+	}
+}
+
+// serve started during a NATS outage stops cleanly at SIGTERM, whether NATS came back or not:
+// its handler of the connection's close read the refusal of a nil error and panicked (exit 2)
+// when serve had connected.
+func TestServeStartedDuringAnOutageStopsCleanly(t *testing.T) {
+	t.Parallel()
+	for _, comeBack := range []bool{false, true} {
+		t.Run(fmt.Sprint("NATS back: ", comeBack), func(t *testing.T) {
+			t.Parallel()
+			port := freePort(t)
+			s := startServeProc(t, newCLI(t, fmt.Sprintf("NATS_URL=nats://127.0.0.1:%d", port)))
+			if comeBack {
+				natstest.StartWith(t, func(o *server.Options) { o.Port = port })
+				for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+					if code, _ := postPaper(t, s.base, "after-outage-2"); code == http.StatusAccepted {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("serve did not connect to NATS once it was back:\n%s", s.logs.String())
+					}
+				}
+			}
+			_ = s.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case err := <-s.exited:
+				time.Sleep(100 * time.Millisecond) // the pipe's last bytes
+				if err != nil || strings.Contains(s.logs.String(), "panic") {
+					t.Errorf("serve stopped by SIGTERM: %v\n%s", err, s.logs.String())
+				}
+				s.exited <- err
+			case <-time.After(30 * time.Second):
+				t.Fatalf("serve did not stop:\n%s", s.logs.String())
+			}
+		})
+	}
+}
+
+// serveProc is a `paperpipe serve` a test started (startServeProc).
+type serveProc struct {
+	cmd    *exec.Cmd
+	base   string
+	logs   *lockedBuffer
+	exited chan error // its end, once
+}
+
+// startServeProc runs `paperpipe serve` on a free loopback port with c's environment, its
+// stderr copied to logs, until the test ends (SIGTERM, then a kill after 30 s).
+func startServeProc(t *testing.T, c *cli) *serveProc {
+	t.Helper()
+	s := &serveProc{cmd: exec.Command(binary, "serve", "--http", "127.0.0.1:0"), logs: &lockedBuffer{}, exited: make(chan error, 1)}
+	s.cmd.Env = c.env
+	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Start(); err != nil {
+	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	var logs lockedBuffer
-	servedURL(t, stderr, &logs)
-	go func() { exited <- srv.Wait() }()
+	s.base = servedURL(t, stderr, s.logs)
+	go func() { s.exited <- s.cmd.Wait() }()
 	t.Cleanup(func() {
-		_ = srv.Process.Signal(syscall.SIGTERM)
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-exited:
+		case <-s.exited:
 		case <-time.After(30 * time.Second):
-			_ = srv.Process.Kill()
+			_ = s.cmd.Process.Kill()
 		}
 	})
-	natstest.StartWith(t, func(o *server.Options) { o.Port = port; o.Authorization = "right-token" })
-	select {
-	case err := <-exited:
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(logs.String(), "refused paperpipe's credentials") {
-			t.Errorf("serve ended with %v; want exit 1 naming the refused credentials:\n%s", err, logs.String())
-		}
-		exited <- err
-	case <-time.After(60 * time.Second):
-		t.Fatalf("serve still runs a minute after NATS came back refusing its credentials:\n%s", logs.String())
-	}
+	return s
 }
 
 // While NATS is down, /metrics answers at once (its queue gauges left out), not after the
