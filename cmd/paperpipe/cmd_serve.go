@@ -68,20 +68,12 @@ func cmdServe(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return err
 	}
-	// NATS coming back and refusing serve's credentials ends it with the refusal (see
-	// connectBrokerLater).
-	ctx, fail := context.WithCancelCause(ctx)
-	defer fail(nil)
-	b, err := connectBrokerLater(ctx, c, log, brokerClient, fail)
+	b, err := connectBrokerLater(ctx, c, log, brokerClient)
 	if err != nil {
 		return err
 	}
 	defer b.close()
-	err = serveHTTP(ctx, c, log, st, reads, b, m, "serve")
-	if cause := context.Cause(ctx); err == nil && cause != nil && !errors.Is(cause, context.Canceled) {
-		return cause
-	}
-	return err
+	return serveHTTP(ctx, c, log, st, reads, b, m, "serve")
 }
 
 // addHTTPFlag registers --http.

@@ -79,7 +79,10 @@ type config struct {
 	APIToken      string // PAPERPIPE_API_TOKEN — never printed
 	APITokenReads bool   // PAPERPIPE_API_TOKEN_READS
 	emptyToken    string // PAPERPIPE_API_TOKEN is set but empty: how ("" when not)
-	MaxBodyBytes  int64  // PAPERPIPE_HTTP_MAX_BODY_BYTES
+
+	// fail stops the command with its reason (main sets it; nil in tests that build a config).
+	fail         func(error)
+	MaxBodyBytes int64 // PAPERPIPE_HTTP_MAX_BODY_BYTES
 	// AllowedHosts are the names the server answers to besides localhost and IP addresses
 	// (PAPERPIPE_HTTP_ALLOWED_HOSTS, comma-separated).
 	AllowedHosts []string

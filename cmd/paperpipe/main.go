@@ -91,12 +91,20 @@ func run(args []string) int {
 		usage(os.Stderr)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go secondSignalExits(ctx)
+	go secondSignalExits(sigCtx)
 
 	c := loadConfig()
+	// A part of the process that cannot go on (NATS closed the connection, refusing
+	// paperpipe's credentials) stops the command as a signal would, with its reason.
+	ctx, fail := context.WithCancelCause(sigCtx)
+	defer fail(nil)
+	c.fail = fail
 	err := cmd.run(ctx, c, args[1:])
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) && (err == nil || errors.Is(err, context.Canceled)) {
+		err = cause
+	}
 	switch {
 	case err == nil:
 		return 0

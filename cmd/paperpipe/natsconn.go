@@ -35,9 +35,15 @@ type broker struct {
 	lock     *os.File
 	urlFile  string
 	closed   bool
+	closing  bool // close has begun: the connection's close is ours
 	// dataDir and url are set when this process uses another one's embedded server: if that
 	// process stops, this one takes the server over (see takeOver).
 	dataDir, url string
+
+	// natsURL is NATS_URL ("" for the embedded server), and fail stops the command: NATS
+	// closing the connection after refusing paperpipe's credentials ends it (see natsOptions).
+	natsURL string
+	fail    func(error)
 }
 
 // brokerRole is what a process does with the consumer of new papers (pipeline.ConsumerNew).
@@ -89,10 +95,10 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger, role broker
 // until then POST /api/papers answers 503, and /readyz and the status page report NATS. A server
 // that answers and refuses (credentials, certificate, no JetStream) is an error as with
 // connectBroker, and so is any failure of the embedded server. One that comes back and refuses
-// the credentials or the certificate makes nats.go give up (it closes the connection after the
-// same refusal twice): fail is called with the refusal, and serve stops naming the setting
-// instead of answering 503 for ever.
-func connectBrokerLater(ctx context.Context, c *config, log *slog.Logger, role brokerRole, fail func(error)) (*broker, error) {
+// the credentials (nats.go then closes the connection, see natsOptions) or whose certificate
+// cannot be verified (nats.go retries that for ever, silently: three refusals in a row here)
+// stops serve naming the setting (config.fail), instead of answering 503 for ever.
+func connectBrokerLater(ctx context.Context, c *config, log *slog.Logger, role brokerRole) (*broker, error) {
 	b, err := connectBroker(ctx, c, log, role)
 	var ue *unreachableError
 	if c.NATSURL == "" || !errors.As(err, &ue) {
@@ -100,7 +106,7 @@ func connectBrokerLater(ctx context.Context, c *config, log *slog.Logger, role b
 	}
 	log.Warn("NATS cannot be reached; serving reads and connecting in the background (POST /api/papers answers 503 until then)",
 		"url", redact.URLs(c.NATSURL), "err", ue.cause)
-	b = &broker{}
+	b = &broker{natsURL: c.NATSURL, fail: c.fail}
 	connected := make(chan struct{})
 	var once sync.Once
 	opts, err := natsSecurity(c)
@@ -110,17 +116,6 @@ func connectBrokerLater(ctx context.Context, c *config, log *slog.Logger, role b
 	nc, err := nats.Connect(c.NATSURL, append(append(opts, b.natsOptions(log)...),
 		nats.RetryOnFailedConnect(true),
 		nats.ConnectHandler(func(*nats.Conn) { once.Do(func() { close(connected) }) }),
-		// nats.go reports no refusal while it retries an initial connection; after the same
-		// one twice it closes the connection, its last error the refusal.
-		nats.ClosedHandler(func(nc *nats.Conn) {
-			if ctx.Err() != nil {
-				return // serve's own shutdown
-			}
-			if r := natsRefusal(c.NATSURL, nc.LastError()); r != nil {
-				log.Error("NATS refused the connection; stopping", "err", r)
-				fail(r)
-			}
-		}),
 	)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", redact.URLs(c.NATSURL), err)
@@ -132,10 +127,31 @@ func connectBrokerLater(ctx context.Context, c *config, log *slog.Logger, role b
 	}
 	topo := c.topology(role)
 	go func() {
-		select {
-		case <-ctx.Done():
-			return
-		case <-connected:
+		// nats.go reports no refusal while it retries an initial connection: look at its last
+		// error meanwhile.
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		refusals := 0
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-connected:
+				break wait
+			case <-tick.C:
+				r := natsRefusal(c.NATSURL, nc.LastError())
+				if r == nil {
+					refusals = 0
+					continue
+				}
+				if refusals++; refusals < 3 || c.fail == nil {
+					continue
+				}
+				log.Error("NATS refused the connection; stopping", "err", r)
+				c.fail(r)
+				return
+			}
 		}
 		log.Info("NATS connected", "url", redact.URL(nc.ConnectedUrl()))
 		for wait := time.Second; ; wait = min(2*wait, time.Minute) {
@@ -257,6 +273,7 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 		b.close()
 		return nil, false, err
 	}
+	b.natsURL, b.fail = c.NATSURL, c.fail
 	nc, err := nats.Connect(url, append(append(opts, b.natsOptions(log)...), nats.RetryOnFailedConnect(false))...)
 	if err != nil {
 		b.close()
@@ -315,6 +332,21 @@ func (b *broker) natsOptions(log *slog.Logger) []nats.Option {
 		}),
 		// nats.go's ConnectedUrlRedacted keeps a token given as nats://TOKEN@host.
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", redact.URL(nc.ConnectedUrl())) }),
+		// A NATS_URL server that comes back refusing paperpipe's credentials (rotated, expired,
+		// revoked) makes nats.go close the connection after the same refusal twice: nothing
+		// would be done again, so the command stops, naming the setting, as it would at start.
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			b.mu.Lock()
+			ours := b.closing
+			b.mu.Unlock()
+			if ours || b.natsURL == "" || b.fail == nil {
+				return
+			}
+			if r := natsRefusal(b.natsURL, nc.LastError()); r != nil {
+				log.Error("NATS closed the connection, refusing paperpipe's credentials; stopping", "err", r)
+				b.fail(r)
+			}
+		}),
 	}
 }
 
@@ -430,6 +462,9 @@ func (b *broker) tryTakeOver(log *slog.Logger) (done bool, err error) {
 
 // close drains the connection, then stops the embedded server and releases the data directory.
 func (b *broker) close() {
+	b.mu.Lock()
+	b.closing = true
+	b.mu.Unlock()
 	if b.nc != nil {
 		_ = b.nc.Drain()
 		for i := 0; i < 100 && !b.nc.IsClosed(); i++ {

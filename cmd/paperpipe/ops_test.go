@@ -216,15 +216,55 @@ func TestServeStartedDuringAnOutageStopsWhenNATSRefusesItsCredentials(t *testing
 	port := freePort(t) // for the NATS server started later
 	s := startServeProc(t, newCLI(t, fmt.Sprintf("NATS_URL=nats://wrong-token@127.0.0.1:%d", port)))
 	natstest.StartWith(t, func(o *server.Options) { o.Port = port; o.Authorization = "right-token" })
+	s.wantStop(t, "refused paperpipe's credentials")
+}
+
+// serve started during a NATS outage, with NATS coming back on TLS with a certificate of a CA
+// serve was not told about: it stops naming PAPERPIPE_NATS_CA, where it retried for ever in
+// silence (nats.go gives up only on the same authentication refusal twice).
+func TestServeStartedDuringAnOutageStopsWhenNATSCertificateIsUnknown(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	s := startServeProc(t, newCLI(t, fmt.Sprintf("NATS_URL=tls://127.0.0.1:%d", port)))
+	tlsConfig, _ := testCA(t)
+	natstest.StartWith(t, func(o *server.Options) { o.Port = port; o.TLS, o.TLSConfig, o.TLSTimeout = true, tlsConfig, 2 })
+	s.wantStop(t, "PAPERPIPE_NATS_CA")
+}
+
+// serve and a worker connected at start; NATS restarts refusing their credentials (a rotated
+// token): nats.go closes the connection after the same refusal twice, and both stop, naming
+// the setting, where they stayed up doing nothing with nothing in their logs.
+func TestConnectedProcessesStopWhenNATSComesBackRefusingTheirCredentials(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	first := natstest.StartWith(t, func(o *server.Options) { o.Port = port; o.Authorization = "old-token" })
+	c := newCLI(t, fmt.Sprintf("NATS_URL=nats://old-token@127.0.0.1:%d", port))
+	s := startServeProc(t, c)
+	w := startPaperpipe(t, c, "worker")
+	for deadline := time.Now().Add(30 * time.Second); first.NumClients() < 2; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker did not connect to NATS:\n%s", w.logs.String())
+		}
+	}
+	first.Shutdown()
+	first.WaitForShutdown()
+	natstest.StartWith(t, func(o *server.Options) { o.Port = port; o.Authorization = "new-token" })
+	s.wantStop(t, "refused paperpipe's credentials")
+	w.wantStop(t, "refused paperpipe's credentials")
+}
+
+// wantStop waits up to a minute for the process to exit 1 with want in its log.
+func (s *serveProc) wantStop(t *testing.T, want string) {
+	t.Helper()
 	select {
 	case err := <-s.exited:
 		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(s.logs.String(), "refused paperpipe's credentials") {
-			t.Errorf("serve ended with %v; want exit 1 naming the refused credentials:\n%s", err, s.logs.String())
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(s.logs.String(), want) {
+			t.Errorf("%s ended with %v; want exit 1 naming %q:\n%s", s.cmd.Args[1], err, want, s.logs.String())
 		}
 		s.exited <- err
 	case <-time.After(60 * time.Second):
-		t.Fatalf("serve still runs a minute after NATS came back refusing its credentials:\n%s", s.logs.String())
+		t.Fatalf("%s still runs a minute after NATS came back refusing it:\n%s", s.cmd.Args[1], s.logs.String())
 	}
 }
 
@@ -264,7 +304,7 @@ func TestServeStartedDuringAnOutageStopsCleanly(t *testing.T) {
 	}
 }
 
-// serveProc is a `paperpipe serve` a test started (startServeProc).
+// serveProc is a paperpipe process a test started (startPaperpipe).
 type serveProc struct {
 	cmd    *exec.Cmd
 	base   string
@@ -272,11 +312,18 @@ type serveProc struct {
 	exited chan error // its end, once
 }
 
-// startServeProc runs `paperpipe serve` on a free loopback port with c's environment, its
-// stderr copied to logs, until the test ends (SIGTERM, then a kill after 30 s).
+// startServeProc runs `paperpipe serve` on a free loopback port with c's environment (see
+// startPaperpipe).
 func startServeProc(t *testing.T, c *cli) *serveProc {
 	t.Helper()
-	s := &serveProc{cmd: exec.Command(binary, "serve", "--http", "127.0.0.1:0"), logs: &lockedBuffer{}, exited: make(chan error, 1)}
+	return startPaperpipe(t, c, "serve", "--http", "127.0.0.1:0")
+}
+
+// startPaperpipe runs paperpipe with args and c's environment, its stderr copied to logs,
+// until the test ends (SIGTERM, then a kill after 30 s); a serve's base URL is read from it.
+func startPaperpipe(t *testing.T, c *cli, args ...string) *serveProc {
+	t.Helper()
+	s := &serveProc{cmd: exec.Command(binary, args...), logs: &lockedBuffer{}, exited: make(chan error, 1)}
 	s.cmd.Env = c.env
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
@@ -285,7 +332,11 @@ func startServeProc(t *testing.T, c *cli) *serveProc {
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s.base = servedURL(t, stderr, s.logs)
+	if args[0] == "serve" {
+		s.base = servedURL(t, stderr, s.logs)
+	} else {
+		go func() { _, _ = io.Copy(s.logs, stderr) }()
+	}
 	go func() { s.exited <- s.cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = s.cmd.Process.Signal(syscall.SIGTERM)
