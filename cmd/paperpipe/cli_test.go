@@ -1319,9 +1319,9 @@ func TestAPITokenFromAFileWithItsNewlineIsTheToken(t *testing.T) {
 // made `version` and `ingest` exit 2).
 func TestEmptyAPITokenStopsOnlyWhatServesHTTP(t *testing.T) {
 	t.Parallel()
-	c := newCLI(t, "PAPERPIPE_API_TOKEN=")
+	c := newCLI(t, "PAPERPIPE_API_TOKEN=", "PAPERPIPE_API_TOKEN_READS=1")
 	if r := c.run("version"); r.code != 0 {
-		t.Errorf("version with an empty token: exit %d, %s", r.code, r.stderr)
+		t.Errorf("version with an empty token and PAPERPIPE_API_TOKEN_READS: exit %d, %s", r.code, r.stderr)
 	}
 	if r := c.run("worker", "--metrics", "127.0.0.1:0", "--exit-when-idle"); r.code != 2 || !strings.Contains(r.stderr, "PAPERPIPE_API_TOKEN is set but empty") {
 		t.Errorf("worker --metrics with an empty token: exit %d, %s; want 2 naming the token", r.code, r.stderr)

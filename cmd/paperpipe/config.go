@@ -242,9 +242,6 @@ func loadConfig() *config {
 			c.emptyToken = "empty (white space only)"
 		}
 	}
-	if c.APITokenReads && c.APIToken == "" {
-		fatalf("PAPERPIPE_API_TOKEN_READS=%q needs PAPERPIPE_API_TOKEN: reads cannot require a token that is not set", os.Getenv("PAPERPIPE_API_TOKEN_READS"))
-	}
 	if c.BaseURL != "" {
 		if err := llm.CheckBaseURL(c.BaseURL); err != nil {
 			fatalf("OPENAI_BASE_URL %v (the key is OPENAI_API_KEY)", err)
@@ -437,12 +434,16 @@ func fatalf(format string, args ...any) {
 	os.Exit(2)
 }
 
-// checkAPIToken refuses a PAPERPIPE_API_TOKEN set but empty, for the commands that serve HTTP:
+// checkAPIToken refuses a PAPERPIPE_API_TOKEN set but empty (and PAPERPIPE_API_TOKEN_READS
+// without a token), for the commands that serve HTTP:
 // a Secret without a value would leave writes open while the deployment means them closed.
 // Other commands do not read the token, and a shared env file may hold an empty placeholder.
 func (c *config) checkAPIToken() error {
 	if c.emptyToken != "" {
 		return usageErr("PAPERPIPE_API_TOKEN is set but %s: set a token, or unset the variable to leave writes open", c.emptyToken)
+	}
+	if c.APITokenReads && c.APIToken == "" {
+		return usageErr("PAPERPIPE_API_TOKEN_READS=%q needs PAPERPIPE_API_TOKEN: reads cannot require a token that is not set", os.Getenv("PAPERPIPE_API_TOKEN_READS"))
 	}
 	return nil
 }
