@@ -114,26 +114,28 @@ func (r *Reader) build(f fields) (paper.Abstract, error) {
 	return a, nil
 }
 
-// fold trims s and replaces every run of white space (newlines included) and control
-// characters (paper.ControlsToSpaces: a form feed from a PDF's text, the ESC of a terminal's
-// escape sequence) with one space. NUL is refused before (build).
+// fold trims s and replaces every run of white space (newlines included) with one space.
+// Other control characters are kept as they came: the paper's id (for a title id) and its
+// content hash are of its text as stored, and changing them for text stored before would buy
+// its TL;DR and vector again; what shows the text makes it safe (the CLI's termSafe, JSON's
+// escapes, HTML's). NUL is refused before (build).
 func fold(s string) string {
-	clean := true // no white space but single ' ' between words, no control character
+	clean := true // no white space but single ' ' between words
 	for i := 0; i < len(s) && clean; i++ {
 		c := s[i]
 		switch {
 		case c >= utf8.RuneSelf:
-			clean = false // maybe a Unicode space or a C1 control; take the slow path
+			clean = false // maybe a Unicode space; take the slow path
 		case c == ' ':
 			clean = i > 0 && i < len(s)-1 && s[i+1] != ' '
-		case c < ' ' || c == 0x7f:
+		case c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r':
 			clean = false
 		}
 	}
 	if clean {
 		return s
 	}
-	return strings.Join(strings.Fields(paper.ControlsToSpaces(s)), " ")
+	return strings.Join(strings.Fields(s), " ")
 }
 
 // foldAll folds each string and drops the empty ones; nil when none is left.

@@ -155,17 +155,3 @@ func TestCanonicalIDRefusesControlAndFormatCharacters(t *testing.T) {
 		t.Errorf(`CanonicalID(" id:a b\n") = %q, %v; want "id:a b"`, got, err)
 	}
 }
-
-func TestControlsToSpaces(t *testing.T) {
-	t.Parallel()
-	for in, want := range map[string]string{
-		"plain":                          "plain",
-		"a\fb\x1b[2Jc\u009bd\x7fe\u202e": "a b [2Jc d e\u202e", // format characters are kept
-		"nul\x00":                        "nul\x00",            // refused by the callers
-		"caf\u00e9\tnaïve":               "caf\u00e9 naïve",
-	} {
-		if got := ControlsToSpaces(in); got != want {
-			t.Errorf("ControlsToSpaces(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

@@ -1,9 +1,6 @@
 package paper
 
-import (
-	"strings"
-	"unicode"
-)
+import "unicode"
 
 // IsControl reports whether r is a C0 or C1 control character or DEL: tab, newline, escape
 // (which starts a terminal's escape sequences), bell and the others.
@@ -18,22 +15,3 @@ func IsControl(r rune) bool {
 func IsHidden(r rune) bool {
 	return IsControl(r) || unicode.Is(unicode.Cf, r)
 }
-
-// ControlsToSpaces returns s with each control character but NUL (IsControl) replaced by a
-// space: in a title, an abstract, an author or a category, a form feed or a stray carriage
-// return from a PDF's text is a space, and an escape sequence (an ESC or BEL in text anyone can
-// publish) is harmless text. NUL is left for the caller to refuse: PostgreSQL's text cannot
-// hold it, and it is a sign of binary or UTF-16 input.
-func ControlsToSpaces(s string) string {
-	if strings.IndexFunc(s, replacedControl) < 0 {
-		return s
-	}
-	return strings.Map(func(r rune) rune {
-		if replacedControl(r) {
-			return ' '
-		}
-		return r
-	}, s)
-}
-
-func replacedControl(r rune) bool { return r != 0 && IsControl(r) }

@@ -99,8 +99,8 @@ const (
 // summary), and optionally id, authors and categories (lists of strings), published (a date
 // or RFC 3339 time) and url. The id is made canonical (paper.CanonicalID), or derived from
 // the title when absent (paper.TitleID), and refused if it holds a control or format
-// character; control characters in the text are spaces (paper.ControlsToSpaces) and white
-// space runs are folded; the title may have at
+// character; white space runs in the text are folded (other control characters are kept, as
+// ingest keeps them: whatever shows the text makes it safe); the title may have at
 // most 1 KiB and the abstract 32 KiB, and the id, each author and each category at most what
 // `paperpipe ingest` accepts (paper.CheckLengths: 512 bytes, 1 KiB, 256 bytes). The error says
 // in plain words what is wrong; it wraps paper.ErrInvalid.
@@ -127,16 +127,6 @@ func ParseRecord(raw []byte) (paper.Abstract, error) {
 			return paper.Abstract{}, invalid(fmt.Sprintf("%s must be %s", te.Field, kindName(te.Type.Kind().String())))
 		}
 		return paper.Abstract{}, invalid("the record is not valid JSON")
-	}
-	// Control characters are spaces, as in ingest (an ESC would reach a terminal showing the
-	// paper); NUL is refused below.
-	for _, p := range []*string{&rec.Title, &rec.Abstract, &rec.Summary} {
-		*p = paper.ControlsToSpaces(*p)
-	}
-	for _, l := range [][]string{rec.Authors, rec.Categories} {
-		for i := range l {
-			l[i] = paper.ControlsToSpaces(l[i])
-		}
 	}
 	a := paper.Abstract{
 		Title:      fold(rec.Title),
