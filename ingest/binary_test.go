@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -310,5 +311,88 @@ func TestOneRecordIsNotJudgedAsAFile(t *testing.T) {
 	_, errs, _ := readString(t, rec, "request", Options{Format: JSONL, OneRecord: true})
 	if len(errs) != 1 || errs[0].ID != "arxiv:2401.00001" || errs[0].Err.Error() != "title is not valid UTF-8 (byte 4)" {
 		t.Errorf("one record: record errors %v; want its id and \"title is not valid UTF-8 (byte 4)\"", errs)
+	}
+}
+
+// A stream that never pauses for probeIdle (a producer writing a short record every 100 ms)
+// is not held up until 64 KiB came: the look at its start ends after probeMax. The first
+// record came after ~50 s.
+func TestASteadyTrickleIsNotHeldUp(t *testing.T) {
+	t.Parallel()
+	pr, pw := io.Pipe()
+	stop := make(chan struct{})
+	defer func() { close(stop); pw.Close() }()
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, _ = fmt.Fprintf(pw, `{"id":"2401.%05d","title":"Paper %d","abstract":"An abstract of a paper, with a few words in it."}`+"\n", i, i)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	done := make(chan error, 1)
+	go func() {
+		r, err := NewReader(pr, "-", Options{})
+		if err == nil {
+			_, err = r.Next()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no record 20 s after the first line came (a line every 100 ms)")
+	}
+}
+
+// Reader.Offset (the progress ingest prints after each record) is read while the look at the
+// start of a pausing gzip stream may still be reading it in the background: -race (make test)
+// found the two on one counter.
+func TestOffsetOfAPausingGzipStream(t *testing.T) {
+	t.Parallel()
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	zw := gzip.NewWriter(pw)
+	line := func(i int) string {
+		return fmt.Sprintf(`{"id":"2401.%05d","title":"Paper %d","abstract":"An abstract."}`+"\n", i, i)
+	}
+	go func() {
+		for i := range 3 {
+			_, _ = zw.Write([]byte(line(i)))
+		}
+		_ = zw.Flush()
+	}()
+	r, err := NewReader(pr, "-", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Next(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		for i := 3; i < 50; i++ {
+			_, _ = zw.Write([]byte(line(i)))
+			_ = zw.Flush()
+		}
+		_ = zw.Close()
+		_ = pw.Close()
+	}()
+	var last int64
+	for deadline := time.Now().Add(300 * time.Millisecond); time.Now().Before(deadline); {
+		off := r.Offset()
+		if off < last {
+			t.Fatalf("offset went back from %d to %d", last, off)
+		}
+		last = off
+	}
+	if last <= 0 {
+		t.Errorf("offset %d after the first record, want it past the record", last)
 	}
 }

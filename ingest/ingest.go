@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -258,9 +259,9 @@ func (c *Content) Read(p []byte) (int, error) { return c.d.br.Read(p) }
 // gzip-compressed input, the compressed bytes.
 func (c *Content) Offset() int64 {
 	if c.d.packed != nil {
-		return c.d.packed.n
+		return c.d.packed.n.Load()
 	}
-	return c.d.guard.n - int64(c.d.br.Buffered())
+	return c.d.guard.n.Load() - int64(c.d.br.Buffered())
 }
 
 // NewReader returns a Reader of r. name is the file name used in errors and Source ("-" is
@@ -341,7 +342,7 @@ func (r *Reader) Format() Format { return r.opts.Format }
 // gzip-compressed input, the compressed bytes read.
 func (r *Reader) Offset() int64 {
 	if r.packed != nil {
-		return r.packed.n
+		return r.packed.n.Load()
 	}
 	return r.bomLen + r.p.offset()
 }
@@ -350,7 +351,8 @@ func (r *Reader) Offset() int64 {
 // when it may start a magic number) and then at up to 64 KiB of it, or all of it when it ends
 // before: however its bytes arrive (a file, a pipe bringing a line a read), the same input gets
 // the same decision. A live stream is not held up for long: the look stops at what has come
-// when no more bytes came for probeIdle (200 ms). Gzip-compressed input (1f 8b, whatever the file's name)
+// when no more bytes came for probeIdle (200 ms), or after probeMax (1 s) in any case (a
+// stream that never pauses that long). Gzip-compressed input (1f 8b, whatever the file's name)
 // is read decompressed; UTF-16 text (a UTF-16 byte order mark, or NUL bytes among the first
 // ASCII characters, mostly every other byte), a zip archive, a PDF document, binary data
 // (frequent NUL bytes, see byteStats.binary, or bytes that are not UTF-8 among frequent control
@@ -400,9 +402,9 @@ func (d *decoder) unpack() error {
 	// Look at up to 64 KiB, or to the end, however the input comes (a pipe may bring a line a
 	// read): the same input must get the same decision. A live stream is not held up: the
 	// look stops when nothing more came for probeIdle.
-	d.probe.idle = probeIdle
+	d.probe.idle, d.probe.until = probeIdle, time.Now().Add(probeMax)
 	_, err = d.br.Peek(peekSize)
-	d.probe.idle = 0
+	d.probe.idle, d.probe.until = 0, time.Time{}
 	if err != nil && err != io.EOF && !errors.Is(err, errIdle) {
 		return err
 	}
@@ -625,8 +627,8 @@ func (r *Reader) recordErr(line int, id string, err error) *RecordError {
 // the memory of decoders (encoding/xml, encoding/json) that hold a whole record.
 type guardReader struct {
 	r    io.Reader
-	n    int64
-	stop int64 // 0: no limit
+	n    atomic.Int64 // read by Offset while a probe's read may still run (probeReader)
+	stop int64        // 0: no limit
 }
 
 // errTooLarge is returned by guardReader past its stop.
@@ -634,7 +636,7 @@ var errTooLarge = errors.New("record too large")
 
 func (g *guardReader) Read(p []byte) (int, error) {
 	if g.stop > 0 {
-		left := g.stop - g.n
+		left := g.stop - g.n.Load()
 		if left <= 0 {
 			return 0, errTooLarge
 		}
@@ -643,13 +645,13 @@ func (g *guardReader) Read(p []byte) (int, error) {
 		}
 	}
 	n, err := g.r.Read(p)
-	g.n += int64(n)
+	g.n.Add(int64(n))
 	return n, err
 }
 
 // limit allows max more bytes, plus what the buffers above the guard may already hold.
 func (g *guardReader) limit(max int) {
-	g.stop = g.n + int64(max) + peekSize
+	g.stop = g.n.Load() + int64(max) + peekSize
 }
 
 // ioErr wraps a fatal read error with the file and the line being read.

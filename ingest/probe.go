@@ -7,8 +7,13 @@ import (
 )
 
 // probeIdle is how long unpack waits for more of the input while it looks at its start: a
-// live stream that pauses longer is looked at as far as it has come.
-const probeIdle = 200 * time.Millisecond
+// live stream that pauses longer is looked at as far as it has come. probeMax bounds the whole
+// look: a stream that trickles without such a pause (a record a tenth of a second) is not held
+// up until 64 KiB came.
+const (
+	probeIdle = 200 * time.Millisecond
+	probeMax  = time.Second
+)
 
 // errIdle is returned by an armed probeReader when no byte came for its idle time.
 var errIdle = errors.New("no input for a while")
@@ -20,6 +25,7 @@ var errIdle = errors.New("no input for a while")
 type probeReader struct {
 	r       io.Reader
 	idle    time.Duration
+	until   time.Time      // while armed, no read waits past it (zero: no bound)
 	pending chan probeRead // a read of r not yet returned
 	left    []byte         // what a read brought beyond the buffer of the Read that got it
 	leftErr error
@@ -64,7 +70,14 @@ func (p *probeReader) Read(b []byte) (int, error) {
 	if p.idle <= 0 {
 		res = <-p.pending
 	} else {
-		t := time.NewTimer(p.idle)
+		wait := p.idle
+		if !p.until.IsZero() {
+			wait = min(wait, time.Until(p.until))
+		}
+		if wait <= 0 {
+			return 0, errIdle
+		}
+		t := time.NewTimer(wait)
 		select {
 		case res = <-p.pending:
 			t.Stop()
