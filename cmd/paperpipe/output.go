@@ -88,10 +88,12 @@ func pick[N int | int64 | uint64](n N, one, many string) string {
 // 2J clears the screen, OSC 8 hides a link) and a bidi override reorders what is shown. Tab,
 // newline and the other white space controls (and U+2028, U+2029) are a space, or, when lines
 // is true (text whose lines are meant), tab and newline are kept; every other C0 or C1 control
-// character and DEL, and every format character (Unicode's Cf: the bidi controls, zero-width
-// characters, the tag characters) but the soft hyphen and the zero-width (non-)joiner, which
-// are part of how words are written, is shown as an escape: \x1b, \u202e, \U000e0041. A byte
-// that is not UTF-8 is U+FFFD. --json output needs none of this: JSON escapes them.
+// character and DEL, and the bidi embedding, override and isolate controls (U+202A–U+202E,
+// U+2066–U+2069), which reorder the rest of a line, are shown as escapes: \x1b, \u202e. Other
+// format characters are part of how real text is written and act on nothing — the marks of
+// Hebrew and Arabic (LRM, RLM, ALM), joiners, the soft hyphen, an emoji flag's tag characters —
+// and are kept. A byte that is not UTF-8 is U+FFFD. --json output escapes its own way
+// (newJSONEncoder).
 func termSafe(s string, lines bool) string {
 	safe := true
 	for i := 0; i < len(s) && safe; i++ {
@@ -111,9 +113,7 @@ func termSafe(s string, lines bool) string {
 			b.WriteByte(' ')
 		case r < 0x80 && (r < ' ' || r == 0x7f):
 			fmt.Fprintf(&b, "\\x%02x", r)
-		case r > 0xffff && unicode.Is(unicode.Cf, r): // the tag characters
-			fmt.Fprintf(&b, "\\U%08x", r)
-		case r >= 0x80 && r <= 0x9f, unicode.Is(unicode.Cf, r) && r != '\u00ad' && r != '\u200c' && r != '\u200d':
+		case r >= 0x80 && r <= 0x9f, r >= '\u202a' && r <= '\u202e', r >= '\u2066' && r <= '\u2069':
 			fmt.Fprintf(&b, "\\u%04x", r)
 		default:
 			b.WriteRune(r)

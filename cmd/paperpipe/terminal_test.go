@@ -140,9 +140,12 @@ func TestTermSafe(t *testing.T) {
 		{"a\tb\nc\r\fd\u2028e", false, "a b c  d e"},
 		{"a\tb\nc\rd", true, "a\tb\nc d"},
 		{"\x1b]0;t\x07 \x7f \u009b2J", false, `\x1b]0;t\x07 \x7f \u009b2J`},
-		{"abc\u202efed \u2066x\u2069 zero\u200bwidth \U000e0041", false, `abc\u202efed \u2066x\u2069 zero\u200bwidth \U000e0041`},
-		// Part of how words are written: kept.
+		{"abc\u202efed \u2066x\u2069 \u202aembedded\u202c", false, `abc\u202efed \u2066x\u2069 \u202aembedded\u202c`},
+		// Part of how real text is written, acting on nothing: kept (the Hebrew RLM, the Arabic
+		// letter mark, a zero-width space, the word joiner, a flag's tag characters).
 		{"soft\u00adhyphen می\u200cخواهم 👩\u200d💻", false, "soft\u00adhyphen می\u200cخواهم 👩\u200d💻"},
+		{"מודל שפה\u200f (LLM) \u061cعربي zero\u200bwidth word\u2060joiner 🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f", false,
+			"מודל שפה\u200f (LLM) \u061cعربي zero\u200bwidth word\u2060joiner 🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f"},
 		{"bad \xff\x9b byte", false, "bad \ufffd\ufffd byte"},
 	} {
 		if got := termSafe(tc.in, tc.lines); got != tc.want {
