@@ -831,6 +831,7 @@ func TestModelFlagsAreThoseTheCommandUses(t *testing.T) {
 		{"embed", []string{"-embed-model", "-embed-dimensions"}, []string{"-chat-model"}},
 		{"search", []string{"-embed-model", "-embed-dimensions"}, []string{"-chat-model"}},
 		{"serve", []string{"-chat-model", "-embed-model", "-embed-dimensions"}, nil},
+		{"fit", []string{"-concurrency", "-dimensions"}, []string{"-chat-model", "-embed-model", "-embed-dimensions"}},
 	} {
 		help := c.ok(tc.cmd, "-h").stderr
 		for _, f := range tc.has {

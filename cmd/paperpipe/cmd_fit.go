@@ -24,7 +24,8 @@ type fitOptions struct {
 func cmdFit(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("fit", "", "Fit the offline embedder on the archive (TF-IDF with the archive's own statistics, "+
 		"in a fixed dimension), store it, embed every paper with it into its own space, and make that space active.")
-	c.addWorkerFlags(fs)
+	c.addWorkerTuningFlags(fs) // no model flags: the fill embeds with the fitted model, and makes no TL;DR
+
 	o := fitOptions{}
 	fs.IntVar(&o.maxDocs, "max-docs", 4000, "fit on at most `N` papers (a fixed, hash-ordered sample of a larger archive); time grows with N² to N³")
 	fs.IntVar(&o.dimensions, "dimensions", embed.OfflineDimensions, "vector dimensions")

@@ -351,6 +351,12 @@ func (c *config) addEmbedModelFlags(fs *flag.FlagSet, offline ...string) {
 // addWorkerFlags registers the flags of commands that run a worker.
 func (c *config) addWorkerFlags(fs *flag.FlagSet) {
 	c.addModelFlags(fs)
+	c.addWorkerTuningFlags(fs)
+}
+
+// addWorkerTuningFlags registers the flags of how workers run, without the models (fit's
+// workers embed with the model it fits).
+func (c *config) addWorkerTuningFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "TL;DR requests in flight per worker, `N`; a worker holds up to max(4×N, 256) messages, so that embedding requests gather many abstracts; env PAPERPIPE_CONCURRENCY")
 	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "messages pulled and recorded per micro-batch; env PAPERPIPE_BATCH_SIZE")
 	fs.IntVar(&c.EmbedBatchInputs, "embed-batch-inputs", c.EmbedBatchInputs, "most abstracts per embeddings request (the worker gathers at most 64 across messages); env PAPERPIPE_EMBED_BATCH_INPUTS")
