@@ -266,7 +266,8 @@ func TestBadFlagsExitWithUsageStatus(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
 	for _, args := range [][]string{{"list", "--bogus"}, {"related", "x", "-k", "many"}, {"list", "-n", "0"},
-		{"ingest", "--max-abstract-bytes", "-1", "x.jsonl"}, {"ingest", "--max-abstract-bytes", "0", "x.jsonl"}} {
+		{"ingest", "--max-abstract-bytes", "-1", "x.jsonl"}, {"ingest", "--max-abstract-bytes", "0", "x.jsonl"},
+		{"embed", "--batch", "0", sampleFile}} {
 		if r := c.run(args...); r.code != 2 {
 			t.Errorf("paperpipe %s: exit %d, want 2\n%s", strings.Join(args, " "), r.code, r.stderr)
 		}

@@ -121,13 +121,16 @@ func cmdEmbed(ctx context.Context, c *config, args []string) error {
 		"No database or queue.")
 	c.addEmbedModelFlags(fs, storelessOffline)
 	format := fs.String("format", "auto", "input format: auto, text, jsonl, oai, atom, hf")
-	batch := fs.Int("batch", 256, "abstracts per Embed call")
+	batch := fs.Int("batch", 256, "abstracts per Embed call, at least 1")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) == 0 {
 		return usageErr("name a file, a URL, or - for standard input")
+	}
+	if *batch < 1 {
+		return usageErr("--batch is %d, want at least 1", *batch)
 	}
 	f, err := ingest.ParseFormat(*format)
 	if err != nil {
