@@ -702,7 +702,7 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted after %s; run the same command again to resume (finished papers are not redone): %w",
-			plural(done.Load(), "paper", "papers"), ctx.Err())
+			plural(done.Load(), "paper", "papers"), context.Cause(ctx))
 	}
 	if err != nil {
 		return err

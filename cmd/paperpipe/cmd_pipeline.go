@@ -109,7 +109,11 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 		read, st.Published, st.Duplicates, rejected, note)
 	switch {
 	case interrupted:
-		return errors.Join(errors.New("interrupted"), flushErr)
+		why := errors.New("interrupted")
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			why = fmt.Errorf("stopped: %w", cause) // NATS refused paperpipe (config.fail)
+		}
+		return errors.Join(why, flushErr)
 	case stop != nil:
 		return stop
 	case flushErr != nil:

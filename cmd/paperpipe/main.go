@@ -13,6 +13,9 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -102,8 +105,20 @@ func run(args []string) int {
 	defer fail(nil)
 	c.fail = fail
 	err := cmd.run(ctx, c, args[1:])
-	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) && (err == nil || errors.Is(err, context.Canceled)) {
-		err = cause
+	if err != nil && errors.Is(err, nats.ErrConnectionClosed) {
+		// NATS closed the connection: its handler, which says why, may come a moment after.
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		switch {
+		case err == nil || err == context.Canceled:
+			err = cause // a command that said nothing of its own
+		case !errors.Is(err, cause):
+			err = fmt.Errorf("%w; stopped: %w", err, cause) // what failed, then why
+		}
 	}
 	switch {
 	case err == nil:

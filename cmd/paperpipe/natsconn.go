@@ -44,6 +44,7 @@ type broker struct {
 	// closing the connection after refusing paperpipe's credentials ends it (see natsOptions).
 	natsURL string
 	fail    func(error)
+	done    chan struct{} // closed by close: ends watchRefusals
 }
 
 // brokerRole is what a process does with the consumer of new papers (pipeline.ConsumerNew).
@@ -126,32 +127,12 @@ func connectBrokerLater(ctx context.Context, c *config, log *slog.Logger, role b
 		return nil, err
 	}
 	topo := c.topology(role)
+	b.watchRefusals(log)
 	go func() {
-		// nats.go reports no refusal while it retries an initial connection: look at its last
-		// error meanwhile.
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		refusals := 0
-	wait:
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-connected:
-				break wait
-			case <-tick.C:
-				r := natsRefusal(c.NATSURL, nc.LastError())
-				if r == nil {
-					refusals = 0
-					continue
-				}
-				if refusals++; refusals < 3 || c.fail == nil {
-					continue
-				}
-				log.Error("NATS refused the connection; stopping", "err", r)
-				c.fail(r)
-				return
-			}
+		select {
+		case <-ctx.Done():
+			return
+		case <-connected:
 		}
 		log.Info("NATS connected", "url", redact.URL(nc.ConnectedUrl()))
 		for wait := time.Second; ; wait = min(2*wait, time.Minute) {
@@ -168,6 +149,43 @@ func connectBrokerLater(ctx context.Context, c *config, log *slog.Logger, role b
 		}
 	}()
 	return b, nil
+}
+
+// watchRefusals stops the command (b.fail) when a NATS_URL server refuses paperpipe — its
+// credentials, or a certificate it cannot verify — for three seconds in a row while the
+// connection is down: nats.go reports no refusal while it retries a connection (at start in
+// serve's background connect, or after a restart), and retries an unverifiable certificate for
+// ever, so the process would sit idle, saying nothing. It runs until close.
+func (b *broker) watchRefusals(log *slog.Logger) {
+	if b.natsURL == "" || b.fail == nil || b.nc == nil {
+		return
+	}
+	b.mu.Lock()
+	b.done = make(chan struct{})
+	done := b.done
+	b.mu.Unlock()
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for refusals := 0; ; {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			r := natsRefusal(b.natsURL, b.nc.LastError())
+			if b.nc.IsConnected() || r == nil {
+				refusals = 0
+				continue
+			}
+			if refusals++; refusals < 3 {
+				continue
+			}
+			log.Error("NATS refuses paperpipe; stopping", "err", r)
+			b.fail(r)
+			return
+		}
+	}()
 }
 
 // natsRefusal is the error of a connection to NATS at url that the server refused — its
@@ -312,6 +330,7 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 		}
 		return nil, joined, err
 	}
+	b.watchRefusals(log)
 	return b, false, nil
 }
 
@@ -463,6 +482,9 @@ func (b *broker) tryTakeOver(log *slog.Logger) (done bool, err error) {
 // close drains the connection, then stops the embedded server and releases the data directory.
 func (b *broker) close() {
 	b.mu.Lock()
+	if !b.closing && b.done != nil {
+		close(b.done)
+	}
 	b.closing = true
 	b.mu.Unlock()
 	if b.nc != nil {

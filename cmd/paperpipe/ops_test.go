@@ -253,6 +253,75 @@ func TestConnectedProcessesStopWhenNATSComesBackRefusingTheirCredentials(t *test
 	w.wantStop(t, "refused paperpipe's credentials")
 }
 
+// serve and a worker connected at start over TLS; NATS restarts with a certificate of another
+// CA (a rotated CA): nats.go retries that for ever and reports it through no callback, so both
+// sat idle, logging only "reconnecting"; they stop, naming PAPERPIPE_NATS_CA.
+func TestConnectedProcessesStopWhenNATSComesBackWithAnotherCAsCertificate(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	tls1, ca1 := testCA(t)
+	first := natstest.StartWith(t, func(o *server.Options) { o.Port = port; o.TLS, o.TLSConfig, o.TLSTimeout = true, tls1, 2 })
+	c := newCLI(t, fmt.Sprintf("NATS_URL=nats://127.0.0.1:%d", port), "PAPERPIPE_NATS_CA="+ca1)
+	s := startServeProc(t, c)
+	w := startPaperpipe(t, c, "worker")
+	for deadline := time.Now().Add(30 * time.Second); first.NumClients() < 2; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker did not connect to NATS:\n%s", w.logs.String())
+		}
+	}
+	first.Shutdown()
+	first.WaitForShutdown()
+	tls2, _ := testCA(t)
+	natstest.StartWith(t, func(o *server.Options) { o.Port = port; o.TLS, o.TLSConfig, o.TLSTimeout = true, tls2, 2 })
+	s.wantStop(t, "PAPERPIPE_NATS_CA")
+	w.wantStop(t, "PAPERPIPE_NATS_CA")
+}
+
+// An ingest of a live stream stopped because NATS came back refusing its credentials says so
+// in its last line (it said "interrupted", as if the user had pressed Ctrl-C).
+func TestIngestStoppedByARefusalSaysWhy(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	first := natstest.StartWith(t, func(o *server.Options) { o.Port = port; o.Authorization = "old-token" })
+	c := newCLI(t, fmt.Sprintf("NATS_URL=nats://old-token@127.0.0.1:%d", port))
+	cmd := exec.Command(binary, "ingest", "-")
+	cmd.Env = c.env
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+	})
+	fmt.Fprintln(stdin, `{"id":"2401.00001","title":"A paper","abstract":"An abstract of a paper."}`)
+	for deadline := time.Now().Add(20 * time.Second); first.NumClients() < 1; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("ingest did not connect:\n%s", logs.String())
+		}
+	}
+	first.Shutdown()
+	first.WaitForShutdown()
+	natstest.StartWith(t, func(o *server.Options) { o.Port = port; o.Authorization = "new-token" })
+	select {
+	case err := <-done:
+		lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+		if last := lines[len(lines)-1]; err == nil || !strings.Contains(last, "refused paperpipe's credentials") {
+			t.Errorf("ingest ended with %v, its last line %q; want an error naming the refusal\n%s", err, last, logs.String())
+		}
+		done <- err
+	case <-time.After(60 * time.Second):
+		t.Fatalf("ingest still runs a minute after NATS came back refusing it:\n%s", logs.String())
+	}
+}
+
 // wantStop waits up to a minute for the process to exit 1 with want in its log.
 func (s *serveProc) wantStop(t *testing.T, want string) {
 	t.Helper()
