@@ -202,6 +202,11 @@ func natsRefusal(url string, err error) error {
 	case strings.Contains(err.Error(), "x509:"):
 		return fmt.Errorf("connect to NATS at %s: %w (the server's certificate is not one a system CA signed? "+
 			"PAPERPIPE_NATS_CA names the PEM file of the CA that did)", redact.URLs(url), err)
+	case errors.Is(err, nats.ErrSecureConnWanted):
+		return fmt.Errorf("connect to NATS at %s: %w (NATS_URL asks for TLS, and the server does not offer it: "+
+			"write nats:// instead of tls://, or enable TLS on the server)", redact.URLs(url), err)
+	case errors.Is(err, nats.ErrSecureConnRequired):
+		return fmt.Errorf("connect to NATS at %s: %w (the server takes only TLS: write tls:// in NATS_URL)", redact.URLs(url), err)
 	}
 	return nil
 }
@@ -348,6 +353,14 @@ func (b *broker) natsOptions(log *slog.Logger) []nats.Option {
 			if b.dataDir != "" {
 				go b.takeOver(nc, log)
 			}
+		}),
+		// nats.go's default prints its asynchronous errors bare on stderr, beside the log.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil {
+				log.Warn("NATS error", "subject", sub.Subject, "err", err)
+				return
+			}
+			log.Warn("NATS error", "err", err)
 		}),
 		// nats.go's ConnectedUrlRedacted keeps a token given as nats://TOKEN@host.
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", redact.URL(nc.ConnectedUrl())) }),

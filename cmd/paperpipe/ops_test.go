@@ -430,6 +430,17 @@ func TestMetricsAnswerAtOnceWhileNATSIsDown(t *testing.T) {
 	}
 }
 
+// NATS_URL asking for TLS (tls://) from a server without it said "is a NATS server running
+// there?": the error says what to change.
+func TestTLSURLOfAServerWithoutTLSSaysSo(t *testing.T) {
+	t.Parallel()
+	srv := natstest.StartWith(t, func(o *server.Options) {})
+	r := newCLI(t, "NATS_URL=tls://"+strings.TrimPrefix(srv.ClientURL(), "nats://")).run("status")
+	if r.code != 1 || !strings.Contains(r.stderr, "write nats:// instead of tls://") {
+		t.Errorf("status with a tls:// NATS_URL of a server without TLS: exit %d, %s; want 1 and what to change", r.code, r.stderr)
+	}
+}
+
 // A NATS_URL that cannot be reached: the hint to unset it, for the embedded server, fits a
 // server on this host only; elsewhere (a Kubernetes service) it would be wrong advice.
 func TestUnreachableNATSHintFitsTheAddress(t *testing.T) {
