@@ -164,14 +164,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		// database is gone) waits for ever: every command would hang at start.
 		pcfg.ConnConfig.ConnectTimeout = DefaultConnectTimeout
 	}
-	// accepted records that a connection was accepted, for Open's message when the start-up
-	// then times out.
-	var accepted atomic.Bool
+	// accepted records the last address that accepted a connection, for Open's message when
+	// the start-up then times out (of a URL naming several hosts, the one that went silent).
+	var accepted atomic.Pointer[string]
 	dial := pcfg.ConnConfig.DialFunc
 	pcfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := dial(ctx, network, addr)
 		if err == nil {
-			accepted.Store(true)
+			accepted.Store(&addr)
 		}
 		return c, err
 	}
@@ -208,10 +208,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.pool.Close()
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil { // the connect timeout's
 			wait := pcfg.ConnConfig.ConnectTimeout
-			if accepted.Load() {
-				return nil, fmt.Errorf("connect to database %s: the address accepted the connection but did not answer as PostgreSQL within %s "+
+			if addr := accepted.Load(); addr != nil {
+				return nil, fmt.Errorf("connect to database %s: %s accepted the connection but did not answer as PostgreSQL within %s "+
 					"(another service's port? a port-forward or proxy whose database is down? connect_timeout in the URL sets the wait, in seconds): %w",
-					s.target, wait, err)
+					s.target, *addr, wait, err)
 			}
 			return nil, fmt.Errorf("connect to database %s: no connection within %s (is the host up and the port open to this one? "+
 				"connect_timeout in the URL sets the wait, in seconds): %w", s.target, wait, err)

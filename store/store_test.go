@@ -249,15 +249,18 @@ func silentServer(t *testing.T) string {
 func TestOpenSilentServerFailsAndSaysSo(t *testing.T) {
 	t.Parallel()
 	addr := silentServer(t)
+	closed := freeAddr(t)
 	for _, tc := range []struct {
-		query, within string
+		hosts, query, within string
 	}{
-		{"sslmode=disable", store.DefaultConnectTimeout.String()},
-		{"connect_timeout=1", "1s"}, // sslmode=prefer: its TLS request waits for an answer too
+		{addr, "sslmode=disable", store.DefaultConnectTimeout.String()},
+		{addr, "connect_timeout=1", "1s"}, // sslmode=prefer: its TLS request waits for an answer too
+		// Of several hosts, the message names the one that went silent, not the first.
+		{closed + "," + addr, "sslmode=disable&connect_timeout=1", "1s"},
 	} {
 		// The test's own limit: well above what Open should take, well below "for ever".
 		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-		st, err := store.Open(ctx, store.Config{URL: "postgres://paperpipe@" + addr + "/x?" + tc.query})
+		st, err := store.Open(ctx, store.Config{URL: "postgres://paperpipe@" + tc.hosts + "/x?" + tc.query})
 		ctxErr := ctx.Err()
 		cancel()
 		if err == nil {
@@ -267,12 +270,23 @@ func TestOpenSilentServerFailsAndSaysSo(t *testing.T) {
 		if ctxErr != nil {
 			t.Fatalf("%s: Open returned only when the caller's context ended: %v", tc.query, err)
 		}
-		for _, want := range []string{addr, "accepted the connection but did not answer as PostgreSQL within " + tc.within, "connect_timeout"} {
+		for _, want := range []string{addr + " accepted the connection but did not answer as PostgreSQL within " + tc.within, "connect_timeout"} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("%s: Open: %v; want it to say %q", tc.query, err, want)
 			}
 		}
 	}
+}
+
+// freeAddr is a loopback address where nothing listens.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 func TestOpenBadURLHidesPassword(t *testing.T) {
