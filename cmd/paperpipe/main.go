@@ -105,8 +105,9 @@ func run(args []string) int {
 	defer fail(nil)
 	c.fail = fail
 	err := cmd.run(ctx, c, args[1:])
-	if err != nil && errors.Is(err, nats.ErrConnectionClosed) {
-		// NATS closed the connection: its handler, which says why, may come a moment after.
+	if err != nil && (errors.Is(err, nats.ErrConnectionClosed) || strings.Contains(err.Error(), nats.ErrConnectionClosed.Error())) {
+		// NATS closed the connection (jetstream's publish quotes the error without wrapping
+		// it): its handler, which says why, may come a moment after.
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):

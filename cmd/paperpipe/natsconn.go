@@ -35,7 +35,7 @@ type broker struct {
 	lock     *os.File
 	urlFile  string
 	closed   bool
-	closing  bool // close has begun: the connection's close is ours
+	closing  bool // close has begun (done is closed)
 	// dataDir and url are set when this process uses another one's embedded server: if that
 	// process stops, this one takes the server over (see takeOver).
 	dataDir, url string
@@ -367,11 +367,10 @@ func (b *broker) natsOptions(log *slog.Logger) []nats.Option {
 		// A NATS_URL server that comes back refusing paperpipe's credentials (rotated, expired,
 		// revoked) makes nats.go close the connection after the same refusal twice: nothing
 		// would be done again, so the command stops, naming the setting, as it would at start.
+		// The command may have closed the connection itself already, on the error the refusal
+		// caused (a publish on the closed connection): the refusal is still why.
 		nats.ClosedHandler(func(nc *nats.Conn) {
-			b.mu.Lock()
-			ours := b.closing
-			b.mu.Unlock()
-			if ours || b.natsURL == "" || b.fail == nil {
+			if b.natsURL == "" || b.fail == nil {
 				return
 			}
 			if r := natsRefusal(b.natsURL, nc.LastError()); r != nil {
