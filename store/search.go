@@ -107,32 +107,14 @@ func scanHit(r pgx.CollectableRow) (paper.Hit, error) {
 // vector whose length is not the space's dimension is an error wrapping
 // paper.ErrSpaceMismatch. k must be 1 to 1000.
 func (s *Store) SemanticSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, error) {
-	sp, err := s.vectorQueryInput(ctx, spaceID, q, vec, k, true)
-	if err != nil {
-		return nil, fmt.Errorf("semantic search: %w", err)
-	}
-	sql, ef, args := s.semanticStatement(sp, q, vec, k)
-	hits, err := searchRows(ctx, s, ef, sql, args, scanHit)
-	if err != nil {
-		return nil, fmt.Errorf("semantic search %.60q in space %s: %w", q, sp.Name(), err)
-	}
-	return hits, nil
+	return s.textVectorSearch(ctx, semanticQuery, spaceID, q, vec, k)
 }
 
 // ExplainSemantic returns the query plan (EXPLAIN, text format) of the statement
 // SemanticSearch runs, with the same settings, so tests and operators can check that it scans
 // the space's HNSW index.
 func (s *Store) ExplainSemantic(ctx context.Context, spaceID int64, q string, vec []float32, k int) (string, error) {
-	sp, err := s.vectorQueryInput(ctx, spaceID, q, vec, k, true)
-	if err != nil {
-		return "", fmt.Errorf("explain semantic search: %w", err)
-	}
-	sql, ef, args := s.semanticStatement(sp, q, vec, k)
-	lines, err := searchRows(ctx, s, ef, "EXPLAIN (FORMAT TEXT) "+sql, args, pgx.RowTo[string])
-	if err != nil {
-		return "", fmt.Errorf("explain semantic search in space %s: %w", sp.Name(), err)
-	}
-	return strings.Join(lines, "\n"), nil
+	return s.textVectorExplain(ctx, semanticQuery, spaceID, q, vec, k)
 }
 
 // vectorQueryInput checks the arguments of a search by the text q and its vector vec
@@ -200,16 +182,7 @@ func (s *Store) semanticStatement(sp spaceRow, q string, vec []float32, k int) (
 // A vector whose length is not the space's dimension is an error wrapping
 // paper.ErrSpaceMismatch. k must be 1 to 1000.
 func (s *Store) HybridSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, error) {
-	sp, err := s.vectorQueryInput(ctx, spaceID, q, vec, k, false)
-	if err != nil {
-		return nil, fmt.Errorf("hybrid search: %w", err)
-	}
-	sql, ef, args := s.hybridStatement(sp, q, vec, k)
-	hits, err := searchRows(ctx, s, ef, sql, args, scanHit)
-	if err != nil {
-		return nil, fmt.Errorf("hybrid search %.60q in space %s: %w", q, sp.Name(), err)
-	}
-	return hits, nil
+	return s.textVectorSearch(ctx, hybridQuery, spaceID, q, vec, k)
 }
 
 // hybridStatement returns HybridSearch's statement for space sp, the hnsw.ef_search it runs
@@ -284,14 +257,46 @@ ORDER BY f.score DESC, f.paper_id`
 // ExplainHybrid returns the query plan (EXPLAIN, text format) of the statement HybridSearch
 // runs, with the same settings, so tests and operators can check which indexes it uses.
 func (s *Store) ExplainHybrid(ctx context.Context, spaceID int64, q string, vec []float32, k int) (string, error) {
-	sp, err := s.vectorQueryInput(ctx, spaceID, q, vec, k, false)
+	return s.textVectorExplain(ctx, hybridQuery, spaceID, q, vec, k)
+}
+
+// textVectorQuery is one of the searches by a typed query and its vector: its name in errors,
+// whether only its excluded words reach SQL (semantic, see vectorQueryInput), and its statement.
+type textVectorQuery struct {
+	name      string
+	semantic  bool
+	statement func(s *Store, sp spaceRow, q string, vec []float32, k int) (string, int, []any)
+}
+
+var (
+	semanticQuery = textVectorQuery{"semantic search", true, (*Store).semanticStatement}
+	hybridQuery   = textVectorQuery{"hybrid search", false, (*Store).hybridStatement}
+)
+
+// textVectorSearch runs query's statement for q and vec in space spaceID.
+func (s *Store) textVectorSearch(ctx context.Context, query textVectorQuery, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, error) {
+	sp, err := s.vectorQueryInput(ctx, spaceID, q, vec, k, query.semantic)
 	if err != nil {
-		return "", fmt.Errorf("explain hybrid search: %w", err)
+		return nil, fmt.Errorf("%s: %w", query.name, err)
 	}
-	sql, ef, args := s.hybridStatement(sp, q, vec, k)
+	sql, ef, args := query.statement(s, sp, q, vec, k)
+	hits, err := searchRows(ctx, s, ef, sql, args, scanHit)
+	if err != nil {
+		return nil, fmt.Errorf("%s %.60q in space %s: %w", query.name, q, sp.Name(), err)
+	}
+	return hits, nil
+}
+
+// textVectorExplain returns the plan of the statement textVectorSearch runs, with its settings.
+func (s *Store) textVectorExplain(ctx context.Context, query textVectorQuery, spaceID int64, q string, vec []float32, k int) (string, error) {
+	sp, err := s.vectorQueryInput(ctx, spaceID, q, vec, k, query.semantic)
+	if err != nil {
+		return "", fmt.Errorf("explain %s: %w", query.name, err)
+	}
+	sql, ef, args := query.statement(s, sp, q, vec, k)
 	lines, err := searchRows(ctx, s, ef, "EXPLAIN (FORMAT TEXT) "+sql, args, pgx.RowTo[string])
 	if err != nil {
-		return "", fmt.Errorf("explain hybrid search in space %s: %w", sp.Name(), err)
+		return "", fmt.Errorf("explain %s in space %s: %w", query.name, sp.Name(), err)
 	}
 	return strings.Join(lines, "\n"), nil
 }
