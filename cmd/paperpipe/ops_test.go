@@ -241,13 +241,7 @@ func TestConnectedProcessesStopWhenNATSComesBackRefusingTheirCredentials(t *test
 	c := newCLI(t, fmt.Sprintf("NATS_URL=nats://old-token@127.0.0.1:%d", port))
 	s := startServeProc(t, c)
 	w := startPaperpipe(t, c, "worker")
-	for deadline := time.Now().Add(30 * time.Second); first.NumClients() < 2; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the worker did not connect to NATS:\n%s", w.logs.String())
-		}
-	}
-	first.Shutdown()
-	first.WaitForShutdown()
+	restartNATS(t, first, 2, w.logs)
 	natstest.StartWith(t, func(o *server.Options) { o.Port = port; o.Authorization = "new-token" })
 	s.wantStop(t, "refused paperpipe's credentials")
 	w.wantStop(t, "refused paperpipe's credentials")
@@ -264,13 +258,7 @@ func TestConnectedProcessesStopWhenNATSComesBackWithAnotherCAsCertificate(t *tes
 	c := newCLI(t, fmt.Sprintf("NATS_URL=nats://127.0.0.1:%d", port), "PAPERPIPE_NATS_CA="+ca1)
 	s := startServeProc(t, c)
 	w := startPaperpipe(t, c, "worker")
-	for deadline := time.Now().Add(30 * time.Second); first.NumClients() < 2; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the worker did not connect to NATS:\n%s", w.logs.String())
-		}
-	}
-	first.Shutdown()
-	first.WaitForShutdown()
+	restartNATS(t, first, 2, w.logs)
 	tls2, _ := testCA(t)
 	natstest.StartWith(t, func(o *server.Options) { o.Port = port; o.TLS, o.TLSConfig, o.TLSTimeout = true, tls2, 2 })
 	s.wantStop(t, "PAPERPIPE_NATS_CA")
@@ -302,13 +290,7 @@ func TestIngestStoppedByARefusalSaysWhy(t *testing.T) {
 		<-done
 	})
 	fmt.Fprintln(stdin, `{"id":"2401.00001","title":"A paper","abstract":"An abstract of a paper."}`)
-	for deadline := time.Now().Add(20 * time.Second); first.NumClients() < 1; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("ingest did not connect:\n%s", logs.String())
-		}
-	}
-	first.Shutdown()
-	first.WaitForShutdown()
+	restartNATS(t, first, 1, logs)
 	natstest.StartWith(t, func(o *server.Options) { o.Port = port; o.Authorization = "new-token" })
 	select {
 	case err := <-done:
@@ -320,6 +302,19 @@ func TestIngestStoppedByARefusalSaysWhy(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("ingest still runs a minute after NATS came back refusing it:\n%s", logs.String())
 	}
+}
+
+// restartNATS waits until first has clients (the processes under test are connected; logs
+// says otherwise), then shuts it down for the test to start the next one on its port.
+func restartNATS(t *testing.T, first *natstest.Server, clients int, logs *lockedBuffer) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); first.NumClients() < clients; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d processes connected to NATS:\n%s", first.NumClients(), clients, logs.String())
+		}
+	}
+	first.Shutdown()
+	first.WaitForShutdown()
 }
 
 // wantStop waits up to a minute for the process to exit 1 with want in its log.
