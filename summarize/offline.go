@@ -119,31 +119,96 @@ func (o *Offline) tldr(a paper.Abstract) (string, error) {
 type cue struct {
 	re     *regexp.Regexp
 	weight float64
-	// leads are strings one of which every match of re contains (nil: unknown); a sentence
-	// without any is not tried, which saves most of the offline model's time: the regexps are
-	// tried at every position of every sentence.
+	// leads are strings one of which every match of re starts with (nil: unknown). A cue
+	// with leads is tried only where one of them starts in a sentence (cueTable), with at,
+	// instead of with re at every position of the sentence: most of the offline model's time
+	// went to that.
 	leads []string
+	// at is re anchored at the start of its input, without re's leading \b (cueTable checks
+	// it against the byte before).
+	at *regexp.Regexp
 	// ci is re case-insensitive, for a sentence holding a letter (?i) folds to ASCII that
 	// foldASCII does not: the long s (U+017F) and the Kelvin sign (U+212A).
 	ci *regexp.Regexp
 }
 
-// matches reports whether the cue matches folded, a sentence folded with foldASCII.
-func (c cue) matches(folded string) bool {
+// cueTable matches a list of cues (up to 64) against a sentence in one pass over it.
+type cueTable struct {
+	cues []cue
+	// byFirst holds the cues' leads by their first byte.
+	byFirst [256][]cueLead
+	// always are the cues without leads, tried with their re on the whole sentence.
+	always []int
+}
+
+type cueLead struct {
+	text string
+	cue  int
+}
+
+func newCueTable(cues []cue) *cueTable {
+	if len(cues) > 64 {
+		panic("summarize: more than 64 cues in a table")
+	}
+	t := &cueTable{cues: cues}
+	for i, c := range cues {
+		if c.leads == nil {
+			t.always = append(t.always, i)
+			continue
+		}
+		for _, l := range c.leads {
+			t.byFirst[l[0]] = append(t.byFirst[l[0]], cueLead{l, i})
+		}
+	}
+	return t
+}
+
+// match returns the set of cues matching folded, a sentence folded with foldASCII: bit i
+// for cues[i]. It is what each cue's re (ci, for a sentence holding a letter foldASCII does
+// not fold) says: a match starts where re's leading \b holds (Go's \b is ASCII's: a word byte
+// on one side only) with one of the cue's leads, and at matches from there (its trailing \b
+// sees the same end of the sentence).
+func (t *cueTable) match(folded string) uint64 {
+	var hits uint64
 	if strings.ContainsAny(folded, "\u017f\u212a") {
-		return c.ci.MatchString(folded)
+		for i, c := range t.cues {
+			if c.ci.MatchString(folded) {
+				hits |= 1 << i
+			}
+		}
+		return hits
 	}
-	if c.leads != nil && !slices.ContainsFunc(c.leads, func(l string) bool { return strings.Contains(folded, l) }) {
-		return false
+	for _, i := range t.always {
+		if t.cues[i].re.MatchString(folded) {
+			hits |= 1 << i
+		}
 	}
-	return c.re.MatchString(folded)
+	wordBefore := false
+	for i := 0; i < len(folded); i++ {
+		word := isWordByte(folded[i])
+		if word != wordBefore {
+			for _, l := range t.byFirst[folded[i]] {
+				if hits&(1<<l.cue) == 0 && strings.HasPrefix(folded[i:], l.text) && t.cues[l.cue].at.MatchString(folded[i:]) {
+					hits |= 1 << l.cue
+				}
+			}
+		}
+		wordBefore = word
+	}
+	return hits
+}
+
+// isWordByte reports whether b is in \w (ASCII letters, digits and '_').
+func isWordByte(b byte) bool {
+	return 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '_'
 }
 
 // cues compiles phrases (lower case) into one cue; it is matched against a sentence folded
 // with foldASCII, which costs far less than a case-insensitive match.
 func cues(weight float64, phrases ...string) cue {
-	words := `\b(?:` + strings.Join(phrases, "|") + `)\b`
-	c := cue{re: regexp.MustCompile(words), ci: regexp.MustCompile(`(?i)` + words), weight: weight}
+	alt := `(?:` + strings.Join(phrases, "|") + `)\b`
+	c := cue{re: regexp.MustCompile(`\b` + alt), at: regexp.MustCompile(`^` + alt),
+		ci: regexp.MustCompile(`(?i)\b` + alt), weight: weight}
 	for _, p := range phrases {
 		re, err := syntax.Parse(p, syntax.Perl)
 		if err != nil {
@@ -215,7 +280,7 @@ func cross(heads, tails []string) []string {
 }
 
 // maxLeads bounds the strings leadLiterals and exactLiterals enumerate.
-const maxLeads = 4
+const maxLeads = 32
 
 // exactLiterals returns the strings re matches when they are few (up to maxLeads) and it can
 // tell them.
@@ -316,24 +381,20 @@ var (
 		cues(-1, `for example`, `e\.g\.`, `such as`),
 		cues(-2, `the following`, `\(?\d\)`),
 	}
+	// sentenceCues are the contribution cues, then the background ones.
+	sentenceCues = newCueTable(slices.Concat(contributionCues, backgroundCues))
 )
 
 // scoreSentence rates how well sentence i of n states the paper's contribution.
 func scoreSentence(s string, i, n int) float64 {
 	score := 0.0
-	strong := false
-	folded := foldASCII(s)
-	for j, c := range contributionCues {
-		if c.matches(folded) {
-			score += c.weight
-			strong = strong || j == 0
-		}
-	}
-	for _, c := range backgroundCues {
-		if c.matches(folded) {
+	hits := sentenceCues.match(foldASCII(s))
+	for k, c := range sentenceCues.cues {
+		if hits&(1<<k) != 0 {
 			score += c.weight
 		}
 	}
+	strong := hits&1 != 0 // the first contribution cue
 	// Position prior: the contribution usually follows the opening motivation; the first
 	// sentence is background more often than not, the last is often an outlook or a link.
 	switch {
