@@ -2,10 +2,11 @@ package embed
 
 import (
 	"context"
-	"hash/fnv"
+	"iter"
 	"slices"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -58,9 +59,12 @@ func (o *Offline) Vector(text string) []float32 {
 // bucket is the feature hash of a term into n dimensions: FNV-1a picks the dimension, its top
 // bit the sign, so collisions cancel in expectation instead of adding up.
 func bucket(term string, n int) (int, float64) {
-	h := fnv.New64a()
-	h.Write([]byte(term))
-	sum := h.Sum64()
+	// FNV-1a, 64 bits (hash/fnv's New64a, without its allocations).
+	sum := uint64(14695981039346656037)
+	for i := 0; i < len(term); i++ {
+		sum ^= uint64(term[i])
+		sum *= 1099511628211
+	}
 	if sum>>63 == 1 {
 		return int(sum % uint64(n)), -1
 	}
@@ -96,14 +100,16 @@ func termCounts(text string) []termCount {
 func Terms(text string) []string {
 	var out []string
 	add := func(w string) {
-		if len([]rune(w)) < 2 || stopWords[w] || hasDigit(w) {
+		if utf8.RuneCountInString(w) < 2 || stopWords[w] || hasDigit(w) {
 			return
 		}
 		out = append(out, stem(w))
 	}
-	for _, word := range strings.FieldsFunc(strings.ToLower(text), func(r rune) bool {
-		return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '-'
-	}) {
+	for word := range words(strings.ToLower(text)) {
+		if strings.IndexByte(word, '-') < 0 {
+			add(word)
+			continue
+		}
 		parts := strings.FieldsFunc(word, func(r rune) bool { return r == '-' })
 		for _, p := range parts {
 			add(p)
@@ -113,6 +119,37 @@ func Terms(text string) []string {
 		}
 	}
 	return out
+}
+
+// words yields the runs of letters, digits and hyphens of s, as strings.FieldsFunc would
+// split them (a byte that is not UTF-8 separates), without a call per rune for ASCII text.
+func words(s string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		start := -1
+		for i := 0; i < len(s); {
+			c, size := rune(s[i]), 1
+			var in bool
+			if c < utf8.RuneSelf {
+				in = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-'
+			} else {
+				c, size = utf8.DecodeRuneInString(s[i:])
+				in = unicode.IsLetter(c) || unicode.IsDigit(c)
+			}
+			switch {
+			case in && start < 0:
+				start = i
+			case !in && start >= 0:
+				if !yield(s[start:i]) {
+					return
+				}
+				start = -1
+			}
+			i += size
+		}
+		if start >= 0 {
+			yield(s[start:])
+		}
+	}
 }
 
 func hasDigit(w string) bool {

@@ -103,3 +103,18 @@ func TestTemplateText(t *testing.T) {
 		t.Fatal("unknown template accepted")
 	}
 }
+
+// BenchmarkOfflineVector: the offline embedder over the sample archive's title+abstract texts
+// (ns/op is per paper).
+func BenchmarkOfflineVector(b *testing.B) {
+	papers := sampledata.Papers(b)
+	o := NewOffline()
+	texts := make([]string, len(papers))
+	for i, p := range papers {
+		texts[i] = p.Title + "\n\n" + p.Abstract
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		o.Vector(texts[i%len(texts)])
+	}
+}
