@@ -128,10 +128,10 @@ func dropPreamble(s string) string {
 // tighten rewrites one sentence into TL;DR form without cutting it: labels, quotes, paper
 // lead-ins, discourse connectives, parentheticals and citations go.
 func tighten(s string) string {
-	s = latexRe.ReplaceAllString(s, "$1")
-	s = latexQuoteRe.ReplaceAllString(s, `"$1"`)
-	s = latexCmdRe.ReplaceAllString(s, "$1$2")
-	s = latexAccRe.ReplaceAllString(s, "")
+	s = replaceWhere(latexRe, s, "$1", `\`)
+	s = replaceWhere(latexQuoteRe, s, `"$1"`, "`")
+	s = replaceWhere(latexCmdRe, s, "$1$2", "{")
+	s = replaceWhere(latexAccRe, s, "", `\`)
 	for {
 		before := s
 		s = strings.TrimSpace(s)
@@ -145,16 +145,28 @@ func tighten(s string) string {
 	}
 	for {
 		before := s
-		s = parenRe.ReplaceAllString(s, "")
-		s = bracketRe.ReplaceAllString(s, "")
+		s = replaceWhere(parenRe, s, "", "(")
+		s = replaceWhere(bracketRe, s, "", "[")
 		if s == before {
 			break
 		}
 	}
-	s = spaceRe.ReplaceAllString(s, " ")
+	if strings.ContainsAny(s, "\t\n\f\r") || strings.Contains(s, "  ") { // what spaceRe (\s+) changes
+		s = spaceRe.ReplaceAllString(s, " ")
+	}
 	s = spacePunct.ReplaceAllString(s, "$1")
 	s = strings.TrimSpace(s)
 	return capitalize(s)
+}
+
+// replaceWhere is re.ReplaceAllString(s, repl) for a regexp every match of which holds one of
+// the bytes of need: s without any is returned as it is, without a search (the offline
+// summarizer's time went to such searches).
+func replaceWhere(re *regexp.Regexp, s, repl, need string) string {
+	if !strings.ContainsAny(s, need) {
+		return s
+	}
+	return re.ReplaceAllString(s, repl)
 }
 
 // rewriteLeadIn turns "In this paper, we propose X", "This paper proposes X", "The authors
