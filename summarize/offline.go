@@ -170,7 +170,8 @@ func newCueTable(cues []cue) *cueTable {
 // sees the same end of the sentence).
 func (t *cueTable) match(folded string) uint64 {
 	var hits uint64
-	if strings.ContainsAny(folded, "\u017f\u212a") {
+	// (Two Contains: ContainsAny of multi-byte runes scans once per rune, byte by byte.)
+	if strings.Contains(folded, "\u017f") || strings.Contains(folded, "\u212a") {
 		for i, c := range t.cues {
 			if c.ci.MatchString(folded) {
 				hits |= 1 << i
