@@ -4,7 +4,10 @@ import (
 	"context"
 	"math"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
@@ -117,4 +120,19 @@ func BenchmarkOfflineVector(b *testing.B) {
 	for i := range b.N {
 		o.Vector(texts[i%len(texts)])
 	}
+}
+
+// FuzzWords: words splits a lower-cased text as strings.FieldsFunc did with the embedder's
+// rule (letters, digits and hyphens; any other rune, or a byte that is not UTF-8, separates).
+func FuzzWords(f *testing.F) {
+	for _, s := range []string{"Mixture-of-Experts models", "naïve café-au-lait \xff\xfe x", "ΣΑΣ 3d-cnn -- -x- ", "\u00a0a\u2028b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		s = strings.ToLower(s)
+		want := strings.FieldsFunc(s, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '-' })
+		if got := slices.Collect(words(s)); !slices.Equal(got, want) {
+			t.Errorf("words(%q) = %q, want %q", s, got, want)
+		}
+	})
 }

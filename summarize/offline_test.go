@@ -99,20 +99,7 @@ func TestCuesSkipOnlySentencesTheyCannotMatch(t *testing.T) {
 	}
 	matched := 0
 	for _, s := range sentences {
-		f := foldASCII(s)
-		hits := sentenceCues.match(f)
-		for i, c := range sentenceCues.cues {
-			want := c.re.MatchString(f)
-			if strings.ContainsAny(f, "\u017f\u212a") {
-				want = c.ci.MatchString(f)
-			}
-			if got := hits&(1<<i) != 0; got != want {
-				t.Errorf("cue %s on %q: matches %v, its regexp %v (leads %q)", c.re, s, got, want, c.leads)
-			}
-			if want {
-				matched++
-			}
-		}
+		matched += checkCues(t, s)
 	}
 	if len(sentenceCues.always) > 0 {
 		t.Errorf("cues without leads (tried with their regexp everywhere, slow): %v", sentenceCues.always)
@@ -120,6 +107,37 @@ func TestCuesSkipOnlySentencesTheyCannotMatch(t *testing.T) {
 	if matched < 100 {
 		t.Errorf("only %d matches over the sentences: the check tries too little", matched)
 	}
+}
+
+// FuzzCueTable: whatever the sentence, the one-pass match of sentenceCues says what each cue's
+// regexp says.
+func FuzzCueTable(f *testing.F) {
+	for _, s := range []string{"In this paper, we propose a method.", "x(3) and 4) we,propose", "_we present",
+		"We\u017f show", "see https://x.org e.g.y", "é we present \xff we", "prior work has been limited"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) { checkCues(t, s) })
+}
+
+// checkCues checks sentenceCues.match on s against each cue's regexp and returns how many of
+// the cues match s.
+func checkCues(t *testing.T, s string) int {
+	t.Helper()
+	f := foldASCII(s)
+	hits, matched := sentenceCues.match(f), 0
+	for i, c := range sentenceCues.cues {
+		want := c.re.MatchString(f)
+		if strings.Contains(f, "\u017f") || strings.Contains(f, "\u212a") {
+			want = c.ci.MatchString(f)
+		}
+		if got := hits&(1<<i) != 0; got != want {
+			t.Errorf("cue %s on %q: matches %v, its regexp %v (leads %q)", c.re, s, got, want, c.leads)
+		}
+		if want {
+			matched++
+		}
+	}
+	return matched
 }
 
 // BenchmarkOfflineTLDR: the offline summarizer over the sample archive (ns/op is per abstract).
