@@ -222,3 +222,30 @@ func (r *sqlRecorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.Tr
 }
 
 func (r *sqlRecorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// TestKeywordRankingAtScaleRanksAtMostTheLimit: a full-text query every paper of the archive
+// matches ("routing") reads at most the rank limit of papers (and the k it returns), in
+// KeywordSearch's statement and in HybridSearch's keyword ranking, instead of ranking every
+// match: the index of created_at is walked, not the GIN index's every match.
+func TestKeywordRankingAtScaleRanksAtMostTheLimit(t *testing.T) {
+	s, spaceID := scaleStore(t)
+	s.keywordLimit = 1000
+	const k = 10
+	plan := explain(t, s, keywordSQL, "routing", k, s.keywordLimit)
+	if got := rowsRead(plan, "papers"); got > float64(s.keywordLimit+1+k) {
+		t.Errorf("a keyword search matching all %d papers read %.0f papers rows; want at most the limit %d + 1 and the %d hits",
+			scalePapers, got, s.keywordLimit, k)
+	}
+	sp, err := s.space(t.Context(), spaceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vec := make([]float32, 768)
+	vec[0] = 1
+	sql, _, args := s.hybridStatement(sp, "routing", vec, k)
+	plan = explain(t, s, sql, args...)
+	if got := rowsRead(plan, "papers"); got > float64(s.keywordLimit+1+k) {
+		t.Errorf("a hybrid search matching all %d papers read %.0f papers rows; want at most the limit %d + 1 and the %d hits",
+			scalePapers, got, s.keywordLimit, k)
+	}
+}

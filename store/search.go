@@ -44,46 +44,122 @@ func checkQuery(q string) error {
 	return validText(q)
 }
 
+// DefaultKeywordRankLimit is Config.KeywordRankLimit's default: how many matches of a
+// full-text query are ranked at most. Ranking 10,000 took about 0.1 s on the shared 2-core
+// development machine (ts_rank reads each match's tsvector out of line, about 4 pages), and it
+// covers every match of all but the commonest words; see README, "Keyword search on a large
+// archive".
+const DefaultKeywordRankLimit = 10000
+
+// Ranking says how a full-text ranking was made.
+type Ranking struct {
+	// Bounded is true when the query matched more than Limit papers, and only the Limit most
+	// recently stored of them (papers.created_at, then id) were ranked: the results are the
+	// best of those, by the same score as always.
+	Bounded bool
+	// Limit is the store's Config.KeywordRankLimit.
+	Limit int
+}
+
+// keywordCandidates is the CTE, named name, of the matches of the tsquery tsq (SQL) that a
+// full-text ranking ranks: at most limit+1 of them (limit is a parameter), newest first by
+// papers_created_at_id, so that whether more than limit matched is known without counting
+// them all. The planner, which sees the query (the statements run with custom plans, see
+// searchOptionsSQL) and the words' frequencies (ANALYZE), walks that index with the match as a
+// filter when matches are dense (about limit / the matches' share of the archive rows, however
+// large the archive), and reads the GIN index and sorts the matches' dates when they are
+// sparse; either way, no more than limit papers are ranked.
+func keywordCandidates(name, tsq, where, limit string) string {
+	return name + ` AS (
+	SELECT p.id, p.created_at, p.tsv FROM papers p
+	WHERE p.tsv @@ ` + tsq + where + `
+	ORDER BY p.created_at DESC, p.id DESC
+	LIMIT ` + limit + ` + 1
+)`
+}
+
+// keywordRanked is the subquery that ranks the limit newest papers of candidates (see
+// keywordCandidates) by ts_rank for tsq, best first, and returns the first n as id and r.
+func keywordRanked(candidates, tsq, limit, n string) string {
+	return `SELECT c.id, ts_rank(` + tsRankWeights + `, c.tsv, ` + tsq + `) AS r
+	FROM (SELECT id, tsv FROM ` + candidates + ` ORDER BY created_at DESC, id DESC LIMIT ` + limit + `) c
+	ORDER BY r DESC, c.id
+	LIMIT ` + n
+}
+
+// keywordSQL is KeywordSearch's statement: $1 the text, $2 k, $3 the rank limit.
+var keywordSQL = `WITH ` + keywordCandidates("cand", tsQuery, "", "$3") + `,
+m AS (` + keywordRanked("cand", tsQuery, "$3", "$2") + `)
+SELECT p.id, p.title, coalesce(t.tldr, ''), m.r, (SELECT count(*) FROM cand) > $3
+FROM m
+JOIN papers p ON p.id = m.id
+` + latestTLDRJoin + `
+ORDER BY m.r DESC, m.id`
+
 // KeywordSearch returns the k papers that best match q by PostgreSQL full-text search
 // (English stemming; q is read as web-search syntax: "quoted phrases", or, -excluded),
 // best first. Matches in the title weigh more than matches in the abstract. The score is
 // ts_rank. It needs no embedding space. k must be 1 to 1000. A query of only stop words or
-// punctuation, which can match nothing, is an error wrapping paper.ErrNoSearchTerms.
+// punctuation, which can match nothing, is an error wrapping paper.ErrNoSearchTerms. A query
+// matching more than Config.KeywordRankLimit papers ranks only that many, the newest: see
+// KeywordSearchRanked, which says when.
 func (s *Store) KeywordSearch(ctx context.Context, q string, k int) ([]paper.Hit, error) {
+	hits, _, err := s.KeywordSearchRanked(ctx, q, k)
+	return hits, err
+}
+
+// KeywordSearchRanked is KeywordSearch, with how it ranked: a query that matches at most
+// Config.KeywordRankLimit papers ranks all its matches; one that matches more ranks only the
+// KeywordRankLimit most recently stored, and its Ranking is Bounded. The work of a search is
+// then bounded by the limit, not by the archive: ranking every match of "learning" took 1.7 s
+// at 500,000 papers.
+func (s *Store) KeywordSearchRanked(ctx context.Context, q string, k int) ([]paper.Hit, Ranking, error) {
+	rk := Ranking{Limit: s.keywordLimit}
 	if err := checkK(k); err != nil {
-		return nil, fmt.Errorf("keyword search: %w", err)
+		return nil, rk, fmt.Errorf("keyword search: %w", err)
 	}
 	if err := checkQuery(q); err != nil {
-		return nil, fmt.Errorf("keyword search: %w", err)
+		return nil, rk, fmt.Errorf("keyword search: %w", err)
 	}
-	rows, err := s.pool.Query(ctx, `WITH q AS (SELECT `+tsQuery+` AS q)
-SELECT p.id, p.title, coalesce(t.tldr, ''), m.rank
-FROM (
-	SELECT p.id, ts_rank(`+tsRankWeights+`, p.tsv, q.q) AS rank
-	FROM papers p, q WHERE p.tsv @@ q.q
-	ORDER BY rank DESC, p.id LIMIT $2
-) m
-JOIN papers p ON p.id = m.id
-`+latestTLDRJoin+`
-ORDER BY m.rank DESC, m.id`, q, k)
+	rows, err := searchRows(ctx, s, DefaultEFSearch(s.index), keywordSQL, []any{q, k, s.keywordLimit}, scanRankedHit)
 	if err != nil {
-		return nil, fmt.Errorf("keyword search %.60q: %w", q, err)
+		return nil, rk, fmt.Errorf("keyword search %.60q: %w", q, err)
 	}
-	hits, err := pgx.CollectRows(rows, scanHit)
-	if err != nil {
-		return nil, fmt.Errorf("keyword search %.60q: %w", q, err)
-	}
+	hits := rankedHits(rows, &rk)
 	if len(hits) == 0 {
 		// Found nothing: say so when nothing could be found.
 		var none bool
 		if err := s.pool.QueryRow(ctx, `SELECT numnode(`+tsQuery+`) = 0`, q).Scan(&none); err != nil {
-			return nil, fmt.Errorf("keyword search %.60q: %w", q, err)
+			return nil, rk, fmt.Errorf("keyword search %.60q: %w", q, err)
 		}
 		if none {
-			return nil, fmt.Errorf("keyword search %.60q: the query has only stop words or punctuation: %w", q, paper.ErrNoSearchTerms)
+			return nil, rk, fmt.Errorf("keyword search %.60q: the query has only stop words or punctuation: %w", q, paper.ErrNoSearchTerms)
 		}
 	}
-	return hits, nil
+	return hits, rk, nil
+}
+
+// rankedHit is a row of a statement with a full-text ranking: a hit, and whether the ranking
+// was bounded (the same on every row).
+type rankedHit struct {
+	hit     paper.Hit
+	bounded bool
+}
+
+func scanRankedHit(r pgx.CollectableRow) (rankedHit, error) {
+	var h rankedHit
+	err := r.Scan(&h.hit.ID, &h.hit.Title, &h.hit.TLDR, &h.hit.Score, &h.bounded)
+	return h, err
+}
+
+// rankedHits returns the hits of rows and sets rk.Bounded from them.
+func rankedHits(rows []rankedHit, rk *Ranking) []paper.Hit {
+	var hits []paper.Hit
+	for _, r := range rows {
+		hits = append(hits, r.hit)
+		rk.Bounded = rk.Bounded || r.bounded
+	}
+	return hits
 }
 
 // latestTLDRJoin adds t.tldr, the latest TL;DR of p's current text, to a query over papers p.
@@ -107,7 +183,8 @@ func scanHit(r pgx.CollectableRow) (paper.Hit, error) {
 // vector whose length is not the space's dimension is an error wrapping
 // paper.ErrSpaceMismatch. k must be 1 to 1000.
 func (s *Store) SemanticSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, error) {
-	return s.textVectorSearch(ctx, semanticQuery, spaceID, q, vec, k)
+	hits, _, err := s.textVectorSearch(ctx, semanticQuery, spaceID, q, vec, k)
+	return hits, err
 }
 
 // ExplainSemantic returns the query plan (EXPLAIN, text format) of the statement
@@ -180,8 +257,17 @@ func (s *Store) semanticStatement(sp spaceRow, q string, vec []float32, k int) (
 // paper.ParseQuery): a paper that matches an excluded word or phrase is in neither ranking, so
 // vec should be the embedding of paper.ParseQuery(q).Text, which leaves the excluded words out.
 // A vector whose length is not the space's dimension is an error wrapping
-// paper.ErrSpaceMismatch. k must be 1 to 1000.
+// paper.ErrSpaceMismatch. k must be 1 to 1000. The keyword ranking is bounded as
+// KeywordSearch's: see HybridSearchRanked, which says when.
 func (s *Store) HybridSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, error) {
+	hits, _, err := s.HybridSearchRanked(ctx, spaceID, q, vec, k)
+	return hits, err
+}
+
+// HybridSearchRanked is HybridSearch, with how its keyword ranking was made: as
+// KeywordSearchRanked's, from the Config.KeywordRankLimit newest matches when q matches more
+// papers than that (Ranking.Bounded).
+func (s *Store) HybridSearchRanked(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, Ranking, error) {
 	return s.textVectorSearch(ctx, hybridQuery, spaceID, q, vec, k)
 }
 
@@ -190,7 +276,7 @@ func (s *Store) HybridSearch(ctx context.Context, spaceID int64, q string, vec [
 func (s *Store) hybridStatement(sp spaceRow, q string, vec []float32, k int) (string, int, []any) {
 	v, cand := vectorSQLFor(sp, "$2"), hybridCandidates(k)
 	ef := s.efFor(sp, cand)
-	args := []any{q, pgvector.NewVector(vec), cand, k, RRFConstant, v.candidates(cand, ef)}
+	args := []any{q, pgvector.NewVector(vec), cand, k, RRFConstant, v.candidates(cand, ef), s.keywordLimit}
 	excluded := paper.ParseQuery(q).Excluded
 	if excluded != "" {
 		args = append(args, excluded)
@@ -205,17 +291,19 @@ func hybridCandidates(k int) int { return min(max(4*k, 50), MaxK) }
 // hybridSQL is the hybrid statement of one space, whose vectors appear as v (with the query
 // vector as $2): $1 the text, $2 the query vector, $3 the candidates per ranking, $4 k, $5 the
 // RRF constant, $6 the rows the vector index scan returns ($3, or more for a binary index,
-// re-ranked by exact distance as in knnStatement). The semantic CTE repeats the space's index
-// expression and literal space_id predicate (see knnStatement) so that it is answered from the
-// space's HNSW index; the keyword CTE uses the GIN index on papers.tsv. With exclude, $7 is
+// re-ranked by exact distance as in knnStatement), $7 the keyword rank limit
+// (Config.KeywordRankLimit). The semantic CTE repeats the space's index expression and literal
+// space_id predicate (see knnStatement) so that it is answered from the space's HNSW index; the
+// keyword CTEs rank the $7 newest matches as KeywordSearch does (keywordCandidates). The last
+// column says whether more than $7 matched. With exclude, $8 is
 // the query's excluded words and phrases (paper.Query.Excluded), and a paper matching them is
 // left out of both rankings: of the semantic one as the index scan returns it
 // (excludedFilter), so that the scan walks on for candidates without them, as SemanticSearch's.
 func hybridSQL(v vectorSQL, spaceID int64, exclude bool) string {
 	semanticWhere, keywordWhere := "", ""
 	if exclude {
-		semanticWhere = excludedFilter("$7")
-		keywordWhere = ` AND NOT p.tsv @@ websearch_to_tsquery('english', $7)`
+		semanticWhere = excludedFilter("$8")
+		keywordWhere = ` AND NOT p.tsv @@ websearch_to_tsquery('english', $8)`
 	}
 	return `WITH semantic AS (
 	SELECT paper_id, row_number() OVER (ORDER BY dist, paper_id) AS rank
@@ -230,16 +318,9 @@ func hybridSQL(v vectorSQL, spaceID int64, exclude bool) string {
 		ORDER BY c.dist, c.paper_id
 		LIMIT $3
 	) n
-), q AS (
-	SELECT websearch_to_tsquery('english', $1) AS q
-), keyword AS (
+), ` + keywordCandidates("kcand", tsQuery, keywordWhere, "$7") + `, keyword AS (
 	SELECT id AS paper_id, row_number() OVER (ORDER BY r DESC, id) AS rank
-	FROM (
-		SELECT p.id, ts_rank(` + tsRankWeights + `, p.tsv, q.q) AS r
-		FROM papers p, q WHERE p.tsv @@ q.q` + keywordWhere + `
-		ORDER BY r DESC, p.id
-		LIMIT $3
-	) m
+	FROM (` + keywordRanked("kcand", tsQuery, "$7", "$3") + `) m
 ), fused AS (
 	SELECT coalesce(s.paper_id, kw.paper_id) AS paper_id,
 		coalesce(1.0 / ($5::int + s.rank), 0) + coalesce(1.0 / ($5::int + kw.rank), 0) AS score
@@ -247,7 +328,7 @@ func hybridSQL(v vectorSQL, spaceID int64, exclude bool) string {
 	ORDER BY score DESC, paper_id
 	LIMIT $4
 )
-SELECT f.paper_id, p.title, coalesce(t.tldr, ''), f.score::float8
+SELECT f.paper_id, p.title, coalesce(t.tldr, ''), f.score::float8, (SELECT count(*) FROM kcand) > $7
 FROM fused f
 JOIN papers p ON p.id = f.paper_id
 ` + latestTLDRJoin + `
@@ -262,29 +343,40 @@ func (s *Store) ExplainHybrid(ctx context.Context, spaceID int64, q string, vec 
 
 // textVectorQuery is one of the searches by a typed query and its vector: its name in errors,
 // whether only its excluded words reach SQL (semantic, see vectorQueryInput), and its statement.
+// Whether its statement has a full-text ranking (ranked): its rows end with the column that
+// says whether it was bounded.
 type textVectorQuery struct {
 	name      string
 	semantic  bool
+	ranked    bool
 	statement func(s *Store, sp spaceRow, q string, vec []float32, k int) (string, int, []any)
 }
 
 var (
-	semanticQuery = textVectorQuery{"semantic search", true, (*Store).semanticStatement}
-	hybridQuery   = textVectorQuery{"hybrid search", false, (*Store).hybridStatement}
+	semanticQuery = textVectorQuery{"semantic search", true, false, (*Store).semanticStatement}
+	hybridQuery   = textVectorQuery{"hybrid search", false, true, (*Store).hybridStatement}
 )
 
 // textVectorSearch runs query's statement for q and vec in space spaceID.
-func (s *Store) textVectorSearch(ctx context.Context, query textVectorQuery, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, error) {
+func (s *Store) textVectorSearch(ctx context.Context, query textVectorQuery, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, Ranking, error) {
+	rk := Ranking{Limit: s.keywordLimit}
 	sp, err := s.vectorQueryInput(ctx, spaceID, q, vec, k, query.semantic)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", query.name, err)
+		return nil, rk, fmt.Errorf("%s: %w", query.name, err)
 	}
 	sql, ef, args := query.statement(s, sp, q, vec, k)
-	hits, err := searchRows(ctx, s, ef, sql, args, scanHit)
-	if err != nil {
-		return nil, fmt.Errorf("%s %.60q in space %s: %w", query.name, q, sp.Name(), err)
+	var hits []paper.Hit
+	if query.ranked {
+		var rows []rankedHit
+		rows, err = searchRows(ctx, s, ef, sql, args, scanRankedHit)
+		hits = rankedHits(rows, &rk)
+	} else {
+		hits, err = searchRows(ctx, s, ef, sql, args, scanHit)
 	}
-	return hits, nil
+	if err != nil {
+		return nil, rk, fmt.Errorf("%s %.60q in space %s: %w", query.name, q, sp.Name(), err)
+	}
+	return hits, rk, nil
 }
 
 // textVectorExplain returns the plan of the statement textVectorSearch runs, with its settings.

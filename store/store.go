@@ -62,6 +62,12 @@ type Config struct {
 	// paper does not hold up the papers written with it. Waits for a table (an index build)
 	// are not bounded by it. Defaults to DefaultRowLockTimeout.
 	RowLockTimeout time.Duration
+	// KeywordRankLimit bounds the full-text ranking of KeywordSearch and of HybridSearch's
+	// keyword ranking: a query matching more papers than this ranks only this many of its
+	// matches, the most recently stored ones, and says so (Ranking.Bounded). Ranking every
+	// match of a common word cost seconds on an arXiv-sized archive (see README, "Keyword
+	// search on a large archive"). Defaults to DefaultKeywordRankLimit.
+	KeywordRankLimit int
 	// Logger receives migration progress and warnings. Defaults to discarding everything.
 	Logger *slog.Logger
 }
@@ -72,6 +78,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxConns < 0 {
 		return fmt.Errorf("store config: MaxConns is %d, must not be negative: %w", c.MaxConns, paper.ErrInvalid)
+	}
+	if c.KeywordRankLimit < 0 {
+		return fmt.Errorf("store config: KeywordRankLimit is %d, must not be negative: %w", c.KeywordRankLimit, paper.ErrInvalid)
 	}
 	if c.VectorIndex != "" {
 		if _, err := ParseIndexKind(string(c.VectorIndex)); err != nil {
@@ -106,6 +115,8 @@ type Store struct {
 	indexMemory string
 	// rowLockTimeout is Config.RowLockTimeout (see writeTx).
 	rowLockTimeout time.Duration
+	// keywordLimit is Config.KeywordRankLimit.
+	keywordLimit int
 
 	// spaces caches each space's identity (model, dimensions, template) and index kind by id.
 	// Ids are never reused and the identity never changes; the kind changes only by Reindex,
@@ -190,8 +201,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.RowLockTimeout <= 0 {
 		cfg.RowLockTimeout = DefaultRowLockTimeout
 	}
+	if cfg.KeywordRankLimit == 0 {
+		cfg.KeywordRankLimit = DefaultKeywordRankLimit
+	}
 	s := &Store{
 		rowLockTimeout: cfg.RowLockTimeout,
+		keywordLimit:   cfg.KeywordRankLimit,
 		ef:             min(cfg.EFSearch, MaxK),
 		index:          cfg.VectorIndex,
 		indexMemory:    cfg.IndexMemory,
