@@ -24,6 +24,7 @@ import (
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
 	"github.com/paperpipe/paperpipe/web"
 )
 
@@ -1067,5 +1068,55 @@ func TestKeywordSearchOfStopWordsSaysSo(t *testing.T) {
 	var found hitsBody
 	if b.get("/api/search?mode=keyword&q=wombat").json(t, &found); found.Mode != web.ModeKeyword {
 		t.Errorf("keyword search of wombat: %+v", found)
+	}
+}
+
+// A search whose keyword ranking ranked only the newest of the query's matches (more than
+// store.Config.KeywordRankLimit matched) says so: bounded_ranking in the JSON of keyword and
+// hybrid search, a line on the results page; a query matching fewer has neither.
+func TestSearchSaysWhenTheKeywordRankingWasBounded(t *testing.T) {
+	t.Parallel()
+	b := withSample(t)
+	st, err := store.Open(t.Context(), store.Config{URL: b.url, KeywordRankLimit: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	cfg := b.config()
+	cfg.Store = testStore{st}
+	b.serve(cfg)
+	all, err := b.st.KeywordSearch(t.Context(), "model", 100)
+	if err != nil || len(all) <= 5 {
+		t.Fatalf("the sample has %d papers matching model (%v): the test needs more than 5", len(all), err)
+	}
+	type body struct {
+		hitsBody
+		Bounded *struct {
+			RankedNewest   int `json:"ranked_newest"`
+			MatchesAtLeast int `json:"matches_at_least"`
+		} `json:"bounded_ranking"`
+	}
+	for _, mode := range []string{web.ModeKeyword, web.ModeHybrid} {
+		var got body
+		r := b.get("/api/search?mode=" + mode + "&q=model")
+		r.json(t, &got)
+		if r.code != http.StatusOK || got.Mode != mode || got.Bounded == nil || got.Bounded.RankedNewest != 5 || got.Bounded.MatchesAtLeast != 6 {
+			t.Errorf("%s search of model with a rank limit of 5: %d %s; want bounded_ranking {ranked_newest: 5, matches_at_least: 6}", mode, r.code, r.body)
+		}
+		page := b.get("/search?mode=" + mode + "&q=model")
+		if !strings.Contains(string(page.body), "More than 5 papers match: the keyword ranking covers only the 5 most recently added of them.") {
+			t.Errorf("GET /search?mode=%s&q=model: %d, no line saying the ranking was bounded:\n%s", mode, page.code, page.body)
+		}
+	}
+	few, err := b.st.KeywordSearch(t.Context(), "refactor", 100)
+	if err != nil || len(few) == 0 || len(few) > 5 {
+		t.Fatalf("the sample has %d papers matching refactor (%v): the test needs 1 to 5", len(few), err)
+	}
+	r := b.get("/api/search?mode=keyword&q=refactor")
+	if r.code != http.StatusOK || strings.Contains(string(r.body), "bounded_ranking") {
+		t.Errorf("keyword search of refactor (%d matches) with a rank limit of 5: %d %s; want no bounded_ranking", len(few), r.code, r.body)
+	}
+	if page := b.get("/search?mode=keyword&q=refactor"); strings.Contains(string(page.body), "most recently added") {
+		t.Errorf("GET /search?mode=keyword&q=refactor says the ranking was bounded:\n%s", page.body)
 	}
 }

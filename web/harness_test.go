@@ -29,6 +29,16 @@ import (
 
 type testStore struct{ *store.Store }
 
+func (s testStore) KeywordSearch(ctx context.Context, q string, k int) ([]paper.Hit, web.Ranking, error) {
+	hits, rk, err := s.KeywordSearchRanked(ctx, q, k)
+	return hits, web.Ranking(rk), err
+}
+
+func (s testStore) HybridSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, web.Ranking, error) {
+	hits, rk, err := s.HybridSearchRanked(ctx, spaceID, q, vec, k)
+	return hits, web.Ranking(rk), err
+}
+
 func (s testStore) ListPapers(ctx context.Context, q web.ListQuery) (web.Page, error) {
 	var cur *store.Cursor
 	if q.Cursor != "" {
@@ -112,6 +122,7 @@ type bundle struct {
 	t       *testing.T
 	js      jetstream.JetStream
 	st      *store.Store
+	url     string // of st's schema
 	space   paper.Space
 	sum     *summarize.Offline
 	emb     *embed.Offline
@@ -128,7 +139,8 @@ func newBundle(t *testing.T) *bundle {
 	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(ctx, store.Config{URL: pgtest.URL(t)})
+	u := pgtest.URL(t)
+	st, err := store.Open(ctx, store.Config{URL: u})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +148,7 @@ func newBundle(t *testing.T) *bundle {
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	b := &bundle{t: t, js: js, st: st, sum: summarize.NewOffline(30), emb: embed.NewOffline()}
+	b := &bundle{t: t, js: js, st: st, url: u, sum: summarize.NewOffline(30), emb: embed.NewOffline()}
 	if b.space, err = st.EnsureSpace(ctx, b.emb.Space()); err != nil {
 		t.Fatal(err)
 	}

@@ -26,13 +26,23 @@ type Store interface {
 	// web-search query q (paper.ParseQuery), in space spaceID, leaving out the papers that
 	// match an excluded word or phrase of q.
 	SemanticSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, error)
-	// KeywordSearch returns the k best full-text matches of q.
-	KeywordSearch(ctx context.Context, q string, k int) ([]paper.Hit, error)
-	// HybridSearch fuses SemanticSearch and KeywordSearch by reciprocal rank fusion.
-	HybridSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, error)
+	// KeywordSearch returns the k best full-text matches of q, and how they were ranked.
+	KeywordSearch(ctx context.Context, q string, k int) ([]paper.Hit, Ranking, error)
+	// HybridSearch fuses SemanticSearch and KeywordSearch by reciprocal rank fusion, and says
+	// how the keyword ranking was made.
+	HybridSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, Ranking, error)
 	// ArchiveMap returns up to limit vectors of space spaceID (a deterministic sample when
 	// there are more) and how many the space holds.
 	ArchiveMap(ctx context.Context, spaceID int64, limit int) ([]MapPoint, int, error)
+}
+
+// Ranking says how a search's full-text ranking was made (store.Ranking).
+type Ranking struct {
+	// Bounded is true when the query matched more than Limit papers and only the Limit most
+	// recently stored of them were ranked.
+	Bounded bool
+	// Limit is how many matches a ranking ranks at most.
+	Limit int
 }
 
 // ListQuery selects a page of papers.

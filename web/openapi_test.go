@@ -136,8 +136,8 @@ func (s brokenStore) ListPapers(ctx context.Context, _ web.ListQuery) (web.Page,
 func (s brokenStore) ActiveSpace(ctx context.Context) (paper.Space, error) {
 	return paper.Space{}, s.fail(ctx)
 }
-func (s brokenStore) KeywordSearch(ctx context.Context, _ string, _ int) ([]paper.Hit, error) {
-	return nil, s.fail(ctx)
+func (s brokenStore) KeywordSearch(ctx context.Context, _ string, _ int) ([]paper.Hit, web.Ranking, error) {
+	return nil, web.Ranking{}, s.fail(ctx)
 }
 func (s brokenStore) ArchiveMap(ctx context.Context, _ int64, _ int) ([]web.MapPoint, int, error) {
 	return nil, 0, s.fail(ctx)

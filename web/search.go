@@ -42,6 +42,25 @@ type searchResult struct {
 	// model cannot embed runs as a keyword search), or why it found nothing (a keyword search
 	// of stop words only).
 	Notice string `json:"notice,omitempty"`
+	// BoundedRanking is set when the query matched more papers than a keyword ranking ranks
+	// (keyword mode, and hybrid mode's keyword ranking): only the newest of its matches were
+	// ranked.
+	BoundedRanking *boundedRanking `json:"bounded_ranking,omitempty"`
+}
+
+// boundedRanking says that a keyword ranking ranked only the RankedNewest most recently stored
+// of the query's matches, of at least MatchesAtLeast.
+type boundedRanking struct {
+	RankedNewest   int `json:"ranked_newest"`
+	MatchesAtLeast int `json:"matches_at_least"`
+}
+
+// bounded is res.BoundedRanking for rk.
+func bounded(rk Ranking) *boundedRanking {
+	if !rk.Bounded {
+		return nil
+	}
+	return &boundedRanking{RankedNewest: rk.Limit, MatchesAtLeast: rk.Limit + 1}
 }
 
 // parseSearch validates q, k and mode.
@@ -96,7 +115,7 @@ func (s *Server) runSearch(ctx context.Context, p searchParams) (searchResult, e
 	res := searchResult{Query: p.q, Mode: p.mode, Results: []paper.Hit{}}
 	// The store's errors name the search they are of ("keyword search: …").
 	if p.mode == ModeKeyword {
-		hits, err := s.cfg.Store.KeywordSearch(ctx, p.q, p.k)
+		hits, rk, err := s.cfg.Store.KeywordSearch(ctx, p.q, p.k)
 		if errors.Is(err, paper.ErrNoSearchTerms) {
 			res.Notice = noSearchTerms
 			return res, nil
@@ -104,7 +123,7 @@ func (s *Server) runSearch(ctx context.Context, p searchParams) (searchResult, e
 		if err != nil {
 			return res, err
 		}
-		res.Results = nonNil(hits)
+		res.Results, res.BoundedRanking = nonNil(hits), bounded(rk)
 		return res, nil
 	}
 	sp, err := s.querySpace(ctx)
@@ -131,8 +150,8 @@ func (s *Server) runSearch(ctx context.Context, p searchParams) (searchResult, e
 				msg: fmt.Sprintf("the query has no words the embedding model %s can use (excluded words do not count); search with mode=keyword", sp.Model)}
 		}
 		// The fusion of no ranking with the keyword ranking is the keyword ranking.
-		hits, err := s.cfg.Store.KeywordSearch(ctx, p.q, p.k)
-		res.Mode, res.Space, res.Results = ModeKeyword, "", nonNil(hits)
+		hits, rk, err := s.cfg.Store.KeywordSearch(ctx, p.q, p.k)
+		res.Mode, res.Space, res.Results, res.BoundedRanking = ModeKeyword, "", nonNil(hits), bounded(rk)
 		res.Notice = fmt.Sprintf("the query has no words the embedding model %s can use; showing keyword results", sp.Model)
 		if text == "" {
 			res.Notice = "the query has only excluded words, nothing to look for by meaning; showing keyword results: papers without them"
@@ -146,16 +165,19 @@ func (s *Server) runSearch(ctx context.Context, p searchParams) (searchResult, e
 		}
 		return res, nil
 	}
-	var hits []paper.Hit
+	var (
+		hits []paper.Hit
+		rk   Ranking
+	)
 	if p.mode == ModeSemantic {
 		hits, err = s.cfg.Store.SemanticSearch(ctx, sp.ID, p.q, vec, p.k)
 	} else {
-		hits, err = s.cfg.Store.HybridSearch(ctx, sp.ID, p.q, vec, p.k)
+		hits, rk, err = s.cfg.Store.HybridSearch(ctx, sp.ID, p.q, vec, p.k)
 	}
 	if err != nil {
 		return res, err
 	}
-	res.Results = nonNil(hits)
+	res.Results, res.BoundedRanking = nonNil(hits), bounded(rk)
 	return res, nil
 }
 

@@ -269,6 +269,8 @@ type searchPage struct {
 	Results []hitView
 	Space   string
 	Notice  string // e.g. why the mode fell back to keyword
+	// Bounded is set when only the newest of the query's keyword matches were ranked.
+	Bounded *boundedRanking
 	Error   string
 	Cached  bool
 	K       int
@@ -323,6 +325,7 @@ func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
 		code, data.Error = c, msg
 	} else {
 		data.Results, data.Space, data.Cached = hitViews(res.Results), res.Space, res.CachedEmbedding
+		data.Bounded = res.BoundedRanking
 		if res.Notice != "" { // the search ran in another mode, and says why
 			data.Shown, data.Notice = res.Mode, res.Notice+"."
 		}

@@ -25,10 +25,12 @@ type nilStore struct{}
 
 var errNoDB = errors.New("no database in this test")
 
-func (nilStore) Paper(context.Context, string) (paper.Record, error)             { return paper.Record{}, errNoDB }
-func (nilStore) ListPapers(context.Context, ListQuery) (Page, error)             { return Page{}, errNoDB }
-func (nilStore) ActiveSpace(context.Context) (paper.Space, error)                { return paper.Space{}, errNoDB }
-func (nilStore) KeywordSearch(context.Context, string, int) ([]paper.Hit, error) { return nil, errNoDB }
+func (nilStore) Paper(context.Context, string) (paper.Record, error) { return paper.Record{}, errNoDB }
+func (nilStore) ListPapers(context.Context, ListQuery) (Page, error) { return Page{}, errNoDB }
+func (nilStore) ActiveSpace(context.Context) (paper.Space, error)    { return paper.Space{}, errNoDB }
+func (nilStore) KeywordSearch(context.Context, string, int) ([]paper.Hit, Ranking, error) {
+	return nil, Ranking{}, errNoDB
+}
 func (nilStore) Related(context.Context, int64, string, int) ([]paper.Hit, error) {
 	return nil, errNoDB
 }
@@ -36,8 +38,8 @@ func (nilStore) EmbeddedIn(context.Context, string) ([]paper.Space, error) { ret
 func (nilStore) SemanticSearch(context.Context, int64, string, []float32, int) ([]paper.Hit, error) {
 	return nil, errNoDB
 }
-func (nilStore) HybridSearch(context.Context, int64, string, []float32, int) ([]paper.Hit, error) {
-	return nil, errNoDB
+func (nilStore) HybridSearch(context.Context, int64, string, []float32, int) ([]paper.Hit, Ranking, error) {
+	return nil, Ranking{}, errNoDB
 }
 func (nilStore) ArchiveMap(context.Context, int64, int) ([]MapPoint, int, error) {
 	return nil, 0, errNoDB
@@ -519,8 +521,8 @@ func TestParseSinceTakesAnUnencodedPlus(t *testing.T) {
 // keywordStore answers every keyword search with one paper.
 type keywordStore struct{ nilStore }
 
-func (keywordStore) KeywordSearch(context.Context, string, int) ([]paper.Hit, error) {
-	return []paper.Hit{{ID: "arxiv:2401.00001", Title: "A paper", Score: 0.5}}, nil
+func (keywordStore) KeywordSearch(context.Context, string, int) ([]paper.Hit, Ranking, error) {
+	return []paper.Hit{{ID: "arxiv:2401.00001", Title: "A paper", Score: 0.5}}, Ranking{}, nil
 }
 
 // The search form sends a non-default k again, as the mode links do: a new search from the

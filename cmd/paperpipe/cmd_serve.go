@@ -232,6 +232,16 @@ func serveProbes(ctx context.Context, c *config, log *slog.Logger, st *store.Sto
 // webStore adapts the store to web.Store.
 type webStore struct{ *store.Store }
 
+func (s webStore) KeywordSearch(ctx context.Context, q string, k int) ([]paper.Hit, web.Ranking, error) {
+	hits, rk, err := s.KeywordSearchRanked(ctx, q, k)
+	return hits, web.Ranking(rk), err
+}
+
+func (s webStore) HybridSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, web.Ranking, error) {
+	hits, rk, err := s.HybridSearchRanked(ctx, spaceID, q, vec, k)
+	return hits, web.Ranking(rk), err
+}
+
 func (s webStore) ListPapers(ctx context.Context, q web.ListQuery) (web.Page, error) {
 	var cur *store.Cursor
 	if q.Cursor != "" {
