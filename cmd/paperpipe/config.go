@@ -61,8 +61,9 @@ type config struct {
 	MaxDeliver  int           // PAPERPIPE_MAX_DELIVER
 	MsgTimeout  time.Duration // PAPERPIPE_MSG_TIMEOUT; 0: half the AckWait
 
-	EFSearch    int    // PAPERPIPE_EF_SEARCH
-	VectorIndex string // PAPERPIPE_VECTOR_INDEX
+	EFSearch         int    // PAPERPIPE_EF_SEARCH
+	KeywordRankLimit int    // PAPERPIPE_KEYWORD_RANK_LIMIT; 0: store.DefaultKeywordRankLimit
+	VectorIndex      string // PAPERPIPE_VECTOR_INDEX
 	// IndexBuildMemory is maintenance_work_mem of an HNSW index build (PAPERPIPE_INDEX_BUILD_MEMORY).
 	IndexBuildMemory string
 
@@ -156,6 +157,7 @@ func loadConfig() *config {
 		MaxDeliver:       envInt("PAPERPIPE_MAX_DELIVER", 8),
 		MsgTimeout:       envDuration("PAPERPIPE_MSG_TIMEOUT", 0),
 		EFSearch:         envInt("PAPERPIPE_EF_SEARCH", 0),
+		KeywordRankLimit: envInt("PAPERPIPE_KEYWORD_RANK_LIMIT", 0),
 		VectorIndex:      env("PAPERPIPE_VECTOR_INDEX", string(store.DefaultIndexKind)),
 		IndexBuildMemory: env("PAPERPIPE_INDEX_BUILD_MEMORY", "1GB"),
 		FollowInterval:   envDuration("PAPERPIPE_FOLLOW_INTERVAL", 30*time.Second),
@@ -191,6 +193,8 @@ func loadConfig() *config {
 		{"PAPERPIPE_EMBED_LINGER", c.EmbedLinger <= 0, "a duration above 0, like 1s (values below 10ms mean 10ms)"},
 		{"PAPERPIPE_EF_SEARCH", c.EFSearch < 0 || c.EFSearch > store.MaxK,
 			fmt.Sprintf("0 (each index kind's default) or 1 to %d candidates", store.MaxK)},
+		{"PAPERPIPE_KEYWORD_RANK_LIMIT", c.KeywordRankLimit < 0,
+			fmt.Sprintf("0 (the default, %d) or more matches", store.DefaultKeywordRankLimit)},
 		{"PAPERPIPE_RPM", c.RPM < 0, "0 (no client-side limit) or more requests per minute"},
 		{"PAPERPIPE_TPM", c.TPM < 0, "0 (no client-side limit) or more tokens per minute"},
 		{"PAPERPIPE_FOLLOW_INTERVAL", c.FollowInterval < 0, "a duration above 0, or 0 to turn it off"},

@@ -252,7 +252,7 @@ func openStore(ctx context.Context, c *config, log *slog.Logger) (*store.Store, 
 	if err != nil {
 		return nil, fmt.Errorf("PAPERPIPE_VECTOR_INDEX: %w", err)
 	}
-	st, err := store.Open(ctx, store.Config{URL: c.DatabaseURL, EFSearch: c.EFSearch, VectorIndex: kind, IndexMemory: c.IndexBuildMemory, Logger: log})
+	st, err := store.Open(ctx, store.Config{URL: c.DatabaseURL, EFSearch: c.EFSearch, KeywordRankLimit: c.KeywordRankLimit, VectorIndex: kind, IndexMemory: c.IndexBuildMemory, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +278,7 @@ var readSchemaWait = 30 * time.Second
 func openReadStore(ctx context.Context, c *config, log *slog.Logger) (*store.Store, error) {
 	deadline := time.Now().Add(readSchemaWait)
 	for {
-		st, err := store.Open(ctx, store.Config{URL: c.ReadDBURL, EFSearch: c.EFSearch, Logger: log})
+		st, err := store.Open(ctx, store.Config{URL: c.ReadDBURL, EFSearch: c.EFSearch, KeywordRankLimit: c.KeywordRankLimit, Logger: log})
 		if err == nil {
 			if err = st.CheckSchema(ctx); err == nil {
 				return st, nil
