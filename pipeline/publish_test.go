@@ -204,8 +204,15 @@ func TestFlushAfterTheContextEndedCountsTheAnswersThatCame(t *testing.T) {
 			t.Fatalf("the stream holds %d messages after 30 s, want %d", info.State.Msgs, n)
 		}
 	}
-	time.Sleep(100 * time.Millisecond) // the answers travel to the client
-	cancel()                           // Ctrl-C
+	// Wait until the client has taken every answer in (the publisher's futures hold them, not
+	// yet read by Flush): the stream's count says only that the server sent them, and the
+	// client's handler of the answers runs behind it (a fixed 100 ms was not always enough).
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the client has %d answers still to come 30 s after the stream held every message", js.PublishAsyncPending())
+	}
+	cancel() // Ctrl-C
 	err = pub.Flush(ctx)
 	if st := pub.Stats(); st.Published != n || pub.Unconfirmed() != 0 {
 		t.Errorf("Flush after the context ended: %v; %d published, %d unconfirmed; want all %d published", err, st.Published, pub.Unconfirmed(), n)
