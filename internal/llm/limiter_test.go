@@ -314,8 +314,11 @@ func TestTransportDrainsAtMostALittleOfABodyClosedEarly(t *testing.T) {
 // request bucket when another caller's 429 pauses everyone must wait for the pause too.
 func TestWaitHonoursAPauseSetWhileWaitingForTheBucket(t *testing.T) {
 	t.Parallel()
-	l := NewLimiter(LimiterConfig{RequestsPerMinute: 600})
-	for range 600 { // the first minute's budget: the next request waits 100 ms for the bucket
+	// The bucket's wait (1 s) leaves the test ample time to set the pause while Wait waits: with
+	// 100 ms (600 a minute) a test goroutine late by 70 ms on a busy machine set it after Wait
+	// had returned, and the test failed.
+	l := NewLimiter(LimiterConfig{RequestsPerMinute: 60})
+	for range 60 { // the first minute's budget: the next request waits 1 s for the bucket
 		l.reserve(0)
 	}
 	done := make(chan time.Time, 1)
@@ -328,7 +331,7 @@ func TestWaitHonoursAPauseSetWhileWaitingForTheBucket(t *testing.T) {
 	// Let Wait reserve its turn first (were it slower, it would meet the pause at its
 	// reservation, and the test would pass without testing anything).
 	time.Sleep(30 * time.Millisecond)
-	l.Pause(400 * time.Millisecond)
+	l.Pause(2 * time.Second) // past the bucket's wait
 	until := l.PausedUntil()
 	if at := <-done; at.Before(until) {
 		t.Errorf("Wait returned %v before the pause set while it waited for the bucket ended", until.Sub(at).Round(time.Millisecond))
