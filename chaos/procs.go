@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/paperpipe/paperpipe/internal/nettest"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 )
 
@@ -330,15 +331,9 @@ func (n *NATS) Stop() {
 	p.Stop(10 * time.Second)
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort returns a loopback TCP port nothing listens on, outside the kernel's ephemeral
+// range (see nettest.PickPort): a server restarted on it does not find it taken meanwhile.
+func freePort() (int, error) { return nettest.PickPort() }
 
 // waitTCP waits until something accepts connections on the loopback port, or p exits.
 func waitTCP(p *Proc, port int, timeout time.Duration) error {

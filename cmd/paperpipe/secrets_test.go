@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/paperpipe/paperpipe/internal/nettest"
 )
 
 // noSecret fails the test when s holds any of the secrets.
@@ -26,16 +27,11 @@ func noSecret(t *testing.T, what, s string, secrets ...string) {
 	}
 }
 
-// freePort returns a loopback port nothing listens on.
+// freePort returns a loopback port nothing listens on, outside the kernel's ephemeral range
+// (see nettest.PickPort): a server the test starts on it later does not find it taken.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	return port
+	return nettest.FreePort(t)
 }
 
 // An OPENAI_BASE_URL that does not parse, or that has a query (go-openai would put it inside
