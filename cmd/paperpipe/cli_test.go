@@ -1266,6 +1266,28 @@ func TestSecondSignalExitStatusNamesTheSignal(t *testing.T) {
 	}
 }
 
+// A second signal that came before the goroutine watching for it ran (a busy machine: it is
+// scheduled only after the first signal has ended the command's context and the drain has
+// begun) still ends the process. The watcher subscribed to the signals only once the first
+// had ended the context: a second one in between went to no reader, and the process drained
+// on (the chaos test's second SIGINT, 200 ms after the first, was lost so).
+func TestASecondSignalBeforeItsWatcherRanStillExits(t *testing.T) {
+	t.Parallel()
+	signals := make(chan os.Signal, 2) // as run subscribes it, before the command starts
+	signals <- os.Interrupt            // the first: the command's context ends, the drain begins
+	signals <- syscall.SIGTERM         // the second, before the watcher has run
+	exited := make(chan int, 1)
+	go secondSignalExits(signals, func(code int) { exited <- code })
+	select {
+	case code := <-exited:
+		if code != 143 {
+			t.Errorf("exit status %d after a second SIGTERM, want 143", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a second signal that came before its watcher ran did not end the process")
+	}
+}
+
 // serve's read replica is never migrated: until it has the primary's migrations (replayed),
 // serve waits, then refuses naming the setting and the migration it lacks.
 func TestReadReplicaWithoutThePrimarysMigrationsIsRefused(t *testing.T) {

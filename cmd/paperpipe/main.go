@@ -94,9 +94,14 @@ func run(args []string) int {
 		usage(os.Stderr)
 		return 2
 	}
+	// The second signal's channel subscribes now, with the first's: subscribed once the first
+	// had ended sigCtx, it missed a second signal that came in between (two Ctrl-C in a row),
+	// which no one then read, and the process drained on.
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
 	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go secondSignalExits(sigCtx)
+	go secondSignalExits(signals, os.Exit)
 
 	c := loadConfig()
 	// A part of the process that cannot go on (NATS closed the connection, refusing
@@ -149,14 +154,14 @@ func errorMessage(err error) string {
 
 // secondSignalExits ends the process at once on a second SIGINT or SIGTERM, after the first
 // one has started a graceful drain. Nothing acknowledged is lost: a message is acknowledged
-// only after its results are committed.
-func secondSignalExits(ctx context.Context) {
-	<-ctx.Done()
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
-	sig := <-ch
+// only after its results are committed. signals gets every SIGINT and SIGTERM from the
+// process's start (room for two), the first included: the one that ended the command's
+// context.
+func secondSignalExits(signals <-chan os.Signal, exit func(code int)) {
+	<-signals
+	sig := <-signals
 	fmt.Fprintln(os.Stderr, "paperpipe: second signal, exiting now")
-	os.Exit(signalExitStatus(sig))
+	exit(signalExitStatus(sig))
 }
 
 // signalExitStatus is the shell's exit status of a process killed by sig: 128 + its number
