@@ -356,7 +356,6 @@ func TestServeStartedDuringAnOutageStopsCleanly(t *testing.T) {
 			_ = s.cmd.Process.Signal(syscall.SIGTERM)
 			select {
 			case err := <-s.exited:
-				time.Sleep(100 * time.Millisecond) // the pipe's last bytes
 				if err != nil || strings.Contains(s.logs.String(), "panic") {
 					t.Errorf("serve stopped by SIGTERM: %v\n%s", err, s.logs.String())
 				}
@@ -389,17 +388,12 @@ func startPaperpipe(t *testing.T, c *cli, args ...string) *serveProc {
 	t.Helper()
 	s := &serveProc{cmd: exec.Command(binary, args...), logs: &lockedBuffer{}, exited: make(chan error, 1)}
 	s.cmd.Env = c.env
-	stderr, err := s.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A writer, not StderrPipe: Wait closes a StderrPipe once the process has exited, and the
+	// last lines still unread in it were lost — the error line a test then looked for in vain
+	// (wantStop). With a writer, Wait returns once the copy of all of stderr is done.
+	s.cmd.Stderr = s.logs
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
-	}
-	if args[0] == "serve" {
-		s.base = servedURL(t, stderr, s.logs)
-	} else {
-		go func() { _, _ = io.Copy(s.logs, stderr) }()
 	}
 	go func() { s.exited <- s.cmd.Wait() }()
 	t.Cleanup(func() {
@@ -410,7 +404,32 @@ func startPaperpipe(t *testing.T, c *cli, args ...string) *serveProc {
 			_ = s.cmd.Process.Kill()
 		}
 	})
+	if args[0] == "serve" {
+		s.base = s.servedURL(t)
+	}
 	return s
+}
+
+// servedURL returns the URL a serve process says it listens on; the test fails if none comes
+// within a minute.
+func (s *serveProc) servedURL(t *testing.T) string {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, rest, ok := strings.Cut(s.logs.String(), "on http://"); ok {
+			if f := strings.Fields(rest); len(f) > 0 && strings.Contains(rest, "\n") {
+				return "http://" + f[0]
+			}
+		}
+		select {
+		case err := <-s.exited:
+			s.exited <- err
+			t.Fatalf("serve ended (%v) before it said where it listens:\n%s", err, s.logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not say where it listens:\n%s", s.logs.String())
+		}
+	}
 }
 
 // While NATS is down, /metrics answers at once (its queue gauges left out), not after the
