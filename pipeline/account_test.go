@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -231,12 +232,9 @@ func waitQueued(t *testing.T, b *testBundle, n int) {
 // dead-lettered the whole backlog within minutes.
 func TestUnreachableAPIPausesTheWorkerUntilItIsBack(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // the server is down
+	// The server is down: nothing listens on the port, below the ephemeral range, so that no
+	// other test's server takes it before this one's comes back.
+	addr := "127.0.0.1:" + strconv.Itoa(nettest.FreePort(t))
 	sum, err := summarize.New(summarize.Config{BaseURL: "http://" + addr + "/v1", APIKey: "sk-test", Model: "m"})
 	if err != nil {
 		t.Fatal(err)

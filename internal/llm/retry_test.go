@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -325,15 +326,12 @@ func TestBackoffStaysWithinCeiling(t *testing.T) {
 // transient.
 func TestRetrierReturnsUnreachableAsAnAccountErrorAfterItsRetries(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	// Nothing listens there, below the ephemeral range: no other test's server takes the port
+	// (then the call got an answer).
+	addr := "127.0.0.1:" + strconv.Itoa(nettest.FreePort(t))
 	calls := 0
 	r := fastRetrier(5)
-	_, err = r.Do(context.Background(), 1, func(ctx context.Context) error {
+	_, err := r.Do(context.Background(), 1, func(ctx context.Context) error {
 		calls++
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/models", nil)
 		resp, err := http.DefaultClient.Do(req)
