@@ -301,14 +301,18 @@ func TestOpenURL(t *testing.T) {
 		t.Errorf("Open(404) error = %v, want %q", err, want)
 	}
 
-	r, c, err = Open(srv.URL+"/stall", Options{HTTPTimeout: 200 * time.Millisecond})
+	// The stall must outlast the look at the start (probeIdle without data ends it, and Open
+	// returns): with an HTTPTimeout of probeIdle itself, whichever of the two timers fired
+	// first won, and Open failed in about one run of twenty-five.
+	timeout := 5 * probeIdle
+	r, c, err = Open(srv.URL+"/stall", Options{HTTPTimeout: timeout})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	_, err = r.Next()
 	var re *RecordError
-	if err == nil || err == io.EOF || errors.As(err, &re) || !strings.Contains(err.Error(), "nothing received for 200ms") {
+	if err == nil || err == io.EOF || errors.As(err, &re) || !strings.Contains(err.Error(), fmt.Sprintf("nothing received for %s", timeout)) {
 		t.Errorf("Next on a stalled download = %v, want a fatal error saying nothing was received", err)
 	}
 }
