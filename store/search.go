@@ -3,9 +3,11 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
@@ -51,6 +53,10 @@ func checkQuery(q string) error {
 // archive".
 const DefaultKeywordRankLimit = 10000
 
+// MaxKeywordRankLimit is the largest Config.KeywordRankLimit: more than any archive holds, so
+// it turns the bound off.
+const MaxKeywordRankLimit = 1_000_000_000_000
+
 // Ranking says how a full-text ranking was made.
 type Ranking struct {
 	// Bounded is true when the query matched more than Limit papers, and only the Limit most
@@ -61,42 +67,88 @@ type Ranking struct {
 	Limit int
 }
 
-// keywordCandidates is the CTE, named name, of the matches of the tsquery tsq (SQL) that a
-// full-text ranking ranks: at most limit+1 of them (limit is a parameter), newest first by
-// papers_created_at_id, so that whether more than limit matched is known without counting
-// them all. The planner, which sees the query (the statements run with custom plans, see
-// searchOptionsSQL) and the words' frequencies (ANALYZE), walks that index with the match as a
-// filter when matches are dense (about limit / the matches' share of the archive rows, however
-// large the archive), and reads the GIN index and sorts the matches' dates when they are
-// sparse; either way, no more than limit papers are ranked.
+// keywordWalk bounds a full-text ranking's walk of papers_created_at_id: its candidates are
+// looked for by date among the keywordWalk × limit newest papers only (keywordCandidates).
+const keywordWalk = 4
+
+// keywordCandidates is the CTE, named name (with helpers name_edge and name_recent), of the
+// matches of the tsquery tsq (SQL) that a full-text ranking ranks: the limit+1 newest (limit is
+// a parameter, papers.created_at then id), so that whether more than limit matched is known
+// without counting them all. They are looked for first among the keywordWalk × limit newest
+// papers (name_recent): the planner, which sees the query (the statements run with custom
+// plans, see searchOptionsSQL) and the words' frequencies (ANALYZE), walks papers_created_at_id
+// with the match as a filter when matches are dense there, or reads the GIN index when they are
+// sparse; either way no more than those papers are walked. Only when fewer than limit+1 match
+// there are the older matches read, from the GIN index and sorted by date, never walked: a word
+// that only old papers have would otherwise be looked for through the whole archive.
 func keywordCandidates(name, tsq, limit string) string {
-	return name + ` AS (
+	lim := limit + `::bigint`
+	edge, recent := name+`_edge`, name+`_recent`
+	return edge + ` AS (
+	SELECT coalesce((SELECT created_at FROM papers ORDER BY created_at DESC, id DESC
+		OFFSET ` + itoa(keywordWalk) + ` * ` + lim + ` - 1 LIMIT 1), '-infinity') AS at
+), ` + recent + ` AS (
 	SELECT p.id, p.created_at, p.tsv FROM papers p
-	WHERE p.tsv @@ ` + tsq + `
+	WHERE p.tsv @@ ` + tsq + ` AND p.created_at >= (SELECT at FROM ` + edge + `)
 	ORDER BY p.created_at DESC, p.id DESC
-	LIMIT ` + limit + ` + 1
+	LIMIT ` + lim + ` + 1
+), ` + name + ` AS (
+	SELECT * FROM ` + recent + `
+	UNION ALL
+	(SELECT p.id, p.created_at, p.tsv FROM papers p
+	WHERE p.tsv @@ ` + tsq + ` AND p.created_at < (SELECT at FROM ` + edge + `)
+		AND (SELECT count(*) FROM ` + recent + `) <= ` + lim + `
+	ORDER BY p.created_at + interval '0' DESC, p.id DESC -- sorted, not walked
+	LIMIT ` + lim + ` + 1 - (SELECT count(*) FROM ` + recent + `))
 )`
 }
 
 // keywordRanked is the subquery that ranks the limit newest papers of candidates (see
-// keywordCandidates) by ts_rank for tsq, best first, and returns the first n as id and r. where
-// ("" or " AND …" on c.tsv) leaves out some of those papers.
-func keywordRanked(candidates, tsq, where, limit, n string) string {
+// keywordCandidates) by ts_rank for tsq, best first, and returns the first n as id and r.
+func keywordRanked(candidates, tsq, limit, n string) string {
 	return `SELECT c.id, ts_rank(` + tsRankWeights + `, c.tsv, ` + tsq + `) AS r
-	FROM (SELECT id, tsv FROM ` + candidates + ` ORDER BY created_at DESC, id DESC LIMIT ` + limit + `) c
-	WHERE true` + where + `
+	FROM (SELECT id, tsv FROM ` + candidates + ` ORDER BY created_at DESC, id DESC LIMIT ` + limit + `::bigint) c
 	ORDER BY r DESC, c.id
 	LIMIT ` + n
 }
 
-// keywordSQL is KeywordSearch's statement: $1 the text, $2 k, $3 the rank limit.
-var keywordSQL = `WITH ` + keywordCandidates("cand", tsQuery, "$3") + `,
-m AS (` + keywordRanked("cand", tsQuery, "", "$3", "$2") + `)
-SELECT p.id, p.title, coalesce(t.tldr, ''), m.r, (SELECT count(*) FROM cand) > $3
+// keywordTSQuery is the tsquery (SQL) a full-text ranking of q matches, with q as $1 and, when
+// needed (the second result), q's excluded words and phrases (paper.Query.Excluded) as the
+// parameter excl. websearch_to_tsquery leaves out the papers with an excluded word itself
+// ('a' & !'b') unless q has an or ("a or -b" is 'a' | !'b'): then the exclusion is added (&& !!).
+// Only then: added to a query that has it already, it made the planner count it twice, expect
+// few matches and read every match of a common word from the GIN index.
+func keywordTSQuery(q, excl string) (string, bool) {
+	if paper.ParseQuery(q).Excluded == "" || !hasOr(q) {
+		return tsQuery, false
+	}
+	return `(` + tsQuery + ` && !!websearch_to_tsquery('english', ` + excl + `))`, true
+}
+
+// hasOr reports whether q holds the word or outside quotes (websearch_to_tsquery's operator;
+// when in doubt, true).
+func hasOr(q string) bool {
+	quoted := false
+	return slices.ContainsFunc(strings.FieldsFunc(q, func(r rune) bool {
+		if r == '"' {
+			quoted = !quoted
+			return true
+		}
+		return !quoted && !unicode.IsLetter(r) && !unicode.IsDigit(r)
+	}), func(w string) bool { return strings.EqualFold(w, "or") })
+}
+
+// keywordSQL is KeywordSearch's statement for the tsquery tsq (keywordTSQuery): $1 the text,
+// $2 k, $3 the rank limit (and $4 the excluded words when tsq needs them).
+func keywordSQL(tsq string) string {
+	return `WITH ` + keywordCandidates("cand", tsq, "$3") + `,
+m AS (` + keywordRanked("cand", tsq, "$3", "$2") + `)
+SELECT p.id, p.title, coalesce(t.tldr, ''), m.r, (SELECT count(*) FROM cand) > $3::bigint
 FROM m
 JOIN papers p ON p.id = m.id
 ` + latestTLDRJoin + `
 ORDER BY m.r DESC, m.id`
+}
 
 // KeywordSearch returns the k papers that best match q by PostgreSQL full-text search
 // (English stemming; q is read as web-search syntax: "quoted phrases", or, -excluded),
@@ -123,7 +175,12 @@ func (s *Store) KeywordSearchRanked(ctx context.Context, q string, k int) ([]pap
 	if err := checkQuery(q); err != nil {
 		return nil, rk, fmt.Errorf("keyword search: %w", err)
 	}
-	rows, err := searchRows(ctx, s, DefaultEFSearch(s.index), keywordSQL, []any{q, k, s.keywordLimit}, scanRankedHit)
+	tsq, excluding := keywordTSQuery(q, "$4")
+	args := []any{q, k, s.keywordLimit}
+	if excluding {
+		args = append(args, paper.ParseQuery(q).Excluded)
+	}
+	rows, err := searchRows(ctx, s, DefaultEFSearch(s.index), keywordSQL(tsq), args, scanRankedHit)
 	if err != nil {
 		return nil, rk, fmt.Errorf("keyword search %.60q: %w", q, err)
 	}
@@ -283,7 +340,7 @@ func (s *Store) hybridStatement(sp spaceRow, q string, vec []float32, k int) (st
 	if excluded != "" {
 		args = append(args, excluded)
 	}
-	return hybridSQL(v, sp.ID, excluded != ""), ef, args
+	return hybridSQL(v, sp.ID, q, excluded != ""), ef, args
 }
 
 // hybridCandidates is how many papers each ranking of a hybrid search for k results offers
@@ -301,16 +358,12 @@ func hybridCandidates(k int) int { return min(max(4*k, 50), MaxK) }
 // the query's excluded words and phrases (paper.Query.Excluded), and a paper matching them is
 // left out of both rankings: of the semantic one as the index scan returns it
 // (excludedFilter), so that the scan walks on for candidates without them, as SemanticSearch's;
-// of the keyword one among the $7 newest matches of $1, which leaves the excluded words out
-// already (websearch_to_tsquery's "!"; the filter matters only with "or", as in "a or -b").
-// Filtering the candidates themselves made the planner count the exclusion twice, expect few
-// matches and read every match of a common word from the GIN index ("learning -language": 0.4 s
-// at 500,000 papers, against 0.17 s for KeywordSearch).
-func hybridSQL(v vectorSQL, spaceID int64, exclude bool) string {
-	semanticWhere, keywordWhere := "", ""
+// of the keyword one by its tsquery (keywordTSQuery).
+func hybridSQL(v vectorSQL, spaceID int64, q string, exclude bool) string {
+	semanticWhere, tsq := "", tsQuery
 	if exclude {
 		semanticWhere = excludedFilter("$8")
-		keywordWhere = ` AND NOT c.tsv @@ websearch_to_tsquery('english', $8)`
+		tsq, _ = keywordTSQuery(q, "$8")
 	}
 	return `WITH semantic AS (
 	SELECT paper_id, row_number() OVER (ORDER BY dist, paper_id) AS rank
@@ -325,9 +378,9 @@ func hybridSQL(v vectorSQL, spaceID int64, exclude bool) string {
 		ORDER BY c.dist, c.paper_id
 		LIMIT $3
 	) n
-), ` + keywordCandidates("kcand", tsQuery, "$7") + `, keyword AS (
+), ` + keywordCandidates("kcand", tsq, "$7") + `, keyword AS (
 	SELECT id AS paper_id, row_number() OVER (ORDER BY r DESC, id) AS rank
-	FROM (` + keywordRanked("kcand", tsQuery, keywordWhere, "$7", "$3") + `) m
+	FROM (` + keywordRanked("kcand", tsq, "$7", "$3") + `) m
 ), fused AS (
 	SELECT coalesce(s.paper_id, kw.paper_id) AS paper_id,
 		coalesce(1.0 / ($5::int + s.rank), 0) + coalesce(1.0 / ($5::int + kw.rank), 0) AS score
@@ -335,7 +388,7 @@ func hybridSQL(v vectorSQL, spaceID int64, exclude bool) string {
 	ORDER BY score DESC, paper_id
 	LIMIT $4
 )
-SELECT f.paper_id, p.title, coalesce(t.tldr, ''), f.score::float8, (SELECT count(*) FROM kcand) > $7
+SELECT f.paper_id, p.title, coalesce(t.tldr, ''), f.score::float8, (SELECT count(*) FROM kcand) > $7::bigint
 FROM fused f
 JOIN papers p ON p.id = f.paper_id
 ` + latestTLDRJoin + `

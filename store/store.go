@@ -79,8 +79,8 @@ func (c *Config) validate() error {
 	if c.MaxConns < 0 {
 		return fmt.Errorf("store config: MaxConns is %d, must not be negative: %w", c.MaxConns, paper.ErrInvalid)
 	}
-	if c.KeywordRankLimit < 0 {
-		return fmt.Errorf("store config: KeywordRankLimit is %d, must not be negative: %w", c.KeywordRankLimit, paper.ErrInvalid)
+	if c.KeywordRankLimit < 0 || c.KeywordRankLimit > MaxKeywordRankLimit {
+		return fmt.Errorf("store config: KeywordRankLimit is %d, must be 0 to %d: %w", c.KeywordRankLimit, MaxKeywordRankLimit, paper.ErrInvalid)
 	}
 	if c.VectorIndex != "" {
 		if _, err := ParseIndexKind(string(c.VectorIndex)); err != nil {
