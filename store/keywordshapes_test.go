@@ -122,3 +122,22 @@ func TestKeywordBoundUnchangedAcrossQueryShapes(t *testing.T) {
 		}
 	}
 }
+
+// TestNoBreakSpaceBeforeAnExclusion: a no-break space (pasted from a web page) before -word is
+// a space to both readers of the query: paper.ParseQuery, which leaves the excluded word out of
+// the semantic ranking, and websearch_to_tsquery, which read "quokka\u00a0-wombat" as the
+// phrase "quokka wombat" and returned only the wombat paper.
+func TestNoBreakSpaceBeforeAnExclusion(t *testing.T) {
+	t.Parallel()
+	_, s := boundedStores(t, 100)
+	upsert(t, s, []paper.Abstract{
+		topic(1, "Quokka census", "We count quokkas on the island."),
+		topic(2, "Quokka wombat", "A quokka wombat encounter."),
+	}, store.Work{})
+	for _, q := range []string{"quokka\u00a0-wombat", "quokka\u2003-wombat", "quokka\u00a0or\u00a0-wombat"} {
+		hits, err := s.KeywordSearch(t.Context(), q, 10)
+		if err != nil || len(hits) != 1 || hits[0].ID != topic(1, "", "").ID {
+			t.Errorf("KeywordSearch(%q) = %v, %v; want only %s (the wombat paper left out)", q, hitIDs(hits), err, topic(1, "", "").ID)
+		}
+	}
+}

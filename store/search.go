@@ -33,6 +33,20 @@ const tsRankWeights = `'{0.1, 0.2, 0.4, 1.0}'::float4[]`
 // for phrases, "or", a leading - to exclude) and never fails on syntax.
 const tsQuery = `websearch_to_tsquery('english', $1)`
 
+// pgQuery is q with every white-space character a plain space. paper.ParseQuery reads any
+// Unicode space as one; websearch_to_tsquery does not (under the database's ctype a no-break
+// space joins two words into a phrase), and both must read the same query: "quokka\u00a0-wombat"
+// left wombat papers out of the semantic ranking and looked for the phrase "quokka wombat" in
+// the keyword one.
+func pgQuery(q string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) {
+			return ' '
+		}
+		return r
+	}, q)
+}
+
 // checkQuery validates the text of a full-text query.
 func checkQuery(q string) error {
 	switch {
@@ -67,39 +81,22 @@ type Ranking struct {
 	Limit int
 }
 
-// keywordWalk bounds a full-text ranking's walk of papers_created_at_id: its candidates are
-// looked for by date among the keywordWalk × limit newest papers only (keywordCandidates).
-const keywordWalk = 4
-
-// keywordCandidates is the CTE, named name (with helpers name_edge and name_recent), of the
-// matches of the tsquery tsq (SQL) that a full-text ranking ranks: the limit+1 newest (limit is
-// a parameter, papers.created_at then id), so that whether more than limit matched is known
-// without counting them all. They are looked for first among the keywordWalk × limit newest
-// papers (name_recent): the planner, which sees the query (the statements run with custom
-// plans, see searchOptionsSQL) and the words' frequencies (ANALYZE), walks papers_created_at_id
-// with the match as a filter when matches are dense there, or reads the GIN index when they are
-// sparse; either way no more than those papers are walked. Only when fewer than limit+1 match
-// there are the older matches read, from the GIN index and sorted by date, never walked: a word
-// that only old papers have would otherwise be looked for through the whole archive.
+// keywordCandidates is the CTE, named name, of the matches of the tsquery tsq (SQL) that a
+// full-text ranking ranks: at most limit+1 of them (limit is a parameter), newest first by
+// papers_created_at_id, so that whether more than limit matched is known without counting
+// them all. The planner, which sees the query (the statements run with custom plans, see
+// searchOptionsSQL) and the words' frequencies (ANALYZE), walks that index with the match as a
+// filter when matches are dense (about limit / the matches' share of the archive rows, however
+// large the archive), and reads the GIN index and sorts the matches' dates when they are
+// sparse; either way, no more than limit papers are ranked. (It assumes the matches spread over
+// the archive's dates: a common word only old papers have is walked to through every newer
+// paper — README says so.)
 func keywordCandidates(name, tsq, limit string) string {
-	lim := limit + `::bigint`
-	edge, recent := name+`_edge`, name+`_recent`
-	return edge + ` AS (
-	SELECT coalesce((SELECT created_at FROM papers ORDER BY created_at DESC, id DESC
-		OFFSET ` + itoa(keywordWalk) + ` * ` + lim + ` - 1 LIMIT 1), '-infinity') AS at
-), ` + recent + ` AS (
+	return name + ` AS (
 	SELECT p.id, p.created_at, p.tsv FROM papers p
-	WHERE p.tsv @@ ` + tsq + ` AND p.created_at >= (SELECT at FROM ` + edge + `)
+	WHERE p.tsv @@ ` + tsq + `
 	ORDER BY p.created_at DESC, p.id DESC
-	LIMIT ` + lim + ` + 1
-), ` + name + ` AS (
-	SELECT * FROM ` + recent + `
-	UNION ALL
-	(SELECT p.id, p.created_at, p.tsv FROM papers p
-	WHERE p.tsv @@ ` + tsq + ` AND p.created_at < (SELECT at FROM ` + edge + `)
-		AND (SELECT count(*) FROM ` + recent + `) <= ` + lim + `
-	ORDER BY p.created_at + interval '0' DESC, p.id DESC -- sorted, not walked
-	LIMIT ` + lim + ` + 1 - (SELECT count(*) FROM ` + recent + `))
+	LIMIT ` + limit + `::bigint + 1
 )`
 }
 
@@ -175,6 +172,7 @@ func (s *Store) KeywordSearchRanked(ctx context.Context, q string, k int) ([]pap
 	if err := checkQuery(q); err != nil {
 		return nil, rk, fmt.Errorf("keyword search: %w", err)
 	}
+	q = pgQuery(q)
 	tsq, excluding := keywordTSQuery(q, "$4")
 	args := []any{q, k, s.keywordLimit}
 	if excluding {
@@ -424,7 +422,7 @@ func (s *Store) textVectorSearch(ctx context.Context, query textVectorQuery, spa
 	if err != nil {
 		return nil, rk, fmt.Errorf("%s: %w", query.name, err)
 	}
-	sql, ef, args := query.statement(s, sp, q, vec, k)
+	sql, ef, args := query.statement(s, sp, pgQuery(q), vec, k)
 	var hits []paper.Hit
 	if query.ranked {
 		var rows []rankedHit
@@ -445,7 +443,7 @@ func (s *Store) textVectorExplain(ctx context.Context, query textVectorQuery, sp
 	if err != nil {
 		return "", fmt.Errorf("explain %s: %w", query.name, err)
 	}
-	sql, ef, args := query.statement(s, sp, q, vec, k)
+	sql, ef, args := query.statement(s, sp, pgQuery(q), vec, k)
 	lines, err := searchRows(ctx, s, ef, "EXPLAIN (FORMAT TEXT) "+sql, args, pgx.RowTo[string])
 	if err != nil {
 		return "", fmt.Errorf("explain %s in space %s: %w", query.name, sp.Name(), err)
@@ -497,7 +495,7 @@ func (s *Store) ListFiltered(ctx context.Context, f ListFilter, limit int, befor
 		if err := checkQuery(f.Text); err != nil {
 			return nil, nil, fmt.Errorf("list papers: text: %w", err)
 		}
-		conds = append(conds, "p.tsv @@ websearch_to_tsquery('english', "+param(f.Text)+")")
+		conds = append(conds, "p.tsv @@ websearch_to_tsquery('english', "+param(pgQuery(f.Text))+")")
 	}
 	if before != nil {
 		conds = append(conds, "(p.created_at, p.id) < ("+param(before.createdAt)+", "+param(before.id)+")")
