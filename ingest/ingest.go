@@ -219,9 +219,8 @@ func newDecoder(r io.Reader, name, command, wants string, judge bool) (decoder, 
 	if name == "-" {
 		name = "stdin"
 	}
-	p := &probeReader{r: r}
-	g := &guardReader{r: p}
-	d := decoder{name: name, command: command, wants: wants, guard: g, probe: p, br: bufio.NewReaderSize(g, peekSize)}
+	d := decoder{name: name, command: command, wants: wants}
+	d.read(r)
 	if !judge {
 		return d, nil
 	}
@@ -229,6 +228,14 @@ func newDecoder(r io.Reader, name, command, wants string, judge bool) (decoder, 
 		return d, fmt.Errorf("reading %s: %w", name, err)
 	}
 	return d, nil
+}
+
+// read makes r the input: br reads it through guard, which counts its bytes, and probe, which
+// lets unpack look at its start without holding a stream up.
+func (d *decoder) read(r io.Reader) {
+	d.probe = &probeReader{r: r}
+	d.guard = &guardReader{r: d.probe}
+	d.br = bufio.NewReaderSize(d.guard, peekSize)
 }
 
 // papersWanted is what the commands reading papers take, for the refusal of a PDF or binary data.
@@ -386,9 +393,7 @@ func (d *decoder) unpack() error {
 		if d.packed == nil {
 			d.packed = d.guard
 		}
-		d.probe = &probeReader{r: zr}
-		d.guard = &guardReader{r: d.probe}
-		d.br = bufio.NewReaderSize(d.guard, peekSize)
+		d.read(zr)
 		return d.unpack() // what it holds may be UTF-16 too
 	case bytes.HasPrefix(head, []byte{0xff, 0xfe}) || bytes.HasPrefix(head, []byte{0xfe, 0xff}):
 		return invalidf("the input is UTF-16 text (it starts with a UTF-16 byte order mark), not UTF-8: convert it with "+
