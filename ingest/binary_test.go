@@ -34,10 +34,6 @@ func TestBinaryInputIsNamed(t *testing.T) {
 	noNUL := bytes.ReplaceAll(noise, []byte{0}, []byte{1})
 	latin1 := []byte("{\"id\":\"2401.00001\",\"title\":\"Caf\xe9 mod\xe8les\",\"abstract\":\"Na\xefve th\xe9orie.\"}\n" +
 		`{"id":"2401.00002","title":"Plain","abstract":"ASCII only."}` + "\n")
-	var gz bytes.Buffer
-	w := gzip.NewWriter(&gz)
-	_, _ = w.Write(pdf)
-	_ = w.Close()
 	for _, c := range []struct {
 		name string
 		data []byte
@@ -46,7 +42,7 @@ func TestBinaryInputIsNamed(t *testing.T) {
 	}{
 		{"paper.pdf", pdf, Options{}, []string{"PDF document", "paperpipe ingest reads papers' titles and abstracts as UTF-8 text"}},
 		{"paper.pdf", pdf, Options{Format: JSONL}, []string{"PDF document"}}, // whatever the format
-		{"paper.pdf.gz", gz.Bytes(), Options{}, []string{"PDF document"}},
+		{"paper.pdf.gz", gzipped(t, pdf), Options{}, []string{"PDF document"}},
 		{"figure.png", png, Options{}, []string{"binary data (it holds NUL bytes), not UTF-8 text"}},
 		{"random.bin", noise, Options{}, []string{"binary data", "not UTF-8 text"}},
 		{"random.bin", noNUL, Options{}, []string{"not UTF-8 text", "control characters", "paperpipe ingest reads"}},
@@ -141,11 +137,8 @@ func TestSourceWithoutPapers(t *testing.T) {
 func TestDecode(t *testing.T) {
 	t.Parallel()
 	line := `{"id":"2401.00001","embedding":[0.5,1],"model":"m"}` + "\n"
-	var gz bytes.Buffer
-	w := gzip.NewWriter(&gz)
-	_, _ = w.Write([]byte(line))
-	_ = w.Close()
-	c, err := Decode(bytes.NewReader(gz.Bytes()), "vectors.jsonl.gz", "import-embeddings", "vector lines")
+	gz := gzipped(t, []byte(line))
+	c, err := Decode(bytes.NewReader(gz), "vectors.jsonl.gz", "import-embeddings", "vector lines")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,8 +146,8 @@ func TestDecode(t *testing.T) {
 	if err != nil || string(got) != line {
 		t.Errorf("gzip: read %q, %v; want %q", got, err, line)
 	}
-	if c.Offset() != int64(gz.Len()) {
-		t.Errorf("gzip: Offset() = %d, want the %d compressed bytes", c.Offset(), gz.Len())
+	if c.Offset() != int64(len(gz)) {
+		t.Errorf("gzip: Offset() = %d, want the %d compressed bytes", c.Offset(), len(gz))
 	}
 	plain, err := Decode(strings.NewReader(line), "-", "import-embeddings", "vector lines")
 	if err != nil {

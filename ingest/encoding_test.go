@@ -3,7 +3,6 @@ package ingest
 import (
 	"archive/zip"
 	"bytes"
-	"compress/gzip"
 	"os"
 	"slices"
 	"strings"
@@ -44,17 +43,6 @@ func TestCompressedAndNonUTF8Input(t *testing.T) {
 			out = append(out, byte(u>>8), byte(u))
 		}
 		return out
-	}
-	gz := func(b []byte) []byte {
-		var buf bytes.Buffer
-		w := gzip.NewWriter(&buf)
-		if _, err := w.Write(b); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Close(); err != nil {
-			t.Fatal(err)
-		}
-		return buf.Bytes()
 	}
 	zipped := func(b []byte) []byte {
 		var buf bytes.Buffer
@@ -104,12 +92,12 @@ func TestCompressedAndNonUTF8Input(t *testing.T) {
 			name string
 			data []byte
 		}{
-			{plain.name + ".gz", gz(plain.data)},
-			{plain.name, gz(plain.data)}, // named as if plain
-			{"-", gz(plain.data)},        // standard input
-			{plain.name + ".gz.gz", gz(gz(plain.data))},
+			{plain.name + ".gz", gzipped(t, plain.data)},
+			{plain.name, gzipped(t, plain.data)}, // named as if plain
+			{"-", gzipped(t, plain.data)},        // standard input
+			{plain.name + ".gz.gz", gzipped(t, gzipped(t, plain.data))},
 			{plain.name + " with a UTF-8 BOM", append([]byte("\xef\xbb\xbf"), plain.data...)},
-			{plain.name + ".gz with a UTF-8 BOM", gz(append([]byte("\xef\xbb\xbf"), plain.data...))},
+			{plain.name + ".gz with a UTF-8 BOM", gzipped(t, append([]byte("\xef\xbb\xbf"), plain.data...))},
 		} {
 			if got := titles(c.name, c.data); !slices.Equal(got, want) {
 				t.Errorf("%s: read %q, want the plain file's %q", c.name, got, want)
@@ -128,7 +116,7 @@ func TestCompressedAndNonUTF8Input(t *testing.T) {
 		{"papers.txt", utf16be(sample), []string{"UTF-16 text", "iconv -f UTF-16 -t UTF-8 papers.txt"}},
 		{"papers.jsonl", utf16le(jsonl, false), []string{"UTF-16LE", "`iconv -f UTF-16LE -t UTF-8 papers.jsonl | paperpipe ingest -`"}},
 		{"-", utf16le(jsonl, false), []string{"UTF-16LE", "`iconv -f UTF-16LE -t UTF-8 FILE | paperpipe ingest -`"}},
-		{"papers.jsonl.gz", gz(utf16le(jsonl, true)), []string{"UTF-16 text"}},
+		{"papers.jsonl.gz", gzipped(t, utf16le(jsonl, true)), []string{"UTF-16 text"}},
 		{"papers.zip", zipped(jsonl), []string{"zip archive", "`unzip -p papers.zip | paperpipe ingest -`"}},
 	} {
 		r, err := NewReader(bytes.NewReader(c.data), c.name, Options{})

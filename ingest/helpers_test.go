@@ -1,6 +1,8 @@
 package ingest
 
 import (
+	"bytes"
+	"compress/gzip"
 	"errors"
 	"io"
 	"os"
@@ -63,6 +65,20 @@ func readString(t *testing.T, input, name string, opts Options) ([]paper.Abstrac
 		t.Fatalf("NewReader: %v", err)
 	}
 	return readAll(t, r)
+}
+
+// gzipped returns b gzip-compressed.
+func gzipped(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	if _, err := w.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // equalEvents reports a difference between two event lists.
