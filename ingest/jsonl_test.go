@@ -92,13 +92,13 @@ func TestJSONLBadRecords(t *testing.T) {
 	}
 }
 
-// TestJSONLBadInputFixture is the bad-input case of the product spec: a truncated line, an
-// empty abstract, a 1 MB abstract, invalid UTF-8 and an over-long line, each reported with its
-// file and line while every good record between them comes through in order.
 // wantLatin1Hint is what a record's message about bytes that are not UTF-8 adds when they are
 // most of its bytes beyond ASCII.
 const wantLatin1Hint = "; if the file is Latin-1 or Windows-1252 text, convert it with `iconv -f WINDOWS-1252 -t UTF-8`"
 
+// TestJSONLBadInputFixture is the bad-input case of the product spec: a truncated line, an
+// empty abstract, a 1 MB abstract, invalid UTF-8 and an over-long line, each reported with its
+// file and line while every good record between them comes through in order.
 func TestJSONLBadInputFixture(t *testing.T) {
 	t.Parallel()
 	raw, err := os.ReadFile("testdata/bad.jsonl")
