@@ -440,11 +440,6 @@ func TestHybridSearchLeavesOutExcludedPapers(t *testing.T) {
 	}
 }
 
-// A semantic search reads web-search syntax as the hybrid search does: a paper that has an
-// excluded word or phrase is not a result, however near its vector is to the query's. The
-// papers are left out as the HNSW index scan returns them, which walks on for more: when the
-// papers nearest to the query, more than hnsw.ef_search of them, all have the excluded word,
-// the search still answers k papers, the nearest without it.
 // nearestExcluded is a space of 1,000 papers in which the 300 nearest to query — more than
 // the default hnsw.ef_search, 160 — have the word "quasicrystals", and want the 10 nearest
 // without it, as an exact search finds them.
@@ -535,6 +530,11 @@ func TestHybridSearchLeavesOutExcludedPapersInItsIndexScan(t *testing.T) {
 	}
 }
 
+// A semantic search reads web-search syntax as the hybrid search does: a paper that has an
+// excluded word or phrase is not a result, however near its vector is to the query's. The
+// papers are left out as the HNSW index scan returns them, which walks on for more: when the
+// papers nearest to the query, more than hnsw.ef_search of them, all have the excluded word,
+// the search still answers k papers, the nearest without it.
 func TestSemanticSearchLeavesOutExcludedPapers(t *testing.T) {
 	t.Parallel()
 	ne := withNearestExcluded(t)
