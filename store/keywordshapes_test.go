@@ -129,7 +129,7 @@ func TestKeywordBoundUnchangedAcrossQueryShapes(t *testing.T) {
 // phrase "quokka wombat" and returned only the wombat paper.
 func TestNoBreakSpaceBeforeAnExclusion(t *testing.T) {
 	t.Parallel()
-	_, s := boundedStores(t, 100)
+	s := setup(t)
 	upsert(t, s, []paper.Abstract{
 		topic(1, "Quokka census", "We count quokkas on the island."),
 		topic(2, "Quokka wombat", "A quokka wombat encounter."),
