@@ -133,14 +133,15 @@ func (s *Server) runSearch(ctx context.Context, p searchParams) (searchResult, e
 	res.Space = sp.Name()
 	// What is embedded is the text without the web-search syntax and the excluded words:
 	// embedding "-marsupials" would pull the results toward marsupials.
-	var vec []float32
+	var (
+		vec    []float32
+		cached bool
+	)
 	text := paper.ParseQuery(p.q).Text
 	if text != "" {
-		var cached bool
 		if vec, cached, err = s.embedQuery(ctx, sp, text); err != nil {
 			return res, err
 		}
-		res.CachedEmbedding = cached && !isZero(vec) // a zero vector is not used
 	}
 	if isZero(vec) {
 		// Nothing in the text is a word the model knows (a stop word, an arXiv id for the
@@ -165,6 +166,7 @@ func (s *Server) runSearch(ctx context.Context, p searchParams) (searchResult, e
 		}
 		return res, nil
 	}
+	res.CachedEmbedding = cached // only a vector that is used (not a zero one) counts
 	var (
 		hits []paper.Hit
 		rk   Ranking
