@@ -259,17 +259,20 @@ func (s *Store) vectorQueryInput(ctx context.Context, spaceID int64, q string, v
 	if err := checkK(k); err != nil {
 		return spaceRow{}, err
 	}
-	check := q
 	if semantic {
+		// Only the excluded words reach SQL (and its 4 KiB limit); the rest was embedded.
 		if strings.TrimSpace(q) == "" {
 			return spaceRow{}, fmt.Errorf("empty query: %w", paper.ErrInvalid)
 		}
 		if err := validText(q); err != nil {
 			return spaceRow{}, err
 		}
-		check = paper.ParseQuery(q).Excluded
-	}
-	if err := checkQuery(check); check != "" && err != nil {
+		if ex := paper.ParseQuery(q).Excluded; ex != "" {
+			if err := checkQuery(ex); err != nil {
+				return spaceRow{}, err
+			}
+		}
+	} else if err := checkQuery(q); err != nil {
 		return spaceRow{}, err
 	}
 	sp, err := s.space(ctx, spaceID)

@@ -227,10 +227,14 @@ func TestHybridSearchUsesBothIndexes(t *testing.T) {
 		want error
 	}{
 		{"a vector of another size", "quasicrystals", embs[0].Vector[:dims-1], paper.ErrSpaceMismatch},
-		{"an empty query", "  ", embs[0].Vector, paper.ErrInvalid},
+		{"a blank query", "  ", embs[0].Vector, paper.ErrInvalid},
+		{"an empty query", "", embs[0].Vector, paper.ErrInvalid},
 	} {
 		if _, err := s.ExplainHybrid(ctx, sp.ID, tc.q, tc.vec, 10); !errors.Is(err, tc.want) {
 			t.Errorf("ExplainHybrid with %s: %v, want %v", tc.name, err, tc.want)
+		}
+		if _, err := s.HybridSearch(ctx, sp.ID, tc.q, tc.vec, 10); !errors.Is(err, tc.want) {
+			t.Errorf("HybridSearch with %s: %v, want %v", tc.name, err, tc.want)
 		}
 	}
 }
