@@ -13,9 +13,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -109,15 +106,9 @@ func run(args []string) int {
 	ctx, fail := context.WithCancelCause(sigCtx)
 	defer fail(nil)
 	c.fail = fail
+	// A command closes its NATS connection before it returns: a refusal that ended it is
+	// the cause by now (broker.close).
 	err := cmd.run(ctx, c, args[1:])
-	if err != nil && (errors.Is(err, nats.ErrConnectionClosed) || strings.Contains(err.Error(), nats.ErrConnectionClosed.Error())) {
-		// NATS closed the connection (jetstream's publish quotes the error without wrapping
-		// it): its handler, which says why, may come a moment after.
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		switch {
 		case err == nil || err == context.Canceled:

@@ -41,9 +41,12 @@ type broker struct {
 	dataDir, url string
 
 	// natsURL is NATS_URL ("" for the embedded server), and fail stops the command: NATS
-	// closing the connection after refusing paperpipe's credentials ends it (see natsOptions).
+	// closing the connection after refusing paperpipe's credentials ends it (see
+	// stopIfRefused), which log says once.
 	natsURL string
 	fail    func(error)
+	log     *slog.Logger
+	refused sync.Once     // stopIfRefused's stop
 	done    chan struct{} // closed by close: ends watchRefusals
 }
 
@@ -107,7 +110,7 @@ func connectBrokerLater(ctx context.Context, c *config, log *slog.Logger, role b
 	}
 	log.Warn("NATS cannot be reached; serving reads and connecting in the background (POST /api/papers answers 503 until then)",
 		"url", redact.URLs(c.NATSURL), "err", ue.cause)
-	b = &broker{natsURL: c.NATSURL, fail: c.fail}
+	b = &broker{natsURL: c.NATSURL, fail: c.fail, log: log}
 	connected := make(chan struct{})
 	var once sync.Once
 	opts, err := natsSecurity(c)
@@ -296,7 +299,7 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 		b.close()
 		return nil, false, err
 	}
-	b.natsURL, b.fail = c.NATSURL, c.fail
+	b.natsURL, b.fail, b.log = c.NATSURL, c.fail, log
 	nc, err := nats.Connect(url, append(append(opts, b.natsOptions(log)...), nats.RetryOnFailedConnect(false))...)
 	if err != nil {
 		b.close()
@@ -364,20 +367,29 @@ func (b *broker) natsOptions(log *slog.Logger) []nats.Option {
 		}),
 		// nats.go's ConnectedUrlRedacted keeps a token given as nats://TOKEN@host.
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", redact.URL(nc.ConnectedUrl())) }),
-		// A NATS_URL server that comes back refusing paperpipe's credentials (rotated, expired,
-		// revoked) makes nats.go close the connection after the same refusal twice: nothing
-		// would be done again, so the command stops, naming the setting, as it would at start.
-		// The command may have closed the connection itself already, on the error the refusal
-		// caused (a publish on the closed connection): the refusal is still why.
-		nats.ClosedHandler(func(nc *nats.Conn) {
-			if b.natsURL == "" || b.fail == nil {
-				return
-			}
-			if r := natsRefusal(b.natsURL, nc.LastError()); r != nil {
-				log.Error("NATS closed the connection, refusing paperpipe's credentials; stopping", "err", r)
-				b.fail(r)
-			}
-		}),
+		// A running command whose connection NATS closes stops (see stopIfRefused); close
+		// checks too, for a command that ended before this handler came.
+		nats.ClosedHandler(b.stopIfRefused),
+	}
+}
+
+// stopIfRefused stops the command (b.fail), once, when nc was closed after NATS_URL's server
+// refused paperpipe's credentials. A server that comes back refusing them (rotated, expired,
+// revoked) makes nats.go close the connection after the same refusal twice: nothing would be
+// done again, so the command stops, naming the setting, as it would at start. The command may
+// have closed the connection itself already, on the error the refusal caused (a publish on the
+// closed connection): the refusal is still why. nats.go calls it as nc's close handler, which
+// may come after the command has ended; close calls it too, so that the reason is known
+// before the command's error is shown.
+func (b *broker) stopIfRefused(nc *nats.Conn) {
+	if b.natsURL == "" || b.fail == nil {
+		return
+	}
+	if r := natsRefusal(b.natsURL, nc.LastError()); r != nil {
+		b.refused.Do(func() {
+			b.log.Error("NATS closed the connection, refusing paperpipe's credentials; stopping", "err", r)
+			b.fail(r)
+		})
 	}
 }
 
@@ -505,6 +517,7 @@ func (b *broker) close() {
 			time.Sleep(20 * time.Millisecond)
 		}
 		b.nc.Close()
+		b.stopIfRefused(b.nc)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
