@@ -55,20 +55,10 @@ func StartPostgres(ctx context.Context, root string) (*Postgres, error) {
 	if err != nil {
 		return nil, err
 	}
-	host, err := os.MkdirTemp(filepath.Join(root, "tmp"), "chaos-")
+	pg, err := newCluster(root, "chaos-", "cluster directory", uid, gid)
 	if err != nil {
-		return nil, fmt.Errorf("cluster directory: %w", err)
-	}
-	if err := os.Chown(host, uid, gid); err != nil {
-		os.RemoveAll(host)
-		return nil, fmt.Errorf("cluster directory: %w", err)
-	}
-	port, err := freePort()
-	if err != nil {
-		os.RemoveAll(host)
 		return nil, err
 	}
-	pg := &Postgres{Root: root, Dir: "/tmp/" + filepath.Base(host), Port: port, uid: uid, gid: gid}
 	if out, err := pg.run(ctx, "initdb", "-D", pg.Dir+"/data", "-U", "postgres", "--auth=trust",
 		"--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"); err != nil {
 		pg.remove()
@@ -83,7 +73,7 @@ shared_buffers = 64MB
 fsync = on
 synchronous_commit = on
 log_min_messages = warning
-`, port, pg.Dir)
+`, pg.Port, pg.Dir)
 	if err := pg.configure(conf); err != nil {
 		pg.remove()
 		return nil, fmt.Errorf("configure the cluster: %w", err)
@@ -111,27 +101,17 @@ log_min_messages = warning
 // everything written on pg (a few milliseconds behind) and refuses writes, as a production
 // read replica does.
 func (pg *Postgres) StartStandby(ctx context.Context) (*Postgres, error) {
-	host, err := os.MkdirTemp(filepath.Join(pg.Root, "tmp"), "chaos-standby-")
+	sb, err := newCluster(pg.Root, "chaos-standby-", "standby directory", pg.uid, pg.gid)
 	if err != nil {
-		return nil, fmt.Errorf("standby directory: %w", err)
-	}
-	if err := os.Chown(host, pg.uid, pg.gid); err != nil {
-		os.RemoveAll(host)
-		return nil, fmt.Errorf("standby directory: %w", err)
-	}
-	port, err := freePort()
-	if err != nil {
-		os.RemoveAll(host)
 		return nil, err
 	}
-	sb := &Postgres{Root: pg.Root, Dir: "/tmp/" + filepath.Base(host), Port: port, uid: pg.uid, gid: pg.gid}
 	// -R writes standby.signal and primary_conninfo; -X stream copies the WAL written meanwhile.
 	if out, err := sb.run(ctx, "pg_basebackup", "-h", "127.0.0.1", "-p", strconv.Itoa(pg.Port), "-U", "postgres",
 		"-D", sb.Dir+"/data", "-R", "-X", "stream", "--checkpoint=fast", "--no-sync"); err != nil {
 		sb.remove()
 		return nil, fmt.Errorf("pg_basebackup: %w\n%s", err, out)
 	}
-	if err := sb.configure(fmt.Sprintf("\nport = %d\nunix_socket_directories = '%s'\nhot_standby = on\n", port, sb.Dir)); err != nil {
+	if err := sb.configure(fmt.Sprintf("\nport = %d\nunix_socket_directories = '%s'\nhot_standby = on\n", sb.Port, sb.Dir)); err != nil {
 		sb.remove()
 		return nil, fmt.Errorf("configure the standby: %w", err)
 	}
@@ -143,6 +123,26 @@ func (pg *Postgres) StartStandby(ctx context.Context) (*Postgres, error) {
 	live.pgs[sb] = true
 	live.Unlock()
 	return sb, nil
+}
+
+// newCluster makes a cluster's directory under root's /tmp (named prefix…, owned by uid and
+// gid; what is its name in errors) and picks it a free port: the cluster itself is for the
+// caller to create.
+func newCluster(root, prefix, what string, uid, gid int) (*Postgres, error) {
+	host, err := os.MkdirTemp(filepath.Join(root, "tmp"), prefix)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := os.Chown(host, uid, gid); err != nil {
+		os.RemoveAll(host)
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	port, err := freePort()
+	if err != nil {
+		os.RemoveAll(host)
+		return nil, err
+	}
+	return &Postgres{Root: root, Dir: "/tmp/" + filepath.Base(host), Port: port, uid: uid, gid: gid}, nil
 }
 
 // configure appends settings to the cluster's postgresql.conf (the last of a setting wins).
