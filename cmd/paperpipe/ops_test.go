@@ -237,14 +237,10 @@ func TestServeStartedDuringAnOutageStopsWhenNATSCertificateIsUnknown(t *testing.
 func TestConnectedProcessesStopWhenNATSComesBackRefusingTheirCredentials(t *testing.T) {
 	t.Parallel()
 	port := freePort(t)
-	first := natstest.StartWith(t, func(o *server.Options) { o.Port = port; o.Authorization = "old-token" })
-	c := newCLI(t, fmt.Sprintf("NATS_URL=nats://old-token@127.0.0.1:%d", port))
-	s := startServeProc(t, c)
-	w := startPaperpipe(t, c, "worker")
-	restartNATS(t, first, 2, w.logs)
-	natstest.StartWith(t, func(o *server.Options) { o.Port = port; o.Authorization = "new-token" })
-	s.wantStop(t, "refused paperpipe's credentials")
-	w.wantStop(t, "refused paperpipe's credentials")
+	wantConnectedProcessesStop(t, port,
+		func(o *server.Options) { o.Authorization = "old-token" },
+		func(o *server.Options) { o.Authorization = "new-token" },
+		"refused paperpipe's credentials", fmt.Sprintf("NATS_URL=nats://old-token@127.0.0.1:%d", port))
 }
 
 // serve and a worker connected at start over TLS; NATS restarts with a certificate of another
@@ -254,15 +250,26 @@ func TestConnectedProcessesStopWhenNATSComesBackWithAnotherCAsCertificate(t *tes
 	t.Parallel()
 	port := freePort(t)
 	tls1, ca1 := testCA(t)
-	first := natstest.StartWith(t, func(o *server.Options) { o.Port = port; o.TLS, o.TLSConfig, o.TLSTimeout = true, tls1, 2 })
-	c := newCLI(t, fmt.Sprintf("NATS_URL=nats://127.0.0.1:%d", port), "PAPERPIPE_NATS_CA="+ca1)
+	tls2, _ := testCA(t)
+	wantConnectedProcessesStop(t, port,
+		func(o *server.Options) { o.TLS, o.TLSConfig, o.TLSTimeout = true, tls1, 2 },
+		func(o *server.Options) { o.TLS, o.TLSConfig, o.TLSTimeout = true, tls2, 2 },
+		"PAPERPIPE_NATS_CA", fmt.Sprintf("NATS_URL=nats://127.0.0.1:%d", port), "PAPERPIPE_NATS_CA="+ca1)
+}
+
+// wantConnectedProcessesStop starts a NATS server on port set up by first, serve and a worker
+// connected to it with env, then restarts NATS set up by next instead: both processes must
+// stop naming want.
+func wantConnectedProcessesStop(t *testing.T, port int, first, next func(*server.Options), want string, env ...string) {
+	t.Helper()
+	old := natstest.StartWith(t, func(o *server.Options) { o.Port = port; first(o) })
+	c := newCLI(t, env...)
 	s := startServeProc(t, c)
 	w := startPaperpipe(t, c, "worker")
-	restartNATS(t, first, 2, w.logs)
-	tls2, _ := testCA(t)
-	natstest.StartWith(t, func(o *server.Options) { o.Port = port; o.TLS, o.TLSConfig, o.TLSTimeout = true, tls2, 2 })
-	s.wantStop(t, "PAPERPIPE_NATS_CA")
-	w.wantStop(t, "PAPERPIPE_NATS_CA")
+	restartNATS(t, old, 2, w.logs)
+	natstest.StartWith(t, func(o *server.Options) { o.Port = port; next(o) })
+	s.wantStop(t, want)
+	w.wantStop(t, want)
 }
 
 // An ingest of a live stream stopped because NATS came back refusing its credentials says so
