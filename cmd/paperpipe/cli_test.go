@@ -864,14 +864,8 @@ func TestJSONOutputsAreSnakeCaseWithEmptyListsAsArrays(t *testing.T) {
 			t.Errorf("%s --json with nothing to list: %s, want []", strings.Join(args, " "), out)
 		}
 	}
-	var dbURL string
-	for _, kv := range c.env {
-		if v, ok := strings.CutPrefix(kv, "DATABASE_URL="); ok {
-			dbURL = v
-		}
-	}
 	ctx := t.Context()
-	st, err := store.Open(ctx, store.Config{URL: dbURL})
+	st, err := store.Open(ctx, store.Config{URL: c.databaseURL()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -964,13 +958,7 @@ func TestNoCommandIsAUsageError(t *testing.T) {
 func TestCLIErrorsSayTheReasonOnly(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
-	var dbURL string
-	for _, kv := range c.env {
-		if v, ok := strings.CutPrefix(kv, "DATABASE_URL="); ok {
-			dbURL = v
-		}
-	}
-	st, err := store.Open(t.Context(), store.Config{URL: dbURL})
+	st, err := store.Open(t.Context(), store.Config{URL: c.databaseURL()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,6 +52,17 @@ type cli struct {
 	env []string
 }
 
+// databaseURL is the DATABASE_URL of c's environment (the last one given).
+func (c *cli) databaseURL() string {
+	var url string
+	for _, kv := range c.env {
+		if v, ok := strings.CutPrefix(kv, "DATABASE_URL="); ok {
+			url = v
+		}
+	}
+	return url
+}
+
 func newCLI(t *testing.T, extra ...string) *cli {
 	env := []string{
 		"PATH=" + os.Getenv("PATH"),

@@ -115,13 +115,7 @@ func writeFile(t *testing.T, dir, name string, data []byte) string {
 // dbOf connects to c's database, closed with the test.
 func dbOf(t *testing.T, c *cli) *pgx.Conn {
 	t.Helper()
-	var url string
-	for _, e := range c.env {
-		if u, ok := strings.CutPrefix(e, "DATABASE_URL="); ok {
-			url = u
-		}
-	}
-	db, err := pgx.Connect(t.Context(), url)
+	db, err := pgx.Connect(t.Context(), c.databaseURL())
 	if err != nil {
 		t.Fatal(err)
 	}
