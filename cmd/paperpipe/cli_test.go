@@ -1027,7 +1027,7 @@ func TestSearchOfTextTheModelCannotEmbedAndEmptyJSONLists(t *testing.T) {
 	c.ok("ingest", sampleFile)
 	c.ok("worker", "--exit-when-idle")
 	r := c.run("search", "the")
-	if r.code != 1 || !strings.Contains(r.stderr, "no words the embedding model") || !strings.Contains(r.stderr, "mode=keyword") ||
+	if r.code != 1 || !strings.Contains(r.stderr, "no words the embedding model") || !strings.Contains(r.stderr, "--mode keyword") ||
 		strings.Contains(r.stderr, "zero vector") {
 		t.Errorf("search the: exit %d, stderr %q; want 1 and a plain message pointing at a keyword search", r.code, r.stderr)
 	}
@@ -1337,5 +1337,110 @@ func TestEmptyAPITokenStopsOnlyWhatServesHTTP(t *testing.T) {
 	}
 	if r := c.run("worker", "--metrics", "127.0.0.1:0", "--exit-when-idle"); r.code != 2 || !strings.Contains(r.stderr, "PAPERPIPE_API_TOKEN is set but empty") {
 		t.Errorf("worker --metrics with an empty token: exit %d, %s; want 2 naming the token", r.code, r.stderr)
+	}
+}
+
+// paperpipe search has the web's three modes, with its JSON fields: keyword ranks as the
+// store's keyword search does and needs no embedding model, hybrid as the store's hybrid search
+// of the query's vector (and falls back to keyword results, saying why, when nothing is left to
+// embed), and both say when the keyword ranking was bounded to the newest matches.
+func TestSearchModes(t *testing.T) {
+	t.Parallel()
+	const limit = 5
+	c := newCLI(t, fmt.Sprintf("PAPERPIPE_KEYWORD_RANK_LIMIT=%d", limit))
+	c.ok("ingest", sampleFile)
+	c.ok("worker", "--exit-when-idle")
+	st, err := store.Open(t.Context(), store.Config{URL: c.databaseURL(), KeywordRankLimit: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sp, err := st.ActiveSpace(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	type output struct {
+		Mode    string `json:"mode"`
+		Space   string `json:"space"`
+		Notice  string `json:"notice"`
+		Results []struct {
+			ID string `json:"id"`
+		} `json:"results"`
+		Bounded *struct {
+			RankedNewest   int `json:"ranked_newest"`
+			MatchesAtLeast int `json:"matches_at_least"`
+		} `json:"bounded_ranking"`
+	}
+	search := func(c *cli, args ...string) (out output, ids []string) {
+		t.Helper()
+		c.json(&out, append([]string{"search", "-k", "20"}, args...)...)
+		for _, r := range out.Results {
+			ids = append(ids, r.ID)
+		}
+		return out, ids
+	}
+	idsOf := func(hits []paper.Hit, rk store.Ranking, err error) ([]string, store.Ranking) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, h := range hits {
+			ids = append(ids, h.ID)
+		}
+		return ids, rk
+	}
+
+	// A keyword search needs no embedding model: one the CLI has no API key for is not asked.
+	noModel := &cli{t: t, env: append(slices.Clone(c.env), "PAPERPIPE_EMBED_MODEL=text-embedding-3-small")}
+	if r := noModel.run("search", "routing"); r.code == 0 {
+		t.Fatalf("the premise fails: a semantic search with text-embedding-3-small and no API key succeeded: %s", r.stdout)
+	}
+	for _, q := range []string{"routing", "benchmark"} {
+		matches := len(papersMatching(t, c, q))
+		want, rk := idsOf(st.KeywordSearchRanked(t.Context(), q, 20))
+		out, got := search(noModel, "--mode", "keyword", "--", q)
+		if out.Mode != "keyword" || out.Space != "" || !slices.Equal(got, want) || len(got) == 0 {
+			t.Errorf("search --mode keyword %s = %s %q %v; want keyword, no space, the store's %v", q, out.Mode, out.Space, got, want)
+		}
+		if bounded := matches > limit; rk.Bounded != bounded || (out.Bounded != nil) != bounded {
+			t.Fatalf("%q matches %d papers (limit %d): the store's ranking bounded %v, the output's bounded_ranking %+v", q, matches, limit, rk.Bounded, out.Bounded)
+		}
+		if out.Bounded != nil && (out.Bounded.RankedNewest != limit || out.Bounded.MatchesAtLeast != limit+1) {
+			t.Errorf("bounded_ranking %+v, want %d ranked of at least %d", *out.Bounded, limit, limit+1)
+		}
+	}
+	if r := c.ok("search", "--mode", "keyword", "benchmark"); !strings.Contains(r.stdout, fmt.Sprintf("only the %d most recently added", limit)) {
+		t.Errorf("a bounded keyword search does not say so:\n%s", r.stdout)
+	}
+	if r := c.ok("search", "--mode", "keyword", "routing"); strings.Contains(r.stdout, "most recently added") || !strings.Contains(r.stdout, "(keyword)") {
+		t.Errorf("an unbounded keyword search:\n%s", r.stdout)
+	}
+
+	// Hybrid: the store's fusion for the offline model's vector of the query.
+	q := "benchmark"
+	vec, _, err := embed.NewOffline().EmbedQuery(t.Context(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, rk := idsOf(st.HybridSearchRanked(t.Context(), sp.ID, q, vec, 20))
+	out, got := search(c, "--mode", "hybrid", q)
+	if out.Mode != "hybrid" || out.Space != sp.Name() || !slices.Equal(got, want) || !rk.Bounded || out.Bounded == nil {
+		t.Errorf("search --mode hybrid = %s %q %v bounded %+v; want hybrid in %s, the store's %v, bounded", out.Mode, out.Space, got, out.Bounded, sp.Name(), want)
+	}
+	if _, semantic := search(c, q); slices.Equal(got, semantic) {
+		t.Errorf("hybrid and semantic searches gave the same papers %v; the test cannot tell them apart", got)
+	}
+	// Only an excluded word: nothing to embed, so the keyword results, saying so (papers
+	// without the word: all but a few, so the ranking is bounded).
+	out, got = search(c, "--mode", "hybrid", "--", "-routing")
+	routing := papersMatching(t, c, "routing")
+	if out.Mode != "keyword" || !strings.Contains(out.Notice, "only excluded words") || len(got) != limit || out.Bounded == nil ||
+		slices.ContainsFunc(got, func(id string) bool { return routing[id] }) {
+		t.Errorf("search --mode hybrid -routing = %s %q %v; want the %d newest keyword results without routing, bounded, and a notice", out.Mode, out.Notice, got, limit)
+	}
+
+	if r := c.run("search", "--mode", "fuzzy", "routing"); r.code != 2 || !strings.Contains(r.stderr, "want semantic, keyword or hybrid") {
+		t.Errorf("search --mode fuzzy: exit %d, stderr %q; want a usage error", r.code, r.stderr)
 	}
 }

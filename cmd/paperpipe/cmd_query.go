@@ -13,6 +13,7 @@ import (
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/store"
+	"github.com/paperpipe/paperpipe/web"
 )
 
 func cmdShow(ctx context.Context, c *config, args []string) error {
@@ -124,13 +125,17 @@ func cmdRelated(ctx context.Context, c *config, args []string) error {
 }
 
 func cmdSearch(ctx context.Context, c *config, args []string) error {
-	fs := newFlagSet("search", "TEXT", "Find the papers nearest in meaning to free text, in the active embedding space. The text is embedded by the configured "+
+	fs := newFlagSet("search", "TEXT", "Find papers by free text. --mode semantic (the default): the papers nearest in meaning, in the active "+
+		"embedding space. --mode keyword: PostgreSQL full-text search (English stemming, title weighted above abstract), no embedding model involved. "+
+		"--mode hybrid: both rankings fused, as the web UI's search box does. Semantic and hybrid embed the text with the configured "+
 		"embedding model (PAPERPIPE_EMBED_MODEL, or --embed-model), which must be the active space's: set it after `paperpipe activate`. "+
 		"Quotes, or and -excluded words (web-search syntax) are left out of the text that is embedded, and a paper with an excluded word or phrase "+
-		"is left out of the results. A query that starts with - needs -- before it: paperpipe search -- -word other words.")
+		"is left out of the results. A query matching more than PAPERPIPE_KEYWORD_RANK_LIMIT papers (10,000) has only the most recently added "+
+		"of them ranked by keyword, and the output says so. A query that starts with - needs -- before it: paperpipe search -- -word other words.")
 	c.addJSONFlag(fs)
 	c.addEmbedModelFlags(fs)
 	k := fs.Int("k", 10, kHelp)
+	mode := fs.String("mode", web.ModeSemantic, "semantic, keyword or hybrid")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -141,6 +146,20 @@ func cmdSearch(ctx context.Context, c *config, args []string) error {
 	}
 	if err := checkK(*k); err != nil {
 		return err
+	}
+	switch *mode {
+	case web.ModeSemantic, web.ModeHybrid:
+	case web.ModeKeyword:
+		st, err := openStore(ctx, c, newLogger(c))
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		return printSearch(c, searchOutput{Query: q, Mode: web.ModeKeyword}, func() ([]paper.Hit, store.Ranking, error) {
+			return st.KeywordSearchRanked(ctx, q, *k)
+		})
+	default:
+		return usageErr("--mode is %q, want semantic, keyword or hybrid", *mode)
 	}
 	if err := c.checkAPI(false, true); err != nil {
 		return err
@@ -158,10 +177,11 @@ func cmdSearch(ctx context.Context, c *config, args []string) error {
 		return fmt.Errorf("the active space is %s but the configured embedder makes %s; %s: %w",
 			sp.Name(), es.Name(), queryEmbedderHint(c, sp), paper.ErrSpaceMismatch)
 	}
-	// Embedded without the web-search syntax and the excluded words, as the web's semantic
-	// search does: embedding "-marsupials" would pull the results toward marsupials.
+	// Embedded without the web-search syntax and the excluded words, as the web's searches
+	// are: embedding "-marsupials" would pull the results toward marsupials.
 	var vec []float32
-	if text := paper.ParseQuery(q).Text; text != "" {
+	text := paper.ParseQuery(q).Text
+	if text != "" {
 		var usage paper.Usage
 		vec, usage, err = m.emb.EmbedQuery(ctx, text)
 		recordQueryUsage(ctx, log, st, usage)
@@ -170,17 +190,74 @@ func cmdSearch(ctx context.Context, c *config, args []string) error {
 		}
 	}
 	if isZero(vec) {
-		return fmt.Errorf("the query has no words the embedding model %s can use (a stop word, an id, a symbol; excluded words do not count): "+
-			"try other words, or a keyword search (the web UI's search box, or GET /api/search?mode=keyword)", sp.Model)
+		if *mode == web.ModeSemantic {
+			return fmt.Errorf("the query has no words the embedding model %s can use (a stop word, an id, a symbol; excluded words do not count): "+
+				"try other words, or a keyword search (--mode keyword)", sp.Model)
+		}
+		// The fusion of no ranking with the keyword ranking is the keyword ranking, as on the web.
+		notice := fmt.Sprintf("the query has no words the embedding model %s can use; showing keyword results", sp.Model)
+		if text == "" {
+			notice = "the query has only excluded words, nothing to look for by meaning; showing keyword results: papers without them"
+		}
+		return printSearch(c, searchOutput{Query: q, Mode: web.ModeKeyword, Notice: notice}, func() ([]paper.Hit, store.Ranking, error) {
+			return st.KeywordSearchRanked(ctx, q, *k)
+		})
 	}
-	hits, err := st.SemanticSearch(ctx, sp.ID, q, vec, *k)
+	return printSearch(c, searchOutput{Query: q, Mode: *mode, Space: sp.Name()}, func() ([]paper.Hit, store.Ranking, error) {
+		if *mode == web.ModeSemantic {
+			hits, err := st.SemanticSearch(ctx, sp.ID, q, vec, *k)
+			return hits, store.Ranking{}, err
+		}
+		return st.HybridSearchRanked(ctx, sp.ID, q, vec, *k)
+	})
+}
+
+// searchOutput is what `paperpipe search` prints: with --json, the fields of the web's
+// GET /api/search.
+type searchOutput struct {
+	Query   string      `json:"query"`
+	Mode    string      `json:"mode"`
+	Space   string      `json:"space,omitempty"`
+	Results []paper.Hit `json:"results"`
+	// Notice says why a hybrid search ran as a keyword search.
+	Notice string `json:"notice,omitempty"`
+	// BoundedRanking is set when only the newest of the query's keyword matches were ranked.
+	BoundedRanking *boundedRanking `json:"bounded_ranking,omitempty"`
+}
+
+// boundedRanking is the web's bounded_ranking: the keyword ranking ranked only the
+// RankedNewest most recently added of at least MatchesAtLeast matches.
+type boundedRanking struct {
+	RankedNewest   int `json:"ranked_newest"`
+	MatchesAtLeast int `json:"matches_at_least"`
+}
+
+// printSearch runs search and prints its results under out's heading.
+func printSearch(c *config, out searchOutput, search func() ([]paper.Hit, store.Ranking, error)) error {
+	hits, rk, err := search()
 	if err != nil {
 		return err
 	}
-	if c.JSON {
-		return writeJSON(os.Stdout, map[string]any{"query": q, "space": sp.Name(), "results": nonNil(hits)})
+	out.Results = nonNil(hits)
+	if rk.Bounded {
+		out.BoundedRanking = &boundedRanking{RankedNewest: rk.Limit, MatchesAtLeast: rk.Limit + 1}
 	}
-	fmt.Printf("Search: %q\n(space %s)\n\n", q, sp.Name())
+	if c.JSON {
+		return writeJSON(os.Stdout, out)
+	}
+	how := out.Mode
+	if out.Space != "" {
+		how = "space " + out.Space + ", " + how
+	}
+	fmt.Printf("Search: %q\n(%s)\n", out.Query, how)
+	if out.Notice != "" {
+		fmt.Println(wrap(out.Notice, 90, ""))
+	}
+	if b := out.BoundedRanking; b != nil {
+		fmt.Println(wrap(fmt.Sprintf("More than %d papers match: the keyword ranking covers only the %d most recently added of them. "+
+			"Add words to narrow the search.", b.RankedNewest, b.RankedNewest), 90, ""))
+	}
+	fmt.Println()
 	printHits(hits)
 	return nil
 }
@@ -191,7 +268,7 @@ func queryEmbedderHint(c *config, sp paper.Space) string {
 	switch {
 	case sp.Template != embed.TemplateTitleAbstract:
 		return fmt.Sprintf("its input template %q is not one paperpipe's embedders make, so no query can be embedded for it: "+
-			"`paperpipe related` works in it, and so does a keyword search (GET /api/search?mode=keyword)", sp.Template)
+			"`paperpipe related` works in it, and so does a keyword search (`paperpipe search --mode keyword`)", sp.Template)
 	case embed.IsOfflineModel(sp.Model):
 		return "set PAPERPIPE_EMBED_MODEL=offline (or --embed-model offline), which follows the active space to any offline model"
 	}
