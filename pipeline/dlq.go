@@ -76,13 +76,55 @@ func (w *Worker) publishDead(ctx context.Context, subject string, data []byte, s
 	defer cancel()
 	var opts []jetstream.PublishOpt
 	if seq > 0 {
-		opts = append(opts, jetstream.WithMsgID("dead:"+w.cfg.Consumer+":"+strconv.FormatUint(seq, 10)+":"+strconv.FormatInt(stored.UnixNano(), 10)))
+		opts = append(opts, jetstream.WithMsgID(w.deadLetterID(seq, stored)))
 	}
 	ack, err := w.js.PublishMsg(pctx, dead, opts...)
 	if err != nil {
 		return false, fmt.Errorf("publish dead letter: %w", err)
 	}
 	return ack.Duplicate, nil
+}
+
+// deadLetterID is the message id of the dead letter of the message of stream sequence seq,
+// which the queue stored at stored (see publishDead).
+func (w *Worker) deadLetterID(seq uint64, stored time.Time) string {
+	return "dead:" + w.cfg.Consumer + ":" + strconv.FormatUint(seq, 10) + ":" + strconv.FormatInt(stored.UnixNano(), 10)
+}
+
+// withdrawDeadLetter removes the dead letter a reaper may have written for j, whose results
+// the worker has stored, and keeps one from being written later. A worker cut off from NATS
+// for about AckWait cannot mark the message it holds in progress; on its last delivery the
+// server gives it up, and a reaper that finds its results not stored yet dead-letters it
+// ("max deliveries exceeded") — a dead letter of a paper that is done, which a user would see
+// and replay for nothing. The worker publishes a claim with the dead letter's message id: if
+// a letter holds that id, the server drops the claim as its repeat and answers with the
+// letter's sequence; if none does, the claim is stored and the server will drop a reaper's
+// letter published later (within the duplicate window) as a repeat. Either way the answer's
+// sequence is what to remove.
+func (w *Worker) withdrawDeadLetter(j job) {
+	if j.meta == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	claim := &nats.Msg{Subject: SubjectDead + "." + w.cfg.Consumer, Data: j.msg.Data(), Header: nats.Header{}}
+	claim.Header.Set(HeaderReason, "none: its worker stored its results after losing touch with NATS (withdrawn)")
+	claim.Header.Set(HeaderPaperID, j.a.ID)
+	ack, err := w.js.PublishMsg(ctx, claim, jetstream.WithMsgID(w.deadLetterID(j.meta.Sequence.Stream, j.meta.Timestamp)))
+	if err == nil {
+		var s jetstream.Stream
+		if s, err = w.js.Stream(ctx, StreamDead); err == nil {
+			err = deleteMsg(ctx, s, ack.Sequence)
+		}
+	}
+	if err != nil {
+		w.log.Warn("results stored after the server may have given the message up; a dead letter of it, if any, could not be withdrawn",
+			"id", j.a.ID, "err", err)
+		return
+	}
+	if ack.Duplicate {
+		w.log.Info("results stored after the message was given up and dead-lettered; dead letter withdrawn", "id", j.a.ID, "dead_letter", ack.Sequence)
+	}
 }
 
 // truncate cuts s to at most n bytes, at a rune's start.

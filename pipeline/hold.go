@@ -21,7 +21,10 @@ var errStaleHold = errors.New("message not marked in progress recently (NATS unr
 // renewed is when that last happened (at first, the receipt).
 type hold struct {
 	renewed atomic.Int64 // Unix nanoseconds
-	stop    func()
+	// lapsed: the hold went unrenewed for so long (see Worker.lapse) that the server may have
+	// stopped counting the message as this worker's.
+	lapsed atomic.Bool
+	stop   func()
 }
 
 // startHold starts renewing the hold on m until it is released.
@@ -46,7 +49,11 @@ func (w *Worker) startHold(ctx context.Context, m jetstream.Msg) *hold {
 					continue
 				}
 				if m.InProgress() == nil {
-					h.renewed.Store(time.Now().UnixNano())
+					now := time.Now()
+					if now.Sub(time.Unix(0, h.renewed.Load())) >= w.lapse() {
+						h.lapsed.Store(true)
+					}
+					h.renewed.Store(now.UnixNano())
 				}
 			}
 		}
@@ -54,6 +61,17 @@ func (w *Worker) startHold(ctx context.Context, m jetstream.Msg) *hold {
 	var once sync.Once
 	h.stop = func() { once.Do(func() { cancel(); <-done }) }
 	return h
+}
+
+// lapse is how long a hold may go unrenewed before the server may count the message as no
+// longer held: its AckWait, less a ProgressInterval for the InProgress on its way.
+func (w *Worker) lapse() time.Duration { return w.ackWait - w.cfg.ProgressInterval }
+
+// holdLapsed reports whether j's hold went unrenewed for lapse at some point, now included:
+// the server may have given the message up (or delivered it to another worker) meanwhile.
+func (w *Worker) holdLapsed(j job) bool {
+	h := j.hold
+	return h != nil && (h.lapsed.Load() || time.Since(time.Unix(0, h.renewed.Load())) >= w.lapse())
 }
 
 // release stops renewing the job's hold; it is called before the message is settled (an

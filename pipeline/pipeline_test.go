@@ -37,6 +37,13 @@ func setup(t *testing.T, emb pipeline.Embedder, topo pipeline.TopologyConfig) *t
 	if err := pipeline.Setup(ctx, js, topo); err != nil {
 		t.Fatal(err)
 	}
+	return setupOn(t, js, emb)
+}
+
+// setupOn is setup on a JetStream whose topology the test set up.
+func setupOn(t *testing.T, js jetstream.JetStream, emb pipeline.Embedder) *testBundle {
+	t.Helper()
+	ctx := context.Background()
 	url := pgtest.URL(t)
 	st, err := store.Open(ctx, store.Config{URL: url})
 	if err != nil {

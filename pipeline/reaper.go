@@ -194,5 +194,5 @@ func deleteMsg(ctx context.Context, s jetstream.Stream, seq uint64) error {
 		errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && strings.Contains(err.Error(), "no message found") {
 		return nil
 	}
-	return fmt.Errorf("remove message %d from %s: %w", seq, StreamPapers, err)
+	return fmt.Errorf("remove message %d from %s: %w", seq, s.CachedInfo().Config.Name, err)
 }

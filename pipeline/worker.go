@@ -852,8 +852,14 @@ func wrapStage(stage string, err error) error {
 	return fmt.Errorf("%s: %w", stage, err)
 }
 
+// ack acknowledges j, whose results are all stored. When j was its last delivery and its hold
+// lapsed (NATS was out of reach), the server may have given it up and a reaper dead-lettered
+// it before the results were stored: that dead letter is withdrawn (withdrawDeadLetter).
 func (w *Worker) ack(j job) {
 	j.release()
+	if w.lastDelivery(j) && w.holdLapsed(j) {
+		w.withdrawDeadLetter(j)
+	}
 	if err := j.msg.Ack(); err != nil {
 		// The results are stored; a redelivery will find them and make no API call.
 		w.log.Warn("ack failed; the message will be redelivered and skipped", "id", j.a.ID, "err", err)

@@ -1,0 +1,102 @@
+package pipeline_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/internal/natstest"
+	"github.com/paperpipe/paperpipe/internal/sampledata"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/pipeline"
+	"github.com/paperpipe/paperpipe/summarize"
+)
+
+// gatedSaves holds every TL;DR save until open is closed: a database slow or unreachable
+// while the worker's host is cut off.
+type gatedSaves struct {
+	pipeline.Store
+	entered chan struct{}
+	once    sync.Once
+	open    chan struct{}
+}
+
+func (g *gatedSaves) SaveSummaries(ctx context.Context, sums []paper.Summary) (int, error) {
+	g.once.Do(func() { close(g.entered) })
+	<-g.open
+	return g.Store.SaveSummaries(ctx, sums)
+}
+
+// TestPartitionedWorkerThatFinishesLeavesNoFalseDeadLetter: a worker holding a message on its
+// last delivery is cut off from NATS (its host's network) while it saves the TL;DR it bought;
+// the server gives the message up after AckWait, and another worker's reaper finds the paper
+// not stored yet. The first worker then comes back and stores it.
+func TestPartitionedWorkerThatFinishesLeavesNoFalseDeadLetter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{MaxDeliver: 1, AckWait: 2 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	sum, emb := summarize.NewOffline(30), embed.NewOffline()
+	b := setupOn(t, js, emb)
+	papers := sampledata.Papers(t)[:1]
+	publish(t, js, papers)
+
+	// Worker A reaches NATS through a proxy the test cuts.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &dbProxy{ln: ln, target: srv.Addr().String()}
+	go p.serve()
+	t.Cleanup(func() { ln.Close(); p.closeAll() })
+	nc, err := nats.Connect("nats://"+ln.Addr().String(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	jsA, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bA := *b
+	bA.js = jsA
+	gate := &gatedSaves{Store: b.store, entered: make(chan struct{}), open: make(chan struct{})}
+	wA := startWorkerOn(t, &bA, gate, sum, emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
+	<-gate.entered // the TL;DR is bought; its save waits
+	p.refuse()
+
+	// Worker B, connected, pulls: the server gives the message up, B's reaper gets the advisory.
+	startWorker(t, b, sum, emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
+	waitFor(t, "the message given up and reaped", func() (bool, string) {
+		q := streamMsgs(t, js, pipeline.StreamPapers)
+		return q == 0, fmt.Sprintf("%d messages in %s", q, pipeline.StreamPapers)
+	})
+
+	p.accept()
+	close(gate.open)
+	waitFor(t, "worker A to settle its message", func() (bool, string) {
+		s := wA.Stats()
+		return s.Acked+s.Retried+s.Dead > 0, fmt.Sprintf("%+v", s)
+	})
+	sums, err := b.store.Summaries(ctx, papers[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sums) != 1 {
+		t.Fatalf("TL;DRs of %s: %+v, want the one worker A saved", papers[0].ID, sums)
+	}
+	if dls := deadLetters(t, js); len(dls) > 0 {
+		t.Errorf("paper %s is stored and dead-lettered (%q, %d letters): a dead letter a user would replay for nothing",
+			papers[0].ID, dls[0].Reason, len(dls))
+	}
+}
