@@ -311,7 +311,9 @@ type Result struct {
 // attempt count; an Account failure wraps ErrAccount and the cause, unretried — except an
 // unreachable API, retried like a transient failure first, and returned as ErrUnreachable
 // with ErrAccount when the retries are used up, or when the call's deadline ends after a failed
-// dial or while a connection was still being made (a host that drops the packets).
+// dial or while a connection was still being made (a host that drops the packets) — one that
+// had been waited for at least minUnansweredConnect, in this attempt or an earlier one of the
+// call: a connect the deadline cuts short sooner leaves the deadline's error.
 func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context) error) (Result, error) {
 	maxRetries := r.MaxRetries
 	if maxRetries == 0 {
@@ -347,8 +349,12 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 		// host that does not answer (a firewall dropping packets, a partition): net/http
 		// reports the context's end then, not the dial's error.
 		var connecting, connected atomic.Bool
+		var connectStart atomic.Int64 // Unix nanoseconds of the first connect
 		tctx := httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
-			ConnectStart: func(string, string) { connecting.Store(true) },
+			ConnectStart: func(string, string) {
+				connectStart.CompareAndSwap(0, time.Now().UnixNano())
+				connecting.Store(true)
+			},
 			// A TCP connection made is a host that answers, whatever its TLS handshake takes.
 			ConnectDone: func(_, _ string, err error) {
 				if err == nil {
@@ -363,11 +369,19 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 		if err == nil {
 			return res, nil
 		}
-		unreached = nil
-		if unreachable(err) {
+		// A connect that the time cut short before it could have been answered (the attempt
+		// began with almost no time left) tells nothing about the host: the call keeps what
+		// its earlier attempts found.
+		cutShort := ended && connecting.Load() && !connected.Load() &&
+			time.Since(time.Unix(0, connectStart.Load())) < minUnansweredConnect
+		switch {
+		case cutShort:
+		case unreachable(err):
 			unreached = err
-		} else if ended && connecting.Load() && !connected.Load() {
+		case ended && connecting.Load() && !connected.Load():
 			unreached = fmt.Errorf("no connection within the deadline: %w", err)
+		default:
+			unreached = nil
 		}
 		if ctx.Err() != nil {
 			return res, ctxErr()
@@ -433,6 +447,12 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 		}
 	}
 }
+
+// minUnansweredConnect is how long a connect must have gone unanswered, when an attempt's
+// time ran out, to count as a host that does not answer (ErrUnreachable): longer than the round
+// trip to any host that answers (a connect takes one). A connect cut short sooner — an attempt
+// that began with almost no time left — is the call's time running out.
+const minUnansweredConnect = 500 * time.Millisecond
 
 // Backoff returns the delay before retry number retry (0-based): exponential backoff with full
 // jitter, a uniformly random duration in [0, min(ceiling, base·2^retry)].

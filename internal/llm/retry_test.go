@@ -444,3 +444,42 @@ func (l slowAccept) Accept() (net.Conn, error) {
 	time.Sleep(l.delay)
 	return c, err
 }
+
+// TestConnectCutShortByTheDeadlineIsATimeout: an attempt that starts with almost no time
+// left (a retry or a rate-limit wait that used up the message's time) and is still connecting
+// when that time ends says nothing about the host — a connect takes a round trip — yet it was
+// ErrUnreachable: the worker paused for the API, warning that it cannot be reached. It is the
+// deadline's error now; a connect that went unanswered for long enough before it, in this
+// call, still makes the call unreachable.
+func TestConnectCutShortByTheDeadlineIsATimeout(t *testing.T) {
+	t.Parallel()
+	addr := nettest.BlackholeAddr(t)
+	c := HTTPClient(nil, nil)
+	get := func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/models", nil)
+		resp, err := c.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	_, err := Retrier{}.Do(ctx, 1, get)
+	if errors.Is(err, ErrUnreachable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a connect cut short after 30 ms: err %v, want the deadline's, not ErrUnreachable", err)
+	}
+
+	// The first attempt waited its whole Timeout for the connection; the call's deadline then
+	// cuts the retry short.
+	ctx, cancel = context.WithTimeout(context.Background(), 1200*time.Millisecond)
+	defer cancel()
+	attempts := 0
+	_, err = Retrier{Timeout: time.Second, BaseDelay: time.Millisecond}.Do(ctx, 1, func(ctx context.Context) error {
+		attempts++
+		return get(ctx)
+	})
+	if attempts < 2 || !errors.Is(err, ErrUnreachable) || !errors.Is(err, ErrAccount) {
+		t.Errorf("after %d attempts, the first unanswered for a second: err %v, want ErrUnreachable with ErrAccount", attempts, err)
+	}
+}
