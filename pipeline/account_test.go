@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -298,4 +299,68 @@ func TestAPIHostThatDropsConnectionsPausesTheWorker(t *testing.T) {
 		return s.Paused >= 1 || s.Dead > 0, fmt.Sprintf("%+v", s)
 	})
 	checkAllQueued(t, b, w, papers, "an API host that drops connection attempts")
+}
+
+// probeSummarizer refuses the account while refusing is set; then it fails the first call
+// (the probe after the pause) transiently after slow, and answers every later call after
+// slow. It records how many calls ran at once once the refusals ended.
+type probeSummarizer struct {
+	slow            time.Duration
+	refusing        atomic.Bool
+	after, inFlight atomic.Int64 // calls since the refusals ended, calls in flight
+	most            atomic.Int64 // calls in flight at once since the refusals ended
+	sum             pipeline.Summarizer
+}
+
+func (p *probeSummarizer) Model() string         { return p.sum.Model() }
+func (p *probeSummarizer) PromptVersion() string { return p.sum.PromptVersion() }
+func (p *probeSummarizer) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary, error) {
+	if p.refusing.Load() {
+		return paper.Summary{}, fmt.Errorf("a revoked key: %w", llm.ErrAccount)
+	}
+	n := p.after.Add(1)
+	in := p.inFlight.Add(1)
+	defer p.inFlight.Add(-1)
+	for m := p.most.Load(); in > m && !p.most.CompareAndSwap(m, in); m = p.most.Load() {
+	}
+	select {
+	case <-time.After(p.slow):
+	case <-ctx.Done():
+		return paper.Summary{}, ctx.Err()
+	}
+	if n == 1 {
+		return paper.Summary{}, errors.New("502 bad gateway")
+	}
+	return p.sum.Summarize(ctx, a)
+}
+
+// TestResumeAfterASlowOrFailedProbe: after a pause the worker tries one message at a time and
+// waits for each to settle (waitSettled). A probe that is slow, or that fails for a reason of
+// its own (a 5xx), only delays the resumption by its own processing: the next message is
+// tried, and once one goes through the worker processes Concurrency messages at once again.
+func TestResumeAfterASlowOrFailedProbe(t *testing.T) {
+	t.Parallel()
+	emb := embed.NewOffline()
+	sum := &probeSummarizer{slow: 500 * time.Millisecond, sum: summarize.NewOffline(30)}
+	sum.refusing.Store(true)
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	papers := sampledata.Papers(t)[:12]
+	publish(t, b.js, papers)
+	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4,
+		Backoff: func(int) time.Duration { return 100 * time.Millisecond }})
+	waitFor(t, "a pause", func() (bool, string) {
+		s := w.Stats()
+		return s.Paused >= 2, fmt.Sprintf("%+v", s)
+	})
+	sum.refusing.Store(false)
+	waitFor(t, "every paper done after the pause", func() (bool, string) {
+		c := counts(t, b, sum)
+		return c.WithTLDR == int64(len(papers)), fmt.Sprintf("counts %+v, stats %+v", c, w.Stats())
+	})
+	if s := w.Stats(); s.Dead != 0 {
+		t.Errorf("stats %+v: want no dead letter", s)
+	}
+	if most := sum.most.Load(); most < 2 {
+		t.Errorf("at most %d TL;DR request at once after the pause: the worker did not resume its concurrency", most)
+	}
 }
