@@ -18,7 +18,8 @@ var errStaleHold = errors.New("message not marked in progress recently (NATS unr
 
 // hold is a worker's claim on one delivered message, from its receipt until it is settled. A
 // goroutine renews it with InProgress every ProgressInterval while the NATS connection is up;
-// renewed is when that last happened (at first, the receipt).
+// renewed is when the last InProgress the server is known to have received was sent (at
+// first, the receipt).
 type hold struct {
 	renewed atomic.Int64 // Unix nanoseconds
 	// lapsed: the hold went unrenewed for so long (see Worker.lapse) that the server may have
@@ -48,13 +49,21 @@ func (w *Worker) startHold(ctx context.Context, m jetstream.Msg) *hold {
 				if nc != nil && !nc.IsConnected() {
 					continue
 				}
-				if m.InProgress() == nil {
-					now := time.Now()
-					if now.Sub(time.Unix(0, h.renewed.Load())) >= w.lapse() {
-						h.lapsed.Store(true)
-					}
-					h.renewed.Store(now.UnixNano())
+				sent := time.Now()
+				if m.InProgress() != nil {
+					continue
 				}
+				// A connection whose peer went silent (a firewall dropping the flow, a
+				// partition) still looks up until its pings go unanswered, minutes later, and
+				// takes publishes that go nowhere: only the server's answer to a flush sent
+				// after the InProgress shows that it got there.
+				if nc != nil && nc.FlushTimeout(w.cfg.ProgressInterval) != nil {
+					continue
+				}
+				if sent.Sub(time.Unix(0, h.renewed.Load())) >= w.lapse() {
+					h.lapsed.Store(true)
+				}
+				h.renewed.Store(sent.UnixNano())
 			}
 		}
 	}()

@@ -52,26 +52,9 @@ func TestPartitionedWorkerThatFinishesLeavesNoFalseDeadLetter(t *testing.T) {
 	publish(t, js, papers)
 
 	// Worker A reaches NATS through a proxy the test cuts.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &dbProxy{ln: ln, target: srv.Addr().String()}
-	go p.serve()
-	t.Cleanup(func() { ln.Close(); p.closeAll() })
-	nc, err := nats.Connect("nats://"+ln.Addr().String(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	jsA, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bA := *b
-	bA.js = jsA
+	p, bA := proxiedNATS(t, srv, b)
 	gate := &gatedSaves{Store: b.store, entered: make(chan struct{}), open: make(chan struct{})}
-	wA := startWorkerOn(t, &bA, gate, sum, emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
+	wA := startWorkerOn(t, bA, gate, sum, emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
 	<-gate.entered // the TL;DR is bought; its save waits
 	p.refuse()
 
@@ -98,5 +81,100 @@ func TestPartitionedWorkerThatFinishesLeavesNoFalseDeadLetter(t *testing.T) {
 	if dls := deadLetters(t, js); len(dls) > 0 {
 		t.Errorf("paper %s is stored and dead-lettered (%q, %d letters): a dead letter a user would replay for nothing",
 			papers[0].ID, dls[0].Reason, len(dls))
+	}
+}
+
+// proxiedNATS returns a proxy to srv and a copy of b whose JetStream client reaches srv
+// through it.
+func proxiedNATS(t *testing.T, srv *natstest.Server, b *testBundle) (*dbProxy, *testBundle) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &dbProxy{ln: ln, target: srv.Addr().String()}
+	go p.serve()
+	t.Cleanup(func() { ln.Close(); p.closeAll() })
+	nc, err := nats.Connect("nats://"+ln.Addr().String(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bp := *b
+	bp.js = js
+	return p, &bp
+}
+
+// perPaperCalls counts TL;DR requests per paper, each taking slow, across workers.
+type perPaperCalls struct {
+	slow  time.Duration
+	mu    sync.Mutex
+	calls map[string]int
+	sum   pipeline.Summarizer
+}
+
+func (s *perPaperCalls) Model() string         { return s.sum.Model() }
+func (s *perPaperCalls) PromptVersion() string { return s.sum.PromptVersion() }
+func (s *perPaperCalls) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary, error) {
+	s.mu.Lock()
+	s.calls[a.ID]++
+	s.mu.Unlock()
+	select {
+	case <-time.After(s.slow):
+	case <-ctx.Done():
+		return paper.Summary{}, ctx.Err()
+	}
+	return s.sum.Summarize(ctx, a)
+}
+
+// TestSilentNATSLinkStopsNewAPIWork: a worker's link to NATS that goes silent without a reset
+// (a firewall dropping the flow, a partition, a VM's network detached) looks up to the client
+// until its pings go unanswered — minutes at nats.go's defaults. Its InProgress marks went
+// nowhere, yet each counted as a renewal of the hold, so the worker went on starting API work
+// on messages the server had meanwhile delivered to another worker: both paid for them.
+func TestSilentNATSLinkStopsNewAPIWork(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{AckWait: 2 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	emb := embed.NewOffline()
+	sum := &perPaperCalls{slow: 400 * time.Millisecond, calls: map[string]int{}, sum: summarize.NewOffline(30)}
+	b := setupOn(t, js, emb)
+	papers := sampledata.Papers(t)[:10]
+	publish(t, js, papers)
+
+	p, bA := proxiedNATS(t, srv, b)
+	// One TL;DR at a time: worker A holds the others, waiting for the slot, ~4 s in all.
+	wA := startWorker(t, bA, sum, emb, pipeline.WorkerConfig{Concurrency: 1})
+	t.Cleanup(func() { p.frozen.Store(false) }) // before A stops
+	waitFor(t, "worker A to hold every message", func() (bool, string) {
+		s := wA.Stats()
+		return s.Received == int64(len(papers)), fmt.Sprintf("%+v", s)
+	})
+	p.frozen.Store(true)
+
+	// The server delivers A's messages to B once their AckWait is over.
+	wB := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4})
+	waitFor(t, "every paper done", func() (bool, string) {
+		c := counts(t, b, sum)
+		return c.WithTLDR == int64(len(papers)), fmt.Sprintf("counts %+v, A %+v, B %+v", c, wA.Stats(), wB.Stats())
+	})
+	waitFor(t, "worker A to settle every message it holds (done, or handed back unstarted)", func() (bool, string) {
+		s := wA.Stats()
+		return s.Acked+s.Retried+s.Dead == int64(len(papers)), fmt.Sprintf("%+v", s)
+	})
+	sum.mu.Lock()
+	defer sum.mu.Unlock()
+	for _, a := range papers {
+		if n := sum.calls[a.ID]; n != 1 {
+			t.Errorf("paper %s: %d TL;DR requests, want 1 (A %+v, B %+v)", a.ID, n, wA.Stats(), wB.Stats())
+		}
 	}
 }

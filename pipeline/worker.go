@@ -127,9 +127,10 @@ type WorkerConfig struct {
 	// MsgTimeout bounds the API work for one message — the TL;DR request and the embedding
 	// batch it joins, retries and rate-limit waits included — from the moment that work
 	// starts. It is kept below the consumer's AckWait: work starts only while the worker's
-	// hold on the message is fresh (an InProgress reached a live connection less than
-	// AckWait−MsgTimeout ago), so the work is over before the server could deliver the
-	// message to anyone else, even if NATS became unreachable meanwhile. Defaults to half the
+	// hold on the message is fresh (an InProgress the server is known to have received — a
+	// flush after it was answered — was sent less than AckWait−MsgTimeout ago), so the work is
+	// over before the server could deliver the message to anyone else, even if NATS became
+	// unreachable meanwhile or the connection went silent. Defaults to half the
 	// AckWait; a value above AckWait−2×ProgressInterval is lowered to it.
 	MsgTimeout time.Duration
 	// ProgressInterval is how often every message the worker holds — waiting for a slot, for
