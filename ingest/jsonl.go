@@ -137,10 +137,18 @@ func (p *jsonlParser) parseOAI(line []byte, ln int) (paper.Abstract, error) {
 		errs = append(errs, err)
 	}
 	a, err := p.r.buildOrFail(f, errs)
-	if err == nil {
-		a.URL = "https://arxiv.org/abs/" + strings.TrimPrefix(a.ID, "arxiv:")
+	if err != nil {
+		return a, err
 	}
-	return a, err
+	id, ok := strings.CutPrefix(a.ID, "arxiv:")
+	if !ok {
+		// Every id of the snapshot is an arXiv id: this is other JSON lines, read as the
+		// snapshot (--format oai), and would be stored with an arxiv.org link that is not its.
+		return paper.Abstract{}, p.r.recordErr(ln, a.ID,
+			invalidf("not an arXiv id, as every id of the arXiv OAI snapshot is: for other JSON lines, use --format jsonl"))
+	}
+	a.URL = "https://arxiv.org/abs/" + id
+	return a, nil
 }
 
 // buildOrFail builds f unless one of errs (from decoding optional fields) is set; validation

@@ -196,6 +196,10 @@ func TestOAIBadRecords(t *testing.T) {
 		{"malformed id", `{"id":"arXiv:12","submitter":"S","title":"T","abstract":"A."}`, `f:1: arXiv:12: malformed arXiv id "arXiv:12"`},
 		{"truncated", `{"id":"0704.0002","submitter":"S","title":"T","abs`, "f:1: arxiv:0704.0002: truncated JSON: the record ends before its object is closed"},
 		{"authors not a string", `{"id":"0704.0002","submitter":"S","authors":["A"],"title":"T","abstract":"A."}`, "f:1: arxiv:0704.0002: authors is a JSON array, want a string"},
+		// JSON lines of another source read with --format oai: stored, they had a link to
+		// https://arxiv.org/abs/id:lab-7, which replaced the URL of a paper ingested before.
+		{"not an arXiv id", `{"id":"lab-7","title":"T","abstract":"A.","url":"https://lab.example/7"}`, "f:1: id:lab-7: not an arXiv id, as every id of the arXiv OAI snapshot is: for other JSON lines, use --format jsonl"},
+		{"a DOI", `{"id":"10.1000/xyz","title":"T","abstract":"A."}`, "f:1: doi:10.1000/xyz: not an arXiv id, as every id of the arXiv OAI snapshot is: for other JSON lines, use --format jsonl"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
