@@ -40,8 +40,9 @@ func (s *Server) lookup(ctx context.Context, raw string) (paper.Record, error) {
 		return paper.Record{}, &httpError{status: http.StatusNotFound, msg: "no paper id given"}
 	case len(raw) > maxIDBytes:
 		return paper.Record{}, badRequest(fmt.Sprintf("paper id is %d bytes, limit %d", len(raw), maxIDBytes))
-	case !utf8.ValidString(raw) || strings.ContainsRune(raw, 0):
-		return paper.Record{}, badRequest("paper id is not valid UTF-8 text")
+	}
+	if err := checkText("paper id", raw); err != nil {
+		return paper.Record{}, err
 	}
 	rec, err := s.cfg.Store.Paper(ctx, raw)
 	if errors.Is(err, paper.ErrNotFound) {
@@ -164,8 +165,8 @@ func parseList(r *http.Request, defLimit int) (ListQuery, error) {
 		q.Since = t
 	}
 	for _, f := range []struct{ name, v string }{{"category", q.Category}, {"text", q.Text}, {"cursor", q.Cursor}} {
-		if !utf8.ValidString(f.v) || strings.ContainsRune(f.v, 0) {
-			return q, badRequest(f.name + " is not valid UTF-8 text")
+		if err := checkText(f.name, f.v); err != nil {
+			return q, err
 		}
 		if utf8.RuneCountInString(f.v) > MaxQueryChars {
 			return q, badRequest(fmt.Sprintf("%s is longer than %d characters", f.name, MaxQueryChars))
@@ -412,4 +413,16 @@ func (s *Server) apiPostPapers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, ans)
+}
+
+// checkText refuses a parameter PostgreSQL's text cannot hold, saying which of the two it is:
+// bytes that are not UTF-8, or a NUL character (%00, which is valid UTF-8).
+func checkText(name, v string) error {
+	if !utf8.ValidString(v) {
+		return badRequest(name + " is not valid UTF-8 text")
+	}
+	if strings.ContainsRune(v, 0) {
+		return badRequest(name + " contains a NUL character (%00), which no text in the archive can hold")
+	}
+	return nil
 }

@@ -274,6 +274,29 @@ func TestTamperedCursorIsABadRequest(t *testing.T) {
 	}
 }
 
+// TestTextParameterErrorsSayWhatIsWrong: a parameter PostgreSQL's text cannot hold is a 400
+// that names what is wrong with it; a NUL character (%00) is valid UTF-8, and was answered
+// "is not valid UTF-8 text", sending the client to look for an encoding problem it does not have.
+func TestTextParameterErrorsSayWhatIsWrong(t *testing.T) {
+	t.Parallel()
+	b := withSample(t)
+	for _, tc := range []struct{ path, want string }{
+		{"/api/search?q=a%ffb", "q is not valid UTF-8 text"},
+		{"/api/search?q=a%00b", "q contains a NUL character (%00)"},
+		{"/api/search?mode=keyword&q=a%00b", "q contains a NUL character (%00)"},
+		{"/api/papers?text=a%00b", "text contains a NUL character (%00)"},
+		{"/api/papers?category=a%00b", "category contains a NUL character (%00)"},
+		{"/api/papers?category=a%ffb", "category is not valid UTF-8 text"},
+		{"/api/papers?cursor=a%00b", "cursor contains a NUL character (%00)"},
+		{"/api/papers/a%00b", "paper id contains a NUL character (%00)"},
+		{"/api/papers/a%ffb/related", "paper id is not valid UTF-8 text"},
+	} {
+		if msg := wantError(t, "GET "+tc.path, b.get(tc.path), http.StatusBadRequest); !strings.Contains(msg, tc.want) {
+			t.Errorf("GET %s: error %q, want it to say %q", tc.path, msg, tc.want)
+		}
+	}
+}
+
 // lockedBuffer is a log destination safe for the server's goroutines and the test.
 type lockedBuffer struct {
 	mu  sync.Mutex

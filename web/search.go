@@ -67,8 +67,8 @@ func bounded(rk Ranking) *boundedRanking {
 func parseSearch(r *http.Request) (searchParams, error) {
 	v := r.URL.Query()
 	p := searchParams{q: strings.TrimSpace(v.Get("q")), mode: v.Get("mode")}
-	if !utf8.ValidString(p.q) || strings.ContainsRune(p.q, 0) {
-		return p, badRequest("q is not valid UTF-8 text")
+	if err := checkText("q", p.q); err != nil {
+		return p, err
 	}
 	if p.q == "" {
 		return p, badRequest("q is required: the text to search for")
