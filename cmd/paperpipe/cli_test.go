@@ -1326,6 +1326,25 @@ func TestAPITokenFromAFileWithItsNewlineIsTheToken(t *testing.T) {
 	}
 }
 
+// PAPERPIPE_API_TOKEN_READS without PAPERPIPE_API_TOKEN stops the commands that serve HTTP,
+// naming both variables, and no other (README, PAPERPIPE_API_TOKEN_READS).
+func TestAPITokenReadsWithoutTokenStopsOnlyWhatServesHTTP(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "PAPERPIPE_API_TOKEN_READS=1")
+	if r := c.run("version"); r.code != 0 {
+		t.Errorf("version with PAPERPIPE_API_TOKEN_READS and no token: exit %d, %s", r.code, r.stderr)
+	}
+	for _, args := range [][]string{
+		{"serve", "--http", "127.0.0.1:0"},
+		{"up", "--http", "127.0.0.1:0"},
+		{"worker", "--metrics", "127.0.0.1:0", "--exit-when-idle"},
+	} {
+		if r := c.run(args...); r.code != 2 || !strings.Contains(r.stderr, "PAPERPIPE_API_TOKEN_READS=\"1\" needs PAPERPIPE_API_TOKEN") {
+			t.Errorf("%v with PAPERPIPE_API_TOKEN_READS and no token: exit %d, %s; want 2 naming both variables", args, r.code, r.stderr)
+		}
+	}
+}
+
 // An empty PAPERPIPE_API_TOKEN stops only the commands that serve HTTP (the previous version
 // stopped every command, whether it reads the token or not: a shared env file's placeholder
 // made `version` and `ingest` exit 2).
