@@ -348,6 +348,11 @@ func (s *Server) apiPostPapers(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		s.fail(w, r, &httpError{status: http.StatusUnsupportedMediaType,
+			msg: fmt.Sprintf("Content-Encoding %.60q is not accepted: send the body uncompressed", ce)})
+		return
+	}
 	body, err := io.ReadAll(r.Body)
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -787,6 +788,10 @@ func TestPostPapers(t *testing.T) {
 		{"one object", "application/json", `{"id": "2501.00003", "title": "T3", "abstract": "A3."}`, 1},
 		{"wrapper", "application/json", `{"papers": [{"id": "2501.00004", "title": "T4", "abstract": "A4."}]}`, 1},
 		{"JSON lines", "application/x-ndjson", "{\"id\": \"2501.00005\", \"title\": \"T5\", \"abstract\": \"A5.\"}\n\n{broken\n{\"id\": \"2501.00006\", \"title\": \"T6\", \"abstract\": \"A6.\"}\n", 2},
+		// A byte order mark, as Windows tools write before a file's text, is skipped as
+		// ingest skips it (it was answered "the body is not a JSON object or array").
+		{"JSON after a byte order mark", "application/json", "\ufeff" + `[{"id": "2501.00007", "title": "T7", "abstract": "A7."}]`, 1},
+		{"JSON lines after a byte order mark", "application/x-ndjson", "\ufeff" + `{"id": "2501.00008", "title": "T8", "abstract": "A8."}` + "\n", 1},
 	} {
 		r := b.do(http.MethodPost, "/api/papers", []byte(tc.body), append(auth, "Content-Type", tc.ct)...)
 		var ans postBody
@@ -808,6 +813,16 @@ func TestPostPapers(t *testing.T) {
 	wantError(t, "not JSON", b.do(http.MethodPost, "/api/papers", []byte(`{"title": `), auth...), http.StatusBadRequest)
 	wantError(t, "empty", b.do(http.MethodPost, "/api/papers", []byte(` `), auth...), http.StatusBadRequest)
 	wantError(t, "XML", b.do(http.MethodPost, "/api/papers", []byte(`<paper/>`), append(auth, "Content-Type", "application/xml")...), http.StatusUnsupportedMediaType)
+	// A compressed body is refused as such, not read as bytes that are "not a JSON object".
+	var zipped bytes.Buffer
+	zw := gzip.NewWriter(&zipped)
+	zw.Write([]byte(`{"id": "2501.00009", "title": "T9", "abstract": "A9."}`))
+	zw.Close()
+	gz := b.do(http.MethodPost, "/api/papers", zipped.Bytes(),
+		append(auth, "Content-Type", "application/json", "Content-Encoding", "gzip")...)
+	if msg := wantError(t, "gzip", gz, http.StatusUnsupportedMediaType); !strings.Contains(msg, `Content-Encoding "gzip"`) {
+		t.Errorf("gzip body: error %q, want it to name the Content-Encoding", msg)
+	}
 	big := fmt.Sprintf(`{"title": "Big", "abstract": %q}`, strings.Repeat("word ", 20<<10))
 	wantError(t, "too large", b.do(http.MethodPost, "/api/papers", []byte(big), auth...), http.StatusRequestEntityTooLarge)
 

@@ -23,8 +23,10 @@ type postedRecord struct {
 
 // splitRecords splits a POST body into records. A JSON body is one object, an array of
 // objects, or {"papers": [...]}; it must be valid JSON as a whole. JSON lines (lines true)
-// give one record per non-blank line, each judged on its own.
+// give one record per non-blank line, each judged on its own. A UTF-8 byte order mark at the
+// start (what Windows tools write before a file's text) is skipped, as ingest skips it.
 func splitRecords(body []byte, lines bool) ([]postedRecord, error) {
+	body = bytes.TrimPrefix(body, []byte("\xef\xbb\xbf"))
 	var out []postedRecord
 	if lines {
 		for i, l := range bytes.Split(body, []byte("\n")) {
