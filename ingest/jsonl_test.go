@@ -64,10 +64,11 @@ func TestJSONLBadRecords(t *testing.T) {
 		{"invalid UTF-8 in abstract", "{\"title\":\"T\",\"abstract\":\"caf\xe9\"}", "f:1: abstract is not valid UTF-8 (byte 4)" + wantLatin1Hint},
 		{"invalid UTF-8 after escapes", "{\"title\":\"T\", \"abstract\" : \"a\\\"\\u00e9\\n\xe9\"}", "f:1: abstract is not valid UTF-8 (byte 6)" + wantLatin1Hint},
 		{"invalid UTF-8 in a key", "{\"ti\xfftle\":\"T\",\"abstract\":\"A\"}", "f:1: a field name is not valid UTF-8 (byte 3)" + wantLatin1Hint},
-		{"NUL in abstract", `{"id":"2401.00002","title":"T","abstract":"A\u0000B"}`, "f:1: 2401.00002: abstract contains a NUL byte (byte 2)"},
+		{"NUL in abstract", `{"id":"2401.00002","title":"T","abstract":"A\u0000B"}`, "f:1: arxiv:2401.00002: abstract contains a NUL byte (byte 2)"},
 		{"NUL in title", `{"title":"Bad\u0000title","abstract":"A"}`, "f:1: title contains a NUL byte (byte 4)"},
-		{"NUL in an author", `{"id":"2401.00003","title":"T","abstract":"A","authors":["X\u0000"]}`, "f:1: 2401.00003: an author contains a NUL byte (byte 2)"},
-		{"NUL in the url", `{"id":"2401.00004","title":"T","abstract":"A","url":"https://x/\u0000"}`, "f:1: 2401.00004: url contains a NUL byte (byte 11)"},
+		{"NUL in the abstract of a paper without an id", `{"title":"T","abstract":"A\u0000B"}`, "f:1: " + paper.TitleID("T") + ": abstract contains a NUL byte (byte 2)"},
+		{"NUL in an author", `{"id":"2401.00003","title":"T","abstract":"A","authors":["X\u0000"]}`, "f:1: arxiv:2401.00003: an author contains a NUL byte (byte 2)"},
+		{"NUL in the url", `{"id":"2401.00004","title":"T","abstract":"A","url":"https://x/\u0000"}`, "f:1: arxiv:2401.00004: url contains a NUL byte (byte 11)"},
 		// The store's index takes no id or category over 2,704 bytes; ingest's limits are far
 		// below, with the id cut short in the message.
 		{"id too long", `{"id":"` + strings.Repeat("x", 3000) + `","title":"T","abstract":"A"}`, "f:1: id:" + strings.Repeat("x", 61) + "…: id is 3003 bytes, limit 512"},

@@ -62,8 +62,15 @@ func (r *Reader) build(f fields) (paper.Abstract, error) {
 			bad = invalidf("%s contains a NUL byte (byte %d)", s.name, strings.IndexByte(s.v, 0)+1)
 		}
 		if bad != nil {
-			if s.name == "id" {
+			// Named as every other message of the record names it: by its canonical id, or
+			// its title's (checked before the other fields) when it has none.
+			switch c, err := paper.CanonicalID(id); {
+			case s.name == "id":
 				id = "" // not printable as it is
+			case id != "" && err == nil:
+				id = c
+			case id == "" && s.name != "title" && fold(f.title) != "":
+				id = paper.TitleID(fold(f.title))
 			}
 			return fail(bad)
 		}
