@@ -3,11 +3,16 @@ package ingest
 import (
 	"archive/zip"
 	"bytes"
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
 	"testing"
 	"unicode/utf16"
+
+	"github.com/paperpipe/paperpipe/paper"
 )
 
 // TestCompressedAndNonUTF8Input: gzip-compressed input (a .jsonl.gz snapshot, `curl` without
@@ -129,6 +134,42 @@ func TestCompressedAndNonUTF8Input(t *testing.T) {
 			if !strings.Contains(err.Error(), w) {
 				t.Errorf("%s: NewReader: %v; want it to say %q", c.name, err, w)
 			}
+		}
+	}
+}
+
+// TestTruncatedGzipSaysItWasCutShort: gzip-compressed input that ends before its stream does (a
+// download or copy cut short) was reported as "unexpected EOF", which does not say what ended;
+// the records before the cut are read, and the error says the input was cut short.
+func TestTruncatedGzipSaysItWasCutShort(t *testing.T) {
+	t.Parallel()
+	var plain bytes.Buffer
+	for i := range 3000 {
+		fmt.Fprintf(&plain, `{"id":"2401.%05d","title":"Paper %d","abstract":"An abstract of paper %d, long enough to fill the stream."}`+"\n", i, i, i)
+	}
+	whole := gzipped(t, plain.Bytes())
+	for _, c := range []struct {
+		name string
+		cut  int
+	}{
+		{"early", 100},               // within the first look at the input: NewReader's error
+		{"late", len(whole) * 2 / 3}, // after records were read: Next's
+		{"trailer", len(whole) - 4},  // only the length of the trailer missing
+	} {
+		r, err := NewReader(bytes.NewReader(whole[:c.cut]), "papers.jsonl.gz", Options{})
+		read := 0
+		for err == nil {
+			var a paper.Abstract
+			a, err = r.Next()
+			if err == nil && a.ID != "" {
+				read++
+			}
+		}
+		if !errors.Is(err, io.ErrUnexpectedEOF) || !strings.Contains(err.Error(), "cut short") {
+			t.Errorf("%s cut: %v after %d records; want an error saying the gzip input was cut short", c.name, err, read)
+		}
+		if c.name == "late" && read < 1000 {
+			t.Errorf("late cut: %d records read before the error, want the ones before the cut", read)
 		}
 	}
 }

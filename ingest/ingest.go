@@ -230,6 +230,23 @@ func newDecoder(r io.Reader, name, command, wants string, judge bool) (decoder, 
 	return d, nil
 }
 
+// errGzipCut is the end of gzip-compressed input before the end of its stream: a file whose
+// download or copy was cut short. It wraps io.ErrUnexpectedEOF, which alone said nothing of
+// what ended early.
+var errGzipCut = fmt.Errorf("the gzip-compressed input ends before its compressed stream does: "+
+	"it was cut short (an interrupted download or copy?); fetch it again (%w)", io.ErrUnexpectedEOF)
+
+// gzipBody reads a gzip stream, saying what an early end of it means.
+type gzipBody struct{ zr *gzip.Reader }
+
+func (g gzipBody) Read(p []byte) (int, error) {
+	n, err := g.zr.Read(p)
+	if err == io.ErrUnexpectedEOF {
+		err = errGzipCut
+	}
+	return n, err
+}
+
 // read makes r the input: br reads it through guard, which counts its bytes, and probe, which
 // lets unpack look at its start without holding a stream up.
 func (d *decoder) read(r io.Reader) {
@@ -393,7 +410,7 @@ func (d *decoder) unpack() error {
 		if d.packed == nil {
 			d.packed = d.guard
 		}
-		d.read(zr)
+		d.read(gzipBody{zr})
 		return d.unpack() // what it holds may be UTF-16 too
 	case bytes.HasPrefix(head, []byte{0xff, 0xfe}) || bytes.HasPrefix(head, []byte{0xfe, 0xff}):
 		return invalidf("the input is UTF-16 text (it starts with a UTF-16 byte order mark), not UTF-8: convert it with "+
