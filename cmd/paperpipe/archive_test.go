@@ -1258,6 +1258,53 @@ func TestReprocessIDsNotInTheArchiveAreCounted(t *testing.T) {
 	}
 }
 
+// reprocess --ids reads its file as ingest reads a source: a byte order mark on the first line
+// (a Windows editor's UTF-8) is skipped, not part of the first id, which was then "not in the
+// archive"; gzip is read decompressed, and a line PostgreSQL's text cannot hold (a NUL, bytes
+// that are not UTF-8) stops the run before anything is done, naming its file and line: it
+// reached the database, which failed the run with "invalid byte sequence for encoding UTF8".
+func TestReprocessIDsFileIsReadAsASource(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 2)
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte("2401.00000\n2401.00001\n"))
+	zw.Close()
+	for _, path := range []string{
+		write("bom.txt", []byte("\xef\xbb\xbf2401.00000\r\n2401.00001\r\n")),
+		write("ids.txt.gz", gz.Bytes()),
+	} {
+		_, out := e.reprocess(t, t.Context(), e.c, reprocessOptions{idsFile: path, dryRun: true})
+		if strings.Contains(out, "not in the archive") {
+			t.Errorf("--ids %s: %s", filepath.Base(path), out)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"nul.txt", []byte("2401.00000\n2401.0000\x001\n"), "nul.txt:2: the line contains a NUL byte (byte 10)"},
+		{"latin1.txt", []byte("2401.00000\n\n2401.00001 caf\xe9\n"), "latin1.txt:3: the line is not valid UTF-8 text"},
+	} {
+		path := write(tc.name, tc.data)
+		var out, errw bytes.Buffer
+		_, err := runReprocess(t.Context(), e.c, reprocessOptions{idsFile: path, dryRun: true}, &out, &errw)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "SQLSTATE") {
+			t.Errorf("--ids %s: %v; want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+}
+
 // An imported vector marked truncated (as `paperpipe embed` marks one whose text was cut to
 // the model's context) is stored truncated; the mark was dropped on import.
 func TestImportEmbeddingsKeepsTheTruncatedMark(t *testing.T) {

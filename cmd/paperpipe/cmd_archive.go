@@ -458,22 +458,41 @@ func finishSpace(ctx context.Context, st *store.Store, space paper.Space, sel st
 }
 
 // readIDs reads one paper id per line (blank lines and #-comments skipped), in canonical form.
+// The file is read as ingest reads a source (a byte order mark skipped, gzip decompressed;
+// UTF-16, a zip archive, a PDF or binary data refused, saying how to convert it), and a line
+// PostgreSQL's text cannot hold (bytes that are not UTF-8, a NUL) stops the run before
+// anything is done, naming its file and line.
 func readIDs(path string) ([]string, error) {
-	var r io.Reader = os.Stdin
+	var src io.Reader = os.Stdin
 	if path != "-" {
 		f, err := os.Open(path)
 		if err != nil {
 			return nil, fmt.Errorf("--ids: %w", err)
 		}
 		defer f.Close()
-		r = f
+		src = f
 	}
+	cr, err := ingest.Decode(src, path, "reprocess --ids", "paper ids as UTF-8 text, one per line")
+	if err != nil {
+		return nil, fmt.Errorf("--ids: %w", err)
+	}
+	name := ingest.Name(path)
 	ids := []string{}
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
+	sc := bufio.NewScanner(cr)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		if n == 1 {
+			line = strings.TrimPrefix(line, "\ufeff") // a UTF-8 byte order mark, as editors on Windows write
+		}
+		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
+		}
+		switch {
+		case !utf8.ValidString(line):
+			return nil, fmt.Errorf("--ids %s:%d: the line is not valid UTF-8 text: give one paper id per line", name, n)
+		case strings.IndexByte(line, 0) >= 0:
+			return nil, fmt.Errorf("--ids %s:%d: the line contains a NUL byte (byte %d): give one paper id per line", name, n, strings.IndexByte(line, 0)+1)
 		}
 		if c, err := paper.CanonicalID(line); err == nil {
 			line = c
@@ -481,7 +500,7 @@ func readIDs(path string) ([]string, error) {
 		ids = append(ids, line)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("--ids %s: %w", path, err)
+		return nil, fmt.Errorf("--ids %s: %w", name, err)
 	}
 	return ids, nil
 }
