@@ -1,0 +1,88 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// A PAPERPIPE_ variable paperpipe does not read is warned about, with the setting it most
+// likely misspells: it was ignored without a word, and the default used (a misspelled
+// PAPERPIPE_API_TOKEN left writes open).
+func TestUnknownSettingIsWarnedAbout(t *testing.T) {
+	t.Parallel()
+	var w bytes.Buffer
+	warnUnknownSettings(&w, []string{
+		"PAPERPIPE_CONCURENCY=5", "PAPERPIPE_APITOKEN=s3cret", "PAPERPIPE_FOO=1", "PAPERPIPE_X\x1b]52;c;=1",
+		"PAPERPIPE_CONCURRENCY=5", "PAPERPIPE_TEST_DATABASE_URL=postgres://x", "HOME=/root", "MY_PAPERPIPE_X=1",
+	})
+	got := strings.Split(strings.TrimSpace(w.String()), "\n")
+	want := []string{
+		"paperpipe: warning: PAPERPIPE_CONCURENCY is not a setting of paperpipe, and is ignored: did you mean PAPERPIPE_CONCURRENCY?",
+		"paperpipe: warning: PAPERPIPE_APITOKEN is not a setting of paperpipe, and is ignored: did you mean PAPERPIPE_API_TOKEN?",
+		"paperpipe: warning: PAPERPIPE_FOO is not a setting of paperpipe, and is ignored: the README's Configuration lists the settings",
+		`paperpipe: warning: PAPERPIPE_X\x1b]52;c; is not a setting of paperpipe, and is ignored: the README's Configuration lists the settings`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if strings.Contains(w.String(), "s3cret") {
+		t.Errorf("a warning shows a variable's value:\n%s", w.String())
+	}
+
+	// The command warns at start, whatever it is.
+	r := newCLI(t, "PAPERPIPE_CONCURENCY=5").run("version")
+	if r.code != 0 || !strings.Contains(r.stderr, "did you mean PAPERPIPE_CONCURRENCY?") {
+		t.Errorf("version with PAPERPIPE_CONCURENCY: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// The list of settings is the variables the code reads and the README documents: a setting
+// added to one and not the list would be warned about as unknown.
+func TestSettingsListIsComplete(t *testing.T) {
+	t.Parallel()
+	lit := regexp.MustCompile(`"(PAPERPIPE_[A-Z0-9_]+)"`)
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") || f == "settings.go" {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range lit.FindAllStringSubmatch(string(b), -1) {
+			if !slices.Contains(settings, m[1]) {
+				t.Errorf("%s reads %s, which is not in settings", f, m[1])
+			}
+		}
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A row's first cell names one variable or more: | `PAPERPIPE_RPM` / `PAPERPIPE_TPM` |
+	row := regexp.MustCompile("(?m)^\\| (`PAPERPIPE_[^|]*)\\|")
+	name := regexp.MustCompile("`(PAPERPIPE_[A-Z0-9_]+)`")
+	documented := map[string]bool{}
+	for _, r := range row.FindAllStringSubmatch(string(readme), -1) {
+		for _, m := range name.FindAllStringSubmatch(r[1], -1) {
+			documented[m[1]] = true
+			if !slices.Contains(settings, m[1]) {
+				t.Errorf("README documents %s, which is not in settings", m[1])
+			}
+		}
+	}
+	for _, s := range settings {
+		if !documented[s] {
+			t.Errorf("%s is in settings but has no row in the README's tables", s)
+		}
+	}
+}
