@@ -1494,6 +1494,60 @@ func TestImportEmbeddingsReadsItsFileAsIngestDoes(t *testing.T) {
 	}
 }
 
+// TestImportEmbeddingsOfAGzipFileCutShortLoadsWhatItHolds: a gzip-compressed file cut short
+// (a download that stopped) ends in a read error. The import stopped there with only that
+// error: the good lines read since its last chunk were not loaded, and the space it created —
+// the active one, when it was the first — was left without its index, which running the
+// import again (with the same file, which stops at the same place) never built: every query
+// then scanned every vector. The lines before the cut are loaded, the index built, and the
+// import fails saying where the file ends.
+func TestImportEmbeddingsOfAGzipFileCutShortLoadsWhatItHolds(t *testing.T) {
+	t.Parallel()
+	const n = 3000
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, n)
+	var lines strings.Builder
+	for i := range n {
+		fmt.Fprintf(&lines, `{"id":"2401.%05d","embedding":[1,%d,%d,0.5],"model":"imported"}`+"\n", i, i, i%7)
+	}
+	var gz bytes.Buffer
+	w := gzip.NewWriter(&gz)
+	_, _ = w.Write([]byte(lines.String()))
+	_ = w.Close()
+	cut := gz.Bytes()[:gz.Len()*2/3]
+	// The whole lines the cut file holds: what a reader of it gets before the error.
+	zr, err := gzip.NewReader(bytes.NewReader(cut))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, rerr := io.ReadAll(zr)
+	if !errors.Is(rerr, io.ErrUnexpectedEOF) || len(got) < 64<<10 {
+		t.Fatalf("the cut file reads %d bytes, then %v; want more than the 64 KiB looked at first, then unexpected EOF", len(got), rerr)
+	}
+	whole := bytes.Count(got, []byte("\n"))
+	if whole%1000 == 0 || whole >= n {
+		t.Fatalf("the cut file holds %d whole lines; want a cut within a chunk of 1,000", whole)
+	}
+	path := writeFile(t, t.TempDir(), "vectors.jsonl.gz", cut)
+	var errw bytes.Buffer
+	res, err := importEmbeddings(t.Context(), e.st, path, 1000, &errw)
+	if !errors.Is(err, io.ErrUnexpectedEOF) || !strings.Contains(err.Error(), fmt.Sprintf("vectors.jsonl.gz:%d: reading stopped: ", whole+1)) ||
+		!strings.Contains(err.Error(), "cut short") {
+		t.Errorf("import of a gzip file cut short: %v; want an error saying that it stops at line %d", err, whole+1)
+	}
+	// The line cut short, when the cut is within one, is a bad line.
+	if res.Loaded != whole || res.Bad > 1 {
+		t.Errorf("import %+v: want the %d whole lines before the cut loaded", res, whole)
+	}
+	spaces, serr := e.st.Spaces(t.Context())
+	if serr != nil || len(spaces) != 1 {
+		t.Fatal(spaces, serr)
+	}
+	if s := spaces[0]; !s.Active || s.Embedded != int64(whole) || s.IndexName == "" {
+		t.Errorf("space %+v: want the active space with %d vectors and its index", s, whole)
+	}
+}
+
 // A stored paper whose reprocess message is over the queue's limit (ingest took it with little
 // to spare; a reprocess message's id and headers are longer) is left out and named, and the
 // others are published: it aborted every run, which failed the same way when run again.

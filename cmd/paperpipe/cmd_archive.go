@@ -1354,7 +1354,9 @@ type embeddingLine struct {
 // importEmbeddings streams path into the space its first good line names, chunk by chunk with
 // COPY; a space it creates gets its HNSW index after the load. Bad lines — among them a value
 // the target space cannot store, beyond half precision's range in a space indexed on halfvec —
-// are reported on errw with file:line and skipped. The space is created at the first chunk to
+// are reported on errw with file:line and skipped. An input that cannot be read to its end (a
+// gzip-compressed file cut short) is loaded up to the error, and the error returned after the
+// space is finished. The space is created at the first chunk to
 // load, and dropped again when the import stores nothing in it (every line bad, stale or of an
 // unknown paper, or the load failed): an import never leaves an empty space behind, nor makes
 // one active.
@@ -1460,7 +1462,12 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 		clear(lineOf)
 		return nil
 	}
-	for n := 1; ; n++ {
+	// readErr ends the reading of an input that cannot be read to its end (a gzip-compressed
+	// file cut short): the lines before it are loaded and the space finished as at the end of
+	// the file, since running the import again would stop at the same place, and the error is
+	// returned then.
+	var readErr error
+	for n := 1; readErr == nil; n++ {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
@@ -1469,7 +1476,13 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 			break
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
-			return res, fmt.Errorf("read %s: %w", name, err)
+			// What came before the error is a line cut short, or a last line without its
+			// newline whose end was all there: it is taken as a line (one cut short is bad JSON).
+			readErr = fmt.Errorf("%s:%d: reading stopped: %w; the lines before it were imported as said above, the rest of the file was not read",
+				name, n, err)
+			if len(raw) == 0 {
+				break
+			}
 		}
 		res.Lines++
 		const bom = "\xef\xbb\xbf" // a UTF-8 byte order mark, as editors on Windows write
@@ -1569,7 +1582,7 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 	if space.ID == 0 || created && res.Loaded == 0 {
 		fmt.Fprintf(errw, "import-embeddings: %s: no vector loaded, %d stale skipped, %s, %s\n",
 			plural(res.Lines, "line", "lines"), res.Stale, plural(len(res.Unknown), "unknown paper", "unknown papers"), plural(res.Bad, "bad line", "bad lines"))
-		return res, nil
+		return res, readErr
 	}
 	// Also when the space existed: an earlier import into it may have been interrupted before
 	// its index was built (a no-op when the index is there).
@@ -1579,7 +1592,7 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 	fmt.Fprintf(errw, "import-embeddings: %s: %s loaded into space %d (%s), %d stale skipped, %s, %s\n",
 		plural(res.Lines, "line", "lines"), plural(res.Loaded, "vector", "vectors"), space.ID, space.Name(), res.Stale,
 		plural(len(res.Unknown), "unknown paper", "unknown papers"), plural(res.Bad, "bad line", "bad lines"))
-	return res, nil
+	return res, readErr
 }
 
 // embeddingLineProblem says in plain words what is wrong with a line json.Unmarshal refused,
