@@ -172,6 +172,12 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 	defer st.Close()
 
 	wantTLDR, wantEmb := !o.embedOnly, !o.tldrOnly
+	if o.batchAPI && wantEmb {
+		// Before the space is made and anything counted, as for the offline models.
+		if err := batchAPIDimensions(c, m.emb.Space()); err != nil {
+			return res, err
+		}
+	}
 	// A run that writes no vector (--tldr-only) neither creates nor looks up the embedding
 	// model's space; its workers have no embedder.
 	var space paper.Space
@@ -823,6 +829,39 @@ func batchAPIModels(c *config, wantTLDR, wantEmb bool) error {
 	return nil
 }
 
+// batchSentDimensions is the "dimensions" the Batch API's embedding requests for model carry
+// (0: none), as the workers' client sends it (PAPERPIPE_EMBED_SEND_DIMENSIONS).
+func batchSentDimensions(c *config, model string) int {
+	if embed.SendsDimensions(c.EmbedSendDims, model) {
+		return c.EmbedDims
+	}
+	return 0
+}
+
+// batchAPIDimensions refuses a --batch-api run into space sp whose requests would be answered
+// with vectors of another length than sp's: a model whose own length is known, asked for none
+// ("dimensions" not sent to it: text-embedding-ada-002, or PAPERPIPE_EMBED_SEND_DIMENSIONS=never)
+// while PAPERPIPE_EMBED_DIMENSIONS names another. The workers' client finds that out at its first
+// answer and pauses; the Batch API's answers all come back at once, each paid for, and every
+// one was rejected.
+func batchAPIDimensions(c *config, sp paper.Space) error {
+	if batchSentDimensions(c, sp.Model) != 0 {
+		return nil
+	}
+	native := embed.NativeDimensions(sp.Model)
+	if native == 0 || native == sp.Dimensions {
+		return nil
+	}
+	how := fmt.Sprintf("PAPERPIPE_EMBED_SEND_DIMENSIONS=%s does not send it", c.EmbedSendDims)
+	if c.EmbedSendDims == "" || c.EmbedSendDims == embed.SendDimensionsAuto {
+		how = "it is sent by default to OpenAI's text-embedding-3 models only"
+	}
+	return usageErr("--batch-api: model %s answers %d-dimensional vectors unless asked for fewer (\"dimensions\"), and %s: "+
+		"every answer of the batches, each paid for, would be refused by space %s, which holds %d; set PAPERPIPE_EMBED_DIMENSIONS=%d "+
+		"(or --embed-dimensions), or PAPERPIPE_EMBED_SEND_DIMENSIONS=always if the model can shorten its vectors",
+		sp.Model, native, how, sp.Name(), sp.Dimensions, native)
+}
+
 // runBatchAPI sends the work through OpenAI's Batch API.
 func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.Store, m *models, space paper.Space,
 	sel store.Selection, wantTLDR, wantEmb bool, res *reprocessResult, errw io.Writer, log *slog.Logger) error {
@@ -849,12 +888,8 @@ func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.S
 	}
 	if wantEmb {
 		tmpl := space.Template
-		dims := 0 // "dimensions" as the workers' client sends it (PAPERPIPE_EMBED_SEND_DIMENSIONS)
-		if embed.SendsDimensions(c.EmbedSendDims, space.Model) {
-			dims = c.EmbedDims
-		}
 		cfg.Embed = &batch.EmbedWork{
-			Space: space, Dimensions: dims,
+			Space: space, Dimensions: batchSentDimensions(c, space.Model),
 			Input: func(a paper.Abstract) (string, bool, error) {
 				text, err := embed.Text(tmpl, a)
 				if err != nil {

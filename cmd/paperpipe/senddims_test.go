@@ -78,8 +78,8 @@ func TestEmbedSendDimensionsSettingReachesTheEmbedder(t *testing.T) {
 }
 
 // The Batch API's embedding requests send "dimensions" as the workers' client does: to
-// "openai/text-embedding-3-small" by default, to any model with always, to none with never
-// (each line answered 1536-long, the space's 512 rejected them all).
+// "openai/text-embedding-3-small" by default, to any model with always (to none with never:
+// see TestReprocessBatchAPIRefusesASpaceItsModelWouldNotFill).
 func TestReprocessBatchAPISendsDimensionsAsTheSettingSays(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -89,7 +89,6 @@ func TestReprocessBatchAPISendsDimensionsAsTheSettingSays(t *testing.T) {
 	}{
 		{"openai/text-embedding-3-small", embed.SendDimensionsAuto, true},
 		{"Qwen/Qwen3-Embedding-0.6B", embed.SendDimensionsAlways, true},
-		{"text-embedding-3-small", embed.SendDimensionsNever, false},
 	} {
 		e := newArchiveEnv(t, openaitest.Config{})
 		e.seed(t, 3)
@@ -105,6 +104,49 @@ func TestReprocessBatchAPISendsDimensionsAsTheSettingSays(t *testing.T) {
 			t.Errorf("%s, %s: batch report %+v, want 3 vectors stored and none rejected", tc.model, tc.mode, res.Batch)
 		case !tc.wantAccepted && (res.Batch.Vectors != 0 || res.Batch.Rejected != 3):
 			t.Errorf("%s, %s: batch report %+v, want the 3 native-length vectors rejected (no \"dimensions\" sent)", tc.model, tc.mode, res.Batch)
+		}
+	}
+}
+
+// A --batch-api run into a space of another length than its model answers when no
+// "dimensions" is sent to it (text-embedding-3-small with PAPERPIPE_EMBED_SEND_DIMENSIONS=never,
+// text-embedding-ada-002, which never takes it) sent every paper, and rejected every answer
+// (1536-long for the space's 512) once the batches were done and paid for. It is refused
+// before the space is made or anything sent, a dry run too, naming what to set; the models'
+// own length is accepted.
+func TestReprocessBatchAPIRefusesASpaceItsModelWouldNotFill(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		model string
+		mode  embed.SendDimensions
+		want  string
+	}{
+		{"text-embedding-3-small", embed.SendDimensionsNever, "PAPERPIPE_EMBED_SEND_DIMENSIONS=never does not send it"},
+		{"text-embedding-ada-002", embed.SendDimensionsAuto, "sent by default to OpenAI's text-embedding-3 models only"},
+	} {
+		e := newArchiveEnv(t, openaitest.Config{})
+		e.seed(t, 3)
+		cfg := e.cfg(func(c *config) { c.EmbedModel, c.EmbedDims, c.EmbedSendDims = tc.model, 512, tc.mode })
+		for _, dry := range []bool{true, false} {
+			_, err := runReprocess(t.Context(), cfg, reprocessOptions{batchAPI: true, embedOnly: true, dryRun: dry, wait: true, poll: 5 * time.Millisecond},
+				&bytes.Buffer{}, &bytes.Buffer{})
+			if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tc.want) ||
+				!strings.Contains(err.Error(), "PAPERPIPE_EMBED_DIMENSIONS=1536") || !strings.Contains(err.Error(), "holds 512") {
+				t.Errorf("%s, %s, dry run %v: %v; want it refused, saying why and PAPERPIPE_EMBED_DIMENSIONS=1536", tc.model, tc.mode, dry, err)
+			}
+		}
+		if s := e.fake.Stats(); s.EmbedInputsDelivered != 0 {
+			t.Errorf("%s, %s: %d vectors delivered (and paid for), want none", tc.model, tc.mode, s.EmbedInputsDelivered)
+		}
+		if n := e.count(t, "SELECT count(*) FROM embedding_spaces") + e.count(t, "SELECT count(*) FROM batch_jobs"); n != 0 {
+			t.Errorf("%s, %s: %d spaces and batch jobs recorded, want none", tc.model, tc.mode, n)
+		}
+		// Its own length is the model's answer: accepted.
+		own := e.cfg(func(c *config) { c.EmbedModel, c.EmbedDims, c.EmbedSendDims = tc.model, 1536, tc.mode })
+		res, err := runReprocess(t.Context(), own, reprocessOptions{batchAPI: true, embedOnly: true, wait: true, poll: 5 * time.Millisecond},
+			&bytes.Buffer{}, &bytes.Buffer{})
+		if err != nil || res.Batch == nil || res.Batch.Vectors != 3 {
+			t.Errorf("%s, %s with 1536 dimensions: %v, report %+v; want its 3 vectors stored", tc.model, tc.mode, err, res.Batch)
 		}
 	}
 }
