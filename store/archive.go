@@ -285,7 +285,9 @@ type LoadResult struct {
 // a few round trips per call rather than one statement per vector. A vector without a
 // ContentHash is taken as made from its paper's current text; one with a different hash than
 // the current one is skipped as stale. Unknown papers are skipped and listed. Vectors of the
-// wrong dimension fail the call with paper.ErrSpaceMismatch before anything is written.
+// wrong dimension fail the call with paper.ErrSpaceMismatch before anything is written; a
+// space that does not exist (dropped, by this process or another: a load into a space
+// DropSpace is dropping waits for the drop) with paper.ErrSpaceDropped and paper.ErrNotFound.
 // Callers stream a large file through it in chunks of a few thousand vectors.
 func (s *Store) LoadEmbeddings(ctx context.Context, spaceID int64, embs []paper.Embedding) (LoadResult, error) {
 	var res LoadResult
@@ -293,6 +295,9 @@ func (s *Store) LoadEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 		return res, nil
 	}
 	sp, err := s.space(ctx, spaceID)
+	if errors.Is(err, paper.ErrNotFound) {
+		return res, fmt.Errorf("load embeddings: embedding space %d: %w: %w", spaceID, paper.ErrSpaceDropped, paper.ErrNotFound)
+	}
 	if err != nil {
 		return res, fmt.Errorf("load embeddings: %w", err)
 	}
@@ -304,14 +309,28 @@ func (s *Store) LoadEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 			return res, fmt.Errorf("load embeddings: record %d: %w", i+1, err)
 		}
 	}
+	dropped := false
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// The space's row first, before any table, as SaveEmbeddings does: DropSpace holds it
+		// while it deletes the space's vectors, and a load that held embeddings while its
+		// foreign key check waited for the row deadlocked with the drop's DROP INDEX. This
+		// one waits for the drop, then finds the space gone.
+		var one int
+		err := tx.QueryRow(ctx, "SELECT 1 FROM embedding_spaces WHERE id = $1 FOR KEY SHARE", spaceID).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			dropped = true
+			return paper.ErrSpaceDropped
+		}
+		if err != nil {
+			return fmt.Errorf("lock the space: %w", err)
+		}
 		// Like embeddings (migration 00006), the staging rows keep their vectors in the row.
 		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE embeddings_load (
 				n int, paper_id text, content_hash text, embedding vector, truncated bool)
 				WITH (toast_tuple_target = 8160) ON COMMIT DROP`); err != nil {
 			return fmt.Errorf("create staging table: %w", err)
 		}
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"embeddings_load"},
+		_, err = tx.CopyFrom(ctx, pgx.Identifier{"embeddings_load"},
 			[]string{"n", "paper_id", "content_hash", "embedding", "truncated"},
 			pgx.CopyFromSlice(len(embs), func(i int) ([]any, error) {
 				e := embs[i]
@@ -372,6 +391,11 @@ func (s *Store) LoadEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 		}
 		return rows.Err()
 	})
+	if dropped {
+		s.uncacheSpace(spaceID)
+		return LoadResult{}, fmt.Errorf("load %s: embedding space %d (%s) was dropped (`paperpipe spaces drop`): %w: %w",
+			countOf(len(embs), "embedding", "embeddings"), spaceID, sp.Name(), paper.ErrSpaceDropped, paper.ErrNotFound)
+	}
 	if err != nil {
 		return LoadResult{}, fmt.Errorf("load %s into space %s: %w", countOf(len(embs), "embedding", "embeddings"), sp.Name(), err)
 	}

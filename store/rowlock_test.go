@@ -191,6 +191,49 @@ func TestSaveIntoASpaceBeingDroppedWaitsForTheDrop(t *testing.T) {
 	}
 }
 
+// TestLoadIntoASpaceBeingDroppedWaitsForTheDrop is TestSaveIntoASpaceBeingDroppedWaitsForTheDrop
+// for LoadEmbeddings (import-embeddings): a chunk loaded into a space DropSpace is dropping held
+// the embeddings table while its foreign key check waited for the space's row, and the drop's
+// DROP INDEX deadlocked with it: PostgreSQL aborted the drop ("deadlock detected") and the
+// chunk was stored. The load waits for the drop, then fails with paper.ErrSpaceDropped.
+func TestLoadIntoASpaceBeingDroppedWaitsForTheDrop(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	_ = space(t, s, "active", 3) // the first space is the active one
+	gone := space(t, s, "gone", 3)
+	ps := abstracts(2)
+	if _, err := s.UpsertPapers(ctx, ps, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	d, dropApp := openWatchedWith(t, s, "dropper", store.Config{})
+	l, loadApp := openWatchedWith(t, s, "loader", store.Config{})
+	// The import's store has the space: it loaded a chunk into it already.
+	if _, err := l.LoadEmbeddings(ctx, gone.ID, []paper.Embedding{embeddingOf(ps[0], 1, 2, 3)}); err != nil {
+		t.Fatal(err)
+	}
+	// A vector of the space held by another session: the drop's DELETE of the space's vectors
+	// takes a while (a big space).
+	release := lockRows(t, s, "SELECT FROM embeddings WHERE space_id = $1 FOR UPDATE", gone.ID)
+	dropped := make(chan error, 1)
+	go func() { dropped <- d.DropSpace(ctx, gone.ID, store.DropOptions{}) }()
+	waitForLock(t, s, dropApp, dropped, "the drop")
+	loaded := make(chan error, 1)
+	go func() {
+		_, err := l.LoadEmbeddings(ctx, gone.ID, []paper.Embedding{embeddingOf(ps[1], 4, 5, 6)})
+		loaded <- err
+	}()
+	waitForLock(t, s, loadApp, loaded, "the load")
+	time.Sleep(1500 * time.Millisecond) // past deadlock_timeout
+	release()
+	if err := <-dropped; err != nil {
+		t.Errorf("DropSpace with a load into the space waiting: %v, want it to succeed", err)
+	}
+	if err := <-loaded; !errors.Is(err, paper.ErrSpaceDropped) {
+		t.Errorf("LoadEmbeddings into the space being dropped: %v, want paper.ErrSpaceDropped", err)
+	}
+}
+
 // upsertWaitingOnALock starts an upsert of a changed paper (old, whose row another session
 // holds locked) and a new one (fresh), waits until the upsert waits for the lock, and returns
 // the time then (clock_timestamp(): a poll or a run made during the wait) and finish, which

@@ -1437,6 +1437,8 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 		defer cancel()
 		dropped, derr := st.DropEmptySpace(cctx, space.ID)
 		switch {
+		case errors.Is(derr, paper.ErrNotFound):
+			// Dropped by someone else meanwhile (the load failed for it): nothing left to do.
 		case derr != nil:
 			fmt.Fprintf(errw, "import-embeddings: space %d (%s) was created and nothing loaded into it; `paperpipe spaces drop %d` drops it: %v\n",
 				space.ID, space.Name(), space.ID, derr)
