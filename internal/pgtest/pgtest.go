@@ -62,6 +62,33 @@ var vectorOnce = sync.OnceValue(func() error {
 	})
 })
 
+// publicOnce checks once per test process that the test database's public schema holds no
+// tables: every test's search_path ends with public, so tables there (paperpipe run against
+// the test database itself migrates public) are seen by every test, and a test of an
+// unmigrated or empty schema fails for no reason of its own.
+var publicOnce = sync.OnceValue(func() error {
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, BaseURL())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	var tables []string
+	err = conn.QueryRow(ctx, `SELECT coalesce(array_agg(c.relname::text ORDER BY c.relname), '{}')
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm')`).Scan(&tables)
+	if err != nil {
+		return fmt.Errorf("list the tables of the test database's public schema: %w", err)
+	}
+	if len(tables) > 0 {
+		return fmt.Errorf("the test database %s has tables in its public schema (%s), which every test's search_path sees: "+
+			"was paperpipe run against it? Drop them (DROP TABLE public.%s CASCADE), or point %s at a fresh database",
+			Redact(BaseURL()), strings.Join(tables, ", "), strings.Join(tables, ", public."), EnvURL)
+	}
+	return nil
+})
+
 // BaseURL returns the test database's URL: PAPERPIPE_TEST_DATABASE_URL, or DefaultURL.
 func BaseURL() string {
 	if u := strings.TrimSpace(os.Getenv(EnvURL)); u != "" {
@@ -90,6 +117,10 @@ func URL(tb testing.TB) string {
 
 	if err := vectorOnce(); err != nil {
 		tb.Fatalf("pgtest: the vector extension is missing in %s and could not be created: %v", Redact(base), err)
+	}
+
+	if err := publicOnce(); err != nil {
+		tb.Fatalf("pgtest: %v", err)
 	}
 
 	schema := schemaName(tb.Name())
