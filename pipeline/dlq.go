@@ -100,15 +100,16 @@ func (w *Worker) deadLetterID(seq uint64, stored time.Time) string {
 // a letter holds that id, the server drops the claim as its repeat and answers with the
 // letter's sequence; if none does, the claim is stored and the server will drop a reaper's
 // letter published later (within the duplicate window) as a repeat. Either way the answer's
-// sequence is what to remove.
-func (w *Worker) withdrawDeadLetter(j job) {
+// sequence is what to remove. A message requeued after such a lapse (requeue) is withdrawn the
+// same way: its copy carries the work. done says what became of the message, for the log.
+func (w *Worker) withdrawDeadLetter(j job, done string) {
 	if j.meta == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	claim := &nats.Msg{Subject: SubjectDead + "." + w.cfg.Consumer, Data: j.msg.Data(), Header: nats.Header{}}
-	claim.Header.Set(HeaderReason, "none: its worker stored its results after losing touch with NATS (withdrawn)")
+	claim.Header.Set(HeaderReason, "none: after losing touch with NATS its worker "+done+" (withdrawn)")
 	claim.Header.Set(HeaderPaperID, j.a.ID)
 	ack, err := w.js.PublishMsg(ctx, claim, jetstream.WithMsgID(w.deadLetterID(j.meta.Sequence.Stream, j.meta.Timestamp)))
 	if err == nil {
@@ -118,12 +119,12 @@ func (w *Worker) withdrawDeadLetter(j job) {
 		}
 	}
 	if err != nil {
-		w.log.Warn("results stored after the server may have given the message up; a dead letter of it, if any, could not be withdrawn",
+		w.log.Warn("the worker "+done+" after the server may have given the message up; a dead letter of it, if any, could not be withdrawn",
 			"id", j.a.ID, "err", err)
 		return
 	}
 	if ack.Duplicate {
-		w.log.Info("results stored after the message was given up and dead-lettered; dead letter withdrawn", "id", j.a.ID, "dead_letter", ack.Sequence)
+		w.log.Info("the worker "+done+" after the message was given up and dead-lettered; dead letter withdrawn", "id", j.a.ID, "dead_letter", ack.Sequence)
 	}
 }
 

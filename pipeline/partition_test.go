@@ -178,3 +178,73 @@ func TestSilentNATSLinkStopsNewAPIWork(t *testing.T) {
 		}
 	}
 }
+
+// gatedIntake holds the first recording of papers until open is closed, then fails it as a
+// database out of reach: the worker's host lost its network, NATS and the database alike.
+type gatedIntake struct {
+	pipeline.Store
+	entered chan struct{}
+	once    sync.Once
+	open    chan struct{}
+}
+
+func (g *gatedIntake) UpsertPapers(ctx context.Context, papers []paper.Abstract, w paper.Work) ([]paper.Pending, error) {
+	first := false
+	g.once.Do(func() { first = true; close(g.entered) })
+	if !first {
+		return g.Store.UpsertPapers(ctx, papers, w)
+	}
+	<-g.open
+	return nil, fmt.Errorf("record papers: %w: connection refused", paper.ErrUnavailable)
+}
+
+// TestPartitionedWorkerThatRequeuesLeavesNoFalseDeadLetter: a worker holding a message on its
+// last delivery loses its host's network (NATS and the database) while it records the paper;
+// the server gives the message up after AckWait, and another worker's reaper, finding the
+// paper not stored, dead-letters it. The first worker then comes back, finds the database
+// unavailable and requeues the message (as a new one: it was on its last delivery), which the
+// other worker processes. The paper is done: the reaper's dead letter must not stay next to
+// it, for a user to see and replay for nothing.
+func TestPartitionedWorkerThatRequeuesLeavesNoFalseDeadLetter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{MaxDeliver: 1, AckWait: 2 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	sum, emb := summarize.NewOffline(30), embed.NewOffline()
+	b := setupOn(t, js, emb)
+	papers := sampledata.Papers(t)[:1]
+	publish(t, js, papers)
+
+	p, bA := proxiedNATS(t, srv, b)
+	gate := &gatedIntake{Store: b.store, entered: make(chan struct{}), open: make(chan struct{})}
+	wA := startWorkerOn(t, bA, gate, sum, emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
+	<-gate.entered // A holds the message; recording the paper waits
+	p.refuse()
+
+	startWorker(t, b, sum, emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
+	waitFor(t, "the message given up and dead-lettered", func() (bool, string) {
+		dls := deadLetters(t, js)
+		return len(dls) > 0, fmt.Sprintf("%d dead letters, %d messages in %s", len(dls), streamMsgs(t, js, pipeline.StreamPapers), pipeline.StreamPapers)
+	})
+
+	p.accept()
+	close(gate.open)
+	waitFor(t, "worker A to requeue its message", func() (bool, string) {
+		s := wA.Stats()
+		return s.Retried > 0, fmt.Sprintf("%+v", s)
+	})
+	waitFor(t, "the requeued copy processed", func() (bool, string) {
+		sums, err := b.store.Summaries(ctx, papers[0].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(sums) == 1, fmt.Sprintf("TL;DRs of %s: %+v", papers[0].ID, sums)
+	})
+	if dls := deadLetters(t, js); len(dls) > 0 {
+		t.Errorf("paper %s is done and dead-lettered (%q, %d letters): a dead letter a user would replay for nothing",
+			papers[0].ID, dls[0].Reason, len(dls))
+	}
+}

@@ -859,7 +859,7 @@ func wrapStage(stage string, err error) error {
 func (w *Worker) ack(j job) {
 	j.release()
 	if w.lastDelivery(j) && w.holdLapsed(j) {
-		w.withdrawDeadLetter(j)
+		w.withdrawDeadLetter(j, "stored its results")
 	}
 	if err := j.msg.Ack(); err != nil {
 		// The results are stored; a redelivery will find them and make no API call.
@@ -927,7 +927,8 @@ func (w *Worker) pullOpen(open bool) {
 // interrupted on its last delivery to the work queue
 // as a new message (a fresh message id, deliveries counted from one; its text keeps its date,
 // see requeued), then terminates the
-// delivered one. If the publish fails, the message is returned as on any other delivery, and
+// delivered one; when its hold lapsed, a dead letter a reaper may have written of it is
+// withdrawn, as ack does. If the publish fails, the message is returned as on any other delivery, and
 // the server's giving it up dead-letters it (see the reaper).
 func (w *Worker) requeue(ctx context.Context, j job, why string) {
 	j.release()
@@ -940,6 +941,12 @@ func (w *Worker) requeue(ctx context.Context, j job, why string) {
 		_ = j.msg.NakWithDelay(w.cfg.FetchWait)
 		w.stats.retried.Add(1)
 		return
+	}
+	if w.holdLapsed(j) {
+		// The server may have given the delivered message up meanwhile and a reaper
+		// dead-lettered it: the copy carries its work now, and the letter would name a paper
+		// that is then processed (see withdrawDeadLetter).
+		w.withdrawDeadLetter(j, "requeued it")
 	}
 	if err := j.msg.TermWithReason("interrupted by " + why + " on its last delivery: requeued"); err != nil {
 		w.log.Debug("term failed", "id", j.a.ID, "err", err)
