@@ -204,6 +204,11 @@ func loadConfig() *config {
 			fatalf("%s=%q: want %s", v.name, os.Getenv(v.name), v.want)
 		}
 	}
+	// Before the database and NATS are reached: the connection would fail with it as if NATS
+	// were down (serve would go on connecting in the background, and then stop).
+	if err := checkNATSURL(c.NATSURL); err != nil {
+		fatalf("NATS_URL: %v", err)
+	}
 	for name, path := range map[string]string{"PAPERPIPE_NATS_NKEY": c.NATSNkey, "PAPERPIPE_NATS_CA": c.NATSCA} {
 		if path == "" {
 			continue

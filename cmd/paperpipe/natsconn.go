@@ -408,6 +408,37 @@ func (c *config) topology(role brokerRole) pipeline.TopologyConfig {
 	return pipeline.TopologyConfig{Replicas: c.Replicas, AckWait: c.AckWait, MaxDeliver: c.MaxDeliver, KeepConsumer: role != newPaperWorkers}
 }
 
+// checkNATSURL returns the error of a NATS_URL that nats.go cannot parse (localhost:4222x), naming
+// the server URL at fault (redacted): the connection would fail with it at once, and every time,
+// which must not pass for an outage ("cannot be reached", serve connecting in the background).
+// Each comma-separated URL is read as nats.go reads it: nats:// is assumed without a scheme.
+func checkNATSURL(urls string) error {
+	for _, raw := range strings.Split(urls, ",") {
+		u := strings.TrimSpace(raw)
+		if u == "" {
+			continue
+		}
+		full := u
+		if !strings.Contains(full, "://") {
+			full = "nats://" + full
+		}
+		if _, err := neturl.Parse(full); err != nil {
+			// url.Parse's error quotes the URL as given, password and all: keep only its cause.
+			var ue *neturl.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			var esc neturl.EscapeError
+			if errors.As(err, &esc) {
+				// Its text quotes the escape, which may be part of a password.
+				err = errors.New("a % not followed by two hexadecimal digits (a % in a password is written %25)")
+			}
+			return fmt.Errorf("%s is not a URL: %w (want nats://HOST:PORT, or several separated by commas)", redact.URL(u), err)
+		}
+	}
+	return nil
+}
+
 // loopbackURL reports whether every server of the NATS URL list urls is on this host
 // (localhost, a loopback address): there, the embedded server may stand in for it.
 func loopbackURL(urls string) bool {

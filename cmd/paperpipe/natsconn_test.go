@@ -551,3 +551,31 @@ func takenOverAfter(t *testing.T, stop, limit time.Duration) {
 		t.Error("the lock is free but this process does not run the server")
 	}
 }
+
+// TestMalformedNATSURLIsRefusedAtOnce: a NATS_URL that does not parse (a typo in the port)
+// failed as if NATS were down: serve logged "NATS cannot be reached; serving reads and
+// connecting in the background" and then exited 1 with the parse error, and worker, ingest and
+// up applied the migrations, then exited 1 asking whether a NATS server was running. It is
+// refused before anything is reached, as any malformed setting, exit 2 naming NATS_URL, and
+// the password it may hold is not shown.
+func TestMalformedNATSURLIsRefusedAtOnce(t *testing.T) {
+	t.Parallel()
+	abstracts := filepath.Join(t.TempDir(), "papers.jsonl")
+	if err := os.WriteFile(abstracts, []byte(`{"id":"p1","title":"T","abstract":"A"}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, natsURL := range []string{"localhost:4222x", "nats://user:NatsSecret@localhost:4222x", "nats://127.0.0.1:4222, nats://h:42x"} {
+		c := newCLI(t, "NATS_URL="+natsURL, "PAPERPIPE_LOG_LEVEL=info")
+		for _, args := range [][]string{{"serve", "--http", "127.0.0.1:0"}, {"worker", "--exit-when-idle"}, {"ingest", abstracts}, {"up", "--http", "127.0.0.1:0"}} {
+			r := c.run(args...)
+			if r.code != 2 || !strings.Contains(r.stderr, "NATS_URL: ") || !strings.Contains(r.stderr, `invalid port ":42`) {
+				t.Errorf("NATS_URL=%s paperpipe %s: exit %d, stderr %q; want 2 and NATS_URL's fault named", natsURL, strings.Join(args, " "), r.code, r.stderr)
+			}
+			for _, no := range []string{"cannot be reached", "applied migration", "NatsSecret", "is a NATS server running"} {
+				if strings.Contains(r.stderr, no) {
+					t.Errorf("NATS_URL=%s paperpipe %s: stderr says %q: %s", natsURL, strings.Join(args, " "), no, r.stderr)
+				}
+			}
+		}
+	}
+}
