@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -170,6 +171,51 @@ func TestTruncatedGzipSaysItWasCutShort(t *testing.T) {
 		}
 		if c.name == "late" && read < 1000 {
 			t.Errorf("late cut: %d records read before the error, want the ones before the cut", read)
+		}
+	}
+}
+
+// TestReadErrorsNameTheFileOnceWithTheLine: an error that ends reading names the file and the
+// line once, as FILE:LINE: like a rejected record, whatever the format, so that a command can
+// print it as it is. A cut gzip stream of text said only that the input was cut short (its
+// command added the file, without the line), of JSON lines "reading FILE at line N: …" (its
+// command added "read FILE: " before it), and of Hugging Face JSON "truncated JSON",
+// leaving out that the file had been cut short.
+func TestReadErrorsNameTheFileOnceWithTheLine(t *testing.T) {
+	t.Parallel()
+	abstract := strings.Repeat("An abstract long enough to be one, of a paper about pipelines. ", 3)
+	var text, jsonl, atom, hf bytes.Buffer
+	atom.WriteString(`<?xml version="1.0"?>` + "\n" + `<feed xmlns="http://www.w3.org/2005/Atom">` + "\n")
+	hf.WriteString("[")
+	for i := range 2000 {
+		fmt.Fprintf(&text, "Paper %d\n\n%s\n\n", i, abstract)
+		fmt.Fprintf(&jsonl, `{"id":"2401.%05d","title":"Paper %d","abstract":%q}`+"\n", i, i, abstract)
+		fmt.Fprintf(&atom, "<entry><id>http://arxiv.org/abs/2401.%05dv1</id><title>Paper %d</title><summary>%s</summary></entry>\n", i, i, abstract)
+		if i > 0 {
+			hf.WriteString(",\n")
+		}
+		fmt.Fprintf(&hf, `{"paper":{"id":"2401.%05d","title":"Paper %d","summary":%q}}`, i, i, abstract)
+	}
+	atom.WriteString("</feed>\n")
+	hf.WriteString("]\n")
+	const name = "papers.gz"
+	for format, plain := range map[string][]byte{"text": text.Bytes(), "jsonl": jsonl.Bytes(), "atom": atom.Bytes(), "hf": hf.Bytes()} {
+		whole := gzipped(t, plain)
+		r, err := NewReader(bytes.NewReader(whole[:len(whole)*2/3]), name, Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", format, err)
+		}
+		for err == nil {
+			_, err = r.Next()
+			var rec *RecordError
+			if errors.As(err, &rec) {
+				t.Fatalf("%s: %v", format, err)
+			}
+		}
+		msg := err.Error()
+		if !regexp.MustCompile(`^`+regexp.QuoteMeta(name)+`:[1-9][0-9]*: `).MatchString(msg) || strings.Count(msg, name) != 1 ||
+			!strings.Contains(msg, "cut short") {
+			t.Errorf("%s cut short: %q; want %s:LINE: once, and that the input was cut short", format, msg, name)
 		}
 	}
 }

@@ -676,7 +676,8 @@ func (g *guardReader) limit(max int) {
 	g.stop = g.n.Load() + int64(max) + peekSize
 }
 
-// ioErr wraps a fatal read error with the file and the line being read.
+// ioErr wraps a fatal read error with the file and the line being read, as FILE:LINE: like
+// every other error of a Reader: the commands print it as it is, naming the file once.
 func (r *Reader) ioErr(line int, err error) error {
-	return fmt.Errorf("reading %s at line %d: %w", r.name, line, err)
+	return fmt.Errorf("%s:%d: %w", r.name, line, err)
 }

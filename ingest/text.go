@@ -104,7 +104,7 @@ func (p *textParser) next() (paper.Abstract, error) {
 			continue
 		}
 		if err != nil {
-			return paper.Abstract{}, err
+			return paper.Abstract{}, p.r.ioErr(p.lr.line+1, err)
 		}
 		p.process(x)
 	}

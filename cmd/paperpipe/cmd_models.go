@@ -38,7 +38,7 @@ func readAbstracts(ctx context.Context, paths []string, opts ingest.Options, eac
 			}
 			if err != nil {
 				closer.Close()
-				return rejected, fmt.Errorf("read %s: %w", ingest.Name(path), err)
+				return rejected, err // it names the file and line
 			}
 			if err := each(a); err != nil {
 				closer.Close()

@@ -172,7 +172,7 @@ func publishFile(ctx context.Context, pub *pipeline.Publisher, path string, opts
 			continue
 		}
 		if err != nil {
-			return read, rejected, fmt.Errorf("read %s: %w", name, err)
+			return read, rejected, err // it names the file and line
 		}
 		// A record too large for the queue is one bad record, like those ingest rejects.
 		err = pub.Publish(ctx, a)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -273,5 +275,46 @@ func TestIngestOfAPDFIsAFailedSourceAndOfAnEmptyFileAWarning(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stderr, "paperpipe ingest: "+empty+": no papers in it\n") ||
 		!strings.Contains(r.stderr, ", 0 rejected, 1 source without papers\n") {
 		t.Errorf("ingest of an empty file and a good one: exit %d\n%s\nwant exit 0, the empty file named and counted", r.code, r.stderr)
+	}
+}
+
+// TestCutFileIsNamedOnceWithItsLine: a gzip file cut short stops summarize, embed, ingest and
+// import-embeddings with one line naming the file once, with the line where reading stopped:
+// it said "read papers.jsonl.gz: reading papers.jsonl.gz at line 1980: …" (a cut Atom feed
+// "read feed.xml.gz: feed.xml.gz:12: …"), and import-embeddings gave no line.
+func TestCutFileIsNamedOnceWithItsLine(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	abstract := "We study careful input handling in data pipelines, and find that it pays off at every scale we tried."
+	var papers, vectors bytes.Buffer
+	for i := range 3000 {
+		fmt.Fprintf(&papers, `{"id":"2401.%05d","title":"Paper %d","abstract":%q}`+"\n", i, i, abstract)
+		fmt.Fprintf(&vectors, `{"id":"2401.%05d","embedding":[%d,1,0,0],"model":"imported"}`+"\n", i, i)
+	}
+	cut := func(name string, plain []byte) string {
+		var gz bytes.Buffer
+		w := gzip.NewWriter(&gz)
+		_, _ = w.Write(plain)
+		_ = w.Close()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, gz.Bytes()[:gz.Len()*2/3], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	pp, vp := cut("papers.jsonl.gz", papers.Bytes()), cut("vectors.jsonl.gz", vectors.Bytes())
+	c := newCLI(t)
+	for _, args := range [][]string{{"summarize", pp}, {"embed", pp}, {"ingest", pp}, {"import-embeddings", vp}} {
+		r := c.run(args...)
+		path := args[len(args)-1]
+		var last string
+		for l := range strings.Lines(r.stderr) {
+			if strings.Contains(l, "cut short") {
+				last = l
+			}
+		}
+		if r.code != 1 || strings.Count(last, path) != 1 || !regexp.MustCompile(regexp.QuoteMeta(path)+`:[1-9][0-9]*: `).MatchString(last) {
+			t.Errorf("paperpipe %s of a file cut short: exit %d, the error %q; want exit 1 and %s:LINE: once\n%s", args[0], r.code, last, path, r.stderr)
+		}
 	}
 }
