@@ -277,6 +277,23 @@ func TestBadFlagsExitWithUsageStatus(t *testing.T) {
 	}
 }
 
+// An empty argument (`paperpipe show "$ID"` with $ID unset) is a usage error, exit 2, naming
+// it, for every command, before anything is opened: show said "resolve paper: empty
+// reference", exit 1, while search gave a usage error; activate, spaces drop and the others
+// looked "" up and failed as if the name were wrong.
+func TestEmptyArgumentIsAUsageError(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "DATABASE_URL=postgres://paperpipe@127.0.0.1:1/none?connect_timeout=1")
+	for _, args := range [][]string{{"show", ""}, {"related", " "}, {"activate", ""}, {"spaces", "drop", ""},
+		{"spaces", "reindex", "", "--index", "hnsw"}, {"search", ""}, {"ingest", ""}, {"summarize", ""}, {"embed", "\t"},
+		{"import-embeddings", ""}, {"dlq", "replay", ""}, {"batches", "abandon", ""}, {"show", "--", ""}} {
+		r := c.run(args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "usage: argument") || !strings.Contains(r.stderr, "is empty") {
+			t.Errorf("paperpipe %q: exit %d, stderr %q; want 2 and the empty argument named", args, r.code, r.stderr)
+		}
+	}
+}
+
 // A count above the store's bound (store.MaxListLimit for list -n, store.MaxK for -k and
 // --sample) is a usage error, exit 2, that states the bound, given before anything is opened;
 // the flags' help states it too. list -n 1001 was accepted up to 10000 and then refused by the

@@ -212,7 +212,9 @@ func newFlagSet(name, args, short string) *flag.FlagSet {
 
 // parseArgs parses flags that may come before, between or after positional arguments
 // (`paperpipe related ID -k 10`), and returns the positional ones. An unknown flag or a bad
-// value is a usage error (exit 2), like every other mistake in how a command is called.
+// value is a usage error (exit 2), like every other mistake in how a command is called; so is
+// an empty positional argument (`paperpipe show "$ID"` with $ID unset): no paper, space, file
+// or text is named "", and taken as one it failed later as if the name were wrong.
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
@@ -224,14 +226,21 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
-			return pos, nil
+			break
 		}
 		if rest[0] == "--" {
-			return append(pos, rest[1:]...), nil
+			pos = append(pos, rest[1:]...)
+			break
 		}
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+	for i, a := range pos {
+		if strings.TrimSpace(a) == "" {
+			return nil, usageErr("argument %d is empty (a shell variable that is not set?)", i+1)
+		}
+	}
+	return pos, nil
 }
 
 // newLogger returns the process logger: text on stderr at PAPERPIPE_LOG_LEVEL.
