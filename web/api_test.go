@@ -812,6 +812,13 @@ func TestPostPapers(t *testing.T) {
 	}
 	wantError(t, "not JSON", b.do(http.MethodPost, "/api/papers", []byte(`{"title": `), auth...), http.StatusBadRequest)
 	wantError(t, "empty", b.do(http.MethodPost, "/api/papers", []byte(` `), auth...), http.StatusBadRequest)
+	// A wrapper whose papers are not a list says so: it was taken for one record and
+	// rejected as "title is empty".
+	for _, body := range []string{`{"papers": 5}`, `{"papers": {"title": "T", "abstract": "A."}}`, `{"papers": null}`, `{"papers": "x"}`} {
+		if msg := wantError(t, body, b.do(http.MethodPost, "/api/papers", []byte(body), auth...), http.StatusBadRequest); !strings.Contains(msg, `"papers" is`) || !strings.Contains(msg, "want an array of records") {
+			t.Errorf("POST %s: error %q, want it to say papers must be an array of records", body, msg)
+		}
+	}
 	wantError(t, "XML", b.do(http.MethodPost, "/api/papers", []byte(`<paper/>`), append(auth, "Content-Type", "application/xml")...), http.StatusUnsupportedMediaType)
 	// A compressed body is refused as such, not read as bytes that are "not a JSON object".
 	var zipped bytes.Buffer

@@ -49,14 +49,22 @@ func splitRecords(body []byte, lines bool) ([]postedRecord, error) {
 			}
 		case '{':
 			var wrapper struct {
-				Papers []json.RawMessage `json:"papers"`
+				Papers json.RawMessage `json:"papers"`
 			}
-			if err := decodeOne(trimmed, &wrapper); err == nil && wrapper.Papers != nil {
-				raws = wrapper.Papers
-			} else if err := decodeOne(trimmed, new(json.RawMessage)); err != nil {
+			if err := decodeOne(trimmed, &wrapper); err != nil {
 				return nil, err
-			} else {
-				raws = []json.RawMessage{trimmed}
+			}
+			if wrapper.Papers == nil {
+				raws = []json.RawMessage{trimmed} // one record
+				break
+			}
+			// The wrapper: its papers must be a list ({"papers": 5} was taken for one record,
+			// and rejected as "title is empty").
+			if w := bytes.TrimSpace(wrapper.Papers); len(w) == 0 || w[0] != '[' {
+				return nil, badRequest(fmt.Sprintf(`"papers" is %s: want an array of records, {"papers": [{"title": …, "abstract": …}, …]}`, jsonKind(w)))
+			}
+			if err := json.Unmarshal(wrapper.Papers, &raws); err != nil {
+				return nil, badRequest(fmt.Sprintf(`"papers" is not a valid JSON array: %v`, err))
 			}
 		default:
 			return nil, badRequest("the body is not a JSON object or array")
@@ -73,6 +81,24 @@ func splitRecords(body []byte, lines bool) ([]postedRecord, error) {
 			msg: fmt.Sprintf("the body holds %d records, limit %d per request", len(out), MaxRecordsPerPost)}
 	}
 	return out, nil
+}
+
+// jsonKind names the kind of the JSON value raw, for messages.
+func jsonKind(raw []byte) string {
+	if len(raw) == 0 {
+		return "empty"
+	}
+	switch raw[0] {
+	case '{':
+		return "an object"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
 }
 
 // decodeOne decodes exactly one JSON value from b into v.
