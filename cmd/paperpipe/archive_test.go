@@ -678,8 +678,10 @@ func TestImportEmbeddingsLoadsGoodLinesAndReportsBadOnes(t *testing.T) {
 	if res.Loaded != 2 || res.Bad != 5 || len(res.Unknown) != 1 || res.Unknown[0] != "arxiv:9999.99999" {
 		t.Errorf("import %+v, want 2 loaded, 5 bad lines, 1 unknown paper", res)
 	}
-	for _, want := range []string{file + ":2:", file + ":4: unknown paper", file + ":5:", file + ":7:",
-		file + `:8: "2401.00001": the zero vector`, file + ":9: " + `"2401.0000\x00": the id contains a NUL byte`} {
+	// Each paper is named by its canonical id, as ingest stored it (and as the unknown one is),
+	// not as the line wrote it; an id that is not one is quoted as written.
+	for _, want := range []string{file + ":2:", file + ":4: unknown paper arxiv:9999.99999", file + ":5: arxiv:2401.00001: space", file + ":7: arxiv:2401.00001: no embedding",
+		file + `:8: arxiv:2401.00001: the zero vector`, file + ":9: " + `"2401.0000\x00": the id contains a NUL byte`} {
 		if !strings.Contains(errw.String(), want) {
 			t.Errorf("messages lack %q:\n%s", want, errw.String())
 		}
@@ -1060,7 +1062,7 @@ func TestImportEmbeddingsSkipsAValueBeyondHalfPrecisionOnItsLine(t *testing.T) {
 	if res.Loaded != 2 || res.Bad != 1 {
 		t.Errorf("import %+v, want 2 loaded and 1 bad line", res)
 	}
-	if want := file + `:2: "2401.00001": value 0 is 70000, beyond half precision's range (±65504)`; !strings.Contains(errw.String(), want) {
+	if want := file + `:2: arxiv:2401.00001: value 0 is 70000, beyond half precision's range (±65504)`; !strings.Contains(errw.String(), want) {
 		t.Errorf("messages lack %q:\n%s", want, errw.String())
 	}
 
@@ -1467,8 +1469,8 @@ func TestImportEmbeddingsReadsItsFileAsIngestDoes(t *testing.T) {
 		fmt.Fprintf(&csv, "2402.%05d,1,0,0,0\n", i)
 	}
 	for _, c := range []struct{ name, data, want, not string }{
-		{"papers.jsonl", papers.String(), "the first 100 lines are all bad (the first, line 1: 2402.00000: no embedding); stopped, nothing was loaded", "not a file of"},
-		{"vectors.jsonl", dims.String(), "the first 100 lines are all bad (the first, line 1: 2402.00000: dimensions 3 but 4 values); stopped, nothing was loaded", "not a file of"},
+		{"papers.jsonl", papers.String(), "the first 100 lines are all bad (the first, line 1: arxiv:2402.00000: no embedding); stopped, nothing was loaded", "not a file of"},
+		{"vectors.jsonl", dims.String(), "the first 100 lines are all bad (the first, line 1: arxiv:2402.00000: dimensions 3 but 4 values); stopped, nothing was loaded", "not a file of"},
 		{"vectors.csv", csv.String(), "the first 100 lines are all bad and none is a JSON object, so this is not a file of paperpipe's vector lines", "\x00"},
 	} {
 		errw.Reset()

@@ -1545,18 +1545,24 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 			continue
 		}
 		isObject = true
+		// The paper's id as ingest stored it and every message names it (an unknown paper's
+		// too): arxiv:2401.01234 for 2401.01234v2.
+		id := string(l.ID)
+		if c, err := paper.CanonicalID(id); err == nil {
+			id = c
+		}
 		switch {
 		case strings.TrimSpace(string(l.ID)) == "":
 			bad(n, "no id")
 			continue
 		case len(l.Embedding) == 0:
-			bad(n, "%s: no embedding", l.ID)
+			bad(n, "%s: no embedding", id)
 			continue
 		case strings.TrimSpace(l.Model) == "":
-			bad(n, "%s: no model", l.ID)
+			bad(n, "%s: no model", id)
 			continue
 		case l.Dimensions != 0 && l.Dimensions != len(l.Embedding):
-			bad(n, "%s: dimensions %d but %d values", l.ID, l.Dimensions, len(l.Embedding))
+			bad(n, "%s: dimensions %d but %d values", id, l.Dimensions, len(l.Embedding))
 			continue
 		}
 		sp := paper.Space{Model: l.Model, Dimensions: len(l.Embedding), Template: l.Template}
@@ -1579,21 +1585,21 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 			have = true
 			res.Space = space
 		} else if sp.Name() != space.Name() {
-			bad(n, "%s: space %s differs from the file's first, %s (one space per file)", l.ID, sp.Name(), space.Name())
+			bad(n, "%s: space %s differs from the file's first, %s (one space per file)", id, sp.Name(), space.Name())
 			continue
 		}
-		id := string(l.ID)
-		if c, err := paper.CanonicalID(id); err == nil {
-			id = c
-		}
 		e := paper.Embedding{PaperID: id, Vector: l.Embedding, ContentHash: l.ContentHash, Truncated: l.Truncated}
-		if verr := cmp.Or(validText("the id", string(l.ID)), validText("the content hash", l.ContentHash), validVector(e.Vector)); verr != "" {
-			bad(n, "%q: %s", l.ID, verr)
+		if verr := validText("the id", string(l.ID)); verr != "" {
+			bad(n, "%q: %s", l.ID, verr) // as written: no paper has it
+			continue
+		}
+		if verr := cmp.Or(validText("the content hash", l.ContentHash), validVector(e.Vector)); verr != "" {
+			bad(n, "%s: %s", id, verr)
 			continue
 		}
 		if i := beyondHalf(e.Vector); half && i >= 0 {
-			bad(n, "%q: value %d is %v, beyond half precision's range (±%d), which space %s's %s index stores vectors in",
-				l.ID, i, e.Vector[i], store.MaxHalfvecValue, space.Name(), kind)
+			bad(n, "%s: value %d is %v, beyond half precision's range (±%d), which space %s's %s index stores vectors in",
+				id, i, e.Vector[i], store.MaxHalfvecValue, space.Name(), kind)
 			continue
 		}
 		if _, dup := lineOf[id]; dup {
