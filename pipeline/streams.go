@@ -50,7 +50,7 @@ type TopologyConfig struct {
 	// Defaults to 8.
 	MaxDeliver int
 	// MaxAckPending bounds the messages delivered and not yet acknowledged per consumer, across
-	// all workers. Defaults to 4096.
+	// all workers. Defaults to DefaultMaxAckPending.
 	MaxAckPending int
 	// KeepConsumer leaves an existing consumer's AckWait, MaxDeliver and MaxAckPending as they
 	// are: they apply only to a consumer Setup creates. For processes that run no worker of it
@@ -59,6 +59,11 @@ type TopologyConfig struct {
 	// have the server deliver them to a second worker, which would pay for them again.
 	KeepConsumer bool
 }
+
+// DefaultMaxAckPending is a consumer's MaxAckPending unless set: no more messages than this are
+// in the workers' hands at once, so no worker can have more TL;DR requests in flight, nor pull
+// more in one batch.
+const DefaultMaxAckPending = 4096
 
 func (c *TopologyConfig) setDefaults() {
 	if c.Replicas <= 0 {
@@ -74,7 +79,7 @@ func (c *TopologyConfig) setDefaults() {
 		c.MaxDeliver = 8
 	}
 	if c.MaxAckPending <= 0 {
-		c.MaxAckPending = 4096
+		c.MaxAckPending = DefaultMaxAckPending
 	}
 }
 

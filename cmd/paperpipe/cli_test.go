@@ -940,7 +940,7 @@ func TestSettingsBelowTheirMinimumAreRefused(t *testing.T) {
 		"PAPERPIPE_INDEX_BUILD_MEMORY=2TB", "PAPERPIPE_INDEX_BUILD_MEMORY=99999999999999999999GB",
 		"PAPERPIPE_ACK_WAIT=500ms", "PAPERPIPE_MSG_TIMEOUT=60s", "PAPERPIPE_EF_SEARCH=-3", "PAPERPIPE_EF_SEARCH=5000",
 		"PAPERPIPE_RPM=-1", "PAPERPIPE_TPM=-100", "PAPERPIPE_FOLLOW_INTERVAL=-1s", "PAPERPIPE_VECTOR_INDEX=ivfflat",
-		"PAPERPIPE_SHUTDOWN_DELAY=-5s"} {
+		"PAPERPIPE_SHUTDOWN_DELAY=-5s", "PAPERPIPE_EMBED_BATCH_INPUTS=0", "PAPERPIPE_EMBED_BATCH_TOKENS=-1"} {
 		name, _, _ := strings.Cut(kv, "=")
 		if r := newCLI(t, kv).run("version"); r.code != 2 || !strings.Contains(r.stderr, "paperpipe: "+name+"=") {
 			t.Errorf("%s: exit %d, stderr %q; want 2 and a message naming %s", kv, r.code, r.stderr, name)
@@ -951,8 +951,42 @@ func TestSettingsBelowTheirMinimumAreRefused(t *testing.T) {
 		t.Errorf("paperpipe search --embed-dimensions -5: exit %d, stderr %q; want 2 and the flag named", r.code, r.stderr)
 	}
 	for _, args := range [][]string{{"worker", "--exit-when-idle", "--concurrency", "0"}, {"fit", "--batch-size", "0"}, {"reprocess", "--concurrency", "-1"}} {
-		if r := c.run(args...); r.code != 2 || !strings.Contains(r.stderr, "want at least 1") {
+		if r := c.run(args...); r.code != 2 || !strings.Contains(r.stderr, "want 1 to 4096") {
 			t.Errorf("paperpipe %s: exit %d, stderr %q; want 2 and the bound", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+}
+
+// A numeric setting far above what it can mean (a typo's extra digits) is refused like one
+// below its minimum, naming the variable and the range, exit 2: PAPERPIPE_CONCURRENCY=99999999999
+// was taken (the consumer never delivers more than 4096 messages at once), a
+// PAPERPIPE_EMBED_DIMENSIONS above pgvector's 16000 failed once the space was created, a
+// PAPERPIPE_TLDR_MAX_WORDS of thousands made each request's token estimate eat a minute of
+// PAPERPIPE_TPM, a PAPERPIPE_HTTP_MAX_BODY_BYTES of 100 GB let one POST hold that much memory.
+// The flags that set the same values are bounded the same way. Each maximum itself is taken.
+func TestSettingsAboveTheirMaximumAreRefused(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, over, max string }{
+		{"PAPERPIPE_CONCURRENCY", "99999999999", "4096"},
+		{"PAPERPIPE_BATCH_SIZE", "4097", "4096"},
+		{"PAPERPIPE_MAX_DELIVER", "1001", "1000"},
+		{"PAPERPIPE_TLDR_MAX_WORDS", "201", "200"},
+		{"PAPERPIPE_EMBED_DIMENSIONS", "16001", "16000"},
+		{"PAPERPIPE_HTTP_MAX_BODY_BYTES", "99999999999", "1073741824"},
+	} {
+		r := newCLI(t, tc.name+"="+tc.over).run("version")
+		if r.code != 2 || !strings.Contains(r.stderr, "paperpipe: "+tc.name+"=") || !strings.Contains(r.stderr, " to "+tc.max) {
+			t.Errorf("%s=%s: exit %d, stderr %q; want 2, the variable named and its range up to %s", tc.name, tc.over, r.code, r.stderr, tc.max)
+		}
+		if r := newCLI(t, tc.name+"="+tc.max).run("version"); r.code != 0 {
+			t.Errorf("%s=%s, the maximum: exit %d, stderr %q", tc.name, tc.max, r.code, r.stderr)
+		}
+	}
+	c := newCLI(t)
+	for _, args := range [][]string{{"worker", "--exit-when-idle", "--concurrency", "4097"}, {"fit", "--batch-size", "99999"}, {"reprocess", "--concurrency", "5000"},
+		{"search", "--embed-dimensions", "20000", "routing"}} {
+		if r := c.run(args...); r.code != 2 || !strings.Contains(r.stderr, " to ") {
+			t.Errorf("paperpipe %s: exit %d, stderr %q; want 2 and the range", strings.Join(args, " "), r.code, r.stderr)
 		}
 	}
 }

@@ -172,7 +172,8 @@ func loadConfig() *config {
 		MaxBodyBytes:  int64(envInt("PAPERPIPE_HTTP_MAX_BODY_BYTES", 4<<20)),
 	}
 	// A value below the minimum would silently mean the default further down (the pipeline's
-	// zero values): refused, like a value that does not parse.
+	// zero values): refused, like a value that does not parse. So is one above what it can mean
+	// (see the maximums below): a typo's extra digits are not taken for a wish.
 	for _, v := range []struct {
 		name string
 		bad  bool
@@ -185,11 +186,15 @@ func loadConfig() *config {
 		{"PAPERPIPE_ACK_WAIT", c.AckWait < time.Second, "a duration of at least 1s, like 60s"},
 		{"PAPERPIPE_MSG_TIMEOUT", c.MsgTimeout < 0 || c.MsgTimeout >= c.AckWait,
 			fmt.Sprintf("a duration above 0 and below PAPERPIPE_ACK_WAIT (%s), or 0 for half the AckWait", c.AckWait)},
-		{"PAPERPIPE_MAX_DELIVER", c.MaxDeliver < 1, "at least 1 delivery"},
-		{"PAPERPIPE_CONCURRENCY", c.Concurrency < 1, "at least 1 request in flight"},
-		{"PAPERPIPE_BATCH_SIZE", c.BatchSize < 1, "at least 1 message"},
-		{"PAPERPIPE_TLDR_MAX_WORDS", c.MaxWords < 1, "at least 1 word"},
-		{"PAPERPIPE_EMBED_DIMENSIONS", c.EmbedDims < 0, "0 (the model's own length) or more"},
+		{"PAPERPIPE_MAX_DELIVER", c.MaxDeliver < 1 || c.MaxDeliver > maxDeliver,
+			fmt.Sprintf("1 to %d deliveries (after the 9th each waits up to 5 minutes: %d are days of retries)", maxDeliver, maxDeliver)},
+		{"PAPERPIPE_CONCURRENCY", c.Concurrency < 1 || c.Concurrency > pipeline.DefaultMaxAckPending, concurrencyRange},
+		{"PAPERPIPE_BATCH_SIZE", c.BatchSize < 1 || c.BatchSize > pipeline.DefaultMaxAckPending, batchSizeRange},
+		{"PAPERPIPE_TLDR_MAX_WORDS", c.MaxWords < 1 || c.MaxWords > maxTLDRWords,
+			fmt.Sprintf("1 to %d words (a TL;DR is one sentence)", maxTLDRWords)},
+		{"PAPERPIPE_EMBED_DIMENSIONS", c.EmbedDims < 0 || c.EmbedDims > store.MaxDimensions, embedDimsRange},
+		{"PAPERPIPE_EMBED_BATCH_INPUTS", c.EmbedBatchInputs < 1, "at least 1 abstract per request"},
+		{"PAPERPIPE_EMBED_BATCH_TOKENS", c.EmbedBatchTokens < 1, "at least 1 token per request"},
 		{"PAPERPIPE_EMBED_LINGER", c.EmbedLinger <= 0, "a duration above 0, like 1s (values below 10ms mean 10ms)"},
 		{"PAPERPIPE_EF_SEARCH", c.EFSearch < 0 || c.EFSearch > store.MaxK,
 			fmt.Sprintf("0 (each index kind's default) or 1 to %d candidates", store.MaxK)},
@@ -199,6 +204,8 @@ func loadConfig() *config {
 		{"PAPERPIPE_TPM", c.TPM < 0, "0 (no client-side limit) or more tokens per minute"},
 		{"PAPERPIPE_FOLLOW_INTERVAL", c.FollowInterval < 0, "a duration above 0, or 0 to turn it off"},
 		{"PAPERPIPE_SHUTDOWN_DELAY", c.ShutdownDelay < 0, "a duration, like 5s, or 0 to shut down at once"},
+		{"PAPERPIPE_HTTP_MAX_BODY_BYTES", c.MaxBodyBytes < 1 || c.MaxBodyBytes > maxBodyBytes,
+			fmt.Sprintf("1 to %d bytes (a body is held in memory while it is read)", maxBodyBytes)},
 	} {
 		if v.bad {
 			fatalf("%s=%q: want %s", v.name, os.Getenv(v.name), v.want)
@@ -239,9 +246,6 @@ func loadConfig() *config {
 	// Settings that only serve and up use are checked here too, with the others: found by
 	// web.New they failed after the database, NATS and (in up) the workers had started, in the
 	// web package's field names.
-	if c.MaxBodyBytes < 1 {
-		fatalf("PAPERPIPE_HTTP_MAX_BODY_BYTES=%q: want a number of bytes above 0", os.Getenv("PAPERPIPE_HTTP_MAX_BODY_BYTES"))
-	}
 	if c.AllowedHosts, err = allowedHosts(os.Getenv("PAPERPIPE_HTTP_ALLOWED_HOSTS")); err != nil {
 		fatalf("PAPERPIPE_HTTP_ALLOWED_HOSTS=%q: %v", os.Getenv("PAPERPIPE_HTTP_ALLOWED_HOSTS"), err)
 	}
@@ -261,6 +265,27 @@ func loadConfig() *config {
 	}
 	return c
 }
+
+// Maximums of settings, beyond which a value cannot mean what it says (see loadConfig).
+const (
+	// maxDeliver: a message failing for a cause that is not its own (a server error) is
+	// retried every 5 minutes at most; 1000 deliveries are about three days.
+	maxDeliver = 1000
+	// maxTLDRWords: a TL;DR is one sentence. Each request's token estimate counts 2 per word
+	// allowed, against PAPERPIPE_TPM: a limit of thousands would spend a minute's budget on one.
+	maxTLDRWords = 200
+	// maxBodyBytes: serve holds a request's body in memory as it reads it, one per request in
+	// flight; 10,000 records (web.MaxRecordsPerPost) of the longest title and abstract a
+	// record may have take about a third of it.
+	maxBodyBytes = 1 << 30
+)
+
+// The ranges of the settings checked again as flags (checkWorkerFlags, buildModels).
+var (
+	concurrencyRange = fmt.Sprintf("1 to %d requests in flight (no more messages are delivered to the workers at once)", pipeline.DefaultMaxAckPending)
+	batchSizeRange   = fmt.Sprintf("1 to %d messages (no more are delivered to the workers at once)", pipeline.DefaultMaxAckPending)
+	embedDimsRange   = fmt.Sprintf("0 (the model's own length) to %d (pgvector's limit)", store.MaxDimensions)
+)
 
 // hostNamePattern is a host name as PAPERPIPE_HTTP_ALLOWED_HOSTS takes it: letters, digits,
 // '-', '_' and dots, no port.
@@ -373,14 +398,19 @@ func (c *config) addWorkerTuningFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.EmbedLinger, "embed-linger", c.EmbedLinger, "how long an embeddings request waits for more abstracts (up to 64) when there is no backlog, once the API has billed a request; at most half of PAPERPIPE_MSG_TIMEOUT; env PAPERPIPE_EMBED_LINGER")
 }
 
-// checkWorkerFlags is the usage error of a --concurrency or --batch-size below 1, or an
-// --embed-linger not above 0, which the workers would silently replace by their defaults.
+// checkWorkerFlags is the usage error of a --concurrency or --batch-size below 1 (which the
+// workers would silently replace by their defaults) or above what the consumer delivers at once,
+// an --embed-batch-inputs or --embed-batch-tokens below 1, or an --embed-linger not above 0.
 func (c *config) checkWorkerFlags() error {
 	switch {
-	case c.Concurrency < 1:
-		return usageErr("--concurrency is %d, want at least 1", c.Concurrency)
-	case c.BatchSize < 1:
-		return usageErr("--batch-size is %d, want at least 1", c.BatchSize)
+	case c.Concurrency < 1 || c.Concurrency > pipeline.DefaultMaxAckPending:
+		return usageErr("--concurrency is %d, want %s", c.Concurrency, concurrencyRange)
+	case c.BatchSize < 1 || c.BatchSize > pipeline.DefaultMaxAckPending:
+		return usageErr("--batch-size is %d, want %s", c.BatchSize, batchSizeRange)
+	case c.EmbedBatchInputs < 1:
+		return usageErr("--embed-batch-inputs is %d, want at least 1", c.EmbedBatchInputs)
+	case c.EmbedBatchTokens < 1:
+		return usageErr("--embed-batch-tokens is %d, want at least 1", c.EmbedBatchTokens)
 	case c.EmbedLinger <= 0:
 		return usageErr("--embed-linger is %s, want a duration above 0", c.EmbedLinger)
 	}

@@ -37,8 +37,8 @@ type embedder interface {
 // embedders are read from: "offline" then means the active space's fitted model when it has
 // one (`paperpipe fit`), and the hashed model otherwise; without st it means the hashed model.
 func buildModels(ctx context.Context, c *config, log *slog.Logger, st *store.Store) (*models, error) {
-	if c.EmbedDims < 0 {
-		return nil, usageErr("--embed-dimensions is %d, want 0 (the model's own length) or more", c.EmbedDims)
+	if c.EmbedDims < 0 || c.EmbedDims > store.MaxDimensions {
+		return nil, usageErr("--embed-dimensions is %d, want %s", c.EmbedDims, embedDimsRange)
 	}
 	c.resolveModels()
 	var lim *llm.Limiter
