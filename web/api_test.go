@@ -715,6 +715,155 @@ func TestRepeatedSearchMakesNoAPICall(t *testing.T) {
 	}
 }
 
+// gatedEmbedder counts its query embeddings and holds each until release is closed (or its
+// context ends), then asks its QueryEmbedder.
+type gatedEmbedder struct {
+	web.QueryEmbedder
+	calls   *atomic.Int32
+	release chan struct{}
+}
+
+func (e gatedEmbedder) EmbedQuery(ctx context.Context, text string) ([]float32, paper.Usage, error) {
+	e.calls.Add(1)
+	select {
+	case <-e.release:
+	case <-ctx.Done():
+		return nil, paper.Usage{}, ctx.Err()
+	}
+	return e.QueryEmbedder.EmbedQuery(ctx, text)
+}
+
+// waitForCacheMisses waits until the server has counted n look-ups that missed the query cache.
+func waitForCacheMisses(t *testing.T, b *bundle, n int) {
+	t.Helper()
+	want := fmt.Sprintf(`paperpipe_query_embedding_cache_total{result="miss"} %d`+"\n", n)
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(string(b.get("/metrics").body), want); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server did not count %d query cache misses", n)
+		}
+	}
+}
+
+// TestSimultaneousSearchesOfOneTextMakeOneAPICall: searches of the same text that arrive
+// together (a results page shared in a lab's chat and opened by several people at once) all
+// missed the cache, and each bought the same embedding. They share one call; a search whose
+// call is given up (its client left) leaves the others to ask again rather than fail with it.
+func TestSimultaneousSearchesOfOneTextMakeOneAPICall(t *testing.T) {
+	t.Parallel()
+	b, client, ai := apiArchive(t)
+	calls := &atomic.Int32{}
+	release := make(chan struct{})
+	cfg := b.config()
+	cfg.Embedder = gatedEmbedder{QueryEmbedder: client, calls: calls, release: release}
+	b.serve(cfg)
+
+	const n = 5
+	before := ai.Stats().EmbedRequests
+	answers := make(chan response, n)
+	for range n {
+		go func() { answers <- doTo(t, b.http.URL, "GET", "/api/search?mode=semantic&q=mixture+of+experts", nil) }()
+	}
+	// Every search has looked in the cache, and each would now make its own call.
+	waitForCacheMisses(t, b, n)
+	close(release)
+	uncached := 0
+	for range n {
+		r := <-answers
+		var body hitsBody
+		r.json(t, &body)
+		if r.code != http.StatusOK || len(body.Results) == 0 {
+			t.Fatalf("search: %d %s", r.code, r.body)
+		}
+		if !body.CachedEmbedding {
+			uncached++
+		}
+	}
+	if got := ai.Stats().EmbedRequests - before; got != 1 || calls.Load() != 1 || uncached != 1 {
+		t.Errorf("%d simultaneous searches of one text made %d API calls (%d query embeddings, %d answers not cached_embedding), want 1",
+			n, got, calls.Load(), uncached)
+	}
+
+	// The search that makes the call goes away: the one waiting for it makes its own.
+	calls.Store(0)
+	release = make(chan struct{})
+	cfg.Embedder = gatedEmbedder{QueryEmbedder: client, calls: calls, release: release}
+	b.serve(cfg)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	gone := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "GET", b.http.URL+"/api/search?mode=semantic&q=sparse+upcycling", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		gone <- err
+	}()
+	waitForCacheMisses(t, b, n+1) // the same metrics as the first server's
+	go func() { answers <- doTo(t, b.http.URL, "GET", "/api/search?mode=semantic&q=sparse+upcycling", nil) }()
+	waitForCacheMisses(t, b, n+2)
+	cancel()
+	<-gone
+	for deadline := time.Now().Add(10 * time.Second); calls.Load() < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the waiting search did not make its own call once the first one's client left")
+		}
+	}
+	close(release)
+	var body hitsBody
+	r := <-answers
+	r.json(t, &body)
+	if r.code != http.StatusOK || len(body.Results) == 0 || body.CachedEmbedding {
+		t.Errorf("the search left waiting: %d %s, want 200 with its own embedding", r.code, r.body)
+	}
+}
+
+// panickyEmbedder's first query embedding waits for release, then panics.
+type panickyEmbedder struct {
+	web.QueryEmbedder
+	calls   *atomic.Int32
+	release chan struct{}
+}
+
+func (e panickyEmbedder) EmbedQuery(ctx context.Context, text string) ([]float32, paper.Usage, error) {
+	if e.calls.Add(1) == 1 {
+		<-e.release
+		panic("embedder bug")
+	}
+	return e.QueryEmbedder.EmbedQuery(ctx, text)
+}
+
+// TestSearchWaitingForAnEmbeddingThatPanickedAsksAgain: a search waiting for another's query
+// embedding is not left waiting when that one's embedder panics (the panic is a 500 for its
+// own request): it makes its own call, and so do later searches of the text.
+func TestSearchWaitingForAnEmbeddingThatPanickedAsksAgain(t *testing.T) {
+	t.Parallel()
+	b, client, _ := apiArchive(t)
+	calls := &atomic.Int32{}
+	release := make(chan struct{})
+	cfg := b.config()
+	cfg.Embedder = panickyEmbedder{QueryEmbedder: client, calls: calls, release: release}
+	cfg.WriteTimeout = 5 * time.Second // a search left waiting answers 503, not never
+	b.serve(cfg)
+	const path = "/api/search?mode=semantic&q=mixture+of+experts"
+	first := make(chan response, 1)
+	go func() { first <- doTo(t, b.http.URL, "GET", path, nil) }()
+	waitForCacheMisses(t, b, 1)
+	second := make(chan response, 1)
+	go func() { second <- doTo(t, b.http.URL, "GET", path, nil) }()
+	waitForCacheMisses(t, b, 2)
+	close(release)
+	if r := <-first; r.code != http.StatusInternalServerError {
+		t.Errorf("the search whose embedder panicked: %d %s, want 500", r.code, r.body)
+	}
+	if r := <-second; r.code != http.StatusOK {
+		t.Errorf("the search that waited for it: %d %s, want 200", r.code, r.body)
+	}
+	if r := b.get(path); r.code != http.StatusOK {
+		t.Errorf("a later search of the text: %d %s, want 200", r.code, r.body)
+	}
+}
+
 type postBody struct {
 	Error    string `json:"error"`
 	Status   int    `json:"status"`

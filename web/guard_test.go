@@ -366,7 +366,8 @@ func TestShutdownAnswersRequestsInFlightPromptly(t *testing.T) {
 		err error
 	}
 	answers := make(chan answer, 2)
-	for _, path := range []string{"/api/search?mode=semantic&q=experts", "/search?mode=semantic&q=experts"} {
+	// Two texts: searches of one text would share one query embedding.
+	for _, path := range []string{"/api/search?mode=semantic&q=experts", "/search?mode=semantic&q=routing"} {
 		go func() {
 			resp, err := http.Get(base + path)
 			if err != nil {

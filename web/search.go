@@ -36,7 +36,8 @@ type searchResult struct {
 	Mode    string      `json:"mode"`
 	Space   string      `json:"space,omitempty"` // the embedding space, for semantic and hybrid
 	Results []paper.Hit `json:"results"`
-	// CachedEmbedding is true when the query's embedding came from the cache.
+	// CachedEmbedding is true when the query's embedding came from the cache, or from a search
+	// of the same text made at the same time: this search made no API call.
 	CachedEmbedding bool `json:"cached_embedding,omitempty"`
 	// Notice says why the search ran in another mode than asked (a hybrid search of text the
 	// model cannot embed runs as a keyword search), or why it found nothing (a keyword search
@@ -223,40 +224,120 @@ func (s *Server) querySpace(ctx context.Context) (paper.Space, error) {
 	return sp, nil
 }
 
-// embedQuery returns q's vector in sp, from the cache when it was embedded before.
+// embedQuery returns q's vector in sp, from the cache when it was embedded before, and whether
+// this search made no API call for it. Searches of the same text in the same space at the same
+// time share one call: the first makes it and the others wait for its vector (a page linked in a
+// chat, opened by a dozen people at once, bought a dozen identical embeddings).
 func (s *Server) embedQuery(ctx context.Context, sp paper.Space, q string) ([]float32, bool, error) {
-	key := sp.Name()
-	if vec, ok := s.cache.get(key, q); ok {
+	key := cacheKey{sp.Name(), q}
+	if vec, ok := s.cache.get(key.space, key.text); ok {
 		s.cfg.Metrics.ObserveQueryCache(true)
 		return vec, true, nil
 	}
 	s.cfg.Metrics.ObserveQueryCache(false)
+	for {
+		f, lead := s.joinFlight(key)
+		if lead {
+			vec, err := s.leadFlight(ctx, key, f, sp)
+			return vec, false, err
+		}
+		if f == nil { // embedded since the look-up above
+			if vec, ok := s.cache.get(key.space, key.text); ok {
+				return vec, true, nil
+			}
+			continue
+		}
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, false, ctx.Err() // a 503 when the request's time ran out (statusOf)
+		}
+		if !f.leaderGone {
+			return f.vec, f.err == nil, f.err
+		}
+		// The search that made the call ended first (its client left, or its time ran out):
+		// its outcome says nothing about the text; this one asks again, unless it has ended too.
+		if ctx.Err() != nil {
+			return nil, false, ctx.Err()
+		}
+	}
+}
+
+// queryFlight is a query embedding in progress, which the searches of the same text and space
+// wait for.
+type queryFlight struct {
+	done       chan struct{} // closed when the fields below are set
+	vec        []float32
+	err        error
+	leaderGone bool // the search that made the call ended first (err is its context's) or panicked
+}
+
+// joinFlight returns the embedding of key in progress, or, when there is none, a new one that the
+// caller makes (lead). It returns nil, false when key's vector has been cached since the caller
+// looked.
+func (s *Server) joinFlight(key cacheKey) (f *queryFlight, lead bool) {
+	s.flightsMu.Lock()
+	defer s.flightsMu.Unlock()
+	if f := s.flights[key]; f != nil {
+		return f, false
+	}
+	// A flight ends after its vector is cached: without a flight, the cache may have it now.
+	if _, ok := s.cache.get(key.space, key.text); ok {
+		return nil, false
+	}
+	if s.flights == nil {
+		s.flights = make(map[cacheKey]*queryFlight)
+	}
+	f = &queryFlight{done: make(chan struct{})}
+	s.flights[key] = f
+	return f, true
+}
+
+// leadFlight makes the query embedding of flight f and hands its outcome to the searches
+// waiting for it, also when the embedder panics (they then ask again): a flight left in
+// progress would hold every later search of its text until its time ran out.
+func (s *Server) leadFlight(ctx context.Context, key cacheKey, f *queryFlight, sp paper.Space) (vec []float32, err error) {
+	returned := false
+	defer func() {
+		f.vec, f.err, f.leaderGone = vec, err, !returned || (err != nil && ctx.Err() != nil)
+		s.flightsMu.Lock()
+		delete(s.flights, key)
+		s.flightsMu.Unlock()
+		close(f.done)
+	}()
+	vec, err = s.embedNew(ctx, sp, key.text)
+	returned = true
+	return vec, err
+}
+
+// embedNew embeds q with the API, checks the vector is of sp, and caches it.
+func (s *Server) embedNew(ctx context.Context, sp paper.Space, q string) ([]float32, error) {
 	vec, usage, err := s.cfg.Embedder.EmbedQuery(ctx, q)
 	s.usage.add(usage) // paid for, whether the vector is used or not
 	if err != nil {
 		if errors.Is(err, paper.ErrInvalid) || errors.Is(err, context.Canceled) {
-			return nil, false, err // the embedder's errors say they are of the query's embedding
+			return nil, err // the embedder's errors say they are of the query's embedding
 		}
 		if ctx.Err() != nil { // the request's own time ran out (see guard), not the API
-			return nil, false, &httpError{status: http.StatusServiceUnavailable, err: err,
+			return nil, &httpError{status: http.StatusServiceUnavailable, err: err,
 				msg: "embedding the query took too long; try again, or use mode=keyword"}
 		}
-		return nil, false, &httpError{status: http.StatusBadGateway, err: err,
+		return nil, &httpError{status: http.StatusBadGateway, err: err,
 			msg: "the embedding API failed to embed the query; try again, or use mode=keyword"}
 	}
 	if usage.Model != "" && usage.Model != sp.Model {
 		// The embedder follows the active space (cmd/paperpipe's offline one reads it again
 		// for each call): a fit activated since querySpace made another model's vector, which
 		// must neither search nor be cached as sp's.
-		return nil, false, &httpError{status: http.StatusConflict, err: paper.ErrSpaceMismatch,
+		return nil, &httpError{status: http.StatusConflict, err: paper.ErrSpaceMismatch,
 			msg: fmt.Sprintf("the query was embedded by %s, not by the active space %s's model: the active space changed during the search; try again", usage.Model, sp.Name())}
 	}
 	if len(vec) != sp.Dimensions {
-		return nil, false, &httpError{status: http.StatusConflict, err: paper.ErrSpaceMismatch,
+		return nil, &httpError{status: http.StatusConflict, err: paper.ErrSpaceMismatch,
 			msg: fmt.Sprintf("the embedder returned %d dimensions, the active space %s holds %d", len(vec), sp.Name(), sp.Dimensions)}
 	}
-	s.cache.put(key, q, vec)
-	return vec, false, nil
+	s.cache.put(sp.Name(), q, vec)
+	return vec, nil
 }
 
 func nonNil[T any](s []T) []T {

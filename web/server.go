@@ -162,9 +162,12 @@ type Server struct {
 	handler http.Handler
 	routes  []route
 	cache   *queryCache
-	pages   *pages
-	maps    *mapCache
-	usage   *usageLedger
+	// flights are the query embeddings in progress, by space and text (see embedQuery).
+	flightsMu sync.Mutex
+	flights   map[cacheKey]*queryFlight
+	pages     *pages
+	maps      *mapCache
+	usage     *usageLedger
 	// mapSnap is the last map drawn (see mapSnapshot), guarded by mapMu; mapDrawing holds a
 	// token while one request draws a new one.
 	mapMu      sync.Mutex
