@@ -479,3 +479,52 @@ func TestShutdownDelayServesOnWhileNotReady(t *testing.T) {
 		t.Error("the server still accepts connections after its shutdown")
 	}
 }
+
+// TestShutdownDelayClosesKeptAliveConnections: a client that keeps its connection alive (a
+// service polling the API, a proxy) sends every request on it to the stopping server, whatever
+// the load balancer has learnt from /readyz: a Kubernetes Service balances connections, not
+// requests. During the ShutdownDelay each answer closes its connection, so that the client's
+// next request opens one the balancer routes to a ready server, instead of being sent to this
+// one until the shutdown closes the connection under it.
+func TestShutdownDelayClosesKeptAliveConnections(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	cfg := b.config()
+	cfg.ShutdownDelay = 3 * time.Second
+	s, err := web.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, stop := listen(t, s)
+	client := &http.Client{Transport: &http.Transport{}}
+	get := func(path string) *http.Response {
+		t.Helper()
+		resp, err := client.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if resp := get("/healthz"); resp.Close {
+		t.Fatal("the connection is closed before the shutdown: keep-alive is off")
+	}
+	stopped := make(chan error, 1)
+	go func() { _, err := stop(); stopped <- err }()
+	for deadline := time.Now().Add(2 * time.Second); get("/readyz").StatusCode != http.StatusServiceUnavailable; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz still answers 200 after the shutdown began")
+		}
+	}
+	resp := get("/api/papers")
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /api/papers during the shutdown delay: %d, want 200", resp.StatusCode)
+	}
+	if !resp.Close {
+		t.Error("an answer during the shutdown delay keeps its connection alive: the client goes on sending its requests to the stopping server")
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("ListenAndServe after the delayed shutdown: %v, want nil", err)
+	}
+}

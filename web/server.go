@@ -85,8 +85,10 @@ type Config struct {
 	// ShutdownDelay is how long ListenAndServe goes on serving once its context is done, with
 	// GET /readyz answering 503, before it shuts down: a load balancer that routes by the
 	// readiness probe (Kubernetes' Service goes on sending requests to a stopping pod for a few
-	// seconds) takes the server out before it stops listening, so no request is refused.
-	// Defaults to 0: the shutdown starts at once.
+	// seconds) takes the server out before it stops listening, so no request is refused. Every
+	// answer meanwhile closes its connection: a client that kept it alive opens a new one for
+	// its next request, which the load balancer routes to a ready server. Defaults to 0: the
+	// shutdown starts at once.
 	ShutdownDelay time.Duration
 	// ShutdownTimeout bounds the graceful shutdown of ListenAndServe. Defaults to 10s. The
 	// requests in flight have the first 2 seconds of it (at most half of it) to finish; then
@@ -341,6 +343,11 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net
 	s.stopping.Store(true)
 	if d := s.cfg.ShutdownDelay; d > 0 {
 		s.log.Info("not ready: serving on until the shutdown", "addr", addr, "shutdown_delay", d)
+		// A client that keeps its connection alive sends its requests here until the shutdown
+		// closes it under them, whatever /readyz says (a Kubernetes Service balances
+		// connections, not requests): from now on each answer closes its connection, so that
+		// the client's next request opens one the load balancer routes to a ready server.
+		srv.SetKeepAlivesEnabled(false)
 		select {
 		case err := <-errc:
 			return fmt.Errorf("serve HTTP on %s: %w", addr, err)
