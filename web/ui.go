@@ -182,10 +182,15 @@ func sourceLink(rec paper.Record) string {
 		return "https://arxiv.org/abs/" + id
 	}
 	if id, ok := strings.CutPrefix(rec.ID, "doi:"); ok {
-		return "https://doi.org/" + id
+		return "https://doi.org/" + doiPath.Replace(id)
 	}
 	return ""
 }
+
+// doiPath escapes the characters of a DOI that would end a URL's path or start an escape
+// there: a DOI may hold them (Wiley's SICI DOIs end in "2-#"), and left raw they make the
+// resolver look up another DOI. The rest stays readable, as the link shows it.
+var doiPath = strings.NewReplacer("%", "%25", "#", "%23", "?", "%3F")
 
 type hitView struct {
 	URL, ID, Title, TLDR string

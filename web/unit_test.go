@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
@@ -542,5 +543,30 @@ func TestSearchFormKeepsANonDefaultK(t *testing.T) {
 		if got := strings.Contains(form, `<input type="hidden" name="k" value="25">`); rec.Code != 200 || got != want || (!want && strings.Contains(form, `name="k"`)) {
 			t.Errorf("GET %s: %d, the form keeps k: %v, want %v:\n%s", path, rec.Code, got, want, form)
 		}
+	}
+}
+
+// TestSourceLinkOfADOIKeepsItsWholeID: a DOI may hold characters that end a URL's path (Wiley's
+// SICI DOIs end in "2-#"; ? and % occur too); the paper page's link to its source left them
+// raw, and doi.org was asked for a DOI cut short at the # or ?: "DOI not found".
+func TestSourceLinkOfADOIKeepsItsWholeID(t *testing.T) {
+	for _, doi := range []string{
+		"10.1002/(sici)1097-4636(199606)31:2<157::aid-jbm2>3.0.co;2-#",
+		"10.1000/what?now",
+		"10.1000/100%pure",
+		"10.1000/plain/with/slashes",
+	} {
+		id, err := paper.CanonicalID("doi:" + doi)
+		if err != nil {
+			t.Fatal(err)
+		}
+		link := sourceLink(paper.Record{Abstract: paper.Abstract{ID: id}})
+		u, err := url.Parse(link)
+		if err != nil || u.Scheme != "https" || u.Host != "doi.org" || u.Path != "/"+doi || u.RawQuery != "" || u.Fragment != "" {
+			t.Errorf("source link of %s is %q, which names another DOI", id, link)
+		}
+	}
+	if got, want := sourceLink(paper.Record{Abstract: paper.Abstract{ID: "arxiv:hep-th/9901001"}}), "https://arxiv.org/abs/hep-th/9901001"; got != want {
+		t.Errorf("source link of arxiv:hep-th/9901001 = %q, want %q", got, want)
 	}
 }
