@@ -338,9 +338,12 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // MigrationState is one migration and whether it has been applied.
 type MigrationState struct {
 	Version   int64
-	Name      string // file name, e.g. 00001_init.sql
+	Name      string // file name, e.g. 00001_init.sql; "" when Unknown
 	Applied   bool
 	AppliedAt time.Time // zero when not applied
+	// Unknown marks a migration applied to the database that this binary does not know: one
+	// of a newer paperpipe.
+	Unknown bool
 }
 
 // Migrate applies every pending migration. It is idempotent, and safe to run from several
@@ -360,8 +363,54 @@ func (s *Store) Migrate(ctx context.Context) error {
 			s.log.InfoContext(ctx, "applied migration", "file", path.Base(r.Source.Path),
 				"version", r.Source.Version, "duration", r.Duration)
 		}
+		newer, err := s.newerMigrations(ctx, p)
+		if err != nil {
+			return fmt.Errorf("migrate database %s: %w", s.target, err)
+		}
+		if len(newer) > 0 {
+			versions := make([]int64, len(newer))
+			for i, m := range newer {
+				versions[i] = m.Version
+			}
+			s.log.WarnContext(ctx, "the database's schema is newer than this paperpipe's: a newer paperpipe applied migrations "+
+				"this one does not know, and this one may misread what that one stores or store what it no longer expects; "+
+				"run the newer paperpipe", "database", s.target, "unknown_migrations", versions,
+				"known_up_to", lastVersion(p))
+		}
 		return nil
 	})
+}
+
+// lastVersion is the version of the last migration p knows.
+func lastVersion(p *goose.Provider) int64 {
+	src := p.ListSources()
+	if len(src) == 0 {
+		return 0
+	}
+	return src[len(src)-1].Version
+}
+
+// newerMigrations lists the migrations applied to the database above the last one p knows:
+// those of a newer paperpipe, which goose itself passes over in silence.
+func (s *Store) newerMigrations(ctx context.Context, p *goose.Provider) ([]MigrationState, error) {
+	rows, err := s.pool.Query(ctx, `SELECT version_id, max(tstamp) FROM goose_db_version
+		WHERE is_applied AND version_id > $1 GROUP BY version_id ORDER BY version_id`, lastVersion(p))
+	if err != nil {
+		return nil, fmt.Errorf("read applied migrations: %w", err)
+	}
+	var out []MigrationState
+	for rows.Next() {
+		m := MigrationState{Applied: true, Unknown: true}
+		if err := rows.Scan(&m.Version, &m.AppliedAt); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read applied migrations: %w", err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read applied migrations: %w", err)
+	}
+	return out, nil
 }
 
 // ErrSchemaBehind marks a database that lacks migrations this binary knows (CheckSchema).
@@ -394,7 +443,8 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 	return nil
 }
 
-// MigrationStatus lists every migration the binary knows, in order, with whether it is applied.
+// MigrationStatus lists every migration the binary knows, in order, with whether it is applied,
+// then those applied to the database that it does not know (Unknown: a newer paperpipe's).
 func (s *Store) MigrationStatus(ctx context.Context) ([]MigrationState, error) {
 	var out []MigrationState
 	err := s.withProvider(ctx, func(p *goose.Provider) error {
@@ -410,6 +460,11 @@ func (s *Store) MigrationStatus(ctx context.Context) ([]MigrationState, error) {
 				AppliedAt: m.AppliedAt,
 			})
 		}
+		newer, err := s.newerMigrations(ctx, p)
+		if err != nil {
+			return fmt.Errorf("migration status of %s: %w", s.target, err)
+		}
+		out = append(out, newer...)
 		return nil
 	})
 	return out, err

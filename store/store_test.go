@@ -1,9 +1,11 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"runtime"
@@ -439,5 +441,58 @@ func TestOpenRefusesAPoolTooSmallForTheStoresOwnLocks(t *testing.T) {
 			t.Errorf("Open with URL %s, MaxConns %d: %v; want paper.ErrInvalid saying %q and the minimum, 4",
 				pgtest.Redact(tc.url), tc.cfg, err, tc.setting)
 		}
+	}
+}
+
+// TestMigrateWarnsOfADatabaseMigratedByANewerPaperpipe: a binary older than the database's
+// schema (a rollback, an old binary left on a machine, a pod of the previous release) ran
+// against it without a word: goose passes over applied versions it does not know. Migrate now
+// warns, naming them, and MigrationStatus (`paperpipe migrate`) lists them.
+func TestMigrateWarnsOfADatabaseMigratedByANewerPaperpipe(t *testing.T) {
+	t.Parallel()
+	u := pgtest.URL(t)
+	s := open(t, u)
+	if err := s.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	known, err := s.MigrationStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range known {
+		if m.Unknown {
+			t.Fatalf("MigrationStatus of an up-to-date schema lists %+v as unknown", m)
+		}
+	}
+	future := known[len(known)-1].Version + 1
+	if _, err := s.Pool().Exec(ctx, "INSERT INTO goose_db_version (version_id, is_applied) VALUES ($1, true)", future); err != nil {
+		t.Fatal(err)
+	}
+
+	var logs bytes.Buffer
+	old, err := store.Open(ctx, store.Config{URL: u, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if err := old.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate of a schema with a newer migration: %v", err)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "newer than this paperpipe's") ||
+		!strings.Contains(out, fmt.Sprintf("unknown_migrations=[%d]", future)) {
+		t.Errorf("Migrate logged %q, want a warning naming migration %d", out, future)
+	}
+	st, err := old.MigrationStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := st[len(st)-1]
+	if len(st) != len(known)+1 || last.Version != future || !last.Unknown || !last.Applied || last.AppliedAt.IsZero() {
+		t.Errorf("MigrationStatus ends with %+v (%d entries), want migration %d applied and unknown after the %d known", last, len(st), future, len(known))
+	}
+	if err := old.CheckSchema(ctx); err != nil {
+		t.Errorf("CheckSchema: %v", err)
 	}
 }

@@ -428,7 +428,11 @@ func cmdMigrate(ctx context.Context, c *config, args []string) error {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VERSION\tNAME\tAPPLIED")
 	for _, s := range states {
-		fmt.Fprintf(tw, "%d\t%s\t%s\n", s.Version, s.Name, s.AppliedAt)
+		name := s.Name
+		if s.Unknown {
+			name = "(not known to this paperpipe: a newer one applied it)"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\n", s.Version, name, s.AppliedAt)
 	}
 	return tw.Flush()
 }
