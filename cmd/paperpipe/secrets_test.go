@@ -42,6 +42,7 @@ func TestBadOpenAIBaseURLIsRefusedWithoutItsSecrets(t *testing.T) {
 	for _, base := range []string{
 		"https://user:PassW0rd@api.example.com:badport/v1?api_key=K3yValue",
 		"https://user:PassW0rd@api.example.com/v1?api_key=K3yValue",
+		"user:PassW0rd@api.example.com/v1", // no scheme
 	} {
 		c := newCLI(t, "OPENAI_BASE_URL="+base)
 		r := c.run("summarize", "--chat-model", "gpt-4o-mini", sampleFile)
@@ -60,6 +61,8 @@ func TestNATSURLSecretsAreNotPrinted(t *testing.T) {
 	for _, tc := range []struct{ natsURL, shown string }{
 		{"nats://user:NatsSecret@127.0.0.1:" + port, "nats://user:xxxxx@127.0.0.1:" + port},
 		{"nats://NatsSecret@127.0.0.1:" + port, "nats://xxxxx@127.0.0.1:" + port},
+		// Without a scheme: the NATS client takes it for nats:// and uses the credentials.
+		{"user:NatsSecret@127.0.0.1:" + port, "xxxxx@127.0.0.1:" + port},
 	} {
 		c := newCLI(t, "NATS_URL="+tc.natsURL)
 		r := c.run("ingest", sampleFile)

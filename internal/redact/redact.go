@@ -18,11 +18,14 @@ const Mask = "xxxxx"
 // stay as they are: a feed's search_query=cat:cs.CL is what the source was, and what a
 // reader needs to see. A string that does not parse as a URL, or whose path holds an "@" (a
 // password with an unescaped "/" parses as a host and port, its rest as the path), is masked
-// by its shape: everything between "://" and the last "@", and everything after the first "?"
-// that follows it.
+// by its shape: everything between "://" (or the start, for a string without a scheme, such as
+// NATS_URL's user:pass@host:4222) and the last "@", and everything after the first "?" that
+// follows it.
 func URL(u string) string {
 	p, err := url.Parse(u)
-	if err != nil || strings.Contains(p.Path, "@") || cutUserinfo(u) {
+	if err != nil || strings.Contains(p.Path, "@") || cutUserinfo(u) || !strings.Contains(u, "://") && strings.Contains(u, "@") {
+		// The last: no scheme, which the NATS client (and so NATS_URL) takes for nats:// —
+		// "user:pass@host:4222" — and url.Parse for a scheme "user" with an opaque rest.
 		return roughly(u)
 	}
 	if p.User != nil {
@@ -113,16 +116,16 @@ func cutUserinfo(u string) bool {
 func roughly(u string) string {
 	scheme, rest, ok := strings.Cut(u, "://")
 	if !ok {
-		if before, _, ok := strings.Cut(u, "?"); ok {
-			return before + "?" + Mask
-		}
-		return u
+		rest = u // no scheme: user information all the same (user:pass@host:4222)
 	}
 	if i := strings.LastIndex(rest, "@"); i >= 0 {
 		rest = Mask + rest[i:]
 	}
 	if before, _, ok := strings.Cut(rest, "?"); ok {
 		rest = before + "?" + Mask
+	}
+	if !ok {
+		return rest
 	}
 	return scheme + "://" + rest
 }

@@ -34,6 +34,13 @@ func TestURLMasksUserinfoAndCredentialParameters(t *testing.T) {
 		{"nats://user:123?SecretRest@127.0.0.1:4222", "nats://xxxxx@127.0.0.1:4222"},
 		{"nats://Tok#SecretRest@127.0.0.1:4222", "nats://xxxxx@127.0.0.1:4222"},
 		{"https://user:123#SecretRest@api.example.com/v1", "https://xxxxx@api.example.com/v1"},
+		// Without a scheme, which the NATS client takes for nats:// (NATS_URL=user:pass@host:4222),
+		// and url.Parse for the scheme "user" with an opaque rest.
+		{"user:NatsSecret@127.0.0.1:4222", "xxxxx@127.0.0.1:4222"},
+		{"NatsToken@127.0.0.1", "xxxxx@127.0.0.1"},
+		{"user:Se/cret@api.example.com/v1?token=QuerySecret", "xxxxx@api.example.com/v1?xxxxx"},
+		{"127.0.0.1:4222", "127.0.0.1:4222"},
+		{"localhost", "localhost"},
 		// A query's "@" is not user information.
 		{"https://host?email=a@b.example", "https://host?email=a@b.example"},
 		{"https://host/feed?email=a@b.example", "https://host/feed?email=a@b.example"},
