@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paperpipe/paperpipe/batch"
+	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/ingest"
 	"github.com/paperpipe/paperpipe/internal/natstest"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
@@ -1028,6 +1029,34 @@ func TestFitWithoutFillActivatesNothing(t *testing.T) {
 	}
 	if r := newCLI(t).ok("fit", "-h"); !strings.Contains(r.stderr, "--fill=false implies --activate=false") {
 		t.Errorf("fit -h does not say what --fill=false does to --activate:\n%s", r.stderr)
+	}
+}
+
+// Ctrl-C or SIGTERM during fit's fitting (tens of seconds of matrix algebra at the default
+// 4,000 papers, which nothing can interrupt) was ignored until it ended, then reported as
+// "save offline model …: context canceled". fitModel returns at once, saying that nothing was
+// stored; here the fitting never ends until the test does.
+func TestFitIsInterruptedWhileFitting(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	defer close(release)
+	ctx, cancel := context.WithCancelCause(t.Context())
+	returned := make(chan error, 1)
+	go func() {
+		_, _, err := fitModel(ctx, func() (*embed.Fitted, []byte, error) {
+			cancel(errors.New("interrupt signal received")) // the signal comes while fitting
+			<-release
+			return nil, nil, errors.New("fit ended")
+		})
+		returned <- err
+	}()
+	select {
+	case err := <-returned:
+		if err == nil || !strings.Contains(err.Error(), "interrupted while fitting; nothing was stored: interrupt signal received") {
+			t.Errorf("fitModel interrupted: %v, want it to say it was interrupted while fitting and stored nothing", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("fitModel did not return when interrupted while fitting: it waited for the fit to end")
 	}
 }
 

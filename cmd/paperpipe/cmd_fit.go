@@ -74,7 +74,7 @@ func runFit(ctx context.Context, c *config, o fitOptions, errw io.Writer) error 
 		docs[i] = embed.TitleAbstract(a)
 	}
 	start := time.Now()
-	m, blob, err := embed.Fit(docs, o.dimensions)
+	m, blob, err := fitModel(ctx, func() (*embed.Fitted, []byte, error) { return embed.Fit(docs, o.dimensions) })
 	if err != nil {
 		return err
 	}
@@ -116,4 +116,28 @@ func runFit(ctx context.Context, c *config, o fitOptions, errw io.Writer) error 
 		fmt.Fprintln(errw, "fit: warning: "+w)
 	}
 	return nil
+}
+
+// fitModel returns what fit returns, or at once when ctx ends. fit (embed.Fit) is tens of
+// seconds of matrix algebra at the default 4,000 papers, which nothing can interrupt: Ctrl-C or
+// SIGTERM waited for all of it, and then failed with "save offline model …: context
+// canceled". An interrupted fit has stored nothing, so it is left to end in the background
+// with the process.
+func fitModel(ctx context.Context, fit func() (*embed.Fitted, []byte, error)) (*embed.Fitted, []byte, error) {
+	type result struct {
+		m    *embed.Fitted
+		blob []byte
+		err  error
+	}
+	done := make(chan result, 1) // the fit ends even when no one waits for it
+	go func() {
+		m, blob, err := fit()
+		done <- result{m, blob, err}
+	}()
+	select {
+	case r := <-done:
+		return r.m, r.blob, r.err
+	case <-ctx.Done():
+		return nil, nil, fmt.Errorf("interrupted while fitting; nothing was stored: %w", context.Cause(ctx))
+	}
 }
