@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -752,6 +753,64 @@ func TestImportEmbeddingsRerunBuildsTheIndexAnInterruptedRunDidNot(t *testing.T)
 	for _, s := range spaces {
 		if s.ID == sp.ID && (s.IndexName == "" || s.Embedded != 3) {
 			t.Errorf("after the rerun, space %+v: want 3 vectors and its index", s)
+		}
+	}
+}
+
+// An import interrupted (Ctrl-C, SIGTERM) after its first chunk said only "…: context
+// canceled", though it leaves the space it created filled in part and without its index,
+// which the same command run again builds: the error says so.
+func TestImportEmbeddingsInterruptedSaysWhatIsKeptAndHowToFinish(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	fifo := filepath.Join(t.TempDir(), "vectors.jsonl")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	more := make(chan struct{})
+	go func() {
+		w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer w.Close()
+		fmt.Fprintln(w, `{"id":"2401.00000","embedding":[1,0,0,0],"model":"imported"}`)
+		fmt.Fprintln(w, `{"id":"2401.00001","embedding":[0,1,0,0],"model":"imported"}`)
+		<-more
+		fmt.Fprintln(w, `{"id":"2401.00002","embedding":[0,0,1,0],"model":"imported"}`)
+	}()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	type result struct {
+		res importResult
+		err error
+	}
+	done := make(chan result, 1)
+	var errw bytes.Buffer
+	go func() {
+		res, err := importEmbeddings(ctx, e.st, fifo, 2, &errw)
+		done <- result{res, err}
+	}()
+	// The first chunk (two lines) is loaded; then the signal comes, while the import waits for
+	// the next line.
+	loaded := "SELECT count(*) FROM embeddings JOIN embedding_spaces s ON s.id = space_id WHERE s.model = 'imported'"
+	for deadline := time.Now().Add(30 * time.Second); e.count(t, loaded) < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first chunk was not loaded")
+		}
+	}
+	cancel()
+	close(more)
+	r := <-done
+	if r.err == nil || !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("interrupted import: %v, want it to end canceled", r.err)
+	}
+	for _, want := range []string{"interrupted; the 2 vectors loaded into space", "are kept: run the same command again",
+		"build the space's index"} {
+		if !strings.Contains(r.err.Error(), want) {
+			t.Errorf("interrupted import: %q, want it to say %q", r.err, want)
 		}
 	}
 }

@@ -1399,6 +1399,20 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 	if chunk <= 0 {
 		chunk = 5000
 	}
+	defer func() {
+		// Interrupted (Ctrl-C, SIGTERM), the load or the index build failed with only
+		// "context canceled", and left a space without its index, which queries scan whole.
+		if err == nil || ctx.Err() == nil {
+			return
+		}
+		if res.Loaded == 0 || res.Space.ID == 0 {
+			err = fmt.Errorf("interrupted; nothing was loaded: %w", err)
+			return
+		}
+		err = fmt.Errorf("interrupted; the %s loaded into space %d (%s) are kept: run the same command again "+
+			"to load the rest and build the space's index, which a space this import created does not have yet: %w",
+			plural(res.Loaded, "vector", "vectors"), res.Space.ID, res.Space.Name(), err)
+	}()
 	var src io.Reader = os.Stdin
 	prog := newCountProgress(errw, path, 0, "records")
 	if path != "-" {
