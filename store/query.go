@@ -381,10 +381,12 @@ func DefaultEFSearch(IndexKind) int { return 160 }
 // reaches ef_search that paper is one of them — goes on walking the graph for more instead of
 // returning fewer than asked (hnsw.max_scan_tuples, 20,000 by default, bounds the walk); custom
 // plans (a generic plan of a prepared statement would not know the LIMITs, and could walk away
-// from the space's partial index); and read-only.
+// from the space's partial index); no parallel workers (the windows of tieredMatches must run
+// in order, which a parallel append does not keep); and read-only.
 const searchOptionsSQL = `SELECT set_config('hnsw.ef_search', $1, true),
 	set_config('hnsw.iterative_scan', 'strict_order', true),
 	set_config('plan_cache_mode', 'force_custom_plan', true),
+	set_config('max_parallel_workers_per_gather', '0', true),
 	set_config('transaction_read_only', 'on', true)`
 
 // searchRows runs one vector query with hnsw.ef_search ef (see searchOptionsSQL) and returns its

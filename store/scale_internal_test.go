@@ -231,7 +231,12 @@ func TestKeywordRankingAtScaleRanksAtMostTheLimit(t *testing.T) {
 	s, spaceID := scaleStore(t)
 	s.keywordLimit = 1000
 	const k = 10
-	plan := explain(t, s, keywordSQL(tsQuery), "routing", k, s.keywordLimit)
+	args := []any{"routing", k, s.keywordLimit}
+	edges, err := s.keywordEdges(t.Context(), "routing", &args)
+	if err != nil || len(edges) != 2 {
+		t.Fatalf("keywordEdges = %v, %v; want the edges of the 4,000 and 16,000 newest papers", edges, err)
+	}
+	plan := explain(t, s, keywordSQL(tsQuery, edges), args...)
 	if got, want := rowsRead(plan, "papers"), float64(s.keywordLimit+1+k); got > want {
 		t.Errorf("a keyword search matching all %d papers read %.0f papers rows; want at most %.0f: the limit %d + 1 and the %d hits",
 			scalePapers, got, want, s.keywordLimit, k)
@@ -242,7 +247,10 @@ func TestKeywordRankingAtScaleRanksAtMostTheLimit(t *testing.T) {
 	}
 	vec := make([]float32, 768)
 	vec[0] = 1
-	sql, _, args := s.hybridStatement(sp, "routing", vec, k)
+	sql, _, args, err := s.hybridStatement(t.Context(), sp, "routing", vec, k)
+	if err != nil {
+		t.Fatal(err)
+	}
 	plan = explain(t, s, sql, args...)
 	if got, want := rowsRead(plan, "papers"), float64(s.keywordLimit+1+k); got > want {
 		t.Errorf("a hybrid search matching all %d papers read %.0f papers rows; want at most %.0f: the limit %d + 1 and the %d hits",

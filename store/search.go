@@ -82,29 +82,75 @@ type Ranking struct {
 }
 
 // keywordCandidates is the CTE, named name, of the matches of the tsquery tsq (SQL) that a
-// full-text ranking ranks: at most limit+1 of them (limit is a parameter), newest first by
-// papers_created_at_id, so that whether more than limit matched is known without counting
-// them all. The planner, which sees the query (the statements run with custom plans, see
-// searchOptionsSQL) and the words' frequencies (ANALYZE), walks that index with the match as a
-// filter when matches are dense (about limit / the matches' share of the archive rows, however
-// large the archive), and reads the GIN index and sorts the matches' dates when they are
-// sparse; either way, no more than limit papers are ranked. (It assumes the matches spread over
-// the archive's dates: a common word only old papers have is walked to through every newer
-// paper — README says so.)
-func keywordCandidates(name, tsq, limit string) string {
+// full-text ranking ranks: at most limit+1 of them (limit is a parameter), the newest by
+// (created_at, id), so that whether more than limit matched is known without counting them
+// all. edges are the parameters of the created_at of the 4, 16 and 64 × limit-th newest papers
+// (those the archive holds, newest first; Store.tierEdgesFor): see tieredMatches, which looks
+// for the matches window by window, newest first, and reads the matches older than the last
+// edge from the GIN index, sorted, never by walking the created_at index through the newer
+// papers.
+func keywordCandidates(name, tsq, limit string, edges []string) string {
 	return name + ` AS (
-	SELECT p.id, p.created_at, p.tsv FROM papers p
-	WHERE p.tsv @@ ` + tsq + `
-	ORDER BY p.created_at DESC, p.id DESC
-	LIMIT ` + limit + `::bigint + 1
+	` + tieredMatches(`p.id, p.created_at, p.tsv`, `p.tsv @@ `+tsq, limit+`::bigint + 1`, edges) + `
 )`
 }
 
+// tieredMatches is a statement of the first lim (SQL) rows of cols of the papers p that pass
+// cond, the newest by (created_at DESC, id DESC) — the rows of
+//
+//	SELECT cols FROM papers p WHERE cond ORDER BY p.created_at DESC, p.id DESC LIMIT lim
+//
+// though not in that order. The planner, which sees the values (the statements run with custom
+// plans, see searchOptionsSQL) and cond's frequency (ANALYZE), but assumes the papers that pass
+// it are spread evenly over the archive's dates, walks papers_created_at_id testing each paper
+// when they are common, and reads cond's GIN index and sorts when they are rare. A common word
+// only old papers have (a topic out of fashion) was then walked to through every newer paper.
+//
+// So the archive is cut into windows by the created_at of edges (parameters, newest first:
+// papers at or after the first, before it and at or after the second, …, and before the last),
+// each one a branch of a UNION ALL under the LIMIT, newest first: PostgreSQL runs the branches
+// in order and stops as soon as lim rows came, so a common word is found in the first window
+// as before, by a walk of about lim / its share papers, and an old-only word passes windows
+// where the planner, expecting fewer matches than lim, intersects the GIN index with the
+// window's range of papers_created_at_id (a few ms for an empty window of 40,000 papers) before
+// reaching the old papers. Those older than the last edge are read from the GIN index and
+// sorted (created_at + interval '0' hides the index's order from the planner), never walked.
+// The windows are disjoint and cover the archive whatever the edges (papers that share a
+// created_at are all in one window), so the rows are those of the plain statement. Parallel
+// plans could interleave the branches; the statements run without them (searchOptionsSQL).
+func tieredMatches(cols, cond, lim string, edges []string) string {
+	branch := func(where, order string) string {
+		return `(SELECT ` + cols + ` FROM papers p WHERE ` + cond + where + `
+	ORDER BY ` + order + ` DESC, p.id DESC LIMIT ` + lim + `)`
+	}
+	if len(edges) == 0 {
+		return `SELECT ` + cols + ` FROM papers p WHERE ` + cond + `
+	ORDER BY p.created_at DESC, p.id DESC LIMIT ` + lim
+	}
+	var parts []string
+	for i, e := range edges {
+		where := ` AND p.created_at >= ` + e
+		if i > 0 {
+			where = ` AND p.created_at < ` + edges[i-1] + where
+		}
+		parts = append(parts, branch(where, `p.created_at`))
+	}
+	parts = append(parts, branch(` AND p.created_at < `+edges[len(edges)-1], `(p.created_at + interval '0')`))
+	return `SELECT * FROM (
+	` + strings.Join(parts, `
+	UNION ALL
+	`) + `
+) tiers LIMIT ` + lim
+}
+
 // keywordRanked is the subquery that ranks the limit newest papers of candidates (see
-// keywordCandidates) by ts_rank for tsq, best first, and returns the first n as id and r.
+// keywordCandidates) by ts_rank for tsq, best first, and returns the first n as id and r. The
+// candidates come newest first (the CTE keeps the order its statement made them in, which the
+// windows of tieredMatches do not show the planner): its first limit rows are the limit newest,
+// taken without sorting the limit+1 again (which cost 8% of a common word's search).
 func keywordRanked(candidates, tsq, limit, n string) string {
 	return `SELECT c.id, ts_rank(` + tsRankWeights + `, c.tsv, ` + tsq + `) AS r
-	FROM (SELECT id, tsv FROM ` + candidates + ` ORDER BY created_at DESC, id DESC LIMIT ` + limit + `::bigint) c
+	FROM (SELECT id, tsv FROM ` + candidates + ` LIMIT ` + limit + `::bigint) c
 	ORDER BY r DESC, c.id
 	LIMIT ` + n
 }
@@ -136,9 +182,10 @@ func hasOr(q string) bool {
 }
 
 // keywordSQL is KeywordSearch's statement for the tsquery tsq (keywordTSQuery): $1 the text,
-// $2 k, $3 the rank limit (and $4 the excluded words when tsq needs them).
-func keywordSQL(tsq string) string {
-	return `WITH ` + keywordCandidates("cand", tsq, "$3") + `,
+// $2 k, $3 the rank limit (and $4 the excluded words when tsq needs them); edges are the
+// parameters of the windows' edges (keywordCandidates).
+func keywordSQL(tsq string, edges []string) string {
+	return `WITH ` + keywordCandidates("cand", tsq, "$3", edges) + `,
 m AS (` + keywordRanked("cand", tsq, "$3", "$2") + `)
 SELECT p.id, p.title, coalesce(t.tldr, ''), m.r, (SELECT count(*) FROM cand) > $3::bigint
 FROM m
@@ -178,7 +225,11 @@ func (s *Store) KeywordSearchRanked(ctx context.Context, q string, k int) ([]pap
 	if excluding {
 		args = append(args, paper.ParseQuery(q).Excluded)
 	}
-	rows, err := searchRows(ctx, s, DefaultEFSearch(s.index), keywordSQL(tsq), args, scanRankedHit)
+	edges, err := s.keywordEdges(ctx, q, &args)
+	if err != nil {
+		return nil, rk, fmt.Errorf("keyword search %.60q: %w", q, err)
+	}
+	rows, err := searchRows(ctx, s, DefaultEFSearch(s.index), keywordSQL(tsq, edges), args, scanRankedHit)
 	if err != nil {
 		return nil, rk, fmt.Errorf("keyword search %.60q: %w", q, err)
 	}
@@ -194,6 +245,48 @@ func (s *Store) KeywordSearchRanked(ctx context.Context, q string, k int) ([]pap
 		}
 	}
 	return hits, rk, nil
+}
+
+// keywordEdges appends the edges of the windows of a full-text ranking of q (see
+// keywordCandidates and Store.tierEdgesFor: the 4, 16 and 64 × Config.KeywordRankLimit-th
+// newest papers) to args and returns their parameters; none when the planner reads q's
+// matches from the GIN index (walksByDate), as it does for all but common words: the windows
+// only keep a walk through the newer papers from going on, and would make such a ranking read
+// the GIN index and a window's range of papers_created_at_id once per window (a rare word
+// 2 → 5 ms at 500,000 papers).
+func (s *Store) keywordEdges(ctx context.Context, q string, args *[]any) ([]string, error) {
+	if !s.tiers.always {
+		walks, err := s.walksByDate(ctx, q)
+		if err != nil || !walks {
+			return nil, err
+		}
+	}
+	edges, err := s.tierEdgesFor(ctx, int64(s.keywordLimit))
+	if err != nil {
+		return nil, fmt.Errorf("window edges: %w", err)
+	}
+	var params []string
+	for _, e := range edges {
+		*args = append(*args, e)
+		params = append(params, "$"+strconv.Itoa(len(*args))+"::timestamptz")
+	}
+	return params, nil
+}
+
+// walksByDate reports whether the planner finds the Config.KeywordRankLimit + 1 newest matches
+// of q (keywordCandidates without windows) by walking papers_created_at_id: EXPLAIN of that
+// statement, with the search's settings (about 0.3 ms).
+func (s *Store) walksByDate(ctx context.Context, q string) (bool, error) {
+	tsq, excluding := keywordTSQuery(q, "$3")
+	args := []any{q, s.keywordLimit}
+	if excluding {
+		args = append(args, paper.ParseQuery(q).Excluded)
+	}
+	plan, err := searchRows(ctx, s, DefaultEFSearch(s.index), `EXPLAIN (FORMAT JSON) `+tieredMatches(`p.id`, `p.tsv @@ `+tsq, `$2::bigint + 1`, nil), args, pgx.RowTo[string])
+	if err != nil {
+		return false, fmt.Errorf("plan of the matches: %w", err)
+	}
+	return len(plan) == 1 && strings.Contains(plan[0], `"Index Name": "papers_created_at_id"`), nil
 }
 
 // rankedHit is a row of a statement with a full-text ranking: a hit, and whether the ranking
@@ -297,7 +390,7 @@ func excludedFilter(param string) string {
 
 // semanticStatement returns SemanticSearch's statement for space sp, the hnsw.ef_search it
 // runs with, and its arguments: knnStatement's, with excludedFilter when q excludes words.
-func (s *Store) semanticStatement(sp spaceRow, q string, vec []float32, k int) (string, int, []any) {
+func (s *Store) semanticStatement(_ context.Context, sp spaceRow, q string, vec []float32, k int) (string, int, []any, error) {
 	v, ef := vectorSQLFor(sp, "$1"), s.efFor(sp, k)
 	args := []any{pgvector.NewVector(vec), "", k, v.candidates(k, ef)}
 	filter := ""
@@ -305,7 +398,7 @@ func (s *Store) semanticStatement(sp spaceRow, q string, vec []float32, k int) (
 		filter = excludedFilter("$5")
 		args = append(args, excluded)
 	}
-	return knnStatement(v.dist, v.order, sp.ID, filter), ef, args
+	return knnStatement(v.dist, v.order, sp.ID, filter), ef, args, nil
 }
 
 // HybridSearch returns the k papers that best match q by fusing two rankings with reciprocal
@@ -333,7 +426,7 @@ func (s *Store) HybridSearchRanked(ctx context.Context, spaceID int64, q string,
 
 // hybridStatement returns HybridSearch's statement for space sp, the hnsw.ef_search it runs
 // with, and its arguments.
-func (s *Store) hybridStatement(sp spaceRow, q string, vec []float32, k int) (string, int, []any) {
+func (s *Store) hybridStatement(ctx context.Context, sp spaceRow, q string, vec []float32, k int) (string, int, []any, error) {
 	v, cand := vectorSQLFor(sp, "$2"), hybridCandidates(k)
 	ef := s.efFor(sp, cand)
 	args := []any{q, pgvector.NewVector(vec), cand, k, RRFConstant, v.candidates(cand, ef), s.keywordLimit}
@@ -341,7 +434,11 @@ func (s *Store) hybridStatement(sp spaceRow, q string, vec []float32, k int) (st
 	if excluded != "" {
 		args = append(args, excluded)
 	}
-	return hybridSQL(v, sp.ID, q, excluded != ""), ef, args
+	edges, err := s.keywordEdges(ctx, q, &args)
+	if err != nil {
+		return "", 0, nil, err
+	}
+	return hybridSQL(v, sp.ID, q, excluded != "", edges), ef, args, nil
 }
 
 // hybridCandidates is how many papers each ranking of a hybrid search for k results offers
@@ -359,8 +456,9 @@ func hybridCandidates(k int) int { return min(max(4*k, 50), MaxK) }
 // the query's excluded words and phrases (paper.Query.Excluded), and a paper matching them is
 // left out of both rankings: of the semantic one as the index scan returns it
 // (excludedFilter), so that the scan walks on for candidates without them, as SemanticSearch's;
-// of the keyword one by its tsquery (keywordTSQuery).
-func hybridSQL(v vectorSQL, spaceID int64, q string, exclude bool) string {
+// of the keyword one by its tsquery (keywordTSQuery). edges are the parameters of the keyword
+// ranking's windows (keywordCandidates), after $7 or $8.
+func hybridSQL(v vectorSQL, spaceID int64, q string, exclude bool, edges []string) string {
 	semanticWhere, tsq := "", tsQuery
 	if exclude {
 		semanticWhere = excludedFilter("$8")
@@ -379,7 +477,7 @@ func hybridSQL(v vectorSQL, spaceID int64, q string, exclude bool) string {
 		ORDER BY c.dist, c.paper_id
 		LIMIT $3
 	) n
-), ` + keywordCandidates("kcand", tsq, "$7") + `, keyword AS (
+), ` + keywordCandidates("kcand", tsq, "$7", edges) + `, keyword AS (
 	SELECT id AS paper_id, row_number() OVER (ORDER BY r DESC, id) AS rank
 	FROM (` + keywordRanked("kcand", tsq, "$7", "$3") + `) m
 ), fused AS (
@@ -410,7 +508,7 @@ type textVectorQuery struct {
 	name      string
 	semantic  bool
 	ranked    bool
-	statement func(s *Store, sp spaceRow, q string, vec []float32, k int) (string, int, []any)
+	statement func(s *Store, ctx context.Context, sp spaceRow, q string, vec []float32, k int) (string, int, []any, error)
 }
 
 var (
@@ -425,7 +523,10 @@ func (s *Store) textVectorSearch(ctx context.Context, query textVectorQuery, spa
 	if err != nil {
 		return nil, rk, fmt.Errorf("%s: %w", query.name, err)
 	}
-	sql, ef, args := query.statement(s, sp, pgQuery(q), vec, k)
+	sql, ef, args, err := query.statement(s, ctx, sp, pgQuery(q), vec, k)
+	if err != nil {
+		return nil, rk, fmt.Errorf("%s %.60q in space %s: %w", query.name, q, sp.Name(), err)
+	}
 	var hits []paper.Hit
 	if query.ranked {
 		var rows []rankedHit
@@ -446,7 +547,10 @@ func (s *Store) textVectorExplain(ctx context.Context, query textVectorQuery, sp
 	if err != nil {
 		return "", fmt.Errorf("explain %s: %w", query.name, err)
 	}
-	sql, ef, args := query.statement(s, sp, pgQuery(q), vec, k)
+	sql, ef, args, err := query.statement(s, ctx, sp, pgQuery(q), vec, k)
+	if err != nil {
+		return "", fmt.Errorf("explain %s in space %s: %w", query.name, sp.Name(), err)
+	}
 	lines, err := searchRows(ctx, s, ef, "EXPLAIN (FORMAT TEXT) "+sql, args, pgx.RowTo[string])
 	if err != nil {
 		return "", fmt.Errorf("explain %s in space %s: %w", query.name, sp.Name(), err)

@@ -117,6 +117,8 @@ type Store struct {
 	rowLockTimeout time.Duration
 	// keywordLimit is Config.KeywordRankLimit.
 	keywordLimit int
+	// tiers caches the edges of the windows searches by date look for their matches in.
+	tiers tierCache
 
 	// spaces caches each space's identity (model, dimensions, template) and index kind by id.
 	// Ids are never reused and the identity never changes; the kind changes only by Reindex,
