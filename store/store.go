@@ -41,7 +41,7 @@ type Config struct {
 	URL string
 	// MaxConns is the pool's maximum number of connections. Defaults to URL's
 	// pool_max_conns when it has one, else to 4×GOMAXPROCS, at least 8. Either must be at
-	// least MinConns.
+	// least MinConns. Ping keeps one more connection, of its own.
 	MaxConns int32
 	// EFSearch is hnsw.ef_search for vector queries: the candidates the HNSW index walks (and,
 	// on an IndexHNSWBinary index, re-ranks), traded against latency (see bench/results;
@@ -103,7 +103,11 @@ const MinConns = 4
 
 // Store is paperpipe's PostgreSQL store. It is safe for concurrent use.
 type Store struct {
-	pool   *pgxpool.Pool
+	pool *pgxpool.Pool
+	// probe is a pool of one connection of its own, made on the first Ping, for Ping: a
+	// ping that waited for one of pool's connections would fail on a healthy database
+	// whenever slow queries hold all of them (a readiness probe's timeout, under load).
+	probe  *pgxpool.Pool
 	log    *slog.Logger
 	target string // user@host:port/database, for messages; never the password
 	// servicesDB: the target is where `make services` serves (loopback, ServicesPort), so a
@@ -217,12 +221,20 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		servicesDB:     cc.Port == ServicesPort && (cc.Host == "127.0.0.1" || cc.Host == "localhost" || cc.Host == "::1"),
 		spaces:         make(map[int64]spaceRow),
 	}
+	// The probe needs no pgvector types; its connection is made by its first Ping.
+	probe := pcfg.Copy()
+	probe.MaxConns, probe.MinConns, probe.MinIdleConns, probe.AfterConnect = 1, 0, 0, nil
 	s.pool, err = pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", s.target, err)
 	}
-	if err := s.Ping(ctx); err != nil {
+	if s.probe, err = pgxpool.NewWithConfig(ctx, probe); err != nil {
 		s.pool.Close()
+		return nil, fmt.Errorf("open database %s: %w", s.target, err)
+	}
+	// A pooled connection, with the pgvector types: the pool works.
+	if err := s.ping(ctx, s.pool); err != nil {
+		s.Close()
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil { // the connect timeout's
 			wait := pcfg.ConnConfig.ConnectTimeout
 			if addr := accepted.Load(); addr != nil {
@@ -315,9 +327,13 @@ func parseErrorText(err error) string {
 	return msg
 }
 
-// Ping checks that the database answers.
-func (s *Store) Ping(ctx context.Context) error {
-	if err := s.pool.Ping(ctx); err != nil {
+// Ping checks that the database answers, on a connection of its own (one more than the
+// pool's MaxConns, made by the first Ping and kept): a pool whose every connection is busy
+// with slow queries does not make it fail.
+func (s *Store) Ping(ctx context.Context) error { return s.ping(ctx, s.probe) }
+
+func (s *Store) ping(ctx context.Context, pool *pgxpool.Pool) error {
+	if err := pool.Ping(ctx); err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) {
 			hint := ""
 			if s.servicesDB {
@@ -331,7 +347,10 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // Close closes every connection of the pool, waiting for connections in use to be released.
-func (s *Store) Close() { s.pool.Close() }
+func (s *Store) Close() {
+	s.pool.Close()
+	s.probe.Close()
+}
 
 // Pool returns the underlying connection pool. It is meant for tests and benchmarks that need
 // to inspect or load the database directly; application code uses the Store's methods.

@@ -496,3 +496,35 @@ func TestMigrateWarnsOfADatabaseMigratedByANewerPaperpipe(t *testing.T) {
 		t.Errorf("CheckSchema: %v", err)
 	}
 }
+
+// TestPingAnswersWhileEveryPoolConnectionIsBusy: Ping is what readiness probes and a worker's
+// "does the database answer?" ask. Slow searches holding every connection of the pool mean a
+// busy process, not a database that does not answer: Ping must not wait for one of them (a
+// probe's timeout would report the database failed, and take every replica out of the load
+// balancer at once under load).
+func TestPingAnswersWhileEveryPoolConnectionIsBusy(t *testing.T) {
+	t.Parallel()
+	s, err := store.Open(t.Context(), store.Config{URL: pgtest.URL(t), MaxConns: store.MinConns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for range store.MinConns {
+		c, err := s.Pool().Acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Release()
+	}
+	if n, max := s.Pool().Stat().AcquiredConns(), s.Pool().Stat().MaxConns(); n != max {
+		t.Fatalf("%d of %d connections held, want all", n, max)
+	}
+	for i := range 3 { // the probe's connection is kept, and serves the next ping
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		err := s.Ping(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("ping %d with every pool connection held: %v; want the database's answer", i+1, err)
+		}
+	}
+}
