@@ -1022,6 +1022,69 @@ func TestProtectedReads(t *testing.T) {
 	}
 }
 
+// TestCachingHeaders: every answer says how it may be cached. The pages of a server whose
+// reads need the token must be kept in no cache at all ("private, no-store": not in a shared
+// cache, nor on the browser's disk, where the next user of the machine finds them); open ones
+// are revalidated each time (no-cache); JSON and the metrics, live snapshots, are never
+// stored; the static assets, open and versioned, are kept a day.
+func TestCachingHeaders(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	b.publish(sampledata.Papers(t)[:3])
+	b.process()
+	id := url.PathEscape(sampledata.Papers(t)[0].ID)
+	for _, protect := range []bool{false, true} {
+		cfg := b.config()
+		page := "no-cache"
+		var auth []string
+		if protect {
+			cfg.APIToken, cfg.ProtectReads = "tok", true
+			page = "private, no-store"
+			auth = []string{"Authorization", "Bearer tok"}
+		}
+		b.serve(cfg)
+		for _, tc := range []struct {
+			path string
+			auth bool
+			code int
+			want string
+		}{
+			{"/", true, http.StatusOK, page},
+			{"/search?q=attention&mode=keyword", true, http.StatusOK, page},
+			{"/papers/" + id, true, http.StatusOK, page},
+			{"/papers/arxiv:0000.00000", true, http.StatusNotFound, page},
+			{"/status", true, http.StatusOK, page},
+			{"/map", true, http.StatusOK, page},
+			{"/no/such/page", true, http.StatusNotFound, page},
+			{"/api/papers", true, http.StatusOK, "no-store"},
+			{"/api/papers/" + id, true, http.StatusOK, "no-store"},
+			{"/api/search?q=attention&mode=keyword", true, http.StatusOK, "no-store"},
+			{"/api/status", true, http.StatusOK, "no-store"},
+			{"/api/nothing", true, http.StatusNotFound, "no-store"},
+			{"/metrics", true, http.StatusOK, "no-store"},
+			{"/healthz", false, http.StatusOK, "no-store"},
+			{"/readyz", false, http.StatusOK, "no-store"},
+			{"/static/style.css", false, http.StatusOK, "public, max-age=86400"},
+		} {
+			var h []string
+			if tc.auth {
+				h = auth
+			}
+			r := b.get(tc.path, h...)
+			if r.code != tc.code || r.header.Get("Cache-Control") != tc.want {
+				t.Errorf("reads protected %v: GET %s: %d, Cache-Control %q; want %d, %q", protect, tc.path, r.code, r.header.Get("Cache-Control"), tc.code, tc.want)
+			}
+		}
+		if protect {
+			for _, p := range []string{"/", "/api/papers", "/metrics"} {
+				if r := b.get(p); r.code != http.StatusUnauthorized || !strings.Contains(r.header.Get("Cache-Control"), "no-store") {
+					t.Errorf("GET %s without the token: %d, Cache-Control %q; want 401, not stored", p, r.code, r.header.Get("Cache-Control"))
+				}
+			}
+		}
+	}
+}
+
 func TestReadyzReportsFailingChecks(t *testing.T) {
 	t.Parallel()
 	b := newBundle(t)

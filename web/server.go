@@ -256,7 +256,7 @@ func newServer(cfg Config, probesOnly bool) (*Server, error) {
 		// Probes and metrics.
 		{"GET", "/healthz", "/healthz", open, false, s.healthz},
 		{"GET", "/readyz", "/readyz", open, false, s.readyz},
-		{"GET", "/metrics", "/metrics", read, false, s.cfg.Metrics.Handler().ServeHTTP},
+		{"GET", "/metrics", "/metrics", read, false, noStore(s.cfg.Metrics.Handler())},
 		// HTML UI.
 		{"GET", "/{$}", "/", read, true, s.uiFront},
 		{"GET", "/search", "/search", read, true, s.uiSearch},
@@ -276,6 +276,15 @@ func newServer(cfg Config, probesOnly bool) (*Server, error) {
 	}
 	s.handler = s.instrument(s.screen(s.dispatch(mux)))
 	return s, nil
+}
+
+// noStore serves h's answers (a live snapshot, such as the metrics) with "Cache-Control:
+// no-store".
+func noStore(h http.Handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		h.ServeHTTP(w, r)
+	}
 }
 
 // Handler returns the server's HTTP handler.

@@ -118,7 +118,13 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name s
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-cache")
+	if s.cfg.ProtectReads {
+		// What needs the token is kept in no cache: not a shared one, nor the browser's disk,
+		// where the next user of the machine would find it.
+		w.Header().Set("Cache-Control", "private, no-store")
+	} else {
+		w.Header().Set("Cache-Control", "no-cache")
+	}
 	w.WriteHeader(code)
 	w.Write(buf.Bytes())
 }
