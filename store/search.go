@@ -574,13 +574,16 @@ type ListFilter struct {
 	// Defaults to "": any.
 	Category string
 	// Text keeps papers whose title or abstract matches this full-text query (web-search
-	// syntax, as KeywordSearch reads it). Defaults to "": any.
+	// syntax, as KeywordSearch reads it); a text of only stop words or punctuation, which
+	// full-text search ignores, can match nothing, and is an error wrapping
+	// paper.ErrNoSearchTerms. Defaults to "": any.
 	Text string
 }
 
 // ListFiltered is List with filters: up to limit papers that pass f, newest first, after the
 // position before (nil for the first page), and the cursor of the next page, nil on the last
-// one. limit must be 1 to 1000. Bad filter values are errors wrapping paper.ErrInvalid.
+// one. limit must be 1 to 1000. Bad filter values are errors wrapping paper.ErrInvalid; a
+// Text full-text search ignores whole one wrapping paper.ErrNoSearchTerms.
 func (s *Store) ListFiltered(ctx context.Context, f ListFilter, limit int, before *Cursor) ([]paper.Record, *Cursor, error) {
 	if limit < 1 || limit > MaxListLimit {
 		return nil, nil, fmt.Errorf("list papers: limit is %d, want 1 to %d: %w", limit, MaxListLimit, paper.ErrInvalid)
@@ -623,6 +626,16 @@ func (s *Store) ListFiltered(ctx context.Context, f ListFilter, limit int, befor
 	recs, err := pgx.CollectRows(rows, scanRecord)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list papers: %w", err)
+	}
+	if len(recs) == 0 && strings.TrimSpace(f.Text) != "" {
+		// Found nothing: say so when the text could match nothing.
+		var none bool
+		if err := s.pool.QueryRow(ctx, `SELECT numnode(`+tsQuery+`) = 0`, pgQuery(f.Text)).Scan(&none); err != nil {
+			return nil, nil, fmt.Errorf("list papers: %w", err)
+		}
+		if none {
+			return nil, nil, fmt.Errorf("list papers: text %.60q has only stop words or punctuation: %w", f.Text, paper.ErrNoSearchTerms)
+		}
 	}
 	if len(recs) <= limit {
 		return recs, nil, nil

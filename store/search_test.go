@@ -309,6 +309,16 @@ func TestListFiltered(t *testing.T) {
 			}
 		}
 	}
+	// A text full-text search ignores whole can match nothing, and says so, as KeywordSearch
+	// does; one that merely matches nothing does not.
+	for _, f := range []store.ListFilter{{Text: "the of and"}, {Text: `"to be" or -not`}, {Text: "!!! ..."}, {Text: "the", Category: "cs.LG", Since: mid}} {
+		if recs, _, err := s.ListFiltered(ctx, f, 5, nil); !errors.Is(err, paper.ErrNoSearchTerms) || len(recs) != 0 {
+			t.Errorf("ListFiltered(%+v) = %d papers, %v; want ErrNoSearchTerms", f, len(recs), err)
+		}
+	}
+	if recs, _, err := s.ListFiltered(ctx, store.ListFilter{Text: "wombat"}, 5, nil); err != nil || len(recs) != 0 {
+		t.Errorf("ListFiltered(wombat) = %d papers, %v; want none, no error", len(recs), err)
+	}
 	if _, _, err := s.ListFiltered(ctx, store.ListFilter{}, 0, nil); !errors.Is(err, paper.ErrInvalid) {
 		t.Errorf("limit 0 = %v, want ErrInvalid", err)
 	}

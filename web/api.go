@@ -144,6 +144,9 @@ func (s *Server) serveRelated(w http.ResponseWriter, r *http.Request, id string)
 type listAnswer struct {
 	Papers []paper.Record `json:"papers"`
 	Next   string         `json:"next,omitempty"`
+	// Notice says why the list is empty when its text can match no paper: full-text search
+	// ignores every word of it (stop words, punctuation).
+	Notice string `json:"notice,omitempty"`
 }
 
 // parseList reads the query of a paper list: limit, cursor, since, category, text.
@@ -198,12 +201,22 @@ func (s *Server) apiListPapers(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	page, err := s.cfg.Store.ListPapers(r.Context(), q)
+	page, notice, err := s.listPapers(r.Context(), q)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, listAnswer{Papers: nonNil(page.Papers), Next: page.Next})
+	writeJSON(w, http.StatusOK, listAnswer{Papers: nonNil(page.Papers), Next: page.Next, Notice: notice})
+}
+
+// listPapers asks the Store for a page of q, and says why it is empty when q's text can match
+// nothing (noSearchTerms), as a keyword search does.
+func (s *Server) listPapers(ctx context.Context, q ListQuery) (Page, string, error) {
+	page, err := s.cfg.Store.ListPapers(ctx, q)
+	if errors.Is(err, paper.ErrNoSearchTerms) {
+		return Page{}, noSearchTerms, nil
+	}
+	return page, "", err
 }
 
 func (s *Server) apiSearch(w http.ResponseWriter, r *http.Request) {

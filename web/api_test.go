@@ -113,6 +113,32 @@ func TestAPIOnTheSampleArchive(t *testing.T) {
 		if r.code != http.StatusOK || len(body.Papers) != 0 {
 			t.Errorf("since the future: %d, %d papers", r.code, len(body.Papers))
 		}
+		// A text full-text search ignores whole matches nothing, and the answer says why, as
+		// a keyword search's does; a text that merely matches nothing has no notice.
+		for _, text := range []string{"the", "the of and", "!!!"} {
+			var got struct {
+				listBody
+				Notice string `json:"notice"`
+			}
+			r = b.get("/api/papers?text=" + url.QueryEscape(text))
+			r.json(t, &got)
+			if r.code != http.StatusOK || len(got.Papers) != 0 || !strings.Contains(got.Notice, "full-text search ignores every word of it") {
+				t.Errorf("text=%s: %d, %d papers, notice %q; want none, and a notice that full-text search ignores those words", text, r.code, len(got.Papers), got.Notice)
+			}
+			page := b.get("/?text=" + url.QueryEscape(text))
+			if page.code != http.StatusOK || !bytes.Contains(page.body, []byte(`<p class="notice">Full-text search ignores every word of it`)) {
+				t.Errorf("front page with text=%s: %d; want the notice that full-text search ignores those words", text, page.code)
+			}
+		}
+		var got struct {
+			listBody
+			Notice *string `json:"notice"`
+		}
+		r = b.get("/api/papers?text=wombat")
+		r.json(t, &got)
+		if r.code != http.StatusOK || len(got.Papers) != 0 || got.Notice != nil {
+			t.Errorf("text=wombat: %d, %d papers, notice %v; want none, without a notice", r.code, len(got.Papers), got.Notice)
+		}
 	})
 
 	t.Run("paper by id and by a non-canonical form", func(t *testing.T) {

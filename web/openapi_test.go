@@ -43,6 +43,7 @@ func TestAnswersMatchOpenAPI(t *testing.T) {
 	bearer := []string{"Authorization", "Bearer tok"}
 	calls := []apiCall{
 		{"GET", "/api/papers?limit=2", "", nil, 200},
+		{"GET", "/api/papers?text=the", "", nil, 200}, // none, with a notice
 		{"GET", "/api/papers?limit=0", "", nil, 400},
 		{"GET", "/api/papers/" + id, "", nil, 200},
 		{"GET", "/api/papers/nope", "", nil, 404},

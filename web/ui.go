@@ -219,6 +219,7 @@ type frontPage struct {
 	Text     string
 	Since    string // the since filter as given, "" when none
 	First    bool
+	Notice   string // why no paper matches: the text has no word full-text search uses
 }
 
 // frontPageLimit is the front page's page size without limit.
@@ -235,12 +236,15 @@ func (s *Server) uiFront(w http.ResponseWriter, r *http.Request) {
 	if !q.Since.IsZero() {
 		since = r.URL.Query().Get("since") // parseList accepted it
 	}
-	page, err := s.cfg.Store.ListPapers(r.Context(), q)
+	page, notice, err := s.listPapers(r.Context(), q)
 	if err != nil {
 		s.failPage(w, r, err)
 		return
 	}
 	data := frontPage{base: s.base("paperpipe"), Category: q.Category, Text: q.Text, Since: since, First: q.Cursor == ""}
+	if notice != "" {
+		data.Notice = strings.ToUpper(notice[:1]) + notice[1:] + "."
+	}
 	data.Nav = "papers"
 	for _, rec := range page.Papers {
 		data.Papers = append(data.Papers, viewOf(rec))
