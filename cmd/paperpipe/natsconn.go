@@ -412,12 +412,17 @@ func (c *config) topology(role brokerRole) pipeline.TopologyConfig {
 // the server URL at fault (redacted): the connection would fail with it at once, and every time,
 // which must not pass for an outage ("cannot be reached", serve connecting in the background).
 // Each comma-separated URL is read as nats.go reads it: nats:// is assumed without a scheme.
+// A value that names no server (only commas or spaces: a template whose variables were empty)
+// is refused too: nats.go would connect to 127.0.0.1:4222, and only an unset NATS_URL means
+// the embedded server (one run in its place would be a queue no other process reads).
 func checkNATSURL(urls string) error {
+	servers := 0
 	for _, raw := range strings.Split(urls, ",") {
 		u := strings.TrimSpace(raw)
 		if u == "" {
 			continue
 		}
+		servers++
 		full := u
 		if !strings.Contains(full, "://") {
 			full = "nats://" + full
@@ -435,6 +440,9 @@ func checkNATSURL(urls string) error {
 			}
 			return fmt.Errorf("%s is not a URL: %w (want nats://HOST:PORT, or several separated by commas)", redact.URL(u), err)
 		}
+	}
+	if urls != "" && servers == 0 {
+		return fmt.Errorf("%q names no server (want nats://HOST:PORT, or several separated by commas; unset it for the embedded server)", urls)
 	}
 	return nil
 }

@@ -579,3 +579,30 @@ func TestMalformedNATSURLIsRefusedAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestNATSURLNamingNoServerIsRefused: a NATS_URL of only commas or spaces (a template whose
+// variables were empty: "$NATS_A,$NATS_B") names no server. nats.go then connected to
+// 127.0.0.1:4222, neither the server meant nor the embedded one. It is refused at start, exit
+// 2 naming NATS_URL: only an unset (or empty) NATS_URL means the embedded server, and running
+// one in its place would give this process a queue of its own that no other process reads.
+func TestNATSURLNamingNoServerIsRefused(t *testing.T) {
+	t.Parallel()
+	abstracts := filepath.Join(t.TempDir(), "papers.jsonl")
+	if err := os.WriteFile(abstracts, []byte(`{"id":"p1","title":"T","abstract":"A"}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, natsURL := range []string{",", " , ,", "   "} {
+		c := newCLI(t, "NATS_URL="+natsURL, "PAPERPIPE_LOG_LEVEL=info")
+		for _, args := range [][]string{{"worker", "--exit-when-idle"}, {"ingest", abstracts}} {
+			r := c.run(args...)
+			if r.code != 2 || !strings.Contains(r.stderr, "NATS_URL: ") || !strings.Contains(r.stderr, "names no server") {
+				t.Errorf("NATS_URL=%q paperpipe %s: exit %d, stderr %q; want 2, saying NATS_URL names no server", natsURL, strings.Join(args, " "), r.code, r.stderr)
+			}
+			for _, no := range []string{"applied migration", "4222"} {
+				if strings.Contains(r.stderr, no) {
+					t.Errorf("NATS_URL=%q paperpipe %s: stderr says %q: %s", natsURL, strings.Join(args, " "), no, r.stderr)
+				}
+			}
+		}
+	}
+}
