@@ -397,6 +397,41 @@ func TestEmbeddingAPIFailureIsLoggedWithItsCause(t *testing.T) {
 	}
 }
 
+// TestSearchPageFallbackSaysBothWhyAndThatStopWordsMatchNothing: when the embedding API fails
+// and the page falls back to keyword results of text full-text search ignores, it must say
+// both: that the embedding API failed (or the user never learns it, and blames the words) and
+// that no paper can match those words.
+func TestSearchPageFallbackSaysBothWhyAndThatStopWordsMatchNothing(t *testing.T) {
+	t.Parallel()
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprint(w, `{"error": {"message": "The server had an error while processing your request.", "type": "server_error"}}`)
+	}))
+	t.Cleanup(api.Close)
+	client, err := embed.New(embed.Config{BaseURL: api.URL, APIKey: "sk-test", Model: "text-embedding-3-small", Dimensions: 64, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBundle(t)
+	b.publish(sampledata.Papers(t)[:3])
+	b.process()
+	cfg := b.config()
+	cfg.Embedder = inSpace{client, b.space}
+	b.serve(cfg)
+	r := b.get("/search?q=" + url.QueryEscape("the of and"))
+	body := string(r.body)
+	if r.code != http.StatusOK {
+		t.Fatalf("GET /search?q=the of and with the embedding API failing: %d, want 200 with keyword results", r.code)
+	}
+	for _, want := range []string{"the embedding API failed to embed the query", "showing keyword results", "ull-text search ignores every word of it"} {
+		if !strings.Contains(body, want) {
+			i := strings.Index(body, `<p class="notice">`)
+			t.Errorf("the page does not say %q; it says %.400s", want, body[max(i, 0):])
+		}
+	}
+}
+
 // TestSearchOfTextTheModelCannotEmbed: text the model embeds as the zero vector (a stop word,
 // an arXiv id for the offline model) has no vector to search with. A hybrid search, the
 // default, answers its keyword results and says so; a semantic search is a 400 that says

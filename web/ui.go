@@ -341,7 +341,14 @@ func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
 	} else {
 		data.Results, data.Space, data.Cached = hitViews(res.Results), res.Space, res.CachedEmbedding
 		data.Bounded = res.BoundedRanking
-		if res.Notice != "" { // the search ran in another mode, and says why
+		switch {
+		case res.Notice == "":
+		case data.Notice != "":
+			// The page fell back to keyword results, and they have a notice of their own (the
+			// text has no word full-text search uses): both are said, or the user never learns
+			// why the page fell back.
+			data.Shown, data.Notice = res.Mode, data.Notice+" "+strings.ToUpper(res.Notice[:1])+res.Notice[1:]+"."
+		default: // the search ran in another mode, or found nothing, and says why
 			data.Shown, data.Notice = res.Mode, res.Notice+"."
 		}
 	}
