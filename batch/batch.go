@@ -1121,6 +1121,11 @@ func (r *Runner) store(ctx context.Context, j store.BatchJob, lines []resultLine
 			usage.Requests++
 			usage.InputTokens += resp.Usage.PromptTokens
 			usage.OutputTokens += resp.Usage.CompletionTokens
+			if resp.Choices[0].FinishReason == openai.FinishReasonLength {
+				// The start of a sentence, which may pass every check of a TL;DR.
+				reject(l, "TL;DR cut off at the token limit (finish_reason length)")
+				continue
+			}
 			text, valid, err := r.cfg.Chat.Accept(resp.Choices[0].Message.Content, it.Abstract)
 			if err != nil {
 				reject(l, err.Error())

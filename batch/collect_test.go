@@ -108,6 +108,34 @@ func TestMalformedOutputLineIsRejectedAndTheOthersStored(t *testing.T) {
 	b.checkClosed(t)
 }
 
+// A TL;DR the Batch API stopped at a token limit (finish_reason "length") is the start of a
+// sentence, which passes every check of a TL;DR: it is rejected, not stored as valid, and
+// the other answers of the job are stored.
+func TestCutOffTLDRIsRejectedAndTheOthersStored(t *testing.T) {
+	t.Parallel()
+	const n = 5
+	b := setup(t, n)
+	url := proxy(t, b.fake, editOutput(b, func(lines [][]byte) [][]byte {
+		var l map[string]any
+		if err := json.Unmarshal(lines[0], &l); err != nil {
+			t.Fatal(err)
+		}
+		choice := l["response"].(map[string]any)["body"].(map[string]any)["choices"].([]any)[0].(map[string]any)
+		choice["finish_reason"] = "length"
+		choice["message"].(map[string]any)["content"] = "A method that halves the training cost of large models while keeping"
+		lines[0], _ = json.Marshal(l)
+		return lines
+	}))
+	rep, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = url }).Run(context.Background(), store.Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tl, _ := b.counts(t); tl != n-1 || rep.TLDRs != n-1 || rep.Rejected != 1 || rep.Done != 1 {
+		t.Errorf("%d TL;DRs stored, report %+v; want %d stored, 1 rejected, the job done", tl, rep, n-1)
+	}
+	b.checkClosed(t)
+}
+
 // An answer repeated in an output file is used once: stored, reported and billed once.
 func TestRepeatedOutputLineIsUsedOnce(t *testing.T) {
 	t.Parallel()

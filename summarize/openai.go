@@ -119,13 +119,16 @@ func (c *Client) PromptVersion() string { return Versioned(PromptVersion, c.cfg.
 
 // Summarize asks the API for a's TL;DR and validates it. An invalid answer is asked again once
 // with the stricter prompt; if that one is invalid too, the answers are cleaned (Clean) and
-// the first clean result that validates is kept. Summary.Validation records which happened
-// and Summary.Usage sums both calls; with an error, the Summary returned holds only the
-// Usage of the answers that were billed all the same. Errors: ctx.Err() when ctx ends (unless
-// the API could not be reached meanwhile); paper.ErrPermanent wrapped for a request the API
-// rejects (400, 413, 422), for an abstract with no text, and for an answer that stays invalid
-// even when cleaned; llm.ErrAccount wrapped when the API refuses the account or the
-// configuration (401, 402, 403, 404, an exhausted quota) or cannot be reached
+// the first clean result that validates is kept. An answer the server stopped at a length
+// limit (finish_reason "length": a gateway's or a local server's default max_tokens, a context
+// window filled up, a reasoning model that spent its budget thinking) is invalid and never
+// cleaned: its sentence was cut off, and a cut sentence can pass every check. Summary.Validation
+// records which happened and Summary.Usage sums both calls; with an error, the Summary returned
+// holds only the Usage of the answers that were billed all the same. Errors: ctx.Err() when
+// ctx ends (unless the API could not be reached meanwhile); paper.ErrPermanent wrapped for a
+// request the API rejects (400, 413, 422), for an abstract with no text, and for an answer
+// that stays invalid even when cleaned; llm.ErrAccount wrapped when the API refuses the
+// account or the configuration (401, 402, 403, 404, an exhausted quota) or cannot be reached
 // (llm.ErrUnreachable); otherwise a transient error, already retried MaxRetries times.
 func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary, error) {
 	if strings.TrimSpace(a.Abstract) == "" && strings.TrimSpace(a.Title) == "" {
@@ -143,13 +146,13 @@ func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary
 		PromptVersion: c.PromptVersion(),
 		ContentHash:   a.ContentHash(),
 	}
-	verr := Validate(first, a.Abstract, maxWords)
+	verr := first.validate(a.Abstract, maxWords)
 	if verr == nil {
-		sum.Text, sum.Validation, sum.Usage = Normalize(first), paper.ValidOK, usage
+		sum.Text, sum.Validation, sum.Usage = Normalize(first.text), paper.ValidOK, usage
 		return sum, nil
 	}
 	c.log.Debug("invalid TL;DR; retrying with the stricter prompt", "paper", a.ID, "problem", problem(verr))
-	candidates := []string{first}
+	candidates := []answer{first}
 	second, err := c.complete(ctx, buildRetryPrompt(a, maxWords, problem(verr)), &usage)
 	switch {
 	case ctx.Err() != nil:
@@ -157,14 +160,17 @@ func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary
 	case err != nil:
 		// The first answer is paid for: clean it rather than fail and pay for it again.
 		c.log.Warn("stricter retry failed; cleaning the first answer", "paper", a.ID, "err", err)
-	case Validate(second, a.Abstract, maxWords) == nil:
-		sum.Text, sum.Validation, sum.Usage = Normalize(second), paper.ValidRetried, usage
+	case second.validate(a.Abstract, maxWords) == nil:
+		sum.Text, sum.Validation, sum.Usage = Normalize(second.text), paper.ValidRetried, usage
 		return sum, nil
 	default:
-		candidates = []string{second, first}
+		candidates = []answer{second, first}
 	}
 	for _, cand := range candidates {
-		cleaned := Clean(cand, maxWords)
+		if cand.cut {
+			continue // what is left of a cut sentence may well pass: it is not the TL;DR
+		}
+		cleaned := Clean(cand.text, maxWords)
 		if Validate(cleaned, a.Abstract, maxWords) == nil {
 			c.log.Debug("TL;DR cleaned", "paper", a.ID)
 			sum.Text, sum.Validation, sum.Usage = cleaned, paper.ValidCleaned, usage
@@ -175,15 +181,29 @@ func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary
 		a.ID, c.cfg.Model, problem(verr), paper.ErrPermanent)
 }
 
+// answer is the text of one chat completion, and whether the server cut it off.
+type answer struct {
+	text string
+	cut  bool // finish_reason "length": stopped at a token limit, mid-sentence
+}
+
+// validate is Validate, for which a cut answer is invalid whatever its text.
+func (a answer) validate(abstract string, maxWords int) error {
+	if a.cut {
+		return fmt.Errorf("%w: cut off at the server's token limit (finish_reason %q)", ErrInvalidTLDR, openai.FinishReasonLength)
+	}
+	return Validate(a.text, abstract, maxWords)
+}
+
 // complete sends one chat request (with retries) and adds what was delivered to usage.
-func (c *Client) complete(ctx context.Context, msgs []message, usage *paper.Usage) (string, error) {
+func (c *Client) complete(ctx context.Context, msgs []message, usage *paper.Usage) (answer, error) {
 	req := openai.ChatCompletionRequest{Model: c.cfg.Model}
 	tokens := c.cfg.MaxWords * 2
 	for _, m := range msgs {
 		req.Messages = append(req.Messages, openai.ChatCompletionMessage{Role: m.Role, Content: m.Content})
 		tokens += llm.EstimateTokens(m.Content)
 	}
-	var answer string
+	var ans answer
 	_, err := c.retry.Do(ctx, tokens, func(ctx context.Context) error {
 		resp, err := c.api.CreateChatCompletion(ctx, req)
 		if err != nil {
@@ -196,10 +216,11 @@ func (c *Client) complete(ctx context.Context, msgs []message, usage *paper.Usag
 		if len(resp.Choices) == 0 {
 			return fmt.Errorf("chat completion without choices: %w", llm.ErrBadResponse)
 		}
-		answer = resp.Choices[0].Message.Content
+		ch := resp.Choices[0]
+		ans = answer{text: ch.Message.Content, cut: ch.FinishReason == openai.FinishReasonLength}
 		return nil
 	})
-	return answer, err
+	return ans, err
 }
 
 // wrap returns ctx.Err() when ctx ended, else err with the paper and model named.

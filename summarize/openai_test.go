@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -161,6 +162,67 @@ func TestClientAnswerThatStaysInvalidReportsWhatWasBilled(t *testing.T) {
 	}
 	if s.Usage.Requests != 2 || s.Usage.InputTokens != 200 || s.Usage.OutputTokens != 20 || s.Text != "" {
 		t.Errorf("summary with the error: %+v; want no text and the usage of the 2 billed answers", s)
+	}
+}
+
+// chatAnswer is the body of a chat completion answering content with finish_reason finish.
+func chatAnswer(content, finish string) string {
+	return `{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,` +
+		`"message":{"role":"assistant","content":` + strconv.Quote(content) + `},"finish_reason":"` + finish + `"}],` +
+		`"usage":{"prompt_tokens":100,"completion_tokens":16,"total_tokens":116}}`
+}
+
+// TestClientCutOffAnswerIsNeverStored: a server that stops an answer at a token limit
+// (finish_reason "length": a gateway's default max_tokens, Ollama's context window, a
+// reasoning model's budget) sends the start of a sentence, which passes every check of a
+// TL;DR — and was stored as a valid one, a period added. It is asked again with the stricter
+// prompt; when every answer is cut, the paper fails saying so, nothing cleaned out of a stub.
+func TestClientCutOffAnswerIsNeverStored(t *testing.T) {
+	t.Parallel()
+	const cut = "A method that halves the training cost of large language models while keeping"
+	const whole = "A method halves the training cost of large language models while keeping their accuracy."
+	for _, tc := range []struct {
+		name    string
+		answers []string // the finish_reason of each answer in turn ("length": cut)
+	}{
+		{"first cut", []string{"length", "stop"}},
+		{"both cut", []string{"length", "length"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			n := 0
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				finish := tc.answers[min(n, len(tc.answers)-1)]
+				n++
+				mu.Unlock()
+				w.Header().Set("Content-Type", "application/json")
+				if finish == "length" {
+					io.WriteString(w, chatAnswer(cut, finish))
+					return
+				}
+				io.WriteString(w, chatAnswer(whole, finish))
+			}))
+			defer ts.Close()
+			c, err := New(Config{BaseURL: ts.URL + "/v1", MaxRetries: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := c.Summarize(context.Background(), testPaper)
+			if tc.answers[1] == "stop" {
+				if err != nil || s.Text != whole || s.Validation != paper.ValidRetried {
+					t.Fatalf("Summarize = %q (%s), %v; want the whole answer of the retry", s.Text, s.Validation, err)
+				}
+				return
+			}
+			if !errors.Is(err, paper.ErrPermanent) || !strings.Contains(err.Error(), "cut off") || s.Text != "" {
+				t.Fatalf("Summarize = %q (%s), %v; want a permanent error saying the answer was cut off", s.Text, s.Validation, err)
+			}
+			if s.Usage.Requests != 2 || s.Usage.OutputTokens != 32 {
+				t.Errorf("usage %+v; want both billed answers", s.Usage)
+			}
+		})
 	}
 }
 
