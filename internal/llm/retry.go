@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -243,7 +245,11 @@ type Retrier struct {
 // *openai.RequestError whose text reads "message: %!s(<nil>)" (or a JSON decoding error) and
 // then the raw body. Such an error, when it is err itself, becomes the *openai.APIError that
 // go-openai makes of OpenAI's shape, with the same status, type and code: classified alike
-// (Classify, HTTPStatus), its message the server's. Anything else is returned as it is.
+// (Classify, HTTPStatus), its message the server's. A body with no message — the HTML page of
+// a proxy or a CDN (nginx's 413 or 502, a gateway's 5xx page of several kilobytes), JSON of
+// another kind, an empty body — is described instead of quoted whole (bodySummary): the raw
+// page went into every retry's log line and a dead letter's reason. Anything else is
+// returned as it is.
 func readable(err error) error {
 	reqErr, ok := err.(*openai.RequestError) // err itself: a wrapped one keeps its wrapping
 	if !ok {
@@ -251,10 +257,49 @@ func readable(err error) error {
 	}
 	msg, typ, code := bodyMessage(reqErr.Body)
 	if msg == "" {
-		return err
+		msg = bodySummary(reqErr.Body)
 	}
 	return &openai.APIError{Message: msg, Type: typ, Code: code,
 		HTTPStatus: reqErr.HTTPStatus, HTTPStatusCode: reqErr.HTTPStatusCode}
+}
+
+// htmlTitleRe finds the title of an HTML page.
+var htmlTitleRe = regexp.MustCompile(`(?is)<title[^>]*>(.*?)</title>`)
+
+// maxBodySummary bounds what bodySummary quotes of a body.
+const maxBodySummary = 200
+
+// bodySummary describes an error body that holds no message (bodyMessage): "an empty body",
+// an HTML page by its title ("an HTML page: 502 Bad Gateway"), anything else by its start on
+// one line, at most maxBodySummary bytes, with its size when it was cut.
+func bodySummary(body []byte) string {
+	text := strings.Join(strings.Fields(strings.ToValidUTF8(string(body), "\uFFFD")), " ")
+	lower := strings.ToLower(text[:min(len(text), 512)])
+	switch {
+	case text == "":
+		return "an empty body"
+	case strings.HasPrefix(lower, "<!doctype html") || strings.Contains(lower, "<html") || strings.HasPrefix(lower, "<head") || strings.HasPrefix(lower, "<body"):
+		if m := htmlTitleRe.FindStringSubmatch(text); m != nil {
+			if title := strings.Join(strings.Fields(html.UnescapeString(m[1])), " "); title != "" {
+				return "an HTML page: " + cutString(title, maxBodySummary)
+			}
+		}
+		return fmt.Sprintf("an HTML page of %d bytes", len(body))
+	case len(text) > maxBodySummary:
+		return fmt.Sprintf("a body of %d bytes starting %s", len(body), cutString(text, maxBodySummary))
+	}
+	return "body: " + text
+}
+
+// cutString is s cut to at most n bytes at a rune boundary, "…" added when it was cut.
+func cutString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // maxBodyMessage bounds the message read from an error body.
@@ -281,9 +326,7 @@ func bodyMessage(body []byte) (msg, typ string, code any) {
 	if msg == "" {
 		return "", "", nil
 	}
-	if len(msg) > maxBodyMessage {
-		msg = strings.ToValidUTF8(msg[:maxBodyMessage], "") + "…"
-	}
+	msg = cutString(msg, maxBodyMessage)
 	_ = json.Unmarshal(obj["type"], &typ)
 	var n int
 	if json.Unmarshal(obj["code"], &n) == nil {

@@ -233,6 +233,53 @@ func TestRetrierGivesTheMessageOfAnErrorBodyNotInOpenAIsShape(t *testing.T) {
 	}
 }
 
+// TestRetrierDescribesAnErrorBodyWithNoMessage: a proxy's or a CDN's HTML error page (nginx's
+// 413 in front of a model server, a gateway's 5xx page of several kilobytes), an empty body or
+// JSON of another kind were quoted whole after go-openai's JSON error ("invalid character '<'
+// …, body: <html>…"): in every retry's log line and in the dead letter's reason. Do's error
+// names the status and describes the body in a line; the class and status stay the status's.
+func TestRetrierDescribesAnErrorBodyWithNoMessage(t *testing.T) {
+	t.Parallel()
+	cdnPage := "<!DOCTYPE html>\n<html lang=\"en-US\">\n<head>\n<title>api.example.com | 502: Bad gateway</title>\n<style>" +
+		strings.Repeat("body{margin:0;padding:0}\n", 250) + "</style></head>\n<body><h1>Bad gateway</h1></body></html>\n"
+	for _, tc := range []struct {
+		name, body, want string
+		status           int
+		class            Class
+	}{
+		{"nginx 413", "<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n",
+			"message: an HTML page: 413 Request Entity Too Large", 413, Permanent},
+		{"CDN 502", cdnPage, "message: an HTML page: api.example.com | 502: Bad gateway", 502, Transient},
+		{"HTML without a title", "<html><body>" + strings.Repeat("<p>down</p>", 500) + "</body></html>", "message: an HTML page of 5526 bytes", 503, Transient},
+		{"empty", "", "message: an empty body", 500, Transient},
+		{"JSON of another kind", `{"errors":[` + strings.Repeat(`{"reason":"upstream"},`, 200) + `{}]}`, `message: a body of 4415 bytes starting {"errors":[{"reason":"upstream"}`, 500, Transient},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/html")
+				w.WriteHeader(tc.status)
+				_, _ = io.WriteString(w, tc.body)
+			}))
+			defer ts.Close()
+			cfg := openai.DefaultConfig("k")
+			cfg.BaseURL = ts.URL + "/v1"
+			api := openai.NewClientWithConfig(cfg)
+			_, err := fastRetrier(-1).Do(context.Background(), 1, func(ctx context.Context) error {
+				_, err := api.CreateEmbeddings(ctx, openai.EmbeddingRequestStrings{Input: []string{"a"}, Model: "m"})
+				return err
+			})
+			msg := err.Error()
+			if !strings.Contains(msg, tc.want) || strings.ContainsAny(msg, "<\n") || len(msg) > 400 {
+				t.Errorf("err = %q (%d bytes), want one line of at most 400 bytes containing %q", msg, len(msg), tc.want)
+			}
+			if Classify(err) != tc.class || HTTPStatus(err) != tc.status {
+				t.Errorf("class %v, status %d; want %v, %d", Classify(err), HTTPStatus(err), tc.class, tc.status)
+			}
+		})
+	}
+}
+
 func TestRetrierRateLimitDoesNotConsumeRetries(t *testing.T) {
 	t.Parallel()
 	l := NewLimiter(LimiterConfig{})
