@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -275,9 +276,12 @@ type input struct {
 // cause; finding it is the caller's business) and for a paper with no text; llm.ErrAccount
 // wrapped when the API refuses the account or the configuration (401, 402, 403, 404, an
 // exhausted quota) or cannot be reached (llm.ErrUnreachable), and for vectors of another length than the space's, which no paper causes; otherwise
-// a transient error, already retried MaxRetries times. On error
-// the returned slice still holds the embeddings of the requests that were delivered (the
-// others have a nil Vector), so that a caller can keep what was paid for.
+// a transient error, already retried MaxRetries times — except an answer with a NaN,
+// infinite or all-zero vector, which is not asked again: its error (wrapping
+// llm.ErrBadResponse) names the papers whose vectors were unusable, and their neighbours'
+// vectors are returned. On error the returned slice still holds the embeddings of the
+// requests that were delivered (the others have a nil Vector), so that a caller can keep what
+// was paid for.
 func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Embedding, paper.Usage, error) {
 	usage := paper.Usage{Model: c.cfg.Model, Kind: paper.KindEmbedding}
 	out := make([]paper.Embedding, len(papers))
@@ -309,14 +313,22 @@ func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Em
 		// What was billed counts, whether the batch succeeded or not.
 		usage.Requests += u.Requests
 		usage.InputTokens += u.InputTokens
-		if err != nil {
-			if ctx.Err() != nil && !errors.Is(err, llm.ErrUnreachable) {
-				return out, usage, ctx.Err()
-			}
-			return out, usage, fmt.Errorf("embed papers %d-%d of %d with %s: %w", b.start+1, b.end, len(papers), c.cfg.Model, err)
-		}
-		for i, v := range vecs {
+		for i, v := range vecs { // on an error, those of an answer with unusable vectors
 			out[b.start+i].Vector = v
+		}
+		var unusable *unusableError
+		switch {
+		case err == nil:
+		case ctx.Err() != nil && !errors.Is(err, llm.ErrUnreachable):
+			return out, usage, ctx.Err()
+		case errors.As(err, &unusable):
+			ids := make([]string, len(unusable.inputs))
+			for k, i := range unusable.inputs {
+				ids[k] = papers[b.start+i].ID
+			}
+			return out, usage, fmt.Errorf("embed %s: %w", strings.Join(ids, ", "), err)
+		default:
+			return out, usage, fmt.Errorf("embed papers %d-%d of %d with %s: %w", b.start+1, b.end, len(papers), c.cfg.Model, err)
 		}
 	}
 	return out, usage, nil
@@ -364,6 +376,10 @@ func (c *Client) batches(inputs []input) []batch {
 }
 
 // embed sends one embeddings request (with retries) and returns the vectors in input order.
+// An answer whose vectors for some inputs are unusable (NaN, infinite, all zeros) is not
+// asked again: the usable vectors are returned, the others nil, with an *unusableError
+// naming those inputs — one input the model cannot embed made the whole request fail and be
+// bought again, its neighbours failing with it at every delivery until dead-lettered.
 // A base64 request answered with float vectors (see create) is sent again as float, under a
 // new Retrier.Do: each HTTP request has its own Timeout. The unusable answer counts in usage,
 // a billed request, with the input tokens of the float answer to the same input (or the
@@ -381,7 +397,8 @@ func (c *Client) embed(ctx context.Context, texts []string, tokens int) ([][]flo
 	}
 	var (
 		vecs     [][]float32
-		unread   int // answers billed whose token counts go-openai did not give back
+		unusable []int // inputs whose vectors came back NaN, infinite or all zeros
+		unread   int   // answers billed whose token counts go-openai did not give back
 		switched bool
 	)
 	send := func(ctx context.Context) error {
@@ -399,11 +416,11 @@ func (c *Client) embed(ctx context.Context, texts []string, tokens int) ([][]flo
 		usage.Requests++
 		usage.InputTokens += resp.Usage.PromptTokens * (1 + unread)
 		unread = 0
-		v, err := c.byIndex(resp, len(texts))
+		v, bad, err := c.byIndex(resp, len(texts))
 		if err != nil {
 			return err
 		}
-		vecs = v
+		vecs, unusable = v, bad
 		return nil
 	}
 	_, err := c.retry.Do(ctx, tokens, send)
@@ -411,6 +428,9 @@ func (c *Client) embed(ctx context.Context, texts []string, tokens int) ([][]flo
 		_, err = c.retry.Do(ctx, tokens, send)
 	}
 	usage.InputTokens += tokens * unread
+	if err == nil && len(unusable) > 0 {
+		err = &unusableError{model: c.cfg.Model, inputs: unusable}
+	}
 	return vecs, usage, err
 }
 
@@ -445,25 +465,44 @@ func (c *Client) wrongLength(n int) error {
 }
 
 // byIndex orders the response's vectors by their index and checks their count and length.
-func (c *Client) byIndex(resp openai.EmbeddingResponse, n int) ([][]float32, error) {
+// A vector that is NaN, infinite or all zeros (usable) is left nil, its input's index in
+// unusable: the others were delivered and paid for, and are good.
+func (c *Client) byIndex(resp openai.EmbeddingResponse, n int) (vecs [][]float32, unusable []int, err error) {
 	if len(resp.Data) != n {
-		return nil, fmt.Errorf("%d vectors for %d inputs: %w", len(resp.Data), n, llm.ErrBadResponse)
+		return nil, nil, fmt.Errorf("%d vectors for %d inputs: %w", len(resp.Data), n, llm.ErrBadResponse)
 	}
 	out := make([][]float32, n)
+	seen := make([]bool, n)
 	for _, d := range resp.Data {
-		if d.Index < 0 || d.Index >= n || out[d.Index] != nil {
-			return nil, fmt.Errorf("vector index %d out of range or repeated: %w", d.Index, llm.ErrBadResponse)
+		if d.Index < 0 || d.Index >= n || seen[d.Index] {
+			return nil, nil, fmt.Errorf("vector index %d out of range or repeated: %w", d.Index, llm.ErrBadResponse)
 		}
+		seen[d.Index] = true
 		if len(d.Embedding) != c.space.Dimensions {
-			return nil, c.wrongLength(len(d.Embedding))
+			return nil, nil, c.wrongLength(len(d.Embedding))
 		}
 		if !usable(d.Embedding) {
-			// The store refuses it (its cosine distance to anything is NaN); the next answer
-			// may be fine.
-			return nil, fmt.Errorf("model %s returned a vector of NaN, infinite or only zero values for input %d: %w",
-				c.cfg.Model, d.Index, llm.ErrBadResponse)
+			// The store refuses it (its cosine distance to anything is NaN).
+			unusable = append(unusable, d.Index)
+			continue
 		}
 		out[d.Index] = d.Embedding
 	}
-	return out, nil
+	slices.Sort(unusable)
+	return out, unusable, nil
 }
+
+// unusableError is the error of an answer whose vectors for some inputs (their indexes in the
+// request) were NaN, infinite or all zeros: transient (llm.ErrBadResponse), the next answer may
+// be fine — but only those inputs failed, and the answer's other vectors are kept.
+type unusableError struct {
+	model  string
+	inputs []int
+}
+
+func (e *unusableError) Error() string {
+	return fmt.Sprintf("model %s returned a vector of NaN, infinite or only zero values for %d of the inputs: %s",
+		e.model, len(e.inputs), llm.ErrBadResponse)
+}
+
+func (e *unusableError) Unwrap() error { return llm.ErrBadResponse }

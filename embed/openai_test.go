@@ -435,7 +435,11 @@ func TestNewValidatesConfig(t *testing.T) {
 
 // TestClientRejectsUnusableVectors: a vector of NaN, infinite or only zero values is an answer
 // the store would refuse after it was paid for; the client asks again instead.
-func TestClientRejectsUnusableVectors(t *testing.T) {
+// TestClientRejectsUnusableVectorsAlone: a NaN, infinite or all-zero vector for one input
+// fails that paper only. The whole answer was asked again (each time bought again, and an input
+// the model cannot embed gets the same answer) and then failed with every paper of the
+// request, so the paper's neighbours used their deliveries with it until dead-lettered.
+func TestClientRejectsUnusableVectorsAlone(t *testing.T) {
 	t.Parallel()
 	for name, bad := range map[string]float32{"NaN": float32(math.NaN()), "infinite": float32(math.Inf(1)), "zero": 0} {
 		t.Run(name, func(t *testing.T) {
@@ -468,16 +472,21 @@ func TestClientRejectsUnusableVectors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			embs, usage, err := c.Embed(context.Background(), synthPapers(3))
-			if !errors.Is(err, llm.ErrBadResponse) {
-				t.Fatalf("Embed = %d vectors, %v; want an error wrapping llm.ErrBadResponse", len(embs), err)
+			papers := synthPapers(3)
+			embs, usage, err := c.Embed(context.Background(), papers)
+			if !errors.Is(err, llm.ErrBadResponse) || errors.Is(err, paper.ErrPermanent) || !strings.Contains(err.Error(), papers[1].ID) ||
+				strings.Contains(err.Error(), papers[0].ID) {
+				t.Fatalf("Embed: %v; want a transient error wrapping llm.ErrBadResponse naming %s alone", err, papers[1].ID)
 			}
-			if n := calls.Load(); n != 2 {
-				t.Errorf("%d requests, want 2: the answer retried once (MaxRetries 1)", n)
+			if len(embs) != 3 || embs[0].Vector == nil || embs[1].Vector != nil || embs[2].Vector == nil {
+				t.Fatalf("Embed = %+v; want the vectors of papers 1 and 3, none for paper 2", embs)
 			}
-			// Both answers were complete, so billed: the usage ledger must show them.
-			if usage.Requests != 2 || usage.InputTokens != 20 {
-				t.Errorf("usage %+v, want the 2 billed requests of 10 tokens each", usage)
+			if n := calls.Load(); n != 1 {
+				t.Errorf("%d requests, want 1: the answer is not bought again", n)
+			}
+			// The answer was complete, so billed: the usage ledger must show it.
+			if usage.Requests != 1 || usage.InputTokens != 10 {
+				t.Errorf("usage %+v, want the billed request of 10 tokens", usage)
 			}
 		})
 	}
