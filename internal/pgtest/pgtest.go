@@ -39,19 +39,22 @@ const (
 // setupTimeout bounds connecting and creating a schema.
 const setupTimeout = 15 * time.Second
 
-// vectorOnce creates the vector extension in public once per test process. It is a package
-// variable because it guards process-wide state (the database's extensions), which is what a
-// sync.Once is for; the advisory lock inside covers other test processes (go test runs packages
-// in parallel).
-var vectorOnce = sync.OnceValue(func() error {
+// setupOnce prepares the test database once per test process: it creates the vector extension
+// in public (the advisory lock covers other test processes: go test runs packages in
+// parallel), and checks that public holds no tables: every test's search_path ends with public,
+// so tables there (paperpipe run against the test database itself migrates public) are seen by
+// every test, and a test of an unmigrated or empty schema fails for no reason of its own. It is
+// a package variable because it guards process-wide state, which is what a sync.Once is for.
+var setupOnce = sync.OnceValue(func() error {
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, BaseURL())
+	base := BaseURL()
+	conn, err := pgx.Connect(ctx, base)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.Background())
-	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('paperpipe.pgtest.vector'))"); err != nil {
 			return fmt.Errorf("lock: %w", err)
 		}
@@ -60,20 +63,9 @@ var vectorOnce = sync.OnceValue(func() error {
 		}
 		return nil
 	})
-})
-
-// publicOnce checks once per test process that the test database's public schema holds no
-// tables: every test's search_path ends with public, so tables there (paperpipe run against
-// the test database itself migrates public) are seen by every test, and a test of an
-// unmigrated or empty schema fails for no reason of its own.
-var publicOnce = sync.OnceValue(func() error {
-	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, BaseURL())
 	if err != nil {
-		return err
+		return fmt.Errorf("the vector extension is missing in %s and could not be created: %w", Redact(base), err)
 	}
-	defer conn.Close(context.Background())
 	var tables []string
 	err = conn.QueryRow(ctx, `SELECT coalesce(array_agg(c.relname::text ORDER BY c.relname), '{}')
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -84,7 +76,7 @@ var publicOnce = sync.OnceValue(func() error {
 	if len(tables) > 0 {
 		return fmt.Errorf("the test database %s has tables in its public schema (%s), which every test's search_path sees: "+
 			"was paperpipe run against it? Drop them (DROP TABLE public.%s CASCADE), or point %s at a fresh database",
-			Redact(BaseURL()), strings.Join(tables, ", "), strings.Join(tables, ", public."), EnvURL)
+			Redact(base), strings.Join(tables, ", "), strings.Join(tables, ", public."), EnvURL)
 	}
 	return nil
 })
@@ -115,11 +107,7 @@ func URL(tb testing.TB) string {
 	}
 	defer conn.Close(context.Background())
 
-	if err := vectorOnce(); err != nil {
-		tb.Fatalf("pgtest: the vector extension is missing in %s and could not be created: %v", Redact(base), err)
-	}
-
-	if err := publicOnce(); err != nil {
+	if err := setupOnce(); err != nil {
 		tb.Fatalf("pgtest: %v", err)
 	}
 
