@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -275,11 +274,12 @@ type input struct {
 // request the API rejects (400, 413, 422 — for a multi-paper request one bad input may be the
 // cause; finding it is the caller's business) and for a paper with no text; llm.ErrAccount
 // wrapped when the API refuses the account or the configuration (401, 402, 403, 404, an
-// exhausted quota) or cannot be reached (llm.ErrUnreachable), and for vectors of another length than the space's, which no paper causes; otherwise
-// a transient error, already retried MaxRetries times — except an answer with a NaN,
-// infinite or all-zero vector, which is not asked again: its error (wrapping
-// llm.ErrBadResponse) names the papers whose vectors were unusable, and their neighbours'
-// vectors are returned. On error the returned slice still holds the embeddings of the
+// exhausted quota) or cannot be reached (llm.ErrUnreachable), and for an answer whose vectors
+// are all of another length than the space's, which no paper causes; otherwise a transient
+// error, already retried MaxRetries times — except an answer with vectors the store cannot
+// take (null or empty, NaN, infinite, all zeros, or of another length beside vectors of the
+// space's), which is not asked again: its error (wrapping llm.ErrBadResponse) names the papers
+// whose vectors were unusable and why, and their neighbours' vectors are returned. On error the returned slice still holds the embeddings of the
 // requests that were delivered (the others have a nil Vector), so that a caller can keep what
 // was paid for.
 func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Embedding, paper.Usage, error) {
@@ -324,7 +324,7 @@ func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Em
 		case errors.As(err, &unusable):
 			ids := make([]string, len(unusable.inputs))
 			for k, i := range unusable.inputs {
-				ids[k] = papers[b.start+i].ID
+				ids[k] = papers[b.start+i].ID + " (" + unusable.why[k] + ")"
 			}
 			return out, usage, fmt.Errorf("embed %s: %w", strings.Join(ids, ", "), err)
 		default:
@@ -376,7 +376,7 @@ func (c *Client) batches(inputs []input) []batch {
 }
 
 // embed sends one embeddings request (with retries) and returns the vectors in input order.
-// An answer whose vectors for some inputs are unusable (NaN, infinite, all zeros) is not
+// An answer whose vectors for some inputs are unusable (see byIndex) is not
 // asked again: the usable vectors are returned, the others nil, with an *unusableError
 // naming those inputs — one input the model cannot embed made the whole request fail and be
 // bought again, its neighbours failing with it at every delivery until dead-lettered.
@@ -396,10 +396,11 @@ func (c *Client) embed(ctx context.Context, texts []string, tokens int) ([][]flo
 		req.Dimensions = c.cfg.Dimensions
 	}
 	var (
-		vecs     [][]float32
-		unusable []int // inputs whose vectors came back NaN, infinite or all zeros
-		unread   int   // answers billed whose token counts go-openai did not give back
-		switched bool
+		vecs        [][]float32
+		unusable    []int    // inputs whose vectors could not be stored (see byIndex)
+		unusableWhy []string // why, for each
+		unread      int      // answers billed whose token counts go-openai did not give back
+		switched    bool
 	)
 	send := func(ctx context.Context) error {
 		resp, err := c.create(ctx, req)
@@ -416,11 +417,11 @@ func (c *Client) embed(ctx context.Context, texts []string, tokens int) ([][]flo
 		usage.Requests++
 		usage.InputTokens += resp.Usage.PromptTokens * (1 + unread)
 		unread = 0
-		v, bad, err := c.byIndex(resp, len(texts))
+		v, bad, why, err := c.byIndex(resp, len(texts))
 		if err != nil {
 			return err
 		}
-		vecs, unusable = v, bad
+		vecs, unusable, unusableWhy = v, bad, why
 		return nil
 	}
 	_, err := c.retry.Do(ctx, tokens, send)
@@ -429,7 +430,7 @@ func (c *Client) embed(ctx context.Context, texts []string, tokens int) ([][]flo
 	}
 	usage.InputTokens += tokens * unread
 	if err == nil && len(unusable) > 0 {
-		err = &unusableError{model: c.cfg.Model, inputs: unusable}
+		err = &unusableError{model: c.cfg.Model, inputs: unusable, why: unusableWhy}
 	}
 	return vecs, usage, err
 }
@@ -465,43 +466,63 @@ func (c *Client) wrongLength(n int) error {
 }
 
 // byIndex orders the response's vectors by their index and checks their count and length.
-// A vector that is NaN, infinite or all zeros (usable) is left nil, its input's index in
-// unusable: the others were delivered and paid for, and are good.
-func (c *Client) byIndex(resp openai.EmbeddingResponse, n int) (vecs [][]float32, unusable []int, err error) {
+// A vector the store cannot take is left nil, its input's index in unusable, with why: one
+// that is null or empty (no length is no configuration's), NaN, infinite or all zeros
+// (usable), or of another length than the space's while others of the answer have the
+// space's length. Those are their inputs' failures: the others were delivered and paid for,
+// and are good. Vectors of another length with none of the space's are the configuration's
+// (wrongLength).
+func (c *Client) byIndex(resp openai.EmbeddingResponse, n int) (vecs [][]float32, unusable []int, why []string, err error) {
 	if len(resp.Data) != n {
-		return nil, nil, fmt.Errorf("%d vectors for %d inputs: %w", len(resp.Data), n, llm.ErrBadResponse)
+		return nil, nil, nil, fmt.Errorf("%d vectors for %d inputs: %w", len(resp.Data), n, llm.ErrBadResponse)
 	}
 	out := make([][]float32, n)
 	seen := make([]bool, n)
+	reasons := make([]string, n)
+	fits, other := false, 0 // a vector of the space's length; the length of another
 	for _, d := range resp.Data {
 		if d.Index < 0 || d.Index >= n || seen[d.Index] {
-			return nil, nil, fmt.Errorf("vector index %d out of range or repeated: %w", d.Index, llm.ErrBadResponse)
+			return nil, nil, nil, fmt.Errorf("vector index %d out of range or repeated: %w", d.Index, llm.ErrBadResponse)
 		}
 		seen[d.Index] = true
-		if len(d.Embedding) != c.space.Dimensions {
-			return nil, nil, c.wrongLength(len(d.Embedding))
-		}
-		if !usable(d.Embedding) {
+		switch {
+		case len(d.Embedding) == 0:
+			reasons[d.Index] = "a null or empty vector"
+		case len(d.Embedding) != c.space.Dimensions:
+			other = len(d.Embedding)
+			reasons[d.Index] = fmt.Sprintf("a %d-dimensional vector, the space expects %d", len(d.Embedding), c.space.Dimensions)
+		case !usable(d.Embedding):
 			// The store refuses it (its cosine distance to anything is NaN).
-			unusable = append(unusable, d.Index)
-			continue
+			fits = true
+			reasons[d.Index] = "a vector of NaN, infinite or only zero values"
+		default:
+			fits = true
+			out[d.Index] = d.Embedding
 		}
-		out[d.Index] = d.Embedding
 	}
-	slices.Sort(unusable)
-	return out, unusable, nil
+	if other > 0 && !fits {
+		return nil, nil, nil, c.wrongLength(other)
+	}
+	for i, r := range reasons {
+		if r != "" {
+			unusable, why = append(unusable, i), append(why, r)
+		}
+	}
+	return out, unusable, why, nil
 }
 
 // unusableError is the error of an answer whose vectors for some inputs (their indexes in the
-// request) were NaN, infinite or all zeros: transient (llm.ErrBadResponse), the next answer may
-// be fine — but only those inputs failed, and the answer's other vectors are kept.
+// request, why for each) could not be stored (see byIndex): transient (llm.ErrBadResponse),
+// the next answer may be fine — but only those inputs failed, and the answer's other vectors
+// are kept.
 type unusableError struct {
 	model  string
 	inputs []int
+	why    []string
 }
 
 func (e *unusableError) Error() string {
-	return fmt.Sprintf("model %s returned a vector of NaN, infinite or only zero values for %d of the inputs: %s",
+	return fmt.Sprintf("model %s returned no usable vector for %d of the inputs: %s",
 		e.model, len(e.inputs), llm.ErrBadResponse)
 }
 

@@ -13,6 +13,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -433,8 +434,6 @@ func TestNewValidatesConfig(t *testing.T) {
 	}
 }
 
-// TestClientRejectsUnusableVectors: a vector of NaN, infinite or only zero values is an answer
-// the store would refuse after it was paid for; the client asks again instead.
 // TestClientRejectsUnusableVectorsAlone: a NaN, infinite or all-zero vector for one input
 // fails that paper only. The whole answer was asked again (each time bought again, and an input
 // the model cannot embed gets the same answer) and then failed with every paper of the
@@ -512,5 +511,104 @@ func TestHostThatDropsConnectionsIsUnreachable(t *testing.T) {
 	_, _, err = c.EmbedQuery(qctx, "a query")
 	if !errors.Is(err, llm.ErrUnreachable) {
 		t.Errorf("EmbedQuery: err %v: want llm.ErrUnreachable", err)
+	}
+}
+
+// fakeEmbeddings is an embeddings server in the wire format whose answer for input i of a
+// request is embedding(i, format): a JSON value for the "embedding" member (a float array, a
+// base64 string, null). It counts the requests.
+func fakeEmbeddings(t *testing.T, embedding func(i int, format string) string) (url string, calls *atomic.Int32) {
+	t.Helper()
+	calls = new(atomic.Int32)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		var req struct {
+			Input          []string `json:"input"`
+			EncodingFormat string   `json:"encoding_format"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		var data []string
+		for i := range req.Input {
+			data = append(data, fmt.Sprintf(`{"object":"embedding","index":%d,"embedding":%s}`, i, embedding(i, req.EncodingFormat)))
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"object":"list","model":"m","data":[%s],"usage":{"prompt_tokens":10,"total_tokens":10}}`, strings.Join(data, ","))
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/v1", calls
+}
+
+// encodedVector is v as the "embedding" member of an answer in format ("base64" or "float").
+func encodedVector(v []float32, format string) string {
+	if format == "base64" {
+		buf := make([]byte, 4*len(v))
+		for j, x := range v {
+			binary.LittleEndian.PutUint32(buf[4*j:], math.Float32bits(x))
+		}
+		return strconv.Quote(base64.StdEncoding.EncodeToString(buf))
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// TestClientNullOrEmptyVectorFailsItsOwnPaper: a server that answers null or an empty vector
+// for one input (it could not embed that text) has not been configured wrong: the vectors of
+// the other inputs have the space's length. It was reported as vectors "of another length",
+// llm.ErrAccount, which pauses the whole worker for one paper; it now fails that paper alone,
+// transiently, as a NaN vector does, and its neighbours' vectors are returned.
+func TestClientNullOrEmptyVectorFailsItsOwnPaper(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, format, bad string }{
+		{"null float", "float", "null"},
+		{"null base64", "base64", "null"},
+		{"empty float", "float", "[]"},
+		{"empty base64", "base64", `""`},
+		{"shorter than the others", "float", "[1,2]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			url, calls := fakeEmbeddings(t, func(i int, format string) string {
+				if i == 1 {
+					return tc.bad
+				}
+				return encodedVector([]float32{1, 2, 3, 4}, format)
+			})
+			c, err := New(Config{BaseURL: url, Model: "m", Dimensions: 4, MaxRetries: 1, Timeout: 5 * time.Second, EncodingFormat: tc.format})
+			if err != nil {
+				t.Fatal(err)
+			}
+			papers := synthPapers(3)
+			embs, _, err := c.Embed(context.Background(), papers)
+			if errors.Is(err, llm.ErrAccount) || errors.Is(err, paper.ErrPermanent) || !errors.Is(err, llm.ErrBadResponse) ||
+				!strings.Contains(err.Error(), papers[1].ID) || strings.Contains(err.Error(), papers[0].ID) {
+				t.Fatalf("Embed: %v; want a transient error wrapping llm.ErrBadResponse naming %s alone, not llm.ErrAccount", err, papers[1].ID)
+			}
+			if len(embs) != 3 || embs[0].Vector == nil || embs[1].Vector != nil || embs[2].Vector == nil {
+				t.Fatalf("Embed = %+v; want the vectors of papers 1 and 3, none for paper 2", embs)
+			}
+			if n := calls.Load(); n != 1 {
+				t.Errorf("%d requests, want 1: the answer is not bought again", n)
+			}
+		})
+	}
+}
+
+// TestClientVectorsAllOfAnotherLengthAreTheConfigurations: when no vector of an answer has the
+// space's length, the model or the dimensions configured are wrong for every paper alike:
+// llm.ErrAccount, which pauses the worker, whether the answer has one input or several.
+func TestClientVectorsAllOfAnotherLengthAreTheConfigurations(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{1, 3} {
+		url, _ := fakeEmbeddings(t, func(i int, format string) string {
+			return encodedVector([]float32{1, 2, 3}, format)
+		})
+		c, err := New(Config{BaseURL: url, Model: "m", Dimensions: 4, MaxRetries: 1, Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.Embed(context.Background(), synthPapers(n)); !errors.Is(err, llm.ErrAccount) ||
+			!strings.Contains(err.Error(), "returned 3-dimensional vectors, the space expects 4") {
+			t.Errorf("%d inputs: Embed: %v; want llm.ErrAccount naming both lengths", n, err)
+		}
 	}
 }
