@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -279,7 +280,9 @@ type input struct {
 // error, already retried MaxRetries times — except an answer with vectors the store cannot
 // take (null or empty, NaN, infinite, all zeros, or of another length beside vectors of the
 // space's), which is not asked again: its error (wrapping llm.ErrBadResponse) names the papers
-// whose vectors were unusable and why, and their neighbours' vectors are returned. On error the returned slice still holds the embeddings of the
+// whose vectors were unusable and why, and their neighbours' vectors are returned; so does
+// the error of a request of several inputs answered 500 at every attempt whose inputs the
+// server failed on were found by halving it (see isolate). On error the returned slice still holds the embeddings of the
 // requests that were delivered (the others have a nil Vector), so that a caller can keep what
 // was paid for.
 func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Embedding, paper.Usage, error) {
@@ -309,24 +312,29 @@ func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Em
 		for _, in := range inputs[b.start:b.end] {
 			texts = append(texts, in.text)
 		}
-		vecs, u, err := c.embed(ctx, texts, b.tokens)
+		vecs, u, err := c.embed(ctx, c.retry, texts, b.tokens)
+		if err != nil && len(texts) > 1 && llm.HTTPStatus(err) == http.StatusInternalServerError && ctx.Err() == nil {
+			usage.Requests += u.Requests
+			usage.InputTokens += u.InputTokens
+			vecs, u, err = c.isolate(ctx, inputs[b.start:b.end], err)
+		}
 		// What was billed counts, whether the batch succeeded or not.
 		usage.Requests += u.Requests
 		usage.InputTokens += u.InputTokens
-		for i, v := range vecs { // on an error, those of an answer with unusable vectors
+		for i, v := range vecs { // on an error, those delivered all the same (see inputsError)
 			out[b.start+i].Vector = v
 		}
-		var unusable *unusableError
+		var failed *inputsError
 		switch {
 		case err == nil:
 		case ctx.Err() != nil && !errors.Is(err, llm.ErrUnreachable):
 			return out, usage, ctx.Err()
-		case errors.As(err, &unusable):
-			ids := make([]string, len(unusable.inputs))
-			for k, i := range unusable.inputs {
-				ids[k] = papers[b.start+i].ID + " (" + unusable.why[k] + ")"
+		case errors.As(err, &failed):
+			ids := make([]string, len(failed.inputs))
+			for k, i := range failed.inputs {
+				ids[k] = papers[b.start+i].ID + " (" + failed.why[k] + ")"
 			}
-			return out, usage, fmt.Errorf("embed %s: %w", strings.Join(ids, ", "), err)
+			return out, usage, fmt.Errorf("embed %s with %s: %w", strings.Join(ids, ", "), c.cfg.Model, err)
 		default:
 			return out, usage, fmt.Errorf("embed papers %d-%d of %d with %s: %w", b.start+1, b.end, len(papers), c.cfg.Model, err)
 		}
@@ -343,7 +351,7 @@ func (c *Client) EmbedQuery(ctx context.Context, text string) ([]float32, paper.
 		return nil, usage, fmt.Errorf("embed query: empty text: %w", paper.ErrPermanent)
 	}
 	text, _ = llm.TruncateToTokens(text, c.cfg.ContextTokens)
-	vecs, u, err := c.embed(ctx, []string{text}, EstimateTokens(text))
+	vecs, u, err := c.embed(ctx, c.retry, []string{text}, EstimateTokens(text))
 	if err != nil {
 		if ctx.Err() != nil && !errors.Is(err, llm.ErrUnreachable) {
 			return nil, u, ctx.Err()
@@ -375,16 +383,16 @@ func (c *Client) batches(inputs []input) []batch {
 	return out
 }
 
-// embed sends one embeddings request (with retries) and returns the vectors in input order.
-// An answer whose vectors for some inputs are unusable (see byIndex) is not
-// asked again: the usable vectors are returned, the others nil, with an *unusableError
+// embed sends one embeddings request (with retry's retries) and returns the vectors in input
+// order. An answer whose vectors for some inputs are unusable (see byIndex) is not
+// asked again: the usable vectors are returned, the others nil, with an *inputsError
 // naming those inputs — one input the model cannot embed made the whole request fail and be
 // bought again, its neighbours failing with it at every delivery until dead-lettered.
 // A base64 request answered with float vectors (see create) is sent again as float, under a
 // new Retrier.Do: each HTTP request has its own Timeout. The unusable answer counts in usage,
 // a billed request, with the input tokens of the float answer to the same input (or the
 // estimate, tokens, when none comes).
-func (c *Client) embed(ctx context.Context, texts []string, tokens int) ([][]float32, paper.Usage, error) {
+func (c *Client) embed(ctx context.Context, retry llm.Retrier, texts []string, tokens int) ([][]float32, paper.Usage, error) {
 	usage := paper.Usage{Model: c.cfg.Model, Kind: paper.KindEmbedding}
 	req := openai.EmbeddingRequestStrings{
 		Input: texts,
@@ -424,13 +432,14 @@ func (c *Client) embed(ctx context.Context, texts []string, tokens int) ([][]flo
 		vecs, unusable, unusableWhy = v, bad, why
 		return nil
 	}
-	_, err := c.retry.Do(ctx, tokens, send)
+	_, err := retry.Do(ctx, tokens, send)
 	if err == nil && switched { // at most once: the client now asks for float
-		_, err = c.retry.Do(ctx, tokens, send)
+		_, err = retry.Do(ctx, tokens, send)
 	}
 	usage.InputTokens += tokens * unread
 	if err == nil && len(unusable) > 0 {
-		err = &unusableError{model: c.cfg.Model, inputs: unusable, why: unusableWhy}
+		err = &inputsError{inputs: unusable, why: unusableWhy,
+			err: fmt.Errorf("model %s returned no usable vector for %d of the inputs: %w", c.cfg.Model, len(unusable), llm.ErrBadResponse)}
 	}
 	return vecs, usage, err
 }
@@ -511,19 +520,127 @@ func (c *Client) byIndex(resp openai.EmbeddingResponse, n int) (vecs [][]float32
 	return out, unusable, why, nil
 }
 
-// unusableError is the error of an answer whose vectors for some inputs (their indexes in the
-// request, why for each) could not be stored (see byIndex): transient (llm.ErrBadResponse),
-// the next answer may be fine — but only those inputs failed, and the answer's other vectors
-// are kept.
-type unusableError struct {
-	model  string
+// inputsError is the failure of some inputs of a request alone (their indexes in the request,
+// why for each): the vectors of the others were delivered. err is the cause, transient — the
+// next answer may be fine — so only those inputs are tried again.
+type inputsError struct {
+	inputs []int
+	why    []string
+	err    error
+}
+
+func (e *inputsError) Error() string { return e.err.Error() }
+
+func (e *inputsError) Unwrap() error { return e.err }
+
+// isolate looks for the inputs a server fails on, after a request of several inputs was
+// answered 500 at every attempt (cause). Some servers answer 500 for the whole request when
+// one input cannot be embedded, every time for that text (Ollama when a vector comes out NaN:
+// "json: unsupported value: NaN", ollama#9639), and retrying the request, or the paper's
+// message with whatever neighbours it is batched with, fails them all until they are
+// dead-lettered. The inputs are sent again in two halves, one attempt each (no retries: the
+// request's were spent); while one request of them is answered, the server works, and a half
+// answered 500 is halved again, down to the inputs that fail alone — 2 requests per halving,
+// 2·log₂ n for one bad input of n. When the first two halves both fail, no input is to blame:
+// the server is failing, and cause is returned as it was, for 2 requests more. The vectors
+// delivered are returned; the inputs that failed, with an *inputsError wrapping cause. A
+// failure of another kind than transient (an account's, a permanent one) or ctx's end stops
+// the search with that error, the vectors delivered until then returned with it.
+func (c *Client) isolate(ctx context.Context, inputs []input, cause error) ([][]float32, paper.Usage, error) {
+	usage := paper.Usage{Model: c.cfg.Model, Kind: paper.KindEmbedding}
+	once := c.retry
+	once.MaxRetries = -1
+	vecs := make([][]float32, len(inputs))
+	var (
+		failed   []int
+		why      []string
+		answered bool  // a request of the search was answered: the server works
+		stop     error // a failure that ends the search
+	)
+	fail := func(idx []int, reason string) {
+		for _, i := range idx {
+			failed, why = append(failed, i), append(why, reason)
+		}
+	}
+	// send sends idx's inputs once and keeps what was delivered.
+	send := func(idx []int) error {
+		texts, tokens := make([]string, len(idx)), 0
+		for k, i := range idx {
+			texts[k], tokens = inputs[i].text, tokens+inputs[i].tokens
+		}
+		v, u, err := c.embed(ctx, once, texts, tokens)
+		usage.Requests += u.Requests
+		usage.InputTokens += u.InputTokens
+		for k, x := range v {
+			vecs[idx[k]] = x
+		}
+		var part *inputsError
+		if errors.As(err, &part) {
+			for k, i := range part.inputs {
+				fail(idx[i:i+1], part.why[k])
+			}
+			err = nil
+		}
+		if err == nil {
+			answered = true
+		}
+		return err
+	}
+	var split func(idx []int)
+	split = func(idx []int) {
+		halves := [2][]int{idx[:len(idx)/2], idx[len(idx)/2:]}
+		var errs [2]error
+		for h, half := range halves {
+			errs[h] = send(half)
+			if errs[h] != nil && (ctx.Err() != nil || llm.Classify(errs[h]) != llm.Transient) {
+				stop = errs[h]
+				return
+			}
+		}
+		if !answered {
+			return // both halves failed: the server, not an input
+		}
+		for h, half := range halves {
+			switch {
+			case errs[h] == nil:
+			case len(half) > 1 && llm.HTTPStatus(errs[h]) == http.StatusInternalServerError:
+				if split(half); stop != nil {
+					return
+				}
+			case len(half) == 1:
+				fail(half, "a request of it alone failed too")
+			default:
+				fail(half, fmt.Sprintf("a request of it and %d others failed too", len(half)-1))
+			}
+		}
+	}
+	all := make([]int, len(inputs))
+	for i := range all {
+		all[i] = i
+	}
+	split(all)
+	switch {
+	case stop != nil:
+		return vecs, usage, stop
+	case !answered:
+		return nil, usage, cause
+	case len(failed) > 0:
+		sort.Sort(byInput{failed, why})
+		return vecs, usage, &inputsError{inputs: failed, why: why,
+			err: fmt.Errorf("the server failed every request holding these inputs and answered the others: %w", cause)}
+	}
+	return vecs, usage, nil // the 500s were the server's, and are over
+}
+
+// byInput sorts failed inputs, with their reasons, by index.
+type byInput struct {
 	inputs []int
 	why    []string
 }
 
-func (e *unusableError) Error() string {
-	return fmt.Sprintf("model %s returned no usable vector for %d of the inputs: %s",
-		e.model, len(e.inputs), llm.ErrBadResponse)
+func (b byInput) Len() int           { return len(b.inputs) }
+func (b byInput) Less(i, j int) bool { return b.inputs[i] < b.inputs[j] }
+func (b byInput) Swap(i, j int) {
+	b.inputs[i], b.inputs[j] = b.inputs[j], b.inputs[i]
+	b.why[i], b.why[j] = b.why[j], b.why[i]
 }
-
-func (e *unusableError) Unwrap() error { return llm.ErrBadResponse }

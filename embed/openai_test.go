@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/paperpipe/paperpipe/internal/nettest"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -610,5 +611,74 @@ func TestClientVectorsAllOfAnotherLengthAreTheConfigurations(t *testing.T) {
 			!strings.Contains(err.Error(), "returned 3-dimensional vectors, the space expects 4") {
 			t.Errorf("%d inputs: Embed: %v; want llm.ErrAccount naming both lengths", n, err)
 		}
+	}
+}
+
+// TestClientFindsTheInputTheServerFailsOn: Ollama answers 500 to a request one of whose
+// inputs embeds to NaN (ollama#9639), every time for that text. A 5xx is retried, not halved,
+// so the paper failed every request it joined, its neighbours with it at every delivery until
+// all were dead-lettered. Once the retries are spent, a batch answered 500 every time is sent
+// again in halves, one attempt each, narrowing down a half that fails while the other is
+// answered: the neighbours get their vectors in the same call, for 2 requests per halving,
+// and the error names the paper alone.
+func TestClientFindsTheInputTheServerFailsOn(t *testing.T) {
+	t.Parallel()
+	papers := synthPapers(16)
+	bad := papers[11]
+	srv := openaitest.Start(t, openaitest.Config{Dimensions: 8,
+		EmbedFailsOn: func(in string) bool { return in == TitleAbstract(bad) }})
+	c := newTestClient(t, srv, func(c *Config) { c.Model = "m"; c.Dimensions = 8; c.MaxRetries = 1 })
+	embs, _, err := c.Embed(context.Background(), papers)
+	if err == nil || errors.Is(err, paper.ErrPermanent) || errors.Is(err, llm.ErrAccount) || llm.Classify(err) != llm.Transient ||
+		!strings.HasPrefix(err.Error(), "embed "+bad.ID+" (a request of it alone failed too) with m: ") {
+		t.Fatalf("Embed: %v; want a transient error naming %s alone", err, bad.ID)
+	}
+	for i, e := range embs {
+		if (e.Vector == nil) != (i == 11) {
+			t.Fatalf("paper %d: vector %v; want a vector for every paper but %s", i, e.Vector != nil, bad.ID)
+		}
+	}
+	// 2 attempts of the whole batch (MaxRetries 1), then 2 requests per halving: 16, 8, 4, 2, 1.
+	if st := settledStats(srv); st.EmbedRequests != 2+2*4 || st.EmbedInputsDelivered != 15 {
+		t.Errorf("%d requests, %d vectors delivered; want 10 requests (2 + 2 for each of 4 halvings) and the 15 good vectors",
+			st.EmbedRequests, st.EmbedInputsDelivered)
+	}
+}
+
+// TestClientHalvesAFailingServerOnceAtMost: a server that fails every request alike costs the
+// halving 2 requests (both halves fail: no input is to blame) for a 500, none for a 502, 503 or
+// 504, which are a gateway's or an overloaded server's and never one input's.
+func TestClientHalvesAFailingServerOnceAtMost(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		status, extra int
+	}{{500, 2}, {502, 0}, {503, 0}, {504, 0}} {
+		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
+			t.Parallel()
+			var calls atomic.Int32
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				calls.Add(1)
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tc.status)
+				io.WriteString(w, `{"error":{"message":"it failed","type":"server_error"}}`)
+			}))
+			defer ts.Close()
+			c, err := New(Config{BaseURL: ts.URL + "/v1", Model: "m", Dimensions: 8, MaxRetries: 2, Timeout: 5 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			embs, _, err := c.Embed(context.Background(), synthPapers(64))
+			if llm.HTTPStatus(err) != tc.status || llm.Classify(err) != llm.Transient {
+				t.Fatalf("Embed: %v; want the transient %d", err, tc.status)
+			}
+			for _, e := range embs {
+				if e.Vector != nil {
+					t.Fatal("a vector from a server that answered none")
+				}
+			}
+			if n := calls.Load(); n != int32(3+tc.extra) {
+				t.Errorf("%d requests, want %d: 3 attempts (MaxRetries 2) and %d for the halving", n, 3+tc.extra, tc.extra)
+			}
+		})
 	}
 }

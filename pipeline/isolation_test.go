@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
@@ -154,5 +155,32 @@ func TestPaperTheDatabaseRefusesDeadLettersOnlyItselfAtOnce(t *testing.T) {
 	}
 	if ws.TLDRs != int64(len(papers)-1) {
 		t.Errorf("%d TL;DRs stored, want %d: all but the refused paper", ws.TLDRs, len(papers)-1)
+	}
+}
+
+// TestPaperTheEmbeddingsServerFailsOnDeadLettersOnlyItself: Ollama answers 500 for a whole
+// embeddings request when one input embeds to NaN (ollama#9639), every time for that text. The
+// paper's neighbours in its embedding batch failed with it at every delivery (a 5xx was not
+// narrowed down) until they were dead-lettered together. They are stored now, and the paper
+// alone is dead-lettered, when its deliveries are used up, for the server's 500.
+func TestPaperTheEmbeddingsServerFailsOnDeadLettersOnlyItself(t *testing.T) {
+	t.Parallel()
+	papers := sampledata.Papers(t)[:8]
+	bad := papers[3]
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 16,
+		EmbedFailsOn: func(in string) bool { return in == embed.TitleAbstract(bad) }})
+	emb, err := embed.New(embed.Config{BaseURL: api.URL(), Model: "m", Dimensions: 16, MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 3})
+	publish(t, b.js, papers)
+	// The delay makes the TL;DRs, which release the embeddings, finish together: one batch.
+	sum := slowSummarizer{Summarizer: summarize.NewOffline(30), delay: 20 * time.Millisecond}
+	ws := runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 8,
+		Backoff: func(int) time.Duration { return 10 * time.Millisecond }})
+	assertOnlyDead(t, b, ws, bad.ID, "500")
+	if ws.Embeddings != int64(len(papers)-1) {
+		t.Errorf("%d embeddings stored, want %d: all but the bad one", ws.Embeddings, len(papers)-1)
 	}
 }

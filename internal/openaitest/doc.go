@@ -24,7 +24,8 @@
 // Faults (429 with Retry-After, 5xx, held requests ending in 504, truncated
 // and malformed bodies, junk TL;DRs) are injected at configurable rates from
 // a seeded random source, and Stats counts what was actually delivered — what
-// a provider would bill.
+// a provider would bill. Config.EmbedFailsOn names inputs a model cannot
+// embed: every request holding one gets Ollama's 500.
 //
 // Use Start in tests:
 //

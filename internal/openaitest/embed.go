@@ -198,6 +198,16 @@ func (s *Server) serveEmbeddings(w http.ResponseWriter, r *http.Request, _ []str
 		s.writeError(w, rerr.status, rerr.err)
 		return
 	}
+	if s.cfg.EmbedFailsOn != nil {
+		for _, in := range inputs {
+			if s.cfg.EmbedFailsOn(in.key) {
+				s.writeError(w, http.StatusInternalServerError, apiError{
+					Message: "failed to encode response: json: unsupported value: NaN", Type: "api_error",
+				})
+				return
+			}
+		}
+	}
 	fault, f := s.drawFault(false)
 	if fault == FaultRateLimit {
 		s.rateLimited(w, false, req.Model, int64(total), f.RetryAfter)

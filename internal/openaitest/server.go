@@ -128,6 +128,12 @@ type Config struct {
 	// OpenAI. Default to 10,000 requests and 2M tokens (chat) / 10M tokens
 	// (embeddings) a minute.
 	ChatLimits, EmbedLimits Limits
+	// EmbedFailsOn, when set, names the embeddings inputs the model cannot
+	// embed: a request holding one is answered 500 ("failed to encode
+	// response: json: unsupported value: NaN"), as Ollama answers a request
+	// one of whose inputs embeds to NaN (ollama#9639, #15582: deterministic
+	// for the text), whatever its other inputs. Defaults to none.
+	EmbedFailsOn func(input string) bool
 	// APIKey, when set, is required as "Authorization: Bearer <key>";
 	// requests without it get 401. Defaults to "" (no check); SetAPIKey
 	// changes it.
