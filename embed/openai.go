@@ -1,6 +1,7 @@
 package embed
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -114,7 +115,10 @@ type Config struct {
 	// SendDimensions says when Dimensions is sent as "dimensions": SendDimensionsAuto (the
 	// default), SendDimensionsAlways or SendDimensionsNever.
 	SendDimensions SendDimensions
-	// MaxBatchInputs caps the inputs of one request. Defaults to 2048 (OpenAI's limit).
+	// MaxBatchInputs caps the inputs of one request. Defaults to 2048 (OpenAI's limit). A
+	// server that answers a request of several inputs with one vector, or with every vector of
+	// index 0, takes one per request: the client sends one per request from then on, logging a
+	// warning once.
 	MaxBatchInputs int
 	// MaxBatchTokens caps the estimated tokens (EstimateTokens) of one request. Defaults to
 	// 300000 (OpenAI's limit).
@@ -232,6 +236,9 @@ type Client struct {
 	// float is set when requests ask for float vectors: from the start with EncodingFormat
 	// "float", or from the first base64 request the API answered with float arrays.
 	float atomic.Bool
+	// oneInput is set from the first answer to a request of several inputs that showed the
+	// server takes one input per request (see embed).
+	oneInput atomic.Bool
 }
 
 // New returns a Client configured by cfg, or an error naming the Config field that is wrong.
@@ -269,7 +276,8 @@ type input struct {
 
 // Embed returns one embedding per paper, in order. The papers' texts (TemplateTitleAbstract)
 // are truncated to ContextTokens (the embedding is then marked Truncated) and sent in as few
-// requests as MaxBatchInputs and MaxBatchTokens allow, one after another. Usage sums the
+// requests as MaxBatchInputs and MaxBatchTokens allow, one after another; a request whose
+// inputs alone failed (see below) does not stop the next ones. Usage sums the
 // delivered requests. Errors: ctx.Err() when ctx ends (unless the API could not be reached
 // meanwhile); paper.ErrPermanent wrapped for a
 // request the API rejects (400, 413, 422 — for a multi-paper request one bad input may be the
@@ -282,9 +290,11 @@ type input struct {
 // space's), which is not asked again: its error (wrapping llm.ErrBadResponse) names the papers
 // whose vectors were unusable and why, and their neighbours' vectors are returned; so does
 // the error of a request of several inputs answered 500 at every attempt whose inputs the
-// server failed on were found by halving it (see isolate). On error the returned slice still holds the embeddings of the
-// requests that were delivered (the others have a nil Vector), so that a caller can keep what
-// was paid for.
+// server failed on were found by halving it (see isolate), and of a request of one input
+// answered 500 at every attempt while the server answers the call's others (with none
+// answered before it, the next request, sent once, tells). On error the returned slice still
+// holds the embeddings of the requests that were delivered (the others have a nil Vector), so
+// that a caller can keep what was paid for.
 func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Embedding, paper.Usage, error) {
 	usage := paper.Usage{Model: c.cfg.Model, Kind: paper.KindEmbedding}
 	out := make([]paper.Embedding, len(papers))
@@ -307,37 +317,82 @@ func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Em
 			Usage:       paper.Usage{Model: c.cfg.Model, Kind: paper.KindEmbedding},
 		}
 	}
-	for _, b := range c.batches(inputs) {
+	var (
+		failed   []int    // papers that failed alone (see inputsError), by index
+		why      []string // why, for each
+		cause    error    // the error of the first of them
+		answered bool     // a request of the call was answered: the server works
+		probe    bool     // the next request, sent once, tells whether it does
+	)
+	once := c.retry
+	once.MaxRetries = -1
+	bs := c.batches(inputs, 0)
+	for k := 0; k < len(bs); k++ {
+		b := bs[k]
+		if b.end-b.start > 1 && c.oneInput.Load() { // found out meanwhile, by another call
+			bs = append(bs[:k], c.batches(inputs[b.start:], b.start)...)
+			b = bs[k]
+		}
 		texts := make([]string, 0, b.end-b.start)
 		for _, in := range inputs[b.start:b.end] {
 			texts = append(texts, in.text)
 		}
-		vecs, u, err := c.embed(ctx, c.retry, texts, b.tokens)
+		retry := c.retry
+		if probe {
+			retry = once
+		}
+		vecs, u, err := c.embed(ctx, retry, texts, b.tokens)
 		if err != nil && len(texts) > 1 && llm.HTTPStatus(err) == http.StatusInternalServerError && ctx.Err() == nil {
 			usage.Requests += u.Requests
 			usage.InputTokens += u.InputTokens
-			vecs, u, err = c.isolate(ctx, inputs[b.start:b.end], err)
+			vecs, u, err = c.isolate(ctx, inputs[b.start:b.end], err, answered)
 		}
 		// What was billed counts, whether the batch succeeded or not.
 		usage.Requests += u.Requests
 		usage.InputTokens += u.InputTokens
+		if errors.Is(err, errOneInput) {
+			// The server takes one input per request (see embed): these inputs and the rest
+			// are sent one a request.
+			bs = append(bs[:k], c.batches(inputs[b.start:], b.start)...)
+			k--
+			continue
+		}
 		for i, v := range vecs { // on an error, those delivered all the same (see inputsError)
 			out[b.start+i].Vector = v
 		}
-		var failed *inputsError
+		var part *inputsError
 		switch {
 		case err == nil:
+			answered, probe = true, false
 		case ctx.Err() != nil && !errors.Is(err, llm.ErrUnreachable):
 			return out, usage, ctx.Err()
-		case errors.As(err, &failed):
-			ids := make([]string, len(failed.inputs))
-			for k, i := range failed.inputs {
-				ids[k] = papers[b.start+i].ID + " (" + failed.why[k] + ")"
+		case errors.As(err, &part):
+			answered, probe = true, false
+			for j, i := range part.inputs {
+				failed, why = append(failed, b.start+i), append(why, part.why[j])
 			}
-			return out, usage, fmt.Errorf("embed %s with %s: %w", strings.Join(ids, ", "), c.cfg.Model, err)
+			cause = cmp.Or(cause, err)
+		case !probe && len(texts) == 1 && llm.HTTPStatus(err) == http.StatusInternalServerError && (answered || k+1 < len(bs)):
+			// A request of one input answered 500 at every attempt (see isolate): its input's
+			// failure while the server answers others. With none answered yet, the next
+			// request, sent once, tells; if it fails too, the server is failing.
+			failed, why = append(failed, b.start), append(why, "its request failed at every attempt")
+			cause = cmp.Or(cause, err)
+			probe = !answered
+		case probe:
+			// The server answers no request: the first failure is the call's.
+			first := failed[len(failed)-1]
+			return out, usage, fmt.Errorf("embed papers %d-%d of %d with %s: %w", first+1, b.end, len(papers), c.cfg.Model, cause)
 		default:
 			return out, usage, fmt.Errorf("embed papers %d-%d of %d with %s: %w", b.start+1, b.end, len(papers), c.cfg.Model, err)
 		}
+	}
+	if len(failed) > 0 {
+		ids := make([]string, len(failed))
+		for j, i := range failed {
+			ids[j] = papers[i].ID + " (" + why[j] + ")"
+		}
+		return out, usage, fmt.Errorf("embed %s with %s: %w", strings.Join(ids, ", "), c.cfg.Model, cause)
 	}
 	return out, usage, nil
 }
@@ -364,17 +419,22 @@ func (c *Client) EmbedQuery(ctx context.Context, text string) ([]float32, paper.
 // batch is a run of inputs sent in one request.
 type batch struct{ start, end, tokens int }
 
-// batches splits inputs, in order, into runs of at most MaxBatchInputs inputs and
-// MaxBatchTokens estimated tokens.
-func (c *Client) batches(inputs []input) []batch {
+// batches splits inputs, in order, into runs of at most MaxBatchInputs inputs (one once the
+// server has shown it takes no more, see embed) and MaxBatchTokens estimated tokens; the
+// first input is the offset-th of the call.
+func (c *Client) batches(inputs []input, offset int) []batch {
+	maxInputs := c.cfg.MaxBatchInputs
+	if c.oneInput.Load() {
+		maxInputs = 1
+	}
 	var out []batch
-	cur := batch{}
+	cur := batch{start: offset, end: offset}
 	for i, in := range inputs {
-		if cur.end > cur.start && (cur.end-cur.start >= c.cfg.MaxBatchInputs || cur.tokens+in.tokens > c.cfg.MaxBatchTokens) {
+		if cur.end > cur.start && (cur.end-cur.start >= maxInputs || cur.tokens+in.tokens > c.cfg.MaxBatchTokens) {
 			out = append(out, cur)
-			cur = batch{start: i, end: i}
+			cur = batch{start: offset + i, end: offset + i}
 		}
-		cur.end = i + 1
+		cur.end = offset + i + 1
 		cur.tokens += in.tokens
 	}
 	if cur.end > cur.start {
@@ -409,6 +469,7 @@ func (c *Client) embed(ctx context.Context, retry llm.Retrier, texts []string, t
 		unusableWhy []string // why, for each
 		unread      int      // answers billed whose token counts go-openai did not give back
 		switched    bool
+		oneInput    bool // the answer showed the server takes one input per request
 	)
 	send := func(ctx context.Context) error {
 		resp, err := c.create(ctx, req)
@@ -425,6 +486,18 @@ func (c *Client) embed(ctx context.Context, retry llm.Retrier, texts []string, t
 		usage.Requests++
 		usage.InputTokens += resp.Usage.PromptTokens * (1 + unread)
 		unread = 0
+		if n := len(texts); n > 1 && (len(resp.Data) == 1 || len(resp.Data) == n && allIndexZero(resp.Data)) {
+			got := fmt.Sprintf("1 vector for %d inputs", n)
+			if len(resp.Data) > 1 {
+				got = fmt.Sprintf("%d vectors for %d inputs, every one of index 0 (which is whose is unknown)", n, n)
+			}
+			if c.oneInput.CompareAndSwap(false, true) {
+				c.log.Warn("the embeddings API answered " + got + ": it takes one input per request; sending one " +
+					"input per request from now on (set PAPERPIPE_EMBED_BATCH_INPUTS=1 to do so from the start)")
+			}
+			oneInput = true
+			return nil
+		}
 		v, bad, why, err := c.byIndex(resp, len(texts))
 		if err != nil {
 			return err
@@ -437,6 +510,9 @@ func (c *Client) embed(ctx context.Context, retry llm.Retrier, texts []string, t
 		_, err = retry.Do(ctx, tokens, send)
 	}
 	usage.InputTokens += tokens * unread
+	if err == nil && oneInput {
+		return nil, usage, errOneInput
+	}
 	if err == nil && len(unusable) > 0 {
 		err = &inputsError{inputs: unusable, why: unusableWhy,
 			err: fmt.Errorf("model %s returned no usable vector for %d of the inputs: %w", c.cfg.Model, len(unusable), llm.ErrBadResponse)}
@@ -472,6 +548,24 @@ func (c *Client) wrongLength(n int) error {
 	}
 	return fmt.Errorf("%w: model %s returned %d-dimensional vectors, the space expects %d (%s)",
 		llm.ErrAccount, c.cfg.Model, n, c.space.Dimensions, hint)
+}
+
+// errOneInput is embed's answer when the server answered a request of several inputs with one
+// vector, or with a vector each but every one of index 0: it takes one input per request (or
+// does not say which vector is whose, and the order of the list is no promise). The client
+// sends one input per request from then on (Client.oneInput), saying so once in a warning, and
+// the caller sends the request's inputs again one at a time. The answer counts in the usage,
+// billed.
+var errOneInput = errors.New("the embeddings API takes one input per request")
+
+// allIndexZero reports whether every vector of data has index 0.
+func allIndexZero(data []openai.Embedding) bool {
+	for _, d := range data {
+		if d.Index != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // byIndex orders the response's vectors by their index and checks their count and length.
@@ -546,16 +640,15 @@ func (e *inputsError) Unwrap() error { return e.err }
 // delivered are returned; the inputs that failed, with an *inputsError wrapping cause. A
 // failure of another kind than transient (an account's, a permanent one) or ctx's end stops
 // the search with that error, the vectors delivered until then returned with it.
-func (c *Client) isolate(ctx context.Context, inputs []input, cause error) ([][]float32, paper.Usage, error) {
+func (c *Client) isolate(ctx context.Context, inputs []input, cause error, answered bool) ([][]float32, paper.Usage, error) {
 	usage := paper.Usage{Model: c.cfg.Model, Kind: paper.KindEmbedding}
 	once := c.retry
 	once.MaxRetries = -1
 	vecs := make([][]float32, len(inputs))
 	var (
-		failed   []int
-		why      []string
-		answered bool  // a request of the search was answered: the server works
-		stop     error // a failure that ends the search
+		failed []int
+		why    []string
+		stop   error // a failure that ends the search
 	)
 	fail := func(idx []int, reason string) {
 		for _, i := range idx {
@@ -592,7 +685,7 @@ func (c *Client) isolate(ctx context.Context, inputs []input, cause error) ([][]
 		var errs [2]error
 		for h, half := range halves {
 			errs[h] = send(half)
-			if errs[h] != nil && (ctx.Err() != nil || llm.Classify(errs[h]) != llm.Transient) {
+			if errs[h] != nil && (ctx.Err() != nil || errors.Is(errs[h], errOneInput) || llm.Classify(errs[h]) != llm.Transient) {
 				stop = errs[h]
 				return
 			}

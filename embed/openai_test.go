@@ -682,3 +682,132 @@ func TestClientHalvesAFailingServerOnceAtMost(t *testing.T) {
 		})
 	}
 }
+
+// TestClientServerThatTakesOneInputPerRequest: a server that answers a list of inputs with
+// the vector of one of them, or with a vector for each but every "index" 0 (which vector is
+// whose is then unknown: the order of the list is no promise), failed every request of
+// several inputs as a bad response — retried, each answer billed, then every paper of the
+// batch failed until dead-lettered; only papers sent alone got through. The client now sends
+// one input per request from then on, saying once, in a warning, to set
+// PAPERPIPE_EMBED_BATCH_INPUTS=1; the request that told it is sent again one input at a time.
+func TestClientServerThatTakesOneInputPerRequest(t *testing.T) {
+	t.Parallel()
+	for _, reversed := range []bool{false, true} {
+		name := "one vector for the list"
+		if reversed {
+			name = "a vector each, no index, out of order"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var calls, inputs atomic.Int32
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				calls.Add(1)
+				var req struct {
+					Input []string `json:"input"`
+				}
+				_ = json.NewDecoder(r.Body).Decode(&req)
+				inputs.Add(int32(len(req.Input)))
+				var data []string
+				for i := range req.Input {
+					if !reversed && i > 0 {
+						break
+					}
+					text := req.Input[i]
+					if reversed {
+						text = req.Input[len(req.Input)-1-i]
+					}
+					data = append(data, `{"object":"embedding","index":0,"embedding":`+encodedVector(openaitest.Vector(text, 8), "float")+`}`)
+				}
+				w.Header().Set("Content-Type", "application/json")
+				fmt.Fprintf(w, `{"object":"list","model":"m","data":[%s],"usage":{"prompt_tokens":%d,"total_tokens":%d}}`,
+					strings.Join(data, ","), 10*len(req.Input), 10*len(req.Input))
+			}))
+			defer ts.Close()
+			var logs bytes.Buffer
+			c, err := New(Config{BaseURL: ts.URL + "/v1", Model: "m", Dimensions: 8, MaxRetries: 2, Timeout: 5 * time.Second,
+				EncodingFormat: "float", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			papers := synthPapers(5)
+			embs, usage, err := c.Embed(context.Background(), papers)
+			if err != nil {
+				t.Fatalf("Embed: %v", err)
+			}
+			checkVectors(t, papers, embs, 8)
+			// The answer that told, billed, then one request per input.
+			if n := calls.Load(); n != 1+5 || usage.Requests != 6 || usage.InputTokens != 50+50 {
+				t.Errorf("%d requests, usage %+v; want 6: the one that told (billed) and one per paper", n, usage)
+			}
+			more := synthPapers(8)[5:]
+			embs, _, err = c.Embed(context.Background(), more)
+			if err != nil {
+				t.Fatalf("Embed after the switch: %v", err)
+			}
+			checkVectors(t, more, embs, 8)
+			if n, in := calls.Load(), inputs.Load(); n != 6+3 || in != 5+5+3 {
+				t.Errorf("%d requests of %d inputs in all; want 3 more of one input each", n, in)
+			}
+			if out := logs.String(); strings.Count(out, "PAPERPIPE_EMBED_BATCH_INPUTS=1") != 1 || !strings.Contains(out, "level=WARN") {
+				t.Errorf("want one warning naming PAPERPIPE_EMBED_BATCH_INPUTS=1; logged:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestClientGoesOnPastARequestTheServerFailsOn: a call of several requests stopped at the
+// first that failed, the papers of the later ones failing unsent. When the failure is an
+// input's (a 500 at every attempt while the server answers the call's other requests, as
+// Ollama for a text that embeds to NaN), the call goes on: with one input per request
+// (PAPERPIPE_EMBED_BATCH_INPUTS=1, or a server that takes no more) every paper after a bad one
+// failed with it at every delivery. A first request failing so is followed by one attempt of
+// the next, which tells a bad input from a failing server.
+func TestClientGoesOnPastARequestTheServerFailsOn(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		perReq    int
+		bad       []int
+		requests  int64 // at MaxRetries 1
+		allFailed bool  // the server fails every request
+	}{
+		// 2 attempts of each bad paper's request, 1 of each other.
+		{name: "one a request, a bad paper in the middle", perReq: 1, bad: []int{2}, requests: 2 + 5},
+		{name: "one a request, a bad paper first", perReq: 1, bad: []int{0}, requests: 2 + 5},
+		// Batch 2 of 4 (papers 4-7) holds both: 2 attempts, 2 halves, 2 quarters of each half.
+		{name: "two bad papers in a request after one answered", perReq: 4, bad: []int{4, 7}, requests: 1 + 2 + 2 + 4},
+		// 2 attempts of the first request, 1 of the second, which tells.
+		{name: "one a request, every request failing", perReq: 1, bad: []int{0, 1, 2, 3, 4, 5, 6, 7}, requests: 3, allFailed: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			papers := synthPapers(8)
+			if tc.perReq == 1 {
+				papers = papers[:6]
+			}
+			bad := map[string]bool{}
+			for _, i := range tc.bad {
+				if i < len(papers) {
+					bad[TitleAbstract(papers[i])] = true
+				}
+			}
+			srv := openaitest.Start(t, openaitest.Config{Dimensions: 8, EmbedFailsOn: func(in string) bool { return bad[in] }})
+			c := newTestClient(t, srv, func(c *Config) { c.Model = "m"; c.Dimensions = 8; c.MaxRetries = 1; c.MaxBatchInputs = tc.perReq })
+			embs, _, err := c.Embed(context.Background(), papers)
+			if err == nil || llm.Classify(err) != llm.Transient || errors.Is(err, llm.ErrAccount) {
+				t.Fatalf("Embed: %v; want a transient error", err)
+			}
+			for i, e := range embs {
+				if isBad := bad[TitleAbstract(papers[i])]; (e.Vector == nil) != isBad {
+					t.Errorf("paper %d (bad %v): vector %v; want one for every good paper (Embed: %v)", i, isBad, e.Vector != nil, err)
+				}
+				if !tc.allFailed && bad[TitleAbstract(papers[i])] != strings.Contains(err.Error(), papers[i].ID+" (") {
+					t.Errorf("paper %d: named %v in %q, want the bad papers alone", i, !bad[TitleAbstract(papers[i])], err)
+				}
+			}
+			if st := settledStats(srv); st.EmbedRequests != tc.requests {
+				t.Errorf("%d requests, want %d", st.EmbedRequests, tc.requests)
+			}
+		})
+	}
+}
