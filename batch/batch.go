@@ -1126,6 +1126,10 @@ func (r *Runner) store(ctx context.Context, j store.BatchJob, lines []resultLine
 				reject(l, "TL;DR cut off at the token limit (finish_reason length)")
 				continue
 			}
+			if msg := resp.Choices[0].Message; strings.TrimSpace(msg.Content) == "" && strings.TrimSpace(msg.Refusal) != "" {
+				reject(l, fmt.Sprintf("the model refused: %q", msg.Refusal))
+				continue
+			}
 			text, valid, err := r.cfg.Chat.Accept(resp.Choices[0].Message.Content, it.Abstract)
 			if err != nil {
 				reject(l, err.Error())

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -266,3 +267,50 @@ func TestCollectionWaitsForALockedPaperRow(t *testing.T) {
 		}
 	})
 }
+
+// A model that declined an abstract answers with message.refusal and no content: the Batch
+// API's answer is rejected with the refusal's text, not as an "empty" TL;DR, and the other
+// answers of the job are stored.
+func TestRefusedTLDRIsRejectedSayingTheRefusal(t *testing.T) {
+	t.Parallel()
+	const n = 5
+	b := setup(t, n)
+	url := proxy(t, b.fake, editOutput(b, func(lines [][]byte) [][]byte {
+		var l map[string]any
+		if err := json.Unmarshal(lines[0], &l); err != nil {
+			t.Fatal(err)
+		}
+		msg := l["response"].(map[string]any)["body"].(map[string]any)["choices"].([]any)[0].(map[string]any)["message"].(map[string]any)
+		msg["content"] = nil
+		msg["refusal"] = "I'm sorry, I can't help with that request."
+		lines[0], _ = json.Marshal(l)
+		return lines
+	}))
+	var mu sync.Mutex
+	var logs bytes.Buffer
+	rep, err := b.runner(t, func(c *batch.Config) {
+		c.Embed = nil
+		c.BaseURL = url
+		c.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return logs.Write(p)
+		}), nil))
+	}).Run(context.Background(), store.Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tl, _ := b.counts(t); tl != n-1 || rep.TLDRs != n-1 || rep.Rejected != 1 || rep.Done != 1 {
+		t.Errorf("%d TL;DRs stored, report %+v; want %d stored, 1 rejected, the job done", tl, rep, n-1)
+	}
+	mu.Lock()
+	out := logs.String()
+	mu.Unlock()
+	if !strings.Contains(out, "the model refused") || !strings.Contains(out, "I'm sorry, I can't help with that request.") {
+		t.Errorf("the rejection should give the refusal; logged:\n%s", out)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -127,7 +127,8 @@ func (c *Client) PromptVersion() string { return Versioned(PromptVersion, c.cfg.
 // holds only the Usage of the answers that were billed all the same. Errors: ctx.Err() when
 // ctx ends (unless the API could not be reached meanwhile); paper.ErrPermanent wrapped for a
 // request the API rejects (400, 413, 422), for an abstract with no text, and for an answer
-// that stays invalid even when cleaned; llm.ErrAccount wrapped when the API refuses the
+// that stays invalid even when cleaned, and for a model's refusal (message.refusal, no
+// content), with its text, not asked again; llm.ErrAccount wrapped when the API refuses the
 // account or the configuration (401, 402, 403, 404, an exhausted quota) or cannot be reached
 // (llm.ErrUnreachable); otherwise a transient error, already retried MaxRetries times.
 func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary, error) {
@@ -139,6 +140,12 @@ func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary
 	first, err := c.complete(ctx, buildPrompt(a, maxWords), &usage)
 	if err != nil {
 		return paper.Summary{Usage: usage}, c.wrap(ctx, a, err)
+	}
+	if first.refused() {
+		// Not asked again: the stricter prompt asks for the form of the answer, and the
+		// model declined the content, which the same abstract will not change.
+		return paper.Summary{Usage: usage}, fmt.Errorf("summarize %s with %s: the model refused: %q: %w",
+			a.ID, c.cfg.Model, first.refusal, paper.ErrPermanent)
 	}
 	sum := paper.Summary{
 		PaperID:       a.ID,
@@ -160,6 +167,8 @@ func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary
 	case err != nil:
 		// The first answer is paid for: clean it rather than fail and pay for it again.
 		c.log.Warn("stricter retry failed; cleaning the first answer", "paper", a.ID, "err", err)
+	case second.refused():
+		c.log.Warn("the model refused the stricter retry; cleaning the first answer", "paper", a.ID, "refusal", second.refusal)
 	case second.validate(a.Abstract, maxWords) == nil:
 		sum.Text, sum.Validation, sum.Usage = Normalize(second.text), paper.ValidRetried, usage
 		return sum, nil
@@ -181,10 +190,18 @@ func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary
 		a.ID, c.cfg.Model, problem(verr), paper.ErrPermanent)
 }
 
-// answer is the text of one chat completion, and whether the server cut it off.
+// answer is the text of one chat completion, and whether the server cut it off or the model
+// refused.
 type answer struct {
-	text string
-	cut  bool // finish_reason "length": stopped at a token limit, mid-sentence
+	text    string
+	cut     bool   // finish_reason "length": stopped at a token limit, mid-sentence
+	refusal string // message.refusal: the model declined, saying this
+}
+
+// refused reports whether the model declined to answer: a refusal and no content (OpenAI's
+// refusal comes with a null content).
+func (a answer) refused() bool {
+	return strings.TrimSpace(a.refusal) != "" && strings.TrimSpace(a.text) == ""
 }
 
 // validate is Validate, for which a cut answer is invalid whatever its text.
@@ -217,7 +234,7 @@ func (c *Client) complete(ctx context.Context, msgs []message, usage *paper.Usag
 			return fmt.Errorf("chat completion without choices: %w", llm.ErrBadResponse)
 		}
 		ch := resp.Choices[0]
-		ans = answer{text: ch.Message.Content, cut: ch.FinishReason == openai.FinishReasonLength}
+		ans = answer{text: ch.Message.Content, cut: ch.FinishReason == openai.FinishReasonLength, refusal: ch.Message.Refusal}
 		return nil
 	})
 	return ans, err

@@ -459,3 +459,36 @@ func TestHostThatDropsConnectionsIsUnreachable(t *testing.T) {
 		t.Errorf("err %v: want llm.ErrUnreachable and llm.ErrAccount", err)
 	}
 }
+
+// TestClientRefusalIsSaidAsItIs: a model that declines an abstract answers with
+// message.refusal set and no content. That was taken for an empty TL;DR: asked again with the
+// stricter prompt (which asks for the form of the answer, not for the model to change its
+// mind), bought twice, then dead-lettered as "empty". It is now a permanent failure at once,
+// the refusal's text in the error (and so in the dead letter), the answer's usage kept.
+func TestClientRefusalIsSaidAsItIs(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	calls := 0
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,`+
+			`"message":{"role":"assistant","content":null,"refusal":"I'm sorry, I can't help with that request."},`+
+			`"finish_reason":"stop"}],"usage":{"prompt_tokens":100,"completion_tokens":9,"total_tokens":109}}`)
+	}))
+	defer ts.Close()
+	c, err := New(Config{BaseURL: ts.URL + "/v1", MaxRetries: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Summarize(context.Background(), testPaper)
+	if !errors.Is(err, paper.ErrPermanent) || !strings.Contains(err.Error(), "refused") ||
+		!strings.Contains(err.Error(), "I'm sorry, I can't help with that request.") {
+		t.Fatalf("Summarize: %v; want a permanent error giving the refusal", err)
+	}
+	if calls != 1 || s.Usage.Requests != 1 || s.Usage.OutputTokens != 9 || s.Text != "" {
+		t.Errorf("%d requests, summary %+v; want the one billed refusal, no text", calls, s)
+	}
+}
