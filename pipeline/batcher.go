@@ -30,8 +30,8 @@ import (
 type batcher[T any] struct {
 	max     int
 	linger  func() time.Duration
-	maxHold time.Duration // 0: no bound
-	serial  bool          // a batch smaller than enough waits for the flush in flight
+	maxHold func() time.Duration // 0: no bound
+	serial  bool                 // a batch smaller than enough waits for the flush in flight
 	enough  int
 	flush   func(ctx context.Context, items []T) []error // one error per item, or nil for all fine
 
@@ -53,6 +53,8 @@ type batcherConfig struct {
 	// MaxHold bounds how long a batch waits for its held items' release, from its first item;
 	// 0 for no bound.
 	MaxHold time.Duration
+	// MaxHoldNow, when set, replaces MaxHold: it is asked at each batch's first item.
+	MaxHoldNow func() time.Duration
 	// Serial makes a batch smaller than Enough wait, past its linger, for the flush in flight.
 	Serial bool
 	// Enough is the size at which a batch of a serial batcher goes after its linger even
@@ -85,7 +87,11 @@ func newBatcher[T any](ctx context.Context, cfg batcherConfig, flush func(contex
 	if linger == nil {
 		linger = func() time.Duration { return cfg.Linger }
 	}
-	b := &batcher[T]{max: max(cfg.Max, 1), linger: linger, maxHold: cfg.MaxHold, serial: cfg.Serial, enough: cfg.Enough, flush: flush, ctx: ctx}
+	maxHold := cfg.MaxHoldNow
+	if maxHold == nil {
+		maxHold = func() time.Duration { return cfg.MaxHold }
+	}
+	b := &batcher[T]{max: max(cfg.Max, 1), linger: linger, maxHold: maxHold, serial: cfg.Serial, enough: cfg.Enough, flush: flush, ctx: ctx}
 	if b.enough < 1 || b.enough > b.max {
 		b.enough = b.max
 	}
@@ -117,8 +123,8 @@ func (b *batcher[T]) submit(deadline time.Time, item T, held bool) *pendingItem[
 	if g == nil {
 		g = &gathering[T]{}
 		b.cur = g
-		if b.maxHold > 0 {
-			g.hold = time.AfterFunc(b.maxHold, func() {
+		if d := b.maxHold(); d > 0 {
+			g.hold = time.AfterFunc(d, func() {
 				b.mu.Lock()
 				defer b.mu.Unlock()
 				b.startLocked(g)

@@ -28,7 +28,9 @@ type hold struct {
 	stop   func()
 }
 
-// startHold starts renewing the hold on m until it is released.
+// startHold starts renewing the hold on m until it is released. When the worker's timings
+// change (the consumer's AckWait changed, see follow), the hold is renewed at once and then at
+// the new ProgressInterval.
 func (w *Worker) startHold(ctx context.Context, m jetstream.Msg) *hold {
 	h := &hold{}
 	h.renewed.Store(time.Now().UnixNano())
@@ -37,34 +39,40 @@ func (w *Worker) startHold(ctx context.Context, m jetstream.Msg) *hold {
 	nc := w.js.Conn()
 	go func() {
 		defer close(done)
-		t := time.NewTicker(w.cfg.ProgressInterval)
+		tm := w.timings()
+		t := time.NewTimer(tm.progress)
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
+			case <-tm.changed:
+				tm = w.timings()
+				t.Reset(0)
+				continue
 			case <-t.C:
-				// While reconnecting, a publish is buffered and may never reach the server:
-				// only a send on a live connection renews the hold.
-				if nc != nil && !nc.IsConnected() {
-					continue
-				}
-				sent := time.Now()
-				if m.InProgress() != nil {
-					continue
-				}
-				// A connection whose peer went silent (a firewall dropping the flow, a
-				// partition) still looks up until its pings go unanswered, minutes later, and
-				// takes publishes that go nowhere: only the server's answer to a flush sent
-				// after the InProgress shows that it got there.
-				if nc != nil && nc.FlushTimeout(w.cfg.ProgressInterval) != nil {
-					continue
-				}
-				if sent.Sub(time.Unix(0, h.renewed.Load())) >= w.lapse() {
-					h.lapsed.Store(true)
-				}
-				h.renewed.Store(sent.UnixNano())
 			}
+			t.Reset(tm.progress)
+			// While reconnecting, a publish is buffered and may never reach the server:
+			// only a send on a live connection renews the hold.
+			if nc != nil && !nc.IsConnected() {
+				continue
+			}
+			sent := time.Now()
+			if m.InProgress() != nil {
+				continue
+			}
+			// A connection whose peer went silent (a firewall dropping the flow, a
+			// partition) still looks up until its pings go unanswered, minutes later, and
+			// takes publishes that go nowhere: only the server's answer to a flush sent
+			// after the InProgress shows that it got there.
+			if nc != nil && nc.FlushTimeout(tm.progress) != nil {
+				continue
+			}
+			if sent.Sub(time.Unix(0, h.renewed.Load())) >= w.lapse() {
+				h.lapsed.Store(true)
+			}
+			h.renewed.Store(sent.UnixNano())
 		}
 	}()
 	var once sync.Once
@@ -74,7 +82,10 @@ func (w *Worker) startHold(ctx context.Context, m jetstream.Msg) *hold {
 
 // lapse is how long a hold may go unrenewed before the server may count the message as no
 // longer held: its AckWait, less a ProgressInterval for the InProgress on its way.
-func (w *Worker) lapse() time.Duration { return w.ackWait - w.cfg.ProgressInterval }
+func (w *Worker) lapse() time.Duration {
+	tm := w.timings()
+	return tm.ackWait - tm.progress
+}
 
 // holdLapsed reports whether j's hold went unrenewed for lapse at some point, now included:
 // the server may have given the message up (or delivered it to another worker) meanwhile.
@@ -96,45 +107,73 @@ func (j job) release() {
 // server might redeliver the message before that deadline.
 func (w *Worker) workDeadline(h *hold) (time.Time, error) {
 	now := time.Now()
+	tm := w.timings()
 	if h != nil {
-		if age := now.Sub(time.Unix(0, h.renewed.Load())); age+w.msgTimeout > w.ackWait {
-			return time.Time{}, fmt.Errorf("%w (last marked %s ago, AckWait %s)", errStaleHold, age.Round(time.Millisecond), w.ackWait)
+		if age := now.Sub(time.Unix(0, h.renewed.Load())); age+tm.msgTimeout > tm.ackWait {
+			return time.Time{}, fmt.Errorf("%w (last marked %s ago, AckWait %s)", errStaleHold, age.Round(time.Millisecond), tm.ackWait)
 		}
 	}
-	return now.Add(w.msgTimeout), nil
+	return now.Add(tm.msgTimeout), nil
 }
 
+// workerTimings are what a worker derives from its consumer's configuration as the server has
+// it: the AckWait its holds must beat (see consumerAckWait), how often it renews them, how long
+// API work may take, and the deliveries a message gets.
+type workerTimings struct {
+	ackWait, progress, msgTimeout time.Duration
+	maxDeliver                    int
+	changed                       chan struct{} // closed when these timings are replaced
+}
+
+// timings returns the worker's current timings.
+func (w *Worker) timings() *workerTimings { return w.tm.Load() }
+
 // setTimeouts derives ProgressInterval and MsgTimeout from the consumer's AckWait, keeping
-// the message timeout below it (see WorkerConfig.MsgTimeout).
-func (w *Worker) setTimeouts(ackWait time.Duration) error {
+// the message timeout below it (see WorkerConfig.MsgTimeout), and sets them with maxDeliver as
+// the worker's timings. At start (no timings yet) a ProgressInterval too long for the AckWait is
+// an error; later (the consumer's AckWait was lowered while the worker ran) it is lowered to a
+// quarter of it, with a warning. The holds of the messages the worker has are renewed at once
+// and then at the new interval.
+func (w *Worker) setTimeouts(ackWait time.Duration, maxDeliver int) error {
 	if ackWait <= 0 {
 		ackWait = 30 * time.Second // the server's default
 	}
-	w.ackWait = ackWait
-	if w.cfg.ProgressInterval <= 0 {
-		w.cfg.ProgressInterval = max(ackWait/4, 10*time.Millisecond)
+	old := w.tm.Load()
+	tm := &workerTimings{ackWait: ackWait, maxDeliver: maxDeliver, progress: w.cfg.ProgressInterval, changed: make(chan struct{})}
+	if tm.progress <= 0 {
+		tm.progress = max(ackWait/4, 10*time.Millisecond)
 	}
-	limit := ackWait - 2*w.cfg.ProgressInterval
+	limit := ackWait - 2*tm.progress
 	if limit <= 0 {
-		return fmt.Errorf("worker: ProgressInterval %s is too long for the consumer's AckWait %s: want less than half of it (a quarter, the default, leaves the work room)",
-			w.cfg.ProgressInterval, ackWait)
+		if old == nil {
+			return fmt.Errorf("worker: ProgressInterval %s is too long for the consumer's AckWait %s: want less than half of it (a quarter, the default, leaves the work room)",
+				tm.progress, ackWait)
+		}
+		tm.progress = max(ackWait/4, 10*time.Millisecond)
+		w.log.Warn("progress interval lowered to a quarter of the consumer's new AckWait", "progress_interval", w.cfg.ProgressInterval,
+			"ack_wait", ackWait, "now", tm.progress)
+		limit = ackWait - 2*tm.progress
 	}
-	w.msgTimeout = w.cfg.MsgTimeout
+	tm.msgTimeout = w.cfg.MsgTimeout
 	switch {
-	case w.msgTimeout <= 0:
-		w.msgTimeout = min(ackWait/2, limit)
-	case w.msgTimeout > limit:
+	case tm.msgTimeout <= 0:
+		tm.msgTimeout = min(ackWait/2, limit)
+	case tm.msgTimeout > limit:
 		w.log.Warn("message timeout lowered below the consumer's AckWait", "msg_timeout", w.cfg.MsgTimeout,
 			"ack_wait", ackWait, "now", limit)
-		w.msgTimeout = limit
+		tm.msgTimeout = limit
 	}
-	if w.cfg.EmbedLinger > w.msgTimeout/2 {
+	if old == nil && w.cfg.EmbedLinger > tm.msgTimeout/2 {
 		// A batch goes half a MsgTimeout after its first abstract at the latest: the other half
 		// is the request's.
-		lowered := max(w.msgTimeout/2, w.cfg.Linger)
+		lowered := max(tm.msgTimeout/2, w.cfg.Linger)
 		w.log.Warn("embedding linger lowered to half the message timeout (or Linger, if longer)", "embed_linger", w.cfg.EmbedLinger,
-			"msg_timeout", w.msgTimeout, "now", lowered)
+			"msg_timeout", tm.msgTimeout, "now", lowered)
 		w.cfg.EmbedLinger = lowered
+	}
+	w.tm.Store(tm)
+	if old != nil {
+		close(old.changed)
 	}
 	return nil
 }

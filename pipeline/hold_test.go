@@ -70,7 +70,7 @@ func TestSetTimeoutsKeepsTheMessageTimeoutBelowAckWait(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = w.setTimeouts(tt.ackWait)
+			err = w.setTimeouts(tt.ackWait, 8)
 			if tt.wantErr {
 				if err == nil {
 					t.Fatal("want an error")
@@ -80,11 +80,12 @@ func TestSetTimeoutsKeepsTheMessageTimeoutBelowAckWait(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if w.msgTimeout != tt.wantMsg || w.cfg.ProgressInterval != tt.wantProgress {
-				t.Errorf("MsgTimeout %v, ProgressInterval %v; want %v and %v", w.msgTimeout, w.cfg.ProgressInterval, tt.wantMsg, tt.wantProgress)
+			tm := w.timings()
+			if tm.msgTimeout != tt.wantMsg || tm.progress != tt.wantProgress {
+				t.Errorf("MsgTimeout %v, ProgressInterval %v; want %v and %v", tm.msgTimeout, tm.progress, tt.wantMsg, tt.wantProgress)
 			}
-			if w.msgTimeout+w.cfg.ProgressInterval >= w.ackWait {
-				t.Errorf("MsgTimeout %v plus a renewal interval %v reaches AckWait %v", w.msgTimeout, w.cfg.ProgressInterval, w.ackWait)
+			if tm.msgTimeout+tm.progress >= tm.ackWait {
+				t.Errorf("MsgTimeout %v plus a renewal interval %v reaches AckWait %v", tm.msgTimeout, tm.progress, tm.ackWait)
 			}
 		})
 	}
@@ -95,7 +96,7 @@ func TestWorkIsNotStartedOnAStaleHold(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.setTimeouts(60 * time.Second); err != nil {
+	if err := w.setTimeouts(60*time.Second, 8); err != nil {
 		t.Fatal(err)
 	}
 	fresh := &hold{}
@@ -107,5 +108,32 @@ func TestWorkIsNotStartedOnAStaleHold(t *testing.T) {
 	stale.renewed.Store(time.Now().Add(-31 * time.Second).UnixNano())
 	if _, err := w.workDeadline(stale); !errors.Is(err, errStaleHold) {
 		t.Errorf("hold renewed 31s ago (AckWait 60s, MsgTimeout 30s): err = %v, want errStaleHold", err)
+	}
+}
+
+// A worker follows its consumer's AckWait while it runs: a ProgressInterval it was given that
+// is too long for a lowered AckWait is lowered to a quarter of it (not an error, as at start),
+// and the holds are told to renew at once.
+func TestSetTimeoutsFollowsALoweredAckWait(t *testing.T) {
+	w, err := NewWorker(nil, nil, noSummarizer{}, nil, WorkerConfig{ProgressInterval: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.setTimeouts(10*time.Second, 8); err != nil {
+		t.Fatal(err)
+	}
+	first := w.timings()
+	if err := w.setTimeouts(2*time.Second, 3); err != nil {
+		t.Fatalf("AckWait lowered to 2s while running: %v", err)
+	}
+	select {
+	case <-first.changed:
+	default:
+		t.Error("the holds were not told of the new timings")
+	}
+	tm := w.timings()
+	if tm.progress != 500*time.Millisecond || tm.msgTimeout != time.Second || tm.maxDeliver != 3 {
+		t.Errorf("after AckWait 2s, MaxDeliver 3: ProgressInterval %v, MsgTimeout %v, MaxDeliver %d; want 500ms, 1s, 3",
+			tm.progress, tm.msgTimeout, tm.maxDeliver)
 	}
 }

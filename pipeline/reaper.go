@@ -126,7 +126,7 @@ func (w *Worker) sweepOnce(ctx context.Context, cons jetstream.Consumer) error {
 		if raw.Sequence > delivered {
 			return nil
 		}
-		if err := w.reap(ctx, orphan{seq: raw.Sequence, deliveries: uint64(max(w.maxDeliver, 0)), raw: raw}); err != nil {
+		if err := w.reap(ctx, orphan{seq: raw.Sequence, deliveries: uint64(max(info.Config.MaxDeliver, 0)), raw: raw}); err != nil {
 			return err
 		}
 		seq = raw.Sequence + 1

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"time"
@@ -35,7 +36,8 @@ const (
 // TopologyConfig sets the streams' and consumers' limits. Setup applies every field when it
 // creates a stream or a consumer. On one that exists, Replicas is never applied (an operator's
 // `nats stream edit --replicas` stays), and a zero field leaves the existing value alone; a set
-// DuplicateWindow, AckWait, MaxDeliver or MaxAckPending is applied.
+// DuplicateWindow, MaxDeliver or MaxAckPending is applied, and so is a longer AckWait, while a
+// shorter one is announced and set once the running workers follow it (see setAckWait).
 type TopologyConfig struct {
 	// Replicas of both streams when Setup creates them. Defaults to 1; use 3 on a JetStream
 	// cluster.
@@ -44,7 +46,8 @@ type TopologyConfig struct {
 	// Defaults to 1 hour.
 	DuplicateWindow time.Duration
 	// AckWait is how long a delivered message may stay unacknowledged before redelivery; workers
-	// extend it with InProgress during long calls. Defaults to 60 seconds.
+	// extend it with InProgress during long calls, and follow the consumer's while they run
+	// (see Worker.Run). Defaults to 60 seconds.
 	AckWait time.Duration
 	// MaxDeliver is how many times a message is delivered before it is dead-lettered.
 	// Defaults to 8.
@@ -54,9 +57,8 @@ type TopologyConfig struct {
 	MaxAckPending int
 	// KeepConsumer leaves an existing consumer's AckWait, MaxDeliver and MaxAckPending as they
 	// are: they apply only to a consumer Setup creates. For processes that run no worker of it
-	// (ingest, status, serve…): the workers' processes set them, and a running worker holds its
-	// messages for the AckWait it read at start — another process setting a shorter one would
-	// have the server deliver them to a second worker, which would pay for them again.
+	// (ingest, status, serve…): the workers' processes set them, and a command run from a
+	// shell without the workers' settings would set the consumer back to the defaults.
 	KeepConsumer bool
 }
 
@@ -211,10 +213,11 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, set TopologyCon
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", name, err)
 	}
-	cc := c.CachedInfo().Config
+	info := c.CachedInfo()
+	cc := info.Config
 	changed := false
 	if !set.KeepConsumer {
-		setIfGiven(&cc.AckWait, set.AckWait, &changed)
+		setAckWait(&cc, set.AckWait, serverTime(info), &changed)
 		setIfGiven(&cc.MaxDeliver, set.MaxDeliver, &changed)
 		setIfGiven(&cc.MaxAckPending, set.MaxAckPending, &changed)
 	}
@@ -228,6 +231,101 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, set TopologyCon
 		return fmt.Errorf("update consumer %s: %w", name, err)
 	}
 	return nil
+}
+
+// Consumer metadata keys of an AckWait being lowered (see setAckWait): the AckWait, and when
+// (the server's time, RFC 3339) it may be set.
+const (
+	metaAckWait   = "paperpipe_ack_wait"
+	metaAckWaitAt = "paperpipe_ack_wait_at"
+)
+
+// setAckWait sets the consumer's AckWait to want when want is given. A longer AckWait is set
+// at once. A shorter one is not: the workers running hold their messages by the AckWait they
+// follow (renewing every quarter of it, working up to half of it), and the server would deliver
+// their messages to other workers as soon as it counted the shorter one. It is announced
+// instead, in the consumer's metadata, with the time it may be set: now plus the current
+// AckWait. Workers follow the announced AckWait at once (within a quarter of the current one,
+// see consumerAckWait and Worker.follow), the work they started by the longer one is over by
+// then, and a worker sets it when that time has come (lowerAckWaitWhenDue).
+func setAckWait(cc *jetstream.ConsumerConfig, want time.Duration, now time.Time, changed *bool) {
+	if want <= 0 {
+		return
+	}
+	pending, _ := pendingAckWait(*cc)
+	switch {
+	case want >= cc.AckWait:
+		if want > cc.AckWait {
+			cc.AckWait, *changed = want, true
+		}
+		if _, ok := cc.Metadata[metaAckWait]; ok {
+			cc.Metadata = maps.Clone(cc.Metadata)
+			delete(cc.Metadata, metaAckWait)
+			delete(cc.Metadata, metaAckWaitAt)
+			*changed = true
+		}
+	case want != pending:
+		cc.Metadata = maps.Clone(cc.Metadata)
+		if cc.Metadata == nil {
+			cc.Metadata = map[string]string{}
+		}
+		cc.Metadata[metaAckWait] = want.String()
+		cc.Metadata[metaAckWaitAt] = now.Add(cc.AckWait).UTC().Format(time.RFC3339Nano)
+		*changed = true
+	}
+}
+
+// pendingAckWait returns the shorter AckWait announced in cc's metadata and when it may be set;
+// zero when none is (or it is not shorter than cc's).
+func pendingAckWait(cc jetstream.ConsumerConfig) (time.Duration, time.Time) {
+	d, err := time.ParseDuration(cc.Metadata[metaAckWait])
+	if err != nil || d <= 0 || d >= cc.AckWait {
+		return 0, time.Time{}
+	}
+	at, err := time.Parse(time.RFC3339Nano, cc.Metadata[metaAckWaitAt])
+	if err != nil {
+		return 0, time.Time{}
+	}
+	return d, at
+}
+
+// consumerAckWait is the AckWait workers of cc hold their messages by: its AckWait, or the
+// shorter one announced to replace it (see setAckWait).
+func consumerAckWait(cc jetstream.ConsumerConfig) time.Duration {
+	if d, _ := pendingAckWait(cc); d > 0 {
+		return d
+	}
+	return cc.AckWait
+}
+
+// lowerAckWaitWhenDue sets the shorter AckWait announced in info's metadata (see setAckWait)
+// once its time has come by the server's clock, and reports whether it did. The consumer is
+// updated from info's configuration: another process's change made meanwhile would be undone,
+// but every paperpipe process changes only the AckWait and MaxDeliver, from its settings, at
+// start.
+func lowerAckWaitWhenDue(ctx context.Context, js jetstream.JetStream, info *jetstream.ConsumerInfo) (bool, error) {
+	d, at := pendingAckWait(info.Config)
+	if d == 0 || serverTime(info).Before(at) {
+		return false, nil
+	}
+	cc := info.Config
+	cc.AckWait = d
+	cc.Metadata = maps.Clone(cc.Metadata)
+	delete(cc.Metadata, metaAckWait)
+	delete(cc.Metadata, metaAckWaitAt)
+	if _, err := js.UpdateConsumer(ctx, info.Stream, cc); err != nil {
+		return false, fmt.Errorf("update consumer %s: %w", info.Name, err)
+	}
+	return true, nil
+}
+
+// serverTime is when the server gathered info, or now by the local clock for a server that
+// does not say.
+func serverTime(info *jetstream.ConsumerInfo) time.Time {
+	if info.TimeStamp.IsZero() {
+		return time.Now()
+	}
+	return info.TimeStamp
 }
 
 // setIfGiven sets *field to v when v is given (above zero) and differs, and then reports the

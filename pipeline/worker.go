@@ -131,11 +131,14 @@ type WorkerConfig struct {
 	// flush after it was answered — was sent less than AckWait−MsgTimeout ago), so the work is
 	// over before the server could deliver the message to anyone else, even if NATS became
 	// unreachable meanwhile or the connection went silent. Defaults to half the
-	// AckWait; a value above AckWait−2×ProgressInterval is lowered to it.
+	// AckWait; a value above AckWait−2×ProgressInterval is lowered to it. The AckWait is the
+	// consumer's as the server has it, followed while the worker runs (see Run).
 	MsgTimeout time.Duration
 	// ProgressInterval is how often every message the worker holds — waiting for a slot, for
 	// the database, for its API calls, or for its results to be saved — is marked InProgress,
-	// which restarts the server's AckWait. Defaults to a quarter of the consumer's AckWait.
+	// which restarts the server's AckWait. Defaults to a quarter of the consumer's AckWait; a
+	// value of half of it or more is an error at start, and lowered to a quarter when the
+	// consumer's AckWait is lowered while the worker runs.
 	ProgressInterval time.Duration
 	// SweepInterval is how often the worker looks for messages its consumer gave up on after
 	// MaxDeliver deliveries without an acknowledgement (the worker holding the last delivery
@@ -236,10 +239,10 @@ type Worker struct {
 	work  paper.Work
 	log   *slog.Logger
 
-	maxDeliver int
-	draining   chan struct{} // closed when Run's context is done
-	ackWait    time.Duration // the consumer's
-	msgTimeout time.Duration // effective MsgTimeout, below ackWait
+	draining chan struct{} // closed when Run's context is done
+	// tm: the consumer's AckWait and MaxDeliver as the server has them and what they bound
+	// (MsgTimeout, ProgressInterval), followed while the worker runs (see follow).
+	tm         atomic.Pointer[workerTimings]
 	chat       chan struct{} // one token per TL;DR request in flight
 	embedBills atomic.Bool   // the embedder has billed a request: embedding batches wait EmbedLinger
 	noSpace    atomic.Bool   // the worker's embedding space was dropped, and it said so
@@ -313,16 +316,27 @@ func (w *Worker) Stats() WorkerStats {
 // An ExitWhenIdle worker returns at the first pause instead, with the error. So it does when
 // the API cannot be reached (llm.ErrUnreachable), and when the database cannot be reached or
 // cannot write (paper.ErrUnavailable: refused or dropped connections, a restart, a full disk).
+//
+// Workers on several machines may have started with different settings: Run reads the
+// consumer every ProgressInterval and follows its AckWait (or the shorter one announced to
+// replace it, see Setup) and MaxDeliver as the server has them — the renewal interval, the
+// MsgTimeout of work starting from then on and the last delivery's handling change with them,
+// and the holds are renewed at once — and sets an announced AckWait once its time has come.
 func (w *Worker) Run(ctx context.Context) error {
 	cons, err := w.js.Consumer(ctx, StreamPapers, w.cfg.Consumer)
 	if err != nil {
 		return fmt.Errorf("worker: consumer %s: %w", w.cfg.Consumer, err)
 	}
 	info := cons.CachedInfo()
-	w.maxDeliver = info.Config.MaxDeliver
-	if err := w.setTimeouts(info.Config.AckWait); err != nil {
+	if err := w.setTimeouts(consumerAckWait(info.Config), info.Config.MaxDeliver); err != nil {
 		return err
 	}
+	if d, at := pendingAckWait(info.Config); d > 0 {
+		w.log.Info("the consumer's AckWait is being lowered; this worker holds its messages by the shorter one already",
+			"consumer", w.cfg.Consumer, "ack_wait", info.Config.AckWait, "to", d, "at", at)
+	}
+	stopFollow := w.follow(ctx, cons)
+	defer stopFollow()
 	stopReaper := w.startReaper(ctx, cons)
 	defer stopReaper()
 
@@ -339,7 +353,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	// until it holds an intake batch's worth (BatchSize), while the previous one is being
 	// embedded and saved; for at most half a message's work time: the other half is left for
 	// the request.
-	embedB := newBatcher(workCtx, batcherConfig{Max: w.cfg.EmbedBatch, Linger: w.cfg.Linger, MaxHold: w.msgTimeout / 2,
+	embedB := newBatcher(workCtx, batcherConfig{Max: w.cfg.EmbedBatch, Linger: w.cfg.Linger, MaxHoldNow: func() time.Duration { return w.timings().msgTimeout / 2 },
 		Serial: true, Enough: w.cfg.BatchSize, LingerNow: w.embedLinger}, w.flushEmbeddings)
 	// TL;DR saves are group commits: a save goes at once when none is running, and the TL;DRs
 	// that come back meanwhile go together when it is done. A TL;DR keeps its chat slot until
@@ -873,7 +887,8 @@ func (w *Worker) ack(j job) {
 // message returned on it, and the message would be dead-lettered for a shutdown that was no
 // fault of its own.
 func (w *Worker) lastDelivery(j job) bool {
-	return w.maxDeliver > 0 && j.meta != nil && int(j.meta.NumDelivered) >= w.maxDeliver
+	md := w.timings().maxDeliver
+	return md > 0 && j.meta != nil && int(j.meta.NumDelivered) >= md
 }
 
 // requeueAfterPull requeues j (see requeue) once no pull request of this worker is open: the
@@ -1027,7 +1042,8 @@ func (w *Worker) embedLinger() time.Duration {
 	// An ExitWhenIdle run works through a backlog, which fills batches: only its last one is
 	// partly filled, and nothing more will come for it. A probe after a pause is one message.
 	if w.embedBills.Load() && !w.isDraining() && !w.cfg.ExitWhenIdle && !w.pause.active.Load() {
-		return w.cfg.EmbedLinger
+		// At most half the MsgTimeout, which follows the consumer's AckWait (see setTimeouts).
+		return min(w.cfg.EmbedLinger, max(w.timings().msgTimeout/2, w.cfg.Linger))
 	}
 	return w.cfg.Linger
 }

@@ -153,13 +153,15 @@ func TestNATSReplicasApplyWhenTheStreamsAreCreated(t *testing.T) {
 // started from a shell without PAPERPIPE_ACK_WAIT and PAPERPIPE_MAX_DELIVER, must leave the
 // consumer's as the workers set them — set back to 60 s, the server would hand the messages a
 // slow worker holds to a second worker, which would pay for them again. A worker applies its
-// own.
+// own: MaxDeliver at once, a shorter AckWait announced, set once the running workers have
+// followed it.
 func TestOnlyWorkersSetTheConsumersAckWait(t *testing.T) {
 	t.Parallel()
 	srv := natstest.Start(t)
 	js := srv.Connect(t)
 	workers := newCLI(t, "NATS_URL="+srv.ClientURL(), "PAPERPIPE_ACK_WAIT=10m", "PAPERPIPE_MAX_DELIVER=20")
 	workers.ok("ingest", sampleFile) // creates the consumer with the shell's settings
+	var meta map[string]string
 	consumer := func() (time.Duration, int) {
 		t.Helper()
 		cons, err := js.Consumer(t.Context(), pipeline.StreamPapers, pipeline.ConsumerNew)
@@ -167,6 +169,7 @@ func TestOnlyWorkersSetTheConsumersAckWait(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfg := cons.CachedInfo().Config
+		meta = cfg.Metadata
 		return cfg.AckWait, cfg.MaxDeliver
 	}
 	if aw, md := consumer(); aw != 10*time.Minute || md != 20 {
@@ -182,8 +185,9 @@ func TestOnlyWorkersSetTheConsumersAckWait(t *testing.T) {
 		}
 	}
 	other.ok("worker", "--exit-when-idle")
-	if aw, md := consumer(); aw != time.Minute || md != 8 {
-		t.Errorf("after a worker with the default settings: AckWait %s, MaxDeliver %d; want its 1m, 8", aw, md)
+	if aw, md := consumer(); aw != 10*time.Minute || meta["paperpipe_ack_wait"] != "1m0s" || md != 8 {
+		t.Errorf("after a worker with the default settings: AckWait %s (announced: %q), MaxDeliver %d; want 10m with its 1m announced, 8",
+			aw, meta["paperpipe_ack_wait"], md)
 	}
 }
 

@@ -1,0 +1,190 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/internal/natstest"
+	"github.com/paperpipe/paperpipe/internal/sampledata"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/pipeline"
+	"github.com/paperpipe/paperpipe/summarize"
+)
+
+// Workers on several machines may start with different PAPERPIPE_ACK_WAIT (a rolling change of
+// the setting): the consumer they share has one AckWait.
+
+// consumerAckWait is the AckWait and MaxDeliver of the consumer of new papers as the server
+// has them.
+func consumerAckWait(t *testing.T, b *testBundle) (time.Duration, int) {
+	t.Helper()
+	c, err := b.js.Consumer(context.Background(), pipeline.StreamPapers, pipeline.ConsumerNew)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := c.CachedInfo().Config
+	return cfg.AckWait, cfg.MaxDeliver
+}
+
+// TestAShorterAckWaitDoesNotHandARunningWorkersMessageToAnother: worker A runs with AckWait 8s
+// (InProgress every 2s, API work up to 4s) and is writing a TL;DR (3s) when worker B starts
+// with AckWait 1s. The server must not count 1s for A's message meanwhile: it would deliver it
+// again (to B, or to A itself), and the TL;DR would be bought twice.
+func TestAShorterAckWaitDoesNotHandARunningWorkersMessageToAnother(t *testing.T) {
+	t.Parallel()
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{AckWait: 8 * time.Second})
+	sum := &countingSummarizer{Summarizer: summarize.NewOffline(30)}
+	started := make(chan struct{}, 1)
+	sum.hook = func(n int64) {
+		if n == 1 {
+			started <- struct{}{}
+		}
+		time.Sleep(3 * time.Second)
+	}
+	papers := sampledata.Papers(t)[:1]
+	publish(t, b.js, papers)
+	startWorker(t, b, sum, emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
+	select {
+	case <-started:
+	case <-time.After(time.Minute):
+		t.Fatal("worker A did not start the TL;DR")
+	}
+
+	// Worker B's process starts: its Setup, then its worker.
+	if err := pipeline.Setup(context.Background(), b.js, pipeline.TopologyConfig{AckWait: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	wB := startWorker(t, b, sum, emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
+
+	waitFor(t, "the paper's TL;DR stored", func() (bool, string) {
+		c := counts(t, b, sum)
+		return c.WithTLDR == 1, "no TL;DR yet"
+	})
+	// B had the time to take a redelivery.
+	time.Sleep(2 * time.Second)
+	if n := sum.calls.Load(); n != 1 {
+		t.Errorf("the paper's TL;DR was bought %d times (worker B received %d messages); want once", n, wB.Stats().Received)
+	}
+	// The shorter AckWait is set once the workers have followed it: 8s after B's start.
+	waitFor(t, "the consumer's AckWait lowered to B's", func() (bool, string) {
+		aw, _ := consumerAckWait(t, b)
+		return aw == time.Second, "AckWait " + aw.String()
+	})
+}
+
+// TestARunningWorkerFollowsALoweredAckWait: worker A started with AckWait 12s (InProgress every
+// 3s); worker B's start lowers it to 2s. Once the server counts 2s, A must renew its holds
+// faster than that: with one chat slot, its messages wait in line for longer than 2s, and one
+// renewed every 3s would be delivered again meanwhile (here to A itself), and bought twice.
+func TestARunningWorkerFollowsALoweredAckWait(t *testing.T) {
+	t.Parallel()
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{AckWait: 12 * time.Second})
+	sum := &countingSummarizer{Summarizer: summarize.NewOffline(30), hook: func(int64) { time.Sleep(300 * time.Millisecond) }}
+	startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 1, SweepInterval: time.Hour})
+	if err := pipeline.Setup(context.Background(), b.js, pipeline.TopologyConfig{AckWait: 2 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the consumer's AckWait lowered to B's", func() (bool, string) {
+		aw, _ := consumerAckWait(t, b)
+		return aw == 2*time.Second, "AckWait " + aw.String()
+	})
+
+	papers := sampledata.Papers(t)[:12] // ~3.6s in line for the one slot
+	publish(t, b.js, papers)
+	waitFor(t, "every TL;DR stored", func() (bool, string) {
+		c := counts(t, b, sum)
+		return c.WithTLDR == int64(len(papers)), fmt.Sprintf("%d of %d", c.WithTLDR, len(papers))
+	})
+	if n := sum.calls.Load(); n != int64(len(papers)) {
+		t.Errorf("%d TL;DRs bought for %d papers; want one each", n, len(papers))
+	}
+}
+
+// flakySummarizer fails its first call as a 5xx would (a retry's matter), then answers.
+type flakySummarizer struct {
+	pipeline.Summarizer
+	calls atomic.Int64
+}
+
+func (s *flakySummarizer) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary, error) {
+	if s.calls.Add(1) == 1 {
+		return paper.Summary{}, errors.New("the API answered 503")
+	}
+	return s.Summarizer.Summarize(ctx, a)
+}
+
+// TestARunningWorkerFollowsARaisedMaxDeliver: worker A started with MaxDeliver 1; worker B's
+// start raises it to 5 (more retries during an API outage, as README advises). A must not
+// dead-letter a message at its first failure: the consumer would deliver it four more times.
+func TestARunningWorkerFollowsARaisedMaxDeliver(t *testing.T) {
+	t.Parallel()
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1})
+	sum := &flakySummarizer{Summarizer: summarize.NewOffline(30)}
+	logs := &logBuffer{}
+	startWorker(t, b, sum, emb, pipeline.WorkerConfig{ProgressInterval: 100 * time.Millisecond, SweepInterval: time.Hour,
+		Backoff: func(int) time.Duration { return 10 * time.Millisecond }, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err := pipeline.Setup(context.Background(), b.js, pipeline.TopologyConfig{MaxDeliver: 5}); err != nil {
+		t.Fatal(err)
+	}
+	// A reads the consumer every ProgressInterval; it is given a hundred of them to follow.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !strings.Contains(logs.String(), "max_deliver=5"); {
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	papers := sampledata.Papers(t)[:1]
+	publish(t, b.js, papers)
+	waitFor(t, "the TL;DR stored or the message dead-lettered", func() (bool, string) {
+		return counts(t, b, sum).WithTLDR == 1 || len(deadLetters(t, b.js)) > 0, ""
+	})
+	if dls := deadLetters(t, b.js); len(dls) > 0 {
+		t.Errorf("dead-lettered at its first failure under MaxDeliver 5: %s", dls[0].Reason)
+	}
+}
+
+// TestALaterWorkerWithTheLongerAckWaitWithdrawsTheAnnouncedOne: the last worker to start sets
+// the consumer's AckWait; one started with the current AckWait after another announced a
+// shorter one (a rollback of the change, a pod of the old configuration restarting) withdraws
+// the announcement, and the workers running go back to the current one.
+func TestALaterWorkerWithTheLongerAckWaitWithdrawsTheAnnouncedOne(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.Start(t).Connect(t)
+	consumer := func() (time.Duration, map[string]string) {
+		t.Helper()
+		c, err := js.Consumer(ctx, pipeline.StreamPapers, pipeline.ConsumerNew)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.CachedInfo().Config.AckWait, c.CachedInfo().Config.Metadata
+	}
+	for _, step := range []struct {
+		set      time.Duration
+		want     time.Duration
+		announce string
+	}{
+		{10 * time.Minute, 10 * time.Minute, ""},
+		{time.Minute, 10 * time.Minute, "1m0s"},
+		{2 * time.Minute, 10 * time.Minute, "2m0s"},
+		{10 * time.Minute, 10 * time.Minute, ""},
+		{20 * time.Minute, 20 * time.Minute, ""},
+	} {
+		if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{AckWait: step.set}); err != nil {
+			t.Fatal(err)
+		}
+		aw, meta := consumer()
+		if aw != step.want || meta["paperpipe_ack_wait"] != step.announce {
+			t.Errorf("after a worker's Setup with AckWait %s: AckWait %s, announced %q; want %s, %q",
+				step.set, aw, meta["paperpipe_ack_wait"], step.want, step.announce)
+		}
+	}
+}
