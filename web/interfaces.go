@@ -22,15 +22,8 @@ type Store interface {
 	Related(ctx context.Context, spaceID int64, id string, k int) ([]paper.Hit, error)
 	// EmbeddedIn returns the spaces that hold a vector of paper id's current text, by id.
 	EmbeddedIn(ctx context.Context, id string) ([]paper.Space, error)
-	// SemanticSearch returns the k papers nearest to vec, the embedding of the text of the
-	// web-search query q (paper.ParseQuery), in space spaceID, leaving out the papers that
-	// match an excluded word or phrase of q.
-	SemanticSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, error)
-	// KeywordSearch returns the k best full-text matches of q, and how they were ranked.
-	KeywordSearch(ctx context.Context, q string, k int) ([]paper.Hit, Ranking, error)
-	// HybridSearch fuses SemanticSearch and KeywordSearch by reciprocal rank fusion, and says
-	// how the keyword ranking was made.
-	HybridSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, Ranking, error)
+	// SearchStore: the searches by meaning, by keyword and both.
+	SearchStore
 	// ArchiveMap returns up to limit vectors of space spaceID (a deterministic sample when
 	// there are more) and how many the space holds.
 	ArchiveMap(ctx context.Context, spaceID int64, limit int) ([]MapPoint, int, error)

@@ -30,8 +30,8 @@ type searchParams struct {
 	explicitMode bool
 }
 
-// searchResult is what a search found.
-type searchResult struct {
+// SearchResult is what a search found: the body of GET /api/search.
+type SearchResult struct {
 	Query   string      `json:"query"`
 	Mode    string      `json:"mode"`
 	Space   string      `json:"space,omitempty"` // the embedding space, for semantic and hybrid
@@ -46,22 +46,22 @@ type searchResult struct {
 	// BoundedRanking is set when the query matched more papers than a keyword ranking ranks
 	// (keyword mode, and hybrid mode's keyword ranking): only the newest of its matches were
 	// ranked.
-	BoundedRanking *boundedRanking `json:"bounded_ranking,omitempty"`
+	BoundedRanking *BoundedRanking `json:"bounded_ranking,omitempty"`
 }
 
-// boundedRanking says that a keyword ranking ranked only the RankedNewest most recently stored
+// BoundedRanking says that a keyword ranking ranked only the RankedNewest most recently stored
 // of the query's matches, of at least MatchesAtLeast.
-type boundedRanking struct {
+type BoundedRanking struct {
 	RankedNewest   int `json:"ranked_newest"`
 	MatchesAtLeast int `json:"matches_at_least"`
 }
 
 // bounded is res.BoundedRanking for rk.
-func bounded(rk Ranking) *boundedRanking {
+func bounded(rk Ranking) *BoundedRanking {
 	if !rk.Bounded {
 		return nil
 	}
-	return &boundedRanking{RankedNewest: rk.Limit, MatchesAtLeast: rk.Limit + 1}
+	return &BoundedRanking{RankedNewest: rk.Limit, MatchesAtLeast: rk.Limit + 1}
 }
 
 // parseSearch validates q, k and mode.
@@ -105,18 +105,65 @@ func parseK(s string) (int, error) {
 }
 
 // search runs p, recording its latency by mode.
-func (s *Server) search(ctx context.Context, p searchParams) (searchResult, error) {
+func (s *Server) search(ctx context.Context, p searchParams) (SearchResult, error) {
 	start := time.Now()
 	res, err := s.runSearch(ctx, p)
 	s.cfg.Metrics.ObserveSearch(p.mode, time.Since(start), err)
 	return res, err
 }
 
-func (s *Server) runSearch(ctx context.Context, p searchParams) (searchResult, error) {
-	res := searchResult{Query: p.q, Mode: p.mode, Results: []paper.Hit{}}
+func (s *Server) runSearch(ctx context.Context, p searchParams) (SearchResult, error) {
+	res, err := Search(ctx, s.cfg.Store, serverQueries{s}, p.q, p.k, p.mode)
+	var nw *NoWordsError
+	if errors.As(err, &nw) {
+		return res, &httpError{status: http.StatusBadRequest, err: errNoWords,
+			msg: fmt.Sprintf("the query has no words the embedding model %s can use (excluded words do not count); search with mode=keyword", nw.Model)}
+	}
+	return res, err
+}
+
+// SearchStore is what a search reads from the database.
+type SearchStore interface {
+	// SemanticSearch returns the k papers nearest to vec, the embedding of the text of the
+	// web-search query q (paper.ParseQuery), in space spaceID, leaving out the papers that
+	// match an excluded word or phrase of q.
+	SemanticSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, error)
+	// KeywordSearch returns the k best full-text matches of q, and how they were ranked.
+	KeywordSearch(ctx context.Context, q string, k int) ([]paper.Hit, Ranking, error)
+	// HybridSearch fuses SemanticSearch and KeywordSearch by reciprocal rank fusion, and says
+	// how the keyword ranking was made.
+	HybridSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, Ranking, error)
+}
+
+// QueryVectors makes the vector a semantic or hybrid search looks for.
+type QueryVectors interface {
+	// QuerySpace returns the embedding space to search in, or an error that says why there
+	// is none a query can be embedded for.
+	QuerySpace(ctx context.Context) (paper.Space, error)
+	// EmbedQuery returns the vector of text in sp, and whether it was had without an API call.
+	EmbedQuery(ctx context.Context, sp paper.Space, text string) (vec []float32, cached bool, err error)
+}
+
+// NoWordsError is the error of a semantic search of text the embedding model Model makes the
+// zero vector of: nothing in it is a word the model knows, or it has only excluded words.
+type NoWordsError struct{ Model string }
+
+func (e *NoWordsError) Error() string {
+	return fmt.Sprintf("the query has no words the embedding model %s can use (excluded words do not count)", e.Model)
+}
+
+func (e *NoWordsError) Unwrap() error { return errNoWords }
+
+// Search runs the search q in mode (ModeSemantic, ModeKeyword or ModeHybrid) for up to k
+// papers: GET /api/search, the search page and `paperpipe search` all search with it, so that
+// they fall back to keyword search, and say why, alike. emb is not used in keyword mode (it
+// may be nil there). A semantic search of text the model makes no vector of is a
+// *NoWordsError; a hybrid one runs as a keyword search, with a notice.
+func Search(ctx context.Context, st SearchStore, emb QueryVectors, q string, k int, mode string) (SearchResult, error) {
+	res := SearchResult{Query: q, Mode: mode, Results: []paper.Hit{}}
 	// The store's errors name the search they are of ("keyword search: …").
-	if p.mode == ModeKeyword {
-		hits, rk, err := s.cfg.Store.KeywordSearch(ctx, p.q, p.k)
+	if mode == ModeKeyword {
+		hits, rk, err := st.KeywordSearch(ctx, q, k)
 		if errors.Is(err, paper.ErrNoSearchTerms) {
 			res.Notice = noSearchTerms
 			return res, nil
@@ -127,7 +174,7 @@ func (s *Server) runSearch(ctx context.Context, p searchParams) (searchResult, e
 		res.Results, res.BoundedRanking = nonNil(hits), bounded(rk)
 		return res, nil
 	}
-	sp, err := s.querySpace(ctx)
+	sp, err := emb.QuerySpace(ctx)
 	if err != nil {
 		return res, err
 	}
@@ -138,21 +185,20 @@ func (s *Server) runSearch(ctx context.Context, p searchParams) (searchResult, e
 		vec    []float32
 		cached bool
 	)
-	text := paper.ParseQuery(p.q).Text
+	text := paper.ParseQuery(q).Text
 	if text != "" {
-		if vec, cached, err = s.embedQuery(ctx, sp, text); err != nil {
+		if vec, cached, err = emb.EmbedQuery(ctx, sp, text); err != nil {
 			return res, err
 		}
 	}
 	if isZero(vec) {
 		// Nothing in the text is a word the model knows (a stop word, an arXiv id for the
 		// offline models), or it has only excluded words: no vector, so no paper's neighbour.
-		if p.mode == ModeSemantic {
-			return res, &httpError{status: http.StatusBadRequest, err: errNoWords,
-				msg: fmt.Sprintf("the query has no words the embedding model %s can use (excluded words do not count); search with mode=keyword", sp.Model)}
+		if mode == ModeSemantic {
+			return res, &NoWordsError{Model: sp.Model}
 		}
 		// The fusion of no ranking with the keyword ranking is the keyword ranking.
-		hits, rk, err := s.cfg.Store.KeywordSearch(ctx, p.q, p.k)
+		hits, rk, err := st.KeywordSearch(ctx, q, k)
 		res.Mode, res.Space, res.Results, res.BoundedRanking = ModeKeyword, "", nonNil(hits), bounded(rk)
 		res.Notice = fmt.Sprintf("the query has no words the embedding model %s can use; showing keyword results", sp.Model)
 		if text == "" {
@@ -172,16 +218,28 @@ func (s *Server) runSearch(ctx context.Context, p searchParams) (searchResult, e
 		hits []paper.Hit
 		rk   Ranking
 	)
-	if p.mode == ModeSemantic {
-		hits, err = s.cfg.Store.SemanticSearch(ctx, sp.ID, p.q, vec, p.k)
+	if mode == ModeSemantic {
+		hits, err = st.SemanticSearch(ctx, sp.ID, q, vec, k)
 	} else {
-		hits, rk, err = s.cfg.Store.HybridSearch(ctx, sp.ID, p.q, vec, p.k)
+		hits, rk, err = st.HybridSearch(ctx, sp.ID, q, vec, k)
 	}
 	if err != nil {
 		return res, err
 	}
 	res.Results, res.BoundedRanking = nonNil(hits), bounded(rk)
 	return res, nil
+}
+
+// serverQueries is the server's QueryVectors: its embedder, its cache of query vectors and
+// its answers of why a query cannot be embedded.
+type serverQueries struct{ s *Server }
+
+func (q serverQueries) QuerySpace(ctx context.Context) (paper.Space, error) {
+	return q.s.querySpace(ctx)
+}
+
+func (q serverQueries) EmbedQuery(ctx context.Context, sp paper.Space, text string) ([]float32, bool, error) {
+	return q.s.embedQuery(ctx, sp, text)
 }
 
 // noSearchTerms is the notice of a keyword search of text full-text search ignores whole.

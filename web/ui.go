@@ -285,7 +285,7 @@ type searchPage struct {
 	Space   string
 	Notice  string // e.g. why the mode fell back to keyword
 	// Bounded is set when only the newest of the query's keyword matches were ranked.
-	Bounded *boundedRanking
+	Bounded *BoundedRanking
 	Error   string
 	Cached  bool
 	K       int

@@ -147,119 +147,83 @@ func cmdSearch(ctx context.Context, c *config, args []string) error {
 	if err := checkK(*k); err != nil {
 		return err
 	}
+	var (
+		st  *store.Store
+		emb web.QueryVectors // nil in keyword mode: no embedding model involved
+	)
 	switch *mode {
-	case web.ModeSemantic, web.ModeHybrid:
 	case web.ModeKeyword:
-		st, err := openStore(ctx, c, newLogger(c))
+		if st, err = openStore(ctx, c, newLogger(c)); err != nil {
+			return err
+		}
+	case web.ModeSemantic, web.ModeHybrid:
+		if err := c.checkAPI(false, true); err != nil {
+			return err
+		}
+		log, m, s, err := openModelsAndStore(ctx, c)
 		if err != nil {
 			return err
 		}
-		defer st.Close()
-		return printSearch(c, searchOutput{Query: q, Mode: web.ModeKeyword}, func() ([]paper.Hit, store.Ranking, error) {
-			return st.KeywordSearchRanked(ctx, q, *k)
-		})
+		st, emb = s, cliQueries{c: c, log: log, emb: m.emb, st: s}
 	default:
 		return usageErr("--mode is %q, want semantic, keyword or hybrid", *mode)
 	}
-	if err := c.checkAPI(false, true); err != nil {
-		return err
-	}
-	log, m, st, err := openModelsAndStore(ctx, c)
-	if err != nil {
-		return err
-	}
 	defer st.Close()
-	sp, err := activeSpace(ctx, st)
+	// The web's search: the same fallback to keyword search, and the same notices.
+	res, err := web.Search(ctx, webStore{st}, emb, q, *k, *mode)
+	var nw *web.NoWordsError
+	if errors.As(err, &nw) {
+		return fmt.Errorf("the query has no words the embedding model %s can use (a stop word, an id, a symbol; excluded words do not count): "+
+			"try other words, or a keyword search (--mode keyword)", nw.Model)
+	}
 	if err != nil {
 		return err
-	}
-	if es := m.emb.Space(); es.Model != sp.Model || es.Dimensions != sp.Dimensions || es.Template != sp.Template {
-		return fmt.Errorf("the active space is %s but the configured embedder makes %s; %s: %w",
-			sp.Name(), es.Name(), queryEmbedderHint(c, sp), paper.ErrSpaceMismatch)
-	}
-	// Embedded without the web-search syntax and the excluded words, as the web's searches
-	// are: embedding "-marsupials" would pull the results toward marsupials.
-	var vec []float32
-	text := paper.ParseQuery(q).Text
-	if text != "" {
-		var usage paper.Usage
-		vec, usage, err = m.emb.EmbedQuery(ctx, text)
-		recordQueryUsage(ctx, log, st, usage)
-		if err != nil {
-			return err
-		}
-	}
-	if isZero(vec) {
-		if *mode == web.ModeSemantic {
-			return fmt.Errorf("the query has no words the embedding model %s can use (a stop word, an id, a symbol; excluded words do not count): "+
-				"try other words, or a keyword search (--mode keyword)", sp.Model)
-		}
-		// The fusion of no ranking with the keyword ranking is the keyword ranking, as on the web.
-		notice := fmt.Sprintf("the query has no words the embedding model %s can use; showing keyword results", sp.Model)
-		if text == "" {
-			notice = "the query has only excluded words, nothing to look for by meaning; showing keyword results: papers without them"
-		}
-		return printSearch(c, searchOutput{Query: q, Mode: web.ModeKeyword, Notice: notice}, func() ([]paper.Hit, store.Ranking, error) {
-			return st.KeywordSearchRanked(ctx, q, *k)
-		})
-	}
-	return printSearch(c, searchOutput{Query: q, Mode: *mode, Space: sp.Name()}, func() ([]paper.Hit, store.Ranking, error) {
-		if *mode == web.ModeSemantic {
-			hits, err := st.SemanticSearch(ctx, sp.ID, q, vec, *k)
-			return hits, store.Ranking{}, err
-		}
-		return st.HybridSearchRanked(ctx, sp.ID, q, vec, *k)
-	})
-}
-
-// searchOutput is what `paperpipe search` prints: with --json, the fields of the web's
-// GET /api/search.
-type searchOutput struct {
-	Query   string      `json:"query"`
-	Mode    string      `json:"mode"`
-	Space   string      `json:"space,omitempty"`
-	Results []paper.Hit `json:"results"`
-	// Notice says why a hybrid search ran as a keyword search.
-	Notice string `json:"notice,omitempty"`
-	// BoundedRanking is set when only the newest of the query's keyword matches were ranked.
-	BoundedRanking *boundedRanking `json:"bounded_ranking,omitempty"`
-}
-
-// boundedRanking is the web's bounded_ranking: the keyword ranking ranked only the
-// RankedNewest most recently added of at least MatchesAtLeast matches.
-type boundedRanking struct {
-	RankedNewest   int `json:"ranked_newest"`
-	MatchesAtLeast int `json:"matches_at_least"`
-}
-
-// printSearch runs search and prints its results under out's heading.
-func printSearch(c *config, out searchOutput, search func() ([]paper.Hit, store.Ranking, error)) error {
-	hits, rk, err := search()
-	if err != nil {
-		return err
-	}
-	out.Results = nonNil(hits)
-	if rk.Bounded {
-		out.BoundedRanking = &boundedRanking{RankedNewest: rk.Limit, MatchesAtLeast: rk.Limit + 1}
 	}
 	if c.JSON {
-		return writeJSON(os.Stdout, out)
+		return writeJSON(os.Stdout, res)
 	}
-	how := out.Mode
-	if out.Space != "" {
-		how = "space " + out.Space + ", " + how
+	how := res.Mode
+	if res.Space != "" {
+		how = "space " + res.Space + ", " + how
 	}
-	fmt.Printf("Search: %q\n(%s)\n", out.Query, how)
-	if out.Notice != "" {
-		fmt.Println(wrap(out.Notice, 90, ""))
+	fmt.Printf("Search: %q\n(%s)\n", res.Query, how)
+	if res.Notice != "" {
+		fmt.Println(wrap(res.Notice, 90, ""))
 	}
-	if b := out.BoundedRanking; b != nil {
+	if b := res.BoundedRanking; b != nil {
 		fmt.Println(wrap(fmt.Sprintf("More than %d papers match: the keyword ranking covers only the %d most recently added of them. "+
 			"Add words to narrow the search.", b.RankedNewest, b.RankedNewest), 90, ""))
 	}
 	fmt.Println()
-	printHits(hits)
+	printHits(res.Results)
 	return nil
+}
+
+// cliQueries is `paperpipe search`'s web.QueryVectors: the configured embedder, which must
+// make the active space's vectors, and the usage ledger its calls are recorded in.
+type cliQueries struct {
+	c   *config
+	log *slog.Logger
+	emb embedder
+	st  *store.Store
+}
+
+func (q cliQueries) QuerySpace(ctx context.Context) (paper.Space, error) {
+	sp, err := activeSpace(ctx, q.st)
+	if err != nil {
+		return sp, err
+	}
+	if es := q.emb.Space(); es.Model != sp.Model || es.Dimensions != sp.Dimensions || es.Template != sp.Template {
+		return sp, fmt.Errorf("the active space is %s but the configured embedder makes %s; %s: %w",
+			sp.Name(), es.Name(), queryEmbedderHint(q.c, sp), paper.ErrSpaceMismatch)
+	}
+	return sp, nil
+}
+
+func (q cliQueries) EmbedQuery(ctx context.Context, _ paper.Space, text string) ([]float32, bool, error) {
+	vec, usage, err := q.emb.EmbedQuery(ctx, text)
+	recordQueryUsage(ctx, q.log, q.st, usage)
+	return vec, false, err
 }
 
 // queryEmbedderHint says what configures an embedder that embeds queries into space sp: the
@@ -304,17 +268,6 @@ func checkK(k int) error {
 		return usageErr("-k is %d, want 1 to %d", k, store.MaxK)
 	}
 	return nil
-}
-
-// isZero reports whether every component of v is zero: what an embedder makes of text it has no
-// word for.
-func isZero(v []float32) bool {
-	for _, x := range v {
-		if x != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func printHits(hits []paper.Hit) {
