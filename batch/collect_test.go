@@ -40,21 +40,27 @@ func editOutput(b *bundle, edit func(lines [][]byte) [][]byte) func(w http.Respo
 	}
 }
 
-// zeroFirstVector makes the vector of an embedding output's first line all zeros.
-func zeroFirstVector(t *testing.T) func(lines [][]byte) [][]byte {
+// editFirstBody edits the response body of an output's first line with edit.
+func editFirstBody(t *testing.T, edit func(body map[string]any)) func(lines [][]byte) [][]byte {
 	return func(lines [][]byte) [][]byte {
 		var l map[string]any
 		if err := json.Unmarshal(lines[0], &l); err != nil {
 			t.Fatal(err)
 		}
-		body := l["response"].(map[string]any)["body"].(map[string]any)
+		edit(l["response"].(map[string]any)["body"].(map[string]any))
+		lines[0], _ = json.Marshal(l)
+		return lines
+	}
+}
+
+// zeroFirstVector makes the vector of an embedding output's first line all zeros.
+func zeroFirstVector(t *testing.T) func(lines [][]byte) [][]byte {
+	return editFirstBody(t, func(body map[string]any) {
 		vec := body["data"].([]any)[0].(map[string]any)["embedding"].([]any)
 		for i := range vec {
 			vec[i] = 0.0
 		}
-		lines[0], _ = json.Marshal(l)
-		return lines
-	}
+	})
 }
 
 // checkClosed fails unless every batch job is closed done.
@@ -116,17 +122,11 @@ func TestCutOffTLDRIsRejectedAndTheOthersStored(t *testing.T) {
 	t.Parallel()
 	const n = 5
 	b := setup(t, n)
-	url := proxy(t, b.fake, editOutput(b, func(lines [][]byte) [][]byte {
-		var l map[string]any
-		if err := json.Unmarshal(lines[0], &l); err != nil {
-			t.Fatal(err)
-		}
-		choice := l["response"].(map[string]any)["body"].(map[string]any)["choices"].([]any)[0].(map[string]any)
+	url := proxy(t, b.fake, editOutput(b, editFirstBody(t, func(body map[string]any) {
+		choice := body["choices"].([]any)[0].(map[string]any)
 		choice["finish_reason"] = "length"
 		choice["message"].(map[string]any)["content"] = "A method that halves the training cost of large models while keeping"
-		lines[0], _ = json.Marshal(l)
-		return lines
-	}))
+	})))
 	rep, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = url }).Run(context.Background(), store.Selection{})
 	if err != nil {
 		t.Fatal(err)
@@ -275,17 +275,11 @@ func TestRefusedTLDRIsRejectedSayingTheRefusal(t *testing.T) {
 	t.Parallel()
 	const n = 5
 	b := setup(t, n)
-	url := proxy(t, b.fake, editOutput(b, func(lines [][]byte) [][]byte {
-		var l map[string]any
-		if err := json.Unmarshal(lines[0], &l); err != nil {
-			t.Fatal(err)
-		}
-		msg := l["response"].(map[string]any)["body"].(map[string]any)["choices"].([]any)[0].(map[string]any)["message"].(map[string]any)
+	url := proxy(t, b.fake, editOutput(b, editFirstBody(t, func(body map[string]any) {
+		msg := body["choices"].([]any)[0].(map[string]any)["message"].(map[string]any)
 		msg["content"] = nil
 		msg["refusal"] = "I'm sorry, I can't help with that request."
-		lines[0], _ = json.Marshal(l)
-		return lines
-	}))
+	})))
 	var mu sync.Mutex
 	var logs bytes.Buffer
 	rep, err := b.runner(t, func(c *batch.Config) {
