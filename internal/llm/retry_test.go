@@ -190,6 +190,28 @@ func TestRetrierLeavesTheKeyOutOfEveryError(t *testing.T) {
 	}
 }
 
+// embedErrorOf returns Do's error for an embeddings request (go-openai's, not retried) that a
+// server answers with status and body, of contentType unless it is "".
+func embedErrorOf(t *testing.T, status int, contentType, body string) error {
+	t.Helper()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if contentType != "" {
+			w.Header().Set("Content-Type", contentType)
+		}
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	}))
+	defer ts.Close()
+	cfg := openai.DefaultConfig("k")
+	cfg.BaseURL = ts.URL + "/v1"
+	api := openai.NewClientWithConfig(cfg)
+	_, err := fastRetrier(-1).Do(context.Background(), 1, func(ctx context.Context) error {
+		_, err := api.CreateEmbeddings(ctx, openai.EmbeddingRequestStrings{Input: []string{"a"}, Model: "m"})
+		return err
+	})
+	return err
+}
+
 // TestRetrierGivesTheMessageOfAnErrorBodyNotInOpenAIsShape: go-openai reads only OpenAI's
 // error body ({"error":{"message":…}}); for vLLM's {"object":"error","message":…} and the like
 // its error read "message: %!s(<nil>), body: …". Do's error gives the server's message, with
@@ -211,18 +233,7 @@ func TestRetrierGivesTheMessageOfAnErrorBodyNotInOpenAIsShape(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.WriteHeader(tc.status)
-				_, _ = io.WriteString(w, tc.body)
-			}))
-			defer ts.Close()
-			cfg := openai.DefaultConfig("k")
-			cfg.BaseURL = ts.URL + "/v1"
-			api := openai.NewClientWithConfig(cfg)
-			_, err := fastRetrier(-1).Do(context.Background(), 1, func(ctx context.Context) error {
-				_, err := api.CreateEmbeddings(ctx, openai.EmbeddingRequestStrings{Input: []string{"a"}, Model: "m"})
-				return err
-			})
+			err := embedErrorOf(t, tc.status, "", tc.body)
 			if msg := err.Error(); !strings.Contains(msg, tc.want) || strings.Contains(msg, "%!") {
 				t.Errorf("err = %q, want it to contain %q", msg, tc.want)
 			}
@@ -256,19 +267,7 @@ func TestRetrierDescribesAnErrorBodyWithNoMessage(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Content-Type", "text/html")
-				w.WriteHeader(tc.status)
-				_, _ = io.WriteString(w, tc.body)
-			}))
-			defer ts.Close()
-			cfg := openai.DefaultConfig("k")
-			cfg.BaseURL = ts.URL + "/v1"
-			api := openai.NewClientWithConfig(cfg)
-			_, err := fastRetrier(-1).Do(context.Background(), 1, func(ctx context.Context) error {
-				_, err := api.CreateEmbeddings(ctx, openai.EmbeddingRequestStrings{Input: []string{"a"}, Model: "m"})
-				return err
-			})
+			err := embedErrorOf(t, tc.status, "text/html", tc.body)
 			msg := err.Error()
 			if !strings.Contains(msg, tc.want) || strings.ContainsAny(msg, "<\n") || len(msg) > 400 {
 				t.Errorf("err = %q (%d bytes), want one line of at most 400 bytes containing %q", msg, len(msg), tc.want)
