@@ -152,43 +152,11 @@ func TestWorkerWritesWaitOutTableLocks(t *testing.T) {
 // for the save, a deadlock, and PostgreSQL aborted the drop.
 func TestSaveIntoASpaceBeingDroppedWaitsForTheDrop(t *testing.T) {
 	t.Parallel()
-	s := setup(t)
-	ctx := t.Context()
-	_ = space(t, s, "active", 3) // the first space is the active one
-	gone := space(t, s, "gone", 3)
-	ps := abstracts(2)
-	if _, err := s.UpsertPapers(ctx, ps, paper.Work{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.SaveEmbeddings(ctx, gone.ID, []paper.Embedding{embeddingOf(ps[0], 1, 2, 3)}); err != nil {
-		t.Fatal(err)
-	}
-	d, dropApp := openWatchedWith(t, s, "dropper", store.Config{})
-	w, saveApp := openWatchedWith(t, s, "saver", store.Config{})
 	// The save's store has the space cached (a worker that resolved it at its start).
-	if _, err := w.SaveEmbeddings(ctx, gone.ID, []paper.Embedding{embeddingOf(ps[0], 1, 2, 3)}); err != nil {
-		t.Fatal(err)
-	}
-	// A vector of the space held by another session: the drop's DELETE of the space's vectors
-	// takes a while (a big space).
-	release := lockRows(t, s, "SELECT FROM embeddings WHERE space_id = $1 FOR UPDATE", gone.ID)
-	dropped := make(chan error, 1)
-	go func() { dropped <- d.DropSpace(ctx, gone.ID, store.DropOptions{}) }()
-	waitForLock(t, s, dropApp, dropped, "the drop")
-	saved := make(chan error, 1)
-	go func() {
-		_, err := w.SaveEmbeddings(ctx, gone.ID, []paper.Embedding{embeddingOf(ps[1], 4, 5, 6)})
-		saved <- err
-	}()
-	waitForLock(t, s, saveApp, saved, "the save")
-	time.Sleep(1500 * time.Millisecond) // past deadlock_timeout
-	release()
-	if err := <-dropped; err != nil {
-		t.Errorf("DropSpace with a save into the space waiting: %v, want it to succeed", err)
-	}
-	if err := <-saved; !errors.Is(err, paper.ErrSpaceDropped) {
-		t.Errorf("SaveEmbeddings into the space being dropped: %v, want paper.ErrSpaceDropped", err)
-	}
+	testWriteIntoASpaceBeingDropped(t, "save", "SaveEmbeddings", func(ctx context.Context, st *store.Store, spaceID int64, es []paper.Embedding) error {
+		_, err := st.SaveEmbeddings(ctx, spaceID, es)
+		return err
+	})
 }
 
 // TestLoadIntoASpaceBeingDroppedWaitsForTheDrop is TestSaveIntoASpaceBeingDroppedWaitsForTheDrop
@@ -198,6 +166,18 @@ func TestSaveIntoASpaceBeingDroppedWaitsForTheDrop(t *testing.T) {
 // chunk was stored. The load waits for the drop, then fails with paper.ErrSpaceDropped.
 func TestLoadIntoASpaceBeingDroppedWaitsForTheDrop(t *testing.T) {
 	t.Parallel()
+	// The import's store has the space: it loaded a chunk into it already.
+	testWriteIntoASpaceBeingDropped(t, "load", "LoadEmbeddings", func(ctx context.Context, st *store.Store, spaceID int64, es []paper.Embedding) error {
+		_, err := st.LoadEmbeddings(ctx, spaceID, es)
+		return err
+	})
+}
+
+// testWriteIntoASpaceBeingDropped is the race of the two tests above: a store that wrote into
+// a space (with write, the method named method, a what) writes into it again while DropSpace,
+// on another store, is dropping it; the drop succeeds and the write fails with
+// paper.ErrSpaceDropped.
+func testWriteIntoASpaceBeingDropped(t *testing.T, what, method string, write func(ctx context.Context, st *store.Store, spaceID int64, es []paper.Embedding) error) {
 	s := setup(t)
 	ctx := t.Context()
 	_ = space(t, s, "active", 3) // the first space is the active one
@@ -207,9 +187,8 @@ func TestLoadIntoASpaceBeingDroppedWaitsForTheDrop(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, dropApp := openWatchedWith(t, s, "dropper", store.Config{})
-	l, loadApp := openWatchedWith(t, s, "loader", store.Config{})
-	// The import's store has the space: it loaded a chunk into it already.
-	if _, err := l.LoadEmbeddings(ctx, gone.ID, []paper.Embedding{embeddingOf(ps[0], 1, 2, 3)}); err != nil {
+	w, writeApp := openWatchedWith(t, s, what+"r", store.Config{})
+	if err := write(ctx, w, gone.ID, []paper.Embedding{embeddingOf(ps[0], 1, 2, 3)}); err != nil {
 		t.Fatal(err)
 	}
 	// A vector of the space held by another session: the drop's DELETE of the space's vectors
@@ -218,19 +197,16 @@ func TestLoadIntoASpaceBeingDroppedWaitsForTheDrop(t *testing.T) {
 	dropped := make(chan error, 1)
 	go func() { dropped <- d.DropSpace(ctx, gone.ID, store.DropOptions{}) }()
 	waitForLock(t, s, dropApp, dropped, "the drop")
-	loaded := make(chan error, 1)
-	go func() {
-		_, err := l.LoadEmbeddings(ctx, gone.ID, []paper.Embedding{embeddingOf(ps[1], 4, 5, 6)})
-		loaded <- err
-	}()
-	waitForLock(t, s, loadApp, loaded, "the load")
+	written := make(chan error, 1)
+	go func() { written <- write(ctx, w, gone.ID, []paper.Embedding{embeddingOf(ps[1], 4, 5, 6)}) }()
+	waitForLock(t, s, writeApp, written, "the "+what)
 	time.Sleep(1500 * time.Millisecond) // past deadlock_timeout
 	release()
 	if err := <-dropped; err != nil {
-		t.Errorf("DropSpace with a load into the space waiting: %v, want it to succeed", err)
+		t.Errorf("DropSpace with a %s into the space waiting: %v, want it to succeed", what, err)
 	}
-	if err := <-loaded; !errors.Is(err, paper.ErrSpaceDropped) {
-		t.Errorf("LoadEmbeddings into the space being dropped: %v, want paper.ErrSpaceDropped", err)
+	if err := <-written; !errors.Is(err, paper.ErrSpaceDropped) {
+		t.Errorf("%s into the space being dropped: %v, want paper.ErrSpaceDropped", method, err)
 	}
 }
 
