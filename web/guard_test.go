@@ -430,20 +430,25 @@ func TestShutdownThatTimesOutIsAWarningNotAFailure(t *testing.T) {
 	}
 }
 
+// listenWithShutdownDelay is listen, of a server of a new bundle with a ShutdownDelay of d.
+func listenWithShutdownDelay(t *testing.T, d time.Duration) (base string, stop func() (time.Duration, error)) {
+	t.Helper()
+	cfg := newBundle(t).config()
+	cfg.ShutdownDelay = d
+	s, err := web.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return listen(t, s)
+}
+
 // TestShutdownDelayServesOnWhileNotReady: at SIGTERM Kubernetes goes on routing requests to the
 // pod for a few seconds; a server that closed its listener at once refused them on every rolling
 // update. With a ShutdownDelay, /readyz answers 503 at once while the listener stays open and
 // every request is served, then the server shuts down as before.
 func TestShutdownDelayServesOnWhileNotReady(t *testing.T) {
 	t.Parallel()
-	b := newBundle(t)
-	cfg := b.config()
-	cfg.ShutdownDelay = 3 * time.Second
-	s, err := web.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, stop := listen(t, s)
+	base, stop := listenWithShutdownDelay(t, 3*time.Second)
 	// A new connection for each request: each one shows the listener still accepts.
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	code := func(path string) int {
@@ -488,14 +493,7 @@ func TestShutdownDelayServesOnWhileNotReady(t *testing.T) {
 // one until the shutdown closes the connection under it.
 func TestShutdownDelayClosesKeptAliveConnections(t *testing.T) {
 	t.Parallel()
-	b := newBundle(t)
-	cfg := b.config()
-	cfg.ShutdownDelay = 3 * time.Second
-	s, err := web.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, stop := listen(t, s)
+	base, stop := listenWithShutdownDelay(t, 3*time.Second)
 	client := &http.Client{Transport: &http.Transport{}}
 	get := func(path string) *http.Response {
 		t.Helper()
