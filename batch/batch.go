@@ -208,8 +208,8 @@ type Report struct {
 
 // Runner runs re-processing work through the Batch API. It is not safe for concurrent use;
 // two Runners on one database share the ledger and never submit a paper twice: a job is
-// recorded only with the papers not already in an open job of its target, checked under a
-// lock of the target (store.ClaimBatchJob), and the Runner preparing a job holds the job's
+// recorded only with the papers neither in an open job of its target nor done for it since
+// they were selected, checked under a lock of the target (store.ClaimBatchJob), and the Runner preparing a job holds the job's
 // lock until its batch is created, so another Runner resumes only a job whose creator is
 // gone (store.LockBatchJob); the Runner collecting a job's results holds that lock too, so
 // they are stored and reported once.

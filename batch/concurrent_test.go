@@ -284,3 +284,54 @@ func TestStalePollOfAJobAnotherRunnerClosedIsNoError(t *testing.T) {
 		t.Errorf("%d TL;DRs stored, want 3", tl)
 	}
 }
+
+// lateClaim holds a Runner's claims of jobs until proceed is closed: a Runner that selected
+// its papers before another one, but records its job only after the other's was collected.
+type lateClaim struct {
+	scanBarrier
+	proceed chan struct{}
+}
+
+func (s lateClaim) ClaimBatchJob(ctx context.Context, j store.BatchJob, items []store.BatchItem) (store.BatchJob, func(), error) {
+	<-s.proceed
+	return s.Store.ClaimBatchJob(ctx, j, items)
+}
+
+// Two Runners select the same stale papers at once; the second records its job only once the
+// first one's job has been collected and closed, their TL;DRs stored. The papers are done:
+// the second Runner submits nothing (it sent them again, and the API was paid twice).
+func TestRunnerClaimingAfterAnotherCollectedTheSamePapersSubmitsNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const n = 6
+	b := setup(t, n)
+	var walked sync.WaitGroup
+	walked.Add(2)
+	proceed := make(chan struct{})
+	first := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.Store = scanBarrier{b.st, &walked} })
+	late := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.Store = lateClaim{scanBarrier{b.st, &walked}, proceed} })
+	lateDone := make(chan error, 1)
+	var lateRep batch.Report
+	go func() {
+		var err error
+		lateRep, err = late.Run(ctx, store.Selection{})
+		lateDone <- err
+	}()
+	firstRep, err := first.Run(ctx, store.Selection{})
+	close(proceed)
+	if lerr := <-lateDone; lerr != nil {
+		t.Errorf("late Runner: %v", lerr)
+	}
+	if err != nil {
+		t.Fatalf("first Runner: %v", err)
+	}
+	if firstRep.Submitted != 1 || firstRep.Done != 1 || firstRep.TLDRs != n {
+		t.Errorf("first Runner's report %+v, want 1 job submitted and done, %d TL;DRs", firstRep, n)
+	}
+	if lateRep.Submitted != 0 || lateRep.Requests != 0 {
+		t.Errorf("late Runner's report %+v, want nothing submitted: its papers were done", lateRep)
+	}
+	if s := b.fake.Stats(); s.ChatDelivered != n {
+		t.Errorf("API delivered %d chat completions for %d papers, want %d", s.ChatDelivered, n, n)
+	}
+}

@@ -13,8 +13,9 @@
 // not uploaded or whose batch was not created is finished; a submitted job is polled again,
 // never created a second time; and papers in an open job are excluded from new jobs of the
 // same target (never pay twice). Two Runners on one database share the ledger: a job is
-// recorded only with the papers no open job of its target holds, checked and inserted under
-// a transaction lock of the target (store.ClaimBatchJob), and the Runner that records a job
+// recorded only with the papers no open job of its target holds and whose output for it is
+// not stored (another Runner's job of them may have been collected since they were selected),
+// checked and inserted under a transaction lock of the target (store.ClaimBatchJob), and the Runner that records a job
 // holds a session lock of the job until its batch is created, so another Runner resumes a job
 // still preparing only when its creator is gone (store.LockBatchJob). A job's usage is recorded when it is closed, in the same
 // transaction, so it is counted once however often its collection is retried. Usage is

@@ -388,3 +388,58 @@ func TestResolveSpace(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestClaimBatchJobLeavesOutPapersDoneForItsTarget: a paper selected stale whose output for
+// the job's target was stored meanwhile (another Runner's job of the same papers collected and
+// closed before this claim) is not recorded in the job: it would be sent and paid for again.
+// An output of another target, or of an older text, does not count.
+func TestClaimBatchJobLeavesOutPapersDoneForItsTarget(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp := space(t, s, "emb", 3)
+	papers := abstracts(3)
+	upsert(t, s, papers, store.Work{})
+	if _, err := s.SaveSummaries(ctx, []paper.Summary{summaryOf(papers[0], "m", "v1", "A TL;DR."), summaryOf(papers[1], "m", "v0", "An old TL;DR.")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(papers[1], 1, 0, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	items := make([]store.BatchItem, len(papers))
+	for i, p := range papers {
+		items[i] = store.BatchItem{PaperID: p.ID, ContentHash: p.ContentHash()}
+	}
+	claimed := func(j store.BatchJob, items []store.BatchItem) []string {
+		t.Helper()
+		job, release, err := s.ClaimBatchJob(ctx, j, items)
+		if err != nil {
+			t.Fatal(err)
+		}
+		release()
+		var ids []string
+		if job.ID != 0 {
+			err = s.BatchJobItems(ctx, job.ID, 10, func(its []store.BatchJobItem) error {
+				for _, it := range its {
+					ids = append(ids, it.PaperID)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		return ids
+	}
+	if got, want := claimed(store.BatchJob{Kind: paper.KindChat, Model: "m", PromptVersion: "v1"}, items), []string{papers[1].ID, papers[2].ID}; !slices.Equal(got, want) {
+		t.Errorf("chat job claimed %v, want %v (paper 0 has its TL;DR)", got, want)
+	}
+	if got, want := claimed(store.BatchJob{Kind: paper.KindEmbedding, Model: sp.Model, SpaceID: sp.ID}, items), []string{papers[0].ID, papers[2].ID}; !slices.Equal(got, want) {
+		t.Errorf("embedding job claimed %v, want %v (paper 1 has its vector)", got, want)
+	}
+	// An item of an older text of paper 1 (its vector is of the current one) is claimed.
+	old := []store.BatchItem{{PaperID: papers[1].ID, ContentHash: "an older text's hash"}}
+	if got := claimed(store.BatchJob{Kind: paper.KindEmbedding, Model: sp.Model, SpaceID: sp.ID}, old); !slices.Equal(got, []string{papers[1].ID}) {
+		t.Errorf("embedding job of an older text claimed %v, want paper 1", got)
+	}
+}

@@ -26,11 +26,12 @@ var ErrBatchJobBusy = errors.New("batch job is being prepared by another process
 
 // ClaimBatchJob records a new job in status BatchPreparing with its items, and returns it with
 // its ID; from the commit on, the items' papers are excluded from new work for the job's
-// target (see StalePapers) until the job is done or failed. Only the items that are not
-// already in an open job of its target (same paper and content hash) are recorded, so two
-// processes that selected the same stale papers at the same time never both record them: the
-// check and the insert run in one transaction under a transaction advisory lock of the
-// target. The returned job's Total counts the items kept; when none is left it records
+// target (see StalePapers) until the job is done or failed. Only the items that are neither
+// already in an open job of its target nor done for it (its TL;DR or vector stored at the
+// item's content hash) are recorded, so two processes that selected the same stale papers at
+// the same time never both record them, even when one records its job after the other's has
+// been collected and closed: the check and the insert run in one transaction under a
+// transaction advisory lock of the target. The returned job's Total counts the items kept; when none is left it records
 // nothing and returns a job with ID 0.
 //
 // The returned job is locked (see LockBatchJob) on a connection of its own until release is
@@ -74,6 +75,26 @@ func (s *Store) ClaimBatchJob(ctx context.Context, j BatchJob, items []BatchItem
 		})
 		if err != nil {
 			return fmt.Errorf("read open items: %w", err)
+		}
+		// A paper whose output for the target is stored at the item's text is not stale any
+		// more: another job of the target (closed since the caller selected the paper) or the
+		// worker bought it, and a job would pay for it again.
+		done := `SELECT paper_id, content_hash FROM tldrs WHERE model = $2 AND prompt_version = $3 AND paper_id = ANY($1)`
+		args := []any{ids, j.Model, j.PromptVersion}
+		if j.Kind == paper.KindEmbedding {
+			done = `SELECT paper_id, content_hash FROM embeddings WHERE space_id = $2 AND paper_id = ANY($1)`
+			args = []any{ids, j.SpaceID}
+		}
+		rows, err = tx.Query(ctx, done, args...)
+		if err != nil {
+			return fmt.Errorf("read stored outputs: %w", err)
+		}
+		_, err = pgx.ForEachRow(rows, []any{&it.PaperID, &it.ContentHash}, func() error {
+			open[BatchItem{PaperID: it.PaperID, ContentHash: it.ContentHash}] = true
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("read stored outputs: %w", err)
 		}
 		kept := make([]BatchItem, 0, len(items))
 		for _, it := range items {

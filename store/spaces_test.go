@@ -314,9 +314,6 @@ func TestDropSpaceRefusesASpaceThatOpenBatchJobsEmbedInto(t *testing.T) {
 	old := space(t, s, "old", 3)
 	ps := abstracts(2)
 	upsert(t, s, ps, store.Work{})
-	if _, err := s.SaveEmbeddings(ctx, old.ID, []paper.Embedding{embeddingOf(ps[0], 1, 0, 0)}); err != nil {
-		t.Fatal(err)
-	}
 	claim := func(p paper.Abstract) store.BatchJob {
 		t.Helper()
 		job, release, err := s.ClaimBatchJob(ctx, store.BatchJob{Kind: paper.KindEmbedding, Model: old.Model, SpaceID: old.ID,
@@ -328,6 +325,10 @@ func TestDropSpaceRefusesASpaceThatOpenBatchJobsEmbedInto(t *testing.T) {
 		return job
 	}
 	closed, open := claim(ps[0]), claim(ps[1])
+	// The closed job's vector (a claim leaves out a paper whose vector is stored).
+	if _, err := s.SaveEmbeddings(ctx, old.ID, []paper.Embedding{embeddingOf(ps[0], 1, 0, 0)}); err != nil {
+		t.Fatal(err)
+	}
 	closed.Status = store.BatchDone
 	if err := s.FinishBatchJob(ctx, closed, nil); err != nil {
 		t.Fatal(err)
