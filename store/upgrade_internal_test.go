@@ -1,0 +1,208 @@
+package store
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/pressly/goose/v3"
+
+	"github.com/paperpipe/paperpipe/internal/pgtest"
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// TestArchivesOfEveryOlderSchemaKeepTheirRowsAndAnswers: an archive made by paperpipe at each
+// older schema version — its rows written as that version's code wrote them, the columns it
+// lacked left to the later migrations — is migrated to the last version and keeps every row,
+// and the store answers about it as it did: the TL;DR shown, the vectors found, what is
+// current and what is stale (nothing current is bought again), the open batch job's papers
+// held, the offline model and the usage counters read.
+func TestArchivesOfEveryOlderSchemaKeepTheirRowsAndAnswers(t *testing.T) {
+	t.Parallel()
+	probe := migratedStore(t)
+	st, err := probe.MigrationStatus(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := st[len(st)-1].Version
+	for from := int64(1); from < last; from++ {
+		t.Run(fmt.Sprintf("from_%05d", from), func(t *testing.T) {
+			t.Parallel()
+			upgradeFrom(t, from)
+		})
+	}
+}
+
+func upgradeFrom(t *testing.T, from int64) {
+	ctx := t.Context()
+	s, err := Open(ctx, Config{URL: pgtest.URL(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.withProvider(ctx, func(p *goose.Provider) error {
+		_, err := p.UpTo(ctx, from)
+		return err
+	}); err != nil {
+		t.Fatalf("migrate up to %d: %v", from, err)
+	}
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := s.pool.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("at version %d: %s: %v", from, sql, err)
+		}
+	}
+	// a has a TL;DR and a vector of its text, b only of a text it no longer has.
+	a := paper.Abstract{ID: "arxiv:2401.00001", Title: "Graph neural networks for molecules",
+		Abstract: "We predict molecular properties with message passing.", Authors: []string{"A. Author"},
+		Categories: []string{"cs.LG"}, URL: "https://arxiv.org/abs/2401.00001", Source: "arxiv",
+		Published: time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC)}
+	b := paper.Abstract{ID: "arxiv:2401.00002", Title: "Sparse attention at scale",
+		Abstract: "Transformers attend to a few tokens each.", Categories: []string{"cs.CL"}}
+	// c only checks that a text of its own, read before the migrations ran, replaces its text:
+	// a row from before 00008 has no known text time.
+	c := paper.Abstract{ID: "arxiv:2401.00003", Title: "Bandits in the wild", Abstract: "Exploration in production."}
+	for _, p := range []paper.Abstract{a, b, c} {
+		exec(`INSERT INTO papers (id, title, abstract, authors, categories, published, url, source, content_hash)
+			VALUES ($1, $2, $3, coalesce($4::text[], '{}'), coalesce($5::text[], '{}'), $6, nullif($7, ''), nullif($8, ''), $9)`,
+			p.ID, p.Title, p.Abstract, p.Authors, p.Categories, nullTime(p.Published), p.URL, p.Source, p.ContentHash())
+	}
+	const model, prompt, oldHash = "gpt-x", "tldr-v1", "hash-of-an-older-text"
+	exec(`INSERT INTO tldrs (paper_id, model, prompt_version, content_hash, tldr, validation, input_tokens, output_tokens)
+		VALUES ($1, $2, $3, $4, 'Message passing predicts molecules.', 'ok', 120, 9),
+		       ($5, $2, $3, $6, 'An old summary.', 'ok', 100, 8)`, a.ID, model, prompt, a.ContentHash(), b.ID, oldHash)
+	var space int64
+	if err := s.pool.QueryRow(ctx, `INSERT INTO embedding_spaces (model, dimensions, template, active)
+		VALUES ('emb', 3, '{{.Title}}', true) RETURNING id`).Scan(&space); err != nil {
+		t.Fatal(err)
+	}
+	// The index every version before 00009 made for a space of 3 dimensions (index kind hnsw).
+	exec(fmt.Sprintf(`CREATE INDEX embeddings_hnsw_s%d ON embeddings
+		USING hnsw ((embedding::vector(3)) vector_cosine_ops) WHERE space_id = %[1]d`, space))
+	exec(`INSERT INTO embeddings (space_id, paper_id, content_hash, embedding) VALUES
+		($1, $2, $3, '[1,0,0]'), ($1, $4, $5, '[0.9,0.1,0]')`, space, a.ID, a.ContentHash(), b.ID, oldHash)
+	exec(`INSERT INTO api_usage (day, model, kind, requests, input_tokens, output_tokens)
+		VALUES ((now() AT TIME ZONE 'UTC')::date, $1, 'chat', 2, 220, 17)`, model)
+	target := BatchTarget(paper.KindChat, model, prompt, 0)
+	if from >= 3 {
+		// An open job buying b's TL;DR of its current text.
+		var job int64
+		if err := s.pool.QueryRow(ctx, `INSERT INTO batch_jobs (openai_batch_id, kind, target, model, prompt_version, status, total)
+			VALUES ('batch_1', 'chat', $1, $2, $3, 'submitted', 1) RETURNING id`, target, model, prompt).Scan(&job); err != nil {
+			t.Fatal(err)
+		}
+		exec(`INSERT INTO batch_items (job_id, paper_id, content_hash) VALUES ($1, $2, $3)`, job, b.ID, b.ContentHash())
+	}
+	if from >= 4 {
+		exec(`INSERT INTO offline_models (name, documents, terms, components, dimensions, data)
+			VALUES ('paperpipe-offline-tfidf-abc', 2, 10, 2, 3, '\x1f8b')`)
+	}
+	tables := []string{"papers", "tldrs", "embedding_spaces", "embeddings", "api_usage", "batch_jobs", "batch_items", "offline_models"}
+	before := make(map[string]int64)
+	for _, tb := range tables {
+		var exists bool
+		if err := s.pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", tb).Scan(&exists); err != nil {
+			t.Fatal(err)
+		}
+		if exists {
+			before[tb] = count(t, s, tb)
+		}
+	}
+
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate from %d: %v", from, err)
+	}
+	if err := s.CheckSchema(ctx); err != nil {
+		t.Fatalf("CheckSchema after migrating from %d: %v", from, err)
+	}
+	for tb, n := range before {
+		if got := count(t, s, tb); got != n {
+			t.Errorf("%s: %d rows after migrating from %d, %d before", tb, got, from, n)
+		}
+	}
+
+	ra, err := s.Paper(ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ra.TLDR == nil || ra.TLDR.Text != "Message passing predicts molecules." || !ra.Embedded ||
+		ra.URL != a.URL || len(ra.Authors) != 1 || !ra.Published.Equal(a.Published) {
+		t.Errorf("Paper(%s) after migrating from %d = %+v (TL;DR %+v), want its TL;DR, embedded, its metadata", a.ID, from, ra, ra.TLDR)
+	}
+	if rb, err := s.Paper(ctx, b.ID); err != nil || rb.TLDR != nil || rb.Embedded {
+		t.Errorf("Paper(%s) after migrating from %d = %+v (%v), want no TL;DR and not embedded (both are of an older text)", b.ID, from, rb, err)
+	}
+	if sums, err := s.Summaries(ctx, b.ID); err != nil || len(sums) != 1 || sums[0].ContentHash != oldHash {
+		t.Errorf("Summaries(%s) = %+v (%v), want its stale TL;DR", b.ID, sums, err)
+	}
+	cnt, err := s.Counts(ctx, Work{Model: model, PromptVersion: prompt, SpaceID: space})
+	if err != nil || cnt != (Counts{Papers: 3, WithTLDR: 1, WithEmbedding: 1, TLDRsTotal: 2}) {
+		t.Errorf("Counts after migrating from %d = %+v (%v), want 3 papers, 1 with a TL;DR, 1 embedded, 2 TL;DRs", from, cnt, err)
+	}
+	spaces, err := s.Spaces(ctx)
+	if err != nil || len(spaces) != 1 || spaces[0].Index != IndexHNSW || spaces[0].IndexName == "" || !spaces[0].Active {
+		t.Fatalf("Spaces after migrating from %d = %+v (%v), want the active hnsw space with its index", from, spaces, err)
+	}
+	if hits, err := s.Related(ctx, space, a.ID, 5); err != nil || len(hits) != 1 || hits[0].ID != b.ID {
+		t.Errorf("Related(%s) after migrating from %d = %+v (%v), want %s", a.ID, from, hits, err, b.ID)
+	}
+	if hits, err := s.Search(ctx, space, []float32{1, 0, 0}, 5); err != nil || len(hits) != 2 || hits[0].ID != a.ID {
+		t.Errorf("Search after migrating from %d = %+v (%v), want %s then %s", from, hits, err, a.ID, b.ID)
+	}
+	if hits, err := s.KeywordSearch(ctx, "molecules", 5); err != nil || len(hits) != 1 || hits[0].ID != a.ID {
+		t.Errorf("KeywordSearch after migrating from %d = %+v (%v), want %s", from, hits, err, a.ID)
+	}
+	older := c
+	older.Abstract, older.TextAt = "Exploration in production, revised.", time.Now().Add(-time.Hour)
+	if p, err := s.UpsertPapers(ctx, []paper.Abstract{older}, Work{}); err != nil || !p[0].Changed {
+		t.Errorf("a text of %s read an hour ago, after migrating from %d: %+v (%v), want it stored (the row has no text time)", c.ID, from, p, err)
+	}
+	// Ingested again unchanged (a follow's overlap), a needs nothing and b only what it lacks.
+	p, err := s.UpsertPapers(ctx, []paper.Abstract{a, b}, Work{Model: model, PromptVersion: prompt, SpaceID: space})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p[0].New || p[0].Changed || p[0].NeedTLDR || p[0].NeedEmbedding {
+		t.Errorf("%s ingested again after migrating from %d: %+v, want nothing new or needed", a.ID, from, p[0])
+	}
+	wantTLDR := from < 3 // otherwise the open batch job buys it
+	if p[1].New || p[1].Changed || p[1].NeedTLDR != wantTLDR || !p[1].NeedEmbedding {
+		t.Errorf("%s ingested again after migrating from %d: %+v, want NeedTLDR %v and NeedEmbedding", b.ID, from, p[1], wantTLDR)
+	}
+	// A newer text of a replaces the stored one.
+	newer := a
+	newer.Abstract = "We predict molecular properties with equivariant message passing."
+	if p, err := s.UpsertPapers(ctx, []paper.Abstract{newer}, Work{Model: model, PromptVersion: prompt}); err != nil ||
+		!p[0].Changed || !p[0].NeedTLDR {
+		t.Errorf("a newer text of %s after migrating from %d: %+v (%v), want it stored and its TL;DR needed", a.ID, from, p, err)
+	}
+	if from >= 3 {
+		if jobs, err := s.BatchJobs(ctx, target); err != nil || len(jobs) != 1 || !jobs[0].Open() || jobs[0].OpenAIID != "batch_1" {
+			t.Errorf("BatchJobs(%s) after migrating from %d = %+v (%v), want the open job", target, from, jobs, err)
+		}
+	}
+	if from >= 4 {
+		if m, err := s.OfflineModel(ctx, "paperpipe-offline-tfidf-abc"); err != nil || m.Dimensions != 3 || len(m.Data) != 2 {
+			t.Errorf("OfflineModel after migrating from %d = %+v (%v)", from, m, err)
+		}
+	}
+	if u, err := s.Usage(ctx, time.Now().Add(-48*time.Hour)); err != nil || len(u) != 1 || u[0].InputTokens != 220 {
+		t.Errorf("Usage after migrating from %d = %+v (%v), want the day's counters", from, u, err)
+	}
+}
+
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func count(t *testing.T, s *Store, table string) int64 {
+	t.Helper()
+	var n int64
+	if err := s.pool.QueryRow(t.Context(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
