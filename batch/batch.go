@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"os"
 	"slices"
@@ -1155,7 +1154,8 @@ func (r *Runner) store(ctx context.Context, j store.BatchJob, lines []resultLine
 			reject(l, fmt.Sprintf("vector of %d dimensions, space %s holds %d", len(vec), r.cfg.Embed.Space.Name(), r.cfg.Embed.Space.Dimensions))
 			continue
 		}
-		if !finite(vec) {
+		// The zero vector is left to the store, which refuses it (see saveEach).
+		if bad, _ := paper.VectorFault(vec); bad >= 0 {
 			reject(l, "vector holds NaN or infinite values")
 			continue
 		}
@@ -1237,15 +1237,6 @@ func saveEach[T any](recs []T, save func([]T) (int, error), refuse func(T, error
 		n += k
 	}
 	return n, nil
-}
-
-func finite(v []float32) bool {
-	for _, x := range v {
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return false
-		}
-	}
-	return true
 }
 
 // seen records on job j what a look at its batch b found: its status, request counts, and

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"sort"
 	"strings"
@@ -520,16 +519,10 @@ func (c *Client) embed(ctx context.Context, retry llm.Retrier, texts []string, t
 	return vecs, usage, err
 }
 
-// usable reports whether v is finite and not all zeros.
+// usable reports whether v is finite and not all zeros (see paper.VectorFault).
 func usable(v []float32) bool {
-	nonzero := false
-	for _, x := range v {
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return false
-		}
-		nonzero = nonzero || x != 0
-	}
-	return nonzero
+	bad, zero := paper.VectorFault(v)
+	return bad < 0 && !zero
 }
 
 // wrongLength is the error of vectors of n dimensions, not the space's: the configuration's

@@ -3,6 +3,7 @@ package paper
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"math"
 	"strconv"
 	"time"
 	"unicode"
@@ -112,6 +113,23 @@ type Embedding struct {
 	// Truncated is true when the input was cut to fit the model's context.
 	Truncated bool  `json:"truncated,omitempty"`
 	Usage     Usage `json:"-"`
+}
+
+// VectorFault says what makes v unusable as an embedding: nonFinite is the index of its first
+// NaN or infinite value (-1 when every value is finite), and zero whether every value is zero
+// (reported only when all are finite) — the zero vector has no direction, so its cosine
+// distance to anything is NaN: a paper with it would be nobody's neighbour, and a query made of
+// it would score every paper NaN. The embedding client, the batch runner, `import` and the
+// store all check vectors with it.
+func VectorFault(v []float32) (nonFinite int, zero bool) {
+	zero = true
+	for i, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return i, false
+		}
+		zero = zero && x == 0
+	}
+	return -1, zero
 }
 
 // Space is an embedding space: vectors of one model, dimension and input template. Vectors of

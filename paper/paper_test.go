@@ -1,6 +1,7 @@
 package paper
 
 import (
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -34,6 +35,25 @@ func TestAppendFoldedASCIISpaceTable(t *testing.T) {
 	for c := range utf8.RuneSelf {
 		if asciiSpace[c] != unicode.IsSpace(rune(c)) {
 			t.Errorf("asciiSpace[%#x] = %v, unicode.IsSpace says %v", c, asciiSpace[c], !asciiSpace[c])
+		}
+	}
+}
+
+func TestVectorFault(t *testing.T) {
+	nan, inf := float32(math.NaN()), float32(math.Inf(-1))
+	for _, c := range []struct {
+		v    []float32
+		bad  int
+		zero bool
+	}{
+		{[]float32{0.1, -0.2, 0}, -1, false},
+		{[]float32{0, 0, 0}, -1, true},
+		{[]float32{0, nan, inf}, 1, false},
+		{[]float32{1, 2, inf}, 2, false},
+		{[]float32{math.MaxFloat32, 0}, -1, false},
+	} {
+		if bad, zero := VectorFault(c.v); bad != c.bad || zero != c.zero {
+			t.Errorf("VectorFault(%v) = %d, %v; want %d, %v", c.v, bad, zero, c.bad, c.zero)
 		}
 	}
 }

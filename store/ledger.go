@@ -729,21 +729,19 @@ func validateEmbedding(e paper.Embedding, sp spaceRow) error {
 		return fmt.Errorf("embedding of %s has %d dimensions, space %s holds %d: %w",
 			e.PaperID, len(e.Vector), sp.Name(), sp.Dimensions, paper.ErrSpaceMismatch)
 	}
-	half := vectorSQLFor(sp, "$1").opclass == "halfvec_cosine_ops"
-	zero := true
-	for i, x := range e.Vector {
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return fmt.Errorf("embedding of %s: value %d is %v: %w", e.PaperID, i, x, paper.ErrInvalid)
+	bad, zero := paper.VectorFault(e.Vector)
+	if bad >= 0 {
+		return fmt.Errorf("embedding of %s: value %d is %v: %w", e.PaperID, bad, e.Vector[bad], paper.ErrInvalid)
+	}
+	if vectorSQLFor(sp, "$1").opclass == "halfvec_cosine_ops" {
+		for i, x := range e.Vector {
+			if math.Abs(float64(x)) > maxHalf {
+				return fmt.Errorf("embedding of %s: value %d is %v, beyond half precision's range (±%d) that space %s's %s index "+
+					"stores vectors in: %w", e.PaperID, i, x, maxHalf, sp.Name(), sp.index, paper.ErrInvalid)
+			}
 		}
-		if half && math.Abs(float64(x)) > maxHalf {
-			return fmt.Errorf("embedding of %s: value %d is %v, beyond half precision's range (±%d) that space %s's %s index "+
-				"stores vectors in: %w", e.PaperID, i, x, maxHalf, sp.Name(), sp.index, paper.ErrInvalid)
-		}
-		zero = zero && x == 0
 	}
 	if zero {
-		// Its cosine distance to anything is NaN: it would be nobody's neighbour, and a query
-		// made of it would score every paper NaN.
 		return fmt.Errorf("embedding of %s is the zero vector (nothing in its text the model could embed): %w", e.PaperID, paper.ErrInvalid)
 	}
 	return validText(e.PaperID)

@@ -1696,14 +1696,10 @@ func beyondHalf(v []float32) int {
 
 // validVector says what is wrong with a vector ("" when nothing).
 func validVector(v []float32) string {
-	zero := true
-	for i, x := range v {
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return fmt.Sprintf("value %d is not a finite number", i)
-		}
-		zero = zero && x == 0
-	}
-	if zero {
+	switch bad, zero := paper.VectorFault(v); {
+	case bad >= 0:
+		return fmt.Sprintf("value %d is not a finite number", bad)
+	case zero:
 		return "the zero vector (no direction: it cannot be anyone's neighbour)"
 	}
 	return ""
