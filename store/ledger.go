@@ -33,7 +33,8 @@ type Pending = paper.Pending
 // stored. A paper's text replaces the stored one only when it is not older (Abstract.TextAt,
 // zero meaning now): a redelivered message of a paper's previous version, processed after the
 // newer one, changes nothing and needs nothing (its Pending carries the stored hash), also when
-// the newer one was stored by another call while this one ran; of calls storing one new paper
+// the newer one was stored by another call while this one ran; a text stored as given and read
+// again later (a newer TextAt) keeps the later time, though nothing else is written; of calls storing one new paper
 // at once, one reports it New and its outputs missing, and the others report it as a later
 // call would (not New; Changed, its outputs missing, only for a newer text of their own; their
 // metadata merged). It writes only rows whose text or
@@ -367,6 +368,17 @@ WITH input AS (
 		AND (cardinality(i.categories) = 0 OR p.categories = i.categories)
 		AND (i.published IS NULL OR p.published = i.published)
 		AND (i.url IS NULL OR p.url = i.url))
+), reread AS (
+	-- A text stored exactly as given and read again since (a follow's overlap, a re-ingest)
+	-- keeps the time of its latest reading, or a redelivered message of another version read in
+	-- between, handled after it, would be taken for the newer text and put back. Only text_at
+	-- is written (no tsv, no updated_at: nothing changed), the rows locked in id order as the
+	-- upsert's are.
+	UPDATE papers p SET text_at = r.text_at
+	FROM (SELECT i.id, i.text_at FROM input i JOIN papers q ON q.id = i.id AND q.content_hash = i.content_hash
+		WHERE q.text_at < i.text_at AND NOT EXISTS (SELECT 1 FROM changed c WHERE c.id = i.id)
+		ORDER BY i.id FOR UPDATE OF q) r
+	WHERE p.id = r.id
 ), upsert AS (
 	-- created_at and updated_at are the time of the row's own write, not the transaction's
 	-- start: an upsert that waited on a locked row (up to RowLockTimeout) stamped the papers it

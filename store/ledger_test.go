@@ -667,3 +667,42 @@ func TestUpsertPapersWithARepeatedIDBesideAConcurrentBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestTextReadAgainKeepsTheTimeOfItsLatestReading: a paper's stored text read again later,
+// unchanged (a follow's overlap), then a message of another version read in between, handled
+// after it (redelivered, or taken by a slower worker): the store keeps the text read last, as
+// it does when the messages are handled in the order they were read. The re-reading left the
+// stored text's time at its first reading, and the other version replaced it and had its
+// outputs bought, to be replaced and bought again at the next poll.
+func TestTextReadAgainKeepsTheTimeOfItsLatestReading(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	now := time.Now()
+	a := abstracts(1)[0]
+	b := a
+	b.Abstract = "Another version of the abstract."
+	a.TextAt = now.Add(-3 * time.Hour)
+	upsert(t, s, []paper.Abstract{a}, store.Work{})
+	var updated time.Time
+	if err := s.Pool().QueryRow(t.Context(), "SELECT updated_at FROM papers").Scan(&updated); err != nil {
+		t.Fatal(err)
+	}
+	a.TextAt = now.Add(-time.Hour) // read again, after b was
+	if p := upsert(t, s, []paper.Abstract{a}, store.Work{Model: testModel, PromptVersion: testPrompt})[0]; p.Changed || p.New || !p.NeedTLDR {
+		t.Errorf("the text read again: %+v, want unchanged, its TL;DR still needed", p)
+	}
+	b.TextAt = now.Add(-2 * time.Hour)
+	if p := upsert(t, s, []paper.Abstract{b}, store.Work{Model: testModel, PromptVersion: testPrompt})[0]; p.Changed || p.NeedTLDR || p.ContentHash != a.ContentHash() {
+		t.Errorf("the version read before the latest reading, handled after it: %+v, want nothing changed or needed", p)
+	}
+	if rec, err := s.Paper(t.Context(), a.ID); err != nil || rec.Abstract.Abstract != a.Abstract {
+		t.Errorf("stored %q (%v), want the text read last, %q", rec.Abstract.Abstract, err, a.Abstract)
+	}
+	var textAt, updatedNow time.Time
+	if err := s.Pool().QueryRow(t.Context(), "SELECT text_at, updated_at FROM papers").Scan(&textAt, &updatedNow); err != nil {
+		t.Fatal(err)
+	}
+	if !textAt.Equal(a.TextAt.Truncate(time.Microsecond)) || !updatedNow.Equal(updated) {
+		t.Errorf("text_at %v, updated_at %v; want the latest reading's %v, updated_at unchanged %v (nothing changed)", textAt, updatedNow, a.TextAt, updated)
+	}
+}
