@@ -284,17 +284,26 @@ func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle
 func followingWorkers(ctx context.Context, c *config, log *slog.Logger, st *store.Store, b *broker, m *models,
 	consumers []string, exitWhenIdle, announce bool) error {
 	followed := false
+	// stopped is err, unless ctx ended while the workers restart on a new space: a Ctrl-C or
+	// SIGTERM then is a stop like any other (the workers have drained), not a failure of the
+	// step it cut short.
+	stopped := func(err error) error {
+		if followed && ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	for {
 		space, err := st.EnsureSpace(ctx, m.emb.Space())
 		if err != nil {
-			return err
+			return stopped(err)
 		}
 		if !space.Active {
 			warnInactiveSpace(ctx, c, log, st, space)
 		}
 		if followed {
 			if err := queueMissing(ctx, log, st, b, space); err != nil {
-				return err
+				return stopped(err)
 			}
 		}
 		err = runWorkersOnce(ctx, c, log, st, b, m, space, consumers, exitWhenIdle, announce)
@@ -303,7 +312,7 @@ func followingWorkers(ctx context.Context, c *config, log *slog.Logger, st *stor
 		}
 		announce, followed = false, true
 		if m, err = buildModels(ctx, c, log, st); err != nil {
-			return err
+			return stopped(err)
 		}
 	}
 }
