@@ -36,11 +36,14 @@ services-down: ## stop the local PostgreSQL, keeping its data
 	@$(SERVICES) down
 
 # With a DATABASE_URL of your own, the demo uses that database: the local one is then neither
-# started nor printed (its URL would name a database the demo does not use).
+# started nor printed (its URL would name a database the demo does not use). It runs on the
+# offline models whatever the environment says: an OPENAI_API_KEY, OPENAI_BASE_URL or model
+# setting in the user's shell must not send the sample to a paid API.
 .PHONY: demo
-demo: build ## ingest and process the sample archive with the offline models, fit the offline embedder, then show TL;DRs and related papers
+demo: build ## ingest and process the sample archive with the offline models (whatever OPENAI_API_KEY says), fit the offline embedder, then show TL;DRs and related papers
 	@if [ -n "$${DATABASE_URL:-}" ]; then echo "==> database: DATABASE_URL from the environment"; else $(SERVICES) up; fi
-	@export PAPERPIPE_DATA="$(DEMO_DATA)"; \
+	@unset OPENAI_API_KEY OPENAI_BASE_URL; export PAPERPIPE_CHAT_MODEL=offline PAPERPIPE_EMBED_MODEL=offline; \
+	export PAPERPIPE_DATA="$(DEMO_DATA)"; \
 	if [ -z "$${DATABASE_URL:-}" ]; then export DATABASE_URL="$$($(SERVICES) url)"; fi; \
 	echo "==> paperpipe ingest testdata/sample-papers.txt"; \
 	$(BIN) ingest testdata/sample-papers.txt; \
