@@ -193,7 +193,7 @@ func publishFile(ctx context.Context, pub *pipeline.Publisher, path string, opts
 func cmdWorker(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("worker", "", "Consume abstracts and write TL;DRs and embeddings until interrupted.")
 	c.addWorkerFlags(fs)
-	idle := fs.Bool("exit-when-idle", false, "exit once the queue is empty (for batch jobs and the demo)")
+	idle := fs.Bool("exit-when-idle", false, "exit once the queue is empty (for batch jobs and the demo); stopped before then (Ctrl-C, SIGTERM), exit 1")
 	consumer := fs.String("consumer", pipeline.ConsumerNew, "the durable consumer to pull from, by `name` (paperpipe status lists them)")
 	fs.StringVar(&c.MetricsAddr, "metrics", c.MetricsAddr, "serve /metrics, /healthz and /readyz on this `address` (such as 0.0.0.0:9090; empty: none); env PAPERPIPE_METRICS_ADDR")
 	if _, err := parseArgs(fs, args); err != nil {
@@ -208,7 +208,13 @@ func cmdWorker(ctx context.Context, c *config, args []string) error {
 		}
 		enableMetrics(c, newLogger(c))
 	}
-	return runWorkers(ctx, c, []string{*consumer}, *idle, false)
+	err := runWorkers(ctx, c, []string{*consumer}, *idle, false)
+	if err == nil && *idle && ctx.Err() != nil {
+		// Not idle: stopped. A script or a Job that runs the next step on success must not
+		// take a drained queue for an empty one.
+		return fmt.Errorf("interrupted before the queue was empty; run it again to go on: %w", context.Cause(ctx))
+	}
+	return err
 }
 
 func cmdUp(ctx context.Context, c *config, args []string) error {

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 )
@@ -35,5 +38,38 @@ func TestMakeDemoUsesTheOfflineModels(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "paperpipe-offline-extractive") {
 		t.Errorf("make demo's TL;DRs are not the offline model's:\n%s", out)
+	}
+}
+
+// TestWorkerExitWhenIdleInterruptedFails: `worker --exit-when-idle` stopped by Ctrl-C or
+// SIGTERM (a batch job cancelled, a CI timeout) before the queue was empty exits non-zero,
+// saying so: with exit 0, `worker --exit-when-idle && paperpipe fit` would go on as if every
+// paper were processed, and a Kubernetes Job would count as completed.
+func TestWorkerExitWhenIdleInterruptedFails(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{ChatLatency: time.Second})
+	c := newCLI(t, "OPENAI_API_KEY=sk-test", "OPENAI_BASE_URL="+api.URL(), "PAPERPIPE_CONCURRENCY=2")
+	c.ok("ingest", sampleFile)
+	w := exec.Command(binary, "worker", "--exit-when-idle")
+	w.Env = c.env
+	var logs lockedBuffer
+	w.Stderr = &logs
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); api.Stats().ChatRequests == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			_ = w.Process.Kill()
+			t.Fatalf("the worker sent no TL;DR request within a minute:\n%s", logs.String())
+		}
+	}
+	_ = w.Process.Signal(syscall.SIGINT)
+	err := w.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("worker --exit-when-idle interrupted with papers queued exited with %v, want exit status 1:\n%s", err, logs.String())
+	}
+	if !strings.Contains(logs.String(), "interrupted before the queue was empty") {
+		t.Errorf("the interrupted worker does not say the queue is not empty:\n%s", logs.String())
 	}
 }
