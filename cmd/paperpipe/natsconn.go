@@ -417,18 +417,9 @@ func (c *config) topology(role brokerRole) pipeline.TopologyConfig {
 // is refused too: nats.go would connect to 127.0.0.1:4222, and only an unset NATS_URL means
 // the embedded server (one run in its place would be a queue no other process reads).
 func checkNATSURL(urls string) error {
-	servers := 0
-	for _, raw := range strings.Split(urls, ",") {
-		u := strings.TrimSpace(raw)
-		if u == "" {
-			continue
-		}
-		servers++
-		full := u
-		if !strings.Contains(full, "://") {
-			full = "nats://" + full
-		}
-		if _, err := neturl.Parse(full); err != nil {
+	servers := natsServers(urls)
+	for _, u := range servers {
+		if _, err := neturl.Parse(u.full); err != nil {
 			// url.Parse's error quotes the URL as given, password and all: keep only its cause.
 			var ue *neturl.Error
 			if errors.As(err, &ue) {
@@ -439,20 +430,43 @@ func checkNATSURL(urls string) error {
 				// Its text quotes the escape, which may be part of a password.
 				err = errors.New("a % not followed by two hexadecimal digits (a % in a password is written %25)")
 			}
-			return fmt.Errorf("%s is not a URL: %w (want nats://HOST:PORT, or several separated by commas)", redact.URL(u), err)
+			return fmt.Errorf("%s is not a URL: %w (want nats://HOST:PORT, or several separated by commas)", redact.URL(u.given), err)
 		}
 	}
-	if urls != "" && servers == 0 {
+	if urls != "" && len(servers) == 0 {
 		return fmt.Errorf("%q names no server (want nats://HOST:PORT, or several separated by commas; unset it for the embedded server)", urls)
 	}
 	return nil
 }
 
+// natsServer is one server URL of a NATS_URL list: as given, and as nats.go reads it (nats://
+// assumed without a scheme).
+type natsServer struct{ given, full string }
+
+// natsServers splits the NATS_URL list urls as nats.go does: comma-separated, spaces trimmed,
+// empty entries left out.
+func natsServers(urls string) []natsServer {
+	var out []natsServer
+	for _, raw := range strings.Split(urls, ",") {
+		u := strings.TrimSpace(raw)
+		if u == "" {
+			continue
+		}
+		full := u
+		if !strings.Contains(full, "://") {
+			full = "nats://" + full
+		}
+		out = append(out, natsServer{given: u, full: full})
+	}
+	return out
+}
+
 // loopbackURL reports whether every server of the NATS URL list urls is on this host
 // (localhost, a loopback address): there, the embedded server may stand in for it.
 func loopbackURL(urls string) bool {
-	for _, raw := range strings.Split(urls, ",") {
-		u, err := neturl.Parse(strings.TrimSpace(raw))
+	servers := natsServers(urls)
+	for _, srv := range servers {
+		u, err := neturl.Parse(srv.full)
 		if err != nil || u.Hostname() == "" {
 			return false
 		}
@@ -463,7 +477,7 @@ func loopbackURL(urls string) bool {
 			return false
 		}
 	}
-	return true
+	return len(servers) > 0
 }
 
 // where says which server b is connected to, for `up` to announce: NATS_URL's, the embedded

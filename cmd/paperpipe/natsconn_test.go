@@ -610,3 +610,30 @@ func TestNATSURLNamingNoServerIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// NATS_URL is read as nats.go reads it — a server without a scheme is nats://, empty entries
+// are left out — by the check of its syntax and by the hint of an unreachable one alike:
+// `localhost:4222` is this host (the hint offers the embedded server), as `nats://localhost:4222`
+// is, and a trailing comma changes nothing.
+func TestLoopbackNATSURLsAreReadAsNATSReadsThem(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		urls string
+		want bool
+	}{
+		{"nats://localhost:4222", true},
+		{"localhost:4222", true},
+		{"127.0.0.1:4222, [::1]:4223", true},
+		{"nats://127.0.0.1:4222,", true},
+		{"user:pw@localhost:4222", true},
+		{"nats://nats.example.com:4222", false},
+		{"localhost:4222,nats.example.com:4222", false},
+		{"10.0.0.5:4222", false},
+		{"", false},
+		{" , ", false},
+	} {
+		if got := loopbackURL(tc.urls); got != tc.want {
+			t.Errorf("loopbackURL(%q) = %v, want %v", tc.urls, got, tc.want)
+		}
+	}
+}
