@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/paperpipe/paperpipe/internal/nettest"
 )
 
 // Defaults of the PostgreSQL a run can start for itself: the Debian chroot deploy/services.sh
@@ -137,7 +139,7 @@ func newCluster(root, prefix, what string, uid, gid int) (*Postgres, error) {
 		os.RemoveAll(host)
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	port, err := freePort()
+	port, err := nettest.PickPort()
 	if err != nil {
 		os.RemoveAll(host)
 		return nil, err

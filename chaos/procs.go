@@ -289,7 +289,7 @@ type NATS struct {
 
 // StartNATS starts a nats-server with JetStream storing in dir, on a free loopback port.
 func StartNATS(bin, dir, logPath string) (*NATS, error) {
-	port, err := freePort()
+	port, err := nettest.PickPort()
 	if err != nil {
 		return nil, err
 	}
@@ -330,10 +330,6 @@ func (n *NATS) Stop() {
 	n.mu.Unlock()
 	p.Stop(10 * time.Second)
 }
-
-// freePort returns a loopback TCP port nothing listens on, outside the kernel's ephemeral
-// range (see nettest.PickPort): a server restarted on it does not find it taken meanwhile.
-func freePort() (int, error) { return nettest.PickPort() }
 
 // waitTCP waits until something accepts connections on the loopback port, or p exits.
 func waitTCP(p *Proc, port int, timeout time.Duration) error {

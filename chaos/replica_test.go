@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/paperpipe/paperpipe/internal/nettest"
 	"github.com/paperpipe/paperpipe/store"
 )
 
@@ -64,7 +65,7 @@ func TestServeReadsFromAHotStandbyAndWritesUsageToThePrimary(t *testing.T) {
 	}
 	before := usage(pconn)
 
-	port, err := freePort()
+	port, err := nettest.PickPort()
 	if err != nil {
 		t.Fatal(err)
 	}
