@@ -240,8 +240,8 @@ func (s *Store) KeywordSearchRanked(ctx context.Context, q string, k int) ([]pap
 	hits := rankedHits(rows, &rk)
 	if len(hits) == 0 {
 		// Found nothing: say so when nothing could be found.
-		var none bool
-		if err := s.pool.QueryRow(ctx, `SELECT numnode(`+tsQuery+`) = 0`, q).Scan(&none); err != nil {
+		none, err := s.matchesNothing(ctx, q)
+		if err != nil {
 			return nil, rk, fmt.Errorf("keyword search %.60q: %w", q, err)
 		}
 		if none {
@@ -249,6 +249,14 @@ func (s *Store) KeywordSearchRanked(ctx context.Context, q string, k int) ([]pap
 		}
 	}
 	return hits, rk, nil
+}
+
+// matchesNothing reports whether full-text search ignores every word of q (pgQuery'd): stop
+// words and punctuation only, a tsquery with no node, which no paper can match.
+func (s *Store) matchesNothing(ctx context.Context, q string) (bool, error) {
+	var none bool
+	err := s.pool.QueryRow(ctx, `SELECT numnode(`+tsQuery+`) = 0`, q).Scan(&none)
+	return none, err
 }
 
 // keywordEdges appends the edges of the windows of a full-text ranking of q (see
@@ -629,8 +637,8 @@ func (s *Store) ListFiltered(ctx context.Context, f ListFilter, limit int, befor
 	}
 	if len(recs) == 0 && strings.TrimSpace(f.Text) != "" {
 		// Found nothing: say so when the text could match nothing.
-		var none bool
-		if err := s.pool.QueryRow(ctx, `SELECT numnode(`+tsQuery+`) = 0`, pgQuery(f.Text)).Scan(&none); err != nil {
+		none, err := s.matchesNothing(ctx, pgQuery(f.Text))
+		if err != nil {
 			return nil, nil, fmt.Errorf("list papers: %w", err)
 		}
 		if none {
