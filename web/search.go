@@ -117,7 +117,7 @@ func (s *Server) runSearch(ctx context.Context, p searchParams) (SearchResult, e
 	var nw *NoWordsError
 	if errors.As(err, &nw) {
 		return res, &httpError{status: http.StatusBadRequest, err: errNoWords,
-			msg: fmt.Sprintf("the query has no words the embedding model %s can use (excluded words do not count); search with mode=keyword", nw.Model)}
+			msg: nw.Error() + "; search with mode=keyword"}
 	}
 	return res, err
 }
