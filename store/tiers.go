@@ -101,13 +101,11 @@ func (s *Store) refreshTierEdges(unit int64, now func() time.Time) {
 	defer cancel()
 	at := now()
 	edges, err := s.lookupTierEdges(ctx, unit)
-	c := &s.tiers
 	if err != nil {
-		c.mu.Lock()
-		delete(c.refreshing, unit)
-		c.byUnit[unit] = tierEdges{at: at, edges: c.byUnit[unit].edges}
-		c.mu.Unlock()
-		return
+		// Nothing else writes unit's edges while this refresh runs (c.refreshing).
+		s.tiers.mu.Lock()
+		edges = s.tiers.byUnit[unit].edges
+		s.tiers.mu.Unlock()
 	}
 	s.storeTierEdges(unit, tierEdges{at: at, edges: edges})
 }
