@@ -419,16 +419,12 @@ func (s *Store) newerMigrations(ctx context.Context, p *goose.Provider) ([]Migra
 	if err != nil {
 		return nil, fmt.Errorf("read applied migrations: %w", err)
 	}
-	var out []MigrationState
-	for rows.Next() {
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (MigrationState, error) {
 		m := MigrationState{Applied: true, Unknown: true}
-		if err := rows.Scan(&m.Version, &m.AppliedAt); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("read applied migrations: %w", err)
-		}
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
+		err := r.Scan(&m.Version, &m.AppliedAt)
+		return m, err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("read applied migrations: %w", err)
 	}
 	return out, nil
