@@ -193,6 +193,10 @@ func sourceLink(rec paper.Record) string {
 	return ""
 }
 
+// sentence is the notice n (a lower-case clause, as SearchResult.Notice) written as a
+// sentence of its own: its first letter upper-case, and a full stop.
+func sentence(n string) string { return strings.ToUpper(n[:1]) + n[1:] + "." }
+
 // doiPath escapes the characters of a DOI that would end a URL's path or start an escape
 // there: a DOI may hold them (Wiley's SICI DOIs end in "2-#"), and left raw they make the
 // resolver look up another DOI. The rest stays readable, as the link shows it.
@@ -243,7 +247,7 @@ func (s *Server) uiFront(w http.ResponseWriter, r *http.Request) {
 	}
 	data := frontPage{base: s.base("paperpipe"), Category: q.Category, Text: q.Text, Since: since, First: q.Cursor == ""}
 	if notice != "" {
-		data.Notice = strings.ToUpper(notice[:1]) + notice[1:] + "."
+		data.Notice = sentence(notice)
 	}
 	data.Nav = "papers"
 	for _, rec := range page.Papers {
@@ -347,7 +351,7 @@ func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
 			// The page fell back to keyword results, and they have a notice of their own (the
 			// text has no word full-text search uses): both are said, or the user never learns
 			// why the page fell back.
-			data.Shown, data.Notice = res.Mode, data.Notice+" "+strings.ToUpper(res.Notice[:1])+res.Notice[1:]+"."
+			data.Shown, data.Notice = res.Mode, data.Notice+" "+sentence(res.Notice)
 		default: // the search ran in another mode, or found nothing, and says why
 			data.Shown, data.Notice = res.Mode, res.Notice+"."
 		}
