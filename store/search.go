@@ -172,6 +172,16 @@ func keywordTSQuery(q, excl string) (string, bool) {
 	return `(` + tsQuery + ` && !!websearch_to_tsquery('english', ` + excl + `))`, true
 }
 
+// keywordTSQueryArgs is keywordTSQuery of q for a statement of parameters args: the excluded
+// words, when the tsquery needs them, are the next parameter, appended to args.
+func keywordTSQueryArgs(q string, args []any) (string, []any) {
+	tsq, excluding := keywordTSQuery(q, "$"+strconv.Itoa(len(args)+1))
+	if excluding {
+		args = append(args, paper.ParseQuery(q).Excluded)
+	}
+	return tsq, args
+}
+
 // hasOr reports whether q holds the word or outside quotes (websearch_to_tsquery's operator;
 // when in doubt, true).
 func hasOr(q string) bool {
@@ -185,7 +195,7 @@ func hasOr(q string) bool {
 	}), func(w string) bool { return strings.EqualFold(w, "or") })
 }
 
-// keywordSQL is KeywordSearch's statement for the tsquery tsq (keywordTSQuery): $1 the text,
+// keywordSQL is KeywordSearch's statement for the tsquery tsq (keywordTSQueryArgs): $1 the text,
 // $2 k, $3 the rank limit (and $4 the excluded words when tsq needs them); edges are the
 // parameters of the windows' edges (keywordCandidates).
 func keywordSQL(tsq string, edges []string) string {
@@ -224,11 +234,7 @@ func (s *Store) KeywordSearchRanked(ctx context.Context, q string, k int) ([]pap
 		return nil, rk, fmt.Errorf("keyword search: %w", err)
 	}
 	q = pgQuery(q)
-	tsq, excluding := keywordTSQuery(q, "$4")
-	args := []any{q, k, s.keywordLimit}
-	if excluding {
-		args = append(args, paper.ParseQuery(q).Excluded)
-	}
+	tsq, args := keywordTSQueryArgs(q, []any{q, k, s.keywordLimit})
 	edges, err := s.keywordEdges(ctx, q, &args)
 	if err != nil {
 		return nil, rk, fmt.Errorf("keyword search %.60q: %w", q, err)
@@ -289,11 +295,7 @@ func (s *Store) keywordEdges(ctx context.Context, q string, args *[]any) ([]stri
 // of q (keywordCandidates without windows) by walking papers_created_at_id: EXPLAIN of that
 // statement, with the search's settings (about 0.3 ms).
 func (s *Store) walksByDate(ctx context.Context, q string) (bool, error) {
-	tsq, excluding := keywordTSQuery(q, "$3")
-	args := []any{q, s.keywordLimit}
-	if excluding {
-		args = append(args, paper.ParseQuery(q).Excluded)
-	}
+	tsq, args := keywordTSQueryArgs(q, []any{q, s.keywordLimit})
 	plan, err := searchRows(ctx, s, DefaultEFSearch(s.index), `EXPLAIN (FORMAT JSON) `+tieredMatches(`p.id`, `p.tsv @@ `+tsq, `$2::bigint + 1`, nil), args, pgx.RowTo[string])
 	if err != nil {
 		return false, fmt.Errorf("plan of the matches: %w", err)
