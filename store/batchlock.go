@@ -59,46 +59,36 @@ func (s *Store) ClaimBatchJob(ctx context.Context, j BatchJob, items []BatchItem
 		for i, it := range items {
 			ids[i] = it.PaperID
 		}
-		// Read after the lock is granted: a statement's snapshot then holds every job of the
-		// target committed before, under READ COMMITTED.
+		// The items left out: those in an open job of the target, and those whose output for
+		// the target is stored at the item's text, which are not stale any more (another job of
+		// the target, closed since the caller selected the paper, or the worker bought it, and
+		// a job would pay for it again). Read after the lock is granted: a statement's snapshot
+		// then holds every job of the target committed before, under READ COMMITTED.
+		done := `SELECT paper_id, content_hash FROM tldrs WHERE model = $3 AND prompt_version = $4 AND paper_id = ANY($2)`
+		args := []any{j.Target, ids, j.Model, j.PromptVersion}
+		if j.Kind == paper.KindEmbedding {
+			done = `SELECT paper_id, content_hash FROM embeddings WHERE space_id = $3 AND paper_id = ANY($2)`
+			args = []any{j.Target, ids, j.SpaceID}
+		}
 		rows, err := tx.Query(ctx, `SELECT bi.paper_id, bi.content_hash
 			FROM batch_items bi JOIN batch_jobs j ON j.id = bi.job_id
-			WHERE j.target = $1 AND j.status IN `+openJobStatuses+` AND bi.paper_id = ANY($2)`, j.Target, ids)
+			WHERE j.target = $1 AND j.status IN `+openJobStatuses+` AND bi.paper_id = ANY($2)
+			UNION ALL `+done, args...)
 		if err != nil {
-			return fmt.Errorf("read open items: %w", err)
+			return fmt.Errorf("read open items and stored outputs: %w", err)
 		}
-		open := map[BatchItem]bool{}
+		skip := map[BatchItem]bool{}
 		var it BatchItem
 		_, err = pgx.ForEachRow(rows, []any{&it.PaperID, &it.ContentHash}, func() error {
-			open[BatchItem{PaperID: it.PaperID, ContentHash: it.ContentHash}] = true
+			skip[BatchItem{PaperID: it.PaperID, ContentHash: it.ContentHash}] = true
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("read open items: %w", err)
-		}
-		// A paper whose output for the target is stored at the item's text is not stale any
-		// more: another job of the target (closed since the caller selected the paper) or the
-		// worker bought it, and a job would pay for it again.
-		done := `SELECT paper_id, content_hash FROM tldrs WHERE model = $2 AND prompt_version = $3 AND paper_id = ANY($1)`
-		args := []any{ids, j.Model, j.PromptVersion}
-		if j.Kind == paper.KindEmbedding {
-			done = `SELECT paper_id, content_hash FROM embeddings WHERE space_id = $2 AND paper_id = ANY($1)`
-			args = []any{ids, j.SpaceID}
-		}
-		rows, err = tx.Query(ctx, done, args...)
-		if err != nil {
-			return fmt.Errorf("read stored outputs: %w", err)
-		}
-		_, err = pgx.ForEachRow(rows, []any{&it.PaperID, &it.ContentHash}, func() error {
-			open[BatchItem{PaperID: it.PaperID, ContentHash: it.ContentHash}] = true
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("read stored outputs: %w", err)
+			return fmt.Errorf("read open items and stored outputs: %w", err)
 		}
 		kept := make([]BatchItem, 0, len(items))
 		for _, it := range items {
-			if !open[BatchItem{PaperID: it.PaperID, ContentHash: it.ContentHash}] {
+			if !skip[BatchItem{PaperID: it.PaperID, ContentHash: it.ContentHash}] {
 				kept = append(kept, it)
 			}
 		}
