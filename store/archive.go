@@ -309,7 +309,6 @@ func (s *Store) LoadEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 			return res, fmt.Errorf("load embeddings: record %d: %w", i+1, err)
 		}
 	}
-	dropped := false
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// The space's row first, before any table, as SaveEmbeddings does: DropSpace holds it
 		// while it deletes the space's vectors, and a load that held embeddings while its
@@ -318,7 +317,6 @@ func (s *Store) LoadEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 		var one int
 		err := tx.QueryRow(ctx, "SELECT 1 FROM embedding_spaces WHERE id = $1 FOR KEY SHARE", spaceID).Scan(&one)
 		if errors.Is(err, pgx.ErrNoRows) {
-			dropped = true
 			return paper.ErrSpaceDropped
 		}
 		if err != nil {
@@ -391,7 +389,7 @@ func (s *Store) LoadEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 		}
 		return rows.Err()
 	})
-	if dropped {
+	if errors.Is(err, paper.ErrSpaceDropped) { // the space's row is gone: nothing else returns it
 		s.uncacheSpace(spaceID)
 		return LoadResult{}, fmt.Errorf("load %s: embedding space %d (%s) was dropped (`paperpipe spaces drop`): %w: %w",
 			countOf(len(embs), "embedding", "embeddings"), spaceID, sp.Name(), paper.ErrSpaceDropped, paper.ErrNotFound)
