@@ -564,10 +564,7 @@ func takenOverAfter(t *testing.T, stop, limit time.Duration) {
 // the password it may hold is not shown.
 func TestMalformedNATSURLIsRefusedAtOnce(t *testing.T) {
 	t.Parallel()
-	abstracts := filepath.Join(t.TempDir(), "papers.jsonl")
-	if err := os.WriteFile(abstracts, []byte(`{"id":"p1","title":"T","abstract":"A"}`+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	abstracts := writeLines(t, `{"id":"p1","title":"T","abstract":"A"}`)
 	for _, natsURL := range []string{"localhost:4222x", "nats://user:NatsSecret@localhost:4222x", "nats://127.0.0.1:4222, nats://h:42x"} {
 		c := newCLI(t, "NATS_URL="+natsURL, "PAPERPIPE_LOG_LEVEL=info")
 		for _, args := range [][]string{{"serve", "--http", "127.0.0.1:0"}, {"worker", "--exit-when-idle"}, {"ingest", abstracts}, {"up", "--http", "127.0.0.1:0"}} {
@@ -591,10 +588,7 @@ func TestMalformedNATSURLIsRefusedAtOnce(t *testing.T) {
 // one in its place would give this process a queue of its own that no other process reads.
 func TestNATSURLNamingNoServerIsRefused(t *testing.T) {
 	t.Parallel()
-	abstracts := filepath.Join(t.TempDir(), "papers.jsonl")
-	if err := os.WriteFile(abstracts, []byte(`{"id":"p1","title":"T","abstract":"A"}`+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	abstracts := writeLines(t, `{"id":"p1","title":"T","abstract":"A"}`)
 	for _, natsURL := range []string{",", " , ,", "   "} {
 		c := newCLI(t, "NATS_URL="+natsURL, "PAPERPIPE_LOG_LEVEL=info")
 		for _, args := range [][]string{{"worker", "--exit-when-idle"}, {"ingest", abstracts}} {
