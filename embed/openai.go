@@ -8,7 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sort"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -317,11 +317,10 @@ func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Em
 		}
 	}
 	var (
-		failed   []int    // papers that failed alone (see inputsError), by index
-		why      []string // why, for each
-		cause    error    // the error of the first of them
-		answered bool     // a request of the call was answered: the server works
-		probe    bool     // the next request, sent once, tells whether it does
+		failed   []failure // papers that failed alone (see inputsError), by index in papers
+		cause    error     // the error of the first of them
+		answered bool      // a request of the call was answered: the server works
+		probe    bool      // the next request, sent once, tells whether it does
 	)
 	once := c.retry
 	once.MaxRetries = -1
@@ -367,20 +366,20 @@ func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Em
 			return out, usage, ctx.Err()
 		case errors.As(err, &part):
 			answered, probe = true, false
-			for j, i := range part.inputs {
-				failed, why = append(failed, b.start+i), append(why, part.why[j])
+			for _, f := range part.failed {
+				failed = append(failed, failure{b.start + f.input, f.why})
 			}
 			cause = cmp.Or(cause, err)
 		case !probe && len(texts) == 1 && llm.HTTPStatus(err) == http.StatusInternalServerError && (answered || k+1 < len(bs)):
 			// A request of one input answered 500 at every attempt (see isolate): its input's
 			// failure while the server answers others. With none answered yet, the next
 			// request, sent once, tells; if it fails too, the server is failing.
-			failed, why = append(failed, b.start), append(why, "its request failed at every attempt")
+			failed = append(failed, failure{b.start, "its request failed at every attempt"})
 			cause = cmp.Or(cause, err)
 			probe = !answered
 		case probe:
 			// The server answers no request: the first failure is the call's.
-			first := failed[len(failed)-1]
+			first := failed[len(failed)-1].input
 			return out, usage, fmt.Errorf("embed papers %d-%d of %d with %s: %w", first+1, b.end, len(papers), c.cfg.Model, cause)
 		default:
 			return out, usage, fmt.Errorf("embed papers %d-%d of %d with %s: %w", b.start+1, b.end, len(papers), c.cfg.Model, err)
@@ -388,8 +387,8 @@ func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Em
 	}
 	if len(failed) > 0 {
 		ids := make([]string, len(failed))
-		for j, i := range failed {
-			ids[j] = papers[i].ID + " (" + why[j] + ")"
+		for j, f := range failed {
+			ids[j] = papers[f.input].ID + " (" + f.why + ")"
 		}
 		return out, usage, fmt.Errorf("embed %s with %s: %w", strings.Join(ids, ", "), c.cfg.Model, cause)
 	}
@@ -463,12 +462,11 @@ func (c *Client) embed(ctx context.Context, retry llm.Retrier, texts []string, t
 		req.Dimensions = c.cfg.Dimensions
 	}
 	var (
-		vecs        [][]float32
-		unusable    []int    // inputs whose vectors could not be stored (see byIndex)
-		unusableWhy []string // why, for each
-		unread      int      // answers billed whose token counts go-openai did not give back
-		switched    bool
-		oneInput    bool // the answer showed the server takes one input per request
+		vecs     [][]float32
+		unusable []failure // inputs whose vectors could not be stored (see byIndex)
+		unread   int       // answers billed whose token counts go-openai did not give back
+		switched bool
+		oneInput bool // the answer showed the server takes one input per request
 	)
 	send := func(ctx context.Context) error {
 		resp, err := c.create(ctx, req)
@@ -497,11 +495,11 @@ func (c *Client) embed(ctx context.Context, retry llm.Retrier, texts []string, t
 			oneInput = true
 			return nil
 		}
-		v, bad, why, err := c.byIndex(resp, len(texts))
+		v, bad, err := c.byIndex(resp, len(texts))
 		if err != nil {
 			return err
 		}
-		vecs, unusable, unusableWhy = v, bad, why
+		vecs, unusable = v, bad
 		return nil
 	}
 	_, err := retry.Do(ctx, tokens, send)
@@ -513,7 +511,7 @@ func (c *Client) embed(ctx context.Context, retry llm.Retrier, texts []string, t
 		return nil, usage, errOneInput
 	}
 	if err == nil && len(unusable) > 0 {
-		err = &inputsError{inputs: unusable, why: unusableWhy,
+		err = &inputsError{failed: unusable,
 			err: fmt.Errorf("model %s returned no usable vector for %d of the inputs: %w", c.cfg.Model, len(unusable), llm.ErrBadResponse)}
 	}
 	return vecs, usage, err
@@ -562,15 +560,15 @@ func allIndexZero(data []openai.Embedding) bool {
 }
 
 // byIndex orders the response's vectors by their index and checks their count and length.
-// A vector the store cannot take is left nil, its input's index in unusable, with why: one
+// A vector the store cannot take is left nil, its input in unusable, with why: one
 // that is null or empty (no length is no configuration's), NaN, infinite or all zeros
 // (usable), or of another length than the space's while others of the answer have the
 // space's length. Those are their inputs' failures: the others were delivered and paid for,
 // and are good. Vectors of another length with none of the space's are the configuration's
 // (wrongLength).
-func (c *Client) byIndex(resp openai.EmbeddingResponse, n int) (vecs [][]float32, unusable []int, why []string, err error) {
+func (c *Client) byIndex(resp openai.EmbeddingResponse, n int) (vecs [][]float32, unusable []failure, err error) {
 	if len(resp.Data) != n {
-		return nil, nil, nil, fmt.Errorf("%d vectors for %d inputs: %w", len(resp.Data), n, llm.ErrBadResponse)
+		return nil, nil, fmt.Errorf("%d vectors for %d inputs: %w", len(resp.Data), n, llm.ErrBadResponse)
 	}
 	out := make([][]float32, n)
 	seen := make([]bool, n)
@@ -578,7 +576,7 @@ func (c *Client) byIndex(resp openai.EmbeddingResponse, n int) (vecs [][]float32
 	fits, other := false, 0 // a vector of the space's length; the length of another
 	for _, d := range resp.Data {
 		if d.Index < 0 || d.Index >= n || seen[d.Index] {
-			return nil, nil, nil, fmt.Errorf("vector index %d out of range or repeated: %w", d.Index, llm.ErrBadResponse)
+			return nil, nil, fmt.Errorf("vector index %d out of range or repeated: %w", d.Index, llm.ErrBadResponse)
 		}
 		seen[d.Index] = true
 		switch {
@@ -597,22 +595,27 @@ func (c *Client) byIndex(resp openai.EmbeddingResponse, n int) (vecs [][]float32
 		}
 	}
 	if other > 0 && !fits {
-		return nil, nil, nil, c.wrongLength(other)
+		return nil, nil, c.wrongLength(other)
 	}
 	for i, r := range reasons {
 		if r != "" {
-			unusable, why = append(unusable, i), append(why, r)
+			unusable = append(unusable, failure{i, r})
 		}
 	}
-	return out, unusable, why, nil
+	return out, unusable, nil
 }
 
-// inputsError is the failure of some inputs of a request alone (their indexes in the request,
-// why for each): the vectors of the others were delivered. err is the cause, transient — the
-// next answer may be fine — so only those inputs are tried again.
+// failure is an input that failed alone: its index (in a request, or in a call's papers) and why.
+type failure struct {
+	input int
+	why   string
+}
+
+// inputsError is the failure of some inputs of a request alone (by index in the request, in
+// order): the vectors of the others were delivered. err is the cause, transient — the next
+// answer may be fine — so only those inputs are tried again.
 type inputsError struct {
-	inputs []int
-	why    []string
+	failed []failure
 	err    error
 }
 
@@ -639,13 +642,12 @@ func (c *Client) isolate(ctx context.Context, inputs []input, cause error, answe
 	once.MaxRetries = -1
 	vecs := make([][]float32, len(inputs))
 	var (
-		failed []int
-		why    []string
+		failed []failure
 		stop   error // a failure that ends the search
 	)
 	fail := func(idx []int, reason string) {
 		for _, i := range idx {
-			failed, why = append(failed, i), append(why, reason)
+			failed = append(failed, failure{i, reason})
 		}
 	}
 	// send sends idx's inputs once and keeps what was delivered.
@@ -662,8 +664,8 @@ func (c *Client) isolate(ctx context.Context, inputs []input, cause error, answe
 		}
 		var part *inputsError
 		if errors.As(err, &part) {
-			for k, i := range part.inputs {
-				fail(idx[i:i+1], part.why[k])
+			for _, f := range part.failed {
+				failed = append(failed, failure{idx[f.input], f.why})
 			}
 			err = nil
 		}
@@ -711,22 +713,9 @@ func (c *Client) isolate(ctx context.Context, inputs []input, cause error, answe
 	case !answered:
 		return nil, usage, cause
 	case len(failed) > 0:
-		sort.Sort(byInput{failed, why})
-		return vecs, usage, &inputsError{inputs: failed, why: why,
+		slices.SortFunc(failed, func(a, b failure) int { return cmp.Compare(a.input, b.input) })
+		return vecs, usage, &inputsError{failed: failed,
 			err: fmt.Errorf("the server failed every request holding these inputs and answered the others: %w", cause)}
 	}
 	return vecs, usage, nil // the 500s were the server's, and are over
-}
-
-// byInput sorts failed inputs, with their reasons, by index.
-type byInput struct {
-	inputs []int
-	why    []string
-}
-
-func (b byInput) Len() int           { return len(b.inputs) }
-func (b byInput) Less(i, j int) bool { return b.inputs[i] < b.inputs[j] }
-func (b byInput) Swap(i, j int) {
-	b.inputs[i], b.inputs[j] = b.inputs[j], b.inputs[i]
-	b.why[i], b.why[j] = b.why[j], b.why[i]
 }
