@@ -322,8 +322,6 @@ func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Em
 		answered bool      // a request of the call was answered: the server works
 		probe    bool      // the next request, sent once, tells whether it does
 	)
-	once := c.retry
-	once.MaxRetries = -1
 	bs := c.batches(inputs, 0)
 	for k := 0; k < len(bs); k++ {
 		b := bs[k]
@@ -337,7 +335,7 @@ func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Em
 		}
 		retry := c.retry
 		if probe {
-			retry = once
+			retry = c.once()
 		}
 		vecs, u, err := c.embed(ctx, retry, texts, b.tokens)
 		if err != nil && len(texts) > 1 && llm.HTTPStatus(err) == http.StatusInternalServerError && ctx.Err() == nil {
@@ -412,6 +410,13 @@ func (c *Client) EmbedQuery(ctx context.Context, text string) ([]float32, paper.
 		return nil, u, fmt.Errorf("embed query with %s: %w", c.cfg.Model, err)
 	}
 	return vecs[0], u, nil
+}
+
+// once is the client's Retrier without retries: one attempt per request.
+func (c *Client) once() llm.Retrier {
+	r := c.retry
+	r.MaxRetries = -1 // none (0 is the default)
+	return r
 }
 
 // batch is a run of inputs sent in one request.
@@ -638,8 +643,7 @@ func (e *inputsError) Unwrap() error { return e.err }
 // the search with that error, the vectors delivered until then returned with it.
 func (c *Client) isolate(ctx context.Context, inputs []input, cause error, answered bool) ([][]float32, paper.Usage, error) {
 	usage := paper.Usage{Model: c.cfg.Model, Kind: paper.KindEmbedding}
-	once := c.retry
-	once.MaxRetries = -1
+	once := c.once()
 	vecs := make([][]float32, len(inputs))
 	var (
 		failed []failure
