@@ -444,31 +444,13 @@ func TestClientRejectsUnusableVectorsAlone(t *testing.T) {
 	for name, bad := range map[string]float32{"NaN": float32(math.NaN()), "infinite": float32(math.Inf(1)), "zero": 0} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			var calls atomic.Int32
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				calls.Add(1)
-				var req struct {
-					Input []string `json:"input"`
+			url, calls := fakeEmbeddings(t, func(i int, format string) string {
+				if i == 1 {
+					return encodedVector([]float32{bad, 0, 0, 0}, format)
 				}
-				_ = json.NewDecoder(r.Body).Decode(&req)
-				var data []map[string]any
-				for i := range req.Input {
-					v := []float32{1, 1, 1, 1}
-					if i == 1 {
-						v = []float32{bad, 0, 0, 0}
-					}
-					buf := make([]byte, 4*len(v))
-					for j, x := range v {
-						binary.LittleEndian.PutUint32(buf[4*j:], math.Float32bits(x))
-					}
-					data = append(data, map[string]any{"object": "embedding", "index": i, "embedding": base64.StdEncoding.EncodeToString(buf)})
-				}
-				w.Header().Set("Content-Type", "application/json")
-				_ = json.NewEncoder(w).Encode(map[string]any{"object": "list", "model": "m", "data": data,
-					"usage": map[string]int{"prompt_tokens": 10, "total_tokens": 10}})
-			}))
-			defer srv.Close()
-			c, err := New(Config{BaseURL: srv.URL + "/v1", Model: "m", Dimensions: 4, MaxRetries: 1, Timeout: 5 * time.Second})
+				return encodedVector([]float32{1, 1, 1, 1}, format)
+			})
+			c, err := New(Config{BaseURL: url, Model: "m", Dimensions: 4, MaxRetries: 1, Timeout: 5 * time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}
