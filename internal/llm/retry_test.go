@@ -377,14 +377,10 @@ func TestRetrierReturnsUnreachableAsAnAccountErrorAfterItsRetries(t *testing.T) 
 	addr := "127.0.0.1:" + strconv.Itoa(nettest.FreePort(t))
 	calls := 0
 	r := fastRetrier(5)
+	get := getModels(http.DefaultClient, addr)
 	_, err := r.Do(context.Background(), 1, func(ctx context.Context) error {
 		calls++
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/models", nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err
+		return get(ctx)
 	})
 	if calls != 6 || !errors.Is(err, ErrUnreachable) || !errors.Is(err, ErrAccount) || Classify(err) != Account {
 		t.Errorf("calls %d, err %v; want 6 calls (5 retries) and ErrUnreachable with ErrAccount", calls, err)
@@ -427,6 +423,18 @@ func TestUnreachableUntilTheCallsDeadlineIsAnAccountError(t *testing.T) {
 	}
 }
 
+// getModels returns a call that sends GET /v1/models to addr with c, for Do.
+func getModels(c *http.Client, addr string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/models", nil)
+		resp, err := c.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+}
+
 // TestHostThatDropsConnectionsIsUnreachable: a host that answers no SYN (a firewall dropping
 // the packets, a partition) never gives a dial error: net/http reports the context's end
 // when the call's deadline comes mid-connect (at the defaults, a message's 30 s end before the
@@ -438,15 +446,7 @@ func TestHostThatDropsConnectionsIsUnreachable(t *testing.T) {
 	addr := nettest.BlackholeAddr(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	c := HTTPClient(nil, nil)
-	_, err := Retrier{}.Do(ctx, 1, func(ctx context.Context) error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/models", nil)
-		resp, err := c.Do(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err
-	})
+	_, err := Retrier{}.Do(ctx, 1, getModels(HTTPClient(nil, nil), addr))
 	if !errors.Is(err, ErrUnreachable) || !errors.Is(err, ErrAccount) {
 		t.Errorf("err %v: want ErrUnreachable and ErrAccount", err)
 	}
@@ -500,15 +500,7 @@ func (l slowAccept) Accept() (net.Conn, error) {
 func TestConnectCutShortByTheDeadlineIsATimeout(t *testing.T) {
 	t.Parallel()
 	addr := nettest.BlackholeAddr(t)
-	c := HTTPClient(nil, nil)
-	get := func(ctx context.Context) error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/models", nil)
-		resp, err := c.Do(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err
-	}
+	get := getModels(HTTPClient(nil, nil), addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
 	_, err := Retrier{}.Do(ctx, 1, get)
