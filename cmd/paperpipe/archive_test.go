@@ -1358,20 +1358,10 @@ func TestReprocessIDsFileIsReadAsASource(t *testing.T) {
 	e := newArchiveEnv(t, openaitest.Config{})
 	e.seed(t, 2)
 	dir := t.TempDir()
-	write := func(name string, b []byte) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	zw.Write([]byte("2401.00000\n2401.00001\n"))
-	zw.Close()
+	write := func(name string, b []byte) string { return writeFile(t, dir, name, b) }
 	for _, path := range []string{
 		write("bom.txt", []byte("\xef\xbb\xbf2401.00000\r\n2401.00001\r\n")),
-		write("ids.txt.gz", gz.Bytes()),
+		write("ids.txt.gz", gzipped(t, []byte("2401.00000\n2401.00001\n"))),
 	} {
 		_, out := e.reprocess(t, t.Context(), e.c, reprocessOptions{idsFile: path, dryRun: true})
 		if strings.Contains(out, "not in the archive") {
@@ -1513,14 +1503,10 @@ func TestImportEmbeddingsReadsItsFileAsIngestDoes(t *testing.T) {
 	e := newArchiveEnv(t, openaitest.Config{})
 	e.seed(t, 2)
 	lines := `{"id":"2401.00000","embedding":[1,0,0,0],"model":"imported"}` + "\n" + `{"id":"2401.00001","embedding":[0,1,0,0],"model":"imported"}` + "\n"
-	var gz bytes.Buffer
-	w := gzip.NewWriter(&gz)
-	_, _ = w.Write([]byte(lines))
-	_ = w.Close()
 	dir := t.TempDir()
 	write := func(name string, data []byte) string { return writeFile(t, dir, name, data) }
 	var errw bytes.Buffer
-	res, err := importEmbeddings(t.Context(), e.st, write("vectors.jsonl.gz", gz.Bytes()), 5000, &errw)
+	res, err := importEmbeddings(t.Context(), e.st, write("vectors.jsonl.gz", gzipped(t, []byte(lines))), 5000, &errw)
 	if err != nil || res.Loaded != 2 || res.Bad != 0 {
 		t.Errorf("import of a gzip-compressed file: %+v, %v; want its 2 vectors loaded\n%s", res, err, errw.String())
 	}
@@ -1600,11 +1586,8 @@ func TestImportEmbeddingsOfAGzipFileCutShortLoadsWhatItHolds(t *testing.T) {
 	for i := range n {
 		fmt.Fprintf(&lines, `{"id":"2401.%05d","embedding":[1,%d,%d,0.5],"model":"imported"}`+"\n", i, i, i%7)
 	}
-	var gz bytes.Buffer
-	w := gzip.NewWriter(&gz)
-	_, _ = w.Write([]byte(lines.String()))
-	_ = w.Close()
-	cut := gz.Bytes()[:gz.Len()*2/3]
+	gz := gzipped(t, []byte(lines.String()))
+	cut := gz[:len(gz)*2/3]
 	// The whole lines the cut file holds: what a reader of it gets before the error.
 	zr, err := gzip.NewReader(bytes.NewReader(cut))
 	if err != nil {

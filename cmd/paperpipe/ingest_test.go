@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -292,15 +291,8 @@ func TestCutFileIsNamedOnceWithItsLine(t *testing.T) {
 		fmt.Fprintf(&vectors, `{"id":"2401.%05d","embedding":[%d,1,0,0],"model":"imported"}`+"\n", i, i)
 	}
 	cut := func(name string, plain []byte) string {
-		var gz bytes.Buffer
-		w := gzip.NewWriter(&gz)
-		_, _ = w.Write(plain)
-		_ = w.Close()
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, gz.Bytes()[:gz.Len()*2/3], 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return path
+		gz := gzipped(t, plain)
+		return writeFile(t, dir, name, gz[:len(gz)*2/3])
 	}
 	pp, vp := cut("papers.jsonl.gz", papers.Bytes()), cut("vectors.jsonl.gz", vectors.Bytes())
 	c := newCLI(t)
