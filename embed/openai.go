@@ -576,14 +576,12 @@ func (c *Client) byIndex(resp openai.EmbeddingResponse, n int) (vecs [][]float32
 		return nil, nil, fmt.Errorf("%d vectors for %d inputs: %w", len(resp.Data), n, llm.ErrBadResponse)
 	}
 	out := make([][]float32, n)
-	seen := make([]bool, n)
 	reasons := make([]string, n)
 	fits, other := false, 0 // a vector of the space's length; the length of another
 	for _, d := range resp.Data {
-		if d.Index < 0 || d.Index >= n || seen[d.Index] {
+		if d.Index < 0 || d.Index >= n || out[d.Index] != nil || reasons[d.Index] != "" { // a seen index has a vector or a reason
 			return nil, nil, fmt.Errorf("vector index %d out of range or repeated: %w", d.Index, llm.ErrBadResponse)
 		}
-		seen[d.Index] = true
 		switch {
 		case len(d.Embedding) == 0:
 			reasons[d.Index] = "a null or empty vector"
