@@ -41,18 +41,9 @@ func (g *gatedSaves) SaveSummaries(ctx context.Context, sums []paper.Summary) (i
 func TestPartitionedWorkerThatFinishesLeavesNoFalseDeadLetter(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	srv := natstest.Start(t)
-	js := srv.Connect(t)
-	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{MaxDeliver: 1, AckWait: 2 * time.Second}); err != nil {
-		t.Fatal(err)
-	}
 	sum, emb := summarize.NewOffline(30), embed.NewOffline()
-	b := setupOn(t, js, emb)
-	papers := sampledata.Papers(t)[:1]
-	publish(t, js, papers)
-
 	// Worker A reaches NATS through a proxy the test cuts.
-	p, bA := proxiedNATS(t, srv, b)
+	b, bA, p, a := lastDeliveryBehindProxy(t, emb)
 	gate := &gatedSaves{Store: b.store, entered: make(chan struct{}), open: make(chan struct{})}
 	wA := startWorkerOn(t, bA, gate, sum, emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
 	<-gate.entered // the TL;DR is bought; its save waits
@@ -61,7 +52,7 @@ func TestPartitionedWorkerThatFinishesLeavesNoFalseDeadLetter(t *testing.T) {
 	// Worker B, connected, pulls: the server gives the message up, B's reaper gets the advisory.
 	startWorker(t, b, sum, emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
 	waitFor(t, "the message given up and reaped", func() (bool, string) {
-		q := streamMsgs(t, js, pipeline.StreamPapers)
+		q := streamMsgs(t, b.js, pipeline.StreamPapers)
 		return q == 0, fmt.Sprintf("%d messages in %s", q, pipeline.StreamPapers)
 	})
 
@@ -71,17 +62,35 @@ func TestPartitionedWorkerThatFinishesLeavesNoFalseDeadLetter(t *testing.T) {
 		s := wA.Stats()
 		return s.Acked+s.Retried+s.Dead > 0, fmt.Sprintf("%+v", s)
 	})
-	sums, err := b.store.Summaries(ctx, papers[0].ID)
+	sums, err := b.store.Summaries(ctx, a.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(sums) != 1 {
-		t.Fatalf("TL;DRs of %s: %+v, want the one worker A saved", papers[0].ID, sums)
+		t.Fatalf("TL;DRs of %s: %+v, want the one worker A saved", a.ID, sums)
 	}
-	if dls := deadLetters(t, js); len(dls) > 0 {
+	if dls := deadLetters(t, b.js); len(dls) > 0 {
 		t.Errorf("paper %s is stored and dead-lettered (%q, %d letters): a dead letter a user would replay for nothing",
-			papers[0].ID, dls[0].Reason, len(dls))
+			a.ID, dls[0].Reason, len(dls))
 	}
+}
+
+// lastDeliveryBehindProxy starts a NATS server whose consumer delivers a message once
+// (MaxDeliver 1) and gives it up after an AckWait of 2 s, publishes one paper to it, and returns
+// the test's bundle, a copy of it (worker A's) whose JetStream client reaches the server through
+// a proxy the test can cut, the proxy, and the paper.
+func lastDeliveryBehindProxy(t *testing.T, emb pipeline.Embedder) (b, bA *testBundle, p *dbProxy, a paper.Abstract) {
+	t.Helper()
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	if err := pipeline.Setup(context.Background(), js, pipeline.TopologyConfig{MaxDeliver: 1, AckWait: 2 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	b = setupOn(t, js, emb)
+	papers := sampledata.Papers(t)[:1]
+	publish(t, js, papers)
+	p, bA = proxiedNATS(t, srv, b)
+	return b, bA, p, papers[0]
 }
 
 // proxiedNATS returns a proxy to srv and a copy of b whose JetStream client reaches srv
@@ -208,17 +217,8 @@ func (g *gatedIntake) UpsertPapers(ctx context.Context, papers []paper.Abstract,
 func TestPartitionedWorkerThatRequeuesLeavesNoFalseDeadLetter(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	srv := natstest.Start(t)
-	js := srv.Connect(t)
-	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{MaxDeliver: 1, AckWait: 2 * time.Second}); err != nil {
-		t.Fatal(err)
-	}
 	sum, emb := summarize.NewOffline(30), embed.NewOffline()
-	b := setupOn(t, js, emb)
-	papers := sampledata.Papers(t)[:1]
-	publish(t, js, papers)
-
-	p, bA := proxiedNATS(t, srv, b)
+	b, bA, p, a := lastDeliveryBehindProxy(t, emb)
 	gate := &gatedIntake{Store: b.store, entered: make(chan struct{}), open: make(chan struct{})}
 	wA := startWorkerOn(t, bA, gate, sum, emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
 	<-gate.entered // A holds the message; recording the paper waits
@@ -226,8 +226,8 @@ func TestPartitionedWorkerThatRequeuesLeavesNoFalseDeadLetter(t *testing.T) {
 
 	startWorker(t, b, sum, emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
 	waitFor(t, "the message given up and dead-lettered", func() (bool, string) {
-		dls := deadLetters(t, js)
-		return len(dls) > 0, fmt.Sprintf("%d dead letters, %d messages in %s", len(dls), streamMsgs(t, js, pipeline.StreamPapers), pipeline.StreamPapers)
+		dls := deadLetters(t, b.js)
+		return len(dls) > 0, fmt.Sprintf("%d dead letters, %d messages in %s", len(dls), streamMsgs(t, b.js, pipeline.StreamPapers), pipeline.StreamPapers)
 	})
 
 	p.accept()
@@ -237,14 +237,14 @@ func TestPartitionedWorkerThatRequeuesLeavesNoFalseDeadLetter(t *testing.T) {
 		return s.Retried > 0, fmt.Sprintf("%+v", s)
 	})
 	waitFor(t, "the requeued copy processed", func() (bool, string) {
-		sums, err := b.store.Summaries(ctx, papers[0].ID)
+		sums, err := b.store.Summaries(ctx, a.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return len(sums) == 1, fmt.Sprintf("TL;DRs of %s: %+v", papers[0].ID, sums)
+		return len(sums) == 1, fmt.Sprintf("TL;DRs of %s: %+v", a.ID, sums)
 	})
-	if dls := deadLetters(t, js); len(dls) > 0 {
+	if dls := deadLetters(t, b.js); len(dls) > 0 {
 		t.Errorf("paper %s is done and dead-lettered (%q, %d letters): a dead letter a user would replay for nothing",
-			papers[0].ID, dls[0].Reason, len(dls))
+			a.ID, dls[0].Reason, len(dls))
 	}
 }
