@@ -19,17 +19,29 @@ import (
 	"github.com/paperpipe/paperpipe/summarize"
 )
 
+// gate holds a store's calls until open is closed; entered is closed when the first arrives.
+type gate struct {
+	entered, open chan struct{}
+	once          sync.Once
+}
+
+func newGate() *gate { return &gate{entered: make(chan struct{}), open: make(chan struct{})} }
+
+// enter reports whether this call is the first, and closes entered if so.
+func (g *gate) enter() (first bool) {
+	g.once.Do(func() { first = true; close(g.entered) })
+	return first
+}
+
 // gatedSaves holds every TL;DR save until open is closed: a database slow or unreachable
 // while the worker's host is cut off.
 type gatedSaves struct {
 	pipeline.Store
-	entered chan struct{}
-	once    sync.Once
-	open    chan struct{}
+	*gate
 }
 
 func (g *gatedSaves) SaveSummaries(ctx context.Context, sums []paper.Summary) (int, error) {
-	g.once.Do(func() { close(g.entered) })
+	g.enter()
 	<-g.open
 	return g.Store.SaveSummaries(ctx, sums)
 }
@@ -44,7 +56,7 @@ func TestPartitionedWorkerThatFinishesLeavesNoFalseDeadLetter(t *testing.T) {
 	sum, emb := summarize.NewOffline(30), embed.NewOffline()
 	// Worker A reaches NATS through a proxy the test cuts.
 	b, bA, p, a := lastDeliveryBehindProxy(t, emb)
-	gate := &gatedSaves{Store: b.store, entered: make(chan struct{}), open: make(chan struct{})}
+	gate := &gatedSaves{Store: b.store, gate: newGate()}
 	wA := startWorkerOn(t, bA, gate, sum, emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
 	<-gate.entered // the TL;DR is bought; its save waits
 	p.refuse()
@@ -192,15 +204,11 @@ func TestSilentNATSLinkStopsNewAPIWork(t *testing.T) {
 // database out of reach: the worker's host lost its network, NATS and the database alike.
 type gatedIntake struct {
 	pipeline.Store
-	entered chan struct{}
-	once    sync.Once
-	open    chan struct{}
+	*gate
 }
 
 func (g *gatedIntake) UpsertPapers(ctx context.Context, papers []paper.Abstract, w paper.Work) ([]paper.Pending, error) {
-	first := false
-	g.once.Do(func() { first = true; close(g.entered) })
-	if !first {
+	if !g.enter() {
 		return g.Store.UpsertPapers(ctx, papers, w)
 	}
 	<-g.open
@@ -219,7 +227,7 @@ func TestPartitionedWorkerThatRequeuesLeavesNoFalseDeadLetter(t *testing.T) {
 	ctx := context.Background()
 	sum, emb := summarize.NewOffline(30), embed.NewOffline()
 	b, bA, p, a := lastDeliveryBehindProxy(t, emb)
-	gate := &gatedIntake{Store: b.store, entered: make(chan struct{}), open: make(chan struct{})}
+	gate := &gatedIntake{Store: b.store, gate: newGate()}
 	wA := startWorkerOn(t, bA, gate, sum, emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
 	<-gate.entered // A holds the message; recording the paper waits
 	p.refuse()
