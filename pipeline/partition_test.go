@@ -130,26 +130,18 @@ func proxiedNATS(t *testing.T, srv *natstest.Server, b *testBundle) (*dbProxy, *
 	return p, &bp
 }
 
-// perPaperCalls counts TL;DR requests per paper, each taking slow, across workers.
+// perPaperCalls counts TL;DR requests per paper across workers.
 type perPaperCalls struct {
-	slow  time.Duration
+	pipeline.Summarizer
 	mu    sync.Mutex
 	calls map[string]int
-	sum   pipeline.Summarizer
 }
 
-func (s *perPaperCalls) Model() string         { return s.sum.Model() }
-func (s *perPaperCalls) PromptVersion() string { return s.sum.PromptVersion() }
 func (s *perPaperCalls) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary, error) {
 	s.mu.Lock()
 	s.calls[a.ID]++
 	s.mu.Unlock()
-	select {
-	case <-time.After(s.slow):
-	case <-ctx.Done():
-		return paper.Summary{}, ctx.Err()
-	}
-	return s.sum.Summarize(ctx, a)
+	return s.Summarizer.Summarize(ctx, a)
 }
 
 // TestSilentNATSLinkStopsNewAPIWork: a worker's link to NATS that goes silent without a reset
@@ -166,7 +158,7 @@ func TestSilentNATSLinkStopsNewAPIWork(t *testing.T) {
 		t.Fatal(err)
 	}
 	emb := embed.NewOffline()
-	sum := &perPaperCalls{slow: 400 * time.Millisecond, calls: map[string]int{}, sum: summarize.NewOffline(30)}
+	sum := &perPaperCalls{Summarizer: slowSummarizer{Summarizer: summarize.NewOffline(30), delay: 400 * time.Millisecond}, calls: map[string]int{}}
 	b := setupOn(t, js, emb)
 	papers := sampledata.Papers(t)[:10]
 	publish(t, js, papers)
