@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/natstest"
 	"github.com/paperpipe/paperpipe/internal/sampledata"
@@ -21,16 +23,14 @@ import (
 // Workers on several machines may start with different PAPERPIPE_ACK_WAIT (a rolling change of
 // the setting): the consumer they share has one AckWait.
 
-// consumerAckWait is the AckWait and MaxDeliver of the consumer of new papers as the server
-// has them.
-func consumerAckWait(t *testing.T, b *testBundle) (time.Duration, int) {
+// newConsumerConfig is the configuration of the consumer of new papers as the server has it.
+func newConsumerConfig(t *testing.T, js jetstream.JetStream) jetstream.ConsumerConfig {
 	t.Helper()
-	c, err := b.js.Consumer(context.Background(), pipeline.StreamPapers, pipeline.ConsumerNew)
+	c, err := js.Consumer(context.Background(), pipeline.StreamPapers, pipeline.ConsumerNew)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := c.CachedInfo().Config
-	return cfg.AckWait, cfg.MaxDeliver
+	return c.CachedInfo().Config
 }
 
 // TestAShorterAckWaitDoesNotHandARunningWorkersMessageToAnother: worker A runs with AckWait 8s
@@ -75,7 +75,7 @@ func TestAShorterAckWaitDoesNotHandARunningWorkersMessageToAnother(t *testing.T)
 	}
 	// The shorter AckWait is set once the workers have followed it: 8s after B's start.
 	waitFor(t, "the consumer's AckWait lowered to B's", func() (bool, string) {
-		aw, _ := consumerAckWait(t, b)
+		aw := newConsumerConfig(t, b.js).AckWait
 		return aw == time.Second, "AckWait " + aw.String()
 	})
 }
@@ -94,7 +94,7 @@ func TestARunningWorkerFollowsALoweredAckWait(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the consumer's AckWait lowered to B's", func() (bool, string) {
-		aw, _ := consumerAckWait(t, b)
+		aw := newConsumerConfig(t, b.js).AckWait
 		return aw == 2*time.Second, "AckWait " + aw.String()
 	})
 
@@ -159,14 +159,6 @@ func TestALaterWorkerWithTheLongerAckWaitWithdrawsTheAnnouncedOne(t *testing.T) 
 	t.Parallel()
 	ctx := context.Background()
 	js := natstest.Start(t).Connect(t)
-	consumer := func() (time.Duration, map[string]string) {
-		t.Helper()
-		c, err := js.Consumer(ctx, pipeline.StreamPapers, pipeline.ConsumerNew)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c.CachedInfo().Config.AckWait, c.CachedInfo().Config.Metadata
-	}
 	for _, step := range []struct {
 		set      time.Duration
 		want     time.Duration
@@ -181,7 +173,8 @@ func TestALaterWorkerWithTheLongerAckWaitWithdrawsTheAnnouncedOne(t *testing.T) 
 		if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{AckWait: step.set}); err != nil {
 			t.Fatal(err)
 		}
-		aw, meta := consumer()
+		cc := newConsumerConfig(t, js)
+		aw, meta := cc.AckWait, cc.Metadata
 		if aw != step.want || meta["paperpipe_ack_wait"] != step.announce {
 			t.Errorf("after a worker's Setup with AckWait %s: AckWait %s, announced %q; want %s, %q",
 				step.set, aw, meta["paperpipe_ack_wait"], step.want, step.announce)
