@@ -47,16 +47,12 @@ func (w *Worker) followOnce(ctx context.Context, cons jetstream.Consumer) {
 	case lowered:
 		w.log.Info("lowered the consumer's AckWait as announced", "consumer", info.Name, "ack_wait", consumerAckWait(info.Config))
 	}
-	ackWait, maxDeliver := consumerAckWait(info.Config), info.Config.MaxDeliver
-	if ackWait <= 0 {
-		ackWait = 30 * time.Second
-	}
 	old := w.timings()
-	if ackWait == old.ackWait && maxDeliver == old.maxDeliver {
+	_ = w.setTimeouts(consumerAckWait(info.Config), info.Config.MaxDeliver) // an error only at start
+	tm := w.timings()
+	if tm == old {
 		return
 	}
-	_ = w.setTimeouts(ackWait, maxDeliver) // an error only at start
-	tm := w.timings()
 	w.log.Info("the consumer's settings changed; following them", "consumer", info.Name,
 		"ack_wait", tm.ackWait, "max_deliver", tm.maxDeliver, "progress_interval", tm.progress, "msg_timeout", tm.msgTimeout)
 }

@@ -133,12 +133,16 @@ func (w *Worker) timings() *workerTimings { return w.tm.Load() }
 // the worker's timings. At start (no timings yet) a ProgressInterval too long for the AckWait is
 // an error; later (the consumer's AckWait was lowered while the worker ran) it is lowered to a
 // quarter of it, with a warning. The holds of the messages the worker has are renewed at once
-// and then at the new interval.
+// and then at the new interval. Timings already set from the same AckWait and maxDeliver are
+// kept as they are.
 func (w *Worker) setTimeouts(ackWait time.Duration, maxDeliver int) error {
 	if ackWait <= 0 {
 		ackWait = 30 * time.Second // the server's default
 	}
 	old := w.tm.Load()
+	if old != nil && old.ackWait == ackWait && old.maxDeliver == maxDeliver {
+		return nil
+	}
 	tm := &workerTimings{ackWait: ackWait, maxDeliver: maxDeliver, progress: w.cfg.ProgressInterval, changed: make(chan struct{})}
 	if tm.progress <= 0 {
 		tm.progress = max(ackWait/4, 10*time.Millisecond)
