@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -109,14 +109,23 @@ func TestARunningWorkerFollowsALoweredAckWait(t *testing.T) {
 	}
 }
 
-// flakySummarizer fails its first call as a 5xx would (a retry's matter), then answers.
+// flakySummarizer fails its first call for each paper as a 5xx would (a retry's matter), then answers.
 type flakySummarizer struct {
 	pipeline.Summarizer
-	calls atomic.Int64
+	mu     sync.Mutex
+	failed map[string]bool
 }
 
+// Summarize fails the first call for each paper, as an API answering 503 once.
 func (s *flakySummarizer) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary, error) {
-	if s.calls.Add(1) == 1 {
+	s.mu.Lock()
+	first := !s.failed[a.ID]
+	if s.failed == nil {
+		s.failed = map[string]bool{}
+	}
+	s.failed[a.ID] = true
+	s.mu.Unlock()
+	if first {
 		return paper.Summary{}, errors.New("the API answered 503")
 	}
 	return s.Summarizer.Summarize(ctx, a)
@@ -133,21 +142,27 @@ func TestARunningWorkerFollowsARaisedMaxDeliver(t *testing.T) {
 	logs := &logBuffer{}
 	startWorker(t, b, sum, emb, pipeline.WorkerConfig{ProgressInterval: 100 * time.Millisecond, SweepInterval: time.Hour,
 		Backoff: func(int) time.Duration { return 10 * time.Millisecond }, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	// A runs by MaxDeliver 1 before it is raised: its first paper is dead-lettered at its first
+	// failure (else A could have read 5 at its start, and the test would not see it follow).
+	papers := sampledata.Papers(t)[:2]
+	publish(t, b.js, papers[:1])
+	waitFor(t, "the first paper dead-lettered under MaxDeliver 1", func() (bool, string) {
+		return len(deadLetters(t, b.js)) == 1, ""
+	})
 	if err := pipeline.Setup(context.Background(), b.js, pipeline.TopologyConfig{MaxDeliver: 5}); err != nil {
 		t.Fatal(err)
 	}
 	// A reads the consumer every ProgressInterval; it is given a hundred of them to follow.
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !strings.Contains(logs.String(), "max_deliver=5"); {
-		time.Sleep(50 * time.Millisecond)
-	}
-
-	papers := sampledata.Papers(t)[:1]
-	publish(t, b.js, papers)
-	waitFor(t, "the TL;DR stored or the message dead-lettered", func() (bool, string) {
-		return counts(t, b, sum).WithTLDR == 1 || len(deadLetters(t, b.js)) > 0, ""
+	waitFor(t, "worker A to follow MaxDeliver 5", func() (bool, string) {
+		return strings.Contains(logs.String(), "max_deliver=5"), logs.String()
 	})
-	if dls := deadLetters(t, b.js); len(dls) > 0 {
-		t.Errorf("dead-lettered at its first failure under MaxDeliver 5: %s", dls[0].Reason)
+
+	publish(t, b.js, papers[1:])
+	waitFor(t, "the TL;DR stored or the message dead-lettered", func() (bool, string) {
+		return counts(t, b, sum).WithTLDR == 1 || len(deadLetters(t, b.js)) > 1, ""
+	})
+	if dls := deadLetters(t, b.js); len(dls) > 1 {
+		t.Errorf("dead-lettered at its first failure under MaxDeliver 5: %s", dls[1].Reason)
 	}
 }
 
