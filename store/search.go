@@ -159,23 +159,26 @@ func keywordRanked(candidates, tsq, limit, n string) string {
 	LIMIT ` + n
 }
 
-// keywordTSQuery is the tsquery (SQL) a full-text ranking of q matches, with q as $1 and, when
-// needed (the second result), q's excluded words and phrases (paper.Query.Excluded) as the
-// parameter excl. websearch_to_tsquery leaves out the papers with an excluded word itself
-// ('a' & !'b') unless q has an or ("a or -b" is 'a' | !'b'): then the exclusion is added (&& !!).
-// Only then: added to a query that has it already, it made the planner count it twice, expect
-// few matches and read every match of a common word from the GIN index.
-func keywordTSQuery(q, excl string) (string, bool) {
+// keywordTSQuery is the tsquery (SQL) a full-text search of q matches — a ranking, or the
+// listing's text filter — with q as the parameter text and, when needed (the second result),
+// q's excluded words and phrases (paper.Query.Excluded) as the parameter excl.
+// websearch_to_tsquery leaves out the papers with an excluded word itself ('a' & !'b') unless q
+// has an or ("a or -b" is 'a' | !'b'): then the exclusion is added (&& !!). Only then: added to a
+// query that has it already, it made the planner count it twice, expect few matches and read
+// every match of a common word from the GIN index.
+func keywordTSQuery(q, text, excl string) (string, bool) {
+	tsq := `websearch_to_tsquery('english', ` + text + `)`
 	if paper.ParseQuery(q).Excluded == "" || !hasOr(q) {
-		return tsQuery, false
+		return tsq, false
 	}
-	return `(` + tsQuery + ` && !!websearch_to_tsquery('english', ` + excl + `))`, true
+	return `(` + tsq + ` && !!websearch_to_tsquery('english', ` + excl + `))`, true
 }
 
-// keywordTSQueryArgs is keywordTSQuery of q for a statement of parameters args: the excluded
-// words, when the tsquery needs them, are the next parameter, appended to args.
+// keywordTSQueryArgs is keywordTSQuery of q, the parameter $1, for a statement of parameters
+// args: the excluded words, when the tsquery needs them, are the next parameter, appended to
+// args.
 func keywordTSQueryArgs(q string, args []any) (string, []any) {
-	tsq, excluding := keywordTSQuery(q, "$"+strconv.Itoa(len(args)+1))
+	tsq, excluding := keywordTSQuery(q, "$1", "$"+strconv.Itoa(len(args)+1))
 	if excluding {
 		args = append(args, paper.ParseQuery(q).Excluded)
 	}
@@ -476,7 +479,7 @@ func hybridSQL(v vectorSQL, spaceID int64, q string, exclude bool, edges []strin
 	semanticWhere, tsq := "", tsQuery
 	if exclude {
 		semanticWhere = excludedFilter("$8")
-		tsq, _ = keywordTSQuery(q, "$8")
+		tsq, _ = keywordTSQuery(q, "$1", "$8")
 	}
 	return `WITH semantic AS (
 	SELECT paper_id, row_number() OVER (ORDER BY dist, paper_id) AS rank
@@ -619,7 +622,14 @@ func (s *Store) ListFiltered(ctx context.Context, f ListFilter, limit int, befor
 		if err := checkQuery(f.Text); err != nil {
 			return nil, nil, fmt.Errorf("list papers: text: %w", err)
 		}
-		conds = append(conds, "p.tsv @@ websearch_to_tsquery('english', "+param(pgQuery(f.Text))+")")
+		// Read as a keyword search reads it: "a or -b" leaves out the papers with b too.
+		text := pgQuery(f.Text)
+		textParam := param(text)
+		tsq, excluding := keywordTSQuery(text, textParam, "$"+strconv.Itoa(len(args)+1))
+		if excluding {
+			param(paper.ParseQuery(text).Excluded)
+		}
+		conds = append(conds, "p.tsv @@ "+tsq)
 	}
 	if before != nil {
 		conds = append(conds, "(p.created_at, p.id) < ("+param(before.createdAt)+", "+param(before.id)+")")
