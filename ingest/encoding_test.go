@@ -153,7 +153,7 @@ func TestTruncatedGzipSaysItWasCutShort(t *testing.T) {
 		name string
 		cut  int
 	}{
-		{"early", 100},               // within the first look at the input: NewReader's error
+		{"early", 100},               // within the first look at the input
 		{"late", len(whole) * 2 / 3}, // after records were read: Next's
 		{"trailer", len(whole) - 4},  // only the length of the trailer missing
 	} {

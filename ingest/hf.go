@@ -193,7 +193,7 @@ func (p *hfParser) fatal(err error) error {
 	switch {
 	case errors.Is(err, errTooLarge):
 		return &stopError{msg: fmt.Sprintf("%s:%d: record %d is longer than the %d-byte limit; reading stops%s", p.r.name, line, p.n+1, p.r.opts.MaxRecordBytes, hint), err: err}
-	case errors.Is(err, errGzipCut):
+	case errors.Is(err, errGzipCut), errors.Is(err, errDownloadCut):
 		return p.r.ioErr(line, err) // the file was cut short, not its JSON
 	case err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF):
 		return &stopError{msg: fmt.Sprintf("%s:%d: truncated JSON: the input ends inside record %d or before the closing ']'%s", p.r.name, line, p.n+1, hint), err: io.ErrUnexpectedEOF}

@@ -424,12 +424,12 @@ func (d *decoder) unpack() error {
 	// Look at up to 64 KiB, or to the end, however the input comes (a pipe may bring a line a
 	// read): the same input must get the same decision. A live stream is not held up: the
 	// look stops when nothing more came for probeIdle.
+	// A read error (a download or gzip file cut short) is not returned here: what came before
+	// it is looked at, and read; the error comes again, at its line, when the reading reaches
+	// it (probeReader keeps it).
 	d.probe.idle, d.probe.until = probeIdle, time.Now().Add(probeMax)
-	_, err = d.br.Peek(peekSize)
+	_, _ = d.br.Peek(peekSize)
 	d.probe.idle, d.probe.until = 0, time.Time{}
-	if err != nil && err != io.EOF && !errors.Is(err, errIdle) {
-		return err
-	}
 	block, _ := d.br.Peek(d.br.Buffered())
 	if bytes.IndexByte(block[:min(len(block), 4)], 0) >= 0 && utf16Like(block) {
 		enc := "UTF-16LE"

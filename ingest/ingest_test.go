@@ -1,6 +1,8 @@
 package ingest
 
 import (
+	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +10,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -409,5 +413,79 @@ func TestOpenURLWaitsForASlowReader(t *testing.T) {
 	}
 	if n != 2000 {
 		t.Errorf("read %d records, want 2000", n)
+	}
+}
+
+// A download the server cut short (the connection closed before the Content-Length it
+// announced) said only "unexpected EOF", and when the cut fell within the first 64 KiB — a
+// day's feed — NewReader failed with it: the whole records before the cut were not read,
+// though a source that fails keeps the records read before the error. They are read, and the
+// error, at the line the cut is in, says the download was cut short; a gzip file cut as early
+// keeps its whole records too.
+func TestADownloadCutShortKeepsItsRecordsAndSaysSo(t *testing.T) {
+	t.Parallel()
+	const n = 40
+	abstract := words(30)
+	feeds := map[string]*bytes.Buffer{"text": {}, "jsonl": {}, "atom": {}, "hf": {}}
+	feeds["atom"].WriteString(`<feed xmlns="http://www.w3.org/2005/Atom">` + "\n")
+	feeds["hf"].WriteString("[\n")
+	for i := range n {
+		fmt.Fprintf(feeds["text"], "Paper %d\n\n%s\n\n", i, abstract)
+		fmt.Fprintf(feeds["jsonl"], `{"id":"2401.%05d","title":"Paper %d","abstract":"%s"}`+"\n", i, i, abstract)
+		fmt.Fprintf(feeds["atom"], "<entry><id>http://arxiv.org/abs/2401.%05dv1</id><title>Paper %d</title><summary>%s</summary></entry>\n", i, i, abstract)
+		fmt.Fprintf(feeds["hf"], `{"paper":{"id":"2401.%05d","title":"Paper %d","summary":"%s"}},`+"\n", i, i, abstract)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		feed := feeds[strings.TrimPrefix(req.URL.Path, "/")]
+		w.Header().Set("Content-Length", strconv.Itoa(2*feed.Len()))
+		w.Write(feed.Bytes()) // and the handler returns: the connection closes
+	}))
+	defer srv.Close()
+	for format, feed := range feeds {
+		if feed.Len() >= peekSize {
+			t.Fatalf("%s: the feed is %d bytes; want it within the first look at the input (%d)", format, feed.Len(), peekSize)
+		}
+		r, c, err := Open(srv.URL+"/"+format, Options{})
+		if err != nil {
+			t.Errorf("%s: Open of a download cut short: %v; want its records read, then the error", format, err)
+			continue
+		}
+		read := 0
+		for err == nil {
+			if _, err = r.Next(); err == nil {
+				read++
+			}
+		}
+		c.Close()
+		at := regexp.MustCompile(`^` + regexp.QuoteMeta(srv.URL+"/"+format) + `:[1-9][0-9]*: `)
+		if read != n || !errors.Is(err, io.ErrUnexpectedEOF) || !at.MatchString(err.Error()) || !strings.Contains(err.Error(), "download was cut short") {
+			t.Errorf("%s: %d records, then %v; want %d, then an error at URL:LINE saying the download was cut short", format, read, err, n)
+		}
+	}
+
+	// A gzip file cut within the first look: the whole records it holds are read too.
+	whole := gzipped(t, feeds["jsonl"].Bytes())
+	cut := whole[:len(whole)*2/3]
+	zr, err := gzip.NewReader(bytes.NewReader(cut))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := io.ReadAll(zr)
+	lines := bytes.Count(plain, []byte("\n"))
+	if lines == 0 || len(plain) >= peekSize {
+		t.Fatalf("the cut gzip file holds %d bytes, %d lines; want some lines within the first %d bytes", len(plain), lines, peekSize)
+	}
+	gr, err := NewReader(bytes.NewReader(cut), "papers.jsonl.gz", Options{})
+	if err != nil {
+		t.Fatalf("NewReader of a gzip file cut within its first %d bytes: %v; want its records read, then the error", peekSize, err)
+	}
+	read := 0
+	for err == nil {
+		if _, err = gr.Next(); err == nil {
+			read++
+		}
+	}
+	if read != lines || !errors.Is(err, errGzipCut) {
+		t.Errorf("%d records, then %v; want %d, then that the gzip input was cut short", read, err, lines)
 	}
 }

@@ -198,10 +198,18 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	if err != nil && err != io.EOF {
 		if cause := context.Cause(b.ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 			err = cause
+		} else if errors.Is(err, io.ErrUnexpectedEOF) {
+			err = errDownloadCut
 		}
 	}
 	return n, err
 }
+
+// errDownloadCut is the end of an HTTP answer before its end (the connection closed before
+// the Content-Length announced, or inside a chunk): a download cut short. It wraps
+// io.ErrUnexpectedEOF, which alone said nothing of what ended early.
+var errDownloadCut = fmt.Errorf("the connection closed before the server's whole answer came: "+
+	"the download was cut short; fetch it again (%w)", io.ErrUnexpectedEOF)
 
 func (b *idleBody) Close() error {
 	var err error

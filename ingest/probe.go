@@ -29,7 +29,7 @@ type probeReader struct {
 	pending chan probeRead // a read of r not yet returned
 	left    []byte         // what a read brought beyond the buffer of the Read that got it
 	leftErr error
-	eof     bool
+	err     error // what r returned last, when it was an error: r is not read again
 }
 
 type probeRead struct {
@@ -49,13 +49,13 @@ func (p *probeReader) Read(b []byte) (int, error) {
 		p.leftErr = nil
 		return n, err
 	}
-	if p.eof {
-		return 0, io.EOF
+	if p.err != nil {
+		return 0, p.err
 	}
 	if p.pending == nil {
 		if p.idle <= 0 {
 			n, err := p.r.Read(b)
-			p.eof = err == io.EOF
+			p.err = err
 			return n, err
 		}
 		ch := make(chan probeRead, 1)
@@ -86,7 +86,7 @@ func (p *probeReader) Read(b []byte) (int, error) {
 		}
 	}
 	p.pending = nil
-	p.eof = res.err == io.EOF
+	p.err = res.err
 	n := copy(b, res.buf[:res.n])
 	if n < res.n {
 		p.left, p.leftErr = res.buf[n:res.n], res.err
