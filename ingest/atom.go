@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/paperpipe/paperpipe/paper"
@@ -16,12 +17,15 @@ type atomParser struct {
 	dec  *xml.Decoder
 	n    int  // entries read
 	root bool // the root element was read, and is <feed>
+	// The feed's OpenSearch counts (opensearch:totalResults, startIndex, itemsPerPage); -1
+	// when it has none. See empty.
+	total, start, perPage int
 }
 
 func newAtomParser(r *Reader) *atomParser {
 	dec := xml.NewDecoder(r.br) // a bufio.Reader is an io.ByteReader: no second buffer
 	dec.Entity = xml.HTMLEntity
-	return &atomParser{r: r, dec: dec}
+	return &atomParser{r: r, dec: dec, total: -1, start: -1, perPage: -1}
 }
 
 func (p *atomParser) offset() int64 { return p.dec.InputOffset() }
@@ -53,6 +57,9 @@ func (p *atomParser) next() (paper.Abstract, error) {
 			if !p.root {
 				return paper.Abstract{}, p.notAtom("")
 			}
+			if p.n == 0 {
+				return paper.Abstract{}, p.empty()
+			}
 			return paper.Abstract{}, io.EOF
 		}
 		if err != nil {
@@ -65,6 +72,18 @@ func (p *atomParser) next() (paper.Abstract, error) {
 			}
 			p.root = true
 			continue
+		}
+		if ok && p.n == 0 {
+			if count := p.count(se.Name.Local); count != nil {
+				var v string
+				if err := p.dec.DecodeElement(&v, &se); err != nil {
+					return paper.Abstract{}, p.fatal(err)
+				}
+				if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
+					*count = n
+				}
+				continue
+			}
 		}
 		if !ok || se.Name.Local != "entry" {
 			continue
@@ -82,6 +101,33 @@ func (p *atomParser) next() (paper.Abstract, error) {
 		}
 		return a, err
 	}
+}
+
+// count is where the OpenSearch count named local is kept, or nil for another element.
+func (p *atomParser) count(local string) *int {
+	switch local {
+	case "totalResults":
+		return &p.total
+	case "startIndex":
+		return &p.start
+	case "itemsPerPage":
+		return &p.perPage
+	}
+	return nil
+}
+
+// empty is the end of a feed without entries: io.EOF, a source without papers (a quiet day,
+// a page past the last result), unless the feed says it has results from its startIndex
+// (opensearch:totalResults, and an itemsPerPage that is not 0). The arXiv API answers so now
+// and then when it is busy: a valid feed, status 200, without the entries it counts. Taken for
+// a quiet day, that day's papers were lost without a failure; it is a failed source.
+func (p *atomParser) empty() error {
+	if p.total <= max(p.start, 0) || p.perPage == 0 {
+		return io.EOF
+	}
+	line, _ := p.dec.InputPos()
+	return &stopError{msg: fmt.Sprintf("%s:%d: the feed holds no entry, yet it says its query has %d results and this page starts at %d (opensearch:totalResults, startIndex): "+
+		"the arXiv API answers so now and then when it is busy; fetch it again", p.r.name, line, p.total, max(p.start, 0)), err: paper.ErrInvalid}
 }
 
 // entry validates one decoded entry.

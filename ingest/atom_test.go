@@ -161,3 +161,54 @@ func TestAtomRefusesXMLThatIsNotAFeed(t *testing.T) {
 		t.Errorf("a <feed> without namespace: %+v, %v; want its entry", a, err)
 	}
 }
+
+// The arXiv API, when busy, answers now and then with a valid feed without entries that says
+// there are results (opensearch:totalResults) from its startIndex. It was read as a quiet day's
+// feed: a warning and exit status 0, so a daily cron job lost that day's papers without
+// failing. Such a feed is a failed source saying to fetch it again; a feed that says it has no
+// results there (a quiet day, a page past the end, max_results=0) is still a source without
+// papers.
+func TestAtomFeedWithoutTheEntriesItCountsFails(t *testing.T) {
+	t.Parallel()
+	feed := func(total, start, perPage string) string {
+		var b strings.Builder
+		b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
+		b.WriteString(`<feed xmlns="http://www.w3.org/2005/Atom">` + "\n")
+		b.WriteString(`  <title type="html">ArXiv Query: search_query=cat:cs.LG</title>` + "\n")
+		for name, v := range map[string]string{"totalResults": total, "startIndex": start, "itemsPerPage": perPage} {
+			if v != "" {
+				b.WriteString(`  <opensearch:` + name + ` xmlns:opensearch="http://a9.com/-/spec/opensearch/1.1/">` + v + `</opensearch:` + name + ">\n")
+			}
+		}
+		b.WriteString("</feed>\n")
+		return b.String()
+	}
+	for _, c := range []struct {
+		total, start, perPage string
+		fails                 bool
+	}{
+		{"3", "0", "100", true},
+		{" 1500\n ", "1000", "100", true},
+		{"3", "", "", true},
+		{"0", "0", "100", false},  // a quiet day
+		{"3", "3", "100", false},  // a page past the end
+		{"3", "0", "0", false},    // max_results=0: the count only
+		{"", "", "", false},       // no counts
+		{"many", "0", "1", false}, // not a count: nothing to go by
+	} {
+		in := feed(c.total, c.start, c.perPage)
+		r, err := NewReader(strings.NewReader(in), "query.xml", Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = r.Next()
+		var re *RecordError
+		switch {
+		case !c.fails && (err != io.EOF || !r.Empty()):
+			t.Errorf("total %q, start %q, per page %q: Next() = %v, Empty() = %v; want a source without papers", c.total, c.start, c.perPage, err, r.Empty())
+		case c.fails && (err == nil || err == io.EOF || errors.As(err, &re) || !strings.HasPrefix(err.Error(), "query.xml:") ||
+			!strings.Contains(err.Error(), "fetch it again")):
+			t.Errorf("total %q, start %q, per page %q: Next() = %v; want a fatal error at query.xml:LINE saying to fetch it again", c.total, c.start, c.perPage, err)
+		}
+	}
+}
