@@ -32,8 +32,11 @@ func StartFake(ctx context.Context, bin string, chat, embed time.Duration, dims 
 	}
 	// The fake advertises a large account (x-ratelimit-* headers) so that the worker's rate
 	// limiter, which honours them, does not make the API's budget the bound; cases with a
-	// budget set PAPERPIPE_RPM-style limits in the client instead.
-	cmd := exec.Command(bin, "-listen", "127.0.0.1:0", "-chat-latency", chat.String(),
+	// budget set PAPERPIPE_RPM-style limits in the client instead. It checks the first 100
+	// requests and answers of each endpoint against OpenAI's published description and then
+	// one in 50 (-validate-every): checking every body cost it about as much CPU as answering,
+	// on the cores paperpipe is measured on; a case fails on any violation (specViolations).
+	cmd := exec.Command(bin, "-listen", "127.0.0.1:0", "-validate-every", "50", "-chat-latency", chat.String(),
 		"-embed-latency", embed.String(), "-dimensions", fmt.Sprint(dims), "-vectors", vectors,
 		"-chat-rpm", "1000000000", "-chat-tpm", "1000000000000", "-embed-rpm", "1000000000", "-embed-tpm", "1000000000000")
 	cmd.Stderr = os.Stderr

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -264,6 +265,16 @@ func (e *pipelineEnv) fakeStats(ctx context.Context) openaitest.Stats {
 	return st
 }
 
+// specViolations is an error listing the requests and answers the fake found to break OpenAI's
+// published description (it checks a sample: see StartFake), or nil.
+func specViolations(st openaitest.Stats) error {
+	if len(st.ValidationErrors) == 0 {
+		return nil
+	}
+	return fmt.Errorf("the fake API found %d requests or answers that break OpenAI's published description: %s",
+		len(st.ValidationErrors), strings.Join(st.ValidationErrors[:min(3, len(st.ValidationErrors))], "; "))
+}
+
 func (e *pipelineEnv) work() paper.Work {
 	return paper.Work{Model: e.sum.Model(), PromptVersion: e.sum.PromptVersion(), SpaceID: e.space.ID}
 }
@@ -326,6 +337,9 @@ func RunPipeline(ctx context.Context, opts PipelineOptions, c PipelineCase, abst
 		return res, fmt.Errorf("case %s: %w (worker %+v)", c.Name, err, res.Worker)
 	}
 	after := e.fakeStats(ctx)
+	if err := specViolations(after); err != nil {
+		return res, fmt.Errorf("case %s: %w", c.Name, err)
+	}
 	acks := e.tap.take(pipeline.ConsumerNew)
 	e2e, svc, ackTimes := make([]time.Duration, 0, len(acks)), make([]time.Duration, 0, len(acks)), make([]time.Time, 0, len(acks))
 	last := start
@@ -511,6 +525,9 @@ func (e *pipelineEnv) reprocess(ctx context.Context, abstracts []paper.Abstract)
 		return res, fmt.Errorf("worker %+v: %w", res.Worker, err)
 	}
 	after := e.fakeStats(ctx)
+	if err := specViolations(after); err != nil {
+		return res, err
+	}
 	res.APICalls = (after.ChatRequests - before.ChatRequests) + (after.EmbedRequests - before.EmbedRequests)
 	res.Skipped = res.Worker.Skipped
 	acks := e.tap.take(target.Consumer)

@@ -85,6 +85,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	chatTPM := fs.Int64("chat-tpm", 2000000, "chat tokens per minute advertised in x-ratelimit-* headers")
 	embedRPM := fs.Int64("embed-rpm", 10000, "embedding requests per minute advertised in x-ratelimit-* headers")
 	embedTPM := fs.Int64("embed-tpm", 10000000, "embedding tokens per minute advertised in x-ratelimit-* headers")
+	validateEvery := fs.Int("validate-every", 1, "check every request and answer against OpenAI's published description (1), or, above 1, the first 100 of each endpoint and then one in N (for benchmarks: checking costs about as much CPU as answering)")
 	verbose := fs.Bool("v", false, "log every request")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server to this file (until shutdown)")
 	if err := fs.Parse(args); err != nil {
@@ -112,12 +113,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := openaitest.Config{
 		ChatLatency: *chatLatency, EmbedLatency: *embedLatency, Faults: faults,
-		Seed: *seed, Dimensions: *dims, Vectors: *vectors, APIKey: *apiKey, Logger: logger,
+		Seed: *seed, Dimensions: *dims, Vectors: *vectors, APIKey: *apiKey, Logger: logger, ValidateEvery: *validateEvery,
 		ChatLimits:  openaitest.Limits{Requests: *chatRPM, Tokens: *chatTPM},
 		EmbedLimits: openaitest.Limits{Requests: *embedRPM, Tokens: *embedTPM},
 	}
-	if *chatLatency < 0 || *embedLatency < 0 || *dims <= 0 {
-		return errors.New("latencies must be >= 0 and -dimensions > 0")
+	if *chatLatency < 0 || *embedLatency < 0 || *dims <= 0 || *validateEvery < 1 {
+		return errors.New("latencies must be >= 0, -dimensions > 0 and -validate-every >= 1")
 	}
 	// openaitest takes a zero budget for "the default": refuse it here rather than advertise
 	// the default while the operator asked for something else.

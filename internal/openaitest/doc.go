@@ -19,7 +19,8 @@
 // invalid request gets the 400 OpenAI would send; every violation is
 // recorded in Stats.ValidationErrors, and Start fails the test at cleanup for
 // each one, so neither paperpipe's clients nor this server can drift from the
-// real API unnoticed.
+// real API unnoticed. (Config.ValidateEvery makes a benchmark's server check a
+// sample instead.)
 //
 // Faults (429 with Retry-After, 5xx, held requests ending in 504, truncated
 // and malformed bodies, junk TL;DRs) are injected at configurable rates from

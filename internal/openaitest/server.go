@@ -134,6 +134,13 @@ type Config struct {
 	// one of whose inputs embeds to NaN (ollama#9639, #15582: deterministic
 	// for the text), whatever its other inputs. Defaults to none.
 	EmbedFailsOn func(input string) bool
+	// ValidateEvery, when above 1, has the server check only a sample of bodies against the
+	// published description: of each endpoint's requests and responses, the first
+	// validateFirst and then one in ValidateEvery. For benchmarks, where checking every body
+	// costs the server more CPU than answering it (about half of a chat answer's) and the
+	// server shares the machine with the client it measures; a body not checked is answered as
+	// if it were valid. Defaults to 0: every body is checked.
+	ValidateEvery int
 	// APIKey, when set, is required as "Authorization: Bearer <key>";
 	// requests without it get 401. Defaults to "" (no check); SetAPIKey
 	// changes it.
@@ -190,6 +197,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("config: MaxRequestTokens is %d, want > 0", c.MaxRequestTokens)
 	case c.ContextTokens < 0:
 		return fmt.Errorf("config: ContextTokens is %d, want > 0", c.ContextTokens)
+	case c.ValidateEvery < 0:
+		return fmt.Errorf("config: ValidateEvery is %d, want >= 0", c.ValidateEvery)
 	}
 	return c.Faults.Validate()
 }
@@ -261,6 +270,7 @@ type Server struct {
 	files          map[string]*storedFile
 	batches        map[string]*batchState
 	delivered      map[string]*delivery // ledger of delivered results, by request or input key
+	seen           map[string]int64     // bodies seen per schema, for Config.ValidateEvery
 	clock          func() time.Time
 	batchStepDelay time.Duration
 }
@@ -290,6 +300,7 @@ func New(cfg Config) *Server {
 		stats:          Stats{Faults: map[string]int64{}},
 		files:          map[string]*storedFile{},
 		batches:        map[string]*batchState{},
+		seen:           map[string]int64{},
 		clock:          time.Now,
 		batchStepDelay: 10 * time.Millisecond,
 	}
@@ -575,6 +586,9 @@ func (s *Server) readJSONBody(w http.ResponseWriter, r *http.Request, schema str
 		s.invalidRequest(w, fmt.Sprintf("Could not read the request body: %v", err))
 		return nil
 	}
+	if !s.checks(schema) {
+		return body
+	}
 	if err := s.val.validateJSON(schema, body); err != nil {
 		s.recordViolation("request %s %s: %v", r.Method, r.URL.Path, err)
 		s.invalidRequest(w, fmt.Sprintf("Invalid request: %v", err))
@@ -710,8 +724,29 @@ func (s *Server) marshalValidated(schema, what string, v any) []byte {
 	if err != nil {
 		panic(fmt.Sprintf("openaitest: encoding %s: %v", what, err))
 	}
+	if !s.checks(schema) {
+		return body
+	}
 	if err := s.val.validateJSON(schema, body); err != nil {
 		s.recordViolation("response %s: %v", what, err)
 	}
 	return body
+}
+
+// validateFirst is how many bodies of each schema a sampling server (Config.ValidateEvery)
+// checks before it samples.
+const validateFirst = 100
+
+// checks counts a body of schema and reports whether to validate it: always, unless
+// Config.ValidateEvery samples (see there).
+func (s *Server) checks(schema string) bool {
+	every := int64(s.cfg.ValidateEvery)
+	if every <= 1 {
+		return true
+	}
+	s.mu.Lock()
+	n := s.seen[schema]
+	s.seen[schema] = n + 1
+	s.mu.Unlock()
+	return n < validateFirst || (n-validateFirst)%every == 0
 }

@@ -589,6 +589,36 @@ func TestInvalidRequestIsRejectedAndRecorded(t *testing.T) {
 	}
 }
 
+func TestValidateEveryChecksTheFirstBodiesThenASample(t *testing.T) {
+	s := New(Config{ValidateEvery: 10})
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(func() { ts.Close(); s.Close() })
+
+	// A request without "model" breaks the published description; a checked one is refused.
+	refused := 0
+	const n = validateFirst + 30
+	for i := range n {
+		resp := do(t, http.MethodPost, ts.URL+"/v1/chat/completions", `{"messages":[{"role":"user","content":"hi"}]}`)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		switch resp.StatusCode {
+		case http.StatusBadRequest:
+			refused++
+			if i >= validateFirst && (i-validateFirst)%10 != 0 {
+				t.Errorf("request %d refused, want only the first %d and then one in 10 checked", i, validateFirst)
+			}
+		case http.StatusOK:
+			if i < validateFirst {
+				t.Errorf("request %d answered 200, want the first %d checked", i, validateFirst)
+			}
+		default:
+			t.Fatalf("request %d: status %d", i, resp.StatusCode)
+		}
+	}
+	if want := validateFirst + 3; refused != want || len(s.Stats().ValidationErrors) != want {
+		t.Errorf("refused %d, recorded %d violations, want %d of each", refused, len(s.Stats().ValidationErrors), want)
+	}
+}
+
 func TestResponseValidationRecordsServerDrift(t *testing.T) {
 	s := New(Config{})
 	defer s.Close()
@@ -687,6 +717,7 @@ func TestConfigValidation(t *testing.T) {
 		{ChatLatency: -time.Second},
 		{Dimensions: -1},
 		{Vectors: "clustered"},
+		{ValidateEvery: -1},
 	} {
 		func() {
 			defer func() {
