@@ -92,3 +92,40 @@ func TestDropSpaceRefusesASpaceAReprocessIsFilling(t *testing.T) {
 	}
 	locked()
 }
+
+// An import-embeddings that created a space and loaded nothing drops it again
+// (DropEmptySpace), but a `reprocess` into the same model may have found the space meanwhile
+// and started filling it (it holds the space's run lock): the drop would pull the space from
+// under the run, which then buys vectors no space can keep. The space is kept for the run.
+func TestDropEmptySpaceKeepsASpaceAReprocessIsFilling(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp, created, err := s.EnsureSpaceForLoad(ctx, paper.Space{Model: "import-model", Dimensions: 3, Template: "title+abstract"})
+	if err != nil || !created {
+		t.Fatalf("EnsureSpaceForLoad: %v %v", created, err)
+	}
+	run := open(t, s.Pool().Config().ConnString()) // the reprocess's process
+	locked, err := run.LockRun(ctx, store.SpaceRunKey(sp.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock := sync.OnceFunc(locked) // before run closes: its pool waits for the lock's connection
+	t.Cleanup(unlock)
+	dropped, err := s.DropEmptySpace(ctx, sp.ID)
+	if err != nil || dropped {
+		t.Fatalf("DropEmptySpace of a space a run is filling: dropped=%v, %v; want it kept", dropped, err)
+	}
+	if _, ok := spacesByID(t, s)[sp.ID]; !ok {
+		t.Fatal("the space a run is filling is gone")
+	}
+	unlock()
+	// With no run, the empty space is dropped, and the lock released with the transaction.
+	if dropped, err := s.DropEmptySpace(ctx, sp.ID); err != nil || !dropped {
+		t.Fatalf("DropEmptySpace after the run ended: dropped=%v, %v; want dropped", dropped, err)
+	}
+	if locked, err = run.LockRun(ctx, store.SpaceRunKey(sp.ID)); err != nil {
+		t.Fatalf("LockRun after the drop: %v", err)
+	}
+	locked()
+}

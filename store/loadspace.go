@@ -30,7 +30,8 @@ func (s *Store) VectorIndex() IndexKind { return s.index }
 // reports whether it did: for a bulk load that created the space (EnsureSpaceForLoad, which
 // activates it when no space is active) and then stored nothing, which would otherwise leave an
 // empty space behind — the active one, answering every query with nothing, when none was. The
-// space's row is locked first, so no vector can be stored into it meanwhile.
+// space's row is locked first, so no vector can be stored into it meanwhile. A space a
+// `paperpipe reprocess` is filling (it holds the LockRun of SpaceRunKey) is kept.
 func (s *Store) DropEmptySpace(ctx context.Context, id int64) (bool, error) {
 	dropped := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -45,6 +46,17 @@ func (s *Store) DropEmptySpace(ctx context.Context, id int64) (bool, error) {
 		var locked int64
 		if err := tx.QueryRow(ctx, `SELECT id FROM embedding_spaces WHERE id = $1 FOR UPDATE`, id).Scan(&locked); err != nil {
 			return notFound(err, "lock")
+		}
+		// A `reprocess` that found the space (created by this load, for the same model) and is
+		// filling it holds its run lock: the space is its now. Held to the end of this
+		// transaction, the lock keeps a run from starting on the space before it is gone (the
+		// run then finds it dropped, and says so).
+		var free bool
+		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock("+runLockSQL+")", SpaceRunKey(id)).Scan(&free); err != nil {
+			return fmt.Errorf("look up runs filling the space: %w", err)
+		}
+		if !free {
+			return nil
 		}
 		var empty bool
 		err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM embeddings WHERE space_id = $1)
