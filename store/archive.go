@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/pgvector/pgvector-go"
 
@@ -288,7 +289,9 @@ type LoadResult struct {
 // wrong dimension fail the call with paper.ErrSpaceMismatch before anything is written; a
 // space that does not exist (dropped, by this process or another: a load into a space
 // DropSpace is dropping waits for the drop) with paper.ErrSpaceDropped and paper.ErrNotFound.
-// Callers stream a large file through it in chunks of a few thousand vectors.
+// A paper whose row another session holds locked is waited for Config.RowLockTimeout at most:
+// then the call fails, nothing written, with paper.ErrLocked (a *paper.LockedError naming the
+// locked papers when the store can tell), and can be made again. Callers stream a large file through it in chunks of a few thousand vectors.
 func (s *Store) LoadEmbeddings(ctx context.Context, spaceID int64, embs []paper.Embedding) (LoadResult, error) {
 	var res LoadResult
 	if len(embs) == 0 {
@@ -341,8 +344,16 @@ func (s *Store) LoadEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 		// saveSummariesSQL): the next statement then classifies against texts that cannot
 		// change before this transaction ends, so a vector of an old text never replaces one
 		// of a new text that another worker saved meanwhile.
-		if _, err := tx.Exec(ctx, `SELECT FROM papers WHERE id IN (SELECT paper_id FROM embeddings_load)
-				ORDER BY id FOR SHARE`); err != nil {
+		// A paper row another session holds locked (a transaction left open) is waited for
+		// RowLockTimeout at most, as a worker's save waits: the caller says what it waits for.
+		// One round trip (a statement without arguments goes as a simple query).
+		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = `+strconv.FormatInt(s.rowLockTimeout.Milliseconds(), 10)+`;
+				SELECT FROM papers WHERE id IN (SELECT paper_id FROM embeddings_load) ORDER BY id FOR SHARE;
+				SET LOCAL lock_timeout = DEFAULT`); err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_not_available: the lock_timeout
+				return fmt.Errorf("%w for longer than %s: %w", paper.ErrLocked, s.rowLockTimeout, err)
+			}
 			return fmt.Errorf("lock papers: %w", err)
 		}
 		// The last vector of a paper wins, as in SaveEmbeddings.
@@ -393,6 +404,17 @@ func (s *Store) LoadEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 		s.uncacheSpace(spaceID)
 		return LoadResult{}, fmt.Errorf("load %s: embedding space %d (%s) was dropped (`paperpipe spaces drop`): %w: %w",
 			countOf(len(embs), "embedding", "embeddings"), spaceID, sp.Name(), paper.ErrSpaceDropped, paper.ErrNotFound)
+	}
+	if errors.Is(err, paper.ErrLocked) {
+		var ids []string
+		seen := make(map[string]bool, len(embs))
+		for _, e := range embs {
+			if !seen[e.PaperID] {
+				seen[e.PaperID] = true
+				ids = append(ids, e.PaperID)
+			}
+		}
+		err = s.lockedError(ctx, ids, err)
 	}
 	if err != nil {
 		return LoadResult{}, fmt.Errorf("load %s into space %s: %w", countOf(len(embs), "embedding", "embeddings"), sp.Name(), err)

@@ -18,6 +18,7 @@
 // paper.ErrAmbiguous; match them with errors.Is. The calls a worker makes (UpsertPapers or
 // PendingFor, SaveSummaries, SaveEmbeddings, RecordUsage) mark a database that could not be reached or
 // could not write, whatever the records, with paper.ErrUnavailable; UpsertPapers, SaveSummaries and
-// SaveEmbeddings wait for a row another session holds locked for Config.RowLockTimeout at most,
-// then fail with paper.ErrLocked (a save with a *paper.LockedError naming the papers).
+// SaveEmbeddings (and LoadEmbeddings) wait for a row another session holds locked for
+// Config.RowLockTimeout at most, then fail with paper.ErrLocked (a save with a
+// *paper.LockedError naming the papers).
 package store

@@ -59,8 +59,9 @@ type Config struct {
 	// RowLockTimeout bounds how long a worker's write (UpsertPapers, SaveSummaries,
 	// SaveEmbeddings) waits for a row another session holds locked — a transaction left open
 	// by an operator or another tool — before it fails with paper.ErrLocked, so that one locked
-	// paper does not hold up the papers written with it. Waits for a table (an index build)
-	// are not bounded by it. Defaults to DefaultRowLockTimeout.
+	// paper does not hold up the papers written with it. LoadEmbeddings waits for a paper's
+	// row as long at most. Waits for a table (an index build) are not bounded by it. Defaults
+	// to DefaultRowLockTimeout.
 	RowLockTimeout time.Duration
 	// KeywordRankLimit bounds the full-text ranking of KeywordSearch and of HybridSearch's
 	// keyword ranking: a query matching more papers than this ranks only this many of its

@@ -1912,3 +1912,84 @@ func TestSpacesDropRemovesTheSpacesReprocessQueue(t *testing.T) {
 		t.Errorf("spaces drop of a name with neither space nor queue: %v, want not found", err)
 	}
 }
+
+// A paper row another session holds locked (a transaction left open in psql, a stuck tool)
+// held import-embeddings silently at that paper's chunk, for as long as the lock lasted. It
+// says what it waits for, loads the chunk once the lock is gone and, when it is not gone after
+// importLockedWait, stops saying which papers are locked and what to run.
+func TestImportEmbeddingsSaysWhatLockedPaperItWaitsFor(t *testing.T) {
+	// Not parallel: it sets importLockedWait.
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	st, err := store.Open(ctx, store.Config{URL: e.c.DatabaseURL, RowLockTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	holder, err := e.st.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := holder.Exec(ctx, `SELECT FROM papers WHERE id = 'arxiv:2401.00001' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	file := writeLines(t,
+		`{"id":"2401.00000","embedding":[1,0,0,0],"model":"imported"}`,
+		`{"id":"2401.00001","embedding":[0,1,0,0],"model":"imported"}`,
+		`{"id":"2401.00002","embedding":[0,0,1,0],"model":"imported"}`)
+	type result struct {
+		res importResult
+		err error
+	}
+	start := func(errw io.Writer) chan result {
+		done := make(chan result, 1)
+		go func() {
+			res, err := importEmbeddings(ctx, st, file, 5000, errw)
+			done <- result{res, err}
+		}()
+		return done
+	}
+	wait := func(done chan result) result {
+		select {
+		case r := <-done:
+			return r
+		case <-time.After(30 * time.Second):
+			_ = holder.Rollback(ctx) // let the import end
+			t.Fatal("import-embeddings still waits for the locked paper after 30s")
+			return result{}
+		}
+	}
+	old := importLockedWait
+	defer func() { importLockedWait = old }()
+
+	// The lock outlasts the wait: the import stops, naming the paper and what to do.
+	importLockedWait.tries, importLockedWait.pause = 2, 10*time.Millisecond
+	var errw lockedBuffer
+	r := wait(start(&errw))
+	if !errors.Is(r.err, paper.ErrLocked) || !strings.Contains(r.err.Error(), "arxiv:2401.00001") ||
+		!strings.Contains(r.err.Error(), "run the same command again") {
+		t.Errorf("import while a paper stays locked: %v; want ErrLocked naming arxiv:2401.00001 and what to run", r.err)
+	}
+	if want := file + ":1-3: waiting for paper arxiv:2401.00001, which another session holds locked"; !strings.Contains(errw.String(), want) {
+		t.Errorf("messages lack %q:\n%s", want, errw.String())
+	}
+
+	// The lock ends while the import waits: the chunk is loaded.
+	importLockedWait.tries = 1 << 20
+	var errw2 lockedBuffer
+	done := start(&errw2)
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(errw2.String(), "waiting for paper arxiv:2401.00001"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			_ = holder.Rollback(ctx)
+			t.Fatalf("import-embeddings does not say what it waits for:\n%s", errw2.String())
+		}
+	}
+	if err := holder.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := wait(done); r.err != nil || r.res.Loaded != 3 {
+		t.Errorf("import once the lock was gone: %+v, %v; want 3 loaded\n%s", r.res, r.err, errw2.String())
+	}
+}

@@ -1495,12 +1495,12 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 			}
 			space, created, res.Space = sp, c, sp
 		}
-		lr, err := st.LoadEmbeddings(ctx, space.ID, buf)
+		first, last := math.MaxInt, 0
+		for _, n := range lineOf {
+			first, last = min(first, n), max(last, n)
+		}
+		lr, err := loadWaitingForLocks(ctx, st, space.ID, buf, fmt.Sprintf("%s:%d-%d", name, first, last), errw)
 		if err != nil {
-			first, last := math.MaxInt, 0
-			for _, n := range lineOf {
-				first, last = min(first, n), max(last, n)
-			}
 			return fmt.Errorf("%s:%d-%d: %w", name, first, last, err)
 		}
 		res.Loaded += lr.Loaded
@@ -1650,6 +1650,45 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 		plural(res.Lines, "line", "lines"), plural(res.Loaded, "vector", "vectors"), space.ID, space.Name(), res.Stale,
 		plural(len(res.Unknown), "unknown paper", "unknown papers"), plural(res.Bad, "bad line", "bad lines"))
 	return res, readErr
+}
+
+// importLockedWait is how import-embeddings waits for paper rows another session holds locked
+// (a load that fails with paper.ErrLocked, after the store's RowLockTimeout), as a Batch API
+// collection does: it loads the chunk again every pause, up to tries times — a few minutes, for
+// an operator's transaction to end — then stops.
+var importLockedWait = struct {
+	tries int
+	pause time.Duration
+}{tries: 24, pause: 5 * time.Second}
+
+// loadWaitingForLocks loads embs into space spaceID (store.LoadEmbeddings). While papers of
+// them are locked by another session it says on errw, once, which ones where holds them up,
+// and tries again (see importLockedWait): without a bound, the import waited silently for as
+// long as the lock lasted — a transaction left open in psql, for good.
+func loadWaitingForLocks(ctx context.Context, st *store.Store, spaceID int64, embs []paper.Embedding, where string, errw io.Writer) (store.LoadResult, error) {
+	start := time.Now()
+	for try := 1; ; try++ {
+		lr, err := st.LoadEmbeddings(ctx, spaceID, embs)
+		if !errors.Is(err, paper.ErrLocked) || ctx.Err() != nil {
+			return lr, err
+		}
+		what := "papers of these lines"
+		if locked := (*paper.LockedError)(nil); errors.As(err, &locked) {
+			what = pick(len(locked.IDs), "paper ", "papers ") + clip(strings.Join(locked.IDs, ", "), 200)
+		}
+		if try > importLockedWait.tries {
+			return lr, fmt.Errorf("%w; %s still locked by another session after %s: run the same command again once its transaction has ended "+
+				"(pg_stat_activity shows it, as 'idle in transaction' when it was left open)", err, what, time.Since(start).Round(time.Second))
+		}
+		if try == 1 {
+			fmt.Fprintf(errw, "%s: waiting for %s, which another session holds locked (a transaction left open?); "+
+				"trying again for a few minutes, Ctrl-C stops\n", where, what)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(importLockedWait.pause):
+		}
+	}
 }
 
 // embeddingLineProblem says in plain words what is wrong with a line json.Unmarshal refused,
