@@ -456,3 +456,21 @@ func TestDeadLettersAreCountedFromTheStreamAndTheLatestReadNewestFirst(t *testin
 		t.Errorf("LatestDeadLetters(2) = %+v, want sequences 4 and 2", dls)
 	}
 }
+
+// A worker whose context ended before it started (Ctrl-C as `up` or `worker` start their
+// workers) stops as it does once running, returning nil: it returned "worker: consumer …:
+// context canceled", which the command reported as a failure (exit 1).
+func TestWorkerStoppedBeforeItStartedReturnsNil(t *testing.T) {
+	t.Parallel()
+	sum, emb := summarize.NewOffline(30), embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	w, err := pipeline.NewWorker(b.js, b.store, sum, emb, pipeline.WorkerConfig{SpaceID: b.space.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := w.Run(ctx); err != nil {
+		t.Errorf("Run with its context ended before it started: %v, want nil", err)
+	}
+}

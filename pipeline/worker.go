@@ -295,7 +295,7 @@ func (w *Worker) Stats() WorkerStats {
 }
 
 // Run pulls and processes messages until ctx is done (or, with ExitWhenIdle, until the
-// consumer is empty). When ctx is done it stops pulling, lets in-flight messages finish for up
+// consumer is empty), and returns nil then (a ctx done before it started included). When ctx is done it stops pulling, lets in-flight messages finish for up
 // to DrainTimeout, then cancels the rest and returns them to the queue (see settleFailure). A
 // message is acknowledged only after its results are committed, so a crash at any point
 // loses nothing: the message is redelivered and finds its finished parts in the store.
@@ -324,6 +324,9 @@ func (w *Worker) Stats() WorkerStats {
 // and the holds are renewed at once — and sets an announced AckWait once its time has come.
 func (w *Worker) Run(ctx context.Context) error {
 	cons, err := w.js.Consumer(ctx, StreamPapers, w.cfg.Consumer)
+	if err != nil && ctx.Err() != nil {
+		return nil // stopped before it started: nothing to drain
+	}
 	if err != nil {
 		return fmt.Errorf("worker: consumer %s: %w", w.cfg.Consumer, err)
 	}

@@ -253,7 +253,7 @@ func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle
 	log := newLogger(c)
 	st, err := openStore(ctx, c, log)
 	if err != nil {
-		return err
+		return interruptedStart(ctx, err)
 	}
 	defer st.Close()
 	role := brokerClient
@@ -262,12 +262,12 @@ func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle
 	}
 	b, err := connectBroker(ctx, c, log, role)
 	if err != nil {
-		return err
+		return interruptedStart(ctx, err)
 	}
 	defer b.close()
 	m, err := buildModels(ctx, c, log, st)
 	if err != nil {
-		return err
+		return interruptedStart(ctx, err)
 	}
 	wctx, stopServing := context.WithCancel(ctx)
 	defer stopServing()
@@ -290,15 +290,10 @@ func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle
 func followingWorkers(ctx context.Context, c *config, log *slog.Logger, st *store.Store, b *broker, m *models,
 	consumers []string, exitWhenIdle, announce bool) error {
 	followed := false
-	// stopped is err, unless ctx ended while the workers restart on a new space: a Ctrl-C or
-	// SIGTERM then is a stop like any other (the workers have drained), not a failure of the
-	// step it cut short.
-	stopped := func(err error) error {
-		if followed && ctx.Err() != nil {
-			return nil
-		}
-		return err
-	}
+	// stopped is err, unless ctx ended while the workers start, or restart on a new space: a
+	// Ctrl-C or SIGTERM then is a stop like any other (the workers have drained), not a failure
+	// of the step it cut short.
+	stopped := func(err error) error { return interruptedStart(ctx, err) }
 	for {
 		space, err := st.EnsureSpace(ctx, m.emb.Space())
 		if err != nil {
@@ -321,6 +316,19 @@ func followingWorkers(ctx context.Context, c *config, log *slog.Logger, st *stor
 			return stopped(err)
 		}
 	}
+}
+
+// interruptedStart is err, a step of a long-running command's start (up, worker, serve:
+// connecting, migrating, loading the models) that failed, unless ctx ended meanwhile: a Ctrl-C
+// or SIGTERM while the command starts is a stop like the one that ends it once it runs — exit
+// 0, nothing said — not a failure of the step it cut short ("connect to database …: context
+// canceled", exit 1). A part of the process that stopped it (config.fail) is still said: run
+// reports ctx's cause.
+func interruptedStart(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // warnInactiveSpace says that the workers embed into space, which queries do not use, and what

@@ -54,23 +54,23 @@ func cmdServe(ctx context.Context, c *config, args []string) error {
 	enableMetrics(c, log)
 	st, err := openStore(ctx, c, log)
 	if err != nil {
-		return err
+		return interruptedStart(ctx, err)
 	}
 	defer st.Close()
 	reads := st
 	if c.ReadDBURL != "" {
 		if reads, err = openReadStore(ctx, c, log); err != nil {
-			return err
+			return interruptedStart(ctx, err)
 		}
 		defer reads.Close()
 	}
 	m, err := buildModels(ctx, c, log, reads)
 	if err != nil {
-		return err
+		return interruptedStart(ctx, err)
 	}
 	b, err := connectBrokerLater(ctx, c, log, brokerClient)
 	if err != nil {
-		return err
+		return interruptedStart(ctx, err)
 	}
 	defer b.close()
 	return serveHTTP(ctx, c, log, st, reads, b, m, "serve")

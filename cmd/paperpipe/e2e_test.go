@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -769,4 +770,67 @@ func startServe(t *testing.T, c *cli) string {
 		_ = srv.Wait()
 	})
 	return servedURL(t, stderr, io.Discard)
+}
+
+// TestInterruptedStartStopsQuietly: Ctrl-C or SIGTERM while up, worker or serve start (here:
+// connecting to a database host that accepts the connection and does not answer yet) is a
+// stop like the one that ends them once they run — exit 0, nothing said — not a failure of
+// the step it cut short ("paperpipe up: connect to database …: context canceled", exit 1).
+func TestInterruptedStartStopsQuietly(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"up", "--http", ""}, {"worker"}, {"serve", "--http", "127.0.0.1:0"}} {
+		t.Run(args[0], func(t *testing.T) {
+			t.Parallel()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			accepted := make(chan net.Conn, 4)
+			go func() {
+				for {
+					conn, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					accepted <- conn // held open, never answered
+				}
+			}()
+			c := newCLI(t)
+			cmd := exec.Command(binary, args...)
+			cmd.Env = append(c.env, "DATABASE_URL=postgres://nobody@"+ln.Addr().String()+"/none?connect_timeout=60&sslmode=disable",
+				"NATS_URL=nats://127.0.0.1:1")
+			var stderr lockedBuffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case conn := <-accepted:
+				defer conn.Close()
+			case <-done:
+				t.Fatalf("paperpipe %s ended before it connected to the database:\n%s", args[0], stderr.String())
+			case <-time.After(30 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+				t.Fatalf("paperpipe %s did not connect to the database within 30 s", args[0])
+			}
+			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+				t.Fatalf("paperpipe %s still starting 20 s after SIGINT\n%s", args[0], stderr.String())
+			}
+			if code, out := cmd.ProcessState.ExitCode(), stderr.String(); code != 0 || strings.Contains(out, "context canceled") ||
+				strings.Contains(out, "paperpipe "+args[0]+":") {
+				t.Errorf("paperpipe %s interrupted while starting: exit %d\n%s\nwant exit 0, and no error", args[0], code, out)
+			}
+		})
+	}
 }
