@@ -222,6 +222,7 @@ type Runner struct {
 	created     map[int64]bool      // jobs created (not resumed) by this Runner
 	broken      map[int64]*JobError // jobs whose step failed in this Runner, left alone from then on
 	failedLooks map[int64]int       // jobs whose last looks at their batch failed transiently: how many in a row
+	dbDown      bool                // Wait found the database unavailable at its last try (see databaseDown)
 	stall       time.Duration       // downloadStall, shorter in tests
 }
 
@@ -736,21 +737,32 @@ func uploadTimeout(base time.Duration, size int64, rate int) time.Duration {
 // the job in this Runner. It returns when none is open but those that failed in this
 // Runner, with their failures (each a *JobError, joined; one job's failure does not stop the
 // others' collection), or with ctx.Err() when ctx ends: the jobs stay open in the store, and a
-// later Wait resumes them.
+// later Wait resumes them. The database unavailable (paper.ErrUnavailable: a restart, a
+// failover) fails neither the Wait nor a job: the wait goes on, and what could not be read or
+// stored is tried again at the next poll, for as long as the outage lasts (the batches keep
+// running at OpenAI meanwhile).
 func (r *Runner) Wait(ctx context.Context) (Report, error) {
 	delay := r.cfg.PollInterval
 	for {
 		jobs, err := r.openJobs(ctx)
-		if err != nil {
+		switch {
+		case err == nil:
+			r.databaseBack(ctx)
+		case r.databaseDown(ctx, err):
+			jobs = nil // none looked at until the database is back
+		default:
 			return r.report, err
 		}
 		jobs = slices.DeleteFunc(jobs, func(j store.BatchJob) bool { return r.broken[j.ID] != nil })
-		if len(jobs) == 0 {
+		if err == nil && len(jobs) == 0 {
 			return r.report, r.jobErrors()
 		}
 		for i, j := range jobs {
 			if !r.created[j.ID] && j.Status == store.BatchPreparing {
 				if j, err = r.resume(ctx, j); err != nil {
+					if r.databaseDown(ctx, err) {
+						continue // its resume is tried again at the next poll
+					}
 					if err := r.failJob(ctx, j, err); err != nil {
 						return r.report, err
 					}
@@ -762,6 +774,9 @@ func (r *Runner) Wait(ctx context.Context) (Report, error) {
 				continue
 			}
 			if jobs[i], err = r.poll(ctx, j); err != nil {
+				if r.databaseDown(ctx, err) {
+					continue // looked at, or collected, again at the next poll
+				}
 				var again bool
 				if again, err = r.lookAgain(ctx, j, err); again {
 					continue
@@ -771,10 +786,10 @@ func (r *Runner) Wait(ctx context.Context) (Report, error) {
 				}
 			}
 		}
-		if r.cfg.Progress != nil {
+		if r.cfg.Progress != nil && !r.dbDown {
 			r.cfg.Progress(jobs, r.report)
 		}
-		if !slices.ContainsFunc(jobs, func(j store.BatchJob) bool {
+		if !r.dbDown && !slices.ContainsFunc(jobs, func(j store.BatchJob) bool {
 			return r.broken[j.ID] == nil && j.Open()
 		}) {
 			continue // every job seen is closed now: list again at once (none open: done)
@@ -787,6 +802,28 @@ func (r *Runner) Wait(ctx context.Context) (Report, error) {
 		case <-t.C:
 		}
 		delay = min(time.Duration(float64(delay)*1.5), r.cfg.MaxPollInterval)
+	}
+}
+
+// databaseDown reports whether err, of a step of Wait, is the database's unavailability
+// (paper.ErrUnavailable) rather than a failure of the step, while ctx lasts; it says so in the
+// log at the first such error of an outage, and the step is tried again at the next poll.
+func (r *Runner) databaseDown(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || !errors.Is(err, paper.ErrUnavailable) {
+		return false
+	}
+	if !r.dbDown {
+		r.log.WarnContext(ctx, "the database is unavailable; the wait goes on, and tries it again at each poll (the batches keep running at OpenAI)", "err", err)
+	}
+	r.dbDown = true
+	return true
+}
+
+// databaseBack ends an outage databaseDown said, saying so.
+func (r *Runner) databaseBack(ctx context.Context) {
+	if r.dbDown {
+		r.log.InfoContext(ctx, "the database answers again; the wait goes on")
+		r.dbDown = false
 	}
 }
 

@@ -492,7 +492,7 @@ func scanBatchJob(r pgx.CollectableRow) (BatchJob, error) {
 // uploaded, fewer than the papers claimed when some changed meanwhile). A job that is done or
 // failed is not changed any more.
 func (s *Store) UpdateBatchJob(ctx context.Context, j BatchJob) error {
-	return updateBatchJob(ctx, s.pool, j)
+	return unavailable(ctx, updateBatchJob(ctx, s.pool, j))
 }
 
 func updateBatchJob(ctx context.Context, db querier, j BatchJob) error {
@@ -516,7 +516,8 @@ func updateBatchJob(ctx context.Context, db querier, j BatchJob) error {
 // removes from it, in the same transaction, the papers leftOut of the upload (their text
 // changed after the job was recorded): the job's batch does not hold them, so the job must not
 // hold their outputs, not even when their text goes back to what it recorded.
-func (s *Store) RecordBatchUpload(ctx context.Context, j BatchJob, leftOut []string) error {
+func (s *Store) RecordBatchUpload(ctx context.Context, j BatchJob, leftOut []string) (err error) {
+	defer func() { err = unavailable(ctx, err) }()
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := updateBatchJob(ctx, tx, j); err != nil {
 			return err
@@ -553,7 +554,7 @@ func (s *Store) FinishBatchJob(ctx context.Context, j BatchJob, usage []paper.Us
 		return recordUsage(ctx, tx, usage)
 	})
 	if err != nil {
-		return fmt.Errorf("finish batch job %d: %w", j.ID, err)
+		return unavailable(ctx, fmt.Errorf("finish batch job %d: %w", j.ID, err))
 	}
 	return nil
 }
@@ -569,11 +570,11 @@ func (s *Store) BatchJobs(ctx context.Context, target string) ([]BatchJob, error
 	}
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list batch jobs: %w", err)
+		return nil, unavailable(ctx, fmt.Errorf("list batch jobs: %w", err))
 	}
 	jobs, err := pgx.CollectRows(rows, scanBatchJob)
 	if err != nil {
-		return nil, fmt.Errorf("list batch jobs: %w", err)
+		return nil, unavailable(ctx, fmt.Errorf("list batch jobs: %w", err))
 	}
 	return jobs, nil
 }
@@ -598,11 +599,11 @@ func (s *Store) BatchJobItems(ctx context.Context, id int64, pageSize int, fn fu
 			FROM batch_items bi JOIN papers p ON p.id = bi.paper_id
 			WHERE bi.job_id = $1 AND bi.paper_id > $2 ORDER BY bi.paper_id LIMIT $3`, id, last, pageSize)
 		if err != nil {
-			return fmt.Errorf("read items of batch job %d: %w", id, err)
+			return unavailable(ctx, fmt.Errorf("read items of batch job %d: %w", id, err))
 		}
 		page, err := pgx.CollectRows(rows, scanBatchJobItem)
 		if err != nil {
-			return fmt.Errorf("read items of batch job %d: %w", id, err)
+			return unavailable(ctx, fmt.Errorf("read items of batch job %d: %w", id, err))
 		}
 		if len(page) == 0 {
 			return nil
@@ -619,7 +620,8 @@ func (s *Store) BatchJobItems(ctx context.Context, id int64, pageSize int, fn fu
 
 // BatchItemsOf returns the items of job id for the given papers, with the papers' stored
 // text, by paper id; papers that are not in the job (or no longer exist) are absent.
-func (s *Store) BatchItemsOf(ctx context.Context, id int64, paperIDs []string) (map[string]BatchJobItem, error) {
+func (s *Store) BatchItemsOf(ctx context.Context, id int64, paperIDs []string) (_ map[string]BatchJobItem, err error) {
+	defer func() { err = unavailable(ctx, err) }()
 	rows, err := s.pool.Query(ctx, `SELECT bi.paper_id, bi.content_hash, bi.truncated, p.title, p.abstract
 		FROM batch_items bi JOIN papers p ON p.id = bi.paper_id
 		WHERE bi.job_id = $1 AND bi.paper_id = ANY($2)`, id, paperIDs)

@@ -146,6 +146,7 @@ func (s *Store) ClaimBatchJob(ctx context.Context, j BatchJob, items []BatchItem
 // job. release is never nil and may be called more than once; the lock also ends with the
 // connection.
 func (s *Store) LockBatchJob(ctx context.Context, id int64) (job BatchJob, release func(), err error) {
+	defer func() { err = unavailable(ctx, err) }()
 	release = func() {}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {

@@ -16,8 +16,10 @@
 // Errors: a missing paper or space is paper.ErrNotFound, bad input paper.ErrInvalid, a vector of
 // the wrong dimension paper.ErrSpaceMismatch, and a title fragment matching several papers
 // paper.ErrAmbiguous; match them with errors.Is. The calls a worker makes (UpsertPapers or
-// PendingFor, SaveSummaries, SaveEmbeddings, RecordUsage) mark a database that could not be reached or
-// could not write, whatever the records, with paper.ErrUnavailable; UpsertPapers, SaveSummaries and
+// PendingFor, SaveSummaries, SaveEmbeddings, RecordUsage), and the batch ledger's calls a Batch
+// API wait makes (BatchJobs, BatchJobItems, BatchItemsOf, LockBatchJob, UpdateBatchJob,
+// RecordBatchUpload, FinishBatchJob), mark a database that could not be reached or could not
+// write, whatever the records, with paper.ErrUnavailable; UpsertPapers, SaveSummaries and
 // SaveEmbeddings (and LoadEmbeddings) wait for a row another session holds locked for
 // Config.RowLockTimeout at most, then fail with paper.ErrLocked (a save with a
 // *paper.LockedError naming the papers).
