@@ -121,7 +121,7 @@ func TestReprocessIntakeStopsTheRunWhileTheDatabaseIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy, st := proxiedStore(t, b)
-	proxy.refuse()
+	proxy.Refuse()
 	publish(t, b.js, papers)
 	w, err := pipeline.NewWorker(b.js, pendingOnlyStore{st}, summarize.NewOffline(30), emb, pipeline.WorkerConfig{
 		SpaceID: b.space.ID, FetchWait: 200 * time.Millisecond, ExitWhenIdle: true,
@@ -144,14 +144,14 @@ func TestOneLinePerDatabasePause(t *testing.T) {
 	sum, emb := summarize.NewOffline(30), embed.NewOffline()
 	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1})
 	proxy, st := proxiedStore(t, b)
-	proxy.refuse()
+	proxy.Refuse()
 	publish(t, b.js, sampledata.Papers(t)[:5])
 	logs := &logBuffer{}
 	w := startWorkerOn(t, b, st, sum, emb, pipeline.WorkerConfig{Concurrency: 4,
 		Backoff: func(int) time.Duration { return 200 * time.Millisecond },
 		Logger:  slog.New(slog.NewTextHandler(logs, nil))})
 	waitFor(t, "five pauses", func() (bool, string) { return w.Stats().DBPaused >= 5, fmt.Sprintf("%+v", w.Stats()) })
-	proxy.accept()
+	proxy.Accept()
 	out := logs.String()
 	if n, p := strings.Count(out, "level="), strings.Count(out, pauseLine); n != p {
 		t.Errorf("%d log lines for %d pause lines, want only the pauses':\n%s", n, p, out)
@@ -169,8 +169,8 @@ func TestExitWhenIdleRunStopsWhenTheDatabaseGoesSilent(t *testing.T) {
 	proxy, st := proxiedStore(t, b)
 	papers := sampledata.Papers(t)[:2]
 	publish(t, b.js, papers)
-	proxy.frozen.Store(true)
-	defer proxy.frozen.Store(false)
+	proxy.Freeze(true)
+	defer proxy.Freeze(false)
 	w, err := pipeline.NewWorker(b.js, st, summarize.NewOffline(30), emb, pipeline.WorkerConfig{
 		SpaceID: b.space.ID, FetchWait: 200 * time.Millisecond, ExitWhenIdle: true, IntakeTimeout: 2 * time.Second,
 		DrainTimeout: time.Second})
@@ -186,7 +186,7 @@ func TestExitWhenIdleRunStopsWhenTheDatabaseGoesSilent(t *testing.T) {
 	if !errors.Is(runErr, paper.ErrUnavailable) {
 		t.Errorf("the run ended with %v, want the database's error", runErr)
 	}
-	proxy.frozen.Store(false)
+	proxy.Freeze(false)
 	checkAllQueued(t, b, w, papers, "a silent database")
 }
 
@@ -202,8 +202,8 @@ func TestUsageBoughtDuringAnOutageReachesTheLedger(t *testing.T) {
 	proxy, st := proxiedStore(t, b)
 	sum := &countingSummarizer{Summarizer: summarize.NewOffline(30), hook: func(n int64) {
 		if n == 1 {
-			proxy.refuse() // down as the answer comes back, for longer than the save's retries
-			time.AfterFunc(25*time.Second, proxy.accept)
+			proxy.Refuse() // down as the answer comes back, for longer than the save's retries
+			time.AfterFunc(25*time.Second, proxy.Accept)
 		}
 	}}
 	publish(t, b.js, sampledata.Papers(t)[:1])
@@ -237,9 +237,9 @@ func TestDatabaseRecoveryDoesNotEndTheAPIsPause(t *testing.T) {
 		Backoff: func(n int) time.Duration { return time.Duration(n) * 100 * time.Millisecond },
 		Logger:  slog.New(slog.NewTextHandler(logs, nil))})
 	waitFor(t, "three API pauses", func() (bool, string) { return w.Stats().Paused >= 3, fmt.Sprintf("%+v", w.Stats()) })
-	proxy.refuse()
+	proxy.Refuse()
 	waitFor(t, "a database pause", func() (bool, string) { return w.Stats().DBPaused >= 1, fmt.Sprintf("%+v", w.Stats()) })
-	proxy.accept()
+	proxy.Accept()
 	waitFor(t, "the API's next pause", func() (bool, string) { return w.Stats().Paused >= 5, fmt.Sprintf("%+v", w.Stats()) })
 	out := logs.String()
 	if strings.Contains(out, "resumes") {
@@ -340,7 +340,7 @@ func TestWorkerLeavesProbingWhenTheDatabaseAnswersAgain(t *testing.T) {
 	}
 	proxy, st := proxiedStore(t, b)
 	sizes := &intakeSizes{Store: st}
-	proxy.refuse()
+	proxy.Refuse()
 	// The same papers again, as another run's (not dropped as repeats): nothing to do for them.
 	p := pipeline.NewRunPublisher(b.js, pipeline.SubjectNew, "again", 64)
 	for _, a := range papers {
@@ -364,7 +364,7 @@ func TestWorkerLeavesProbingWhenTheDatabaseAnswersAgain(t *testing.T) {
 	sizes.mu.Lock()
 	before := len(sizes.sizes)
 	sizes.mu.Unlock()
-	proxy.accept()
+	proxy.Accept()
 	waitFor(t, "the backlog done", func() (bool, string) {
 		s := w.Stats()
 		return s.Skipped == int64(len(papers)), fmt.Sprintf("%+v", s)
@@ -393,7 +393,7 @@ func TestUsageOfARunStoppedByTheDatabaseReachesTheLedger(t *testing.T) {
 	proxy, st := proxiedStore(t, b)
 	sum := &countingSummarizer{Summarizer: summarize.NewOffline(30), hook: func(n int64) {
 		if n == 1 {
-			proxy.refuse() // down as the answer comes back
+			proxy.Refuse() // down as the answer comes back
 		}
 	}}
 	publish(t, b.js, sampledata.Papers(t)[:1])
@@ -410,7 +410,7 @@ func TestUsageOfARunStoppedByTheDatabaseReachesTheLedger(t *testing.T) {
 	// Back a moment after the run stops (it stops at once at the pause): after the last
 	// record's first try, before its last.
 	time.Sleep(1500 * time.Millisecond)
-	proxy.accept()
+	proxy.Accept()
 	if err := <-done; !errors.Is(err, paper.ErrUnavailable) {
 		t.Fatalf("the run ended with %v, want the database's pause", err)
 	}

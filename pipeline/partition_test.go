@@ -3,7 +3,6 @@ package pipeline_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/natstest"
+	"github.com/paperpipe/paperpipe/internal/nettest"
 	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
@@ -59,7 +59,7 @@ func TestPartitionedWorkerThatFinishesLeavesNoFalseDeadLetter(t *testing.T) {
 	gate := &gatedSaves{Store: b.store, gate: newGate()}
 	wA := startWorkerOn(t, bA, gate, sum, emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
 	<-gate.entered // the TL;DR is bought; its save waits
-	p.refuse()
+	p.Refuse()
 
 	// Worker B, connected, pulls: the server gives the message up, B's reaper gets the advisory.
 	startWorker(t, b, sum, emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
@@ -68,7 +68,7 @@ func TestPartitionedWorkerThatFinishesLeavesNoFalseDeadLetter(t *testing.T) {
 		return q == 0, fmt.Sprintf("%d messages in %s", q, pipeline.StreamPapers)
 	})
 
-	p.accept()
+	p.Accept()
 	close(gate.open)
 	waitFor(t, "worker A to settle its message", func() (bool, string) {
 		s := wA.Stats()
@@ -91,7 +91,7 @@ func TestPartitionedWorkerThatFinishesLeavesNoFalseDeadLetter(t *testing.T) {
 // (MaxDeliver 1) and gives it up after an AckWait of 2 s, publishes one paper to it, and returns
 // the test's bundle, a copy of it (worker A's) whose JetStream client reaches the server through
 // a proxy the test can cut, the proxy, and the paper.
-func lastDeliveryBehindProxy(t *testing.T, emb pipeline.Embedder) (b, bA *testBundle, p *dbProxy, a paper.Abstract) {
+func lastDeliveryBehindProxy(t *testing.T, emb pipeline.Embedder) (b, bA *testBundle, p *nettest.Proxy, a paper.Abstract) {
 	t.Helper()
 	srv := natstest.Start(t)
 	js := srv.Connect(t)
@@ -107,16 +107,10 @@ func lastDeliveryBehindProxy(t *testing.T, emb pipeline.Embedder) (b, bA *testBu
 
 // proxiedNATS returns a proxy to srv and a copy of b whose JetStream client reaches srv
 // through it.
-func proxiedNATS(t *testing.T, srv *natstest.Server, b *testBundle) (*dbProxy, *testBundle) {
+func proxiedNATS(t *testing.T, srv *natstest.Server, b *testBundle) (*nettest.Proxy, *testBundle) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &dbProxy{ln: ln, target: srv.Addr().String()}
-	go p.serve()
-	t.Cleanup(func() { ln.Close(); p.closeAll() })
-	nc, err := nats.Connect("nats://"+ln.Addr().String(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	p := nettest.StartProxy(t, srv.Addr().String())
+	nc, err := nats.Connect("nats://"+p.Addr(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,12 +160,12 @@ func TestSilentNATSLinkStopsNewAPIWork(t *testing.T) {
 	p, bA := proxiedNATS(t, srv, b)
 	// One TL;DR at a time: worker A holds the others, waiting for the slot, ~4 s in all.
 	wA := startWorker(t, bA, sum, emb, pipeline.WorkerConfig{Concurrency: 1})
-	t.Cleanup(func() { p.frozen.Store(false) }) // before A stops
+	t.Cleanup(func() { p.Freeze(false) }) // before A stops
 	waitFor(t, "worker A to hold every message", func() (bool, string) {
 		s := wA.Stats()
 		return s.Received == int64(len(papers)), fmt.Sprintf("%+v", s)
 	})
-	p.frozen.Store(true)
+	p.Freeze(true)
 
 	// The server delivers A's messages to B once their AckWait is over.
 	wB := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4})
@@ -222,7 +216,7 @@ func TestPartitionedWorkerThatRequeuesLeavesNoFalseDeadLetter(t *testing.T) {
 	gate := &gatedIntake{Store: b.store, gate: newGate()}
 	wA := startWorkerOn(t, bA, gate, sum, emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
 	<-gate.entered // A holds the message; recording the paper waits
-	p.refuse()
+	p.Refuse()
 
 	startWorker(t, b, sum, emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
 	waitFor(t, "the message given up and dead-lettered", func() (bool, string) {
@@ -230,7 +224,7 @@ func TestPartitionedWorkerThatRequeuesLeavesNoFalseDeadLetter(t *testing.T) {
 		return len(dls) > 0, fmt.Sprintf("%d dead letters, %d messages in %s", len(dls), streamMsgs(t, b.js, pipeline.StreamPapers), pipeline.StreamPapers)
 	})
 
-	p.accept()
+	p.Accept()
 	close(gate.open)
 	waitFor(t, "worker A to requeue its message", func() (bool, string) {
 		s := wA.Stats()

@@ -3,16 +3,13 @@ package pipeline_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/internal/nettest"
 	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
@@ -20,102 +17,17 @@ import (
 	"github.com/paperpipe/paperpipe/summarize"
 )
 
-// dbProxy is a TCP proxy to PostgreSQL that can stop forwarding without closing anything —
-// what a connection sees when its peer silently vanishes (a failover to another host, a NAT or
-// firewall dropping an idle flow, a VM that died) — or drop every connection and refuse new
-// ones: a database server stopped or restarting.
-type dbProxy struct {
-	ln       net.Listener
-	target   string
-	frozen   atomic.Bool
-	refusing atomic.Bool
-	mu       sync.Mutex
-	conns    []net.Conn
-}
-
-// proxiedStore returns a proxy to b's database and a store connected through it, on b's schema.
-func proxiedStore(t *testing.T, b *testBundle) (*dbProxy, *store.Store) {
+// proxiedStore returns a proxy to b's database (see nettest.Proxy: it can go silent, or drop
+// and refuse connections) and a store connected through it, on b's schema.
+func proxiedStore(t *testing.T, b *testBundle) (*nettest.Proxy, *store.Store) {
 	t.Helper()
-	// Replace host:port of the test database's URL.
-	hostport := strings.SplitN(strings.SplitN(strings.SplitN(b.url, "@", 2)[1], "/", 2)[0], "?", 2)[0]
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &dbProxy{ln: ln, target: hostport}
-	go p.serve()
-	t.Cleanup(func() {
-		ln.Close()
-		p.closeAll()
-	})
-	st, err := store.Open(context.Background(), store.Config{URL: strings.Replace(b.url, hostport, ln.Addr().String(), 1)})
+	p, url := nettest.ProxyURL(t, b.url)
+	st, err := store.Open(context.Background(), store.Config{URL: url})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
 	return p, st
-}
-
-func (p *dbProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		if p.refusing.Load() {
-			c.Close()
-			continue
-		}
-		u, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, u)
-		p.mu.Unlock()
-		go p.pipe(c, u)
-		go p.pipe(u, c)
-	}
-}
-
-// refuse drops every connection and refuses new ones until accept.
-func (p *dbProxy) refuse() {
-	p.refusing.Store(true)
-	p.closeAll()
-}
-
-func (p *dbProxy) accept() { p.refusing.Store(false) }
-
-func (p *dbProxy) closeAll() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-func (p *dbProxy) pipe(from, to net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := from.Read(buf)
-		for p.frozen.Load() {
-			time.Sleep(10 * time.Millisecond) // dropped on the floor, as far as both ends know
-		}
-		if n > 0 {
-			if _, werr := to.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			if err != io.EOF {
-				return
-			}
-			to.Close()
-			return
-		}
-	}
 }
 
 // TestWorkerHandsBackItsBatchWhenTheDatabaseGoesSilent: recording a micro-batch had no
@@ -141,9 +53,9 @@ func TestWorkerHandsBackItsBatchWhenTheDatabaseGoesSilent(t *testing.T) {
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = w.Run(wctx) }()
-	defer func() { bh.frozen.Store(false); stop(); <-done }()
+	defer func() { bh.Freeze(false); stop(); <-done }()
 
-	bh.frozen.Store(true) // the database goes silent
+	bh.Freeze(true) // the database goes silent
 	publish(t, js, []paper.Abstract{{ID: "arxiv:2401.00001", Title: "A title", Abstract: strings.Repeat("words of an abstract ", 10)}})
 
 	// The intake ends after IntakeTimeout: the message goes back to the queue, without using a
@@ -172,7 +84,7 @@ func TestWorkerPausesWhileTheDatabaseIsDown(t *testing.T) {
 	sum, emb := summarize.NewOffline(30), embed.NewOffline()
 	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1})
 	proxy, st := proxiedStore(t, b)
-	proxy.refuse() // the database goes down
+	proxy.Refuse() // the database goes down
 	papers := sampledata.Papers(t)[:5]
 	publish(t, b.js, papers)
 
@@ -192,7 +104,7 @@ func TestWorkerPausesWhileTheDatabaseIsDown(t *testing.T) {
 		t.Errorf("the pause does not say the database cannot be reached:\n%s", logs.String())
 	}
 
-	proxy.accept() // the database is back
+	proxy.Accept() // the database is back
 	waitFor(t, "every paper done once the database is back", func() (bool, string) {
 		c := counts(t, b, sum)
 		return c.WithTLDR == int64(len(papers)) && c.WithEmbedding == int64(len(papers)), fmt.Sprintf("counts %+v, stats %+v", c, w.Stats())
@@ -220,8 +132,8 @@ func TestOneBadRecordDoesNotMultiplyTheIntakeTimeout(t *testing.T) {
 	papers = append(papers, paper.Abstract{ID: "arxiv:2401.99999", Title: "   ", Abstract: "An abstract."})
 	publish(t, b.js, papers)
 
-	proxy.frozen.Store(true) // the database goes silent
-	defer proxy.frozen.Store(false)
+	proxy.Freeze(true) // the database goes silent
+	defer proxy.Freeze(false)
 	start := time.Now()
 	w := startWorkerOn(t, b, st, summarize.NewOffline(30), emb, pipeline.WorkerConfig{
 		BatchSize: 64, IntakeTimeout: intake, DrainTimeout: time.Second})
@@ -235,7 +147,7 @@ func TestOneBadRecordDoesNotMultiplyTheIntakeTimeout(t *testing.T) {
 	}
 	// Once the database answers again, the bad record is dead-lettered (handed back with the
 	// batch, or at once), and nothing else is.
-	proxy.frozen.Store(false)
+	proxy.Freeze(false)
 	waitFor(t, "the bad record dead-lettered", func() (bool, string) {
 		s := w.Stats()
 		return s.Dead >= 1, fmt.Sprintf("%+v", s)
