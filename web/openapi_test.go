@@ -15,6 +15,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers/legacy"
 
+	"github.com/paperpipe/paperpipe/batch"
 	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/web"
@@ -85,6 +86,23 @@ func TestAnswersMatchOpenAPI(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestStatusUsageKindsMatchOpenAPI: the usage ledger holds the kinds of Batch API work
+// (chat-batch, embedding-batch: `reprocess --batch-api` records them) beside chat and
+// embedding, and GET /api/status answers every one as the document describes it.
+func TestStatusUsageKindsMatchOpenAPI(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	var usage []paper.Usage
+	for _, kind := range []string{paper.KindChat, paper.KindEmbedding, batch.KindChatBatch, batch.KindEmbeddingBatch} {
+		usage = append(usage, paper.Usage{Model: "gpt-4o-mini", Kind: kind, Requests: 1, InputTokens: 10, OutputTokens: 2})
+	}
+	if err := b.st.RecordUsage(t.Context(), usage); err != nil {
+		t.Fatal(err)
+	}
+	b.serve(b.config())
+	checkAnswers(t, b.http.URL, []apiCall{{method: "GET", path: "/api/status", want: http.StatusOK}})
 }
 
 // TestFrontPageParametersAreDocumented: the front page honours since and limit (and keeps
