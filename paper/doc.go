@@ -2,5 +2,6 @@
 // the TL;DR and embedding made from it, the embedding space a vector lives in, search hits,
 // canonical identifiers, content hashes and the sentinel errors every other package shares.
 //
-// It imports only the standard library, so every package may depend on it.
+// It imports only the standard library and golang.org/x/text (the NFKC normalisation of
+// TitleID), so every package may depend on it.
 package paper

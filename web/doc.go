@@ -3,9 +3,10 @@
 // without JavaScript (front page, paper pages with related papers, search, status, and a map
 // of the archive), health and readiness probes, and Prometheus metrics.
 //
-// The package imports only paper and internal/metrics. It declares what it needs from the rest
-// of paperpipe as small interfaces (Store, QueryEmbedder, Publisher, StatusProvider) that
-// cmd/paperpipe implements with the store, the embedder and the JetStream publisher.
+// The package imports only paper, internal/metrics and embed (for the message of a paper the
+// active space has no vector of). It declares what it needs from the rest of paperpipe as small
+// interfaces (Store, QueryEmbedder, Publisher, StatusProvider) that cmd/paperpipe implements
+// with the store, the embedder and the JetStream publisher.
 //
 // Search has three modes: keyword (PostgreSQL full-text search, no embedding API involved),
 // semantic (nearest neighbours of the query's embedding in the active space) and hybrid (both,
