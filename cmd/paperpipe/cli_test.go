@@ -138,6 +138,34 @@ func TestDLQReplayReplaysADeadLetterNamedTwiceOnce(t *testing.T) {
 	}
 }
 
+// `dlq list` lists the oldest -n dead letters (100 by default): one that leaves some out says
+// so, and how to list them all (-n 0), so that neither a reader nor a script takes the first
+// page for the whole dead-letter queue.
+func TestDLQListSaysWhenItLeavesDeadLettersOut(t *testing.T) {
+	t.Parallel()
+	c := withDeadLetters(t, 3)
+	r := c.ok("dlq", "list", "-n", "2", "--json")
+	var listed []struct {
+		Seq uint64 `json:"seq"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil || len(listed) != 2 || listed[0].Seq != 1 {
+		t.Fatalf("dlq list -n 2 --json: %v\n%s", err, r.stdout)
+	}
+	if !strings.Contains(r.stderr, "the oldest 2 of 3 dead letters") || !strings.Contains(r.stderr, "-n 0") {
+		t.Errorf("dlq list -n 2 of 3 dead letters said nothing of the one left out:\n%s", r.stderr)
+	}
+	r = c.ok("dlq", "list", "-n", "0", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil || len(listed) != 3 || r.stderr != "" {
+		t.Errorf("dlq list -n 0: want all 3 listed and nothing said\nstdout: %s\nstderr: %s", r.stdout, r.stderr)
+	}
+	if r := c.ok("dlq", "list", "-n", "3"); r.stderr != "" {
+		t.Errorf("dlq list -n 3 of 3 said: %s", r.stderr)
+	}
+	if r := c.run("dlq", "list", "-n", "-1"); r.code != 2 {
+		t.Errorf("dlq list -n -1: exit %d, want 2 (usage)", r.code)
+	}
+}
+
 // withDeadLetters returns a CLI on a NATS server whose dead-letter stream holds n dead letters
 // of new papers, sequences 1 to n.
 func withDeadLetters(t *testing.T, n int) *cli {

@@ -464,13 +464,16 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("dlq", "list | replay SEQ|--all", "List dead-lettered messages, or put them back on their queue.")
 	c.addJSONFlag(fs)
 	all := fs.Bool("all", false, "replay every dead letter")
-	limit := fs.Int("n", 100, "list at most this many")
+	limit := fs.Int("n", 100, "list: the oldest `N` dead letters (0: all)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) == 0 {
 		return usageErr("dlq list | dlq replay SEQ... | dlq replay --all")
+	}
+	if *limit < 0 {
+		return usageErr("-n is %d, want 0 (all) or more dead letters", *limit)
 	}
 	log := newLogger(c)
 	b, err := connectBroker(ctx, c, log, brokerClient)
@@ -483,6 +486,13 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 		dls, err := pipeline.ListDeadLetters(ctx, b.js, *limit)
 		if err != nil {
 			return err
+		}
+		// The first page is not the queue: say what is left out (on stderr, so that --json
+		// stays a list), where a reader or a script would take it for every dead letter.
+		if *limit > 0 && len(dls) == *limit {
+			if n, err := pipeline.CountDeadLetters(ctx, b.js); err == nil && n > uint64(len(dls)) {
+				fmt.Fprintf(os.Stderr, "paperpipe dlq list: the oldest %d of %d dead letters; -n 0 lists them all\n", len(dls), n)
+			}
 		}
 		if c.JSON {
 			return writeJSON(os.Stdout, nonNil(dls))
