@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/internal/llm"
 	"github.com/paperpipe/paperpipe/internal/natstest"
 	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
@@ -195,4 +197,89 @@ func TestALaterWorkerWithTheLongerAckWaitWithdrawsTheAnnouncedOne(t *testing.T) 
 				step.set, aw, meta["paperpipe_ack_wait"], step.want, step.announce)
 		}
 	}
+}
+
+// refusingOnceSummarizer refuses its first call as an API refusing the account would
+// (llm.ErrAccount: the worker pauses and hands its messages back), then answers.
+type refusingOnceSummarizer struct {
+	pipeline.Summarizer
+	calls atomic.Int64
+}
+
+// Summarize refuses the first call, then summarizes.
+func (s *refusingOnceSummarizer) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary, error) {
+	if s.calls.Add(1) == 1 {
+		return paper.Summary{}, fmt.Errorf("the API answered 401: %w", llm.ErrAccount)
+	}
+	return s.Summarizer.Summarize(ctx, a)
+}
+
+// TestALoweredMaxDeliverDoesNotDeadLetterAMessageARunningWorkerHandsBack: worker A runs with
+// MaxDeliver 3 (it reads the consumer every 15 s, a quarter of the AckWait); worker B's start
+// lowers it to 1. A message's first delivery is then its last, and A, refused by the API, hands
+// it back: by the 3 it follows, with a Nak — and the server, counting 1, would give the
+// message up and a reaper dead-letter it, "max deliveries exceeded", for a refusal that was not
+// the paper's. The lower MaxDeliver is announced and set once the running workers follow it,
+// as a shorter AckWait is: the paper is done once the API accepts again, and no dead letter.
+func TestALoweredMaxDeliverDoesNotDeadLetterAMessageARunningWorkerHandsBack(t *testing.T) {
+	t.Parallel()
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 3})
+	sum := &refusingOnceSummarizer{Summarizer: summarize.NewOffline(30)}
+	startWorker(t, b, sum, emb, pipeline.WorkerConfig{SweepInterval: time.Hour,
+		Backoff: func(int) time.Duration { return 10 * time.Millisecond }})
+	// Worker B's process starts: its Setup.
+	if err := pipeline.Setup(context.Background(), b.js, pipeline.TopologyConfig{MaxDeliver: 1}); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, b.js, sampledata.Papers(t)[:1])
+	waitFor(t, "the TL;DR stored or the message dead-lettered", func() (bool, string) {
+		return counts(t, b, sum).WithTLDR == 1 || len(deadLetters(t, b.js)) > 0, ""
+	})
+	if dls := deadLetters(t, b.js); len(dls) > 0 {
+		t.Errorf("handed back after the API's refusal, the message was dead-lettered: %s", dls[0].Reason)
+	}
+	if n := sum.calls.Load(); n < 2 {
+		t.Fatalf("%d TL;DR calls: the API's refusal never came", n)
+	}
+}
+
+// TestALoweredMaxDeliverIsSetOnceTheWorkersFollowIt: the lower MaxDeliver a worker's start
+// announces is set on the consumer one AckWait later by a running worker; a later start with
+// the current MaxDeliver withdraws the announcement, and a higher one is set at once.
+func TestALoweredMaxDeliverIsSetOnceTheWorkersFollowIt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.Start(t).Connect(t)
+	for _, step := range []struct {
+		set, want int
+		announce  string
+	}{
+		{8, 8, ""},
+		{2, 8, "2"},
+		{3, 8, "3"},
+		{8, 8, ""},
+		{10, 10, ""},
+		{1, 10, "1"},
+	} {
+		if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{MaxDeliver: step.set}); err != nil {
+			t.Fatal(err)
+		}
+		cc := newConsumerConfig(t, js)
+		if cc.MaxDeliver != step.want || cc.Metadata["paperpipe_max_deliver"] != step.announce {
+			t.Errorf("after a worker's Setup with MaxDeliver %d: MaxDeliver %d, announced %q; want %d, %q",
+				step.set, cc.MaxDeliver, cc.Metadata["paperpipe_max_deliver"], step.want, step.announce)
+		}
+	}
+
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{AckWait: 2 * time.Second, MaxDeliver: 5})
+	startWorker(t, b, summarize.NewOffline(30), emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
+	if err := pipeline.Setup(ctx, b.js, pipeline.TopologyConfig{MaxDeliver: 2}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the consumer's MaxDeliver lowered to 2", func() (bool, string) {
+		cc := newConsumerConfig(t, b.js)
+		return cc.MaxDeliver == 2 && cc.Metadata["paperpipe_max_deliver"] == "", fmt.Sprintf("MaxDeliver %d, metadata %v", cc.MaxDeliver, cc.Metadata)
+	})
 }

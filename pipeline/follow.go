@@ -10,9 +10,9 @@ import (
 // follow keeps the worker's timings (see setTimeouts) on its consumer's AckWait and MaxDeliver
 // as the server has them, until stop is called: workers on several machines may have started
 // with different settings, and the last one to start set the consumer's (see Setup). It reads
-// the consumer every ProgressInterval: an AckWait being lowered (announced by Setup, see
-// setAckWait) is followed within a quarter of the current one, before the server counts it, and
-// the worker sets it once its time has come (lowerAckWaitWhenDue).
+// the consumer every ProgressInterval: an AckWait or a MaxDeliver being lowered (announced by
+// Setup, see setAckWait and setMaxDeliver) is followed within a quarter of the current AckWait,
+// before the server counts it, and the worker sets it once its time has come (lowerWhenDue).
 func (w *Worker) follow(ctx context.Context, cons jetstream.Consumer) (stop func()) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx)) // on through the drain
 	done := make(chan struct{})
@@ -40,15 +40,16 @@ func (w *Worker) followOnce(ctx context.Context, cons jetstream.Consumer) {
 		w.log.Debug("consumer info failed; keeping the timings", "err", err)
 		return
 	}
-	lowered, err := lowerAckWaitWhenDue(ctx, w.js, info)
+	ackWait, maxDeliver, err := lowerWhenDue(ctx, w.js, info)
 	switch {
 	case err != nil:
-		w.log.Warn("could not lower the consumer's AckWait as announced; the next check retries", "err", err)
-	case lowered:
-		w.log.Info("lowered the consumer's AckWait as announced", "consumer", info.Name, "ack_wait", consumerAckWait(info.Config))
+		w.log.Warn("could not lower the consumer's AckWait or MaxDeliver as announced; the next check retries", "err", err)
+	case ackWait || maxDeliver:
+		w.log.Info("lowered the consumer's settings as announced", "consumer", info.Name,
+			"ack_wait", consumerAckWait(info.Config), "max_deliver", consumerMaxDeliver(info.Config))
 	}
 	old := w.timings()
-	_ = w.setTimeouts(consumerAckWait(info.Config), info.Config.MaxDeliver) // an error only at start
+	_ = w.setTimeouts(consumerAckWait(info.Config), consumerMaxDeliver(info.Config)) // an error only at start
 	tm := w.timings()
 	if tm == old {
 		return

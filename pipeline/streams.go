@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -36,8 +37,9 @@ const (
 // TopologyConfig sets the streams' and consumers' limits. Setup applies every field when it
 // creates a stream or a consumer. On one that exists, Replicas is never applied (an operator's
 // `nats stream edit --replicas` stays), and a zero field leaves the existing value alone; a set
-// DuplicateWindow, MaxDeliver or MaxAckPending is applied, and so is a longer AckWait, while a
-// shorter one is announced and set once the running workers follow it (see setAckWait).
+// DuplicateWindow or MaxAckPending is applied, and so are a longer AckWait and a higher
+// MaxDeliver, while a shorter or lower one is announced and set once the running workers
+// follow it (see setAckWait, setMaxDeliver).
 type TopologyConfig struct {
 	// Replicas of both streams when Setup creates them. Defaults to 1; use 3 on a JetStream
 	// cluster.
@@ -217,8 +219,9 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, set TopologyCon
 	cc := info.Config
 	changed := false
 	if !set.KeepConsumer {
+		// MaxDeliver first: its announcement is dated by the AckWait the workers follow now.
+		setMaxDeliver(&cc, set.MaxDeliver, serverTime(info), &changed)
 		setAckWait(&cc, set.AckWait, serverTime(info), &changed)
-		setIfGiven(&cc.MaxDeliver, set.MaxDeliver, &changed)
 		setIfGiven(&cc.MaxAckPending, set.MaxAckPending, &changed)
 	}
 	if cc.FilterSubject != subject || len(cc.FilterSubjects) > 0 {
@@ -233,11 +236,13 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, set TopologyCon
 	return nil
 }
 
-// Consumer metadata keys of an AckWait being lowered (see setAckWait): the AckWait, and when
-// (the server's time, RFC 3339) it may be set.
+// Consumer metadata keys of an AckWait or a MaxDeliver being lowered (see setAckWait,
+// setMaxDeliver): the new value, and when (the server's time, RFC 3339) it may be set.
 const (
-	metaAckWait   = "paperpipe_ack_wait"
-	metaAckWaitAt = "paperpipe_ack_wait_at"
+	metaAckWait      = "paperpipe_ack_wait"
+	metaAckWaitAt    = "paperpipe_ack_wait_at"
+	metaMaxDeliver   = "paperpipe_max_deliver"
+	metaMaxDeliverAt = "paperpipe_max_deliver_at"
 )
 
 // setAckWait sets the consumer's AckWait to want when want is given. A longer AckWait is set
@@ -247,7 +252,7 @@ const (
 // instead, in the consumer's metadata, with the time it may be set: now plus the current
 // AckWait. Workers follow the announced AckWait at once (within a quarter of the current one,
 // see consumerAckWait and Worker.follow), the work they started by the longer one is over by
-// then, and a worker sets it when that time has come (lowerAckWaitWhenDue).
+// then, and a worker sets it when that time has come (lowerWhenDue).
 func setAckWait(cc *jetstream.ConsumerConfig, want time.Duration, now time.Time, changed *bool) {
 	if want <= 0 {
 		return
@@ -258,21 +263,67 @@ func setAckWait(cc *jetstream.ConsumerConfig, want time.Duration, now time.Time,
 		if want > cc.AckWait {
 			cc.AckWait, *changed = want, true
 		}
-		if _, ok := cc.Metadata[metaAckWait]; ok {
-			cc.Metadata = maps.Clone(cc.Metadata)
-			delete(cc.Metadata, metaAckWait)
-			delete(cc.Metadata, metaAckWaitAt)
-			*changed = true
-		}
+		withdraw(cc, metaAckWait, metaAckWaitAt, changed)
 	case want != pending:
-		cc.Metadata = maps.Clone(cc.Metadata)
-		if cc.Metadata == nil {
-			cc.Metadata = map[string]string{}
-		}
-		cc.Metadata[metaAckWait] = want.String()
-		cc.Metadata[metaAckWaitAt] = now.Add(cc.AckWait).UTC().Format(time.RFC3339Nano)
-		*changed = true
+		announce(cc, metaAckWait, metaAckWaitAt, want.String(), now.Add(cc.AckWait), changed)
 	}
+}
+
+// setMaxDeliver sets the consumer's MaxDeliver to want when want is given. A higher one is set
+// at once. A lower one is not: a running worker that has not read it yet takes a message's
+// real last delivery for one that is not, and hands the message back (a shutdown, a pause, a
+// slow database) with a Nak where it would requeue it — and the server, counting the lower
+// one, gives the message up and it is dead-lettered for a cause that was not its own. It is
+// announced instead, as a shorter AckWait is (setAckWait): the workers follow it within a
+// quarter of the AckWait (consumerMaxDeliver), and a worker sets it one AckWait later
+// (lowerWhenDue). A consumer without a limit (MaxDeliver -1, an operator's) counts as the
+// highest.
+func setMaxDeliver(cc *jetstream.ConsumerConfig, want int, now time.Time, changed *bool) {
+	if want <= 0 {
+		return
+	}
+	pending, _ := pendingMaxDeliver(*cc)
+	switch {
+	case cc.MaxDeliver > 0 && want >= cc.MaxDeliver:
+		if want > cc.MaxDeliver {
+			cc.MaxDeliver, *changed = want, true
+		}
+		withdraw(cc, metaMaxDeliver, metaMaxDeliverAt, changed)
+	case want != pending:
+		announce(cc, metaMaxDeliver, metaMaxDeliverAt, strconv.Itoa(want), now.Add(cc.AckWait), changed)
+	}
+}
+
+// announce writes in cc's metadata the value of a setting being lowered under key, and when it
+// may be set under atKey.
+func announce(cc *jetstream.ConsumerConfig, key, atKey, value string, at time.Time, changed *bool) {
+	cc.Metadata = maps.Clone(cc.Metadata)
+	if cc.Metadata == nil {
+		cc.Metadata = map[string]string{}
+	}
+	cc.Metadata[key] = value
+	cc.Metadata[atKey] = at.UTC().Format(time.RFC3339Nano)
+	*changed = true
+}
+
+// withdraw removes the announcement under key and atKey from cc's metadata, if any.
+func withdraw(cc *jetstream.ConsumerConfig, key, atKey string, changed *bool) {
+	_, ok := cc.Metadata[key]
+	_, okAt := cc.Metadata[atKey]
+	if !ok && !okAt {
+		return
+	}
+	cc.Metadata = maps.Clone(cc.Metadata)
+	delete(cc.Metadata, key)
+	delete(cc.Metadata, atKey)
+	*changed = true
+}
+
+// announcedAt returns when the setting announced under atKey may be set; false when the time
+// is missing or unreadable.
+func announcedAt(cc jetstream.ConsumerConfig, atKey string) (time.Time, bool) {
+	at, err := time.Parse(time.RFC3339Nano, cc.Metadata[atKey])
+	return at, err == nil
 }
 
 // pendingAckWait returns the shorter AckWait announced in cc's metadata and when it may be set;
@@ -282,11 +333,25 @@ func pendingAckWait(cc jetstream.ConsumerConfig) (time.Duration, time.Time) {
 	if err != nil || d <= 0 || d >= cc.AckWait {
 		return 0, time.Time{}
 	}
-	at, err := time.Parse(time.RFC3339Nano, cc.Metadata[metaAckWaitAt])
-	if err != nil {
+	at, ok := announcedAt(cc, metaAckWaitAt)
+	if !ok {
 		return 0, time.Time{}
 	}
 	return d, at
+}
+
+// pendingMaxDeliver returns the lower MaxDeliver announced in cc's metadata and when it may be
+// set; zero when none is (or it is not lower than cc's).
+func pendingMaxDeliver(cc jetstream.ConsumerConfig) (int, time.Time) {
+	n, err := strconv.Atoi(cc.Metadata[metaMaxDeliver])
+	if err != nil || n <= 0 || cc.MaxDeliver > 0 && n >= cc.MaxDeliver {
+		return 0, time.Time{}
+	}
+	at, ok := announcedAt(cc, metaMaxDeliverAt)
+	if !ok {
+		return 0, time.Time{}
+	}
+	return n, at
 }
 
 // consumerAckWait is the AckWait workers of cc hold their messages by: its AckWait, or the
@@ -298,25 +363,39 @@ func consumerAckWait(cc jetstream.ConsumerConfig) time.Duration {
 	return cc.AckWait
 }
 
-// lowerAckWaitWhenDue sets the shorter AckWait announced in info's metadata (see setAckWait)
-// once its time has come by the server's clock, and reports whether it did. The consumer is
-// updated from info's configuration: another process's change made meanwhile would be undone,
-// but every paperpipe process changes only the AckWait and MaxDeliver, from its settings, at
-// start.
-func lowerAckWaitWhenDue(ctx context.Context, js jetstream.JetStream, info *jetstream.ConsumerInfo) (bool, error) {
-	d, at := pendingAckWait(info.Config)
-	if d == 0 || serverTime(info).Before(at) {
-		return false, nil
+// consumerMaxDeliver is the MaxDeliver workers of cc count a message's last delivery by: its
+// MaxDeliver, or the lower one announced to replace it (see setMaxDeliver).
+func consumerMaxDeliver(cc jetstream.ConsumerConfig) int {
+	if n, _ := pendingMaxDeliver(cc); n > 0 {
+		return n
 	}
+	return cc.MaxDeliver
+}
+
+// lowerWhenDue sets the shorter AckWait and the lower MaxDeliver announced in info's metadata
+// (see setAckWait, setMaxDeliver) once their time has come by the server's clock, and reports
+// which it set. The consumer is updated from info's configuration: another process's change
+// made meanwhile would be undone, but every paperpipe process changes only the AckWait and
+// MaxDeliver, from its settings, at start.
+func lowerWhenDue(ctx context.Context, js jetstream.JetStream, info *jetstream.ConsumerInfo) (ackWait, maxDeliver bool, err error) {
+	now := serverTime(info)
 	cc := info.Config
-	cc.AckWait = d
-	cc.Metadata = maps.Clone(cc.Metadata)
-	delete(cc.Metadata, metaAckWait)
-	delete(cc.Metadata, metaAckWaitAt)
-	if _, err := js.UpdateConsumer(ctx, info.Stream, cc); err != nil {
-		return false, fmt.Errorf("update consumer %s: %w", info.Name, err)
+	changed := false
+	if d, at := pendingAckWait(cc); d > 0 && !now.Before(at) {
+		cc.AckWait, ackWait = d, true
+		withdraw(&cc, metaAckWait, metaAckWaitAt, &changed)
 	}
-	return true, nil
+	if n, at := pendingMaxDeliver(cc); n > 0 && !now.Before(at) {
+		cc.MaxDeliver, maxDeliver = n, true
+		withdraw(&cc, metaMaxDeliver, metaMaxDeliverAt, &changed)
+	}
+	if !changed {
+		return false, false, nil
+	}
+	if _, err := js.UpdateConsumer(ctx, info.Stream, cc); err != nil {
+		return false, false, fmt.Errorf("update consumer %s: %w", info.Name, err)
+	}
+	return ackWait, maxDeliver, nil
 }
 
 // serverTime is when the server gathered info, or now by the local clock for a server that

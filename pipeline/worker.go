@@ -331,12 +331,16 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("worker: consumer %s: %w", w.cfg.Consumer, err)
 	}
 	info := cons.CachedInfo()
-	if err := w.setTimeouts(consumerAckWait(info.Config), info.Config.MaxDeliver); err != nil {
+	if err := w.setTimeouts(consumerAckWait(info.Config), consumerMaxDeliver(info.Config)); err != nil {
 		return err
 	}
 	if d, at := pendingAckWait(info.Config); d > 0 {
 		w.log.Info("the consumer's AckWait is being lowered; this worker holds its messages by the shorter one already",
 			"consumer", w.cfg.Consumer, "ack_wait", info.Config.AckWait, "to", d, "at", at)
+	}
+	if n, at := pendingMaxDeliver(info.Config); n > 0 {
+		w.log.Info("the consumer's MaxDeliver is being lowered; this worker counts deliveries by the lower one already",
+			"consumer", w.cfg.Consumer, "max_deliver", info.Config.MaxDeliver, "to", n, "at", at)
 	}
 	stopFollow := w.follow(ctx, cons)
 	defer stopFollow()

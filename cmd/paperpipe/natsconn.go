@@ -60,8 +60,8 @@ const (
 	// command would otherwise set a running worker's consumer back to the defaults.
 	brokerClient brokerRole = iota
 	// newPaperWorkers runs workers of the consumer (worker, up): its PAPERPIPE_ACK_WAIT and
-	// PAPERPIPE_MAX_DELIVER are applied to the consumer (a shorter AckWait once the running
-	// workers follow it, see pipeline.TopologyConfig).
+	// PAPERPIPE_MAX_DELIVER are applied to the consumer (a shorter AckWait or a lower
+	// MaxDeliver once the running workers follow it, see pipeline.TopologyConfig).
 	newPaperWorkers
 )
 

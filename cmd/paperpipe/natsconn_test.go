@@ -153,8 +153,8 @@ func TestNATSReplicasApplyWhenTheStreamsAreCreated(t *testing.T) {
 // started from a shell without PAPERPIPE_ACK_WAIT and PAPERPIPE_MAX_DELIVER, must leave the
 // consumer's as the workers set them — set back to 60 s, the server would hand the messages a
 // slow worker holds to a second worker, which would pay for them again. A worker applies its
-// own: MaxDeliver at once, a shorter AckWait announced, set once the running workers have
-// followed it.
+// own: a shorter AckWait and a lower MaxDeliver announced, set once the running workers have
+// followed them.
 func TestOnlyWorkersSetTheConsumersAckWait(t *testing.T) {
 	t.Parallel()
 	srv := natstest.Start(t)
@@ -185,9 +185,9 @@ func TestOnlyWorkersSetTheConsumersAckWait(t *testing.T) {
 		}
 	}
 	other.ok("worker", "--exit-when-idle")
-	if aw, md := consumer(); aw != 10*time.Minute || meta["paperpipe_ack_wait"] != "1m0s" || md != 8 {
-		t.Errorf("after a worker with the default settings: AckWait %s (announced: %q), MaxDeliver %d; want 10m with its 1m announced, 8",
-			aw, meta["paperpipe_ack_wait"], md)
+	if aw, md := consumer(); aw != 10*time.Minute || meta["paperpipe_ack_wait"] != "1m0s" || md != 20 || meta["paperpipe_max_deliver"] != "8" {
+		t.Errorf("after a worker with the default settings: AckWait %s (announced: %q), MaxDeliver %d (announced: %q); "+
+			"want 10m with its 1m announced, 20 with its 8 announced", aw, meta["paperpipe_ack_wait"], md, meta["paperpipe_max_deliver"])
 	}
 }
 
