@@ -354,9 +354,14 @@ func warnInactiveSpace(ctx context.Context, c *config, log *slog.Logger, st *sto
 // papers that have no vector in it: those that arrived between the space's fill (`paperpipe
 // fit`) and the workers noticing it became active were embedded into the old space, and would
 // otherwise be missing from the one queries now use. Their TL;DRs are stored, so only their
-// vectors are made.
+// vectors are made (and the TL;DRs of those that had none). Every worker process following the
+// space queues them: their message ids name the space and not the process, so the server drops
+// the copies of a second follower within the duplicate window (an hour by default), and a
+// paper's missing TL;DR is not bought by two workers at once. (So would it drop a paper queued
+// by an earlier follow of the same space within that hour, if the paper still lacked its vector:
+// its message was dead-lettered then, and `paperpipe dlq replay` puts it back.)
 func queueMissing(ctx context.Context, log *slog.Logger, st *store.Store, b *broker, space paper.Space) error {
-	pub := pipeline.NewRunPublisher(b.js, pipeline.SubjectNew, "follow-"+strconv.FormatInt(time.Now().UnixNano(), 36), 256)
+	pub := pipeline.NewRunPublisher(b.js, pipeline.SubjectNew, "follow-space-"+strconv.FormatInt(space.ID, 10), 256)
 	n, err := publishStale(ctx, st, store.Selection{Work: paper.Work{SpaceID: space.ID}}, pub, 0, nil, func(id string, err error) {
 		log.Warn("a paper missing from the space cannot be queued", "id", id, "err", err)
 	})

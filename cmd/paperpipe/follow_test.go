@@ -9,8 +9,10 @@ import (
 
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/natstest"
+	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/internal/pgtest"
 	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/pipeline"
 )
 
 // cancelOnLog is a slog handler that calls cancel when a record's message contains msg: a
@@ -103,5 +105,71 @@ func TestFollowingWorkersStopCleanlyWhenInterruptedWhileRestarting(t *testing.T)
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("the workers did not stop within a minute of the signal")
+	}
+}
+
+// TestTwoFollowersOfASpaceQueueItsMissingPapersOnce: every worker process on the offline
+// embedder follows the newly active space (after `paperpipe fit`) and queues the papers it
+// lacks. Several such processes follow the same activation: each queueing them again would put
+// two copies of a paper on the queue, and two workers taking them at once buy a paper's missing
+// TL;DR twice from a paid chat model. The second follower's copies are repeats the server drops.
+func TestTwoFollowersOfASpaceQueueItsMissingPapersOnce(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{ChatLatency: 500 * time.Millisecond}) // the two workers' TL;DRs overlap
+	e.c.EmbedModel, e.c.EmbedDims = offline, 0
+	const n = 40 // more than a micro-batch (8): a paper's two copies go in different ones
+	e.seed(t, n) // recorded, with neither a TL;DR nor a vector (as after an outage)
+	ctx := t.Context()
+	log := newLogger(e.c)
+	b, err := connectBroker(ctx, e.c, log, newPaperWorkers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.close()
+	m, err := buildModels(ctx, e.c, log, e.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	space, err := e.st.EnsureSpace(ctx, m.emb.Space())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two worker processes follow the space's activation, a moment apart.
+	for range 2 {
+		if err := queueMissing(ctx, log, e.st, b, space); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := b.js.Stream(ctx, pipeline.StreamPapers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CachedInfo().State.Msgs; got != n {
+		t.Errorf("%d messages queued for the %d papers missing from the space; want one each", got, n)
+	}
+
+	// The two processes' workers.
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			errs <- runWorkersOnce(ctx, e.c, log, e.st, b, m, space, []string{pipeline.ConsumerNew}, true, false)
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var chat, twice int
+	for _, d := range e.fake.Deliveries() {
+		if d.Kind == openaitest.KindChat {
+			chat++
+			if d.Count > 1 {
+				twice++
+			}
+		}
+	}
+	if chat != n || twice > 0 {
+		t.Errorf("%d TL;DRs bought, %d of them more than once; want the %d papers' once each", chat, twice, n)
 	}
 }
