@@ -356,11 +356,16 @@ func (r *Runner) Run(ctx context.Context, sel store.Selection) (Report, error) {
 // another live Runner is preparing is left to it), then creates jobs for the papers of sel
 // that are stale for the Runner's target and not in an open job, and submits them. sel.Work
 // is set from the Runner's Config. A job whose submission fails does not stop the others: the
-// failures are returned at the end, joined, each a *JobError.
+// failures are returned at the end, joined, each a *JobError. The database unavailable
+// (paper.ErrUnavailable) while the jobs are listed, selected or claimed stops Submit (unlike
+// Wait, which rides an outage out): it leaves nothing half-done — the jobs recorded stay open,
+// and a batch created whose record failed is found by its tag when its job is resumed — and
+// its error says to run again once the database is back, which resumes them and submits the
+// rest.
 func (r *Runner) Submit(ctx context.Context, sel store.Selection) (Report, error) {
 	open, err := r.openJobs(ctx)
 	if err != nil {
-		return r.report, err
+		return r.report, submitStopped(err)
 	}
 	for _, j := range open {
 		if r.created[j.ID] {
@@ -402,14 +407,24 @@ func (r *Runner) Submit(ctx context.Context, sel store.Selection) (Report, error
 		return nil
 	})
 	if err != nil {
-		return r.report, err
+		return r.report, submitStopped(err)
 	}
 	for _, p := range []*pendingJob{chat, emb} {
 		if err := r.flush(ctx, p); err != nil {
-			return r.report, err
+			return r.report, submitStopped(err)
 		}
 	}
 	return r.report, r.jobErrors()
+}
+
+// submitStopped is err, which stopped Submit, with what to do when it is the database's
+// unavailability.
+func submitStopped(err error) error {
+	if !errors.Is(err, paper.ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w; the batch jobs recorded before it stay open, their batches running at OpenAI: "+
+		"run again once the database is back, which resumes them and submits the rest", err)
 }
 
 // pendingJob gathers the items of the next job of one kind.

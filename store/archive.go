@@ -137,7 +137,7 @@ func (s *Store) StalePapers(ctx context.Context, sel Selection, pageSize int, fn
 		rows, err := s.pool.Query(ctx, stalePageSQL, last, pageSize*4, sel.Work.Model, sel.Work.PromptVersion,
 			sel.Work.SpaceID, since, ids)
 		if err != nil {
-			return fmt.Errorf("select stale papers: %w", err)
+			return unavailable(ctx, fmt.Errorf("select stale papers: %w", err))
 		}
 		var (
 			page    []StalePaper
@@ -152,7 +152,7 @@ func (s *Store) StalePapers(ctx context.Context, sel Selection, pageSize int, fn
 			if err := rows.Scan(&sp.ID, &sp.Title, &sp.Abstract.Abstract, &sp.Authors, &sp.Categories, &published,
 				&sp.URL, &sp.Source, &sp.ContentHash, &textAt, &sp.NeedTLDR, &sp.NeedEmbedding); err != nil {
 				rows.Close()
-				return fmt.Errorf("select stale papers: %w", err)
+				return unavailable(ctx, fmt.Errorf("select stale papers: %w", err))
 			}
 			if published.Valid {
 				sp.Published = published.Time
@@ -166,7 +166,7 @@ func (s *Store) StalePapers(ctx context.Context, sel Selection, pageSize int, fn
 			}
 		}
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("select stale papers: %w", err)
+			return unavailable(ctx, fmt.Errorf("select stale papers: %w", err))
 		}
 		for len(page) > 0 {
 			n := min(len(page), pageSize)

@@ -38,6 +38,7 @@ var ErrBatchJobBusy = errors.New("batch job is being prepared by another process
 // called, so no other process resumes it while the caller prepares it. release is never nil
 // and may be called more than once; the lock also ends with the connection.
 func (s *Store) ClaimBatchJob(ctx context.Context, j BatchJob, items []BatchItem) (job BatchJob, release func(), err error) {
+	defer func() { err = unavailable(ctx, err) }()
 	release = func() {}
 	if j.Kind != paper.KindChat && j.Kind != paper.KindEmbedding {
 		return BatchJob{}, release, fmt.Errorf("claim batch job: kind %q: %w", j.Kind, paper.ErrInvalid)
