@@ -338,16 +338,22 @@ func TestCountsAboveTheStoresBoundsAreUsageErrors(t *testing.T) {
 		{[]string{"search", "--embed-model", "offline", "text", "-k", strconv.Itoa(store.MaxK + 1)}, store.MaxK},
 		{[]string{"spaces", "check", "-k", strconv.Itoa(store.MaxK + 1)}, store.MaxK},
 		{[]string{"spaces", "check", "--sample", strconv.Itoa(store.MaxK + 1)}, store.MaxK},
+		// --chunk 0 or below was taken for 5000 in silence.
+		{[]string{"import-embeddings", "--chunk", "0", "-"}, maxImportChunk},
+		{[]string{"import-embeddings", "--chunk", strconv.Itoa(maxImportChunk + 1), "-"}, maxImportChunk},
 	} {
 		r := c.run(tc.args...)
 		if want := fmt.Sprintf("want 1 to %d", tc.bound); r.code != 2 || !strings.Contains(r.stderr, want) {
 			t.Errorf("paperpipe %s: exit %d, stderr %q; want 2 and %q", strings.Join(tc.args, " "), r.code, r.stderr, want)
 		}
 	}
-	for _, args := range [][]string{{"list", "-h"}, {"related", "-h"}, {"search", "-h"}, {"spaces", "-h"}} {
+	for _, args := range [][]string{{"list", "-h"}, {"related", "-h"}, {"search", "-h"}, {"spaces", "-h"}, {"import-embeddings", "-h"}} {
 		bound := store.MaxK
-		if args[0] == "list" {
+		switch args[0] {
+		case "list":
 			bound = store.MaxListLimit
+		case "import-embeddings":
+			bound = maxImportChunk
 		}
 		r := c.run(args...)
 		if want := fmt.Sprintf("1 to %d", bound); !strings.Contains(r.stdout+r.stderr, want) {

@@ -1304,10 +1304,13 @@ func cmdImportEmbeddings(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("import-embeddings", "FILE|-", `Load precomputed vectors with no API call: JSON lines {"id", "embedding": [...], "model"} (optional "dimensions", "template", "content_hash", "truncated"), into the space of that model; `+
 		`a vector whose content_hash is not its paper's current text's is skipped as stale. paperpipe embed writes such lines. `+
 		`An id may be a JSON number, read as ingest reads it; a gzip-compressed file is read decompressed.`)
-	chunk := fs.Int("chunk", 5000, "vectors copied per transaction")
+	chunk := fs.Int("chunk", 5000, "vectors copied per transaction (1 to 100000)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
+	}
+	if *chunk < 1 || *chunk > maxImportChunk {
+		return usageErr("--chunk is %d, want 1 to %d vectors per transaction", *chunk, maxImportChunk)
 	}
 	if len(pos) != 1 {
 		return usageErr("name one file, or - for standard input")
@@ -1332,6 +1335,10 @@ func cmdImportEmbeddings(ctx context.Context, c *config, args []string) error {
 	}
 	return nil
 }
+
+// maxImportChunk bounds import-embeddings' --chunk: a transaction of 100,000 768-dimension
+// vectors is ~300 MB of COPY data held by the server's temporary table.
+const maxImportChunk = 100_000
 
 // maxBadLead is how many bad lines, from the first on, import-embeddings reports before it
 // stops: a file none of whose first lines is a good vector line is another file (papers, a

@@ -221,6 +221,9 @@ func cmdUp(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("up", "", "Run NATS (embedded unless NATS_URL is set), a worker and the web UI, API and /metrics in one process.")
 	c.addWorkerFlags(fs)
 	c.addHTTPFlag(fs)
+	if f := fs.Lookup("http"); f != nil {
+		f.Usage += `; "" runs without them (no web UI, API or /metrics)`
+	}
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
