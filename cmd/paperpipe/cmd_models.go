@@ -73,7 +73,7 @@ func fileModels(ctx context.Context, c *config) (*models, func(), error) {
 func cmdSummarize(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("summarize", "FILE|URL|- ...", "Print one JSON line {id, tldr, model, prompt_version, validation} per paper. No database or queue.")
 	c.addChatModelFlag(fs)
-	format := fs.String("format", "auto", "input format: auto, text, jsonl, oai, atom, hf")
+	format := fs.String("format", "auto", "input format: auto, text, jsonl, oai (the arXiv metadata snapshot's JSON lines, not OAI-PMH XML), atom, hf")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -120,7 +120,7 @@ func cmdEmbed(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("embed", "FILE|URL|- ...", "Print one JSON line {id, embedding, model, dimensions, template, content_hash} per paper, as import-embeddings reads them.\n"+
 		"No database or queue.")
 	c.addEmbedModelFlags(fs, storelessOffline)
-	format := fs.String("format", "auto", "input format: auto, text, jsonl, oai, atom, hf")
+	format := fs.String("format", "auto", "input format: auto, text, jsonl, oai (the arXiv metadata snapshot's JSON lines, not OAI-PMH XML), atom, hf")
 	batch := fs.Int("batch", 256, "abstracts per Embed call, at least 1")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
