@@ -91,9 +91,16 @@ func (c *TopologyConfig) setDefaults() {
 // when they are missing. It is idempotent: every process calls it at start. A stream or
 // consumer that exists keeps what an operator may have set — replicas, age and size limits,
 // placement, other consumer settings —, and Setup changes only what paperpipe owns: the
-// streams' subjects (its own are added if missing) and the fields of cfg that are set (see
-// TopologyConfig). A stream whose retention is not paperpipe's (PAPERS a work queue,
-// PAPERS_DLQ limits) is an error: the server cannot change it, and the workers depend on it.
+// streams' subjects (its own are added if missing), PAPERS' discard policy (see below) and the
+// fields of cfg that are set (see TopologyConfig). A stream whose retention is not paperpipe's
+// (PAPERS a work queue, PAPERS_DLQ limits) is an error: the server cannot change it, and the
+// workers depend on it.
+//
+// PAPERS discards new messages when it is full (DiscardNew), an existing stream included: at
+// a limit an operator set (`nats stream edit PAPERS --max-bytes`, --max-msgs) the server then
+// refuses what is published, which the publisher reports, instead of deleting the oldest
+// papers waiting for the workers (JetStream's default, DiscardOld), which nobody would be told
+// about. PAPERS_DLQ keeps the default: at its limits the oldest dead letters go.
 func Setup(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) error {
 	set := cfg
 	cfg.setDefaults()
@@ -103,6 +110,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) erro
 		Subjects:    []string{SubjectNew, SubjectReprocess + ".>"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.WorkQueuePolicy,
+		Discard:     jetstream.DiscardNew,
 		Replicas:    cfg.Replicas,
 		Duplicates:  cfg.DuplicateWindow,
 		MaxMsgSize:  4 << 20,
@@ -147,9 +155,9 @@ func explainNoResponders(ctx context.Context, js jetstream.JetStream, err error)
 }
 
 // ensureStream creates the stream of want when it is missing. When it exists, it adds want's
-// subjects the stream lacks and sets the duplicate window when dupWindow is set, and leaves the
-// rest of the stream's configuration as it is; it updates the stream only when that changes
-// something.
+// subjects the stream lacks, sets the duplicate window when dupWindow is set and the discard
+// policy when want's is DiscardNew, and leaves the rest of the stream's configuration as it
+// is; it updates the stream only when that changes something.
 func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, dupWindow time.Duration) error {
 	s, err := js.Stream(ctx, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -177,6 +185,9 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 		}
 	}
 	setIfGiven(&cfg.Duplicates, dupWindow, &changed)
+	if want.Discard == jetstream.DiscardNew && cfg.Discard != jetstream.DiscardNew {
+		cfg.Discard, changed = jetstream.DiscardNew, true
+	}
 	if !changed {
 		return nil
 	}

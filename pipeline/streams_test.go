@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paperpipe/paperpipe/internal/natstest"
+	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
 )
 
@@ -79,6 +80,59 @@ func TestSetupKeepsWhatAnOperatorSet(t *testing.T) {
 	}
 	if got.AckWait != 90*time.Second || got.MaxDeliver != 12 {
 		t.Errorf("consumer AckWait %v, MaxDeliver %d, want paperpipe's settings 1m30s, 12", got.AckWait, got.MaxDeliver)
+	}
+}
+
+// TestAFullQueueRefusesNewPapersInsteadOfDroppingQueuedOnes: an operator who caps PAPERS
+// (`nats stream edit PAPERS --max-msgs`/--max-bytes, to keep a whole archive's ingest from
+// filling the disk while the workers lag) must not lose the papers already waiting: with
+// JetStream's default discard policy (DiscardOld), each paper published at the limit deleted
+// the oldest unprocessed one, and the publisher counted every one as published. The stream
+// discards new messages instead — one an older paperpipe created too —, so the publish fails
+// and the queued papers stay.
+func TestAFullQueueRefusesNewPapersInsteadOfDroppingQueuedOnes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.Start(t).Connect(t)
+	// As an older paperpipe created it.
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: pipeline.StreamPapers, Subjects: []string{pipeline.SubjectNew},
+		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := streamConfig(t, js, pipeline.StreamPapers)
+	if cfg.Discard != jetstream.DiscardNew {
+		t.Errorf("%s discard policy %v after Setup, want DiscardNew", pipeline.StreamPapers, cfg.Discard)
+	}
+	if dlq := streamConfig(t, js, pipeline.StreamDead); dlq.Discard != jetstream.DiscardOld {
+		t.Errorf("%s discard policy %v, want DiscardOld (the oldest dead letters go at its limits)", pipeline.StreamDead, dlq.Discard)
+	}
+	cfg.MaxMsgs = 10 // the operator's cap
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	pub := pipeline.NewPublisher(js, pipeline.SubjectNew, 64)
+	for i := range 15 {
+		if err := pub.Publish(ctx, paper.Abstract{ID: fmt.Sprintf("test:%d", i), Title: "T", Abstract: "A queued abstract."}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(ctx); err == nil {
+		t.Error("Flush of 15 papers into a queue capped at 10: no error, want the 5 over the cap refused")
+	}
+	s, err := js.Stream(ctx, pipeline.StreamPapers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 10 || info.State.FirstSeq != 1 || pub.Stats().Published != 10 {
+		t.Errorf("queue holds %d messages from sequence %d, %d counted as published; want the first 10 papers kept (from 1), 10 published",
+			info.State.Msgs, info.State.FirstSeq, pub.Stats().Published)
 	}
 }
 
