@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -92,6 +93,33 @@ type pending struct {
 type PublishStats struct {
 	Published  int `json:"published"`  // stored by the server
 	Duplicates int `json:"duplicates"` // dropped by the server as repeats
+	Refused    int `json:"refused"`    // refused by the server (a full queue, say): not queued
+}
+
+// ErrQueueFull is in the error of messages the server refused because the queue is full: the
+// PAPERS stream is at a limit an operator set (it discards new messages, see Setup), or the
+// server's JetStream storage (its max_file_store, by default 75% of the disk that was free
+// when it started) is used up. Nothing is lost: what was queued before stays, and the messages
+// refused can be published again once the workers have drained the queue or the server has
+// room.
+var ErrQueueFull = errors.New("the queue is full")
+
+// queueFull reports whether err, a publish's answer from the server, says the queue is full:
+// the server's or the account's JetStream storage is used up (insufficient resources), or the
+// stream is at its MaxMsgs or MaxBytes.
+func queueFull(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode {
+	case 10023, 10047: // JSInsufficientResourcesErr, JSStorageResourcesExceededErr
+		return true
+	case 10077: // JSStreamStoreFailedF: the store's error, such as the stream's limits
+		return strings.Contains(apiErr.Description, "maximum messages exceeded") ||
+			strings.Contains(apiErr.Description, "maximum bytes exceeded")
+	}
+	return false
 }
 
 // NewPublisher returns a Publisher for subject (SubjectNew or a ReprocessTarget.Subject). maxPending
@@ -175,13 +203,53 @@ func (p *Publisher) Stats() PublishStats { return p.stats }
 // cut short by its context, those the server may or may not have stored.
 func (p *Publisher) Unconfirmed() int { return len(p.window) }
 
-// settle waits for the oldest n futures; it returns the errors of those the server refused,
-// and ctx's error with them if ctx ends first.
+// RefusedError is the error of messages the server refused, from Publish or Flush: the first
+// one's, with how many more of the same wait there were (a full queue refuses every message in
+// flight alike). It wraps the server's answer, and ErrQueueFull when that says the queue is
+// full.
+type RefusedError struct {
+	MsgID string // the first refused message's Nats-Msg-Id
+	Err   error  // the server's answer to it
+	More  int    // messages refused after it
+}
+
+func (e *RefusedError) Error() string {
+	msg := fmt.Sprintf("publish %s: %v", e.MsgID, e.Err)
+	if queueFull(e.Err) {
+		msg = ErrQueueFull.Error() + ": " + msg
+	}
+	if e.More > 0 {
+		msg += fmt.Sprintf(" (and %d more messages refused)", e.More)
+	}
+	return msg
+}
+
+// Unwrap returns the server's answer, and ErrQueueFull when it says the queue is full.
+func (e *RefusedError) Unwrap() []error {
+	if queueFull(e.Err) {
+		return []error{e.Err, ErrQueueFull}
+	}
+	return []error{e.Err}
+}
+
+// settle waits for the oldest n futures; it returns a *RefusedError for those the server
+// refused, and ctx's error with it if ctx ends first.
 func (p *Publisher) settle(ctx context.Context, n int) error {
-	var errs []error
+	var refused *RefusedError
+	refusals := func() []error {
+		if refused == nil {
+			return nil
+		}
+		return []error{refused}
+	}
 	take := func(pm pending, ack *jetstream.PubAck, err error) {
 		if err != nil {
-			errs = append(errs, fmt.Errorf("publish %s: %w", pm.f.Msg().Header.Get(jetstream.MsgIDHeader), err))
+			p.stats.Refused++
+			if refused != nil {
+				refused.More++
+			} else {
+				refused = &RefusedError{MsgID: pm.f.Msg().Header.Get(jetstream.MsgIDHeader), Err: err}
+			}
 			return
 		}
 		if ack.Duplicate {
@@ -213,9 +281,9 @@ func (p *Publisher) settle(ctx context.Context, n int) error {
 			}
 			// The ones settled are not waited for again; their errors are not lost.
 			p.window = append(p.window[:0], p.window[i:]...)
-			return errors.Join(append(errs, ctx.Err())...)
+			return errors.Join(append(refusals(), ctx.Err())...)
 		}
 	}
 	p.window = append(p.window[:0], p.window[n:]...)
-	return errors.Join(errs...)
+	return errors.Join(refusals()...)
 }

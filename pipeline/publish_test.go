@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paperpipe/paperpipe/internal/natstest"
@@ -127,6 +128,73 @@ func TestFlushEndedByItsContextReportsTheRefusalsBefore(t *testing.T) {
 	}
 	if st := pub.Stats(); st.Published != 1 {
 		t.Errorf("%d published, want 1 (test:taken)", st.Published)
+	}
+}
+
+// TestAFullQueueIsSaidOnceAndTheRefusedAreCounted: a whole archive published while the workers
+// lag fills the queue — the server's JetStream storage (by default 75% of the disk free when it
+// started) or the PAPERS stream's limits. The server then refuses every message in flight, and
+// the error was one line per message ("publish ID: nats: API error: code=503 err_code=10023
+// description=insufficient resources", 128 of them from a Publish and as many from the Flush
+// after it) with nothing saying the queue was full, and the refused papers counted nowhere. It
+// is one *RefusedError that says the queue is full (ErrQueueFull) and how many more it refused,
+// and Stats counts every refused paper: published and refused add up to what was sent, and
+// the stream holds what was published.
+func TestAFullQueueIsSaidOnceAndTheRefusedAreCounted(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		store int64 // the server's max_file_store; 0: none
+		cap   int64 // the stream's MaxBytes; 0: none
+	}{
+		{"server storage used up", 256 << 10, 0},
+		{"stream at its limit", 0, 256 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			js := natstest.StartWith(t, func(o *server.Options) {
+				if tc.store > 0 {
+					o.JetStreamMaxStore = tc.store
+				}
+			}).Connect(t)
+			if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+				t.Fatal(err)
+			}
+			if tc.cap > 0 {
+				cfg := streamConfig(t, js, pipeline.StreamPapers)
+				cfg.MaxBytes = tc.cap
+				if _, err := js.UpdateStream(ctx, cfg); err != nil {
+					t.Fatal(err)
+				}
+			}
+			pub := pipeline.NewPublisher(js, pipeline.SubjectNew, 64)
+			sent := 0
+			var err error
+			for ; sent < 1000 && err == nil; sent++ {
+				err = pub.Publish(ctx, paper.Abstract{ID: fmt.Sprintf("test:%d", sent), Title: "T",
+					Abstract: strings.Repeat("A paper waiting for the workers. ", 30)})
+			}
+			err = errors.Join(err, pub.Flush(ctx))
+			var re *pipeline.RefusedError
+			if !errors.Is(err, pipeline.ErrQueueFull) || !errors.As(err, &re) || re.More == 0 ||
+				!strings.HasPrefix(err.Error(), "the queue is full: publish test:") || strings.Count(err.Error(), "publish ") > 2 {
+				t.Fatalf("publishing into a full queue: %.600v\nwant a *RefusedError per wait that says the queue is full (ErrQueueFull) and how many more it refused", err)
+			}
+			st := pub.Stats()
+			s, err := js.Stream(ctx, pipeline.StreamPapers)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := s.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Refused == 0 || st.Published+st.Refused != sent || uint64(st.Published) != info.State.Msgs {
+				t.Errorf("%d sent: %d published, %d refused; the stream holds %d; want published and refused adding up to what was sent, "+
+					"the stream holding what was published", sent, st.Published, st.Refused, info.State.Msgs)
+			}
+		})
 	}
 }
 

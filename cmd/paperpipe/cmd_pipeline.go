@@ -29,7 +29,8 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("ingest", "FILE|URL|- ...", "Publish abstracts for processing. The format is detected from the content unless --format is given.\n"+
 		"A bad record is reported with its file and line and skipped; a source that cannot be read to its end is reported\n"+
 		"and the next one is read. The exit status is 1 when a record was rejected or a source failed; a source without\n"+
-		"papers (an empty file, a feed without entries) is a warning that names it.\n"+
+		"papers (an empty file, a feed without entries) is a warning that names it. A full queue (the workers lag behind)\n"+
+		"stops it, exit 1, with the papers it refused counted in the summary.\n"+
 		"Ctrl-C stops reading at once (standard input too), waits up to 5 s for the queue to confirm what was sent, and\n"+
 		"prints the summary; ingesting the same input again is safe (repeats are dropped).")
 	format := fs.String("format", "auto", "input format: auto, text, jsonl, oai (the arXiv metadata snapshot's JSON lines, not OAI-PMH XML), atom, hf")
@@ -99,6 +100,9 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 	if failed > 0 {
 		note += ", " + plural(failed, "source", "sources") + " failed"
 	}
+	if st.Refused > 0 {
+		note += fmt.Sprintf(", %d refused by the queue", st.Refused)
+	}
 	if n := pub.Unconfirmed(); n > 0 {
 		note += fmt.Sprintf(", %d sent, not confirmed: ingesting again is safe", n)
 		if errors.Is(flushErr, context.DeadlineExceeded) || errors.Is(flushErr, context.Canceled) {
@@ -114,6 +118,13 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 			why = fmt.Errorf("stopped: %w", cause) // NATS refused paperpipe (config.fail)
 		}
 		return errors.Join(why, flushErr)
+	case queueFull(stop, flushErr) != nil:
+		// Said once for every paper refused, counted in the summary, not once per message.
+		re := queueFull(stop, flushErr)
+		return fmt.Errorf("%w: %s refused (the first: publish %s: %v); the queue keeps what was published before "+
+			"(`paperpipe status` shows it waiting): run the workers to drain it, or give the NATS server room (disk, "+
+			"its max_file_store, the PAPERS stream's limits), then ingest the same input again: the papers queued or "+
+			"stored already cost no API call", pipeline.ErrQueueFull, plural(st.Refused, "paper", "papers"), re.MsgID, re.Err)
 	case stop != nil:
 		return stop
 	case flushErr != nil:
@@ -125,6 +136,18 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 		return fmt.Errorf("%s failed (see the messages above); the records read before were handed to the queue (see the summary above)", plural(failed, "source", "sources"))
 	case rejected > 0:
 		return fmt.Errorf("%s rejected (see the messages above); the others were handed to the queue (see the summary above)", plural(rejected, "record", "records"))
+	}
+	return nil
+}
+
+// queueFull returns the first of errs that is a refusal of the queue for being full
+// (pipeline.ErrQueueFull); nil when none is.
+func queueFull(errs ...error) *pipeline.RefusedError {
+	for _, err := range errs {
+		var re *pipeline.RefusedError
+		if errors.Is(err, pipeline.ErrQueueFull) && errors.As(err, &re) {
+			return re
+		}
 	}
 	return nil
 }

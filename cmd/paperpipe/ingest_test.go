@@ -9,11 +9,15 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/paperpipe/paperpipe/internal/natstest"
 	"github.com/paperpipe/paperpipe/paper"
 )
 
@@ -48,6 +52,38 @@ func TestRecordTooLargeForTheQueueIsRejectedWithFileAndLine(t *testing.T) {
 	st := c.workUntilIdle()
 	if st.Papers.Papers != 2 {
 		t.Errorf("%d papers stored, want the 2 around the one too large", st.Papers.Papers)
+	}
+}
+
+// TestIngestIntoAFullQueueSaysItOnceWithWhatToDo: a whole archive ingested while the workers
+// lag or are down fills the queue (here the NATS server's JetStream storage). ingest stops,
+// counts the papers the queue refused in its summary — read, published and refused add up —
+// and says once that the queue is full and what to do. It printed one line per message in
+// flight ("publish ID: nats: API error: code=503 err_code=10023 description=insufficient
+// resources", dozens to hundreds of them), said nothing of a full queue, and the summary's
+// "N read, M published" left the papers refused by the last flush unaccounted for.
+func TestIngestIntoAFullQueueSaysItOnceWithWhatToDo(t *testing.T) {
+	t.Parallel()
+	srv := natstest.StartWith(t, func(o *server.Options) { o.JetStreamMaxStore = 256 << 10 })
+	var b strings.Builder
+	for i := range 1000 {
+		fmt.Fprintf(&b, `{"id":"2404.%05d","title":"Paper %d","abstract":"We study careful input handling. %s"}`+"\n",
+			i, i, strings.Repeat("It works well. ", 20))
+	}
+	path := filepath.Join(t.TempDir(), "papers.jsonl")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := newCLI(t, "NATS_URL="+srv.ClientURL())
+	r := c.run("ingest", path)
+	summary := regexp.MustCompile(`ingest: (\d+) read, (\d+) published, 0 dropped as repeats \(.*\), 0 rejected, (\d+) refused by the queue\n`).
+		FindStringSubmatch(r.stderr)
+	num := func(s string) int { n, _ := strconv.Atoi(s); return n }
+	if r.code != 1 || summary == nil || num(summary[1]) != num(summary[2])+num(summary[3]) ||
+		!strings.Contains(r.stderr, "paperpipe ingest: the queue is full: "+summary[3]+" papers refused (the first: publish arxiv:2404.") ||
+		!strings.Contains(r.stderr, "run the workers to drain it") || strings.Count(r.stderr, "insufficient resources") != 1 {
+		t.Errorf("ingest into a full queue: exit %d\n%.3000s\nwant exit 1, a summary whose read = published + refused, "+
+			"and one line saying the queue is full, how many papers it refused and what to do", r.code, r.stderr)
 	}
 }
 
