@@ -60,7 +60,9 @@ type Publisher struct {
 	window  []pending
 	max     int
 	stats   PublishStats
-	onAck   func(id string)
+	// unanswered counts the messages whose wait failed without an answer from the server.
+	unanswered int
+	onAck      func(id string)
 	// streamMax is the PAPERS stream's MaxMsgSize, read at the first Publish (streamRead);
 	// 0 when it has none or it could not be read.
 	streamMax  int64
@@ -93,7 +95,7 @@ type pending struct {
 type PublishStats struct {
 	Published  int `json:"published"`  // stored by the server
 	Duplicates int `json:"duplicates"` // dropped by the server as repeats
-	Refused    int `json:"refused"`    // refused by the server (a full queue, say): not queued
+	Refused    int `json:"refused"`    // refused by the server (a full queue, say): not stored
 }
 
 // ErrQueueFull is in the error of messages the server refused because the queue is full: the
@@ -199,56 +201,61 @@ func (p *Publisher) Flush(ctx context.Context) error {
 // Stats returns the counts of acknowledged messages so far.
 func (p *Publisher) Stats() PublishStats { return p.stats }
 
-// Unconfirmed returns the number of messages sent whose answer has not been seen: after a Flush
-// cut short by its context, those the server may or may not have stored.
-func (p *Publisher) Unconfirmed() int { return len(p.window) }
+// Unconfirmed returns the number of messages sent whose answer has not been seen, which the
+// server may or may not have stored: those a Flush cut short by its context left (a later Flush
+// may wait for them again), and those whose answer never came (a timeout).
+func (p *Publisher) Unconfirmed() int { return len(p.window) + p.unanswered }
 
-// RefusedError is the error of messages the server refused, from Publish or Flush: the first
-// one's, with how many more of the same wait there were (a full queue refuses every message in
-// flight alike). It wraps the server's answer, and ErrQueueFull when that says the queue is
-// full.
-type RefusedError struct {
-	MsgID string // the first refused message's Nats-Msg-Id
-	Err   error  // the server's answer to it
-	More  int    // messages refused after it
+// PublishError is the error of the messages that failed in one wait of Publish or Flush: the
+// first one's, and how many more failed after it (a full queue refuses every message in flight
+// alike). It wraps the first failure, and ErrQueueFull when the server answered that the queue
+// is full.
+type PublishError struct {
+	MsgID string // the first failed message's Nats-Msg-Id
+	Err   error  // its failure: the server's answer, or none (a timeout)
+	More  int    // messages failed after it
 }
 
-func (e *RefusedError) Error() string {
+func (e *PublishError) Error() string {
 	msg := fmt.Sprintf("publish %s: %v", e.MsgID, e.Err)
 	if queueFull(e.Err) {
 		msg = ErrQueueFull.Error() + ": " + msg
 	}
 	if e.More > 0 {
-		msg += fmt.Sprintf(" (and %d more messages refused)", e.More)
+		msg += fmt.Sprintf(" (and %d more messages failed)", e.More)
 	}
 	return msg
 }
 
-// Unwrap returns the server's answer, and ErrQueueFull when it says the queue is full.
-func (e *RefusedError) Unwrap() []error {
+// Unwrap returns the first failure, and ErrQueueFull when it says the queue is full.
+func (e *PublishError) Unwrap() []error {
 	if queueFull(e.Err) {
 		return []error{e.Err, ErrQueueFull}
 	}
 	return []error{e.Err}
 }
 
-// settle waits for the oldest n futures; it returns a *RefusedError for those the server
-// refused, and ctx's error with it if ctx ends first.
+// settle waits for the oldest n futures; it returns a *PublishError for those that failed,
+// and ctx's error with it if ctx ends first.
 func (p *Publisher) settle(ctx context.Context, n int) error {
-	var refused *RefusedError
+	var failed *PublishError
 	refusals := func() []error {
-		if refused == nil {
+		if failed == nil {
 			return nil
 		}
-		return []error{refused}
+		return []error{failed}
 	}
 	take := func(pm pending, ack *jetstream.PubAck, err error) {
 		if err != nil {
-			p.stats.Refused++
-			if refused != nil {
-				refused.More++
+			if _, ok := errors.AsType[*jetstream.APIError](err); ok {
+				p.stats.Refused++ // the server's answer: not stored
 			} else {
-				refused = &RefusedError{MsgID: pm.f.Msg().Header.Get(jetstream.MsgIDHeader), Err: err}
+				p.unanswered++ // a timeout, a lost connection: it may have been stored
+			}
+			if failed != nil {
+				failed.More++
+			} else {
+				failed = &PublishError{MsgID: pm.f.Msg().Header.Get(jetstream.MsgIDHeader), Err: err}
 			}
 			return
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paperpipe/paperpipe/internal/natstest"
@@ -137,7 +138,7 @@ func TestFlushEndedByItsContextReportsTheRefusalsBefore(t *testing.T) {
 // the error was one line per message ("publish ID: nats: API error: code=503 err_code=10023
 // description=insufficient resources", 128 of them from a Publish and as many from the Flush
 // after it) with nothing saying the queue was full, and the refused papers counted nowhere. It
-// is one *RefusedError that says the queue is full (ErrQueueFull) and how many more it refused,
+// is one *PublishError that says the queue is full (ErrQueueFull) and how many more it refused,
 // and Stats counts every refused paper: published and refused add up to what was sent, and
 // the stream holds what was published.
 func TestAFullQueueIsSaidOnceAndTheRefusedAreCounted(t *testing.T) {
@@ -176,10 +177,10 @@ func TestAFullQueueIsSaidOnceAndTheRefusedAreCounted(t *testing.T) {
 					Abstract: strings.Repeat("A paper waiting for the workers. ", 30)})
 			}
 			err = errors.Join(err, pub.Flush(ctx))
-			var re *pipeline.RefusedError
+			var re *pipeline.PublishError
 			if !errors.Is(err, pipeline.ErrQueueFull) || !errors.As(err, &re) || re.More == 0 ||
 				!strings.HasPrefix(err.Error(), "the queue is full: publish test:") || strings.Count(err.Error(), "publish ") > 2 {
-				t.Fatalf("publishing into a full queue: %.600v\nwant a *RefusedError per wait that says the queue is full (ErrQueueFull) and how many more it refused", err)
+				t.Fatalf("publishing into a full queue: %.600v\nwant a *PublishError per wait that says the queue is full (ErrQueueFull) and how many more it refused", err)
 			}
 			st := pub.Stats()
 			s, err := js.Stream(ctx, pipeline.StreamPapers)
@@ -195,6 +196,48 @@ func TestAFullQueueIsSaidOnceAndTheRefusedAreCounted(t *testing.T) {
 					"the stream holding what was published", sent, st.Published, st.Refused, info.State.Msgs)
 			}
 		})
+	}
+}
+
+// TestAnUnansweredPublishIsUnconfirmedNotRefused: a message whose answer never comes (the
+// publish timed out: a server that stores without answering, one whose disk failed, a lost
+// connection) may have been stored, unlike one the server refused: Stats counts it as neither
+// published nor refused, and Unconfirmed counts it, so that ingest's summary does not call
+// papers the server may hold "refused by the queue".
+func TestAnUnansweredPublishIsUnconfirmedNotRefused(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := natstest.Start(t)
+	if err := pipeline.Setup(ctx, srv.Connect(t), pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := streamConfig(t, js, pipeline.StreamPapers)
+	cfg.NoAck = true // the server stores the messages and never answers
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	pub := pipeline.NewPublisher(js, pipeline.SubjectNew, 16)
+	for i := range 3 {
+		if err := pub.Publish(ctx, paper.Abstract{ID: fmt.Sprintf("test:%d", i), Title: "T", Abstract: "An unanswered abstract."}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = pub.Flush(ctx)
+	var pe *pipeline.PublishError
+	if !errors.As(err, &pe) || pe.More != 2 || errors.Is(err, pipeline.ErrQueueFull) {
+		t.Errorf("Flush of 3 unanswered messages: %v; want one *PublishError for the first and 2 more, not a full queue", err)
+	}
+	if st := pub.Stats(); st.Published != 0 || st.Refused != 0 || pub.Unconfirmed() != 3 {
+		t.Errorf("%d published, %d refused, %d unconfirmed; want the 3 unanswered messages unconfirmed", st.Published, st.Refused, pub.Unconfirmed())
 	}
 }
 

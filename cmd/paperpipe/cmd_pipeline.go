@@ -142,9 +142,9 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 
 // queueFull returns the first of errs that is a refusal of the queue for being full
 // (pipeline.ErrQueueFull); nil when none is.
-func queueFull(errs ...error) *pipeline.RefusedError {
+func queueFull(errs ...error) *pipeline.PublishError {
 	for _, err := range errs {
-		var re *pipeline.RefusedError
+		var re *pipeline.PublishError
 		if errors.Is(err, pipeline.ErrQueueFull) && errors.As(err, &re) {
 			return re
 		}
