@@ -251,7 +251,8 @@ func deadLetterOf(raw *jetstream.RawStreamMsg) DeadLetter {
 
 // ReplayDeadLetter republishes one dead letter onto the subject it came from and removes it
 // from the dead-letter stream, and returns that subject. The republished message has a fresh
-// message id, so the server's duplicate window does not drop it.
+// message id, so the server's duplicate window does not drop it. A dead letter the queue
+// refuses for being full stays, and the error wraps ErrQueueFull.
 func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (subject string, err error) {
 	s, err := js.Stream(ctx, StreamDead)
 	if err != nil {
@@ -275,6 +276,9 @@ func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (
 	}
 	id := "replay:" + strconv.FormatUint(seq, 10) + ":" + strconv.FormatInt(time.Now().UnixNano(), 10)
 	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(id)); err != nil {
+		if queueFull(err) { // the next replays would be refused too
+			return "", fmt.Errorf("replay dead letter %d: %w: %w", seq, ErrQueueFull, err)
+		}
 		return "", fmt.Errorf("replay dead letter %d: %w", seq, err)
 	}
 	if err := s.DeleteMsg(ctx, seq); err != nil {

@@ -223,6 +223,51 @@ func TestDLQReplayGoesOnPastADeadLetterNotFound(t *testing.T) {
 	}
 }
 
+// TestDLQReplayIntoAFullQueueStopsAndSaysSo: replaying the dead letters into a full queue (a
+// capped PAPERS the workers have not drained) went on through every one of them, each refused
+// with its own line ("replay dead letter N: nats: API error: code=503 err_code=10077
+// description=maximum messages exceeded"): thousands of lines after an outage that
+// dead-lettered thousands. It stops at the first refusal, says the queue is full and how many
+// are still dead letters, and exits 1; those are kept, and replayed once there is room.
+func TestDLQReplayIntoAFullQueueStopsAndSaysSo(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, pipeline.StreamPapers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgs = 2 // the operator's cap
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 5; i++ {
+		m := nats.NewMsg(pipeline.SubjectDead + "." + pipeline.ConsumerNew)
+		m.Data = fmt.Appendf(nil, `{"id":"arxiv:2401.0000%d","title":"T%d","abstract":"An abstract."}`, i, i)
+		m.Header.Set(pipeline.HeaderSubject, pipeline.SubjectNew)
+		m.Header.Set(pipeline.HeaderReason, "test")
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newCLI(t, "NATS_URL="+srv.ClientURL())
+	r := c.run("dlq", "replay", "--all")
+	if r.code != 1 || !strings.Contains(r.stderr, "replayed 2 dead letters before the queue was full") ||
+		!strings.Contains(r.stderr, "the queue is full") || strings.Count(r.stderr, "replay dead letter") != 1 ||
+		!strings.Contains(r.stderr, "3 of the 5 dead letters named are still in the dead-letter stream") {
+		t.Errorf("dlq replay --all of 5 into a queue with room for 2: exit %d\n%s\nwant exit 1, 2 replayed, one line saying the queue is full and 3 kept", r.code, r.stderr)
+	}
+	var st statusJSON
+	if c.json(&st, "status"); st.DeadLetters != 3 {
+		t.Errorf("status counts %d dead letters, want the 3 the full queue did not take", st.DeadLetters)
+	}
+}
+
 // The help says what the commands do: spaces' other actions, the server up starts, the URLs
 // summarize and embed read, and a flag placeholder that is a placeholder.
 func TestHelpMatchesTheCommands(t *testing.T) {

@@ -571,7 +571,7 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 		// One that cannot be replayed (not found: a wrong number) is reported, and the others
 		// go on: the run says how many went back either way.
 		replayed, failed, toRuns := 0, 0, 0
-		for _, s := range seqs {
+		for i, s := range seqs {
 			subject, err := pipeline.ReplayDeadLetter(ctx, b.js, s)
 			switch {
 			case err == nil:
@@ -582,6 +582,11 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 			case ctx.Err() != nil:
 				fmt.Fprintf(os.Stderr, "replayed %s before the interruption\n", plural(replayed, "dead letter", "dead letters"))
 				return err
+			case errors.Is(err, pipeline.ErrQueueFull):
+				// Every one after it would be refused alike, one line each.
+				fmt.Fprintf(os.Stderr, "replayed %s before the queue was full\n", plural(replayed, "dead letter", "dead letters"))
+				return fmt.Errorf("%w; %d of the %s named %s still in the dead-letter stream: run the workers to drain the queue, then replay them again",
+					err, len(seqs)-i, plural(len(seqs), "dead letter", "dead letters"), pick(len(seqs)-i, "is", "are"))
 			default:
 				fmt.Fprintf(os.Stderr, "paperpipe dlq replay: %v\n", err)
 				failed++
