@@ -32,7 +32,8 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 		"papers (an empty file, a feed without entries) is a warning that names it. A full queue (the workers lag behind)\n"+
 		"stops it, exit 1, with the papers it refused counted in the summary.\n"+
 		"Ctrl-C stops reading at once (standard input too), waits up to 5 s for the queue to confirm what was sent, and\n"+
-		"prints the summary; ingesting the same input again is safe (repeats are dropped).")
+		"prints the summary; ingesting the same input again is safe: repeats within the hour are dropped, later ones cost\n"+
+		"the workers a database check each, no API call.")
 	format := fs.String("format", "auto", "input format: auto, text, jsonl, oai (the arXiv metadata snapshot's JSON lines, not OAI-PMH XML), atom, hf")
 	maxBytes := fs.Int("max-abstract-bytes", 32<<10, "reject abstracts longer than this many bytes (at least 1)")
 	pos, err := parseArgs(fs, args)
