@@ -34,6 +34,10 @@ var (
 	// nor the database are at fault, and the records can be written once the lock is gone. A
 	// *LockedError names the papers whose rows were locked, when the store could tell.
 	ErrLocked = errors.New("row locked by another session")
+	// ErrQueueFull means the queue refused papers because it is full (the workers are behind
+	// and it reached a limit, or the NATS server's storage is used up): nothing queued before
+	// is lost, and the papers refused can be sent again once the workers have drained it.
+	ErrQueueFull = errors.New("the queue is full")
 	// ErrNoSearchTerms means a full-text query has no word full-text search uses: only stop
 	// words ("the of and") or punctuation. It matches no paper, whatever the archive holds.
 	ErrNoSearchTerms = errors.New("no words full-text search uses")

@@ -103,8 +103,8 @@ type PublishStats struct {
 // server's JetStream storage (its max_file_store, by default 75% of the disk that was free
 // when it started) is used up. Nothing is lost: what was queued before stays, and the messages
 // refused can be published again once the workers have drained the queue or the server has
-// room.
-var ErrQueueFull = errors.New("the queue is full")
+// room. It is paper.ErrQueueFull, which the web API, not importing this package, tells by.
+var ErrQueueFull = paper.ErrQueueFull
 
 // queueFull reports whether err, a publish's answer from the server, says the queue is full:
 // the server's or the account's JetStream storage is used up (insufficient resources), or the

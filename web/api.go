@@ -420,6 +420,11 @@ func (s *Server) apiPostPapers(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			s.log.Error("publish posted papers", "papers", len(good), "accepted", len(accepted), "err", err)
 			ans.Error, ans.Status = "the queue is unavailable; records not accepted may be sent again", http.StatusServiceUnavailable
+			if errors.Is(err, paper.ErrQueueFull) {
+				// Not an outage: sent again at once, they would be refused again.
+				ans.Error = "the queue is full (the workers are behind, or it is at its limit); records not accepted may be sent again once it has drained"
+				w.Header().Set("Retry-After", "60")
+			}
 			writeJSON(w, http.StatusServiceUnavailable, ans)
 			return
 		}

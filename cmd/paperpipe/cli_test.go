@@ -518,6 +518,51 @@ func TestPostedRecordTooLargeForTheQueueIsRejectedAndTheOthersAccepted(t *testin
 	}
 }
 
+// TestPostIntoAFullQueueSaysItIsFull: records posted when the queue is full (here capped at
+// two messages) were answered "the queue is unavailable", as for an outage, and a client sent
+// them again at once, to be refused again. The answer says the queue is full, with a
+// Retry-After, and the records it took are accepted.
+func TestPostIntoAFullQueueSaysItIsFull(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	js, st := queueAndStore(t)
+	s, err := js.Stream(ctx, pipeline.StreamPapers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgs = 2
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := web.New(web.Config{Store: webStore{st}, Publisher: &webPublisher{js: js}, ParseRecord: parseRecord})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []any
+	for i := range 3 {
+		recs = append(recs, map[string]any{"id": fmt.Sprintf("2404.1000%d", i), "title": fmt.Sprintf("Paper %d", i), "abstract": "We study full queues. It works."})
+	}
+	body, _ := json.Marshal(recs)
+	req := httptest.NewRequest(http.MethodPost, "/api/papers", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(w, req)
+	var ans struct {
+		Error    string
+		Accepted []struct{ Index int }
+		Rejected []struct{ Index int }
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &ans); err != nil {
+		t.Fatalf("POST: %d %.300s", w.Code, w.Body)
+	}
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(ans.Error, "the queue is full") || w.Header().Get("Retry-After") == "" ||
+		len(ans.Accepted) != 2 || len(ans.Rejected) != 1 {
+		t.Errorf("POST of 3 records into a queue that holds 2: %d (Retry-After %q) %.500s; want 503 saying the queue is full, with a Retry-After, 2 accepted and 1 rejected",
+			w.Code, w.Header().Get("Retry-After"), w.Body)
+	}
+}
+
 // renamedEmbedder is an embedder that says it makes another space's vectors.
 type renamedEmbedder struct {
 	embedder
