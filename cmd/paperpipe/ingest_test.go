@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,9 +17,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paperpipe/paperpipe/internal/natstest"
 	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/pipeline"
 )
 
 // TestRecordTooLargeForTheQueueIsRejectedWithFileAndLine: a JSONL record within ingest's own
@@ -211,7 +214,9 @@ func TestMetadataCorrectionOfAQueuedPaperReachesTheStore(t *testing.T) {
 // summary under-counted what was queued at random and ended with "context canceled".
 func TestInterruptedIngestOfStdinStopsAndCountsWhatWasQueued(t *testing.T) {
 	t.Parallel()
-	c := newCLI(t)
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	c := newCLI(t, "NATS_URL="+srv.ClientURL())
 	cmd := exec.Command(binary, "ingest", "-")
 	cmd.Env = c.env
 	var stderr lockedBuffer
@@ -229,7 +234,12 @@ func TestInterruptedIngestOfStdinStopsAndCountsWhatWasQueued(t *testing.T) {
 	for i := range 3 {
 		fmt.Fprintf(stdin, `{"id": "2407.0000%d", "title": "Paper %d", "abstract": "We study careful input handling, part %d."}`+"\n", i, i, i)
 	}
-	time.Sleep(2 * time.Second) // ingest reads and publishes them, then waits for more
+	// Ingest reads and publishes them, then waits for more: Ctrl-C once the queue holds them.
+	for deadline := time.Now().Add(time.Minute); queued(t, js) < 3; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the queue holds %d of the 3 records a minute after they were written to ingest -\n%s", queued(t, js), stderr.String())
+		}
+	}
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -245,6 +255,23 @@ func TestInterruptedIngestOfStdinStopsAndCountsWhatWasQueued(t *testing.T) {
 		!strings.Contains(out, "paperpipe ingest: interrupted\n") || strings.Contains(out, "context canceled") {
 		t.Errorf("interrupted ingest: exit %d\n%s\nwant exit 1, \"3 read, 3 published\" and \"interrupted\" (not \"context canceled\")", code, out)
 	}
+}
+
+// queued is the number of messages in js's PAPERS stream: 0 before a command created it.
+func queued(t *testing.T, js jetstream.JetStream) uint64 {
+	t.Helper()
+	s, err := js.Stream(t.Context(), pipeline.StreamPapers)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
 }
 
 // TestUnreadableInputSaysWhatItIsAndNamesTheCommandRun: summarize and embed, which need no
