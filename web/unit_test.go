@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -432,6 +433,75 @@ func TestPostedRecordRejectionSaysTheReasonOnly(t *testing.T) {
 	}
 	if len(ans.Accepted) != 1 {
 		t.Errorf("accepted: %+v, want one record", ans.Accepted)
+	}
+}
+
+// TestPostOfManyTinyRecordsIsRefusedWithoutHoldingThemAll: a body of more records than
+// MaxRecordsPerPost is refused at the first record past the limit. Split whole before it was
+// counted, a 4 MiB body of two million one-byte records (JSON lines, an array, the wrapper)
+// took 300 MB of memory (460 to 680 MB allocated) before its 413: two such requests at once
+// were past the memory limit of deploy/k8s's server. Not parallel, so that the allocations
+// measured are this test's.
+func TestPostOfManyTinyRecordsIsRefusedWithoutHoldingThemAll(t *testing.T) {
+	s, err := New(Config{Store: nilStore{}, Publisher: acceptAll{}, ParseRecord: func([]byte) (paper.Abstract, error) {
+		t.Error("a record of a body over the limit was parsed")
+		return paper.Abstract{}, errors.New("unexpected")
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 4 << 20
+	many := strings.Repeat("1,", size/2-10) + "1"
+	for _, tc := range []struct{ name, ct, body string }{
+		{"JSON lines", "application/x-ndjson", strings.Repeat("1\n", size/2-10)},
+		{"array", "application/json", "[" + many + "]"},
+		{"wrapper", "application/json", `{"papers": [` + many + "]}"},
+		{"array followed by garbage", "application/json", "[" + many + "] x"},
+	} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("POST", "/api/papers", strings.NewReader(tc.body))
+		req.Header.Set("Content-Type", tc.ct)
+		s.Handler().ServeHTTP(rec, req)
+		runtime.ReadMemStats(&after)
+		if rec.Code != http.StatusRequestEntityTooLarge || !strings.Contains(rec.Body.String(), "more than 10000 records") {
+			t.Errorf("%s: %d %s, want 413 saying the limit", tc.name, rec.Code, rec.Body)
+		}
+		// Reading the body takes about twice its size; 10 times is generous.
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 10*size {
+			t.Errorf("%s: a %d-byte body allocated %d MB before it was refused", tc.name, len(tc.body), alloc>>20)
+		}
+	}
+	// At the limit the records are taken, and a bad array still gets its syntax error.
+	for _, tc := range []struct {
+		body string
+		want int
+	}{
+		{"[" + strings.Repeat(`{"a": 1},`, MaxRecordsPerPost-1) + `{"a": 1}]`, MaxRecordsPerPost},
+		{`{"papers": [{"a": 1}, {"b": 2}]}`, 2},
+		{`[{"a": 1}, {"b": 2}] `, 2},
+	} {
+		recs, err := splitRecords([]byte(tc.body), false)
+		if err != nil || len(recs) != tc.want {
+			t.Errorf("%.40s…: %d records, %v; want %d", tc.body, len(recs), err, tc.want)
+		}
+	}
+	for body, want := range map[string]string{
+		`[{"a": 1},]`:           "the body is not valid JSON (at byte",
+		`[{"a": 1}`:             "the body is not valid JSON",
+		`[{"a": 1}] [{"b": 2}]`: "more than one JSON value",
+		`[{"a": 1} {"b": 2}]`:   "the body is not valid JSON (at byte",
+		`{"papers": [1 2]}`:     "the body is not valid JSON (at byte",
+	} {
+		if _, err := splitRecords([]byte(body), false); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want %q", body, err, want)
+		}
+	}
+	lines, err := splitRecords([]byte(strings.Repeat("{}\n", MaxRecordsPerPost)+"\n \n"), true)
+	if err != nil || len(lines) != MaxRecordsPerPost || lines[len(lines)-1].line != MaxRecordsPerPost {
+		t.Errorf("JSON lines at the limit: %d records, %v", len(lines), err)
 	}
 }
 
