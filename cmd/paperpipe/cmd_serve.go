@@ -155,7 +155,25 @@ func serveHTTP(ctx context.Context, c *config, log *slog.Logger, st, reads *stor
 			auth = "token required for writes"
 		}
 		fmt.Fprintf(os.Stderr, "paperpipe %s: web UI and API on http://%s (%s; API description at /api/openapi.json, metrics at /metrics)\n", who, a, auth)
+		if w := openWritesWarning(a, c.APIToken); w != "" {
+			fmt.Fprintf(os.Stderr, "paperpipe %s: warning: %s\n", who, w)
+		}
 	}), c.HTTPAddr, "--http", "PAPERPIPE_HTTP_ADDR")
+}
+
+// openWritesWarning is what to tell an operator whose server, listening on a, takes writes
+// from anyone who reaches it: a server other machines reach (not on a loopback address)
+// without PAPERPIPE_API_TOKEN, where any machine of the network can queue papers the workers
+// pay for. "" otherwise.
+func openWritesWarning(a net.Addr, token string) string {
+	if token != "" {
+		return ""
+	}
+	if ta, ok := a.(*net.TCPAddr); !ok || ta.IP.IsLoopback() {
+		return ""
+	}
+	return fmt.Sprintf("writes are open to anyone who reaches %s: POST /api/papers queues papers the workers pay for; "+
+		"set PAPERPIPE_API_TOKEN on a server other machines reach", a)
 }
 
 // addrInUse explains err, a server's failure to listen on addr, when another process listens

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -179,5 +180,28 @@ func TestCredentialsInOddShapesAreNotPrinted(t *testing.T) {
 			t.Errorf("%s paperpipe %s succeeded", tc.env, strings.Join(tc.args, " "))
 		}
 		noSecret(t, tc.env+" paperpipe "+strings.Join(tc.args, " "), r.stdout+r.stderr, "Secret")
+	}
+}
+
+// A server other machines reach, without PAPERPIPE_API_TOKEN, takes writes from any of them
+// (POST /api/papers queues papers the workers pay for) and said nothing: it warns at start;
+// on a loopback address, or with a token, it does not.
+func TestOpenWritesOffLoopbackAreWarnedOf(t *testing.T) {
+	for _, tc := range []struct {
+		addr  net.Addr
+		token string
+		warn  bool
+	}{
+		{&net.TCPAddr{IP: net.IPv4zero, Port: 8080}, "", true},
+		{&net.TCPAddr{IP: net.ParseIP("10.1.2.3"), Port: 8080}, "", true},
+		{&net.TCPAddr{IP: net.IPv6unspecified, Port: 8080}, "", true},
+		{&net.TCPAddr{IP: net.IPv4zero, Port: 8080}, "s3cret", false},
+		{&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080}, "", false},
+		{&net.TCPAddr{IP: net.IPv6loopback, Port: 8080}, "", false},
+	} {
+		w := openWritesWarning(tc.addr, tc.token)
+		if got := w != ""; got != tc.warn || (tc.warn && !strings.Contains(w, "PAPERPIPE_API_TOKEN")) {
+			t.Errorf("serving on %s with token %q: warning %q, want one naming PAPERPIPE_API_TOKEN: %v", tc.addr, tc.token, w, tc.warn)
+		}
 	}
 }
