@@ -130,13 +130,20 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 		return stop
 	case flushErr != nil:
 		return flushErr
+	}
+	// What became of the records that were not rejected: "the others were handed to the queue"
+	// of a file whose every record was rejected sent the reader looking for them.
+	others, before := "the others were handed to the queue (see the summary above)", "the records read before were handed to the queue (see the summary above)"
+	if read == 0 {
+		others, before = "no record was queued", "no record was queued"
+	}
+	switch {
 	case failed > 0 && rejected > 0:
-		return fmt.Errorf("%s failed and %s rejected (see the messages above); the others were handed to the queue (see the summary above)",
-			plural(failed, "source", "sources"), plural(rejected, "record", "records"))
+		return fmt.Errorf("%s failed and %s rejected (see the messages above); %s", plural(failed, "source", "sources"), plural(rejected, "record", "records"), others)
 	case failed > 0:
-		return fmt.Errorf("%s failed (see the messages above); the records read before were handed to the queue (see the summary above)", plural(failed, "source", "sources"))
+		return fmt.Errorf("%s failed (see the messages above); %s", plural(failed, "source", "sources"), before)
 	case rejected > 0:
-		return fmt.Errorf("%s rejected (see the messages above); the others were handed to the queue (see the summary above)", plural(rejected, "record", "records"))
+		return fmt.Errorf("%s rejected (see the messages above); %s", plural(rejected, "record", "records"), others)
 	}
 	return nil
 }

@@ -373,3 +373,18 @@ func TestCutFileIsNamedOnceWithItsLine(t *testing.T) {
 		}
 	}
 }
+
+// An ingest whose every record is rejected said "the others were handed to the queue", and
+// the reader looked for papers that were never queued: it says none was.
+func TestIngestOfOnlyRejectedRecordsSaysNoneWasQueued(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "bad.jsonl")
+	if err := os.WriteFile(path, []byte(`{"id": "x1", "title": "", "abstract": "a"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := newCLI(t).run("ingest", path)
+	if r.code != 1 || !strings.Contains(r.stderr, "1 record rejected (see the messages above); no record was queued") ||
+		strings.Contains(r.stderr, "the others") {
+		t.Errorf("ingest of one bad record: exit %d\n%s\nwant exit 1 saying no record was queued", r.code, r.stderr)
+	}
+}
