@@ -664,7 +664,8 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	} else if err != nil && !errors.Is(err, paper.ErrNotFound) {
 		return err
 	}
-	usage, err := st.Usage(ctx, time.Now().AddDate(0, 0, -30))
+	since := usageSince(time.Now())
+	usage, err := st.Usage(ctx, since)
 	if err != nil {
 		return err
 	}
@@ -691,7 +692,7 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	if c.JSON {
 		out := map[string]any{
 			"papers": counts, "space": space, "tldr_model": m.sum.Model(), "prompt_version": m.sum.PromptVersion(),
-			"backlog": nonNil(backlogs), "dead_letters": dead, "usage": nonNil(usage), "cost": nonNil(costs),
+			"backlog": nonNil(backlogs), "dead_letters": dead, "usage": nonNil(usage), "usage_since": since, "cost": nonNil(costs),
 		}
 		if active != nil {
 			out["active_space"] = active
@@ -725,7 +726,7 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		tw.Flush()
 		fmt.Println()
 		tw = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "LAST 30 DAYS\tREQUESTS\tINPUT TOKENS\tOUTPUT TOKENS\tESTIMATED COST")
+		fmt.Fprintf(tw, "SINCE %s\tREQUESTS\tINPUT TOKENS\tOUTPUT TOKENS\tESTIMATED COST\n", since.Format(time.DateOnly))
 		var total float64
 		for _, mc := range costs {
 			cost := "price unknown — set PAPERPIPE_PRICES"

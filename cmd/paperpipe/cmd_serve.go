@@ -424,8 +424,15 @@ func (s *webStatus) archiveCounts(ctx context.Context, w paper.Work) (store.Coun
 	return c, nil
 }
 
-// statusWindow is how far back the status page shows API usage.
+// statusWindow is how far back status (the command and the web's page) shows API usage.
 const statusWindow = 30 * 24 * time.Hour
+
+// usageSince is the first day of API usage status shows at now: the UTC day statusWindow
+// before now's, the days of the usage ledger being UTC days. The command and the web's page
+// cover the same days.
+func usageSince(now time.Time) time.Time {
+	return now.UTC().Add(-statusWindow).Truncate(24 * time.Hour)
+}
 
 // recentDeadLetters is how many dead letters the status page lists.
 const recentDeadLetters = 20
@@ -446,7 +453,7 @@ func (s *webStatus) Status(ctx context.Context) (web.Status, error) {
 		return out, err
 	}
 	out.Papers, out.WithTLDR, out.WithEmbedding = counts.Papers, counts.WithTLDR, counts.WithEmbedding
-	since := time.Now().UTC().Add(-statusWindow).Truncate(24 * time.Hour)
+	since := usageSince(time.Now())
 	out.UsageSince = since
 	usage, err := s.st.Usage(ctx, since)
 	if err != nil {
