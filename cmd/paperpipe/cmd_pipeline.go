@@ -728,15 +728,23 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		tw = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintf(tw, "SINCE %s\tREQUESTS\tINPUT TOKENS\tOUTPUT TOKENS\tESTIMATED COST\n", since.Format(time.DateOnly))
 		var total float64
+		unpriced := 0
 		for _, mc := range costs {
 			cost := "price unknown — set PAPERPIPE_PRICES"
 			if mc.PriceKnown {
 				cost = formatUSD(mc.USD)
 				total += mc.USD
+			} else {
+				unpriced++
 			}
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", mc.Model, mc.Requests, mc.InputTokens, mc.OutputTokens, cost)
 		}
-		fmt.Fprintf(tw, "total\t\t\t\t%s\n", formatUSD(total))
+		totalCost := formatUSD(total)
+		if unpriced > 0 {
+			// Not the whole cost: read as one, it understated the spending.
+			totalCost += fmt.Sprintf(" + what %s without a price cost", plural(unpriced, "model", "models"))
+		}
+		fmt.Fprintf(tw, "total\t\t\t\t%s\n", totalCost)
 		tw.Flush()
 	}
 	return nil

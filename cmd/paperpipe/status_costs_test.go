@@ -1,6 +1,7 @@
 package main
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -48,5 +49,26 @@ func TestStatusSaysWhichDaysItsCostsCover(t *testing.T) {
 	}
 	if !strings.Contains(r.stdout, "SINCE "+before.Format(time.DateOnly)) && !strings.Contains(r.stdout, "SINCE "+after.Format(time.DateOnly)) {
 		t.Errorf("status does not say from which day it sums the costs (SINCE %s):\n%s", before.Format(time.DateOnly), r.stdout)
+	}
+}
+
+// status's total is not read as the whole cost when a model's price is unknown: the model's
+// line said so, and the total below it gave the sum of the others as the total.
+func TestStatusTotalSaysItLeavesOutModelsWithoutAPrice(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.ok("status") // migrates
+	today := time.Now().UTC()
+	c.addUsage(today, "gpt-4o-mini", "chat", 10, 1_000_000, 1_000_000)
+	c.addUsage(today, "llama3.1:8b", "chat", 10, 1_000_000, 1_000_000)
+	r := c.ok("status")
+	total := regexp.MustCompile(`(?m)^total .*$`).FindString(r.stdout)
+	if !strings.Contains(total, "$0.75") || !strings.Contains(total, "1 model without a price") {
+		t.Errorf("status total line %q, want $0.75 and that it leaves out 1 model without a price:\n%s", total, r.stdout)
+	}
+	c.env = append(c.env, "PAPERPIPE_PRICES=llama3.1:8b=0/0")
+	r = c.ok("status")
+	if total := regexp.MustCompile(`(?m)^total .*$`).FindString(r.stdout); !strings.Contains(total, "$0.75") || strings.Contains(total, "without a price") {
+		t.Errorf("status total line with every price known: %q, want $0.75 alone", total)
 	}
 }
