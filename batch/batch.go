@@ -1159,19 +1159,25 @@ func (r *Runner) store(ctx context.Context, j store.BatchJob, lines []resultLine
 		case l.Response == nil || l.Response.StatusCode != http.StatusOK:
 			reject(l, "request failed")
 			continue
-		case !known:
-			reject(l, "paper no longer exists or is not in the job")
-			continue
 		}
+		// An answer is billed, its result used or not: it counts in usage before it is judged.
+		const gone = "paper no longer exists or is not in the job"
 		if j.Kind == paper.KindChat {
 			var resp openai.ChatCompletionResponse
-			if err := json.Unmarshal(l.Response.Body, &resp); err != nil || len(resp.Choices) == 0 {
+			err := json.Unmarshal(l.Response.Body, &resp)
+			if err == nil {
+				usage.Requests++
+				usage.InputTokens += resp.Usage.PromptTokens
+				usage.OutputTokens += resp.Usage.CompletionTokens
+			}
+			switch {
+			case err != nil || len(resp.Choices) == 0:
 				reject(l, "chat completion without a choice")
 				continue
+			case !known:
+				reject(l, gone)
+				continue
 			}
-			usage.Requests++
-			usage.InputTokens += resp.Usage.PromptTokens
-			usage.OutputTokens += resp.Usage.CompletionTokens
 			if resp.Choices[0].FinishReason == openai.FinishReasonLength {
 				// The start of a sentence, which may pass every check of a TL;DR.
 				reject(l, "TL;DR cut off at the token limit (finish_reason length)")
@@ -1195,12 +1201,19 @@ func (r *Runner) store(ctx context.Context, j store.BatchJob, lines []resultLine
 			continue
 		}
 		var resp openai.EmbeddingResponse
-		if err := json.Unmarshal(l.Response.Body, &resp); err != nil || len(resp.Data) != 1 {
+		err := json.Unmarshal(l.Response.Body, &resp)
+		if err == nil {
+			usage.Requests++
+			usage.InputTokens += resp.Usage.PromptTokens
+		}
+		switch {
+		case err != nil || len(resp.Data) != 1:
 			reject(l, "embedding response without exactly one vector")
 			continue
+		case !known:
+			reject(l, gone)
+			continue
 		}
-		usage.Requests++
-		usage.InputTokens += resp.Usage.PromptTokens
 		vec := resp.Data[0].Embedding
 		if len(vec) != r.cfg.Embed.Space.Dimensions {
 			reject(l, fmt.Sprintf("vector of %d dimensions, space %s holds %d", len(vec), r.cfg.Embed.Space.Name(), r.cfg.Embed.Space.Dimensions))

@@ -308,3 +308,70 @@ func TestRefusedTLDRIsRejectedSayingTheRefusal(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// Every answer of a batch's output file is billed, whether its result is used or not: one for a
+// paper deleted while the batch ran (its result has nowhere to go) and one without a TL;DR or
+// a vector are in the usage ledger too, with their tokens, as the synchronous clients count
+// such answers. They were left out, and the ledger showed fewer requests and tokens than
+// OpenAI billed.
+func TestAnswersNotUsedAreInTheUsageLedger(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		kind, list string // the usage kind; the answer's list of results, emptied in one line
+	}{
+		{batch.KindChatBatch, "choices"},
+		{batch.KindEmbeddingBatch, "data"},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			t.Parallel()
+			const n = 5
+			b := setup(t, n)
+			ctx := context.Background()
+			var served int64 // prompt tokens of the answers in the output file
+			url := proxy(t, b.fake, editOutput(b, func(lines [][]byte) [][]byte {
+				// The first line's paper is deleted while its batch ran; the second line's
+				// answer comes without a result.
+				if _, err := b.st.Pool().Exec(ctx, `DELETE FROM papers WHERE id = $1`, b.ids[0]); err != nil {
+					t.Error(err)
+				}
+				for i, line := range lines {
+					var l struct {
+						CustomID string `json:"custom_id"`
+						Response struct {
+							Body map[string]any `json:"body"`
+						} `json:"response"`
+					}
+					if err := json.Unmarshal(line, &l); err != nil {
+						t.Fatal(err)
+					}
+					served += int64(l.Response.Body["usage"].(map[string]any)["prompt_tokens"].(float64))
+					if strings.HasPrefix(l.CustomID, b.ids[1]+"@") {
+						lines[i] = bytes.Replace(line, []byte(`"`+tc.list+`":[`), []byte(`"`+tc.list+`":[],"unused":[`), 1)
+					}
+				}
+				return lines
+			}))
+			rep, err := b.runner(t, func(c *batch.Config) {
+				if tc.kind == batch.KindChatBatch {
+					c.Embed = nil
+				} else {
+					c.Chat = nil
+				}
+				c.BaseURL = url
+			}).Run(ctx, store.Selection{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.TLDRs+rep.Vectors != n-2 || rep.Rejected != 2 {
+				t.Errorf("report %+v, want %d results stored and 2 answers rejected", rep, n-2)
+			}
+			usage, err := b.st.Usage(ctx, time.Now().Add(-24*time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(usage) != 1 || usage[0].Kind != tc.kind || usage[0].Requests != n || int64(usage[0].InputTokens) != served {
+				t.Errorf("usage %+v, want the %d answers of the output file billed, %d prompt tokens, under %s", usage, n, served, tc.kind)
+			}
+		})
+	}
+}
