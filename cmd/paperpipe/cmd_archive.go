@@ -525,6 +525,11 @@ type estimate struct {
 	CostKnown       bool    `json:"cost_known"`
 	BatchAPI        bool    `json:"batch_api"`
 	EmbedBatchInput int     `json:"embedding_inputs_per_request"`
+	// ChatOutPerRequest is the output tokens each chat request is counted at: 2 per word of
+	// the TL;DR's limit, or the model's average answer in the usage ledger when that is more
+	// (chatOutObserved; see averageAnswer).
+	ChatOutPerRequest int64 `json:"chat_output_tokens_per_request"`
+	chatOutObserved   bool
 }
 
 // estimateWork walks the stale papers and estimates requests, tokens (llm.EstimateTokens of
@@ -539,6 +544,16 @@ func estimateWork(ctx context.Context, c *config, st *store.Store, sel store.Sel
 	if batchAPI {
 		e.EmbedBatchInput = 1
 	}
+	e.ChatOutPerRequest = int64(c.MaxWords * 2)
+	if chatAPI {
+		avg, err := averageAnswer(ctx, st, m.sum.Model())
+		if err != nil {
+			return e, err
+		}
+		if avg > e.ChatOutPerRequest {
+			e.ChatOutPerRequest, e.chatOutObserved = avg, true
+		}
+	}
 	err := st.StalePapers(ctx, sel, 1000, func(page []store.StalePaper) error {
 		for _, p := range page {
 			e.Papers++
@@ -547,7 +562,7 @@ func estimateWork(ctx context.Context, c *config, st *store.Store, sel store.Sel
 				for _, msg := range summarize.Messages(p.Abstract, c.MaxWords) {
 					e.ChatInTokens += int64(llm.EstimateTokens(msg.Content))
 				}
-				e.ChatOutTokens += int64(c.MaxWords * 2)
+				e.ChatOutTokens += e.ChatOutPerRequest
 			}
 			if p.NeedEmbedding {
 				e.Embeddings++
@@ -580,12 +595,39 @@ func estimateWork(ctx context.Context, c *config, st *store.Store, sel store.Sel
 	return e, nil
 }
 
+// averageAnswer is the average output tokens of model's chat requests (the Batch API's
+// included) in the usage ledger over the days status shows, rounded up; 0 with none. A
+// reasoning model's answers are billed with its thinking, many times the TL;DR's 2 tokens per
+// word that a dry run otherwise counts.
+func averageAnswer(ctx context.Context, st *store.Store, model string) (int64, error) {
+	rows, err := st.Usage(ctx, usageSince(time.Now()))
+	if err != nil {
+		return 0, err
+	}
+	var requests, out int64
+	for _, u := range rows {
+		if u.Model == model && (u.Kind == paper.KindChat || u.Kind == batch.KindChatBatch) {
+			requests += int64(u.Requests)
+			out += int64(u.OutputTokens)
+		}
+	}
+	if requests == 0 {
+		return 0, nil
+	}
+	return (out + requests - 1) / requests, nil
+}
+
 func printEstimate(w io.Writer, e estimate, m *models, space paper.Space, wantTLDR, wantEmb bool) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "papers\t%d\n", e.Papers)
 	if wantTLDR {
 		fmt.Fprintf(tw, "TL;DRs\t%d\t(%s, prompt %s)\n", e.TLDRs, m.sum.Model(), m.sum.PromptVersion())
-		fmt.Fprintf(tw, "chat requests\t%d\t(~%d input + ~%d output tokens)\n", e.ChatRequests, e.ChatInTokens, e.ChatOutTokens)
+		perAnswer := "2 per word of the TL;DR's limit"
+		if e.chatOutObserved {
+			perAnswer = "the model's average answer in the usage ledger"
+		}
+		fmt.Fprintf(tw, "chat requests\t%d\t(~%d input + ~%d output tokens: %d per answer, %s)\n",
+			e.ChatRequests, e.ChatInTokens, e.ChatOutTokens, e.ChatOutPerRequest, perAnswer)
 	}
 	if wantEmb {
 		fmt.Fprintf(tw, "embeddings\t%d\t(space %s)\n", e.Embeddings, space.Name())
@@ -600,7 +642,7 @@ func printEstimate(w io.Writer, e estimate, m *models, space paper.Space, wantTL
 	}
 	fmt.Fprintf(tw, "estimated cost\t%s\n", cost)
 	tw.Flush()
-	fmt.Fprintln(w, "dry run: nothing was sent or spent; tokens are estimated at 3 ASCII bytes (or 1 other byte) per token, above real counts")
+	fmt.Fprintln(w, "dry run: nothing was sent or spent; input tokens are estimated at 3 ASCII bytes (or 1 other byte) per token, above real counts")
 }
 
 // reprocessStore is the store as a re-processing worker sees it: one that never writes texts.
