@@ -52,12 +52,7 @@ func loadPages() (*pages, error) {
 		"join":     strings.Join,
 		"score":    func(f float64) string { return strconv.FormatFloat(f, 'f', 3, 64) },
 		"num":      formatInt,
-		"usd": func(f *float64) string {
-			if f == nil {
-				return "unknown"
-			}
-			return "$" + strconv.FormatFloat(*f, 'f', 4, 64)
-		},
+		"usd":      formatUSD,
 	}
 	for _, name := range pageNames {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
@@ -67,6 +62,19 @@ func loadPages() (*pages, error) {
 		ps.byName[name] = t
 	}
 	return ps, nil
+}
+
+// formatUSD writes a cost in US dollars as `paperpipe status` does: cents, and a sum under a
+// cent to the millionth of a dollar (a few thousand query embeddings cost hundredths of a
+// cent); "unknown" for nil (a model without a price).
+func formatUSD(f *float64) string {
+	switch {
+	case f == nil:
+		return "unknown"
+	case *f != 0 && *f < 0.01:
+		return "$" + strconv.FormatFloat(*f, 'f', 6, 64)
+	}
+	return "$" + strconv.FormatFloat(*f, 'f', 2, 64)
 }
 
 // formatInt writes n with thin separators: 12345 → "12,345".

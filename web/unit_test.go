@@ -640,3 +640,31 @@ func TestSourceLinkOfADOIKeepsItsWholeID(t *testing.T) {
 		t.Errorf("source link of arxiv:hep-th/9901001 = %q, want %q", got, want)
 	}
 }
+
+// The status page's costs keep the digits of a small sum: a month of query embeddings costs
+// hundredths of a cent, and "$0.0000" read as free where `paperpipe status` said $0.000032.
+func TestFormatUSDKeepsTheDigitsOfSmallSums(t *testing.T) {
+	for _, tc := range []struct {
+		usd  *float64
+		want string
+	}{
+		{nil, "unknown"},
+		{ptr(0.0), "$0.00"},
+		{ptr(0.000032), "$0.000032"},
+		{ptr(0.0042), "$0.004200"},
+		{ptr(12.3456), "$12.35"},
+	} {
+		if got := formatUSD(tc.usd); got != tc.want {
+			t.Errorf("formatUSD(%v) = %q, want %q", deref(tc.usd), got, tc.want)
+		}
+	}
+}
+
+func ptr(f float64) *float64 { return &f }
+
+func deref(f *float64) any {
+	if f == nil {
+		return nil
+	}
+	return *f
+}
