@@ -99,7 +99,7 @@ func TestDryRunPricesAFittedOfflineModelAtZero(t *testing.T) {
 		t.Fatalf("fit did not name its model:\n%s", r.stderr)
 	}
 	r = c.ok("reprocess", "--embed-only", "--embed-model", model, "--dry-run")
-	if !regexp.MustCompile(`estimated cost +\$0\.0000\n`).MatchString(r.stdout) || strings.Contains(r.stdout, "no price") {
+	if !regexp.MustCompile(`estimated cost +\$0\.00\n`).MatchString(r.stdout) || strings.Contains(r.stdout, "no price") {
 		t.Errorf("dry run of %s:\n%s", model, r.stdout)
 	}
 }

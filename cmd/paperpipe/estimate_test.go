@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -77,5 +78,21 @@ func TestDryRunCountsTheOutputOfAModelThatThinks(t *testing.T) {
 	e.reprocess(t, ctx, c, reprocessOptions{tldrOnly: true})
 	if spent := e.chatOutputTokens(t) - before; spent > dry.Estimate.ChatOutTokens {
 		t.Errorf("the run's chat answers had %d output tokens, above the dry run's estimate of %d:\n%s", spent, dry.Estimate.ChatOutTokens, out)
+	}
+}
+
+// A dry run's cost keeps the digits of a small sum, as status's do: embedding a few papers
+// costs thousandths of a cent, and "$0.0000" read as free.
+func TestDryRunCostOfAFewEmbeddingsIsNotZero(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 10)
+	dry, out := e.reprocess(t, t.Context(), e.c, reprocessOptions{embedOnly: true, dryRun: true})
+	if dry.Estimate.CostUSD <= 0 {
+		t.Fatalf("estimate %+v, want a cost", dry.Estimate)
+	}
+	want := formatUSD(dry.Estimate.CostUSD)
+	if !regexp.MustCompile(`estimated cost +`+regexp.QuoteMeta(want)+`\n`).MatchString(out) || want == "$0.00" {
+		t.Errorf("dry run of %d embedding tokens does not say it costs %s:\n%s", dry.Estimate.EmbedTokens, want, out)
 	}
 }
