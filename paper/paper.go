@@ -163,6 +163,16 @@ const (
 	KindEmbedding = "embedding"
 )
 
+// FormatUSD writes an amount of US dollars as paperpipe shows costs (`status`, the status page,
+// `reprocess --dry-run`): cents, and a sum under a cent to the millionth of a dollar (a few
+// thousand query embeddings cost hundredths of a cent, which "$0.00" would hide).
+func FormatUSD(v float64) string {
+	if v != 0 && v < 0.01 {
+		return "$" + strconv.FormatFloat(v, 'f', 6, 64)
+	}
+	return "$" + strconv.FormatFloat(v, 'f', 2, 64)
+}
+
 // Record is a stored paper with its latest TL;DR, as the query surfaces show it.
 type Record struct {
 	Abstract

@@ -64,17 +64,13 @@ func loadPages() (*pages, error) {
 	return ps, nil
 }
 
-// formatUSD writes a cost in US dollars as `paperpipe status` does: cents, and a sum under a
-// cent to the millionth of a dollar (a few thousand query embeddings cost hundredths of a
-// cent); "unknown" for nil (a model without a price).
+// formatUSD writes a cost in US dollars (paper.FormatUSD), "unknown" for nil (a model without
+// a price).
 func formatUSD(f *float64) string {
-	switch {
-	case f == nil:
+	if f == nil {
 		return "unknown"
-	case *f != 0 && *f < 0.01:
-		return "$" + strconv.FormatFloat(*f, 'f', 6, 64)
 	}
-	return "$" + strconv.FormatFloat(*f, 'f', 2, 64)
+	return paper.FormatUSD(*f)
 }
 
 // formatInt writes n with thin separators: 12345 → "12,345".

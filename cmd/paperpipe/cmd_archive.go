@@ -633,7 +633,7 @@ func printEstimate(w io.Writer, e estimate, m *models, space paper.Space, wantTL
 		fmt.Fprintf(tw, "embeddings\t%d\t(space %s)\n", e.Embeddings, space.Name())
 		fmt.Fprintf(tw, "embedding requests\t%d\t(~%d tokens; up to %s per request)\n", e.EmbedRequests, e.EmbedTokens, plural(e.EmbedBatchInput, "paper", "papers"))
 	}
-	cost := formatUSD(e.CostUSD)
+	cost := paper.FormatUSD(e.CostUSD)
 	if !e.CostKnown {
 		cost += " (a model has no price: set PAPERPIPE_PRICES)"
 	}

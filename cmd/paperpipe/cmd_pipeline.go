@@ -732,14 +732,14 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		for _, mc := range costs {
 			cost := "price unknown — set PAPERPIPE_PRICES"
 			if mc.PriceKnown {
-				cost = formatUSD(mc.USD)
+				cost = paper.FormatUSD(mc.USD)
 				total += mc.USD
 			} else {
 				unpriced++
 			}
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", mc.Model, mc.Requests, mc.InputTokens, mc.OutputTokens, cost)
 		}
-		totalCost := formatUSD(total)
+		totalCost := paper.FormatUSD(total)
 		if unpriced > 0 {
 			// Not the whole cost: read as one, it understated the spending.
 			totalCost += fmt.Sprintf(" + what %s without a price cost", plural(unpriced, "model", "models"))
@@ -811,12 +811,4 @@ func modelCosts(rows []store.UsageRow, prices pricing.Table) []modelCost {
 		out[i].PriceKnown = out[i].PriceKnown && known
 	}
 	return out
-}
-
-// formatUSD prints an amount of US dollars with enough digits for small sums.
-func formatUSD(v float64) string {
-	if v != 0 && v < 0.01 {
-		return fmt.Sprintf("$%.6f", v)
-	}
-	return fmt.Sprintf("$%.2f", v)
 }

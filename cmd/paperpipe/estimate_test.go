@@ -91,7 +91,7 @@ func TestDryRunCostOfAFewEmbeddingsIsNotZero(t *testing.T) {
 	if dry.Estimate.CostUSD <= 0 {
 		t.Fatalf("estimate %+v, want a cost", dry.Estimate)
 	}
-	want := formatUSD(dry.Estimate.CostUSD)
+	want := paper.FormatUSD(dry.Estimate.CostUSD)
 	if !regexp.MustCompile(`estimated cost +`+regexp.QuoteMeta(want)+`\n`).MatchString(out) || want == "$0.00" {
 		t.Errorf("dry run of %d embedding tokens does not say it costs %s:\n%s", dry.Estimate.EmbedTokens, want, out)
 	}
