@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/paperpipe/paperpipe/internal/sampledata"
 )
 
 // chromiumPath is where Debian's chromium package puts the browser; deploy/test-deps.sh (run
@@ -92,6 +95,16 @@ func TestBrowserSearchPaperAndMap(t *testing.T) {
 		return v
 	}
 
+	// fitsScreen checks the page is no wider than the screen: nothing makes the reader scroll
+	// sideways (or a phone's browser zoom out) to read a line.
+	fitsScreen := func(what string) {
+		t.Helper()
+		w, _ := eval(`[document.documentElement.scrollWidth, document.documentElement.clientWidth]`).([]any)
+		if len(w) != 2 || w[0] != w[1] {
+			t.Errorf("%s on a phone: %v px wide on a screen of %v", what, w[0], w[1])
+		}
+	}
+
 	// The first Run starts the browser; the timeout bounds the steps after it.
 	if err := chromedp.Do(ctx, chromedp.Navigate(b.http.URL+"/")); err != nil {
 		t.Fatalf("open the front page: %v", err)
@@ -159,7 +172,7 @@ func TestBrowserSearchPaperAndMap(t *testing.T) {
 
 	// The front page on a phone-sized screen.
 	err = chromedp.Do(ctx,
-		chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
+		chromedp.EmulateViewport(375, 812, chromedp.EmulateMobile),
 		chromedp.Navigate(b.http.URL+"/"),
 		chromedp.WaitVisible(chromedp.CSS(`ol.papers`)),
 		shot("front-phone.png"),
@@ -167,4 +180,18 @@ func TestBrowserSearchPaperAndMap(t *testing.T) {
 	if err != nil {
 		t.Fatalf("front page on a phone: %v", err)
 	}
+	fitsScreen("the front page")
+
+	// A paper whose abstract ends in an 85-character URL: the URL wraps, the page stays as wide
+	// as the phone's screen.
+	lamb := idOf(t, sampledata.Papers(t), "Large Batch Optimization for Deep Learning")
+	err = chromedp.Do(ctx,
+		chromedp.Navigate(b.http.URL+"/papers/"+url.PathEscape(lamb)),
+		chromedp.WaitVisible(chromedp.CSS(`p.abstract`)),
+		shot("paper-phone.png"),
+	)
+	if err != nil {
+		t.Fatalf("paper page on a phone: %v", err)
+	}
+	fitsScreen("the page of a paper with a long URL in its abstract")
 }
