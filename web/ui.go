@@ -515,9 +515,13 @@ func (s *Server) mapSnapshot(ctx context.Context, spaceID int64) (mapSnapshot, e
 		return mapSnapshot{}, err
 	}
 	c := &mapSnapshot{space: spaceID, at: time.Now(), shown: len(points), total: total, layout: lay}
-	s.mapMu.Lock()
-	s.mapSnap = c
-	s.mapMu.Unlock()
+	if len(points) > 0 {
+		// An empty map, which costs nothing to read again, is not kept: the first papers a
+		// worker embeds appear at the next request, not a minute later.
+		s.mapMu.Lock()
+		s.mapSnap = c
+		s.mapMu.Unlock()
+	}
 	return *c, nil
 }
 

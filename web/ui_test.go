@@ -296,3 +296,31 @@ func TestSearchFormDefaultFallsBackLikeTheHeaderBox(t *testing.T) {
 		t.Errorf("an explicit hybrid search: %d, want 409 with hybrid checked", r.code)
 	}
 }
+
+// TestMapOfAnEmptyArchiveThenOfThreePapers: before any paper is embedded the map says so, in
+// sentences that are whole (no "Coloured by ." of a layout that has no points); once a worker
+// has embedded three papers, the next request draws them, with a legend (an empty map is not
+// shown again for a minute).
+func TestMapOfAnEmptyArchiveThenOfThreePapers(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	b.serve(b.config())
+	r := b.get("/map")
+	body := string(r.body)
+	if r.code != http.StatusOK || !strings.Contains(body, "No paper is embedded yet") {
+		t.Fatalf("map of an empty archive: %d %s", r.code, body)
+	}
+	if strings.Contains(body, "Coloured by") || strings.Contains(body, "Each dot is a paper") {
+		t.Errorf("the map of an empty archive describes dots it does not draw: %s", body)
+	}
+
+	b.publish(sampledata.Papers(t)[:3])
+	b.process()
+	body = string(b.get("/map").body)
+	if n := strings.Count(body, "</title></circle></a>"); n != 3 {
+		t.Errorf("%d points on the map once 3 papers are embedded, want 3", n)
+	}
+	if !strings.Contains(body, "Coloured by cluster") || strings.Count(body, "<li><svg") < 1 || !strings.Contains(body, "3 of 3 papers") {
+		t.Errorf("the map of 3 papers lacks its colouring, legend or count: %s", body)
+	}
+}
