@@ -429,8 +429,8 @@ func (s *Server) uiStatus(w http.ResponseWriter, r *http.Request) {
 			data.CostPartial = true
 		}
 	}
-	if known {
-		data.CostUSD = &cost
+	if known || len(st.Usage) == 0 {
+		data.CostUSD = &cost // no API call recorded costs $0, not an unknown sum
 	}
 	for _, b := range st.Backlog {
 		data.BacklogTotal += b.Pending

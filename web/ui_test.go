@@ -324,3 +324,21 @@ func TestMapOfAnEmptyArchiveThenOfThreePapers(t *testing.T) {
 		t.Errorf("the map of 3 papers lacks its colouring, legend or count: %s", body)
 	}
 }
+
+// TestStatusPageCostOfNoAPICall: an archive processed by the offline models has recorded no
+// API call, which costs nothing: the status page says $0, not "cost unknown" (which reads as
+// prices missing from PAPERPIPE_PRICES).
+func TestStatusPageCostOfNoAPICall(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	b.serve(b.config())
+	b.publish(sampledata.Papers(t)[:3])
+	b.process()
+	body := string(b.get("/status").body)
+	if !strings.Contains(body, "No API calls recorded") {
+		t.Fatalf("the status page lists API usage of the offline models: %s", body)
+	}
+	if !strings.Contains(body, "cost $0.00") || strings.Contains(body, "unknown") {
+		t.Errorf("the status page's cost of no API call is not $0: %s", body)
+	}
+}
