@@ -223,6 +223,7 @@ type frontPage struct {
 	base
 	Papers   []paperView
 	Next     string // URL of the next page, "" on the last
+	Newest   string // URL of the first page, with the same filters; "" on it
 	Category string
 	Text     string
 	Since    string // the since filter as given, "" when none
@@ -257,21 +258,29 @@ func (s *Server) uiFront(w http.ResponseWriter, r *http.Request) {
 	for _, rec := range page.Papers {
 		data.Papers = append(data.Papers, viewOf(rec))
 	}
+	// The links to the next page and back to the newest keep every filter of this page, and
+	// its page size.
+	v := url.Values{}
+	if q.Category != "" {
+		v.Set("category", q.Category)
+	}
+	if q.Text != "" {
+		v.Set("text", q.Text)
+	}
+	if since != "" {
+		v.Set("since", since)
+	}
+	if q.Limit != frontPageLimit {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	if !data.First {
+		data.Newest = "/"
+		if len(v) > 0 {
+			data.Newest = "/?" + v.Encode()
+		}
+	}
 	if page.Next != "" {
-		v := url.Values{"after": {page.Next}}
-		if q.Category != "" {
-			v.Set("category", q.Category)
-		}
-		if q.Text != "" {
-			v.Set("text", q.Text)
-		}
-		// The next page keeps every filter of this one, and its page size.
-		if since != "" {
-			v.Set("since", since)
-		}
-		if q.Limit != frontPageLimit {
-			v.Set("limit", strconv.Itoa(q.Limit))
-		}
+		v.Set("after", page.Next)
 		data.Next = "/?" + v.Encode()
 	}
 	s.render(w, r, http.StatusOK, "front", data)

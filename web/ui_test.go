@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -340,5 +341,67 @@ func TestStatusPageCostOfNoAPICall(t *testing.T) {
 	}
 	if !strings.Contains(body, "cost $0.00") || strings.Contains(body, "unknown") {
 		t.Errorf("the status page's cost of no API call is not $0: %s", body)
+	}
+}
+
+// TestFrontPagePagingKeepsFilters: every page of a filtered front page links to the next and
+// back to the newest with the same filters and page size, and the last says there are no
+// older papers.
+func TestFrontPagePagingKeepsFilters(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	var papers []paper.Abstract
+	for i := range 6 {
+		a := paper.Abstract{ID: fmt.Sprintf("paging-%d", i), Title: fmt.Sprintf("Routing experts, part %d", i),
+			Abstract: "We route tokens to experts.", Categories: []string{"cs.LG"}}
+		if i == 5 {
+			a.Categories = []string{"cs.CL"} // filtered out
+		}
+		papers = append(papers, a)
+	}
+	b.publish(papers)
+	b.process()
+	b.serve(b.config())
+
+	filters := url.Values{"category": {"cs.LG"}, "text": {"experts"}, "since": {"2000-01-01"}, "limit": {"2"}}
+	link := regexp.MustCompile(`<a (?:rel="next" )?href="([^"]+)">(← Newest papers|Older papers →)</a>`)
+	path, seen := "/?"+filters.Encode(), 0
+	for page := 1; ; page++ {
+		body := string(b.get(path).body)
+		seen += strings.Count(body, `class="paper"`)
+		links, next := map[string]url.Values{}, ""
+		for _, m := range link.FindAllStringSubmatch(body, -1) {
+			href := strings.ReplaceAll(m[1], "&amp;", "&")
+			u, err := url.Parse(href)
+			if err != nil {
+				t.Fatal(err)
+			}
+			links[m[2]] = u.Query()
+			if m[2] == "Older papers →" {
+				next = href
+			}
+		}
+		newest, hasNewest := links["← Newest papers"]
+		older, hasOlder := links["Older papers →"]
+		if page == 1 && hasNewest || page > 1 && !hasNewest {
+			t.Errorf("page %d: link to the newest papers %v", page, hasNewest)
+		}
+		if hasNewest && newest.Encode() != filters.Encode() {
+			t.Errorf("page %d: the newest papers are %v, want the filters %v", page, newest, filters)
+		}
+		if !hasOlder {
+			if page != 3 || seen != 5 || !strings.Contains(body, "No older papers.") {
+				t.Errorf("page %d is the last, after %d papers; it says no older papers: %v", page, seen, strings.Contains(body, "No older papers."))
+			}
+			break
+		}
+		older.Del("after")
+		if older.Encode() != filters.Encode() {
+			t.Errorf("page %d: the older papers are %v, want the filters %v", page, older, filters)
+		}
+		if page == 3 {
+			t.Fatalf("more than 3 pages of 2 for 5 papers")
+		}
+		path = next
 	}
 }
