@@ -83,6 +83,8 @@ type testStatus struct {
 	st  *store.Store
 	js  jetstream.JetStream
 	sum pipeline.Summarizer
+	// dead are the recent dead letters; nil: one of a paper not in the archive.
+	dead []web.DeadLetter
 }
 
 func (s testStatus) Status(ctx context.Context) (web.Status, error) {
@@ -106,6 +108,9 @@ func (s testStatus) Status(ctx context.Context) (web.Status, error) {
 	out := web.Status{Papers: c.Papers, WithTLDR: c.WithTLDR, WithEmbedding: c.WithEmbedding,
 		TLDRModel: s.sum.Model(), PromptVersion: s.sum.PromptVersion(), Space: sp.Name(), UsageSince: since,
 		DeadLetters: 1, Recent: []web.DeadLetter{{Seq: 1, PaperID: "arxiv:2401.99999", Reason: "summarize: <b>bad</b> answer", Attempts: 8, FailedAt: since}}}
+	if s.dead != nil {
+		out.DeadLetters, out.Recent = len(s.dead), s.dead
+	}
 	for _, b := range bls {
 		out.Backlog = append(out.Backlog, web.Backlog{Consumer: b.Consumer, Pending: b.Pending, AckPending: b.AckPending})
 	}

@@ -415,6 +415,10 @@ type statusPage struct {
 	CostUSD                             *float64
 	CostPartial                         bool // some models' prices are unknown
 	BacklogTotal                        uint64
+	// InArchive holds the ids of the recent dead letters' papers the archive has, which the
+	// page links to: a record refused as invalid, dead-lettered before it was stored, has no
+	// page (and a message that is not an abstract has no id).
+	InArchive map[string]bool
 }
 
 func (s *Server) uiStatus(w http.ResponseWriter, r *http.Request) {
@@ -443,6 +447,15 @@ func (s *Server) uiStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, b := range st.Backlog {
 		data.BacklogTotal += b.Pending
+	}
+	data.InArchive = map[string]bool{}
+	for _, d := range st.Recent {
+		if _, seen := data.InArchive[d.PaperID]; seen || d.PaperID == "" {
+			continue
+		}
+		_, err := s.cfg.Store.Paper(r.Context(), d.PaperID)
+		// Linked unless it is known to be missing: a failed look-up may be of a paper there.
+		data.InArchive[d.PaperID] = !errors.Is(err, paper.ErrNotFound)
 	}
 	s.render(w, r, http.StatusOK, "status", data)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/web"
 )
 
 func TestPagesOnTheSampleArchive(t *testing.T) {
@@ -403,5 +404,42 @@ func TestFrontPagePagingKeepsFilters(t *testing.T) {
 			t.Fatalf("more than 3 pages of 2 for 5 papers")
 		}
 		path = next
+	}
+}
+
+// TestStatusPageLinksOnlyDeadLettersOfStoredPapers: the dead letters table links a paper's id
+// to its page when the archive has the paper (it failed after it was stored); a record refused
+// before it was stored has no page, and a message that is not an abstract has no id: neither is
+// a link (to a 404, or an empty link a screen reader reads as nothing).
+func TestStatusPageLinksOnlyDeadLettersOfStoredPapers(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	sample := sampledata.Papers(t)[:2]
+	b.publish(sample)
+	b.process()
+	cfg := b.config()
+	cfg.Status = testStatus{st: b.st, js: b.js, sum: b.sum, dead: []web.DeadLetter{
+		{Seq: 3, PaperID: sample[0].ID, Reason: "summarize: the API refused it", Attempts: 8},
+		{Seq: 2, PaperID: "arxiv:2409.99999", Reason: `abstract "arxiv:2409.99999" lacks id, title or text: invalid input`, Attempts: 1},
+		{Seq: 1, PaperID: "", Reason: "message is not an abstract: invalid character 'o' in literal null", Attempts: 1},
+	}}
+	b.serve(cfg)
+	body := string(b.get("/status").body)
+	rows := regexp.MustCompile(`(?s)<tr><td class="n">(\d)</td><td>(.*?)</td>`).FindAllStringSubmatch(body, -1)
+	if len(rows) != 3 {
+		t.Fatalf("%d dead letters on the status page, want 3: %s", len(rows), body)
+	}
+	want := map[string]string{
+		"3": `<a href="` + "/papers/" + url.PathEscape(sample[0].ID) + `">` + sample[0].ID + `</a>`,
+		"2": `arxiv:2409.99999 <small>(not in the archive)</small>`,
+		"1": `<small>no id</small>`,
+	}
+	for _, r := range rows {
+		if r[2] != want[r[1]] {
+			t.Errorf("dead letter %s: paper cell %q, want %q", r[1], r[2], want[r[1]])
+		}
+	}
+	if strings.Contains(body, `<a href="/papers/"></a>`) {
+		t.Error("the page has an empty link to no paper")
 	}
 }
