@@ -424,7 +424,7 @@ func TestSearchPageFallbackSaysBothWhyAndThatStopWordsMatchNothing(t *testing.T)
 	if r.code != http.StatusOK {
 		t.Fatalf("GET /search?q=the of and with the embedding API failing: %d, want 200 with keyword results", r.code)
 	}
-	for _, want := range []string{"the embedding API failed to embed the query", "showing keyword results", "ull-text search ignores every word of it"} {
+	for _, want := range []string{`<p class="notice">The embedding API failed to embed the query`, "showing keyword results", "ull-text search ignores every word of it"} {
 		if !strings.Contains(body, want) {
 			i := strings.Index(body, `<p class="notice">`)
 			t.Errorf("the page does not say %q; it says %.400s", want, body[max(i, 0):])
@@ -460,7 +460,8 @@ func TestSearchOfTextTheModelCannotEmbed(t *testing.T) {
 			t.Errorf("semantic search of %s: message %q, want one that says the model can use no word of it and to use mode=keyword", q, msg)
 		}
 		page := b.get("/search?q=" + url.QueryEscape(q))
-		if page.code != http.StatusOK || !strings.Contains(string(page.body), `<p class="notice">the query has no words`) {
+		// The notice is a sentence, as the front page's is.
+		if page.code != http.StatusOK || !strings.Contains(string(page.body), `<p class="notice">The query has no words`) {
 			t.Errorf("GET /search?q=%s: %d, want 200 with the notice:\n%s", q, page.code, page.body)
 		}
 	}
@@ -1380,7 +1381,7 @@ func TestKeywordSearchOfStopWordsSaysSo(t *testing.T) {
 		t.Errorf("hybrid search of stop words: mode %s, notice %q", body.Mode, body.Notice)
 	}
 	page := b.get("/search?mode=keyword&q=the")
-	if page.code != http.StatusOK || !strings.Contains(string(page.body), `<p class="notice">full-text search ignores every word`) {
+	if page.code != http.StatusOK || !strings.Contains(string(page.body), `<p class="notice">Full-text search ignores every word`) {
 		t.Errorf("GET /search?mode=keyword&q=the: %d, no notice:\n%s", page.code, page.body)
 	}
 	var found hitsBody

@@ -342,7 +342,7 @@ func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
 			}
 			p.mode = ModeKeyword
 			data.Shown = ModeKeyword
-			data.Notice = msg + " — showing keyword results."
+			data.Notice = sentence(msg + " — showing keyword results")
 			res, err = s.search(r.Context(), p)
 			err = duringShutdown(r, err)
 		}
@@ -366,7 +366,7 @@ func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
 			// why the page fell back.
 			data.Shown, data.Notice = res.Mode, data.Notice+" "+sentence(res.Notice)
 		default: // the search ran in another mode, or found nothing, and says why
-			data.Shown, data.Notice = res.Mode, res.Notice+"."
+			data.Shown, data.Notice = res.Mode, sentence(res.Notice)
 		}
 	}
 	for _, m := range []struct{ name, label string }{{ModeHybrid, "Hybrid"}, {ModeSemantic, "Semantic"}, {ModeKeyword, "Keyword"}} {
