@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/pgvector/pgvector-go"
 
@@ -350,9 +349,8 @@ func (s *Store) LoadEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = `+strconv.FormatInt(s.rowLockTimeout.Milliseconds(), 10)+`;
 				SELECT FROM papers WHERE id IN (SELECT paper_id FROM embeddings_load) ORDER BY id FOR SHARE;
 				SET LOCAL lock_timeout = DEFAULT`); err != nil {
-			var pgErr *pgconn.PgError
-			if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_not_available: the lock_timeout
-				return fmt.Errorf("%w for longer than %s: %w", paper.ErrLocked, s.rowLockTimeout, err)
+			if err := s.rowLockTimedOut(err); errors.Is(err, paper.ErrLocked) {
+				return err
 			}
 			return fmt.Errorf("lock papers: %w", err)
 		}

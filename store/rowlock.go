@@ -34,7 +34,12 @@ func (s *Store) writeTx(ctx context.Context, prelock string, fn func(pgx.Tx) err
 	// which may hold several statements). A failure after BEGIN leaves the connection in a
 	// transaction, and the pool closes it rather than reuse it.
 	begin := "BEGIN; " + prelock + "; SET LOCAL lock_timeout = " + strconv.FormatInt(s.rowLockTimeout.Milliseconds(), 10)
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{BeginQuery: begin}, fn)
+	return s.rowLockTimedOut(pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{BeginQuery: begin}, fn))
+}
+
+// rowLockTimedOut is err wrapping paper.ErrLocked when it is a lock wait that ran out of the
+// RowLockTimeout (lock_not_available), and err as it is otherwise.
+func (s *Store) rowLockTimedOut(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_not_available: the lock_timeout
 		return fmt.Errorf("%w for longer than %s: %w", paper.ErrLocked, s.rowLockTimeout, err)
