@@ -650,6 +650,17 @@ var ErrRunInProgress = errors.New("another run writing the same outputs is in pr
 // runLockSQL is the advisory lock key of LockRun's key $1, per schema.
 const runLockSQL = "hashtextextended('paperpipe.run.' || current_schema() || '.' || $1, 0)"
 
+// spaceRunFree reports whether no run (LockRun of SpaceRunKey(id)) is filling space id, and
+// then holds that run lock to the end of q's transaction (on the pool, it is released at once),
+// so that no run starts filling the space meanwhile.
+func spaceRunFree(ctx context.Context, q querier, id int64) (bool, error) {
+	var free bool
+	if err := q.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock("+runLockSQL+")", SpaceRunKey(id)).Scan(&free); err != nil {
+		return false, fmt.Errorf("look up runs filling the space: %w", err)
+	}
+	return free, nil
+}
+
 // SpaceRunKey is the LockRun key of a run writing vectors into space id: DropSpace refuses the
 // space while a run holds it.
 func SpaceRunKey(id int64) string { return "space:" + itoa(id) }

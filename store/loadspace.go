@@ -51,12 +51,8 @@ func (s *Store) DropEmptySpace(ctx context.Context, id int64) (bool, error) {
 		// filling it holds its run lock: the space is its now. Held to the end of this
 		// transaction, the lock keeps a run from starting on the space before it is gone (the
 		// run then finds it dropped, and says so).
-		var free bool
-		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock("+runLockSQL+")", SpaceRunKey(id)).Scan(&free); err != nil {
-			return fmt.Errorf("look up runs filling the space: %w", err)
-		}
-		if !free {
-			return nil
+		if free, err := spaceRunFree(ctx, tx, id); err != nil || !free {
+			return err
 		}
 		var empty bool
 		err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM embeddings WHERE space_id = $1)

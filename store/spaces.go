@@ -864,9 +864,9 @@ func (s *Store) DropSpace(ctx context.Context, id int64, opts DropOptions) error
 		}
 		// Under the drop's transaction the lock is held until it ends, so that no run starts
 		// filling the space meanwhile; on the pool it is released at once.
-		var free bool
-		if err := q.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock("+runLockSQL+")", SpaceRunKey(id)).Scan(&free); err != nil {
-			return sp, fmt.Errorf("look up runs filling the space: %w", err)
+		free, err := spaceRunFree(ctx, q, id)
+		if err != nil {
+			return sp, err
 		}
 		if !free {
 			return sp, fmt.Errorf("a `paperpipe reprocess` is filling space %d (%s) now; let it end, or stop it, before dropping the space: %w",
