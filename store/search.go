@@ -174,11 +174,11 @@ func keywordTSQuery(q, text, excl string) (string, bool) {
 	return `(` + tsq + ` && !!websearch_to_tsquery('english', ` + excl + `))`, true
 }
 
-// keywordTSQueryArgs is keywordTSQuery of q, the parameter $1, for a statement of parameters
-// args: the excluded words, when the tsquery needs them, are the next parameter, appended to
-// args.
-func keywordTSQueryArgs(q string, args []any) (string, []any) {
-	tsq, excluding := keywordTSQuery(q, "$1", "$"+strconv.Itoa(len(args)+1))
+// keywordTSQueryArgs is keywordTSQuery of q, the parameter text, for a statement of
+// parameters args: the excluded words, when the tsquery needs them, are the next parameter,
+// appended to args.
+func keywordTSQueryArgs(q, text string, args []any) (string, []any) {
+	tsq, excluding := keywordTSQuery(q, text, "$"+strconv.Itoa(len(args)+1))
 	if excluding {
 		args = append(args, paper.ParseQuery(q).Excluded)
 	}
@@ -237,7 +237,7 @@ func (s *Store) KeywordSearchRanked(ctx context.Context, q string, k int) ([]pap
 		return nil, rk, fmt.Errorf("keyword search: %w", err)
 	}
 	q = pgQuery(q)
-	tsq, args := keywordTSQueryArgs(q, []any{q, k, s.keywordLimit})
+	tsq, args := keywordTSQueryArgs(q, "$1", []any{q, k, s.keywordLimit})
 	edges, err := s.keywordEdges(ctx, q, &args)
 	if err != nil {
 		return nil, rk, fmt.Errorf("keyword search %.60q: %w", q, err)
@@ -298,7 +298,7 @@ func (s *Store) keywordEdges(ctx context.Context, q string, args *[]any) ([]stri
 // of q (keywordCandidates without windows) by walking papers_created_at_id: EXPLAIN of that
 // statement, with the search's settings (about 0.3 ms).
 func (s *Store) walksByDate(ctx context.Context, q string) (bool, error) {
-	tsq, args := keywordTSQueryArgs(q, []any{q, s.keywordLimit})
+	tsq, args := keywordTSQueryArgs(q, "$1", []any{q, s.keywordLimit})
 	plan, err := searchRows(ctx, s, DefaultEFSearch(s.index), `EXPLAIN (FORMAT JSON) `+tieredMatches(`p.id`, `p.tsv @@ `+tsq, `$2::bigint + 1`, nil), args, pgx.RowTo[string])
 	if err != nil {
 		return false, fmt.Errorf("plan of the matches: %w", err)
@@ -625,10 +625,8 @@ func (s *Store) ListFiltered(ctx context.Context, f ListFilter, limit int, befor
 		// Read as a keyword search reads it: "a or -b" leaves out the papers with b too.
 		text := pgQuery(f.Text)
 		textParam := param(text)
-		tsq, excluding := keywordTSQuery(text, textParam, "$"+strconv.Itoa(len(args)+1))
-		if excluding {
-			param(paper.ParseQuery(text).Excluded)
-		}
+		var tsq string
+		tsq, args = keywordTSQueryArgs(text, textParam, args)
 		conds = append(conds, "p.tsv @@ "+tsq)
 	}
 	if before != nil {
