@@ -68,14 +68,8 @@ func TestDropSpaceRefusesASpaceAReprocessIsFilling(t *testing.T) {
 	ctx := t.Context()
 	space(t, s, "active", 3)
 	old := space(t, s, "old", 3)
-	run := open(t, s.Pool().Config().ConnString()) // the reprocess's process
-	locked, err := run.LockRun(ctx, store.SpaceRunKey(old.ID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	unlock := sync.OnceFunc(locked) // before run closes: its pool waits for the lock's connection
-	t.Cleanup(unlock)
-	err = s.DropSpace(ctx, old.ID, store.DropOptions{DiscardBatchJobs: true})
+	run, unlock := fillingRun(t, s, old.ID)
+	err := s.DropSpace(ctx, old.ID, store.DropOptions{DiscardBatchJobs: true})
 	if !errors.Is(err, store.ErrRunInProgress) || !strings.Contains(err.Error(), "paperpipe reprocess") {
 		t.Fatalf("DropSpace of a space a run is filling: %v; want a refusal naming the reprocess (ErrRunInProgress)", err)
 	}
@@ -87,7 +81,8 @@ func TestDropSpaceRefusesASpaceAReprocessIsFilling(t *testing.T) {
 		t.Fatalf("DropSpace after the run ended: %v", err)
 	}
 	// The drop released the lock with its transaction: a run can start again.
-	if locked, err = run.LockRun(ctx, store.SpaceRunKey(old.ID)); err != nil {
+	locked, err := run.LockRun(ctx, store.SpaceRunKey(old.ID))
+	if err != nil {
 		t.Fatalf("LockRun after the drop: %v", err)
 	}
 	locked()
@@ -105,13 +100,7 @@ func TestDropEmptySpaceKeepsASpaceAReprocessIsFilling(t *testing.T) {
 	if err != nil || !created {
 		t.Fatalf("EnsureSpaceForLoad: %v %v", created, err)
 	}
-	run := open(t, s.Pool().Config().ConnString()) // the reprocess's process
-	locked, err := run.LockRun(ctx, store.SpaceRunKey(sp.ID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	unlock := sync.OnceFunc(locked) // before run closes: its pool waits for the lock's connection
-	t.Cleanup(unlock)
+	run, unlock := fillingRun(t, s, sp.ID)
 	dropped, err := s.DropEmptySpace(ctx, sp.ID)
 	if err != nil || dropped {
 		t.Fatalf("DropEmptySpace of a space a run is filling: dropped=%v, %v; want it kept", dropped, err)
@@ -124,8 +113,24 @@ func TestDropEmptySpaceKeepsASpaceAReprocessIsFilling(t *testing.T) {
 	if dropped, err := s.DropEmptySpace(ctx, sp.ID); err != nil || !dropped {
 		t.Fatalf("DropEmptySpace after the run ended: dropped=%v, %v; want dropped", dropped, err)
 	}
-	if locked, err = run.LockRun(ctx, store.SpaceRunKey(sp.ID)); err != nil {
+	locked, err := run.LockRun(ctx, store.SpaceRunKey(sp.ID))
+	if err != nil {
 		t.Fatalf("LockRun after the drop: %v", err)
 	}
 	locked()
+}
+
+// fillingRun has another process, a `reprocess`, hold the run lock of space id (LockRun of
+// SpaceRunKey), and returns that process's store and the lock's release, which may be called
+// more than once (and is at the test's end).
+func fillingRun(t *testing.T, s *store.Store, id int64) (*store.Store, func()) {
+	t.Helper()
+	run := open(t, s.Pool().Config().ConnString())
+	locked, err := run.LockRun(t.Context(), store.SpaceRunKey(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock := sync.OnceFunc(locked) // before run closes: its pool waits for the lock's connection
+	t.Cleanup(unlock)
+	return run, unlock
 }
