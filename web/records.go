@@ -100,14 +100,10 @@ func tooManyRecords() error {
 func decodeArray(b []byte, what string) ([]json.RawMessage, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	syntax := func(err error) error {
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return badRequest(fmt.Sprintf("%s is not valid JSON (at byte %d): %v", what, se.Offset, err))
-		}
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return badRequest(fmt.Sprintf("%s is not valid JSON: unexpected end of JSON input", what))
 		}
-		return badRequest(fmt.Sprintf("%s is not valid JSON: %v", what, err))
+		return notJSON(what, err)
 	}
 	if _, err := dec.Token(); err != nil { // the '[': b starts with it
 		return nil, syntax(err)
@@ -130,9 +126,23 @@ func decodeArray(b []byte, what string) ([]json.RawMessage, error) {
 		if err != nil {
 			return nil, syntax(err)
 		}
-		return nil, badRequest(what + " holds more than one JSON value: send an array, or use Content-Type application/x-ndjson")
+		return nil, moreThanOneValue(what)
 	}
 	return raws, nil
+}
+
+// notJSON is the answer to a body whose JSON, what in messages, did not decode with err.
+func notJSON(what string, err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return badRequest(fmt.Sprintf("%s is not valid JSON (at byte %d): %v", what, se.Offset, err))
+	}
+	return badRequest(fmt.Sprintf("%s is not valid JSON: %v", what, err))
+}
+
+// moreThanOneValue is the answer to a body whose JSON, what in messages, goes on past its value.
+func moreThanOneValue(what string) error {
+	return badRequest(what + " holds more than one JSON value: send an array, or use Content-Type application/x-ndjson")
 }
 
 // jsonKind names the kind of the JSON value raw, for messages.
@@ -157,14 +167,10 @@ func jsonKind(raw []byte) string {
 func decodeOne(b []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(v); err != nil {
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return badRequest(fmt.Sprintf("the body is not valid JSON (at byte %d): %v", se.Offset, err))
-		}
-		return badRequest(fmt.Sprintf("the body is not valid JSON: %v", err))
+		return notJSON("the body", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return badRequest("the body holds more than one JSON value: send an array, or use Content-Type application/x-ndjson")
+		return moreThanOneValue("the body")
 	}
 	return nil
 }
