@@ -494,7 +494,7 @@ func (s *Store) execLockedDDL(ctx context.Context, tx pgx.Tx, ddl string) error 
 			return fmt.Errorf("the embeddings table stayed locked by another session (%d tries of %s)%s; what holds it so long is "+
 				"a long transaction that read or wrote it (a pg_dump, a session left idle in a transaction, a long report), "+
 				"an autovacuum, or an index build that is not this store's; nothing was changed: try again once it has ended: %w",
-				w.tries, w.timeout, tableHolders(ctx, tx), err)
+				w.tries, w.timeout, tableHolders(ctx, tx, embeddingsTable), err)
 		}
 		select {
 		case <-ctx.Done():
@@ -504,16 +504,25 @@ func (s *Store) execLockedDDL(ctx context.Context, tx pgx.Tx, ddl string) error 
 	}
 }
 
-// tableHolders describes the sessions other than tx's that hold a lock of the embeddings
-// table, for execLockedDDL's refusal: ", held by pid 4242 (client backend, idle in transaction,
-// its transaction open for 3m2s; "SELECT …")", or "" when none is seen any more or they cannot
-// be looked up.
-func tableHolders(ctx context.Context, tx pgx.Tx) string {
-	rows, err := tx.Query(ctx, `SELECT a.pid, coalesce(a.backend_type, ''), coalesce(a.state, ''),
+// The relations whose holders tableHolders names: the embeddings table (execLockedDDL), or
+// every table of the current schema (a migration that could not lock its table).
+const (
+	embeddingsTable = `l.relation = 'embeddings'::regclass`
+	schemaTables    = `l.relation IN (SELECT c.oid FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p'))`
+)
+
+// tableHolders describes the sessions other than q's that hold a lock of the relations (one of
+// the constants above), for a refusal: ", held by pid 4242 (client backend, idle in
+// transaction, its transaction open for 3m2s; "SELECT …")", or "" when none is seen any more
+// or they cannot be looked up.
+func tableHolders(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, relations string) string {
+	rows, err := q.Query(ctx, `SELECT a.pid, coalesce(a.backend_type, ''), coalesce(a.state, ''),
 			floor(extract(epoch FROM clock_timestamp() - a.xact_start))::bigint, left(coalesce(a.query, ''), 80)
 		FROM pg_stat_activity a
 		WHERE a.pid <> pg_backend_pid() AND a.pid IN (SELECT l.pid FROM pg_locks l
-			WHERE l.locktype = 'relation' AND l.granted AND l.relation = 'embeddings'::regclass
+			WHERE l.locktype = 'relation' AND l.granted AND `+relations+`
 				AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))
 		ORDER BY a.xact_start NULLS LAST, a.pid`)
 	if err != nil {

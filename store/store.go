@@ -25,7 +25,6 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	pgvectorpgx "github.com/pgvector/pgvector-go/pgx"
 	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
 
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -369,10 +368,64 @@ type MigrationState struct {
 }
 
 // Migrate applies every pending migration. It is idempotent, and safe to run from several
-// processes at once: a session advisory lock serialises them. goose's version table lives in
-// the current schema (the first of the search_path), like the tables it versions.
+// processes at once: a session advisory lock serialises them, and a process that finds it
+// held says so and waits for it up to MigrationLockWait. goose's version table lives in the
+// current schema (the first of the search_path), like the tables it versions.
+//
+// A migration that alters a table waits for every session that holds the table (a long
+// search, a transaction left open), and while it waits every query and write of the table
+// queues behind it. So each waits at most the lock_timeout of the store's ddlWait, as
+// DropSpace does, and is tried again after a pause that lets the queue through; when the
+// table stays held for all the tries, Migrate fails naming the sessions that hold it, with
+// that migration and those after it not applied.
 func (s *Store) Migrate(ctx context.Context) error {
-	return s.withProvider(ctx, func(p *goose.Provider) error {
+	w, err := s.lockedDDLWait(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate database %s: %w", s.target, err)
+	}
+	for try := 1; ; try++ {
+		err := s.migrate(ctx, w.timeout)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "55P03" /* lock_not_available: the lock_timeout */ {
+			return err
+		}
+		name := "a migration"
+		if partial := (*goose.PartialError)(nil); errors.As(err, &partial) && partial.Failed != nil && partial.Failed.Source != nil {
+			name = "migration " + path.Base(partial.Failed.Source.Path)
+		}
+		holders := tableHolders(ctx, s.pool, schemaTables)
+		if try == w.tries {
+			return fmt.Errorf("migrate database %s: %s could not lock its table, which another session held (%d tries of %s)%s; "+
+				"what holds a table so long is a long transaction (a pg_dump, a session left idle in a transaction, a long search "+
+				"or report) or an autovacuum; it and the migrations after it were not applied, and the queries queued behind it "+
+				"went on: start again once it has ended: %w", s.target, name, w.tries, w.timeout, holders, pe)
+		}
+		s.log.WarnContext(ctx, name+" waited for its table, which another session holds, trying again (meanwhile the "+
+			"table's queries, queued behind it, go on)", "database", s.target, "try", try, "of", w.tries,
+			"lock_timeout", w.timeout, "held", strings.TrimPrefix(holders, ", held by "))
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("migrate database %s: %w", s.target, ctx.Err())
+		case <-time.After(w.pause):
+		}
+	}
+}
+
+// lockedDDLWait is s.ddlWait, or lockedDDLWait of the server's deadlock_timeout when it is zero.
+func (s *Store) lockedDDLWait(ctx context.Context) (ddlWait, error) {
+	if s.ddlWait.tries != 0 {
+		return s.ddlWait, nil
+	}
+	var ms int64
+	if err := s.pool.QueryRow(ctx, "SELECT setting::bigint FROM pg_settings WHERE name = 'deadlock_timeout'").Scan(&ms); err != nil {
+		return ddlWait{}, fmt.Errorf("read deadlock_timeout: %w", err)
+	}
+	return lockedDDLWait(time.Duration(ms) * time.Millisecond), nil
+}
+
+// migrate applies the pending migrations once, each waiting for a lock at most lockTimeout.
+func (s *Store) migrate(ctx context.Context, lockTimeout string) error {
+	return s.withProvider(ctx, lockTimeout, func(p *goose.Provider) error {
 		results, err := p.Up(ctx)
 		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "25006" {
 			return fmt.Errorf("migrate database %s: it is read-only (a hot standby, or default_transaction_read_only), "+
@@ -465,7 +518,7 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 // then those applied to the database that it does not know (Unknown: a newer paperpipe's).
 func (s *Store) MigrationStatus(ctx context.Context) ([]MigrationState, error) {
 	var out []MigrationState
-	err := s.withProvider(ctx, func(p *goose.Provider) error {
+	err := s.withProvider(ctx, "", func(p *goose.Provider) error {
 		st, err := p.Status(ctx)
 		if err != nil {
 			return fmt.Errorf("migration status of %s: %w", s.target, err)
@@ -488,20 +541,16 @@ func (s *Store) MigrationStatus(ctx context.Context) ([]MigrationState, error) {
 	return out, err
 }
 
-// withProvider runs fn with a goose provider over the pool. The advisory lock id is derived from
-// the current schema, so migrations of different schemas (parallel tests) don't wait for each
-// other while two processes migrating the same schema do.
-func (s *Store) withProvider(ctx context.Context, fn func(*goose.Provider) error) error {
+// withProvider runs fn with a goose provider over the pool, whose migrations wait for a lock
+// at most lockTimeout ("": as long as the server's lock_timeout says). The advisory lock id is
+// derived from the current schema, so migrations of different schemas (parallel tests) don't
+// wait for each other while two processes migrating the same schema do.
+func (s *Store) withProvider(ctx context.Context, lockTimeout string, fn func(*goose.Provider) error) error {
 	var schema string
 	if err := s.pool.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
 		return fmt.Errorf("read current schema of %s: %w", s.target, err)
 	}
-	h := fnv.New64a()
-	h.Write([]byte("paperpipe.migrate." + schema))
-	locker, err := lock.NewPostgresSessionLocker(
-		lock.WithLockID(int64(h.Sum64())),
-		lock.WithLockTimeout(1, 600), // retry every second for up to 10 minutes
-	)
+	locker, err := newMigrationLocker(migrationLockID(schema), lockTimeout, s.log, s.target)
 	if err != nil {
 		return fmt.Errorf("migration lock: %w", err)
 	}
@@ -519,6 +568,13 @@ func (s *Store) withProvider(ctx context.Context, fn func(*goose.Provider) error
 		return fmt.Errorf("migration provider: %w", err)
 	}
 	return fn(p)
+}
+
+// migrationLockID is the advisory lock id of the migrations of schema.
+func migrationLockID(schema string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("paperpipe.migrate." + schema))
+	return int64(h.Sum64())
 }
 
 // notFound translates pgx.ErrNoRows into paper.ErrNotFound with context; other errors are

@@ -1,10 +1,15 @@
 package store
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/pressly/goose/v3"
 
 	"github.com/paperpipe/paperpipe/internal/pgtest"
@@ -40,7 +45,7 @@ func upgradeFrom(t *testing.T, from int64) {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	if err := s.withProvider(ctx, func(p *goose.Provider) error {
+	if err := s.withProvider(ctx, "", func(p *goose.Provider) error {
 		_, err := p.UpTo(ctx, from)
 		return err
 	}); err != nil {
@@ -205,4 +210,181 @@ func count(t *testing.T, s *Store, table string) int64 {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestMigrationGivesWayToASessionHoldingItsTable: a migration that alters a table waits for
+// every session that holds it — a long search of the previous release's pods, a transaction
+// left open — and every query of the table queues behind the waiting migration: without a
+// bound, one long search stalls all reads and writes for as long as it runs (the lock queue
+// pile-up). The migration must wait a bounded time at a try, let the queue through between
+// tries, give up naming the session after its tries with nothing of it applied, and apply
+// once the table is free; the pooled connections keep the server's lock_timeout.
+func TestMigrationGivesWayToASessionHoldingItsTable(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, err := Open(ctx, Config{URL: pgtest.URL(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	// The version before 00008, which adds a column to papers.
+	if err := s.withProvider(ctx, "", func(p *goose.Provider) error { _, err := p.UpTo(ctx, 7); return err }); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := s.pool.Begin(ctx) // a long search's transaction
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Rollback(context.Background()) }()
+	var pid int32
+	if err := holder.QueryRow(ctx, "SELECT pg_backend_pid() FROM (SELECT count(*) FROM papers) p").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+
+	s.ddlWait = ddlWait{timeout: "50ms", tries: 3, pause: 10 * time.Millisecond}
+	migrateCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	err = s.Migrate(migrateCtx)
+	if err == nil || migrateCtx.Err() != nil {
+		t.Fatalf("Migrate while another session holds papers: %v; want it to give up after its tries", err)
+	}
+	for _, want := range []string{"00008_papers_text_at.sql could not lock its table", fmt.Sprintf("pid %d (client backend, idle in transaction", pid)} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Migrate's refusal %q does not say %q", err, want)
+		}
+	}
+	if st, err := s.MigrationStatus(ctx); err != nil || !st[6].Applied || st[7].Applied {
+		t.Fatalf("after the refusal: %+v (%v), want 00007 applied and 00008 not", st, err)
+	}
+
+	// Meanwhile the table's queries are not stalled for as long as the holder runs: each waits
+	// one try at most.
+	s.ddlWait = ddlWait{timeout: "100ms", tries: 1000, pause: 100 * time.Millisecond}
+	done := make(chan error, 1)
+	go func() { done <- s.Migrate(ctx) }()
+	reader, err := pgx.Connect(ctx, s.pool.Config().ConnConfig.ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close(context.Background())
+	for range 3 {
+		// Once the migration waits for the table, a read queues behind it: it waits for the
+		// migration's try to end, not for the holder.
+		for waiting := false; !waiting; {
+			if err := reader.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks
+				WHERE NOT granted AND relation = 'papers'::regclass AND pid <> $1)`, pid).Scan(&waiting); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		readCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		var n int
+		err := reader.QueryRow(readCtx, "SELECT count(*) FROM papers").Scan(&n)
+		cancel()
+		if err != nil {
+			t.Fatalf("a read of papers while a migration waits for it: %v; want it served between the migration's tries", err)
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Migrate returned %v while the table was held", err)
+	default:
+	}
+	if err := holder.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Migrate once the table is free: %v", err)
+	}
+	if err := s.CheckSchema(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conns := s.pool.AcquireAllIdle(ctx)
+	defer func() {
+		for _, c := range conns {
+			c.Release()
+		}
+	}()
+	for _, c := range conns {
+		var timeout string
+		if err := c.QueryRow(ctx, "SHOW lock_timeout").Scan(&timeout); err != nil || timeout != "0" {
+			t.Errorf("a pooled connection's lock_timeout after Migrate: %q (%v), want the server's 0", timeout, err)
+		}
+	}
+}
+
+// TestMigrateSaysWhoseMigrationsItWaitsFor: pods of a new release start together and each
+// migrates at start; one takes the migration lock, and the others wait for it — for as long as
+// that migration runs or waits for its table. A waiting process must say that it waits and
+// for whom (the holder's pid), not sit silent at start, and go on once the lock is released.
+func TestMigrateSaysWhoseMigrationsItWaitsFor(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	logs := &lockedBuffer{}
+	s, err := Open(ctx, Config{URL: pgtest.URL(t), Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	other, err := pgx.Connect(ctx, s.pool.Config().ConnConfig.ConnString()) // the pod that migrates
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(context.Background())
+	var pid int32
+	if err := other.QueryRow(ctx, "SELECT pg_backend_pid(), pg_advisory_lock($1) FROM (SELECT) x",
+		migrationLockID(currentSchema(t, s))).Scan(&pid, nil); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Migrate(ctx) }()
+	want := fmt.Sprintf("pid %d from ", pid)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), want) {
+		if time.Now().After(deadline) {
+			_, _ = other.Exec(ctx, "SELECT pg_advisory_unlock_all()")
+			<-done
+			t.Fatalf("Migrate waiting for the migration lock logged %q; want it to say it waits, held by %s…", logs, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "waiting for another process's migrations") {
+		t.Errorf("logs %q do not say why the process waits", logs)
+	}
+	if _, err := other.Exec(ctx, "SELECT pg_advisory_unlock_all()"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Migrate once the lock is released: %v", err)
+	}
+	if err := s.CheckSchema(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func currentSchema(t *testing.T, s *Store) string {
+	t.Helper()
+	var schema string
+	if err := s.pool.QueryRow(t.Context(), "SELECT current_schema()").Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	return schema
+}
+
+// lockedBuffer is a log destination safe for the store's goroutines and the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

@@ -1,0 +1,101 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/pressly/goose/v3/lock"
+)
+
+// MigrationLockWait is how long a process waits for another one's migrations of the same
+// database (and schema) to end — the session advisory lock that lets one process at a time
+// migrate — before it gives up: Migrate, and so every command's start. A deployment that
+// probes its processes' health gives them this long to start (deploy/k8s: startupProbe).
+const MigrationLockWait = 10 * time.Minute
+
+// migrationLocker is the session lock of the migrations: goose's (pg_try_advisory_lock, tried
+// every second for up to MigrationLockWait), which says why a process waits for it and who
+// holds it, and which gives the session the migrations run on (goose runs them on the
+// session it locks) the lock_timeout lockTimeout while it holds the lock.
+type migrationLocker struct {
+	lock.SessionLocker
+	id          int64
+	lockTimeout string // a lock_timeout setting; "": the server's
+	log         *slog.Logger
+	target      string
+}
+
+func newMigrationLocker(id int64, lockTimeout string, log *slog.Logger, target string) (*migrationLocker, error) {
+	l, err := lock.NewPostgresSessionLocker(
+		lock.WithLockID(id),
+		lock.WithLockTimeout(1, uint64(MigrationLockWait/time.Second)),
+	)
+	if err != nil {
+		return nil, err
+	}
+	return &migrationLocker{SessionLocker: l, id: id, lockTimeout: lockTimeout, log: log, target: target}, nil
+}
+
+func (l *migrationLocker) SessionLock(ctx context.Context, conn *sql.Conn) error {
+	var locked bool
+	if err := conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", l.id).Scan(&locked); err != nil {
+		return fmt.Errorf("take the migration lock: %w", err)
+	}
+	if !locked {
+		l.log.InfoContext(ctx, "waiting for another process's migrations of the database to end",
+			"database", l.target, "held_by", l.holder(ctx, conn), "wait_at_most", MigrationLockWait)
+		start := time.Now()
+		if err := l.SessionLocker.SessionLock(ctx, conn); err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("wait for another process's migrations to end: %w", ctx.Err())
+			}
+			return fmt.Errorf("another session held the migration lock for %s (%s), this process waited no longer: "+
+				"a migration of a large table, or one waiting for a table other sessions hold; start this process again once it has ended: %w",
+				time.Since(start).Round(time.Second), l.holder(ctx, conn), err)
+		}
+	}
+	if l.lockTimeout == "" {
+		return nil
+	}
+	if _, err := conn.ExecContext(ctx, "SET lock_timeout = '"+l.lockTimeout+"'"); err != nil {
+		return fmt.Errorf("set the migrations' lock_timeout: %w", errors.Join(err, l.SessionLocker.SessionUnlock(context.WithoutCancel(ctx), conn)))
+	}
+	return nil
+}
+
+func (l *migrationLocker) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
+	if l.lockTimeout != "" {
+		// The session returns to the store's pool.
+		if _, err := conn.ExecContext(ctx, "RESET lock_timeout"); err != nil {
+			return fmt.Errorf("reset the migrations' lock_timeout: %w", errors.Join(err, l.SessionLocker.SessionUnlock(ctx, conn)))
+		}
+	}
+	return l.SessionLocker.SessionUnlock(ctx, conn)
+}
+
+// holder describes the session that holds the migration lock: "pid 4242 from 10.0.3.7,
+// active for 12s: ALTER TABLE …", or "another session" when it cannot be looked up.
+func (l *migrationLocker) holder(ctx context.Context, conn *sql.Conn) string {
+	var (
+		pid         int32
+		from, query string
+		state       string
+		since       int64
+	)
+	err := conn.QueryRowContext(ctx, `SELECT a.pid, coalesce(host(a.client_addr), 'a local socket'), coalesce(a.state, ''),
+			coalesce(floor(extract(epoch FROM clock_timestamp() - a.state_change))::bigint, 0), left(coalesce(a.query, ''), 80)
+		FROM pg_locks k JOIN pg_stat_activity a ON a.pid = k.pid
+		WHERE k.locktype = 'advisory' AND k.granted AND k.objsubid = 1
+			AND ((k.classid::bigint << 32) | k.objid::bigint) = $1
+			AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())`, l.id).
+		Scan(&pid, &from, &state, &since, &query)
+	if err != nil {
+		return "another session"
+	}
+	return fmt.Sprintf("pid %d from %s, %s for %s: %s", pid, from, state, time.Duration(since)*time.Second, strings.Join(strings.Fields(query), " "))
+}
