@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"io"
 	"os"
@@ -9,8 +10,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	yaml "go.yaml.in/yaml/v4"
+
+	"github.com/paperpipe/paperpipe/store"
 )
 
 // TestK8sServerRequiresATokenFromASecret: deploy/k8s's server listens on the pod's IP, where
@@ -163,5 +167,67 @@ func TestK8sWorkerIsScrapedProbedAndGivenTimeToStop(t *testing.T) {
 	}
 	if u := read("configmap.yaml").Data["DATABASE_URL"]; !strings.Contains(u, "pool_max_conns=") {
 		t.Errorf("configmap.yaml: DATABASE_URL %s sets no pool_max_conns", u)
+	}
+}
+
+// TestK8sPodsAreGivenTheMigrationLockWaitToStart: a pod answers its probes only once it has
+// started, after the migrations it applies at start, and in an upgrade those wait for another
+// pod's (the migration lock) and run as long as they take on the archive. With a liveness probe
+// alone the kubelet kills the pod about half a minute in — mid-migration, rolled back, and
+// again at each restart — so each Deployment needs a startup probe on the same endpoint that
+// allows at least the migration lock's wait.
+func TestK8sPodsAreGivenTheMigrationLockWaitToStart(t *testing.T) {
+	t.Parallel()
+	type probe struct {
+		HTTPGet struct {
+			Path string
+			Port string
+		} `yaml:"httpGet"`
+		InitialDelaySeconds int `yaml:"initialDelaySeconds"`
+		PeriodSeconds       int `yaml:"periodSeconds"`
+		FailureThreshold    int `yaml:"failureThreshold"`
+	}
+	type manifest struct {
+		Kind string
+		Spec struct {
+			Template struct {
+				Spec struct {
+					Containers []struct {
+						Name          string
+						LivenessProbe *probe `yaml:"livenessProbe"`
+						StartupProbe  *probe `yaml:"startupProbe"`
+					}
+				}
+			}
+		}
+	}
+	for _, name := range []string{"worker.yaml", "serve.yaml"} {
+		data, err := os.ReadFile("../../deploy/k8s/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m manifest
+		if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&m); err != nil || m.Kind != "Deployment" {
+			t.Fatalf("%s: %s (%v), want the Deployment first", name, m.Kind, err)
+		}
+		for _, c := range m.Spec.Template.Spec.Containers {
+			l, s := c.LivenessProbe, c.StartupProbe
+			if l == nil {
+				continue
+			}
+			if s == nil {
+				t.Errorf("%s: container %s has a liveness probe and no startup probe: a pod migrating at start is killed", name, c.Name)
+				continue
+			}
+			if s.HTTPGet != l.HTTPGet {
+				t.Errorf("%s: container %s: startup probe %+v, want the liveness probe's %+v", name, c.Name, s.HTTPGet, l.HTTPGet)
+			}
+			// Kubernetes' defaults: a period of 10 s, three failures.
+			period, failures := cmp.Or(s.PeriodSeconds, 10), cmp.Or(s.FailureThreshold, 3)
+			if allowed := time.Duration(s.InitialDelaySeconds+period*failures) * time.Second; allowed <= store.MigrationLockWait {
+				t.Errorf("%s: container %s: the startup probe allows %v, want more than the migration lock's wait of %v",
+					name, c.Name, allowed, store.MigrationLockWait)
+			}
+		}
 	}
 }
