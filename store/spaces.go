@@ -466,13 +466,9 @@ func lockedDDLWait(deadlock time.Duration) ddlWait {
 // default lockedDDLWait of the session's deadlock_timeout), trying again while it times out;
 // tx's lock_timeout is the session's afterwards (SET LOCAL … DEFAULT: not an earlier SET LOCAL of tx).
 func (s *Store) execLockedDDL(ctx context.Context, tx pgx.Tx, ddl string) error {
-	w := s.ddlWait
-	if w.tries == 0 {
-		var ms int64
-		if err := tx.QueryRow(ctx, "SELECT setting::bigint FROM pg_settings WHERE name = 'deadlock_timeout'").Scan(&ms); err != nil {
-			return fmt.Errorf("read deadlock_timeout: %w", err)
-		}
-		w = lockedDDLWait(time.Duration(ms) * time.Millisecond)
+	w, err := s.lockedDDLWait(ctx, tx)
+	if err != nil {
+		return err
 	}
 	for try := 1; ; try++ {
 		err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {

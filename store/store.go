@@ -379,7 +379,7 @@ type MigrationState struct {
 // table stays held for all the tries, Migrate fails naming the sessions that hold it, with
 // that migration and those after it not applied.
 func (s *Store) Migrate(ctx context.Context) error {
-	w, err := s.lockedDDLWait(ctx)
+	w, err := s.lockedDDLWait(ctx, s.pool)
 	if err != nil {
 		return fmt.Errorf("migrate database %s: %w", s.target, err)
 	}
@@ -411,13 +411,13 @@ func (s *Store) Migrate(ctx context.Context) error {
 	}
 }
 
-// lockedDDLWait is s.ddlWait, or lockedDDLWait of the server's deadlock_timeout when it is zero.
-func (s *Store) lockedDDLWait(ctx context.Context) (ddlWait, error) {
+// lockedDDLWait is s.ddlWait, or lockedDDLWait of db's deadlock_timeout when it is zero.
+func (s *Store) lockedDDLWait(ctx context.Context, db querier) (ddlWait, error) {
 	if s.ddlWait.tries != 0 {
 		return s.ddlWait, nil
 	}
 	var ms int64
-	if err := s.pool.QueryRow(ctx, "SELECT setting::bigint FROM pg_settings WHERE name = 'deadlock_timeout'").Scan(&ms); err != nil {
+	if err := db.QueryRow(ctx, "SELECT setting::bigint FROM pg_settings WHERE name = 'deadlock_timeout'").Scan(&ms); err != nil {
 		return ddlWait{}, fmt.Errorf("read deadlock_timeout: %w", err)
 	}
 	return lockedDDLWait(time.Duration(ms) * time.Millisecond), nil
