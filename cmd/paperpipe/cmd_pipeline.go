@@ -112,6 +112,7 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 	}
 	fmt.Fprintf(os.Stderr, "ingest: %d read, %d published, %d dropped as repeats (same record published within the hour), %d rejected%s\n",
 		read, st.Published, st.Duplicates, rejected, note)
+	full := queueFull(stop, flushErr)
 	switch {
 	case interrupted:
 		why := errors.New("interrupted")
@@ -119,13 +120,12 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 			why = fmt.Errorf("stopped: %w", cause) // NATS refused paperpipe (config.fail)
 		}
 		return errors.Join(why, flushErr)
-	case queueFull(stop, flushErr) != nil:
+	case full != nil:
 		// Said once for every paper refused, counted in the summary, not once per message.
-		re := queueFull(stop, flushErr)
 		return fmt.Errorf("%w: %s refused (the first: publish %s: %v); the queue keeps what was published before "+
 			"(`paperpipe status` shows it waiting): run the workers to drain it, or give the NATS server room (disk, "+
 			"its max_file_store, the PAPERS stream's limits), then ingest the same input again: the papers queued or "+
-			"stored already cost no API call", pipeline.ErrQueueFull, plural(st.Refused, "paper", "papers"), re.MsgID, re.Err)
+			"stored already cost no API call", pipeline.ErrQueueFull, plural(st.Refused, "paper", "papers"), full.MsgID, full.Err)
 	case stop != nil:
 		return stop
 	case flushErr != nil:
