@@ -323,22 +323,21 @@ func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle
 // space each time it moves to another offline model's (errSpaceChanged).
 func followingWorkers(ctx context.Context, c *config, log *slog.Logger, st *store.Store, b *broker, m *models,
 	consumers []string, exitWhenIdle, announce bool) error {
+	// A step that fails while the workers start, or restart on a new space, is said unless ctx
+	// ended meanwhile (interruptedStart): a Ctrl-C or SIGTERM then is a stop like any other (the
+	// workers have drained), not a failure of the step it cut short.
 	followed := false
-	// stopped is err, unless ctx ended while the workers start, or restart on a new space: a
-	// Ctrl-C or SIGTERM then is a stop like any other (the workers have drained), not a failure
-	// of the step it cut short.
-	stopped := func(err error) error { return interruptedStart(ctx, err) }
 	for {
 		space, err := st.EnsureSpace(ctx, m.emb.Space())
 		if err != nil {
-			return stopped(err)
+			return interruptedStart(ctx, err)
 		}
 		if !space.Active {
 			warnInactiveSpace(ctx, c, log, st, space)
 		}
 		if followed {
 			if err := queueMissing(ctx, log, st, b, space); err != nil {
-				return stopped(err)
+				return interruptedStart(ctx, err)
 			}
 		}
 		err = runWorkersOnce(ctx, c, log, st, b, m, space, consumers, exitWhenIdle, announce)
@@ -347,7 +346,7 @@ func followingWorkers(ctx context.Context, c *config, log *slog.Logger, st *stor
 		}
 		announce, followed = false, true
 		if m, err = buildModels(ctx, c, log, st); err != nil {
-			return stopped(err)
+			return interruptedStart(ctx, err)
 		}
 	}
 }
