@@ -239,12 +239,7 @@ func (e *PublishError) Unwrap() []error {
 // and ctx's error with it if ctx ends first.
 func (p *Publisher) settle(ctx context.Context, n int) error {
 	var failed *PublishError
-	refusals := func() []error {
-		if failed == nil {
-			return nil
-		}
-		return []error{failed}
-	}
+	var errs []error // failed, once there is one
 	take := func(pm pending, ack *jetstream.PubAck, err error) {
 		if err != nil {
 			if _, ok := errors.AsType[*jetstream.APIError](err); ok {
@@ -256,6 +251,7 @@ func (p *Publisher) settle(ctx context.Context, n int) error {
 				failed.More++
 			} else {
 				failed = &PublishError{MsgID: pm.f.Msg().Header.Get(jetstream.MsgIDHeader), Err: err}
+				errs = append(errs, failed)
 			}
 			return
 		}
@@ -288,9 +284,9 @@ func (p *Publisher) settle(ctx context.Context, n int) error {
 			}
 			// The ones settled are not waited for again; their errors are not lost.
 			p.window = append(p.window[:0], p.window[i:]...)
-			return errors.Join(append(refusals(), ctx.Err())...)
+			return errors.Join(append(errs, ctx.Err())...)
 		}
 	}
 	p.window = append(p.window[:0], p.window[n:]...)
-	return errors.Join(refusals()...)
+	return errors.Join(errs...)
 }
