@@ -91,6 +91,12 @@ func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 
 func streamMsgs(t *testing.T, js jetstream.JetStream, name string) uint64 {
 	t.Helper()
+	return streamState(t, js, name).Msgs
+}
+
+// streamState is the stream name's state (messages, first sequence) as the server has it now.
+func streamState(t *testing.T, js jetstream.JetStream, name string) jetstream.StreamState {
+	t.Helper()
 	s, err := js.Stream(context.Background(), name)
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +105,7 @@ func streamMsgs(t *testing.T, js jetstream.JetStream, name string) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return info.State.Msgs
+	return info.State
 }
 
 func deadLetters(t *testing.T, js jetstream.JetStream) []pipeline.DeadLetter {

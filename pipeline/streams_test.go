@@ -122,17 +122,9 @@ func TestAFullQueueRefusesNewPapersInsteadOfDroppingQueuedOnes(t *testing.T) {
 	if err := pub.Flush(ctx); err == nil {
 		t.Error("Flush of 15 papers into a queue capped at 10: no error, want the 5 over the cap refused")
 	}
-	s, err := js.Stream(ctx, pipeline.StreamPapers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Msgs != 10 || info.State.FirstSeq != 1 || pub.Stats().Published != 10 {
+	if state := streamState(t, js, pipeline.StreamPapers); state.Msgs != 10 || state.FirstSeq != 1 || pub.Stats().Published != 10 {
 		t.Errorf("queue holds %d messages from sequence %d, %d counted as published; want the first 10 papers kept (from 1), 10 published",
-			info.State.Msgs, info.State.FirstSeq, pub.Stats().Published)
+			state.Msgs, state.FirstSeq, pub.Stats().Published)
 	}
 }
 
