@@ -1676,15 +1676,7 @@ func withAPaperTooLargeForTheQueue(t *testing.T) (*archiveEnv, jetstream.JetStre
 	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := js.Stream(ctx, pipeline.StreamPapers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.CachedInfo().Config
-	cfg.MaxMsgSize = 4000
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	editPapersStream(t, js, func(cfg *jetstream.StreamConfig) { cfg.MaxMsgSize = 4000 })
 	return e, js, v2
 }
 

@@ -237,15 +237,7 @@ func TestDLQReplayIntoAFullQueueStopsAndSaysSo(t *testing.T) {
 	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := js.Stream(ctx, pipeline.StreamPapers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.CachedInfo().Config
-	cfg.MaxMsgs = 2 // the operator's cap
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	editPapersStream(t, js, func(cfg *jetstream.StreamConfig) { cfg.MaxMsgs = 2 }) // the operator's cap
 	for i := 1; i <= 5; i++ {
 		m := nats.NewMsg(pipeline.SubjectDead + "." + pipeline.ConsumerNew)
 		m.Data = fmt.Appendf(nil, `{"id":"arxiv:2401.0000%d","title":"T%d","abstract":"An abstract."}`, i, i)
@@ -524,17 +516,8 @@ func TestPostedRecordTooLargeForTheQueueIsRejectedAndTheOthersAccepted(t *testin
 // Retry-After, and the records it took are accepted.
 func TestPostIntoAFullQueueSaysItIsFull(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
 	js, st := queueAndStore(t)
-	s, err := js.Stream(ctx, pipeline.StreamPapers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.CachedInfo().Config
-	cfg.MaxMsgs = 2
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	editPapersStream(t, js, func(cfg *jetstream.StreamConfig) { cfg.MaxMsgs = 2 })
 	srv, err := web.New(web.Config{Store: webStore{st}, Publisher: &webPublisher{js: js}, ParseRecord: parseRecord})
 	if err != nil {
 		t.Fatal(err)
@@ -1335,6 +1318,21 @@ func queueAndStore(t *testing.T) (jetstream.JetStream, *store.Store) {
 	}
 	t.Cleanup(st.Close)
 	return js, st
+}
+
+// editPapersStream changes js's PAPERS stream's configuration with edit, as an operator's
+// `nats stream edit PAPERS` does.
+func editPapersStream(t *testing.T, js jetstream.JetStream, edit func(*jetstream.StreamConfig)) {
+	t.Helper()
+	s, err := js.Stream(t.Context(), pipeline.StreamPapers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	edit(&cfg)
+	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // While one request recounts slow counts that went stale, the others get the last counts at
