@@ -140,11 +140,7 @@ func TestTwoFollowersOfASpaceQueueItsMissingPapersOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s, err := b.js.Stream(ctx, pipeline.StreamPapers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := s.CachedInfo().State.Msgs; got != n {
+	if got := queued(t, b.js); got != n {
 		t.Errorf("%d messages queued for the %d papers missing from the space; want one each", got, n)
 	}
 
