@@ -295,10 +295,11 @@ func (w *Worker) Stats() WorkerStats {
 }
 
 // Run pulls and processes messages until ctx is done (or, with ExitWhenIdle, until the
-// consumer is empty), and returns nil then (a ctx done before it started included). When ctx is done it stops pulling, lets in-flight messages finish for up
-// to DrainTimeout, then cancels the rest and returns them to the queue (see settleFailure). A
-// message is acknowledged only after its results are committed, so a crash at any point
-// loses nothing: the message is redelivered and finds its finished parts in the store.
+// consumer is empty), and returns nil then (a ctx done before it started included). When ctx
+// is done it stops pulling, lets in-flight messages finish for up to DrainTimeout, then
+// cancels the rest and returns them to the queue (see settleFailure). A message is
+// acknowledged only after its results are committed, so a crash at any point loses nothing:
+// the message is redelivered and finds its finished parts in the store.
 //
 // A message whose last allowed delivery is never settled (its worker died) is given up by the
 // server, which announces it on $JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES; Run listens (one
@@ -318,10 +319,10 @@ func (w *Worker) Stats() WorkerStats {
 // cannot write (paper.ErrUnavailable: refused or dropped connections, a restart, a full disk).
 //
 // Workers on several machines may have started with different settings: Run reads the
-// consumer every ProgressInterval and follows its AckWait (or the shorter one announced to
-// replace it, see Setup) and MaxDeliver as the server has them — the renewal interval, the
-// MsgTimeout of work starting from then on and the last delivery's handling change with them,
-// and the holds are renewed at once — and sets an announced AckWait once its time has come.
+// consumer every ProgressInterval and follows its AckWait and MaxDeliver (or the shorter or
+// lower one announced to replace it, see Setup) as the server has them — the renewal interval,
+// the MsgTimeout of work starting from then on and the last delivery's handling change with
+// them, and the holds are renewed at once — and sets an announced one once its time has come.
 func (w *Worker) Run(ctx context.Context) error {
 	cons, err := w.js.Consumer(ctx, StreamPapers, w.cfg.Consumer)
 	if err != nil && ctx.Err() != nil {
