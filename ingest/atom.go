@@ -155,12 +155,12 @@ func (p *atomParser) entry(line int, e *atomEntry) (paper.Abstract, error) {
 	if f.url == "" && strings.HasPrefix(id, "http") {
 		f.url = id
 	}
-	date := e.Published
+	field, date := "<published>", e.Published
 	if strings.TrimSpace(date) == "" {
-		date = e.Updated
+		field, date = "<updated>", e.Updated
 	}
 	var err error
-	f.published, err = parseDate(date)
+	f.published, err = parseDate(field, date)
 	return p.r.buildOrFail(f, []error{err})
 }
 

@@ -125,7 +125,7 @@ func (p *hfParser) record(line int, raw json.RawMessage) (paper.Abstract, error)
 	var errs [3]error
 	f.rawID, errs[0] = stringOrNumber("id", pp.ID)
 	f.authors, errs[1] = hfAuthors(pp.Authors)
-	f.published, errs[2] = parseDate(date)
+	f.published, errs[2] = parseDate("publishedAt", date)
 	a, err := p.r.buildOrFail(f, errs[:])
 	if err != nil {
 		var re *RecordError

@@ -79,7 +79,7 @@ func (p *jsonlParser) parseJSONL(line []byte, ln int) (paper.Abstract, error) {
 	errs = append(errs, err)
 	f.categories, err = stringList("categories", rec.Categories, strings.Fields)
 	errs = append(errs, err)
-	f.published, err = parseDate(rec.Published)
+	f.published, err = parseDate("published", rec.Published)
 	errs = append(errs, err)
 	return p.r.buildOrFail(f, errs)
 }
@@ -133,7 +133,7 @@ func (p *jsonlParser) parseOAI(line []byte, ln int) (paper.Abstract, error) {
 		f.published = t.UTC()
 	} else {
 		var err error
-		f.published, err = parseDate(rec.UpdateDate)
+		f.published, err = parseDate("update_date", rec.UpdateDate)
 		errs = append(errs, err)
 	}
 	a, err := p.r.buildOrFail(f, errs)

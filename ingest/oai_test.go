@@ -208,3 +208,29 @@ func TestOAIBadRecords(t *testing.T) {
 		})
 	}
 }
+
+// A date that cannot be read is named by the field that holds it in the input: every format's
+// message said `published "…"`, a field an arXiv OAI line (update_date), a Hugging Face daily
+// feed (publishedAt) and an Atom entry without <published> (<updated>) do not have, so a user
+// looked in the file for what was not there.
+func TestBadDateNamesItsField(t *testing.T) {
+	t.Parallel()
+	const abstract = "We study routing."
+	for _, tc := range []struct {
+		format     Format
+		input      string
+		wantPrefix string
+	}{
+		{JSONL, `{"id":"2401.00001","title":"T","abstract":"` + abstract + `","published":"someday"}` + "\n", `f:1: arxiv:2401.00001: published "someday"`},
+		{OAI, `{"id":"2401.00001","authors":"A","title":"T","abstract":"` + abstract + `","categories":"cs.LG","update_date":"someday"}` + "\n", `f:1: arxiv:2401.00001: update_date "someday"`},
+		{HFDaily, `[{"paper":{"id":"2401.00001","title":"T","summary":"` + abstract + `","publishedAt":"someday"}}]`, `f:1: record 1: arxiv:2401.00001: publishedAt "someday"`},
+		{Atom, `<feed xmlns="http://www.w3.org/2005/Atom"><entry><id>http://arxiv.org/abs/2401.00001v1</id><title>T</title><summary>` + abstract + `</summary><published>someday</published></entry></feed>`, `f:1: record 1: arxiv:2401.00001: <published> "someday"`},
+		{Atom, `<feed xmlns="http://www.w3.org/2005/Atom"><entry><id>http://arxiv.org/abs/2401.00001v1</id><title>T</title><summary>` + abstract + `</summary><updated>someday</updated></entry></feed>`, `f:1: record 1: arxiv:2401.00001: <updated> "someday"`},
+	} {
+		_, _, events := readString(t, tc.input, "f", Options{Format: tc.format})
+		want := "error " + tc.wantPrefix + " is not an RFC 3339 time or a YYYY-MM-DD date"
+		if len(events) != 1 || events[0] != want {
+			t.Errorf("%s: events %q, want [%q]", tc.format, events, want)
+		}
+	}
+}

@@ -175,8 +175,9 @@ func splitAuthors(s string) []string {
 // dateLayouts are the forms accepted for a "published" date.
 var dateLayouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02"}
 
-// parseDate parses a published date; empty is the zero time.
-func parseDate(s string) (time.Time, error) {
+// parseDate parses a published date, read from the input's field (named as the input spells
+// it, so that an error points at what is in the file); empty is the zero time.
+func parseDate(field, s string) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return time.Time{}, nil
@@ -186,7 +187,7 @@ func parseDate(s string) (time.Time, error) {
 			return t.UTC(), nil
 		}
 	}
-	return time.Time{}, invalidf("published %q is not an RFC 3339 time or a YYYY-MM-DD date", s)
+	return time.Time{}, invalidf("%s %q is not an RFC 3339 time or a YYYY-MM-DD date", field, s)
 }
 
 // invalidUTF8At returns the index of the first byte of b that is not valid UTF-8, or -1.
