@@ -118,6 +118,21 @@ func TestDLQReplayAllWithNoDeadLetters(t *testing.T) {
 	}
 }
 
+// A dead letter's sequence starts at 1: `dlq replay 0` is a usage error saying what 0 is not,
+// where it passed the server's bare "bad request" on (exit 1).
+func TestDLQReplayOfSequenceZeroIsAUsageError(t *testing.T) {
+	t.Parallel()
+	c := withDeadLetters(t, 1)
+	r := c.run("dlq", "replay", "0")
+	if r.code != 2 || !strings.Contains(r.stderr, `"0" is not a dead-letter sequence number`) || strings.Contains(r.stderr, "bad request") {
+		t.Errorf("dlq replay 0: exit %d, stderr %s; want 2 (usage) saying 0 is not a dead-letter sequence number", r.code, r.stderr)
+	}
+	var st statusJSON
+	if c.json(&st, "status"); st.DeadLetters != 1 {
+		t.Errorf("status counts %d dead letters after dlq replay 0, want 1", st.DeadLetters)
+	}
+}
+
 // `dlq replay --all 5` names dead letter 5 twice: it is replayed once (the second replay found
 // it gone and failed the command). `status` counts the dead letters from the stream's state,
 // replayed ones (gaps in the sequence) not included.

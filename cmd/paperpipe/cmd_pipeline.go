@@ -555,7 +555,8 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 		}
 		for _, a := range pos[1:] {
 			n, err := strconv.ParseUint(a, 10, 64)
-			if err != nil {
+			if err != nil || n == 0 {
+				// Sequences start at 1: the server answers 0 with a bare "bad request".
 				return usageErr("%q is not a dead-letter sequence number (see `paperpipe dlq list`)", a)
 			}
 			seqs = append(seqs, n)
