@@ -275,6 +275,47 @@ func TestDLQReplayIntoAFullQueueStopsAndSaysSo(t *testing.T) {
 	}
 }
 
+// TestReprocessIntoAFullQueueSaysWhatToDo: a reprocess run whose papers the queue refuses (a
+// capped PAPERS, or the server's storage, filled by a backlog the workers have not drained)
+// stopped with the server's answer alone ("the queue is full: publish …: nats: API error:
+// code=503 err_code=10077 description=maximum messages exceeded"), where ingest says what to
+// do. It says it too, and a run once there is room does the work.
+func TestReprocessIntoAFullQueueSaysWhatToDo(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	srv := natstest.Start(t)
+	c := newCLI(t, "NATS_URL="+srv.ClientURL())
+	c.ok("ingest", sampleFile)
+	c.workUntilIdle()
+	js := srv.Connect(t)
+	s, err := js.Stream(ctx, pipeline.StreamPapers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	capped := s.CachedInfo().Config
+	capped.MaxMsgs = 1 // the operator's cap, reached by a paper no worker has taken yet
+	if _, err := js.UpdateStream(ctx, capped); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, pipeline.SubjectNew, []byte(`{"id":"arxiv:2401.00001","title":"T","abstract":"An abstract."}`)); err != nil {
+		t.Fatal(err)
+	}
+	// Another TL;DR word limit is another prompt version: every paper is stale.
+	c15 := &cli{t: t, env: append(slices.Clone(c.env), "PAPERPIPE_TLDR_MAX_WORDS=15")}
+	r := c15.run("reprocess", "--tldr-only")
+	if r.code != 1 || !strings.Contains(r.stderr, "the queue is full") || !strings.Contains(r.stderr, "run the workers to drain the queue") ||
+		!strings.Contains(r.stderr, "run the same command again") {
+		t.Errorf("reprocess into a full queue: exit %d\n%s\nwant exit 1, saying the queue is full and what to do", r.code, r.stderr)
+	}
+	capped.MaxMsgs = -1
+	if _, err := js.UpdateStream(ctx, capped); err != nil {
+		t.Fatal(err)
+	}
+	if r := c15.ok("reprocess", "--tldr-only"); !strings.Contains(r.stderr, "108 TL;DRs") {
+		t.Errorf("reprocess once the queue has room:\n%s\nwant the 108 TL;DRs written", r.stderr)
+	}
+}
+
 // The help says what the commands do: spaces' other actions, the server up starts, the URLs
 // summarize and embed read, and a flag placeholder that is a placeholder.
 func TestHelpMatchesTheCommands(t *testing.T) {

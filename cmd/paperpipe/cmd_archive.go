@@ -766,6 +766,12 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 	}
 	if _, err = publishStale(ctx, st, sel, pub, o.pageSize, drain, tooLarge); err == nil {
 		err = drain()
+	} else if errors.Is(err, pipeline.ErrQueueFull) && ctx.Err() == nil {
+		// Say what to do, as ingest does: the server's answer alone told the user nothing.
+		// What this run queued before stays queued, and the next run processes it first.
+		err = fmt.Errorf("%w; the papers queued before it stay queued (`paperpipe status` shows the backlog): run the workers "+
+			"to drain the queue, or give the NATS server room (disk, its max_file_store, the PAPERS stream's limits), then run "+
+			"the same command again: it resumes, and what is stored is not redone", err)
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted after %s; run the same command again to resume (finished papers are not redone): %w",
