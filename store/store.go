@@ -295,7 +295,14 @@ func registerVector(ctx context.Context, conn *pgx.Conn) error {
 			conn.Config().Database, *schema, searchPath, path, conn.Config().User, path, err)
 	}
 	if _, err := conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS vector"); err != nil {
-		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "25006" {
+		pe := (*pgconn.PgError)(nil)
+		if errors.As(err, &pe) && pe.Code == "23505" && pgvectorpgx.RegisterTypes(ctx, conn) == nil {
+			// unique_violation: another session created it at the same moment (processes
+			// started together on a new database, or two connections of one pool), and
+			// IF NOT EXISTS did not see it before that session committed. It exists now.
+			return nil
+		}
+		if errors.As(err, &pe) && pe.Code == "25006" {
 			return fmt.Errorf("database %s is read-only (a hot standby) and has no vector extension yet: it is created on the primary "+
 				"and reaches a replica by replication: %w", conn.Config().Database, ErrSchemaBehind)
 		}

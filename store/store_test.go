@@ -361,6 +361,88 @@ func TestOpenCreatesTheVectorExtensionOnAFreshDatabase(t *testing.T) {
 	s.Close()
 }
 
+// TestOpenOnAFreshDatabaseWhileAnotherCreatesTheExtension: processes started together on a
+// new database (`up` and `ingest`, the pods of a first deployment) each create the vector
+// extension as they connect. The one whose CREATE EXTENSION IF NOT EXISTS ran while another
+// session's was not yet committed got a unique violation once it was, and stopped saying the
+// extension was not created and its role could not create it — to run CREATE EXTENSION as a
+// superuser, though the extension was there. It uses the extension the other created.
+func TestOpenOnAFreshDatabaseWhileAnotherCreatesTheExtension(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	base, err := url.Parse(pgtest.BaseURL())
+	if err != nil {
+		t.Fatalf("the test database URL is not a URL: %v", err)
+	}
+	admin, err := pgx.Connect(ctx, base.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.Close(context.Background()) })
+	name := fmt.Sprintf("paperpipe_fresh_race_%d", time.Now().UnixNano())
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create a fresh database: %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop %s: %v", name, err)
+		}
+	})
+	fresh := *base
+	fresh.Path = "/" + name
+	other, err := pgx.Connect(ctx, fresh.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Close(context.Background()) })
+	tx, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, "CREATE EXTENSION vector"); err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan error, 1)
+	go func() {
+		s, err := store.Open(ctx, store.Config{URL: fresh.String()})
+		if err == nil {
+			s.Close()
+		}
+		opened <- err
+	}()
+	// Open's CREATE EXTENSION waits for the other session's: commit that once it does.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var waiting bool
+		if err := admin.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity
+				WHERE datname = $1 AND wait_event_type = 'Lock' AND query ILIKE 'CREATE EXTENSION%')`, name).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		select {
+		case err := <-opened:
+			t.Fatalf("Open on a database whose extension another session is creating did not wait for it: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Open's CREATE EXTENSION does not wait for the other session's after 30s")
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-opened:
+		if err != nil {
+			t.Errorf("Open while another session created the vector extension: %v; want it to use that extension", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Open still waits 30s after the other session committed")
+	}
+}
+
 // TestOpenSaysWhereAVectorExtensionOffTheSearchPathIs: on a database whose vector extension
 // lives in a schema that is not on the connection's search_path (hosted services create it in
 // a schema of their own), Open must say which schema and how to add it, not that it created
