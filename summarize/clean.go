@@ -2,6 +2,7 @@ package summarize
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -25,7 +26,19 @@ var (
 	leadClauseRe = regexp.MustCompile(`(?i)^[^,;:]{3,160}, (?:here,? )?(we|this ` + paperNouns + `)\s+` + adverb + `(\w+)\s`)
 	// connectiveRe strips discourse lead-ins that mean nothing on their own.
 	connectiveRe = regexp.MustCompile(`(?i)^(?:specifically|in particular|in essence|furthermore|moreover|additionally|in addition|here|finally|overall|thus|therefore|consequently|hence|accordingly|to this end|to that end|as a result|instead|besides|notably|importantly|concretely|in contrast|by contrast|building on (?:this|these)(?: \w+)?|motivated by (?:this|these)(?: \w+)?|to (?:address|tackle|solve|overcome|bridge|fill|mitigate|alleviate|remedy|close|fix) (?:this|these|that|those|the|such)\b[^,]{0,50}),\s+`)
-	andVerbRe    = regexp.MustCompile(`\band (\w+)\b`)
+	// findingLeadRe matches what says that a finding follows, not the finding: "Experimental
+	// results on X demonstrate that", "Our findings reveal that".
+	findingLeadRe = regexp.MustCompile(`(?i)^(?:the |our )?(?:[\w-]+ ){0,2}?(?:results|findings|experiments|evaluations?|analys[ie]s)(?: on [^,]{1,60}?)? (?:\w+ly )?(?:show|shows|showed|demonstrate[sd]?|reveal(?:s|ed)?|indicate[sd]?|suggest(?:s|ed)?|confirm(?:s|ed)?) that\s+`)
+	// weAsideRe matches an aside after "we" ("we, therefore, propose"), in lower case.
+	weAsideRe = regexp.MustCompile(`\bwe, (?:therefore|thus|hence|then|consequently|accordingly|instead|however|in turn|in addition|moreover|furthermore|first|finally|also|here|in this (?:paper|work|study)), `)
+	// weCallRe matches a relative clause naming what precedes it: ", which we call SLTrain".
+	weCallRe = regexp.MustCompile(`(?i),? (?:which|that) we (?:call|term|name|dub|coin|refer to as)\b`)
+	// byProposingRe matches the contribution in "We progress towards X by proposing Y".
+	byProposingRe    = regexp.MustCompile(`\bby (proposing|introducing|presenting|developing|designing|building)\s+`)
+	byProposingVerbs = map[string]string{"proposing": "proposes", "introducing": "introduces", "presenting": "presents",
+		"developing": "develops", "designing": "designs", "building": "builds"}
+	// enumeratorRe matches an enumerator in a sentence, "(I) ", "(2) ", "ii) ", and the word after it.
+	enumeratorRe = regexp.MustCompile(`(?:\((?:[ivxIVX]{1,4}|\d{1,2}|[a-zA-Z])\)|(?:^|\s)(?:[ivx]{1,4}|\d{1,2})\))\s+(\pL[\pL\d'-]*)`)
 	parenRe      = regexp.MustCompile(`\s*\([^()]*\)`)
 	bracketRe    = regexp.MustCompile(`\s*\[[^\[\]]*\]`)
 	latexRe      = regexp.MustCompile(`\\([%&$#_])`)
@@ -60,10 +73,35 @@ func init() {
 		achieve reveal observe implement conduct benchmark compare focus aim seek consider
 		discuss summarize summarise outline review survey quantify characterize characterise
 		measure detail unveil open-source scale combine enable reduce utilize utilise delve attempt
-		pose overview delineate elaborate seek`) {
+		pose overview delineate elaborate seek discover`) {
 		contributionVerbs[v] = thirdPerson(v)
 		thirdPersonVerbs[thirdPerson(v)] = true
 	}
+}
+
+// contributionVerb returns the third-person form of v, a contribution verb in its base form or
+// its past tense ("proposed", "studied", "found"), and whether it is one.
+func contributionVerb(v string) (string, bool) {
+	if conj, ok := contributionVerbs[v]; ok {
+		return conj, true
+	}
+	var stems []string
+	switch {
+	case v == "found":
+		stems = []string{"find"}
+	case v == "built":
+		stems = []string{"build"}
+	case strings.HasSuffix(v, "ied"):
+		stems = []string{v[:len(v)-3] + "y"}
+	case strings.HasSuffix(v, "ed"):
+		stems = []string{v[:len(v)-1], v[:len(v)-2]}
+	}
+	for _, stem := range stems {
+		if conj, ok := contributionVerbs[stem]; ok {
+			return conj, true
+		}
+	}
+	return "", false
 }
 
 // thirdPerson conjugates a base-form English verb for a singular subject.
@@ -79,10 +117,13 @@ func thirdPerson(v string) string {
 }
 
 // Clean turns any answer into a TL;DR that passes Validate's form rules, deterministically:
-// it strips markdown, chatter and labels ("Sure! Here's a TL;DR:"), wrapping quotes and
-// paper lead-ins ("In this paper, we propose X" → "Proposes X"), keeps the first sentence
-// with content, cuts it to maxWords (at a clause boundary when one is close, else at a word
-// boundary, never after a dangling "of" or "and") and ends it with a full stop.
+// it strips markdown, chatter and labels ("Sure! Here's a TL;DR:"), wrapping quotes, paper
+// lead-ins ("In this paper, we propose X" → "Proposes X", also "We, therefore, proposed X",
+// "We progress towards X by proposing Y"), what announces a finding ("Results on X show
+// that"), enumerators run into the sentence ("(I) Reducing" → "reducing"), keeps the first
+// sentence with content, cuts it to maxWords (at a clause boundary when one is close, else at
+// a word boundary, never after a dangling "of" or "and", nor a "both" without its "and") and
+// ends it with a full stop.
 func Clean(text string, maxWords int) string {
 	text = strings.Map(func(r rune) rune {
 		if r != '\n' && unprintable(r) {
@@ -137,11 +178,29 @@ func tighten(s string) string {
 		s = strings.TrimSpace(s)
 		s = leadLabelRe.ReplaceAllString(s, "")
 		s = stripQuotes(s)
-		s = connectiveRe.ReplaceAllString(s, "")
+		if c := strings.IndexByte(s, ','); c > 0 && c <= maxConnective {
+			s = connectiveRe.ReplaceAllString(s, "")
+		}
+		if len(s) > 4 && strings.EqualFold(s[:4], "we, ") {
+			if loc := weAsideRe.FindStringIndex(foldASCII(s)); loc != nil && loc[0] == 0 {
+				s = s[:2] + " " + s[loc[1]:] // "We, therefore, propose" → "We propose"
+			}
+		}
+		if mayLeadFinding(s) {
+			if loc := findingLeadRe.FindStringIndex(s); loc != nil {
+				s = capitalize(s[loc[1]:])
+			}
+		}
 		s = rewriteLeadIn(s)
 		if s == before {
 			break
 		}
+	}
+	if hasEnumerator(s) {
+		s = dropEnumerators(s)
+	}
+	if strings.Contains(s, "which we ") || strings.Contains(s, "that we ") {
+		s = weCallRe.ReplaceAllString(s, ", called")
 	}
 	for {
 		before := s
@@ -154,9 +213,97 @@ func tighten(s string) string {
 	if strings.ContainsAny(s, "\t\n\f\r") || strings.Contains(s, "  ") { // what spaceRe (\s+) changes
 		s = spaceRe.ReplaceAllString(s, " ")
 	}
-	s = spacePunct.ReplaceAllString(s, "$1")
+	if spaceBeforePunct(s) {
+		s = spacePunct.ReplaceAllString(s, "$1")
+	}
 	s = strings.TrimSpace(s)
 	return capitalize(s)
+}
+
+// maxConnective is the farthest a comma ending what connectiveRe matches can be from the
+// start of a sentence.
+const maxConnective = 100
+
+// spaceBeforePunct reports whether s holds what spacePunct matches in a sentence whose white
+// space is single spaces.
+func spaceBeforePunct(s string) bool {
+	for at := 0; ; {
+		i := strings.IndexByte(s[at:], ' ')
+		if i < 0 || at+i+1 >= len(s) {
+			return false
+		}
+		at += i + 1
+		if strings.IndexByte(",;:.!? ", s[at]) >= 0 {
+			return true
+		}
+	}
+}
+
+// hasEnumerator reports whether s may hold what enumeratorRe matches: a ')' after one to four
+// letters or digits that follow a '(', a space or the start.
+func hasEnumerator(s string) bool {
+	for at := 0; ; {
+		i := strings.IndexByte(s[at:], ')')
+		if i < 0 {
+			return false
+		}
+		i += at
+		j := i
+		for j > 0 && i-j < 4 && isWordByte(s[j-1]) {
+			j--
+		}
+		if e := s[j:i]; e != "" && (j == 0 || s[j-1] == '(' || s[j-1] == ' ') &&
+			(len(e) == 1 || strings.Trim(e, "ivxIVX") == "" || len(e) == 2 && strings.Trim(e, "0123456789") == "") {
+			return true
+		}
+		at = i + 1
+	}
+}
+
+// mayLeadFinding reports whether s may start with what findingLeadRe matches: a noun it
+// names comes early, and " that " follows.
+func mayLeadFinding(s string) bool {
+	head := s[:min(len(s), 90)]
+	return (strings.Contains(head, "esult") || strings.Contains(head, "inding") || strings.Contains(head, "xperiment") ||
+		strings.Contains(head, "valuation") || strings.Contains(head, "nalys")) && strings.Contains(s, " that ")
+}
+
+// dropEnumerators removes the enumerators of a list run into a sentence ("from two scenarios,
+// (I) Reducing cost", "contributions: 1) We trained"), and the capital of the word after one in
+// mid-sentence goes with it ("from two scenarios, reducing cost").
+func dropEnumerators(s string) string {
+	ms := enumeratorRe.FindAllStringSubmatchIndex(s, -1)
+	if ms == nil {
+		return s
+	}
+	var b strings.Builder
+	last := 0
+	for _, m := range ms {
+		start := m[0]
+		if s[start] == ' ' || s[start] == '\t' {
+			start++
+		}
+		b.WriteString(s[last:start])
+		word := s[m[2]:m[3]]
+		if strings.TrimSpace(s[:start]) != "" && isCapitalized(word) {
+			word = strings.ToLower(word[:1]) + word[1:]
+		}
+		b.WriteString(word)
+		last = m[3]
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// isCapitalized reports whether word is a capital followed by lower-case letters only
+// ("Reducing", not "LoRA" or "GPT-4").
+func isCapitalized(word string) bool {
+	for i, r := range word {
+		if i == 0 && !unicode.IsUpper(r) || i > 0 && !unicode.IsLower(r) {
+			return false
+		}
+	}
+	return word != ""
 }
 
 // replaceWhere is re.ReplaceAllString(s, repl) for a regexp every match of which holds one of
@@ -178,7 +325,7 @@ func rewriteLeadIn(s string) string {
 	if m := leadClauseRe.FindStringSubmatchIndex(s); m != nil && !paperLeadRe.MatchString(s) {
 		subject, v := strings.ToLower(s[m[2]:m[3]]), strings.ToLower(s[m[4]:m[5]])
 		if subject == "we" {
-			if conj, ok := contributionVerbs[v]; ok {
+			if conj, ok := contributionVerb(v); ok {
 				return finishRewrite(conj, s[m[5]:])
 			}
 		} else if thirdPersonVerbs[v] {
@@ -189,7 +336,7 @@ func rewriteLeadIn(s string) string {
 		switch {
 		case m[2] >= 0: // "... we VERB"
 			v := strings.ToLower(s[m[2]:m[3]])
-			if conj, ok := contributionVerbs[v]; ok {
+			if conj, ok := contributionVerb(v); ok {
 				verb, rest = conj, s[m[3]:]
 			}
 		case m[4] >= 0: // "This paper VERBs"
@@ -203,7 +350,7 @@ func rewriteLeadIn(s string) string {
 		}
 	} else if m := authorsRe.FindStringSubmatchIndex(s); m != nil {
 		v := strings.ToLower(s[m[2]:m[3]])
-		conj, ok := contributionVerbs[v]
+		conj, ok := contributionVerb(v)
 		switch {
 		case ok:
 		case strings.HasSuffix(v, "ed"):
@@ -211,6 +358,10 @@ func rewriteLeadIn(s string) string {
 		case strings.EqualFold(s[:3], "the"):
 			conj = thirdPerson(v) // "The authors X" must lose its subject.
 		default:
+			// "We progress towards X by proposing Y" states its contribution in the end.
+			if b := byProposingRe.FindStringSubmatchIndex(s); b != nil {
+				return finishRewrite(byProposingVerbs[s[b[2]:b[3]]], s[b[1]:])
+			}
 			return s // "We X" stays.
 		}
 		verb, rest = conj, s[m[3]:]
@@ -225,9 +376,24 @@ func rewriteLeadIn(s string) string {
 func finishRewrite(verb, rest string) string {
 	rest = strings.TrimSpace(rest)
 	// A coordinated second verb agrees too: "… and find X" → "… and finds X".
-	if m := andVerbRe.FindStringSubmatchIndex(rest); m != nil {
-		if conj, ok := contributionVerbs[strings.ToLower(rest[m[2]:m[3]])]; ok {
-			rest = rest[:m[2]] + conj + rest[m[3]:]
+	// (The first "and" may join nouns: "… between X and Y and investigate Z".)
+	for at := 0; ; {
+		i := strings.Index(rest[at:], "and ")
+		if i < 0 {
+			break
+		}
+		start := at + i + len("and ")
+		end := start
+		for end < len(rest) && isWordByte(rest[end]) {
+			end++
+		}
+		at = start
+		if start-len("and ") > 0 && isWordByte(rest[start-len("and ")-1]) || end == start {
+			continue // "band ", "and ,"
+		}
+		if conj, ok := contributionVerb(strings.ToLower(rest[start:end])); ok && !strings.HasPrefix(rest[end:], " of ") {
+			rest = rest[:start] + conj + rest[end:]
+			break
 		}
 	}
 	switch verb {
@@ -318,6 +484,15 @@ func finish(s string, maxWords int) string {
 	w := Words(s)
 	if maxWords > 0 && len(w) > maxWords {
 		w = cutWords(w, maxWords)
+		// A "both" whose "and" was cut goes too: "… abilities of both the base."
+		for i := len(w) - 1; i >= max(1, len(w)-4); i-- {
+			if strings.EqualFold(w[i], "both") {
+				if !slices.ContainsFunc(w[i+1:], func(x string) bool { return strings.EqualFold(x, "and") }) {
+					w = w[:i]
+				}
+				break
+			}
+		}
 	}
 	for len(w) > 1 {
 		last := strings.ToLower(strings.TrimRight(w[len(w)-1], ",;:"))

@@ -1,6 +1,7 @@
 package summarize
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"regexp/syntax"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -16,12 +19,15 @@ import (
 // limit when it is not the default, Versioned).
 const (
 	OfflineModel         = "paperpipe-offline-extractive"
-	OfflinePromptVersion = "extractive-v1"
+	OfflinePromptVersion = "extractive-v2"
 )
 
 // Offline is the built-in extractive summarizer: it picks the abstract's sentence that most
-// likely states the paper's contribution and tightens it into a TL;DR. It makes no API calls,
-// is deterministic and safe for concurrent use.
+// likely states the paper's contribution and tightens it into a TL;DR, which must read alone:
+// one that refers to what it does not say ("addresses this shortcoming"), keeps "we" or
+// "our", or only names what the paper looks into gives way to a sentence without the flaw, or
+// loses the clause holding it. It makes no API calls, is deterministic and safe for
+// concurrent use.
 type Offline struct {
 	maxWords int
 }
@@ -72,21 +78,24 @@ func (o *Offline) TLDR(a paper.Abstract) string {
 	return text
 }
 
-// tldr returns the cleaned sentence of the abstract that best states the contribution; when
-// that is invalid or has fewer than 4 words, the cleaned title, the paper's own one-line
-// summary, if it is valid; else the short sentence if it is valid. With none valid it says why.
+// tldr returns the cleaned sentence of the abstract that best states the contribution
+// (choose); when that is invalid or has fewer than 4 words, the cleaned title, the paper's own
+// one-line summary, if it is valid; else the short sentence if it is valid. With none valid it
+// says why.
 func (o *Offline) tldr(a paper.Abstract) (string, error) {
 	sentences := Sentences(strings.Join(strings.Fields(a.Abstract), " "))
-	best, bestScore := -1, 0.0
+	scores := make([]float64, len(sentences))
+	finding := make([]bool, len(sentences))
+	best := -1
 	for i, s := range sentences {
-		sc := scoreSentence(s, i, len(sentences))
-		if best < 0 || sc > bestScore {
-			best, bestScore = i, sc
+		scores[i], finding[i] = scoreSentence(s, i, len(sentences))
+		if best < 0 || scores[i] > scores[best] {
+			best = i
 		}
 	}
 	var out string
 	if best >= 0 {
-		out = Clean(sentences[best], o.maxWords)
+		out = o.choose(sentences, scores, finding, best)
 	}
 	verr := Validate(out, a.Abstract, o.maxWords)
 	if verr == nil && len(Words(out)) >= 4 {
@@ -114,6 +123,200 @@ func (o *Offline) tldr(a paper.Abstract) (string, error) {
 		return "", fmt.Errorf("%s, nor does the title (%s): %w", why, problem(terr), ErrInvalidTLDR)
 	}
 	return title, nil
+}
+
+// The flaws of a cleaned sentence as a TL;DR (flaws).
+const (
+	// flawDangling: it refers to what it does not say ("addresses this shortcoming", "to
+	// bridge such gap", "It …", "the following").
+	flawDangling = 1 << iota
+	// flawFirstPerson: "we", "our", "us" are left in it ("where we use").
+	flawFirstPerson
+	// flawTopic: it says what the paper looks into ("Investigates …", "Explores …"), not
+	// what it found.
+	flawTopic
+)
+
+// choose returns the TL;DR made of the sentences' best (the index of the highest score): the
+// cleaned sentence, unless it has a flaw (flaws) another sentence that states a contribution
+// does not. In that case the TL;DR is the first flawless one of: a sentence of similar score
+// (within nearMargin); the best one with the clause holding its dangling reference or first
+// person cut (repair); a sentence scored within farMargin, or for a topic sentence a later one
+// stating a finding. Failing all, it is the best sentence as it is.
+func (o *Offline) choose(sentences []string, scores []float64, finding []bool, best int) string {
+	out := Clean(sentences[best], o.maxWords)
+	fl := flaws(out)
+	if fl == 0 {
+		return out
+	}
+	near, _ := alternatives(scores, finding, best, fl, false)
+	if c, ok := o.flawless(sentences, near); ok {
+		return c
+	}
+	if fl&^flawTopic != 0 {
+		if r := repair(out, o.maxWords); flaws(r) == 0 {
+			return r
+		}
+	}
+	_, far := alternatives(scores, finding, best, fl, true)
+	if c, ok := o.flawless(sentences, far); ok {
+		return c
+	}
+	return out
+}
+
+// alternatives returns the indices of the sentences that may stand in for the best one, which
+// has the flaws fl, in order of score (ties: the earlier): near, those scored within nearMargin
+// of it, and with withFar, far, those within farMargin or (fl has flawTopic) later ones
+// stating a finding. Both hold only sentences scored minAltScore or more, but for those
+// findings.
+func alternatives(scores []float64, finding []bool, best, fl int, withFar bool) (near, far []int) {
+	for i := range scores {
+		switch {
+		case i == best:
+		case scores[i] >= minAltScore && scores[i] >= scores[best]-nearMargin:
+			near = append(near, i)
+		case !withFar:
+		case scores[i] >= minAltScore && scores[i] >= scores[best]-farMargin && fl&^flawTopic != 0,
+			i > best && fl&flawTopic != 0 && finding[i]:
+			far = append(far, i)
+		}
+	}
+	byScore := func(i, j int) int { return cmp.Compare(scores[j], scores[i]) }
+	slices.SortStableFunc(near, byScore)
+	slices.SortStableFunc(far, byScore)
+	return near, far
+}
+
+// flawless returns the first of the sentences at indices that makes a valid TL;DR of at least
+// six words without flaws, as it is or repaired.
+func (o *Offline) flawless(sentences []string, indices []int) (string, bool) {
+	for _, i := range indices {
+		c := Clean(sentences[i], o.maxWords)
+		if flaws(c) != 0 {
+			c = repair(c, o.maxWords)
+		}
+		if flaws(c) == 0 && len(Words(c)) >= 6 && Validate(c, "", o.maxWords) == nil {
+			return c, true
+		}
+	}
+	return "", false
+}
+
+// How far below the best sentence's score another may be and still be taken instead of it
+// when the best one has a flaw: nearMargin before the best one's repair, farMargin after.
+const (
+	nearMargin = 1
+	farMargin  = 2.5
+)
+
+// minAltScore is the least score of a sentence taken instead of a flawed best one: it must
+// state a contribution or a finding (a cue weighing 2 or more), not background.
+const minAltScore = 2
+
+var (
+	// danglingWords refer to what a TL;DR does not say ("this shortcoming", "such gap"),
+	// but "such as" and "such that" do not; danglingStarts do so as its first word ("It …");
+	// danglingThat are the nouns after which "that" is one ("that gap").
+	danglingWords  = map[string]bool{"this": true, "these": true, "those": true, "such": true, "aforementioned": true}
+	danglingStarts = map[string]bool{"it": true, "its": true, "they": true, "their": true}
+	danglingThat   = map[string]bool{"gap": true, "goal": true, "problem": true, "issue": true, "limitation": true,
+		"challenge": true, "shortcoming": true, "question": true, "need": true, "end": true, "constraint": true, "direction": true}
+	// danglingThe are the words after which "the" is one ("the following").
+	danglingThe = map[string]bool{"following": true, "aforementioned": true, "above": true, "former": true, "latter": true}
+	firstPerson = map[string]bool{"we": true, "our": true, "ours": true, "us": true, "ourselves": true}
+	// topicVerbs open a TL;DR that says what the paper looks into.
+	topicVerbs = map[string]bool{"investigates": true, "studies": true, "explores": true, "examines": true, "delves": true,
+		"considers": true, "conducts": true, "poses": true, "revisits": true}
+)
+
+// flaws returns the flaws of tldr as a TL;DR.
+func flaws(tldr string) int {
+	words := strings.Fields(tldr)
+	fl, _, _ := flawWords(words, 0)
+	if len(words) > 0 && topicVerbs[strings.ToLower(words[0])] && !statesFinding(tldr) {
+		fl |= flawTopic
+	}
+	return fl
+}
+
+// flawWords returns the dangling references and first person in words (flawDangling,
+// flawFirstPerson), and the index and kind of the first one at or after from (-1 if none): a
+// reference of two words ("that gap", "the following") starts at its first.
+func flawWords(words []string, from int) (fl, at, kind int) {
+	at = -1
+	mark := func(i, k int) {
+		fl |= k
+		if at < 0 && i >= from {
+			at, kind = i, k
+		}
+	}
+	prev := ""
+	var buf [16]byte
+	for i, f := range words {
+		w := lowerWord(&buf, f)
+		switch {
+		case firstPerson[w]:
+			mark(i, flawFirstPerson)
+		case i == 0 && danglingStarts[w], danglingWords[w] && w != "such":
+			mark(i, flawDangling)
+		case prev == "such" && w != "as" && w != "that",
+			prev == "that" && danglingThat[w],
+			prev == "the" && danglingThe[w]:
+			mark(i-1, flawDangling)
+		}
+		prev = w
+	}
+	if prev == "such" {
+		mark(len(words)-1, flawDangling)
+	}
+	return fl, at, kind
+}
+
+// lowerWord returns the letters of word f in lower case, using buf when they are ASCII and
+// fit, or "" when they are longer than any word flawWords looks for.
+func lowerWord(buf *[16]byte, f string) string {
+	f = strings.TrimFunc(f, func(r rune) bool { return !unicode.IsLetter(r) })
+	if len(f) > len(buf) {
+		return ""
+	}
+	for i := 0; i < len(f); i++ {
+		c := f[i]
+		if c >= 0x80 {
+			return strings.ToLower(f)
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	return string(buf[:len(f)])
+}
+
+// repair cuts the last clause of tldr when it holds a dangling reference or the first person
+// and what is left is most of the sentence ("Proposes X to overcome these limitations." →
+// "Proposes X."), or, for the first person, a clause of its own ("Proposes X, where we use
+// Y." → "Proposes X."); else it returns tldr.
+func repair(tldr string, maxWords int) string {
+	w := Words(strings.TrimRight(tldr, "."))
+	_, i, fl := flawWords(w, 3)
+	if i < 0 {
+		return tldr
+	}
+	// The clause holding it starts at a comma or a clause word before it: the first such that
+	// leaves most of the sentence, or for the first person the last before it.
+	for k := 3; k <= i; k++ {
+		word := strings.ToLower(strings.TrimRight(w[k], ","))
+		if !clauseStarts[word] && !(fl == flawDangling && strings.HasSuffix(w[k-1], ",")) {
+			continue
+		}
+		switch {
+		case fl == flawDangling && 2*(len(w)-k) <= len(w)+1,
+			fl == flawFirstPerson && !slices.ContainsFunc(w[k+1:i], func(x string) bool { return clauseStarts[strings.ToLower(x)] }):
+			return finish(strings.Join(w[:k], " "), maxWords)
+		}
+	}
+	return tldr
 }
 
 type cue struct {
@@ -363,7 +566,7 @@ var (
 		cues(4, `we (?:(?:\w+ly|first|also|further|then|here) )?(?:propose|present|introduce|develop|design|release|unveil|build)`,
 			`(?:this|our) (?:paper|work|report|study|technical report|survey|review) (?:proposes|presents|introduces|develops|describes|revisits|identifies|studies|investigates|explores|tackles|addresses|seeks|aims)`,
 			`(?:in|with) this (?:paper|work|study|report|survey|review), we`, `here,? we`),
-		cues(2, `we (?:(?:\w+ly|first|also|further|then) )?(?:show|find|demonstrate|study|investigate|explore|revisit|analy[sz]e|examine|reveal|identify|formulate|tackle|address|argue|prove|derive|establish)`,
+		cues(2, `we (?:(?:\w+ly|first|also|further|then) )?(?:show|showed|find|found|demonstrate|demonstrated|reveal|revealed|study|investigate|explore|revisit|analy[sz]e|examine|reveal|identify|formulate|tackle|address|argue|prove|derive|establish)`,
 			`our (?:method|approach|framework|model|system|algorithm|analysis|results|findings|experiments)`,
 			`results (?:show|demonstrate|indicate|reveal)`, `experiments (?:show|demonstrate|reveal)`,
 			`this (?:paper|work|study|report|survey|review)`, `(?:novel|new) (?:method|approach|framework|technique|algorithm|architecture|benchmark|dataset)`),
@@ -382,14 +585,48 @@ var (
 		cues(-1, `for example`, `e\.g\.`, `such as`),
 		cues(-2, `the following`, `\(?\d\)`),
 	}
-	// sentenceCues are the contribution cues, then the background ones.
-	sentenceCues = newCueTable(slices.Concat(contributionCues, backgroundCues))
+	// findingCue marks a sentence that states a finding; it weighs nothing.
+	findingCue = cues(0, `we (?:\w+ly )?(?:find|found|show|showed|demonstrate|demonstrated|reveal|revealed|observe|observed|discover|discovered)`,
+		`(?:results|findings|experiments|evaluations?|analys[ie]s)(?: on [^,.]{1,60})? (?:show|shows|showed|demonstrate[sd]?|reveal(?:s|ed)?|indicate[sd]?|suggest(?:s|ed)?|confirm(?:s|ed)?)`,
+		`(?:finds|shows|reveals|demonstrates|observes|discovers|revealing|finding|showing|demonstrating) that`)
+	// sentenceCues are the contribution cues, then the background ones, then findingCue.
+	sentenceCues = newCueTable(slices.Concat(contributionCues, backgroundCues, []cue{findingCue}))
+	// findingBit is findingCue's bit in what sentenceCues.match returns.
+	findingBit = uint64(1) << (len(sentenceCues.cues) - 1)
 )
 
-// scoreSentence rates how well sentence i of n states the paper's contribution.
-func scoreSentence(s string, i, n int) float64 {
+// countWords is len(Words(s)) without building the slice.
+func countWords(s string) int {
+	n, in := 0, false
+	for _, r := range s {
+		space := r == ' ' || r < utf8.RuneSelf && asciiSpace(byte(r)) || r >= utf8.RuneSelf && unicode.IsSpace(r)
+		if !space && !in {
+			n++
+		}
+		in = !space
+	}
+	return n
+}
+
+// asciiSpace reports whether b is an ASCII white space byte (unicode.IsSpace's).
+func asciiSpace(b byte) bool {
+	return b == ' ' || '\t' <= b && b <= '\r'
+}
+
+// statesFinding reports whether s states a finding (findingCue).
+func statesFinding(s string) bool {
+	return sentenceCues.match(foldASCII(s))&findingBit != 0
+}
+
+// scoreSentence rates how well sentence i of n states the paper's contribution, and reports
+// whether it states a finding (findingCue).
+func scoreSentence(s string, i, n int) (float64, bool) {
 	score := 0.0
-	hits := sentenceCues.match(foldASCII(s))
+	folded := foldASCII(s)
+	if strings.Contains(folded, "we, ") { // "We, therefore, propose" is "we propose"
+		folded = weAsideRe.ReplaceAllString(folded, "we ")
+	}
+	hits := sentenceCues.match(folded)
 	for k, c := range sentenceCues.cues {
 		if hits&(1<<k) != 0 {
 			score += c.weight
@@ -407,7 +644,7 @@ func scoreSentence(s string, i, n int) float64 {
 	case n > 2 && i == n-1:
 		score -= 0.5
 	}
-	w := len(Words(s))
+	w := countWords(s)
 	switch {
 	case w < 6:
 		score -= 3
@@ -416,5 +653,5 @@ func scoreSentence(s string, i, n int) float64 {
 	case w > 45:
 		score -= 0.5
 	}
-	return score
+	return score, hits&findingBit != 0
 }

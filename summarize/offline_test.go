@@ -76,6 +76,70 @@ func TestOfflineFallbackIsValidatedOrRefused(t *testing.T) {
 	}
 }
 
+// A TL;DR is read alone: the offline summarizer avoids one that refers to what it does not say
+// ("this shortcoming"), keeps "we" or "our", or says what the paper looks into when a later
+// sentence says what it found, as long as another sentence, or the same one cut, does without.
+func TestOfflineAvoidsFlawedTLDRs(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, abstract, want string }{
+		{"dangling reference cut off",
+			"Load balancing matters for mixture-of-experts models. Existing frameworks compute the balancing loss per micro-batch, which is too strict. " +
+				"In this work, we propose calculating the loss over a global batch to loosen this constraint. " +
+				"Experiments on models of up to 42.8B parameters show better perplexity.",
+			"Proposes calculating the loss over a global batch."},
+		{"dangling reference: a sentence of similar score instead",
+			"Mixture-of-experts models are expensive to train from scratch. Existing methods reuse only the feed-forward layers of dense models. " +
+				"We propose a simple method that addresses this shortcoming. " +
+				"We introduce BAM, which initializes the attention experts from the dense models as well.",
+			"Introduces BAM, which initializes the attention experts from the dense models as well."},
+		{"first person cut off",
+			"Large language models show impressive results on few-shot tasks. However, these models are memory-intensive. " +
+				"To overcome this issue, we propose meta-training with demonstration retrieval, where we use a dense passage retriever to retrieve demonstrations. " +
+				"We construct a meta-training set from UnifiedQA.",
+			"Proposes meta-training with demonstration retrieval."},
+		{"topic gives way to a finding",
+			"Small language models are popular on edge devices. Conventional approaches either pre-train them or prune large models. " +
+				"In this paper, we investigate the family of acceleration methods that involve both structured pruning and model training. " +
+				"We find that layer-wise adaptive pruning is extremely effective in LLMs and yields significant improvements over existing pruning techniques.",
+			"Finds that layer-wise adaptive pruning is extremely effective in LLMs and yields significant improvements over existing pruning techniques."},
+		{"flawed best kept when nothing better states a contribution",
+			"Transformers are slow on long inputs. Prior methods remain limited. " +
+				"We propose a new attention scheme to overcome these limitations in every layer of very long and deep models at the same time everywhere.",
+			"Proposes a new attention scheme to overcome these limitations in every layer of very long and deep models at the same time everywhere."},
+	} {
+		got := NewOffline(30).TLDR(paper.Abstract{Title: "A title of the paper", Abstract: tc.abstract})
+		if got != tc.want {
+			t.Errorf("%s:\n got %q\nwant %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// Over the sample archive, the flaws TestOfflineAvoidsFlawedTLDRs shows are rare: what is
+// left of them has no flawless alternative.
+func TestOfflineTLDRsOfSampleArchiveAreSeldomFlawed(t *testing.T) {
+	t.Parallel()
+	o := NewOffline(30)
+	var dangling, firstPerson []string
+	for _, p := range sampledata.Papers(t) {
+		s := o.TLDR(p)
+		fl := flaws(s)
+		if fl&flawDangling != 0 {
+			dangling = append(dangling, s)
+		}
+		if fl&flawFirstPerson != 0 {
+			firstPerson = append(firstPerson, s)
+		}
+		if strings.Contains(s, "?") {
+			t.Errorf("%q: a question", s)
+		}
+	}
+	// Before the flaws were looked for: 12 and 5 of the 108.
+	if len(dangling) > 4 || len(firstPerson) > 1 {
+		t.Errorf("%d TL;DRs with a dangling reference (want at most 4), %d in the first person (at most 1):\n%s\n%s",
+			len(dangling), len(firstPerson), strings.Join(dangling, "\n"), strings.Join(firstPerson, "\n"))
+	}
+}
+
 // TestCuesSkipOnlySentencesTheyCannotMatch: a cue is tried only where one of its leads (the
 // literal strings every match starts with) starts in the sentence, with its regexp anchored
 // there; that must never change whether it matches. Every cue is checked both ways against every sentence of the sample archive and

@@ -69,8 +69,10 @@ func Validate(tldr, abstract string, maxWords int) error {
 	if n := CountWords(t); maxWords > 0 && n > maxWords {
 		return fmt.Errorf("%w: %d words, at most %d allowed", ErrInvalidTLDR, n, maxWords)
 	}
-	if la, lt := DetectLanguage(abstract), DetectLanguage(t); la != "" && lt != "" && la != lt {
-		return fmt.Errorf("%w: language %s differs from the abstract's %s", ErrInvalidTLDR, lt, la)
+	if la := DetectLanguage(abstract); la != "" {
+		if lt := DetectLanguage(t); lt != "" && la != lt {
+			return fmt.Errorf("%w: language %s differs from the abstract's %s", ErrInvalidTLDR, lt, la)
+		}
 	}
 	return nil
 }

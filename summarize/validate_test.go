@@ -166,6 +166,24 @@ func TestClean(t *testing.T) {
 		{"A method\x00 halves the training\u202e cost of large models.", "A method halves the training cost of large models."},
 		{"Answer-set programming solvers run twice as fast.", "Answer-set programming solvers run twice as fast."},
 		{"Abstract: a method halves the training cost.", "A method halves the training cost."},
+		// An enumerator dropped in mid-sentence takes the capital of the word after it along.
+		{"In this paper, we consider improving efficiency from two scenarios, (I) Reducing cost without degrading the performance.",
+			"Considers improving efficiency from two scenarios, reducing cost without degrading the performance."},
+		{"To address these issues, we propose three changes: 1) We filter the data, 2) we tune the schedule.",
+			"Proposes three changes: we filter the data, we tune the schedule."},
+		// The first person goes where a rewrite says the same without it.
+		{"In this work, we propose to parameterize the weights as a sum of low-rank and sparse matrices, which we call SLTrain.",
+			"Proposes to parameterize the weights as a sum of low-rank and sparse matrices, called SLTrain."},
+		{"In this paper, we progress towards resolving this problem by proposing a new structured compression approach, called ZipLM.",
+			"Proposes a new structured compression approach, called ZipLM."},
+		{"We found that layer-wise adaptive pruning is effective in LLMs.", "Finds that layer-wise adaptive pruning is effective in LLMs."},
+		{"We, therefore, propose IncreLoRA, an incremental parameter allocation method.", "IncreLoRA is an incremental parameter allocation method."},
+		// A coordinated verb agrees with the subject-less clause, also after an "and" between nouns.
+		{"In this study, we delve into the relationship between pre-training and fine-tuning and investigate its impact.",
+			"Delves into the relationship between pre-training and fine-tuning and investigates its impact."},
+		// What announces a finding goes; the finding stays.
+		{"Experimental results on LLaMA-3.1-8B demonstrate that Adapt-Pruner outperforms conventional pruning methods.",
+			"Adapt-Pruner outperforms conventional pruning methods."},
 	} {
 		got := Clean(tc.in, 30)
 		if got != tc.want {
@@ -174,6 +192,16 @@ func TestClean(t *testing.T) {
 		if err := Validate(got, enAbstract, 30); err != nil {
 			t.Errorf("Clean(%q) = %q fails Validate: %v", tc.in, got, err)
 		}
+	}
+}
+
+// A cut that keeps "both" but not the "and" after it leaves the "both" out.
+func TestCleanCutDoesNotLeaveBothWithoutAnd(t *testing.T) {
+	t.Parallel()
+	in := "Delves into the relationship between continuous pre-training and instruction fine-tuning of the LLMs and investigates the impact of continuous pre-training on the abilities of both the base and its instruction finetuned model."
+	got := Clean(in, 30)
+	if want := "Delves into the relationship between continuous pre-training and instruction fine-tuning of the LLMs and investigates the impact of continuous pre-training on the abilities."; got != want {
+		t.Errorf("Clean(…, 30)\n got %q\nwant %q", got, want)
 	}
 }
 

@@ -19,10 +19,10 @@ func TestPromptVersionNamesAWordLimitOtherThanTheDefault(t *testing.T) {
 		maxWords        int
 		client, offline string
 	}{
-		{0, "tldr-v1", "extractive-v1"},
-		{DefaultMaxWords, "tldr-v1", "extractive-v1"},
-		{15, "tldr-v1-w15", "extractive-v1-w15"},
-		{60, "tldr-v1-w60", "extractive-v1-w60"},
+		{0, "tldr-v1", "extractive-v2"},
+		{DefaultMaxWords, "tldr-v1", "extractive-v2"},
+		{15, "tldr-v1-w15", "extractive-v2-w15"},
+		{60, "tldr-v1-w60", "extractive-v2-w60"},
 	} {
 		c := newClient(t, srv, nil, func(c *Config) { c.MaxWords = tc.maxWords })
 		s, err := c.Summarize(ctx, testPaper)
