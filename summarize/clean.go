@@ -47,8 +47,10 @@ var (
 	spaceRe      = regexp.MustCompile(`\s+`)
 	spacePunct   = regexp.MustCompile(`\s+([,;:.!?])`)
 	mdStrip      = regexp.MustCompile("\\*\\*|__|`")
-	mdLeadLine   = regexp.MustCompile(`^\s*(?:#+\s+|[-*+>]\s+|\d+[.)]\s+)`)
-	appositive   = regexp.MustCompile(`^([^,;:]{2,80}?), (an?|the) (.+)$`)
+	// mdLinkRe matches a markdown link or image, "[text](url)"; its text is kept.
+	mdLinkRe   = regexp.MustCompile(`!?\[([^\[\]]*)\]\([^()\s]*\)`)
+	mdLeadLine = regexp.MustCompile(`^\s*(?:#+\s+|[-*+>]\s+|\d+[.)]\s+)`)
+	appositive = regexp.MustCompile(`^([^,;:]{2,80}?), (an?|the) (.+)$`)
 )
 
 // paperNouns are what a paper calls itself; adverb is an optional adverb after "we".
@@ -135,6 +137,7 @@ func Clean(text string, maxWords int) string {
 	for _, line := range strings.Split(text, "\n") {
 		line = latexQuoteRe.ReplaceAllString(line, `"$1"`)
 		line = mdLeadLine.ReplaceAllString(line, "")
+		line = replaceWhere(mdLinkRe, line, "$1", "]")
 		line = mdStrip.ReplaceAllString(line, "")
 		line = strings.TrimSpace(line)
 		if line == "" {

@@ -166,6 +166,9 @@ func TestClean(t *testing.T) {
 		{"A method\x00 halves the training\u202e cost of large models.", "A method halves the training cost of large models."},
 		{"Answer-set programming solvers run twice as fast.", "Answer-set programming solvers run twice as fast."},
 		{"Abstract: a method halves the training cost.", "A method halves the training cost."},
+		// A markdown link keeps its text (the brackets and parentheses removed, it lost it).
+		{"[Sparse routers](https://example.org/routers) halve the training cost of large models.",
+			"Sparse routers halve the training cost of large models."},
 		// An enumerator dropped in mid-sentence takes the capital of the word after it along.
 		{"In this paper, we consider improving efficiency from two scenarios, (I) Reducing cost without degrading the performance.",
 			"Considers improving efficiency from two scenarios, reducing cost without degrading the performance."},
