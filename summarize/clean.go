@@ -138,7 +138,7 @@ func Clean(text string, maxWords int) string {
 		line = latexQuoteRe.ReplaceAllString(line, `"$1"`)
 		line = mdLeadLine.ReplaceAllString(line, "")
 		line = replaceWhere(mdLinkRe, line, "$1", "]")
-		line = mdStrip.ReplaceAllString(line, "")
+		line = stripEmphasis(mdStrip.ReplaceAllString(line, ""))
 		line = strings.TrimSpace(line)
 		if line == "" {
 			continue

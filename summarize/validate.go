@@ -116,10 +116,29 @@ func wrappedInQuotes(t string) bool {
 }
 
 // Normalize makes the small fixes that do not change a valid TL;DR's content: folds white
-// space and ends it with a full stop when it has no final '.', '!' or '?'.
+// space, removes markdown emphasis around words ("a *sparse* router", "_Mamba_ layers": not
+// refused, which would cost a second request, but not stored either) and ends it with a full
+// stop when it has no final '.', '!' or '?'.
 func Normalize(tldr string) string {
 	t := strings.Join(strings.Fields(tldr), " ")
-	return endSentence(t)
+	return endSentence(stripEmphasis(t))
+}
+
+// emphasisRes match words in markdown emphasis, *like this* or _like this_ (group 2), between
+// white space or punctuation (groups 1 and 3): not "a*b*c" nor "learning_rate".
+var emphasisRes = []*regexp.Regexp{
+	regexp.MustCompile(`(^|[\s(\[“‘"'])\*([^\s*](?:[^*]*[^\s*])?)\*($|[\s.,;:!?)\]”’"'])`),
+	regexp.MustCompile(`(^|[\s(\[“‘"'])_([^\s_](?:[^_]*[^\s_])?)_($|[\s.,;:!?)\]”’"'])`),
+}
+
+// stripEmphasis removes the markers of markdown emphasis from t.
+func stripEmphasis(t string) string {
+	for i, marker := range "*_" {
+		if strings.ContainsRune(t, marker) {
+			t = emphasisRes[i].ReplaceAllString(t, "$1$2$3")
+		}
+	}
+	return t
 }
 
 // endSentence strips trailing separators and adds a full stop if the text has no terminal

@@ -122,6 +122,28 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// Markdown emphasis around words is not refused (a second request costs), but not stored.
+func TestNormalizeRemovesEmphasis(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want string }{
+		{"A *sparse* router halves the training cost", "A sparse router halves the training cost."},
+		{"_Mamba_ layers replace half of the *attention layers*.", "Mamba layers replace half of the attention layers."},
+		{"Tunes the learning_rate schedule to halve training cost.", "Tunes the learning_rate schedule to halve training cost."},
+		{"Computes a*b*c in one pass.", "Computes a*b*c in one pass."},
+		{"Halves the training cost, *without* retraining.", "Halves the training cost, without retraining."},
+	} {
+		if err := Validate(tc.in, enAbstract, 30); err != nil {
+			t.Errorf("Validate(%q) = %v, want valid", tc.in, err)
+		}
+		if got := Normalize(tc.in); got != tc.want {
+			t.Errorf("Normalize(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		if got := Clean(tc.in, 30); got != tc.want {
+			t.Errorf("Clean(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestDetectLanguage(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ in, want string }{
