@@ -10,9 +10,11 @@ import (
 
 var (
 	// leadLabelRe strips chatter and labels in front of the content: "Sure! ", "Here's a
-	// TL;DR: ", "TL;DR: ", "Summary - ".
+	// TL;DR: ", "TL;DR: ", "Summary - ". Chatter is a word such as "Sure" with punctuation
+	// after it, or before "here's …:": "Great Lakes", "SURE estimates" and "Absolutely
+	// continuous" are content.
 	leadLabelRe = regexp.MustCompile(`(?i)^(?:` +
-		`(?:sure|certainly|of course|okay|ok|absolutely|great)[!,.:]?\s+` +
+		`(?:sure|certainly|of course|okay|ok|absolutely|great)(?:[!,.:]+\s*|\s+here(?:'s|’s| is| are)\b[^:\n]{0,60}[:：]\s*)` +
 		`|here(?:'s|’s| is| are)\b[^:\n]{0,60}[:：]\s*` +
 		`|(?:tl;?\s?dr|tldr|summary|one[- ]sentence summary|short summary|answer|abstract)(?:\s*[:：–—]|\s+-)\s*` +
 		`|in (?:summary|short|brief),?\s+)`)

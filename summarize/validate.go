@@ -14,9 +14,11 @@ import (
 var ErrInvalidTLDR = errors.New("invalid TL;DR")
 
 var (
-	// preambleRe matches chatter and labels an answer should not start with.
+	// preambleRe matches chatter and labels an answer should not start with. Chatter ("Sure",
+	// "Certainly") has punctuation after it or opens "here is …": "SURE estimates …" (Stein's
+	// estimate) and "Absolutely continuous …" are content.
 	preambleRe = regexp.MustCompile(`(?i)^(?:` +
-		`(?:sure|certainly|of course|okay|absolutely)\b(?:[!,.:]|\s)|(?:ok|great)[!,.:]` +
+		`(?:sure|certainly|of course|okay|absolutely|ok|great)(?:[!,.:]|\s+here\b)` +
 		`|here(?:'s|’s| is| are)\b` +
 		`|(?:tl;?\s?dr|tldr|summary|one[- ]sentence summary|short summary|answer|abstract)\s*[:：\-–—]` +
 		`|tl;?dr\b` +

@@ -69,6 +69,10 @@ func TestValidate(t *testing.T) {
 		{"too long", long, enAbstract, "32 words"},
 		{"newline", "Halves cost\nfor models.", enAbstract, "more than one line"},
 		{"sure", "Sure! It halves the training cost.", enAbstract, "preamble"},
+		{"sure here", "Sure here is the TL;DR: it halves the training cost.", enAbstract, "preamble"},
+		{"certainly", "Certainly, it halves the training cost.", enAbstract, "preamble"},
+		{"SURE is a name", "SURE estimates the denoising risk without any ground truth.", enAbstract, ""},
+		{"absolutely continuous", "Absolutely continuous flows model the densities of images exactly.", enAbstract, ""},
 		{"here is", "Here is a summary of the paper that halves cost.", enAbstract, "preamble"},
 		{"here's", "Here's the TL;DR of it all.", enAbstract, "preamble"},
 		{"tldr label", "TL;DR: a method halves the training cost.", enAbstract, "preamble"},
@@ -188,6 +192,11 @@ func TestClean(t *testing.T) {
 		{"A method\x00 halves the training\u202e cost of large models.", "A method halves the training cost of large models."},
 		{"Answer-set programming solvers run twice as fast.", "Answer-set programming solvers run twice as fast."},
 		{"Abstract: a method halves the training cost.", "A method halves the training cost."},
+		// Chatter has punctuation after it (or a "here's …:" label); a name or a term does not.
+		{"Great Lakes ice cover is forecast ten days ahead by a graph network.", "Great Lakes ice cover is forecast ten days ahead by a graph network."},
+		{"SURE estimates the denoising risk without any ground truth.", "SURE estimates the denoising risk without any ground truth."},
+		{"Sure here's the TL;DR: a method halves the training cost.", "A method halves the training cost."},
+		{"Certainly, a method halves the training cost.", "A method halves the training cost."},
 		// A markdown link keeps its text (the brackets and parentheses removed, it lost it).
 		{"[Sparse routers](https://example.org/routers) halve the training cost of large models.",
 			"Sparse routers halve the training cost of large models."},
