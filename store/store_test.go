@@ -321,23 +321,21 @@ func TestOpenBadURLHidesPassword(t *testing.T) {
 	}
 }
 
-// TestOpenCreatesTheVectorExtensionOnAFreshDatabase: a new database on a server with pgvector
-// installed needs no manual CREATE EXTENSION when its owner runs paperpipe (the connection's
-// types need the extension before Migrate could create it).
-func TestOpenCreatesTheVectorExtensionOnAFreshDatabase(t *testing.T) {
-	t.Parallel()
-	ctx := t.Context()
+// freshDatabase creates a database of its own on the test server, named prefix and a number,
+// without the vector extension, dropped at the test's end, and returns its URL.
+func freshDatabase(t *testing.T, prefix string) string {
+	t.Helper()
 	base, err := url.Parse(pgtest.BaseURL())
 	if err != nil {
 		t.Fatalf("the test database URL is not a URL: %v", err)
 	}
-	admin, err := pgx.Connect(ctx, base.String())
+	admin, err := pgx.Connect(t.Context(), base.String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = admin.Close(context.Background()) })
-	name := fmt.Sprintf("paperpipe_fresh_%d", time.Now().UnixNano())
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+	name := fmt.Sprintf("%s_%d", prefix, time.Now().UnixNano())
+	if _, err := admin.Exec(t.Context(), "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("create a fresh database: %v", err)
 	}
 	t.Cleanup(func() {
@@ -347,7 +345,16 @@ func TestOpenCreatesTheVectorExtensionOnAFreshDatabase(t *testing.T) {
 	})
 	fresh := *base
 	fresh.Path = "/" + name
-	s, err := store.Open(ctx, store.Config{URL: fresh.String()})
+	return fresh.String()
+}
+
+// TestOpenCreatesTheVectorExtensionOnAFreshDatabase: a new database on a server with pgvector
+// installed needs no manual CREATE EXTENSION when its owner runs paperpipe (the connection's
+// types need the extension before Migrate could create it).
+func TestOpenCreatesTheVectorExtensionOnAFreshDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, err := store.Open(ctx, store.Config{URL: freshDatabase(t, "paperpipe_fresh")})
 	if err != nil {
 		t.Fatalf("Open on a database without the vector extension: %v", err)
 	}
@@ -370,31 +377,17 @@ func TestOpenCreatesTheVectorExtensionOnAFreshDatabase(t *testing.T) {
 func TestOpenOnAFreshDatabaseWhileAnotherCreatesTheExtension(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	base, err := url.Parse(pgtest.BaseURL())
-	if err != nil {
-		t.Fatalf("the test database URL is not a URL: %v", err)
-	}
-	admin, err := pgx.Connect(ctx, base.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = admin.Close(context.Background()) })
-	name := fmt.Sprintf("paperpipe_fresh_race_%d", time.Now().UnixNano())
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create a fresh database: %v", err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop %s: %v", name, err)
-		}
-	})
-	fresh := *base
-	fresh.Path = "/" + name
-	other, err := pgx.Connect(ctx, fresh.String())
+	fresh := freshDatabase(t, "paperpipe_fresh_race")
+	other, err := pgx.Connect(ctx, fresh)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = other.Close(context.Background()) })
+	watch, err := pgx.Connect(ctx, fresh) // outside the transaction, whose statistics would stand still
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = watch.Close(context.Background()) })
 	tx, err := other.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -405,7 +398,7 @@ func TestOpenOnAFreshDatabaseWhileAnotherCreatesTheExtension(t *testing.T) {
 	}
 	opened := make(chan error, 1)
 	go func() {
-		s, err := store.Open(ctx, store.Config{URL: fresh.String()})
+		s, err := store.Open(ctx, store.Config{URL: fresh})
 		if err == nil {
 			s.Close()
 		}
@@ -414,8 +407,8 @@ func TestOpenOnAFreshDatabaseWhileAnotherCreatesTheExtension(t *testing.T) {
 	// Open's CREATE EXTENSION waits for the other session's: commit that once it does.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		var waiting bool
-		if err := admin.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity
-				WHERE datname = $1 AND wait_event_type = 'Lock' AND query ILIKE 'CREATE EXTENSION%')`, name).Scan(&waiting); err != nil {
+		if err := watch.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity
+				WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE 'CREATE EXTENSION%')`).Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
 		if waiting {
