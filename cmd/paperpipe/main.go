@@ -101,6 +101,7 @@ func run(args []string) int {
 	go secondSignalExits(signals, os.Exit)
 
 	warnUnknownSettings(os.Stderr, os.Environ())
+	warnOtherAPINames(os.Stderr, os.Environ())
 	c := loadConfig()
 	// A part of the process that cannot go on (NATS closed the connection, refusing
 	// paperpipe's credentials) stops the command as a signal would, with its reason.

@@ -47,6 +47,32 @@ func warnUnknownSettings(w io.Writer, environ []string) {
 	}
 }
 
+// otherAPINames are the names other tools give the OpenAI-compatible API's base URL (the
+// openai Python library before 1.0, LangChain, older Ollama and vLLM guides), which paperpipe
+// reads as OPENAI_BASE_URL.
+var otherAPINames = []string{"OPENAI_API_BASE", "OPENAI_API_HOST", "OPENAI_BASE"}
+
+// warnOtherAPINames warns, on w, of each variable of environ that names the API's base URL as
+// another tool does while OPENAI_BASE_URL is unset: a lab's shell set up for those tools
+// would otherwise have paperpipe call OpenAI's own API with its key (or the offline models
+// without one), not the server the lab meant.
+func warnOtherAPINames(w io.Writer, environ []string) {
+	set := map[string]bool{}
+	for _, kv := range environ {
+		name, v, _ := strings.Cut(kv, "=")
+		set[name] = v != ""
+	}
+	if set["OPENAI_BASE_URL"] {
+		return
+	}
+	for _, name := range otherAPINames {
+		if set[name] {
+			fmt.Fprintf(w, "paperpipe: warning: %s is set, but paperpipe reads the API's base URL from OPENAI_BASE_URL, which is not: "+
+				"set OPENAI_BASE_URL to the same URL to use that server\n", name)
+		}
+	}
+}
+
 // nearest returns the name of names closest to s by edit distance, and the distance.
 func nearest(s string, names []string) (string, int) {
 	best, bestD := "", -1

@@ -41,6 +41,28 @@ func TestUnknownSettingIsWarnedAbout(t *testing.T) {
 	}
 }
 
+// OPENAI_API_BASE (the name the openai Python library before 1.0 and LangChain read) set
+// without OPENAI_BASE_URL had paperpipe call OpenAI's own API, not the lab's server, without a
+// word: it warns, naming the variable to set; with OPENAI_BASE_URL set it says nothing.
+func TestOtherToolsNameOfTheAPIURLIsWarnedAbout(t *testing.T) {
+	t.Parallel()
+	var w bytes.Buffer
+	warnOtherAPINames(&w, []string{"OPENAI_API_BASE=http://gpu-box:8000/v1", "HOME=/root"})
+	if got := w.String(); !strings.Contains(got, "OPENAI_API_BASE is set") || !strings.Contains(got, "set OPENAI_BASE_URL") ||
+		strings.Contains(got, "gpu-box") {
+		t.Errorf("OPENAI_API_BASE without OPENAI_BASE_URL: %q; want a warning naming both, without the value", got)
+	}
+	w.Reset()
+	warnOtherAPINames(&w, []string{"OPENAI_API_BASE=http://gpu-box:8000/v1", "OPENAI_BASE_URL=http://gpu-box:8000/v1"})
+	if w.Len() != 0 {
+		t.Errorf("OPENAI_API_BASE beside OPENAI_BASE_URL: %q; want nothing", w.String())
+	}
+	r := newCLI(t, "OPENAI_API_BASE=http://gpu-box:8000/v1").run("version")
+	if r.code != 0 || !strings.Contains(r.stderr, "OPENAI_API_BASE is set") {
+		t.Errorf("version with OPENAI_API_BASE: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
 // The list of settings is the variables the code reads and the README documents: a setting
 // added to one and not the list would be warned about as unknown.
 func TestSettingsListIsComplete(t *testing.T) {
