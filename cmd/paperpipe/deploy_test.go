@@ -82,6 +82,18 @@ func TestK8sServerRequiresATokenFromASecret(t *testing.T) {
 	}
 }
 
+// k8sProbe is a container probe of the manifests, as the tests read it.
+type k8sProbe struct {
+	HTTPGet struct {
+		Path string
+		Port string
+	} `yaml:"httpGet"`
+	InitialDelaySeconds int `yaml:"initialDelaySeconds"`
+	PeriodSeconds       int `yaml:"periodSeconds"`
+	TimeoutSeconds      int `yaml:"timeoutSeconds"`
+	FailureThreshold    int `yaml:"failureThreshold"`
+}
+
 // TestK8sWorkerIsScrapedProbedAndGivenTimeToStop: the pipeline's counters exist only in the
 // workers' processes, so worker.yaml must run `worker --metrics` on the port its probes and its
 // prometheus.io annotations name; its grace period must cover a shutdown in a database outage
@@ -89,13 +101,6 @@ func TestK8sServerRequiresATokenFromASecret(t *testing.T) {
 // a few seconds after SIGTERM; the ConfigMap bounds each pod's database pool.
 func TestK8sWorkerIsScrapedProbedAndGivenTimeToStop(t *testing.T) {
 	t.Parallel()
-	type probe struct {
-		HTTPGet struct {
-			Path string
-			Port string
-		} `yaml:"httpGet"`
-		TimeoutSeconds int `yaml:"timeoutSeconds"`
-	}
 	type manifest struct {
 		Spec struct {
 			Template struct {
@@ -111,8 +116,8 @@ func TestK8sWorkerIsScrapedProbedAndGivenTimeToStop(t *testing.T) {
 						Env []struct {
 							Name, Value string
 						}
-						ReadinessProbe *probe `yaml:"readinessProbe"`
-						LivenessProbe  *probe `yaml:"livenessProbe"`
+						ReadinessProbe *k8sProbe `yaml:"readinessProbe"`
+						LivenessProbe  *k8sProbe `yaml:"livenessProbe"`
 					}
 				}
 			}
@@ -147,7 +152,7 @@ func TestK8sWorkerIsScrapedProbedAndGivenTimeToStop(t *testing.T) {
 	if a := w.Spec.Template.Metadata.Annotations; a["prometheus.io/scrape"] != "true" || a["prometheus.io/port"] != port || a["prometheus.io/path"] != "/metrics" {
 		t.Errorf("worker.yaml: annotations %v, want the scrape of /metrics on %s", a, port)
 	}
-	for p, want := range map[*probe]string{c.ReadinessProbe: "/readyz", c.LivenessProbe: "/healthz"} {
+	for p, want := range map[*k8sProbe]string{c.ReadinessProbe: "/readyz", c.LivenessProbe: "/healthz"} {
 		if p == nil || p.HTTPGet.Path != want || len(c.Ports) == 0 || p.HTTPGet.Port != c.Ports[0].Name {
 			t.Errorf("worker.yaml: probe %+v, want %s on the metrics port", p, want)
 		}
@@ -155,7 +160,7 @@ func TestK8sWorkerIsScrapedProbedAndGivenTimeToStop(t *testing.T) {
 	s := read("serve.yaml").Spec.Template.Spec.Containers[0]
 	// /readyz gives each check up to 3 s (web's readyzTimeout): a probe's default 1 s timeout
 	// marks a slow but healthy pod unready.
-	for name, p := range map[string]*probe{"worker.yaml": c.ReadinessProbe, "serve.yaml": s.ReadinessProbe} {
+	for name, p := range map[string]*k8sProbe{"worker.yaml": c.ReadinessProbe, "serve.yaml": s.ReadinessProbe} {
 		if p == nil || p.TimeoutSeconds <= 3 {
 			t.Errorf("%s: readiness probe %+v, want a timeout above /readyz's 3 s checks", name, p)
 		}
@@ -178,15 +183,6 @@ func TestK8sWorkerIsScrapedProbedAndGivenTimeToStop(t *testing.T) {
 // allows at least the migration lock's wait.
 func TestK8sPodsAreGivenTheMigrationLockWaitToStart(t *testing.T) {
 	t.Parallel()
-	type probe struct {
-		HTTPGet struct {
-			Path string
-			Port string
-		} `yaml:"httpGet"`
-		InitialDelaySeconds int `yaml:"initialDelaySeconds"`
-		PeriodSeconds       int `yaml:"periodSeconds"`
-		FailureThreshold    int `yaml:"failureThreshold"`
-	}
 	type manifest struct {
 		Kind string
 		Spec struct {
@@ -194,8 +190,8 @@ func TestK8sPodsAreGivenTheMigrationLockWaitToStart(t *testing.T) {
 				Spec struct {
 					Containers []struct {
 						Name          string
-						LivenessProbe *probe `yaml:"livenessProbe"`
-						StartupProbe  *probe `yaml:"startupProbe"`
+						LivenessProbe *k8sProbe `yaml:"livenessProbe"`
+						StartupProbe  *k8sProbe `yaml:"startupProbe"`
 					}
 				}
 			}
