@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -240,6 +241,11 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 		// may be shared on purpose: the token's file is private in any case).
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, false, fmt.Errorf("data directory: %w", err)
+		}
+		if role == newPaperWorkers {
+			if err := claimDataDir(c.DataDir, c.DatabaseURL); err != nil {
+				return nil, false, err
+			}
 		}
 		b.urlFile = filepath.Join(c.DataDir, "nats.url")
 		lock, err := lockDataDir(c.DataDir)
@@ -657,6 +663,58 @@ func writeURLFile(file, url string) error {
 	if err != nil {
 		_ = os.Remove(f.Name())
 		return fmt.Errorf("write %s: %w", file, err)
+	}
+	return nil
+}
+
+// queueOwnerFile, in the data directory, names the database that the workers of its embedded
+// server store the queued papers in (see claimDataDir).
+const queueOwnerFile = "nats.database"
+
+// claimDataDir records in dataDir the database that the workers of its embedded server store
+// papers in, the first time a worker runs on it, and refuses a worker on another database: a
+// worker takes each new paper off the queue and acknowledges it once stored, so a worker on a
+// copy of the archive (a restore into another database, tried out by the same user, whose
+// PAPERPIPE_DATA is the same directory unless set) would store the archive's new papers in the
+// copy, and the archive would never get them. A database is its name in databaseURL, with the
+// URL's search_path when it sets one (a schema of its own): not its host, so an archive moved
+// to another server, under the same name, keeps its queue.
+func claimDataDir(dataDir, databaseURL string) error {
+	owner := "database " + databaseURL // as given, when it does not parse (opening the store reports why)
+	if cfg, err := pgconn.ParseConfig(databaseURL); err == nil {
+		owner = "database " + cfg.Database
+		if path := strings.ReplaceAll(cfg.RuntimeParams["search_path"], " ", ""); path != "" {
+			owner += " (search_path " + path + ")"
+		}
+	}
+	file := filepath.Join(dataDir, queueOwnerFile)
+	f, err := os.CreateTemp(dataDir, ".nats.database-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	_, err = f.WriteString(owner + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		// A link fails when the file exists: the first worker's database stays recorded.
+		if err = os.Link(f.Name(), file); errors.Is(err, fs.ErrExist) {
+			err = nil
+		}
+	}
+	_ = os.Remove(f.Name())
+	if err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", file, err)
+	}
+	if recorded := strings.TrimSpace(string(raw)); recorded != owner {
+		return fmt.Errorf("the embedded NATS queue in %s (PAPERPIPE_DATA) is %s's, and DATABASE_URL names %s: "+
+			"a worker here would take that archive's new papers and store them in this database, where that archive never gets them. "+
+			"Give this database a data directory of its own (PAPERPIPE_DATA=DIR), or, if it is now that archive's home "+
+			"(restored or renamed), delete %s and start again", dataDir, recorded, owner, file)
 	}
 	return nil
 }

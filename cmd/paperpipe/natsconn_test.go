@@ -631,3 +631,74 @@ func TestLoopbackNATSURLsAreReadAsNATSReadsThem(t *testing.T) {
 		}
 	}
 }
+
+// TestEmbeddedQueueRefusesAWorkerOfAnotherDatabase: a restored copy of an archive tried out by
+// the same user shares the archive's data directory unless PAPERPIPE_DATA says otherwise; its
+// worker would take the archive's new papers off the queue and store them in the copy, and the
+// archive would never get them. The first worker's database owns the queue: a worker of
+// another one is refused, saying what to do, while the archive's own workers (also under
+// another host name: a moved server) and the commands that run no worker (ingest, status) go
+// on; deleting the file hands the queue over.
+func TestEmbeddedQueueRefusesAWorkerOfAnotherDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	log := slog.New(slog.DiscardHandler)
+	dir := t.TempDir()
+	archive := &config{DataDir: dir, DatabaseURL: "postgres://paperpipe@127.0.0.1:55432/paperpipe?sslmode=disable"}
+	owner, err := connectBroker(ctx, archive, log, newPaperWorkers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.close()
+
+	copyOf := &config{DataDir: dir, DatabaseURL: "postgres://paperpipe@127.0.0.1:55432/paperpipe_restored?sslmode=disable"}
+	if b, err := connectBroker(ctx, copyOf, log, newPaperWorkers); err == nil {
+		b.close()
+		t.Fatal("a worker of another database joined the archive's queue")
+	} else if msg := err.Error(); !strings.Contains(msg, "database paperpipe's") || !strings.Contains(msg, "names database paperpipe_restored") ||
+		!strings.Contains(msg, "PAPERPIPE_DATA=DIR") || !strings.Contains(msg, filepath.Join(dir, queueOwnerFile)) {
+		t.Errorf("the refusal does not name both databases and the ways out: %v", err)
+	}
+	schema := &config{DataDir: dir, DatabaseURL: archive.DatabaseURL + "&search_path=other,public"}
+	if b, err := connectBroker(ctx, schema, log, newPaperWorkers); err == nil {
+		b.close()
+		t.Error("a worker of another schema of the database joined the archive's queue")
+	}
+	for name, c := range map[string]*config{
+		"the archive's worker under another host name":  {DataDir: dir, DatabaseURL: "postgres://paperpipe@db.example:5432/paperpipe"},
+		"the archive's worker, a URL in key=value form": {DataDir: dir, DatabaseURL: "host=localhost dbname=paperpipe user=paperpipe"},
+	} {
+		b, err := connectBroker(ctx, c, log, newPaperWorkers)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		b.close()
+	}
+	// A search_path written with spaces is the same schema's.
+	inSchema := t.TempDir()
+	if err := claimDataDir(inSchema, archive.DatabaseURL+"&search_path=other,public"); err != nil {
+		t.Fatal(err)
+	}
+	if err := claimDataDir(inSchema, archive.DatabaseURL+"&search_path=other,%20public"); err != nil {
+		t.Errorf("the same schema's worker, its search_path spaced: %v", err)
+	}
+	client, err := connectBroker(ctx, copyOf, log, brokerClient)
+	if err != nil {
+		t.Fatalf("a command of the copy that runs no worker: %v", err)
+	}
+	client.close()
+
+	if err := os.Remove(filepath.Join(dir, queueOwnerFile)); err != nil {
+		t.Fatal(err)
+	}
+	moved, err := connectBroker(ctx, copyOf, log, newPaperWorkers)
+	if err != nil {
+		t.Fatalf("after the file was deleted, as the refusal says: %v", err)
+	}
+	moved.close()
+	if b, err := connectBroker(ctx, archive, log, newPaperWorkers); err == nil {
+		b.close()
+		t.Error("after the queue was handed over, a worker of the old database joined it")
+	}
+}
