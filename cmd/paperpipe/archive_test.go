@@ -877,6 +877,35 @@ func TestReprocessFillsABinaryIndexedSpace(t *testing.T) {
 	}
 }
 
+// TestReindexOfASpaceWithoutItsIndexSaysItBuiltOne: a space whose index is missing (its data
+// restored alone into a migrated database, a fill interrupted before its build) gets it from
+// `spaces reindex` with the space's own kind; that replaced nothing, and running processes use
+// it without a restart (they query the kind they know), so neither is said.
+func TestReindexOfASpaceWithoutItsIndexSaysItBuiltOne(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	ctx := t.Context()
+	sp, _, err := e.st.EnsureSpaceForLoad(ctx, paper.Space{Model: "text-embedding-3-small", Dimensions: 8, Template: "title-abstract-v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := e.st.FindSpace(ctx, strconv.FormatInt(sp.ID, 10))
+	if err != nil || info.IndexName != "" {
+		t.Fatalf("the space made for a bulk load: %+v, %v; want it without an index", info, err)
+	}
+	var out bytes.Buffer
+	if err := reindexSpace(ctx, e.st, strconv.FormatInt(sp.ID, 10), string(info.Index), &out); err != nil {
+		t.Fatalf("spaces reindex: %v", err)
+	}
+	if got := out.String(); !strings.Contains(got, "index built") || !strings.Contains(got, "where it had none") ||
+		strings.Contains(got, "replacing") || strings.Contains(got, "restart") {
+		t.Errorf("spaces reindex said:\n%s", got)
+	}
+	if info, err := e.st.FindSpace(ctx, strconv.FormatInt(sp.ID, 10)); err != nil || info.IndexName == "" {
+		t.Errorf("after reindex: %+v, %v; want its index", info, err)
+	}
+}
+
 // TestResumedReprocessNeverRevertsANewerText: a run interrupted after publishing leaves its
 // messages queued with the texts it read then; a newer version of a paper ingested meanwhile
 // must survive the rerun that processes them, and no TL;DR of the old text is bought.

@@ -1160,8 +1160,17 @@ func reindexSpace(ctx context.Context, st *store.Store, name, kind string, w io.
 		fmt.Fprintf(w, "space %d (%s) already has its %s index\n", sp.ID, sp.Name(), k)
 		return nil
 	}
-	fmt.Fprintf(w, "space %d (%s): %s index built in %s, replacing its %s index; restart running serve and up processes so that their queries use it\n",
-		sp.ID, sp.Name(), k, time.Since(start).Round(time.Second), sp.Index)
+	// A space without a usable index (a restore of the data alone, an interrupted fill) had
+	// nothing to replace; running processes use a new index of the kind they know at once.
+	was, restart := fmt.Sprintf("replacing its %s index", sp.Index), ""
+	if sp.IndexName == "" {
+		was = "where it had none"
+	}
+	if k != sp.Index {
+		restart = "; restart running serve and up processes so that their queries use it"
+	}
+	fmt.Fprintf(w, "space %d (%s): %s index built in %s, %s%s\n",
+		sp.ID, sp.Name(), k, time.Since(start).Round(time.Second), was, restart)
 	return nil
 }
 
