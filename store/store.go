@@ -11,6 +11,7 @@ import (
 	"net"
 	neturl "net/url"
 	"path"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -438,6 +439,9 @@ func (s *Store) migrate(ctx context.Context, lockTimeout string) error {
 			return fmt.Errorf("migrate database %s: it is read-only (a hot standby, or default_transaction_read_only), "+
 				"and migrations are applied on the primary: %w", s.target, err)
 		}
+		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "42501" {
+			return fmt.Errorf("migrate database %s: %w%s", s.target, err, s.privilegeHint(ctx))
+		}
 		if err != nil {
 			return fmt.Errorf("migrate database %s: %w", s.target, err)
 		}
@@ -462,6 +466,45 @@ func (s *Store) migrate(ctx context.Context, lockTimeout string) error {
 		return nil
 	})
 }
+
+// privilegeHint says what the role lacks when a migration was refused a privilege
+// (insufficient_privilege): paperpipe's tables in the current schema belong to another role —
+// a dump restored by an administrator without --no-owner, or with it as another role — while
+// paperpipe's role must own them (migrations alter them, each space's index is created on
+// embeddings); or, with none there yet, the role may not create tables in the schema (public
+// of a database it does not own, since PostgreSQL 15). "" when the catalog cannot be read.
+func (s *Store) privilegeHint(ctx context.Context) string {
+	var (
+		role   string
+		schema *string
+		owners *string
+	)
+	err := s.pool.QueryRow(ctx, `SELECT current_user, current_schema(),
+		(SELECT string_agg(DISTINCT tableowner, ', ') FROM pg_tables
+			WHERE schemaname = current_schema() AND tableowner <> current_user)`).Scan(&role, &schema, &owners)
+	if err != nil || schema == nil {
+		return ""
+	}
+	r, sc := sqlName(role), sqlName(*schema)
+	if owners != nil {
+		return fmt.Sprintf(" (tables in schema %s belong to %s, not to %s, the role paperpipe connects as, which must own them: "+
+			"migrations alter them and each embedding space's index is created on them; restore the dump as that role, "+
+			"connected as it or with pg_restore --no-owner --role=%s, or have each table's owner run ALTER TABLE … OWNER TO %s)",
+			*schema, *owners, role, role, r)
+	}
+	return fmt.Sprintf(" (role %s may not create tables in schema %s: make it the database's owner "+
+		"(ALTER DATABASE … OWNER TO %s) or GRANT CREATE ON SCHEMA %s TO %s)", role, *schema, r, sc, r)
+}
+
+// sqlName is name as SQL reads it: as it is when it needs no quotes, quoted otherwise.
+func sqlName(name string) string {
+	if plainName.MatchString(name) {
+		return name
+	}
+	return pgx.Identifier{name}.Sanitize()
+}
+
+var plainName = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
 
 // lastVersion is the version of the last migration p knows.
 func lastVersion(p *goose.Provider) int64 {

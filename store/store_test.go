@@ -603,3 +603,72 @@ func TestPingAnswersWhileEveryPoolConnectionIsBusy(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrateRefusedAPrivilegeSaysWhatTheRoleLacks: a dump restored by an administrator leaves
+// the tables to the administrator, and a role that does not own a database may not create
+// tables in its public schema (PostgreSQL 15 on); paperpipe's role, which is neither a
+// superuser nor their owner, was told only "permission denied for table goose_db_version" (or
+// "for schema public"). The error now says whose the tables are and what to run.
+func TestMigrateRefusedAPrivilegeSaysWhatTheRoleLacks(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	admin, err := pgx.Connect(ctx, pgtest.BaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.Close(context.Background()) })
+	role := fmt.Sprintf("paperpipe_app_%d", time.Now().UnixNano())
+	if _, err := admin.Exec(ctx, "CREATE ROLE "+role+" NOLOGIN"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // after the databases are dropped (cleanups run last first)
+		if _, err := admin.Exec(context.Background(), "DROP ROLE IF EXISTS "+role); err != nil {
+			t.Errorf("drop role %s: %v", role, err)
+		}
+	})
+	var superuser string
+	if err := admin.QueryRow(ctx, "SELECT current_user").Scan(&superuser); err != nil {
+		t.Fatal(err)
+	}
+	// The role connects as the test's user and takes on role (SET ROLE at the start of each
+	// session): no password or pg_hba entry of its own is needed.
+	as := func(conn string) string {
+		u, err := url.Parse(conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := u.Query()
+		q.Set("role", role)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+
+	restored := freshDatabase(t, "paperpipe_admin_restore")
+	owner := open(t, restored) // the administrator: creates the extension and the tables
+	if err := owner.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err = open(t, as(restored)).Migrate(ctx)
+	if err == nil {
+		t.Fatal("Migrate by a role that owns no table succeeded")
+	}
+	for _, want := range []string{"permission denied", "belong to " + superuser, "not to " + role, "--no-owner --role=" + role, "OWNER TO " + role} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Migrate on another role's tables: %v\nwant it to say %q", err, want)
+		}
+	}
+
+	notOwned := freshDatabase(t, "paperpipe_not_owned")
+	if _, err := open(t, notOwned).Pool().Exec(ctx, "SELECT 1"); err != nil { // creates the extension, as an administrator would
+		t.Fatal(err)
+	}
+	err = open(t, as(notOwned)).Migrate(ctx)
+	if err == nil {
+		t.Fatal("Migrate by a role that may not create tables succeeded")
+	}
+	for _, want := range []string{"may not create tables in schema public", "OWNER TO " + role, "GRANT CREATE ON SCHEMA public TO " + role} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Migrate in a database the role does not own: %v\nwant it to say %q", err, want)
+		}
+	}
+}
