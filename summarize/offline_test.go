@@ -76,6 +76,30 @@ func TestOfflineFallbackIsValidatedOrRefused(t *testing.T) {
 	}
 }
 
+// An abstract in a script with sentence marks of its own gets a TL;DR of one of its
+// sentences, not two run together or one cut at the word limit in the middle of the next.
+func TestOfflineTLDROfOtherScriptsIsOneSentence(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, abstract, want string }{
+		{"arabic",
+			"تتطلب نماذج اللغة الكبيرة موارد حسابية هائلة. هل يمكن تقليل هذه التكلفة؟ " +
+				"نقترح في هذا البحث طريقة جديدة تعتمد على التوجيه المتناثر للخبراء تقلل تكلفة التدريب بنسبة أربعين بالمئة. " +
+				"تظهر التجارب أن الطريقة تتفوق على الأساليب الحالية.",
+			"نقترح في هذا البحث طريقة جديدة تعتمد على التوجيه المتناثر للخبراء تقلل تكلفة التدريب بنسبة أربعين بالمئة."},
+		{"hindi",
+			"बड़े भाषा मॉडल को भारी संगणना संसाधनों की आवश्यकता होती है। " +
+				"इस शोध में हम विरल विशेषज्ञ रूटिंग पर आधारित एक नई प्रशिक्षण विधि प्रस्तुत करते हैं जो प्रशिक्षण लागत को चालीस प्रतिशत कम करती है। " +
+				"प्रयोग दिखाते हैं कि यह विधि मौजूदा तरीकों से बेहतर है।",
+			"इस शोध में हम विरल विशेषज्ञ रूटिंग पर आधारित एक नई प्रशिक्षण विधि प्रस्तुत करते हैं जो प्रशिक्षण लागत को चालीस प्रतिशत कम करती है।"},
+	} {
+		a := paper.Abstract{ID: "x:" + tc.name, Title: "عنوان", Abstract: tc.abstract}
+		s, err := NewOffline(30).Summarize(t.Context(), a)
+		if err != nil || s.Text != tc.want {
+			t.Errorf("%s:\n got %q, %v\nwant %q", tc.name, s.Text, err, tc.want)
+		}
+	}
+}
+
 // A TL;DR is read alone: the offline summarizer avoids one that refers to what it does not say
 // ("this shortcoming"), keeps "we" or "our", or says what the paper looks into when a later
 // sentence says what it found, as long as another sentence, or the same one cut, does without.

@@ -18,11 +18,26 @@ var abbreviations = map[string]bool{
 }
 
 // closers may follow a sentence's final punctuation.
-const closers = `"')]}”’»`
+const closers = `"')]}”’»」』）】》〉`
+
+// scriptStops end a sentence wherever they stand, with or without white space after them:
+// the ideographic full stop and the full-width marks of Chinese and Japanese (Japanese
+// academic writing ends its sentences with "．"), the half-width ideographic full stop, the
+// Arabic question mark (Arabic, Persian, Urdu) and Urdu full stop, the Devanagari danda and
+// double danda (Hindi, Marathi, Sanskrit, Nepali), the Greek question mark (U+037E, which
+// NFC makes a semicolon), the Armenian full stop, the Ethiopic full stop and the Myanmar
+// section mark. None of them is part of an abbreviation or a number.
+const scriptStops = "。！？．｡؟۔।॥\u037e։።။"
+
+// isStop reports whether r ends a sentence: '.', '!', '?' or one of scriptStops.
+func isStop(r rune) bool {
+	return r == '.' || r == '!' || r == '?' || r >= utf8.RuneSelf && strings.ContainsRune(scriptStops, r)
+}
 
 // Sentences splits text into sentences. A sentence ends at '.', '!' or '?' (plus any closing
 // quotes or brackets) followed by white space and then something other than a lower-case
-// letter, or at the end of the text, or at a blank line. A full stop does not end a sentence
+// letter, at one of other scripts' sentence marks (scriptStops: "。", "？", "．", "؟", "।" …)
+// wherever it stands, or at the end of the text, or at a blank line. A full stop does not end a sentence
 // after a known abbreviation ("e.g.", "i.e.", "et al.", "vs.", "Fig." …), after a dotted
 // acronym ("U.S."), or inside a number
 // or a name ("3.5", "arxiv.org"), but it does between a lower-case word and a capitalised
@@ -50,20 +65,20 @@ func Sentences(text string) []string {
 				continue
 			}
 		}
-		if r != '.' && r != '!' && r != '?' && r != '。' && r != '！' && r != '？' {
+		if !isStop(r) {
 			i += size
 			continue
 		}
-		// Swallow runs of terminal punctuation and closers: "?!", ".)", `."`.
+		// Swallow runs of terminal punctuation and closers: "?!", ".)", `."`, "？！", "。」".
 		j := i + size
 		for j < len(text) {
 			r2, s2 := utf8.DecodeRuneInString(text[j:])
-			if r2 != '.' && r2 != '!' && r2 != '?' && !strings.ContainsRune(closers, r2) {
+			if !isStop(r2) && !strings.ContainsRune(closers, r2) {
 				break
 			}
 			j += s2
 		}
-		if r == '。' || r == '！' || r == '？' {
+		if r >= utf8.RuneSelf {
 			emit(j)
 			i = j
 			continue

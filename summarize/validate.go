@@ -144,7 +144,7 @@ func stripEmphasis(t string) string {
 }
 
 // endSentence strips trailing separators and adds a full stop if the text has no terminal
-// punctuation.
+// punctuation (isStop: "।", "؟" and "。" are such).
 func endSentence(t string) string {
 	t = strings.TrimRightFunc(t, func(r rune) bool {
 		return unicode.IsSpace(r) || strings.ContainsRune(",;:-–—", r)
@@ -153,13 +153,13 @@ func endSentence(t string) string {
 		return t
 	}
 	last, _ := utf8.DecodeLastRuneInString(t)
-	if strings.ContainsRune(".!?。！？", last) {
+	if isStop(last) {
 		return t
 	}
-	if strings.ContainsRune(`)]"'”’»`, last) {
+	if strings.ContainsRune(closers, last) {
 		// A closer after the terminal punctuation: "… (2024)." is fine, "… (2024)" is not.
-		inner := strings.TrimRight(t, `)]"'”’»`)
-		if l, _ := utf8.DecodeLastRuneInString(inner); strings.ContainsRune(".!?", l) {
+		inner := strings.TrimRight(t, closers)
+		if l, _ := utf8.DecodeLastRuneInString(inner); isStop(l) {
 			return t
 		}
 	}

@@ -42,6 +42,13 @@ func TestSentences(t *testing.T) {
 		{"Between matrices A and B. Secondly, we propose X.", 2},
 		{"Para one\n\nPara two", 2},
 		{"这是第一句。这是第二句。", 2},
+		// Other scripts' sentence marks end a sentence, with or without a space after them.
+		{"提案手法を示す．実験で確かめた．", 2},
+		{"本当か？！次に進む。", 2},
+		{"هل يمكن تقليل التكلفة؟ نقترح طريقة جديدة.", 2},
+		{"یک روش جدید پیشنهاد می‌کنیم۔ آزمایش‌ها آن را تأیید می‌کنند۔", 2},
+		{"यह पहला वाक्य है। यह दूसरा वाक्य है।", 2},
+		{"Τι είναι αυτό; Μια νέα μέθοδος.", 2},
 		{"", 0},
 	} {
 		if got := Sentences(tc.in); len(got) != tc.want {
@@ -111,6 +118,10 @@ func TestValidate(t *testing.T) {
 		{"replacement character", "Halves the training cost of \ufffd\ufffd models.", enAbstract, "control or invisible"},
 		{"chinese over the limit", strings.Repeat("我们提出了一种降低大型模型训练成本的方法并且", 10) + "。", zhAbstract, "words"},
 		{"chinese within the limit", "一种将大型模型训练成本减半的简单方法。", zhAbstract, ""},
+		{"arabic question then answer", "هل يمكن تقليل تكلفة التدريب؟ نقترح طريقة جديدة تقللها إلى النصف.", "", "2 sentences"},
+		{"hindi two sentences", "यह विधि लागत को आधा करती है। प्रयोग इसकी पुष्टि करते हैं।", "", "2 sentences"},
+		{"japanese two sentences", "学習コストを半減する手法を提案する．実験で効果を確かめた．", "", "2 sentences"},
+		{"hindi one sentence", "यह विधि बड़े मॉडलों के प्रशिक्षण की लागत को आधा करती है।", "", ""},
 	} {
 		err := Validate(tc.tldr, tc.abstract, 30)
 		switch {
@@ -144,6 +155,27 @@ func TestNormalizeRemovesEmphasis(t *testing.T) {
 		}
 		if got := Clean(tc.in, 30); got != tc.want {
 			t.Errorf("Clean(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// A TL;DR ending with another script's final mark keeps it as it is: no full stop after it.
+func TestNormalizeKeepsOtherScriptsFinalMark(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{
+		"यह विधि प्रशिक्षण की लागत को आधा करती है।",
+		"هل يمكن تقليل تكلفة تدريب النماذج الكبيرة إلى النصف؟",
+		"学習コストを半減する手法を提案する．",
+		"学習コストを半減する手法を提案する。」",
+	} {
+		if err := Validate(in, in, 30); err != nil {
+			t.Errorf("Validate(%q) = %v, want valid", in, err)
+		}
+		if got := Normalize(in); got != in {
+			t.Errorf("Normalize(%q) = %q, want it unchanged", in, got)
+		}
+		if got := Clean(in, 30); got != in {
+			t.Errorf("Clean(%q) = %q, want it unchanged", in, got)
 		}
 	}
 }
