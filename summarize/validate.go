@@ -99,10 +99,20 @@ func findPreamble(t string) []int {
 
 // unprintable reports whether r has no place in a TL;DR: a control character (NUL, an escape
 // sequence's ESC; a tab is white space and folded by Normalize), an invisible format
-// character (a bidirectional override, a zero-width space), or U+FFFD, the mark of bytes that
-// were not text.
+// character (a bidirectional override, a zero-width space, a soft hyphen), or U+FFFD, the
+// mark of bytes that were not text. The format characters that are part of how text is
+// written (writingFormat) are not.
 func unprintable(r rune) bool {
-	return r != '\t' && unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError
+	return r != '\t' && unicode.IsControl(r) || unicode.Is(unicode.Cf, r) && !writingFormat(r) || r == utf8.RuneError
+}
+
+// writingFormat reports whether r is a format character that real text holds and that shows
+// as it is meant on a terminal and a web page: the zero-width non-joiner, which standard
+// Persian spelling needs ("می‌کنیم") as do Indic scripts, the zero-width joiner (Indic
+// conjuncts, emoji sequences such as 👩‍💻), and the left-to-right, right-to-left and Arabic
+// letter marks of right-to-left text. The CLI prints them as they are (termSafe).
+func writingFormat(r rune) bool {
+	return r == '\u200c' || r == '\u200d' || r == '\u200e' || r == '\u200f' || r == '\u061c'
 }
 
 // wrappedInQuotes reports whether t, ignoring final punctuation, starts with an opening quote

@@ -116,6 +116,11 @@ func TestValidate(t *testing.T) {
 		{"bidi override", "Halves the training cost of large \u202emodels.", enAbstract, "control or invisible"},
 		{"zero-width space", "Halves the training\u200b cost of large models.", enAbstract, "control or invisible"},
 		{"replacement character", "Halves the training cost of \ufffd\ufffd models.", enAbstract, "control or invisible"},
+		{"soft hyphen", "Halves the train\u00ading cost of large models.", enAbstract, "control or invisible"},
+		// The joiners and the marks of right-to-left text are how some languages are written.
+		{"persian with zero-width non-joiners", "روشی جدید که هزینهٔ آموزش مدل\u200cهای زبانی بزرگ را نصف می\u200cکند.", "", ""},
+		{"emoji sequence with zero-width joiners", "A coding assistant \U0001F469\u200d\U0001F4BB halves the training cost of large models.", enAbstract, ""},
+		{"hebrew with right-to-left mark", "שיטה שמקטינה את עלות האימון ב\u200f-50%.", "", ""},
 		{"chinese over the limit", strings.Repeat("我们提出了一种降低大型模型训练成本的方法并且", 10) + "。", zhAbstract, "words"},
 		{"chinese within the limit", "一种将大型模型训练成本减半的简单方法。", zhAbstract, ""},
 		{"arabic question then answer", "هل يمكن تقليل تكلفة التدريب؟ نقترح طريقة جديدة تقللها إلى النصف.", "", "2 sentences"},
@@ -167,6 +172,7 @@ func TestNormalizeKeepsOtherScriptsFinalMark(t *testing.T) {
 		"هل يمكن تقليل تكلفة تدريب النماذج الكبيرة إلى النصف؟",
 		"学習コストを半減する手法を提案する．",
 		"学習コストを半減する手法を提案する。」",
+		"آیا می\u200cتوان هزینهٔ آموزش مدل\u200cهای بزرگ را نصف کرد؟",
 	} {
 		if err := Validate(in, in, 30); err != nil {
 			t.Errorf("Validate(%q) = %v, want valid", in, err)
@@ -222,6 +228,8 @@ func TestClean(t *testing.T) {
 		{"Summary-statistics methods halve the training cost.", "Summary-statistics methods halve the training cost."},
 		{"The paper-and-pencil test shows models fail at arithmetic.", "The paper-and-pencil test shows models fail at arithmetic."},
 		{"A method\x00 halves the training\u202e cost of large models.", "A method halves the training cost of large models."},
+		// A joiner is part of the text (Persian spelling, an emoji sequence): Clean keeps it.
+		{"A coding assistant \U0001F469\u200d\U0001F4BB halves the training cost.", "A coding assistant \U0001F469\u200d\U0001F4BB halves the training cost."},
 		{"Answer-set programming solvers run twice as fast.", "Answer-set programming solvers run twice as fast."},
 		{"Abstract: a method halves the training cost.", "A method halves the training cost."},
 		// Chatter has punctuation after it (or a "here's …:" label); a name or a term does not.
