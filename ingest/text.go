@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"strconv"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -16,8 +17,11 @@ import (
 // cannot become a paper:
 //
 //   - An abstract has at least minAbstractWords words and reads as prose: it ends a sentence
-//     somewhere (".", "!" or "?" before white space or the end), or it is too long for a
-//     title (more than maxTitleWords words, or more than maxTitleLines lines).
+//     somewhere (".", "!" or "?" before white space or the end, or another script's mark,
+//     paper.SentenceMarks: "。", "؟", "।" …), or it is too long for a title (more than
+//     maxTitleWords words, or more than maxTitleLines lines). Words are counted as
+//     paper.CountWords counts them: Chinese, Japanese and Thai, written without spaces,
+//     count two characters to a word.
 //   - A title is any other paragraph of at most maxTitleLines lines and MaxTitleBytes bytes
 //     (one line is the norm; a title wrapped over two or three lines is accepted).
 //   - A title followed by an abstract is a paper; the paper's line is the title's.
@@ -265,22 +269,17 @@ func (p *textParser) emitErr(line int, id string, err error) {
 	p.out = append(p.out, result{err: p.r.recordErr(line, id, err)})
 }
 
-// countWords counts the runs of non-space characters in s.
-func countWords(s string) int {
-	n, in := 0, false
-	for _, c := range s {
-		sp := unicode.IsSpace(c)
-		if !sp && !in {
-			n++
-		}
-		in = !sp
-	}
-	return n
-}
+// countWords counts the words of s: its runs of non-space characters, Chinese, Japanese and
+// Thai characters two to a word (paper.CountWords).
+func countWords(s string) int { return paper.CountWords(s) }
 
 // endsSentence reports whether s has a sentence end: '.', '!' or '?', perhaps followed by
-// closing quotes or brackets, then white space or the end of s. "v0.1" and "e.g.," do not count.
+// closing quotes or brackets, then white space or the end of s, or another script's mark
+// anywhere (paper.SentenceMarks). "v0.1" and "e.g.," do not count.
 func endsSentence(s string) bool {
+	if strings.ContainsAny(s, paper.SentenceMarks) {
+		return true
+	}
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c != '.' && c != '!' && c != '?' {
 			continue

@@ -202,6 +202,24 @@ func TestTextRule(t *testing.T) {
 			},
 		},
 		{
+			// Written without spaces: the characters count two to a word, and "。", "．" end
+			// sentences.
+			name: "chinese and japanese papers, and a short japanese abstract",
+			in: "基于稀疏专家路由的大规模语言模型训练方法\n\n" +
+				"近年来，大规模语言模型取得了显著进展。然而，训练成本仍然很高。本文提出了一种基于稀疏专家路由的新方法，" +
+				"能够在保持模型质量的同时将训练成本降低百分之四十。实验结果表明，该方法在多个基准测试上优于现有方法。\n\n" +
+				"大規模言語モデルのための効率的な学習手法\n\n" +
+				"本研究では，疎なエキスパートルーティングに基づく新しい学習手法を提案する．学習コストを四割削減する．\n\n" +
+				"撤回された論文\n\n本論文は著者の申し出により撤回された。\n\n" +
+				"第三篇论文\n\n本文提出了一种新的训练方法，并在多个基准测试上验证了它的效果和效率，结果优于现有方法。\n",
+			want: []string{
+				"paper f:1 基于稀疏专家路由的大规模语言模型训练方法",
+				"paper f:5 大規模言語モデルのための効率的な学習手法",
+				`error f:9: title:` + titleHex("撤回された論文") + `: the abstract of "撤回された論文", at line 11, has 9 words, fewer than 20`,
+				"paper f:13 第三篇论文",
+			},
+		},
+		{
 			name: "a short menu before the first paper is furniture",
 			in:   "Home\nAbout\nBlog\nContact us\n\nFirst\n\n" + abs,
 			want: []string{"paper f:6 First"},
@@ -238,6 +256,11 @@ func TestEndsSentence(t *testing.T) {
 		{`He said "no."`, true},
 		{"e.g.,x", false},
 		{"Title: no stop", false},
+		{"本文提出了一种新方法。实验表明它有效", true},
+		{"提案手法を示す．実験で確かめた", true},
+		{"هل يمكن ذلك؟ نعم", true},
+		{"यह एक वाक्य है। और", true},
+		{"大規模言語モデルのための効率的な学習手法", false},
 	} {
 		if got := endsSentence(tc.in); got != tc.want {
 			t.Errorf("endsSentence(%q) = %v, want %v", tc.in, got, tc.want)

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/paperpipe/paperpipe/paper"
 )
 
 // abbreviations end with a full stop that does not end a sentence (compared in lower case,
@@ -20,14 +22,8 @@ var abbreviations = map[string]bool{
 // closers may follow a sentence's final punctuation.
 const closers = `"')]}”’»」』）】》〉`
 
-// scriptStops end a sentence wherever they stand, with or without white space after them:
-// the ideographic full stop and the full-width marks of Chinese and Japanese (Japanese
-// academic writing ends its sentences with "．"), the half-width ideographic full stop, the
-// Arabic question mark (Arabic, Persian, Urdu) and Urdu full stop, the Devanagari danda and
-// double danda (Hindi, Marathi, Sanskrit, Nepali), the Greek question mark (U+037E, which
-// NFC makes a semicolon), the Armenian full stop, the Ethiopic full stop and the Myanmar
-// section mark. None of them is part of an abbreviation or a number.
-const scriptStops = "。！？．｡؟۔।॥\u037e։።။"
+// scriptStops end a sentence wherever they stand: "。", "？", "．", "؟", "।" … (paper.SentenceMarks).
+const scriptStops = paper.SentenceMarks
 
 // isStop reports whether r ends a sentence: '.', '!', '?' or one of scriptStops.
 func isStop(r rune) bool {
@@ -183,17 +179,6 @@ func Words(s string) []string { return strings.Fields(s) }
 
 // CountWords is how many words s counts against the word limit: its Words, except that
 // Chinese, Japanese and Thai write a sentence without spaces, so their characters count two
-// to a word (a run of 60 Han characters is 30 words, where Words sees one).
-func CountWords(s string) int {
-	n := 0
-	for _, w := range strings.Fields(s) {
-		c := 0
-		for _, r := range w {
-			if unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Thai) {
-				c++
-			}
-		}
-		n += max(1, (c+1)/2)
-	}
-	return n
-}
+// to a word (a run of 60 Han characters is 30 words, where Words sees one); see
+// paper.CountWords.
+func CountWords(s string) int { return paper.CountWords(s) }
