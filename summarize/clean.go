@@ -6,6 +6,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/paperpipe/paperpipe/paper"
 )
 
 var (
@@ -125,9 +127,10 @@ func thirdPerson(v string) string {
 // lead-ins ("In this paper, we propose X" → "Proposes X", also "We, therefore, proposed X",
 // "We progress towards X by proposing Y"), what announces a finding ("Results on X show
 // that"), enumerators run into the sentence ("(I) Reducing" → "reducing"), keeps the first
-// sentence with content, cuts it to maxWords (at a clause boundary when one is close, else at
-// a word boundary, never after a dangling "of" or "and", nor a "both" without its "and") and
-// ends it with a full stop.
+// sentence with content, cuts it to maxWords as CountWords counts them (at a clause boundary
+// when one is close, else at a word boundary, never after a dangling "of" or "and", nor a
+// "both" without its "and"; Chinese, Japanese or Thai between two characters, after a "，"
+// when one is close) and ends it with a full stop ("。" after Chinese or Japanese).
 func Clean(text string, maxWords int) string {
 	text = strings.Map(func(r rune) rune {
 		if r != '\n' && unprintable(r) {
@@ -499,6 +502,9 @@ func finish(s string, maxWords int) string {
 			}
 		}
 	}
+	if maxWords > 0 && CountWords(strings.Join(w, " ")) > maxWords {
+		w = cutDense(w, maxWords)
+	}
 	for len(w) > 1 {
 		last := strings.ToLower(strings.TrimRight(w[len(w)-1], ",;:"))
 		if !danglers[last] && !strings.HasSuffix(w[len(w)-1], "-") {
@@ -507,7 +513,7 @@ func finish(s string, maxWords int) string {
 		w = w[:len(w)-1]
 	}
 	out := strings.Join(w, " ")
-	out = strings.TrimRight(out, ",;:-–— ")
+	out = strings.TrimRight(out, ",;:-–— ，、；：")
 	// An unmatched opening bracket or quote left by the cut is dropped with what follows.
 	if i := strings.LastIndexAny(out, "(["); i > 0 && !strings.ContainsAny(out[i:], ")]") {
 		out = strings.TrimRight(out[:i], ",;:-–— ")
@@ -533,6 +539,53 @@ func cutWords(w []string, max int) []string {
 		}
 	}
 	return w[:max]
+}
+
+// cutDense keeps the words w that fit in max as CountWords counts them, when some are written
+// without spaces (Chinese, Japanese, Thai: two characters to a word), cutting the word that
+// overflows between two of its characters: after the last clause mark ("，", "、", "；", "：")
+// that keeps at least half of what fits, else where the limit falls, and never before a
+// combining mark (the grapheme stays whole).
+func cutDense(w []string, max int) []string {
+	used := 0
+	for i, word := range w {
+		n := CountWords(word)
+		if used+n <= max {
+			used += n
+			continue
+		}
+		room := 2 * (max - used) // characters of word that still fit
+		if room <= 0 {
+			return w[:i]
+		}
+		dense, cut, clause, base := 0, len(word), -1, 0
+		for j, r := range word {
+			if !unicode.IsMark(r) {
+				base = j
+			}
+			if paper.Dense(r) {
+				if dense == room {
+					cut = j
+					if unicode.IsMark(r) {
+						cut = base // with the character the mark belongs to
+					}
+					break
+				}
+				dense++
+			}
+			if strings.ContainsRune("，、；：", r) && dense >= room/2 {
+				clause = j + utf8.RuneLen(r)
+			}
+		}
+		if clause > 0 {
+			cut = clause
+		}
+		if cut == 0 {
+			return w[:i]
+		}
+		return append(w[:i:i], word[:cut])
+	}
+	return w
 }
 
 // adjectiveList reports whether the comma ending w[i-1] separates adjectives of one noun

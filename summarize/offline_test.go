@@ -100,6 +100,20 @@ func TestOfflineTLDROfOtherScriptsIsOneSentence(t *testing.T) {
 	}
 }
 
+// A Chinese abstract of one long sentence under a long title has a TL;DR: the title, cut to
+// the limit (it was left whole, over the limit, and the paper failed).
+func TestOfflineTLDROfLongChineseTextIsCut(t *testing.T) {
+	t.Parallel()
+	a := paper.Abstract{ID: "x:zh",
+		Title: "一种基于稀疏专家路由的大规模语言模型高效训练方法及其在多模态任务和强化学习任务中的推广应用研究与实验分析",
+		Abstract: "本文提出了一种基于稀疏专家路由的新方法能够在保持模型质量的同时将训练成本降低百分之四十并且在多个基准测试上" +
+			"优于现有方法同时还能够推广到多模态任务以及强化学习任务之中并且不需要额外的超参数调整或者人工干预即可直接使用。"}
+	s, err := NewOffline(15).Summarize(t.Context(), a)
+	if want := "一种基于稀疏专家路由的大规模语言模型高效训练方法及其在多模态。"; err != nil || s.Text != want {
+		t.Errorf("got %q, %v; want %q", s.Text, err, want)
+	}
+}
+
 // A TL;DR is read alone: the offline summarizer avoids one that refers to what it does not say
 // ("this shortcoming"), keeps "we" or "our", or says what the paper looks into when a later
 // sentence says what it found, as long as another sentence, or the same one cut, does without.

@@ -165,6 +165,32 @@ func TestClientAnswerThatStaysInvalidReportsWhatWasBilled(t *testing.T) {
 	}
 }
 
+// A Chinese answer over the word limit (its characters count two to a word), given twice, is
+// cut to the limit by cleaning: it was never cut, failed validation again and cost the paper
+// its TL;DR.
+func TestClientChineseAnswerOverTheLimitIsCleaned(t *testing.T) {
+	t.Parallel()
+	const answer = "一种基于稀疏专家路由的训练方法，在保持模型质量的同时将大型语言模型的训练成本降低百分之四十，" +
+		"并在多个基准测试上优于现有方法。"
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, chatAnswer(answer, "stop"))
+	}))
+	defer ts.Close()
+	c, err := New(Config{BaseURL: ts.URL + "/v1", MaxRetries: 1, MaxWords: 25})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := paper.Abstract{ID: "x:zh", Title: "稀疏专家路由", Abstract: zhAbstract}
+	s, err := c.Summarize(t.Context(), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "一种基于稀疏专家路由的训练方法，在保持模型质量的同时将大型语言模型的训练成本降低百分之四十。"; s.Text != want || s.Validation != paper.ValidCleaned {
+		t.Errorf("TL;DR %q (%s), want %q (cleaned)", s.Text, s.Validation, want)
+	}
+}
+
 // chatAnswer is the body of a chat completion answering content with finish_reason finish.
 func chatAnswer(content, finish string) string {
 	return `{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,` +

@@ -154,10 +154,11 @@ func stripEmphasis(t string) string {
 }
 
 // endSentence strips trailing separators and adds a full stop if the text has no terminal
-// punctuation (isStop: "।", "؟" and "。" are such).
+// punctuation (isStop: "।", "؟" and "。" are such): the ideographic "。" after Chinese or
+// Japanese, else ".".
 func endSentence(t string) string {
 	t = strings.TrimRightFunc(t, func(r rune) bool {
-		return unicode.IsSpace(r) || strings.ContainsRune(",;:-–—", r)
+		return unicode.IsSpace(r) || strings.ContainsRune(",;:-–—，、；：", r)
 	})
 	if t == "" {
 		return t
@@ -172,6 +173,9 @@ func endSentence(t string) string {
 		if l, _ := utf8.DecodeLastRuneInString(inner); isStop(l) {
 			return t
 		}
+	}
+	if unicode.In(last, unicode.Han, unicode.Hiragana, unicode.Katakana) {
+		return t + "。"
 	}
 	return t + "."
 }

@@ -295,3 +295,35 @@ func TestCleanCutsLongSentenceAtBoundaryWithinLimit(t *testing.T) {
 		}
 	}
 }
+
+// Text written without spaces (Chinese, Japanese, Thai: two characters to a word) is cut to
+// the word limit like any other, between characters, preferably after a clause mark, with
+// the ideographic full stop after Chinese or Japanese; never between a character and its
+// combining mark.
+func TestCleanCutsTextWithoutSpacesToTheLimit(t *testing.T) {
+	t.Parallel()
+	const zh = "本文提出了一种基于稀疏专家路由的新方法，能够在保持模型质量的同时将训练成本降低百分之四十，" +
+		"并且在多个基准测试上优于现有方法，同时还能够推广到多模态任务。"
+	for _, tc := range []struct {
+		in   string
+		max  int
+		want string
+	}{
+		{zh, 30, "本文提出了一种基于稀疏专家路由的新方法，能够在保持模型质量的同时将训练成本降低百分之四十，并且在多个基准测试上优于现有方法。"},
+		{zh, 20, "本文提出了一种基于稀疏专家路由的新方法，能够在保持模型质量的同时将训练成本降低百分。"},
+		{zh, 15, "本文提出了一种基于稀疏专家路由的新方法。"},
+		{zh, 5, "本文提出了一种基于稀。"},
+		{"LoRA 方法" + strings.Repeat("很好", 20), 4, "LoRA 方法很好很好。"},
+		// Thai: the cut leaves out the consonant whose vowel mark would not fit.
+		{"งานวิจัยนี้เสนอวิธีการฝึกแบบจำลองภาษาขนาดใหญ่", 2, "งาน."},
+		{"งานวิจัยนี้เสนอวิธีการฝึกแบบจำลองภาษาขนาดใหญ่", 4, "งานวิจัย."},
+	} {
+		got := Clean(tc.in, tc.max)
+		if got != tc.want {
+			t.Errorf("Clean(%q, %d)\n got %q\nwant %q", tc.in, tc.max, got, tc.want)
+		}
+		if err := Validate(got, tc.in, tc.max); err != nil {
+			t.Errorf("Clean(%q, %d) = %q fails Validate: %v", tc.in, tc.max, got, err)
+		}
+	}
+}
