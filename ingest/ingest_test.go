@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -43,6 +44,27 @@ func TestSamePaperFromEverySourceHasOneIDAndHash(t *testing.T) {
 		if p.ID != "arxiv:2401.01234" || p.ContentHash() != want.ContentHash() || p.Title != want.Title || p.Abstract != want.Abstract {
 			t.Errorf("%s: id %q title %q abstract %q: want arxiv:2401.01234 and the same text", name, p.ID, p.Title, p.Abstract)
 		}
+	}
+}
+
+// The same paper with its accents decomposed (macOS, some PDF extractors: "nai\u0308ve") is
+// the same text as composed: one content hash, so it is not summarised and embedded again, and
+// stored as typed (NFC), so full-text search finds its words.
+func TestSamePaperDecomposedIsTheSameText(t *testing.T) {
+	t.Parallel()
+	composed := `{"id":"2401.01234","title":"Na\u00efve Bayes \u00e0 la Schr\u00f6dinger","abstract":"A na\u00efve r\u00e9sum\u00e9 of caf\u00e9 data.","authors":["Bj\u00f6rk Gu\u00f0mundsd\u00f3ttir"]}` + "\n"
+	decomposed := `{"id":"2401.01234","title":"Nai\u0308ve Bayes a\u0300 la Schro\u0308dinger","abstract":"A nai\u0308ve re\u0301sume\u0301 of cafe\u0301 data.","authors":["Bjo\u0308rk Gu\u00f0mundsdo\u0301ttir"]}` + "\n"
+	c, errs, _ := readString(t, composed, "c", Options{Format: JSONL})
+	d, errs2, _ := readString(t, decomposed, "d", Options{Format: JSONL})
+	if len(c) != 1 || len(d) != 1 || len(errs)+len(errs2) > 0 {
+		t.Fatalf("papers %d and %d, errors %v %v", len(c), len(d), errs, errs2)
+	}
+	if d[0].Title != c[0].Title || d[0].Abstract != c[0].Abstract || !slices.Equal(d[0].Authors, c[0].Authors) || d[0].ContentHash() != c[0].ContentHash() {
+		t.Errorf("decomposed %q / %q / %q (hash %s)\nwant       %q / %q / %q (hash %s)",
+			d[0].Title, d[0].Abstract, d[0].Authors, d[0].ContentHash(), c[0].Title, c[0].Abstract, c[0].Authors, c[0].ContentHash())
+	}
+	if c[0].Title != "Na\u00efve Bayes \u00e0 la Schr\u00f6dinger" {
+		t.Errorf("composed title %q changed", c[0].Title)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/paperpipe/paperpipe/paper"
 )
 
@@ -121,7 +123,10 @@ func (r *Reader) build(f fields) (paper.Abstract, error) {
 	return a, nil
 }
 
-// fold trims s and replaces every run of white space (newlines included) with one space.
+// fold trims s, replaces every run of white space (newlines included) with one space and puts
+// it in Unicode's composed form, NFC, in which text is typed and searched: the same paper
+// given decomposed ("nai\u0308ve", as macOS and some PDF extractors write it) is the same
+// text, with the same content hash, and full-text search finds its accented words.
 // Other control characters are kept as they came: the paper's id (for a title id) and its
 // content hash are of its text as stored, and changing them for text stored before would buy
 // its TL;DR and vector again; what shows the text makes it safe (the CLI's termSafe, JSON's
@@ -142,7 +147,7 @@ func fold(s string) string {
 	if clean {
 		return s
 	}
-	return strings.Join(strings.Fields(s), " ")
+	return strings.Join(strings.Fields(norm.NFC.String(s)), " ")
 }
 
 // foldAll folds each string and drops the empty ones; nil when none is left.

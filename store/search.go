@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pgvector/pgvector-go"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -33,18 +34,19 @@ const tsRankWeights = `'{0.1, 0.2, 0.4, 1.0}'::float4[]`
 // for phrases, "or", a leading - to exclude) and never fails on syntax.
 const tsQuery = `websearch_to_tsquery('english', $1)`
 
-// pgQuery is q with every white-space character a plain space. paper.ParseQuery reads any
-// Unicode space as one; websearch_to_tsquery does not (under the database's ctype a no-break
-// space joins two words into a phrase), and both must read the same query: "quokka\u00a0-wombat"
-// left wombat papers out of the semantic ranking and looked for the phrase "quokka wombat" in
-// the keyword one.
+// pgQuery is q with every white-space character a plain space, in NFC. paper.ParseQuery reads
+// any Unicode space as one; websearch_to_tsquery does not (under the database's ctype a
+// no-break space joins two words into a phrase), and both must read the same query:
+// "quokka\u00a0-wombat" left wombat papers out of the semantic ranking and looked for the
+// phrase "quokka wombat" in the keyword one. Stored text is in NFC (ingest), and a word
+// matches only in the same form: "nai\u0308ve" typed decomposed found no "naïve".
 func pgQuery(q string) string {
 	return strings.Map(func(r rune) rune {
 		if unicode.IsSpace(r) {
 			return ' '
 		}
 		return r
-	}, q)
+	}, norm.NFC.String(q))
 }
 
 // checkQuery validates the text of a full-text query.

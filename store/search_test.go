@@ -75,6 +75,27 @@ func TestKeywordSearchRanksTitleAboveAbstract(t *testing.T) {
 	}
 }
 
+// Stored text is composed (NFC, as ingest stores it); a query typed or pasted with its accents
+// decomposed ("nai\u0308ve") finds the same papers, in the query and in the list's text filter.
+func TestKeywordSearchOfDecomposedAccents(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	naive := topic(1, "Na\u00efve Bayes for spam", "We revisit the na\u00efve classifier on r\u00e9sum\u00e9 data.")
+	other := topic(2, "Kangaroo locomotion", "Hopping is efficient at speed.")
+	upsert(t, s, []paper.Abstract{naive, other}, store.Work{})
+	for _, q := range []string{"na\u00efve", "nai\u0308ve", "re\u0301sume\u0301", "nai\u0308ve -kangaroo"} {
+		hits, err := s.KeywordSearch(ctx, q, 10)
+		if err != nil || !slices.Equal(hitIDs(hits), []string{naive.ID}) {
+			t.Errorf("KeywordSearch(%+q) = %v, %v; want %s", q, hitIDs(hits), err, naive.ID)
+		}
+	}
+	hits, err := s.KeywordSearch(ctx, "bayes -nai\u0308ve", 10)
+	if err != nil || len(hits) != 0 {
+		t.Errorf("KeywordSearch excluding the decomposed word = %v, %v; want none", hitIDs(hits), err)
+	}
+}
+
 func TestSearchTextIsNeverSQL(t *testing.T) {
 	t.Parallel()
 	s := setup(t)

@@ -1321,6 +1321,40 @@ func TestSemanticSearchOfExcludedWords(t *testing.T) {
 	}
 }
 
+// A query typed or pasted with its accents decomposed ("nai\u0308ve") finds the papers with
+// the word, stored composed, by meaning too: the offline model split it at the combining mark
+// into two words no paper has.
+func TestSemanticSearchOfDecomposedAccents(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	ctx := t.Context()
+	papers := []paper.Abstract{
+		{ID: "arxiv:2401.00001", Title: "Na\u00efve Bayes revisited", Abstract: "The na\u00efve classifier on r\u00e9sum\u00e9 screening."},
+		{ID: "arxiv:2401.00002", Title: "Kangaroo locomotion", Abstract: "Hopping is efficient at speed."},
+	}
+	if _, err := b.st.UpsertPapers(ctx, papers, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range papers {
+		vec, _, err := b.emb.EmbedQuery(ctx, a.Title+"\n\n"+a.Abstract)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.st.SaveEmbeddings(ctx, b.space.ID, []paper.Embedding{{PaperID: a.ID, ContentHash: a.ContentHash(), Vector: vec}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.serve(b.config())
+	for _, q := range []string{"na\u00efve", "nai\u0308ve", "re\u0301sume\u0301"} {
+		var res hitsBody
+		r := b.get("/api/search?mode=semantic&k=2&q=" + url.QueryEscape(q))
+		r.json(t, &res)
+		if r.code != http.StatusOK || len(res.Results) == 0 || res.Results[0].ID != papers[0].ID || res.Results[0].Score < 0.1 {
+			t.Errorf("semantic search of %+q: %d %+v; want %s first, similar", q, r.code, res.Results, papers[0].ID)
+		}
+	}
+}
+
 // A paper whose vector is in another space than the active one (an operator activated a space
 // of a new model that no vector of it is in yet): the 409 and the paper page say what the CLI's
 // `related` says, the space that holds it and how to fill the active one; neither a worker nor

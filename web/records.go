@@ -11,6 +11,8 @@ import (
 
 	"unicode/utf8"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/paperpipe/paperpipe/paper"
 )
 
@@ -185,9 +187,9 @@ const (
 // summary), and optionally id, authors and categories (lists of strings), published (a date
 // or RFC 3339 time) and url. The id is made canonical (paper.CanonicalID), or derived from
 // the title when absent (paper.TitleID), and refused if it holds a control or format
-// character; white space runs in the text are folded (other control characters are kept, as
-// ingest keeps them: whatever shows the text makes it safe); the title may have at
-// most 1 KiB and the abstract 32 KiB, and the id, each author and each category at most what
+// character; white space runs in the text are folded and the text put in NFC (other control
+// characters are kept, as ingest keeps them: whatever shows the text makes it safe); the title
+// may have at most 1 KiB and the abstract 32 KiB, and the id, each author and each category at most what
 // `paperpipe ingest` accepts (paper.CheckLengths: 512 bytes, 1 KiB, 256 bytes). The error says
 // in plain words what is wrong; it wraps paper.ErrInvalid.
 func ParseRecord(raw []byte) (paper.Abstract, error) {
@@ -291,8 +293,8 @@ func (e *invalidError) Unwrap() error { return paper.ErrInvalid }
 
 func invalid(msg string) error { return &invalidError{msg: msg} }
 
-// fold trims s and replaces each run of white space with one space.
-func fold(s string) string { return strings.Join(strings.Fields(s), " ") }
+// fold trims s, folds its white space and puts it in NFC, as ingest does.
+func fold(s string) string { return strings.Join(strings.Fields(norm.NFC.String(s)), " ") }
 
 func foldAll(ss []string) []string {
 	var out []string

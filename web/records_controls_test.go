@@ -27,3 +27,13 @@ func TestParseRecordKeepsControlCharactersAndRefusesThemInIDs(t *testing.T) {
 		t.Errorf("ParseRecord with a NUL: %v; want it refused", err)
 	}
 }
+
+// Text is stored composed (NFC), as ingest stores it: a record posted with its accents
+// decomposed is the same paper text as one posted composed.
+func TestParseRecordComposesAccents(t *testing.T) {
+	t.Parallel()
+	a, err := ParseRecord([]byte(`{"title": "Nai\u0308ve Bayes", "abstract": "A re\u0301sume\u0301.", "authors": ["Bjo\u0308rk"]}`))
+	if err != nil || a.Title != "Na\u00efve Bayes" || a.Abstract != "A r\u00e9sum\u00e9." || len(a.Authors) != 1 || a.Authors[0] != "Bj\u00f6rk" {
+		t.Errorf("ParseRecord = %+q, %v; want the accents composed", a, err)
+	}
+}

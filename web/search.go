@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/paperpipe/paperpipe/paper"
 )
 
@@ -185,7 +187,9 @@ func Search(ctx context.Context, st SearchStore, emb QueryVectors, q string, k i
 		vec    []float32
 		cached bool
 	)
-	text := paper.ParseQuery(q).Text
+	// In NFC, the form of the stored text (ingest): the offline models split a decomposed
+	// "nai\u0308ve" at its combining mark, and hash the bytes of what is left.
+	text := paper.ParseQuery(norm.NFC.String(q)).Text
 	if text != "" {
 		if vec, cached, err = emb.EmbedQuery(ctx, sp, text); err != nil {
 			return res, err
