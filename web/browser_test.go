@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/paperpipe/paperpipe/internal/sampledata"
+	"github.com/paperpipe/paperpipe/paper"
 )
 
 // chromiumPath is where Debian's chromium package puts the browser; deploy/test-deps.sh (run
@@ -33,17 +35,12 @@ func artifactsDir(t *testing.T) string {
 	return dir
 }
 
-// TestBrowserSearchPaperAndMap drives the UI in headless Chromium: search for a topic of the
-// sample archive, open the first result, read its TL;DR and related papers, open the map.
-// Screenshots of each step are saved as artifacts.
-func TestBrowserSearchPaperAndMap(t *testing.T) {
-	t.Parallel()
+// browser starts headless Chromium for the test, stopped when it ends, and returns its context.
+func browser(t *testing.T) context.Context {
+	t.Helper()
 	if _, err := exec.LookPath(chromiumPath); err != nil {
 		t.Fatalf("chromium is not installed at %s: run deploy/test-deps.sh (make test does)", chromiumPath)
 	}
-	b := withSample(t)
-	dir := artifactsDir(t)
-
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),
 		chromedp.Headless,
@@ -60,9 +57,21 @@ func TestBrowserSearchPaperAndMap(t *testing.T) {
 		chromedp.WindowSize(1280, 900),
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(t.Context(), opts...)
-	defer cancelAlloc()
+	t.Cleanup(cancelAlloc)
 	ctx, cancelCtx := chromedp.NewContext(actx)
-	defer cancelCtx()
+	t.Cleanup(cancelCtx)
+	return ctx
+}
+
+// TestBrowserSearchPaperAndMap drives the UI in headless Chromium: search for a topic of the
+// sample archive, open the first result, read its TL;DR and related papers, open the map.
+// Screenshots of each step are saved as artifacts.
+func TestBrowserSearchPaperAndMap(t *testing.T) {
+	t.Parallel()
+	b := withSample(t)
+	dir := artifactsDir(t)
+
+	ctx := browser(t)
 
 	shot := func(name string) chromedp.Action[chromedp.Void] {
 		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
@@ -194,4 +203,84 @@ func TestBrowserSearchPaperAndMap(t *testing.T) {
 		t.Fatalf("paper page on a phone: %v", err)
 	}
 	fitsScreen("the page of a paper with a long URL in its abstract")
+}
+
+// TestBrowserShowsRightToLeftTextInItsDirection: a paper in Arabic (or Hebrew, Persian) has its
+// title, TL;DR and abstract laid out right to left, whatever the page's own direction, so that
+// its final punctuation and numbers stand where its readers expect them; and one author's
+// unterminated bidi override does not reverse the names after it.
+func TestBrowserShowsRightToLeftTextInItsDirection(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	st := b.st
+	ar := paper.Abstract{ID: "arxiv:2401.00001", Title: "تدريب فعال لنماذج اللغة الكبيرة باستخدام GPT-4.",
+		Abstract: "نقترح طريقة جديدة تقلل تكلفة التدريب بنسبة 40%.", Authors: []string{"Mallory \u202e", "Jones"}}
+	en := paper.Abstract{ID: "arxiv:2401.00002", Title: "Sparse expert routing", Abstract: "We route tokens to experts."}
+	if _, err := st.UpsertPapers(t.Context(), []paper.Abstract{ar, en}, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	sums := []paper.Summary{
+		{PaperID: ar.ID, Text: "طريقة تقلل تكلفة تدريب النماذج الكبيرة بنسبة 40%.", Model: "m", PromptVersion: "p", ContentHash: ar.ContentHash(), Validation: paper.ValidOK},
+		{PaperID: en.ID, Text: "Routes tokens to experts.", Model: "m", PromptVersion: "p", ContentHash: en.ContentHash(), Validation: paper.ValidOK},
+	}
+	if _, err := st.SaveSummaries(t.Context(), sums); err != nil {
+		t.Fatal(err)
+	}
+	b.serve(b.config())
+	ctx, cancel := context.WithTimeout(browser(t), 90*time.Second)
+	defer cancel()
+	eval := func(js string) any {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[any](js))
+		if err != nil {
+			t.Fatalf("evaluate %s: %v", js, err)
+		}
+		return v
+	}
+	direction := func(sel string) string {
+		t.Helper()
+		d, _ := eval(`[...document.querySelectorAll(` + strconv.Quote(sel) + `)].map(e => getComputedStyle(e).direction).join(" ")`).(string)
+		return d
+	}
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(b.http.URL+"/"), chromedp.WaitVisible(chromedp.CSS(`ol.papers`))); err != nil {
+		t.Fatalf("open the front page: %v", err)
+	}
+	// Newest first: the English paper, then the Arabic one.
+	if got := direction(`ol.papers li.paper h2`); got != "ltr rtl" {
+		t.Errorf("front page: titles laid out %v, want ltr rtl", got)
+	}
+	if got := direction(`ol.papers li.paper p.tldr`); got != "ltr rtl" {
+		t.Errorf("front page: TL;DRs laid out %v, want ltr rtl", got)
+	}
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(b.http.URL+"/search?mode=keyword&q="+url.QueryEscape("تدريب")), chromedp.WaitVisible(chromedp.CSS(`ol.results`))); err != nil {
+		t.Fatalf("search: %v", err)
+	}
+	if got := direction(`ol.results li.paper h2`) + " " + direction(`ol.results li.paper p.tldr`); got != "rtl rtl" {
+		t.Errorf("search results: title and TL;DR laid out %v, want rtl rtl", got)
+	}
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(b.http.URL+"/papers/"+url.PathEscape(ar.ID)), chromedp.WaitVisible(chromedp.CSS(`p.abstract`))); err != nil {
+		t.Fatalf("open the paper: %v", err)
+	}
+	for _, sel := range []string{`article h1`, `section.tldrbox p.tldr`, `p.abstract`} {
+		if got := direction(sel); got != "rtl" {
+			t.Errorf("paper page: %s laid out %v, want rtl", sel, got)
+		}
+	}
+	// "Jones" reads from left to right: its J left of its s.
+	jones := eval(`(() => {
+		const w = document.createTreeWalker(document.querySelector("dl.metadata"), NodeFilter.SHOW_TEXT);
+		for (let n = w.nextNode(); n; n = w.nextNode()) {
+			const i = n.data.indexOf("Jones");
+			if (i < 0) continue;
+			const x = k => { const r = document.createRange(); r.setStart(n, i + k); r.setEnd(n, i + k + 1); return r.getBoundingClientRect().left; };
+			return x(0) < x(4);
+		}
+		return "no Jones";
+	})()`)
+	if jones != true {
+		t.Errorf("the author after one with a bidi override: J left of s is %v, want true (the override reversed the name)", jones)
+	}
 }

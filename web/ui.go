@@ -49,7 +49,6 @@ func loadPages() (*pages, error) {
 	funcs := template.FuncMap{
 		"paperURL": paperPath,
 		"date":     func(t time.Time) string { return t.UTC().Format(time.DateOnly) },
-		"join":     strings.Join,
 		"score":    func(f float64) string { return strconv.FormatFloat(f, 'f', 3, 64) },
 		"num":      formatInt,
 		"usd":      formatUSD,

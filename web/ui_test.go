@@ -75,7 +75,7 @@ func TestPagesOnTheSampleArchive(t *testing.T) {
 				t.Errorf("paper page lacks %q", want)
 			}
 		}
-		related := regexp.MustCompile(`<h3><a href="/papers/[^"]+">`).FindAllString(body, -1)
+		related := regexp.MustCompile(`<h3 dir="auto"><a href="/papers/[^"]+">`).FindAllString(body, -1)
 		if len(related) != 10 {
 			t.Errorf("%d related papers, want 10", len(related))
 		}
