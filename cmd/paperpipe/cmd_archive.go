@@ -108,7 +108,7 @@ func cmdReprocess(ctx context.Context, c *config, args []string) error {
 			return usageErr("%s only applies with --batch-api (without it, reprocess processes the papers itself and waits for them)", strings.Join(batchOnly, " and "))
 		}
 	}
-	_, err := runReprocess(ctx, c, o, os.Stdout, os.Stderr)
+	_, err := runReprocess(ctx, c, o, stdout, os.Stderr)
 	return err
 }
 
@@ -1009,10 +1009,10 @@ func cmdSpaces(ctx context.Context, c *config, args []string) error {
 	}
 	defer st.Close()
 	if len(pos) == 0 || pos[0] == "list" {
-		return listSpaces(ctx, st, c.JSON, os.Stdout)
+		return listSpaces(ctx, st, c.JSON, stdout)
 	}
 	if pos[0] == "check" {
-		return checkSpace(ctx, st, pos[1:], *sample, *k, c.JSON, os.Stdout)
+		return checkSpace(ctx, st, pos[1:], *sample, *k, c.JSON, stdout)
 	}
 	if pos[0] == "reindex" {
 		if len(pos) != 2 || *kind == "" {

@@ -77,7 +77,7 @@ func cmdBatches(ctx context.Context, c *config, args []string) error {
 	}
 	defer st.Close()
 	if ids == nil {
-		return listBatchJobs(ctx, st, c.JSON, time.Now(), os.Stdout)
+		return listBatchJobs(ctx, st, c.JSON, time.Now(), stdout)
 	}
 	return abandonBatchJobs(ctx, c, st, ids, *force, os.Stderr)
 }

@@ -93,7 +93,7 @@ func cmdSummarize(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	defer closeStore()
-	enc := newJSONEncoder(os.Stdout)
+	enc := newJSONEncoder(stdout)
 	rejected, err := readAbstracts(ctx, pos, ingest.Options{Format: f, Command: "summarize"}, func(a paper.Abstract) error {
 		s, err := m.sum.Summarize(ctx, a)
 		if err != nil {
@@ -144,7 +144,7 @@ func cmdEmbed(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	defer closeStore()
-	enc := newJSONEncoder(os.Stdout)
+	enc := newJSONEncoder(stdout)
 	// The space and the text's content hash go with each vector, so that import-embeddings puts
 	// it in the right space and skips it when the paper's text has changed since.
 	space := m.emb.Space()

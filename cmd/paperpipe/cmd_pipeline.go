@@ -486,7 +486,7 @@ func cmdMigrate(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VERSION\tNAME\tAPPLIED")
 	for _, s := range states {
 		name := s.Name
@@ -533,9 +533,9 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 			}
 		}
 		if c.JSON {
-			return writeJSON(os.Stdout, nonNil(dls))
+			return writeJSON(stdout, nonNil(dls))
 		}
-		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SEQ\tPAPER\tATTEMPTS\tFAILED\tREASON")
 		for _, d := range dls {
 			// The id and the reason (an API's error, a model's answer) are made terminal-safe.
@@ -697,9 +697,9 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		if active != nil {
 			out["active_space"] = active
 		}
-		return writeJSON(os.Stdout, out)
+		return writeJSON(stdout, out)
 	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "papers\t%d\n", counts.Papers)
 	fmt.Fprintf(w, "with TL;DR\t%d\t(%s, prompt %s)\n", counts.WithTLDR, m.sum.Model(), m.sum.PromptVersion())
 	fmt.Fprintf(w, "with embedding\t%d\t(space %s%s: the configured embedder's)\n", counts.WithEmbedding, space.Name(), spaceNote)
@@ -717,15 +717,15 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	fmt.Fprintf(w, "dead letters\t%d\n", dead)
 	w.Flush()
 	if len(usage) > 0 {
-		fmt.Println()
-		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(stdout)
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "DAY\tMODEL\tKIND\tREQUESTS\tINPUT TOKENS\tOUTPUT TOKENS")
 		for _, u := range usage {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\n", u.Day.Format(time.DateOnly), u.Model, u.Kind, u.Requests, u.InputTokens, u.OutputTokens)
 		}
 		tw.Flush()
-		fmt.Println()
-		tw = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(stdout)
+		tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintf(tw, "SINCE %s\tREQUESTS\tINPUT TOKENS\tOUTPUT TOKENS\tESTIMATED COST\n", since.Format(time.DateOnly))
 		var total float64
 		unpriced := 0

@@ -40,7 +40,7 @@ func cmdShow(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	if c.JSON {
-		return writeJSON(os.Stdout, rec)
+		return writeJSON(stdout, rec)
 	}
 	printRecord(rec)
 	return nil
@@ -49,13 +49,13 @@ func cmdShow(ctx context.Context, c *config, args []string) error {
 // printRecord prints a paper for the terminal: its text is the source's, made safe (termSafe,
 // and in clip and wrap).
 func printRecord(r paper.Record) {
-	fmt.Printf("%s\n%s\n", termSafe(r.ID, false), termSafe(r.Title, false))
+	fmt.Fprintf(stdout, "%s\n%s\n", termSafe(r.ID, false), termSafe(r.Title, false))
 	if r.TLDR != nil {
-		fmt.Printf("\nTL;DR (%s, %s):\n%s\n", r.TLDR.Model, r.TLDR.PromptVersion, wrap(r.TLDR.Text, 88, "  "))
+		fmt.Fprintf(stdout, "\nTL;DR (%s, %s):\n%s\n", r.TLDR.Model, r.TLDR.PromptVersion, wrap(r.TLDR.Text, 88, "  "))
 	} else {
-		fmt.Printf("\nTL;DR: not yet written (is a worker running? or did the paper fail: see `paperpipe dlq list`)\n")
+		fmt.Fprintf(stdout, "\nTL;DR: not yet written (is a worker running? or did the paper fail: see `paperpipe dlq list`)\n")
 	}
-	fmt.Printf("\nAbstract:\n%s\n", wrap(r.Abstract.Abstract, 88, "  "))
+	fmt.Fprintf(stdout, "\nAbstract:\n%s\n", wrap(r.Abstract.Abstract, 88, "  "))
 	var meta []string
 	if len(r.Authors) > 0 {
 		meta = append(meta, "authors: "+clip(strings.Join(r.Authors, ", "), 200))
@@ -70,7 +70,7 @@ func printRecord(r paper.Record) {
 		meta = append(meta, "url: "+termSafe(r.URL, false))
 	}
 	if len(meta) > 0 {
-		fmt.Printf("\n%s\n", strings.Join(meta, "\n"))
+		fmt.Fprintf(stdout, "\n%s\n", strings.Join(meta, "\n"))
 	}
 }
 
@@ -113,13 +113,13 @@ func cmdRelated(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	if c.JSON {
-		return writeJSON(os.Stdout, map[string]any{"id": id, "space": sp.Name(), "related": nonNil(hits)})
+		return writeJSON(stdout, map[string]any{"id": id, "space": sp.Name(), "related": nonNil(hits)})
 	}
 	rec, err := st.Paper(ctx, id)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("Related to %s  %s\n(space %s)\n\n", termSafe(id, false), clip(rec.Title, 80), sp.Name())
+	fmt.Fprintf(stdout, "Related to %s  %s\n(space %s)\n\n", termSafe(id, false), clip(rec.Title, 80), sp.Name())
 	printHits(hits)
 	return nil
 }
@@ -180,21 +180,21 @@ func cmdSearch(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	if c.JSON {
-		return writeJSON(os.Stdout, res)
+		return writeJSON(stdout, res)
 	}
 	how := res.Mode
 	if res.Space != "" {
 		how = "space " + res.Space + ", " + how
 	}
-	fmt.Printf("Search: %q\n(%s)\n", res.Query, how)
+	fmt.Fprintf(stdout, "Search: %q\n(%s)\n", res.Query, how)
 	if res.Notice != "" {
-		fmt.Println(wrap(res.Notice, 90, ""))
+		fmt.Fprintln(stdout, wrap(res.Notice, 90, ""))
 	}
 	if b := res.BoundedRanking; b != nil {
-		fmt.Println(wrap(fmt.Sprintf("More than %d papers match: the keyword ranking covers only the %d most recently added of them. "+
+		fmt.Fprintln(stdout, wrap(fmt.Sprintf("More than %d papers match: the keyword ranking covers only the %d most recently added of them. "+
 			"Add words to narrow the search.", b.RankedNewest, b.RankedNewest), 90, ""))
 	}
-	fmt.Println()
+	fmt.Fprintln(stdout)
 	printHits(res.Results)
 	return nil
 }
@@ -272,13 +272,13 @@ func checkK(k int) error {
 
 func printHits(hits []paper.Hit) {
 	if len(hits) == 0 {
-		fmt.Println("no papers found")
+		fmt.Fprintln(stdout, "no papers found")
 		return
 	}
 	for i, h := range hits {
-		fmt.Printf("%2d. %.3f  %s  %s\n", i+1, h.Score, termSafe(h.ID, false), clip(h.Title, 90))
+		fmt.Fprintf(stdout, "%2d. %.3f  %s  %s\n", i+1, h.Score, termSafe(h.ID, false), clip(h.Title, 90))
 		if h.TLDR != "" {
-			fmt.Println(wrap(h.TLDR, 84, "           "))
+			fmt.Fprintln(stdout, wrap(h.TLDR, 84, "           "))
 		}
 	}
 }
@@ -316,9 +316,9 @@ func cmdList(ctx context.Context, c *config, args []string) error {
 		if next != nil {
 			out["next"] = next.Encode()
 		}
-		return writeJSON(os.Stdout, out)
+		return writeJSON(stdout, out)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	for _, r := range recs {
 		tldr := "(no TL;DR yet)"
 		if r.TLDR != nil {

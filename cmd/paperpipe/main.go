@@ -59,7 +59,7 @@ func cmdVersion(_ context.Context, _ *config, args []string) error {
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
-	fmt.Println("paperpipe", version)
+	fmt.Fprintln(stdout, "paperpipe", version)
 	return nil
 }
 
@@ -73,7 +73,11 @@ func run(args []string) int {
 		return 2
 	}
 	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		usage(os.Stdout)
+		usage(stdout)
+		if err := stdout.failed(); err != nil {
+			fmt.Fprintf(os.Stderr, "paperpipe: %v\n", err)
+			return 1
+		}
 		return 0
 	}
 	if args[0] == "--version" || args[0] == "-version" {
@@ -118,6 +122,9 @@ func run(args []string) int {
 		case !errors.Is(err, cause):
 			err = fmt.Errorf("%w; stopped: %w", err, cause) // what failed, then why
 		}
+	}
+	if werr := stdout.failed(); werr != nil && (err == nil || errors.Is(err, flag.ErrHelp)) {
+		err = werr // the results are lost: not a success
 	}
 	switch {
 	case err == nil:

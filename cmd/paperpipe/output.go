@@ -6,11 +6,46 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
 )
+
+// stdout is where a command writes its results (tables, JSON, the help it was asked for):
+// standard output, remembering the first write that failed. Text output is written with
+// fmt.Fprint* and tabwriter, whose errors go unchecked, so run checks this once the command
+// has returned: output lost to a full disk (`paperpipe list > /dev/full`), a quota or a
+// vanished NFS server is then an error, exit 1, not a run that looks like it succeeded. A
+// reader that has closed its end of a pipe (`paperpipe search … | head -1`) ends the process
+// by SIGPIPE before a write can fail, quietly, as it does other Unix tools.
+var stdout = &resultWriter{w: os.Stdout}
+
+type resultWriter struct {
+	w   io.Writer
+	mu  sync.Mutex
+	err error // the first write error
+}
+
+func (o *resultWriter) Write(p []byte) (int, error) {
+	n, err := o.w.Write(p)
+	if err != nil {
+		o.mu.Lock()
+		if o.err == nil {
+			o.err = err
+		}
+		o.mu.Unlock()
+	}
+	return n, err
+}
+
+// failed is the first write error, or nil.
+func (o *resultWriter) failed() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.err
+}
 
 // nonNil returns s, or an empty slice for nil: a list prints as [] in JSON, never null.
 func nonNil[T any](s []T) []T {
