@@ -240,6 +240,19 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 			pos = append(pos, rest[1:]...)
 			break
 		}
+		// `--fill false` sets --fill (a true/false flag takes its value after =) and leaves
+		// "false" as an argument: a command taking none ignored it, and did what the user
+		// had just said not to (`fit --activate false` activated). Only the words: 1 and 0
+		// may be arguments (`batches abandon --force 1`).
+		if v := strings.ToLower(rest[0]); v == "true" || v == "false" {
+			if i := len(args) - len(rest) - 1; i >= 0 && strings.HasPrefix(args[i], "-") && !strings.Contains(args[i], "=") {
+				before := args[i]
+				if f := fs.Lookup(strings.TrimLeft(before, "-")); f != nil && isBoolFlag(f) {
+					return nil, usageErr("%s %s: write %s=%s (a true/false flag takes its value after =; %s alone is true)",
+						before, rest[0], before, v, before)
+				}
+			}
+		}
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
@@ -249,6 +262,12 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 		}
 	}
 	return pos, nil
+}
+
+// isBoolFlag reports whether f takes no value of its own (`--json`), as flag.Parse sees it.
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 // newLogger returns the process logger: text on stderr at PAPERPIPE_LOG_LEVEL.

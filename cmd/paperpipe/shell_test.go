@@ -55,3 +55,35 @@ func TestResultsLostToAFullDiskAreAnError(t *testing.T) {
 		}
 	}
 }
+
+// `--fill false` is how many tools take a flag's value, but Go's flag package gives a
+// true/false flag its value only after = (`--fill=false`): `--fill false` set --fill and left
+// "false" as an argument, which a command taking none ignored, so `fit --fill false
+// --activate false` filled and activated the new model's space. It is a usage error naming
+// the way to write it, before anything is opened; 1 and 0 stay arguments
+// (`batches abandon --force 1` abandons job 1).
+func TestTrueOrFalseAfterABooleanFlagIsAUsageError(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "DATABASE_URL=postgres://paperpipe@127.0.0.1:1/none?connect_timeout=1")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"fit", "--fill", "false", "--activate=false"}, "write --fill=false"},
+		{[]string{"fit", "--fill=false", "-activate", "False"}, "write -activate=false"},
+		{[]string{"list", "--json", "true"}, "write --json=true"},
+		{[]string{"reprocess", "--dry-run", "false"}, "write --dry-run=false"},
+		{[]string{"worker", "--exit-when-idle", "true"}, "write --exit-when-idle=true"},
+	} {
+		r := c.run(tc.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("paperpipe %s: exit %d, stderr %q; want 2 and %q", strings.Join(tc.args, " "), r.code, r.stderr, tc.want)
+		}
+	}
+	// Not a usage error: the database is asked (and cannot be reached here).
+	for _, args := range [][]string{{"batches", "abandon", "--force", "1"}, {"search", "--mode", "keyword", "true"}} {
+		if r := c.run(args...); r.code != 1 {
+			t.Errorf("paperpipe %s: exit %d, want 1 (the database unreachable)\n%s", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+}
