@@ -74,7 +74,7 @@ func cmdReprocess(ctx context.Context, c *config, args []string) error {
 	fs.Float64Var(&o.uploadMbit, "batch-upload-mbit", 1, "with --batch-api: the slowest uplink, in `Mbit/s`, an input file's upload waits for (an attempt may take 5 minutes plus the file's time at this rate)")
 	fs.BoolVar(&o.tldrOnly, "tldr-only", false, "write TL;DRs only")
 	fs.BoolVar(&o.embedOnly, "embed-only", false, "write embeddings only")
-	if _, err := parseArgs(fs, args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if since != "" {
@@ -995,7 +995,15 @@ func cmdSpaces(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return err
 	}
+	if len(pos) > 0 && pos[0] == "list" {
+		if err := noMoreArgs("spaces list", pos[1:]); err != nil {
+			return err
+		}
+	}
 	if len(pos) > 0 && pos[0] == "check" {
+		if len(pos) > 2 {
+			return usageErr("spaces check [SPACE]: one space at most, got %d", len(pos)-1)
+		}
 		if err := checkK(*k); err != nil {
 			return err
 		}

@@ -31,7 +31,7 @@ func cmdFit(ctx context.Context, c *config, args []string) error {
 	fs.IntVar(&o.dimensions, "dimensions", embed.OfflineDimensions, "vector dimensions")
 	fs.BoolVar(&o.fill, "fill", true, "embed every paper with the new model (false: only fit and store it)")
 	fs.BoolVar(&o.activate, "activate", true, "make the new model's space the one queries use once it is filled (--fill=false implies --activate=false)")
-	if _, err := parseArgs(fs, args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	activateGiven := false

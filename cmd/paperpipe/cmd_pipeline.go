@@ -227,7 +227,7 @@ func cmdWorker(ctx context.Context, c *config, args []string) error {
 	idle := fs.Bool("exit-when-idle", false, "exit once the queue is empty (for batch jobs and the demo); stopped before then (Ctrl-C, SIGTERM), exit 1")
 	consumer := fs.String("consumer", pipeline.ConsumerNew, "the durable consumer to pull from, by `name` (paperpipe status lists them)")
 	fs.StringVar(&c.MetricsAddr, "metrics", c.MetricsAddr, "serve /metrics, /healthz and /readyz on this `address` (such as 0.0.0.0:9090; empty: none); env PAPERPIPE_METRICS_ADDR")
-	if _, err := parseArgs(fs, args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := c.checkWorkerFlags(); err != nil {
@@ -255,7 +255,7 @@ func cmdUp(ctx context.Context, c *config, args []string) error {
 	if f := fs.Lookup("http"); f != nil {
 		f.Usage += `; "" runs without them (no web UI, API or /metrics)`
 	}
-	if _, err := parseArgs(fs, args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := c.checkWorkerFlags(); err != nil {
@@ -473,7 +473,7 @@ func followActiveSpace(ctx context.Context, c *config, log *slog.Logger, st *sto
 
 func cmdMigrate(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("migrate", "", "Apply the database migrations and print their state.")
-	if _, err := parseArgs(fs, args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	log := newLogger(c)
@@ -512,6 +512,11 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 	}
 	if *limit < 0 {
 		return usageErr("-n is %d, want 0 (all) or more dead letters", *limit)
+	}
+	if pos[0] == "list" {
+		if err := noMoreArgs("dlq list", pos[1:]); err != nil {
+			return err
+		}
 	}
 	log := newLogger(c)
 	b, err := connectBroker(ctx, c, log, brokerClient)
@@ -630,7 +635,7 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("status", "", "Show backlog per consumer, papers processed, dead letters and API usage.")
 	c.addJSONFlag(fs)
 	c.addModelFlags(fs)
-	if _, err := parseArgs(fs, args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	prices, err := pricing.Parse(c.Prices)

@@ -288,7 +288,7 @@ func cmdList(ctx context.Context, c *config, args []string) error {
 	c.addJSONFlag(fs)
 	n := fs.Int("n", 20, fmt.Sprintf("how many papers, 1 to %d", store.MaxListLimit))
 	cursor := fs.String("after", "", "continue from the cursor printed by a previous page")
-	if _, err := parseArgs(fs, args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *n < 1 || *n > store.MaxListLimit {

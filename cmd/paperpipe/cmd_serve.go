@@ -37,7 +37,7 @@ func cmdServe(ctx context.Context, c *config, args []string) error {
 		"Started while NATS_URL's server cannot be reached, it serves reads and connects in the background; POST /api/papers answers 503 until then.")
 	c.addModelFlags(fs)
 	c.addHTTPFlag(fs)
-	if _, err := parseArgs(fs, args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if c.HTTPAddr == "" {

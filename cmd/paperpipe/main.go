@@ -56,7 +56,7 @@ var version = "dev"
 
 func cmdVersion(_ context.Context, _ *config, args []string) error {
 	fs := newFlagSet("version", "", "Print paperpipe's version.")
-	if _, err := parseArgs(fs, args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "paperpipe", version)
@@ -262,6 +262,26 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 		}
 	}
 	return pos, nil
+}
+
+// parseFlags parses the flags of a command that takes no arguments. One given is a usage
+// error: ignored, `paperpipe list mixture` listed every paper as if it had searched, and
+// `worker --exit-when-idle 4` ran with the default concurrency.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	return noMoreArgs(fs.Name(), pos)
+}
+
+// noMoreArgs is the usage error for arguments a command (or an action: "dlq list") does not
+// take, or nil when there are none.
+func noMoreArgs(what string, extra []string) error {
+	if len(extra) > 0 {
+		return usageErr("unexpected argument %q: %s takes no arguments, only flags (see `paperpipe %s -h`)", extra[0], what, strings.Fields(what)[0])
+	}
+	return nil
 }
 
 // isBoolFlag reports whether f takes no value of its own (`--json`), as flag.Parse sees it.

@@ -87,3 +87,23 @@ func TestTrueOrFalseAfterABooleanFlagIsAUsageError(t *testing.T) {
 		}
 	}
 }
+
+// An argument given to a command (or an action) that takes none is a usage error naming it,
+// before anything is opened: ignored, `paperpipe list mixture` listed every paper as if it had
+// searched, `worker --exit-when-idle 4` ran with the default concurrency, and `spaces check 1
+// 2` checked space 1 only.
+func TestArgumentsToACommandThatTakesNoneAreUsageErrors(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "DATABASE_URL=postgres://paperpipe@127.0.0.1:1/none?connect_timeout=1")
+	for _, args := range [][]string{{"list", "mixture"}, {"status", "--json", "x"}, {"worker", "--exit-when-idle", "4"},
+		{"reprocess", "extra", "--dry-run"}, {"fit", "x"}, {"migrate", "x"}, {"version", "x"}, {"serve", "x"}, {"up", "x"},
+		{"spaces", "list", "x"}, {"dlq", "list", "x"}} {
+		r := c.run(args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "unexpected argument") {
+			t.Errorf("paperpipe %s: exit %d, stderr %q; want 2 and the argument named", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+	if r := c.run("spaces", "check", "1", "2"); r.code != 2 {
+		t.Errorf("spaces check 1 2: exit %d, want 2\n%s", r.code, r.stderr)
+	}
+}
