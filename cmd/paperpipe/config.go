@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"math"
@@ -421,6 +422,11 @@ func (c *config) addJSONFlag(fs *flag.FlagSet) {
 	fs.BoolVar(&c.JSON, "json", false, "print JSON instead of a table")
 }
 
+// defaultDataDir is PAPERPIPE_DATA's default: $XDG_DATA_HOME/paperpipe, else
+// ~/.local/share/paperpipe; "" without a home directory (a cron job or a unit run with no
+// HOME), which the embedded server refuses, naming PAPERPIPE_DATA (dataDirError). It was
+// $TMPDIR/paperpipe: a queue that the user's own commands, with HOME set, never saw, shared by
+// every user of the machine and emptied at reboot.
 func defaultDataDir() string {
 	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
 		return filepath.Join(d, "paperpipe")
@@ -428,7 +434,21 @@ func defaultDataDir() string {
 	if home, err := os.UserHomeDir(); err == nil {
 		return filepath.Join(home, ".local", "share", "paperpipe")
 	}
-	return filepath.Join(os.TempDir(), "paperpipe")
+	return ""
+}
+
+// dataDirError is the error of a data directory that cannot be used, naming the settings
+// that choose it: PAPERPIPE_DATA, or NATS_URL for a NATS server of one's own.
+func dataDirError(c *config, err error) error {
+	if c.DataDir == "" {
+		return errors.New("no data directory for the embedded NATS server: HOME is not set (a cron job or a service without it?); " +
+			"set PAPERPIPE_DATA to the directory the other paperpipe commands use (~/.local/share/paperpipe by default), or NATS_URL")
+	}
+	setting := "PAPERPIPE_DATA"
+	if os.Getenv("PAPERPIPE_DATA") == "" {
+		setting = "the default data directory; set PAPERPIPE_DATA to another"
+	}
+	return fmt.Errorf("data directory %s (%s): %w", c.DataDir, setting, err)
 }
 
 func env(key, def string) string {

@@ -236,11 +236,14 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 	b := &broker{}
 	url := c.NATSURL
 	if url == "" {
+		if c.DataDir == "" {
+			return nil, false, dataDirError(c, nil)
+		}
 		dir := filepath.Join(c.DataDir, "nats")
 		// Made private when paperpipe makes them; an existing directory keeps its mode (it
 		// may be shared on purpose: the token's file is private in any case).
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, false, fmt.Errorf("data directory: %w", err)
+			return nil, false, dataDirError(c, err)
 		}
 		if role == newPaperWorkers {
 			if err := claimDataDir(c.DataDir, c.DatabaseURL); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -105,5 +106,37 @@ func TestArgumentsToACommandThatTakesNoneAreUsageErrors(t *testing.T) {
 	}
 	if r := c.run("spaces", "check", "1", "2"); r.code != 2 {
 		t.Errorf("spaces check 1 2: exit %d, want 2\n%s", r.code, r.stderr)
+	}
+}
+
+// A cron job or a service unit runs without HOME. With neither PAPERPIPE_DATA nor HOME, the
+// embedded NATS server ran on $TMPDIR/paperpipe: `ingest` from cron queued its papers where the
+// user's workers (HOME set, ~/.local/share/paperpipe) never looked, exit 0, in a directory
+// every user of the machine shares and a reboot empties. It is an error naming the settings; a
+// data directory that cannot be made names PAPERPIPE_DATA too.
+func TestNoHomeAndNoDataDirectoryIsAnErrorNamingTheSetting(t *testing.T) {
+	t.Parallel()
+	tmp := t.TempDir()
+	c := newCLI(t)
+	var env []string
+	for _, kv := range c.env {
+		if !strings.HasPrefix(kv, "HOME=") && !strings.HasPrefix(kv, "PAPERPIPE_DATA=") {
+			env = append(env, kv)
+		}
+	}
+	c.env = append(env, "TMPDIR="+tmp)
+	r := c.run("ingest", sampleFile)
+	if r.code != 1 || !strings.Contains(r.stderr, "HOME is not set") || !strings.Contains(r.stderr, "set PAPERPIPE_DATA") {
+		t.Errorf("ingest without HOME or PAPERPIPE_DATA: exit %d, stderr %q; want 1 and PAPERPIPE_DATA named", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "paperpipe")); err == nil {
+		t.Errorf("ingest without HOME made a data directory in TMPDIR")
+	}
+	// The database alone needs no data directory.
+	c.ok("list", "--json")
+	file := writeFile(t, tmp, "file", nil)
+	c.env = append(env, "PAPERPIPE_DATA="+filepath.Join(file, "data"))
+	if r := c.run("status"); r.code != 1 || !strings.Contains(r.stderr, "(PAPERPIPE_DATA)") {
+		t.Errorf("status with PAPERPIPE_DATA under a file: exit %d, stderr %q; want 1 and PAPERPIPE_DATA named", r.code, r.stderr)
 	}
 }
