@@ -1115,7 +1115,7 @@ func TestFitWithoutFillActivatesNothing(t *testing.T) {
 	if err := cmdFit(ctx, e.cfg(nil), []string{"--fill=false", "--activate"}); !errors.Is(err, errUsage) {
 		t.Errorf("fit --fill=false --activate: %v, want a usage error", err)
 	}
-	if r := newCLI(t).ok("fit", "-h"); !strings.Contains(r.stderr, "--fill=false implies --activate=false") {
+	if r := newCLI(t).ok("fit", "-h"); !strings.Contains(r.stdout, "--fill=false implies --activate=false") {
 		t.Errorf("fit -h does not say what --fill=false does to --activate:\n%s", r.stderr)
 	}
 }

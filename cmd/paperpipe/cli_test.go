@@ -344,12 +344,12 @@ func TestHelpMatchesTheCommands(t *testing.T) {
 		}
 	}
 	for _, cmd := range []string{"summarize", "embed"} {
-		if r := c.ok(cmd, "-h"); !strings.Contains(r.stderr, "FILE|URL|-") {
-			t.Errorf("%s -h does not say it reads URLs:\n%s", cmd, r.stderr)
+		if r := c.ok(cmd, "-h"); !strings.Contains(r.stdout, "FILE|URL|-") {
+			t.Errorf("%s -h does not say it reads URLs:\n%s", cmd, r.stdout)
 		}
 	}
-	if r := c.ok("worker", "-h"); !strings.Contains(r.stderr, "-consumer name\n") {
-		t.Errorf("worker -h does not show -consumer's value as a name:\n%s", r.stderr)
+	if r := c.ok("worker", "-h"); !strings.Contains(r.stdout, "-consumer name\n") {
+		t.Errorf("worker -h does not show -consumer's value as a name:\n%s", r.stdout)
 	}
 }
 
@@ -369,15 +369,15 @@ func TestEveryCommandsHelpIsWellFormed(t *testing.T) {
 	}
 	for _, cmd := range cmds {
 		r := c.ok(cmd, "-h")
-		lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+		lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
 		if !strings.HasPrefix(lines[0], "Usage: paperpipe "+cmd) || strings.TrimRight(lines[0], " ") != lines[0] {
 			t.Errorf("%s -h: usage line %q, want \"Usage: paperpipe %s…\" without trailing blanks", cmd, lines[0], cmd)
 		}
 		if i := slices.Index(lines, "Flags:"); i >= 0 && (i == len(lines)-1 || !strings.HasPrefix(lines[i+1], "  -")) {
-			t.Errorf("%s -h prints an empty Flags section:\n%s", cmd, r.stderr)
+			t.Errorf("%s -h prints an empty Flags section:\n%s", cmd, r.stdout)
 		}
 		if strings.Contains(lines[0], "[flags]") != slices.Contains(lines, "Flags:") {
-			t.Errorf("%s -h: the usage line's [flags] and the Flags section disagree:\n%s", cmd, r.stderr)
+			t.Errorf("%s -h: the usage line's [flags] and the Flags section disagree:\n%s", cmd, r.stdout)
 		}
 	}
 }
@@ -731,8 +731,8 @@ func TestBatchesFlagsOutsideTheirActionAreUsageErrors(t *testing.T) {
 			listed = f[1]
 		}
 	}
-	if r := c.ok("batches", "-h"); listed == "" || !strings.Contains(r.stderr, "Usage: paperpipe batches [flags] "+listed+"\n") {
-		t.Errorf("help lists batches with %q; batches -h says:\n%s", listed, r.stderr)
+	if r := c.ok("batches", "-h"); listed == "" || !strings.Contains(r.stdout, "Usage: paperpipe batches [flags] "+listed+"\n") {
+		t.Errorf("help lists batches with %q; batches -h says:\n%s", listed, r.stdout)
 	}
 }
 
@@ -993,9 +993,9 @@ func TestSearchRecordsItsQueryEmbeddingInTheUsageLedger(t *testing.T) {
 func TestSearchHelpNamesTheConfiguredEmbedder(t *testing.T) {
 	t.Parallel()
 	r := newCLI(t).ok("search", "-h")
-	if strings.Contains(r.stderr, "embedded by the active space's model") || !strings.Contains(r.stderr, "configured embedding model") ||
-		!strings.Contains(r.stderr, "PAPERPIPE_EMBED_MODEL") || !strings.Contains(r.stderr, "paperpipe search -- -word") {
-		t.Errorf("search -h:\n%s", r.stderr)
+	if strings.Contains(r.stdout, "embedded by the active space's model") || !strings.Contains(r.stdout, "configured embedding model") ||
+		!strings.Contains(r.stdout, "PAPERPIPE_EMBED_MODEL") || !strings.Contains(r.stdout, "paperpipe search -- -word") {
+		t.Errorf("search -h:\n%s", r.stdout)
 	}
 }
 
@@ -1014,7 +1014,7 @@ func TestModelFlagsAreThoseTheCommandUses(t *testing.T) {
 		{"serve", []string{"-chat-model", "-embed-model", "-embed-dimensions"}, nil},
 		{"fit", []string{"-concurrency", "-dimensions"}, []string{"-chat-model", "-embed-model", "-embed-dimensions"}},
 	} {
-		help := c.ok(tc.cmd, "-h").stderr
+		help := c.ok(tc.cmd, "-h").stdout
 		for _, f := range tc.has {
 			if !strings.Contains(help, "  "+f+" ") {
 				t.Errorf("%s -h does not list %s:\n%s", tc.cmd, f, help)
@@ -1083,9 +1083,9 @@ func TestConcurrencyHelpIsTheTLDRRequestsInFlight(t *testing.T) {
 	c := newCLI(t)
 	for _, cmd := range []string{"worker", "up", "fit"} {
 		r := c.ok(cmd, "-h")
-		if strings.Contains(r.stderr, "messages processed at once") || !strings.Contains(r.stderr, "-concurrency N\n") ||
-			!strings.Contains(r.stderr, "TL;DR requests in flight per worker") || !strings.Contains(r.stderr, "max(4×N, 256) messages") {
-			t.Errorf("%s -h:\n%s", cmd, r.stderr)
+		if strings.Contains(r.stdout, "messages processed at once") || !strings.Contains(r.stdout, "-concurrency N\n") ||
+			!strings.Contains(r.stdout, "TL;DR requests in flight per worker") || !strings.Contains(r.stdout, "max(4×N, 256) messages") {
+			t.Errorf("%s -h:\n%s", cmd, r.stdout)
 		}
 	}
 }

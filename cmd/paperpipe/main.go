@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -241,11 +242,18 @@ func newFlagSet(name, args, short string) *flag.FlagSet {
 // or text is named "", and taken as one it failed later as if the name were wrong.
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
+	// What the flag package prints — the usage, after the error for a bad flag — goes to
+	// standard output when it is the help asked for (-h, --help: `paperpipe ingest -h | less`,
+	// as `paperpipe help` does), else to standard error.
+	var msg bytes.Buffer
+	fs.SetOutput(&msg)
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				stdout.Write(msg.Bytes())
 				return nil, err
 			}
+			os.Stderr.Write(msg.Bytes())
 			return nil, usageErr("%v", err)
 		}
 		rest := fs.Args()

@@ -49,7 +49,7 @@ func TestResultsLostToAFullDiskAreAnError(t *testing.T) {
 	c.ok("worker", "--exit-when-idle")
 	for _, args := range [][]string{{"help"}, {"version"}, {"list"}, {"list", "--json"}, {"status"}, {"spaces"},
 		{"show", "Branch-Train-Merge"}, {"related", "Branch-Train-Merge"}, {"search", "mixture of experts"},
-		{"search", "--mode", "keyword", "experts"}, {"dlq", "list"}, {"reprocess", "--dry-run"}, {"migrate"}} {
+		{"search", "--mode", "keyword", "experts"}, {"dlq", "list"}, {"reprocess", "--dry-run"}, {"migrate"}, {"list", "-h"}} {
 		r := c.runWithStdout(full, args...)
 		if r.code != 1 || !strings.Contains(r.stderr, "no space left on device") {
 			t.Errorf("paperpipe %s > /dev/full: exit %d, stderr %q; want 1 and the failed write named", strings.Join(args, " "), r.code, r.stderr)
@@ -138,5 +138,23 @@ func TestNoHomeAndNoDataDirectoryIsAnErrorNamingTheSetting(t *testing.T) {
 	c.env = append(env, "PAPERPIPE_DATA="+filepath.Join(file, "data"))
 	if r := c.run("status"); r.code != 1 || !strings.Contains(r.stderr, "(PAPERPIPE_DATA)") {
 		t.Errorf("status with PAPERPIPE_DATA under a file: exit %d, stderr %q; want 1 and PAPERPIPE_DATA named", r.code, r.stderr)
+	}
+}
+
+// A command's help, asked for with -h or --help, is its output: on standard output, exit 0, as
+// `paperpipe help` is (`paperpipe ingest -h | less`, `… -h | grep format`); it went to standard
+// error. A bad flag's message and usage stay on standard error, exit 2.
+func TestCommandHelpGoesToStandardOutput(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "DATABASE_URL=postgres://paperpipe@127.0.0.1:1/none?connect_timeout=1")
+	for _, args := range [][]string{{"ingest", "-h"}, {"list", "--help"}, {"search", "-help"}, {"dlq", "list", "-h"}} {
+		r := c.run(args...)
+		if r.code != 0 || !strings.HasPrefix(r.stdout, "Usage: paperpipe "+args[0]) || r.stderr != "" {
+			t.Errorf("paperpipe %s: exit %d, stdout %q, stderr %q; want 0 and the usage on stdout only", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		}
+	}
+	r := c.run("list", "--bogus")
+	if r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, "flag provided but not defined: -bogus\nUsage: paperpipe list") {
+		t.Errorf("paperpipe list --bogus: exit %d, stdout %q, stderr %q; want 2, the error and the usage on stderr", r.code, r.stdout, r.stderr)
 	}
 }
