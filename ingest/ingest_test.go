@@ -3,6 +3,7 @@ package ingest
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -284,6 +286,66 @@ func TestOpenFile(t *testing.T) {
 	}
 	if _, _, err := Open(filepath.Join(t.TempDir(), "missing.jsonl"), Options{}); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Open(missing) error = %v, want ErrNotExist", err)
+	}
+}
+
+// A named pipe (`mkfifo papers; producer > papers & paperpipe ingest papers`) is read as
+// standard input is: its open, which waits for a writer, and a read waiting for a stalled
+// writer both end when the context does (Ctrl-C, SIGTERM). They blocked in the kernel, and
+// ingest, summarize, embed and import-embeddings went on waiting for the producer.
+func TestOpenContextOfANamedPipeEndsWithItsContext(t *testing.T) {
+	t.Parallel()
+	fifo := filepath.Join(t.TempDir(), "papers")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("no named pipes here: %v", err)
+	}
+	within := func(what string, f func() error) error {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() { done <- f() }()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s went on after its context ended", what)
+			return nil
+		}
+	}
+	// No writer: the open waits for one, until the context ends.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := within("the open of a named pipe without a writer", func() error {
+		_, _, err := OpenContext(ctx, fifo, Options{})
+		return err
+	}); !errors.Is(err, context.Canceled) {
+		t.Errorf("OpenContext of a named pipe without a writer, its context ended: %v, want context.Canceled", err)
+	}
+
+	// A writer that wrote one record and stalls (its open ends the open left behind above).
+	w, err := os.OpenFile(fifo, os.O_RDWR, 0) // a writer, without waiting for a reader (Linux)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.WriteString(`{"id":"1","title":"Piped","abstract":"` + words(30) + `"}` + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	r, c, err := OpenContext(ctx, fifo, Options{Format: JSONL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := r.Next(); err != nil {
+		t.Fatalf("the record written: %v", err)
+	}
+	cancel()
+	if err := within("a read of a stalled named pipe", func() error {
+		_, err := r.Next()
+		return err
+	}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Next on a stalled named pipe, its context ended: %v, want context.Canceled", err)
 	}
 }
 

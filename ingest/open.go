@@ -40,7 +40,7 @@ func OpenContext(ctx context.Context, path string, opts Options) (*Reader, io.Cl
 	)
 	switch {
 	case path == "-":
-		src, closer = &ctxReader{ctx: ctx, r: os.Stdin}, nopCloser{}
+		src, closer, _ = OpenInput(ctx, path)
 	case isURL(path):
 		body, err := fetch(ctx, path, name, opts.HTTPTimeout)
 		if err != nil {
@@ -48,11 +48,9 @@ func OpenContext(ctx context.Context, path string, opts Options) (*Reader, io.Cl
 		}
 		src, closer = body, body
 	default:
-		f, err := os.Open(path)
-		if err != nil {
+		if src, closer, err = OpenInput(ctx, path); err != nil {
 			return nil, nil, fmt.Errorf("opening source: %w", err)
 		}
-		src, closer = f, f
 	}
 	r, err := NewReader(src, name, opts)
 	if err != nil {
@@ -60,6 +58,54 @@ func OpenContext(ctx context.Context, path string, opts Options) (*Reader, io.Cl
 		return nil, nil, err
 	}
 	return r, closer, nil
+}
+
+// OpenInput opens a local input for reading: the file path, or standard input for "-". Reading
+// standard input or a file that is not a regular one (a named pipe, /dev/stdin, a process
+// substitution's /dev/fd/N), and opening a named pipe, which waits for its writer, end with
+// ctx's error when ctx ends: Ctrl-C or SIGTERM stops a command whose producer is slow, stalled
+// or not started (they waited for it, blocked in the kernel). Close the Closer when done; for
+// standard input it does nothing.
+func OpenInput(ctx context.Context, path string) (io.Reader, io.Closer, error) {
+	if path == "-" {
+		return &ctxReader{ctx: ctx, r: os.Stdin}, nopCloser{}, nil
+	}
+	f, err := openFile(ctx, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if fi, err := f.Stat(); err == nil && !fi.Mode().IsRegular() {
+		return &ctxReader{ctx: ctx, r: f}, f, nil
+	}
+	return f, f, nil
+}
+
+// openFile is os.Open, except that a named pipe's open, which waits for a writer, ends with
+// ctx's error when ctx does; the open left behind then closes the file if it ever gets one.
+func openFile(ctx context.Context, path string) (*os.File, error) {
+	if fi, err := os.Stat(path); err != nil || fi.Mode().IsRegular() || fi.IsDir() {
+		return os.Open(path) // nothing to wait for, or an error it says
+	}
+	type opened struct {
+		f   *os.File
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		f, err := os.Open(path)
+		done <- opened{f, err}
+	}()
+	select {
+	case o := <-done:
+		return o.f, o.err
+	case <-ctx.Done():
+		go func() {
+			if o := <-done; o.f != nil {
+				_ = o.f.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
 }
 
 // Name returns how a source given to Open is shown in messages and in each record's Source:
@@ -83,9 +129,10 @@ func isURL(path string) bool {
 	return ok && (strings.EqualFold(scheme, "http") || strings.EqualFold(scheme, "https"))
 }
 
-// ctxReader reads r until ctx ends: a Read waiting for data then returns ctx.Err() at once.
-// The read of r it was waiting for stays blocked in its goroutine (standard input cannot be
-// interrupted), and what it reads later is lost: after ctx ends every Read fails.
+// ctxReader reads r (standard input, a named pipe) until ctx ends: a Read waiting for data
+// then returns ctx.Err() at once. The read of r it was waiting for stays blocked in its
+// goroutine (standard input cannot be interrupted), and what it reads later is lost: after ctx
+// ends every Read fails.
 type ctxReader struct {
 	ctx  context.Context
 	r    io.Reader

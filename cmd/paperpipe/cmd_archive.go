@@ -195,7 +195,7 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 		sel.Work.SpaceID = space.ID
 	}
 	if o.idsFile != "" {
-		if sel.IDs, err = readIDs(o.idsFile); err != nil {
+		if sel.IDs, err = readIDs(ctx, o.idsFile); err != nil {
 			return res, err
 		}
 		missing, err := st.MissingPapers(ctx, sel.IDs)
@@ -468,16 +468,12 @@ func finishSpace(ctx context.Context, st *store.Store, space paper.Space, sel st
 // UTF-16, a zip archive, a PDF or binary data refused, saying how to convert it), and a line
 // PostgreSQL's text cannot hold (bytes that are not UTF-8, a NUL) stops the run before
 // anything is done, naming its file and line.
-func readIDs(path string) ([]string, error) {
-	var src io.Reader = os.Stdin
-	if path != "-" {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, fmt.Errorf("--ids: %w", err)
-		}
-		defer f.Close()
-		src = f
+func readIDs(ctx context.Context, path string) ([]string, error) {
+	src, closer, err := ingest.OpenInput(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("--ids: %w", err)
 	}
+	defer closer.Close()
 	cr, err := ingest.Decode(src, path, "reprocess --ids", "paper ids as UTF-8 text, one per line")
 	if err != nil {
 		return nil, fmt.Errorf("--ids: %w", err)
@@ -1485,15 +1481,14 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 			"to load the rest and build the space's index, which a space this import created does not have yet: %w",
 			plural(res.Loaded, "vector", "vectors"), res.Space.ID, res.Space.Name(), err)
 	}()
-	var src io.Reader = os.Stdin
+	// Ctrl-C stops a read (or a named pipe's open) waiting for a stalled producer at once.
+	src, closer, err := ingest.OpenInput(ctx, path)
+	if err != nil {
+		return res, fmt.Errorf("open embeddings: %w", err)
+	}
+	defer closer.Close()
 	prog := newCountProgress(errw, path, 0, "records")
 	if path != "-" {
-		f, err := os.Open(path)
-		if err != nil {
-			return res, fmt.Errorf("open embeddings: %w", err)
-		}
-		defer f.Close()
-		src = f
 		prog = newProgress(errw, path)
 	}
 	// As ingest reads its sources: gzip-compressed input decompressed; UTF-16 text, a zip
