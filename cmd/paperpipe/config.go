@@ -136,7 +136,7 @@ func loadConfig() *config {
 		NATSURL:     os.Getenv("NATS_URL"),
 		NATSNkey:    os.Getenv("PAPERPIPE_NATS_NKEY"),
 		NATSCA:      os.Getenv("PAPERPIPE_NATS_CA"),
-		DataDir:     env("PAPERPIPE_DATA", defaultDataDir()),
+		DataDir:     dataDir(),
 		Replicas:    envInt("PAPERPIPE_NATS_REPLICAS", 1),
 		BaseURL:     os.Getenv("OPENAI_BASE_URL"),
 		APIKey:      os.Getenv("OPENAI_API_KEY"),
@@ -422,6 +422,25 @@ func (c *config) addJSONFlag(fs *flag.FlagSet) {
 	fs.BoolVar(&c.JSON, "json", false, "print JSON instead of a table")
 }
 
+// dataDir is PAPERPIPE_DATA, a leading ~ standing for the home directory, or its default. A
+// crontab line, a systemd unit or `docker run -e` pass `PAPERPIPE_DATA=~/pp` as it is, and the
+// embedded server made a directory named ~ in the working directory: a second queue, which
+// the commands run from a shell (where ~ is expanded) did not see. "" without a home.
+func dataDir() string {
+	d := os.Getenv("PAPERPIPE_DATA")
+	switch {
+	case d == "":
+		return defaultDataDir()
+	case d == "~" || strings.HasPrefix(d, "~/"):
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return ""
+		}
+		return filepath.Join(home, d[1:])
+	}
+	return d
+}
+
 // defaultDataDir is PAPERPIPE_DATA's default: $XDG_DATA_HOME/paperpipe, else
 // ~/.local/share/paperpipe; "" without a home directory (a cron job or a unit run with no
 // HOME), which the embedded server refuses, naming PAPERPIPE_DATA (dataDirError). It was
@@ -442,7 +461,7 @@ func defaultDataDir() string {
 func dataDirError(c *config, err error) error {
 	if c.DataDir == "" {
 		return errors.New("no data directory for the embedded NATS server: HOME is not set (a cron job or a service without it?); " +
-			"set PAPERPIPE_DATA to the directory the other paperpipe commands use (~/.local/share/paperpipe by default), or NATS_URL")
+			"set PAPERPIPE_DATA to the full path of the directory the other paperpipe commands use (~/.local/share/paperpipe by default), or NATS_URL")
 	}
 	setting := "PAPERPIPE_DATA"
 	if os.Getenv("PAPERPIPE_DATA") == "" {

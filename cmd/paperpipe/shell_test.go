@@ -158,3 +158,31 @@ func TestCommandHelpGoesToStandardOutput(t *testing.T) {
 		t.Errorf("paperpipe list --bogus: exit %d, stdout %q, stderr %q; want 2, the error and the usage on stderr", r.code, r.stdout, r.stderr)
 	}
 }
+
+// A crontab line, a systemd unit or `docker run -e` pass `PAPERPIPE_DATA=~/pp` as it is: the
+// embedded server made a directory named ~ in the working directory, a second queue that the
+// commands run from a shell (which expands ~) never saw. A leading ~ is the home directory.
+func TestDataDirectoryWithATildeIsInTheHomeDirectory(t *testing.T) {
+	t.Parallel()
+	home, wd := t.TempDir(), t.TempDir()
+	c := newCLI(t)
+	var env []string
+	for _, kv := range c.env {
+		if !strings.HasPrefix(kv, "HOME=") && !strings.HasPrefix(kv, "PAPERPIPE_DATA=") {
+			env = append(env, kv)
+		}
+	}
+	cmd := exec.CommandContext(context.Background(), binary, "ingest", sampleFile)
+	cmd.Env = append(env, "HOME="+home, "PAPERPIPE_DATA=~/pp")
+	cmd.Dir = wd
+	cmd.Args[2], _ = filepath.Abs(sampleFile)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ingest: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(home, "pp", "nats.url")); err != nil {
+		t.Errorf("PAPERPIPE_DATA=~/pp is not in HOME: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(wd, "~")); err == nil {
+		t.Errorf("PAPERPIPE_DATA=~/pp made a directory named ~ in the working directory")
+	}
+}
