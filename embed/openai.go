@@ -238,6 +238,9 @@ type Client struct {
 	// oneInput is set from the first answer to a request of several inputs that showed the
 	// server takes one input per request (see embed).
 	oneInput atomic.Bool
+	// cutWarned is set once the client warned that the server refuses inputs as too long (see
+	// fit).
+	cutWarned atomic.Bool
 }
 
 // New returns a Client configured by cfg, or an error naming the Config field that is wrong.
@@ -274,7 +277,9 @@ type input struct {
 }
 
 // Embed returns one embedding per paper, in order. The papers' texts (TemplateTitleAbstract)
-// are truncated to ContextTokens (the embedding is then marked Truncated) and sent in as few
+// are truncated to ContextTokens (the embedding is then marked Truncated; so is one the API
+// refuses as longer than its model takes, llm.InputTooLong: it is found by halving its request
+// and cut to fit, see fit) and sent in as few
 // requests as MaxBatchInputs and MaxBatchTokens allow, one after another; a request whose
 // inputs alone failed (see below) does not stop the next ones. Usage sums the
 // delivered requests. Errors: ctx.Err() when ctx ends (unless the API could not be reached
@@ -316,6 +321,7 @@ func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Em
 			Usage:       paper.Usage{Model: c.cfg.Model, Kind: paper.KindEmbedding},
 		}
 	}
+	cuts := make([]int, len(papers)) // times an input was cut shorter for the server (see fit)
 	var (
 		failed   []failure // papers that failed alone (see inputsError), by index in papers
 		cause    error     // the error of the first of them
@@ -338,6 +344,29 @@ func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Em
 			retry = c.once()
 		}
 		vecs, u, err := c.embed(ctx, retry, texts, b.tokens)
+		if _, _, ok := llm.InputTooLong(err); ok && ctx.Err() == nil {
+			usage.Requests += u.Requests
+			usage.InputTokens += u.InputTokens
+			answered, probe = true, false // the server answers: it measured the input
+			if n := b.end - b.start; n > 1 {
+				// The answer does not say which input is too long: its halves tell.
+				h := b.start + n/2
+				bs = slices.Replace(bs, k, k+1, span(inputs, b.start, h), span(inputs, h, b.end))
+				k--
+				continue
+			}
+			if cut, ok := c.fit(inputs[b.start], err, cuts[b.start]); ok {
+				inputs[b.start], out[b.start].Truncated = cut, true
+				cuts[b.start]++
+				bs[k] = span(inputs, b.start, b.end)
+				k--
+				continue
+			}
+			// Still too long after maxCuts cuts: its paper's failure, not its neighbours'.
+			failed = append(failed, failure{b.start, fmt.Sprintf("longer than the model takes, still at %d estimated tokens", inputs[b.start].tokens)})
+			cause = cmp.Or(cause, err)
+			continue
+		}
 		if err != nil && len(texts) > 1 && llm.HTTPStatus(err) == http.StatusInternalServerError && ctx.Err() == nil {
 			usage.Requests += u.Requests
 			usage.InputTokens += u.InputTokens
@@ -402,14 +431,72 @@ func (c *Client) EmbedQuery(ctx context.Context, text string) ([]float32, paper.
 		return nil, usage, fmt.Errorf("embed query: empty text: %w", paper.ErrPermanent)
 	}
 	text, _ = llm.TruncateToTokens(text, c.cfg.ContextTokens)
-	vecs, u, err := c.embed(ctx, c.retry, []string{text}, EstimateTokens(text))
-	if err != nil {
-		if ctx.Err() != nil && !errors.Is(err, llm.ErrUnreachable) {
-			return nil, u, ctx.Err()
+	in := input{text: text, tokens: EstimateTokens(text)}
+	for cuts := 0; ; cuts++ {
+		vecs, u, err := c.embed(ctx, c.retry, []string{in.text}, in.tokens)
+		usage.Requests += u.Requests
+		usage.InputTokens += u.InputTokens
+		if _, _, ok := llm.InputTooLong(err); ok && ctx.Err() == nil {
+			if cut, ok := c.fit(in, err, cuts); ok {
+				in = cut
+				continue
+			}
 		}
-		return nil, u, fmt.Errorf("embed query with %s: %w", c.cfg.Model, err)
+		if err != nil {
+			if ctx.Err() != nil && !errors.Is(err, llm.ErrUnreachable) {
+				return nil, usage, ctx.Err()
+			}
+			return nil, usage, fmt.Errorf("embed query with %s: %w", c.cfg.Model, err)
+		}
+		return vecs[0], usage, nil
 	}
-	return vecs[0], u, nil
+}
+
+// maxCuts is how many times fit cuts one input shorter.
+const maxCuts = 3
+
+// fit returns in cut short enough for a server that refused it as longer than its model takes
+// (err, llm.InputTooLong), which it was cuts times already: to the share of its length that the
+// answer's limit is of the input's length in the server's tokens, less a tenth (the server's
+// tokens are not spread evenly over the text), or to half when the answer gives no lengths.
+// A llama.cpp server takes an embedding model's inputs up to its physical batch (-ub), 512
+// tokens unless set, well below the 8,191 tokens of OpenAI's models that ContextTokens
+// defaults to: such an input was retried and then redelivered until it was dead-lettered,
+// where the tokens it takes would have given it a vector. ok is false when in was cut maxCuts
+// times or cannot be cut shorter.
+func (c *Client) fit(in input, err error, cuts int) (input, bool) {
+	if cuts >= maxCuts {
+		return in, false
+	}
+	n, limit, _ := llm.InputTooLong(err)
+	target := in.tokens / 2
+	if n > 0 && limit > 0 && n >= limit {
+		target = in.tokens * limit * 9 / (n * 10)
+	}
+	target = min(target, in.tokens-1)
+	if target < 1 {
+		return in, false
+	}
+	text, _ := llm.TruncateToTokens(in.text, target)
+	if text == "" {
+		return in, false
+	}
+	if c.cutWarned.CompareAndSwap(false, true) {
+		c.log.Warn("the embeddings API refuses inputs longer than its model takes; they are cut to fit and marked truncated "+
+			"(a llama.cpp server takes an embedding model's inputs up to its physical batch size: start it with "+
+			"-ub and -b at the model's context length to embed them whole)", "answer", err)
+	}
+	c.log.Debug("input cut to the server's limit", "tokens", in.tokens, "cut_to", target, "server_tokens", n, "server_limit", limit)
+	return input{text: text, tokens: EstimateTokens(text), truncated: true}, true
+}
+
+// span is the batch of inputs[start:end].
+func span(inputs []input, start, end int) batch {
+	b := batch{start: start, end: end}
+	for _, in := range inputs[start:end] {
+		b.tokens += in.tokens
+	}
+	return b
 }
 
 // once is the client's Retrier without retries: one attempt per request.

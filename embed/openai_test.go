@@ -793,3 +793,48 @@ func TestClientGoesOnPastARequestTheServerFailsOn(t *testing.T) {
 		})
 	}
 }
+
+// TestClientCutsAnInputTheServerRefusesAsTooLong: a model server takes inputs of fewer tokens
+// than OpenAI's 8,191 — a llama.cpp server an embedding model's up to its physical batch (-ub,
+// 512 unless set), a vLLM model up to its max_model_len — and refuses a longer one, in its own
+// words: llama.cpp with a 500, which was retried and then halved as a server failure, the
+// paper redelivered until dead-lettered; vLLM and OpenAI with a 400, dead-lettered at once.
+// Each answer says how long the input is and what the model takes: the client finds the input
+// by halving the request, cuts it to fit, sends it again and marks it truncated, and the
+// neighbours get their vectors in the same call.
+func TestClientCutsAnInputTheServerRefusesAsTooLong(t *testing.T) {
+	t.Parallel()
+	for _, flavor := range []string{openaitest.FlavorLlamaCpp, openaitest.FlavorVLLM, openaitest.FlavorOpenAI} {
+		t.Run(flavor, func(t *testing.T) {
+			t.Parallel()
+			srv := openaitest.Start(t, openaitest.Config{Dimensions: 8, ContextTokens: 100, Flavor: flavor})
+			c := newTestClient(t, srv, func(c *Config) { c.Model = "m"; c.Dimensions = 8; c.MaxRetries = 2 })
+			papers := synthPapers(8)
+			papers[5].Abstract = strings.Repeat("a very long abstract indeed ", 80) // ~560 of the server's tokens
+			embs, usage, err := c.Embed(context.Background(), papers)
+			if err != nil {
+				t.Fatalf("Embed: %v; want the long input cut to fit", err)
+			}
+			for i, e := range embs {
+				if e.Truncated != (i == 5) || e.Vector == nil {
+					t.Fatalf("paper %d: truncated %v, vector %v; want a vector each, only paper 5 truncated", i, e.Truncated, e.Vector != nil)
+				}
+			}
+			checkVectors(t, papers, embs, 8)
+			// 1 request of 8, 2 per halving (8, 4, 2) down to the long input, 1 of it cut; the
+			// halves without it and the cut input answered.
+			if st := srv.Stats(); st.EmbedRequests != 1+2*3+1 || st.EmbedInputsDelivered != 8 || usage.Requests != 4 {
+				t.Errorf("%d requests, %d vectors delivered, %d billed; want 8 requests, 8 vectors, 4 billed",
+					st.EmbedRequests, st.EmbedInputsDelivered, usage.Requests)
+			}
+
+			vec, usage, err := c.EmbedQuery(context.Background(), papers[5].Abstract)
+			if err != nil || len(vec) != 8 || usage.Requests != 1 {
+				t.Fatalf("EmbedQuery of a long query: %d dimensions, %d billed, %v; want it cut to fit", len(vec), usage.Requests, err)
+			}
+			if st := settledStats(srv); st.EmbedRequests != 8+2 {
+				t.Errorf("EmbedQuery: %d requests; want 2 (refused, then cut)", st.EmbedRequests-8)
+			}
+		})
+	}
+}

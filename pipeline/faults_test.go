@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
+	openai "github.com/sashabaranov/go-openai"
 
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
@@ -296,18 +299,68 @@ func (f failingSummarizer) Summarize(ctx context.Context, a paper.Abstract) (pap
 	return paper.Summary{}, f.err
 }
 
+// TestPaperTooLongForTheModelServerIsStoredTruncated: the model server's context is shorter
+// than the client's (a llama.cpp server's physical batch of 512 tokens, a vLLM model's
+// max_model_len), so the client's truncation is not enough, and the server refuses the one long
+// abstract: vLLM with a 400, which dead-lettered it at once, llama.cpp with a 500, retried and
+// redelivered until it was dead-lettered. Its answer says how much the model takes: the paper
+// is stored with the vector of as much of it, marked truncated, and its neighbours are too.
+func TestPaperTooLongForTheModelServerIsStoredTruncated(t *testing.T) {
+	t.Parallel()
+	for _, flavor := range []string{openaitest.FlavorVLLM, openaitest.FlavorLlamaCpp} {
+		t.Run(flavor, func(t *testing.T) {
+			t.Parallel()
+			api := openaitest.Start(t, openaitest.Config{Dimensions: 16, ContextTokens: 2000, Flavor: flavor})
+			emb, err := embed.New(embed.Config{BaseURL: api.URL(), APIKey: "k", Model: "e", Dimensions: 16})
+			if err != nil {
+				t.Fatal(err)
+			}
+			long := sampledata.Papers(t)[0]
+			long.ID, long.Abstract = "arxiv:2409.99999", strings.Repeat(long.Abstract+" ", 20)
+			papers := append(sampledata.Papers(t)[1:5], long)
+			sum := summarize.NewOffline(30)
+			b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 5})
+			publish(t, b.js, papers)
+			ws := runWith(t, b, b.store, sum, emb, pipeline.WorkerConfig{})
+			if dls := deadLetters(t, b.js); len(dls) != 0 || ws.Dead != 0 || ws.Retried != 0 || ws.Acked != int64(len(papers)) {
+				t.Fatalf("dead letters %+v, stats %+v; want every paper acked at its first delivery", dls, ws)
+			}
+			if c := counts(t, b, sum); c.WithEmbedding != int64(len(papers)) {
+				t.Fatalf("%d papers with a vector of %d", c.WithEmbedding, len(papers))
+			}
+			conn, err := pgx.Connect(context.Background(), b.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(context.Background())
+			rows, _ := conn.Query(context.Background(), `SELECT paper_id FROM embeddings WHERE truncated ORDER BY paper_id`)
+			truncated, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil || len(truncated) != 1 || truncated[0] != long.ID {
+				t.Fatalf("truncated vectors of %v (%v); want %s's alone", truncated, err, long.ID)
+			}
+		})
+	}
+}
+
+// rejectingEmbedder is an Embedder whose API rejects (400) every request holding the paper bad.
+type rejectingEmbedder struct {
+	pipeline.Embedder
+	bad string
+}
+
+func (r rejectingEmbedder) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Embedding, paper.Usage, error) {
+	for _, p := range papers {
+		if p.ID == r.bad {
+			return nil, paper.Usage{}, fmt.Errorf("embed: %w: %w", paper.ErrPermanent,
+				&openai.APIError{HTTPStatusCode: http.StatusBadRequest, Message: "Invalid 'input'"})
+		}
+	}
+	return r.Embedder.Embed(ctx, papers)
+}
+
 func TestPermanentFailuresAreDeadLetteredAtOnceWithReasonAndAttempts(t *testing.T) {
 	t.Parallel()
-	// The API's context is shorter than the client's: the client's truncation is not enough,
-	// and the API answers 400 for the one long abstract.
-	api := openaitest.Start(t, openaitest.Config{Dimensions: 16, ContextTokens: 2000})
-	apiEmb, err := embed.New(embed.Config{BaseURL: api.URL(), APIKey: "k", Model: "e", Dimensions: 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	long := sampledata.Papers(t)[0]
-	long.ID, long.Abstract = "arxiv:2409.99999", strings.Repeat(long.Abstract+" ", 20)
-
+	bad := sampledata.Papers(t)[4]
 	tests := []struct {
 		name       string
 		sum        pipeline.Summarizer
@@ -317,9 +370,9 @@ func TestPermanentFailuresAreDeadLetteredAtOnceWithReasonAndAttempts(t *testing.
 		wantReason string
 	}{
 		{
-			name: "400 from the API: input still too long after truncation",
-			sum:  summarize.NewOffline(30), emb: apiEmb,
-			papers: append(sampledata.Papers(t)[:4], long), deadID: long.ID, wantReason: "maximum context length",
+			name: "400 for the embeddings request: halving the batch finds the input",
+			sum:  summarize.NewOffline(30), emb: rejectingEmbedder{embed.NewOffline(), bad.ID},
+			papers: sampledata.Papers(t)[:5], deadID: bad.ID, wantReason: "Invalid 'input'",
 		},
 		{
 			name: "TL;DR still invalid after the stricter retry and cleaning",

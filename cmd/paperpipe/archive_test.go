@@ -965,8 +965,10 @@ func TestResumedReprocessNeverRevertsANewerText(t *testing.T) {
 // not process some papers exits non-zero and says where they are; the space is still indexed.
 func TestReprocessThatDeadLettersPapersFails(t *testing.T) {
 	t.Parallel()
-	// An API whose context holds 5 tokens refuses every input (400): each paper is dead-lettered.
-	e := newArchiveEnv(t, openaitest.Config{ContextTokens: 5})
+	// An API that takes 5 tokens a request refuses every input (400, max_tokens_per_request),
+	// whatever its length: each paper is dead-lettered. (One whose context holds 5 tokens has
+	// each input cut to fit, and stores it.)
+	e := newArchiveEnv(t, openaitest.Config{MaxRequestTokens: 5})
 	e.seed(t, 4)
 	var errw bytes.Buffer
 	res, err := runReprocess(t.Context(), e.c, reprocessOptions{embedOnly: true}, io.Discard, &errw)
@@ -1225,8 +1227,10 @@ func TestImportThatLoadsNothingLeavesNoSpace(t *testing.T) {
 // called filled, with its coverage.
 func TestReprocessCallsASpaceFilledOnlyWhenEveryPaperIsIn(t *testing.T) {
 	t.Parallel()
-	// An API whose context holds 5 tokens refuses every input (400): each paper is dead-lettered.
-	e := newArchiveEnv(t, openaitest.Config{ContextTokens: 5})
+	// An API that takes 5 tokens a request refuses every input (400, max_tokens_per_request),
+	// whatever its length: each paper is dead-lettered. (One whose context holds 5 tokens has
+	// each input cut to fit, and stores it.)
+	e := newArchiveEnv(t, openaitest.Config{MaxRequestTokens: 5})
 	e.seed(t, 4)
 	ctx := t.Context()
 	if _, err := e.st.EnsureSpace(ctx, paper.Space{Model: "other", Dimensions: 3, Template: "title-abstract-v1"}); err != nil {

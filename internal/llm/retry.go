@@ -117,6 +117,8 @@ var ErrBadResponse = errors.New("unusable response")
 //     OpenAI's 429 "insufficient_quota" (no wait on the limiter fixes it, so it is not
 //     RateLimited). A worker pauses on them, the messages staying queued, until it is fixed.
 //     Everything else → Transient.
+//   - an API's refusal of an input longer than its model takes (InputTooLong) → Permanent,
+//     whatever its status: llama.cpp answers 500 for it, and retrying sends the same input.
 //   - anything wrapping paper.ErrPermanent or ErrAccount → Permanent or Account.
 //   - a connection that could not be made (refused, no such host, no route, a dial
 //     timeout: see ErrUnreachable) → Account.
@@ -128,6 +130,9 @@ func Classify(err error) Class {
 	}
 	if errors.Is(err, ErrAccount) || unreachable(err) {
 		return Account
+	}
+	if _, _, ok := InputTooLong(err); ok {
+		return Permanent // llama.cpp answers 500 for it: the same input gets the same answer
 	}
 	var apiErr *openai.APIError
 	if errors.As(err, &apiErr) {

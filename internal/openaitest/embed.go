@@ -95,10 +95,60 @@ type embedUsage struct {
 	TotalTokens  int `json:"total_tokens"`
 }
 
-// requestError is a 4xx a request earns, in OpenAI's words.
+// requestError is an error answer a request earns: in OpenAI's words (err), or, when raw is
+// set, in another server's (Config.Flavor), written as it is.
 type requestError struct {
 	status int
 	err    apiError
+	raw    any
+}
+
+// Flavors of Config.Flavor: the servers whose answers the fake can give.
+const (
+	FlavorOpenAI   = "openai"
+	FlavorLlamaCpp = "llama.cpp"
+	FlavorVLLM     = "vllm"
+)
+
+// contextError is the answer to an embeddings input of tokens tokens, more than
+// ContextTokens, as Config.Flavor's server gives it:
+//
+//   - OpenAI: 400 invalid_request_error, "This model's maximum context length is …".
+//   - llama.cpp's llama-server: 500 server_error, "input (N tokens) is too large to process.
+//     increase the physical batch size (current batch size: L)". An embedding model's input
+//     must fit one physical batch (-ub, 512 tokens unless set): tools/server/server-context.cpp,
+//     update_slots, `if (!slot.can_split()) { if (slot.task->n_tokens() > n_ubatch)
+//     send_error(…, ERROR_TYPE_SERVER)`, which format_error_response
+//     (tools/server/server-common.cpp) answers as {"error": {"code": 500, "message": …,
+//     "type": "server_error"}} with status 500.
+//   - vLLM: 400 BadRequestError, "This model's maximum context length is L tokens. However,
+//     you requested N tokens in the input for embedding generation. Please reduce the length
+//     of the input." (vllm-project/vllm 7ded96b, vllm/entrypoints/openai/serving_engine.py,
+//     _validate_input; create_error_response), as its ErrorResponse: {"object": "error",
+//     "message", "type", "param", "code": 400} (later versions wrap it in "error").
+func (s *Server) contextError(tokens int) *requestError {
+	limit := s.cfg.ContextTokens
+	switch s.cfg.Flavor {
+	case FlavorLlamaCpp:
+		return &requestError{status: http.StatusInternalServerError, raw: map[string]any{"error": map[string]any{
+			"code": http.StatusInternalServerError,
+			"message": fmt.Sprintf("input (%d tokens) is too large to process. increase the physical batch size (current batch size: %d)",
+				tokens, limit),
+			"type": "server_error",
+		}}}
+	case FlavorVLLM:
+		return &requestError{status: http.StatusBadRequest, raw: map[string]any{
+			"object": "error",
+			"message": fmt.Sprintf("This model's maximum context length is %d tokens. However, you requested %d tokens in the input for embedding generation. Please reduce the length of the input.",
+				limit, tokens),
+			"type": "BadRequestError", "param": nil, "code": http.StatusBadRequest,
+		}}
+	}
+	return &requestError{status: http.StatusBadRequest, err: apiError{
+		Message: fmt.Sprintf("This model's maximum context length is %d tokens, however you requested %d tokens (%d in your prompt; 0 for the completion). Please reduce your prompt; or completion length.",
+			limit, tokens, tokens),
+		Type: "invalid_request_error",
+	}}
 }
 
 // nativeDimensions is the length of the vectors OpenAI's embedding models
@@ -134,18 +184,18 @@ func (s *Server) dimensions(req embedRequest) int {
 // bounded.
 func (s *Server) checkEmbedRequest(req embedRequest, inputs []embedInput) (total int, rerr *requestError) {
 	if req.Dimensions != nil && req.Model == "text-embedding-ada-002" {
-		return 0, &requestError{http.StatusBadRequest, apiError{
+		return 0, &requestError{status: http.StatusBadRequest, err: apiError{
 			Message: "This model does not support specifying dimensions.",
 			Type:    "invalid_request_error",
 		}}
 	}
 	if n := nativeDimensions(req.Model); n > 0 && req.Dimensions != nil && strings.HasPrefix(req.Model, "text-embedding-3-") && *req.Dimensions > n {
-		return 0, &requestError{http.StatusBadRequest, apiError{
+		return 0, &requestError{status: http.StatusBadRequest, err: apiError{
 			Message: fmt.Sprintf("Invalid value for 'dimensions' = %d: %s supports at most %d.", *req.Dimensions, req.Model, n),
 			Type:    "invalid_request_error",
 		}}
 	}
-	invalid := &requestError{http.StatusBadRequest, apiError{
+	invalid := &requestError{status: http.StatusBadRequest, err: apiError{
 		Message: "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.",
 		Type:    "invalid_request_error",
 	}}
@@ -157,16 +207,12 @@ func (s *Server) checkEmbedRequest(req embedRequest, inputs []embedInput) (total
 			return 0, invalid
 		}
 		if in.tokens > s.cfg.ContextTokens {
-			return 0, &requestError{http.StatusBadRequest, apiError{
-				Message: fmt.Sprintf("This model's maximum context length is %d tokens, however you requested %d tokens (%d in your prompt; 0 for the completion). Please reduce your prompt; or completion length.",
-					s.cfg.ContextTokens, in.tokens, in.tokens),
-				Type: "invalid_request_error",
-			}}
+			return 0, s.contextError(in.tokens)
 		}
 		total += in.tokens
 	}
 	if total > s.cfg.MaxRequestTokens {
-		return 0, &requestError{http.StatusBadRequest, apiError{
+		return 0, &requestError{status: http.StatusBadRequest, err: apiError{
 			Message: fmt.Sprintf("Requested %d tokens, max %d tokens per request", total, s.cfg.MaxRequestTokens),
 			Type:    "max_tokens_per_request", Code: ptr("max_tokens_per_request"),
 		}}
@@ -195,7 +241,7 @@ func (s *Server) serveEmbeddings(w http.ResponseWriter, r *http.Request, _ []str
 	}
 	total, rerr := s.checkEmbedRequest(req, inputs)
 	if rerr != nil {
-		s.writeError(w, rerr.status, rerr.err)
+		s.writeRequestError(w, rerr)
 		return
 	}
 	if s.cfg.EmbedFailsOn != nil {
@@ -229,6 +275,22 @@ func (s *Server) serveEmbeddings(w http.ResponseWriter, r *http.Request, _ []str
 	if s.writeResult(w, out, fault) {
 		s.deliveredEmbeddings(req, inputs, total)
 	}
+}
+
+// writeRequestError writes e: in OpenAI's words, validated (writeError), or another server's
+// body as it is.
+func (s *Server) writeRequestError(w http.ResponseWriter, e *requestError) {
+	if e.raw == nil {
+		s.writeError(w, e.status, e.err)
+		return
+	}
+	body, err := json.Marshal(e.raw)
+	if err != nil {
+		panic(err) // cannot happen: strings and numbers
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(e.status)
+	_, _ = w.Write(body)
 }
 
 // deliveredEmbeddings counts delivered vectors.

@@ -120,8 +120,14 @@ type Config struct {
 	// embeddings request may carry; more get a 400. Defaults to 300000.
 	MaxRequestTokens int
 	// ContextTokens is the most tokens one embeddings input may have; more
-	// get a 400 ("maximum context length"). Defaults to 8192.
+	// get a 400 ("maximum context length"), or what Flavor's server answers.
+	// Defaults to 8192.
 	ContextTokens int
+	// Flavor is the server whose answers the fake gives where that server's
+	// differ from OpenAI's: FlavorOpenAI (the default, ""), FlavorLlamaCpp or
+	// FlavorVLLM. Today that is the answer to an embeddings input longer
+	// than ContextTokens (see contextError).
+	Flavor string
 	// ChatLimits and EmbedLimits are the per-minute budgets the x-ratelimit-*
 	// headers advertise (not enforced: 429s come from Faults.RateLimit). A
 	// client that honours the headers slows down as a window runs out, as with
@@ -197,6 +203,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("config: MaxRequestTokens is %d, want > 0", c.MaxRequestTokens)
 	case c.ContextTokens < 0:
 		return fmt.Errorf("config: ContextTokens is %d, want > 0", c.ContextTokens)
+	case c.Flavor != "" && c.Flavor != FlavorOpenAI && c.Flavor != FlavorLlamaCpp && c.Flavor != FlavorVLLM:
+		return fmt.Errorf("config: Flavor is %q, want %q, %q or %q", c.Flavor, FlavorOpenAI, FlavorLlamaCpp, FlavorVLLM)
 	case c.ValidateEvery < 0:
 		return fmt.Errorf("config: ValidateEvery is %d, want >= 0", c.ValidateEvery)
 	}

@@ -1,0 +1,59 @@
+package llm
+
+import (
+	"errors"
+	"regexp"
+	"strconv"
+
+	openai "github.com/sashabaranov/go-openai"
+)
+
+// inputTooLongRes match a server's refusal of an input longer than its model takes, in the
+// words of the servers paperpipe is pointed at; tokens and limit name the submatches of the
+// input's length and the limit (in the server's tokens), when the answer gives them.
+var inputTooLongRes = []*regexp.Regexp{
+	// OpenAI ("This model's maximum context length is 8192 tokens, however you requested 9000
+	// tokens (…)") and vLLM ("This model's maximum context length is 512 tokens. However, you
+	// requested 700 tokens in the input for embedding generation. …": 400,
+	// vllm/entrypoints/openai/serving_engine.py, _validate_input).
+	regexp.MustCompile(`(?i)maximum context length is (?P<limit>\d+) tokens[.,]? however,? you requested (?P<tokens>\d+) tokens`),
+	// llama.cpp's llama-server, an embedding model's input longer than its physical batch (-ub,
+	// 512 unless set): 500 server_error "input (700 tokens) is too large to process. increase
+	// the physical batch size (current batch size: 512)"; before the numbers were added,
+	// "input is too large to process. increase the physical batch size" (tools/server/
+	// server-context.cpp, update_slots).
+	regexp.MustCompile(`(?i)input \((?P<tokens>\d+) tokens\) is too large to process\b.*?\(current (?:batch size|n_ubatch): (?P<limit>\d+)\)`),
+	regexp.MustCompile(`(?i)input is too large to process\. increase the physical batch size`),
+	// llama-server, an input longer than the context (400 exceed_context_size_error): "input
+	// (700 tokens) is larger than the max context size (512 tokens). skipping", "request (700
+	// tokens) exceeds the available context size (512 tokens), try increasing it".
+	regexp.MustCompile(`(?i)input \((?P<tokens>\d+) tokens\) is larger than the max context size \((?P<limit>\d+) tokens\)`),
+	regexp.MustCompile(`(?i)request \((?P<tokens>\d+) tokens\) exceeds the available context size \((?P<limit>\d+) tokens\)`),
+}
+
+// InputTooLong reports whether err is an API's refusal of an input longer than its model takes
+// (OpenAI's and vLLM's 400 "maximum context length", llama.cpp's 500 "too large to process"
+// and 400 "exceeds the available context size"), with what the answer says of it: tokens,
+// the input's length, and limit, the most the model takes, both in the server's tokens, or 0
+// when the answer does not give them. Such a refusal is the input's, every time: Classify
+// makes it Permanent, whatever its status (llama.cpp answers 500).
+func InputTooLong(err error) (tokens, limit int, ok bool) {
+	var apiErr *openai.APIError
+	if err == nil || !errors.As(err, &apiErr) || apiErr.HTTPStatusCode < 400 {
+		return 0, 0, false
+	}
+	for _, re := range inputTooLongRes {
+		m := re.FindStringSubmatch(apiErr.Message)
+		if m == nil {
+			continue
+		}
+		if i := re.SubexpIndex("tokens"); i > 0 {
+			tokens, _ = strconv.Atoi(m[i])
+		}
+		if i := re.SubexpIndex("limit"); i > 0 {
+			limit, _ = strconv.Atoi(m[i])
+		}
+		return tokens, limit, true
+	}
+	return 0, 0, false
+}
