@@ -266,6 +266,39 @@ func TestUnreachableAPIPausesTheWorkerUntilItIsBack(t *testing.T) {
 	}
 }
 
+// TestModelServerLoadingItsModelPausesTheWorker: llama.cpp's server listens before it has
+// loaded its model and answers 503 "Loading model" until it has, for minutes with a large one —
+// a worker started with it (a compose file, a reboot) meets that answer first. It was retried as
+// a server failure and used up the messages' deliveries, dead-lettering the backlog (at once
+// here, every delivery the last). No paper is at fault: the worker pauses, as on a server that
+// cannot be reached, and does every paper once the model is loaded.
+func TestModelServerLoadingItsModelPausesTheWorker(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 16})
+	api.SetLoading(true)
+	sum, err := summarize.New(summarize.Config{BaseURL: api.URL(), Model: "m", MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, papers, w, logs := pausingWorker(t, sum, embed.NewOffline())
+	waitFor(t, "the worker pausing twice", func() (bool, string) {
+		s := w.Stats()
+		return s.Paused >= 2 || s.Dead > 0, fmt.Sprintf("%+v", s)
+	})
+	checkAllQueued(t, b, w, papers, "a model server loading its model")
+	if out := logs.String(); !strings.Contains(out, "pausing the worker") || !strings.Contains(out, "Loading model") {
+		t.Errorf("the pause does not give the server's answer:\n%s", out)
+	}
+	api.SetLoading(false) // loaded
+	waitFor(t, "every paper done once the model is loaded", func() (bool, string) {
+		s := w.Stats()
+		return s.Acked == int64(len(papers)), fmt.Sprintf("%+v", s)
+	})
+	if dls := deadLetters(t, b.js); len(dls) != 0 {
+		t.Errorf("%d papers dead-lettered while the model loaded", len(dls))
+	}
+}
+
 // revokedKeySummarizer is a summarizer whose key the API (returned) refuses (401) until it is
 // given that key.
 func revokedKeySummarizer(t *testing.T) (pipeline.Summarizer, *openaitest.Server) {

@@ -71,8 +71,10 @@ var ErrAccount = errors.New("the API refuses the account or the configuration")
 // fault. Retrier.Do retries it like a transient failure (a blip), and once the retries are
 // used up returns it wrapped with ErrAccount, so that a worker pauses on it with its
 // messages queued instead of using up their deliveries (an hour's outage of a local model
-// server dead-lettered the whole backlog). A connection that broke during a call, or an
-// answer of 5xx, stays Transient: the server answered, and a paper may be what it failed on.
+// server dead-lettered the whole backlog). So is a model server that answers only that it is
+// still loading its model (llama.cpp's 503 "Loading model", see loading). A connection that
+// broke during a call, or another answer of 5xx, stays Transient: the server answered, and a
+// paper may be what it failed on.
 var ErrUnreachable = errors.New("the API cannot be reached")
 
 // unreachable reports whether err is a failure to connect to the API: a DNS failure, or a
@@ -104,6 +106,19 @@ func unreachable(err error) bool {
 	return false
 }
 
+// loading reports whether err is a model server's answer that it is still loading its model:
+// llama.cpp's llama-server listens before it loads the model and answers every request but
+// /v1/models with 503 {"error": {"code": 503, "message": "Loading model", "type":
+// "unavailable_error"}} until it is loaded (tools/server/server.cpp, middleware_server_state),
+// for as long as the model takes to load — minutes for a large one. No paper is at fault, and
+// the answer a moment later is the same: Retrier.Do takes it as an API that cannot be reached
+// yet (ErrUnreachable), which a worker pauses on instead of using up its messages' deliveries.
+func loading(err error) bool {
+	var apiErr *openai.APIError
+	return errors.As(err, &apiErr) && apiErr.HTTPStatusCode == http.StatusServiceUnavailable &&
+		strings.EqualFold(strings.TrimSpace(apiErr.Message), "Loading model")
+}
+
 // ErrBadResponse marks an answer that is well-formed HTTP but unusable (no choices, a vector
 // missing from the data): transient, since the next answer may be fine.
 var ErrBadResponse = errors.New("unusable response")
@@ -121,14 +136,15 @@ var ErrBadResponse = errors.New("unusable response")
 //     whatever its status: llama.cpp answers 500 for it, and retrying sends the same input.
 //   - anything wrapping paper.ErrPermanent or ErrAccount → Permanent or Account.
 //   - a connection that could not be made (refused, no such host, no route, a dial
-//     timeout: see ErrUnreachable) → Account.
+//     timeout: see ErrUnreachable), or a model server still loading its model (llama.cpp's
+//     503 "Loading model") → Account.
 //   - other network errors, timeouts, io.ErrUnexpectedEOF, JSON syntax and type errors of a
 //     truncated or malformed body, ErrBadResponse, and anything unknown → Transient.
 func Classify(err error) Class {
 	if errors.Is(err, paper.ErrPermanent) {
 		return Permanent
 	}
-	if errors.Is(err, ErrAccount) || unreachable(err) {
+	if errors.Is(err, ErrAccount) || unreachable(err) || loading(err) {
 		return Account
 	}
 	if _, _, ok := InputTooLong(err); ok {
@@ -426,6 +442,8 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 		case cutShort:
 		case unreachable(err):
 			unreached = err
+		case loading(err):
+			unreached = fmt.Errorf("the model server is still loading its model: %w", err)
 		case ended && connecting.Load() && !connected.Load():
 			unreached = fmt.Errorf("no connection within the deadline: %w", err)
 		default:

@@ -43,6 +43,7 @@ func TestClassify(t *testing.T) {
 		{"api 422", &openai.APIError{HTTPStatusCode: 422}, Permanent},
 		{"api 500", &openai.APIError{HTTPStatusCode: 500}, Transient},
 		{"api 503", &openai.APIError{HTTPStatusCode: 503}, Transient},
+		{"llama.cpp loading its model", &openai.APIError{HTTPStatusCode: 503, Message: "Loading model", Type: "unavailable_error"}, Account},
 		{"api 401", &openai.APIError{HTTPStatusCode: 401}, Account},
 		{"api 403", &openai.APIError{HTTPStatusCode: 403}, Account},
 		{"api 402 (a gateway's insufficient credits)", &openai.APIError{HTTPStatusCode: 402}, Account},

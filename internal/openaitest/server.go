@@ -235,6 +235,9 @@ type Stats struct {
 	// bodies.
 	PromptTokens     int64 `json:"prompt_tokens"`
 	CompletionTokens int64 `json:"completion_tokens"`
+	// Loading counts the chat and embeddings requests answered "Loading model" (SetLoading),
+	// which ChatRequests and EmbedRequests leave out.
+	Loading int64 `json:"loading"`
 	// Faults counts injected faults by kind (the Fault* constants).
 	Faults map[string]int64 `json:"faults"`
 	// ValidationErrors lists the spec violations seen, in requests received
@@ -267,6 +270,7 @@ type Server struct {
 
 	mu             sync.Mutex
 	apiKey         string
+	loading        bool // SetLoading
 	faults         Faults
 	rng            *rand.Rand
 	stats          Stats
@@ -351,6 +355,19 @@ func (s *Server) Handler() http.Handler { return s.handler }
 func (s *Server) SetAPIKey(key string) {
 	s.mu.Lock()
 	s.apiKey = key
+	s.mu.Unlock()
+}
+
+// SetLoading has the server answer every chat and embeddings request as llama.cpp's
+// llama-server does until its model is loaded (on), or answer them again (off): 503
+// {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}
+// (ggml-org/llama.cpp tools/server/server.cpp, middleware_server_state:
+// `res_error(res, format_error_response("Loading model", ERROR_TYPE_UNAVAILABLE))`, which
+// format_error_response answers with 503). The server listens before it loads the model, so a
+// client started with it meets this answer, for as long as the model takes to load.
+func (s *Server) SetLoading(on bool) {
+	s.mu.Lock()
+	s.loading = on
 	s.mu.Unlock()
 }
 
@@ -508,9 +525,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	var h func(http.ResponseWriter, *http.Request, []string)
 	switch {
 	case len(parts) == 2 && parts[0] == "chat" && parts[1] == "completions":
-		method, h = http.MethodPost, s.serveChat
+		method, h = http.MethodPost, s.loadingOr(s.serveChat)
 	case len(parts) == 1 && parts[0] == "embeddings":
-		method, h = http.MethodPost, s.serveEmbeddings
+		method, h = http.MethodPost, s.loadingOr(s.serveEmbeddings)
 	case len(parts) == 1 && parts[0] == "files":
 		method, h = http.MethodPost, s.serveCreateFile
 	case len(parts) == 2 && parts[0] == "files":
@@ -539,6 +556,26 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h(w, r, parts)
+}
+
+// loadingOr is h, answered with llama.cpp's 503 "Loading model" while the server is loading
+// (SetLoading). The request is counted as h counts it.
+func (s *Server) loadingOr(h func(http.ResponseWriter, *http.Request, []string)) func(http.ResponseWriter, *http.Request, []string) {
+	return func(w http.ResponseWriter, r *http.Request, parts []string) {
+		s.mu.Lock()
+		loading := s.loading
+		if loading {
+			s.stats.Loading++
+		}
+		s.mu.Unlock()
+		if !loading {
+			h(w, r, parts)
+			return
+		}
+		s.writeRequestError(w, &requestError{status: http.StatusServiceUnavailable, raw: map[string]any{"error": map[string]any{
+			"code": http.StatusServiceUnavailable, "message": "Loading model", "type": "unavailable_error",
+		}}})
+	}
 }
 
 // authorized reports whether r carries the API key, if one is required.
