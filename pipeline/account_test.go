@@ -299,6 +299,30 @@ func TestModelServerLoadingItsModelPausesTheWorker(t *testing.T) {
 	}
 }
 
+// TestServerThatDoesNotServeEmbeddingsPausesTheWorker: llama.cpp's server started without
+// --embeddings answers every embeddings request 501 "This server does not support embeddings.
+// Start it with `--embeddings`" (and started with it, every chat request 501). It was retried
+// as a server failure, and the messages' deliveries used up until the backlog was
+// dead-lettered (at once here, every delivery the last). No paper is at fault and the answer
+// will not change until the server is restarted: the worker pauses, saying why.
+func TestServerThatDoesNotServeEmbeddingsPausesTheWorker(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 16, Serves: openaitest.ServesChat})
+	emb, err := embed.New(embed.Config{BaseURL: api.URL(), Model: "local", Dimensions: 16, MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, papers, w, logs := pausingWorker(t, summarize.NewOffline(30), emb)
+	waitFor(t, "the worker pausing twice", func() (bool, string) {
+		s := w.Stats()
+		return s.Paused >= 2 || s.Dead > 0, fmt.Sprintf("%+v", s)
+	})
+	checkAllQueued(t, b, w, papers, "a server that does not serve embeddings")
+	if out := logs.String(); !strings.Contains(out, "pausing the worker") || !strings.Contains(out, "Start it with `--embeddings`") {
+		t.Errorf("the pause does not give the server's answer:\n%s", out)
+	}
+}
+
 // revokedKeySummarizer is a summarizer whose key the API (returned) refuses (401) until it is
 // given that key.
 func revokedKeySummarizer(t *testing.T) (pipeline.Summarizer, *openaitest.Server) {

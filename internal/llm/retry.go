@@ -37,7 +37,7 @@ const (
 	// Permanent failures (HTTP 400, 413, 422, or anything wrapping paper.ErrPermanent) are
 	// never retried.
 	Permanent
-	// Account failures (HTTP 401, 402, 403, 404, and 429 insufficient_quota) are the account's or the
+	// Account failures (HTTP 401, 402, 403, 404, 501, and 429 insufficient_quota) are the account's or the
 	// configuration's problem, not the item's: a retry a moment later gets the same answer, so
 	// they are not retried here; the error wraps ErrAccount, and whoever holds a queue of
 	// items pauses it until the API answers again instead of failing the items (see
@@ -128,7 +128,8 @@ var ErrBadResponse = errors.New("unusable response")
 //   - *openai.APIError and *openai.RequestError by HTTP status: 429 → RateLimited; 400, 413,
 //     422, which reject what was sent → Permanent; the account's and the configuration's
 //     problems, which are not the item's fault and would otherwise send the whole queue to
-//     the dead letters → Account: 401/402/403, 404 (an unknown model or a wrong base URL), and
+//     the dead letters → Account: 401/402/403, 404 (an unknown model or a wrong base URL), 501
+//     (a server that does not serve what is asked: llama.cpp's without --embeddings), and
 //     OpenAI's 429 "insufficient_quota" (no wait on the limiter fixes it, so it is not
 //     RateLimited). A worker pauses on them, the messages staying queued, until it is fixed.
 //     Everything else → Transient.
@@ -172,9 +173,13 @@ func classifyStatus(code int) Class {
 		return RateLimited
 	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
 		return Permanent
-	case http.StatusUnauthorized, http.StatusPaymentRequired, http.StatusForbidden, http.StatusNotFound:
+	case http.StatusUnauthorized, http.StatusPaymentRequired, http.StatusForbidden, http.StatusNotFound,
+		http.StatusNotImplemented:
 		// 402: a gateway's "insufficient credits" (OpenRouter), the account exhausted as by
-		// OpenAI's 429 insufficient_quota.
+		// OpenAI's 429 insufficient_quota. 501: a server that does not do what is asked of it,
+		// for any input — llama.cpp's started without --embeddings and asked for vectors, or
+		// with it and asked for a TL;DR ("This server does not support embeddings. Start it
+		// with `--embeddings`").
 		return Account
 	}
 	return Transient

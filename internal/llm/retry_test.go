@@ -47,6 +47,7 @@ func TestClassify(t *testing.T) {
 		{"api 401", &openai.APIError{HTTPStatusCode: 401}, Account},
 		{"api 403", &openai.APIError{HTTPStatusCode: 403}, Account},
 		{"api 402 (a gateway's insufficient credits)", &openai.APIError{HTTPStatusCode: 402}, Account},
+		{"api 501 (llama.cpp without --embeddings)", &openai.APIError{HTTPStatusCode: 501, Message: "This server does not support embeddings. Start it with `--embeddings`"}, Account},
 		{"request 401", &openai.RequestError{HTTPStatusCode: 401}, Account},
 		{"wrapped ErrAccount", fmt.Errorf("tldr: %w", ErrAccount), Account},
 		{"request 429", &openai.RequestError{HTTPStatusCode: 429}, RateLimited},

@@ -123,6 +123,15 @@ type Config struct {
 	// get a 400 ("maximum context length"), or what Flavor's server answers.
 	// Defaults to 8192.
 	ContextTokens int
+	// Serves limits what the server serves, as llama.cpp's llama-server does by how it was
+	// started: "" (the default) both endpoints; ServesChat answers embeddings requests as a
+	// llama-server started without --embeddings, 501 not_supported_error "This server does not
+	// support embeddings. Start it with `--embeddings`"; ServesEmbeddings answers chat requests
+	// as one started with --embeddings ("restrict to only support embedding use case"), 501
+	// "This server does not support completions. Start it without `--embeddings`"
+	// (ggml-org/llama.cpp tools/server/server.cpp, handle_embeddings_impl and
+	// handle_completions_impl; ERROR_TYPE_NOT_SUPPORTED is 501 in format_error_response).
+	Serves string
 	// Flavor is the server whose answers the fake gives where that server's
 	// differ from OpenAI's: FlavorOpenAI (the default, ""), FlavorLlamaCpp or
 	// FlavorVLLM. Today that is the answer to an embeddings input longer
@@ -203,6 +212,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("config: MaxRequestTokens is %d, want > 0", c.MaxRequestTokens)
 	case c.ContextTokens < 0:
 		return fmt.Errorf("config: ContextTokens is %d, want > 0", c.ContextTokens)
+	case c.Serves != "" && c.Serves != ServesChat && c.Serves != ServesEmbeddings:
+		return fmt.Errorf("config: Serves is %q, want \"\", %q or %q", c.Serves, ServesChat, ServesEmbeddings)
 	case c.Flavor != "" && c.Flavor != FlavorOpenAI && c.Flavor != FlavorLlamaCpp && c.Flavor != FlavorVLLM:
 		return fmt.Errorf("config: Flavor is %q, want %q, %q or %q", c.Flavor, FlavorOpenAI, FlavorLlamaCpp, FlavorVLLM)
 	case c.ValidateEvery < 0:
@@ -525,9 +536,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	var h func(http.ResponseWriter, *http.Request, []string)
 	switch {
 	case len(parts) == 2 && parts[0] == "chat" && parts[1] == "completions":
-		method, h = http.MethodPost, s.loadingOr(s.serveChat)
+		method, h = http.MethodPost, s.loadingOr(s.servedOr(ServesChat, s.serveChat))
 	case len(parts) == 1 && parts[0] == "embeddings":
-		method, h = http.MethodPost, s.loadingOr(s.serveEmbeddings)
+		method, h = http.MethodPost, s.loadingOr(s.servedOr(ServesEmbeddings, s.serveEmbeddings))
 	case len(parts) == 1 && parts[0] == "files":
 		method, h = http.MethodPost, s.serveCreateFile
 	case len(parts) == 2 && parts[0] == "files":
@@ -574,6 +585,28 @@ func (s *Server) loadingOr(h func(http.ResponseWriter, *http.Request, []string))
 		}
 		s.writeRequestError(w, &requestError{status: http.StatusServiceUnavailable, raw: map[string]any{"error": map[string]any{
 			"code": http.StatusServiceUnavailable, "message": "Loading model", "type": "unavailable_error",
+		}}})
+	}
+}
+
+// Values of Config.Serves.
+const (
+	ServesChat       = "chat"
+	ServesEmbeddings = "embeddings"
+)
+
+// servedOr is h, the handler of what, or llama.cpp's 501 when Config.Serves is the other one.
+func (s *Server) servedOr(what string, h func(http.ResponseWriter, *http.Request, []string)) func(http.ResponseWriter, *http.Request, []string) {
+	if s.cfg.Serves == "" || s.cfg.Serves == what {
+		return h
+	}
+	msg := "This server does not support embeddings. Start it with `--embeddings`"
+	if what == ServesChat {
+		msg = "This server does not support completions. Start it without `--embeddings`"
+	}
+	return func(w http.ResponseWriter, _ *http.Request, _ []string) {
+		s.writeRequestError(w, &requestError{status: http.StatusNotImplemented, raw: map[string]any{"error": map[string]any{
+			"code": http.StatusNotImplemented, "message": msg, "type": "not_supported_error",
 		}}})
 	}
 }
