@@ -128,7 +128,8 @@ type Config struct {
 	// MaxRetries is how many times a transiently failed request is retried (429s do not
 	// count). Defaults to 5; a negative value means no retries.
 	MaxRetries int
-	// Timeout bounds each HTTP request (each attempt of a retried one). Defaults to 60s.
+	// Timeout bounds each HTTP request (each attempt of a retried one), or the call's ctx when
+	// its deadline is later (see llm.Retrier.Timeout). Defaults to 60s.
 	Timeout time.Duration
 	// EncodingFormat is the "encoding_format" requested: "base64" (little-endian float32s,
 	// about half the bytes of "float" and much cheaper to decode) or "float" (JSON numbers).

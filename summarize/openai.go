@@ -32,7 +32,8 @@ type Config struct {
 	// MaxRetries is how many times a transiently failed request is retried (429s do not
 	// count). Defaults to 5; a negative value means no retries.
 	MaxRetries int
-	// Timeout bounds each HTTP request. Defaults to 60s.
+	// Timeout bounds each HTTP request, or the call's ctx when its deadline is later (see
+	// llm.Retrier.Timeout). Defaults to 60s.
 	Timeout time.Duration
 	// Limiter is the rate limiter of the API's base URL, shared with every other client of
 	// it. Defaults to a limiter of this client's own with no request or token budget, which

@@ -339,6 +339,27 @@ func TestClientTimeoutIsRetried(t *testing.T) {
 	}
 }
 
+// TestClientSlowServerGetsTheCallsTime: a local model on a CPU answers a TL;DR request more
+// slowly than the client's per-request Timeout (60 s by default), and README says to raise
+// PAPERPIPE_ACK_WAIT for it, which gives each message's API work more time (its ctx deadline).
+// Each request was still cut at Timeout and sent again from its start, cut again, until the
+// retries and then the deliveries were used up: the server was never let finish. A request may
+// now take until the call's deadline when that is later than Timeout.
+func TestClientSlowServerGetsTheCallsTime(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{ChatLatency: 300 * time.Millisecond})
+	c := newClient(t, srv, nil, func(c *Config) { c.Timeout = 100 * time.Millisecond; c.MaxRetries = 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // the message's budget
+	defer cancel()
+	s, err := c.Summarize(ctx, testPaper)
+	if err != nil || s.Usage.Requests != 1 {
+		t.Fatalf("Summarize: %v, %+v; want the TL;DR of one request the server was let finish", err, s.Usage)
+	}
+	if st := srv.Stats(); st.ChatRequests != 1 {
+		t.Errorf("%d requests, want 1", st.ChatRequests)
+	}
+}
+
 func TestClientRateLimitDoesNotConsumeRetries(t *testing.T) {
 	t.Parallel()
 	srv := openaitest.Start(t, openaitest.Config{Faults: openaitest.Faults{RateLimit: 1, RetryAfter: 20 * time.Millisecond}})

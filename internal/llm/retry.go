@@ -248,7 +248,10 @@ type Retrier struct {
 	BaseDelay time.Duration
 	// MaxDelay caps the backoff ceiling. Defaults to 20s.
 	MaxDelay time.Duration
-	// Timeout bounds each attempt. Defaults to 60s.
+	// Timeout bounds each attempt, unless the call's ctx allows it longer: an attempt may last
+	// until ctx's deadline when that is later (a worker's message budget, raised for a slow
+	// local model: a request that takes longer than Timeout was cut and sent again from its
+	// start, to be cut again, until the message was dead-lettered). Defaults to 60s.
 	Timeout time.Duration
 	// MaxRateLimitWait caps the total time one call spends waiting out 429s when ctx has no
 	// earlier deadline; past it the 429 is returned as a transient error. Defaults to 10m.
@@ -413,7 +416,11 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 			return res, err
 		}
 		res.Attempts++
-		actx, cancel := context.WithTimeout(ctx, timeout)
+		attempt := timeout
+		if dl, ok := ctx.Deadline(); ok {
+			attempt = max(attempt, time.Until(dl))
+		}
+		actx, cancel := context.WithTimeout(ctx, attempt)
 		// A connection still being made when the attempt's or the call's time ran out is a
 		// host that does not answer (a firewall dropping packets, a partition): net/http
 		// reports the context's end then, not the dial's error.

@@ -510,8 +510,8 @@ func TestConnectCutShortByTheDeadlineIsATimeout(t *testing.T) {
 		t.Errorf("a connect cut short after 30 ms: err %v, want the deadline's, not ErrUnreachable", err)
 	}
 
-	// The first attempt waited its whole Timeout for the connection; the call's deadline then
-	// cuts the retry short.
+	// An attempt waits for the connection until the call's deadline (past Timeout, see
+	// Retrier.Timeout): unanswered for over a second, the call is unreachable.
 	ctx, cancel = context.WithTimeout(context.Background(), 1200*time.Millisecond)
 	defer cancel()
 	attempts := 0
@@ -519,7 +519,18 @@ func TestConnectCutShortByTheDeadlineIsATimeout(t *testing.T) {
 		attempts++
 		return get(ctx)
 	})
-	if attempts < 2 || !errors.Is(err, ErrUnreachable) || !errors.Is(err, ErrAccount) {
-		t.Errorf("after %d attempts, the first unanswered for a second: err %v, want ErrUnreachable with ErrAccount", attempts, err)
+	if attempts != 1 || !errors.Is(err, ErrUnreachable) || !errors.Is(err, ErrAccount) {
+		t.Errorf("after %d attempts, unanswered for 1.2 s: err %v, want one attempt, ErrUnreachable with ErrAccount", attempts, err)
+	}
+
+	// A call without a deadline: each attempt waits Timeout for the connection, and the call is
+	// unreachable once the retries are used up.
+	attempts = 0
+	_, err = Retrier{Timeout: 600 * time.Millisecond, MaxRetries: 1, BaseDelay: time.Millisecond}.Do(context.Background(), 1, func(ctx context.Context) error {
+		attempts++
+		return get(ctx)
+	})
+	if attempts != 2 || !errors.Is(err, ErrUnreachable) || !errors.Is(err, ErrAccount) {
+		t.Errorf("after %d attempts, each unanswered for its Timeout: err %v, want two attempts, ErrUnreachable with ErrAccount", attempts, err)
 	}
 }
