@@ -599,6 +599,9 @@ func (c *Client) embed(ctx context.Context, retry llm.Retrier, texts []string, t
 	if err == nil && switched { // at most once: the client now asks for float
 		_, err = retry.Do(ctx, tokens, send)
 	}
+	if req.Dimensions > 0 {
+		err = c.dimensionsRefused(err)
+	}
 	usage.InputTokens += tokens * unread
 	if err == nil && oneInput {
 		return nil, usage, errOneInput
@@ -632,6 +635,27 @@ func (c *Client) wrongLength(n int) error {
 	}
 	return fmt.Errorf("%w: model %s returned %d-dimensional vectors, the space expects %d (%s)",
 		llm.ErrAccount, c.cfg.Model, n, c.space.Dimensions, hint)
+}
+
+// dimensionsRefused returns err, the error of a request that carried "dimensions", as the
+// configuration's (wrapping llm.ErrAccount, not paper.ErrPermanent) when it is the API's refusal
+// of that field: vLLM's 400 for a model without Matryoshka support ("Model \"BAAI/bge-m3\" does
+// not support matryoshka representation, …"; and "only supports … matryoshka dimensions"),
+// OpenAI's for text-embedding-ada-002 ("This model does not support specifying dimensions.").
+// No paper causes it and every request gets it: as a permanent error it dead-lettered every
+// paper (each batch halved down to single papers first), where the worker now pauses, saying
+// which setting sends the field. Other errors are returned as they are.
+func (c *Client) dimensionsRefused(err error) error {
+	var apiErr *openai.APIError
+	if !errors.As(err, &apiErr) || apiErr.HTTPStatusCode != http.StatusBadRequest && apiErr.HTTPStatusCode != http.StatusUnprocessableEntity {
+		return err
+	}
+	if msg := strings.ToLower(apiErr.Message); !strings.Contains(msg, "matryoshka") && !strings.Contains(msg, "dimensions") {
+		return err
+	}
+	return fmt.Errorf("%w: model %s refuses the \"dimensions\" sent (%d), it cannot shorten its vectors: "+
+		"set PAPERPIPE_EMBED_SEND_DIMENSIONS=never (it is %s) and PAPERPIPE_EMBED_DIMENSIONS to the length it returns: %w",
+		llm.ErrAccount, c.cfg.Model, c.cfg.Dimensions, c.cfg.SendDimensions, apiErr)
 }
 
 // errOneInput is embed's answer when the server answered a request of several inputs with one

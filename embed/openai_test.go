@@ -295,7 +295,8 @@ func TestClientSendsDimensionsOnlyToModelsThatAcceptThem(t *testing.T) {
 
 // TestClientErrorGivesTheMessageOfAVLLMErrorBody: vLLM's error body
 // ({"object":"error","message":…}) is not OpenAI's ({"error":{…}}), and go-openai's error
-// showed "message: %!s(<nil>)" for it. The error gives the server's message.
+// showed "message: %!s(<nil>)" for it. The error gives the server's message. (A refusal of
+// "dimensions" is the configuration's: TestDimensionsAModelRefusesAreTheConfigurations.)
 func TestClientErrorGivesTheMessageOfAVLLMErrorBody(t *testing.T) {
 	t.Parallel()
 	ts := httptest.NewServer(&vllmLikeAPI{dims: 1024})
@@ -306,8 +307,8 @@ func TestClientErrorGivesTheMessageOfAVLLMErrorBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, err = c.Embed(context.Background(), synthPapers(1))
-	if !errors.Is(err, paper.ErrPermanent) || llm.HTTPStatus(err) != http.StatusBadRequest {
-		t.Fatalf("err = %v, want a permanent 400", err)
+	if !errors.Is(err, llm.ErrAccount) || llm.HTTPStatus(err) != http.StatusBadRequest {
+		t.Fatalf("err = %v, want the 400, as the configuration's", err)
 	}
 	if msg := err.Error(); !strings.Contains(msg, "message: Model \"text-embedding-3-large\" does not support matryoshka representation") ||
 		strings.Contains(msg, "%!") {

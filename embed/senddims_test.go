@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/paperpipe/paperpipe/internal/llm"
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/paper"
 )
 
 // matryoshkaAPI answers like a gateway or server that honours "dimensions" for any model
@@ -189,5 +191,38 @@ func TestPrefixedModelHasItsNativeLength(t *testing.T) {
 	}
 	if d := c.Space().Dimensions; d != 1536 {
 		t.Errorf("its space has %d dimensions, want 1536", d)
+	}
+}
+
+// TestDimensionsAModelRefusesAreTheConfigurations: PAPERPIPE_EMBED_SEND_DIMENSIONS=always for a
+// model that cannot shorten its vectors — vLLM serving BAAI/bge-m3 answers every request that
+// carries "dimensions" 400 "does not support matryoshka representation", OpenAI's
+// text-embedding-ada-002 400 "does not support specifying dimensions". No paper causes it: as a
+// permanent error it had the worker halve every batch down to single papers and dead-letter each
+// of them. It is the configuration's (llm.ErrAccount: the worker pauses), naming the setting.
+func TestDimensionsAModelRefusesAreTheConfigurations(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, model, flavor string
+		dims                int
+	}{
+		{"vLLM, BAAI/bge-m3", "BAAI/bge-m3", openaitest.FlavorVLLM, 8},
+		{"OpenAI, text-embedding-ada-002", "text-embedding-ada-002", openaitest.FlavorOpenAI, 1536},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := openaitest.Start(t, openaitest.Config{Dimensions: 8, Flavor: tc.flavor})
+			c := newTestClient(t, srv, func(c *Config) {
+				c.Model, c.Dimensions, c.SendDimensions = tc.model, tc.dims, SendDimensionsAlways
+			})
+			_, _, err := c.Embed(context.Background(), synthPapers(4))
+			if !errors.Is(err, llm.ErrAccount) || errors.Is(err, paper.ErrPermanent) || llm.Classify(err) != llm.Account ||
+				!strings.Contains(err.Error(), "PAPERPIPE_EMBED_SEND_DIMENSIONS") {
+				t.Fatalf("err = %v; want llm.ErrAccount (not ErrPermanent) naming PAPERPIPE_EMBED_SEND_DIMENSIONS", err)
+			}
+			if st := srv.Stats(); st.EmbedRequests != 1 {
+				t.Errorf("%d requests: the refusal must not be retried", st.EmbedRequests)
+			}
+		})
 	}
 }

@@ -183,6 +183,17 @@ func (s *Server) dimensions(req embedRequest) int {
 // from OpenAI too, in the fake's words), and the inputs' count and sizes are
 // bounded.
 func (s *Server) checkEmbedRequest(req embedRequest, inputs []embedInput) (total int, rerr *requestError) {
+	if req.Dimensions != nil && s.cfg.Flavor == FlavorVLLM {
+		// vLLM refuses "dimensions" for a model whose config does not say it is Matryoshka
+		// (is_matryoshka), whatever the value: as for BAAI/bge-m3, which the fake's vLLM
+		// serves all its models as (vllm/pooling_params.py, PoolingParams.verify; the body as
+		// vLLM's docs quote it, docs/models/pooling_models.md "Matryoshka Embeddings").
+		return 0, &requestError{status: http.StatusBadRequest, raw: map[string]any{
+			"object":  "error",
+			"message": fmt.Sprintf("Model %q does not support matryoshka representation, changing output dimensions will lead to poor results.", req.Model),
+			"type":    "BadRequestError", "param": nil, "code": http.StatusBadRequest,
+		}}
+	}
 	if req.Dimensions != nil && req.Model == "text-embedding-ada-002" {
 		return 0, &requestError{status: http.StatusBadRequest, err: apiError{
 			Message: "This model does not support specifying dimensions.",

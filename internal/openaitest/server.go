@@ -135,7 +135,9 @@ type Config struct {
 	// Flavor is the server whose answers the fake gives where that server's
 	// differ from OpenAI's: FlavorOpenAI (the default, ""), FlavorLlamaCpp or
 	// FlavorVLLM. Today that is the answer to an embeddings input longer
-	// than ContextTokens (see contextError).
+	// than ContextTokens (see contextError), and vLLM's 400 for "dimensions",
+	// as for a model without Matryoshka support (every model of the fake's
+	// vLLM).
 	Flavor string
 	// ChatLimits and EmbedLimits are the per-minute budgets the x-ratelimit-*
 	// headers advertise (not enforced: 429s come from Faults.RateLimit). A
