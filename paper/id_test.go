@@ -131,6 +131,11 @@ func TestContentHashFoldsWhitespace(t *testing.T) {
 	if a.ContentHash() == d.ContentHash() {
 		t.Error("moving words between title and abstract should change the hash")
 	}
+	// Even when title and abstract, joined, read the same: the hash is of the pair.
+	e, f := Abstract{Title: "Graph", Abstract: "networks"}, Abstract{Title: "Graphnet", Abstract: "works"}
+	if e.ContentHash() == f.ContentHash() {
+		t.Error("moving the title/abstract boundary inside a word should change the hash")
+	}
 }
 
 // An id cannot hold a control or format character: it would print as more than one line, or

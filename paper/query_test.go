@@ -22,6 +22,10 @@ func TestParseQuery(t *testing.T) {
 		{"-x -y", "", "x or y"},
 		{`unclosed "quote -here`, "unclosed quote -here", ""},
 		{"", "", ""},
+		// An empty phrase is no phrase: it neither adds an empty word to the text nor
+		// swallows the rest of the query as a phrase, and -"" excludes nothing.
+		{`a "" b -""`, "a b", ""},
+		{`"  " x`, "x", ""},
 		{"深度学习 -量子", "深度学习", "量子"},
 		// Multi-byte spaces (pasted from a PDF, typed in Japanese) separate words like a space;
 		// read a byte at a time, one made ParseQuery loop for ever.
