@@ -175,3 +175,20 @@ func TestJSONLControlCharactersInTextAreKept(t *testing.T) {
 		t.Errorf("id %s, want the title id of the text as it came, %s", a.ID, paper.TitleID(want.Title))
 	}
 }
+
+// A line of exactly MaxRecordBytes is read, and a longer one is refused with its length, the
+// same whatever the line ending: a Windows file's "\r" counted as the line's made a line at
+// the limit "1 byte longer than the limit", and every over-long line one byte longer than it is.
+func TestJSONLLineAtTheLimit(t *testing.T) {
+	t.Parallel()
+	const limit = 200
+	rec := `{"id":"2401.00001","title":"At the limit","abstract":"A."}`
+	atLimit := rec + strings.Repeat(" ", limit-len(rec))
+	for _, eol := range []string{"\n", "\r\n"} {
+		_, _, events := readString(t, atLimit+eol+atLimit+" "+eol, "f.jsonl", Options{Format: JSONL, MaxRecordBytes: limit})
+		equalEvents(t, events, []string{
+			"paper f.jsonl:1 At the limit",
+			"error f.jsonl:2: arxiv:2401.00001: line is 201 bytes, longer than the 200-byte limit",
+		})
+	}
+}

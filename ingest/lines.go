@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 )
@@ -25,12 +26,16 @@ func newLineReader(br *bufio.Reader, max int) *lineReader {
 // call. At the end it returns io.EOF.
 func (l *lineReader) next() (line []byte, length int, err error) {
 	l.buf = l.buf[:0]
+	var last byte // the line's last byte before its '\n', wherever it fell: a '\r' is not counted
 	for {
 		chunk, err := l.br.ReadSlice('\n')
 		l.off += int64(len(chunk))
 		length += len(chunk)
 		if room := l.max - len(l.buf); room > 0 {
 			l.buf = append(l.buf, chunk[:min(room, len(chunk))]...)
+		}
+		if body := bytes.TrimSuffix(chunk, []byte{'\n'}); len(body) > 0 {
+			last = body[len(body)-1]
 		}
 		switch {
 		case err == nil:
@@ -47,11 +52,9 @@ func (l *lineReader) next() (line []byte, length int, err error) {
 		if err == nil { // the line ended with '\n'
 			length--
 		}
-		line = l.buf[:min(len(l.buf), length)]
-		if n := len(line); n == length && n > 0 && line[n-1] == '\r' {
-			line = line[:n-1]
+		if length > 0 && last == '\r' {
 			length--
 		}
-		return line, length, nil
+		return l.buf[:min(len(l.buf), length)], length, nil
 	}
 }
