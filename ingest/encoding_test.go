@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"unicode/utf16"
 
 	"github.com/paperpipe/paperpipe/paper"
@@ -216,6 +217,32 @@ func TestReadErrorsNameTheFileOnceWithTheLine(t *testing.T) {
 		if !regexp.MustCompile(`^`+regexp.QuoteMeta(name)+`:[1-9][0-9]*: `).MatchString(msg) || strings.Count(msg, name) != 1 ||
 			!strings.Contains(msg, "cut short") {
 			t.Errorf("%s cut short: %q; want %s:LINE: once, and that the input was cut short", format, msg, name)
+		}
+	}
+}
+
+// TestReadErrorNamesTheLineItStoppedAt: the line a read error names is the one being read
+// when it came (the first line not read whole), not one before it, in the line formats.
+func TestReadErrorNamesTheLineItStoppedAt(t *testing.T) {
+	t.Parallel()
+	abstract := strings.Repeat("An abstract long enough to be one, of a paper about pipelines. ", 3)
+	errCut := errors.New("connection reset")
+	for format, tc := range map[string]struct {
+		in   string
+		line int
+	}{
+		"jsonl": {`{"id":"2401.00001","title":"One","abstract":"A."}` + "\n" + `{"id":"2401.00002","title":"Two","abstract":"B."}` + "\n" + `{"id":"2401.0`, 3},
+		"text":  {"Paper one\n\n" + abstract + "\n\nPaper two\n\n" + abstract[:40], 7},
+	} {
+		r, err := NewReader(io.MultiReader(strings.NewReader(tc.in), iotest.ErrReader(errCut)), "f", Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", format, err)
+		}
+		for err == nil {
+			_, err = r.Next()
+		}
+		if want := fmt.Sprintf("f:%d: ", tc.line); !errors.Is(err, errCut) || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%s: %v; want the read error at %s…", format, err, want)
 		}
 	}
 }
