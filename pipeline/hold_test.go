@@ -114,6 +114,29 @@ func TestWorkIsNotStartedOnAStaleHold(t *testing.T) {
 // A worker follows its consumer's AckWait while it runs: a ProgressInterval it was given that
 // is too long for a lowered AckWait is lowered to a quarter of it (not an error, as at start),
 // and the holds are told to renew at once.
+// A billed embedding batch lingers at most half the MsgTimeout also once a running worker
+// follows a lowered AckWait: lingering the EmbedLinger that suited the longer one, every batch
+// would go after its messages' API work had to end (see workDeadline), and fail.
+func TestEmbedLingerFollowsALoweredAckWait(t *testing.T) {
+	w, err := NewWorker(nil, nil, noSummarizer{}, nil, WorkerConfig{ProgressInterval: 100 * time.Millisecond, EmbedLinger: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.setTimeouts(10*time.Second, 8); err != nil {
+		t.Fatal(err)
+	}
+	w.embedBills.Store(true)
+	if got := w.embedLinger(); got != 2*time.Second {
+		t.Fatalf("billed embeddings with AckWait 10s linger %v, want EmbedLinger 2s", got)
+	}
+	if err := w.setTimeouts(2*time.Second, 8); err != nil {
+		t.Fatal(err)
+	}
+	if got, msg := w.embedLinger(), w.timings().msgTimeout; got > msg/2 {
+		t.Errorf("after AckWait 2s (MsgTimeout %v), billed embeddings linger %v, want at most half the MsgTimeout", msg, got)
+	}
+}
+
 func TestSetTimeoutsFollowsALoweredAckWait(t *testing.T) {
 	w, err := NewWorker(nil, nil, noSummarizer{}, nil, WorkerConfig{ProgressInterval: 2 * time.Second})
 	if err != nil {
