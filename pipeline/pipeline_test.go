@@ -492,3 +492,31 @@ func TestWorkerStoppedBeforeItStartedReturnsNil(t *testing.T) {
 		t.Errorf("Run with its context ended before it started: %v, want nil", err)
 	}
 }
+
+// A paper whose TL;DR is stored and whose vector is not (written by a worker without an
+// embedder, or before the space was made) gets its vector: its message is not settled as done
+// because the TL;DR is there.
+func TestPaperWithItsTLDRStoredGetsItsVector(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	emb := embed.NewOffline()
+	sum := summarize.NewOffline(30)
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	papers := sampledata.Papers(t)[:3]
+	if _, err := b.store.UpsertPapers(ctx, papers, store.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	sums := make([]paper.Summary, len(papers))
+	for i, p := range papers {
+		sums[i] = paper.Summary{PaperID: p.ID, Text: "A TL;DR written before the space was made.", Model: sum.Model(),
+			PromptVersion: sum.PromptVersion(), ContentHash: p.ContentHash(), Validation: paper.ValidOK}
+	}
+	if _, err := b.store.SaveSummaries(ctx, sums); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, b.js, papers)
+	ws := runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{})
+	if c := counts(t, b, sum); c.WithTLDR != 3 || c.WithEmbedding != 3 || ws.Acked != 3 {
+		t.Errorf("counts %+v, stats %+v; want the 3 papers acked with their TL;DRs and now their vectors", c, ws)
+	}
+}
