@@ -238,6 +238,7 @@ func TestUpsertPapersRejectsInvalidRecordAndWritesNothing(t *testing.T) {
 	for name, mutate := range map[string]func(*paper.Abstract){
 		"empty abstract": func(a *paper.Abstract) { a.Abstract = "  " },
 		"empty title":    func(a *paper.Abstract) { a.Title = "" },
+		"blank title":    func(a *paper.Abstract) { a.Title = " \t" },
 		"empty id":       func(a *paper.Abstract) { a.ID = "" },
 		"invalid UTF-8":  func(a *paper.Abstract) { a.Abstract = "bad \xff byte" },
 		"NUL byte":       func(a *paper.Abstract) { a.Title = "nul \x00 title" },
@@ -704,5 +705,91 @@ func TestTextReadAgainKeepsTheTimeOfItsLatestReading(t *testing.T) {
 	}
 	if !textAt.Equal(a.TextAt.Truncate(time.Microsecond)) || !updatedNow.Equal(updated) {
 		t.Errorf("text_at %v, updated_at %v; want the latest reading's %v, updated_at unchanged %v (nothing changed)", textAt, updatedNow, a.TextAt, updated)
+	}
+}
+
+// A metadata correction of the stored text that was read before it (a redelivered feed record
+// with the authors the file lacked) merges its metadata but keeps the text's later date: dated
+// back, the stored text would lose to a redelivered version read in between, which would
+// replace it.
+func TestMetadataOfAnEarlierReadingKeepsTheTextsDate(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	now := time.Now()
+	a := abstracts(1)[0]
+	a.TextAt = now.Add(-time.Hour)
+	upsert(t, s, []paper.Abstract{a}, store.Work{})
+	early := a
+	early.Authors = []string{"A. Corrected"}
+	early.TextAt = now.Add(-3 * time.Hour)
+	upsert(t, s, []paper.Abstract{early}, store.Work{})
+	if rec, err := s.Paper(t.Context(), a.ID); err != nil || !slices.Equal(rec.Authors, early.Authors) {
+		t.Fatalf("authors %q (%v), want the correction's %q merged", rec.Authors, err, early.Authors)
+	}
+	b := a
+	b.Abstract = "A version of the abstract read between the two readings of the stored one."
+	b.TextAt = now.Add(-2 * time.Hour)
+	if p := upsert(t, s, []paper.Abstract{b}, store.Work{Model: testModel, PromptVersion: testPrompt})[0]; p.Changed || p.NeedTLDR || p.ContentHash != a.ContentHash() {
+		t.Errorf("a version read before the stored text, handled after a metadata correction of it: %+v, want nothing changed or needed", p)
+	}
+	if rec, err := s.Paper(t.Context(), a.ID); err != nil || rec.Abstract.Abstract != a.Abstract {
+		t.Errorf("stored %q (%v), want the text read last, %q", rec.Abstract.Abstract, err, a.Abstract)
+	}
+}
+
+// A result repeated in one call is saved once, the last one winning, as SaveSummaries and
+// SaveEmbeddings promise; and a later result of the same text replaces the stored one (a
+// vector made again, or loaded again corrected, is not kept out by the one stored before).
+func TestTheLastResultOfATextIsTheOneStored(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp := space(t, s, "emb", 3)
+	a := abstracts(1)[0]
+	upsert(t, s, []paper.Abstract{a}, store.Work{})
+
+	n, err := s.SaveSummaries(ctx, []paper.Summary{summaryOf(a, testModel, testPrompt, "The first TL;DR."), summaryOf(a, testModel, testPrompt, "The second TL;DR.")})
+	if err != nil || n != 1 {
+		t.Fatalf("SaveSummaries of one summary twice = %d, %v; want 1 saved", n, err)
+	}
+	if rec, err := s.Paper(ctx, a.ID); err != nil || rec.TLDR == nil || rec.TLDR.Text != "The second TL;DR." {
+		t.Errorf("stored TL;DR %+v (%v), want the last one given", rec.TLDR, err)
+	}
+	// The same text again, cleaned this time: what is stored says so.
+	cleaned := summaryOf(a, testModel, testPrompt, "The second TL;DR.")
+	cleaned.Validation = paper.ValidCleaned
+	if n, err := s.SaveSummaries(ctx, []paper.Summary{cleaned}); err != nil || n != 1 {
+		t.Fatalf("SaveSummaries of the same text, cleaned = %d, %v; want 1 saved", n, err)
+	}
+	if rec, err := s.Paper(ctx, a.ID); err != nil || rec.TLDR == nil || rec.TLDR.Validation != paper.ValidCleaned {
+		t.Errorf("stored TL;DR %+v (%v), want its validation %q", rec.TLDR, err, paper.ValidCleaned)
+	}
+
+	first := func() float32 {
+		t.Helper()
+		var x float32
+		if err := s.Pool().QueryRow(ctx, "SELECT (embedding::real[])[1] FROM embeddings WHERE space_id = $1 AND paper_id = $2", sp.ID, a.ID).Scan(&x); err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	n, err = s.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(a, 0.25, 1, 0), embeddingOf(a, 0.5, 1, 0)})
+	if err != nil || n != 1 {
+		t.Fatalf("SaveEmbeddings of one paper twice = %d, %v; want 1 saved", n, err)
+	}
+	if x := first(); x != 0.5 {
+		t.Errorf("stored vector starts with %v, want 0.5, the last one given", x)
+	}
+	if n, err := s.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(a, 0.75, 1, 0)}); err != nil || n != 1 {
+		t.Fatalf("SaveEmbeddings of another vector of the text = %d, %v; want 1 saved", n, err)
+	}
+	if x := first(); x != 0.75 {
+		t.Errorf("after saving another vector of the same text, the stored one starts with %v, want 0.75", x)
+	}
+	if res, err := s.LoadEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(a, 0.125, 1, 0)}); err != nil || res.Loaded != 1 {
+		t.Fatalf("LoadEmbeddings of another vector of the text = %+v, %v; want 1 loaded", res, err)
+	}
+	if x := first(); x != 0.125 {
+		t.Errorf("after loading another vector of the same text, the stored one starts with %v, want 0.125", x)
 	}
 }
