@@ -134,3 +134,35 @@ func fillingRun(t *testing.T, s *store.Store, id int64) (*store.Store, func()) {
 	t.Cleanup(unlock)
 	return run, unlock
 }
+
+// TestDropEmptySpaceKeepsASpaceBatchJobsEmbedInto: a space with no vector yet, that a batch
+// job submitted by `reprocess --batch-api` embeds into, is kept by a load that stored nothing
+// in it: dropping it would delete the job with it (ON DELETE CASCADE), and the batch, paid
+// for, would never be collected.
+func TestDropEmptySpaceKeepsASpaceBatchJobsEmbedInto(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp, created, err := s.EnsureSpaceForLoad(ctx, paper.Space{Model: "import-model", Dimensions: 3, Template: "title+abstract"})
+	if err != nil || !created {
+		t.Fatalf("EnsureSpaceForLoad: %v %v", created, err)
+	}
+	p := abstracts(1)[0]
+	upsert(t, s, []paper.Abstract{p}, store.Work{})
+	job, release, err := s.ClaimBatchJob(ctx, store.BatchJob{Kind: paper.KindEmbedding, Model: sp.Model, SpaceID: sp.ID,
+		Target: store.BatchTarget(paper.KindEmbedding, sp.Model, "", sp.ID)}, []store.BatchItem{{PaperID: p.ID, ContentHash: p.ContentHash()}})
+	release()
+	if err != nil || job.ID == 0 {
+		t.Fatalf("ClaimBatchJob = %+v, %v", job, err)
+	}
+	job.Status, job.OpenAIID = store.BatchSubmitted, "batch_abc123"
+	if err := s.UpdateBatchJob(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	if dropped, err := s.DropEmptySpace(ctx, sp.ID); err != nil || dropped {
+		t.Fatalf("DropEmptySpace of a space a batch job embeds into: dropped=%v, %v; want it kept", dropped, err)
+	}
+	if _, ok := spacesByID(t, s)[sp.ID]; !ok || countRows(t, s, "batch_jobs") != 1 {
+		t.Fatal("the space or its batch job is gone")
+	}
+}
