@@ -347,6 +347,11 @@ func TestListPagesNewestFirst(t *testing.T) {
 	if pages != 3 || !slices.Equal(got, want) {
 		t.Errorf("List over %d pages = %v\nwant %v", pages, got, want)
 	}
+	// A last page that is full has no next page: a cursor to an empty page is a "Next" link to
+	// nothing.
+	if recs, next, err := s.List(ctx, 25, nil); err != nil || len(recs) != 25 || next != nil {
+		t.Errorf("List(25) of 25 papers = %d papers, next %v, %v; want all 25 and no next page", len(recs), next, err)
+	}
 
 	if _, err := store.DecodeCursor("not a cursor!"); !errors.Is(err, paper.ErrInvalid) {
 		t.Errorf("DecodeCursor(garbage) = %v, want ErrInvalid", err)
