@@ -150,15 +150,18 @@ func TestSweepFindsGivenUpMessagesAcrossWorkersAndSkipsStoredOnes(t *testing.T) 
 	ctx := context.Background()
 	sum, emb := summarize.NewOffline(30), embed.NewOffline()
 	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1, AckWait: time.Second})
-	papers := sampledata.Papers(t)[:3]
-	// The first paper's results were stored by the worker that died before acknowledging.
-	done := papers[0]
-	if _, err := b.store.UpsertPapers(ctx, []paper.Abstract{done}, paper.Work{}); err != nil {
+	papers := sampledata.Papers(t)[:5]
+	// The first paper's results were stored by the worker that died before acknowledging; of
+	// the second, only its TL;DR, of the third only its vector: they still need the other, and
+	// are dead-lettered.
+	done, half, vectorOnly := papers[0], papers[1], papers[2]
+	if _, err := b.store.UpsertPapers(ctx, []paper.Abstract{done, half, vectorOnly}, paper.Work{}); err != nil {
 		t.Fatal(err)
 	}
 	s, _ := sum.Summarize(ctx, done)
-	embs, _, _ := emb.Embed(ctx, []paper.Abstract{done})
-	if _, err := b.store.SaveSummaries(ctx, []paper.Summary{s}); err != nil {
+	sh, _ := sum.Summarize(ctx, half)
+	embs, _, _ := emb.Embed(ctx, []paper.Abstract{done, vectorOnly})
+	if _, err := b.store.SaveSummaries(ctx, []paper.Summary{s, sh}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.store.SaveEmbeddings(ctx, b.space.ID, embs); err != nil {
@@ -190,8 +193,8 @@ func TestSweepFindsGivenUpMessagesAcrossWorkersAndSkipsStoredOnes(t *testing.T) 
 		return q == 0, fmt.Sprintf("%d messages left", q)
 	})
 	dls := deadLetters(t, b.js)
-	if len(dls) != 2 {
-		t.Fatalf("dead letters %+v, want one for each of the 2 papers without results", dls)
+	if len(dls) != 4 {
+		t.Fatalf("dead letters %+v, want one for each of the 4 papers without all their results", dls)
 	}
 	for _, d := range dls {
 		if d.PaperID == done.ID || !strings.Contains(d.Reason, pipeline.ReasonMaxDeliveries) {
@@ -199,8 +202,8 @@ func TestSweepFindsGivenUpMessagesAcrossWorkersAndSkipsStoredOnes(t *testing.T) 
 		}
 	}
 	s1, s2 := w1.Stats(), w2.Stats()
-	if s1.Dead+s2.Dead != 2 || s1.Reaped+s2.Reaped < 3 {
-		t.Errorf("stats %+v and %+v: want 2 dead letters between them and all 3 messages reaped", s1, s2)
+	if s1.Dead+s2.Dead != 4 || s1.Reaped+s2.Reaped < 5 {
+		t.Errorf("stats %+v and %+v: want 4 dead letters between them and all 5 messages reaped", s1, s2)
 	}
 }
 
