@@ -177,6 +177,9 @@ func TestCrossSiteLoadsAreRefused(t *testing.T) {
 		{"/search?mode=semantic&q=", fetch("cross-site", "no-cors", "image"), http.StatusForbidden},
 		{"/api/search?mode=semantic&q=", fetch("cross-site", "cors", "empty"), http.StatusForbidden},
 		{"/search?mode=semantic&q=", fetch("cross-site", "navigate", "iframe"), http.StatusForbidden},
+		// A click in another site's page whose link targets its own frame: a navigation, with
+		// the user's activation, but not of a window of the user's.
+		{"/search?mode=semantic&q=", append(fetch("cross-site", "navigate", "iframe"), "Sec-Fetch-User", "?1"), http.StatusForbidden},
 		{"/search?mode=semantic&q=", fetch("cross-site", "no-cors", "script"), http.StatusForbidden},
 		{"/static/style.css?", fetch("cross-site", "no-cors", "style"), http.StatusForbidden},
 		// A page on another port of the host (same-site), loading an image.
