@@ -1060,6 +1060,10 @@ func TestProtectedReads(t *testing.T) {
 	if r := b.get("/api/papers", "Authorization", "Bearer tok"); r.code != http.StatusOK {
 		t.Errorf("API read with token: %d", r.code)
 	}
+	// The scheme's name is case-insensitive (RFC 9110, 11.1): some clients send it lower-case.
+	if r := b.get("/api/papers", "Authorization", "bearer tok"); r.code != http.StatusOK {
+		t.Errorf("API read with the token after a lower-case scheme: %d", r.code)
+	}
 	r := b.get("/")
 	if r.code != http.StatusUnauthorized || !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Basic") {
 		t.Errorf("page without token: %d, WWW-Authenticate %q", r.code, r.header.Get("WWW-Authenticate"))
