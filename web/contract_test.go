@@ -1,0 +1,567 @@
+package web_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/legacy"
+
+	"github.com/paperpipe/paperpipe/internal/sampledata"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
+	"github.com/paperpipe/paperpipe/web"
+)
+
+// contract checks answers against openapi.json the way a client author reads it: the status is
+// one the operation lists, the Content-Type and body match its schema, a JSON object carries no
+// field the schema does not describe, and an error is the one documented error shape. It
+// remembers the fields it has seen, so that a test can ask whether every documented field of
+// an answer was ever sent.
+type contract struct {
+	t      *testing.T
+	doc    *openapi3.T
+	router routers.Router
+	base   string
+	seen   map[string]bool // "Schema.field" of every field an answer carried
+}
+
+func newContract(t *testing.T, base string) *contract {
+	t.Helper()
+	doc, err := openapi3.NewLoader().LoadFromData(web.OpenAPI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc.Servers = openapi3.Servers{{URL: base}}
+	router, err := legacy.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &contract{t: t, doc: doc, router: router, base: base, seen: map[string]bool{}}
+}
+
+// req is one request of a contract test and the status it wants (0: any the document lists).
+type req struct {
+	method, path string
+	body         string
+	header       []string // name, value pairs; "Host" sets the Host header
+	want         int
+}
+
+// do sends r to c's server and checks its answer; it returns the answer.
+func (c *contract) do(r req) response {
+	c.t.Helper()
+	name := r.method + " " + short(r.path)
+	var body io.Reader
+	if r.body != "" {
+		body = strings.NewReader(r.body)
+	}
+	hr, err := http.NewRequestWithContext(context.Background(), r.method, c.base+r.path, body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if r.body != "" {
+		hr.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(r.header); i += 2 {
+		if r.header[i] == "Host" {
+			hr.Host = r.header[i+1]
+			continue
+		}
+		hr.Header.Set(r.header[i], r.header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		c.t.Fatalf("%s: %v", name, err)
+	}
+	data, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	got := response{code: resp.StatusCode, header: resp.Header, body: data}
+	if r.want != 0 && got.code != r.want {
+		c.t.Errorf("%s: status %d, want %d: %.300s", name, got.code, r.want, data)
+	}
+	c.check(name, hr, got)
+	return got
+}
+
+// check validates the answer got to hr against the document.
+func (c *contract) check(name string, hr *http.Request, got response) {
+	c.t.Helper()
+	ct := got.header.Get("Content-Type")
+	html := strings.HasPrefix(ct, "text/html")
+	if got.code >= 400 && !html {
+		c.errorShape(name, hr, got)
+	}
+	route, params, err := c.router.FindRoute(hr)
+	switch {
+	case hr.Method == http.MethodHead:
+		// HEAD is GET without the body (net/http's ServeMux): the same status and headers.
+		if len(got.body) != 0 {
+			c.t.Errorf("%s: %d bytes of body", name, len(got.body))
+		}
+		if get := c.doGET(hr); get.code != got.code || get.header.Get("Content-Type") != ct {
+			c.t.Errorf("%s: %d %s, GET answers %d %s", name, got.code, ct, get.code, get.header.Get("Content-Type"))
+		}
+		return
+	case errors.Is(err, routers.ErrMethodNotAllowed) || got.code == http.StatusMethodNotAllowed:
+		c.methodNotAllowed(name, hr, got)
+		return
+	case err != nil:
+		if got.code != http.StatusNotFound && got.code != http.StatusMisdirectedRequest && got.code != http.StatusForbidden {
+			c.t.Errorf("%s: %d for a path openapi.json does not describe, want 404", name, got.code)
+		}
+		return
+	}
+	// A path kin-openapi matches leniently ("/api/search/" for "/api/search") is not the
+	// documented one: the server's 404 for it is right.
+	if hr.URL.Path != c.base+route.Path && strings.HasSuffix(hr.URL.Path, "/") && got.code == http.StatusNotFound {
+		return
+	}
+	in := &openapi3filter.RequestValidationInput{Request: hr, PathParams: params, Route: route,
+		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
+	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: got.code,
+		Header: got.header, Body: io.NopCloser(bytes.NewReader(got.body)),
+		Options: &openapi3filter.Options{IncludeResponseStatus: true}}
+	if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
+		c.t.Errorf("%s: the answer %d does not match openapi.json: %v\n%.300s", name, got.code, err, got.body)
+		return
+	}
+	resp := route.Operation.Responses.Status(got.code)
+	if resp == nil || resp.Value == nil || !strings.HasPrefix(ct, "application/json") {
+		return
+	}
+	var v any
+	if err := json.Unmarshal(got.body, &v); err != nil {
+		c.t.Errorf("%s: %v", name, err)
+		return
+	}
+	if mt := resp.Value.Content.Get("application/json"); mt != nil && mt.Schema != nil {
+		c.walk(name, mt.Schema, "", v)
+	}
+}
+
+// doGET sends hr again as a GET.
+func (c *contract) doGET(hr *http.Request) response {
+	c.t.Helper()
+	g := hr.Clone(context.Background())
+	g.Method = http.MethodGet
+	resp, err := http.DefaultClient.Do(g)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return response{code: resp.StatusCode, header: resp.Header, body: data}
+}
+
+// errorShape checks a JSON error answer is {"error": message, "status": its code}, as the
+// document's introduction says every error is (POST /api/papers' PostResult adds its
+// accepted and rejected lists; /readyz's 503 is its Ready object).
+func (c *contract) errorShape(name string, hr *http.Request, got response) {
+	c.t.Helper()
+	if !strings.HasPrefix(got.header.Get("Content-Type"), "application/json") {
+		c.t.Errorf("%s: error %d is %q, neither JSON nor a page", name, got.code, got.header.Get("Content-Type"))
+		return
+	}
+	if hr.URL.Path == "/readyz" && got.code == http.StatusServiceUnavailable {
+		return
+	}
+	if hr.Method == http.MethodHead {
+		return
+	}
+	var e map[string]any
+	if err := json.Unmarshal(got.body, &e); err != nil {
+		c.t.Errorf("%s: error body is not a JSON object: %v: %.200s", name, err, got.body)
+		return
+	}
+	msg, _ := e["error"].(string)
+	status, _ := e["status"].(float64)
+	if msg == "" || int(status) != got.code {
+		c.t.Errorf("%s: error body %.200s is not {\"error\": message, \"status\": %d}", name, got.body, got.code)
+	}
+	extra := slices.Sorted(maps.Keys(e))
+	extra = slices.DeleteFunc(extra, func(k string) bool {
+		return k == "error" || k == "status" || (hr.Method == http.MethodPost && (k == "accepted" || k == "rejected"))
+	})
+	if len(extra) > 0 {
+		c.t.Errorf("%s: error body has fields %v besides error and status", name, extra)
+	}
+}
+
+// methodNotAllowed checks the answer to a method a documented path does not serve: 405, in the
+// error format of the path, with an Allow header that lists exactly the documented methods
+// (and HEAD, which GET serves).
+func (c *contract) methodNotAllowed(name string, hr *http.Request, got response) {
+	c.t.Helper()
+	if got.code != http.StatusMethodNotAllowed {
+		c.t.Errorf("%s: %d, want 405 for a method openapi.json does not describe", name, got.code)
+		return
+	}
+	var want []string
+	for _, path := range c.doc.Paths.InMatchingOrder() {
+		if _, _, ok := matchPath(path, hr.URL.Path); ok {
+			for m := range c.doc.Paths.Value(path).Operations() {
+				want = append(want, m)
+				if m == http.MethodGet {
+					want = append(want, http.MethodHead)
+				}
+			}
+			break
+		}
+	}
+	slices.Sort(want)
+	allow := strings.Split(got.header.Get("Allow"), ", ")
+	slices.Sort(allow)
+	if !slices.Equal(allow, want) {
+		c.t.Errorf("%s: 405 with Allow %q, want the documented methods %v", name, got.header.Get("Allow"), want)
+	}
+}
+
+// matchPath reports whether path matches the OpenAPI path template tmpl (each {name} one
+// segment).
+func matchPath(tmpl, path string) (string, string, bool) {
+	ts, ps := strings.Split(tmpl, "/"), strings.Split(path, "/")
+	if len(ts) != len(ps) {
+		return "", "", false
+	}
+	for i := range ts {
+		if !strings.HasPrefix(ts[i], "{") && ts[i] != ps[i] {
+			return "", "", false
+		}
+	}
+	return tmpl, path, true
+}
+
+// walk checks that the JSON value v carries no object field its schema s does not describe,
+// and records the fields it carries. at names s when it is not a component.
+func (c *contract) walk(name string, s *openapi3.SchemaRef, at string, v any) {
+	if s == nil || s.Value == nil || v == nil {
+		return
+	}
+	if s.Ref != "" {
+		at = s.Ref[strings.LastIndexByte(s.Ref, '/')+1:]
+	}
+	switch v := v.(type) {
+	case map[string]any:
+		if len(s.Value.Properties) == 0 {
+			if ap := s.Value.AdditionalProperties.Schema; ap != nil {
+				for _, x := range v {
+					c.walk(name, ap, at+"[]", x)
+				}
+			}
+			return
+		}
+		for k, x := range v {
+			p, ok := s.Value.Properties[k]
+			if !ok {
+				c.t.Errorf("%s: the answer has the field %s.%s, which openapi.json does not describe", name, at, k)
+				continue
+			}
+			c.seen[at+"."+k] = true
+			c.walk(name, p, at+"."+k, x)
+		}
+	case []any:
+		for _, x := range v {
+			c.walk(name, s.Value.Items, at+"[]", x)
+		}
+	}
+}
+
+// unsent returns the documented fields of the answers of the operations in ops that no answer
+// carried.
+func (c *contract) unsent(ops ...string) []string {
+	var all []string
+	var visit func(s *openapi3.SchemaRef, at string, done map[string]bool)
+	visit = func(s *openapi3.SchemaRef, at string, done map[string]bool) {
+		if s == nil || s.Value == nil {
+			return
+		}
+		if s.Ref != "" {
+			at = s.Ref[strings.LastIndexByte(s.Ref, '/')+1:]
+			if done[at] {
+				return
+			}
+			done[at] = true
+		}
+		for k, p := range s.Value.Properties {
+			if !c.seen[at+"."+k] {
+				all = append(all, at+"."+k)
+			}
+			visit(p, at+"."+k, done)
+		}
+		visit(s.Value.Items, at+"[]", done)
+	}
+	done := map[string]bool{}
+	for _, path := range c.doc.Paths.InMatchingOrder() {
+		for m, op := range c.doc.Paths.Value(path).Operations() {
+			if !slices.Contains(ops, m+" "+path) {
+				continue
+			}
+			for _, r := range op.Responses.Map() {
+				if r.Value == nil {
+					continue
+				}
+				if mt := r.Value.Content.Get("application/json"); mt != nil {
+					visit(mt.Schema, "", done)
+				}
+			}
+		}
+	}
+	slices.Sort(all)
+	return slices.Compact(all)
+}
+
+func short(s string) string {
+	if len(s) > 90 {
+		return s[:90] + "…"
+	}
+	return s
+}
+
+// TestAPIContract drives every route of the JSON API with typical requests, every documented
+// parameter at its limits and just past them, malformed and unknown parameters, every method,
+// trailing slashes and the documented error statuses, and checks each answer against
+// openapi.json (contract): listed status, Content-Type, schema, no undocumented field, the one
+// error shape, 405 with the documented methods in Allow. Every documented field of the JSON
+// answers must be sent by one of them.
+func TestAPIContract(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	papers := sampledata.Papers(t)
+	// A few papers with every optional field, and one the workers never reach (no TL;DR, no
+	// vector).
+	papers = append(papers,
+		paper.Abstract{ID: "arxiv:2502.00001", Title: "Contract tests for research APIs", Abstract: "We check answers against their descriptions.",
+			Authors: []string{"A. Author"}, Categories: []string{"cs.SE"}, URL: "https://arxiv.org/abs/2502.00001", Source: "arxiv",
+			Published: time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC)},
+	)
+	b.publish(papers)
+	b.process()
+	if _, err := b.st.UpsertPapers(t.Context(), []paper.Abstract{{ID: "arxiv:2502.00002", Title: "Unprocessed", Abstract: "Waiting for a worker."}}, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	var usage []paper.Usage
+	for _, kind := range []string{paper.KindChat, paper.KindEmbedding} {
+		usage = append(usage, paper.Usage{Model: "gpt-4o-mini", Kind: kind, Requests: 1, InputTokens: 10, OutputTokens: 2})
+	}
+	if err := b.st.RecordUsage(t.Context(), usage); err != nil {
+		t.Fatal(err)
+	}
+	cfg := b.config()
+	srv := b.serve(cfg)
+	c := newContract(t, srv.URL)
+	id := url.PathEscape(idOf(t, papers, "Branch-Train-Merge"))
+	long := strings.Repeat("a", web.MaxQueryChars+1)
+
+	calls := []req{
+		// GET /api/papers.
+		{method: "GET", path: "/api/papers", want: 200},
+		{method: "GET", path: "/api/papers?limit=1", want: 200},
+		{method: "GET", path: "/api/papers?limit=100", want: 200},
+		{method: "GET", path: "/api/papers?limit=0", want: 400},
+		{method: "GET", path: "/api/papers?limit=101", want: 400},
+		{method: "GET", path: "/api/papers?limit=-1", want: 400},
+		{method: "GET", path: "/api/papers?limit=x", want: 400},
+		{method: "GET", path: "/api/papers?cursor=garbage", want: 400},
+		{method: "GET", path: "/api/papers?cursor=", want: 200},
+		{method: "GET", path: "/api/papers?cursor=" + long, want: 400},
+		{method: "GET", path: "/api/papers?cursor=%00", want: 400},
+		{method: "GET", path: "/api/papers?since=x", want: 400},
+		{method: "GET", path: "/api/papers?since=0001-01-01", want: 200},
+		{method: "GET", path: "/api/papers?since=9999-12-31T23:59:59Z", want: 200},
+		{method: "GET", path: "/api/papers?since=2025-01-31T08:00:00%2B02:00", want: 200},
+		{method: "GET", path: "/api/papers?category=cs.SE", want: 200},
+		{method: "GET", path: "/api/papers?category=%00", want: 400},
+		{method: "GET", path: "/api/papers?text=experts", want: 200},
+		{method: "GET", path: "/api/papers?text=the", want: 200}, // none, with a notice
+		{method: "GET", path: "/api/papers?text=", want: 200},
+		{method: "GET", path: "/api/papers?text=" + long, want: 400},
+		{method: "GET", path: "/api/papers?text=%FF", want: 400},
+		// GET /api/papers/{id} and /related.
+		{method: "GET", path: "/api/papers/" + id, want: 200},
+		{method: "GET", path: "/api/papers/arxiv%3A2502.00001", want: 200},
+		{method: "GET", path: "/api/papers/2502.00001v3", want: 200},
+		{method: "GET", path: "/api/papers/nope", want: 404},
+		{method: "GET", path: "/api/papers/%20", want: 404},
+		{method: "GET", path: "/api/papers/%FF", want: 400},
+		{method: "GET", path: "/api/papers/%00", want: 400},
+		{method: "GET", path: "/api/papers/" + strings.Repeat("x", 1025), want: 400},
+		{method: "GET", path: "/api/papers/" + id + "/related", want: 200},
+		{method: "GET", path: "/api/papers/" + id + "/related?k=1", want: 200},
+		{method: "GET", path: "/api/papers/" + id + "/related?k=100", want: 200},
+		{method: "GET", path: "/api/papers/" + id + "/related?k=0", want: 400},
+		{method: "GET", path: "/api/papers/" + id + "/related?k=101", want: 400},
+		{method: "GET", path: "/api/papers/" + id + "/related?k=x", want: 400},
+		{method: "GET", path: "/api/papers/nope/related", want: 404},
+		{method: "GET", path: "/api/papers/arxiv:2502.00002/related", want: 409}, // no vector yet
+		// GET /api/search.
+		{method: "GET", path: "/api/search?q=experts", want: 200},
+		{method: "GET", path: "/api/search?q=experts", want: 200}, // cached_embedding
+		{method: "GET", path: "/api/search?q=experts&mode=hybrid&k=1", want: 200},
+		{method: "GET", path: "/api/search?q=experts&mode=semantic&k=100", want: 200},
+		{method: "GET", path: "/api/search?q=experts&mode=keyword&k=100", want: 200},
+		{method: "GET", path: "/api/search?q=experts&k=0", want: 400},
+		{method: "GET", path: "/api/search?q=experts&k=101", want: 400},
+		{method: "GET", path: "/api/search?q=experts&mode=bogus", want: 400},
+		{method: "GET", path: "/api/search?q=experts&mode=KEYWORD", want: 400},
+		{method: "GET", path: "/api/search?q=experts&mode=", want: 200},
+		{method: "GET", path: "/api/search", want: 400},
+		{method: "GET", path: "/api/search?q=", want: 400},
+		{method: "GET", path: "/api/search?q=%20%20", want: 400},
+		{method: "GET", path: "/api/search?q=" + long, want: 400},
+		{method: "GET", path: "/api/search?q=" + strings.Repeat("é", web.MaxQueryChars), want: 200},
+		{method: "GET", path: "/api/search?q=%FF", want: 400},
+		{method: "GET", path: "/api/search?q=%00", want: 400},
+		{method: "GET", path: "/api/search?q=the", want: 200},               // keyword, with a notice
+		{method: "GET", path: "/api/search?q=the&mode=semantic", want: 400}, // no word the model can use
+		{method: "GET", path: "/api/search?q=the&mode=keyword", want: 200},  // none, with a notice
+		{method: "GET", path: "/api/search?q=-experts", want: 200},          // only excluded words
+		{method: "GET", path: "/api/search?q=-experts&mode=semantic", want: 400},
+		{method: "GET", path: "/api/search?q=%22%22&mode=keyword", want: 200},
+		// The rest of the API.
+		{method: "GET", path: "/api/status", want: 200},
+		{method: "GET", path: "/api/openapi.json", want: 200},
+		{method: "GET", path: "/healthz", want: 200},
+		{method: "GET", path: "/readyz", want: 200},
+		{method: "GET", path: "/metrics", want: 200},
+		{method: "GET", path: "/static/style.css", want: 200},
+		{method: "GET", path: "/static/nothing.css", want: 404},
+		// POST /api/papers.
+		{method: "POST", path: "/api/papers", body: `{"id": "2502.00010", "title": "New", "abstract": "Fresh."}`, want: 202},
+		{method: "POST", path: "/api/papers", body: `[{"title": "New 2", "abstract": "Fresh."}, {"title": "Half"}]`, want: 202},
+		{method: "POST", path: "/api/papers", body: `{"papers": [{"title": "New 3", "abstract": "Fresh.", "authors": ["A", "B"], "categories": ["cs.LG"]}]}`, want: 202},
+		{method: "POST", path: "/api/papers", body: "{\"title\": \"L1\", \"abstract\": \"x\"}\n\n{\"title\": \"L2\"}\n", header: []string{"Content-Type", "application/x-ndjson"}, want: 202},
+		{method: "POST", path: "/api/papers", body: `{"title": "Half"}`, want: 422},
+		{method: "POST", path: "/api/papers", body: `[1, null, "x"]`, want: 422},
+		{method: "POST", path: "/api/papers", want: 400},
+		{method: "POST", path: "/api/papers", body: `[]`, want: 400},
+		{method: "POST", path: "/api/papers", body: `{"papers": 5}`, want: 400},
+		{method: "POST", path: "/api/papers", body: `{"title": "x"`, want: 400},
+		{method: "POST", path: "/api/papers", body: `{"title": "x", "abstract": "y"}`, header: []string{"Content-Type", "text/plain"}, want: 415},
+		{method: "POST", path: "/api/papers", body: `{"title": "x", "abstract": "y"}`, header: []string{"Content-Encoding", "gzip"}, want: 415},
+		{method: "POST", path: "/api/papers", body: "[" + strings.Repeat(`{},`, web.MaxRecordsPerPost) + "{}]", want: 413},
+		{method: "POST", path: "/api/papers", body: `"` + strings.Repeat("x", 4<<20) + `"`, want: 413},
+		{method: "POST", path: "/api/papers", body: `{"title": "x", "abstract": "y"}`, header: []string{"Sec-Fetch-Site", "cross-site"}, want: 403},
+		// Trailing slashes and paths no route serves.
+		{method: "GET", path: "/api/papers/", want: 404},
+		{method: "GET", path: "/api/search/", want: 404},
+		{method: "GET", path: "/api/status/", want: 404},
+		{method: "GET", path: "/api/openapi.json/", want: 404},
+		{method: "GET", path: "/healthz/", want: 404},
+		{method: "GET", path: "/api/", want: 404},
+		{method: "GET", path: "/api/nothing", want: 404},
+	}
+	// Every method on every path: HEAD is GET without a body, the others 405 with Allow.
+	for _, p := range []string{"/api/papers", "/api/papers/" + id, "/api/papers/" + id + "/related", "/api/search?q=experts&mode=keyword",
+		"/api/status", "/api/openapi.json", "/healthz", "/readyz", "/metrics", "/static/style.css",
+		"/", "/search?q=experts", "/papers/" + id, "/status", "/map"} {
+		for _, m := range []string{"HEAD", "OPTIONS", "PUT", "DELETE", "PATCH", "POST"} {
+			if m == "POST" && p == "/api/papers" {
+				continue
+			}
+			calls = append(calls, req{method: m, path: p})
+		}
+	}
+	// A browser's request from another site's page, and one under a name the server does not
+	// answer to (DNS rebinding), on every route: 403 and 421, in the documented error format.
+	for _, p := range []string{"/api/papers", "/api/papers/" + id, "/api/papers/" + id + "/related", "/api/search?q=experts",
+		"/api/status", "/api/openapi.json", "/healthz", "/readyz", "/metrics", "/static/style.css",
+		"/", "/search?q=experts", "/papers/" + id, "/status", "/map"} {
+		calls = append(calls,
+			req{method: "GET", path: p, header: []string{"Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "no-cors", "Sec-Fetch-Dest", "image"}, want: 403},
+			req{method: "GET", path: p, header: []string{"Host", "rebound.example"}, want: 421})
+	}
+	for _, r := range calls {
+		c.do(r)
+	}
+
+	// 401 on every route a token protects, and 503s of a server without a queue or status.
+	tcfg := cfg
+	tcfg.APIToken, tcfg.ProtectReads = "tok", true
+	tc := newContract(t, b.serve(tcfg).URL)
+	tc.seen = c.seen
+	for _, p := range []string{"/api/papers", "/api/papers/" + id, "/api/papers/" + id + "/related", "/api/search?q=experts", "/api/status", "/metrics"} {
+		r := tc.do(req{method: "GET", path: p, want: 401})
+		if !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer") {
+			t.Errorf("GET %s: 401 with WWW-Authenticate %q, want a Bearer challenge", p, r.header.Get("WWW-Authenticate"))
+		}
+		tc.do(req{method: "GET", path: p, header: []string{"Authorization", "Bearer tok"}, want: 200})
+	}
+	tc.do(req{method: "POST", path: "/api/papers", body: `{"title": "x", "abstract": "y"}`, want: 401})
+	tc.do(req{method: "POST", path: "/api/papers", body: `{"title": "x", "abstract": "y"}`, header: []string{"Authorization", "Bearer nope"}, want: 401})
+	for _, p := range []string{"/api/openapi.json", "/healthz", "/readyz", "/static/style.css"} {
+		tc.do(req{method: "GET", path: p, want: 200})
+	}
+	ncfg := cfg
+	ncfg.Publisher, ncfg.Status = nil, nil
+	nc := newContract(t, b.serve(ncfg).URL)
+	nc.seen = c.seen
+	nc.do(req{method: "POST", path: "/api/papers", body: `{"title": "x", "abstract": "y"}`, want: 503})
+	nc.do(req{method: "GET", path: "/api/status", want: 503})
+	qcfg := cfg
+	qcfg.Publisher = downQueue{}
+	qc := newContract(t, b.serve(qcfg).URL)
+	qc.seen = c.seen
+	qc.do(req{method: "POST", path: "/api/papers", body: `{"title": "x", "abstract": "y"}`, want: 503})
+	// A search without an embedder for the active space (409), with a failing embedding API
+	// (502), and a ranking bounded to fewer matches than the query has.
+	ecfg := cfg
+	ecfg.Embedder = nil
+	ec := newContract(t, b.serve(ecfg).URL)
+	ec.seen = c.seen
+	ec.do(req{method: "GET", path: "/api/search?q=experts&mode=semantic", want: 409})
+	ec.do(req{method: "GET", path: "/api/search?q=experts", want: 409})
+	fcfg := cfg
+	fcfg.Embedder = failingEmbedder{b.emb}
+	fc := newContract(t, b.serve(fcfg).URL)
+	fc.seen = c.seen
+	fc.do(req{method: "GET", path: "/api/search?q=experts", want: 502})
+	small, err := store.Open(t.Context(), store.Config{URL: b.url, KeywordRankLimit: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(small.Close)
+	scfg := cfg
+	scfg.Store = testStore{small}
+	sc := newContract(t, b.serve(scfg).URL)
+	sc.seen = c.seen
+	sc.do(req{method: "GET", path: "/api/search?q=experts&mode=keyword", want: 200})
+
+	// Every documented field of the API's answers was sent by one of them. queue_error needs
+	// cmd/paperpipe's status source (TestStatusWithoutNATS provokes it there).
+	ops := []string{"GET /api/papers", "POST /api/papers", "GET /api/papers/{id}", "GET /api/papers/{id}/related",
+		"GET /api/search", "GET /api/status", "GET /healthz", "GET /readyz"}
+	if un := slices.DeleteFunc(c.unsent(ops...), func(f string) bool { return f == "Status.queue_error" }); len(un) > 0 {
+		t.Errorf("documented fields no answer sent: %v", un)
+	}
+}
+
+// downQueue is a queue NATS cannot reach.
+type downQueue struct{}
+
+func (downQueue) Publish(context.Context, []paper.Abstract) ([]string, map[int]error, error) {
+	return nil, nil, errors.New("nats: no servers available for connection")
+}
+
+// failingEmbedder's API refuses every query.
+type failingEmbedder struct{ web.QueryEmbedder }
+
+func (f failingEmbedder) EmbedQuery(context.Context, string) ([]float32, paper.Usage, error) {
+	return nil, paper.Usage{}, fmt.Errorf("embedding API: 500 Internal Server Error")
+}
