@@ -99,7 +99,15 @@ func (s *Server) apiRelated(w http.ResponseWriter, r *http.Request) {
 func (s *Server) apiPaperRest(w http.ResponseWriter, r *http.Request) {
 	rest := r.PathValue("rest")
 	if id, ok := strings.CutSuffix(rest, "/related"); ok {
+		if err := checkParams(r, "k"); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 		s.serveRelated(w, r, id)
+		return
+	}
+	if err := checkParams(r); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	s.servePaper(w, r, rest)

@@ -393,6 +393,20 @@ func TestAPIContract(t *testing.T) {
 		{method: "GET", path: "/api/papers?text=", want: 200},
 		{method: "GET", path: "/api/papers?text=" + long, want: 400},
 		{method: "GET", path: "/api/papers?text=%FF", want: 400},
+		// A parameter the route does not take, or one given twice, is refused: answered as if it
+		// had not been sent, it would hide the client's mistake (the UI's after for the API's
+		// cursor pages through page one for ever).
+		{method: "GET", path: "/api/papers?after=MTcwMDAwMDAwMDAwMDAwMHx4", want: 400},
+		{method: "GET", path: "/api/papers?limit=1&limit=500", want: 400},
+		{method: "GET", path: "/api/papers?category=cs.SE&category=cs.LG", want: 400},
+		{method: "GET", path: "/api/papers?q=experts", want: 400},
+		{method: "GET", path: "/api/search?q=experts&limit=3", want: 400},
+		{method: "GET", path: "/api/search?q=experts&k=1&k=100", want: 400},
+		{method: "GET", path: "/api/search?q=experts&q=routing", want: 400},
+		{method: "GET", path: "/api/papers/" + id + "?k=3", want: 400},
+		{method: "GET", path: "/api/papers/" + id + "/related?limit=3", want: 400},
+		{method: "GET", path: "/api/status?verbose=1", want: 400},
+		{method: "POST", path: "/api/papers?format=ndjson", body: `{"title": "x", "abstract": "y"}`, want: 400},
 		// GET /api/papers/{id} and /related.
 		{method: "GET", path: "/api/papers/" + id, want: 200},
 		{method: "GET", path: "/api/papers/arxiv%3A2502.00001", want: 200},
@@ -490,6 +504,14 @@ func TestAPIContract(t *testing.T) {
 	for _, r := range calls {
 		c.do(r)
 	}
+	// An id with an unescaped slash reaches the same checks (a path the document leaves to
+	// its ids' escaping).
+	wantError(t, "related of an id with a slash, with limit", b.get("/api/papers/doi:10.1000/x/related?limit=3"), 400)
+	wantError(t, "an id with a slash, with k", b.get("/api/papers/doi:10.1000/x?k=3"), 400)
+	if msg := wantError(t, "after", b.get("/api/papers?after=x"), 400); !strings.Contains(msg, "takes limit, cursor, since, category, text") {
+		t.Errorf("GET /api/papers?after=x: %q, want the parameters it takes", msg)
+	}
+	wantError(t, "related of an id with a slash", b.get("/api/papers/doi:10.1000/x/related?k=3"), 404)
 
 	// 401 on every route a token protects, and 503s of a server without a queue or status.
 	tcfg := cfg

@@ -76,6 +76,22 @@ func TestEveryRouteIsDocumented(t *testing.T) {
 				t.Errorf("%s: writes take the token; documented security %v", key, *op.Security)
 			}
 		}
+		// The API refuses the query parameters it does not take (route.params): exactly the
+		// documented ones; every JSON API route checks them.
+		var params []string
+		for _, p := range op.Parameters {
+			if p.Value.In == "query" {
+				params = append(params, p.Value.Name)
+			}
+		}
+		switch {
+		case strings.HasPrefix(key, "GET /api/") || strings.HasPrefix(key, "POST /api/"):
+			if rt.params == nil || !slices.Equal(slices.Sorted(slices.Values(rt.params)), slices.Sorted(slices.Values(params))) {
+				t.Errorf("%s takes the query parameters %q, openapi.json documents %q", key, rt.params, params)
+			}
+		case rt.params != nil:
+			t.Errorf("%s checks its query parameters: only the JSON API does", key)
+		}
 		if _, ok := op.Responses.Map()["200"]; !ok && rt.method == "GET" {
 			t.Errorf("%s documents no 200 answer", key)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -200,6 +201,11 @@ type route struct {
 	access                access
 	html                  bool // answers HTML (UI pages); errors are pages too
 	handler               http.HandlerFunc
+	// params are the query parameters the route takes, each at most once: a request with
+	// another, or one twice, is refused (400) before the handler, so that a client's mistake
+	// (the UI's after for the API's cursor, limit for k, a category given twice) is not
+	// answered as if the parameter had not been sent. nil: not checked (the pages, probes).
+	params []string
 }
 
 // New returns a Server for cfg.
@@ -244,26 +250,28 @@ func newServer(cfg Config, probesOnly bool) (*Server, error) {
 	}
 	s.routes = []route{
 		// JSON API.
-		{"GET", "/api/papers", "/api/papers", read, false, s.apiListPapers},
-		{"POST", "/api/papers", "/api/papers", write, false, s.apiPostPapers},
-		{"GET", "/api/papers/{id}", "/api/papers/{id}", read, false, s.apiPaper},
-		{"GET", "/api/papers/{id}/related", "/api/papers/{id}/related", read, false, s.apiRelated},
-		// Ids with unescaped slashes (arxiv:hep-th/9901001, doi:10.1000/x) land here.
-		{"GET", "/api/papers/{rest...}", "", read, false, s.apiPaperRest},
-		{"GET", "/api/search", "/api/search", read, false, s.apiSearch},
-		{"GET", "/api/status", "/api/status", read, false, s.apiStatus},
-		{"GET", "/api/openapi.json", "/api/openapi.json", open, false, s.openAPI},
+		{"GET", "/api/papers", "/api/papers", read, false, s.apiListPapers, []string{"limit", "cursor", "since", "category", "text"}},
+		{"POST", "/api/papers", "/api/papers", write, false, s.apiPostPapers, []string{}},
+		{"GET", "/api/papers/{id}", "/api/papers/{id}", read, false, s.apiPaper, []string{}},
+		{"GET", "/api/papers/{id}/related", "/api/papers/{id}/related", read, false, s.apiRelated, []string{"k"}},
+		// Ids with unescaped slashes (arxiv:hep-th/9901001, doi:10.1000/x) land here; it checks
+		// the parameters of the route it serves.
+		{"GET", "/api/papers/{rest...}", "", read, false, s.apiPaperRest, nil},
+		{"GET", "/api/search", "/api/search", read, false, s.apiSearch, []string{"q", "k", "mode"}},
+		{"GET", "/api/status", "/api/status", read, false, s.apiStatus, []string{}},
+		{"GET", "/api/openapi.json", "/api/openapi.json", open, false, s.openAPI, []string{}},
 		// Probes and metrics.
-		{"GET", "/healthz", "/healthz", open, false, s.healthz},
-		{"GET", "/readyz", "/readyz", open, false, s.readyz},
-		{"GET", "/metrics", "/metrics", read, false, noStore(s.cfg.Metrics.Handler())},
-		// HTML UI.
-		{"GET", "/{$}", "/", read, true, s.uiFront},
-		{"GET", "/search", "/search", read, true, s.uiSearch},
-		{"GET", "/papers/{id...}", "/papers/{id}", read, true, s.uiPaper},
-		{"GET", "/status", "/status", read, true, s.uiStatus},
-		{"GET", "/map", "/map", read, true, s.uiMap},
-		{"GET", "/static/{file}", "/static/{file}", open, false, s.static},
+		{"GET", "/healthz", "/healthz", open, false, s.healthz, nil},
+		{"GET", "/readyz", "/readyz", open, false, s.readyz, nil},
+		{"GET", "/metrics", "/metrics", read, false, noStore(s.cfg.Metrics.Handler()), nil},
+		// HTML UI: links to it carry whatever their sites add (utm_source=…), so the pages
+		// take unknown parameters.
+		{"GET", "/{$}", "/", read, true, s.uiFront, nil},
+		{"GET", "/search", "/search", read, true, s.uiSearch, nil},
+		{"GET", "/papers/{id...}", "/papers/{id}", read, true, s.uiPaper, nil},
+		{"GET", "/status", "/status", read, true, s.uiStatus, nil},
+		{"GET", "/map", "/map", read, true, s.uiMap, nil},
+		{"GET", "/static/{file}", "/static/{file}", open, false, s.static, nil},
 	}
 	if probesOnly {
 		s.routes = slices.DeleteFunc(s.routes, func(rt route) bool {
@@ -462,6 +470,12 @@ func (s *Server) guard(rt route) http.Handler {
 				return
 			}
 		}
+		if rt.params != nil {
+			if err := checkParams(r, rt.params...); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+		}
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 		}
@@ -472,6 +486,25 @@ func (s *Server) guard(rt route) http.Handler {
 		}
 		rt.handler(w, r)
 	})
+}
+
+// checkParams refuses a query parameter of r that is not one of names, and one given more
+// than once, saying which parameters the route takes.
+func checkParams(r *http.Request, names ...string) error {
+	takes := "takes no query parameters"
+	if len(names) > 0 {
+		takes = "takes " + strings.Join(names, ", ")
+	}
+	v := r.URL.Query()
+	for _, k := range slices.Sorted(maps.Keys(v)) {
+		switch {
+		case !slices.Contains(names, k):
+			return badRequest(fmt.Sprintf("unknown parameter %.40q: %s %s %s", k, r.Method, r.URL.Path, takes))
+		case len(v[k]) > 1:
+			return badRequest(fmt.Sprintf("%s is given %d times: give it once", k, len(v[k])))
+		}
+	}
+	return nil
 }
 
 // dispatch serves r with mux, and answers requests no route matches in paperpipe's own error
