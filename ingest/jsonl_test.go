@@ -60,6 +60,10 @@ func TestJSONLBadRecords(t *testing.T) {
 		{"title of the wrong type", `{"title":5,"abstract":"A"}`, "f:1: title is a JSON number, want a string"},
 		{"authors of the wrong type", `{"title":"T","abstract":"A","authors":{"a":1}}`, "f:1: " + paper.TitleID("T") + ": authors must be an array of strings or a string"},
 		{"bad date", `{"title":"T","abstract":"A","published":"yesterday"}`, "f:1: " + paper.TitleID("T") + `: published "yesterday" is not an RFC 3339 time or a YYYY-MM-DD date`},
+		// JSON's times (the queue's messages) hold the years 0 to 9999 in UTC: a time past them
+		// could not be queued, and its publishing failed as if the queue were down.
+		{"date past the year 9999 in UTC", `{"title":"T","abstract":"A","published":"9999-12-31T23:59:59-14:00"}`, "f:1: " + paper.TitleID("T") + ": published is 10000-01-01T13:59:59Z (UTC), outside the years 0000 to 9999"},
+		{"date before the year 0 in UTC", `{"title":"T","abstract":"A","published":"0000-01-01T00:00:00+01:00"}`, "f:1: " + paper.TitleID("T") + ": published is -0001-12-31T23:00:00Z (UTC), outside the years 0000 to 9999"},
 		// The byte is counted in the field's text, as for a field checked after decoding.
 		{"invalid UTF-8 in abstract", "{\"title\":\"T\",\"abstract\":\"caf\xe9\"}", "f:1: abstract is not valid UTF-8 (byte 4)" + wantLatin1Hint},
 		{"invalid UTF-8 after escapes", "{\"title\":\"T\", \"abstract\" : \"a\\\"\\u00e9\\n\xe9\"}", "f:1: abstract is not valid UTF-8 (byte 6)" + wantLatin1Hint},

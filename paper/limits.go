@@ -1,6 +1,9 @@
 package paper
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Limits on the fields of an Abstract that the store indexes, and on an author's name. A
 // PostgreSQL btree entry holds at most 2,704 bytes: the store would refuse a longer id or
@@ -15,8 +18,10 @@ const (
 
 // CheckLengths returns an error wrapping ErrInvalid that says the first of a's id, authors and
 // categories (in that order) over its limit, as "id is 600 bytes, limit 512", "an author is …"
-// or "a category is …"; nil when none is. The title's and abstract's limits are the reader's
-// to choose.
+// or "a category is …", or that a.Published falls outside the years 0000 to 9999 in UTC,
+// which no JSON time holds (9999-12-31T23:59:59-14:00 is in the year 10000): such a paper
+// could not be queued, as its message is JSON; nil when none is. The title's and abstract's
+// limits are the reader's to choose.
 func CheckLengths(a Abstract) error {
 	if len(a.ID) > MaxIDBytes {
 		return fmt.Errorf("id is %d bytes, limit %d: %w", len(a.ID), MaxIDBytes, ErrInvalid)
@@ -30,6 +35,9 @@ func CheckLengths(a Abstract) error {
 		if len(s) > MaxCategoryBytes {
 			return fmt.Errorf("a category is %d bytes, limit %d: %w", len(s), MaxCategoryBytes, ErrInvalid)
 		}
+	}
+	if y := a.Published.UTC().Year(); !a.Published.IsZero() && (y < 0 || y > 9999) {
+		return fmt.Errorf("published is %s (UTC), outside the years 0000 to 9999: %w", a.Published.UTC().Format(time.RFC3339), ErrInvalid)
 	}
 	return nil
 }

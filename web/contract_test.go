@@ -587,3 +587,120 @@ type failingEmbedder struct{ web.QueryEmbedder }
 func (f failingEmbedder) EmbedQuery(context.Context, string) ([]float32, paper.Usage, error) {
 	return nil, paper.Usage{}, fmt.Errorf("embedding API: 500 Internal Server Error")
 }
+
+// TestAPIPagingVisitsEachPaperOnce: following next from the first page of GET /api/papers,
+// with and without filters and at any page size, visits each paper the filters select exactly
+// once, newest first (by created_at, then id, both descending), in full pages but the last,
+// which has no next.
+func TestAPIPagingVisitsEachPaperOnce(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	papers := sampledata.Papers(t)
+	for i := range 12 {
+		cat := []string{"cs.LG", "cs.CL", "cs.SE"}[i%3]
+		papers = append(papers, paper.Abstract{ID: fmt.Sprintf("arxiv:2503.%05d", i), Title: fmt.Sprintf("Pager study %d", i),
+			Abstract: "A study of pagination in archives.", Categories: []string{cat, "stat.ML"}})
+	}
+	// Two batches, so that the archive has papers of more than one created_at, and ties.
+	b.publish(papers[:len(papers)/2])
+	b.process()
+	b.publish(papers[len(papers)/2:])
+	b.process()
+	c := newContract(t, b.serve(b.config()).URL)
+
+	list := func(query string) ([]paper.Record, string) {
+		t.Helper()
+		var body struct {
+			Papers []paper.Record `json:"papers"`
+			Next   string         `json:"next"`
+		}
+		c.do(req{method: "GET", path: "/api/papers?" + query, want: 200}).json(t, &body)
+		return body.Papers, body.Next
+	}
+	// What the filters select, in one page of the store (up to 1,000 papers).
+	all, _, err := b.st.ListFiltered(t.Context(), store.ListFilter{}, store.MaxListLimit, nil)
+	if err != nil || len(all) != len(papers) {
+		t.Fatalf("the archive lists %d papers (%v), want %d", len(all), err, len(papers))
+	}
+	mid := all[len(all)/2].CreatedAt
+	for _, f := range []struct {
+		query  string
+		filter store.ListFilter
+	}{
+		{"", store.ListFilter{}},
+		{"category=stat.ML", store.ListFilter{Category: "stat.ML"}},
+		{"category=cs.SE", store.ListFilter{Category: "cs.SE"}},
+		{"text=pagination", store.ListFilter{Text: "pagination"}},
+		{"text=study+-pager", store.ListFilter{Text: "study -pager"}},
+		{"since=" + url.QueryEscape(mid.Format(time.RFC3339Nano)), store.ListFilter{Since: mid}},
+		{"category=cs.LG&text=study&since=" + url.QueryEscape(mid.Format(time.RFC3339Nano)), store.ListFilter{Category: "cs.LG", Text: "study", Since: mid}},
+	} {
+		filter := f.query
+		want, _, err := b.st.ListFiltered(t.Context(), f.filter, store.MaxListLimit, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(want) == 0 {
+			t.Fatalf("%s selects no paper", filter)
+		}
+		for _, limit := range []int{1, 2, 3, 7, 100} {
+			var got []paper.Record
+			cursor, pages := "", 0
+			for {
+				page, next := list(fmt.Sprintf("%s&limit=%d&cursor=%s", filter, limit, url.QueryEscape(cursor)))
+				pages++
+				if next != "" && len(page) != limit {
+					t.Errorf("%s limit=%d: page %d has %d papers and a next page", filter, limit, pages, len(page))
+				}
+				if next == "" && len(page) == 0 && pages > 1 {
+					t.Errorf("%s limit=%d: an empty last page", filter, limit)
+				}
+				got = append(got, page...)
+				if next == "" || pages > len(papers)+1 {
+					break
+				}
+				cursor = next
+			}
+			var ids, wantIDs []string
+			for i, p := range got {
+				ids = append(ids, p.ID)
+				if i > 0 && (p.CreatedAt.After(got[i-1].CreatedAt) || p.CreatedAt.Equal(got[i-1].CreatedAt) && p.ID > got[i-1].ID) {
+					t.Errorf("%s limit=%d: %s (%v) after %s (%v): not newest first", filter, limit, p.ID, p.CreatedAt, got[i-1].ID, got[i-1].CreatedAt)
+				}
+			}
+			for _, p := range want {
+				wantIDs = append(wantIDs, p.ID)
+			}
+			if !slices.Equal(ids, wantIDs) {
+				t.Errorf("%s limit=%d: paging visited %d papers, %v; one page of 100 lists %d, %v", filter, limit, len(ids), ids, len(wantIDs), wantIDs)
+			}
+		}
+	}
+}
+
+// TestPostedTimePastTheYear9999IsRejected: a record whose published time falls outside the
+// years 0 to 9999 in UTC (9999-12-31T23:59:59-14:00), which no JSON time holds, is rejected on
+// its own, saying why; the request's other records are queued. It was accepted, then could
+// not be queued: the answer was a 503 saying the queue was unavailable and the records might
+// be sent again, for it and every record after it, which sent again failed the same way.
+func TestPostedTimePastTheYear9999IsRejected(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	c := newContract(t, b.serve(b.config()).URL)
+	var ans struct {
+		Accepted []struct{ ID string } `json:"accepted"`
+		Rejected []struct {
+			Index int    `json:"index"`
+			Error string `json:"error"`
+		} `json:"rejected"`
+	}
+	c.do(req{method: "POST", path: "/api/papers", want: 202, body: `[
+		{"id": "2401.00001", "title": "Far", "abstract": "From the future.", "published": "9999-12-31T23:59:59-14:00"},
+		{"id": "2401.00002", "title": "Near", "abstract": "From now.", "published": "2025-01-31"},
+		{"id": "2401.00003", "title": "Old", "abstract": "From before.", "published": "0000-01-01T00:00:00+01:00"}]`}).json(t, &ans)
+	if len(ans.Accepted) != 1 || ans.Accepted[0].ID != "arxiv:2401.00002" || len(ans.Rejected) != 2 ||
+		!strings.Contains(ans.Rejected[0].Error, "published is 10000-01-01T13:59:59Z (UTC), outside the years 0000 to 9999") ||
+		!strings.Contains(ans.Rejected[1].Error, "published is -0001-12-31T23:00:00Z (UTC), outside the years 0000 to 9999") {
+		t.Errorf("answer %+v; want 2401.00002 accepted, the others rejected for their published times", ans)
+	}
+}

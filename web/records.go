@@ -185,7 +185,7 @@ const (
 
 // ParseRecord is the built-in RecordParser: a JSON object with title and abstract (or
 // summary), and optionally id, authors and categories (lists of strings), published (a date
-// or RFC 3339 time) and url. The id is made canonical (paper.CanonicalID), or derived from
+// or RFC 3339 time, in the years 0000 to 9999 in UTC) and url. The id is made canonical (paper.CanonicalID), or derived from
 // the title when absent (paper.TitleID), and refused if it holds a control or format
 // character; white space runs in the text are folded and the text put in NFC (other control
 // characters are kept, as ingest keeps them: whatever shows the text makes it safe); the title
@@ -262,15 +262,15 @@ func ParseRecord(raw []byte) (paper.Abstract, error) {
 	case len(a.Abstract) > maxAbstractBytes:
 		return a, invalid(fmt.Sprintf("abstract is %d bytes, limit %d", len(a.Abstract), maxAbstractBytes))
 	}
-	if err := paper.CheckLengths(a); err != nil {
-		return a, invalid(strings.TrimSuffix(err.Error(), ": "+paper.ErrInvalid.Error()))
-	}
 	if p := strings.TrimSpace(rec.Published); p != "" {
 		t, err := parseSince(p)
 		if err != nil {
 			return a, invalid(fmt.Sprintf("published is %.40q, want a date (2025-01-31) or an RFC 3339 time", p))
 		}
 		a.Published = t.UTC()
+	}
+	if err := paper.CheckLengths(a); err != nil {
+		return a, invalid(strings.TrimSuffix(err.Error(), ": "+paper.ErrInvalid.Error()))
 	}
 	return a, nil
 }

@@ -1730,3 +1730,33 @@ func TestSearchModes(t *testing.T) {
 		t.Errorf("search --mode fuzzy: exit %d, stderr %q; want a usage error", r.code, r.stderr)
 	}
 }
+
+// postToServe posts body to a server wired as serve's (its publisher and record parser) over
+// the queue js, and returns the status and the answer.
+func postToServe(t *testing.T, js jetstream.JetStream, st *store.Store, body string) (int, string) {
+	t.Helper()
+	srv, err := web.New(web.Config{Store: webStore{st}, Publisher: &webPublisher{js: js}, ParseRecord: parseRecord})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodPost, "/api/papers", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(w, req)
+	return w.Code, w.Body.String()
+}
+
+// TestPostedTimePastTheYear9999IsRejectedAndTheOthersQueued: a record published at
+// 9999-12-31T23:59:59-14:00 (the year 10000 in UTC, which no JSON time holds) could not be
+// queued: the answer was a 503 "the queue is unavailable" for it and every record after it,
+// which failed the same way each time they were sent again. It is rejected on its own.
+func TestPostedTimePastTheYear9999IsRejectedAndTheOthersQueued(t *testing.T) {
+	t.Parallel()
+	js, st := queueAndStore(t)
+	code, body := postToServe(t, js, st, `[{"id": "2404.20001", "title": "Far", "abstract": "We study the future. It works.", "published": "9999-12-31T23:59:59-14:00"},
+		{"id": "2404.20002", "title": "Near", "abstract": "We study the present. It works."}]`)
+	if code != http.StatusAccepted || !strings.Contains(body, `"id": "arxiv:2404.20002"`) ||
+		!strings.Contains(body, "published is 10000-01-01T13:59:59Z (UTC), outside the years 0000 to 9999") {
+		t.Errorf("POST of a record published in the year 10000 (UTC) and a good one: %d %.600s; want 202, the first rejected for its date, the second accepted", code, body)
+	}
+}
