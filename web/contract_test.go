@@ -407,6 +407,12 @@ func TestAPIContract(t *testing.T) {
 		{method: "GET", path: "/api/papers/" + id + "/related?limit=3", want: 400},
 		{method: "GET", path: "/api/status?verbose=1", want: 400},
 		{method: "POST", path: "/api/papers?format=ndjson", body: `{"title": "x", "abstract": "y"}`, want: 400},
+		// A query string net/url cannot parse whole: the pair it cannot parse was dropped, and
+		// the request answered without it (text=50% listed the whole archive).
+		{method: "GET", path: "/api/papers?limit=1&text=50%", want: 400},
+		{method: "GET", path: "/api/papers?category=cs.SE;limit=1", want: 400},
+		{method: "GET", path: "/api/search?q=experts&k=1%zz", want: 400},
+		{method: "GET", path: "/api/papers/" + id + "/related?k=%", want: 400},
 		// GET /api/papers/{id} and /related.
 		{method: "GET", path: "/api/papers/" + id, want: 200},
 		{method: "GET", path: "/api/papers/arxiv%3A2502.00001", want: 200},
@@ -508,6 +514,9 @@ func TestAPIContract(t *testing.T) {
 	// its ids' escaping).
 	wantError(t, "related of an id with a slash, with limit", b.get("/api/papers/doi:10.1000/x/related?limit=3"), 400)
 	wantError(t, "an id with a slash, with k", b.get("/api/papers/doi:10.1000/x?k=3"), 400)
+	if msg := wantError(t, "text=50%", b.get("/api/papers?text=50%"), 400); !strings.Contains(msg, "escape") {
+		t.Errorf("GET /api/papers?text=50%%: %q, want how to escape it", msg)
+	}
 	if msg := wantError(t, "after", b.get("/api/papers?after=x"), 400); !strings.Contains(msg, "takes limit, cursor, since, category, text") {
 		t.Errorf("GET /api/papers?after=x: %q, want the parameters it takes", msg)
 	}

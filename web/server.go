@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -202,9 +203,10 @@ type route struct {
 	html                  bool // answers HTML (UI pages); errors are pages too
 	handler               http.HandlerFunc
 	// params are the query parameters the route takes, each at most once: a request with
-	// another, or one twice, is refused (400) before the handler, so that a client's mistake
-	// (the UI's after for the API's cursor, limit for k, a category given twice) is not
-	// answered as if the parameter had not been sent. nil: not checked (the pages, probes).
+	// another, or one twice, or a query string that does not parse, is refused (400) before
+	// the handler, so that a client's mistake (the UI's after for the API's cursor, limit for
+	// k, a category given twice, text=50%) is not answered as if the parameter had not been
+	// sent. nil: not checked (the pages, probes).
 	params []string
 }
 
@@ -488,14 +490,18 @@ func (s *Server) guard(rt route) http.Handler {
 	})
 }
 
-// checkParams refuses a query parameter of r that is not one of names, and one given more
-// than once, saying which parameters the route takes.
+// checkParams refuses a query string net/url cannot parse whole (r.URL.Query drops the pairs
+// it cannot parse: text=50% would list the whole archive), a query parameter of r that is not
+// one of names, and one given more than once, saying which parameters the route takes.
 func checkParams(r *http.Request, names ...string) error {
 	takes := "takes no query parameters"
 	if len(names) > 0 {
 		takes = "takes " + strings.Join(names, ", ")
 	}
-	v := r.URL.Query()
+	v, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return badRequest(fmt.Sprintf("the query string is malformed (%.80s): escape a %% in a value as %%25, a ; as %%3B, an & as %%26", err))
+	}
 	for _, k := range slices.Sorted(maps.Keys(v)) {
 		switch {
 		case !slices.Contains(names, k):
