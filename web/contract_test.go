@@ -20,8 +20,10 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
 
+	"github.com/paperpipe/paperpipe/internal/natstest"
 	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/store"
 	"github.com/paperpipe/paperpipe/web"
 )
@@ -545,9 +547,35 @@ func TestAPIContract(t *testing.T) {
 	nc.seen = c.seen
 	nc.do(req{method: "POST", path: "/api/papers", body: `{"title": "x", "abstract": "y"}`, want: 503})
 	nc.do(req{method: "GET", path: "/api/status", want: 503})
+	// A queue at its limit (503 with Retry-After, the first record taken), and NATS gone.
+	full := natstest.Start(t).Connect(t)
+	if err := pipeline.Setup(t.Context(), full, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := full.Stream(t.Context(), pipeline.StreamPapers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scfg := stream.CachedInfo().Config
+	scfg.MaxMsgs = 1
+	if _, err := full.UpdateStream(t.Context(), scfg); err != nil {
+		t.Fatal(err)
+	}
 	qcfg := cfg
-	qcfg.Publisher = downQueue{}
+	qcfg.Publisher = testPublisher{full}
 	qc := newContract(t, b.serve(qcfg).URL)
+	qc.seen = c.seen
+	r := qc.do(req{method: "POST", path: "/api/papers", body: `[{"title": "x", "abstract": "y"}, {"title": "z", "abstract": "w"}]`, want: 503})
+	if r.header.Get("Retry-After") == "" || !strings.Contains(string(r.body), "the queue is full") {
+		t.Errorf("POST to a full queue: Retry-After %q, %s; want Retry-After and the queue is full", r.header.Get("Retry-After"), r.body)
+	}
+	gone := natstest.Start(t).Connect(t)
+	if err := pipeline.Setup(t.Context(), gone, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	gone.Conn().Close()
+	qcfg.Publisher = testPublisher{gone}
+	qc = newContract(t, b.serve(qcfg).URL)
 	qc.seen = c.seen
 	qc.do(req{method: "POST", path: "/api/papers", body: `{"title": "x", "abstract": "y"}`, want: 503})
 	// A search without an embedder for the active space (409), with a failing embedding API
@@ -568,9 +596,9 @@ func TestAPIContract(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(small.Close)
-	scfg := cfg
-	scfg.Store = testStore{small}
-	sc := newContract(t, b.serve(scfg).URL)
+	rcfg := cfg
+	rcfg.Store = testStore{small}
+	sc := newContract(t, b.serve(rcfg).URL)
 	sc.seen = c.seen
 	sc.do(req{method: "GET", path: "/api/search?q=experts&mode=keyword", want: 200})
 
@@ -581,13 +609,6 @@ func TestAPIContract(t *testing.T) {
 	if un := slices.DeleteFunc(c.unsent(ops...), func(f string) bool { return f == "Status.queue_error" }); len(un) > 0 {
 		t.Errorf("documented fields no answer sent: %v", un)
 	}
-}
-
-// downQueue is a queue NATS cannot reach.
-type downQueue struct{}
-
-func (downQueue) Publish(context.Context, []paper.Abstract) ([]string, map[int]error, error) {
-	return nil, nil, errors.New("nats: no servers available for connection")
 }
 
 // failingEmbedder's API refuses every query.
