@@ -512,6 +512,45 @@ func TestAPIContract(t *testing.T) {
 	for _, r := range calls {
 		c.do(r)
 	}
+	// Each documented limit of a parameter is the server's: at it a request is answered, past
+	// it refused with a 400 that names the parameter.
+	base := map[string]string{"/api/papers": "", "/api/papers/{id}/related": "", "/api/search": "q=experts&mode=keyword"}
+	for path, q := range base {
+		op := c.doc.Paths.Value(path).Get
+		at := strings.ReplaceAll(path, "{id}", id)
+		for _, p := range op.Parameters {
+			sc := p.Value.Schema.Value
+			if p.Value.In != "query" || (sc.Max == nil && sc.MaxLength == nil) {
+				continue
+			}
+			name := p.Value.Name
+			var ok, past []string
+			switch {
+			case sc.Max != nil:
+				ok = []string{fmt.Sprint(*sc.Min), fmt.Sprint(*sc.Max)}
+				past = []string{fmt.Sprint(*sc.Min - 1), fmt.Sprint(*sc.Max + 1)}
+			case name != "cursor": // a cursor of any length is one the server did not make
+				ok = []string{strings.Repeat("é", int(*sc.MaxLength))}
+				past = []string{strings.Repeat("é", int(*sc.MaxLength)+1)}
+			default:
+				past = []string{strings.Repeat("é", int(*sc.MaxLength)+1)}
+			}
+			v := url.Values{}
+			if q != "" {
+				v, _ = url.ParseQuery(q)
+			}
+			for _, x := range ok {
+				v.Set(name, x)
+				c.do(req{method: "GET", path: at + "?" + v.Encode(), want: 200})
+			}
+			for _, x := range past {
+				v.Set(name, x)
+				if msg := wantError(t, path+" "+name+" past its limit", b.get(at+"?"+v.Encode()), 400); !strings.HasPrefix(msg, name+" ") {
+					t.Errorf("GET %s with %s past its documented limit: %q, want a 400 naming %s", path, name, msg, name)
+				}
+			}
+		}
+	}
 	// An id with an unescaped slash reaches the same checks (a path the document leaves to
 	// its ids' escaping).
 	wantError(t, "related of an id with a slash, with limit", b.get("/api/papers/doi:10.1000/x/related?limit=3"), 400)
