@@ -410,15 +410,24 @@ func (s *Server) apiPostPapers(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(good) > 0 {
 		accepted, refused, err := s.cfg.Publisher.Publish(r.Context(), good)
-		ok := make(map[string]bool, len(accepted))
+		// The queue's acknowledgements name the paper, not the record: the records of an id
+		// sent more than once (two versions of a paper) count as accepted only when every
+		// one of them was acknowledged; otherwise which was taken is not known, and the client
+		// sends them all again (a repeat is dropped by the queue, or stored unchanged).
+		acks, sent := make(map[string]int, len(accepted)), make(map[string]int, len(good))
 		for _, id := range accepted {
-			ok[id] = true
+			acks[id]++
+		}
+		for i, res := range goodRes {
+			if _, bad := refused[i]; !bad {
+				sent[res.ID]++
+			}
 		}
 		for i, res := range goodRes {
 			if e, bad := refused[i]; bad {
 				res.Error = reason(e) // sending it again cannot help
 				ans.Rejected = append(ans.Rejected, res)
-			} else if ok[res.ID] {
+			} else if acks[res.ID] >= sent[res.ID] {
 				ans.Accepted = append(ans.Accepted, res)
 			} else {
 				res.Error = "the queue did not take it; send it again"

@@ -773,3 +773,40 @@ func TestPostedTimePastTheYear9999IsRejected(t *testing.T) {
 		t.Errorf("answer %+v; want 2401.00002 accepted, the others rejected for their published times", ans)
 	}
 }
+
+// TestPostOfTwoVersionsOfAPaperIntoAFullQueue: a request with two versions of one paper (the
+// same id, another abstract) that the queue takes only the first of reports the second as to
+// be sent again. The queue's acknowledgements name the paper, not the record: both were
+// reported accepted, and the client never sent the newer version again.
+func TestPostOfTwoVersionsOfAPaperIntoAFullQueue(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	stream, err := b.js.Stream(t.Context(), pipeline.StreamPapers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	cfg.MaxMsgs = 1
+	if _, err := b.js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	c := newContract(t, b.serve(b.config()).URL)
+	var ans struct {
+		Accepted []struct{ Index int } `json:"accepted"`
+		Rejected []struct {
+			Index int
+			Error string
+		} `json:"rejected"`
+	}
+	c.do(req{method: "POST", path: "/api/papers", want: 503, body: `[
+		{"id": "2401.00001v1", "title": "T", "abstract": "The first version."},
+		{"id": "2401.00001v2", "title": "T", "abstract": "The second version, corrected."}]`}).json(t, &ans)
+	for _, a := range ans.Accepted {
+		if a.Index == 1 {
+			t.Errorf("the second version is reported accepted; the queue holds only the first: %+v", ans)
+		}
+	}
+	if len(ans.Rejected) == 0 || ans.Rejected[len(ans.Rejected)-1].Index != 1 {
+		t.Errorf("answer %+v; want the second version among the records to send again", ans)
+	}
+}

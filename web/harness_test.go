@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -68,15 +70,28 @@ func (s testStore) ArchiveMap(ctx context.Context, spaceID int64, limit int) ([]
 type testPublisher struct{ js jetstream.JetStream }
 
 func (p testPublisher) Publish(ctx context.Context, papers []paper.Abstract) ([]string, map[int]error, error) {
-	pub := pipeline.NewPublisher(p.js, pipeline.SubjectNew, 64)
-	var ids []string
-	for _, a := range papers {
-		if err := pub.Publish(ctx, a); err != nil {
-			return nil, nil, err
-		}
-		ids = append(ids, a.ID)
+	if nc := p.js.Conn(); !nc.IsConnected() {
+		return nil, nil, fmt.Errorf("not connected to NATS (%s)", nc.Status())
 	}
-	return ids, nil, pub.Flush(ctx)
+	pub := pipeline.NewPublisher(p.js, pipeline.SubjectNew, 64)
+	var acked []string
+	var refused map[int]error
+	pub.OnAck(func(id string) { acked = append(acked, id) })
+	for i, a := range papers {
+		err := pub.Publish(ctx, a)
+		var tl *pipeline.TooLargeError
+		if errors.As(err, &tl) {
+			if refused == nil {
+				refused = map[int]error{}
+			}
+			refused[i] = tl
+			continue
+		}
+		if err != nil {
+			return acked, refused, errors.Join(err, pub.Flush(ctx))
+		}
+	}
+	return acked, refused, pub.Flush(ctx)
 }
 
 type testStatus struct {

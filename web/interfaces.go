@@ -86,8 +86,9 @@ type UsageRecorder interface {
 
 // Publisher queues abstracts for processing (POST /api/papers).
 type Publisher interface {
-	// Publish queues papers and returns the ids the queue accepted; on error, those accepted
-	// before it failed. A paper the queue can never take (its message is larger than the
+	// Publish queues papers and returns the ids the queue accepted, once per message
+	// acknowledged (an id sent twice and taken twice is in it twice); on error, those
+	// accepted before it failed. A paper the queue can never take (its message is larger than the
 	// queue's limit) is not sent and does not stop the others: it is in refused, by its index
 	// in papers, with the reason in plain words.
 	Publish(ctx context.Context, papers []paper.Abstract) (accepted []string, refused map[int]error, err error)

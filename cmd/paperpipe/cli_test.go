@@ -1760,3 +1760,25 @@ func TestPostedTimePastTheYear9999IsRejectedAndTheOthersQueued(t *testing.T) {
 		t.Errorf("POST of a record published in the year 10000 (UTC) and a good one: %d %.600s; want 202, the first rejected for its date, the second accepted", code, body)
 	}
 }
+
+// TestPostOfTwoVersionsIntoAFullQueueAsksForTheSecondAgain: two versions of one paper posted
+// together into a queue that takes one message: the queue took the first only, but both were
+// reported accepted (its acknowledgements name the paper), and the newer one was never sent
+// again.
+func TestPostOfTwoVersionsIntoAFullQueueAsksForTheSecondAgain(t *testing.T) {
+	t.Parallel()
+	js, st := queueAndStore(t)
+	editPapersStream(t, js, func(cfg *jetstream.StreamConfig) { cfg.MaxMsgs = 1 })
+	code, body := postToServe(t, js, st, `[{"id": "2404.30001v1", "title": "T", "abstract": "The first version. It works."},
+		{"id": "2404.30001v2", "title": "T", "abstract": "The second version, corrected. It works."}]`)
+	var ans struct {
+		Accepted []struct{ Index int }
+		Rejected []struct{ Index int }
+	}
+	if err := json.Unmarshal([]byte(body), &ans); err != nil {
+		t.Fatalf("POST: %d %.300s", code, body)
+	}
+	if code != http.StatusServiceUnavailable || len(ans.Rejected) == 0 || ans.Rejected[len(ans.Rejected)-1].Index != 1 {
+		t.Errorf("POST of two versions of a paper into a queue that takes one: %d %.600s; want 503 with the second version to send again", code, body)
+	}
+}
