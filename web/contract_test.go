@@ -555,6 +555,11 @@ func TestAPIContract(t *testing.T) {
 	// its ids' escaping).
 	wantError(t, "related of an id with a slash, with limit", b.get("/api/papers/doi:10.1000/x/related?limit=3"), 400)
 	wantError(t, "an id with a slash, with k", b.get("/api/papers/doi:10.1000/x?k=3"), 400)
+	for _, cur := range []string{"garbage", "MTcwMA", "eHx5"} {
+		if msg := wantError(t, "cursor="+cur, b.get("/api/papers?cursor="+cur), 400); !strings.Contains(msg, "was not made by this server") {
+			t.Errorf("GET /api/papers?cursor=%s: %q, want it to say the cursor was not made by this server", cur, msg)
+		}
+	}
 	if msg := wantError(t, "text=50%", b.get("/api/papers?text=50%"), 400); !strings.Contains(msg, "escape") {
 		t.Errorf("GET /api/papers?text=50%%: %q, want how to escape it", msg)
 	}

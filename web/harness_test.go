@@ -46,7 +46,7 @@ func (s testStore) ListPapers(ctx context.Context, q web.ListQuery) (web.Page, e
 	if q.Cursor != "" {
 		c, err := store.DecodeCursor(q.Cursor)
 		if err != nil {
-			return web.Page{}, err
+			return web.Page{}, fmt.Errorf("cursor %.40q was not made by this server: %w", q.Cursor, paper.ErrInvalid)
 		}
 		cur = c
 	}
