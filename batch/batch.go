@@ -1165,10 +1165,11 @@ func (r *Runner) store(ctx context.Context, j store.BatchJob, lines []resultLine
 		if j.Kind == paper.KindChat {
 			var resp openai.ChatCompletionResponse
 			err := json.Unmarshal(l.Response.Body, &resp)
+			in, out := llm.Billed(resp.Usage)
 			if err == nil {
 				usage.Requests++
-				usage.InputTokens += resp.Usage.PromptTokens
-				usage.OutputTokens += resp.Usage.CompletionTokens
+				usage.InputTokens += in
+				usage.OutputTokens += out
 			}
 			switch {
 			case err != nil || len(resp.Choices) == 0:
@@ -1196,15 +1197,16 @@ func (r *Runner) store(ctx context.Context, j store.BatchJob, lines []resultLine
 				PaperID: id, Text: text, Model: j.Model, PromptVersion: j.PromptVersion, ContentHash: hash,
 				Validation: valid,
 				Usage: paper.Usage{Model: j.Model, Kind: KindChatBatch, Requests: 1,
-					InputTokens: resp.Usage.PromptTokens, OutputTokens: resp.Usage.CompletionTokens},
+					InputTokens: in, OutputTokens: out},
 			})
 			continue
 		}
 		var resp openai.EmbeddingResponse
 		err := json.Unmarshal(l.Response.Body, &resp)
 		if err == nil {
+			in, _ := llm.Billed(resp.Usage)
 			usage.Requests++
-			usage.InputTokens += resp.Usage.PromptTokens
+			usage.InputTokens += in
 		}
 		switch {
 		case err != nil || len(resp.Data) != 1:

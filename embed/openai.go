@@ -574,7 +574,8 @@ func (c *Client) embed(ctx context.Context, retry llm.Retrier, texts []string, t
 		}
 		// A complete answer is billed, usable or not.
 		usage.Requests++
-		usage.InputTokens += resp.Usage.PromptTokens * (1 + unread)
+		in, _ := llm.Billed(resp.Usage)
+		usage.InputTokens += in * (1 + unread)
 		unread = 0
 		if n := len(texts); n > 1 && (len(resp.Data) == 1 || len(resp.Data) == n && allIndexZero(resp.Data)) {
 			got := fmt.Sprintf("1 vector for %d inputs", n)

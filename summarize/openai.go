@@ -229,8 +229,9 @@ func (c *Client) complete(ctx context.Context, msgs []message, usage *paper.Usag
 		}
 		// A complete answer is billed, usable or not.
 		usage.Requests++
-		usage.InputTokens += resp.Usage.PromptTokens
-		usage.OutputTokens += resp.Usage.CompletionTokens
+		in, out := llm.Billed(resp.Usage)
+		usage.InputTokens += in
+		usage.OutputTokens += out
 		if len(resp.Choices) == 0 {
 			return fmt.Errorf("chat completion without choices: %w", llm.ErrBadResponse)
 		}

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	openai "github.com/sashabaranov/go-openai"
 )
 
 // BytesPerToken is the number of ASCII bytes the token estimate counts as one token. Real BPE
@@ -57,4 +59,12 @@ func TruncateToTokens(s string, maxTokens int) (string, bool) {
 		cut = sp
 	}
 	return strings.TrimRightFunc(s[:cut], unicode.IsSpace), true
+}
+
+// Billed returns the prompt and completion tokens an answer's usage reports, a negative count
+// as 0. go-openai takes the counts as a server sends them, and a proxy or a model server can
+// send junk: a negative count would lower the usage ledger and the token counters (a
+// Prometheus counter panics when it is added one, which stopped the worker).
+func Billed(u openai.Usage) (prompt, completion int) {
+	return max(u.PromptTokens, 0), max(u.CompletionTokens, 0)
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	openai "github.com/sashabaranov/go-openai"
 )
 
 func TestEstimateTokens(t *testing.T) {
@@ -61,6 +63,23 @@ func TestTruncateToTokens(t *testing.T) {
 		}
 		if tc.name == "cut at word" && (strings.HasSuffix(got, "wor") || strings.HasSuffix(got, " ")) {
 			t.Errorf("%s: cut inside a word or left a space: %q", tc.name, got[len(got)-10:])
+		}
+	}
+}
+
+// A negative count in an answer's usage (junk from a proxy or a model server) is no tokens.
+func TestBilledDropsNegativeCounts(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		u       openai.Usage
+		in, out int
+	}{
+		{openai.Usage{PromptTokens: 12, CompletionTokens: 3}, 12, 3},
+		{openai.Usage{PromptTokens: -1, CompletionTokens: 3}, 0, 3},
+		{openai.Usage{PromptTokens: 12, CompletionTokens: -5}, 12, 0},
+	} {
+		if in, out := Billed(tc.u); in != tc.in || out != tc.out {
+			t.Errorf("Billed(%+v) = %d, %d; want %d, %d", tc.u, in, out, tc.in, tc.out)
 		}
 	}
 }
