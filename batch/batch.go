@@ -998,7 +998,7 @@ func (r *Runner) collect(ctx context.Context, j store.BatchJob, status string) (
 				} else if l.Response != nil {
 					msg = "HTTP " + strconv.Itoa(l.Response.StatusCode) + ": " + string(l.Response.Body)
 				}
-				r.log.WarnContext(ctx, "batch request failed", "job", j.ID, "custom_id", l.CustomID, "error", msg)
+				r.log.WarnContext(ctx, "batch request failed", "job", j.ID, "custom_id", l.CustomID, "err", msg)
 			}
 			return nil
 		})

@@ -38,14 +38,14 @@ func (w *Worker) deadLetter(ctx context.Context, j job, reason error) {
 		attempts, seq, stored = j.meta.NumDelivered, j.meta.Sequence.Stream, j.meta.Timestamp
 	}
 	if _, err := w.publishDead(ctx, j.msg.Subject(), j.msg.Data(), seq, stored, attempts, j.a.ID, reason.Error(), j.a.TextAt); err != nil {
-		w.log.Error("dead-lettering failed; message returned to the queue", "id", j.a.ID, "err", err)
+		w.log.Error("dead-lettering failed; message returned to the queue", "paper", j.a.ID, "err", err)
 		_ = j.msg.NakWithDelay(w.cfg.Backoff(int(attempts)))
 		w.stats.retried.Add(1)
 		return
 	}
-	w.log.Warn("dead-lettered", "id", j.a.ID, "attempts", attempts, "reason", reason)
+	w.log.Warn("dead-lettered", "paper", j.a.ID, "attempts", attempts, "reason", reason)
 	if err := j.msg.TermWithReason(truncate(reason.Error(), 200)); err != nil {
-		w.log.Debug("term failed", "id", j.a.ID, "err", err)
+		w.log.Debug("term failed", "paper", j.a.ID, "err", err)
 	}
 	w.stats.dead.Add(1)
 }
@@ -120,11 +120,11 @@ func (w *Worker) withdrawDeadLetter(j job, done string) {
 	}
 	if err != nil {
 		w.log.Warn("the worker "+done+" after the server may have given the message up; a dead letter of it, if any, could not be withdrawn",
-			"id", j.a.ID, "err", err)
+			"paper", j.a.ID, "err", err)
 		return
 	}
 	if ack.Duplicate {
-		w.log.Info("the worker "+done+" after the message was given up and dead-lettered; dead letter withdrawn", "id", j.a.ID, "dead_letter", ack.Sequence)
+		w.log.Info("the worker "+done+" after the message was given up and dead-lettered; dead letter withdrawn", "paper", j.a.ID, "dead_letter", ack.Sequence)
 	}
 }
 

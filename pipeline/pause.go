@@ -157,7 +157,7 @@ func (w *Worker) handBack(ctx context.Context, j job, why string) {
 	}
 	j.release()
 	if err := j.msg.NakWithDelay(max(w.pausedFor(), w.cfg.FetchWait)); err != nil {
-		w.log.Debug("nak failed", "id", j.a.ID, "err", err)
+		w.log.Debug("nak failed", "paper", j.a.ID, "err", err)
 	}
 	w.stats.retried.Add(1)
 }

@@ -166,7 +166,7 @@ func (w *Worker) reap(ctx context.Context, o orphan) error {
 			if err := deleteMsg(ctx, stream, o.seq); err != nil {
 				return err
 			}
-			w.log.Info("message given up after max deliveries had its results stored; removed", "id", a.ID, "seq", o.seq)
+			w.log.Info("message given up after max deliveries had its results stored; removed", "paper", a.ID, "seq", o.seq)
 			w.stats.reaped.Add(1)
 			return nil
 		}
@@ -180,7 +180,7 @@ func (w *Worker) reap(ctx context.Context, o orphan) error {
 		return err
 	}
 	if !dup {
-		w.log.Warn("dead-lettered", "id", a.ID, "seq", o.seq, "attempts", o.deliveries, "reason", ReasonMaxDeliveries)
+		w.log.Warn("dead-lettered", "paper", a.ID, "seq", o.seq, "attempts", o.deliveries, "reason", ReasonMaxDeliveries)
 		w.stats.dead.Add(1)
 		w.stats.reaped.Add(1)
 	}

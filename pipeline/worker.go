@@ -785,7 +785,7 @@ func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 		// deliveries in a moment and be dead-lettered.
 		j.release()
 		if nerr := j.msg.NakWithDelay(w.cfg.FetchWait); nerr != nil {
-			w.log.Debug("nak failed", "id", j.a.ID, "err", nerr)
+			w.log.Debug("nak failed", "paper", j.a.ID, "err", nerr)
 		}
 		w.stats.retried.Add(1)
 	case errors.Is(err, paper.ErrUnavailable):
@@ -885,7 +885,7 @@ func (w *Worker) ack(j job) {
 	}
 	if err := j.msg.Ack(); err != nil {
 		// The results are stored; a redelivery will find them and make no API call.
-		w.log.Warn("ack failed; the message will be redelivered and skipped", "id", j.a.ID, "err", err)
+		w.log.Warn("ack failed; the message will be redelivered and skipped", "paper", j.a.ID, "err", err)
 		return
 	}
 	w.stats.acked.Add(1)
@@ -960,7 +960,7 @@ func (w *Worker) requeue(ctx context.Context, j job, why string) {
 	id := "requeue:" + strconv.FormatUint(j.meta.Sequence.Stream, 10) + ":" + strconv.FormatInt(time.Now().UnixNano(), 10)
 	if _, err := w.js.PublishMsg(ctx, requeued(j), jetstream.WithMsgID(id)); err != nil {
 		w.log.Warn("could not requeue a message interrupted on its last delivery; it will be dead-lettered",
-			"id", j.a.ID, "by", why, "err", err)
+			"paper", j.a.ID, "by", why, "err", err)
 		_ = j.msg.NakWithDelay(w.cfg.FetchWait)
 		w.stats.retried.Add(1)
 		return
@@ -972,13 +972,13 @@ func (w *Worker) requeue(ctx context.Context, j job, why string) {
 		w.withdrawDeadLetter(j, "requeued it")
 	}
 	if err := j.msg.TermWithReason("interrupted by " + why + " on its last delivery: requeued"); err != nil {
-		w.log.Debug("term failed", "id", j.a.ID, "err", err)
+		w.log.Debug("term failed", "paper", j.a.ID, "err", err)
 	}
 	lvl := slog.LevelInfo
 	if why != byShutdown {
 		lvl = slog.LevelDebug // the other causes have their own lines (a pause, a warning)
 	}
-	w.log.Log(ctx, lvl, "requeued a message interrupted on its last delivery", "id", j.a.ID, "by", why)
+	w.log.Log(ctx, lvl, "requeued a message interrupted on its last delivery", "paper", j.a.ID, "by", why)
 	w.stats.retried.Add(1)
 }
 
@@ -1009,9 +1009,9 @@ func (w *Worker) retry(ctx context.Context, j job, cause error) {
 		return
 	}
 	delay := w.cfg.Backoff(n)
-	w.log.Info("will retry", "id", j.a.ID, "delivery", n, "delay", delay.Round(time.Millisecond), "err", cause)
+	w.log.Info("will retry", "paper", j.a.ID, "delivery", n, "delay", delay.Round(time.Millisecond), "err", cause)
 	if err := j.msg.NakWithDelay(delay); err != nil {
-		w.log.Debug("nak failed", "id", j.a.ID, "err", err)
+		w.log.Debug("nak failed", "paper", j.a.ID, "err", err)
 	}
 	w.stats.retried.Add(1)
 }

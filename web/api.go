@@ -75,7 +75,7 @@ func (s *Server) relatedOf(ctx context.Context, rec paper.Record, k int) ([]pape
 		// failed) the answer is still the 409, with the hint of a paper in none.
 		in, ierr := s.cfg.Store.EmbeddedIn(ctx, rec.ID)
 		if ierr != nil {
-			s.log.Warn("related: the spaces holding a vector of the paper could not be read", "id", rec.ID, "err", ierr)
+			s.log.Warn("related: the spaces holding a vector of the paper could not be read", "paper", rec.ID, "err", ierr)
 			in = nil
 		}
 		return nil, sp.Name(), &httpError{status: http.StatusConflict, err: err, msg: embed.NoVectorHint(rec.ID, sp, in)}

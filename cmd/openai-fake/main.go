@@ -183,13 +183,13 @@ func routes(fake *openaitest.Server, logger *slog.Logger) http.Handler {
 	mux.HandleFunc("GET /_stats", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		if err := json.NewEncoder(w).Encode(fake.Stats()); err != nil {
-			logger.Warn("writing stats", "error", err)
+			logger.Warn("writing stats", "err", err)
 		}
 	})
 	mux.HandleFunc("GET /_deliveries", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		if err := json.NewEncoder(w).Encode(fake.Deliveries()); err != nil {
-			logger.Warn("writing deliveries", "error", err)
+			logger.Warn("writing deliveries", "err", err)
 		}
 	})
 	mux.HandleFunc("POST /_faults", func(w http.ResponseWriter, r *http.Request) {

@@ -396,7 +396,7 @@ func warnInactiveSpace(ctx context.Context, c *config, log *slog.Logger, st *sto
 func queueMissing(ctx context.Context, log *slog.Logger, st *store.Store, b *broker, space paper.Space) error {
 	pub := pipeline.NewRunPublisher(b.js, pipeline.SubjectNew, "follow-space-"+strconv.FormatInt(space.ID, 10), 256)
 	n, err := publishStale(ctx, st, store.Selection{Work: paper.Work{SpaceID: space.ID}}, pub, 0, nil, func(id string, err error) {
-		log.Warn("a paper missing from the space cannot be queued", "id", id, "err", err)
+		log.Warn("a paper missing from the space cannot be queued", "paper", id, "err", err)
 	})
 	if err != nil {
 		return fmt.Errorf("queue the papers missing from space %s: %w", space.Name(), err)

@@ -443,7 +443,7 @@ func (s *Server) Close() {
 // recordViolation records a spec violation.
 func (s *Server) recordViolation(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	s.log.Warn("openaitest: OpenAPI validation failure", "error", msg)
+	s.log.Warn("openaitest: OpenAPI validation failure", "err", msg)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.stats.ValidationErrors) >= maxValidationErrors {
