@@ -76,12 +76,17 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	s.writeError(w, r, code, msg)
 }
 
-// logFailure logs the failure of r with code: a server-side failure (5xx but 503, which says
-// the request took too long) at error level, a refusal at debug level.
+// logFailure logs the failure of r with code: a server-side failure (5xx but 503) at error
+// level; a request that ran out of time (503: a slow database or embedding API, which the
+// operator must see) at warning level; a refusal (4xx, and the other 503s: shutting down, no
+// queue, each logged where it begins) at debug level.
 func (s *Server) logFailure(r *http.Request, code int, err error) {
-	if code >= 500 && code != http.StatusServiceUnavailable {
+	switch {
+	case code >= 500 && code != http.StatusServiceUnavailable:
 		s.log.Error("HTTP request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
-	} else {
+	case code == http.StatusServiceUnavailable && errors.Is(err, context.DeadlineExceeded):
+		s.log.Warn("HTTP request took too long", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
+	default:
 		s.log.Debug("HTTP request refused", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
 	}
 }

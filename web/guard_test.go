@@ -278,6 +278,34 @@ func TestHandlersEndBeforeTheWriteTimeout(t *testing.T) {
 	}
 }
 
+// TestRequestThatTookTooLongIsLogged: a search that runs out of time is the server's
+// slowness (a slow database or embedding API), not the client's mistake: the operator asked
+// why searches answer 503 finds it in the log at the default level, with the path and the
+// cause, once per request. It was logged at debug level only, as a refusal.
+func TestRequestThatTookTooLongIsLogged(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	logs := &lockedBuffer{}
+	cfg := b.config()
+	cfg.Embedder = stuckEmbedder{b.emb}
+	cfg.WriteTimeout = 500 * time.Millisecond
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil)) // info, the default level
+	b.serve(cfg)
+	if r := b.get("/api/search?q=experts&mode=semantic"); r.code != http.StatusServiceUnavailable {
+		t.Fatalf("a search whose embedding never comes: %d %s, want 503", r.code, r.body)
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if strings.Contains(l, "/api/search") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], "status=503") ||
+		!strings.Contains(lines[0], "deadline exceeded") {
+		t.Errorf("log lines of the search that took too long: %q; want one warning naming the path, 503 and the cause", lines)
+	}
+}
+
 // TestPostWithoutAQueueAnswersItsSchema: 503 is a PostResult, like the other answers of
 // POST /api/papers.
 func TestPostWithoutAQueueAnswersItsSchema(t *testing.T) {
