@@ -66,6 +66,9 @@ func TestAccountRefusalPausesTheWorkerUntilTheAPIAcceptsIt(t *testing.T) {
 		return s.Received >= 12 || s.Dead > 0, fmt.Sprintf("stats %+v", s)
 	})
 	checkAllQueued(t, b, w, papers, "a revoked key")
+	if api, db := w.Paused(); !api || db {
+		t.Errorf("Paused() = %v, %v while the API refuses the key; want true, false", api, db)
+	}
 	// After the first pause the worker tries one message at a time: a pause costs about one
 	// delivery, not one per message.
 	if s := w.Stats(); s.Paused < 3 || s.Received > s.Paused+int64(len(papers))+1 {
@@ -79,6 +82,9 @@ func TestAccountRefusalPausesTheWorkerUntilTheAPIAcceptsIt(t *testing.T) {
 	})
 	if dls := deadLetters(t, b.js); len(dls) != 0 {
 		t.Errorf("%d dead letters, want none; the first: %s", len(dls), dls[0].Reason)
+	}
+	if api, db := w.Paused(); api || db {
+		t.Errorf("Paused() = %v, %v once the key works; want false, false", api, db)
 	}
 	out := logs.String()
 	if n, s := strings.Count(out, pauseLine), w.Stats(); int64(n) != s.Paused {

@@ -90,11 +90,18 @@ CREATE TRIGGER disk_full BEFORE INSERT OR UPDATE ON tldrs FOR EACH ROW EXECUTE F
 	if n := sum.calls.Load() - bought; n > 1 {
 		t.Errorf("%d TL;DRs bought after the pause while none could be saved: want the probe's only", n)
 	}
+	if api, db := w.Paused(); api || !db {
+		t.Errorf("Paused() = %v, %v while TL;DRs cannot be saved; want false, true", api, db)
+	}
 
 	execSQL(t, b.url, `DROP TRIGGER disk_full ON tldrs`) // space freed
 	waitFor(t, "every paper done", func() (bool, string) {
 		c := counts(t, b, sum)
 		return c.WithTLDR == int64(len(papers)), fmt.Sprintf("counts %+v, stats %+v", c, w.Stats())
+	})
+	waitFor(t, "the worker no longer paused", func() (bool, string) {
+		api, db := w.Paused()
+		return !api && !db, fmt.Sprintf("Paused() = %v, %v", api, db)
 	})
 	if !strings.Contains(logs.String(), "the database saves results again: the worker resumes") {
 		t.Errorf("the log does not say when the worker resumes:\n%s", logs.String())

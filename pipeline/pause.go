@@ -134,6 +134,19 @@ func (w *Worker) pausedFor() time.Duration {
 	return max(time.Until(p.api.until), time.Until(p.db.until), 0)
 }
 
+// Paused reports whether the worker is paused for the API (api) or for the database (db): from
+// the first pause for that service until it answers again — the pauses and the messages tried
+// one at a time between them.
+func (w *Worker) Paused() (api, db bool) {
+	p := &w.pause
+	if !p.active.Load() {
+		return false, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.api.n > 0, p.db.n > 0
+}
+
 // probing reports whether the worker is past its pauses with a breaker still open: it then
 // tries one message at a time.
 func (w *Worker) probing() bool { return w.pause.active.Load() && w.pausedFor() == 0 }

@@ -102,7 +102,9 @@ func workerDeps(c *config, st *store.Store, m *models) (pipeline.Store, pipeline
 func watchWorker(c *config, consumer string, w *pipeline.Worker) {
 	c.metrics.AddWorker(consumer, func() metrics.WorkerCounts {
 		s := w.Stats()
-		return metrics.WorkerCounts{Received: s.Received, Acked: s.Acked, Skipped: s.Skipped, Retried: s.Retried, Dead: s.Dead, Pauses: s.Paused, DBPauses: s.DBPaused}
+		api, db := w.Paused()
+		return metrics.WorkerCounts{Received: s.Received, Acked: s.Acked, Skipped: s.Skipped, Retried: s.Retried, Dead: s.Dead, Pauses: s.Paused, DBPauses: s.DBPaused,
+			APIPaused: api, DBPaused: db}
 	})
 }
 

@@ -61,7 +61,8 @@ func TestWorkerServesMetricsAndProbes(t *testing.T) {
 		_, m := get(t, base+"/metrics")
 		if strings.Contains(m, `paperpipe_worker_messages_total{consumer="workers",outcome="acked"} 108`) {
 			for _, want := range []string{"paperpipe_stage_duration_seconds", "paperpipe_dead_letters 0", "paperpipe_queue_up 1",
-				`paperpipe_queue_messages{consumer="workers",state="pending"} 0`} {
+				`paperpipe_queue_messages{consumer="workers",state="pending"} 0`, `paperpipe_worker_api_paused{consumer="workers"} 0`,
+				`paperpipe_worker_database_paused{consumer="workers"} 0`} {
 				if !strings.Contains(m, want) {
 					t.Errorf("the worker's /metrics has no %s:\n%s", want, m)
 				}

@@ -228,17 +228,22 @@ type WorkerCounts struct {
 	// pauses because the database could not be reached or could not write: no message fails
 	// for them.
 	Pauses, DBPauses int64
+	// APIPaused and DBPaused say whether the worker is paused now for the API or for the
+	// database (pipeline.Worker.Paused): from its first pause until the service answers again.
+	APIPaused, DBPaused bool
 }
 
-// add returns the sum of c and d.
+// add returns the sum of c's and d's counts, with d's state (APIPaused, DBPaused).
 func (c WorkerCounts) add(d WorkerCounts) WorkerCounts {
 	return WorkerCounts{Received: c.Received + d.Received, Acked: c.Acked + d.Acked, Skipped: c.Skipped + d.Skipped,
-		Retried: c.Retried + d.Retried, Dead: c.Dead + d.Dead, Pauses: c.Pauses + d.Pauses, DBPauses: c.DBPauses + d.DBPauses}
+		Retried: c.Retried + d.Retried, Dead: c.Dead + d.Dead, Pauses: c.Pauses + d.Pauses, DBPauses: c.DBPauses + d.DBPauses,
+		APIPaused: d.APIPaused, DBPaused: d.DBPaused}
 }
 
 // AddWorker makes every scrape report the counts fn returns for consumer, as
-// paperpipe_worker_messages_total{consumer,outcome}, paperpipe_worker_api_pauses_total{consumer}
-// and paperpipe_worker_database_pauses_total{consumer}.
+// paperpipe_worker_messages_total{consumer,outcome}, paperpipe_worker_api_pauses_total{consumer},
+// paperpipe_worker_database_pauses_total{consumer}, and the gauges
+// paperpipe_worker_api_paused{consumer} and paperpipe_worker_database_paused{consumer}.
 // A later call for the same consumer replaces fn, for a worker started again (after a fit, by
 // `up` and `worker`) whose counts start from zero: the replaced fn's last counts are kept and
 // added to the new one's, so that the counters of the process never go backwards. The worker
@@ -271,6 +276,12 @@ var (
 		[]string{"consumer"}, nil)
 	dbPauseDesc = prometheus.NewDesc("paperpipe_worker_database_pauses_total",
 		"Pauses of a worker of this process because the database could not be reached or could not write: its messages wait in the queue until it records them again.",
+		[]string{"consumer"}, nil)
+	pausedDesc = prometheus.NewDesc("paperpipe_worker_api_paused",
+		"1 while a worker of this process is paused because the API refuses the account or the configuration or cannot be reached (from its first such pause until the API accepts a request again), 0 otherwise.",
+		[]string{"consumer"}, nil)
+	dbPausedDesc = prometheus.NewDesc("paperpipe_worker_database_paused",
+		"1 while a worker of this process is paused because the database cannot be reached or cannot write (from its first such pause until the database records again), 0 otherwise.",
 		[]string{"consumer"}, nil)
 )
 
@@ -324,6 +335,8 @@ func (c *workerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- workerDesc
 	ch <- pauseDesc
 	ch <- dbPauseDesc
+	ch <- pausedDesc
+	ch <- dbPausedDesc
 }
 
 func (c *workerCollector) Collect(ch chan<- prometheus.Metric) {
@@ -339,5 +352,15 @@ func (c *workerCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(pauseDesc, prometheus.CounterValue, float64(w.Pauses), consumer)
 		ch <- prometheus.MustNewConstMetric(dbPauseDesc, prometheus.CounterValue, float64(w.DBPauses), consumer)
+		ch <- prometheus.MustNewConstMetric(pausedDesc, prometheus.GaugeValue, gauge(w.APIPaused), consumer)
+		ch <- prometheus.MustNewConstMetric(dbPausedDesc, prometheus.GaugeValue, gauge(w.DBPaused), consumer)
 	}
+}
+
+// gauge is 1 for true, 0 for false.
+func gauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -259,4 +260,38 @@ func TestEndpoint(t *testing.T) {
 			t.Errorf("Endpoint(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// TestWorkerPausedGaugesShowThePauseNow: the pause counters move once per pause, minutes apart
+// in a long outage (the pauses grow to 5 minutes), and stop when it ends as they do between
+// pauses: the gauges say whether the workers are paused now, and so when the outage was over.
+// A worker started again reports its own state, not the stopped one's.
+func TestWorkerPausedGaugesShowThePauseNow(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metrics.Config{})
+	var api, db bool
+	m.AddWorker("new", func() metrics.WorkerCounts {
+		return metrics.WorkerCounts{Pauses: 3, APIPaused: api, DBPaused: db}
+	})
+	check := func(api, db int) {
+		t.Helper()
+		want := fmt.Sprintf(`
+# HELP paperpipe_worker_api_paused 1 while a worker of this process is paused because the API refuses the account or the configuration or cannot be reached (from its first such pause until the API accepts a request again), 0 otherwise.
+# TYPE paperpipe_worker_api_paused gauge
+paperpipe_worker_api_paused{consumer="new"} %d
+# HELP paperpipe_worker_database_paused 1 while a worker of this process is paused because the database cannot be reached or cannot write (from its first such pause until the database records again), 0 otherwise.
+# TYPE paperpipe_worker_database_paused gauge
+paperpipe_worker_database_paused{consumer="new"} %d
+`, api, db)
+		if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "paperpipe_worker_api_paused", "paperpipe_worker_database_paused"); err != nil {
+			t.Error(err)
+		}
+	}
+	check(0, 0)
+	api = true
+	check(1, 0)
+	api, db = false, true
+	check(0, 1)
+	m.AddWorker("new", func() metrics.WorkerCounts { return metrics.WorkerCounts{} })
+	check(0, 0)
 }
