@@ -18,8 +18,11 @@
 // paper.ErrAmbiguous; match them with errors.Is. The calls a worker makes (UpsertPapers or
 // PendingFor, SaveSummaries, SaveEmbeddings, RecordUsage), and the batch ledger's calls a Batch
 // API run makes (StalePapers, ClaimBatchJob, BatchJobs, BatchJobItems, BatchItemsOf,
-// LockBatchJob, UpdateBatchJob, RecordBatchUpload, FinishBatchJob), mark a database that could not be reached or could not
-// write, whatever the records, with paper.ErrUnavailable; UpsertPapers, SaveSummaries and
+// LockBatchJob, UpdateBatchJob, RecordBatchUpload, FinishBatchJob), and the reads the web
+// surfaces make (Paper, Summaries, Resolve, List, ListFiltered, Related, EmbeddedIn, Search,
+// KeywordSearchRanked, SemanticSearch, HybridSearchRanked, MapPoints, ActiveSpace), mark a
+// database that could not be reached or could not write, whatever the records, with
+// paper.ErrUnavailable; UpsertPapers, SaveSummaries and
 // SaveEmbeddings (and LoadEmbeddings) wait for a row another session holds locked for
 // Config.RowLockTimeout at most, then fail with paper.ErrLocked (a save with a
 // *paper.LockedError naming the papers).

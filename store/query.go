@@ -57,7 +57,8 @@ func scanRecord(r pgx.CollectableRow) (paper.Record, error) {
 
 // Paper returns the stored paper id with its latest TL;DR of the current text;
 // paper.ErrNotFound when there is none. id must be canonical (see Resolve).
-func (s *Store) Paper(ctx context.Context, id string) (paper.Record, error) {
+func (s *Store) Paper(ctx context.Context, id string) (_ paper.Record, err error) {
+	defer func() { err = unavailable(ctx, err) }()
 	rows, err := s.pool.Query(ctx, recordSQL+` WHERE p.id = $1`, id)
 	if err != nil {
 		return paper.Record{}, fmt.Errorf("read paper %s: %w", id, err)
@@ -71,7 +72,8 @@ func (s *Store) Paper(ctx context.Context, id string) (paper.Record, error) {
 
 // Summaries returns every stored TL;DR of paper id (every model and prompt version, current or
 // stale text), newest first; paper.ErrNotFound when the paper does not exist.
-func (s *Store) Summaries(ctx context.Context, id string) ([]paper.Summary, error) {
+func (s *Store) Summaries(ctx context.Context, id string) (_ []paper.Summary, err error) {
+	defer func() { err = unavailable(ctx, err) }()
 	rows, err := s.pool.Query(ctx, `SELECT p.id, t.model, t.prompt_version, t.content_hash, t.tldr, t.validation,
 			t.input_tokens, t.output_tokens
 		FROM papers p LEFT JOIN tldrs t ON t.paper_id = p.id
@@ -120,7 +122,8 @@ const maxCandidates = 5
 // one match is the answer, and among several a title equal to ref wins. No match is
 // paper.ErrNotFound; several are an error wrapping paper.ErrAmbiguous that lists up to five
 // candidates as "id  title" lines.
-func (s *Store) Resolve(ctx context.Context, ref string) (string, error) {
+func (s *Store) Resolve(ctx context.Context, ref string) (_ string, err error) {
+	defer func() { err = unavailable(ctx, err) }()
 	ref = strings.TrimSpace(ref)
 	if ref == "" {
 		return "", fmt.Errorf("resolve paper: empty reference: %w", paper.ErrInvalid)
@@ -133,7 +136,7 @@ func (s *Store) Resolve(ctx context.Context, ref string) (string, error) {
 		ids = append(ids, c)
 	}
 	var id string
-	err := s.pool.QueryRow(ctx, `SELECT id FROM papers WHERE id = ANY($1::text[])
+	err = s.pool.QueryRow(ctx, `SELECT id FROM papers WHERE id = ANY($1::text[])
 		ORDER BY array_position($1::text[], id) LIMIT 1`, ids).Scan(&id)
 	if err == nil {
 		return id, nil
@@ -189,7 +192,8 @@ func escapeLike(s string) string {
 // Related returns the k papers nearest to paper id in space spaceID by cosine similarity,
 // nearest first, excluding the paper itself; paper.ErrNotFound when the space holds no vector
 // of the paper. k must be 1 to 1000.
-func (s *Store) Related(ctx context.Context, spaceID int64, id string, k int) ([]paper.Hit, error) {
+func (s *Store) Related(ctx context.Context, spaceID int64, id string, k int) (_ []paper.Hit, err error) {
+	defer func() { err = unavailable(ctx, err) }()
 	sp, vec, err := s.relatedInput(ctx, spaceID, id, k)
 	if err != nil {
 		return nil, fmt.Errorf("related to %s: %w", id, err)
@@ -203,7 +207,8 @@ func (s *Store) Related(ctx context.Context, spaceID int64, id string, k int) ([
 
 // EmbeddedIn returns the spaces that hold a vector of paper id's current text, by id (none
 // when the paper is unknown).
-func (s *Store) EmbeddedIn(ctx context.Context, id string) ([]paper.Space, error) {
+func (s *Store) EmbeddedIn(ctx context.Context, id string) (_ []paper.Space, err error) {
+	defer func() { err = unavailable(ctx, err) }()
 	rows, err := s.pool.Query(ctx, `SELECT `+spaceColumns+` FROM embedding_spaces s
 		WHERE EXISTS (SELECT 1 FROM embeddings e JOIN papers p ON p.id = e.paper_id AND p.content_hash = e.content_hash
 			WHERE e.space_id = s.id AND e.paper_id = $1)
@@ -224,7 +229,8 @@ func (s *Store) EmbeddedIn(ctx context.Context, id string) ([]paper.Space, error
 // Search returns the k papers nearest to vec in space spaceID by cosine similarity, nearest
 // first. A vector whose length is not the space's dimension is an error wrapping
 // paper.ErrSpaceMismatch. k must be 1 to 1000.
-func (s *Store) Search(ctx context.Context, spaceID int64, vec []float32, k int) ([]paper.Hit, error) {
+func (s *Store) Search(ctx context.Context, spaceID int64, vec []float32, k int) (_ []paper.Hit, err error) {
+	defer func() { err = unavailable(ctx, err) }()
 	if err := checkK(k); err != nil {
 		return nil, fmt.Errorf("search: %w", err)
 	}
@@ -457,14 +463,12 @@ const MaxListLimit = 1000
 // List returns up to limit papers, newest first (by creation, then id), after the position
 // before (nil for the first page), and the cursor of the next page, nil on the last one.
 // limit must be 1 to 1000.
-func (s *Store) List(ctx context.Context, limit int, before *Cursor) ([]paper.Record, *Cursor, error) {
+func (s *Store) List(ctx context.Context, limit int, before *Cursor) (_ []paper.Record, _ *Cursor, err error) {
+	defer func() { err = unavailable(ctx, err) }()
 	if limit < 1 || limit > MaxListLimit {
 		return nil, nil, fmt.Errorf("list papers: limit is %d, want 1 to %d: %w", limit, MaxListLimit, paper.ErrInvalid)
 	}
-	var (
-		rows pgx.Rows
-		err  error
-	)
+	var rows pgx.Rows
 	if before == nil {
 		rows, err = s.pool.Query(ctx, recordSQL+` ORDER BY p.created_at DESC, p.id DESC LIMIT $1`, limit+1)
 	} else {

@@ -230,7 +230,8 @@ func (s *Store) KeywordSearch(ctx context.Context, q string, k int) ([]paper.Hit
 // KeywordRankLimit most recently stored, and its Ranking is Bounded. The work of a search is
 // then bounded by the limit, not by the archive: ranking every match of "learning" took 1.7 s
 // at 500,000 papers.
-func (s *Store) KeywordSearchRanked(ctx context.Context, q string, k int) ([]paper.Hit, Ranking, error) {
+func (s *Store) KeywordSearchRanked(ctx context.Context, q string, k int) (_ []paper.Hit, _ Ranking, err error) {
+	defer func() { err = unavailable(ctx, err) }()
 	rk := Ranking{Limit: s.keywordLimit}
 	if err := checkK(k); err != nil {
 		return nil, rk, fmt.Errorf("keyword search: %w", err)
@@ -351,7 +352,8 @@ func scanHit(r pgx.CollectableRow) (paper.Hit, error) {
 // without an excluded word among the hnsw.max_scan_tuples (20,000 by default) it visits. A
 // vector whose length is not the space's dimension is an error wrapping
 // paper.ErrSpaceMismatch. k must be 1 to 1000.
-func (s *Store) SemanticSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, error) {
+func (s *Store) SemanticSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) (_ []paper.Hit, err error) {
+	defer func() { err = unavailable(ctx, err) }()
 	hits, _, err := s.textVectorSearch(ctx, semanticQuery, spaceID, q, vec, k)
 	return hits, err
 }
@@ -439,7 +441,8 @@ func (s *Store) HybridSearch(ctx context.Context, spaceID int64, q string, vec [
 // HybridSearchRanked is HybridSearch, with how its keyword ranking was made: as
 // KeywordSearchRanked's, from the Config.KeywordRankLimit newest matches when q matches more
 // papers than that (Ranking.Bounded).
-func (s *Store) HybridSearchRanked(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, Ranking, error) {
+func (s *Store) HybridSearchRanked(ctx context.Context, spaceID int64, q string, vec []float32, k int) (_ []paper.Hit, _ Ranking, err error) {
+	defer func() { err = unavailable(ctx, err) }()
 	return s.textVectorSearch(ctx, hybridQuery, spaceID, q, vec, k)
 }
 
@@ -599,7 +602,8 @@ type ListFilter struct {
 // position before (nil for the first page), and the cursor of the next page, nil on the last
 // one. limit must be 1 to 1000. Bad filter values are errors wrapping paper.ErrInvalid; a
 // Text full-text search ignores whole one wrapping paper.ErrNoSearchTerms.
-func (s *Store) ListFiltered(ctx context.Context, f ListFilter, limit int, before *Cursor) ([]paper.Record, *Cursor, error) {
+func (s *Store) ListFiltered(ctx context.Context, f ListFilter, limit int, before *Cursor) (_ []paper.Record, _ *Cursor, err error) {
+	defer func() { err = unavailable(ctx, err) }()
 	if limit < 1 || limit > MaxListLimit {
 		return nil, nil, fmt.Errorf("list papers: limit is %d, want 1 to %d: %w", limit, MaxListLimit, paper.ErrInvalid)
 	}
@@ -720,7 +724,8 @@ const mapSampleSQL = `WITH sample AS (SELECT p.id` + mapFrom + ` ORDER BY md5(p.
 // every call while the archive does not change (ordered by the MD5 of their id, which is
 // independent of when or in what order they arrived). The points come in that order. limit
 // must be at least 1.
-func (s *Store) MapPoints(ctx context.Context, spaceID int64, limit int) ([]MapPoint, int, error) {
+func (s *Store) MapPoints(ctx context.Context, spaceID int64, limit int) (_ []MapPoint, _ int, err error) {
+	defer func() { err = unavailable(ctx, err) }()
 	if limit < 1 {
 		return nil, 0, fmt.Errorf("map points: limit is %d, want at least 1: %w", limit, paper.ErrInvalid)
 	}

@@ -778,7 +778,8 @@ func (s *Store) listSpaces(ctx context.Context, counted bool) ([]SpaceInfo, erro
 }
 
 // ActiveSpace returns the space queries use by default; paper.ErrNotFound when none is active.
-func (s *Store) ActiveSpace(ctx context.Context) (paper.Space, error) {
+func (s *Store) ActiveSpace(ctx context.Context) (_ paper.Space, err error) {
+	defer func() { err = unavailable(ctx, err) }()
 	sp, err := scanSpace(s.pool.QueryRow(ctx, `SELECT `+spaceColumns+` FROM embedding_spaces WHERE active`))
 	if err != nil {
 		return paper.Space{}, notFound(err, "active embedding space")

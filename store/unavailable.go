@@ -16,9 +16,10 @@ import (
 // unavailable marks err with paper.ErrUnavailable when it says the database could not be
 // reached or could not do the work, whatever the records (see dbUnavailable); the caller (a
 // worker) can then wait for the database instead of counting the failure against the records.
-// An error of a ctx that ended is left as it is: the caller knows its own deadline.
+// An error of a ctx that ended is left as it is: the caller knows its own deadline; so is one
+// marked already (a call made of others).
 func unavailable(ctx context.Context, err error) error {
-	if err == nil || ctx.Err() != nil || errors.Is(err, paper.ErrInvalid) || !dbUnavailable(err) {
+	if err == nil || ctx.Err() != nil || errors.Is(err, paper.ErrInvalid) || errors.Is(err, paper.ErrUnavailable) || !dbUnavailable(err) {
 		return err
 	}
 	var pgErr *pgconn.PgError

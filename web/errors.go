@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/paperpipe/paperpipe/paper"
@@ -54,6 +55,10 @@ func statusOf(err error) (int, string) {
 		return http.StatusNotFound, err.Error()
 	case errors.Is(err, paper.ErrSpaceMismatch), errors.Is(err, paper.ErrAmbiguous):
 		return http.StatusConflict, err.Error()
+	case errors.Is(err, paper.ErrUnavailable):
+		// The database could not be reached or could not answer (the store marks it so): a
+		// state of the server, not of the request, which a client may try again.
+		return http.StatusServiceUnavailable, "the database is unavailable; try again shortly"
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, "the request took too long; try again"
 	case errors.Is(err, context.Canceled):
@@ -71,19 +76,30 @@ func reason(err error) string {
 
 // fail answers r with err: JSON for the API, a page for the UI.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	code, msg := statusOf(duringShutdown(r, err))
+	err = duringShutdown(r, err)
+	code, msg := statusOf(err)
 	s.logFailure(r, code, err)
+	if errors.Is(err, paper.ErrUnavailable) {
+		w.Header().Set("Retry-After", strconv.Itoa(databaseRetryAfter))
+	}
 	s.writeError(w, r, code, msg)
 }
 
+// databaseRetryAfter is the Retry-After, in seconds, of an answer the database could not give:
+// a restart or a failover takes seconds to tens of seconds.
+const databaseRetryAfter = 10
+
 // logFailure logs the failure of r with code: a server-side failure (5xx but 503) at error
-// level; a request that ran out of time (503: a slow database or embedding API, which the
-// operator must see) at warning level; a refusal (4xx, and the other 503s: shutting down, no
-// queue, each logged where it begins) at debug level.
+// level; a request that ran out of time (503: a slow database or embedding API) or that the
+// database could not answer (503: down, restarting), which the operator must see, at warning
+// level; a refusal (4xx, and the other 503s: shutting down, no queue, each logged where it
+// begins) at debug level.
 func (s *Server) logFailure(r *http.Request, code int, err error) {
 	switch {
 	case code >= 500 && code != http.StatusServiceUnavailable:
 		s.log.Error("HTTP request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
+	case code == http.StatusServiceUnavailable && errors.Is(err, paper.ErrUnavailable):
+		s.log.Warn("HTTP request found the database unavailable", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
 	case code == http.StatusServiceUnavailable && errors.Is(err, context.DeadlineExceeded):
 		s.log.Warn("HTTP request took too long", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
 	default:
