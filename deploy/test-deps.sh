@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # test-deps.sh installs what the tests need beyond Go and the services: Debian's chromium for
-# the web UI's browser test (web/browser_test.go). It is idempotent and returns at once when
-# everything is installed; `apt-get update` runs only when something is missing.
+# the web UI's browser test (web/browser_test.go), and gcc with the C library's headers for
+# `go test -race` (make test's TESTFLAGS): the race detector needs cgo, and Go turns cgo off
+# where it finds no C compiler — a fresh Debian has none — and then stops with "-race requires
+# cgo". It is idempotent and returns at once when everything is installed; `apt-get update`
+# runs only when something is missing.
 #
 # Set PAPERPIPE_SKIP_TEST_DEPS=1 to skip it (the browser test then fails unless chromium is
-# installed some other way: it never skips itself).
+# installed some other way: it never skips itself; and -race needs a C compiler).
 set -euo pipefail
 
 if [[ "${PAPERPIPE_SKIP_TEST_DEPS:-}" == 1 ]]; then
@@ -15,6 +18,9 @@ missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # Fonts make the screenshots legible.
 [[ -d /usr/share/fonts/truetype/dejavu ]] || missing+=(fonts-dejavu-core)
+# The C compiler Go looks for when CC is unset (with CC set, it is the user's).
+[[ -n "${CC:-}" ]] || command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+[[ -e /usr/include/stdlib.h ]] || missing+=(libc6-dev)
 
 if ((${#missing[@]} == 0)); then
 	exit 0
@@ -37,4 +43,5 @@ export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update -qq
 "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 command -v chromium >/dev/null 2>&1 || { echo "test-deps: chromium did not install" >&2; exit 1; }
+[[ -n "${CC:-}" ]] || command -v gcc >/dev/null 2>&1 || { echo "test-deps: gcc did not install" >&2; exit 1; }
 echo "test-deps: installed ${missing[*]}" >&2

@@ -1,0 +1,136 @@
+// Package deploy_test tests the scripts that make "two commands on a fresh machine" true:
+// .ci/run and deploy/test-deps.sh (install what `make test` needs), the Makefile, and
+// deploy/services.sh. Where they would install or start something, the command they call
+// (apt-get, docker) is a stand-in that records its calls, first in PATH — apt-get "installs" a
+// package as a command that records its calls: no network, no root, nothing installed.
+package deploy_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// fakeAptGet is apt-get for the scripts: it logs its arguments, and `install` puts an
+// executable for each package in its own directory, which logs how it was called.
+const fakeAptGet = `#!/bin/sh
+echo "apt-get $*" >>"$FAKE_LOG"
+[ "$1" = -o ] && shift 2
+[ "$1" = install ] || exit 0
+for p in "$@"; do
+	case "$p" in -*) continue ;; esac
+	printf '#!/bin/sh\necho "${0##*/} $* (in $(pwd))" >>"$FAKE_LOG"\n' >"${0%/*}/$p"
+	/bin/chmod +x "${0%/*}/$p"
+done
+`
+
+// fakeMachine is a directory for PATH holding apt-get, an id that says root (so no sudo is
+// needed), the given host commands and empty stand-ins for the named ones; it returns the
+// directory and the log.
+func fakeMachine(t *testing.T, host []string, present ...string) (dir, log string) {
+	t.Helper()
+	dir = t.TempDir()
+	log = filepath.Join(t.TempDir(), "calls.log")
+	write := func(name, body string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("apt-get", fakeAptGet)
+	write("id", "#!/bin/sh\necho 0\n")
+	for _, p := range present {
+		write(p, "#!/bin/sh\nexit 0\n")
+	}
+	for _, h := range host {
+		path, err := exec.LookPath(h)
+		if err != nil {
+			t.Skipf("%s is not installed", h)
+		}
+		if err := os.Symlink(path, filepath.Join(dir, h)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir, log
+}
+
+// runScript runs a bash script of the repository with PATH=dir only, returning its output
+// and the calls logged.
+func runScript(t *testing.T, script, dir, log string, env ...string) (out, calls string) {
+	t.Helper()
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("bash is not installed")
+	}
+	cmd := exec.Command(bash, script)
+	cmd.Env = append([]string{"PATH=" + dir, "FAKE_LOG=" + log, "HOME=" + t.TempDir()}, env...)
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", script, err, b)
+	}
+	l, err := os.ReadFile(log)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return string(b), string(l)
+}
+
+// installed returns the packages of the apt-get install calls logged.
+func installed(calls string) []string {
+	var pkgs []string
+	for line := range strings.Lines(calls) {
+		f := strings.Fields(line)
+		if i := slices.Index(f, "install"); len(f) > 0 && f[0] == "apt-get" && i > 0 {
+			for _, p := range f[i+1:] {
+				if !strings.HasPrefix(p, "-") {
+					pkgs = append(pkgs, p)
+				}
+			}
+		}
+	}
+	return pkgs
+}
+
+// TestTestDepsInstallsTheCCompilerThatRaceNeeds: `make test` runs `go test -race`, which needs
+// cgo, and Go turns cgo off where it finds no C compiler — a fresh Debian has no gcc (priority
+// optional) — and then stops with "-race requires cgo". test-deps.sh, which "installs what the
+// tests need", installed chromium and fonts only, so make test failed on a fresh machine.
+func TestTestDepsInstallsTheCCompilerThatRaceNeeds(t *testing.T) {
+	dir, log := fakeMachine(t, nil, "chromium")
+	_, calls := runScript(t, "test-deps.sh", dir, log)
+	if pkgs := installed(calls); !slices.Contains(pkgs, "gcc") {
+		t.Errorf("test-deps.sh on a machine without gcc installed %q, want gcc among them; calls:\n%s", pkgs, calls)
+	}
+
+	// With gcc (or a CC of the user's) it leaves the compiler alone.
+	for _, tc := range []struct {
+		present []string
+		env     []string
+	}{{present: []string{"chromium", "gcc"}}, {present: []string{"chromium"}, env: []string{"CC=clang"}}} {
+		dir, log := fakeMachine(t, nil, tc.present...)
+		_, calls := runScript(t, "test-deps.sh", dir, log, tc.env...)
+		if pkgs := installed(calls); slices.Contains(pkgs, "gcc") {
+			t.Errorf("test-deps.sh with %q and %q installed %q: gcc needs no install", tc.present, tc.env, pkgs)
+		}
+	}
+}
+
+// TestCIRunInstallsMake: CI runs .ci/run on a fresh Debian 12, which has no make (priority
+// optional): `exec make test` ended at "make: not found". It installs make first, then runs
+// make test in the repository's root.
+func TestCIRunInstallsMake(t *testing.T) {
+	dir, log := fakeMachine(t, []string{"dirname"})
+	_, calls := runScript(t, "../.ci/run", dir, log, "CI=true")
+	if pkgs := installed(calls); !slices.Contains(pkgs, "make") {
+		t.Fatalf(".ci/run without make installed %q, want make; calls:\n%s", pkgs, calls)
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "make test (in " + root + ")"; !strings.Contains(calls, want) {
+		t.Errorf(".ci/run did not run %q; calls:\n%s", want, calls)
+	}
+}
