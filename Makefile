@@ -95,7 +95,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	@files="$$(gofmt -l .)"; test -z "$$files" || { echo "not gofmt-formatted (gofmt -w them):"; echo "$$files"; exit 1; }
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 

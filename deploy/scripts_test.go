@@ -134,3 +134,43 @@ func TestCIRunInstallsMake(t *testing.T) {
 		t.Errorf(".ci/run did not run %q; calls:\n%s", want, calls)
 	}
 }
+
+// TestMakeLintChecksEveryGoFile: `make lint` formatted only the files `git ls-files` named, so
+// a new file not yet added passed unformatted, and outside a git checkout (a source archive,
+// no git installed) the list was empty and gofmt, given no file, read its standard input and
+// passed having checked nothing.
+func TestMakeLintChecksEveryGoFile(t *testing.T) {
+	for _, tool := range []string{"make", "gofmt", "git"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+	makefile, err := os.ReadFile("../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, gitRepo := range []bool{true, false} {
+		dir := t.TempDir()
+		write := func(name, body string) {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write("Makefile", string(makefile))
+		write("ok.go", "package p\n\nfunc OK() {}\n")
+		if gitRepo {
+			git := exec.Command("sh", "-c", "git init -q && git add Makefile ok.go")
+			git.Dir = dir
+			if out, err := git.CombinedOutput(); err != nil {
+				t.Fatalf("git: %v\n%s", err, out)
+			}
+		}
+		write("new.go", "package p\nfunc  New( ) {  }\n") // not added to git, not formatted
+		lint := exec.Command("make", "-s", "lint", "GO=true")
+		lint.Dir = dir
+		out, err := lint.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "new.go") {
+			t.Errorf("make lint (git checkout: %v) with an unformatted new.go: %v, want a failure naming new.go\n%s", gitRepo, err, out)
+		}
+	}
+}
