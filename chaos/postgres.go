@@ -50,8 +50,8 @@ func StartPostgres(ctx context.Context, root string) (*Postgres, error) {
 	if root == "" {
 		root = chrootRoot()
 	}
-	if _, err := os.Stat(filepath.Join(root, chrootPGBin, "pg_ctl")); err != nil {
-		return nil, fmt.Errorf("no PostgreSQL in the chroot %s (run make services): %w", root, err)
+	if err := chrootUsable(root); err != nil {
+		return nil, err
 	}
 	uid, gid, err := chrootUser(root, "postgres")
 	if err != nil {
@@ -125,6 +125,20 @@ func (pg *Postgres) StartStandby(ctx context.Context) (*Postgres, error) {
 	live.pgs[sb] = true
 	live.Unlock()
 	return sb, nil
+}
+
+// chrootUsable says why StartPostgres cannot run a cluster from the chroot root, or returns nil.
+// Only deploy/services.sh's chroot back end (root on Debian) builds one: make services on its
+// Docker back end does not, so "run make services" would send the user round in a circle.
+func chrootUsable(root string) error {
+	if _, err := os.Stat(filepath.Join(root, chrootPGBin, "pg_ctl")); err != nil {
+		return fmt.Errorf("no PostgreSQL in the chroot %s: a private cluster runs from the chroot that deploy/services.sh "+
+			"builds on its chroot back end (make services as root on Debian; its Docker back end builds none): %w", root, err)
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("a private cluster runs in the chroot %s as its postgres user, and only root may enter a chroot", root)
+	}
+	return nil
 }
 
 // newCluster makes a cluster's directory under root's /tmp (named prefix…, owned by uid and

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,11 +24,7 @@ import (
 // the primary, which a standby would refuse.
 func TestServeReadsFromAHotStandbyAndWritesUsageToThePrimary(t *testing.T) {
 	ctx := t.Context()
-	primary, err := StartPostgres(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(primary.Close)
+	primary := startPrimary(t)
 	standby, err := primary.StartStandby(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -166,11 +163,7 @@ func waitCount(t *testing.T, conn *pgx.Conn, query string, want int) {
 // failed at once on goose creating its table, or on CREATE EXTENSION, in a read-only database.
 func TestAStandbyBehindTheFirstMigrationOrTheExtensionIsBehind(t *testing.T) {
 	ctx := t.Context()
-	primary, err := StartPostgres(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(primary.Close)
+	primary := startPrimary(t)
 	if err := primary.exec(ctx, "postgres", "CREATE DATABASE fresh"); err != nil {
 		t.Fatal(err)
 	}
@@ -220,4 +213,30 @@ func TestAStandbyBehindTheFirstMigrationOrTheExtensionIsBehind(t *testing.T) {
 		r, err = store.Open(ctx, store.Config{URL: standby.url("fresh")})
 	}
 	t.Errorf("the standby, replaying again, did not catch up within a minute: %v", err)
+}
+
+// startPrimary starts a private PostgreSQL from deploy/services.sh's chroot, stopped when the
+// test ends. Where none can run — make services on its Docker back end builds no chroot, and
+// only root may enter one — the test is skipped, saying why: it failed telling the user to
+// run make services, which make test had just done.
+func startPrimary(t *testing.T) *Postgres {
+	t.Helper()
+	if err := chrootUsable(chrootRoot()); err != nil {
+		t.Skipf("no private PostgreSQL for a standby here: %v", err)
+	}
+	primary, err := StartPostgres(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(primary.Close)
+	return primary
+}
+
+// TestWithoutAChrootStartPostgresSaysWhichBackEndBuildsIt: with make services on its Docker back
+// end there is no chroot, and the error said "run make services" — which had been run.
+func TestWithoutAChrootStartPostgresSaysWhichBackEndBuildsIt(t *testing.T) {
+	_, err := StartPostgres(t.Context(), t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "chroot back end") || !strings.Contains(err.Error(), "Docker back end builds none") {
+		t.Fatalf("StartPostgres without a chroot: %v, want an error saying only the chroot back end builds one", err)
+	}
 }
