@@ -174,3 +174,47 @@ func TestMakeLintChecksEveryGoFile(t *testing.T) {
 		}
 	}
 }
+
+// TestServicesThroughASymlinkUsesTheComposeFileBesideTheScript: the Docker back end named
+// compose.yaml in the directory of the path services.sh was called by, so through a symlink
+// (~/bin/services -> deploy/services.sh) up, down and status asked Docker Compose for a file
+// that is not there. docker here is a stand-in that answers and records its calls.
+func TestServicesThroughASymlinkUsesTheComposeFileBesideTheScript(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("bash is not installed")
+	}
+	dir, log := t.TempDir(), filepath.Join(t.TempDir(), "calls.log")
+	if err := os.WriteFile(filepath.Join(dir, "docker"), []byte("#!/bin/sh\necho \"docker $*\" >>\"$FAKE_LOG\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script, err := filepath.Abs("services.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	links := t.TempDir()
+	if err := os.Symlink(script, filepath.Join(links, "services")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("services", filepath.Join(links, "services2")); err != nil { // a link to a link, relative
+		t.Fatal(err)
+	}
+	for _, link := range []string{"services", "services2"} {
+		if err := os.Truncate(log, 0); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bash, filepath.Join(links, link), "status")
+		cmd.Dir = t.TempDir()
+		// The host's PATH after the stand-in: the script needs its ordinary tools.
+		cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"), "FAKE_LOG="+log, "PAPERPIPE_SERVICES=docker")
+		out, _ := cmd.CombinedOutput() // status exits 3: the stand-in lists no running container
+		calls, err := os.ReadFile(log)
+		if err != nil {
+			t.Fatalf("docker was not called: %v\n%s", err, out)
+		}
+		want := "-f " + filepath.Join(filepath.Dir(script), "compose.yaml") + " "
+		if !strings.Contains(string(calls), want) {
+			t.Errorf("services.sh through the symlink %s called Docker Compose without %q:\n%s\n%s", link, want, calls, out)
+		}
+	}
+}

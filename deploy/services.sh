@@ -35,7 +35,18 @@ readonly SOCKET_DIR=/run/postgresql        # inside the chroot
 readonly LOG_FILE=/var/log/paperpipe/postgresql.log # inside the chroot
 readonly ROLE=paperpipe
 readonly DATABASES=(paperpipe paperpipe_test)
-DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# The directory of this script, also when it runs through a symlink (~/bin/services -> here):
+# compose.yaml lies beside the script, not beside the link.
+script_dir() {
+	local src="${BASH_SOURCE[0]}" dir
+	while [[ -L "$src" ]]; do
+		dir="$(cd "$(dirname "$src")" && pwd)"
+		src="$(readlink "$src")"
+		[[ "$src" == /* ]] || src="$dir/$src"
+	done
+	cd "$(dirname "$src")" && pwd
+}
+DEPLOY_DIR="$(script_dir)"
 readonly DEPLOY_DIR
 readonly COMPOSE_FILE="$DEPLOY_DIR/compose.yaml"
 
