@@ -457,8 +457,14 @@ rotate_log() { # keep the log file from growing without bound across many starts
 	ln -sfn "trixie-root$LOG_FILE" "$SERVICES_DIR/postgresql.log"
 }
 
+# port_holder prints " (NAME, pid PID)" of the program listening on $PORT when ss can tell.
+port_holder() {
+	ss -Hltnp "sport = :$PORT" 2>/dev/null |
+		sed -nE '1s/.*users:\(\("([^"]*)",pid=([0-9]+).*/ (\1, pid \2)/p' || true
+}
+
 start_postgres() {
-	local ids attempt sockdir
+	local ids attempt sockdir from
 	ids="$(pg_ids)"
 	sockdir="$(in_root "$SOCKET_DIR")"
 	mkdir -p "$sockdir"
@@ -467,6 +473,7 @@ start_postgres() {
 	for attempt in 1 2 3; do
 		remove_stale_locks
 		log "starting PostgreSQL 17 on 127.0.0.1:$PORT"
+		from=$(($(stat -c %s "$ROOT$LOG_FILE" 2>/dev/null || echo 0) + 1)) # this attempt's log lines
 		if as_postgres pg_ctl start -D "$PGDATA" -l "$LOG_FILE" -w -t 120 -s >&2; then
 			return 0
 		fi
@@ -475,6 +482,11 @@ start_postgres() {
 		if postmaster_pid >/dev/null; then
 			log "PostgreSQL runs but is not ready yet (recovering?); waiting for it"
 			return 0
+		fi
+		# Another program holds the port: no retry frees it, and PostgreSQL's own hint ("Is
+		# another postmaster already running ...? If not, wait a few seconds and retry") misleads.
+		if tail -c +"$from" "$ROOT$LOG_FILE" 2>/dev/null | grep -q 'could not bind .*Address already in use'; then
+			die "port $PORT on 127.0.0.1 is taken by another program$(port_holder): stop it, or set PAPERPIPE_PG_PORT to a free port (and use the DATABASE_URL that up prints)"
 		fi
 		# After a kill -9 of the postmaster its backends may still hold the old shared memory
 		# for a moment; PostgreSQL then refuses to start. Give them time to go.
