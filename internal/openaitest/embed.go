@@ -103,6 +103,22 @@ type requestError struct {
 	raw    any
 }
 
+// llamaCppError is llama.cpp's llama-server's error answer: status, with {"error": {"code":
+// status, "message": msg, "type": typ}} (tools/server/server-common.cpp, format_error_response).
+func llamaCppError(status int, typ, msg string) *requestError {
+	return &requestError{status: status, raw: map[string]any{"error": map[string]any{
+		"code": status, "message": msg, "type": typ,
+	}}}
+}
+
+// vllmBadRequest is vLLM's 400 BadRequestError with msg, as its ErrorResponse: {"object":
+// "error", "message", "type", "param", "code": 400}.
+func vllmBadRequest(msg string) *requestError {
+	return &requestError{status: http.StatusBadRequest, raw: map[string]any{
+		"object": "error", "message": msg, "type": "BadRequestError", "param": nil, "code": http.StatusBadRequest,
+	}}
+}
+
 // Flavors of Config.Flavor: the servers whose answers the fake can give.
 const (
 	FlavorOpenAI   = "openai"
@@ -130,19 +146,11 @@ func (s *Server) contextError(tokens int) *requestError {
 	limit := s.cfg.ContextTokens
 	switch s.cfg.Flavor {
 	case FlavorLlamaCpp:
-		return &requestError{status: http.StatusInternalServerError, raw: map[string]any{"error": map[string]any{
-			"code": http.StatusInternalServerError,
-			"message": fmt.Sprintf("input (%d tokens) is too large to process. increase the physical batch size (current batch size: %d)",
-				tokens, limit),
-			"type": "server_error",
-		}}}
+		return llamaCppError(http.StatusInternalServerError, "server_error",
+			fmt.Sprintf("input (%d tokens) is too large to process. increase the physical batch size (current batch size: %d)", tokens, limit))
 	case FlavorVLLM:
-		return &requestError{status: http.StatusBadRequest, raw: map[string]any{
-			"object": "error",
-			"message": fmt.Sprintf("This model's maximum context length is %d tokens. However, you requested %d tokens in the input for embedding generation. Please reduce the length of the input.",
-				limit, tokens),
-			"type": "BadRequestError", "param": nil, "code": http.StatusBadRequest,
-		}}
+		return vllmBadRequest(fmt.Sprintf("This model's maximum context length is %d tokens. However, you requested %d tokens in the input for embedding generation. Please reduce the length of the input.",
+			limit, tokens))
 	}
 	return &requestError{status: http.StatusBadRequest, err: apiError{
 		Message: fmt.Sprintf("This model's maximum context length is %d tokens, however you requested %d tokens (%d in your prompt; 0 for the completion). Please reduce your prompt; or completion length.",
@@ -188,11 +196,7 @@ func (s *Server) checkEmbedRequest(req embedRequest, inputs []embedInput) (total
 		// (is_matryoshka), whatever the value: as for BAAI/bge-m3, which the fake's vLLM
 		// serves all its models as (vllm/pooling_params.py, PoolingParams.verify; the body as
 		// vLLM's docs quote it, docs/models/pooling_models.md "Matryoshka Embeddings").
-		return 0, &requestError{status: http.StatusBadRequest, raw: map[string]any{
-			"object":  "error",
-			"message": fmt.Sprintf("Model %q does not support matryoshka representation, changing output dimensions will lead to poor results.", req.Model),
-			"type":    "BadRequestError", "param": nil, "code": http.StatusBadRequest,
-		}}
+		return 0, vllmBadRequest(fmt.Sprintf("Model %q does not support matryoshka representation, changing output dimensions will lead to poor results.", req.Model))
 	}
 	if req.Dimensions != nil && req.Model == "text-embedding-ada-002" {
 		return 0, &requestError{status: http.StatusBadRequest, err: apiError{

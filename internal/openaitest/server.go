@@ -585,9 +585,7 @@ func (s *Server) loadingOr(h func(http.ResponseWriter, *http.Request, []string))
 			h(w, r, parts)
 			return
 		}
-		s.writeRequestError(w, &requestError{status: http.StatusServiceUnavailable, raw: map[string]any{"error": map[string]any{
-			"code": http.StatusServiceUnavailable, "message": "Loading model", "type": "unavailable_error",
-		}}})
+		s.writeRequestError(w, llamaCppError(http.StatusServiceUnavailable, "unavailable_error", "Loading model"))
 	}
 }
 
@@ -607,9 +605,7 @@ func (s *Server) servedOr(what string, h func(http.ResponseWriter, *http.Request
 		msg = "This server does not support completions. Start it without `--embeddings`"
 	}
 	return func(w http.ResponseWriter, _ *http.Request, _ []string) {
-		s.writeRequestError(w, &requestError{status: http.StatusNotImplemented, raw: map[string]any{"error": map[string]any{
-			"code": http.StatusNotImplemented, "message": msg, "type": "not_supported_error",
-		}}})
+		s.writeRequestError(w, llamaCppError(http.StatusNotImplemented, "not_supported_error", msg))
 	}
 }
 
