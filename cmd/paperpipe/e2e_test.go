@@ -82,12 +82,22 @@ type result struct {
 
 func (c *cli) run(args ...string) result {
 	c.t.Helper()
+	var out bytes.Buffer
+	r := c.runWithStdout(&out, args...)
+	r.stdout = out.String()
+	return r
+}
+
+// runWithStdout runs paperpipe with its standard output on out (the result's stdout is
+// empty): a file such as /dev/full is handed to the process as it is.
+func (c *cli) runWithStdout(out io.Writer, args ...string) result {
+	c.t.Helper()
 	cmd := exec.CommandContext(context.Background(), binary, args...)
 	cmd.Env = c.env
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
+	var errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = out, &errb
 	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
+	r := result{stderr: errb.String()}
 	var ee *exec.ExitError
 	switch {
 	case errors.As(err, &ee):

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,25 +11,6 @@ import (
 
 // These tests run paperpipe as a shell script or a cron job does: output redirected to a file
 // that cannot take it, no HOME, flags written the way other tools take them.
-
-// runWithStdout runs paperpipe with its standard output on out.
-func (c *cli) runWithStdout(out *os.File, args ...string) result {
-	c.t.Helper()
-	cmd := exec.CommandContext(context.Background(), binary, args...)
-	cmd.Env = c.env
-	var errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = out, &errb
-	err := cmd.Run()
-	r := result{stderr: errb.String()}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	case err != nil:
-		c.t.Fatalf("paperpipe %v: %v", args, err)
-	}
-	return r
-}
 
 // Results that cannot be written (`paperpipe list > out.txt` on a full disk, here /dev/full)
 // are an error, exit 1, naming the write: the readable tables, show, search, status, version
