@@ -1118,7 +1118,7 @@ func TestFitWithoutFillActivatesNothing(t *testing.T) {
 		t.Errorf("fit --fill=false --activate: %v, want a usage error", err)
 	}
 	if r := newCLI(t).ok("fit", "-h"); !strings.Contains(r.stdout, "--fill=false implies --activate=false") {
-		t.Errorf("fit -h does not say what --fill=false does to --activate:\n%s", r.stderr)
+		t.Errorf("fit -h does not say what --fill=false does to --activate:\n%s", r.stdout)
 	}
 }
 
