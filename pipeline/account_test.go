@@ -179,11 +179,7 @@ func TestVectorsOfTheWrongLengthPauseTheWorker(t *testing.T) {
 	sum := summarize.NewOffline(30)
 	b, papers, w, logs := pausingWorker(t, sum, emb)
 
-	waitFor(t, "the worker pausing again and again", func() (bool, string) {
-		s := w.Stats()
-		return s.Paused >= 3 || s.Dead > 0, fmt.Sprintf("stats %+v", s)
-	})
-	checkAllQueued(t, b, w, papers, "vectors of the wrong length")
+	checkPausedAllQueued(t, b, w, papers, 3, "vectors of the wrong length")
 	out := logs.String()
 	if n, s := strings.Count(out, pauseLine), w.Stats(); n < 1 || int64(n) > s.Paused {
 		t.Errorf("%d pause lines logged for %d pauses, want one each:\n%s", n, s.Paused, out)
@@ -208,6 +204,17 @@ func pausingWorker(t *testing.T, sum pipeline.Summarizer, emb pipeline.Embedder)
 		Backoff: func(int) time.Duration { return 100 * time.Millisecond },
 		Logger:  slog.New(slog.NewTextHandler(logs, nil))})
 	return b, papers, w, logs
+}
+
+// checkPausedAllQueued waits until the worker has paused pauses times (for the API), then
+// checks that no paper was dead-lettered meanwhile (for why) and every one is still queued.
+func checkPausedAllQueued(t *testing.T, b *testBundle, w *pipeline.Worker, papers []paper.Abstract, pauses int64, why string) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("the worker pausing %d times", pauses), func() (bool, string) {
+		s := w.Stats()
+		return s.Paused >= pauses || s.Dead > 0, fmt.Sprintf("stats %+v", s)
+	})
+	checkAllQueued(t, b, w, papers, why)
 }
 
 // checkAllQueued fails the test unless no paper was dead-lettered (for why) and every one is
@@ -247,11 +254,7 @@ func TestUnreachableAPIPausesTheWorkerUntilItIsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, papers, w, logs := pausingWorker(t, sum, embed.NewOffline())
-	waitFor(t, "the worker pausing twice", func() (bool, string) {
-		s := w.Stats()
-		return s.Paused >= 2, fmt.Sprintf("%+v", s)
-	})
-	checkAllQueued(t, b, w, papers, "an unreachable API")
+	checkPausedAllQueued(t, b, w, papers, 2, "an unreachable API")
 	if !strings.Contains(logs.String(), "the API cannot be reached (not the papers' fault): pausing the worker") {
 		t.Errorf("the pause does not say the API cannot be reached:\n%s", logs.String())
 	}
@@ -287,11 +290,7 @@ func TestModelServerLoadingItsModelPausesTheWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, papers, w, logs := pausingWorker(t, sum, embed.NewOffline())
-	waitFor(t, "the worker pausing twice", func() (bool, string) {
-		s := w.Stats()
-		return s.Paused >= 2 || s.Dead > 0, fmt.Sprintf("%+v", s)
-	})
-	checkAllQueued(t, b, w, papers, "a model server loading its model")
+	checkPausedAllQueued(t, b, w, papers, 2, "a model server loading its model")
 	if out := logs.String(); !strings.Contains(out, "pausing the worker") || !strings.Contains(out, "Loading model") {
 		t.Errorf("the pause does not give the server's answer:\n%s", out)
 	}
@@ -319,11 +318,7 @@ func TestServerThatDoesNotServeEmbeddingsPausesTheWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, papers, w, logs := pausingWorker(t, summarize.NewOffline(30), emb)
-	waitFor(t, "the worker pausing twice", func() (bool, string) {
-		s := w.Stats()
-		return s.Paused >= 2 || s.Dead > 0, fmt.Sprintf("%+v", s)
-	})
-	checkAllQueued(t, b, w, papers, "a server that does not serve embeddings")
+	checkPausedAllQueued(t, b, w, papers, 2, "a server that does not serve embeddings")
 	if out := logs.String(); !strings.Contains(out, "pausing the worker") || !strings.Contains(out, "Start it with `--embeddings`") {
 		t.Errorf("the pause does not give the server's answer:\n%s", out)
 	}
@@ -357,11 +352,7 @@ func TestAPIHostThatDropsConnectionsPausesTheWorker(t *testing.T) {
 	publish(t, b.js, papers)
 	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4,
 		Backoff: func(int) time.Duration { return 100 * time.Millisecond }})
-	waitFor(t, "a pause", func() (bool, string) {
-		s := w.Stats()
-		return s.Paused >= 1 || s.Dead > 0, fmt.Sprintf("%+v", s)
-	})
-	checkAllQueued(t, b, w, papers, "an API host that drops connection attempts")
+	checkPausedAllQueued(t, b, w, papers, 1, "an API host that drops connection attempts")
 }
 
 // probeSummarizer refuses the account while refusing is set; then it fails the first call
