@@ -133,6 +133,37 @@ func NewPublisher(js jetstream.JetStream, subject string, maxPending int) *Publi
 	return &Publisher{js: js, subject: subject, max: maxPending}
 }
 
+// PublishAll publishes papers on subject with a Publisher of its own (maxPending messages in
+// flight) and waits for their answers, as POST /api/papers does (web.Publisher): it returns the
+// ids the server acknowledged, once per message, with an error those acknowledged before it, so
+// a request whose publishing failed part way reports the papers that were taken as accepted. A
+// paper too large for the queue is refused in refused, by its index in papers, and the others
+// go on. When the connection is down it fails at once: published while reconnecting, the
+// messages would wait in the client's buffer and the request for their acks (30 s).
+func PublishAll(ctx context.Context, js jetstream.JetStream, subject string, maxPending int, papers []paper.Abstract) (acked []string, refused map[int]error, err error) {
+	if nc := js.Conn(); !nc.IsConnected() {
+		return nil, nil, fmt.Errorf("not connected to NATS (%s)", nc.Status())
+	}
+	pub := NewPublisher(js, subject, maxPending)
+	pub.OnAck(func(id string) { acked = append(acked, id) })
+	for i, a := range papers {
+		err := pub.Publish(ctx, a)
+		var tl *TooLargeError
+		if errors.As(err, &tl) {
+			if refused == nil {
+				refused = map[int]error{}
+			}
+			refused[i] = tl
+			continue
+		}
+		if err != nil {
+			// The messages sent before it may still be taken: wait for their answers.
+			return acked, refused, errors.Join(err, pub.Flush(ctx))
+		}
+	}
+	return acked, refused, pub.Flush(ctx)
+}
+
 // OnAck has fn called with the id of each abstract the server acknowledges (stored, or dropped
 // as a repeat), when Publish or Flush sees the acknowledgement: with an error, what was taken
 // before it. Call it before the first Publish.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -69,29 +68,9 @@ func (s testStore) ArchiveMap(ctx context.Context, spaceID int64, limit int) ([]
 
 type testPublisher struct{ js jetstream.JetStream }
 
+// Publish is cmd/paperpipe's webPublisher's: pipeline.PublishAll.
 func (p testPublisher) Publish(ctx context.Context, papers []paper.Abstract) ([]string, map[int]error, error) {
-	if nc := p.js.Conn(); !nc.IsConnected() {
-		return nil, nil, fmt.Errorf("not connected to NATS (%s)", nc.Status())
-	}
-	pub := pipeline.NewPublisher(p.js, pipeline.SubjectNew, 64)
-	var acked []string
-	var refused map[int]error
-	pub.OnAck(func(id string) { acked = append(acked, id) })
-	for i, a := range papers {
-		err := pub.Publish(ctx, a)
-		var tl *pipeline.TooLargeError
-		if errors.As(err, &tl) {
-			if refused == nil {
-				refused = map[int]error{}
-			}
-			refused[i] = tl
-			continue
-		}
-		if err != nil {
-			return acked, refused, errors.Join(err, pub.Flush(ctx))
-		}
-	}
-	return acked, refused, pub.Flush(ctx)
+	return pipeline.PublishAll(ctx, p.js, pipeline.SubjectNew, 64, papers)
 }
 
 type testStatus struct {

@@ -299,31 +299,7 @@ type webPublisher struct{ js jetstream.JetStream }
 // taken as accepted, and only the others as to be sent again. A paper too large for the queue
 // is refused with the sizes (as `paperpipe ingest` rejects it), and the others go on.
 func (p *webPublisher) Publish(ctx context.Context, papers []paper.Abstract) ([]string, map[int]error, error) {
-	if nc := p.js.Conn(); !nc.IsConnected() {
-		// Published while reconnecting, the messages would wait in the client's buffer and the
-		// request for their acks (30 s); the caller answers 503 at once instead.
-		return nil, nil, fmt.Errorf("not connected to NATS (%s)", nc.Status())
-	}
-	pub := pipeline.NewPublisher(p.js, pipeline.SubjectNew, 256) // one per request: not safe for concurrent use
-	var acked []string
-	var refused map[int]error
-	pub.OnAck(func(id string) { acked = append(acked, id) })
-	for i, a := range papers {
-		err := pub.Publish(ctx, a)
-		var tl *pipeline.TooLargeError
-		if errors.As(err, &tl) {
-			if refused == nil {
-				refused = map[int]error{}
-			}
-			refused[i] = tl
-			continue
-		}
-		if err != nil {
-			// The messages sent before it may still be taken: wait for their answers.
-			return acked, refused, errors.Join(err, pub.Flush(ctx))
-		}
-	}
-	return acked, refused, pub.Flush(ctx)
+	return pipeline.PublishAll(ctx, p.js, pipeline.SubjectNew, 256, papers)
 }
 
 // parseRecord checks one posted record with the ingest package's JSONL rules, so the API
