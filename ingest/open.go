@@ -38,19 +38,14 @@ func OpenContext(ctx context.Context, path string, opts Options) (*Reader, io.Cl
 		closer io.Closer
 		name   = Name(path)
 	)
-	switch {
-	case path == "-":
-		src, closer, _ = OpenInput(ctx, path)
-	case isURL(path):
+	if isURL(path) {
 		body, err := fetch(ctx, path, name, opts.HTTPTimeout)
 		if err != nil {
 			return nil, nil, err
 		}
 		src, closer = body, body
-	default:
-		if src, closer, err = OpenInput(ctx, path); err != nil {
-			return nil, nil, fmt.Errorf("opening source: %w", err)
-		}
+	} else if src, closer, err = OpenInput(ctx, path); err != nil { // a file, or "-": standard input
+		return nil, nil, fmt.Errorf("opening source: %w", err)
 	}
 	r, err := NewReader(src, name, opts)
 	if err != nil {

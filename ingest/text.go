@@ -155,7 +155,7 @@ func (p *textParser) readPara() (*para, error) {
 	}
 	x.text = string(p.buf)
 	x.tooBig = x.tooBig || x.size > p.r.opts.MaxRecordBytes
-	x.words = countWords(x.text)
+	x.words = paper.CountWords(x.text)
 	x.kind = p.classify(x)
 	return x, nil
 }
@@ -268,10 +268,6 @@ func (p *textParser) emitPaper(title, abs *para) {
 func (p *textParser) emitErr(line int, id string, err error) {
 	p.out = append(p.out, result{err: p.r.recordErr(line, id, err)})
 }
-
-// countWords counts the words of s: its runs of non-space characters, Chinese, Japanese and
-// Thai characters two to a word (paper.CountWords).
-func countWords(s string) int { return paper.CountWords(s) }
 
 // endsSentence reports whether s has a sentence end: '.', '!' or '?', perhaps followed by
 // closing quotes or brackets, then white space or the end of s, or another script's mark
