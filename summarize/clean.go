@@ -513,7 +513,7 @@ func finish(s string, maxWords int) string {
 		w = w[:len(w)-1]
 	}
 	out := strings.Join(w, " ")
-	out = strings.TrimRight(out, ",;:-–— ，、；：")
+	out = strings.TrimRight(out, ",;:-–— "+clauseMarks)
 	// An unmatched opening bracket or quote left by the cut is dropped with what follows.
 	if i := strings.LastIndexAny(out, "(["); i > 0 && !strings.ContainsAny(out[i:], ")]") {
 		out = strings.TrimRight(out[:i], ",;:-–— ")
@@ -573,7 +573,7 @@ func cutDense(w []string, max int) []string {
 				}
 				dense++
 			}
-			if strings.ContainsRune("，、；：", r) && dense >= room/2 {
+			if strings.ContainsRune(clauseMarks, r) && dense >= room/2 {
 				clause = j + utf8.RuneLen(r)
 			}
 		}

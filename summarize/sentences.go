@@ -22,17 +22,19 @@ var abbreviations = map[string]bool{
 // closers may follow a sentence's final punctuation.
 const closers = `"')]}”’»」』）】》〉`
 
-// scriptStops end a sentence wherever they stand: "。", "？", "．", "؟", "।" … (paper.SentenceMarks).
-const scriptStops = paper.SentenceMarks
+// clauseMarks end a clause of Chinese or Japanese: where a cut may fall, and what a sentence
+// does not end with.
+const clauseMarks = "，、；："
 
-// isStop reports whether r ends a sentence: '.', '!', '?' or one of scriptStops.
+// isStop reports whether r ends a sentence: '.', '!', '?' or one of other scripts' marks
+// (paper.SentenceMarks).
 func isStop(r rune) bool {
-	return r == '.' || r == '!' || r == '?' || r >= utf8.RuneSelf && strings.ContainsRune(scriptStops, r)
+	return r == '.' || r == '!' || r == '?' || r >= utf8.RuneSelf && strings.ContainsRune(paper.SentenceMarks, r)
 }
 
 // Sentences splits text into sentences. A sentence ends at '.', '!' or '?' (plus any closing
 // quotes or brackets) followed by white space and then something other than a lower-case
-// letter, at one of other scripts' sentence marks (scriptStops: "。", "？", "．", "؟", "।" …)
+// letter, at one of other scripts' sentence marks (paper.SentenceMarks: "。", "？", "．", "؟", "।" …)
 // wherever it stands, or at the end of the text, or at a blank line. A full stop does not end a sentence
 // after a known abbreviation ("e.g.", "i.e.", "et al.", "vs.", "Fig." …), after a dotted
 // acronym ("U.S."), or inside a number

@@ -158,7 +158,7 @@ func stripEmphasis(t string) string {
 // Japanese, else ".".
 func endSentence(t string) string {
 	t = strings.TrimRightFunc(t, func(r rune) bool {
-		return unicode.IsSpace(r) || strings.ContainsRune(",;:-–—，、；：", r)
+		return unicode.IsSpace(r) || strings.ContainsRune(",;:-–—"+clauseMarks, r)
 	})
 	if t == "" {
 		return t
