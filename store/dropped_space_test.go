@@ -96,10 +96,7 @@ func TestDropEmptySpaceKeepsASpaceAReprocessIsFilling(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
 	ctx := t.Context()
-	sp, created, err := s.EnsureSpaceForLoad(ctx, paper.Space{Model: "import-model", Dimensions: 3, Template: "title+abstract"})
-	if err != nil || !created {
-		t.Fatalf("EnsureSpaceForLoad: %v %v", created, err)
-	}
+	sp := newLoadSpace(t, s)
 	run, unlock := fillingRun(t, s, sp.ID)
 	dropped, err := s.DropEmptySpace(ctx, sp.ID)
 	if err != nil || dropped {
@@ -143,10 +140,7 @@ func TestDropEmptySpaceKeepsASpaceBatchJobsEmbedInto(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
 	ctx := t.Context()
-	sp, created, err := s.EnsureSpaceForLoad(ctx, paper.Space{Model: "import-model", Dimensions: 3, Template: "title+abstract"})
-	if err != nil || !created {
-		t.Fatalf("EnsureSpaceForLoad: %v %v", created, err)
-	}
+	sp := newLoadSpace(t, s)
 	p := abstracts(1)[0]
 	upsert(t, s, []paper.Abstract{p}, store.Work{})
 	job, release, err := s.ClaimBatchJob(ctx, store.BatchJob{Kind: paper.KindEmbedding, Model: sp.Model, SpaceID: sp.ID,
@@ -165,4 +159,15 @@ func TestDropEmptySpaceKeepsASpaceBatchJobsEmbedInto(t *testing.T) {
 	if _, ok := spacesByID(t, s)[sp.ID]; !ok || countRows(t, s, "batch_jobs") != 1 {
 		t.Fatal("the space or its batch job is gone")
 	}
+}
+
+// newLoadSpace is the space an import-embeddings creates in s for a model s has no space for
+// (EnsureSpaceForLoad), holding no vector yet.
+func newLoadSpace(t *testing.T, s *store.Store) paper.Space {
+	t.Helper()
+	sp, created, err := s.EnsureSpaceForLoad(t.Context(), paper.Space{Model: "import-model", Dimensions: 3, Template: "title+abstract"})
+	if err != nil || !created {
+		t.Fatalf("EnsureSpaceForLoad: %v %v", created, err)
+	}
+	return sp
 }

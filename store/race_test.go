@@ -752,10 +752,7 @@ func TestDropEmptySpaceKeepsVectorsCommittedWhileItWaited(t *testing.T) {
 	ctx := t.Context()
 	papers := abstracts(1)
 	upsert(t, s, papers, paper.Work{})
-	sp, created, err := s.EnsureSpaceForLoad(ctx, paper.Space{Model: "import-model", Dimensions: 3, Template: "title+abstract"})
-	if err != nil || !created {
-		t.Fatalf("EnsureSpaceForLoad: %v %v", created, err)
-	}
+	sp := newLoadSpace(t, s)
 	// Another process loading into the same space: its insert is done, not yet committed.
 	loader, err := s.Pool().Begin(ctx)
 	if err != nil {
