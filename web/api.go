@@ -414,20 +414,20 @@ func (s *Server) apiPostPapers(w http.ResponseWriter, r *http.Request) {
 		// sent more than once (two versions of a paper) count as accepted only when every
 		// one of them was acknowledged; otherwise which was taken is not known, and the client
 		// sends them all again (a repeat is dropped by the queue, or stored unchanged).
-		acks, sent := make(map[string]int, len(accepted)), make(map[string]int, len(good))
-		for _, id := range accepted {
-			acks[id]++
-		}
+		unacked := make(map[string]int, len(good)) // by id: the records sent less the acknowledgements
 		for i, res := range goodRes {
 			if _, bad := refused[i]; !bad {
-				sent[res.ID]++
+				unacked[res.ID]++
 			}
+		}
+		for _, id := range accepted {
+			unacked[id]--
 		}
 		for i, res := range goodRes {
 			if e, bad := refused[i]; bad {
 				res.Error = reason(e) // sending it again cannot help
 				ans.Rejected = append(ans.Rejected, res)
-			} else if acks[res.ID] >= sent[res.ID] {
+			} else if unacked[res.ID] <= 0 {
 				ans.Accepted = append(ans.Accepted, res)
 			} else {
 				res.Error = "the queue did not take it; send it again"
