@@ -207,6 +207,26 @@ func TestSweepFindsGivenUpMessagesAcrossWorkersAndSkipsStoredOnes(t *testing.T) 
 	}
 }
 
+// TestSweepLeavesMessagesWaitingToBeDeliveredAlone: a sweep acts while the consumer has
+// nothing unacknowledged, and takes the messages of its subject up to the last it delivered
+// for given up. A worker paused (here the API refuses the key, every delivery the last) hands
+// its messages back as new ones, beyond that point, and then pulls nothing for a while: its
+// sweeps, every SweepInterval meanwhile, must leave those waiting messages alone.
+func TestSweepLeavesMessagesWaitingToBeDeliveredAlone(t *testing.T) {
+	t.Parallel()
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1})
+	papers := sampledata.Papers(t)[:5]
+	publish(t, b.js, papers)
+	w := startWorker(t, b, refusingSummarizer{summarize.NewOffline(30)}, emb, pipeline.WorkerConfig{Concurrency: 4,
+		SweepInterval: 20 * time.Millisecond, Backoff: func(int) time.Duration { return 300 * time.Millisecond }})
+	waitFor(t, "the worker pausing three times", func() (bool, string) {
+		s := w.Stats()
+		return s.Paused >= 3 || s.Dead > 0 || len(deadLetters(t, b.js)) > 0, fmt.Sprintf("%+v", s)
+	})
+	checkAllQueued(t, b, w, papers, "sweeps while the worker paused")
+}
+
 // slowStore makes the first TL;DR save take longer than the consumer's AckWait.
 type slowStore struct {
 	pipeline.Store

@@ -242,3 +242,72 @@ func TestPartitionedWorkerThatRequeuesLeavesNoFalseDeadLetter(t *testing.T) {
 			a.ID, dls[0].Reason, len(dls))
 	}
 }
+
+// TestPartitionedWorkerRenewedBeforeItStoresLeavesNoFalseDeadLetter: as
+// TestPartitionedWorkerThatFinishesLeavesNoFalseDeadLetter, but the worker's link comes back,
+// and its hold on the message is renewed again, before it stores the results: its hold is fresh
+// when it acknowledges, yet it lapsed meanwhile, and the reaper's dead letter must go all the
+// same (the hold remembers the lapse, see hold.lapsed).
+func TestPartitionedWorkerRenewedBeforeItStoresLeavesNoFalseDeadLetter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	sum, emb := summarize.NewOffline(30), embed.NewOffline()
+	b, bA, p, a := lastDeliveryBehindProxy(t, emb)
+	// The InProgress marks the server gets from worker A.
+	marks := make(chan struct{}, 256)
+	sub, err := b.js.Conn().Subscribe("$JS.ACK."+pipeline.StreamPapers+"."+pipeline.ConsumerNew+".>", func(m *nats.Msg) {
+		if string(m.Data) == "+WPI" {
+			select {
+			case marks <- struct{}{}:
+			default:
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := b.js.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	gate := &gatedSaves{Store: b.store, gate: newGate()}
+	wA := startWorkerOn(t, bA, gate, sum, emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
+	<-gate.entered // the TL;DR is bought; its save waits
+	p.Refuse()
+
+	startWorker(t, b, sum, emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
+	waitFor(t, "the message given up and dead-lettered", func() (bool, string) {
+		dls := deadLetters(t, b.js)
+		return len(dls) > 0, fmt.Sprintf("%d dead letters, %d messages in %s", len(dls), streamMsgs(t, b.js, pipeline.StreamPapers), pipeline.StreamPapers)
+	})
+
+	for len(marks) > 0 { // those sent before the link was cut
+		<-marks
+	}
+	p.Accept()
+	// A sends an InProgress, flushes it, counts the hold renewed, then waits a ProgressInterval
+	// before the next: a second mark shows the first one renewed the hold.
+	for i := range 2 {
+		select {
+		case <-marks:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("worker A sent %d InProgress marks in 30 s once its link was back, want 2 (stats %+v)", i, wA.Stats())
+		}
+	}
+	close(gate.open)
+	waitFor(t, "worker A to settle its message", func() (bool, string) {
+		s := wA.Stats()
+		return s.Acked+s.Retried+s.Dead > 0, fmt.Sprintf("%+v", s)
+	})
+	sums, err := b.store.Summaries(ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sums) != 1 {
+		t.Fatalf("TL;DRs of %s: %+v, want the one worker A saved", a.ID, sums)
+	}
+	if dls := deadLetters(t, b.js); len(dls) > 0 {
+		t.Errorf("paper %s is stored and dead-lettered (%q, %d letters): its worker's hold lapsed and was renewed before it stored the results, and the lapse was forgotten",
+			a.ID, dls[0].Reason, len(dls))
+	}
+}
