@@ -16,6 +16,13 @@ import (
 // message is left to its redelivery.
 var errStaleHold = errors.New("message not marked in progress recently (NATS unreachable?); not starting API work that could outlive its AckWait")
 
+// errHoldLapsed is the failure of a message whose hold lapsed at some point (see hold.lapsed),
+// even if it was renewed since: the server may have delivered the message to another worker,
+// which does its work, or given it up after its last delivery. The work is not started, and the
+// message is not handed back (a Nak would cut the other worker's delivery short): see
+// Worker.letGo.
+var errHoldLapsed = errors.New("message not marked in progress for about its AckWait (NATS was unreachable): the server may have handed it to another worker; not starting its API work")
+
 // hold is a worker's claim on one delivered message, from its receipt until it is settled. A
 // goroutine renews it with InProgress every ProgressInterval while the NATS connection is up;
 // renewed is when the last InProgress the server is known to have received was sent (at
@@ -103,12 +110,16 @@ func (j job) release() {
 }
 
 // workDeadline returns the deadline of API work on a message that starts now: MsgTimeout
-// from now. It fails with errStaleHold when the hold was last renewed so long ago that the
-// server might redeliver the message before that deadline.
+// from now. It fails with errHoldLapsed when the hold lapsed at some point (renewed since or
+// not: the message may be in another worker's hands), and with errStaleHold when it was last
+// renewed so long ago that the server might redeliver the message before that deadline.
 func (w *Worker) workDeadline(h *hold) (time.Time, error) {
 	now := time.Now()
 	tm := w.timings()
 	if h != nil {
+		if h.lapsed.Load() {
+			return time.Time{}, errHoldLapsed
+		}
 		if age := now.Sub(time.Unix(0, h.renewed.Load())); age+tm.msgTimeout > tm.ackWait {
 			return time.Time{}, fmt.Errorf("%w (last marked %s ago, AckWait %s)", errStaleHold, age.Round(time.Millisecond), tm.ackWait)
 		}

@@ -311,3 +311,98 @@ func TestPartitionedWorkerRenewedBeforeItStoresLeavesNoFalseDeadLetter(t *testin
 			a.ID, dls[0].Reason, len(dls))
 	}
 }
+
+// inProgressMarks returns a channel that gets one value per InProgress mark the server of js
+// receives for the consumer of new papers (from any worker), buffered.
+func inProgressMarks(t *testing.T, js jetstream.JetStream) chan struct{} {
+	t.Helper()
+	marks := make(chan struct{}, 1024)
+	sub, err := js.Conn().Subscribe("$JS.ACK."+pipeline.StreamPapers+"."+pipeline.ConsumerNew+".>", func(m *nats.Msg) {
+		if string(m.Data) == "+WPI" {
+			select {
+			case marks <- struct{}{}:
+			default:
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := js.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return marks
+}
+
+// TestWorkerBackFromALongPartitionStartsNoWorkTheServerGaveAway: a worker's host loses its
+// network for longer than AckWait (NATS and the database alike): a TL;DR it bought waits to be
+// saved, holding its chat slot, and its other messages wait for that slot. The server gives
+// them to another worker, which does them all. When the network is back the first worker's
+// holds are renewed — fresh again — and it went on to buy every TL;DR the other worker had
+// bought already.
+func TestWorkerBackFromALongPartitionStartsNoWorkTheServerGaveAway(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{AckWait: 2 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	emb := embed.NewOffline()
+	sum := &perPaperCalls{Summarizer: summarize.NewOffline(30), calls: map[string]int{}}
+	b := setupOn(t, js, emb)
+	papers := sampledata.Papers(t)[:5]
+	publish(t, js, papers)
+	p, bA := proxiedNATS(t, srv, b)
+	marks := inProgressMarks(t, js)
+
+	gate := &gatedSaves{Store: b.store, gate: newGate()}
+	wA := startWorkerOn(t, bA, gate, sum, emb, pipeline.WorkerConfig{Concurrency: 1, SweepInterval: time.Hour})
+	<-gate.entered // one TL;DR bought, its save waiting; the others wait for the chat slot
+	waitFor(t, "worker A to hold every message", func() (bool, string) {
+		s := wA.Stats()
+		return s.Received == int64(len(papers)), fmt.Sprintf("%+v", s)
+	})
+	p.Refuse()
+
+	wB := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4, SweepInterval: time.Hour})
+	waitFor(t, "worker B to do every paper", func() (bool, string) {
+		c := counts(t, b, sum)
+		return c.WithTLDR == int64(len(papers)), fmt.Sprintf("counts %+v, B %+v", c, wB.Stats())
+	})
+
+	for len(marks) > 0 {
+		<-marks
+	}
+	p.Accept()
+	// A's holds are renewed: a second mark after the link is back shows the first one counted.
+	for i := range 2 {
+		select {
+		case <-marks:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("worker A sent %d InProgress marks in 30 s once its link was back, want 2 (stats %+v)", i, wA.Stats())
+		}
+	}
+	close(gate.open) // the database answers again: the chat slot frees
+	waitFor(t, "worker A to let go of every message", func() (bool, string) {
+		s := wA.Stats()
+		return s.Acked+s.Retried+s.Dead+s.Skipped >= int64(len(papers)), fmt.Sprintf("%+v", s)
+	})
+
+	sum.mu.Lock()
+	defer sum.mu.Unlock()
+	total := 0
+	for _, a := range papers {
+		total += sum.calls[a.ID]
+	}
+	// The TL;DR A bought before the partition was bought again by B: that one is the
+	// partition's price. Every other one must have been bought once.
+	if total > len(papers)+1 {
+		t.Errorf("%d TL;DR requests for %d papers (%v): worker A, back from a partition longer than AckWait, started work on messages the server had given to worker B (A %+v, B %+v)",
+			total, len(papers), sum.calls, wA.Stats(), wB.Stats())
+	}
+	if dls := deadLetters(t, b.js); len(dls) > 0 {
+		t.Errorf("%d dead letters; the first: %s", len(dls), dls[0].Reason)
+	}
+}

@@ -220,7 +220,7 @@ type WorkerStats struct {
 	Received   int64 `json:"received"`   // messages delivered to this worker
 	Acked      int64 `json:"acked"`      // messages whose work is stored
 	Skipped    int64 `json:"skipped"`    // acked with nothing to do: all results already stored
-	Retried    int64 `json:"retried"`    // negatively acknowledged for a later redelivery
+	Retried    int64 `json:"retried"`    // negatively acknowledged (or, its hold lapsed, left) for a later redelivery
 	Dead       int64 `json:"dead"`       // terminated and copied to the dead-letter stream
 	Reaped     int64 `json:"reaped"`     // given up by the server after MaxDeliver, then removed here
 	Paused     int64 `json:"paused"`     // pauses: the API refused the account or the configuration, or could not be reached
@@ -765,7 +765,8 @@ func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *ba
 	w.settleFailure(ctx, j, err)
 }
 
-// settleFailure decides a failed message's fate: bad input and permanent failures are
+// settleFailure decides a failed message's fate: one whose hold lapsed before its work
+// started is let go (letGo: another worker may have it); bad input and permanent failures are
 // dead-lettered; during shutdown the message goes back to the queue (for the next worker:
 // after FetchWait; on its last delivery as a new message once no pull request of this worker
 // is open, see requeueAfterPull); so does it when the API refuses the account or the
@@ -774,6 +775,8 @@ func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *ba
 // redelivered after a backoff, or dead-lettered when it has used its deliveries.
 func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 	switch {
+	case errors.Is(err, errHoldLapsed):
+		w.letGo(ctx, j)
 	case errors.Is(err, paper.ErrPermanent) || errors.Is(err, paper.ErrInvalid):
 		w.deadLetter(ctx, j, err)
 	case (ctx.Err() != nil || errors.Is(err, errDraining)) && w.lastDelivery(j):
@@ -813,6 +816,22 @@ func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 	default:
 		w.retry(ctx, j, err)
 	}
+}
+
+// letGo settles a message whose hold lapsed before its work started (errHoldLapsed): NATS
+// was out of reach for about its AckWait, and the server may have delivered it to another
+// worker meanwhile, or given it up. It is left to its redelivery without a Nak, which would
+// have the server deliver it yet again while the other worker has it; on its last delivery,
+// which the server gives up (and a reaper dead-letters), it is requeued as a new message, and
+// that dead letter withdrawn (see requeue).
+func (w *Worker) letGo(ctx context.Context, j job) {
+	if w.lastDelivery(j) {
+		w.requeueAfterPull(ctx, j, byLapse)
+		return
+	}
+	j.release()
+	w.log.Info("the worker's hold on a message lapsed (NATS was out of reach): left to its redelivery, its work not started", "id", j.a.ID)
+	w.stats.retried.Add(1)
 }
 
 // summarize writes the TL;DR of j's paper under the Concurrency limit, within MsgTimeout of
@@ -922,6 +941,7 @@ const (
 	bySlowDatabase = "a database that did not record it in time"
 	byDatabaseDown = "a database that could not be reached or could not write"
 	byPause        = "the worker's pause"
+	byLapse        = "a lapse of the worker's hold (NATS out of reach)"
 )
 
 // heldRequeue is a message requeueAfterPull holds until the pull request ends.
@@ -975,7 +995,7 @@ func (w *Worker) requeue(ctx context.Context, j job, why string) {
 		w.log.Debug("term failed", "paper", j.a.ID, "err", err)
 	}
 	lvl := slog.LevelInfo
-	if why != byShutdown {
+	if why != byShutdown && why != byLapse {
 		lvl = slog.LevelDebug // the other causes have their own lines (a pause, a warning)
 	}
 	w.log.Log(ctx, lvl, "requeued a message interrupted on its last delivery", "paper", j.a.ID, "by", why)
