@@ -2,11 +2,14 @@ package pipeline_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/nettest"
@@ -155,5 +158,83 @@ func TestOneBadRecordDoesNotMultiplyTheIntakeTimeout(t *testing.T) {
 	})
 	if dls := deadLetters(t, b.js); len(dls) != 1 || dls[0].PaperID != "arxiv:2401.99999" {
 		t.Errorf("dead letters %+v: want the bad record's only", dls)
+	}
+}
+
+// gatedSummarizer holds the first TL;DR request until open is closed.
+type gatedSummarizer struct {
+	pipeline.Summarizer
+	*gate
+}
+
+func (g *gatedSummarizer) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary, error) {
+	if g.enter() {
+		<-g.open
+	}
+	return g.Summarizer.Summarize(ctx, a)
+}
+
+// TestSaveCutOffMidTransactionDoesNotLockItsPaperForHours: a worker's host that dies or loses
+// its network for good in the middle of a save's transaction (after its statement, before its
+// COMMIT) never tells the database: the server waits for the next command of a session
+// "idle in transaction", holding the rows it wrote locked, until its TCP keepalive gives up —
+// two hours and more by default. Meanwhile every save of those papers' results (the worker's
+// own retry on a new connection, the redelivery's) ran out of RowLockTimeout: each delivery
+// bought the TL;DR again, and the paper was dead-lettered as "row locked by another session".
+// The server now ends such a transaction on its own.
+func TestSaveCutOffMidTransactionDoesNotLockItsPaperForHours(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	proxy, st := proxiedStore(t, b)
+	a := sampledata.Papers(t)[0]
+	publish(t, b.js, []paper.Abstract{a})
+	sum := &perPaperCalls{Summarizer: summarize.NewOffline(30), calls: map[string]int{}}
+	g := &gatedSummarizer{Summarizer: sum, gate: newGate()}
+	w := startWorkerOn(t, b, st, g, emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
+	<-g.entered // the paper is recorded; its TL;DR is being written
+
+	// Another session holds the paper's row: the worker's save, once in its transaction,
+	// waits for it. Its statement then runs, and the answer goes nowhere.
+	conn, err := pgx.Connect(ctx, b.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var locker int32
+	if err := tx.QueryRow(ctx, "SELECT pg_backend_pid() FROM papers WHERE id = $1 FOR UPDATE", a.ID).Scan(&locker); err != nil {
+		t.Fatal(err)
+	}
+	close(g.open)
+	var saver int32
+	waitFor(t, "the worker's save to wait for the row in its transaction", func() (bool, string) {
+		err := b.store.Pool().QueryRow(ctx, `SELECT pid FROM pg_stat_activity
+			WHERE $1 = ANY(pg_blocking_pids(pid)) AND query LIKE '%INSERT INTO tldrs%'`, locker).Scan(&saver)
+		return err == nil, fmt.Sprint(err)
+	})
+	proxy.Blackhole() // the worker's host is gone, as far as the database can tell
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	waitFor(t, "the database to end the abandoned transaction", func() (bool, string) {
+		var state string
+		err := b.store.Pool().QueryRow(ctx, "SELECT coalesce(state, '') FROM pg_stat_activity WHERE pid = $1", saver).Scan(&state)
+		return errors.Is(err, pgx.ErrNoRows), fmt.Sprintf("session %d: %q, %v", saver, state, err)
+	})
+	waitFor(t, "the TL;DR saved and the message acknowledged", func() (bool, string) {
+		c, s := counts(t, b, sum), w.Stats()
+		return c.WithTLDR == 1 && s.Acked == 1, fmt.Sprintf("counts %+v, stats %+v", c, s)
+	})
+	sum.mu.Lock()
+	defer sum.mu.Unlock()
+	if n := sum.calls[a.ID]; n != 1 {
+		t.Errorf("%d TL;DR requests for the paper, want 1", n)
 	}
 }

@@ -12,9 +12,11 @@ import (
 
 // Proxy is a loopback TCP proxy to a server (PostgreSQL, NATS) that a test can make fail the
 // ways a network or a server fails: go silent without closing anything (Freeze — a failover
-// to another host, a NAT or firewall dropping a flow, a VM that died), or drop every
-// connection and refuse new ones (Refuse until Accept, or Restart for the next n connections
-// — a server stopped or restarting).
+// to another host, a NAT or firewall dropping a flow, a VM that died), cut the connections
+// open now for good without either end hearing of it (Blackhole — a client host that died, a
+// partition that outlasted TCP's retransmissions), or drop every connection and refuse new
+// ones (Refuse until Accept, or Restart for the next n connections — a server stopped or
+// restarting).
 type Proxy struct {
 	ln       net.Listener
 	target   string
@@ -23,6 +25,7 @@ type Proxy struct {
 	refusals atomic.Int32 // connections still to refuse (Restart)
 	mu       sync.Mutex
 	conns    []net.Conn
+	dark     []*atomic.Bool // per connection pair: blackholed (see Blackhole)
 }
 
 // StartProxy starts a Proxy to target (host:port), closed with every connection at the test's
@@ -77,6 +80,18 @@ func (p *Proxy) Restart(n int32) {
 	p.CloseAll()
 }
 
+// Blackhole cuts every connection open now for good, silently: nothing more is forwarded
+// either way, and a close on either side is not passed on, so the other end waits for the
+// peer for as long as its own timeouts let it (the server's TCP keepalive: two hours by
+// default). New connections are forwarded as usual. The test's end closes them all.
+func (p *Proxy) Blackhole() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, d := range p.dark {
+		d.Store(true)
+	}
+}
+
 // CloseAll closes every connection the proxy holds, both sides.
 func (p *Proxy) CloseAll() {
 	p.mu.Lock()
@@ -84,7 +99,7 @@ func (p *Proxy) CloseAll() {
 	for _, c := range p.conns {
 		c.Close()
 	}
-	p.conns = nil
+	p.conns, p.dark = nil, nil
 }
 
 func (p *Proxy) serve() {
@@ -102,20 +117,28 @@ func (p *Proxy) serve() {
 			c.Close()
 			continue
 		}
+		dark := new(atomic.Bool)
 		p.mu.Lock()
 		p.conns = append(p.conns, c, u)
+		p.dark = append(p.dark, dark)
 		p.mu.Unlock()
-		go p.pipe(c, u)
-		go p.pipe(u, c)
+		go p.pipe(c, u, dark)
+		go p.pipe(u, c, dark)
 	}
 }
 
-func (p *Proxy) pipe(from, to net.Conn) {
+func (p *Proxy) pipe(from, to net.Conn, dark *atomic.Bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := from.Read(buf)
 		for p.frozen.Load() {
 			time.Sleep(10 * time.Millisecond) // dropped on the floor, as far as both ends know
+		}
+		if dark.Load() {
+			if err != nil {
+				return // the close is lost too
+			}
+			continue
 		}
 		if n > 0 {
 			if _, werr := to.Write(buf[:n]); werr != nil {
