@@ -12,8 +12,8 @@ import (
 )
 
 // errStaleHold is the failure of a message whose hold could not be renewed for so long that
-// API work started now might outlast the server's AckWait: the work is not started, and the
-// message is left to its redelivery.
+// API work started now might outlast the server's AckWait: the work is not started (see
+// startDeadline, which waits for the hold to be renewed instead).
 var errStaleHold = errors.New("message not marked in progress recently (NATS unreachable?); not starting API work that could outlive its AckWait")
 
 // errHoldLapsed is the failure of a message whose hold lapsed at some point (see hold.lapsed),
@@ -125,6 +125,32 @@ func (w *Worker) workDeadline(h *hold) (time.Time, error) {
 		}
 	}
 	return now.Add(tm.msgTimeout), nil
+}
+
+// startDeadline is workDeadline for work about to start, which waits for a hold too old to
+// start work on (NATS out of reach for a while: a restart, a network blip) to be renewed,
+// rather than fail the message for it: the server still counts the message as this worker's
+// until the hold lapses, and failing it would use one of its deliveries — on its last, dead-
+// letter it. The work starts once NATS is back and the hold renewed; the wait ends with
+// errHoldLapsed when the hold lapses first, with errDraining when the worker drains, and with
+// ctx's error when ctx is done.
+func (w *Worker) startDeadline(ctx context.Context, h *hold) (time.Time, error) {
+	for {
+		deadline, err := w.workDeadline(h)
+		if !errors.Is(err, errStaleHold) {
+			return deadline, err
+		}
+		if time.Since(time.Unix(0, h.renewed.Load())) >= w.lapse() {
+			return time.Time{}, errHoldLapsed
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		case <-w.draining:
+			return time.Time{}, errDraining
+		case <-time.After(min(w.timings().progress/4, 100*time.Millisecond)):
+		}
+	}
 }
 
 // workerTimings are what a worker derives from its consumer's configuration as the server has

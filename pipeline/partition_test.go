@@ -406,3 +406,57 @@ func TestWorkerBackFromALongPartitionStartsNoWorkTheServerGaveAway(t *testing.T)
 		t.Errorf("%d dead letters; the first: %s", len(dls), dls[0].Reason)
 	}
 }
+
+// TestShortNATSOutageDeadLettersNothing: a worker loses NATS for longer than AckWait −
+// MsgTimeout but less than the AckWait (a NATS restart, a network blip) while its messages wait
+// for a chat slot, every delivery the last. The server still counts them as the worker's; yet
+// the first to get a slot during the outage found its hold too old to start API work and was
+// dead-lettered for it ("gave up after 1 deliveries: message not marked in progress
+// recently"), as on an earlier delivery it used one up. The work now waits for the hold to be
+// renewed, and starts once NATS is back.
+func TestShortNATSOutageDeadLettersNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	// AckWait 10 s, renewed every 0.5 s, 9 s of work a message: a hold older than 1 s is too
+	// old to start work on, and lapses after 9.5 s.
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{AckWait: 10 * time.Second, MaxDeliver: 1}); err != nil {
+		t.Fatal(err)
+	}
+	emb := embed.NewOffline()
+	sum := &perPaperCalls{Summarizer: summarize.NewOffline(30), calls: map[string]int{}}
+	b := setupOn(t, js, emb)
+	papers := sampledata.Papers(t)[:3]
+	publish(t, js, papers)
+	p, bA := proxiedNATS(t, srv, b)
+
+	gate := &gatedSaves{Store: b.store, gate: newGate()}
+	w := startWorkerOn(t, bA, gate, sum, emb, pipeline.WorkerConfig{Concurrency: 1, SweepInterval: time.Hour,
+		ProgressInterval: 500 * time.Millisecond, MsgTimeout: 9 * time.Second})
+	<-gate.entered // one TL;DR waits to be saved; the other messages wait for its chat slot
+	waitFor(t, "the worker to hold every message", func() (bool, string) {
+		s := w.Stats()
+		return s.Received == int64(len(papers)), fmt.Sprintf("%+v", s)
+	})
+	p.Refuse()
+	time.Sleep(3 * time.Second) // the outage: longer than AckWait − MsgTimeout, well within AckWait
+	close(gate.open)            // the chat slot frees during the outage
+	time.Sleep(200 * time.Millisecond)
+	p.Accept()
+
+	waitFor(t, "every paper done", func() (bool, string) {
+		c, s := counts(t, b, sum), w.Stats()
+		return c.WithTLDR == int64(len(papers)) || s.Dead > 0, fmt.Sprintf("counts %+v, stats %+v", c, s)
+	})
+	if dls := deadLetters(t, b.js); len(dls) > 0 {
+		t.Errorf("%d papers dead-lettered for a NATS outage shorter than the AckWait; the first: %s", len(dls), dls[0].Reason)
+	}
+	sum.mu.Lock()
+	defer sum.mu.Unlock()
+	for _, a := range papers {
+		if n := sum.calls[a.ID]; n != 1 {
+			t.Errorf("paper %s: %d TL;DR requests, want 1", a.ID, n)
+		}
+	}
+}

@@ -128,7 +128,9 @@ type WorkerConfig struct {
 	// batch it joins, retries and rate-limit waits included — from the moment that work
 	// starts. It is kept below the consumer's AckWait: work starts only while the worker's
 	// hold on the message is fresh (an InProgress the server is known to have received — a
-	// flush after it was answered — was sent less than AckWait−MsgTimeout ago), so the work is
+	// flush after it was answered — was sent less than AckWait−MsgTimeout ago; work on a
+	// message whose hold is older waits for it to be renewed, and is not started on one that
+	// lapsed meanwhile, see errHoldLapsed), so the work is
 	// over before the server could deliver the message to anyone else, even if NATS became
 	// unreachable meanwhile or the connection went silent. Defaults to half the
 	// AckWait; a value above AckWait−2×ProgressInterval is lowered to it. The AckWait is the
@@ -730,7 +732,7 @@ func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *ba
 		// for until it is saved, even past that deadline: settling the message earlier would
 		// let its redelivery buy the vector again while the first one is still being saved
 		// (a database restart).
-		if deadline, err := w.workDeadline(j.hold); err != nil {
+		if deadline, err := w.startDeadline(ctx, j.hold); err != nil {
 			embErr = err
 		} else {
 			emb = embedB.submit(deadline, j.a, needTLDR)
@@ -865,7 +867,7 @@ func (w *Worker) summarize(ctx context.Context, j job, saveB *batcher[paper.Summ
 }
 
 func (w *Worker) summarizeNow(ctx context.Context, j job) (paper.Summary, error) {
-	deadline, err := w.workDeadline(j.hold)
+	deadline, err := w.startDeadline(ctx, j.hold)
 	if err != nil {
 		return paper.Summary{}, err
 	}
