@@ -832,7 +832,7 @@ func (w *Worker) letGo(ctx context.Context, j job) {
 		return
 	}
 	j.release()
-	w.log.Info("the worker's hold on a message lapsed (NATS was out of reach): left to its redelivery, its work not started", "id", j.a.ID)
+	w.log.Info("the worker's hold on a message lapsed (NATS was out of reach): left to its redelivery, its work not started", "paper", j.a.ID)
 	w.stats.retried.Add(1)
 }
 
