@@ -457,9 +457,18 @@ func defaultDataDir() string {
 }
 
 // dataDirError is the error of a data directory that cannot be used, naming the settings
-// that choose it: PAPERPIPE_DATA, or NATS_URL for a NATS server of one's own.
+// that choose it: PAPERPIPE_DATA, or NATS_URL for a NATS server of one's own. Without a home
+// directory it names the queue that releases before this one kept in $TMPDIR/paperpipe
+// (earlierNoHomeDataDir) when there is one: the same commands upgraded stop here, and a new
+// directory would leave that queue's papers and dead letters behind.
 func dataDirError(c *config, err error) error {
 	if c.DataDir == "" {
+		if old := earlierNoHomeDataDir(); old != "" {
+			return fmt.Errorf("no data directory for the embedded NATS server: HOME is not set (a cron job or a service without it?), "+
+				"and an earlier paperpipe run so kept its queue in %s, which may hold papers not yet stored and dead letters: "+
+				"set PAPERPIPE_DATA=%s in every paperpipe command to keep them (or move that directory, while no paperpipe runs, "+
+				"out of the temporary directory, which a reboot may empty, and set PAPERPIPE_DATA to where it went), or NATS_URL", old, old)
+		}
 		return errors.New("no data directory for the embedded NATS server: HOME is not set (a cron job or a service without it?); " +
 			"set PAPERPIPE_DATA to the full path of the directory the other paperpipe commands use (~/.local/share/paperpipe by default), or NATS_URL")
 	}
@@ -468,6 +477,16 @@ func dataDirError(c *config, err error) error {
 		setting = "the default data directory; set PAPERPIPE_DATA to another"
 	}
 	return fmt.Errorf("data directory %s (%s): %w", c.DataDir, setting, err)
+}
+
+// earlierNoHomeDataDir is $TMPDIR/paperpipe when it holds an embedded server's store: the data
+// directory of the releases before this one without HOME (defaultDataDir), or "".
+func earlierNoHomeDataDir() string {
+	dir := filepath.Join(os.TempDir(), "paperpipe")
+	if fi, err := os.Stat(filepath.Join(dir, "nats")); err != nil || !fi.IsDir() {
+		return ""
+	}
+	return dir
 }
 
 func env(key, def string) string {

@@ -120,6 +120,45 @@ func TestNoHomeAndNoDataDirectoryIsAnErrorNamingTheSetting(t *testing.T) {
 	}
 }
 
+// An earlier paperpipe run without HOME (a service unit, a cron job) kept its embedded queue
+// in $TMPDIR/paperpipe, and upgraded, the same commands stop for want of a data directory. The
+// message sent the user to ~/.local/share/paperpipe or a new directory of their choice, where
+// nothing is queued: the papers ingested and not yet stored, and the dead letters, were left
+// behind in the old directory, and nothing said so. It names the old queue and how to keep it.
+func TestNoHomeNamesTheQueueAnEarlierReleaseKeptInTMPDIR(t *testing.T) {
+	t.Parallel()
+	tmp := t.TempDir()
+	old := filepath.Join(tmp, "paperpipe") // where the earlier release put it without HOME
+	c := newCLI(t)
+	var env []string
+	for _, kv := range c.env {
+		if !strings.HasPrefix(kv, "HOME=") && !strings.HasPrefix(kv, "PAPERPIPE_DATA=") {
+			env = append(env, kv)
+		}
+	}
+	c.env = append(env, "PAPERPIPE_DATA="+old)
+	c.ok("ingest", sampleFile)
+
+	c.env = append(env, "TMPDIR="+tmp)
+	for _, args := range [][]string{{"ingest", sampleFile}, {"worker", "--exit-when-idle"}} {
+		r := c.run(args...)
+		if r.code != 1 || !strings.Contains(r.stderr, "HOME is not set") || !strings.Contains(r.stderr, "PAPERPIPE_DATA="+old) {
+			t.Errorf("%s without HOME beside an earlier release's queue in %s: exit %d, stderr %q; want 1 and that queue named as PAPERPIPE_DATA", args[0], old, r.code, r.stderr)
+		}
+	}
+	// What it says to set finds the queued papers.
+	c.env = append(env, "PAPERPIPE_DATA="+old)
+	var st struct {
+		Backlog []struct {
+			Pending uint64 `json:"pending"`
+		} `json:"backlog"`
+	}
+	c.json(&st, "status")
+	if len(st.Backlog) == 0 || st.Backlog[0].Pending != 108 {
+		t.Errorf("status with PAPERPIPE_DATA=%s: backlog %+v; want the 108 papers queued", old, st.Backlog)
+	}
+}
+
 // A command's help, asked for with -h or --help, is its output: on standard output, exit 0, as
 // `paperpipe help` is (`paperpipe ingest -h | less`, `… -h | grep format`); it went to standard
 // error. A bad flag's message and usage stay on standard error, exit 2.
