@@ -441,6 +441,26 @@ func dataDir() string {
 	return d
 }
 
+// tildeDataDir is the directory that releases before a leading ~ of PAPERPIPE_DATA stood for
+// the home directory (dataDir) made for it: one named ~ in the working directory
+// (PAPERPIPE_DATA=~/pp from a crontab line, whose working directory is HOME: HOME/~/pp), when it
+// holds an embedded server's store, or "". What was queued there never reached the workers,
+// and nothing else would say it is there.
+func tildeDataDir() string {
+	d := os.Getenv("PAPERPIPE_DATA")
+	if d != "~" && !strings.HasPrefix(d, "~/") {
+		return ""
+	}
+	abs, err := filepath.Abs(d)
+	if err != nil {
+		return ""
+	}
+	if fi, err := os.Stat(filepath.Join(abs, "nats")); err != nil || !fi.IsDir() {
+		return ""
+	}
+	return abs
+}
+
 // defaultDataDir is PAPERPIPE_DATA's default: $XDG_DATA_HOME/paperpipe, else
 // ~/.local/share/paperpipe; "" without a home directory (a cron job or a unit run with no
 // HOME), which the embedded server refuses, naming PAPERPIPE_DATA (dataDirError). It was

@@ -77,6 +77,12 @@ func connectBroker(ctx context.Context, c *config, log *slog.Logger, role broker
 	// was stopped a moment ago: a command run again right after Ctrl-C): its address file is
 	// still there, the connection or the first requests fail. Until the lock is free, or the
 	// next server's address is written, try again for a while.
+	if stray := tildeDataDir(); c.NATSURL == "" && stray != "" && stray != c.DataDir {
+		log.Warn("an earlier paperpipe, given PAPERPIPE_DATA="+os.Getenv("PAPERPIPE_DATA")+" without a shell to expand ~, made its queue in "+stray+
+			", not in the home directory: the papers ingested there never reached the workers. Run `PAPERPIPE_DATA="+stray+
+			" paperpipe worker --exit-when-idle` (and `dlq list` with it) to process what it holds, then delete that directory",
+			"queue", stray, "data", c.DataDir)
+	}
 	deadline := time.Now().Add(joinRetry)
 	for {
 		b, joined, err := connectBrokerOnce(ctx, c, log, role)

@@ -204,3 +204,46 @@ func TestDataDirectoryWithATildeIsInTheHomeDirectory(t *testing.T) {
 		t.Errorf("PAPERPIPE_DATA=~/pp made a directory named ~ in the working directory")
 	}
 }
+
+// Before PAPERPIPE_DATA's leading ~ was the home directory, `PAPERPIPE_DATA=~/pp` in a crontab
+// line or a unit made a queue in a directory named ~ in the working directory (a cron job's is
+// HOME): papers ingested there never reached the workers. Upgraded, the same line uses HOME/pp,
+// and the papers left in ./~/pp were never processed, with nothing to say they exist. Every
+// command that runs the embedded queue warns, naming that directory, while it holds a queue.
+func TestDataDirectoryWithATildeWarnsOfTheQueueAnEarlierReleaseMadeInADirectoryNamedTilde(t *testing.T) {
+	t.Parallel()
+	home, wd := t.TempDir(), t.TempDir()
+	stray := filepath.Join(wd, "~", "pp")
+	c := newCLI(t)
+	var env []string
+	for _, kv := range c.env {
+		if !strings.HasPrefix(kv, "HOME=") && !strings.HasPrefix(kv, "PAPERPIPE_DATA=") {
+			env = append(env, kv)
+		}
+	}
+	c.env = append(env, "HOME="+home, "PAPERPIPE_DATA="+stray) // as the earlier release made it
+	c.ok("ingest", sampleFile)
+
+	for _, args := range [][]string{{"status"}, {"worker", "--exit-when-idle"}} {
+		cmd := exec.CommandContext(context.Background(), binary, args...)
+		cmd.Env = append(env, "HOME="+home, "PAPERPIPE_DATA=~/pp")
+		cmd.Dir = wd
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", args[0], err, out)
+		}
+		if !strings.Contains(string(out), stray) || !strings.Contains(string(out), "PAPERPIPE_DATA="+stray) {
+			t.Errorf("%s with PAPERPIPE_DATA=~/pp beside an earlier release's queue in %s: output %q; want a warning naming it", args[0], stray, out)
+		}
+	}
+	// Once it is gone, nothing is said.
+	if err := os.RemoveAll(filepath.Join(wd, "~")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(context.Background(), binary, "status")
+	cmd.Env = append(env, "HOME="+home, "PAPERPIPE_DATA=~/pp")
+	cmd.Dir = wd
+	if out, err := cmd.CombinedOutput(); err != nil || strings.Contains(string(out), "level=WARN") {
+		t.Errorf("status without a directory named ~: %v, output %q; want no warning", err, out)
+	}
+}
