@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go"
@@ -689,13 +691,7 @@ const queueOwnerFile = "nats.database"
 // URL's search_path when it sets one (a schema of its own): not its host, so an archive moved
 // to another server, under the same name, keeps its queue.
 func claimDataDir(dataDir, databaseURL string) error {
-	owner := "database " + databaseURL // as given, when it does not parse (opening the store reports why)
-	if cfg, err := pgconn.ParseConfig(databaseURL); err == nil {
-		owner = "database " + cfg.Database
-		if path := strings.ReplaceAll(cfg.RuntimeParams["search_path"], " ", ""); path != "" {
-			owner += " (search_path " + path + ")"
-		}
-	}
+	owner := queueOwner(databaseURL)
 	file := filepath.Join(dataDir, queueOwnerFile)
 	f, err := os.CreateTemp(dataDir, ".nats.database-*")
 	if err != nil {
@@ -726,6 +722,75 @@ func claimDataDir(dataDir, databaseURL string) error {
 			"(restored or renamed), delete %s and start again", dataDir, recorded, owner, file)
 	}
 	return nil
+}
+
+// queueOwner is the archive that databaseURL names, as claimDataDir records it: "database
+// NAME", with " (search_path PATH)" when the URL sets one. NAME is the user's name when the URL
+// names no database, as the server takes it. PATH is pgx's search_path parameter, else the one
+// libpq's options parameter (or PGOPTIONS) sets (-c search_path=…, --search_path=…), the way
+// libpq's tools take it: the server applies options first, then the parameter. Its spaces are
+// left out. A URL that does not parse is recorded as given (opening the store reports why).
+func queueOwner(databaseURL string) string {
+	cfg, err := pgconn.ParseConfig(databaseURL)
+	if err != nil {
+		return "database " + databaseURL
+	}
+	owner := "database " + cmp.Or(cfg.Database, cfg.User)
+	path, ok := cfg.RuntimeParams["search_path"]
+	if !ok {
+		path = optionsSearchPath(cfg.RuntimeParams["options"])
+	}
+	if path = strings.ReplaceAll(path, " ", ""); path != "" {
+		owner += " (search_path " + path + ")"
+	}
+	return owner
+}
+
+// optionsSearchPath is the search_path that libpq's options parameter sets, the last one
+// given, or "": its arguments are separated by spaces, a backslash escaping the character
+// after it, and a setting is "-c name=value", "-cname=value" or "--name=value", with dashes
+// in the name standing for underscores.
+func optionsSearchPath(options string) string {
+	var (
+		args []string
+		arg  strings.Builder
+		esc  bool
+	)
+	for _, r := range options + " " {
+		switch {
+		case esc:
+			arg.WriteRune(r)
+			esc = false
+		case r == '\\':
+			esc = true
+		case unicode.IsSpace(r):
+			if arg.Len() > 0 {
+				args = append(args, arg.String())
+				arg.Reset()
+			}
+		default:
+			arg.WriteRune(r)
+		}
+	}
+	path := ""
+	for i := 0; i < len(args); i++ {
+		var setting string
+		switch a := args[i]; {
+		case a == "-c" && i+1 < len(args):
+			i++
+			setting = args[i]
+		case strings.HasPrefix(a, "-c"):
+			setting = a[2:]
+		case strings.HasPrefix(a, "--"):
+			setting = a[2:]
+		default:
+			continue
+		}
+		if name, value, ok := strings.Cut(setting, "="); ok && strings.ReplaceAll(strings.ToLower(name), "-", "_") == "search_path" {
+			path = value
+		}
+	}
+	return path
 }
 
 // lockDataDir takes the data directory's lock (nats.lock), under which one process runs the

@@ -702,3 +702,40 @@ func TestEmbeddedQueueRefusesAWorkerOfAnotherDatabase(t *testing.T) {
 		t.Error("after the queue was handed over, a worker of the old database joined it")
 	}
 }
+
+// The embedded queue's owner is the archive a worker stores papers in, however DATABASE_URL
+// names it. A schema chosen the way libpq's tools take it (options=-c search_path=…, which
+// pg_dump accepts where pgx's own search_path parameter makes it stop) was not seen: a worker
+// of the copy in schema "restored" joined the archive's queue and took its papers. A URL
+// without a database name (the server takes the user's) was another archive than the same
+// database named: the archive's own worker was refused.
+func TestEmbeddedQueueOwnerIsTheArchiveHoweverTheURLNamesIt(t *testing.T) {
+	t.Parallel()
+	const base = "postgres://paperpipe@127.0.0.1:55432/paperpipe?sslmode=disable"
+	for _, tc := range []struct {
+		name, first, second string
+		same                bool
+	}{
+		{"a schema by libpq's options", base + "&options=-c%20search_path%3Drestored", base, false},
+		{"a schema by options, no space after -c", base, base + "&options=-csearch_path%3Drestored", false},
+		{"a schema by options' long form", base, base + "&options=--search-path%3Drestored", false},
+		{"one schema by options and by pgx's parameter", base + "&options=-c%20search_path%3Drestored", base + "&search_path=restored", true},
+		{"options setting something else", base, base + "&options=-c%20statement_timeout%3D5s", true},
+		{"pgx's parameter over options, as the server takes them", base + "&search_path=other&options=-csearch_path%3Drestored", base + "&search_path=other", true},
+		{"an escaped space in options", base + "&options=-c%20search_path%3Da%5C%20b", base + "&search_path=a%20b", true},
+		{"no database name: the user's", "postgres://paperpipe@127.0.0.1:55432?sslmode=disable", base, true},
+		{"no database name, another user's", "postgres://other@127.0.0.1:55432?sslmode=disable", base, false},
+	} {
+		dir := t.TempDir()
+		if err := claimDataDir(dir, tc.first); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		err := claimDataDir(dir, tc.second)
+		if tc.same && err != nil {
+			t.Errorf("%s: the same archive's worker (%s after %s) refused: %v", tc.name, tc.second, tc.first, err)
+		}
+		if !tc.same && err == nil {
+			t.Errorf("%s: another archive's worker (%s after %s) took the queue", tc.name, tc.second, tc.first)
+		}
+	}
+}
