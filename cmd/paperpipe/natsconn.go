@@ -715,7 +715,7 @@ func claimDataDir(dataDir, databaseURL string) error {
 	if err != nil {
 		return fmt.Errorf("read %s: %w", file, err)
 	}
-	if recorded := strings.TrimSpace(string(raw)); recorded != owner {
+	if recorded := strings.TrimSuffix(string(raw), "\n"); recorded != owner {
 		return fmt.Errorf("the embedded NATS queue in %s (PAPERPIPE_DATA) is %s's, and DATABASE_URL names %s: "+
 			"a worker here would take that archive's new papers and store them in this database, where that archive never gets them. "+
 			"Give this database a data directory of its own (PAPERPIPE_DATA=DIR), or, if it is now that archive's home "+

@@ -739,3 +739,18 @@ func TestEmbeddedQueueOwnerIsTheArchiveHoweverTheURLNamesIt(t *testing.T) {
 		}
 	}
 }
+
+// TestEmbeddedQueueOwnerWhoseNameEndsInASpace: the owner was written as it is and read back
+// trimmed, so a database whose name ends in a space (PostgreSQL allows it) refused its own
+// worker from the second start on, saying the queue was another database's.
+func TestEmbeddedQueueOwnerWhoseNameEndsInASpace(t *testing.T) {
+	dir := t.TempDir()
+	for range 2 {
+		if err := claimDataDir(dir, "postgres://alice@127.0.0.1:55432/papers%20?sslmode=disable"); err != nil {
+			t.Errorf("database \"papers \", its worker again: %v", err)
+		}
+	}
+	if err := claimDataDir(dir, "postgres://alice@127.0.0.1:55432/papers?sslmode=disable"); err == nil {
+		t.Error("database \"papers\" joined the queue of database \"papers \"")
+	}
+}
