@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/pgvector/pgvector-go"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -119,9 +120,10 @@ const maxCandidates = 5
 // Resolve turns what a user typed into a paper id. ref is tried first as an id, as given and
 // in canonical form (so "2401.01234v2" finds arxiv:2401.01234); an exact id match wins. Otherwise
 // ref is a title fragment, matched case-insensitively and literally (% and _ are not wildcards):
-// one match is the answer, and among several a title equal to ref wins. No match is
-// paper.ErrNotFound; several are an error wrapping paper.ErrAmbiguous that lists up to five
-// candidates as "id  title" lines.
+// one match is the answer, and among several a title equal to ref wins. The fragment is read in
+// NFC, the form titles are stored in (ingest): "nai\u0308ve", as macOS and PDF text give it,
+// finds "naïve" as a search does. No match is paper.ErrNotFound; several are an error wrapping
+// paper.ErrAmbiguous that lists up to five candidates as "id  title" lines.
 func (s *Store) Resolve(ctx context.Context, ref string) (_ string, err error) {
 	defer func() { err = unavailable(ctx, err) }()
 	ref = strings.TrimSpace(ref)
@@ -145,10 +147,11 @@ func (s *Store) Resolve(ctx context.Context, ref string) (_ string, err error) {
 		return "", fmt.Errorf("resolve paper %q: %w", ref, err)
 	}
 
+	frag := norm.NFC.String(ref)
 	rows, err := s.pool.Query(ctx, `SELECT id, title, lower(title) = lower($1), count(*) OVER ()
 		FROM papers WHERE title ILIKE '%' || $2 || '%' ESCAPE '\'
 		ORDER BY lower(title) = lower($1) DESC, created_at DESC, id LIMIT $3`,
-		ref, escapeLike(ref), maxCandidates)
+		frag, escapeLike(frag), maxCandidates)
 	if err != nil {
 		return "", fmt.Errorf("resolve paper %q: %w", ref, err)
 	}

@@ -203,6 +203,7 @@ func TestResolve(t *testing.T) {
 		mk("arxiv:2402.00008", "Attention"),
 		mk("arxiv:2402.00009", "Attention Is Not All You Need"),
 		mk("arxiv:hep-th/9901001", "Old Style Strings"),
+		mk("arxiv:2402.00010", "A Na\u00efve Bayes Baseline"), // stored in NFC, as ingest writes it
 	}
 	upsert(t, s, ps, store.Work{})
 	for _, tc := range []struct{ ref, want string }{
@@ -215,6 +216,8 @@ func TestResolve(t *testing.T) {
 		{"under_score", "arxiv:2402.00005"},                        // _ is literal
 		{"  attention  ", "arxiv:2402.00008"},                      // a title equal to ref wins
 		{"Attention Is Not", "arxiv:2402.00009"},                   // fragment
+		{"nai\u0308ve bayes", "arxiv:2402.00010"},                  // typed or pasted decomposed (macOS, a PDF): the same title
+		{"NAI\u0308VE", "arxiv:2402.00010"},                        // any case, decomposed
 	} {
 		got, err := s.Resolve(ctx, tc.ref)
 		if err != nil || got != tc.want {
