@@ -736,6 +736,42 @@ func TestBatchesFlagsOutsideTheirActionAreUsageErrors(t *testing.T) {
 	}
 }
 
+// A flag of one action given to another was accepted and ignored: `dlq replay --all --json`
+// wrote nothing on standard output, where README promises one JSON document with --json, and
+// `spaces --index hnsw` listed the spaces and built nothing. Each is a usage error naming the
+// flag and the action, and nothing is done; each action's own flags still work.
+func TestDLQAndSpacesFlagsOutsideTheirActionAreUsageErrors(t *testing.T) {
+	t.Parallel()
+	c := withDeadLetters(t, 1)
+	for _, tc := range []struct {
+		args []string
+		flag string // the one named
+	}{
+		{[]string{"dlq", "replay", "--all", "--json"}, "json"},
+		{[]string{"dlq", "replay", "1", "-n", "5"}, "n"},
+		{[]string{"dlq", "list", "--all"}, "all"},
+		{[]string{"spaces", "--index", "hnsw"}, "index"},
+		{[]string{"spaces", "list", "--force"}, "force"},
+		{[]string{"spaces", "check", "--index", "hnsw"}, "index"},
+		{[]string{"spaces", "reindex", "1", "--index", "hnsw", "--json"}, "json"},
+		{[]string{"spaces", "drop", "1", "-k", "5"}, "k"},
+	} {
+		r := c.run(tc.args...)
+		if r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, "--"+tc.flag+" is not for") {
+			t.Errorf("paperpipe %s: exit %d, stdout %q, stderr %q; want 2, nothing on stdout, and --%s named",
+				strings.Join(tc.args, " "), r.code, r.stdout, r.stderr, tc.flag)
+		}
+	}
+	var st statusJSON
+	if c.json(&st, "status"); st.DeadLetters != 1 {
+		t.Errorf("status counts %d dead letters after the refused replays, want 1", st.DeadLetters)
+	}
+	if r := c.ok("dlq", "list", "-n", "1", "--json"); !strings.HasPrefix(r.stdout, "[") {
+		t.Errorf("dlq list -n 1 --json: %q, want a JSON list", r.stdout)
+	}
+	c.ok("spaces", "--json")
+}
+
 // A posted record's rejection is the reason in plain words, without the sentinel's text
 // ("the record is empty", not "the record is empty: invalid input"), and still
 // paper.ErrInvalid.

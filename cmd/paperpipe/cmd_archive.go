@@ -991,6 +991,23 @@ func cmdSpaces(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return err
 	}
+	action := "list"
+	if len(pos) > 0 {
+		action = pos[0]
+	}
+	switch action {
+	case "list":
+		err = onlyFor(fs, "spaces list", "json")
+	case "check":
+		err = onlyFor(fs, "spaces check", "json", "sample", "k")
+	case "reindex":
+		err = onlyFor(fs, "spaces reindex", "index")
+	case "drop":
+		err = onlyFor(fs, "spaces drop", "force")
+	}
+	if err != nil {
+		return err
+	}
 	if len(pos) > 0 && pos[0] == "list" {
 		if err := noMoreArgs("spaces list", pos[1:]); err != nil {
 			return err

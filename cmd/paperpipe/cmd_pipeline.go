@@ -518,6 +518,15 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 			return err
 		}
 	}
+	switch pos[0] {
+	case "list":
+		err = onlyFor(fs, "dlq list", "json", "n")
+	case "replay":
+		err = onlyFor(fs, "dlq replay", "all")
+	}
+	if err != nil {
+		return err
+	}
 	log := newLogger(c)
 	b, err := connectBroker(ctx, c, log, brokerClient)
 	if err != nil {

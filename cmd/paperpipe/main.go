@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -306,6 +307,20 @@ func noMoreArgs(what string, extra []string) error {
 		return usageErr("unexpected argument %q: %s takes no arguments, only flags (see `paperpipe %s -h`)", extra[0], what, strings.Fields(what)[0])
 	}
 	return nil
+}
+
+// onlyFor is the usage error for a flag given to an action of cmd that does not read it, or
+// nil: allowed are the flags action reads. Accepted, such a flag was ignored: `dlq replay
+// --all --json` wrote nothing on standard output for the script that asked for JSON, and
+// `spaces --index hnsw` listed the spaces, building nothing.
+func onlyFor(fs *flag.FlagSet, action string, allowed ...string) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if err == nil && !slices.Contains(allowed, f.Name) {
+			err = usageErr("--%s is not for `%s` (see `paperpipe %s -h`)", f.Name, action, fs.Name())
+		}
+	})
+	return err
 }
 
 // isBoolFlag reports whether f takes no value of its own (`--json`), as flag.Parse sees it.
