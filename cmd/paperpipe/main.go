@@ -209,6 +209,11 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-17s %-12s %s\n", c.name, c.args, c.short)
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Flags may come before or after arguments; a true/false flag takes its value after =")
+	fmt.Fprintln(w, "(--activate=false). Results go to standard output, messages to standard error. Exit status:")
+	fmt.Fprintln(w, "0 done, 1 failed (or stopped by Ctrl-C with work left), 2 a usage error, 130 or 143 a second")
+	fmt.Fprintln(w, "Ctrl-C or SIGTERM.")
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'paperpipe COMMAND -h' for a command's flags. Configuration comes from the")
 	fmt.Fprintln(w, "environment (DATABASE_URL, NATS_URL, OPENAI_BASE_URL, OPENAI_API_KEY, PAPERPIPE_*);")
 	fmt.Fprintln(w, "see the README for every variable and its default.")
