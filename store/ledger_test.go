@@ -849,25 +849,25 @@ func TestReadingPapersAgainRewritesNoIndex(t *testing.T) {
 	}
 	now := time.Now()
 	read(now.Add(-3 * time.Hour))
-	// Each pass is a re-ingest of the whole archive. Versions written in one transaction cannot
-	// make room for each other, so rows on one page read in one batch do not all fit on the
-	// first pass (41% moved in this test at the migration's 65%); the rows that moved spread
-	// out, and later passes settle (17%, 8%, 3%). On full pages nearly every row moved at every
-	// pass (97%, 93%): every index of papers got entries for it, the table grew by its size.
-	for pass, most := range []int{len(papers) / 2, len(papers) / 5} {
-		before := blocks()
-		if n := read(now.Add(time.Duration(pass-2) * time.Hour)); n != 0 {
-			t.Fatalf("pass %d: %d papers read again unchanged reported changed", pass+1, n)
+	// One pass, a re-ingest of the whole archive. It is the first new version of each row, so
+	// it needs only the room the fillfactor left, not the pruning of versions left before (which
+	// another session's open snapshot — a parallel test, a pg_dump — would hold up). Versions
+	// written in one transaction cannot make room for each other, so rows sharing a page in one
+	// batch do not all fit: 41% moved in this test at the migration's 65% (later passes settle,
+	// 17%, 8%, 3%, where nothing holds old versions); on full pages 97% moved, every index of
+	// papers getting entries for them and the table growing by their size.
+	before := blocks()
+	if n := read(now.Add(-2 * time.Hour)); n != 0 {
+		t.Fatalf("%d papers read again unchanged reported changed", n)
+	}
+	moved := 0
+	for id, b := range blocks() {
+		if before[id] != b {
+			moved++
 		}
-		moved := 0
-		for id, b := range blocks() {
-			if before[id] != b {
-				moved++
-			}
-		}
-		if moved > most {
-			t.Errorf("pass %d: %d of %d papers read again moved to another page (not HOT updates: every index of papers got entries for them), want at most %d",
-				pass+1, moved, len(papers), most)
-		}
+	}
+	if moved > len(papers)/2 {
+		t.Errorf("%d of %d papers read again moved to another page (not HOT updates: every index of papers got entries for them), want at most half",
+			moved, len(papers))
 	}
 }
