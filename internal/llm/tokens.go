@@ -61,10 +61,22 @@ func TruncateToTokens(s string, maxTokens int) (string, bool) {
 	return strings.TrimRightFunc(s[:cut], unicode.IsSpace), true
 }
 
-// Billed returns the prompt and completion tokens an answer's usage reports, a negative count
-// as 0. go-openai takes the counts as a server sends them, and a proxy or a model server can
-// send junk: a negative count would lower the usage ledger and the token counters (a
-// Prometheus counter panics when it is added one, which stopped the worker).
+// Billed returns the prompt and completion tokens an answer's usage reports, a count that no
+// answer can have — negative, or above maxBilledTokens — as 0. go-openai takes the counts as a
+// server sends them, and a proxy or a model server can send junk: a negative count would lower
+// the usage ledger and the token counters (a Prometheus counter panics when it is added one,
+// which stopped the worker), and two counts near 2^62 would add up to a negative one.
 func Billed(u openai.Usage) (prompt, completion int) {
-	return max(u.PromptTokens, 0), max(u.CompletionTokens, 0)
+	return billed(u.PromptTokens), billed(u.CompletionTokens)
+}
+
+// maxBilledTokens is more tokens than any one answer is billed (the largest models' contexts
+// are millions of tokens), and few enough that the usage ledger's sums cannot overflow.
+const maxBilledTokens = 1 << 40
+
+func billed(n int) int {
+	if n < 0 || n > maxBilledTokens {
+		return 0
+	}
+	return n
 }

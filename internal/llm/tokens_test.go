@@ -67,7 +67,8 @@ func TestTruncateToTokens(t *testing.T) {
 	}
 }
 
-// A negative count in an answer's usage (junk from a proxy or a model server) is no tokens.
+// A negative count in an answer's usage (junk from a proxy or a model server) is no tokens; so
+// is one no answer can have, which would overflow the sums it is added to.
 func TestBilledDropsNegativeCounts(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -77,6 +78,7 @@ func TestBilledDropsNegativeCounts(t *testing.T) {
 		{openai.Usage{PromptTokens: 12, CompletionTokens: 3}, 12, 3},
 		{openai.Usage{PromptTokens: -1, CompletionTokens: 3}, 0, 3},
 		{openai.Usage{PromptTokens: 12, CompletionTokens: -5}, 12, 0},
+		{openai.Usage{PromptTokens: 1 << 62, CompletionTokens: 1 << 40}, 0, 1 << 40},
 	} {
 		if in, out := Billed(tc.u); in != tc.in || out != tc.out {
 			t.Errorf("Billed(%+v) = %d, %d; want %d, %d", tc.u, in, out, tc.in, tc.out)
