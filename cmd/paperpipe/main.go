@@ -102,8 +102,8 @@ func run(args []string) int {
 	// had ended sigCtx, it missed a second signal that came in between (two Ctrl-C in a row),
 	// which no one then read, and the process drained on.
 	signals := make(chan os.Signal, 2)
-	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
-	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	signal.Notify(signals, stopSignals()...)
+	sigCtx, stop := signal.NotifyContext(context.Background(), stopSignals()...)
 	defer stop()
 	go secondSignalExits(signals, os.Exit)
 
@@ -153,6 +153,20 @@ func errorMessage(err error) string {
 		msg = strings.TrimSuffix(msg, ": "+paper.ErrInvalid.Error())
 	}
 	return termSafe(msg, true)
+}
+
+// stopSignals are the signals that stop a command as Ctrl-C does (a graceful drain, then the
+// process ends; a second one ends it at once): SIGINT, SIGTERM and SIGHUP — the terminal a
+// `paperpipe worker &` was started from closed (an ssh session that ends), which killed it
+// outright, its held messages not handed back and the results it had paid for not saved — but
+// not SIGHUP when the process started with it ignored (nohup, a supervisor that ignores it):
+// asked for, Go would no longer ignore it, and a hangup would stop what was meant to outlive it.
+func stopSignals() []os.Signal {
+	sigs := []os.Signal{os.Interrupt, syscall.SIGTERM}
+	if !signal.Ignored(syscall.SIGHUP) {
+		sigs = append(sigs, syscall.SIGHUP)
+	}
+	return sigs
 }
 
 // secondSignalExits ends the process at once on a second SIGINT or SIGTERM, after the first
@@ -211,8 +225,8 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Flags may come before or after arguments; a true/false flag takes its value after =")
 	fmt.Fprintln(w, "(--activate=false). Results go to standard output, messages to standard error. Exit status:")
-	fmt.Fprintln(w, "0 done, 1 failed (or stopped by Ctrl-C with work left), 2 a usage error, 130 or 143 a second")
-	fmt.Fprintln(w, "Ctrl-C or SIGTERM.")
+	fmt.Fprintln(w, "0 done, 1 failed (or stopped by Ctrl-C, SIGTERM or a hangup with work left), 2 a usage error,")
+	fmt.Fprintln(w, "130, 143 or 129 a second Ctrl-C, SIGTERM or hangup.")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'paperpipe COMMAND -h' for a command's flags. Configuration comes from the")
 	fmt.Fprintln(w, "environment (DATABASE_URL, NATS_URL, OPENAI_BASE_URL, OPENAI_API_KEY, PAPERPIPE_*);")

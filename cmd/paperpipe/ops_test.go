@@ -516,3 +516,57 @@ func TestAddressInUseNamesTheSetting(t *testing.T) {
 		}
 	}
 }
+
+// A hangup (the terminal of `paperpipe serve &` or `worker &` closed: an ssh session that ends)
+// killed the process outright, with no drain: a worker's held messages were not handed back nor
+// its paid results saved. It stops as SIGTERM does now — but not under nohup, which starts the
+// process with SIGHUP ignored: asking Go for SIGHUP there would have it stop at the hangup it
+// was started to outlive.
+func TestHangupStopsGracefullyUnlessIgnored(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	s := startServeProc(t, c)
+	_ = s.cmd.Process.Signal(syscall.SIGHUP)
+	select {
+	case err := <-s.exited:
+		if err != nil {
+			t.Errorf("serve after a hangup: %v, want a graceful stop, exit 0:\n%s", err, s.logs.String())
+		}
+		s.exited <- err
+	case <-time.After(30 * time.Second):
+		t.Fatalf("serve still runs 30 s after a hangup:\n%s", s.logs.String())
+	}
+
+	// As nohup starts it: SIGHUP ignored, inherited across exec.
+	n := &serveProc{cmd: exec.Command("sh", "-c", `trap "" HUP; exec "$0" serve --http 127.0.0.1:0`, binary), logs: &lockedBuffer{}, exited: make(chan error, 1)}
+	n.cmd.Env = c.env
+	n.cmd.Stderr = n.logs
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { n.exited <- n.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = n.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-n.exited:
+		case <-time.After(30 * time.Second):
+			_ = n.cmd.Process.Kill()
+		}
+	})
+	base := n.servedURL(t)
+	_ = n.cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(time.Second) // what a stop would have begun by now
+	select {
+	case err := <-n.exited:
+		t.Fatalf("serve started with SIGHUP ignored (nohup) stopped at a hangup: %v\n%s", err, n.logs.String())
+	default:
+	}
+	resp, err := http.Get(base + "/healthz")
+	if err != nil {
+		t.Fatalf("serve started with SIGHUP ignored, after a hangup: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("serve started with SIGHUP ignored, after a hangup: /healthz %d", resp.StatusCode)
+	}
+}
