@@ -52,7 +52,6 @@ func (g *gatedSaves) SaveSummaries(ctx context.Context, sums []paper.Summary) (i
 // not stored yet. The first worker then comes back and stores it.
 func TestPartitionedWorkerThatFinishesLeavesNoFalseDeadLetter(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	sum, emb := summarize.NewOffline(30), embed.NewOffline()
 	// Worker A reaches NATS through a proxy the test cuts.
 	b, bA, p, a := lastDeliveryBehindProxy(t, emb)
@@ -70,11 +69,18 @@ func TestPartitionedWorkerThatFinishesLeavesNoFalseDeadLetter(t *testing.T) {
 
 	p.Accept()
 	close(gate.open)
+	wantStoredNotDeadLettered(t, b, wA, a, "a dead letter a user would replay for nothing")
+}
+
+// wantStoredNotDeadLettered waits for worker wA to settle its message, then checks that paper a
+// has the one TL;DR wA saved and no dead letter; why says what such a dead letter would mean.
+func wantStoredNotDeadLettered(t *testing.T, b *testBundle, wA *pipeline.Worker, a paper.Abstract, why string) {
+	t.Helper()
 	waitFor(t, "worker A to settle its message", func() (bool, string) {
 		s := wA.Stats()
 		return s.Acked+s.Retried+s.Dead > 0, fmt.Sprintf("%+v", s)
 	})
-	sums, err := b.store.Summaries(ctx, a.ID)
+	sums, err := b.store.Summaries(context.Background(), a.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,8 +88,7 @@ func TestPartitionedWorkerThatFinishesLeavesNoFalseDeadLetter(t *testing.T) {
 		t.Fatalf("TL;DRs of %s: %+v, want the one worker A saved", a.ID, sums)
 	}
 	if dls := deadLetters(t, b.js); len(dls) > 0 {
-		t.Errorf("paper %s is stored and dead-lettered (%q, %d letters): a dead letter a user would replay for nothing",
-			a.ID, dls[0].Reason, len(dls))
+		t.Errorf("paper %s is stored and dead-lettered (%q, %d letters): %s", a.ID, dls[0].Reason, len(dls), why)
 	}
 }
 
@@ -250,26 +255,9 @@ func TestPartitionedWorkerThatRequeuesLeavesNoFalseDeadLetter(t *testing.T) {
 // same (the hold remembers the lapse, see hold.lapsed).
 func TestPartitionedWorkerRenewedBeforeItStoresLeavesNoFalseDeadLetter(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	sum, emb := summarize.NewOffline(30), embed.NewOffline()
 	b, bA, p, a := lastDeliveryBehindProxy(t, emb)
-	// The InProgress marks the server gets from worker A.
-	marks := make(chan struct{}, 256)
-	sub, err := b.js.Conn().Subscribe("$JS.ACK."+pipeline.StreamPapers+"."+pipeline.ConsumerNew+".>", func(m *nats.Msg) {
-		if string(m.Data) == "+WPI" {
-			select {
-			case marks <- struct{}{}:
-			default:
-			}
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	if err := b.js.Conn().Flush(); err != nil {
-		t.Fatal(err)
-	}
+	marks := inProgressMarks(t, b.js) // worker A's
 	gate := &gatedSaves{Store: b.store, gate: newGate()}
 	wA := startWorkerOn(t, bA, gate, sum, emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
 	<-gate.entered // the TL;DR is bought; its save waits
@@ -295,21 +283,7 @@ func TestPartitionedWorkerRenewedBeforeItStoresLeavesNoFalseDeadLetter(t *testin
 		}
 	}
 	close(gate.open)
-	waitFor(t, "worker A to settle its message", func() (bool, string) {
-		s := wA.Stats()
-		return s.Acked+s.Retried+s.Dead > 0, fmt.Sprintf("%+v", s)
-	})
-	sums, err := b.store.Summaries(ctx, a.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(sums) != 1 {
-		t.Fatalf("TL;DRs of %s: %+v, want the one worker A saved", a.ID, sums)
-	}
-	if dls := deadLetters(t, b.js); len(dls) > 0 {
-		t.Errorf("paper %s is stored and dead-lettered (%q, %d letters): its worker's hold lapsed and was renewed before it stored the results, and the lapse was forgotten",
-			a.ID, dls[0].Reason, len(dls))
-	}
+	wantStoredNotDeadLettered(t, b, wA, a, "its worker's hold lapsed and was renewed before it stored the results, and the lapse was forgotten")
 }
 
 // inProgressMarks returns a channel that gets one value per InProgress mark the server of js
