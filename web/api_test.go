@@ -1434,13 +1434,8 @@ func TestKeywordSearchOfStopWordsSaysSo(t *testing.T) {
 func TestSearchSaysWhenTheKeywordRankingWasBounded(t *testing.T) {
 	t.Parallel()
 	b := withSample(t)
-	st, err := store.Open(t.Context(), store.Config{URL: b.url, KeywordRankLimit: 5})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
 	cfg := b.config()
-	cfg.Store = testStore{st}
+	cfg.Store = openTestStore(t, store.Config{URL: b.url, KeywordRankLimit: 5})
 	b.serve(cfg)
 	all, err := b.st.KeywordSearch(t.Context(), "model", 100)
 	if err != nil || len(all) <= 5 {

@@ -635,13 +635,8 @@ func TestAPIContract(t *testing.T) {
 	fc := newContract(t, b.serve(fcfg).URL)
 	fc.seen = c.seen
 	fc.do(req{method: "GET", path: "/api/search?q=experts", want: 502})
-	small, err := store.Open(t.Context(), store.Config{URL: b.url, KeywordRankLimit: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(small.Close)
 	rcfg := cfg
-	rcfg.Store = testStore{small}
+	rcfg.Store = openTestStore(t, store.Config{URL: b.url, KeywordRankLimit: 2})
 	sc := newContract(t, b.serve(rcfg).URL)
 	sc.seen = c.seen
 	sc.do(req{method: "GET", path: "/api/search?q=experts&mode=keyword", want: 200})

@@ -22,13 +22,8 @@ func TestReadsWhileTheDatabaseIsDownAnswer503WithRetryAfter(t *testing.T) {
 	b.publish(sample)
 	b.process()
 	p, via := nettest.ProxyURL(t, b.url)
-	st, err := store.Open(t.Context(), store.Config{URL: via})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
 	cfg := b.config()
-	cfg.Store = testStore{st}
+	cfg.Store = openTestStore(t, store.Config{URL: via})
 	b.serve(cfg)
 	id := url.PathEscape(idOf(t, sample, "Mixture"))
 	paths := []string{

@@ -154,6 +154,18 @@ func newBundle(t *testing.T) *bundle {
 	return b
 }
 
+// openTestStore opens a store of cfg, closed at the test's end, as the web surfaces read it: for
+// a server over the bundle's database with other settings, or through a proxy.
+func openTestStore(t *testing.T, cfg store.Config) testStore {
+	t.Helper()
+	st, err := store.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return testStore{st}
+}
+
 // config is a web.Config over the bundle's services.
 func (b *bundle) config() web.Config {
 	b.metrics = metrics.New(metrics.Config{})
