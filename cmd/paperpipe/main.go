@@ -101,9 +101,10 @@ func run(args []string) int {
 	// The second signal's channel subscribes now, with the first's: subscribed once the first
 	// had ended sigCtx, it missed a second signal that came in between (two Ctrl-C in a row),
 	// which no one then read, and the process drained on.
+	stops := stopSignals()
 	signals := make(chan os.Signal, 2)
-	signal.Notify(signals, stopSignals()...)
-	sigCtx, stop := signal.NotifyContext(context.Background(), stopSignals()...)
+	signal.Notify(signals, stops...)
+	sigCtx, stop := signal.NotifyContext(context.Background(), stops...)
 	defer stop()
 	go secondSignalExits(signals, os.Exit)
 
