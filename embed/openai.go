@@ -345,9 +345,10 @@ func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Em
 			retry = c.once()
 		}
 		vecs, u, err := c.embed(ctx, retry, texts, b.tokens)
+		// What was billed counts, whether the batch succeeded or not.
+		usage.Requests += u.Requests
+		usage.InputTokens += u.InputTokens
 		if _, _, ok := llm.InputTooLong(err); ok && ctx.Err() == nil {
-			usage.Requests += u.Requests
-			usage.InputTokens += u.InputTokens
 			answered, probe = true, false // the server answers: it measured the input
 			if n := b.end - b.start; n > 1 {
 				// The answer does not say which input is too long: its halves tell.
@@ -369,13 +370,10 @@ func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Em
 			continue
 		}
 		if err != nil && len(texts) > 1 && llm.HTTPStatus(err) == http.StatusInternalServerError && ctx.Err() == nil {
+			vecs, u, err = c.isolate(ctx, inputs[b.start:b.end], err, answered)
 			usage.Requests += u.Requests
 			usage.InputTokens += u.InputTokens
-			vecs, u, err = c.isolate(ctx, inputs[b.start:b.end], err, answered)
 		}
-		// What was billed counts, whether the batch succeeded or not.
-		usage.Requests += u.Requests
-		usage.InputTokens += u.InputTokens
 		if errors.Is(err, errOneInput) {
 			// The server takes one input per request (see embed): these inputs and the rest
 			// are sent one a request.
