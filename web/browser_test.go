@@ -63,6 +63,19 @@ func browser(t *testing.T) context.Context {
 	return ctx
 }
 
+// evaluator returns a function that evaluates js in the page of ctx and returns its value,
+// failing the test when it cannot.
+func evaluator(t *testing.T, ctx context.Context) func(js string) any {
+	return func(js string) any {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[any](js))
+		if err != nil {
+			t.Fatalf("evaluate %s: %v", js, err)
+		}
+		return v
+	}
+}
+
 // TestBrowserSearchPaperAndMap drives the UI in headless Chromium: search for a topic of the
 // sample archive, open the first result, read its TL;DR and related papers, open the map.
 // Screenshots of each step are saved as artifacts.
@@ -95,14 +108,7 @@ func TestBrowserSearchPaperAndMap(t *testing.T) {
 		}
 		return strings.TrimSpace(s)
 	}
-	eval := func(js string) any {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[any](js))
-		if err != nil {
-			t.Fatalf("evaluate %s: %v", js, err)
-		}
-		return v
-	}
+	eval := evaluator(t, ctx)
 
 	// fitsScreen checks the page is no wider than the screen: nothing makes the reader scroll
 	// sideways (or a phone's browser zoom out) to read a line.
@@ -229,14 +235,7 @@ func TestBrowserShowsRightToLeftTextInItsDirection(t *testing.T) {
 	b.serve(b.config())
 	ctx, cancel := context.WithTimeout(browser(t), 90*time.Second)
 	defer cancel()
-	eval := func(js string) any {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[any](js))
-		if err != nil {
-			t.Fatalf("evaluate %s: %v", js, err)
-		}
-		return v
-	}
+	eval := evaluator(t, ctx)
 	direction := func(sel string) string {
 		t.Helper()
 		d, _ := eval(`[...document.querySelectorAll(` + strconv.Quote(sel) + `)].map(e => getComputedStyle(e).direction).join(" ")`).(string)
