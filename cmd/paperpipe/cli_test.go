@@ -197,16 +197,23 @@ func withDeadLettersOf(t *testing.T, n int, subject string) *cli {
 	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
 		t.Fatal(err)
 	}
+	publishDeadLetters(t, js, n, subject)
+	return newCLI(t, "NATS_URL="+srv.ClientURL())
+}
+
+// publishDeadLetters puts n dead letters of papers arxiv:2401.00001… on js, as if they came
+// from subject.
+func publishDeadLetters(t *testing.T, js jetstream.JetStream, n int, subject string) {
+	t.Helper()
 	for i := 1; i <= n; i++ {
 		m := nats.NewMsg(pipeline.SubjectDead + "." + pipeline.ConsumerNew)
 		m.Data = fmt.Appendf(nil, `{"id":"arxiv:2401.0000%d","title":"T%d","abstract":"An abstract."}`, i, i)
 		m.Header.Set(pipeline.HeaderSubject, subject)
 		m.Header.Set(pipeline.HeaderReason, "test")
-		if _, err := js.PublishMsg(ctx, m); err != nil {
+		if _, err := js.PublishMsg(t.Context(), m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return newCLI(t, "NATS_URL="+srv.ClientURL())
 }
 
 // A dead letter of a re-processing run goes back to that run's queue, which nothing takes until
@@ -253,15 +260,7 @@ func TestDLQReplayIntoAFullQueueStopsAndSaysSo(t *testing.T) {
 		t.Fatal(err)
 	}
 	editPapersStream(t, js, func(cfg *jetstream.StreamConfig) { cfg.MaxMsgs = 2 }) // the operator's cap
-	for i := 1; i <= 5; i++ {
-		m := nats.NewMsg(pipeline.SubjectDead + "." + pipeline.ConsumerNew)
-		m.Data = fmt.Appendf(nil, `{"id":"arxiv:2401.0000%d","title":"T%d","abstract":"An abstract."}`, i, i)
-		m.Header.Set(pipeline.HeaderSubject, pipeline.SubjectNew)
-		m.Header.Set(pipeline.HeaderReason, "test")
-		if _, err := js.PublishMsg(ctx, m); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishDeadLetters(t, js, 5, pipeline.SubjectNew)
 	c := newCLI(t, "NATS_URL="+srv.ClientURL())
 	r := c.run("dlq", "replay", "--all")
 	if r.code != 1 || !strings.Contains(r.stderr, "replayed 2 dead letters before the queue was full") ||
@@ -288,15 +287,8 @@ func TestReprocessIntoAFullQueueSaysWhatToDo(t *testing.T) {
 	c.ok("ingest", sampleFile)
 	c.workUntilIdle()
 	js := srv.Connect(t)
-	s, err := js.Stream(ctx, pipeline.StreamPapers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	capped := s.CachedInfo().Config
-	capped.MaxMsgs = 1 // the operator's cap, reached by a paper no worker has taken yet
-	if _, err := js.UpdateStream(ctx, capped); err != nil {
-		t.Fatal(err)
-	}
+	// The operator's cap, reached by a paper no worker has taken yet.
+	editPapersStream(t, js, func(cfg *jetstream.StreamConfig) { cfg.MaxMsgs = 1 })
 	if _, err := js.Publish(ctx, pipeline.SubjectNew, []byte(`{"id":"arxiv:2401.00001","title":"T","abstract":"An abstract."}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -307,10 +299,7 @@ func TestReprocessIntoAFullQueueSaysWhatToDo(t *testing.T) {
 		!strings.Contains(r.stderr, "run the same command again") {
 		t.Errorf("reprocess into a full queue: exit %d\n%s\nwant exit 1, saying the queue is full and what to do", r.code, r.stderr)
 	}
-	capped.MaxMsgs = -1
-	if _, err := js.UpdateStream(ctx, capped); err != nil {
-		t.Fatal(err)
-	}
+	editPapersStream(t, js, func(cfg *jetstream.StreamConfig) { cfg.MaxMsgs = -1 })
 	if r := c15.ok("reprocess", "--tldr-only"); !strings.Contains(r.stderr, "108 TL;DRs") {
 		t.Errorf("reprocess once the queue has room:\n%s\nwant the 108 TL;DRs written", r.stderr)
 	}
