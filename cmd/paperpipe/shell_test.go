@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -97,12 +98,7 @@ func TestNoHomeAndNoDataDirectoryIsAnErrorNamingTheSetting(t *testing.T) {
 	t.Parallel()
 	tmp := t.TempDir()
 	c := newCLI(t)
-	var env []string
-	for _, kv := range c.env {
-		if !strings.HasPrefix(kv, "HOME=") && !strings.HasPrefix(kv, "PAPERPIPE_DATA=") {
-			env = append(env, kv)
-		}
-	}
+	env := withoutHomeOrData(c.env)
 	c.env = append(env, "TMPDIR="+tmp)
 	r := c.run("ingest", sampleFile)
 	if r.code != 1 || !strings.Contains(r.stderr, "HOME is not set") || !strings.Contains(r.stderr, "set PAPERPIPE_DATA") {
@@ -130,12 +126,7 @@ func TestNoHomeNamesTheQueueAnEarlierReleaseKeptInTMPDIR(t *testing.T) {
 	tmp := t.TempDir()
 	old := filepath.Join(tmp, "paperpipe") // where the earlier release put it without HOME
 	c := newCLI(t)
-	var env []string
-	for _, kv := range c.env {
-		if !strings.HasPrefix(kv, "HOME=") && !strings.HasPrefix(kv, "PAPERPIPE_DATA=") {
-			env = append(env, kv)
-		}
-	}
+	env := withoutHomeOrData(c.env)
 	c.env = append(env, "PAPERPIPE_DATA="+old)
 	c.ok("ingest", sampleFile)
 
@@ -184,12 +175,7 @@ func TestDataDirectoryWithATildeIsInTheHomeDirectory(t *testing.T) {
 	t.Parallel()
 	home, wd := t.TempDir(), t.TempDir()
 	c := newCLI(t)
-	var env []string
-	for _, kv := range c.env {
-		if !strings.HasPrefix(kv, "HOME=") && !strings.HasPrefix(kv, "PAPERPIPE_DATA=") {
-			env = append(env, kv)
-		}
-	}
+	env := withoutHomeOrData(c.env)
 	cmd := exec.CommandContext(context.Background(), binary, "ingest", sampleFile)
 	cmd.Env = append(env, "HOME="+home, "PAPERPIPE_DATA=~/pp")
 	cmd.Dir = wd
@@ -215,12 +201,7 @@ func TestDataDirectoryWithATildeWarnsOfTheQueueAnEarlierReleaseMadeInADirectoryN
 	home, wd := t.TempDir(), t.TempDir()
 	stray := filepath.Join(wd, "~", "pp")
 	c := newCLI(t)
-	var env []string
-	for _, kv := range c.env {
-		if !strings.HasPrefix(kv, "HOME=") && !strings.HasPrefix(kv, "PAPERPIPE_DATA=") {
-			env = append(env, kv)
-		}
-	}
+	env := withoutHomeOrData(c.env)
 	c.env = append(env, "HOME="+home, "PAPERPIPE_DATA="+stray) // as the earlier release made it
 	c.ok("ingest", sampleFile)
 
@@ -246,4 +227,12 @@ func TestDataDirectoryWithATildeWarnsOfTheQueueAnEarlierReleaseMadeInADirectoryN
 	if out, err := cmd.CombinedOutput(); err != nil || strings.Contains(string(out), "level=WARN") {
 		t.Errorf("status without a directory named ~: %v, output %q; want no warning", err, out)
 	}
+}
+
+// withoutHomeOrData is env without HOME and PAPERPIPE_DATA, for a test to set them (or not) as
+// a cron job or a unit would; with no room to spare, so that two appends to it share nothing.
+func withoutHomeOrData(env []string) []string {
+	return slices.Clip(slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
+		return strings.HasPrefix(kv, "HOME=") || strings.HasPrefix(kv, "PAPERPIPE_DATA=")
+	}))
 }
