@@ -394,7 +394,18 @@ func startServeProc(t *testing.T, c *cli) *serveProc {
 // until the test ends (SIGTERM, then a kill after 30 s); a serve's base URL is read from it.
 func startPaperpipe(t *testing.T, c *cli, args ...string) *serveProc {
 	t.Helper()
-	s := &serveProc{cmd: exec.Command(binary, args...), logs: &lockedBuffer{}, exited: make(chan error, 1)}
+	s := startProc(t, c, exec.Command(binary, args...))
+	if args[0] == "serve" {
+		s.base = s.servedURL(t)
+	}
+	return s
+}
+
+// startProc starts cmd (paperpipe, or a shell that execs it) with c's environment, its stderr
+// copied to logs, until the test ends (SIGTERM, then a kill after 30 s).
+func startProc(t *testing.T, c *cli, cmd *exec.Cmd) *serveProc {
+	t.Helper()
+	s := &serveProc{cmd: cmd, logs: &lockedBuffer{}, exited: make(chan error, 1)}
 	s.cmd.Env = c.env
 	// A writer, not StderrPipe: Wait closes a StderrPipe once the process has exited, and the
 	// last lines still unread in it were lost — the error line a test then looked for in vain
@@ -412,9 +423,6 @@ func startPaperpipe(t *testing.T, c *cli, args ...string) *serveProc {
 			_ = s.cmd.Process.Kill()
 		}
 	})
-	if args[0] == "serve" {
-		s.base = s.servedURL(t)
-	}
 	return s
 }
 
@@ -538,21 +546,7 @@ func TestHangupStopsGracefullyUnlessIgnored(t *testing.T) {
 	}
 
 	// As nohup starts it: SIGHUP ignored, inherited across exec.
-	n := &serveProc{cmd: exec.Command("sh", "-c", `trap "" HUP; exec "$0" serve --http 127.0.0.1:0`, binary), logs: &lockedBuffer{}, exited: make(chan error, 1)}
-	n.cmd.Env = c.env
-	n.cmd.Stderr = n.logs
-	if err := n.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { n.exited <- n.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = n.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-n.exited:
-		case <-time.After(30 * time.Second):
-			_ = n.cmd.Process.Kill()
-		}
-	})
+	n := startProc(t, c, exec.Command("sh", "-c", `trap "" HUP; exec "$0" serve --http 127.0.0.1:0`, binary))
 	base := n.servedURL(t)
 	_ = n.cmd.Process.Signal(syscall.SIGHUP)
 	time.Sleep(time.Second) // what a stop would have begun by now
