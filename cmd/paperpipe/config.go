@@ -452,10 +452,7 @@ func tildeDataDir() string {
 		return ""
 	}
 	abs, err := filepath.Abs(d)
-	if err != nil {
-		return ""
-	}
-	if fi, err := os.Stat(filepath.Join(abs, "nats")); err != nil || !fi.IsDir() {
+	if err != nil || !holdsQueue(abs) {
 		return ""
 	}
 	return abs
@@ -503,10 +500,16 @@ func dataDirError(c *config, err error) error {
 // directory of the releases before this one without HOME (defaultDataDir), or "".
 func earlierNoHomeDataDir() string {
 	dir := filepath.Join(os.TempDir(), "paperpipe")
-	if fi, err := os.Stat(filepath.Join(dir, "nats")); err != nil || !fi.IsDir() {
+	if !holdsQueue(dir) {
 		return ""
 	}
 	return dir
+}
+
+// holdsQueue reports whether dir holds an embedded server's store (its nats directory).
+func holdsQueue(dir string) bool {
+	fi, err := os.Stat(filepath.Join(dir, "nats"))
+	return err == nil && fi.IsDir()
 }
 
 func env(key, def string) string {
