@@ -227,6 +227,19 @@ func checkAllQueued(t *testing.T, b *testBundle, w *pipeline.Worker, papers []pa
 	waitQueued(t, b, len(papers))
 }
 
+// checkAllDone waits until the worker has acked every paper, once when (the API is back), and
+// fails the test if any was dead-lettered before.
+func checkAllDone(t *testing.T, b *testBundle, w *pipeline.Worker, papers []paper.Abstract, when string) {
+	t.Helper()
+	waitFor(t, "every paper done once "+when, func() (bool, string) {
+		s := w.Stats()
+		return s.Acked == int64(len(papers)), fmt.Sprintf("%+v", s)
+	})
+	if dls := deadLetters(t, b.js); len(dls) != 0 {
+		t.Errorf("%d papers dead-lettered before %s", len(dls), when)
+	}
+}
+
 // waitQueued waits until the work queue holds n messages (it fails the test after a minute): a
 // message handed back on its last delivery is requeued as a copy, and the original's
 // termination is an acknowledgement the server applies on its own time — a copy too many
@@ -266,13 +279,7 @@ func TestUnreachableAPIPausesTheWorkerUntilItIsBack(t *testing.T) {
 	srv := &http.Server{Handler: openaitest.New(openaitest.Config{Dimensions: 16}).Handler()}
 	go func() { _ = srv.Serve(back) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	waitFor(t, "every paper done once the API is back", func() (bool, string) {
-		s := w.Stats()
-		return s.Acked == int64(len(papers)), fmt.Sprintf("%+v", s)
-	})
-	if dls := deadLetters(t, b.js); len(dls) != 0 {
-		t.Errorf("%d papers dead-lettered across the outage", len(dls))
-	}
+	checkAllDone(t, b, w, papers, "the API is back")
 }
 
 // TestModelServerLoadingItsModelPausesTheWorker: llama.cpp's server listens before it has
@@ -295,13 +302,7 @@ func TestModelServerLoadingItsModelPausesTheWorker(t *testing.T) {
 		t.Errorf("the pause does not give the server's answer:\n%s", out)
 	}
 	api.SetLoading(false) // loaded
-	waitFor(t, "every paper done once the model is loaded", func() (bool, string) {
-		s := w.Stats()
-		return s.Acked == int64(len(papers)), fmt.Sprintf("%+v", s)
-	})
-	if dls := deadLetters(t, b.js); len(dls) != 0 {
-		t.Errorf("%d papers dead-lettered while the model loaded", len(dls))
-	}
+	checkAllDone(t, b, w, papers, "the model is loaded")
 }
 
 // TestServerThatDoesNotServeEmbeddingsPausesTheWorker: llama.cpp's server started without
