@@ -94,10 +94,9 @@ func (w *Worker) lapse() time.Duration {
 	return tm.ackWait - tm.progress
 }
 
-// holdLapsed reports whether j's hold went unrenewed for lapse at some point, now included:
-// the server may have given the message up (or delivered it to another worker) meanwhile.
-func (w *Worker) holdLapsed(j job) bool {
-	h := j.hold
+// holdLapsed reports whether h went unrenewed for lapse at some point, now included: the
+// server may have given the message up (or delivered it to another worker) meanwhile.
+func (w *Worker) holdLapsed(h *hold) bool {
 	return h != nil && (h.lapsed.Load() || time.Since(time.Unix(0, h.renewed.Load())) >= w.lapse())
 }
 
@@ -140,7 +139,7 @@ func (w *Worker) startDeadline(ctx context.Context, h *hold) (time.Time, error) 
 		if !errors.Is(err, errStaleHold) {
 			return deadline, err
 		}
-		if time.Since(time.Unix(0, h.renewed.Load())) >= w.lapse() {
+		if w.holdLapsed(h) {
 			return time.Time{}, errHoldLapsed
 		}
 		select {

@@ -901,7 +901,7 @@ func wrapStage(stage string, err error) error {
 // it before the results were stored: that dead letter is withdrawn (withdrawDeadLetter).
 func (w *Worker) ack(j job) {
 	j.release()
-	if w.lastDelivery(j) && w.holdLapsed(j) {
+	if w.lastDelivery(j) && w.holdLapsed(j.hold) {
 		w.withdrawDeadLetter(j, "stored its results")
 	}
 	if err := j.msg.Ack(); err != nil {
@@ -987,7 +987,7 @@ func (w *Worker) requeue(ctx context.Context, j job, why string) {
 		w.stats.retried.Add(1)
 		return
 	}
-	if w.holdLapsed(j) {
+	if w.holdLapsed(j.hold) {
 		// The server may have given the delivered message up meanwhile and a reaper
 		// dead-lettered it: the copy carries its work now, and the letter would name a paper
 		// that is then processed (see withdrawDeadLetter).
