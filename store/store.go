@@ -22,6 +22,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	pgvectorpgx "github.com/pgvector/pgvector-go/pgx"
@@ -193,7 +194,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		return c, err
 	}
-	pcfg.AfterConnect = registerVector
+	pcfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		scanUTC(conn)
+		return registerVector(ctx, conn)
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -265,6 +269,14 @@ func setsMaxConns(conn string) bool {
 	}
 	_, ok := c.RuntimeParams["pool_max_conns"]
 	return ok
+}
+
+// scanUTC makes conn return the timestamptz values it reads in UTC (pgx's default is the
+// process's time zone, time.Local): a paper's published date, the times of --json and the
+// tables, are the same whatever TZ a command runs with, and the same as the web shows.
+func scanUTC(conn *pgx.Conn) {
+	conn.TypeMap().RegisterType(&pgtype.Type{Name: "timestamptz", OID: pgtype.TimestamptzOID,
+		Codec: &pgtype.TimestamptzCodec{ScanLocation: time.UTC}})
 }
 
 // registerVector teaches a new connection pgvector's types. On a database where the vector
