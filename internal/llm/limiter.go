@@ -241,7 +241,8 @@ func (l *Limiter) Observe(h http.Header, status int) {
 }
 
 // RetryAfter reads how long a 429 asks the client to wait: retry-after-ms (OpenAI's precise
-// form), else Retry-After (delay seconds or an HTTP date, relative to now), else the longer of x-ratelimit-reset-requests and
+// form), else Retry-After (delay seconds or an HTTP date, relative to the response's Date
+// header, or to now without one), else the longer of x-ratelimit-reset-requests and
 // x-ratelimit-reset-tokens. ok is false when none of them parses.
 func RetryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
 	if ms, err := strconv.ParseFloat(strings.TrimSpace(h.Get("retry-after-ms")), 64); err == nil && ms >= 0 {
@@ -252,6 +253,12 @@ func RetryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
 			return seconds(secs), true
 		}
 		if t, err := http.ParseTime(v); err == nil {
+			// The date is by the API's clock: measured from the response's Date (the same
+			// clock) when it has one, a client whose clock is minutes off neither retries at
+			// once nor pauses every caller minutes too long.
+			if sent, err := http.ParseTime(h.Get("Date")); err == nil {
+				now = sent
+			}
 			return max(t.Sub(now), 0), true
 		}
 	}

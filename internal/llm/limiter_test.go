@@ -185,6 +185,10 @@ func TestRetryAfter(t *testing.T) {
 		{"ms wins over rounded seconds", map[string]string{"Retry-After": "1", "retry-after-ms": "40"}, 40 * time.Millisecond, true},
 		{"date", map[string]string{"Retry-After": "Thu, 01 Jan 2026 12:01:00 GMT"}, time.Minute, true},
 		{"date in past", map[string]string{"Retry-After": "Thu, 01 Jan 2026 11:00:00 GMT"}, 0, true},
+		// The API's clock is 5 minutes behind ours (now): its Date says 11:55.
+		{"date by the API's clock behind ours", map[string]string{"Retry-After": "Thu, 01 Jan 2026 11:56:00 GMT", "Date": "Thu, 01 Jan 2026 11:55:00 GMT"}, time.Minute, true},
+		{"date by the API's clock ahead of ours", map[string]string{"Retry-After": "Thu, 01 Jan 2026 12:06:00 GMT", "Date": "Thu, 01 Jan 2026 12:05:00 GMT"}, time.Minute, true},
+		{"date with an unreadable Date", map[string]string{"Retry-After": "Thu, 01 Jan 2026 12:01:00 GMT", "Date": "soon"}, time.Minute, true},
 		{"garbage falls back to reset", map[string]string{"Retry-After": "later", "x-ratelimit-reset-tokens": "20ms"}, 20 * time.Millisecond, true},
 		{"nothing", nil, 0, false},
 		{"seconds beyond a Duration", map[string]string{"Retry-After": "99999999999"}, math.MaxInt64, true},
