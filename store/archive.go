@@ -24,8 +24,8 @@ type Selection struct {
 	// Since keeps papers stored or changed at or after this time (their updated_at). A change
 	// is dated when its write began; its transaction commits later (up to RowLockTimeout per
 	// locked row the write meets), so a run that picks up where an earlier one started should
-	// go back a margin (a minute is safe) before that start. Defaults to the zero time: every
-	// paper.
+	// go back a margin (a minute is safe) before that start, by the database's clock (which
+	// dates the changes), not another machine's. Defaults to the zero time: every paper.
 	Since time.Time
 	// IDs keeps only these (canonical) papers. Defaults to nil: every paper.
 	IDs []string

@@ -585,8 +585,9 @@ type ListFilter struct {
 	// Since keeps papers stored at or after this time (their created_at, the time List orders
 	// by). created_at is when the paper's insert began; its transaction commits later (up to
 	// RowLockTimeout per locked row the write meets), so a poller should overlap its polls by
-	// a margin (a minute is safe) and drop the ids it has seen. Defaults to the zero time: no
-	// limit.
+	// a margin (a minute is safe) and drop the ids it has seen. created_at is the database's
+	// clock: a poller takes its next Since from the newest created_at it read, not its own clock.
+	// Defaults to the zero time: no limit.
 	Since time.Time
 	// Category keeps papers with this category among theirs, compared exactly ("cs.LG").
 	// Defaults to "": any.

@@ -66,7 +66,7 @@ func cmdReprocess(ctx context.Context, c *config, args []string) error {
 	var o reprocessOptions
 	var since string
 	fs.BoolVar(&o.all, "all", false, "consider every paper of the archive (the default scope)")
-	fs.StringVar(&since, "since", "", "consider only papers stored or changed since `DATE` (2006-01-02 or RFC 3339); a change is dated when its write began and commits after it (later still when the write waits for rows another session holds locked): to take up from an earlier run, give a minute before it started")
+	fs.StringVar(&since, "since", "", "consider only papers stored or changed since `DATE` (2006-01-02 or RFC 3339); a change is dated when its write began and commits after it (later still when the write waits for rows another session holds locked): to take up from an earlier run, give a minute before it started, by the database's clock (SELECT now()), not this machine's")
 	fs.StringVar(&o.idsFile, "ids", "", "consider only the papers listed in `FILE` (one id per line; - for stdin)")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "print papers, requests, estimated tokens and cost, and spend nothing")
 	fs.BoolVar(&o.batchAPI, "batch-api", false, "send the work through OpenAI's Batch API (half price, results within 24h; resumable; exits 1 when a batch failed or answers were rejected; paperpipe batches lists the open jobs)")
