@@ -84,15 +84,18 @@ func (p *jsonlParser) parseJSONL(line []byte, ln int) (paper.Abstract, error) {
 	return p.r.buildOrFail(f, errs)
 }
 
-// oaiRecord is one line of the arXiv OAI metadata snapshot (authors_parsed, comments,
-// journal-ref, license and the rest are not used).
+// oaiRecord is one line of the arXiv OAI metadata snapshot (comments, journal-ref, license
+// and the rest are not used).
 type oaiRecord struct {
-	ID         string `json:"id"`
-	Authors    string `json:"authors"`
-	Title      string `json:"title"`
-	Abstract   string `json:"abstract"`
-	Categories string `json:"categories"`
-	Versions   []struct {
+	ID      string `json:"id"`
+	Authors string `json:"authors"`
+	// AuthorsParsed is arXiv's parse of Authors: [last, first, suffix, affiliation…] for each
+	// author, with TeX accents turned into letters.
+	AuthorsParsed [][]string `json:"authors_parsed"`
+	Title         string     `json:"title"`
+	Abstract      string     `json:"abstract"`
+	Categories    string     `json:"categories"`
+	Versions      []struct {
 		Version string `json:"version"`
 		Created string `json:"created"`
 	} `json:"versions"`
@@ -115,7 +118,7 @@ func (p *jsonlParser) parseOAI(line []byte, ln int) (paper.Abstract, error) {
 		rawID:      rec.ID,
 		title:      rec.Title,
 		abstract:   rec.Abstract,
-		authors:    splitAuthors(rec.Authors),
+		authors:    oaiAuthors(rec),
 		categories: strings.Fields(rec.Categories),
 	}
 	var errs []error
@@ -149,6 +152,34 @@ func (p *jsonlParser) parseOAI(line []byte, ln int) (paper.Abstract, error) {
 	}
 	a.URL = "https://arxiv.org/abs/" + id
 	return a, nil
+}
+
+// oaiAuthors are the names in rec.AuthorsParsed, "first last suffix": the author line as
+// written (rec.Authors) keeps TeX ("C. Bal\\'azs") and mixes affiliations in ("A. Smith (1)
+// ((1) MIT, Cambridge)"), which no split at commas undoes. The line is split only in a record
+// without names in AuthorsParsed. arXiv's parse writes hyphenated initials "C. -P."; they are "C.-P."
+// again, as authors write them.
+func oaiAuthors(rec oaiRecord) []string {
+	var out []string
+	for _, a := range rec.AuthorsParsed {
+		var parts []string
+		if len(a) > 1 {
+			parts = append(parts, strings.ReplaceAll(a[1], " -", "-"))
+		}
+		if len(a) > 0 {
+			parts = append(parts, a[0])
+		}
+		if len(a) > 2 {
+			parts = append(parts, a[2])
+		}
+		if name := strings.Join(strings.Fields(strings.Join(parts, " ")), " "); name != "" {
+			out = append(out, name)
+		}
+	}
+	if len(out) == 0 {
+		return splitAuthors(rec.Authors)
+	}
+	return out
 }
 
 // buildOrFail builds f unless one of errs (from decoding optional fields) is set; validation

@@ -34,7 +34,7 @@ func TestOAIFixture(t *testing.T) {
 		Abstract: "A fully differential calculation in perturbative quantum chromodynamics is presented for the " +
 			"production of massive photon pairs at hadron colliders. All next-to-leading order perturbative " +
 			"contributions from quark-antiquark, gluon-(anti)quark, and gluon-gluon subprocesses are included.",
-		Authors:    []string{`C. Bal\'azs`, "E. L. Berger", "P. M. Nadolsky", "C.-P. Yuan"},
+		Authors:    []string{"C. Balázs", "E. L. Berger", "P. M. Nadolsky", "C.-P. Yuan"},
 		Categories: []string{"hep-ph"},
 		Published:  time.Date(2007, 4, 2, 19, 18, 42, 0, time.UTC),
 		URL:        "https://arxiv.org/abs/0704.0001",
@@ -232,5 +232,42 @@ func TestBadDateNamesItsField(t *testing.T) {
 		if len(events) != 1 || events[0] != want {
 			t.Errorf("%s: events %q, want [%q]", tc.format, events, want)
 		}
+	}
+}
+
+// The authors of an OAI record are arXiv's own parse of its author line, authors_parsed
+// ([last, first, suffix, affiliation…], TeX accents turned into letters), not the line split
+// at commas and "and": that kept TeX ("C. Bal\'azs", which a search for Balázs misses), made
+// affiliations authors ("((1) University of Texas at Austin") and a suffix one too ("Jr.").
+// A record without authors_parsed still has its author line split.
+func TestOAIAuthorsFromAuthorsParsed(t *testing.T) {
+	t.Parallel()
+	const rest = `"title":"T","abstract":"We study routing.","categories":"astro-ph","versions":[{"version":"v1","created":"Mon, 2 Apr 2007 19:18:42 GMT"}]`
+	for _, tc := range []struct {
+		name, fields string
+		want         []string
+	}{
+		{"TeX accents", `"authors":"C. Bal\\'azs, E. L. Berger, C.-P. Yuan","authors_parsed":[["Balázs","C.",""],["Berger","E. L.",""],["Yuan","C. -P.",""]]`,
+			[]string{"C. Balázs", "E. L. Berger", "C.-P. Yuan"}},
+		{"affiliations", `"authors":"Paul Harvey (1), Bruno Merin (2) ((1) University of Texas at Austin, (2) Leiden Observatory)","authors_parsed":[["Harvey","Paul","","University of Texas at Austin"],["Merin","Bruno","","Leiden Observatory"]]`,
+			[]string{"Paul Harvey", "Bruno Merin"}},
+		{"a suffix", `"authors":"Neal J. Evans II, John Smith, Jr. and Ann Lee","authors_parsed":[["Evans","Neal J.","II"],["Smith","John","Jr"],["Lee","Ann",""]]`,
+			[]string{"Neal J. Evans II", "John Smith Jr", "Ann Lee"}},
+		{"a collaboration", `"authors":"ATLAS Collaboration: G. Aad","authors_parsed":[["ATLAS Collaboration","",""],["Aad","G.",""]]`,
+			[]string{"ATLAS Collaboration", "G. Aad"}},
+		{"no authors_parsed", `"authors":"A. One, B. Two and C. Three"`, []string{"A. One", "B. Two", "C. Three"}},
+		{"empty authors_parsed", `"authors":"A. One and B. Two","authors_parsed":[]`, []string{"A. One", "B. Two"}},
+		{"no name in authors_parsed", `"authors":"A. One and B. Two","authors_parsed":[["","",""]]`, []string{"A. One", "B. Two"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			papers, _, events := readString(t, `{"id":"0704.0009",`+tc.fields+`,`+rest+"}\n", "f", Options{Format: OAI})
+			if len(papers) != 1 {
+				t.Fatalf("events %q", events)
+			}
+			if !reflect.DeepEqual(papers[0].Authors, tc.want) {
+				t.Errorf("authors %q, want %q", papers[0].Authors, tc.want)
+			}
+		})
 	}
 }
