@@ -28,7 +28,8 @@ func Messages(a paper.Abstract, maxWords int) []Message {
 }
 
 // Accept turns a model's answer to the request of Messages into the TL;DR text to store, with
-// the paper.Valid* outcome: the answer normalised when it passes Validate (paper.ValidOK),
+// the paper.Valid* outcome, without a thinking model's reasoning in front of it
+// (splitThinking): the answer normalised when it passes Validate (paper.ValidOK),
 // otherwise the answer cleaned by Clean when that passes (paper.ValidCleaned). An answer that
 // stays invalid is an error wrapping ErrInvalidTLDR and paper.ErrPermanent. There is no retry:
 // it is for answers that come back in bulk (the Batch API), where asking again means a new
@@ -37,6 +38,7 @@ func Accept(answer string, a paper.Abstract, maxWords int) (text, validation str
 	if maxWords <= 0 {
 		maxWords = 30
 	}
+	answer, _ = splitThinking(answer)
 	verr := Validate(answer, a.Abstract, maxWords)
 	if verr == nil {
 		return Normalize(answer), paper.ValidOK, nil

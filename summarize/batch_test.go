@@ -34,6 +34,11 @@ func TestAccept(t *testing.T) {
 		{"A balanced router for sparse experts lowers the loss", "A balanced router for sparse experts lowers the loss.", paper.ValidOK, false},
 		{"TL;DR: A balanced router lowers the loss.", "A balanced router lowers the loss.", paper.ValidCleaned, false},
 		{"", "", "", true},
+		// A thinking model's reasoning in front of the answer (a provider's batch that does not
+		// parse it out) is not the TL;DR.
+		{"<think>\nThe user wants a short summary of the router paper.\n</think>\n\nA balanced router lowers the loss.",
+			"A balanced router lowers the loss.", paper.ValidOK, false},
+		{"<think>\nThe user wants a short summary of the router paper.", "", "", true},
 	} {
 		text, valid, err := Accept(tc.answer, a, 30)
 		if tc.fails {

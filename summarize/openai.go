@@ -118,7 +118,10 @@ func (c *Client) Model() string { return c.cfg.Model }
 // when it is not the default (Versioned).
 func (c *Client) PromptVersion() string { return Versioned(PromptVersion, c.cfg.MaxWords) }
 
-// Summarize asks the API for a's TL;DR and validates it. An invalid answer is asked again once
+// Summarize asks the API for a's TL;DR and validates it. A thinking model's reasoning in front
+// of the answer ("<think>…</think>", from a server without a reasoning parser) is not part of
+// it (splitThinking); an answer that is only reasoning is invalid, and one cut off at the
+// server's token limit while the model was still reasoning fails saying so. An invalid answer is asked again once
 // with the stricter prompt; if that one is invalid too, the answers are cleaned (Clean) and
 // the first clean result that validates is kept. An answer the server stopped at a length
 // limit (finish_reason "length": a gateway's or a local server's default max_tokens, a context
@@ -191,12 +194,13 @@ func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary
 		a.ID, c.cfg.Model, problem(verr), paper.ErrPermanent)
 }
 
-// answer is the text of one chat completion, and whether the server cut it off or the model
-// refused.
+// answer is the text of one chat completion, and whether the server cut it off, the model
+// refused or reasoned before answering.
 type answer struct {
-	text    string
-	cut     bool   // finish_reason "length": stopped at a token limit, mid-sentence
-	refusal string // message.refusal: the model declined, saying this
+	text     string // the content, without the reasoning in front of it (splitThinking)
+	cut      bool   // finish_reason "length": stopped at a token limit, mid-sentence
+	refusal  string // message.refusal: the model declined, saying this
+	reasoned bool   // the model reasoned first: a think block, reasoning_content or reasoning tokens
 }
 
 // refused reports whether the model declined to answer: a refusal and no content (OpenAI's
@@ -207,8 +211,18 @@ func (a answer) refused() bool {
 
 // validate is Validate, for which a cut answer is invalid whatever its text.
 func (a answer) validate(abstract string, maxWords int) error {
-	if a.cut {
+	empty := strings.TrimSpace(a.text) == ""
+	switch {
+	case a.cut && empty && a.reasoned:
+		return fmt.Errorf("%w: no answer: the model's reasoning used the server's whole output-token limit (finish_reason %q); "+
+			"raise the limit or turn the model's thinking off", ErrInvalidTLDR, openai.FinishReasonLength)
+	case a.cut && empty:
+		return fmt.Errorf("%w: no answer: cut off at the server's token limit before any (finish_reason %q; "+
+			"a reasoning model may have spent it thinking)", ErrInvalidTLDR, openai.FinishReasonLength)
+	case a.cut:
 		return fmt.Errorf("%w: cut off at the server's token limit (finish_reason %q)", ErrInvalidTLDR, openai.FinishReasonLength)
+	case empty && a.reasoned:
+		return fmt.Errorf("%w: empty: the model gave only its reasoning", ErrInvalidTLDR)
 	}
 	return Validate(a.text, abstract, maxWords)
 }
@@ -236,7 +250,10 @@ func (c *Client) complete(ctx context.Context, msgs []message, usage *paper.Usag
 			return fmt.Errorf("chat completion without choices: %w", llm.ErrBadResponse)
 		}
 		ch := resp.Choices[0]
-		ans = answer{text: ch.Message.Content, cut: ch.FinishReason == openai.FinishReasonLength, refusal: ch.Message.Refusal}
+		text, thought := splitThinking(ch.Message.Content)
+		reasoned := thought || strings.TrimSpace(ch.Message.ReasoningContent) != "" ||
+			resp.Usage.CompletionTokensDetails != nil && resp.Usage.CompletionTokensDetails.ReasoningTokens > 0
+		ans = answer{text: text, cut: ch.FinishReason == openai.FinishReasonLength, refusal: ch.Message.Refusal, reasoned: reasoned}
 		return nil
 	})
 	return ans, err

@@ -3,6 +3,7 @@ package summarize
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"github.com/paperpipe/paperpipe/internal/llm"
 	"github.com/paperpipe/paperpipe/internal/nettest"
@@ -537,5 +538,83 @@ func TestClientRefusalIsSaidAsItIs(t *testing.T) {
 	}
 	if calls != 1 || s.Usage.Requests != 1 || s.Usage.OutputTokens != 9 || s.Text != "" {
 		t.Errorf("%d requests, summary %+v; want the one billed refusal, no text", calls, s)
+	}
+}
+
+// thinkingAnswer is the body of a chat completion from a thinking model: content as sent (null
+// when nil), reasoning_content as a server with a reasoning parser sends it (llama-server,
+// vLLM before it renamed the field "reasoning", DeepSeek's API; left out when ""), and the
+// reasoning tokens OpenAI's reasoning models report in the usage.
+func thinkingAnswer(content *string, reasoning, finish string, reasoningTokens int) string {
+	msg := map[string]any{"role": "assistant", "content": content}
+	if reasoning != "" {
+		msg["reasoning_content"] = reasoning
+	}
+	usage := map[string]any{"prompt_tokens": 100, "completion_tokens": 300, "total_tokens": 400}
+	if reasoningTokens > 0 {
+		usage["completion_tokens_details"] = map[string]any{"reasoning_tokens": reasoningTokens}
+	}
+	b, err := json.Marshal(map[string]any{"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+		"choices": []any{map[string]any{"index": 0, "message": msg, "finish_reason": finish}}, "usage": usage})
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// TestClientThinkingModelsReasoningIsNotTheTLDR: a thinking model served without a reasoning
+// parser (vLLM without --reasoning-parser, llama-server --reasoning-format none, older Ollama)
+// puts its reasoning in front of the answer in the content. That answer failed Validate (more
+// than one line), was bought again with the stricter prompt, and then Clean kept the first
+// sentence with three words — of the reasoning: "The user wants a one-sentence TL;DR of this
+// abstract about cheap training." was stored as the paper's TL;DR. The answer is now what
+// follows the reasoning; an answer the server cut off while the model was still reasoning
+// fails saying that the reasoning used the token limit.
+func TestClientThinkingModelsReasoningIsNotTheTLDR(t *testing.T) {
+	t.Parallel()
+	const whole = "A method halves the training cost of large language models while keeping their accuracy."
+	const reasoning = "Okay, the user wants a one-sentence TL;DR of this abstract about cheap training. The key point is halving the cost."
+	str := func(s string) *string { return &s }
+	for _, tc := range []struct {
+		name string
+		body string
+		want string // the TL;DR stored, or "" for a permanent error naming the reasoning
+	}{
+		{"think block (Qwen3, no parser)", thinkingAnswer(str("<think>\n"+reasoning+"\n</think>\n\n"+whole), "", "stop", 0), whole},
+		{"think block opened by the template (DeepSeek-R1 distill, no parser)", thinkingAnswer(str(reasoning+"\n</think>\n\n"+whole), "", "stop", 0), whole},
+		{"empty think block (Qwen3, thinking off)", thinkingAnswer(str("<think>\n\n</think>\n\n"+whole), "", "stop", 0), whole},
+		{"reasoning_content (a reasoning parser)", thinkingAnswer(str("\n\n"+whole), reasoning, "stop", 0), whole},
+		{"limit reached thinking, no parser", thinkingAnswer(str("<think>\n"+reasoning), "", "length", 0), ""},
+		{"limit reached thinking, reasoning_content", thinkingAnswer(str(""), reasoning, "length", 0), ""},
+		{"limit reached thinking, content null", thinkingAnswer(nil, reasoning, "length", 0), ""},
+		{"limit reached thinking, reasoning tokens (OpenAI)", thinkingAnswer(str(""), "", "length", 300), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			calls := 0
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				calls++
+				mu.Unlock()
+				w.Header().Set("Content-Type", "application/json")
+				io.WriteString(w, tc.body)
+			}))
+			defer ts.Close()
+			c, err := New(Config{BaseURL: ts.URL + "/v1", MaxRetries: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := c.Summarize(context.Background(), testPaper)
+			if tc.want != "" {
+				if err != nil || s.Text != tc.want || s.Validation != paper.ValidOK || calls != 1 {
+					t.Fatalf("Summarize = %q (%s), %v after %d requests; want %q, valid at once", s.Text, s.Validation, err, calls, tc.want)
+				}
+				return
+			}
+			if !errors.Is(err, paper.ErrPermanent) || !strings.Contains(err.Error(), "reasoning used the server's whole output-token limit") || s.Text != "" {
+				t.Fatalf("Summarize = %q (%s), %v; want a permanent error saying the reasoning used the token limit", s.Text, s.Validation, err)
+			}
+		})
 	}
 }
