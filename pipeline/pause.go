@@ -20,7 +20,7 @@ var errPaused = errors.New("worker paused: the API refuses the account or the co
 // pauses is a worker's pair of circuit breakers: one for the API — its refusals of the
 // account or the configuration (a bad or revoked key, an unknown model, a wrong base URL, an
 // exhausted quota, see llm.ErrAccount) and an API that cannot be reached (llm.ErrUnreachable)
-// — and one for a database that cannot be reached or cannot write (paper.ErrUnavailable). No
+// — or that fails every paper's requests (llm.ErrServerFailing, see serverDown) — and one for a database that cannot be reached or cannot write (paper.ErrUnavailable). No
 // paper is at fault, and every message would fail the same way. Each failure opens its
 // breaker's pause of Backoff(n) for the n-th pause in a row: the worker pulls nothing, hands
 // back what it holds without calling the API, and then tries one message at a time (see pull)
@@ -38,6 +38,11 @@ type pauses struct {
 	// already writes nothing).
 	dbWrite  bool
 	lastOpen error // the cause of the pause opened last (kept after it: see pauseErr)
+	// failing: the papers whose API calls the server failed at every attempt
+	// (llm.ErrServerFailing) since a message's API work was last answered; failingN is its
+	// size, for apiAnswered's fast path. See serverDown.
+	failing  map[string]struct{}
+	failingN atomic.Int32
 	// active is api.n > 0 || db.n > 0 (a pause, or trying one message at a time after it): the
 	// fast path of the hot path's checks.
 	active atomic.Bool
@@ -63,6 +68,8 @@ func (w *Worker) openPause(cause error) {
 		b, what = &p.db, "the database cannot be reached or cannot write"
 	case errors.Is(cause, llm.ErrUnreachable):
 		what = "the API cannot be reached"
+	case errors.Is(cause, llm.ErrServerFailing):
+		what = "the API fails every request (server errors for several papers in a row, none answered)"
 	}
 	now := time.Now()
 	if now.Before(b.until) {
@@ -88,8 +95,39 @@ func (w *Worker) openPause(cause error) {
 		"pause", d.Round(time.Millisecond), "pauses_in_a_row", b.n, "err", cause)
 }
 
-// apiAnswered closes the API's breaker: a message's API work went through.
-func (w *Worker) apiAnswered() { w.closeBreaker(&w.pause.api, "the API accepts the requests again") }
+// apiAnswered closes the API's breaker: a message's API work went through. The server fails
+// no longer every paper's calls (see serverDown).
+func (w *Worker) apiAnswered() {
+	if p := &w.pause; p.failingN.Load() > 0 {
+		p.mu.Lock()
+		clear(p.failing)
+		p.failingN.Store(0)
+		p.mu.Unlock()
+	}
+	w.closeBreaker(&w.pause.api, "the API accepts the requests again")
+}
+
+// serverFailingPapers is how many papers' calls in a row, none answered between them, the
+// server must fail at every attempt to be taken for down (see serverDown).
+const serverFailingPapers = 2
+
+// serverDown records that the server failed the API calls for paper at every attempt
+// (llm.ErrServerFailing), and reports whether it fails everything: it failed so the calls of
+// serverFailingPapers different papers since a message's API work was last answered, or the
+// API's breaker is open already (a pause, or a probe after it). One paper that the server fails
+// on while it answers the others is that paper's failure; a server that fails every paper is
+// down, as one that cannot be reached.
+func (w *Worker) serverDown(id string) bool {
+	p := &w.pause
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.failing == nil {
+		p.failing = map[string]struct{}{}
+	}
+	p.failing[id] = struct{}{}
+	p.failingN.Store(int32(len(p.failing)))
+	return len(p.failing) >= serverFailingPapers || p.api.n > 0
+}
 
 // storeAnswered closes the database's breaker: a message's results were saved.
 func (w *Worker) storeAnswered() { w.closeBreaker(&w.pause.db, "the database saves results again") }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -270,48 +268,6 @@ func TestUndecodableMessageIsDeadLetteredWithReasonAndReplayable(t *testing.T) {
 	}
 	if dls, _ := pipeline.ListDeadLetters(ctx, b.js, 0); len(dls) != 1 || dls[0].Seq == 1 {
 		t.Errorf("after replay the dead-letter stream holds %+v, want only the new copy", dls)
-	}
-}
-
-func TestPersistentTransientFailureIsDeadLetteredAfterMaxDeliver(t *testing.T) {
-	t.Parallel()
-	api := openaitest.Start(t, openaitest.Config{Dimensions: 16, Faults: openaitest.Faults{ServerError: 1}})
-	sum, _ := summarize.New(summarize.Config{BaseURL: api.URL(), APIKey: "k", Model: "m", MaxRetries: 1})
-	emb := embed.NewOffline()
-	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 3})
-	publish(t, b.js, sampledata.Papers(t)[:2])
-	// Each redelivery waits the Backoff of the delivery that failed: it grows with them.
-	var (
-		mu      sync.Mutex
-		backoff []int
-	)
-	ws := runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{Backoff: func(n int) time.Duration {
-		mu.Lock()
-		defer mu.Unlock()
-		backoff = append(backoff, n)
-		return 10 * time.Millisecond
-	}})
-	if ws.Dead != 2 || ws.Acked != 0 {
-		t.Fatalf("stats = %+v, want both dead", ws)
-	}
-	mu.Lock()
-	slices.Sort(backoff)
-	if !slices.Equal(backoff, []int{1, 1, 2, 2}) {
-		t.Errorf("Backoff asked for deliveries %v, want [1 1 2 2]: each paper's first and second delivery, not its last", backoff)
-	}
-	mu.Unlock()
-	dls, err := pipeline.ListDeadLetters(context.Background(), b.js, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range dls {
-		if d.Attempts != 3 || !strings.Contains(d.Reason, "gave up after 3 deliveries") {
-			t.Errorf("dead letter %+v", d)
-		}
-	}
-	// The embedding part succeeded and stays stored: a replay would only need the TL;DR.
-	if c := counts(t, b, sum); c.WithEmbedding != 2 || c.WithTLDR != 0 {
-		t.Errorf("counts = %+v, want embeddings kept and no TL;DR", c)
 	}
 }
 

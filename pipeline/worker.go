@@ -319,6 +319,10 @@ func (w *Worker) Stats() WorkerStats {
 // An ExitWhenIdle worker returns at the first pause instead, with the error. So it does when
 // the API cannot be reached (llm.ErrUnreachable), and when the database cannot be reached or
 // cannot write (paper.ErrUnavailable: refused or dropped connections, a restart, a full disk).
+// So it does, too, when the API fails every request: its calls for two papers in a row
+// answered 5xx at every attempt (llm.ErrServerFailing), none answered between them — except
+// that the one message tried after each such pause uses a delivery when it fails again, so
+// that papers the server alone fails on still end as dead letters (see serverDown).
 //
 // Workers on several machines may have started with different settings: Run reads the
 // consumer every ProgressInterval and follows its AckWait and MaxDeliver (or the shorter or
@@ -815,6 +819,19 @@ func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 		w.handBack(ctx, j, byRefusal)
 	case errors.Is(err, errPaused):
 		w.handBack(ctx, j, byPause)
+	case errors.Is(err, llm.ErrServerFailing) && w.serverDown(j.a.ID):
+		// The server fails every paper's calls (a crashed engine behind a proxy, a broken
+		// deployment): down, not the papers' fault. The worker pauses and the message waits
+		// in the queue — except the one message a probe after a pause tries, which uses a
+		// delivery: papers that the server alone fails on, the last ones queued, end as dead
+		// letters however the server does.
+		probe := w.probing()
+		w.openPause(err)
+		if probe {
+			w.retry(ctx, j, err)
+			return
+		}
+		w.handBack(ctx, j, byServerFailing)
 	default:
 		w.retry(ctx, j, err)
 	}
@@ -938,12 +955,13 @@ func (w *Worker) requeueAfterPull(ctx context.Context, j job, why string) {
 
 // Why requeue sends a message back on its last delivery.
 const (
-	byShutdown     = "the shutdown"
-	byRefusal      = "the API's refusal of the account or the configuration"
-	bySlowDatabase = "a database that did not record it in time"
-	byDatabaseDown = "a database that could not be reached or could not write"
-	byPause        = "the worker's pause"
-	byLapse        = "a lapse of the worker's hold (NATS out of reach)"
+	byShutdown      = "the shutdown"
+	byRefusal       = "the API's refusal of the account or the configuration"
+	bySlowDatabase  = "a database that did not record it in time"
+	byDatabaseDown  = "a database that could not be reached or could not write"
+	byPause         = "the worker's pause"
+	byServerFailing = "an API that fails every request"
+	byLapse         = "a lapse of the worker's hold (NATS out of reach)"
 )
 
 // heldRequeue is a message requeueAfterPull holds until the pull request ends.

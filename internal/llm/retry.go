@@ -119,6 +119,13 @@ func loading(err error) bool {
 		strings.EqualFold(strings.TrimSpace(apiErr.Message), "Loading model")
 }
 
+// ErrServerFailing marks a transient failure whose every attempt the API answered with a server
+// error (5xx): Retrier.Do wraps its last error with it when it gives up. It tells nothing on
+// its own — a server may fail on one input it cannot handle — but when the calls for several
+// papers in a row fail so, with none answered between them, the server fails everything, and a
+// worker pauses (see pipeline.Worker) instead of using up the messages' deliveries.
+var ErrServerFailing = errors.New("the API answered a server error at every attempt")
+
 // ErrBadResponse marks an answer that is well-formed HTTP but unusable (no choices, a vector
 // missing from the data): transient, since the next answer may be fine.
 var ErrBadResponse = errors.New("unusable response")
@@ -380,7 +387,8 @@ type Result struct {
 // tokens. A 429 does not count as a retry: the Transport has paused the Limiter, and the
 // next attempt waits for it. Errors: ctx.Err() as soon as ctx ends; a permanent failure wraps
 // both paper.ErrPermanent and the cause; otherwise the last transient error, wrapped with the
-// attempt count; an Account failure wraps ErrAccount and the cause, unretried — except an
+// attempt count (and with ErrServerFailing when every attempt that was not rate-limited was
+// answered 5xx); an Account failure wraps ErrAccount and the cause, unretried — except an
 // unreachable API, retried like a transient failure first, and returned as ErrUnreachable
 // with ErrAccount when the retries are used up, or when the call's deadline ends after a failed
 // dial or while a connection was still being made (a host that drops the packets) — one that
@@ -404,7 +412,8 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 	var res Result
 	retries := 0
 	rlStart := time.Time{}
-	var unreached error // the last attempt could not connect: what ctx's end returns
+	var unreached error  // the last attempt could not connect: what ctx's end returns
+	serverErrors := true // every failed attempt but the rate-limited ones was answered 5xx
 	ctxErr := func() error {
 		if unreached != nil {
 			return &accountError{err: fmt.Errorf("%w: %w", ErrUnreachable, unreached), key: r.APIKey}
@@ -507,7 +516,11 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 			}
 			log.Debug("rate limited; waiting without using a retry", "attempt", res.Attempts)
 		default:
+			serverErrors = serverErrors && HTTPStatus(err) >= 500
 			if retries >= maxRetries {
+				if serverErrors {
+					return res, fmt.Errorf("giving up after %d attempts: %w: %w", res.Attempts, ErrServerFailing, err)
+				}
 				return res, fmt.Errorf("giving up after %d attempts: %w", res.Attempts, err)
 			}
 			delay = Backoff(retries, base, ceiling)

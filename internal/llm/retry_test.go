@@ -106,6 +106,32 @@ func TestRetrierGivesUpAfterMaxRetriesWithTransientError(t *testing.T) {
 	}
 }
 
+// TestRetrierSaysWhenEveryAttemptWasAServerError: a call whose every attempt the API answered
+// 5xx is marked ErrServerFailing, which a worker counts across papers to tell a server that
+// fails everything; one with another failure among them (a broken body, a timeout) is not.
+func TestRetrierSaysWhenEveryAttemptWasAServerError(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		errs []error
+		want bool
+	}{
+		{"500, 502, 503", []error{&openai.APIError{HTTPStatusCode: 500}, &openai.APIError{HTTPStatusCode: 502}, &openai.APIError{HTTPStatusCode: 503}}, true},
+		{"a 429 waited out among them", []error{&openai.APIError{HTTPStatusCode: 500}, &openai.APIError{HTTPStatusCode: 429}, &openai.APIError{HTTPStatusCode: 500}, &openai.APIError{HTTPStatusCode: 504}}, true},
+		{"a malformed body among them", []error{&openai.APIError{HTTPStatusCode: 500}, io.ErrUnexpectedEOF, &openai.APIError{HTTPStatusCode: 500}}, false},
+		{"timeouts", []error{context.DeadlineExceeded, context.DeadlineExceeded, context.DeadlineExceeded}, false},
+	} {
+		calls := 0
+		_, err := fastRetrier(2).Do(context.Background(), 1, func(context.Context) error {
+			calls++
+			return tc.errs[calls-1]
+		})
+		if err == nil || errors.Is(err, ErrServerFailing) != tc.want || Classify(err) != Transient {
+			t.Errorf("%s: %v (%s); want a transient error, ErrServerFailing %v", tc.name, err, Classify(err), tc.want)
+		}
+	}
+}
+
 func TestRetrierStopsAtPermanentError(t *testing.T) {
 	t.Parallel()
 	calls := 0

@@ -272,7 +272,7 @@ var (
 		"Messages a worker of this process handled, by consumer and outcome (received; acked, of which skipped: nothing was left to do; retried; dead).",
 		[]string{"consumer", "outcome"}, nil)
 	pauseDesc = prometheus.NewDesc("paperpipe_worker_api_pauses_total",
-		"Pauses of a worker of this process because the API refused the account or the configuration (401, 402, 403, 404, 501, insufficient_quota, vectors of another length than the space's), could not be reached, or was still loading its model: its messages wait in the queue until the API accepts them again.",
+		"Pauses of a worker of this process because the API refused the account or the configuration (401, 402, 403, 404, 501, insufficient_quota, vectors of another length than the space's), could not be reached, was still loading its model, or failed every request (server errors for several papers in a row): its messages wait in the queue until the API accepts them again.",
 		[]string{"consumer"}, nil)
 	dbPauseDesc = prometheus.NewDesc("paperpipe_worker_database_pauses_total",
 		"Pauses of a worker of this process because the database could not be reached or could not write: its messages wait in the queue until it records them again.",

@@ -177,7 +177,7 @@ paperpipe_worker_messages_total{consumer="new",outcome="dead"} 1
 paperpipe_worker_messages_total{consumer="new",outcome="received"} 5
 paperpipe_worker_messages_total{consumer="new",outcome="retried"} 0
 paperpipe_worker_messages_total{consumer="new",outcome="skipped"} 0
-# HELP paperpipe_worker_api_pauses_total Pauses of a worker of this process because the API refused the account or the configuration (401, 402, 403, 404, 501, insufficient_quota, vectors of another length than the space's), could not be reached, or was still loading its model: its messages wait in the queue until the API accepts them again.
+# HELP paperpipe_worker_api_pauses_total Pauses of a worker of this process because the API refused the account or the configuration (401, 402, 403, 404, 501, insufficient_quota, vectors of another length than the space's), could not be reached, was still loading its model, or failed every request (server errors for several papers in a row): its messages wait in the queue until the API accepts them again.
 # TYPE paperpipe_worker_api_pauses_total counter
 paperpipe_worker_api_pauses_total{consumer="new"} 2
 `, "paperpipe_dead_letters", "paperpipe_queue_messages", "paperpipe_queue_up", "paperpipe_worker_messages_total", "paperpipe_worker_api_pauses_total")
@@ -213,7 +213,7 @@ paperpipe_worker_messages_total{consumer="other",outcome="dead"} 0
 paperpipe_worker_messages_total{consumer="other",outcome="received"} 7
 paperpipe_worker_messages_total{consumer="other",outcome="retried"} 0
 paperpipe_worker_messages_total{consumer="other",outcome="skipped"} 0
-# HELP paperpipe_worker_api_pauses_total Pauses of a worker of this process because the API refused the account or the configuration (401, 402, 403, 404, 501, insufficient_quota, vectors of another length than the space's), could not be reached, or was still loading its model: its messages wait in the queue until the API accepts them again.
+# HELP paperpipe_worker_api_pauses_total Pauses of a worker of this process because the API refused the account or the configuration (401, 402, 403, 404, 501, insufficient_quota, vectors of another length than the space's), could not be reached, was still loading its model, or failed every request (server errors for several papers in a row): its messages wait in the queue until the API accepts them again.
 # TYPE paperpipe_worker_api_pauses_total counter
 paperpipe_worker_api_pauses_total{consumer="new"} 2
 paperpipe_worker_api_pauses_total{consumer="other"} 0

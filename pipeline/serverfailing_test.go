@@ -1,0 +1,119 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/internal/sampledata"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/pipeline"
+	"github.com/paperpipe/paperpipe/summarize"
+)
+
+// TestServerFailingEveryRequestPausesTheWorker: a server that answers 5xx to every request (a
+// crashed engine behind a proxy, a broken deployment) failed no paper in particular, yet each
+// paper's TL;DR was retried as a failure of its own until its deliveries were used up: the
+// backlog dead-lettered within minutes of the outage (about 4 at the defaults). Once the
+// calls of two papers in a row fail at every attempt, none answered between them, the worker
+// pauses as for a server that cannot be reached, the messages wait in the queue, and when the
+// server answers again every paper is done.
+func TestServerFailingEveryRequestPausesTheWorker(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 16, Faults: openaitest.Faults{ServerError: 1}})
+	sum, err := summarize.New(summarize.Config{BaseURL: api.URL(), Model: "m", MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb := embed.NewOffline()
+	// Enough deliveries that retries do not dead-letter the papers before the worker has
+	// paused twice; without the pause they are dead-lettered in about 15 s.
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 10})
+	papers := sampledata.Papers(t)[:5]
+	publish(t, b.js, papers)
+	logs := &logBuffer{}
+	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4,
+		Backoff: func(n int) time.Duration { return time.Duration(n) * 300 * time.Millisecond },
+		Logger:  slog.New(slog.NewTextHandler(logs, nil))})
+	checkPausedAllQueued(t, b, w, papers, 2, "a server failing every request")
+	if !strings.Contains(logs.String(), "the API fails every request") {
+		t.Errorf("the pause does not say the API fails every request:\n%s", logs.String())
+	}
+	api.SetFaults(openaitest.Faults{}) // the server is back
+	checkAllDone(t, b, w, papers, "the server answers again")
+}
+
+// failingOn returns the URL of a server that answers as api does, but 500 to every chat
+// request about a (its title in the request's body), as a model server that fails on one
+// input it cannot handle.
+func failingOn(t *testing.T, api *openaitest.Server, a paper.Abstract) string {
+	t.Helper()
+	quoted, err := json.Marshal(a.Title)
+	if err != nil {
+		t.Fatal(err)
+	}
+	title := string(quoted[1 : len(quoted)-1]) // as it is in a JSON body
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if strings.HasSuffix(r.URL.Path, "/chat/completions") && bytes.Contains(body, []byte(title)) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusInternalServerError)
+			io.WriteString(w, `{"error":{"message":"The server had an error while processing your request.","type":"server_error","param":null,"code":null}}`)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		api.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	return ts.URL + "/v1"
+}
+
+// TestPaperTheServerAloneFailsOnIsDeadLetteredAfterMaxDeliver: a paper whose requests the
+// server fails at every attempt while it answers the others is that paper's failure: retried
+// on each delivery, each waiting the Backoff of the delivery that failed, then dead-lettered —
+// no pause — while the other papers are done.
+func TestPaperTheServerAloneFailsOnIsDeadLetteredAfterMaxDeliver(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 16})
+	papers := sampledata.Papers(t)[:4]
+	bad := papers[1]
+	sum, _ := summarize.New(summarize.Config{BaseURL: failingOn(t, api, bad), APIKey: "k", Model: "m", MaxRetries: 1})
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 3})
+	publish(t, b.js, papers)
+	var (
+		mu      sync.Mutex
+		backoff []int
+	)
+	ws := runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{Backoff: func(n int) time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		backoff = append(backoff, n)
+		return 10 * time.Millisecond
+	}})
+	mu.Lock()
+	defer mu.Unlock()
+	if ws.Dead != 1 || ws.Acked != 3 || ws.Paused != 0 {
+		t.Fatalf("stats = %+v, want the one paper dead, the others done, no pause", ws)
+	}
+	if len(backoff) != 2 || backoff[0] != 1 || backoff[1] != 2 {
+		t.Errorf("Backoff asked for deliveries %v, want [1 2]: the paper's first and second delivery, not its last", backoff)
+	}
+	dls := deadLetters(t, b.js)
+	if len(dls) != 1 || dls[0].PaperID != bad.ID || dls[0].Attempts != 3 || !strings.Contains(dls[0].Reason, "gave up after 3 deliveries") {
+		t.Errorf("dead letters %+v, want %s's after 3 deliveries", dls, bad.ID)
+	}
+	// The embedding part succeeded and stays stored: a replay would only need the TL;DR.
+	if c := counts(t, b, sum); c.WithEmbedding != 4 || c.WithTLDR != 3 {
+		t.Errorf("counts = %+v, want 4 embeddings and 3 TL;DRs", c)
+	}
+}
