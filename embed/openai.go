@@ -145,9 +145,14 @@ type Config struct {
 	// HTTPClient sends the requests; its transport is wrapped to feed the Limiter. Defaults to
 	// a client with http.DefaultTransport.
 	HTTPClient *http.Client
-	// Logger receives retries and truncations at debug level, and the switch to float
-	// encoding at info level. Defaults to discarding.
+	// Logger receives retries and truncations at debug level, the switch to float encoding at
+	// info level, and answers with a success status that could not be used as warnings.
+	// Defaults to discarding.
 	Logger *slog.Logger
+	// Unusable, when set, is called with the endpoint ("embeddings") and the reason
+	// (llm.UnusableReason) of each answer with a success status that could not be used: a
+	// metric's count (metrics.Metrics.UnusableAnswer). Defaults to nil.
+	Unusable func(endpoint, reason string)
 }
 
 func (c *Config) setDefaults() {
@@ -189,7 +194,7 @@ func (c *Config) setDefaults() {
 // conn is the connection part of c.
 func (c *Config) conn() llm.Conn {
 	return llm.Conn{BaseURL: c.BaseURL, APIKey: c.APIKey, MaxRetries: c.MaxRetries, Timeout: c.Timeout,
-		Limiter: c.Limiter, HTTPClient: c.HTTPClient, Logger: c.Logger}
+		Limiter: c.Limiter, HTTPClient: c.HTTPClient, Logger: c.Logger, Unusable: llm.UnusableAt(c.Unusable, "embeddings")}
 }
 
 func (c *Config) validate() error {

@@ -618,3 +618,58 @@ func TestClientThinkingModelsReasoningIsNotTheTLDR(t *testing.T) {
 		})
 	}
 }
+
+// TestClientSaysWhichAnswersWereUnusable: an answer with status 200 whose body is no answer (not
+// JSON, cut off, empty, of another shape, without choices) is retried, and showed nowhere: at
+// debug level in the log, and in /metrics only as one more request answered 200 than there
+// were TL;DRs. Each is now a warning and a call of Config.Unusable with the endpoint and why.
+func TestClientSaysWhichAnswersWereUnusable(t *testing.T) {
+	t.Parallel()
+	const whole = "A method halves the training cost of large language models while keeping their accuracy."
+	good := chatAnswer(whole, "stop")
+	for _, tc := range []struct {
+		body, reason string
+	}{
+		{"<html><head><title>Welcome to nginx!</title></head></html>", llm.UnusableNotJSON},
+		{good[:len(good)/2], llm.UnusableTruncated},
+		{"", llm.UnusableEmpty},
+		{`{"id":"c1","object":"chat.completion","choices":"none"}`, llm.UnusableWrongShape},
+		{`{"id":"c1","object":"chat.completion","choices":[]}`, llm.UnusableIncomplete},
+	} {
+		var mu sync.Mutex
+		calls := 0
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			calls++
+			first := calls == 1
+			mu.Unlock()
+			w.Header().Set("Content-Type", "application/json")
+			if first {
+				io.WriteString(w, tc.body)
+				return
+			}
+			io.WriteString(w, good)
+		}))
+		var got []string
+		var logs strings.Builder
+		c, err := New(Config{BaseURL: ts.URL + "/v1", MaxRetries: 2, Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil)),
+			Unusable: func(endpoint, reason string) { got = append(got, endpoint+" "+reason) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := c.Summarize(context.Background(), testPaper)
+		ts.Close()
+		if err != nil || s.Text != whole {
+			t.Errorf("%s: Summarize = %q, %v; want the retry's answer", tc.reason, s.Text, err)
+		}
+		if len(got) != 1 || got[0] != "chat/completions "+tc.reason {
+			t.Errorf("Unusable called with %q, want once with chat/completions %s", got, tc.reason)
+		}
+		mu.Lock()
+		out := logs.String()
+		mu.Unlock()
+		if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "reason="+tc.reason) {
+			t.Errorf("%s: no warning giving the reason:\n%s", tc.reason, out)
+		}
+	}
+}

@@ -55,7 +55,7 @@ func buildModels(ctx context.Context, c *config, log *slog.Logger, st *store.Sto
 	} else {
 		s, err := summarize.New(summarize.Config{
 			BaseURL: c.BaseURL, APIKey: c.APIKey, Model: c.ChatModel, MaxWords: c.MaxWords,
-			Limiter: lim, Logger: log, HTTPClient: hc,
+			Limiter: lim, Logger: log, HTTPClient: hc, Unusable: c.metrics.UnusableAnswer,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("summarizer: %w", err)
@@ -89,7 +89,7 @@ func buildModels(ctx context.Context, c *config, log *slog.Logger, st *store.Sto
 			EncodingFormat: c.EmbedEncoding,
 			// One input must fit in a request: a smaller token budget truncates inputs to it.
 			ContextTokens: min(embedInputTokens, c.EmbedBatchTokens),
-			Limiter:       lim, Logger: log, HTTPClient: hc,
+			Limiter:       lim, Logger: log, HTTPClient: hc, Unusable: c.metrics.UnusableAnswer,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("embedder: %w", err)

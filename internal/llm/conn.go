@@ -26,6 +26,9 @@ type Conn struct {
 	Limiter    *Limiter
 	HTTPClient *http.Client
 	Logger     *slog.Logger
+	// Unusable is the Retrier's Unusable: called with the reason of each answer with a success
+	// status that could not be used.
+	Unusable func(reason string)
 }
 
 // Validate checks the connection fields; errors start with what ("summarize config").
@@ -96,6 +99,15 @@ func (c Conn) Open() (api *openai.Client, retry Retrier, baseURL string) {
 	oc := openai.DefaultConfig(c.APIKey)
 	oc.BaseURL = strings.TrimRight(c.BaseURL, "/")
 	oc.HTTPClient = APIClient(c.HTTPClient, c.Limiter)
-	retry = Retrier{MaxRetries: c.MaxRetries, Timeout: c.Timeout, Limiter: c.Limiter, Logger: c.Logger, APIKey: c.APIKey}
+	retry = Retrier{MaxRetries: c.MaxRetries, Timeout: c.Timeout, Limiter: c.Limiter, Logger: c.Logger, APIKey: c.APIKey,
+		Unusable: c.Unusable}
 	return openai.NewClientWithConfig(oc), retry, BaseURLForLog(c.BaseURL)
+}
+
+// UnusableAt returns f for answers of endpoint, as Conn.Unusable takes it; nil when f is nil.
+func UnusableAt(f func(endpoint, reason string), endpoint string) func(reason string) {
+	if f == nil {
+		return nil
+	}
+	return func(reason string) { f(endpoint, reason) }
 }

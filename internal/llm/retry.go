@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -129,6 +130,43 @@ var ErrServerFailing = errors.New("the API answered a server error at every atte
 // ErrBadResponse marks an answer that is well-formed HTTP but unusable (no choices, a vector
 // missing from the data): transient, since the next answer may be fine.
 var ErrBadResponse = errors.New("unusable response")
+
+// Reasons UnusableReason gives for an answer that came with a success status and could not be
+// used.
+const (
+	UnusableNotJSON    = "not_json"    // a body that is not JSON (an HTML page, plain text)
+	UnusableTruncated  = "truncated"   // JSON cut off before its end
+	UnusableEmpty      = "empty"       // no body at all
+	UnusableWrongShape = "wrong_shape" // JSON of another shape (a field of another type)
+	UnusableIncomplete = "incomplete"  // no choices, a vector missing: ErrBadResponse
+)
+
+// UnusableReason says why err, a call's error, is an answer with a success status that could not
+// be used (one of the Unusable* reasons), or "" when it is not one: an error status, a
+// connection or a timeout, anything else. Such an answer is retried like a server error, and
+// is billed by some APIs all the same; it shows in the status codes of the API's requests only
+// as a success.
+func UnusableReason(err error) string {
+	var urlErr *url.Error
+	if err == nil || errors.As(err, &urlErr) {
+		return "" // no answer: the request itself failed (net/http's "Post …: EOF" among them)
+	}
+	var syntaxErr *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, ErrBadResponse):
+		return UnusableIncomplete
+	case errors.As(err, &typeErr):
+		return UnusableWrongShape
+	case errors.As(err, &syntaxErr):
+		return UnusableNotJSON
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return UnusableTruncated
+	case errors.Is(err, io.EOF):
+		return UnusableEmpty
+	}
+	return ""
+}
 
 // Classify says how a call's error should be handled:
 //
@@ -272,6 +310,10 @@ type Retrier struct {
 	// APIKey is left out of the messages of the errors Do returns and logs, should the API's
 	// answer quote it.
 	APIKey string
+	// Unusable, when set, is called with the reason (UnusableReason) of every attempt answered
+	// with a success status that could not be used, which Do also logs as a warning. Defaults
+	// to nil.
+	Unusable func(reason string)
 }
 
 // readable returns err, a call's error, with the message of an error body go-openai could not
@@ -517,6 +559,14 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 			log.Debug("rate limited; waiting without using a retry", "attempt", res.Attempts)
 		default:
 			serverErrors = serverErrors && HTTPStatus(err) >= 500
+			if why := UnusableReason(err); why != "" {
+				// A 200 whose body is no answer: retried as a server error, but the status
+				// codes of the API's requests show it only as a success.
+				if r.Unusable != nil {
+					r.Unusable(why)
+				}
+				log.Warn("the API answered with a success status but an unusable body", "reason", why, "attempt", res.Attempts, "err", err)
+			}
 			if retries >= maxRetries {
 				if serverErrors {
 					return res, fmt.Errorf("giving up after %d attempts: %w: %w", res.Attempts, ErrServerFailing, err)

@@ -132,6 +132,34 @@ func TestRetrierSaysWhenEveryAttemptWasAServerError(t *testing.T) {
 	}
 }
 
+// TestUnusableReason: what go-openai returns for a 200 whose body it cannot use, by why; a
+// request that got no answer (net/http's "Post …: EOF" for a connection closed before the
+// answer) or an error status is no unusable answer.
+func TestUnusableReason(t *testing.T) {
+	t.Parallel()
+	decode := func(body string) error {
+		var v openai.ChatCompletionResponse
+		return json.NewDecoder(strings.NewReader(body)).Decode(&v) // as go-openai decodes
+	}
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{decode("<html>502 Bad Gateway</html>"), UnusableNotJSON},
+		{decode(`{"id":"c1","choices":[{"index":0`), UnusableTruncated},
+		{decode(""), UnusableEmpty},
+		{decode(`{"choices":"none"}`), UnusableWrongShape},
+		{fmt.Errorf("chat completion without choices: %w", ErrBadResponse), UnusableIncomplete},
+		{&url.Error{Op: "Post", URL: "http://x/v1/chat/completions", Err: io.EOF}, ""},
+		{&openai.APIError{HTTPStatusCode: 500}, ""},
+		{context.DeadlineExceeded, ""},
+	} {
+		if got := UnusableReason(tc.err); got != tc.want {
+			t.Errorf("UnusableReason(%v) = %q, want %q", tc.err, got, tc.want)
+		}
+	}
+}
+
 func TestRetrierStopsAtPermanentError(t *testing.T) {
 	t.Parallel()
 	calls := 0

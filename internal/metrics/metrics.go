@@ -48,6 +48,7 @@ type Metrics struct {
 	stageDuration  *prometheus.HistogramVec
 	tokens         *prometheus.CounterVec
 	apiDuration    *prometheus.HistogramVec
+	apiUnusable    *prometheus.CounterVec
 	httpDuration   *prometheus.HistogramVec
 	searchDuration *prometheus.HistogramVec
 	cache          *prometheus.CounterVec
@@ -96,6 +97,10 @@ func New(cfg Config) *Metrics {
 			Help:    "Latency of HTTP requests to the OpenAI-compatible API, by endpoint and status code (\"error\" when no answer came).",
 			Buckets: latency,
 		}, []string{"endpoint", "code"}),
+		apiUnusable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paperpipe_api_unusable_answers_total",
+			Help: "Answers of the OpenAI-compatible API with a success status that could not be used (and were retried), by endpoint and reason (not_json, truncated, empty, wrong_shape, incomplete).",
+		}, []string{"endpoint", "reason"}),
 		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "paperpipe_http_request_duration_seconds",
 			Help:    "Latency of the HTTP requests paperpipe serves, by route pattern, method and status code.",
@@ -113,7 +118,7 @@ func New(cfg Config) *Metrics {
 		queue:   &queueCollector{timeout: cfg.ScrapeTimeout, log: cfg.Logger},
 		workers: &workerCollector{funcs: map[string]func() WorkerCounts{}, base: map[string]WorkerCounts{}},
 	}
-	m.reg.MustRegister(m.stageProcessed, m.stageFailed, m.stageDuration, m.tokens, m.apiDuration,
+	m.reg.MustRegister(m.stageProcessed, m.stageFailed, m.stageDuration, m.tokens, m.apiDuration, m.apiUnusable,
 		m.httpDuration, m.searchDuration, m.cache, m.queue, m.workers)
 	return m
 }
@@ -147,6 +152,16 @@ func (m *Metrics) AddUsage(u paper.Usage) {
 	}
 	m.tokens.WithLabelValues(u.Model, u.Kind, "input").Add(float64(u.InputTokens))
 	m.tokens.WithLabelValues(u.Model, u.Kind, "output").Add(float64(u.OutputTokens))
+}
+
+// UnusableAnswer counts one answer of the API's endpoint ("chat/completions", "embeddings") with
+// a success status that could not be used, for reason (llm.UnusableReason): in the latency of
+// the API's requests it counts as a success.
+func (m *Metrics) UnusableAnswer(endpoint, reason string) {
+	if m == nil {
+		return
+	}
+	m.apiUnusable.WithLabelValues(endpoint, reason).Inc()
 }
 
 // ObserveHTTP records one served request: its route pattern (such as "GET /api/papers/{id}";

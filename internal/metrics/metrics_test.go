@@ -227,6 +227,25 @@ paperpipe_worker_database_pauses_total{consumer="other"} 0
 	}
 }
 
+// TestUnusableAnswersAreCountedByEndpointAndReason: an answer with status 200 whose body is no
+// answer counts in paperpipe_api_request_duration_seconds as a success; it has its own counter.
+func TestUnusableAnswersAreCountedByEndpointAndReason(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metrics.Config{})
+	m.UnusableAnswer("chat/completions", "not_json")
+	m.UnusableAnswer("chat/completions", "not_json")
+	m.UnusableAnswer("embeddings", "truncated")
+	want := `
+# HELP paperpipe_api_unusable_answers_total Answers of the OpenAI-compatible API with a success status that could not be used (and were retried), by endpoint and reason (not_json, truncated, empty, wrong_shape, incomplete).
+# TYPE paperpipe_api_unusable_answers_total counter
+paperpipe_api_unusable_answers_total{endpoint="chat/completions",reason="not_json"} 2
+paperpipe_api_unusable_answers_total{endpoint="embeddings",reason="truncated"} 1
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "paperpipe_api_unusable_answers_total"); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestNilMetricsRecordsNothing(t *testing.T) {
 	t.Parallel()
 	var m *metrics.Metrics
@@ -237,6 +256,7 @@ func TestNilMetricsRecordsNothing(t *testing.T) {
 	m.AddUsage(paper.Usage{InputTokens: 1})
 	m.SetQueueSource(nil)
 	m.AddWorker("c", nil)
+	m.UnusableAnswer("embeddings", "not_json")
 	var s metrics.Summarizer = fakeSummarizer{}
 	if m.Summarizer(s) != s {
 		t.Error("a nil Metrics wraps the summarizer")
