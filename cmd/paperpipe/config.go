@@ -132,16 +132,16 @@ func (c *config) checkAPI(chat, emb bool) error {
 func loadConfig() *config {
 	c := &config{
 		DatabaseURL: env("DATABASE_URL", DefaultDatabaseURL),
-		ReadDBURL:   os.Getenv("PAPERPIPE_READ_DATABASE_URL"),
-		NATSURL:     os.Getenv("NATS_URL"),
-		NATSNkey:    os.Getenv("PAPERPIPE_NATS_NKEY"),
-		NATSCA:      os.Getenv("PAPERPIPE_NATS_CA"),
+		ReadDBURL:   getenv("PAPERPIPE_READ_DATABASE_URL"),
+		NATSURL:     getenv("NATS_URL"),
+		NATSNkey:    getenv("PAPERPIPE_NATS_NKEY"),
+		NATSCA:      getenv("PAPERPIPE_NATS_CA"),
 		DataDir:     dataDir(),
 		Replicas:    envInt("PAPERPIPE_NATS_REPLICAS", 1),
-		BaseURL:     os.Getenv("OPENAI_BASE_URL"),
-		APIKey:      os.Getenv("OPENAI_API_KEY"),
-		ChatModel:   os.Getenv("PAPERPIPE_CHAT_MODEL"),
-		EmbedModel:  os.Getenv("PAPERPIPE_EMBED_MODEL"),
+		BaseURL:     getenv("OPENAI_BASE_URL"),
+		APIKey:      getenv("OPENAI_API_KEY"),
+		ChatModel:   getenv("PAPERPIPE_CHAT_MODEL"),
+		EmbedModel:  getenv("PAPERPIPE_EMBED_MODEL"),
 		EmbedDims:   envInt("PAPERPIPE_EMBED_DIMENSIONS", 0),
 		MaxWords:    envInt("PAPERPIPE_TLDR_MAX_WORDS", 30),
 		RPM:         envInt("PAPERPIPE_RPM", 0),
@@ -151,7 +151,7 @@ func loadConfig() *config {
 		EmbedBatchTokens: envInt("PAPERPIPE_EMBED_BATCH_TOKENS", 300000),
 		EmbedEncoding:    env("PAPERPIPE_EMBED_ENCODING", "base64"),
 		EmbedLinger:      envDuration("PAPERPIPE_EMBED_LINGER", pipeline.DefaultEmbedLinger),
-		Prices:           os.Getenv("PAPERPIPE_PRICES"),
+		Prices:           getenv("PAPERPIPE_PRICES"),
 		Concurrency:      envInt("PAPERPIPE_CONCURRENCY", 16),
 		BatchSize:        envInt("PAPERPIPE_BATCH_SIZE", 64),
 		AckWait:          envDuration("PAPERPIPE_ACK_WAIT", 60*time.Second),
@@ -164,13 +164,11 @@ func loadConfig() *config {
 		FollowInterval:   envDuration("PAPERPIPE_FOLLOW_INTERVAL", 30*time.Second),
 		LogLevel:         env("PAPERPIPE_LOG_LEVEL", "info"),
 		HTTPAddr:         env("PAPERPIPE_HTTP_ADDR", DefaultHTTPAddr),
-		MetricsAddr:      os.Getenv("PAPERPIPE_METRICS_ADDR"),
+		MetricsAddr:      getenv("PAPERPIPE_METRICS_ADDR"),
 		ShutdownDelay:    envDuration("PAPERPIPE_SHUTDOWN_DELAY", 0),
-		// A token read from a file (a Secret made --from-file, an env file) keeps its final
-		// newline, which no Authorization header can carry.
-		APIToken:      strings.TrimSpace(os.Getenv("PAPERPIPE_API_TOKEN")),
-		APITokenReads: envBool("PAPERPIPE_API_TOKEN_READS"),
-		MaxBodyBytes:  int64(envInt("PAPERPIPE_HTTP_MAX_BODY_BYTES", 4<<20)),
+		APIToken:         getenv("PAPERPIPE_API_TOKEN"),
+		APITokenReads:    envBool("PAPERPIPE_API_TOKEN_READS"),
+		MaxBodyBytes:     int64(envInt("PAPERPIPE_HTTP_MAX_BODY_BYTES", 4<<20)),
 	}
 	// A value below the minimum would silently mean the default further down (the pipeline's
 	// zero values): refused, like a value that does not parse. So is one above what it can mean
@@ -213,7 +211,12 @@ func loadConfig() *config {
 		}
 	}
 	// Before the database and NATS are reached: the connection would fail with it as if NATS
-	// were down (serve would go on connecting in the background, and then stop).
+	// were down (serve would go on connecting in the background, and then stop). One of white
+	// space only names no server, as one of commas does: refused too, not the embedded server
+	// (only an unset or empty NATS_URL means that).
+	if raw := os.Getenv("NATS_URL"); c.NATSURL == "" && raw != "" {
+		c.NATSURL = raw
+	}
 	if err := checkNATSURL(c.NATSURL); err != nil {
 		fatalf("NATS_URL: %v", err)
 	}
@@ -236,7 +239,7 @@ func loadConfig() *config {
 	if !validIndexMemory(c.IndexBuildMemory) {
 		fatalf("PAPERPIPE_INDEX_BUILD_MEMORY=%q: want a PostgreSQL memory size from 1MB to below 2TB (maintenance_work_mem's range), such as 1GB, 4GB or 512MB", c.IndexBuildMemory)
 	}
-	sd, err := embed.ParseSendDimensions(os.Getenv("PAPERPIPE_EMBED_SEND_DIMENSIONS"))
+	sd, err := embed.ParseSendDimensions(getenv("PAPERPIPE_EMBED_SEND_DIMENSIONS"))
 	if err != nil {
 		fatalf("PAPERPIPE_EMBED_SEND_DIMENSIONS=%q: want auto, always or never", os.Getenv("PAPERPIPE_EMBED_SEND_DIMENSIONS"))
 	}
@@ -247,7 +250,7 @@ func loadConfig() *config {
 	// Settings that only serve and up use are checked here too, with the others: found by
 	// web.New they failed after the database, NATS and (in up) the workers had started, in the
 	// web package's field names.
-	if c.AllowedHosts, err = allowedHosts(os.Getenv("PAPERPIPE_HTTP_ALLOWED_HOSTS")); err != nil {
+	if c.AllowedHosts, err = allowedHosts(getenv("PAPERPIPE_HTTP_ALLOWED_HOSTS")); err != nil {
 		fatalf("PAPERPIPE_HTTP_ALLOWED_HOSTS=%q: %v", os.Getenv("PAPERPIPE_HTTP_ALLOWED_HOSTS"), err)
 	}
 	if raw, set := os.LookupEnv("PAPERPIPE_API_TOKEN"); set && c.APIToken == "" {
@@ -427,7 +430,7 @@ func (c *config) addJSONFlag(fs *flag.FlagSet) {
 // embedded server made a directory named ~ in the working directory: a second queue, which
 // the commands run from a shell (where ~ is expanded) did not see. "" without a home.
 func dataDir() string {
-	d := os.Getenv("PAPERPIPE_DATA")
+	d := getenv("PAPERPIPE_DATA")
 	switch {
 	case d == "":
 		return defaultDataDir()
@@ -447,7 +450,7 @@ func dataDir() string {
 // holds an embedded server's store, or "". What was queued there never reached the workers,
 // and nothing else would say it is there.
 func tildeDataDir() string {
-	d := os.Getenv("PAPERPIPE_DATA")
+	d := getenv("PAPERPIPE_DATA")
 	if d != "~" && !strings.HasPrefix(d, "~/") {
 		return ""
 	}
@@ -490,7 +493,7 @@ func dataDirError(c *config, err error) error {
 			"set PAPERPIPE_DATA to the full path of the directory the other paperpipe commands use (~/.local/share/paperpipe by default), or NATS_URL")
 	}
 	setting := "PAPERPIPE_DATA"
-	if os.Getenv("PAPERPIPE_DATA") == "" {
+	if getenv("PAPERPIPE_DATA") == "" {
 		setting = "the default data directory; set PAPERPIPE_DATA to another"
 	}
 	return fmt.Errorf("data directory %s (%s): %w", c.DataDir, setting, err)
@@ -512,19 +515,37 @@ func holdsQueue(dir string) bool {
 	return err == nil && fi.IsDir()
 }
 
+// getenv is the value of the environment variable key without the white space around it. A
+// value read from a file (a Secret made --from-file, an env file) keeps its final newline: an
+// OPENAI_API_KEY with it failed every call (no Authorization header carries a newline), each
+// retried until its paper was dead-lettered, and a DATABASE_URL with a space before it was
+// read as a keyword/value string naming nothing, which connected to the local server's
+// default database instead. A value in quotes stops the command, naming the variable (and not
+// the value, which may be a secret): a shell removes them, but an env file read by
+// `docker run --env-file` or `kubectl create configmap --from-env-file` keeps them, and
+// `DATABASE_URL="postgres://…"` so given connected to the default database too.
+func getenv(key string) string {
+	v := strings.TrimSpace(os.Getenv(key))
+	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+		fatalf("%s is in quotes, which are taken as part of its value: an env file read by docker run --env-file "+
+			"or kubectl create configmap --from-env-file keeps them (a shell does not); remove them", key)
+	}
+	return v
+}
+
 func env(key, def string) string {
-	if v, ok := os.LookupEnv(key); ok && v != "" {
+	if v := getenv(key); v != "" {
 		return v
 	}
 	return def
 }
 
 func envInt(key string, def int) int {
-	v := os.Getenv(key)
+	v := getenv(key)
 	if v == "" {
 		return def
 	}
-	n, err := strconv.Atoi(strings.TrimSpace(v))
+	n, err := strconv.Atoi(v)
 	if err != nil {
 		fatalf("%s=%q is not a whole number", key, v)
 	}
@@ -533,7 +554,7 @@ func envInt(key string, def int) int {
 
 // envBool reads a yes/no variable: 1, true, yes or on (any case) is true; unset or empty is false.
 func envBool(key string) bool {
-	switch strings.ToLower(strings.TrimSpace(os.Getenv(key))) {
+	switch strings.ToLower(getenv(key)) {
 	case "", "0", "false", "no", "off":
 		return false
 	case "1", "true", "yes", "on":
@@ -544,11 +565,11 @@ func envBool(key string) bool {
 }
 
 func envDuration(key string, def time.Duration) time.Duration {
-	v := os.Getenv(key)
+	v := getenv(key)
 	if v == "" {
 		return def
 	}
-	d, err := time.ParseDuration(strings.TrimSpace(v))
+	d, err := time.ParseDuration(v)
 	if err != nil {
 		fatalf("%s=%q is not a duration (like 30s or 2m)", key, v)
 	}

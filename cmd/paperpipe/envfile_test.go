@@ -1,0 +1,56 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+)
+
+// Values read from files keep the white space around them (a Secret made --from-file keeps its
+// final newline, a hand-written env file a space): each setting is its value without it. An
+// OPENAI_API_KEY with its newline failed every call ("invalid header field value for
+// Authorization"), each retried as a passing failure until its paper was dead-lettered; a
+// DATABASE_URL with a space before it connected to the local server's default database.
+func TestSettingsWithWhiteSpaceAroundThemAreTheirValues(t *testing.T) {
+	t.Parallel()
+	const key = "sk-from-a-secret-file"
+	api := openaitest.Start(t, openaitest.Config{APIKey: key})
+	c := newCLI(t, "OPENAI_API_KEY="+key+"\n", "OPENAI_BASE_URL= "+api.URL()+"\n", "PAPERPIPE_CHAT_MODEL=gpt-4o-mini ")
+	if r := c.ok("summarize", sampleFile); len(nonEmptyLines(r.stdout)) != 108 || !strings.Contains(r.stdout, `"model":"gpt-4o-mini"`) {
+		t.Errorf("summarize with settings read from files printed %d lines, want 108 TL;DRs of gpt-4o-mini:\n%s", len(nonEmptyLines(r.stdout)), r.stdout)
+	}
+	for i, kv := range c.env {
+		if v, ok := strings.CutPrefix(kv, "DATABASE_URL="); ok {
+			c.env[i] = "DATABASE_URL= " + v + "\n"
+		}
+	}
+	c.ok("list") // the test's own database, not the local server's default one
+}
+
+// A value in quotes — kept by `docker run --env-file` and `kubectl create configmap
+// --from-env-file`, which unlike a shell do not remove them — stops every command at once,
+// exit 2, naming the variable and not the value (it may be a secret): DATABASE_URL="postgres://…"
+// connected to the local server's default database, as a keyword/value string naming nothing,
+// and a quoted key or model name was refused by the API on every call.
+func TestSettingsInQuotesAreRefused(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	var dbURL string
+	for _, kv := range c.env {
+		if v, ok := strings.CutPrefix(kv, "DATABASE_URL="); ok {
+			dbURL = v
+		}
+	}
+	for _, kv := range []string{
+		`DATABASE_URL="` + dbURL + `"`, `DATABASE_URL='` + dbURL + `'`, `OPENAI_API_KEY="sk-quoted-secret"`,
+		`PAPERPIPE_CHAT_MODEL="llama3.2"`, `PAPERPIPE_CONCURRENCY="16"`, `PAPERPIPE_DATA="/srv/paperpipe"`,
+	} {
+		name, value, _ := strings.Cut(kv, "=")
+		r := newCLI(t, kv).run("list")
+		if r.code != 2 || !strings.Contains(r.stderr, "paperpipe: "+name+" is in quotes") {
+			t.Errorf("list with %s: exit %d, stderr %q; want 2 and a message naming %s and its quotes", kv, r.code, r.stderr, name)
+		}
+		noSecret(t, "the error of "+name+" in quotes", r.stderr, strings.Trim(value, `"'`))
+	}
+}
