@@ -45,17 +45,48 @@ func (c Conn) Validate(what string) error {
 // CheckBaseURL checks an OpenAI-compatible API's base URL: an http(s) URL with a host, and
 // neither a query nor a fragment, which go-openai would put in the middle of every request's
 // URL (it appends the endpoint's path to the base URL as a string: …/v1?api_key=K/chat/completions
-// asks /v1 with the query "api_key=K/chat/completions"). Its error, which follows "BaseURL" or
-// a variable's name, shows the URL with its secrets masked (redact.URL): a password of its
-// userinfo or a credential in its query is never printed.
+// asks /v1 with the query "api_key=K/chat/completions"). The shapes of URL users paste that
+// are not a base URL are refused with the one to write instead: one without a scheme
+// (localhost:11434, which url.Parse takes for the scheme "localhost"), an endpoint's own URL
+// (…/v1/chat/completions from a curl line, to which every request's path was appended: 404),
+// and an Azure OpenAI deployment's URL (…/openai/deployments/NAME, whose API wants an
+// api-version query and an api-key header: 404 or 401 on every request), for which Azure's
+// v1 API, https://RESOURCE.openai.azure.com/openai/v1, takes OpenAI's requests. Its error,
+// which follows "BaseURL" or a variable's name, shows the URL with its secrets masked
+// (redact.URL): a password of its userinfo or a credential in its query is never printed.
 func CheckBaseURL(raw string) error {
 	u, err := url.Parse(raw)
-	switch {
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if !strings.Contains(raw, "://") {
+			if w, err := url.Parse("http://" + raw); err == nil && w.Host != "" && !strings.ContainsAny(raw, " \t") {
+				if w.Path == "" || w.Path == "/" {
+					w.Path = "/v1"
+					return fmt.Errorf("%q has no scheme: write %q (most servers' API is under /v1; Ollama's, vLLM's and OpenAI's are)",
+						shownBaseURL(raw), shownBaseURL(w.String()))
+				}
+				return fmt.Errorf("%q has no scheme: write %q", shownBaseURL(raw), shownBaseURL(w.String()))
+			}
+		}
 		return fmt.Errorf("%q is not an http(s) URL", shownBaseURL(raw))
-	case u.RawQuery != "" || u.ForceQuery || strings.Contains(raw, "#"):
+	}
+	path := strings.TrimRight(u.Path, "/")
+	if i := strings.Index(strings.ToLower(path), "/openai/deployments/"); i >= 0 {
+		w := url.URL{Scheme: u.Scheme, User: u.User, Host: u.Host, Path: path[:i] + "/openai/v1"}
+		return fmt.Errorf("%q is an Azure OpenAI deployment's URL, whose API takes other requests: write %q (Azure's v1 API) "+
+			"and the deployment's name as the model", shownBaseURL(raw), shownBaseURL(w.String()))
+	}
+	if u.RawQuery != "" || u.ForceQuery || strings.Contains(raw, "#") {
 		return fmt.Errorf("%q has a query or a fragment, which would end up inside every request's URL: "+
 			"give the API's address only (an API key is the API key's setting, not part of the URL)", shownBaseURL(raw))
+	}
+	for _, endpoint := range []string{"/completions", "/embeddings"} {
+		if strings.HasSuffix(path, endpoint) {
+			base := strings.TrimSuffix(path, endpoint)
+			base = strings.TrimSuffix(base, "/chat")
+			w := url.URL{Scheme: u.Scheme, User: u.User, Host: u.Host, Path: base}
+			return fmt.Errorf("%q is the URL of an endpoint, whose path is added to the base URL of every request: write %q",
+				shownBaseURL(raw), shownBaseURL(w.String()))
+		}
 	}
 	return nil
 }
