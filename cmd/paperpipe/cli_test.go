@@ -480,6 +480,32 @@ func TestBadWebSettingsFailBeforeAnythingIsOpened(t *testing.T) {
 	}
 }
 
+// An address to listen on that net.Listen would refuse — a port without its colon, as in
+// PAPERPIPE_METRICS_ADDR=9090, a port out of range — is a usage error naming the flag and the
+// variable, exit 2, before anything is opened: it failed once the database and NATS were
+// reached, exit 1, "listen tcp: address 9090: missing port in address", naming neither.
+func TestBadListenAddressFailsBeforeAnythingIsOpened(t *testing.T) {
+	t.Parallel()
+	// Nothing listens at the database's address: a command that tries to open it fails there.
+	db := fmt.Sprintf("DATABASE_URL=postgres://paperpipe@127.0.0.1:%d/paperpipe?sslmode=disable&connect_timeout=2", freePort(t))
+	c := newCLI(t, db, "NATS_URL=nats://127.0.0.1:"+strconv.Itoa(freePort(t)))
+	for _, tc := range []struct {
+		env  string
+		args []string
+		want string
+	}{
+		{"PAPERPIPE_METRICS_ADDR=9090", []string{"worker"}, `--metrics "9090" (or PAPERPIPE_METRICS_ADDR): want host:port, such as 127.0.0.1:9090 or :9090 (a port alone is :9090)`},
+		{"", []string{"worker", "--metrics", "0.0.0.0:99999"}, `--metrics "0.0.0.0:99999" (or PAPERPIPE_METRICS_ADDR)`},
+		{"PAPERPIPE_HTTP_ADDR=8080", []string{"serve"}, `--http "8080" (or PAPERPIPE_HTTP_ADDR): want host:port`},
+		{"", []string{"up", "--http", "localhost"}, `--http "localhost" (or PAPERPIPE_HTTP_ADDR): want host:port`},
+	} {
+		c := &cli{t: t, env: append(slices.Clone(c.env), tc.env)}
+		if r := c.run(tc.args...); r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("paperpipe %s with %s: exit %d, stderr %q; want 2 and %q", strings.Join(tc.args, " "), tc.env, r.code, r.stderr, tc.want)
+		}
+	}
+}
+
 // TestWebPublisherReturnsThePapersTakenBeforeAFailure: when the queue refuses a message part
 // way through a POST, Publish returns the ids the server took before it (web.Publisher's
 // contract), so the API reports them accepted and only the others as to be sent again; it

@@ -234,6 +234,9 @@ func cmdWorker(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	if c.MetricsAddr != "" {
+		if err := checkListenAddr(c.MetricsAddr, "--metrics", "PAPERPIPE_METRICS_ADDR"); err != nil {
+			return err
+		}
 		if err := c.checkAPIToken(); err != nil {
 			return err
 		}
@@ -262,6 +265,9 @@ func cmdUp(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	if c.HTTPAddr != "" { // --http "" runs without the web surfaces
+		if err := checkListenAddr(c.HTTPAddr, "--http", "PAPERPIPE_HTTP_ADDR"); err != nil {
+			return err
+		}
 		if err := c.checkAPIToken(); err != nil {
 			return err
 		}

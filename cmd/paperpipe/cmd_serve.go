@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -42,6 +43,9 @@ func cmdServe(ctx context.Context, c *config, args []string) error {
 	}
 	if c.HTTPAddr == "" {
 		return usageErr("--http needs an address, such as %s", DefaultHTTPAddr)
+	}
+	if err := checkListenAddr(c.HTTPAddr, "--http", "PAPERPIPE_HTTP_ADDR"); err != nil {
+		return err
 	}
 	if err := c.checkAPIToken(); err != nil {
 		return err
@@ -180,6 +184,25 @@ func openWritesWarning(a net.Addr, token string) string {
 
 // addrInUse explains err, a server's failure to listen on addr, when another process listens
 // there: flag and env are the settings that give this one another address.
+// checkListenAddr is the usage error of an address to listen on, given by flag or env, that
+// net.Listen would refuse: PAPERPIPE_METRICS_ADDR=9090, a port without its colon, failed once
+// the database and NATS were reached, exit 1, with "listen tcp: address 9090: missing port in
+// address" and no word of the setting.
+func checkListenAddr(addr, flag, env string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		_, err = net.LookupPort("tcp", port)
+	}
+	if err == nil {
+		return nil
+	}
+	hint := ""
+	if _, perr := strconv.Atoi(addr); perr == nil {
+		hint = fmt.Sprintf(" (a port alone is :%s)", addr)
+	}
+	return usageErr("%s %q (or %s): want host:port, such as 127.0.0.1:9090 or :9090%s", flag, addr, env, hint)
+}
+
 func addrInUse(err error, addr, flag, env string) error {
 	if !errors.Is(err, syscall.EADDRINUSE) {
 		return err
