@@ -1147,6 +1147,9 @@ func TestConcurrencyHelpIsTheTLDRRequestsInFlight(t *testing.T) {
 // a PAPERPIPE_EF_SEARCH outside 0..1000 (-3 meant 160, 5000 meant 1000), a negative
 // PAPERPIPE_RPM, PAPERPIPE_TPM (no limit) or PAPERPIPE_FOLLOW_INTERVAL, and an unknown
 // PAPERPIPE_VECTOR_INDEX (it exited 1 after connecting); and --concurrency and --batch-size below 1.
+// So are a PAPERPIPE_MSG_TIMEOUT below 1s (1ms ended every API call before its answer, and
+// dead-lettered the whole queue) and a PAPERPIPE_FOLLOW_INTERVAL below 1s (each check a query:
+// 1ns queried the database back to back).
 func TestSettingsBelowTheirMinimumAreRefused(t *testing.T) {
 	t.Parallel()
 	for _, kv := range []string{"PAPERPIPE_ACK_WAIT=0s", "PAPERPIPE_MAX_DELIVER=0", "PAPERPIPE_CONCURRENCY=-1", "PAPERPIPE_BATCH_SIZE=0", "PAPERPIPE_MSG_TIMEOUT=-1s", "PAPERPIPE_EMBED_LINGER=0s", "PAPERPIPE_TLDR_MAX_WORDS=0", "PAPERPIPE_EMBED_DIMENSIONS=-5",
@@ -1154,6 +1157,7 @@ func TestSettingsBelowTheirMinimumAreRefused(t *testing.T) {
 		"PAPERPIPE_INDEX_BUILD_MEMORY=2TB", "PAPERPIPE_INDEX_BUILD_MEMORY=99999999999999999999GB",
 		"PAPERPIPE_ACK_WAIT=500ms", "PAPERPIPE_MSG_TIMEOUT=60s", "PAPERPIPE_EF_SEARCH=-3", "PAPERPIPE_EF_SEARCH=5000",
 		"PAPERPIPE_RPM=-1", "PAPERPIPE_TPM=-100", "PAPERPIPE_FOLLOW_INTERVAL=-1s", "PAPERPIPE_VECTOR_INDEX=ivfflat",
+		"PAPERPIPE_MSG_TIMEOUT=1ms", "PAPERPIPE_MSG_TIMEOUT=999ms", "PAPERPIPE_FOLLOW_INTERVAL=1ns", "PAPERPIPE_FOLLOW_INTERVAL=500ms",
 		"PAPERPIPE_SHUTDOWN_DELAY=-5s", "PAPERPIPE_EMBED_BATCH_INPUTS=0", "PAPERPIPE_EMBED_BATCH_TOKENS=-1"} {
 		name, _, _ := strings.Cut(kv, "=")
 		if r := newCLI(t, kv).run("version"); r.code != 2 || !strings.Contains(r.stderr, "paperpipe: "+name+"=") {

@@ -183,8 +183,10 @@ func loadConfig() *config {
 		// (it marks each message InProgress every quarter of the AckWait, and needs room for
 		// the work between) never reaches the consumer the running workers use.
 		{"PAPERPIPE_ACK_WAIT", c.AckWait < time.Second, "a duration of at least 1s, like 60s"},
-		{"PAPERPIPE_MSG_TIMEOUT", c.MsgTimeout < 0 || c.MsgTimeout >= c.AckWait,
-			fmt.Sprintf("a duration above 0 and below PAPERPIPE_ACK_WAIT (%s), or 0 for half the AckWait", c.AckWait)},
+		// A message timeout of milliseconds ends every API call before its answer: each
+		// paper's work fails, and after its deliveries the whole queue is dead-lettered.
+		{"PAPERPIPE_MSG_TIMEOUT", c.MsgTimeout < 0 || (c.MsgTimeout > 0 && c.MsgTimeout < time.Second) || c.MsgTimeout >= c.AckWait,
+			fmt.Sprintf("a duration of at least 1s and below PAPERPIPE_ACK_WAIT (%s), or 0 for half the AckWait", c.AckWait)},
 		{"PAPERPIPE_MAX_DELIVER", c.MaxDeliver < 1 || c.MaxDeliver > maxDeliver,
 			fmt.Sprintf("1 to %d deliveries (after the 9th each waits up to 5 minutes: %d are days of retries)", maxDeliver, maxDeliver)},
 		{"PAPERPIPE_CONCURRENCY", c.Concurrency < 1 || c.Concurrency > pipeline.DefaultMaxAckPending, concurrencyRange},
@@ -201,7 +203,10 @@ func loadConfig() *config {
 			fmt.Sprintf("0 (the default, %d) to %d matches", store.DefaultKeywordRankLimit, store.MaxKeywordRankLimit)},
 		{"PAPERPIPE_RPM", c.RPM < 0, "0 (no client-side limit) or more requests per minute"},
 		{"PAPERPIPE_TPM", c.TPM < 0, "0 (no client-side limit) or more tokens per minute"},
-		{"PAPERPIPE_FOLLOW_INTERVAL", c.FollowInterval < 0, "a duration above 0, or 0 to turn it off"},
+		// Each check is a query: 1ms (or 1ns) had every offline worker query the database
+		// back to back, for as long as it ran.
+		{"PAPERPIPE_FOLLOW_INTERVAL", c.FollowInterval < 0 || (c.FollowInterval > 0 && c.FollowInterval < time.Second),
+			"a duration of at least 1s, like 30s, or 0 to turn it off"},
 		{"PAPERPIPE_SHUTDOWN_DELAY", c.ShutdownDelay < 0, "a duration, like 5s, or 0 to shut down at once"},
 		{"PAPERPIPE_HTTP_MAX_BODY_BYTES", c.MaxBodyBytes < 1 || c.MaxBodyBytes > maxBodyBytes,
 			fmt.Sprintf("1 to %d bytes (a body is held in memory while it is read)", maxBodyBytes)},
