@@ -268,7 +268,7 @@ func (cfg *Config) client() (*openai.Client, llm.Retrier) {
 	// Retrier's next attempt (without it, 429s were retried every 0-250 ms).
 	// Errors of calls show URLs with their secrets masked (llm.APIClient).
 	oc.HTTPClient = llm.APIClient(cfg.HTTPClient, cfg.Limiter)
-	return openai.NewClientWithConfig(oc), llm.Retrier{Logger: cfg.Logger, Timeout: 5 * time.Minute, Limiter: cfg.Limiter, APIKey: cfg.APIKey}
+	return openai.NewClientWithConfig(oc), llm.Retrier{Logger: cfg.Logger, Timeout: 5 * time.Minute, Limiter: cfg.Limiter, APIKey: cfg.APIKey, BaseURL: oc.BaseURL}
 }
 
 // targets returns the work keys of the Runner's open jobs.

@@ -131,7 +131,7 @@ func (c Conn) Open() (api *openai.Client, retry Retrier, baseURL string) {
 	oc.BaseURL = strings.TrimRight(c.BaseURL, "/")
 	oc.HTTPClient = APIClient(c.HTTPClient, c.Limiter)
 	retry = Retrier{MaxRetries: c.MaxRetries, Timeout: c.Timeout, Limiter: c.Limiter, Logger: c.Logger, APIKey: c.APIKey,
-		Unusable: c.Unusable}
+		BaseURL: c.BaseURL, Unusable: c.Unusable}
 	return openai.NewClientWithConfig(oc), retry, BaseURLForLog(c.BaseURL)
 }
 

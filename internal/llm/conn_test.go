@@ -1,8 +1,15 @@
 package llm
 
 import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	openai "github.com/sashabaranov/go-openai"
 )
 
 // The base URLs users paste that are not one are refused with the URL to write: without a
@@ -38,6 +45,40 @@ func TestCheckBaseURLSaysWhatToWrite(t *testing.T) {
 		"http://localhost:4000", "https://lab.openai.azure.com/openai/v1/", "https://router.huggingface.co/v1"} {
 		if err := CheckBaseURL(ok); err != nil {
 			t.Errorf("CheckBaseURL(%q) = %v, want nil", ok, err)
+		}
+	}
+}
+
+// A 404 names the base URL the request went to, and /v1 when it lacks it: Ollama at
+// http://localhost:11434, without /v1, answers every request "404 page not found", and the
+// workers paused with that message and no word of OPENAI_BASE_URL.
+func TestNotFoundNamesTheBaseURL(t *testing.T) {
+	t.Parallel()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, "404 page not found\n")
+	}))
+	defer ts.Close()
+	for _, tc := range []struct {
+		base        string
+		want, wantV string
+	}{
+		{ts.URL, "or that is not the API's base URL", "most servers' API is under /v1: " + ts.URL + "/v1"},
+		{ts.URL + "/", "the model is not served at " + ts.URL + ",", "most servers' API is under /v1: " + ts.URL + "/v1)"},
+		{ts.URL + "/v1", "the model is not served at " + ts.URL + "/v1,", ""},
+	} {
+		api, retry, _ := Conn{BaseURL: tc.base, MaxRetries: -1, Timeout: 10 * time.Second}.Open()
+		_, err := retry.Do(t.Context(), 1, func(ctx context.Context) error {
+			_, err := api.CreateChatCompletion(ctx, openai.ChatCompletionRequest{Model: "llama3.2",
+				Messages: []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: "Hi."}}})
+			return err
+		})
+		if Classify(err) != Account || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("base URL %s: err = %v; want an account error saying %q", tc.base, err, tc.want)
+			continue
+		}
+		if got := strings.Contains(err.Error(), "under /v1"); got != (tc.wantV != "") || (got && !strings.Contains(err.Error(), tc.wantV)) {
+			t.Errorf("base URL %s: err = %v; want /v1 suggested (%q) only without it", tc.base, err, tc.wantV)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"net/http/httptrace"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -233,14 +234,18 @@ func classifyStatus(code int) Class {
 // accountError is a failure of class Account: it wraps ErrAccount and the cause, and its
 // message leaves out the API key.
 type accountError struct {
-	err error
-	key string
+	err     error
+	key     string
+	baseURL string // the API's base URL, named with a 404 ("": not named)
 }
 
 func (e *accountError) Error() string {
 	msg := ErrAccount.Error() + ": " + e.err.Error()
 	if errors.Is(e.err, ErrUnreachable) {
 		msg = e.err.Error() // "the API cannot be reached: …", not a refusal
+	}
+	if e.baseURL != "" && HTTPStatus(e.err) == http.StatusNotFound {
+		msg += notFoundHint(e.baseURL)
 	}
 	if len(e.key) >= 8 {
 		msg = strings.ReplaceAll(msg, e.key, "[redacted]")
@@ -249,6 +254,18 @@ func (e *accountError) Error() string {
 }
 
 func (e *accountError) Unwrap() []error { return []error{ErrAccount, e.err} }
+
+// notFoundHint is what a 404 tells of the base URL a request went to: the model is not served
+// there, or it is not the API's. A server's own 404 says neither (Ollama's and vLLM's "404 page
+// not found", or "Not Found", for http://localhost:11434 without its /v1).
+func notFoundHint(baseURL string) string {
+	shown := BaseURLForLog(baseURL)
+	hint := fmt.Sprintf(" (a 404: the model is not served at %s, or that is not the API's base URL", shown)
+	if u, err := url.Parse(strings.TrimRight(baseURL, "/")); err == nil && !slices.Contains(strings.Split(u.Path, "/"), "v1") {
+		hint += fmt.Sprintf("; most servers' API is under /v1: %s/v1", shown)
+	}
+	return hint + ")"
+}
 
 // keyless is an error whose message leaves out the API key: a gateway or server that quotes
 // the request's key in a 400 or 5xx answer would otherwise put it in logs, dead-letter reasons
@@ -314,6 +331,10 @@ type Retrier struct {
 	// with a success status that could not be used, which Do also logs as a warning. Defaults
 	// to nil.
 	Unusable func(reason string)
+	// BaseURL is the API's base URL, which the error of a 404 names (its secrets masked): a
+	// model the server does not have, or a base URL that is not the API's. Defaults to "": not
+	// named.
+	BaseURL string
 }
 
 // readable returns err, a call's error, with the message of an error body go-openai could not
@@ -541,7 +562,7 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 				}
 				return res, &accountError{err: fmt.Errorf("%w: %w", ErrUnreachable, unreached), key: r.APIKey}
 			}
-			return res, &accountError{err: err, key: r.APIKey}
+			return res, &accountError{err: err, key: r.APIKey, baseURL: r.BaseURL}
 		case RateLimited:
 			res.RateLimited++
 			if rlStart.IsZero() {
