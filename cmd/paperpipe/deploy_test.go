@@ -227,3 +227,57 @@ func TestK8sPodsAreGivenTheMigrationLockWaitToStart(t *testing.T) {
 		}
 	}
 }
+
+// TestComposeWorkerIsGivenTheK8sWorkersTimeToStop: Docker Compose gives a container 10 s after
+// SIGTERM (`docker compose stop`, `down`, the `up` of a rebuild), then kills it. A paperpipe
+// worker stopping drains its consumer — its API calls in flight finish and are saved, in a
+// database outage for minutes — so compose.yaml's worker was killed mid-drain, the results it
+// had paid for not saved and bought again on redelivery. Each paperpipe service of compose.yaml
+// that runs workers must have the stop_grace_period worker.yaml gives its pods.
+func TestComposeWorkerIsGivenTheK8sWorkersTimeToStop(t *testing.T) {
+	t.Parallel()
+	var k8s struct {
+		Spec struct {
+			Template struct {
+				Spec struct {
+					TerminationGracePeriodSeconds int `yaml:"terminationGracePeriodSeconds"`
+				}
+			}
+		}
+	}
+	var compose struct {
+		Services map[string]struct {
+			Build *struct {
+				Dockerfile string
+			}
+			Command         []string
+			StopGracePeriod string `yaml:"stop_grace_period"`
+		}
+	}
+	for name, v := range map[string]any{"k8s/worker.yaml": &k8s, "compose.yaml": &compose} {
+		data, err := os.ReadFile("../../deploy/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(v); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	want := time.Duration(k8s.Spec.Template.Spec.TerminationGracePeriodSeconds) * time.Second
+	workers := 0
+	for name, s := range compose.Services {
+		if s.Build == nil || s.Build.Dockerfile != "deploy/Dockerfile" || len(s.Command) == 0 || (s.Command[0] != "worker" && s.Command[0] != "up") {
+			continue
+		}
+		workers++
+		// Compose's durations are Go's (1m30s), without the days and weeks it never needs here.
+		got, err := time.ParseDuration(s.StopGracePeriod)
+		if err != nil || got < want {
+			t.Errorf("compose.yaml: service %s runs `paperpipe %s` with stop_grace_period %q, want at least worker.yaml's %v "+
+				"(Compose's default, 10 s, kills a draining worker)", name, strings.Join(s.Command, " "), s.StopGracePeriod, want)
+		}
+	}
+	if workers == 0 || want == 0 {
+		t.Errorf("compose.yaml runs %d paperpipe workers and worker.yaml's grace period is %v: the test reads neither", workers, want)
+	}
+}
