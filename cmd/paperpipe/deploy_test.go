@@ -281,3 +281,74 @@ func TestComposeWorkerIsGivenTheK8sWorkersTimeToStop(t *testing.T) {
 		t.Errorf("compose.yaml runs %d paperpipe workers and worker.yaml's grace period is %v: the test reads neither", workers, want)
 	}
 }
+
+// TestK8sReadOnlyPodsHaveAWritableTmp: the manifests make the root file system read-only, and
+// /tmp with it, where the Batch API's input and result files are written (batch.Config.TempDir
+// defaults to os.TempDir): `kubectl exec … paperpipe reprocess --batch-api` in a pod failed
+// each job at its input file, its papers held out of other work. Each container with a
+// read-only root must have an emptyDir on /tmp, and no TMPDIR pointing elsewhere.
+func TestK8sReadOnlyPodsHaveAWritableTmp(t *testing.T) {
+	t.Parallel()
+	type (
+		envVar struct{ Name string }
+		mount  struct {
+			Name      string
+			MountPath string `yaml:"mountPath"`
+			ReadOnly  bool   `yaml:"readOnly"`
+		}
+		volume struct {
+			Name     string
+			EmptyDir *struct{} `yaml:"emptyDir"`
+		}
+		manifest struct {
+			Kind string
+			Spec struct {
+				Template struct {
+					Spec struct {
+						Containers []struct {
+							Name            string
+							Env             []envVar
+							SecurityContext struct {
+								ReadOnlyRootFilesystem bool `yaml:"readOnlyRootFilesystem"`
+							} `yaml:"securityContext"`
+							VolumeMounts []mount `yaml:"volumeMounts"`
+						}
+						Volumes []volume
+					}
+				}
+			}
+		}
+	)
+	readOnly := 0
+	for _, name := range []string{"worker.yaml", "serve.yaml"} {
+		data, err := os.ReadFile("../../deploy/k8s/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m manifest
+		if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&m); err != nil || m.Kind != "Deployment" {
+			t.Fatalf("%s: %s (%v), want the Deployment first", name, m.Kind, err)
+		}
+		pod := m.Spec.Template.Spec
+		for _, c := range pod.Containers {
+			if !c.SecurityContext.ReadOnlyRootFilesystem {
+				continue
+			}
+			readOnly++
+			if slices.ContainsFunc(c.Env, func(e envVar) bool { return e.Name == "TMPDIR" }) {
+				t.Errorf("%s: container %s sets TMPDIR: the test checks /tmp", name, c.Name)
+			}
+			i := slices.IndexFunc(c.VolumeMounts, func(v mount) bool { return v.MountPath == "/tmp" && !v.ReadOnly })
+			if i < 0 {
+				t.Errorf("%s: container %s has a read-only root file system and nothing writable on /tmp (reprocess --batch-api writes there)", name, c.Name)
+				continue
+			}
+			if !slices.ContainsFunc(pod.Volumes, func(v volume) bool { return v.Name == c.VolumeMounts[i].Name && v.EmptyDir != nil }) {
+				t.Errorf("%s: container %s mounts %s on /tmp, which is not an emptyDir of the pod", name, c.Name, c.VolumeMounts[i].Name)
+			}
+		}
+	}
+	if readOnly == 0 {
+		t.Error("no container of worker.yaml or serve.yaml has a read-only root file system: the test reads nothing")
+	}
+}
