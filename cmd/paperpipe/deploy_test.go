@@ -352,3 +352,59 @@ func TestK8sReadOnlyPodsHaveAWritableTmp(t *testing.T) {
 		t.Error("no container of worker.yaml or serve.yaml has a read-only root file system: the test reads nothing")
 	}
 }
+
+// TestDockerfileExposesThePortsOfTheManifests: the image documents the ports its processes
+// serve (EXPOSE, which `docker run -P` publishes); it named serve's 8080 and said workers listen
+// on nothing, while deploy/k8s's workers serve their probes and /metrics on 9090. Each
+// containerPort of the manifests must be exposed by deploy/Dockerfile.
+func TestDockerfileExposesThePortsOfTheManifests(t *testing.T) {
+	t.Parallel()
+	dockerfile, err := os.ReadFile("../../deploy/Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exposed []string
+	for line := range strings.Lines(string(dockerfile)) {
+		if f := strings.Fields(line); len(f) > 1 && strings.EqualFold(f[0], "EXPOSE") {
+			for _, p := range f[1:] {
+				exposed = append(exposed, strings.TrimSuffix(p, "/tcp"))
+			}
+		}
+	}
+	type manifest struct {
+		Spec struct {
+			Template struct {
+				Spec struct {
+					Containers []struct {
+						Name  string
+						Ports []struct {
+							ContainerPort int `yaml:"containerPort"`
+						}
+					}
+				}
+			}
+		}
+	}
+	ports := 0
+	for _, name := range []string{"worker.yaml", "serve.yaml"} {
+		data, err := os.ReadFile("../../deploy/k8s/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m manifest
+		if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&m); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, c := range m.Spec.Template.Spec.Containers {
+			for _, p := range c.Ports {
+				ports++
+				if !slices.Contains(exposed, strconv.Itoa(p.ContainerPort)) {
+					t.Errorf("%s: container %s serves port %d, which deploy/Dockerfile does not expose (it exposes %q)", name, c.Name, p.ContainerPort, exposed)
+				}
+			}
+		}
+	}
+	if ports == 0 {
+		t.Error("the manifests declare no container port: the test reads nothing")
+	}
+}
