@@ -3,9 +3,14 @@ package main
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +20,7 @@ import (
 	yaml "go.yaml.in/yaml/v4"
 
 	"github.com/paperpipe/paperpipe/store"
+	"github.com/paperpipe/paperpipe/web"
 )
 
 // TestK8sServerRequiresATokenFromASecret: deploy/k8s's server listens on the pod's IP, where
@@ -406,5 +412,203 @@ func TestDockerfileExposesThePortsOfTheManifests(t *testing.T) {
 	}
 	if ports == 0 {
 		t.Error("the manifests declare no container port: the test reads nothing")
+	}
+}
+
+// deployEnvNames are the variables the deploy files may give paperpipe's processes besides its
+// settings: the four it reads under their usual names, and PGPASSWORD, which pgx reads.
+var deployEnvNames = []string{"DATABASE_URL", "NATS_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY", "PGPASSWORD"}
+
+// TestDeployFilesNameOnlySettingsPaperpipeReads: a setting misspelled or renamed in a manifest
+// (PAPERPIPE_SHUTDOWN_DELAY, PAPERPIPE_NATS_REPLICAS) is ignored by the process, which warns
+// once in a log nobody reads at deploy time and runs on the default. Every PAPERPIPE_ name in
+// deploy/ — the manifests' env and ConfigMap keys, those their comments tell one to set, the
+// READMEs' — must be one paperpipe reads (settings) or one of the scripts' (otherTools), and
+// every variable the manifests and compose.yaml give a paperpipe container one it reads.
+func TestDeployFilesNameOnlySettingsPaperpipeReads(t *testing.T) {
+	t.Parallel()
+	known := func(name string) bool {
+		return slices.Contains(settings, name) || slices.Contains(deployEnvNames, name)
+	}
+	files, err := filepath.Glob("../../deploy/k8s/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, "../../deploy/compose.yaml", "../../deploy/Dockerfile", "../../deploy/README.md")
+	mentioned := regexp.MustCompile(`\bPAPERPIPE_[A-Z0-9_]+\b`)
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range mentioned.FindAllString(string(data), -1) {
+			if !known(name) && !slices.Contains(otherTools, name) {
+				t.Errorf("%s names %s, which is not a setting of paperpipe (settings.go) nor of its scripts", f, name)
+			}
+		}
+	}
+
+	// What the manifests and compose.yaml give the containers running paperpipe.
+	type env struct{ Name string }
+	type k8sDoc struct {
+		Kind string
+		Data map[string]string
+		Spec struct {
+			Template struct {
+				Spec struct {
+					Containers []struct {
+						Name  string
+						Image string
+						Env   []env
+					}
+				}
+			}
+		}
+	}
+	given := 0
+	for _, name := range []string{"configmap.yaml", "worker.yaml", "serve.yaml"} {
+		data, err := os.ReadFile("../../deploy/k8s/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		for {
+			var m k8sDoc
+			if err := dec.Decode(&m); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			for key := range m.Data { // the ConfigMap, which both Deployments take whole (envFrom)
+				given++
+				if !known(key) {
+					t.Errorf("%s: ConfigMap key %s is not a variable paperpipe reads", name, key)
+				}
+			}
+			for _, c := range m.Spec.Template.Spec.Containers {
+				for _, e := range c.Env {
+					given++
+					if !known(e.Name) {
+						t.Errorf("%s: container %s is given %s, which paperpipe does not read", name, c.Name, e.Name)
+					}
+				}
+			}
+		}
+	}
+	var compose struct {
+		Services map[string]struct {
+			Build       *struct{ Dockerfile string }
+			Environment map[string]string
+		}
+	}
+	data, err := os.ReadFile("../../deploy/compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, &compose); err != nil {
+		t.Fatalf("compose.yaml: %v", err)
+	}
+	for svc, s := range compose.Services {
+		if s.Build == nil || s.Build.Dockerfile != "deploy/Dockerfile" {
+			continue // postgres, nats
+		}
+		for name := range s.Environment {
+			given++
+			if !known(name) {
+				t.Errorf("compose.yaml: service %s is given %s, which paperpipe does not read", svc, name)
+			}
+		}
+	}
+	if given == 0 {
+		t.Error("the deploy files give paperpipe no variable: the test reads nothing")
+	}
+}
+
+// TestK8sProbesAndScrapesAskForWhatTheServersServe: the kubelet's probes and Prometheus (by
+// the prometheus.io annotations) ask the paths the manifests name. A path that the server does
+// not serve (a route renamed, a typo in a manifest) answers 404: a readiness probe that never
+// passes keeps the pod out of its Service, a liveness or startup probe restarts it forever, a
+// scrape finds no metrics. Each path must answer 200 from paperpipe's server, asked as the
+// kubelet asks: on the pod's IP address, without a token. And a dependency down (the database
+// in an outage) must fail the readiness probe only: a liveness or startup probe that failed
+// with it would restart every pod, healthy ones that ride the outage out, paused, included.
+func TestK8sProbesAndScrapesAskForWhatTheServersServe(t *testing.T) {
+	t.Parallel()
+	type manifest struct {
+		Spec struct {
+			Template struct {
+				Metadata struct{ Annotations map[string]string }
+				Spec     struct {
+					Containers []struct {
+						Name           string
+						ReadinessProbe *k8sProbe `yaml:"readinessProbe"`
+						LivenessProbe  *k8sProbe `yaml:"livenessProbe"`
+						StartupProbe   *k8sProbe `yaml:"startupProbe"`
+					}
+				}
+			}
+		}
+	}
+	// serve and worker --metrics serve the probes and /metrics alike (web.New, web.NewProbes):
+	// NewProbes needs no store.
+	healthy, err := web.NewProbes(web.Config{APIToken: "secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	down, err := web.NewProbes(web.Config{APIToken: "secret", Checks: []web.Check{{Name: "database", Check: func(context.Context) error {
+		return errors.New("connection refused")
+	}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(srv *web.Server, path string) int {
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://10.1.2.3:8080"+path, nil))
+		return rec.Code
+	}
+	asked := 0
+	ask := func(file, what, path string, outage int) {
+		asked++
+		if path == "" {
+			t.Errorf("%s: %s names no path", file, what)
+			return
+		}
+		if code := get(healthy, path); code != http.StatusOK {
+			t.Errorf("%s: %s asks for %s, which answers %d", file, what, path, code)
+		}
+		if code := get(down, path); code != outage {
+			t.Errorf("%s: %s asks for %s, which answers %d while the database is down, want %d", file, what, path, code, outage)
+		}
+	}
+	for _, name := range []string{"worker.yaml", "serve.yaml"} {
+		data, err := os.ReadFile("../../deploy/k8s/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m manifest
+		if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&m); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if a := m.Spec.Template.Metadata.Annotations; a["prometheus.io/scrape"] == "true" {
+			ask(name, "the prometheus.io annotations' scrape", a["prometheus.io/path"], http.StatusOK)
+		}
+		for _, c := range m.Spec.Template.Spec.Containers {
+			for _, p := range []struct {
+				what   string
+				probe  *k8sProbe
+				outage int
+			}{
+				{"readiness", c.ReadinessProbe, http.StatusServiceUnavailable},
+				{"liveness", c.LivenessProbe, http.StatusOK},
+				{"startup", c.StartupProbe, http.StatusOK},
+			} {
+				if p.probe != nil {
+					ask(name, "container "+c.Name+"'s "+p.what+" probe", p.probe.HTTPGet.Path, p.outage)
+				}
+			}
+		}
+	}
+	if asked == 0 {
+		t.Error("the manifests name no probe and no scrape: the test asks nothing")
 	}
 }
