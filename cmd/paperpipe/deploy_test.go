@@ -416,8 +416,9 @@ func TestDockerfileExposesThePortsOfTheManifests(t *testing.T) {
 }
 
 // deployEnvNames are the variables the deploy files may give paperpipe's processes besides its
-// settings: the four it reads under their usual names, and PGPASSWORD, which pgx reads.
-var deployEnvNames = []string{"DATABASE_URL", "NATS_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY", "PGPASSWORD"}
+// settings: the four it reads under their usual names, PGPASSWORD, which pgx reads, and
+// GOMEMLIMIT, the Go runtime's.
+var deployEnvNames = []string{"DATABASE_URL", "NATS_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY", "PGPASSWORD", "GOMEMLIMIT"}
 
 // TestDeployFilesNameOnlySettingsPaperpipeReads: a setting misspelled or renamed in a manifest
 // (PAPERPIPE_SHUTDOWN_DELAY, PAPERPIPE_NATS_REPLICAS) is ignored by the process, which warns
@@ -610,5 +611,75 @@ func TestK8sProbesAndScrapesAskForWhatTheServersServe(t *testing.T) {
 	}
 	if asked == 0 {
 		t.Error("the manifests name no probe and no scrape: the test asks nothing")
+	}
+}
+
+// TestK8sMemoryLimitsAreKnownToGo: a container's memory limit is the kernel's, which Go's
+// garbage collector does not know: it lets the heap grow to twice the live data before
+// collecting, and the kernel kills the process at the limit. serve's 512Mi was passed by a
+// burst of posts (574 MB for 32 posts of 4 MiB at once; 425 MB with GOMEMLIMIT=400MiB).
+// Each container with a memory limit must set GOMEMLIMIT below it, with room for what is
+// not heap (goroutine stacks, the runtime's own): at most 90% of it, and at least half.
+func TestK8sMemoryLimitsAreKnownToGo(t *testing.T) {
+	t.Parallel()
+	type manifest struct {
+		Spec struct {
+			Template struct {
+				Spec struct {
+					Containers []struct {
+						Name      string
+						Env       []struct{ Name, Value string }
+						Resources struct {
+							Limits map[string]string
+						}
+					}
+				}
+			}
+		}
+	}
+	// size parses the forms the manifests use: a whole number of Mi or Gi (Kubernetes), of
+	// MiB or GiB (Go's GOMEMLIMIT).
+	size := func(s string, units map[string]int64) (int64, bool) {
+		for suffix, unit := range units {
+			if n, err := strconv.ParseInt(strings.TrimSuffix(s, suffix), 10, 64); strings.HasSuffix(s, suffix) && err == nil && n > 0 {
+				return n * unit, true
+			}
+		}
+		return 0, false
+	}
+	limited := 0
+	for _, name := range []string{"worker.yaml", "serve.yaml"} {
+		data, err := os.ReadFile("../../deploy/k8s/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m manifest
+		if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&m); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, c := range m.Spec.Template.Spec.Containers {
+			raw, ok := c.Resources.Limits["memory"]
+			if !ok {
+				continue
+			}
+			limited++
+			limit, ok := size(raw, map[string]int64{"Mi": 1 << 20, "Gi": 1 << 30})
+			if !ok {
+				t.Errorf("%s: container %s: memory limit %q, want a whole number of Mi or Gi (the test reads no other)", name, c.Name, raw)
+				continue
+			}
+			i := slices.IndexFunc(c.Env, func(e struct{ Name, Value string }) bool { return e.Name == "GOMEMLIMIT" })
+			if i < 0 {
+				t.Errorf("%s: container %s has a memory limit of %s and no GOMEMLIMIT: Go's collector does not know it", name, c.Name, raw)
+				continue
+			}
+			soft, ok := size(c.Env[i].Value, map[string]int64{"MiB": 1 << 20, "GiB": 1 << 30})
+			if !ok || soft > limit*9/10 || soft < limit/2 {
+				t.Errorf("%s: container %s: GOMEMLIMIT %q with a memory limit of %s, want half to 90%% of it", name, c.Name, c.Env[i].Value, raw)
+			}
+		}
+	}
+	if limited == 0 {
+		t.Error("no container of worker.yaml or serve.yaml has a memory limit: the test reads nothing")
 	}
 }
