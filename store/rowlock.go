@@ -22,13 +22,10 @@ const DefaultRowLockTimeout = 5 * time.Second
 // statement takes anyway, and any row lock it must wait for as long as ctx allows), then bounds
 // every other lock wait by the store's RowLockTimeout (lock_timeout).
 //
-// The transaction also bounds how long it may sit idle between its round trips (SET LOCAL
-// idle_in_transaction_session_timeout, writeTxIdleTimeout): a client whose host died or lost
-// its network for good in the middle of it never tells the server, which would otherwise keep
-// the transaction open, and the rows it wrote locked, until its TCP keepalive gives up (two
-// hours and more by default) — every later write of those papers (the worker's own retry, the
-// redelivery's) would run out of RowLockTimeout, the TL;DR bought again at each delivery and
-// the paper dead-lettered. The server ends the session instead, rolling the transaction back.
+// Like every transaction of the store, it is ended by the server when it sits idle between
+// its round trips for IdleInTransactionTimeout (a client gone without a word: its host died or
+// lost its network for good), so that the rows it wrote are not held locked until the server's
+// TCP keepalive gives up, every later write of those papers running out of RowLockTimeout.
 //
 // A wait for a table is legitimate and waited out, as before: a plain CREATE INDEX of a new
 // space's index holds every write to embeddings for its scan, DropSpace's DROP INDEX every read
@@ -41,16 +38,9 @@ func (s *Store) writeTx(ctx context.Context, prelock string, fn func(pgx.Tx) err
 	// One round trip begins, locks and sets (a query without arguments goes as a simple query,
 	// which may hold several statements). A failure after BEGIN leaves the connection in a
 	// transaction, and the pool closes it rather than reuse it.
-	begin := "BEGIN; " + prelock + "; SET LOCAL lock_timeout = " + strconv.FormatInt(s.rowLockTimeout.Milliseconds(), 10) +
-		"; SET LOCAL idle_in_transaction_session_timeout = " + strconv.FormatInt(writeTxIdleTimeout.Milliseconds(), 10)
+	begin := "BEGIN; " + prelock + "; SET LOCAL lock_timeout = " + strconv.FormatInt(s.rowLockTimeout.Milliseconds(), 10)
 	return s.rowLockTimedOut(pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{BeginQuery: begin}, fn))
 }
-
-// writeTxIdleTimeout bounds how long a writeTx transaction may sit idle between two of its
-// round trips before the server ends its session (see writeTx). Its client sends the next
-// command at once, so any wait is a client gone; it is shorter than a worker's save attempt
-// (15 s), so that the worker's retry of the save, on a new connection, finds the rows free.
-const writeTxIdleTimeout = 10 * time.Second
 
 // rowLockTimedOut is err wrapping paper.ErrLocked when it is a lock wait that ran out of the
 // RowLockTimeout (lock_not_available), and err as it is otherwise.

@@ -196,6 +196,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	pcfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
 		scanUTC(conn)
+		if err := boundIdleTransactions(ctx, conn); err != nil {
+			return err
+		}
 		return registerVector(ctx, conn)
 	}
 	log := cfg.Logger
@@ -277,6 +280,34 @@ func setsMaxConns(conn string) bool {
 func scanUTC(conn *pgx.Conn) {
 	conn.TypeMap().RegisterType(&pgtype.Type{Name: "timestamptz", OID: pgtype.TimestamptzOID,
 		Codec: &pgtype.TimestamptzCodec{ScanLocation: time.UTC}})
+}
+
+// IdleInTransactionTimeout bounds how long a transaction of the store may sit idle between two
+// of its round trips before the server ends its session, rolling it back: the
+// idle_in_transaction_session_timeout of every connection of a store whose server, role,
+// database or URL sets none, or a longer one. The store sends each statement of a transaction
+// as soon as the last one answers, so such a wait is a client gone: its host died, or lost its
+// network for good, between two statements (a crash, a laptop closed, a partition), without a
+// word to the server. Without a bound the server kept the transaction, and its locks, until its
+// TCP keepalive gave up, two hours and more by default: a worker's save held its papers' rows
+// (every later save of them failing, see writeTx), a `spaces create`, `activate`, `drop` or
+// `reindex`, a load or a batch job's claim held the spaces table or the embeddings, and every
+// worker's start, save or space command waited behind it. It is shorter than a worker's save
+// attempt (15 s), so that the worker's retry of the save, on a new connection, finds the rows
+// free.
+const IdleInTransactionTimeout = 10 * time.Second
+
+// boundIdleTransactions sets IdleInTransactionTimeout as conn's
+// idle_in_transaction_session_timeout, unless the session's is already shorter (set for the
+// server, the role, the database or in the URL) — not as a start-up parameter, which a
+// connection pooler such as PgBouncer refuses.
+func boundIdleTransactions(ctx context.Context, conn *pgx.Conn) error {
+	ms := strconv.FormatInt(IdleInTransactionTimeout.Milliseconds(), 10)
+	if _, err := conn.Exec(ctx, `SELECT set_config(name, '`+ms+`', false) FROM pg_settings
+			WHERE name = 'idle_in_transaction_session_timeout' AND (setting::bigint = 0 OR setting::bigint > `+ms+`)`); err != nil {
+		return fmt.Errorf("set idle_in_transaction_session_timeout: %w", err)
+	}
+	return nil
 }
 
 // registerVector teaches a new connection pgvector's types. On a database where the vector
