@@ -488,6 +488,9 @@ func (s *Store) migrate(ctx context.Context, lockTimeout string) error {
 		if err != nil {
 			return fmt.Errorf("migrate database %s: %w", s.target, err)
 		}
+		if err := s.checkOwnership(ctx); err != nil {
+			return fmt.Errorf("migrate database %s: %w", s.target, err)
+		}
 		for _, r := range results {
 			s.log.InfoContext(ctx, "applied migration", "file", path.Base(r.Source.Path),
 				"version", r.Source.Version, "duration", r.Duration)
@@ -511,33 +514,69 @@ func (s *Store) migrate(ctx context.Context, lockTimeout string) error {
 }
 
 // privilegeHint says what the role lacks when a migration was refused a privilege
-// (insufficient_privilege): paperpipe's tables in the current schema belong to another role —
-// a dump restored by an administrator without --no-owner, or with it as another role — while
-// paperpipe's role must own them (migrations alter them, each space's index is created on
-// embeddings); or, with none there yet, the role may not create tables in the schema (public
-// of a database it does not own, since PostgreSQL 15). "" when the catalog cannot be read.
+// (insufficient_privilege): paperpipe's tables in the current schema belong to another role
+// (see ownershipHint); or, with none there yet, the role may not create tables in the schema
+// (public of a database it does not own, since PostgreSQL 15). "" when the catalog cannot be
+// read.
 func (s *Store) privilegeHint(ctx context.Context) string {
-	var (
-		role   string
-		schema *string
-		owners *string
-	)
-	err := s.pool.QueryRow(ctx, `SELECT current_user, current_schema(),
-		(SELECT string_agg(DISTINCT tableowner, ', ') FROM pg_tables
-			WHERE schemaname = current_schema() AND tableowner <> current_user)`).Scan(&role, &schema, &owners)
+	role, schema, owners, err := s.tableOwners(ctx)
 	if err != nil || schema == nil {
 		return ""
 	}
-	r, sc := sqlName(role), sqlName(*schema)
 	if owners != nil {
-		return fmt.Sprintf(" (tables in schema %s belong to %s, not to %s, the role paperpipe connects as, which must own them: "+
-			"migrations alter them and each embedding space's index is created on them; restore the dump as that role, "+
-			"connected as it or with pg_restore --no-owner --role=%s, or have each table's owner run ALTER TABLE … OWNER TO %s)",
-			*schema, *owners, role, role, r)
+		return ownershipHint(role, *schema, *owners)
 	}
+	r, sc := sqlName(role), sqlName(*schema)
 	return fmt.Sprintf(" (role %s may not create tables in schema %s: make it the database's owner "+
 		"(ALTER DATABASE … OWNER TO %s) or GRANT CREATE ON SCHEMA %s TO %s)", role, *schema, r, sc, r)
 }
+
+// paperpipeTables are the tables of paperpipe's migrations.
+var paperpipeTables = []string{"api_usage", "batch_items", "batch_jobs", "embedding_spaces", "embeddings", "offline_models", "papers", "tldrs"}
+
+// tableOwners returns the role the store's sessions act as, the current schema (nil when the
+// search_path names none that exists), and the owners of paperpipe's tables there whose
+// rights that role does not have (nil when it has them all): a dump restored by an
+// administrator without --no-owner, or with it as another role, or tables an administrator
+// migrated and granted rights on.
+func (s *Store) tableOwners(ctx context.Context) (role string, schema, owners *string, err error) {
+	err = s.pool.QueryRow(ctx, `SELECT current_user, current_schema(),
+		(SELECT string_agg(DISTINCT tableowner, ', ') FROM pg_tables
+			WHERE schemaname = current_schema() AND tablename = ANY($1) AND NOT pg_has_role(tableowner, 'USAGE'))`,
+		paperpipeTables).Scan(&role, &schema, &owners)
+	return role, schema, owners, err
+}
+
+// ownershipHint says, for a message, that paperpipe's tables in schema belong to owners, not
+// to role, which must own them (or have their owner's rights), and what to run.
+func ownershipHint(role, schema, owners string) string {
+	r := sqlName(role)
+	return fmt.Sprintf(" (tables in schema %s belong to %s, not to %s, the role paperpipe connects as, which must own them: "+
+		"migrations alter them and each embedding space's index is created on them, which rights granted on them do not allow; "+
+		"restore the dump as that role, connected as it or with pg_restore --no-owner --role=%s, or have each table's owner "+
+		"run ALTER TABLE … OWNER TO %s, or GRANT the owner's role TO %s)", schema, owners, role, role, r, r)
+}
+
+// checkOwnership refuses a store whose role does not own paperpipe's tables (nor has their
+// owner's rights): with nothing to migrate it would go to work, and fail with PostgreSQL's
+// bare "must be owner of table embeddings" only at the next new space's index build (a worker
+// started with a new model, a `reprocess` or `fit` minutes into its work) or the next
+// release's migrations.
+func (s *Store) checkOwnership(ctx context.Context) error {
+	role, schema, owners, err := s.tableOwners(ctx)
+	if err != nil {
+		return fmt.Errorf("read the owners of the tables: %w", err)
+	}
+	if schema != nil && owners != nil {
+		return fmt.Errorf("role %s may not build an embedding space's index nor migrate%s: %w",
+			role, ownershipHint(role, *schema, *owners), ErrNotOwner)
+	}
+	return nil
+}
+
+// ErrNotOwner is wrapped by Migrate's error when the store's role does not own paperpipe's
+// tables (see checkOwnership).
+var ErrNotOwner = errors.New("the tables belong to another role")
 
 // sqlName is name as SQL reads it: as it is when it needs no quotes, quoted otherwise.
 func sqlName(name string) string {

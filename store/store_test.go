@@ -604,20 +604,19 @@ func TestPingAnswersWhileEveryPoolConnectionIsBusy(t *testing.T) {
 	}
 }
 
-// TestMigrateRefusedAPrivilegeSaysWhatTheRoleLacks: a dump restored by an administrator leaves
-// the tables to the administrator, and a role that does not own a database may not create
-// tables in its public schema (PostgreSQL 15 on); paperpipe's role, which is neither a
-// superuser nor their owner, was told only "permission denied for table goose_db_version" (or
-// "for schema public"). The error now says whose the tables are and what to run.
-func TestMigrateRefusedAPrivilegeSaysWhatTheRoleLacks(t *testing.T) {
-	t.Parallel()
+// testRole creates a role of its own (NOLOGIN, dropped at the test's end) and returns its name,
+// the test's own user, and a function that makes a connection string connect as that role: it
+// connects as the test's user and takes on role (SET ROLE at the start of each session), so
+// no password or pg_hba entry of its own is needed.
+func testRole(t *testing.T) (role, superuser string, as func(conn string) string) {
+	t.Helper()
 	ctx := t.Context()
 	admin, err := pgx.Connect(ctx, pgtest.BaseURL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = admin.Close(context.Background()) })
-	role := fmt.Sprintf("paperpipe_app_%d", time.Now().UnixNano())
+	role = fmt.Sprintf("paperpipe_app_%d", time.Now().UnixNano())
 	if _, err := admin.Exec(ctx, "CREATE ROLE "+role+" NOLOGIN"); err != nil {
 		t.Fatal(err)
 	}
@@ -626,13 +625,10 @@ func TestMigrateRefusedAPrivilegeSaysWhatTheRoleLacks(t *testing.T) {
 			t.Errorf("drop role %s: %v", role, err)
 		}
 	})
-	var superuser string
 	if err := admin.QueryRow(ctx, "SELECT current_user").Scan(&superuser); err != nil {
 		t.Fatal(err)
 	}
-	// The role connects as the test's user and takes on role (SET ROLE at the start of each
-	// session): no password or pg_hba entry of its own is needed.
-	as := func(conn string) string {
+	return role, superuser, func(conn string) string {
 		u, err := url.Parse(conn)
 		if err != nil {
 			t.Fatal(err)
@@ -642,13 +638,24 @@ func TestMigrateRefusedAPrivilegeSaysWhatTheRoleLacks(t *testing.T) {
 		u.RawQuery = q.Encode()
 		return u.String()
 	}
+}
+
+// TestMigrateRefusedAPrivilegeSaysWhatTheRoleLacks: a dump restored by an administrator leaves
+// the tables to the administrator, and a role that does not own a database may not create
+// tables in its public schema (PostgreSQL 15 on); paperpipe's role, which is neither a
+// superuser nor their owner, was told only "permission denied for table goose_db_version" (or
+// "for schema public"). The error now says whose the tables are and what to run.
+func TestMigrateRefusedAPrivilegeSaysWhatTheRoleLacks(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	role, superuser, as := testRole(t)
 
 	restored := freshDatabase(t, "paperpipe_admin_restore")
 	owner := open(t, restored) // the administrator: creates the extension and the tables
 	if err := owner.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	err = open(t, as(restored)).Migrate(ctx)
+	err := open(t, as(restored)).Migrate(ctx)
 	if err == nil {
 		t.Fatal("Migrate by a role that owns no table succeeded")
 	}
@@ -670,5 +677,49 @@ func TestMigrateRefusedAPrivilegeSaysWhatTheRoleLacks(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Migrate in a database the role does not own: %v\nwant it to say %q", err, want)
 		}
+	}
+}
+
+// TestMigrateRefusesARoleThatDoesNotOwnTheTables: a role granted every right on the tables
+// without owning them migrated (with nothing to apply) and went to work, and failed only when a
+// new space's index was built — minutes into a `reprocess`, or a worker's start with a new
+// model — with PostgreSQL's bare "must be owner of table embeddings" (and so would the next
+// release's migrations). It is refused at start, saying who owns the tables and what to run; a
+// role that has the owner's rights (a member of it) is not.
+func TestMigrateRefusesARoleThatDoesNotOwnTheTables(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	role, superuser, as := testRole(t)
+	db := freshDatabase(t, "paperpipe_granted")
+	owner := open(t, db)
+	if err := owner.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := owner.Pool().Exec(ctx, "GRANT ALL ON ALL TABLES IN SCHEMA public TO "+role+
+		"; GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO "+role+"; GRANT CREATE ON SCHEMA public TO "+role); err != nil {
+		t.Fatal(err)
+	}
+	granted := open(t, as(db))
+	err := granted.Migrate(ctx)
+	if err == nil {
+		_, err = granted.EnsureSpace(ctx, paper.Space{Model: "m", Dimensions: 3, Template: "title+abstract"})
+		t.Fatalf("Migrate by a role that owns none of the tables succeeded; a new space then: %v", err)
+	}
+	for _, want := range []string{"belong to " + superuser, "not to " + role, "index", "OWNER TO " + role} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Migrate by a role granted rights on another role's tables: %v\nwant it to say %q", err, want)
+		}
+	}
+
+	if _, err := owner.Pool().Exec(ctx, "GRANT "+superuser+" TO "+role); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = owner.Pool().Exec(context.Background(), "REVOKE "+superuser+" FROM "+role) })
+	member := open(t, as(db))
+	if err := member.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate by a member of the tables' owner: %v", err)
+	}
+	if _, err := member.EnsureSpace(ctx, paper.Space{Model: "m", Dimensions: 3, Template: "title+abstract"}); err != nil {
+		t.Fatalf("a new space by a member of the tables' owner: %v", err)
 	}
 }
