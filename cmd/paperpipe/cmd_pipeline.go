@@ -299,6 +299,9 @@ func runWorkers(ctx context.Context, c *config, consumers []string, exitWhenIdle
 	role := brokerClient
 	if slices.Contains(consumers, pipeline.ConsumerNew) {
 		role = newPaperWorkers
+		if c.archive, err = archiveOwner(ctx, st); err != nil {
+			return interruptedStart(ctx, err)
+		}
 	}
 	b, err := connectBroker(ctx, c, log, role)
 	if err != nil {

@@ -38,7 +38,10 @@ type config struct {
 	NATSNkey    string // PAPERPIPE_NATS_NKEY: a file holding the NKey seed NATS_URL's server knows
 	NATSCA      string // PAPERPIPE_NATS_CA: a PEM file of the CA that signed NATS_URL's server certificate
 	DataDir     string // PAPERPIPE_DATA
-	Replicas    int    // PAPERPIPE_NATS_REPLICAS; 0: 1 (applied when the streams are created)
+	// archive is the archive DATABASE_URL leads to as its server names it (archiveOwner), once
+	// a worker's store is open; "": read from DATABASE_URL (queueOwner).
+	archive  string
+	Replicas int // PAPERPIPE_NATS_REPLICAS; 0: 1 (applied when the streams are created)
 
 	BaseURL       string               // OPENAI_BASE_URL
 	APIKey        string               // OPENAI_API_KEY — never printed

@@ -25,6 +25,7 @@ import (
 
 	"github.com/paperpipe/paperpipe/internal/redact"
 	"github.com/paperpipe/paperpipe/pipeline"
+	"github.com/paperpipe/paperpipe/store"
 )
 
 // broker is a connection to NATS JetStream, and the embedded server behind it when this
@@ -254,7 +255,7 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 			return nil, false, dataDirError(c, err)
 		}
 		if role == newPaperWorkers {
-			if err := claimDataDir(c.DataDir, c.DatabaseURL); err != nil {
+			if err := claimDataDir(c.DataDir, cmp.Or(c.archive, queueOwner(c.DatabaseURL)), c.DatabaseURL); err != nil {
 				return nil, false, err
 			}
 		}
@@ -683,15 +684,19 @@ func writeURLFile(file, url string) error {
 const queueOwnerFile = "nats.database"
 
 // claimDataDir records in dataDir the database that the workers of its embedded server store
-// papers in, the first time a worker runs on it, and refuses a worker on another database: a
-// worker takes each new paper off the queue and acknowledges it once stored, so a worker on a
-// copy of the archive (a restore into another database, tried out by the same user, whose
-// PAPERPIPE_DATA is the same directory unless set) would store the archive's new papers in the
-// copy, and the archive would never get them. A database is its name in databaseURL, with the
-// URL's search_path when it sets one (a schema of its own): not its host, so an archive moved
-// to another server, under the same name, keeps its queue.
-func claimDataDir(dataDir, databaseURL string) error {
-	owner := queueOwner(databaseURL)
+// papers in, owner (see archiveOwner), the first time a worker runs on it, and refuses a worker
+// on another database: a worker takes each new paper off the queue and acknowledges it once
+// stored, so a worker on a copy of the archive (a restore into another database or schema,
+// tried out by the same user, whose PAPERPIPE_DATA is the same directory unless set) would
+// store the archive's new papers in the copy, and the archive would never get them. A database
+// is its name and schema: not its host, so an archive moved to another server, under the same
+// name, keeps its queue.
+//
+// A directory an earlier release claimed records the archive as that release read it from
+// the URL (queueOwner of databaseURL, its search_path as the URL sets it, not as the role's or
+// the database's settings do): a worker whose URL reads so is the archive's, and the record
+// is brought up to owner.
+func claimDataDir(dataDir, owner, databaseURL string) error {
 	file := filepath.Join(dataDir, queueOwnerFile)
 	f, err := os.CreateTemp(dataDir, ".nats.database-*")
 	if err != nil {
@@ -707,7 +712,7 @@ func claimDataDir(dataDir, databaseURL string) error {
 			err = nil
 		}
 	}
-	_ = os.Remove(f.Name())
+	defer os.Remove(f.Name())
 	if err != nil {
 		return fmt.Errorf("write %s: %w", file, err)
 	}
@@ -715,7 +720,15 @@ func claimDataDir(dataDir, databaseURL string) error {
 	if err != nil {
 		return fmt.Errorf("read %s: %w", file, err)
 	}
-	if recorded := strings.TrimSuffix(string(raw), "\n"); recorded != owner {
+	recorded := strings.TrimSuffix(string(raw), "\n")
+	if recorded != owner && recorded == queueOwner(databaseURL) {
+		// An earlier release's record of this archive.
+		if err := os.Rename(f.Name(), file); err != nil {
+			return fmt.Errorf("write %s: %w", file, err)
+		}
+		return nil
+	}
+	if recorded != owner {
 		return fmt.Errorf("the embedded NATS queue in %s (PAPERPIPE_DATA) is %s's, and DATABASE_URL names %s: "+
 			"a worker here would take that archive's new papers and store them in this database, where that archive never gets them. "+
 			"Give this database a data directory of its own (PAPERPIPE_DATA=DIR), or, if it is now that archive's home "+
@@ -724,7 +737,29 @@ func claimDataDir(dataDir, databaseURL string) error {
 	return nil
 }
 
-// queueOwner is the archive that databaseURL names, as claimDataDir records it: "database
+// archiveOwner is the archive st's sessions work in, as claimDataDir records it: "database
+// NAME (schema SCHEMA)", both as the server names them (current_database(), current_schema()):
+// the URL's database, or the user's when it names none, and the schema paperpipe's tables are
+// in, the first of the search_path that exists, whoever set it — the URL (search_path,
+// options=-c search_path=…), the role (ALTER ROLE … SET) or the database (ALTER DATABASE …
+// SET). The schema is always there, so that no record of this form is one an earlier release
+// made (queueOwner), which claimDataDir brings up to this form.
+func archiveOwner(ctx context.Context, st *store.Store) (string, error) {
+	var (
+		database string
+		schema   *string
+	)
+	if err := st.Pool().QueryRow(ctx, "SELECT current_database(), current_schema()").Scan(&database, &schema); err != nil {
+		return "", fmt.Errorf("read the database's name and schema: %w", err)
+	}
+	if schema == nil {
+		return "", fmt.Errorf("database %s: no schema of the search_path exists", database)
+	}
+	return "database " + database + " (schema " + *schema + ")", nil
+}
+
+// queueOwner is the archive that databaseURL names, as an earlier release's claimDataDir
+// recorded it, and as it records it when no store is open (archiveOwner): "database
 // NAME", with " (search_path PATH)" when the URL sets one. NAME is the user's name when the URL
 // names no database, as the server takes it. PATH is pgx's search_path parameter, else the one
 // libpq's options parameter (or PGOPTIONS) sets (-c search_path=…, --search_path=…), the way

@@ -677,10 +677,10 @@ func TestEmbeddedQueueRefusesAWorkerOfAnotherDatabase(t *testing.T) {
 	}
 	// A search_path written with spaces is the same schema's.
 	inSchema := t.TempDir()
-	if err := claimDataDir(inSchema, archive.DatabaseURL+"&search_path=other,public"); err != nil {
+	if err := claimByURL(inSchema, archive.DatabaseURL+"&search_path=other,public"); err != nil {
 		t.Fatal(err)
 	}
-	if err := claimDataDir(inSchema, archive.DatabaseURL+"&search_path=other,%20public"); err != nil {
+	if err := claimByURL(inSchema, archive.DatabaseURL+"&search_path=other,%20public"); err != nil {
 		t.Errorf("the same schema's worker, its search_path spaced: %v", err)
 	}
 	client, err := connectBroker(ctx, copyOf, log, brokerClient)
@@ -727,10 +727,10 @@ func TestEmbeddedQueueOwnerIsTheArchiveHoweverTheURLNamesIt(t *testing.T) {
 		{"no database name, another user's", "postgres://other@127.0.0.1:55432?sslmode=disable", base, false},
 	} {
 		dir := t.TempDir()
-		if err := claimDataDir(dir, tc.first); err != nil {
+		if err := claimByURL(dir, tc.first); err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		err := claimDataDir(dir, tc.second)
+		err := claimByURL(dir, tc.second)
 		if tc.same && err != nil {
 			t.Errorf("%s: the same archive's worker (%s after %s) refused: %v", tc.name, tc.second, tc.first, err)
 		}
@@ -746,11 +746,17 @@ func TestEmbeddedQueueOwnerIsTheArchiveHoweverTheURLNamesIt(t *testing.T) {
 func TestEmbeddedQueueOwnerWhoseNameEndsInASpace(t *testing.T) {
 	dir := t.TempDir()
 	for range 2 {
-		if err := claimDataDir(dir, "postgres://alice@127.0.0.1:55432/papers%20?sslmode=disable"); err != nil {
+		if err := claimByURL(dir, "postgres://alice@127.0.0.1:55432/papers%20?sslmode=disable"); err != nil {
 			t.Errorf("database \"papers \", its worker again: %v", err)
 		}
 	}
-	if err := claimDataDir(dir, "postgres://alice@127.0.0.1:55432/papers?sslmode=disable"); err == nil {
+	if err := claimByURL(dir, "postgres://alice@127.0.0.1:55432/papers?sslmode=disable"); err == nil {
 		t.Error("database \"papers\" joined the queue of database \"papers \"")
 	}
+}
+
+// claimByURL is claimDataDir for the archive databaseURL names as read from the URL alone
+// (queueOwner), as connectBroker claims it when no store is open.
+func claimByURL(dataDir, databaseURL string) error {
+	return claimDataDir(dataDir, queueOwner(databaseURL), databaseURL)
 }
