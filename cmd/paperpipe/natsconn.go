@@ -254,6 +254,9 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, false, dataDirError(c, err)
 		}
+		if err := checkDataDir(c.DataDir); err != nil {
+			return nil, false, dataDirError(c, err)
+		}
 		if role == newPaperWorkers {
 			if err := claimDataDir(c.DataDir, cmp.Or(c.archive, queueOwner(c.DatabaseURL)), c.DatabaseURL); err != nil {
 				return nil, false, err
@@ -826,6 +829,30 @@ func optionsSearchPath(options string) string {
 		}
 	}
 	return path
+}
+
+// checkDataDir refuses a data directory that another user of the machine may write to, as
+// ssh refuses such a ~/.ssh: one writable by every user (even with the sticky bit, which
+// still lets them create the names paperpipe has not made yet), or one that belongs to another
+// user than this one and root. There another user could put their own files in place of the
+// queue's (nats.url: the address, and the token, of a server of theirs, which `ingest` would
+// send the papers to and a worker take papers from; the server's store; nats.database), or
+// move them aside and read them. A directory shared with a group on purpose is left alone.
+func checkDataDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() && st.Uid != 0 {
+		return fmt.Errorf("it belongs to user id %d, not to this user (%d): that user could put their own files in place of "+
+			"the queue's (the embedded server's address and token, its store) or read them; use a directory of your own", st.Uid, os.Getuid())
+	}
+	if fi.Mode().Perm()&0o002 != 0 {
+		return fmt.Errorf("every user of this machine may write to it (%s): another user could put their own files "+
+			"in place of the queue's (the embedded server's address and token, its store) or read them; "+
+			"make it yours alone (chmod 700 %s) or use another", fi.Mode(), dir)
+	}
+	return nil
 }
 
 // lockDataDir takes the data directory's lock (nats.lock), under which one process runs the

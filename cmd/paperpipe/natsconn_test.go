@@ -760,3 +760,65 @@ func TestEmbeddedQueueOwnerWhoseNameEndsInASpace(t *testing.T) {
 func claimByURL(dataDir, databaseURL string) error {
 	return claimDataDir(dataDir, queueOwner(databaseURL), databaseURL)
 }
+
+// TestDataDirectoryOthersMayWriteToIsRefused: a data directory every user of the machine may
+// write to (PAPERPIPE_DATA=/tmp/pp made 0777 or by a umask of 0, or a directory like /tmp
+// itself), or one another user owns (made there first by them), was used as it was: another
+// user could put a nats.url of their own there — the address and token of their server, which
+// ingest then sent the papers to and a worker took papers from — or move the queue's files
+// aside and read them. Such a directory is refused, naming it and what to do; one shared
+// with a group is not.
+func TestDataDirectoryOthersMayWriteToIsRefused(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	log := slog.New(slog.DiscardHandler)
+	for _, mode := range []os.FileMode{0o777, 0o777 | os.ModeSticky, 0o703} {
+		dir := filepath.Join(t.TempDir(), "pp")
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, mode); err != nil {
+			t.Fatal(err)
+		}
+		b, err := connectBroker(ctx, &config{DataDir: dir}, log, brokerClient)
+		if err == nil {
+			b.close()
+			t.Errorf("a data directory of mode %s was used", mode)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, dir) || !strings.Contains(msg, "chmod 700 "+dir) {
+			t.Errorf("mode %s: %v\nwant it to name the directory and the chmod", mode, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "nats.url")); err == nil {
+			t.Errorf("mode %s: the embedded server ran there", mode)
+		}
+	}
+	shared := filepath.Join(t.TempDir(), "pp")
+	if err := os.Mkdir(shared, 0o770); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, 0o770); err != nil {
+		t.Fatal(err)
+	}
+	b, err := connectBroker(ctx, &config{DataDir: shared}, log, brokerClient)
+	if err != nil {
+		t.Fatalf("a data directory shared with a group: %v", err)
+	}
+	b.close()
+	if os.Getuid() != 0 {
+		return // only root can give a directory to another user
+	}
+	theirs := filepath.Join(t.TempDir(), "pp")
+	if err := os.Mkdir(theirs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(theirs, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := connectBroker(ctx, &config{DataDir: theirs}, log, brokerClient); err == nil {
+		b.close()
+		t.Error("a data directory of another user was used")
+	} else if !strings.Contains(err.Error(), "belongs to user id 65534") {
+		t.Errorf("another user's data directory: %v", err)
+	}
+}
