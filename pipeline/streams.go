@@ -62,7 +62,21 @@ type TopologyConfig struct {
 	// (ingest, status, serve…): the workers' processes set them, and a command run from a
 	// shell without the workers' settings would set the consumer back to the defaults.
 	KeepConsumer bool
+	// Archive names the archive (database and schema) whose workers take PAPERS' new papers:
+	// set by the processes that run such workers on a NATS server of their own choosing
+	// (NATS_URL), "" by the others. The first such process records it in the stream's metadata
+	// (MetaArchive), and Setup refuses a process of another archive with ErrOtherArchive: on
+	// one stream and one consumer its workers would take the first archive's papers and store
+	// them in theirs (see checkArchive).
+	Archive string
 }
+
+// MetaArchive is the key of PAPERS' metadata that names the archive whose workers take its new
+// papers (TopologyConfig.Archive).
+const MetaArchive = "paperpipe.archive"
+
+// ErrOtherArchive is wrapped by Setup's error when PAPERS is another archive's.
+var ErrOtherArchive = errors.New("the queue is another archive's")
 
 // DefaultMaxAckPending is a consumer's MaxAckPending unless set: no more messages than this are
 // in the workers' hands at once, so no worker can have more TL;DR requests in flight, nor pull
@@ -117,6 +131,9 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) erro
 	}, set.DuplicateWindow); err != nil {
 		return explainNoResponders(ctx, js, err)
 	}
+	if err := checkArchive(ctx, js, cfg.Archive); err != nil {
+		return err
+	}
 	if err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        StreamDead,
 		Description: "messages that could not be processed, with the reason in their headers",
@@ -129,6 +146,42 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) erro
 		return err
 	}
 	return ensureConsumer(ctx, js, set, ConsumerNew, SubjectNew, "workers processing new papers")
+}
+
+// checkArchive records archive in PAPERS' metadata (MetaArchive) when the stream records none,
+// and refuses another archive's process with ErrOtherArchive: processes of two databases
+// sharing one NATS server (or account) share its PAPERS stream and its consumer, so the
+// workers of each took the other's new papers and stored them in their own database, where
+// the other archive never got them. "" checks nothing.
+func checkArchive(ctx context.Context, js jetstream.JetStream, archive string) error {
+	if archive == "" {
+		return nil
+	}
+	s, err := js.Stream(ctx, StreamPapers)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", StreamPapers, err)
+	}
+	cfg := s.CachedInfo().Config
+	recorded, ok := cfg.Metadata[MetaArchive]
+	if !ok {
+		cfg.Metadata = maps.Clone(cfg.Metadata)
+		if cfg.Metadata == nil {
+			cfg.Metadata = map[string]string{}
+		}
+		cfg.Metadata[MetaArchive] = archive
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("update stream %s: record its archive: %w", StreamPapers, err)
+		}
+		return nil
+	}
+	if recorded != archive {
+		return fmt.Errorf("%w: the NATS server's stream %s takes the new papers of %s, and DATABASE_URL names %s: "+
+			"a worker here would take that archive's new papers and store them in this database, where that archive never gets them. "+
+			"Give this database a NATS server, or a NATS account, of its own (streams are per account: a user of another account in "+
+			"NATS_URL), or, if it is now that archive's home (restored or renamed), record it: "+
+			"nats stream edit %s --metadata '%s=%s'", ErrOtherArchive, StreamPapers, recorded, archive, StreamPapers, MetaArchive, archive)
+	}
+	return nil
 }
 
 // explainNoResponders says what err, the first JetStream request's failure, means when it is

@@ -257,3 +257,54 @@ func TestSetupWithoutJetStreamSaysSo(t *testing.T) {
 		}
 	}
 }
+
+// TestSetupRefusesTheWorkersOfAnotherArchive: processes of two databases sharing one NATS
+// server share its PAPERS stream and its consumer, so the workers of archive B took archive A's
+// new papers and stored them in B, where A never got them. The first archive's workers record
+// it on the stream; another archive's are refused, naming both and the ways out, while its
+// processes that run no such worker (ingest, status, serve) and the first archive's own go on.
+func TestSetupRefusesTheWorkersOfAnotherArchive(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.Start(t).Connect(t)
+	// A stream made by a release that recorded no archive is claimed by the first worker.
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	const a, b = "database papers (schema public)", "database papers_restored (schema public)"
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{Archive: a}); err != nil {
+		t.Fatalf("archive A's worker: %v", err)
+	}
+	if got := streamConfig(t, js, pipeline.StreamPapers).Metadata[pipeline.MetaArchive]; got != a {
+		t.Errorf("PAPERS records archive %q, want %q", got, a)
+	}
+	err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{Archive: b})
+	if !errors.Is(err, pipeline.ErrOtherArchive) {
+		t.Fatalf("archive B's worker on A's stream: %v, want ErrOtherArchive", err)
+	}
+	for _, want := range []string{"new papers of " + a, "names " + b, "NATS account", "nats stream edit PAPERS --metadata '" + pipeline.MetaArchive + "=" + b + "'"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the refusal: %v\nwant it to say %q", err, want)
+		}
+	}
+	for name, cfg := range map[string]pipeline.TopologyConfig{
+		"archive A's worker again":           {Archive: a},
+		"a process of B that runs no worker": {},
+	} {
+		if err := pipeline.Setup(ctx, js, cfg); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// The way out the refusal names for a move, as the nats CLI's edit does it.
+	papers := streamConfig(t, js, pipeline.StreamPapers)
+	papers.Metadata[pipeline.MetaArchive] = b
+	if _, err := js.UpdateStream(ctx, papers); err != nil {
+		t.Fatal(err)
+	}
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{Archive: b}); err != nil {
+		t.Errorf("archive B's worker once PAPERS records B: %v", err)
+	}
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{Archive: a}); !errors.Is(err, pipeline.ErrOtherArchive) {
+		t.Errorf("archive A's worker once PAPERS records B: %v, want ErrOtherArchive", err)
+	}
+}

@@ -427,7 +427,13 @@ func newJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
 // topology is the topology the process sets up: its consumer's settings apply only when it
 // runs workers of the consumer (see brokerRole).
 func (c *config) topology(role brokerRole) pipeline.TopologyConfig {
-	return pipeline.TopologyConfig{Replicas: c.Replicas, AckWait: c.AckWait, MaxDeliver: c.MaxDeliver, KeepConsumer: role != newPaperWorkers}
+	t := pipeline.TopologyConfig{Replicas: c.Replicas, AckWait: c.AckWait, MaxDeliver: c.MaxDeliver, KeepConsumer: role != newPaperWorkers}
+	if role == newPaperWorkers && c.NATSURL != "" {
+		// The embedded server's queue is bound to its database by its data directory
+		// (claimDataDir), which also says how to hand it over.
+		t.Archive = cmp.Or(c.archive, queueOwner(c.DatabaseURL))
+	}
+	return t
 }
 
 // checkNATSURL returns the error of a NATS_URL that nats.go cannot parse (localhost:4222x), naming

@@ -822,3 +822,34 @@ func TestDataDirectoryOthersMayWriteToIsRefused(t *testing.T) {
 		t.Errorf("another user's data directory: %v", err)
 	}
 }
+
+// TestSharedNATSRefusesAWorkerOfAnotherDatabase: the workers of two databases on one NATS_URL
+// server shared its stream and consumer, each taking the other's new papers. A worker of
+// another database than the one the stream records is refused; its commands that run no
+// worker are not.
+func TestSharedNATSRefusesAWorkerOfAnotherDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	log := slog.New(slog.DiscardHandler)
+	srv := natstest.Start(t).ClientURL()
+	archive := &config{NATSURL: srv, DatabaseURL: "postgres://paperpipe@127.0.0.1:55432/paperpipe?sslmode=disable",
+		archive: "database paperpipe (schema public)"}
+	owner, err := connectBroker(ctx, archive, log, newPaperWorkers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner.close()
+	copyOf := &config{NATSURL: srv, DatabaseURL: "postgres://paperpipe@127.0.0.1:55432/paperpipe_restored?sslmode=disable",
+		archive: "database paperpipe_restored (schema public)"}
+	if b, err := connectBroker(ctx, copyOf, log, newPaperWorkers); err == nil {
+		b.close()
+		t.Fatal("a worker of another database joined the shared NATS server's queue")
+	} else if !errors.Is(err, pipeline.ErrOtherArchive) || !strings.Contains(err.Error(), "paperpipe_restored") {
+		t.Errorf("the refusal: %v", err)
+	}
+	client, err := connectBroker(ctx, copyOf, log, brokerClient)
+	if err != nil {
+		t.Fatalf("a command of the other database that runs no worker: %v", err)
+	}
+	client.close()
+}
