@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -28,9 +31,23 @@ type EmbeddedConfig struct {
 
 // Embedded is a running in-process NATS server with JetStream enabled.
 type Embedded struct {
-	srv   *server.Server
 	token string
+	log   *slog.Logger
+	stop  chan struct{} // closed by Shutdown: ends watchWrites
+	done  chan struct{} // closed when watchWrites has returned
+
+	mu   sync.Mutex // guards srv and opts: watchWrites restarts the server
+	srv  *server.Server
+	opts *server.Options // the server's, with the port it listens on
 }
+
+// writeCheckInterval is how often the server is checked for a stream that cannot write (see
+// watchWrites); a variable for the tests.
+var writeCheckInterval = 5 * time.Second
+
+// roomNeeded is how much a server stopped by a write error (see watchWrites) must be able to
+// write in its store directory before it restarts.
+const roomNeeded = 1 << 20
 
 // StartEmbedded starts an in-process NATS server with JetStream file storage in cfg.Dir and
 // waits until it accepts connections: those that present cfg.Token (see ClientURL).
@@ -60,33 +77,146 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		// Abstracts are small, but a whole JSON batch from the HTTP API may not be.
 		MaxPayload: 8 << 20,
 	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	srv, err := startServer(opts, log)
+	if err != nil {
+		return nil, err
+	}
+	// A restart listens where the clients know, also when the port was picked at random.
+	opts.Port = srv.Addr().(*net.TCPAddr).Port
+	e := &Embedded{srv: srv, opts: opts, token: cfg.Token, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+	go e.watchWrites()
+	return e, nil
+}
+
+// startServer starts a server with opts and waits until it accepts connections with JetStream.
+func startServer(opts *server.Options, log *slog.Logger) (*server.Server, error) {
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: %w", err)
 	}
-	if cfg.Logger != nil {
-		srv.SetLoggerV2(&natsLogger{cfg.Logger}, false, false, false)
-	}
+	srv.SetLoggerV2(&natsLogger{log}, false, false, false)
 	srv.Start()
 	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()
-		return nil, fmt.Errorf("embedded NATS: not ready after 30s (store dir %s)", cfg.Dir)
+		return nil, fmt.Errorf("embedded NATS: not ready after 30s (store dir %s)", opts.StoreDir)
 	}
 	if !srv.JetStreamEnabled() {
 		srv.Shutdown()
-		return nil, fmt.Errorf("embedded NATS: JetStream failed to start (store dir %s)", cfg.Dir)
+		return nil, fmt.Errorf("embedded NATS: JetStream failed to start (store dir %s)", opts.StoreDir)
 	}
-	return &Embedded{srv: srv, token: cfg.Token}, nil
+	return srv, nil
+}
+
+// watchWrites restarts the server once a stream of it that could not write (its disk was
+// full, or the process had too many open files) can write again. nats-server stops storing
+// into a stream whose file store failed a write — it answers no publish to it (the
+// publisher's ack times out) and deletes nothing from it — until the server restarts, also
+// once the cause is gone: without a restart the queue would refuse every paper for good. A
+// restart on a disk still full would fail the same way, so it waits until roomNeeded bytes can
+// be written in the store directory. The server comes back on the same address and token,
+// where the clients reconnect by themselves; what it had stored is kept (a message whose write
+// failed was never confirmed to its publisher).
+func (e *Embedded) watchWrites() {
+	defer close(e.done)
+	t := time.NewTicker(writeCheckInterval)
+	defer t.Stop()
+	told, down := false, false // down: the last restart failed, the server is not running
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+		}
+		e.mu.Lock()
+		srv, opts := e.srv, e.opts
+		e.mu.Unlock()
+		if !down {
+			werr := writeError(srv)
+			if werr == "" {
+				told = false
+				continue
+			}
+			if !told {
+				e.log.Error("the queue's store could not write (a full disk, too many open files): the embedded NATS server takes no paper "+
+					"and removes none until it restarts, which paperpipe does once it can write there again", "dir", opts.StoreDir, "err", werr)
+				told = true
+			}
+		}
+		if !canWrite(opts.StoreDir) {
+			continue
+		}
+		if err := e.restart(); err != nil {
+			if !down {
+				e.log.Error("could not restart the embedded NATS server; trying again", "dir", opts.StoreDir, "err", err)
+			}
+			down = true
+			continue
+		}
+		e.log.Warn("the queue's store can write again: the embedded NATS server restarted", "dir", opts.StoreDir)
+		told, down = false, false
+	}
+}
+
+// writeError returns the first write error of a stream of srv, or "".
+func writeError(srv *server.Server) string {
+	for _, he := range srv.Healthz(&server.HealthzOptions{Details: true}).Errors {
+		if he.Type == server.HealthzErrorStream && strings.Contains(he.Error, "write error") {
+			return he.Error
+		}
+	}
+	return ""
+}
+
+// canWrite reports whether a file of roomNeeded bytes can be written in dir.
+func canWrite(dir string) bool {
+	f, err := os.CreateTemp(dir, ".room-*")
+	if err != nil {
+		return false
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(make([]byte, roomNeeded))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err == nil
+}
+
+// restart stops the server and starts it again with the same options.
+func (e *Embedded) restart() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.srv.Shutdown()
+	e.srv.WaitForShutdown()
+	srv, err := startServer(e.opts.Clone(), e.log)
+	if err != nil {
+		return err
+	}
+	e.srv = srv
+	return nil
 }
 
 // ClientURL returns the URL clients connect to, with the token: nats://TOKEN@host:port. It is a
 // secret: print it through redact.URL.
 func (e *Embedded) ClientURL() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	return "nats://" + e.token + "@" + strings.TrimPrefix(e.srv.ClientURL(), "nats://")
 }
 
 // Shutdown stops the server and waits until it has stopped; JetStream state is flushed to disk.
 func (e *Embedded) Shutdown() {
+	select {
+	case <-e.stop:
+	default:
+		close(e.stop)
+	}
+	<-e.done
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.srv.Shutdown()
 	e.srv.WaitForShutdown()
 }

@@ -1,0 +1,124 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// mountTmpfs mounts a tmpfs of size bytes on a new temporary directory for the test, or skips
+// the test where it cannot (not root, no mount).
+func mountTmpfs(t *testing.T, size int) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs (a full disk needs one): %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// fillDisk writes a file in dir until its file system is full, and returns the file.
+func fillDisk(t *testing.T, dir string) string {
+	t.Helper()
+	name := filepath.Join(dir, "filler")
+	f, err := os.Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			return name
+		}
+	}
+}
+
+// The embedded server's disk filled up under the queue, then got room again: nats-server stops
+// storing into a stream whose write failed until it restarts (it does not even answer the
+// publishes), so the queue refused every paper for good — ingest timed out waiting for acks
+// and POST /api/papers answered 503 until paperpipe was restarted by hand. The embedded server
+// now restarts itself once its disk has room, and keeps what it had stored.
+func TestEmbeddedServerRecoversFromFullDisk(t *testing.T) {
+	dir := mountTmpfs(t, 16<<20)
+	defer func(d time.Duration) { writeCheckInterval = d }(writeCheckInterval)
+	writeCheckInterval = 100 * time.Millisecond
+	e, err := StartEmbedded(EmbeddedConfig{Dir: filepath.Join(dir, "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown()
+	nc, err := nats.Connect(e.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := Setup(ctx, js, TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	publish := func() error {
+		n++
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, err := js.Publish(pctx, SubjectNew, fmt.Appendf(nil, `{"id":"p%d","title":"t","abstract":"a"}`, n), jetstream.WithMsgID(fmt.Sprint("m", n)))
+		return err
+	}
+	const before = 10
+	for range before {
+		if err := publish(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	filler := fillDisk(t, dir)
+	var full error
+	for i := 0; i < 1000 && full == nil; i++ {
+		full = publish()
+	}
+	if full == nil {
+		t.Fatal("the queue took every message on a full disk")
+	}
+	t.Logf("on a full disk: %v", full)
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+
+	deadline := time.Now().Add(60 * time.Second)
+	for err := publish(); err != nil; err = publish() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the queue still refuses papers a minute after its disk got room: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s, err := js.Stream(ctx, StreamPapers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= before; seq++ {
+		raw, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("message %d, stored before the disk filled: %v", seq, err)
+		}
+		if want := fmt.Sprintf(`{"id":"p%d","title":"t","abstract":"a"}`, seq); string(raw.Data) != want {
+			t.Fatalf("message %d = %s, want %s", seq, raw.Data, want)
+		}
+	}
+}
