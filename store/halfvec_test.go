@@ -206,3 +206,33 @@ func TestReindexToHalfvecOfASpaceHoldingValuesBeyondHalfPrecisionIsInvalid(t *te
 		t.Errorf("after the refused reindex the space is %+v; want hnsw with its index", si)
 	}
 }
+
+// TestFailedReindexDropsItsUnfinishedIndex: a reindex whose CREATE INDEX CONCURRENTLY fails —
+// on a full disk (SQLSTATE 53100), or, here, on values the new kind cannot hold — left the
+// invalid index it was building, and the disk space that build had taken, until another
+// reindex dropped it: after a full disk the disk stayed full, every worker paused. The failed
+// reindex drops it, and says nothing of a leftover.
+func TestFailedReindexDropsItsUnfinishedIndex(t *testing.T) {
+	t.Parallel()
+	_, plain := setupKind(t, store.IndexHNSWHalfvec)
+	ctx := t.Context()
+	ps := abstracts(2)
+	upsert(t, plain, ps, store.Work{})
+	sp := space(t, plain, "plain", 3)
+	if _, err := plain.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(ps[0], 70000, 1, 0), embeddingOf(ps[1], 0, 1, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.Reindex(ctx, sp.ID, store.IndexHNSWHalfvec, store.IndexSettings{}); err == nil {
+		t.Fatal("Reindex to hnsw-halfvec of a space holding 70000 succeeded; want it to fail")
+	} else if strings.Contains(err.Error(), "unfinished index") {
+		t.Errorf("Reindex's error says a leftover is left: %v", err)
+	}
+	name := spacesByID(t, plain)[sp.ID].IndexName + "_new"
+	var left bool
+	if err := plain.Pool().QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", name).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left {
+		t.Errorf("the failed reindex left its unfinished index %s", name)
+	}
+}

@@ -248,8 +248,9 @@ type IndexSettings struct {
 // ends (about ten minutes for a million vectors, bench/results). It is the faster build, and
 // it blocks no one when the space is the only one: the first load of an archive. Beside other
 // spaces — a blue/green fill while the active space takes new papers — the index is built
-// with CREATE INDEX CONCURRENTLY, which lets writes go on; an invalid index left by an
-// interrupted concurrent build is dropped and built again.
+// with CREATE INDEX CONCURRENTLY, which lets writes go on; the invalid index a failed
+// concurrent build leaves is dropped (see dropFailedBuild), and one left by an interrupted
+// build is dropped and built again.
 //
 // Every change of an index on embeddings (this build, Reindex, DropSpace, EnsureSpace's build
 // of a new space) waits for the one in progress: see lockIndexes. The space is read again
@@ -304,7 +305,11 @@ func (s *Store) BuildSpaceIndex(ctx context.Context, id int64, cfg IndexSettings
 		ddl = v.createIndexAs("CONCURRENTLY IF NOT EXISTS "+v.indexName, sp.ID)
 	}
 	if err := buildIndex(ctx, conn, s.withIndexMemory(cfg), ddl); err != nil {
-		return false, fmt.Errorf("build index %s of space %s: %w", v.indexName, sp.Name(), err)
+		left := ""
+		if concurrently {
+			left = s.dropFailedBuild(ctx, conn, v.indexName)
+		}
+		return false, fmt.Errorf("build index %s of space %s: %w%s", v.indexName, sp.Name(), err, left)
 	}
 	s.log.InfoContext(ctx, "built embedding space index", "space", sp.Name(), "index", v.indexName,
 		"kind", sp.index, "concurrently", concurrently, "duration", time.Since(start).Round(time.Millisecond))
@@ -423,6 +428,31 @@ func buildIndex(ctx context.Context, conn *pgxpool.Conn, cfg IndexSettings, ddl 
 	}()
 	_, err := conn.Exec(ctx, ddl)
 	return err
+}
+
+// dropFailedBuild drops the index name that a CREATE INDEX CONCURRENTLY on conn failed to build,
+// and returns "", or, when it could not, a note for the error to say so. PostgreSQL keeps such
+// an index, invalid: no query uses it, yet it holds the disk space the build took (after a
+// build stopped by a full disk, that disk stays full: every worker paused) and, once the build
+// is past its first phase, every write to the table updates it. The drop is a plain DROP INDEX,
+// which locks the table for a moment (waiting as execLockedDDL does): on a disk full to the
+// last byte DROP INDEX CONCURRENTLY fails too, as it first writes a new catalog row for the
+// index, while a plain one only deletes rows. It runs on conn, which holds the index lock (see
+// lockIndexes): a connection the failure closed (an interrupted build) has released the lock,
+// another process may be building that index now, and the leftover is left for the next
+// build, which drops it first.
+func (s *Store) dropFailedBuild(ctx context.Context, conn *pgxpool.Conn, name string) string {
+	if conn.Conn().IsClosed() {
+		return fmt.Sprintf(" (its unfinished index %s is left, taking disk space, until the next attempt drops it)", name)
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if err := pgx.BeginFunc(dctx, conn, func(tx pgx.Tx) error {
+		return s.execLockedDDL(dctx, tx, "DROP INDEX IF EXISTS "+name)
+	}); err != nil {
+		return fmt.Sprintf(" (its unfinished index %s, which takes disk space, could not be dropped: %v; the next attempt drops it)", name, err)
+	}
+	return ""
 }
 
 // ddlWait bounds how long a DROP INDEX (DropSpace, Reindex's swap) or a new space's CREATE
@@ -557,7 +587,8 @@ func tableHolders(ctx context.Context, q interface {
 
 // Reindex gives space id an index of kind: it builds the new index beside the old one with
 // CREATE INDEX CONCURRENTLY (settings from cfg as for BuildSpaceIndex; writes and queries go
-// on meanwhile, and an interrupted build's leftover is dropped by the next attempt), then, in
+// on meanwhile; a failed build's leftover is dropped, an interrupted one's by the next
+// attempt, see dropFailedBuild), then, in
 // one short transaction, drops the old index, gives the new one its name and records the
 // kind. It waits for another index change in progress first (see lockIndexes). It reports
 // whether it changed anything: a space of that kind that has its index is left as it is. This
@@ -592,15 +623,16 @@ func (s *Store) Reindex(ctx context.Context, id int64, kind IndexKind, cfg Index
 			return false, fmt.Errorf("reindex space %s: drop a leftover %s: %w", cur.Name(), fresh, err)
 		}
 		if err := buildIndex(ctx, conn, s.withIndexMemory(cfg), v.createIndexAs("CONCURRENTLY "+fresh, cur.ID)); err != nil {
+			left := s.dropFailedBuild(ctx, conn, fresh)
 			var pgErr *pgconn.PgError
 			if errors.As(err, &pgErr) && pgErr.Code == "22003" /* numeric_value_out_of_range */ && v.opclass == "halfvec_cosine_ops" {
 				// A vector stored while the space's index was not on halfvec (SaveEmbeddings
 				// refuses such values only for halfvec-indexed spaces).
 				return false, fmt.Errorf("reindex space %s: it holds vector components beyond ±%d, which the half-precision "+
-					"copies a %s index of %d dimensions is built on cannot hold; the space keeps its %s index: %w",
-					cur.Name(), maxHalf, kind, cur.Dimensions, cur.index, paper.ErrInvalid)
+					"copies a %s index of %d dimensions is built on cannot hold; the space keeps its %s index: %w%s",
+					cur.Name(), maxHalf, kind, cur.Dimensions, cur.index, paper.ErrInvalid, left)
 			}
-			return false, fmt.Errorf("reindex space %s: build %s: %w", cur.Name(), kind, err)
+			return false, fmt.Errorf("reindex space %s: build %s: %w%s", cur.Name(), kind, err, left)
 		}
 	}
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
