@@ -1,0 +1,52 @@
+package web_test
+
+import (
+	"context"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/paperpipe/paperpipe/internal/sampledata"
+)
+
+// TestBrowserAccessibility drives every page of the sample archive in headless
+// Chromium as a reader zoomed in to 400% (WCAG's reflow at 320 CSS px) would.
+func TestBrowserAccessibility(t *testing.T) {
+	t.Parallel()
+	b := withSample(t)
+	paperID := idOf(t, sampledata.Papers(t), "Branch-Train-Merge")
+	pages := []string{"/", "/search", "/search?q=" + url.QueryEscape("mixture of experts"), "/papers/" + url.PathEscape(paperID),
+		"/map", "/status", "/no-such-page"}
+
+	ctx := browser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(b.http.URL+"/")); err != nil { // starts the browser
+		t.Fatalf("open the front page: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 120*time.Second)
+	defer cancel()
+	eval := evaluator(t, ctx)
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	open := func(path string) {
+		t.Helper()
+		do("open "+path, chromedp.Navigate(b.http.URL+path), chromedp.WaitReady(chromedp.CSS(`main`)))
+	}
+
+	t.Run("at 320 px wide every page fits the screen", func(t *testing.T) {
+		do("a 320 px screen", chromedp.EmulateViewport(320, 640))
+		for _, p := range pages {
+			open(p)
+			w, _ := eval(`[document.documentElement.scrollWidth, document.documentElement.clientWidth]`).([]any)
+			if len(w) != 2 || w[0] != w[1] {
+				wide := eval(`[...document.querySelectorAll("body *")].filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 0.5).map(e => e.tagName + "." + e.className).slice(0, 3).join(" ")`)
+				t.Errorf("%s at 320 px: %v px wide on a screen of %v (too wide: %v)", p, w[0], w[1], wide)
+			}
+		}
+	})
+}
