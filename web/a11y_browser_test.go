@@ -2,17 +2,20 @@ package web_test
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/paperpipe/paperpipe/internal/sampledata"
 )
 
 // TestBrowserAccessibility drives every page of the sample archive in headless
-// Chromium as a reader zoomed in to 400% (WCAG's reflow at 320 CSS px) would.
+// Chromium as a keyboard user and a reader zoomed in to 400% (WCAG's reflow at 320 CSS px)
+// would.
 func TestBrowserAccessibility(t *testing.T) {
 	t.Parallel()
 	b := withSample(t)
@@ -37,6 +40,27 @@ func TestBrowserAccessibility(t *testing.T) {
 		t.Helper()
 		do("open "+path, chromedp.Navigate(b.http.URL+path), chromedp.WaitReady(chromedp.CSS(`main`)))
 	}
+
+	t.Run("the first Tab shows a skip link, which takes the focus past the header", func(t *testing.T) {
+		do("a desktop screen", chromedp.EmulateViewport(1280, 900))
+		open("/")
+		do("press Tab", chromedp.KeyEvent(kb.Tab))
+		got := eval(`(() => { const e = document.activeElement, r = e.getBoundingClientRect();
+			return [e.tagName + " " + e.getAttribute("href"), r.top >= 0 && r.bottom <= innerHeight && r.width > 20 && r.height > 10] })()`)
+		if fmt.Sprint(got) != "[A #main true]" {
+			t.Fatalf("the first Tab focuses %v, want a visible link to #main", got)
+		}
+		do("press Enter", chromedp.KeyEvent(kb.Enter))
+		// The heading it jumps to stands below the sticky header, not under it.
+		under := eval(`document.querySelector("main h1").getBoundingClientRect().top < document.querySelector("header").getBoundingClientRect().bottom`)
+		if under != false {
+			t.Errorf("after the skip link the page's heading is under the sticky header")
+		}
+		do("press Tab", chromedp.KeyEvent(kb.Tab))
+		if in := eval(`document.querySelector("main").contains(document.activeElement)`); in != true {
+			t.Errorf("the Tab after the skip link focuses %v, not the first link of the content", eval(`document.activeElement.outerHTML.slice(0, 80)`))
+		}
+	})
 
 	t.Run("at 320 px wide every page fits the screen", func(t *testing.T) {
 		do("a 320 px screen", chromedp.EmulateViewport(320, 640))
