@@ -73,4 +73,24 @@ func TestBrowserAccessibility(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("on a short screen the header scrolls away", func(t *testing.T) {
+		// 1280×1024 at 400%, a phone on its side: the header takes half of the height.
+		do("a 320×256 screen", chromedp.EmulateViewport(320, 256))
+		for _, p := range []string{"/", "/papers/" + url.PathEscape(paperID), "/status"} {
+			open(p)
+			if y, _ := eval(`window.scrollTo(0, 600), scrollY`).(float64); y < 300 {
+				t.Fatalf("%s at 320×256: scrolled to %v, want 300 or more", p, y)
+			}
+			if got, _ := eval(`document.querySelector("header").getBoundingClientRect().bottom`).(float64); got > 0 {
+				t.Errorf("%s at 320×256 scrolled down: the header still covers the top %v px of 256", p, got)
+			}
+		}
+		// A phone held upright keeps the header on top.
+		do("a 375×812 screen", chromedp.EmulateViewport(375, 812))
+		open("/")
+		if got := eval(`window.scrollTo(0, 600), [scrollY, document.querySelector("header").getBoundingClientRect().top]`); fmt.Sprint(got) != "[600 0]" {
+			t.Errorf("/ at 375×812 scrolled down: [scrollY, the header's top] %v, want [600 0]", got)
+		}
+	})
 }
