@@ -3,10 +3,12 @@ package web_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/url"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -14,8 +16,8 @@ import (
 )
 
 // TestBrowserAccessibility drives every page of the sample archive in headless
-// Chromium as a keyboard user and a reader zoomed in to 400% (WCAG's reflow at 320 CSS px)
-// would.
+// Chromium as a keyboard user, a reader zoomed in to 400% (WCAG's reflow at 320 CSS px) and a
+// low-vision reader would.
 func TestBrowserAccessibility(t *testing.T) {
 	t.Parallel()
 	b := withSample(t)
@@ -93,4 +95,63 @@ func TestBrowserAccessibility(t *testing.T) {
 			t.Errorf("/ at 375×812 scrolled down: [scrollY, the header's top] %v, want [600 0]", got)
 		}
 	})
+
+	t.Run("the search fields' edges stand out from the page, light and dark", func(t *testing.T) {
+		do("a desktop screen", chromedp.EmulateViewport(1280, 900))
+		// edges is, for each field, its border's colour, its own background and the one behind it
+		// (the first ancestor's that is not transparent), as [r, g, b] lists.
+		const edges = `[...document.querySelectorAll("input[type=search]")].map(e => {
+			const rgb = c => c.match(/[\d.]+/g).slice(0, 3).map(Number);
+			const opaque = e => { for (; e; e = e.parentElement) { const c = getComputedStyle(e).backgroundColor; if (!/rgba\(.*, 0\)$|transparent/.test(c)) return c; } return "rgb(255, 255, 255)"; };
+			return [e.closest("header") ? "header field" : "search page field", rgb(getComputedStyle(e).borderTopColor), rgb(opaque(e)), rgb(opaque(e.parentElement))];
+		})`
+		for _, scheme := range []string{"light", "dark"} {
+			do("prefer "+scheme, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+				_, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+					Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}}})
+				return err
+			}))
+			open("/search")
+			fields, _ := eval(edges).([]any)
+			if len(fields) != 2 {
+				t.Fatalf("%s: %d search fields on the search page, want 2", scheme, len(fields))
+			}
+			for _, f := range fields {
+				f := f.([]any)
+				border, inside, behind := color(f[1]), color(f[2]), color(f[3])
+				for _, bg := range [][3]float64{inside, behind} {
+					if c := contrast(border, bg); c < 3 {
+						t.Errorf("%s: the %s's edge %v has a contrast of %.2f:1 with %v, want 3:1 or more", scheme, f[0], border, c, bg)
+					}
+				}
+			}
+		}
+	})
+}
+
+// color is an [r, g, b] list of numbers evaluated in the browser.
+func color(v any) [3]float64 {
+	var c [3]float64
+	for i, x := range v.([]any) {
+		c[i] = x.(float64)
+	}
+	return c
+}
+
+// contrast is WCAG 2's contrast ratio of two colours given as [r, g, b] in 0..255.
+func contrast(a, b [3]float64) float64 {
+	lum := func(c [3]float64) float64 {
+		var l [3]float64
+		for i, v := range c {
+			v /= 255
+			if v <= 0.04045 {
+				l[i] = v / 12.92
+			} else {
+				l[i] = math.Pow((v+0.055)/1.055, 2.4)
+			}
+		}
+		return 0.2126*l[0] + 0.7152*l[1] + 0.0722*l[2]
+	}
+	la, lb := lum(a), lum(b)
+	return (math.Max(la, lb) + 0.05) / (math.Min(la, lb) + 0.05)
 }
