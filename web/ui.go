@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/summarize"
 )
 
 //go:embed templates/*.html
@@ -52,6 +53,7 @@ func loadPages() (*pages, error) {
 		"score":    func(f float64) string { return strconv.FormatFloat(f, 'f', 3, 64) },
 		"num":      formatInt,
 		"usd":      formatUSD,
+		"lang":     langOf,
 	}
 	for _, name := range pageNames {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
@@ -61,6 +63,29 @@ func loadPages() (*pages, error) {
 		ps.byName[name] = t
 	}
 	return ps, nil
+}
+
+// scriptLangs are the languages a text of a script other than Latin is taken to be in: its
+// most written one, which a screen reader's voice for it reads far better than an English
+// voice would (Ukrainian read as Russian, Persian as Arabic).
+var scriptLangs = map[string]string{
+	"arabic": "ar", "cyrillic": "ru", "devanagari": "hi", "greek": "el", "han": "zh",
+	"hangul": "ko", "hebrew": "he", "kana": "ja", "thai": "th",
+}
+
+// langOf is the BCP 47 language of text (a title, a TL;DR, an abstract) for its element's lang
+// attribute, as summarize.DetectLanguage tells it; "" for English and when unsure, which leave
+// the page's own "en". Screen readers pick their voice and pronunciation by it, and browsers
+// the glyphs of Han characters (Chinese and Japanese draw some differently).
+func langOf(text string) string {
+	l := summarize.DetectLanguage(text)
+	if sl, ok := scriptLangs[l]; ok {
+		return sl
+	}
+	if l == "en" {
+		return ""
+	}
+	return l
 }
 
 // formatUSD writes a cost in US dollars (paper.FormatUSD), "unknown" for nil (a model without
