@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/net/html"
 
+	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
 )
 
@@ -154,5 +155,42 @@ func TestTextInAnotherLanguageIsMarkedSo(t *testing.T) {
 			}
 			return []string{p.Title, tldr, p.Abstract}
 		})
+	}
+}
+
+// TestMapDotsAreLinksAScreenReaderReaches: the map's dots are links to their papers, which a
+// keyboard reaches; the drawing that holds them must not be an image (role="img"), whose
+// children are presentational: a screen reader then reads the links as nothing, or skips them,
+// while the focus still lands on each. Each dot's link is named by its paper's title.
+func TestMapDotsAreLinksAScreenReaderReaches(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	b.publish(sampledata.Papers(t)[:3])
+	b.process()
+	b.serve(b.config())
+	doc := parsePage(t, b, "/map", http.StatusOK)
+	links := 0
+	for _, svg := range findAll(doc, func(n *html.Node) bool { return n.Data == "svg" }) {
+		as := findAll(svg, func(n *html.Node) bool { return n.Data == "a" })
+		if len(as) == 0 {
+			continue
+		}
+		switch role := attr(svg, "role"); {
+		case role == "img" || role == "presentation" || role == "none" || attr(svg, "aria-hidden") == "true":
+			t.Errorf("the map's drawing, which holds %d links, has role=%q aria-hidden=%q: its links are hidden from screen readers", len(as), role, attr(svg, "aria-hidden"))
+		}
+		if attr(svg, "aria-label") == "" {
+			t.Error("the map's drawing has no name")
+		}
+		for _, a := range as {
+			links++
+			titles := findAll(a, func(n *html.Node) bool { return n.Data == "title" })
+			if len(titles) != 1 || textOf(titles[0]) == "" {
+				t.Errorf("a dot's link to %s has no title to name it", attr(a, "href"))
+			}
+		}
+	}
+	if links != 3 {
+		t.Errorf("%d links on the map of 3 papers, want 3", links)
 	}
 }
