@@ -38,6 +38,14 @@ func TestBrowserAccessibility(t *testing.T) {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
+	prefer := func(scheme string) {
+		t.Helper()
+		do("prefer "+scheme, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+				Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}}})
+			return err
+		}))
+	}
 	open := func(path string) {
 		t.Helper()
 		do("open "+path, chromedp.Navigate(b.http.URL+path), chromedp.WaitReady(chromedp.CSS(`main`)))
@@ -106,11 +114,7 @@ func TestBrowserAccessibility(t *testing.T) {
 			return [e.closest("header") ? "header field" : "search page field", rgb(getComputedStyle(e).borderTopColor), rgb(opaque(e)), rgb(opaque(e.parentElement))];
 		})`
 		for _, scheme := range []string{"light", "dark"} {
-			do("prefer "+scheme, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-				_, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
-					Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}}})
-				return err
-			}))
+			prefer(scheme)
 			open("/search")
 			fields, _ := eval(edges).([]any)
 			if len(fields) != 2 {
@@ -126,6 +130,42 @@ func TestBrowserAccessibility(t *testing.T) {
 				}
 			}
 		}
+	})
+
+	t.Run("every dot of the map stands out from it, light and dark", func(t *testing.T) {
+		for _, width := range []int64{1280, 375} {
+			do("a screen", chromedp.EmulateViewport(width, 900))
+			for _, scheme := range []string{"light", "dark"} {
+				prefer(scheme)
+				open("/map")
+				// For each dot: its fill, its edge's colour and rendered width in CSS px, and the
+				// map's background.
+				dots, _ := eval(`(() => {
+					const rgb = c => c.match(/[\d.]+/g).slice(0, 3).map(Number);
+					const svg = document.querySelector("figure.map svg"), scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+					const bg = rgb(getComputedStyle(svg.querySelector(".mapbg")).fill);
+					return [...svg.querySelectorAll("a circle")].map(c => { const cs = getComputedStyle(c);
+						return [rgb(cs.fill), cs.stroke === "none" ? bg : rgb(cs.stroke), parseFloat(cs.strokeWidth) * (cs.vectorEffect === "non-scaling-stroke" ? 1 : scale), bg, c.parentElement.getAttribute("href")] });
+				})()`).([]any)
+				if len(dots) != 108 {
+					t.Fatalf("%d px, %s: %d dots on the map, want 108", width, scheme, len(dots))
+				}
+				bad := 0
+				for _, d := range dots {
+					d := d.([]any)
+					fill, edge, edgeWidth, bg := color(d[0]), color(d[1]), d[2].(float64), color(d[3])
+					if contrast(fill, bg) < 3 && (contrast(edge, bg) < 3 || edgeWidth < 1) {
+						if bad++; bad <= 3 {
+							t.Errorf("%d px, %s: the dot of %v (fill %v, an edge of %v %.2f px wide) has no part of 3:1 against the map's %v", width, scheme, d[4], fill, edge, edgeWidth, bg)
+						}
+					}
+				}
+				if bad > 3 {
+					t.Errorf("%d px, %s: %d dots in all stand out too little", width, scheme, bad)
+				}
+			}
+		}
+		prefer("light")
 	})
 }
 
