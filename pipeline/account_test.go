@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -322,6 +325,30 @@ func TestServerThatDoesNotServeEmbeddingsPausesTheWorker(t *testing.T) {
 	checkPausedAllQueued(t, b, w, papers, 2, "a server that does not serve embeddings")
 	if out := logs.String(); !strings.Contains(out, "pausing the worker") || !strings.Contains(out, "Start it with `--embeddings`") {
 		t.Errorf("the pause does not give the server's answer:\n%s", out)
+	}
+}
+
+// TestUntrustedCertificatePausesTheWorker: an API whose TLS certificate this machine does not
+// trust (a private CA not in the system's bundle, a proxy that intercepts TLS) fails every
+// paper the same way. Each call was retried as a transient failure and the messages' deliveries
+// used up: the backlog was dead-lettered (at once here, every delivery the last). The worker
+// pauses, saying what is wrong and which settings Go reads the CAs from.
+func TestUntrustedCertificatePausesTheWorker(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 16})
+	ts := httptest.NewUnstartedServer(api.Handler())
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // the handshakes the client refuses
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	sum, err := summarize.New(summarize.Config{BaseURL: ts.URL + "/v1", APIKey: "sk-test", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, papers, w, logs := pausingWorker(t, sum, embed.NewOffline())
+	checkPausedAllQueued(t, b, w, papers, 2, "an API certificate of an unknown CA")
+	if out := logs.String(); !strings.Contains(out, "no TLS connection to the API can be made (not the papers' fault): pausing the worker") ||
+		!strings.Contains(out, "unknown authority") || !strings.Contains(out, "SSL_CERT_FILE") {
+		t.Errorf("the pause does not say the certificate is not trusted and what to set:\n%s", out)
 	}
 }
 

@@ -19,7 +19,8 @@ var errPaused = errors.New("worker paused: the API refuses the account or the co
 
 // pauses is a worker's pair of circuit breakers: one for the API — its refusals of the
 // account or the configuration (a bad or revoked key, an unknown model, a wrong base URL, an
-// exhausted quota, see llm.ErrAccount) and an API that cannot be reached (llm.ErrUnreachable)
+// exhausted quota, see llm.ErrAccount), an API that cannot be reached (llm.ErrUnreachable)
+// or whose TLS connection cannot be made (llm.ErrTLS: a certificate this machine does not trust)
 // — or that fails every paper's requests (llm.ErrServerFailing, see serverDown) — and one for a database that cannot be reached or cannot write (paper.ErrUnavailable). No
 // paper is at fault, and every message would fail the same way. Each failure opens its
 // breaker's pause of Backoff(n) for the n-th pause in a row: the worker pulls nothing, hands
@@ -68,6 +69,8 @@ func (w *Worker) openPause(cause error) {
 		b, what = &p.db, "the database cannot be reached or cannot write"
 	case errors.Is(cause, llm.ErrUnreachable):
 		what = "the API cannot be reached"
+	case errors.Is(cause, llm.ErrTLS):
+		what = "no TLS connection to the API can be made"
 	case errors.Is(cause, llm.ErrServerFailing):
 		what = "the API fails every request (server errors for several papers in a row, none answered)"
 	}

@@ -317,7 +317,8 @@ func (w *Worker) Stats() WorkerStats {
 // delivery as a new message, as at a shutdown), so none is dead-lettered for it however long
 // it lasts. After a pause it takes one message at a time until one goes through, then resumes.
 // An ExitWhenIdle worker returns at the first pause instead, with the error. So it does when
-// the API cannot be reached (llm.ErrUnreachable), and when the database cannot be reached or
+// the API cannot be reached (llm.ErrUnreachable) or no TLS connection to it can be made
+// (llm.ErrTLS: a certificate of a CA the machine does not trust), and when the database cannot be reached or
 // cannot write (paper.ErrUnavailable: refused or dropped connections, a restart, a full disk).
 // So it does, too, when the API fails every request: its calls for two papers in a row
 // answered 5xx at every attempt (llm.ErrServerFailing), none answered between them — except

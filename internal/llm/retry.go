@@ -2,6 +2,8 @@ package llm
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -108,6 +110,45 @@ func unreachable(err error) bool {
 	return false
 }
 
+// ErrTLS marks a call whose TLS connection to the API could not be made: a certificate this
+// machine does not trust (a private CA not in the system's bundle, a proxy that intercepts TLS),
+// one for another host, one expired, or https:// to a server that speaks plain HTTP. It is the
+// configuration's problem, the same at every attempt and for every paper: Retrier.Do returns it
+// at once, wrapped with ErrAccount, so that a worker pauses on it instead of using up its
+// messages' deliveries (they were retried as transient failures, and the backlog
+// dead-lettered); its message says what to change (tlsHint).
+var ErrTLS = errors.New("no TLS connection to the API could be made")
+
+// tlsHint says what a failed TLS handshake with the API, err, needs changed, or "" when err is
+// not one. Go verifies the API's certificate against the system's CAs, which on Linux it reads
+// from SSL_CERT_FILE and SSL_CERT_DIR when they are set (crypto/x509, root_unix.go).
+func tlsHint(err error) string {
+	var (
+		unknown x509.UnknownAuthorityError
+		roots   x509.SystemRootsError
+		host    x509.HostnameError
+		invalid x509.CertificateInvalidError
+		record  tls.RecordHeaderError
+	)
+	switch {
+	case errors.As(err, &unknown), errors.As(err, &roots):
+		return "the API's certificate is signed by a CA this machine does not trust: a private CA, or a proxy " +
+			"that intercepts TLS? Go reads the CAs it trusts from SSL_CERT_FILE (a PEM file, read instead of the " +
+			"system's bundle) and SSL_CERT_DIR (directories of PEM files, read instead of the system's): " +
+			"set one to a file or directory that holds that CA's certificate, or add it to the system's CAs"
+	case errors.As(err, &host):
+		return "the API's certificate is not for the base URL's host: write the host name the certificate " +
+			"names in the base URL"
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return "the API's certificate has expired or is not valid yet: renew it, or check this machine's clock"
+	case errors.As(err, &invalid):
+		return "the API's certificate is not valid for a TLS server"
+	case errors.Is(err, http.ErrSchemeMismatch), errors.As(err, &record):
+		return "the server does not speak TLS: write http:// instead of https:// in the base URL"
+	}
+	return ""
+}
+
 // loading reports whether err is a model server's answer that it is still loading its model:
 // llama.cpp's llama-server listens before it loads the model and answers every request but
 // /v1/models with 503 {"error": {"code": 503, "message": "Loading model", "type":
@@ -185,13 +226,15 @@ func UnusableReason(err error) string {
 //   - a connection that could not be made (refused, no such host, no route, a dial
 //     timeout: see ErrUnreachable), or a model server still loading its model (llama.cpp's
 //     503 "Loading model") → Account.
+//   - a TLS handshake that failed on the certificate or on a server that speaks plain HTTP
+//     (see ErrTLS) → Account.
 //   - other network errors, timeouts, io.ErrUnexpectedEOF, JSON syntax and type errors of a
 //     truncated or malformed body, ErrBadResponse, and anything unknown → Transient.
 func Classify(err error) Class {
 	if errors.Is(err, paper.ErrPermanent) {
 		return Permanent
 	}
-	if errors.Is(err, ErrAccount) || unreachable(err) || loading(err) {
+	if errors.Is(err, ErrAccount) || unreachable(err) || loading(err) || tlsHint(err) != "" {
 		return Account
 	}
 	if _, _, ok := InputTooLong(err); ok {
@@ -241,7 +284,7 @@ type accountError struct {
 
 func (e *accountError) Error() string {
 	msg := ErrAccount.Error() + ": " + e.err.Error()
-	if errors.Is(e.err, ErrUnreachable) {
+	if errors.Is(e.err, ErrUnreachable) || errors.Is(e.err, ErrTLS) {
 		msg = e.err.Error() // "the API cannot be reached: …", not a refusal
 	}
 	if e.baseURL != "" && HTTPStatus(e.err) == http.StatusNotFound {
@@ -561,6 +604,9 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 					break
 				}
 				return res, &accountError{err: fmt.Errorf("%w: %w", ErrUnreachable, unreached), key: r.APIKey}
+			}
+			if hint := tlsHint(err); hint != "" {
+				return res, &accountError{err: fmt.Errorf("%w: %w (%s)", ErrTLS, err, hint), key: r.APIKey}
 			}
 			return res, &accountError{err: err, key: r.APIKey, baseURL: r.BaseURL}
 		case RateLimited:
