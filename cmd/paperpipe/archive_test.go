@@ -1386,6 +1386,7 @@ func TestReprocessIDsNotInTheArchiveAreCounted(t *testing.T) {
 // archive"; gzip is read decompressed, and a line PostgreSQL's text cannot hold (a NUL, bytes
 // that are not UTF-8) stops the run before anything is done, naming its file and line: it
 // reached the database, which failed the run with "invalid byte sequence for encoding UTF8".
+// So does a line longer than 64 KiB, which ended the run with "bufio.Scanner: token too long".
 func TestReprocessIDsFileIsReadAsASource(t *testing.T) {
 	t.Parallel()
 	e := newArchiveEnv(t, openaitest.Config{})
@@ -1408,6 +1409,8 @@ func TestReprocessIDsFileIsReadAsASource(t *testing.T) {
 	}{
 		{"nul.txt", []byte("2401.00000\n2401.0000\x001\n"), "nul.txt:2: the line contains a NUL byte (byte 10)"},
 		{"latin1.txt", []byte("2401.00000\n\n2401.00001 caf\xe9\n"), "latin1.txt:3: the line is not valid UTF-8 text"},
+		// Ended with "bufio.Scanner: token too long", neither file nor line named.
+		{"long.txt", []byte("2401.00000\n\n" + strings.Repeat("2401.00001,", 7000) + "\n"), "long.txt:3: the line is longer than 64 KiB"},
 	} {
 		path := write(tc.name, tc.data)
 		var out, errw bytes.Buffer

@@ -481,7 +481,9 @@ func readIDs(ctx context.Context, path string) ([]string, error) {
 	name := ingest.Name(path)
 	ids := []string{}
 	sc := bufio.NewScanner(cr)
-	for n := 1; sc.Scan(); n++ {
+	n := 0
+	for sc.Scan() {
+		n++
 		line := sc.Text()
 		if n == 1 {
 			line = strings.TrimPrefix(line, "\ufeff") // a UTF-8 byte order mark, as editors on Windows write
@@ -501,7 +503,11 @@ func readIDs(ctx context.Context, path string) ([]string, error) {
 		}
 		ids = append(ids, line)
 	}
-	if err := sc.Err(); err != nil {
+	if err := sc.Err(); errors.Is(err, bufio.ErrTooLong) {
+		// No paper id is that long: not a list of ids, or one whose lines end in a CR alone.
+		return nil, fmt.Errorf("--ids %s:%d: the line is longer than %d KiB, which no paper id is: give one paper id per line",
+			name, n+1, bufio.MaxScanTokenSize/1024)
+	} else if err != nil {
 		return nil, fmt.Errorf("--ids %s: %w", name, err)
 	}
 	return ids, nil
