@@ -393,7 +393,7 @@ func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Em
 		switch {
 		case err == nil:
 			answered, probe = true, false
-		case ctx.Err() != nil && !errors.Is(err, llm.ErrUnreachable):
+		case ctx.Err() != nil && !errors.Is(err, llm.ErrUnreachable) && !errors.Is(err, llm.ErrServerFailing):
 			return out, usage, ctx.Err()
 		case errors.As(err, &part):
 			answered, probe = true, false

@@ -71,6 +71,10 @@ func (w *Worker) openPause(cause error) {
 		what = "the API cannot be reached"
 	case errors.Is(cause, llm.ErrTLS):
 		what = "no TLS connection to the API can be made"
+	case errors.Is(cause, llm.ErrServerFailing) && errors.Is(cause, context.DeadlineExceeded):
+		what = fmt.Sprintf("the API answers no request in time (several papers in a row, none answered within the message's %s: "+
+			"the API hangs, or the model needs longer: raise PAPERPIPE_MSG_TIMEOUT, with PAPERPIPE_ACK_WAIT, for a slow model)",
+			w.timings().msgTimeout)
 	case errors.Is(cause, llm.ErrServerFailing):
 		what = "the API fails every request (server errors for several papers in a row, none answered)"
 	}

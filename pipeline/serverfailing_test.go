@@ -117,3 +117,35 @@ func TestPaperTheServerAloneFailsOnIsDeadLetteredAfterMaxDeliver(t *testing.T) {
 		t.Errorf("counts = %+v, want 4 embeddings and 3 TL;DRs", c)
 	}
 }
+
+// TestAPIThatAnswersNothingPausesTheWorker: an API that hangs — it takes every request and
+// answers none (an engine stuck behind a proxy, a GPU hung), or a model slower than the
+// message's time allows — failed no paper in particular either, yet each message's call was
+// cut at its MsgTimeout and the message retried as a failure of its own until its deliveries
+// were used up: the backlog dead-lettered. Once the calls of two papers in a row get no answer
+// in their time, none answered between them, the worker pauses as for a server failing every
+// request, saying what the message's time is; when the API answers again every paper is done.
+func TestAPIThatAnswersNothingPausesTheWorker(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 16, Faults: openaitest.Faults{Timeout: 1, TimeoutHold: time.Minute}})
+	sum, err := summarize.New(summarize.Config{BaseURL: api.URL(), Model: "m", MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb := embed.NewOffline()
+	// Enough deliveries that the failed calls do not dead-letter the papers before the worker
+	// has paused twice; without the pause they are dead-lettered in about 20 s.
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 10})
+	papers := sampledata.Papers(t)[:5]
+	publish(t, b.js, papers)
+	logs := &logBuffer{}
+	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4, MsgTimeout: time.Second,
+		Backoff: func(n int) time.Duration { return time.Duration(n) * 300 * time.Millisecond },
+		Logger:  slog.New(slog.NewTextHandler(logs, nil))})
+	checkPausedAllQueued(t, b, w, papers, 2, "an API that answers nothing")
+	if out := logs.String(); !strings.Contains(out, "the API answers no request in time") || !strings.Contains(out, "PAPERPIPE_MSG_TIMEOUT") {
+		t.Errorf("the pause does not say the API answers nothing in time, and what sets the time:\n%s", out)
+	}
+	api.SetFaults(openaitest.Faults{}) // the API answers again
+	checkAllDone(t, b, w, papers, "the API answers again")
+}

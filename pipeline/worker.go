@@ -321,7 +321,7 @@ func (w *Worker) Stats() WorkerStats {
 // (llm.ErrTLS: a certificate of a CA the machine does not trust), and when the database cannot be reached or
 // cannot write (paper.ErrUnavailable: refused or dropped connections, a restart, a full disk).
 // So it does, too, when the API fails every request: its calls for two papers in a row
-// answered 5xx at every attempt (llm.ErrServerFailing), none answered between them — except
+// answered 5xx at every attempt, or answered nothing within the MsgTimeout (llm.ErrServerFailing), none answered between them — except
 // that the one message tried after each such pause uses a delivery when it fails again, so
 // that papers the server alone fails on still end as dead letters (see serverDown).
 //

@@ -134,7 +134,8 @@ func (c *Client) PromptVersion() string { return Versioned(PromptVersion, c.cfg.
 // cleaned: its sentence was cut off, and a cut sentence can pass every check. Summary.Validation
 // records which happened and Summary.Usage sums both calls; with an error, the Summary returned
 // holds only the Usage of the answers that were billed all the same. Errors: ctx.Err() when
-// ctx ends (unless the API could not be reached meanwhile); paper.ErrPermanent wrapped for a
+// ctx ends (unless the API could not be reached meanwhile, or did not answer the request it
+// was waiting for: llm.ErrServerFailing); paper.ErrPermanent wrapped for a
 // request the API rejects (400, 413, 422), for an abstract with no text, and for an answer
 // that stays invalid even when cleaned, and for a model's refusal (message.refusal, no
 // content), with its text, not asked again; llm.ErrAccount wrapped when the API refuses the
@@ -266,7 +267,7 @@ func (c *Client) complete(ctx context.Context, msgs []message, usage *paper.Usag
 
 // wrap returns ctx.Err() when ctx ended, else err with the paper and model named.
 func (c *Client) wrap(ctx context.Context, a paper.Abstract, err error) error {
-	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, llm.ErrUnreachable) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, llm.ErrUnreachable) && !errors.Is(err, llm.ErrServerFailing) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return ctxErr
 	}
 	return fmt.Errorf("summarize %s with %s: %w", a.ID, c.cfg.Model, err)

@@ -163,11 +163,16 @@ func loading(err error) bool {
 }
 
 // ErrServerFailing marks a transient failure whose every attempt the API answered with a server
-// error (5xx): Retrier.Do wraps its last error with it when it gives up. It tells nothing on
-// its own — a server may fail on one input it cannot handle — but when the calls for several
-// papers in a row fail so, with none answered between them, the server fails everything, and a
-// worker pauses (see pipeline.Worker) instead of using up the messages' deliveries.
-var ErrServerFailing = errors.New("the API answered a server error at every attempt")
+// error (5xx) or did not answer in its time (a request sent on a connection made, and no
+// answer until the attempt's or the call's time ran out, after a wait longer than any round
+// trip): Retrier.Do wraps its
+// last error with it when it gives up, or when the call's deadline ends such an attempt. It
+// tells nothing on its own — a server may fail on one input it cannot handle, or take longer
+// for it — but when the calls for several papers in a row fail so, with none answered between
+// them, the server fails everything (or the calls' time is too short for the model: nothing
+// would succeed either), and a worker pauses (see pipeline.Worker) instead of using up the
+// messages' deliveries.
+var ErrServerFailing = errors.New("the API answered a server error or nothing at every attempt")
 
 // ErrBadResponse marks an answer that is well-formed HTTP but unusable (no choices, a vector
 // missing from the data): transient, since the next answer may be fine.
@@ -494,7 +499,10 @@ type Result struct {
 // next attempt waits for it. Errors: ctx.Err() as soon as ctx ends; a permanent failure wraps
 // both paper.ErrPermanent and the cause; otherwise the last transient error, wrapped with the
 // attempt count (and with ErrServerFailing when every attempt that was not rate-limited was
-// answered 5xx); an Account failure wraps ErrAccount and the cause, unretried — except an
+// answered 5xx or not answered in its time); the call's deadline ending an attempt that waited
+// for its answer, every earlier one answered 5xx or not in time, returns ErrServerFailing
+// wrapping ctx.Err() (a server that hangs, or a model slower than the call's time); an
+// Account failure wraps ErrAccount and the cause, unretried — except an
 // unreachable API, retried like a transient failure first, and returned as ErrUnreachable
 // with ErrAccount when the retries are used up, or when the call's deadline ends after a failed
 // dial or while a connection was still being made (a host that drops the packets) — one that
@@ -541,6 +549,7 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 		// reports the context's end then, not the dial's error.
 		var connecting, connected atomic.Bool
 		var connectStart atomic.Int64 // Unix nanoseconds of the first connect
+		start := time.Now()
 		tctx := httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
 			ConnectStart: func(string, string) {
 				connectStart.CompareAndSwap(0, time.Now().UnixNano())
@@ -576,7 +585,14 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 		default:
 			unreached = nil
 		}
+		// A request sent that the time ran out on, unanswered, after a wait longer than any
+		// round trip: a server that hangs, or a model slower than the time allows.
+		unanswered := ended && connected.Load() && unreached == nil && time.Since(start) >= minUnansweredConnect
 		if ctx.Err() != nil {
+			if unanswered && serverErrors && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return res, fmt.Errorf("no answer before the call's deadline (attempt %d waited %s for it): %w: %w",
+					res.Attempts, time.Since(start).Round(time.Millisecond), ErrServerFailing, ctx.Err())
+			}
 			return res, ctxErr()
 		}
 		var delay time.Duration
@@ -625,7 +641,7 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 			}
 			log.Debug("rate limited; waiting without using a retry", "attempt", res.Attempts)
 		default:
-			serverErrors = serverErrors && HTTPStatus(err) >= 500
+			serverErrors = serverErrors && (HTTPStatus(err) >= 500 || unanswered)
 			if why := UnusableReason(err); why != "" {
 				// A 200 whose body is no answer: retried as a server error, but the status
 				// codes of the API's requests show it only as a success.
