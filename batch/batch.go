@@ -191,15 +191,20 @@ func (c *Config) validate() error {
 
 // Report counts what a Runner did.
 type Report struct {
-	Submitted int `json:"submitted"` // jobs created by this Runner
-	Resumed   int `json:"resumed"`   // open jobs found from an earlier run
-	Done      int `json:"done"`      // jobs closed with their results stored
-	Failed    int `json:"failed"`    // jobs whose batch failed, expired or was cancelled, or closed unsent: none of their papers was left as recorded
-	Requests  int `json:"requests"`  // request lines in the jobs created
-	TLDRs     int `json:"tldrs"`     // TL;DRs stored
-	Vectors   int `json:"vectors"`   // embeddings stored
-	Rejected  int `json:"rejected"`  // answers that failed or were unusable (their papers stay stale)
-	Skipped   int `json:"skipped"`   // papers left out of a job's upload: their text changed after the job was recorded (they stay stale, for a new job)
+	Submitted int `json:"submitted"` // jobs created by this Runner whose batch it created at OpenAI
+	// Unsubmitted counts the jobs created by this Runner whose submission failed before their
+	// batch was created (their input file could not be written or uploaded, the creation
+	// failed: see the run's *JobError): they stay open, their papers out of other work, and a
+	// later run submits them.
+	Unsubmitted int `json:"unsubmitted"`
+	Resumed     int `json:"resumed"`  // open jobs found from an earlier run
+	Done        int `json:"done"`     // jobs closed with their results stored
+	Failed      int `json:"failed"`   // jobs whose batch failed, expired or was cancelled, or closed unsent: none of their papers was left as recorded
+	Requests    int `json:"requests"` // request lines in the batches created by this Runner (Submitted)
+	TLDRs       int `json:"tldrs"`    // TL;DRs stored
+	Vectors     int `json:"vectors"`  // embeddings stored
+	Rejected    int `json:"rejected"` // answers that failed or were unusable (their papers stay stale)
+	Skipped     int `json:"skipped"`  // papers left out of a job's upload: their text changed after the job was recorded (they stay stale, for a new job)
 	// Failures says, for each job whose batch failed, expired or was cancelled at OpenAI, why:
 	// the job, the batch, its status and OpenAI's errors (such as token_limit_exceeded).
 	Failures []string `json:"failures,omitempty"`
@@ -479,10 +484,14 @@ func (r *Runner) flush(ctx context.Context, p *pendingJob) error {
 		return nil
 	}
 	r.created[j.ID] = true
-	r.report.Submitted++
-	r.report.Requests += j.Total
-	if _, err = r.submit(ctx, j); err != nil {
+	j, err = r.submit(ctx, j)
+	if err != nil {
+		r.report.Unsubmitted++
 		return r.failJob(ctx, j, err)
+	}
+	if j.OpenAIID != "" { // not a job closed unsent (every paper of it changed meanwhile)
+		r.report.Submitted++
+		r.report.Requests += j.Total
 	}
 	return nil
 }
@@ -683,7 +692,11 @@ func (r *Runner) closeUnsent(ctx context.Context, j store.BatchJob) (store.Batch
 func (r *Runner) upload(ctx context.Context, j store.BatchJob) (fileID string, n int, leftOut []string, err error) {
 	f, err := os.CreateTemp(r.cfg.TempDir, fmt.Sprintf("paperpipe-batch-%d-*.jsonl", j.ID))
 	if err != nil {
-		return "", 0, nil, fmt.Errorf("batch job %d: input file: %w", j.ID, err)
+		hint := ""
+		if r.cfg.TempDir == os.TempDir() {
+			hint = " (the temporary directory: TMPDIR names a writable one)"
+		}
+		return "", 0, nil, fmt.Errorf("batch job %d: input file in %s%s: %w", j.ID, r.cfg.TempDir, hint, err)
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()

@@ -439,6 +439,31 @@ func TestDryRunEstimateMatchesTheRun(t *testing.T) {
 	}
 }
 
+// TestReprocessBatchAPISaysAJobThatFailedBeforeItsBatchWasNotSubmitted: with a temporary
+// directory that cannot be written (a read-only /tmp), every job fails at its input file,
+// before anything is uploaded; the summary said "2 batches submitted (12 requests)" all the
+// same. It says no batch was submitted, and the error what became of the jobs; the next run,
+// with a writable directory, submits them. Not parallel: it sets TMPDIR.
+func TestReprocessBatchAPISaysAJobThatFailedBeforeItsBatchWasNotSubmitted(t *testing.T) {
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 6)
+	ctx := t.Context()
+	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "gone"))
+	var out, errw bytes.Buffer
+	_, err := runReprocess(ctx, e.c, reprocessOptions{batchAPI: true, wait: true, poll: 5 * time.Millisecond}, &out, &errw)
+	if err == nil || !strings.Contains(err.Error(), "TMPDIR names a writable one") || !strings.Contains(err.Error(), "stay open") {
+		t.Fatalf("reprocess: %v; want the jobs' failure at their input file, saying they stay open", err)
+	}
+	if said := errw.String(); !strings.Contains(said, "0 batches submitted (0 requests), 2 jobs not submitted (no batch created") {
+		t.Errorf("the summary does not say no batch was submitted:\n%s", said)
+	}
+	t.Setenv("TMPDIR", t.TempDir())
+	res, _ := e.reprocess(t, ctx, e.c, reprocessOptions{batchAPI: true, wait: true, poll: 5 * time.Millisecond})
+	if res.Batch == nil || res.Batch.Resumed != 2 || res.Batch.TLDRs != 6 || res.Batch.Vectors != 6 {
+		t.Errorf("rerun's report %+v, want the 2 jobs resumed, 6 TL;DRs and 6 vectors stored", res.Batch)
+	}
+}
+
 func TestReprocessBatchAPIStoresResultsAtBatchKinds(t *testing.T) {
 	t.Parallel()
 	e := newArchiveEnv(t, openaitest.Config{})

@@ -968,8 +968,14 @@ func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.S
 	if je := (*batch.JobError)(nil); err != nil && !errors.As(err, &je) {
 		return err
 	}
-	fmt.Fprintf(errw, "reprocess: Batch API: %s submitted (%s), %d resumed, %d done, %d failed; %s and %s stored, %s rejected\n",
-		plural(rep.Submitted, "batch", "batches"), plural(rep.Requests, "request", "requests"), rep.Resumed, rep.Done, rep.Failed,
+	// A job that failed before its batch was created is not a batch submitted: it said "1 batch
+	// submitted (6026 requests)" for a job whose input file could not be written.
+	unsent := ""
+	if rep.Unsubmitted > 0 {
+		unsent = fmt.Sprintf(", %s not submitted (no batch created; see below)", plural(rep.Unsubmitted, "job", "jobs"))
+	}
+	fmt.Fprintf(errw, "reprocess: Batch API: %s submitted (%s)%s, %d resumed, %d done, %d failed; %s and %s stored, %s rejected\n",
+		plural(rep.Submitted, "batch", "batches"), plural(rep.Requests, "request", "requests"), unsent, rep.Resumed, rep.Done, rep.Failed,
 		plural(rep.TLDRs, "TL;DR", "TL;DRs"), plural(rep.Vectors, "embedding", "embeddings"), plural(rep.Rejected, "answer", "answers"))
 	for _, f := range rep.Failures {
 		fmt.Fprintf(errw, "reprocess: %s\n", f)
