@@ -346,7 +346,7 @@ func TestUntrustedCertificatePausesTheWorker(t *testing.T) {
 	}
 	b, papers, w, logs := pausingWorker(t, sum, embed.NewOffline())
 	checkPausedAllQueued(t, b, w, papers, 2, "an API certificate of an unknown CA")
-	if out := logs.String(); !strings.Contains(out, "no TLS connection to the API can be made (not the papers' fault): pausing the worker") ||
+	if out := logs.String(); !strings.Contains(out, "the connection to the API fails at TLS (not the papers' fault): pausing the worker") ||
 		!strings.Contains(out, "unknown authority") || !strings.Contains(out, "SSL_CERT_FILE") {
 		t.Errorf("the pause does not say the certificate is not trusted and what to set:\n%s", out)
 	}

@@ -70,7 +70,7 @@ func (w *Worker) openPause(cause error) {
 	case errors.Is(cause, llm.ErrUnreachable):
 		what = "the API cannot be reached"
 	case errors.Is(cause, llm.ErrTLS):
-		what = "no TLS connection to the API can be made"
+		what = "the connection to the API fails at TLS"
 	case errors.Is(cause, llm.ErrServerFailing) && errors.Is(cause, context.DeadlineExceeded):
 		what = fmt.Sprintf("the API answers no request in time (several papers in a row, none answered within the message's %s: "+
 			"the API hangs, or the model needs longer: raise PAPERPIPE_MSG_TIMEOUT, with PAPERPIPE_ACK_WAIT, for a slow model)",

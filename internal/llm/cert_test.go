@@ -4,11 +4,15 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	openai "github.com/sashabaranov/go-openai"
 
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -83,5 +87,38 @@ func TestExpiredCertificateHint(t *testing.T) {
 	_, got := Retrier{MaxRetries: 3, BaseDelay: time.Millisecond}.Do(context.Background(), 1, func(context.Context) error { return err })
 	if got == nil || !strings.Contains(got.Error(), "expired") || !strings.Contains(got.Error(), "clock") {
 		t.Errorf("err %v: want it to say the certificate expired and to check the clock", got)
+	}
+}
+
+// TestPlainHTTPToATLSServerIsAnAccountError: a base URL of http:// to a server that speaks only
+// TLS gets a 400 for every request ("Client sent an HTTP request to an HTTPS server.", nginx's
+// "The plain HTTP request was sent to HTTPS port"), which was taken for a rejection of the
+// paper (Permanent): every paper of the backlog was dead-lettered at its first delivery. It is
+// the configuration's problem (ErrTLS with ErrAccount), and the message says to write https://.
+func TestPlainHTTPToATLSServerIsAnAccountError(t *testing.T) {
+	t.Parallel()
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0)
+	ts.StartTLS()
+	defer ts.Close()
+	oc := openai.DefaultConfig("sk-test")
+	oc.BaseURL = "http://" + strings.TrimPrefix(ts.URL, "https://") + "/v1"
+	c := openai.NewClientWithConfig(oc)
+	calls := 0
+	_, err := fastRetrier(5).Do(context.Background(), 1, func(ctx context.Context) error {
+		calls++
+		_, err := c.CreateChatCompletion(ctx, openai.ChatCompletionRequest{Model: "m",
+			Messages: []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: "x"}}})
+		return err
+	})
+	if calls != 1 || !errors.Is(err, ErrTLS) || !errors.Is(err, ErrAccount) || errors.Is(err, paper.ErrPermanent) {
+		t.Fatalf("calls %d, err %v; want one call and ErrTLS with ErrAccount, not a permanent failure", calls, err)
+	}
+	if !strings.Contains(err.Error(), "write https://") {
+		t.Errorf("message %q does not say to write https://", err)
+	}
+	nginx := &openai.APIError{HTTPStatusCode: 400, Message: "an HTML page: 400 The plain HTTP request was sent to HTTPS port"}
+	if Classify(nginx) != Account {
+		t.Errorf("nginx's answer to plain HTTP on its TLS port: Classify = %v, want Account", Classify(nginx))
 	}
 }

@@ -112,12 +112,13 @@ func unreachable(err error) bool {
 
 // ErrTLS marks a call whose TLS connection to the API could not be made: a certificate this
 // machine does not trust (a private CA not in the system's bundle, a proxy that intercepts TLS),
-// one for another host, one expired, or https:// to a server that speaks plain HTTP. It is the
+// one for another host, one expired, https:// to a server that speaks plain HTTP, or http:// to
+// one that speaks only TLS (which answers 400: plainToTLS). It is the
 // configuration's problem, the same at every attempt and for every paper: Retrier.Do returns it
 // at once, wrapped with ErrAccount, so that a worker pauses on it instead of using up its
 // messages' deliveries (they were retried as transient failures, and the backlog
 // dead-lettered); its message says what to change (tlsHint).
-var ErrTLS = errors.New("no TLS connection to the API could be made")
+var ErrTLS = errors.New("the connection to the API fails at TLS")
 
 // tlsHint says what a failed TLS handshake with the API, err, needs changed, or "" when err is
 // not one. Go verifies the API's certificate against the system's CAs, which on Linux it reads
@@ -145,8 +146,23 @@ func tlsHint(err error) string {
 		return "the API's certificate is not valid for a TLS server"
 	case errors.Is(err, http.ErrSchemeMismatch), errors.As(err, &record):
 		return "the server does not speak TLS: write http:// instead of https:// in the base URL"
+	case plainToTLS(err):
+		return "the server speaks only TLS: write https:// instead of http:// in the base URL"
 	}
 	return ""
+}
+
+// plainToTLS reports whether err is a server's 400 to a plain HTTP request sent to its TLS
+// port: Go's net/http answers "Client sent an HTTP request to an HTTPS server.", nginx an HTML
+// page titled "400 The plain HTTP request was sent to HTTPS port". Every request gets it, not
+// a paper's (a 400 is otherwise Permanent, and each paper was dead-lettered at once).
+func plainToTLS(err error) bool {
+	var apiErr *openai.APIError
+	if !errors.As(err, &apiErr) || apiErr.HTTPStatusCode != http.StatusBadRequest {
+		return false
+	}
+	msg := strings.ToLower(apiErr.Message)
+	return strings.Contains(msg, "http request to an https server") || strings.Contains(msg, "plain http request was sent to https port")
 }
 
 // loading reports whether err is a model server's answer that it is still loading its model:
