@@ -134,7 +134,7 @@ func tlsHint(err error) string {
 	switch {
 	case errors.As(err, &unknown), errors.As(err, &roots):
 		return "the API's certificate is signed by a CA this machine does not trust: a private CA, or a proxy " +
-			"that intercepts TLS? Go reads the CAs it trusts from SSL_CERT_FILE (a PEM file, read instead of the " +
+			"that intercepts TLS? on Linux, Go reads the CAs it trusts from SSL_CERT_FILE (a PEM file, read instead of the " +
 			"system's bundle) and SSL_CERT_DIR (directories of PEM files, read instead of the system's): " +
 			"set one to a file or directory that holds that CA's certificate, or add it to the system's CAs"
 	case errors.As(err, &host):
