@@ -249,10 +249,20 @@ func deadLetterOf(raw *jetstream.RawStreamMsg) DeadLetter {
 	}
 }
 
+// ErrDeadLetterGone is wrapped by ReplayDeadLetter's error when the dead letter is not in the
+// stream: a wrong number, or one replayed (or removed) meanwhile, by another replay too.
+var ErrDeadLetterGone = errors.New("not found")
+
 // ReplayDeadLetter republishes one dead letter onto the subject it came from and removes it
-// from the dead-letter stream, and returns that subject. The republished message has a fresh
-// message id, so the server's duplicate window does not drop it. A dead letter the queue
-// refuses for being full stays, and the error wraps ErrQueueFull.
+// from the dead-letter stream, and returns that subject. The republished message's id names
+// the letter (its sequence and when the dead-letter stream stored it), not the replay: within
+// the queue's duplicate window the server drops a second copy of one letter, so two replays
+// of it at once (two shells' `dlq replay --all`) or a replay run again after one interrupted
+// between the publish and the removal queue the paper once; and no other letter, nor the
+// letter of a replayed message dead-lettered again, has that id. A letter that is gone
+// meanwhile (another replay removed it) is not an error of the removal. A dead letter the
+// queue refuses for being full stays, and the error wraps ErrQueueFull; one not in the stream
+// wraps ErrDeadLetterGone.
 func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (subject string, err error) {
 	s, err := js.Stream(ctx, StreamDead)
 	if err != nil {
@@ -260,7 +270,7 @@ func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (
 	}
 	raw, err := s.GetMsg(ctx, seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return "", fmt.Errorf("dead letter %d: not found", seq)
+		return "", fmt.Errorf("dead letter %d: %w", seq, ErrDeadLetterGone)
 	}
 	if err != nil {
 		return "", fmt.Errorf("dead letter %d: %w", seq, err)
@@ -274,14 +284,14 @@ func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (
 	if at := raw.Header.Get(HeaderTextAt); at != "" {
 		msg.Header.Set(HeaderTextAt, at) // the text keeps its date (see HeaderTextAt)
 	}
-	id := "replay:" + strconv.FormatUint(seq, 10) + ":" + strconv.FormatInt(time.Now().UnixNano(), 10)
+	id := "replay:" + strconv.FormatUint(seq, 10) + ":" + strconv.FormatInt(raw.Time.UnixNano(), 10)
 	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(id)); err != nil {
 		if queueFull(err) { // the next replays would be refused too
 			return "", fmt.Errorf("replay dead letter %d: %w: %w", seq, ErrQueueFull, err)
 		}
 		return "", fmt.Errorf("replay dead letter %d: %w", seq, err)
 	}
-	if err := s.DeleteMsg(ctx, seq); err != nil {
+	if err := deleteMsg(ctx, s, seq); err != nil {
 		return subject, fmt.Errorf("replayed dead letter %d but could not remove it: %w", seq, err)
 	}
 	return subject, nil

@@ -601,7 +601,9 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 		}
 		// One that cannot be replayed (not found: a wrong number) is reported, and the others
 		// go on: the run says how many went back either way.
-		replayed, failed, toRuns := 0, 0, 0
+		// With --all, a letter gone since the list was read was replayed (or removed) by
+		// another process meanwhile, another shell's `dlq replay --all`: not a failure.
+		replayed, failed, gone, toRuns := 0, 0, 0, 0
 		for i, s := range seqs {
 			subject, err := pipeline.ReplayDeadLetter(ctx, b.js, s)
 			switch {
@@ -610,6 +612,8 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 				if subject != pipeline.SubjectNew {
 					toRuns++
 				}
+			case *all && errors.Is(err, pipeline.ErrDeadLetterGone):
+				gone++
 			case ctx.Err() != nil:
 				fmt.Fprintf(os.Stderr, "replayed %s before the interruption\n", plural(replayed, "dead letter", "dead letters"))
 				return err
@@ -624,6 +628,9 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 			}
 		}
 		fmt.Fprintf(os.Stderr, "replayed %s\n", plural(replayed, "dead letter", "dead letters"))
+		if gone > 0 {
+			fmt.Fprintf(os.Stderr, "%s no longer there: replayed or removed by another process meanwhile\n", plural(gone, "dead letter was", "dead letters were"))
+		}
 		if toRuns > 0 {
 			// A finished run's consumer is removed: nothing takes these until the run is
 			// made again, and status shows no backlog for them meanwhile.
