@@ -289,7 +289,8 @@ type input struct {
 // requests as MaxBatchInputs and MaxBatchTokens allow, one after another; a request whose
 // inputs alone failed (see below) does not stop the next ones. Usage sums the
 // delivered requests. Errors: ctx.Err() when ctx ends (unless the API could not be reached
-// meanwhile); paper.ErrPermanent wrapped for a
+// meanwhile, or ctx ended while a request waited for the rate limit: llm.ErrRateLimited
+// wrapped); paper.ErrPermanent wrapped for a
 // request the API rejects (400, 413, 422 — for a multi-paper request one bad input may be the
 // cause; finding it is the caller's business) and for a paper with no text; llm.ErrAccount
 // wrapped when the API refuses the account or the configuration (401, 402, 403, 404, an
@@ -393,6 +394,9 @@ func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Em
 		switch {
 		case err == nil:
 			answered, probe = true, false
+		case ctx.Err() != nil && errors.Is(err, llm.ErrRateLimited):
+			// Not sent: the caller tells the rate limit's wait from a timeout of the request.
+			return out, usage, fmt.Errorf("embed papers %d-%d of %d with %s: %w", b.start+1, b.end, len(papers), c.cfg.Model, err)
 		case ctx.Err() != nil && !errors.Is(err, llm.ErrUnreachable) && !errors.Is(err, llm.ErrServerFailing):
 			return out, usage, ctx.Err()
 		case errors.As(err, &part):

@@ -839,3 +839,24 @@ func TestClientCutsAnInputTheServerRefusesAsTooLong(t *testing.T) {
 		})
 	}
 }
+
+// TestEmbedHeldByTheRateLimitSaysSo: a request that waited for the rate limit until the call's
+// time ran out returned a bare "context deadline exceeded", which the worker took for a
+// timeout and counted against every paper's deliveries (dead-lettering them at the last). The
+// error now wraps llm.ErrRateLimited: no request was sent.
+func TestEmbedHeldByTheRateLimitSaysSo(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{})
+	limiter := llm.NewLimiter(llm.LimiterConfig{})
+	limiter.Pause(time.Minute) // the API's budget is used up
+	c := newTestClient(t, srv, func(cfg *Config) { cfg.Limiter = limiter })
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, _, err := c.Embed(ctx, synthPapers(3))
+	if !errors.Is(err, llm.ErrRateLimited) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err = %v, want the rate limit's wait named (llm.ErrRateLimited)", err)
+	}
+	if st := srv.Stats(); st.EmbedInputsDelivered != 0 {
+		t.Errorf("%d inputs embedded, want none: no request was sent", st.EmbedInputsDelivered)
+	}
+}

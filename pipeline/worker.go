@@ -778,7 +778,8 @@ func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *ba
 // after FetchWait; on its last delivery as a new message once no pull request of this worker
 // is open, see requeueAfterPull); so does it when the API refuses the account or the
 // configuration, or the API or the database cannot be reached or the database did not record
-// it in time, which pauses the worker (see pauses, handBack); anything else is
+// it in time, which pauses the worker (see pauses, handBack), and when the rate limit held its
+// request past its time (handBack, no pause); anything else is
 // redelivered after a backoff, or dead-lettered when it has used its deliveries.
 func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 	switch {
@@ -820,6 +821,12 @@ func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 		w.handBack(ctx, j, byRefusal)
 	case errors.Is(err, errPaused):
 		w.handBack(ctx, j, byPause)
+	case errors.Is(err, llm.ErrRateLimited):
+		// The API's rate limit (a 429's pause, x-ratelimit headers) or PAPERPIPE_RPM/TPM held
+		// the request past the message's time: never sent, not the paper's failure. Counted
+		// as one, a long limit used up the deliveries of every message held meanwhile and
+		// dead-lettered them ("context deadline exceeded").
+		w.handBack(ctx, j, byRateLimit)
 	case errors.Is(err, llm.ErrServerFailing) && w.serverDown(j.a.ID):
 		// The server fails every paper's calls (a crashed engine behind a proxy, a broken
 		// deployment): down, not the papers' fault. The worker pauses and the message waits
@@ -961,6 +968,7 @@ const (
 	bySlowDatabase  = "a database that did not record it in time"
 	byDatabaseDown  = "a database that could not be reached or could not write"
 	byPause         = "the worker's pause"
+	byRateLimit     = "the API's rate limit"
 	byServerFailing = "an API that fails every request"
 	byLapse         = "a lapse of the worker's hold (NATS out of reach)"
 )

@@ -172,6 +172,8 @@ func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary
 	candidates := []answer{first}
 	second, err := c.complete(ctx, buildRetryPrompt(a, maxWords, problem(verr)), &usage)
 	switch {
+	case ctx.Err() != nil && err != nil:
+		return paper.Summary{Usage: usage}, c.wrap(ctx, a, err) // llm.ErrRateLimited stays
 	case ctx.Err() != nil:
 		return paper.Summary{Usage: usage}, ctx.Err()
 	case err != nil:
@@ -265,9 +267,11 @@ func (c *Client) complete(ctx context.Context, msgs []message, usage *paper.Usag
 	return ans, err
 }
 
-// wrap returns ctx.Err() when ctx ended, else err with the paper and model named.
+// wrap returns ctx.Err() when ctx ended, else err with the paper and model named (also when
+// ctx ended while the request waited for the rate limit: llm.ErrRateLimited tells the worker
+// that no request was sent).
 func (c *Client) wrap(ctx context.Context, a paper.Abstract, err error) error {
-	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, llm.ErrUnreachable) && !errors.Is(err, llm.ErrServerFailing) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, llm.ErrUnreachable) && !errors.Is(err, llm.ErrServerFailing) && !errors.Is(err, llm.ErrRateLimited) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return ctxErr
 	}
 	return fmt.Errorf("summarize %s with %s: %w", a.ID, c.cfg.Model, err)

@@ -673,3 +673,29 @@ func TestClientSaysWhichAnswersWereUnusable(t *testing.T) {
 		}
 	}
 }
+
+// TestClientStricterRetryHeldByTheRateLimitSaysSo: when the stricter retry of a junk answer
+// waited for the rate limit until the call's time ran out, Summarize returned a bare
+// "context deadline exceeded", which the worker took for a timeout of the paper's and counted
+// against its deliveries (dead-lettering it at the last). The error now wraps
+// llm.ErrRateLimited: no request was sent.
+func TestClientStricterRetryHeldByTheRateLimitSaysSo(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{Faults: openaitest.Faults{Junk: 1}})
+	limiter := llm.NewLimiter(llm.LimiterConfig{})
+	hook := &hookTransport{after: func(n int, _ *http.Response, _ error) {
+		if n == 1 {
+			limiter.Pause(time.Minute) // the first answer used up the API's budget
+		}
+	}}
+	c := newClient(t, srv, hook, func(cfg *Config) { cfg.Limiter = limiter })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err := c.Summarize(ctx, testPaper)
+	if !errors.Is(err, llm.ErrRateLimited) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err = %v, want the rate limit's wait named (llm.ErrRateLimited)", err)
+	}
+	if st := srv.Stats(); st.ChatDelivered != 1 {
+		t.Errorf("%d chat answers, want only the first: the retry was never sent", st.ChatDelivered)
+	}
+}

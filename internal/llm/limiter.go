@@ -2,6 +2,8 @@ package llm
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -112,9 +114,15 @@ func NewLimiter(cfg LimiterConfig) *Limiter {
 	}
 }
 
+// ErrRateLimited wraps the error of a wait for the rate limit that ctx ended (see Wait): the
+// request was never sent, and what stopped it is the API's budget or the configured one, not
+// the request.
+var ErrRateLimited = errors.New("the request waited for the API's rate limit")
+
 // Wait blocks until one request of about tokens input tokens may be sent: until any pause set
-// by Observe is over and both buckets allow it. It returns ctx.Err() if ctx ends first, and
-// then gives the reservation back. A nil Limiter never waits.
+// by Observe is over and both buckets allow it. It returns ctx.Err() if ctx is done on entry;
+// if ctx ends while it waits, ctx.Err() wrapped in ErrRateLimited, and it gives the
+// reservation back. A nil Limiter never waits.
 func (l *Limiter) Wait(ctx context.Context, tokens int) error {
 	if l == nil {
 		return ctx.Err()
@@ -134,7 +142,7 @@ func (l *Limiter) Wait(ctx context.Context, tokens int) error {
 			if undo != nil {
 				undo()
 			}
-			return ctx.Err()
+			return fmt.Errorf("%w: %w", ErrRateLimited, ctx.Err())
 		case <-t.C:
 		}
 		if undo == nil {
