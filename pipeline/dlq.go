@@ -297,6 +297,44 @@ func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (
 	return subject, nil
 }
 
+// DropDeadLetter removes the dead letter of sequence seq from the dead-letter stream for good:
+// its paper is not processed (a producer's malformed message, a paper that can never go
+// through). One not in the stream (a wrong number, or one replayed or dropped meanwhile) wraps
+// ErrDeadLetterGone.
+func DropDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) error {
+	s, info, err := deadStream(ctx, js)
+	if err != nil {
+		return err
+	}
+	if s == nil || seq < info.State.FirstSeq || seq > info.State.LastSeq {
+		return fmt.Errorf("dead letter %d: %w", seq, ErrDeadLetterGone)
+	}
+	err = s.DeleteMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) ||
+		errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && strings.Contains(err.Error(), "no message found") {
+		return fmt.Errorf("dead letter %d: %w", seq, ErrDeadLetterGone)
+	}
+	if err != nil {
+		return fmt.Errorf("drop dead letter %d: %w", seq, err)
+	}
+	return nil
+}
+
+// DropAllDeadLetters removes every dead letter the dead-letter stream holds when it is called
+// — one purge up to its last sequence then, so that a letter a worker writes meanwhile is kept
+// for its owner to read — and returns how many it held then (a replay running at the same
+// time may have taken some of them first).
+func DropAllDeadLetters(ctx context.Context, js jetstream.JetStream) (uint64, error) {
+	s, info, err := deadStream(ctx, js)
+	if s == nil || err != nil || info.State.Msgs == 0 {
+		return 0, err
+	}
+	if err := s.Purge(ctx, jetstream.WithPurgeSequence(info.State.LastSeq+1)); err != nil {
+		return 0, fmt.Errorf("drop the dead letters: %w", err)
+	}
+	return info.State.Msgs, nil
+}
+
 // textAt dates a message's text: by its HeaderTextAt when it has one (a stored text
 // republished), else by when the queue stored the message.
 func textAt(h nats.Header, stored time.Time) time.Time {

@@ -1837,3 +1837,41 @@ func TestPostOfTwoVersionsIntoAFullQueueAsksForTheSecondAgain(t *testing.T) {
 		t.Errorf("POST of two versions of a paper into a queue that takes one: %d %.600s; want 503 with the second version to send again", code, body)
 	}
 }
+
+// Dead letters that can never go through (a producer's malformed messages) stay, with no age
+// limit, until they are dropped: `dlq drop SEQ…` removes those named (one not there is
+// reported, exit 1, and the others go on), `dlq drop --all` every one.
+func TestDLQDropRemovesDeadLettersForGood(t *testing.T) {
+	t.Parallel()
+	c := withDeadLetters(t, 4)
+	if r := c.run("dlq", "drop"); r.code != 2 {
+		t.Errorf("dlq drop naming nothing: exit %d, want 2 (usage)", r.code)
+	}
+	if r := c.run("dlq", "drop", "--all", "1"); r.code != 2 {
+		t.Errorf("dlq drop --all 1: exit %d, want 2 (usage)", r.code)
+	}
+	r := c.run("dlq", "drop", "2", "9")
+	if r.code != 1 || !strings.Contains(r.stderr, "dead letter 9: not found") || !strings.Contains(r.stderr, "dropped 1 dead letter\n") {
+		t.Errorf("dlq drop 2 9: exit %d, stderr %s; want 1, letter 9 not found and 1 dropped", r.code, r.stderr)
+	}
+	var dls []pipeline.DeadLetter
+	c.json(&dls, "dlq", "list")
+	var seqs []uint64
+	for _, d := range dls {
+		seqs = append(seqs, d.Seq)
+	}
+	if !slices.Equal(seqs, []uint64{1, 3, 4}) {
+		t.Errorf("dead letters after dropping 2: %v, want [1 3 4]", seqs)
+	}
+	r = c.ok("dlq", "drop", "--all")
+	if !strings.Contains(r.stderr, "dropped 3 dead letters") {
+		t.Errorf("dlq drop --all: stderr %s; want 3 dropped", r.stderr)
+	}
+	var st statusJSON
+	if c.json(&st, "status"); st.DeadLetters != 0 {
+		t.Errorf("after dlq drop --all: status counts %d dead letters, want none", st.DeadLetters)
+	}
+	if r := c.run("dlq", "drop", "--all"); r.code != 0 || !strings.Contains(r.stderr, "no dead letters to drop") {
+		t.Errorf("dlq drop --all with none: exit %d, stderr %s", r.code, r.stderr)
+	}
+}

@@ -508,16 +508,16 @@ func cmdMigrate(ctx context.Context, c *config, args []string) error {
 }
 
 func cmdDLQ(ctx context.Context, c *config, args []string) error {
-	fs := newFlagSet("dlq", "list | replay SEQ|--all", "List dead-lettered messages, or put them back on their queue.")
+	fs := newFlagSet("dlq", "list | replay SEQ|--all | drop SEQ|--all", "List dead-lettered messages, put them back on their queue, or drop them for good.")
 	c.addJSONFlag(fs)
-	all := fs.Bool("all", false, "replay every dead letter")
+	all := fs.Bool("all", false, "replay or drop every dead letter")
 	limit := fs.Int("n", 100, "list: the oldest `N` dead letters (0: all)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) == 0 {
-		return usageErr("dlq list | dlq replay SEQ... | dlq replay --all")
+		return usageErr("dlq list | dlq replay SEQ... | dlq replay --all | dlq drop SEQ... | dlq drop --all")
 	}
 	if *limit < 0 {
 		return usageErr("-n is %d, want 0 (all) or more dead letters", *limit)
@@ -532,6 +532,8 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 		err = onlyFor(fs, "dlq list", "json", "n")
 	case "replay":
 		err = onlyFor(fs, "dlq replay", "all")
+	case "drop":
+		err = onlyFor(fs, "dlq drop", "all")
 	}
 	if err != nil {
 		return err
@@ -565,6 +567,8 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\n", d.Seq, termSafe(d.PaperID, false), d.Attempts, d.FailedAt.Format(time.DateTime), termSafe(d.Reason, false))
 		}
 		return tw.Flush()
+	case "drop":
+		return dropDeadLetters(ctx, b, *all, pos[1:])
 	case "replay":
 		var seqs []uint64
 		if *all {
@@ -645,8 +649,62 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 		}
 		return nil
 	default:
-		return usageErr("unknown dlq action %q: want list or replay", pos[0])
+		return usageErr("unknown dlq action %q: want list, replay or drop", pos[0])
 	}
+}
+
+// dropDeadLetters is `dlq drop`: it removes the dead letters named by seqs, or with all every
+// one there is, for good — those that can never go through (a producer's malformed messages, a
+// paper withdrawn), which otherwise stay, with no age limit. A letter that is not there (a
+// wrong number, one replayed or dropped meanwhile) is reported and the others go on; the exit
+// status is then 1.
+func dropDeadLetters(ctx context.Context, b *broker, all bool, args []string) error {
+	if all && len(args) > 0 {
+		return usageErr("name the dead letters to drop, or --all, not both")
+	}
+	if all {
+		n, err := pipeline.DropAllDeadLetters(ctx, b.js)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			fmt.Fprintln(os.Stderr, "no dead letters to drop")
+			return nil
+		}
+		fmt.Fprintf(os.Stderr, "dropped %s\n", plural(int(n), "dead letter", "dead letters"))
+		return nil
+	}
+	if len(args) == 0 {
+		return usageErr("name the dead letters to drop, or --all")
+	}
+	var seqs []uint64
+	for _, a := range args {
+		n, err := strconv.ParseUint(a, 10, 64)
+		if err != nil || n == 0 {
+			return usageErr("%q is not a dead-letter sequence number (see `paperpipe dlq list`)", a)
+		}
+		if !slices.Contains(seqs, n) {
+			seqs = append(seqs, n)
+		}
+	}
+	dropped, failed := 0, 0
+	for _, s := range seqs {
+		if err := pipeline.DropDeadLetter(ctx, b.js, s); err != nil {
+			if ctx.Err() != nil {
+				fmt.Fprintf(os.Stderr, "dropped %s before the interruption\n", plural(dropped, "dead letter", "dead letters"))
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "paperpipe dlq drop: %v\n", err)
+			failed++
+			continue
+		}
+		dropped++
+	}
+	fmt.Fprintf(os.Stderr, "dropped %s\n", plural(dropped, "dead letter", "dead letters"))
+	if failed > 0 {
+		return fmt.Errorf("%d of the %s named %s not dropped (above)", failed, plural(len(seqs), "dead letter", "dead letters"), pick(failed, "was", "were"))
+	}
+	return nil
 }
 
 // activeCoverage is the active space's coverage, which `status` shows when the configured

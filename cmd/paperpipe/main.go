@@ -41,7 +41,7 @@ func commands() []command {
 		{"summarize", "FILE|URL|-", "print TL;DRs as JSON lines, without database or queue", cmdSummarize},
 		{"embed", "FILE|URL|-", "print embeddings as JSON lines, without database or queue", cmdEmbed},
 		{"status", "", "backlog, processed, dead letters and API usage", cmdStatus},
-		{"dlq", "list|replay", "list or replay dead-lettered messages", cmdDLQ},
+		{"dlq", "list|replay|drop", "list, replay or drop dead-lettered messages", cmdDLQ},
 		{"reprocess", "", "write missing or stale TL;DRs and embeddings for the configured models (--dry-run, --batch-api)", cmdReprocess},
 		{"fit", "", "fit the offline embedder on the archive, embed every paper with it, and activate it", cmdFit},
 		{"batches", batchesArgs, "list the open Batch API jobs of `reprocess --batch-api`; abandon one that cannot be collected", cmdBatches},

@@ -282,7 +282,7 @@ var (
 	queueUpDesc = prometheus.NewDesc("paperpipe_queue_up",
 		"1 when the last scrape could read the queue backlog from JetStream, 0 when it could not.", nil, nil)
 	deadLettersDesc = prometheus.NewDesc("paperpipe_dead_letters",
-		"Dead letters kept on the PAPERS_DLQ stream: papers given up on, waiting for `paperpipe dlq replay` (or their removal with the nats CLI: paperpipe has no command to drop them).", nil, nil)
+		"Dead letters kept on the PAPERS_DLQ stream: papers given up on, waiting for `paperpipe dlq replay` (or `paperpipe dlq drop`, which removes them for good).", nil, nil)
 	workerDesc = prometheus.NewDesc("paperpipe_worker_messages_total",
 		"Messages a worker of this process handled, by consumer and outcome (received; acked, of which skipped: nothing was left to do; retried; dead).",
 		[]string{"consumer", "outcome"}, nil)

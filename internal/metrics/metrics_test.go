@@ -153,7 +153,7 @@ func TestBacklogAndWorkersAreReadAtScrape(t *testing.T) {
 		}
 	}
 	check(`
-# HELP paperpipe_dead_letters Dead letters kept on the PAPERS_DLQ stream: papers given up on, waiting for `+"`paperpipe dlq replay`"+` (or their removal with the nats CLI: paperpipe has no command to drop them).
+# HELP paperpipe_dead_letters Dead letters kept on the PAPERS_DLQ stream: papers given up on, waiting for `+"`paperpipe dlq replay`"+` (or `+"`paperpipe dlq drop`"+`, which removes them for good).
 # TYPE paperpipe_dead_letters gauge
 paperpipe_dead_letters 3
 # HELP paperpipe_queue_messages Messages of a durable consumer by state: pending (not yet delivered), ack_pending (delivered and not yet acknowledged: in a worker, or handed back to be delivered again), redelivered.
