@@ -19,7 +19,12 @@ const (
 	// HeaderTextAt dates a message's text (RFC 3339) when it was read before the message was
 	// published: a stored text republished (the follow backfill, a replayed dead letter) keeps
 	// the date it had, so that it cannot pass for newer than a version queued meanwhile.
-	HeaderTextAt    = "Paperpipe-Text-At"
+	HeaderTextAt = "Paperpipe-Text-At"
+	// HeaderSpace names the embedding space (its id) a message was queued for: the follow
+	// backfill's copies of the papers a newly active space lacks. A worker on another space
+	// hands such a copy back when WorkerConfig.OtherSpace says so, instead of taking it for its
+	// own space, where the paper may lack nothing.
+	HeaderSpace     = "Paperpipe-Space"
 	HeaderReason    = "Paperpipe-Reason"
 	HeaderAttempts  = "Paperpipe-Attempts"
 	HeaderSubject   = "Paperpipe-Subject"

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,6 +58,7 @@ type Publisher struct {
 	js      jetstream.JetStream
 	subject string
 	run     string // prefix of message ids; "" for ingest
+	space   int64  // HeaderSpace of every message; 0: none
 	window  []pending
 	max     int
 	stats   PublishStats
@@ -164,6 +166,10 @@ func PublishAll(ctx context.Context, js jetstream.JetStream, subject string, max
 	return acked, refused, pub.Flush(ctx)
 }
 
+// ForSpace marks every message Publish sends as queued for embedding space id (HeaderSpace).
+// Call it before the first Publish.
+func (p *Publisher) ForSpace(id int64) { p.space = id }
+
 // OnAck has fn called with the id of each abstract the server acknowledges (stored, or dropped
 // as a repeat), when Publish or Flush sees the acknowledgement: with an error, what was taken
 // before it. Call it before the first Publish.
@@ -182,6 +188,9 @@ func (p *Publisher) Publish(ctx context.Context, a paper.Abstract) error {
 	msg := &nats.Msg{Subject: p.subject, Data: data, Header: nats.Header{}}
 	if !a.TextAt.IsZero() { // a stored text: it keeps its date (see HeaderTextAt)
 		msg.Header.Set(HeaderTextAt, a.TextAt.UTC().Format(time.RFC3339Nano))
+	}
+	if p.space != 0 {
+		msg.Header.Set(HeaderSpace, strconv.FormatInt(p.space, 10))
 	}
 	id := MsgID(p.subject, a)
 	if p.run != "" {

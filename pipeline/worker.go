@@ -80,6 +80,15 @@ type WorkerConfig struct {
 	// SpaceID is the embedding space the vectors are stored in. Required with an Embedder,
 	// zero without one.
 	SpaceID int64
+	// OtherSpace, when set, is asked about each message queued for another embedding space
+	// than SpaceID (HeaderSpace: the copies of the papers a newly active space lacks, which
+	// a process following that space queues). When it reports true, the worker hands the
+	// message back for that space's workers instead of taking it for its own space, where the
+	// paper may lack nothing and the copy would be acknowledged, its paper never reaching the
+	// space it was queued for: a worker that follows the active space and has not noticed yet
+	// that it moved there. When it reports false, or is nil, the message is processed as any
+	// other.
+	OtherSpace func(ctx context.Context, spaceID int64) bool
 	// Concurrency bounds the TL;DR requests in flight. Defaults to 16.
 	Concurrency int
 	// MaxInFlight bounds the messages held at once: fetched and not yet settled. It is larger
@@ -600,6 +609,8 @@ type job struct {
 	meta *jetstream.MsgMetadata
 	a    paper.Abstract
 	hold *hold // nil for a message that could not be decoded
+	// space is the embedding space the message was queued for (HeaderSpace); 0: any.
+	space int64
 }
 
 // handleBatch records a micro-batch of papers in one transaction, then processes each
@@ -614,6 +625,11 @@ func (w *Worker) handleBatch(ctx context.Context, msgs []jetstream.Msg, embedB *
 			continue
 		}
 		j.hold = w.startHold(ctx, m)
+		if j.space != 0 && j.space != w.cfg.SpaceID && w.cfg.OtherSpace != nil && w.cfg.OtherSpace(ctx, j.space) {
+			w.handBack(ctx, j, byOtherSpace)
+			release(1)
+			continue
+		}
 		jobs = append(jobs, j)
 	}
 	if len(jobs) == 0 {
@@ -699,6 +715,9 @@ func decode(m jetstream.Msg) (job, error) {
 	// stored text carries: a redelivery of an older version of the paper, handled after the
 	// newer one, must not put its text back (store.UpsertPapers).
 	j.a.TextAt = textAt(m.Headers(), meta.Timestamp)
+	if v := m.Headers().Get(HeaderSpace); v != "" {
+		j.space, _ = strconv.ParseInt(v, 10, 64) // one that does not parse is for any space
+	}
 	if j.a.ID == "" || j.a.Title == "" || j.a.Abstract == "" {
 		return j, fmt.Errorf("abstract %q lacks id, title or text: %w", j.a.ID, paper.ErrInvalid)
 	}
@@ -971,6 +990,7 @@ const (
 	byRateLimit     = "the API's rate limit"
 	byServerFailing = "an API that fails every request"
 	byLapse         = "a lapse of the worker's hold (NATS out of reach)"
+	byOtherSpace    = "its queueing for another embedding space's workers"
 )
 
 // heldRequeue is a message requeueAfterPull holds until the pull request ends.

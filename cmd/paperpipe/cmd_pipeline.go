@@ -404,6 +404,9 @@ func warnInactiveSpace(ctx context.Context, c *config, log *slog.Logger, st *sto
 // its message was dead-lettered then, and `paperpipe dlq replay` puts it back.)
 func queueMissing(ctx context.Context, log *slog.Logger, st *store.Store, b *broker, space paper.Space) error {
 	pub := pipeline.NewRunPublisher(b.js, pipeline.SubjectNew, "follow-space-"+strconv.FormatInt(space.ID, 10), 256)
+	// A worker of another process that still runs on the space this one left hands the copies
+	// back instead of taking them for its own space (see runWorkersOnce).
+	pub.ForSpace(space.ID)
 	n, err := publishStale(ctx, st, store.Selection{Work: paper.Work{SpaceID: space.ID}}, pub, 0, nil, func(id string, err error) {
 		log.Warn("a paper missing from the space cannot be queued", "paper", id, "err", err)
 	})
@@ -427,12 +430,35 @@ func runWorkersOnce(ctx context.Context, c *config, log *slog.Logger, st *store.
 	}
 	workers := make([]*pipeline.Worker, len(consumers))
 	g, gctx := errgroup.WithContext(ctx)
+	following := c.EmbedModel == offline && !exitWhenIdle && c.FollowInterval > 0
+	// look asks followActiveSpace to look at the active space now, not at its next tick.
+	look := make(chan struct{}, 1)
+	var otherSpace func(context.Context, int64) bool
+	if following {
+		// A copy another process queued for the space it followed (queueMissing), taken here
+		// before this process has noticed that space became active: taken for this worker's
+		// space, where the paper may lack nothing, it would be acknowledged and its paper
+		// never embedded into the space queries use. It goes back for that space's workers
+		// while the space is active (these workers restart on it at once); a copy for a space
+		// no longer active is processed here as any message.
+		otherSpace = func(ctx context.Context, id int64) bool {
+			active, err := st.ActiveSpace(ctx)
+			if err != nil || active.ID != id || !embed.IsOfflineModel(active.Model) {
+				return false
+			}
+			select {
+			case look <- struct{}{}:
+			default:
+			}
+			return true
+		}
+	}
 	for i, name := range consumers {
 		wst, wsum, wemb := workerDeps(c, st, m)
 		w, err := pipeline.NewWorker(b.js, wst, wsum, wemb, pipeline.WorkerConfig{
 			Consumer: name, SpaceID: space.ID, Concurrency: c.Concurrency, BatchSize: c.BatchSize,
 			EmbedBatch: c.EmbedBatchInputs, EmbedLinger: c.EmbedLinger, MsgTimeout: c.MsgTimeout,
-			ExitWhenIdle: exitWhenIdle, Logger: log.With("consumer", name),
+			ExitWhenIdle: exitWhenIdle, Logger: log.With("consumer", name), OtherSpace: otherSpace,
 		})
 		if err != nil {
 			return err
@@ -441,8 +467,8 @@ func runWorkersOnce(ctx context.Context, c *config, log *slog.Logger, st *store.
 		watchWorker(c, name, w)
 		g.Go(func() error { return w.Run(gctx) })
 	}
-	if c.EmbedModel == offline && !exitWhenIdle && c.FollowInterval > 0 {
-		g.Go(func() error { return followActiveSpace(gctx, c, log, st, space) })
+	if following {
+		g.Go(func() error { return followActiveSpace(gctx, c, log, st, space, look) })
 	}
 	err := g.Wait()
 	for i, w := range workers {
@@ -453,10 +479,11 @@ func runWorkersOnce(ctx context.Context, c *config, log *slog.Logger, st *store.
 	return err
 }
 
-// followActiveSpace checks the active space every PAPERPIPE_FOLLOW_INTERVAL and returns
-// errSpaceChanged once it is another offline model's than current; nil when ctx is done.
-// Errors reading it are logged and retried: a database hiccup must not stop the workers.
-func followActiveSpace(ctx context.Context, c *config, log *slog.Logger, st *store.Store, current paper.Space) error {
+// followActiveSpace checks the active space every PAPERPIPE_FOLLOW_INTERVAL, and at once when
+// look receives, and returns errSpaceChanged once it is another offline model's than current;
+// nil when ctx is done. Errors reading it are logged and retried: a database hiccup must not
+// stop the workers.
+func followActiveSpace(ctx context.Context, c *config, log *slog.Logger, st *store.Store, current paper.Space, look <-chan struct{}) error {
 	t := time.NewTicker(c.FollowInterval)
 	defer t.Stop()
 	for {
@@ -464,6 +491,7 @@ func followActiveSpace(ctx context.Context, c *config, log *slog.Logger, st *sto
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-look:
 		}
 		active, err := st.ActiveSpace(ctx)
 		if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -167,5 +168,98 @@ func TestTwoFollowersOfASpaceQueueItsMissingPapersOnce(t *testing.T) {
 	}
 	if chat != n || twice > 0 {
 		t.Errorf("%d TL;DRs bought, %d of them more than once; want the %d papers' once each", chat, twice, n)
+	}
+}
+
+// TestALaggingFollowerLeavesTheActiveSpacesCopiesToItsWorkers: worker processes on the offline
+// embedder each notice at their own look (every PAPERPIPE_FOLLOW_INTERVAL) that a fitted
+// model's space became active. The first to follow queued the papers the space lacks (a
+// second follower's copies are repeats the server drops), and a process that had not noticed
+// yet took the copies on its old space, found each paper's vector there, and acknowledged
+// them: the papers were never embedded into the space queries use (149 of 400 in a run with
+// two worker processes, a fit and revised abstracts). Such a worker now hands the copies back
+// for the active space's workers, and follows at once.
+func TestALaggingFollowerLeavesTheActiveSpacesCopiesToItsWorkers(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.c.ChatModel, e.c.EmbedModel, e.c.EmbedDims = offline, offline, 0
+	e.c.FollowInterval = time.Hour // the lagging process does not look again within the test
+	const n = 20
+	e.seed(t, n)
+	ctx := t.Context()
+	log := newLogger(e.c)
+	b, err := connectBroker(ctx, e.c, log, newPaperWorkers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.close()
+	m, err := buildModels(ctx, e.c, log, e.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := e.st.EnsureSpace(ctx, m.emb.Space())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The lagging process embedded every paper into its space.
+	papers, err := e.st.FitSample(ctx, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	embs, _, err := m.emb.Embed(ctx, papers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.SaveEmbeddings(ctx, old.ID, embs); err != nil {
+		t.Fatal(err)
+	}
+	// A fitted model's space becomes active, and another process, following it first, queues
+	// its missing papers.
+	fitted, err := e.st.EnsureSpace(ctx, paper.Space{Model: embed.FittedModelPrefix + "0123456789ab", Dimensions: 64, Template: embed.TemplateTitleAbstract})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.Activate(ctx, fitted.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := queueMissing(ctx, log, e.st, b, fitted); err != nil {
+		t.Fatal(err)
+	}
+	if got := queued(t, b.js); got != n {
+		t.Fatalf("%d copies queued for the %d papers missing from the active space; want one each", got, n)
+	}
+
+	// The lagging process's workers, still on the old space, take them.
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() {
+		done <- runWorkersOnce(wctx, e.c, log, e.st, b, m, old, []string{pipeline.ConsumerNew}, false, false)
+	}()
+	var werr error
+	deadline := time.After(time.Minute)
+wait:
+	for {
+		select {
+		case werr = <-done:
+			break wait
+		case <-deadline:
+			stop()
+			werr = <-done
+			break wait
+		case <-time.After(20 * time.Millisecond):
+			if queued(t, b.js) == 0 { // taken and acknowledged
+				stop()
+				werr = <-done
+				break wait
+			}
+		}
+	}
+	if !errors.Is(werr, errSpaceChanged) {
+		t.Errorf("the workers on the old space returned %v; want them to follow the active space at once (%v)", werr, errSpaceChanged)
+	}
+	if got := queued(t, b.js); got != n {
+		t.Errorf("%d of the %d copies queued for the active space are left for its workers; the others were taken by "+
+			"workers on the old space, where nothing was missing, and the papers never reach the space queries use", got, n)
 	}
 }
