@@ -175,8 +175,9 @@ func (p *Publisher) ForSpace(id int64) { p.space = id }
 // before it. Call it before the first Publish.
 func (p *Publisher) OnAck(fn func(id string)) { p.onAck = fn }
 
-// Publish sends one abstract. It returns once the message is handed to the connection; errors
-// from the server surface from a later Publish or from Flush. An abstract whose message is
+// Publish sends one abstract. It returns once the message is handed to the connection (waiting,
+// while the process's JetStream context has as many messages in flight as it allows, for room
+// or for ctx to end); errors from the server surface from a later Publish or from Flush. An abstract whose message is
 // larger than the queue takes (the server's max_payload, or the PAPERS stream's MaxMsgSize,
 // whichever is smaller) is not sent: Publish returns a *TooLargeError for it at once, and the
 // messages before and after it are unaffected.
@@ -200,7 +201,7 @@ func (p *Publisher) Publish(ctx context.Context, a paper.Abstract) error {
 	if size, max := int64(msg.Size()-len(msg.Subject)), p.maxMsgSize(ctx); max > 0 && size > max {
 		return &TooLargeError{ID: a.ID, Size: size, Max: max}
 	}
-	f, err := p.js.PublishMsgAsync(msg)
+	f, err := p.publishAsync(ctx, msg)
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", a.ID, err)
 	}
@@ -209,6 +210,24 @@ func (p *Publisher) Publish(ctx context.Context, a paper.Abstract) error {
 		return p.settle(ctx, len(p.window)/2)
 	}
 	return nil
+}
+
+// publishAsync sends msg, waiting while the JetStream context has as many messages in flight
+// as it allows (its PublishAsyncMaxPending, shared by every Publisher of the process: the
+// POST /api/papers requests of a server at once) until one is answered, or ctx ends. nats.go
+// gives up on such a wait after 200 ms (ErrTooManyStalledMsgs): a request that came while
+// others filled the context failed, and its papers were answered 503, though the queue had
+// refused nothing.
+func (p *Publisher) publishAsync(ctx context.Context, msg *nats.Msg) (jetstream.PubAckFuture, error) {
+	for {
+		f, err := p.js.PublishMsgAsync(msg)
+		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+			return f, err
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("waiting for room among the messages in flight (%d): %w", p.js.PublishAsyncPending(), ctx.Err())
+		}
+	}
 }
 
 // maxMsgSize is the largest message, headers and data, the queue takes: the smaller of the

@@ -321,3 +321,82 @@ func TestFlushAfterTheContextEndedCountsTheAnswersThatCame(t *testing.T) {
 		t.Errorf("Flush after the context ended: %v; %d published, %d unconfirmed; want all %d published", err, st.Published, pub.Unconfirmed(), n)
 	}
 }
+
+// TestPublishWaitsForRoomAmongTheMessagesInFlight: a Publisher whose JetStream context has as
+// many messages in flight as it allows (PublishAsyncMaxPending, shared by the POST /api/papers
+// requests of a server at once) waits for one of them to be answered, until its context ends.
+// nats.go gives up after 200 ms with ErrTooManyStalledMsgs: under concurrent posts, requests
+// failed with 503 though the queue had refused nothing.
+func TestPublishWaitsForRoomAmongTheMessagesInFlight(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := natstest.Start(t)
+	if err := pipeline.Setup(ctx, srv.Connect(t), pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	// One message in flight at most; an unanswered one frees its place after 2 s.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1), jetstream.WithPublishAsyncTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := streamConfig(t, js, pipeline.StreamPapers)
+	// occupy publishes a message the server stores without answering: another request's, in
+	// flight for 2 s.
+	occupy := func() {
+		t.Helper()
+		cfg.NoAck = true
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+		s, err := js.Stream(ctx, pipeline.StreamPapers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := s.CachedInfo().State.Msgs
+		if _, err := js.PublishAsync(pipeline.SubjectNew, []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+		// Stored, unanswered: the stream may answer again.
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			info, err := s.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.State.Msgs > before {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the stream did not store the message in 10 s")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		cfg.NoAck = false
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := paper.Abstract{ID: "test:waits", Title: "T", Abstract: "We study a busy queue."}
+
+	occupy()
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	acked, _, err := pipeline.PublishAll(wctx, js, pipeline.SubjectNew, 256, []paper.Abstract{a})
+	if err != nil || len(acked) != 1 {
+		t.Fatalf("PublishAll while another message was in flight: acked %v, %v; want it to wait for room and be acknowledged", acked, err)
+	}
+
+	// The wait ends with the request's context.
+	occupy()
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	a.ID = "test:gives-up"
+	acked, _, err = pipeline.PublishAll(short, js, pipeline.SubjectNew, 256, []paper.Abstract{a})
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrTooManyStalledMsgs) || len(acked) != 0 {
+		t.Errorf("PublishAll whose context ended while no room came: acked %v, %v; want its context's error", acked, err)
+	}
+}
