@@ -28,7 +28,7 @@ var errHoldLapsed = errors.New("message not marked in progress for about its Ack
 // renewed is when the last InProgress the server is known to have received was sent (at
 // first, the receipt).
 type hold struct {
-	renewed atomic.Int64 // Unix nanoseconds
+	renewed atomic.Pointer[stamp]
 	// lapsed: the hold went unrenewed for so long (see Worker.lapse) that the server may have
 	// stopped counting the message as this worker's.
 	lapsed atomic.Bool
@@ -40,7 +40,7 @@ type hold struct {
 // the new ProgressInterval.
 func (w *Worker) startHold(ctx context.Context, m jetstream.Msg) *hold {
 	h := &hold{}
-	h.renewed.Store(time.Now().UnixNano())
+	h.renewed.Store(stampNow())
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	nc := w.js.Conn()
@@ -65,7 +65,7 @@ func (w *Worker) startHold(ctx context.Context, m jetstream.Msg) *hold {
 			if nc != nil && !nc.IsConnected() {
 				continue
 			}
-			sent := time.Now()
+			sent := stampNow()
 			if m.InProgress() != nil {
 				continue
 			}
@@ -76,10 +76,10 @@ func (w *Worker) startHold(ctx context.Context, m jetstream.Msg) *hold {
 			if nc != nil && nc.FlushTimeout(tm.progress) != nil {
 				continue
 			}
-			if sent.Sub(time.Unix(0, h.renewed.Load())) >= w.lapse() {
+			if sent.since(h.renewed.Load()) >= w.lapse() {
 				h.lapsed.Store(true)
 			}
-			h.renewed.Store(sent.UnixNano())
+			h.renewed.Store(sent)
 		}
 	}()
 	var once sync.Once
@@ -97,7 +97,33 @@ func (w *Worker) lapse() time.Duration {
 // holdLapsed reports whether h went unrenewed for lapse at some point, now included: the
 // server may have given the message up (or delivered it to another worker) meanwhile.
 func (w *Worker) holdLapsed(h *hold) bool {
-	return h != nil && (h.lapsed.Load() || time.Since(time.Unix(0, h.renewed.Load())) >= w.lapse())
+	return h != nil && (h.lapsed.Load() || stampNow().since(h.renewed.Load()) >= w.lapse())
+}
+
+// stamp is a moment as read on both of the process's clocks: the monotonic one (mono, since
+// the process's start) and the wall clock (Unix nanoseconds). A hold's age is the longer of
+// the two spans (see since), as the server's AckWait runs on neither: the wall clock may be
+// stepped (NTP) back, hiding a lapse — work started on a message the server has given another
+// worker, bought twice — and the monotonic clock stops while the machine is suspended (Linux).
+// A step forward makes holds look lapsed: their messages are let go and delivered again after
+// their AckWait, a delay rather than a second purchase.
+type stamp struct {
+	mono time.Duration
+	wall int64
+}
+
+// processStart is the origin of stamp.mono.
+var processStart = time.Now()
+
+// stampNow is the stamp of this moment.
+func stampNow() *stamp {
+	t := time.Now()
+	return &stamp{mono: t.Sub(processStart), wall: t.UnixNano()}
+}
+
+// since returns how long ago then was, s being now: the longer of the spans on the two clocks.
+func (s *stamp) since(then *stamp) time.Duration {
+	return max(s.mono-then.mono, time.Duration(s.wall-then.wall))
 }
 
 // release stops renewing the job's hold; it is called before the message is settled (an
@@ -113,17 +139,17 @@ func (j job) release() {
 // not: the message may be in another worker's hands), and with errStaleHold when it was last
 // renewed so long ago that the server might redeliver the message before that deadline.
 func (w *Worker) workDeadline(h *hold) (time.Time, error) {
-	now := time.Now()
+	start := stampNow()
 	tm := w.timings()
 	if h != nil {
 		if h.lapsed.Load() {
 			return time.Time{}, errHoldLapsed
 		}
-		if age := now.Sub(time.Unix(0, h.renewed.Load())); age+tm.msgTimeout > tm.ackWait {
+		if age := start.since(h.renewed.Load()); age+tm.msgTimeout > tm.ackWait {
 			return time.Time{}, fmt.Errorf("%w (last marked %s ago, AckWait %s)", errStaleHold, age.Round(time.Millisecond), tm.ackWait)
 		}
 	}
-	return now.Add(tm.msgTimeout), nil
+	return time.Now().Add(tm.msgTimeout), nil
 }
 
 // startDeadline is workDeadline for work about to start, which waits for a hold too old to

@@ -99,15 +99,52 @@ func TestWorkIsNotStartedOnAStaleHold(t *testing.T) {
 	if err := w.setTimeouts(60*time.Second, 8); err != nil {
 		t.Fatal(err)
 	}
-	fresh := &hold{}
-	fresh.renewed.Store(time.Now().Add(-10 * time.Second).UnixNano())
+	fresh := renewedAgo(10*time.Second, 10*time.Second)
 	if _, err := w.workDeadline(fresh); err != nil {
 		t.Errorf("hold renewed 10s ago: %v", err)
 	}
-	stale := &hold{}
-	stale.renewed.Store(time.Now().Add(-31 * time.Second).UnixNano())
+	stale := renewedAgo(31*time.Second, 31*time.Second)
 	if _, err := w.workDeadline(stale); !errors.Is(err, errStaleHold) {
 		t.Errorf("hold renewed 31s ago (AckWait 60s, MsgTimeout 30s): err = %v, want errStaleHold", err)
+	}
+}
+
+// renewedAgo is a hold renewed mono ago on the monotonic clock and wall ago on the wall clock.
+func renewedAgo(mono, wall time.Duration) *hold {
+	n := stampNow()
+	h := &hold{}
+	h.renewed.Store(&stamp{mono: n.mono - mono, wall: n.wall - int64(wall)})
+	return h
+}
+
+// TestAHoldAgesOnTheClockThatRanLonger: a hold's age is the longer of the spans on the
+// monotonic and the wall clock. It was the wall clock's alone: stepped back a minute (NTP)
+// while NATS was out of reach, a hold unrenewed for 70 s (AckWait 60 s) looked 10 s old, and
+// the worker started API work on a message the server had handed to another worker, bought
+// twice. The monotonic clock alone would miss a suspended machine (it stops on Linux), which
+// the wall clock sees.
+func TestAHoldAgesOnTheClockThatRanLonger(t *testing.T) {
+	w, err := NewWorker(nil, nil, noSummarizer{}, nil, WorkerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.setTimeouts(60*time.Second, 8); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name       string
+		mono, wall time.Duration
+	}{
+		{"the wall clock stepped back a minute", 70 * time.Second, 10 * time.Second},
+		{"the machine suspended for a minute", 10 * time.Second, 70 * time.Second},
+	} {
+		h := renewedAgo(c.mono, c.wall)
+		if !w.holdLapsed(h) {
+			t.Errorf("%s (renewed %s ago, %s on the wall clock; AckWait 60s): the hold has not lapsed", c.name, c.mono, c.wall)
+		}
+		if _, err := w.workDeadline(h); !errors.Is(err, errStaleHold) {
+			t.Errorf("%s: workDeadline: %v, want errStaleHold", c.name, err)
+		}
 	}
 }
 
