@@ -2,7 +2,13 @@ package store_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/url"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,5 +100,183 @@ func TestIdleInTransactionTimeoutKeepsAShorterOne(t *testing.T) {
 	}
 	if store.IdleInTransactionTimeout != 10*time.Second {
 		t.Errorf("IdleInTransactionTimeout is %s; this test expects 10s", store.IdleInTransactionTimeout)
+	}
+}
+
+// TestKeepalivesKeepShorterOnes: the store lowers the server's TCP keepalive settings of its
+// sessions to store.KeepaliveIdle, KeepaliveInterval and KeepaliveCount and keeps shorter
+// ones, wherever they were set (here in the URL; the kernel's, which the server shows when it
+// sets none, are 7200 s, 75 s and 9 on Linux).
+func TestKeepalivesKeepShorterOnes(t *testing.T) {
+	t.Parallel()
+	base := pgtest.URL(t)
+	if h := hostOf(t, base); h != "127.0.0.1" && h != "localhost" && h != "::1" {
+		t.Skipf("the test database is at %q, not on loopback TCP: its sessions may have no keepalive", h)
+	}
+	check := func(set map[string]string, want [3]string) {
+		t.Helper()
+		u, err := url.Parse(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := u.Query()
+		for k, v := range set {
+			q.Set(k, v)
+		}
+		u.RawQuery = q.Encode()
+		s := open(t, u.String())
+		var got [3]string
+		if err := s.Pool().QueryRow(t.Context(), "SELECT current_setting('tcp_keepalives_idle'), current_setting('tcp_keepalives_interval'), "+
+			"current_setting('tcp_keepalives_count')").Scan(&got[0], &got[1], &got[2]); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("URL settings %v: the store's sessions have keepalives (idle, interval, count) %v, want %v", set, got, want)
+		}
+	}
+	check(nil, [3]string{"30", "10", "3"})
+	check(map[string]string{"tcp_keepalives_idle": "600", "tcp_keepalives_interval": "60", "tcp_keepalives_count": "5"}, [3]string{"30", "10", "3"})
+	check(map[string]string{"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2", "tcp_keepalives_count": "2"}, [3]string{"5", "2", "2"})
+	if store.KeepaliveIdle != 30*time.Second || store.KeepaliveInterval != 10*time.Second || store.KeepaliveCount != 3 {
+		t.Errorf("keepalives %s, %s, %d; this test expects 30s, 10s, 3", store.KeepaliveIdle, store.KeepaliveInterval, store.KeepaliveCount)
+	}
+}
+
+// hostOf is the host of the database URL u.
+func hostOf(t *testing.T, u string) string {
+	t.Helper()
+	pu, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pu.Hostname()
+}
+
+// TestASessionLockItsHolderAbandonsIsFreedInMinutes: a session advisory lock (here a
+// re-processing run's, LockRun; a batch job's, the index build lock and the migration lock are
+// alike) whose holder's host vanishes without a word (a crash, a laptop closed, a partition:
+// here every packet of its connection is dropped) is freed once the server's TCP keepalive
+// gives up on the session: its session sits idle, outside a transaction, which
+// idle_in_transaction_session_timeout does not end. That took the server's default keepalive,
+// two hours and more, and every run of the same output was refused meanwhile ("another run is
+// in progress"). It needs tc (iproute2) and the privilege to filter loopback traffic (root, or
+// CAP_NET_ADMIN); it skips without them.
+func TestASessionLockItsHolderAbandonsIsFreedInMinutes(t *testing.T) {
+	t.Parallel()
+	tc, err := exec.LookPath("tc")
+	if err != nil {
+		t.Skip("needs tc (iproute2) to drop a loopback connection's packets")
+	}
+	s := setup(t)
+	if h := hostOf(t, s.Pool().Config().ConnString()); h != "127.0.0.1" && h != "localhost" {
+		t.Skipf("the test database is at %q, not on IPv4 loopback", h)
+	}
+	holder, app := openWatched(t, s, "run-holder")
+	const key = "test:abandoned-run"
+	unlock, err := holder.LockRun(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var port int
+	if err := s.Pool().QueryRow(t.Context(), `SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+			WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = $1`, app).Scan(&port); err != nil {
+		t.Fatal(err)
+	}
+
+	// The server has had the acknowledgement of all it sent the holder (a delayed ACK cut off
+	// would leave it retransmitting, a wait TCP keepalive does not govern).
+	waitAcked(t, int(s.Pool().Config().ConnConfig.Port), port)
+
+	// The holder's host vanishes: its connection's packets, either way, are dropped (sent to
+	// a device of the test's own that is down).
+	run := func(args ...string) error {
+		out, err := exec.Command(tc, args...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("tc %s: %s", strings.Join(args, " "), strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	ip, err := exec.LookPath("ip")
+	if err != nil {
+		unlock()
+		t.Skip("needs ip (iproute2) to make a device to drop a loopback connection's packets")
+	}
+	sink := "ppsink" + strconv.Itoa(port)
+	if out, err := exec.Command(ip, "link", "add", sink, "type", "ifb").CombinedOutput(); err != nil {
+		unlock()
+		t.Skipf("cannot make a network device (ip link add %s type ifb: %s): needs root or CAP_NET_ADMIN", sink, strings.TrimSpace(string(out)))
+	}
+	defer unlock() // after the filter's removal: the connection answers again, or is closed
+	defer func() {
+		if out, err := exec.Command(ip, "link", "del", sink).CombinedOutput(); err != nil {
+			t.Errorf("ip link del %s: %s", sink, strings.TrimSpace(string(out)))
+		}
+	}()
+	if err := run("qdisc", "add", "dev", "lo", "clsact"); err != nil {
+		t.Skipf("cannot filter loopback traffic (%v): another clsact on lo?", err)
+	}
+	defer func() {
+		if err := run("qdisc", "del", "dev", "lo", "clsact"); err != nil {
+			t.Errorf("remove the loopback filter: %v", err)
+		}
+	}()
+	p := strconv.Itoa(port)
+	for _, dir := range []string{"sport", "dport"} {
+		// On ingress: a packet dropped on its way out would tell its sender, whose kernel
+		// takes it for congestion and does not count an unanswered keepalive probe.
+		if err := run("filter", "add", "dev", "lo", "ingress", "protocol", "ip", "prio", "1", "u32", "match", "ip", dir, p, "0xffff",
+			"action", "mirred", "egress", "redirect", "dev", sink); err != nil {
+			t.Skipf("cannot filter loopback traffic: %v", err)
+		}
+	}
+	// Another run of the output gets the lock once the server has ended the holder's session:
+	// about KeepaliveIdle + KeepaliveCount × KeepaliveInterval after its last packet.
+	start := time.Now()
+	bound := 3 * (store.KeepaliveIdle + store.KeepaliveCount*store.KeepaliveInterval)
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		again, err := s.LockRun(ctx, key)
+		cancel()
+		if err == nil {
+			again()
+			break
+		}
+		if !errors.Is(err, store.ErrRunInProgress) {
+			t.Fatal(err)
+		}
+		if time.Since(start) > bound {
+			t.Fatalf("the lock of a holder whose host vanished is still held %s later", bound)
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("the lock was freed %s after its holder vanished", time.Since(start).Round(time.Second))
+}
+
+// waitAcked waits until the server's end (local port server) of the loopback TCP connection to
+// client has no data its peer has not acknowledged (/proc/net/tcp's tx_queue); it skips the
+// test without /proc/net/tcp.
+func waitAcked(t *testing.T, server, client int) {
+	t.Helper()
+	local := fmt.Sprintf("0100007F:%04X", server)
+	remote := fmt.Sprintf("0100007F:%04X", client)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, err := os.ReadFile("/proc/net/tcp")
+		if err != nil {
+			t.Skipf("needs /proc/net/tcp: %v", err)
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			// sl local rem st tx_queue:rx_queue …
+			if len(f) > 4 && f[1] == local && f[2] == remote {
+				if strings.HasPrefix(f[4], "00000000:") {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server's end of the connection from port %d still has unacknowledged data after 20 s (or is not in /proc/net/tcp)", client)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -196,7 +196,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	pcfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
 		scanUTC(conn)
-		if err := boundIdleTransactions(ctx, conn); err != nil {
+		if err := boundVanishedClients(ctx, conn); err != nil {
 			return err
 		}
 		return registerVector(ctx, conn)
@@ -297,15 +297,38 @@ func scanUTC(conn *pgx.Conn) {
 // free.
 const IdleInTransactionTimeout = 10 * time.Second
 
-// boundIdleTransactions sets IdleInTransactionTimeout as conn's
-// idle_in_transaction_session_timeout, unless the session's is already shorter (set for the
-// server, the role, the database or in the URL) — not as a start-up parameter, which a
-// connection pooler such as PgBouncer refuses.
-func boundIdleTransactions(ctx context.Context, conn *pgx.Conn) error {
-	ms := strconv.FormatInt(IdleInTransactionTimeout.Milliseconds(), 10)
-	if _, err := conn.Exec(ctx, `SELECT set_config(name, '`+ms+`', false) FROM pg_settings
-			WHERE name = 'idle_in_transaction_session_timeout' AND (setting::bigint = 0 OR setting::bigint > `+ms+`)`); err != nil {
-		return fmt.Errorf("set idle_in_transaction_session_timeout: %w", err)
+// KeepaliveIdle, KeepaliveInterval and KeepaliveCount are the server's TCP keepalive settings
+// (tcp_keepalives_idle, _interval, _count) of every connection of a store whose server, role,
+// database or URL sets none or longer ones (more probes): the server sends its first probe
+// after KeepaliveIdle without traffic and ends the session after KeepaliveCount unanswered ones,
+// KeepaliveInterval apart — about a minute after the client's host vanished without a word (a
+// crash, a laptop closed, a partition). A session-level advisory lock lasts as long as its
+// session, and a session that holds one sits idle, outside any transaction, which
+// IdleInTransactionTimeout does not end: a `reprocess` run's lock, a batch job's, the index
+// build lock or the migration lock of a vanished holder was kept until the server's TCP
+// keepalive gave up, two hours and more by default (the kernel's 7200 s before the first
+// probe), and every later run, job, space change or start waited or was refused that long.
+// Connections over a Unix-domain socket have no keepalive: their client is on the server's
+// host.
+const (
+	KeepaliveIdle     = 30 * time.Second
+	KeepaliveInterval = 10 * time.Second
+	KeepaliveCount    = 3
+)
+
+// boundVanishedClients sets IdleInTransactionTimeout as conn's
+// idle_in_transaction_session_timeout, and the Keepalive settings as its tcp_keepalives_idle,
+// _interval and _count, each unless the session's is already shorter (set for the server, the
+// role, the database or in the URL; the kernel's when the server leaves it to the kernel) — not
+// as start-up parameters, which a connection pooler such as PgBouncer refuses.
+func boundVanishedClients(ctx context.Context, conn *pgx.Conn) error {
+	if _, err := conn.Exec(ctx, `SELECT set_config(name, want::text, false) FROM pg_settings JOIN (VALUES
+			('idle_in_transaction_session_timeout', `+strconv.FormatInt(IdleInTransactionTimeout.Milliseconds(), 10)+`),
+			('tcp_keepalives_idle', `+strconv.Itoa(int(KeepaliveIdle/time.Second))+`),
+			('tcp_keepalives_interval', `+strconv.Itoa(int(KeepaliveInterval/time.Second))+`),
+			('tcp_keepalives_count', `+strconv.Itoa(KeepaliveCount)+`)) AS bound(name, want) USING (name)
+		WHERE setting::bigint = 0 OR setting::bigint > want`); err != nil {
+		return fmt.Errorf("set idle_in_transaction_session_timeout and tcp_keepalives: %w", err)
 	}
 	return nil
 }
