@@ -315,8 +315,7 @@ func DropDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) err
 		return fmt.Errorf("dead letter %d: %w", seq, ErrDeadLetterGone)
 	}
 	err = s.DeleteMsg(ctx, seq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) ||
-		errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && strings.Contains(err.Error(), "no message found") {
+	if msgGone(err) {
 		return fmt.Errorf("dead letter %d: %w", seq, ErrDeadLetterGone)
 	}
 	if err != nil {

@@ -190,9 +190,15 @@ func (w *Worker) reap(ctx context.Context, o orphan) error {
 // deleteMsg removes a message from the stream; one already gone is fine.
 func deleteMsg(ctx context.Context, s jetstream.Stream, seq uint64) error {
 	err := s.DeleteMsg(ctx, seq)
-	if err == nil || errors.Is(err, jetstream.ErrMsgNotFound) ||
-		errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && strings.Contains(err.Error(), "no message found") {
+	if err == nil || msgGone(err) {
 		return nil
 	}
 	return fmt.Errorf("remove message %d from %s: %w", seq, s.CachedInfo().Config.Name, err)
+}
+
+// msgGone reports whether err, a DeleteMsg's, says the message is not in the stream: the
+// server answers a delete of a missing one with ErrMsgDeleteUnsuccessful, "no message found".
+func msgGone(err error) bool {
+	return errors.Is(err, jetstream.ErrMsgNotFound) ||
+		errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && strings.Contains(err.Error(), "no message found")
 }
