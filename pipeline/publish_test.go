@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paperpipe/paperpipe/internal/natstest"
@@ -199,17 +198,8 @@ func TestAFullQueueIsSaidOnceAndTheRefusedAreCounted(t *testing.T) {
 func TestAnUnansweredPublishIsUnconfirmedNotRefused(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	srv := natstest.Start(t)
-	if err := pipeline.Setup(ctx, srv.Connect(t), pipeline.TopologyConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(200*time.Millisecond))
-	if err != nil {
+	js := natstest.Start(t).Connect(t, jetstream.WithPublishAsyncTimeout(200*time.Millisecond))
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	cfg := streamConfig(t, js, pipeline.StreamPapers)
@@ -223,7 +213,7 @@ func TestAnUnansweredPublishIsUnconfirmedNotRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	err = pub.Flush(ctx)
+	err := pub.Flush(ctx)
 	var pe *pipeline.PublishError
 	if !errors.As(err, &pe) || pe.More != 2 || errors.Is(err, pipeline.ErrQueueFull) {
 		t.Errorf("Flush of 3 unanswered messages: %v; want one *PublishError for the first and 2 more, not a full queue", err)
@@ -330,18 +320,9 @@ func TestFlushAfterTheContextEndedCountsTheAnswersThatCame(t *testing.T) {
 func TestPublishWaitsForRoomAmongTheMessagesInFlight(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	srv := natstest.Start(t)
-	if err := pipeline.Setup(ctx, srv.Connect(t), pipeline.TopologyConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
 	// One message in flight at most; an unanswered one frees its place after 2 s.
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1), jetstream.WithPublishAsyncTimeout(2*time.Second))
-	if err != nil {
+	js := natstest.Start(t).Connect(t, jetstream.WithPublishAsyncMaxPending(1), jetstream.WithPublishAsyncTimeout(2*time.Second))
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	cfg := streamConfig(t, js, pipeline.StreamPapers)

@@ -44,15 +44,15 @@ func StartWith(tb testing.TB, configure func(*server.Options)) *Server {
 	return &Server{Server: srv, Dir: dir}
 }
 
-// Connect returns a JetStream client of s, closed when the test ends.
-func (s *Server) Connect(tb testing.TB) jetstream.JetStream {
+// Connect returns a JetStream client of s, made with opts, closed when the test ends.
+func (s *Server) Connect(tb testing.TB, opts ...jetstream.JetStreamOpt) jetstream.JetStream {
 	tb.Helper()
 	nc, err := nats.Connect(s.ClientURL())
 	if err != nil {
 		tb.Fatalf("connect: %v", err)
 	}
 	tb.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, opts...)
 	if err != nil {
 		tb.Fatalf("jetstream: %v", err)
 	}
