@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -255,21 +256,15 @@ func TestClientCutOffAnswerIsNeverStored(t *testing.T) {
 
 func TestClientBadRequestIsPermanent(t *testing.T) {
 	t.Parallel()
-	calls := 0
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls++
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusBadRequest)
-		io.WriteString(w, `{"error":{"message":"Invalid model","type":"invalid_request_error","param":"model","code":null}}`)
-	}))
-	defer ts.Close()
-	c, err := New(Config{BaseURL: ts.URL + "/v1", MaxRetries: 3})
+	url, calls := answering(t, http.StatusBadRequest,
+		`{"error":{"message":"Invalid model","type":"invalid_request_error","param":"model","code":null}}`)
+	c, err := New(Config{BaseURL: url, MaxRetries: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = c.Summarize(context.Background(), testPaper)
-	if !errors.Is(err, paper.ErrPermanent) || calls != 1 {
-		t.Fatalf("err = %v after %d calls; want ErrPermanent after 1", err, calls)
+	if !errors.Is(err, paper.ErrPermanent) || calls() != 1 {
+		t.Fatalf("err = %v after %d calls; want ErrPermanent after 1", err, calls())
 	}
 }
 
@@ -508,6 +503,21 @@ func TestHostThatDropsConnectionsIsUnreachable(t *testing.T) {
 	}
 }
 
+// answering starts a server that answers every request with status and the JSON body, closed
+// when the test ends, and returns its base URL and a count of the requests it got.
+func answering(t *testing.T, status int, body string) (baseURL string, calls func() int) {
+	t.Helper()
+	var n atomic.Int32
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}))
+	t.Cleanup(ts.Close)
+	return ts.URL + "/v1", func() int { return int(n.Load()) }
+}
+
 // TestClientRefusalIsSaidAsItIs: a model that declines an abstract answers with
 // message.refusal set and no content. That was taken for an empty TL;DR: asked again with the
 // stricter prompt (which asks for the form of the answer, not for the model to change its
@@ -515,19 +525,10 @@ func TestHostThatDropsConnectionsIsUnreachable(t *testing.T) {
 // the refusal's text in the error (and so in the dead letter), the answer's usage kept.
 func TestClientRefusalIsSaidAsItIs(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	calls := 0
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		calls++
-		mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,`+
-			`"message":{"role":"assistant","content":null,"refusal":"I'm sorry, I can't help with that request."},`+
-			`"finish_reason":"stop"}],"usage":{"prompt_tokens":100,"completion_tokens":9,"total_tokens":109}}`)
-	}))
-	defer ts.Close()
-	c, err := New(Config{BaseURL: ts.URL + "/v1", MaxRetries: 2})
+	url, calls := answering(t, http.StatusOK, `{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,`+
+		`"message":{"role":"assistant","content":null,"refusal":"I'm sorry, I can't help with that request."},`+
+		`"finish_reason":"stop"}],"usage":{"prompt_tokens":100,"completion_tokens":9,"total_tokens":109}}`)
+	c, err := New(Config{BaseURL: url, MaxRetries: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -536,8 +537,8 @@ func TestClientRefusalIsSaidAsItIs(t *testing.T) {
 		!strings.Contains(err.Error(), "I'm sorry, I can't help with that request.") {
 		t.Fatalf("Summarize: %v; want a permanent error giving the refusal", err)
 	}
-	if calls != 1 || s.Usage.Requests != 1 || s.Usage.OutputTokens != 9 || s.Text != "" {
-		t.Errorf("%d requests, summary %+v; want the one billed refusal, no text", calls, s)
+	if calls() != 1 || s.Usage.Requests != 1 || s.Usage.OutputTokens != 9 || s.Text != "" {
+		t.Errorf("%d requests, summary %+v; want the one billed refusal, no text", calls(), s)
 	}
 }
 
@@ -591,24 +592,15 @@ func TestClientThinkingModelsReasoningIsNotTheTLDR(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var mu sync.Mutex
-			calls := 0
-			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				mu.Lock()
-				calls++
-				mu.Unlock()
-				w.Header().Set("Content-Type", "application/json")
-				io.WriteString(w, tc.body)
-			}))
-			defer ts.Close()
-			c, err := New(Config{BaseURL: ts.URL + "/v1", MaxRetries: 1})
+			url, calls := answering(t, http.StatusOK, tc.body)
+			c, err := New(Config{BaseURL: url, MaxRetries: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
 			s, err := c.Summarize(context.Background(), testPaper)
 			if tc.want != "" {
-				if err != nil || s.Text != tc.want || s.Validation != paper.ValidOK || calls != 1 {
-					t.Fatalf("Summarize = %q (%s), %v after %d requests; want %q, valid at once", s.Text, s.Validation, err, calls, tc.want)
+				if err != nil || s.Text != tc.want || s.Validation != paper.ValidOK || calls() != 1 {
+					t.Fatalf("Summarize = %q (%s), %v after %d requests; want %q, valid at once", s.Text, s.Validation, err, calls(), tc.want)
 				}
 				return
 			}
