@@ -397,7 +397,7 @@ func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Em
 		case ctx.Err() != nil && errors.Is(err, llm.ErrRateLimited):
 			// Not sent: the caller tells the rate limit's wait from a timeout of the request.
 			return out, usage, fmt.Errorf("embed papers %d-%d of %d with %s: %w", b.start+1, b.end, len(papers), c.cfg.Model, err)
-		case ctx.Err() != nil && !errors.Is(err, llm.ErrUnreachable) && !errors.Is(err, llm.ErrServerFailing):
+		case ctx.Err() != nil && !llm.SaysWhyCtxEnded(err): // ErrRateLimited: the case above
 			return out, usage, ctx.Err()
 		case errors.As(err, &part):
 			answered, probe = true, false

@@ -271,7 +271,7 @@ func (c *Client) complete(ctx context.Context, msgs []message, usage *paper.Usag
 // ctx ended while the request waited for the rate limit: llm.ErrRateLimited tells the worker
 // that no request was sent).
 func (c *Client) wrap(ctx context.Context, a paper.Abstract, err error) error {
-	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, llm.ErrUnreachable) && !errors.Is(err, llm.ErrServerFailing) && !errors.Is(err, llm.ErrRateLimited) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+	if ctxErr := ctx.Err(); ctxErr != nil && !llm.SaysWhyCtxEnded(err) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return ctxErr
 	}
 	return fmt.Errorf("summarize %s with %s: %w", a.ID, c.cfg.Model, err)

@@ -190,6 +190,14 @@ func loading(err error) bool {
 // messages' deliveries.
 var ErrServerFailing = errors.New("the API answered a server error or nothing at every attempt")
 
+// SaysWhyCtxEnded reports whether err, a call's error returned once its ctx ended, says what
+// held the call (and is to be returned rather than ctx.Err()): an API that could not be
+// reached (ErrUnreachable), that failed or left unanswered every attempt (ErrServerFailing),
+// or a wait for the rate limit, no request sent (ErrRateLimited).
+func SaysWhyCtxEnded(err error) bool {
+	return errors.Is(err, ErrUnreachable) || errors.Is(err, ErrServerFailing) || errors.Is(err, ErrRateLimited)
+}
+
 // ErrBadResponse marks an answer that is well-formed HTTP but unusable (no choices, a vector
 // missing from the data): transient, since the next answer may be fine.
 var ErrBadResponse = errors.New("unusable response")
