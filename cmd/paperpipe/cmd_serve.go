@@ -182,8 +182,6 @@ func openWritesWarning(a net.Addr, token string) string {
 		"set PAPERPIPE_API_TOKEN on a server other machines reach", a)
 }
 
-// addrInUse explains err, a server's failure to listen on addr, when another process listens
-// there: flag and env are the settings that give this one another address.
 // checkListenAddr is the usage error of an address to listen on, given by flag or env, that
 // net.Listen would refuse: PAPERPIPE_METRICS_ADDR=9090, a port without its colon, failed once
 // the database and NATS were reached, exit 1, with "listen tcp: address 9090: missing port in
@@ -203,6 +201,8 @@ func checkListenAddr(addr, flag, env string) error {
 	return usageErr("%s %q (or %s): want host:port, such as 127.0.0.1:9090 or :9090%s", flag, addr, env, hint)
 }
 
+// addrInUse explains err, a server's failure to listen on addr, when another process listens
+// there: flag and env are the settings that give this one another address.
 func addrInUse(err error, addr, flag, env string) error {
 	if !errors.Is(err, syscall.EADDRINUSE) {
 		return err
