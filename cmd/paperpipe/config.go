@@ -39,7 +39,7 @@ type config struct {
 	NATSCA      string // PAPERPIPE_NATS_CA: a PEM file of the CA that signed NATS_URL's server certificate
 	DataDir     string // PAPERPIPE_DATA
 	// archive is the archive DATABASE_URL leads to as its server names it (archiveOwner), once
-	// a worker's store is open; "": read from DATABASE_URL (queueOwner).
+	// a worker's store is open; "": read from DATABASE_URL (see queueArchive).
 	archive  string
 	Replicas int // PAPERPIPE_NATS_REPLICAS; 0: 1 (applied when the streams are created)
 

@@ -258,7 +258,7 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 			return nil, false, dataDirError(c, err)
 		}
 		if role == newPaperWorkers {
-			if err := claimDataDir(c.DataDir, cmp.Or(c.archive, queueOwner(c.DatabaseURL)), c.DatabaseURL); err != nil {
+			if err := claimDataDir(c.DataDir, c.queueArchive(), c.DatabaseURL); err != nil {
 				return nil, false, err
 			}
 		}
@@ -431,7 +431,7 @@ func (c *config) topology(role brokerRole) pipeline.TopologyConfig {
 	if role == newPaperWorkers && c.NATSURL != "" {
 		// The embedded server's queue is bound to its database by its data directory
 		// (claimDataDir), which also says how to hand it over.
-		t.Archive = cmp.Or(c.archive, queueOwner(c.DatabaseURL))
+		t.Archive = c.queueArchive()
 	}
 	return t
 }
@@ -744,6 +744,12 @@ func claimDataDir(dataDir, owner, databaseURL string) error {
 			"(restored or renamed), delete %s and start again", dataDir, recorded, owner, file)
 	}
 	return nil
+}
+
+// queueArchive is the archive the new-paper queue is bound to: archiveOwner's, once a
+// worker's store is open (c.archive), else queueOwner's reading of DATABASE_URL.
+func (c *config) queueArchive() string {
+	return cmp.Or(c.archive, queueOwner(c.DatabaseURL))
 }
 
 // archiveOwner is the archive st's sessions work in, as claimDataDir records it: "database
