@@ -132,14 +132,8 @@ func TestK8sWorkerIsScrapedProbedAndGivenTimeToStop(t *testing.T) {
 	}
 	read := func(name string) manifest {
 		t.Helper()
-		data, err := os.ReadFile("../../deploy/k8s/" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var m manifest
-		if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&m); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
+		decodeDeployFile(t, "k8s/"+name, &m)
 		return m
 	}
 	w := read("worker.yaml")
@@ -204,13 +198,10 @@ func TestK8sPodsAreGivenTheMigrationLockWaitToStart(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"worker.yaml", "serve.yaml"} {
-		data, err := os.ReadFile("../../deploy/k8s/" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var m manifest
-		if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&m); err != nil || m.Kind != "Deployment" {
-			t.Fatalf("%s: %s (%v), want the Deployment first", name, m.Kind, err)
+		decodeDeployFile(t, "k8s/"+name, &m)
+		if m.Kind != "Deployment" {
+			t.Fatalf("%s: %s, want the Deployment first", name, m.Kind)
 		}
 		for _, c := range m.Spec.Template.Spec.Containers {
 			l, s := c.LivenessProbe, c.StartupProbe
@@ -260,15 +251,8 @@ func TestComposeWorkerIsGivenTheK8sWorkersTimeToStop(t *testing.T) {
 			StopGracePeriod string `yaml:"stop_grace_period"`
 		}
 	}
-	for name, v := range map[string]any{"k8s/worker.yaml": &k8s, "compose.yaml": &compose} {
-		data, err := os.ReadFile("../../deploy/" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(v); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-	}
+	decodeDeployFile(t, "k8s/worker.yaml", &k8s)
+	decodeDeployFile(t, "compose.yaml", &compose)
 	want := time.Duration(k8s.Spec.Template.Spec.TerminationGracePeriodSeconds) * time.Second
 	workers := 0
 	for name, s := range compose.Services {
@@ -327,13 +311,10 @@ func TestK8sReadOnlyPodsHaveAWritableTmp(t *testing.T) {
 	)
 	readOnly := 0
 	for _, name := range []string{"worker.yaml", "serve.yaml"} {
-		data, err := os.ReadFile("../../deploy/k8s/" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var m manifest
-		if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&m); err != nil || m.Kind != "Deployment" {
-			t.Fatalf("%s: %s (%v), want the Deployment first", name, m.Kind, err)
+		decodeDeployFile(t, "k8s/"+name, &m)
+		if m.Kind != "Deployment" {
+			t.Fatalf("%s: %s, want the Deployment first", name, m.Kind)
 		}
 		pod := m.Spec.Template.Spec
 		for _, c := range pod.Containers {
@@ -393,14 +374,8 @@ func TestDockerfileExposesThePortsOfTheManifests(t *testing.T) {
 	}
 	ports := 0
 	for _, name := range []string{"worker.yaml", "serve.yaml"} {
-		data, err := os.ReadFile("../../deploy/k8s/" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var m manifest
-		if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&m); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
+		decodeDeployFile(t, "k8s/"+name, &m)
 		for _, c := range m.Spec.Template.Spec.Containers {
 			for _, p := range c.Ports {
 				ports++
@@ -502,13 +477,7 @@ func TestDeployFilesNameOnlySettingsPaperpipeReads(t *testing.T) {
 			Environment map[string]string
 		}
 	}
-	data, err := os.ReadFile("../../deploy/compose.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(data, &compose); err != nil {
-		t.Fatalf("compose.yaml: %v", err)
-	}
+	decodeDeployFile(t, "compose.yaml", &compose)
 	for svc, s := range compose.Services {
 		if s.Build == nil || s.Build.Dockerfile != "deploy/Dockerfile" {
 			continue // postgres, nats
@@ -582,14 +551,8 @@ func TestK8sProbesAndScrapesAskForWhatTheServersServe(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"worker.yaml", "serve.yaml"} {
-		data, err := os.ReadFile("../../deploy/k8s/" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var m manifest
-		if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&m); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
+		decodeDeployFile(t, "k8s/"+name, &m)
 		if a := m.Spec.Template.Metadata.Annotations; a["prometheus.io/scrape"] == "true" {
 			ask(name, "the prometheus.io annotations' scrape", a["prometheus.io/path"], http.StatusOK)
 		}
@@ -649,14 +612,8 @@ func TestK8sMemoryLimitsAreKnownToGo(t *testing.T) {
 	}
 	limited := 0
 	for _, name := range []string{"worker.yaml", "serve.yaml"} {
-		data, err := os.ReadFile("../../deploy/k8s/" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var m manifest
-		if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&m); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
+		decodeDeployFile(t, "k8s/"+name, &m)
 		for _, c := range m.Spec.Template.Spec.Containers {
 			raw, ok := c.Resources.Limits["memory"]
 			if !ok {
@@ -681,5 +638,18 @@ func TestK8sMemoryLimitsAreKnownToGo(t *testing.T) {
 	}
 	if limited == 0 {
 		t.Error("no container of worker.yaml or serve.yaml has a memory limit: the test reads nothing")
+	}
+}
+
+// decodeDeployFile decodes the first YAML document of deploy/path (a k8s manifest's first is
+// its Deployment) into v, ending the test when it cannot.
+func decodeDeployFile(t *testing.T, path string, v any) {
+	t.Helper()
+	data, err := os.ReadFile("../../deploy/" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(v); err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
 }
