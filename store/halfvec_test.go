@@ -183,6 +183,20 @@ func TestHalfvecIndexedSpaceRefusesValuesBeyondHalfPrecisionAsInvalid(t *testing
 	}
 }
 
+// spaceBeyondHalf is a store's space "plain", indexed on vectors (hnsw), holding a component
+// (70000) beyond half precision's ±65504.
+func spaceBeyondHalf(t *testing.T) (*store.Store, paper.Space) {
+	t.Helper()
+	_, plain := setupKind(t, store.IndexHNSWHalfvec)
+	ps := abstracts(2)
+	upsert(t, plain, ps, store.Work{})
+	sp := space(t, plain, "plain", 3)
+	if _, err := plain.SaveEmbeddings(t.Context(), sp.ID, []paper.Embedding{embeddingOf(ps[0], 70000, 1, 0), embeddingOf(ps[1], 0, 1, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	return plain, sp
+}
+
 // TestReindexToHalfvecOfASpaceHoldingValuesBeyondHalfPrecisionIsInvalid: a space indexed on
 // vectors (hnsw) may hold components beyond ±65504, which the half-precision copies of an
 // hnsw-halfvec index cannot hold. Reindexing it so is refused as paper.ErrInvalid, saying
@@ -190,14 +204,8 @@ func TestHalfvecIndexedSpaceRefusesValuesBeyondHalfPrecisionAsInvalid(t *testing
 // and its index.
 func TestReindexToHalfvecOfASpaceHoldingValuesBeyondHalfPrecisionIsInvalid(t *testing.T) {
 	t.Parallel()
-	_, plain := setupKind(t, store.IndexHNSWHalfvec)
+	plain, sp := spaceBeyondHalf(t)
 	ctx := t.Context()
-	ps := abstracts(2)
-	upsert(t, plain, ps, store.Work{})
-	sp := space(t, plain, "plain", 3)
-	if _, err := plain.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(ps[0], 70000, 1, 0), embeddingOf(ps[1], 0, 1, 0)}); err != nil {
-		t.Fatal(err)
-	}
 	changed, err := plain.Reindex(ctx, sp.ID, store.IndexHNSWHalfvec, store.IndexSettings{})
 	if changed || !errors.Is(err, paper.ErrInvalid) || !strings.Contains(err.Error(), "beyond ±65504") {
 		t.Errorf("Reindex to hnsw-halfvec of a space holding 70000 = %v, %v; want paper.ErrInvalid saying the values beyond ±65504", changed, err)
@@ -214,14 +222,8 @@ func TestReindexToHalfvecOfASpaceHoldingValuesBeyondHalfPrecisionIsInvalid(t *te
 // reindex drops it, and says nothing of a leftover.
 func TestFailedReindexDropsItsUnfinishedIndex(t *testing.T) {
 	t.Parallel()
-	_, plain := setupKind(t, store.IndexHNSWHalfvec)
+	plain, sp := spaceBeyondHalf(t)
 	ctx := t.Context()
-	ps := abstracts(2)
-	upsert(t, plain, ps, store.Work{})
-	sp := space(t, plain, "plain", 3)
-	if _, err := plain.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(ps[0], 70000, 1, 0), embeddingOf(ps[1], 0, 1, 0)}); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := plain.Reindex(ctx, sp.ID, store.IndexHNSWHalfvec, store.IndexSettings{}); err == nil {
 		t.Fatal("Reindex to hnsw-halfvec of a space holding 70000 succeeded; want it to fail")
 	} else if strings.Contains(err.Error(), "unfinished index") {
