@@ -109,6 +109,23 @@ func TestFollowingWorkersStopCleanlyWhenInterruptedWhileRestarting(t *testing.T)
 	}
 }
 
+// newFollower is what a worker process on e's archive follows the active space with: its
+// logger, its connection to the queue (as new-paper workers) and its models.
+func newFollower(t *testing.T, e *archiveEnv) (*slog.Logger, *broker, *models) {
+	t.Helper()
+	log := newLogger(e.c)
+	b, err := connectBroker(t.Context(), e.c, log, newPaperWorkers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.close)
+	m, err := buildModels(t.Context(), e.c, log, e.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return log, b, m
+}
+
 // TestTwoFollowersOfASpaceQueueItsMissingPapersOnce: every worker process on the offline
 // embedder follows the newly active space (after `paperpipe fit`) and queues the papers it
 // lacks. Several such processes follow the same activation: each queueing them again would put
@@ -121,16 +138,7 @@ func TestTwoFollowersOfASpaceQueueItsMissingPapersOnce(t *testing.T) {
 	const n = 40 // more than a micro-batch (8): a paper's two copies go in different ones
 	e.seed(t, n) // recorded, with neither a TL;DR nor a vector (as after an outage)
 	ctx := t.Context()
-	log := newLogger(e.c)
-	b, err := connectBroker(ctx, e.c, log, newPaperWorkers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.close()
-	m, err := buildModels(ctx, e.c, log, e.st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	log, b, m := newFollower(t, e)
 	space, err := e.st.EnsureSpace(ctx, m.emb.Space())
 	if err != nil {
 		t.Fatal(err)
@@ -187,16 +195,7 @@ func TestALaggingFollowerLeavesTheActiveSpacesCopiesToItsWorkers(t *testing.T) {
 	const n = 20
 	e.seed(t, n)
 	ctx := t.Context()
-	log := newLogger(e.c)
-	b, err := connectBroker(ctx, e.c, log, newPaperWorkers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.close()
-	m, err := buildModels(ctx, e.c, log, e.st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	log, b, m := newFollower(t, e)
 	old, err := e.st.EnsureSpace(ctx, m.emb.Space())
 	if err != nil {
 		t.Fatal(err)
