@@ -608,16 +608,13 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 				seqs = append(seqs, d.Seq)
 			}
 		}
-		for _, a := range pos[1:] {
-			n, err := strconv.ParseUint(a, 10, 64)
-			if err != nil || n == 0 {
-				// Sequences start at 1: the server answers 0 with a bare "bad request".
-				return usageErr("%q is not a dead-letter sequence number (see `paperpipe dlq list`)", a)
-			}
-			seqs = append(seqs, n)
+		named, err := deadLetterSeqs(pos[1:])
+		if err != nil {
+			return err
 		}
 		// Each once: a dead letter named twice, or named beside --all, would be replayed, then
 		// not found.
+		seqs = append(seqs, named...)
 		seen := make(map[uint64]bool, len(seqs))
 		seqs = slices.DeleteFunc(seqs, func(s uint64) bool {
 			dup := seen[s]
@@ -681,6 +678,22 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 	}
 }
 
+// deadLetterSeqs reads the dead letters' sequence numbers args names, each once, in order.
+// Sequences start at 1: the server answers 0 with a bare "bad request".
+func deadLetterSeqs(args []string) ([]uint64, error) {
+	var seqs []uint64
+	for _, a := range args {
+		n, err := strconv.ParseUint(a, 10, 64)
+		if err != nil || n == 0 {
+			return nil, usageErr("%q is not a dead-letter sequence number (see `paperpipe dlq list`)", a)
+		}
+		if !slices.Contains(seqs, n) {
+			seqs = append(seqs, n)
+		}
+	}
+	return seqs, nil
+}
+
 // dropDeadLetters is `dlq drop`: it removes the dead letters named by seqs, or with all every
 // one there is, for good — those that can never go through (a producer's malformed messages, a
 // paper withdrawn), which otherwise stay, with no age limit. A letter that is not there (a
@@ -705,15 +718,9 @@ func dropDeadLetters(ctx context.Context, b *broker, all bool, args []string) er
 	if len(args) == 0 {
 		return usageErr("name the dead letters to drop, or --all")
 	}
-	var seqs []uint64
-	for _, a := range args {
-		n, err := strconv.ParseUint(a, 10, 64)
-		if err != nil || n == 0 {
-			return usageErr("%q is not a dead-letter sequence number (see `paperpipe dlq list`)", a)
-		}
-		if !slices.Contains(seqs, n) {
-			seqs = append(seqs, n)
-		}
+	seqs, err := deadLetterSeqs(args)
+	if err != nil {
+		return err
 	}
 	dropped, failed := 0, 0
 	for _, s := range seqs {
