@@ -128,7 +128,8 @@ func (c *Client) PromptVersion() string { return Versioned(PromptVersion, c.cfg.
 // it (splitThinking); an answer that is only reasoning is invalid, and one cut off at the
 // server's token limit while the model was still reasoning fails saying so. An invalid answer is asked again once
 // with the stricter prompt; if that one is invalid too, the answers are cleaned (Clean) and
-// the first clean result that validates is kept. An answer the server stopped at a length
+// the first clean result that validates is kept (the first answer alone when the retry could
+// not be sent or answered: ctx ended, the rate limit held it). An answer the server stopped at a length
 // limit (finish_reason "length": a gateway's or a local server's default max_tokens, a context
 // window filled up, a reasoning model that spent its budget thinking) is invalid and never
 // cleaned: its sentence was cut off, and a cut sentence can pass every check. Summary.Validation
@@ -172,12 +173,10 @@ func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary
 	candidates := []answer{first}
 	second, err := c.complete(ctx, buildRetryPrompt(a, maxWords, problem(verr)), &usage)
 	switch {
-	case ctx.Err() != nil && err != nil:
-		return paper.Summary{Usage: usage}, c.wrap(ctx, a, err) // llm.ErrRateLimited stays
-	case ctx.Err() != nil:
-		return paper.Summary{Usage: usage}, ctx.Err()
 	case err != nil:
-		// The first answer is paid for: clean it rather than fail and pay for it again.
+		// The first answer is paid for: clean it rather than fail and pay for it again — also
+		// when the retry was never answered because ctx ended (the message's time ran out,
+		// the rate limit held the request until then).
 		c.log.Warn("stricter retry failed; cleaning the first answer", "paper", a.ID, "err", err)
 	case second.refused():
 		c.log.Warn("the model refused the stricter retry; cleaning the first answer", "paper", a.ID, "refusal", second.refusal)
@@ -197,6 +196,10 @@ func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary
 			sum.Text, sum.Validation, sum.Usage = cleaned, paper.ValidCleaned, usage
 			return sum, nil
 		}
+	}
+	if err != nil && ctx.Err() != nil {
+		// The retry had no chance: a later delivery may get a valid answer from it.
+		return paper.Summary{Usage: usage}, c.wrap(ctx, a, err) // llm.ErrRateLimited stays
 	}
 	return paper.Summary{Usage: usage}, fmt.Errorf("summarize %s with %s: answer stays invalid after retry and cleaning (%s): %w",
 		a.ID, c.cfg.Model, problem(verr), paper.ErrPermanent)

@@ -666,28 +666,75 @@ func TestClientSaysWhichAnswersWereUnusable(t *testing.T) {
 	}
 }
 
-// TestClientStricterRetryHeldByTheRateLimitSaysSo: when the stricter retry of a junk answer
-// waited for the rate limit until the call's time ran out, Summarize returned a bare
-// "context deadline exceeded", which the worker took for a timeout of the paper's and counted
-// against its deliveries (dead-lettering it at the last). The error now wraps
-// llm.ErrRateLimited: no request was sent.
+// TestClientStricterRetryHeldByTheRateLimitSaysSo: when the stricter retry of an answer that
+// cleaning cannot save (cut off at a token limit) waited for the rate limit until the call's
+// time ran out, Summarize returned a bare "context deadline exceeded", which the worker took
+// for a timeout of the paper's and counted against its deliveries (dead-lettering it at the
+// last). The error now wraps llm.ErrRateLimited: no request was sent.
 func TestClientStricterRetryHeldByTheRateLimitSaysSo(t *testing.T) {
 	t.Parallel()
-	srv := openaitest.Start(t, openaitest.Config{Faults: openaitest.Faults{Junk: 1}})
 	limiter := llm.NewLimiter(llm.LimiterConfig{})
-	hook := &hookTransport{after: func(n int, _ *http.Response, _ error) {
-		if n == 1 {
-			limiter.Pause(time.Minute) // the first answer used up the API's budget
-		}
-	}}
-	c := newClient(t, srv, hook, func(cfg *Config) { cfg.Limiter = limiter })
+	var n atomic.Int64
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		limiter.Pause(time.Minute) // the first answer used up the API's budget
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, chatAnswer("A method that halves the training cost of large language models while keeping", "length"))
+	}))
+	defer ts.Close()
+	c, err := New(Config{BaseURL: ts.URL + "/v1", MaxRetries: 1, Limiter: limiter})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_, err := c.Summarize(ctx, testPaper)
+	s, err := c.Summarize(ctx, testPaper)
 	if !errors.Is(err, llm.ErrRateLimited) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("err = %v, want the rate limit's wait named (llm.ErrRateLimited)", err)
 	}
-	if st := srv.Stats(); st.ChatDelivered != 1 {
-		t.Errorf("%d chat answers, want only the first: the retry was never sent", st.ChatDelivered)
+	if n.Load() != 1 || s.Usage.Requests != 1 {
+		t.Errorf("%d chat answers, usage %+v; want only the first: the retry was never sent", n.Load(), s.Usage)
+	}
+}
+
+// TestClientFirstAnswerIsCleanedWhenTheRetryCannotBeSent: when the stricter retry of a junk
+// answer could not be sent (the rate limit held it) or answered (the server held it) before
+// the call's time ran out, Summarize returned the time's error and dropped the first answer,
+// paid for and fit to be cleaned: the worker's next delivery bought it again. It is cleaned
+// and used, as when the retry fails otherwise.
+func TestClientFirstAnswerIsCleanedWhenTheRetryCannotBeSent(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		after func(srv *openaitest.Server, limiter *llm.Limiter)
+	}{
+		{"rate limit", func(_ *openaitest.Server, limiter *llm.Limiter) { limiter.Pause(time.Minute) }},
+		{"server holds the retry", func(srv *openaitest.Server, _ *llm.Limiter) {
+			srv.SetFaults(openaitest.Faults{Timeout: 1, TimeoutHold: time.Minute})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := openaitest.Start(t, openaitest.Config{Faults: openaitest.Faults{Junk: 1}})
+			limiter := llm.NewLimiter(llm.LimiterConfig{})
+			hook := &hookTransport{after: func(n int, _ *http.Response, _ error) {
+				if n == 1 {
+					tc.after(srv, limiter)
+				}
+			}}
+			c := newClient(t, srv, hook, func(cfg *Config) { cfg.Limiter = limiter })
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			s, err := c.Summarize(ctx, testPaper)
+			if err != nil {
+				t.Fatalf("Summarize: %v; want the first answer cleaned", err)
+			}
+			if s.Text != "Training large models is expensive." || s.Validation != paper.ValidCleaned {
+				t.Errorf("Summarize = %q (%s); want the first answer cleaned", s.Text, s.Validation)
+			}
+			if st := srv.Stats(); st.ChatDelivered != 1 || s.Usage.Requests != 1 {
+				t.Errorf("%d chat answers, usage %+v; want the first only", st.ChatDelivered, s.Usage)
+			}
+		})
 	}
 }
