@@ -31,6 +31,11 @@ const (
 	HeaderStreamSeq = "Paperpipe-Stream-Seq"
 	HeaderFailedAt  = "Paperpipe-Failed-At"
 	HeaderPaperID   = "Paperpipe-Paper-Id"
+	// HeaderBodyLeftOut is on a dead letter written without its message's body: the body's
+	// size in bytes. A message within a few hundred bytes of the server's max_payload leaves
+	// no room for a dead letter's headers; such a letter says why its message failed, and
+	// cannot be replayed (see fitDeadLetter).
+	HeaderBodyLeftOut = "Paperpipe-Body-Left-Out"
 )
 
 // deadLetter copies the message, its reason and its delivery count to the dead-letter stream,
@@ -77,17 +82,52 @@ func (w *Worker) publishDead(ctx context.Context, subject string, data []byte, s
 	dead.Header.Set(HeaderStreamSeq, strconv.FormatUint(seq, 10))
 	dead.Header.Set(HeaderFailedAt, time.Now().UTC().Format(time.RFC3339))
 	dead.Header.Set(HeaderPaperID, paperID)
+	if seq > 0 {
+		dead.Header.Set(jetstream.MsgIDHeader, w.deadLetterID(seq, stored))
+	}
+	fitDeadLetter(dead, maxPayload(w.js))
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	var opts []jetstream.PublishOpt
-	if seq > 0 {
-		opts = append(opts, jetstream.WithMsgID(w.deadLetterID(seq, stored)))
-	}
-	ack, err := w.js.PublishMsg(pctx, dead, opts...)
+	ack, err := w.js.PublishMsg(pctx, dead)
 	if err != nil {
 		return false, fmt.Errorf("publish dead letter: %w", err)
 	}
 	return ack.Duplicate, nil
+}
+
+// minReason is the least of its reason a dead letter keeps when it is cut to fit the server's
+// max_payload (fitDeadLetter): what the worker's log says when it terminates a message.
+const minReason = 200
+
+// fitDeadLetter makes dead, a dead letter with every header set, no larger than max (its
+// headers and body; max ≤ 0: unknown, nothing done). The publish of a larger one fails
+// ("maximum payload exceeded"): the message it is for was returned to the queue, delivered,
+// failed and returned again until the server gave it up, and the reaper's letter failed the
+// same way at every sweep. Its reason is cut first, to no less than minReason bytes; if that
+// is not enough, the message's body is left out (HeaderBodyLeftOut), the reason saying so.
+func fitDeadLetter(dead *nats.Msg, max int64) {
+	over := func() int64 { return int64(dead.Size()-len(dead.Subject)-len(dead.Reply)) - max }
+	if max <= 0 || over() <= 0 {
+		return
+	}
+	reason := dead.Header.Get(HeaderReason)
+	if keep := int64(len(reason)) - over(); keep >= minReason {
+		dead.Header.Set(HeaderReason, truncate(reason, int(keep)))
+		return
+	}
+	size := len(dead.Data)
+	dead.Data = nil
+	dead.Header.Set(HeaderBodyLeftOut, strconv.Itoa(size))
+	dead.Header.Set(HeaderReason, fmt.Sprintf("%s [its message, %d bytes, is not in this dead letter: with the dead letter's headers it was over the server's max_payload of %d bytes]",
+		truncate(reason, minReason), size, max))
+}
+
+// maxPayload is the connection's MaxPayload (the server's max_payload), 0 when not known.
+func maxPayload(js jetstream.JetStream) int64 {
+	if nc := js.Conn(); nc != nil {
+		return nc.MaxPayload()
+	}
+	return 0
 }
 
 // deadLetterID is the message id of the dead letter of the message of stream sequence seq,
@@ -116,7 +156,9 @@ func (w *Worker) withdrawDeadLetter(j job, done string) {
 	claim := &nats.Msg{Subject: SubjectDead + "." + w.cfg.Consumer, Data: j.msg.Data(), Header: nats.Header{}}
 	claim.Header.Set(HeaderReason, "none: after losing touch with NATS its worker "+done+" (withdrawn)")
 	claim.Header.Set(HeaderPaperID, j.a.ID)
-	ack, err := w.js.PublishMsg(ctx, claim, jetstream.WithMsgID(w.deadLetterID(j.meta.Sequence.Stream, j.meta.Timestamp)))
+	claim.Header.Set(jetstream.MsgIDHeader, w.deadLetterID(j.meta.Sequence.Stream, j.meta.Timestamp))
+	fitDeadLetter(claim, maxPayload(w.js))
+	ack, err := w.js.PublishMsg(ctx, claim)
 	if err == nil {
 		var s jetstream.Stream
 		if s, err = w.js.Stream(ctx, StreamDead); err == nil {
@@ -152,7 +194,10 @@ type DeadLetter struct {
 	Reason   string    `json:"reason"`
 	Attempts int       `json:"attempts"`
 	FailedAt time.Time `json:"failed_at"`
-	Data     []byte    `json:"-"`
+	// BodyLeftOut is the size of the message's body when the letter was written without it
+	// (HeaderBodyLeftOut); such a letter cannot be replayed.
+	BodyLeftOut int    `json:"body_left_out,omitempty"`
+	Data        []byte `json:"-"`
 }
 
 // deadStream returns the dead-letter stream and its state; a nil stream when it does not exist.
@@ -248,15 +293,20 @@ func LatestDeadLetters(ctx context.Context, js jetstream.JetStream, n int) ([]De
 func deadLetterOf(raw *jetstream.RawStreamMsg) DeadLetter {
 	attempts, _ := strconv.Atoi(raw.Header.Get(HeaderAttempts))
 	at, _ := time.Parse(time.RFC3339, raw.Header.Get(HeaderFailedAt))
+	leftOut, _ := strconv.Atoi(raw.Header.Get(HeaderBodyLeftOut))
 	return DeadLetter{
 		Seq: raw.Sequence, PaperID: raw.Header.Get(HeaderPaperID), Subject: raw.Header.Get(HeaderSubject),
-		Reason: raw.Header.Get(HeaderReason), Attempts: attempts, FailedAt: at, Data: raw.Data,
+		Reason: raw.Header.Get(HeaderReason), Attempts: attempts, FailedAt: at, BodyLeftOut: leftOut, Data: raw.Data,
 	}
 }
 
 // ErrDeadLetterGone is wrapped by ReplayDeadLetter's error when the dead letter is not in the
 // stream: a wrong number, or one replayed (or removed) meanwhile, by another replay too.
 var ErrDeadLetterGone = errors.New("not found")
+
+// ErrNoBody is wrapped by ReplayDeadLetter's error for a dead letter written without its
+// message's body (DeadLetter.BodyLeftOut).
+var ErrNoBody = errors.New("dead letter without its message")
 
 // ReplayDeadLetter republishes one dead letter onto the subject it came from and removes it
 // from the dead-letter stream, and returns that subject. The republished message's id names
@@ -281,6 +331,15 @@ func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (
 		return "", fmt.Errorf("dead letter %d: %w", seq, err)
 	}
 	dl := deadLetterOf(raw)
+	if dl.BodyLeftOut > 0 {
+		of := ""
+		if dl.PaperID != "" {
+			of = " (paper " + dl.PaperID + ")"
+		}
+		return "", fmt.Errorf("dead letter %d%s holds no message to replay (its %d bytes did not fit in a dead letter): "+
+			"publish the paper again (`paperpipe ingest`), then drop the letter (`paperpipe dlq drop %d`): %w",
+			seq, of, dl.BodyLeftOut, seq, ErrNoBody)
+	}
 	subject = dl.Subject
 	if subject != SubjectNew && !strings.HasPrefix(subject, SubjectReprocess+".") {
 		subject = SubjectNew

@@ -2,15 +2,20 @@ package pipeline_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/natstest"
+	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/summarize"
 )
@@ -96,5 +101,78 @@ func TestDeadLetterReplayedTwiceAtOnceIsQueuedOnce(t *testing.T) {
 	}
 	if dls := deadLetters(t, js); len(dls) != 0 {
 		t.Errorf("%d dead letters left, want none", len(dls))
+	}
+}
+
+// TestDeadLetterOfAMessageNearTheServersMaxPayloadIsWritten: on a server whose max_payload
+// is not much larger than a message (an external server's default 1 MB, and an abstract of
+// nearly as much), the dead letter — the message and headers naming why it failed — was
+// larger than the server takes: its publish failed, the message was returned to the queue,
+// delivered and failed again (paying the API each time) until the server gave it up, and the
+// reaper's dead letter failed the same way at every sweep, the message never leaving the
+// queue. The reason is now cut to fit, and when that is not enough the body is left out, the
+// letter saying so (and refusing a replay, which would queue nothing).
+func TestDeadLetterOfAMessageNearTheServersMaxPayloadIsWritten(t *testing.T) {
+	t.Parallel()
+	const maxPayload = 64 << 10
+	srv := natstest.StartWith(t, func(o *server.Options) { o.MaxPayload = maxPayload })
+	js := srv.Connect(t)
+	ctx := context.Background()
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{MaxDeliver: 2}); err != nil {
+		t.Fatal(err)
+	}
+	emb := embed.NewOffline()
+	b := setupOn(t, js, emb)
+	// A paper 1,000 bytes short of the limit, its TL;DR refused with a long reason: the
+	// letter keeps its body and a cut reason.
+	long := paper.Abstract{ID: "test:long", Title: "A long paper"}
+	long.Abstract = strings.Repeat("w", maxPayload-1000-len(`{"id":"test:long","title":"A long paper","abstract":""}`)-
+		len(pipeline.MsgID(pipeline.SubjectNew, long))-40)
+	publish(t, js, []paper.Abstract{long})
+	// A message that is not an abstract, 50 bytes short of the limit: no room for the headers.
+	junk := []byte(strings.Repeat("}", maxPayload-50))
+	if _, err := js.Publish(ctx, pipeline.SubjectNew, junk); err != nil {
+		t.Fatal(err)
+	}
+	sum := failingSummarizer{err: fmt.Errorf("the API said: %s: %w", strings.Repeat("no! ", 1000), paper.ErrPermanent)}
+	w, err := pipeline.NewWorker(js, b.store, sum, emb, pipeline.WorkerConfig{SpaceID: b.space.ID, ExitWhenIdle: true,
+		FetchWait: 200 * time.Millisecond, Backoff: func(int) time.Duration { return 100 * time.Millisecond }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := w.Run(rctx); err != nil {
+		t.Fatal(err)
+	}
+	dls := deadLetters(t, js)
+	if ws := w.Stats(); len(dls) != 2 || ws.Dead != 2 || ws.Retried != 0 {
+		var got []string
+		for _, d := range dls {
+			got = append(got, fmt.Sprintf("%d %q: %.100q", d.Seq, d.PaperID, d.Reason))
+		}
+		t.Fatalf("stats %+v, dead letters %q; want both messages dead-lettered at their first delivery", ws, got)
+	}
+	if n := streamMsgs(t, js, pipeline.StreamPapers); n != 0 {
+		t.Errorf("%d messages left in the queue", n)
+	}
+	if dls[0].BodyLeftOut > 0 { // the junk fails first, at its decoding
+		dls[0], dls[1] = dls[1], dls[0]
+	}
+	var got paper.Abstract
+	if err := json.Unmarshal(dls[0].Data, &got); err != nil || got.Abstract != long.Abstract || dls[0].BodyLeftOut != 0 ||
+		!strings.Contains(dls[0].Reason, "the API said: no! no!") || len(dls[0].Reason) >= 4000 {
+		t.Errorf("the long paper's dead letter: reason %.80q… (%d bytes), body left out %d, body %d bytes (%v); want its body and a cut reason",
+			dls[0].Reason, len(dls[0].Reason), dls[0].BodyLeftOut, len(dls[0].Data), err)
+	}
+	if d := dls[1]; len(d.Data) != 0 || d.BodyLeftOut != len(junk) || !strings.Contains(d.Reason, "not in this dead letter") {
+		t.Errorf("the junk's dead letter: reason %q, body left out %d, body %d bytes; want its body left out, saying so",
+			d.Reason, d.BodyLeftOut, len(d.Data))
+	}
+	if _, err := pipeline.ReplayDeadLetter(ctx, js, dls[1].Seq); !errors.Is(err, pipeline.ErrNoBody) {
+		t.Errorf("replay of a dead letter without its body: %v, want ErrNoBody", err)
+	}
+	if _, err := pipeline.ReplayDeadLetter(ctx, js, dls[0].Seq); err != nil {
+		t.Errorf("replay of the long paper's dead letter: %v", err)
 	}
 }
