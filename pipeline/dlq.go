@@ -186,7 +186,8 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// DeadLetter is one message in the dead-letter stream.
+// DeadLetter is one message in the dead-letter stream, without its body (the message, up to
+// the server's max_payload: a list of thousands held every one, and showed none).
 type DeadLetter struct {
 	Seq      uint64    `json:"seq"` // sequence in the dead-letter stream; the id for replay
 	PaperID  string    `json:"paper_id"`
@@ -196,8 +197,7 @@ type DeadLetter struct {
 	FailedAt time.Time `json:"failed_at"`
 	// BodyLeftOut is the size of the message's body when the letter was written without it
 	// (HeaderBodyLeftOut); such a letter cannot be replayed.
-	BodyLeftOut int    `json:"body_left_out,omitempty"`
-	Data        []byte `json:"-"`
+	BodyLeftOut int `json:"body_left_out,omitempty"`
 }
 
 // deadStream returns the dead-letter stream and its state; a nil stream when it does not exist.
@@ -218,11 +218,17 @@ func deadStream(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, 
 
 // ListDeadLetters returns up to limit dead letters, oldest first (limit ≤ 0: all).
 func ListDeadLetters(ctx context.Context, js jetstream.JetStream, limit int) ([]DeadLetter, error) {
+	return DeadLettersFrom(ctx, js, 0, limit)
+}
+
+// DeadLettersFrom returns up to limit dead letters (≤ 0: all) of sequence from on, oldest
+// first: the next page of a list whose last letter was from-1.
+func DeadLettersFrom(ctx context.Context, js jetstream.JetStream, from uint64, limit int) ([]DeadLetter, error) {
 	s, info, err := deadStream(ctx, js)
 	if s == nil {
 		return nil, err
 	}
-	return deadLettersFrom(ctx, s, info.State.FirstSeq, info.State.LastSeq, limit)
+	return deadLettersFrom(ctx, s, max(from, info.State.FirstSeq), info.State.LastSeq, limit)
 }
 
 // deadLettersFrom returns up to limit dead letters (≤ 0: all) with sequences from..to, oldest
@@ -296,7 +302,7 @@ func deadLetterOf(raw *jetstream.RawStreamMsg) DeadLetter {
 	leftOut, _ := strconv.Atoi(raw.Header.Get(HeaderBodyLeftOut))
 	return DeadLetter{
 		Seq: raw.Sequence, PaperID: raw.Header.Get(HeaderPaperID), Subject: raw.Header.Get(HeaderSubject),
-		Reason: raw.Header.Get(HeaderReason), Attempts: attempts, FailedAt: at, BodyLeftOut: leftOut, Data: raw.Data,
+		Reason: raw.Header.Get(HeaderReason), Attempts: attempts, FailedAt: at, BodyLeftOut: leftOut,
 	}
 }
 

@@ -539,7 +539,9 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("dlq", "list | replay SEQ|--all | drop SEQ|--all", "List dead-lettered messages, put them back on their queue, or drop them for good.")
 	c.addJSONFlag(fs)
 	all := fs.Bool("all", false, "replay or drop every dead letter")
-	limit := fs.Int("n", 100, "list: the oldest `N` dead letters (0: all)")
+	limit := fs.Int("n", 100, "list: `N` dead letters, the oldest unless --newest or --from (0: all)")
+	newest := fs.Bool("newest", false, "list: the newest N dead letters, newest first")
+	from := fs.Uint64("from", 0, "list: the dead letters from sequence `SEQ` on, oldest first (the next page)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -557,7 +559,10 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 	}
 	switch pos[0] {
 	case "list":
-		err = onlyFor(fs, "dlq list", "json", "n")
+		err = onlyFor(fs, "dlq list", "json", "n", "newest", "from")
+		if err == nil && *newest && *from > 0 {
+			err = usageErr("--newest and --from: one or the other")
+		}
 	case "replay":
 		err = onlyFor(fs, "dlq replay", "all")
 	case "drop":
@@ -574,16 +579,9 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 	defer b.close()
 	switch pos[0] {
 	case "list":
-		dls, err := pipeline.ListDeadLetters(ctx, b.js, *limit)
+		dls, err := listDeadLetters(ctx, b, *limit, *newest, *from)
 		if err != nil {
 			return err
-		}
-		// The first page is not the queue: say what is left out (on stderr, so that --json
-		// stays a list), where a reader or a script would take it for every dead letter.
-		if *limit > 0 && len(dls) == *limit {
-			if n, err := pipeline.CountDeadLetters(ctx, b.js); err == nil && n > uint64(len(dls)) {
-				fmt.Fprintf(os.Stderr, "paperpipe dlq list: the oldest %d of %d dead letters; -n 0 lists them all\n", len(dls), n)
-			}
 		}
 		if c.JSON {
 			return writeJSON(stdout, nonNil(dls))
@@ -692,6 +690,45 @@ func deadLetterSeqs(args []string) ([]uint64, error) {
 		}
 	}
 	return seqs, nil
+}
+
+// listDeadLetters is `dlq list`'s read: the oldest limit dead letters (0: all), from sequence
+// from on when from > 0, or the newest, newest first. A page that is not the whole queue says
+// what is left out and how to see it (on stderr, so that --json stays a list), where a reader
+// or a script would take it for every dead letter.
+func listDeadLetters(ctx context.Context, b *broker, limit int, newest bool, from uint64) ([]pipeline.DeadLetter, error) {
+	if newest {
+		if limit == 0 {
+			dls, err := pipeline.ListDeadLetters(ctx, b.js, 0)
+			slices.Reverse(dls)
+			return dls, err
+		}
+		dls, err := pipeline.LatestDeadLetters(ctx, b.js, limit)
+		if err == nil && len(dls) == limit {
+			if n, err := pipeline.CountDeadLetters(ctx, b.js); err == nil && n > uint64(len(dls)) {
+				fmt.Fprintf(os.Stderr, "paperpipe dlq list: the newest %d of %d dead letters; -n 0 lists them all\n", len(dls), n)
+			}
+		}
+		return dls, err
+	}
+	if limit == 0 {
+		return pipeline.DeadLettersFrom(ctx, b.js, from, 0)
+	}
+	dls, err := pipeline.DeadLettersFrom(ctx, b.js, from, limit+1) // one more: are there more?
+	if err != nil || len(dls) <= limit {
+		return dls, err
+	}
+	next := dls[limit].Seq
+	dls = dls[:limit]
+	what := fmt.Sprintf("the %d from sequence %d on", limit, dls[0].Seq)
+	if from == 0 {
+		what = fmt.Sprintf("the oldest %d", limit)
+	}
+	if n, err := pipeline.CountDeadLetters(ctx, b.js); err == nil {
+		what += fmt.Sprintf(" of %d dead letters", n)
+	}
+	fmt.Fprintf(os.Stderr, "paperpipe dlq list: %s; --from %d lists the next, --newest the newest, -n 0 them all\n", what, next)
+	return dls, nil
 }
 
 // dropDeadLetters is `dlq drop`: it removes the dead letters named by seqs, or with all every
