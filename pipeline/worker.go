@@ -1293,7 +1293,8 @@ func (w *Worker) flushSummaries(ctx context.Context, sums []paper.Summary) []err
 		return nil
 	})
 	// Every TL;DR here was paid for, saved or not (a failed one is bought again on its retry,
-	// and that purchase is recorded then).
+	// and that purchase is recorded then). After the save, as for vectors: a kill between the
+	// two loses the ledger's line, not paid answers.
 	usage := make([]paper.Usage, 0, len(sums))
 	for _, s := range sums {
 		if s.Usage.Requests > 0 {
