@@ -129,7 +129,8 @@ func (c *Client) PromptVersion() string { return Versioned(PromptVersion, c.cfg.
 // server's token limit while the model was still reasoning fails saying so. An invalid answer is asked again once
 // with the stricter prompt; if that one is invalid too, the answers are cleaned (Clean) and
 // the first clean result that validates is kept (the first answer alone when the retry could
-// not be sent or answered: ctx ended, the rate limit held it). An answer the server stopped at a length
+// not be sent or answered: ctx ended, the rate limit held it, the API failed it; when cleaning
+// cannot save it, the retry's error is returned). An answer the server stopped at a length
 // limit (finish_reason "length": a gateway's or a local server's default max_tokens, a context
 // window filled up, a reasoning model that spent its budget thinking) is invalid and never
 // cleaned: its sentence was cut off, and a cut sentence can pass every check. Summary.Validation
@@ -197,8 +198,10 @@ func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary
 			return sum, nil
 		}
 	}
-	if err != nil && ctx.Err() != nil {
-		// The retry had no chance: a later delivery may get a valid answer from it.
+	if err != nil {
+		// The retry had no answer: its error says what went wrong (ctx ended, the rate limit,
+		// the account, the server), not the answer's "stays invalid", which would dead-letter
+		// the paper for an API outage; a later delivery may get a valid answer from it.
 		return paper.Summary{Usage: usage}, c.wrap(ctx, a, err) // llm.ErrRateLimited stays
 	}
 	return paper.Summary{Usage: usage}, fmt.Errorf("summarize %s with %s: answer stays invalid after retry and cleaning (%s): %w",

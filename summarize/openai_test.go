@@ -738,3 +738,43 @@ func TestClientFirstAnswerIsCleanedWhenTheRetryCannotBeSent(t *testing.T) {
 		})
 	}
 }
+
+// TestClientRetryThatFailsKeepsItsError: when an answer cleaning cannot save (cut off at a
+// token limit) was asked again and the API refused the retry for the account (401) or failed
+// it (500 at every attempt), Summarize said the answer "stays invalid after retry and
+// cleaning", a permanent failure: the paper was dead-lettered at once, for an API key or a
+// server outage, and the worker did not pause. The retry's error is returned as it is.
+func TestClientRetryThatFailsKeepsItsError(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		status int
+		want   error
+	}{
+		{http.StatusUnauthorized, llm.ErrAccount},
+		{http.StatusInternalServerError, nil}, // transient: neither permanent nor the account's
+	} {
+		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
+			t.Parallel()
+			var n atomic.Int64
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				if n.Add(1) == 1 {
+					io.WriteString(w, chatAnswer("A method that halves the training cost of large language models while keeping", "length"))
+					return
+				}
+				w.WriteHeader(tc.status)
+				io.WriteString(w, `{"error":{"message":"no","type":"x"}}`)
+			}))
+			defer ts.Close()
+			c, err := New(Config{BaseURL: ts.URL + "/v1", MaxRetries: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.Summarize(context.Background(), testPaper)
+			if err == nil || errors.Is(err, paper.ErrPermanent) || strings.Contains(err.Error(), "stays invalid") ||
+				tc.want != nil && !errors.Is(err, tc.want) {
+				t.Errorf("retry answered %d: %v; want the retry's error (%v), not a permanent failure", tc.status, err, tc.want)
+			}
+		})
+	}
+}
