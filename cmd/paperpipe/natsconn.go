@@ -850,7 +850,12 @@ func optionsSearchPath(options string) string {
 // queue's (nats.url: the address, and the token, of a server of theirs, which `ingest` would
 // send the papers to and a worker take papers from; the server's store; nats.database), or
 // move them aside and read them. A directory shared with a group on purpose is left alone.
+// So is the way to it (checkPathTo): a directory that another user could rename aside, with a
+// directory of theirs put in its place, is no safer than one they may write to.
 func checkDataDir(dir string) error {
+	if err := checkPathTo(dir); err != nil {
+		return err
+	}
 	fi, err := os.Stat(dir)
 	if err != nil {
 		return err
@@ -863,6 +868,83 @@ func checkDataDir(dir string) error {
 		return fmt.Errorf("every user of this machine may write to it (%s): another user could put their own files "+
 			"in place of the queue's (the embedded server's address and token, its store) or read them; "+
 			"make it yours alone (chmod 700 %s) or use another", fi.Mode(), dir)
+	}
+	return nil
+}
+
+// checkPathTo refuses a path to dir that another user of the machine could make lead to a
+// directory of theirs: one through a directory (the path's own, or a symbolic link's on the
+// way) that every user may write to, or that belongs to another user than this one and root,
+// as ssh refuses such a path to ~/.ssh. Such a user could rename the data directory, or a
+// symbolic link to it, aside and put their own in its place — after checkDataDir has looked
+// at it, or at any time while the embedded server writes there. A directory every user may
+// write to that has the sticky bit (/tmp) is refused only when the name in it is another
+// user's: a symbolic link /tmp/paperpipe that user made, which passes for the directory it
+// leads to until they point it elsewhere. A directory shared with a group is left alone, as
+// the data directory itself.
+func checkPathTo(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	uid := uint32(os.Getuid())
+	mine := func(fi fs.FileInfo) (uint32, bool) {
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return 0, true
+		}
+		return st.Uid, st.Uid == uid || st.Uid == 0
+	}
+	cur, rest, links := "/", strings.Split(abs, "/"), 0
+	for len(rest) > 0 {
+		name := rest[0]
+		rest = rest[1:]
+		switch name {
+		case "", ".":
+			continue
+		case "..":
+			cur = filepath.Dir(cur) // cur has no symbolic link left in it
+			continue
+		}
+		parent, err := os.Stat(cur)
+		if err != nil {
+			return err
+		}
+		next := filepath.Join(cur, name)
+		fi, err := os.Lstat(next)
+		if err != nil {
+			return err
+		}
+		if owner, ok := mine(parent); !ok {
+			return fmt.Errorf("%s, on the way to it, belongs to user id %d, not to this user (%d): that user could put a directory "+
+				"of their own in its place, with their files in place of the queue's (the embedded server's address and token, "+
+				"its store); use a directory of your own", cur, owner, uid)
+		}
+		if parent.Mode().Perm()&0o002 != 0 {
+			if owner, ok := mine(fi); parent.Mode()&fs.ModeSticky == 0 || !ok {
+				what := fmt.Sprintf("every user of this machine may write to %s (%s), on the way to it", cur, parent.Mode())
+				if parent.Mode()&fs.ModeSticky != 0 {
+					what = fmt.Sprintf("%s belongs to user id %d, not to this user (%d)", next, owner, uid)
+				}
+				return fmt.Errorf("%s: another user could put a directory of their own in its place, with their files in place of the "+
+					"queue's (the embedded server's address and token, its store); use a directory of your own", what)
+			}
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			cur = next
+			continue
+		}
+		if links++; links > 40 {
+			return fmt.Errorf("%s: too many levels of symbolic links", abs)
+		}
+		target, err := os.Readlink(next)
+		if err != nil {
+			return err
+		}
+		if filepath.IsAbs(target) {
+			cur = "/"
+		}
+		rest = append(strings.Split(target, "/"), rest...)
 	}
 	return nil
 }

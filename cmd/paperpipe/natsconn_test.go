@@ -823,6 +823,69 @@ func TestDataDirectoryOthersMayWriteToIsRefused(t *testing.T) {
 	}
 }
 
+// TestDataDirectoryOthersCanReplaceIsRefused: a private data directory in a directory every
+// user may write to (no sticky bit), or reached through a symbolic link another user made in
+// /tmp, passed the data directory's check, which looked at the directory the path led to
+// then: that user could rename it, or point their link, to a directory of theirs, with their
+// nats.url, after the check or while the server ran. One in a sticky directory such as /tmp,
+// under a name of this user's, is used.
+func TestDataDirectoryOthersCanReplaceIsRefused(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	log := slog.New(slog.DiscardHandler)
+	dirIn := func(parentMode os.FileMode) (parent, dir string) {
+		parent = t.TempDir()
+		if err := os.Chmod(parent, parentMode); err != nil {
+			t.Fatal(err)
+		}
+		dir = filepath.Join(parent, "pp")
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		return parent, dir
+	}
+
+	writable, dir := dirIn(0o777)
+	if b, err := connectBroker(ctx, &config{DataDir: dir}, log, brokerClient); err == nil {
+		b.close()
+		t.Error("a data directory in a directory every user may write to was used")
+	} else if !strings.Contains(err.Error(), "every user of this machine may write to "+writable) {
+		t.Errorf("a data directory in a directory every user may write to: %v\nwant it to name %s", err, writable)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "nats.url")); err == nil {
+		t.Error("the embedded server ran in a data directory in a directory every user may write to")
+	}
+
+	// /tmp: every user may write to it, and rename or remove only their own names there.
+	sticky, dir := dirIn(0o777 | os.ModeSticky)
+	b, err := connectBroker(ctx, &config{DataDir: dir}, log, brokerClient)
+	if err != nil {
+		t.Fatalf("a data directory of this user's in a sticky directory: %v", err)
+	}
+	b.close()
+	link := filepath.Join(sticky, "link")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	b, err = connectBroker(ctx, &config{DataDir: link}, log, brokerClient)
+	if err != nil {
+		t.Fatalf("a data directory through this user's symbolic link in a sticky directory: %v", err)
+	}
+	b.close()
+	if os.Getuid() != 0 {
+		return // only root can give a symbolic link to another user
+	}
+	if err := os.Lchown(link, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := connectBroker(ctx, &config{DataDir: link}, log, brokerClient); err == nil {
+		b.close()
+		t.Error("a data directory through another user's symbolic link in a sticky directory was used")
+	} else if !strings.Contains(err.Error(), link+" belongs to user id 65534") {
+		t.Errorf("another user's symbolic link: %v", err)
+	}
+}
+
 // TestSharedNATSRefusesAWorkerOfAnotherDatabase: the workers of two databases on one NATS_URL
 // server shared its stream and consumer, each taking the other's new papers. A worker of
 // another database than the one the stream records is refused; its commands that run no
