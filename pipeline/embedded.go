@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -36,9 +35,9 @@ type Embedded struct {
 	stop  chan struct{} // closed by Shutdown: ends watchWrites
 	done  chan struct{} // closed when watchWrites has returned
 
-	mu   sync.Mutex // guards srv and opts: watchWrites restarts the server
+	mu   sync.Mutex // serializes watchWrites's restart of JetStream with the others
 	srv  *server.Server
-	opts *server.Options // the server's, with the port it listens on
+	opts *server.Options // the server's: restart starts its JetStream as the server did
 }
 
 // writeCheckInterval is how often the server is checked for a stream that cannot write (see
@@ -85,8 +84,6 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A restart listens where the clients know, also when the port was picked at random.
-	opts.Port = srv.Addr().(*net.TCPAddr).Port
 	e := &Embedded{srv: srv, opts: opts, token: cfg.Token, log: log, stop: make(chan struct{}), done: make(chan struct{})}
 	go e.watchWrites()
 	return e, nil
@@ -111,15 +108,15 @@ func startServer(opts *server.Options, log *slog.Logger) (*server.Server, error)
 	return srv, nil
 }
 
-// watchWrites restarts the server once a stream of it that could not write (its disk was
-// full, or the process had too many open files) can write again. nats-server stops storing
+// watchWrites restarts the server's JetStream (see restart) once a stream of it that could not
+// write (its disk was full, or the process had too many open files) can write again. nats-server stops storing
 // into a stream whose file store failed a write — it answers no publish to it (the
 // publisher's ack times out) and deletes nothing from it — until the server restarts, also
 // once the cause is gone: without a restart the queue would refuse every paper for good. A
 // restart on a disk still full would fail the same way, so it waits until roomNeeded bytes can
-// be written in the store directory. The server comes back on the same address and token,
-// where the clients reconnect by themselves; what it had stored is kept (a message whose write
-// failed was never confirmed to its publisher).
+// be written in the store directory. The server's clients stay connected, on its address and
+// token; what it had stored is kept (a message whose write failed was never confirmed to its
+// publisher).
 func (e *Embedded) watchWrites() {
 	defer close(e.done)
 	t := time.NewTicker(writeCheckInterval)
@@ -151,12 +148,12 @@ func (e *Embedded) watchWrites() {
 		}
 		if err := e.restart(); err != nil {
 			if !down {
-				e.log.Error("could not restart the embedded NATS server; trying again", "dir", opts.StoreDir, "err", err)
+				e.log.Error("could not restart the embedded NATS server's JetStream; trying again", "dir", opts.StoreDir, "err", err)
 			}
 			down = true
 			continue
 		}
-		e.log.Warn("the queue's store can write again: the embedded NATS server restarted", "dir", opts.StoreDir)
+		e.log.Warn("the queue's store can write again: the embedded NATS server's JetStream restarted", "dir", opts.StoreDir)
 		told, down = false, false
 	}
 }
@@ -185,17 +182,24 @@ func canWrite(dir string) bool {
 	return err == nil
 }
 
-// restart stops the server and starts it again with the same options.
+// restart stops the server's JetStream and starts it again as the server started it, from
+// its store. The server itself keeps running: its port is never free for another program of
+// the machine to listen on (which would keep the server from coming back, and be sent the
+// token of every client that reconnects), and its clients stay connected.
 func (e *Embedded) restart() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.srv.Shutdown()
-	e.srv.WaitForShutdown()
-	srv, err := startServer(e.opts.Clone(), e.log)
-	if err != nil {
-		return err
+	if err := e.srv.ShutdownJetStream(); err != nil {
+		return fmt.Errorf("stop JetStream: %w", err)
 	}
-	e.srv = srv
+	o := e.opts
+	if err := e.srv.EnableJetStream(&server.JetStreamConfig{
+		StoreDir: o.StoreDir, SyncInterval: o.SyncInterval, SyncAlways: o.SyncAlways, Strict: !o.NoJetStreamStrict,
+		MaxMemory: o.JetStreamMaxMemory, MaxStore: o.JetStreamMaxStore, Domain: o.JetStreamDomain, CompressOK: true,
+		UniqueTag: o.JetStreamUniqueTag,
+	}); err != nil {
+		return fmt.Errorf("start JetStream: %w", err)
+	}
 	return nil
 }
 

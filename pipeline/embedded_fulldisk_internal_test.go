@@ -3,9 +3,12 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -120,5 +123,102 @@ func TestEmbeddedServerRecoversFromFullDisk(t *testing.T) {
 		if want := fmt.Sprintf(`{"id":"p%d","title":"t","abstract":"a"}`, seq); string(raw.Data) != want {
 			t.Fatalf("message %d = %s, want %s", seq, raw.Data, want)
 		}
+	}
+}
+
+// While the embedded server came back from a full disk it was shut down and started again,
+// its port free until its store was recovered: another program of the machine could listen
+// there first — the server then stayed down, trying again every few seconds for as long as
+// that program held the port, and every client reconnecting sent that program the server's
+// token, which stays the server's own once it is back. Only JetStream is restarted now: the
+// port is the server's throughout, and its clients stay connected.
+func TestEmbeddedServerKeepsItsPortWhileItRecovers(t *testing.T) {
+	dir := mountTmpfs(t, 16<<20)
+	defer func(d time.Duration) { writeCheckInterval = d }(writeCheckInterval)
+	writeCheckInterval = 100 * time.Millisecond
+	e, err := StartEmbedded(EmbeddedConfig{Dir: filepath.Join(dir, "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown()
+	u, err := url.Parse(e.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(e.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := Setup(ctx, js, TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	publish := func() error {
+		n++
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, err := js.Publish(pctx, SubjectNew, fmt.Appendf(nil, `{"id":"p%d","title":"t","abstract":"a"}`, n), jetstream.WithMsgID(fmt.Sprint("m", n)))
+		return err
+	}
+	filler := fillDisk(t, dir)
+	var full error
+	for i := 0; i < 1000 && full == nil; i++ {
+		full = publish()
+	}
+	if full == nil {
+		t.Fatal("the queue took every message on a full disk")
+	}
+
+	// Another program tries to listen on the server's port all along.
+	taken := make(chan net.Listener, 1)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if l, err := net.Listen("tcp", u.Host); err == nil {
+				taken <- l
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	reconnects := nc.Stats().Reconnects
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for err := publish(); err != nil; err = publish() {
+		select {
+		case l := <-taken:
+			l.Close()
+			t.Fatalf("another program could listen on the embedded server's port %s while the server recovered", u.Port())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the queue still refuses papers a minute after its disk got room: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	select {
+	case l := <-taken:
+		l.Close()
+		t.Fatalf("another program could listen on the embedded server's port %s while the server recovered", u.Port())
+	default:
+	}
+	if r := nc.Stats().Reconnects; r != reconnects {
+		t.Errorf("the client reconnected %d times while the server recovered, want 0", r-reconnects)
 	}
 }
