@@ -53,10 +53,19 @@ func (c Conn) Validate(what string) error {
 // api-version query and an api-key header: 404 or 401 on every request), for which Azure's
 // v1 API, https://RESOURCE.openai.azure.com/openai/v1, takes OpenAI's requests. Its error,
 // which follows "BaseURL" or a variable's name, shows the URL with its secrets masked
-// (redact.URL): a password of its userinfo or a credential in its query is never printed.
+// (redact.URL): a password of its userinfo or a credential in its query is never printed, nor
+// a value without a dot, a colon or a slash (but localhost), which is no base URL but may be
+// an API key.
 func CheckBaseURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if !strings.Contains(raw, "://") && !strings.ContainsAny(raw, ".:/") && !strings.EqualFold(raw, "localhost") {
+			// No host name of a network, no port, no path: a base URL has one of them, an API
+			// key (the other variable's value, or pasted here by mistake) none, and the
+			// message goes to logs.
+			return errors.New("is not an http(s) URL, and is not shown: it has no scheme, no dot, no port and no path " +
+				"(an API key in the wrong variable?); write the API's base URL, such as https://api.openai.com/v1 or http://localhost:11434/v1")
+		}
 		if !strings.Contains(raw, "://") {
 			if w, err := url.Parse("http://" + raw); err == nil && w.Host != "" && !strings.ContainsAny(raw, " \t") {
 				if w.Path == "" || w.Path == "/" {

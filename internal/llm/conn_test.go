@@ -49,6 +49,29 @@ func TestCheckBaseURLSaysWhatToWrite(t *testing.T) {
 	}
 }
 
+// An API key set as the base URL (the two variables swapped, or pasted into the wrong one) is
+// not a URL, and its message, which goes to logs, showed it twice: as the value and inside the
+// URL it said to write ("http://sk-…/v1"). A value with no dot, colon or slash is not shown;
+// localhost still gets the URL to write.
+func TestCheckBaseURLDoesNotShowAKey(t *testing.T) {
+	t.Parallel()
+	for _, key := range []string{"sk-proj-AbCdEf0123456789_xyz", "gsk_AbCdEf0123456789xyz"} {
+		err := CheckBaseURL(key)
+		if err == nil {
+			t.Fatalf("CheckBaseURL(%q) = nil, want an error", key)
+		}
+		if strings.Contains(err.Error(), "AbCdEf0123456789") {
+			t.Errorf("CheckBaseURL(%q) = %v, which shows the key", key, err)
+		}
+		if !strings.Contains(err.Error(), "https://api.openai.com/v1") {
+			t.Errorf("CheckBaseURL(%q) = %v, want it to say what a base URL looks like", key, err)
+		}
+	}
+	if err := CheckBaseURL("localhost"); err == nil || !strings.Contains(err.Error(), `write "http://localhost/v1"`) {
+		t.Errorf("CheckBaseURL(localhost) = %v, want the URL to write", err)
+	}
+}
+
 // A 404 names the base URL the request went to, and /v1 when it lacks it: Ollama at
 // http://localhost:11434, without /v1, answers every request "404 page not found", and the
 // workers paused with that message and no word of OPENAI_BASE_URL.
