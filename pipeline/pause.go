@@ -76,7 +76,7 @@ func (w *Worker) openPause(cause error) {
 			"the API hangs, or the model needs longer: raise PAPERPIPE_MSG_TIMEOUT, with PAPERPIPE_ACK_WAIT, for a slow model)",
 			w.timings().msgTimeout)
 	case errors.Is(cause, llm.ErrServerFailing):
-		what = "the API fails every request (server errors for several papers in a row, none answered)"
+		what = "the API fails every request (server errors, or bodies that are no answer, for several papers in a row, none answered)"
 	}
 	now := time.Now()
 	if now.Before(b.until) {

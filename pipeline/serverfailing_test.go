@@ -52,6 +52,29 @@ func TestServerFailingEveryRequestPausesTheWorker(t *testing.T) {
 	checkAllDone(t, b, w, papers, "the server answers again")
 }
 
+// TestServerAnsweringNoJSONPausesTheWorker: a server that answers every request with a
+// success status and a body that is no answer (a proxy's or captive portal's HTML page, a
+// web app's page where the API was meant) failed no paper in particular either, yet each
+// paper was retried as a failure of its own, then dead-lettered: the whole backlog. It
+// pauses the worker as a server failing every request does.
+func TestServerAnsweringNoJSONPausesTheWorker(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 16, Faults: openaitest.Faults{Malformed: 1}})
+	sum, err := summarize.New(summarize.Config{BaseURL: api.URL(), Model: "m", MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 10})
+	papers := sampledata.Papers(t)[:5]
+	publish(t, b.js, papers)
+	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4,
+		Backoff: func(n int) time.Duration { return time.Duration(n) * 300 * time.Millisecond }})
+	checkPausedAllQueued(t, b, w, papers, 2, "a server answering no JSON to every request")
+	api.SetFaults(openaitest.Faults{}) // the server is back
+	checkAllDone(t, b, w, papers, "the server answers again")
+}
+
 // failingOn returns the URL of a server that answers as api does, but 500 to every chat
 // request about a (its title in the request's body), as a model server that fails on one
 // input it cannot handle.

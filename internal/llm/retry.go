@@ -179,16 +179,17 @@ func loading(err error) bool {
 }
 
 // ErrServerFailing marks a transient failure whose every attempt the API answered with a server
-// error (5xx) or did not answer in its time (a request sent on a connection made, and no
-// answer until the attempt's or the call's time ran out, after a wait longer than any round
-// trip): Retrier.Do wraps its
+// error (5xx), with a success status and a body that is not its answer (see notAnAnswer: not
+// JSON, empty, JSON of another shape), or did not answer in its
+// time (a request sent on a connection made, and no answer until the attempt's or the call's
+// time ran out, after a wait longer than any round trip): Retrier.Do wraps its
 // last error with it when it gives up, or when the call's deadline ends such an attempt. It
 // tells nothing on its own — a server may fail on one input it cannot handle, or take longer
 // for it — but when the calls for several papers in a row fail so, with none answered between
 // them, the server fails everything (or the calls' time is too short for the model: nothing
 // would succeed either), and a worker pauses (see pipeline.Worker) instead of using up the
 // messages' deliveries.
-var ErrServerFailing = errors.New("the API answered a server error or nothing at every attempt")
+var ErrServerFailing = errors.New("the API answered a server error or no answer at every attempt")
 
 // SaysWhyCtxEnded reports whether err, a call's error returned once its ctx ended, says what
 // held the call (and is to be returned rather than ctx.Err()): an API that could not be
@@ -237,6 +238,12 @@ func UnusableReason(err error) string {
 		return UnusableEmpty
 	}
 	return ""
+}
+
+// notAnAnswer reports whether why, an UnusableReason, is a body that is not the API's answer at
+// all: not JSON, empty, or JSON of another shape.
+func notAnAnswer(why string) bool {
+	return why == UnusableNotJSON || why == UnusableEmpty || why == UnusableWrongShape
 }
 
 // Classify says how a call's error should be handled:
@@ -523,7 +530,7 @@ type Result struct {
 // next attempt waits for it. Errors: ctx.Err() as soon as ctx ends; a permanent failure wraps
 // both paper.ErrPermanent and the cause; otherwise the last transient error, wrapped with the
 // attempt count (and with ErrServerFailing when every attempt that was not rate-limited was
-// answered 5xx or not answered in its time); the call's deadline ending an attempt that waited
+// answered 5xx, with a body that is not an answer, or not answered in its time); the call's deadline ending an attempt that waited
 // for its answer, every earlier one answered 5xx or not in time, returns ErrServerFailing
 // wrapping ctx.Err() (a server that hangs, or a model slower than the call's time); an
 // Account failure wraps ErrAccount and the cause, unretried — except an
@@ -551,7 +558,7 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 	retries := 0
 	rlStart := time.Time{}
 	var unreached error  // the last attempt could not connect: what ctx's end returns
-	serverErrors := true // every failed attempt but the rate-limited ones was answered 5xx
+	serverErrors := true // every failed attempt but the rate-limited ones was answered 5xx, or no answer
 	ctxErr := func() error {
 		if unreached != nil {
 			return &accountError{err: fmt.Errorf("%w: %w", ErrUnreachable, unreached), key: r.APIKey}
@@ -665,8 +672,13 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 			}
 			log.Debug("rate limited; waiting without using a retry", "attempt", res.Attempts)
 		default:
-			serverErrors = serverErrors && (HTTPStatus(err) >= 500 || unanswered)
-			if why := UnusableReason(err); why != "" {
+			why := UnusableReason(err)
+			// A success whose body is not the API's answer at all (an HTML page of a proxy or
+			// of a web app where the API was meant, another API's JSON) fails every request
+			// alike, as a 5xx does; a body cut off (a connection lost mid-answer) or an answer
+			// that lacks a part may be this call's alone.
+			serverErrors = serverErrors && (HTTPStatus(err) >= 500 || unanswered || notAnAnswer(why))
+			if why != "" {
 				// A 200 whose body is no answer: retried as a server error, but the status
 				// codes of the API's requests show it only as a success.
 				if r.Unusable != nil {

@@ -120,6 +120,9 @@ func TestRetrierSaysWhenEveryAttemptWasAServerError(t *testing.T) {
 		{"a 429 waited out among them", []error{&openai.APIError{HTTPStatusCode: 500}, &openai.APIError{HTTPStatusCode: 429}, &openai.APIError{HTTPStatusCode: 500}, &openai.APIError{HTTPStatusCode: 504}}, true},
 		{"a malformed body among them", []error{&openai.APIError{HTTPStatusCode: 500}, io.ErrUnexpectedEOF, &openai.APIError{HTTPStatusCode: 500}}, false},
 		{"timeouts", []error{context.DeadlineExceeded, context.DeadlineExceeded, context.DeadlineExceeded}, false},
+		// A success status with an HTML page (a proxy's, a web app's): not the API's answer.
+		{"bodies that are not JSON", []error{&json.SyntaxError{}, &openai.APIError{HTTPStatusCode: 502}, &json.SyntaxError{}}, true},
+		{"an answer without choices among them", []error{&openai.APIError{HTTPStatusCode: 500}, fmt.Errorf("no choices: %w", ErrBadResponse), &openai.APIError{HTTPStatusCode: 500}}, false},
 	} {
 		calls := 0
 		_, err := fastRetrier(2).Do(context.Background(), 1, func(context.Context) error {
