@@ -364,13 +364,16 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 	return b, false, nil
 }
 
-// natsOptions are the options of every connection of b: its name, reconnecting for ever, and
-// the logs (and takeover, see takeOver) of disconnections.
+// natsOptions are the options of every connection of b: its name, reconnecting for ever, a
+// connection gone silent noticed within natsStaleAfter, and the logs (and takeover, see
+// takeOver) of disconnections.
 func (b *broker) natsOptions(log *slog.Logger) []nats.Option {
 	return []nats.Option{
 		nats.Name("paperpipe"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
+		nats.PingInterval(natsPingInterval),
+		nats.MaxPingsOutstanding(natsMaxPingsOut),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("NATS disconnected; reconnecting", "err", err)
@@ -394,6 +397,18 @@ func (b *broker) natsOptions(log *slog.Logger) []nats.Option {
 		nats.ClosedHandler(b.stopIfRefused),
 	}
 }
+
+// A connection whose server stops answering without closing it (a server frozen or cut off by
+// a partition, a node gone without a reset) is given up after natsMaxPingsOut pings unanswered,
+// one every natsPingInterval: within natsStaleAfter, and the client reconnects to another
+// server of NATS_URL or of the cluster. nats.go's defaults (2 minutes, 2 pings) left workers
+// connected to such a server idle for up to 6 minutes while the cluster's other servers served
+// the queue.
+const (
+	natsPingInterval = 10 * time.Second
+	natsMaxPingsOut  = 2
+	natsStaleAfter   = (natsMaxPingsOut + 1) * natsPingInterval
+)
 
 // stopIfRefused stops the command (b.fail), once, when nc was closed after NATS_URL's server
 // refused paperpipe's credentials. A server that comes back refusing them (rotated, expired,

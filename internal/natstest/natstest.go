@@ -2,12 +2,17 @@
 package natstest
 
 import (
+	"context"
+	"fmt"
+	"net/url"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paperpipe/paperpipe/internal/nettest"
 )
 
 // Server is an in-process nats-server with JetStream file storage in a temporary directory.
@@ -57,4 +62,38 @@ func (s *Server) Connect(tb testing.TB, opts ...jetstream.JetStreamOpt) jetstrea
 		tb.Fatalf("jetstream: %v", err)
 	}
 	return js
+}
+
+// StartCluster starts a JetStream cluster of three in-process servers on loopback ports, each
+// with its own store directory, and waits until it has a JetStream meta leader: a stream of
+// three replicas can then be created. They are shut down when the test ends.
+func StartCluster(tb testing.TB) []*Server {
+	tb.Helper()
+	ports := []int{nettest.FreePort(tb), nettest.FreePort(tb), nettest.FreePort(tb)}
+	routes := make([]*url.URL, len(ports))
+	for i, p := range ports {
+		routes[i] = &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)}
+	}
+	servers := make([]*Server, len(ports))
+	for i, p := range ports {
+		servers[i] = StartWith(tb, func(o *server.Options) {
+			o.ServerName = fmt.Sprintf("n%d", i+1)
+			o.Cluster = server.ClusterOpts{Name: "paperpipe-test", Host: "127.0.0.1", Port: p}
+			o.Routes = routes
+		})
+	}
+	js := servers[0].Connect(tb)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := js.AccountInfo(ctx)
+		cancel()
+		if err == nil {
+			return servers
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("the JetStream cluster has no meta leader after 30 s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
