@@ -115,7 +115,14 @@ func (c *TopologyConfig) setDefaults() {
 // refuses what is published, which the publisher reports, instead of deleting the oldest
 // papers waiting for the workers (JetStream's default, DiscardOld), which nobody would be told
 // about. PAPERS_DLQ keeps the default: at its limits the oldest dead letters go.
+//
+// On a JetStream cluster without a majority of its servers up and in touch, which elects no
+// leader, the error says so (see explainNoLeader).
 func Setup(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) error {
+	return explainNoLeader(setup(ctx, js, cfg))
+}
+
+func setup(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) error {
 	set := cfg
 	cfg.setDefaults()
 	if err := ensureStream(ctx, js, jetstream.StreamConfig{
@@ -182,6 +189,28 @@ func checkArchive(ctx context.Context, js jetstream.JetStream, archive string) e
 			"nats stream edit %s --metadata '%s=%s'", ErrOtherArchive, StreamPapers, recorded, archive, StreamPapers, MetaArchive, archive)
 	}
 	return nil
+}
+
+// jsClusterNotAvailable is the JetStream API's error code for "JetStream system temporarily
+// unavailable": a cluster without a meta leader.
+const jsClusterNotAvailable = 10008
+
+// explainNoLeader says what err means when JetStream did not answer, or answered that it is
+// unavailable: on a cluster, fewer than a majority of the servers (2 of 3) of the cluster, or
+// of a stream's replicas, are up and in touch, so there is no leader to answer — the error
+// alone ("context deadline exceeded", "JetStream system temporarily unavailable") said
+// neither why nor that it passes once they are back.
+func explainNoLeader(err error) error {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.As(err, &apiErr) && apiErr.ErrorCode == jsClusterNotAvailable:
+		return fmt.Errorf("%w: the JetStream cluster has no leader: fewer than a majority of its servers (2 of 3, 3 of 5) are up and in touch; "+
+			"the queue is back once they are", err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: JetStream did not answer in time; on a cluster, a stream has no leader while fewer than a majority of "+
+			"its replicas' servers (2 of 3, 3 of 5) are up and in touch, and is back once they are", err)
+	}
+	return err
 }
 
 // explainNoResponders says what err, the first JetStream request's failure, means when it is

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,5 +59,47 @@ func TestClientOfASilentClusterServerMovesToAnother(t *testing.T) {
 				bound, b.nc.ConnectedAddr(), p.Addr(), err)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestClusterWithoutAMajoritySaysSo: with two of a three-server cluster down, no stream and no
+// JetStream API request has a leader to answer it. A command started then failed with
+// "context deadline exceeded (is JetStream enabled on …?)" — it is, on every server — or a bare
+// "JetStream system temporarily unavailable": neither said why, nor that it passes once a
+// majority of the servers is back.
+func TestClusterWithoutAMajoritySaysSo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a three-server cluster, two of them stopped: ~15 s")
+	}
+	t.Parallel()
+	servers := natstest.StartCluster(t)
+	c := &config{NATSURL: servers[0].ClientURL(), DataDir: t.TempDir(), Replicas: 3}
+	log := slog.New(slog.DiscardHandler)
+	b, err := connectBroker(t.Context(), c, log, newPaperWorkers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.close()
+	for _, s := range servers[1:] {
+		s.Shutdown()
+		s.WaitForShutdown()
+	}
+	// Until the remaining server notices (seconds), it may still answer from what it knows.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, role := range []brokerRole{brokerClient, newPaperWorkers} {
+		b, err := connectBroker(t.Context(), c, log, role)
+		for err == nil {
+			b.close()
+			if time.Now().After(deadline) {
+				t.Fatalf("role %d: still connects 30 s after two servers of three stopped", role)
+			}
+			time.Sleep(200 * time.Millisecond)
+			b, err = connectBroker(t.Context(), c, log, role)
+		}
+		if msg := err.Error(); !strings.Contains(msg, "majority") || strings.Contains(msg, "is JetStream enabled") {
+			t.Errorf("role %d: %v\nwant it to say that a majority of the cluster's servers is not up", role, err)
+		} else {
+			t.Logf("role %d: %v", role, err)
+		}
 	}
 }

@@ -356,7 +356,7 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 		case c.NATSURL != "" && (errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount)):
 			return nil, false, fmt.Errorf("NATS_URL %s: %w", redact.URLs(url), err)
 		case c.NATSURL != "" && errors.Is(err, context.DeadlineExceeded):
-			return nil, false, fmt.Errorf("%w (is JetStream enabled on %s?)", err, redact.URLs(url))
+			return nil, false, fmt.Errorf("NATS_URL %s: %w", redact.URLs(url), err)
 		}
 		return nil, joined, err
 	}
