@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -163,10 +161,6 @@ func hostOf(t *testing.T, u string) string {
 // CAP_NET_ADMIN); it skips without them.
 func TestASessionLockItsHolderAbandonsIsFreedInMinutes(t *testing.T) {
 	t.Parallel()
-	tc, err := exec.LookPath("tc")
-	if err != nil {
-		t.Skip("needs tc (iproute2) to drop a loopback connection's packets")
-	}
 	s := setup(t)
 	if h := hostOf(t, s.Pool().Config().ConnString()); h != "127.0.0.1" && h != "localhost" {
 		t.Skipf("the test database is at %q, not on IPv4 loopback", h)
@@ -187,48 +181,9 @@ func TestASessionLockItsHolderAbandonsIsFreedInMinutes(t *testing.T) {
 	// would leave it retransmitting, a wait TCP keepalive does not govern).
 	waitAcked(t, int(s.Pool().Config().ConnConfig.Port), port)
 
-	// The holder's host vanishes: its connection's packets, either way, are dropped (sent to
-	// a device of the test's own that is down).
-	run := func(args ...string) error {
-		out, err := exec.Command(tc, args...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("tc %s: %s", strings.Join(args, " "), strings.TrimSpace(string(out)))
-		}
-		return nil
-	}
-	ip, err := exec.LookPath("ip")
-	if err != nil {
-		unlock()
-		t.Skip("needs ip (iproute2) to make a device to drop a loopback connection's packets")
-	}
-	sink := "ppsink" + strconv.Itoa(port)
-	if out, err := exec.Command(ip, "link", "add", sink, "type", "ifb").CombinedOutput(); err != nil {
-		unlock()
-		t.Skipf("cannot make a network device (ip link add %s type ifb: %s): needs root or CAP_NET_ADMIN", sink, strings.TrimSpace(string(out)))
-	}
+	// The holder's host vanishes: its connection's packets, either way, are dropped.
 	defer unlock() // after the filter's removal: the connection answers again, or is closed
-	defer func() {
-		if out, err := exec.Command(ip, "link", "del", sink).CombinedOutput(); err != nil {
-			t.Errorf("ip link del %s: %s", sink, strings.TrimSpace(string(out)))
-		}
-	}()
-	if err := run("qdisc", "add", "dev", "lo", "clsact"); err != nil {
-		t.Skipf("cannot filter loopback traffic (%v): another clsact on lo?", err)
-	}
-	defer func() {
-		if err := run("qdisc", "del", "dev", "lo", "clsact"); err != nil {
-			t.Errorf("remove the loopback filter: %v", err)
-		}
-	}()
-	p := strconv.Itoa(port)
-	for _, dir := range []string{"sport", "dport"} {
-		// On ingress: a packet dropped on its way out would tell its sender, whose kernel
-		// takes it for congestion and does not count an unanswered keepalive probe.
-		if err := run("filter", "add", "dev", "lo", "ingress", "protocol", "ip", "prio", "1", "u32", "match", "ip", dir, p, "0xffff",
-			"action", "mirred", "egress", "redirect", "dev", sink); err != nil {
-			t.Skipf("cannot filter loopback traffic: %v", err)
-		}
-	}
+	defer dropLoopbackConn(t, int(s.Pool().Config().ConnConfig.Port), port)()
 	// Another run of the output gets the lock once the server has ended the holder's session:
 	// about KeepaliveIdle + KeepaliveCount × KeepaliveInterval after its last packet.
 	start := time.Now()
