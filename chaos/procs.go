@@ -285,6 +285,7 @@ type NATS struct {
 	Dir     string
 	Port    int
 	logPath string
+	args    []string // beyond JetStream, storage and client port: a cluster member's
 }
 
 // StartNATS starts a nats-server with JetStream storing in dir, on a free loopback port.
@@ -302,7 +303,7 @@ func (n *NATS) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.Port) 
 
 func (n *NATS) start() error {
 	p, err := startProc("nats-server", n.logPath, []string{"PATH=" + os.Getenv("PATH")}, nil, n.bin,
-		"-js", "-sd", n.Dir, "-a", "127.0.0.1", "-p", strconv.Itoa(n.Port))
+		append([]string{"-js", "-sd", n.Dir, "-a", "127.0.0.1", "-p", strconv.Itoa(n.Port)}, n.args...)...)
 	if err != nil {
 		return err
 	}
@@ -310,6 +311,51 @@ func (n *NATS) start() error {
 	n.proc = p
 	n.mu.Unlock()
 	return waitTCP(p, n.Port, 30*time.Second)
+}
+
+// StartNATSCluster starts a JetStream cluster of three nats-server processes, n1 to n3, on free
+// loopback ports, storing in dir/n1… and logging to dir/n1.log…; it returns once each accepts
+// clients (the cluster may not have elected its leaders yet).
+func StartNATSCluster(bin, dir string) ([]*NATS, error) {
+	var ports, routes []int
+	for range 6 {
+		p, err := nettest.PickPort()
+		if err != nil {
+			return nil, err
+		}
+		ports = append(ports, p)
+	}
+	ports, routes = ports[:3], ports[3:]
+	var urls []string
+	for _, r := range routes {
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", r))
+	}
+	var servers []*NATS
+	for i := range 3 {
+		name := fmt.Sprintf("n%d", i+1)
+		n := &NATS{bin: bin, Dir: filepath.Join(dir, name), Port: ports[i], logPath: filepath.Join(dir, name+".log"),
+			args: []string{"-n", name, "--cluster_name", "paperpipe-chaos", "--cluster", urls[i], "--routes", strings.Join(urls, ",")}}
+		if err := n.start(); err != nil {
+			for _, s := range servers {
+				s.Stop()
+			}
+			return nil, err
+		}
+		servers = append(servers, n)
+	}
+	return servers, nil
+}
+
+// Kill ends the server with SIGKILL, as a crash or the OOM killer would: it hands nothing over.
+func (n *NATS) Kill() error {
+	n.mu.Lock()
+	p := n.proc
+	n.mu.Unlock()
+	if err := p.Signal(syscall.SIGKILL); err != nil {
+		return err
+	}
+	_, err := p.Wait(10 * time.Second)
+	return err
 }
 
 // Restart stops the server (SIGTERM: a clean shutdown), waits pause, and starts it again on the

@@ -64,7 +64,11 @@ type Publisher struct {
 	stats   PublishStats
 	// unanswered counts the messages whose wait failed without an answer from the server.
 	unanswered int
-	onAck      func(id string)
+	// silentSince is when the stream last left a message unanswered after answering one (zero
+	// while it answers), and resendFor how long unanswered messages are sent again from then.
+	silentSince time.Time
+	resendFor   time.Duration
+	onAck       func(id string)
 	// streamMax is the PAPERS stream's MaxMsgSize, read at the first Publish (streamRead);
 	// 0 when it has none or it could not be read.
 	streamMax  int64
@@ -92,6 +96,18 @@ type pending struct {
 	f  jetstream.PubAckFuture
 	id string
 }
+
+// resendFor is how long a message the stream leaves unanswered — no responders, no answer
+// within the JetStream context's timeout, the connection lost — is sent again, under its own
+// message id, resendWait apart: on a JetStream cluster whose stream leader died (kill -9, a
+// crash), the messages on their way to it are lost and those that follow find no leader until
+// the others have elected one, a few seconds later; the stream's duplicate window drops a
+// message that was stored after all. It is bounded, from the first message left unanswered
+// since the last answer, so that a cluster without a majority, or a lone server that stays
+// down, still stops the publishing with an error, once.
+const resendFor = time.Minute
+
+const resendWait = 250 * time.Millisecond
 
 // PublishStats counts what a Publisher has done.
 type PublishStats struct {
@@ -132,7 +148,7 @@ func NewPublisher(js jetstream.JetStream, subject string, maxPending int) *Publi
 	if maxPending <= 0 {
 		maxPending = 256
 	}
-	return &Publisher{js: js, subject: subject, max: maxPending}
+	return &Publisher{js: js, subject: subject, max: maxPending, resendFor: resendFor}
 }
 
 // PublishAll publishes papers on subject with a Publisher of its own (maxPending messages in
@@ -177,7 +193,8 @@ func (p *Publisher) OnAck(fn func(id string)) { p.onAck = fn }
 
 // Publish sends one abstract. It returns once the message is handed to the connection (waiting,
 // while the process's JetStream context has as many messages in flight as it allows, for room
-// or for ctx to end); errors from the server surface from a later Publish or from Flush. An abstract whose message is
+// or for ctx to end); errors from the server surface from a later Publish or from Flush, which
+// send a message the stream left unanswered again under its own id, for up to resendFor. An abstract whose message is
 // larger than the queue takes (the server's max_payload, or the PAPERS stream's MaxMsgSize,
 // whichever is smaller) is not sent: Publish returns a *TooLargeError for it at once, and the
 // messages before and after it are unaffected.
@@ -294,6 +311,12 @@ func (e *PublishError) Unwrap() []error {
 	return []error{e.Err}
 }
 
+// isAPIError reports whether err, a message's failure, is the server's answer (not stored).
+func isAPIError(err error) bool {
+	_, ok := errors.AsType[*jetstream.APIError](err)
+	return ok
+}
+
 // settle waits for the oldest n futures; it returns a *PublishError for those that failed,
 // and ctx's error with it if ctx ends first.
 func (p *Publisher) settle(ctx context.Context, n int) error {
@@ -301,7 +324,7 @@ func (p *Publisher) settle(ctx context.Context, n int) error {
 	var errs []error // failed, once there is one
 	take := func(pm pending, ack *jetstream.PubAck, err error) {
 		if err != nil {
-			if _, ok := errors.AsType[*jetstream.APIError](err); ok {
+			if isAPIError(err) {
 				p.stats.Refused++ // the server's answer: not stored
 			} else {
 				p.unanswered++ // a timeout, a lost connection: it may have been stored
@@ -323,28 +346,55 @@ func (p *Publisher) settle(ctx context.Context, n int) error {
 			p.onAck(pm.id)
 		}
 	}
-	for i, pm := range p.window[:n] {
-		f := pm.f
+	stop := func(i int) error {
+		// The ones settled are not waited for again; their errors are not lost.
+		p.window = append(p.window[:0], p.window[i:]...)
+		return errors.Join(append(errs, ctx.Err())...)
+	}
+	for i := 0; i < n; i++ {
+		pm := &p.window[i]
+		var ack *jetstream.PubAck
+		var err error
 		select {
-		case ack := <-f.Ok():
-			take(pm, ack, nil)
-		case err := <-f.Err():
-			take(pm, nil, err)
+		case ack = <-pm.f.Ok():
+		case err = <-pm.f.Err():
 		case <-ctx.Done():
 			// An answer that has come counts: select picks at random among ready cases.
 			select {
-			case ack := <-f.Ok():
-				take(pm, ack, nil)
-				continue
-			case err := <-f.Err():
-				take(pm, nil, err)
-				continue
+			case ack = <-pm.f.Ok():
+			case err = <-pm.f.Err():
 			default:
+				return stop(i)
 			}
-			// The ones settled are not waited for again; their errors are not lost.
-			p.window = append(p.window[:0], p.window[i:]...)
-			return errors.Join(append(errs, ctx.Err())...)
 		}
+		if err == nil || isAPIError(err) {
+			p.silentSince = time.Time{} // an answer
+		} else {
+			// No answer: the stream may be electing a leader. Send it again, under its id: at
+			// once when the stream answered since (the rest of what one outage left
+			// unanswered), else after a pause.
+			pause := !p.silentSince.IsZero()
+			if !pause {
+				p.silentSince = time.Now()
+			}
+			if time.Since(p.silentSince) < p.resendFor {
+				if pause {
+					select {
+					case <-time.After(resendWait):
+					case <-ctx.Done():
+						return stop(i)
+					}
+				}
+				if f, perr := p.publishAsync(ctx, pm.f.Msg()); perr == nil {
+					pm.f = f
+					i-- // wait for it again
+					continue
+				}
+			}
+			err = fmt.Errorf("%w (the stream has answered nothing for %s, sent again meanwhile: on a JetStream cluster, it has no leader "+
+				"while fewer than a majority of its servers (2 of 3) are up and in touch)", err, time.Since(p.silentSince).Round(time.Second))
+		}
+		take(*pm, ack, err)
 	}
 	p.window = append(p.window[:0], p.window[n:]...)
 	return errors.Join(errs...)

@@ -194,7 +194,9 @@ func TestAFullQueueIsSaidOnceAndTheRefusedAreCounted(t *testing.T) {
 // publish timed out: a server that stores without answering, one whose disk failed, a lost
 // connection) may have been stored, unlike one the server refused: Stats counts it as neither
 // published nor refused, and Unconfirmed counts it, so that ingest's summary does not call
-// papers the server may hold "refused by the queue".
+// papers the server may hold "refused by the queue". Unanswered messages are sent again under
+// their own ids (the server drops the repeats) until the stream has answered nothing for the
+// Publisher's resendFor, and then fail saying so: on a cluster, it has no leader.
 func TestAnUnansweredPublishIsUnconfirmedNotRefused(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -208,18 +210,31 @@ func TestAnUnansweredPublishIsUnconfirmedNotRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := pipeline.NewPublisher(js, pipeline.SubjectNew, 16)
+	pub.SetResendFor(2 * time.Second)
 	for i := range 3 {
 		if err := pub.Publish(ctx, paper.Abstract{ID: fmt.Sprintf("test:%d", i), Title: "T", Abstract: "An unanswered abstract."}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	start := time.Now()
 	err := pub.Flush(ctx)
 	var pe *pipeline.PublishError
 	if !errors.As(err, &pe) || pe.More != 2 || errors.Is(err, pipeline.ErrQueueFull) {
 		t.Errorf("Flush of 3 unanswered messages: %v; want one *PublishError for the first and 2 more, not a full queue", err)
 	}
+	// Sent again for as long as resendFor, once for all, and then said what it may mean.
+	if el := time.Since(start); el < 2*time.Second || el > 20*time.Second {
+		t.Errorf("Flush gave up after %s; want once the stream had answered nothing for 2 s", el)
+	}
+	if err == nil || !strings.Contains(err.Error(), "answered nothing for 2s") || !strings.Contains(err.Error(), "fewer than a majority") {
+		t.Errorf("Flush: %v; want it to say the stream answered nothing for 2s, and when a cluster has no leader", err)
+	}
 	if st := pub.Stats(); st.Published != 0 || st.Refused != 0 || pub.Unconfirmed() != 3 {
 		t.Errorf("%d published, %d refused, %d unconfirmed; want the 3 unanswered messages unconfirmed", st.Published, st.Refused, pub.Unconfirmed())
+	}
+	// Sent again under their own ids, they are in the stream once each.
+	if n := streamMsgs(t, js, pipeline.StreamPapers); n != 3 {
+		t.Errorf("the stream holds %d messages; want the 3 sent, once each", n)
 	}
 }
 
