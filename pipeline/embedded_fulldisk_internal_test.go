@@ -49,6 +49,32 @@ func fillDisk(t *testing.T, dir string) string {
 	}
 }
 
+// queueOn connects to e, sets the queue up, and returns the connection, its JetStream and a
+// function that publishes the next of a numbered series of papers (each its own message id).
+func queueOn(t *testing.T, e *Embedded) (*nats.Conn, jetstream.JetStream, func() error) {
+	t.Helper()
+	nc, err := nats.Connect(e.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Setup(t.Context(), js, TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	return nc, js, func() error {
+		n++
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := js.Publish(ctx, SubjectNew, fmt.Appendf(nil, `{"id":"p%d","title":"t","abstract":"a"}`, n), jetstream.WithMsgID(fmt.Sprint("m", n)))
+		return err
+	}
+}
+
 // The embedded server's disk filled up under the queue, then got room again: nats-server stops
 // storing into a stream whose write failed until it restarts (it does not even answer the
 // publishes), so the queue refused every paper for good — ingest timed out waiting for acks
@@ -63,27 +89,8 @@ func TestEmbeddedServerRecoversFromFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Shutdown()
-	nc, err := nats.Connect(e.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js, publish := queueOn(t, e)
 	ctx := context.Background()
-	if err := Setup(ctx, js, TopologyConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	publish := func() error {
-		n++
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		_, err := js.Publish(pctx, SubjectNew, fmt.Appendf(nil, `{"id":"p%d","title":"t","abstract":"a"}`, n), jetstream.WithMsgID(fmt.Sprint("m", n)))
-		return err
-	}
 	const before = 10
 	for range before {
 		if err := publish(); err != nil {
@@ -145,27 +152,7 @@ func TestEmbeddedServerKeepsItsPortWhileItRecovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(e.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if err := Setup(ctx, js, TopologyConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	publish := func() error {
-		n++
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		_, err := js.Publish(pctx, SubjectNew, fmt.Appendf(nil, `{"id":"p%d","title":"t","abstract":"a"}`, n), jetstream.WithMsgID(fmt.Sprint("m", n)))
-		return err
-	}
+	nc, _, publish := queueOn(t, e)
 	filler := fillDisk(t, dir)
 	var full error
 	for i := 0; i < 1000 && full == nil; i++ {
