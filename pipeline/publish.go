@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -235,16 +237,46 @@ func (p *Publisher) Publish(ctx context.Context, a paper.Abstract) error {
 // gives up on such a wait after 200 ms (ErrTooManyStalledMsgs): a request that came while
 // others filled the context failed, and its papers were answered 503, though the queue had
 // refused nothing.
+//
+// A send the connection fails under (the server it was on died, a kill -9 of a cluster's
+// stream leader: "broken pipe", "connection reset") is sent again, under its own message id,
+// resendWait apart, while nats.go reconnects to another server, for up to resendFor.
 func (p *Publisher) publishAsync(ctx context.Context, msg *nats.Msg) (jetstream.PubAckFuture, error) {
+	var failedSince time.Time
 	for {
 		f, err := p.js.PublishMsgAsync(msg)
-		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+		switch {
+		case errors.Is(err, jetstream.ErrTooManyStalledMsgs):
+		case sendFailed(err):
+			if failedSince.IsZero() {
+				failedSince = time.Now()
+			}
+			if time.Since(failedSince) >= p.resendFor {
+				return nil, err
+			}
+			select {
+			case <-time.After(resendWait):
+			case <-ctx.Done():
+			}
+		default:
 			return f, err
 		}
 		if ctx.Err() != nil {
+			if !failedSince.IsZero() {
+				return nil, fmt.Errorf("%w (sent again while reconnecting): %w", err, ctx.Err())
+			}
 			return nil, fmt.Errorf("waiting for room among the messages in flight (%d): %w", p.js.PublishAsyncPending(), ctx.Err())
 		}
 	}
+}
+
+// sendFailed reports whether err, a publish's, is the connection failing under the send (its
+// server gone: a reset, a broken pipe, a reconnect buffer full), which a reconnect to another
+// server mends — not a closed connection, nor the server's answer.
+func sendFailed(err error) bool {
+	var opErr *net.OpError
+	return errors.As(err, &opErr) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, nats.ErrDisconnected)
 }
 
 // maxMsgSize is the largest message, headers and data, the queue takes: the smaller of the
