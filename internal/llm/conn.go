@@ -66,15 +66,13 @@ func CheckBaseURL(raw string) error {
 			return errors.New("is not an http(s) URL, and is not shown: it has no scheme, no dot, no port and no path " +
 				"(an API key in the wrong variable?); write the API's base URL, such as https://api.openai.com/v1 or http://localhost:11434/v1")
 		}
-		if !strings.Contains(raw, "://") {
-			if w, err := url.Parse("http://" + raw); err == nil && w.Host != "" && !strings.ContainsAny(raw, " \t") {
-				if w.Path == "" || w.Path == "/" {
-					w.Path = "/v1"
-					return fmt.Errorf("%q has no scheme: write %q (most servers' API is under /v1; Ollama's, vLLM's and OpenAI's are)",
-						shownBaseURL(raw), shownBaseURL(w.String()))
-				}
-				return fmt.Errorf("%q has no scheme: write %q", shownBaseURL(raw), shownBaseURL(w.String()))
+		if w, err := url.Parse("http://" + raw); !strings.Contains(raw, "://") && err == nil && w.Host != "" && !strings.ContainsAny(raw, " \t") {
+			note := ""
+			if w.Path == "" || w.Path == "/" {
+				w.Path = "/v1"
+				note = " (most servers' API is under /v1; Ollama's, vLLM's and OpenAI's are)"
 			}
+			return fmt.Errorf("%q has no scheme: write %q%s", shownBaseURL(raw), shownBaseURL(w.String()), note)
 		}
 		return fmt.Errorf("%q is not an http(s) URL", shownBaseURL(raw))
 	}
