@@ -287,19 +287,7 @@ func TestLockedRowDoesNotPauseTheWorker(t *testing.T) {
 	if _, err := b.store.UpsertPapers(ctx, []paper.Abstract{older}, paper.Work{}); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, b.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "SELECT 1 FROM papers WHERE id = $1 FOR UPDATE", papers[0].ID); err != nil {
-		t.Fatal(err)
-	}
+	defer lockPaper(t, b, papers[0].ID)()
 	publish(t, b.js, papers[:1])
 	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{BatchSize: 2, Concurrency: 4, IntakeTimeout: time.Second,
 		Backoff: func(int) time.Duration { return 100 * time.Millisecond }})
