@@ -199,13 +199,20 @@ func TestVectorsOfTheWrongLengthPauseTheWorker(t *testing.T) {
 // starts a worker of sum and emb with short pauses, logging into the returned buffer.
 func pausingWorker(t *testing.T, sum pipeline.Summarizer, emb pipeline.Embedder) (*testBundle, []paper.Abstract, *pipeline.Worker, *logBuffer) {
 	t.Helper()
-	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1})
+	return pausingWorkerWith(t, sum, emb, 1, pipeline.WorkerConfig{Backoff: func(int) time.Duration { return 100 * time.Millisecond }})
+}
+
+// pausingWorkerWith is pausingWorker with maxDeliver deliveries per message, and cfg's Backoff
+// and timeouts (its Concurrency and Logger are set here).
+func pausingWorkerWith(t *testing.T, sum pipeline.Summarizer, emb pipeline.Embedder, maxDeliver int, cfg pipeline.WorkerConfig) (*testBundle, []paper.Abstract, *pipeline.Worker, *logBuffer) {
+	t.Helper()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: maxDeliver})
 	papers := sampledata.Papers(t)[:5]
 	publish(t, b.js, papers)
 	logs := &logBuffer{}
-	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4,
-		Backoff: func(int) time.Duration { return 100 * time.Millisecond },
-		Logger:  slog.New(slog.NewTextHandler(logs, nil))})
+	cfg.Concurrency = 4
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	w := startWorker(t, b, sum, emb, cfg)
 	return b, papers, w, logs
 }
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -34,16 +33,9 @@ func TestServerFailingEveryRequestPausesTheWorker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	emb := embed.NewOffline()
 	// Enough deliveries that retries do not dead-letter the papers before the worker has
 	// paused twice; without the pause they are dead-lettered in about 15 s.
-	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 10})
-	papers := sampledata.Papers(t)[:5]
-	publish(t, b.js, papers)
-	logs := &logBuffer{}
-	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4,
-		Backoff: func(n int) time.Duration { return time.Duration(n) * 300 * time.Millisecond },
-		Logger:  slog.New(slog.NewTextHandler(logs, nil))})
+	b, papers, w, logs := pausingWorkerWith(t, sum, embed.NewOffline(), 10, pipeline.WorkerConfig{Backoff: growingBackoff})
 	checkPausedAllQueued(t, b, w, papers, 2, "a server failing every request")
 	if !strings.Contains(logs.String(), "the API fails every request") {
 		t.Errorf("the pause does not say the API fails every request:\n%s", logs.String())
@@ -64,16 +56,14 @@ func TestServerAnsweringNoJSONPausesTheWorker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	emb := embed.NewOffline()
-	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 10})
-	papers := sampledata.Papers(t)[:5]
-	publish(t, b.js, papers)
-	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4,
-		Backoff: func(n int) time.Duration { return time.Duration(n) * 300 * time.Millisecond }})
+	b, papers, w, _ := pausingWorkerWith(t, sum, embed.NewOffline(), 10, pipeline.WorkerConfig{Backoff: growingBackoff})
 	checkPausedAllQueued(t, b, w, papers, 2, "a server answering no JSON to every request")
 	api.SetFaults(openaitest.Faults{}) // the server is back
 	checkAllDone(t, b, w, papers, "the server answers again")
 }
+
+// growingBackoff waits 300 ms more at each delivery of a message.
+func growingBackoff(n int) time.Duration { return time.Duration(n) * 300 * time.Millisecond }
 
 // failingOn returns the URL of a server that answers as api does, but 500 to every chat
 // request about a (its title in the request's body), as a model server that fails on one
@@ -155,16 +145,9 @@ func TestAPIThatAnswersNothingPausesTheWorker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	emb := embed.NewOffline()
 	// Enough deliveries that the failed calls do not dead-letter the papers before the worker
 	// has paused twice; without the pause they are dead-lettered in about 20 s.
-	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 10})
-	papers := sampledata.Papers(t)[:5]
-	publish(t, b.js, papers)
-	logs := &logBuffer{}
-	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 4, MsgTimeout: time.Second,
-		Backoff: func(n int) time.Duration { return time.Duration(n) * 300 * time.Millisecond },
-		Logger:  slog.New(slog.NewTextHandler(logs, nil))})
+	b, papers, w, logs := pausingWorkerWith(t, sum, embed.NewOffline(), 10, pipeline.WorkerConfig{MsgTimeout: time.Second, Backoff: growingBackoff})
 	checkPausedAllQueued(t, b, w, papers, 2, "an API that answers nothing")
 	if out := logs.String(); !strings.Contains(out, "the API answers no request in time") || !strings.Contains(out, "PAPERPIPE_MSG_TIMEOUT") {
 		t.Errorf("the pause does not say the API answers nothing in time, and what sets the time:\n%s", out)
