@@ -269,12 +269,21 @@ func TestPartitionedWorkerRenewedBeforeItStoresLeavesNoFalseDeadLetter(t *testin
 		return len(dls) > 0, fmt.Sprintf("%d dead letters, %d messages in %s", len(dls), streamMsgs(t, b.js, pipeline.StreamPapers), pipeline.StreamPapers)
 	})
 
+	// A sends an InProgress, flushes it, counts the hold renewed, then waits a ProgressInterval
+	// before the next: a second mark shows the first one renewed the hold.
+	reconnectUntilRenewed(t, p, marks, wA)
+	close(gate.open)
+	wantStoredNotDeadLettered(t, b, wA, a, "its worker's hold lapsed and was renewed before it stored the results, and the lapse was forgotten")
+}
+
+// reconnectUntilRenewed drops the marks sent before p's link was cut, lets p accept again,
+// and waits (30 s at most) for worker wA's next two InProgress marks.
+func reconnectUntilRenewed(t *testing.T, p *nettest.Proxy, marks chan struct{}, wA *pipeline.Worker) {
+	t.Helper()
 	for len(marks) > 0 { // those sent before the link was cut
 		<-marks
 	}
 	p.Accept()
-	// A sends an InProgress, flushes it, counts the hold renewed, then waits a ProgressInterval
-	// before the next: a second mark shows the first one renewed the hold.
 	for i := range 2 {
 		select {
 		case <-marks:
@@ -282,8 +291,6 @@ func TestPartitionedWorkerRenewedBeforeItStoresLeavesNoFalseDeadLetter(t *testin
 			t.Fatalf("worker A sent %d InProgress marks in 30 s once its link was back, want 2 (stats %+v)", i, wA.Stats())
 		}
 	}
-	close(gate.open)
-	wantStoredNotDeadLettered(t, b, wA, a, "its worker's hold lapsed and was renewed before it stored the results, and the lapse was forgotten")
 }
 
 // inProgressMarks returns a channel that gets one value per InProgress mark the server of js
@@ -346,18 +353,8 @@ func TestWorkerBackFromALongPartitionStartsNoWorkTheServerGaveAway(t *testing.T)
 		return c.WithTLDR == int64(len(papers)), fmt.Sprintf("counts %+v, B %+v", c, wB.Stats())
 	})
 
-	for len(marks) > 0 {
-		<-marks
-	}
-	p.Accept()
 	// A's holds are renewed: a second mark after the link is back shows the first one counted.
-	for i := range 2 {
-		select {
-		case <-marks:
-		case <-time.After(30 * time.Second):
-			t.Fatalf("worker A sent %d InProgress marks in 30 s once its link was back, want 2 (stats %+v)", i, wA.Stats())
-		}
-	}
+	reconnectUntilRenewed(t, p, marks, wA)
 	close(gate.open) // the database answers again: the chat slot frees
 	waitFor(t, "worker A to let go of every message", func() (bool, string) {
 		s := wA.Stats()
