@@ -75,20 +75,43 @@ func queueOn(t *testing.T, e *Embedded) (*nats.Conn, jetstream.JetStream, func()
 	}
 }
 
+// embeddedOnSmallDisk starts an embedded server storing on a 16 MiB tmpfs and checking its
+// writes every 100 ms, and returns it with the tmpfs's directory.
+func embeddedOnSmallDisk(t *testing.T) (*Embedded, string) {
+	t.Helper()
+	dir := mountTmpfs(t, 16<<20)
+	old := writeCheckInterval
+	t.Cleanup(func() { writeCheckInterval = old })
+	writeCheckInterval = 100 * time.Millisecond
+	e, err := StartEmbedded(EmbeddedConfig{Dir: filepath.Join(dir, "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Shutdown)
+	return e, dir
+}
+
+// fillUntilRefused fills dir's disk and publishes until the queue refuses a paper; it returns
+// the file that fills the disk and the refusal.
+func fillUntilRefused(t *testing.T, dir string, publish func() error) (filler string, full error) {
+	t.Helper()
+	filler = fillDisk(t, dir)
+	for i := 0; i < 1000 && full == nil; i++ {
+		full = publish()
+	}
+	if full == nil {
+		t.Fatal("the queue took every message on a full disk")
+	}
+	return filler, full
+}
+
 // The embedded server's disk filled up under the queue, then got room again: nats-server stops
 // storing into a stream whose write failed until it restarts (it does not even answer the
 // publishes), so the queue refused every paper for good — ingest timed out waiting for acks
 // and POST /api/papers answered 503 until paperpipe was restarted by hand. The embedded server
 // now restarts itself once its disk has room, and keeps what it had stored.
 func TestEmbeddedServerRecoversFromFullDisk(t *testing.T) {
-	dir := mountTmpfs(t, 16<<20)
-	defer func(d time.Duration) { writeCheckInterval = d }(writeCheckInterval)
-	writeCheckInterval = 100 * time.Millisecond
-	e, err := StartEmbedded(EmbeddedConfig{Dir: filepath.Join(dir, "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Shutdown()
+	e, dir := embeddedOnSmallDisk(t)
 	_, js, publish := queueOn(t, e)
 	ctx := context.Background()
 	const before = 10
@@ -98,14 +121,7 @@ func TestEmbeddedServerRecoversFromFullDisk(t *testing.T) {
 		}
 	}
 
-	filler := fillDisk(t, dir)
-	var full error
-	for i := 0; i < 1000 && full == nil; i++ {
-		full = publish()
-	}
-	if full == nil {
-		t.Fatal("the queue took every message on a full disk")
-	}
+	filler, full := fillUntilRefused(t, dir, publish)
 	t.Logf("on a full disk: %v", full)
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
@@ -140,27 +156,13 @@ func TestEmbeddedServerRecoversFromFullDisk(t *testing.T) {
 // token, which stays the server's own once it is back. Only JetStream is restarted now: the
 // port is the server's throughout, and its clients stay connected.
 func TestEmbeddedServerKeepsItsPortWhileItRecovers(t *testing.T) {
-	dir := mountTmpfs(t, 16<<20)
-	defer func(d time.Duration) { writeCheckInterval = d }(writeCheckInterval)
-	writeCheckInterval = 100 * time.Millisecond
-	e, err := StartEmbedded(EmbeddedConfig{Dir: filepath.Join(dir, "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Shutdown()
+	e, dir := embeddedOnSmallDisk(t)
 	u, err := url.Parse(e.ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	nc, _, publish := queueOn(t, e)
-	filler := fillDisk(t, dir)
-	var full error
-	for i := 0; i < 1000 && full == nil; i++ {
-		full = publish()
-	}
-	if full == nil {
-		t.Fatal("the queue took every message on a full disk")
-	}
+	filler, _ := fillUntilRefused(t, dir, publish)
 
 	// Another program tries to listen on the server's port all along.
 	taken := make(chan net.Listener, 1)
