@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -34,10 +33,8 @@ type Embedded struct {
 	log   *slog.Logger
 	stop  chan struct{} // closed by Shutdown: ends watchWrites
 	done  chan struct{} // closed when watchWrites has returned
-
-	mu   sync.Mutex // serializes watchWrites's restart of JetStream with the others
-	srv  *server.Server
-	opts *server.Options // the server's: restart starts its JetStream as the server did
+	srv   *server.Server
+	opts  *server.Options // the server's: restart starts its JetStream as the server did
 }
 
 // writeCheckInterval is how often the server is checked for a stream that cannot write (see
@@ -121,18 +118,16 @@ func (e *Embedded) watchWrites() {
 	defer close(e.done)
 	t := time.NewTicker(writeCheckInterval)
 	defer t.Stop()
-	told, down := false, false // down: the last restart failed, the server is not running
+	told, down := false, false // down: the last restart failed, JetStream is not running
 	for {
 		select {
 		case <-e.stop:
 			return
 		case <-t.C:
 		}
-		e.mu.Lock()
-		srv, opts := e.srv, e.opts
-		e.mu.Unlock()
+		opts := e.opts
 		if !down {
-			werr := writeError(srv)
+			werr := writeError(e.srv)
 			if werr == "" {
 				told = false
 				continue
@@ -185,10 +180,9 @@ func canWrite(dir string) bool {
 // restart stops the server's JetStream and starts it again as the server started it, from
 // its store. The server itself keeps running: its port is never free for another program of
 // the machine to listen on (which would keep the server from coming back, and be sent the
-// token of every client that reconnects), and its clients stay connected.
+// token of every client that reconnects), and its clients stay connected. Only watchWrites
+// calls it, and Shutdown waits for watchWrites to return.
 func (e *Embedded) restart() error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	if err := e.srv.ShutdownJetStream(); err != nil {
 		return fmt.Errorf("stop JetStream: %w", err)
 	}
@@ -206,8 +200,6 @@ func (e *Embedded) restart() error {
 // ClientURL returns the URL clients connect to, with the token: nats://TOKEN@host:port. It is a
 // secret: print it through redact.URL.
 func (e *Embedded) ClientURL() string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	return "nats://" + e.token + "@" + strings.TrimPrefix(e.srv.ClientURL(), "nats://")
 }
 
@@ -219,8 +211,6 @@ func (e *Embedded) Shutdown() {
 		close(e.stop)
 	}
 	<-e.done
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.srv.Shutdown()
 	e.srv.WaitForShutdown()
 }
