@@ -290,10 +290,8 @@ func (p *Publisher) maxMsgSize(ctx context.Context) int64 {
 		}
 	}
 	max := p.streamMax
-	if nc := p.js.Conn(); nc != nil {
-		if mp := nc.MaxPayload(); mp > 0 && (max == 0 || mp < max) {
-			max = mp
-		}
+	if mp := maxPayload(p.js); mp > 0 && (max == 0 || mp < max) {
+		max = mp
 	}
 	return max
 }
