@@ -100,6 +100,55 @@ type k8sProbe struct {
 	FailureThreshold    int `yaml:"failureThreshold"`
 }
 
+// k8sManifest is a document of deploy/k8s (a Deployment, the ConfigMap), as the tests read it.
+type k8sManifest struct {
+	Kind string
+	Data map[string]string
+	Spec struct {
+		Template struct {
+			Metadata struct{ Annotations map[string]string }
+			Spec     struct {
+				TerminationGracePeriodSeconds int `yaml:"terminationGracePeriodSeconds"`
+				Containers                    []k8sContainer
+				Volumes                       []k8sVolume
+			}
+		}
+	}
+}
+
+// k8sContainer is a container of a manifest's pod, as the tests read it.
+type k8sContainer struct {
+	Name            string
+	Args            []string
+	Env             []k8sEnvVar
+	Ports           []k8sPort
+	Resources       struct{ Limits map[string]string }
+	SecurityContext struct {
+		ReadOnlyRootFilesystem bool `yaml:"readOnlyRootFilesystem"`
+	} `yaml:"securityContext"`
+	VolumeMounts   []k8sMount `yaml:"volumeMounts"`
+	ReadinessProbe *k8sProbe  `yaml:"readinessProbe"`
+	LivenessProbe  *k8sProbe  `yaml:"livenessProbe"`
+	StartupProbe   *k8sProbe  `yaml:"startupProbe"`
+}
+
+type (
+	k8sEnvVar struct{ Name, Value string }
+	k8sPort   struct {
+		Name          string
+		ContainerPort int `yaml:"containerPort"`
+	}
+	k8sMount struct {
+		Name      string
+		MountPath string `yaml:"mountPath"`
+		ReadOnly  bool   `yaml:"readOnly"`
+	}
+	k8sVolume struct {
+		Name     string
+		EmptyDir *struct{} `yaml:"emptyDir"`
+	}
+)
+
 // TestK8sWorkerIsScrapedProbedAndGivenTimeToStop: the pipeline's counters exist only in the
 // workers' processes, so worker.yaml must run `worker --metrics` on the port its probes and its
 // prometheus.io annotations name; its grace period must cover a shutdown in a database outage
@@ -107,32 +156,9 @@ type k8sProbe struct {
 // a few seconds after SIGTERM; the ConfigMap bounds each pod's database pool.
 func TestK8sWorkerIsScrapedProbedAndGivenTimeToStop(t *testing.T) {
 	t.Parallel()
-	type manifest struct {
-		Spec struct {
-			Template struct {
-				Metadata struct{ Annotations map[string]string }
-				Spec     struct {
-					TerminationGracePeriodSeconds int `yaml:"terminationGracePeriodSeconds"`
-					Containers                    []struct {
-						Args  []string
-						Ports []struct {
-							Name          string
-							ContainerPort int `yaml:"containerPort"`
-						}
-						Env []struct {
-							Name, Value string
-						}
-						ReadinessProbe *k8sProbe `yaml:"readinessProbe"`
-						LivenessProbe  *k8sProbe `yaml:"livenessProbe"`
-					}
-				}
-			}
-		}
-		Data map[string]string
-	}
-	read := func(name string) manifest {
+	read := func(name string) k8sManifest {
 		t.Helper()
-		var m manifest
+		var m k8sManifest
 		decodeDeployFile(t, "k8s/"+name, &m)
 		return m
 	}
@@ -165,7 +191,7 @@ func TestK8sWorkerIsScrapedProbedAndGivenTimeToStop(t *testing.T) {
 			t.Errorf("%s: readiness probe %+v, want a timeout above /readyz's 3 s checks", name, p)
 		}
 	}
-	if !slices.ContainsFunc(s.Env, func(e struct{ Name, Value string }) bool {
+	if !slices.ContainsFunc(s.Env, func(e k8sEnvVar) bool {
 		return e.Name == "PAPERPIPE_SHUTDOWN_DELAY" && e.Value != ""
 	}) {
 		t.Error("serve.yaml sets no PAPERPIPE_SHUTDOWN_DELAY: a rolling update refuses the requests routed to the stopping pod")
@@ -183,22 +209,8 @@ func TestK8sWorkerIsScrapedProbedAndGivenTimeToStop(t *testing.T) {
 // allows at least the migration lock's wait.
 func TestK8sPodsAreGivenTheMigrationLockWaitToStart(t *testing.T) {
 	t.Parallel()
-	type manifest struct {
-		Kind string
-		Spec struct {
-			Template struct {
-				Spec struct {
-					Containers []struct {
-						Name          string
-						LivenessProbe *k8sProbe `yaml:"livenessProbe"`
-						StartupProbe  *k8sProbe `yaml:"startupProbe"`
-					}
-				}
-			}
-		}
-	}
 	for _, name := range []string{"worker.yaml", "serve.yaml"} {
-		var m manifest
+		var m k8sManifest
 		decodeDeployFile(t, "k8s/"+name, &m)
 		if m.Kind != "Deployment" {
 			t.Fatalf("%s: %s, want the Deployment first", name, m.Kind)
@@ -233,15 +245,7 @@ func TestK8sPodsAreGivenTheMigrationLockWaitToStart(t *testing.T) {
 // that runs workers must have the stop_grace_period worker.yaml gives its pods.
 func TestComposeWorkerIsGivenTheK8sWorkersTimeToStop(t *testing.T) {
 	t.Parallel()
-	var k8s struct {
-		Spec struct {
-			Template struct {
-				Spec struct {
-					TerminationGracePeriodSeconds int `yaml:"terminationGracePeriodSeconds"`
-				}
-			}
-		}
-	}
+	var k8s k8sManifest
 	var compose struct {
 		Services map[string]struct {
 			Build *struct {
@@ -279,39 +283,9 @@ func TestComposeWorkerIsGivenTheK8sWorkersTimeToStop(t *testing.T) {
 // read-only root must have an emptyDir on /tmp, and no TMPDIR pointing elsewhere.
 func TestK8sReadOnlyPodsHaveAWritableTmp(t *testing.T) {
 	t.Parallel()
-	type (
-		envVar struct{ Name string }
-		mount  struct {
-			Name      string
-			MountPath string `yaml:"mountPath"`
-			ReadOnly  bool   `yaml:"readOnly"`
-		}
-		volume struct {
-			Name     string
-			EmptyDir *struct{} `yaml:"emptyDir"`
-		}
-		manifest struct {
-			Kind string
-			Spec struct {
-				Template struct {
-					Spec struct {
-						Containers []struct {
-							Name            string
-							Env             []envVar
-							SecurityContext struct {
-								ReadOnlyRootFilesystem bool `yaml:"readOnlyRootFilesystem"`
-							} `yaml:"securityContext"`
-							VolumeMounts []mount `yaml:"volumeMounts"`
-						}
-						Volumes []volume
-					}
-				}
-			}
-		}
-	)
 	readOnly := 0
 	for _, name := range []string{"worker.yaml", "serve.yaml"} {
-		var m manifest
+		var m k8sManifest
 		decodeDeployFile(t, "k8s/"+name, &m)
 		if m.Kind != "Deployment" {
 			t.Fatalf("%s: %s, want the Deployment first", name, m.Kind)
@@ -322,15 +296,15 @@ func TestK8sReadOnlyPodsHaveAWritableTmp(t *testing.T) {
 				continue
 			}
 			readOnly++
-			if slices.ContainsFunc(c.Env, func(e envVar) bool { return e.Name == "TMPDIR" }) {
+			if slices.ContainsFunc(c.Env, func(e k8sEnvVar) bool { return e.Name == "TMPDIR" }) {
 				t.Errorf("%s: container %s sets TMPDIR: the test checks /tmp", name, c.Name)
 			}
-			i := slices.IndexFunc(c.VolumeMounts, func(v mount) bool { return v.MountPath == "/tmp" && !v.ReadOnly })
+			i := slices.IndexFunc(c.VolumeMounts, func(v k8sMount) bool { return v.MountPath == "/tmp" && !v.ReadOnly })
 			if i < 0 {
 				t.Errorf("%s: container %s has a read-only root file system and nothing writable on /tmp (reprocess --batch-api writes there)", name, c.Name)
 				continue
 			}
-			if !slices.ContainsFunc(pod.Volumes, func(v volume) bool { return v.Name == c.VolumeMounts[i].Name && v.EmptyDir != nil }) {
+			if !slices.ContainsFunc(pod.Volumes, func(v k8sVolume) bool { return v.Name == c.VolumeMounts[i].Name && v.EmptyDir != nil }) {
 				t.Errorf("%s: container %s mounts %s on /tmp, which is not an emptyDir of the pod", name, c.Name, c.VolumeMounts[i].Name)
 			}
 		}
@@ -358,23 +332,9 @@ func TestDockerfileExposesThePortsOfTheManifests(t *testing.T) {
 			}
 		}
 	}
-	type manifest struct {
-		Spec struct {
-			Template struct {
-				Spec struct {
-					Containers []struct {
-						Name  string
-						Ports []struct {
-							ContainerPort int `yaml:"containerPort"`
-						}
-					}
-				}
-			}
-		}
-	}
 	ports := 0
 	for _, name := range []string{"worker.yaml", "serve.yaml"} {
-		var m manifest
+		var m k8sManifest
 		decodeDeployFile(t, "k8s/"+name, &m)
 		for _, c := range m.Spec.Template.Spec.Containers {
 			for _, p := range c.Ports {
@@ -504,21 +464,6 @@ func TestDeployFilesNameOnlySettingsPaperpipeReads(t *testing.T) {
 // with it would restart every pod, healthy ones that ride the outage out, paused, included.
 func TestK8sProbesAndScrapesAskForWhatTheServersServe(t *testing.T) {
 	t.Parallel()
-	type manifest struct {
-		Spec struct {
-			Template struct {
-				Metadata struct{ Annotations map[string]string }
-				Spec     struct {
-					Containers []struct {
-						Name           string
-						ReadinessProbe *k8sProbe `yaml:"readinessProbe"`
-						LivenessProbe  *k8sProbe `yaml:"livenessProbe"`
-						StartupProbe   *k8sProbe `yaml:"startupProbe"`
-					}
-				}
-			}
-		}
-	}
 	// serve and worker --metrics serve the probes and /metrics alike (web.New, web.NewProbes):
 	// NewProbes needs no store.
 	healthy, err := web.NewProbes(web.Config{APIToken: "secret"})
@@ -551,7 +496,7 @@ func TestK8sProbesAndScrapesAskForWhatTheServersServe(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"worker.yaml", "serve.yaml"} {
-		var m manifest
+		var m k8sManifest
 		decodeDeployFile(t, "k8s/"+name, &m)
 		if a := m.Spec.Template.Metadata.Annotations; a["prometheus.io/scrape"] == "true" {
 			ask(name, "the prometheus.io annotations' scrape", a["prometheus.io/path"], http.StatusOK)
@@ -585,21 +530,6 @@ func TestK8sProbesAndScrapesAskForWhatTheServersServe(t *testing.T) {
 // not heap (goroutine stacks, the runtime's own): at most 90% of it, and at least half.
 func TestK8sMemoryLimitsAreKnownToGo(t *testing.T) {
 	t.Parallel()
-	type manifest struct {
-		Spec struct {
-			Template struct {
-				Spec struct {
-					Containers []struct {
-						Name      string
-						Env       []struct{ Name, Value string }
-						Resources struct {
-							Limits map[string]string
-						}
-					}
-				}
-			}
-		}
-	}
 	// size parses the forms the manifests use: a whole number of Mi or Gi (Kubernetes), of
 	// MiB or GiB (Go's GOMEMLIMIT).
 	size := func(s string, units map[string]int64) (int64, bool) {
@@ -612,7 +542,7 @@ func TestK8sMemoryLimitsAreKnownToGo(t *testing.T) {
 	}
 	limited := 0
 	for _, name := range []string{"worker.yaml", "serve.yaml"} {
-		var m manifest
+		var m k8sManifest
 		decodeDeployFile(t, "k8s/"+name, &m)
 		for _, c := range m.Spec.Template.Spec.Containers {
 			raw, ok := c.Resources.Limits["memory"]
@@ -625,7 +555,7 @@ func TestK8sMemoryLimitsAreKnownToGo(t *testing.T) {
 				t.Errorf("%s: container %s: memory limit %q, want a whole number of Mi or Gi (the test reads no other)", name, c.Name, raw)
 				continue
 			}
-			i := slices.IndexFunc(c.Env, func(e struct{ Name, Value string }) bool { return e.Name == "GOMEMLIMIT" })
+			i := slices.IndexFunc(c.Env, func(e k8sEnvVar) bool { return e.Name == "GOMEMLIMIT" })
 			if i < 0 {
 				t.Errorf("%s: container %s has a memory limit of %s and no GOMEMLIMIT: Go's collector does not know it", name, c.Name, raw)
 				continue
