@@ -26,15 +26,8 @@ import (
 func TestATransactionItsClientAbandonsDoesNotHoldItsLocksForHours(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
-	u, err := url.Parse(s.Pool().Config().ConnString())
-	if err != nil {
-		t.Fatal(err)
-	}
 	app := "paperpipe-abandoned-" + time.Now().Format("150405.000000000")
-	q := u.Query()
-	q.Set("application_name", app)
-	u.RawQuery = q.Encode()
-	proxy, purl := nettest.ProxyURL(t, u.String())
+	proxy, purl := nettest.ProxyURL(t, withParams(t, s.Pool().Config().ConnString(), map[string]string{"application_name": app}))
 	cut := open(t, purl)
 
 	// Another session holds the spaces table: the command's transaction waits for it after
@@ -78,16 +71,11 @@ func TestIdleInTransactionTimeoutKeepsAShorterOne(t *testing.T) {
 	t.Parallel()
 	base := pgtest.URL(t)
 	for _, tc := range []struct{ set, want string }{{"", "10s"}, {"0", "10s"}, {"60000", "10s"}, {"2000", "2s"}} {
-		u, err := url.Parse(base)
-		if err != nil {
-			t.Fatal(err)
-		}
+		var set map[string]string
 		if tc.set != "" {
-			q := u.Query()
-			q.Set("idle_in_transaction_session_timeout", tc.set)
-			u.RawQuery = q.Encode()
+			set = map[string]string{"idle_in_transaction_session_timeout": tc.set}
 		}
-		s := open(t, u.String())
+		s := open(t, withParams(t, base, set))
 		var got string
 		if err := s.Pool().QueryRow(t.Context(), "SHOW idle_in_transaction_session_timeout").Scan(&got); err != nil {
 			t.Fatal(err)
@@ -113,16 +101,7 @@ func TestKeepalivesKeepShorterOnes(t *testing.T) {
 	}
 	check := func(set map[string]string, want [3]string) {
 		t.Helper()
-		u, err := url.Parse(base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := u.Query()
-		for k, v := range set {
-			q.Set(k, v)
-		}
-		u.RawQuery = q.Encode()
-		s := open(t, u.String())
+		s := open(t, withParams(t, base, set))
 		var got [3]string
 		if err := s.Pool().QueryRow(t.Context(), "SELECT current_setting('tcp_keepalives_idle'), current_setting('tcp_keepalives_interval'), "+
 			"current_setting('tcp_keepalives_count')").Scan(&got[0], &got[1], &got[2]); err != nil {

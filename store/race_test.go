@@ -157,21 +157,32 @@ func openWatched(t *testing.T, s *store.Store, role string) (*store.Store, strin
 // openWatchedWith is openWatched with the settings of cfg (its URL is set).
 func openWatchedWith(t *testing.T, s *store.Store, role string, cfg store.Config) (*store.Store, string) {
 	t.Helper()
-	u, err := url.Parse(s.Pool().Config().ConnString())
-	if err != nil {
-		t.Fatalf("the test database URL is not a URL: %v", err)
-	}
 	app := "paperpipe-" + role + "-" + time.Now().Format("150405.000000000")
-	q := u.Query()
-	q.Set("application_name", app)
-	u.RawQuery = q.Encode()
-	cfg.URL = u.String()
+	cfg.URL = withParams(t, s.Pool().Config().ConnString(), map[string]string{"application_name": app})
 	w, err := store.Open(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Close)
 	return w, app
+}
+
+// withParams is the database URL conn with params set in its query.
+func withParams(t *testing.T, conn string, params map[string]string) string {
+	t.Helper()
+	u, err := url.Parse(conn)
+	if err != nil {
+		t.Fatalf("the test database URL is not a URL: %v", err)
+	}
+	if len(params) == 0 {
+		return conn
+	}
+	q := u.Query()
+	for k, v := range params {
+		q.Set(k, v)
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // waitForLock returns once a connection named app waits for a lock; it fails the test if the
