@@ -165,15 +165,24 @@ func cmdEmbed(ctx context.Context, c *config, args []string) error {
 		buf = buf[:0]
 		return nil
 	}
+	var embedErr error // a failure of the model or of the output, not of a source
 	rejected, err := readAbstracts(ctx, pos, ingest.Options{Format: f, Command: "embed"}, func(a paper.Abstract) error {
 		buf = append(buf, a)
 		if len(buf) >= *batch {
-			return flush()
+			embedErr = flush()
+			return embedErr
 		}
 		return nil
 	})
-	if err == nil {
+	switch {
+	case err == nil:
 		err = flush()
+	case embedErr == nil && ctx.Err() == nil:
+		// A source that failed (cut short, missing): the records read before it are written
+		// too, as ingest publishes them, not left in a batch that was not full.
+		if ferr := flush(); ferr != nil {
+			err = errors.Join(ferr, err)
+		}
 	}
 	if err != nil {
 		return err
