@@ -152,7 +152,7 @@ func Clean(text string, maxWords int) string {
 	}
 	for _, s := range sentences {
 		s = dropPreamble(tighten(s))
-		if len(Words(s)) >= 3 {
+		if CountWords(s) >= 3 { // as Validate counts them: Chinese, Japanese and Thai have no spaces
 			return finish(s, maxWords)
 		}
 	}

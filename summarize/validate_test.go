@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/paperpipe/paperpipe/paper"
 )
 
 const zhAbstract = "我们提出了一种降低大型模型训练成本的方法。我们在多个基准上验证了它的效果。"
@@ -324,6 +326,28 @@ func TestCleanCutsTextWithoutSpacesToTheLimit(t *testing.T) {
 		}
 		if err := Validate(got, tc.in, tc.max); err != nil {
 			t.Errorf("Clean(%q, %d) = %q fails Validate: %v", tc.in, tc.max, got, err)
+		}
+	}
+}
+
+// A Chinese or Japanese answer of two sentences is cleaned to its first, as an English one
+// is: Clean counted the words of a sentence by its spaces, found none with three in text
+// written without spaces, kept the whole answer, and Validate refused it ("2 sentences"), so
+// Accept lost the Batch API's paid answer and Summarize, after paying for the stricter retry
+// too, gave the paper up as invalid.
+func TestCleanKeepsTheFirstSentenceOfTextWithoutSpaces(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, abstract, want string }{
+		{"一种将大型模型训练成本减半的简单方法。它在多个基准上优于现有方法。", zhAbstract, "一种将大型模型训练成本减半的简单方法。"},
+		{"大規模言語モデルの学習コストを半減する手法を提案する。実験で効果を確かめた。",
+			"大規模言語モデルの学習コストを削減する手法を提案する。複数のベンチマークで効果を確かめた。", "大規模言語モデルの学習コストを半減する手法を提案する。"},
+	} {
+		if got := Clean(tc.in, 30); got != tc.want {
+			t.Errorf("Clean(%q)\n got %q\nwant %q", tc.in, got, tc.want)
+		}
+		a := paper.Abstract{ID: "x:1", Title: "T", Abstract: tc.abstract}
+		if text, v, err := Accept(tc.in, a, 30); err != nil || text != tc.want || v != paper.ValidCleaned {
+			t.Errorf("Accept(%q) = %q, %q, %v; want %q, cleaned", tc.in, text, v, err, tc.want)
 		}
 	}
 }
