@@ -151,14 +151,27 @@ func Clean(text string, maxWords int) string {
 		sentences = append(sentences, Sentences(line)...)
 	}
 	for _, s := range sentences {
-		s = dropPreamble(tighten(s))
+		s = tidy(s)
 		if CountWords(s) >= 3 { // as Validate counts them: Chinese, Japanese and Thai have no spaces
 			return finish(s, maxWords)
 		}
 	}
 	// Nothing with three words: keep whatever is left of the whole text.
 	whole := spaceRe.ReplaceAllString(strings.TrimSpace(mdStrip.ReplaceAllString(text, "")), " ")
-	return finish(dropPreamble(tighten(whole)), maxWords)
+	return finish(tidy(whole), maxWords)
+}
+
+// tidy is tighten and dropPreamble, again while dropPreamble uncovers what tighten rewrites
+// ("This paper: we propose X" → "We propose X" → "Proposes X"), a few times at most.
+func tidy(s string) string {
+	for range 4 {
+		t := dropPreamble(tighten(s))
+		if t == s {
+			break
+		}
+		s = t
+	}
+	return s
 }
 
 // dropPreamble removes whatever preamble tighten could not rewrite ("This paper's …"), so

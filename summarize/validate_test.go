@@ -351,3 +351,19 @@ func TestCleanKeepsTheFirstSentenceOfTextWithoutSpaces(t *testing.T) {
 		}
 	}
 }
+
+// A lead-in behind a preamble that only dropPreamble removes ("This paper: we propose X") is
+// rewritten like any other ("Proposes X."): it was left as "We propose X.", which Clean of
+// that rewrote, so Clean was not idempotent (found by FuzzCleanAndValidate).
+func TestCleanRewritesALeadInBehindAPreamble(t *testing.T) {
+	t.Parallel()
+	const want = "Proposes a sparse router that halves the training cost."
+	for _, in := range []string{
+		"This paper: we propose a sparse router that halves the training cost.",
+		"The authors — we propose a sparse router that halves the training cost.",
+	} {
+		if got := Clean(in, 30); got != want {
+			t.Errorf("Clean(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
