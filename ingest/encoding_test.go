@@ -142,7 +142,8 @@ func TestCompressedAndNonUTF8Input(t *testing.T) {
 
 // TestTruncatedGzipSaysItWasCutShort: gzip-compressed input that ends before its stream does (a
 // download or copy cut short) was reported as "unexpected EOF", which does not say what ended;
-// the records before the cut are read, and the error says the input was cut short.
+// the records before the cut are read, and the error says the input was cut short. So does
+// one cut within its 10-byte header, which said only "gzip-compressed input: unexpected EOF".
 func TestTruncatedGzipSaysItWasCutShort(t *testing.T) {
 	t.Parallel()
 	var plain bytes.Buffer
@@ -154,6 +155,7 @@ func TestTruncatedGzipSaysItWasCutShort(t *testing.T) {
 		name string
 		cut  int
 	}{
+		{"header", 5},                // within the gzip header: a download that failed at once
 		{"early", 100},               // within the first look at the input
 		{"late", len(whole) * 2 / 3}, // after records were read: Next's
 		{"trailer", len(whole) - 4},  // only the length of the trailer missing

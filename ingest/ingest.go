@@ -404,6 +404,9 @@ func (d *decoder) unpack() error {
 	switch {
 	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
 		zr, err := gzip.NewReader(d.br)
+		if err == io.ErrUnexpectedEOF {
+			return errGzipCut // within its header
+		}
 		if err != nil {
 			return fmt.Errorf("gzip-compressed input: %w", err)
 		}
