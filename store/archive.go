@@ -533,7 +533,10 @@ func (s *Store) RecordBatchUpload(ctx context.Context, j BatchJob, leftOut []str
 // FinishBatchJob closes a job (status BatchDone or BatchFailed, with its final counts) and
 // records its API usage, in one transaction, so a job's usage is counted exactly once however
 // often the collection of its results is retried. A job that is already closed is left alone
-// and its usage not recorded again.
+// and its usage not recorded again. The job's papers (batch_items) go with its close: they
+// only kept them out of other work while it was open, and a row per paper per output of every
+// `reprocess --batch-api` run would otherwise stay for good (the job's row, with its counts,
+// stays).
 func (s *Store) FinishBatchJob(ctx context.Context, j BatchJob, usage []paper.Usage) error {
 	if j.Status != BatchDone && j.Status != BatchFailed {
 		return fmt.Errorf("finish batch job %d: status %q: %w", j.ID, j.Status, paper.ErrInvalid)
@@ -548,6 +551,9 @@ func (s *Store) FinishBatchJob(ctx context.Context, j BatchJob, usage []paper.Us
 		}
 		if tag.RowsAffected() == 0 {
 			return nil
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM batch_items WHERE job_id = $1`, j.ID); err != nil {
+			return fmt.Errorf("remove its papers: %w", err)
 		}
 		return recordUsage(ctx, tx, usage)
 	})

@@ -443,3 +443,63 @@ func TestClaimBatchJobLeavesOutPapersDoneForItsTarget(t *testing.T) {
 		t.Errorf("embedding job of an older text claimed %v, want paper 1", got)
 	}
 }
+
+// TestFinishBatchJobRemovesItsItems: a closed job's papers (batch_items) are removed with its
+// close, in the same transaction: they only kept its papers out of other work while it was
+// open, and kept, a row a paper per output per `reprocess --batch-api` run (~200 bytes with
+// its two index entries), they grew without end — about 1 GB per full run of a 2.5M-paper
+// archive. The job itself stays listed; another open job keeps its papers.
+func TestFinishBatchJobRemovesItsItems(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	papers := abstracts(3)
+	upsert(t, s, papers, store.Work{})
+	claim := func(prompt string) store.BatchJob {
+		t.Helper()
+		var items []store.BatchItem
+		for _, p := range papers {
+			items = append(items, store.BatchItem{PaperID: p.ID, ContentHash: p.ContentHash()})
+		}
+		job, release, err := s.ClaimBatchJob(ctx, store.BatchJob{Kind: paper.KindChat, Model: "m", PromptVersion: prompt}, items)
+		if err != nil {
+			t.Fatal(err)
+		}
+		release()
+		return job
+	}
+	done, failed := claim("v1"), claim("v2")
+	claim("v3") // open
+	done.Status, done.Stored = store.BatchDone, 3
+	failed.Status = store.BatchFailed
+	for _, j := range []store.BatchJob{done, failed} {
+		if err := s.FinishBatchJob(ctx, j, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int64
+	if err := s.Pool().QueryRow(ctx, "SELECT count(*) FROM batch_items WHERE job_id = ANY($1)",
+		[]int64{done.ID, failed.ID}).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d items of the closed jobs are left, want none", n)
+	}
+	if got := countRows(t, s, "batch_items"); got != 3 {
+		t.Errorf("%d items in all, want the open job's 3", got)
+	}
+	jobs, err := s.BatchJobs(ctx, "")
+	if err != nil || len(jobs) != 3 {
+		t.Fatalf("BatchJobs = %+v, %v; want the 3 jobs listed", jobs, err)
+	}
+	for _, j := range jobs {
+		if j.ID == done.ID && (j.Status != store.BatchDone || j.Total != 3 || j.Stored != 3) {
+			t.Errorf("the done job is listed as %+v, want done with 3 papers stored", j)
+		}
+	}
+	// The open job still holds its papers' TL;DRs.
+	c, err := s.CountStale(ctx, store.Selection{Work: paper.Work{Model: "m", PromptVersion: "v3"}})
+	if err != nil || c.TLDRs != 0 {
+		t.Errorf("v3 target: %+v, %v; want no TL;DR stale (the open job holds them)", c, err)
+	}
+}

@@ -97,6 +97,16 @@ func upgradeFrom(t *testing.T, from int64) {
 			t.Fatal(err)
 		}
 		exec(`INSERT INTO batch_items (job_id, paper_id, content_hash) VALUES ($1, $2, $3)`, job, b.ID, b.ContentHash())
+		// Jobs closed before 00011 kept their papers, which that migration removes.
+		for _, status := range []string{"done", "failed"} {
+			var closed int64
+			if err := s.pool.QueryRow(ctx, `INSERT INTO batch_jobs (openai_batch_id, kind, target, model, prompt_version, status, total)
+				VALUES ('batch_' || $4, 'chat', $1, $2, $3, $4, 2) RETURNING id`, target, model, prompt, status).Scan(&closed); err != nil {
+				t.Fatal(err)
+			}
+			exec(`INSERT INTO batch_items (job_id, paper_id, content_hash) VALUES ($1, $2, $3), ($1, $4, $5)`,
+				closed, a.ID, a.ContentHash(), b.ID, b.ContentHash())
+		}
 	}
 	if from >= 4 {
 		exec(`INSERT INTO offline_models (name, documents, terms, components, dimensions, data)
@@ -119,6 +129,9 @@ func upgradeFrom(t *testing.T, from int64) {
 	}
 	if err := s.CheckSchema(ctx); err != nil {
 		t.Fatalf("CheckSchema after migrating from %d: %v", from, err)
+	}
+	if from >= 3 && from < 11 {
+		before["batch_items"] -= 4 // the closed jobs' papers go (00011); the open job's stays
 	}
 	for tb, n := range before {
 		if got := count(t, s, tb); got != n {
@@ -184,6 +197,9 @@ func upgradeFrom(t *testing.T, from int64) {
 	if from >= 3 {
 		if jobs, err := s.BatchJobs(ctx, target); err != nil || len(jobs) != 1 || !jobs[0].Open() || jobs[0].OpenAIID != "batch_1" {
 			t.Errorf("BatchJobs(%s) after migrating from %d = %+v (%v), want the open job", target, from, jobs, err)
+		}
+		if jobs, err := s.BatchJobs(ctx, ""); err != nil || len(jobs) != 3 {
+			t.Errorf("BatchJobs after migrating from %d = %+v (%v), want the 3 jobs, the closed ones too", from, jobs, err)
 		}
 	}
 	if from >= 4 {
