@@ -82,3 +82,54 @@ func TestFitSampleIsAStableSubsetOfTheArchive(t *testing.T) {
 		t.Errorf("FitSample(0): %v, want ErrInvalid", err)
 	}
 }
+
+// TestDropSpaceRemovesItsFittedModel: dropping the space of a fitted offline model removes the
+// model (offline_models) with it, when no other space is of that model: every refit of a grown
+// archive stores a new model of up to a few MB (about 1 MB per 1,000 fitted papers), whose
+// space is dropped once the next one is active, and the models stayed for good. A model another
+// space still uses, and one stored without a space (`fit --fill=false`), stay.
+func TestDropSpaceRemovesItsFittedModel(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	model := func(name string) {
+		t.Helper()
+		if err := s.SaveOfflineModel(ctx, store.OfflineModel{Name: name, Documents: 3, Terms: 40, Components: 3,
+			Dimensions: 3, Data: []byte{0x1f, 0x8b, 0, 1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const old, shared, unfilled = "paperpipe-offline-tfidf-000000000001", "paperpipe-offline-tfidf-000000000002", "paperpipe-offline-tfidf-000000000003"
+	for _, m := range []string{old, shared, unfilled} {
+		model(m)
+	}
+	active := space(t, s, "paperpipe-offline-hash", 3)
+	oldSp := space(t, s, old, 3)
+	sharedSp := space(t, s, shared, 3)
+	sharedOther, err := s.EnsureSpace(ctx, paper.Space{Model: shared, Dimensions: 3, Template: "another-template"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Activate(ctx, active.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []int64{oldSp.ID, sharedSp.ID} {
+		if err := s.DropSpace(ctx, id, store.DropOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.OfflineModel(ctx, old); !errors.Is(err, paper.ErrNotFound) {
+		t.Errorf("the dropped space's model: %v, want it removed (ErrNotFound)", err)
+	}
+	for _, m := range []string{shared, unfilled} {
+		if _, err := s.OfflineModel(ctx, m); err != nil {
+			t.Errorf("model %s: %v, want it kept", m, err)
+		}
+	}
+	if err := s.DropSpace(ctx, sharedOther.ID, store.DropOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.OfflineModel(ctx, shared); !errors.Is(err, paper.ErrNotFound) {
+		t.Errorf("the model of the last space dropped: %v, want it removed (ErrNotFound)", err)
+	}
+}

@@ -880,8 +880,9 @@ func (e *OpenBatchJobsError) Error() string {
 
 func (e *OpenBatchJobsError) Unwrap() error { return paper.ErrInvalid }
 
-// DropSpace deletes space id with its vectors and its index, and the new index an interrupted
-// Reindex left. It refuses the active space, with an error wrapping paper.ErrInvalid: activate
+// DropSpace deletes space id with its vectors and its index, the new index an interrupted
+// Reindex left, and the space's fitted offline model (offline_models) when no other space is
+// of it. It refuses the active space, with an error wrapping paper.ErrInvalid: activate
 // another one first; a space that open Batch API jobs embed into, with an
 // *OpenBatchJobsError (which wraps paper.ErrInvalid too), unless opts.DiscardBatchJobs; and a
 // space a `paperpipe reprocess` is filling (it holds the LockRun of SpaceRunKey), with an error
@@ -958,6 +959,11 @@ func (s *Store) DropSpace(ctx context.Context, id int64, opts DropOptions) error
 		}
 		if _, err := tx.Exec(ctx, "DELETE FROM embedding_spaces WHERE id = $1", sp.ID); err != nil {
 			return fmt.Errorf("delete space: %w", err)
+		}
+		// A fitted offline model goes with the last space of it: each refit stores a new one.
+		if _, err := tx.Exec(ctx, `DELETE FROM offline_models WHERE name = $1
+				AND NOT EXISTS (SELECT 1 FROM embedding_spaces WHERE model = $1)`, sp.Model); err != nil {
+			return fmt.Errorf("delete its offline model: %w", err)
 		}
 		return nil
 	})
