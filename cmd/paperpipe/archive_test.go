@@ -1122,6 +1122,45 @@ func TestActivateWarnsWhenTheConfiguredEmbedderIsNotTheSpaces(t *testing.T) {
 	}
 }
 
+// TestActivateSaysThePreviousSpaceKeepsItsVectors: activating a space (and so a fit, which
+// activates its new one) says that the space active before keeps its vectors and index, and
+// how to drop them: a lab that refits a growing archive every month, or moves to a new model,
+// kept a full space (~5 KB a paper at 768 dimensions with its index) per switch without being
+// told. Activating the space already active says nothing of the kind.
+func TestActivateSaysThePreviousSpaceKeepsItsVectors(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	ctx := t.Context()
+	blue, err := e.st.EnsureSpace(ctx, paper.Space{Model: "text-embedding-3-small", Dimensions: 64, Template: "title-abstract-v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	green, err := e.st.EnsureSpace(ctx, paper.Space{Model: "text-embedding-3-large", Dimensions: 32, Template: "title-abstract-v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errw bytes.Buffer
+	if err := runActivate(ctx, e.c, e.st, strconv.FormatInt(green.ID, 10), &errw); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("space %d (%s), active before, keeps its vectors and index", blue.ID, blue.Name()),
+		fmt.Sprintf("`paperpipe activate %d` goes back to it", blue.ID),
+		fmt.Sprintf("`paperpipe spaces drop %d` removes them", blue.ID),
+	} {
+		if !strings.Contains(errw.String(), want) {
+			t.Errorf("activate of another space lacks %q:\n%s", want, errw.String())
+		}
+	}
+	errw.Reset()
+	if err := runActivate(ctx, e.c, e.st, strconv.FormatInt(green.ID, 10), &errw); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(errw.String(), "active before") {
+		t.Errorf("activate of the space already active names a previous one:\n%s", errw.String())
+	}
+}
+
 // README's `paperpipe fit --fill=false` fits and stores the model and activates nothing: with
 // --fill=false, --activate defaults to false (it was a usage error unless --activate=false was
 // given too); --activate given explicitly with it is still one. fit -h says so.

@@ -1292,11 +1292,15 @@ func cmdActivate(ctx context.Context, c *config, args []string) error {
 // runActivate activates the space ref names and says what it did, what the space lacks, and
 // what to change when the configured embedding model is not the space's.
 func runActivate(ctx context.Context, c *config, st *store.Store, ref string, errw io.Writer) error {
+	prev := activeBefore(ctx, st)
 	sp, err := activateSpace(ctx, st, ref)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(errw, "space %d (%s) is active: %d of %s embedded\n", sp.ID, sp.Name(), sp.Embedded, plural(sp.Papers, "paper", "papers"))
+	if note := previousSpaceNote(prev, sp.Space); note != "" {
+		fmt.Fprintln(errw, "note: "+note)
+	}
 	if sp.Embedded < sp.Papers {
 		fmt.Fprintf(errw, "note: %s no vector in it yet; %s\n", plural(sp.Papers-sp.Embedded, "paper has", "papers have"), embed.FillHint(sp.Space))
 	}
@@ -1376,6 +1380,28 @@ func batchCollectCommand(chatModel string, maxWords int, sp *paper.Space) string
 }
 
 // activateSpace resolves ref, builds the space's index if missing, and activates it.
+// activeBefore returns the active space, read before an activation replaces it; a zero Space
+// when none is active or it cannot be read (it only feeds previousSpaceNote).
+func activeBefore(ctx context.Context, st *store.Store) paper.Space {
+	sp, err := st.ActiveSpace(ctx)
+	if err != nil {
+		return paper.Space{}
+	}
+	return sp
+}
+
+// previousSpaceNote says, when activating cur replaced prev, that prev keeps its vectors and
+// index and how to go back to it or drop it: nothing drops a space on its own, and a space
+// left behind at every refit or model change holds a vector of every paper (~5 KB a paper at
+// 768 dimensions with its index). "" when prev is none or cur.
+func previousSpaceNote(prev, cur paper.Space) string {
+	if prev.ID == 0 || prev.ID == cur.ID {
+		return ""
+	}
+	return fmt.Sprintf("space %d (%s), active before, keeps its vectors and index: `paperpipe activate %d` goes back to it; "+
+		"`paperpipe spaces drop %d` removes them once you no longer need it", prev.ID, prev.Name(), prev.ID, prev.ID)
+}
+
 func activateSpace(ctx context.Context, st *store.Store, ref string) (store.SpaceInfo, error) {
 	sp, err := st.ResolveSpace(ctx, ref)
 	if err != nil {

@@ -104,6 +104,7 @@ func runFit(ctx context.Context, c *config, o fitOptions, errw io.Writer) error 
 	if !o.activate {
 		return nil
 	}
+	prev := activeBefore(ctx, st)
 	sp, err := activateSpace(ctx, st, res.Space.Name())
 	if err != nil {
 		return err
@@ -112,6 +113,9 @@ func runFit(ctx context.Context, c *config, o fitOptions, errw io.Writer) error 
 	fmt.Fprintf(errw, "fit: space %d (%s) is active: %d of %s embedded; running workers on PAPERPIPE_EMBED_MODEL=offline "+
 		"switch to it within PAPERPIPE_FOLLOW_INTERVAL (30s unless set), and the searches of serve and up at once\n",
 		sp.ID, sp.Name(), sp.Embedded, plural(sp.Papers, "paper", "papers"))
+	if note := previousSpaceNote(prev, sp.Space); note != "" {
+		fmt.Fprintln(errw, "fit: note: "+note)
+	}
 	if w := embedderMismatch(&configured, sp.Space); w != "" {
 		fmt.Fprintln(errw, "fit: warning: "+w)
 	}
