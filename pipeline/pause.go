@@ -15,7 +15,7 @@ import (
 // errPaused hands back a message whose work was not started because the worker is paused: the
 // API refused the account or the configuration, or could not be reached (llm.ErrAccount), or
 // the database could not be reached (paper.ErrUnavailable), a moment ago.
-var errPaused = errors.New("worker paused: the API refuses the account or the configuration, or the API or the database cannot be reached")
+var errPaused = errors.New("worker paused: the API refuses the account or the configuration, cannot be reached, fails at TLS, is loading its model or fails every request, or the database cannot be reached or cannot write")
 
 // pauses is a worker's pair of circuit breakers: one for the API — its refusals of the
 // account or the configuration (a bad or revoked key, an unknown model, a wrong base URL, an
