@@ -1596,7 +1596,7 @@ func TestASecondSignalBeforeItsWatcherRanStillExits(t *testing.T) {
 	signals := make(chan os.Signal, 2) // as run subscribes it, before the command starts
 	signals <- os.Interrupt            // the first: the command's context ends, the drain begins
 	exited := make(chan int, 1)
-	go secondSignalExits(signals, func(code int) { exited <- code })
+	go secondSignalExits(signals, func(os.Signal) {}, func(code int) { exited <- code })
 	waitFor(t, "the watcher to read the first signal", func() bool { return len(signals) == 0 })
 	time.Sleep(sameStop) // a person's second Ctrl-C, not timeout(1)'s copy of the first
 	signals <- syscall.SIGTERM
@@ -1631,7 +1631,7 @@ func TestTimeoutsRepeatedSignalIsOneStop(t *testing.T) {
 	signals <- syscall.SIGTERM // timeout's, to the command
 	signals <- syscall.SIGTERM // and to its process group
 	exited := make(chan int, 1)
-	go secondSignalExits(signals, func(code int) { exited <- code })
+	go secondSignalExits(signals, func(os.Signal) {}, func(code int) { exited <- code })
 	waitFor(t, "the watcher to read both signals", func() bool { return len(signals) == 0 })
 	time.Sleep(sameStop)
 	signals <- os.Interrupt // a second signal: Ctrl-C

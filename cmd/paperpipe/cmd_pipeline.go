@@ -224,7 +224,7 @@ func publishFile(ctx context.Context, pub *pipeline.Publisher, path string, opts
 func cmdWorker(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("worker", "", "Consume abstracts and write TL;DRs and embeddings until interrupted.")
 	c.addWorkerFlags(fs)
-	idle := fs.Bool("exit-when-idle", false, "exit once the queue is empty (for batch jobs and the demo); stopped before then (Ctrl-C, SIGTERM), exit 1")
+	idle := fs.Bool("exit-when-idle", false, "exit once the queue is empty (for batch jobs and the demo); stopped before then (Ctrl-C, SIGTERM), exit 130 or 143")
 	consumer := fs.String("consumer", pipeline.ConsumerNew, "the durable consumer to pull from, by `name` (paperpipe status lists them)")
 	fs.StringVar(&c.MetricsAddr, "metrics", c.MetricsAddr, "serve /metrics, /healthz and /readyz on this `address` (such as 0.0.0.0:9090; empty: none); env PAPERPIPE_METRICS_ADDR")
 	if err := parseFlags(fs, args); err != nil {

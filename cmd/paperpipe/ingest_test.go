@@ -253,9 +253,76 @@ func TestInterruptedIngestOfStdinStopsAndCountsWhatWasQueued(t *testing.T) {
 		t.Fatalf("ingest - still waiting for input 20 s after SIGINT\n%s", stderr.String())
 	}
 	out := stderr.String()
-	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(out, "ingest: 3 read, 3 published, 0 dropped as repeats") ||
+	if ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus); !ws.Signaled() || !strings.Contains(out, "ingest: 3 read, 3 published, 0 dropped as repeats") ||
 		!strings.Contains(out, "paperpipe ingest: interrupted\n") || strings.Contains(out, "context canceled") {
-		t.Errorf("interrupted ingest: exit %d\n%s\nwant exit 1, \"3 read, 3 published\" and \"interrupted\" (not \"context canceled\")", code, out)
+		t.Errorf("interrupted ingest: %v\n%s\nwant it ended by the signal, \"3 read, 3 published\" and \"interrupted\" (not \"context canceled\")", cmd.ProcessState, out)
+	}
+}
+
+// TestAnInterruptedIngestStopsTheScriptItRunsIn: Ctrl-C in a terminal reaches the shell
+// running a script and the command it waits for; the shell stops the script only when the
+// command died of the SIGINT (bash's "wait and cooperative exit": a command that exits of its
+// own accord is taken to have handled it). An interrupted `ingest` exited 1, so
+// `for f in *.jsonl; do paperpipe ingest "$f"; done` went on to the next file at every
+// Ctrl-C, and a supervisor or a script's `$?` could not tell a stop from a failure. It says
+// what it did, then ends by the signal: the shell stops; the status is 130 (143 for SIGTERM).
+func TestAnInterruptedIngestStopsTheScriptItRunsIn(t *testing.T) {
+	t.Parallel()
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			srv := natstest.Start(t)
+			js := srv.Connect(t)
+			c := newCLI(t, "NATS_URL="+srv.ClientURL())
+			// Ctrl-C: the script, in a process group of its own as a terminal's foreground job
+			// is, and the signal to the whole group. SIGTERM (a supervisor's, timeout(1)'s):
+			// to ingest alone, whose status its parent reads.
+			cmd := exec.Command(bash, "-c", `"$0" ingest -; echo "the next command ran, after status $?"`, binary)
+			if sig == syscall.SIGTERM {
+				cmd = exec.Command(binary, "ingest", "-")
+			}
+			cmd.Env = c.env
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			var out lockedBuffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			stdin, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stdin.Close()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			fmt.Fprintln(stdin, `{"id": "2407.00001", "title": "Paper 1", "abstract": "We study careful input handling."}`)
+			for deadline := time.Now().Add(time.Minute); queued(t, js) < 1; time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+					t.Fatalf("the queue holds nothing a minute after a record was written to ingest -\n%s", out.String())
+				}
+			}
+			if err := syscall.Kill(-cmd.Process.Pid, sig); err != nil { // Ctrl-C: to the whole group
+				t.Fatal(err)
+			}
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				<-done
+				t.Fatalf("the script still runs 20 s after %v\n%s", sig, out.String())
+			}
+			ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+			if said := out.String(); strings.Contains(said, "the next command ran") || !ws.Signaled() || ws.Signal() != sig ||
+				!strings.Contains(said, "ingest: 1 read, 1 published") {
+				t.Errorf("script with an ingest stopped by %v: %v\n%s\nwant the script ended by %v, the next command not run, and ingest's summary",
+					sig, cmd.ProcessState, said, sig)
+			}
+		})
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -67,7 +68,26 @@ func cmdVersion(_ context.Context, _ *config, args []string) error {
 }
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	exit(run(os.Args[1:]))
+}
+
+// exit ends the process with code; a signal's status (signalExitStatus of a stop signal) by
+// that signal itself. A shell waiting for a command that Ctrl-C stopped goes on with its
+// script when the command exits, whatever its status, and stops only when the command died
+// of the SIGINT (bash's "wait and cooperative exit"): a command that says what it did on a
+// stop and then exits 1 or 130 made `for f in *.jsonl; do paperpipe ingest "$f"; done` go on
+// to the next file at every Ctrl-C. A signal ignored since the start (SIGHUP under nohup)
+// does not end it: then the status is code all the same.
+func exit(code int) {
+	for _, sig := range stopSignals() {
+		if s, ok := sig.(syscall.Signal); ok && code == signalExitStatus(s) {
+			signal.Reset(s)
+			if syscall.Kill(os.Getpid(), s) == nil {
+				time.Sleep(time.Second) // delivered by then; the status below otherwise
+			}
+		}
+	}
+	os.Exit(code)
 }
 
 func run(args []string) int {
@@ -101,12 +121,15 @@ func run(args []string) int {
 	// The second signal's channel subscribes now, with the first's: subscribed once the first
 	// had ended sigCtx, it missed a second signal that came in between (two Ctrl-C in a row),
 	// which no one then read, and the process drained on.
-	stops := stopSignals()
+	// The first signal ends sigCtx, once stoppedBy holds it: a command it stopped with work
+	// left ends by it (see exit).
 	signals := make(chan os.Signal, 2)
-	signal.Notify(signals, stops...)
-	sigCtx, stop := signal.NotifyContext(context.Background(), stops...)
-	defer stop()
-	go secondSignalExits(signals, os.Exit)
+	signal.Notify(signals, stopSignals()...)
+	defer signal.Stop(signals)
+	sigCtx, stop := context.WithCancelCause(context.Background())
+	defer stop(nil)
+	var stoppedBy atomic.Value // os.Signal
+	go secondSignalExits(signals, func(sig os.Signal) { stoppedBy.Store(sig); stop(signalStop{sig}) }, exit)
 
 	warnUnknownSettings(os.Stderr, os.Environ())
 	warnOtherAPINames(os.Stderr, os.Environ())
@@ -140,6 +163,11 @@ func run(args []string) int {
 		return 2
 	default:
 		fmt.Fprintf(os.Stderr, "paperpipe %s: %s\n", cmd.name, errorMessage(err))
+		if sig, ok := stoppedBy.Load().(os.Signal); ok {
+			// Stopped with work left (ingest, reprocess, fit, import-embeddings, worker
+			// --exit-when-idle): the signal's status, by the signal (see exit).
+			return signalExitStatus(sig)
+		}
 		return 1
 	}
 }
@@ -173,16 +201,16 @@ func stopSignals() []os.Signal {
 // secondSignalExits ends the process at once on a second SIGINT or SIGTERM, after the first
 // one has started a graceful drain. Nothing acknowledged is lost: a message is acknowledged
 // only after its results are committed. signals gets every SIGINT and SIGTERM from the
-// process's start (room for two), the first included: the one that ended the command's
-// context.
+// process's start (room for two), the first included: it goes to stopped, which ends the
+// command's context.
 //
 // A repeat within sameStop of the first is not a second signal but the same stop sent twice:
 // timeout(1) sends its signal to the command and then to the command's process group, which
 // the command is in, so `timeout 600 paperpipe worker` got two SIGTERMs microseconds apart and,
 // about one run in three (when the runtime had not merged them), exited at once, its held
 // messages not handed back, instead of draining. A person's second Ctrl-C comes later.
-func secondSignalExits(signals <-chan os.Signal, exit func(code int)) {
-	<-signals
+func secondSignalExits(signals <-chan os.Signal, stopped func(os.Signal), exit func(code int)) {
+	stopped(<-signals)
 	first := time.Now()
 	for sig := range signals {
 		if time.Since(first) < sameStop {
@@ -193,6 +221,13 @@ func secondSignalExits(signals <-chan os.Signal, exit func(code int)) {
 		return
 	}
 }
+
+// signalStop is the cause of a command's context that a signal ended: "interrupt signal
+// received", as signal.NotifyContext says it, and a context.Canceled.
+type signalStop struct{ sig os.Signal }
+
+func (s signalStop) Error() string        { return s.sig.String() + " signal received" }
+func (s signalStop) Is(target error) bool { return target == context.Canceled }
 
 // sameStop is how soon after the first signal a repeat is the same stop (secondSignalExits).
 const sameStop = 100 * time.Millisecond
@@ -226,8 +261,8 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Flags may come before or after arguments; a true/false flag takes its value after =")
 	fmt.Fprintln(w, "(--activate=false). Results go to standard output, messages to standard error. Exit status:")
-	fmt.Fprintln(w, "0 done, 1 failed (or stopped by Ctrl-C, SIGTERM or a hangup with work left), 2 a usage error,")
-	fmt.Fprintln(w, "130, 143 or 129 a second Ctrl-C, SIGTERM or hangup.")
+	fmt.Fprintln(w, "0 done, 1 failed, 2 a usage error, 130, 143 or 129 stopped by Ctrl-C, SIGTERM or a hangup with")
+	fmt.Fprintln(w, "work left (or at once by a second one).")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'paperpipe COMMAND -h' for a command's flags. Configuration comes from the")
 	fmt.Fprintln(w, "environment (DATABASE_URL, NATS_URL, OPENAI_BASE_URL, OPENAI_API_KEY, PAPERPIPE_*);")
