@@ -314,6 +314,54 @@ func TestReprocessNewEmbeddingModelFillsInactiveSpaceUntilActivate(t *testing.T)
 	}
 }
 
+// TestReprocessStoppedAfterItsLastPaperSaysWhatIsDone: a Ctrl-C or SIGTERM that comes while
+// the last papers' answers are on their way (a supervisor's stop, a Ctrl-C as the summary
+// was due) lets the worker save them: every paper is done. The run said "interrupted after 6
+// papers; run the same command again to resume", though nothing was left to resume. A
+// TL;DR run is done; a run that fills a space says its papers are all processed and that only
+// the space's index is left, which the same command builds.
+func TestReprocessStoppedAfterItsLastPaperSaysWhatIsDone(t *testing.T) {
+	t.Parallel()
+	for _, tldrOnly := range []bool{true, false} {
+		t.Run(fmt.Sprintf("tldrOnly=%v", tldrOnly), func(t *testing.T) {
+			t.Parallel()
+			e := newArchiveEnv(t, openaitest.Config{})
+			e.seed(t, 6)
+			c := e.cfg(func(c *config) { c.Concurrency, c.BatchSize = 2, 2 })
+			// Stopped once the API has answered every paper's last call: its results are on
+			// their way to the worker, to be saved by its drain.
+			ctx, cancel := context.WithCancel(t.Context())
+			watched := make(chan struct{})
+			go func() {
+				defer close(watched)
+				for ctx.Err() == nil {
+					st := e.fake.Stats()
+					if st.ChatDelivered >= 6 && (tldrOnly || st.EmbedInputsDelivered >= 6) {
+						break
+					}
+					time.Sleep(time.Millisecond)
+				}
+				cancel()
+			}()
+			var errw bytes.Buffer
+			_, err := runReprocess(ctx, c, reprocessOptions{tldrOnly: tldrOnly}, &bytes.Buffer{}, &errw)
+			<-watched
+			if n := e.count(t, "SELECT count(*) FROM tldrs"); n != 6 {
+				t.Fatalf("%d TL;DRs stored, want the 6 the API answered (the drain saves them)\n%s", n, errw.String())
+			}
+			switch {
+			case tldrOnly && err != nil:
+				t.Errorf("a TL;DR run stopped after its last paper was saved: %v; want it done\n%s", err, errw.String())
+			case tldrOnly && !strings.Contains(errw.String(), "reprocess: 6 papers processed"):
+				t.Errorf("a TL;DR run stopped after its last paper was saved gave no summary:\n%s", errw.String())
+			case !tldrOnly && (!errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "all 6 papers are processed") ||
+				!strings.Contains(err.Error(), "index")):
+				t.Errorf("a run filling a space stopped after its last paper was saved: %v; want it to say every paper is processed and the index is left\n%s", err, errw.String())
+			}
+		})
+	}
+}
+
 func TestReprocessInterruptedResumesWithoutRedoingPapers(t *testing.T) {
 	t.Parallel()
 	e := newArchiveEnv(t, openaitest.Config{ChatLatency: 40 * time.Millisecond})

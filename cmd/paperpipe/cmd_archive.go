@@ -776,8 +776,17 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 			"the same command again: it resumes, and what is stored is not redone", err)
 	}
 	if ctx.Err() != nil {
-		return fmt.Errorf("interrupted after %s; run the same command again to resume (finished papers are not redone): %w",
-			plural(done.Load(), "paper", "papers"), context.Cause(ctx))
+		// A stop while the last answers were on their way: the drain saved them, and nothing
+		// is left to resume. A space's index is built after the workers, by the next run.
+		if err != nil || !nothingStale(ctx, st, sel) {
+			return fmt.Errorf("interrupted after %s; run the same command again to resume (finished papers are not redone): %w",
+				plural(done.Load(), "paper", "papers"), context.Cause(ctx))
+		}
+		if sel.Work.SpaceID != 0 {
+			return fmt.Errorf("interrupted once all %s are processed, before the index of space %d (%s) was built: "+
+				"run the same command again to build it (no paper is redone): %w",
+				plural(res.Counts.Papers, "paper", "papers"), space.ID, space.Name(), context.Cause(ctx))
+		}
 	}
 	if err != nil {
 		return err
@@ -790,6 +799,15 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 		plural(res.Worker.Acked, "paper", "papers"), plural(res.Worker.TLDRs, "TL;DR", "TL;DRs"),
 		plural(res.Worker.Embeddings, "embedding", "embeddings"), res.Worker.Skipped, res.Worker.Dead, leftOut)
 	return nil
+}
+
+// nothingStale reports whether sel selects no paper any more: a run that ctx stopped has done
+// all its work. It asks the database for up to 10 s after ctx has ended; not knowing, false.
+func nothingStale(ctx context.Context, st *store.Store, sel store.Selection) bool {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	n, err := st.CountStale(cctx, sel)
+	return err == nil && n.Papers == 0
 }
 
 // publishStale publishes the papers sel selects (store.StalePapers) through pub and flushes it.
