@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/pgtest"
 	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/pipeline"
@@ -347,8 +348,10 @@ func TestEmbeddingBatchLimitsFromTheEnvironmentAndCostInStatus(t *testing.T) {
 		minReqs int64
 		maxReqs int64
 	}{
-		// Every abstract is longer than 150 estimated tokens: one per request of at most 300.
-		{name: "tokens", env: []string{"PAPERPIPE_EMBED_BATCH_TOKENS=300"}, papers: 30, minReqs: 30, maxReqs: 30},
+		// At most 1,024 estimated tokens a request (the smallest budget taken; the abstracts
+		// are of ~600): at least as many requests as the papers' tokens fill (minReqs -1:
+		// counted from the corpus below), where the inputs' limit alone would send them in one.
+		{name: "tokens", env: []string{"PAPERPIPE_EMBED_BATCH_TOKENS=1024"}, papers: 30, minReqs: -1, maxReqs: 30},
 		// 7 inputs a request at most, gathered across messages (fewer requests than papers).
 		{name: "inputs", env: []string{"PAPERPIPE_EMBED_BATCH_INPUTS=7"}, papers: 60, minReqs: 9, maxReqs: 59},
 	}
@@ -356,6 +359,16 @@ func TestEmbeddingBatchLimitsFromTheEnvironmentAndCostInStatus(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			s := newStack(t, FakeConfig{}, append(tt.env, "PAPERPIPE_CHAT_MODEL=local-llm")...)
+			if tt.minReqs < 0 {
+				tokens := 0
+				for _, p := range Corpus(sampledata.Papers(t), tt.papers, 7) { // as s.ingest writes them
+					tokens += embed.EstimateTokens(embed.TitleAbstract(p))
+				}
+				tt.minReqs = int64((tokens + 1023) / 1024)
+				if tt.minReqs < 2 {
+					t.Fatalf("the %d papers hold %d estimated tokens: too few to fill more than one request of 1024", tt.papers, tokens)
+				}
+			}
 			s.ingest(tt.papers)
 			s.ok("worker", "--exit-when-idle", "--concurrency", "64")
 			st, err := s.fake.Stats(context.Background())

@@ -1222,6 +1222,32 @@ func TestSettingsBelowTheirMinimumAreRefused(t *testing.T) {
 	}
 }
 
+// PAPERPIPE_EMBED_BATCH_TOKENS is a request's token budget, and one input must fit in a
+// request whole: every input longer than the budget was cut to it. A small value (100, meant as
+// "smaller requests") cut every abstract of the sample, all 108 vectors of `paperpipe embed`
+// marked truncated, exit 0 and not a word on standard error — an archive's vectors of the first
+// lines of each abstract, paid for. Below 1,024 (an arXiv abstract at its 1,920-character limit,
+// with its title, is estimated at about 700) it is refused, as --embed-batch-tokens is; 1,024
+// is taken.
+func TestEmbedBatchTokensThatCutTheAbstractsAreRefused(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"100", "1023"} {
+		r := newCLI(t, "PAPERPIPE_EMBED_BATCH_TOKENS="+v).run("version")
+		if r.code != 2 || !strings.Contains(r.stderr, "paperpipe: PAPERPIPE_EMBED_BATCH_TOKENS="+strconv.Quote(v)) || !strings.Contains(r.stderr, "at least 1024") {
+			t.Errorf("PAPERPIPE_EMBED_BATCH_TOKENS=%s: exit %d, stderr %q; want 2, the variable named and its minimum, 1024", v, r.code, r.stderr)
+		}
+	}
+	if r := newCLI(t, "PAPERPIPE_EMBED_BATCH_TOKENS=1024").run("version"); r.code != 0 {
+		t.Errorf("PAPERPIPE_EMBED_BATCH_TOKENS=1024: exit %d, stderr %q; want it taken", r.code, r.stderr)
+	}
+	c := newCLI(t)
+	for _, args := range [][]string{{"worker", "--exit-when-idle", "--embed-batch-tokens", "100"}, {"up", "--embed-batch-tokens", "1023"}} {
+		if r := c.run(args...); r.code != 2 || !strings.Contains(r.stderr, "--embed-batch-tokens") || !strings.Contains(r.stderr, "at least 1024") {
+			t.Errorf("paperpipe %s: exit %d, stderr %q; want 2, the flag named and its minimum", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+}
+
 // A numeric setting far above what it can mean (a typo's extra digits) is refused like one
 // below its minimum, naming the variable and the range, exit 2: PAPERPIPE_CONCURRENCY=99999999999
 // was taken (the consumer never delivers more than 4096 messages at once), a

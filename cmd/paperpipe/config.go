@@ -198,7 +198,7 @@ func loadConfig() *config {
 			fmt.Sprintf("1 to %d words (a TL;DR is one sentence)", maxTLDRWords)},
 		{"PAPERPIPE_EMBED_DIMENSIONS", c.EmbedDims < 0 || c.EmbedDims > store.MaxDimensions, embedDimsRange},
 		{"PAPERPIPE_EMBED_BATCH_INPUTS", c.EmbedBatchInputs < 1, "at least 1 abstract per request"},
-		{"PAPERPIPE_EMBED_BATCH_TOKENS", c.EmbedBatchTokens < 1, "at least 1 token per request"},
+		{"PAPERPIPE_EMBED_BATCH_TOKENS", c.EmbedBatchTokens < minEmbedBatchTokens, embedBatchTokensRange},
 		{"PAPERPIPE_EMBED_LINGER", c.EmbedLinger <= 0, "a duration above 0, like 1s (values below 10ms mean 10ms)"},
 		{"PAPERPIPE_EF_SEARCH", c.EFSearch < 0 || c.EFSearch > store.MaxK,
 			fmt.Sprintf("0 (each index kind's default) or 1 to %d candidates", store.MaxK)},
@@ -290,6 +290,11 @@ const (
 	// flight; 10,000 records (web.MaxRecordsPerPost) of the longest title and abstract a
 	// record may have take about a third of it.
 	maxBodyBytes = 1 << 30
+	// minEmbedBatchTokens: one input must fit in an embeddings request whole, and is cut to
+	// PAPERPIPE_EMBED_BATCH_TOKENS when it does not. An arXiv abstract at its limit of 1,920
+	// characters, with its title, is estimated (llm.EstimateTokens) at about 700 tokens: a
+	// smaller budget cut abstracts of ordinary length, and 100 cut every one, silently.
+	minEmbedBatchTokens = 1024
 )
 
 // The ranges of the settings checked again as flags (checkWorkerFlags, buildModels).
@@ -297,6 +302,9 @@ var (
 	concurrencyRange = fmt.Sprintf("1 to %d requests in flight (no more messages are delivered to the workers at once)", pipeline.DefaultMaxAckPending)
 	batchSizeRange   = fmt.Sprintf("1 to %d messages (no more are delivered to the workers at once)", pipeline.DefaultMaxAckPending)
 	embedDimsRange   = fmt.Sprintf("0 (the model's own length) to %d (pgvector's limit)", store.MaxDimensions)
+	// embedBatchTokensRange: see minEmbedBatchTokens.
+	embedBatchTokensRange = fmt.Sprintf("at least %d tokens per request (an abstract longer than a request's budget is cut to it: "+
+		"an arXiv abstract at its 1,920-character limit, with its title, is estimated at about 700)", minEmbedBatchTokens)
 )
 
 // hostNamePattern is a host name as PAPERPIPE_HTTP_ALLOWED_HOSTS takes it: letters, digits,
@@ -412,7 +420,8 @@ func (c *config) addWorkerTuningFlags(fs *flag.FlagSet) {
 
 // checkWorkerFlags is the usage error of a --concurrency or --batch-size below 1 (which the
 // workers would silently replace by their defaults) or above what the consumer delivers at once,
-// an --embed-batch-inputs or --embed-batch-tokens below 1, or an --embed-linger not above 0.
+// an --embed-batch-inputs below 1 or --embed-batch-tokens below its minimum, or an
+// --embed-linger not above 0.
 func (c *config) checkWorkerFlags() error {
 	switch {
 	case c.Concurrency < 1 || c.Concurrency > pipeline.DefaultMaxAckPending:
@@ -421,8 +430,8 @@ func (c *config) checkWorkerFlags() error {
 		return usageErr("--batch-size is %d, want %s", c.BatchSize, batchSizeRange)
 	case c.EmbedBatchInputs < 1:
 		return usageErr("--embed-batch-inputs is %d, want at least 1", c.EmbedBatchInputs)
-	case c.EmbedBatchTokens < 1:
-		return usageErr("--embed-batch-tokens is %d, want at least 1", c.EmbedBatchTokens)
+	case c.EmbedBatchTokens < minEmbedBatchTokens:
+		return usageErr("--embed-batch-tokens is %d, want %s", c.EmbedBatchTokens, embedBatchTokensRange)
 	case c.EmbedLinger <= 0:
 		return usageErr("--embed-linger is %s, want a duration above 0", c.EmbedLinger)
 	}
