@@ -403,8 +403,17 @@ func parseErrorText(err error) string {
 
 // Ping checks that the database answers, on a connection of its own (one more than the
 // pool's MaxConns, made by the first Ping and kept): a pool whose every connection is busy
-// with slow queries does not make it fail.
-func (s *Store) Ping(ctx context.Context) error { return s.ping(ctx, s.probe) }
+// with slow queries does not make it fail. When that connection cannot be had (a server whose
+// max_connections are used up refuses a new one, and the probe's must be made again after its
+// lifetime or a restart), a connection of the pool that answers is the database's answer: the
+// process can serve its reads.
+func (s *Store) Ping(ctx context.Context) error {
+	err := s.ping(ctx, s.probe)
+	if err != nil && ctx.Err() == nil && s.pool.Ping(ctx) == nil {
+		return nil
+	}
+	return err
+}
 
 func (s *Store) ping(ctx context.Context, pool *pgxpool.Pool) error {
 	if err := pool.Ping(ctx); err != nil {

@@ -604,6 +604,72 @@ func TestPingAnswersWhileEveryPoolConnectionIsBusy(t *testing.T) {
 	}
 }
 
+// TestPingAnswersWhileTheServerTakesNoNewConnection: a server whose max_connections are used
+// up (by other clients, a leak elsewhere) refuses new connections, and the pool's connections
+// go on answering: the process serves its reads. Ping, readiness's check, pinged on a
+// connection of its own, which it must make again now and then (a connection's lifetime, a
+// restart) — refused, "too many connections", every replica left the load balancer at once
+// though each could serve. Here the role's CONNECTION LIMIT, set to the connections it has,
+// refuses the next one as a full server does (SQLSTATE 53300).
+func TestPingAnswersWhileTheServerTakesNoNewConnection(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	conn := pgtest.URL(t)
+	owner := open(t, conn)
+	if err := owner.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := pgx.Connect(ctx, pgtest.BaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.Close(context.Background()) })
+	role := fmt.Sprintf("paperpipe_full_%d", time.Now().UnixNano())
+	if _, err := admin.Exec(ctx, "CREATE ROLE "+role+" LOGIN"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // after the store's Close (cleanups run last first)
+		bg := context.Background()
+		_, _ = admin.Exec(bg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", role)
+		if _, err := admin.Exec(bg, "DROP OWNED BY "+role+"; DROP ROLE IF EXISTS "+role); err != nil {
+			t.Errorf("drop role %s: %v", role, err)
+		}
+	})
+	var schema string
+	if err := owner.Pool().QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := owner.Pool().Exec(ctx, fmt.Sprintf("GRANT USAGE ON SCHEMA %s TO %s; GRANT SELECT ON ALL TABLES IN SCHEMA %s TO %s",
+		schema, role, schema, role)); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	s := open(t, u.String()) // its pool connects
+	var n int
+	if err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE usename = $1", role).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, fmt.Sprintf("ALTER ROLE %s CONNECTION LIMIT %d", role, n)); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := pgx.Connect(ctx, u.String()); err == nil {
+		_ = c.Close(ctx)
+		t.Fatalf("a new connection of %s was taken beyond its %d", role, n)
+	}
+	if _, err := s.ActiveSpace(ctx); err != nil && !errors.Is(err, paper.ErrNotFound) {
+		t.Fatalf("a read on the pool's connection while the server takes no new one: %v", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.Ping(pctx); err != nil {
+		t.Errorf("Ping while the server takes no new connection and the pool's answer: %v; want the database's answer", err)
+	}
+}
+
 // testRole creates a role of its own (NOLOGIN, dropped at the test's end) and returns its name,
 // the test's own user, and a function that makes a connection string connect as that role: it
 // connects as the test's user and takes on role (SET ROLE at the start of each session), so
