@@ -314,6 +314,49 @@ func TestReprocessNewEmbeddingModelFillsInactiveSpaceUntilActivate(t *testing.T)
 	}
 }
 
+// TestFailedReprocessSaysWhatItLeftOfItsSpace: a run into a new space that fails (the API
+// refuses the key, the model or the quota; the queue is full) leaves the space it created
+// partly filled or empty, without its index, and said only why it stopped: `paperpipe spaces`
+// went on listing a space "(none)" with its coverage short, and nothing said that it was
+// this run's, that the same command finishes it, or how to be rid of it. The error says it.
+func TestFailedReprocessSaysWhatItLeftOfItsSpace(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{APIKey: "sk-test"})
+	e.seed(t, 4)
+	if _, err := runReprocess(t.Context(), e.c, reprocessOptions{}, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err) // the active space, 64 dimensions
+	}
+	e.fake.SetAPIKey("sk-rotated") // the key this run has is refused
+	c := e.cfg(func(c *config) { c.EmbedDims = 32 })
+	res, err := runReprocess(t.Context(), c, reprocessOptions{embedOnly: true}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil {
+		t.Fatal("a run whose key the API refuses succeeded")
+	}
+	if res.Space.ID == 0 {
+		t.Fatalf("the failed run made no space: %v", err)
+	}
+	spaces, serr := e.st.Spaces(t.Context())
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	var left *store.SpaceInfo
+	for i := range spaces {
+		if spaces[i].ID == res.Space.ID {
+			left = &spaces[i]
+		}
+	}
+	if left == nil || left.Active || left.IndexName != "" || left.Embedded != 0 {
+		t.Fatalf("after the failed run space %d is %+v; want it inactive, empty and without its index", res.Space.ID, left)
+	}
+	msg := err.Error()
+	for _, want := range []string{fmt.Sprintf("space %d (%s)", left.ID, left.Name()), "0 of 4 papers embedded", "no index",
+		"run the same command again", fmt.Sprintf("paperpipe spaces drop %d", left.ID)} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the failed run's error does not say %q:\n%s", want, msg)
+		}
+	}
+}
+
 // TestReprocessStoppedAfterItsLastPaperSaysWhatIsDone: a Ctrl-C or SIGTERM that comes while
 // the last papers' answers are on their way (a supervisor's stop, a Ctrl-C as the summary
 // was due) lets the worker save them: every paper is done. The run said "interrupted after 6

@@ -319,6 +319,9 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 			}
 		}
 	} else if err := runReprocessWorkers(ctx, c, o, st, m, space, sel, target, &res, errw, log); err != nil {
+		if wantEmb && ctx.Err() == nil {
+			err = spaceLeft(ctx, st, space, err)
+		}
 		return res, err
 	}
 	if err := finishSpace(ctx, st, space, sel, &res, wantEmb, o.activating, errw); err != nil {
@@ -348,6 +351,30 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 			strings.Join(what, " and "), errDeadLettered)
 	}
 	return res, nil
+}
+
+// spaceLeft is err, the failure of a run into space, followed by what the run left of the
+// space when it is not filled or has no index (a new space is made without it, for the fill,
+// see reprocessSpace): how much of it is embedded, and what finishes it or removes it. Spaces
+// other than the active one are not queried, but `paperpipe spaces` listed such a space
+// without a word of where it came from.
+func spaceLeft(ctx context.Context, st *store.Store, space paper.Space, err error) error {
+	info, ierr := st.ResolveSpace(ctx, strconv.FormatInt(space.ID, 10))
+	if ierr != nil || (info.Embedded >= info.Papers && info.IndexName != "") {
+		return err
+	}
+	state := fmt.Sprintf("%d of %s embedded", info.Embedded, plural(info.Papers, "paper", "papers"))
+	if info.IndexName == "" {
+		state += ", no index yet"
+	}
+	next := "run the same command again to fill it"
+	if info.IndexName == "" {
+		next += " and build its index"
+	}
+	if !info.Active {
+		next += fmt.Sprintf(", or `paperpipe spaces drop %d` to remove it", space.ID)
+	}
+	return fmt.Errorf("%w; space %d (%s) is left %s: %s", err, space.ID, space.Name(), state, next)
 }
 
 // errDeadLettered marks a run that left papers in the dead-letter stream, or out of the queue.
