@@ -214,3 +214,82 @@ func waitAcked(t *testing.T, server, client int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestARunLockItsHolderIsCutOffFromEndsItsContext: the holder of a run's lock cut off from the
+// database (every packet of its connection dropped: a partition, a suspended VM) loses the lock
+// once the server's keepalive ends its session, about a minute later, and another run may then
+// take it. The holder went on working as if it held it, and once the network healed two runs
+// bought the same papers side by side. HoldRun's watch asks the session every few seconds: an
+// answer that does not come ends the lock's Context, its cause wrapping ErrLockLost, while the
+// holder is still cut off. Needs tc and root, as TestASessionLockItsHolderAbandonsIsFreedInMinutes.
+func TestARunLockItsHolderIsCutOffFromEndsItsContext(t *testing.T) {
+	// Not parallel: it filters lo, as TestASessionLockItsHolderAbandonsIsFreedInMinutes does
+	// (the parallel tests run after it).
+	s := setup(t)
+	if h := hostOf(t, s.Pool().Config().ConnString()); h != "127.0.0.1" && h != "localhost" {
+		t.Skipf("the test database is at %q, not on IPv4 loopback", h)
+	}
+	holder, app := openWatched(t, s, "cut-run-holder")
+	const key = "test:cut-off-run"
+	l, err := holder.HoldRun(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock() // after the filter's removal
+	var port int
+	if err := s.Pool().QueryRow(t.Context(), `SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+			WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = $1`, app).Scan(&port); err != nil {
+		t.Fatal(err)
+	}
+	waitAcked(t, int(s.Pool().Config().ConnConfig.Port), port)
+	undrop := dropLoopbackConn(t, int(s.Pool().Config().ConnConfig.Port), port)
+	defer undrop()
+	select {
+	case <-l.Context().Done():
+	case <-time.After(5 * time.Minute):
+		t.Fatal("the lock's Context still runs 5 minutes after its holder was cut off")
+	}
+	if cause := context.Cause(l.Context()); !errors.Is(cause, store.ErrLockLost) {
+		t.Errorf("the lock's Context ended with %v; want ErrLockLost", cause)
+	}
+	if err := l.Check(); !errors.Is(err, store.ErrLockLost) {
+		t.Errorf("Check after the loss: %v; want ErrLockLost", err)
+	}
+}
+
+// TestARunLockWhoseSessionEndsEndsItsContext: the server ends the session holding a run's lock
+// (pg_terminate_backend here; its keepalive giving up on a client gone, a restart): the lock is
+// free for another run at once, and the holder learned it only at its next statement, if ever.
+// Its Context now ends, and Check says so.
+func TestARunLockWhoseSessionEndsEndsItsContext(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	holder, app := openWatched(t, s, "ended-run-holder")
+	const key = "test:ended-run"
+	l, err := holder.HoldRun(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	if err := l.Check(); err != nil {
+		t.Fatalf("Check of a lock held: %v", err)
+	}
+	var n int
+	if err := s.Pool().QueryRow(t.Context(), `SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+			WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = $1`, app).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("ending the lock's session: %d ended, %v", n, err)
+	}
+	again, err := s.LockRun(t.Context(), key)
+	if err != nil {
+		t.Fatalf("another run after the holder's session ended: %v", err)
+	}
+	defer again()
+	select {
+	case <-l.Context().Done():
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the lock's Context still runs 2 minutes after its session ended")
+	}
+	if cause := context.Cause(l.Context()); !errors.Is(cause, store.ErrLockLost) {
+		t.Errorf("the lock's Context ended with %v; want ErrLockLost", cause)
+	}
+}

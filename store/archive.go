@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgvector/pgvector-go"
 
 	"github.com/paperpipe/paperpipe/paper"
@@ -674,8 +676,47 @@ func SpaceRunKey(id int64) string { return "space:" + itoa(id) }
 // LockRun takes a session advisory lock named by key (an output a re-processing run writes) on
 // a connection of its own, so that two runs writing it (in one schema) never work side by side. It returns an error
 // wrapping ErrRunInProgress when another session holds the lock, and otherwise a function that
-// releases it (the lock also ends with the connection).
+// releases it (the lock also ends with the connection). HoldRun also tells when the lock is lost.
 func (s *Store) LockRun(ctx context.Context, key string) (unlock func(), err error) {
+	l, err := s.HoldRun(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return l.Unlock, nil
+}
+
+// ErrLockLost means a session advisory lock's session ended while it was held: the server
+// ended it (its client was cut off for longer than the connection's TCP keepalive allows, a
+// pg_terminate_backend, a restart), and another process may hold the lock now.
+var ErrLockLost = errors.New("lost its lock: the database ended the session that held it, and another run may have taken it")
+
+// runLockCheckInterval is how often a RunLock asks its session whether it still lives, and
+// runLockCheckTimeout how long it waits for the answer: a connection cut off answers nothing,
+// and the server ends its session (and so frees the lock) about a minute after (KeepaliveIdle
+// and the probes after it); the holder stops before the network heals, or as it does.
+var (
+	runLockCheckInterval = 10 * time.Second
+	runLockCheckTimeout  = 15 * time.Second
+)
+
+// RunLock is a re-processing run's lock (HoldRun). Its methods are safe for concurrent use.
+type RunLock struct {
+	key    string
+	conn   *pgxpool.Conn
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	stop   chan struct{}
+	done   chan struct{}
+	mu     sync.Mutex // the connection: one statement at a time
+	lost   error
+	once   sync.Once
+}
+
+// HoldRun takes the lock LockRun takes, and watches its session every runLockCheckInterval:
+// the context it returns, derived from ctx, ends with a cause wrapping ErrLockLost when the
+// session is gone (or does not answer within 15 s), so that the run stops rather than work
+// beside another that has taken the lock meanwhile. Check asks at once.
+func (s *Store) HoldRun(ctx context.Context, key string) (*RunLock, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("lock run %s: %w", key, err)
@@ -689,11 +730,77 @@ func (s *Store) LockRun(ctx context.Context, key string) (unlock func(), err err
 		conn.Release()
 		return nil, fmt.Errorf("%s: %w", key, ErrRunInProgress)
 	}
-	return func() {
-		if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock("+runLockSQL+")", key); err != nil {
-			discard(conn) // a pooled connection must never keep the lock
+	l := &RunLock{key: key, conn: conn, stop: make(chan struct{}), done: make(chan struct{})}
+	l.ctx, l.cancel = context.WithCancelCause(ctx)
+	go l.watch()
+	return l, nil
+}
+
+// Context ends when the lock is lost (its cause wraps ErrLockLost) or the context HoldRun was
+// given ends.
+func (l *RunLock) Context() context.Context { return l.ctx }
+
+func (l *RunLock) watch() {
+	defer close(l.done)
+	t := time.NewTicker(runLockCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-l.ctx.Done():
+			return
+		case <-t.C:
+			if l.Check() != nil {
+				return
+			}
+		}
+	}
+}
+
+// Check asks the lock's session whether it still lives, and returns an error wrapping
+// ErrLockLost when it does not (then and from then on), ending the lock's Context.
+func (l *RunLock) Check() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost != nil || l.conn == nil {
+		return l.lost
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), runLockCheckTimeout)
+	defer cancel()
+	var held bool
+	err := l.conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted
+		AND pid = pg_backend_pid() AND objsubid = 1 AND ((classid::int8 << 32) | objid::int8) = `+runLockSQL+`)`, l.key).Scan(&held)
+	if err == nil && held {
+		return nil
+	}
+	if err == nil {
+		err = errors.New("its session no longer holds it")
+	}
+	l.lost = fmt.Errorf("run %s %w (%v)", l.key, ErrLockLost, err)
+	discard(l.conn) // its session is gone, or no use: closed, it ends on the server too
+	l.conn = nil
+	l.cancel(l.lost)
+	return l.lost
+}
+
+// Unlock releases the lock (a lost one: nothing) and stops watching it. It is safe to call
+// more than once.
+func (l *RunLock) Unlock() {
+	l.once.Do(func() {
+		close(l.stop)
+		<-l.done
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		defer l.cancel(nil)
+		if l.conn == nil {
 			return
 		}
-		conn.Release()
-	}, nil
+		if _, err := l.conn.Exec(context.WithoutCancel(l.ctx), "SELECT pg_advisory_unlock("+runLockSQL+")", l.key); err != nil {
+			discard(l.conn) // a pooled connection must never keep the lock
+			return
+		}
+		l.conn.Release()
+		l.conn = nil
+	})
 }

@@ -314,6 +314,49 @@ func TestReprocessNewEmbeddingModelFillsInactiveSpaceUntilActivate(t *testing.T)
 	}
 }
 
+// TestReprocessThatLostItsLockStopsSayingSo: a run's lock is a session advisory lock, held
+// as long as its connection's session lives. A holder cut off from the database (a partition,
+// a suspended VM) has that session ended by the server within a minute or so (TCP keepalives),
+// and another run of the same output may take the lock and start; the first went on, when the
+// network healed, as if it still held it, two runs buying the same papers side by side, and
+// ended "done". Here the server ends the lock's session mid-run (as its keepalive would): the
+// run must stop, or at the latest not end as done, saying that it lost its lock.
+func TestReprocessThatLostItsLockStopsSayingSo(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{ChatLatency: 50 * time.Millisecond})
+	e.seed(t, 30)
+	c := e.cfg(func(c *config) { c.Concurrency, c.BatchSize = 1, 1 })
+	var schema string
+	if err := e.st.Pool().QueryRow(t.Context(), "SELECT current_schema()").Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	key := "tldr:gpt-4o-mini:" + summarize.PromptVersion
+	ended := make(chan error, 1)
+	go func() {
+		for e.fake.Stats().ChatDelivered < 3 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		// The session holding the run's lock, ended as the server ends one whose client is gone.
+		var n int
+		err := e.st.Pool().QueryRow(context.Background(), `SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l
+			WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+			AND ((l.classid::int8 << 32) | l.objid::int8) = hashtextextended('paperpipe.run.' || $1::text || '.' || $2::text, 0)`,
+			schema, key).Scan(&n)
+		if err == nil && n != 1 {
+			err = fmt.Errorf("%d sessions hold the run's lock, want 1", n)
+		}
+		ended <- err
+	}()
+	var errw bytes.Buffer
+	_, err := runReprocess(t.Context(), c, reprocessOptions{tldrOnly: true}, &bytes.Buffer{}, &errw)
+	if terr := <-ended; terr != nil {
+		t.Fatalf("ending the lock's session: %v", terr)
+	}
+	if err == nil || !strings.Contains(err.Error(), "lost its lock") {
+		t.Errorf("a run whose lock's session the server ended: %v; want it to stop saying it lost its lock\n%s", err, errw.String())
+	}
+}
+
 // TestFailedReprocessSaysWhatItLeftOfItsSpace: a run into a new space that fails (the API
 // refuses the key, the model or the quota; the queue is full) leaves the space it created
 // partly filled or empty, without its index, and said only why it stopped: `paperpipe spaces`

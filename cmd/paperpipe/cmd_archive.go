@@ -151,8 +151,7 @@ type workerTotals struct {
 }
 
 // runReprocess selects, estimates, and processes the stale papers of the configured target.
-func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw io.Writer) (reprocessResult, error) {
-	var res reprocessResult
+func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw io.Writer) (res reprocessResult, err error) {
 	if o.batchAPI {
 		// Before anything is counted or estimated, a dry run's plan too.
 		if err := batchAPIModels(c, !o.embedOnly, !o.tldrOnly); err != nil {
@@ -270,13 +269,29 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 	// One lock per output the run writes, taken in a fixed order: runs for different targets
 	// that share an output (a full run and an --embed-only run of one space) would otherwise
 	// both buy it.
+	// A lock whose session the database ended (its holder cut off for a minute, see
+	// store.HoldRun) ends ctx, and the run stops: another run may hold it by then.
+	var locks []*store.RunLock
 	for _, key := range runLocks(sel.Work, wantTLDR, wantEmb, space.ID) {
-		unlock, err := st.LockRun(ctx, key)
+		l, err := st.HoldRun(ctx, key)
 		if err != nil {
 			return res, err
 		}
-		defer unlock()
+		defer l.Unlock()
+		locks = append(locks, l)
+		ctx = l.Context()
 	}
+	// A run that lost a lock is not done, whatever it wrote: another may have worked beside it.
+	// Asked once more as it ends (before the unlocks, deferred above).
+	defer func() {
+		for _, l := range locks {
+			if lerr := l.Check(); lerr != nil {
+				err = fmt.Errorf("%w; run the same command again once no other run of it is in progress "+
+					"(finished papers are not redone)", lerr)
+				return
+			}
+		}
+	}()
 	// `spaces drop` refuses the space from now on (the run holds its lock), but may have
 	// dropped it since it was resolved above: the run would buy work for a space that is gone.
 	if wantEmb {
