@@ -490,9 +490,12 @@ func (c *Client) fit(in input, err error, cuts int) (input, bool) {
 		return in, false
 	}
 	if c.cutWarned.CompareAndSwap(false, true) {
-		c.log.Warn("the embeddings API refuses inputs longer than its model takes; they are cut to fit and marked truncated "+
-			"(a llama.cpp server takes an embedding model's inputs up to its physical batch size: start it with "+
-			"-ub and -b at the model's context length to embed them whole)", "answer", err)
+		msg := "the embeddings API refuses inputs longer than its model takes; they are cut to fit and marked truncated"
+		if strings.Contains(err.Error(), "physical batch") {
+			msg += " (a llama.cpp server takes an embedding model's inputs up to its physical batch size: start it with " +
+				"-ub and -b at the model's context length to embed them whole)"
+		}
+		c.log.Warn(msg, "answer", err)
 	}
 	c.log.Debug("input cut to the server's limit", "tokens", in.tokens, "cut_to", target, "server_tokens", n, "server_limit", limit)
 	return input{text: text, tokens: EstimateTokens(text), truncated: true}, true

@@ -797,15 +797,17 @@ func TestClientGoesOnPastARequestTheServerFailsOn(t *testing.T) {
 
 // TestClientCutsAnInputTheServerRefusesAsTooLong: a model server takes inputs of fewer tokens
 // than OpenAI's 8,191 — a llama.cpp server an embedding model's up to its physical batch (-ub,
-// 512 unless set), a vLLM model up to its max_model_len — and refuses a longer one, in its own
-// words: llama.cpp with a 500, which was retried and then halved as a server failure, the
-// paper redelivered until dead-lettered; vLLM and OpenAI with a 400, dead-lettered at once.
+// 512 unless set), a vLLM model up to its max_model_len, text-embeddings-inference (TEI) its
+// model's max_input_length (512 for the BERT-sized models it mostly serves) — and refuses a
+// longer one, in its own words: llama.cpp with a 500, which was retried and then halved as a
+// server failure, the paper redelivered until dead-lettered; vLLM and OpenAI with a 400, TEI
+// with a 413, dead-lettered at once.
 // Each answer says how long the input is and what the model takes: the client finds the input
 // by halving the request, cuts it to fit, sends it again and marks it truncated, and the
 // neighbours get their vectors in the same call.
 func TestClientCutsAnInputTheServerRefusesAsTooLong(t *testing.T) {
 	t.Parallel()
-	for _, flavor := range []string{openaitest.FlavorLlamaCpp, openaitest.FlavorVLLM, openaitest.FlavorOpenAI} {
+	for _, flavor := range []string{openaitest.FlavorLlamaCpp, openaitest.FlavorVLLM, openaitest.FlavorTEI, openaitest.FlavorOpenAI} {
 		t.Run(flavor, func(t *testing.T) {
 			t.Parallel()
 			srv := openaitest.Start(t, openaitest.Config{Dimensions: 8, ContextTokens: 100, Flavor: flavor})

@@ -324,13 +324,14 @@ func (f failingSummarizer) Summarize(ctx context.Context, a paper.Abstract) (pap
 
 // TestPaperTooLongForTheModelServerIsStoredTruncated: the model server's context is shorter
 // than the client's (a llama.cpp server's physical batch of 512 tokens, a vLLM model's
-// max_model_len), so the client's truncation is not enough, and the server refuses the one long
-// abstract: vLLM with a 400, which dead-lettered it at once, llama.cpp with a 500, retried and
+// max_model_len, a text-embeddings-inference model's max_input_length), so the client's
+// truncation is not enough, and the server refuses the one long abstract: vLLM with a 400 and
+// TEI with a 413, which dead-lettered it at once, llama.cpp with a 500, retried and
 // redelivered until it was dead-lettered. Its answer says how much the model takes: the paper
 // is stored with the vector of as much of it, marked truncated, and its neighbours are too.
 func TestPaperTooLongForTheModelServerIsStoredTruncated(t *testing.T) {
 	t.Parallel()
-	for _, flavor := range []string{openaitest.FlavorVLLM, openaitest.FlavorLlamaCpp} {
+	for _, flavor := range []string{openaitest.FlavorVLLM, openaitest.FlavorLlamaCpp, openaitest.FlavorTEI} {
 		t.Run(flavor, func(t *testing.T) {
 			t.Parallel()
 			api := openaitest.Start(t, openaitest.Config{Dimensions: 16, ContextTokens: 2000, Flavor: flavor})

@@ -29,13 +29,18 @@ var inputTooLongRes = []*regexp.Regexp{
 	// tokens) exceeds the available context size (512 tokens), try increasing it".
 	regexp.MustCompile(`(?i)input \((?P<tokens>\d+) tokens\) is larger than the max context size \((?P<limit>\d+) tokens\)`),
 	regexp.MustCompile(`(?i)request \((?P<tokens>\d+) tokens\) exceeds the available context size \((?P<limit>\d+) tokens\)`),
+	// Hugging Face text-embeddings-inference (TEI), not started with --auto-truncate (the
+	// default): 413 {"message": "Input validation error: `inputs` must have less than 512
+	// tokens. Given: 700", "code": 413, "type": "Validation"} for the whole request (core/src/
+	// tokenization.rs, encode_input; router/src/http/server.rs, openai_embed).
+	regexp.MustCompile("(?i)`?inputs`? must have less than (?P<limit>\\d+) tokens\\. given: (?P<tokens>\\d+)"),
 }
 
 // InputTooLong reports whether err is an API's refusal of an input longer than its model takes
 // (OpenAI's and vLLM's 400 "maximum context length", llama.cpp's 500 "too large to process"
-// and 400 "exceeds the available context size"), with what the answer says of it: tokens,
-// the input's length, and limit, the most the model takes, both in the server's tokens, or 0
-// when the answer does not give them. Such a refusal is the input's, every time: Classify
+// and 400 "exceeds the available context size", TEI's 413 "must have less than N tokens"),
+// with what the answer says of it: tokens, the input's length, and limit, the most the model
+// takes, both in the server's tokens, or 0 when the answer does not give them. Such a refusal is the input's, every time: Classify
 // makes it Permanent, whatever its status (llama.cpp answers 500).
 func InputTooLong(err error) (tokens, limit int, ok bool) {
 	var apiErr *openai.APIError

@@ -26,6 +26,7 @@ func TestInputTooLong(t *testing.T) {
 		{"llama.cpp physical batch, older", 500, "input is too large to process. increase the physical batch size", 0, 0},
 		{"llama.cpp context", 400, "input (700 tokens) is larger than the max context size (512 tokens). skipping", 700, 512},
 		{"llama.cpp context, generation", 400, "request (5000 tokens) exceeds the available context size (4096 tokens), try increasing it", 5000, 4096},
+		{"text-embeddings-inference", 413, "Input validation error: `inputs` must have less than 512 tokens. Given: 700", 700, 512},
 	} {
 		err := fmt.Errorf("embed: %w", &openai.APIError{HTTPStatusCode: tc.status, Message: tc.msg})
 		tokens, limit, ok := InputTooLong(err)

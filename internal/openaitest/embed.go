@@ -119,12 +119,26 @@ func vllmBadRequest(msg string) *requestError {
 	}}
 }
 
+// teiError is Hugging Face text-embeddings-inference's error answer on its OpenAI-compatible
+// route: status, with {"message": msg, "code": status, "type": typ}
+// (huggingface/text-embeddings-inference router/src/http/types.rs, OpenAICompatErrorResponse;
+// typ is its ErrorType's name, "Validation" for the 413s of router/src/http/server.rs's
+// From<&ErrorType> for StatusCode).
+func teiError(status int, typ, msg string) *requestError {
+	return &requestError{status: status, raw: map[string]any{"message": msg, "code": status, "type": typ}}
+}
+
 // Flavors of Config.Flavor: the servers whose answers the fake can give.
 const (
 	FlavorOpenAI   = "openai"
 	FlavorLlamaCpp = "llama.cpp"
 	FlavorVLLM     = "vllm"
+	// FlavorTEI is Hugging Face text-embeddings-inference (TEI), an embeddings server.
+	FlavorTEI = "tei"
 )
+
+// flavors are the values Config.Flavor may take besides "".
+var flavors = []string{FlavorOpenAI, FlavorLlamaCpp, FlavorVLLM, FlavorTEI}
 
 // contextError is the answer to an embeddings input of tokens tokens, more than
 // ContextTokens, as Config.Flavor's server gives it:
@@ -142,6 +156,10 @@ const (
 //     of the input." (vllm-project/vllm 7ded96b, vllm/entrypoints/openai/serving_engine.py,
 //     _validate_input; create_error_response), as its ErrorResponse: {"object": "error",
 //     "message", "type", "param", "code": 400} (later versions wrap it in "error").
+//   - TEI, not started with --auto-truncate (the default): 413 Validation, "Input validation
+//     error: `inputs` must have less than L tokens. Given: N" (core/src/tokenization.rs,
+//     encode_input; TextEmbeddingsError::Validation's text in core/src/lib.rs), for the whole
+//     request when one of its inputs is too long.
 func (s *Server) contextError(tokens int) *requestError {
 	limit := s.cfg.ContextTokens
 	switch s.cfg.Flavor {
@@ -151,6 +169,9 @@ func (s *Server) contextError(tokens int) *requestError {
 	case FlavorVLLM:
 		return vllmBadRequest(fmt.Sprintf("This model's maximum context length is %d tokens. However, you requested %d tokens in the input for embedding generation. Please reduce the length of the input.",
 			limit, tokens))
+	case FlavorTEI:
+		return teiError(http.StatusRequestEntityTooLarge, "Validation",
+			fmt.Sprintf("Input validation error: `inputs` must have less than %d tokens. Given: %d", limit, tokens))
 	}
 	return &requestError{status: http.StatusBadRequest, err: apiError{
 		Message: fmt.Sprintf("This model's maximum context length is %d tokens, however you requested %d tokens (%d in your prompt; 0 for the completion). Please reduce your prompt; or completion length.",

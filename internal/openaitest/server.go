@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -133,11 +134,11 @@ type Config struct {
 	// handle_completions_impl; ERROR_TYPE_NOT_SUPPORTED is 501 in format_error_response).
 	Serves string
 	// Flavor is the server whose answers the fake gives where that server's
-	// differ from OpenAI's: FlavorOpenAI (the default, ""), FlavorLlamaCpp or
-	// FlavorVLLM. Today that is the answer to an embeddings input longer
-	// than ContextTokens (see contextError), and vLLM's 400 for "dimensions",
-	// as for a model without Matryoshka support (every model of the fake's
-	// vLLM).
+	// differ from OpenAI's: FlavorOpenAI (the default, ""), FlavorLlamaCpp,
+	// FlavorVLLM or FlavorTEI. Today that is the answer to an embeddings
+	// input longer than ContextTokens (see contextError), and vLLM's 400 for
+	// "dimensions", as for a model without Matryoshka support (every model of
+	// the fake's vLLM).
 	Flavor string
 	// ChatLimits and EmbedLimits are the per-minute budgets the x-ratelimit-*
 	// headers advertise (not enforced: 429s come from Faults.RateLimit). A
@@ -216,8 +217,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("config: ContextTokens is %d, want > 0", c.ContextTokens)
 	case c.Serves != "" && c.Serves != ServesChat && c.Serves != ServesEmbeddings:
 		return fmt.Errorf("config: Serves is %q, want \"\", %q or %q", c.Serves, ServesChat, ServesEmbeddings)
-	case c.Flavor != "" && c.Flavor != FlavorOpenAI && c.Flavor != FlavorLlamaCpp && c.Flavor != FlavorVLLM:
-		return fmt.Errorf("config: Flavor is %q, want %q, %q or %q", c.Flavor, FlavorOpenAI, FlavorLlamaCpp, FlavorVLLM)
+	case c.Flavor != "" && !slices.Contains(flavors, c.Flavor):
+		return fmt.Errorf("config: Flavor is %q, want one of %q", c.Flavor, flavors)
 	case c.ValidateEvery < 0:
 		return fmt.Errorf("config: ValidateEvery is %d, want >= 0", c.ValidateEvery)
 	}
