@@ -117,7 +117,9 @@ type Config struct {
 	// MaxBatchInputs caps the inputs of one request. Defaults to 2048 (OpenAI's limit). A
 	// server that answers a request of several inputs with one vector, or with every vector of
 	// index 0, takes one per request: the client sends one per request from then on, logging a
-	// warning once.
+	// warning once; so it does with the limit a server names when it refuses a longer request
+	// (llm.TooManyInputs: text-embeddings-inference's 413, Azure OpenAI's 400), the refused
+	// request's inputs sent again in requests of at most that many.
 	MaxBatchInputs int
 	// MaxBatchTokens caps the estimated tokens (EstimateTokens) of one request. Defaults to
 	// 300000 (OpenAI's limit).
@@ -244,6 +246,9 @@ type Client struct {
 	// oneInput is set from the first answer to a request of several inputs that showed the
 	// server takes one input per request (see embed).
 	oneInput atomic.Bool
+	// maxInputs is the most inputs per request the server said it takes when it refused more
+	// (llm.TooManyInputs), or 0 (see keepTo).
+	maxInputs atomic.Int64
 	// cutWarned is set once the client warned that the server refuses inputs as too long (see
 	// fit).
 	cutWarned atomic.Bool
@@ -338,7 +343,7 @@ func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Em
 	bs := c.batches(inputs, 0)
 	for k := 0; k < len(bs); k++ {
 		b := bs[k]
-		if b.end-b.start > 1 && c.oneInput.Load() { // found out meanwhile, by another call
+		if b.end-b.start > c.batchInputs() { // found out meanwhile, by another call
 			bs = append(bs[:k], c.batches(inputs[b.start:], b.start)...)
 			b = bs[k]
 		}
@@ -354,6 +359,14 @@ func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Em
 		// What was billed counts, whether the batch succeeded or not.
 		usage.Requests += u.Requests
 		usage.InputTokens += u.InputTokens
+		if limit, ok := llm.TooManyInputs(err); ok && limit < b.end-b.start && ctx.Err() == nil {
+			// No input is at fault: these inputs and the rest go in requests the server takes.
+			answered, probe = true, false
+			c.keepTo(limit, err)
+			bs = append(bs[:k], c.batches(inputs[b.start:], b.start)...)
+			k--
+			continue
+		}
 		if _, _, ok := llm.InputTooLong(err); ok && ctx.Err() == nil {
 			answered, probe = true, false // the server answers: it measured the input
 			if n := b.end - b.start; n > 1 {
@@ -517,6 +530,36 @@ func (c *Client) once() llm.Retrier {
 	return r
 }
 
+// batchInputs is the most inputs a request carries: MaxBatchInputs, or fewer once the server
+// has shown it takes no more (oneInput, maxInputs).
+func (c *Client) batchInputs() int {
+	n := c.cfg.MaxBatchInputs
+	if m := int(c.maxInputs.Load()); m > 0 {
+		n = min(n, m)
+	}
+	if c.oneInput.Load() {
+		n = 1
+	}
+	return n
+}
+
+// keepTo lowers the inputs per request to limit, the most the server takes as its refusal of
+// a longer request said (err, llm.TooManyInputs: text-embeddings-inference's 413, Azure
+// OpenAI's 400), warning once.
+func (c *Client) keepTo(limit int, err error) {
+	for {
+		cur := c.maxInputs.Load()
+		if cur > 0 && cur <= int64(limit) {
+			return
+		}
+		if c.maxInputs.CompareAndSwap(cur, int64(limit)) {
+			break
+		}
+	}
+	c.log.Warn(fmt.Sprintf("the embeddings API takes at most %d inputs per request; sending at most %d per request from now on "+
+		"(set PAPERPIPE_EMBED_BATCH_INPUTS=%d to do so from the start)", limit, limit, limit), "answer", err)
+}
+
 // batch is a run of inputs sent in one request.
 type batch struct{ start, end, tokens int }
 
@@ -524,10 +567,7 @@ type batch struct{ start, end, tokens int }
 // server has shown it takes no more, see embed) and MaxBatchTokens estimated tokens; the
 // first input is the offset-th of the call.
 func (c *Client) batches(inputs []input, offset int) []batch {
-	maxInputs := c.cfg.MaxBatchInputs
-	if c.oneInput.Load() {
-		maxInputs = 1
-	}
+	maxInputs := c.batchInputs()
 	var out []batch
 	cur := batch{start: offset, end: offset}
 	for i, in := range inputs {

@@ -738,6 +738,55 @@ func TestClientServerThatTakesOneInputPerRequest(t *testing.T) {
 	}
 }
 
+// TestClientKeepsToTheServersLimitOfInputsPerRequest: servers that take fewer inputs per
+// request than OpenAI's 2,048 refuse a longer list, saying how many they take:
+// text-embeddings-inference (TEI) 32 unless started with --max-client-batch-size, with a 413,
+// and some Azure OpenAI deployments 16 (or 1), with a 400. The refusal was Permanent: a call of
+// more inputs failed whole — `paperpipe embed`, 256 abstracts a call, stopped at its first
+// request — and the worker halved each batch of 64 until its halves fitted, every batch again,
+// a refused request per halving (126 of them per batch for a limit of 1). The client now sends
+// at most the number the answer names, from that request on, saying once, in a warning, to set
+// PAPERPIPE_EMBED_BATCH_INPUTS to it.
+func TestClientKeepsToTheServersLimitOfInputsPerRequest(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		flavor string
+		limit  int
+	}{{openaitest.FlavorTEI, 32}, {openaitest.FlavorAzure, 16}, {openaitest.FlavorAzure, 1}} {
+		t.Run(fmt.Sprintf("%s %d", tc.flavor, tc.limit), func(t *testing.T) {
+			t.Parallel()
+			srv := openaitest.Start(t, openaitest.Config{Dimensions: 8, MaxInputs: tc.limit, Flavor: tc.flavor})
+			var logs bytes.Buffer
+			c := newTestClient(t, srv, func(c *Config) {
+				c.Model, c.Dimensions, c.Logger = "m", 8, slog.New(slog.NewTextHandler(&logs, nil))
+			})
+			papers := synthPapers(64)
+			embs, usage, err := c.Embed(context.Background(), papers)
+			if err != nil {
+				t.Fatalf("Embed of 64 papers: %v; want requests of at most %d inputs", err, tc.limit)
+			}
+			checkVectors(t, papers, embs, 8)
+			perCall := (64 + tc.limit - 1) / tc.limit
+			if st := srv.Stats(); st.EmbedRequests != int64(1+perCall) || usage.Requests != perCall {
+				t.Errorf("%d requests, %d billed; want %d: the one refused and %d of at most %d inputs",
+					st.EmbedRequests, usage.Requests, 1+perCall, perCall, tc.limit)
+			}
+			embs, _, err = c.Embed(context.Background(), papers)
+			if err != nil {
+				t.Fatalf("second Embed: %v", err)
+			}
+			checkVectors(t, papers, embs, 8)
+			if st := settledStats(srv); st.EmbedRequests != int64(1+2*perCall) {
+				t.Errorf("second call: %d requests; want %d, none refused", st.EmbedRequests-int64(1+perCall), perCall)
+			}
+			want := fmt.Sprintf("PAPERPIPE_EMBED_BATCH_INPUTS=%d", tc.limit)
+			if out := logs.String(); strings.Count(out, want) != 1 || !strings.Contains(out, "level=WARN") {
+				t.Errorf("want one warning naming %s; logged:\n%s", want, out)
+			}
+		})
+	}
+}
+
 // TestClientGoesOnPastARequestTheServerFailsOn: a call of several requests stopped at the
 // first that failed, the papers of the later ones failing unsent. When the failure is an
 // input's (a 500 at every attempt while the server answers the call's other requests, as

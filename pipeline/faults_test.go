@@ -366,6 +366,38 @@ func TestPaperTooLongForTheModelServerIsStoredTruncated(t *testing.T) {
 	}
 }
 
+// TestWorkerKeepsToTheServersLimitOfInputsPerRequest: an embeddings server that takes fewer
+// inputs per request than the worker gathers (64) — some Azure OpenAI deployments take 1, or
+// 16; text-embeddings-inference 32 — refuses each longer request, naming its limit, and the
+// worker halved every batch until its halves fitted: for a limit of 1, 126 refused requests per
+// batch of 64, for as long as it ran (each counting against the account's requests a minute).
+// After the first refusal, no request is longer than the limit.
+func TestWorkerKeepsToTheServersLimitOfInputsPerRequest(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 16, MaxInputs: 1, Flavor: openaitest.FlavorAzure})
+	emb, err := embed.New(embed.Config{BaseURL: api.URL(), APIKey: "k", Model: "e", Dimensions: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	papers := sampledata.Papers(t)
+	sum := summarize.NewOffline(30)
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	publish(t, b.js, papers)
+	ws := runWith(t, b, b.store, sum, emb, pipeline.WorkerConfig{})
+	if ws.Dead != 0 || ws.Acked != int64(len(papers)) {
+		t.Fatalf("stats %+v; want every paper acked", ws)
+	}
+	if c := counts(t, b, sum); c.WithEmbedding != int64(len(papers)) {
+		t.Fatalf("%d papers with a vector of %d", c.WithEmbedding, len(papers))
+	}
+	api.Close()
+	// Every request the server took holds one input.
+	if st := api.Stats(); st.EmbedRequests-st.EmbedInputsDelivered != 1 {
+		t.Errorf("%d embeddings requests for %d vectors: %d refused; want 1", st.EmbedRequests, st.EmbedInputsDelivered,
+			st.EmbedRequests-st.EmbedInputsDelivered)
+	}
+}
+
 // rejectingEmbedder is an Embedder whose API rejects (400) every request holding the paper bad.
 type rejectingEmbedder struct {
 	pipeline.Embedder

@@ -62,3 +62,36 @@ func InputTooLong(err error) (tokens, limit int, ok bool) {
 	}
 	return 0, 0, false
 }
+
+// tooManyInputsRes match a server's refusal of an embeddings request of more inputs than it
+// takes, with the most it takes as the submatch limit.
+var tooManyInputsRes = []*regexp.Regexp{
+	// Hugging Face text-embeddings-inference: 413 "batch size 64 > maximum allowed batch size
+	// 32", its --max-client-batch-size, 32 unless set (router/src/http/server.rs, openai_embed;
+	// router/src/main.rs).
+	regexp.MustCompile(`(?i)batch size \d+ > maximum allowed batch size (?P<limit>\d+)`),
+	// Azure OpenAI: 400 "Too many inputs. The max number of inputs is 16.  We hope to increase
+	// the number of inputs per request soon. …", 16 or 1 for some deployments of
+	// text-embedding-ada-002 (langchain-ai/langchain#4575, #9112).
+	regexp.MustCompile(`(?i)too many inputs\. the max number of inputs is (?P<limit>\d+)`),
+}
+
+// TooManyInputs reports whether err is an API's refusal of an embeddings request of more inputs
+// than it takes (text-embeddings-inference's 413 "batch size 64 > maximum allowed batch size
+// 32", Azure OpenAI's 400 "Too many inputs. The max number of inputs is 16."), and limit, the
+// most it takes (at least 1). No input is at fault: the same inputs in shorter requests are
+// taken.
+func TooManyInputs(err error) (limit int, ok bool) {
+	var apiErr *openai.APIError
+	if err == nil || !errors.As(err, &apiErr) || apiErr.HTTPStatusCode < 400 || apiErr.HTTPStatusCode >= 500 {
+		return 0, false
+	}
+	for _, re := range tooManyInputsRes {
+		if m := re.FindStringSubmatch(apiErr.Message); m != nil {
+			if limit, _ = strconv.Atoi(m[re.SubexpIndex("limit")]); limit >= 1 {
+				return limit, true
+			}
+		}
+	}
+	return 0, false
+}

@@ -47,3 +47,33 @@ func TestInputTooLong(t *testing.T) {
 		}
 	}
 }
+
+// TestTooManyInputs: the refusals of an embeddings request of more inputs than the server
+// takes are recognized with the limit they name.
+func TestTooManyInputs(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		status int
+		msg    string
+		limit  int
+	}{
+		{"text-embeddings-inference", 413, "batch size 64 > maximum allowed batch size 32", 32},
+		{"Azure OpenAI", 400, "Too many inputs. The max number of inputs is 16.  We hope to increase the number of inputs per request soon. Please contact us through an Azure support request at: https://go.microsoft.com/fwlink/?linkid=2213926 for further questions.", 16},
+		{"Azure OpenAI, one", 400, "Too many inputs. The max number of inputs is 1.  We hope to increase the number of inputs per request soon.", 1},
+	} {
+		err := fmt.Errorf("embed: %w", &openai.APIError{HTTPStatusCode: tc.status, Message: tc.msg})
+		if limit, ok := TooManyInputs(err); !ok || limit != tc.limit {
+			t.Errorf("%s: TooManyInputs = %d, %v; want %d, true", tc.name, limit, ok, tc.limit)
+		}
+	}
+	for _, err := range []error{
+		&openai.APIError{HTTPStatusCode: 400, Message: "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference."},
+		&openai.APIError{HTTPStatusCode: 400, Message: "Too many inputs. The max number of inputs is 0."},
+		&openai.APIError{HTTPStatusCode: 500, Message: "batch size 64 > maximum allowed batch size 32"},
+	} {
+		if limit, ok := TooManyInputs(err); ok {
+			t.Errorf("TooManyInputs(%v) = %d, true", err, limit)
+		}
+	}
+}

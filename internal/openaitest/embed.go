@@ -135,10 +135,42 @@ const (
 	FlavorVLLM     = "vllm"
 	// FlavorTEI is Hugging Face text-embeddings-inference (TEI), an embeddings server.
 	FlavorTEI = "tei"
+	// FlavorAzure is Azure OpenAI.
+	FlavorAzure = "azure"
 )
 
 // flavors are the values Config.Flavor may take besides "".
-var flavors = []string{FlavorOpenAI, FlavorLlamaCpp, FlavorVLLM, FlavorTEI}
+var flavors = []string{FlavorOpenAI, FlavorLlamaCpp, FlavorVLLM, FlavorTEI, FlavorAzure}
+
+// tooManyInputs is the answer to an embeddings request of n inputs, more than MaxInputs, as
+// Config.Flavor's server gives it:
+//
+//   - OpenAI (and the others): 400, the published description's refusal of the input.
+//   - TEI: 413 Validation, "batch size N > maximum allowed batch size M", M being its
+//     --max-client-batch-size, 32 unless set (router/src/main.rs; router/src/http/server.rs,
+//     openai_embed).
+//   - Azure OpenAI: 400 invalid_request_error, "Too many inputs. The max number of inputs is
+//     M.  We hope to increase the number of inputs per request soon. …", M 16 or 1 for some
+//     deployments of text-embedding-ada-002 (as quoted in langchain-ai/langchain#4575 and
+//     #9112, Mintplex-Labs/anything-llm#184, Azure/azure-search-vector-samples#190).
+func (s *Server) tooManyInputs(n int) *requestError {
+	limit := s.cfg.MaxInputs
+	switch s.cfg.Flavor {
+	case FlavorTEI:
+		return teiError(http.StatusRequestEntityTooLarge, "Validation",
+			fmt.Sprintf("batch size %d > maximum allowed batch size %d", n, limit))
+	case FlavorAzure:
+		return &requestError{status: http.StatusBadRequest, err: apiError{
+			Message: fmt.Sprintf("Too many inputs. The max number of inputs is %d.  We hope to increase the number of inputs per request soon. "+
+				"Please contact us through an Azure support request at: https://go.microsoft.com/fwlink/?linkid=2213926 for further questions.", limit),
+			Type: "invalid_request_error",
+		}}
+	}
+	return &requestError{status: http.StatusBadRequest, err: apiError{
+		Message: "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.",
+		Type:    "invalid_request_error",
+	}}
+}
 
 // contextError is the answer to an embeddings input of tokens tokens, more than
 // ContextTokens, as Config.Flavor's server gives it:
@@ -236,7 +268,7 @@ func (s *Server) checkEmbedRequest(req embedRequest, inputs []embedInput) (total
 		Type:    "invalid_request_error",
 	}}
 	if len(inputs) > s.cfg.MaxInputs {
-		return 0, invalid
+		return 0, s.tooManyInputs(len(inputs))
 	}
 	for _, in := range inputs {
 		if in.empty {

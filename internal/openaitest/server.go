@@ -114,8 +114,9 @@ type Config struct {
 	// VectorsText.
 	Vectors string
 	// MaxInputs is the most inputs one embeddings request may carry; more
-	// get a 400 as from OpenAI. Defaults to 2048 (the limit of the
-	// published description, which also rejects more).
+	// get a 400 as from OpenAI, or what Flavor's server answers (see
+	// tooManyInputs). Defaults to 2048 (the limit of the published
+	// description, which also rejects more).
 	MaxInputs int
 	// MaxRequestTokens is the most tokens, summed over inputs, one
 	// embeddings request may carry; more get a 400. Defaults to 300000.
@@ -135,10 +136,11 @@ type Config struct {
 	Serves string
 	// Flavor is the server whose answers the fake gives where that server's
 	// differ from OpenAI's: FlavorOpenAI (the default, ""), FlavorLlamaCpp,
-	// FlavorVLLM or FlavorTEI. Today that is the answer to an embeddings
-	// input longer than ContextTokens (see contextError), and vLLM's 400 for
-	// "dimensions", as for a model without Matryoshka support (every model of
-	// the fake's vLLM).
+	// FlavorVLLM, FlavorTEI or FlavorAzure. Today that is the answer to an
+	// embeddings input longer than ContextTokens (see contextError), to a
+	// request of more than MaxInputs inputs (see tooManyInputs), and vLLM's
+	// 400 for "dimensions", as for a model without Matryoshka support (every
+	// model of the fake's vLLM).
 	Flavor string
 	// ChatLimits and EmbedLimits are the per-minute budgets the x-ratelimit-*
 	// headers advertise (not enforced: 429s come from Faults.RateLimit). A
