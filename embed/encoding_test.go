@@ -335,6 +335,50 @@ func TestClientFallsBackOnceUnderConcurrency(t *testing.T) {
 	}
 }
 
+// TestClientLeavesOutAnEncodingTheAPIRefuses: LiteLLM's proxy refuses "encoding_format", at
+// any value, for the embedding models of providers it does not pass it to (Gemini, Vertex AI,
+// Bedrock) unless set to drop_params: a 400, which failed every request as Permanent, and the
+// worker halved each batch down to single papers and dead-lettered every one of them. The
+// client now sends its requests without the field (the API's float arrays), from the refused
+// request on, saying so once in a warning; the refusal is not billed.
+func TestClientLeavesOutAnEncodingTheAPIRefuses(t *testing.T) {
+	t.Parallel()
+	for _, format := range []string{"base64", "float"} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			srv := openaitest.Start(t, openaitest.Config{Dimensions: 8, Flavor: openaitest.FlavorLiteLLM})
+			rec := &recordTransport{}
+			var log logBuffer
+			c := newTestClient(t, srv, func(c *Config) {
+				c.Model, c.Dimensions, c.EncodingFormat, c.MaxRetries = "gemini/gemini-embedding-001", 8, format, 2
+				c.HTTPClient = &http.Client{Transport: rec}
+				c.Logger = slog.New(slog.NewTextHandler(&log, nil))
+			})
+			papers := synthPapers(5)
+			embs, u, err := c.Embed(context.Background(), papers)
+			if err != nil {
+				t.Fatalf("Embed against an API refusing encoding_format %q: %v", format, err)
+			}
+			checkVectors(t, papers, embs, 8)
+			if got := strings.Join(rec.Formats(), ","); got != format+"," {
+				t.Fatalf("requests asked for %q; want the refused %s, then one without the field", got, format)
+			}
+			if u.Requests != 1 {
+				t.Errorf("usage %+v; want the one answer billed, not the refusal", u)
+			}
+			if _, _, err := c.EmbedQuery(context.Background(), "a query"); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(rec.Formats(), ","); got != format+",," {
+				t.Fatalf("requests asked for %q; after the refusal none may carry the field", got)
+			}
+			if got := strings.Count(log.String(), "encoding_format"); got < 1 || !strings.Contains(log.String(), "level=WARN") {
+				t.Fatalf("want a warning naming encoding_format; logged:\n%s", log.String())
+			}
+		})
+	}
+}
+
 func TestClientOtherErrorsKeepBase64(t *testing.T) {
 	t.Parallel()
 	for _, faults := range []openaitest.Faults{{Malformed: 1}, {Truncated: 1}, {ServerError: 1}} {

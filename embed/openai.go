@@ -138,7 +138,9 @@ type Config struct {
 	// A client asking for base64 from a server that answers float arrays anyway switches to
 	// float for good, logging it once, and sends the request again as float (a request of its
 	// own, with its own Timeout, not a retry); the unusable answer counts in the usage, as a
-	// billed request. Defaults to "base64".
+	// billed request. One that refuses the field (an error naming "encoding_format": LiteLLM's
+	// proxy for Gemini, Vertex AI or Bedrock models) gets requests without it from then on,
+	// logging a warning once, the refused request sent again. Defaults to "base64".
 	EncodingFormat string
 	// Limiter is the rate limiter of the API's base URL, shared with every other client of
 	// it. Defaults to a limiter of this client's own with no request or token budget, which
@@ -243,6 +245,9 @@ type Client struct {
 	// float is set when requests ask for float vectors: from the start with EncodingFormat
 	// "float", or from the first base64 request the API answered with float arrays.
 	float atomic.Bool
+	// noEncoding is set from the first request whose "encoding_format" the API refused (see
+	// create): requests carry none from then on, and get float vectors.
+	noEncoding atomic.Bool
 	// oneInput is set from the first answer to a request of several inputs that showed the
 	// server takes one input per request (see embed).
 	oneInput atomic.Bool
@@ -608,15 +613,19 @@ func (c *Client) embed(ctx context.Context, retry llm.Retrier, texts []string, t
 		vecs     [][]float32
 		unusable []failure // inputs whose vectors could not be stored (see byIndex)
 		unread   int       // answers billed whose token counts go-openai did not give back
-		switched bool
-		oneInput bool // the answer showed the server takes one input per request
+		redo     bool      // the request is to be sent again in the encoding now chosen (see create)
+		oneInput bool      // the answer showed the server takes one input per request
 	)
 	send := func(ctx context.Context) error {
 		resp, err := c.create(ctx, req)
 		if errors.Is(err, errSwitchedToFloat) {
 			usage.Requests++
 			unread++
-			switched = true
+			redo = true
+			return nil
+		}
+		if errors.Is(err, errEncodingRefused) {
+			redo = true // a refusal: not billed
 			return nil
 		}
 		if err != nil {
@@ -647,7 +656,12 @@ func (c *Client) embed(ctx context.Context, retry llm.Retrier, texts []string, t
 		return nil
 	}
 	_, err := retry.Do(ctx, tokens, send)
-	if err == nil && switched { // at most once: the client now asks for float
+	// At most twice: from base64 to float, and from there to no encoding_format.
+	for range 2 {
+		if err != nil || !redo {
+			break
+		}
+		redo = false
 		_, err = retry.Do(ctx, tokens, send)
 	}
 	if req.Dimensions > 0 {

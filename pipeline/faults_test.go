@@ -398,6 +398,30 @@ func TestWorkerKeepsToTheServersLimitOfInputsPerRequest(t *testing.T) {
 	}
 }
 
+// TestPapersAreEmbeddedThroughAGatewayThatRefusesTheEncoding: LiteLLM's proxy refuses an
+// embeddings request's "encoding_format" for the models of Gemini, Vertex AI or Bedrock (a
+// 400 naming it): the worker halved every batch down to single papers and dead-lettered each
+// one. The embedder leaves the field out from the first refusal on, and no paper is at fault.
+func TestPapersAreEmbeddedThroughAGatewayThatRefusesTheEncoding(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 16, Flavor: openaitest.FlavorLiteLLM})
+	emb, err := embed.New(embed.Config{BaseURL: api.URL(), APIKey: "k", Model: "gemini/gemini-embedding-001", Dimensions: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	papers := sampledata.Papers(t)[:20]
+	sum := summarize.NewOffline(30)
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 3})
+	publish(t, b.js, papers)
+	ws := runWith(t, b, b.store, sum, emb, pipeline.WorkerConfig{})
+	if dls := deadLetters(t, b.js); len(dls) != 0 || ws.Dead != 0 || ws.Acked != int64(len(papers)) {
+		t.Fatalf("%d dead letters %+v, stats %+v; want every paper acked", len(dls), dls[:min(len(dls), 1)], ws)
+	}
+	if c := counts(t, b, sum); c.WithEmbedding != int64(len(papers)) {
+		t.Fatalf("%d papers with a vector of %d", c.WithEmbedding, len(papers))
+	}
+}
+
 // rejectingEmbedder is an Embedder whose API rejects (400) every request holding the paper bad.
 type rejectingEmbedder struct {
 	pipeline.Embedder

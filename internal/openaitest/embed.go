@@ -137,10 +137,28 @@ const (
 	FlavorTEI = "tei"
 	// FlavorAzure is Azure OpenAI.
 	FlavorAzure = "azure"
+	// FlavorLiteLLM is LiteLLM's proxy in front of an embedding model of a provider it does
+	// not pass "encoding_format" to: Gemini, Vertex AI, Bedrock (see unsupportedEncoding).
+	FlavorLiteLLM = "litellm"
 )
 
 // flavors are the values Config.Flavor may take besides "".
-var flavors = []string{FlavorOpenAI, FlavorLlamaCpp, FlavorVLLM, FlavorTEI, FlavorAzure}
+var flavors = []string{FlavorOpenAI, FlavorLlamaCpp, FlavorVLLM, FlavorTEI, FlavorAzure, FlavorLiteLLM}
+
+// unsupportedEncoding is LiteLLM's proxy's answer to an embeddings request with an
+// "encoding_format" (whatever its value: "base64", or "float", the OpenAI SDKs' default) for
+// a model of a provider whose LiteLLM configuration does not list the parameter — Gemini,
+// Vertex AI, Bedrock — unless the proxy is set to drop_params: 400, {"error": {"message":
+// "litellm.UnsupportedParamsError: vertex_ai does not support parameters: {'encoding_format':
+// 'base64'}, for model=…. To drop these, …", "type": "None", "param": null, "code": "400"}}
+// (BerriAI/litellm litellm/utils.py, _check_valid_arg; issues #7358, #14685, #33173).
+func unsupportedEncoding(format, model string) *requestError {
+	return &requestError{status: http.StatusBadRequest, raw: map[string]any{"error": map[string]any{
+		"message": fmt.Sprintf("litellm.UnsupportedParamsError: vertex_ai does not support parameters: {'encoding_format': '%s'}, for model=%s. "+
+			"To drop these, set `litellm.drop_params=True` or for proxy:\n\n`litellm_settings:\n drop_params: true`\n", format, model),
+		"type": "None", "param": nil, "code": "400",
+	}}}
+}
 
 // tooManyInputs is the answer to an embeddings request of n inputs, more than MaxInputs, as
 // Config.Flavor's server gives it:
@@ -244,6 +262,9 @@ func (s *Server) dimensions(req embedRequest) int {
 // from OpenAI too, in the fake's words), and the inputs' count and sizes are
 // bounded.
 func (s *Server) checkEmbedRequest(req embedRequest, inputs []embedInput) (total int, rerr *requestError) {
+	if req.EncodingFormat != "" && s.cfg.Flavor == FlavorLiteLLM {
+		return 0, unsupportedEncoding(req.EncodingFormat, req.Model)
+	}
 	if req.Dimensions != nil && s.cfg.Flavor == FlavorVLLM {
 		// vLLM refuses "dimensions" for a model whose config does not say it is Matryoshka
 		// (is_matryoshka), whatever the value: as for BAAI/bge-m3, which the fake's vLLM

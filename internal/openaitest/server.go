@@ -136,11 +136,12 @@ type Config struct {
 	Serves string
 	// Flavor is the server whose answers the fake gives where that server's
 	// differ from OpenAI's: FlavorOpenAI (the default, ""), FlavorLlamaCpp,
-	// FlavorVLLM, FlavorTEI or FlavorAzure. Today that is the answer to an
-	// embeddings input longer than ContextTokens (see contextError), to a
-	// request of more than MaxInputs inputs (see tooManyInputs), and vLLM's
-	// 400 for "dimensions", as for a model without Matryoshka support (every
-	// model of the fake's vLLM).
+	// FlavorVLLM, FlavorTEI, FlavorAzure or FlavorLiteLLM. Today that is the
+	// answer to an embeddings input longer than ContextTokens (see
+	// contextError), to a request of more than MaxInputs inputs (see
+	// tooManyInputs), vLLM's 400 for "dimensions", as for a model without
+	// Matryoshka support (every model of the fake's vLLM), and LiteLLM's 400
+	// for "encoding_format" (see unsupportedEncoding).
 	Flavor string
 	// ChatLimits and EmbedLimits are the per-minute budgets the x-ratelimit-*
 	// headers advertise (not enforced: 429s come from Faults.RateLimit). A
