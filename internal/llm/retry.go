@@ -1,6 +1,7 @@
 package llm
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -484,9 +485,24 @@ func cutString(s string, n int) string {
 const maxBodyMessage = 1000
 
 // bodyMessage reads the message of an error body that is not in OpenAI's shape: the string
-// "message", "error" or "detail" of a JSON object (with its "type" and "code"), or a short
-// line of plain text. msg is "" when there is none.
+// "message", "error" or "detail" of a JSON object (with its "type", or else its "status", and
+// its "code"), of the object that is its "error", or of the first object of a JSON list — a
+// Google API's error ([{"error": {"code": 404, "message": …, "status": "NOT_FOUND"}}], which
+// Gemini's OpenAI compatibility answers) — or a short line of plain text. msg is "" when there
+// is none.
 func bodyMessage(body []byte) (msg, typ string, code any) {
+	return bodyMessageIn(body, 0)
+}
+
+// bodyMessageIn is bodyMessage of body found depth lists or objects deep in the error body.
+func bodyMessageIn(body []byte, depth int) (msg, typ string, code any) {
+	var list []json.RawMessage
+	if json.Unmarshal(body, &list) == nil {
+		if len(list) == 0 || depth >= 2 {
+			return "", "", nil
+		}
+		return bodyMessageIn(list[0], depth+1)
+	}
 	var obj map[string]json.RawMessage
 	if json.Unmarshal(body, &obj) != nil {
 		text := strings.TrimSpace(string(body))
@@ -502,10 +518,15 @@ func bodyMessage(body []byte) (msg, typ string, code any) {
 		msg = ""
 	}
 	if msg == "" {
+		if inner := bytes.TrimSpace(obj["error"]); len(inner) > 0 && inner[0] == '{' && depth < 2 {
+			return bodyMessageIn(inner, depth+1)
+		}
 		return "", "", nil
 	}
 	msg = cutString(msg, maxBodyMessage)
-	_ = json.Unmarshal(obj["type"], &typ)
+	if json.Unmarshal(obj["type"], &typ) != nil || typ == "" {
+		_ = json.Unmarshal(obj["status"], &typ) // Google's: "NOT_FOUND", "RESOURCE_EXHAUSTED"
+	}
 	var n int
 	if json.Unmarshal(obj["code"], &n) == nil {
 		code = n

@@ -289,6 +289,17 @@ func TestRetrierGivesTheMessageOfAnErrorBodyNotInOpenAIsShape(t *testing.T) {
 		{"error string", `{"error":"model 'x' not found"}`, "message: model 'x' not found", 404, Account},
 		{"FastAPI detail", `{"detail":"Not Found"}`, "message: Not Found", 404, Account},
 		{"plain text", "404 page not found\n", "message: 404 page not found", 404, Account},
+		// Gemini's OpenAI compatibility (generativelanguage.googleapis.com/v1beta/openai)
+		// answers Google's error object in a list, pretty-printed (as quoted in
+		// FuzzAnything/PromptFuzz#42, SuzumiyaAkizuki/ComfyUI-NewBie-LLM-Formatter#3).
+		{"Gemini", "[{\n  \"error\": {\n    \"code\": 404,\n    \"message\": \"models/gemini-1.0-pro is not found for API version v1main, or is not supported for generateContent. " +
+			"Call ListModels to see the list of available models and their supported methods.\",\n    \"status\": \"NOT_FOUND\"\n  }\n}\n]\n",
+			"message: models/gemini-1.0-pro is not found for API version v1main, or is not supported for generateContent. Call ListModels to see the list of available models and their supported methods.",
+			404, Account},
+		{"Gemini, details", "[{\n  \"error\": {\n    \"code\": 400,\n    \"message\": \"* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch\\n\",\n" +
+			"    \"status\": \"INVALID_ARGUMENT\",\n    \"details\": [\n      {\n        \"@type\": \"type.googleapis.com/google.rpc.BadRequest\",\n        \"fieldViolations\": [\n" +
+			"          {\n            \"field\": \"requests\",\n            \"description\": \"at most 100 requests can be in one batch\"\n          }\n        ]\n      }\n    ]\n  }\n}\n]\n",
+			"message: * BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch", 400, Permanent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
