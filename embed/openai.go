@@ -118,8 +118,8 @@ type Config struct {
 	// server that answers a request of several inputs with one vector, or with every vector of
 	// index 0, takes one per request: the client sends one per request from then on, logging a
 	// warning once; so it does with the limit a server names when it refuses a longer request
-	// (llm.TooManyInputs: text-embeddings-inference's 413, Azure OpenAI's 400), the refused
-	// request's inputs sent again in requests of at most that many.
+	// (llm.TooManyInputs: text-embeddings-inference's 413, Azure OpenAI's and Gemini's 400),
+	// the refused request's inputs sent again in requests of at most that many.
 	MaxBatchInputs int
 	// MaxBatchTokens caps the estimated tokens (EstimateTokens) of one request. Defaults to
 	// 300000 (OpenAI's limit).

@@ -741,7 +741,7 @@ func TestClientServerThatTakesOneInputPerRequest(t *testing.T) {
 // TestClientKeepsToTheServersLimitOfInputsPerRequest: servers that take fewer inputs per
 // request than OpenAI's 2,048 refuse a longer list, saying how many they take:
 // text-embeddings-inference (TEI) 32 unless started with --max-client-batch-size, with a 413,
-// and some Azure OpenAI deployments 16 (or 1), with a 400. The refusal was Permanent: a call of
+// some Azure OpenAI deployments 16 (or 1), and Gemini 100, with a 400. The refusal was Permanent: a call of
 // more inputs failed whole — `paperpipe embed`, 256 abstracts a call, stopped at its first
 // request — and the worker halved each batch of 64 until its halves fitted, every batch again,
 // a refused request per halving (126 of them per batch for a limit of 1). The client now sends
@@ -752,7 +752,7 @@ func TestClientKeepsToTheServersLimitOfInputsPerRequest(t *testing.T) {
 	for _, tc := range []struct {
 		flavor string
 		limit  int
-	}{{openaitest.FlavorTEI, 32}, {openaitest.FlavorAzure, 16}, {openaitest.FlavorAzure, 1}} {
+	}{{openaitest.FlavorTEI, 32}, {openaitest.FlavorAzure, 16}, {openaitest.FlavorAzure, 1}, {openaitest.FlavorGemini, 100}} {
 		t.Run(fmt.Sprintf("%s %d", tc.flavor, tc.limit), func(t *testing.T) {
 			t.Parallel()
 			srv := openaitest.Start(t, openaitest.Config{Dimensions: 8, MaxInputs: tc.limit, Flavor: tc.flavor})
@@ -760,13 +760,14 @@ func TestClientKeepsToTheServersLimitOfInputsPerRequest(t *testing.T) {
 			c := newTestClient(t, srv, func(c *Config) {
 				c.Model, c.Dimensions, c.Logger = "m", 8, slog.New(slog.NewTextHandler(&logs, nil))
 			})
-			papers := synthPapers(64)
+			n := max(64, 2*tc.limit+1) // paperpipe embed's calls hold 256
+			papers := synthPapers(n)
 			embs, usage, err := c.Embed(context.Background(), papers)
 			if err != nil {
-				t.Fatalf("Embed of 64 papers: %v; want requests of at most %d inputs", err, tc.limit)
+				t.Fatalf("Embed of %d papers: %v; want requests of at most %d inputs", n, err, tc.limit)
 			}
 			checkVectors(t, papers, embs, 8)
-			perCall := (64 + tc.limit - 1) / tc.limit
+			perCall := (n + tc.limit - 1) / tc.limit
 			if st := srv.Stats(); st.EmbedRequests != int64(1+perCall) || usage.Requests != perCall {
 				t.Errorf("%d requests, %d billed; want %d: the one refused and %d of at most %d inputs",
 					st.EmbedRequests, usage.Requests, 1+perCall, perCall, tc.limit)

@@ -74,13 +74,16 @@ var tooManyInputsRes = []*regexp.Regexp{
 	// the number of inputs per request soon. …", 16 or 1 for some deployments of
 	// text-embedding-ada-002 (langchain-ai/langchain#4575, #9112).
 	regexp.MustCompile(`(?i)too many inputs\. the max number of inputs is (?P<limit>\d+)`),
+	// Gemini (its OpenAI compatibility, and OpenRouter's Google models): 400 "*
+	// BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch".
+	regexp.MustCompile(`(?i)at most (?P<limit>\d+) requests can be in one batch`),
 }
 
 // TooManyInputs reports whether err is an API's refusal of an embeddings request of more inputs
 // than it takes (text-embeddings-inference's 413 "batch size 64 > maximum allowed batch size
-// 32", Azure OpenAI's 400 "Too many inputs. The max number of inputs is 16."), and limit, the
-// most it takes (at least 1). No input is at fault: the same inputs in shorter requests are
-// taken.
+// 32", Azure OpenAI's 400 "Too many inputs. The max number of inputs is 16.", Gemini's 400 "at
+// most 100 requests can be in one batch"), and limit, the most it takes (at least 1). No input
+// is at fault: the same inputs in shorter requests are taken.
 func TooManyInputs(err error) (limit int, ok bool) {
 	var apiErr *openai.APIError
 	if err == nil || !errors.As(err, &apiErr) || apiErr.HTTPStatusCode < 400 || apiErr.HTTPStatusCode >= 500 {

@@ -61,6 +61,7 @@ func TestTooManyInputs(t *testing.T) {
 		{"text-embeddings-inference", 413, "batch size 64 > maximum allowed batch size 32", 32},
 		{"Azure OpenAI", 400, "Too many inputs. The max number of inputs is 16.  We hope to increase the number of inputs per request soon. Please contact us through an Azure support request at: https://go.microsoft.com/fwlink/?linkid=2213926 for further questions.", 16},
 		{"Azure OpenAI, one", 400, "Too many inputs. The max number of inputs is 1.  We hope to increase the number of inputs per request soon.", 1},
+		{"Gemini", 400, "* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch", 100},
 	} {
 		err := fmt.Errorf("embed: %w", &openai.APIError{HTTPStatusCode: tc.status, Message: tc.msg})
 		if limit, ok := TooManyInputs(err); !ok || limit != tc.limit {

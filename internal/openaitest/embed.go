@@ -128,6 +128,15 @@ func teiError(status int, typ, msg string) *requestError {
 	return &requestError{status: status, raw: map[string]any{"message": msg, "code": status, "type": typ}}
 }
 
+// geminiError is the error answer of Gemini's OpenAI compatibility: status, with Google's
+// error object in a list, [{"error": {"code": status, "message": msg, "status": st}}] (as
+// quoted in FuzzAnything/PromptFuzz#42 and SuzumiyaAkizuki/ComfyUI-NewBie-LLM-Formatter#3).
+func geminiError(status int, st, msg string) *requestError {
+	return &requestError{status: status, raw: []any{map[string]any{"error": map[string]any{
+		"code": status, "message": msg, "status": st,
+	}}}}
+}
+
 // Flavors of Config.Flavor: the servers whose answers the fake can give.
 const (
 	FlavorOpenAI   = "openai"
@@ -137,13 +146,16 @@ const (
 	FlavorTEI = "tei"
 	// FlavorAzure is Azure OpenAI.
 	FlavorAzure = "azure"
+	// FlavorGemini is Gemini's OpenAI compatibility
+	// (https://generativelanguage.googleapis.com/v1beta/openai/).
+	FlavorGemini = "gemini"
 	// FlavorLiteLLM is LiteLLM's proxy in front of an embedding model of a provider it does
 	// not pass "encoding_format" to: Gemini, Vertex AI, Bedrock (see unsupportedEncoding).
 	FlavorLiteLLM = "litellm"
 )
 
 // flavors are the values Config.Flavor may take besides "".
-var flavors = []string{FlavorOpenAI, FlavorLlamaCpp, FlavorVLLM, FlavorTEI, FlavorAzure, FlavorLiteLLM}
+var flavors = []string{FlavorOpenAI, FlavorLlamaCpp, FlavorVLLM, FlavorTEI, FlavorAzure, FlavorGemini, FlavorLiteLLM}
 
 // unsupportedEncoding is LiteLLM's proxy's answer to an embeddings request with an
 // "encoding_format" (whatever its value: "base64", or "float", the OpenAI SDKs' default) for
@@ -171,9 +183,16 @@ func unsupportedEncoding(format, model string) *requestError {
 //     M.  We hope to increase the number of inputs per request soon. …", M 16 or 1 for some
 //     deployments of text-embedding-ada-002 (as quoted in langchain-ai/langchain#4575 and
 //     #9112, Mintplex-Labs/anything-llm#184, Azure/azure-search-vector-samples#190).
+//   - Gemini: 400 INVALID_ARGUMENT, "* BatchEmbedContentsRequest.requests: at most M requests
+//     can be in one batch", M 100 (its batchEmbedContents' limit, which its OpenAI
+//     compatibility and OpenRouter's Google models answer alike), as Google's error object in a
+//     list (see geminiError).
 func (s *Server) tooManyInputs(n int) *requestError {
 	limit := s.cfg.MaxInputs
 	switch s.cfg.Flavor {
+	case FlavorGemini:
+		return geminiError(http.StatusBadRequest, "INVALID_ARGUMENT",
+			fmt.Sprintf("* BatchEmbedContentsRequest.requests: at most %d requests can be in one batch\n", limit))
 	case FlavorTEI:
 		return teiError(http.StatusRequestEntityTooLarge, "Validation",
 			fmt.Sprintf("batch size %d > maximum allowed batch size %d", n, limit))

@@ -136,7 +136,7 @@ type Config struct {
 	Serves string
 	// Flavor is the server whose answers the fake gives where that server's
 	// differ from OpenAI's: FlavorOpenAI (the default, ""), FlavorLlamaCpp,
-	// FlavorVLLM, FlavorTEI, FlavorAzure or FlavorLiteLLM. Today that is the
+	// FlavorVLLM, FlavorTEI, FlavorAzure, FlavorGemini or FlavorLiteLLM. Today that is the
 	// answer to an embeddings input longer than ContextTokens (see
 	// contextError), to a request of more than MaxInputs inputs (see
 	// tooManyInputs), vLLM's 400 for "dimensions", as for a model without
