@@ -634,6 +634,11 @@ func (c *Client) embed(ctx context.Context, retry llm.Retrier, texts []string, t
 		// A complete answer is billed, usable or not.
 		usage.Requests++
 		in, _ := llm.Billed(resp.Usage)
+		if in == 0 {
+			// No count (Gemini's answers have no "usage"), and inputs of no tokens are
+			// refused: the estimate, so that the ledger does not show them free.
+			in = tokens
+		}
 		usage.InputTokens += in * (1 + unread)
 		unread = 0
 		if n := len(texts); n > 1 && (len(resp.Data) == 1 || len(resp.Data) == n && allIndexZero(resp.Data)) {

@@ -788,6 +788,50 @@ func TestClientKeepsToTheServersLimitOfInputsPerRequest(t *testing.T) {
 	}
 }
 
+// TestClientCountsTheEstimateWhenTheAnswerReportsNoTokens: Gemini's OpenAI compatibility
+// answers embeddings requests without "usage" (spring-projects/spring-ai#2485: "Gemini
+// embedding responses doesn't provide usage stats"; ogx-ai/ogx#3813),
+// and Google bills the tokens all the same. The usage ledger recorded 0 input tokens for every
+// such request, and `status` and `reprocess --dry-run`'s averages showed them as free. The
+// client now counts its estimate of the inputs' tokens for an answer that reports none.
+func TestClientCountsTheEstimateWhenTheAnswerReportsNoTokens(t *testing.T) {
+	t.Parallel()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Input []string `json:"input"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		var data []string
+		for i, text := range req.Input {
+			data = append(data, fmt.Sprintf(`{"object":"embedding","index":%d,"embedding":%s}`, i, encodedVector(openaitest.Vector(text, 8), "float")))
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"object":"list","model":"gemini-embedding-001","data":[%s]}`, strings.Join(data, ","))
+	}))
+	defer ts.Close()
+	c, err := New(Config{BaseURL: ts.URL + "/v1", Model: "gemini-embedding-001", Dimensions: 8, EncodingFormat: "float", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	papers := synthPapers(5)
+	embs, usage, err := c.Embed(context.Background(), papers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkVectors(t, papers, embs, 8)
+	want := 0
+	for _, p := range papers {
+		want += EstimateTokens(TitleAbstract(p))
+	}
+	if usage.Requests != 1 || usage.InputTokens != want {
+		t.Errorf("usage %+v; want 1 request of %d input tokens (the estimate)", usage, want)
+	}
+	_, usage, err = c.EmbedQuery(context.Background(), "sparse expert routing")
+	if err != nil || usage.InputTokens != EstimateTokens("sparse expert routing") {
+		t.Errorf("EmbedQuery: usage %+v, %v; want the query's estimate", usage, err)
+	}
+}
+
 // TestClientGoesOnPastARequestTheServerFailsOn: a call of several requests stopped at the
 // first that failed, the papers of the later ones failing unsent. When the failure is an
 // input's (a 500 at every attempt while the server answers the call's other requests, as
