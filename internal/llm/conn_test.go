@@ -74,7 +74,10 @@ func TestCheckBaseURLDoesNotShowAKey(t *testing.T) {
 
 // A 404 names the base URL the request went to, and /v1 when it lacks it: Ollama at
 // http://localhost:11434, without /v1, answers every request "404 page not found", and the
-// workers paused with that message and no word of OPENAI_BASE_URL.
+// workers paused with that message and no word of OPENAI_BASE_URL. A base URL with another
+// version of an API (Gemini's /v1beta/openai, Zhipu's /api/paas/v4) is not told to add /v1:
+// Gemini answers a model it does not serve (a retired gemini-1.5-flash) with a 404, and the
+// hint sent its users to …/v1beta/openai/v1, where every request fails.
 func TestNotFoundNamesTheBaseURL(t *testing.T) {
 	t.Parallel()
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -89,6 +92,8 @@ func TestNotFoundNamesTheBaseURL(t *testing.T) {
 		{ts.URL, "or that is not the API's base URL", "most servers' API is under /v1: " + ts.URL + "/v1"},
 		{ts.URL + "/", "the model is not served at " + ts.URL + ",", "most servers' API is under /v1: " + ts.URL + "/v1)"},
 		{ts.URL + "/v1", "the model is not served at " + ts.URL + "/v1,", ""},
+		{ts.URL + "/v1beta/openai/", "the model is not served at " + ts.URL + "/v1beta/openai,", ""},
+		{ts.URL + "/api/paas/v4", "the model is not served at " + ts.URL + "/api/paas/v4,", ""},
 	} {
 		api, retry, _ := Conn{BaseURL: tc.base, MaxRetries: -1, Timeout: 10 * time.Second}.Open()
 		_, err := retry.Do(t.Context(), 1, func(ctx context.Context) error {

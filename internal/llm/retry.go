@@ -335,13 +335,18 @@ func (e *accountError) Error() string {
 
 func (e *accountError) Unwrap() []error { return []error{ErrAccount, e.err} }
 
+// apiVersion matches a path segment that names an API's version: v1, v1beta, v4.
+var apiVersion = regexp.MustCompile(`^v\d+`)
+
 // notFoundHint is what a 404 tells of the base URL a request went to: the model is not served
 // there, or it is not the API's. A server's own 404 says neither (Ollama's and vLLM's "404 page
 // not found", or "Not Found", for http://localhost:11434 without its /v1).
 func notFoundHint(baseURL string) string {
 	shown := BaseURLForLog(baseURL)
 	hint := fmt.Sprintf(" (a 404: the model is not served at %s, or that is not the API's base URL", shown)
-	if u, err := url.Parse(strings.TrimRight(baseURL, "/")); err == nil && !slices.Contains(strings.Split(u.Path, "/"), "v1") {
+	if u, err := url.Parse(strings.TrimRight(baseURL, "/")); err == nil && !slices.ContainsFunc(strings.Split(u.Path, "/"), apiVersion.MatchString) {
+		// Not when the path names a version already, /v1 or another (Gemini's /v1beta/openai,
+		// Zhipu's /api/paas/v4): /v1 added to it is no API's.
 		hint += fmt.Sprintf("; most servers' API is under /v1: %s/v1", shown)
 	}
 	return hint + ")"
