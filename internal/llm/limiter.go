@@ -1,6 +1,7 @@
 package llm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -313,7 +315,9 @@ func headerInt(h http.Header, k string) (int, bool) {
 }
 
 // Transport is an http.RoundTripper that hands every response's status and headers to a
-// Limiter, so that go-openai's requests feed it without knowing about it.
+// Limiter, so that go-openai's requests feed it without knowing about it; a 429 without a
+// header that says how long to wait pauses the Limiter for its body's retryDelay, when it has
+// one (BodyRetryDelay: Gemini's).
 //
 // It also keeps connections reusable: a response body it returns, closed before its end,
 // first reads and discards what is left of it, up to drainLimit bytes. go-openai decodes an
@@ -338,9 +342,47 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := base.RoundTrip(req)
 	if err == nil {
 		t.Limiter.Observe(resp.Header, resp.StatusCode)
+		if resp.StatusCode == http.StatusTooManyRequests && t.Limiter != nil {
+			if _, ok := RetryAfter(resp.Header, time.Now()); !ok {
+				// No header says how long: Google's APIs say it in the body.
+				head, _ := io.ReadAll(io.LimitReader(resp.Body, maxRetryInfoBody))
+				resp.Body = struct {
+					io.Reader
+					io.Closer
+				}{io.MultiReader(bytes.NewReader(head), resp.Body), resp.Body}
+				if d, ok := BodyRetryDelay(head); ok {
+					t.Limiter.log.Debug("rate limited by the API: pausing all callers for the answer's retryDelay", "pause", d)
+					t.Limiter.Pause(d)
+				}
+			}
+		}
 		resp.Body = drainingBody{resp.Body}
 	}
 	return resp, err
+}
+
+// maxRetryInfoBody is the most of a 429's body BodyRetryDelay is given: Google's error object,
+// with its details, is well under it.
+const maxRetryInfoBody = 64 << 10
+
+// retryDelayRe finds the retryDelay of a google.rpc.RetryInfo in a JSON body: a duration in
+// seconds, "43s" or "12.771204034s".
+var retryDelayRe = regexp.MustCompile(`"retryDelay"\s*:\s*"(\d+(?:\.\d+)?)s"`)
+
+// BodyRetryDelay reads how long a 429's body asks the client to wait: the retryDelay of a
+// google.rpc.RetryInfo detail of Google's error object, as Gemini answers it (natively, and in
+// a list from its OpenAI compatibility), which sends no Retry-After header. ok is false when
+// the body has none.
+func BodyRetryDelay(body []byte) (time.Duration, bool) {
+	m := retryDelayRe.FindSubmatch(body)
+	if m == nil {
+		return 0, false
+	}
+	secs, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil || secs < 0 {
+		return 0, false
+	}
+	return seconds(secs), true
 }
 
 // drainLimit is the most a response body's Close reads to reach its end: more than the

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	openai "github.com/sashabaranov/go-openai"
+
+	"github.com/paperpipe/paperpipe/internal/openaitest"
 )
 
 // fakeClock is a settable clock for the limiter's pure reservation logic.
@@ -271,6 +273,32 @@ func TestTransportFeedsLimiter(t *testing.T) {
 	resp.Body.Close()
 	if d := time.Until(l.PausedUntil()); d < 50*time.Second {
 		t.Fatalf("limiter paused for %v after a 429 with Retry-After: 60", d)
+	}
+}
+
+// TestTransportPausesForGeminisRetryDelay: Gemini's 429 carries no Retry-After or
+// x-ratelimit-* header: the wait is in its body, a RetryInfo detail ("retryDelay": "40s").
+// Every caller paused the default second and asked again, a burst of 429s every second for
+// the whole wait (16 requests a second from one worker, on a quota of 10 a minute). The
+// limiter now pauses every caller for the body's retryDelay, and the body is still read as
+// the error's.
+func TestTransportPausesForGeminisRetryDelay(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{Flavor: openaitest.FlavorGemini,
+		Faults: openaitest.Faults{RateLimit: 1, RetryAfter: 40 * time.Second}})
+	l := NewLimiter(LimiterConfig{})
+	api, _, _ := Conn{BaseURL: srv.URL(), APIKey: "k", MaxRetries: -1, Timeout: 10 * time.Second, Limiter: l}.Open()
+	start := time.Now()
+	_, err := api.CreateChatCompletion(t.Context(), openai.ChatCompletionRequest{Model: "gemini-2.5-flash",
+		Messages: []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: "Hi."}}})
+	if HTTPStatus(err) != http.StatusTooManyRequests {
+		t.Fatalf("err = %v, want the 429", err)
+	}
+	if d := l.PausedUntil().Sub(start); d < 40*time.Second {
+		t.Errorf("limiter paused for %v after Gemini's 429 with retryDelay 40s; want 40s", d.Round(time.Millisecond))
+	}
+	if msg := readable(err).Error(); !strings.Contains(msg, "You exceeded your current quota") {
+		t.Errorf("err = %q, want Gemini's message", msg)
 	}
 }
 

@@ -26,7 +26,8 @@ type Faults struct {
 	// RateLimit is the rate of 429 answers, with Retry-After (seconds),
 	// x-ratelimit-* headers and an OpenAI error body. Defaults to 0.
 	RateLimit float64 `json:"rate_limit"`
-	// RetryAfter is the Retry-After of a 429. Defaults to 1s.
+	// RetryAfter is the Retry-After of a 429 (with Flavor FlavorGemini, the retryDelay in its
+	// body). Defaults to 1s.
 	RetryAfter time.Duration `json:"retry_after"`
 	// ServerError is the rate of 5xx answers (500, 502 and 503 in turn)
 	// with an OpenAI error body. Defaults to 0.
@@ -140,8 +141,9 @@ type Config struct {
 	// answer to an embeddings input longer than ContextTokens (see
 	// contextError), to a request of more than MaxInputs inputs (see
 	// tooManyInputs), vLLM's 400 for "dimensions", as for a model without
-	// Matryoshka support (every model of the fake's vLLM), and LiteLLM's 400
-	// for "encoding_format" (see unsupportedEncoding).
+	// Matryoshka support (every model of the fake's vLLM), LiteLLM's 400
+	// for "encoding_format" (see unsupportedEncoding), and Gemini's 429,
+	// its wait in its body (see rateLimited).
 	Flavor string
 	// ChatLimits and EmbedLimits are the per-minute budgets the x-ratelimit-*
 	// headers advertise (not enforced: 429s come from Faults.RateLimit). A
@@ -728,6 +730,26 @@ func (s *Server) setRateHeaders(w http.ResponseWriter, chat bool, tokens int64, 
 
 // rateLimited answers a RateLimit fault.
 func (s *Server) rateLimited(w http.ResponseWriter, chat bool, model string, tokens int64, after time.Duration) {
+	if s.cfg.Flavor == FlavorGemini {
+		// Gemini sends no Retry-After nor x-ratelimit-* headers: the wait is in the body, a
+		// RetryInfo detail of Google's error object ("retryDelay": "43s"; its message says
+		// "Please retry in 43.5s"), which its OpenAI compatibility answers in a list (see
+		// geminiError).
+		secs := strconv.FormatFloat(after.Seconds(), 'f', -1, 64)
+		e := geminiError(http.StatusTooManyRequests, "RESOURCE_EXHAUSTED",
+			"You exceeded your current quota, please check your plan and billing details. For more information on this error, "+
+				"head to: https://ai.google.dev/gemini-api/docs/rate-limits. Please retry in "+secs+"s.")
+		inner := e.raw.([]any)[0].(map[string]any)["error"].(map[string]any)
+		inner["details"] = []any{
+			map[string]any{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []any{map[string]any{
+				"quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+				"quotaId":     "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+			}}},
+			map[string]any{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": secs + "s"},
+		}
+		s.writeRequestError(w, e)
+		return
+	}
 	s.setRateHeaders(w, chat, tokens, true, after)
 	secs := int64((after + time.Second - 1) / time.Second)
 	w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
