@@ -122,7 +122,10 @@ type Config struct {
 	// the refused request's inputs sent again in requests of at most that many.
 	MaxBatchInputs int
 	// MaxBatchTokens caps the estimated tokens (EstimateTokens) of one request. Defaults to
-	// 300000 (OpenAI's limit).
+	// 300000 (OpenAI's limit). A server that refuses a request of more tokens than it takes
+	// (llm.TooManyTokens: Mistral's 400) gets requests of at most half the refused one's
+	// estimated tokens, or the bound its answer names, from then on, the refused request's
+	// inputs among them; the client logs a warning once.
 	MaxBatchTokens int
 	// ContextTokens is the most estimated tokens one input may have; longer inputs are
 	// truncated and marked. Defaults to 8191.
@@ -254,6 +257,10 @@ type Client struct {
 	// maxInputs is the most inputs per request the server said it takes when it refused more
 	// (llm.TooManyInputs), or 0 (see keepTo).
 	maxInputs atomic.Int64
+	// maxTokens is the most estimated tokens per request since the server refused more
+	// (llm.TooManyTokens), or 0 (see keepTokensTo); tokensWarned is set once that was said.
+	maxTokens    atomic.Int64
+	tokensWarned atomic.Bool
 	// cutWarned is set once the client warned that the server refuses inputs as too long (see
 	// fit).
 	cutWarned atomic.Bool
@@ -348,7 +355,7 @@ func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Em
 	bs := c.batches(inputs, 0)
 	for k := 0; k < len(bs); k++ {
 		b := bs[k]
-		if b.end-b.start > c.batchInputs() { // found out meanwhile, by another call
+		if b.end-b.start > c.batchInputs() || b.end-b.start > 1 && b.tokens > c.batchTokens() { // found out meanwhile, by another call
 			bs = append(bs[:k], c.batches(inputs[b.start:], b.start)...)
 			b = bs[k]
 		}
@@ -368,6 +375,19 @@ func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Em
 			// No input is at fault: these inputs and the rest go in requests the server takes.
 			answered, probe = true, false
 			c.keepTo(limit, err)
+			bs = append(bs[:k], c.batches(inputs[b.start:], b.start)...)
+			k--
+			continue
+		}
+		if limit, ok := llm.TooManyTokens(err); ok && b.end-b.start > 1 && ctx.Err() == nil {
+			// No input is at fault: these inputs and the rest go in requests of at most half
+			// the refused one's tokens (of the bound, when the answer names it).
+			answered, probe = true, false
+			most := b.tokens / 2
+			if limit > 0 {
+				most = min(most, limit)
+			}
+			c.keepTokensTo(max(most, 1), err)
 			bs = append(bs[:k], c.batches(inputs[b.start:], b.start)...)
 			k--
 			continue
@@ -548,6 +568,35 @@ func (c *Client) batchInputs() int {
 	return n
 }
 
+// batchTokens is the most estimated tokens a request carries: MaxBatchTokens, or fewer once
+// the server has refused more (maxTokens).
+func (c *Client) batchTokens() int {
+	n := c.cfg.MaxBatchTokens
+	if m := int(c.maxTokens.Load()); m > 0 {
+		n = min(n, m)
+	}
+	return n
+}
+
+// keepTokensTo lowers the estimated tokens per request to limit, after the server refused a
+// request of more (err, llm.TooManyTokens: Mistral's 400), warning once.
+func (c *Client) keepTokensTo(limit int, err error) {
+	for {
+		cur := c.maxTokens.Load()
+		if cur > 0 && cur <= int64(limit) {
+			return
+		}
+		if c.maxTokens.CompareAndSwap(cur, int64(limit)) {
+			break
+		}
+	}
+	if c.tokensWarned.CompareAndSwap(false, true) {
+		c.log.Warn(fmt.Sprintf("the embeddings API refuses requests of as many tokens as paperpipe sends; sending at most %d "+
+			"estimated tokens per request from now on, fewer if it refuses again (set PAPERPIPE_EMBED_BATCH_TOKENS to what it takes "+
+			"to do so from the start)", limit), "answer", err)
+	}
+}
+
 // keepTo lowers the inputs per request to limit, the most the server takes as its refusal of
 // a longer request said (err, llm.TooManyInputs: text-embeddings-inference's 413, Azure
 // OpenAI's 400), warning once.
@@ -572,11 +621,11 @@ type batch struct{ start, end, tokens int }
 // server has shown it takes no more, see embed) and MaxBatchTokens estimated tokens; the
 // first input is the offset-th of the call.
 func (c *Client) batches(inputs []input, offset int) []batch {
-	maxInputs := c.batchInputs()
+	maxInputs, maxTokens := c.batchInputs(), c.batchTokens()
 	var out []batch
 	cur := batch{start: offset, end: offset}
 	for i, in := range inputs {
-		if cur.end > cur.start && (cur.end-cur.start >= maxInputs || cur.tokens+in.tokens > c.cfg.MaxBatchTokens) {
+		if cur.end > cur.start && (cur.end-cur.start >= maxInputs || cur.tokens+in.tokens > maxTokens) {
 			out = append(out, cur)
 			cur = batch{start: offset + i, end: offset + i}
 		}

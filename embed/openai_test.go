@@ -788,6 +788,67 @@ func TestClientKeepsToTheServersLimitOfInputsPerRequest(t *testing.T) {
 	}
 }
 
+// TestClientKeepsToTheServersLimitOfTokensPerRequest: Mistral's embeddings endpoint bounds
+// the tokens of a request, its inputs together, well below OpenAI's 300,000 (8,192 to 65,536,
+// as its users measured), and refuses a longer request with a 400 that does not say the
+// bound ("Too many tokens overall, split into more batches."); OpenAI's own refusal names
+// its bound. The refusal was Permanent: a call of more — `paperpipe embed`, 256 abstracts a
+// call — failed, and the worker halved each batch, every batch again. The client now splits
+// the refused request and keeps later requests to half its tokens (to the bound, when the
+// answer names it), saying once to set PAPERPIPE_EMBED_BATCH_TOKENS.
+func TestClientKeepsToTheServersLimitOfTokensPerRequest(t *testing.T) {
+	t.Parallel()
+	for _, flavor := range []string{openaitest.FlavorMistral, openaitest.FlavorOpenAI} {
+		t.Run(flavor, func(t *testing.T) {
+			t.Parallel()
+			srv := openaitest.Start(t, openaitest.Config{Dimensions: 8, MaxRequestTokens: 300, Flavor: flavor})
+			refused := &statusCounter{status: http.StatusBadRequest}
+			var logs bytes.Buffer
+			c := newTestClient(t, srv, func(c *Config) {
+				c.Model, c.Dimensions, c.ContextTokens = "m", 8, 250
+				c.HTTPClient = &http.Client{Transport: refused}
+				c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			})
+			papers := synthPapers(64) // about 30 estimated tokens each
+			embs, _, err := c.Embed(context.Background(), papers)
+			if err != nil {
+				t.Fatalf("Embed of 64 papers: %v; want requests the server takes", err)
+			}
+			checkVectors(t, papers, embs, 8)
+			first := refused.n.Load()
+			if first == 0 {
+				t.Fatal("no request refused: the test's bound is not below the call's tokens")
+			}
+			embs, _, err = c.Embed(context.Background(), papers)
+			if err != nil {
+				t.Fatalf("second Embed: %v", err)
+			}
+			checkVectors(t, papers, embs, 8)
+			if n := refused.n.Load(); n != first {
+				t.Errorf("%d requests refused in the second call; want none", n-first)
+			}
+			if out := logs.String(); strings.Count(out, "PAPERPIPE_EMBED_BATCH_TOKENS") != 1 || !strings.Contains(out, "level=WARN") {
+				t.Errorf("want one warning naming PAPERPIPE_EMBED_BATCH_TOKENS; logged:\n%s", out)
+			}
+		})
+	}
+}
+
+// statusCounter is an http.RoundTripper (http.DefaultTransport's) that counts the answers of
+// one status.
+type statusCounter struct {
+	status int
+	n      atomic.Int64
+}
+
+func (c *statusCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err == nil && resp.StatusCode == c.status {
+		c.n.Add(1)
+	}
+	return resp, err
+}
+
 // TestClientCountsTheEstimateWhenTheAnswerReportsNoTokens: Gemini's OpenAI compatibility
 // answers embeddings requests without "usage" (spring-projects/spring-ai#2485: "Gemini
 // embedding responses doesn't provide usage stats"; ogx-ai/ogx#3813),

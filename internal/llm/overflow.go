@@ -98,3 +98,38 @@ func TooManyInputs(err error) (limit int, ok bool) {
 	}
 	return 0, false
 }
+
+// tooManyTokensRes match a server's refusal of an embeddings request of more tokens, its
+// inputs together, than it takes, with the most it takes as the submatch limit when the
+// answer gives it.
+var tooManyTokensRes = []*regexp.Regexp{
+	// OpenAI: 400 max_tokens_per_request, "Requested 305000 tokens, max 300000 tokens per
+	// request".
+	regexp.MustCompile(`(?i)requested \d+ tokens, max (?P<limit>\d+) tokens per request`),
+	// Mistral: 400 {"message": "Too many tokens overall, split into more batches.", "type":
+	// "invalid_request_prompt", "code": "3210"}, its bound not given (8,192 to 65,536 tokens
+	// as its users measured it).
+	regexp.MustCompile(`(?i)too many tokens overall`),
+}
+
+// TooManyTokens reports whether err is an API's refusal of an embeddings request of more
+// tokens, its inputs together, than it takes (OpenAI's 400 "max 300000 tokens per request",
+// Mistral's 400 "Too many tokens overall, split into more batches."), and limit, the most it
+// takes, or 0 when the answer does not say. No input is at fault: the same inputs in shorter
+// requests are taken.
+func TooManyTokens(err error) (limit int, ok bool) {
+	var apiErr *openai.APIError
+	if err == nil || !errors.As(err, &apiErr) || apiErr.HTTPStatusCode < 400 || apiErr.HTTPStatusCode >= 500 ||
+		apiErr.HTTPStatusCode == 429 {
+		return 0, false
+	}
+	for _, re := range tooManyTokensRes {
+		if m := re.FindStringSubmatch(apiErr.Message); m != nil {
+			if i := re.SubexpIndex("limit"); i > 0 {
+				limit, _ = strconv.Atoi(m[i])
+			}
+			return limit, true
+		}
+	}
+	return 0, false
+}

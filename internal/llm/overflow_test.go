@@ -78,3 +78,25 @@ func TestTooManyInputs(t *testing.T) {
 		}
 	}
 }
+
+// TestTooManyTokens: the refusals of an embeddings request of more tokens than the server
+// takes are recognized, with the bound when they name it.
+func TestTooManyTokens(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		msg   string
+		limit int
+	}{
+		{"OpenAI", "Requested 305000 tokens, max 300000 tokens per request", 300000},
+		{"Mistral", "Too many tokens overall, split into more batches.", 0},
+	} {
+		err := fmt.Errorf("embed: %w", &openai.APIError{HTTPStatusCode: 400, Message: tc.msg})
+		if limit, ok := TooManyTokens(err); !ok || limit != tc.limit {
+			t.Errorf("%s: TooManyTokens = %d, %v; want %d, true", tc.name, limit, ok, tc.limit)
+		}
+	}
+	if _, ok := TooManyTokens(&openai.APIError{HTTPStatusCode: 400, Message: "This model's maximum context length is 8192 tokens, however you requested 9000 tokens"}); ok {
+		t.Error("an input too long taken for a request of too many tokens")
+	}
+}

@@ -149,13 +149,15 @@ const (
 	// FlavorGemini is Gemini's OpenAI compatibility
 	// (https://generativelanguage.googleapis.com/v1beta/openai/).
 	FlavorGemini = "gemini"
+	// FlavorMistral is Mistral's API (https://api.mistral.ai/v1).
+	FlavorMistral = "mistral"
 	// FlavorLiteLLM is LiteLLM's proxy in front of an embedding model of a provider it does
 	// not pass "encoding_format" to: Gemini, Vertex AI, Bedrock (see unsupportedEncoding).
 	FlavorLiteLLM = "litellm"
 )
 
 // flavors are the values Config.Flavor may take besides "".
-var flavors = []string{FlavorOpenAI, FlavorLlamaCpp, FlavorVLLM, FlavorTEI, FlavorAzure, FlavorGemini, FlavorLiteLLM}
+var flavors = []string{FlavorOpenAI, FlavorLlamaCpp, FlavorVLLM, FlavorTEI, FlavorAzure, FlavorGemini, FlavorMistral, FlavorLiteLLM}
 
 // unsupportedEncoding is LiteLLM's proxy's answer to an embeddings request with an
 // "encoding_format" (whatever its value: "base64", or "float", the OpenAI SDKs' default) for
@@ -318,6 +320,17 @@ func (s *Server) checkEmbedRequest(req embedRequest, inputs []embedInput) (total
 			return 0, s.contextError(in.tokens)
 		}
 		total += in.tokens
+	}
+	if total > s.cfg.MaxRequestTokens && s.cfg.Flavor == FlavorMistral {
+		// Mistral's embeddings endpoint bounds a request's tokens, all inputs together, and
+		// its refusal does not say the bound (measured at 8,192 to 65,536 tokens by its
+		// users): 400 {"object": "error", "message": "Too many tokens overall, split into more
+		// batches.", "type": "invalid_request_prompt", "param": null, "code": "3210",
+		// "raw_status_code": 400}, as quoted in edgequake's and others' reports of it.
+		return 0, &requestError{status: http.StatusBadRequest, raw: map[string]any{
+			"object": "error", "message": "Too many tokens overall, split into more batches.", "type": "invalid_request_prompt",
+			"param": nil, "code": "3210", "raw_status_code": http.StatusBadRequest,
+		}}
 	}
 	if total > s.cfg.MaxRequestTokens {
 		return 0, &requestError{status: http.StatusBadRequest, err: apiError{

@@ -137,13 +137,14 @@ type Config struct {
 	Serves string
 	// Flavor is the server whose answers the fake gives where that server's
 	// differ from OpenAI's: FlavorOpenAI (the default, ""), FlavorLlamaCpp,
-	// FlavorVLLM, FlavorTEI, FlavorAzure, FlavorGemini or FlavorLiteLLM. Today that is the
-	// answer to an embeddings input longer than ContextTokens (see
-	// contextError), to a request of more than MaxInputs inputs (see
-	// tooManyInputs), vLLM's 400 for "dimensions", as for a model without
-	// Matryoshka support (every model of the fake's vLLM), LiteLLM's 400
-	// for "encoding_format" (see unsupportedEncoding), and Gemini's 429,
-	// its wait in its body (see rateLimited).
+	// FlavorVLLM, FlavorTEI, FlavorAzure, FlavorGemini, FlavorMistral or
+	// FlavorLiteLLM. Today that is the answer to an embeddings input longer
+	// than ContextTokens (see contextError), to a request of more than
+	// MaxInputs inputs (see tooManyInputs), Mistral's to a request of more
+	// than MaxRequestTokens tokens, vLLM's 400 for "dimensions", as for a
+	// model without Matryoshka support (every model of the fake's vLLM),
+	// LiteLLM's 400 for "encoding_format" (see unsupportedEncoding), and
+	// Gemini's 429, its wait in its body (see rateLimited).
 	Flavor string
 	// ChatLimits and EmbedLimits are the per-minute budgets the x-ratelimit-*
 	// headers advertise (not enforced: 429s come from Faults.RateLimit). A
