@@ -315,6 +315,33 @@ func TestModelServerLoadingItsModelPausesTheWorker(t *testing.T) {
 	checkAllDone(t, b, w, papers, "the model is loaded")
 }
 
+// TestModelServerWithNoModelLoadedPausesTheWorker: LM Studio's server answers every request
+// 400 "No models loaded. Please load a model in the developer page or use the `lms load`
+// command." while it has none loaded (its just-in-time loading off, or the model evicted after
+// its idle time-to-live, an hour by default). A 400 was the paper's fault: every TL;DR and
+// embedding failed at once and the backlog was dead-lettered. No paper is at fault: the worker
+// pauses, giving the server's answer, and does every paper once a model is loaded.
+func TestModelServerWithNoModelLoadedPausesTheWorker(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 16})
+	api.SetNoModel(true)
+	sum, err := summarize.New(summarize.Config{BaseURL: api.URL(), Model: "m", MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb, err := embed.New(embed.Config{BaseURL: api.URL(), Model: "local", Dimensions: 16, MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, papers, w, logs := pausingWorker(t, sum, emb)
+	checkPausedAllQueued(t, b, w, papers, 2, "a model server with no model loaded")
+	if out := logs.String(); !strings.Contains(out, "pausing the worker") || !strings.Contains(out, "No models loaded") {
+		t.Errorf("the pause does not give the server's answer:\n%s", out)
+	}
+	api.SetNoModel(false) // loaded
+	checkAllDone(t, b, w, papers, "a model is loaded")
+}
+
 // TestServerThatDoesNotServeEmbeddingsPausesTheWorker: llama.cpp's server started without
 // --embeddings answers every embeddings request 501 "This server does not support embeddings.
 // Start it with `--embeddings`" (and started with it, every chat request 501). It was retried

@@ -179,6 +179,29 @@ func loading(err error) bool {
 		strings.EqualFold(strings.TrimSpace(apiErr.Message), "Loading model")
 }
 
+// noSuchModelRe matches a model server's refusal, with a 400, of a request for a model it does
+// not have loaded: LM Studio's "No models loaded. Please load a model in the developer page or
+// use the `lms load` command." while it has none (its just-in-time loading off, or the model
+// evicted after its idle time-to-live), and 'Invalid model identifier "x". Please specify a
+// valid downloaded model (…)' for a name it does not have (as quoted in
+// tinyhumansai/openhuman#4181 and assafelovic/gpt-researcher#1556).
+var noSuchModelRe = regexp.MustCompile(`(?i)\bno models loaded\b|\binvalid model identifier\b`)
+
+// noSuchModel reports whether err is a refusal of the request's model that comes with a 400
+// (404s are Account already): LM Studio's (noSuchModelRe), or an error whose code is
+// "model_not_found". No paper is at fault, and every request gets it until the model is loaded
+// or the configuration names another: as a 400 it dead-lettered every paper at once.
+func noSuchModel(err error) bool {
+	var apiErr *openai.APIError
+	if !errors.As(err, &apiErr) || apiErr.HTTPStatusCode < 400 || apiErr.HTTPStatusCode >= 500 {
+		return false
+	}
+	if code, ok := apiErr.Code.(string); ok && code == "model_not_found" {
+		return true
+	}
+	return noSuchModelRe.MatchString(apiErr.Message)
+}
+
 // ErrServerFailing marks a transient failure whose every attempt the API answered with a server
 // error (5xx), with a success status and a body that is not its answer (see notAnAnswer: not
 // JSON, empty, JSON of another shape), or did not answer in its
@@ -265,13 +288,15 @@ func notAnAnswer(why string) bool {
 //     503 "Loading model") → Account.
 //   - a TLS handshake that failed on the certificate or on a server that speaks plain HTTP
 //     (see ErrTLS) → Account.
+//   - a 4xx refusal of the request's model (LM Studio's 400 "No models loaded", "Invalid model
+//     identifier", or an error code "model_not_found": see noSuchModel) → Account.
 //   - other network errors, timeouts, io.ErrUnexpectedEOF, JSON syntax and type errors of a
 //     truncated or malformed body, ErrBadResponse, and anything unknown → Transient.
 func Classify(err error) Class {
 	if errors.Is(err, paper.ErrPermanent) {
 		return Permanent
 	}
-	if errors.Is(err, ErrAccount) || unreachable(err) || loading(err) || tlsHint(err) != "" {
+	if errors.Is(err, ErrAccount) || unreachable(err) || loading(err) || tlsHint(err) != "" || noSuchModel(err) {
 		return Account
 	}
 	if _, _, ok := InputTooLong(err); ok {

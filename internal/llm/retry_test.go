@@ -289,6 +289,12 @@ func TestRetrierGivesTheMessageOfAnErrorBodyNotInOpenAIsShape(t *testing.T) {
 		{"error string", `{"error":"model 'x' not found"}`, "message: model 'x' not found", 404, Account},
 		{"FastAPI detail", `{"detail":"Not Found"}`, "message: Not Found", 404, Account},
 		{"plain text", "404 page not found\n", "message: 404 page not found", 404, Account},
+		// LM Studio without a model loaded, and asked for one it does not have: 400s, no paper's
+		// fault (tinyhumansai/openhuman#4181, assafelovic/gpt-researcher#1556).
+		{"LM Studio, no model", `{"error":"No models loaded. Please load a model in the developer page or use the 'lms load' command."}`,
+			"message: No models loaded. Please load a model", 400, Account},
+		{"LM Studio, unknown model", `{"error":{"message":"Invalid model identifier \"o4-mini\". Please specify a valid downloaded model (e.g., qwen3-vl-8b).","type":"invalid_request_error","param":"model","code":"model_not_found"}}`,
+			`Invalid model identifier "o4-mini"`, 400, Account},
 		// Gemini's OpenAI compatibility (generativelanguage.googleapis.com/v1beta/openai)
 		// answers Google's error object in a list, pretty-printed (as quoted in
 		// FuzzAnything/PromptFuzz#42, SuzumiyaAkizuki/ComfyUI-NewBie-LLM-Formatter#3).

@@ -291,6 +291,7 @@ type Server struct {
 	mu             sync.Mutex
 	apiKey         string
 	loading        bool // SetLoading
+	noModel        bool // SetNoModel
 	faults         Faults
 	rng            *rand.Rand
 	stats          Stats
@@ -388,6 +389,19 @@ func (s *Server) SetAPIKey(key string) {
 func (s *Server) SetLoading(on bool) {
 	s.mu.Lock()
 	s.loading = on
+	s.mu.Unlock()
+}
+
+// SetNoModel has the server answer every chat and embeddings request as LM Studio's server
+// does while it has no model loaded (on) — its just-in-time loading off, or the model evicted
+// after its idle time-to-live — or answer them again (off): 400 {"error": {"message": "No
+// models loaded. Please load a model in the developer page or use the `lms load` command.",
+// "type": "invalid_request_error", "param": "model"}} (as quoted in
+// tinyhumansai/openhuman#4181; assafelovic/gpt-researcher#1556 quotes {"error": "No models
+// loaded. …"}, and lmstudio-ai/lms#107 a 404 from an older version).
+func (s *Server) SetNoModel(on bool) {
+	s.mu.Lock()
+	s.noModel = on
 	s.mu.Unlock()
 }
 
@@ -579,20 +593,27 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // loadingOr is h, answered with llama.cpp's 503 "Loading model" while the server is loading
-// (SetLoading). The request is counted as h counts it.
+// (SetLoading), and with LM Studio's 400 "No models loaded" while it has none (SetNoModel).
+// The request is counted as h counts it.
 func (s *Server) loadingOr(h func(http.ResponseWriter, *http.Request, []string)) func(http.ResponseWriter, *http.Request, []string) {
 	return func(w http.ResponseWriter, r *http.Request, parts []string) {
 		s.mu.Lock()
-		loading := s.loading
+		loading, noModel := s.loading, s.noModel
 		if loading {
 			s.stats.Loading++
 		}
 		s.mu.Unlock()
-		if !loading {
+		switch {
+		case loading:
+			s.writeRequestError(w, llamaCppError(http.StatusServiceUnavailable, "unavailable_error", "Loading model"))
+		case noModel:
+			s.writeRequestError(w, &requestError{status: http.StatusBadRequest, raw: map[string]any{"error": map[string]any{
+				"message": "No models loaded. Please load a model in the developer page or use the `lms load` command.",
+				"type":    "invalid_request_error", "param": "model",
+			}}})
+		default:
 			h(w, r, parts)
-			return
 		}
-		s.writeRequestError(w, llamaCppError(http.StatusServiceUnavailable, "unavailable_error", "Loading model"))
 	}
 }
 
