@@ -1,8 +1,10 @@
 package llm
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -341,6 +343,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp, err := base.RoundTrip(req)
 	if err == nil {
+		if resp.StatusCode == http.StatusOK {
+			errorInSuccess(resp)
+		}
 		t.Limiter.Observe(resp.Header, resp.StatusCode)
 		if resp.StatusCode == http.StatusTooManyRequests && t.Limiter != nil {
 			if _, ok := RetryAfter(resp.Header, time.Now()); !ok {
@@ -360,6 +365,49 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	return resp, err
 }
+
+// errorInSuccess gives resp, a 200, the status of the error its body holds instead of an
+// answer: a gateway that sends its 200 before the provider it routes to has answered sends the
+// provider's failure after it — OpenRouter's {"error": {"code": 429, "message": "Rate limit
+// exceeded: …", "metadata": {…}}, "user_id": …}, its API reference says ("Errors") — which
+// go-openai took for an answer with no choices: an unusable answer, retried at once and counted
+// as billed, for a rate limit or an outage. The body's "code" when it is an HTTP error status,
+// else 502 (a failure behind the gateway). resp's body is given back whole either way; a body
+// that does not start with its "error" is not looked at beyond its first bytes.
+func errorInSuccess(resp *http.Response) {
+	br := bufio.NewReaderSize(resp.Body, 512)
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{br, resp.Body}
+	head, _ := br.Peek(512) // what there is of it, when it is shorter
+	if !errorFirstRe.Match(head) {
+		return
+	}
+	body, _ := io.ReadAll(io.LimitReader(br, maxRetryInfoBody))
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(body), br), resp.Body}
+	var e struct {
+		Error *struct {
+			Code any `json:"code"`
+		} `json:"error"`
+		Choices json.RawMessage `json:"choices"`
+		Data    json.RawMessage `json:"data"`
+	}
+	if json.Unmarshal(body, &e) != nil || e.Error == nil || len(e.Choices) > 0 || len(e.Data) > 0 {
+		return // not an error object, or an answer after all
+	}
+	code := http.StatusBadGateway
+	if n, ok := e.Error.Code.(float64); ok && n >= 400 && n < 600 && n == math.Trunc(n) {
+		code = int(n)
+	}
+	resp.StatusCode, resp.Status = code, fmt.Sprintf("%d %s", code, http.StatusText(code))
+}
+
+// errorFirstRe matches the start of a JSON body whose first member is "error".
+var errorFirstRe = regexp.MustCompile(`^\s*\{\s*"error"\s*:`)
 
 // maxRetryInfoBody is the most of a 429's body BodyRetryDelay is given: Google's error object,
 // with its details, is well under it.

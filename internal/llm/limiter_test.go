@@ -302,6 +302,34 @@ func TestTransportPausesForGeminisRetryDelay(t *testing.T) {
 	}
 }
 
+// TestTransportTakesAnErrorInASuccessForItsStatus: OpenRouter sends its 200 before the
+// provider it routes to answers, and a failure after that — the provider's rate limit, its
+// outage — comes as {"error": {"code": 429, "message": …}} in the 200's body (OpenRouter's
+// API reference, "Errors"). go-openai took it for an answer without choices: the summarizer
+// retried it as an unusable answer at once, counted each as a billed request, and gave up
+// with "chat completion without choices", the backlog dead-lettered over its deliveries for
+// a rate limit. The transport gives such an answer the error's status: a 429 that pauses
+// every caller, with the message and its class.
+func TestTransportTakesAnErrorInASuccessForItsStatus(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{Flavor: openaitest.FlavorOpenRouter,
+		Faults: openaitest.Faults{RateLimit: 1}})
+	l := NewLimiter(LimiterConfig{DefaultPause: 30 * time.Second})
+	api, _, _ := Conn{BaseURL: srv.URL(), APIKey: "k", MaxRetries: -1, Timeout: 10 * time.Second, Limiter: l}.Open()
+	start := time.Now()
+	_, err := api.CreateChatCompletion(t.Context(), openai.ChatCompletionRequest{Model: "meta-llama/llama-3.3-70b-instruct:free",
+		Messages: []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: "Hi."}}})
+	if HTTPStatus(err) != http.StatusTooManyRequests || Classify(err) != RateLimited {
+		t.Fatalf("err = %v (status %d); want OpenRouter's 429, rate-limited", err, HTTPStatus(err))
+	}
+	if !strings.Contains(err.Error(), "Rate limit exceeded: free-models-per-day") {
+		t.Errorf("err = %v, want OpenRouter's message", err)
+	}
+	if d := l.PausedUntil().Sub(start); d < 30*time.Second {
+		t.Errorf("limiter paused for %v; want the 429's pause", d.Round(time.Millisecond))
+	}
+}
+
 // roundTripFunc is an http.RoundTripper of a function.
 type roundTripFunc func(*http.Request) (*http.Response, error)
 

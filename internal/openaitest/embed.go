@@ -151,13 +151,15 @@ const (
 	FlavorGemini = "gemini"
 	// FlavorMistral is Mistral's API (https://api.mistral.ai/v1).
 	FlavorMistral = "mistral"
+	// FlavorOpenRouter is OpenRouter (https://openrouter.ai/api/v1).
+	FlavorOpenRouter = "openrouter"
 	// FlavorLiteLLM is LiteLLM's proxy in front of an embedding model of a provider it does
 	// not pass "encoding_format" to: Gemini, Vertex AI, Bedrock (see unsupportedEncoding).
 	FlavorLiteLLM = "litellm"
 )
 
 // flavors are the values Config.Flavor may take besides "".
-var flavors = []string{FlavorOpenAI, FlavorLlamaCpp, FlavorVLLM, FlavorTEI, FlavorAzure, FlavorGemini, FlavorMistral, FlavorLiteLLM}
+var flavors = []string{FlavorOpenAI, FlavorLlamaCpp, FlavorVLLM, FlavorTEI, FlavorAzure, FlavorGemini, FlavorMistral, FlavorLiteLLM, FlavorOpenRouter}
 
 // unsupportedEncoding is LiteLLM's proxy's answer to an embeddings request with an
 // "encoding_format" (whatever its value: "base64", or "float", the OpenAI SDKs' default) for

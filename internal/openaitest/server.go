@@ -137,14 +137,16 @@ type Config struct {
 	Serves string
 	// Flavor is the server whose answers the fake gives where that server's
 	// differ from OpenAI's: FlavorOpenAI (the default, ""), FlavorLlamaCpp,
-	// FlavorVLLM, FlavorTEI, FlavorAzure, FlavorGemini, FlavorMistral or
-	// FlavorLiteLLM. Today that is the answer to an embeddings input longer
-	// than ContextTokens (see contextError), to a request of more than
-	// MaxInputs inputs (see tooManyInputs), Mistral's to a request of more
-	// than MaxRequestTokens tokens, vLLM's 400 for "dimensions", as for a
-	// model without Matryoshka support (every model of the fake's vLLM),
-	// LiteLLM's 400 for "encoding_format" (see unsupportedEncoding), and
-	// Gemini's 429, its wait in its body (see rateLimited).
+	// FlavorVLLM, FlavorTEI, FlavorAzure, FlavorGemini, FlavorMistral,
+	// FlavorLiteLLM or FlavorOpenRouter. Today that is the answer to an
+	// embeddings input longer than ContextTokens (see contextError), to a
+	// request of more than MaxInputs inputs (see tooManyInputs), Mistral's
+	// to a request of more than MaxRequestTokens tokens, vLLM's 400 for
+	// "dimensions", as for a model without Matryoshka support (every model
+	// of the fake's vLLM), LiteLLM's 400 for "encoding_format" (see
+	// unsupportedEncoding), and the rate limit's answer of Gemini (a 429,
+	// its wait in its body) and of OpenRouter (a 200 with an error in its
+	// body; see rateLimited).
 	Flavor string
 	// ChatLimits and EmbedLimits are the per-minute budgets the x-ratelimit-*
 	// headers advertise (not enforced: 429s come from Faults.RateLimit). A
@@ -752,6 +754,24 @@ func (s *Server) setRateHeaders(w http.ResponseWriter, chat bool, tokens int64, 
 
 // rateLimited answers a RateLimit fault.
 func (s *Server) rateLimited(w http.ResponseWriter, chat bool, model string, tokens int64, after time.Duration) {
+	if s.cfg.Flavor == FlavorOpenRouter {
+		// OpenRouter sends its 200 before the provider it routes to answers; a provider's
+		// failure after that — its rate limit among them — comes in the body, with its status as
+		// the error's "code" (OpenRouter's API reference, "Errors"; the body as quoted in
+		// Aider-AI/aider#3550, BerriAI/litellm#21755).
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		body, _ := json.Marshal(map[string]any{"error": map[string]any{
+			"message": "Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free model requests per day",
+			"code":    http.StatusTooManyRequests,
+			"metadata": map[string]any{"headers": map[string]any{
+				"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "0",
+				"X-RateLimit-Reset": strconv.FormatInt(time.Now().Add(after).UnixMilli(), 10),
+			}, "provider_name": nil},
+		}, "user_id": "user_openaitest"})
+		_, _ = w.Write(body)
+		return
+	}
 	if s.cfg.Flavor == FlavorGemini {
 		// Gemini sends no Retry-After nor x-ratelimit-* headers: the wait is in the body, a
 		// RetryInfo detail of Google's error object ("retryDelay": "43s"; its message says
