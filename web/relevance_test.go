@@ -1,0 +1,166 @@
+package web_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"testing"
+
+	"github.com/paperpipe/paperpipe/internal/sampledata"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/web"
+)
+
+// judgement is a query a reader of the sample archive might type, and the papers that answer
+// it: title fragments of the sample papers, any of which is a right answer. why says how the
+// judgement was made.
+type judgement struct {
+	kind string
+	q    string
+	want []string
+	why  string
+}
+
+// The LoRA papers of the sample: low-rank adaptation is their method or their subject.
+var loraPapers = []string{"Higher Layers Need More LoRA", "LQ-LoRA", "LLaVA-MoLE", "NLoRA",
+	"LoLDU", "IncreLoRA", "Initialization using Update Approximation"}
+
+// The sample's papers on mixtures of experts (in title).
+var moePapers = []string{"A Survey on Mixture of Experts", "Demons in the Detail", "Branch-Train-Merge",
+	"Every FLOP Counts", "Scalable and Efficient MoE Training", "BAM! Just Like That", "Read-ME",
+	"Uni-MoE", "MC-MoE", "Higher Layers Need More LoRA", "LLaVA-MoD", "DMoERM", "UOE:",
+	"LLaVA-MoLE", "MoE-LLaVA"}
+
+// The sample's papers on multimodal large language models (in title).
+var mllmPapers = []string{"Accelerating Multimodal Large Language Models", "InfMLLM", "MIBench",
+	"MMMT-IF", "Multimodal Mamba", "MANTIS", "Uni-MoE", "SemiHVision", "ARMOR", "ProVision",
+	"T2Vid", "Multimodal Needle", "MaTVLM", "A Review of Multi-Modal", "LLaVA-MoD",
+	"StreamingBench", "Align^2LLaVA", "MM-Instruct", "Aligning Multimodal LLM", "Pixel-Level Insight",
+	"LLaVA-MoLE", "MMEvol", "MoE-LLaVA", "POINTS:", "NoteLLM-2", "MLLM-DataEngine"}
+
+// judged is the judged query set of the sample archive (testdata/sample-papers.txt, 108
+// papers, read whole to judge): each query has the papers a reader typing it looks for.
+var judged = []judgement{
+	// Exact titles, pasted: the paper itself is the one answer, and belongs first.
+	{"exact title", "Scaling Sparse Fine-Tuning to Large Language Models", []string{"Scaling Sparse Fine-Tuning"}, "the paper's title"},
+	{"exact title", "A Survey on Mixture of Experts", []string{"A Survey on Mixture of Experts"}, "the paper's title; 15 other papers are on MoE"},
+	{"exact title", "Higher Layers Need More LoRA Experts", []string{"Higher Layers Need More LoRA"}, "the paper's title"},
+	{"exact title", "Forget What You Know about LLMs Evaluations - LLMs are Like a Chameleon", []string{"Forget What You Know"}, "the paper's title, with its ' - '"},
+	{"exact title", "1.5-Pints Technical Report: Pretraining in Days, Not Months -- Your Language Model Thrives on Quality Data", []string{"1.5-Pints"}, "the paper's title, with its ' -- '"},
+	{"exact title", "Does your data spark joy? Performance gains from domain upsampling at the end of training", []string{"spark joy"}, "the paper's title"},
+	{"exact title", "To Repeat or Not To Repeat: Insights from Scaling LLM under Token-Crisis", []string{"To Repeat or Not"}, "the paper's title, with an 'or' in it"},
+	{"exact title", "Scattered or Connected? An Optimized Parameter-efficient Tuning Approach for Information Retrieval", []string{"Scattered or Connected"}, "the paper's title, with an 'or' in it"},
+	{"exact title", "Large Batch Optimization for Deep Learning: Training BERT in 76 minutes", []string{"Training BERT in 76"}, "the paper's title"},
+	{"exact title", "Split & Merge: Unlocking the Potential of Visual Adapters via Sparse Training", []string{"Split & Merge"}, "the paper's title, with an '&'"},
+	{"exact title", "S^{2}FT: Efficient, Scalable and Generalizable LLM Fine-tuning by Structured Sparsity", []string{"S^{2}FT"}, "the paper's title, with TeX"},
+	{"exact title", "E^2-LLM: Efficient and Extreme Length Extension of Large Language Models", []string{"E^2-LLM"}, "the paper's title, with TeX"},
+	{"exact title", "medusa: simple llm inference acceleration framework with multiple decoding heads", []string{"Medusa"}, "the paper's title, lower-cased"},
+	{"exact title", "Unraveling the Mystery of Scaling Laws: Part I", []string{"Unraveling the Mystery"}, "the paper's title"},
+	// Title fragments: a reader remembers part of a title.
+	{"title fragment", "Activation Beacon", []string{"Activation Beacon"}, "two words of one title, in no other paper"},
+	{"title fragment", "needle in a haystack", []string{"Multimodal Needle in a Haystack"}, "an idiom only that title has"},
+	{"title fragment", "Power Scheduler", []string{"Power Scheduler"}, "its title's name"},
+	{"title fragment", "Demons in the Detail", []string{"Demons in the Detail"}, "its title's opening"},
+	{"title fragment", "spark joy", []string{"spark joy"}, "its title's phrase"},
+	// Acronyms of methods.
+	{"acronym", "LoRA", loraPapers, "low-rank adaptation is their method or subject"},
+	{"acronym", "MoE", moePapers, "mixture of experts is their subject"},
+	{"acronym", "MLLM", mllmPapers, "multimodal LLMs are their subject"},
+	{"acronym", "PEFT", []string{"IncreLoRA", "LoLDU", "Scattered or Connected", "Scaling Sparse Fine-Tuning", "HFT:", "S^{2}FT", "LiST:"}, "parameter-efficient fine-tuning is their method"},
+	{"acronym", "QAT", []string{"EfficientQAT"}, "quantization-aware training, that paper's method"},
+	{"acronym", "BERT", []string{"Training BERT in 76"}, "the only paper about training BERT"},
+	{"acronym", "RLHF reward model", []string{"DMoERM"}, "the archive's one paper on reward models"},
+	// Misspellings: one word wrong, the rest right.
+	{"misspelling", "Matryoshka embedings", []string{"Starbucks"}, "its title's Matryoshka Embeddings"},
+	{"misspelling", "survey of mixture of experst", []string{"A Survey on Mixture of Experts"}, "experts misspelt"},
+	{"misspelling", "Vietnames chatbot", []string{"Vietnamese Chatbot"}, "Vietnamese misspelt"},
+	// Questions in plain words.
+	{"question", "how do I train a language model on more than ten thousand GPUs?", []string{"MegaScale", "ByteScale", "Optimizing Distributed Training on Frontier"}, "training at that scale is their subject"},
+	{"question", "how can a mixture of experts model be compressed?", []string{"MC-MoE", "LLaVA-MoD"}, "compressing MoE models is their subject"},
+	{"question", "how to extend the context window of an LLM", []string{"Activation Beacon", "E^2-LLM", "ByteScale"}, "context extension is their subject"},
+	{"question", "which learning rate schedule works for any batch size?", []string{"Power Scheduler"}, "its subject"},
+	// Paragraphs pasted from an abstract.
+	{"abstract paragraph", "Large Language Models (LLMs) are difficult to fully fine-tune (e.g., with instructions or human feedback) due to their sheer number of parameters. A family of parameter-efficient sparse fine-tuning (SFT) methods have proven promising in terms of performance but their memory requirements increase proportionally to the size of the LLMs.", []string{"Scaling Sparse Fine-Tuning"}, "the opening of its abstract"},
+	{"abstract paragraph", "The training data for fine-tuning large language models (LLMs) is typically structured as input-output pairs. However, for many tasks, there can be multiple equally valid output variations for the same input.", []string{"Efficient Response Generation Method Selection"}, "the opening of its abstract"},
+	// Other languages.
+	{"other language", "chatbot vietnamien", []string{"Vietnamese Chatbot"}, "French; chatbot is the same word"},
+	{"other language", "mélange d'experts multimodal", []string{"Uni-MoE", "MoE-LLaVA", "LLaVA-MoD", "LLaVA-MoLE"}, "French; multimodal and experts are the same words"},
+	// Quoted phrases.
+	{"quoted phrase", `"knowledge distillation"`, []string{"Compact Language Models via Pruning and Knowledge Distillation", "LLaVA-MoD", "Multimodal Mamba"}, "the phrase is their method"},
+	{"quoted phrase", `"load balancing"`, []string{"Demons in the Detail"}, "the phrase is its subject"},
+	{"quoted phrase", `"scaling laws"`, []string{"Unraveling the Mystery of Scaling Laws"}, "the phrase is its subject"},
+	// Hyphenated terms.
+	{"hyphenated", "chain-of-thought", []string{"Training Chain-of-Thought"}, "its title's term"},
+	{"hyphenated", "training-free fine-tuning", []string{"Dynamic Sparse No Training"}, "its title's terms"},
+	{"hyphenated", "multi-image instruction tuning", []string{"MANTIS"}, "its title's terms"},
+	{"hyphenated", "Mixture-of-Experts", moePapers, "mixture of experts is their subject"},
+	{"hyphenated", "pretraining model growth", []string{"Stacking Your Transformers"}, "its title says Pre-Training and Model Growth"},
+	// TeX and Unicode.
+	{"tex/unicode", "Nyström", []string{"NLoRA"}, "the word of its title"},
+	{"tex/unicode", "Nystrom initialization", []string{"NLoRA"}, "its title's Nyström-Initiated, typed without the accent"},
+	{"tex/unicode", "S2FT", []string{"S^{2}FT"}, "its name as people type it"},
+	{"tex/unicode", "E2-LLM", []string{"E^2-LLM"}, "its name as people type it"},
+	{"tex/unicode", "Align2LLaVA", []string{"Align^2LLaVA"}, "its name as people type it"},
+}
+
+// judgedRank returns the rank (1-based) of the first paper of want among hits, 0 when none
+// is there.
+func judgedRank(hits []paper.Hit, want map[string]bool) int {
+	for i, h := range hits {
+		if want[h.ID] {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// judgedScores are the figures of one mode over the judged set.
+type judgedScores struct {
+	n, hit1, hit10 int
+	mrr            float64
+}
+
+func (s judgedScores) String() string {
+	return fmt.Sprintf("hit@1 %d/%d, hit@10 %d/%d, MRR %.3f", s.hit1, s.n, s.hit10, s.n, s.mrr/float64(s.n))
+}
+
+// TestJudgedQueries measures every search mode on the judged set through GET /api/search (what
+// the pages and `paperpipe search` run too), with the offline models, and logs each query's
+// rank and each mode's hit@1, hit@10 and MRR (go test -v -run TestJudgedQueries ./web).
+func TestJudgedQueries(t *testing.T) {
+	t.Parallel()
+	b := withSample(t)
+	sample := sampledata.Papers(t)
+	for _, mode := range []string{web.ModeKeyword, web.ModeSemantic, web.ModeHybrid} {
+		var sc judgedScores
+		for _, j := range judged {
+			want := map[string]bool{}
+			for _, f := range j.want {
+				want[idOf(t, sample, f)] = true
+			}
+			var res hitsBody
+			r := b.get("/api/search?" + url.Values{"q": {j.q}, "k": {"10"}, "mode": {mode}}.Encode())
+			if r.code != http.StatusOK && r.code != http.StatusBadRequest {
+				t.Fatalf("%s %q: %d %s", mode, j.q, r.code, r.body)
+			}
+			if r.code == http.StatusOK {
+				r.json(t, &res)
+			}
+			rank := judgedRank(res.Results, want)
+			sc.n++
+			if rank == 1 {
+				sc.hit1++
+			}
+			if rank > 0 {
+				sc.hit10++
+				sc.mrr += 1 / float64(rank)
+			}
+			top := ""
+			if len(res.Results) > 0 {
+				top = res.Results[0].Title
+			}
+			t.Logf("%-8s %-18s rank %2d  %.50q  (first: %.50q)", mode, j.kind, rank, j.q, top)
+		}
+		t.Logf("%s: %s", mode, sc)
+	}
+}
