@@ -23,8 +23,10 @@ type Query struct {
 // ParseQuery reads q as web-search syntax. As websearch_to_tsquery does, it takes a - as an
 // exclusion only at the start of a word or phrase ("state-of-the-art" is one word), reads an
 // unclosed quote to the end of the text, treats ! & | ( ) < as spaces, and cancels a pair of
-// leading dashes (--word is word).
+// leading dashes (--word is word). Unlike websearch_to_tsquery, it reads a dash with a space
+// after it as punctuation (see LoneDashesToSpaces).
 func ParseQuery(q string) Query {
+	q = LoneDashesToSpaces(q)
 	var text, excluded []string
 	negate := false
 	for i := 0; i < len(q); {
@@ -77,6 +79,47 @@ func ParseQuery(q string) Query {
 		negate = false
 	}
 	return Query{Text: strings.Join(text, " "), Excluded: strings.Join(excluded, " or ")}
+}
+
+// LoneDashesToSpaces returns q with each run of dashes that starts a word (at the start of q,
+// or after a space, a quote or one of ! & | ( ) <) and has a white-space character or the end
+// of q after it made as many spaces. Such a dash is punctuation, as in the titles "Forget What
+// You Know about LLMs Evaluations - LLMs are Like a Chameleon" and "… Not Months -- Your
+// Language Model …", not an exclusion: websearch_to_tsquery reads "a - b" as 'a' & !'b', and
+// a title pasted whole left out its own paper, in every search mode. Web-search syntax
+// excludes a word with a dash written against it ("-b"). ParseQuery reads q so, and a full-text
+// query is made of q so (package store), so that both read the same words.
+func LoneDashesToSpaces(q string) string {
+	var b []byte // a copy of q, made at the first lone dash
+	for i := 0; i < len(q); i++ {
+		if q[i] != '-' || (i > 0 && !startsWord(q[:i])) {
+			continue
+		}
+		j := i
+		for j < len(q) && q[j] == '-' {
+			j++
+		}
+		if r, _ := utf8.DecodeRuneInString(q[j:]); j == len(q) || isQuerySpace(r) {
+			if b == nil {
+				b = []byte(q)
+			}
+			for k := i; k < j; k++ {
+				b[k] = ' '
+			}
+		}
+		i = j - 1
+	}
+	if b == nil {
+		return q
+	}
+	return string(b)
+}
+
+// startsWord reports whether a word starts after before: it is empty or ends with a space, a
+// quote or an operator.
+func startsWord(before string) bool {
+	r, _ := utf8.DecodeLastRuneInString(before)
+	return isQuerySpace(r) || r == '"' || strings.ContainsRune(queryOperators, r)
 }
 
 // queryOperators are the characters websearch_to_tsquery skips like spaces.

@@ -17,8 +17,17 @@ func TestParseQuery(t *testing.T) {
 		{"state-of-the-art -foo-bar", "state-of-the-art", "foo-bar"},
 		{`"a b"-c`, "a b", "c"},
 		{"foo(-bar)", "foo", "bar"},
-		{"a - b", "a", "b"},          // websearch_to_tsquery: !'b'
-		{"--foo bar", "foo bar", ""}, // !!'foo'
+		// A dash with a space after it is punctuation, not an exclusion: a title with " - " or
+		// " -- " in it, pasted, looks for its own words (websearch_to_tsquery alone reads
+		// "a - b" as !'b'; the store hands it the text without such dashes).
+		{"a - b", "a b", ""},
+		{"Evaluations - LLMs are Like a Chameleon", "Evaluations LLMs are Like a Chameleon", ""},
+		{"Not Months -- Your Model", "Not Months Your Model", ""},
+		{"a -\u00a0b -", "a b", ""},
+		{"a - -b", "a", "b"},
+		{`a - "b c"`, "a b c", ""},
+		{"pre- and post-training", "pre- and post-training", ""}, // a word's own dash stays
+		{"--foo bar", "foo bar", ""},                             // !!'foo'
 		{"-x -y", "", "x or y"},
 		{`unclosed "quote -here`, "unclosed quote -here", ""},
 		{"", "", ""},

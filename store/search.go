@@ -39,14 +39,17 @@ const tsQuery = `websearch_to_tsquery('english', $1)`
 // no-break space joins two words into a phrase), and both must read the same query:
 // "quokka\u00a0-wombat" left wombat papers out of the semantic ranking and looked for the
 // phrase "quokka wombat" in the keyword one. Stored text is in NFC (ingest), and a word
-// matches only in the same form: "nai\u0308ve" typed decomposed found no "naïve".
+// matches only in the same form: "nai\u0308ve" typed decomposed found no "naïve". A dash with a
+// space after it is punctuation, as ParseQuery reads it (paper.LoneDashesToSpaces):
+// websearch_to_tsquery would exclude the word after the space, and a title with " - " in it,
+// pasted whole, matched no paper, not even its own.
 func pgQuery(q string) string {
-	return strings.Map(func(r rune) rune {
+	return paper.LoneDashesToSpaces(strings.Map(func(r rune) rune {
 		if unicode.IsSpace(r) {
 			return ' '
 		}
 		return r
-	}, norm.NFC.String(q))
+	}, norm.NFC.String(q)))
 }
 
 // checkQuery validates the text of a full-text query.

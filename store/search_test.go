@@ -96,6 +96,45 @@ func TestKeywordSearchOfDecomposedAccents(t *testing.T) {
 	}
 }
 
+// A dash with a space after it is punctuation, not an exclusion (paper.LoneDashesToSpaces): a
+// title with " - " in it, pasted whole, finds its paper in every mode and in the listing's
+// text filter; websearch_to_tsquery alone read it as 'quokka' & … & !'wombat', which the paper
+// itself fails.
+func TestSearchReadsALoneDashAsPunctuation(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp := space(t, s, "lone-dash", 3)
+	dashed := topic(1, "Quokka Counts - Wombats are Like Quokkas", "We count quokkas and wombats on an island.")
+	other := topic(2, "Quokka counts on the mainland", "We count quokkas in a forest.")
+	upsert(t, s, []paper.Abstract{dashed, other}, store.Work{})
+	if _, err := s.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(dashed, 1, 0, 0), embeddingOf(other, 0, 1, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{dashed.Title, "quokka counts -- wombats", "quokka counts -\u00a0wombats", "wombats -"} {
+		kw, err := s.KeywordSearch(ctx, q, 10)
+		if err != nil || len(kw) == 0 || kw[0].ID != dashed.ID {
+			t.Errorf("KeywordSearch(%q) = %v, %v; want %s first", q, hitIDs(kw), err, dashed.ID)
+		}
+		hy, err := s.HybridSearch(ctx, sp.ID, q, []float32{1, 0, 0}, 10)
+		if err != nil || len(hy) == 0 || hy[0].ID != dashed.ID {
+			t.Errorf("HybridSearch(%q) = %v, %v; want %s first", q, hitIDs(hy), err, dashed.ID)
+		}
+		sem, err := s.SemanticSearch(ctx, sp.ID, q, []float32{1, 0, 0}, 10)
+		if err != nil || len(sem) != 2 || sem[0].ID != dashed.ID {
+			t.Errorf("SemanticSearch(%q) = %v, %v; want both papers, %s first", q, hitIDs(sem), err, dashed.ID)
+		}
+		recs, _, err := s.ListFiltered(ctx, store.ListFilter{Text: q}, 10, nil)
+		if err != nil || len(recs) == 0 || recs[0].ID != dashed.ID {
+			t.Errorf("ListFiltered(text %q) = %d papers, %v; want %s", q, len(recs), err, dashed.ID)
+		}
+	}
+	// A dash written against a word still excludes it.
+	if kw, err := s.KeywordSearch(ctx, "quokka - counts -wombats", 10); err != nil || !slices.Equal(hitIDs(kw), []string{other.ID}) {
+		t.Errorf("KeywordSearch(quokka - counts -wombats) = %v, %v; want %s", hitIDs(kw), err, other.ID)
+	}
+}
+
 func TestSearchTextIsNeverSQL(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
