@@ -187,8 +187,9 @@ type Hit struct {
 	ID    string `json:"id"`
 	Title string `json:"title"`
 	TLDR  string `json:"tldr,omitempty"`
-	// Score is the cosine similarity for vector queries (1 is identical), ts_rank for keyword
-	// queries, or the fused score for hybrid queries; higher is better.
+	// Score is the cosine similarity for vector queries (1 is identical), PostgreSQL's cover
+	// density ts_rank_cd normalised to [0, 1) for keyword queries, or the fused score for hybrid
+	// queries; higher is better.
 	Score float64 `json:"score"`
 }
 
