@@ -72,6 +72,8 @@ var judged = []judgement{
 	{"acronym", "PEFT", []string{"IncreLoRA", "LoLDU", "NLoRA", "Scattered or Connected", "Scaling Sparse Fine-Tuning", "HFT:", "S^{2}FT", "LiST:"}, "parameter-efficient fine-tuning is their method"},
 	{"acronym", "QAT", []string{"EfficientQAT"}, "quantization-aware training, that paper's method"},
 	{"acronym", "BERT", []string{"Training BERT in 76"}, "the only paper about training BERT"},
+	{"acronym", "VLM prompt learning", []string{"Active Prompt Learning in Vision Language Models"}, "its subject; its abstract says VLMs"},
+	{"acronym", "MLLM benchmark multiple images", []string{"MIBench"}, "its subject; its abstract says MLLMs"},
 	{"acronym", "RLHF reward model", []string{"DMoERM"}, "the archive's one paper on reward models"},
 	// Misspellings: one word wrong, the rest right.
 	{"misspelling", "Matryoshka embedings", []string{"Starbucks"}, "its title's Matryoshka Embeddings"},
@@ -254,13 +256,14 @@ func measureJudged(t *testing.T, embedder string, b *bundle, modes []string) {
 
 // judgedFloors are the hit@1 of the judged set measured on 2026-12-06, by embedder and mode:
 // the searches are deterministic, so fewer is a query answered worse than it was. (Before that
-// day's fixes — a dash with a space after it read as an exclusion, ts_rank's ties at 1 — they
-// were 36 keyword, 36 semantic and 40 hybrid with the hashed offline model; 45 and 44 fitted; 30
+// day's fixes — a dash with a space after it read as an exclusion, ts_rank's ties at 1, an
+// acronym that did not find its plural — they
+// were 36 keyword, 38 semantic and 42 hybrid with the hashed offline model; 47 and 46 fitted; 30
 // and 39 with the fake API.)
 var judgedFloors = map[string]int{
-	"offline, keyword": 38, "offline, semantic": 37, "offline, hybrid": 42,
-	"fitted, semantic": 46, "fitted, hybrid": 46,
-	"fake API, semantic": 30, "fake API, hybrid": 40,
+	"offline, keyword": 40, "offline, semantic": 39, "offline, hybrid": 44,
+	"fitted, semantic": 48, "fitted, hybrid": 48,
+	"fake API, semantic": 30, "fake API, hybrid": 42,
 }
 
 // Each sample paper's title, pasted whole, finds that paper first in keyword and hybrid mode
