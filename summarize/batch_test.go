@@ -39,6 +39,21 @@ func TestAccept(t *testing.T) {
 		{"<think>\nThe user wants a short summary of the router paper.\n</think>\n\nA balanced router lowers the loss.",
 			"A balanced router lowers the loss.", paper.ValidOK, false},
 		{"<think>\nThe user wants a short summary of the router paper.", "", "", true},
+		// Other delimiters: gpt-oss's harmony channels (with and without their special tokens),
+		// Magistral's, a GRPO fine-tune's, Sky-T1's; each was cleaned to the reasoning's first
+		// sentence.
+		{"<|channel|>analysis<|message|>The user wants a short summary of the router paper.<|end|><|start|>assistant<|channel|>final<|message|>A balanced router lowers the loss.",
+			"A balanced router lowers the loss.", paper.ValidOK, false},
+		{"analysisThe user wants a short summary of the router paper.assistantfinalA balanced router lowers the loss.",
+			"A balanced router lowers the loss.", paper.ValidOK, false},
+		{"<|channel|>analysis<|message|>The user wants a short summary of the router paper.", "", "", true},
+		{"[THINK]The user wants a short summary of the router paper.[/THINK]A balanced router lowers the loss.",
+			"A balanced router lowers the loss.", paper.ValidOK, false},
+		{"[THINK]The user wants a short summary of the router paper.", "", "", true},
+		{"<reasoning>\nThe user wants a short summary of the router paper.\n</reasoning>\n<answer>\nA balanced router lowers the loss.\n</answer>",
+			"A balanced router lowers the loss.", paper.ValidOK, false},
+		{"<|begin_of_thought|>\n\nThe user wants a short summary of the router paper.\n\n<|end_of_thought|>\n\n<|begin_of_solution|>\n\nA balanced router lowers the loss.\n\n<|end_of_solution|>",
+			"A balanced router lowers the loss.", paper.ValidOK, false},
 	} {
 		text, valid, err := Accept(tc.answer, a, 30)
 		if tc.fails {

@@ -264,13 +264,34 @@ func (c *Client) complete(ctx context.Context, msgs []message, usage *paper.Usag
 			return fmt.Errorf("chat completion without choices: %w", llm.ErrBadResponse)
 		}
 		ch := resp.Choices[0]
-		text, thought := splitThinking(ch.Message.Content)
-		reasoned := thought || strings.TrimSpace(ch.Message.ReasoningContent) != "" ||
+		content, parted := messageText(ch.Message)
+		text, thought := splitThinking(content)
+		reasoned := thought || parted || strings.TrimSpace(ch.Message.ReasoningContent) != "" ||
 			resp.Usage.CompletionTokensDetails != nil && resp.Usage.CompletionTokensDetails.ReasoningTokens > 0
 		ans = answer{text: text, cut: ch.FinishReason == openai.FinishReasonLength, refusal: ch.Message.Refusal, reasoned: reasoned}
 		return nil
 	})
 	return ans, err
+}
+
+// messageText returns the text of m's content and whether it came with a thinking part:
+// the content string, or, when the content is an array of parts, its text parts joined, as
+// Mistral's API answers for a Magistral model (a "thinking" part holding the reasoning, then a
+// "text" part holding the answer).
+func messageText(m openai.ChatCompletionMessage) (text string, thinkingPart bool) {
+	if m.Content != "" || len(m.MultiContent) == 0 {
+		return m.Content, false
+	}
+	var b strings.Builder
+	for _, p := range m.MultiContent {
+		switch p.Type {
+		case openai.ChatMessagePartTypeText:
+			b.WriteString(p.Text)
+		case "thinking":
+			thinkingPart = true
+		}
+	}
+	return b.String(), thinkingPart
 }
 
 // wrap returns ctx.Err() when ctx ended, else err with the paper and model named (also when

@@ -588,6 +588,8 @@ func TestClientThinkingModelsReasoningIsNotTheTLDR(t *testing.T) {
 		{"limit reached thinking, no parser", thinkingAnswer(str("<think>\n"+reasoning), "", "length", 0), ""},
 		{"limit reached thinking, reasoning_content", thinkingAnswer(str(""), reasoning, "length", 0), ""},
 		{"limit reached thinking, content null", thinkingAnswer(nil, reasoning, "length", 0), ""},
+		{"limit reached thinking, harmony", thinkingAnswer(str("<|channel|>analysis<|message|>"+reasoning), "", "length", 0), ""},
+		{"limit reached thinking, Magistral", thinkingAnswer(str("[THINK]"+reasoning), "", "length", 0), ""},
 		{"limit reached thinking, reasoning tokens (OpenAI)", thinkingAnswer(str(""), "", "length", 300), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -606,6 +608,38 @@ func TestClientThinkingModelsReasoningIsNotTheTLDR(t *testing.T) {
 			}
 			if !errors.Is(err, paper.ErrPermanent) || !strings.Contains(err.Error(), "reasoning used the server's whole output-token limit") || s.Text != "" {
 				t.Fatalf("Summarize = %q (%s), %v; want a permanent error saying the reasoning used the token limit", s.Text, s.Validation, err)
+			}
+		})
+	}
+}
+
+// TestClientReasoningInOtherDelimitersIsNotTheTLDR: thinking models write their reasoning
+// between other delimiters than "<think>" — gpt-oss's harmony channels (with their special
+// tokens, or without them where the detokenizer drops them), Magistral's "[THINK]",
+// "<reasoning>" and "<answer>" of GRPO fine-tunes, Sky-T1's and OpenThinker's
+// "<|begin_of_thought|>" — or Mistral's API gives it as a "thinking" part of the content. Each
+// such answer failed Validate, was bought again with the stricter prompt, and Clean then stored
+// the first sentence of the reasoning ("<|channel|>analysis<|message|>The user wants a
+// one-sentence TL;DR of the abstract.", "AnalysisThe user wants …", "The user wants …"), or,
+// from Mistral's API, failed as empty after the two paid requests. The answer is now the text
+// after the reasoning, valid at the first request.
+func TestClientReasoningInOtherDelimitersIsNotTheTLDR(t *testing.T) {
+	t.Parallel()
+	plain := openaitest.Start(t, openaitest.Config{})
+	want, err := newClient(t, plain, nil, nil).Summarize(context.Background(), testPaper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{openaitest.ReasoningThink, openaitest.ReasoningHarmony, openaitest.ReasoningHarmonyText,
+		openaitest.ReasoningMagistral, openaitest.ReasoningMistralAPI, openaitest.ReasoningAnswerTags,
+		openaitest.ReasoningThought, openaitest.ReasoningField} {
+		t.Run(r, func(t *testing.T) {
+			t.Parallel()
+			srv := openaitest.Start(t, openaitest.Config{Reasoning: r})
+			s, err := newClient(t, srv, nil, nil).Summarize(context.Background(), testPaper)
+			if err != nil || s.Text != want.Text || s.Validation != paper.ValidOK || srv.Stats().ChatRequests != 1 {
+				t.Fatalf("Summarize = %q (%s), %v after %d requests; want %q, valid at the first", s.Text, s.Validation, err,
+					srv.Stats().ChatRequests, want.Text)
 			}
 		})
 	}

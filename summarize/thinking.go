@@ -2,29 +2,93 @@ package summarize
 
 import "strings"
 
-// Think tags: a reasoning model (DeepSeek-R1 and its distills, Qwen3, QwQ, Phi-4-reasoning …)
-// writes its reasoning between them before the answer.
+// reasoningBlocks are the delimiters thinking models write their reasoning between, before the
+// answer, as a server that does not separate the reasoning (vLLM without --reasoning-parser,
+// llama-server with --reasoning-format none, older Ollama, some hosted APIs) hands them over in
+// the content: "<think>" (DeepSeek-R1 and its distills, Qwen3, QwQ, Phi-4-reasoning …),
+// "[THINK]" (Mistral's Magistral from 2507 and Ministral reasoning models: mistral-common's
+// SpecialTokens.begin_think), "<reasoning>" (GRPO fine-tunes, which then write "<answer>…</answer>")
+// and "<|begin_of_thought|>" (Sky-T1, Bespoke-Stratos, OpenThinker, which then write
+// "<|begin_of_solution|>…<|end_of_solution|>"). gpt-oss's harmony channels are read apart
+// (splitHarmony).
+var reasoningBlocks = []struct{ open, close string }{
+	{"<think>", "</think>"},
+	{"[THINK]", "[/THINK]"},
+	{"<reasoning>", "</reasoning>"},
+	{"<|begin_of_thought|>", "<|end_of_thought|>"},
+}
+
+// answerWrappers are the tags some of those models put around the answer after the reasoning.
+var answerWrappers = []struct{ open, close string }{
+	{"<answer>", "</answer>"},
+	{"<|begin_of_solution|>", "<|end_of_solution|>"},
+}
+
+// Harmony, gpt-oss's response format: the reasoning is a message on the "analysis" channel and
+// the answer one on the "final" channel,
+// "<|channel|>analysis<|message|>…<|end|><|start|>assistant<|channel|>final<|message|>…"; a
+// server that decodes without its special tokens (skip_special_tokens) leaves
+// "analysis…assistantfinal…" (sgl-project/sglang#9190).
 const (
-	thinkOpen  = "<think>"
-	thinkClose = "</think>"
+	harmonyFinal     = "<|channel|>final<|message|>"
+	harmonyFinalText = "assistantfinal"
 )
 
 // splitThinking returns the answer in content, a chat completion's message content, without
 // the reasoning a thinking model wrote before it, and whether there was any. A server without a
-// reasoning parser (vLLM without --reasoning-parser, llama-server with --reasoning-format none,
-// older Ollama, some hosted APIs) sends it as it was generated: "<think>…</think>" then the
-// answer (Qwen3 also writes an empty "<think>\n\n</think>" with thinking off), or "…</think>"
-// then the answer when the chat template opened the block (DeepSeek-R1's, since January 2025),
-// or an unclosed "<think>…" when the output stopped while the model was still thinking. The
-// answer is what follows the first "</think>", as vLLM's own parsers take it
-// (vllm/reasoning/basic_parsers.py, deepseek_r1_reasoning_parser.py); an unclosed block leaves
-// no answer. Content without think tags is returned as it is.
+// reasoning parser sends it as it was generated: an open delimiter (reasoningBlocks), the
+// reasoning, the close delimiter, then the answer (Qwen3 also writes an empty
+// "<think>\n\n</think>" with thinking off), or the reasoning, the close delimiter and the answer
+// when the chat template opened the block (DeepSeek-R1's, since January 2025), or an unclosed
+// block when the output stopped while the model was still thinking. The answer is what follows
+// the first close delimiter, as vLLM's own parsers take it (vllm/reasoning/basic_parsers.py,
+// deepseek_r1_reasoning_parser.py), without the tags some models wrap it in (answerWrappers);
+// an unclosed block leaves no answer. gpt-oss's harmony channels give the final channel's
+// message. Content without any of these is returned as it is.
 func splitThinking(content string) (answer string, thought bool) {
-	if _, after, ok := strings.Cut(content, thinkClose); ok {
-		return after, true
+	if answer, ok := splitHarmony(content); ok {
+		return answer, true
 	}
-	if strings.HasPrefix(strings.TrimSpace(content), thinkOpen) {
-		return "", true
+	lead := strings.TrimSpace(content)
+	for _, b := range reasoningBlocks {
+		if _, after, ok := strings.Cut(content, b.close); ok {
+			return unwrapAnswer(after), true
+		}
+		if strings.HasPrefix(lead, b.open) {
+			return "", true
+		}
 	}
 	return content, false
+}
+
+// splitHarmony returns the final channel's message of content written in gpt-oss's harmony
+// format ("" when the output stopped before it), and whether content is in that format.
+func splitHarmony(content string) (answer string, ok bool) {
+	lead := strings.TrimSpace(content)
+	if i := strings.LastIndex(content, harmonyFinal); i >= 0 {
+		answer = content[i+len(harmonyFinal):]
+	} else if i := strings.LastIndex(content, harmonyFinalText); i >= 0 && strings.HasPrefix(lead, "analysis") {
+		answer = content[i+len(harmonyFinalText):]
+	} else if strings.HasPrefix(lead, "<|channel|>") || strings.HasPrefix(lead, "<|start|>") {
+		return "", true
+	} else {
+		return "", false
+	}
+	// The message ends at <|end|>, or <|return|> when the server left the stop token in.
+	for _, end := range []string{"<|end|>", "<|return|>"} {
+		answer, _, _ = strings.Cut(answer, end)
+	}
+	return answer, true
+}
+
+// unwrapAnswer returns answer without the tags around it (answerWrappers), when it has them.
+func unwrapAnswer(answer string) string {
+	lead := strings.TrimSpace(answer)
+	for _, w := range answerWrappers {
+		if rest, ok := strings.CutPrefix(lead, w.open); ok {
+			rest, _, _ = strings.Cut(rest, w.close)
+			return rest
+		}
+	}
+	return answer
 }

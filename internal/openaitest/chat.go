@@ -89,7 +89,8 @@ type chatChoice struct {
 
 type chatResponseMessage struct {
 	Role        string  `json:"role"`
-	Content     string  `json:"content"`
+	Content     any     `json:"content"`             // a string; Mistral's parts with ReasoningMistralAPI
+	Reasoning   string  `json:"reasoning,omitempty"` // with ReasoningField
 	Refusal     *string `json:"refusal"`
 	Annotations []any   `json:"annotations"`
 }
@@ -154,7 +155,12 @@ func (s *Server) serveChat(w http.ResponseWriter, r *http.Request, _ []string) {
 		return
 	}
 	resp := s.completeChat(req, fault == FaultJunk)
-	out := s.marshalValidated(schemaChatResponse, "POST /v1/chat/completions", resp)
+	var out []byte
+	if reasoningIsOpenAIShape(s.cfg.Reasoning) {
+		out = s.marshalValidated(schemaChatResponse, "POST /v1/chat/completions", resp)
+	} else {
+		out = s.marshalAsIs("POST /v1/chat/completions", resp)
+	}
 	s.setRateHeaders(w, true, int64(resp.Usage.TotalTokens), false, 0)
 	if s.writeResult(w, out, fault) {
 		s.deliveredChat(req, resp.Usage)
@@ -213,15 +219,19 @@ func (s *Server) completeChat(req chatRequest, junk bool) chatResponse {
 		ServiceTier:       "default",
 		SystemFingerprint: "fp_openaitest",
 	}
+	content, reasoning := reasonedContent(s.cfg.Reasoning, answer)
 	for i := range n {
 		resp.Choices = append(resp.Choices, chatChoice{
 			Index:        i,
-			Message:      chatResponseMessage{Role: "assistant", Content: answer, Annotations: []any{}},
+			Message:      chatResponseMessage{Role: "assistant", Content: content, Reasoning: reasoning, Annotations: []any{}},
 			FinishReason: finish,
 		})
 	}
 	resp.Usage.PromptTokens = promptTokens(req.Messages)
 	resp.Usage.CompletionTokens = n * tokens(answer)
+	if s.cfg.Reasoning != "" {
+		resp.Usage.CompletionTokens += n * reasoningTokens(answer)
+	}
 	resp.Usage.TotalTokens = resp.Usage.PromptTokens + resp.Usage.CompletionTokens
 	return resp
 }

@@ -148,6 +148,11 @@ type Config struct {
 	// its wait in its body) and of OpenRouter (a 200 with an error in its
 	// body; see rateLimited).
 	Flavor string
+	// Reasoning, when set, makes the chat model a reasoning model that reasons before it
+	// answers, its reasoning delivered as one server or model API that does not separate it
+	// delivers it (see the Reasoning* constants, each cited); the answer is the same. The
+	// token limit (max_tokens) cuts the answer only. Defaults to "": no reasoning.
+	Reasoning string
 	// ChatLimits and EmbedLimits are the per-minute budgets the x-ratelimit-*
 	// headers advertise (not enforced: 429s come from Faults.RateLimit). A
 	// client that honours the headers slows down as a window runs out, as with
@@ -227,6 +232,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("config: Serves is %q, want \"\", %q or %q", c.Serves, ServesChat, ServesEmbeddings)
 	case c.Flavor != "" && !slices.Contains(flavors, c.Flavor):
 		return fmt.Errorf("config: Flavor is %q, want one of %q", c.Flavor, flavors)
+	case !validReasoning(c.Reasoning):
+		return fmt.Errorf("config: Reasoning is %q, want \"\" or one of %s", c.Reasoning, strings.Join(reasonings, ", "))
 	case c.ValidateEvery < 0:
 		return fmt.Errorf("config: ValidateEvery is %d, want >= 0", c.ValidateEvery)
 	}
@@ -873,6 +880,16 @@ func (s *Server) marshalValidated(schema, what string, v any) []byte {
 	}
 	if err := s.val.validateJSON(schema, body); err != nil {
 		s.recordViolation("response %s: %v", what, err)
+	}
+	return body
+}
+
+// marshalAsIs encodes v, a response in another server's shape, which is not checked against
+// OpenAI's description.
+func (s *Server) marshalAsIs(what string, v any) []byte {
+	body, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("openaitest: encoding %s: %v", what, err))
 	}
 	return body
 }

@@ -718,6 +718,7 @@ func TestConfigValidation(t *testing.T) {
 		{Dimensions: -1},
 		{Vectors: "clustered"},
 		{ValidateEvery: -1},
+		{Reasoning: "thinking"},
 	} {
 		func() {
 			defer func() {
