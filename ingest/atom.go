@@ -140,7 +140,7 @@ func (p *atomParser) entry(line int, e *atomEntry) (paper.Abstract, error) {
 	if id == "" {
 		return paper.Abstract{}, p.r.recordErr(line, "", invalidf("entry has no <id>"))
 	}
-	f := fields{line: line, rawID: id, title: e.Title, abstract: e.Summary}
+	f := fields{line: line, rawID: id, title: e.Title, abstract: e.Summary, tex: true}
 	for _, a := range e.Authors {
 		f.authors = append(f.authors, a.Name)
 	}

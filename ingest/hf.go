@@ -106,7 +106,7 @@ func (p *hfParser) record(line int, raw json.RawMessage) (paper.Abstract, error)
 	if pp == nil {
 		pp = &rec.hfPaper
 	}
-	f := fields{line: line, title: pp.Title, abstract: pp.Summary}
+	f := fields{line: line, title: pp.Title, abstract: pp.Summary, tex: true}
 	if f.title == "" {
 		f.title = rec.Title
 	}

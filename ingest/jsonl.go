@@ -120,6 +120,7 @@ func (p *jsonlParser) parseOAI(line []byte, ln int) (paper.Abstract, error) {
 		abstract:   rec.Abstract,
 		authors:    oaiAuthors(rec),
 		categories: strings.Fields(rec.Categories),
+		tex:        true,
 	}
 	var errs []error
 	published := ""

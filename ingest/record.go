@@ -26,6 +26,9 @@ type fields struct {
 	url        string
 	// tooLong, when > 0, is the size of an abstract too long to have been kept.
 	tooLong int
+	// tex: the title and abstract are arXiv's metadata, whose accented letters may be TeX's
+	// accent commands (detex).
+	tex bool
 }
 
 // shortID is id as a *RecordError shows it: cut to 64 bytes, with "…" when cut.
@@ -115,6 +118,15 @@ func (r *Reader) build(f fields) (paper.Abstract, error) {
 		Published:  f.published,
 		URL:        strings.TrimSpace(f.url),
 		Source:     r.location(f.line),
+	}
+	if f.tex {
+		// The text as an earlier release stored it is named, so that the store keeps the
+		// TL;DR and vector it has for it (paper.Abstract.LegacyHash).
+		legacy := a.ContentHash()
+		a.Title, a.Abstract = detex(a.Title), detex(a.Abstract)
+		if a.ContentHash() != legacy {
+			a.LegacyHash = legacy
+		}
 	}
 	// The limits on the id, authors and categories are the web's record parser's too.
 	if err := paper.CheckLengths(a); err != nil {

@@ -126,8 +126,15 @@ func (s *Store) upsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 	var byID map[string]Pending
 	// Papers another transaction inserted while this one ran: the hash it stored.
 	theirs := make(map[string]string)
+	prelock := upsertPrelock
+	if slices.ContainsFunc(papers, hasLegacy) {
+		prelock = upsertLegacyPrelock
+	}
 	// One transaction: the call writes all of its copies or none.
-	err := s.writeTx(ctx, upsertPrelock, func(tx pgx.Tx) error {
+	err := s.writeTx(ctx, prelock, func(tx pgx.Tx) error {
+		if err := adoptLegacy(ctx, tx, kept); err != nil {
+			return err
+		}
 		for r, round := range rounds {
 			pending, before, err := s.upsertStatement(ctx, tx, round, w, r == 0, theirs)
 			if err != nil {
@@ -330,9 +337,58 @@ func (s *Store) PendingFor(ctx context.Context, papers []paper.Abstract, w Work)
 	return out, nil
 }
 
+// hasLegacy reports whether a names the hash of its text's earlier form (LegacyHash).
+func hasLegacy(a paper.Abstract) bool { return a.LegacyHash != "" && a.LegacyHash != a.ContentHash() }
+
+// adoptLegacy gives the papers stored with the hash of their text's earlier form
+// (paper.Abstract.LegacyHash: arXiv's TeX accents, which ingest now writes as letters) the
+// hash of the form given, with their TL;DRs and vectors of it: the two are one text, and the
+// upsert that follows in the transaction stores the new form without buying its outputs
+// again. A stored text with another hash is left alone: the upsert compares it as usual.
+// papers holds one copy of each id (the one the call stores).
+func adoptLegacy(ctx context.Context, tx pgx.Tx, papers []paper.Abstract) error {
+	var ids, legacy, hashes []string
+	for _, a := range papers {
+		if hasLegacy(a) {
+			ids, legacy, hashes = append(ids, a.ID), append(legacy, a.LegacyHash), append(hashes, a.ContentHash())
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, adoptLegacySQL, ids, legacy, hashes); err != nil {
+		return fmt.Errorf("upsert %s: adopt the outputs of their earlier form: %w", papersN(len(papers)), err)
+	}
+	return nil
+}
+
+// adoptLegacySQL re-keys the papers stored with their legacy hash ($2) to the new one ($3),
+// and their TL;DRs and vectors with them; the rows are locked in id order, as the upsert's.
+const adoptLegacySQL = `
+WITH m AS (
+	SELECT DISTINCT ON (id) id, legacy, hash FROM unnest($1::text[], $2::text[], $3::text[]) AS t(id, legacy, hash)
+), p AS (
+	UPDATE papers p SET content_hash = l.hash
+	FROM (SELECT m.id, m.legacy, m.hash FROM m JOIN papers q ON q.id = m.id AND q.content_hash = m.legacy
+		ORDER BY m.id FOR UPDATE OF q) l
+	WHERE p.id = l.id
+	RETURNING p.id, l.legacy, l.hash
+), t AS (
+	UPDATE tldrs t SET content_hash = p.hash FROM p WHERE t.paper_id = p.id AND t.content_hash = p.legacy
+), e AS (
+	UPDATE embeddings e SET content_hash = p.hash FROM p WHERE e.paper_id = p.id AND e.content_hash = p.legacy
+)
+SELECT count(*) FROM p`
+
 // upsertPrelock takes the table locks of upsertPapersSQL for writeTx.
 const upsertPrelock = "LOCK TABLE papers IN ROW EXCLUSIVE MODE; " +
 	"LOCK TABLE tldrs, embeddings, embedding_spaces, batch_items, batch_jobs IN ACCESS SHARE MODE"
+
+// upsertLegacyPrelock is upsertPrelock for a call that adopts outputs (adoptLegacy), which
+// writes tldrs and embeddings too.
+const upsertLegacyPrelock = "LOCK TABLE papers IN ROW EXCLUSIVE MODE; " +
+	"LOCK TABLE tldrs, embeddings IN ROW EXCLUSIVE MODE; " +
+	"LOCK TABLE embedding_spaces, batch_items, batch_jobs IN ACCESS SHARE MODE"
 
 // upsertPapersSQL inserts or updates the papers and reports, per paper, its previous hash, the
 // hash it stores after the statement, and the missing outputs. The main query sees the snapshot

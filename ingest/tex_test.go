@@ -1,0 +1,79 @@
+package ingest
+
+import (
+	"testing"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// TestArXivTeXAccentsAreLetters: arXiv's metadata writes accented letters as TeX's accent
+// commands, and the paper was stored so: "On the Schr\"odinger equation of Poincar\'e", which
+// a keyword search for "Schrödinger" misses (PostgreSQL reads "schr" and "oding") and the
+// CLI and the web show with its backslashes. The formats read from arXiv (the OAI snapshot,
+// the API's Atom feeds, Hugging Face's daily papers) now write them as letters; mathematics
+// keeps its TeX, and the text as an earlier release stored it is named by its hash
+// (LegacyHash), so that the paper's TL;DR and vector are kept for the new form.
+func TestArXivTeXAccentsAreLetters(t *testing.T) {
+	t.Parallel()
+	const (
+		texTitle    = `On the Schr\"odinger equation of Poincar\'e`
+		texAbstract = `We follow Erd\H{o}s and \v{S}ilov: the na\"{\i}ve bound $\|\"u\| \le \alpha$ holds for {\o}rsted's fields.`
+		title       = "On the Schrödinger equation of Poincaré"
+		abstract    = `We follow Erdős and Šilov: the naïve bound $\|\"u\| \le \alpha$ holds for ørsted's fields.`
+	)
+	legacy := paper.Abstract{Title: texTitle, Abstract: texAbstract}.ContentHash()
+	for _, tc := range []struct {
+		format Format
+		input  string
+	}{
+		{OAI, `{"id":"2401.00001","title":"On the Schr\\\"odinger equation\n  of Poincar\\'e","abstract":"  We follow Erd\\H{o}s and \\v{S}ilov: the na\\\"{\\i}ve bound $\\|\\\"u\\| \\le \\alpha$ holds for {\\o}rsted's fields.\n","authors":"A. Author","authors_parsed":[["Author","A.",""]],"categories":"math.AP","versions":[{"version":"v1","created":"Mon, 1 Jan 2024 00:00:00 GMT"}],"update_date":"2024-01-02"}` + "\n"},
+		{Atom, `<?xml version="1.0" encoding="UTF-8"?><feed xmlns="http://www.w3.org/2005/Atom"><entry><id>http://arxiv.org/abs/2401.00001v1</id>` +
+			`<published>2024-01-01T00:00:00Z</published><title>On the Schr\"odinger equation` + "\n" + `  of Poincar\'e</title>` +
+			`<summary>We follow Erd\H{o}s and \v{S}ilov: the na\"{\i}ve bound $\|\"u\| \le \alpha$ holds for {\o}rsted's fields.</summary>` +
+			`<author><name>A. Author</name></author></entry></feed>`},
+		{HFDaily, `[{"paper":{"id":"2401.00001","authors":[{"name":"A. Author"}],"publishedAt":"2024-01-01T00:00:00.000Z",` +
+			`"title":"On the Schr\\\"odinger equation of Poincar\\'e","summary":"We follow Erd\\H{o}s and \\v{S}ilov: the na\\\"{\\i}ve bound $\\|\\\"u\\| \\le \\alpha$ holds for {\\o}rsted's fields."},"title":"x"}]`},
+	} {
+		t.Run(string(tc.format), func(t *testing.T) {
+			papers, errs, _ := readString(t, tc.input, "in", Options{Format: tc.format})
+			if len(papers) != 1 || len(errs) != 0 {
+				t.Fatalf("%d papers, errors %v", len(papers), errs)
+			}
+			p := papers[0]
+			if p.Title != title || p.Abstract != abstract {
+				t.Errorf("stored\n title    %q\n abstract %q\nwant\n title    %q\n abstract %q", p.Title, p.Abstract, title, abstract)
+			}
+			if p.LegacyHash != legacy {
+				t.Errorf("LegacyHash = %q, want the TeX text's hash %q", p.LegacyHash, legacy)
+			}
+		})
+	}
+	// Other JSON lines are the user's own text, taken as it is.
+	papers, _, _ := readString(t, `{"id":"x","title":"Schr\\\"odinger","abstract":"`+words(25)+`"}`+"\n", "in", Options{Format: JSONL})
+	if len(papers) != 1 || papers[0].Title != `Schr\"odinger` || papers[0].LegacyHash != "" {
+		t.Errorf("JSONL paper %+v", papers)
+	}
+}
+
+func TestDetex(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		`Schr\"odinger`:              "Schrödinger",
+		`Schr\"{o}dinger`:            "Schrödinger",
+		`Schr{\"o}dinger`:            "Schrödinger",
+		`Erd\H{o}s, \v S, \c{c}`:     "Erdős, Š, ç",
+		`Stra\ss e, \AA ngstr\"om`:   "Straße, Ångström",
+		`Bo\v{z}i\'c and \'\i`:       "Božić and í",
+		`$\"o$, $\vec v$, \cite{a}`:  `$\"o$, $\vec v$, \cite{a}`,
+		`\(\"o\) \'e \[\u x\] \"a`:   `\(\"o\) é \[\u x\] ä`,
+		"costs \\$5 in Gen\\`eve":    `costs \$5 in Genève`,
+		`\delta, \left, \omega, \in`: `\delta, \left, \omega, \in`,
+		`\'{}e, \"`:                  `\'{}e, \"`,
+		"plain text":                 "plain text",
+		`see http://www.x.edu/\~smith/code and www.y.org/\~{}jones; Jos\'e`: `see http://www.x.edu/\~smith/code and www.y.org/\~{}jones; José`,
+	} {
+		if got := detex(in); got != want {
+			t.Errorf("detex(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
