@@ -632,7 +632,8 @@ func TestClientReasoningInOtherDelimitersIsNotTheTLDR(t *testing.T) {
 	}
 	for _, r := range []string{openaitest.ReasoningThink, openaitest.ReasoningHarmony, openaitest.ReasoningHarmonyText,
 		openaitest.ReasoningMagistral, openaitest.ReasoningMistralAPI, openaitest.ReasoningAnswerTags,
-		openaitest.ReasoningThought, openaitest.ReasoningField} {
+		openaitest.ReasoningThought, openaitest.ReasoningSeed, openaitest.ReasoningKimi, openaitest.ReasoningGranite,
+		openaitest.ReasoningField} {
 		t.Run(r, func(t *testing.T) {
 			t.Parallel()
 			srv := openaitest.Start(t, openaitest.Config{Reasoning: r})

@@ -8,14 +8,20 @@ import "strings"
 // the content: "<think>" (DeepSeek-R1 and its distills, Qwen3, QwQ, Phi-4-reasoning …),
 // "[THINK]" (Mistral's Magistral from 2507 and Ministral reasoning models: mistral-common's
 // SpecialTokens.begin_think), "<reasoning>" (GRPO fine-tunes, which then write "<answer>…</answer>")
-// and "<|begin_of_thought|>" (Sky-T1, Bespoke-Stratos, OpenThinker, which then write
-// "<|begin_of_solution|>…<|end_of_solution|>"). gpt-oss's harmony channels are read apart
-// (splitHarmony).
+// "<|begin_of_thought|>" (Sky-T1, Bespoke-Stratos, OpenThinker, which then write
+// "<|begin_of_solution|>…<|end_of_solution|>"), "<seed:think>" (ByteDance's Seed-OSS: vLLM's
+// seedoss_reasoning_parser.py), "◁think▷" (Kimi K2 Thinking: SGLang's kimi_k2 parser) and
+// Granite's "Here's my thought process:" … "Here's my response:" (vLLM's
+// granite_reasoning_parser.py). gpt-oss's harmony channels are read apart (splitHarmony).
 var reasoningBlocks = []struct{ open, close string }{
 	{"<think>", "</think>"},
 	{"[THINK]", "[/THINK]"},
 	{"<reasoning>", "</reasoning>"},
 	{"<|begin_of_thought|>", "<|end_of_thought|>"},
+	{"<seed:think>", "</seed:think>"},
+	{"◁think▷", "◁/think▷"},
+	{"Here's my thought process:", "Here's my response:"},
+	{"Here is my thought process:", "Here is my response:"},
 }
 
 // answerWrappers are the tags some of those models put around the answer after the reasoning.

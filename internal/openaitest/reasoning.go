@@ -33,6 +33,15 @@ const (
 	// "<|begin_of_solution|>…<|end_of_solution|>", Sky-T1's, Bespoke-Stratos's and
 	// OpenThinker's format (their system prompt asks for it).
 	ReasoningThought = "thought"
+	// ReasoningSeed: "<seed:think>…</seed:think>" then the answer, ByteDance's Seed-OSS
+	// (vLLM's seedoss_reasoning_parser.py, when not asked for).
+	ReasoningSeed = "seed"
+	// ReasoningKimi: "◁think▷…◁/think▷" then the answer, Kimi K2 Thinking (SGLang's kimi_k2
+	// reasoning parser, when not asked for).
+	ReasoningKimi = "kimi"
+	// ReasoningGranite: "Here's my thought process:" … "Here's my response:" then the answer,
+	// IBM Granite with thinking on (vLLM's granite_reasoning_parser.py, when not asked for).
+	ReasoningGranite = "granite"
 	// ReasoningField: the content is the answer alone and the reasoning is in the message's
 	// "reasoning" field, as vLLM with a reasoning parser (since vllm-project/vllm#27752, which
 	// renamed "reasoning_content") and OpenRouter send it. Not OpenAI's shape: not checked.
@@ -41,7 +50,7 @@ const (
 
 // reasonings lists the valid values of Config.Reasoning.
 var reasonings = []string{ReasoningThink, ReasoningHarmony, ReasoningHarmonyText, ReasoningMagistral,
-	ReasoningMistralAPI, ReasoningAnswerTags, ReasoningThought, ReasoningField}
+	ReasoningMistralAPI, ReasoningAnswerTags, ReasoningThought, ReasoningSeed, ReasoningKimi, ReasoningGranite, ReasoningField}
 
 // validReasoning reports whether r is "" or one of reasonings.
 func validReasoning(r string) bool {
@@ -87,6 +96,12 @@ func reasonedContent(r, answer string) (content any, reasoning string) {
 		return "<reasoning>\n" + t + "\n</reasoning>\n<answer>\n" + answer + "\n</answer>", ""
 	case ReasoningThought:
 		return "<|begin_of_thought|>\n\n" + t + "\n\n<|end_of_thought|>\n\n<|begin_of_solution|>\n\n" + answer + "\n\n<|end_of_solution|>", ""
+	case ReasoningSeed:
+		return "<seed:think>" + t + "</seed:think>" + answer, ""
+	case ReasoningKimi:
+		return "◁think▷" + t + "◁/think▷" + answer, ""
+	case ReasoningGranite:
+		return "Here's my thought process:\n" + t + "\n\nHere's my response:\n" + answer, ""
 	case ReasoningField:
 		return answer, t
 	}
