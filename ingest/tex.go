@@ -29,18 +29,63 @@ var texLetters = map[string]string{
 	"l": "ł", "L": "Ł", "i": "ı", "j": "ȷ",
 }
 
+// texFonts are the commands that set their argument in another font (\emph{…}), and
+// texDeclarations those that set the rest of their group in it ({\em …}): the words are the
+// text, the font is not.
+var (
+	texFonts = map[string]bool{"emph": true, "textit": true, "textbf": true, "textsl": true, "textsc": true,
+		"texttt": true, "textrm": true, "textsf": true, "textup": true, "textmd": true, "textnormal": true, "underline": true}
+	texDeclarations = map[string]bool{"em": true, "it": true, "bf": true, "sl": true, "sc": true, "tt": true,
+		"rm": true, "sf": true, "itshape": true, "bfseries": true, "scshape": true, "ttfamily": true, "upshape": true}
+)
+
+// closingBrace returns the index of the brace closing the group s[open] opens, or 0 when the
+// group is not closed (or holds mathematics, left as it came).
+func closingBrace(s string, open int) int {
+	depth := 0
+	for j := open; j < len(s); j++ {
+		switch s[j] {
+		case '\\':
+			j++ // \{ and \} are braces of the text
+		case '$':
+			return 0
+		case '{':
+			depth++
+		case '}':
+			if depth--; depth == 0 {
+				return j
+			}
+		}
+	}
+	return 0
+}
+
+// mark adds i to m, making it.
+func mark(m map[int]bool, i int) map[int]bool {
+	if m == nil {
+		m = make(map[int]bool)
+	}
+	m[i] = true
+	return m
+}
+
 // detex returns s with TeX's accented and special letters outside mathematics written as
-// letters, in NFC; s itself when it holds none.
+// letters, in NFC, the font commands around words taken out ({\em new}, \textit{new}) and the
+// escaped \& \% \# \_ written as those characters; s itself when it holds none.
 func detex(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}
 	var b strings.Builder
 	changed := false
-	math := false // between $…$ (or $$…$$), \(…\) or \[…\]
+	math := false         // between $…$ (or $$…$$), \(…\) or \[…\]
+	var drop map[int]bool // the closing braces of the font commands taken out
 	for i := 0; i < len(s); {
 		c := s[i]
 		switch {
+		case c == '}' && drop[i]:
+			i++
+			continue
 		case c == '$':
 			math = !math
 		case c == '\\' && i+1 < len(s) && strings.IndexByte("()[]", s[i+1]) >= 0:
@@ -62,10 +107,38 @@ func detex(s string) string {
 				changed = true
 				continue
 			}
+			// {\em words}, {\bf words}: the words.
+			if name, n := texCommand(s[i+1:]); texDeclarations[name] {
+				if end := closingBrace(s, i); end > 0 {
+					drop = mark(drop, end)
+					i += 1 + n
+					for i < len(s) && s[i] == ' ' {
+						i++
+					}
+					changed = true
+					continue
+				}
+			}
 		case !math && c == '\\':
 			if l, n := texLetter(s[i:]); n > 0 {
 				b.WriteString(l)
 				i += n
+				changed = true
+				continue
+			}
+			// \emph{words}, \textbf{words}: the words.
+			if name, n := texCommand(s[i:]); texFonts[name] && i+n < len(s) && s[i+n] == '{' {
+				if end := closingBrace(s, i+n); end > 0 {
+					drop = mark(drop, end)
+					i += n + 1
+					changed = true
+					continue
+				}
+			}
+			// \& \% \# \_: the character.
+			if i+1 < len(s) && strings.IndexByte("&%#_", s[i+1]) >= 0 {
+				b.WriteByte(s[i+1])
+				i += 2
 				changed = true
 				continue
 			}

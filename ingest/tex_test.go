@@ -70,6 +70,10 @@ func TestDetex(t *testing.T) {
 		`\delta, \left, \omega, \in`: `\delta, \left, \omega, \in`,
 		`\'{}e, \"`:                  `\'{}e, \"`,
 		"plain text":                 "plain text",
+		`a {\em new} and \textit{fast {\bf Q\&A}} method, 50\% off`: "a new and fast Q&A method, 50% off",
+		`\emph{open`:                 `\emph{open`,
+		`{\em $x$} \textbf{$\{y\}$}`: `{\em $x$} \textbf{$\{y\}$}`,
+		`\textbf{a \} b} c`:          `a \} b c`,
 		`see http://www.x.edu/\~smith/code and www.y.org/\~{}jones; Jos\'e`: `see http://www.x.edu/\~smith/code and www.y.org/\~{}jones; José`,
 	} {
 		if got := detex(in); got != want {
