@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -218,6 +220,48 @@ func TestCrossSiteLoadsAreRefused(t *testing.T) {
 	}
 	if n := calls.Load(); n != 4 {
 		t.Errorf("the 4 searches answered made %d query embeddings", n)
+	}
+}
+
+// TestSearchLinkOpenedWithoutAClickOffersTheSearch: a search link shared in a message and
+// opened through a link shortener's or a mail filter's redirect (a meta refresh, a script: no
+// click on this server's link) is refused, as it must be, since it would buy a query embedding
+// (TestCrossSiteLoadsAreRefused). The page said only that "another site's page may link to
+// this server but not load from it", to a reader who had followed a link, and left the search
+// to be typed again: the page offers the search, as a link of the server's own that a click
+// runs, with its words in the search box.
+func TestSearchLinkOpenedWithoutAClickOffersTheSearch(t *testing.T) {
+	t.Parallel()
+	b := withSample(t)
+	calls := &atomic.Int64{}
+	cfg := b.config()
+	cfg.Embedder = countingEmbedder{b.emb, calls}
+	b.serve(cfg)
+	const path = "/search?q=sparse+expert+%26+routing&mode=semantic&k=5"
+	r := b.get(path, "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "document")
+	if r.code != http.StatusForbidden {
+		t.Fatalf("GET %s opened by another site without a click: %d, want 403", path, r.code)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Errorf("the refused search made %d query embeddings", n)
+	}
+	body := string(r.body)
+	if !strings.Contains(body, `value="sparse expert &amp; routing"`) {
+		t.Errorf("the page's search box does not hold the query: %.2000s", body)
+	}
+	var link string
+	for _, m := range regexp.MustCompile(`<a href="([^"]*)"[^>]*>([^<]*)`).FindAllStringSubmatch(body, -1) {
+		if strings.Contains(m[2], "Run") {
+			link = html.UnescapeString(m[1])
+		}
+	}
+	if link != path {
+		t.Fatalf("the page offers no link that runs the search %s (found %q): %.2000s", path, link, body)
+	}
+	// The reader's click on it: a navigation from the server's own page.
+	run := b.get(link, "Sec-Fetch-Site", "same-origin", "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "document", "Sec-Fetch-User", "?1")
+	if run.code != http.StatusOK || !strings.Contains(string(run.body), `class="papers results"`) {
+		t.Errorf("following the offered link: %d %.300s", run.code, run.body)
 	}
 }
 

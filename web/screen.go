@@ -33,6 +33,10 @@ func (s *Server) screen(next http.Handler) http.Handler {
 			return
 		}
 		if crossSiteSubresource(r) {
+			if r.URL.Path == "/search" && isNavigation(r) {
+				s.offerSearch(w, r)
+				return
+			}
 			s.writeError(w, r, http.StatusForbidden, "another site's page may link to this server but not load from it "+
 				"(cross-site requests other than a link the user followed are refused)")
 			return
@@ -82,11 +86,33 @@ func crossSiteSubresource(r *http.Request) bool {
 	}
 	// cross-site, or same-site: another port of this host (a dev server on localhost:3000) or a
 	// sibling domain is no more the server's own page than any site.
-	if h.Get("Sec-Fetch-Mode") != "navigate" || h.Get("Sec-Fetch-Dest") != "document" {
+	if !isNavigation(r) {
 		return true
 	}
 	// A top-level navigation: a search buys a query embedding, so it must be the user's (a
 	// page navigating a window it opened could buy one per load); other pages may be reached
 	// through a link shortener's or mail filter's script or meta refresh, which is no click.
 	return (r.URL.Path == "/search" || r.URL.Path == "/api/search") && h.Get("Sec-Fetch-User") != "?1"
+}
+
+// isNavigation reports whether r is a top-level navigation of a browser (Fetch Metadata).
+func isNavigation(r *http.Request) bool {
+	return r.Header.Get("Sec-Fetch-Mode") == "navigate" && r.Header.Get("Sec-Fetch-Dest") == "document"
+}
+
+// offerSearch answers a search page that another site's page opened without the user's click
+// (a link shortener's or a mail filter's redirect to a shared search link): the search is not
+// run, since that would buy a query embedding at each load, but the page offers it, as a link
+// of the server's own, which a click runs, and with its words in the search box.
+func (s *Server) offerSearch(w http.ResponseWriter, r *http.Request) {
+	q := strings.TrimSpace(r.URL.Query().Get("q"))
+	data := errorPage{base: s.base("Search not run"), Code: http.StatusForbidden, Status: http.StatusText(http.StatusForbidden),
+		Message: "This search was opened by another site's page without a click on this server's link (a link shortener's or " +
+			"a mail filter's redirect does that), so it was not run: a search runs only when you ask for it.",
+		Link: r.URL.Path + "?" + r.URL.RawQuery, LinkText: "Run the search", LinkQuery: q}
+	data.Query = q
+	if m := r.URL.Query().Get("mode"); m == ModeHybrid || m == ModeSemantic || m == ModeKeyword {
+		data.Mode = m
+	}
+	s.render(w, r, http.StatusForbidden, "error", data)
 }

@@ -166,6 +166,9 @@ type errorPage struct {
 	Code    int
 	Status  string
 	Message string
+	// Link, when set, is a page of the server the reader may go on to, with LinkText, and
+	// LinkQuery the words of the search it runs ("" when none).
+	Link, LinkText, LinkQuery string
 }
 
 // renderError writes an error page.
