@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -1048,6 +1050,48 @@ func TestPostPapers(t *testing.T) {
 	if r := b.get("/api/papers"); r.code != http.StatusOK {
 		t.Errorf("read without a token: %d", r.code)
 	}
+}
+
+// TestPageWithoutTheTokenSaysHowABrowserGivesIt: where reads are protected, a page asked for
+// without the token (the browser's prompt cancelled, or a wrong password given) said "send
+// Authorization: Bearer TOKEN", which no reader of the page can do from a browser: it says
+// to give the token as the password the browser asks for.
+func TestPageWithoutTheTokenSaysHowABrowserGivesIt(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	cfg := b.config()
+	cfg.APIToken, cfg.ProtectReads = "tok", true
+	b.serve(cfg)
+	for _, tc := range []struct {
+		what   string
+		header []string
+	}{
+		{"without a token", nil},
+		{"with a wrong password", []string{"Authorization", "Basic " + basic("anyone", "wrong")}},
+	} {
+		r := b.get("/search?q=experts", tc.header...)
+		if r.code != http.StatusUnauthorized || !strings.HasPrefix(r.header.Get("Content-Type"), "text/html") {
+			t.Fatalf("page %s: %d %s, want a 401 page", tc.what, r.code, r.header.Get("Content-Type"))
+		}
+		msg := pageMessage(t, r.body)
+		if strings.Contains(msg, "Bearer") || !strings.Contains(msg, "password") {
+			t.Errorf("page %s says %q, want how a browser gives the token (as the password it asks for)", tc.what, msg)
+		}
+	}
+	// The API's answer still names the header.
+	if msg := wantError(t, "API read without token", b.get("/api/papers"), http.StatusUnauthorized); !strings.Contains(msg, "Authorization: Bearer") {
+		t.Errorf("API read without token says %q, want the header to send", msg)
+	}
+}
+
+// pageMessage is the message of an error page.
+func pageMessage(t *testing.T, body []byte) string {
+	t.Helper()
+	m := regexp.MustCompile(`(?s)<p class="error" role="alert">(.*?)</p>`).FindSubmatch(body)
+	if m == nil {
+		t.Fatalf("no error message in the page %.500s", body)
+	}
+	return html.UnescapeString(string(m[1]))
 }
 
 func TestProtectedReads(t *testing.T) {

@@ -168,10 +168,13 @@ func (s *Server) tokenMatches(r *http.Request, basic bool) bool {
 }
 
 // unauthorized answers 401: a bearer challenge for the API, a Basic one for pages so that a
-// browser asks for the token.
+// browser asks for the token, and whose page says how to give it there (a reader of the page
+// cannot send a header).
 func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, html bool) {
 	msg := "missing or wrong API token: send Authorization: Bearer TOKEN (PAPERPIPE_API_TOKEN)"
 	if html {
+		msg = "missing or wrong API token: these pages need the server's API token (PAPERPIPE_API_TOKEN), " +
+			"given as the password when the browser asks for one, with any user name; reload the page to be asked again"
 		w.Header().Set("WWW-Authenticate", `Basic realm="paperpipe", charset="UTF-8"`)
 	} else {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="paperpipe"`)
