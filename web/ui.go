@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/summarize"
@@ -334,6 +335,9 @@ type searchPage struct {
 	Cached  bool
 	K       int
 	FormK   int // k when it is not DefaultK, which the form sends again; 0 otherwise
+	// ByID is the paper whose id the query is (in any form paper.CanonicalID reads), shown
+	// before the results; nil when it is no paper's id.
+	ByID *hitView
 }
 
 func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
@@ -357,6 +361,7 @@ func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
 		data.Mode = p.mode
 	}
 	data.Title = p.q + " — search"
+	data.ByID = s.paperOfID(r.Context(), p.q)
 	res, err := s.search(r.Context(), p)
 	err = duringShutdown(r, err)
 	code := http.StatusOK
@@ -404,6 +409,26 @@ func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
 		data.Modes = append(data.Modes, modeLink{Name: m.name, Label: m.label, URL: "/search?" + v.Encode(), Active: m.name == data.Shown})
 	}
 	s.render(w, r, code, "search", data)
+}
+
+// paperOfID returns the paper whose id q is, as lookup finds it (2401.01234v2, an abstract
+// page's URL), and nil when q is not one word or no paper has it: a reader pastes the id a
+// card shows into the search box, where neither keyword search (ids are not in the text) nor
+// the embedding model (no meaning) finds it. An error of the database is the search's to
+// report.
+func (s *Server) paperOfID(ctx context.Context, q string) *hitView {
+	if strings.ContainsFunc(q, unicode.IsSpace) {
+		return nil
+	}
+	rec, err := s.lookup(ctx, q)
+	if err != nil {
+		return nil
+	}
+	v := hitView{URL: paperPath(rec.ID), ID: rec.ID, Title: rec.Title}
+	if rec.TLDR != nil {
+		v.TLDR = rec.TLDR.Text
+	}
+	return &v
 }
 
 type paperPage struct {

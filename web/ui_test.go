@@ -443,3 +443,44 @@ func TestStatusPageLinksOnlyDeadLettersOfStoredPapers(t *testing.T) {
 		t.Error("the page has an empty link to no paper")
 	}
 }
+
+// TestSearchForAPaperIDShowsThatPaper: every paper's card shows its id, and a reader pastes an
+// id (or an arXiv id with its version, or an abstract page's URL) into the search box to find
+// the paper. The search page answered "No paper matches" (keyword search finds no id in the
+// text, the embedding models no meaning), or ten papers that had nothing to do with it: it
+// shows the paper of that id first, with a link to its page.
+func TestSearchForAPaperIDShowsThatPaper(t *testing.T) {
+	t.Parallel()
+	b := withSample(t)
+	ar := paper.Abstract{ID: "arxiv:2401.04088", Title: "Mixtral of Experts",
+		Abstract: "We introduce Mixtral 8x7B, a Sparse Mixture of Experts language model."}
+	if _, err := b.st.UpsertPapers(t.Context(), []paper.Abstract{ar}, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	sampleID := idOf(t, sampledata.Papers(t), "Branch-Train-Merge")
+	link := regexp.MustCompile(`<p class="notice idmatch">[^\n]*<a href="([^"]*)"`)
+	for _, tc := range []struct{ q, id string }{
+		{"2401.04088", ar.ID},
+		{"2401.04088v2", ar.ID},
+		{"https://arxiv.org/abs/2401.04088", ar.ID},
+		{"arXiv:2401.04088", ar.ID},
+		{sampleID, sampleID},
+	} {
+		for _, mode := range []string{"", "keyword", "semantic"} {
+			path := "/search?" + url.Values{"q": {tc.q}, "mode": {mode}}.Encode()
+			r := b.get(path)
+			m := link.FindSubmatch(r.body)
+			// A semantic search of an id alone answers 400 (no word the model can use), saying
+			// so, under the paper.
+			if (r.code != http.StatusOK && mode != "semantic") || m == nil || string(m[1]) != "/papers/"+url.PathEscape(tc.id) {
+				t.Errorf("GET %s: %d, links the paper %q first, want /papers/%s", path, r.code, m, url.PathEscape(tc.id))
+			}
+		}
+	}
+	// Words are not looked up as ids, and an id not in the archive links nothing.
+	for _, q := range []string{"mixture of experts", "2401.99999"} {
+		if r := b.get("/search?" + url.Values{"q": {q}}.Encode()); r.code != http.StatusOK || link.Match(r.body) {
+			t.Errorf("search for %q: %d, links a paper by id", q, r.code)
+		}
+	}
+}
