@@ -599,8 +599,10 @@ func (s *Server) mapSnapshot(ctx context.Context, spaceID int64) (mapSnapshot, e
 	return *c, nil
 }
 
-// static serves the embedded assets; the asset version in their URLs lets them be cached
-// for long.
+// static serves the embedded assets. Those asked for with this server's asset version (the
+// pages' links) may be kept for a day; another version, or none, is answered with the file
+// but not kept: during a rolling update a page of one release asks for its version from a
+// server of the other, which would have had its own file kept as that version's.
 func (s *Server) static(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("file")
 	b, err := staticFS.ReadFile("static/" + name)
@@ -614,6 +616,10 @@ func (s *Server) static(w http.ResponseWriter, r *http.Request) {
 	case strings.HasSuffix(name, ".svg"):
 		w.Header().Set("Content-Type", "image/svg+xml")
 	}
-	w.Header().Set("Cache-Control", "public, max-age=86400")
+	if r.URL.Query().Get("v") == s.pages.assetVersion {
+		w.Header().Set("Cache-Control", "public, max-age=86400")
+	} else {
+		w.Header().Set("Cache-Control", "no-cache")
+	}
 	w.Write(b)
 }

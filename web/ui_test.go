@@ -484,3 +484,42 @@ func TestSearchForAPaperIDShowsThatPaper(t *testing.T) {
 		}
 	}
 }
+
+// TestStaticFilesOfAnotherVersionAreNotKept: the pages link their stylesheet and icon with the
+// version of the files they were made with (?v=), and a file of that version may be kept for a
+// day. During a rolling update a page of the new release asks for ?v=NEW, which the load
+// balancer may send to a pod of the old release, and the other way round; a server answered
+// any version with its own file, as cacheable for a day: the browser (and any shared cache)
+// kept the old stylesheet as the new version's, and showed the new pages with it for a day
+// after the update. A version that is not the server's own, or none, is answered with its
+// file but not kept.
+func TestStaticFilesOfAnotherVersionAreNotKept(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	b.serve(b.config())
+	page := b.get("/")
+	m := regexp.MustCompile(`href="/static/style\.css\?v=([^"]+)"`).FindSubmatch(page.body)
+	if m == nil {
+		t.Fatalf("the front page links no versioned stylesheet: %.500s", page.body)
+	}
+	v := string(m[1])
+	for _, tc := range []struct {
+		path string
+		kept bool
+	}{
+		{"/static/style.css?v=" + v, true},
+		{"/static/favicon.svg?v=" + v, true},
+		{"/static/style.css?v=0" + v, false},
+		{"/static/favicon.svg?v=other", false},
+		{"/static/style.css", false},
+	} {
+		r := b.get(tc.path)
+		cc := r.header.Get("Cache-Control")
+		if r.code != http.StatusOK {
+			t.Errorf("GET %s: %d", tc.path, r.code)
+		}
+		if kept := strings.Contains(cc, "max-age=86400"); kept != tc.kept || (!tc.kept && cc != "no-cache") {
+			t.Errorf("GET %s: Cache-Control %q; kept for a day: %v, want %v", tc.path, cc, kept, tc.kept)
+		}
+	}
+}
