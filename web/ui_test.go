@@ -523,3 +523,26 @@ func TestStaticFilesOfAnotherVersionAreNotKept(t *testing.T) {
 		}
 	}
 }
+
+// TestPaperWithoutTLDRPointsAtTheDeadLetters: a paper whose TL;DR failed for good (dead-lettered:
+// an answer the model never got right, an abstract the API refuses) is stored without one, and
+// its page asked "is a worker running?" while the worker ran on and would never write it; the
+// related papers' note of the same page named the dead letters. The TL;DR's note says it may
+// have failed too, and links the status page, which lists the dead letters.
+func TestPaperWithoutTLDRPointsAtTheDeadLetters(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	a := paper.Abstract{ID: "arxiv:2401.00003", Title: "A paper whose TL;DR failed", Abstract: "An abstract the model never summarized."}
+	if _, err := b.st.UpsertPapers(t.Context(), []paper.Abstract{a}, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	b.serve(b.config())
+	r := b.get("/papers/" + url.PathEscape(a.ID))
+	m := regexp.MustCompile(`(?s)<p class="tldr pending">(.*?)</p>`).FindSubmatch(r.body)
+	if r.code != http.StatusOK || m == nil {
+		t.Fatalf("page of a paper without a TL;DR: %d, no pending note: %.1000s", r.code, r.body)
+	}
+	if note := string(m[1]); !strings.Contains(note, "dead letter") || !strings.Contains(note, `href="/status"`) {
+		t.Errorf("the pending TL;DR's note %q does not say the paper may have failed, nor link the status page", note)
+	}
+}
