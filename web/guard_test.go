@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/web"
 )
@@ -319,6 +320,36 @@ func TestHandlersEndBeforeTheWriteTimeout(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("the answer took %v with a WriteTimeout of 500ms", d)
+	}
+}
+
+// TestSearchPageFallsBackWhenTheEmbeddingAPIDoesNotAnswer: the search page without a mode
+// falls back to keyword results when the vectors cannot be used (README). An embedding API
+// that does not answer (rate-limited, overloaded, a local model loading) held the page for
+// the request's whole time, then showed an error (503, "took too long") and no results: the
+// page waits for the query's embedding a third of its time at most (10 s at most), then shows
+// the keyword results, saying why. A search that names its mode, and the API, wait as before.
+func TestSearchPageFallsBackWhenTheEmbeddingAPIDoesNotAnswer(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	b.publish(sampledata.Papers(t))
+	b.process()
+	cfg := b.config()
+	cfg.Embedder = stuckEmbedder{b.emb}
+	cfg.WriteTimeout = 3 * time.Second
+	b.serve(cfg)
+	r := b.get("/search?q=mixture+of+experts")
+	body := string(r.body)
+	if r.code != http.StatusOK || !strings.Contains(body, `class="papers results"`) || !strings.Contains(body, "showing keyword results") {
+		t.Errorf("search page, no mode, the embedding API silent: %d, want 200 with keyword results saying why: %.3000s", r.code, body)
+	}
+	if !strings.Contains(body, "did not answer") {
+		t.Errorf("the page does not say the embedding API did not answer: %.3000s", body)
+	}
+	for _, path := range []string{"/search?q=mixture+of+experts&mode=hybrid", "/api/search?q=mixture+of+experts"} {
+		if r := b.get(path); r.code != http.StatusServiceUnavailable {
+			t.Errorf("GET %s, the embedding API silent: %d, want 503 (it took too long)", path, r.code)
+		}
 	}
 }
 

@@ -30,6 +30,9 @@ type searchParams struct {
 	// explicitMode is false when the request named no mode (the UI then falls back to keyword
 	// search when the embedder cannot serve the active space).
 	explicitMode bool
+	// embedWait, when above 0, bounds the wait for the query's embedding: past it the search
+	// fails with a 504 (errEmbedWait), which the search page falls back from.
+	embedWait time.Duration
 }
 
 // SearchResult is what a search found: the body of GET /api/search.
@@ -115,7 +118,7 @@ func (s *Server) search(ctx context.Context, p searchParams) (SearchResult, erro
 }
 
 func (s *Server) runSearch(ctx context.Context, p searchParams) (SearchResult, error) {
-	res, err := Search(ctx, s.cfg.Store, serverQueries{s}, p.q, p.k, p.mode)
+	res, err := Search(ctx, s.cfg.Store, serverQueries{s, p.embedWait}, p.q, p.k, p.mode)
 	var nw *NoWordsError
 	if errors.As(err, &nw) {
 		return res, &httpError{status: http.StatusBadRequest, err: errNoWords,
@@ -235,16 +238,38 @@ func Search(ctx context.Context, st SearchStore, emb QueryVectors, q string, k i
 }
 
 // serverQueries is the server's QueryVectors: its embedder, its cache of query vectors and
-// its answers of why a query cannot be embedded.
-type serverQueries struct{ s *Server }
+// its answers of why a query cannot be embedded; wait, when above 0, bounds the wait for an
+// embedding.
+type serverQueries struct {
+	s    *Server
+	wait time.Duration
+}
 
 func (q serverQueries) QuerySpace(ctx context.Context) (paper.Space, error) {
 	return q.s.querySpace(ctx)
 }
 
 func (q serverQueries) EmbedQuery(ctx context.Context, sp paper.Space, text string) ([]float32, bool, error) {
-	return q.s.embedQuery(ctx, sp, text)
+	if q.wait <= 0 {
+		return q.s.embedQuery(ctx, sp, text)
+	}
+	wctx, cancel := context.WithTimeout(ctx, q.wait)
+	defer cancel()
+	vec, cached, err := q.s.embedQuery(wctx, sp, text)
+	if err != nil && wctx.Err() != nil && ctx.Err() == nil {
+		return nil, false, &httpError{status: http.StatusGatewayTimeout, err: fmt.Errorf("%w: %w", errEmbedWait, err),
+			msg: fmt.Sprintf("the embedding API did not answer within %s", q.wait.Round(100*time.Millisecond))}
+	}
+	return vec, cached, err
 }
+
+// errEmbedWait is the cause of a search whose query embedding took longer than its
+// searchParams.embedWait.
+var errEmbedWait = errors.New("the query's embedding took longer than the search page waits for it")
+
+// maxEmbedWait is the longest the search page without a mode waits for a query's embedding
+// before it shows keyword results (at most a third of the request's time).
+const maxEmbedWait = 10 * time.Second
 
 // noSearchTerms is the notice of a keyword search of text full-text search ignores whole.
 const noSearchTerms = "full-text search ignores every word of it (stop words such as the, of, and; punctuation), so no paper can match: try other words"

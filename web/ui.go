@@ -362,14 +362,23 @@ func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
 	}
 	data.Title = p.q + " — search"
 	data.ByID = s.paperOfID(r.Context(), p.q)
+	if !p.explicitMode {
+		// The page falls back to keyword results when the vectors cannot be used, an embedding
+		// API that does not answer included: a reader does not wait the request's whole time
+		// for an error.
+		p.embedWait = maxEmbedWait
+		if dl, ok := r.Context().Deadline(); ok {
+			p.embedWait = min(p.embedWait, time.Until(dl)/3)
+		}
+	}
 	res, err := s.search(r.Context(), p)
 	err = duringShutdown(r, err)
 	code := http.StatusOK
 	if err != nil && !p.explicitMode && p.mode != ModeKeyword {
 		// Without an explicit mode the page falls back to keyword search when the vectors
 		// cannot be used, and says why.
-		if c, msg := statusOf(err); c == http.StatusConflict || c == http.StatusBadGateway || errors.Is(err, errNoWords) {
-			if c == http.StatusBadGateway {
+		if c, msg := statusOf(err); c == http.StatusConflict || c == http.StatusBadGateway || errors.Is(err, errEmbedWait) || errors.Is(err, errNoWords) {
+			if c == http.StatusBadGateway || c == http.StatusGatewayTimeout {
 				s.log.Warn("embedding the query failed; the search page shows keyword results", "path", r.URL.Path, "err", err)
 			}
 			p.mode = ModeKeyword
