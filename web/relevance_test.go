@@ -99,6 +99,10 @@ var judged = []judgement{
 	{"hyphenated", "training-free fine-tuning", []string{"Dynamic Sparse No Training"}, "its title's terms"},
 	{"hyphenated", "multi-image instruction tuning", []string{"MANTIS"}, "its title's terms"},
 	{"hyphenated", "Mixture-of-Experts", moePapers, "mixture of experts is their subject"},
+	// Keyword search misses it: the phrase multi-mod <-> multi <-> modal is not in the paper's
+	// multimod (a keyword search for pre-training finds 32 of the 44 papers that say it or
+	// pretraining; pretraining 14).
+	{"hyphenated", "multi-modal needle in a haystack", []string{"Multimodal Needle in a Haystack"}, "its title, with a hyphen it does not have"},
 	{"hyphenated", "pretraining model growth", []string{"Stacking Your Transformers"}, "its title says Pre-Training and Model Growth"},
 	// TeX and Unicode.
 	{"tex/unicode", "Nyström", []string{"NLoRA"}, "the word of its title"},
@@ -258,11 +262,11 @@ func measureJudged(t *testing.T, embedder string, b *bundle, modes []string) {
 // the searches are deterministic, so fewer is a query answered worse than it was. (Before that
 // day's fixes — a dash with a space after it read as an exclusion, ts_rank's ties at 1, an
 // acronym that did not find its plural — they
-// were 36 keyword, 38 semantic and 42 hybrid with the hashed offline model; 47 and 46 fitted; 30
+// were 36 keyword, 39 semantic and 43 hybrid with the hashed offline model; 48 and 47 fitted; 30
 // and 39 with the fake API.)
 var judgedFloors = map[string]int{
-	"offline, keyword": 40, "offline, semantic": 39, "offline, hybrid": 44,
-	"fitted, semantic": 48, "fitted, hybrid": 48,
+	"offline, keyword": 40, "offline, semantic": 40, "offline, hybrid": 45,
+	"fitted, semantic": 49, "fitted, hybrid": 49,
 	"fake API, semantic": 30, "fake API, hybrid": 42,
 }
 
