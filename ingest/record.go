@@ -122,9 +122,9 @@ func (r *Reader) build(f fields) (paper.Abstract, error) {
 	if f.tex {
 		// The text as an earlier release stored it is named, so that the store keeps the
 		// TL;DR and vector it has for it (paper.Abstract.LegacyHash).
-		legacy := a.ContentHash()
-		a.Title, a.Abstract = detex(a.Title), detex(a.Abstract)
-		if a.ContentHash() != legacy {
+		if t, ab := detex(a.Title), detex(a.Abstract); t != a.Title || ab != a.Abstract {
+			legacy := a.ContentHash()
+			a.Title, a.Abstract = t, ab
 			a.LegacyHash = legacy
 		}
 	}
