@@ -119,20 +119,43 @@ func (r *Reader) build(f fields) (paper.Abstract, error) {
 		URL:        strings.TrimSpace(f.url),
 		Source:     r.location(f.line),
 	}
-	if f.tex {
-		// The text as an earlier release stored it is named, so that the store keeps the
-		// TL;DR and vector it has for it (paper.Abstract.LegacyHash).
-		if t, ab := detex(a.Title), detex(a.Abstract); t != a.Title || ab != a.Abstract {
-			legacy := a.ContentHash()
-			a.Title, a.Abstract = t, ab
-			a.LegacyHash = legacy
-		}
+	// The text as it is read, letters for PDF ligatures and, from arXiv, for TeX. The id a
+	// title gave is kept; the text as an earlier release stored it is named, so that the store
+	// keeps the TL;DR and vector it has for it (paper.Abstract.LegacyHash).
+	if t, ab := plainText(a.Title, f.tex), plainText(a.Abstract, f.tex); t != a.Title || ab != a.Abstract {
+		legacy := a.ContentHash()
+		a.Title, a.Abstract = t, ab
+		a.LegacyHash = legacy
 	}
 	// The limits on the id, authors and categories are the web's record parser's too.
 	if err := paper.CheckLengths(a); err != nil {
 		return fail(invalidf("%s", strings.TrimSuffix(err.Error(), ": "+paper.ErrInvalid.Error())))
 	}
 	return a, nil
+}
+
+// plainText is s with the Latin ligatures of PDF text as letters (unligature) and, when tex,
+// arXiv's TeX letters and font commands as text (detex).
+func plainText(s string, tex bool) string {
+	s = unligature(s)
+	if tex {
+		s = detex(s)
+	}
+	return s
+}
+
+// ligatures are Unicode's Latin compatibility ligatures (U+FB00–U+FB06), which text extracted
+// from a PDF holds where the font drew one glyph for two or three letters (pdftotext,
+// pdfplumber, PyMuPDF: "eﬃcient", "ﬁne-tuning"), and their letters, as NFKC writes them.
+var ligatures = strings.NewReplacer("ﬀ", "ff", "ﬁ", "fi", "ﬂ", "fl", "ﬃ", "ffi", "ﬄ", "ffl", "ﬅ", "st", "ﬆ", "st")
+
+// unligature returns s with its Latin ligatures written as their letters, which keyword search
+// reads as the word ("eﬃcient" was not "efficient"); s itself when it holds none.
+func unligature(s string) string {
+	if !strings.Contains(s, "\xef\xac") { // the UTF-8 of U+FB00–U+FB3F starts so
+		return s
+	}
+	return ligatures.Replace(s)
 }
 
 // fold trims s, replaces every run of white space (newlines included) with one space and puts

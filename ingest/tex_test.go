@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/paperpipe/paperpipe/paper"
@@ -78,6 +79,40 @@ func TestDetex(t *testing.T) {
 	} {
 		if got := detex(in); got != want {
 			t.Errorf("detex(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestLigaturesAreLetters: text extracted from a PDF (pdftotext, pdfplumber, PyMuPDF) writes
+// the ligatures of the font as Unicode's compatibility ligatures, "eﬃcient ﬁne-tuning", which
+// were stored so: a keyword search for "efficient" missed the paper (PostgreSQL indexes
+// "eﬃcient"). They are the letters now, in every format; a paper without an id keeps the
+// id its title gave before, and the text as stored before is named by its hash (LegacyHash).
+func TestLigaturesAreLetters(t *testing.T) {
+	t.Parallel()
+	const (
+		title    = "An Eﬃcient ﬁne-tuning Method"
+		abstract = "We propose an eﬃcient and ﬂexible method for ﬁne-tuning large language models, which halves the cost of the oﬀ-the-shelf baselines."
+	)
+	legacy := paper.Abstract{Title: title, Abstract: abstract}.ContentHash()
+	for _, tc := range []struct {
+		name, input string
+		opts        Options
+		id          string
+	}{
+		{"text", title + "\n\n" + abstract + "\n", Options{Format: Text}, paper.TitleID(title)},
+		{"jsonl", `{"id":"2401.00002","title":"` + title + `","abstract":"` + abstract + `"}` + "\n", Options{Format: JSONL}, "arxiv:2401.00002"},
+	} {
+		papers, errs, _ := readString(t, tc.input, "in", tc.opts)
+		if len(papers) != 1 || len(errs) != 0 {
+			t.Fatalf("%s: %d papers, errors %v", tc.name, len(papers), errs)
+		}
+		p := papers[0]
+		if p.Title != "An Efficient fine-tuning Method" || p.Abstract != strings.NewReplacer("ﬃ", "ffi", "ﬁ", "fi", "ﬂ", "fl", "ﬀ", "ff").Replace(abstract) {
+			t.Errorf("%s: stored %q / %q, want the letters", tc.name, p.Title, p.Abstract)
+		}
+		if p.ID != tc.id || p.LegacyHash != legacy {
+			t.Errorf("%s: id %s, LegacyHash %q; want %s, %q", tc.name, p.ID, p.LegacyHash, tc.id, legacy)
 		}
 	}
 }

@@ -23,10 +23,10 @@ type Abstract struct {
 	// Source names where the record came from, as "file:line" or a URL; informational only.
 	Source string `json:"source,omitempty"`
 	// LegacyHash, when set, is the content hash of the text as a release before 2026-12-06
-	// stored it: arXiv's TeX accent commands as they came ("Schr\"odinger"), which ingest now
-	// writes as letters (Schrödinger). A paper stored with that hash holds the same text, and
-	// the store keeps its TL;DR and vector for the new form (store.UpsertPapers) rather than
-	// buying them again.
+	// stored it: arXiv's TeX accent commands as they came ("Schr\"odinger"), a PDF's
+	// ligatures ("eﬃcient"), which ingest now writes as letters (Schrödinger, efficient). A
+	// paper stored with that hash holds the same text, and the store keeps its TL;DR and
+	// vector for the new form (store.UpsertPapers) rather than buying them again.
 	LegacyHash string `json:"legacy_hash,omitempty"`
 	// TextAt is when the text was read from its source (a worker sets it to the time the queue
 	// stored the message); the store keeps a newer text over an older one. Zero means now.
