@@ -90,7 +90,7 @@ func New(cfg Config) *Metrics {
 		}, []string{"stage"}),
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paperpipe_tokens_total",
-			Help: "Tokens the model API reported, by model, kind (chat, embedding) and direction (input, output).",
+			Help: "Tokens the model API reported (for an embeddings answer that reports none, the client's estimate), by model, kind (chat, embedding) and direction (input, output).",
 		}, []string{"model", "kind", "direction"}),
 		apiDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "paperpipe_api_request_duration_seconds",

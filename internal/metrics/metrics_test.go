@@ -66,7 +66,7 @@ paperpipe_stage_failed_total{stage="summarize"} 1
 paperpipe_stage_processed_total{stage="embed"} 5
 paperpipe_stage_processed_total{stage="query_embed"} 1
 paperpipe_stage_processed_total{stage="summarize"} 3
-# HELP paperpipe_tokens_total Tokens the model API reported, by model, kind (chat, embedding) and direction (input, output).
+# HELP paperpipe_tokens_total Tokens the model API reported (for an embeddings answer that reports none, the client's estimate), by model, kind (chat, embedding) and direction (input, output).
 # TYPE paperpipe_tokens_total counter
 paperpipe_tokens_total{direction="input",kind="chat",model="m"} 300
 paperpipe_tokens_total{direction="input",kind="embedding",model="e"} 38
