@@ -7,9 +7,9 @@ import (
 )
 
 // FuzzCleanAndValidate checks what Accept and Client rely on for any answer a model may write:
-// what Clean makes of it passes Validate's form rules (or is empty) and is left as it is by
-// Clean again; a valid answer stays valid, and unchanged, once Normalize stores it; and Accept
-// never returns a TL;DR that Validate refuses.
+// what Clean makes of it passes Validate's form rules (or is empty, or chatter alone) and is
+// left as it is by Clean again; a valid answer stays valid, and unchanged, once Normalize
+// stores it; and Accept never returns a TL;DR that Validate refuses.
 func FuzzCleanAndValidate(f *testing.F) {
 	for _, s := range []string{
 		"Sure! Here's a TL;DR: **A method halves the training cost of large models.** Hope this helps!",
@@ -30,7 +30,8 @@ func FuzzCleanAndValidate(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string, mw uint8) {
 		maxWords := int(mw) % 41 // 0: no limit
 		c := Clean(s, maxWords)
-		if c != "" {
+		// Chatter alone ("Sure") is left as it is ended ("Sure."), for Validate to refuse.
+		if c != "" && dropPreamble(c) != "" {
 			if err := Validate(c, "", maxWords); err != nil {
 				t.Errorf("Clean(%q, %d) = %q, which Validate refuses: %v", s, maxWords, c, err)
 			}

@@ -58,8 +58,9 @@ func Validate(tldr, abstract string, maxWords int) error {
 	case wrappedInQuotes(t):
 		return fmt.Errorf("%w: wrapped in quotes", ErrInvalidTLDR)
 	}
-	if loc := findPreamble(t); loc != nil {
-		return fmt.Errorf("%w: starts with a preamble (%q)", ErrInvalidTLDR, t[:loc[1]])
+	// As stored, ended by Normalize: "Sure" alone is chatter once it is "Sure.".
+	if ended := endSentence(t); findPreamble(ended) != nil {
+		return fmt.Errorf("%w: starts with a preamble (%q)", ErrInvalidTLDR, ended[:findPreamble(ended)[1]])
 	}
 	if i := strings.IndexFunc(t, unprintable); i >= 0 {
 		r, _ := utf8.DecodeRuneInString(t[i:])

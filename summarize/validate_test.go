@@ -367,3 +367,19 @@ func TestCleanRewritesALeadInBehindAPreamble(t *testing.T) {
 		}
 	}
 }
+
+// An answer of chatter alone ("Sure", "Okay") was valid, as its preamble is chatter only with
+// punctuation after it, and stored as the TL;DR "Sure." once Normalize ended it, which Validate
+// refuses: Validate judges the text as it is stored (found by FuzzCleanAndValidate).
+func TestAnAnswerOfChatterAloneIsNoTLDR(t *testing.T) {
+	t.Parallel()
+	a := paper.Abstract{ID: "x:1", Title: "T", Abstract: "We propose a method that halves the training cost of large models."}
+	for _, in := range []string{"Sure", "Okay", "Certainly!", "  Of course  "} {
+		if err := Validate(in, a.Abstract, 30); !errors.Is(err, ErrInvalidTLDR) {
+			t.Errorf("Validate(%q) = %v, want it refused", in, err)
+		}
+		if text, v, err := Accept(in, a, 30); err == nil {
+			t.Errorf("Accept(%q) = %q (%s), want an error", in, text, v)
+		}
+	}
+}
