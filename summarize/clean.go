@@ -527,8 +527,9 @@ func finish(s string, maxWords int) string {
 	}
 	out := strings.Join(w, " ")
 	out = strings.TrimRight(out, ",;:-–— "+clauseMarks)
-	// An unmatched opening bracket or quote left by the cut is dropped with what follows.
-	if i := strings.LastIndexAny(out, "(["); i > 0 && !strings.ContainsAny(out[i:], ")]") {
+	// An unmatched opening bracket or quote left by the cut is dropped with what follows, and
+	// so is one it leaves unmatched in turn ("[see (Smith").
+	for i := strings.LastIndexAny(out, "(["); i > 0 && !strings.ContainsAny(out[i:], ")]"); i = strings.LastIndexAny(out, "([") {
 		out = strings.TrimRight(out[:i], ",;:-–— ")
 	}
 	return capitalize(endSentence(out))

@@ -383,3 +383,19 @@ func TestAnAnswerOfChatterAloneIsNoTLDR(t *testing.T) {
 		}
 	}
 }
+
+// An answer with two brackets left open, as when it stops in a citation ("[see (Smith"), loses
+// both with what follows them: the first was left ("… models [see."), and Clean of that took it
+// away, so Clean was not idempotent (found by FuzzCleanAndValidate).
+func TestCleanDropsEveryBracketLeftOpen(t *testing.T) {
+	t.Parallel()
+	const want = "A sparse router halves the training cost of large language models."
+	for _, in := range []string{
+		"A sparse router halves the training cost of large language models [see (Smith",
+		"A sparse router halves the training cost of large language models (see [Smith",
+	} {
+		if got := Clean(in, 30); got != want {
+			t.Errorf("Clean(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
