@@ -132,8 +132,8 @@ func (p *Proc) Signal(sig syscall.Signal) error {
 	return p.cmd.Process.Signal(sig)
 }
 
-// Wait waits up to timeout for the process to exit and returns its exit code (-1 when killed
-// by a signal).
+// Wait waits up to timeout for the process to exit and returns its exit code (128 + the signal
+// when a signal ended it, as a shell reports it).
 func (p *Proc) Wait(timeout time.Duration) (int, error) {
 	select {
 	case <-p.done:
@@ -142,6 +142,11 @@ func (p *Proc) Wait(timeout time.Duration) (int, error) {
 	}
 	var ee *exec.ExitError
 	if errors.As(p.err, &ee) {
+		// A process a signal ended (paperpipe ends by the signal that stopped it with work
+		// left, and by a second one) has the status a shell gives it: 128 + the signal.
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal()), nil
+		}
 		return ee.ExitCode(), nil
 	}
 	if p.err != nil {

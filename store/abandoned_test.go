@@ -293,3 +293,36 @@ func TestARunLockWhoseSessionEndsEndsItsContext(t *testing.T) {
 		t.Errorf("the lock's Context ended with %v; want ErrLockLost", cause)
 	}
 }
+
+// TestARunLockWhoseSessionEndsIsTakenAgain: a session the database ended with no other run
+// waiting (a restart: every session ends) is not a lost lock: Check takes it again on a new
+// session, the run goes on (a `reprocess --batch-api` rides a restart out while it waits), and
+// another run is refused as before.
+func TestARunLockWhoseSessionEndsIsTakenAgain(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	holder, app := openWatched(t, s, "retaken-run-holder")
+	const key = "test:retaken-run"
+	l, err := holder.HoldRun(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	var n int
+	if err := s.Pool().QueryRow(t.Context(), `SELECT count(pg_terminate_backend(l.pid, 5000)) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+			WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = $1`, app).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("ending the lock's session: %d ended, %v", n, err)
+	}
+	if err := l.Check(); err != nil {
+		t.Fatalf("Check after the lock's session ended, no other run waiting: %v; want the lock taken again", err)
+	}
+	if err := l.Context().Err(); err != nil {
+		t.Errorf("the lock's Context ended (%v) though the lock was taken again", context.Cause(l.Context()))
+	}
+	if again, err := s.LockRun(t.Context(), key); !errors.Is(err, store.ErrRunInProgress) {
+		if err == nil {
+			again()
+		}
+		t.Errorf("another run while the lock is held again: %v; want ErrRunInProgress", err)
+	}
+}

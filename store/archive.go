@@ -685,15 +685,15 @@ func (s *Store) LockRun(ctx context.Context, key string) (unlock func(), err err
 	return l.Unlock, nil
 }
 
-// ErrLockLost means a session advisory lock's session ended while it was held: the server
-// ended it (its client was cut off for longer than the connection's TCP keepalive allows, a
-// pg_terminate_backend, a restart), and another process may hold the lock now.
-var ErrLockLost = errors.New("lost its lock: the database ended the session that held it, and another run may have taken it")
+// ErrLockLost means a run's lock (HoldRun) was lost: the database ended the session that held
+// it (its client cut off for longer than the connection's TCP keepalive allows, a restart, a
+// pg_terminate_backend), and another session holds it now.
+var ErrLockLost = errors.New("lost its lock: the database ended the session that held it, and another run holds it now")
 
 // runLockCheckInterval is how often a RunLock asks its session whether it still lives, and
 // runLockCheckTimeout how long it waits for the answer: a connection cut off answers nothing,
 // and the server ends its session (and so frees the lock) about a minute after (KeepaliveIdle
-// and the probes after it); the holder stops before the network heals, or as it does.
+// and the probes after it).
 var (
 	runLockCheckInterval = 10 * time.Second
 	runLockCheckTimeout  = 15 * time.Second
@@ -702,20 +702,22 @@ var (
 // RunLock is a re-processing run's lock (HoldRun). Its methods are safe for concurrent use.
 type RunLock struct {
 	key    string
-	conn   *pgxpool.Conn
+	pool   *pgxpool.Pool
+	conn   *pgxpool.Conn // nil while the lock's session is gone and the lock not taken again
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	stop   chan struct{}
 	done   chan struct{}
-	mu     sync.Mutex // the connection: one statement at a time
+	mu     sync.Mutex // conn and lost: one statement at a time
 	lost   error
 	once   sync.Once
 }
 
-// HoldRun takes the lock LockRun takes, and watches its session every runLockCheckInterval:
-// the context it returns, derived from ctx, ends with a cause wrapping ErrLockLost when the
-// session is gone (or does not answer within 15 s), so that the run stops rather than work
-// beside another that has taken the lock meanwhile. Check asks at once.
+// HoldRun takes the lock LockRun takes, and watches its session every 10 s. A session that is
+// gone or does not answer within 15 s (a restart, the holder cut off) is given up, and the lock
+// taken again on a new one — as soon as the database can be reached — unless another session
+// has taken it meanwhile: then the context HoldRun returns, derived from ctx, ends with a
+// cause wrapping ErrLockLost, so that the run stops rather than work beside another one.
 func (s *Store) HoldRun(ctx context.Context, key string) (*RunLock, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -730,7 +732,7 @@ func (s *Store) HoldRun(ctx context.Context, key string) (*RunLock, error) {
 		conn.Release()
 		return nil, fmt.Errorf("%s: %w", key, ErrRunInProgress)
 	}
-	l := &RunLock{key: key, conn: conn, stop: make(chan struct{}), done: make(chan struct{})}
+	l := &RunLock{key: key, pool: s.pool, conn: conn, stop: make(chan struct{}), done: make(chan struct{})}
 	l.ctx, l.cancel = context.WithCancelCause(ctx)
 	go l.watch()
 	return l, nil
@@ -751,35 +753,58 @@ func (l *RunLock) watch() {
 		case <-l.ctx.Done():
 			return
 		case <-t.C:
-			if l.Check() != nil {
+			if errors.Is(l.Check(), ErrLockLost) {
 				return
 			}
 		}
 	}
 }
 
-// Check asks the lock's session whether it still lives, and returns an error wrapping
-// ErrLockLost when it does not (then and from then on), ending the lock's Context.
+// Check asks the lock's session whether it still holds the lock and, when that session is gone,
+// takes the lock again on a new one. It returns nil when the lock is held, an error wrapping
+// ErrLockLost when another session holds it (then and from then on: the lock's Context ends),
+// and another error when the database cannot be reached to tell (the next Check tries again).
 func (l *RunLock) Check() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.lost != nil || l.conn == nil {
+	if l.lost != nil {
 		return l.lost
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), runLockCheckTimeout)
 	defer cancel()
-	var held bool
-	err := l.conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted
-		AND pid = pg_backend_pid() AND objsubid = 1 AND ((classid::int8 << 32) | objid::int8) = `+runLockSQL+`)`, l.key).Scan(&held)
-	if err == nil && held {
+	var why error
+	if l.conn != nil {
+		var held bool
+		err := l.conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted
+			AND pid = pg_backend_pid() AND objsubid = 1 AND ((classid::int8 << 32) | objid::int8) = `+runLockSQL+`)`, l.key).Scan(&held)
+		if err == nil && held {
+			return nil
+		}
+		why = err
+		if err == nil {
+			why = errors.New("its session no longer holds it")
+		}
+		discard(l.conn) // gone, or no use: closed, its session ends on the server too
+		l.conn = nil
+	}
+	conn, err := l.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("run %s: cannot tell whether its lock is held: %w", l.key, errors.Join(why, err))
+	}
+	var ok bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock("+runLockSQL+")", l.key).Scan(&ok); err != nil {
+		discard(conn)
+		return fmt.Errorf("run %s: cannot tell whether its lock is held: %w", l.key, errors.Join(why, err))
+	}
+	if ok {
+		l.conn = conn // the lock again, on a session of its own
 		return nil
 	}
-	if err == nil {
-		err = errors.New("its session no longer holds it")
+	conn.Release()
+	if why == nil {
+		why = errors.New("its session was gone")
 	}
-	l.lost = fmt.Errorf("run %s %w (%v)", l.key, ErrLockLost, err)
-	discard(l.conn) // its session is gone, or no use: closed, it ends on the server too
-	l.conn = nil
+	l.lost = fmt.Errorf("run %s %w (%v)", l.key, ErrLockLost, why)
 	l.cancel(l.lost)
 	return l.lost
 }

@@ -269,8 +269,9 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 	// One lock per output the run writes, taken in a fixed order: runs for different targets
 	// that share an output (a full run and an --embed-only run of one space) would otherwise
 	// both buy it.
-	// A lock whose session the database ended (its holder cut off for a minute, see
-	// store.HoldRun) ends ctx, and the run stops: another run may hold it by then.
+	// A lock whose session the database ended (a restart, its holder cut off for a minute, see
+	// store.HoldRun) is taken again, and when another run has taken it meanwhile ctx ends and
+	// the run stops.
 	var locks []*store.RunLock
 	for _, key := range runLocks(sel.Work, wantTLDR, wantEmb, space.ID) {
 		l, err := st.HoldRun(ctx, key)
@@ -285,7 +286,7 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 	// Asked once more as it ends (before the unlocks, deferred above).
 	defer func() {
 		for _, l := range locks {
-			if lerr := l.Check(); lerr != nil {
+			if lerr := l.Check(); errors.Is(lerr, store.ErrLockLost) {
 				err = fmt.Errorf("%w; run the same command again once no other run of it is in progress "+
 					"(finished papers are not redone)", lerr)
 				return
