@@ -58,9 +58,10 @@ func Validate(tldr, abstract string, maxWords int) error {
 	case wrappedInQuotes(t):
 		return fmt.Errorf("%w: wrapped in quotes", ErrInvalidTLDR)
 	}
-	// As stored, ended by Normalize: "Sure" alone is chatter once it is "Sure.".
-	if ended := endSentence(t); findPreamble(ended) != nil {
-		return fmt.Errorf("%w: starts with a preamble (%q)", ErrInvalidTLDR, ended[:findPreamble(ended)[1]])
+	// As Normalize stores it: "Sure" alone is chatter once it is "Sure.", "In  this paper" once
+	// its white space is folded.
+	if stored := Normalize(t); findPreamble(stored) != nil {
+		return fmt.Errorf("%w: starts with a preamble (%q)", ErrInvalidTLDR, stored[:findPreamble(stored)[1]])
 	}
 	if i := strings.IndexFunc(t, unprintable); i >= 0 {
 		r, _ := utf8.DecodeRuneInString(t[i:])

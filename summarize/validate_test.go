@@ -399,3 +399,23 @@ func TestCleanDropsEveryBracketLeftOpen(t *testing.T) {
 		}
 	}
 }
+
+// A preamble written with two spaces or a no-break space ("In  this paper", "This\u00a0paper")
+// passed, as the preamble's words are matched with single spaces, and was stored as "In this
+// paper …" once Normalize folded them (found by FuzzCleanAndValidate).
+func TestAPreambleWithOtherWhiteSpaceIsRefused(t *testing.T) {
+	t.Parallel()
+	a := paper.Abstract{ID: "x:1", Title: "T", Abstract: "We propose a sparse router that halves the training cost of large models."}
+	for _, in := range []string{
+		"In  this paper we propose a sparse router that halves the training cost.",
+		"This\u00a0paper proposes a sparse router that halves the training cost.",
+		"The\tauthors propose a sparse router that halves the training cost.",
+	} {
+		if err := Validate(in, a.Abstract, 30); !errors.Is(err, ErrInvalidTLDR) || !strings.Contains(err.Error(), "preamble") {
+			t.Errorf("Validate(%q) = %v, want it refused for its preamble", in, err)
+		}
+		if text, v, err := Accept(in, a, 30); err != nil || v != paper.ValidCleaned || strings.HasPrefix(text, "In this") || strings.HasPrefix(text, "This paper") || strings.HasPrefix(text, "The authors") {
+			t.Errorf("Accept(%q) = %q (%s), %v; want it cleaned of its preamble", in, text, v, err)
+		}
+	}
+}
