@@ -233,6 +233,16 @@ func (s *Server) apiSearch(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if r.Method == http.MethodHead {
+		// A link checker's or a previewer's HEAD buys no embedding: it is answered as the GET
+		// would be, bar a failure of the embedding API, without searching.
+		if err := s.searchHeadCheck(r.Context(), p); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, SearchResult{Query: p.q, Mode: p.mode, Results: []paper.Hit{}})
+		return
+	}
 	res, err := s.search(r.Context(), p)
 	if err != nil {
 		s.fail(w, r, err)

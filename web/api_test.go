@@ -1516,3 +1516,34 @@ func TestSearchSaysWhenTheKeywordRankingWasBounded(t *testing.T) {
 		t.Errorf("GET /search?mode=keyword&q=refactor says the ranking was bounded:\n%s", page.body)
 	}
 }
+
+// TestHeadOfASearchBuysNoEmbedding: link checkers and previewers send HEAD; a HEAD of a search
+// (the page or the API, any mode) answers the GET's status and headers without embedding the
+// query, and a bad one is refused as the GET is.
+func TestHeadOfASearchBuysNoEmbedding(t *testing.T) {
+	t.Parallel()
+	b, client, ai := apiArchive(t)
+	cfg := b.config()
+	cfg.Embedder = client
+	b.serve(cfg)
+	paths := []string{"/search?q=mixture+of+experts", "/search?q=sparse+upcycling&mode=semantic",
+		"/api/search?q=load+balancing", "/api/search?q=routing+collapse&mode=semantic"}
+	before := ai.Stats().EmbedRequests
+	heads := make([]response, len(paths))
+	for i, p := range paths {
+		heads[i] = b.do(http.MethodHead, p, nil)
+	}
+	if n := ai.Stats().EmbedRequests - before; n != 0 {
+		t.Errorf("4 HEAD requests of searches made %d embedding requests, want 0", n)
+	}
+	for i, p := range paths {
+		r, get := heads[i], b.get(p)
+		if r.code != get.code || len(r.body) != 0 || r.header.Get("Content-Type") != get.header.Get("Content-Type") {
+			t.Errorf("HEAD %s: %d %q with %d bytes, GET answers %d %q", p, r.code, r.header.Get("Content-Type"), len(r.body),
+				get.code, get.header.Get("Content-Type"))
+		}
+	}
+	if r := b.do(http.MethodHead, "/api/search?q=x&k=0", nil); r.code != http.StatusBadRequest {
+		t.Errorf("HEAD of a search with k=0: %d, want 400 as the GET", r.code)
+	}
+}

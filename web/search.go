@@ -127,6 +127,18 @@ func (s *Server) runSearch(ctx context.Context, p searchParams) (SearchResult, e
 	return res, err
 }
 
+// searchHeadCheck is what a HEAD request of a search checks besides its parameters: that the
+// vectors can be used, for a semantic or hybrid search. It makes no API call: a HEAD, which
+// link checkers and previewers send, answers the status and headers of the GET (bar a failure
+// of the embedding API) without searching.
+func (s *Server) searchHeadCheck(ctx context.Context, p searchParams) error {
+	if p.mode == ModeKeyword {
+		return nil
+	}
+	_, err := s.querySpace(ctx)
+	return err
+}
+
 // SearchStore is what a search reads from the database.
 type SearchStore interface {
 	// SemanticSearch returns the k papers nearest to vec, the embedding of the text of the

@@ -361,6 +361,24 @@ func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
 		data.Mode = p.mode
 	}
 	data.Title = p.q + " — search"
+	if r.Method == http.MethodHead {
+		// No search (it may buy an embedding) for a page with no body: the GET's status and
+		// headers. Without a mode the page falls back to keyword results, so only an explicit
+		// mode's vectors are checked.
+		code := http.StatusOK
+		if p.explicitMode {
+			if err := s.searchHeadCheck(r.Context(), p); err != nil {
+				c, msg := statusOf(err)
+				if c >= 500 && c != http.StatusServiceUnavailable && c != http.StatusBadGateway {
+					s.fail(w, r, err)
+					return
+				}
+				code, data.Error = c, msg
+			}
+		}
+		s.render(w, r, code, "search", data)
+		return
+	}
 	data.ByID = s.paperOfID(r.Context(), p.q)
 	if !p.explicitMode {
 		// The page falls back to keyword results when the vectors cannot be used, an embedding
