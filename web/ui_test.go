@@ -106,7 +106,7 @@ func TestPagesOnTheSampleArchive(t *testing.T) {
 
 	t.Run("status page", func(t *testing.T) {
 		body := page("/status", http.StatusOK)
-		for _, want := range []string{">108</span> papers", summarizeModel, "<code>workers</code>", "dead letters", "&lt;b&gt;bad&lt;/b&gt;"} {
+		for _, want := range []string{">108</span> papers", summarizeModel, "<code>workers</code>", ">1</span> dead letter<", "&lt;b&gt;bad&lt;/b&gt;"} {
 			if !strings.Contains(body, want) {
 				t.Errorf("status page lacks %q", want)
 			}
@@ -544,5 +544,27 @@ func TestPaperWithoutTLDRPointsAtTheDeadLetters(t *testing.T) {
 	}
 	if note := string(m[1]); !strings.Contains(note, "dead letter") || !strings.Contains(note, `href="/status"`) {
 		t.Errorf("the pending TL;DR's note %q does not say the paper may have failed, nor link the status page", note)
+	}
+}
+
+// TestStatusCardsCountOneInTheSingular: a status card of one paper or one dead letter read
+// "1 papers", "1 dead letters".
+func TestStatusCardsCountOneInTheSingular(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	b.publish(sampledata.Papers(t)[:1])
+	b.process()
+	b.serve(b.config()) // testStatus gives one dead letter
+	body := string(b.get("/status").body)
+	for _, want := range []string{">1</span> paper</div>", ">1</span> dead letter</div>"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("status page lacks %q", want)
+		}
+	}
+	cfg := b.config()
+	cfg.Status = testStatus{st: b.st, js: b.js, sum: b.sum, dead: []web.DeadLetter{{Seq: 1}, {Seq: 2}}}
+	b.serve(cfg)
+	if body := string(b.get("/status").body); !strings.Contains(body, ">2</span> dead letters</div>") {
+		t.Error(`status page of 2 dead letters lacks "2 dead letters"`)
 	}
 }
