@@ -51,7 +51,7 @@ func loadPages() (*pages, error) {
 	funcs := template.FuncMap{
 		"paperURL": paperPath,
 		"date":     func(t time.Time) string { return t.UTC().Format(time.DateOnly) },
-		"score":    func(f float64) string { return strconv.FormatFloat(f, 'f', 3, 64) },
+		"score":    formatScore,
 		"num":      formatInt,
 		"usd":      formatUSD,
 		"lang":     langOf,
@@ -96,6 +96,16 @@ func formatUSD(f *float64) string {
 		return "unknown"
 	}
 	return paper.FormatUSD(*f)
+}
+
+// formatScore writes a score to 3 decimals; one that rounds to zero is "0.000", not "-0.000"
+// (a related paper at a cosine similarity of -0.0004).
+func formatScore(f float64) string {
+	s := strconv.FormatFloat(f, 'f', 3, 64)
+	if s == "-0.000" {
+		return "0.000"
+	}
+	return s
 }
 
 // formatInt writes n with thin separators: 12345 → "12,345".

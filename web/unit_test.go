@@ -671,3 +671,22 @@ func deref(f *float64) any {
 	}
 	return *f
 }
+
+// TestScoresNearZeroHaveNoMinusSign: a related paper at a cosine similarity of -0.0004 showed
+// "-0.000", a negative zero a reader cannot make sense of.
+func TestScoresNearZeroHaveNoMinusSign(t *testing.T) {
+	ps, err := loadPages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	data := paperPage{Paper: paperView{ID: "arxiv:2401.00001", Title: "A"},
+		Related: []hitView{{URL: "/papers/x", ID: "arxiv:2401.00002", Title: "B", Score: -0.0004}, {URL: "/papers/y", ID: "arxiv:2401.00003", Title: "C", Score: -0.0123}}}
+	if err := ps.byName["paper"].Execute(&b, data); err != nil {
+		t.Fatal(err)
+	}
+	got := regexp.MustCompile(`<span class="score"[^>]*>([^<]*)</span>`).FindAllStringSubmatch(b.String(), -1)
+	if len(got) != 2 || got[0][1] != "0.000" || got[1][1] != "-0.012" {
+		t.Errorf("scores -0.0004 and -0.0123 shown as %q, want 0.000 and -0.012", got)
+	}
+}
