@@ -25,6 +25,7 @@ import (
 
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/internal/pgtest"
 	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/store"
@@ -1546,4 +1547,55 @@ func TestHeadOfASearchBuysNoEmbedding(t *testing.T) {
 	if r := b.do(http.MethodHead, "/api/search?q=x&k=0", nil); r.code != http.StatusBadRequest {
 		t.Errorf("HEAD of a search with k=0: %d, want 400 as the GET", r.code)
 	}
+}
+
+// TestSearchPageFallbackNoticeDoesNotAdviseKeywordMode: the search page that fell back to
+// keyword results said "…; use mode=keyword — showing keyword results": advice to do what it
+// was already doing, in the API's parameter syntax. Its notice says why, and that these are
+// keyword results, without it; the API's errors keep the advice.
+func TestSearchPageFallbackNoticeDoesNotAdviseKeywordMode(t *testing.T) {
+	t.Parallel()
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprint(w, `{"error": {"message": "The server had an error while processing your request.", "type": "server_error"}}`)
+	}))
+	t.Cleanup(failing.Close)
+	client, err := embed.New(embed.Config{BaseURL: failing.URL, APIKey: "sk-test", Model: "text-embedding-3-small", Dimensions: 64, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notice := regexp.MustCompile(`<p class="notice">([^<]*)</p>`)
+	check := func(what string, b *bundle) {
+		t.Helper()
+		r := b.get("/search?q="+url.QueryEscape("mixture of experts"), "Accept", "text/html")
+		m := notice.FindStringSubmatch(string(r.body))
+		if r.code != http.StatusOK || m == nil || !strings.Contains(m[1], "showing keyword results") {
+			t.Fatalf("%s: %d, notice %q, want 200 showing keyword results", what, r.code, m)
+		}
+		if strings.Contains(m[1], "mode=keyword") {
+			t.Errorf("%s: the notice of the keyword results says %q", what, m[1])
+		}
+		if r := b.get("/api/search?q=experts"); !strings.Contains(string(r.body), "mode=keyword") {
+			t.Errorf("%s: the API's error %s no longer says to use mode=keyword", what, r.body)
+		}
+	}
+
+	noSpace := &bundle{t: t} // a database no worker has written to: no active space
+	st := openTestStore(t, store.Config{URL: pgtest.URL(t)})
+	if err := st.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	noSpace.serve(web.Config{Store: st, Embedder: embed.NewOffline()})
+	check("no active space", noSpace)
+
+	check("another space's embedder", servedWithAnotherSpacesEmbedder(t))
+
+	b := newBundle(t)
+	b.publish(sampledata.Papers(t)[:3])
+	b.process()
+	cfg := b.config()
+	cfg.Embedder = inSpace{client, b.space}
+	b.serve(cfg)
+	check("the embedding API failing", b)
 }

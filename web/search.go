@@ -275,6 +275,17 @@ func (q serverQueries) EmbedQuery(ctx context.Context, sp paper.Space, text stri
 	return vec, cached, err
 }
 
+// withoutKeywordAdvice is msg, an answer of why the vectors cannot be used, without its advice
+// to search with mode=keyword: the search page that falls back shows keyword results already.
+func withoutKeywordAdvice(msg string) string {
+	for _, advice := range []string{"; use mode=keyword", ", or use mode=keyword", "; search with mode=keyword"} {
+		if m, ok := strings.CutSuffix(msg, advice); ok {
+			return m
+		}
+	}
+	return msg
+}
+
 // errEmbedWait is the cause of a search whose query embedding took longer than its
 // searchParams.embedWait.
 var errEmbedWait = errors.New("the query's embedding took longer than the search page waits for it")

@@ -411,7 +411,7 @@ func (s *Server) uiSearch(w http.ResponseWriter, r *http.Request) {
 			}
 			p.mode = ModeKeyword
 			data.Shown = ModeKeyword
-			data.Notice = sentence(msg + " — showing keyword results")
+			data.Notice = sentence(withoutKeywordAdvice(msg) + " — showing keyword results")
 			res, err = s.search(r.Context(), p)
 			err = duringShutdown(r, err)
 		}
