@@ -46,7 +46,7 @@ func (s *Server) lookup(ctx context.Context, raw string) (paper.Record, error) {
 	}
 	rec, err := s.cfg.Store.Paper(ctx, raw)
 	if errors.Is(err, paper.ErrNotFound) {
-		if c, cerr := paper.CanonicalID(raw); cerr == nil && c != raw {
+		if c, cerr := paper.CanonicalID(uncollapsedURL(raw)); cerr == nil && c != raw {
 			rec, err = s.cfg.Store.Paper(ctx, c)
 		}
 	}
@@ -57,6 +57,18 @@ func (s *Server) lookup(ctx context.Context, raw string) (paper.Record, error) {
 		return rec, fmt.Errorf("read paper %q: %w", raw, err)
 	}
 	return rec, nil
+}
+
+// uncollapsedURL is id with the "//" of its URL scheme back: an abstract page's URL pasted
+// after /papers/ or /api/papers/ reaches the handler as "https:/arxiv.org/abs/…", since the
+// mux collapses a path's repeated slashes (redirecting to the cleaned path).
+func uncollapsedURL(id string) string {
+	for _, scheme := range []string{"https:/", "http:/"} {
+		if rest, ok := strings.CutPrefix(id, scheme); ok && !strings.HasPrefix(rest, "/") {
+			return scheme + "/" + rest
+		}
+	}
+	return id
 }
 
 // relatedOf returns the k papers nearest to rec in the active space, and the space's name.

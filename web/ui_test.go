@@ -568,3 +568,29 @@ func TestStatusCardsCountOneInTheSingular(t *testing.T) {
 		t.Error(`status page of 2 dead letters lacks "2 dead letters"`)
 	}
 }
+
+// TestPaperOfAPastedURL: an abstract page's URL pasted after /papers/ or /api/papers/, which
+// the lookup reads, was a 404: the mux collapses its "//" (a redirect to "https:/arxiv.org/…").
+// It finds the paper.
+func TestPaperOfAPastedURL(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	sample := sampledata.Papers(t)[:3]
+	const id, num = "arxiv:2401.01234", "2401.01234"
+	sample[0].ID = id
+	b.publish(sample)
+	b.process()
+	b.serve(b.config())
+	for _, path := range []string{
+		"/papers/https://arxiv.org/abs/" + num,
+		"/papers/https://arxiv.org/abs/" + num + "v2",
+		"/papers/http://arxiv.org/abs/" + num,
+		"/api/papers/https://arxiv.org/abs/" + num,
+		"/api/papers/https://arxiv.org/abs/" + num + "/related",
+	} {
+		r := b.get(path)
+		if r.code != http.StatusOK || !strings.Contains(string(r.body), id) {
+			t.Errorf("GET %s: %d, want 200 with %s; body %.200s", path, r.code, id, r.body)
+		}
+	}
+}
