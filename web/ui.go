@@ -477,7 +477,12 @@ type paperPage struct {
 }
 
 func (s *Server) uiPaper(w http.ResponseWriter, r *http.Request) {
-	rec, err := s.lookup(r.Context(), r.PathValue("id"))
+	id := r.PathValue("id")
+	rec, err := s.lookup(r.Context(), id)
+	if trimmed, ok := strings.CutSuffix(id, "/"); ok && errors.Is(err, paper.ErrNotFound) {
+		// /papers/ID/: a typed or copied address with a final slash.
+		rec, err = s.lookup(r.Context(), trimmed)
+	}
 	if err != nil {
 		s.failPage(w, r, err)
 		return

@@ -594,3 +594,21 @@ func TestPaperOfAPastedURL(t *testing.T) {
 		}
 	}
 }
+
+// TestPaperPageOfATrailingSlash: /papers/ID/ (a final slash, as a typed or copied address may
+// have) was a 404. It shows the paper.
+func TestPaperPageOfATrailingSlash(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	sample := sampledata.Papers(t)[:3]
+	b.publish(sample)
+	b.process()
+	b.serve(b.config())
+	path := "/papers/" + url.PathEscape(sample[0].ID) + "/"
+	if r := b.get(path); r.code != http.StatusOK || !strings.Contains(string(r.body), sample[0].ID) {
+		t.Errorf("GET %s: %d, want 200 with the paper", path, r.code)
+	}
+	if r := b.get("/papers/nosuchpaper/"); r.code != http.StatusNotFound {
+		t.Errorf("GET /papers/nosuchpaper/: %d, want 404", r.code)
+	}
+}
