@@ -84,6 +84,14 @@ type Config struct {
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are the http.Server's
 	// timeouts. They default to 5s, 30s, 60s and 120s.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// PageTimeout bounds the work of a UI page (the HTML routes), below the WriteTimeout that
+	// bounds every request's: a reader does not wait a minute for a page, and a load balancer
+	// that times out at a minute (nginx's proxy_read_timeout, an AWS ALB's idle timeout) would
+	// answer its own 504 before the page's 503. Past it the page answers 503, the request took
+	// too long, or the database did not answer. Defaults to 30s (never more than the
+	// WriteTimeout's bound); the search page waits a third of it at most for a query's embedding
+	// before it shows keyword results.
+	PageTimeout time.Duration
 	// ShutdownDelay is how long ListenAndServe goes on serving once its context is done, with
 	// GET /readyz answering 503, before it shuts down: a load balancer that routes by the
 	// readiness probe (Kubernetes' Service goes on sending requests to a stopping pod for a few
@@ -126,6 +134,7 @@ func (c *Config) setDefaults() {
 		{&c.WriteTimeout, 60 * time.Second},
 		{&c.IdleTimeout, 120 * time.Second},
 		{&c.ShutdownTimeout, 10 * time.Second},
+		{&c.PageTimeout, 30 * time.Second},
 	} {
 		if *d.v == 0 {
 			*d.v = d.def
@@ -150,7 +159,7 @@ func (c *Config) validate() error {
 			return fmt.Errorf("web config: AllowedHosts entry %q is not a host name without port", h)
 		}
 	}
-	for _, d := range []time.Duration{c.ReadHeaderTimeout, c.ReadTimeout, c.WriteTimeout, c.IdleTimeout, c.ShutdownTimeout, c.ShutdownDelay} {
+	for _, d := range []time.Duration{c.ReadHeaderTimeout, c.ReadTimeout, c.WriteTimeout, c.IdleTimeout, c.ShutdownTimeout, c.ShutdownDelay, c.PageTimeout} {
 		if d < 0 {
 			return fmt.Errorf("web config: negative timeout %v", d)
 		}
@@ -482,7 +491,13 @@ func (s *Server) guard(rt route) http.Handler {
 			r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 		}
 		if d := s.cfg.WriteTimeout; d > 0 {
-			ctx, cancel := context.WithTimeout(r.Context(), d-min(d/10, time.Second))
+			bound := d - min(d/10, time.Second)
+			if rt.html {
+				// A page is bounded tighter: a reader does not wait a minute for it (a silent
+				// database held it for the whole WriteTimeout).
+				bound = min(bound, s.cfg.PageTimeout)
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), bound)
 			defer cancel()
 			r = r.WithContext(ctx)
 		}
