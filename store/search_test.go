@@ -169,6 +169,68 @@ func TestKeywordSearchOfAnAcronymFindsItsPlural(t *testing.T) {
 	}
 }
 
+// A hyphenated query word finds the word written joined as well: PostgreSQL reads "pre-training"
+// as the phrase pre-train <-> pre <-> train and "pretraining" as pretrain, so on the sample
+// archive a keyword search for pre-training found 32 of the 44 papers that write it either way,
+// and multi-modal 6 of 29. In a phrase, an exclusion and the list's text filter alike; a word
+// with stop words between its hyphens (state-of-the-art) as well.
+func TestKeywordSearchOfAHyphenatedWordFindsItJoined(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp := space(t, s, "hyphens", 3)
+	hyphenated := topic(1, "Multi-modal pre-training of quokkas", "We pre-train a multi-modal quokka model, state-of-the-art.")
+	joined := topic(2, "Multimodal pretraining of quokkas", "We pretrain a multimodal quokka model, stateoftheart.")
+	neither := topic(3, "Training quokkas", "We train a model of quokkas on an island.")
+	upsert(t, s, []paper.Abstract{hyphenated, joined, neither}, store.Work{})
+	if _, err := s.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{
+		embeddingOf(hyphenated, 1, 0, 0), embeddingOf(joined, 0, 1, 0), embeddingOf(neither, 0, 0, 1),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	both := []string{hyphenated.ID, joined.ID}
+	for _, c := range []struct {
+		q    string
+		want []string
+	}{
+		{"pre-training", both}, {"Multi-Modal", both}, {"multi-modal pre-training", both},
+		{`"multi-modal pre-training of quokkas"`, both}, {`"quokka model"`, both},
+		{"state-of-the-art", both}, {"island or multi-modal", []string{hyphenated.ID, joined.ID, neither.ID}},
+		{"quokka -multi-modal", []string{neither.ID}}, {"quokka -pre-training", []string{neither.ID}},
+		{`quokka -"multi-modal pre-training"`, []string{neither.ID}},
+		{"pre-island", nil},
+	} {
+		hits, err := s.KeywordSearch(ctx, c.q, 10)
+		if err != nil {
+			t.Fatalf("KeywordSearch(%q): %v", c.q, err)
+		}
+		got := hitIDs(hits)
+		slices.Sort(got)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("KeywordSearch(%q) = %v, want %v", c.q, got, c.want)
+		}
+		if strings.Contains(c.q, " -") {
+			// The excluded papers are left out of the semantic ranking as well.
+			sem, err := s.SemanticSearch(ctx, sp.ID, c.q, []float32{1, 1, 1}, 10)
+			if err != nil || !slices.Equal(hitIDs(sem), c.want) {
+				t.Errorf("SemanticSearch(%q) = %v, %v; want %v", c.q, hitIDs(sem), err, c.want)
+			}
+		}
+		recs, _, err := s.ListFiltered(ctx, store.ListFilter{Text: c.q}, 10, nil)
+		if err != nil {
+			t.Fatalf("ListFiltered(%q): %v", c.q, err)
+		}
+		var listed []string
+		for _, r := range recs {
+			listed = append(listed, r.ID)
+		}
+		slices.Sort(listed)
+		if !slices.Equal(listed, c.want) {
+			t.Errorf("ListFiltered(text %q) = %v, want %v", c.q, listed, c.want)
+		}
+	}
+}
+
 // Stored text is composed (NFC, as ingest stores it); a query typed or pasted with its accents
 // decomposed ("nai\u0308ve") finds the same papers, in the query and in the list's text filter.
 func TestKeywordSearchOfDecomposedAccents(t *testing.T) {
