@@ -54,65 +54,97 @@ var tsQuery = webSearchQuery(`$1`)
 // the papers that say only LLMs: 26 of the 73 sample papers that say either (LLMs missed 7,
 // GPU 3 of 13, MLLM 11 of 19). A lexeme of another form (a vowel before its last letter, as
 // any stemmed English word of more than one syllable, or a hyphen, digit or accent) is left
-// as it is. A hyphenated word (hyphenatedWord) finds the word written joined as well. The
+// as it is. A hyphenated word finds the word written joined, and apart (hyphenatedWord). The
 // tsquery is built once per statement (its parameters are known to the custom plan), so the
 // rewrites cost nothing per paper.
 func webSearchQuery(text string) string {
 	tsq := `websearch_to_tsquery('english', ` + text + `)::text`
 	for n := 2; n <= maxHyphenPieces; n++ {
-		tsq = `regexp_replace(` + tsq + `, ` + hyphenatedWord(n) + `, ` + joinedWord(n) + `, 'g')`
+		pattern, replacement := hyphenatedWord(n, true)
+		tsq = `regexp_replace(` + tsq + `, ` + pattern + `, ` + replacement + `, 'g')`
+		pattern, replacement = hyphenatedWord(n, false)
+		tsq = `regexp_replace(` + tsq + `, ` + pattern + `, ` + replacement + `, 'g')`
 	}
 	return `regexp_replace(` + tsq + `, ` + acronymLexeme + `, '( ''\1'' | ''\1s'' )', 'g')::tsquery`
 }
 
 // maxHyphenPieces is the most pieces a hyphenated word of a query may have for a search to
-// find it joined: state-of-the-art has 4.
+// find it joined or apart: state-of-the-art has 4. (Its pieces and those of its run are groups
+// of hyphenatedWord's pattern, and a replacement names 9 at most.)
 const maxHyphenPieces = 5
 
 // hyphenatedWord is the pattern (a SQL string) of a hyphenated word of n pieces in a tsquery's
-// text: websearch_to_tsquery makes "pre-training" the phrase 'pre-train' <-> 'pre' <-> 'train',
-// the whole word stemmed and then each piece, and a paper that writes "pretraining" has only
-// 'pretrain', which that phrase does not match: a keyword search for pre-training found 32 of
-// the 44 sample papers that write it either way, multi-modal 6 of the 29 that write
-// multi-modal or multimodal. The pattern is the word's lexeme, its pieces groups 1 to n (letters
-// and digits: a lexeme with a quote or a backslash in it is left alone), and the pieces that
-// follow it, those of them that are not stop words: each piece is one position further on,
-// so the pieces are the longest run of lexemes whose distances add up to n at most (a word
-// after a last piece that is a stop word is further away). The English stemmer stems the
+// text, and its replacement (a SQL string): the word, or the word written joined, or — when
+// apart, which matches only a word with two of its pieces or more not stop words — the word
+// written apart, its pieces in a row. websearch_to_tsquery makes "pre-training" the phrase
+// 'pre-train' <-> 'pre' <-> 'train', the whole word stemmed and then each piece, which a paper
+// that writes "pretraining" ('pretrain') or "pre training" does not match: a keyword search for
+// pre-training found 32 of the 44 sample papers that write it either way, multi-modal 6 of the
+// 29 that write multi-modal or multimodal, Mixture-of-Experts 10 of the 16 that write it with
+// or without its hyphens. The pattern is the word's lexeme, its pieces groups 1 to n (letters
+// and digits: a lexeme with a quote or a backslash in it is left alone), and the run of the
+// pieces that follow it, those not stop words: each piece is one position further on, so the
+// run is the longest one whose distances add up to n at most (a word after a last piece that
+// is a stop word is further away). With apart, the run from its first piece on is one of the
+// groups n+1 to 2n-1 (one for each distance of the first piece); without, the pattern matches
+// only a run of one piece or none that no piece follows, so not a word that the pattern with
+// apart rewrote. A word of one piece but stop words (in-context, 'in-context' <2> 'context')
+// is not looked for apart: its run alone is the word context. The English stemmer stems the
 // hyphenated word as it does the joined one, but for the hyphens (all 442 hyphenated words of
 // the sample archive), so the joined word's lexeme is the pieces of the hyphenated one's.
-func hyphenatedWord(n int) string {
-	var pieces []string
-	for range n {
-		pieces = append(pieces, `([^' \\-]+)`)
-	}
-	var runs []string
-	var run func(prefix string, left int)
-	run = func(prefix string, left int) {
-		if prefix != "" {
-			runs = append(runs, prefix)
+func hyphenatedWord(n int, apart bool) (pattern, replacement string) {
+	const lexeme = `'[^']*'`
+	op := func(d int) string {
+		if d == 1 {
+			return " <-> "
 		}
+		return " <" + strconv.Itoa(d) + "> "
+	}
+	// noPiece is a run of at most left more positions ending here: no piece follows.
+	noPiece := func(left int) string {
+		if left == 0 {
+			return ""
+		}
+		ds := []string{"-"}
+		for d := 2; d <= left; d++ {
+			ds = append(ds, strconv.Itoa(d))
+		}
+		return `(?! <(?:` + strings.Join(ds, "|") + `)> ')`
+	}
+	// runs are the runs of one piece or more within left positions.
+	var runs func(left int) []string
+	runs = func(left int) []string {
+		var rs []string
 		for d := 1; d <= left; d++ {
-			op := " <-> "
-			if d > 1 {
-				op = " <" + strconv.Itoa(d) + "> "
+			rs = append(rs, op(d)+lexeme)
+			for _, r := range runs(left - d) {
+				rs = append(rs, op(d)+lexeme+r)
 			}
-			run(prefix+op+`'[^']*'`, left-d)
+		}
+		return rs
+	}
+	var pieces, joined []string
+	for i := 1; i <= n; i++ {
+		pieces = append(pieces, `([^' \\-]+)`)
+		joined = append(joined, `\`+strconv.Itoa(i))
+	}
+	var alts []string
+	replacement = `( \& | ''` + strings.Join(joined, "") + `''`
+	if apart {
+		var groups []string
+		for d := 1; d < n; d++ {
+			alts = append(alts, op(d)+`(`+lexeme+`(?:`+strings.Join(runs(n-d), "|")+`))`)
+			groups = append(groups, `\`+strconv.Itoa(n+d))
+		}
+		replacement += ` | ` + strings.Join(groups, "")
+	} else {
+		alts = append(alts, noPiece(n))
+		for d := 1; d <= n; d++ {
+			alts = append(alts, op(d)+lexeme+noPiece(n-d))
 		}
 	}
-	run("", n)
-	pattern := `(?<!')'` + strings.Join(pieces, "-") + `'(?!')(?:` + strings.Join(runs, "|") + `)?`
-	return `'` + strings.ReplaceAll(pattern, `'`, `''`) + `'`
-}
-
-// joinedWord is the replacement (a SQL string) of a match of hyphenatedWord(n): the hyphenated
-// word or the joined one.
-func joinedWord(n int) string {
-	var joined strings.Builder
-	for i := 1; i <= n; i++ {
-		joined.WriteString(`\` + strconv.Itoa(i))
-	}
-	return `'( \& | ''` + joined.String() + `'' )'`
+	pattern = `(?<!')'` + strings.Join(pieces, "-") + `'(?!')(?:` + strings.Join(alts, "|") + `)`
+	return `'` + strings.ReplaceAll(pattern, `'`, `''`) + `'`, `'` + replacement + ` )'`
 }
 
 // acronymLexeme is the pattern (a SQL string) of a quoted lexeme in a tsquery's text that is

@@ -231,6 +231,50 @@ func TestKeywordSearchOfAHyphenatedWordFindsItJoined(t *testing.T) {
 	}
 }
 
+// A hyphenated query word finds the words written apart as well: a keyword search for
+// Mixture-of-Experts found 10 of the 16 sample papers that write it with or without its
+// hyphens. Not when a word's pieces but one are stop words: in-context is not context.
+func TestKeywordSearchOfAHyphenatedWordFindsItSpaced(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	hyphenated := topic(1, "Mixture-of-Experts quokkas", "A pre-trained mixture-of-experts quokka learns in-context.")
+	spaced := topic(2, "Mixture of experts quokkas", "A pre trained mixture of experts quokka learns in context.")
+	neither := topic(3, "A mixture of quokka experts", "Experts of a mixture of quokkas, trained in a context.")
+	upsert(t, s, []paper.Abstract{hyphenated, spaced, neither}, store.Work{})
+	both := []string{hyphenated.ID, spaced.ID}
+	for _, c := range []struct {
+		q    string
+		want []string
+	}{
+		{"Mixture-of-Experts", both}, {"pre-trained", both}, {`"pre-trained mixture-of-experts quokka"`, both},
+		{"quokka -mixture-of-experts", []string{neither.ID}},
+		{"in-context", []string{hyphenated.ID}},
+	} {
+		hits, err := s.KeywordSearch(ctx, c.q, 10)
+		if err != nil {
+			t.Fatalf("KeywordSearch(%q): %v", c.q, err)
+		}
+		got := hitIDs(hits)
+		slices.Sort(got)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("KeywordSearch(%q) = %v, want %v", c.q, got, c.want)
+		}
+		recs, _, err := s.ListFiltered(ctx, store.ListFilter{Text: c.q}, 10, nil)
+		if err != nil {
+			t.Fatalf("ListFiltered(%q): %v", c.q, err)
+		}
+		var listed []string
+		for _, r := range recs {
+			listed = append(listed, r.ID)
+		}
+		slices.Sort(listed)
+		if !slices.Equal(listed, c.want) {
+			t.Errorf("ListFiltered(text %q) = %v, want %v", c.q, listed, c.want)
+		}
+	}
+}
+
 // Stored text is composed (NFC, as ingest stores it); a query typed or pasted with its accents
 // decomposed ("nai\u0308ve") finds the same papers, in the query and in the list's text filter.
 func TestKeywordSearchOfDecomposedAccents(t *testing.T) {
