@@ -275,7 +275,9 @@ func TestARunLockWhoseSessionEndsEndsItsContext(t *testing.T) {
 		t.Fatalf("Check of a lock held: %v", err)
 	}
 	var n int
-	if err := s.Pool().QueryRow(t.Context(), `SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+	// The timeout makes pg_terminate_backend wait for the session to end (and free its locks):
+	// without it, the LockRun below could find the ending session still holding the lock.
+	if err := s.Pool().QueryRow(t.Context(), `SELECT count(pg_terminate_backend(l.pid, 5000)) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
 			WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = $1`, app).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("ending the lock's session: %d ended, %v", n, err)
 	}
