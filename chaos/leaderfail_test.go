@@ -51,6 +51,13 @@ func TestIngestRidesOutTheKillOfTheStreamLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The cluster elects its meta leader after its servers have started: an ingest started
+	// before then fails at once ("JetStream did not answer in time", as it should), which on a
+	// loaded machine took longer than ingest's wait. Start it once JetStream answers.
+	if err := waitForJetStream(js, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+
 	papers := Corpus(sampledata.Papers(t), n, 11)
 	input := filepath.Join(dir, "abstracts.jsonl")
 	f, err := os.Create(input)
@@ -146,5 +153,23 @@ func TestIngestRidesOutTheKillOfTheStreamLeader(t *testing.T) {
 		if seen[a.ID] != 1 {
 			t.Errorf("%s is in the stream %d times; want once", a.ID, seen[a.ID])
 		}
+	}
+}
+
+// waitForJetStream waits until the cluster's JetStream answers (it has a meta leader), each
+// request on a short deadline of its own, for at most limit.
+func waitForJetStream(js jetstream.JetStream, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := js.AccountInfo(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("JetStream of the cluster still not answering after %v: %w", limit, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
