@@ -701,9 +701,12 @@ var (
 
 // RunLock is a re-processing run's lock (HoldRun). Its methods are safe for concurrent use.
 type RunLock struct {
-	key    string
-	pool   *pgxpool.Pool
-	conn   *pgxpool.Conn // nil while the lock's session is gone and the lock not taken again
+	key  string
+	pool *pgxpool.Pool
+	conn *pgxpool.Conn // nil while the lock's session is gone and the lock not taken again
+	// sess is the session that last held the lock: given up (conn nil), it may still hold it
+	// on the server (a connection gone silent), and is ended before the lock is taken again.
+	sess   lockSession
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	stop   chan struct{}
@@ -714,17 +717,18 @@ type RunLock struct {
 }
 
 // HoldRun takes the lock LockRun takes, and watches its session every 10 s. A session that is
-// gone or does not answer within 15 s (a restart, the holder cut off) is given up, and the lock
-// taken again on a new one — as soon as the database can be reached — unless another session
-// has taken it meanwhile: then the context HoldRun returns, derived from ctx, ends with a
+// gone or does not answer within 15 s (a restart, the holder cut off) is given up (and ended
+// on the server when it still holds the lock there), and the lock taken again on a new one —
+// as soon as the database can be reached — unless another session has taken it meanwhile:
+// then the context HoldRun returns, derived from ctx, ends with a
 // cause wrapping ErrLockLost, so that the run stops rather than work beside another one.
 func (s *Store) HoldRun(ctx context.Context, key string) (*RunLock, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("lock run %s: %w", key, err)
 	}
-	var ok bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock("+runLockSQL+")", key).Scan(&ok); err != nil {
+	ok, sess, err := tryRunLock(ctx, conn, key)
+	if err != nil {
 		discard(conn) // whether it was taken is unknown: closing the connection ends it either way
 		return nil, fmt.Errorf("lock run %s: %w", key, err)
 	}
@@ -732,10 +736,41 @@ func (s *Store) HoldRun(ctx context.Context, key string) (*RunLock, error) {
 		conn.Release()
 		return nil, fmt.Errorf("%s: %w", key, ErrRunInProgress)
 	}
-	l := &RunLock{key: key, pool: s.pool, conn: conn, stop: make(chan struct{}), done: make(chan struct{})}
+	l := &RunLock{key: key, pool: s.pool, conn: conn, sess: sess, stop: make(chan struct{}), done: make(chan struct{})}
 	l.ctx, l.cancel = context.WithCancelCause(ctx)
 	go l.watch()
 	return l, nil
+}
+
+// lockSession names a server session: its pid and its start, since a pid is reused.
+type lockSession struct {
+	pid   int32
+	start time.Time
+}
+
+// tryRunLock tries the lock of key on conn, and returns whether it took it and conn's session.
+func tryRunLock(ctx context.Context, conn *pgxpool.Conn, key string) (bool, lockSession, error) {
+	var ok bool
+	var sess lockSession
+	err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock("+runLockSQL+`), pg_backend_pid(),
+		(SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid())`, key).Scan(&ok, &sess.pid, &sess.start)
+	return ok, sess, err
+}
+
+// endFormerSession ends sess, a session of the lock's that was given up, when it still holds
+// the lock of key (its connection went silent, but the server has not ended it yet): held
+// reports whether it held it, ended whether it is gone now (the lock is then free to be taken
+// again).
+func endFormerSession(ctx context.Context, conn *pgxpool.Conn, key string, sess lockSession) (held, ended bool, err error) {
+	if sess.pid == 0 {
+		return false, false, nil
+	}
+	err = conn.QueryRow(ctx, `SELECT count(*) > 0, coalesce(bool_or(pg_terminate_backend(a.pid, 5000)), false)
+		FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+		WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+			AND ((l.classid::int8 << 32) | l.objid::int8) = `+runLockSQL+` AND a.pid = $2 AND a.backend_start = $3`,
+		key, sess.pid, sess.start).Scan(&held, &ended)
+	return held, ended, err
 }
 
 // Context ends when the lock is lost (its cause wraps ErrLockLost) or the context HoldRun was
@@ -791,13 +826,25 @@ func (l *RunLock) Check() error {
 	if err != nil {
 		return fmt.Errorf("run %s: cannot tell whether its lock is held: %w", l.key, errors.Join(why, err))
 	}
-	var ok bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock("+runLockSQL+")", l.key).Scan(&ok); err != nil {
+	ok, sess, err := tryRunLock(ctx, conn, l.key)
+	if err == nil && !ok {
+		// Held: by the session given up, when its connection went silent but the server has
+		// not ended it (no other run can have it then), which is ended and the lock taken again.
+		var held, ended bool
+		held, ended, err = endFormerSession(ctx, conn, l.key, l.sess)
+		switch {
+		case err == nil && ended:
+			ok, sess, err = tryRunLock(ctx, conn, l.key)
+		case err == nil && held:
+			err = fmt.Errorf("its former session (pid %d) still holds it and was not ended", l.sess.pid)
+		}
+	}
+	if err != nil {
 		discard(conn)
 		return fmt.Errorf("run %s: cannot tell whether its lock is held: %w", l.key, errors.Join(why, err))
 	}
 	if ok {
-		l.conn = conn // the lock again, on a session of its own
+		l.conn, l.sess = conn, sess // the lock again, on a session of its own
 		return nil
 	}
 	conn.Release()
