@@ -148,10 +148,12 @@ func hyphenatedWord(n int, apart bool) (pattern, replacement string) {
 }
 
 // acronymLexeme is the pattern (a SQL string) of a quoted lexeme in a tsquery's text that is
-// two consonants or more, the last not an s, or consonants and one final vowel (y counts),
-// with or without a plural s: its form without the s is group 1. A quote that is half of a
-// doubled quote (a quote in a lexeme) starts no lexeme.
-const acronymLexeme = `'(?<!'')''((?:[b-df-hj-np-tv-xz]+[b-df-hj-np-rtv-xz])|(?:[b-df-hj-np-tv-xz]+[aeiouy]))s?'''`
+// two consonants or more, the last not an s, or two consonants or more and one final vowel (y
+// counts: GPU, CPU), with or without a plural s: its form without the s is group 1. One
+// consonant before the vowel is an English word as often as an acronym ("gas" and "bus" found
+// the papers of a GA and a BU), and is left as it is. A quote that is half of a doubled quote
+// (a quote in a lexeme) starts no lexeme.
+const acronymLexeme = `'(?<!'')''((?:[b-df-hj-np-tv-xz]+[b-df-hj-np-rtv-xz])|(?:[b-df-hj-np-tv-xz]{2,}[aeiouy]))s?'''`
 
 // pgQuery is q with every white-space character a plain space, in NFC. paper.ParseQuery reads
 // any Unicode space as one; websearch_to_tsquery does not (under the database's ctype a

@@ -169,6 +169,33 @@ func TestKeywordSearchOfAnAcronymFindsItsPlural(t *testing.T) {
 	}
 }
 
+// A short English word is not taken for an acronym's plural: "gas" (one consonant, then a
+// vowel, then s) found the papers of a GA (a genetic algorithm) as well, "bus" those of a BU.
+// An acronym has two consonants or more before its vowel (GPU, CPU, TPU).
+func TestKeywordSearchOfAShortWordIsNotTakenForAnAcronym(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	gas := topic(1, "Quokka gas dynamics", "We model the gas of a quokka burrow on a bus.")
+	ga := topic(2, "A quokka GA", "We tune a GA for quokka burrows, trained on a BU cluster.")
+	upsert(t, s, []paper.Abstract{gas, ga}, store.Work{})
+	for _, c := range []struct {
+		q    string
+		want []string
+	}{
+		{"gas", []string{gas.ID}}, {"bus", []string{gas.ID}}, {"GA", []string{ga.ID}},
+		{"quokka -gas", []string{ga.ID}},
+	} {
+		hits, err := s.KeywordSearch(ctx, c.q, 10)
+		if err != nil {
+			t.Fatalf("KeywordSearch(%q): %v", c.q, err)
+		}
+		if got := hitIDs(hits); !slices.Equal(got, c.want) {
+			t.Errorf("KeywordSearch(%q) = %v, want %v", c.q, got, c.want)
+		}
+	}
+}
+
 // A hyphenated query word finds the word written joined as well: PostgreSQL reads "pre-training"
 // as the phrase pre-train <-> pre <-> train and "pretraining" as pretrain, so on the sample
 // archive a keyword search for pre-training found 32 of the 44 papers that write it either way,
