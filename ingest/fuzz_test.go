@@ -55,6 +55,8 @@ func FuzzReader(f *testing.F) {
 	} {
 		f.Add([]byte(s), uint8(i))
 	}
+	// arXiv's TeX, read as OAI: what detex leaves is folded, and not empty.
+	f.Add([]byte("{\"id\":\"0704.0002\",\"title\":\"{\\\\em } Schr\\\\\\\"odinger\",\"abstract\":\"A \\\\textbf{ b}.\"}\n"), uint8(3))
 	f.Fuzz(func(t *testing.T, data []byte, mode uint8) {
 		opts := Options{Format: formats[int(mode)%len(formats)]}
 		if mode/uint8(len(formats))%2 == 1 {

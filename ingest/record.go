@@ -123,6 +123,13 @@ func (r *Reader) build(f fields) (paper.Abstract, error) {
 	// title gave is kept; the text as an earlier release stored it is named, so that the store
 	// keeps the TL;DR and vector it has for it (paper.Abstract.LegacyHash).
 	if t, ab := plainText(a.Title, f.tex), plainText(a.Abstract, f.tex); t != a.Title || ab != a.Abstract {
+		// Nothing but a font command ({\em }) leaves nothing, which the store refuses.
+		switch {
+		case t == "":
+			return fail(invalidf("title is empty"))
+		case ab == "":
+			return fail(invalidf("abstract is empty"))
+		}
 		legacy := a.ContentHash()
 		a.Title, a.Abstract = t, ab
 		a.LegacyHash = legacy
@@ -134,14 +141,18 @@ func (r *Reader) build(f fields) (paper.Abstract, error) {
 	return a, nil
 }
 
-// plainText is s with the Latin ligatures of PDF text as letters (unligature) and, when tex,
-// arXiv's TeX letters and font commands as text (detex).
+// plainText is s, folded text, with the Latin ligatures of PDF text as letters (unligature)
+// and, when tex, arXiv's TeX letters and font commands as text (detex), folded again when they
+// changed it: a font command around a space ("\textbf{ Results:}") leaves two, or one at an end.
 func plainText(s string, tex bool) string {
-	s = unligature(s)
+	t := unligature(s)
 	if tex {
-		s = detex(s)
+		t = detex(t)
 	}
-	return s
+	if t != s {
+		t = fold(t)
+	}
+	return t
 }
 
 // ligatures are Unicode's Latin compatibility ligatures (U+FB00–U+FB06), which text extracted

@@ -116,3 +116,39 @@ func TestLigaturesAreLetters(t *testing.T) {
 		}
 	}
 }
+
+// TestDetexedTextIsFoldedAndNotEmpty: the text detex rewrote is stored as every other text is,
+// its white space folded ("Text is stored with its white space folded", README): a font
+// command around a space ("\textbf{ Results:}", "{\bf Keywords: }") left two spaces where
+// the TeX had one, or a space at the start, which the CLI and the web showed. A title or
+// abstract that is nothing but a font command ({\em }) was stored empty, which the store's
+// check refuses after the paper was queued, where no file and line are known any more: it is
+// refused here, as an empty title is.
+func TestDetexedTextIsFoldedAndNotEmpty(t *testing.T) {
+	t.Parallel()
+	oai := func(title, abstract string) string {
+		return `{"id":"2401.00003","title":"` + title + `","abstract":"` + abstract + `","authors":"A. Author",` +
+			`"versions":[{"version":"v1","created":"Mon, 1 Jan 2024 00:00:00 GMT"}]}` + "\n"
+	}
+	papers, errs, _ := readString(t, oai(`{\\em } On \\textbf{ Results:} of Schr\\\"odinger`,
+		`We study it. {\\bf Keywords: } spectral theory, \\emph{operators }.`), "in", Options{Format: OAI})
+	if len(papers) != 1 || len(errs) != 0 {
+		t.Fatalf("%d papers, errors %v", len(papers), errs)
+	}
+	const (
+		title    = "On Results: of Schrödinger"
+		abstract = "We study it. Keywords: spectral theory, operators ."
+	)
+	if p := papers[0]; p.Title != title || p.Abstract != abstract {
+		t.Errorf("stored\n title    %q\n abstract %q\nwant\n title    %q\n abstract %q", p.Title, p.Abstract, title, abstract)
+	}
+	for _, tc := range []struct{ title, abstract, want string }{
+		{`{\\em }`, "An abstract.", "title is empty"},
+		{"A title", `\\emph{ }`, "abstract is empty"},
+	} {
+		papers, errs, _ := readString(t, oai(tc.title, tc.abstract), "in", Options{Format: OAI})
+		if len(papers) != 0 || len(errs) != 1 || !strings.Contains(errs[0].Error(), tc.want) {
+			t.Errorf("title %q, abstract %q: papers %+v, errors %v; want the error %q", tc.title, tc.abstract, papers, errs, tc.want)
+		}
+	}
+}
