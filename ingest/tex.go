@@ -93,6 +93,10 @@ func detex(s string) string {
 			b.WriteString(s[i : i+2])
 			i += 2
 			continue
+		case c == '\\' && i+1 < len(s) && s[i+1] == '\\':
+			b.WriteString(`\\`) // a line break: the backslash escapes neither a dollar nor an accent after it
+			i += 2
+			continue
 		case c == '\\' && i+1 < len(s) && s[i+1] == '$':
 			b.WriteString(`\$`) // a dollar sign, not mathematics
 			i += 2

@@ -71,6 +71,9 @@ func TestDetex(t *testing.T) {
 		`\delta, \left, \omega, \in`: `\delta, \left, \omega, \in`,
 		`\'{}e, \"`:                  `\'{}e, \"`,
 		"plain text":                 "plain text",
+		// \\ is TeX's line break, not a backslash before what follows it.
+		`$a \\$ by Schr\"odinger`: `$a \\$ by Schrödinger`,
+		`one\\'Etude, \\\'e`:      `one\\'Etude, \\é`,
 		`a {\em new} and \textit{fast {\bf Q\&A}} method, 50\% off`: "a new and fast Q&A method, 50% off",
 		`\emph{open`:                 `\emph{open`,
 		`{\em $x$} \textbf{$\{y\}$}`: `{\em $x$} \textbf{$\{y\}$}`,
