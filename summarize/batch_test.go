@@ -47,6 +47,7 @@ func TestAccept(t *testing.T) {
 		{"analysisThe user wants a short summary of the router paper.assistantfinalA balanced router lowers the loss.",
 			"A balanced router lowers the loss.", paper.ValidOK, false},
 		{"<|channel|>analysis<|message|>The user wants a short summary of the router paper.", "", "", true},
+		{"analysisThe user wants a short summary of the router paper.", "", "", true}, // the same, without the special tokens
 		{"[THINK]The user wants a short summary of the router paper.[/THINK]A balanced router lowers the loss.",
 			"A balanced router lowers the loss.", paper.ValidOK, false},
 		{"[THINK]The user wants a short summary of the router paper.", "", "", true},

@@ -589,6 +589,8 @@ func TestClientThinkingModelsReasoningIsNotTheTLDR(t *testing.T) {
 		{"limit reached thinking, reasoning_content", thinkingAnswer(str(""), reasoning, "length", 0), ""},
 		{"limit reached thinking, content null", thinkingAnswer(nil, reasoning, "length", 0), ""},
 		{"limit reached thinking, harmony", thinkingAnswer(str("<|channel|>analysis<|message|>"+reasoning), "", "length", 0), ""},
+		// A server that decodes without harmony's special tokens (sgl-project/sglang#9190).
+		{"limit reached thinking, harmony without its special tokens", thinkingAnswer(str("analysis"+reasoning), "", "length", 0), ""},
 		{"limit reached thinking, Magistral", thinkingAnswer(str("[THINK]"+reasoning), "", "length", 0), ""},
 		{"limit reached thinking, reasoning tokens (OpenAI)", thinkingAnswer(str(""), "", "length", 300), ""},
 	} {

@@ -1,6 +1,10 @@
 package summarize
 
-import "strings"
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
 
 // reasoningBlocks are the delimiters thinking models write their reasoning between, before the
 // answer, as a server that does not separate the reasoning (vLLM without --reasoning-parser,
@@ -75,7 +79,7 @@ func splitHarmony(content string) (answer string, ok bool) {
 		answer = content[i+len(harmonyFinal):]
 	} else if i := strings.LastIndex(content, harmonyFinalText); i >= 0 && strings.HasPrefix(lead, "analysis") {
 		answer = content[i+len(harmonyFinalText):]
-	} else if strings.HasPrefix(lead, "<|channel|>") || strings.HasPrefix(lead, "<|start|>") {
+	} else if strings.HasPrefix(lead, "<|channel|>") || strings.HasPrefix(lead, "<|start|>") || harmonyAnalysisText(lead) {
 		return "", true
 	} else {
 		return "", false
@@ -85,6 +89,16 @@ func splitHarmony(content string) (answer string, ok bool) {
 		answer, _, _ = strings.Cut(answer, end)
 	}
 	return answer, true
+}
+
+// harmonyAnalysisText reports whether lead is an analysis message decoded without harmony's
+// special tokens, with no final message after it: "analysis" against the reasoning's first
+// word ("analysisWe need to…", "analysisThe user wants…"), which no answer starts with ("analysis
+// of …" does not count).
+func harmonyAnalysisText(lead string) bool {
+	rest, ok := strings.CutPrefix(lead, "analysis")
+	r, _ := utf8.DecodeRuneInString(rest)
+	return ok && unicode.IsUpper(r)
 }
 
 // unwrapAnswer returns answer without the tags around it (answerWrappers), when it has them.
