@@ -41,7 +41,7 @@ const (
 
 // Validate reports whether tldr is an acceptable TL;DR of abstract, returning nil or an error
 // wrapping ErrInvalidTLDR that says what is wrong: it must be exactly one sentence (see
-// Sentences) on one line, at most maxWords words, with no preamble ("Sure", "Here is/Here's",
+// Sentences) on one line, with a word in it (a letter or a digit, not punctuation alone), at most maxWords words, with no preamble ("Sure", "Here is/Here's",
 // "TL;DR:", "Summary:", "This paper", "In this paper", "The authors" …), no markdown ("**",
 // "__", "`", links, a leading "#", "- ", "* " or "1. "), not wrapped in quotes, and in the
 // abstract's language when DetectLanguage knows both. A missing final full stop is not an
@@ -60,8 +60,14 @@ func Validate(tldr, abstract string, maxWords int) error {
 	}
 	// As Normalize stores it: "Sure" alone is chatter once it is "Sure.", "In  this paper" once
 	// its white space is folded.
-	if stored := Normalize(t); findPreamble(stored) != nil {
+	stored := Normalize(t)
+	if findPreamble(stored) != nil {
 		return fmt.Errorf("%w: starts with a preamble (%q)", ErrInvalidTLDR, stored[:findPreamble(stored)[1]])
+	}
+	// Punctuation alone ("," "—" "…") is no TL;DR, and Normalize stores some of it as "",
+	// which the store refuses.
+	if !strings.ContainsFunc(stored, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsNumber(r) }) {
+		return fmt.Errorf("%w: no words", ErrInvalidTLDR)
 	}
 	if i := strings.IndexFunc(t, unprintable); i >= 0 {
 		r, _ := utf8.DecodeRuneInString(t[i:])

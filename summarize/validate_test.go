@@ -419,3 +419,23 @@ func TestAPreambleWithOtherWhiteSpaceIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestAnAnswerWithoutAWordIsNoTLDR: an answer of punctuation alone ("," "—" "...") passed
+// Validate, which counts no words against a least, and Normalize stored what its trimming of
+// trailing separators left: "" for "," or "—", which Accept returned as a valid TL;DR and the
+// store refused ("empty text"), the paper failing after its answer was paid for, where the
+// stricter prompt would have been asked (found by FuzzCleanAndValidate: "Validate accepts ",",
+// not its Normalize """). Such an answer is invalid.
+func TestAnAnswerWithoutAWordIsNoTLDR(t *testing.T) {
+	t.Parallel()
+	a := paper.Abstract{ID: "arxiv:2401.00001", Title: "A title",
+		Abstract: "We propose a method that halves the training cost of large language models."}
+	for _, s := range []string{",", "—", " - ", "...", ";:", "“…”"} {
+		if err := Validate(s, a.Abstract, 30); !errors.Is(err, ErrInvalidTLDR) {
+			t.Errorf("Validate(%q) = %v; want ErrInvalidTLDR (Normalize stores %q)", s, err, Normalize(s))
+		}
+		if text, _, err := Accept(s, a, 30); err == nil {
+			t.Errorf("Accept(%q) = %q; want an error, no TL;DR", s, text)
+		}
+	}
+}
