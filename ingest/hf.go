@@ -62,7 +62,10 @@ func (p *hfParser) next() (paper.Abstract, error) {
 			return paper.Abstract{}, p.fatal(err)
 		}
 		if tok != json.Delim('[') {
-			return paper.Abstract{}, &stopError{msg: fmt.Sprintf("%s:%d: Hugging Face daily papers JSON is an array; this starts with %v", p.r.name, p.line(), tok), err: paper.ErrInvalid}
+			// The line of the token read (a JSON token holds no newline), not of what follows it
+			// (line).
+			line := p.lines.lineAt(p.dec.InputOffset())
+			return paper.Abstract{}, &stopError{msg: fmt.Sprintf("%s:%d: Hugging Face daily papers JSON is an array; this starts with %v", p.r.name, line, tok), err: paper.ErrInvalid}
 		}
 	}
 	if !p.dec.More() {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -139,5 +140,27 @@ func TestHFRecords(t *testing.T) {
 			}
 			equalEvents(t, events, tc.events)
 		})
+	}
+}
+
+// TestHFNotAnArrayNamesItsLine: a JSON object given as Hugging Face daily papers (--format hf
+// on an API answer such as {"papers": …}, pretty-printed) was said to start on line 2, the
+// line after its "{" (the white space after the token was counted, as for the next record's
+// line), and on line 1 when the input came a byte a read (FuzzReader). The error names the
+// line of what it quotes.
+func TestHFNotAnArrayNamesItsLine(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{"{\n  \"papers\": []\n}\n", "\n\n{\n\"a\": 1}", "\"not papers\"\n\n"} {
+		want := strings.Count(in[:strings.IndexAny(in, "{\"")], "\n") + 1
+		for _, one := range []bool{false, true} {
+			r, err := NewReader(strings.NewReader(in), "f", Options{Format: HFDaily, OneRecord: one})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = r.Next()
+			if err == nil || !strings.HasPrefix(err.Error(), "f:"+strconv.Itoa(want)+": Hugging Face daily papers JSON is an array") {
+				t.Errorf("%q (OneRecord %v): %v; want the error at f:%d", in, one, err, want)
+			}
+		}
 	}
 }
