@@ -581,14 +581,8 @@ func (c *Client) batchTokens() int {
 // keepTokensTo lowers the estimated tokens per request to limit, after the server refused a
 // request of more (err, llm.TooManyTokens: Mistral's 400), warning once.
 func (c *Client) keepTokensTo(limit int, err error) {
-	for {
-		cur := c.maxTokens.Load()
-		if cur > 0 && cur <= int64(limit) {
-			return
-		}
-		if c.maxTokens.CompareAndSwap(cur, int64(limit)) {
-			break
-		}
+	if !lowerTo(&c.maxTokens, limit) {
+		return
 	}
 	if c.tokensWarned.CompareAndSwap(false, true) {
 		c.log.Warn(fmt.Sprintf("the embeddings API refuses requests of as many tokens as paperpipe sends; sending at most %d "+
@@ -597,18 +591,26 @@ func (c *Client) keepTokensTo(limit int, err error) {
 	}
 }
 
+// lowerTo sets a per-request limit learnt from the server (0: none yet) to limit unless it is
+// already that or lower, and reports whether it did.
+func lowerTo(v *atomic.Int64, limit int) bool {
+	for {
+		cur := v.Load()
+		if cur > 0 && cur <= int64(limit) {
+			return false
+		}
+		if v.CompareAndSwap(cur, int64(limit)) {
+			return true
+		}
+	}
+}
+
 // keepTo lowers the inputs per request to limit, the most the server takes as its refusal of
 // a longer request said (err, llm.TooManyInputs: text-embeddings-inference's 413, Azure
 // OpenAI's 400), warning once.
 func (c *Client) keepTo(limit int, err error) {
-	for {
-		cur := c.maxInputs.Load()
-		if cur > 0 && cur <= int64(limit) {
-			return
-		}
-		if c.maxInputs.CompareAndSwap(cur, int64(limit)) {
-			break
-		}
+	if !lowerTo(&c.maxInputs, limit) {
+		return
 	}
 	c.log.Warn(fmt.Sprintf("the embeddings API takes at most %d inputs per request; sending at most %d per request from now on "+
 		"(set PAPERPIPE_EMBED_BATCH_INPUTS=%d to do so from the start)", limit, limit, limit), "answer", err)
