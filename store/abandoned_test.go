@@ -146,10 +146,15 @@ func TestASessionLockItsHolderAbandonsIsFreedInMinutes(t *testing.T) {
 	}
 	holder, app := openWatched(t, s, "run-holder")
 	const key = "test:abandoned-run"
-	unlock, err := holder.LockRun(t.Context(), key)
+	l, err := holder.HoldRun(t.Context(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The holder's process is gone with its host: its watch no longer asks the lock's session
+	// or takes the lock again (a living holder cut off from that one connection does, see
+	// TestARunLockItsHolderIsCutOffFromIsTakenAgain).
+	l.StopWatching()
+	unlock := l.Unlock
 	var port int
 	if err := s.Pool().QueryRow(t.Context(), `SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a USING (pid)
 			WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = $1`, app).Scan(&port); err != nil {
