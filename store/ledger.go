@@ -342,9 +342,9 @@ func hasLegacy(a paper.Abstract) bool { return a.LegacyHash != "" && a.LegacyHas
 
 // adoptLegacy gives the papers stored with the hash of their text's earlier form
 // (paper.Abstract.LegacyHash: arXiv's TeX accents, which ingest now writes as letters) the
-// hash of the form given, with their TL;DRs and vectors of it: the two are one text, and the
-// upsert that follows in the transaction stores the new form without buying its outputs
-// again. A stored text with another hash is left alone: the upsert compares it as usual.
+// hash of the form given, with their TL;DRs and vectors of it and their items in open batch
+// jobs: the two are one text, and the upsert that follows in the transaction stores the new
+// form without buying its outputs again, nor those a batch job is buying. A stored text with another hash is left alone: the upsert compares it as usual.
 // papers holds one copy of each id (the one the call stores).
 func adoptLegacy(ctx context.Context, tx pgx.Tx, papers []paper.Abstract) error {
 	var ids, legacy, hashes []string
@@ -363,7 +363,8 @@ func adoptLegacy(ctx context.Context, tx pgx.Tx, papers []paper.Abstract) error 
 }
 
 // adoptLegacySQL re-keys the papers stored with their legacy hash ($2) to the new one ($3),
-// and their TL;DRs and vectors with them; the rows are locked in id order, as the upsert's.
+// and their TL;DRs, vectors and batch items with them (an open job holds the paper still, and
+// its answer is stored at the item's hash); the rows are locked in id order, as the upsert's.
 const adoptLegacySQL = `
 WITH m AS (
 	SELECT DISTINCT ON (id) id, legacy, hash FROM unnest($1::text[], $2::text[], $3::text[]) AS t(id, legacy, hash)
@@ -377,6 +378,8 @@ WITH m AS (
 	UPDATE tldrs t SET content_hash = p.hash FROM p WHERE t.paper_id = p.id AND t.content_hash = p.legacy
 ), e AS (
 	UPDATE embeddings e SET content_hash = p.hash FROM p WHERE e.paper_id = p.id AND e.content_hash = p.legacy
+), b AS (
+	UPDATE batch_items b SET content_hash = p.hash FROM p WHERE b.paper_id = p.id AND b.content_hash = p.legacy
 )
 SELECT count(*) FROM p`
 
@@ -385,10 +388,12 @@ const upsertPrelock = "LOCK TABLE papers IN ROW EXCLUSIVE MODE; " +
 	"LOCK TABLE tldrs, embeddings, embedding_spaces, batch_items, batch_jobs IN ACCESS SHARE MODE"
 
 // upsertLegacyPrelock is upsertPrelock for a call that adopts outputs (adoptLegacy), which
-// writes tldrs and embeddings too.
+// writes tldrs, embeddings and batch_items too; the tables are taken in upsertPrelock's order.
 const upsertLegacyPrelock = "LOCK TABLE papers IN ROW EXCLUSIVE MODE; " +
 	"LOCK TABLE tldrs, embeddings IN ROW EXCLUSIVE MODE; " +
-	"LOCK TABLE embedding_spaces, batch_items, batch_jobs IN ACCESS SHARE MODE"
+	"LOCK TABLE embedding_spaces IN ACCESS SHARE MODE; " +
+	"LOCK TABLE batch_items IN ROW EXCLUSIVE MODE; " +
+	"LOCK TABLE batch_jobs IN ACCESS SHARE MODE"
 
 // upsertPapersSQL inserts or updates the papers and reports, per paper, its previous hash, the
 // hash it stores after the statement, and the missing outputs. The main query sees the snapshot

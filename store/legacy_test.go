@@ -65,3 +65,37 @@ func TestUpsertPapersKeepsTheOutputsOfTheLegacyForm(t *testing.T) {
 		t.Errorf("a changed text: %+v, want %+v", got[0], want)
 	}
 }
+
+// TestUpsertPapersMovesTheLegacyFormsBatchItems: a paper held by an open Batch API job
+// (`reprocess --batch-api`) at its TeX form's hash, then ingested in its new form, stays held
+// by the job: the job's item is re-keyed with the paper, so the worker does not buy the TL;DR
+// the job is buying, and the job's answer is stored at the paper's current hash.
+func TestUpsertPapersMovesTheLegacyFormsBatchItems(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	w := store.Work{Model: testModel, PromptVersion: testPrompt}
+	old := paper.Abstract{ID: "arxiv:2401.00002", Title: `The Schr\"odinger equation`,
+		Abstract: `We solve the nonlinear Schr\"odinger equation on the Poincar\'e disk.`}
+	upsert(t, s, []paper.Abstract{old}, w)
+	job, release, err := s.ClaimBatchJob(ctx, store.BatchJob{Kind: paper.KindChat, Model: testModel, PromptVersion: testPrompt},
+		[]store.BatchItem{{PaperID: old.ID, ContentHash: old.ContentHash()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+
+	now := paper.Abstract{ID: old.ID, Title: "The Schrödinger equation",
+		Abstract: "We solve the nonlinear Schrödinger equation on the Poincaré disk.", LegacyHash: old.ContentHash()}
+	got := upsert(t, s, []paper.Abstract{now}, w)
+	if want := (store.Pending{ID: now.ID, ContentHash: now.ContentHash()}); got[0] != want {
+		t.Errorf("the new form of a paper an open batch job holds: %+v, want %+v (the job buys its TL;DR)", got[0], want)
+	}
+	items, err := s.BatchItemsOf(ctx, job.ID, []string{now.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it, ok := items[now.ID]; !ok || it.ContentHash != now.ContentHash() {
+		t.Errorf("the job's item: %+v (found %v), want it at the new form's hash %s", it.BatchItem, ok, now.ContentHash())
+	}
+}
