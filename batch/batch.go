@@ -1163,8 +1163,13 @@ func (r *Runner) store(ctx context.Context, j store.BatchJob, lines []resultLine
 			continue
 		}
 		seen[l.CustomID] = true
-		id, hash, kind, ok := parseCustomID(l.CustomID)
+		id, _, kind, ok := parseCustomID(l.CustomID)
 		it, known := items[id]
+		// The answer is stored at the item's hash, not the custom_id's: the store moves an
+		// item with its paper when it re-keys it to its text's new form (see
+		// paper.Abstract.LegacyHash), and the answer is of that same text. The text of a
+		// paper changed otherwise keeps its item's hash, and the answer is stale as before.
+		hash := it.ContentHash
 		switch {
 		case !ok || kind != j.Kind:
 			reject(l, "custom_id not made by this job")
