@@ -283,12 +283,19 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 		ctx = l.Context()
 	}
 	// A run that lost a lock is not done, whatever it wrote: another may have worked beside it.
-	// Asked once more as it ends (before the unlocks, deferred above).
+	// Asked once more as it ends (before the unlocks, deferred above). The run's own error
+	// (an API key refused, a queue full) is kept beside it, as it must be fixed before the run
+	// is run again; not its stop for the lock's loss (its context ended: canceled), which the
+	// lock's error says.
 	defer func() {
 		for _, l := range locks {
 			if lerr := l.Check(); errors.Is(lerr, store.ErrLockLost) {
-				err = fmt.Errorf("%w; run the same command again once no other run of it is in progress "+
+				lost := fmt.Errorf("%w; run the same command again once no other run of it is in progress "+
 					"(finished papers are not redone)", lerr)
+				if err != nil && !errors.Is(err, store.ErrLockLost) && !errors.Is(err, context.Canceled) {
+					lost = errors.Join(lost, err)
+				}
+				err = lost
 				return
 			}
 		}
