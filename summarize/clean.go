@@ -151,14 +151,35 @@ func Clean(text string, maxWords int) string {
 		sentences = append(sentences, Sentences(line)...)
 	}
 	for _, s := range sentences {
-		s = tidy(s)
+		s = tidyFirst(s)
 		if CountWords(s) >= 3 { // as Validate counts them: Chinese, Japanese and Thai have no spaces
 			return finish(s, maxWords)
 		}
 	}
-	// Nothing with three words: keep whatever is left of the whole text.
+	// Nothing with three words: join the lines (a sentence a model broke across them, "A
+	// router\nhalves cost.") and keep the first sentence of what is left, as above; what
+	// follows it would make two, which Validate refuses.
 	whole := spaceRe.ReplaceAllString(strings.TrimSpace(mdStrip.ReplaceAllString(text, "")), " ")
-	return finish(tidy(whole), maxWords)
+	return finish(tidyFirst(whole), maxWords)
+}
+
+// tidyFirst is the first sentence of what tidy makes of s: the lines Clean's fallback joins
+// may hold more than one ("A router halves cost. Works well."), and tidy may make two of one
+// ("A00 .0. 0" → "A00.0. 0"); a second would make the TL;DR two sentences, which Validate
+// refuses.
+func tidyFirst(s string) string {
+	for range 8 {
+		t := tidy(s)
+		ss := Sentences(t)
+		if len(ss) <= 1 {
+			return t
+		}
+		if ss[0] == s {
+			return s
+		}
+		s = ss[0]
+	}
+	return s
 }
 
 // tidy is tighten and dropPreamble, again while dropPreamble uncovers what tighten rewrites

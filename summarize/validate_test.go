@@ -439,3 +439,26 @@ func TestAnAnswerWithoutAWordIsNoTLDR(t *testing.T) {
 		}
 	}
 }
+
+// An answer whose only sentence of three words is broken across lines, with a short one after
+// it, was kept whole by Clean's fallback ("A router halves cost. Works well."), two
+// sentences that Validate refuses: the paid answer was dead-lettered. The fallback joins the
+// lines and keeps the first sentence, as Clean does (found by FuzzCleanAndValidate: "A 0! 0").
+func TestCleanKeepsTheFirstSentenceOfJoinedLines(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"A router\nhalves cost. Works well.": "A router halves cost.",
+		"这 00第一。第":                           "这 00第一。",
+		"A 0! 0":                             "A 0!",
+	} {
+		got := Clean(in, 30)
+		if got != want {
+			t.Errorf("Clean(%q) = %q, want %q", in, got, want)
+		}
+		if CountWords(got) >= 3 {
+			if err := Validate(got, "", 30); err != nil {
+				t.Errorf("Clean(%q) = %q, which Validate refuses: %v", in, got, err)
+			}
+		}
+	}
+}
