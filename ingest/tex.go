@@ -39,25 +39,38 @@ var (
 		"rm": true, "sf": true, "itshape": true, "bfseries": true, "scshape": true, "ttfamily": true, "upshape": true}
 )
 
-// closingBrace returns the index of the brace closing the group s[open] opens, or 0 when the
-// group is not closed (or holds mathematics, left as it came).
-func closingBrace(s string, open int) int {
-	depth := 0
-	for j := open; j < len(s); j++ {
-		switch s[j] {
-		case '\\':
-			j++ // \{ and \} are braces of the text
-		case '$':
-			return 0
-		case '{':
-			depth++
-		case '}':
-			if depth--; depth == 0 {
-				return j
+// braces finds the brace closing a group, for detex, in one pass over s made when it first
+// asks: scanning from each brace in turn took the square of the length of an abstract of
+// groups never closed ("{\em {\em …").
+type braces struct {
+	s      string
+	closes map[int]int // the index of each "{" whose group is closed, to that of its "}"
+}
+
+// closing returns the index of the brace closing the group s[open] opens, or 0 when the
+// group is not closed, holds mathematics (left as it came), or the brace is escaped ("\{" is
+// a brace of the text).
+func (b *braces) closing(open int) int {
+	if b.closes == nil {
+		b.closes = make(map[int]int)
+		var stack []int
+		for j := 0; j < len(b.s); j++ {
+			switch b.s[j] {
+			case '\\':
+				j++ // \{ and \} are braces of the text
+			case '$':
+				stack = stack[:0]
+			case '{':
+				stack = append(stack, j)
+			case '}':
+				if len(stack) > 0 {
+					b.closes[stack[len(stack)-1]] = j
+					stack = stack[:len(stack)-1]
+				}
 			}
 		}
 	}
-	return 0
+	return b.closes[open]
 }
 
 // mark adds i to m, making it.
@@ -80,6 +93,8 @@ func detex(s string) string {
 	changed := false
 	math := false         // between $…$ (or $$…$$), \(…\) or \[…\]
 	var drop map[int]bool // the closing braces of the font commands taken out
+	groups := braces{s: s}
+	var url urlWord
 	for i := 0; i < len(s); {
 		c := s[i]
 		switch {
@@ -101,7 +116,7 @@ func detex(s string) string {
 			b.WriteString(`\$`) // a dollar sign, not mathematics
 			i += 2
 			continue
-		case !math && (c == '{' || c == '\\') && inURL(s, i):
+		case !math && (c == '{' || c == '\\') && url.in(s, i):
 			// A URL's "\~user" is its path, not an accented letter.
 		case !math && c == '{' && i+1 < len(s) && s[i+1] == '\\':
 			// {\"o}, {\o}, {\v S}: the group holds just the letter.
@@ -113,7 +128,7 @@ func detex(s string) string {
 			}
 			// {\em words}, {\bf words}: the words.
 			if name, n := texCommand(s[i+1:]); texDeclarations[name] {
-				if end := closingBrace(s, i); end > 0 {
+				if end := groups.closing(i); end > 0 {
 					drop = mark(drop, end)
 					i += 1 + n
 					for i < len(s) && s[i] == ' ' {
@@ -132,7 +147,7 @@ func detex(s string) string {
 			}
 			// \emph{words}, \textbf{words}: the words.
 			if name, n := texCommand(s[i:]); texFonts[name] && i+n < len(s) && s[i+n] == '{' {
-				if end := closingBrace(s, i+n); end > 0 {
+				if end := groups.closing(i + n); end > 0 {
 					drop = mark(drop, end)
 					i += n + 1
 					changed = true
@@ -236,12 +251,34 @@ func texBase(s string) (string, int) {
 	return s[:n], n
 }
 
-// inURL reports whether s[i] is part of a URL: the run of text before it, up to white space,
+// urlWord is the run of text without white space detex is in, read once for all the braces
+// and backslashes in it: reading back to the white space at each took the square of the
+// length of an abstract without spaces.
+type urlWord struct {
+	read       bool
+	start, end int  // the run: s[start:end], white space (or the text's ends) on either side
+	sep        int  // the index of its first "://", or -1
+	www        bool // it starts with "www."
+}
+
+// in reports whether s[i] is part of a URL: the run of text before it, up to white space,
 // holds "://" or starts with "www.".
-func inURL(s string, i int) bool {
-	start := strings.LastIndexAny(s[:i], " \t\n") + 1
-	word := s[start:i]
-	return strings.Contains(word, "://") || strings.HasPrefix(word, "www.")
+func (u *urlWord) in(s string, i int) bool {
+	if !u.read || i < u.start || i > u.end {
+		u.read = true
+		u.start = strings.LastIndexAny(s[:i], " \t\n") + 1
+		u.end = len(s)
+		if e := strings.IndexAny(s[i:], " \t\n"); e >= 0 {
+			u.end = i + e
+		}
+		word := s[u.start:u.end]
+		u.sep = strings.Index(word, "://")
+		if u.sep >= 0 {
+			u.sep += u.start
+		}
+		u.www = strings.HasPrefix(word, "www.")
+	}
+	return u.sep >= 0 && u.sep+3 <= i || u.www && i-u.start >= 4
 }
 
 func isASCIILetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }

@@ -78,6 +78,8 @@ func TestDetex(t *testing.T) {
 		`\emph{open`:                 `\emph{open`,
 		`{\em $x$} \textbf{$\{y\}$}`: `{\em $x$} \textbf{$\{y\}$}`,
 		`\textbf{a \} b} c`:          `a \} b c`,
+		// An escaped brace is a brace of the text, not a group.
+		`a \{\em b} c`: `a \{\em b} c`,
 		`see http://www.x.edu/\~smith/code and www.y.org/\~{}jones; Jos\'e`: `see http://www.x.edu/\~smith/code and www.y.org/\~{}jones; José`,
 	} {
 		if got := detex(in); got != want {
@@ -153,5 +155,54 @@ func TestDetexedTextIsFoldedAndNotEmpty(t *testing.T) {
 		if len(papers) != 0 || len(errs) != 1 || !strings.Contains(errs[0].Error(), tc.want) {
 			t.Errorf("title %q, abstract %q: papers %+v, errors %v; want the error %q", tc.title, tc.abstract, papers, errs, tc.want)
 		}
+	}
+}
+
+// BenchmarkDetexWorstCase: detex on abstracts of 32 KiB (the default --max-abstract-bytes)
+// that are one run without spaces of what it looks at twice: braces, backslashes, groups of
+// a declaration that are never closed, and nested ones that are.
+func BenchmarkDetexWorstCase(b *testing.B) {
+	const n = 32 << 10
+	for _, c := range []struct{ name, unit string }{
+		{"braces", `{`},
+		{"backslashes", `\x`},
+		{"open-declarations", `{\em `},
+		{"open-fonts", `\emph{`},
+		{"escaped-declarations", `\{\em`},
+	} {
+		s := `\"o` + strings.Repeat(c.unit, n/len(c.unit))
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(s)))
+			for b.Loop() {
+				detex(s)
+			}
+		})
+	}
+	nested := strings.Repeat(`{\em `, n/10) + "x" + strings.Repeat("}", n/10)
+	b.Run("nested-declarations", func(b *testing.B) {
+		b.SetBytes(int64(len(nested)))
+		for b.Loop() {
+			detex(nested)
+		}
+	})
+}
+
+// TestDetexLongRuns: abstracts of 32 KiB that are one run without spaces of braces or
+// backslashes, groups never closed, or nested ones closed (BenchmarkDetexWorstCase: each
+// took from 0.1 to 0.8 s, the square of the length, before detex read them in one pass), come
+// out as they should: the letters written, the rest as it came, the groups' words without
+// their commands.
+func TestDetexLongRuns(t *testing.T) {
+	t.Parallel()
+	const n = 32 << 10
+	for _, unit := range []string{`{`, `\x`, `{\em `, `\emph{`, `\{\em`, `http://a.b/\~{`} {
+		run := strings.Repeat(unit, n/len(unit))
+		if got, want := detex(`\"o`+run+` \'e`), "ö"+run+" é"; got != want {
+			t.Errorf("detex of a run of %q: %d bytes, want %d as it came", unit, len(got), len(want))
+		}
+	}
+	nested := strings.Repeat(`{\em `, n/10) + `Schr\"odinger` + strings.Repeat("}", n/10)
+	if got := detex(nested); got != "Schrödinger" {
+		t.Errorf("detex of %d nested {\\em …} = %.40q…, want %q", n/10, got, "Schrödinger")
 	}
 }
