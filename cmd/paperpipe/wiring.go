@@ -75,10 +75,8 @@ func buildModels(ctx context.Context, c *config, log *slog.Logger, st *store.Sto
 				"PAPERPIPE_VECTOR_INDEX", c.VectorIndex)
 		}
 	} else {
-		if c.EmbedBatchInputs <= 0 || c.EmbedBatchTokens <= 0 {
-			return nil, fmt.Errorf("embedding batches: PAPERPIPE_EMBED_BATCH_INPUTS=%d and PAPERPIPE_EMBED_BATCH_TOKENS=%d must be positive",
-				c.EmbedBatchInputs, c.EmbedBatchTokens)
-		}
+		// PAPERPIPE_EMBED_BATCH_INPUTS and _TOKENS are in range: loadConfig refuses them
+		// below their minimums, and checkWorkerFlags the flags that set them.
 		if c.EmbedEncoding != "base64" && c.EmbedEncoding != "float" {
 			return nil, fmt.Errorf("embedder: PAPERPIPE_EMBED_ENCODING=%q: want base64 or float", c.EmbedEncoding)
 		}
