@@ -53,7 +53,8 @@ func Validate(tldr, abstract string, maxWords int) error {
 		return fmt.Errorf("%w: empty", ErrInvalidTLDR)
 	case strings.ContainsAny(t, "\n\r"):
 		return fmt.Errorf("%w: more than one line", ErrInvalidTLDR)
-	case markdownRe.MatchString(latexQuoteRe.ReplaceAllString(t, `"$1"`)) || markdownLeadRe.MatchString(t):
+	case markdownRe.MatchString(latexQuoteRe.ReplaceAllString(t, `"$1"`)) || markdownLeadRe.MatchString(t) ||
+		markdownLeadRe.MatchString(stripEmphasis(t)): // "*# 1 method*" is stored as "# 1 method."
 		return fmt.Errorf("%w: contains markdown", ErrInvalidTLDR)
 	case wrappedInQuotes(t):
 		return fmt.Errorf("%w: wrapped in quotes", ErrInvalidTLDR)
@@ -73,7 +74,11 @@ func Validate(tldr, abstract string, maxWords int) error {
 		r, _ := utf8.DecodeRuneInString(t[i:])
 		return fmt.Errorf("%w: contains a control or invisible character (%U)", ErrInvalidTLDR, r)
 	}
-	if n := len(Sentences(t)); n != 1 {
+	n := len(Sentences(t))
+	if n == 1 {
+		n = len(Sentences(stored)) // "*!* 0" is stored as "! 0.", two
+	}
+	if n != 1 {
 		return fmt.Errorf("%w: %d sentences, want exactly one", ErrInvalidTLDR, n)
 	}
 	if n := CountWords(t); maxWords > 0 && n > maxWords {

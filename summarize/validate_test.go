@@ -462,3 +462,34 @@ func TestCleanKeepsTheFirstSentenceOfJoinedLines(t *testing.T) {
 		}
 	}
 }
+
+// An answer in emphasis whose words start as a markdown heading or list item does ("*# 1
+// method*", "*- A method halves cost*") was valid, and stored by Normalize, which takes the
+// emphasis out, as "# 1 method." (found by FuzzCleanAndValidate: "*# 0*"). Validate judges
+// the text as it is stored; Clean takes the marker out with the emphasis.
+func TestMarkdownUnderEmphasisIsMarkdown(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"*# 1 method halves cost*":       "1 method halves cost.",
+		"*- A method halves the cost*":   "A method halves the cost.",
+		"_1. A method halves the cost._": "A method halves the cost.",
+	} {
+		if err := Validate(in, "", 30); !errors.Is(err, ErrInvalidTLDR) {
+			t.Errorf("Validate(%q) = %v, want it refused (stored as %q)", in, err, Normalize(in))
+		}
+		if got := Clean(in, 30); got != want {
+			t.Errorf("Clean(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// An answer that is one sentence only while its emphasis stands ("*!* 0") was valid, and stored
+// by Normalize, which takes the emphasis out, as two: "! 0." (found by FuzzCleanAndValidate).
+func TestOneSentenceOnlyWithItsEmphasisIsRefused(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{"*!* 0", "A method *works!* Really"} {
+		if err := Validate(in, "", 30); !errors.Is(err, ErrInvalidTLDR) {
+			t.Errorf("Validate(%q) = %v, want it refused (stored as %q)", in, err, Normalize(in))
+		}
+	}
+}
