@@ -156,11 +156,16 @@ var emphasisRes = []*regexp.Regexp{
 	regexp.MustCompile(`(^|[\s(\[“‘"'])_([^\s_](?:[^_]*[^\s_])?)_($|[\s.,;:!?)\]”’"'])`),
 }
 
-// stripEmphasis removes the markers of markdown emphasis from t.
+// stripEmphasis removes the markers of markdown emphasis from t. A match takes the space
+// after it, which the next one needs before it ("*a* *b*"): again, until none is left.
 func stripEmphasis(t string) string {
 	for i, marker := range "*_" {
-		if strings.ContainsRune(t, marker) {
-			t = emphasisRes[i].ReplaceAllString(t, "$1$2$3")
+		for strings.ContainsRune(t, marker) {
+			u := emphasisRes[i].ReplaceAllString(t, "$1$2$3")
+			if u == t {
+				break
+			}
+			t = u
 		}
 	}
 	return t

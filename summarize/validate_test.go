@@ -493,3 +493,13 @@ func TestOneSentenceOnlyWithItsEmphasisIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// Words in emphasis side by side ("*fast* *sparse*") kept the second's markers: the first
+// match took the space the second needed before it, so "*a* *b*" was stored as "a *b*." and
+// Normalize was not idempotent (found by FuzzCleanAndValidate: "*0* *0*").
+func TestNormalizeStripsEmphasisSideBySide(t *testing.T) {
+	t.Parallel()
+	if got, want := Normalize("A *fast* *sparse* _low_ _rank_ router"), "A fast sparse low rank router."; got != want {
+		t.Errorf("Normalize = %q, want %q", got, want)
+	}
+}
