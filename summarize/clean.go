@@ -138,7 +138,7 @@ func Clean(text string, maxWords int) string {
 		}
 		return r
 	}, text)
-	var sentences []string
+	var lines, sentences []string
 	for _, line := range strings.Split(text, "\n") {
 		line = latexQuoteRe.ReplaceAllString(line, `"$1"`)
 		line = mdLeadLine.ReplaceAllString(line, "")
@@ -149,6 +149,7 @@ func Clean(text string, maxWords int) string {
 		if line == "" {
 			continue
 		}
+		lines = append(lines, line)
 		sentences = append(sentences, Sentences(line)...)
 	}
 	for _, s := range sentences {
@@ -160,8 +161,8 @@ func Clean(text string, maxWords int) string {
 	// Nothing with three words: join the lines (a sentence a model broke across them, "A
 	// router\nhalves cost.") and keep the first sentence of what is left, as above; what
 	// follows it would make two, which Validate refuses.
-	whole := spaceRe.ReplaceAllString(strings.TrimSpace(mdStrip.ReplaceAllString(text, "")), " ")
-	return finish(tidyFirst(whole), maxWords)
+	// The lines are joined as the loop above read them: "A\n*0 0*" is "A 0 0", not "A *0 0*".
+	return finish(tidyFirst(strings.Join(lines, " ")), maxWords)
 }
 
 // tidyFirst is the first sentence of what tidy makes of s: the lines Clean's fallback joins
