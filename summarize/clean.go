@@ -144,8 +144,8 @@ func Clean(text string, maxWords int) string {
 		line = mdLeadLine.ReplaceAllString(line, "")
 		line = replaceWhere(mdLinkRe, line, "$1", "]")
 		line = stripEmphasis(mdStrip.ReplaceAllString(line, ""))
-		line = mdLeadLine.ReplaceAllString(line, "")   // what the emphasis held: "*- A method*"
 		line = strings.Join(strings.Fields(line), " ") // a no-break space or a tab as a space, as Normalize folds them
+		line = mdLeadLine.ReplaceAllString(line, "")   // what emphasis or a Unicode space hid: "*- A method*", "#\u200aA method"
 		if line == "" {
 			continue
 		}

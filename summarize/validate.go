@@ -54,7 +54,7 @@ func Validate(tldr, abstract string, maxWords int) error {
 	case strings.ContainsAny(t, "\n\r"):
 		return fmt.Errorf("%w: more than one line", ErrInvalidTLDR)
 	case markdownRe.MatchString(latexQuoteRe.ReplaceAllString(t, `"$1"`)) || markdownLeadRe.MatchString(t) ||
-		markdownLeadRe.MatchString(stripEmphasis(t)): // "*# 1 method*" is stored as "# 1 method."
+		markdownLeadRe.MatchString(Normalize(t)): // "*# 1 method*" and "#\u200a1 method" are stored as "# 1 method."
 		return fmt.Errorf("%w: contains markdown", ErrInvalidTLDR)
 	case wrappedInQuotes(t):
 		return fmt.Errorf("%w: wrapped in quotes", ErrInvalidTLDR)

@@ -471,9 +471,10 @@ func TestCleanKeepsTheFirstSentenceOfJoinedLines(t *testing.T) {
 func TestMarkdownUnderEmphasisIsMarkdown(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
-		"*# 1 method halves cost*":       "1 method halves cost.",
-		"*- A method halves the cost*":   "A method halves the cost.",
-		"_1. A method halves the cost._": "A method halves the cost.",
+		"*# 1 method halves cost*":        "1 method halves cost.",
+		"*- A method halves the cost*":    "A method halves the cost.",
+		"#\u200aA method halves the cost": "A method halves the cost.",
+		"_1. A method halves the cost._":  "A method halves the cost.",
 	} {
 		if err := Validate(in, "", 30); !errors.Is(err, ErrInvalidTLDR) {
 			t.Errorf("Validate(%q) = %v, want it refused (stored as %q)", in, err, Normalize(in))
