@@ -162,7 +162,8 @@ func Clean(text string, maxWords int) string {
 	// router\nhalves cost.") and keep the first sentence of what is left, as above; what
 	// follows it would make two, which Validate refuses.
 	// The lines are joined as the loop above read them: "A\n*0 0*" is "A 0 0", not "A *0 0*".
-	return finish(tidyFirst(strings.Join(lines, " ")), maxWords)
+	// Emphasis may span them: "A *router\nhalves*".
+	return finish(tidyFirst(stripEmphasis(strings.Join(lines, " "))), maxWords)
 }
 
 // tidyFirst is the first sentence of what tidy makes of s: the lines Clean's fallback joins

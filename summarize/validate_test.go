@@ -448,6 +448,7 @@ func TestCleanKeepsTheFirstSentenceOfJoinedLines(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
 		"A router\nhalves cost. Works well.": "A router halves cost.",
+		"A *router\nhalves* cost":            "A router halves cost.",
 		"A router\n*halves cost*":            "A router halves cost.",
 		"这 00第一。第":                           "这 00第一。",
 		"A 0! 0":                             "A 0!",
