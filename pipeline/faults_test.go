@@ -391,10 +391,12 @@ func TestWorkerKeepsToTheServersLimitOfInputsPerRequest(t *testing.T) {
 		t.Fatalf("%d papers with a vector of %d", c.WithEmbedding, len(papers))
 	}
 	api.Close()
-	// Every request the server took holds one input.
-	if st := api.Stats(); st.EmbedRequests-st.EmbedInputsDelivered != 1 {
-		t.Errorf("%d embeddings requests for %d vectors: %d refused; want 1", st.EmbedRequests, st.EmbedInputsDelivered,
-			st.EmbedRequests-st.EmbedInputsDelivered)
+	// Every request the server took holds one input, and only the requests already on their way
+	// when the first was refused were refused too: the worker's embedding flushes run side by
+	// side (one or two here, by the timing; before the fix, 126 refused per batch of 64).
+	if st := api.Stats(); st.EmbedRequests-st.EmbedInputsDelivered < 1 || st.EmbedRequests-st.EmbedInputsDelivered > 4 {
+		t.Errorf("%d embeddings requests for %d vectors: %d refused; want 1 to 4 (those in flight at the first refusal)",
+			st.EmbedRequests, st.EmbedInputsDelivered, st.EmbedRequests-st.EmbedInputsDelivered)
 	}
 }
 

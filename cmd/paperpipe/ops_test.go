@@ -267,6 +267,10 @@ func wantConnectedProcessesStop(t *testing.T, port int, first, next func(*server
 	c := newCLI(t, env...)
 	s := startServeProc(t, c)
 	w := startPaperpipe(t, c, "worker")
+	// The worker is counted among the server's clients before its start is done: restarted then,
+	// it failed its start ("connect to NATS …: EOF") instead of meeting the new server. Restart
+	// once it pulls from its consumer.
+	waitForPull(t, old, w.logs)
 	restartNATS(t, old, 2, w.logs)
 	natstest.StartWith(t, func(o *server.Options) { o.Port = port; next(o) })
 	s.wantStop(t, want)
@@ -323,6 +327,29 @@ func restartNATS(t *testing.T, first *natstest.Server, clients int, logs *locked
 	}
 	first.Shutdown()
 	first.WaitForShutdown()
+}
+
+// waitForPull waits until a consumer of srv's JetStream has a pull request waiting: a worker
+// started and took its place.
+func waitForPull(t *testing.T, srv *natstest.Server, logs *lockedBuffer) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		info, err := srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Consumer: true})
+		if err == nil {
+			for _, a := range info.AccountDetails {
+				for _, st := range a.Streams {
+					for _, ci := range st.Consumer {
+						if ci.NumWaiting > 0 {
+							return
+						}
+					}
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no worker pulls from NATS 30 s after its start (%v):\n%s", err, logs.String())
+		}
+	}
 }
 
 // wantStop waits up to a minute for the process to exit 1 with want in its log.
