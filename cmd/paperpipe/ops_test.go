@@ -302,6 +302,15 @@ func TestIngestStoppedByARefusalSaysWhy(t *testing.T) {
 		<-done
 	})
 	fmt.Fprintln(stdin, `{"id":"2401.00001","title":"A paper","abstract":"An abstract of a paper."}`)
+	// Ingest has set the queue up and published the paper: it runs, reading its stream.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if info, err := first.Jsz(nil); err == nil && info.Messages >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ingest published nothing in 30 s:\n%s", logs.String())
+		}
+	}
 	restartNATS(t, first, 1, logs)
 	natstest.StartWith(t, func(o *server.Options) { o.Port = port; o.Authorization = "new-token" })
 	select {
@@ -320,9 +329,25 @@ func TestIngestStoppedByARefusalSaysWhy(t *testing.T) {
 // says otherwise), then shuts it down for the test to start the next one on its port.
 func restartNATS(t *testing.T, first *natstest.Server, clients int, logs *lockedBuffer) {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); first.NumClients() < clients; time.Sleep(50 * time.Millisecond) {
+	// A client is counted from its TCP connection on, before its CONNECT: a process whose
+	// connect the shutdown cut failed its start ("connect to NATS …: broken pipe") instead of
+	// meeting the next server. Wait for the CONNECTs (the client's language is known then).
+	connected := func() int {
+		cz, err := first.Connz(&server.ConnzOptions{})
+		if err != nil {
+			return 0
+		}
+		n := 0
+		for _, c := range cz.Conns {
+			if c.Lang != "" {
+				n++
+			}
+		}
+		return n
+	}
+	for deadline := time.Now().Add(30 * time.Second); connected() < clients; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d processes connected to NATS:\n%s", first.NumClients(), clients, logs.String())
+			t.Fatalf("%d of %d processes connected to NATS:\n%s", connected(), clients, logs.String())
 		}
 	}
 	first.Shutdown()
