@@ -1128,7 +1128,7 @@ func TestProtectedReads(t *testing.T) {
 			t.Errorf("%s needs no token, got %d", open, r.code)
 		}
 	}
-	if _, err := web.New(web.Config{Store: testStore{b.st}, ProtectReads: true}); err == nil {
+	if _, err := web.New(web.Config{Store: testStore{Store: b.st}, ProtectReads: true}); err == nil {
 		t.Error("ProtectReads without a token is accepted")
 	}
 }

@@ -606,7 +606,7 @@ func TestAPIContract(t *testing.T) {
 		t.Fatal(err)
 	}
 	qcfg := cfg
-	qcfg.Publisher = testPublisher{full}
+	qcfg.Publisher = testPublisher{JS: full}
 	qc := newContract(t, b.serve(qcfg).URL)
 	qc.seen = c.seen
 	r := qc.do(req{method: "POST", path: "/api/papers", body: `[{"title": "x", "abstract": "y"}, {"title": "z", "abstract": "w"}]`, want: 503})
@@ -618,7 +618,7 @@ func TestAPIContract(t *testing.T) {
 		t.Fatal(err)
 	}
 	gone.Conn().Close()
-	qcfg.Publisher = testPublisher{gone}
+	qcfg.Publisher = testPublisher{JS: gone}
 	qc = newContract(t, b.serve(qcfg).URL)
 	qc.seen = c.seen
 	qc.do(req{method: "POST", path: "/api/papers", body: `{"title": "x", "abstract": "y"}`, want: 503})

@@ -141,7 +141,7 @@ func TestRequestsUnderForeignNamesAreRefused(t *testing.T) {
 			t.Errorf("GET /api/papers on 192.0.2.10 with Host %s (AllowedHosts %v): %d, want %d", tc.host, tc.s == listedServer, got, tc.want)
 		}
 	}
-	if _, err := web.New(web.Config{Store: testStore{b.st}, AllowedHosts: []string{"http://papers.lab"}}); err == nil {
+	if _, err := web.New(web.Config{Store: testStore{Store: b.st}, AllowedHosts: []string{"http://papers.lab"}}); err == nil {
 		t.Error("web.New took the allowed host http://papers.lab")
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +18,7 @@ import (
 	"github.com/paperpipe/paperpipe/internal/natstest"
 	"github.com/paperpipe/paperpipe/internal/pgtest"
 	"github.com/paperpipe/paperpipe/internal/sampledata"
+	"github.com/paperpipe/paperpipe/internal/webstore"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/store"
@@ -26,52 +26,11 @@ import (
 	"github.com/paperpipe/paperpipe/web"
 )
 
-// The adapters below mirror cmd/paperpipe's (cmd_serve.go), which a test cannot import.
-
-type testStore struct{ *store.Store }
-
-func (s testStore) KeywordSearch(ctx context.Context, q string, k int) ([]paper.Hit, web.Ranking, error) {
-	hits, rk, err := s.KeywordSearchRanked(ctx, q, k)
-	return hits, web.Ranking(rk), err
-}
-
-func (s testStore) HybridSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, web.Ranking, error) {
-	hits, rk, err := s.HybridSearchRanked(ctx, spaceID, q, vec, k)
-	return hits, web.Ranking(rk), err
-}
-
-func (s testStore) ListPapers(ctx context.Context, q web.ListQuery) (web.Page, error) {
-	var cur *store.Cursor
-	if q.Cursor != "" {
-		c, err := store.DecodeCursor(q.Cursor)
-		if err != nil {
-			return web.Page{}, fmt.Errorf("cursor %.40q was not made by this server: %w", q.Cursor, paper.ErrInvalid)
-		}
-		cur = c
-	}
-	recs, next, err := s.ListFiltered(ctx, store.ListFilter{Since: q.Since, Category: q.Category, Text: q.Text}, q.Limit, cur)
-	p := web.Page{Papers: recs}
-	if next != nil {
-		p.Next = next.Encode()
-	}
-	return p, err
-}
-
-func (s testStore) ArchiveMap(ctx context.Context, spaceID int64, limit int) ([]web.MapPoint, int, error) {
-	pts, total, err := s.MapPoints(ctx, spaceID, limit)
-	out := make([]web.MapPoint, len(pts))
-	for i, p := range pts {
-		out[i] = web.MapPoint{ID: p.ID, Title: p.Title, Categories: p.Categories, Vector: p.Vector}
-	}
-	return out, total, err
-}
-
-type testPublisher struct{ js jetstream.JetStream }
-
-// Publish is cmd/paperpipe's webPublisher's: pipeline.PublishAll.
-func (p testPublisher) Publish(ctx context.Context, papers []paper.Abstract) ([]string, map[int]error, error) {
-	return pipeline.PublishAll(ctx, p.js, pipeline.SubjectNew, 64, papers)
-}
+// The store and publisher are the adapters cmd/paperpipe serves through.
+type (
+	testStore     = webstore.Store
+	testPublisher = webstore.Publisher
+)
 
 type testStatus struct {
 	st  *store.Store
@@ -163,16 +122,16 @@ func openTestStore(t *testing.T, cfg store.Config) testStore {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	return testStore{st}
+	return testStore{Store: st}
 }
 
 // config is a web.Config over the bundle's services.
 func (b *bundle) config() web.Config {
 	b.metrics = metrics.New(metrics.Config{})
 	return web.Config{
-		Store:     testStore{b.st},
+		Store:     testStore{Store: b.st},
 		Embedder:  b.emb,
-		Publisher: testPublisher{b.js},
+		Publisher: testPublisher{JS: b.js},
 		Status:    testStatus{st: b.st, js: b.js, sum: b.sum},
 		Checks: []web.Check{
 			{Name: "database", Check: b.st.Ping},
@@ -198,7 +157,7 @@ func (b *bundle) serve(cfg web.Config) *httptest.Server {
 // publish queues papers as `paperpipe ingest` does.
 func (b *bundle) publish(papers []paper.Abstract) {
 	b.t.Helper()
-	if _, _, err := (testPublisher{b.js}).Publish(b.t.Context(), papers); err != nil {
+	if _, _, err := (testPublisher{JS: b.js}).Publish(b.t.Context(), papers); err != nil {
 		b.t.Fatal(err)
 	}
 }

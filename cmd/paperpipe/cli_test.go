@@ -33,6 +33,7 @@ import (
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/internal/pgtest"
 	"github.com/paperpipe/paperpipe/internal/sampledata"
+	"github.com/paperpipe/paperpipe/internal/webstore"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/store"
@@ -567,7 +568,7 @@ func TestWebPublisherReturnsThePapersTakenBeforeAFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	papers := sampledata.Papers(t)[:5]
-	accepted, _, err := (&webPublisher{js: js}).Publish(ctx, papers)
+	accepted, _, err := (webstore.Publisher{JS: js}).Publish(ctx, papers)
 	if err == nil {
 		t.Fatal("Publish of 5 papers to a stream that takes 3: no error")
 	}
@@ -581,7 +582,7 @@ func TestWebPublisherReturnsThePapersTakenBeforeAFailure(t *testing.T) {
 		MaxMsgs: -1, Discard: jetstream.DiscardNew, Storage: jetstream.MemoryStorage}); err != nil {
 		t.Fatal(err)
 	}
-	accepted, _, err = (&webPublisher{js: js}).Publish(ctx, papers)
+	accepted, _, err = (webstore.Publisher{JS: js}).Publish(ctx, papers)
 	if err != nil || len(accepted) != len(papers) {
 		t.Errorf("Publish of 5 papers, 3 of them repeats, to a stream that takes all: %v, %v; want the 5 ids", accepted, err)
 	}
@@ -595,7 +596,7 @@ func TestWebPublisherReturnsThePapersTakenBeforeAFailure(t *testing.T) {
 func TestPostedRecordTooLargeForTheQueueIsRejectedAndTheOthersAccepted(t *testing.T) {
 	t.Parallel()
 	js, st := queueAndStore(t)
-	srv, err := web.New(web.Config{Store: webStore{st}, Publisher: &webPublisher{js: js}, ParseRecord: parseRecord})
+	srv, err := web.New(web.Config{Store: webstore.Store{Store: st}, Publisher: webstore.Publisher{JS: js}, ParseRecord: parseRecord})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -636,7 +637,7 @@ func TestPostIntoAFullQueueSaysItIsFull(t *testing.T) {
 	t.Parallel()
 	js, st := queueAndStore(t)
 	editPapersStream(t, js, func(cfg *jetstream.StreamConfig) { cfg.MaxMsgs = 2 })
-	srv, err := web.New(web.Config{Store: webStore{st}, Publisher: &webPublisher{js: js}, ParseRecord: parseRecord})
+	srv, err := web.New(web.Config{Store: webstore.Store{Store: st}, Publisher: webstore.Publisher{JS: js}, ParseRecord: parseRecord})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1863,7 +1864,7 @@ func TestSearchModes(t *testing.T) {
 // the queue js, and returns the status and the answer.
 func postToServe(t *testing.T, js jetstream.JetStream, st *store.Store, body string) (int, string) {
 	t.Helper()
-	srv, err := web.New(web.Config{Store: webStore{st}, Publisher: &webPublisher{js: js}, ParseRecord: parseRecord})
+	srv, err := web.New(web.Config{Store: webstore.Store{Store: st}, Publisher: webstore.Publisher{JS: js}, ParseRecord: parseRecord})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/internal/webstore"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/store"
 	"github.com/paperpipe/paperpipe/web"
@@ -170,7 +171,7 @@ func cmdSearch(ctx context.Context, c *config, args []string) error {
 	}
 	defer st.Close()
 	// The web's search: the same fallback to keyword search, and the same notices.
-	res, err := web.Search(ctx, webStore{st}, emb, q, *k, *mode)
+	res, err := web.Search(ctx, webstore.Store{Store: st}, emb, q, *k, *mode)
 	var nw *web.NoWordsError
 	if errors.As(err, &nw) {
 		return fmt.Errorf("the query has no words the embedding model %s can use (a stop word, an id, a symbol; excluded words do not count): "+

@@ -24,6 +24,7 @@ import (
 	"github.com/paperpipe/paperpipe/internal/llm"
 	"github.com/paperpipe/paperpipe/internal/metrics"
 	"github.com/paperpipe/paperpipe/internal/pricing"
+	"github.com/paperpipe/paperpipe/internal/webstore"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/store"
@@ -134,10 +135,10 @@ func serveHTTP(ctx context.Context, c *config, log *slog.Logger, st, reads *stor
 		checks = append(checks, web.Check{Name: "primary", ReportOnly: true, Check: st.Ping})
 	}
 	srv, err := web.New(web.Config{
-		Store:         webStore{reads},
+		Store:         webstore.Store{Store: reads},
 		Embedder:      c.metrics.Embedder(queries),
 		Usage:         c.metrics.Store(st), // the query embeddings' API calls, as status reports them
-		Publisher:     &webPublisher{js: b.js},
+		Publisher:     webstore.Publisher{JS: b.js},
 		ParseRecord:   parseRecord,
 		Status:        &webStatus{st: reads, js: b.js, sum: m.sum, prices: prices},
 		Checks:        checks,
@@ -270,59 +271,6 @@ func serveProbes(ctx context.Context, c *config, log *slog.Logger, st *store.Sto
 	return addrInUse(srv.ListenAndServe(ctx, c.MetricsAddr, func(a net.Addr) {
 		fmt.Fprintf(os.Stderr, "paperpipe worker: metrics and probes on http://%s (/metrics, /healthz, /readyz)\n", a)
 	}), c.MetricsAddr, "--metrics", "PAPERPIPE_METRICS_ADDR")
-}
-
-// webStore adapts the store to web.Store.
-type webStore struct{ *store.Store }
-
-func (s webStore) KeywordSearch(ctx context.Context, q string, k int) ([]paper.Hit, web.Ranking, error) {
-	hits, rk, err := s.KeywordSearchRanked(ctx, q, k)
-	return hits, web.Ranking(rk), err
-}
-
-func (s webStore) HybridSearch(ctx context.Context, spaceID int64, q string, vec []float32, k int) ([]paper.Hit, web.Ranking, error) {
-	hits, rk, err := s.HybridSearchRanked(ctx, spaceID, q, vec, k)
-	return hits, web.Ranking(rk), err
-}
-
-func (s webStore) ListPapers(ctx context.Context, q web.ListQuery) (web.Page, error) {
-	var cur *store.Cursor
-	if q.Cursor != "" {
-		c, err := store.DecodeCursor(q.Cursor)
-		if err != nil {
-			return web.Page{}, fmt.Errorf("cursor %.40q was not made by this server: %w", q.Cursor, paper.ErrInvalid)
-		}
-		cur = c
-	}
-	recs, next, err := s.ListFiltered(ctx, store.ListFilter{Since: q.Since, Category: q.Category, Text: q.Text}, q.Limit, cur)
-	if err != nil {
-		return web.Page{}, err
-	}
-	p := web.Page{Papers: recs}
-	if next != nil {
-		p.Next = next.Encode()
-	}
-	return p, nil
-}
-
-func (s webStore) ArchiveMap(ctx context.Context, spaceID int64, limit int) ([]web.MapPoint, int, error) {
-	pts, total, err := s.MapPoints(ctx, spaceID, limit)
-	out := make([]web.MapPoint, len(pts))
-	for i, p := range pts {
-		out[i] = web.MapPoint{ID: p.ID, Title: p.Title, Categories: p.Categories, Vector: p.Vector}
-	}
-	return out, total, err
-}
-
-// webPublisher queues posted papers on papers.new, like `paperpipe ingest`.
-type webPublisher struct{ js jetstream.JetStream }
-
-// Publish returns the ids the server acknowledged, with an error those acknowledged before it
-// (web.Publisher): a request whose publishing failed part way reports the papers that were
-// taken as accepted, and only the others as to be sent again. A paper too large for the queue
-// is refused with the sizes (as `paperpipe ingest` rejects it), and the others go on.
-func (p *webPublisher) Publish(ctx context.Context, papers []paper.Abstract) ([]string, map[int]error, error) {
-	return pipeline.PublishAll(ctx, p.js, pipeline.SubjectNew, 256, papers)
 }
 
 // parseRecord checks one posted record with the ingest package's JSONL rules, so the API
