@@ -371,7 +371,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // provider's failure after it — OpenRouter's {"error": {"code": 429, "message": "Rate limit
 // exceeded: …", "metadata": {…}}, "user_id": …}, its API reference says ("Errors") — which
 // go-openai took for an answer with no choices: an unusable answer, retried at once and counted
-// as billed, for a rate limit or an outage. The body's "code" when it is an HTTP error status,
+// as billed, for a rate limit or an outage. Answer fields beside the error that hold nothing
+// ("choices": null or []) do not make it an answer. The body's "code" when it is an HTTP error status,
 // else 502 (a failure behind the gateway). resp's body is given back whole either way; a body
 // that does not start with its "error" is not looked at beyond its first bytes.
 func errorInSuccess(resp *http.Response) {
@@ -396,7 +397,7 @@ func errorInSuccess(resp *http.Response) {
 		Choices json.RawMessage `json:"choices"`
 		Data    json.RawMessage `json:"data"`
 	}
-	if json.Unmarshal(body, &e) != nil || e.Error == nil || len(e.Choices) > 0 || len(e.Data) > 0 {
+	if json.Unmarshal(body, &e) != nil || e.Error == nil || holdsAnswer(e.Choices) || holdsAnswer(e.Data) {
 		return // not an error object, or an answer after all
 	}
 	code := http.StatusBadGateway
@@ -404,6 +405,16 @@ func errorInSuccess(resp *http.Response) {
 		code = int(n)
 	}
 	resp.StatusCode, resp.Status = code, fmt.Sprintf("%d %s", code, http.StatusText(code))
+}
+
+// holdsAnswer reports whether raw, the choices or data of a body, holds an answer: not when it
+// is missing, null (a server that marshals its unset list beside the error) or an empty list.
+func holdsAnswer(raw json.RawMessage) bool {
+	var list []json.RawMessage
+	if json.Unmarshal(raw, &list) == nil {
+		return len(list) > 0 // null decodes to a nil list
+	}
+	return len(raw) > 0 // not a list: taken for an answer, as before
 }
 
 // errorFirstRe matches the start of a JSON body whose first member is "error".
