@@ -42,7 +42,7 @@ const (
 	// Permanent failures (HTTP 400, 413, 422, or anything wrapping paper.ErrPermanent) are
 	// never retried.
 	Permanent
-	// Account failures (HTTP 401, 402, 403, 404, 501, and 429 insufficient_quota) are the account's or the
+	// Account failures (HTTP 401, 402, 403, 404, 501, 429 insufficient_quota and a daily quota used up) are the account's or the
 	// configuration's problem, not the item's: a retry a moment later gets the same answer, so
 	// they are not retried here; the error wraps ErrAccount, and whoever holds a queue of
 	// items pauses it until the API answers again instead of failing the items (see
@@ -277,8 +277,8 @@ func notAnAnswer(why string) bool {
 //     problems, which are not the item's fault and would otherwise send the whole queue to
 //     the dead letters → Account: 401/402/403, 404 (an unknown model or a wrong base URL), 501
 //     (a server that does not serve what is asked: llama.cpp's without --embeddings), and
-//     OpenAI's 429 "insufficient_quota" (no wait on the limiter fixes it, so it is not
-//     RateLimited). A worker pauses on them, the messages staying queued, until it is fixed.
+//     OpenAI's 429 "insufficient_quota" and a 429 of a daily quota used up (Gemini's, see
+//     dailyQuotaRe) — no wait on the limiter fixes them, so they are not RateLimited. A worker pauses on them, the messages staying queued, until it is fixed.
 //     Everything else → Transient.
 //   - an API's refusal of an input longer than its model takes (InputTooLong) → Permanent,
 //     whatever its status: llama.cpp answers 500 for it, and retrying sends the same input.
@@ -304,7 +304,7 @@ func Classify(err error) Class {
 	}
 	var apiErr *openai.APIError
 	if errors.As(err, &apiErr) {
-		if apiErr.HTTPStatusCode == http.StatusTooManyRequests && apiErr.Code == "insufficient_quota" {
+		if apiErr.HTTPStatusCode == http.StatusTooManyRequests && (apiErr.Code == "insufficient_quota" || apiErr.Code == codeDailyQuota) {
 			return Account
 		}
 		return classifyStatus(apiErr.HTTPStatusCode)
@@ -468,9 +468,25 @@ func readable(err error) error {
 	if msg == "" {
 		msg = bodySummary(reqErr.Body)
 	}
+	if reqErr.HTTPStatusCode == http.StatusTooManyRequests {
+		if m := dailyQuotaRe.FindSubmatch(reqErr.Body); m != nil {
+			msg += " (the quota used up is a daily one, " + string(m[1]) + ": it resets at midnight Pacific time)"
+			code = codeDailyQuota
+		}
+	}
 	return &openai.APIError{Message: msg, Type: typ, Code: code,
 		HTTPStatus: reqErr.HTTPStatus, HTTPStatusCode: reqErr.HTTPStatusCode}
 }
+
+// dailyQuotaRe finds the id of a daily quota among the violations of a 429's
+// google.rpc.QuotaFailure: Gemini's GenerateRequestsPerDayPerProjectPerModel(-FreeTier) when
+// the requests of the day are used up. Its 429 still carries a retryDelay of seconds (and often
+// names the per-minute quotas too), but nothing is answered before the day's quota resets.
+var dailyQuotaRe = regexp.MustCompile(`"quotaId"\s*:\s*"([^"]*PerDay[^"]*)"`)
+
+// codeDailyQuota is the code readable gives the error of a 429 whose quota used up is a daily
+// one (dailyQuotaRe): of class Account, as OpenAI's insufficient_quota.
+const codeDailyQuota = "daily_quota_exceeded"
 
 // htmlTitleRe finds the title of an HTML page.
 var htmlTitleRe = regexp.MustCompile(`(?is)<title[^>]*>(.*?)</title>`)

@@ -138,7 +138,7 @@ func (s *Server) serveChat(w http.ResponseWriter, r *http.Request, _ []string) {
 	prompt := promptTokens(req.Messages)
 	fault, f := s.drawFault(true)
 	if fault == FaultRateLimit {
-		s.rateLimited(w, true, req.Model, int64(prompt), f.RetryAfter)
+		s.rateLimited(w, true, req.Model, int64(prompt), f)
 		return
 	}
 	if !s.latency(w, r, s.cfg.ChatLatency) {

@@ -379,7 +379,7 @@ func (s *Server) serveEmbeddings(w http.ResponseWriter, r *http.Request, _ []str
 	}
 	fault, f := s.drawFault(false)
 	if fault == FaultRateLimit {
-		s.rateLimited(w, false, req.Model, int64(total), f.RetryAfter)
+		s.rateLimited(w, false, req.Model, int64(total), f)
 		return
 	}
 	if !s.latency(w, r, s.cfg.EmbedLatency) {

@@ -29,6 +29,12 @@ type Faults struct {
 	// RetryAfter is the Retry-After of a 429 (with Flavor FlavorGemini, the retryDelay in its
 	// body). Defaults to 1s.
 	RetryAfter time.Duration `json:"retry_after"`
+	// DailyQuota, with Flavor FlavorGemini, makes a 429 the one of a daily quota used up: its
+	// QuotaFailure names the requests per day (GenerateRequestsPerDayPerProjectPerModel-FreeTier)
+	// beside the per-minute one, and its retryDelay is RetryAfter still, as Gemini answers it
+	// (discuss.ai.google.dev "503 The model is overloaded is being counted against the rate
+	// limits": retryDelay "48s" for the per-day quota). Defaults to false.
+	DailyQuota bool `json:"daily_quota"`
 	// ServerError is the rate of 5xx answers (500, 502 and 503 in turn)
 	// with an OpenAI error body. Defaults to 0.
 	ServerError float64 `json:"server_error"`
@@ -760,7 +766,8 @@ func (s *Server) setRateHeaders(w http.ResponseWriter, chat bool, tokens int64, 
 }
 
 // rateLimited answers a RateLimit fault.
-func (s *Server) rateLimited(w http.ResponseWriter, chat bool, model string, tokens int64, after time.Duration) {
+func (s *Server) rateLimited(w http.ResponseWriter, chat bool, model string, tokens int64, f Faults) {
+	after := f.RetryAfter
 	if s.cfg.Flavor == FlavorOpenRouter {
 		// OpenRouter sends its 200 before the provider it routes to answers; a provider's
 		// failure after that — its rate limit among them — comes in the body, with its status as
@@ -789,11 +796,20 @@ func (s *Server) rateLimited(w http.ResponseWriter, chat bool, model string, tok
 			"You exceeded your current quota, please check your plan and billing details. For more information on this error, "+
 				"head to: https://ai.google.dev/gemini-api/docs/rate-limits. Please retry in "+secs+"s.")
 		inner := e.raw.([]any)[0].(map[string]any)["error"].(map[string]any)
+		violations := []any{map[string]any{
+			"quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+			"quotaId":     "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+		}}
+		if f.DailyQuota {
+			violations = append([]any{map[string]any{
+				"quotaMetric":     "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+				"quotaId":         "GenerateRequestsPerDayPerProjectPerModel-FreeTier",
+				"quotaDimensions": map[string]any{"location": "global", "model": model},
+				"quotaValue":      "250",
+			}}, violations...)
+		}
 		inner["details"] = []any{
-			map[string]any{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []any{map[string]any{
-				"quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
-				"quotaId":     "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
-			}}},
+			map[string]any{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": violations},
 			map[string]any{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": secs + "s"},
 		}
 		s.writeRequestError(w, e)
