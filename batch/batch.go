@@ -54,8 +54,8 @@ var errStalled = errors.New("download stalled")
 // ledger, and the results.
 type Store interface {
 	StalePapers(ctx context.Context, sel store.Selection, pageSize int, fn func([]store.StalePaper) error) error
-	ClaimBatchJob(ctx context.Context, j store.BatchJob, items []store.BatchItem) (store.BatchJob, func(), error)
-	LockBatchJob(ctx context.Context, id int64) (store.BatchJob, func(), error)
+	ClaimBatchJob(ctx context.Context, j store.BatchJob, items []store.BatchItem) (store.BatchJob, *store.JobLock, error)
+	LockBatchJob(ctx context.Context, id int64) (store.BatchJob, *store.JobLock, error)
 	UpdateBatchJob(ctx context.Context, j store.BatchJob) error
 	RecordBatchUpload(ctx context.Context, j store.BatchJob, leftOut []string) error
 	FinishBatchJob(ctx context.Context, j store.BatchJob, usage []paper.Usage) error
@@ -476,7 +476,7 @@ func (r *Runner) flush(ctx context.Context, p *pendingJob) error {
 	if err != nil {
 		return err
 	}
-	defer release() // once the batch is created, or the attempt failed: another run may resume it
+	defer release.Release() // once the batch is created, or the attempt failed: another run may resume it
 	if n > j.Total {
 		r.log.InfoContext(ctx, "papers left out: already in an open batch job of another run", "kind", p.kind, "papers", n-j.Total)
 	}
@@ -484,7 +484,13 @@ func (r *Runner) flush(ctx context.Context, p *pendingJob) error {
 		return nil
 	}
 	r.created[j.ID] = true
-	j, err = r.submit(ctx, j)
+	j, err = r.submit(ctx, j, release)
+	if errors.Is(err, errTakenOver) {
+		// Another run's now: Wait resumes it as any other's, should that run stop before its
+		// batch is created.
+		delete(r.created, j.ID)
+		return nil
+	}
 	if err != nil {
 		r.report.Unsubmitted++
 		return r.failJob(ctx, j, err)
@@ -509,11 +515,40 @@ func (r *Runner) resume(ctx context.Context, j store.BatchJob) (store.BatchJob, 
 	if err != nil {
 		return j, err
 	}
-	defer release()
+	defer release.Release()
 	if cur.Status != store.BatchPreparing {
 		return cur, nil
 	}
-	return r.submit(ctx, cur)
+	j, err = r.submit(ctx, cur, release)
+	if errors.Is(err, errTakenOver) {
+		return j, nil
+	}
+	return j, err
+}
+
+// errTakenOver ends the submission of a job whose lock was lost meanwhile (see confirm):
+// another run took the job over, and it is left to that run.
+var errTakenOver = errors.New("batch job taken over by another run")
+
+// confirm makes sure that the Runner still holds job j's lock, and that no other run has
+// prepared the job meanwhile, before the next step of its submission (the upload recorded, the
+// batch created): the lock's session sits idle while the input is uploaded (minutes, for a
+// large job), and the database may end it meanwhile (a restart, a pg_terminate_backend,
+// idle_session_timeout) — another run then finds the job unlocked and submits it. That run's
+// work shows in the job as stored (its upload or batch recorded, or the lock held), and this
+// Runner leaves the job to it, with errTakenOver: recording its own upload over the other's
+// would forget the other's batch, and creating a batch would pay twice for the same papers.
+func (r *Runner) confirm(ctx context.Context, lock *store.JobLock, j store.BatchJob) error {
+	cur, err := lock.Confirm(ctx)
+	if err == nil && cur.Status == store.BatchPreparing && cur.OpenAIID == "" && cur.InputFileID == j.InputFileID {
+		return nil
+	}
+	if err != nil && !errors.Is(err, store.ErrBatchJobLockLost) && !errors.Is(err, paper.ErrNotFound) {
+		return fmt.Errorf("batch job %d: confirm its lock before going on: %w", j.ID, err)
+	}
+	r.log.WarnContext(ctx, "batch job taken over by another run while this one prepared it (the database ended the session of its lock): left to it",
+		"job", j.ID, "status", cur.Status, "openai_batch", cur.OpenAIID, "err", err)
+	return errTakenOver
 }
 
 // customID names one request line: "<paper id>@<content hash>#<kind>".
@@ -571,11 +606,17 @@ func (r *Runner) line(kind string, a paper.Abstract, hash string) ([]byte, bool,
 // A job whose file is uploaded here has none (a batch is created only after its file id is
 // recorded), so it is not looked for: an API whose list of batches cannot be read would
 // otherwise hold the job at every run, uploading a new file each time.
-func (r *Runner) submit(ctx context.Context, j store.BatchJob) (store.BatchJob, error) {
+//
+// Each step is taken only once lock, the job's, is confirmed (see confirm): a job another run
+// took over meanwhile is left to it (errTakenOver).
+func (r *Runner) submit(ctx context.Context, j store.BatchJob, lock *store.JobLock) (store.BatchJob, error) {
 	uploadedBefore := j.InputFileID != ""
 	if !uploadedBefore {
 		id, n, leftOut, err := r.upload(ctx, j)
 		if err != nil {
+			return j, err
+		}
+		if err := r.confirm(ctx, lock, j); err != nil {
 			return j, err
 		}
 		if n == 0 {
@@ -600,6 +641,9 @@ func (r *Runner) submit(ctx context.Context, j store.BatchJob) (store.BatchJob, 
 		}
 	}
 	if j.OpenAIID == "" {
+		if err := r.confirm(ctx, lock, j); err != nil {
+			return j, err
+		}
 		ep := openai.BatchEndpointChatCompletions
 		if j.Kind == paper.KindEmbedding {
 			ep = openai.BatchEndpointEmbeddings
@@ -920,7 +964,7 @@ func (r *Runner) poll(ctx context.Context, j store.BatchJob) (store.BatchJob, er
 	if err != nil {
 		return j, err
 	}
-	defer release()
+	defer release.Release()
 	if cur.Status != store.BatchSubmitted {
 		return cur, nil
 	}

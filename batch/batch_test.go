@@ -271,7 +271,7 @@ func TestJobRecordedButNotUploadedIsSubmittedOnResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	release()
+	release.Release()
 	rep, err := b.runner(t, func(c *batch.Config) { c.Embed = nil }).Run(ctx, store.Selection{})
 	if err != nil {
 		t.Fatal(err)
@@ -301,7 +301,7 @@ func (b *bundle) claimChat(t *testing.T, ids ...string) store.BatchJob {
 	if err != nil {
 		t.Fatal(err)
 	}
-	release()
+	release.Release()
 	return j
 }
 

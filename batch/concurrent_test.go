@@ -293,7 +293,7 @@ type lateClaim struct {
 	proceed chan struct{}
 }
 
-func (s lateClaim) ClaimBatchJob(ctx context.Context, j store.BatchJob, items []store.BatchItem) (store.BatchJob, func(), error) {
+func (s lateClaim) ClaimBatchJob(ctx context.Context, j store.BatchJob, items []store.BatchItem) (store.BatchJob, *store.JobLock, error) {
 	<-s.proceed
 	return s.Store.ClaimBatchJob(ctx, j, items)
 }

@@ -17,7 +17,11 @@
 // not stored (another Runner's job of them may have been collected since they were selected),
 // checked and inserted under a transaction lock of the target (store.ClaimBatchJob), and the Runner that records a job
 // holds a session lock of the job until its batch is created, so another Runner resumes a job
-// still preparing only when its creator is gone (store.LockBatchJob). A job's usage is recorded when it is closed, in the same
+// still preparing only when its creator is gone (store.LockBatchJob). The lock's session sits
+// idle while the input is uploaded, and the database may end it (a restart): before it records
+// the upload and before it creates the batch, the Runner confirms the lock (store.JobLock.Confirm,
+// which takes it again when it is free) and that no other Runner has prepared the job meanwhile,
+// and otherwise leaves the job to that Runner. A job's usage is recorded when it is closed, in the same
 // transaction, so it is counted once however often its collection is retried. Usage is
 // recorded under the model's name with the kinds KindChatBatch and KindEmbeddingBatch:
 // the Batch API bills them at half the price of the synchronous kinds.

@@ -166,7 +166,7 @@ func TestStalePapersExcludesPapersOfOpenBatchJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	release()
+	release.Release()
 	work := paper.Work{Model: "m", PromptVersion: "v1", SpaceID: sp.ID}
 	var got []store.StalePaper
 	if err := s.StalePapers(ctx, store.Selection{Work: work}, 10, func(p []store.StalePaper) error {
@@ -217,7 +217,7 @@ func TestPendingWorkLeavesOutOutputsOpenBatchJobsHold(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		release()
+		release.Release()
 		return job
 	}
 	chat := claim(store.BatchJob{Kind: paper.KindChat, Model: "m", PromptVersion: "v1"}, papers[0])
@@ -266,7 +266,7 @@ func TestFinishBatchJobRecordsUsageOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	release()
+	release.Release()
 	if job.Total != 2 || job.Status != store.BatchPreparing || job.Target != "chat:m:v1" {
 		t.Errorf("new job %+v", job)
 	}
@@ -416,7 +416,7 @@ func TestClaimBatchJobLeavesOutPapersDoneForItsTarget(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		release()
+		release.Release()
 		var ids []string
 		if job.ID != 0 {
 			err = s.BatchJobItems(ctx, job.ID, 10, func(its []store.BatchJobItem) error {
@@ -465,7 +465,7 @@ func TestFinishBatchJobRemovesItsItems(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		release()
+		release.Release()
 		return job
 	}
 	done, failed := claim("v1"), claim("v2")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -34,12 +35,12 @@ var ErrBatchJobBusy = errors.New("batch job is being prepared by another process
 // transaction advisory lock of the target. The returned job's Total counts the items kept; when none is left it records
 // nothing and returns a job with ID 0.
 //
-// The returned job is locked (see LockBatchJob) on a connection of its own until release is
-// called, so no other process resumes it while the caller prepares it. release is never nil
-// and may be called more than once; the lock also ends with the connection.
-func (s *Store) ClaimBatchJob(ctx context.Context, j BatchJob, items []BatchItem) (job BatchJob, release func(), err error) {
+// The returned job is locked (see LockBatchJob) on a connection of its own until the lock is
+// released, so no other process resumes it while the caller prepares it. The lock is never nil
+// and may be released more than once; it also ends with the connection (see JobLock.Confirm).
+func (s *Store) ClaimBatchJob(ctx context.Context, j BatchJob, items []BatchItem) (job BatchJob, release *JobLock, err error) {
 	defer func() { err = unavailable(ctx, err) }()
-	release = func() {}
+	release = &JobLock{}
 	if j.Kind != paper.KindChat && j.Kind != paper.KindEmbedding {
 		return BatchJob{}, release, fmt.Errorf("claim batch job: kind %q: %w", j.Kind, paper.ErrInvalid)
 	}
@@ -137,18 +138,18 @@ func (s *Store) ClaimBatchJob(ctx context.Context, j BatchJob, items []BatchItem
 		conn.Release()
 		return BatchJob{}, release, nil
 	}
-	return job, sync.OnceFunc(func() { unlockBatchJob(ctx, conn, job.ID) }), nil
+	return job, &JobLock{id: job.ID, pool: s.pool, conn: conn, ctx: ctx}, nil
 }
 
 // LockBatchJob takes the lock of job id (see ClaimBatchJob) on a connection of its own, and
 // returns the job as stored once the lock is held, so a status read before the call may be
 // out of date. It returns an error wrapping ErrBatchJobBusy when another session holds the
 // lock (a live process is preparing the job), and paper.ErrNotFound when there is no such
-// job. release is never nil and may be called more than once; the lock also ends with the
-// connection.
-func (s *Store) LockBatchJob(ctx context.Context, id int64) (job BatchJob, release func(), err error) {
+// job. The lock is never nil and may be released more than once; it also ends with the
+// connection (see JobLock.Confirm).
+func (s *Store) LockBatchJob(ctx context.Context, id int64) (job BatchJob, release *JobLock, err error) {
 	defer func() { err = unavailable(ctx, err) }()
-	release = func() {}
+	release = &JobLock{}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return BatchJob{}, release, fmt.Errorf("lock batch job %d: %w", id, err)
@@ -174,7 +175,98 @@ func (s *Store) LockBatchJob(ctx context.Context, id int64) (job BatchJob, relea
 		}
 		return BatchJob{}, release, fmt.Errorf("lock batch job %d: %w", id, err)
 	}
-	return job, sync.OnceFunc(func() { unlockBatchJob(ctx, conn, id) }), nil
+	return job, &JobLock{id: id, pool: s.pool, conn: conn, ctx: ctx}, nil
+}
+
+// ErrBatchJobLockLost means a batch job's lock was lost: the database ended the session that
+// held it (a restart, a pg_terminate_backend, idle_session_timeout, its connection cut off),
+// and another process holds it now, or took the job meanwhile.
+var ErrBatchJobLockLost = errors.New("lost the batch job's lock: the database ended the session that held it, and another process took the job")
+
+// jobLockCheckTimeout bounds Confirm's look at the lock's session: a connection cut off
+// answers nothing.
+const jobLockCheckTimeout = 15 * time.Second
+
+// JobLock is the lock of a batch job (ClaimBatchJob, LockBatchJob), held by a session of its
+// own. Its methods are safe for concurrent use.
+type JobLock struct {
+	id   int64
+	pool *pgxpool.Pool
+	ctx  context.Context // the caller's, for the unlock (without its cancellation)
+	mu   sync.Mutex
+	conn *pgxpool.Conn // nil: released, or its session given up and the lock not taken again
+}
+
+// Confirm reports whether the lock is still held, before a step no two processes may take (an
+// upload recorded, a batch created: paid for). The lock's session sits idle while its holder
+// talks to the API, and the database may end it meanwhile; another process may then have
+// locked the job, prepared it, and released it again. So Confirm asks the lock's session, and
+// when it is gone takes the lock again on a new one: it returns the job as stored now, which
+// the caller compares with what it knows (another process's work shows there), or an error
+// wrapping ErrBatchJobLockLost when another session holds the lock. Another error means the
+// database could not tell.
+func (l *JobLock) Confirm(ctx context.Context) (BatchJob, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.pool == nil {
+		return BatchJob{}, fmt.Errorf("confirm the lock of batch job %d: not locked", l.id)
+	}
+	ctx, cancel := context.WithTimeout(ctx, jobLockCheckTimeout)
+	defer cancel()
+	if l.conn != nil {
+		var held bool
+		err := l.conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted
+			AND pid = pg_backend_pid() AND objsubid = 1 AND ((classid::int8 << 32) | objid::int8) = `+batchJobLock+`)`, l.id).Scan(&held)
+		if err == nil && held {
+			job, err := readBatchJob(ctx, l.conn, l.id)
+			return job, unavailable(ctx, err)
+		}
+		discard(l.conn) // gone, or no use: closed, its session ends on the server too
+		l.conn = nil
+	}
+	conn, err := l.pool.Acquire(ctx)
+	if err != nil {
+		return BatchJob{}, unavailable(ctx, fmt.Errorf("lock batch job %d again: %w", l.id, err))
+	}
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+batchJobLock+`)`, l.id).Scan(&ok); err != nil {
+		discard(conn)
+		return BatchJob{}, unavailable(ctx, fmt.Errorf("lock batch job %d again: %w", l.id, err))
+	}
+	if !ok {
+		conn.Release()
+		return BatchJob{}, fmt.Errorf("batch job %d: %w", l.id, ErrBatchJobLockLost)
+	}
+	l.conn = conn
+	job, err := readBatchJob(ctx, conn, l.id)
+	return job, unavailable(ctx, err)
+}
+
+// readBatchJob reads job id.
+func readBatchJob(ctx context.Context, conn *pgxpool.Conn, id int64) (BatchJob, error) {
+	rows, err := conn.Query(ctx, `SELECT `+batchJobColumns+` FROM batch_jobs WHERE id = $1`, id)
+	if err != nil {
+		return BatchJob{}, fmt.Errorf("read batch job %d: %w", id, err)
+	}
+	job, err := pgx.CollectExactlyOneRow(rows, scanBatchJob)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = paper.ErrNotFound
+	}
+	if err != nil {
+		return BatchJob{}, fmt.Errorf("read batch job %d: %w", id, err)
+	}
+	return job, nil
+}
+
+// Release releases the lock (one lost: nothing). It is safe to call more than once.
+func (l *JobLock) Release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn == nil {
+		return
+	}
+	unlockBatchJob(l.ctx, l.conn, l.id)
+	l.conn = nil
 }
 
 // unlockBatchJob releases the lock of job id held by conn and returns conn to the pool; when

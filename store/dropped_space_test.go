@@ -145,7 +145,7 @@ func TestDropEmptySpaceKeepsASpaceBatchJobsEmbedInto(t *testing.T) {
 	upsert(t, s, []paper.Abstract{p}, store.Work{})
 	job, release, err := s.ClaimBatchJob(ctx, store.BatchJob{Kind: paper.KindEmbedding, Model: sp.Model, SpaceID: sp.ID,
 		Target: store.BatchTarget(paper.KindEmbedding, sp.Model, "", sp.ID)}, []store.BatchItem{{PaperID: p.ID, ContentHash: p.ContentHash()}})
-	release()
+	release.Release()
 	if err != nil || job.ID == 0 {
 		t.Fatalf("ClaimBatchJob = %+v, %v", job, err)
 	}

@@ -83,7 +83,7 @@ func TestUpsertPapersMovesTheLegacyFormsBatchItems(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	release()
+	release.Release()
 
 	now := paper.Abstract{ID: old.ID, Title: "The Schrödinger equation",
 		Abstract: "We solve the nonlinear Schrödinger equation on the Poincaré disk.", LegacyHash: old.ContentHash()}

@@ -318,7 +318,7 @@ func TestDropSpaceRefusesASpaceThatOpenBatchJobsEmbedInto(t *testing.T) {
 		t.Helper()
 		job, release, err := s.ClaimBatchJob(ctx, store.BatchJob{Kind: paper.KindEmbedding, Model: old.Model, SpaceID: old.ID,
 			Target: store.BatchTarget(paper.KindEmbedding, old.Model, "", old.ID)}, []store.BatchItem{{PaperID: p.ID, ContentHash: p.ContentHash()}})
-		release()
+		release.Release()
 		if err != nil || job.ID == 0 {
 			t.Fatalf("ClaimBatchJob = %+v, %v", job, err)
 		}

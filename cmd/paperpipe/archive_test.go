@@ -1195,7 +1195,7 @@ func TestSpacesDropOfASpaceWithOpenBatchJobsSaysWhatToDo(t *testing.T) {
 	}
 	job, release, err := st.ClaimBatchJob(ctx, store.BatchJob{Kind: paper.KindEmbedding, Model: old.Model, SpaceID: old.ID,
 		Target: store.BatchTarget(paper.KindEmbedding, old.Model, "", old.ID)}, []store.BatchItem{{PaperID: a.ID, ContentHash: a.ContentHash()}})
-	release()
+	release.Release()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -177,23 +177,23 @@ func abandonBatchJobs(ctx context.Context, c *config, st *store.Store, ids []int
 			return errors.Join(append(errs, err)...)
 		}
 		if !j.Open() {
-			release()
+			release.Release()
 			errs = append(errs, fmt.Errorf("batch job %d is already closed (%s)", id, j.Status))
 			continue
 		}
 		j, found, refusal, err := lookBeforeAbandon(ctx, c, st, j)
 		if err != nil {
-			release()
+			release.Release()
 			return errors.Join(append(errs, err)...)
 		}
 		if refusal != "" && !force {
-			release()
+			release.Release()
 			errs = append(errs, fmt.Errorf("batch job %d is not abandoned: %s; `paperpipe batches abandon %d --force` abandons it anyway", id, refusal, id))
 			continue
 		}
 		j.Status = store.BatchFailed
 		err = st.FinishBatchJob(ctx, j, nil)
-		release()
+		release.Release()
 		if err != nil {
 			return errors.Join(append(errs, err)...)
 		}
