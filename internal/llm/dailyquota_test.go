@@ -22,8 +22,20 @@ import (
 // rate-limited.
 func TestGeminisDailyQuotaIsTheAccountsNotARateLimit(t *testing.T) {
 	t.Parallel()
+	testDailyQuota(t, openaitest.FlavorGemini, "GenerateRequestsPerDayPerProjectPerModel-FreeTier")
+}
+
+// So is OpenRouter's limit of requests a day of its free models ("Rate limit exceeded:
+// free-models-per-day. Add 10 credits …"), which resets at midnight UTC; its limit a minute
+// ("free-models-per-min") is waited out.
+func TestOpenRoutersDailyLimitIsTheAccountsNotARateLimit(t *testing.T) {
+	t.Parallel()
+	testDailyQuota(t, openaitest.FlavorOpenRouter, "free-models-per-day")
+}
+
+func testDailyQuota(t *testing.T, flavor, named string) {
 	for _, daily := range []bool{true, false} {
-		srv := openaitest.Start(t, openaitest.Config{Flavor: openaitest.FlavorGemini,
+		srv := openaitest.Start(t, openaitest.Config{Flavor: flavor,
 			Faults: openaitest.Faults{RateLimit: 1, RetryAfter: 20 * time.Millisecond, DailyQuota: daily}})
 		l := NewLimiter(LimiterConfig{})
 		api, retry, _ := Conn{BaseURL: srv.URL(), APIKey: "k", Timeout: 10 * time.Second, Limiter: l}.Open()
@@ -42,7 +54,7 @@ func TestGeminisDailyQuotaIsTheAccountsNotARateLimit(t *testing.T) {
 		if !errors.Is(err, ErrAccount) || Classify(err) != Account || res.Attempts != 1 {
 			t.Errorf("daily quota: %d attempts, err %v (class %v); want ErrAccount at the first answer", res.Attempts, err, Classify(err))
 		}
-		if err != nil && !strings.Contains(err.Error(), "GenerateRequestsPerDayPerProjectPerModel-FreeTier") {
+		if err != nil && !strings.Contains(err.Error(), named) {
 			t.Errorf("daily quota: err %q does not name the quota used up", err)
 		}
 	}

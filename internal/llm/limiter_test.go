@@ -322,7 +322,7 @@ func TestTransportTakesAnErrorInASuccessForItsStatus(t *testing.T) {
 	if HTTPStatus(err) != http.StatusTooManyRequests || Classify(err) != RateLimited {
 		t.Fatalf("err = %v (status %d); want OpenRouter's 429, rate-limited", err, HTTPStatus(err))
 	}
-	if !strings.Contains(err.Error(), "Rate limit exceeded: free-models-per-day") {
+	if !strings.Contains(err.Error(), "Rate limit exceeded: free-models-per-min") {
 		t.Errorf("err = %v, want OpenRouter's message", err)
 	}
 	if d := l.PausedUntil().Sub(start); d < 30*time.Second {

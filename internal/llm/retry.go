@@ -278,7 +278,8 @@ func notAnAnswer(why string) bool {
 //     the dead letters → Account: 401/402/403, 404 (an unknown model or a wrong base URL), 501
 //     (a server that does not serve what is asked: llama.cpp's without --embeddings), and
 //     OpenAI's 429 "insufficient_quota" and a 429 of a daily quota used up (Gemini's, see
-//     dailyQuotaRe) — no wait on the limiter fixes them, so they are not RateLimited. A worker pauses on them, the messages staying queued, until it is fixed.
+//     dailyQuotaRe; OpenRouter's free-models-per-day) — no wait on the limiter fixes them, so
+//     they are not RateLimited. A worker pauses on them, the messages staying queued, until it is fixed.
 //     Everything else → Transient.
 //   - an API's refusal of an input longer than its model takes (InputTooLong) → Permanent,
 //     whatever its status: llama.cpp answers 500 for it, and retrying sends the same input.
@@ -304,7 +305,8 @@ func Classify(err error) Class {
 	}
 	var apiErr *openai.APIError
 	if errors.As(err, &apiErr) {
-		if apiErr.HTTPStatusCode == http.StatusTooManyRequests && (apiErr.Code == "insufficient_quota" || apiErr.Code == codeDailyQuota) {
+		if apiErr.HTTPStatusCode == http.StatusTooManyRequests && (apiErr.Code == "insufficient_quota" || apiErr.Code == codeDailyQuota ||
+			strings.Contains(apiErr.Message, openRouterDailyLimit)) {
 			return Account
 		}
 		return classifyStatus(apiErr.HTTPStatusCode)
@@ -483,6 +485,12 @@ func readable(err error) error {
 // the requests of the day are used up. Its 429 still carries a retryDelay of seconds (and often
 // names the per-minute quotas too), but nothing is answered before the day's quota resets.
 var dailyQuotaRe = regexp.MustCompile(`"quotaId"\s*:\s*"([^"]*PerDay[^"]*)"`)
+
+// openRouterDailyLimit names, in the message of OpenRouter's 429, its limit of requests a day
+// of its free models ("Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000
+// free model requests per day", or "…-per-day-high-balance"), which resets at midnight UTC;
+// its limit a minute is "free-models-per-min".
+const openRouterDailyLimit = "free-models-per-day"
 
 // codeDailyQuota is the code readable gives the error of a 429 whose quota used up is a daily
 // one (dailyQuotaRe): of class Account, as OpenAI's insufficient_quota.

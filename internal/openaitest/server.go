@@ -29,11 +29,13 @@ type Faults struct {
 	// RetryAfter is the Retry-After of a 429 (with Flavor FlavorGemini, the retryDelay in its
 	// body). Defaults to 1s.
 	RetryAfter time.Duration `json:"retry_after"`
-	// DailyQuota, with Flavor FlavorGemini, makes a 429 the one of a daily quota used up: its
+	// DailyQuota makes a 429 the one of a daily quota used up. With Flavor FlavorGemini its
 	// QuotaFailure names the requests per day (GenerateRequestsPerDayPerProjectPerModel-FreeTier)
 	// beside the per-minute one, and its retryDelay is RetryAfter still, as Gemini answers it
 	// (discuss.ai.google.dev "503 The model is overloaded is being counted against the rate
-	// limits": retryDelay "48s" for the per-day quota). Defaults to false.
+	// limits": retryDelay "48s" for the per-day quota); with FlavorOpenRouter its message is
+	// "Rate limit exceeded: free-models-per-day. …" (otherwise "…: free-models-per-min.").
+	// Defaults to false.
 	DailyQuota bool `json:"daily_quota"`
 	// ServerError is the rate of 5xx answers (500, 502 and 503 in turn)
 	// with an OpenAI error body. Defaults to 0.
@@ -775,11 +777,17 @@ func (s *Server) rateLimited(w http.ResponseWriter, chat bool, model string, tok
 		// Aider-AI/aider#3550, BerriAI/litellm#21755).
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
+		// Its free models' limit per minute; with DailyQuota, its limit per day ("Add 10
+		// credits …", the message quoted in cline/cline#5301 and Aider-AI/aider#3936).
+		msg, limit := "Rate limit exceeded: free-models-per-min.", "20"
+		if f.DailyQuota {
+			msg, limit = "Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free model requests per day", "50"
+		}
 		body, _ := json.Marshal(map[string]any{"error": map[string]any{
-			"message": "Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free model requests per day",
+			"message": msg,
 			"code":    http.StatusTooManyRequests,
 			"metadata": map[string]any{"headers": map[string]any{
-				"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "0",
+				"X-RateLimit-Limit": limit, "X-RateLimit-Remaining": "0",
 				"X-RateLimit-Reset": strconv.FormatInt(time.Now().Add(after).UnixMilli(), 10),
 			}, "provider_name": nil},
 		}, "user_id": "user_openaitest"})
