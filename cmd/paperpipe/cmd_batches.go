@@ -191,6 +191,22 @@ func abandonBatchJobs(ctx context.Context, c *config, st *store.Store, ids []int
 			errs = append(errs, fmt.Errorf("batch job %d is not abandoned: %s; `paperpipe batches abandon %d --force` abandons it anyway", id, refusal, id))
 			continue
 		}
+		// The job's lock is held by a session that sat idle while OpenAI was asked: when the
+		// database ended it meanwhile, a run may have taken the job (created its batch, or
+		// collected it), and what abandon found is out of date.
+		if cur, err := release.Confirm(ctx); err != nil || !cur.Open() || cur.Status != j.Status || cur.OpenAIID != j.OpenAIID || cur.InputFileID != j.InputFileID {
+			release.Release()
+			if err != nil && !errors.Is(err, store.ErrBatchJobLockLost) {
+				return errors.Join(append(errs, err)...)
+			}
+			now := "it holds the job's lock now"
+			if err == nil {
+				now = "the job is " + cur.Status + batchOf(cur) + " now"
+			}
+			errs = append(errs, fmt.Errorf("batch job %d is not abandoned: the database ended the session of its lock while OpenAI was asked, "+
+				"and a running `paperpipe reprocess --batch-api` took the job over meanwhile (%s); see `paperpipe batches`", id, now))
+			continue
+		}
 		j.Status = store.BatchFailed
 		err = st.FinishBatchJob(ctx, j, nil)
 		release.Release()
@@ -208,6 +224,14 @@ func abandonBatchJobs(ctx context.Context, c *config, st *store.Store, ids []int
 			"what OpenAI ran for it, and billed, is lost\n", id, batchID, found, plural(j.Total, "paper", "papers"))
 	}
 	return errors.Join(errs...)
+}
+
+// batchOf names job j's OpenAI batch, " with OpenAI batch ID", or "" when it has none.
+func batchOf(j store.BatchJob) string {
+	if j.OpenAIID == "" {
+		return ""
+	}
+	return " with OpenAI batch " + j.OpenAIID
 }
 
 // lookBeforeAbandon looks at the batch of open job j (locked) at OpenAI now and records what it
