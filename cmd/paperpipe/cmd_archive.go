@@ -408,7 +408,7 @@ var errDeadLettered = errors.New("the run is incomplete")
 func runLocks(w paper.Work, wantTLDR, wantEmb bool, spaceID int64) []string {
 	var keys []string
 	if wantTLDR {
-		keys = append(keys, "tldr:"+w.Model+":"+w.PromptVersion)
+		keys = append(keys, store.TLDRRunKey(w.Model, w.PromptVersion))
 	}
 	if wantEmb {
 		keys = append(keys, store.SpaceRunKey(spaceID))

@@ -47,6 +47,7 @@ func commands() []command {
 		{"fit", "", "fit the offline embedder on the archive, embed every paper with it, and activate it", cmdFit},
 		{"batches", batchesArgs, "list the open Batch API jobs of `reprocess --batch-api`; abandon one that cannot be collected", cmdBatches},
 		{"spaces", "[ACTION]", "list embedding spaces with coverage and index; drop, check (recall) or reindex one", cmdSpaces},
+		{"tldrs", tldrsArgs, "list the stored TL;DRs by model and prompt version; prune those of versions no longer used (--dry-run)", cmdTLDRs},
 		{"activate", "SPACE", "make an embedding space the one queries use", cmdActivate},
 		{"import-embeddings", "FILE|-", "load precomputed vectors (JSONL) into a space, with no API calls", cmdImportEmbeddings},
 		{"migrate", "", "apply database migrations (also done at start)", cmdMigrate},
