@@ -23,7 +23,9 @@ type Selection struct {
 	// SpaceID for embeddings (0 when the run embeds nothing). A paper is selected when it lacks
 	// a result of its current text for one of them, and is not in an open batch job for it.
 	Work paper.Work
-	// Since keeps papers stored or changed at or after this time (their updated_at). A change
+	// Since keeps papers stored, or whose text (title, abstract) changed, at or after this time
+	// (their updated_at; a change of metadata alone does not date it, and no output is made
+	// from metadata). A change
 	// is dated when its write began; its transaction commits later (up to RowLockTimeout per
 	// locked row the write meets), so a run that picks up where an earlier one started should
 	// go back a margin (a minute is safe) before that start, by the database's clock (which

@@ -441,7 +441,7 @@ WITH input AS (
 		ORDER BY i.id FOR UPDATE OF q) r
 	WHERE p.id = r.id
 ), upsert AS (
-	-- created_at and updated_at are the time of the row's own write, not the transaction's
+	-- created_at and updated_at are the time of the row's own write (updated_at: of its text's), not the transaction's
 	-- start: an upsert that waited on a locked row (up to RowLockTimeout) stamped the papers it
 	-- wrote after the wait before polls and reprocess runs that could not see them
 	-- (ListFilter.Since, Selection.Since).
@@ -459,7 +459,12 @@ WITH input AS (
 		published = coalesce(excluded.published, p.published),
 		url = coalesce(excluded.url, p.url),
 		source = coalesce(excluded.source, p.source),
-		updated_at = clock_timestamp()
+		-- Only a new text dates the row: updated_at is indexed (Selection.Since), and a
+		-- correction of metadata alone that moved it was never a HOT update, whatever room its
+		-- page kept, and wrote an entry into every index of papers. Outputs are made from the
+		-- text alone, so a run since a time misses nothing by it.
+		updated_at = CASE WHEN p.title <> excluded.title OR p.abstract <> excluded.abstract
+			THEN clock_timestamp() ELSE p.updated_at END
 	-- A text older than the stored one (a redelivered message of the previous version) changes
 	-- nothing. Nor does any text of a row the statement's snapshot cannot see: another
 	-- transaction inserted it while this one ran, and RETURNING cannot tell the hash it stored
