@@ -1080,7 +1080,27 @@ func (r *Runner) collect(ctx context.Context, j store.BatchJob, status string) (
 		r.report.Vectors += stored
 	}
 	r.log.InfoContext(ctx, "batch job closed", "job", j.ID, "status", status, "stored", stored, "rejected", rejected)
+	r.deleteInput(ctx, j)
 	return j, nil
+}
+
+// deleteInput deletes closed job j's input file at OpenAI: nothing reads it any more, and
+// OpenAI keeps an uploaded file until it is deleted (its output files expire), so every run's
+// input (up to 190 MB a job) stayed in the project's storage. A failure is only logged: the
+// file is the project's to delete then.
+func (r *Runner) deleteInput(ctx context.Context, j store.BatchJob) {
+	if j.InputFileID == "" {
+		return
+	}
+	_, err := r.retry.Do(ctx, 0, func(ctx context.Context) error {
+		return r.api.DeleteFile(ctx, j.InputFileID)
+	})
+	if err != nil {
+		r.log.WarnContext(ctx, "could not delete the batch job's input file at OpenAI; it stays in the project's storage until deleted there",
+			"job", j.ID, "file", j.InputFileID, "err", err)
+		return
+	}
+	r.log.InfoContext(ctx, "batch input file deleted", "job", j.ID, "file", j.InputFileID)
 }
 
 // readLines downloads file fileID of job jobID to a temporary file, then streams its JSON

@@ -8,12 +8,14 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/sashabaranov/go-openai"
 
 	"github.com/paperpipe/paperpipe/batch"
@@ -651,5 +653,34 @@ func TestWaitReturnsOnceTheLastJobIsCollected(t *testing.T) {
 	rep, err := r.Wait(ctx)
 	if err != nil || rep.Done != 2 {
 		t.Errorf("Wait = %+v, %v; want its 2 jobs done and no wait for another poll", rep, err)
+	}
+}
+
+// TestCollectedJobsLeaveNoInputFileAtOpenAI: once a job's results are stored, its input file is
+// deleted at OpenAI, which keeps an uploaded file until then (output files expire): every run
+// left its inputs, up to 190 MB a job, in the project's storage for good.
+func TestCollectedJobsLeaveNoInputFileAtOpenAI(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 12)
+	if _, err := b.runner(t, func(c *batch.Config) { c.MaxRequests = 5 }).Run(ctx, store.Selection{}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := b.st.Pool().Query(ctx, "SELECT input_file_id FROM batch_jobs WHERE status = 'done'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inputs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inputs) != 6 {
+		t.Fatalf("%d jobs done, want 6", len(inputs))
+	}
+	held := b.fake.Files()
+	for _, id := range inputs {
+		if slices.Contains(held, id) {
+			t.Errorf("input file %s of a collected job is still at OpenAI (files held: %v)", id, held)
+		}
 	}
 }

@@ -164,6 +164,32 @@ func (s *Server) serveGetFile(w http.ResponseWriter, _ *http.Request, parts []st
 	s.writeValidated(w, schemaFile, "GET /v1/files/{file_id}", f.meta)
 }
 
+// serveDeleteFile answers DELETE /v1/files/{file_id}.
+func (s *Server) serveDeleteFile(w http.ResponseWriter, _ *http.Request, parts []string) {
+	s.mu.Lock()
+	f := s.files[parts[1]]
+	delete(s.files, parts[1])
+	s.mu.Unlock()
+	if f == nil {
+		s.noSuch(w, "File object", parts[1])
+		return
+	}
+	s.writeValidated(w, schemaFileDeleted, "DELETE /v1/files/{file_id}", map[string]any{"id": parts[1], "object": "file", "deleted": true})
+}
+
+// Files returns the ids of the files the server holds (uploaded, or written by its batches)
+// and not deleted.
+func (s *Server) Files() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]string, 0, len(s.files))
+	for id := range s.files {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
 // serveFileContent answers GET /v1/files/{file_id}/content.
 func (s *Server) serveFileContent(w http.ResponseWriter, _ *http.Request, parts []string) {
 	s.mu.Lock()

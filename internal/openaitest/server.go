@@ -581,6 +581,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		method, h = http.MethodPost, s.loadingOr(s.servedOr(ServesEmbeddings, s.serveEmbeddings))
 	case len(parts) == 1 && parts[0] == "files":
 		method, h = http.MethodPost, s.serveCreateFile
+	case len(parts) == 2 && parts[0] == "files" && r.Method == http.MethodDelete:
+		method, h = http.MethodDelete, s.serveDeleteFile
 	case len(parts) == 2 && parts[0] == "files":
 		method, h = http.MethodGet, s.serveGetFile
 	case len(parts) == 3 && parts[0] == "files" && parts[2] == "content":

@@ -31,6 +31,7 @@ const (
 	schemaEmbedResponse = "CreateEmbeddingResponse"
 	schemaFileRequest   = "CreateFileRequest"
 	schemaFile          = "OpenAIFile"
+	schemaFileDeleted   = "DeleteFileResponse"
 	schemaBatchRequest  = "CreateBatchRequest"
 	schemaBatch         = "Batch"
 	schemaBatchList     = "ListBatchesResponse"
@@ -39,7 +40,7 @@ const (
 
 var validatedSchemas = []string{
 	schemaChatRequest, schemaChatResponse, schemaEmbedRequest, schemaEmbedResponse,
-	schemaFileRequest, schemaFile, schemaBatchRequest, schemaBatch, schemaBatchList, schemaError,
+	schemaFileRequest, schemaFile, schemaFileDeleted, schemaBatchRequest, schemaBatch, schemaBatchList, schemaError,
 }
 
 // specDocURL is the base URL the document is registered under in the

@@ -48,6 +48,7 @@ var operations = []struct{ path, method string }{
 	{"/embeddings", "post"},
 	{"/files", "post"},
 	{"/files/{file_id}", "get"},
+	{"/files/{file_id}", "delete"},
 	{"/files/{file_id}/content", "get"},
 	{"/batches", "post"},
 	{"/batches", "get"},

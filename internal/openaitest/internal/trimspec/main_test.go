@@ -24,7 +24,7 @@ paths:
         "200": {$ref: "#/components/responses/Unused"}
   /chat/completions: {post: {operationId: c}}
   /files: {post: {operationId: f}}
-  /files/{file_id}: {get: {operationId: g}}
+  /files/{file_id}: {get: {operationId: g}, delete: {operationId: d}}
   /files/{file_id}/content: {get: {operationId: h}}
   /batches: {post: {operationId: b}, get: {operationId: l}}
   /batches/{batch_id}: {get: {operationId: i}}
