@@ -118,7 +118,7 @@ func TestPruneTLDRsLeavesVersionsARunOrABatchJobWrites(t *testing.T) {
 	if err != nil || job.ID == 0 {
 		t.Fatalf("ClaimBatchJob: %+v, %v", job, err)
 	}
-	release()
+	release.Release()
 	for _, p := range papers {
 		for _, v := range []string{"v1", "v2", "v3", "v4"} {
 			saveTLDR(t, s, p, "m", v)
