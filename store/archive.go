@@ -752,11 +752,15 @@ type lockSession struct {
 
 // tryRunLock tries the lock of key on conn, and returns whether it took it and conn's session.
 func tryRunLock(ctx context.Context, conn *pgxpool.Conn, key string) (bool, lockSession, error) {
-	var ok bool
+	var ok *bool
 	var sess lockSession
-	err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock("+runLockSQL+`), pg_backend_pid(),
+	err := conn.QueryRow(ctx, "SELECT "+trySessionLockSQL(runLockSQL)+`, pg_backend_pid(),
 		(SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid())`, key).Scan(&ok, &sess.pid, &sess.start)
-	return ok, sess, err
+	if err != nil {
+		return false, sess, err
+	}
+	taken, err := sessionLockTaken(ok)
+	return taken, sess, err
 }
 
 // endFormerSession ends sess, a session of the lock's that was given up, when it still holds

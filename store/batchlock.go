@@ -154,8 +154,8 @@ func (s *Store) LockBatchJob(ctx context.Context, id int64) (job BatchJob, relea
 	if err != nil {
 		return BatchJob{}, release, fmt.Errorf("lock batch job %d: %w", id, err)
 	}
-	var ok bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+batchJobLock+`)`, id).Scan(&ok); err != nil {
+	ok, err := tryBatchJobLock(ctx, conn, id)
+	if err != nil {
 		// Whether the lock was taken is unknown: close the connection, which ends it.
 		discard(conn)
 		return BatchJob{}, release, fmt.Errorf("lock batch job %d: %w", id, err)
@@ -267,6 +267,15 @@ func (l *JobLock) Release() {
 	}
 	unlockBatchJob(l.ctx, l.conn, l.id)
 	l.conn = nil
+}
+
+// tryBatchJobLock tries the lock of job id on conn.
+func tryBatchJobLock(ctx context.Context, conn *pgxpool.Conn, id int64) (bool, error) {
+	var ok *bool
+	if err := conn.QueryRow(ctx, `SELECT `+trySessionLockSQL(batchJobLock), id).Scan(&ok); err != nil {
+		return false, err
+	}
+	return sessionLockTaken(ok)
 }
 
 // unlockBatchJob releases the lock of job id held by conn and returns conn to the pool; when

@@ -42,8 +42,12 @@ func newMigrationLocker(id int64, lockTimeout string, log *slog.Logger, target s
 }
 
 func (l *migrationLocker) SessionLock(ctx context.Context, conn *sql.Conn) error {
-	var locked bool
-	if err := conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", l.id).Scan(&locked); err != nil {
+	var ok *bool
+	if err := conn.QueryRowContext(ctx, "SELECT "+trySessionLockSQL("$1::int8"), l.id).Scan(&ok); err != nil {
+		return fmt.Errorf("take the migration lock: %w", err)
+	}
+	locked, err := sessionLockTaken(ok)
+	if err != nil {
 		return fmt.Errorf("take the migration lock: %w", err)
 	}
 	if !locked {

@@ -370,10 +370,9 @@ func (s *Store) lockIndexes(ctx context.Context) (conn *pgxpool.Conn, unlock fun
 	if err != nil {
 		return nil, nil, err
 	}
-	const key = `hashtextextended('paperpipe.index.' || current_schema(), 0)`
 	for waited := false; ; waited = true {
-		var ok bool
-		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+key+`)`).Scan(&ok); err != nil {
+		ok, err := tryIndexLock(ctx, conn)
+		if err != nil {
 			discard(conn) // whether it was taken is unknown: closing the connection ends it either way
 			return nil, nil, fmt.Errorf("take the index lock: %w", err)
 		}
@@ -391,12 +390,24 @@ func (s *Store) lockIndexes(ctx context.Context) (conn *pgxpool.Conn, unlock fun
 		}
 	}
 	return conn, func() {
-		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+key+`)`); err != nil {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+indexLockSQL+`)`); err != nil {
 			discard(conn) // a pooled connection must never keep the lock
 			return
 		}
 		conn.Release()
 	}, nil
+}
+
+// indexLockSQL is the advisory lock key of lockIndexes, per schema.
+const indexLockSQL = `hashtextextended('paperpipe.index.' || current_schema(), 0)`
+
+// tryIndexLock tries the index lock on conn.
+func tryIndexLock(ctx context.Context, conn *pgxpool.Conn) (bool, error) {
+	var ok *bool
+	if err := conn.QueryRow(ctx, `SELECT `+trySessionLockSQL(indexLockSQL)).Scan(&ok); err != nil {
+		return false, err
+	}
+	return sessionLockTaken(ok)
 }
 
 // buildIndex runs the index build ddl on conn with maintenance_work_mem and

@@ -1,0 +1,32 @@
+package store
+
+import "errors"
+
+// ErrSessionShared means the database session a connection reached already held the session
+// lock the store was to take: another client took it there. A connection pooler that hands one
+// server session to several clients, one transaction or statement at a time (PgBouncer's
+// pool_mode=transaction or statement), does that; an advisory lock is re-entrant within its
+// session, so pg_try_advisory_lock would have granted it again, and two runs, index builds,
+// batch preparations or migrations would have gone on side by side, each holding "the" lock.
+var ErrSessionShared = errors.New("the database session this connection reached already holds that lock, for another client: " +
+	"DATABASE_URL leads to a connection pooler that shares server sessions between clients (PgBouncer's pool_mode=transaction or statement), " +
+	"under which paperpipe's session locks hold nothing; give paperpipe's database pool_mode=session in the pooler, or connect to PostgreSQL directly")
+
+// trySessionLockSQL is an SQL expression that tries the session advisory lock keySQL (an int8
+// expression) as pg_try_advisory_lock does — true when taken, false when another session holds
+// it — and is NULL, without taking it again, when this session already holds it: the store
+// never takes a lock twice on one session, so another client took it there (ErrSessionShared).
+func trySessionLockSQL(keySQL string) string {
+	return `CASE WHEN EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()
+			AND objsubid = 1 AND ((classid::int8 << 32) | objid::int8) = (` + keySQL + `))
+		THEN NULL ELSE pg_try_advisory_lock(` + keySQL + `) END`
+}
+
+// sessionLockTaken is the answer of trySessionLockSQL: whether the lock was taken, or
+// ErrSessionShared.
+func sessionLockTaken(ok *bool) (bool, error) {
+	if ok == nil {
+		return false, ErrSessionShared
+	}
+	return *ok, nil
+}

@@ -1,0 +1,92 @@
+package store
+
+import (
+	"errors"
+	"log/slog"
+	"testing"
+
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/paperpipe/paperpipe/internal/pgtest"
+)
+
+// Behind a connection pooler in transaction mode (PgBouncer's pool_mode=transaction), a client's
+// statements run on whichever server session is free, and a session lock taken by one client
+// stays on a session the pooler then hands to another: that client's pg_try_advisory_lock of
+// the same key succeeds too (an advisory lock is re-entrant within a session), and two runs,
+// index builds, batch preparations or migrations went on side by side, each "holding" the lock
+// (measured behind PgBouncer 1.18: two HoldRun of one key both succeeded, at pool sizes 1 and
+// 20). Each lock is taken here twice on one connection — one server session, as the pooler
+// would have two clients share it — and the second take must be refused, naming the pooler.
+func TestALockItsSessionAlreadyHoldsIsRefusedAsAPoolerSharingSessions(t *testing.T) {
+	s, err := Open(t.Context(), Config{URL: pgtest.URL(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := s.pool.Acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer discard(conn) // ends the session, and every lock it holds
+
+	refused := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, ErrSessionShared) {
+			t.Errorf("%s on a session that already holds it: %v; want ErrSessionShared", what, err)
+		}
+	}
+
+	// A re-processing run's lock.
+	if ok, _, err := tryRunLock(t.Context(), conn, "k"); err != nil || !ok {
+		t.Fatalf("run lock: %v %v", ok, err)
+	}
+	ok, _, err := tryRunLock(t.Context(), conn, "k")
+	if ok {
+		t.Errorf("the run lock was taken a second time on the session holding it")
+	}
+	refused("the run lock", err)
+
+	// The index lock.
+	if ok, err := tryIndexLock(t.Context(), conn); err != nil || !ok {
+		t.Fatalf("index lock: %v %v", ok, err)
+	}
+	ok, err = tryIndexLock(t.Context(), conn)
+	if ok {
+		t.Errorf("the index lock was taken a second time on the session holding it")
+	}
+	refused("the index lock", err)
+
+	// A batch job's lock.
+	if ok, err := tryBatchJobLock(t.Context(), conn, 7); err != nil || !ok {
+		t.Fatalf("batch job lock: %v %v", ok, err)
+	}
+	ok, err = tryBatchJobLock(t.Context(), conn, 7)
+	if ok {
+		t.Errorf("a batch job's lock was taken a second time on the session holding it")
+	}
+	refused("a batch job's lock", err)
+
+	// The migration lock, on database/sql's connection as goose uses it.
+	db := stdlib.OpenDBFromPool(s.pool)
+	defer db.Close()
+	sc, err := db.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	l, err := newMigrationLocker(42, "", slog.New(slog.DiscardHandler), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SessionLock(t.Context(), sc); err != nil {
+		t.Fatalf("migration lock: %v", err)
+	}
+	refused("the migration lock", l.SessionLock(t.Context(), sc))
+	if err := l.SessionUnlock(t.Context(), sc); err != nil {
+		t.Errorf("migration unlock: %v", err)
+	}
+}
