@@ -816,8 +816,20 @@ func (l *RunLock) Check() error {
 	var why error
 	if l.conn != nil {
 		var held bool
+		var pid int32
 		err := l.conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted
-			AND pid = pg_backend_pid() AND objsubid = 1 AND ((classid::int8 << 32) | objid::int8) = `+runLockSQL+`)`, l.key).Scan(&held)
+			AND pid = pg_backend_pid() AND objsubid = 1 AND ((classid::int8 << 32) | objid::int8) = `+runLockSQL+`), pg_backend_pid()`,
+			l.key).Scan(&held, &pid)
+		if err == nil && pid != l.sess.pid {
+			// The connection that took the lock answers from another session: a pooler hands
+			// its statements to whichever server session is free, and the lock's session to
+			// other clients. Nothing is held for this run (and ending that session would end
+			// another client's work).
+			l.lost = fmt.Errorf("run %s %w: its connection took it on database session %d and now reaches session %d: %w",
+				l.key, ErrLockLost, l.sess.pid, pid, ErrSessionShared)
+			l.cancel(l.lost)
+			return l.lost
+		}
 		if err == nil && held {
 			return nil
 		}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"testing"
@@ -88,5 +89,35 @@ func TestALockItsSessionAlreadyHoldsIsRefusedAsAPoolerSharingSessions(t *testing
 	refused("the migration lock", l.SessionLock(t.Context(), sc))
 	if err := l.SessionUnlock(t.Context(), sc); err != nil {
 		t.Errorf("migration unlock: %v", err)
+	}
+}
+
+// A run's lock whose connection, asked whether it still holds the lock, answers from another
+// server session than the one it took the lock on — a pooler in transaction mode routing its
+// statements to whichever session is free — is lost, naming the pooler: before, the lock was
+// judged gone with its session, and taken again after ending (pg_terminate_backend) the session
+// that held it, which the pooler had meanwhile handed to another client, mid-transaction.
+func TestARunLockWhoseConnectionReachesAnotherSessionIsLostNamingThePooler(t *testing.T) {
+	s, err := Open(t.Context(), Config{URL: pgtest.URL(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	l, err := s.HoldRun(t.Context(), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	l.StopWatching()
+	// The lock was taken on another session than the one its connection reaches now.
+	l.mu.Lock()
+	l.sess.pid++
+	l.mu.Unlock()
+	err = l.Check()
+	if !errors.Is(err, ErrLockLost) || !errors.Is(err, ErrSessionShared) {
+		t.Errorf("Check of a lock whose connection reaches another session: %v; want ErrLockLost and ErrSessionShared", err)
+	}
+	if cause := context.Cause(l.Context()); !errors.Is(cause, ErrSessionShared) {
+		t.Errorf("the lock's Context ended with %v; want ErrSessionShared", cause)
 	}
 }
