@@ -1,6 +1,12 @@
 package store
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
 
 // ErrSessionShared means the database session a connection reached already held the session
 // lock the store was to take: another client took it there. A connection pooler that hands one
@@ -29,4 +35,18 @@ func sessionLockTaken(ok *bool) (bool, error) {
 		return false, ErrSessionShared
 	}
 	return *ok, nil
+}
+
+// afterConnectError is err, an error of a new connection's set-up (AfterConnect), as Open and
+// every later connection report it: a prepared statement of pgx's cache (stmtcache_…) that a
+// new session already has, or lacks, is a session other clients use too, handed out by a
+// pooler in transaction or statement mode, and the error says so.
+func afterConnectError(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (pe.Code == "42P05" || pe.Code == "26000") && strings.Contains(pe.Message, "stmtcache_") {
+		return fmt.Errorf("%w (a prepared statement of this client's on a new connection: "+
+			"DATABASE_URL leads to a connection pooler that shares server sessions between clients, PgBouncer's pool_mode=transaction or statement; "+
+			"paperpipe keeps prepared statements and locks in its sessions: give its database pool_mode=session in the pooler, or connect to PostgreSQL directly)", err)
+	}
+	return err
 }

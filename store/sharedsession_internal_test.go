@@ -3,9 +3,12 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/paperpipe/paperpipe/internal/pgtest"
@@ -119,5 +122,31 @@ func TestARunLockWhoseConnectionReachesAnotherSessionIsLostNamingThePooler(t *te
 	}
 	if cause := context.Cause(l.Context()); !errors.Is(cause, ErrSessionShared) {
 		t.Errorf("the lock's Context ended with %v; want ErrSessionShared", cause)
+	}
+}
+
+// Behind a pooler in transaction mode, pgx's prepared statements (named stmtcache_…, kept per
+// connection) land on server sessions other clients use: the second process to start failed
+// with `register pgvector types: ERROR: prepared statement "stmtcache_d320…" already exists
+// (SQLSTATE 42P05)` (PgBouncer 1.18), saying nothing of the pooler, and later statements at
+// random with "does not exist" (26000). A new connection's error names the pooler and the fix.
+func TestAPreparedStatementClashOfANewConnectionNamesThePooler(t *testing.T) {
+	conn, err := pgx.Connect(t.Context(), pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	for _, sql := range []string{"PREPARE stmtcache_0123 AS SELECT 1", "PREPARE stmtcache_0123 AS SELECT 1", "EXECUTE stmtcache_4567"} {
+		_, err := conn.Exec(t.Context(), sql, pgx.QueryExecModeSimpleProtocol)
+		if sql == "PREPARE stmtcache_0123 AS SELECT 1" && err == nil {
+			continue // the first
+		}
+		err = afterConnectError(fmt.Errorf("register pgvector types: %w", err))
+		if !strings.Contains(err.Error(), "pool_mode=session") || !strings.Contains(err.Error(), "SQLSTATE") {
+			t.Errorf("%s: %v; want the server's error and a word of the pooler's pool_mode", sql, err)
+		}
+	}
+	if err := afterConnectError(errors.New("register pgvector types: boom")); strings.Contains(err.Error(), "pool_mode") {
+		t.Errorf("another error: %v; want no word of a pooler", err)
 	}
 }

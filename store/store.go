@@ -197,9 +197,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	pcfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
 		scanUTC(conn)
 		if err := boundVanishedClients(ctx, conn); err != nil {
-			return err
+			return afterConnectError(err)
 		}
-		return registerVector(ctx, conn)
+		return afterConnectError(registerVector(ctx, conn))
 	}
 	log := cfg.Logger
 	if log == nil {
