@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -252,7 +253,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", want.Name, err)
+		return fmt.Errorf("stream %s: %w", want.Name, explainOverlap(ctx, js, want, err))
 	}
 	cfg := s.CachedInfo().Config
 	if cfg.Retention != want.Retention {
@@ -274,9 +275,44 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 		return nil
 	}
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		return fmt.Errorf("update stream %s: %w", want.Name, err)
+		return fmt.Errorf("update stream %s: %w", want.Name, explainOverlap(ctx, js, want, err))
 	}
 	return nil
+}
+
+// jsStreamSubjectOverlap is the JetStream API's error code for "subjects overlap with an
+// existing stream".
+const jsStreamSubjectOverlap = 10065
+
+// explainOverlap says what err means when JetStream refused want's subjects as another
+// stream's: on a NATS server (or account) shared with another application, a stream of its
+// takes subjects of paperpipe's (papers.>, say), and JetStream gives a subject to one stream
+// only. The error then names that stream, its subjects and the ways out; otherwise it is err.
+func explainOverlap(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, err error) error {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != jsStreamSubjectOverlap {
+		return err
+	}
+	var others []string
+	for _, subj := range want.Subjects {
+		l := js.ListStreams(ctx, jetstream.WithStreamListSubject(subj))
+		for info := range l.Info() {
+			if info.Config.Name == want.Name {
+				continue
+			}
+			o := fmt.Sprintf("%s (subjects %s)", info.Config.Name, strings.Join(info.Config.Subjects, ", "))
+			if !slices.Contains(others, o) {
+				others = append(others, o)
+			}
+		}
+	}
+	if len(others) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w: the subjects paperpipe's stream %s needs (%s) are taken by another stream of this NATS account: %s; "+
+		"JetStream gives a subject to one stream only. Give paperpipe a NATS account of its own (streams and subjects are per account: "+
+		"a user of that account in NATS_URL), or take paperpipe's subjects out of that stream",
+		err, want.Name, strings.Join(want.Subjects, ", "), strings.Join(others, ", "))
 }
 
 // ensureConsumer creates the durable consumer name on subject when it is missing. When it
