@@ -127,8 +127,9 @@ type PublishStats struct {
 var ErrQueueFull = paper.ErrQueueFull
 
 // queueFull reports whether err, a publish's answer from the server, says the queue is full:
-// the server's or the account's JetStream storage is used up (insufficient resources), or the
-// stream is at its MaxMsgs or MaxBytes.
+// the server's or the account's JetStream storage is used up (insufficient resources, or the
+// account's limits exceeded: its max_file on a server shared by accounts), or the stream is at
+// its MaxMsgs or MaxBytes.
 func queueFull(err error) bool {
 	var apiErr *jetstream.APIError
 	if !errors.As(err, &apiErr) {
@@ -136,6 +137,8 @@ func queueFull(err error) bool {
 	}
 	switch apiErr.ErrorCode {
 	case 10023, 10047: // JSInsufficientResourcesErr, JSStorageResourcesExceededErr
+		return true
+	case 10002: // JSAccountResourcesExceededErr: the account's max_file (a server shared by accounts)
 		return true
 	case 10077: // JSStreamStoreFailedF: the store's error, such as the stream's limits
 		return strings.Contains(apiErr.Description, "maximum messages exceeded") ||

@@ -144,20 +144,30 @@ func TestAFullQueueIsSaidOnceAndTheRefusedAreCounted(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	for _, tc := range []struct {
-		name  string
-		store int64 // the server's max_file_store; 0: none
-		cap   int64 // the stream's MaxBytes; 0: none
+		name    string
+		store   int64 // the server's max_file_store; 0: none
+		cap     int64 // the stream's MaxBytes; 0: none
+		account int64 // the account's max_file (a NATS server shared by accounts); 0: none
 	}{
-		{"server storage used up", 256 << 10, 0},
-		{"stream at its limit", 0, 256 << 10},
+		{"server storage used up", 256 << 10, 0, 0},
+		{"stream at its limit", 0, 256 << 10, 0},
+		{"account storage used up", 0, 0, 256 << 10}, // "resource limits exceeded for account"
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			js := natstest.StartWith(t, func(o *server.Options) {
+			srv := natstest.StartWith(t, func(o *server.Options) {
 				if tc.store > 0 {
 					o.JetStreamMaxStore = tc.store
 				}
-			}).Connect(t)
+			})
+			if tc.account > 0 {
+				if err := srv.GlobalAccount().UpdateJetStreamLimits(map[string]server.JetStreamAccountLimits{
+					"": {MaxMemory: -1, MaxStore: tc.account, MaxStreams: -1, MaxConsumers: -1},
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			js := srv.Connect(t)
 			if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
 				t.Fatal(err)
 			}
