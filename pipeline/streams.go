@@ -253,7 +253,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", want.Name, explainOverlap(ctx, js, want, err))
+		return fmt.Errorf("stream %s: %w", want.Name, explainMaxBytesRequired(explainOverlap(ctx, js, want, err)))
 	}
 	cfg := s.CachedInfo().Config
 	if cfg.Retention != want.Retention {
@@ -278,6 +278,26 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 		return fmt.Errorf("update stream %s: %w", want.Name, explainOverlap(ctx, js, want, err))
 	}
 	return nil
+}
+
+// jsStreamMaxBytesRequired is the JetStream API's error code for "account requires a stream
+// config to have max bytes set".
+const jsStreamMaxBytesRequired = 10113
+
+// explainMaxBytesRequired says what err means when the account requires a byte limit on every
+// stream (max_bytes_required, as hosted NATS accounts often do), which paperpipe's streams are
+// made without: how to make them with one, which paperpipe then keeps. Otherwise it is err.
+func explainMaxBytesRequired(err error) error {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != jsStreamMaxBytesRequired {
+		return err
+	}
+	return fmt.Errorf("%w: the NATS account paperpipe connects as requires a byte limit on every stream, which paperpipe does not choose for you; "+
+		"make its two streams once with the limits you give them (within the account's storage), and every process keeps them: "+
+		"nats stream add %s --subjects '%s,%s.>' --retention work --discard new --dupe-window 1h --max-bytes 1GB --defaults; "+
+		"nats stream add %s --subjects '%s' --dupe-window 1h --max-bytes 100MB --defaults "+
+		"(add --replicas 3 to both on a JetStream cluster)",
+		err, StreamPapers, SubjectNew, SubjectReprocess, StreamDead, subjectDeadWC)
 }
 
 // jsStreamSubjectOverlap is the JetStream API's error code for "subjects overlap with an
