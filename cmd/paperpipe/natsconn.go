@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -212,7 +213,7 @@ func natsRefusal(url string, err error) error {
 	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired), errors.Is(err, nats.ErrAuthRevoked),
 		errors.Is(err, nats.ErrAccountAuthExpired):
 		return fmt.Errorf("connect to NATS at %s: %w (the server refused paperpipe's credentials: "+
-			"a user and password (or a token) go in NATS_URL, an NKey seed's file in PAPERPIPE_NATS_NKEY)", redact.URLs(url), err)
+			"a user and password (or a token) go in NATS_URL, an NKey seed's file or a .creds file in PAPERPIPE_NATS_NKEY)", redact.URLs(url), err)
 	case strings.Contains(err.Error(), "x509:"):
 		return fmt.Errorf("connect to NATS at %s: %w (the server's certificate is not one a system CA signed? "+
 			"PAPERPIPE_NATS_CA names the PEM file of the CA that did)", redact.URLs(url), err)
@@ -985,7 +986,7 @@ func unlockDataDir(lock *os.File) {
 }
 
 // natsSecurity returns the options that authenticate paperpipe to NATS_URL's server and
-// verify that server: an NKey seed (PAPERPIPE_NATS_NKEY; a user and password, or a token, go
+// verify that server: an NKey seed or a credentials file (PAPERPIPE_NATS_NKEY; a user and password, or a token, go
 // in NATS_URL itself) and the CA of a server certificate no system CA signed
 // (PAPERPIPE_NATS_CA). None for the embedded server.
 func natsSecurity(c *config) ([]nats.Option, error) {
@@ -994,11 +995,21 @@ func natsSecurity(c *config) ([]nats.Option, error) {
 	}
 	var opts []nats.Option
 	if c.NATSNkey != "" {
-		o, err := nats.NkeyOptionFromSeed(c.NATSNkey)
+		b, err := os.ReadFile(c.NATSNkey)
 		if err != nil {
 			return nil, fmt.Errorf("PAPERPIPE_NATS_NKEY=%q: %w", c.NATSNkey, err)
 		}
-		opts = append(opts, o)
+		if bytes.Contains(b, []byte("BEGIN NATS USER JWT")) {
+			// A credentials file (.creds) of a server in operator mode: the user's JWT with
+			// its seed. The seed alone, without the JWT, is refused there.
+			opts = append(opts, nats.UserCredentials(c.NATSNkey))
+		} else {
+			o, err := nats.NkeyOptionFromSeed(c.NATSNkey)
+			if err != nil {
+				return nil, fmt.Errorf("PAPERPIPE_NATS_NKEY=%q: %w", c.NATSNkey, err)
+			}
+			opts = append(opts, o)
+		}
 	}
 	if c.NATSCA != "" {
 		opts = append(opts, nats.RootCAs(c.NATSCA))

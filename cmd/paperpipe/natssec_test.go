@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 
@@ -130,4 +131,72 @@ func TestNATSSecuritySettingsAreChecked(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.env, r.code, r.stderr, tc.want)
 		}
 	}
+}
+
+// A NATS server in operator mode (decentralized JWT auth: a lab's shared server set up with
+// nsc, Synadia Cloud) hands each user a credentials file (.creds) holding the user's JWT and
+// NKey seed. Given in PAPERPIPE_NATS_NKEY, paperpipe sent the seed alone, without the JWT, and
+// the server refused it ("Authorization Violation"), with no setting that took the file: it
+// reaches the server with it now.
+func TestNATSCredsFileReachesAnOperatorModeServer(t *testing.T) {
+	t.Parallel()
+	must := func(s string, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	op, err := nkeys.CreateOperator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := nkeys.CreateAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	accPub := must(acc.PublicKey())
+	ac := jwt.NewAccountClaims(accPub)
+	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+	accJWT := must(ac.Encode(op))
+	userJWT := must(jwt.NewUserClaims(must(user.PublicKey())).Encode(acc))
+	seed, err := user.Seed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := jwt.FormatUserConfig(userJWT, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	credsFile := filepath.Join(t.TempDir(), "paperpipe.creds")
+	if err := os.WriteFile(credsFile, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sys, err := nkeys.CreateAccount() // the server's own, which operator mode needs
+	if err != nil {
+		t.Fatal(err)
+	}
+	sysPub := must(sys.PublicKey())
+	resolver := &server.MemAccResolver{}
+	for pub, claims := range map[string]string{accPub: accJWT, sysPub: must(jwt.NewAccountClaims(sysPub).Encode(op))} {
+		if err := resolver.Store(pub, claims); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := natstest.StartWith(t, func(o *server.Options) {
+		o.TrustedKeys = []string{must(op.PublicKey())}
+		o.AccountResolver = resolver
+		o.SystemAccount = sysPub
+	})
+	c := &config{DataDir: t.TempDir(), Replicas: 1, AckWait: time.Minute, MaxDeliver: 8,
+		NATSURL: srv.ClientURL(), NATSNkey: credsFile}
+	b, err := connectBroker(t.Context(), c, slog.New(slog.DiscardHandler), brokerClient)
+	if err != nil {
+		t.Fatalf("connectBroker with a .creds file in PAPERPIPE_NATS_NKEY: %v", err)
+	}
+	b.close()
 }
