@@ -48,5 +48,11 @@ func afterConnectError(err error) error {
 			"DATABASE_URL leads to a connection pooler that shares server sessions between clients, PgBouncer's pool_mode=transaction or statement; "+
 			"paperpipe keeps prepared statements and locks in its sessions: give its database pool_mode=session in the pooler, or connect to PostgreSQL directly)", err)
 	}
+	if errors.As(err, &pe) && pe.Code == "08P01" && pe.Message == "query_wait_timeout" {
+		// PgBouncer's: no server connection of the pool came free for the new client in time.
+		return fmt.Errorf("%w (PgBouncer's queue: no server connection of its pool came free for this one in time; in session mode each of "+
+			"paperpipe's connections holds one for as long as it lives: give the pool, default_pool_size or the database's pool_size, "+
+			"at least the sum of the processes' pool_max_conns, plus one each)", err)
+	}
 	return err
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/paperpipe/paperpipe/internal/pgtest"
@@ -148,5 +149,20 @@ func TestAPreparedStatementClashOfANewConnectionNamesThePooler(t *testing.T) {
 	}
 	if err := afterConnectError(errors.New("register pgvector types: boom")); strings.Contains(err.Error(), "pool_mode") {
 		t.Errorf("another error: %v; want no word of a pooler", err)
+	}
+}
+
+// Behind PgBouncer in session mode, a pool (default_pool_size) smaller than the connections
+// paperpipe's processes hold leaves a new connection in PgBouncer's queue until its
+// query_wait_timeout, and the command then stopped with `list embedding spaces: set
+// idle_in_transaction_session_timeout and tcp_keepalives: FATAL: query_wait_timeout (SQLSTATE
+// 08P01)` (PgBouncer 1.18, a pool of 2, `reprocess`): a set-up statement of paperpipe's named,
+// the pool not. The error a new connection gets from PgBouncer's queue names the pool.
+func TestAPoolersQueueTimeoutOfANewConnectionNamesThePool(t *testing.T) {
+	// PgBouncer's answer, as pgconn reports it (08P01: protocol_violation, its code for it).
+	err := afterConnectError(fmt.Errorf("set idle_in_transaction_session_timeout and tcp_keepalives: %w",
+		&pgconn.PgError{Severity: "FATAL", Code: "08P01", Message: "query_wait_timeout"}))
+	if !strings.Contains(err.Error(), "query_wait_timeout (SQLSTATE 08P01)") || !strings.Contains(err.Error(), "default_pool_size") {
+		t.Errorf("PgBouncer's queue timeout: %v; want its error and a word of its default_pool_size", err)
 	}
 }
