@@ -215,8 +215,7 @@ func (l *JobLock) Confirm(ctx context.Context) (BatchJob, error) {
 	defer cancel()
 	if l.conn != nil {
 		var held bool
-		err := l.conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted
-			AND pid = pg_backend_pid() AND objsubid = 1 AND ((classid::int8 << 32) | objid::int8) = `+batchJobLock+`)`, l.id).Scan(&held)
+		err := l.conn.QueryRow(ctx, `SELECT `+sessionHoldsLockSQL(batchJobLock), l.id).Scan(&held)
 		if err == nil && held {
 			job, err := readBatchJob(ctx, l.conn, l.id)
 			return job, unavailable(ctx, err)
@@ -228,8 +227,8 @@ func (l *JobLock) Confirm(ctx context.Context) (BatchJob, error) {
 	if err != nil {
 		return BatchJob{}, unavailable(ctx, fmt.Errorf("lock batch job %d again: %w", l.id, err))
 	}
-	var ok bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+batchJobLock+`)`, l.id).Scan(&ok); err != nil {
+	ok, err := tryBatchJobLock(ctx, conn, l.id)
+	if err != nil {
 		discard(conn)
 		return BatchJob{}, unavailable(ctx, fmt.Errorf("lock batch job %d again: %w", l.id, err))
 	}

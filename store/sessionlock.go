@@ -23,9 +23,14 @@ var ErrSessionShared = errors.New("the database session this connection reached 
 // it — and is NULL, without taking it again, when this session already holds it: the store
 // never takes a lock twice on one session, so another client took it there (ErrSessionShared).
 func trySessionLockSQL(keySQL string) string {
-	return `CASE WHEN EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()
-			AND objsubid = 1 AND ((classid::int8 << 32) | objid::int8) = (` + keySQL + `))
-		THEN NULL ELSE pg_try_advisory_lock(` + keySQL + `) END`
+	return `CASE WHEN ` + sessionHoldsLockSQL(keySQL) + ` THEN NULL ELSE pg_try_advisory_lock(` + keySQL + `) END`
+}
+
+// sessionHoldsLockSQL is an SQL condition: this session holds the session advisory lock keySQL
+// (an int8 expression; pg_locks shows a bigint key as its high and low halves).
+func sessionHoldsLockSQL(keySQL string) string {
+	return `EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()
+			AND objsubid = 1 AND ((classid::int8 << 32) | objid::int8) = (` + keySQL + `))`
 }
 
 // sessionLockTaken is the answer of trySessionLockSQL: whether the lock was taken, or
