@@ -848,39 +848,101 @@ func TestSimultaneousSearchesOfOneTextMakeOneAPICall(t *testing.T) {
 			n, got, calls.Load(), uncached)
 	}
 
-	// The search that makes the call goes away: the one waiting for it makes its own.
-	calls.Store(0)
-	release = make(chan struct{})
+}
+
+// TestSearchWhoseClientLeftGoesOnForTheOthersWaiting: the call a search makes for its query
+// embedding is shared by the searches of the same text that wait for it, so the client that
+// made it going away (a tab closed, a crawler's timeout) does not end it while others wait:
+// ending it threw away an embedding being paid for, bought it again for the next in line, and
+// made that one wait the API's whole latency over again; with a slow API and impatient
+// clients, no search of the text was ever answered. The call is given up only when every
+// search waiting for it has gone.
+func TestSearchWhoseClientLeftGoesOnForTheOthersWaiting(t *testing.T) {
+	t.Parallel()
+	b, client, ai := apiArchive(t)
+	calls := &atomic.Int32{}
+	release := make(chan struct{})
+	cfg := b.config()
 	cfg.Embedder = gatedEmbedder{QueryEmbedder: client, calls: calls, release: release}
 	b.serve(cfg)
+
+	const path = "/api/search?mode=semantic&q=sparse+upcycling"
+	leave := func(ctx context.Context) <-chan error {
+		gone := make(chan error, 1)
+		go func() {
+			req, _ := http.NewRequestWithContext(ctx, "GET", b.http.URL+path, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			gone <- err
+		}()
+		return gone
+	}
+	before := ai.Stats().EmbedRequests
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	gone := make(chan error, 1)
-	go func() {
-		req, _ := http.NewRequestWithContext(ctx, "GET", b.http.URL+"/api/search?mode=semantic&q=sparse+upcycling", nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-		gone <- err
-	}()
-	waitForCacheMisses(t, b, n+1) // the same metrics as the first server's
-	go func() { answers <- doTo(t, b.http.URL, "GET", "/api/search?mode=semantic&q=sparse+upcycling", nil) }()
-	waitForCacheMisses(t, b, n+2)
-	cancel()
+	gone := leave(ctx)
+	waitForCacheMisses(t, b, 1)
+	answer := make(chan response, 1)
+	go func() { answer <- doTo(t, b.http.URL, "GET", path, nil) }()
+	waitForCacheMisses(t, b, 2)
+	cancel() // the client of the search that made the call leaves
 	<-gone
-	for deadline := time.Now().Add(10 * time.Second); calls.Load() < 2; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the waiting search did not make its own call once the first one's client left")
+	// The server sees the client leave once its connection closes; a later search of the
+	// text still finds the call in progress and waits for it too.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if strings.Contains(string(b.get("/metrics").body), `paperpipe_http_request_duration_seconds_count{code="499"`) || time.Now().After(deadline) {
+			break
 		}
 	}
 	close(release)
 	var body hitsBody
-	r := <-answers
+	r := <-answer
 	r.json(t, &body)
-	if r.code != http.StatusOK || len(body.Results) == 0 || body.CachedEmbedding {
-		t.Errorf("the search left waiting: %d %s, want 200 with its own embedding", r.code, r.body)
+	if r.code != http.StatusOK || len(body.Results) == 0 {
+		t.Fatalf("the search left waiting: %d %s, want 200", r.code, r.body)
 	}
+	if got := ai.Stats().EmbedRequests - before; got != 1 || calls.Load() != 1 {
+		t.Errorf("two searches of one text, the first one's client gone: %d API calls (%d query embeddings), want 1", got, calls.Load())
+	}
+	if !body.CachedEmbedding {
+		t.Error("the search that waited for another's call says it made its own (cached_embedding false)")
+	}
+
+	// When every search waiting for a call has gone, the call is given up.
+	calls.Store(0)
+	ended := make(chan struct{})
+	cfg.Embedder = endedEmbedder{QueryEmbedder: client, calls: calls, ended: ended}
+	b.serve(cfg)
+	ctx, cancel = context.WithCancel(t.Context())
+	gone = leave(ctx)
+	for deadline := time.Now().Add(10 * time.Second); calls.Load() < 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the search made no call")
+		}
+	}
+	cancel()
+	<-gone
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Error("the call went on after the only search waiting for it had gone")
+	}
+}
+
+// endedEmbedder counts its query embeddings, and closes ended when the context of one ends.
+type endedEmbedder struct {
+	web.QueryEmbedder
+	calls *atomic.Int32
+	ended chan struct{}
+}
+
+func (e endedEmbedder) EmbedQuery(ctx context.Context, text string) ([]float32, paper.Usage, error) {
+	e.calls.Add(1)
+	<-ctx.Done()
+	close(e.ended)
+	return nil, paper.Usage{}, ctx.Err()
 }
 
 // panickyEmbedder's first query embedding waits for release, then panics.

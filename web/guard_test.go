@@ -402,25 +402,34 @@ func TestPostWithoutAQueueAnswersItsSchema(t *testing.T) {
 }
 
 // waitingEmbedder signals each query it gets on entered, then answers none until its context
-// ends, or (deaf) until heedless has passed whatever its context says.
+// ends.
 type waitingEmbedder struct {
 	web.QueryEmbedder
-	entered  chan struct{}
-	heedless time.Duration
+	entered chan struct{}
 }
 
 func (e waitingEmbedder) EmbedQuery(ctx context.Context, text string) ([]float32, paper.Usage, error) {
 	e.entered <- struct{}{}
-	if e.heedless > 0 {
-		time.Sleep(e.heedless)
-		return nil, paper.Usage{}, errors.New("answered late")
-	}
 	select {
 	case <-ctx.Done():
 		return nil, paper.Usage{}, ctx.Err()
 	case <-time.After(30 * time.Second):
 		return nil, paper.Usage{}, errors.New("no end came")
 	}
+}
+
+// heedlessStore's keyword searches signal entered, then take heedless whatever their context
+// says.
+type heedlessStore struct {
+	web.Store
+	entered  chan struct{}
+	heedless time.Duration
+}
+
+func (s heedlessStore) KeywordSearch(ctx context.Context, q string, k int) ([]paper.Hit, web.Ranking, error) {
+	s.entered <- struct{}{}
+	time.Sleep(s.heedless)
+	return nil, web.Ranking{}, errors.New("answered late")
 }
 
 // listen runs s.ListenAndServe until the returned stop is called; stop returns its error and
@@ -514,7 +523,7 @@ func TestShutdownThatTimesOutIsAWarningNotAFailure(t *testing.T) {
 	entered := make(chan struct{}, 1)
 	logs := &lockedBuffer{}
 	cfg := b.config()
-	cfg.Embedder = waitingEmbedder{QueryEmbedder: b.emb, entered: entered, heedless: 4 * time.Second}
+	cfg.Store = heedlessStore{Store: cfg.Store, entered: entered, heedless: 4 * time.Second}
 	cfg.ShutdownTimeout = time.Second
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	s, err := web.New(cfg)
@@ -523,7 +532,7 @@ func TestShutdownThatTimesOutIsAWarningNotAFailure(t *testing.T) {
 	}
 	base, stop := listen(t, s)
 	go func() {
-		if resp, err := http.Get(base + "/api/search?mode=semantic&q=experts"); err == nil {
+		if resp, err := http.Get(base + "/api/search?mode=keyword&q=experts"); err == nil {
 			resp.Body.Close()
 		}
 	}()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -336,8 +337,10 @@ func (s *Server) querySpace(ctx context.Context) (paper.Space, error) {
 
 // embedQuery returns q's vector in sp, from the cache when it was embedded before, and whether
 // this search made no API call for it. Searches of the same text in the same space at the same
-// time share one call: the first makes it and the others wait for its vector (a page linked in a
-// chat, opened by a dozen people at once, bought a dozen identical embeddings).
+// time share one call: the first starts it and every search of the text waits for its vector (a
+// page linked in a chat, opened by a dozen people at once, bought a dozen identical embeddings).
+// The call goes on while any of them waits, whichever client leaves, and is given up when none
+// does (see queryFlight).
 func (s *Server) embedQuery(ctx context.Context, sp paper.Space, q string) ([]float32, bool, error) {
 	key := cacheKey{sp.Name(), q}
 	if vec, ok := s.cache.get(key.space, key.text); ok {
@@ -346,11 +349,7 @@ func (s *Server) embedQuery(ctx context.Context, sp paper.Space, q string) ([]fl
 	}
 	s.cfg.Metrics.ObserveQueryCache(false)
 	for {
-		f, lead := s.joinFlight(key)
-		if lead {
-			vec, err := s.leadFlight(ctx, key, f, sp)
-			return vec, false, err
-		}
+		f, lead := s.joinFlight(ctx, key, sp)
 		if f == nil { // embedded since the look-up above
 			if vec, ok := s.cache.get(key.space, key.text); ok {
 				return vec, true, nil
@@ -360,35 +359,71 @@ func (s *Server) embedQuery(ctx context.Context, sp paper.Space, q string) ([]fl
 		select {
 		case <-f.done:
 		case <-ctx.Done():
-			return nil, false, ctx.Err() // a 503 when the request's time ran out (statusOf)
+			s.leaveFlight(key, f)
+			return nil, false, waitEnded(ctx)
 		}
-		if !f.leaderGone {
+		if lead {
+			switch {
+			case f.panicked: // a 500 for the search that started the call (runFlight logged it)
+				return nil, false, fmt.Errorf("embed the query: the embedder panicked: %v", f.panicValue)
+			case f.ranOut:
+				// The call had this search's deadline, whose own end is due: its error is
+				// the search's (a page's wait for the embedding tells it from the request's).
+				<-ctx.Done()
+				return nil, false, waitEnded(ctx)
+			}
+			return f.vec, false, f.err
+		}
+		if !f.panicked && !f.ranOut {
 			return f.vec, f.err == nil, f.err
 		}
-		// The search that made the call ended first (its client left, or its time ran out):
-		// its outcome says nothing about the text; this one asks again, unless it has ended too.
+		// The embedder panicked, or the call ran out of the time of the search that started
+		// it: its outcome says nothing about the text; this search asks again, unless it has
+		// ended too.
 		if ctx.Err() != nil {
-			return nil, false, ctx.Err()
+			return nil, false, waitEnded(ctx)
 		}
 	}
 }
 
-// queryFlight is a query embedding in progress, which the searches of the same text and space
-// wait for.
-type queryFlight struct {
-	done       chan struct{} // closed when the fields below are set
-	vec        []float32
-	err        error
-	leaderGone bool // the search that made the call ended first (err is its context's) or panicked
+// waitEnded is the error of a search whose ctx ended while it waited for its query's embedding.
+func waitEnded(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		// The request's time ran out (see guard), not the API's.
+		return &httpError{status: http.StatusServiceUnavailable, err: ctx.Err(),
+			msg: "embedding the query took too long; try again, or use mode=keyword"}
+	}
+	return ctx.Err() // a 499 when the client left; a 503 when the server is shutting down
 }
 
-// joinFlight returns the embedding of key in progress, or, when there is none, a new one that the
-// caller makes (lead). It returns nil, false when key's vector has been cached since the caller
-// looked.
-func (s *Server) joinFlight(key cacheKey) (f *queryFlight, lead bool) {
+// queryFlight is a query embedding in progress, which the searches of the same text and space
+// wait for. Its call runs on a context of its own, not on the request of the search that started
+// it: that search's client leaving (a tab closed, a crawler's timeout) while others wait would
+// otherwise end the call, whose embedding was being paid for, and the next in line would buy it
+// again, waiting the API's whole latency over (with a slow API and impatient clients, no search
+// of the text was ever answered). The call keeps the starter's deadline, so it takes no longer
+// than a search could, and is cancelled once every search waiting for it has gone.
+type queryFlight struct {
+	done   chan struct{} // closed when the outcome below is set
+	cancel context.CancelFunc
+	// waiting counts the searches waiting for the call, guarded by Server.flightsMu.
+	waiting int
+
+	vec        []float32
+	err        error
+	ranOut     bool // the call ran out of its time (the starter's deadline)
+	panicked   bool // the embedder panicked (with panicValue)
+	panicValue any
+}
+
+// joinFlight returns the embedding of key in progress, counting the caller among the searches
+// waiting for it, or, when there is none, starts one (lead). It returns nil, false when key's
+// vector has been cached since the caller looked.
+func (s *Server) joinFlight(ctx context.Context, key cacheKey, sp paper.Space) (f *queryFlight, lead bool) {
 	s.flightsMu.Lock()
 	defer s.flightsMu.Unlock()
 	if f := s.flights[key]; f != nil {
+		f.waiting++
 		return f, false
 	}
 	// A flight ends after its vector is cached: without a flight, the cache may have it now.
@@ -398,26 +433,56 @@ func (s *Server) joinFlight(key cacheKey) (f *queryFlight, lead bool) {
 	if s.flights == nil {
 		s.flights = make(map[cacheKey]*queryFlight)
 	}
-	f = &queryFlight{done: make(chan struct{})}
+	// The call keeps the values and the deadline of the request that starts it, not its
+	// cancellation.
+	fctx := context.WithoutCancel(ctx)
+	var cancel context.CancelFunc
+	if d, ok := ctx.Deadline(); ok {
+		fctx, cancel = context.WithDeadline(fctx, d)
+	} else {
+		fctx, cancel = context.WithCancel(fctx)
+	}
+	f = &queryFlight{done: make(chan struct{}), cancel: cancel, waiting: 1}
 	s.flights[key] = f
+	s.flightsRunning.Add(1)
+	go s.runFlight(fctx, key, f, sp)
 	return f, true
 }
 
-// leadFlight makes the query embedding of flight f and hands its outcome to the searches
-// waiting for it, also when the embedder panics (they then ask again): a flight left in
-// progress would hold every later search of its text until its time ran out.
-func (s *Server) leadFlight(ctx context.Context, key cacheKey, f *queryFlight, sp paper.Space) (vec []float32, err error) {
-	returned := false
+// leaveFlight takes a search that stopped waiting out of f's; the last one to go cancels the
+// call, and a later search of the text starts a new one.
+func (s *Server) leaveFlight(key cacheKey, f *queryFlight) {
+	s.flightsMu.Lock()
+	defer s.flightsMu.Unlock()
+	if f.waiting--; f.waiting == 0 {
+		if s.flights[key] == f {
+			delete(s.flights, key)
+		}
+		f.cancel()
+	}
+}
+
+// runFlight makes the query embedding of flight f and hands its outcome to the searches waiting
+// for it, also when the embedder panics (they then ask again, and the one that started the call
+// answers 500): a flight left in progress would hold every later search of its text until its
+// time ran out.
+func (s *Server) runFlight(ctx context.Context, key cacheKey, f *queryFlight, sp paper.Space) {
+	defer s.flightsRunning.Done()
 	defer func() {
-		f.vec, f.err, f.leaderGone = vec, err, !returned || (err != nil && ctx.Err() != nil)
+		if p := recover(); p != nil {
+			f.panicked, f.panicValue = true, p
+			s.log.Error("panic embedding a search query", "panic", p, "stack", string(debug.Stack()))
+		}
+		f.ranOut = f.err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded)
 		s.flightsMu.Lock()
-		delete(s.flights, key)
+		if s.flights[key] == f {
+			delete(s.flights, key)
+		}
 		s.flightsMu.Unlock()
+		f.cancel()
 		close(f.done)
 	}()
-	vec, err = s.embedNew(ctx, sp, key.text)
-	returned = true
-	return vec, err
+	f.vec, f.err = s.embedNew(ctx, sp, key.text)
 }
 
 // embedNew embeds q with the API, checks the vector is of sp, and caches it.

@@ -178,9 +178,12 @@ type Server struct {
 	// flights are the query embeddings in progress, by space and text (see embedQuery).
 	flightsMu sync.Mutex
 	flights   map[cacheKey]*queryFlight
-	pages     *pages
-	maps      *mapCache
-	usage     *usageLedger
+	// flightsRunning counts the calls of flights that have not returned (a shutdown waits for
+	// them before it writes the usage ledger).
+	flightsRunning sync.WaitGroup
+	pages          *pages
+	maps           *mapCache
+	usage          *usageLedger
 	// mapSnap is the last map drawn (see mapSnapshot), guarded by mapMu; mapDrawing holds a
 	// token while one request draws a new one.
 	mapMu      sync.Mutex
@@ -397,6 +400,14 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net
 		s.log.Warn("HTTP requests still running at the end of the shutdown were cut off", "addr", addr,
 			"shutdown_timeout", s.cfg.ShutdownTimeout, "err", err)
 		srv.Close()
+	}
+	// The query embeddings the requests shared (see queryFlight) end with them: their usage
+	// is written with the rest.
+	calls := make(chan struct{})
+	go func() { s.flightsRunning.Wait(); close(calls) }()
+	select {
+	case <-calls:
+	case <-sctx.Done():
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve HTTP on %s: %w", addr, err)
