@@ -931,6 +931,37 @@ func TestSearchWhoseClientLeftGoesOnForTheOthersWaiting(t *testing.T) {
 	}
 }
 
+// TestSearchPageThatStopsWaitingKeepsTheEmbeddingForTheNext: the search page without a mode
+// waits a third of its time at most for the query's embedding, then shows keyword results; its
+// wait ended the API call, so an embedding API slower than the wait (a model server on a CPU, a
+// queue at the provider) was paid for each search and never gave one: every search of the
+// text waited, fell back and bought the call again. The call goes on for the page's time, and
+// its vector is cached for the next search.
+func TestSearchPageThatStopsWaitingKeepsTheEmbeddingForTheNext(t *testing.T) {
+	t.Parallel()
+	b, client, ai := apiArchive(t)
+	calls := &atomic.Int32{}
+	release := make(chan struct{})
+	cfg := b.config()
+	cfg.Embedder = gatedEmbedder{QueryEmbedder: client, calls: calls, release: release}
+	cfg.PageTimeout = 9 * time.Second // the page waits 3 s for the embedding
+	b.serve(cfg)
+
+	before := ai.Stats().EmbedRequests
+	const path = "/search?q=mixture+of+experts"
+	if r := b.get(path); r.code != http.StatusOK || !strings.Contains(string(r.body), "did not answer") {
+		t.Fatalf("search page, the embedding API slower than its wait: %d %.2000s, want 200 with keyword results saying why", r.code, r.body)
+	}
+	close(release) // the API answers, after the page stopped waiting
+	r := b.get(path)
+	if r.code != http.StatusOK || strings.Contains(string(r.body), "showing keyword results") {
+		t.Errorf("the same search again: %d %.2000s, want 200 with hybrid results", r.code, r.body)
+	}
+	if got := ai.Stats().EmbedRequests - before; got != 1 || calls.Load() != 1 {
+		t.Errorf("two searches of one text on the search page: %d API calls (%d query embeddings), want 1", got, calls.Load())
+	}
+}
+
 // endedEmbedder counts its query embeddings, and closes ended when the context of one ends.
 type endedEmbedder struct {
 	web.QueryEmbedder

@@ -263,17 +263,7 @@ func (q serverQueries) QuerySpace(ctx context.Context) (paper.Space, error) {
 }
 
 func (q serverQueries) EmbedQuery(ctx context.Context, sp paper.Space, text string) ([]float32, bool, error) {
-	if q.wait <= 0 {
-		return q.s.embedQuery(ctx, sp, text)
-	}
-	wctx, cancel := context.WithTimeout(ctx, q.wait)
-	defer cancel()
-	vec, cached, err := q.s.embedQuery(wctx, sp, text)
-	if err != nil && wctx.Err() != nil && ctx.Err() == nil {
-		return nil, false, &httpError{status: http.StatusGatewayTimeout, err: fmt.Errorf("%w: %w", errEmbedWait, err),
-			msg: fmt.Sprintf("the embedding API did not answer within %s", q.wait.Round(100*time.Millisecond))}
-	}
-	return vec, cached, err
+	return q.s.embedQuery(ctx, sp, text, q.wait)
 }
 
 // withoutKeywordAdvice is msg, an answer of why the vectors cannot be used, without its advice
@@ -340,14 +330,21 @@ func (s *Server) querySpace(ctx context.Context) (paper.Space, error) {
 // time share one call: the first starts it and every search of the text waits for its vector (a
 // page linked in a chat, opened by a dozen people at once, bought a dozen identical embeddings).
 // The call goes on while any of them waits, whichever client leaves, and is given up when none
-// does (see queryFlight).
-func (s *Server) embedQuery(ctx context.Context, sp paper.Space, q string) ([]float32, bool, error) {
+// does (see queryFlight). wait, when above 0, bounds this search's wait (errEmbedWait): the call
+// then goes on without it, for the search's time, and its vector is cached for the next.
+func (s *Server) embedQuery(ctx context.Context, sp paper.Space, q string, wait time.Duration) ([]float32, bool, error) {
 	key := cacheKey{sp.Name(), q}
 	if vec, ok := s.cache.get(key.space, key.text); ok {
 		s.cfg.Metrics.ObserveQueryCache(true)
 		return vec, true, nil
 	}
 	s.cfg.Metrics.ObserveQueryCache(false)
+	var waitOver <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		waitOver = t.C
+	}
 	for {
 		f, lead := s.joinFlight(ctx, key, sp)
 		if f == nil { // embedded since the look-up above
@@ -359,8 +356,12 @@ func (s *Server) embedQuery(ctx context.Context, sp paper.Space, q string) ([]fl
 		select {
 		case <-f.done:
 		case <-ctx.Done():
-			s.leaveFlight(key, f)
+			s.leaveFlight(key, f, false)
 			return nil, false, waitEnded(ctx)
+		case <-waitOver:
+			s.leaveFlight(key, f, true)
+			return nil, false, &httpError{status: http.StatusGatewayTimeout, err: errEmbedWait,
+				msg: fmt.Sprintf("the embedding API did not answer within %s", wait.Round(100*time.Millisecond))}
 		}
 		if lead {
 			switch {
@@ -406,8 +407,11 @@ func waitEnded(ctx context.Context) error {
 type queryFlight struct {
 	done   chan struct{} // closed when the outcome below is set
 	cancel context.CancelFunc
-	// waiting counts the searches waiting for the call, guarded by Server.flightsMu.
+	// waiting counts the searches waiting for the call; keep is set when one stopped waiting
+	// at its wait's bound, and then the call goes on to its deadline, so that its vector is
+	// cached for the next search of the text. Both are guarded by Server.flightsMu.
 	waiting int
+	keep    bool
 
 	vec        []float32
 	err        error
@@ -450,11 +454,13 @@ func (s *Server) joinFlight(ctx context.Context, key cacheKey, sp paper.Space) (
 }
 
 // leaveFlight takes a search that stopped waiting out of f's; the last one to go cancels the
-// call, and a later search of the text starts a new one.
-func (s *Server) leaveFlight(key cacheKey, f *queryFlight) {
+// call, unless one stopped at the bound of its wait (keep), and a later search of the text
+// starts a new one.
+func (s *Server) leaveFlight(key cacheKey, f *queryFlight, keep bool) {
 	s.flightsMu.Lock()
 	defer s.flightsMu.Unlock()
-	if f.waiting--; f.waiting == 0 {
+	f.keep = f.keep || keep
+	if f.waiting--; f.waiting == 0 && !f.keep {
 		if s.flights[key] == f {
 			delete(s.flights, key)
 		}

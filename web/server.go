@@ -90,7 +90,8 @@ type Config struct {
 	// answer its own 504 before the page's 503. Past it the page answers 503, the request took
 	// too long, or the database did not answer. Defaults to 30s (never more than the
 	// WriteTimeout's bound); the search page waits a third of it at most for a query's embedding
-	// before it shows keyword results.
+	// before it shows keyword results (the call goes on for the page's time, and its vector is
+	// cached).
 	PageTimeout time.Duration
 	// ShutdownDelay is how long ListenAndServe goes on serving once its context is done, with
 	// GET /readyz answering 503, before it shuts down: a load balancer that routes by the
