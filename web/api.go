@@ -456,6 +456,16 @@ func (s *Server) apiPostPapers(w http.ResponseWriter, r *http.Request) {
 				ans.Rejected = append(ans.Rejected, res)
 			}
 		}
+		if err != nil && r.Context().Err() != nil {
+			// The request's time ran out (a burst of large posts on a busy server), its client
+			// left, or the server is stopping: the queue is not at fault, and is not said to be.
+			err = duringShutdown(r, fmt.Errorf("publish posted papers (%d, %d accepted): %w", len(good), len(accepted), err))
+			code, msg := statusOf(err)
+			s.logFailure(r, code, err)
+			ans.Error, ans.Status = msg+"; records not accepted may be sent again", code
+			writeJSON(w, code, ans)
+			return
+		}
 		if err != nil {
 			s.log.Error("publish posted papers", "papers", len(good), "accepted", len(accepted), "err", err)
 			ans.Error, ans.Status = "the queue is unavailable; records not accepted may be sent again", http.StatusServiceUnavailable

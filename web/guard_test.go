@@ -641,3 +641,39 @@ func TestShutdownDelayClosesKeptAliveConnections(t *testing.T) {
 		t.Errorf("ListenAndServe after the delayed shutdown: %v, want nil", err)
 	}
 }
+
+// stallingPublisher takes nothing until its context ends, then fails with it, as PublishAll
+// does when the request's time runs out before the queue's answers come.
+type stallingPublisher struct{}
+
+func (stallingPublisher) Publish(ctx context.Context, papers []paper.Abstract) ([]string, map[int]error, error) {
+	<-ctx.Done()
+	return nil, nil, fmt.Errorf("publish %s: %w", papers[0].ID, ctx.Err())
+}
+
+// TestPostThatRunsOutOfTimeSaysSoNotThatTheQueueIsDown: a POST whose time ran out before its
+// records were queued (a burst of large posts parsed on a busy server took a minute and more)
+// answered "the queue is unavailable" and logged an error of the queue, while the queue was
+// fine: the client was sent to look for an outage, and the operator too. It answers that the
+// request took too long (503, the records not accepted may be sent again), logged as a warning.
+func TestPostThatRunsOutOfTimeSaysSoNotThatTheQueueIsDown(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	logs := &lockedBuffer{}
+	cfg := b.config()
+	cfg.Publisher = stallingPublisher{}
+	cfg.WriteTimeout = 2 * time.Second
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	b.serve(cfg)
+	r := b.do("POST", "/api/papers", []byte(`[{"id": "2501.00001", "title": "Quokkas", "abstract": "We show that quokkas smile."}]`),
+		"Content-Type", "application/json")
+	var body postBody
+	r.json(t, &body)
+	if r.code != http.StatusServiceUnavailable || !strings.Contains(body.Error, "took too long") || strings.Contains(body.Error, "queue") ||
+		len(body.Rejected) != 1 || !strings.Contains(body.Rejected[0].Error, "send it again") {
+		t.Errorf("a post whose time ran out: %d %s, want 503 saying the request took too long, its record to send again", r.code, r.body)
+	}
+	if strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "level=WARN") {
+		t.Errorf("the log of a post whose time ran out, want a warning and no error:\n%s", logs.String())
+	}
+}
