@@ -418,6 +418,13 @@ func (s *Server) apiPostPapers(w http.ResponseWriter, r *http.Request) {
 		goodRes []recordResult
 	)
 	for _, rec := range recs {
+		if err := r.Context().Err(); err != nil {
+			// Its time ran out (a burst of large posts on a busy server), its client left, or
+			// the server is stopping: the rest is not parsed, which would take the CPU from
+			// the other requests for an answer nobody reads.
+			s.fail(w, r, fmt.Errorf("parse posted papers: %w", err))
+			return
+		}
 		res := recordResult{Index: rec.index, Line: rec.line}
 		a, err := s.cfg.ParseRecord(rec.raw)
 		if err != nil {

@@ -677,3 +677,31 @@ func TestPostThatRunsOutOfTimeSaysSoNotThatTheQueueIsDown(t *testing.T) {
 		t.Errorf("the log of a post whose time ran out, want a warning and no error:\n%s", logs.String())
 	}
 }
+
+// TestPostStopsParsingOnceItsTimeIsOut: a burst of large posts on a busy server went on parsing
+// every record of each after its time had run out, or its client had left (answers of 60 to
+// 120 s measured, clients gone at 20 s), taking the CPU from the readers. It stops at the end
+// of its time, and answers that the request took too long.
+func TestPostStopsParsingOnceItsTimeIsOut(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	cfg := b.config()
+	var parsed atomic.Int32
+	cfg.ParseRecord = func(raw []byte) (paper.Abstract, error) {
+		if parsed.Add(1) == 1 {
+			time.Sleep(3 * time.Second) // past the request's time, bounded by the WriteTimeout
+		}
+		return web.ParseRecord(raw)
+	}
+	cfg.WriteTimeout = 2 * time.Second
+	b.serve(cfg)
+	r := b.do("POST", "/api/papers", []byte(`[{"id": "2501.00001", "title": "One", "abstract": "First."},
+		{"id": "2501.00002", "title": "Two", "abstract": "Second."}, {"id": "2501.00003", "title": "Three", "abstract": "Third."}]`),
+		"Content-Type", "application/json")
+	if r.code != http.StatusServiceUnavailable || !strings.Contains(string(r.body), "took too long") {
+		t.Errorf("a post whose time ran out while its records were parsed: %d %s, want 503 saying it took too long", r.code, r.body)
+	}
+	if n := parsed.Load(); n != 1 {
+		t.Errorf("%d of 3 records parsed, the request's time having run out during the first, want 1", n)
+	}
+}
