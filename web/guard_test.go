@@ -705,3 +705,34 @@ func TestPostStopsParsingOnceItsTimeIsOut(t *testing.T) {
 		t.Errorf("%d of 3 records parsed, the request's time having run out during the first, want 1", n)
 	}
 }
+
+// TestShutdownEndsTheQueryEmbeddingAPageStoppedWaitingFor: the query embedding a search page
+// stopped waiting for goes on for the page's time so that its vector is cached; a shutdown ends
+// it with the requests in flight, at the grace's end, rather than waiting for it or leaving it
+// running.
+func TestShutdownEndsTheQueryEmbeddingAPageStoppedWaitingFor(t *testing.T) {
+	t.Parallel()
+	b, client, _ := apiArchive(t)
+	calls := &atomic.Int32{}
+	ended := make(chan struct{})
+	cfg := b.config()
+	cfg.Embedder = endedEmbedder{QueryEmbedder: client, calls: calls, ended: ended}
+	cfg.PageTimeout = 9 * time.Second // the page waits 3 s for the embedding
+	cfg.ShutdownTimeout = time.Second
+	s, err := web.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, stop := listen(t, s)
+	if r := doTo(t, base, "GET", "/search?q=mixture+of+experts", nil); r.code != http.StatusOK || !strings.Contains(string(r.body), "did not answer") {
+		t.Fatalf("search page, the embedding API slower than its wait: %d %.2000s, want 200 with keyword results saying why", r.code, r.body)
+	}
+	if _, err := stop(); err != nil {
+		t.Errorf("ListenAndServe after the shutdown: %v, want nil", err)
+	}
+	select {
+	case <-ended:
+	default:
+		t.Error("the query embedding the page stopped waiting for was still running when the server had shut down")
+	}
+}

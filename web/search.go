@@ -446,7 +446,9 @@ func (s *Server) joinFlight(ctx context.Context, key cacheKey, sp paper.Space) (
 	} else {
 		fctx, cancel = context.WithCancel(fctx)
 	}
-	f = &queryFlight{done: make(chan struct{}), cancel: cancel, waiting: 1}
+	// A shutdown ends it with the requests in flight.
+	unhook := context.AfterFunc(s.flightsBase, cancel)
+	f = &queryFlight{done: make(chan struct{}), cancel: func() { unhook(); cancel() }, waiting: 1}
 	s.flights[key] = f
 	s.flightsRunning.Add(1)
 	go s.runFlight(fctx, key, f, sp)

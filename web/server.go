@@ -180,8 +180,11 @@ type Server struct {
 	flightsMu sync.Mutex
 	flights   map[cacheKey]*queryFlight
 	// flightsRunning counts the calls of flights that have not returned (a shutdown waits for
-	// them before it writes the usage ledger).
+	// them before it writes the usage ledger); flightsBase ends them at a shutdown (with the
+	// requests in flight), also those no request waits for any more.
 	flightsRunning sync.WaitGroup
+	flightsBase    context.Context
+	stopFlights    context.CancelCauseFunc
 	pages          *pages
 	maps           *mapCache
 	usage          *usageLedger
@@ -253,6 +256,7 @@ func newServer(cfg Config, probesOnly bool) (*Server, error) {
 		mapDrawing: make(chan struct{}, 1),
 		sameOrigin: http.NewCrossOriginProtection(),
 	}
+	s.flightsBase, s.stopFlights = context.WithCancelCause(context.Background())
 	if len(cfg.AllowedHosts) > 0 {
 		s.allowedHosts = make(map[string]bool)
 		for _, h := range cfg.AllowedHosts {
@@ -394,7 +398,10 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net
 	}()
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
-	grace := time.AfterFunc(min(shutdownGrace, s.cfg.ShutdownTimeout/2), func() { stopHandlers(errShuttingDown) })
+	grace := time.AfterFunc(min(shutdownGrace, s.cfg.ShutdownTimeout/2), func() {
+		stopHandlers(errShuttingDown)
+		s.stopFlights(errShuttingDown)
+	})
 	defer grace.Stop()
 	if err := srv.Shutdown(sctx); err != nil {
 		// A handler that does not heed its context: the process is stopping all the same.
