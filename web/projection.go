@@ -3,6 +3,7 @@ package web
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
@@ -458,15 +459,26 @@ type mapCache struct {
 	mu     sync.Mutex
 	key    uint64
 	layout *mapLayout
-	// building is closed when the layout being computed is stored; nil when none is.
-	building chan struct{}
+	// building is the layout being computed; nil when none is.
+	building *mapBuild
 	// compute makes a layout: layoutMap, unless a test makes it slow.
 	compute func([]MapPoint) mapLayout
 }
 
+// mapBuild is one layout being computed, for the points whose hash is key; done is closed
+// when lay or err is set.
+type mapBuild struct {
+	key  uint64
+	done chan struct{}
+	lay  mapLayout
+	err  error
+}
+
 // get returns the layout of points, computing it when the points changed. One layout is
-// computed at a time (for 5,000 points of 768 dimensions it takes seconds), outside the lock:
-// a request that needs one while another is being computed waits for it, or for ctx.
+// computed at a time (for 3,000 points of 1,536 dimensions it takes seconds), outside the
+// lock and outside the request: every request, the one that started it too, waits for it or
+// for its ctx, and a layout whose request ran out of time is kept for the next one (a page
+// bounded by PageTimeout answered long after it, and every reader drew it again).
 func (c *mapCache) get(ctx context.Context, points []MapPoint) (mapLayout, error) {
 	h := fnv.New64a()
 	var buf [4]byte
@@ -491,37 +503,43 @@ func (c *mapCache) get(ctx context.Context, points []MapPoint) (mapLayout, error
 			c.mu.Unlock()
 			return lay, nil
 		}
-		if wait := c.building; wait != nil {
-			c.mu.Unlock()
-			select {
-			case <-wait: // look again: it may be this layout
-				continue
-			case <-ctx.Done():
-				return mapLayout{}, ctx.Err()
-			}
+		b := c.building
+		if b == nil {
+			b = &mapBuild{key: key, done: make(chan struct{})}
+			c.building = b
+			go c.build(b, points)
 		}
-		done := make(chan struct{})
-		c.building = done
 		c.mu.Unlock()
-		compute := c.compute
-		if compute == nil {
-			compute = layoutMap
+		select {
+		case <-b.done:
+			if b.key == key {
+				return b.lay, b.err
+			}
+			// That was another set of points': look again.
+		case <-ctx.Done():
+			return mapLayout{}, ctx.Err()
 		}
-		var lay mapLayout
-		func() {
-			// Whatever happens in compute (a panic, recovered by the server for this request),
-			// the next request may compute again: otherwise every later one would wait on done.
-			defer func() {
-				c.mu.Lock()
-				c.building = nil
-				c.mu.Unlock()
-				close(done)
-			}()
-			lay = compute(points)
-			c.mu.Lock()
-			c.key, c.layout = key, &lay
-			c.mu.Unlock()
-		}()
-		return lay, nil
 	}
+}
+
+// build computes b's layout and keeps it. A panic in the computation is b's error, given to
+// the requests waiting for it; the next request computes again.
+func (c *mapCache) build(b *mapBuild, points []MapPoint) {
+	defer func() {
+		if p := recover(); p != nil {
+			b.err = fmt.Errorf("lay out the map of %d papers: %v", len(points), p)
+		}
+		c.mu.Lock()
+		c.building = nil
+		if b.err == nil {
+			c.key, c.layout = b.key, &b.lay
+		}
+		c.mu.Unlock()
+		close(b.done)
+	}()
+	compute := c.compute
+	if compute == nil {
+		compute = layoutMap
+	}
+	b.lay = compute(points)
 }
