@@ -258,6 +258,71 @@ func TestKeywordSearchOfAHyphenatedWordFindsItJoined(t *testing.T) {
 	}
 }
 
+// A joined query word finds the word written hyphenated as well: PostgreSQL reads "pretraining"
+// as pretrain and indexes "pre-training" as pre-train, pre and train, never pretrain, so on the
+// sample archive a keyword search for pretraining found 14 of the 44 papers that write it either
+// way, finetuning 5 of 44. In a phrase, an exclusion and the list's text filter alike; with a
+// prefix or a suffix (lightweight, tradeoff) of those written both ways (hyphenatedForms).
+func TestKeywordSearchOfAJoinedWordFindsItHyphenated(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp := space(t, s, "joined", 3)
+	hyphenated := topic(1, "Multi-modal pre-training of quokkas", "We pre-train a multi-modal quokka model, light-weight, a trade-off.")
+	joined := topic(2, "Multimodal pretraining of quokkas", "We pretrain a multimodal quokka model, lightweight, a tradeoff.")
+	neither := topic(3, "Training quokkas", "We train a model of quokkas on an island.")
+	upsert(t, s, []paper.Abstract{hyphenated, joined, neither}, store.Work{})
+	if _, err := s.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{
+		embeddingOf(hyphenated, 1, 0, 0), embeddingOf(joined, 0, 1, 0), embeddingOf(neither, 0, 0, 1),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	both := []string{hyphenated.ID, joined.ID}
+	for _, c := range []struct {
+		q    string
+		want []string
+	}{
+		{"pretraining", both}, {"Multimodal", both}, {"multimodal pretraining", both},
+		{"lightweight", both}, {"tradeoffs", both},
+		{`"multimodal pretraining of quokkas"`, both}, {`"pretrain a multimodal quokka"`, both},
+		{`"multi-modal pretraining"`, both}, {"pre-training multimodal", both},
+		{"island or multimodal", []string{hyphenated.ID, joined.ID, neither.ID}},
+		{"quokka -multimodal", []string{neither.ID}}, {"quokka -pretraining", []string{neither.ID}},
+		{`quokka -"multimodal pretraining"`, []string{neither.ID}},
+		{"island or quokka -pretraining", []string{neither.ID}},
+		{"pretraining island", nil}, {"modalmulti", nil},
+	} {
+		hits, err := s.KeywordSearch(ctx, c.q, 10)
+		if err != nil {
+			t.Fatalf("KeywordSearch(%q): %v", c.q, err)
+		}
+		got := hitIDs(hits)
+		slices.Sort(got)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("KeywordSearch(%q) = %v, want %v", c.q, got, c.want)
+		}
+		if strings.Contains(c.q, " -") {
+			// The excluded papers are left out of the semantic ranking as well.
+			sem, err := s.SemanticSearch(ctx, sp.ID, c.q, []float32{1, 1, 1}, 10)
+			if err != nil || !slices.Equal(hitIDs(sem), c.want) {
+				t.Errorf("SemanticSearch(%q) = %v, %v; want %v", c.q, hitIDs(sem), err, c.want)
+			}
+		}
+		recs, _, err := s.ListFiltered(ctx, store.ListFilter{Text: c.q}, 10, nil)
+		if err != nil {
+			t.Fatalf("ListFiltered(%q): %v", c.q, err)
+		}
+		var listed []string
+		for _, r := range recs {
+			listed = append(listed, r.ID)
+		}
+		slices.Sort(listed)
+		if !slices.Equal(listed, c.want) {
+			t.Errorf("ListFiltered(text %q) = %v, want %v", c.q, listed, c.want)
+		}
+	}
+}
+
 // A hyphenated query word finds the words written apart as well: a keyword search for
 // Mixture-of-Experts found 10 of the 16 sample papers that write it with or without its
 // hyphens. Not when a word's pieces but one are stop words: in-context is not context.

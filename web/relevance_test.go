@@ -100,7 +100,8 @@ var judged = []judgement{
 	{"hyphenated", "multi-image instruction tuning", []string{"MANTIS"}, "its title's terms"},
 	{"hyphenated", "Mixture-of-Experts", moePapers, "mixture of experts is their subject"},
 	// A hyphenated word finds the word written joined (multi-modal finds multimodal) or apart
-	// (mixture of experts); not the other way round (pretraining does not find pre-training).
+	// (mixture of experts); a joined word finds it hyphenated when a hyphen often follows its
+	// prefix or precedes its suffix (pretraining finds pre-training; store.hyphenatedForms).
 	{"hyphenated", "multi-modal needle in a haystack", []string{"Multimodal Needle in a Haystack"}, "its title, with a hyphen it does not have"},
 	{"hyphenated", "pre-training sample reweighting", []string{"Sample Reweighting for Improved"}, "its title, with a hyphen it does not have"},
 	{"hyphenated", "sparse plus low-rank pre-training", []string{"SLTrain"}, "its title, with a hyphen it does not have"},
@@ -108,6 +109,9 @@ var judged = []judgement{
 	{"hyphenated", "fine-tuning by quantized matrix decomposition", []string{"LQ-LoRA"}, "its title, with a hyphen it does not have"},
 	{"hyphenated", "mixture-of-experts survey", []string{"A Survey on Mixture of Experts"}, "its title, with hyphens it does not have"},
 	{"hyphenated", "pretraining model growth", []string{"Stacking Your Transformers"}, "its title says Pre-Training and Model Growth"},
+	{"hyphenated", "scaling sparse finetuning", []string{"Scaling Sparse Fine-Tuning"}, "its title, joined: it writes Fine-Tuning"},
+	{"hyphenated", "transductive fewshot learning", []string{"Transductive Few-Shot"}, "its title, joined: it writes Few-Shot"},
+	{"hyphenated", "trainingfree finetuning", []string{"Dynamic Sparse No Training"}, "its title, joined: it writes Training-Free Fine-tuning"},
 	// TeX and Unicode.
 	{"tex/unicode", "Nyström", []string{"NLoRA"}, "the word of its title"},
 	{"tex/unicode", "Nystrom initialization", []string{"NLoRA"}, "its title's Nyström-Initiated, typed without the accent"},
@@ -269,11 +273,12 @@ func measureJudged(t *testing.T, embedder string, b *bundle, modes []string) {
 // were 36 keyword, 39 semantic and 43 hybrid with the hashed offline model; 48 and 47 fitted; 30
 // and 39 with the fake API, of 53 queries. Of the 58 with the five hyphenated ones added, before
 // a hyphenated word found the word written joined or apart: 40 keyword, 48 hybrid offline, 53
-// fitted, 44 with the fake API.)
+// fitted, 44 with the fake API. Of the 61 with three joined ones added, before a joined word
+// found it hyphenated: 46 keyword, 52 hybrid offline, 56 fitted, 48 with the fake API.)
 var judgedFloors = map[string]int{
-	"offline, keyword": 46, "offline, semantic": 43, "offline, hybrid": 50,
-	"fitted, semantic": 53, "fitted, hybrid": 54,
-	"fake API, semantic": 32, "fake API, hybrid": 48,
+	"offline, keyword": 50, "offline, semantic": 45, "offline, hybrid": 52,
+	"fitted, semantic": 55, "fitted, hybrid": 57,
+	"fake API, semantic": 32, "fake API, hybrid": 50,
 }
 
 // Each sample paper's title, pasted whole, finds that paper first in keyword and hybrid mode
