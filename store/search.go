@@ -65,7 +65,7 @@ func webSearchQuery(text string) string {
 		pattern, replacement = hyphenatedWord(n, false)
 		tsq = `regexp_replace(` + tsq + `, ` + pattern + `, ` + replacement + `, 'g')`
 	}
-	tsq = hyphenatedForms(tsq)
+	tsq = numberForms(hyphenatedForms(tsq))
 	return `regexp_replace(` + tsq + `, ` + acronymLexeme + `, '( ''\1'' | ''\1s'' )', 'g')::tsquery`
 }
 
@@ -102,6 +102,19 @@ const (
 func hyphenatedForms(tsq string) string {
 	return `regexp_replace(` + tsq + `, '(?<!'')''(?:(` + joinedPrefixes + `)([[:alnum:]]{3,})|([[:alnum:]]{3,})(` + joinedSuffixes + `))''(?!'')', ` +
 		`'( ''\1\2\3\4'' | ( ''\1\3-\2\4'' & ''\1\3-\2\4'' ) <2> !''\1\3-\2\4'' )', 'g')`
+}
+
+// numberForms is the tsquery text tsq (SQL) with each number, signed or not, made either sign,
+// and each word of letters joined to a number (gpt4, covid19, llama3.1) made either itself or
+// the letters followed by the number of either sign. PostgreSQL's parser reads a number after a
+// hyphen as a signed number: "COVID-19" is covid -19, "GPT-4" gpt -4, "Llama-3.1" llama -3.1
+// ("T5-11B" and "GPT-4o", a number with letters, are a hyphenated word, hyphenatedWord), so a
+// search for covid 19, covid19, gpt 4 or gpt4 found no paper that writes COVID-19 or GPT-4, and
+// covid-19 none that writes COVID 19.
+func numberForms(tsq string) string {
+	const number = `([0-9]+(?:\.[0-9]+)*)`
+	tsq = `regexp_replace(` + tsq + `, '(?<!'')''-?` + number + `''(?!'')', '( ''\1'' | ''-\1'' )', 'g')`
+	return `regexp_replace(` + tsq + `, '(?<!'')''([[:alpha:]]+)` + number + `''(?!'')', '( ''\1\2'' | ''\1'' <-> ( ''\2'' | ''-\2'' ) )', 'g')`
 }
 
 // maxHyphenPieces is the most pieces a hyphenated word of a query may have for a search to

@@ -323,6 +323,52 @@ func TestKeywordSearchOfAJoinedWordFindsItHyphenated(t *testing.T) {
 	}
 }
 
+// A number after a hyphen is a signed number to PostgreSQL's parser ("COVID-19" is covid and
+// -19, "GPT-4" gpt and -4), so a search for covid 19, covid19, gpt 4 or gpt4 found no paper that
+// writes COVID-19 or GPT-4, and covid-19 none that writes COVID 19. A number finds it after a
+// hyphen and the other way round; a word joined to its number finds it apart or hyphenated.
+func TestKeywordSearchOfANumberFindsItAfterAHyphen(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	hyphenated := topic(1, "Quokkas on GPT-4", "We track COVID-19 in quokkas with ResNet-50 and Llama-3.1.")
+	spaced := topic(2, "Quokkas on GPT 4", "We track COVID 19 in quokkas with ResNet 50 and Llama 3.1.")
+	neither := topic(3, "Wombats", "We track wombats and quokkas with 19 cameras in 4 parks.")
+	upsert(t, s, []paper.Abstract{hyphenated, spaced, neither}, store.Work{})
+	both := []string{hyphenated.ID, spaced.ID}
+	for _, c := range []struct {
+		q    string
+		want []string
+	}{
+		{"gpt 4", both}, {"GPT-4", both}, {"gpt4", both}, {"covid19", both}, {"covid 19", both},
+		{"COVID-19", both}, {"resnet50", both}, {"llama 3.1", both}, {"llama3.1", both},
+		{`"track covid19 in quokkas"`, both}, {"quokkas -covid19", []string{neither.ID}},
+		{"19 cameras", []string{neither.ID}}, {"gpt5", nil},
+	} {
+		hits, err := s.KeywordSearch(ctx, c.q, 10)
+		if err != nil {
+			t.Fatalf("KeywordSearch(%q): %v", c.q, err)
+		}
+		got := hitIDs(hits)
+		slices.Sort(got)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("KeywordSearch(%q) = %v, want %v", c.q, got, c.want)
+		}
+		recs, _, err := s.ListFiltered(ctx, store.ListFilter{Text: c.q}, 10, nil)
+		if err != nil {
+			t.Fatalf("ListFiltered(%q): %v", c.q, err)
+		}
+		var listed []string
+		for _, r := range recs {
+			listed = append(listed, r.ID)
+		}
+		slices.Sort(listed)
+		if !slices.Equal(listed, c.want) {
+			t.Errorf("ListFiltered(text %q) = %v, want %v", c.q, listed, c.want)
+		}
+	}
+}
+
 // A hyphenated query word finds the words written apart as well: a keyword search for
 // Mixture-of-Experts found 10 of the 16 sample papers that write it with or without its
 // hyphens. Not when a word's pieces but one are stop words: in-context is not context.

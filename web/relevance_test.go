@@ -111,6 +111,8 @@ var judged = []judgement{
 	{"hyphenated", "pretraining model growth", []string{"Stacking Your Transformers"}, "its title says Pre-Training and Model Growth"},
 	{"hyphenated", "scaling sparse finetuning", []string{"Scaling Sparse Fine-Tuning"}, "its title, joined: it writes Fine-Tuning"},
 	{"hyphenated", "transductive fewshot learning", []string{"Transductive Few-Shot"}, "its title, joined: it writes Few-Shot"},
+	{"number", "nemotron 4 pruning", []string{"Compact Language Models via Pruning"}, "its abstract's Nemotron-4, typed apart"},
+	{"number", "llama3 8b retraining", []string{"Compact Language Models via Pruning"}, "its abstract compares with Llama-3 8B after re-training"},
 	{"hyphenated", "trainingfree finetuning", []string{"Dynamic Sparse No Training"}, "its title, joined: it writes Training-Free Fine-tuning"},
 	// TeX and Unicode.
 	{"tex/unicode", "Nyström", []string{"NLoRA"}, "the word of its title"},
@@ -274,11 +276,13 @@ func measureJudged(t *testing.T, embedder string, b *bundle, modes []string) {
 // and 39 with the fake API, of 53 queries. Of the 58 with the five hyphenated ones added, before
 // a hyphenated word found the word written joined or apart: 40 keyword, 48 hybrid offline, 53
 // fitted, 44 with the fake API. Of the 61 with three joined ones added, before a joined word
-// found it hyphenated: 46 keyword, 52 hybrid offline, 56 fitted, 48 with the fake API.)
+// found it hyphenated: 46 keyword, 52 hybrid offline, 56 fitted, 48 with the fake API. Of the 63
+// with two numbers added, before a number found it after a hyphen (Nemotron-4, Llama-3): 50
+// keyword, 53 hybrid offline, 59 fitted, 50 with the fake API.)
 var judgedFloors = map[string]int{
-	"offline, keyword": 50, "offline, semantic": 45, "offline, hybrid": 52,
-	"fitted, semantic": 55, "fitted, hybrid": 57,
-	"fake API, semantic": 32, "fake API, hybrid": 50,
+	"offline, keyword": 53, "offline, semantic": 46, "offline, hybrid": 55,
+	"fitted, semantic": 57, "fitted, hybrid": 60,
+	"fake API, semantic": 32, "fake API, hybrid": 53,
 }
 
 // Each sample paper's title, pasted whole, finds that paper first in keyword and hybrid mode
