@@ -149,7 +149,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	pcfg, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("parse database URL (not shown: it may hold a password): %s: %w", parseErrorText(err), paper.ErrInvalid)
+		why := urlShapeError(cfg.URL)
+		if why == "" {
+			why = parseErrorText(err)
+		}
+		return nil, fmt.Errorf("parse database URL (not shown: it may hold a password): %s: %w", why, paper.ErrInvalid)
 	}
 	for _, h := range append([]*pgconn.FallbackConfig{{Host: pcfg.ConnConfig.Host}}, pcfg.ConnConfig.Fallbacks...) {
 		if strings.Contains(h.Host, "@") {
@@ -380,6 +384,32 @@ func registerVector(ctx context.Context, conn *pgx.Conn) error {
 		return fmt.Errorf("register pgvector types after creating the vector extension: %w", err)
 	}
 	return nil
+}
+
+// urlSchemeRe is a URL's scheme (RFC 3986), and a JDBC URL's two (jdbc:postgresql).
+var urlSchemeRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*(:[A-Za-z][A-Za-z0-9+.-]*)?$`)
+
+// keyValueRe is the start of keyword/value settings (host=… dbname=…).
+var keyValueRe = regexp.MustCompile(`^\s*[A-Za-z_]+\s*=`)
+
+// urlShapeError says what is wrong with a connection string that pgx could not parse when it
+// is neither of the two shapes pgx reads — a URL of another scheme (mysql://, POSTGRES://,
+// jdbc:postgresql://) or one without a scheme (host:5432/db) — or "" when it is one of them.
+// pgx reads anything but a postgres:// or postgresql:// URL as keyword/value settings, and
+// its error ("failed to parse as keyword/value") names neither the mistake nor the fix. The
+// scheme is shown only when it is one (it holds no part of a password).
+func urlShapeError(raw string) string {
+	const want = "want postgres://USER@HOST:PORT/DATABASE (or postgresql://), or keyword=value settings (host=HOST dbname=DATABASE)"
+	if strings.HasPrefix(raw, "postgres://") || strings.HasPrefix(raw, "postgresql://") || keyValueRe.MatchString(raw) {
+		return ""
+	}
+	if scheme, _, ok := strings.Cut(raw, "://"); ok {
+		if urlSchemeRe.MatchString(scheme) {
+			return fmt.Sprintf("its scheme is %q, not postgres: %s", scheme, want)
+		}
+		return "its scheme is not postgres: " + want
+	}
+	return "it is a URL with no scheme, or not a URL: " + want
 }
 
 // parseErrorText is what a connection string failed to parse on, without the string: pgconn's

@@ -321,6 +321,42 @@ func TestOpenBadURLHidesPassword(t *testing.T) {
 	}
 }
 
+// TestOpenURLOfAnotherShapeSaysWhatIsWanted: a DATABASE_URL with another scheme than pgx
+// reads (mysql://, POSTGRES://, a JDBC URL) or none at all (host:port/db) was reported as a
+// failed parse of "keyword/value" settings — words that name neither the mistake nor the fix.
+func TestOpenURLOfAnotherShapeSaysWhatIsWanted(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ url, want string }{
+		{"mysql://someone:S3cretpw@127.0.0.1:5432/db", `its scheme is "mysql"`},
+		{"POSTGRES://someone@127.0.0.1:5432/db", `its scheme is "POSTGRES"`},
+		{"jdbc:postgresql://127.0.0.1:5432/db", `its scheme is "jdbc:postgresql"`},
+		{"someone:S3cretpw@127.0.0.1:5432/db", "no scheme"},
+		{"127.0.0.1:5432/db", "no scheme"},
+	} {
+		_, err := store.Open(t.Context(), store.Config{URL: tc.url})
+		if err == nil {
+			t.Errorf("Open(%q) succeeded", tc.url)
+			continue
+		}
+		msg := err.Error()
+		for _, want := range []string{tc.want, "postgres://USER@HOST:PORT/DATABASE"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("Open(%q): %v; want it to say %q", tc.url, err, want)
+			}
+		}
+		if strings.Contains(msg, "keyword/value") || strings.Contains(msg, "S3cret") {
+			t.Errorf("Open(%q): %v; want no keyword/value parse error and no password", tc.url, err)
+		}
+		if !errors.Is(err, paper.ErrInvalid) {
+			t.Errorf("Open(%q): %v; want paper.ErrInvalid", tc.url, err)
+		}
+	}
+	// Keyword/value settings stay what they are: their own error.
+	if _, err := store.Open(t.Context(), store.Config{URL: "host=127.0.0.1 port=x"}); err == nil || strings.Contains(err.Error(), "scheme") {
+		t.Errorf("Open of keyword/value settings with a bad port: %v, want their own error", err)
+	}
+}
+
 // freshDatabase creates a database of its own on the test server, named prefix and a number,
 // without the vector extension, dropped at the test's end, and returns its URL.
 func freshDatabase(t *testing.T, prefix string) string {
