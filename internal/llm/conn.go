@@ -116,7 +116,8 @@ func BaseURLForLog(raw string) string { return redact.URL(strings.TrimRight(raw,
 // errors show the request's URL with its secrets masked. net/http's errors carry the URL
 // (Post "https://TOKEN@host/v1/chat/completions": dial tcp …), and only a password would be
 // hidden: a token given as the user name of the base URL would reach every log line and error
-// message of a failed call.
+// message of a failed call. A success with an HTML body is returned as its error, naming the
+// page (see pageAnswerError).
 func APIClient(c *http.Client, l *Limiter) openai.HTTPDoer { return redactingClient{HTTPClient(c, l)} }
 
 type redactingClient struct{ c *http.Client }
@@ -126,6 +127,11 @@ func (r redactingClient) Do(req *http.Request) (*http.Response, error) {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		ue.URL = redact.URL(ue.URL)
+	}
+	if err == nil {
+		if perr := pageAnswer(resp); perr != nil {
+			return nil, perr
+		}
 	}
 	return resp, err
 }

@@ -2,6 +2,7 @@ package llm
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -107,6 +108,60 @@ func TestNotFoundNamesTheBaseURL(t *testing.T) {
 		}
 		if got := strings.Contains(err.Error(), "under /v1"); got != (tc.wantV != "") || (got && !strings.Contains(err.Error(), tc.wantV)) {
 			t.Errorf("base URL %s: err = %v; want /v1 suggested (%q) only without it", tc.base, err, tc.wantV)
+		}
+	}
+}
+
+// A base URL that is a web page's (a chat web UI's, a static site's, a proxy's catch-all), not
+// the API's, answers the API's POSTs with HTML: 405 Method Not Allowed was retried as a
+// transient failure (six attempts a call, then a redelivery: a worker sent every paper to the
+// dead letters instead of pausing), and a 200 with the page (a single-page app's fallback) was
+// reported as "the API answered a server error or no answer at every attempt: invalid
+// character '<' looking for beginning of value". Both now name the page and the base URL.
+func TestAWebPageAtTheBaseURLIsNamed(t *testing.T) {
+	t.Parallel()
+	const page = "<!doctype html><html><head><title>Open WebUI</title></head><body><div id=app></div></body></html>"
+	for _, status := range []int{http.StatusMethodNotAllowed, http.StatusOK} {
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.WriteHeader(status)
+			_, _ = io.WriteString(w, page)
+		}))
+		defer ts.Close()
+		base := ts.URL + "/v1"
+		api, retry, _ := Conn{BaseURL: base, MaxRetries: 1, Timeout: 10 * time.Second}.Open()
+		retry.BaseDelay = time.Millisecond
+		_, err := retry.Do(t.Context(), 1, func(ctx context.Context) error {
+			_, err := api.CreateChatCompletion(ctx, openai.ChatCompletionRequest{Model: "llama3.2",
+				Messages: []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: "Hi."}}})
+			return err
+		})
+		if err == nil {
+			t.Fatalf("%d: a web page was taken for the API's answer", status)
+		}
+		for _, want := range []string{"an HTML page: Open WebUI", base, "not the API's base URL"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%d: err = %v; want it to say %q", status, err, want)
+			}
+		}
+		for _, not := range []string{"invalid character", "server error or no answer"} {
+			if strings.Contains(err.Error(), not) {
+				t.Errorf("%d: err = %v; want no %q", status, err, not)
+			}
+		}
+		switch status {
+		case http.StatusMethodNotAllowed:
+			// Every request gets it, whatever the paper: the configuration's fault, on which a
+			// worker pauses with the messages queued.
+			if Classify(err) != Account {
+				t.Errorf("405: class %v, want Account: %v", Classify(err), err)
+			}
+		case http.StatusOK:
+			// Still a body that is no answer, counted so, and a server failing every call (a
+			// worker pauses after two papers so).
+			if UnusableReason(err) != UnusableNotJSON || !errors.Is(err, ErrServerFailing) {
+				t.Errorf("200: reason %q, server failing %v, want %q and true: %v", UnusableReason(err), errors.Is(err, ErrServerFailing), UnusableNotJSON, err)
+			}
 		}
 	}
 }

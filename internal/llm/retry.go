@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"mime"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -213,7 +214,7 @@ func noSuchModel(err error) bool {
 // them, the server fails everything (or the calls' time is too short for the model: nothing
 // would succeed either), and a worker pauses (see pipeline.Worker) instead of using up the
 // messages' deliveries.
-var ErrServerFailing = errors.New("the API answered a server error or no answer at every attempt")
+var ErrServerFailing = errors.New("the API failed every attempt")
 
 // SaysWhyCtxEnded reports whether err, a call's error returned once its ctx ended, says what
 // held the call (and is to be returned rather than ctx.Err()): an API that could not be
@@ -249,9 +250,12 @@ func UnusableReason(err error) string {
 	}
 	var syntaxErr *json.SyntaxError
 	var typeErr *json.UnmarshalTypeError
+	var pageErr *pageAnswerError
 	switch {
 	case errors.Is(err, ErrBadResponse):
 		return UnusableIncomplete
+	case errors.As(err, &pageErr):
+		return UnusableNotJSON
 	case errors.As(err, &typeErr):
 		return UnusableWrongShape
 	case errors.As(err, &syntaxErr):
@@ -275,7 +279,8 @@ func notAnAnswer(why string) bool {
 //   - *openai.APIError and *openai.RequestError by HTTP status: 429 → RateLimited; 400, 413,
 //     422, which reject what was sent → Permanent; the account's and the configuration's
 //     problems, which are not the item's fault and would otherwise send the whole queue to
-//     the dead letters → Account: 401/402/403, 404 (an unknown model or a wrong base URL), 501
+//     the dead letters → Account: 401/402/403, 404 (an unknown model or a wrong base URL), 405
+//     (a base URL that is a web page's, taking no POST), 501
 //     (a server that does not serve what is asked: llama.cpp's without --embeddings), and
 //     OpenAI's 429 "insufficient_quota" and a 429 of a daily quota used up (Gemini's, see
 //     dailyQuotaRe; OpenRouter's free-models-per-day) — no wait on the limiter fixes them, so
@@ -327,12 +332,13 @@ func classifyStatus(code int) Class {
 	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
 		return Permanent
 	case http.StatusUnauthorized, http.StatusPaymentRequired, http.StatusForbidden, http.StatusNotFound,
-		http.StatusNotImplemented:
+		http.StatusMethodNotAllowed, http.StatusNotImplemented:
 		// 402: a gateway's "insufficient credits" (OpenRouter), the account exhausted as by
 		// OpenAI's 429 insufficient_quota. 501: a server that does not do what is asked of it,
 		// for any input — llama.cpp's started without --embeddings and asked for vectors, or
 		// with it and asked for a TL;DR ("This server does not support embeddings. Start it
-		// with `--embeddings`").
+		// with `--embeddings`"). 405: a base URL that takes no POST, a web page's (a chat web
+		// UI's, a static site's) rather than the API's.
 		return Account
 	}
 	return Transient
@@ -351,8 +357,13 @@ func (e *accountError) Error() string {
 	if errors.Is(e.err, ErrUnreachable) || errors.Is(e.err, ErrTLS) {
 		msg = e.err.Error() // "the API cannot be reached: …", not a refusal
 	}
-	if e.baseURL != "" && HTTPStatus(e.err) == http.StatusNotFound {
-		msg += notFoundHint(e.baseURL)
+	if e.baseURL != "" {
+		switch HTTPStatus(e.err) {
+		case http.StatusNotFound:
+			msg += notFoundHint(e.baseURL)
+		case http.StatusMethodNotAllowed:
+			msg += fmt.Sprintf(" (a 405: %s takes no POST, so it is not the API's base URL: a web page's?)", BaseURLForLog(e.baseURL))
+		}
 	}
 	if len(e.key) >= 8 {
 		msg = strings.ReplaceAll(msg, e.key, "[redacted]")
@@ -495,6 +506,47 @@ const openRouterDailyLimit = "free-models-per-day"
 // codeDailyQuota is the code readable gives the error of a 429 whose quota used up is a daily
 // one (dailyQuotaRe): of class Account, as OpenAI's insufficient_quota.
 const codeDailyQuota = "daily_quota_exceeded"
+
+// pageAnswerError is a success whose body is an HTML page (APIClient finds it by its
+// Content-Type), not the API's JSON: a web page's address where the API's base URL was meant
+// (a chat web UI's, a single-page app's fallback for every path) or a proxy's or portal's page.
+// Its body is described as bodySummary does ("an HTML page: Open WebUI"), where go-openai's
+// decoding said only "invalid character '<' looking for beginning of value". It is a body that
+// is not JSON (UnusableNotJSON), retried as a server error.
+type pageAnswerError struct {
+	status int
+	page   string // bodySummary of the body
+}
+
+func (e *pageAnswerError) Error() string {
+	return fmt.Sprintf("a %d answer that is %s, not the API's JSON", e.status, e.page)
+}
+
+// maxPageRead bounds what APIClient reads of an HTML answer for its title.
+const maxPageRead = 64 << 10
+
+// pageAnswer returns the pageAnswerError of resp, a success with an HTML body, which it reads
+// (up to maxPageRead) and closes; nil for any other answer, left unread.
+func pageAnswer(resp *http.Response) error {
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err != nil || (mt != "text/html" && mt != "application/xhtml+xml") {
+		return nil
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxPageRead))
+	_ = resp.Body.Close()
+	return &pageAnswerError{status: resp.StatusCode, page: bodySummary(body)}
+}
+
+// pageHint is what a call that got only HTML pages tells of its base URL.
+func pageHint(baseURL string) string {
+	if baseURL == "" {
+		return "a web page's address, not the API's base URL?"
+	}
+	return fmt.Sprintf("%s is a web page's address, not the API's base URL?", BaseURLForLog(baseURL))
+}
 
 // htmlTitleRe finds the title of an HTML page.
 var htmlTitleRe = regexp.MustCompile(`(?is)<title[^>]*>(.*?)</title>`)
@@ -762,6 +814,9 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 				log.Warn("the API answered with a success status but an unusable body", "reason", why, "attempt", res.Attempts, "err", err)
 			}
 			if retries >= maxRetries {
+				if pe := (*pageAnswerError)(nil); errors.As(err, &pe) {
+					err = fmt.Errorf("%w (%s)", err, pageHint(r.BaseURL))
+				}
 				if serverErrors {
 					return res, fmt.Errorf("giving up after %d attempts: %w: %w", res.Attempts, ErrServerFailing, err)
 				}
