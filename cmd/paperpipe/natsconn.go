@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -226,6 +227,15 @@ func natsRefusal(url string, err error) error {
 	return nil
 }
 
+// notNATS reports whether err, nats.Connect's, is of an address that accepted the connection
+// and did not speak NATS: a read that timed out waiting for the server's INFO (a server that
+// waits for its client to speak first, as HTTP and PostgreSQL do), a first line that is not
+// INFO (an SSH banner), or a connection closed before it (a proxy with nothing behind it).
+func notNATS(err error) bool {
+	var op *net.OpError
+	return errors.Is(err, nats.ErrNoInfoReceived) || errors.Is(err, io.EOF) || (errors.As(err, &op) && op.Op == "read")
+}
+
 // unreachableError is connectBroker's error when NATS_URL's server could not be reached (as
 // opposed to one that refused paperpipe's credentials or certificate).
 type unreachableError struct {
@@ -338,7 +348,11 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 			return nil, false, refused
 		}
 		hint := "is a NATS server running there, and reachable from here?"
-		if loopbackURL(url) {
+		switch {
+		case notNATS(err):
+			hint = "the address accepted the connection but did not answer as a NATS server: its HTTP monitoring port (8222) " +
+				"rather than its client port (4222 by default)? another service's port? a port-forward or proxy whose server is down?"
+		case loopbackURL(url):
 			hint = "is nats-server running? or unset NATS_URL to use the embedded server"
 		}
 		return nil, false, &unreachableError{msg: fmt.Sprintf("connect to NATS at %s: %v (%s)", redact.URLs(url), err, hint), cause: err}

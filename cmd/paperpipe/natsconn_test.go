@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -915,4 +917,57 @@ func TestSharedNATSRefusesAWorkerOfAnotherDatabase(t *testing.T) {
 		t.Fatalf("a command of the other database that runs no worker: %v", err)
 	}
 	client.close()
+}
+
+// TestNATSURLOfAnotherServiceSaysSo: NATS_URL naming an address where something else listens —
+// the NATS server's HTTP monitoring port (8222) instead of its client port, the database's
+// port, a port-forward whose server is gone — was reported as "read tcp …: i/o timeout (is
+// nats-server running? or unset NATS_URL to use the embedded server)": something did answer
+// the connection, and the advice sends the user to start a server that may be running. It says
+// that the address accepted the connection and did not speak NATS, and what it may be.
+func TestNATSURLOfAnotherServiceSaysSo(t *testing.T) {
+	t.Parallel()
+	silent, err := net.Listen("tcp", "127.0.0.1:0") // accepts, then waits for its client to speak (HTTP, PostgreSQL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	banner, err := net.Listen("tcp", "127.0.0.1:0") // greets with something else than NATS's INFO (SSH)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer banner.Close()
+	for _, ln := range []net.Listener{silent, banner} {
+		go func() {
+			for {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				if ln == banner {
+					_, _ = io.WriteString(conn, "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+				}
+				go func() {
+					_, _ = io.Copy(io.Discard, conn)
+					conn.Close()
+				}()
+			}
+		}()
+	}
+	for _, ln := range []net.Listener{silent, banner} {
+		addr := ln.Addr().String()
+		c := newCLI(t, "NATS_URL=nats://"+addr)
+		r := c.run("status")
+		if r.code != 1 {
+			t.Errorf("NATS_URL at %s: status exit %d, want 1; stderr %s", addr, r.code, r.stderr)
+		}
+		for _, want := range []string{"nats://" + addr, "accepted the connection but did not answer as a NATS server", "8222", "4222"} {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("NATS_URL at %s: stderr %q; want it to say %q", addr, r.stderr, want)
+			}
+		}
+		if strings.Contains(r.stderr, "is nats-server running") {
+			t.Errorf("NATS_URL at %s: stderr %q asks whether a server runs there", addr, r.stderr)
+		}
+	}
 }
