@@ -435,6 +435,34 @@ func TestBadFlagsExitWithUsageStatus(t *testing.T) {
 	}
 }
 
+// TestUnknownCommandSuggestsTheOneMeant: a misspelt command (lsit, serach, stauts), the start
+// of one (import for import-embeddings) or a flag before the command (paperpipe --json list)
+// got "unknown command" and the whole usage, the mistake left for the user to spot among 20
+// commands. Exit 2 as before, and the command meant is named, on standard error.
+func TestUnknownCommandSuggestsTheOneMeant(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"lsit"}, `did you mean "list"?`},
+		{[]string{"serach", "sparse experts"}, `did you mean "search"?`},
+		{[]string{"stauts"}, `did you mean "status"?`},
+		{[]string{"import", "vectors.jsonl"}, `did you mean "import-embeddings"?`},
+		{[]string{"--json", "list"}, "the command comes first: paperpipe list --json"},
+		{[]string{"-k", "5", "related", "x"}, "the command comes first: paperpipe related -k 5 x"},
+	} {
+		r := c.run(tc.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) || r.stdout != "" {
+			t.Errorf("paperpipe %s: exit %d, stdout %q, stderr %q; want 2 and %q on stderr", strings.Join(tc.args, " "), r.code, r.stdout, r.stderr, tc.want)
+		}
+	}
+	if r := c.run("frobnicate"); r.code != 2 || strings.Contains(r.stderr, "did you mean") || !strings.Contains(r.stderr, `unknown command "frobnicate"`) {
+		t.Errorf("paperpipe frobnicate: exit %d, stderr %q; want 2, no suggestion", r.code, r.stderr)
+	}
+}
+
 // An empty argument (`paperpipe show "$ID"` with $ID unset) is a usage error, exit 2, naming
 // it, for every command, before anything is opened: show said "resolve paper: empty
 // reference", exit 1, while search gave a usage error; activate, spaces drop and the others

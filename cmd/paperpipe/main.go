@@ -115,7 +115,7 @@ func run(args []string) int {
 		}
 	}
 	if cmd == nil {
-		fmt.Fprintf(os.Stderr, "paperpipe: unknown command %q\n\n", args[0])
+		fmt.Fprintf(os.Stderr, "paperpipe: unknown command %q%s\n\n", args[0], commandMeant(args))
 		usage(os.Stderr)
 		return 2
 	}
@@ -392,4 +392,49 @@ func newLogger(c *config) *slog.Logger {
 		fatalf("PAPERPIPE_LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel)
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// commandMeant is what an unknown command's message adds about the command meant: the one its
+// name is a misspelling (an edit distance of at most 2, less than half the name) or the start
+// of, or, when it is a flag and a command follows it, the command line with the command first
+// (flags come after the command). "" when nothing is close.
+func commandMeant(args []string) string {
+	names := make([]string, 0, len(commands()))
+	for _, c := range commands() {
+		names = append(names, c.name)
+	}
+	if strings.HasPrefix(args[0], "-") {
+		for i, a := range args {
+			if slices.Contains(names, a) {
+				line := append(append([]string{"paperpipe", a}, args[:i]...), args[i+1:]...)
+				for j, w := range line {
+					line[j] = shellWord(w)
+				}
+				return ": the command comes first: " + termSafe(strings.Join(line, " "), false)
+			}
+		}
+		return ""
+	}
+	var prefixed []string
+	for _, n := range names {
+		if len(args[0]) >= 3 && strings.HasPrefix(n, args[0]) {
+			prefixed = append(prefixed, n)
+		}
+	}
+	if len(prefixed) == 1 {
+		return fmt.Sprintf(": did you mean %q?", prefixed[0])
+	}
+	if near, d := nearest(args[0], names); d <= 2 && 2*d <= len(args[0]) {
+		return fmt.Sprintf(": did you mean %q?", near)
+	}
+	return ""
+}
+
+// shellWord is w as a POSIX shell reads it back: as it is when it holds nothing the shell
+// would read otherwise, else in single quotes.
+func shellWord(w string) string {
+	if w != "" && strings.Trim(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@%+,") == "" {
+		return w
+	}
+	return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
 }
