@@ -1401,6 +1401,56 @@ func TestImportEmbeddingsSkipsAValueBeyondHalfPrecisionOnItsLine(t *testing.T) {
 	}
 }
 
+// TestImportEmbeddingsRefusesALengthTheModelCannotMake: vectors of a model whose length is known
+// and of more values than it makes (text-embedding-3-small's of 2000, a 1024-d model's vectors
+// named text-embedding-3-small by mistake) or of another length than the offline hashed
+// embedder's fixed 768 were loaded into a space of their own (text-embedding-3-small/2000), which
+// no query can use — every search embedded by the model has its own length — and which
+// `activate` then offered to fill with `reprocess --embed-model …`, which fills another space.
+// Such lines are bad lines, saying which model and length they name; a shorter vector of a
+// model that shortens its vectors (text-embedding-3-small at 512) is loaded.
+func TestImportEmbeddingsRefusesALengthTheModelCannotMake(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 2)
+	ctx := t.Context()
+	vec := func(n int) string {
+		v := make([]string, n)
+		for i := range v {
+			v[i] = "0.01"
+		}
+		return "[" + strings.Join(v, ",") + "]"
+	}
+	for _, tc := range []struct {
+		model string
+		n     int
+		want  string
+	}{
+		{"text-embedding-3-small", 2000, "text-embedding-3-small makes vectors of at most 1536 values"},
+		{"openai/text-embedding-3-large", 4096, "openai/text-embedding-3-large makes vectors of at most 3072 values"},
+		{"paperpipe-offline-hash", 3, "paperpipe-offline-hash makes vectors of 768 values"},
+	} {
+		file := writeLines(t, `{"id":"2401.00000","embedding":`+vec(tc.n)+`,"model":"`+tc.model+`"}`)
+		var errw bytes.Buffer
+		res, err := importEmbeddings(ctx, e.st, file, 5000, &errw)
+		if err != nil {
+			t.Fatalf("%s/%d: import stopped: %v\n%s", tc.model, tc.n, err, errw.String())
+		}
+		if res.Loaded != 0 || res.Bad != 1 || !strings.Contains(errw.String(), file+":1: arxiv:2401.00000: ") ||
+			!strings.Contains(errw.String(), tc.want+fmt.Sprintf(", this one has %d", tc.n)) {
+			t.Errorf("%s/%d: import %+v; want 1 bad line saying %q\n%s", tc.model, tc.n, res, tc.want, errw.String())
+		}
+	}
+	if spaces, err := e.st.Spaces(ctx); err != nil || len(spaces) != 0 {
+		t.Errorf("spaces %+v (%v), want none", spaces, err)
+	}
+	file := writeLines(t, `{"id":"2401.00000","embedding":`+vec(512)+`,"model":"text-embedding-3-small"}`)
+	var errw bytes.Buffer
+	if res, err := importEmbeddings(ctx, e.st, file, 5000, &errw); err != nil || res.Loaded != 1 || res.Bad != 0 {
+		t.Errorf("text-embedding-3-small/512: import %+v, %v; want it loaded\n%s", res, err, errw.String())
+	}
+}
+
 // An import that stores nothing leaves no space behind, and above all no active one when none
 // was: every line bad (the space was created at the first line, before its vector was
 // checked), or every paper unknown (the space was created for the load, activated and indexed,

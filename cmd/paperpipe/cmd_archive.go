@@ -1555,6 +1555,21 @@ func (id *jsonID) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// lengthNotMade says why model cannot have made a vector of n values, or "" when it may have:
+// the offline hashed embedder makes 768, and a model whose length is known (embed.
+// NativeDimensions) makes at most that many (text-embedding-3 models shorten theirs, no model
+// lengthens them). A space of such vectors could serve no query: every query the model embeds
+// has another length.
+func lengthNotMade(model string, n int) string {
+	if model == embed.OfflineModel && n != embed.OfflineDimensions {
+		return fmt.Sprintf("%s makes vectors of %d values, this one has %d: is \"model\" the model that made it?", termSafe(model, false), embed.OfflineDimensions, n)
+	}
+	if native := embed.NativeDimensions(model); native > 0 && n > native {
+		return fmt.Sprintf("%s makes vectors of at most %d values, this one has %d: is \"model\" the model that made it?", termSafe(model, false), native, n)
+	}
+	return ""
+}
+
 // importResult is what import-embeddings did.
 type importResult struct {
 	Space   paper.Space
@@ -1767,6 +1782,10 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 			continue
 		case l.Dimensions != 0 && l.Dimensions != len(l.Embedding):
 			bad(n, "%s: dimensions %d but %d values", id, l.Dimensions, len(l.Embedding))
+			continue
+		}
+		if why := lengthNotMade(l.Model, len(l.Embedding)); why != "" {
+			bad(n, "%s: %s", id, why)
 			continue
 		}
 		sp := paper.Space{Model: l.Model, Dimensions: len(l.Embedding), Template: l.Template}
