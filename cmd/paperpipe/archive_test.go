@@ -1169,6 +1169,34 @@ func TestReprocessRunsThatShareAnOutputDoNotRunSideBySide(t *testing.T) {
 	}
 }
 
+// TestReprocessWhileAnotherRunsSaysWhatToDo: a run started while another writes the same
+// outputs stopped with "space:1: another run writing the same outputs is in progress": a lock's
+// key for the outputs, and no word of what to do. It names the outputs and the way on.
+func TestReprocessWhileAnotherRunsSaysWhatToDo(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 2)
+	ctx := t.Context()
+	res, _ := e.reprocess(t, ctx, e.c, reprocessOptions{embedOnly: true}) // makes and fills the space
+	unlock, err := e.st.LockRun(ctx, store.SpaceRunKey(res.Space.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	_, err = runReprocess(ctx, e.c, reprocessOptions{embedOnly: true}, io.Discard, io.Discard)
+	if !errors.Is(err, store.ErrRunInProgress) {
+		t.Fatalf("runReprocess while another run holds the space: %v, want ErrRunInProgress", err)
+	}
+	for _, want := range []string{"embeddings (space " + res.Space.Name() + ")", "wait for it to end, or stop it, then run this command again"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("runReprocess while another run holds the space: %v; want it to say %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), store.SpaceRunKey(res.Space.ID)+":") {
+		t.Errorf("runReprocess while another run holds the space: %v; want no lock key", err)
+	}
+}
+
 // TestSpacesDropOfASpaceWithOpenBatchJobsSaysWhatToDo: `spaces drop` refuses a space that open
 // Batch API jobs embed into (OpenAI still runs and bills them), naming the jobs and the ways
 // out; --force drops it.

@@ -275,6 +275,13 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 	var locks []*store.RunLock
 	for _, key := range runLocks(sel.Work, wantTLDR, wantEmb, space.ID) {
 		l, err := st.HoldRun(ctx, key)
+		if errors.Is(err, store.ErrRunInProgress) {
+			what := fmt.Sprintf("embeddings (space %s)", space.Name())
+			if strings.HasPrefix(key, "tldr:") {
+				what = fmt.Sprintf("TL;DRs (%s, %s)", sel.Work.Model, sel.Work.PromptVersion)
+			}
+			return res, &runBusyError{what: what}
+		}
 		if err != nil {
 			return res, err
 		}
@@ -402,6 +409,18 @@ func spaceLeft(ctx context.Context, st *store.Store, space paper.Space, err erro
 
 // errDeadLettered marks a run that left papers in the dead-letter stream, or out of the queue.
 var errDeadLettered = errors.New("the run is incomplete")
+
+// runBusyError is a run's refusal to start while another run (a reprocess or a fit, in this or
+// another process) writes one of its outputs, what: it wraps store.ErrRunInProgress, and
+// names the outputs rather than their lock's key, and what to do.
+type runBusyError struct{ what string }
+
+func (e *runBusyError) Error() string {
+	return fmt.Sprintf("another run (a `paperpipe reprocess` or `fit`) is writing the %s: wait for it to end, or stop it, "+
+		"then run this command again (finished papers are not redone)", e.what)
+}
+
+func (e *runBusyError) Unwrap() error { return store.ErrRunInProgress }
 
 // runLocks names the outputs a run writes, as LockRun keys: TL;DRs of a model and prompt, vectors
 // of a space.
