@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	neturl "net/url"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -894,12 +895,28 @@ func checkDataDir(dir string) error {
 		return fmt.Errorf("it belongs to user id %d, not to this user (%d): that user could put their own files in place of "+
 			"the queue's (the embedded server's address and token, its store) or read them; use a directory of your own", st.Uid, os.Getuid())
 	}
+	if fi.Mode().Perm()&0o002 != 0 && fi.Mode()&os.ModeSticky != 0 {
+		// A directory every user shares on purpose (/tmp, /var/tmp): making it private would
+		// break every other user's and service's use of it.
+		own := filepath.Join(dir, "paperpipe-"+userName())
+		return fmt.Errorf("every user of this machine may write to it (%s, a directory they share, as /tmp is): another user could put "+
+			"their own files in place of the queue's (the embedded server's address and token, its store) or read them; "+
+			"use a directory of your own in it (mkdir -m 700 %s, and PAPERPIPE_DATA=%s) or another", fi.Mode(), own, own)
+	}
 	if fi.Mode().Perm()&0o002 != 0 {
 		return fmt.Errorf("every user of this machine may write to it (%s): another user could put their own files "+
 			"in place of the queue's (the embedded server's address and token, its store) or read them; "+
 			"make it yours alone (chmod 700 %s) or use another", fi.Mode(), dir)
 	}
 	return nil
+}
+
+// userName is this user's login name, for a directory of theirs; its uid when it has none.
+func userName() string {
+	if u, err := user.Current(); err == nil && u.Username != "" && !strings.ContainsAny(u.Username, "/ \t\n") {
+		return u.Username
+	}
+	return strconv.Itoa(os.Getuid())
 }
 
 // checkPathTo refuses a path to dir that another user of the machine could make lead to a

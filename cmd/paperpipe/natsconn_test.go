@@ -788,7 +788,15 @@ func TestDataDirectoryOthersMayWriteToIsRefused(t *testing.T) {
 			t.Errorf("a data directory of mode %s was used", mode)
 			continue
 		}
-		if msg := err.Error(); !strings.Contains(msg, dir) || !strings.Contains(msg, "chmod 700 "+dir) {
+		if mode&os.ModeSticky != 0 {
+			// A directory every user shares on purpose, as /tmp: `chmod 700 /tmp`, which the
+			// message advised (and which root may do), breaks every other user's and service's
+			// use of it. A directory of one's own in it is the way.
+			want := "mkdir -m 700 " + filepath.Join(dir, "paperpipe-")
+			if msg := err.Error(); !strings.Contains(msg, dir) || !strings.Contains(msg, want) || strings.Contains(msg, "chmod") {
+				t.Errorf("mode %s: %v\nwant it to name the directory and a directory of one's own in it (%s), and no chmod", mode, err, want)
+			}
+		} else if msg := err.Error(); !strings.Contains(msg, dir) || !strings.Contains(msg, "chmod 700 "+dir) {
 			t.Errorf("mode %s: %v\nwant it to name the directory and the chmod", mode, err)
 		}
 		if _, err := os.Stat(filepath.Join(dir, "nats.url")); err == nil {
