@@ -463,6 +463,28 @@ func TestUnknownCommandSuggestsTheOneMeant(t *testing.T) {
 	}
 }
 
+// TestUsageErrorsSayNoSentinel: usage errors whose cause is paper.ErrInvalid ended with the
+// sentinel's words ("unknown format \"bogus\" (valid: …): invalid input", "bad --after cursor:
+// decode cursor: invalid input"), which the other errors leave out (errorMessage), and a cursor
+// that is not one said nothing of where cursors come from.
+func TestUsageErrorsSayNoSentinel(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"ingest", "--format", "bogus", "x.jsonl"}, `unknown format "bogus" (valid: auto, text, jsonl, oai, atom, hf)`},
+		{[]string{"summarize", "--format", "bogus", "x.jsonl"}, `unknown format "bogus"`},
+		{[]string{"list", "--after", "garbage"}, "the cursor a previous page printed"},
+	} {
+		r := c.run(tc.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) || strings.Contains(r.stderr, "invalid input") {
+			t.Errorf("paperpipe %s: exit %d, stderr %q; want 2, saying %q, without \"invalid input\"", strings.Join(tc.args, " "), r.code, r.stderr, tc.want)
+		}
+	}
+}
+
 // An empty argument (`paperpipe show "$ID"` with $ID unset) is a usage error, exit 2, naming
 // it, for every command, before anything is opened: show said "resolve paper: empty
 // reference", exit 1, while search gave a usage error; activate, spaces drop and the others

@@ -299,7 +299,7 @@ func cmdList(ctx context.Context, c *config, args []string) error {
 	if *cursor != "" {
 		cc, err := store.DecodeCursor(*cursor)
 		if err != nil {
-			return usageErr("bad --after cursor: %v", err)
+			return usageErr("--after %q is not a cursor: give the cursor a previous page printed (its `more:` line)", *cursor)
 		}
 		cur = cc
 	}

@@ -160,7 +160,9 @@ func run(args []string) int {
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, errUsage):
-		fmt.Fprintf(os.Stderr, "paperpipe %s: %s\n", cmd.name, termSafe(err.Error(), true))
+		// Without the ": invalid input" of a cause that wraps paper.ErrInvalid (an unknown
+		// --format), which usageErr quotes as text, as errorMessage leaves it out.
+		fmt.Fprintf(os.Stderr, "paperpipe %s: %s\n", cmd.name, termSafe(strings.TrimSuffix(err.Error(), ": "+paper.ErrInvalid.Error()), true))
 		return 2
 	default:
 		fmt.Fprintf(os.Stderr, "paperpipe %s: %s\n", cmd.name, errorMessage(err))
