@@ -165,3 +165,31 @@ func TestAWebPageAtTheBaseURLIsNamed(t *testing.T) {
 		}
 	}
 }
+
+// A server that wants an API key (vLLM started with --api-key, a gateway), asked without one
+// (OPENAI_BASE_URL set, OPENAI_API_KEY not), answered 401 "Unauthorized", and the workers
+// paused with that word alone: nothing said that no key had been sent. A 401 to a request
+// with a key says nothing more (the key may be wrong, and the server's answer says so).
+func TestUnauthorizedWithoutAKeySaysNoneWasSent(t *testing.T) {
+	t.Parallel()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = io.WriteString(w, `{"error":"Unauthorized"}`)
+	}))
+	defer ts.Close()
+	for _, key := range []string{"", "sk-wrong-key-1234"} {
+		api, retry, _ := Conn{BaseURL: ts.URL + "/v1", APIKey: key, MaxRetries: -1, Timeout: 10 * time.Second}.Open()
+		_, err := retry.Do(t.Context(), 1, func(ctx context.Context) error {
+			_, err := api.CreateChatCompletion(ctx, openai.ChatCompletionRequest{Model: "llama3.2",
+				Messages: []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: "Hi."}}})
+			return err
+		})
+		if Classify(err) != Account {
+			t.Fatalf("key %q: %v, want an account error", key, err)
+		}
+		if got := strings.Contains(err.Error(), "sent without an API key"); got != (key == "") {
+			t.Errorf("key %q: err = %v; want it to say no key was sent only when none was", key, err)
+		}
+	}
+}

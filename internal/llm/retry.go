@@ -349,7 +349,7 @@ func classifyStatus(code int) Class {
 type accountError struct {
 	err     error
 	key     string
-	baseURL string // the API's base URL, named with a 404 ("": not named)
+	baseURL string // the API's base URL, named with a 404 or a 405 ("": not named, nor a 401 without a key)
 }
 
 func (e *accountError) Error() string {
@@ -361,6 +361,11 @@ func (e *accountError) Error() string {
 		switch HTTPStatus(e.err) {
 		case http.StatusNotFound:
 			msg += notFoundHint(e.baseURL)
+		case http.StatusUnauthorized:
+			if e.key == "" {
+				// No key configured: the server's answer ("Unauthorized") does not say so.
+				msg += " (a 401 to a request sent without an API key: the server wants one)"
+			}
 		case http.StatusMethodNotAllowed:
 			msg += fmt.Sprintf(" (a 405: %s takes no POST, so it is not the API's base URL: a web page's?)", BaseURLForLog(e.baseURL))
 		}
