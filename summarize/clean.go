@@ -366,15 +366,15 @@ func replaceWhere(re *regexp.Regexp, s, repl, need string) string {
 // … X". Other sentences are returned unchanged, except that a bare "In this paper," is
 // dropped.
 func rewriteLeadIn(s string) string {
-	verb, rest := "", ""
+	verb, rest, past := "", "", false
 	if m := leadClauseRe.FindStringSubmatchIndex(s); m != nil && !paperLeadRe.MatchString(s) {
 		subject, v := strings.ToLower(s[m[2]:m[3]]), strings.ToLower(s[m[4]:m[5]])
 		if subject == "we" {
 			if conj, ok := contributionVerb(v); ok {
-				return finishRewrite(conj, s[m[5]:])
+				return finishRewrite(conj, s[m[5]:], pastTense(v))
 			}
 		} else if thirdPersonVerbs[v] {
-			return finishRewrite(v, s[m[5]:])
+			return finishRewrite(v, s[m[5]:], false)
 		}
 	}
 	if m := paperLeadRe.FindStringSubmatchIndex(s); m != nil {
@@ -382,7 +382,7 @@ func rewriteLeadIn(s string) string {
 		case m[2] >= 0: // "... we VERB"
 			v := strings.ToLower(s[m[2]:m[3]])
 			if conj, ok := contributionVerb(v); ok {
-				verb, rest = conj, s[m[3]:]
+				verb, rest, past = conj, s[m[3]:], pastTense(v)
 			}
 		case m[4] >= 0: // "This paper VERBs"
 			verb, rest = strings.ToLower(s[m[4]:m[5]]), s[m[5]:]
@@ -405,20 +405,27 @@ func rewriteLeadIn(s string) string {
 		default:
 			// "We progress towards X by proposing Y" states its contribution in the end.
 			if b := byProposingRe.FindStringSubmatchIndex(s); b != nil {
-				return finishRewrite(byProposingVerbs[s[b[2]:b[3]]], s[b[1]:])
+				return finishRewrite(byProposingVerbs[s[b[2]:b[3]]], s[b[1]:], false)
 			}
 			return s // "We X" stays.
 		}
-		verb, rest = conj, s[m[3]:]
+		verb, rest, past = conj, s[m[3]:], pastTense(v)
 	} else {
 		return s
 	}
-	return finishRewrite(verb, rest)
+	return finishRewrite(verb, rest, past)
+}
+
+// pastTense reports whether v, a lower-case verb, has the form of a past tense.
+func pastTense(v string) bool {
+	return strings.HasSuffix(v, "ed") || v == "found" || v == "built"
 }
 
 // finishRewrite builds the subject-less sentence "Verb rest", or "NAME is a …" when the verb
-// introduces a named artefact in apposition.
-func finishRewrite(verb, rest string) string {
+// introduces a named artefact in apposition. past says whether the lead verb was in the past
+// tense: a verb coordinated with it has its tense ("We studied X and measured Y"), so a word of
+// the other ("We study X in a careful and measured way") is not one.
+func finishRewrite(verb, rest string, past bool) string {
 	rest = strings.TrimSpace(rest)
 	// A coordinated second verb agrees too: "… and find X" → "… and finds X".
 	// (The first "and" may join nouns: "… between X and Y and investigate Z".)
@@ -436,7 +443,11 @@ func finishRewrite(verb, rest string) string {
 		if start-len("and ") > 0 && isWordByte(rest[start-len("and ")-1]) || end == start {
 			continue // "band ", "and ,"
 		}
-		if conj, ok := contributionVerb(strings.ToLower(rest[start:end])); ok && !strings.HasPrefix(rest[end:], " of ") {
+		w := strings.ToLower(rest[start:end])
+		if pastTense(w) != past {
+			continue
+		}
+		if conj, ok := contributionVerb(w); ok && !strings.HasPrefix(rest[end:], " of ") {
 			rest = rest[:start] + conj + rest[end:]
 			break
 		}

@@ -257,6 +257,14 @@ func TestClean(t *testing.T) {
 		// A coordinated verb agrees with the subject-less clause, also after an "and" between nouns.
 		{"In this study, we delve into the relationship between pre-training and fine-tuning and investigate its impact.",
 			"Delves into the relationship between pre-training and fine-tuning and investigates its impact."},
+		// A participle after "and" is not a verb coordinated with a lead verb of another tense
+		// ("measured" became "measures"); one of the same tense is.
+		{"We study the scaling of sparse expert models in a careful and measured way across many settings.",
+			"Studies the scaling of sparse expert models in a careful and measured way across many settings."},
+		{"We studied the scaling of sparse expert models and measured their cost across many settings.",
+			"Studies the scaling of sparse expert models and measures their cost across many settings."},
+		{"We study a careful and measured way of scaling experts and find that routing matters.",
+			"Studies a careful and measured way of scaling experts and finds that routing matters."},
 		// What announces a finding goes; the finding stays.
 		{"Experimental results on LLaMA-3.1-8B demonstrate that Adapt-Pruner outperforms conventional pruning methods.",
 			"Adapt-Pruner outperforms conventional pruning methods."},
