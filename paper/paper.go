@@ -222,4 +222,7 @@ type Pending struct {
 	// NoSpace is true when Work.SpaceID names a space that no longer exists (it was dropped):
 	// no vector can be stored there, so NeedEmbedding is false.
 	NoSpace bool
+	// Removed is true when the paper was removed (paperpipe remove) after this text of it was
+	// read: nothing was stored and nothing is needed.
+	Removed bool
 }

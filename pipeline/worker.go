@@ -729,6 +729,9 @@ func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *ba
 	if p.NoSpace {
 		w.spaceDropped()
 	}
+	if p.Removed {
+		w.log.Debug("message of a paper removed since its text was read: not stored", "paper", j.a.ID)
+	}
 	if !p.NeedTLDR && !p.NeedEmbedding {
 		w.stats.skipped.Add(1)
 		w.ack(j)

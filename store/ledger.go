@@ -77,53 +77,16 @@ func (s *Store) upsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 			return nil, fmt.Errorf("upsert papers: record %d: %w", i+1, err)
 		}
 	}
-	// id → index of the copy stored: the newest (as the statement dates it: a zero TextAt is
-	// now), the last of equally new ones, as the upsert's "not older" rule would have it.
 	now := time.Now()
-	textAt := func(a paper.Abstract) time.Time {
-		if a.TextAt.IsZero() {
-			return now
-		}
-		return a.TextAt
-	}
-	keep := make(map[string]int, len(papers))
-	for i, a := range papers {
-		k, ok := keep[a.ID]
-		if !ok || !textAt(a).Before(textAt(papers[k])) {
-			keep[a.ID] = i
-		}
-	}
-	// The copies before the stored one go first, in input order, one copy of each id per
-	// statement: as calls made one copy at a time would, each is compared with what is stored
-	// then, and the metadata of those the store takes is kept where a later copy lacks it (a
-	// feed's record, then its corrected text from a file without authors or URL); one older
-	// than the stored text lends nothing. Copies after the stored one are older: a later call
-	// would change nothing with them.
-	// Of the papers applied in rounds, the first statement's answers and the hashes before it.
 	var (
+		keep map[string]int
+		// Of the papers applied in rounds, the first statement's answers and the hashes before it.
 		first       map[string]Pending
 		firstBefore map[string]*string
+		byID        map[string]Pending
+		// The copies not stored because their paper was removed after their text was read.
+		refused []bool
 	)
-	kept := make([]paper.Abstract, 0, len(keep))
-	for i, a := range papers {
-		if keep[a.ID] == i {
-			kept = append(kept, a)
-		}
-	}
-	var rounds [][]paper.Abstract
-	nth := make(map[string]int)
-	for i, a := range papers {
-		if i >= keep[a.ID] {
-			continue // the kept copy, or one after it (older: it would change nothing)
-		}
-		r := nth[a.ID]
-		nth[a.ID]++
-		if r == len(rounds) {
-			rounds = append(rounds, nil)
-		}
-		rounds[r] = append(rounds[r], a)
-	}
-	var byID map[string]Pending
 	// Papers another transaction inserted while this one ran: the hash it stored.
 	theirs := make(map[string]string)
 	prelock := upsertPrelock
@@ -132,6 +95,21 @@ func (s *Store) upsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 	}
 	// One transaction: the call writes all of its copies or none.
 	err := s.writeTx(ctx, prelock, func(tx pgx.Tx) error {
+		// Read after the table lock, which RemovePapers holds until its removals are committed.
+		var (
+			revived []string
+			err     error
+		)
+		refused, revived, err = removedBefore(ctx, tx, papers)
+		if err != nil {
+			return err
+		}
+		var kept []paper.Abstract
+		var rounds [][]paper.Abstract
+		keep, kept, rounds = upsertPlan(papers, refused, now)
+		if len(kept) == 0 {
+			return nil
+		}
 		if err := adoptLegacy(ctx, tx, kept); err != nil {
 			return err
 		}
@@ -144,9 +122,11 @@ func (s *Store) upsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 				first, firstBefore = pending, before
 			}
 		}
-		var err error
 		byID, _, err = s.upsertStatement(ctx, tx, kept, w, false, theirs)
-		return err
+		if err != nil {
+			return err
+		}
+		return forgetRemoval(ctx, tx, revived)
 	})
 	if err != nil {
 		return nil, err
@@ -171,6 +151,10 @@ func (s *Store) upsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 	}
 	out := make([]Pending, len(papers))
 	for i, a := range papers {
+		if refused[i] {
+			out[i] = Pending{ID: a.ID, ContentHash: a.ContentHash(), Removed: true}
+			continue
+		}
 		p, ok := byID[a.ID]
 		if !ok {
 			return nil, fmt.Errorf("upsert papers: no result for %s", a.ID)
@@ -184,6 +168,55 @@ func (s *Store) upsertPapers(ctx context.Context, papers []paper.Abstract, w Wor
 		out[i] = p
 	}
 	return out, nil
+}
+
+// upsertPlan returns, for the copies of papers not refused (a removed paper's: see
+// removedBefore), which one of each id is stored (keep: id → its index in papers), those copies
+// (kept, in input order) and the rounds of earlier copies applied before them.
+func upsertPlan(papers []paper.Abstract, refused []bool, now time.Time) (keep map[string]int, kept []paper.Abstract, rounds [][]paper.Abstract) {
+	// id → index of the copy stored: the newest (as the statement dates it: a zero TextAt is
+	// now), the last of equally new ones, as the upsert's "not older" rule would have it.
+	textAt := func(a paper.Abstract) time.Time {
+		if a.TextAt.IsZero() {
+			return now
+		}
+		return a.TextAt
+	}
+	keep = make(map[string]int, len(papers))
+	for i, a := range papers {
+		if refused[i] {
+			continue
+		}
+		k, ok := keep[a.ID]
+		if !ok || !textAt(a).Before(textAt(papers[k])) {
+			keep[a.ID] = i
+		}
+	}
+	// The copies before the stored one go first, in input order, one copy of each id per
+	// statement: as calls made one copy at a time would, each is compared with what is stored
+	// then, and the metadata of those the store takes is kept where a later copy lacks it (a
+	// feed's record, then its corrected text from a file without authors or URL); one older
+	// than the stored text lends nothing. Copies after the stored one are older: a later call
+	// would change nothing with them.
+	kept = make([]paper.Abstract, 0, len(keep))
+	for i, a := range papers {
+		if !refused[i] && keep[a.ID] == i {
+			kept = append(kept, a)
+		}
+	}
+	nth := make(map[string]int)
+	for i, a := range papers {
+		if refused[i] || i >= keep[a.ID] {
+			continue // refused, the kept copy, or one after it (older: it would change nothing)
+		}
+		r := nth[a.ID]
+		nth[a.ID]++
+		if r == len(rounds) {
+			rounds = append(rounds, nil)
+		}
+		rounds[r] = append(rounds[r], a)
+	}
+	return keep, kept, rounds
 }
 
 // upsertStatement runs upsertPapersSQL for papers, one copy of each id, and returns their
