@@ -194,7 +194,7 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 		sel.Work.SpaceID = space.ID
 	}
 	if o.idsFile != "" {
-		if sel.IDs, err = readIDs(ctx, o.idsFile); err != nil {
+		if sel.IDs, err = readIDs(ctx, "reprocess", o.idsFile); err != nil {
 			return res, err
 		}
 		missing, err := st.MissingPapers(ctx, sel.IDs)
@@ -532,18 +532,18 @@ func finishSpace(ctx context.Context, st *store.Store, space paper.Space, sel st
 	return nil
 }
 
-// readIDs reads one paper id per line (blank lines and #-comments skipped), in canonical form.
+// readIDs reads, for command's --ids, one paper id per line (blank lines and #-comments skipped), in canonical form.
 // The file is read as ingest reads a source (a byte order mark skipped, gzip decompressed;
 // UTF-16, a zip archive, a PDF or binary data refused, saying how to convert it), and a line
 // PostgreSQL's text cannot hold (bytes that are not UTF-8, a NUL) stops the run before
 // anything is done, naming its file and line.
-func readIDs(ctx context.Context, path string) ([]string, error) {
+func readIDs(ctx context.Context, command, path string) ([]string, error) {
 	src, closer, err := ingest.OpenInput(ctx, path)
 	if err != nil {
 		return nil, fmt.Errorf("--ids: %w", err)
 	}
 	defer closer.Close()
-	cr, err := ingest.Decode(src, path, "reprocess --ids", "paper ids as UTF-8 text, one per line")
+	cr, err := ingest.Decode(src, path, command+" --ids", "paper ids as UTF-8 text, one per line")
 	if err != nil {
 		return nil, fmt.Errorf("--ids: %w", err)
 	}

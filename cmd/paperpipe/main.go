@@ -49,6 +49,7 @@ func commands() []command {
 		{"spaces", "[ACTION]", "list embedding spaces with coverage and index; drop, check (recall) or reindex one", cmdSpaces},
 		{"tldrs", tldrsArgs, "list the stored TL;DRs by model and prompt version; prune those of versions no longer used (--dry-run)", cmdTLDRs},
 		{"activate", "SPACE", "make an embedding space the one queries use", cmdActivate},
+		{"remove", "ID...", "remove papers with their TL;DRs, vectors and Batch API items (--from FILE: what a file ingested; --dry-run)", cmdRemove},
 		{"import-embeddings", "FILE|-", "load precomputed vectors (JSONL) into a space, with no API calls", cmdImportEmbeddings},
 		{"migrate", "", "apply database migrations (also done at start)", cmdMigrate},
 		{"version", "", "print paperpipe's version (also --version)", cmdVersion},
