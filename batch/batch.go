@@ -478,7 +478,7 @@ func (r *Runner) flush(ctx context.Context, p *pendingJob) error {
 	}
 	defer release.Release() // once the batch is created, or the attempt failed: another run may resume it
 	if n > j.Total {
-		r.log.InfoContext(ctx, "papers left out: already in an open batch job of another run", "kind", p.kind, "papers", n-j.Total)
+		r.log.InfoContext(ctx, "papers left out: already in an open batch job of another run, or removed", "kind", p.kind, "papers", n-j.Total)
 	}
 	if j.ID == 0 {
 		return nil

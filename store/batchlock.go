@@ -29,7 +29,7 @@ var ErrBatchJobBusy = errors.New("batch job is being prepared by another process
 // its ID; from the commit on, the items' papers are excluded from new work for the job's
 // target (see StalePapers) until the job is done or failed. Only the items that are neither
 // already in an open job of its target nor done for it (its TL;DR or vector stored at the
-// item's content hash) are recorded, so two processes that selected the same stale papers at
+// item's content hash), of papers still stored (not removed since), are recorded, so two processes that selected the same stale papers at
 // the same time never both record them, even when one records its job after the other's has
 // been collected and closed: the check and the insert run in one transaction under a
 // transaction advisory lock of the target. The returned job's Total counts the items kept; when none is left it records
@@ -88,9 +88,24 @@ func (s *Store) ClaimBatchJob(ctx context.Context, j BatchJob, items []BatchItem
 		if err != nil {
 			return fmt.Errorf("read open items and stored outputs: %w", err)
 		}
+		// The papers removed (RemovePapers) since the caller selected them are left out too;
+		// those left are key-share locked, so that a removal running now waits for the claim
+		// and then takes their items with them, rather than failing the claim.
+		rows, err = tx.Query(ctx, `SELECT id FROM papers WHERE id = ANY($1) ORDER BY id FOR KEY SHARE`, ids)
+		if err != nil {
+			return fmt.Errorf("lock the papers: %w", err)
+		}
+		stored, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("lock the papers: %w", err)
+		}
+		present := make(map[string]bool, len(stored))
+		for _, id := range stored {
+			present[id] = true
+		}
 		kept := make([]BatchItem, 0, len(items))
 		for _, it := range items {
-			if !skip[BatchItem{PaperID: it.PaperID, ContentHash: it.ContentHash}] {
+			if present[it.PaperID] && !skip[BatchItem{PaperID: it.PaperID, ContentHash: it.ContentHash}] {
 				kept = append(kept, it)
 			}
 		}

@@ -233,3 +233,37 @@ func TestAPaperStoredWhileItsRemovalRunsIsRemoved(t *testing.T) {
 		t.Errorf("the paper a worker stored while its removal ran is still there")
 	}
 }
+
+// A Batch API job claimed for papers of which one was removed since they were selected
+// (StalePapers, then ClaimBatchJob, while `paperpipe remove` ran) is claimed for the others.
+func TestABatchJobClaimedForARemovedPaperLeavesItOut(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	papers := abstracts(3)
+	upsert(t, s, papers, store.Work{})
+	if _, err := s.RemovePapers(ctx, []string{papers[1].ID}, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	var items []store.BatchItem
+	for _, p := range papers {
+		items = append(items, store.BatchItem{PaperID: p.ID, ContentHash: p.ContentHash()})
+	}
+	job, release, err := s.ClaimBatchJob(ctx, store.BatchJob{Kind: paper.KindChat, Model: "m", PromptVersion: "v1"}, items)
+	if err != nil {
+		t.Fatalf("ClaimBatchJob with a paper removed since it was selected: %v", err)
+	}
+	release()
+	if job.ID == 0 || job.Total != 2 {
+		t.Errorf("job %+v; want one of 2 items", job)
+	}
+	if n := countRows(t, s, "batch_items"); n != 2 {
+		t.Errorf("%d items recorded, want 2", n)
+	}
+	// Of a removed paper alone: no job.
+	job, release, err = s.ClaimBatchJob(ctx, store.BatchJob{Kind: paper.KindChat, Model: "m", PromptVersion: "v2"}, items[1:2])
+	release()
+	if err != nil || job.ID != 0 {
+		t.Errorf("a job of a removed paper alone: %+v, %v; want none recorded", job, err)
+	}
+}
