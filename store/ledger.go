@@ -50,7 +50,9 @@ type Pending = paper.Pending
 // redelivered or replayed older version in a worker's micro-batch neither replaces the newer
 // text nor has the same outputs bought twice. An output that an open batch job of w's target
 // holds for the stored text (see store.StalePapers) is not missing: the job buys it, and a
-// paper ingested again unchanged while the job runs would be paid for twice.
+// paper ingested again unchanged while the job runs would be paid for twice. A copy of a
+// paper removed (RemovePapers) no earlier than its TextAt is not stored: its Pending says
+// Removed and needs nothing; a newer copy stores the paper again and ends the removal's record.
 //
 // Every paper is validated first (non-empty id, title and abstract; valid UTF-8 without NUL
 // bytes); one invalid paper fails the call with an error wrapping paper.ErrInvalid that names
