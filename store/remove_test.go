@@ -267,3 +267,35 @@ func TestABatchJobClaimedForARemovedPaperLeavesItOut(t *testing.T) {
 		t.Errorf("a job of a removed paper alone: %+v, %v; want none recorded", job, err)
 	}
 }
+
+// Vector queries read past the removed vectors still in a space's HNSW index (until a vacuum
+// repairs it): the papers related to one whose whole neighbourhood was removed are the exact
+// nearest of those left, k of them.
+func TestRelatedAfterRemovingTheNeighbourhoodFindsThoseLeft(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp, ps, embs := randomSpace(t, s, "r", 2000, 16, 7)
+	near := exactNearest(embs, embs[0].Vector, ps[0].ID, 1800)
+	if _, err := s.RemovePapers(ctx, near, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	var left []paper.Embedding
+	for _, e := range embs {
+		if !slices.Contains(near, e.PaperID) {
+			left = append(left, e)
+		}
+	}
+	want := exactNearest(left, embs[0].Vector, ps[0].ID, 10)
+	hits, err := s.Related(ctx, sp.ID, ps[0].ID, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, h := range hits {
+		got = append(got, h.ID)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("related after removing its 1,800 nearest:\n got %v\nwant %v", got, want)
+	}
+}
