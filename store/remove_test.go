@@ -41,7 +41,7 @@ func TestRemovePapersTakesEverythingDerivedFromThem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	release()
+	release.Release()
 
 	gone := []string{papers[0].ID, papers[1].ID}
 	// A dry run says what would go and writes nothing.
@@ -253,7 +253,7 @@ func TestABatchJobClaimedForARemovedPaperLeavesItOut(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ClaimBatchJob with a paper removed since it was selected: %v", err)
 	}
-	release()
+	release.Release()
 	if job.ID == 0 || job.Total != 2 {
 		t.Errorf("job %+v; want one of 2 items", job)
 	}
@@ -262,7 +262,7 @@ func TestABatchJobClaimedForARemovedPaperLeavesItOut(t *testing.T) {
 	}
 	// Of a removed paper alone: no job.
 	job, release, err = s.ClaimBatchJob(ctx, store.BatchJob{Kind: paper.KindChat, Model: "m", PromptVersion: "v2"}, items[1:2])
-	release()
+	release.Release()
 	if err != nil || job.ID != 0 {
 		t.Errorf("a job of a removed paper alone: %+v, %v; want none recorded", job, err)
 	}
