@@ -108,3 +108,34 @@ func TestSettingsListIsComplete(t *testing.T) {
 		}
 	}
 }
+
+// A table of the README has one row per thing it describes: two rows that begin alike are
+// two versions of one row, as a merge of two changes to it leaves them (the table of failures
+// had each of "the API cannot be reached" and "the queue is full" twice, each copy with a
+// part of the day's changes), and a reader finds one and misses the other's.
+func TestREADMETablesHaveEachRowOnce(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for i, line := range strings.Split(string(readme), "\n") {
+		if !strings.HasPrefix(line, "|") {
+			clear(seen) // a table ends
+			continue
+		}
+		first, _, _ := strings.Cut(strings.TrimPrefix(line, "|"), "|")
+		if first = strings.TrimSpace(first); first == "" || strings.Trim(first, "-: ") == "" {
+			continue
+		}
+		// Its start: the two versions of a long first cell differ further on.
+		if len(first) > 40 {
+			first = first[:40]
+		}
+		if n, ok := seen[first]; ok {
+			t.Errorf("README.md:%d repeats the row of line %d (%.60q…)", i+1, n, first)
+		}
+		seen[first] = i + 1
+	}
+}
