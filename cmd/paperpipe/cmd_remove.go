@@ -133,7 +133,9 @@ func runRemove(ctx context.Context, c *config, st *store.Store, ids []string, dr
 	what := fmt.Sprintf("%s (%s, %s, %s)", plural(tot.Papers, "paper", "papers"), plural(tot.TLDRs, "TL;DR", "TL;DRs"),
 		plural(tot.Embeddings, "vector", "vectors"), plural(tot.BatchItems, "Batch API item", "Batch API items"))
 	if err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && dryRun {
+			err = fmt.Errorf("interrupted (--dry-run: nothing was removed): %w", context.Cause(ctx))
+		} else if ctx.Err() != nil {
 			err = fmt.Errorf("interrupted after %s were removed; run the same command again to remove the rest: %w", what, context.Cause(ctx))
 		} else if errors.Is(err, paper.ErrLocked) {
 			err = fmt.Errorf("%w; %s were removed before: run the same command again once the other session ends", err, what)

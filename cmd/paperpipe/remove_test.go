@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,7 +14,9 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/paperpipe/paperpipe/internal/natstest"
+	"github.com/paperpipe/paperpipe/internal/pgtest"
 	"github.com/paperpipe/paperpipe/pipeline"
+	"github.com/paperpipe/paperpipe/store"
 )
 
 // writePapers writes a JSON lines file of papers with the given ids, their abstracts naming word.
@@ -177,5 +181,29 @@ func TestRemoveUsage(t *testing.T) {
 		if r := c.run(args...); r.code != 2 {
 			t.Errorf("paperpipe %s: exit %d, want 2 (usage)\n%s", strings.Join(args, " "), r.code, r.stderr)
 		}
+	}
+}
+
+// A `remove --dry-run` interrupted has removed nothing, and says so: it said "interrupted after
+// 0 papers (…) were removed; run the same command again to remove the rest", as a removal does.
+func TestRemoveDryRunInterruptedSaysNothingWasRemoved(t *testing.T) {
+	t.Parallel()
+	st, err := store.Open(t.Context(), store.Config{URL: pgtest.URL(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	if err := st.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	err = runRemove(ctx, &config{JSON: true}, st, []string{"arxiv:2401.00001"}, true, io.Discard)
+	if err == nil {
+		t.Fatal("an interrupted dry run: no error")
+	}
+	if msg := errorMessage(err); strings.Contains(msg, "were removed") || strings.Contains(msg, "remove the rest") ||
+		!strings.Contains(msg, "nothing was removed") {
+		t.Errorf("an interrupted dry run says %q; want that nothing was removed, and no removal to finish", msg)
 	}
 }
