@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/paperpipe/paperpipe/internal/redact"
 	"github.com/paperpipe/paperpipe/pipeline"
@@ -1032,7 +1033,15 @@ func natsSecurity(c *config) ([]nats.Option, error) {
 		}
 		if bytes.Contains(b, []byte("BEGIN NATS USER JWT")) {
 			// A credentials file (.creds) of a server in operator mode: the user's JWT with
-			// its seed. The seed alone, without the JWT, is refused there.
+			// its seed. The seed alone, without the JWT, is refused there. nats.go reads the
+			// file at each connection attempt, and a seed missing from it failed each as a
+			// server down would: it is checked here.
+			kp, err := nkeys.ParseDecoratedUserNKey(b)
+			if err != nil {
+				return nil, fmt.Errorf("PAPERPIPE_NATS_NKEY=%q: a credentials file (.creds) whose user NKey seed (SU…, after its JWT) "+
+					"cannot be read: %w; use the file as nsc or your NATS provider made it", c.NATSNkey, err)
+			}
+			kp.Wipe()
 			opts = append(opts, nats.UserCredentials(c.NATSNkey))
 		} else {
 			o, err := nats.NkeyOptionFromSeed(c.NATSNkey)

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"log/slog"
 	"math/big"
 	"net"
@@ -199,4 +200,30 @@ func TestNATSCredsFileReachesAnOperatorModeServer(t *testing.T) {
 		t.Fatalf("connectBroker with a .creds file in PAPERPIPE_NATS_NKEY: %v", err)
 	}
 	b.close()
+}
+
+// A .creds file without its seed (its JWT alone, a copy cut short) is read at each connection
+// attempt, not at start as a seed file is: every command stopped with "connect to NATS at …:
+// error signing nonce: unable to extract key pair from file …: nkeys: no nkey seed found (is
+// nats-server running? or unset NATS_URL to use the embedded server)", as for a server that
+// is down. It is refused at start, naming PAPERPIPE_NATS_NKEY and what the file lacks.
+func TestNATSCredsFileWithoutItsSeedIsRefusedNamingTheSetting(t *testing.T) {
+	t.Parallel()
+	creds := "-----BEGIN NATS USER JWT-----\neyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.e30.x\n------END NATS USER JWT------\n"
+	f := filepath.Join(t.TempDir(), "u.creds")
+	if err := os.WriteFile(f, []byte(creds), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := natstest.Start(t)
+	c := &config{DataDir: t.TempDir(), Replicas: 1, AckWait: time.Minute, MaxDeliver: 8, NATSURL: srv.ClientURL(), NATSNkey: f}
+	b, err := connectBroker(t.Context(), c, slog.New(slog.DiscardHandler), brokerClient)
+	if err == nil {
+		b.close()
+		t.Fatal("connectBroker with a .creds file without its seed: no error")
+	}
+	var unreachable *unreachableError
+	if msg := err.Error(); !strings.Contains(msg, "PAPERPIPE_NATS_NKEY") || !strings.Contains(msg, "seed") ||
+		strings.Contains(msg, "nats-server running") || errors.As(err, &unreachable) {
+		t.Errorf("connectBroker with a .creds file without its seed: %v; want it to name PAPERPIPE_NATS_NKEY and the seed missing, not a server down", err)
+	}
 }
