@@ -166,6 +166,32 @@ func TestAWebPageAtTheBaseURLIsNamed(t *testing.T) {
 	}
 }
 
+// An answer of JSON under an HTML Content-Type (a gateway or proxy that labels every body
+// text/html) is the API's answer: only a body that is not JSON is a web page's.
+func TestJSONLabelledHTMLIsStillTheAnswer(t *testing.T) {
+	t.Parallel()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, "  \n"+`{"id":"c1","object":"chat.completion","created":1,"model":"llama3.2",`+
+			`"choices":[{"index":0,"message":{"role":"assistant","content":"Proposes a thing."},"finish_reason":"stop"}],`+
+			`"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`)
+	}))
+	defer ts.Close()
+	api, retry, _ := Conn{BaseURL: ts.URL + "/v1", MaxRetries: -1, Timeout: 10 * time.Second}.Open()
+	var got string
+	_, err := retry.Do(t.Context(), 1, func(ctx context.Context) error {
+		resp, err := api.CreateChatCompletion(ctx, openai.ChatCompletionRequest{Model: "llama3.2",
+			Messages: []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: "Hi."}}})
+		if err == nil && len(resp.Choices) > 0 {
+			got = resp.Choices[0].Message.Content
+		}
+		return err
+	})
+	if err != nil || got != "Proposes a thing." {
+		t.Errorf("a JSON answer labelled text/html: %q, %v; want the answer", got, err)
+	}
+}
+
 // A server that wants an API key (vLLM started with --api-key, a gateway), asked without one
 // (OPENAI_BASE_URL set, OPENAI_API_KEY not), answered 401 "Unauthorized", and the workers
 // paused with that word alone: nothing said that no key had been sent. A 401 to a request

@@ -531,7 +531,9 @@ func (e *pageAnswerError) Error() string {
 const maxPageRead = 64 << 10
 
 // pageAnswer returns the pageAnswerError of resp, a success with an HTML body, which it reads
-// (up to maxPageRead) and closes; nil for any other answer, left unread.
+// (up to maxPageRead) and closes; nil for any other answer, left unread. A body labelled HTML
+// that opens as JSON does (a gateway that labels every body text/html) is given back whole,
+// as the answer it is.
 func pageAnswer(resp *http.Response) error {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil
@@ -541,6 +543,13 @@ func pageAnswer(resp *http.Response) error {
 		return nil
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxPageRead))
+	if start := bytes.TrimLeft(body, " \t\r\n"); len(start) > 0 && (start[0] == '{' || start[0] == '[') {
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
+		return nil
+	}
 	_ = resp.Body.Close()
 	return &pageAnswerError{status: resp.StatusCode, page: bodySummary(body)}
 }
