@@ -287,13 +287,13 @@ var (
 		"Messages a worker of this process handled, by consumer and outcome (received; acked, of which skipped: nothing was left to do; retried; dead).",
 		[]string{"consumer", "outcome"}, nil)
 	pauseDesc = prometheus.NewDesc("paperpipe_worker_api_pauses_total",
-		"Pauses of a worker of this process because the API refused the account or the configuration (401, 402, 403, 404, 501, insufficient_quota, vectors of another length than the space's), could not be reached, failed at TLS, was still loading its model, or failed every request (server errors, bodies that are no answer, or no answer in time, for several papers in a row, none answered): its messages wait in the queue until the API accepts them again.",
+		"Pauses of a worker of this process because the API refused the account or the configuration (401, 402, 403, 404, 405, 501, insufficient_quota, a daily quota used up, vectors of another length than the space's), could not be reached, failed at TLS, was still loading its model, or failed every request (server errors, bodies that are no answer, or no answer in time, for several papers in a row, none answered): its messages wait in the queue until the API accepts them again.",
 		[]string{"consumer"}, nil)
 	dbPauseDesc = prometheus.NewDesc("paperpipe_worker_database_pauses_total",
 		"Pauses of a worker of this process because the database could not be reached or could not write: its messages wait in the queue until it records them again.",
 		[]string{"consumer"}, nil)
 	pausedDesc = prometheus.NewDesc("paperpipe_worker_api_paused",
-		"1 while a worker of this process is paused because the API refuses the account or the configuration (401, 402, 403, 404, 501, insufficient_quota, vectors of another length than the space's), cannot be reached, fails at TLS, is still loading its model, or fails every request (server errors, bodies that are no answer, or no answer in time, for several papers in a row, none answered) — from its first such pause until the API accepts a request again —, 0 otherwise.",
+		"1 while a worker of this process is paused because the API refuses the account or the configuration (401, 402, 403, 404, 405, 501, insufficient_quota, a daily quota used up, vectors of another length than the space's), cannot be reached, fails at TLS, is still loading its model, or fails every request (server errors, bodies that are no answer, or no answer in time, for several papers in a row, none answered) — from its first such pause until the API accepts a request again —, 0 otherwise.",
 		[]string{"consumer"}, nil)
 	dbPausedDesc = prometheus.NewDesc("paperpipe_worker_database_paused",
 		"1 while a worker of this process is paused because the database cannot be reached or cannot write (from its first such pause until the database records again), 0 otherwise.",

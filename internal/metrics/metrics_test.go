@@ -177,7 +177,7 @@ paperpipe_worker_messages_total{consumer="new",outcome="dead"} 1
 paperpipe_worker_messages_total{consumer="new",outcome="received"} 5
 paperpipe_worker_messages_total{consumer="new",outcome="retried"} 0
 paperpipe_worker_messages_total{consumer="new",outcome="skipped"} 0
-# HELP paperpipe_worker_api_pauses_total Pauses of a worker of this process because the API refused the account or the configuration (401, 402, 403, 404, 501, insufficient_quota, vectors of another length than the space's), could not be reached, failed at TLS, was still loading its model, or failed every request (server errors, bodies that are no answer, or no answer in time, for several papers in a row, none answered): its messages wait in the queue until the API accepts them again.
+# HELP paperpipe_worker_api_pauses_total Pauses of a worker of this process because the API refused the account or the configuration (401, 402, 403, 404, 405, 501, insufficient_quota, a daily quota used up, vectors of another length than the space's), could not be reached, failed at TLS, was still loading its model, or failed every request (server errors, bodies that are no answer, or no answer in time, for several papers in a row, none answered): its messages wait in the queue until the API accepts them again.
 # TYPE paperpipe_worker_api_pauses_total counter
 paperpipe_worker_api_pauses_total{consumer="new"} 2
 `, "paperpipe_dead_letters", "paperpipe_queue_messages", "paperpipe_queue_up", "paperpipe_worker_messages_total", "paperpipe_worker_api_pauses_total")
@@ -213,7 +213,7 @@ paperpipe_worker_messages_total{consumer="other",outcome="dead"} 0
 paperpipe_worker_messages_total{consumer="other",outcome="received"} 7
 paperpipe_worker_messages_total{consumer="other",outcome="retried"} 0
 paperpipe_worker_messages_total{consumer="other",outcome="skipped"} 0
-# HELP paperpipe_worker_api_pauses_total Pauses of a worker of this process because the API refused the account or the configuration (401, 402, 403, 404, 501, insufficient_quota, vectors of another length than the space's), could not be reached, failed at TLS, was still loading its model, or failed every request (server errors, bodies that are no answer, or no answer in time, for several papers in a row, none answered): its messages wait in the queue until the API accepts them again.
+# HELP paperpipe_worker_api_pauses_total Pauses of a worker of this process because the API refused the account or the configuration (401, 402, 403, 404, 405, 501, insufficient_quota, a daily quota used up, vectors of another length than the space's), could not be reached, failed at TLS, was still loading its model, or failed every request (server errors, bodies that are no answer, or no answer in time, for several papers in a row, none answered): its messages wait in the queue until the API accepts them again.
 # TYPE paperpipe_worker_api_pauses_total counter
 paperpipe_worker_api_pauses_total{consumer="new"} 2
 paperpipe_worker_api_pauses_total{consumer="other"} 0
@@ -296,7 +296,7 @@ func TestWorkerPausedGaugesShowThePauseNow(t *testing.T) {
 	check := func(api, db int) {
 		t.Helper()
 		want := fmt.Sprintf(`
-# HELP paperpipe_worker_api_paused 1 while a worker of this process is paused because the API refuses the account or the configuration (401, 402, 403, 404, 501, insufficient_quota, vectors of another length than the space's), cannot be reached, fails at TLS, is still loading its model, or fails every request (server errors, bodies that are no answer, or no answer in time, for several papers in a row, none answered) — from its first such pause until the API accepts a request again —, 0 otherwise.
+# HELP paperpipe_worker_api_paused 1 while a worker of this process is paused because the API refuses the account or the configuration (401, 402, 403, 404, 405, 501, insufficient_quota, a daily quota used up, vectors of another length than the space's), cannot be reached, fails at TLS, is still loading its model, or fails every request (server errors, bodies that are no answer, or no answer in time, for several papers in a row, none answered) — from its first such pause until the API accepts a request again —, 0 otherwise.
 # TYPE paperpipe_worker_api_paused gauge
 paperpipe_worker_api_paused{consumer="new"} %d
 # HELP paperpipe_worker_database_paused 1 while a worker of this process is paused because the database cannot be reached or cannot write (from its first such pause until the database records again), 0 otherwise.
@@ -332,7 +332,7 @@ func TestAPIPauseHelpNamesEveryReason(t *testing.T) {
 		help[f.GetName()] = f.GetHelp()
 	}
 	reasons := []string{
-		"refuse",            // 401, 402, 403, 404, 501, insufficient_quota, vectors of another length
+		"refuse",            // 401, 402, 403, 404, 405, 501, insufficient_quota, a daily quota, vectors of another length
 		"be reached",        // llm.ErrUnreachable
 		"loading its model", // llama.cpp's 503 "Loading model"
 		"TLS",               // llm.ErrTLS
