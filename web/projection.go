@@ -587,20 +587,40 @@ type mapCache struct {
 }
 
 // mapBuild is one layout being computed, for the points whose hash is key; done is closed
-// when lay or err is set.
+// when lay or err is set. kept, when not nil, is given the layout once it is computed, also
+// when the request that started it has gone.
 type mapBuild struct {
 	key  uint64
 	done chan struct{}
 	lay  mapLayout
 	err  error
+	kept func(mapLayout)
+}
+
+// idle waits until no layout is being computed, or for ctx.
+func (c *mapCache) idle(ctx context.Context) error {
+	c.mu.Lock()
+	b := c.building
+	c.mu.Unlock()
+	if b == nil {
+		return nil
+	}
+	select {
+	case <-b.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // get returns the layout of points, computing it when the points changed. One layout is
 // computed at a time (for 3,000 points of 1,536 dimensions it takes seconds), outside the
 // lock and outside the request: every request, the one that started it too, waits for it or
 // for its ctx, and a layout whose request ran out of time is kept for the next one (a page
-// bounded by PageTimeout answered long after it, and every reader drew it again).
-func (c *mapCache) get(ctx context.Context, points []MapPoint) (mapLayout, error) {
+// bounded by PageTimeout answered long after it, and every reader drew it again). kept, when
+// not nil, is given the layout this call starts once it is computed, whether or not the call
+// is still waiting for it.
+func (c *mapCache) get(ctx context.Context, points []MapPoint, kept func(mapLayout)) (mapLayout, error) {
 	h := fnv.New64a()
 	var buf [4]byte
 	for _, p := range points {
@@ -626,7 +646,7 @@ func (c *mapCache) get(ctx context.Context, points []MapPoint) (mapLayout, error
 		}
 		b := c.building
 		if b == nil {
-			b = &mapBuild{key: key, done: make(chan struct{})}
+			b = &mapBuild{key: key, done: make(chan struct{}), kept: kept}
 			c.building = b
 			go c.build(b, points)
 		}
@@ -656,6 +676,9 @@ func (c *mapCache) build(b *mapBuild, points []MapPoint) {
 			c.key, c.layout = b.key, &b.lay
 		}
 		c.mu.Unlock()
+		if b.err == nil && b.kept != nil {
+			b.kept(b.lay)
+		}
 		close(b.done)
 	}()
 	compute := c.compute

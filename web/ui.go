@@ -619,6 +619,12 @@ func (s *Server) mapSnapshot(ctx context.Context, spaceID int64) (mapSnapshot, e
 		return mapSnapshot{}, ctx.Err()
 	}
 	defer func() { <-s.mapDrawing }()
+	// A layout an earlier request started and stopped waiting for (its time ran out) is the
+	// map drawn last once it is done: on an archive the workers are filling, a new sample would
+	// differ from its by a paper or two, and be drawn all over again, as long.
+	if err := s.maps.idle(ctx); err != nil {
+		return mapSnapshot{}, err
+	}
 	if c, ok := fresh(); ok { // drawn while this request waited
 		return c, nil
 	}
@@ -626,19 +632,22 @@ func (s *Server) mapSnapshot(ctx context.Context, spaceID int64) (mapSnapshot, e
 	if err != nil {
 		return mapSnapshot{}, err
 	}
-	lay, err := s.maps.get(ctx, points)
+	keep := func(lay mapLayout) mapSnapshot {
+		c := &mapSnapshot{space: spaceID, at: time.Now(), shown: len(points), total: total, layout: lay}
+		if len(points) > 0 {
+			// An empty map, which costs nothing to read again, is not kept: the first papers a
+			// worker embeds appear at the next request, not a minute later.
+			s.mapMu.Lock()
+			s.mapSnap = c
+			s.mapMu.Unlock()
+		}
+		return *c
+	}
+	lay, err := s.maps.get(ctx, points, func(lay mapLayout) { keep(lay) })
 	if err != nil {
 		return mapSnapshot{}, err
 	}
-	c := &mapSnapshot{space: spaceID, at: time.Now(), shown: len(points), total: total, layout: lay}
-	if len(points) > 0 {
-		// An empty map, which costs nothing to read again, is not kept: the first papers a
-		// worker embeds appear at the next request, not a minute later.
-		s.mapMu.Lock()
-		s.mapSnap = c
-		s.mapMu.Unlock()
-	}
-	return *c, nil
+	return keep(lay), nil
 }
 
 // static serves the embedded assets. Those asked for with this server's asset version (the

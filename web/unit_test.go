@@ -281,16 +281,16 @@ func TestMapCacheComputesOneLayoutAtATimeOutsideItsLock(t *testing.T) {
 	}}
 	points := []MapPoint{{ID: "a", Title: "A", Vector: []float32{1, 0}}, {ID: "b", Title: "B", Vector: []float32{0, 1}}}
 	first := make(chan error, 1)
-	go func() { _, err := c.get(context.Background(), points); first <- err }()
+	go func() { _, err := c.get(context.Background(), points, nil); first <- err }()
 	<-started
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := c.get(ctx, points); !errors.Is(err, context.Canceled) {
+	if _, err := c.get(ctx, points, nil); !errors.Is(err, context.Canceled) {
 		t.Errorf("a request whose context ended while the layout was computed: %v, want context.Canceled", err)
 	}
 	second := make(chan error, 1)
-	go func() { _, err := c.get(context.Background(), points); second <- err }()
+	go func() { _, err := c.get(context.Background(), points, nil); second <- err }()
 	close(release)
 	if err := <-first; err != nil {
 		t.Fatal(err)
@@ -564,12 +564,12 @@ func TestMapCacheComputesAgainAfterAPanic(t *testing.T) {
 		return layoutMap(points)
 	}}
 	points := []MapPoint{{ID: "a", Title: "A", Vector: []float32{1, 0}}, {ID: "b", Title: "B", Vector: []float32{0, 1}}}
-	if _, err := c.get(context.Background(), points); err == nil || !strings.Contains(err.Error(), "layout failed") {
+	if _, err := c.get(context.Background(), points, nil); err == nil || !strings.Contains(err.Error(), "layout failed") {
 		t.Errorf("the request whose layout panicked: %v, want the panic as its error", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := c.get(ctx, points); err != nil {
+	if _, err := c.get(ctx, points, nil); err != nil {
 		t.Errorf("the layout after a panic: %v", err)
 	}
 }
@@ -592,7 +592,7 @@ func TestMapRequestOutOfTimeLeavesItsLayoutForTheNext(t *testing.T) {
 	points := []MapPoint{{ID: "a", Title: "A", Vector: []float32{1, 0}}, {ID: "b", Title: "B", Vector: []float32{0, 1}}}
 	ctx, cancel := context.WithCancel(context.Background())
 	first := make(chan error, 1)
-	go func() { _, err := c.get(ctx, points); first <- err }()
+	go func() { _, err := c.get(ctx, points, nil); first <- err }()
 	<-started
 	cancel()
 	select {
@@ -604,7 +604,7 @@ func TestMapRequestOutOfTimeLeavesItsLayoutForTheNext(t *testing.T) {
 		t.Fatal("the request that started the layout went on past its context's end, until the layout was done")
 	}
 	release <- struct{}{}
-	lay, err := c.get(context.Background(), points)
+	lay, err := c.get(context.Background(), points, nil)
 	if err != nil || len(lay.Points) != 2 {
 		t.Fatalf("the next request: %d points, %v; want the layout of 2", len(lay.Points), err)
 	}
@@ -725,5 +725,71 @@ func TestScoresNearZeroHaveNoMinusSign(t *testing.T) {
 	got := regexp.MustCompile(`<span class="score"[^>]*>([^<]*)</span>`).FindAllStringSubmatch(b.String(), -1)
 	if len(got) != 2 || got[0][1] != "0.000" || got[1][1] != "-0.012" {
 		t.Errorf("scores -0.0004 and -0.0123 shown as %q, want 0.000 and -0.012", got)
+	}
+}
+
+// growingMapStore is an archive a worker is filling: each read of the map's sample holds one
+// paper more than the last.
+type growingMapStore struct {
+	mapStore
+	n atomic.Int32
+}
+
+func (s *growingMapStore) ArchiveMap(context.Context, int64, int) ([]MapPoint, int, error) {
+	n := int(s.n.Add(1)) + 2
+	pts := make([]MapPoint, n)
+	for i := range pts {
+		pts[i] = MapPoint{ID: fmt.Sprintf("p%d", i), Title: "T", Vector: []float32{float32(i), float32(i * i % 7)}}
+	}
+	return pts, n, nil
+}
+
+// TestMapDrawnPastItsRequestsTimeIsShownWhileTheArchiveChanges: the layout a map request
+// started and ran out of time waiting for was kept only for the very same sample, so on an
+// archive the workers were filling (or whose metadata was corrected) the next request read a
+// new sample and drew it all over again, and when a layout takes longer than PageTimeout (51 s
+// measured under load against 30 s) no request ever showed the map. The map drawn goes on being
+// the last one drawn, shown while it is fresh like any other.
+func TestMapDrawnPastItsRequestsTimeIsShownWhileTheArchiveChanges(t *testing.T) {
+	t.Parallel()
+	st := &growingMapStore{}
+	s, err := New(Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started, release := make(chan struct{}, 1), make(chan struct{})
+	var computed atomic.Int32
+	s.maps.compute = func(points []MapPoint) mapLayout {
+		if computed.Add(1) == 1 {
+			started <- struct{}{}
+			<-release
+		}
+		return layoutMap(points)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan int, 1)
+	go func() {
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, httptest.NewRequestWithContext(ctx, http.MethodGet, "/map", nil))
+		first <- w.Code
+	}()
+	<-started
+	cancel() // its time ran out while the layout was drawn
+	if code := <-first; code == http.StatusOK {
+		t.Fatalf("the request whose time ran out during the layout: %d, want an error", code)
+	}
+	next := make(chan *httptest.ResponseRecorder, 1)
+	go func() {
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/map", nil))
+		next <- w
+	}()
+	close(release) // the layout is done, while or before the next request looks
+	w := <-next
+	if w.Code != http.StatusOK {
+		t.Fatalf("the next map request: %d %.300s", w.Code, w.Body.String())
+	}
+	if n := computed.Load(); n != 1 {
+		t.Errorf("%d layouts drawn for two map requests a second apart, the archive having grown by a paper between them, want 1 (the first, still fresh)", n)
 	}
 }
