@@ -423,8 +423,9 @@ func pastTense(v string) bool {
 
 // finishRewrite builds the subject-less sentence "Verb rest", or "NAME is a …" when the verb
 // introduces a named artefact in apposition. past says whether the lead verb was in the past
-// tense: a verb coordinated with it has its tense ("We studied X and measured Y"), so a word of
-// the other ("We study X in a careful and measured way") is not one.
+// tense: a past form coordinated with a lead verb in the present is a participle, not a verb
+// ("We study X in a careful and measured way"); after a lead verb in the past, a verb in either
+// tense is one ("We studied X and measured Y", "We trained X and find that Y").
 func finishRewrite(verb, rest string, past bool) string {
 	rest = strings.TrimSpace(rest)
 	// A coordinated second verb agrees too: "… and find X" → "… and finds X".
@@ -444,8 +445,8 @@ func finishRewrite(verb, rest string, past bool) string {
 			continue // "band ", "and ,"
 		}
 		w := strings.ToLower(rest[start:end])
-		if pastTense(w) != past {
-			continue
+		if pastTense(w) && !past {
+			continue // a participle: "in a careful and measured way"
 		}
 		if conj, ok := contributionVerb(w); ok && !strings.HasPrefix(rest[end:], " of ") {
 			rest = rest[:start] + conj + rest[end:]

@@ -265,6 +265,12 @@ func TestClean(t *testing.T) {
 			"Studies the scaling of sparse expert models and measures their cost across many settings."},
 		{"We study a careful and measured way of scaling experts and find that routing matters.",
 			"Studies a careful and measured way of scaling experts and finds that routing matters."},
+		// A lead verb in the past tense is often followed by one in the present: what was done,
+		// then what it shows ("and find" stayed, unconjugated).
+		{"We trained a family of sparse models on web text and find that routing matters most.",
+			"Trains a family of sparse models on web text and finds that routing matters most."},
+		{"In this paper, we introduced a new benchmark and show that current models fail on it.",
+			"Introduces a new benchmark and shows that current models fail on it."},
 		// What announces a finding goes; the finding stays.
 		{"Experimental results on LLaMA-3.1-8B demonstrate that Adapt-Pruner outperforms conventional pruning methods.",
 			"Adapt-Pruner outperforms conventional pruning methods."},
