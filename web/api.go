@@ -463,6 +463,8 @@ func (s *Server) apiPostPapers(w http.ResponseWriter, r *http.Request) {
 				ans.Rejected = append(ans.Rejected, res)
 			}
 		}
+		// In index order, also in the answers of a publishing that failed below.
+		slices.SortFunc(ans.Rejected, func(a, b recordResult) int { return cmp.Compare(a.Index, b.Index) })
 		if err != nil && r.Context().Err() != nil {
 			// The request's time ran out (a burst of large posts on a busy server), its client
 			// left, or the server is stopping: the queue is not at fault, and is not said to be.
@@ -485,7 +487,6 @@ func (s *Server) apiPostPapers(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	slices.SortFunc(ans.Rejected, func(a, b recordResult) int { return cmp.Compare(a.Index, b.Index) })
 	if len(ans.Accepted) == 0 {
 		ans.Error, ans.Status = "no record was accepted: see rejected", http.StatusUnprocessableEntity
 		writeJSON(w, http.StatusUnprocessableEntity, ans)

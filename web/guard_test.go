@@ -736,3 +736,33 @@ func TestShutdownEndsTheQueryEmbeddingAPageStoppedWaitingFor(t *testing.T) {
 		t.Error("the query embedding the page stopped waiting for was still running when the server had shut down")
 	}
 }
+
+// downPublisher takes nothing: the queue cannot be reached.
+type downPublisher struct{}
+
+func (downPublisher) Publish(context.Context, []paper.Abstract) ([]string, map[int]error, error) {
+	return nil, nil, errors.New("nats: connection closed")
+}
+
+// TestPostTheQueueRefusesListsItsRejectedRecordsInOrder: the records a post's publishing left
+// unaccepted came after those its parsing rejected, out of the index order the answer of a post
+// the queue took lists them in.
+func TestPostTheQueueRefusesListsItsRejectedRecordsInOrder(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	cfg := b.config()
+	cfg.Publisher = downPublisher{}
+	b.serve(cfg)
+	r := b.do("POST", "/api/papers", []byte(`[{"id": "2501.00001", "title": "One", "abstract": "First."},
+		{"id": "2501.00002", "title": "", "abstract": "No title."}, {"id": "2501.00003", "title": "Three", "abstract": "Third."}]`),
+		"Content-Type", "application/json")
+	var body postBody
+	r.json(t, &body)
+	var got []int
+	for _, rej := range body.Rejected {
+		got = append(got, rej.Index)
+	}
+	if r.code != http.StatusServiceUnavailable || fmt.Sprint(got) != "[0 1 2]" {
+		t.Errorf("a post of 3 records, the second invalid, the queue down: %d, rejected indexes %v, want 503 and [0 1 2]", r.code, got)
+	}
+}
