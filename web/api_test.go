@@ -892,8 +892,12 @@ func TestSearchWhoseClientLeftGoesOnForTheOthersWaiting(t *testing.T) {
 	// The server sees the client leave once its connection closes; a later search of the
 	// text still finds the call in progress and waits for it too.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if strings.Contains(string(b.get("/metrics").body), `paperpipe_http_request_duration_seconds_count{code="499"`) || time.Now().After(deadline) {
+		if strings.Contains(string(b.get("/metrics").body), `paperpipe_http_request_duration_seconds_count{code="499"`) {
 			break
+		}
+		if time.Now().After(deadline) {
+			close(release)
+			t.Fatal("the server did not see the first search's client leave within 10 s: the test would not show what it is named for")
 		}
 	}
 	close(release)
