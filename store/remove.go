@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -89,7 +90,8 @@ func (s *Store) RemovePapers(ctx context.Context, ids []string, dryRun bool, eac
 	return tot, nil
 }
 
-// removeLockTries is how many times removeBatch waits RowLockTimeout for the papers table.
+// removeLockTries is how many times removeBatch tries a batch whose lock wait timed out or
+// deadlocked.
 const removeLockTries = 5
 
 // removeBatch removes one batch in a transaction that first takes the papers table in SHARE
@@ -98,7 +100,7 @@ const removeLockTries = 5
 // removal's end (it then reads the removal, see removedBefore). Without it, a paper a worker
 // inserted while the removal ran was not seen by its DELETE and stayed. The table lock and
 // every row lock are waited for at most RowLockTimeout, so that the workers' writes queued
-// behind the removal are not held longer; a timed-out wait for the table is tried again.
+// behind the removal are not held longer; a timed-out wait, or a deadlock, is tried again.
 func (s *Store) removeBatch(ctx context.Context, ids []string) ([]RemovedPaper, error) {
 	begin := "BEGIN; SET LOCAL lock_timeout = " + strconv.FormatInt(s.rowLockTimeout.Milliseconds(), 10) +
 		"; LOCK TABLE papers IN SHARE ROW EXCLUSIVE MODE"
@@ -122,7 +124,12 @@ func (s *Store) removeBatch(ctx context.Context, ids []string) ([]RemovedPaper, 
 			return nil
 		})
 		err = s.rowLockTimedOut(err)
-		if err == nil || !errors.Is(err, paper.ErrLocked) || try == removeLockTries || ctx.Err() != nil {
+		// A deadlock with a writer of the papers' outputs (a prune of TL;DRs, a save, locking
+		// rows of tldrs or papers in another order than the DELETE's cascade) aborted the batch,
+		// which changed nothing: it is tried again, as a timed-out wait is.
+		var pgErr *pgconn.PgError
+		deadlock := errors.As(err, &pgErr) && pgErr.Code == "40P01"
+		if err == nil || !errors.Is(err, paper.ErrLocked) && !deadlock || try == removeLockTries || ctx.Err() != nil {
 			return out, err
 		}
 	}

@@ -299,3 +299,64 @@ func TestRelatedAfterRemovingTheNeighbourhoodFindsThoseLeft(t *testing.T) {
 		t.Errorf("related after removing its 1,800 nearest:\n got %v\nwant %v", got, want)
 	}
 }
+
+// A removal that deadlocks with another transaction writing the papers' outputs (a prune of
+// TL;DRs, or a save, which lock rows of tldrs in their own order) is tried again, as one that
+// timed out waiting for a lock is: the batch it was removing changed nothing.
+func TestARemovalThatDeadlocksIsTriedAgain(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	papers := abstracts(2)
+	upsert(t, s, papers, store.Work{})
+	if _, err := s.SaveSummaries(ctx, []paper.Summary{summaryOf(papers[0], "m", "v0", "A TL;DR."),
+		summaryOf(papers[1], "m", "v0", "A TL;DR.")}); err != nil {
+		t.Fatal(err)
+	}
+	// The other transaction holds the second paper's TL;DR, and checks for a deadlock only long
+	// after the removal does, so that the removal is the one PostgreSQL aborts.
+	tx, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var pid int
+	if err := tx.QueryRow(ctx, `SELECT pg_backend_pid() FROM (SELECT set_config('deadlock_timeout', '1min', true)) c,
+		(SELECT FROM tldrs WHERE paper_id = $1 FOR UPDATE) l`, papers[1].ID).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.RemovePapers(ctx, []string{papers[0].ID, papers[1].ID}, false, nil)
+		done <- err
+	}()
+	// Once the removal, having taken the first paper's TL;DR, waits for the second, the other
+	// transaction takes the first: a deadlock.
+	for {
+		var waiting bool
+		if err := s.Pool().QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE $1 = ANY(pg_blocking_pids(pid)))`, pid).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the removal ended without waiting for the other transaction: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM tldrs WHERE paper_id = $1`, papers[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the removal failed: %v", err)
+	}
+	if n := countRows(t, s, "papers"); n != 0 {
+		t.Errorf("%d papers left after their removal", n)
+	}
+}
