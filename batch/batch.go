@@ -617,6 +617,12 @@ func (r *Runner) submit(ctx context.Context, j store.BatchJob, lock *store.JobLo
 			return j, err
 		}
 		if err := r.confirm(ctx, lock, j); err != nil {
+			// The upload is recorded nowhere, and so never collected nor deleted with the job:
+			// the run that took the job over uploads its own, and a later one would upload
+			// again.
+			dropped := j
+			dropped.InputFileID = id
+			r.deleteInput(ctx, dropped)
 			return j, err
 		}
 		if n == 0 {
@@ -1084,7 +1090,8 @@ func (r *Runner) collect(ctx context.Context, j store.BatchJob, status string) (
 	return j, nil
 }
 
-// deleteInput deletes closed job j's input file at OpenAI: nothing reads it any more, and
+// deleteInput deletes job j's input file at OpenAI, once the job is closed, or an upload of it
+// that is recorded nowhere (see submit): nothing reads it any more, and
 // OpenAI keeps an uploaded file until it is deleted (its output files expire), so every run's
 // input (up to 190 MB a job) stayed in the project's storage. A failure is only logged: the
 // file is the project's to delete then.

@@ -118,3 +118,45 @@ func TestARunnerWhoseJobLockWasLostAloneTakesItAgain(t *testing.T) {
 		t.Errorf("API delivered %d chat completions for %d papers, want %d", s.ChatDelivered, n, n)
 	}
 }
+
+// A Runner that finds, its input uploaded, that another run took its job over meanwhile (its
+// lock's session ended) deletes that upload at OpenAI: nothing records it, so nothing else ever
+// would, and OpenAI keeps an uploaded file (up to 190 MB a job) until it is deleted.
+func TestARunnerWhoseJobWasTakenOverDeletesItsUpload(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 3)
+	other := proxy(t, b.fake, func(http.ResponseWriter, *http.Request) bool { return false })
+	var once sync.Once
+	url := proxy(t, b.fake, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/files" {
+			once.Do(func() {
+				jobs, err := b.st.BatchJobs(ctx, "")
+				if err != nil || len(jobs) != 1 {
+					t.Errorf("jobs %+v, %v; want the one being prepared", jobs, err)
+					return
+				}
+				if got := endJobLockSessions(t, b, jobs[0].ID); got != 1 {
+					t.Errorf("ended %d sessions holding the job's lock, want 1", got)
+				}
+				if _, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = other }).Submit(ctx, store.Selection{}); err != nil {
+					t.Errorf("the other Runner's Submit: %v", err)
+				}
+			})
+		}
+		return false
+	})
+	if _, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = url }).Run(ctx, store.Selection{}); err != nil {
+		t.Fatalf("first Runner: %v", err)
+	}
+	jobs, err := b.st.BatchJobs(ctx, "")
+	if err != nil || len(jobs) != 1 || jobs[0].Status != store.BatchDone {
+		t.Fatalf("jobs %+v, %v; want the one, done", jobs, err)
+	}
+	// What stays at OpenAI is the batch's output (and error) file, which expires.
+	for _, id := range b.fake.Files() {
+		if id != jobs[0].OutputFileID && id != jobs[0].ErrorFileID {
+			t.Errorf("file %s is still at OpenAI: neither the job's output nor its error file (the job's input was %s)", id, jobs[0].InputFileID)
+		}
+	}
+}
