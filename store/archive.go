@@ -817,9 +817,7 @@ func (l *RunLock) Check() error {
 	if l.conn != nil {
 		var held bool
 		var pid int32
-		err := l.conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted
-			AND pid = pg_backend_pid() AND objsubid = 1 AND ((classid::int8 << 32) | objid::int8) = `+runLockSQL+`), pg_backend_pid()`,
-			l.key).Scan(&held, &pid)
+		err := l.conn.QueryRow(ctx, `SELECT `+sessionHoldsLockSQL(runLockSQL)+`, pg_backend_pid()`, l.key).Scan(&held, &pid)
 		if err == nil && pid != l.sess.pid {
 			// The connection that took the lock answers from another session: a pooler hands
 			// its statements to whichever server session is free, and the lock's session to
