@@ -386,8 +386,9 @@ func registerVector(ctx context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
-// urlSchemeRe is a URL's scheme (RFC 3986), and a JDBC URL's two (jdbc:postgresql).
-var urlSchemeRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*(:[A-Za-z][A-Za-z0-9+.-]*)?$`)
+// urlSchemeRe is a URL's scheme (RFC 3986), and a JDBC URL's two (jdbc:postgresql). Only
+// JDBC's has a colon: user:password before a "://" in the password is no scheme.
+var urlSchemeRe = regexp.MustCompile(`^(?i:jdbc:)?[A-Za-z][A-Za-z0-9+.-]*$`)
 
 // keyValueRe is the start of keyword/value settings (host=… dbname=…).
 var keyValueRe = regexp.MustCompile(`^\s*[A-Za-z_]+\s*=`)

@@ -331,6 +331,8 @@ func TestOpenURLOfAnotherShapeSaysWhatIsWanted(t *testing.T) {
 		{"POSTGRES://someone@127.0.0.1:5432/db", `its scheme is "POSTGRES"`},
 		{"jdbc:postgresql://127.0.0.1:5432/db", `its scheme is "jdbc:postgresql"`},
 		{"someone:S3cretpw@127.0.0.1:5432/db", "no scheme"},
+		// A password with "://" in it: what precedes it is no scheme, and is not shown.
+		{"someone:S3cret://pw@127.0.0.1:5432/db", "its scheme is not postgres"},
 		{"127.0.0.1:5432/db", "no scheme"},
 	} {
 		_, err := store.Open(t.Context(), store.Config{URL: tc.url})
