@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	neturl "net/url"
+	"os"
 	"path"
 	"regexp"
 	"runtime"
@@ -208,6 +209,16 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if namesNoDatabase(cfg.URL) {
+		// PostgreSQL then takes the user's name for it: postgres://paperpipe@host/ is the
+		// archive "paperpipe", which a command meant for another database would migrate.
+		db := pcfg.ConnConfig.Database
+		if db == "" {
+			db = pcfg.ConnConfig.User
+		}
+		log.Warn("the database URL names no database: connecting to the one named after its user, as PostgreSQL does",
+			"database", db)
 	}
 	cc := pcfg.ConnConfig
 	if cfg.EFSearch < 0 {
@@ -413,6 +424,23 @@ func urlShapeError(raw string) string {
 	return "it is a URL with no scheme, or not a URL: " + want
 }
 
+// dbnameRe finds a dbname setting among keyword/value settings.
+var dbnameRe = regexp.MustCompile(`(^|\s)dbname\s*=`)
+
+// namesNoDatabase reports whether connection string raw (already parsed by pgx) leaves the
+// database to PostgreSQL's default, the user's name: a URL without a path or dbname parameter,
+// or keyword/value settings without dbname, with PGDATABASE unset.
+func namesNoDatabase(raw string) bool {
+	if os.Getenv("PGDATABASE") != "" {
+		return false
+	}
+	if strings.HasPrefix(raw, "postgres://") || strings.HasPrefix(raw, "postgresql://") {
+		u, err := neturl.Parse(raw)
+		return err == nil && strings.Trim(u.Path, "/") == "" && u.Query().Get("dbname") == ""
+	}
+	return !dbnameRe.MatchString(raw)
+}
+
 // parseErrorText is what a connection string failed to parse on, without the string: pgconn's
 // ParseConfigError quotes it with the password masked only as far as it can tell (an escaped
 // space in a key/value password, say), and a URL's *url.Error quotes it whole.
@@ -425,9 +453,13 @@ func parseErrorText(err error) string {
 	var pe *pgconn.ParseConfigError
 	if errors.As(err, &pe) {
 		if i := strings.LastIndex(msg, "`: "); i >= 0 {
-			return msg[i+len("`: "):]
+			msg = msg[i+len("`: "):]
+		} else {
+			msg = "cannot parse it"
 		}
-		return "cannot parse it"
+	}
+	if strings.Contains(msg, "sslmode is invalid") {
+		msg += " (sslmode takes disable, allow, prefer, require, verify-ca or verify-full)"
 	}
 	return msg
 }

@@ -827,3 +827,35 @@ func TestMigrateRefusesARoleThatDoesNotOwnTheTables(t *testing.T) {
 		t.Fatalf("a new space by a member of the tables' owner: %v", err)
 	}
 }
+
+// A URL that names no database connects to the one named after its user (PostgreSQL's rule):
+// with postgres://paperpipe@host/ that is an archive's own database, which then got the
+// migrations of a command meant for another (two helpers did so by mistake). Open says which
+// database it goes to; a misspelt sslmode is told with the values it may take.
+func TestOpenSaysWhenTheURLNamesNoDatabase(t *testing.T) {
+	t.Setenv("PGDATABASE", "") // it would name one
+	for _, tc := range []struct {
+		url  string
+		warn bool
+	}{
+		{"postgres://nobody@127.0.0.1:1/?connect_timeout=1", true},
+		{"postgres://nobody@127.0.0.1:1?connect_timeout=1", true},
+		{"host=127.0.0.1 port=1 user=nobody connect_timeout=1", true},
+		{"postgres://nobody@127.0.0.1:1/db?connect_timeout=1", false},
+		{"host=127.0.0.1 port=1 user=nobody dbname=db connect_timeout=1", false},
+	} {
+		var buf bytes.Buffer
+		st, err := store.Open(t.Context(), store.Config{URL: tc.url, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+		if err == nil {
+			st.Close()
+		}
+		got := strings.Contains(buf.String(), "names no database")
+		if got != tc.warn || (got && !strings.Contains(buf.String(), "database=nobody")) {
+			t.Errorf("Open(%q) logged %q; want a warning naming database nobody: %v", tc.url, buf.String(), tc.warn)
+		}
+	}
+	_, err := store.Open(t.Context(), store.Config{URL: "postgres://nobody@127.0.0.1:1/db?sslmode=disabled"})
+	if err == nil || !strings.Contains(err.Error(), "verify-full") {
+		t.Errorf("Open with sslmode=disabled: %v; want the values sslmode may take", err)
+	}
+}
