@@ -122,3 +122,25 @@ func noSuchObject(err error) bool {
 	return errors.As(err, &apiErr) && apiErr.HTTPStatusCode == http.StatusNotFound && apiErr.Type == "invalid_request_error" &&
 		!strings.HasPrefix(apiErr.Message, "Invalid URL") // OpenAI's answer for a path it has not (a wrong base URL)
 }
+
+// DeleteInput deletes closed job j's input file at OpenAI, which keeps an upload until it is
+// deleted, for a job closed outside a run (`paperpipe batches abandon`; a run deletes those it
+// closes). A file OpenAI has no more is no error. Only cfg's BaseURL, APIKey, HTTPClient,
+// Limiter and Logger are used.
+func DeleteInput(ctx context.Context, cfg Config, j store.BatchJob) error {
+	if j.InputFileID == "" {
+		return nil
+	}
+	cfg.setDefaults()
+	if err := llm.CheckBaseURL(cfg.BaseURL); err != nil {
+		return fmt.Errorf("batch config: BaseURL %w", err)
+	}
+	api, retry := cfg.client()
+	_, err := retry.Do(ctx, 0, func(ctx context.Context) error {
+		return api.DeleteFile(ctx, j.InputFileID)
+	})
+	if err != nil && !noSuchObject(err) {
+		return fmt.Errorf("delete input file %s of batch job %d: %w", j.InputFileID, j.ID, err)
+	}
+	return nil
+}

@@ -7,6 +7,7 @@ import (
 	"github.com/paperpipe/paperpipe/paper"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -366,6 +367,11 @@ func TestBatchesAbandonsAJobWhoseBatchIsGone(t *testing.T) {
 	}
 	if all, _ := e.st.BatchJobs(ctx, ""); len(all) != 1 || all[0].Status != store.BatchFailed || all[0].OpenAIStatus != "not found" {
 		t.Errorf("jobs %+v, want the job closed failed, its batch recorded not found", all)
+	}
+	// Its input file, which no batch reads any more, is deleted at OpenAI (which keeps an
+	// upload until then: up to 190 MB a job), as a run deletes a collected job's.
+	if slices.Contains(e.fake.Files(), jobs[0].InputFileID) {
+		t.Errorf("the abandoned job's input file %s is still at OpenAI (files %v)", jobs[0].InputFileID, e.fake.Files())
 	}
 }
 

@@ -220,8 +220,19 @@ func abandonBatchJobs(ctx context.Context, c *config, st *store.Store, ids []int
 		if found != "" {
 			found = " " + found + ";"
 		}
+		// Its input file, which OpenAI keeps until it is deleted (up to 190 MB a job), is read
+		// by no batch any more — unless --force abandoned one still running.
+		file := ""
+		if j.InputFileID != "" && refusal == "" && c.canAskBatches() {
+			if err := batch.DeleteInput(ctx, batch.Config{BaseURL: c.BaseURL, APIKey: c.APIKey, Logger: newLogger(c)}, j); err != nil {
+				if ctx.Err() != nil {
+					return errors.Join(append(errs, ctx.Err())...)
+				}
+				file = fmt.Sprintf(" (its input file %s stays at OpenAI: %v)", j.InputFileID, err)
+			}
+		}
 		fmt.Fprintf(w, "abandoned batch job %d%s:%s its %s will be processed again by the next run; "+
-			"what OpenAI ran for it, and billed, is lost\n", id, batchID, found, plural(j.Total, "paper", "papers"))
+			"what OpenAI ran for it, and billed, is lost%s\n", id, batchID, found, plural(j.Total, "paper", "papers"), file)
 	}
 	return errors.Join(errs...)
 }
