@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -388,7 +389,7 @@ func pruneLocks(ctx context.Context, tx pgx.Tx, models, prompts []string, res *P
 		case !free:
 			res.version(m, p).Skipped = "a `paperpipe reprocess` is writing it"
 		case len(jobs) > 0:
-			res.version(m, p).Skipped = fmt.Sprintf("open Batch API %s %s will write it", pick(len(jobs), "job", "jobs"), joinIDs(jobs))
+			res.version(m, p).Skipped = OpenBatchJobs(jobs) + " will write it"
 		default:
 			freeModels, freePrompts = append(freeModels, m), append(freePrompts, p)
 		}
@@ -400,20 +401,16 @@ func pruneLocks(ctx context.Context, tx pgx.Tx, models, prompts []string, res *P
 	return freeModels, freePrompts, nil
 }
 
-func pick(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
-}
-
-func joinIDs(ids []int64) string {
-	s := ""
+// OpenBatchJobs names open Batch API jobs by id: "open Batch API job 3", "open Batch API jobs
+// 3, 4".
+func OpenBatchJobs(ids []int64) string {
+	s := make([]string, len(ids))
 	for i, id := range ids {
-		if i > 0 {
-			s += ", "
-		}
-		s += itoa(id)
+		s[i] = itoa(id)
 	}
-	return s
+	noun := "jobs"
+	if len(ids) == 1 {
+		noun = "job"
+	}
+	return "open Batch API " + noun + " " + strings.Join(s, ", ")
 }

@@ -104,7 +104,7 @@ func listTLDRVersions(ctx context.Context, st *store.Store, current store.TLDRKe
 			notes = append(notes, "configured")
 		}
 		if len(v.OpenBatchJobs) > 0 {
-			notes = append(notes, fmt.Sprintf("open Batch API %s %s", pick(len(v.OpenBatchJobs), "job", "jobs"), joinInts(v.OpenBatchJobs)))
+			notes = append(notes, store.OpenBatchJobs(v.OpenBatchJobs))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\n", v.Model, v.PromptVersion, v.TLDRs, v.Current, megabytes(v.Bytes),
 			v.LastWritten.Format(time.DateTime), strings.Join(notes, "; "))
@@ -168,11 +168,3 @@ func pruneTLDRs(ctx context.Context, st *store.Store, opts store.PruneOptions, a
 
 // megabytes is n bytes in MB, with one decimal.
 func megabytes(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
-
-func joinInts(ids []int64) string {
-	s := make([]string, len(ids))
-	for i, id := range ids {
-		s[i] = fmt.Sprint(id)
-	}
-	return strings.Join(s, ", ")
-}
