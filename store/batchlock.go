@@ -179,15 +179,8 @@ func (s *Store) LockBatchJob(ctx context.Context, id int64) (job BatchJob, relea
 		conn.Release()
 		return BatchJob{}, release, fmt.Errorf("lock batch job %d: %w", id, ErrBatchJobBusy)
 	}
-	rows, err := conn.Query(ctx, `SELECT `+batchJobColumns+` FROM batch_jobs WHERE id = $1`, id)
-	if err == nil {
-		job, err = pgx.CollectExactlyOneRow(rows, scanBatchJob)
-	}
-	if err != nil {
+	if job, err = readBatchJob(ctx, conn, id); err != nil {
 		unlockBatchJob(ctx, conn, id)
-		if errors.Is(err, pgx.ErrNoRows) {
-			err = paper.ErrNotFound
-		}
 		return BatchJob{}, release, fmt.Errorf("lock batch job %d: %w", id, err)
 	}
 	return job, &JobLock{id: id, pool: s.pool, conn: conn, ctx: ctx}, nil
@@ -228,12 +221,18 @@ func (l *JobLock) Confirm(ctx context.Context) (BatchJob, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, jobLockCheckTimeout)
 	defer cancel()
+	read := func(conn *pgxpool.Conn) (BatchJob, error) {
+		job, err := readBatchJob(ctx, conn, l.id)
+		if err != nil {
+			err = fmt.Errorf("read batch job %d: %w", l.id, err)
+		}
+		return job, unavailable(ctx, err)
+	}
 	if l.conn != nil {
 		var held bool
 		err := l.conn.QueryRow(ctx, `SELECT `+sessionHoldsLockSQL(batchJobLock), l.id).Scan(&held)
 		if err == nil && held {
-			job, err := readBatchJob(ctx, l.conn, l.id)
-			return job, unavailable(ctx, err)
+			return read(l.conn)
 		}
 		discard(l.conn) // gone, or no use: closed, its session ends on the server too
 		l.conn = nil
@@ -252,24 +251,20 @@ func (l *JobLock) Confirm(ctx context.Context) (BatchJob, error) {
 		return BatchJob{}, fmt.Errorf("batch job %d: %w", l.id, ErrBatchJobLockLost)
 	}
 	l.conn = conn
-	job, err := readBatchJob(ctx, conn, l.id)
-	return job, unavailable(ctx, err)
+	return read(conn)
 }
 
-// readBatchJob reads job id.
+// readBatchJob reads job id (paper.ErrNotFound when there is none); the caller says which job.
 func readBatchJob(ctx context.Context, conn *pgxpool.Conn, id int64) (BatchJob, error) {
 	rows, err := conn.Query(ctx, `SELECT `+batchJobColumns+` FROM batch_jobs WHERE id = $1`, id)
 	if err != nil {
-		return BatchJob{}, fmt.Errorf("read batch job %d: %w", id, err)
+		return BatchJob{}, err
 	}
 	job, err := pgx.CollectExactlyOneRow(rows, scanBatchJob)
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = paper.ErrNotFound
 	}
-	if err != nil {
-		return BatchJob{}, fmt.Errorf("read batch job %d: %w", id, err)
-	}
-	return job, nil
+	return job, err
 }
 
 // Release releases the lock (one lost: nothing). It is safe to call more than once.
