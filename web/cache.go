@@ -5,8 +5,9 @@ import (
 	"sync"
 )
 
-// queryCache is a bounded LRU of query embeddings keyed by embedding space (model, dimensions
-// and template) and text. It is safe for concurrent use; a nil *queryCache caches nothing.
+// queryCache is a bounded LRU of query embeddings keyed by embedding space (spaceKey: its id,
+// model, dimensions and template) and text. It is safe for concurrent use; a nil *queryCache
+// caches nothing.
 type queryCache struct {
 	mu    sync.Mutex
 	max   int

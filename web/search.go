@@ -333,7 +333,7 @@ func (s *Server) querySpace(ctx context.Context) (paper.Space, error) {
 // does (see queryFlight). wait, when above 0, bounds this search's wait (errEmbedWait): the call
 // then goes on without it, for the search's time, and its vector is cached for the next.
 func (s *Server) embedQuery(ctx context.Context, sp paper.Space, q string, wait time.Duration) ([]float32, bool, error) {
-	key := cacheKey{sp.Name(), q}
+	key := cacheKey{spaceKey(sp), q}
 	if vec, ok := s.cache.get(key.space, key.text); ok {
 		s.cfg.Metrics.ObserveQueryCache(true)
 		return vec, true, nil
@@ -519,8 +519,16 @@ func (s *Server) embedNew(ctx context.Context, sp paper.Space, q string) ([]floa
 		return nil, &httpError{status: http.StatusConflict, err: paper.ErrSpaceMismatch,
 			msg: fmt.Sprintf("the embedder returned %d dimensions, the active space %s holds %d", len(vec), sp.Name(), sp.Dimensions)}
 	}
-	s.cache.put(sp.Name(), q, vec)
+	s.cache.put(spaceKey(sp), q, vec)
 	return vec, nil
+}
+
+// spaceKey names space sp in the cache of query vectors and their flights: by its id as well as
+// its name. A space dropped and made again under the same name (the model behind the name
+// changed, and the archive is embedded again) is another space, whose queries the old one's
+// vectors, of the old model, must not answer.
+func spaceKey(sp paper.Space) string {
+	return strconv.FormatInt(sp.ID, 10) + " " + sp.Name()
 }
 
 func nonNil[T any](s []T) []T {
