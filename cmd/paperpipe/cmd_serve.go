@@ -20,6 +20,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/ingest"
 	"github.com/paperpipe/paperpipe/internal/llm"
 	"github.com/paperpipe/paperpipe/internal/metrics"
@@ -73,6 +74,7 @@ func cmdServe(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return interruptedStart(ctx, err)
 	}
+	warnQueriesRefused(ctx, c, log, reads, m.emb.Space())
 	b, err := connectBrokerLater(ctx, c, log, brokerClient)
 	if err != nil {
 		return interruptedStart(ctx, err)
@@ -80,6 +82,49 @@ func cmdServe(ctx context.Context, c *config, args []string) error {
 	defer b.close()
 	return serveHTTP(ctx, c, log, st, reads, b, m, "serve")
 }
+
+// warnQueriesRefused says, when es — the space of serve's query embedder — is not the active
+// space, that searches by meaning are refused and what makes them work: an operator switching
+// models restarts serve on the new one before `paperpipe activate`, and each refused search is
+// logged at debug level only (a 409, the reader's error), so that serve otherwise said nothing
+// while every reader got keyword results. (An activation while serve runs is warned about by
+// `activate`.) `up` needs none: its workers warn when their space is not active
+// (warnInactiveSpace).
+func warnQueriesRefused(ctx context.Context, c *config, log *slog.Logger, st *store.Store, es paper.Space) {
+	active, err := st.ActiveSpace(ctx)
+	if err != nil || active.Model == es.Model && active.Dimensions == es.Dimensions && active.Template == es.Template {
+		return // none active yet, or unreadable: each search says so
+	}
+	var do []string
+	// With their coverage (a count per space: seconds on millions of papers, so bounded); unread,
+	// the hint leaves serve's own space out.
+	cctx, cancel := context.WithTimeout(ctx, spacesCountWait)
+	spaces, _ := st.Spaces(cctx)
+	cancel()
+	for _, own := range spaces {
+		switch {
+		case own.Name() != es.Name():
+		case own.Embedded < own.Papers:
+			do = append(do, fmt.Sprintf("its own space %d holds %d of %d papers: %s, then `paperpipe activate %d`", own.ID, own.Embedded, own.Papers, embed.FillHint(own.Space), own.ID))
+		default:
+			do = append(do, fmt.Sprintf("`paperpipe activate %d` switches queries to space %d, which holds a vector of every paper", own.ID, own.ID))
+		}
+	}
+	switch {
+	case active.Template != embed.TemplateTitleAbstract:
+		do = append(do, fmt.Sprintf("the active space's input template %q is not one paperpipe's embedders make: no query can be embedded for it", active.Template))
+	default:
+		if want := settingsFor(c, active); want != "" {
+			do = append(do, fmt.Sprintf("to search the active space, set %s and restart serve", want))
+		}
+	}
+	log.Warn(fmt.Sprintf("searches are embedded by %s, but the active embedding space is %d (%s): searches by meaning and hybrid searches "+
+		"are refused (embedding space mismatch, HTTP 409; the search page shows keyword results instead): %s",
+		es.Name(), active.ID, active.Name(), strings.Join(do, "; or, ")))
+}
+
+// spacesCountWait bounds warnQueriesRefused's count of the spaces' coverage.
+const spacesCountWait = 10 * time.Second
 
 // addHTTPFlag registers --http.
 func (c *config) addHTTPFlag(fs *flag.FlagSet) {
