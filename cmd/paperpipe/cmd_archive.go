@@ -1433,7 +1433,9 @@ func settingsFor(c *config, sp paper.Space) string {
 		return ""
 	}
 	want := "PAPERPIPE_EMBED_MODEL=" + sp.Model
-	if embed.NativeDimensions(sp.Model) != sp.Dimensions {
+	// The dimensions too when the space's are not the model's own, or when another number is
+	// configured: left set, it keeps the embedder out of the space whatever the model.
+	if embed.NativeDimensions(sp.Model) != sp.Dimensions || c.EmbedDims != 0 && c.EmbedDims != sp.Dimensions {
 		want += fmt.Sprintf(" PAPERPIPE_EMBED_DIMENSIONS=%d", sp.Dimensions)
 	}
 	if !c.apiConfigured() {

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/paper"
 )
 
 // TestServeOnANewModelBeforeActivateSaysSo: an operator switching the embedding model restarts
@@ -62,6 +64,34 @@ func TestServeOnANewModelBeforeActivateSaysSo(t *testing.T) {
 		"409", "`paperpipe activate 2`"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("serve started on the embedding model of an inactive space says:\n%s\nwant it to name %q", out, want)
+		}
+	}
+}
+
+// TestSettingsForNameTheDimensionsToChange: the settings activate, a worker of an inactive space
+// and serve give to embed into the active space must make its vectors once set. Configured for
+// text-embedding-3-small at 512 dimensions, with its 1536-dimension space active, they said "set
+// PAPERPIPE_EMBED_MODEL=text-embedding-3-small" — already set: PAPERPIPE_EMBED_DIMENSIONS=512
+// stayed, and so did the mismatch.
+func TestSettingsForNameTheDimensionsToChange(t *testing.T) {
+	t.Parallel()
+	small := paper.Space{Model: "text-embedding-3-small", Dimensions: 1536, Template: embed.TemplateTitleAbstract}
+	nomic := paper.Space{Model: "nomic-embed-text", Dimensions: 768, Template: embed.TemplateTitleAbstract}
+	for _, tc := range []struct {
+		model string
+		dims  int
+		sp    paper.Space
+		want  string
+	}{
+		{"text-embedding-3-small", 512, small, "PAPERPIPE_EMBED_MODEL=text-embedding-3-small PAPERPIPE_EMBED_DIMENSIONS=1536"},
+		{"text-embedding-3-small", 512, nomic, "PAPERPIPE_EMBED_MODEL=nomic-embed-text PAPERPIPE_EMBED_DIMENSIONS=768"},
+		{"text-embedding-3-large", 0, small, "PAPERPIPE_EMBED_MODEL=text-embedding-3-small"},
+		{"text-embedding-3-small", 0, small, ""},
+		{"text-embedding-3-small", 1536, small, ""},
+	} {
+		c := &config{APIKey: "sk-test", EmbedModel: tc.model, EmbedDims: tc.dims}
+		if got := settingsFor(c, tc.sp); got != tc.want {
+			t.Errorf("configured %s with %d dimensions, space %s: settingsFor = %q, want %q", tc.model, tc.dims, tc.sp.Name(), got, tc.want)
 		}
 	}
 }
