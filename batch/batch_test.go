@@ -180,16 +180,23 @@ func TestRunStoresEveryResultOnceWithBatchUsage(t *testing.T) {
 
 // A run cancelled after its batches were created leaves them open in the store; a new Runner
 // (a restarted paperpipe) resumes polling them, creates no second batch and stores every
-// result once.
+// result once. The first run is cancelled by its first look at a batch, which the fake API
+// never answers: the fake completes a batch within milliseconds, and a first look that
+// collected both jobs left nothing to resume (the test skipped itself in most runs).
 func TestRestartAfterBatchCreatedResumesWithoutPayingTwice(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setup(t, 8)
 	cctx, cancel := context.WithCancel(ctx)
-	r1 := b.runner(t, func(c *batch.Config) {
-		c.Progress = func([]store.BatchJob, batch.Report) { cancel() } // the first look at the batches
-		c.PollInterval = time.Hour
+	url := proxy(t, b.fake, func(_ http.ResponseWriter, r *http.Request) bool {
+		if !isPoll(r) {
+			return false
+		}
+		cancel()
+		<-r.Context().Done() // the Runner's request ends with its context: unanswered
+		return true
 	})
+	r1 := b.runner(t, func(c *batch.Config) { c.BaseURL = url })
 	rep, err := r1.Run(cctx, store.Selection{})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run = %+v, %v; want context.Canceled", rep, err)
@@ -201,18 +208,12 @@ func TestRestartAfterBatchCreatedResumesWithoutPayingTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	open := 0
 	for _, j := range jobs {
-		if j.OpenAIID == "" {
-			t.Errorf("job %d has no OpenAI batch id after submission", j.ID)
-		}
-		if j.Status == store.BatchSubmitted {
-			open++
+		if j.OpenAIID == "" || j.Status != store.BatchSubmitted {
+			t.Errorf("job %d: batch %q, status %s; want submitted, with its OpenAI batch id", j.ID, j.OpenAIID, j.Status)
 		}
 	}
-	if open == 0 {
-		t.Skip("both batches completed before the first look; nothing to resume") // cannot happen with an hour's poll
-	}
+	const open = 2
 
 	// While the jobs are open, their papers are not stale for the target: not sent again.
 	var stale int
@@ -229,8 +230,7 @@ func TestRestartAfterBatchCreatedResumesWithoutPayingTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every job still open is resumed and finished; one the first run had already collected
-	// before its cancellation took effect (the fake can finish a batch at once) is not.
+	// Both jobs are resumed and finished.
 	if rep.Submitted != 0 || rep.Resumed != open || rep.Done != open {
 		t.Errorf("restarted run %+v, want 0 submitted, %d resumed, %d done", rep, open, open)
 	}
