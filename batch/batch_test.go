@@ -188,15 +188,7 @@ func TestRestartAfterBatchCreatedResumesWithoutPayingTwice(t *testing.T) {
 	ctx := context.Background()
 	b := setup(t, 8)
 	cctx, cancel := context.WithCancel(ctx)
-	url := proxy(t, b.fake, func(_ http.ResponseWriter, r *http.Request) bool {
-		if !isPoll(r) {
-			return false
-		}
-		cancel()
-		<-r.Context().Done() // the Runner's request ends with its context: unanswered
-		return true
-	})
-	r1 := b.runner(t, func(c *batch.Config) { c.BaseURL = url })
+	r1 := b.runner(t, func(c *batch.Config) { c.BaseURL = cancelAtFirstLook(t, b.fake, cancel) })
 	rep, err := r1.Run(cctx, store.Selection{})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run = %+v, %v; want context.Canceled", rep, err)
@@ -529,6 +521,22 @@ func TestSlowUploadGetsTimeForItsSize(t *testing.T) {
 // isPoll reports whether r looks at a batch (GET /v1/batches/{id}).
 func isPoll(r *http.Request) bool {
 	return r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/batches/")
+}
+
+// cancelAtFirstLook serves the fake API at a URL of its own where a look at a batch cancels
+// the Runner's context (cancel) and is left unanswered: a Runner stopped once its jobs are
+// submitted, before it collects any, however soon the fake completes their batches (within
+// milliseconds).
+func cancelAtFirstLook(t *testing.T, fake *openaitest.Server, cancel context.CancelFunc) string {
+	t.Helper()
+	return proxy(t, fake, func(_ http.ResponseWriter, r *http.Request) bool {
+		if !isPoll(r) {
+			return false
+		}
+		cancel()
+		<-r.Context().Done() // the Runner's request ends with its context
+		return true
+	})
 }
 
 // A 429 answering a look at a batch, with Retry-After, is waited out before the batch is
