@@ -21,6 +21,38 @@ func topic(n int, title, abstract string, cats ...string) paper.Abstract {
 	return paper.Abstract{ID: fmt.Sprintf("arxiv:2402.%05d", n), Title: title, Abstract: abstract, Categories: cats}
 }
 
+// checkKeywordFinds fails unless KeywordSearch(q) finds exactly the papers want, in any order.
+func checkKeywordFinds(t *testing.T, s *store.Store, q string, want []string) {
+	t.Helper()
+	hits, err := s.KeywordSearch(t.Context(), q, 10)
+	if err != nil {
+		t.Fatalf("KeywordSearch(%q): %v", q, err)
+	}
+	got := hitIDs(hits)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("KeywordSearch(%q) = %v, want %v", q, got, want)
+	}
+}
+
+// checkListFinds fails unless the list's text filter q (ListFiltered) lists exactly the papers
+// want, in any order.
+func checkListFinds(t *testing.T, s *store.Store, q string, want []string) {
+	t.Helper()
+	recs, _, err := s.ListFiltered(t.Context(), store.ListFilter{Text: q}, 10, nil)
+	if err != nil {
+		t.Fatalf("ListFiltered(%q): %v", q, err)
+	}
+	var listed []string
+	for _, r := range recs {
+		listed = append(listed, r.ID)
+	}
+	slices.Sort(listed)
+	if !slices.Equal(listed, want) {
+		t.Errorf("ListFiltered(text %q) = %v, want %v", q, listed, want)
+	}
+}
+
 func TestKeywordSearchRanksTitleAboveAbstract(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
@@ -127,15 +159,7 @@ func TestKeywordSearchOfAnAcronymFindsItsPlural(t *testing.T) {
 		{"LLMs on GPUs", both}, {`"quokka LLMs"`, both}, {"LLM or island", []string{singular.ID, plural.ID, neither.ID}},
 		{"quokka -LLM", []string{neither.ID}}, {"quokka -GPUs", []string{neither.ID}},
 	} {
-		hits, err := s.KeywordSearch(ctx, c.q, 10)
-		if err != nil {
-			t.Fatalf("KeywordSearch(%q): %v", c.q, err)
-		}
-		got := hitIDs(hits)
-		slices.Sort(got)
-		if !slices.Equal(got, c.want) {
-			t.Errorf("KeywordSearch(%q) = %v, want %v", c.q, got, c.want)
-		}
+		checkKeywordFinds(t, s, c.q, c.want)
 		hy, err := s.HybridSearch(ctx, sp.ID, c.q, []float32{1, 1, 1}, 10)
 		if err != nil {
 			t.Fatalf("HybridSearch(%q): %v", c.q, err)
@@ -150,18 +174,7 @@ func TestKeywordSearchOfAnAcronymFindsItsPlural(t *testing.T) {
 				t.Errorf("SemanticSearch(%q) = %v, %v; want %v", c.q, hitIDs(sem), err, c.want)
 			}
 		}
-		recs, _, err := s.ListFiltered(ctx, store.ListFilter{Text: c.q}, 10, nil)
-		if err != nil {
-			t.Fatalf("ListFiltered(%q): %v", c.q, err)
-		}
-		var listed []string
-		for _, r := range recs {
-			listed = append(listed, r.ID)
-		}
-		slices.Sort(listed)
-		if !slices.Equal(listed, c.want) {
-			t.Errorf("ListFiltered(text %q) = %v, want %v", c.q, listed, c.want)
-		}
+		checkListFinds(t, s, c.q, c.want)
 	}
 	// Words with a vowel are stemmed as before: no plural is added that another word could be.
 	if hits, err := s.KeywordSearch(ctx, "foods", 10); err != nil || !slices.Equal(hitIDs(hits), []string{neither.ID}) {
@@ -227,15 +240,7 @@ func TestKeywordSearchOfAHyphenatedWordFindsItJoined(t *testing.T) {
 		{`quokka -"multi-modal pre-training"`, []string{neither.ID}},
 		{"pre-island", nil},
 	} {
-		hits, err := s.KeywordSearch(ctx, c.q, 10)
-		if err != nil {
-			t.Fatalf("KeywordSearch(%q): %v", c.q, err)
-		}
-		got := hitIDs(hits)
-		slices.Sort(got)
-		if !slices.Equal(got, c.want) {
-			t.Errorf("KeywordSearch(%q) = %v, want %v", c.q, got, c.want)
-		}
+		checkKeywordFinds(t, s, c.q, c.want)
 		if strings.Contains(c.q, " -") {
 			// The excluded papers are left out of the semantic ranking as well.
 			sem, err := s.SemanticSearch(ctx, sp.ID, c.q, []float32{1, 1, 1}, 10)
@@ -243,18 +248,7 @@ func TestKeywordSearchOfAHyphenatedWordFindsItJoined(t *testing.T) {
 				t.Errorf("SemanticSearch(%q) = %v, %v; want %v", c.q, hitIDs(sem), err, c.want)
 			}
 		}
-		recs, _, err := s.ListFiltered(ctx, store.ListFilter{Text: c.q}, 10, nil)
-		if err != nil {
-			t.Fatalf("ListFiltered(%q): %v", c.q, err)
-		}
-		var listed []string
-		for _, r := range recs {
-			listed = append(listed, r.ID)
-		}
-		slices.Sort(listed)
-		if !slices.Equal(listed, c.want) {
-			t.Errorf("ListFiltered(text %q) = %v, want %v", c.q, listed, c.want)
-		}
+		checkListFinds(t, s, c.q, c.want)
 	}
 }
 
@@ -292,15 +286,7 @@ func TestKeywordSearchOfAJoinedWordFindsItHyphenated(t *testing.T) {
 		{"island or quokka -pretraining", []string{neither.ID}},
 		{"pretraining island", nil}, {"modalmulti", nil},
 	} {
-		hits, err := s.KeywordSearch(ctx, c.q, 10)
-		if err != nil {
-			t.Fatalf("KeywordSearch(%q): %v", c.q, err)
-		}
-		got := hitIDs(hits)
-		slices.Sort(got)
-		if !slices.Equal(got, c.want) {
-			t.Errorf("KeywordSearch(%q) = %v, want %v", c.q, got, c.want)
-		}
+		checkKeywordFinds(t, s, c.q, c.want)
 		if strings.Contains(c.q, " -") {
 			// The excluded papers are left out of the semantic ranking as well.
 			sem, err := s.SemanticSearch(ctx, sp.ID, c.q, []float32{1, 1, 1}, 10)
@@ -308,18 +294,7 @@ func TestKeywordSearchOfAJoinedWordFindsItHyphenated(t *testing.T) {
 				t.Errorf("SemanticSearch(%q) = %v, %v; want %v", c.q, hitIDs(sem), err, c.want)
 			}
 		}
-		recs, _, err := s.ListFiltered(ctx, store.ListFilter{Text: c.q}, 10, nil)
-		if err != nil {
-			t.Fatalf("ListFiltered(%q): %v", c.q, err)
-		}
-		var listed []string
-		for _, r := range recs {
-			listed = append(listed, r.ID)
-		}
-		slices.Sort(listed)
-		if !slices.Equal(listed, c.want) {
-			t.Errorf("ListFiltered(text %q) = %v, want %v", c.q, listed, c.want)
-		}
+		checkListFinds(t, s, c.q, c.want)
 	}
 }
 
@@ -330,7 +305,6 @@ func TestKeywordSearchOfAJoinedWordFindsItHyphenated(t *testing.T) {
 func TestKeywordSearchOfANumberFindsItAfterAHyphen(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
-	ctx := t.Context()
 	hyphenated := topic(1, "Quokkas on GPT-4", "We track COVID-19 in quokkas with ResNet-50 and Llama-3.1.")
 	spaced := topic(2, "Quokkas on GPT 4", "We track COVID 19 in quokkas with ResNet 50 and Llama 3.1.")
 	neither := topic(3, "Wombats", "We track wombats and quokkas with 19 cameras in 4 parks.")
@@ -345,27 +319,8 @@ func TestKeywordSearchOfANumberFindsItAfterAHyphen(t *testing.T) {
 		{`"track covid19 in quokkas"`, both}, {"quokkas -covid19", []string{neither.ID}},
 		{"19 cameras", []string{neither.ID}}, {"gpt5", nil},
 	} {
-		hits, err := s.KeywordSearch(ctx, c.q, 10)
-		if err != nil {
-			t.Fatalf("KeywordSearch(%q): %v", c.q, err)
-		}
-		got := hitIDs(hits)
-		slices.Sort(got)
-		if !slices.Equal(got, c.want) {
-			t.Errorf("KeywordSearch(%q) = %v, want %v", c.q, got, c.want)
-		}
-		recs, _, err := s.ListFiltered(ctx, store.ListFilter{Text: c.q}, 10, nil)
-		if err != nil {
-			t.Fatalf("ListFiltered(%q): %v", c.q, err)
-		}
-		var listed []string
-		for _, r := range recs {
-			listed = append(listed, r.ID)
-		}
-		slices.Sort(listed)
-		if !slices.Equal(listed, c.want) {
-			t.Errorf("ListFiltered(text %q) = %v, want %v", c.q, listed, c.want)
-		}
+		checkKeywordFinds(t, s, c.q, c.want)
+		checkListFinds(t, s, c.q, c.want)
 	}
 }
 
@@ -375,7 +330,6 @@ func TestKeywordSearchOfANumberFindsItAfterAHyphen(t *testing.T) {
 func TestKeywordSearchOfAHyphenatedWordFindsItSpaced(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
-	ctx := t.Context()
 	hyphenated := topic(1, "Mixture-of-Experts quokkas", "A pre-trained mixture-of-experts quokka learns in-context.")
 	spaced := topic(2, "Mixture of experts quokkas", "A pre trained mixture of experts quokka learns in context.")
 	neither := topic(3, "A mixture of quokka experts", "Experts of a mixture of quokkas, trained in a context.")
@@ -389,27 +343,8 @@ func TestKeywordSearchOfAHyphenatedWordFindsItSpaced(t *testing.T) {
 		{"quokka -mixture-of-experts", []string{neither.ID}},
 		{"in-context", []string{hyphenated.ID}},
 	} {
-		hits, err := s.KeywordSearch(ctx, c.q, 10)
-		if err != nil {
-			t.Fatalf("KeywordSearch(%q): %v", c.q, err)
-		}
-		got := hitIDs(hits)
-		slices.Sort(got)
-		if !slices.Equal(got, c.want) {
-			t.Errorf("KeywordSearch(%q) = %v, want %v", c.q, got, c.want)
-		}
-		recs, _, err := s.ListFiltered(ctx, store.ListFilter{Text: c.q}, 10, nil)
-		if err != nil {
-			t.Fatalf("ListFiltered(%q): %v", c.q, err)
-		}
-		var listed []string
-		for _, r := range recs {
-			listed = append(listed, r.ID)
-		}
-		slices.Sort(listed)
-		if !slices.Equal(listed, c.want) {
-			t.Errorf("ListFiltered(text %q) = %v, want %v", c.q, listed, c.want)
-		}
+		checkKeywordFinds(t, s, c.q, c.want)
+		checkListFinds(t, s, c.q, c.want)
 	}
 }
 
