@@ -26,6 +26,33 @@ func endJobLockSessions(t *testing.T, b *bundle, id int64) int {
 	return n
 }
 
+// loseJobLockAtUpload serves the fake API at a URL of its own, through hook as proxy does (nil:
+// none), where the first upload of an input file (POST /v1/files) first ends the sessions that
+// hold the lock of the one job being prepared, then runs then (another Runner, say) unless it
+// is nil, and goes on to the fake. ended is how many sessions it ended.
+func loseJobLockAtUpload(t *testing.T, b *bundle, then func(), hook func(w http.ResponseWriter, r *http.Request) bool) (url string, ended func() int) {
+	t.Helper()
+	var once sync.Once
+	var n atomic.Int32
+	url = proxy(t, b.fake, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/files" {
+			once.Do(func() {
+				jobs, err := b.st.BatchJobs(context.Background(), "")
+				if err != nil || len(jobs) != 1 {
+					t.Errorf("jobs %+v, %v; want the one being prepared", jobs, err)
+					return
+				}
+				n.Store(int32(endJobLockSessions(t, b, jobs[0].ID)))
+				if then != nil {
+					then()
+				}
+			})
+		}
+		return hook != nil && hook(w, r)
+	})
+	return url, func() int { return int(n.Load()) }
+}
+
 // A Runner uploading a job's input whose lock's session the database ends meanwhile (a restart,
 // pg_terminate_backend, idle_session_timeout: the Runner goes on uploading, its lock's
 // connection idle) leaves the job to the Runner that resumed it in the meantime: that one
@@ -45,31 +72,21 @@ func TestARunnerWhoseJobLockWasLostCreatesNoSecondBatch(t *testing.T) {
 		return false
 	}
 	other := proxy(t, b.fake, count)
-	var once sync.Once
 	var otherRep batch.Report
-	url := proxy(t, b.fake, func(w http.ResponseWriter, r *http.Request) bool {
-		if r.Method == http.MethodPost && r.URL.Path == "/v1/files" {
-			once.Do(func() {
-				// The first Runner's upload is on its way: its lock's session ends, and another
-				// Runner, started meanwhile, finds the job preparing and unlocked.
-				jobs, err := b.st.BatchJobs(ctx, "")
-				if err != nil || len(jobs) != 1 {
-					t.Errorf("jobs %+v, %v; want the one being prepared", jobs, err)
-					return
-				}
-				if got := endJobLockSessions(t, b, jobs[0].ID); got != 1 {
-					t.Errorf("ended %d sessions holding the job's lock, want 1", got)
-				}
-				if otherRep, err = b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = other }).Submit(ctx, store.Selection{}); err != nil {
-					t.Errorf("the other Runner's Submit: %v", err)
-				}
-			})
+	// The first Runner's upload is on its way: its lock's session ends, and another Runner,
+	// started meanwhile, finds the job preparing and unlocked.
+	url, ended := loseJobLockAtUpload(t, b, func() {
+		var err error
+		if otherRep, err = b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = other }).Submit(ctx, store.Selection{}); err != nil {
+			t.Errorf("the other Runner's Submit: %v", err)
 		}
-		return count(w, r)
-	})
+	}, count)
 	rep, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = url }).Run(ctx, store.Selection{})
 	if err != nil {
 		t.Errorf("first Runner: %v", err)
+	}
+	if n := ended(); n != 1 {
+		t.Errorf("ended %d sessions holding the job's lock, want 1", n)
 	}
 	if otherRep.Resumed != 1 || otherRep.Submitted != 0 {
 		t.Errorf("the other Runner's report %+v, want the job resumed", otherRep)
@@ -92,24 +109,10 @@ func TestARunnerWhoseJobLockWasLostAloneTakesItAgain(t *testing.T) {
 	ctx := context.Background()
 	const n = 3
 	b := setup(t, n)
-	var once sync.Once
-	var ended int
-	url := proxy(t, b.fake, func(w http.ResponseWriter, r *http.Request) bool {
-		if r.Method == http.MethodPost && r.URL.Path == "/v1/files" {
-			once.Do(func() {
-				jobs, err := b.st.BatchJobs(ctx, "")
-				if err != nil || len(jobs) != 1 {
-					t.Errorf("jobs %+v, %v; want the one being prepared", jobs, err)
-					return
-				}
-				ended = endJobLockSessions(t, b, jobs[0].ID)
-			})
-		}
-		return false
-	})
+	url, ended := loseJobLockAtUpload(t, b, nil, nil)
 	rep, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = url }).Run(ctx, store.Selection{})
-	if err != nil || ended != 1 {
-		t.Fatalf("Run: %v (%d lock sessions ended); want nil, 1", err, ended)
+	if err != nil || ended() != 1 {
+		t.Fatalf("Run: %v (%d lock sessions ended); want nil, 1", err, ended())
 	}
 	if rep.Submitted != 1 || rep.Done != 1 || rep.TLDRs != n {
 		t.Errorf("report %+v, want the job submitted and done, %d TL;DRs", rep, n)
@@ -127,27 +130,16 @@ func TestARunnerWhoseJobWasTakenOverDeletesItsUpload(t *testing.T) {
 	ctx := context.Background()
 	b := setup(t, 3)
 	other := proxy(t, b.fake, func(http.ResponseWriter, *http.Request) bool { return false })
-	var once sync.Once
-	url := proxy(t, b.fake, func(w http.ResponseWriter, r *http.Request) bool {
-		if r.Method == http.MethodPost && r.URL.Path == "/v1/files" {
-			once.Do(func() {
-				jobs, err := b.st.BatchJobs(ctx, "")
-				if err != nil || len(jobs) != 1 {
-					t.Errorf("jobs %+v, %v; want the one being prepared", jobs, err)
-					return
-				}
-				if got := endJobLockSessions(t, b, jobs[0].ID); got != 1 {
-					t.Errorf("ended %d sessions holding the job's lock, want 1", got)
-				}
-				if _, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = other }).Submit(ctx, store.Selection{}); err != nil {
-					t.Errorf("the other Runner's Submit: %v", err)
-				}
-			})
+	url, ended := loseJobLockAtUpload(t, b, func() {
+		if _, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = other }).Submit(ctx, store.Selection{}); err != nil {
+			t.Errorf("the other Runner's Submit: %v", err)
 		}
-		return false
-	})
+	}, nil)
 	if _, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = url }).Run(ctx, store.Selection{}); err != nil {
 		t.Fatalf("first Runner: %v", err)
+	}
+	if n := ended(); n != 1 {
+		t.Errorf("ended %d sessions holding the job's lock, want 1", n)
 	}
 	jobs, err := b.st.BatchJobs(ctx, "")
 	if err != nil || len(jobs) != 1 || jobs[0].Status != store.BatchDone {
