@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/paperpipe/paperpipe/internal/openaitest"
-	"github.com/paperpipe/paperpipe/store"
 )
 
 // `batches abandon` of a job still preparing looks at OpenAI's list of batches, holding the
@@ -23,22 +22,7 @@ func TestBatchesAbandonLeavesAJobTakenOverWhileItLooked(t *testing.T) {
 	e := newArchiveEnv(t, openaitest.Config{})
 	e.seed(t, 2)
 	ctx := t.Context()
-	refuse := e.fakeBehind(t, func(w http.ResponseWriter, r *http.Request) bool {
-		if r.Method != http.MethodPost || r.URL.Path != "/v1/batches" {
-			return false
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusBadRequest)
-		w.Write([]byte(`{"error":{"message":"batch refused","type":"invalid_request_error"}}`))
-		return true
-	}, nil)
-	if _, err := runReprocess(ctx, refuse, reprocessOptions{batchAPI: true, tldrOnly: true, wait: false}, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
-		t.Fatal("run: no error, want the refused create's")
-	}
-	jobs, err := openBatchJobs(ctx, e.st)
-	if err != nil || len(jobs) != 1 || jobs[0].Status != store.BatchPreparing || jobs[0].InputFileID == "" {
-		t.Fatalf("open jobs %+v, %v; want one job preparing with its input file", jobs, err)
-	}
+	job := e.jobWhoseCreateWasRefused(t)
 	var once sync.Once
 	looking := e.fakeBehind(t, func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method != http.MethodGet || r.URL.Path != "/v1/batches" {
@@ -53,7 +37,7 @@ func TestBatchesAbandonLeavesAJobTakenOverWhileItLooked(t *testing.T) {
 			if err := e.st.Pool().QueryRow(ctx, `SELECT count(pg_terminate_backend(l.pid, 10000))
 				FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
 					AND ((l.classid::int8 << 32) | l.objid::int8) = hashtextextended('paperpipe.batch.job.' || current_schema() || '.' || $1::bigint, 0)`,
-				jobs[0].ID).Scan(&n); err != nil || n != 1 {
+				job.ID).Scan(&n); err != nil || n != 1 {
 				t.Errorf("ended %d sessions holding the job's lock (%v), want 1", n, err)
 			}
 			if _, err := runReprocess(ctx, e.c, reprocessOptions{batchAPI: true, tldrOnly: true, wait: false}, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
@@ -68,7 +52,7 @@ func TestBatchesAbandonLeavesAJobTakenOverWhileItLooked(t *testing.T) {
 		return true
 	}, nil)
 	var said bytes.Buffer
-	err = abandonBatchJobs(ctx, looking, e.st, []int64{jobs[0].ID}, false, &said)
+	err := abandonBatchJobs(ctx, looking, e.st, []int64{job.ID}, false, &said)
 	if err == nil || !strings.Contains(err.Error(), "took the job over") || strings.Contains(said.String(), "abandoned batch job") {
 		t.Errorf("abandon: %v, said %q; want the job left to the run that took it over", err, said.String())
 	}

@@ -473,6 +473,30 @@ func writeFileGone(w http.ResponseWriter) {
 	w.Write([]byte(`{"error":{"message":"No such File object","type":"invalid_request_error","param":"id","code":null}}`))
 }
 
+// jobWhoseCreateWasRefused leaves e one TL;DR job preparing, its input file uploaded: a run
+// whose creation of the job's batch OpenAI refused.
+func (e *archiveEnv) jobWhoseCreateWasRefused(t *testing.T) store.BatchJob {
+	t.Helper()
+	ctx := t.Context()
+	refuse := e.fakeBehind(t, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/batches" {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		w.Write([]byte(`{"error":{"message":"batch refused","type":"invalid_request_error"}}`))
+		return true
+	}, nil)
+	if _, err := runReprocess(ctx, refuse, reprocessOptions{batchAPI: true, tldrOnly: true, wait: false}, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
+		t.Fatal("run: no error, want the refused create's")
+	}
+	jobs, err := openBatchJobs(ctx, e.st)
+	if err != nil || len(jobs) != 1 || jobs[0].Status != store.BatchPreparing || jobs[0].InputFileID == "" {
+		t.Fatalf("open jobs %+v, %v; want one job preparing with its input file", jobs, err)
+	}
+	return jobs[0]
+}
+
 // With the default PAPERPIPE_EMBED_DIMENSIONS (0: the model's own length), abandon's refusal of
 // a job of the configured space said another run collects it, "the configured model is
 // text-embedding-3-small" — the same model — where a bare `paperpipe reprocess --batch-api`
@@ -638,22 +662,7 @@ func TestBatchesAbandonOfAJobWithoutABatchIdGoesByOpenAIsList(t *testing.T) {
 	e := newArchiveEnv(t, openaitest.Config{})
 	e.seed(t, 2)
 	ctx := t.Context()
-	c := e.fakeBehind(t, func(w http.ResponseWriter, r *http.Request) bool {
-		if r.Method != http.MethodPost || r.URL.Path != "/v1/batches" {
-			return false
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusBadRequest)
-		w.Write([]byte(`{"error":{"message":"batch refused","type":"invalid_request_error"}}`))
-		return true
-	}, nil)
-	if _, err := runReprocess(ctx, c, reprocessOptions{batchAPI: true, tldrOnly: true, wait: false}, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
-		t.Fatal("run: no error, want the refused create's")
-	}
-	jobs, err := openBatchJobs(ctx, e.st)
-	if err != nil || len(jobs) != 1 || jobs[0].Status != store.BatchPreparing || jobs[0].InputFileID == "" {
-		t.Fatalf("open jobs %+v, %v; want one job preparing with its input file", jobs, err)
-	}
+	job := e.jobWhoseCreateWasRefused(t)
 	unlisted := e.fakeBehind(t, func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method != http.MethodGet || r.URL.Path != "/v1/batches" {
 			return false
@@ -666,12 +675,12 @@ func TestBatchesAbandonOfAJobWithoutABatchIdGoesByOpenAIsList(t *testing.T) {
 	keyless := e.cfg(func(c *config) { c.BaseURL, c.APIKey = "", "" })
 	var said bytes.Buffer
 	for _, c := range []*config{unlisted, keyless} {
-		err = abandonBatchJobs(ctx, c, e.st, []int64{jobs[0].ID}, false, &said)
+		err := abandonBatchJobs(ctx, c, e.st, []int64{job.ID}, false, &said)
 		if err == nil || !strings.Contains(err.Error(), "may have been created") || !strings.Contains(err.Error(), "--force") {
 			t.Errorf("abandon, the list of batches unreadable (key %q): %v; want a refusal saying the job's batch may exist, and --force", c.APIKey, err)
 		}
 	}
-	if err := abandonBatchJobs(ctx, e.c, e.st, []int64{jobs[0].ID}, false, &said); err != nil || !strings.Contains(said.String(), "OpenAI lists no batch of it") {
+	if err := abandonBatchJobs(ctx, e.c, e.st, []int64{job.ID}, false, &said); err != nil || !strings.Contains(said.String(), "OpenAI lists no batch of it") {
 		t.Errorf("abandon: %v, said %q; want the job abandoned, saying OpenAI lists no batch of it", err, said.String())
 	}
 	if open, _ := openBatchJobs(ctx, e.st); len(open) != 0 {
