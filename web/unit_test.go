@@ -266,23 +266,42 @@ func TestFormatInt(t *testing.T) {
 	}
 }
 
+// twoPoints is a sample of two papers' points.
+func twoPoints() []MapPoint {
+	return []MapPoint{{ID: "a", Title: "A", Vector: []float32{1, 0}}, {ID: "b", Title: "B", Vector: []float32{0, 1}}}
+}
+
+// heldLayout is a mapCache's compute that counts the layouts it computes, and holds the first
+// until release is closed, having sent on started.
+type heldLayout struct {
+	started  chan struct{}
+	release  chan struct{}
+	computed atomic.Int32
+}
+
+func newHeldLayout() *heldLayout {
+	return &heldLayout{started: make(chan struct{}, 1), release: make(chan struct{})}
+}
+
+func (h *heldLayout) compute(points []MapPoint) mapLayout {
+	if h.computed.Add(1) == 1 {
+		h.started <- struct{}{}
+		<-h.release
+	}
+	return layoutMap(points)
+}
+
 // TestMapCacheComputesOneLayoutAtATimeOutsideItsLock: a layout takes seconds; a request that
 // needs one while another is being computed waits for it (and gets it), or gives up with its
 // context, instead of queueing behind a lock.
 func TestMapCacheComputesOneLayoutAtATimeOutsideItsLock(t *testing.T) {
 	t.Parallel()
-	started, release := make(chan struct{}, 2), make(chan struct{})
-	var computed atomic.Int32
-	c := &mapCache{compute: func(points []MapPoint) mapLayout {
-		computed.Add(1)
-		started <- struct{}{}
-		<-release
-		return layoutMap(points)
-	}}
-	points := []MapPoint{{ID: "a", Title: "A", Vector: []float32{1, 0}}, {ID: "b", Title: "B", Vector: []float32{0, 1}}}
+	h := newHeldLayout()
+	c := &mapCache{compute: h.compute}
+	points := twoPoints()
 	first := make(chan error, 1)
 	go func() { _, err := c.get(context.Background(), points, nil); first <- err }()
-	<-started
+	<-h.started
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -291,14 +310,14 @@ func TestMapCacheComputesOneLayoutAtATimeOutsideItsLock(t *testing.T) {
 	}
 	second := make(chan error, 1)
 	go func() { _, err := c.get(context.Background(), points, nil); second <- err }()
-	close(release)
+	close(h.release)
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
 	if err := <-second; err != nil {
 		t.Fatal(err)
 	}
-	if n := computed.Load(); n != 1 {
+	if n := h.computed.Load(); n != 1 {
 		t.Errorf("%d layouts computed for one set of points, want 1", n)
 	}
 }
@@ -521,7 +540,7 @@ func (s *mapStore) ActiveSpace(context.Context) (paper.Space, error) {
 func (s *mapStore) ArchiveMap(context.Context, int64, int) ([]MapPoint, int, error) {
 	s.reads.Add(1)
 	time.Sleep(50 * time.Millisecond) // a read of thousands of vectors takes a while
-	return []MapPoint{{ID: "a", Title: "A", Vector: []float32{1, 0}}, {ID: "b", Title: "B", Vector: []float32{0, 1}}}, 2, nil
+	return twoPoints(), 2, nil
 }
 
 // The map page reads the archive's sample once for requests that come together or within a
@@ -563,7 +582,7 @@ func TestMapCacheComputesAgainAfterAPanic(t *testing.T) {
 		}
 		return layoutMap(points)
 	}}
-	points := []MapPoint{{ID: "a", Title: "A", Vector: []float32{1, 0}}, {ID: "b", Title: "B", Vector: []float32{0, 1}}}
+	points := twoPoints()
 	if _, err := c.get(context.Background(), points, nil); err == nil || !strings.Contains(err.Error(), "layout failed") {
 		t.Errorf("the request whose layout panicked: %v, want the panic as its error", err)
 	}
@@ -580,20 +599,13 @@ func TestMapCacheComputesAgainAfterAPanic(t *testing.T) {
 // so the next request gets it without computing it again.
 func TestMapRequestOutOfTimeLeavesItsLayoutForTheNext(t *testing.T) {
 	t.Parallel()
-	started, release := make(chan struct{}, 1), make(chan struct{})
-	var computed atomic.Int32
-	c := &mapCache{compute: func(points []MapPoint) mapLayout {
-		computed.Add(1)
-		started <- struct{}{}
-		<-release
-		return layoutMap(points)
-	}}
-	defer close(release)
-	points := []MapPoint{{ID: "a", Title: "A", Vector: []float32{1, 0}}, {ID: "b", Title: "B", Vector: []float32{0, 1}}}
+	h := newHeldLayout()
+	c := &mapCache{compute: h.compute}
+	points := twoPoints()
 	ctx, cancel := context.WithCancel(context.Background())
 	first := make(chan error, 1)
 	go func() { _, err := c.get(ctx, points, nil); first <- err }()
-	<-started
+	<-h.started
 	cancel()
 	select {
 	case err := <-first:
@@ -603,12 +615,12 @@ func TestMapRequestOutOfTimeLeavesItsLayoutForTheNext(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the request that started the layout went on past its context's end, until the layout was done")
 	}
-	release <- struct{}{}
+	close(h.release)
 	lay, err := c.get(context.Background(), points, nil)
 	if err != nil || len(lay.Points) != 2 {
 		t.Fatalf("the next request: %d points, %v; want the layout of 2", len(lay.Points), err)
 	}
-	if n := computed.Load(); n != 1 {
+	if n := h.computed.Load(); n != 1 {
 		t.Errorf("%d layouts computed for one set of points, want 1 (the first kept for the next request)", n)
 	}
 }
@@ -757,15 +769,8 @@ func TestMapDrawnPastItsRequestsTimeIsShownWhileTheArchiveChanges(t *testing.T) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	started, release := make(chan struct{}, 1), make(chan struct{})
-	var computed atomic.Int32
-	s.maps.compute = func(points []MapPoint) mapLayout {
-		if computed.Add(1) == 1 {
-			started <- struct{}{}
-			<-release
-		}
-		return layoutMap(points)
-	}
+	h := newHeldLayout()
+	s.maps.compute = h.compute
 	ctx, cancel := context.WithCancel(context.Background())
 	first := make(chan int, 1)
 	go func() {
@@ -773,7 +778,7 @@ func TestMapDrawnPastItsRequestsTimeIsShownWhileTheArchiveChanges(t *testing.T) 
 		s.Handler().ServeHTTP(w, httptest.NewRequestWithContext(ctx, http.MethodGet, "/map", nil))
 		first <- w.Code
 	}()
-	<-started
+	<-h.started
 	cancel() // its time ran out while the layout was drawn
 	if code := <-first; code == http.StatusOK {
 		t.Fatalf("the request whose time ran out during the layout: %d, want an error", code)
@@ -784,12 +789,12 @@ func TestMapDrawnPastItsRequestsTimeIsShownWhileTheArchiveChanges(t *testing.T) 
 		s.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/map", nil))
 		next <- w
 	}()
-	close(release) // the layout is done, while or before the next request looks
+	close(h.release) // the layout is done, while or before the next request looks
 	w := <-next
 	if w.Code != http.StatusOK {
 		t.Fatalf("the next map request: %d %.300s", w.Code, w.Body.String())
 	}
-	if n := computed.Load(); n != 1 {
+	if n := h.computed.Load(); n != 1 {
 		t.Errorf("%d layouts drawn for two map requests a second apart, the archive having grown by a paper between them, want 1 (the first, still fresh)", n)
 	}
 }
