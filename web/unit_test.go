@@ -604,7 +604,8 @@ func TestMapRequestOutOfTimeLeavesItsLayoutForTheNext(t *testing.T) {
 	points := twoPoints()
 	ctx, cancel := context.WithCancel(context.Background())
 	first := make(chan error, 1)
-	go func() { _, err := c.get(ctx, points, nil); first <- err }()
+	kept := make(chan struct{})
+	go func() { _, err := c.get(ctx, points, func(mapLayout) { close(kept) }); first <- err }()
 	<-h.started
 	cancel()
 	select {
@@ -616,6 +617,9 @@ func TestMapRequestOutOfTimeLeavesItsLayoutForTheNext(t *testing.T) {
 		t.Fatal("the request that started the layout went on past its context's end, until the layout was done")
 	}
 	close(h.release)
+	// The next request comes once the layout is done (not while it is built: it would wait
+	// for that build and get its layout, kept or not).
+	<-kept
 	lay, err := c.get(context.Background(), points, nil)
 	if err != nil || len(lay.Points) != 2 {
 		t.Fatalf("the next request: %d points, %v; want the layout of 2", len(lay.Points), err)
