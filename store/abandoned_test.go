@@ -140,6 +140,7 @@ func hostOf(t *testing.T, u string) string {
 // CAP_NET_ADMIN); it skips without them.
 func TestASessionLockItsHolderAbandonsIsFreedInMinutes(t *testing.T) {
 	t.Parallel()
+	lockLoopback(t)
 	s := setup(t)
 	if h := hostOf(t, s.Pool().Config().ConnString()); h != "127.0.0.1" && h != "localhost" {
 		t.Skipf("the test database is at %q, not on IPv4 loopback", h)
@@ -230,8 +231,8 @@ func waitAcked(t *testing.T, server, client int) {
 // TestARunLockWhoseSessionWentSilentIsTakenAgain). Needs tc and root, as
 // TestASessionLockItsHolderAbandonsIsFreedInMinutes.
 func TestARunLockItsHolderIsCutOffFromIsTakenAgain(t *testing.T) {
-	// Not parallel: it filters lo, as TestASessionLockItsHolderAbandonsIsFreedInMinutes does
-	// (the parallel tests run after it).
+	t.Parallel()
+	lockLoopback(t)
 	s := setup(t)
 	if h := hostOf(t, s.Pool().Config().ConnString()); h != "127.0.0.1" && h != "localhost" {
 		t.Skipf("the test database is at %q, not on IPv4 loopback", h)

@@ -9,9 +9,24 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
+
+// loopback is held by a test of this binary that filters lo (dropLoopbackConn): there is one
+// clsact on lo at a time, and a second test's dropLoopbackConn would skip. Those tests run in
+// parallel with the others, one after another (lockLoopback), and not with
+// TestDropLoopbackConnIsUndoneWhenTheTestBinaryDies, whose filter is its child process's: it is
+// not parallel, and so runs before all of them.
+var loopback sync.Mutex
+
+// lockLoopback holds loopback until the end of t: a test calls it before it sets up what the
+// filter is to find (an idle connection, all its data acknowledged).
+func lockLoopback(t *testing.T) {
+	loopback.Lock()
+	t.Cleanup(loopback.Unlock)
+}
 
 // dropLoopbackConn drops every packet, either way, of the IPv4 loopback TCP connection between
 // the ports server and client (sent to a network device of its own that is down), until the
@@ -100,7 +115,8 @@ func dropLoopbackConn(t *testing.T, server, client int) (restore func()) {
 // TestDropLoopbackConnDropsOnlyItsConnection: another connection that has the same local port
 // (to another address) still goes through while dropLoopbackConn drops one.
 func TestDropLoopbackConnDropsOnlyItsConnection(t *testing.T) {
-	// Not parallel: it filters lo, as TestASessionLockItsHolderAbandonsIsFreedInMinutes does.
+	t.Parallel()
+	lockLoopback(t)
 	a, b := echoServer(t), echoServer(t)
 	// Connections to a and to b until one of each has the same local port.
 	byPort := map[int]net.Conn{}
@@ -129,7 +145,7 @@ func TestDropLoopbackConnDropsOnlyItsConnection(t *testing.T) {
 // TestDropLoopbackConnIsUndoneWhenTheTestBinaryDies: a test binary killed while it drops a
 // connection (as go test -timeout, or a kill -9, ends it) leaves no filter on lo.
 func TestDropLoopbackConnIsUndoneWhenTheTestBinaryDies(t *testing.T) {
-	// Not parallel: it filters lo, as TestASessionLockItsHolderAbandonsIsFreedInMinutes does.
+	// Not parallel: its child process filters lo, which loopback does not hold off (see there).
 	if os.Getenv("PAPERPIPE_TEST_DROP_AND_WAIT") != "" {
 		l := echoServer(t)
 		c := dial(t, l)
