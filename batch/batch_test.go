@@ -120,6 +120,30 @@ func (b *bundle) runner(t *testing.T, mutate func(*batch.Config)) *batch.Runner 
 	return r
 }
 
+// checkUsage fails unless the usage ledger holds chat requests of the chat model's batches and
+// embedding requests of the embedding model's, and nothing else (0: none of that kind).
+func (b *bundle) checkUsage(t *testing.T, chat, embedding int) {
+	t.Helper()
+	usage, err := b.st.Usage(context.Background(), time.Now().Add(-24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, u := range usage {
+		got[u.Model+"/"+u.Kind] += u.Requests
+	}
+	want := map[string]int{}
+	if chat > 0 {
+		want[chatModel+"/"+batch.KindChatBatch] = chat
+	}
+	if embedding > 0 {
+		want[embModel+"/"+batch.KindEmbeddingBatch] = embedding
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("usage (requests) %v, want %v", got, want)
+	}
+}
+
 // counts returns the stored TL;DRs of the chat target and vectors of the space.
 func (b *bundle) counts(t *testing.T) (tldrs, vectors int) {
 	t.Helper()
@@ -152,18 +176,7 @@ func TestRunStoresEveryResultOnceWithBatchUsage(t *testing.T) {
 	if s.ChatDelivered != 12 || s.EmbedInputsDelivered != 12 {
 		t.Errorf("API delivered %d chat completions and %d vectors, want 12 and 12", s.ChatDelivered, s.EmbedInputsDelivered)
 	}
-	usage, err := b.st.Usage(ctx, time.Now().Add(-24*time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]int{}
-	for _, u := range usage {
-		got[u.Model+"/"+u.Kind] += u.Requests
-	}
-	want := map[string]int{chatModel + "/" + batch.KindChatBatch: 12, embModel + "/" + batch.KindEmbeddingBatch: 12}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("usage %v, want %v", got, want)
-	}
+	b.checkUsage(t, 12, 12)
 
 	// A second run finds nothing stale and spends nothing.
 	rep, err = b.runner(t, nil).Run(ctx, store.Selection{})
@@ -232,15 +245,7 @@ func TestRestartAfterBatchCreatedResumesWithoutPayingTwice(t *testing.T) {
 	if s := b.fake.Stats(); s.ChatDelivered != 8 || s.EmbedInputsDelivered != 8 {
 		t.Errorf("API delivered %d chat completions and %d vectors, want 8 and 8: a batch was paid twice", s.ChatDelivered, s.EmbedInputsDelivered)
 	}
-	usage, err := b.st.Usage(ctx, time.Now().Add(-24*time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range usage {
-		if u.Requests != 8 {
-			t.Errorf("usage %s/%s: %d requests, want 8 (recorded once)", u.Model, u.Kind, u.Requests)
-		}
-	}
+	b.checkUsage(t, 8, 8) // recorded once
 	if jobs, _ = b.st.BatchJobs(ctx, ""); len(jobs) != 2 {
 		t.Errorf("%d batch jobs recorded, want 2", len(jobs))
 	}

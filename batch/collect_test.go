@@ -150,15 +150,7 @@ func TestRepeatedOutputLineIsUsedOnce(t *testing.T) {
 	if rep.TLDRs != n || rep.Rejected != 0 {
 		t.Errorf("report %+v, want %d TL;DRs and none rejected", rep, n)
 	}
-	usage, err := b.st.Usage(context.Background(), time.Now().Add(-24*time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range usage {
-		if u.Requests != n {
-			t.Errorf("usage %s/%s: %d requests, want %d", u.Model, u.Kind, u.Requests, n)
-		}
-	}
+	b.checkUsage(t, n, 0)
 }
 
 // A job whose results cannot be downloaded (here its output file is gone: OpenAI's files
