@@ -104,6 +104,7 @@ func tempWritten(n planNode) int64 {
 // looked up twice), the map's sample (every vector sorted, spilled to temporary files), and
 // resolving a space's name (every space's coverage counted).
 func TestStatementsAtScaleReadOnlyWhatTheyReturn(t *testing.T) {
+	t.Parallel()
 	s, spaceID := scaleStore(t)
 	t.Run("list page", func(t *testing.T) {
 		const limit = 21
@@ -228,6 +229,7 @@ func (r *sqlRecorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEn
 // in KeywordSearch's statement and in HybridSearch's keyword ranking, instead of ranking every
 // match: the index of created_at is walked, not the GIN index's every match.
 func TestKeywordRankingAtScaleRanksAtMostTheLimit(t *testing.T) {
+	t.Parallel()
 	s, spaceID := scaleStore(t)
 	s.keywordLimit = 1000
 	const k = 10
