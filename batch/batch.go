@@ -62,6 +62,7 @@ type Store interface {
 	BatchJobs(ctx context.Context, target string) ([]store.BatchJob, error)
 	BatchJobItems(ctx context.Context, id int64, pageSize int, fn func([]store.BatchJobItem) error) error
 	BatchItemsOf(ctx context.Context, id int64, paperIDs []string) (map[string]store.BatchJobItem, error)
+	MissingPapers(ctx context.Context, ids []string) ([]string, error)
 	SaveSummaries(ctx context.Context, sums []paper.Summary) (int, error)
 	SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.Embedding) (int, error)
 }
@@ -205,6 +206,10 @@ type Report struct {
 	Vectors     int `json:"vectors"`  // embeddings stored
 	Rejected    int `json:"rejected"` // answers that failed or were unusable (their papers stay stale)
 	Skipped     int `json:"skipped"`  // papers left out of a job's upload: their text changed after the job was recorded (they stay stale, for a new job)
+	// Removed counts the answers of papers removed (paperpipe remove) while their job was
+	// open: their places in the job went with them, and the answers are not stored, as the
+	// removal asked. Billed all the same; not a failure.
+	Removed int `json:"removed"`
 	// Failures says, for each job whose batch failed, expired or was cancelled at OpenAI, why:
 	// the job, the batch, its status and OpenAI's errors (such as token_limit_exceeded).
 	Failures []string `json:"failures,omitempty"`
@@ -1220,6 +1225,22 @@ func (r *Runner) store(ctx context.Context, j store.BatchJob, lines []resultLine
 	if err != nil {
 		return 0, 0, usage, err
 	}
+	// An answer of a paper the job no longer holds: its paper was removed while the job was
+	// open (its item went with it), which is what was asked, or it is not the job's.
+	var unknown []string
+	for _, id := range ids {
+		if _, ok := items[id]; !ok {
+			unknown = append(unknown, id)
+		}
+	}
+	missing, err := r.cfg.Store.MissingPapers(ctx, unknown)
+	if err != nil {
+		return 0, 0, usage, fmt.Errorf("look up the papers of answers not in the job: %w", err)
+	}
+	removed := make(map[string]bool, len(missing))
+	for _, id := range missing {
+		removed[id] = true
+	}
 	var (
 		sums []paper.Summary
 		embs []paper.Embedding
@@ -1250,7 +1271,14 @@ func (r *Runner) store(ctx context.Context, j store.BatchJob, lines []resultLine
 			continue
 		}
 		// An answer is billed, its result used or not: it counts in usage before it is judged.
-		const gone = "paper no longer exists or is not in the job"
+		unused := func() {
+			if removed[id] {
+				r.report.Removed++
+				r.log.InfoContext(ctx, "batch answer not stored: its paper was removed", "job", j.ID, "custom_id", l.CustomID)
+				return
+			}
+			reject(l, "paper not in the job")
+		}
 		if j.Kind == paper.KindChat {
 			var resp openai.ChatCompletionResponse
 			err := json.Unmarshal(l.Response.Body, &resp)
@@ -1265,7 +1293,7 @@ func (r *Runner) store(ctx context.Context, j store.BatchJob, lines []resultLine
 				reject(l, "chat completion without a choice")
 				continue
 			case !known:
-				reject(l, gone)
+				unused()
 				continue
 			}
 			if resp.Choices[0].FinishReason == openai.FinishReasonLength {
@@ -1302,7 +1330,7 @@ func (r *Runner) store(ctx context.Context, j store.BatchJob, lines []resultLine
 			reject(l, "embedding response without exactly one vector")
 			continue
 		case !known:
-			reject(l, gone)
+			unused()
 			continue
 		}
 		vec := resp.Data[0].Embedding

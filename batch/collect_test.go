@@ -354,8 +354,8 @@ func TestAnswersNotUsedAreInTheUsageLedger(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rep.TLDRs+rep.Vectors != n-2 || rep.Rejected != 2 {
-				t.Errorf("report %+v, want %d results stored and 2 answers rejected", rep, n-2)
+			if rep.TLDRs+rep.Vectors != n-2 || rep.Rejected != 1 || rep.Removed != 1 {
+				t.Errorf("report %+v, want %d results stored, 1 answer rejected and 1 of a paper removed", rep, n-2)
 			}
 			usage, err := b.st.Usage(ctx, time.Now().Add(-24*time.Hour))
 			if err != nil {

@@ -1061,9 +1061,14 @@ func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.S
 	if rep.Unsubmitted > 0 {
 		unsent = fmt.Sprintf(", %s not submitted (no batch created; see below)", plural(rep.Unsubmitted, "job", "jobs"))
 	}
-	fmt.Fprintf(errw, "reprocess: Batch API: %s submitted (%s)%s, %d resumed, %d done, %d failed; %s and %s stored, %s rejected\n",
+	removed := ""
+	if rep.Removed > 0 {
+		// Not a failure: the removal asked for it (see paperpipe remove).
+		removed = fmt.Sprintf(", %s of papers removed while their batch ran not stored", plural(rep.Removed, "answer", "answers"))
+	}
+	fmt.Fprintf(errw, "reprocess: Batch API: %s submitted (%s)%s, %d resumed, %d done, %d failed; %s and %s stored, %s rejected%s\n",
 		plural(rep.Submitted, "batch", "batches"), plural(rep.Requests, "request", "requests"), unsent, rep.Resumed, rep.Done, rep.Failed,
-		plural(rep.TLDRs, "TL;DR", "TL;DRs"), plural(rep.Vectors, "embedding", "embeddings"), plural(rep.Rejected, "answer", "answers"))
+		plural(rep.TLDRs, "TL;DR", "TL;DRs"), plural(rep.Vectors, "embedding", "embeddings"), plural(rep.Rejected, "answer", "answers"), removed)
 	for _, f := range rep.Failures {
 		fmt.Fprintf(errw, "reprocess: %s\n", f)
 	}
