@@ -51,6 +51,10 @@ type Store interface {
 	SaveSummaries(ctx context.Context, sums []paper.Summary) (int, error)
 	// SaveEmbeddings stores vectors of one space and returns how many were current and saved.
 	SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.Embedding) (int, error)
+	// PendingFor reports, like UpsertPapers, what work is missing for the papers' texts, from
+	// what is stored now, and writes nothing: a paper gone (removed) or whose stored text is
+	// another needs nothing.
+	PendingFor(ctx context.Context, papers []paper.Abstract, w paper.Work) ([]paper.Pending, error)
 	// RecordUsage adds API requests and tokens to the usage ledger.
 	RecordUsage(ctx context.Context, u []paper.Usage) error
 	// Ping checks that the database answers.
@@ -125,6 +129,13 @@ type WorkerConfig struct {
 	EmbedLinger time.Duration
 	// FetchWait is how long one pull request waits for messages. Defaults to 1 second.
 	FetchWait time.Duration
+	// RecheckAfter: a message whose TL;DR request starts more than RecheckAfter after its
+	// paper was recorded (it waited for a chat slot among the MaxInFlight held) asks the store
+	// again whether the TL;DR is still wanted (Store.PendingFor), and buys none for a paper
+	// removed meanwhile (paperpipe remove), whose stored text changed, or whose TL;DR another
+	// worker stored. A wait shorter than that is the intake's answer's. Defaults to 1 second;
+	// negative: never asked again.
+	RecheckAfter time.Duration
 	// IntakeTimeout bounds recording a micro-batch in the store (UpsertPapers). A database that
 	// went silent without a reset (a failover, a firewall dropping the flow) would otherwise hold
 	// the batch, its messages marked in progress, for as long as TCP takes to give up (~15
@@ -193,6 +204,9 @@ func (c *WorkerConfig) setDefaults() {
 	}
 	if c.Linger <= 0 {
 		c.Linger = 10 * time.Millisecond
+	}
+	if c.RecheckAfter == 0 {
+		c.RecheckAfter = time.Second
 	}
 	if c.EmbedLinger == 0 {
 		c.EmbedLinger = DefaultEmbedLinger
@@ -611,6 +625,8 @@ type job struct {
 	hold *hold // nil for a message that could not be decoded
 	// space is the embedding space the message was queued for (HeaderSpace); 0: any.
 	space int64
+	// recorded is when the store told what the paper needs (UpsertPapers).
+	recorded time.Time
 }
 
 // handleBatch records a micro-batch of papers in one transaction, then processes each
@@ -660,7 +676,9 @@ func (w *Worker) handleBatch(ctx context.Context, msgs []jetstream.Msg, embedB *
 		return
 	}
 	var wg sync.WaitGroup
+	recorded := time.Now()
 	for i, j := range jobs {
+		j.recorded = recorded
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -778,6 +796,12 @@ func (w *Worker) process(ctx context.Context, j job, p paper.Pending, embedB *ba
 		}
 		sumErr = w.summarize(ctx, j, saveB, started)
 		started() // the TL;DR failed before it started: the embedding is not held back for it
+		if errors.Is(sumErr, errNotWanted) {
+			sumErr, needTLDR = nil, false
+			if emb == nil {
+				w.stats.skipped.Add(1) // nothing left to do, as the intake counts it
+			}
+		}
 	}
 	wg.Wait()
 
@@ -901,6 +925,9 @@ func (w *Worker) summarize(ctx context.Context, j job, saveB *batcher[paper.Summ
 		// Paused while this message waited for its slot: no call.
 		return errPaused
 	}
+	if !w.stillWanted(ctx, j) {
+		return errNotWanted
+	}
 	started()
 	s, err := w.summarizeNow(ctx, j)
 	if err != nil {
@@ -921,6 +948,38 @@ func (w *Worker) summarizeNow(ctx context.Context, j job) (paper.Summary, error)
 	sctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	return w.sum.Summarize(sctx, j.a)
+}
+
+// recheckTimeout bounds stillWanted's question to the store.
+const recheckTimeout = 5 * time.Second
+
+// errNotWanted is summarize's answer for a TL;DR the store no longer wants (see stillWanted):
+// none was bought, and the message is done.
+var errNotWanted = errors.New("TL;DR no longer wanted")
+
+// stillWanted reports whether j's TL;DR is still to be bought once its chat slot is free: a
+// message that waited longer than RecheckAfter since its paper was recorded asks the store
+// again (PendingFor), as the paper may have been removed meanwhile (paperpipe remove), its
+// text changed, or its TL;DR stored by another worker, and each such TL;DR was bought and then
+// dropped by the save — up to MaxInFlight of them per worker after a removal. When the store
+// cannot answer, the intake's answer stands.
+func (w *Worker) stillWanted(ctx context.Context, j job) bool {
+	if w.cfg.RecheckAfter < 0 || j.recorded.IsZero() || time.Since(j.recorded) <= w.cfg.RecheckAfter {
+		return true
+	}
+	// Bounded: the message holds a chat slot meanwhile, and a database gone silent would hold it
+	// for as long as TCP takes to give up (see IntakeTimeout).
+	rctx, cancel := context.WithTimeout(ctx, recheckTimeout)
+	defer cancel()
+	p, err := w.store.PendingFor(rctx, []paper.Abstract{j.a}, w.work)
+	if err != nil || len(p) != 1 {
+		w.log.Debug("could not ask the store again whether a TL;DR is wanted; buying it", "paper", j.a.ID, "err", err)
+		return true
+	}
+	if !p[0].NeedTLDR {
+		w.log.Debug("TL;DR not bought: its paper was removed, changed or done while its message waited", "paper", j.a.ID)
+	}
+	return p[0].NeedTLDR
 }
 
 // errDraining returns a message whose TL;DR request has not started to the queue at once when

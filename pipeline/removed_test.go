@@ -1,0 +1,87 @@
+package pipeline_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/internal/sampledata"
+	"github.com/paperpipe/paperpipe/pipeline"
+	"github.com/paperpipe/paperpipe/summarize"
+)
+
+// A paper removed (paperpipe remove) while its message waits in a worker for a chat slot — the
+// worker holds up to max(4×Concurrency, 256) messages, recorded at once, while Concurrency of
+// them are written — gets no TL;DR bought: the worker asks the store again once the slot is
+// its. It bought every one (and the store dropped them, as their paper was gone): removing a
+// wrongly ingested file while the workers were at it paid for up to 256 TL;DRs per worker.
+func TestAPaperRemovedWhileItsMessageWaitsForAChatSlotGetsNoTLDRBought(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	papers := sampledata.Papers(t)[:4]
+	publish(t, b.js, papers)
+
+	started, release := make(chan struct{}), make(chan struct{})
+	sum := &countingSummarizer{Summarizer: summarize.NewOffline(30), hook: func(n int64) {
+		if n == 1 {
+			close(started)
+			<-release // the first TL;DR is being written while the others wait
+		}
+	}}
+	// TL;DRs only, as `reprocess --tldr-only`; any wait asks the store again (the default, 1 s,
+	// would make the test wait).
+	w, err := pipeline.NewWorker(b.js, b.store, sum, nil, pipeline.WorkerConfig{Concurrency: 1, RecheckAfter: time.Nanosecond,
+		FetchWait: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	<-started
+	var first string
+	waitFor(t, "the worker to record every paper", func() (bool, string) {
+		var n int
+		if err := b.store.Pool().QueryRow(ctx, `SELECT count(*) FROM papers`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == len(papers), fmt.Sprintf("%d papers stored", n)
+	})
+	if err := b.store.Pool().QueryRow(ctx, `SELECT paper_id FROM tldrs LIMIT 1`).Scan(&first); err == nil {
+		t.Fatalf("a TL;DR (%s) was stored before the first was released", first)
+	}
+	var ids []string
+	for _, a := range papers {
+		ids = append(ids, a.ID)
+	}
+	// Every paper, the one being written among them (its TL;DR is bought, and dropped).
+	tot, err := b.store.RemovePapers(ctx, ids, false, nil)
+	if err != nil || tot.Papers != len(papers) {
+		t.Fatalf("RemovePapers = %+v, %v", tot, err)
+	}
+	close(release)
+	waitFor(t, "the queue to empty", func() (bool, string) {
+		n := streamMsgs(t, b.js, pipeline.StreamPapers)
+		return n == 0, fmt.Sprintf("%d messages queued", n)
+	})
+	if n := sum.calls.Load(); n != 1 {
+		t.Errorf("%d TL;DRs bought, want 1 (the one being written when the papers were removed)", n)
+	}
+	if st := w.Stats(); st.Skipped != int64(len(papers)-1) {
+		t.Errorf("worker stats %+v; want the %d papers whose TL;DR was not bought counted skipped", st, len(papers)-1)
+	}
+	var stored int
+	if err := b.store.Pool().QueryRow(ctx, `SELECT count(*) FROM papers`).Scan(&stored); err != nil || stored != 0 {
+		t.Errorf("%d papers stored after their removal (%v), want 0", stored, err)
+	}
+}
