@@ -276,11 +276,13 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 	for _, key := range runLocks(sel.Work, wantTLDR, wantEmb, space.ID) {
 		l, err := st.HoldRun(ctx, key)
 		if errors.Is(err, store.ErrRunInProgress) {
-			what := fmt.Sprintf("embeddings (space %s)", space.Name())
+			busy := &runBusyError{what: fmt.Sprintf("embeddings (space %s)", space.Name()), writers: "a `paperpipe reprocess` or `fit`",
+				other: "or `paperpipe spaces drop` is dropping that space"}
 			if strings.HasPrefix(key, "tldr:") {
-				what = fmt.Sprintf("TL;DRs (%s, %s)", sel.Work.Model, sel.Work.PromptVersion)
+				busy = &runBusyError{what: fmt.Sprintf("TL;DRs (%s, %s)", sel.Work.Model, sel.Work.PromptVersion), writers: "a `paperpipe reprocess`",
+					other: "or `paperpipe tldrs prune` is removing them"}
 			}
-			return res, &runBusyError{what: what}
+			return res, busy
 		}
 		if err != nil {
 			return res, err
@@ -410,14 +412,16 @@ func spaceLeft(ctx context.Context, st *store.Store, space paper.Space, err erro
 // errDeadLettered marks a run that left papers in the dead-letter stream, or out of the queue.
 var errDeadLettered = errors.New("the run is incomplete")
 
-// runBusyError is a run's refusal to start while another run (a reprocess or a fit, in this or
-// another process) writes one of its outputs, what: it wraps store.ErrRunInProgress, and
-// names the outputs rather than their lock's key, and what to do.
-type runBusyError struct{ what string }
+// runBusyError is a run's refusal to start while another run (writers, in this or another
+// process) writes one of its outputs, what, or another command holds their lock (other: a
+// `tldrs prune` removing the TL;DRs, a `spaces drop` of the space, each in its transactions):
+// it wraps store.ErrRunInProgress, and names the outputs rather than their lock's key, and
+// what to do.
+type runBusyError struct{ what, writers, other string }
 
 func (e *runBusyError) Error() string {
-	return fmt.Sprintf("another run (a `paperpipe reprocess` or `fit`) is writing the %s: wait for it to end, or stop it, "+
-		"then run this command again (finished papers are not redone)", e.what)
+	return fmt.Sprintf("another run (%s) is writing the %s, %s: wait for it to end, or stop it, "+
+		"then run this command again (finished papers are not redone)", e.writers, e.what, e.other)
 }
 
 func (e *runBusyError) Unwrap() error { return store.ErrRunInProgress }
