@@ -671,6 +671,16 @@ func spaceRunFree(ctx context.Context, q querier, id int64) (bool, error) {
 	return free, nil
 }
 
+// SpaceFilling reports whether a run (a `paperpipe reprocess` or `fit`, in any process) is
+// filling space id now: it holds the LockRun of SpaceRunKey(id).
+func (s *Store) SpaceFilling(ctx context.Context, id int64) (bool, error) {
+	free, err := spaceRunFree(ctx, s.pool, id)
+	if err != nil {
+		return false, fmt.Errorf("embedding space %d: %w", id, unavailable(ctx, err))
+	}
+	return !free, nil
+}
+
 // SpaceRunKey is the LockRun key of a run writing vectors into space id: DropSpace refuses the
 // space while a run holds it.
 func SpaceRunKey(id int64) string { return "space:" + itoa(id) }

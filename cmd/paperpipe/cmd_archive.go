@@ -1398,7 +1398,12 @@ func runActivate(ctx context.Context, c *config, st *store.Store, ref string, er
 		fmt.Fprintln(errw, "note: "+note)
 	}
 	if sp.Embedded < sp.Papers {
-		fmt.Fprintf(errw, "note: %s no vector in it yet; %s\n", plural(sp.Papers-sp.Embedded, "paper has", "papers have"), embed.FillHint(sp.Space))
+		next := embed.FillHint(sp.Space)
+		// A run filling it now refuses a second one: the fill hint would send the user to it.
+		if filling, err := st.SpaceFilling(ctx, sp.ID); err == nil && filling {
+			next = "a `paperpipe reprocess` (or `fit`) is filling it now: until it ends, searches find only the papers it has embedded"
+		}
+		fmt.Fprintf(errw, "note: %s no vector in it yet; %s\n", plural(sp.Papers-sp.Embedded, "paper has", "papers have"), next)
 	}
 	if w := embedderMismatch(c, sp.Space); w != "" {
 		fmt.Fprintln(errw, "warning: "+w)
