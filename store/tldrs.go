@@ -108,6 +108,10 @@ type PrunedVersion struct {
 	// Sole are the TL;DRs of the version left because no kept version has a TL;DR of their
 	// paper's current text (PruneOptions.Force removes them).
 	Sole int64 `json:"sole,omitempty"`
+	// WrittenMeanwhile are the TL;DRs of the version written while the prune ran, behind its
+	// pass, that it left: a worker or a run still writes the version (the prune was not run
+	// with their settings), and the next prune removes them.
+	WrittenMeanwhile int64 `json:"written_meanwhile,omitempty"`
 	// Skipped says why none (or no more) of the version's TL;DRs were removed: a run writes it
 	// now, or open Batch API jobs will ("" when it was pruned).
 	Skipped string `json:"skipped,omitempty"`
@@ -119,6 +123,8 @@ type PruneResult struct {
 	TLDRs    int64           `json:"tldrs"`
 	Bytes    int64           `json:"bytes"`
 	Sole     int64           `json:"sole"`
+	// WrittenMeanwhile sums the versions' PrunedVersion.WrittenMeanwhile.
+	WrittenMeanwhile int64 `json:"written_meanwhile"`
 }
 
 func (r *PruneResult) version(model, prompt string) *PrunedVersion {
@@ -320,11 +326,10 @@ func (s *Store) PruneTLDRs(ctx context.Context, opts PruneOptions) (res PruneRes
 			break
 		}
 	}
-	// What stays of the versions removed: TL;DRs that are their paper's only one.
-	if !opts.Force {
-		if err := s.countSole(ctx, &res); err != nil {
-			return res, err
-		}
+	// What stays of the versions removed: TL;DRs that are their paper's only one, and those
+	// written behind the prune's pass.
+	if err := s.countLeft(ctx, &res, opts.Force); err != nil {
+		return res, err
 	}
 	res.total()
 	if res.TLDRs > 0 {
@@ -335,8 +340,10 @@ func (s *Store) PruneTLDRs(ctx context.Context, opts PruneOptions) (res PruneRes
 	return res, nil
 }
 
-// countSole counts, for each version pruned (not skipped), the TL;DRs left of it.
-func (s *Store) countSole(ctx context.Context, res *PruneResult) error {
+// countLeft counts, for each version pruned (not skipped), the TL;DRs left of it: those that
+// are the only one of their paper's current text among the versions that stay (none when
+// forced: the prune removed them), and those written while it ran, behind its pass.
+func (s *Store) countLeft(ctx context.Context, res *PruneResult, forced bool) error {
 	var models, prompts []string
 	for _, v := range res.Versions {
 		if v.Skipped == "" {
@@ -346,16 +353,22 @@ func (s *Store) countSole(ctx context.Context, res *PruneResult) error {
 	if len(models) == 0 {
 		return nil
 	}
-	rows, err := s.pool.Query(ctx, `SELECT t.model, t.prompt_version, count(*) FROM tldrs t
+	rows, err := s.pool.Query(ctx, `SELECT t.model, t.prompt_version,
+			count(*) FILTER (WHERE NOT $3::bool AND p.content_hash = t.content_hash AND NOT EXISTS (SELECT 1 FROM tldrs k
+				WHERE k.paper_id = t.paper_id AND k.content_hash = p.content_hash
+				AND (k.model, k.prompt_version) NOT IN (SELECT * FROM unnest($1::text[], $2::text[])))),
+			count(*)
+		FROM tldrs t LEFT JOIN papers p ON p.id = t.paper_id
 		WHERE (t.model, t.prompt_version) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-		GROUP BY t.model, t.prompt_version`, models, prompts)
+		GROUP BY t.model, t.prompt_version`, models, prompts, forced)
 	if err != nil {
 		return fmt.Errorf("prune TL;DRs: count what is left: %w", err)
 	}
 	var m, p string
-	var n int64
-	_, err = pgx.ForEachRow(rows, []any{&m, &p, &n}, func() error {
-		res.version(m, p).Sole = n
+	var sole, all int64
+	_, err = pgx.ForEachRow(rows, []any{&m, &p, &sole, &all}, func() error {
+		v := res.version(m, p)
+		v.Sole, v.WrittenMeanwhile = sole, all-sole
 		return nil
 	})
 	if err != nil {
@@ -365,11 +378,12 @@ func (s *Store) countSole(ctx context.Context, res *PruneResult) error {
 }
 
 func (r *PruneResult) total() {
-	r.TLDRs, r.Bytes, r.Sole = 0, 0, 0
+	r.TLDRs, r.Bytes, r.Sole, r.WrittenMeanwhile = 0, 0, 0, 0
 	for _, v := range r.Versions {
 		r.TLDRs += v.TLDRs
 		r.Bytes += v.Bytes
 		r.Sole += v.Sole
+		r.WrittenMeanwhile += v.WrittenMeanwhile
 	}
 }
 

@@ -151,6 +151,9 @@ func pruneTLDRs(ctx context.Context, st *store.Store, opts store.PruneOptions, a
 		if v.Sole > 0 && v.Skipped == "" {
 			line += fmt.Sprintf("; %s left: the only TL;DR of their paper's current text", plural(v.Sole, "TL;DR", "TL;DRs"))
 		}
+		if v.WrittenMeanwhile > 0 && v.Skipped == "" {
+			line += fmt.Sprintf("; %s written while it ran", plural(v.WrittenMeanwhile, "TL;DR", "TL;DRs"))
+		}
 		fmt.Fprintln(out, line)
 	}
 	fmt.Fprintf(out, "%s %s (%s)\n", verb, plural(res.TLDRs, "TL;DR", "TL;DRs"), megabytes(res.Bytes))
@@ -158,6 +161,12 @@ func pruneTLDRs(ctx context.Context, st *store.Store, opts store.PruneOptions, a
 		fmt.Fprintf(errw, "tldrs prune: %s %s left as the only TL;DR of their paper's current text, which the paper shows; "+
 			"`paperpipe reprocess --tldr-only` writes the configured version's, after which a prune removes them (--force removes them now)\n",
 			plural(res.Sole, "TL;DR", "TL;DRs"), pick(res.Sole, "is", "are"))
+	}
+	if res.WrittenMeanwhile > 0 {
+		fmt.Fprintf(errw, "tldrs prune: warning: %s of the versions it removed %s written while it ran: a worker or a run still writes them; "+
+			"if it is a version the workers use, run the prune with their settings (PAPERPIPE_CHAT_MODEL, PAPERPIPE_TLDR_MAX_WORDS) "+
+			"or --keep it: the prune removes every version but the configured one and those kept\n",
+			plural(res.WrittenMeanwhile, "TL;DR", "TL;DRs"), pick(res.WrittenMeanwhile, "was", "were"))
 	}
 	if !opts.DryRun && res.TLDRs > 0 {
 		fmt.Fprintln(errw, "tldrs prune: the space is reusable by new TL;DRs (the table was vacuumed); its files keep their size "+
