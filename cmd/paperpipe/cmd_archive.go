@@ -1613,6 +1613,9 @@ type importResult struct {
 	Stale   int
 	Bad     int
 	Unknown []string
+	// NoVector counts the papers of an export without a vector (of the exported space, or
+	// exported without --vectors).
+	NoVector int
 }
 
 // embeddingLine is one line of an embeddings file: what `paperpipe embed` writes and
@@ -1625,6 +1628,9 @@ type embeddingLine struct {
 	Template    string    `json:"template"`
 	ContentHash string    `json:"content_hash"`
 	Truncated   bool      `json:"truncated,omitempty"`
+	// Title is set on the lines of `paperpipe export`, which are papers: one without an
+	// embedding is a paper without a vector in the exported space, not a bad line.
+	Title string `json:"title,omitempty"`
 }
 
 // importEmbeddings streams path into the space its first good line names, chunk by chunk with
@@ -1809,6 +1815,9 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 		case strings.TrimSpace(string(l.ID)) == "":
 			bad(n, "no id")
 			continue
+		case len(l.Embedding) == 0 && l.Title != "":
+			res.NoVector++ // a paper of an export that has no vector in its space
+			continue
 		case len(l.Embedding) == 0:
 			bad(n, "%s: no embedding", id)
 			continue
@@ -1881,8 +1890,12 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 	}
 	prog.done(cr.Offset())
 	if space.ID == 0 || created && res.Loaded == 0 {
-		fmt.Fprintf(errw, "import-embeddings: %s: no vector loaded, %d stale skipped, %s, %s\n",
-			plural(res.Lines, "line", "lines"), res.Stale, plural(len(res.Unknown), "unknown paper", "unknown papers"), plural(res.Bad, "bad line", "bad lines"))
+		fmt.Fprintf(errw, "import-embeddings: %s: no vector loaded, %d stale skipped, %s, %s%s\n",
+			plural(res.Lines, "line", "lines"), res.Stale, plural(len(res.Unknown), "unknown paper", "unknown papers"), plural(res.Bad, "bad line", "bad lines"), noVectorNote(res.NoVector))
+		if readErr == nil && good == 0 && res.Bad == 0 && res.NoVector > 0 {
+			return res, fmt.Errorf("%s: none of its %s has a vector: an export written without --vectors or --space? (paperpipe export --vectors writes them)",
+				name, plural(res.NoVector, "paper", "papers"))
+		}
 		return res, readErr
 	}
 	// Also when the space existed: an earlier import into it may have been interrupted before
@@ -1890,10 +1903,18 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 	if err := buildAfterFill(ctx, st, space.ID); err != nil {
 		return res, err
 	}
-	fmt.Fprintf(errw, "import-embeddings: %s: %s loaded into space %d (%s), %d stale skipped, %s, %s\n",
+	fmt.Fprintf(errw, "import-embeddings: %s: %s loaded into space %d (%s), %d stale skipped, %s, %s%s\n",
 		plural(res.Lines, "line", "lines"), plural(res.Loaded, "vector", "vectors"), space.ID, space.Name(), res.Stale,
-		plural(len(res.Unknown), "unknown paper", "unknown papers"), plural(res.Bad, "bad line", "bad lines"))
+		plural(len(res.Unknown), "unknown paper", "unknown papers"), plural(res.Bad, "bad line", "bad lines"), noVectorNote(res.NoVector))
 	return res, readErr
+}
+
+// noVectorNote is import-embeddings' count of an export's papers without a vector, "" for none.
+func noVectorNote(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return ", " + plural(n, "paper", "papers") + " without a vector"
 }
 
 // importLockedWait is how import-embeddings waits for paper rows another session holds locked

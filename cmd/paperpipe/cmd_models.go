@@ -158,7 +158,7 @@ func cmdEmbed(ctx context.Context, c *config, args []string) error {
 			return err
 		}
 		for _, e := range embs {
-			if err := enc.Encode(embeddingLine{jsonID(e.PaperID), e.Vector, space.Model, len(e.Vector), space.Template, e.ContentHash, e.Truncated}); err != nil {
+			if err := enc.Encode(embeddingLine{ID: jsonID(e.PaperID), Embedding: e.Vector, Model: space.Model, Dimensions: len(e.Vector), Template: space.Template, ContentHash: e.ContentHash, Truncated: e.Truncated}); err != nil {
 				return err
 			}
 		}

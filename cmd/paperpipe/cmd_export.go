@@ -1,0 +1,260 @@
+package main
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
+)
+
+// exportLine is one line of `paperpipe export`: a paper with its metadata and times, its
+// TL;DR (tldr, tldr_model, tldr_prompt_version) and its vector (embedding, model, dimensions,
+// template, content_hash, truncated: the keys of `paperpipe embed`'s lines, so that
+// import-embeddings reads an export as it reads those). ingest reads the paper's keys and
+// ignores the rest.
+type exportLine struct {
+	ID          string     `json:"id"`
+	Title       string     `json:"title"`
+	Abstract    string     `json:"abstract"`
+	Authors     []string   `json:"authors,omitempty"`
+	Categories  []string   `json:"categories,omitempty"`
+	Published   *time.Time `json:"published,omitempty"`
+	URL         string     `json:"url,omitempty"`
+	Source      string     `json:"source,omitempty"`
+	ContentHash string     `json:"content_hash"`
+	CreatedAt   time.Time  `json:"created_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+
+	TLDR              string `json:"tldr,omitempty"`
+	TLDRModel         string `json:"tldr_model,omitempty"`
+	TLDRPromptVersion string `json:"tldr_prompt_version,omitempty"`
+	TLDRValidation    string `json:"tldr_validation,omitempty"`
+
+	Embedding  []float32 `json:"embedding,omitempty"`
+	Model      string    `json:"model,omitempty"`
+	Dimensions int       `json:"dimensions,omitempty"`
+	Template   string    `json:"template,omitempty"`
+	Truncated  bool      `json:"truncated,omitempty"`
+}
+
+// exportOptions are the flags of `paperpipe export`.
+type exportOptions struct {
+	out      string // file, "-" for standard output; FILE.gz is written gzip-compressed
+	tldr     store.TLDRKeep
+	vectors  bool   // the active space's vectors, or space's
+	space    string // the space whose vectors go with the papers (--space); "" the active one
+	since    time.Time
+	category string
+	idsFile  string
+}
+
+// exportResult is what an export wrote.
+type exportResult struct {
+	Papers, TLDRs, Vectors int64
+	Space                  paper.Space // with ID 0 when no vectors were asked for
+}
+
+func cmdExport(ctx context.Context, c *config, args []string) error {
+	fs := newFlagSet("export", "", "Write the archive as JSON lines, one a paper: id, title, abstract, authors, categories, published, url, source, "+
+		"content_hash, created_at, updated_at; its TL;DR of the configured model and prompt version (tldr, tldr_model, tldr_prompt_version), "+
+		"when it has one of its current text; with --vectors or --space, its vector (embedding, model, dimensions, template, truncated). "+
+		"`paperpipe ingest` reads the file back as papers, `paperpipe import-embeddings` as vectors. One consistent snapshot of the archive, "+
+		"read as it is written: workers go on writing meanwhile.")
+	var o exportOptions
+	var since, tldr string
+	fs.StringVar(&o.out, "o", "-", "write to `FILE` (.gz: gzip-compressed), made whole or not at all: written as FILE.partial and renamed at the end; - for standard output")
+	fs.StringVar(&tldr, "tldr", "", "the TL;DRs of `MODEL[@VERSION]` (without @VERSION, the prompt version paperpipe writes with that model and PAPERPIPE_TLDR_MAX_WORDS; paperpipe tldrs lists those stored) instead of the configured model's; none: no TL;DR")
+	fs.BoolVar(&o.vectors, "vectors", false, "add each paper's vector in the active space (about 9 KB a paper at 768 dimensions, 6 times its text)")
+	fs.StringVar(&o.space, "space", "", "add each paper's vector in this space (`ID` or model/dimensions/template, as paperpipe spaces lists them) instead of the active one's; implies --vectors")
+	fs.StringVar(&since, "since", "", "only papers stored, or whose text changed, since `DATE` (2006-01-02 or RFC 3339), by their updated_at")
+	fs.StringVar(&o.category, "category", "", "only papers of this `category` (exactly as stored: cs.LG)")
+	fs.StringVar(&o.idsFile, "ids", "", "only the papers listed in `FILE` (one id per line; - for stdin)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if since != "" {
+		t, err := parseDate(since)
+		if err != nil {
+			return usageErr("--since %q: want a date like 2024-01-31 or an RFC 3339 time", since)
+		}
+		o.since = t
+	}
+	switch {
+	case tldr == "":
+		o.tldr = configuredTLDR(c)
+	case tldr == "none":
+	default:
+		model, version, _ := strings.Cut(tldr, "@")
+		if model == "" || strings.HasSuffix(tldr, "@") {
+			return usageErr("--tldr %q: want MODEL or MODEL@VERSION (paperpipe tldrs lists them), or none", tldr)
+		}
+		if version == "" {
+			cc := *c
+			cc.ChatModel = model
+			o.tldr = configuredTLDR(&cc)
+		} else {
+			o.tldr = store.TLDRKeep{Model: model, PromptVersion: version}
+		}
+	}
+	o.vectors = o.vectors || o.space != ""
+	log := newLogger(c)
+	st, err := openStore(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	_, err = runExport(ctx, st, o, os.Stderr)
+	return err
+}
+
+// runExport writes the papers o selects to o.out, saying on errw what it wrote.
+func runExport(ctx context.Context, st *store.Store, o exportOptions, errw io.Writer) (res exportResult, err error) {
+	sel := store.ExportSelection{TLDR: o.tldr, Since: o.since, Category: o.category}
+	if o.idsFile != "" {
+		if sel.IDs, err = readIDs(ctx, "export", o.idsFile); err != nil {
+			return res, err
+		}
+	}
+	if o.vectors {
+		if o.space == "" {
+			sp, err := st.ActiveSpace(ctx)
+			if errors.Is(err, paper.ErrNotFound) {
+				return res, fmt.Errorf("--vectors: no space is active: name one with --space (paperpipe spaces lists them)")
+			}
+			if err != nil {
+				return res, err
+			}
+			res.Space = sp
+		} else {
+			sp, err := st.ResolveSpace(ctx, o.space)
+			if err != nil {
+				return res, fmt.Errorf("--space: %w", err)
+			}
+			res.Space = sp.Space
+		}
+		sel.SpaceID = res.Space.ID
+	}
+	name := "standard output"
+	var (
+		w    io.Writer = stdout
+		file *os.File
+		tmp  string
+	)
+	device := false
+	if fi, serr := os.Stat(o.out); o.out != "-" && serr == nil && !fi.Mode().IsRegular() {
+		device = true
+	}
+	if device {
+		// A device or a named pipe (/dev/stdout, a FIFO a loader reads) is written as it is:
+		// no file is made beside it, nor renamed over it.
+		name = o.out
+		if file, err = os.OpenFile(o.out, os.O_WRONLY, 0); err != nil {
+			return res, fmt.Errorf("export: %w", err)
+		}
+		defer file.Close()
+		w, file = file, nil
+	} else if o.out != "-" {
+		name = o.out
+		// Written whole or not at all: a file cut short by Ctrl-C, a full disk or a lost
+		// database is never left under the name of a whole one.
+		tmp = o.out + ".partial"
+		file, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
+		if err != nil {
+			return res, fmt.Errorf("export: %w", err)
+		}
+		w = file
+		defer func() {
+			if file != nil {
+				file.Close()
+				os.Remove(tmp)
+				err = fmt.Errorf("%w; %s was not written (nor is %s left)", err, o.out, tmp)
+			}
+		}()
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	var (
+		out io.Writer = bw
+		gz  *gzip.Writer
+	)
+	if strings.HasSuffix(o.out, ".gz") {
+		gz = gzip.NewWriter(bw)
+		out = gz
+	}
+	enc := newJSONEncoder(out)
+	var prog *progress
+	err = st.Export(ctx, sel, func(n int64) {
+		prog = newCountProgress(errw, "export", n, "papers")
+	}, func(p store.ExportedPaper) error {
+		l := exportLine{
+			ID: p.ID, Title: p.Title, Abstract: p.Abstract.Abstract, Authors: p.Authors, Categories: p.Categories,
+			URL: p.URL, Source: p.Source, ContentHash: p.ContentHash, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
+		}
+		if !p.Published.IsZero() {
+			l.Published = &p.Published
+		}
+		if t := p.TLDR; t != nil {
+			l.TLDR, l.TLDRModel, l.TLDRPromptVersion, l.TLDRValidation = t.Text, t.Model, t.PromptVersion, t.Validation
+			res.TLDRs++
+		}
+		if e := p.Embedding; e != nil {
+			l.Embedding, l.Model, l.Dimensions, l.Template, l.Truncated = e.Vector, res.Space.Model, len(e.Vector), res.Space.Template, e.Truncated
+			res.Vectors++
+		}
+		if err := enc.Encode(l); err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
+		res.Papers++
+		prog.tick(int(res.Papers), 0)
+		return nil
+	})
+	if err == nil && gz != nil {
+		err = gz.Close()
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil && file != nil {
+		err = file.Sync()
+		if cerr := file.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(tmp, o.out)
+		}
+		if err == nil {
+			file = nil
+		} else {
+			err = fmt.Errorf("write %s: %w", name, err)
+		}
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("interrupted after %s: %w", plural(res.Papers, "paper", "papers"), err)
+		}
+		return res, err
+	}
+	if prog != nil {
+		prog.done(0)
+	}
+	what := fmt.Sprintf("export: %s to %s", plural(res.Papers, "paper", "papers"), name)
+	if o.tldr.Model != "" {
+		what += fmt.Sprintf(", %d with a TL;DR of %s %s", res.TLDRs, o.tldr.Model, o.tldr.PromptVersion)
+	} else {
+		what += ", no TL;DR"
+	}
+	if res.Space.ID != 0 {
+		what += fmt.Sprintf(", %d with a vector of space %d (%s)", res.Vectors, res.Space.ID, res.Space.Name())
+	} else {
+		what += ", no vector (--vectors adds them)"
+	}
+	fmt.Fprintln(errw, what)
+	return res, nil
+}

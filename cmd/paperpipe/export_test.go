@@ -1,0 +1,302 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// richPapers are JSON lines with every field ingest reads: authors, categories, a published
+// time, a URL, a paper without an id (stored under its title's), text with a ligature and a
+// Unicode space.
+const richPapers = `{"id":"2403.00001","title":"Sparse ﬁne-tuning of\u00a0experts","abstract":"We fine-tune only the routed experts of a mixture-of-experts model.","authors":["Ada Lovelace","Alan Turing"],"categories":["cs.LG","cs.CL"],"published":"2024-03-01T12:30:00Z","url":"https://arxiv.org/abs/2403.00001"}
+{"title":"A paper without an id","abstract":"Its id is made from its title.","authors":"Grace Hopper and Edsger Dijkstra","categories":"cs.SE","published":"2023-11-05"}
+{"id":"doi:10.1000/xyz123","title":"Routing tokens to experts","abstract":"Token routing for mixture of experts, balanced by an auxiliary loss."}
+`
+
+// exportedLines runs export with args on c and returns its lines, decoded.
+func exportedLines(t *testing.T, c *cli, args ...string) []map[string]any {
+	t.Helper()
+	r := c.ok(append([]string{"export"}, args...)...)
+	return decodeLines(t, r.stdout)
+}
+
+func decodeLines(t *testing.T, s string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(s))
+	sc.Buffer(nil, 1<<24)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("export line %q: %v", sc.Text(), err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func readGzipLines(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s is not gzip: %v", path, err)
+	}
+	var b strings.Builder
+	if _, err := bufio.NewReader(zr).WriteTo(&b); err != nil {
+		t.Fatal(err)
+	}
+	return decodeLines(t, b.String())
+}
+
+// TestExportRoundTripsThroughIngestAndImportEmbeddings moves an archive made with a paid API
+// into a fresh one: ingest of the export stores the same papers (ids, content hashes,
+// metadata), import-embeddings loads their vectors with no API call, and related papers and
+// searches rank in the new archive as in the old.
+func TestExportRoundTripsThroughIngestAndImportEmbeddings(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{APIKey: "sk-test-secret"})
+	apiEnv := []string{"OPENAI_BASE_URL=" + api.URL(), "OPENAI_API_KEY=sk-test-secret"}
+	old := newCLI(t, apiEnv...)
+	dir := t.TempDir()
+	rich := filepath.Join(dir, "rich.jsonl")
+	if err := os.WriteFile(rich, []byte(richPapers), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old.ok("ingest", sampleFile, rich)
+	if st := old.workUntilIdle(); st.Papers.Papers != 111 || st.Papers.WithEmbedding != 111 || st.Papers.WithTLDR != 111 {
+		t.Fatalf("old archive: %+v, want 111 papers with TL;DRs and vectors", st.Papers)
+	}
+	file := filepath.Join(dir, "archive.jsonl.gz")
+	r := old.ok("export", "-o", file, "--vectors")
+	if !strings.Contains(r.stderr, "export: 111 papers to "+file+", 111 with a TL;DR of gpt-4o-mini tldr-v1, 111 with a vector of space") {
+		t.Errorf("export said: %s", r.stderr)
+	}
+	if _, err := os.Stat(file + ".partial"); !os.IsNotExist(err) {
+		t.Errorf("the export's partial file is left: %v", err)
+	}
+	lines := readGzipLines(t, file)
+	if len(lines) != 111 {
+		t.Fatalf("%d lines exported, want 111", len(lines))
+	}
+	for _, l := range lines {
+		if l["tldr"] == "" || l["tldr_model"] != "gpt-4o-mini" || l["model"] != "text-embedding-3-small" || l["embedding"] == nil || l["content_hash"] == "" {
+			t.Fatalf("line lacks its TL;DR or vector: %v", l)
+		}
+	}
+	paid := api.Stats()
+
+	// A fresh archive, with the offline models: no API is configured at all.
+	moved := newCLI(t)
+	moved.ok("ingest", file)
+	if st := moved.workUntilIdle(); st.Papers.Papers != 111 {
+		t.Fatalf("moved archive: %d papers, want 111", st.Papers.Papers)
+	}
+	// The same papers: ids, text (content hashes) and metadata.
+	paperOf := func(l map[string]any) map[string]any {
+		m := map[string]any{}
+		for _, k := range []string{"id", "title", "abstract", "authors", "categories", "published", "url", "content_hash"} {
+			m[k] = l[k]
+		}
+		return m
+	}
+	before, after := exportedLines(t, old, "--tldr", "none"), exportedLines(t, moved, "--tldr", "none")
+	if len(before) != len(after) {
+		t.Fatalf("moved archive exports %d papers, the old one %d", len(after), len(before))
+	}
+	for i := range before {
+		if b, a := paperOf(before[i]), paperOf(after[i]); !reflect.DeepEqual(b, a) {
+			t.Errorf("paper %d: moved as\n%v\nwas\n%v", i, a, b)
+		}
+	}
+
+	// The vectors, with no API call.
+	r = moved.ok("import-embeddings", file)
+	if !strings.Contains(r.stderr, "111 vectors loaded into space") {
+		t.Errorf("import-embeddings said: %s", r.stderr)
+	}
+	if s := api.Stats(); s.EmbedRequests != paid.EmbedRequests || s.ChatRequests != paid.ChatRequests {
+		t.Errorf("the move made API calls: embeddings %d→%d, chat %d→%d", paid.EmbedRequests, s.EmbedRequests, paid.ChatRequests, s.ChatRequests)
+	}
+	moved.ok("activate", "text-embedding-3-small/1536/title-abstract-v1")
+
+	// Related papers and a search rank as they did.
+	type hits struct {
+		Related []struct {
+			ID    string
+			Score float64
+		}
+		Results []struct {
+			ID    string
+			Score float64
+		}
+	}
+	var relOld, relMoved hits
+	old.json(&relOld, "related", "Implementing Load Balancing Loss", "-k", "10")
+	moved.json(&relMoved, "related", "Implementing Load Balancing Loss", "-k", "10")
+	if len(relOld.Related) != 10 || !reflect.DeepEqual(relOld.Related, relMoved.Related) {
+		t.Errorf("related papers in the moved archive:\n%v\nin the old one:\n%v", relMoved.Related, relOld.Related)
+	}
+	searcher := &cli{t: t, env: append(append([]string(nil), moved.env...), apiEnv...)}
+	var srOld, srMoved hits
+	old.json(&srOld, "search", "mixture of experts routing and load balancing", "-k", "10")
+	searcher.json(&srMoved, "search", "mixture of experts routing and load balancing", "-k", "10")
+	if len(srOld.Results) != 10 || !reflect.DeepEqual(srOld.Results, srMoved.Results) {
+		t.Errorf("search in the moved archive:\n%v\nin the old one:\n%v", srMoved.Results, srOld.Results)
+	}
+}
+
+// An export to a file is whole or not there: interrupted (here before its first paper, as
+// Ctrl-C, a lost database or a full disk stop it anywhere), it leaves neither a file cut short
+// under the name asked for nor its partial file, an older file of that name is kept as it
+// was, and the error says so.
+func TestAnInterruptedExportLeavesNoFileCutShort(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 20)
+	file := filepath.Join(t.TempDir(), "papers.jsonl")
+	if err := os.WriteFile(file, []byte("yesterday's export\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	var errw bytes.Buffer
+	_, err := runExport(ctx, e.st, exportOptions{out: file}, &errw)
+	if err == nil || !strings.Contains(err.Error(), "interrupted after 0 papers") || !strings.Contains(err.Error(), file+" was not written") {
+		t.Fatalf("interrupted export: %v, want it said interrupted and the file not written", err)
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != "yesterday's export\n" {
+		t.Errorf("the file of that name: %q, %v; want it as it was", b, err)
+	}
+	if _, err := os.Stat(file + ".partial"); !os.IsNotExist(err) {
+		t.Errorf("the partial file is left: %v", err)
+	}
+
+	// Not interrupted, it replaces the older file.
+	if _, err := runExport(t.Context(), e.st, exportOptions{out: file}, &errw); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(file); len(decodeLines(t, string(b))) != 20 {
+		t.Errorf("the export wrote %q, want 20 papers", b)
+	}
+}
+
+// Output that cannot be written is an error, exit 1, as the other commands' (standard output
+// or -o on a full disk: /dev/full, which -o writes as it is, making no file beside it); a
+// reader that stops reading (`| head -1`) ends the export quietly, as it does other Unix tools.
+func TestExportToAFullDiskFailsAndToAClosedPipeStopsQuietly(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.ok("ingest", sampleFile)
+	c.ok("worker", "--exit-when-idle")
+	if full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0); err == nil {
+		r := c.runWithStdout(full, "export", "--vectors")
+		full.Close()
+		if r.code != 1 || !strings.Contains(r.stderr, "no space left on device") {
+			t.Errorf("export > /dev/full: exit %d, stderr %q; want 1 and the failed write", r.code, r.stderr)
+		}
+		r = c.run("export", "-o", "/dev/full")
+		if r.code != 1 || !strings.Contains(r.stderr, "write /dev/full: ") || !strings.Contains(r.stderr, "no space left on device") {
+			t.Errorf("export -o /dev/full: exit %d, stderr %q; want 1 and the failed write", r.code, r.stderr)
+		}
+		if _, err := os.Stat("/dev/full.partial"); !os.IsNotExist(err) {
+			os.Remove("/dev/full.partial")
+			t.Errorf("export -o /dev/full made /dev/full.partial")
+		}
+	}
+	// 108 papers with 768-value vectors are ~900 KB, far more than a pipe holds.
+	cmd := exec.Command(binary, "export", "--vectors")
+	cmd.Env = c.env
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	first, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(first, `{"id":`) {
+		t.Fatalf("first line %q, %v", first, err)
+	}
+	out.Close()
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if err != nil && !(errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signal() == syscall.SIGPIPE) {
+		t.Errorf("export | head -1: %v, want a quiet end by SIGPIPE", err)
+	}
+	if errb.Len() > 0 {
+		t.Errorf("export | head -1 said %q, want nothing", errb.String())
+	}
+}
+
+// import-embeddings reads an export: the papers without a vector in the exported space are
+// counted, not bad lines; an export without vectors is told as such.
+func TestImportEmbeddingsOfAnExportCountsThePapersWithoutAVector(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 4)
+	ctx := t.Context()
+	sp, err := e.st.EnsureSpace(ctx, paper.Space{Model: "imported", Dimensions: 3, Template: embed.TemplateTitleAbstract})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var embs []paper.Embedding
+	for i := range 3 { // the fourth paper has no vector
+		p, err := e.st.Paper(ctx, fmt.Sprintf("arxiv:2401.%05d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		embs = append(embs, paper.Embedding{PaperID: p.ID, Vector: []float32{float32(i + 1), 1, 0}, ContentHash: p.ContentHash})
+	}
+	if _, err := e.st.SaveEmbeddings(ctx, sp.ID, embs); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	with, without := filepath.Join(dir, "with.jsonl"), filepath.Join(dir, "without.jsonl.gz")
+	var errw bytes.Buffer
+	if _, err := runExport(ctx, e.st, exportOptions{out: with, vectors: true, space: strconv.FormatInt(sp.ID, 10)}, &errw); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runExport(ctx, e.st, exportOptions{out: without}, &errw); err != nil {
+		t.Fatal(err)
+	}
+	// Into a fresh archive with the same papers.
+	moved := newArchiveEnv(t, openaitest.Config{})
+	moved.seed(t, 4)
+	errw.Reset()
+	res, err := importEmbeddings(ctx, moved.st, with, 5000, &errw)
+	if err != nil || res.Loaded != 3 || res.Bad != 0 || res.NoVector != 1 {
+		t.Fatalf("import of an export with 3 vectors of 4 papers: %+v, %v\n%s", res, err, errw.String())
+	}
+	if !strings.Contains(errw.String(), "3 vectors loaded into space") || !strings.Contains(errw.String(), "1 paper without a vector") {
+		t.Errorf("import said: %s", errw.String())
+	}
+	errw.Reset()
+	res, err = importEmbeddings(ctx, moved.st, without, 5000, &errw)
+	if err == nil || !strings.Contains(err.Error(), "none of its 4 papers has a vector: an export written without --vectors") || res.Loaded != 0 {
+		t.Errorf("import of an export without vectors: %+v, %v; want an error saying so", res, err)
+	}
+}
