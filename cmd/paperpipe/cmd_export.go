@@ -251,6 +251,10 @@ func runExport(ctx context.Context, st *store.Store, o exportOptions, errw io.Wr
 	what := fmt.Sprintf("export: %s to %s", plural(res.Papers, "paper", "papers"), name)
 	if o.tldr.Model != "" {
 		what += fmt.Sprintf(", %d with a TL;DR of %s %s", res.TLDRs, o.tldr.Model, o.tldr.PromptVersion)
+		if res.TLDRs == 0 && res.Papers > 0 {
+			// The configured model is not the one that wrote them (no API key here, say).
+			what += " (paperpipe tldrs lists the versions stored; --tldr MODEL@VERSION exports one)"
+		}
 	} else {
 		what += ", no TL;DR"
 	}

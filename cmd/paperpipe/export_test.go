@@ -20,6 +20,7 @@ import (
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
 )
 
 // richPapers are JSON lines with every field ingest reads: authors, categories, a published
@@ -280,8 +281,13 @@ func TestImportEmbeddingsOfAnExportCountsThePapersWithoutAVector(t *testing.T) {
 	if _, err := runExport(ctx, e.st, exportOptions{out: with, vectors: true, space: strconv.FormatInt(sp.ID, 10)}, &errw); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := runExport(ctx, e.st, exportOptions{out: without}, &errw); err != nil {
+	errw.Reset()
+	if _, err := runExport(ctx, e.st, exportOptions{out: without, tldr: store.TLDRKeep{Model: "gpt-4o-mini", PromptVersion: "tldr-v1"}}, &errw); err != nil {
 		t.Fatal(err)
+	}
+	// No TL;DR of the model asked for: the summary says where to find those stored.
+	if !strings.Contains(errw.String(), "0 with a TL;DR of gpt-4o-mini tldr-v1 (paperpipe tldrs lists the versions stored") {
+		t.Errorf("export said: %s", errw.String())
 	}
 	// Into a fresh archive with the same papers.
 	moved := newArchiveEnv(t, openaitest.Config{})
