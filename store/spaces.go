@@ -529,7 +529,7 @@ func (s *Store) execLockedDDL(ctx context.Context, tx pgx.Tx, ddl string) error 
 		}
 		if try == w.tries {
 			return fmt.Errorf("the embeddings table stayed locked by another session (%d tries of %s)%s; what holds it so long is "+
-				"a long transaction that read or wrote it (a pg_dump, a session left idle in a transaction, a long report), "+
+				"a long transaction that read or wrote it (a pg_dump, a paperpipe export, a session left idle in a transaction, a long report), "+
 				"an autovacuum, or an index build that is not this store's; nothing was changed: try again once it has ended: %w",
 				w.tries, w.timeout, tableHolders(ctx, tx, embeddingsTable), err)
 		}
