@@ -1629,7 +1629,9 @@ type embeddingLine struct {
 	ContentHash string    `json:"content_hash"`
 	Truncated   bool      `json:"truncated,omitempty"`
 	// Title is set on the lines of `paperpipe export`, which are papers: one without an
-	// embedding is a paper without a vector in the exported space, not a bad line.
+	// embedding but with its space's model (an export with vectors) is a paper without a
+	// vector in that space, not a bad line. A file of papers, or an export without vectors,
+	// has no model: its lines are bad.
 	Title string `json:"title,omitempty"`
 }
 
@@ -1815,8 +1817,8 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 		case strings.TrimSpace(string(l.ID)) == "":
 			bad(n, "no id")
 			continue
-		case len(l.Embedding) == 0 && l.Title != "":
-			res.NoVector++ // a paper of an export that has no vector in its space
+		case len(l.Embedding) == 0 && l.Title != "" && l.Model != "":
+			res.NoVector++ // a paper of an export with vectors that has none in its space
 			continue
 		case len(l.Embedding) == 0:
 			bad(n, "%s: no embedding", id)
@@ -1893,7 +1895,7 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 		fmt.Fprintf(errw, "import-embeddings: %s: no vector loaded, %d stale skipped, %s, %s%s\n",
 			plural(res.Lines, "line", "lines"), res.Stale, plural(len(res.Unknown), "unknown paper", "unknown papers"), plural(res.Bad, "bad line", "bad lines"), noVectorNote(res.NoVector))
 		if readErr == nil && good == 0 && res.Bad == 0 && res.NoVector > 0 {
-			return res, fmt.Errorf("%s: none of its %s has a vector: an export written without --vectors or --space? (paperpipe export --vectors writes them)",
+			return res, fmt.Errorf("%s: none of its %s has a vector in the space it was exported with",
 				name, plural(res.NoVector, "paper", "papers"))
 		}
 		return res, readErr

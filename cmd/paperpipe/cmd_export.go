@@ -19,7 +19,8 @@ import (
 // exportLine is one line of `paperpipe export`: a paper with its metadata and times, its
 // TL;DR (tldr, tldr_model, tldr_prompt_version) and its vector (embedding, model, dimensions,
 // template, content_hash, truncated: the keys of `paperpipe embed`'s lines, so that
-// import-embeddings reads an export as it reads those). ingest reads the paper's keys and
+// import-embeddings reads an export as it reads those; model, dimensions and template, the
+// space's, are on every line of an export with vectors). ingest reads the paper's keys and
 // ignores the rest.
 type exportLine struct {
 	ID          string     `json:"id"`
@@ -208,8 +209,13 @@ func runExport(ctx context.Context, st *store.Store, o exportOptions, errw io.Wr
 			l.TLDR, l.TLDRModel, l.TLDRPromptVersion, l.TLDRValidation = t.Text, t.Model, t.PromptVersion, t.Validation
 			res.TLDRs++
 		}
+		if res.Space.ID != 0 {
+			// On every line, with a vector or not: import-embeddings tells a paper of this
+			// space without a vector from a line that is no vector line at all.
+			l.Model, l.Dimensions, l.Template = res.Space.Model, res.Space.Dimensions, res.Space.Template
+		}
 		if e := p.Embedding; e != nil {
-			l.Embedding, l.Model, l.Dimensions, l.Template, l.Truncated = e.Vector, res.Space.Model, len(e.Vector), res.Space.Template, e.Truncated
+			l.Embedding, l.Truncated = e.Vector, e.Truncated
 			res.Vectors++
 		}
 		if err := enc.Encode(l); err != nil {
