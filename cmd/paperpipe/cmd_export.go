@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/paperpipe/paperpipe/ingest"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/store"
 )
@@ -271,4 +273,173 @@ func runExport(ctx context.Context, st *store.Store, o exportOptions, errw io.Wr
 	}
 	fmt.Fprintln(errw, what)
 	return res, nil
+}
+
+// tldrLine is what import-tldrs reads of an export line.
+type tldrLine struct {
+	ID            jsonID `json:"id"`
+	Title         string `json:"title"`
+	ContentHash   string `json:"content_hash"`
+	TLDR          string `json:"tldr"`
+	Model         string `json:"tldr_model"`
+	PromptVersion string `json:"tldr_prompt_version"`
+	Validation    string `json:"tldr_validation"`
+}
+
+// importTLDRsResult is what import-tldrs did.
+type importTLDRsResult struct {
+	Lines, Saved, Skipped, NoTLDR, Bad int
+}
+
+func cmdImportTLDRs(ctx context.Context, c *config, args []string) error {
+	fs := newFlagSet("import-tldrs", "FILE|-", "Load the TL;DRs of a `paperpipe export` (tldr, tldr_model, tldr_prompt_version) with no API call: "+
+		"each under its model and prompt version, for its paper when the paper is stored with the text it was made from (the line's content_hash); "+
+		"the others are skipped. A gzip-compressed file is read decompressed.")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErr("name one file, or - for standard input")
+	}
+	st, err := openStore(ctx, c, newLogger(c))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	r, err := importTLDRs(ctx, st, pos[0], 1000, os.Stderr)
+	if err != nil {
+		return err
+	}
+	if r.Bad > 0 {
+		others := "the others were loaded"
+		if r.Saved == 0 {
+			others = "nothing was loaded"
+		}
+		return fmt.Errorf("%s rejected (see the messages above); %s", plural(r.Bad, "line", "lines"), others)
+	}
+	return nil
+}
+
+// importTLDRs streams the export at path into the store, chunk TL;DRs per transaction
+// (store.SaveSummaries: a TL;DR of another text than its paper's, or of a paper not stored, is
+// skipped; one stored under the same key is replaced). Bad lines are reported on errw with
+// file:line and skipped.
+func importTLDRs(ctx context.Context, st *store.Store, path string, chunk int, errw io.Writer) (res importTLDRsResult, err error) {
+	defer func() {
+		if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("interrupted; the %s saved so far are kept: run the same command again to load the rest: %w",
+				plural(res.Saved, "TL;DR", "TL;DRs"), err)
+		}
+	}()
+	src, closer, err := ingest.OpenInput(ctx, path)
+	if err != nil {
+		return res, fmt.Errorf("open TL;DRs: %w", err)
+	}
+	defer closer.Close()
+	const want = `JSON lines of paperpipe export, {"id", "content_hash", "tldr", "tldr_model", "tldr_prompt_version", …}`
+	cr, err := ingest.Decode(src, path, "import-tldrs", want)
+	if err != nil {
+		return res, err
+	}
+	name := ingest.Name(path)
+	br := bufio.NewReaderSize(cr, 1<<20)
+	var buf []paper.Summary
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		n, err := st.SaveSummaries(ctx, buf)
+		if err != nil {
+			return err
+		}
+		res.Saved += n
+		res.Skipped += len(buf) - n
+		buf = buf[:0]
+		return nil
+	}
+	bad := func(line int, format string, args ...any) {
+		res.Bad++
+		fmt.Fprintf(errw, "%s:%d: %s\n", name, line, fmt.Sprintf(format, args...))
+	}
+	for n := 1; ; n++ {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		raw, rerr := br.ReadBytes('\n')
+		if len(raw) == 0 && errors.Is(rerr, io.EOF) {
+			break
+		}
+		if rerr != nil && !errors.Is(rerr, io.EOF) {
+			if err := flush(); err != nil {
+				return res, err
+			}
+			return res, fmt.Errorf("%s:%d: reading stopped: %w; the lines before it were imported", name, n, rerr)
+		}
+		res.Lines++
+		text := strings.TrimSpace(strings.TrimPrefix(string(raw), "\ufeff"))
+		if text == "" {
+			continue
+		}
+		var l tldrLine
+		if jerr := json.Unmarshal([]byte(text), &l); jerr != nil {
+			bad(n, "not a line of paperpipe export: %v", jerr)
+			continue
+		}
+		id := string(l.ID)
+		if c, err := paper.CanonicalID(id); err == nil {
+			id = c
+		}
+		switch {
+		case strings.TrimSpace(id) == "":
+			bad(n, "no id")
+			continue
+		case l.TLDR == "" && l.Model == "" && l.Title != "":
+			res.NoTLDR++ // a paper exported without a TL;DR
+			continue
+		case strings.TrimSpace(l.TLDR) == "":
+			bad(n, "%s: no tldr", id)
+			continue
+		case l.Model == "" || l.PromptVersion == "":
+			bad(n, "%s: no tldr_model or tldr_prompt_version", id)
+			continue
+		case l.ContentHash == "":
+			bad(n, "%s: no content_hash: the text the TL;DR was made from is unknown", id)
+			continue
+		}
+		if l.Validation == "" {
+			l.Validation = paper.ValidOK
+		}
+		if verr := invalidField(id, l.ContentHash, l.TLDR, l.Model, l.PromptVersion, l.Validation); verr != "" {
+			bad(n, "%s: %s", id, verr)
+			continue
+		}
+		buf = append(buf, paper.Summary{PaperID: id, Text: l.TLDR, Model: l.Model, PromptVersion: l.PromptVersion,
+			ContentHash: l.ContentHash, Validation: l.Validation})
+		if len(buf) >= chunk {
+			if err := flush(); err != nil {
+				return res, fmt.Errorf("%s:%d: %w", name, n, err)
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return res, fmt.Errorf("%s: %w", name, err)
+	}
+	fmt.Fprintf(errw, "import-tldrs: %s: %s saved, %d skipped (their paper is not stored, or not with that text), %s without a TL;DR, %s\n",
+		plural(res.Lines, "line", "lines"), plural(res.Saved, "TL;DR", "TL;DRs"), res.Skipped, plural(res.NoTLDR, "paper", "papers"), plural(res.Bad, "bad line", "bad lines"))
+	if res.Lines > 0 && res.Saved == 0 && res.Skipped == 0 && res.Bad == 0 && res.NoTLDR > 0 {
+		return res, fmt.Errorf("%s: none of its %s has a TL;DR: an export written with --tldr none, or of a model that wrote none (paperpipe tldrs lists them)",
+			name, plural(res.NoTLDR, "paper", "papers"))
+	}
+	return res, nil
+}
+
+// invalidField says what makes the first of ss that is bad text the store cannot hold, "" when none does.
+func invalidField(ss ...string) string {
+	for _, s := range ss {
+		if v := validText("a field", s); v != "" {
+			return v
+		}
+	}
+	return ""
 }

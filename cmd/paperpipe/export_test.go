@@ -142,7 +142,25 @@ func TestExportRoundTripsThroughIngestAndImportEmbeddings(t *testing.T) {
 	}
 	moved.ok("activate", "text-embedding-3-small/1536/title-abstract-v1")
 
+	// The TL;DRs, with no API call: the moved archive, once configured as the old one, has
+	// those it paid for, and nothing is left to buy.
+	r = moved.ok("import-tldrs", file)
+	if !strings.Contains(r.stderr, "111 TL;DRs saved, 0 skipped") {
+		t.Errorf("import-tldrs said: %s", r.stderr)
+	}
 	configured := &cli{t: t, env: append(append([]string(nil), moved.env...), apiEnv...)}
+	tldrOf := func(l map[string]any) [3]any { return [3]any{l["tldr"], l["tldr_model"], l["tldr_prompt_version"]} }
+	oldT, movedT := exportedLines(t, old), exportedLines(t, configured)
+	for i := range oldT {
+		if tldrOf(oldT[i]) != tldrOf(movedT[i]) || movedT[i]["tldr"] == nil {
+			t.Errorf("%v: TL;DR moved as %v, was %v", oldT[i]["id"], tldrOf(movedT[i]), tldrOf(oldT[i]))
+		}
+	}
+	var st statusJSON
+	configured.json(&st, "status")
+	if st.Papers.WithTLDR != 111 || st.Papers.WithEmbedding != 111 {
+		t.Errorf("moved archive, configured as the old one: %+v, want every paper with its TL;DR and vector", st.Papers)
+	}
 
 	// Related papers and a search rank as they did.
 	type hits struct {
@@ -308,5 +326,57 @@ func TestImportEmbeddingsOfAnExportCountsThePapersWithoutAVector(t *testing.T) {
 	res, err = importEmbeddings(ctx, moved.st, without, 5000, &errw)
 	if err != nil || res.Loaded != 0 || res.Bad != 4 || !strings.Contains(errw.String(), "arxiv:2401.00000: no embedding") {
 		t.Errorf("import of an export without vectors: %+v, %v; want its 4 lines bad, no embedding\n%s", res, err, errw.String())
+	}
+}
+
+// import-tldrs loads a TL;DR only for a paper stored with the text it was made from: one whose
+// text differs in the archive, or that is not there, is skipped and counted.
+func TestImportTLDRsSkipsThePapersStoredWithAnotherText(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 4)
+	ctx := t.Context()
+	var sums []paper.Summary
+	for i := range 4 {
+		p, err := e.st.Paper(ctx, fmt.Sprintf("arxiv:2401.%05d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums = append(sums, paper.Summary{PaperID: p.ID, Text: "Paid TL;DR " + p.ID, Model: "gpt-4o", PromptVersion: "tldr-v1",
+			ContentHash: p.ContentHash, Validation: paper.ValidRetried})
+	}
+	if _, err := e.st.SaveSummaries(ctx, sums); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "export.jsonl")
+	var errw bytes.Buffer
+	if _, err := runExport(ctx, e.st, exportOptions{out: file, tldr: store.TLDRKeep{Model: "gpt-4o", PromptVersion: "tldr-v1"}}, &errw); err != nil {
+		t.Fatal(err)
+	}
+	moved := newArchiveEnv(t, openaitest.Config{})
+	moved.seed(t, 3) // the fourth paper is not there
+	p, err := moved.st.Paper(ctx, "arxiv:2401.00001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Abstract.Abstract += " Revised." // nor is the second one's text
+	if _, err := moved.st.UpsertPapers(ctx, []paper.Abstract{p.Abstract}, store.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	errw.Reset()
+	res, err := importTLDRs(ctx, moved.st, file, 1000, &errw)
+	if err != nil || res.Saved != 2 || res.Skipped != 2 || res.Bad != 0 {
+		t.Fatalf("import-tldrs: %+v, %v; want 2 saved, 2 skipped\n%s", res, err, errw.String())
+	}
+	for i, want := range []bool{true, false, true, false} {
+		got, err := moved.st.Summaries(ctx, fmt.Sprintf("arxiv:2401.%05d", i))
+		if err != nil && i != 3 {
+			t.Fatal(err)
+		}
+		has := len(got) == 1 && got[0].Text == fmt.Sprintf("Paid TL;DR arxiv:2401.%05d", i) && got[0].Model == "gpt-4o" &&
+			got[0].PromptVersion == "tldr-v1" && got[0].Validation == paper.ValidRetried
+		if has != want {
+			t.Errorf("paper %d: TL;DRs %+v, want the exported one: %v", i, got, want)
+		}
 	}
 }
