@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -426,8 +427,17 @@ func commandMeant(args []string) string {
 			prefixed = append(prefixed, n)
 		}
 	}
-	if len(prefixed) == 1 {
+	switch len(prefixed) {
+	case 0:
+	case 1:
 		return fmt.Sprintf(": did you mean %q?", prefixed[0])
+	default:
+		// `import`: import-tldrs or import-embeddings, not the nearest name, "export".
+		quoted := make([]string, len(prefixed))
+		for i, n := range prefixed {
+			quoted[i] = strconv.Quote(n)
+		}
+		return fmt.Sprintf(": did you mean %s or %s?", strings.Join(quoted[:len(quoted)-1], ", "), quoted[len(quoted)-1])
 	}
 	if near, d := nearest(args[0], names); d <= 2 && 2*d <= len(args[0]) {
 		return fmt.Sprintf(": did you mean %q?", near)
