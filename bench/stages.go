@@ -134,7 +134,7 @@ func RunStages(ctx context.Context, db *DB, corpus []paper.Abstract, n, batch in
 		{"experiment: SaveEmbeddings, HNSW ef_construction 32, offline vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spEf32.ID, offEmbs[i:j]); return err }},
 		{"experiment: UpsertPapers (unchanged papers) without the generated tsv column", func(i, j int) error {
 			if i == 0 {
-				if _, err := st.Pool().Exec(ctx, "ALTER TABLE papers DROP COLUMN tsv"); err != nil {
+				if _, err := st.Pool().Exec(ctx, "DROP TRIGGER IF EXISTS papers_tsv ON papers; ALTER TABLE papers DROP COLUMN tsv"); err != nil {
 					return err
 				}
 			}

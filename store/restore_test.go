@@ -127,8 +127,9 @@ func restoreInto(t *testing.T, schema string, fill func(url, inSchema string)) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	// As an administrator does for a role that may not: the dump of a schema does not hold it.
-	_, err = conn.Exec(t.Context(), "CREATE EXTENSION vector")
+	// As an administrator does for a role that may not: the dump of a schema does not hold them
+	// (a dump of the whole database does, and a database's owner may create unaccent).
+	_, err = conn.Exec(t.Context(), "CREATE EXTENSION vector; CREATE EXTENSION unaccent")
 	_ = conn.Close(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -42,6 +42,12 @@ func tsRank(tsv, tsq string) string {
 	return `ts_rank_cd(` + tsRankWeights + `, ` + tsv + `, ` + tsq + `, 32)`
 }
 
+// tsConfig is the text search configuration papers are indexed with (migration 00013), and so
+// queries read with: PostgreSQL's english, with the words that have a letter outside ASCII
+// passed through the unaccent dictionary first, so that a word matches with or without its
+// accents (Nystrom finds Nyström, and Nyström Nystrom).
+const tsConfig = `'paperpipe_english'`
+
 // tsQuery is how a user's text, $1, becomes a tsquery (webSearchQuery).
 var tsQuery = webSearchQuery(`$1`)
 
@@ -58,7 +64,7 @@ var tsQuery = webSearchQuery(`$1`)
 // tsquery is built once per statement (its parameters are known to the custom plan), so the
 // rewrites cost nothing per paper.
 func webSearchQuery(text string) string {
-	tsq := `websearch_to_tsquery('english', ` + text + `)::text`
+	tsq := `websearch_to_tsquery(` + tsConfig + `, ` + text + `)::text`
 	for n := 2; n <= maxHyphenPieces; n++ {
 		pattern, replacement := hyphenatedWord(n, true)
 		tsq = `regexp_replace(` + tsq + `, ` + pattern + `, ` + replacement + `, 'g')`
@@ -387,7 +393,8 @@ ORDER BY m.r DESC, m.id`
 }
 
 // KeywordSearch returns the k papers that best match q by PostgreSQL full-text search
-// (English stemming; q is read as web-search syntax: "quoted phrases", or, -excluded),
+// (English stemming, accents folded: tsConfig; q is read as web-search syntax: "quoted
+// phrases", or, -excluded),
 // best first. Matches in the title weigh more than matches in the abstract. The score is
 // ts_rank_cd, normalised to [0, 1) (tsRank). It needs no embedding space. k must be 1 to 1000.
 // A query of only stop words or punctuation, which can match nothing, is an error wrapping

@@ -64,9 +64,10 @@ func upgradeFrom(t *testing.T, from int64) {
 		Published: time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC)}
 	b := paper.Abstract{ID: "arxiv:2401.00002", Title: "Sparse attention at scale",
 		Abstract: "Transformers attend to a few tokens each.", Categories: []string{"cs.CL"}}
-	// c only checks that a text of its own, read before the migrations ran, replaces its text:
-	// a row from before 00008 has no known text time.
-	c := paper.Abstract{ID: "arxiv:2401.00003", Title: "Bandits in the wild", Abstract: "Exploration in production."}
+	// c checks that a text of its own, read before the migrations ran, replaces its text: a row
+	// from before 00008 has no known text time; and that its accented word, indexed as written
+	// before 00013, is found without its accent (00014).
+	c := paper.Abstract{ID: "arxiv:2401.00003", Title: "Bandits in the wild", Abstract: "Exploration in production, après Poincaré."}
 	for _, p := range []paper.Abstract{a, b, c} {
 		exec(`INSERT INTO papers (id, title, abstract, authors, categories, published, url, source, content_hash)
 			VALUES ($1, $2, $3, coalesce($4::text[], '{}'), coalesce($5::text[], '{}'), $6, nullif($7, ''), nullif($8, ''), $9)`,
@@ -169,6 +170,11 @@ func upgradeFrom(t *testing.T, from int64) {
 	}
 	if hits, err := s.KeywordSearch(ctx, "molecules", 5); err != nil || len(hits) != 1 || hits[0].ID != a.ID {
 		t.Errorf("KeywordSearch after migrating from %d = %+v (%v), want %s", from, hits, err, a.ID)
+	}
+	for _, q := range []string{"Poincare", "Poincaré", "apres"} {
+		if hits, err := s.KeywordSearch(ctx, q, 5); err != nil || len(hits) != 1 || hits[0].ID != c.ID {
+			t.Errorf("KeywordSearch(%q) after migrating from %d = %+v (%v), want %s", q, from, hits, err, c.ID)
+		}
 	}
 	older := c
 	older.Abstract, older.TextAt = "Exploration in production, revised.", time.Now().Add(-time.Hour)
@@ -403,4 +409,62 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// Migration 00014 indexes again, in batches, the papers stored with a letter outside ASCII; a
+// worker's write may hold one of them locked for longer than the migrations' lock_timeout (it
+// waits up to RowLockTimeout itself). The batch lets go and is tried again, and the migration
+// ends once the paper is free, instead of failing after Migrate's tries, each one from the
+// first paper again.
+func TestFoldingStoredPapersWaitsForALockedPaper(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, err := Open(ctx, Config{URL: pgtest.URL(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.withProvider(ctx, "", func(p *goose.Provider) error { _, err := p.UpTo(ctx, 12); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO papers (id, title, abstract, content_hash)
+		VALUES ('arxiv:2401.00001', 'Nyström features', 'Kernels, approximated.', 'h')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.withProvider(ctx, "", func(p *goose.Provider) error { _, err := p.UpTo(ctx, 13); return err }); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := s.pool.Begin(ctx) // a worker's write
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Rollback(context.Background()) }()
+	if _, err := holder.Exec(ctx, "SELECT 1 FROM papers WHERE id = 'arxiv:2401.00001' FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	s.ddlWait = ddlWait{timeout: "50ms", tries: 2, pause: 10 * time.Millisecond}
+	done := make(chan error, 1)
+	go func() { done <- s.Migrate(ctx) }()
+	// The batch waited out its lock_timeout and sleeps before it is tried again.
+	for sleeping := false; !sleeping; {
+		select {
+		case err := <-done:
+			t.Fatalf("Migrate while a paper to index again is locked: %v; want it to wait for the paper", err)
+		default:
+		}
+		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity
+			WHERE wait_event = 'PgSleep' AND query LIKE '%papers_tsv_of%')`).Scan(&sleeping); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := holder.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Migrate once the paper is free: %v", err)
+	}
+	if hits, err := s.KeywordSearch(ctx, "nystrom", 5); err != nil || len(hits) != 1 {
+		t.Errorf("KeywordSearch(nystrom) after the migration = %+v, %v; want the paper", hits, err)
+	}
 }

@@ -1464,7 +1464,7 @@ func TestSearchOfTextTheModelCannotEmbedAndEmptyJSONLists(t *testing.T) {
 // papersMatching returns the ids of c's papers whose text matches the full-text query q.
 func papersMatching(t *testing.T, c *cli, q string) map[string]bool {
 	t.Helper()
-	rows, err := dbOf(t, c).Query(t.Context(), "SELECT id FROM papers WHERE tsv @@ websearch_to_tsquery('english', $1)", q)
+	rows, err := dbOf(t, c).Query(t.Context(), "SELECT id FROM papers WHERE tsv @@ websearch_to_tsquery('paperpipe_english', $1)", q)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,10 +61,16 @@ var setupOnce = sync.OnceValue(func() error {
 		if _, err := tx.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS vector SCHEMA public"); err != nil {
 			return fmt.Errorf("create extension vector: %w", err)
 		}
+		// Migration 00013 creates unaccent where it is missing, in the first schema of the
+		// search_path: a test's own, whose drop at the test's end would take with it every
+		// other test's text search configuration.
+		if _, err := tx.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS unaccent SCHEMA public"); err != nil {
+			return fmt.Errorf("create extension unaccent: %w", err)
+		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("the vector extension is missing in %s and could not be created: %w", Redact(base), err)
+		return fmt.Errorf("the vector or unaccent extension is missing in %s and could not be created: %w", Redact(base), err)
 	}
 	var tables []string
 	err = conn.QueryRow(ctx, `SELECT coalesce(array_agg(c.relname::text ORDER BY c.relname), '{}')
