@@ -578,7 +578,7 @@ func (s *Store) migrate(ctx context.Context, lockTimeout string) error {
 				"and migrations are applied on the primary: %w", s.target, err)
 		}
 		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "42501" {
-			return fmt.Errorf("migrate database %s: %w%s", s.target, err, s.privilegeHint(ctx))
+			return fmt.Errorf("migrate database %s: %w%s", s.target, err, s.privilegeHint(ctx, err))
 		}
 		if err != nil {
 			return fmt.Errorf("migrate database %s: %w", s.target, err)
@@ -613,7 +613,10 @@ func (s *Store) migrate(ctx context.Context, lockTimeout string) error {
 // (see ownershipHint); or, with none there yet, the role may not create tables in the schema
 // (public of a database it does not own, since PostgreSQL 15). "" when the catalog cannot be
 // read.
-func (s *Store) privilegeHint(ctx context.Context) string {
+func (s *Store) privilegeHint(ctx context.Context, err error) string {
+	if hint := s.extensionHint(ctx, err); hint != "" {
+		return hint
+	}
 	role, schema, owners, err := s.tableOwners(ctx)
 	if err != nil || schema == nil {
 		return ""
@@ -624,6 +627,34 @@ func (s *Store) privilegeHint(ctx context.Context) string {
 	r, sc := sqlName(role), sqlName(*schema)
 	return fmt.Sprintf(" (role %s may not create tables in schema %s: make it the database's owner "+
 		"(ALTER DATABASE … OWNER TO %s) or GRANT CREATE ON SCHEMA %s TO %s)", role, *schema, r, sc, r)
+}
+
+// unaccentMigration is the migration that creates the unaccent extension.
+const unaccentMigration = 13
+
+// extensionHint says what to ask for when err, a migration's refusal of a privilege, is that of
+// the extension it creates: unaccent (migration 00013, keyword search's accent folding), a
+// trusted extension that a role with CREATE on the database — its owner — may create, which
+// hosted PostgreSQL services' application roles often lack. "" for another migration's, when
+// the extension exists or the role may create it, or when the catalog cannot be read.
+func (s *Store) extensionHint(ctx context.Context, err error) string {
+	if partial := (*goose.PartialError)(nil); !errors.As(err, &partial) || partial.Failed == nil ||
+		partial.Failed.Source == nil || partial.Failed.Source.Version != unaccentMigration {
+		return ""
+	}
+	var (
+		role, db string
+		refused  bool
+	)
+	if err := s.pool.QueryRow(ctx, `SELECT current_user, current_database(),
+			NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'unaccent')
+			AND NOT has_database_privilege(current_database(), 'CREATE')`).Scan(&role, &db, &refused); err != nil || !refused {
+		return ""
+	}
+	return fmt.Sprintf(" (migration 00013 needs PostgreSQL's unaccent extension, with which keyword search folds accents, and role %s "+
+		"may not create extensions in database %s: have the database's owner or an administrator run CREATE EXTENSION unaccent "+
+		"in it (one of PostgreSQL's contrib modules, which hosted services offer; in any schema the role may use), or GRANT CREATE "+
+		"ON DATABASE %s TO %s, and start again; nothing after migration 00012 was applied)", role, db, sqlName(db), sqlName(role))
 }
 
 // paperpipeTables are the tables of paperpipe's migrations.
