@@ -119,7 +119,8 @@ const maxCandidates = 5
 
 // Resolve turns what a user typed into a paper id. ref is tried first as an id, as given and
 // in canonical form (so "2401.01234v2" finds arxiv:2401.01234); an exact id match wins. Otherwise
-// ref is a title fragment, matched case-insensitively and literally (% and _ are not wildcards):
+// ref is a title fragment, matched case-insensitively, with or without accents (unaccent, as
+// keyword search folds them: "nystrom" finds "Nyström") and literally (% and _ are not wildcards):
 // one match is the answer, and among several a title equal to ref wins. The fragment is read in
 // NFC, the form titles are stored in (ingest): "nai\u0308ve", as macOS and PDF text give it,
 // finds "naïve" as a search does. No match is paper.ErrNotFound; several are an error wrapping
@@ -148,9 +149,11 @@ func (s *Store) Resolve(ctx context.Context, ref string) (_ string, err error) {
 	}
 
 	frag := norm.NFC.String(ref)
-	rows, err := s.pool.Query(ctx, `SELECT id, title, lower(title) = lower($1), count(*) OVER ()
-		FROM papers WHERE title ILIKE '%' || $2 || '%' ESCAPE '\'
-		ORDER BY lower(title) = lower($1) DESC, created_at DESC, id LIMIT $3`,
+	rows, err := s.pool.Query(ctx, `SELECT id, title, exact, count(*) OVER ()
+		FROM papers, LATERAL (SELECT CASE WHEN title ~ '[^[:ascii:]]' THEN paperpipe_unaccent(title) ELSE title END AS folded) f,
+			LATERAL (SELECT lower(f.folded) = lower(paperpipe_unaccent($1)) AS exact) e
+		WHERE f.folded ILIKE '%' || paperpipe_unaccent($2) || '%' ESCAPE '\'
+		ORDER BY exact DESC, created_at DESC, id LIMIT $3`,
 		frag, escapeLike(frag), maxCandidates)
 	if err != nil {
 		return "", fmt.Errorf("resolve paper %q: %w", ref, err)

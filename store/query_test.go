@@ -204,6 +204,8 @@ func TestResolve(t *testing.T) {
 		mk("arxiv:2402.00009", "Attention Is Not All You Need"),
 		mk("arxiv:hep-th/9901001", "Old Style Strings"),
 		mk("arxiv:2402.00010", "A Na\u00efve Bayes Baseline"), // stored in NFC, as ingest writes it
+		mk("arxiv:2402.00011", "NLoRA: Nystr\u00f6m-Initiated Low-Rank Adaptation"),
+		mk("arxiv:2402.00012", "Schrodinger Bridges Without Accents"),
 	}
 	upsert(t, s, ps, store.Work{})
 	for _, tc := range []struct{ ref, want string }{
@@ -218,6 +220,9 @@ func TestResolve(t *testing.T) {
 		{"Attention Is Not", "arxiv:2402.00009"},                   // fragment
 		{"nai\u0308ve bayes", "arxiv:2402.00010"},                  // typed or pasted decomposed (macOS, a PDF): the same title
 		{"NAI\u0308VE", "arxiv:2402.00010"},                        // any case, decomposed
+		{"naive bayes", "arxiv:2402.00010"},                        // without its accent, as keyword search folds it
+		{"Nystrom-Initiated", "arxiv:2402.00011"},                  // without its accent
+		{"schrödinger bridges", "arxiv:2402.00012"},                // with an accent the title does not have
 	} {
 		got, err := s.Resolve(ctx, tc.ref)
 		if err != nil || got != tc.want {
