@@ -158,6 +158,18 @@ func removalOf(ctx context.Context, q querier, ids []string) ([]RemovedPaper, er
 	return out, nil
 }
 
+// Removed reports whether the paper id was removed (RemovePapers) and not stored again since:
+// a worker holding its message asks before it buys the paper's TL;DR. One primary-key probe of
+// removed_papers.
+func (s *Store) Removed(ctx context.Context, id string) (_ bool, err error) {
+	defer func() { err = unavailable(ctx, err) }()
+	var removed bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM removed_papers WHERE id = $1)`, id).Scan(&removed); err != nil {
+		return false, fmt.Errorf("read the removal of paper %s: %w", id, err)
+	}
+	return removed, nil
+}
+
 // removedBefore reports, per copy of papers, whether its paper was removed (RemovePapers) no
 // earlier than its text was read (Abstract.TextAt; a zero TextAt is now, after any removal),
 // and the removed papers of the others, which the call stores again.

@@ -26,7 +26,7 @@ type Store interface {
 	UpsertPapers(ctx context.Context, papers []paper.Abstract, w paper.Work) ([]paper.Pending, error)
 	SaveSummaries(ctx context.Context, sums []paper.Summary) (int, error)
 	SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.Embedding) (int, error)
-	PendingFor(ctx context.Context, papers []paper.Abstract, w paper.Work) ([]paper.Pending, error)
+	Removed(ctx context.Context, id string) (bool, error)
 	RecordUsage(ctx context.Context, u []paper.Usage) error
 	Ping(ctx context.Context) error
 }
