@@ -573,3 +573,36 @@ func TestADownloadCutShortKeepsItsRecordsAndSaysSo(t *testing.T) {
 		t.Errorf("%d records, then %v; want %d, then that the gzip input was cut short", read, err, lines)
 	}
 }
+
+// TestOpenHTTPErrorPageIsToldAsText: a server's error page in HTML (a web server's or a
+// hosting site's 404) is told by its text — its title, or its words — not quoted as markup
+// cut at 200 bytes.
+func TestOpenHTTPErrorPageIsToldAsText(t *testing.T) {
+	t.Parallel()
+	pages := map[string]string{
+		// nginx's own 404.
+		"/nginx": "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n" +
+			"<hr><center>nginx/1.24.0</center>\r\n</body>\r\n</html>\r\n",
+		// A site's page: a long head before its title.
+		"/site": "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">" + strings.Repeat("<link rel=\"preload\" href=\"/assets/app.css\">", 30) +
+			"<title>Page not found &middot; GitHub</title></head><body><p>Not found</p></body></html>",
+		// No title: the words of the body.
+		"/bare": "<html><body><h1>Gone</h1><p>This dataset was   moved.</p></body></html>",
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(http.StatusNotFound)
+		io.WriteString(w, pages[r.URL.Path])
+	}))
+	defer srv.Close()
+	for path, want := range map[string]string{
+		"/nginx": ": server answered 404 Not Found: 404 Not Found",
+		"/site":  ": server answered 404 Not Found: Page not found · GitHub",
+		"/bare":  ": server answered 404 Not Found: Gone This dataset was moved.",
+	} {
+		_, _, err := Open(srv.URL+path, Options{})
+		if want = "GET " + srv.URL + path + want; err == nil || err.Error() != want {
+			t.Errorf("Open(%s) error = %v, want %q", path, err, want)
+		}
+	}
+}

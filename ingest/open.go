@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/paperpipe/paperpipe/internal/redact"
 )
@@ -207,10 +210,10 @@ func fetch(ctx context.Context, rawURL, shown string, timeout time.Duration) (*i
 		return fail(fmt.Errorf("fetching source: %w", err))
 	}
 	if resp.StatusCode != http.StatusOK {
-		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, errorPageRead))
 		_ = resp.Body.Close()
 		msg := fmt.Sprintf("GET %s: server answered %s", shown, resp.Status)
-		if s := fold(string(snippet)); s != "" {
+		if s := errorText(resp.Header.Get("Content-Type"), snippet); s != "" {
 			msg += ": " + s
 		}
 		return fail(errors.New(msg))
@@ -261,4 +264,41 @@ func (b *idleBody) Close() error {
 		b.cancel(context.Canceled)
 	})
 	return err
+}
+
+// errorPageRead is how much of an error's body errorText is given: enough for an HTML page's
+// head, before its title.
+const errorPageRead = 16 << 10
+
+// errorTextAt is how many bytes of an error's body its error quotes.
+const errorTextAt = 200
+
+var (
+	htmlTitle  = regexp.MustCompile(`(?is)<title[^>]*>(.*?)</title>`)
+	htmlHidden = regexp.MustCompile(`(?is)<(script|style|head)[^>]*>.*?</(script|style|head)>`)
+	htmlTag    = regexp.MustCompile(`(?s)<[^>]*>?`)
+)
+
+// errorText is what an error answer's body says, for its error: an HTML page (a web server's
+// or a site's 404) by its title, or else its words, not its markup; another body as it is;
+// either folded to one line and cut at errorTextAt bytes.
+func errorText(contentType string, body []byte) string {
+	s := string(body)
+	if strings.Contains(strings.ToLower(contentType), "html") || strings.HasPrefix(strings.TrimSpace(s), "<") {
+		if m := htmlTitle.FindStringSubmatch(s); m != nil && fold(html.UnescapeString(m[1])) != "" {
+			s = m[1]
+		} else {
+			s = htmlTag.ReplaceAllString(htmlHidden.ReplaceAllString(s, " "), " ")
+		}
+		s = html.UnescapeString(s)
+	}
+	s = fold(s)
+	if len(s) > errorTextAt {
+		cut := errorTextAt
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
+	}
+	return s
 }
