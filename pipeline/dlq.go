@@ -389,6 +389,40 @@ func DropDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) err
 	return nil
 }
 
+// DropDeadLettersOf removes the dead letters of the papers ids names (by their
+// HeaderPaperID), those the stream holds when it is called, and returns how many it removed
+// (with dryRun, how many it would remove; it removes none). A letter gone meanwhile (replayed
+// or dropped by another process) is not counted. It is for the papers `paperpipe remove` took
+// out: a replay of such a letter would store nothing, and it would stay listed, and counted as
+// a failure, until dropped by hand.
+func DropDeadLettersOf(ctx context.Context, js jetstream.JetStream, ids []string, dryRun bool) (int, error) {
+	of := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		of[id] = true
+	}
+	dls, err := ListDeadLetters(ctx, js, 0)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, d := range dls {
+		if d.PaperID == "" || !of[d.PaperID] {
+			continue
+		}
+		if !dryRun {
+			err := DropDeadLetter(ctx, js, d.Seq)
+			if errors.Is(err, ErrDeadLetterGone) {
+				continue
+			}
+			if err != nil {
+				return n, err
+			}
+		}
+		n++
+	}
+	return n, nil
+}
+
 // DropAllDeadLetters removes every dead letter the dead-letter stream holds when it is called
 // — one purge up to its last sequence then, so that a letter a worker writes meanwhile is kept
 // for its owner to read — and returns how many it held then (a replay running at the same

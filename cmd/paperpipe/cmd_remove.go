@@ -11,6 +11,7 @@ import (
 
 	"github.com/paperpipe/paperpipe/ingest"
 	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/store"
 )
 
@@ -28,14 +29,16 @@ func (f *stringsFlag) Set(v string) error { *f = append(*f, v); return nil }
 type removeResult struct {
 	DryRun bool `json:"dry_run"`
 	store.RemoveTotals
-	Removed []store.RemovedPaper `json:"removed"`
+	// DeadLetters is how many dead letters of the papers were dropped (would be, in a dry run).
+	DeadLetters int                  `json:"dead_letters"`
+	Removed     []store.RemovedPaper `json:"removed"`
 }
 
 func cmdRemove(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("remove", "ID... | --ids FILE | --from FILE",
 		"Remove papers from the archive with their TL;DRs, their vectors in every space and their places in Batch API jobs. "+
 			"A message of theirs already queued, in a worker's hands or dead-lettered (replayed later) does not store them again; "+
-			"ingesting them again afterwards does.")
+			"their dead letters are dropped; ingesting them again afterwards stores them again.")
 	c.addJSONFlag(fs)
 	dryRun := fs.Bool("dry-run", false, "list what would be removed, and remove nothing")
 	idsFile := fs.String("ids", "", "remove the papers whose ids `FILE` lists, one per line (- for standard input)")
@@ -100,16 +103,29 @@ func cmdRemove(ctx context.Context, c *config, args []string) error {
 		}
 		return nil
 	}
-	st, err := openStore(ctx, c, newLogger(c))
+	log := newLogger(c)
+	st, err := openStore(ctx, c, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	return runRemove(ctx, c, st, ids, *dryRun, os.Stderr)
+	deadLetters := func(ids []string, dryRun bool) (int, error) {
+		b, err := connectBroker(ctx, c, log, brokerClient)
+		if err != nil {
+			return 0, err
+		}
+		defer b.close()
+		return pipeline.DropDeadLettersOf(ctx, b.js, ids, dryRun)
+	}
+	return runRemove(ctx, c, st, ids, *dryRun, deadLetters, os.Stderr)
 }
 
 // runRemove removes the papers ids name (or, with dryRun, lists them) and says what it did.
-func runRemove(ctx context.Context, c *config, st *store.Store, ids []string, dryRun bool, errw io.Writer) error {
+// Once they are removed, deadLetters (when not nil) drops their dead letters (counts them, with
+// dryRun): a replay of one would store nothing, and it stayed listed, and counted as a failure
+// by status and the metric, until dropped by hand.
+func runRemove(ctx context.Context, c *config, st *store.Store, ids []string, dryRun bool,
+	deadLetters func(ids []string, dryRun bool) (int, error), errw io.Writer) error {
 	res := removeResult{DryRun: dryRun, Removed: []store.RemovedPaper{}}
 	var tw *tabwriter.Writer
 	if dryRun && !c.JSON {
@@ -142,11 +158,22 @@ func runRemove(ctx context.Context, c *config, st *store.Store, ids []string, dr
 		}
 		return err
 	}
+	var dlErr error
+	if deadLetters != nil {
+		res.DeadLetters, dlErr = deadLetters(ids, dryRun)
+	}
 	verb := "removed"
 	if dryRun {
 		verb = "would remove"
 	}
 	fmt.Fprintf(errw, "remove: %s %s", verb, what)
+	if res.DeadLetters > 0 {
+		drop := "dropped"
+		if dryRun {
+			drop = "would drop"
+		}
+		fmt.Fprintf(errw, "; %s %s of the papers", drop, plural(res.DeadLetters, "dead letter", "dead letters"))
+	}
 	if tot.NotStored > 0 {
 		fmt.Fprintf(errw, "; %s not stored", plural(tot.NotStored, "id is", "ids are"))
 		if !dryRun {
@@ -154,6 +181,11 @@ func runRemove(ctx context.Context, c *config, st *store.Store, ids []string, dr
 		}
 	}
 	fmt.Fprintln(errw)
+	if dlErr != nil {
+		// The removal stands; a replay of these letters would store nothing.
+		fmt.Fprintf(errw, "remove: the papers' dead letters could not all be looked at (%v): `paperpipe dlq list` shows them, "+
+			"`paperpipe dlq drop` drops them, and a replay of one stores nothing\n", dlErr)
+	}
 	if c.JSON {
 		return writeJSON(stdout, res)
 	}

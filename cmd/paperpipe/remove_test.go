@@ -174,6 +174,58 @@ func TestReplayedDeadLetterOfARemovedPaperIsNotStored(t *testing.T) {
 	c.ok("show", "id:dead-1")
 }
 
+// The dead letters of papers removed are dropped by the removal: the user took the papers out
+// on purpose, and `dlq list`, status's count and the metric went on showing them as failures to
+// look at until dropped by hand. A dry run says how many it would drop and drops none; the
+// letters of other papers stay.
+func TestRemoveDropsTheDeadLettersOfTheRemovedPapers(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	c := newCLI(t, "NATS_URL="+srv.ClientURL())
+	for i, id := range []string{"id:dead-0", "id:dead-1", "id:dead-0"} {
+		m := nats.NewMsg(pipeline.SubjectDead + "." + pipeline.ConsumerNew)
+		m.Data = fmt.Appendf(nil, `{"id":%q,"title":"Dead letter %d","abstract":"We study the dead letters of removed papers and what a removal does with them."}`, id, i)
+		m.Header.Set(pipeline.HeaderSubject, pipeline.SubjectNew)
+		m.Header.Set(pipeline.HeaderReason, "test")
+		m.Header.Set(pipeline.HeaderPaperID, id)
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	letters := func() []string {
+		t.Helper()
+		var dls []pipeline.DeadLetter
+		c.json(&dls, "dlq", "list")
+		var ids []string
+		for _, d := range dls {
+			ids = append(ids, d.PaperID)
+		}
+		return ids
+	}
+	if r := c.ok("remove", "--dry-run", "id:dead-0"); !strings.Contains(r.stderr, "would drop 2 dead letters of the papers") {
+		t.Errorf("remove --dry-run said %q; want it to say it would drop their 2 dead letters", r.stderr)
+	}
+	if got := letters(); len(got) != 3 {
+		t.Fatalf("after the dry run: dead letters of %v; want the 3 still there", got)
+	}
+	if r := c.ok("remove", "id:dead-0"); !strings.Contains(r.stderr, "dropped 2 dead letters of the papers") {
+		t.Errorf("remove said %q; want it to say it dropped their 2 dead letters", r.stderr)
+	}
+	if got := letters(); len(got) != 1 || got[0] != "id:dead-1" {
+		t.Errorf("after the removal of id:dead-0: dead letters of %v; want only id:dead-1's", got)
+	}
+	var st statusJSON
+	c.json(&st, "status")
+	if st.DeadLetters != 1 {
+		t.Errorf("status counts %d dead letters, want 1", st.DeadLetters)
+	}
+}
+
 func TestRemoveUsage(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
@@ -198,7 +250,7 @@ func TestRemoveDryRunInterruptedSaysNothingWasRemoved(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	err = runRemove(ctx, &config{JSON: true}, st, []string{"arxiv:2401.00001"}, true, io.Discard)
+	err = runRemove(ctx, &config{JSON: true}, st, []string{"arxiv:2401.00001"}, true, nil, io.Discard)
 	if err == nil {
 		t.Fatal("an interrupted dry run: no error")
 	}
