@@ -18,10 +18,11 @@ import (
 // probes its processes' health gives them this long to start (deploy/k8s: startupProbe).
 const MigrationLockWait = 10 * time.Minute
 
-// migrationLocker is the session lock of the migrations: goose's (pg_try_advisory_lock, tried
-// every second for up to MigrationLockWait), which says why a process waits for it and who
-// holds it, and which gives the session the migrations run on (goose runs them on the
-// session it locks) the lock_timeout lockTimeout while it holds the lock.
+// migrationLocker is the session lock of the migrations: tried every second for up to
+// MigrationLockWait (wait), refused on a session that already holds it (ErrSessionShared),
+// saying why a process waits for it and who holds it, and giving the session the migrations
+// run on (goose runs them on the session it locks) the lock_timeout lockTimeout while it holds
+// the lock. goose's SessionLocker unlocks it.
 type migrationLocker struct {
 	lock.SessionLocker
 	id          int64
@@ -54,7 +55,10 @@ func (l *migrationLocker) SessionLock(ctx context.Context, conn *sql.Conn) error
 		l.log.InfoContext(ctx, "waiting for another process's migrations of the database to end",
 			"database", l.target, "held_by", l.holder(ctx, conn), "wait_at_most", MigrationLockWait)
 		start := time.Now()
-		if err := l.SessionLocker.SessionLock(ctx, conn); err != nil {
+		if err := l.wait(ctx, conn); err != nil {
+			if errors.Is(err, ErrSessionShared) {
+				return fmt.Errorf("take the migration lock: %w", err)
+			}
 			if ctx.Err() != nil {
 				return fmt.Errorf("wait for another process's migrations to end: %w", ctx.Err())
 			}
@@ -70,6 +74,33 @@ func (l *migrationLocker) SessionLock(ctx context.Context, conn *sql.Conn) error
 		return fmt.Errorf("set the migrations' lock_timeout: %w", errors.Join(err, l.SessionLocker.SessionUnlock(context.WithoutCancel(ctx), conn)))
 	}
 	return nil
+}
+
+// wait tries the lock every second, as trySessionLockSQL does (goose's loop tried a plain
+// pg_try_advisory_lock, which a session the holder took it on grants again: behind a pooler in
+// transaction mode, a later try reaching that session had two processes migrate at once), until
+// it is taken, for up to MigrationLockWait.
+func (l *migrationLocker) wait(ctx context.Context, conn *sql.Conn) error {
+	deadline := time.Now().Add(MigrationLockWait)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+		var ok *bool
+		if err := conn.QueryRowContext(ctx, "SELECT "+trySessionLockSQL("$1::int8"), l.id).Scan(&ok); err != nil {
+			return err
+		}
+		if locked, err := sessionLockTaken(ok); err != nil || locked {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the lock was not free within " + MigrationLockWait.String())
+		}
+	}
 }
 
 func (l *migrationLocker) SessionUnlock(ctx context.Context, conn *sql.Conn) error {

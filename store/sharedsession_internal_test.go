@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -165,4 +166,79 @@ func TestAPoolersQueueTimeoutOfANewConnectionNamesThePool(t *testing.T) {
 	if !strings.Contains(err.Error(), "query_wait_timeout (SQLSTATE 08P01)") || !strings.Contains(err.Error(), "default_pool_size") {
 		t.Errorf("PgBouncer's queue timeout: %v; want its error and a word of its default_pool_size", err)
 	}
+}
+
+// The migration lock's wait: a process that finds another migrating tries the lock again every
+// second, and behind a pooler in transaction mode a later try may reach the server session the
+// holder took it on, which grants it again (re-entrant): goose's loop tried with a plain
+// pg_try_advisory_lock, and two processes migrated side by side. Here the waiting connection's
+// own session takes the lock, as the holder would through the pooler, and the holder's first
+// session lets it go: the wait must end refused, naming the pooler, not holding the lock.
+func TestTheMigrationLocksWaitRefusesASessionAlreadyHoldingIt(t *testing.T) {
+	t.Parallel()
+	s, err := Open(t.Context(), Config{URL: pgtest.URL(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	ctx := t.Context()
+	const id = 4243
+	db := stdlib.OpenDBFromPool(s.pool)
+	defer db.Close()
+	holder, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	waiter, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer waiter.Close()
+	if _, err := holder.ExecContext(ctx, "SELECT pg_advisory_lock($1)", int64(id)); err != nil {
+		t.Fatal(err)
+	}
+	var pid int32
+	if err := waiter.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	l, err := newMigrationLocker(id, "", slog.New(slog.NewTextHandler(logs, nil)), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.SessionLock(ctx, waiter) }()
+	for !strings.Contains(logs.String(), "waiting for another process's migrations") {
+		select {
+		case err := <-done:
+			t.Fatalf("the lock held by another session: SessionLock returned %v without waiting", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	// The holder's lock moves to the waiter's session (the pooler handed it that session): it
+	// asks there, and gets it once the holder's first session lets it go. The wait's tries on
+	// that connection come before or after, never between.
+	taken := make(chan error, 1)
+	go func() {
+		_, err := waiter.ExecContext(ctx, "SELECT pg_advisory_lock($1)", int64(id))
+		taken <- err
+	}()
+	for waiting := false; !waiting; {
+		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks WHERE pid = $1 AND locktype = 'advisory' AND NOT granted)`,
+			pid).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := holder.ExecContext(ctx, "SELECT pg_advisory_unlock($1)", int64(id)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-taken; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, ErrSessionShared) {
+		t.Errorf("the wait reached a session already holding the lock: %v; want ErrSessionShared", err)
+	}
+	_, _ = waiter.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock_all()")
 }
