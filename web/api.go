@@ -372,6 +372,10 @@ type recordResult struct {
 	Error string `json:"error,omitempty"`
 }
 
+// postsBusyRetryAfter is the Retry-After, in seconds, of a post refused while the others hold
+// the bytes they may (Config.MaxPostBytesInFlight): a post is served in seconds.
+const postsBusyRetryAfter = 2
+
 func (s *Server) apiPostPapers(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Publisher == nil {
 		writeJSON(w, http.StatusServiceUnavailable, postAnswer{Error: "this server does not accept papers: it has no queue",
@@ -396,6 +400,23 @@ func (s *Server) apiPostPapers(w http.ResponseWriter, r *http.Request) {
 			msg: fmt.Sprintf("Content-Encoding %.60q is not accepted: send the body uncompressed", ce)})
 		return
 	}
+	// What the body and its records will hold, bounded with the other posts': a burst of large
+	// posts held them all at once.
+	weight := min(s.cfg.MaxBodyBytes, s.cfg.MaxPostBytesInFlight)
+	if r.ContentLength >= 0 {
+		weight = min(weight, r.ContentLength)
+	}
+	if !s.postBytes.TryAcquire(weight) {
+		w.Header().Set("Retry-After", strconv.Itoa(postsBusyRetryAfter))
+		ans := postAnswer{Status: http.StatusServiceUnavailable, Accepted: []recordResult{}, Rejected: []recordResult{},
+			Error: fmt.Sprintf("the server is busy with other posts of papers (%d bytes at most at once); nothing was read: send it again shortly",
+				s.cfg.MaxPostBytesInFlight)}
+		s.log.Warn("post of papers refused: the posts in progress hold what they may", "bytes", weight,
+			"max_post_bytes_in_flight", s.cfg.MaxPostBytesInFlight)
+		writeJSON(w, http.StatusServiceUnavailable, ans)
+		return
+	}
+	defer s.postBytes.Release(weight)
 	body, err := io.ReadAll(r.Body)
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {

@@ -766,3 +766,59 @@ func TestPostTheQueueRefusesListsItsRejectedRecordsInOrder(t *testing.T) {
 		t.Errorf("a post of 3 records, the second invalid, the queue down: %d, rejected indexes %v, want 503 and [0 1 2]", r.code, got)
 	}
 }
+
+// heldPublisher holds its first Publish, signalled on entered, until release is closed; it
+// takes every paper.
+type heldPublisher struct {
+	calls   *atomic.Int32
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (p heldPublisher) Publish(ctx context.Context, papers []paper.Abstract) ([]string, map[int]error, error) {
+	if p.calls.Add(1) == 1 {
+		close(p.entered)
+		<-p.release
+	}
+	ids := make([]string, len(papers))
+	for i, a := range papers {
+		ids[i] = a.ID
+	}
+	return ids, nil, nil
+}
+
+// TestPostsBeyondTheBytesInFlightAreAnswered503: each POST /api/papers holds its body and its
+// parsed records until the queue took them, and nothing bounded how many were held at once
+// (40 posts of 4 MiB at once: 677 MB resident, measured). Posts whose bodies, with those in
+// flight, would pass MaxPostBytesInFlight are answered 503 with a Retry-After before their body
+// is read; once the others are done, a post goes through.
+func TestPostsBeyondTheBytesInFlightAreAnswered503(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	pub := heldPublisher{calls: &atomic.Int32{}, entered: make(chan struct{}), release: make(chan struct{})}
+	cfg := b.config()
+	cfg.Publisher = pub
+	cfg.MaxBodyBytes = 4000
+	cfg.MaxPostBytesInFlight = 5000
+	b.serve(cfg)
+	post := func(i int) []byte {
+		rec := fmt.Sprintf(`[{"id": "2501.%05d", "title": "Quokkas %d", "abstract": "We show that quokkas smile. %s"}]`, i, i, strings.Repeat("Again. ", 200))
+		return []byte(rec)
+	}
+	held := make(chan response, 1)
+	go func() { held <- b.do("POST", "/api/papers", post(1)) }() // about 1.5 kB, held in Publish
+	<-pub.entered
+	big := []byte(strings.Repeat(" ", 2100) + string(post(2))) // about 3.6 kB: with the held one, past the bound
+	r := b.do("POST", "/api/papers", big)
+	if r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || !strings.Contains(string(r.body), "send it again") {
+		t.Errorf("a post past the bytes in flight: %d %v %s, want 503 with a Retry-After, saying to send it again", r.code, r.header, r.body)
+	}
+	close(pub.release)
+	if r := <-held; r.code != http.StatusAccepted {
+		t.Errorf("the held post: %d %s, want 202", r.code, r.body)
+	}
+	// Its bytes are free again.
+	if r := b.do("POST", "/api/papers", big); r.code != http.StatusAccepted {
+		t.Errorf("a large post once the others were done: %d %s, want 202", r.code, r.body)
+	}
+}

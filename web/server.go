@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/paperpipe/paperpipe/internal/metrics"
 )
 
@@ -75,6 +77,13 @@ type Config struct {
 	ProtectReads bool
 	// MaxBodyBytes bounds a request body; a larger one gets 413. Defaults to 4 MiB.
 	MaxBodyBytes int64
+	// MaxPostBytesInFlight bounds the bodies of the POST /api/papers requests served at once,
+	// each counted at its Content-Length (MaxBodyBytes when it sends none): each holds its body
+	// and its parsed records until the queue has them, about four times its size (40 posts of
+	// 4 MiB at once held 677 MB, measured). A post that would pass it is answered 503 with a
+	// Retry-After before its body is read; one post alone always goes. Defaults to 8 times
+	// MaxBodyBytes.
+	MaxPostBytesInFlight int64
 	// QueryCacheSize is how many query embeddings the LRU cache keeps. Defaults to 1024; a
 	// negative value disables the cache.
 	QueryCacheSize int
@@ -120,6 +129,9 @@ func (c *Config) setDefaults() {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 4 << 20
 	}
+	if c.MaxPostBytesInFlight == 0 && c.MaxBodyBytes > 0 {
+		c.MaxPostBytesInFlight = 8 * c.MaxBodyBytes
+	}
 	if c.QueryCacheSize == 0 {
 		c.QueryCacheSize = 1024
 	}
@@ -150,6 +162,8 @@ func (c *Config) validate() error {
 	switch {
 	case c.MaxBodyBytes < 0:
 		return fmt.Errorf("web config: MaxBodyBytes is %d, want > 0", c.MaxBodyBytes)
+	case c.MaxPostBytesInFlight < 0:
+		return fmt.Errorf("web config: MaxPostBytesInFlight is %d, want > 0", c.MaxPostBytesInFlight)
 	case c.MapMaxPoints < 0:
 		return fmt.Errorf("web config: MapMaxPoints is %d, want > 0", c.MapMaxPoints)
 	case c.ProtectReads && c.APIToken == "":
@@ -185,9 +199,11 @@ type Server struct {
 	flightsRunning sync.WaitGroup
 	flightsBase    context.Context
 	stopFlights    context.CancelCauseFunc
-	pages          *pages
-	maps           *mapCache
-	usage          *usageLedger
+	// postBytes is what the posts of papers in progress may hold (MaxPostBytesInFlight).
+	postBytes *semaphore.Weighted
+	pages     *pages
+	maps      *mapCache
+	usage     *usageLedger
 	// mapSnap is the last map drawn (see mapSnapshot), guarded by mapMu; mapDrawing holds a
 	// token while one request draws a new one.
 	mapMu      sync.Mutex
@@ -251,6 +267,7 @@ func newServer(cfg Config, probesOnly bool) (*Server, error) {
 		cfg:        cfg,
 		log:        cfg.Logger,
 		cache:      newQueryCache(cfg.QueryCacheSize),
+		postBytes:  semaphore.NewWeighted(cfg.MaxPostBytesInFlight),
 		maps:       &mapCache{},
 		usage:      &usageLedger{rec: cfg.Usage, log: cfg.Logger},
 		mapDrawing: make(chan struct{}, 1),
