@@ -71,7 +71,7 @@ func webSearchQuery(text string) string {
 		pattern, replacement = hyphenatedWord(n, false)
 		tsq = `regexp_replace(` + tsq + `, ` + pattern + `, ` + replacement + `, 'g')`
 	}
-	tsq = numberForms(hyphenatedForms(tsq))
+	tsq = numberForms(hyphenatedForms(wordNumberForms(tsq)))
 	return `regexp_replace(` + tsq + `, ` + acronymLexeme + `, '( ''\1'' | ''\1s'' )', 'g')::tsquery`
 }
 
@@ -121,6 +121,19 @@ func numberForms(tsq string) string {
 	const number = `([0-9]+(?:\.[0-9]+)*)`
 	tsq = `regexp_replace(` + tsq + `, '(?<!'')''-?` + number + `''(?!'')', '( ''\1'' | ''-\1'' )', 'g')`
 	return `regexp_replace(` + tsq + `, '(?<!'')''([[:alpha:]]+)` + number + `''(?!'')', '( ''\1\2'' | ''\1'' <-> ( ''\2'' | ''-\2'' ) )', 'g')`
+}
+
+// wordNumberForms is the tsquery text tsq (SQL) with each word of letters followed by a number
+// (a signed one: after a hyphen, see numberForms) made either itself or the two written
+// joined: 'gpt' & '4' (gpt 4) and 'gpt' <-> '-4' (gpt-4) become ( 'gpt' & '4' | 'gpt4' ), so
+// that they find a paper that writes GPT4, as gpt4 finds one that writes GPT-4 or GPT 4
+// (numberForms). Applied before hyphenatedForms (which rewrites a word such as covid or resnet,
+// and would leave it no longer next to its number) and numberForms (which then makes the number
+// of either sign).
+func wordNumberForms(tsq string) string {
+	const number = `-?([0-9]+(?:\.[0-9]+)*)`
+	return `regexp_replace(` + tsq + `, '(?<!'')''([[:alpha:]]+)'' (&|<->) ''` + number + `''(?!'')', ` +
+		`'( ''\1'' \2 ''\3'' | ''\1\3'' )', 'g')`
 }
 
 // maxHyphenPieces is the most pieces a hyphenated word of a query may have for a search to

@@ -301,22 +301,26 @@ func TestKeywordSearchOfAJoinedWordFindsItHyphenated(t *testing.T) {
 // A number after a hyphen is a signed number to PostgreSQL's parser ("COVID-19" is covid and
 // -19, "GPT-4" gpt and -4), so a search for covid 19, covid19, gpt 4 or gpt4 found no paper that
 // writes COVID-19 or GPT-4, and covid-19 none that writes COVID 19. A number finds it after a
-// hyphen and the other way round; a word joined to its number finds it apart or hyphenated.
+// hyphen and the other way round; a word joined to its number finds it apart or hyphenated,
+// and a word then a number, apart or hyphenated, finds them joined (gpt 4 and GPT-4 missed the
+// papers that write GPT4).
 func TestKeywordSearchOfANumberFindsItAfterAHyphen(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
 	hyphenated := topic(1, "Quokkas on GPT-4", "We track COVID-19 in quokkas with ResNet-50 and Llama-3.1.")
 	spaced := topic(2, "Quokkas on GPT 4", "We track COVID 19 in quokkas with ResNet 50 and Llama 3.1.")
 	neither := topic(3, "Wombats", "We track wombats and quokkas with 19 cameras in 4 parks.")
-	upsert(t, s, []paper.Abstract{hyphenated, spaced, neither}, store.Work{})
-	both := []string{hyphenated.ID, spaced.ID}
+	joined := topic(4, "Quokkas on GPT4", "We track COVID19 in quokkas with ResNet50 and Llama3.1.")
+	upsert(t, s, []paper.Abstract{hyphenated, spaced, neither, joined}, store.Work{})
+	both := []string{hyphenated.ID, spaced.ID, joined.ID}
 	for _, c := range []struct {
 		q    string
 		want []string
 	}{
 		{"gpt 4", both}, {"GPT-4", both}, {"gpt4", both}, {"covid19", both}, {"covid 19", both},
-		{"COVID-19", both}, {"resnet50", both}, {"llama 3.1", both}, {"llama3.1", both},
-		{`"track covid19 in quokkas"`, both}, {"quokkas -covid19", []string{neither.ID}},
+		{"COVID-19", both}, {"resnet50", both}, {"resnet 50", both}, {"llama 3.1", both}, {"llama3.1", both},
+		{"Llama-3.1", both}, {`"track covid19 in quokkas"`, both}, {`"track covid 19 in quokkas"`, both},
+		{"quokkas -covid19", []string{neither.ID}}, {"quokkas -covid-19", []string{neither.ID}},
 		{"19 cameras", []string{neither.ID}}, {"gpt5", nil},
 	} {
 		checkKeywordFinds(t, s, c.q, c.want)
