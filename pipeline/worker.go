@@ -53,6 +53,8 @@ type Store interface {
 	SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.Embedding) (int, error)
 	// Removed reports whether the paper was removed (paperpipe remove) and not stored again.
 	Removed(ctx context.Context, id string) (bool, error)
+	// LastRemoval is the time of the latest such removal; the zero time when there is none.
+	LastRemoval(ctx context.Context) (time.Time, error)
 	// RecordUsage adds API requests and tokens to the usage ledger.
 	RecordUsage(ctx context.Context, u []paper.Usage) error
 	// Ping checks that the database answers.
@@ -269,6 +271,12 @@ type Worker struct {
 	embedBills atomic.Bool   // the embedder has billed a request: embedding batches wait EmbedLinger
 	noSpace    atomic.Bool   // the worker's embedding space was dropped, and it said so
 	pause      pauses
+	// removals is the archive's latest removal as last read (see removedSince).
+	removals struct {
+		mu     sync.Mutex
+		read   time.Time // when it was read; zero: never
+		latest time.Time // the latest removal then; zero: none
+	}
 	// unrecorded is API usage the ledger did not take (the database was down): added to the
 	// next RecordUsage, summed per model and kind.
 	unrecorded struct {
@@ -954,16 +962,22 @@ const recheckTimeout = 5 * time.Second
 // none was bought, and the message is done.
 var errNotWanted = errors.New("TL;DR no longer wanted")
 
+// removalClockMargin is how far before a message's recording a removal still counts as
+// possibly after it: the removal is dated by the database's clock, the recording by the
+// worker's, and a removal's transaction commits after the time it records.
+const removalClockMargin = time.Minute
+
 // stillWanted reports whether j's TL;DR is still to be bought once its chat slot is free: a
 // message that waited longer than RecheckAfter since its paper was recorded asks the store
-// whether the paper was removed meanwhile (paperpipe remove), whose TL;DR was bought and then
-// dropped by the save — up to MaxInFlight of them per worker after a removal. The question is
-// one primary-key probe: a re-check of all the paper's work (Store.PendingFor) cost PostgreSQL
-// ~1.3 CPU-s per 1,000 papers in the C64 and C256 benchmarks, where every message waits ~1.6 s
-// (4 × Concurrency messages held, 400 ms a TL;DR), a third more than the rest of the run. A
-// paper whose text changed or whose TL;DR another worker stored is, as before, bought and
-// dropped by the save (rare: the queue drops repeats). When the store cannot answer, the
-// intake's answer stands.
+// whether the paper was removed meanwhile (paperpipe remove) — each such TL;DR was bought and
+// then dropped by the save, up to MaxInFlight of them per worker after a removal — when any
+// paper was removed since about then (removedSince). At C64 and C256 with 400 ms TL;DRs every
+// message waits ~1.6 s for its slot (4 × Concurrency held): asking the store about each paper
+// (Store.PendingFor) cost PostgreSQL 1.3–1.7 CPU-s per 1,000 papers in the benchmarks, and even
+// a primary-key probe each ~0.1; the latest removal, read once a RecheckAfter, costs nothing
+// per paper while no paper is being removed. A paper whose text changed or whose TL;DR another
+// worker stored is, as before, bought and dropped by the save (rare: the queue drops repeats).
+// When the store cannot answer, the intake's answer stands.
 func (w *Worker) stillWanted(ctx context.Context, j job) bool {
 	if w.cfg.RecheckAfter < 0 || j.recorded.IsZero() || time.Since(j.recorded) <= w.cfg.RecheckAfter {
 		return true
@@ -972,6 +986,9 @@ func (w *Worker) stillWanted(ctx context.Context, j job) bool {
 	// for as long as TCP takes to give up (see IntakeTimeout).
 	rctx, cancel := context.WithTimeout(ctx, recheckTimeout)
 	defer cancel()
+	if !w.removedSince(rctx, j.recorded.Add(-removalClockMargin)) {
+		return true
+	}
 	removed, err := w.store.Removed(rctx, j.a.ID)
 	if err != nil {
 		w.log.Debug("could not ask the store whether a paper was removed; buying its TL;DR", "paper", j.a.ID, "err", err)
@@ -981,6 +998,23 @@ func (w *Worker) stillWanted(ctx context.Context, j job) bool {
 		w.log.Debug("TL;DR not bought: its paper was removed while its message waited", "paper", j.a.ID)
 	}
 	return !removed
+}
+
+// removedSince reports whether a paper may have been removed after t: the archive's latest
+// removal (Store.LastRemoval), read again when the last read is older than RecheckAfter, by
+// one message while the others asking wait for its answer. A read that fails answers true.
+func (w *Worker) removedSince(ctx context.Context, t time.Time) bool {
+	r := &w.removals
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.read.IsZero() || time.Since(r.read) >= w.cfg.RecheckAfter {
+		latest, err := w.store.LastRemoval(ctx)
+		if err != nil {
+			return true
+		}
+		r.latest, r.read = latest, time.Now()
+	}
+	return !r.latest.IsZero() && r.latest.After(t)
 }
 
 // errDraining returns a message whose TL;DR request has not started to the queue at once when

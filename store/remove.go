@@ -170,6 +170,22 @@ func (s *Store) Removed(ctx context.Context, id string) (_ bool, err error) {
 	return removed, nil
 }
 
+// LastRemoval is the time of the latest removal (RemovePapers) of a paper not stored again
+// since; the zero time when there is none. A worker reads it about once a second to know
+// whether the messages it holds need asking about (Removed). It reads removed_papers whole:
+// the papers removed and not ingested again, a small table as a rule.
+func (s *Store) LastRemoval(ctx context.Context) (_ time.Time, err error) {
+	defer func() { err = unavailable(ctx, err) }()
+	var at *time.Time
+	if err := s.pool.QueryRow(ctx, `SELECT max(removed_at) FROM removed_papers`).Scan(&at); err != nil {
+		return time.Time{}, fmt.Errorf("read the latest removal: %w", err)
+	}
+	if at == nil {
+		return time.Time{}, nil
+	}
+	return *at, nil
+}
+
 // removedBefore reports, per copy of papers, whether its paper was removed (RemovePapers) no
 // earlier than its text was read (Abstract.TextAt; a zero TextAt is now, after any removal),
 // and the removed papers of the others, which the call stores again.

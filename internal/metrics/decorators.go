@@ -27,6 +27,7 @@ type Store interface {
 	SaveSummaries(ctx context.Context, sums []paper.Summary) (int, error)
 	SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.Embedding) (int, error)
 	Removed(ctx context.Context, id string) (bool, error)
+	LastRemoval(ctx context.Context) (time.Time, error)
 	RecordUsage(ctx context.Context, u []paper.Usage) error
 	Ping(ctx context.Context) error
 }
