@@ -48,3 +48,35 @@ func TestPruneTLDRsSaysWhatWasWrittenWhileItRan(t *testing.T) {
 		t.Errorf("prune: %+v; want w v1's 3 TL;DRs removed, none left as its paper's only one, 1 written while it ran", res)
 	}
 }
+
+// A TL;DR the prune's pass left as the only one of its paper's current text stays counted so
+// when the configured version's TL;DR of the paper is written after the pass (a `reprocess
+// --tldr-only` of the configured version running beside the prune, as README advises before
+// one) or the paper's text changes: it was counted written while the prune ran, with a warning
+// that a worker still writes the pruned version, which nothing did.
+func TestPruneTLDRsLeftAsSoleStayCountedSoWhenTheConfiguredOneIsWrittenMeanwhile(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	papers := abstracts(3)
+	upsert(t, s, papers, store.Work{})
+	for _, p := range papers {
+		saveTLDR(t, s, p, "old", "v1") // each paper's only TL;DR
+	}
+	batches := 0
+	res, err := s.PruneTLDRs(ctx, store.PruneOptions{Current: store.TLDRKeep{Model: "m", PromptVersion: "v2"}, BatchSize: 1,
+		Progress: func(store.PruneResult) {
+			batches++
+			if batches == 1 {
+				// The pass left paper 1's old TL;DR (its only one); the run of the configured
+				// version then writes paper 1's.
+				saveTLDR(t, s, papers[0], "m", "v2")
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Versions) != 1 || res.Versions[0].TLDRs != 0 || res.Sole != 3 || res.WrittenMeanwhile != 0 {
+		t.Errorf("prune: %+v; want old v1's 3 TL;DRs left as their paper's only one, none written while it ran", res)
+	}
+}

@@ -108,9 +108,10 @@ type PrunedVersion struct {
 	// Sole are the TL;DRs of the version left because no kept version has a TL;DR of their
 	// paper's current text (PruneOptions.Force removes them).
 	Sole int64 `json:"sole,omitempty"`
-	// WrittenMeanwhile are the TL;DRs of the version written while the prune ran, behind its
-	// pass, that it left: a worker or a run still writes the version (the prune was not run
-	// with their settings), and the next prune removes them.
+	// WrittenMeanwhile are the TL;DRs of the version written while the prune ran (since it
+	// started: their created_at) that it left, behind its pass or ahead of it as their paper's
+	// only one: a worker or a run still writes the version (the prune was not run with their
+	// settings), and the next prune removes them.
 	WrittenMeanwhile int64 `json:"written_meanwhile,omitempty"`
 	// Skipped says why none (or no more) of the version's TL;DRs were removed: a run writes it
 	// now, or open Batch API jobs will ("" when it was pruned).
@@ -236,6 +237,12 @@ func (s *Store) PruneTLDRs(ctx context.Context, opts PruneOptions) (res PruneRes
 		res.total()
 		return res, nil
 	}
+	// The TL;DRs written from here on (created_at, set by every write) are those a worker or a
+	// run writes while the prune runs; what was there before and stays is what the pass left.
+	var started time.Time
+	if err := s.pool.QueryRow(ctx, "SELECT statement_timestamp()").Scan(&started); err != nil {
+		return res, fmt.Errorf("prune TL;DRs: %w", err)
+	}
 	after := [3]string{"", "", ""}
 	retries := 0
 	for len(models) > 0 {
@@ -328,7 +335,7 @@ func (s *Store) PruneTLDRs(ctx context.Context, opts PruneOptions) (res PruneRes
 	}
 	// What stays of the versions removed: TL;DRs that are their paper's only one, and those
 	// written behind the prune's pass.
-	if err := s.countLeft(ctx, &res, opts.Force); err != nil {
+	if err := s.countLeft(ctx, &res, opts.Force, started); err != nil {
 		return res, err
 	}
 	res.total()
@@ -340,10 +347,13 @@ func (s *Store) PruneTLDRs(ctx context.Context, opts PruneOptions) (res PruneRes
 	return res, nil
 }
 
-// countLeft counts, for each version pruned (not skipped), the TL;DRs left of it: those that
-// are the only one of their paper's current text among the versions that stay (none when
-// forced: the prune removed them), and those written while it ran, behind its pass.
-func (s *Store) countLeft(ctx context.Context, res *PruneResult, forced bool) error {
+// countLeft counts, for each version pruned (not skipped), the TL;DRs left of it: those the
+// pass left as the only one of their paper's current text among the versions that stay (none
+// when forced: the prune removed them), which were there when it started (written before
+// started; the paper may have been given a TL;DR of a version that stays since, or a new text:
+// the next prune removes them), and those written while it ran (from started on), behind its
+// pass or left by it.
+func (s *Store) countLeft(ctx context.Context, res *PruneResult, forced bool, started time.Time) error {
 	var models, prompts []string
 	for _, v := range res.Versions {
 		if v.Skipped == "" {
@@ -353,14 +363,10 @@ func (s *Store) countLeft(ctx context.Context, res *PruneResult, forced bool) er
 	if len(models) == 0 {
 		return nil
 	}
-	rows, err := s.pool.Query(ctx, `SELECT t.model, t.prompt_version,
-			count(*) FILTER (WHERE NOT $3::bool AND p.content_hash = t.content_hash AND NOT EXISTS (SELECT 1 FROM tldrs k
-				WHERE k.paper_id = t.paper_id AND k.content_hash = p.content_hash
-				AND (k.model, k.prompt_version) NOT IN (SELECT * FROM unnest($1::text[], $2::text[])))),
-			count(*)
-		FROM tldrs t LEFT JOIN papers p ON p.id = t.paper_id
+	rows, err := s.pool.Query(ctx, `SELECT t.model, t.prompt_version, count(*) FILTER (WHERE NOT $3::bool AND t.created_at < $4), count(*)
+		FROM tldrs t
 		WHERE (t.model, t.prompt_version) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-		GROUP BY t.model, t.prompt_version`, models, prompts, forced)
+		GROUP BY t.model, t.prompt_version`, models, prompts, forced, started)
 	if err != nil {
 		return fmt.Errorf("prune TL;DRs: count what is left: %w", err)
 	}
