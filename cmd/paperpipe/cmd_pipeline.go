@@ -387,9 +387,14 @@ func warnInactiveSpace(ctx context.Context, c *config, log *slog.Logger, st *sto
 			}
 		}
 	}
+	hint, filling := spaceFillHint(ctx, st, space)
+	then := "then"
+	if filling {
+		then = "once it ends,"
+	}
 	log.Warn(fmt.Sprintf("embeddings go to space %d (%s), which is not active: queries use %s, and searches embedded by %s are refused "+
-		"(embedding space mismatch, HTTP 409) until the space is filled and active: %s, then switch to it with `paperpipe activate %d`%s",
-		space.ID, space.Name(), active, space.Model, embed.FillHint(space), space.ID, keep))
+		"(embedding space mismatch, HTTP 409) until the space is filled and active: %s, %s switch to it with `paperpipe activate %d`%s",
+		space.ID, space.Name(), active, space.Model, hint, then, space.ID, keep))
 }
 
 // queueMissing publishes, for the workers about to start on space after following it, the

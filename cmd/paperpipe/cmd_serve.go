@@ -74,7 +74,7 @@ func cmdServe(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return interruptedStart(ctx, err)
 	}
-	warnQueriesRefused(ctx, c, log, reads, m.emb.Space())
+	warnQueriesRefused(ctx, c, log, reads, st, m.emb.Space())
 	b, err := connectBrokerLater(ctx, c, log, brokerClient)
 	if err != nil {
 		return interruptedStart(ctx, err)
@@ -89,8 +89,9 @@ func cmdServe(ctx context.Context, c *config, args []string) error {
 // logged at debug level only (a 409, the reader's error), so that serve otherwise said nothing
 // while every reader got keyword results. (An activation while serve runs is warned about by
 // `activate`.) `up` needs none: its workers warn when their space is not active
-// (warnInactiveSpace).
-func warnQueriesRefused(ctx context.Context, c *config, log *slog.Logger, st *store.Store, es paper.Space) {
+// (warnInactiveSpace). st is the store searches read (a replica, PAPERPIPE_READ_DATABASE_URL);
+// primary the one whose sessions hold the runs' locks, which a replica does not see.
+func warnQueriesRefused(ctx context.Context, c *config, log *slog.Logger, st, primary *store.Store, es paper.Space) {
 	active, err := st.ActiveSpace(ctx)
 	if err != nil || active.Model == es.Model && active.Dimensions == es.Dimensions && active.Template == es.Template {
 		return // none active yet, or unreadable: each search says so
@@ -105,7 +106,12 @@ func warnQueriesRefused(ctx context.Context, c *config, log *slog.Logger, st *st
 		switch {
 		case own.Name() != es.Name():
 		case own.Embedded < own.Papers:
-			do = append(do, fmt.Sprintf("its own space %d holds %d of %d papers: %s, then `paperpipe activate %d`", own.ID, own.Embedded, own.Papers, embed.FillHint(own.Space), own.ID))
+			hint, filling := spaceFillHint(ctx, primary, own.Space)
+			then := "then"
+			if filling {
+				then = "once it ends,"
+			}
+			do = append(do, fmt.Sprintf("its own space %d holds %d of %d papers: %s, %s `paperpipe activate %d`", own.ID, own.Embedded, own.Papers, hint, then, own.ID))
 		default:
 			do = append(do, fmt.Sprintf("`paperpipe activate %d` switches queries to space %d, which holds a vector of every paper", own.ID, own.ID))
 		}

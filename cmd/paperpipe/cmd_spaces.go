@@ -329,10 +329,9 @@ func runActivate(ctx context.Context, c *config, st *store.Store, ref string, er
 		fmt.Fprintln(errw, "note: "+note)
 	}
 	if sp.Embedded < sp.Papers {
-		next := embed.FillHint(sp.Space)
-		// A run filling it now refuses a second one: the fill hint would send the user to it.
-		if filling, err := st.SpaceFilling(ctx, sp.ID); err == nil && filling {
-			next = "a `paperpipe reprocess` (or `fit`) is filling it now: until it ends, searches find only the papers it has embedded"
+		next, filling := spaceFillHint(ctx, st, sp.Space)
+		if filling {
+			next += ": until it ends, searches find only the papers it has embedded"
 		}
 		fmt.Fprintf(errw, "note: %s no vector in it yet; %s\n", plural(sp.Papers-sp.Embedded, "paper has", "papers have"), next)
 	}
@@ -340,6 +339,17 @@ func runActivate(ctx context.Context, c *config, st *store.Store, ref string, er
 		fmt.Fprintln(errw, "warning: "+w)
 	}
 	return nil
+}
+
+// spaceFillHint says how to fill space sp (embed.FillHint), or, when a run (a `paperpipe
+// reprocess` or `fit`, in any process) is filling it now, that it is, and filling reports
+// which: a second run is refused while one fills the space, so the fill hint would send the
+// user to a command that fails. activate, serve and the workers give this advice alike.
+func spaceFillHint(ctx context.Context, st *store.Store, sp paper.Space) (hint string, filling bool) {
+	if filling, err := st.SpaceFilling(ctx, sp.ID); err == nil && filling {
+		return "a `paperpipe reprocess` (or `fit`) is filling it now", true
+	}
+	return embed.FillHint(sp), false
 }
 
 // embedderMismatch says, when the embedder c configures (PAPERPIPE_EMBED_MODEL,
