@@ -152,9 +152,9 @@ func (s *Store) Resolve(ctx context.Context, ref string) (_ string, err error) {
 	rows, err := s.pool.Query(ctx, `SELECT id, title, exact, count(*) OVER ()
 		FROM papers, LATERAL (SELECT CASE WHEN title ~ '[^[:ascii:]]' THEN paperpipe_unaccent(title) ELSE title END AS folded) f,
 			LATERAL (SELECT lower(f.folded) = lower(paperpipe_unaccent($1)) AS exact) e
-		WHERE f.folded ILIKE '%' || paperpipe_unaccent($2) || '%' ESCAPE '\'
-		ORDER BY exact DESC, created_at DESC, id LIMIT $3`,
-		frag, escapeLike(frag), maxCandidates)
+		WHERE f.folded ILIKE '%' || `+likeLiteral(`paperpipe_unaccent($1)`)+` || '%' ESCAPE '\'
+		ORDER BY exact DESC, created_at DESC, id LIMIT $2`,
+		frag, maxCandidates)
 	if err != nil {
 		return "", fmt.Errorf("resolve paper %q: %w", ref, err)
 	}
@@ -190,9 +190,11 @@ func (s *Store) Resolve(ctx context.Context, ref string) (_ string, err error) {
 	return "", fmt.Errorf("%s: %w", b.String(), paper.ErrAmbiguous)
 }
 
-// escapeLike makes s match literally in a LIKE pattern with ESCAPE '\'.
-func escapeLike(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+// likeLiteral is the SQL of text (SQL) made to match literally in a LIKE pattern with ESCAPE
+// '\'. It escapes the folded fragment, not the fragment before folding: unaccent folds the
+// fullwidth ％ ＿ ＼ to % _ \, which escaped before would be wildcards and an escape.
+func likeLiteral(text string) string {
+	return `replace(replace(replace(` + text + `, '\', '\\'), '%', '\%'), '_', '\_')`
 }
 
 // Related returns the k papers nearest to paper id in space spaceID by cosine similarity,

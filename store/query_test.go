@@ -223,6 +223,8 @@ func TestResolve(t *testing.T) {
 		{"naive bayes", "arxiv:2402.00010"},                        // without its accent, as keyword search folds it
 		{"Nystrom-Initiated", "arxiv:2402.00011"},                  // without its accent
 		{"schrödinger bridges", "arxiv:2402.00012"},                // with an accent the title does not have
+		{"100\uff05", "arxiv:2402.00003"},                          // a fullwidth %, folded to %: literal too
+		{"under\uff3fscore", "arxiv:2402.00005"},                   // a fullwidth _, folded to _: literal too
 	} {
 		got, err := s.Resolve(ctx, tc.ref)
 		if err != nil || got != tc.want {
