@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -152,15 +153,17 @@ func runExport(ctx context.Context, st *store.Store, o exportOptions, errw io.Wr
 		file *os.File
 		tmp  string
 	)
-	device := false
-	if fi, serr := os.Stat(o.out); o.out != "-" && serr == nil && !fi.Mode().IsRegular() {
-		device = true
-	}
-	if device {
-		// A device or a named pipe (/dev/stdout, a FIFO a loader reads) is written as it is:
-		// no file is made beside it, nor renamed over it.
+	if asIs, regular := writtenAsIs(o.out); asIs {
+		// A device or a named pipe (/dev/null, a FIFO a loader reads), or the name of a file
+		// descriptor (/dev/stdout), is written as it is: no file is made beside it, nor
+		// renamed over it. A regular file so named is the one the shell opened for the
+		// descriptor (> papers.jsonl, >> papers.jsonl), written at its end.
 		name = o.out
-		if file, err = os.OpenFile(o.out, os.O_WRONLY, 0); err != nil {
+		flags := os.O_WRONLY
+		if regular {
+			flags |= os.O_APPEND
+		}
+		if file, err = os.OpenFile(o.out, flags, 0); err != nil {
 			return res, fmt.Errorf("export: %w", err)
 		}
 		defer file.Close()
@@ -273,6 +276,55 @@ func runExport(ctx context.Context, st *store.Store, o exportOptions, errw io.Wr
 	}
 	fmt.Fprintln(errw, what)
 	return res, nil
+}
+
+// writtenAsIs reports whether export's -o name is written as it is, not made whole beside it
+// and renamed over it: a device or a named pipe, or a name of a file descriptor the process
+// holds — /dev/stdout, /dev/fd/3, /proc/self/fd/1, or a link to one — which leads to what the
+// descriptor is, a regular file when the output is redirected to one (then regular is true).
+// A file cannot be made beside such a name in /proc, and one made in /dev (as root) would be
+// renamed over the link /dev/stdout, the redirected file left empty.
+func writtenAsIs(name string) (asIs, regular bool) {
+	if name == "-" {
+		return false, false
+	}
+	fi, err := os.Stat(name)
+	if err != nil {
+		return false, false
+	}
+	if !fi.Mode().IsRegular() {
+		return true, false
+	}
+	p := name
+	for range 8 { // a link to a link…, as far as a descriptor's name
+		if fdName(p) {
+			return true, true
+		}
+		target, err := os.Readlink(p)
+		if err != nil {
+			return false, false // not a link: a file of the file system
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(p), target)
+		}
+		p = target
+	}
+	return false, false
+}
+
+// fdName reports whether p names a file descriptor: /dev/stdout, /dev/stderr, /dev/fd/N,
+// /proc/self/fd/N (or another process's, or thread-self's). Not any name in /dev: a file in
+// /dev/shm is a file like another.
+func fdName(p string) bool {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return false
+	}
+	if abs == "/dev/stdout" || abs == "/dev/stderr" || strings.HasPrefix(abs, "/dev/fd/") {
+		return true
+	}
+	parts := strings.Split(abs, "/") // "", "proc", "self", "fd", "1"
+	return len(parts) == 5 && parts[1] == "proc" && parts[3] == "fd"
 }
 
 // tldrLine is what import-tldrs reads of an export line.

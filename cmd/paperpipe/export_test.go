@@ -380,3 +380,60 @@ func TestImportTLDRsSkipsThePapersStoredWithAnotherText(t *testing.T) {
 		}
 	}
 }
+
+// -o /dev/stdout with standard output redirected to a file (`paperpipe export -o /dev/stdout >
+// papers.jsonl`), or /dev/fd/N, names a file descriptor the process holds: /dev/stdout is a link
+// to /proc/self/fd/1, which leads to the regular file the shell opened. It is written as it is,
+// as README says, not taken for a file to make whole beside it: a partial file made in /proc
+// fails, and one made beside the link (in /dev, as root) is renamed over the link, leaving the
+// redirected file empty. Here the file is one of the test's descriptors, named as /proc/self/fd/N
+// and through a link to that name, as /dev/stdout is.
+func TestExportToAFileDescriptorsNameWritesThatFile(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 20)
+	dir := t.TempDir()
+	for _, viaLink := range []bool{false, true} {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("redirected-%v.jsonl", viaLink)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+		if viaLink {
+			link := filepath.Join(dir, "stdout")
+			if err := os.Symlink(name, link); err != nil {
+				t.Fatal(err)
+			}
+			name = link
+		}
+		var errw bytes.Buffer
+		_, err = runExport(t.Context(), e.st, exportOptions{out: name}, &errw)
+		b, rerr := os.ReadFile(f.Name())
+		f.Close()
+		if err != nil || rerr != nil || len(decodeLines(t, string(b))) != 20 {
+			t.Errorf("export -o %s: %v; the file it leads to holds %d bytes (%v), want the 20 papers", name, err, len(b), rerr)
+		}
+		if viaLink {
+			if fi, err := os.Lstat(name); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+				t.Errorf("export -o %s replaced the link by a file: %v, %v", name, fi.Mode(), err)
+			}
+		}
+	}
+	// A file in /dev that is no descriptor's name (in /dev/shm) is a file like another:
+	// replaced whole, not written at its end.
+	shm, err := os.MkdirTemp("/dev/shm", "export-test-")
+	if err != nil {
+		return // no /dev/shm here
+	}
+	defer os.RemoveAll(shm)
+	file := filepath.Join(shm, "papers.jsonl")
+	for range 2 {
+		var errw bytes.Buffer
+		if _, err := runExport(t.Context(), e.st, exportOptions{out: file}, &errw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b, err := os.ReadFile(file); err != nil || len(decodeLines(t, string(b))) != 20 {
+		t.Errorf("export -o %s twice: %d bytes (%v), want the 20 papers once", file, len(b), err)
+	}
+}
