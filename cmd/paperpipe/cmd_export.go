@@ -410,9 +410,15 @@ func importTLDRs(ctx context.Context, st *store.Store, path string, chunk int, e
 		buf = buf[:0]
 		return nil
 	}
+	good := 0           // lines taken so far: a TL;DR, or a paper exported without one
+	var firstBad string // the first bad line's number and reason
 	bad := func(line int, format string, args ...any) {
 		res.Bad++
-		fmt.Fprintf(errw, "%s:%d: %s\n", name, line, fmt.Sprintf(format, args...))
+		msg := fmt.Sprintf(format, args...)
+		if firstBad == "" {
+			firstBad = fmt.Sprintf("line %d: %s", line, msg)
+		}
+		fmt.Fprintf(errw, "%s:%d: %s\n", name, line, msg)
 	}
 	for n := 1; ; n++ {
 		if err := ctx.Err(); err != nil {
@@ -433,6 +439,12 @@ func importTLDRs(ctx context.Context, st *store.Store, path string, chunk int, e
 		if text == "" {
 			continue
 		}
+		if good == 0 && res.Bad >= maxBadLead {
+			// Another file (paperpipe embed's vectors, a spreadsheet): each of its lines
+			// would be one more message.
+			return res, fmt.Errorf("%s: the first %d lines are all bad (the first, %s); stopped, nothing was loaded: this is not a file of paperpipe export: %w",
+				name, maxBadLead, firstBad, paper.ErrInvalid)
+		}
 		var l tldrLine
 		if jerr := json.Unmarshal([]byte(text), &l); jerr != nil {
 			bad(n, "not a line of paperpipe export: %v", jerr)
@@ -448,6 +460,7 @@ func importTLDRs(ctx context.Context, st *store.Store, path string, chunk int, e
 			continue
 		case l.TLDR == "" && l.Model == "" && l.Title != "":
 			res.NoTLDR++ // a paper exported without a TL;DR
+			good++
 			continue
 		case strings.TrimSpace(l.TLDR) == "":
 			bad(n, "%s: no tldr", id)
@@ -466,6 +479,7 @@ func importTLDRs(ctx context.Context, st *store.Store, path string, chunk int, e
 			bad(n, "%s: %s", id, verr)
 			continue
 		}
+		good++
 		buf = append(buf, paper.Summary{PaperID: id, Text: l.TLDR, Model: l.Model, PromptVersion: l.PromptVersion,
 			ContentHash: l.ContentHash, Validation: l.Validation})
 		if len(buf) >= chunk {

@@ -62,10 +62,10 @@ func cmdImportEmbeddings(ctx context.Context, c *config, args []string) error {
 // vectors is ~300 MB of COPY data held by the server's temporary table.
 const maxImportChunk = 100_000
 
-// maxBadLead is how many bad lines, from the first on, import-embeddings reports before it
-// stops: a file none of whose first lines is a good vector line is another file (papers, a
-// spreadsheet) or vector lines that all fail one check, and its every line would be one more
-// message.
+// maxBadLead is how many bad lines, from the first on, import-embeddings and import-tldrs
+// report before they stop: a file none of whose first lines is a good line is another file
+// (papers, a spreadsheet; vectors, to import-tldrs) or lines that all fail one check, and its
+// every line would be one more message.
 const maxBadLead = 100
 
 // vectorLinesWanted is what import-embeddings reads, for the refusal of a PDF or binary data.

@@ -437,3 +437,47 @@ func TestExportToAFileDescriptorsNameWritesThatFile(t *testing.T) {
 		t.Errorf("export -o %s twice: %d bytes (%v), want the 20 papers once", file, len(b), err)
 	}
 }
+
+// import-tldrs given another file — the vectors `paperpipe embed` writes, a spreadsheet —
+// stops after its first 100 bad lines, as ingest and import-embeddings do, giving the first
+// line's reason, instead of reading the file to its end with a message for each of its lines.
+// Bad lines after a good one are a damaged export: each is reported.
+func TestImportTLDRsOfAnotherFileStopsAfterItsFirstBadLines(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 2)
+	dir := t.TempDir()
+	var vectors, csv strings.Builder
+	for i := range 20000 {
+		fmt.Fprintf(&vectors, `{"id":"2401.%05d","embedding":[1,0,0],"model":"imported","content_hash":"h"}`+"\n", i%2)
+		fmt.Fprintf(&csv, "2401.%05d,1,0,0\n", i%2)
+	}
+	for _, c := range []struct{ name, data, want string }{
+		{"vectors.jsonl", vectors.String(), "the first 100 lines are all bad (the first, line 1: arxiv:2401.00000: no tldr); stopped, nothing was loaded"},
+		{"vectors.csv", csv.String(), "the first 100 lines are all bad (the first, line 1: not a line of paperpipe export"},
+	} {
+		path := filepath.Join(dir, c.name)
+		if err := os.WriteFile(path, []byte(c.data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var errw bytes.Buffer
+		res, err := importTLDRs(t.Context(), e.st, path, 1000, &errw)
+		if err == nil || !strings.Contains(err.Error(), c.want) || res.Bad != 100 || strings.Count(errw.String(), "\n") != 100 {
+			t.Errorf("import-tldrs of 20,000 lines of %s: %v, %d bad, %d lines of messages; want it stopped after 100 saying %q",
+				c.name, err, res.Bad, strings.Count(errw.String(), "\n"), c.want)
+		}
+	}
+	p, err := e.st.Paper(t.Context(), "arxiv:2401.00000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := fmt.Sprintf(`{"id":"2401.00000","title":"T","content_hash":%q,"tldr":"Paid.","tldr_model":"gpt-4o","tldr_prompt_version":"tldr-v1"}`+"\n", p.ContentHash)
+	damaged := filepath.Join(dir, "damaged.jsonl")
+	if err := os.WriteFile(damaged, []byte(good+strings.Repeat(`{"id":"2401.00001","tldr":"x"}`+"\n", 150)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var errw bytes.Buffer
+	if res, err := importTLDRs(t.Context(), e.st, damaged, 1000, &errw); err != nil || res.Bad != 150 || res.Saved != 1 {
+		t.Errorf("import-tldrs of 1 good line and 150 bad ones: %+v, %v; want the 150 reported and the 1 saved", res, err)
+	}
+}
