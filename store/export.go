@@ -24,7 +24,8 @@ type ExportSelection struct {
 	// paper has none). Defaults to 0: no vector.
 	SpaceID int64
 	// Since keeps papers stored, or whose text changed, at or after this time (their
-	// updated_at, as Selection.Since). Defaults to the zero time: every paper.
+	// updated_at, as Selection.Since: not a change of metadata alone, and dated when its write
+	// began, which commits later). Defaults to the zero time: every paper.
 	Since time.Time
 	// Category keeps papers with this category among theirs, compared exactly ("cs.LG").
 	// Defaults to "": any.
@@ -37,8 +38,9 @@ type ExportSelection struct {
 type ExportedPaper struct {
 	paper.Abstract
 	ContentHash string
-	// CreatedAt is when the paper was first stored, UpdatedAt when its row was last written
-	// (its text or its metadata).
+	// CreatedAt is when the paper was first stored, UpdatedAt when its text (title, abstract)
+	// was last written: a correction of its metadata alone does not date it (see
+	// Selection.Since).
 	CreatedAt, UpdatedAt time.Time
 	// TLDR is the paper's TL;DR of ExportSelection.TLDR for its current text; nil when none.
 	TLDR *paper.Summary

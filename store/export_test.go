@@ -139,6 +139,20 @@ func TestExportFilters(t *testing.T) {
 	if got := ids(exportAll(t, s, store.ExportSelection{Since: now})); !slices.Equal(got, []string{changed.ID}) {
 		t.Errorf("--since before a change: %v, want the changed paper alone", got)
 	}
+	// A correction of metadata alone (a later record of the paper with its categories) is
+	// exported, and does not date the paper: its updated_at is its text's, as README says.
+	before := exportAll(t, s, store.ExportSelection{IDs: []string{papers[3].ID}})[0]
+	corrected := papers[3]
+	corrected.Categories = []string{"cs.CL", "stat.ML"}
+	upsert(t, s, []paper.Abstract{corrected}, store.Work{})
+	after := exportAll(t, s, store.ExportSelection{IDs: []string{papers[3].ID}})[0]
+	if !slices.Equal(after.Categories, corrected.Categories) || !after.UpdatedAt.Equal(before.UpdatedAt) {
+		t.Errorf("a paper whose categories alone changed: categories %v, updated_at %v (was %v); want the new categories and the same time",
+			after.Categories, after.UpdatedAt, before.UpdatedAt)
+	}
+	if got := ids(exportAll(t, s, store.ExportSelection{Since: now})); !slices.Equal(got, []string{changed.ID}) {
+		t.Errorf("--since before a change of metadata alone: %v, want the paper whose text changed alone", got)
+	}
 }
 
 // TestExportIsOneSnapshotWhileWritersGoOn writes, while an export reads, what workers and
