@@ -99,24 +99,25 @@ func (s *Store) Export(ctx context.Context, sel ExportSelection, counted func(in
 			AND e.paper_id = p.id AND e.content_hash = p.content_hash) e ON true` + where + `
 		ORDER BY p.id`
 	// A failure of each (a full disk, a closed pipe) cancels the query rather than reading
-	// the rest of the archive to close it.
+	// the rest of the archive to close it: every statement runs under qctx (rows.Close reads
+	// a query's remaining rows unless the context the query was sent with ends).
 	qctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	err = pgx.BeginTxFunc(qctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
 		if sel.SpaceID != 0 {
 			// The space as the snapshot has it: dropped since it was named, it has no vectors.
-			if _, err := spaceByID(ctx, tx, sel.SpaceID); err != nil {
+			if _, err := spaceByID(qctx, tx, sel.SpaceID); err != nil {
 				return notFound(err, "embedding space %d", sel.SpaceID)
 			}
 		}
 		if counted != nil {
 			var n int64
-			if err := tx.QueryRow(ctx, `SELECT count(*) FROM papers p`+countWhere, countArgs...).Scan(&n); err != nil {
+			if err := tx.QueryRow(qctx, `SELECT count(*) FROM papers p`+countWhere, countArgs...).Scan(&n); err != nil {
 				return err
 			}
 			counted(n)
 		}
-		rows, err := tx.Query(ctx, q, args...)
+		rows, err := tx.Query(qctx, q, args...)
 		if err != nil {
 			return err
 		}

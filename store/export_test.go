@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -246,5 +247,60 @@ func TestExportStopsAtTheFirstErrorOfItsCallback(t *testing.T) {
 	// The store is usable after: the cancelled query left no connection in a bad state.
 	if got := exportAll(t, s, store.ExportSelection{}); len(got) != 50 {
 		t.Fatalf("export after a failed one: %d papers, want 50", len(got))
+	}
+}
+
+// TestAFailedExportStopsItsQuery: an export whose writer fails (a full disk) cancels its
+// query rather than reading the rest of the archive to close it — every remaining row of a
+// big archive, gigabytes and minutes of the server's work, before the error was told. Here the
+// server cannot produce the rows after the first twenty (papers is made a view whose filter
+// waits, for those, for a lock the test holds), so a reader of the rest waits until its
+// context ends (it did: 30 s, the query sent under the context the cancel did not end).
+func TestAFailedExportStopsItsQuery(t *testing.T) {
+	t.Parallel()
+	// Papers read in id order through their primary key, as on a big archive, not sorted
+	// whole first (which would read every row before the first is returned).
+	url := withParams(t, pgtest.URL(t), map[string]string{"enable_seqscan": "off", "enable_sort": "off"})
+	s := open(t, url)
+	ctx := t.Context()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	papers := abstracts(60)
+	for i := range papers {
+		papers[i].Abstract += " " + strings.Repeat("Sparse experts route each token by a learned gate. ", 40) // ~2 KB
+	}
+	upsert(t, s, papers, store.Work{})
+	if _, err := s.Pool().Exec(ctx, `
+		CREATE FUNCTION export_gate(id text) RETURNS boolean LANGUAGE plpgsql AS $$
+		BEGIN
+			IF id > 'arxiv:2401.00020' THEN PERFORM pg_advisory_xact_lock_shared(4242); END IF;
+			RETURN true;
+		END $$;
+		ALTER TABLE papers RENAME TO gated_papers;
+		CREATE VIEW papers AS SELECT * FROM gated_papers WHERE export_gate(id)`); err != nil {
+		t.Fatal(err)
+	}
+	// Held by a session outside any transaction: one idle in a transaction is ended after
+	// IdleInTransactionTimeout, its lock with it.
+	holder, err := s.Pool().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Release()
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock(4242)"); err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Exec(context.Background(), "SELECT pg_advisory_unlock(4242)")
+	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	full := fmt.Errorf("write: no space left on device")
+	n := 0
+	err = s.Export(ectx, store.ExportSelection{}, nil, func(store.ExportedPaper) error {
+		n++
+		return full
+	})
+	if err != full || n != 1 || ectx.Err() != nil {
+		t.Fatalf("Export = %v after %d papers, its context %v; want the callback's error after 1, the query stopped, not read to its end", err, n, ectx.Err())
 	}
 }
