@@ -396,12 +396,17 @@ func importTLDRs(ctx context.Context, st *store.Store, path string, chunk int, e
 	}
 	name := ingest.Name(path)
 	br := bufio.NewReaderSize(cr, 1<<20)
-	var buf []paper.Summary
+	var (
+		buf         []paper.Summary
+		first, last int // buf's lines
+	)
 	flush := func() error {
 		if len(buf) == 0 {
 			return nil
 		}
-		n, err := st.SaveSummaries(ctx, buf)
+		n, err := waitForLockedPapers(ctx, fmt.Sprintf("%s:%d-%d", name, first, last), errw, func() (int, error) {
+			return st.SaveSummaries(ctx, buf)
+		})
 		if err != nil {
 			return err
 		}
@@ -480,6 +485,10 @@ func importTLDRs(ctx context.Context, st *store.Store, path string, chunk int, e
 			continue
 		}
 		good++
+		if len(buf) == 0 {
+			first = n
+		}
+		last = n
 		buf = append(buf, paper.Summary{PaperID: id, Text: l.TLDR, Model: l.Model, PromptVersion: l.PromptVersion,
 			ContentHash: l.ContentHash, Validation: l.Validation})
 		if len(buf) >= chunk {

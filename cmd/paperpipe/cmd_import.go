@@ -422,32 +422,41 @@ func noVectorNote(n int) string {
 	return ", " + plural(n, "paper", "papers") + " without a vector"
 }
 
-// importLockedWait is how import-embeddings waits for paper rows another session holds locked
-// (a load that fails with paper.ErrLocked, after the store's RowLockTimeout), as a Batch API
-// collection does: it loads the chunk again every pause, up to tries times — a few minutes, for
-// an operator's transaction to end — then stops.
+// importLockedWait is how import-embeddings and import-tldrs wait for paper rows another
+// session holds locked (a save that fails with paper.ErrLocked, after the store's
+// RowLockTimeout), as a Batch API collection does: they save the chunk again every pause, up to
+// tries times — a few minutes, for an operator's transaction to end — then stop.
 var importLockedWait = struct {
 	tries int
 	pause time.Duration
 }{tries: 24, pause: 5 * time.Second}
 
-// loadWaitingForLocks loads embs into space spaceID (store.LoadEmbeddings). While papers of
-// them are locked by another session it says on errw, once, which ones where holds them up,
-// and tries again (see importLockedWait): without a bound, the import waited silently for as
-// long as the lock lasted — a transaction left open in psql, for good.
+// loadWaitingForLocks loads embs into space spaceID (store.LoadEmbeddings), waiting for locked
+// papers as waitForLockedPapers does.
 func loadWaitingForLocks(ctx context.Context, st *store.Store, spaceID int64, embs []paper.Embedding, where string, errw io.Writer) (store.LoadResult, error) {
+	return waitForLockedPapers(ctx, where, errw, func() (store.LoadResult, error) {
+		return st.LoadEmbeddings(ctx, spaceID, embs)
+	})
+}
+
+// waitForLockedPapers runs save, an import's save of a chunk. While papers of it are locked by
+// another session it says on errw, once, which ones where holds them up, and tries again (see
+// importLockedWait): without a bound, the import waited silently for as long as the lock
+// lasted — a transaction left open in psql, for good; without the retry it stopped at the
+// store's RowLockTimeout, the chunk's other papers unsaved.
+func waitForLockedPapers[T any](ctx context.Context, where string, errw io.Writer, save func() (T, error)) (T, error) {
 	start := time.Now()
 	for try := 1; ; try++ {
-		lr, err := st.LoadEmbeddings(ctx, spaceID, embs)
+		r, err := save()
 		if !errors.Is(err, paper.ErrLocked) || ctx.Err() != nil {
-			return lr, err
+			return r, err
 		}
 		what := "papers of these lines"
 		if locked := (*paper.LockedError)(nil); errors.As(err, &locked) {
 			what = pick(len(locked.IDs), "paper ", "papers ") + clip(strings.Join(locked.IDs, ", "), 200)
 		}
 		if try > importLockedWait.tries {
-			return lr, fmt.Errorf("%w; %s still locked by another session after %s: run the same command again once its transaction has ended "+
+			return r, fmt.Errorf("%w; %s still locked by another session after %s: run the same command again once its transaction has ended "+
 				"(pg_stat_activity shows it, as 'idle in transaction' when it was left open)", err, what, time.Since(start).Round(time.Second))
 		}
 		if try == 1 {

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
@@ -479,5 +480,73 @@ func TestImportTLDRsOfAnotherFileStopsAfterItsFirstBadLines(t *testing.T) {
 	var errw bytes.Buffer
 	if res, err := importTLDRs(t.Context(), e.st, damaged, 1000, &errw); err != nil || res.Bad != 150 || res.Saved != 1 {
 		t.Errorf("import-tldrs of 1 good line and 150 bad ones: %+v, %v; want the 150 reported and the 1 saved", res, err)
+	}
+}
+
+// import-tldrs waits for a paper row another session holds locked (a transaction left open in
+// psql) as import-embeddings does, saying which paper, and saves the chunk once the lock is
+// gone; it stopped at the store's RowLockTimeout (5 s), the chunk's other TL;DRs unsaved.
+func TestImportTLDRsWaitsForALockedPaper(t *testing.T) {
+	// Not parallel: it sets importLockedWait.
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	st, err := store.Open(ctx, store.Config{URL: e.c.DatabaseURL, RowLockTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var lines []string
+	for i := range 3 {
+		p, err := e.st.Paper(ctx, fmt.Sprintf("arxiv:2401.%05d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, fmt.Sprintf(`{"id":%q,"title":"T","content_hash":%q,"tldr":"Paid %d.","tldr_model":"gpt-4o","tldr_prompt_version":"tldr-v1"}`, p.ID, p.ContentHash, i))
+	}
+	file := filepath.Join(t.TempDir(), "export.jsonl")
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := e.st.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := holder.Exec(ctx, `SELECT FROM papers WHERE id = 'arxiv:2401.00001' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	old := importLockedWait
+	defer func() { importLockedWait = old }()
+	importLockedWait.tries, importLockedWait.pause = 1<<20, 10*time.Millisecond
+	type result struct {
+		res importTLDRsResult
+		err error
+	}
+	done := make(chan result, 1)
+	var errw lockedBuffer
+	go func() {
+		res, err := importTLDRs(ctx, st, file, 1000, &errw)
+		done <- result{res, err}
+	}()
+	for !strings.Contains(errw.String(), file+":1-3: waiting for paper arxiv:2401.00001, which another session holds locked") {
+		select {
+		case r := <-done:
+			t.Fatalf("import-tldrs of a locked paper's TL;DR ended without waiting for it: %+v, %v\n%s", r.res, r.err, errw.String())
+		case <-time.After(30 * time.Second):
+			t.Fatalf("import-tldrs does not say what it waits for:\n%s", errw.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if err := holder.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.err != nil || r.res.Saved != 3 {
+			t.Errorf("import-tldrs once the lock was gone: %+v, %v; want 3 saved\n%s", r.res, r.err, errw.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("import-tldrs still waits after the lock was released")
 	}
 }
