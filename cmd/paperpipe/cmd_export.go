@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/paperpipe/paperpipe/ingest"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/store"
+	"github.com/paperpipe/paperpipe/summarize"
 )
 
 // exportLine is one line of `paperpipe export`: a paper with its metadata and times, its
@@ -331,6 +333,7 @@ func fdName(p string) bool {
 type tldrLine struct {
 	ID            jsonID `json:"id"`
 	Title         string `json:"title"`
+	Abstract      string `json:"abstract"`
 	ContentHash   string `json:"content_hash"`
 	TLDR          string `json:"tldr"`
 	Model         string `json:"tldr_model"`
@@ -341,6 +344,45 @@ type tldrLine struct {
 // importTLDRsResult is what import-tldrs did.
 type importTLDRsResult struct {
 	Lines, Saved, Skipped, NoTLDR, Bad int
+	// Cleaned counts the TL;DRs that broke the summarizer's rules and were stored cleaned.
+	Cleaned int
+}
+
+// promptWords is the word limit of a TL;DR prompt version, as summarize.Versioned writes it:
+// "tldr-v1-w15" is 15, a version without "-wN" the default.
+func promptWords(version string) int {
+	if i := strings.LastIndex(version, "-w"); i >= 0 {
+		if n, err := strconv.Atoi(version[i+2:]); err == nil && n > 0 {
+			return n
+		}
+	}
+	return summarize.DefaultMaxWords
+}
+
+// checkedTLDR holds a TL;DR read from a file to the rules the summarizer holds every TL;DR it
+// stores to (summarize.Accept: summarize.Validate at the prompt version's word limit, in the
+// abstract's language): a valid one is stored as it is, with its validation outcome; one
+// that is not is cleaned as the summarizer cleans an answer and marked paper.ValidCleaned when
+// that makes it valid. why says what is wrong when neither works, or the outcome is none
+// paperpipe writes. The web, the API and the CLI show a stored TL;DR as it is.
+func checkedTLDR(l tldrLine) (text, validation string, cleaned bool, why string) {
+	switch l.Validation {
+	case "":
+		l.Validation = paper.ValidOK
+	case paper.ValidOK, paper.ValidRetried, paper.ValidCleaned:
+	default:
+		return "", "", false, fmt.Sprintf("tldr_validation %q is none paperpipe writes (%s, %s or %s)",
+			termSafe(clip(l.Validation, 40), false), paper.ValidOK, paper.ValidRetried, paper.ValidCleaned)
+	}
+	words := promptWords(l.PromptVersion)
+	verr := summarize.Validate(l.TLDR, l.Abstract, words)
+	if verr == nil {
+		return l.TLDR, l.Validation, false, ""
+	}
+	if c := summarize.Clean(l.TLDR, words); summarize.Validate(c, l.Abstract, words) == nil {
+		return c, paper.ValidCleaned, true, ""
+	}
+	return "", "", false, fmt.Sprintf("not a TL;DR paperpipe stores, nor made one by cleaning: %v", verr)
 }
 
 func cmdImportTLDRs(ctx context.Context, c *config, args []string) error {
@@ -477,20 +519,25 @@ func importTLDRs(ctx context.Context, st *store.Store, path string, chunk int, e
 			bad(n, "%s: no content_hash: the text the TL;DR was made from is unknown", id)
 			continue
 		}
-		if l.Validation == "" {
-			l.Validation = paper.ValidOK
-		}
 		if verr := invalidField(id, l.ContentHash, l.TLDR, l.Model, l.PromptVersion, l.Validation); verr != "" {
 			bad(n, "%s: %s", id, verr)
 			continue
+		}
+		text, validation, cleaned, why := checkedTLDR(l)
+		if why != "" {
+			bad(n, "%s: %s", id, why)
+			continue
+		}
+		if cleaned {
+			res.Cleaned++
 		}
 		good++
 		if len(buf) == 0 {
 			first = n
 		}
 		last = n
-		buf = append(buf, paper.Summary{PaperID: id, Text: l.TLDR, Model: l.Model, PromptVersion: l.PromptVersion,
-			ContentHash: l.ContentHash, Validation: l.Validation})
+		buf = append(buf, paper.Summary{PaperID: id, Text: text, Model: l.Model, PromptVersion: l.PromptVersion,
+			ContentHash: l.ContentHash, Validation: validation})
 		if len(buf) >= chunk {
 			if err := flush(); err != nil {
 				return res, fmt.Errorf("%s:%d: %w", name, n, err)
@@ -500,8 +547,12 @@ func importTLDRs(ctx context.Context, st *store.Store, path string, chunk int, e
 	if err := flush(); err != nil {
 		return res, fmt.Errorf("%s: %w", name, err)
 	}
-	fmt.Fprintf(errw, "import-tldrs: %s: %s saved, %d skipped (their paper is not stored, or not with that text), %s without a TL;DR, %s\n",
-		plural(res.Lines, "line", "lines"), plural(res.Saved, "TL;DR", "TL;DRs"), res.Skipped, plural(res.NoTLDR, "paper", "papers"), plural(res.Bad, "bad line", "bad lines"))
+	cleaned := ""
+	if res.Cleaned > 0 {
+		cleaned = fmt.Sprintf(" (%d cleaned: they broke the summarizer's rules)", res.Cleaned)
+	}
+	fmt.Fprintf(errw, "import-tldrs: %s: %s saved%s, %d skipped (their paper is not stored, or not with that text), %s without a TL;DR, %s\n",
+		plural(res.Lines, "line", "lines"), plural(res.Saved, "TL;DR", "TL;DRs"), cleaned, res.Skipped, plural(res.NoTLDR, "paper", "papers"), plural(res.Bad, "bad line", "bad lines"))
 	if res.Lines > 0 && res.Saved == 0 && res.Skipped == 0 && res.Bad == 0 && res.NoTLDR > 0 {
 		return res, fmt.Errorf("%s: none of its %s has a TL;DR: an export written with --tldr none, or of a model that wrote none (paperpipe tldrs lists them)",
 			name, plural(res.NoTLDR, "paper", "papers"))

@@ -22,6 +22,7 @@ import (
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/store"
+	"github.com/paperpipe/paperpipe/summarize"
 )
 
 // richPapers are JSON lines with every field ingest reads: authors, categories, a published
@@ -548,5 +549,74 @@ func TestImportTLDRsWaitsForALockedPaper(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("import-tldrs still waits after the lock was released")
+	}
+}
+
+// import-tldrs holds a TL;DR from a file to the rules the summarizer holds every TL;DR it
+// stores to (summarize.Validate, at the word limit of its prompt version): one that breaks
+// them is cleaned as the summarizer cleans an answer and stored marked "cleaned", or refused
+// when cleaning cannot save it; a validation outcome paperpipe does not write is refused. The
+// web and the API show a stored TL;DR as it is.
+func TestImportTLDRsHoldsTheirTextToTheSummarizersRules(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 5)
+	ctx := t.Context()
+	long := strings.Repeat("routing ", 80) + "works."
+	lines := []struct{ tldr, validation string }{
+		{"Balanced routers lower the load-balancing loss of sparse experts.", "retried"}, // valid: kept as it is
+		{long, "ok"}, // 81 words under tldr-v1's 30
+		{"Sure! Here's the TL;DR:\n\n**Balanced routers** lower the loss.\x1b]52;c;cm0gLXJmIH4=\x07", "ok"}, // chatter, markdown, an escape sequence
+		{"Balanced routers lower the loss.", "trust me"},                                                    // no outcome paperpipe writes
+		{"—", "ok"}, // nothing cleaning can save
+	}
+	var b strings.Builder
+	for i, l := range lines {
+		p, err := e.st.Paper(ctx, fmt.Sprintf("arxiv:2401.%05d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]any{"id": p.ID, "title": p.Title, "abstract": p.Abstract.Abstract, "content_hash": p.ContentHash,
+			"tldr": l.tldr, "tldr_model": "gpt-4o", "tldr_prompt_version": "tldr-v1", "tldr_validation": l.validation}
+		j, _ := json.Marshal(m)
+		b.Write(append(j, '\n'))
+	}
+	file := filepath.Join(t.TempDir(), "export.jsonl")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var errw bytes.Buffer
+	res, err := importTLDRs(ctx, e.st, file, 1000, &errw)
+	if err != nil || res.Saved != 3 || res.Bad != 2 {
+		t.Errorf("import-tldrs: %+v, %v; want 3 saved, 2 bad\n%s", res, err, errw.String())
+	}
+	for i, l := range lines {
+		got, err := e.st.Summaries(ctx, fmt.Sprintf("arxiv:2401.%05d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case i == 0:
+			if len(got) != 1 || got[0].Text != l.tldr || got[0].Validation != paper.ValidRetried {
+				t.Errorf("a valid TL;DR was stored as %+v, want it as it was", got)
+			}
+		case i >= 3:
+			if len(got) != 0 {
+				t.Errorf("line %d (%q, %q) was stored: %+v", i+1, l.tldr, l.validation, got)
+			}
+		default:
+			if len(got) != 1 {
+				t.Errorf("line %d: %d TL;DRs stored, want the cleaned one", i+1, len(got))
+				continue
+			}
+			if verr := summarize.Validate(got[0].Text, "", summarize.DefaultMaxWords); verr != nil || got[0].Validation != paper.ValidCleaned {
+				t.Errorf("line %d: stored %q (%s), which the summarizer would not store: %v", i+1, got[0].Text, got[0].Validation, verr)
+			}
+		}
+	}
+	for _, want := range []string{"export.jsonl:4: arxiv:2401.00003: tldr_validation \"trust me\"", "export.jsonl:5: arxiv:2401.00004: "} {
+		if !strings.Contains(errw.String(), want) {
+			t.Errorf("import-tldrs said:\n%s\nwant %q", errw.String(), want)
+		}
 	}
 }
