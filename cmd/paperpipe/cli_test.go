@@ -449,7 +449,7 @@ func TestUnknownCommandSuggestsTheOneMeant(t *testing.T) {
 		{[]string{"lsit"}, `did you mean "list"?`},
 		{[]string{"serach", "sparse experts"}, `did you mean "search"?`},
 		{[]string{"stauts"}, `did you mean "status"?`},
-		{[]string{"import", "vectors.jsonl"}, `did you mean "import-tldrs" or "import-embeddings"?`},
+		{[]string{"import-", "vectors.jsonl"}, `did you mean "import-tldrs" or "import-embeddings"?`},
 		{[]string{"--json", "list"}, "the command comes first: paperpipe list --json"},
 		{[]string{"-k", "5", "related", "x"}, "the command comes first: paperpipe related -k 5 x"},
 	} {

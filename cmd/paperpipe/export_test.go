@@ -620,3 +620,118 @@ func TestImportTLDRsHoldsTheirTextToTheSummarizersRules(t *testing.T) {
 		}
 	}
 }
+
+// paperpipe import moves an archive in one step that buys nothing: the export's papers are
+// stored as ingest stores them, without the queue, with their TL;DRs and vectors. A new
+// archive configured with the old one's models, whose worker runs throughout, makes no API
+// request, and status counts every paper with its TL;DR and vector.
+func TestImportMovesAnArchiveWithoutBuyingAnything(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{APIKey: "sk-test-secret"})
+	apiEnv := []string{"OPENAI_BASE_URL=" + api.URL(), "OPENAI_API_KEY=sk-test-secret"}
+	old := newCLI(t, apiEnv...)
+	old.ok("ingest", sampleFile)
+	if st := old.workUntilIdle(); st.Papers.WithTLDR != 108 || st.Papers.WithEmbedding != 108 {
+		t.Fatalf("old archive: %+v, want 108 papers with TL;DRs and vectors", st.Papers)
+	}
+	file := filepath.Join(t.TempDir(), "archive.jsonl.gz")
+	old.ok("export", "-o", file, "--vectors")
+	paid := api.Stats()
+
+	moved := newCLI(t, apiEnv...)
+	up := exec.Command(binary, "up", "--http", "")
+	up.Env = moved.env
+	var logs lockedBuffer
+	up.Stderr = &logs
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- up.Wait() }()
+	r := moved.ok("import", file)
+	_ = up.Process.Signal(syscall.SIGTERM)
+	if err := <-done; err != nil {
+		t.Errorf("up: %v\n%s", err, logs.String())
+	}
+	for _, want := range []string{"108 papers stored", "108 TL;DRs saved", "108 vectors loaded into space"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("import said:\n%s\nwant %q", r.stderr, want)
+		}
+	}
+	if s := api.Stats(); s.EmbedRequests != paid.EmbedRequests || s.ChatRequests != paid.ChatRequests {
+		t.Errorf("the move made API requests: embeddings %d→%d, chat %d→%d", paid.EmbedRequests, s.EmbedRequests, paid.ChatRequests, s.ChatRequests)
+	}
+	st := moved.workUntilIdle()
+	if st.Papers.Papers != 108 || st.Papers.WithTLDR != 108 || st.Papers.WithEmbedding != 108 {
+		t.Errorf("moved archive: %+v, want 108 papers, each with its TL;DR and vector", st.Papers)
+	}
+	if s := api.Stats(); s.EmbedRequests != paid.EmbedRequests || s.ChatRequests != paid.ChatRequests {
+		t.Errorf("a worker after the move made API requests: embeddings %d→%d, chat %d→%d", paid.EmbedRequests, s.EmbedRequests, paid.ChatRequests, s.ChatRequests)
+	}
+	// The same papers, TL;DRs and vectors.
+	before, after := exportedLines(t, old, "--vectors"), exportedLines(t, moved, "--vectors")
+	if len(before) != 108 || len(after) != 108 {
+		t.Fatalf("exported %d papers from the old archive, %d from the new", len(before), len(after))
+	}
+	for i := range before {
+		for _, k := range []string{"id", "title", "abstract", "content_hash", "tldr", "tldr_model", "tldr_prompt_version", "embedding", "model", "source"} {
+			if !reflect.DeepEqual(before[i][k], after[i][k]) {
+				t.Errorf("paper %v: %s moved as %v, was %v", before[i]["id"], k, after[i][k], before[i][k])
+			}
+		}
+	}
+}
+
+// import stores a paper as a worker stores a message's text, dated by the export's updated_at:
+// one removed from the new archive after that stays removed, and one the new archive holds
+// with a newer text keeps it, the export's TL;DR of the older text skipped.
+func TestImportRespectsRemovalsAndNewerText(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	var sums []paper.Summary
+	for i := range 3 {
+		p, err := e.st.Paper(ctx, fmt.Sprintf("arxiv:2401.%05d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums = append(sums, paper.Summary{PaperID: p.ID, Text: "Balanced routers lower the loss.", Model: "gpt-4o", PromptVersion: "tldr-v1",
+			ContentHash: p.ContentHash, Validation: paper.ValidOK})
+	}
+	if _, err := e.st.SaveSummaries(ctx, sums); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "export.jsonl")
+	var errw bytes.Buffer
+	if _, err := runExport(ctx, e.st, exportOptions{out: file, tldr: store.TLDRKeep{Model: "gpt-4o", PromptVersion: "tldr-v1"}}, &errw); err != nil {
+		t.Fatal(err)
+	}
+	moved := newArchiveEnv(t, openaitest.Config{})
+	moved.seed(t, 2)
+	if _, err := moved.st.RemovePapers(ctx, []string{"arxiv:2401.00000"}, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, err := moved.st.Paper(ctx, "arxiv:2401.00001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Abstract.Abstract += " Revised."
+	if _, err := moved.st.UpsertPapers(ctx, []paper.Abstract{p.Abstract}, store.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	errw.Reset()
+	res, err := runImport(ctx, moved.st, file, &errw)
+	if err != nil || res.Papers.Stored != 2 || res.Papers.Removed != 1 || res.TLDRs.Saved != 1 {
+		t.Fatalf("import: %+v, %v; want 2 papers stored, 1 removed, 1 TL;DR saved\n%s", res, err, errw.String())
+	}
+	if _, err := moved.st.Paper(ctx, "arxiv:2401.00000"); !errors.Is(err, paper.ErrNotFound) {
+		t.Errorf("the removed paper: %v, want it not found", err)
+	}
+	if got, err := moved.st.Paper(ctx, "arxiv:2401.00001"); err != nil || !strings.HasSuffix(got.Abstract.Abstract, " Revised.") {
+		t.Errorf("the paper with a newer text: %q, %v; want the newer text kept", got.Abstract.Abstract, err)
+	}
+	if got, _ := moved.st.Summaries(ctx, "arxiv:2401.00002"); len(got) != 1 {
+		t.Errorf("the third paper's TL;DRs: %+v, want the exported one", got)
+	}
+}

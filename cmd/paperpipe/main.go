@@ -52,6 +52,7 @@ func commands() []command {
 		{"activate", "SPACE", "make an embedding space the one queries use", cmdActivate},
 		{"remove", "ID...", "remove papers with their TL;DRs, vectors and Batch API items (--from FILE: what a file ingested; --dry-run)", cmdRemove},
 		{"export", "[-o FILE]", "write papers with their TL;DRs (and vectors: --vectors) as JSON lines, which ingest and import-embeddings read", cmdExport},
+		{"import", "FILE", "load an export into this archive: its papers with their TL;DRs and vectors, with no API call and no queue", cmdImport},
 		{"import-tldrs", "FILE|-", "load the TL;DRs of an export, with no API calls, for the papers stored with the same text", cmdImportTLDRs},
 		{"import-embeddings", "FILE|-", "load precomputed vectors (JSONL) into a space, with no API calls", cmdImportEmbeddings},
 		{"migrate", "", "apply database migrations (also done at start)", cmdMigrate},

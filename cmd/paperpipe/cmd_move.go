@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/paperpipe/paperpipe/ingest"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
+)
+
+// cmdImport loads an export into this archive in one step that buys nothing: its papers,
+// stored as ingest's records are stored by a worker but without the queue (no worker sees
+// them, so none buys their TL;DR or vector), then their TL;DRs (as import-tldrs) and vectors
+// (as import-embeddings).
+func cmdImport(ctx context.Context, c *config, args []string) error {
+	fs := newFlagSet("import", "FILE", "Load a `paperpipe export` with no API call and no queue: its papers, stored as ingest's are "+
+		"(the same ids, text and metadata; a paper removed here after its exported text was written stays removed), "+
+		"then their TL;DRs (as import-tldrs) and vectors (as import-embeddings: into the exported space, created when missing). "+
+		"No worker sees the papers, so none buys their TL;DR or vector. A gzip-compressed file is read decompressed.")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErr("name one file")
+	}
+	if pos[0] == "-" {
+		return usageErr("name a file: import reads it three times (papers, TL;DRs, vectors), which standard input cannot be")
+	}
+	st, err := openStore(ctx, c, newLogger(c))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	_, err = runImport(ctx, st, pos[0], os.Stderr)
+	return err
+}
+
+// importRun is what import did.
+type importRun struct {
+	Papers  importPapersResult
+	TLDRs   importTLDRsResult
+	Vectors importResult
+}
+
+// runImport stores the export at path: its papers first, then, when it has them, their TL;DRs
+// and vectors, each pass as its own command does it.
+func runImport(ctx context.Context, st *store.Store, path string, errw io.Writer) (res importRun, err error) {
+	if res.Papers, err = importPapers(ctx, st, path, 1000, errw); err != nil {
+		return res, err
+	}
+	if res.Papers.TLDRs > 0 {
+		if res.TLDRs, err = importTLDRs(ctx, st, path, 1000, errw); err != nil {
+			return res, err
+		}
+	}
+	if res.Papers.Vectors > 0 {
+		// Its vectors of papers not stored (removed here, or rejected above) are counted
+		// there as unknown, and said above.
+		if res.Vectors, err = importEmbeddings(ctx, st, path, 5000, errw); err != nil {
+			return res, err
+		}
+	}
+	if bad := res.Papers.Bad + res.TLDRs.Bad + res.Vectors.Bad; bad > 0 {
+		return res, fmt.Errorf("%s rejected (see the messages above); the others were imported", plural(bad, "line", "lines"))
+	}
+	return res, nil
+}
+
+// importPapersResult is what the papers' pass of import did.
+type importPapersResult struct {
+	Lines, Stored, Removed, Bad int
+	// TLDRs and Vectors count the lines with a TL;DR and with a vector: the passes to run.
+	TLDRs, Vectors int
+}
+
+// movedLine is what the papers' pass of import reads of an export line besides the paper.
+type movedLine struct {
+	Source    string    `json:"source"`
+	UpdatedAt time.Time `json:"updated_at"`
+	TLDR      string    `json:"tldr"`
+	Embedding []float32 `json:"embedding"`
+}
+
+// importPapers stores the papers of the export at path, chunk per transaction
+// (store.UpsertPapers, as a worker stores a message's: a paper stored with a newer text keeps
+// it, one removed here since the exported text was written is not stored again). Each line is
+// read as ingest reads a JSON line (the same id, text and metadata), with the source the old
+// archive recorded and, as the time of its text, its updated_at. Bad lines are reported on
+// errw with file:line and skipped.
+func importPapers(ctx context.Context, st *store.Store, path string, chunk int, errw io.Writer) (res importPapersResult, err error) {
+	defer func() {
+		if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("interrupted; the %s stored so far are kept: run the same command again to import the rest: %w",
+				plural(res.Stored, "paper", "papers"), err)
+		}
+	}()
+	src, closer, err := ingest.OpenInput(ctx, path)
+	if err != nil {
+		return res, fmt.Errorf("open export: %w", err)
+	}
+	defer closer.Close()
+	const want = `JSON lines of paperpipe export, {"id", "title", "abstract", "content_hash", …}`
+	cr, err := ingest.Decode(src, path, "import", want)
+	if err != nil {
+		return res, err
+	}
+	name := ingest.Name(path)
+	prog := newProgress(errw, path)
+	br := bufio.NewReaderSize(cr, 1<<20)
+	var buf []paper.Abstract
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		pend, err := st.UpsertPapers(ctx, buf, store.Work{})
+		if err != nil {
+			return err
+		}
+		for _, p := range pend {
+			if p.Removed {
+				res.Removed++
+			} else {
+				res.Stored++
+			}
+		}
+		buf = buf[:0]
+		return nil
+	}
+	bad := func(line int, msg string) {
+		res.Bad++
+		fmt.Fprintf(errw, "%s:%d: %s\n", name, line, termSafe(msg, false))
+	}
+	for n := 1; ; n++ {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		raw, rerr := br.ReadBytes('\n')
+		if len(raw) == 0 && errors.Is(rerr, io.EOF) {
+			break
+		}
+		if rerr != nil && !errors.Is(rerr, io.EOF) {
+			if err := flush(); err != nil {
+				return res, err
+			}
+			return res, fmt.Errorf("%s:%d: reading stopped: %w; the papers before it were stored", name, n, rerr)
+		}
+		res.Lines++
+		line := bytes.TrimSpace(bytes.TrimPrefix(raw, []byte("\ufeff")))
+		if len(line) == 0 {
+			continue
+		}
+		a, err := exportedAbstract(line, name)
+		if err != nil {
+			bad(n, err.Error())
+			continue
+		}
+		var m movedLine
+		if err := json.Unmarshal(line, &m); err != nil {
+			bad(n, fmt.Sprintf("%s: not a line of paperpipe export: %v", a.ID, err))
+			continue
+		}
+		if m.Source != "" && validText("the source", m.Source) == "" {
+			a.Source = m.Source
+		} else {
+			a.Source = fmt.Sprintf("%s:%d", name, n)
+		}
+		a.TextAt = m.UpdatedAt
+		if m.TLDR != "" {
+			res.TLDRs++
+		}
+		if len(m.Embedding) > 0 {
+			res.Vectors++
+		}
+		buf = append(buf, a)
+		if len(buf) >= chunk {
+			if err := flush(); err != nil {
+				return res, fmt.Errorf("%s:%d: %w", name, n, err)
+			}
+		}
+		prog.tick(res.Lines, cr.Offset())
+	}
+	if err := flush(); err != nil {
+		return res, fmt.Errorf("%s: %w", name, err)
+	}
+	prog.done(cr.Offset())
+	removed := ""
+	if res.Removed > 0 {
+		removed = fmt.Sprintf(", %s removed here since (not stored again)", plural(res.Removed, "paper", "papers"))
+	}
+	fmt.Fprintf(errw, "import: %s: %s stored%s, %s\n", plural(res.Lines, "line", "lines"),
+		plural(res.Stored, "paper", "papers"), removed, plural(res.Bad, "bad line", "bad lines"))
+	return res, nil
+}
+
+// exportedAbstract reads the paper of one export line as ingest reads a JSON line: the same
+// id, folded text (with LegacyHash when ingest rewrites it) and metadata. An abstract is read
+// as long as any a queue message holds, as remove --from reads them: the old archive stored
+// it, perhaps from an ingest with a larger --max-abstract-bytes.
+func exportedAbstract(line []byte, name string) (paper.Abstract, error) {
+	r, err := ingest.NewReader(bytes.NewReader(line), name,
+		ingest.Options{Format: ingest.JSONL, OneRecord: true, Command: "import", MaxAbstractBytes: removeMaxAbstract})
+	if err != nil {
+		return paper.Abstract{}, err
+	}
+	a, err := r.Next()
+	var rec *ingest.RecordError
+	switch {
+	case errors.As(err, &rec):
+		msg := rec.Err.Error()
+		if rec.ID != "" {
+			msg = rec.ID + ": " + msg
+		}
+		return paper.Abstract{}, errors.New(strings.TrimPrefix(msg, "line 1: "))
+	case err != nil:
+		return paper.Abstract{}, fmt.Errorf("not a paper: %w", err)
+	}
+	return a, nil
+}
