@@ -523,6 +523,7 @@ func importTLDRs(ctx context.Context, st *store.Store, path string, chunk int, e
 			bad(n, "%s: %s", id, verr)
 			continue
 		}
+		l.ContentHash = storedHash(l.Title, l.Abstract, l.ContentHash, []byte(text), name)
 		text, validation, cleaned, why := checkedTLDR(l)
 		if why != "" {
 			bad(n, "%s: %s", id, why)

@@ -136,6 +136,9 @@ type embeddingLine struct {
 	// vector in that space, not a bad line. A file of papers, or an export without vectors,
 	// has no model: its lines are bad.
 	Title string `json:"title,omitempty"`
+	// Abstract is set on the lines of `paperpipe export`: with Title, the text the vector is of
+	// (storedHash).
+	Abstract string `json:"abstract,omitempty"`
 }
 
 // importEmbeddings streams path into the space its first good line names, chunk by chunk with
@@ -360,7 +363,10 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 			bad(n, "%s: space %s differs from the file's first, %s (one space per file)", id, sp.Name(), space.Name())
 			continue
 		}
-		e := paper.Embedding{PaperID: id, Vector: l.Embedding, ContentHash: l.ContentHash, Truncated: l.Truncated}
+		// A paper of an export stored by an older release with ligatures or TeX accents: its
+		// vector is of the text ingest and import store with letters.
+		hash := storedHash(l.Title, l.Abstract, l.ContentHash, []byte(text), name)
+		e := paper.Embedding{PaperID: id, Vector: l.Embedding, ContentHash: hash, Truncated: l.Truncated}
 		if verr := validText("the id", string(l.ID)); verr != "" {
 			bad(n, "%q: %s", l.ID, verr) // as written: no paper has it
 			continue

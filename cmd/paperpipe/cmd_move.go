@@ -226,3 +226,27 @@ func exportedAbstract(line []byte, name string) (paper.Abstract, error) {
 	}
 	return a, nil
 }
+
+// storedHash is the content hash of the text an import stores for the paper of an export
+// line whose outputs are of the text hashed by hash. A paper an older release stored with a
+// PDF's ligatures or arXiv's TeX accents as they came is exported so, and read with letters
+// (its LegacyHash is hash): its TL;DR and vector are of the same text, and go with the new
+// form, as the store keeps them when such a paper is ingested again (paper.Abstract.LegacyHash).
+// Other lines keep hash. Only a line whose text has a byte outside ASCII, a backslash or a
+// brace is read again.
+func storedHash(title, abstract, hash string, line []byte, name string) string {
+	if title == "" || !mayBeRewritten(title) && !mayBeRewritten(abstract) {
+		return hash
+	}
+	a, err := exportedAbstract(line, name)
+	if err != nil || a.LegacyHash == "" || a.LegacyHash != hash {
+		return hash
+	}
+	return a.ContentHash()
+}
+
+// mayBeRewritten reports whether ingest may write s otherwise than it is: a ligature is
+// outside ASCII, and a TeX accent or font command has a backslash or a brace.
+func mayBeRewritten(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r >= 0x80 || r == '\\' || r == '{' })
+}

@@ -735,3 +735,50 @@ func TestImportRespectsRemovalsAndNewerText(t *testing.T) {
 		t.Errorf("the third paper's TL;DRs: %+v, want the exported one", got)
 	}
 }
+
+// An archive an older release filled stores some papers' text as it came, with a PDF's
+// ligatures or arXiv's TeX accents, which ingest now writes as letters (paper.Abstract.
+// LegacyHash): its export's TL;DRs and vectors are of that text, and import, import-tldrs and
+// import-embeddings take them for the paper the import stored with its new form, as the store
+// keeps a paper's outputs when it is ingested again.
+func TestImportTakesTheOutputsOfALegacyText(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	ctx := t.Context()
+	legacy := paper.Abstract{ID: "arxiv:2401.00007", Title: "Eﬃcient routing of sparse experts",
+		Abstract: "We make sparse routing eﬃcient with a balanced loss."}
+	if _, err := e.st.UpsertPapers(ctx, []paper.Abstract{legacy}, store.Work{}); err != nil { // as a release before 2026-12-06 stored it
+		t.Fatal(err)
+	}
+	sp, err := e.st.EnsureSpace(ctx, paper.Space{Model: "imported", Dimensions: 3, Template: embed.TemplateTitleAbstract})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := legacy.ContentHash()
+	if _, err := e.st.SaveSummaries(ctx, []paper.Summary{{PaperID: legacy.ID, Text: "Balanced routers make sparse routing efficient.",
+		Model: "gpt-4o", PromptVersion: "tldr-v1", ContentHash: h, Validation: paper.ValidOK}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{{PaperID: legacy.ID, Vector: []float32{1, 2, 3}, ContentHash: h}}); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "export.jsonl")
+	var errw bytes.Buffer
+	if _, err := runExport(ctx, e.st, exportOptions{out: file, tldr: store.TLDRKeep{Model: "gpt-4o", PromptVersion: "tldr-v1"},
+		vectors: true, space: strconv.FormatInt(sp.ID, 10)}, &errw); err != nil {
+		t.Fatal(err)
+	}
+	moved := newArchiveEnv(t, openaitest.Config{})
+	errw.Reset()
+	res, err := runImport(ctx, moved.st, file, &errw)
+	if err != nil || res.Papers.Stored != 1 || res.TLDRs.Saved != 1 || res.Vectors.Loaded != 1 {
+		t.Fatalf("import: %+v, %v; want the paper, its TL;DR and its vector\n%s", res, err, errw.String())
+	}
+	p, err := moved.st.Paper(ctx, legacy.ID)
+	if err != nil || p.Title != "Efficient routing of sparse experts" {
+		t.Fatalf("the paper was stored as %q, %v; want its text with letters", p.Title, err)
+	}
+	if got, _ := moved.st.Summaries(ctx, legacy.ID); len(got) != 1 || got[0].ContentHash != p.ContentHash {
+		t.Errorf("TL;DRs %+v, want the exported one of the paper's text (%s)", got, p.ContentHash)
+	}
+}
