@@ -118,6 +118,7 @@ func importPapers(ctx context.Context, st *store.Store, path string, chunk int, 
 	prog := newProgress(errw, path)
 	br := bufio.NewReaderSize(cr, 1<<20)
 	var buf []paper.Abstract
+	good := 0 // lines taken so far
 	flush := func() error {
 		if len(buf) == 0 {
 			return nil
@@ -159,11 +160,18 @@ func importPapers(ctx context.Context, st *store.Store, path string, chunk int, 
 		if len(line) == 0 {
 			continue
 		}
+		if good == 0 && res.Bad >= maxBadLead {
+			// Another file (a paperpipe embed's vectors, a spreadsheet): each line would be
+			// one more message.
+			return res, fmt.Errorf("%s: the first %d lines are all bad, so this is not an export of paperpipe (%s); stopped, nothing was stored: %w",
+				name, maxBadLead, want, paper.ErrInvalid)
+		}
 		a, err := exportedAbstract(line, name)
 		if err != nil {
 			bad(n, err.Error())
 			continue
 		}
+		good++
 		var m movedLine
 		if err := json.Unmarshal(line, &m); err != nil {
 			bad(n, fmt.Sprintf("%s: not a line of paperpipe export: %v", a.ID, err))

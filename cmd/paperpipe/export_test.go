@@ -782,3 +782,23 @@ func TestImportTakesTheOutputsOfALegacyText(t *testing.T) {
 		t.Errorf("TL;DRs %+v, want the exported one of the paper's text (%s)", got, p.ContentHash)
 	}
 }
+
+// import of a file that is no export (paperpipe embed's vectors) stops after its first bad
+// lines, saying what it wants, instead of naming every line.
+func TestImportOfAnotherFileStops(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	var b strings.Builder
+	for i := range 500 {
+		fmt.Fprintf(&b, `{"id":"2401.%05d","embedding":[1,2,3],"model":"m"}`+"\n", i)
+	}
+	file := filepath.Join(t.TempDir(), "vectors.jsonl")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var errw bytes.Buffer
+	res, err := runImport(t.Context(), e.st, file, &errw)
+	if err == nil || !strings.Contains(err.Error(), "not an export of paperpipe") || res.Papers.Bad != maxBadLead {
+		t.Errorf("import of vectors: %+v, %v; want it stopped after %d bad lines", res, err, maxBadLead)
+	}
+}
