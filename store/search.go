@@ -61,10 +61,12 @@ var tsQuery = webSearchQuery(`$1`)
 // GPU 3 of 13, MLLM 11 of 19). A lexeme of another form (a vowel before its last letter, as
 // any stemmed English word of more than one syllable, or a hyphen, digit or accent) is left
 // as it is. A hyphenated word finds the word written joined, and apart (hyphenatedWord). The
-// tsquery is built once per statement (its parameters are known to the custom plan), so the
-// rewrites cost nothing per paper.
+// text is read without the characters that show nothing inside a word (paperpipe_visible,
+// migration 00016: a soft hyphen, zero-width characters), as papers are indexed, so that a word
+// pasted with one finds the word. The tsquery is built once per statement (its parameters are
+// known to the custom plan), so the rewrites cost nothing per paper.
 func webSearchQuery(text string) string {
-	tsq := `websearch_to_tsquery(` + tsConfig + `, ` + text + `)::text`
+	tsq := `websearch_to_tsquery(` + tsConfig + `, paperpipe_visible(` + text + `))::text`
 	for n := 2; n <= maxHyphenPieces; n++ {
 		pattern, replacement := hyphenatedWord(n, true)
 		tsq = `regexp_replace(` + tsq + `, ` + pattern + `, ` + replacement + `, 'g')`

@@ -68,7 +68,10 @@ func upgradeFrom(t *testing.T, from int64) {
 	// from before 00008 has no known text time; and that its accented word, indexed as written
 	// before 00013, is found without its accent (00014).
 	c := paper.Abstract{ID: "arxiv:2401.00003", Title: "Bandits in the wild", Abstract: "Exploration in production, après Poincaré."}
-	for _, p := range []paper.Abstract{a, b, c} {
+	// d checks that a word with a soft hyphen in it, indexed as co-oper before 00016 (as
+	// co\u00adoper before 00013), is found as the word (00017).
+	d := paper.Abstract{ID: "arxiv:2401.00004", Title: "Co\u00adoperative bandits", Abstract: "Agents share what they learn."}
+	for _, p := range []paper.Abstract{a, b, c, d} {
 		exec(`INSERT INTO papers (id, title, abstract, authors, categories, published, url, source, content_hash)
 			VALUES ($1, $2, $3, coalesce($4::text[], '{}'), coalesce($5::text[], '{}'), $6, nullif($7, ''), nullif($8, ''), $9)`,
 			p.ID, p.Title, p.Abstract, p.Authors, p.Categories, nullTime(p.Published), p.URL, p.Source, p.ContentHash())
@@ -155,8 +158,8 @@ func upgradeFrom(t *testing.T, from int64) {
 		t.Errorf("Summaries(%s) = %+v (%v), want its stale TL;DR", b.ID, sums, err)
 	}
 	cnt, err := s.Counts(ctx, Work{Model: model, PromptVersion: prompt, SpaceID: space})
-	if err != nil || cnt != (Counts{Papers: 3, WithTLDR: 1, WithEmbedding: 1, TLDRsTotal: 2}) {
-		t.Errorf("Counts after migrating from %d = %+v (%v), want 3 papers, 1 with a TL;DR, 1 embedded, 2 TL;DRs", from, cnt, err)
+	if err != nil || cnt != (Counts{Papers: 4, WithTLDR: 1, WithEmbedding: 1, TLDRsTotal: 2}) {
+		t.Errorf("Counts after migrating from %d = %+v (%v), want 4 papers, 1 with a TL;DR, 1 embedded, 2 TL;DRs", from, cnt, err)
 	}
 	spaces, err := s.Spaces(ctx)
 	if err != nil || len(spaces) != 1 || spaces[0].Index != IndexHNSW || spaces[0].IndexName == "" || !spaces[0].Active {
@@ -174,6 +177,11 @@ func upgradeFrom(t *testing.T, from int64) {
 	for _, q := range []string{"Poincare", "Poincaré", "apres"} {
 		if hits, err := s.KeywordSearch(ctx, q, 5); err != nil || len(hits) != 1 || hits[0].ID != c.ID {
 			t.Errorf("KeywordSearch(%q) after migrating from %d = %+v (%v), want %s", q, from, hits, err, c.ID)
+		}
+	}
+	for _, q := range []string{"cooperative", "co\u00adoperative"} {
+		if hits, err := s.KeywordSearch(ctx, q, 5); err != nil || len(hits) != 1 || hits[0].ID != d.ID {
+			t.Errorf("KeywordSearch(%+q) after migrating from %d = %+v (%v), want %s", q, from, hits, err, d.ID)
 		}
 	}
 	older := c
