@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -68,6 +69,24 @@ func TestKeywordSearchReadsWordsAcrossInvisibleCharacters(t *testing.T) {
 		hits, err := s.KeywordSearch(ctx, q, 20)
 		if err != nil || !slices.Equal(hitIDs(hits), []string{papers[1].ID}) {
 			t.Errorf("KeywordSearch(%+q) = %v, %v; want only %s", q, hitIDs(hits), err, papers[1].ID)
+		}
+	}
+}
+
+// A title fragment (show, related) is read across the same characters: "Cooperation in multi"
+// finds a paper titled "Co\u00adoperation in multi…", which it did not (unaccent made the soft
+// hyphen a hyphen, and the others were characters of the title to match).
+func TestResolveReadsATitleAcrossInvisibleCharacters(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	for i, r := range invisibles {
+		p := topic(i+1, fmt.Sprintf("Co%[1]coperation in multi%[1]cagent learning %d", r, i), "Agents learn together.")
+		upsert(t, s, []paper.Abstract{p}, store.Work{})
+		for _, ref := range []string{fmt.Sprintf("Cooperation in multiagent learning %d", i), fmt.Sprintf("co%coperation in multiagent learning %d", r, i)} {
+			if id, err := s.Resolve(ctx, ref); err != nil || id != p.ID {
+				t.Errorf("Resolve(%+q) = %q, %v; want %s (titled %+q)", ref, id, err, p.ID, p.Title)
+			}
 		}
 	}
 }

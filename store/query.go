@@ -120,11 +120,13 @@ const maxCandidates = 5
 // Resolve turns what a user typed into a paper id. ref is tried first as an id, as given and
 // in canonical form (so "2401.01234v2" finds arxiv:2401.01234); an exact id match wins. Otherwise
 // ref is a title fragment, matched case-insensitively, with or without accents (unaccent, as
-// keyword search folds them: "nystrom" finds "Nyström") and literally (% and _ are not wildcards):
-// one match is the answer, and among several a title equal to ref wins. The fragment is read in
-// NFC, the form titles are stored in (ingest): "nai\u0308ve", as macOS and PDF text give it,
-// finds "naïve" as a search does. No match is paper.ErrNotFound; several are an error wrapping
-// paper.ErrAmbiguous that lists up to five candidates as "id  title" lines.
+// keyword search folds them: "nystrom" finds "Nyström"), across a soft hyphen or a zero-width
+// character (paperpipe_visible: "Cooperation" finds "Co\u00adoperation", as a search does) and
+// literally (% and _ are not wildcards): one match is the answer, and among several a title
+// equal to ref wins. The fragment is read in NFC, the form titles are stored in (ingest):
+// "nai\u0308ve", as macOS and PDF text give it, finds "naïve" as a search does. No match is
+// paper.ErrNotFound; several are an error wrapping paper.ErrAmbiguous that lists up to five
+// candidates as "id  title" lines.
 func (s *Store) Resolve(ctx context.Context, ref string) (_ string, err error) {
 	defer func() { err = unavailable(ctx, err) }()
 	ref = strings.TrimSpace(ref)

@@ -9,9 +9,10 @@
 -- write the word without it.
 --
 -- paperpipe_visible is a text without them. An SQL function of one expression, inlined where it
--- is called: a query's text is folded once, at planning. papers_tsv_of reads a text through it,
--- and the store's queries read a query through it; the papers stored before are indexed again
--- by the next migration. A function replaced: no lock on a table.
+-- is called: a query's text is folded once, at planning. papers_tsv_of and paperpipe_unaccent
+-- (the title fragment of show and related) read a text through it, and the store's queries read
+-- a query through it; the papers stored before are indexed again by the next migration. Each
+-- is a function replaced: no lock on a table.
 CREATE FUNCTION paperpipe_visible(t text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
 RETURN translate(t, U&'\00AD\200B\200C\200D\2060\FEFF', '');
@@ -23,7 +24,35 @@ RETURN setweight(to_tsvector('paperpipe_english', paperpipe_visible(coalesce(tit
     setweight(to_tsvector('paperpipe_english', paperpipe_visible(coalesce(abstract, ''))), 'B');
 -- +goose StatementEnd
 
+-- +goose StatementBegin
+DO $$
+DECLARE
+    schema text;
+BEGIN
+    SELECT n.nspname INTO STRICT schema
+    FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'unaccent';
+    EXECUTE format('CREATE OR REPLACE FUNCTION paperpipe_unaccent(t text) RETURNS text
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
+        RETURN %I.unaccent(%L::regdictionary, %I.paperpipe_visible(t))',
+        schema, format('%I.unaccent', schema), current_schema());
+END
+$$;
+-- +goose StatementEnd
+
 -- +goose Down
+-- +goose StatementBegin
+DO $$
+DECLARE
+    schema text;
+BEGIN
+    SELECT n.nspname INTO STRICT schema
+    FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'unaccent';
+    EXECUTE format('CREATE OR REPLACE FUNCTION paperpipe_unaccent(t text) RETURNS text
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
+        RETURN %I.unaccent(%L::regdictionary, t)', schema, format('%I.unaccent', schema));
+END
+$$;
+-- +goose StatementEnd
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION papers_tsv_of(title text, abstract text) RETURNS tsvector
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path FROM CURRENT
