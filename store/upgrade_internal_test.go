@@ -419,27 +419,43 @@ func (b *lockedBuffer) String() string {
 	return b.b.String()
 }
 
-// Migration 00014 indexes again, in batches, the papers stored with a letter outside ASCII; a
-// worker's write may hold one of them locked for longer than the migrations' lock_timeout (it
-// waits up to RowLockTimeout itself). The batch lets go and is tried again, and the migration
-// ends once the paper is free, instead of failing after Migrate's tries, each one from the
-// first paper again.
+// Migrations 00014 and 00017 index again, in batches, the papers stored with a letter outside
+// ASCII, and with a character that shows nothing inside a word; a worker's write may hold one of
+// them locked for longer than the migrations' lock_timeout (it waits up to RowLockTimeout
+// itself). The batch lets go and is tried again, and the migration ends once the paper is free,
+// instead of failing after Migrate's tries, each one from the first paper again.
 func TestFoldingStoredPapersWaitsForALockedPaper(t *testing.T) {
 	t.Parallel()
+	for _, c := range []struct {
+		name          string
+		before, after int64 // the version the paper is stored at, and the one before the batches
+		title, q      string
+	}{
+		{"00014", 12, 13, "Nyström features", "nystrom"},
+		{"00017", 15, 16, "Co\u00adoperative features", "cooperative"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			waitsForALockedPaper(t, c.before, c.after, c.title, c.q)
+		})
+	}
+}
+
+func waitsForALockedPaper(t *testing.T, before, after int64, title, q string) {
 	ctx := t.Context()
 	s, err := Open(ctx, Config{URL: pgtest.URL(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	if err := s.withProvider(ctx, "", func(p *goose.Provider) error { _, err := p.UpTo(ctx, 12); return err }); err != nil {
+	if err := s.withProvider(ctx, "", func(p *goose.Provider) error { _, err := p.UpTo(ctx, before); return err }); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.pool.Exec(ctx, `INSERT INTO papers (id, title, abstract, content_hash)
-		VALUES ('arxiv:2401.00001', 'Nyström features', 'Kernels, approximated.', 'h')`); err != nil {
+		VALUES ('arxiv:2401.00001', $1, 'Kernels, approximated.', 'h')`, title); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.withProvider(ctx, "", func(p *goose.Provider) error { _, err := p.UpTo(ctx, 13); return err }); err != nil {
+	if err := s.withProvider(ctx, "", func(p *goose.Provider) error { _, err := p.UpTo(ctx, after); return err }); err != nil {
 		t.Fatal(err)
 	}
 	holder, err := s.pool.Begin(ctx) // a worker's write
@@ -472,7 +488,7 @@ func TestFoldingStoredPapersWaitsForALockedPaper(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Migrate once the paper is free: %v", err)
 	}
-	if hits, err := s.KeywordSearch(ctx, "nystrom", 5); err != nil || len(hits) != 1 {
-		t.Errorf("KeywordSearch(nystrom) after the migration = %+v, %v; want the paper", hits, err)
+	if hits, err := s.KeywordSearch(ctx, q, 5); err != nil || len(hits) != 1 {
+		t.Errorf("KeywordSearch(%s) after the migration = %+v, %v; want the paper", q, hits, err)
 	}
 }
