@@ -45,7 +45,7 @@ func cmdTLDRs(ctx context.Context, c *config, args []string) error {
 		keep = append(keep, k)
 		return nil
 	})
-	force := fs.Bool("force", false, "prune: also remove a TL;DR that is the only one of its paper's current text among the versions kept (the paper shows none until `paperpipe reprocess` writes it)")
+	force := fs.Bool("force", false, "prune: also remove a TL;DR that is the only one of its paper's current text among the versions kept (the paper shows none until paperpipe reprocess writes it)")
 	dryRun := fs.Bool("dry-run", false, "prune: say what would be removed (TL;DRs and bytes per version), and remove nothing")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
