@@ -32,8 +32,9 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 		"papers (an empty file, a feed without entries) is a warning that names it. A full queue (the workers lag behind)\n"+
 		"stops it, exit 1, with the papers it refused counted in the summary.\n"+
 		"Ctrl-C stops reading at once (standard input and named pipes too), waits up to 5 s for the queue to confirm what\n"+
-		"was sent, and prints the summary, exit 1; ingesting the same input again is safe: repeats within the hour are\n"+
-		"dropped, later ones cost the workers a database check and the record of its latest reading each, no API call.")
+		"was sent, and prints the summary, exit 130 (143 for SIGTERM); ingesting the same input again is safe: repeats\n"+
+		"within the hour are dropped, later ones cost the workers a database check and the record of its latest reading\n"+
+		"each, no API call.")
 	format := fs.String("format", "auto", "input format: auto, text, jsonl, oai (the arXiv metadata snapshot's JSON lines, not OAI-PMH XML), atom, hf")
 	maxBytes := fs.Int("max-abstract-bytes", 32<<10, "reject abstracts longer than this many bytes (at least 1)")
 	pos, err := parseArgs(fs, args)

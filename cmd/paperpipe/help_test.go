@@ -56,3 +56,22 @@ func TestEveryFlagsHelpNamesItsValueInOneWord(t *testing.T) {
 		}
 	}
 }
+
+// What a command's -h says of Ctrl-C is what it does: `ingest -h` said it ends with exit 1,
+// while ingest, stopped with work left, ends by the signal (130 for Ctrl-C, 143 for SIGTERM:
+// TestAnInterruptedIngestStopsTheScriptItRunsIn), as README and `paperpipe help` say.
+func TestHelpGivesAStopsExitStatus(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	for _, cmd := range helpCommands(t, c) {
+		help := strings.Join(strings.Fields(c.ok(cmd, "-h").stdout), " ")
+		for _, s := range strings.SplitAfter(help, ". ") {
+			if !strings.Contains(s, "Ctrl-C") {
+				continue
+			}
+			if regexp.MustCompile(`\bexit 1\b`).MatchString(s) || !strings.Contains(s, "130") {
+				t.Errorf("%s -h: %q: a command that Ctrl-C stops with work left exits 130 (143 for SIGTERM)", cmd, s)
+			}
+		}
+	}
+}
