@@ -1,7 +1,9 @@
 package main
 
 import (
+	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -71,6 +73,122 @@ func TestHelpGivesAStopsExitStatus(t *testing.T) {
 			}
 			if regexp.MustCompile(`\bexit 1\b`).MatchString(s) || !strings.Contains(s, "130") {
 				t.Errorf("%s -h: %q: a command that Ctrl-C stops with work left exits 130 (143 for SIGTERM)", cmd, s)
+			}
+		}
+	}
+}
+
+// readmeCommandLines returns README's paperpipe command lines: the lines of its sh blocks and
+// its `code spans` that run `paperpipe CMD` (or bin/paperpipe, after variables), each from the
+// command's name up to a comment, a pipe or the end, as fields.
+func readmeCommandLines(t *testing.T) [][]string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	inBlock := false
+	for _, l := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(l, "```"):
+			inBlock = !inBlock
+		case inBlock:
+			texts = append(texts, l)
+		default:
+			for _, m := range regexp.MustCompile("`([^`]+)`").FindAllStringSubmatch(l, -1) {
+				texts = append(texts, m[1])
+			}
+		}
+	}
+	var lines [][]string
+	cmd := regexp.MustCompile(`(?:^|[\s(;&])(?:bin/)?paperpipe ([a-z][a-z-]*\b.*)`)
+	for _, s := range texts {
+		m := cmd.FindStringSubmatch(s)
+		if m == nil {
+			continue
+		}
+		line := m[1]
+		for _, stop := range []string{" #", "|", ";", "&&", ")"} {
+			if i := strings.Index(line, stop); i >= 0 {
+				line = line[:i]
+			}
+		}
+		lines = append(lines, strings.Fields(line))
+	}
+	if len(lines) < 50 {
+		t.Fatalf("README holds %d paperpipe command lines", len(lines))
+	}
+	return lines
+}
+
+// Every flag README gives a paperpipe command is one of its flags, in the form its -h shows
+// (two dashes, or one: the flag package takes both): a flag renamed or dropped in the code and
+// not in README, or misspelt in README, fails here.
+func TestREADMEsCommandLinesUseTheirCommandsFlags(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	known := map[string][]string{}
+	for _, cmd := range helpCommands(t, c) {
+		var names []string
+		for _, f := range helpFlags(t, c, cmd) {
+			names = append(names, f.name)
+		}
+		known[cmd] = append(names, "h", "help")
+	}
+	for _, line := range readmeCommandLines(t) {
+		names, ok := known[line[0]]
+		if !ok {
+			continue // prose: "paperpipe turns …"
+		}
+		for _, w := range line[1:] {
+			if !strings.HasPrefix(w, "-") || w == "-" || w == "--" {
+				continue
+			}
+			name, _, _ := strings.Cut(strings.TrimLeft(w, "-"), "=")
+			name = strings.TrimRight(name, ".,:…`'\"")
+			if name == "" || strings.Trim(name, "0123456789") == "" {
+				continue // - for standard input; a negative number
+			}
+			if !slices.Contains(names, name) {
+				t.Errorf("README: `paperpipe %s`: %s is not a flag of %s (its -h: %v)", strings.Join(line, " "), w, line[0], names)
+			}
+		}
+	}
+}
+
+// Every flag of every command is in README: in a paragraph (a command line, a table with what
+// introduces it) that names the command, or in Configuration's table beside the variable it
+// overrides. A flag added to a command and to its -h only, which a reader of README never
+// learns of, fails here (list --after, worker --consumer, fit --dimensions and --max-docs did).
+func TestREADMENamesEveryCommandsFlags(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paras []string
+	settings := map[string]bool{} // the flags of Configuration's table: each overrides its variable, in every command that takes it
+	for _, p := range regexp.MustCompile(`\n\s*\n`).Split(string(b), -1) {
+		if strings.HasPrefix(p, "|") && len(paras) > 0 {
+			p = paras[len(paras)-1] + "\n" + p // a table, with what introduces it (reprocess's flags)
+		}
+		paras = append(paras, p)
+		for _, m := range regexp.MustCompile("(?m)^\\| `[A-Z_]+`[^|]* \\| `--([a-z-]+)` \\|").FindAllStringSubmatch(p, -1) {
+			settings[m[1]] = true
+		}
+	}
+	if len(settings) < 5 {
+		t.Fatalf("README's Configuration table names %d flags: %v", len(settings), settings)
+	}
+	for _, cmd := range helpCommands(t, c) {
+		named := regexp.MustCompile("(?:^|[\\s`(])(?:bin/)?(?:paperpipe )?" + regexp.QuoteMeta(cmd) + "(?:$|[\\s`),:.])")
+		for _, f := range helpFlags(t, c, cmd) {
+			flag := regexp.MustCompile("(?:^|[\\s`(|])--?" + regexp.QuoteMeta(f.name) + "(?:$|[^a-z0-9-])")
+			found := settings[f.name] || slices.ContainsFunc(paras, func(p string) bool { return named.MatchString(p) && flag.MatchString(p) })
+			if !found {
+				t.Errorf("README names no --%s of `paperpipe %s` (in a paragraph that names the command)", f.name, cmd)
 			}
 		}
 	}
