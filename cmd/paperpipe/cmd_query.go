@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -289,12 +290,25 @@ func cmdList(ctx context.Context, c *config, args []string) error {
 	c.addJSONFlag(fs)
 	n := fs.Int("n", 20, fmt.Sprintf("how many papers, 1 to %d", store.MaxListLimit))
 	cursor := fs.String("after", "", "continue from the cursor printed by a previous page")
+	var since string
+	var f store.ListFilter
+	fs.StringVar(&since, "since", "", "only papers stored since `DATE` (2006-01-02 or RFC 3339), by the database's clock, as GET /api/papers?since= lists them")
+	fs.StringVar(&f.Category, "category", "", "only papers of this `category` (exactly as stored: cs.LG)")
+	fs.StringVar(&f.Text, "text", "", "only papers whose title or abstract matches this full-text `query` (web-search syntax, as search --mode keyword reads it)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *n < 1 || *n > store.MaxListLimit {
 		return usageErr("-n is %d, want 1 to %d", *n, store.MaxListLimit)
 	}
+	if since != "" {
+		t, err := parseDate(since)
+		if err != nil {
+			return usageErr("--since %q: want a date like 2024-01-31 or an RFC 3339 time", since)
+		}
+		f.Since = t
+	}
+	f.Category, f.Text = strings.TrimSpace(f.Category), strings.TrimSpace(f.Text)
 	var cur *store.Cursor
 	if *cursor != "" {
 		cc, err := store.DecodeCursor(*cursor)
@@ -308,7 +322,13 @@ func cmdList(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	defer st.Close()
-	recs, next, err := st.List(ctx, *n, cur)
+	recs, next, err := st.ListFiltered(ctx, f, *n, cur)
+	notice := ""
+	if errors.Is(err, paper.ErrNoSearchTerms) {
+		// As GET /api/papers answers it: no paper, and why.
+		notice, err = "--text: full-text search ignores every word of it (stop words such as the, of, and; punctuation), "+
+			"so no paper can match: try other words", nil
+	}
 	if err != nil {
 		return err
 	}
@@ -317,7 +337,13 @@ func cmdList(ctx context.Context, c *config, args []string) error {
 		if next != nil {
 			out["next"] = next.Encode()
 		}
+		if notice != "" {
+			out["notice"] = notice
+		}
 		return writeJSON(stdout, out)
+	}
+	if notice != "" {
+		fmt.Fprintf(os.Stderr, "list: %s\n", notice)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	for _, r := range recs {
@@ -329,7 +355,14 @@ func cmdList(ctx context.Context, c *config, args []string) error {
 	}
 	tw.Flush()
 	if next != nil {
-		fmt.Fprintf(os.Stderr, "\nmore: paperpipe list -n %d --after %s\n", *n, next.Encode())
+		// The next page is of the same list: the same filters, as given.
+		var filters []string
+		for _, fl := range []struct{ name, v string }{{"since", since}, {"category", f.Category}, {"text", f.Text}} {
+			if fl.v != "" {
+				filters = append(filters, "--"+fl.name, termSafe(shellWord(fl.v), false))
+			}
+		}
+		fmt.Fprintf(os.Stderr, "\nmore: %s\n", strings.Join(append(append([]string{"paperpipe", "list", "-n", strconv.Itoa(*n)}, filters...), "--after", next.Encode()), " "))
 	}
 	return nil
 }
