@@ -37,6 +37,7 @@ type reprocessOptions struct {
 	since     time.Time
 	idsFile   string
 	dryRun    bool
+	json      bool // with dryRun: the estimate as JSON
 	batchAPI  bool
 	wait      bool
 	tldrOnly  bool
@@ -68,8 +69,12 @@ func cmdReprocess(ctx context.Context, c *config, args []string) error {
 	fs.Float64Var(&o.uploadMbit, "batch-upload-mbit", 1, "with --batch-api: the slowest uplink, in `Mbit/s`, an input file's upload waits for (an attempt may take 5 minutes plus the file's time at this rate)")
 	fs.BoolVar(&o.tldrOnly, "tldr-only", false, "write TL;DRs only")
 	fs.BoolVar(&o.embedOnly, "embed-only", false, "write embeddings only")
+	fs.BoolVar(&o.json, "json", false, "with --dry-run: print the estimate as JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if o.json && !o.dryRun {
+		return usageErr("--json is for --dry-run's estimate; a run says what it did as text, on standard error")
 	}
 	if since != "" {
 		t, err := parseDate(since)
@@ -243,6 +248,23 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 			heldByBatches = fmt.Sprintf("%s %s in open Batch API jobs and not bought again; %s collects %s",
 				strings.Join(outputs, " and "), verb, batchCollectCommand(chatModel, c.MaxWords, sp), them)
 		}
+	}
+	if o.dryRun && o.json {
+		plan := dryRunPlan{Target: res.Target, Counts: res.Counts, Estimate: res.Estimate}
+		if wantTLDR {
+			plan.TLDRModel, plan.PromptVersion = m.sum.Model(), m.sum.PromptVersion()
+		}
+		if wantEmb {
+			plan.Space = &space
+		}
+		if err := writeJSON(out, plan); err != nil {
+			return res, err
+		}
+		fmt.Fprintln(errw, dryRunNote)
+		if heldByBatches != "" {
+			fmt.Fprintf(errw, "reprocess: %s\n", heldByBatches)
+		}
+		return res, nil
 	}
 	if o.dryRun {
 		printEstimate(out, res.Estimate, m, space, wantTLDR, wantEmb)
@@ -711,7 +733,22 @@ func printEstimate(w io.Writer, e estimate, m *models, space paper.Space, wantTL
 	}
 	fmt.Fprintf(tw, "estimated cost\t%s\n", cost)
 	tw.Flush()
-	fmt.Fprintln(w, "dry run: nothing was sent or spent; input tokens are estimated at 3 ASCII bytes (or 1 other byte) per token, above real counts")
+	fmt.Fprintln(w, dryRunNote)
+}
+
+// dryRunNote says what a dry run's figures are.
+const dryRunNote = "dry run: nothing was sent or spent; input tokens are estimated at 3 ASCII bytes (or 1 other byte) per token, above real counts"
+
+// dryRunPlan is what `reprocess --dry-run --json` prints: the run's target (its TL;DR model
+// and prompt version, its space: each only when the run writes that output), what is stale,
+// and the estimate.
+type dryRunPlan struct {
+	Target        string            `json:"target"`
+	TLDRModel     string            `json:"tldr_model,omitempty"`
+	PromptVersion string            `json:"prompt_version,omitempty"`
+	Space         *paper.Space      `json:"space,omitempty"`
+	Counts        store.StaleCounts `json:"counts"`
+	Estimate      estimate          `json:"estimate"`
 }
 
 // reprocessStore is the store as a re-processing worker sees it: one that never writes texts.

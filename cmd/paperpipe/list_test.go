@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
 )
 
 // `list` narrows as the web's front page and GET /api/papers do, and as `export` does: by
@@ -16,14 +17,7 @@ import (
 func TestListNarrowsAsTheAPIDoes(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
-	c.ok("migrate")
-	cfg := loadConfig()
-	cfg.DatabaseURL, cfg.LogLevel = c.databaseURL(), "error"
-	st, err := openStore(t.Context(), cfg, newLogger(cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := cliStore(t, c)
 	add := func(id, title, category string) {
 		t.Helper()
 		if _, err := st.UpsertPapers(t.Context(), []paper.Abstract{{ID: id, Title: title, Categories: []string{category},
@@ -89,4 +83,17 @@ func TestListNarrowsAsTheAPIDoes(t *testing.T) {
 	if r := c.run("list", "--since", "yesterday"); r.code != 2 {
 		t.Errorf("list --since yesterday: exit %d, want 2 (a usage error)\n%s", r.code, r.stderr)
 	}
+}
+
+// cliStore is the migrated store of c's database, closed with the test.
+func cliStore(t *testing.T, c *cli) *store.Store {
+	t.Helper()
+	cfg := loadConfig()
+	cfg.DatabaseURL, cfg.LogLevel = c.databaseURL(), "error"
+	st, err := openStore(t.Context(), cfg, newLogger(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return st
 }
