@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -36,7 +37,7 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 		"within the hour are dropped, later ones cost the workers a database check and the record of its latest reading\n"+
 		"each, no API call.")
 	format := fs.String("format", "auto", "input format: auto, text, jsonl, oai (the arXiv metadata snapshot's JSON lines, not OAI-PMH XML), atom, hf")
-	maxBytes := fs.Int("max-abstract-bytes", 32<<10, "reject abstracts longer than this many bytes (at least 1)")
+	maxBytes := maxAbstractFlag(fs)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -48,8 +49,8 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	if *maxBytes < 1 {
-		return usageErr("--max-abstract-bytes %d: want at least 1", *maxBytes)
+	if err := checkMaxAbstract(*maxBytes); err != nil {
+		return err
 	}
 	log := newLogger(c)
 	b, err := connectBroker(ctx, c, log, brokerClient)
@@ -145,6 +146,21 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 		return fmt.Errorf("%s failed (see the messages above); %s", plural(failed, "source", "sources"), before)
 	case rejected > 0:
 		return fmt.Errorf("%s rejected (see the messages above); %s", plural(rejected, "record", "records"), others)
+	}
+	return nil
+}
+
+// maxAbstractFlag defines --max-abstract-bytes, the longest abstract read, of the commands that
+// read sources as ingest does and keep what they read (ingest, summarize, embed): summarize
+// and embed try a model on the papers an ingest with a larger limit stores.
+func maxAbstractFlag(fs *flag.FlagSet) *int {
+	return fs.Int("max-abstract-bytes", 32<<10, "reject abstracts longer than this many bytes (at least 1)")
+}
+
+// checkMaxAbstract is the usage error of a --max-abstract-bytes below 1, or nil.
+func checkMaxAbstract(n int) error {
+	if n < 1 {
+		return usageErr("--max-abstract-bytes %d: want at least 1", n)
 	}
 	return nil
 }
