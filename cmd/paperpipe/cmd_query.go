@@ -115,7 +115,9 @@ func cmdRelated(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	if c.JSON {
-		return writeJSON(stdout, map[string]any{"id": id, "space": sp.Name(), "related": nonNil(hits)})
+		// "results", as search --json and GET /api/papers/{id}/related name the list; "related",
+		// its name before, for the scripts that read it.
+		return writeJSON(stdout, map[string]any{"id": id, "space": sp.Name(), "results": nonNil(hits), "related": nonNil(hits)})
 	}
 	rec, err := st.Paper(ctx, id)
 	if err != nil {
