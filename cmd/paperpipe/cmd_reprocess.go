@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
@@ -816,7 +817,10 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 			}
 		}
 	}()
-	defer func() { close(stopTicker); <-tickerDone; prog.done(0) }()
+	// Stopped before the run's last line, as well as on every return: a tick after it wrote
+	// its progress line below the summary, and beside it (errw is not safe for concurrent use).
+	stopProgress := sync.OnceFunc(func() { close(stopTicker); <-tickerDone; prog.done(0) })
+	defer stopProgress()
 
 	drain := func() error {
 		w, err := pipeline.NewWorker(b.js, wst, sum, emb, pipeline.WorkerConfig{
@@ -899,6 +903,7 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 	if res.LeftOut > 0 {
 		leftOut = fmt.Sprintf(", %d left out (too large for the queue)", res.LeftOut)
 	}
+	stopProgress()
 	fmt.Fprintf(errw, "reprocess: %s processed: %s, %s stored, %d skipped (already done), %d dead-lettered%s\n",
 		plural(res.Worker.Acked, "paper", "papers"), plural(res.Worker.TLDRs, "TL;DR", "TL;DRs"),
 		plural(res.Worker.Embeddings, "embedding", "embeddings"), res.Worker.Skipped, res.Worker.Dead, leftOut)
