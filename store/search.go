@@ -134,8 +134,15 @@ func numberForms(tsq string) string {
 // of either sign).
 func wordNumberForms(tsq string) string {
 	const number = `-?([0-9]+(?:\.[0-9]+)*)`
-	return `regexp_replace(` + tsq + `, '(?<!'')''([[:alpha:]]+)'' (&|<->) ''` + number + `''(?!'')', ` +
-		`'( ''\1'' \2 ''\3'' | ''\1\3'' )', 'g')`
+	// Inside a phrase (<->, "track covid 19" or gpt-4) the group is one more step of the
+	// phrase. Joined by & (two words of a query), not where the word ends a phrase or is
+	// excluded, nor where the number begins one ('b' & '10' <-> '000' from "10,000", 'a' <->
+	// 'b' & '4', !'b' & '4'): the group would take the phrase's or the negation's operator
+	// with it, and a title with "More Than 10,000 GPUs" found nothing.
+	tsq = `regexp_replace(` + tsq + `, '(?<!'')''([[:alpha:]]+)'' <-> ''` + number + `''(?!'')', ` +
+		`'( ''\1'' <-> ''\2'' | ''\1\2'' )', 'g')`
+	return `regexp_replace(` + tsq + `, '(?<!<-> )(?<!!)(?<!'')''([[:alpha:]]+)'' & ''` + number + `''(?!'')(?! <->)', ` +
+		`'( ''\1'' & ''\2'' | ''\1\2'' )', 'g')`
 }
 
 // maxHyphenPieces is the most pieces a hyphenated word of a query may have for a search to
