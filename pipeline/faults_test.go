@@ -53,10 +53,12 @@ func startWorker(t *testing.T, b *testBundle, sum pipeline.Summarizer, emb pipel
 }
 
 // startWorkerOn is startWorker with the worker's store st (b's database through a proxy, a
-// wrapper that records calls).
+// wrapper that records calls). A worker with no Embedder writes TL;DRs only, into no space.
 func startWorkerOn(t *testing.T, b *testBundle, st pipeline.Store, sum pipeline.Summarizer, emb pipeline.Embedder, cfg pipeline.WorkerConfig) *pipeline.Worker {
 	t.Helper()
-	cfg.SpaceID = b.space.ID
+	if emb != nil {
+		cfg.SpaceID = b.space.ID
+	}
 	if cfg.FetchWait == 0 {
 		cfg.FetchWait = 200 * time.Millisecond
 	}

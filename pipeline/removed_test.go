@@ -36,20 +36,7 @@ func TestAPaperRemovedWhileItsMessageWaitsForAChatSlotGetsNoTLDRBought(t *testin
 	}}
 	// TL;DRs only, as `reprocess --tldr-only`; any wait asks the store again (the default, 1 s,
 	// would make the test wait).
-	w, err := pipeline.NewWorker(b.js, b.store, sum, nil, pipeline.WorkerConfig{Concurrency: 1, RecheckAfter: time.Nanosecond,
-		FetchWait: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- w.Run(wctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	w := startWorkerOn(t, b, b.store, sum, nil, pipeline.WorkerConfig{Concurrency: 1, RecheckAfter: time.Nanosecond})
 	<-started
 	var first string
 	waitFor(t, "the worker to record every paper", func() (bool, string) {
@@ -119,20 +106,7 @@ func TestWaitingMessagesAskNothingPerPaperWhileNoneIsRemoved(t *testing.T) {
 	st := &removalCountingStore{Store: b.store}
 	sum := &countingSummarizer{Summarizer: summarize.NewOffline(30)}
 	// Every message waits longer than RecheckAfter: each goes through the re-check.
-	w, err := pipeline.NewWorker(b.js, st, sum, nil, pipeline.WorkerConfig{Concurrency: 1, RecheckAfter: time.Nanosecond,
-		FetchWait: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- w.Run(wctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	startWorkerOn(t, b, st, sum, nil, pipeline.WorkerConfig{Concurrency: 1, RecheckAfter: time.Nanosecond})
 	waitFor(t, "every TL;DR", func() (bool, string) {
 		var n int
 		if err := b.store.Pool().QueryRow(ctx, `SELECT count(*) FROM tldrs`).Scan(&n); err != nil {
