@@ -457,16 +457,9 @@ func importTLDRs(ctx context.Context, st *store.Store, path string, chunk int, e
 		buf = buf[:0]
 		return nil
 	}
-	good := 0           // lines taken so far: a TL;DR, or a paper exported without one
-	var firstBad string // the first bad line's number and reason
-	bad := func(line int, format string, args ...any) {
-		res.Bad++
-		msg := fmt.Sprintf(format, args...)
-		if firstBad == "" {
-			firstBad = fmt.Sprintf("line %d: %s", line, msg)
-		}
-		fmt.Fprintf(errw, "%s:%d: %s\n", name, line, msg)
-	}
+	good := 0 // lines taken so far: a TL;DR, or a paper exported without one
+	bads := &badLines{errw: errw, name: name, count: &res.Bad}
+	bad := bads.add
 	for n := 1; ; n++ {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -490,7 +483,7 @@ func importTLDRs(ctx context.Context, st *store.Store, path string, chunk int, e
 			// Another file (paperpipe embed's vectors, a spreadsheet): each of its lines
 			// would be one more message.
 			return res, fmt.Errorf("%s: the first %d lines are all bad (the first, %s); stopped, nothing was loaded: this is not a file of paperpipe export: %w",
-				name, maxBadLead, firstBad, paper.ErrInvalid)
+				name, maxBadLead, bads.first, paper.ErrInvalid)
 		}
 		var l tldrLine
 		if jerr := json.Unmarshal([]byte(text), &l); jerr != nil {

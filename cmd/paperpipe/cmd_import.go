@@ -62,11 +62,29 @@ func cmdImportEmbeddings(ctx context.Context, c *config, args []string) error {
 // vectors is ~300 MB of COPY data held by the server's temporary table.
 const maxImportChunk = 100_000
 
-// maxBadLead is how many bad lines, from the first on, import-embeddings and import-tldrs
+// maxBadLead is how many bad lines, from the first on, import, import-embeddings and import-tldrs
 // report before they stop: a file none of whose first lines is a good line is another file
 // (papers, a spreadsheet; vectors, to import-tldrs) or lines that all fail one check, and its
 // every line would be one more message.
 const maxBadLead = 100
+
+// badLines reports the bad lines of an import as FILE:LINE: reason, counts them in *count, and
+// keeps the first for the message that stops a file whose first maxBadLead lines are all bad.
+type badLines struct {
+	errw  io.Writer
+	name  string
+	count *int
+	first string // the first bad line's number and reason
+}
+
+func (b *badLines) add(line int, format string, args ...any) {
+	*b.count++
+	msg := fmt.Sprintf(format, args...)
+	if b.first == "" {
+		b.first = fmt.Sprintf("line %d: %s", line, msg)
+	}
+	fmt.Fprintf(b.errw, "%s:%d: %s\n", b.name, line, msg)
+}
 
 // vectorLinesWanted is what import-embeddings reads, for the refusal of a PDF or binary data.
 const vectorLinesWanted = `JSON lines {"id": "…", "embedding": [numbers], "model": "…"}, as paperpipe embed writes them`
@@ -215,28 +233,19 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 			res.Space.ID, res.Space.Active = 0, false
 		}
 	}()
-	var (
-		firstBad string // the first bad line's number and reason, for lead
-		isObject bool   // a line parsed as a JSON object, whatever its fields hold
-	)
-	bad := func(line int, format string, args ...any) {
-		res.Bad++
-		msg := fmt.Sprintf(format, args...)
-		if firstBad == "" {
-			firstBad = fmt.Sprintf("line %d: %s", line, msg)
-		}
-		fmt.Fprintf(errw, "%s:%d: %s\n", name, line, msg)
-	}
+	isObject := false // a line parsed as a JSON object, whatever its fields hold
+	bads := &badLines{errw: errw, name: name, count: &res.Bad}
+	bad := bads.add
 	// lead is the error that ends an import whose first maxBadLead lines are all bad. It says
 	// what the file is only when no line was a JSON object: a file of vector lines that all fail one
 	// check (a dimensions that disagrees with the vectors) is still one, and is told why.
 	lead := func() error {
 		if !isObject {
 			return fmt.Errorf("%s: the first %d lines are all bad and none is a JSON object, so this is not a file of paperpipe's vector lines (%s); the first, %s; stopped, nothing was loaded: %w",
-				name, maxBadLead, vectorLinesWanted, firstBad, paper.ErrInvalid)
+				name, maxBadLead, vectorLinesWanted, bads.first, paper.ErrInvalid)
 		}
 		return fmt.Errorf("%s: the first %d lines are all bad (the first, %s); stopped, nothing was loaded: %w",
-			name, maxBadLead, firstBad, paper.ErrInvalid)
+			name, maxBadLead, bads.first, paper.ErrInvalid)
 	}
 	flush := func() error {
 		if len(buf) == 0 {

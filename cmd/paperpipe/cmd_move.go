@@ -137,10 +137,8 @@ func importPapers(ctx context.Context, st *store.Store, path string, chunk int, 
 		buf = buf[:0]
 		return nil
 	}
-	bad := func(line int, msg string) {
-		res.Bad++
-		fmt.Fprintf(errw, "%s:%d: %s\n", name, line, termSafe(msg, false))
-	}
+	bads := &badLines{errw: errw, name: name, count: &res.Bad}
+	bad := func(line int, msg string) { bads.add(line, "%s", termSafe(msg, false)) }
 	for n := 1; ; n++ {
 		if err := ctx.Err(); err != nil {
 			return res, err
