@@ -338,23 +338,8 @@ func TestImportTLDRsSkipsThePapersStoredWithAnotherText(t *testing.T) {
 	e := newArchiveEnv(t, openaitest.Config{})
 	e.seed(t, 4)
 	ctx := t.Context()
-	var sums []paper.Summary
-	for i := range 4 {
-		p, err := e.st.Paper(ctx, fmt.Sprintf("arxiv:2401.%05d", i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sums = append(sums, paper.Summary{PaperID: p.ID, Text: "Paid TL;DR " + p.ID, Model: "gpt-4o", PromptVersion: "tldr-v1",
-			ContentHash: p.ContentHash, Validation: paper.ValidRetried})
-	}
-	if _, err := e.st.SaveSummaries(ctx, sums); err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "export.jsonl")
+	file := exportPaidTLDRs(t, e, 4, func(id string) string { return "Paid TL;DR " + id }, paper.ValidRetried)
 	var errw bytes.Buffer
-	if _, err := runExport(ctx, e.st, exportOptions{out: file, tldr: store.TLDRKeep{Model: "gpt-4o", PromptVersion: "tldr-v1"}}, &errw); err != nil {
-		t.Fatal(err)
-	}
 	moved := newArchiveEnv(t, openaitest.Config{})
 	moved.seed(t, 3) // the fourth paper is not there
 	p, err := moved.st.Paper(ctx, "arxiv:2401.00001")
@@ -690,23 +675,8 @@ func TestImportRespectsRemovalsAndNewerText(t *testing.T) {
 	e := newArchiveEnv(t, openaitest.Config{})
 	e.seed(t, 3)
 	ctx := t.Context()
-	var sums []paper.Summary
-	for i := range 3 {
-		p, err := e.st.Paper(ctx, fmt.Sprintf("arxiv:2401.%05d", i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sums = append(sums, paper.Summary{PaperID: p.ID, Text: "Balanced routers lower the loss.", Model: "gpt-4o", PromptVersion: "tldr-v1",
-			ContentHash: p.ContentHash, Validation: paper.ValidOK})
-	}
-	if _, err := e.st.SaveSummaries(ctx, sums); err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "export.jsonl")
+	file := exportPaidTLDRs(t, e, 3, func(id string) string { return "Balanced routers lower the loss." }, paper.ValidOK)
 	var errw bytes.Buffer
-	if _, err := runExport(ctx, e.st, exportOptions{out: file, tldr: store.TLDRKeep{Model: "gpt-4o", PromptVersion: "tldr-v1"}}, &errw); err != nil {
-		t.Fatal(err)
-	}
 	moved := newArchiveEnv(t, openaitest.Config{})
 	moved.seed(t, 2)
 	if _, err := moved.st.RemovePapers(ctx, []string{"arxiv:2401.00000"}, false, nil); err != nil {
@@ -801,4 +771,29 @@ func TestImportOfAnotherFileStops(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "not an export of paperpipe") || res.Papers.Bad != maxBadLead {
 		t.Errorf("import of vectors: %+v, %v; want it stopped after %d bad lines", res, err, maxBadLead)
 	}
+}
+
+// exportPaidTLDRs stores a gpt-4o tldr-v1 TL;DR (text of its paper's id, with validation) for
+// each of e's first n papers, exports the archive with them, and returns the export's file.
+func exportPaidTLDRs(t *testing.T, e *archiveEnv, n int, text func(id string) string, validation string) string {
+	t.Helper()
+	ctx := t.Context()
+	var sums []paper.Summary
+	for i := range n {
+		p, err := e.st.Paper(ctx, fmt.Sprintf("arxiv:2401.%05d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums = append(sums, paper.Summary{PaperID: p.ID, Text: text(p.ID), Model: "gpt-4o", PromptVersion: "tldr-v1",
+			ContentHash: p.ContentHash, Validation: validation})
+	}
+	if _, err := e.st.SaveSummaries(ctx, sums); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "export.jsonl")
+	var errw bytes.Buffer
+	if _, err := runExport(ctx, e.st, exportOptions{out: file, tldr: store.TLDRKeep{Model: "gpt-4o", PromptVersion: "tldr-v1"}}, &errw); err != nil {
+		t.Fatalf("export: %v\n%s", err, errw.String())
+	}
+	return file
 }
