@@ -2,6 +2,7 @@ package summarize
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/paperpipe/paperpipe/paper"
@@ -24,6 +25,17 @@ func Versioned(base string, maxWords int) string {
 		return base
 	}
 	return fmt.Sprintf("%s-w%d", base, maxWords)
+}
+
+// Unversioned is Versioned's inverse: the base and the word limit of a prompt version —
+// "tldr-v1-w15" is tldr-v1 and 15, a version without a "-wN" limit itself and DefaultMaxWords.
+func Unversioned(version string) (base string, maxWords int) {
+	if i := strings.LastIndex(version, "-w"); i >= 0 {
+		if n, err := strconv.Atoi(version[i+2:]); err == nil && n > 0 {
+			return version[:i], n
+		}
+	}
+	return version, DefaultMaxWords
 }
 
 // systemPrompt is the standing instruction; %d is the word limit.

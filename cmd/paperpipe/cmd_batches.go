@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -398,10 +397,8 @@ func collectingRun(ctx context.Context, c *config, st *store.Store, j store.Batc
 		return bare, true
 	}
 	settings := "PAPERPIPE_CHAT_MODEL=" + j.Model
-	if j.PromptVersion == summarize.PromptVersion {
-		settings += fmt.Sprintf(" PAPERPIPE_TLDR_MAX_WORDS=%d", summarize.DefaultMaxWords)
-	} else if n, ok := strings.CutPrefix(j.PromptVersion, summarize.PromptVersion+"-w"); ok {
-		settings += " PAPERPIPE_TLDR_MAX_WORDS=" + n
+	if base, n := summarize.Unversioned(j.PromptVersion); base == summarize.PromptVersion {
+		settings += fmt.Sprintf(" PAPERPIPE_TLDR_MAX_WORDS=%d", n)
 	} else {
 		return fmt.Sprintf("no run of this paperpipe (its prompt version %s is not one it writes: %s or %s-wN)",
 			j.PromptVersion, summarize.PromptVersion, summarize.PromptVersion), false

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -348,17 +347,6 @@ type importTLDRsResult struct {
 	Cleaned int
 }
 
-// promptWords is the word limit of a TL;DR prompt version, as summarize.Versioned writes it:
-// "tldr-v1-w15" is 15, a version without "-wN" the default.
-func promptWords(version string) int {
-	if i := strings.LastIndex(version, "-w"); i >= 0 {
-		if n, err := strconv.Atoi(version[i+2:]); err == nil && n > 0 {
-			return n
-		}
-	}
-	return summarize.DefaultMaxWords
-}
-
 // checkedTLDR holds a TL;DR read from a file to the rules the summarizer holds every TL;DR it
 // stores to (summarize.Accept: summarize.Validate at the prompt version's word limit, in the
 // abstract's language): a valid one is stored as it is, with its validation outcome; one
@@ -374,7 +362,7 @@ func checkedTLDR(l tldrLine) (text, validation string, cleaned bool, why string)
 		return "", "", false, fmt.Sprintf("tldr_validation %q is none paperpipe writes (%s, %s or %s)",
 			termSafe(clip(l.Validation, 40), false), paper.ValidOK, paper.ValidRetried, paper.ValidCleaned)
 	}
-	words := promptWords(l.PromptVersion)
+	_, words := summarize.Unversioned(l.PromptVersion)
 	verr := summarize.Validate(l.TLDR, l.Abstract, words)
 	if verr == nil {
 		return l.TLDR, l.Validation, false, ""
