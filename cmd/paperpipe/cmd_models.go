@@ -73,20 +73,13 @@ func fileModels(ctx context.Context, c *config) (*models, func(), error) {
 func cmdSummarize(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("summarize", "FILE|URL|- ...", "Print one JSON line {id, tldr, model, prompt_version, validation} per paper. No database or queue.")
 	c.addChatModelFlag(fs)
-	format := fs.String("format", "auto", "input format: auto, text, jsonl, oai (the arXiv metadata snapshot's JSON lines, not OAI-PMH XML), atom, hf")
-	maxBytes := maxAbstractFlag(fs)
+	input := addInputFlags(fs)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) == 0 {
-		return usageErr("name a file, a URL, or - for standard input")
-	}
-	f, err := ingest.ParseFormat(*format)
+	opts, err := input.options(pos, "summarize")
 	if err != nil {
-		return usageErr("%v", err)
-	}
-	if err := checkMaxAbstract(*maxBytes); err != nil {
 		return err
 	}
 	if err := c.checkAPI(true, false); err != nil {
@@ -98,7 +91,7 @@ func cmdSummarize(ctx context.Context, c *config, args []string) error {
 	}
 	defer closeStore()
 	enc := newJSONEncoder(stdout)
-	rejected, err := readAbstracts(ctx, pos, ingest.Options{Format: f, Command: "summarize", MaxAbstractBytes: *maxBytes}, func(a paper.Abstract) error {
+	rejected, err := readAbstracts(ctx, pos, opts, func(a paper.Abstract) error {
 		s, err := m.sum.Summarize(ctx, a)
 		if err != nil {
 			return fmt.Errorf("%s: %w", a.ID, err)
@@ -124,25 +117,18 @@ func cmdEmbed(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("embed", "FILE|URL|- ...", "Print one JSON line {id, embedding, model, dimensions, template, content_hash} per paper, as import-embeddings reads them.\n"+
 		"No database or queue.")
 	c.addEmbedModelFlags(fs, storelessOffline)
-	format := fs.String("format", "auto", "input format: auto, text, jsonl, oai (the arXiv metadata snapshot's JSON lines, not OAI-PMH XML), atom, hf")
+	input := addInputFlags(fs)
 	batch := fs.Int("batch", 256, "abstracts per Embed call, at least 1")
-	maxBytes := maxAbstractFlag(fs)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) == 0 {
-		return usageErr("name a file, a URL, or - for standard input")
+	opts, err := input.options(pos, "embed")
+	if err != nil {
+		return err
 	}
 	if *batch < 1 {
 		return usageErr("--batch is %d, want at least 1", *batch)
-	}
-	if err := checkMaxAbstract(*maxBytes); err != nil {
-		return err
-	}
-	f, err := ingest.ParseFormat(*format)
-	if err != nil {
-		return usageErr("%v", err)
 	}
 	if err := c.checkAPI(false, true); err != nil {
 		return err
@@ -174,7 +160,7 @@ func cmdEmbed(ctx context.Context, c *config, args []string) error {
 		return nil
 	}
 	var embedErr error // a failure of the model or of the output, not of a source
-	rejected, err := readAbstracts(ctx, pos, ingest.Options{Format: f, Command: "embed", MaxAbstractBytes: *maxBytes}, func(a paper.Abstract) error {
+	rejected, err := readAbstracts(ctx, pos, opts, func(a paper.Abstract) error {
 		buf = append(buf, a)
 		if len(buf) >= *batch {
 			embedErr = flush()

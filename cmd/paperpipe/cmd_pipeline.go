@@ -36,20 +36,13 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 		"was sent, and prints the summary, exit 130 (143 for SIGTERM); ingesting the same input again is safe: repeats\n"+
 		"within the hour are dropped, later ones cost the workers a database check and the record of its latest reading\n"+
 		"each, no API call.")
-	format := fs.String("format", "auto", "input format: auto, text, jsonl, oai (the arXiv metadata snapshot's JSON lines, not OAI-PMH XML), atom, hf")
-	maxBytes := maxAbstractFlag(fs)
+	input := addInputFlags(fs)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) == 0 {
-		return usageErr("name a file, a URL, or - for standard input")
-	}
-	f, err := ingest.ParseFormat(*format)
+	opts, err := input.options(pos, "")
 	if err != nil {
-		return usageErr("%v", err)
-	}
-	if err := checkMaxAbstract(*maxBytes); err != nil {
 		return err
 	}
 	log := newLogger(c)
@@ -63,7 +56,7 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 	var read, rejected, failed, empty int
 	var stop error // the queue failed, or Ctrl-C: the sources left are not read
 	for _, path := range pos {
-		n, bad, err := publishFile(ctx, pub, path, ingest.Options{Format: f, MaxAbstractBytes: *maxBytes})
+		n, bad, err := publishFile(ctx, pub, path, opts)
 		read += n
 		rejected += bad
 		var qe queueError
@@ -150,19 +143,35 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 	return nil
 }
 
-// maxAbstractFlag defines --max-abstract-bytes, the longest abstract read, of the commands that
-// read sources as ingest does and keep what they read (ingest, summarize, embed): summarize
-// and embed try a model on the papers an ingest with a larger limit stores.
-func maxAbstractFlag(fs *flag.FlagSet) *int {
-	return fs.Int("max-abstract-bytes", 32<<10, "reject abstracts longer than this many bytes (at least 1)")
+// inputFlags are the flags of the commands that read sources as ingest does (ingest, summarize,
+// embed): the input format, and --max-abstract-bytes, the longest abstract read — summarize and
+// embed try a model on the papers an ingest with a larger limit stores, so they take it too.
+type inputFlags struct {
+	format   *string
+	maxBytes *int
 }
 
-// checkMaxAbstract is the usage error of a --max-abstract-bytes below 1, or nil.
-func checkMaxAbstract(n int) error {
-	if n < 1 {
-		return usageErr("--max-abstract-bytes %d: want at least 1", n)
+func addInputFlags(fs *flag.FlagSet) inputFlags {
+	return inputFlags{
+		format:   fs.String("format", "auto", "input format: auto, text, jsonl, oai (the arXiv metadata snapshot's JSON lines, not OAI-PMH XML), atom, hf"),
+		maxBytes: fs.Int("max-abstract-bytes", 32<<10, "reject abstracts longer than this many bytes (at least 1)"),
 	}
-	return nil
+}
+
+// options returns how command reads the sources pos names, or the usage error of no source
+// named, an unknown format or a --max-abstract-bytes below 1.
+func (in inputFlags) options(pos []string, command string) (ingest.Options, error) {
+	if len(pos) == 0 {
+		return ingest.Options{}, usageErr("name a file, a URL, or - for standard input")
+	}
+	f, err := ingest.ParseFormat(*in.format)
+	if err != nil {
+		return ingest.Options{}, usageErr("%v", err)
+	}
+	if *in.maxBytes < 1 {
+		return ingest.Options{}, usageErr("--max-abstract-bytes %d: want at least 1", *in.maxBytes)
+	}
+	return ingest.Options{Format: f, Command: command, MaxAbstractBytes: *in.maxBytes}, nil
 }
 
 // queueFull returns the first of errs that is a refusal of the queue for being full
