@@ -157,7 +157,9 @@ func TestDropLoopbackConnIsUndoneWhenTheTestBinaryDies(t *testing.T) {
 		t.Skip("needs tc (iproute2)")
 	}
 	child := exec.Command(os.Args[0], "-test.run=^TestDropLoopbackConnIsUndoneWhenTheTestBinaryDies$", "-test.count=1")
-	child.Env = append(os.Environ(), "PAPERPIPE_TEST_DROP_AND_WAIT=1")
+	// The child is killed, so its own t.TempDir is never removed: it makes it under this test's,
+	// which is.
+	child.Env = append(os.Environ(), "PAPERPIPE_TEST_DROP_AND_WAIT=1", "TMPDIR="+t.TempDir())
 	out, err := child.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
