@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -129,6 +130,55 @@ func sets() map[string]set {
 	return map[string]set{"quick": quick, "full": full}
 }
 
+// scenarios are the parts of a set -only names.
+var scenarios = []string{"pipeline", "knn"}
+
+// check returns an error naming what only (comma-separated scenarios) and cases
+// (comma-separated case names, "" for all; "stages" is the store-call breakdown of the
+// pipeline scenario) ask for that the set named name does not run.
+func (s set) check(name, only, cases string) error {
+	var bad []string
+	named := 0
+	for _, o := range strings.Split(only, ",") {
+		switch o = strings.TrimSpace(o); {
+		case o == "":
+		case slices.Contains(scenarios, o):
+			named++
+		default:
+			bad = append(bad, o)
+		}
+	}
+	if len(bad) > 0 || named == 0 {
+		what := strings.Join(bad, ", ")
+		if what == "" {
+			what = strconv.Quote(only)
+		}
+		return fmt.Errorf("-only %s: no such scenario; want %s, or both comma-separated", what, strings.Join(scenarios, " or "))
+	}
+	var known []string
+	if strings.Contains(only, "pipeline") {
+		known = append(known, "stages")
+		for _, c := range s.pipeline {
+			known = append(known, c.Name)
+		}
+	}
+	if strings.Contains(only, "knn") {
+		for _, c := range s.knn {
+			known = append(known, c.Name)
+		}
+	}
+	for _, c := range strings.Split(cases, ",") {
+		if c = strings.TrimSpace(c); c != "" && !slices.Contains(known, c) {
+			bad = append(bad, c)
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("-cases %s: no such case in what -only %s runs of the %s set; its cases: %s",
+			strings.Join(bad, ", "), strings.Trim(only, ", "), name, strings.Join(known, ", "))
+	}
+	return nil
+}
+
 func withLinger(c bench.PipelineCase, d time.Duration) bench.PipelineCase { c.Linger = d; return c }
 func withEmbedLinger(c bench.PipelineCase, d time.Duration) bench.PipelineCase {
 	c.EmbedLinger = d
@@ -189,6 +239,11 @@ func run(args []string, stderr io.Writer) error {
 	s, ok := sets()[*setName]
 	if !ok {
 		return fmt.Errorf("-set %q: want quick or full", *setName)
+	}
+	// Checked before anything runs: a misspelt name was skipped without a word, and a run of
+	// none of the set's cases was written, over the set's summary, as a complete run.
+	if err := s.check(*setName, *only, *cases); err != nil {
+		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	quiet := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))

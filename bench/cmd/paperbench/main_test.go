@@ -1,6 +1,9 @@
 package main
 
 import (
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -20,5 +23,44 @@ func TestCommandLineOfTheResultsHidesTheDatabasePassword(t *testing.T) {
 		if strings.Contains(strings.Join(args, " "), "xxxxx") {
 			t.Errorf("redactDB changed its argument %q", args)
 		}
+	}
+}
+
+// A case name or scenario that the set does not have (a typo in `make bench BENCHFLAGS=...`) is
+// refused before anything runs: it used to be skipped without a word, and a run of nothing but
+// unknown names was written as a complete run, over the set's summary, with every goal "not
+// measured".
+func TestUnknownCasesAndScenariosAreRefusedBeforeAnythingRuns(t *testing.T) {
+	db := os.Getenv("PAPERPIPE_TEST_DATABASE_URL")
+	if db == "" {
+		db = "postgres://nobody@127.0.0.1:1/none?connect_timeout=1" // nothing listens: the run must not get there
+	}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		unknown string // what the error must name
+	}{
+		{"misspelt case", []string{"-only", "pipeline", "-cases", "C265"}, "C265"},
+		{"a known case among misspelt ones", []string{"-cases", "C64,C265"}, "C265"},
+		{"a case of a scenario not run", []string{"-only", "knn", "-cases", "C64"}, "C64"},
+		{"misspelt scenario", []string{"-only", "pipline"}, "pipline"},
+		{"no scenario", []string{"-only", ","}, "no such scenario"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := t.TempDir()
+			args := append([]string{"-set", "quick", "-db", db, "-dbname", "benchaudit_unknown_cases", "-fake", "no-such-fake",
+				"-corpus", filepath.Join("..", "..", "..", "testdata", "sample-papers.txt"), "-out", out}, tc.args...)
+			err := run(args, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.unknown) {
+				t.Errorf("run %q: err = %v, want an error naming %q", tc.args, err, tc.unknown)
+			}
+			if files, _ := os.ReadDir(out); len(files) > 0 {
+				var names []string
+				for _, f := range files {
+					names = append(names, f.Name())
+				}
+				t.Errorf("run %q wrote %v, want nothing written", tc.args, names)
+			}
+		})
 	}
 }
