@@ -383,6 +383,14 @@ func run(args []string, stderr io.Writer) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	// A failed case fails the run (and `make bench`), its figures and the others' written above.
+	if n := len(r.Errors); n > 0 {
+		what := "1 case failed"
+		if n > 1 {
+			what = fmt.Sprintf("%d cases failed", n)
+		}
+		return fmt.Errorf("%s: see Errors in the summary, or the log above", what)
+	}
 	return nil
 }
 

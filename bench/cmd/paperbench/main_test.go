@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/paperpipe/paperpipe/internal/pgtest"
 )
 
 // The command line is written to bench/results, which is committed: a -db URL's password
@@ -62,5 +64,21 @@ func TestUnknownCasesAndScenariosAreRefusedBeforeAnythingRuns(t *testing.T) {
 				t.Errorf("run %q wrote %v, want nothing written", tc.args, names)
 			}
 		})
+	}
+}
+
+// A run with a failed case exits non-zero (`make bench` fails), its summary written all the
+// same: it used to exit 0, a failed benchmark passing for a finished one in a script or CI.
+func TestRunWithAFailedCaseFails(t *testing.T) {
+	out := t.TempDir()
+	args := []string{"-set", "quick", "-only", "pipeline", "-cases", "C64", "-db", pgtest.BaseURL(), "-dbname", "benchaudit_failed_case",
+		"-fake", filepath.Join(t.TempDir(), "no-such-fake"), "-corpus", filepath.Join("..", "..", "..", "testdata", "sample-papers.txt"), "-out", out}
+	err := run(args, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "1 case failed") {
+		t.Errorf("run of a case whose fake API cannot start: err = %v, want one saying 1 case failed", err)
+	}
+	summary, rerr := os.ReadFile(filepath.Join(out, "SUMMARY-quick-pipeline.md"))
+	if rerr != nil || !strings.Contains(string(summary), "INCOMPLETE (1 failed") {
+		t.Errorf("summary of the failed run (%v) does not say it is incomplete:\n%.400s", rerr, summary)
 	}
 }
