@@ -785,3 +785,31 @@ func TestQPSCountsFailedQueries(t *testing.T) {
 		t.Errorf("qps rate %.0f/s, want at most %.0f/s (answered queries only)", rate, max)
 	}
 }
+
+// TestMethodTextStatesTheRateLimitBoundTheTableShows: with an RPM budget the table's bound is
+// the burst-aware N/((N·r − RPM)/(RPM/60)) — 24.0/s for 1,000 abstracts at 1.016 requests each
+// and 600 RPM, which the run reaches — and "How it is measured" must say so; it stated
+// RPM/60 / r (9.8/s here), a bound the same summary shows the run beating by 2.4×.
+func TestMethodTextStatesTheRateLimitBoundTheTableShows(t *testing.T) {
+	t.Parallel()
+	p := PipelineResult{Case: PipelineCase{Name: "C64-rpm600", Models: ModelsAPI, N: 1000, Concurrency: 64,
+		ChatLatency: 400 * time.Millisecond, EmbedLatency: 200 * time.Millisecond, RPM: 600},
+		Processed: 1000, Throughput: 23.8, Steady: 25.8, ChatPerAbstract: 1, EmbedPerAbstract: 0.016}
+	p.setBound()
+	if p.Bound < 24 || p.Bound > 24.1 {
+		t.Fatalf("bound = %g, want about 24.0 (1000/((1016 − 600)/10))", p.Bound)
+	}
+	r := &Run{Set: "full", Pipeline: []PipelineResult{p}}
+	r.Evaluate()
+	md := r.Markdown("throughput.svg", "run.json")
+	i := strings.Index(md, "## How it is measured")
+	if i < 0 {
+		t.Fatal("the summary has no method section")
+	}
+	method := md[i:]
+	line := method[strings.Index(method, "**Bound**"):]
+	line = line[:strings.Index(line, "\n")]
+	if !strings.Contains(line, "(N·r − RPM)/(RPM/60)") {
+		t.Errorf("the method's bound under an RPM budget is not the one the table shows (%.1f/s):\n%s", p.Bound, line)
+	}
+}
