@@ -813,3 +813,22 @@ func TestMethodTextStatesTheRateLimitBoundTheTableShows(t *testing.T) {
 		t.Errorf("the method's bound under an RPM budget is not the one the table shows (%.1f/s):\n%s", p.Bound, line)
 	}
 }
+
+// TestLoadTableSaysItsSizeHoldsTheIndexes: the size beside the index's is
+// pg_total_relation_size('embeddings') — the table with its indexes, the HNSW index among them
+// — and the summary must not call it the table's: at 1M it read "index 1953 MB, table 6000 MB"
+// for a 4 GB table, and the kinds' tables seemed to differ by what only their indexes do.
+func TestLoadTableSaysItsSizeHoldsTheIndexes(t *testing.T) {
+	t.Parallel()
+	r := &Run{Set: "full", KNN: []KNNResult{{Case: KNNCase{Name: "synthetic-1M", Source: SourceSynthetic, N: 1_000_000},
+		Load: LoadTimes{IndexBytes: 1953 << 20, TableBytes: 6000 << 20}}}}
+	md := r.Markdown("throughput.svg", "run.json")
+	i := strings.Index(md, "| case | source | N | papers COPY s")
+	if i < 0 {
+		t.Fatal("no load table in the summary")
+	}
+	header := md[i : i+strings.Index(md[i:], "\n")]
+	if strings.Contains(header, "| table MB |") || !strings.Contains(header, "with its indexes") {
+		t.Errorf("the load table's header calls the table with its indexes the table:\n%s", header)
+	}
+}

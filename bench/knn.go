@@ -63,6 +63,8 @@ type LoadTimes struct {
 	EmbeddingsPerSecond float64 `json:"embeddings_per_s"`
 	IndexSeconds        float64 `json:"index_build_s"`
 	IndexBytes          int64   `json:"index_bytes"`
+	// TableBytes is pg_total_relation_size('embeddings'): the table with its indexes (IndexBytes
+	// and the primary key among them) and TOAST.
 	TableBytes          int64   `json:"embeddings_table_bytes"`
 	LoadAndIndexSeconds float64 `json:"load_and_index_s"`
 	// VacuumSeconds is the VACUUM (ANALYZE) after the load, before any query.

@@ -609,7 +609,7 @@ func (r *Run) Markdown(svg, jsonName string) string {
 	}
 	if len(r.KNN) > 0 {
 		w("\n## 2. Related papers and search (k = 10)\n\n")
-		w("| case | source | N | papers COPY s | LoadEmbeddings s (vectors/s) | HNSW build s | index MB | table MB | load+index min | then VACUUM ANALYZE s |\n|---|---|---|---|---|---|---|---|---|---|\n")
+		w("| case | source | N | papers COPY s | LoadEmbeddings s (vectors/s) | HNSW build s | index MB | embeddings table with its indexes MB | load+index min | then VACUUM ANALYZE s |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, k := range r.KNN {
 			w("| %s | %s | %d | %.1f | %.1f (%.0f) | %.1f | %.0f | %.0f | %.2f | %s |\n", k.Case.Name, k.Case.Source, k.Case.N,
 				k.Load.PapersSeconds, k.Load.EmbeddingsSeconds, k.Load.EmbeddingsPerSecond, k.Load.IndexSeconds,
