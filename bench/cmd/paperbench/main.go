@@ -285,6 +285,11 @@ func run(args []string, stderr io.Writer) error {
 	if !strings.Contains(*only, "pipeline") || !strings.Contains(*only, "knn") {
 		part = strings.Trim(*only, ", ")
 	}
+	if len(want) > 0 {
+		// A run of some cases is not the set's run: its summary goes beside the set's, not over
+		// it (README cites SUMMARY-full-pipeline.md).
+		part = strings.TrimPrefix(part+"-subset", "-")
+	}
 	r := &bench.Run{Set: *setName, Part: part, Started: time.Now(), Command: "paperbench " + strings.Join(redactDB(args), " "), Machine: machine,
 		Settings: map[string]string{
 			"database":              db.Name + " (dropped at the end unless -keep)",

@@ -77,8 +77,12 @@ func TestRunWithAFailedCaseFails(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "1 case failed") {
 		t.Errorf("run of a case whose fake API cannot start: err = %v, want one saying 1 case failed", err)
 	}
-	summary, rerr := os.ReadFile(filepath.Join(out, "SUMMARY-quick-pipeline.md"))
+	summary, rerr := os.ReadFile(filepath.Join(out, "SUMMARY-quick-pipeline-subset.md"))
 	if rerr != nil || !strings.Contains(string(summary), "INCOMPLETE (1 failed") {
 		t.Errorf("summary of the failed run (%v) does not say it is incomplete:\n%.400s", rerr, summary)
+	}
+	// A run of some of the set's cases is written beside the set's summary, not over it.
+	if _, err := os.Stat(filepath.Join(out, "SUMMARY-quick-pipeline.md")); err == nil {
+		t.Error("a run of one case wrote SUMMARY-quick-pipeline.md, the summary of the set's pipeline run")
 	}
 }
