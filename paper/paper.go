@@ -193,6 +193,9 @@ type Hit struct {
 	ID    string `json:"id"`
 	Title string `json:"title"`
 	TLDR  string `json:"tldr,omitempty"`
+	// TLDRModel names the model that wrote TLDR (paperpipe-offline-extractive for the offline
+	// summarizer), so that a list of hits tells an extractive TL;DR from an LLM's.
+	TLDRModel string `json:"tldr_model,omitempty"`
 	// Score is the cosine similarity for vector queries (1 is identical), PostgreSQL's cover
 	// density ts_rank_cd normalised to [0, 1) for keyword queries, or the fused score for hybrid
 	// queries; higher is better.

@@ -306,12 +306,12 @@ func checkK(k int) error {
 // or the Hamming distance of binary codes, whose ef_search candidates, are then re-ranked by
 // dist (vectorSQL.candidates). The inner query repeats the index expression and the literal
 // space_id predicate, so the planner answers it with an index scan on the space's partial HNSW
-// index; the outer query adds titles and TL;DRs to the k rows. filter is a further condition on
+// index; the outer query adds titles and TL;DRs (with their models) to the k rows. filter is a further condition on
 // the scanned rows of embeddings (" AND ...", "" for none), checked as the index scan returns
 // them, so the scan goes on past the rows it drops (see searchOptionsSQL). The expressions must
 // be trusted SQL, never user input.
 func knnStatement(dist, order string, spaceID int64, filter string) string {
-	return `SELECT n.paper_id, p.title, coalesce(t.tldr, ''), 1 - n.dist
+	return `SELECT n.paper_id, p.title, coalesce(t.tldr, ''), coalesce(t.model, ''), 1 - n.dist
 FROM (
 	SELECT paper_id, dist FROM (
 		SELECT paper_id, ` + dist + ` AS dist
@@ -324,8 +324,7 @@ FROM (
 	LIMIT $3
 ) n
 JOIN papers p ON p.id = n.paper_id
-LEFT JOIN LATERAL (SELECT tldr FROM tldrs t WHERE t.paper_id = p.id AND t.content_hash = p.content_hash
-	ORDER BY t.created_at DESC, t.model, t.prompt_version LIMIT 1) t ON true
+` + latestTLDRJoin + `
 ORDER BY n.dist, n.paper_id`
 }
 

@@ -407,7 +407,7 @@ func hasOr(q string) bool {
 func keywordSQL(tsq string, edges []string) string {
 	return `WITH ` + keywordCandidates("cand", tsq, "$3", edges) + `,
 m AS (` + keywordRanked("cand", tsq, "$3", "$2") + `)
-SELECT p.id, p.title, coalesce(t.tldr, ''), m.r, (SELECT count(*) FROM cand) > $3::bigint
+SELECT p.id, p.title, coalesce(t.tldr, ''), coalesce(t.model, ''), m.r, (SELECT count(*) FROM cand) > $3::bigint
 FROM m
 JOIN papers p ON p.id = m.id
 ` + latestTLDRJoin + `
@@ -520,7 +520,7 @@ type rankedHit struct {
 
 func scanRankedHit(r pgx.CollectableRow) (rankedHit, error) {
 	var h rankedHit
-	err := r.Scan(&h.hit.ID, &h.hit.Title, &h.hit.TLDR, &h.hit.Score, &h.bounded)
+	err := r.Scan(&h.hit.ID, &h.hit.Title, &h.hit.TLDR, &h.hit.TLDRModel, &h.hit.Score, &h.bounded)
 	return h, err
 }
 
@@ -534,13 +534,14 @@ func rankedHits(rows []rankedHit, rk *Ranking) []paper.Hit {
 	return hits
 }
 
-// latestTLDRJoin adds t.tldr, the latest TL;DR of p's current text, to a query over papers p.
-const latestTLDRJoin = `LEFT JOIN LATERAL (SELECT tldr FROM tldrs t WHERE t.paper_id = p.id AND t.content_hash = p.content_hash
+// latestTLDRJoin adds t.tldr, the latest TL;DR of p's current text, and t.model, the model that
+// wrote it, to a query over papers p.
+const latestTLDRJoin = `LEFT JOIN LATERAL (SELECT tldr, model FROM tldrs t WHERE t.paper_id = p.id AND t.content_hash = p.content_hash
 	ORDER BY t.created_at DESC, t.model, t.prompt_version LIMIT 1) t ON true`
 
 func scanHit(r pgx.CollectableRow) (paper.Hit, error) {
 	var h paper.Hit
-	err := r.Scan(&h.ID, &h.Title, &h.TLDR, &h.Score)
+	err := r.Scan(&h.ID, &h.Title, &h.TLDR, &h.TLDRModel, &h.Score)
 	return h, err
 }
 
@@ -711,7 +712,7 @@ func hybridSQL(v vectorSQL, spaceID int64, q string, exclude bool, edges []strin
 	ORDER BY score DESC, paper_id
 	LIMIT $4
 )
-SELECT f.paper_id, p.title, coalesce(t.tldr, ''), f.score::float8, (SELECT count(*) FROM kcand) > $7::bigint
+SELECT f.paper_id, p.title, coalesce(t.tldr, ''), coalesce(t.model, ''), f.score::float8, (SELECT count(*) FROM kcand) > $7::bigint
 FROM fused f
 JOIN papers p ON p.id = f.paper_id
 ` + latestTLDRJoin + `

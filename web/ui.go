@@ -55,6 +55,10 @@ func loadPages() (*pages, error) {
 		"num":      formatInt,
 		"usd":      formatUSD,
 		"lang":     langOf,
+		// offline: a TL;DR the offline summarizer wrote, which the lists of papers name (the
+		// paper page names every TL;DR's model), so that an extractive sentence of the abstract
+		// is not taken for an LLM's TL;DR where both are listed.
+		"offline": func(model string) bool { return model == summarize.OfflineModel },
 	}
 	for _, name := range pageNames {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
@@ -245,14 +249,14 @@ func sentence(n string) string { return strings.ToUpper(n[:1]) + n[1:] + "." }
 var doiPath = strings.NewReplacer("%", "%25", "#", "%23", "?", "%3F")
 
 type hitView struct {
-	URL, ID, Title, TLDR string
-	Score                float64
+	URL, ID, Title, TLDR, TLDRModel string
+	Score                           float64
 }
 
 func hitViews(hits []paper.Hit) []hitView {
 	out := make([]hitView, len(hits))
 	for i, h := range hits {
-		out[i] = hitView{URL: paperPath(h.ID), ID: h.ID, Title: h.Title, TLDR: h.TLDR, Score: h.Score}
+		out[i] = hitView{URL: paperPath(h.ID), ID: h.ID, Title: h.Title, TLDR: h.TLDR, TLDRModel: h.TLDRModel, Score: h.Score}
 	}
 	return out
 }
@@ -463,7 +467,7 @@ func (s *Server) paperOfID(ctx context.Context, q string) *hitView {
 	}
 	v := hitView{URL: paperPath(rec.ID), ID: rec.ID, Title: rec.Title}
 	if rec.TLDR != nil {
-		v.TLDR = rec.TLDR.Text
+		v.TLDR, v.TLDRModel = rec.TLDR.Text, rec.TLDR.Model
 	}
 	return &v
 }

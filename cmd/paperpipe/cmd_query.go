@@ -282,7 +282,7 @@ func printHits(hits []paper.Hit) {
 	for i, h := range hits {
 		fmt.Fprintf(stdout, "%2d. %.3f  %s  %s\n", i+1, h.Score, termSafe(h.ID, false), clip(h.Title, 90))
 		if h.TLDR != "" {
-			fmt.Fprintln(stdout, wrap(h.TLDR, 84, "           "))
+			fmt.Fprintln(stdout, wrap(listedTLDR(h.TLDR, h.TLDRModel), 84, "           "))
 		}
 	}
 }
@@ -351,9 +351,9 @@ func cmdList(ctx context.Context, c *config, args []string) error {
 	for _, r := range recs {
 		tldr := "(no TL;DR yet)"
 		if r.TLDR != nil {
-			tldr = r.TLDR.Text
+			tldr = listedTLDR(clip(r.TLDR.Text, 200), r.TLDR.Model)
 		}
-		fmt.Fprintf(tw, "%s\t%s\n\t%s\n", termSafe(r.ID, false), clip(r.Title, 90), clip(tldr, 200))
+		fmt.Fprintf(tw, "%s\t%s\n\t%s\n", termSafe(r.ID, false), clip(r.Title, 90), tldr)
 	}
 	tw.Flush()
 	if next != nil {

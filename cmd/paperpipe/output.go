@@ -11,6 +11,8 @@ import (
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/paperpipe/paperpipe/summarize"
 )
 
 // stdout is where a command writes its results (tables, JSON, the help it was asked for):
@@ -166,6 +168,17 @@ func clip(s string, n int) string {
 	}
 	r := []rune(s)
 	return string(r[:n-1]) + "…"
+}
+
+// listedTLDR is a TL;DR as list, related and search print it: the offline summarizer's names
+// that summarizer after it, so that a list mixing them (an archive processed offline, then by
+// an LLM) tells an extractive sentence of the abstract from an LLM's TL;DR, as show and the
+// JSON name every TL;DR's model.
+func listedTLDR(text, model string) string {
+	if model == summarize.OfflineModel {
+		return text + " (" + model + ")"
+	}
+	return text
 }
 
 // wrap breaks text into lines of at most width runes, each prefixed by indent. text is made
