@@ -530,7 +530,11 @@ FROM input i LEFT JOIN papers old ON old.id = i.id LEFT JOIN upsert u ON u.id = 
 // SaveSummaries stores TL;DRs, one per (paper, model, prompt version), in one statement. A
 // summary whose ContentHash is not the paper's current hash (made from an older text, or for a
 // paper that does not exist) is skipped. It returns how many distinct summaries were saved or
-// were already stored as given; a summary repeated in one call counts once, the last one wins.
+// were already stored as given; a summary repeated in one call (same paper, model, prompt
+// version and text) counts once, the last one wins. Summaries of two texts of one paper are not
+// repeats: the one of its current text is saved, wherever the other stands in the call (a
+// worker's group commit can hold both, the older text's answered last, which took the current
+// one's place and was then skipped as stale).
 // A paper whose row another session holds locked for longer than Config.RowLockTimeout fails
 // the call, nothing written, with a *paper.LockedError naming the locked papers when the store
 // can tell (see lockedError): the others can be saved at once. SaveEmbeddings likewise.
@@ -539,13 +543,15 @@ func (s *Store) SaveSummaries(ctx context.Context, sums []paper.Summary) (_ int,
 	if len(sums) == 0 {
 		return 0, nil
 	}
-	type key struct{ id, model, prompt string }
+	// By text too: at most one text of a paper is current, so the statement still writes each
+	// (paper, model, prompt version) row once.
+	type key struct{ id, model, prompt, hash string }
 	last := make(map[key]int, len(sums))
 	for i, sm := range sums {
 		if err := validateSummary(sm); err != nil {
 			return 0, fmt.Errorf("save summaries: record %d: %w", i+1, err)
 		}
-		last[key{sm.PaperID, sm.Model, sm.PromptVersion}] = i
+		last[key{sm.PaperID, sm.Model, sm.PromptVersion, sm.ContentHash}] = i
 	}
 	n := len(last)
 	var (
@@ -553,7 +559,7 @@ func (s *Store) SaveSummaries(ctx context.Context, sums []paper.Summary) (_ int,
 		inTok, outTok                               = make([]int32, 0, n), make([]int32, 0, n)
 	)
 	for i, sm := range sums {
-		if last[key{sm.PaperID, sm.Model, sm.PromptVersion}] != i {
+		if last[key{sm.PaperID, sm.Model, sm.PromptVersion, sm.ContentHash}] != i {
 			continue
 		}
 		ids = append(ids, sm.PaperID)
@@ -605,7 +611,9 @@ SELECT count(*) FROM fresh`
 
 // SaveEmbeddings stores vectors in space spaceID, in one statement, with the semantics of
 // SaveSummaries: a vector whose ContentHash is not its paper's current hash is skipped, and the
-// count of distinct vectors saved (or already stored as given) is returned. A vector whose
+// count of distinct vectors saved (or already stored as given) is returned; a vector repeated
+// (same paper and text) counts once, the last one wins, and of vectors of two texts of one
+// paper the current text's is saved. A vector whose
 // length is not the space's dimension fails the call with an error wrapping
 // paper.ErrSpaceMismatch; a NaN or infinite value with paper.ErrInvalid; a space that does not
 // exist (dropped, by this process or another) with paper.ErrSpaceDropped and
@@ -622,12 +630,14 @@ func (s *Store) SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 	if err != nil {
 		return 0, fmt.Errorf("save embeddings: %w", err)
 	}
-	last := make(map[string]int, len(embs))
+	// By text too, as SaveSummaries: at most one text of a paper is current.
+	type key struct{ id, hash string }
+	last := make(map[key]int, len(embs))
 	for i, e := range embs {
 		if err := validateEmbedding(e, sp); err != nil {
 			return 0, fmt.Errorf("save embeddings: record %d: %w", i+1, err)
 		}
-		last[e.PaperID] = i
+		last[key{e.PaperID, e.ContentHash}] = i
 	}
 	n := len(last)
 	var (
@@ -636,7 +646,7 @@ func (s *Store) SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 		truncated   = make([]bool, 0, n)
 	)
 	for i, e := range embs {
-		if last[e.PaperID] != i {
+		if last[key{e.PaperID, e.ContentHash}] != i {
 			continue
 		}
 		ids = append(ids, e.PaperID)

@@ -797,6 +797,37 @@ func TestTheLastResultOfATextIsTheOneStored(t *testing.T) {
 	}
 }
 
+// Results of two texts of one paper in one call are not repeats: the current text's is stored
+// wherever it stands, also before the older text's (a worker's group commit holding both, the
+// older one answered last), which is skipped as stale.
+func TestTheCurrentTextsResultIsStoredBeforeAnOlderOnesInOneCall(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp := space(t, s, "emb", 3)
+	old := abstracts(1)[0]
+	cur := old
+	cur.Abstract += " Corrected."
+	upsert(t, s, []paper.Abstract{old}, store.Work{})
+	upsert(t, s, []paper.Abstract{cur}, store.Work{})
+
+	n, err := s.SaveSummaries(ctx, []paper.Summary{summaryOf(cur, testModel, testPrompt, "The current TL;DR."), summaryOf(old, testModel, testPrompt, "The old TL;DR.")})
+	if err != nil || n != 1 {
+		t.Fatalf("SaveSummaries of the current and an old text = %d, %v; want 1 saved", n, err)
+	}
+	if rec, err := s.Paper(ctx, cur.ID); err != nil || rec.TLDR == nil || rec.TLDR.Text != "The current TL;DR." {
+		t.Errorf("stored TL;DR %+v (%v), want the current text's", rec.TLDR, err)
+	}
+	n, err = s.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(cur, 0.5, 1, 0), embeddingOf(old, 0.25, 1, 0)})
+	if err != nil || n != 1 {
+		t.Fatalf("SaveEmbeddings of the current and an old text = %d, %v; want 1 saved", n, err)
+	}
+	var hash string
+	if err := s.Pool().QueryRow(ctx, "SELECT content_hash FROM embeddings WHERE space_id = $1 AND paper_id = $2", sp.ID, cur.ID).Scan(&hash); err != nil || hash != cur.ContentHash() {
+		t.Errorf("stored vector of text %q (%v), want the current text's %q", hash, err, cur.ContentHash())
+	}
+}
+
 // TestReadingPapersAgainRewritesNoIndex: papers read again unchanged (a re-ingest, a follow's
 // overlap) have the time of their latest reading recorded, and that update must be a HOT one,
 // which stays on the row's page and writes no index entry: on full pages every re-read paper's
