@@ -288,7 +288,8 @@ type LoadResult struct {
 // into a temporary staging table, then inserted from it in one statement, so a big load costs
 // a few round trips per call rather than one statement per vector. A vector without a
 // ContentHash is taken as made from its paper's current text; one with a different hash than
-// the current one is skipped as stale. Unknown papers are skipped and listed. Vectors of the
+// the current one is skipped as stale. Of several vectors of one paper, the last of its current
+// text is loaded. Unknown papers are skipped and listed. Vectors of the
 // wrong dimension fail the call with paper.ErrSpaceMismatch before anything is written; a
 // space that does not exist (dropped, by this process or another: a load into a space
 // DropSpace is dropping waits for the drop) with paper.ErrSpaceDropped and paper.ErrNotFound.
@@ -358,10 +359,14 @@ func (s *Store) LoadEmbeddings(ctx context.Context, spaceID int64, embs []paper.
 			}
 			return fmt.Errorf("lock papers: %w", err)
 		}
-		// The last vector of a paper wins, as in SaveEmbeddings.
+		// One vector a paper: the last of its current text (or given without a text), as
+		// SaveEmbeddings keeps the current text's of two; the last one only when none is.
+		// The first of two texts was the current one, and the stale one after it took its
+		// place and was skipped, the paper left without the vector the file had.
 		rows, err := tx.Query(ctx, `
 			WITH input AS (
-				SELECT DISTINCT ON (paper_id) * FROM embeddings_load ORDER BY paper_id, n DESC
+				SELECT DISTINCT ON (l.paper_id) l.* FROM embeddings_load l LEFT JOIN papers p ON p.id = l.paper_id
+				ORDER BY l.paper_id, coalesce(l.content_hash = '' OR l.content_hash = p.content_hash, false) DESC, l.n DESC
 			), classified AS (
 				SELECT i.*, p.content_hash AS current,
 					CASE WHEN p.id IS NULL THEN 'unknown'

@@ -828,6 +828,31 @@ func TestTheCurrentTextsResultIsStoredBeforeAnOlderOnesInOneCall(t *testing.T) {
 	}
 }
 
+// A load (import-embeddings) of a file holding vectors of two texts of one paper, the current
+// text's first (`paperpipe embed` of a file with both versions of a paper, newest first), loads
+// the current one: the stale one after it took its place and was skipped as stale, and the
+// paper was left without a vector the file had.
+func TestALoadOfTwoTextsOfAPaperLoadsTheCurrentOnesVector(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp := space(t, s, "emb", 3)
+	old := abstracts(1)[0]
+	cur := old
+	cur.Abstract += " Corrected."
+	upsert(t, s, []paper.Abstract{old}, store.Work{})
+	upsert(t, s, []paper.Abstract{cur}, store.Work{})
+
+	res, err := s.LoadEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(cur, 0.5, 1, 0), embeddingOf(old, 0.25, 1, 0)})
+	if err != nil || res.Loaded != 1 {
+		t.Fatalf("LoadEmbeddings of the current and an old text = %+v, %v; want 1 loaded", res, err)
+	}
+	var x float32
+	if err := s.Pool().QueryRow(ctx, "SELECT (embedding::real[])[1] FROM embeddings WHERE space_id = $1 AND paper_id = $2", sp.ID, cur.ID).Scan(&x); err != nil || x != 0.5 {
+		t.Errorf("stored vector starts with %v (%v), want 0.5, the current text's", x, err)
+	}
+}
+
 // TestReadingPapersAgainRewritesNoIndex: papers read again unchanged (a re-ingest, a follow's
 // overlap) have the time of their latest reading recorded, and that update must be a HOT one,
 // which stays on the row's page and writes no index entry: on full pages every re-read paper's
