@@ -196,7 +196,8 @@ type Report struct {
 	// Unsubmitted counts the jobs created by this Runner whose submission failed before their
 	// batch was created (their input file could not be written or uploaded, the creation
 	// failed: see the run's *JobError): they stay open, their papers out of other work, and a
-	// later run submits them.
+	// later run submits them. A job whose batch was created and could not be recorded counts
+	// in Submitted, its *JobError saying so: a later run finds its batch by its tag.
 	Unsubmitted int `json:"unsubmitted"`
 	Resumed     int `json:"resumed"`  // open jobs found from an earlier run
 	Done        int `json:"done"`     // jobs closed with their results stored
@@ -496,13 +497,15 @@ func (r *Runner) flush(ctx context.Context, p *pendingJob) error {
 		delete(r.created, j.ID)
 		return nil
 	}
-	if err != nil {
-		r.report.Unsubmitted++
-		return r.failJob(ctx, j, err)
-	}
 	if j.OpenAIID != "" { // not a job closed unsent (every paper of it changed meanwhile)
+		// Its batch exists at OpenAI, also when its record failed.
 		r.report.Submitted++
 		r.report.Requests += j.Total
+	} else if err != nil {
+		r.report.Unsubmitted++
+	}
+	if err != nil {
+		return r.failJob(ctx, j, err)
 	}
 	return nil
 }
@@ -670,7 +673,8 @@ func (r *Runner) submit(ctx context.Context, j store.BatchJob, lock *store.JobLo
 		j.OpenAIID, j.Status, j.OpenAIStatus = resp.ID, store.BatchSubmitted, resp.Status
 		// Saved even when ctx ended meanwhile: the batch exists and is paid for.
 		if err := r.cfg.Store.UpdateBatchJob(context.WithoutCancel(ctx), j); err != nil {
-			return j, err
+			return j, fmt.Errorf("batch job %d: its batch %s was created at OpenAI (and runs, billed) but could not be recorded; "+
+				"the next run finds it by its tag and collects it: %w", j.ID, j.OpenAIID, err)
 		}
 		r.log.InfoContext(ctx, "batch created", "job", j.ID, "kind", j.Kind, "openai_batch", j.OpenAIID, "requests", j.Total)
 	}

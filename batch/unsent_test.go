@@ -3,8 +3,10 @@ package batch_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/paperpipe/paperpipe/batch"
@@ -61,5 +63,53 @@ func TestJobWhoseInputFileCannotBeWrittenIsNotReportedSubmitted(t *testing.T) {
 	}
 	if tl, v := b.counts(t); tl != 6 || v != 6 {
 		t.Errorf("stored %d TL;DRs and %d vectors, want 6 and 6", tl, v)
+	}
+}
+
+// unrecordedCreate is the store, except that it fails the first record of a created batch
+// (UpdateBatchJob of a job submitted) as a database restart would.
+type unrecordedCreate struct {
+	*store.Store
+	failed atomic.Bool
+}
+
+func (s *unrecordedCreate) UpdateBatchJob(ctx context.Context, j store.BatchJob) error {
+	if j.Status == store.BatchSubmitted && s.failed.CompareAndSwap(false, true) {
+		return fmt.Errorf("update batch job %d: connection reset: %w", j.ID, paper.ErrUnavailable)
+	}
+	return s.Store.UpdateBatchJob(ctx, j)
+}
+
+// TestJobWhoseCreatedBatchCouldNotBeRecordedIsReportedSubmitted: a job whose batch OpenAI
+// created, and whose record of it the database failed (a restart in that round trip), has a
+// batch running, and billed, at OpenAI. The run reported it "not submitted (no batch created)",
+// as a job whose input file could not be written; it counts it submitted now, and its error
+// says that the batch exists. The next run finds the batch by its tag and collects it: one
+// batch in all.
+func TestJobWhoseCreatedBatchCouldNotBeRecordedIsReportedSubmitted(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 3)
+	st := &unrecordedCreate{Store: b.st}
+	rep, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.Store = st }).Run(ctx, store.Selection{})
+	var je *batch.JobError
+	if !errors.As(err, &je) || !errors.Is(err, paper.ErrUnavailable) {
+		t.Fatalf("Run = %v; want the job's failure to record its batch", err)
+	}
+	if rep.Submitted != 1 || rep.Requests != 3 || rep.Unsubmitted != 0 {
+		t.Errorf("report %+v: want 1 batch submitted with 3 requests, none reported not submitted", rep)
+	}
+	if !strings.Contains(err.Error(), "created at OpenAI") {
+		t.Errorf("error %q does not say that the batch was created at OpenAI", err)
+	}
+	rep, err = b.runner(t, func(c *batch.Config) { c.Embed = nil }).Run(ctx, store.Selection{})
+	if err != nil || rep.Done != 1 {
+		t.Fatalf("rerun = %+v, %v; want the job collected", rep, err)
+	}
+	if n := b.fake.Stats().ChatDelivered; n != 3 {
+		t.Errorf("%d TL;DRs delivered (billed), want 3: one batch", n)
+	}
+	if tl, _ := b.counts(t); tl != 3 {
+		t.Errorf("stored %d TL;DRs, want 3", tl)
 	}
 }
