@@ -91,7 +91,8 @@ type WorkerConfig struct {
 	// paper may lack nothing and the copy would be acknowledged, its paper never reaching the
 	// space it was queued for: a worker that follows the active space and has not noticed yet
 	// that it moved there. When it reports false, or is nil, the message is processed as any
-	// other.
+	// other. The questions of a micro-batch are asked within one IntakeTimeout: one whose ctx
+	// ends is to answer false.
 	OtherSpace func(ctx context.Context, spaceID int64) bool
 	// Concurrency bounds the TL;DR requests in flight. Defaults to 16.
 	Concurrency int
@@ -638,6 +639,12 @@ type job struct {
 // message on its own. It releases one slot per message when that message is settled.
 func (w *Worker) handleBatch(ctx context.Context, msgs []jetstream.Msg, embedB *batcher[paper.Abstract], saveB *batcher[paper.Summary], release func(int)) {
 	jobs := make([]job, 0, len(msgs))
+	// The questions to OtherSpace (the database's active space) are part of the intake: all of
+	// them within one IntakeTimeout, as upsertEach's records. A database gone silent would
+	// otherwise hold the micro-batch, its messages marked in progress, for as long as TCP takes
+	// to give up; a question unanswered counts as false, and the recording's own bound and pause
+	// follow.
+	octx, cancelAsk := context.WithTimeout(ctx, w.cfg.IntakeTimeout)
 	for _, m := range msgs {
 		j, err := decode(m)
 		if err != nil {
@@ -646,13 +653,14 @@ func (w *Worker) handleBatch(ctx context.Context, msgs []jetstream.Msg, embedB *
 			continue
 		}
 		j.hold = w.startHold(ctx, m)
-		if j.space != 0 && j.space != w.cfg.SpaceID && w.cfg.OtherSpace != nil && w.cfg.OtherSpace(ctx, j.space) {
+		if j.space != 0 && j.space != w.cfg.SpaceID && w.cfg.OtherSpace != nil && w.cfg.OtherSpace(octx, j.space) {
 			w.handBack(ctx, j, byOtherSpace)
 			release(1)
 			continue
 		}
 		jobs = append(jobs, j)
 	}
+	cancelAsk()
 	if len(jobs) == 0 {
 		return
 	}
