@@ -921,7 +921,8 @@ func (w *Worker) letGo(ctx context.Context, j job) {
 }
 
 // summarize writes the TL;DR of j's paper under the Concurrency limit, within MsgTimeout of
-// starting, and stores it; it calls started once it holds a Concurrency slot. The paid TL;DR
+// starting, and stores it; it calls started once it holds a Concurrency slot and the TL;DR is
+// to be bought (not when the worker is paused or the paper no longer wants it). The paid TL;DR
 // is waited for until it is saved, even past the deadline, and it keeps its Concurrency slot
 // meanwhile: the answers bought and not yet committed — what a kill -9 takes away, to be
 // bought again — are never more than Concurrency, however slow the database.
@@ -1191,7 +1192,8 @@ func (w *Worker) retry(ctx context.Context, j job, cause error) {
 }
 
 // flushEmbeddings embeds a batch gathered across messages in one Embed call and stores the
-// vectors in one transaction. Each paper appears once, whatever the number of messages for it.
+// vectors in one transaction. Each text of a paper is embedded once, whatever the number of
+// messages for it; two texts of one paper are two inputs (the store keeps the current one's).
 func (w *Worker) flushEmbeddings(ctx context.Context, items []paper.Abstract) []error {
 	if w.pausedFor() > 0 {
 		return fill(len(items), errPaused)
