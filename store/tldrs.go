@@ -407,7 +407,7 @@ func pruneLocks(ctx context.Context, tx pgx.Tx, models, prompts []string, res *P
 	_, err = pgx.ForEachRow(rows, []any{&m, &p, &free, &jobs}, func() error {
 		switch {
 		case !free:
-			res.version(m, p).Skipped = "a `paperpipe reprocess` is writing it"
+			res.version(m, p).Skipped = "a `paperpipe reprocess` or `import` is writing it"
 		case len(jobs) > 0:
 			res.version(m, p).Skipped = OpenBatchJobs(jobs) + " will write it"
 		default:

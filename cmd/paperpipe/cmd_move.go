@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/ingest"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/store"
@@ -53,9 +55,15 @@ type importRun struct {
 }
 
 // runImport stores the export at path: its papers first, then, when it has them, their TL;DRs
-// and vectors, each pass as its own command does it.
+// and vectors, each pass as its own command does it. From before it stores the first paper
+// with a TL;DR or a vector to its end, it holds the run lock (store.HoldRun) of each TL;DR
+// version and of the space it loads (see importLocks): a `paperpipe reprocess` of them
+// started between its passes would buy, for the papers just stored, the TL;DRs and vectors
+// the next passes load for free.
 func runImport(ctx context.Context, st *store.Store, path string, errw io.Writer) (res importRun, err error) {
-	if res.Papers, err = importPapers(ctx, st, path, 1000, errw); err != nil {
+	locks := &importLocks{st: st, held: map[string]bool{}}
+	defer func() { locks.release(ctx, res.Vectors.Loaded, errw) }()
+	if res.Papers, err = importPapers(ctx, st, path, 1000, locks.claim, errw); err != nil {
 		return res, err
 	}
 	if res.Papers.TLDRs > 0 {
@@ -85,10 +93,112 @@ type importPapersResult struct {
 
 // movedLine is what the papers' pass of import reads of an export line besides the paper.
 type movedLine struct {
-	Source    string    `json:"source"`
-	UpdatedAt time.Time `json:"updated_at"`
-	TLDR      string    `json:"tldr"`
-	Embedding []float32 `json:"embedding"`
+	Source            string    `json:"source"`
+	UpdatedAt         time.Time `json:"updated_at"`
+	TLDR              string    `json:"tldr"`
+	TLDRModel         string    `json:"tldr_model"`
+	TLDRPromptVersion string    `json:"tldr_prompt_version"`
+	Embedding         []float32 `json:"embedding"`
+	Model             string    `json:"model"`
+	Template          string    `json:"template"`
+}
+
+// importLocks are the run locks import holds: the LockRun of each TL;DR version
+// (store.TLDRRunKey) and of the space (store.SpaceRunKey) whose outputs the export holds, each
+// taken before the first paper with such an output is stored, and held to the import's end.
+// A `paperpipe reprocess` (or `fit`) of them is refused meanwhile, as a second run is, and
+// `tldrs prune` and `spaces drop` leave them alone; import is refused while one of those holds
+// a lock, before it stores a paper whose output it would buy or remove. A space that does not
+// exist yet is created (as import-embeddings creates it) to be locked, and dropped again at
+// the end when no vector was loaded into it.
+type importLocks struct {
+	st      *store.Store
+	held    map[string]bool // keys taken, and keys of no use to take (a space no vector can be of)
+	locks   []*store.RunLock
+	space   paper.Space // the space locked, ID 0 when none
+	created bool        // space was created by this import
+}
+
+// claim takes the locks of the outputs of line m, a paper about to be stored, not held yet.
+func (l *importLocks) claim(ctx context.Context, m movedLine) error {
+	if m.TLDR != "" && m.TLDRModel != "" && m.TLDRPromptVersion != "" {
+		key := store.TLDRRunKey(m.TLDRModel, m.TLDRPromptVersion)
+		if !l.held[key] {
+			if err := l.take(ctx, key); errors.Is(err, store.ErrRunInProgress) {
+				return fmt.Errorf("another command holds the TL;DRs (%s, %s) of this export: a `paperpipe reprocess`, which would buy "+
+					"those of the papers imported, or a `paperpipe tldrs prune` removing them: wait for it to end, or stop it, then run "+
+					"the same command again (what is stored is kept): %w", termSafe(m.TLDRModel, false), termSafe(m.TLDRPromptVersion, false), err)
+			} else if err != nil {
+				return err
+			}
+		}
+	}
+	if len(m.Embedding) == 0 || m.Model == "" || l.space.ID != 0 {
+		return nil
+	}
+	sp := paper.Space{Model: m.Model, Dimensions: len(m.Embedding), Template: cmp.Or(m.Template, embed.TemplateTitleAbstract)}
+	if l.held["space "+sp.Name()] {
+		return nil
+	}
+	l.held["space "+sp.Name()] = true // a space found not to be made is not tried again
+	if lengthNotMade(sp.Model, sp.Dimensions) != "" {
+		return nil // import-embeddings rejects its lines
+	}
+	info, err := l.st.FindSpace(ctx, sp.Name())
+	created := false
+	switch {
+	case err == nil:
+		sp = info.Space
+	case errors.Is(err, paper.ErrNotFound):
+		if sp, created, err = l.st.EnsureSpaceForLoad(ctx, sp); errors.Is(err, paper.ErrInvalid) {
+			return nil // a space no store holds: import-embeddings rejects its lines
+		} else if err != nil {
+			return err
+		}
+	default:
+		return err
+	}
+	l.space, l.created = sp, created
+	if err := l.take(ctx, store.SpaceRunKey(sp.ID)); errors.Is(err, store.ErrRunInProgress) {
+		return fmt.Errorf("a `paperpipe reprocess` (or `fit`) is filling space %d (%s), whose vectors this export holds: it would buy "+
+			"those of the papers imported: wait for it to end, or stop it, then run the same command again (what is stored is kept): %w",
+			sp.ID, sp.Name(), err)
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// take takes the run lock of key.
+func (l *importLocks) take(ctx context.Context, key string) error {
+	rl, err := l.st.HoldRun(ctx, key)
+	if err != nil {
+		return err
+	}
+	l.held[key] = true
+	l.locks = append(l.locks, rl)
+	return nil
+}
+
+// release releases the locks and drops the space the import created when none of its vectors
+// (loaded of them) was loaded into it, as import-embeddings drops one it created.
+func (l *importLocks) release(ctx context.Context, loaded int, errw io.Writer) {
+	for _, rl := range l.locks {
+		rl.Unlock()
+	}
+	if !l.created || loaded > 0 {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	switch dropped, err := l.st.DropEmptySpace(cctx, l.space.ID); {
+	case errors.Is(err, paper.ErrNotFound):
+	case err != nil:
+		fmt.Fprintf(errw, "import: space %d (%s) was created and nothing loaded into it; `paperpipe spaces drop %d` drops it: %v\n",
+			l.space.ID, l.space.Name(), l.space.ID, err)
+	case dropped:
+		fmt.Fprintf(errw, "import: no vector loaded: space %s, created by this import, was removed again\n", l.space.Name())
+	}
 }
 
 // importPapers stores the papers of the export at path, chunk per transaction
@@ -96,8 +206,9 @@ type movedLine struct {
 // it, one removed here since the exported text was written is not stored again). Each line is
 // read as ingest reads a JSON line (the same id, text and metadata), with the source the old
 // archive recorded and, as the time of its text, its updated_at. Bad lines are reported on
-// errw with file:line and skipped.
-func importPapers(ctx context.Context, st *store.Store, path string, chunk int, errw io.Writer) (res importPapersResult, err error) {
+// errw with file:line and skipped. claim, when not nil, is called with each good line before
+// its paper is stored; an error from it stops the pass.
+func importPapers(ctx context.Context, st *store.Store, path string, chunk int, claim func(context.Context, movedLine) error, errw io.Writer) (res importPapersResult, err error) {
 	defer func() {
 		if err != nil && ctx.Err() != nil {
 			err = fmt.Errorf("interrupted; the %s stored so far are kept: run the same command again to import the rest: %w",
@@ -181,6 +292,14 @@ func importPapers(ctx context.Context, st *store.Store, path string, chunk int, 
 			a.Source = fmt.Sprintf("%s:%d", name, n)
 		}
 		a.TextAt = m.UpdatedAt
+		if claim != nil {
+			if err := claim(ctx, m); err != nil {
+				if ferr := flush(); ferr != nil {
+					return res, ferr
+				}
+				return res, fmt.Errorf("%s:%d: %w", name, n, err)
+			}
+		}
 		if m.TLDR != "" {
 			res.TLDRs++
 		}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/store"
+)
+
+// onWrite is an io.Writer that calls fire, once, when what was written contains trigger: a
+// command's message that a step is done, to act between its steps.
+type onWrite struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	trigger string
+	fire    func()
+	fired   bool
+}
+
+func (w *onWrite) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	w.buf.Write(p)
+	fire := !w.fired && strings.Contains(w.buf.String(), w.trigger)
+	w.fired = w.fired || fire
+	w.mu.Unlock()
+	if fire {
+		w.fire()
+	}
+	return len(p), nil
+}
+
+// A `paperpipe reprocess` started while import stores an export's papers, before its TL;DRs
+// and vectors are loaded, would buy for those papers the TL;DRs and vectors the next passes
+// load for free: import holds the run locks of the TL;DR version and the space it loads, and
+// the reprocess is refused, buying nothing.
+func TestReprocessBetweenImportPassesBuysNothing(t *testing.T) {
+	t.Parallel()
+	old := newArchiveEnv(t, openaitest.Config{})
+	old.seed(t, 6)
+	ctx := t.Context()
+	res, _ := old.reprocess(t, ctx, old.c, reprocessOptions{})
+	if res.Worker.TLDRs != 6 || res.Worker.Embeddings != 6 {
+		t.Fatalf("the old archive's reprocess: %+v, want 6 TL;DRs and 6 vectors", res.Worker)
+	}
+	file := filepath.Join(t.TempDir(), "export.jsonl")
+	var errw bytes.Buffer
+	if _, err := runExport(ctx, old.st, exportOptions{out: file, tldr: configuredTLDR(old.c), vectors: true}, &errw); err != nil {
+		t.Fatalf("export: %v\n%s", err, errw.String())
+	}
+
+	moved := newArchiveEnv(t, openaitest.Config{})
+	var (
+		rerr error
+		rout bytes.Buffer
+	)
+	w := &onWrite{trigger: "papers stored", fire: func() {
+		_, rerr = runReprocess(ctx, moved.c, reprocessOptions{}, &rout, &rout)
+	}}
+	imp, err := runImport(ctx, moved.st, file, w)
+	if err != nil {
+		t.Fatalf("import: %v\n%s", err, w.buf.String())
+	}
+	if !w.fired {
+		t.Fatalf("import never said its papers were stored:\n%s", w.buf.String())
+	}
+	if s := moved.fake.Stats(); s.ChatRequests != 0 || s.EmbedRequests != 0 {
+		t.Errorf("a reprocess between import's passes bought %d TL;DR and %d embedding requests the import loads for free (reprocess: %v)\n%s",
+			s.ChatRequests, s.EmbedRequests, rerr, rout.String())
+	}
+	if !errors.Is(rerr, store.ErrRunInProgress) || !strings.Contains(rerr.Error(), "paperpipe import") {
+		t.Errorf("the reprocess during the import: %v, want it refused, naming the import", rerr)
+	}
+	if imp.TLDRs.Saved != 6 || imp.Vectors.Loaded != 6 {
+		t.Errorf("import: %+v, want the 6 TL;DRs and 6 vectors of the export loaded\n%s", imp, w.buf.String())
+	}
+}
+
+// An import started while a `paperpipe reprocess` writes the TL;DRs of the export's version
+// stops before it stores a paper with such a TL;DR, naming what holds them: the reprocess
+// would buy the TL;DRs of the papers stored. It leaves no space behind.
+func TestImportWhileAReprocessWritesItsTLDRsStops(t *testing.T) {
+	t.Parallel()
+	old := newArchiveEnv(t, openaitest.Config{})
+	old.seed(t, 3)
+	ctx := t.Context()
+	old.reprocess(t, ctx, old.c, reprocessOptions{})
+	file := filepath.Join(t.TempDir(), "export.jsonl")
+	var errw bytes.Buffer
+	if _, err := runExport(ctx, old.st, exportOptions{out: file, tldr: configuredTLDR(old.c), vectors: true}, &errw); err != nil {
+		t.Fatalf("export: %v\n%s", err, errw.String())
+	}
+	moved := newArchiveEnv(t, openaitest.Config{})
+	keep := configuredTLDR(old.c)
+	unlock, err := moved.st.LockRun(ctx, store.TLDRRunKey(keep.Model, keep.PromptVersion))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	errw.Reset()
+	res, err := runImport(ctx, moved.st, file, &errw)
+	if !errors.Is(err, store.ErrRunInProgress) || !strings.Contains(err.Error(), "paperpipe reprocess") || res.Papers.Stored != 0 {
+		t.Errorf("import while a reprocess writes its TL;DRs: %+v, %v; want it stopped before storing a paper, naming the reprocess\n%s", res, err, errw.String())
+	}
+	if n := moved.count(t, "SELECT count(*) FROM embedding_spaces"); n != 0 {
+		t.Errorf("%d spaces left behind by the stopped import, want none\n%s", n, errw.String())
+	}
+}
