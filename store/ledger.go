@@ -539,9 +539,24 @@ FROM input i LEFT JOIN papers old ON old.id = i.id LEFT JOIN upsert u ON u.id = 
 // the call, nothing written, with a *paper.LockedError naming the locked papers when the store
 // can tell (see lockedError): the others can be saved at once. SaveEmbeddings likewise.
 func (s *Store) SaveSummaries(ctx context.Context, sums []paper.Summary) (_ int, err error) {
+	saved, _, err := s.saveSummaries(ctx, sums, false)
+	return saved, err
+}
+
+// ImportSummaries is SaveSummaries for TL;DRs read from a file (import-tldrs, import): a TL;DR
+// this store holds of the same paper, model and prompt version made from the same text is kept,
+// not replaced by the file's — it was paid for here, and the file fills what is missing. saved
+// counts the summaries saved or already stored as given, kept those left out so (not counted in
+// saved). One of another text (the paper's older one) is replaced, as SaveSummaries replaces it.
+func (s *Store) ImportSummaries(ctx context.Context, sums []paper.Summary) (saved, kept int, err error) {
+	return s.saveSummaries(ctx, sums, true)
+}
+
+// saveSummaries is SaveSummaries, or ImportSummaries when keep is set.
+func (s *Store) saveSummaries(ctx context.Context, sums []paper.Summary, keep bool) (_, _ int, err error) {
 	defer func() { err = unavailable(ctx, err) }()
 	if len(sums) == 0 {
-		return 0, nil
+		return 0, 0, nil
 	}
 	// By text too: at most one text of a paper is current, so the statement still writes each
 	// (paper, model, prompt version) row once.
@@ -549,7 +564,7 @@ func (s *Store) SaveSummaries(ctx context.Context, sums []paper.Summary) (_ int,
 	last := make(map[key]int, len(sums))
 	for i, sm := range sums {
 		if err := validateSummary(sm); err != nil {
-			return 0, fmt.Errorf("save summaries: record %d: %w", i+1, err)
+			return 0, 0, fmt.Errorf("save summaries: record %d: %w", i+1, err)
 		}
 		last[key{sm.PaperID, sm.Model, sm.PromptVersion, sm.ContentHash}] = i
 	}
@@ -571,14 +586,14 @@ func (s *Store) SaveSummaries(ctx context.Context, sums []paper.Summary) (_ int,
 		inTok = append(inTok, clampInt32(sm.Usage.InputTokens))
 		outTok = append(outTok, clampInt32(sm.Usage.OutputTokens))
 	}
-	var saved int
+	var saved, kept int
 	err = s.writeTx(ctx, "LOCK TABLE papers IN ROW SHARE MODE; LOCK TABLE tldrs IN ROW EXCLUSIVE MODE", func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, saveSummariesSQL, ids, models, prompts, hashes, texts, valids, inTok, outTok).Scan(&saved)
+		return tx.QueryRow(ctx, saveSummariesSQL, ids, models, prompts, hashes, texts, valids, inTok, outTok, keep).Scan(&saved, &kept)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("save %s: %w", countOf(n, "summary", "summaries"), s.lockedError(ctx, ids, err))
+		return 0, 0, fmt.Errorf("save %s: %w", countOf(n, "summary", "summaries"), s.lockedError(ctx, ids, err))
 	}
-	return saved, nil
+	return saved, kept, nil
 }
 
 // saveSummariesSQL upserts the summaries made from their paper's current text (fresh). fresh
@@ -587,6 +602,8 @@ func (s *Store) SaveSummaries(ctx context.Context, sums []paper.Summary) (_ int,
 // without the lock a summary of the old text could replace one of the new text saved meanwhile
 // by another worker. With it the statement waits for a change in flight and, under READ
 // COMMITTED, checks the join again against the changed paper, which drops the old summary.
+// With $9 (ImportSummaries), a stored summary of the same text is kept (kept counts those that
+// differ from the input's).
 const saveSummariesSQL = `
 WITH input AS (
 	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::int[])
@@ -594,6 +611,10 @@ WITH input AS (
 ), fresh AS (
 	SELECT i.* FROM input i JOIN papers p ON p.id = i.paper_id AND p.content_hash = i.content_hash
 	ORDER BY i.paper_id FOR SHARE OF p
+), kept AS (
+	SELECT f.paper_id FROM fresh f JOIN tldrs t ON t.paper_id = f.paper_id AND t.model = f.model
+		AND t.prompt_version = f.prompt_version AND t.content_hash = f.content_hash
+	WHERE $9::bool AND (t.tldr, t.validation) IS DISTINCT FROM (f.tldr, f.validation)
 ), saved AS (
 	INSERT INTO tldrs AS t (paper_id, model, prompt_version, content_hash, tldr, validation, input_tokens, output_tokens)
 	SELECT paper_id, model, prompt_version, content_hash, tldr, validation, input_tokens, output_tokens
@@ -606,8 +627,9 @@ WITH input AS (
 		output_tokens = excluded.output_tokens,
 		created_at = now()
 	WHERE (t.content_hash, t.tldr, t.validation) IS DISTINCT FROM (excluded.content_hash, excluded.tldr, excluded.validation)
+		AND NOT ($9::bool AND t.content_hash = excluded.content_hash)
 )
-SELECT count(*) FROM fresh`
+SELECT count(*) - (SELECT count(*) FROM kept), (SELECT count(*) FROM kept) FROM fresh`
 
 // SaveEmbeddings stores vectors in space spaceID, in one statement, with the semantics of
 // SaveSummaries: a vector whose ContentHash is not its paper's current hash is skipped, and the

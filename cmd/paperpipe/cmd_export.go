@@ -343,6 +343,9 @@ type tldrLine struct {
 // importTLDRsResult is what import-tldrs did.
 type importTLDRsResult struct {
 	Lines, Saved, Skipped, NoTLDR, Bad int
+	// Kept counts the TL;DRs not loaded because this archive holds another of the same version
+	// made from the same text (store.ImportSummaries).
+	Kept int
 	// Cleaned counts the TL;DRs that broke the summarizer's rules and were stored cleaned.
 	Cleaned int
 }
@@ -376,7 +379,7 @@ func checkedTLDR(l tldrLine) (text, validation string, cleaned bool, why string)
 func cmdImportTLDRs(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("import-tldrs", "FILE|-", "Load the TL;DRs of a `paperpipe export` (tldr, tldr_model, tldr_prompt_version) with no API call: "+
 		"each under its model and prompt version, for its paper when the paper is stored with the text it was made from (the line's content_hash); "+
-		"the others are skipped. A gzip-compressed file is read decompressed.")
+		"the others are skipped; one this archive holds of the same version and text is kept. A gzip-compressed file is read decompressed.")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -404,8 +407,9 @@ func cmdImportTLDRs(ctx context.Context, c *config, args []string) error {
 }
 
 // importTLDRs streams the export at path into the store, chunk TL;DRs per transaction
-// (store.SaveSummaries: a TL;DR of another text than its paper's, or of a paper not stored, is
-// skipped; one stored under the same key is replaced). Bad lines are reported on errw with
+// (store.ImportSummaries: a TL;DR of another text than its paper's, or of a paper not stored, is
+// skipped; one stored under the same model and prompt version of the same text is kept, one of
+// an older text replaced). Bad lines are reported on errw with
 // file:line and skipped.
 func importTLDRs(ctx context.Context, st *store.Store, path string, chunk int, errw io.Writer) (res importTLDRsResult, err error) {
 	defer func() {
@@ -434,14 +438,16 @@ func importTLDRs(ctx context.Context, st *store.Store, path string, chunk int, e
 		if len(buf) == 0 {
 			return nil
 		}
-		n, err := waitForLockedPapers(ctx, fmt.Sprintf("%s:%d-%d", name, first, last), errw, func() (int, error) {
-			return st.SaveSummaries(ctx, buf)
+		n, err := waitForLockedPapers(ctx, fmt.Sprintf("%s:%d-%d", name, first, last), errw, func() ([2]int, error) {
+			saved, kept, err := st.ImportSummaries(ctx, buf)
+			return [2]int{saved, kept}, err
 		})
 		if err != nil {
 			return err
 		}
-		res.Saved += n
-		res.Skipped += len(buf) - n
+		res.Saved += n[0]
+		res.Kept += n[1]
+		res.Skipped += len(buf) - n[0] - n[1]
 		buf = buf[:0]
 		return nil
 	}
@@ -533,9 +539,13 @@ func importTLDRs(ctx context.Context, st *store.Store, path string, chunk int, e
 	if res.Cleaned > 0 {
 		cleaned = fmt.Sprintf(" (%d cleaned: they broke the summarizer's rules)", res.Cleaned)
 	}
-	fmt.Fprintf(errw, "import-tldrs: %s: %s saved%s, %d skipped (their paper is not stored, or not with that text), %s without a TL;DR, %s\n",
-		plural(res.Lines, "line", "lines"), plural(res.Saved, "TL;DR", "TL;DRs"), cleaned, res.Skipped, plural(res.NoTLDR, "paper", "papers"), plural(res.Bad, "bad line", "bad lines"))
-	if res.Lines > 0 && res.Saved == 0 && res.Skipped == 0 && res.Bad == 0 && res.NoTLDR > 0 {
+	kept := ""
+	if res.Kept > 0 {
+		kept = fmt.Sprintf(", %d kept (this archive holds another TL;DR of that version made from the same text, and keeps it)", res.Kept)
+	}
+	fmt.Fprintf(errw, "import-tldrs: %s: %s saved%s%s, %d skipped (their paper is not stored, or not with that text), %s without a TL;DR, %s\n",
+		plural(res.Lines, "line", "lines"), plural(res.Saved, "TL;DR", "TL;DRs"), cleaned, kept, res.Skipped, plural(res.NoTLDR, "paper", "papers"), plural(res.Bad, "bad line", "bad lines"))
+	if res.Lines > 0 && res.Saved == 0 && res.Kept == 0 && res.Skipped == 0 && res.Bad == 0 && res.NoTLDR > 0 {
 		return res, fmt.Errorf("%s: none of its %s has a TL;DR: an export written with --tldr none, or of a model that wrote none (paperpipe tldrs lists them)",
 			name, plural(res.NoTLDR, "paper", "papers"))
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/store"
 )
 
@@ -108,5 +109,36 @@ func TestImportWhileAReprocessWritesItsTLDRsStops(t *testing.T) {
 	}
 	if n := moved.count(t, "SELECT count(*) FROM embedding_spaces"); n != 0 {
 		t.Errorf("%d spaces left behind by the stopped import, want none\n%s", n, errw.String())
+	}
+}
+
+// A TL;DR this archive holds of a paper's current text, paid for here, is kept when
+// import-tldrs reads another TL;DR of the same version for the same text: the file fills what
+// is missing, it does not overwrite what is there. The TL;DR kept is counted and said.
+func TestImportTLDRsKeepsATLDRStoredOfTheSameText(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	file := exportPaidTLDRs(t, e, 3, func(id string) string { return "Balanced routers lower the loss." }, paper.ValidOK)
+	moved := newArchiveEnv(t, openaitest.Config{})
+	moved.seed(t, 3)
+	p, err := moved.st.Paper(ctx, "arxiv:2401.00001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const own = "Sparse experts balance their load."
+	if _, err := moved.st.SaveSummaries(ctx, []paper.Summary{{PaperID: p.ID, Text: own, Model: "gpt-4o", PromptVersion: "tldr-v1",
+		ContentHash: p.ContentHash, Validation: paper.ValidRetried}}); err != nil {
+		t.Fatal(err)
+	}
+	var errw bytes.Buffer
+	res, err := importTLDRs(ctx, moved.st, file, 1000, &errw)
+	if err != nil || res.Saved != 2 || res.Kept != 1 || !strings.Contains(errw.String(), "1 kept") {
+		t.Errorf("import-tldrs: %+v, %v; want 2 saved and 1 kept, said\n%s", res, err, errw.String())
+	}
+	got, err := moved.st.Summaries(ctx, p.ID)
+	if err != nil || len(got) != 1 || got[0].Text != own || got[0].Validation != paper.ValidRetried {
+		t.Errorf("the paper's TL;DRs after import-tldrs: %+v, %v; want its own %q kept", got, err, own)
 	}
 }
