@@ -31,6 +31,10 @@ type Abstract struct {
 	// TextAt is when the text was read from its source (a worker sets it to the time the queue
 	// stored the message); the store keeps a newer text over an older one. Zero means now.
 	TextAt time.Time `json:"-"`
+	// CreatedAt, when set, is when the archive an export came from first stored the paper
+	// (import): a paper the store does not hold yet is stored with it as its created_at, which
+	// orders lists and searches by date; one it holds keeps its own. Zero means now.
+	CreatedAt time.Time `json:"-"`
 }
 
 // ContentHash returns the hex SHA-256 of the normalised title and abstract: the text a model

@@ -271,7 +271,7 @@ func (s *Store) upsertOnce(ctx context.Context, q querier, papers []paper.Abstra
 	var (
 		ids, titles, abstracts, authors, cats = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 		urls, sources, hashes                 = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
-		published, textAts                    = make([]pgtype.Timestamptz, 0, n), make([]pgtype.Timestamptz, 0, n)
+		published, textAts, createdAts        = make([]pgtype.Timestamptz, 0, n), make([]pgtype.Timestamptz, 0, n), make([]pgtype.Timestamptz, 0, n)
 	)
 	for _, a := range papers {
 		ids = append(ids, a.ID)
@@ -284,9 +284,10 @@ func (s *Store) upsertOnce(ctx context.Context, q querier, papers []paper.Abstra
 		sources = append(sources, a.Source)
 		hashes = append(hashes, a.ContentHash())
 		textAts = append(textAts, pgtype.Timestamptz{Time: a.TextAt, Valid: !a.TextAt.IsZero()})
+		createdAts = append(createdAts, pgtype.Timestamptz{Time: a.CreatedAt, Valid: !a.CreatedAt.IsZero()})
 	}
 	rows, err := q.Query(ctx, upsertPapersSQL, ids, titles, abstracts, authors, cats, published,
-		urls, sources, hashes, w.Model, w.PromptVersion, w.SpaceID, textAts)
+		urls, sources, hashes, w.Model, w.PromptVersion, w.SpaceID, textAts, createdAts)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("upsert %s: %w", papersN(n), err)
 	}
@@ -449,10 +450,10 @@ WITH input AS (
 		ARRAY(SELECT jsonb_array_elements_text(authors::jsonb)) AS authors,
 		ARRAY(SELECT jsonb_array_elements_text(categories::jsonb)) AS categories,
 		published, NULLIF(url, '') AS url, NULLIF(source, '') AS source, content_hash,
-		coalesce(text_at, now()) AS text_at
+		coalesce(text_at, now()) AS text_at, created_at
 	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-		$6::timestamptz[], $7::text[], $8::text[], $9::text[], $13::timestamptz[])
-		AS t(id, title, abstract, authors, categories, published, url, source, content_hash, text_at)
+		$6::timestamptz[], $7::text[], $8::text[], $9::text[], $13::timestamptz[], $14::timestamptz[])
+		AS t(id, title, abstract, authors, categories, published, url, source, content_hash, text_at, created_at)
 ), changed AS (
 	-- Papers stored exactly as given are left out before the INSERT: ON CONFLICT would skip
 	-- them too, but only after building each proposed row, generated tsv column included —
@@ -479,9 +480,13 @@ WITH input AS (
 	-- created_at and updated_at are the time of the row's own write (updated_at: of its text's), not the transaction's
 	-- start: an upsert that waited on a locked row (up to RowLockTimeout) stamped the papers it
 	-- wrote after the wait before polls and reprocess runs that could not see them
-	-- (ListFilter.Since, Selection.Since).
+	-- (ListFilter.Since, Selection.Since). A paper moved from another archive (import) is
+	-- created at the time that archive stored it (paper.Abstract.CreatedAt), within 1970 and now
+	-- (a list's cursor holds no other time).
 	INSERT INTO papers AS p (id, title, abstract, authors, categories, published, url, source, content_hash, text_at, created_at, updated_at)
-	SELECT id, title, abstract, authors, categories, published, url, source, content_hash, text_at, clock_timestamp(), clock_timestamp()
+	SELECT id, title, abstract, authors, categories, published, url, source, content_hash, text_at,
+		CASE WHEN created_at IS NULL THEN clock_timestamp()
+			ELSE least(greatest(created_at, 'epoch'::timestamptz), clock_timestamp()) END, clock_timestamp()
 	FROM changed ORDER BY id
 	ON CONFLICT (id) DO UPDATE SET
 		title = excluded.title,

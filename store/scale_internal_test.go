@@ -199,7 +199,7 @@ func TestStatementsAtScaleReadOnlyWhatTheyReturn(t *testing.T) {
 		}
 		times := make([]pgtype.Timestamptz, n)
 		plan := explain(t, s, upsertPapersSQL, ids, titles, abstracts, lists, lists, times, urls, urls, hashes,
-			"chat", "v2", spaceID, times)
+			"chat", "v2", spaceID, times, times)
 		if got := rowsRead(plan, "batch_items") + rowsRead(plan, "batch_items_paper_id"); got > 4*n {
 			t.Errorf("an upsert of %d papers read %.0f batch_items rows (the ledger holds %d)", n, got, 2*scalePapers+200)
 		}

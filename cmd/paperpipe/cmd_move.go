@@ -94,6 +94,7 @@ type importPapersResult struct {
 // movedLine is what the papers' pass of import reads of an export line besides the paper.
 type movedLine struct {
 	Source            string    `json:"source"`
+	CreatedAt         time.Time `json:"created_at"`
 	UpdatedAt         time.Time `json:"updated_at"`
 	TLDR              string    `json:"tldr"`
 	TLDRModel         string    `json:"tldr_model"`
@@ -205,7 +206,8 @@ func (l *importLocks) release(ctx context.Context, loaded int, errw io.Writer) {
 // (store.UpsertPapers, as a worker stores a message's: a paper stored with a newer text keeps
 // it, one removed here since the exported text was written is not stored again). Each line is
 // read as ingest reads a JSON line (the same id, text and metadata), with the source the old
-// archive recorded and, as the time of its text, its updated_at. Bad lines are reported on
+// archive recorded, as the time of its text its updated_at and, for a paper not stored here
+// yet, its created_at: lists order it as the old archive did. Bad lines are reported on
 // errw with file:line and skipped. claim, when not nil, is called with each good line before
 // its paper is stored; an error from it stops the pass.
 func importPapers(ctx context.Context, st *store.Store, path string, chunk int, claim func(context.Context, movedLine) error, errw io.Writer) (res importPapersResult, err error) {
@@ -291,7 +293,7 @@ func importPapers(ctx context.Context, st *store.Store, path string, chunk int, 
 		} else {
 			a.Source = fmt.Sprintf("%s:%d", name, n)
 		}
-		a.TextAt = m.UpdatedAt
+		a.TextAt, a.CreatedAt = m.UpdatedAt, m.CreatedAt
 		if claim != nil {
 			if err := claim(ctx, m); err != nil {
 				if ferr := flush(); ferr != nil {

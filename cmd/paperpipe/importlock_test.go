@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -140,5 +141,68 @@ func TestImportTLDRsKeepsATLDRStoredOfTheSameText(t *testing.T) {
 	got, err := moved.st.Summaries(ctx, p.ID)
 	if err != nil || len(got) != 1 || got[0].Text != own || got[0].Validation != paper.ValidRetried {
 		t.Errorf("the paper's TL;DRs after import-tldrs: %+v, %v; want its own %q kept", got, err, own)
+	}
+}
+
+// import stores a paper the archive does not hold with the created_at its export carries: a
+// moved archive lists its papers (list, the API, the front page) in the order the old one
+// stored them, not in the order of the import's lines. A paper the archive already holds keeps
+// its own.
+func TestImportCarriesCreatedAt(t *testing.T) {
+	t.Parallel()
+	old := newArchiveEnv(t, openaitest.Config{})
+	ctx := t.Context()
+	for i := range 3 { // stored in turn: 2401.00000 first, 2401.00002 last, newest
+		old.seedOne(t, i)
+	}
+	// Stored again last, with a new text: its updated_at is the newest, its created_at not.
+	p, err := old.st.Paper(ctx, "arxiv:2401.00000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Abstract.Abstract += " Revised."
+	if _, err := old.st.UpsertPapers(ctx, []paper.Abstract{p.Abstract}, store.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "export.jsonl")
+	var errw bytes.Buffer
+	if _, err := runExport(ctx, old.st, exportOptions{out: file}, &errw); err != nil {
+		t.Fatalf("export: %v\n%s", err, errw.String())
+	}
+	moved := newArchiveEnv(t, openaitest.Config{})
+	moved.seedOne(t, 1) // held already: keeps its own created_at, newer than the others'
+	if _, err := runImport(ctx, moved.st, file, &errw); err != nil {
+		t.Fatalf("import: %v\n%s", err, errw.String())
+	}
+	recs, _, err := moved.st.List(ctx, 10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, r := range recs {
+		order = append(order, r.ID)
+	}
+	if want := []string{"arxiv:2401.00001", "arxiv:2401.00002", "arxiv:2401.00000"}; strings.Join(order, " ") != strings.Join(want, " ") {
+		t.Errorf("the moved archive lists %v, want %v (the one held before the import, then the old archive's order)", order, want)
+	}
+	for _, id := range []string{"arxiv:2401.00000", "arxiv:2401.00002"} {
+		was, err1 := old.st.Paper(ctx, id)
+		is, err2 := moved.st.Paper(ctx, id)
+		if err1 != nil || err2 != nil || !is.CreatedAt.Equal(was.CreatedAt) {
+			t.Errorf("%s: created_at %v in the moved archive, %v in the old one (%v, %v); want the old one's", id, is.CreatedAt, was.CreatedAt, err1, err2)
+		}
+	}
+}
+
+// seedOne stores the i-th of seed's papers on its own.
+func (e *archiveEnv) seedOne(t *testing.T, i int) {
+	t.Helper()
+	if _, err := e.st.UpsertPapers(t.Context(), []paper.Abstract{{
+		ID:    fmt.Sprintf("arxiv:2401.%05d", i),
+		Title: fmt.Sprintf("Balanced routing study %d", i),
+		Abstract: fmt.Sprintf("We propose balanced router number %d for sparse mixture-of-experts models. "+
+			"It lowers the load-balancing loss by %d percent.", i, i%9+1),
+	}}, paper.Work{}); err != nil {
+		t.Fatal(err)
 	}
 }
