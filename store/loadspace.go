@@ -35,7 +35,7 @@ func (s *Store) VectorIndex() IndexKind { return s.index }
 func (s *Store) DropEmptySpace(ctx context.Context, id int64) (bool, error) {
 	dropped := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, lockSpacesStatement); err != nil {
+		if err := s.lockSpaces(ctx, tx); err != nil {
 			return fmt.Errorf("lock embedding spaces: %w", err)
 		}
 		// An embedding's foreign key check takes a share lock on this row: none is stored

@@ -647,7 +647,7 @@ func (s *Store) Reindex(ctx context.Context, id int64, kind IndexKind, cfg Index
 		}
 	}
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, lockSpacesStatement); err != nil {
+		if err := s.lockSpaces(ctx, tx); err != nil {
 			return fmt.Errorf("lock embedding spaces: %w", err)
 		}
 		if err := s.execLockedDDL(ctx, tx, "DROP INDEX IF EXISTS "+v.indexName); err != nil {
@@ -712,7 +712,7 @@ func (s *Store) ensureSpaceTx(ctx context.Context, db interface {
 	indexable := vectorSQLFor(spaceRow{Space: sp, index: s.index}, "$1").opclass != ""
 	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		created = false
-		if _, err := tx.Exec(ctx, lockSpacesStatement); err != nil {
+		if err := s.lockSpaces(ctx, tx); err != nil {
 			return fmt.Errorf("lock embedding spaces: %w", err)
 		}
 		var err error
@@ -831,11 +831,48 @@ func (s *Store) ActiveSpace(ctx context.Context) (_ paper.Space, err error) {
 	return sp.Space, nil
 }
 
+// spacesLockNotice is how long lockSpaces waits for the embedding spaces table before it says
+// that it waits, and for whom.
+const spacesLockNotice = "1s"
+
+// lockSpaces takes lockSpacesStatement in tx, waiting for another holder as long as it holds
+// the table — DropSpace holds it while it deletes the space's vectors, minutes for a large
+// space — but, past spacesLockNotice, it logs that it waits and which sessions hold the table
+// (tableHolders), as lockIndexes says that it waits: `activate`, a space's creation or a
+// worker's start would otherwise hang without a word. tx's lock_timeout is the session's
+// afterwards (as execLockedDDL leaves it).
+func (s *Store) lockSpaces(ctx context.Context, tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+		if _, err := sp.Exec(ctx, "SET LOCAL lock_timeout = '"+spacesLockNotice+"'"); err != nil {
+			return err
+		}
+		_, err := sp.Exec(ctx, lockSpacesStatement)
+		return err
+	})
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_not_available: held past the notice
+		s.log.InfoContext(ctx, "waiting for the embedding spaces table, which another session holds (a `paperpipe spaces drop` holds it "+
+			"while it deletes the space's vectors, minutes for a large space; a space's creation or activation for a moment)"+
+			tableHolders(ctx, tx, `l.relation = 'embedding_spaces'::regclass`))
+		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = DEFAULT"); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, lockSpacesStatement)
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	// The savepoint's SET LOCAL outlives its release: the session's value again.
+	_, err = tx.Exec(ctx, "SET LOCAL lock_timeout = DEFAULT")
+	return err
+}
+
 // Activate makes space id the active one, in one transaction: queries switch from the old
 // space to the new one at commit, never seeing none or two.
 func (s *Store) Activate(ctx context.Context, id int64) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, lockSpacesStatement); err != nil {
+		if err := s.lockSpaces(ctx, tx); err != nil {
 			return fmt.Errorf("lock embedding spaces: %w", err)
 		}
 		var one int
@@ -947,7 +984,7 @@ func (s *Store) DropSpace(ctx context.Context, id int64, opts DropOptions) error
 	}
 	defer unlock()
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, lockSpacesStatement); err != nil {
+		if err := s.lockSpaces(ctx, tx); err != nil {
 			return fmt.Errorf("lock embedding spaces: %w", err)
 		}
 		// The row's lock keeps a batch job from being recorded for the space meanwhile (its
