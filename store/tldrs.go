@@ -91,6 +91,10 @@ type PruneOptions struct {
 	// the versions kept: the paper then shows no TL;DR until one of a kept version is written.
 	// Without it they stay (PruneResult.Sole counts them).
 	Force bool
+	// Recent leaves a version not kept whose newest TL;DR was written less than Recent before the
+	// prune started (PrunedVersion.Recent): a worker or a run may still write it — a prune run
+	// without the workers' settings would remove the version they write. 0 leaves none for that.
+	Recent time.Duration
 	// DryRun counts what would be removed, and removes nothing.
 	DryRun bool
 	// BatchSize is how many TL;DRs one transaction removes; 0 is 5,000.
@@ -114,8 +118,12 @@ type PrunedVersion struct {
 	// settings), and the next prune removes them.
 	WrittenMeanwhile int64 `json:"written_meanwhile,omitempty"`
 	// Skipped says why none (or no more) of the version's TL;DRs were removed: a run writes it
-	// now, or open Batch API jobs will ("" when it was pruned).
+	// now, or open Batch API jobs will, or it was written within PruneOptions.Recent ("" when it
+	// was pruned).
 	Skipped string `json:"skipped,omitempty"`
+	// Recent is set when the version was left for having been written within
+	// PruneOptions.Recent.
+	Recent bool `json:"recent,omitempty"`
 }
 
 // PruneResult is what PruneTLDRs removed (or, in a dry run, would remove).
@@ -188,11 +196,22 @@ func (s *Store) PruneTLDRs(ctx context.Context, opts PruneOptions) (res PruneRes
 			return res, fmt.Errorf("prune TL;DRs: keep %s: %w", name, ErrKeepMatchesNothing)
 		}
 	}
+	// The database's clock, which dated the TL;DRs.
+	var now time.Time
+	if err := s.pool.QueryRow(ctx, "SELECT statement_timestamp()").Scan(&now); err != nil {
+		return res, fmt.Errorf("prune TL;DRs: %w", err)
+	}
 	var models, prompts []string
 	for _, v := range versions {
 		kept := opts.Current.Model != "" && opts.Current.keeps(v)
 		for _, k := range opts.Keep {
 			kept = kept || k.keeps(v)
+		}
+		if ago := now.Sub(v.LastWritten); !kept && opts.Recent > 0 && ago < opts.Recent {
+			pv := res.version(v.Model, v.PromptVersion)
+			pv.Recent = true
+			pv.Skipped = fmt.Sprintf("its newest TL;DR was written %s ago: a worker or a run may still write it", max(ago, 0).Round(time.Second))
+			continue
 		}
 		if !kept {
 			models, prompts = append(models, v.Model), append(prompts, v.PromptVersion)

@@ -28,7 +28,8 @@ func configuredTLDR(c *config) store.TLDRKeep {
 func cmdTLDRs(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("tldrs", tldrsArgs, "List the stored TL;DRs by model and prompt version, or remove those of the versions "+
 		"no longer used: every version but the configured one (PAPERPIPE_CHAT_MODEL, PAPERPIPE_TLDR_MAX_WORDS, or --chat-model) "+
-		"and those named by --keep. A version a `paperpipe reprocess` is writing, or open Batch API jobs will write, is left; "+
+		"and those named by --keep. A version a `paperpipe reprocess` is writing, or open Batch API jobs will write, is left, "+
+		"and so is one written in the last 10 minutes unless --include-recent; "+
 		"so is a TL;DR that is the only one of its paper's current text among the versions kept (the one the paper shows), "+
 		"unless --force.")
 	c.addJSONFlag(fs)
@@ -47,6 +48,7 @@ func cmdTLDRs(ctx context.Context, c *config, args []string) error {
 	})
 	force := fs.Bool("force", false, "prune: also remove a TL;DR that is the only one of its paper's current text among the versions kept (the paper shows none until paperpipe reprocess writes it)")
 	dryRun := fs.Bool("dry-run", false, "prune: say what would be removed (TL;DRs and bytes per version), and remove nothing")
+	recent := fs.Bool("include-recent", false, fmt.Sprintf("prune: also remove a version written in the last %d minutes (left by default: workers may still write it, and a prune run without their settings would remove their version)", int(pruneRecent.Minutes())))
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -59,7 +61,7 @@ func cmdTLDRs(ctx context.Context, c *config, args []string) error {
 	case "list":
 		err = onlyFor(fs, "tldrs list", "json", "chat-model")
 	case "prune":
-		err = onlyFor(fs, "tldrs prune", "json", "chat-model", "keep", "force", "dry-run")
+		err = onlyFor(fs, "tldrs prune", "json", "chat-model", "keep", "force", "dry-run", "include-recent")
 	default:
 		return usageErr("unknown tldrs action %q: want list or prune", action)
 	}
@@ -80,9 +82,18 @@ func cmdTLDRs(ctx context.Context, c *config, args []string) error {
 	if action == "list" {
 		return listTLDRVersions(ctx, st, current, c.JSON, stdout)
 	}
-	return pruneTLDRs(ctx, st, store.PruneOptions{Current: current, Keep: keep, Force: *force, DryRun: *dryRun},
-		c.JSON, stdout, os.Stderr)
+	opts := store.PruneOptions{Current: current, Keep: keep, Force: *force, DryRun: *dryRun, Recent: pruneRecent}
+	if *recent {
+		opts.Recent = 0
+	}
+	return pruneTLDRs(ctx, st, opts, c.JSON, stdout, os.Stderr)
 }
+
+// pruneRecent is how recently a version must have been written for `tldrs prune` to leave it
+// without --include-recent: a version a worker writes is written every few seconds while papers
+// arrive, and one the workers stopped writing when they were restarted with other settings is
+// pruned a few minutes later.
+const pruneRecent = 10 * time.Minute
 
 func listTLDRVersions(ctx context.Context, st *store.Store, current store.TLDRKeep, asJSON bool, w io.Writer) error {
 	versions, err := st.TLDRVersions(ctx)
@@ -161,6 +172,17 @@ func pruneTLDRs(ctx context.Context, st *store.Store, opts store.PruneOptions, a
 		fmt.Fprintf(errw, "tldrs prune: %s %s left as the only TL;DR of their paper's current text, which the paper shows; "+
 			"`paperpipe reprocess --tldr-only` writes the configured version's, after which a prune removes them (--force removes them now)\n",
 			plural(res.Sole, "TL;DR", "TL;DRs"), pick(res.Sole, "is", "are"))
+	}
+	var recent []string
+	for _, v := range res.Versions {
+		if v.Recent {
+			recent = append(recent, v.Model+" "+v.PromptVersion)
+		}
+	}
+	if len(recent) > 0 {
+		fmt.Fprintf(errw, "tldrs prune: left %s, written in the last %d minutes: if workers write it, run the prune with their settings "+
+			"(PAPERPIPE_CHAT_MODEL, PAPERPIPE_TLDR_MAX_WORDS) or --keep it; if nothing writes it any more, --include-recent removes it\n",
+			strings.Join(recent, ", "), int(pruneRecent.Minutes()))
 	}
 	if res.WrittenMeanwhile > 0 {
 		fmt.Fprintf(errw, "tldrs prune: warning: %s of the versions it removed %s written while it ran: a worker or a run still writes them; "+

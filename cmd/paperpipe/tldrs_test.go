@@ -45,6 +45,10 @@ func TestTLDRsPruneKeepsTheConfiguredVersionAndThoseNamed(t *testing.T) {
 			}
 		}
 	}
+	// Written an hour ago: versions no longer used (see the next test for one written now).
+	if _, err := st.Pool().Exec(ctx, "UPDATE tldrs SET created_at = now() - interval '1 hour'"); err != nil {
+		t.Fatal(err)
+	}
 	r := c.ok("tldrs")
 	if !strings.Contains(r.stdout, "configured") || strings.Count(r.stdout, "\n") != 5 {
 		t.Errorf("tldrs:\n%s\nwant the 4 versions under a header, the configured one marked", r.stdout)
@@ -70,5 +74,50 @@ func TestTLDRsPruneKeepsTheConfiguredVersionAndThoseNamed(t *testing.T) {
 		if v.PromptVersion != current && v.PromptVersion != "tldr-v1" {
 			t.Errorf("after the prune: %s %s is left", v.Model, v.PromptVersion)
 		}
+	}
+}
+
+// `tldrs prune` run without the workers' settings (another PAPERPIPE_CHAT_MODEL here) would
+// remove the version the workers write now, where another version is kept. A version written
+// in the last minutes is left, saying why and what removes it (--include-recent); an older
+// one goes as before.
+func TestTLDRsPruneLeavesAVersionWrittenInTheLastMinutes(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	ctx := t.Context()
+	st, err := store.Open(ctx, store.Config{URL: c.databaseURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p := paper.Abstract{ID: "arxiv:2401.00001", Title: "Paper 1", Abstract: "We study problem 1."}
+	if _, err := st.UpsertPapers(ctx, []paper.Abstract{p}, store.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	current := summarize.Versioned(summarize.OfflinePromptVersion, summarize.DefaultMaxWords)
+	for _, v := range [][2]string{{summarize.OfflineModel, current}, {"gpt-4o-mini", "tldr-v1"}, {"gpt-4o-mini", "tldr-v0"}} {
+		if _, err := st.SaveSummaries(ctx, []paper.Summary{{PaperID: p.ID, Text: "A TL;DR.", Model: v[0], PromptVersion: v[1],
+			ContentHash: p.ContentHash(), Validation: string(paper.ValidOK)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// tldr-v0 was last written an hour ago; tldr-v1 now, by the workers.
+	if _, err := st.Pool().Exec(ctx, "UPDATE tldrs SET created_at = now() - interval '1 hour' WHERE prompt_version = 'tldr-v0'"); err != nil {
+		t.Fatal(err)
+	}
+	r := c.ok("tldrs", "prune")
+	if !strings.Contains(r.stdout, "gpt-4o-mini tldr-v1: left") || !strings.Contains(r.stderr, "--include-recent") ||
+		!strings.Contains(r.stdout, "gpt-4o-mini tldr-v0: removed 1 TL;DR") {
+		t.Errorf("tldrs prune:\n%s%s\nwant tldr-v1, written now, left saying why, and tldr-v0 removed", r.stdout, r.stderr)
+	}
+	if got, _ := st.Summaries(ctx, p.ID); len(got) != 2 {
+		t.Errorf("after the prune the paper has %d TL;DRs, want the configured version's and tldr-v1's", len(got))
+	}
+	r = c.ok("tldrs", "prune", "--include-recent")
+	if !strings.Contains(r.stdout, "gpt-4o-mini tldr-v1: removed 1 TL;DR") {
+		t.Errorf("tldrs prune --include-recent:\n%s%s\nwant tldr-v1 removed", r.stdout, r.stderr)
 	}
 }
