@@ -13,7 +13,7 @@ import (
 	"github.com/paperpipe/paperpipe/summarize"
 )
 
-const tldrsArgs = "[list | prune [--keep MODEL[@VERSION]]... [--force] [--dry-run]]"
+const tldrsArgs = "[list | prune [--keep MODEL[@VERSION]]... [--force] [--include-recent] [--dry-run]]"
 
 // configuredTLDR is the model and prompt version that the configured summarizer writes
 // (buildModels's, without building it).
