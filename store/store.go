@@ -101,7 +101,8 @@ func (c *Config) validate() error {
 // (lockIndexes, the fill's final BuildSpaceIndex). The statements run under them — the upload
 // reads the job's items (BatchJobItems), the collection saves vectors — need one more. With
 // fewer, those statements wait for a connection that only their own caller would release: the
-// run hangs for ever.
+// run hangs for ever. `import` holds two such locks (a TL;DR version's and a space's) as
+// `reprocess` does.
 const MinConns = 4
 
 // Store is paperpipe's PostgreSQL store. It is safe for concurrent use.

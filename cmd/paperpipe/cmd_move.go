@@ -113,16 +113,21 @@ type movedLine struct {
 // exist yet is created (as import-embeddings creates it) to be locked, and dropped again at
 // the end when no vector was loaded into it.
 type importLocks struct {
-	st      *store.Store
-	held    map[string]bool // keys taken, and keys of no use to take (a space no vector can be of)
-	locks   []*store.RunLock
-	space   paper.Space // the space locked, ID 0 when none
-	created bool        // space was created by this import
+	st    *store.Store
+	held  map[string]bool // keys taken, and keys of no use to take (a space no vector can be of)
+	locks []*store.RunLock
+	// tldrLocked: the lock of the first TL;DR version met is held. An export holds one version;
+	// the versions of a file of several (exports joined) after the first are not locked, since
+	// each lock keeps a pooled connection and the store's pool may have only store.MinConns:
+	// with the space's lock, the index lock of the vectors' pass and its statements, four.
+	tldrLocked bool
+	space      paper.Space // the space locked, ID 0 when none
+	created    bool        // space was created by this import
 }
 
 // claim takes the locks of the outputs of line m, a paper about to be stored, not held yet.
 func (l *importLocks) claim(ctx context.Context, m movedLine) error {
-	if m.TLDR != "" && m.TLDRModel != "" && m.TLDRPromptVersion != "" {
+	if m.TLDR != "" && m.TLDRModel != "" && m.TLDRPromptVersion != "" && !l.tldrLocked {
 		key := store.TLDRRunKey(m.TLDRModel, m.TLDRPromptVersion)
 		if !l.held[key] {
 			if err := l.take(ctx, key); errors.Is(err, store.ErrRunInProgress) {
@@ -132,6 +137,7 @@ func (l *importLocks) claim(ctx context.Context, m movedLine) error {
 			} else if err != nil {
 				return err
 			}
+			l.tldrLocked = true
 		}
 	}
 	if len(m.Embedding) == 0 || m.Model == "" || l.space.ID != 0 {
