@@ -332,19 +332,37 @@ const (
 	KeepaliveCount    = 3
 )
 
+// ClientCheckInterval is how often the server looks, while it runs a statement of the store,
+// whether the client is still connected (client_connection_check_interval, PostgreSQL 14 and
+// later), on every connection of a store whose server, role, database or URL sets none or a
+// longer one. The server otherwise notices a client gone only when it next writes to it: a
+// statement whose process was killed (SIGKILL, the OOM killer, a Job evicted) ran on to its end
+// for no one, holding its locks — a `spaces drop`'s DELETE of a big space (the spaces table,
+// which every `activate`, new space and worker start waits for, and the index lock), a
+// `spaces reindex`'s build (the index lock: minutes at a million vectors, and then a second,
+// finished index that every write of the table updates until the next reindex drops it), a
+// migration's batches (the migration lock every process's start waits for) — and the same
+// command run again waited for it. With the check it is cancelled, and rolled back, within this
+// long of the kill: the kernel of a killed process closes its connections, which the server
+// sees (on Linux). A client whose host vanished without a word closes nothing: see Keepalive*.
+const ClientCheckInterval = time.Second
+
 // boundVanishedClients sets IdleInTransactionTimeout as conn's
-// idle_in_transaction_session_timeout, and the Keepalive settings as its tcp_keepalives_idle,
+// idle_in_transaction_session_timeout, ClientCheckInterval as its
+// client_connection_check_interval, and the Keepalive settings as its tcp_keepalives_idle,
 // _interval and _count, each unless the session's is already shorter (set for the server, the
 // role, the database or in the URL; the kernel's when the server leaves it to the kernel) — not
-// as start-up parameters, which a connection pooler such as PgBouncer refuses.
+// as start-up parameters, which a connection pooler such as PgBouncer refuses. A server too old
+// to have a setting (client_connection_check_interval before PostgreSQL 14) is left without it.
 func boundVanishedClients(ctx context.Context, conn *pgx.Conn) error {
 	if _, err := conn.Exec(ctx, `SELECT set_config(name, want::text, false) FROM pg_settings JOIN (VALUES
 			('idle_in_transaction_session_timeout', `+strconv.FormatInt(IdleInTransactionTimeout.Milliseconds(), 10)+`),
+			('client_connection_check_interval', `+strconv.FormatInt(ClientCheckInterval.Milliseconds(), 10)+`),
 			('tcp_keepalives_idle', `+strconv.Itoa(int(KeepaliveIdle/time.Second))+`),
 			('tcp_keepalives_interval', `+strconv.Itoa(int(KeepaliveInterval/time.Second))+`),
 			('tcp_keepalives_count', `+strconv.Itoa(KeepaliveCount)+`)) AS bound(name, want) USING (name)
 		WHERE setting::bigint = 0 OR setting::bigint > want`); err != nil {
-		return fmt.Errorf("set idle_in_transaction_session_timeout and tcp_keepalives: %w", err)
+		return fmt.Errorf("set idle_in_transaction_session_timeout, client_connection_check_interval and tcp_keepalives: %w", err)
 	}
 	return nil
 }

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// A maintenance command killed with SIGKILL (the OOM killer, a Job evicted) in the middle of a
+// statement takes the statement with it: the server notices the closed connection and ends it,
+// freeing the locks it held, rather than running it on to its end for no one. Here `spaces drop`
+// is killed while its DELETE of the space's vectors waits for a row another session holds (as
+// a long DELETE of a big space would still be running): its transaction held the spaces table
+// (every `activate`, space creation and worker start waits behind it) and the index lock, and
+// kept them for as long as the row stayed locked, long after the process was gone.
+func TestAKilledCommandsStatementEndsWithIt(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.ok("ingest", sampleFile)
+	c.ok("worker", "--exit-when-idle")
+	c.ok("fit") // space 2, active: space 1 can be dropped
+
+	db, err := pgx.Connect(t.Context(), c.databaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(t.Context())
+	// The row is held by a connection of its own: pg_stat_activity is read once per transaction.
+	hold, err := pgx.Connect(t.Context(), c.databaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close(t.Context())
+	tx, err := hold.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(t.Context())
+	var holder int32
+	if err := tx.QueryRow(t.Context(), `SELECT pg_backend_pid() FROM embeddings WHERE space_id = 1 LIMIT 1 FOR UPDATE`).Scan(&holder); err != nil {
+		t.Fatal(err)
+	}
+
+	drop := startProc(t, c, exec.Command(binary, "spaces", "drop", "1"))
+	var pid int32 // the drop's backend, once it waits for the row
+	for deadline := time.Now().Add(time.Minute); pid == 0; time.Sleep(20 * time.Millisecond) {
+		err := db.QueryRow(t.Context(), `SELECT pid FROM pg_stat_activity
+			WHERE $1 = ANY(pg_blocking_pids(pid)) AND query LIKE 'DELETE FROM embeddings%'`, holder).Scan(&pid)
+		if err != nil && err != pgx.ErrNoRows {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-drop.exited:
+			t.Fatalf("spaces drop ended (%v) before it waited for the locked row:\n%s", err, drop.logs.String())
+		default:
+		}
+		if pid == 0 && time.Now().After(deadline) {
+			t.Fatalf("spaces drop did not come to wait for the locked row:\n%s", drop.logs.String())
+		}
+	}
+	if err := drop.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-drop.exited
+	drop.exited <- nil // for the cleanup
+
+	// The row stays locked: only the server's noticing the gone client ends the statement.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var running bool
+		if err := db.QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)`, pid).Scan(&running); err != nil {
+			t.Fatal(err)
+		}
+		if !running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after spaces drop was killed, its DELETE (backend pid %d) still ran, holding the spaces table and the index lock "+
+				"that activate, a new space and a worker's start wait for", pid)
+		}
+	}
+	if err := tx.Rollback(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing of the drop happened; run again, it drops the space.
+	if r := c.ok("spaces"); !strings.Contains(r.stdout, "paperpipe-offline-hash") {
+		t.Fatalf("space 1 is gone after the killed drop:\n%s", r.stdout)
+	}
+	c.ok("spaces", "drop", "1")
+	if r := c.ok("spaces"); strings.Contains(r.stdout, "paperpipe-offline-hash") {
+		t.Fatalf("space 1 is still there after the second drop:\n%s", r.stdout)
+	}
+}
