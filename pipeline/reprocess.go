@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -24,18 +25,37 @@ func NewRunPublisher(js jetstream.JetStream, subject, run string, maxPending int
 // Queued returns the messages of a re-processing target's consumer that are waiting or being
 // processed: left by an interrupted run when not zero.
 func Queued(ctx context.Context, js jetstream.JetStream, t ReprocessTarget) (uint64, error) {
+	l, err := QueueLeft(ctx, js, t)
+	return l.Waiting + uint64(l.Held), err
+}
+
+// Left is what a re-processing target's consumer holds (see QueueLeft).
+type Left struct {
+	// Waiting is the messages not delivered yet (or handed back).
+	Waiting uint64
+	// Held is the messages delivered and not acknowledged. Between runs (a run holds its
+	// target's lock), those of a run that was killed, or lost its connection, before it
+	// settled them: the server hands them out again only once its hold on them lapses,
+	// AckWait after the last sign of that run.
+	Held int
+	// AckWait is the consumer's.
+	AckWait time.Duration
+}
+
+// QueueLeft returns what the consumer of target t holds: none when it does not exist.
+func QueueLeft(ctx context.Context, js jetstream.JetStream, t ReprocessTarget) (Left, error) {
 	c, err := js.Consumer(ctx, StreamPapers, t.Consumer)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return 0, nil
+		return Left{}, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("consumer %s: %w", t.Consumer, err)
+		return Left{}, fmt.Errorf("consumer %s: %w", t.Consumer, err)
 	}
 	info, err := c.Info(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("consumer %s: %w", t.Consumer, err)
+		return Left{}, fmt.Errorf("consumer %s: %w", t.Consumer, err)
 	}
-	return info.NumPending + uint64(info.NumAckPending), nil
+	return Left{Waiting: info.NumPending, Held: info.NumAckPending, AckWait: info.Config.AckWait}, nil
 }
 
 // RemoveIdleReprocessConsumer deletes the durable consumer of target t when it holds no message

@@ -861,10 +861,17 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 
 	// Messages an interrupted run left are processed first, so that the new run's messages
 	// (whose ids carry the run, see pipeline.RunPublisher) never queue a paper twice.
-	if left, err := pipeline.Queued(ctx, b.js, target); err != nil {
+	if left, err := pipeline.QueueLeft(ctx, b.js, target); err != nil {
 		return err
-	} else if left > 0 {
-		fmt.Fprintf(errw, "reprocess: resuming: %s of an interrupted run still queued\n", plural(left, "message is", "messages are"))
+	} else if n := left.Waiting + uint64(left.Held); n > 0 {
+		held := ""
+		if left.Held > 0 {
+			// A run killed (or cut off) before it settled them: they come back only once its
+			// hold lapses, and the run shows no progress until then.
+			held = fmt.Sprintf(" (%d held by the interrupted run, which the queue hands out again once its hold on them lapses, "+
+				"within %s, its AckWait: until then no progress is shown)", left.Held, left.AckWait)
+		}
+		fmt.Fprintf(errw, "reprocess: resuming: %s of an interrupted run still queued%s\n", plural(n, "message is", "messages are"), held)
 		if err := drain(); err != nil {
 			return err
 		}

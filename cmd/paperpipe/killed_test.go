@@ -2,11 +2,14 @@ package main
 
 import (
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/paperpipe/paperpipe/internal/openaitest"
 )
 
 // A maintenance command killed with SIGKILL (the OOM killer, a Job evicted) in the middle of a
@@ -91,5 +94,64 @@ func TestAKilledCommandsStatementEndsWithIt(t *testing.T) {
 	c.ok("spaces", "drop", "1")
 	if r := c.ok("spaces"); strings.Contains(r.stdout, "paperpipe-offline-hash") {
 		t.Fatalf("space 1 is still there after the second drop:\n%s", r.stdout)
+	}
+}
+
+// A `reprocess` killed with SIGKILL mid-run leaves the messages it held delivered and not
+// acknowledged: the server hands them out again only once the dead run's hold lapses (the
+// AckWait). The same command run again resumes them, buys again only the answers the killed run
+// had in flight, and says that it waits for those messages and how long: it sat at "0/66
+// papers, 0 papers/s" for a minute, saying nothing, as if it hung.
+func TestAReprocessKilledMidRunResumesSayingWhatItWaitsFor(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{ChatLatency: 100 * time.Millisecond})
+	c := newCLI(t, "OPENAI_BASE_URL="+api.URL(), "PAPERPIPE_CHAT_MODEL=offline", "PAPERPIPE_EMBED_MODEL=offline",
+		"PAPERPIPE_ACK_WAIT=5s")
+	c.ok("ingest", sampleFile)
+	c.workUntilIdle()
+
+	db, err := pgx.Connect(t.Context(), c.databaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(t.Context())
+	stored := func() int {
+		var n int
+		if err := db.QueryRow(t.Context(), `SELECT count(*) FROM tldrs WHERE model = 'gpt-4o-mini'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	const concurrency = 2
+	args := []string{"reprocess", "--tldr-only", "--chat-model", "gpt-4o-mini", "--concurrency", strconv.Itoa(concurrency)}
+	run := startProc(t, c, exec.Command(binary, args...))
+	for deadline := time.Now().Add(time.Minute); stored() < 20; time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-run.exited:
+			t.Fatalf("reprocess ended (%v) before 20 TL;DRs were stored:\n%s", err, run.logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reprocess did not store 20 TL;DRs:\n%s", run.logs.String())
+		}
+	}
+	if err := run.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-run.exited
+	run.exited <- nil // for the cleanup
+	before := stored()
+
+	r := c.ok(args...)
+	if !strings.Contains(r.stderr, "resuming") || !strings.Contains(r.stderr, "held by the interrupted run") ||
+		!strings.Contains(r.stderr, "5s") {
+		t.Errorf("the run after the killed one does not say that it waits for the messages the killed run held, nor how long:\n%s", r.stderr)
+	}
+	if n := stored(); n != 108 {
+		t.Errorf("%d TL;DRs of gpt-4o-mini after the second run, want 108 (%d after the kill)", n, before)
+	}
+	// Bought again: at most the answers the killed run had in flight.
+	if s := api.Stats(); s.ChatDelivered > 108+concurrency {
+		t.Errorf("%d chat answers delivered for 108 papers, more than the %d in flight at the kill", s.ChatDelivered, concurrency)
 	}
 }
