@@ -550,6 +550,9 @@ func (s *Store) Migrate(ctx context.Context) error {
 	}
 	for try := 1; ; try++ {
 		err := s.migrate(ctx, w.timeout)
+		if lost := migrationCut(ctx, err); lost != "" {
+			return fmt.Errorf("migrate database %s: %s: %w", s.target, lost, paper.ErrUnavailable)
+		}
 		var pe *pgconn.PgError
 		if !errors.As(err, &pe) || pe.Code != "55P03" /* lock_not_available: the lock_timeout */ {
 			return err
@@ -574,6 +577,45 @@ func (s *Store) Migrate(ctx context.Context) error {
 		case <-time.After(w.pause):
 		}
 	}
+}
+
+// migrationCut says, for Migrate's error, what happened when err is that of a migration whose
+// connection was lost under it — the server restarted, failed over or ended the session
+// (57P01–57P03, a connection exception, a reset): "" otherwise. goose's error then joins the
+// lost connection's with those of its clean-up on it ("reset the migrations' lock_timeout:
+// driver: bad connection", "failed to execute pg_advisory_unlock: sql: connection is already
+// closed"), and said neither what had happened nor what to do. Nothing is lost: a migration in
+// a transaction is rolled back, and those that work in batches (00014, 00017) keep the batches
+// committed and, applied again, write only what is left; the lock goes with the session.
+func migrationCut(ctx context.Context, err error) string {
+	if err == nil || ctx.Err() != nil || !dbUnavailable(err) {
+		return ""
+	}
+	cause := err
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		if c := pe.Code; strings.HasPrefix(c, "53") || strings.HasPrefix(c, "28") || c == "25006" {
+			return "" // a full disk, a refused login, a standby: not a lost connection, said as they are
+		}
+		cause = pe
+	}
+	name := "a migration"
+	if partial := (*goose.PartialError)(nil); errors.As(err, &partial) && partial.Failed != nil && partial.Failed.Source != nil {
+		name = "migration " + path.Base(partial.Failed.Source.Path)
+		if partial.Err != nil && !errors.As(partial.Err, &pe) {
+			cause = partial.Err
+		}
+	}
+	return fmt.Sprintf("the connection to the database was lost while %s was applied (the server restarted or failed over, or "+
+		"the session was ended: %v); it was not recorded as applied, and what it committed stays (a migration in a "+
+		"transaction is rolled back; one that works in batches keeps those done, and goes on with the rest): start again "+
+		"once the database answers, and the migrations go on from there", name, firstLine(cause.Error()))
+}
+
+// firstLine is s up to its first newline.
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }
 
 // lockedDDLWait is s.ddlWait, or lockedDDLWait of db's deadlock_timeout when it is zero.

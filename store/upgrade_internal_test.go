@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -490,5 +491,70 @@ func waitsForALockedPaper(t *testing.T, before, after int64, title, q string) {
 	}
 	if hits, err := s.KeywordSearch(ctx, q, 5); err != nil || len(hits) != 1 {
 		t.Errorf("KeywordSearch(%s) after the migration = %+v, %v; want the paper", q, hits, err)
+	}
+}
+
+// A migration whose session ends under it — the database restarted, failed over, or an
+// administrator ended the session; here pg_terminate_backend, which is what a restart looks
+// like to a client — while 00017 indexes the stored papers again in batches: Migrate says that
+// the database went away during that migration, that what it committed stays, and to start
+// again, which finishes it. It answered goose's "partial migration error (type:sql,version:17):
+// FATAL: terminating connection due to administrator command (SQLSTATE 57P01); reset the
+// migrations' lock_timeout: driver: bad connection" and "failed to execute pg_advisory_unlock:
+// sql: connection is already closed", saying neither what had happened nor what to do.
+func TestAMigrationWhoseSessionEndsSaysToStartAgain(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, err := Open(ctx, Config{URL: pgtest.URL(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.withProvider(ctx, "", func(p *goose.Provider) error { _, err := p.UpTo(ctx, 15); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO papers (id, title, abstract, content_hash)
+		VALUES ('arxiv:2401.00001', 'Co`+"\u00ad"+`operative features', 'Kernels, approximated.', 'h')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.withProvider(ctx, "", func(p *goose.Provider) error { _, err := p.UpTo(ctx, 16); return err }); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := s.pool.Begin(ctx) // keeps 00017 at its batch, as a big archive would
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Rollback(context.Background()) }()
+	if _, err := holder.Exec(ctx, "SELECT 1 FROM papers WHERE id = 'arxiv:2401.00001' FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	s.ddlWait = ddlWait{timeout: "50ms", tries: 2, pause: 10 * time.Millisecond}
+	done := make(chan error, 1)
+	go func() { done <- s.Migrate(ctx) }()
+	for ended := false; !ended; time.Sleep(10 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("Migrate while a paper to index again is locked: %v; want it to wait for the paper", err)
+		default:
+		}
+		if err := s.pool.QueryRow(ctx, `SELECT coalesce(bool_or(pg_terminate_backend(pid)), false) FROM pg_stat_activity
+			WHERE datname = current_database() AND query LIKE '%papers_tsv_of%' AND state = 'active' AND pid <> pg_backend_pid()`).Scan(&ended); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = <-done
+	msg := fmt.Sprint(err)
+	if err == nil || !errors.Is(err, paper.ErrUnavailable) || !strings.Contains(msg, "00017_fold_invisible_stored.sql") ||
+		!strings.Contains(msg, "start again") || strings.Contains(msg, "pg_advisory_unlock") || strings.Contains(msg, "partial migration error") {
+		t.Errorf("Migrate whose session was ended during 00017: %v\nwant it to say the database went away during 00017, and to start again", err)
+	}
+	if err := holder.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate again: %v", err)
+	}
+	if hits, err := s.KeywordSearch(ctx, "cooperative", 5); err != nil || len(hits) != 1 {
+		t.Errorf("KeywordSearch(cooperative) after the migration started again = %+v, %v; want the paper", hits, err)
 	}
 }
