@@ -220,8 +220,31 @@ func (e *Embedded) Shutdown() {
 type natsLogger struct{ l *slog.Logger }
 
 func (n *natsLogger) Noticef(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
-func (n *natsLogger) Warnf(format string, v ...any)   { n.l.Warn(fmt.Sprintf(format, v...)) }
-func (n *natsLogger) Fatalf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
-func (n *natsLogger) Errorf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
-func (n *natsLogger) Debugf(format string, v ...any)  { n.l.Debug(fmt.Sprintf(format, v...)) }
-func (n *natsLogger) Tracef(format string, v ...any)  {}
+func (n *natsLogger) Warnf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if rebuildAfterUncleanStop(msg) {
+		n.l.Info("the queue's files were not closed cleanly (a process that ran the embedded NATS server was killed, or its "+
+			"machine stopped): the server rebuilds the stream's state from the messages", "nats", msg)
+		return
+	}
+	n.l.Warn(msg)
+}
+
+// rebuildAfterUncleanStop reports whether msg, a warning of the NATS server, is one of those its
+// file store logs when it starts on files a server did not close — its state index older than
+// the messages written after it (nats-server's filestore.go, recoverFullState and the
+// errPriorState it returns) — and then rebuilds the state from the messages: what every start
+// after a SIGKILL of a command that ran the embedded server (the OOM killer, a Job evicted) does,
+// which loses nothing. As warnings, "Stream state outdated, last block has additional entries,
+// will rebuild" and "Recovering stream state from index errored: prior state file", they read as
+// a damaged queue on the next command. Its other warnings (a checksum that does not match, a
+// block that cannot be found) are left as they are.
+func rebuildAfterUncleanStop(msg string) bool {
+	return strings.Contains(msg, "Stream state outdated, last block has additional entries, will rebuild") ||
+		strings.Contains(msg, "Stream state outdated, found extra blocks, will rebuild") ||
+		strings.Contains(msg, "Recovering stream state from index errored: prior state file")
+}
+func (n *natsLogger) Fatalf(format string, v ...any) { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n *natsLogger) Errorf(format string, v ...any) { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n *natsLogger) Debugf(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
+func (n *natsLogger) Tracef(format string, v ...any) {}
