@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -189,4 +191,75 @@ func killedReprocess(t *testing.T) (*cli, *openaitest.Server, func() int, []stri
 	args := []string{"reprocess", "--tldr-only", "--chat-model", "gpt-4o-mini", "--concurrency", "2"}
 	killMidRun(t, c, args, func() bool { return stored() >= 20 })
 	return c, api, stored, args
+}
+
+// A maintenance command whose database session ends under it (PostgreSQL restarted, failed over,
+// or an administrator ended the session: here pg_terminate_backend, which is how a restart looks
+// to a client) says that the database went away and to run the same command again once it
+// answers, which finishes the work. `remove` said only "database unavailable: remove 3 papers (0
+// removed before): FATAL: terminating connection due to administrator command (SQLSTATE
+// 57P01)".
+func TestACommandWhoseDatabaseWentAwaySaysToRunItAgain(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "PAPERPIPE_CHAT_MODEL=offline", "PAPERPIPE_EMBED_MODEL=offline")
+	c.ok("ingest", sampleFile)
+	c.workUntilIdle()
+	ids := filepath.Join(t.TempDir(), "ids.txt")
+	if err := os.WriteFile(ids, []byte("title:04005abf971a509f\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var before statusJSON
+	c.json(&before, "status")
+
+	db, err := pgx.Connect(t.Context(), c.databaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(t.Context())
+	hold, err := pgx.Connect(t.Context(), c.databaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close(t.Context())
+	tx, err := hold.Begin(t.Context()) // a writer of papers: the removal's table lock waits for it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(t.Context())
+	var holder int32
+	if _, err := tx.Exec(t.Context(), `LOCK TABLE papers IN ROW EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.QueryRow(t.Context(), `SELECT pg_backend_pid()`).Scan(&holder); err != nil {
+		t.Fatal(err)
+	}
+	rm := startProc(t, c, exec.Command(binary, "remove", "--ids", ids))
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		var ended bool
+		if err := db.QueryRow(t.Context(), `SELECT coalesce(bool_or(pg_terminate_backend(pid)), false) FROM pg_stat_activity
+			WHERE $1 = ANY(pg_blocking_pids(pid))`, holder).Scan(&ended); err != nil {
+			t.Fatal(err)
+		}
+		if ended {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("remove did not come to wait for the papers table:\n%s", rm.logs.String())
+		}
+	}
+	<-rm.exited
+	rm.exited <- nil // for the cleanup
+	if err := tx.Rollback(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	msg := rm.logs.String()
+	if !strings.Contains(msg, "database unavailable") || !strings.Contains(msg, "run the same command again once it answers") {
+		t.Errorf("remove whose session was ended does not say to run it again once the database answers:\n%s", msg)
+	}
+	c.ok("remove", "--ids", ids)
+	var after statusJSON
+	c.json(&after, "status")
+	if after.Papers.Papers != before.Papers.Papers-1 {
+		t.Errorf("%d papers after remove was run again, want %d", after.Papers.Papers, before.Papers.Papers-1)
+	}
 }

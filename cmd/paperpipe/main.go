@@ -170,7 +170,7 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "paperpipe %s: %s\n", cmd.name, termSafe(strings.TrimSuffix(err.Error(), ": "+paper.ErrInvalid.Error()), true))
 		return 2
 	default:
-		fmt.Fprintf(os.Stderr, "paperpipe %s: %s\n", cmd.name, errorMessage(err))
+		fmt.Fprintf(os.Stderr, "paperpipe %s: %s%s\n", cmd.name, errorMessage(err), unavailableAdvice(err))
 		if sig, ok := stoppedBy.Load().(os.Signal); ok {
 			// Stopped with work left (ingest, reprocess, fit, import-embeddings, worker
 			// --exit-when-idle): the signal's status, by the signal (see exit).
@@ -178,6 +178,19 @@ func run(args []string) int {
 		}
 		return 1
 	}
+}
+
+// unavailableAdvice is what a command's error adds when the database could not be reached or
+// went away under the command (paper.ErrUnavailable: a restart, a failover, its session ended),
+// and the error says nothing of what to do: the maintenance commands commit their work in steps
+// that a run again takes up (remove, import, prune, drop, reindex), and keep what they
+// committed. "" otherwise.
+func unavailableAdvice(err error) string {
+	if !errors.Is(err, paper.ErrUnavailable) || strings.Contains(err.Error(), " again") {
+		return ""
+	}
+	return " (the database could not be reached, or went away under the command — a restart, a failover, its session " +
+		"ended; what the command committed before stays: run the same command again once it answers)"
 }
 
 // errorMessage is how a command's error is shown: an error wrapping paper.ErrInvalid says its
