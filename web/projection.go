@@ -673,7 +673,11 @@ func (c *mapCache) build(b *mapBuild, points []MapPoint) {
 		c.mu.Lock()
 		c.building = nil
 		if b.err == nil {
-			c.key, c.layout = b.key, &b.lay
+			// A copy: a pointer into b would keep b, and through b.kept the sample of
+			// vectors the map was drawn from (up to MapMaxPoints of them, 31 MB at 1,536
+			// dimensions), for as long as the layout is cached.
+			lay := b.lay
+			c.key, c.layout = b.key, &lay
 		}
 		c.mu.Unlock()
 		if b.err == nil && b.kept != nil {

@@ -802,3 +802,63 @@ func TestMapDrawnPastItsRequestsTimeIsShownWhileTheArchiveChanges(t *testing.T) 
 		t.Errorf("%d layouts drawn for two map requests a second apart, the archive having grown by a paper between them, want 1 (the first, still fresh)", n)
 	}
 }
+
+// sampleMapStore serves one space whose map sample is n papers of dims dimensions, and closes
+// freed once the sample it handed out last is garbage.
+type sampleMapStore struct {
+	nilStore
+	n, dims int
+	freed   chan struct{}
+}
+
+func (s *sampleMapStore) ActiveSpace(context.Context) (paper.Space, error) {
+	return paper.Space{ID: 7, Model: "m", Dimensions: s.dims, Template: "t"}, nil
+}
+
+func (s *sampleMapStore) ArchiveMap(context.Context, int64, int) ([]MapPoint, int, error) {
+	pts := make([]MapPoint, s.n)
+	for i := range pts {
+		v := make([]float32, s.dims)
+		for j := range v {
+			v[j] = float32((i*31+j*17)%97) / 97
+		}
+		pts[i] = MapPoint{ID: fmt.Sprintf("p%d", i), Title: fmt.Sprintf("Paper %d", i), Categories: []string{fmt.Sprintf("cs.C%d", i%5)}, Vector: v}
+	}
+	freed := make(chan struct{})
+	s.freed = freed
+	runtime.AddCleanup(&pts[0], func(ch chan struct{}) { close(ch) }, freed)
+	return pts, s.n, nil
+}
+
+// TestADrawnMapKeepsNotItsSample: once the map page is drawn, the server keeps the map (its
+// dots, titles and legend), not the sample of vectors it was drawn from: the cached layout
+// held it through the callback that keeps the map, so a serve process that had shown the
+// map once kept up to MapMaxPoints vectors for good — 31 MB at 1,536 dimensions, 61 MB at
+// 3,072 (live heap 5 MB before the first map, 41 MB after, measured at 1,536).
+func TestADrawnMapKeepsNotItsSample(t *testing.T) {
+	st := &sampleMapStore{n: 500, dims: 256}
+	s, err := New(Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	s.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/map", nil))
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "Paper 499") {
+		t.Fatalf("GET /map: %d %.300s", w.Code, w.Body.String())
+	}
+	for range 50 {
+		runtime.GC()
+		select {
+		case <-st.freed:
+			// The map drawn is still served, from what the server kept.
+			w := httptest.NewRecorder()
+			s.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/map", nil))
+			if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "Paper 499") {
+				t.Errorf("GET /map again: %d %.300s", w.Code, w.Body.String())
+			}
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Errorf("the map's sample of %d vectors of %d dimensions is still held after the map was drawn", st.n, st.dims)
+}
