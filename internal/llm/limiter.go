@@ -361,10 +361,22 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				}
 			}
 		}
+		if resp.StatusCode >= http.StatusBadRequest {
+			// go-openai reads an error answer whole (handleErrorResp's io.ReadAll): a proxy's or
+			// a misbehaving server's page of any size would be held once per request.
+			resp.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.LimitReader(resp.Body, maxErrorBody), resp.Body}
+		}
 		resp.Body = drainingBody{resp.Body}
 	}
 	return resp, err
 }
+
+// maxErrorBody is the most of an error answer's body (a 4xx or 5xx) a client reads: an API's
+// error object is well under a kilobyte, a proxy's error page a few.
+const maxErrorBody = 1 << 20
 
 // errorInSuccess gives resp, a 200, the status of the error its body holds instead of an
 // answer: a gateway that sends its 200 before the provider it routes to has answered sends the

@@ -463,3 +463,28 @@ func TestCallErrorsAndLogURLNeverShowTheBaseURLsSecrets(t *testing.T) {
 		}
 	}
 }
+
+// An error answer's body is read at most maxErrorBody: go-openai reads an error body whole, and
+// a proxy answering with an endless page held it in memory once per request. A success's body is
+// not bounded (a large embeddings answer is tens of megabytes).
+func TestTransportBoundsAnErrorAnswersBody(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		status int
+		want   int
+	}{{http.StatusBadGateway, maxErrorBody}, {http.StatusBadRequest, maxErrorBody}, {http.StatusOK, 3 * maxErrorBody}} {
+		body := &countingBody{r: strings.NewReader(strings.Repeat("x", 3*maxErrorBody))}
+		tr := &Transport{Base: roundTripFunc(func(*http.Request) (*http.Response, error) {
+			return &http.Response{StatusCode: tc.status, Header: http.Header{}, Body: body}, nil
+		})}
+		resp, err := tr.RoundTrip(httptest.NewRequest(http.MethodPost, "http://api.test/v1/embeddings", nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || int(n) != tc.want {
+			t.Errorf("a %d answer of %d bytes: read %d (%v), want %d", tc.status, 3*maxErrorBody, n, err, tc.want)
+		}
+	}
+}
