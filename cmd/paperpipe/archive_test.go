@@ -593,7 +593,7 @@ func TestReprocessBatchAPISaysAJobThatFailedBeforeItsBatchWasNotSubmitted(t *tes
 	if err == nil || !strings.Contains(err.Error(), "TMPDIR names a writable one") || !strings.Contains(err.Error(), "stay open") {
 		t.Fatalf("reprocess: %v; want the jobs' failure at their input file, saying they stay open", err)
 	}
-	if said := errw.String(); !strings.Contains(said, "0 batches submitted (0 requests), 2 jobs not submitted (no batch created") {
+	if said := errw.String(); !strings.Contains(said, "0 batches submitted (0 requests), 2 jobs not submitted (no batch recorded") {
 		t.Errorf("the summary does not say no batch was submitted:\n%s", said)
 	}
 	t.Setenv("TMPDIR", t.TempDir())

@@ -1106,7 +1106,7 @@ func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.S
 	// submitted (6026 requests)" for a job whose input file could not be written.
 	unsent := ""
 	if rep.Unsubmitted > 0 {
-		unsent = fmt.Sprintf(", %s not submitted (no batch created; see below)", plural(rep.Unsubmitted, "job", "jobs"))
+		unsent = fmt.Sprintf(", %s not submitted (no batch recorded: see below; a batch whose creation answer was lost is found by the next run)", plural(rep.Unsubmitted, "job", "jobs"))
 	}
 	removed := ""
 	if rep.Removed > 0 {
