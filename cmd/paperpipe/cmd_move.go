@@ -87,6 +87,9 @@ func runImport(ctx context.Context, st *store.Store, path string, errw io.Writer
 // importPapersResult is what the papers' pass of import did.
 type importPapersResult struct {
 	Lines, Stored, Removed, Bad int
+	// New counts the papers of Stored this archive did not hold before: a second import of a
+	// file, or one resumed, stores none anew.
+	New int
 	// TLDRs and Vectors count the lines with a TL;DR and with a vector: the passes to run.
 	TLDRs, Vectors int
 }
@@ -251,6 +254,9 @@ func importPapers(ctx context.Context, st *store.Store, path string, chunk int, 
 				res.Removed++
 			} else {
 				res.Stored++
+				if p.New {
+					res.New++
+				}
 			}
 		}
 		buf = buf[:0]
@@ -330,8 +336,12 @@ func importPapers(ctx context.Context, st *store.Store, path string, chunk int, 
 	if res.Removed > 0 {
 		removed = fmt.Sprintf(", %s removed here since (not stored again)", plural(res.Removed, "paper", "papers"))
 	}
-	fmt.Fprintf(errw, "import: %s: %s stored%s, %s\n", plural(res.Lines, "line", "lines"),
-		plural(res.Stored, "paper", "papers"), removed, plural(res.Bad, "bad line", "bad lines"))
+	held := ""
+	if res.New < res.Stored {
+		held = fmt.Sprintf(" (%d of them new here, the others held already)", res.New)
+	}
+	fmt.Fprintf(errw, "import: %s: %s stored%s%s, %s\n", plural(res.Lines, "line", "lines"),
+		plural(res.Stored, "paper", "papers"), held, removed, plural(res.Bad, "bad line", "bad lines"))
 	return res, nil
 }
 

@@ -695,6 +695,16 @@ func TestImportRespectsRemovalsAndNewerText(t *testing.T) {
 	if err != nil || res.Papers.Stored != 2 || res.Papers.Removed != 1 || res.TLDRs.Saved != 1 {
 		t.Fatalf("import: %+v, %v; want 2 papers stored, 1 removed, 1 TL;DR saved\n%s", res, err, errw.String())
 	}
+	// Of the two, one was held already (with its newer text), and the summary says so.
+	if res.Papers.New != 1 || !strings.Contains(errw.String(), "2 papers stored (1 of them new here, the others held already)") {
+		t.Errorf("import: %d new; said\n%s\nwant 1 of the 2 papers stored new here, and said", res.Papers.New, errw.String())
+	}
+	// Imported again, nothing is new.
+	errw.Reset()
+	if res, err := runImport(ctx, moved.st, file, &errw); err != nil || res.Papers.New != 0 ||
+		!strings.Contains(errw.String(), "(0 of them new here, the others held already)") {
+		t.Errorf("import again: %+v, %v; said\n%s\nwant no paper new here, and said", res, err, errw.String())
+	}
 	if _, err := moved.st.Paper(ctx, "arxiv:2401.00000"); !errors.Is(err, paper.ErrNotFound) {
 		t.Errorf("the removed paper: %v, want it not found", err)
 	}
