@@ -118,29 +118,30 @@ func RunStages(ctx context.Context, db *DB, corpus []paper.Abstract, n, batch in
 			PromptVersion: work.PromptVersion, ContentHash: a.ContentHash(), Validation: paper.ValidOK}
 	}
 	stages := []struct {
-		name string
-		do   func(i, j int) error
+		name  string
+		do    func(i, j int) error
+		setup func() error
 	}{
-		{"UpsertPapers (new papers)", func(i, j int) error { _, err := st.UpsertPapers(ctx, abs[i:j], work); return err }},
-		{"UpsertPapers (unchanged papers, the skip path)", func(i, j int) error { _, err := st.UpsertPapers(ctx, abs[i:j], work); return err }},
-		{"SaveSummaries", func(i, j int) error { _, err := st.SaveSummaries(ctx, sums[i:j]); return err }},
-		{"SaveEmbeddings, HNSW space, offline vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spOff.ID, offEmbs[i:j]); return err }},
-		{"SaveEmbeddings, HNSW space, fake API text vectors (its default)", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spText.ID, textEmbs[i:j]); return err }},
-		{"SaveEmbeddings, HNSW space, random vectors (fake API -vectors random)", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spRand.ID, randEmbs[i:j]); return err }},
-		{"SaveEmbeddings, space without index, random vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spBare.ID, randEmbs[i:j]); return err }},
-		{"SaveEmbeddings, hnsw-binary space, offline vectors", func(i, j int) error { _, err := stBin.SaveEmbeddings(ctx, spBinOff.ID, offEmbs[i:j]); return err }},
-		{"SaveEmbeddings, hnsw-binary space, fake API text vectors", func(i, j int) error { _, err := stBin.SaveEmbeddings(ctx, spBinText.ID, textEmbs[i:j]); return err }},
-		{"SaveEmbeddings, hnsw-halfvec space (the default), offline vectors", func(i, j int) error { _, err := stHalf.SaveEmbeddings(ctx, spHalf.ID, offEmbs[i:j]); return err }},
-		{"experiment: SaveEmbeddings, HNSW ef_construction 32, offline vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spEf32.ID, offEmbs[i:j]); return err }},
-		{"experiment: UpsertPapers (unchanged papers) without the generated tsv column", func(i, j int) error {
+		{"UpsertPapers (new papers)", func(i, j int) error { _, err := st.UpsertPapers(ctx, abs[i:j], work); return err }, nil},
+		{"SaveSummaries", func(i, j int) error { _, err := st.SaveSummaries(ctx, sums[i:j]); return err }, nil},
+		{"SaveEmbeddings, HNSW space, offline vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spOff.ID, offEmbs[i:j]); return err }, nil},
+		// After the TL;DRs and vectors of work are stored, as the worker finds a paper it skips.
+		{"UpsertPapers (unchanged papers, the skip path)", func(i, j int) error { return skipPath(ctx, st, abs[i:j], work) }, nil},
+		{"SaveEmbeddings, HNSW space, fake API text vectors (its default)", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spText.ID, textEmbs[i:j]); return err }, nil},
+		{"SaveEmbeddings, HNSW space, random vectors (fake API -vectors random)", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spRand.ID, randEmbs[i:j]); return err }, nil},
+		{"SaveEmbeddings, space without index, random vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spBare.ID, randEmbs[i:j]); return err }, nil},
+		{"SaveEmbeddings, hnsw-binary space, offline vectors", func(i, j int) error { _, err := stBin.SaveEmbeddings(ctx, spBinOff.ID, offEmbs[i:j]); return err }, nil},
+		{"SaveEmbeddings, hnsw-binary space, fake API text vectors", func(i, j int) error { _, err := stBin.SaveEmbeddings(ctx, spBinText.ID, textEmbs[i:j]); return err }, nil},
+		{"SaveEmbeddings, hnsw-halfvec space (the default), offline vectors", func(i, j int) error { _, err := stHalf.SaveEmbeddings(ctx, spHalf.ID, offEmbs[i:j]); return err }, nil},
+		{"experiment: SaveEmbeddings, HNSW ef_construction 32, offline vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spEf32.ID, offEmbs[i:j]); return err }, nil},
+		{"experiment: UpsertPapers (unchanged papers, the skip path) without the generated tsv column", func(i, j int) error {
 			if i == 0 {
 				if _, err := st.Pool().Exec(ctx, "DROP TRIGGER IF EXISTS papers_tsv ON papers; ALTER TABLE papers DROP COLUMN tsv"); err != nil {
 					return err
 				}
 			}
-			_, err := st.UpsertPapers(ctx, abs[i:j], work)
-			return err
-		}},
+			return skipPath(ctx, st, abs[i:j], work)
+		}, nil},
 	}
 	var out []StageResult
 	for _, s := range stages {
@@ -160,4 +161,20 @@ func RunStages(ctx context.Context, db *DB, corpus []paper.Abstract, n, batch in
 		out = append(out, res)
 	}
 	return out, nil
+}
+
+// skipPath is UpsertPapers of papers the worker has nothing to do for: unchanged, their TL;DRs
+// and embeddings of work stored. It fails when the call finds work pending, as then it is not
+// the worker's skip path.
+func skipPath(ctx context.Context, st *store.Store, papers []paper.Abstract, work paper.Work) error {
+	pending, err := st.UpsertPapers(ctx, papers, work)
+	if err != nil {
+		return err
+	}
+	for _, p := range pending {
+		if p.NeedTLDR || p.NeedEmbedding || p.Changed || p.New {
+			return fmt.Errorf("paper %s has work pending (%+v): not the worker's skip path", p.ID, p)
+		}
+	}
+	return nil
 }
