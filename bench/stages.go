@@ -117,6 +117,7 @@ func RunStages(ctx context.Context, db *DB, corpus []paper.Abstract, n, batch in
 		sums[i] = paper.Summary{PaperID: a.ID, Text: "A one-sentence TL;DR of paper " + a.ID + ".", Model: work.Model,
 			PromptVersion: work.PromptVersion, ContentHash: a.ContentHash(), Validation: paper.ValidOK}
 	}
+	// setup, when set, runs before a stage's timing starts.
 	stages := []struct {
 		name  string
 		do    func(i, j int) error
@@ -134,17 +135,20 @@ func RunStages(ctx context.Context, db *DB, corpus []paper.Abstract, n, batch in
 		{"SaveEmbeddings, hnsw-binary space, fake API text vectors", func(i, j int) error { _, err := stBin.SaveEmbeddings(ctx, spBinText.ID, textEmbs[i:j]); return err }, nil},
 		{"SaveEmbeddings, hnsw-halfvec space (the default), offline vectors", func(i, j int) error { _, err := stHalf.SaveEmbeddings(ctx, spHalf.ID, offEmbs[i:j]); return err }, nil},
 		{"experiment: SaveEmbeddings, HNSW ef_construction 32, offline vectors", func(i, j int) error { _, err := st.SaveEmbeddings(ctx, spEf32.ID, offEmbs[i:j]); return err }, nil},
-		{"experiment: UpsertPapers (unchanged papers, the skip path) without the generated tsv column", func(i, j int) error {
-			if i == 0 {
-				if _, err := st.Pool().Exec(ctx, "DROP TRIGGER IF EXISTS papers_tsv ON papers; ALTER TABLE papers DROP COLUMN tsv"); err != nil {
-					return err
-				}
-			}
-			return skipPath(ctx, st, abs[i:j], work)
-		}, nil},
+		{"experiment: UpsertPapers (unchanged papers, the skip path) without the generated tsv column",
+			func(i, j int) error { return skipPath(ctx, st, abs[i:j], work) },
+			func() error {
+				_, err := st.Pool().Exec(ctx, "DROP TRIGGER IF EXISTS papers_tsv ON papers; ALTER TABLE papers DROP COLUMN tsv")
+				return err
+			}},
 	}
 	var out []StageResult
 	for _, s := range stages {
+		if s.setup != nil {
+			if err := s.setup(); err != nil {
+				return out, fmt.Errorf("stage %s: %w", s.name, err)
+			}
+		}
 		c0 := SampleCPU(0, db.Name)
 		t0 := time.Now()
 		for i := 0; i < n; i += batch {
