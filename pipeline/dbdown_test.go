@@ -108,7 +108,7 @@ CREATE TRIGGER disk_full BEFORE INSERT OR UPDATE ON tldrs FOR EACH ROW EXECUTE F
 	}
 }
 
-// pendingOnlyStore is cmd/paperpipe's reprocessStore: its intake is store.PendingFor.
+// pendingOnlyStore is internal/reprocess.Store, which cmd/paperpipe's reprocess runs: its intake is store.PendingFor.
 type pendingOnlyStore struct{ *store.Store }
 
 func (s pendingOnlyStore) UpsertPapers(ctx context.Context, papers []paper.Abstract, w paper.Work) ([]paper.Pending, error) {

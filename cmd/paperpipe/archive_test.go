@@ -27,6 +27,7 @@ import (
 	"github.com/paperpipe/paperpipe/internal/natstest"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/internal/pgtest"
+	"github.com/paperpipe/paperpipe/internal/reprocess"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/store"
@@ -1090,7 +1091,7 @@ func TestResumedReprocessNeverRevertsANewerText(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := pipeline.NewRunPublisher(js, target.Subject, "killed-run", 0)
-	if _, err := publishStale(ctx, e.st, store.Selection{Work: paper.Work{Model: work.Model, PromptVersion: work.PromptVersion}}, pub, 0, nil, func(id string, err error) { t.Errorf("%s: %v", id, err) }); err != nil {
+	if _, err := reprocess.PublishStale(ctx, e.st, store.Selection{Work: paper.Work{Model: work.Model, PromptVersion: work.PromptVersion}}, pub, 0, nil, func(id string, err error) { t.Errorf("%s: %v", id, err) }); err != nil {
 		t.Fatal(err)
 	}
 	// Meanwhile the feed brings version 2 of one paper (what ingest and a worker store).
@@ -1947,10 +1948,10 @@ func TestPublishStaleLeavesOutAPaperTooLargeForTheQueue(t *testing.T) {
 	ctx := t.Context()
 	pub := pipeline.NewRunPublisher(js, pipeline.SubjectNew, "big-run", 0)
 	var left []string
-	n, err := publishStale(ctx, e.st, store.Selection{Work: paper.Work{Model: "another-model", PromptVersion: "v9"}}, pub, 0, nil,
+	n, err := reprocess.PublishStale(ctx, e.st, store.Selection{Work: paper.Work{Model: "another-model", PromptVersion: "v9"}}, pub, 0, nil,
 		func(id string, err error) { left = append(left, id) })
 	if err != nil || n != 2 || !slices.Equal(left, []string{v2.ID}) {
-		t.Errorf("publishStale: %d published, left out %v, err %v; want 2 published and %s left out", n, left, err, v2.ID)
+		t.Errorf("PublishStale: %d published, left out %v, err %v; want 2 published and %s left out", n, left, err, v2.ID)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/paperpipe/paperpipe/ingest"
 	"github.com/paperpipe/paperpipe/internal/pricing"
 	"github.com/paperpipe/paperpipe/internal/redact"
+	"github.com/paperpipe/paperpipe/internal/reprocess"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/store"
@@ -438,7 +439,7 @@ func queueMissing(ctx context.Context, log *slog.Logger, st *store.Store, b *bro
 	// A worker of another process that still runs on the space this one left hands the copies
 	// back instead of taking them for its own space (see runWorkersOnce).
 	pub.ForSpace(space.ID)
-	n, err := publishStale(ctx, st, store.Selection{Work: paper.Work{SpaceID: space.ID}}, pub, 0, nil, func(id string, err error) {
+	n, err := reprocess.PublishStale(ctx, st, store.Selection{Work: paper.Work{SpaceID: space.ID}}, pub, 0, nil, func(id string, err error) {
 		log.Warn("a paper missing from the space cannot be queued", "paper", id, "err", err)
 	})
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/paperpipe/paperpipe/ingest"
 	"github.com/paperpipe/paperpipe/internal/llm"
 	"github.com/paperpipe/paperpipe/internal/pricing"
+	"github.com/paperpipe/paperpipe/internal/reprocess"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/store"
@@ -752,16 +753,6 @@ type dryRunPlan struct {
 	Estimate      estimate          `json:"estimate"`
 }
 
-// reprocessStore is the store as a re-processing worker sees it: one that never writes texts.
-type reprocessStore struct{ *store.Store }
-
-// UpsertPapers does not write the messages' texts: they were read from the store when the run
-// published them, and a newer text may have arrived since (a run resumed after an ingest, a
-// replayed dead letter); see store.PendingFor.
-func (s reprocessStore) UpsertPapers(ctx context.Context, papers []paper.Abstract, w paper.Work) ([]paper.Pending, error) {
-	return s.Store.PendingFor(ctx, papers, w)
-}
-
 // runReprocessWorkers publishes the stale papers to the target's subject page by page and, after
 // each page, runs a worker on the target's consumer until it is idle. Interrupted, it leaves
 // the rest for the next run: the store says what is done, and message ids make republishing
@@ -794,7 +785,7 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 	if sel.Work.Model != "" {
 		sum = m.sum
 	}
-	wst := reprocessStore{st}
+	wst := reprocess.Store{Store: st}
 	var emb pipeline.Embedder
 	if sel.Work.SpaceID != 0 {
 		emb = m.emb
@@ -881,7 +872,7 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 		res.LeftOut++
 		fmt.Fprintf(errw, "reprocess: %s: %v: left out (it cannot be queued)\n", id, err)
 	}
-	if _, err = publishStale(ctx, st, sel, pub, o.pageSize, drain, tooLarge); err == nil {
+	if _, err = reprocess.PublishStale(ctx, st, sel, pub, o.pageSize, drain, tooLarge); err == nil {
 		err = drain()
 	} else if errors.Is(err, pipeline.ErrQueueFull) && ctx.Err() == nil {
 		// Say what to do, as ingest does: the server's answer alone told the user nothing.
@@ -924,46 +915,6 @@ func nothingStale(ctx context.Context, st *store.Store, sel store.Selection) boo
 	defer cancel()
 	n, err := st.CountStale(cctx, sel)
 	return err == nil && n.Papers == 0
-}
-
-// publishStale publishes the papers sel selects (store.StalePapers) through pub and flushes it.
-// With between set, every `every` papers are flushed and between is called (reprocess drains
-// its workers there) before more are published. A paper whose message is over the queue's
-// limit (one ingest took with little to spare: a reprocess message's id and headers are
-// longer) is left out and passed to tooLarge; the others go on. It returns how many papers
-// were published.
-func publishStale(ctx context.Context, st *store.Store, sel store.Selection, pub *pipeline.Publisher,
-	every int, between func() error, tooLarge func(id string, err error)) (int, error) {
-	n := 0
-	err := st.StalePapers(ctx, sel, 500, func(page []store.StalePaper) error {
-		for _, p := range page {
-			if err := pub.Publish(ctx, p.Abstract); err != nil {
-				var big *pipeline.TooLargeError
-				if errors.As(err, &big) {
-					tooLarge(p.ID, err)
-					continue
-				}
-				return err
-			}
-			if n++; between == nil || n%every != 0 {
-				continue
-			}
-			if err := pub.Flush(ctx); err != nil {
-				return err
-			}
-			if err := between(); err != nil {
-				return err
-			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return n, err
-	}
-	return n, pub.Flush(ctx)
 }
 
 // batchProgress is the line a --batch-api run prints at each poll of its jobs, open or closed.
