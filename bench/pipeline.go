@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/llm"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/internal/reprocess"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/store"
@@ -114,17 +116,27 @@ type PipelineResult struct {
 	Fake            *openaitest.Stats     `json:"-"`
 }
 
-// ReprocessResult measures re-processing an unchanged, fully processed archive.
+// ReprocessResult measures re-processing the fully processed archive of a case.
 type ReprocessResult struct {
 	Papers int `json:"papers"`
+	// Command is `paperpipe reprocess` over the unchanged archive, on the command's path
+	// (see ReprocessRun): the reprocess goal's figure. Nil in results written before it was
+	// measured, whose goal is then not judged.
+	Command *ReprocessRun `json:"command,omitempty"`
+	// PartlyStale is the same path once StaleFraction of the papers have their TL;DR from an
+	// earlier prompt version: the run buys those TL;DRs from the fake API.
+	PartlyStale   *ReprocessRun `json:"partly_stale,omitempty"`
+	StaleFraction float64       `json:"stale_fraction,omitempty"`
 	// SelectPerSecond is the rate at which store.StalePapers (what `paperpipe reprocess`
 	// selects with) walks the archive; Stale how many papers it returned (0 expected).
 	SelectSeconds   float64 `json:"select_s"`
 	SelectPerSecond float64 `json:"select_papers_per_s"`
 	Stale           int     `json:"stale"`
-	// Worker skip path: the papers published again on a re-processing subject (distinct
-	// message ids, so not dropped as duplicates) and drained by a worker that finds every
-	// result stored. WorkerPerSecond runs from the worker's start to the last ack.
+	// Re-ingest of the unchanged archive, the worker's skip path (not the reprocess command's):
+	// the papers published again on a re-processing subject (distinct message ids, so not
+	// dropped as duplicates) and drained by a worker on the plain store, as an ingest of them
+	// again would be, that finds every result stored. WorkerPerSecond runs from the worker's
+	// start to the last ack.
 	PublishPerSecond float64              `json:"publish_papers_per_s"`
 	WorkerSeconds    float64              `json:"worker_s"`
 	WorkerPerSecond  float64              `json:"worker_papers_per_s"`
@@ -133,6 +145,27 @@ type ReprocessResult struct {
 	APICalls         int64                `json:"api_calls"`
 	CPU              CPUUse               `json:"cpu"`
 	Worker           pipeline.WorkerStats `json:"worker"`
+}
+
+// ReprocessRun is one run of `paperpipe reprocess`'s path (cmd/paperpipe: runReprocess,
+// runReprocessWorkers) over the whole archive: the stale papers counted (store.CountStale),
+// the target's consumer ensured, the stale papers selected and published
+// (reprocess.PublishStale, pages of 5,000), and a worker on the re-processing store
+// (reprocess.Store, whose intake is the read-only store.PendingFor) run until its consumer is
+// idle after each page and at the end; then its idle consumer removed. PerSecond is the
+// archive's papers over Seconds, which runs from the count to the worker's exit.
+// CountSeconds is the count's share of Seconds and DrainSeconds the workers' (an idle
+// worker waits for one empty pull, pipeline.WorkerConfig.FetchWait, before it exits).
+type ReprocessRun struct {
+	Stale        int                  `json:"stale"`
+	Published    int                  `json:"published"`
+	Seconds      float64              `json:"s"`
+	CountSeconds float64              `json:"count_s"`
+	DrainSeconds float64              `json:"drain_s"`
+	PerSecond    float64              `json:"archive_papers_per_s"`
+	APICalls     int64                `json:"api_calls"`
+	CPU          CPUUse               `json:"cpu"`
+	Worker       pipeline.WorkerStats `json:"worker"`
 }
 
 // PipelineOptions is what every pipeline case shares.
@@ -469,9 +502,108 @@ func waitFor(ctx context.Context, timeout time.Duration, done func() bool) error
 	return nil
 }
 
-// reprocess measures re-processing the archive the case has just processed.
+// reprocessStaleEvery makes one paper in this many stale for the partly stale reprocess.
+const reprocessStaleEvery = 10
+
+// reprocess measures re-processing the archive the case has just processed: the command's
+// path over it unchanged, its re-ingest, then the command's path once one paper in
+// reprocessStaleEvery has a TL;DR of an earlier prompt version.
 func (e *pipelineEnv) reprocess(ctx context.Context, abstracts []paper.Abstract) (ReprocessResult, error) {
 	res := ReprocessResult{Papers: len(abstracts)}
+	cmd, err := e.reprocessCommand(ctx, len(abstracts))
+	if err != nil {
+		return res, fmt.Errorf("unchanged archive: %w", err)
+	}
+	res.Command = &cmd
+	if err := e.reingest(ctx, abstracts, &res); err != nil {
+		return res, fmt.Errorf("re-ingest: %w", err)
+	}
+	var ids []string
+	for i := 0; i < len(abstracts); i += reprocessStaleEvery {
+		ids = append(ids, abstracts[i].ID)
+	}
+	w := e.work()
+	if _, err := e.st.Pool().Exec(ctx, `UPDATE tldrs SET prompt_version = prompt_version || '-earlier'
+		WHERE model = $1 AND prompt_version = $2 AND paper_id = ANY($3)`, w.Model, w.PromptVersion, ids); err != nil {
+		return res, fmt.Errorf("make papers stale: %w", err)
+	}
+	part, err := e.reprocessCommand(ctx, len(abstracts))
+	if err != nil {
+		return res, fmt.Errorf("partly stale archive: %w", err)
+	}
+	res.PartlyStale, res.StaleFraction = &part, round3(float64(len(ids))/float64(len(abstracts)))
+	return res, nil
+}
+
+// reprocessCommand runs `paperpipe reprocess`'s path over the archive of papers papers (see
+// ReprocessRun), without its locks, progress and messages.
+func (e *pipelineEnv) reprocessCommand(ctx context.Context, papers int) (ReprocessRun, error) {
+	var res ReprocessRun
+	sel := store.Selection{Work: e.work()}
+	target := pipeline.NewReprocessTarget(sel.Work, e.space.Name())
+	before := e.fakeStats(ctx)
+	cpu0 := SampleCPU(e.fakePID(), e.opts.DB.Name)
+	t0 := time.Now()
+	counts, err := e.st.CountStale(ctx, sel)
+	if err != nil {
+		return res, err
+	}
+	res.Stale = int(counts.Papers)
+	res.CountSeconds = round3(time.Since(t0).Seconds())
+	var drained time.Duration
+	if err := pipeline.EnsureReprocessConsumer(ctx, e.js, pipeline.TopologyConfig{}, target, "benchmark"); err != nil {
+		return res, err
+	}
+	drain := func() error {
+		w, err := pipeline.NewWorker(e.js, reprocess.Store{Store: e.st}, e.sum, e.emb, pipeline.WorkerConfig{
+			Consumer: target.Consumer, SpaceID: e.space.ID, Concurrency: e.c.Concurrency, Linger: e.c.Linger, EmbedLinger: e.c.EmbedLinger,
+			ExitWhenIdle: true, Logger: e.opts.Logger,
+		})
+		if err != nil {
+			return err
+		}
+		d0 := time.Now()
+		err = w.Run(ctx)
+		drained += time.Since(d0)
+		s := w.Stats()
+		res.Worker.Acked += s.Acked
+		res.Worker.Skipped += s.Skipped
+		res.Worker.TLDRs += s.TLDRs
+		res.Worker.Embeddings += s.Embeddings
+		res.Worker.Dead += s.Dead
+		return err
+	}
+	if left, err := pipeline.Queued(ctx, e.js, target); err != nil {
+		return res, err
+	} else if left > 0 {
+		return res, fmt.Errorf("%d messages of an earlier run queued on %s", left, target.Consumer)
+	}
+	pub := pipeline.NewRunPublisher(e.js, target.Subject, strconv.FormatInt(time.Now().UnixNano(), 36), 256)
+	tooLarge := func(id string, err error) { e.opts.Logger.Warn("left out", "paper", id, "err", err) }
+	if res.Published, err = reprocess.PublishStale(ctx, e.st, sel, pub, 5000, drain, tooLarge); err != nil {
+		return res, err
+	}
+	if err := drain(); err != nil {
+		return res, err
+	}
+	if _, err := pipeline.RemoveIdleReprocessConsumer(ctx, e.js, target); err != nil {
+		return res, err
+	}
+	d := time.Since(t0)
+	res.CPU = SampleCPU(e.fakePID(), e.opts.DB.Name).Since(cpu0)
+	after := e.fakeStats(ctx)
+	if err := specViolations(after); err != nil {
+		return res, err
+	}
+	res.APICalls = (after.ChatRequests - before.ChatRequests) + (after.EmbedRequests - before.EmbedRequests)
+	res.Seconds, res.PerSecond, res.DrainSeconds = round3(d.Seconds()), round3(Rate(papers, d)), round3(drained.Seconds())
+	e.tap.take(target.Consumer) // its acks are not the re-ingest's
+	return res, nil
+}
+
+// reingest measures the selection alone and the re-ingest of the unchanged archive (see
+// ReprocessResult) into res.
+func (e *pipelineEnv) reingest(ctx context.Context, abstracts []paper.Abstract, res *ReprocessResult) error {
 	sel := store.Selection{Work: e.work()}
 	t0 := time.Now()
 	err := e.st.StalePapers(ctx, sel, 500, func(page []store.StalePaper) error {
@@ -479,24 +611,24 @@ func (e *pipelineEnv) reprocess(ctx context.Context, abstracts []paper.Abstract)
 		return nil
 	})
 	if err != nil {
-		return res, err
+		return err
 	}
 	d := time.Since(t0)
 	res.SelectSeconds, res.SelectPerSecond = round3(d.Seconds()), round3(Rate(len(abstracts), d))
 
 	target := pipeline.NewReprocessTarget(e.work(), e.space.Name())
 	if err := pipeline.EnsureReprocessConsumer(ctx, e.js, pipeline.TopologyConfig{}, target, "benchmark"); err != nil {
-		return res, err
+		return err
 	}
 	pub := pipeline.NewPublisher(e.js, target.Subject, 256)
 	t0 = time.Now()
 	for _, a := range abstracts {
 		if err := pub.Publish(ctx, a); err != nil {
-			return res, err
+			return err
 		}
 	}
 	if err := pub.Flush(ctx); err != nil {
-		return res, err
+		return err
 	}
 	res.PublishPerSecond = round3(Rate(len(abstracts), time.Since(t0)))
 
@@ -504,7 +636,7 @@ func (e *pipelineEnv) reprocess(ctx context.Context, abstracts []paper.Abstract)
 		Consumer: target.Consumer, SpaceID: e.space.ID, Concurrency: e.c.Concurrency, Linger: e.c.Linger, EmbedLinger: e.c.EmbedLinger, Logger: e.opts.Logger,
 	})
 	if err != nil {
-		return res, err
+		return err
 	}
 	before := e.fakeStats(ctx)
 	cpu0 := SampleCPU(e.fakePID(), e.opts.DB.Name)
@@ -522,11 +654,11 @@ func (e *pipelineEnv) reprocess(ctx context.Context, abstracts []paper.Abstract)
 	}
 	res.Worker = w.Stats()
 	if err != nil {
-		return res, fmt.Errorf("worker %+v: %w", res.Worker, err)
+		return fmt.Errorf("worker %+v: %w", res.Worker, err)
 	}
 	after := e.fakeStats(ctx)
 	if err := specViolations(after); err != nil {
-		return res, err
+		return err
 	}
 	res.APICalls = (after.ChatRequests - before.ChatRequests) + (after.EmbedRequests - before.EmbedRequests)
 	res.Skipped = res.Worker.Skipped
@@ -543,5 +675,5 @@ func (e *pipelineEnv) reprocess(ctx context.Context, abstracts []paper.Abstract)
 	res.WorkerPerSecond = round3(Rate(len(abstracts), last.Sub(start)))
 	res.Steady = round3(SteadyWindow(times, 0.1, 0.9))
 	res.CPU = cpu1.Since(cpu0)
-	return res, nil
+	return nil
 }

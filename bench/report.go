@@ -161,17 +161,29 @@ func (r *Run) Evaluate() {
 		}
 	}
 	g := Goal{Name: "reprocess of an unchanged archive", Target: "≥ 5,000 papers/s with zero API calls"}
-	if rp != nil {
-		g.Measured = fmt.Sprintf("worker skip path %.0f papers/s (%d API calls); selection %.0f papers/s (%d stale)",
+	if rp != nil && rp.Command == nil {
+		// Results written before the command's path was measured: their figure is the re-ingest's.
+		g.Measured = fmt.Sprintf("not measured on `paperpipe reprocess`'s path (these results measured the re-ingest path alone, "+
+			"which the command does not run: worker skip path %.0f papers/s, %d API calls; selection %.0f papers/s, %d stale)",
 			rp.WorkerPerSecond, rp.APICalls, rp.SelectPerSecond, rp.Stale)
-		g.Pass = ptr(rp.WorkerPerSecond >= 5000 && rp.APICalls == 0)
+	} else if rp != nil {
+		c := rp.Command
+		g.Measured = fmt.Sprintf("`paperpipe reprocess`'s path %.0f papers/s (%d papers in %.2fs: %d stale, %d published, %d API calls); "+
+			"re-ingest (worker skip path, not the command's) %.0f papers/s",
+			c.PerSecond, rp.Papers, c.Seconds, c.Stale, c.Published, c.APICalls, rp.WorkerPerSecond)
+		g.Pass = ptr(c.PerSecond >= 5000 && c.APICalls == 0)
 		g.Limit = fmt.Sprintf("machine %.0f%% busy; paperpipe %.1fs, PostgreSQL %.1fs CPU of %.1fs wall",
-			rp.CPU.Utilisation*100, rp.CPU.SelfSeconds, rp.CPU.PostgresSeconds, rp.CPU.WallSeconds)
+			c.CPU.Utilisation*100, c.CPU.SelfSeconds, c.CPU.PostgresSeconds, c.CPU.WallSeconds)
 		failLost(&g, rpCase)
-		if rp.Worker.Dead > 0 {
-			g.Pass = ptr(false)
-			g.Measured += fmt.Sprintf("; LOST: the re-processing worker dead-lettered %d of %d papers", rp.Worker.Dead, rp.Papers)
-			g.Limit = "papers dead-lettered (a run that loses papers passes no goal); " + g.Limit
+		for _, d := range []struct {
+			what string
+			dead int64
+		}{{"the reprocess", c.Worker.Dead}, {"the re-ingest's worker", rp.Worker.Dead}} {
+			if d.dead > 0 {
+				g.Pass = ptr(false)
+				g.Measured += fmt.Sprintf("; LOST: %s dead-lettered %d of %d papers", d.what, d.dead, rp.Papers)
+				g.Limit = "papers dead-lettered (a run that loses papers passes no goal); " + g.Limit
+			}
 		}
 	}
 	r.Goals = append(r.Goals, g)
@@ -591,12 +603,25 @@ func (r *Run) Markdown(svg, jsonName string) string {
 		w("\n")
 		for _, p := range r.Pipeline {
 			if rp := p.Reprocess; rp != nil {
-				w("\n## 3a. Re-processing an unchanged archive (%s, %d papers)\n\n", p.Case.Name, rp.Papers)
+				w("\n## 3a. Re-processing the processed archive (%s, %d papers)\n\n", p.Case.Name, rp.Papers)
 				w("| what | papers/s | seconds | notes |\n|---|---|---|---|\n")
-				w("| store.StalePapers selection (what `paperpipe reprocess` walks) | %.0f | %.2f | %d stale returned |\n", rp.SelectPerSecond, rp.SelectSeconds, rp.Stale)
-				w("| publish on the re-processing subject | %.0f | | distinct Nats-Msg-Id per target |\n", rp.PublishPerSecond)
-				w("| worker skip path (UpsertPapers finds all stored → ack) | %.0f (steady %.0f) | %.2f | %d skipped, %d API calls; CPU: paperpipe %.2fs, PG %.2fs, machine %.0f%% busy |\n",
+				run := func(what string, c *ReprocessRun) {
+					w("| %s | %.0f | %.2f | count %.2fs, workers %.2fs; %d stale, %d published, %d TL;DRs and %d embeddings stored, %d API calls; CPU: paperpipe %.2fs, PG %.2fs, machine %.0f%% busy |\n",
+						what, c.PerSecond, c.Seconds, c.CountSeconds, c.DrainSeconds, c.Stale, c.Published, c.Worker.TLDRs, c.Worker.Embeddings, c.APICalls,
+						c.CPU.SelfSeconds, c.CPU.PostgresSeconds, c.CPU.Utilisation*100)
+				}
+				if c := rp.Command; c != nil {
+					run("`paperpipe reprocess`'s path, unchanged archive (the goal's figure: count, select, publish, drain)", c)
+				} else {
+					w("| `paperpipe reprocess`'s path, unchanged archive | not measured | | these results measured the re-ingest path below alone |\n")
+				}
+				w("| store.StalePapers selection alone (what `paperpipe reprocess` walks) | %.0f | %.2f | %d stale returned |\n", rp.SelectPerSecond, rp.SelectSeconds, rp.Stale)
+				w("| re-ingest: publish every paper again on the re-processing subject | %.0f | | distinct Nats-Msg-Id per target |\n", rp.PublishPerSecond)
+				w("| re-ingest: worker skip path (the plain store's UpsertPapers finds all stored → ack; not the command's path) | %.0f (steady %.0f) | %.2f | %d skipped, %d API calls; CPU: paperpipe %.2fs, PG %.2fs, machine %.0f%% busy |\n",
 					rp.WorkerPerSecond, rp.Steady, rp.WorkerSeconds, rp.Skipped, rp.APICalls, rp.CPU.SelfSeconds, rp.CPU.PostgresSeconds, rp.CPU.Utilisation*100)
+				if c := rp.PartlyStale; c != nil {
+					run(fmt.Sprintf("`paperpipe reprocess`'s path, %.0f%% of the papers with a TL;DR of an earlier prompt version (papers/s of the whole archive)", rp.StaleFraction*100), c)
+				}
 			}
 		}
 	}
@@ -730,5 +755,5 @@ const methodText = `- **Pipeline.** Each case gets a fresh schema, a fresh embed
 - **Latency**: a second NATS connection subscribes to ` + "`$JS.ACK.PAPERS.>`" + ` (the acks workers publish) and ` + "`_INBOX.>`" + ` (deliveries to pull requests); the ack subject carries the stream sequence and the time the server stored the message. *e2e* = stored (publish) → ack, which in a burst run includes waiting in the backlog; *service* = first delivery to a worker → ack. The paced case publishes below the bound, so its e2e is the latency without a backlog.
 - **Requests per abstract** come from the fake's /_stats (HTTP requests received). **CPU**: getrusage of the benchmark process (worker, publisher, embedded NATS, store client, the tap) — paperpipe's own, since the fake runs as its own process; the fake's and the PostgreSQL backends' (process title naming the bench database) from /proc; machine busy from /proc/stat. Other helpers share this 2-core machine, so "other" CPU is reported too.
 - **kNN**: vectors are loaded through the store's bulk path — papers by COPY, store.EnsureSpaceForLoad (no index), store.LoadEmbeddings in chunks of 5,000 (COPY into a staging table + one INSERT), store.BuildSpaceIndex (maintenance_work_mem ` + benchIndexMem + `, 2 parallel workers) — then VACUUM (ANALYZE). The load goal times this path, which is not ` + "`paperpipe import-embeddings`" + ` end to end: import-embeddings builds with maintenance_work_mem from PAPERPIPE_INDEX_BUILD_MEMORY (default ` + importIndexMem + `, less than a 1M × 768 index — about 2 GB on halfvec, 4 GB on vector — whose build then spills to disk and takes longer: set it to ` + benchIndexMem + ` to build as here); it also parses each JSON line (the benchmark hands the store []float32) and runs VACUUM ANALYZE after the load, neither of which load+index counts. Exact answers are brute force in Go over the same float32 vectors. Recall@10 counts ties as found (TieRecall): among papers at the exact 10th neighbour's distance an exact answer keeps an arbitrary few (the lowest indexes), so a search that returns others of them is as right — a returned paper nearer than the 10th is found, and returned papers at exactly its distance fill the exact answer's places at that distance; the strict figure beside it counts only the exact answer's own papers. They differ only where papers tie, which synthetic vectors do not and the offline models' vectors of the generated abstracts (whose texts repeat) do. Latency and recall use Store.Related (stored papers, itself excluded) and Store.Search (held-out vectors). Each case's space has the store's default index kind, store.IndexHNSWHalfvec (HNSW on halfvec copies, halfvec_cosine_ops; each query re-ranks 2k candidates by exact cosine distance), unless named *-vector (store.IndexHNSW: HNSW on the vectors, vector_cosine_ops) or *-binary (store.IndexHNSWBinary: HNSW on binary_quantize codes, bit_hamming_ops; each query re-ranks its ef_search candidates by exact cosine distance). The ef_search sweep runs the store's own statement (store.NewKNNQuery; the store itself sets ef_search to max(store.DefaultEFSearch(kind), k) — 160 on every kind since session 9, 100 on hnsw and hnsw-halfvec before — unless PAPERPIPE_EF_SEARCH is set); the sweep's agreement with Store.Search is reported. Each ef_search point measures recall on a first pass over the questions and one client's latency on a second that asks them in turn until LatencyQueries (1,000 at 100k and 1M) are timed (the first pass's p99 is shown beside it). Recall and latency are reported for the related questions (RecallQueries stored papers, as Store.Related asks) and the search questions (as many held-out vectors, as Store.Search asks) each on their own — each kind's latency is its share of the second pass's samples, about half — and pooled; the related-papers goal and the ef_search for recall ≥ 0.95 are judged on the related questions alone. After the load and the index build, VACUUM (ANALYZE) runs before any query, so that autovacuum does not start on the fresh rows during the measurements; its time is reported and not counted in load+index. Synthetic data: see ClusterSpec in the settings.
-- **Re-processing**: after a zero-latency run, store.StalePapers walks the archive as ` + "`paperpipe reprocess`" + ` does, and the same papers are published on a re-processing target's subject (pipeline.NewReprocessTarget: distinct message ids, so the server does not drop them) and drained by a worker whose every UpsertPapers finds the results stored.
+- **Re-processing**: after a zero-latency run, the reprocess goal times ` + "`paperpipe reprocess`" + `'s own path over the unchanged archive, through the code the command runs (internal/reprocess): store.CountStale, the target's consumer, reprocess.PublishStale (store.StalePapers, pages of 5,000, each drained before the next) and a worker on reprocess.Store (its intake the read-only store.PendingFor) until its consumer is idle, then the idle consumer removed; papers/s is the archive's papers over that time, with the count's and the workers' shares beside it (a worker exits once a pull finds its consumer empty, after pipeline.WorkerConfig.FetchWait, 1 s: a fixed cost of every run, most of it over a small unchanged archive). The command's run locks, progress lines and the space's index check are not timed. The re-ingest row is another path, kept apart: the same papers published again on the re-processing subject (pipeline.NewReprocessTarget: distinct message ids, so the server does not drop them) and drained by a worker on the plain store, whose every UpsertPapers (as an ingest's) finds the results stored — the worker's skip path. Last, one paper in 10 gets its TL;DR marked as of an earlier prompt version, and the command's path runs again, buying those TL;DRs from the fake API.
 `
