@@ -427,10 +427,15 @@ func RunKNN(ctx context.Context, opts KNNOptions, c KNNCase) (KNNResult, error) 
 					i, q := k%len(qs), qs[k%len(qs)]
 					exclude := ""
 					vecQ := d.queries[max(i-len(relIdx), 0)%len(d.queries)]
-					if q.Exclude >= 0 {
-						exclude, vecQ = d.ids[q.Exclude], d.vecs[q.Exclude]
-					}
 					t := time.Now()
+					if q.Exclude >= 0 {
+						// As Store.Related: the paper's stored vector first, then the statement.
+						exclude = d.ids[q.Exclude]
+						var err error
+						if vecQ, err = st.RelatedVector(ctx, sp.ID, exclude, 10); err != nil {
+							return 0, err
+						}
+					}
 					ids, err := mirrorKNN(ctx, st, v, ef, vecQ, exclude)
 					if err != nil {
 						return 0, err

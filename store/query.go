@@ -275,6 +275,18 @@ func (s *Store) ExplainRelated(ctx context.Context, spaceID int64, id string, k 
 }
 
 // relatedInput checks k and returns the space and paper id's vector in it.
+// RelatedVector is Related's first step, alone: paper id's vector in space spaceID, which
+// Related then asks the space's statement for; for the benchmarks' sweep, whose related
+// questions time both steps as Related does.
+func (s *Store) RelatedVector(ctx context.Context, spaceID int64, id string, k int) (_ []float32, err error) {
+	defer func() { err = unavailable(ctx, err) }()
+	_, vec, err := s.relatedInput(ctx, spaceID, id, k)
+	if err != nil {
+		return nil, fmt.Errorf("related to %s: %w", id, err)
+	}
+	return vec.Slice(), nil
+}
+
 func (s *Store) relatedInput(ctx context.Context, spaceID int64, id string, k int) (spaceRow, pgvector.Vector, error) {
 	if err := checkK(k); err != nil {
 		return spaceRow{}, pgvector.Vector{}, err

@@ -494,3 +494,47 @@ func TestDecodeCursorRefusesWhatTheDatabaseCannotHold(t *testing.T) {
 		t.Errorf("List after the cursor = %d papers, %v; want 2", len(recs), err)
 	}
 }
+
+// TestRelatedVectorIsRelatedsFirstStep: the benchmarks' sweep times Related's two steps —
+// the paper's stored vector (RelatedVector), then the space's statement (RunKNN) — and must
+// find what Related finds; a missing vector is Related's error.
+func TestRelatedVectorIsRelatedsFirstStep(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	ps := abstracts(5)
+	upsert(t, s, ps, store.Work{})
+	sp := space(t, s, "blue", 3)
+	vecs := [][]float32{{1, 0, 0}, {0.9, 0.1, 0}, {0.6, 0.4, 0}, {0.1, 0, 1}}
+	var embs []paper.Embedding
+	for i, v := range vecs {
+		embs = append(embs, embeddingOf(ps[i], v...))
+	}
+	if _, err := s.SaveEmbeddings(ctx, sp.ID, embs); err != nil {
+		t.Fatal(err)
+	}
+	want, err := s.Related(ctx, sp.ID, ps[0].ID, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vec, err := s.RelatedVector(ctx, sp.ID, ps[0].ID, 3)
+	if err != nil {
+		t.Fatalf("RelatedVector: %v", err)
+	}
+	if !slices.Equal(vec, vecs[0]) {
+		t.Errorf("RelatedVector = %v, want the stored %v", vec, vecs[0])
+	}
+	q := store.NewKNNQuery(sp.ID, 3, store.DefaultIndexKind)
+	got, err := s.RunKNN(ctx, q, vec, ps[0].ID, 3, store.DefaultEFSearch(store.DefaultIndexKind))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(hitIDs(got), hitIDs(want)) {
+		t.Errorf("RunKNN of RelatedVector = %v, want Related's %v", hitIDs(got), hitIDs(want))
+	}
+	// E has no vector in the space: the error Related gives.
+	_, rerr := s.Related(ctx, sp.ID, ps[4].ID, 3)
+	if _, err := s.RelatedVector(ctx, sp.ID, ps[4].ID, 3); !errors.Is(err, paper.ErrNotFound) || err.Error() != rerr.Error() {
+		t.Errorf("RelatedVector of a paper without a vector = %v, want Related's %v", err, rerr)
+	}
+}
