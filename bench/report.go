@@ -627,6 +627,7 @@ func (r *Run) Markdown(svg, jsonName string) string {
 	}
 	if len(r.Stages) > 0 {
 		w("\n## 1b. Where PostgreSQL's time goes: the worker's store calls, one caller, batches of %d\n\n", r.Stages[0].Batch)
+		w("In the order run; the skip path (UpsertPapers of unchanged papers) runs once their TL;DRs and vectors are stored, as the worker finds a paper it skips, and fails if any has work pending; the experiment without the tsv column drops it before its timing starts.\n\n")
 		w("| store call | papers | wall s per 1k | PostgreSQL CPU s per 1k | papers/s (one caller) |\n|---|---|---|---|---|\n")
 		for _, st := range r.Stages {
 			w("| %s | %d | %.3f | %.3f | %.0f |\n", st.Stage, st.Papers, st.WallPer1000, st.PostgresPer1000, st.PapersPerSecond)
