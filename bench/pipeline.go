@@ -583,8 +583,10 @@ func (e *pipelineEnv) reprocessCommand(ctx context.Context, papers int) (Reproce
 	if res.Published, err = reprocess.PublishStale(ctx, e.st, sel, pub, 5000, drain, tooLarge); err != nil {
 		return res, err
 	}
-	if err := drain(); err != nil {
-		return res, err
+	if reprocess.NeedsDrain(ctx, e.js, target, res.Published) {
+		if err := drain(); err != nil {
+			return res, err
+		}
 	}
 	if _, err := pipeline.RemoveIdleReprocessConsumer(ctx, e.js, target); err != nil {
 		return res, err

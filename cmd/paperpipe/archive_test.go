@@ -234,8 +234,15 @@ func TestReprocessTLDROnlyCreatesNoSpace(t *testing.T) {
 	if strings.Contains(out, "space") {
 		t.Errorf("a --tldr-only run spoke of a space:\n%s", out)
 	}
-	if _, out = e.reprocess(t, ctx, e.c, reprocessOptions{tldrOnly: true}); !strings.Contains(out, "nothing to do: every selected paper has its TL;DR (gpt-4o-mini, "+summarize.PromptVersion+")\n") {
+	if res.workers == 0 {
+		t.Error("a run with 5 papers to process started no worker")
+	}
+	if res, out = e.reprocess(t, ctx, e.c, reprocessOptions{tldrOnly: true}); !strings.Contains(out, "nothing to do: every selected paper has its TL;DR (gpt-4o-mini, "+summarize.PromptVersion+")\n") {
 		t.Errorf("a second --tldr-only run said:\n%s", out)
+	}
+	// Nothing published and nothing queued: no worker, whose first empty pull alone took a second.
+	if res.workers != 0 {
+		t.Errorf("a run with nothing to do started %d workers", res.workers)
 	}
 }
 

@@ -140,6 +140,8 @@ type reprocessResult struct {
 	Counts   store.StaleCounts `json:"counts"`
 	// LeftOut counts the papers whose message was over the queue's limit.
 	LeftOut int `json:"left_out,omitempty"`
+	// workers counts the workers the run started to drain its queue.
+	workers int
 }
 
 // workerTotals sums the stats of the workers of one run.
@@ -837,6 +839,7 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 				}
 			}
 		}()
+		res.workers++
 		err = w.Run(ctx)
 		close(stop)
 		<-finished
@@ -872,8 +875,11 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 		res.LeftOut++
 		fmt.Fprintf(errw, "reprocess: %s: %v: left out (it cannot be queued)\n", id, err)
 	}
-	if _, err = reprocess.PublishStale(ctx, st, sel, pub, o.pageSize, drain, tooLarge); err == nil {
-		err = drain()
+	var published int
+	if published, err = reprocess.PublishStale(ctx, st, sel, pub, o.pageSize, drain, tooLarge); err == nil {
+		if reprocess.NeedsDrain(ctx, b.js, target, published) {
+			err = drain()
+		}
 	} else if errors.Is(err, pipeline.ErrQueueFull) && ctx.Err() == nil {
 		// Say what to do, as ingest does: the server's answer alone told the user nothing.
 		// What this run queued before stays queued, and the next run processes it first.

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/store"
@@ -62,4 +63,18 @@ func PublishStale(ctx context.Context, st *store.Store, sel store.Selection, pub
 		return n, err
 	}
 	return n, pub.Flush(ctx)
+}
+
+// NeedsDrain reports whether a run that has published published papers (PublishStale's count)
+// must start a worker on target once more to finish: when it published any, or when target's
+// consumer holds messages all the same (a dead letter replayed onto the run's subject
+// meanwhile). A run over an archive with nothing stale starts none: a worker finds its consumer
+// empty only after one empty pull (pipeline.WorkerConfig.FetchWait, a second), which was most
+// of such a run's time. Not knowing (the consumer cannot be read), true.
+func NeedsDrain(ctx context.Context, js jetstream.JetStream, target pipeline.ReprocessTarget, published int) bool {
+	if published > 0 {
+		return true
+	}
+	n, err := pipeline.Queued(ctx, js, target)
+	return err != nil || n > 0
 }
