@@ -197,7 +197,8 @@ type Report struct {
 	// batch was created (their input file could not be written or uploaded, the creation
 	// failed: see the run's *JobError): they stay open, their papers out of other work, and a
 	// later run submits them. A job whose batch was created and could not be recorded counts
-	// in Submitted, its *JobError saying so: a later run finds its batch by its tag.
+	// in Submitted, its *JobError saying so: Wait (this Runner's, or a later run's) finds its
+	// batch by its tag.
 	Unsubmitted int `json:"unsubmitted"`
 	Resumed     int `json:"resumed"`  // open jobs found from an earlier run
 	Done        int `json:"done"`     // jobs closed with their results stored
@@ -229,12 +230,15 @@ type Runner struct {
 	retry llm.Retrier
 	log   *slog.Logger
 
-	report      Report
-	created     map[int64]bool      // jobs created (not resumed) by this Runner
-	broken      map[int64]*JobError // jobs whose step failed in this Runner, left alone from then on
-	failedLooks map[int64]int       // jobs whose last looks at their batch failed transiently: how many in a row
-	dbDown      bool                // Wait found the database unavailable at its last try (see databaseDown)
-	stall       time.Duration       // downloadStall, shorter in tests
+	report  Report
+	created map[int64]bool      // jobs created (not resumed) by this Runner
+	broken  map[int64]*JobError // jobs whose step failed in this Runner, left alone from then on
+	// unrecorded are the jobs of broken whose batch was created at OpenAI and whose record of
+	// it failed for the database's unavailability: Wait takes them up again (see Wait).
+	unrecorded  map[int64]bool
+	failedLooks map[int64]int // jobs whose last looks at their batch failed transiently: how many in a row
+	dbDown      bool          // Wait found the database unavailable at its last try (see databaseDown)
+	stall       time.Duration // downloadStall, shorter in tests
 }
 
 // maxFailedLooks is how many looks in a row at a job's batch may fail transiently (a 5xx, a
@@ -266,6 +270,7 @@ func New(cfg Config) (*Runner, error) {
 		log:         cfg.Logger,
 		created:     map[int64]bool{},
 		broken:      map[int64]*JobError{},
+		unrecorded:  map[int64]bool{},
 		failedLooks: map[int64]int{},
 		stall:       downloadStall,
 	}, nil
@@ -327,13 +332,22 @@ func (e *JobError) Error() string {
 func (e *JobError) Unwrap() error { return e.Err }
 
 // failJob records err as the failure of job j in this Runner, which leaves the job alone from
-// then on, and returns nil; when ctx ended, it returns err: the run is over.
+// then on — but for a batch created that the database, unavailable, could not record, which
+// Wait takes up again — and returns nil; when ctx ended, it returns err: the run is over.
 func (r *Runner) failJob(ctx context.Context, j store.BatchJob, err error) error {
 	if ctx.Err() != nil {
 		return err
 	}
 	je := &JobError{Job: j.ID, Err: err}
 	r.broken[j.ID] = je
+	if j.OpenAIID != "" && errors.Is(err, paper.ErrUnavailable) {
+		// Its batch was created and the database could not record it (a restart in that
+		// round trip): Wait takes it up again.
+		r.unrecorded[j.ID] = true
+		r.log.WarnContext(ctx, "batch created at OpenAI and not recorded, the database unavailable; a wait finds it by its tag once the database answers",
+			"job", j.ID, "openai_batch", j.OpenAIID, "err", je.Err)
+		return nil
+	}
 	r.log.ErrorContext(ctx, "batch job failed in this run; the other jobs go on", "job", j.ID, "err", je.Err)
 	return nil
 }
@@ -385,7 +399,7 @@ func (r *Runner) Submit(ctx context.Context, sel store.Selection) (Report, error
 		r.report.Resumed++
 		r.log.InfoContext(ctx, "resuming batch job", "job", j.ID, "kind", j.Kind, "status", j.Status, "openai_batch", j.OpenAIID)
 		if j.Status == store.BatchPreparing && r.broken[j.ID] == nil {
-			if _, err := r.resume(ctx, j); err != nil {
+			if j, err := r.resume(ctx, j); err != nil {
 				if err := r.failJob(ctx, j, err); err != nil {
 					return r.report, err
 				}
@@ -674,7 +688,7 @@ func (r *Runner) submit(ctx context.Context, j store.BatchJob, lock *store.JobLo
 		// Saved even when ctx ended meanwhile: the batch exists and is paid for.
 		if err := r.cfg.Store.UpdateBatchJob(context.WithoutCancel(ctx), j); err != nil {
 			return j, fmt.Errorf("batch job %d: its batch %s was created at OpenAI (and runs, billed) but could not be recorded; "+
-				"the next run finds it by its tag and collects it: %w", j.ID, j.OpenAIID, err)
+				"a wait for it (this run's, or the next run's) finds it by its tag and collects it: %w", j.ID, j.OpenAIID, err)
 		}
 		r.log.InfoContext(ctx, "batch created", "job", j.ID, "kind", j.Kind, "openai_batch", j.OpenAIID, "requests", j.Total)
 	}
@@ -830,6 +844,14 @@ func uploadTimeout(base time.Duration, size int64, rate int) time.Duration {
 // running at OpenAI meanwhile).
 func (r *Runner) Wait(ctx context.Context) (Report, error) {
 	delay := r.cfg.PollInterval
+	// A batch Submit created and could not record, the database unavailable, is the Wait's as
+	// any batch the database fails to record: resumed (as a job prepared by another run), it is
+	// found by its tag, recorded and collected once the database answers.
+	for id := range r.unrecorded {
+		delete(r.broken, id)
+		delete(r.created, id)
+	}
+	clear(r.unrecorded)
 	for {
 		jobs, err := r.openJobs(ctx)
 		switch {

@@ -82,7 +82,7 @@ func (s *unrecordedCreate) UpdateBatchJob(ctx context.Context, j store.BatchJob)
 
 // TestJobWhoseCreatedBatchCouldNotBeRecordedIsReportedSubmitted: a job whose batch OpenAI
 // created, and whose record of it the database failed (a restart in that round trip), has a
-// batch running, and billed, at OpenAI. The run reported it "not submitted (no batch created)",
+// batch running, and billed, at OpenAI. Submit reported it "not submitted (no batch created)",
 // as a job whose input file could not be written; it counts it submitted now, and its error
 // says that the batch exists. The next run finds the batch by its tag and collects it: one
 // batch in all.
@@ -91,10 +91,10 @@ func TestJobWhoseCreatedBatchCouldNotBeRecordedIsReportedSubmitted(t *testing.T)
 	ctx := context.Background()
 	b := setup(t, 3)
 	st := &unrecordedCreate{Store: b.st}
-	rep, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.Store = st }).Run(ctx, store.Selection{})
+	rep, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.Store = st }).Submit(ctx, store.Selection{})
 	var je *batch.JobError
 	if !errors.As(err, &je) || !errors.Is(err, paper.ErrUnavailable) {
-		t.Fatalf("Run = %v; want the job's failure to record its batch", err)
+		t.Fatalf("Submit = %v; want the job's failure to record its batch", err)
 	}
 	if rep.Submitted != 1 || rep.Requests != 3 || rep.Unsubmitted != 0 {
 		t.Errorf("report %+v: want 1 batch submitted with 3 requests, none reported not submitted", rep)
@@ -105,6 +105,28 @@ func TestJobWhoseCreatedBatchCouldNotBeRecordedIsReportedSubmitted(t *testing.T)
 	rep, err = b.runner(t, func(c *batch.Config) { c.Embed = nil }).Run(ctx, store.Selection{})
 	if err != nil || rep.Done != 1 {
 		t.Fatalf("rerun = %+v, %v; want the job collected", rep, err)
+	}
+	if n := b.fake.Stats().ChatDelivered; n != 3 {
+		t.Errorf("%d TL;DRs delivered (billed), want 3: one batch", n)
+	}
+	if tl, _ := b.counts(t); tl != 3 {
+		t.Errorf("stored %d TL;DRs, want 3", tl)
+	}
+}
+
+// TestRunCollectsTheBatchItCouldNotRecord: a run (Submit, then Wait) whose record of a batch
+// it created failed for the database's unavailability (a restart in that round trip) collects
+// that batch itself once the database answers, as Wait promises for an outage (it fails
+// neither the wait nor a job). It failed the job instead: the run ended with an error while
+// the batch ran, billed, its results stored only by a run started by hand later.
+func TestRunCollectsTheBatchItCouldNotRecord(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 3)
+	st := &unrecordedCreate{Store: b.st}
+	rep, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.Store = st }).Run(ctx, store.Selection{})
+	if err != nil || rep.Done != 1 || rep.Submitted != 1 {
+		t.Fatalf("Run = %+v, %v; want its one batch submitted and collected in the same run", rep, err)
 	}
 	if n := b.fake.Stats().ChatDelivered; n != 3 {
 		t.Errorf("%d TL;DRs delivered (billed), want 3: one batch", n)
