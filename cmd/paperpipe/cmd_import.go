@@ -169,6 +169,14 @@ type embeddingLine struct {
 // unknown paper, or the load failed): an import never leaves an empty space behind, nor makes
 // one active.
 func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk int, errw io.Writer) (res importResult, err error) {
+	return importEmbeddingsMade(ctx, st, path, chunk, 0, errw)
+}
+
+// importEmbeddingsMade is importEmbeddings for a caller that created space made (import, which
+// creates the space to lock it before its papers' pass; 0 for none) and drops it again when
+// nothing is loaded: made gets no index when no vector is loaded into it — one built on
+// nothing would keep the caller from dropping the space as empty.
+func importEmbeddingsMade(ctx context.Context, st *store.Store, path string, chunk int, made int64, errw io.Writer) (res importResult, err error) {
 	if chunk <= 0 {
 		chunk = 5000
 	}
@@ -409,7 +417,7 @@ func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk i
 		return res, err
 	}
 	prog.done(cr.Offset())
-	if space.ID == 0 || created && res.Loaded == 0 {
+	if space.ID == 0 || (created || space.ID == made) && res.Loaded == 0 {
 		fmt.Fprintf(errw, "import-embeddings: %s: no vector loaded, %d stale skipped, %s, %s%s\n",
 			plural(res.Lines, "line", "lines"), res.Stale, plural(len(res.Unknown), "unknown paper", "unknown papers"), plural(res.Bad, "bad line", "bad lines"), noVectorNote(res.NoVector))
 		if readErr == nil && good == 0 && res.Bad == 0 && res.NoVector > 0 {

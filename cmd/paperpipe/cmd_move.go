@@ -74,7 +74,7 @@ func runImport(ctx context.Context, st *store.Store, path string, errw io.Writer
 	if res.Papers.Vectors > 0 {
 		// Its vectors of papers not stored (removed here, or rejected above) are counted
 		// there as unknown, and said above.
-		if res.Vectors, err = importEmbeddings(ctx, st, path, 5000, errw); err != nil {
+		if res.Vectors, err = importEmbeddingsMade(ctx, st, path, 5000, locks.made(), errw); err != nil {
 			return res, err
 		}
 	}
@@ -177,6 +177,14 @@ func (l *importLocks) claim(ctx context.Context, m movedLine) error {
 		return err
 	}
 	return nil
+}
+
+// made is the id of the space the import created to lock it, 0 when it created none.
+func (l *importLocks) made() int64 {
+	if !l.created {
+		return 0
+	}
+	return l.space.ID
 }
 
 // take takes the run lock of key.

@@ -206,3 +206,42 @@ func (e *archiveEnv) seedOne(t *testing.T, i int) {
 		t.Fatal(err)
 	}
 }
+
+// An import that creates the export's space to lock it, and then loads no vector into it (the
+// archive holds newer texts of the export's papers: every vector is stale), removes the space
+// again, as README says. The vectors' pass found the space there, took it for one the archive
+// had, and built its index on nothing; the space, indexed, was then no longer empty to the
+// removal: an empty space was left behind, the active one when none was, answering every
+// semantic query with nothing.
+func TestImportThatLoadsNoVectorLeavesNoSpace(t *testing.T) {
+	t.Parallel()
+	old := newArchiveEnv(t, openaitest.Config{})
+	old.seed(t, 3)
+	ctx := t.Context()
+	old.reprocess(t, ctx, old.c, reprocessOptions{})
+	file := filepath.Join(t.TempDir(), "export.jsonl")
+	var errw bytes.Buffer
+	if _, err := runExport(ctx, old.st, exportOptions{out: file, tldr: configuredTLDR(old.c), vectors: true}, &errw); err != nil {
+		t.Fatalf("export: %v\n%s", err, errw.String())
+	}
+	moved := newArchiveEnv(t, openaitest.Config{})
+	// The moved archive holds each paper with a newer text than the export's.
+	for i := range 3 {
+		a := paper.Abstract{ID: fmt.Sprintf("arxiv:2401.%05d", i), Title: fmt.Sprintf("Balanced routing study %d, revised", i),
+			Abstract: fmt.Sprintf("We revise balanced router number %d.", i)}
+		if _, err := moved.st.UpsertPapers(ctx, []paper.Abstract{a}, paper.Work{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errw.Reset()
+	res, err := runImport(ctx, moved.st, file, &errw)
+	if err != nil {
+		t.Fatalf("import: %v\n%s", err, errw.String())
+	}
+	if res.Vectors.Loaded != 0 {
+		t.Fatalf("import loaded %d vectors of older texts, want none\n%s", res.Vectors.Loaded, errw.String())
+	}
+	if n := moved.count(t, "SELECT count(*) FROM embedding_spaces"); n != 0 {
+		t.Errorf("%d spaces left behind by an import that loaded no vector, want none\n%s", n, errw.String())
+	}
+}
