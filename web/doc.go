@@ -3,8 +3,9 @@
 // without JavaScript (front page, paper pages with related papers, search, status, and a map
 // of the archive), health and readiness probes, and Prometheus metrics.
 //
-// The package imports only paper, internal/metrics and embed (for the message of a paper the
-// active space has no vector of). It declares what it needs from the rest of paperpipe as small
+// The package imports only paper, internal/metrics, embed (for the message of a paper the
+// active space has no vector of) and summarize (the language of a TL;DR, and the offline
+// summarizer's model name, which lists of papers show). It declares what it needs from the rest of paperpipe as small
 // interfaces (Store, QueryEmbedder, Publisher, StatusProvider) that cmd/paperpipe implements
 // with the store, the embedder and the JetStream publisher.
 //
