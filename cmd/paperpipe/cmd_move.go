@@ -67,11 +67,17 @@ func runImport(ctx context.Context, st *store.Store, path string, errw io.Writer
 		return res, err
 	}
 	if res.Papers.TLDRs > 0 {
+		if err := locks.check(); err != nil {
+			return res, err
+		}
 		if res.TLDRs, err = importTLDRs(ctx, st, path, 1000, errw); err != nil {
 			return res, err
 		}
 	}
 	if res.Papers.Vectors > 0 {
+		if err := locks.check(); err != nil {
+			return res, err
+		}
 		// Its vectors of papers not stored (removed here, or rejected above) are counted
 		// there as unknown, and said above.
 		if res.Vectors, err = importEmbeddingsMade(ctx, st, path, 5000, locks.made(), errw); err != nil {
@@ -195,6 +201,21 @@ func (l *importLocks) take(ctx context.Context, key string) error {
 	}
 	l.held[key] = true
 	l.locks = append(l.locks, rl)
+	return nil
+}
+
+// check asks each lock's session whether it still holds its lock (store.RunLock.Check, which
+// takes it again on a new session when its own is gone): a lock that another run took meanwhile
+// (its session ended by a restart, or cut off) is an error wrapping store.ErrLockLost, and the
+// import stops before its next pass rather than load beside that run. A database that cannot be
+// reached to tell is left to the pass, which fails on it or goes on.
+func (l *importLocks) check() error {
+	for _, rl := range l.locks {
+		if err := rl.Check(); errors.Is(err, store.ErrLockLost) {
+			return fmt.Errorf("stopped between its passes: %w; another command may be writing what it loads: "+
+				"once it ends, run the same command again (what is stored is kept)", err)
+		}
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/store"
+	"github.com/paperpipe/paperpipe/summarize"
 )
 
 // onWrite is an io.Writer that calls fire, once, when what was written contains trigger: a
@@ -243,5 +245,55 @@ func TestImportThatLoadsNoVectorLeavesNoSpace(t *testing.T) {
 	}
 	if n := moved.count(t, "SELECT count(*) FROM embedding_spaces"); n != 0 {
 		t.Errorf("%d spaces left behind by an import that loaded no vector, want none\n%s", n, errw.String())
+	}
+}
+
+// An import whose run lock was lost between its passes — its session ended (a restart, as the
+// server's keepalive would end it) and another run took the lock — stops before its next pass
+// rather than load beside that run, saying so: it went on, as if it still held the lock.
+func TestImportThatLostItsLockStopsBeforeItsNextPass(t *testing.T) {
+	t.Parallel()
+	old := newArchiveEnv(t, openaitest.Config{})
+	old.seed(t, 4)
+	ctx := t.Context()
+	if res, _ := old.reprocess(t, ctx, old.c, reprocessOptions{tldrOnly: true}); res.Worker.TLDRs != 4 {
+		t.Fatalf("the old archive's reprocess: %+v, want 4 TL;DRs", res.Worker)
+	}
+	file := filepath.Join(t.TempDir(), "export.jsonl")
+	var errw bytes.Buffer
+	if _, err := runExport(ctx, old.st, exportOptions{out: file, tldr: configuredTLDR(old.c)}, &errw); err != nil {
+		t.Fatalf("export: %v\n%s", err, errw.String())
+	}
+
+	moved := newArchiveEnv(t, openaitest.Config{})
+	var schema string
+	if err := moved.st.Pool().QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	lockKey := fmt.Sprintf("hashtextextended('paperpipe.run.%s.%s', 0)", schema, "tldr:gpt-4o-mini:"+summarize.PromptVersion)
+	var takeErr error
+	w := &onWrite{trigger: "papers stored", fire: func() {
+		other, err := moved.st.Pool().Acquire(context.Background())
+		if err != nil {
+			takeErr = err
+			return
+		}
+		t.Cleanup(func() { _ = other.Conn().Close(context.Background()); other.Release() })
+		_, takeErr = other.Exec(context.Background(), `SELECT pg_terminate_backend(l.pid, 5000) FROM pg_locks l
+			WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND ((l.classid::int8 << 32) | l.objid::int8) = `+lockKey+`;
+			SELECT pg_advisory_lock(`+lockKey+`)`)
+	}}
+	imp, err := runImport(ctx, moved.st, file, w)
+	if takeErr != nil {
+		t.Fatalf("ending the lock's session: %v", takeErr)
+	}
+	if !w.fired {
+		t.Fatalf("import never said its papers were stored:\n%s", w.buf.String())
+	}
+	if !errors.Is(err, store.ErrLockLost) || !strings.Contains(err.Error(), "run the same command again") {
+		t.Errorf("import after losing its lock: %v, want it stopped for the lost lock, saying to run it again\n%s", err, w.buf.String())
+	}
+	if imp.TLDRs.Saved != 0 {
+		t.Errorf("import loaded %d TL;DRs after another run took its lock", imp.TLDRs.Saved)
 	}
 }
