@@ -106,6 +106,9 @@ type Summary struct {
 	// Validation says how the text passed validation: ValidOK, ValidRetried or ValidCleaned.
 	Validation string `json:"validation,omitempty"`
 	Usage      Usage  `json:"-"`
+	// WrittenAt is when the TL;DR was written, for one read from another archive (an export's
+	// tldr_created_at); the zero time means now, as for every TL;DR a model writes here.
+	WrittenAt time.Time `json:"-"`
 }
 
 // Validation outcomes recorded with each Summary.

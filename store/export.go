@@ -42,7 +42,8 @@ type ExportedPaper struct {
 	// was last written: a correction of its metadata alone does not date it (see
 	// Selection.Since).
 	CreatedAt, UpdatedAt time.Time
-	// TLDR is the paper's TL;DR of ExportSelection.TLDR for its current text; nil when none.
+	// TLDR is the paper's TL;DR of ExportSelection.TLDR for its current text, WrittenAt when it
+	// was written; nil when none.
 	TLDR *paper.Summary
 	// Embedding is the paper's vector in ExportSelection.SpaceID of its current text; nil
 	// when none.
@@ -91,9 +92,9 @@ func (s *Store) Export(ctx context.Context, sel ExportSelection, counted func(in
 	// order: the rows stream from the first on, with no sort of the whole archive first.
 	q := `SELECT p.id, p.title, p.abstract, p.authors, p.categories, p.published, coalesce(p.url, ''),
 			coalesce(p.source, ''), p.content_hash, p.created_at, p.updated_at,
-			t.tldr, t.validation, e.embedding, e.truncated
+			t.tldr, t.validation, t.created_at, e.embedding, e.truncated
 		FROM papers p
-		LEFT JOIN LATERAL (SELECT t.tldr, t.validation FROM tldrs t WHERE t.paper_id = p.id AND t.model = $1
+		LEFT JOIN LATERAL (SELECT t.tldr, t.validation, t.created_at FROM tldrs t WHERE t.paper_id = p.id AND t.model = $1
 			AND t.prompt_version = $2 AND t.content_hash = p.content_hash) t ON true
 		LEFT JOIN LATERAL (SELECT e.embedding, e.truncated FROM embeddings e WHERE e.space_id = $3
 			AND e.paper_id = p.id AND e.content_hash = p.content_hash) e ON true` + where + `
@@ -127,11 +128,12 @@ func (s *Store) Export(ctx context.Context, sel ExportSelection, counted func(in
 				p                ExportedPaper
 				published        pgtype.Timestamptz
 				tldr, validation *string
+				tldrAt           *time.Time
 				vec              *pgvector.Vector
 				truncated        *bool
 			)
 			if err := rows.Scan(&p.ID, &p.Title, &p.Abstract.Abstract, &p.Authors, &p.Categories, &published, &p.URL,
-				&p.Source, &p.ContentHash, &p.CreatedAt, &p.UpdatedAt, &tldr, &validation, &vec, &truncated); err != nil {
+				&p.Source, &p.ContentHash, &p.CreatedAt, &p.UpdatedAt, &tldr, &validation, &tldrAt, &vec, &truncated); err != nil {
 				return err
 			}
 			if published.Valid {
@@ -139,7 +141,7 @@ func (s *Store) Export(ctx context.Context, sel ExportSelection, counted func(in
 			}
 			if tldr != nil {
 				p.TLDR = &paper.Summary{PaperID: p.ID, Text: *tldr, Model: sel.TLDR.Model, PromptVersion: sel.TLDR.PromptVersion,
-					ContentHash: p.ContentHash, Validation: *validation}
+					ContentHash: p.ContentHash, Validation: *validation, WrittenAt: *tldrAt}
 			}
 			if vec != nil {
 				p.Embedding = &paper.Embedding{PaperID: p.ID, Vector: vec.Slice(), ContentHash: p.ContentHash, Truncated: *truncated}

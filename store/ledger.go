@@ -577,6 +577,7 @@ func (s *Store) saveSummaries(ctx context.Context, sums []paper.Summary, keep bo
 	var (
 		ids, models, prompts, hashes, texts, valids = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 		inTok, outTok                               = make([]int32, 0, n), make([]int32, 0, n)
+		written                                     = make([]*time.Time, 0, n)
 	)
 	for i, sm := range sums {
 		if last[key{sm.PaperID, sm.Model, sm.PromptVersion, sm.ContentHash}] != i {
@@ -590,10 +591,15 @@ func (s *Store) saveSummaries(ctx context.Context, sums []paper.Summary, keep bo
 		valids = append(valids, sm.Validation)
 		inTok = append(inTok, clampInt32(sm.Usage.InputTokens))
 		outTok = append(outTok, clampInt32(sm.Usage.OutputTokens))
+		var at *time.Time
+		if !sm.WrittenAt.IsZero() {
+			at = &sm.WrittenAt
+		}
+		written = append(written, at)
 	}
 	var saved, kept int
 	err = s.writeTx(ctx, "LOCK TABLE papers IN ROW SHARE MODE; LOCK TABLE tldrs IN ROW EXCLUSIVE MODE", func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, saveSummariesSQL, ids, models, prompts, hashes, texts, valids, inTok, outTok, keep).Scan(&saved, &kept)
+		return tx.QueryRow(ctx, saveSummariesSQL, ids, models, prompts, hashes, texts, valids, inTok, outTok, keep, written).Scan(&saved, &kept)
 	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("save %s: %w", countOf(n, "summary", "summaries"), s.lockedError(ctx, ids, err))
@@ -608,11 +614,12 @@ func (s *Store) saveSummaries(ctx context.Context, sums []paper.Summary, keep bo
 // by another worker. With it the statement waits for a change in flight and, under READ
 // COMMITTED, checks the join again against the changed paper, which drops the old summary.
 // With $9 (ImportSummaries), a stored summary of the same text is kept (kept counts those that
-// differ from the input's).
+// differ from the input's). $10 dates a summary written elsewhere (Summary.WrittenAt), no later
+// than now; NULL, now.
 const saveSummariesSQL = `
 WITH input AS (
-	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::int[])
-		AS t(paper_id, model, prompt_version, content_hash, tldr, validation, input_tokens, output_tokens)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::int[], $10::timestamptz[])
+		AS t(paper_id, model, prompt_version, content_hash, tldr, validation, input_tokens, output_tokens, written_at)
 ), fresh AS (
 	SELECT i.* FROM input i JOIN papers p ON p.id = i.paper_id AND p.content_hash = i.content_hash
 	ORDER BY i.paper_id FOR SHARE OF p
@@ -621,8 +628,8 @@ WITH input AS (
 		AND t.prompt_version = f.prompt_version AND t.content_hash = f.content_hash
 	WHERE $9::bool AND (t.tldr, t.validation) IS DISTINCT FROM (f.tldr, f.validation)
 ), saved AS (
-	INSERT INTO tldrs AS t (paper_id, model, prompt_version, content_hash, tldr, validation, input_tokens, output_tokens)
-	SELECT paper_id, model, prompt_version, content_hash, tldr, validation, input_tokens, output_tokens
+	INSERT INTO tldrs AS t (paper_id, model, prompt_version, content_hash, tldr, validation, input_tokens, output_tokens, created_at)
+	SELECT paper_id, model, prompt_version, content_hash, tldr, validation, input_tokens, output_tokens, least(coalesce(written_at, now()), now())
 	FROM fresh ORDER BY paper_id, model, prompt_version
 	ON CONFLICT (paper_id, model, prompt_version) DO UPDATE SET
 		content_hash = excluded.content_hash,
@@ -630,7 +637,7 @@ WITH input AS (
 		validation = excluded.validation,
 		input_tokens = excluded.input_tokens,
 		output_tokens = excluded.output_tokens,
-		created_at = now()
+		created_at = excluded.created_at
 	WHERE (t.content_hash, t.tldr, t.validation) IS DISTINCT FROM (excluded.content_hash, excluded.tldr, excluded.validation)
 		AND NOT ($9::bool AND t.content_hash = excluded.content_hash)
 )

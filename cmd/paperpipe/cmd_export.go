@@ -43,6 +43,9 @@ type exportLine struct {
 	TLDRModel         string `json:"tldr_model,omitempty"`
 	TLDRPromptVersion string `json:"tldr_prompt_version,omitempty"`
 	TLDRValidation    string `json:"tldr_validation,omitempty"`
+	// TLDRCreatedAt is when the TL;DR was written: import-tldrs dates it so, and lists, which
+	// show a paper's newest TL;DR, rank it as the old archive did.
+	TLDRCreatedAt *time.Time `json:"tldr_created_at,omitempty"`
 
 	Embedding  []float32 `json:"embedding,omitempty"`
 	Model      string    `json:"model,omitempty"`
@@ -213,6 +216,10 @@ func runExport(ctx context.Context, st *store.Store, o exportOptions, errw io.Wr
 		}
 		if t := p.TLDR; t != nil {
 			l.TLDR, l.TLDRModel, l.TLDRPromptVersion, l.TLDRValidation = t.Text, t.Model, t.PromptVersion, t.Validation
+			if !t.WrittenAt.IsZero() {
+				at := t.WrittenAt.UTC()
+				l.TLDRCreatedAt = &at
+			}
 			res.TLDRs++
 		}
 		if res.Space.ID != 0 {
@@ -330,14 +337,15 @@ func fdName(p string) bool {
 
 // tldrLine is what import-tldrs reads of an export line.
 type tldrLine struct {
-	ID            jsonID `json:"id"`
-	Title         string `json:"title"`
-	Abstract      string `json:"abstract"`
-	ContentHash   string `json:"content_hash"`
-	TLDR          string `json:"tldr"`
-	Model         string `json:"tldr_model"`
-	PromptVersion string `json:"tldr_prompt_version"`
-	Validation    string `json:"tldr_validation"`
+	ID            jsonID    `json:"id"`
+	Title         string    `json:"title"`
+	Abstract      string    `json:"abstract"`
+	ContentHash   string    `json:"content_hash"`
+	TLDR          string    `json:"tldr"`
+	Model         string    `json:"tldr_model"`
+	PromptVersion string    `json:"tldr_prompt_version"`
+	Validation    string    `json:"tldr_validation"`
+	CreatedAt     time.Time `json:"tldr_created_at"`
 }
 
 // importTLDRsResult is what import-tldrs did.
@@ -525,7 +533,7 @@ func importTLDRs(ctx context.Context, st *store.Store, path string, chunk int, e
 		}
 		last = n
 		buf = append(buf, paper.Summary{PaperID: id, Text: text, Model: l.Model, PromptVersion: l.PromptVersion,
-			ContentHash: l.ContentHash, Validation: validation})
+			ContentHash: l.ContentHash, Validation: validation, WrittenAt: l.CreatedAt})
 		if len(buf) >= chunk {
 			if err := flush(); err != nil {
 				return res, fmt.Errorf("%s:%d: %w", name, n, err)

@@ -807,3 +807,34 @@ func exportPaidTLDRs(t *testing.T, e *archiveEnv, n int, text func(id string) st
 	}
 	return file
 }
+
+// An export carries when each TL;DR was written (tldr_created_at), and an import dates it so:
+// imported TL;DRs were dated by the import, so lists, which show a paper's newest TL;DR, put an
+// old archive's TL;DRs before those written here of another model or version.
+func TestImportedTLDRsKeepTheTimeTheyWereWritten(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	file := exportPaidTLDRs(t, e, 3, func(id string) string { return "Balanced routers lower the loss." }, paper.ValidOK)
+	// exportPaidTLDRs exported them as written now: written again, dated long ago.
+	if _, err := e.st.Pool().Exec(ctx, `UPDATE tldrs SET created_at = '2026-01-02 03:04:05.123456+00'`); err != nil {
+		t.Fatal(err)
+	}
+	var errw bytes.Buffer
+	if _, err := runExport(ctx, e.st, exportOptions{out: file, tldr: store.TLDRKeep{Model: "gpt-4o", PromptVersion: "tldr-v1"}}, &errw); err != nil {
+		t.Fatalf("export: %v\n%s", err, errw.String())
+	}
+	moved := newArchiveEnv(t, openaitest.Config{})
+	res, err := runImport(ctx, moved.st, file, &errw)
+	if err != nil || res.TLDRs.Saved != 3 {
+		t.Fatalf("import: %+v, %v; want 3 TL;DRs saved\n%s", res, err, errw.String())
+	}
+	var dated int
+	if err := moved.st.Pool().QueryRow(ctx, `SELECT count(*) FROM tldrs WHERE created_at = '2026-01-02 03:04:05.123456+00'`).Scan(&dated); err != nil {
+		t.Fatal(err)
+	}
+	if dated != 3 {
+		t.Errorf("%d of the 3 imported TL;DRs are dated when the old archive wrote them, want all", dated)
+	}
+}
