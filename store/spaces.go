@@ -838,7 +838,8 @@ const spacesLockNotice = "1s"
 // lockSpaces takes lockSpacesStatement in tx, waiting for another holder as long as it holds
 // the table — DropSpace holds it while it deletes the space's vectors, minutes for a large
 // space — but, past spacesLockNotice, it logs that it waits and which sessions hold the table
-// (tableHolders), as lockIndexes says that it waits: `activate`, a space's creation or a
+// (tableHolders: those whose lock conflicts with it — not a reader's, nor a foreign key
+// check's row share), as lockIndexes says that it waits: `activate`, a space's creation or a
 // worker's start would otherwise hang without a word. tx's lock_timeout is the session's
 // afterwards (as execLockedDDL leaves it).
 func (s *Store) lockSpaces(ctx context.Context, tx pgx.Tx) error {
@@ -853,7 +854,7 @@ func (s *Store) lockSpaces(ctx context.Context, tx pgx.Tx) error {
 	if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_not_available: held past the notice
 		s.log.InfoContext(ctx, "waiting for the embedding spaces table, which another session holds (a `paperpipe spaces drop` holds it "+
 			"while it deletes the space's vectors, minutes for a large space; a space's creation or activation for a moment)"+
-			tableHolders(ctx, tx, `l.relation = 'embedding_spaces'::regclass`))
+			tableHolders(ctx, tx, `l.relation = 'embedding_spaces'::regclass AND l.mode NOT IN ('AccessShareLock', 'RowShareLock')`))
 		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = DEFAULT"); err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -67,6 +68,20 @@ func TestActivateBehindASlowDropSaysWhatItWaitsFor(t *testing.T) {
 			AND query LIKE 'DELETE FROM embeddings WHERE space_id%'`).Scan(&n)
 		return n > 0
 	})
+	// A session whose lock of the table does not conflict with the one activate takes (a row
+	// share, as a foreign key's check takes) holds nothing up, and is not named.
+	reader, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Rollback(ctx)
+	var readerPID int32
+	if _, err := reader.Exec(ctx, "LOCK TABLE embedding_spaces IN ROW SHARE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	if err := reader.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&readerPID); err != nil {
+		t.Fatal(err)
+	}
 	var logs syncLog
 	logged, err := store.Open(ctx, store.Config{URL: s.Pool().Config().ConnString(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
@@ -92,6 +107,9 @@ func TestActivateBehindASlowDropSaysWhatItWaitsFor(t *testing.T) {
 	}
 	if err := <-activated; err != nil {
 		t.Errorf("activate: %v", err)
+	}
+	if strings.Contains(logs.String(), fmt.Sprintf("pid %d ", readerPID)) {
+		t.Errorf("the wait named pid %d, whose row share lock of the table holds nothing up:\n%s", readerPID, logs.String())
 	}
 	if !said || !strings.Contains(logs.String(), "spaces drop") {
 		t.Errorf("activate waited 20 s behind the drop and logged %q; want it to say it waits for the table the drop holds, naming the drop's session", logs.String())
