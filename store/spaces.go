@@ -54,8 +54,14 @@ type SpaceInfo struct {
 	// IndexName is the space's HNSW index, or "" when it has none queries can use (more than
 	// 4,000 dimensions, or not built yet: an index whose concurrent build is running or was
 	// interrupted is invalid, and counts as none).
-	IndexName string    `json:"index_name"`
-	CreatedAt time.Time `json:"created_at"`
+	IndexName string `json:"index_name"`
+	// UnfinishedIndex is an invalid index of the space's, if any: one whose concurrent build
+	// is running (a reindex, a fill's build) or was interrupted (the command killed, or its
+	// session ended), named as the space's index or, a reindex's, with "_new" after it. No query
+	// uses it; it holds the disk its build took and, once past the build's first phase, every
+	// write of embeddings updates it. `paperpipe spaces reindex` of the space drops it.
+	UnfinishedIndex string    `json:"unfinished_index,omitempty"`
+	CreatedAt       time.Time `json:"created_at"`
 }
 
 // IndexKind is how a space's vectors are indexed. It is chosen when the space is created
@@ -625,10 +631,21 @@ func (s *Store) Reindex(ctx context.Context, id int64, kind IndexKind, cfg Index
 	if err != nil {
 		return false, fmt.Errorf("reindex space %s: %w", cur.Name(), err)
 	}
+	start, fresh := time.Now(), v.indexName+"_new"
 	if cur.index == kind && (valid || v.opclass == "") {
+		// A reindex interrupted before (killed, its session ended) may have left its new
+		// index, invalid: the space keeps its own, and the leftover goes. No other build of
+		// it runs: it would hold the index lock.
+		exists, _, err := indexState(ctx, conn, fresh)
+		if err != nil || !exists {
+			return false, err
+		}
+		if _, err := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+fresh); err != nil {
+			return false, fmt.Errorf("reindex space %s: drop the unfinished %s an interrupted reindex left: %w", cur.Name(), fresh, err)
+		}
+		s.log.InfoContext(ctx, "dropped the unfinished index an interrupted reindex left", "space", cur.Name(), "index", fresh)
 		return false, nil
 	}
-	start, fresh := time.Now(), v.indexName+"_new"
 	if v.opclass != "" {
 		if _, err := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+fresh); err != nil {
 			return false, fmt.Errorf("reindex space %s: drop a leftover %s: %w", cur.Name(), fresh, err)
@@ -803,7 +820,10 @@ func (s *Store) listSpaces(ctx context.Context, counted bool) ([]SpaceInfo, erro
 	rows, err := s.pool.Query(ctx, `SELECT s.id, s.model, s.dimensions, s.template, s.active, s.index_kind, s.created_at,
 			`+coverage+`,
 			coalesce((SELECT i.indexrelid::regclass::text FROM pg_index i
-				WHERE i.indexrelid = to_regclass('`+indexNamePrefix+`' || s.id) AND i.indisvalid), '')
+				WHERE i.indexrelid = to_regclass('`+indexNamePrefix+`' || s.id) AND i.indisvalid), ''),
+			coalesce((SELECT string_agg(i.indexrelid::regclass::text, ', ' ORDER BY i.indexrelid::regclass::text) FROM pg_index i
+				WHERE i.indexrelid IN (to_regclass('`+indexNamePrefix+`' || s.id), to_regclass('`+indexNamePrefix+`' || s.id || '_new'))
+					AND NOT i.indisvalid), '')
 		FROM embedding_spaces s ORDER BY s.id`)
 	if err != nil {
 		return nil, fmt.Errorf("list embedding spaces: %w", err)
@@ -811,11 +831,27 @@ func (s *Store) listSpaces(ctx context.Context, counted bool) ([]SpaceInfo, erro
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (SpaceInfo, error) {
 		var si SpaceInfo
 		err := r.Scan(&si.ID, &si.Model, &si.Dimensions, &si.Template, &si.Active, &si.Index, &si.CreatedAt,
-			&si.Embedded, &si.Papers, &si.IndexName)
+			&si.Embedded, &si.Papers, &si.IndexName, &si.UnfinishedIndex)
 		return si, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list embedding spaces: %w", err)
+	}
+	return out, nil
+}
+
+// UnfinishedIndexes lists the spaces that have an UnfinishedIndex, without their coverage
+// (Embedded and Papers are zero): a read of the catalog only.
+func (s *Store) UnfinishedIndexes(ctx context.Context) ([]SpaceInfo, error) {
+	spaces, err := s.listSpaces(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	var out []SpaceInfo
+	for _, sp := range spaces {
+		if sp.UnfinishedIndex != "" {
+			out = append(out, sp)
+		}
 	}
 	return out, nil
 }

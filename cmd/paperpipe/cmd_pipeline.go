@@ -874,6 +874,10 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return err
 	}
+	unfinished, err := st.UnfinishedIndexes(ctx)
+	if err != nil {
+		return err
+	}
 	costs := modelCosts(usage, prices)
 	// A space that does not exist yet has no id: lookupSpace's -1 is for counting only.
 	spaceNote := ""
@@ -888,6 +892,9 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		}
 		if active != nil {
 			out["active_space"] = active
+		}
+		if len(unfinished) > 0 {
+			out["unfinished_indexes"] = unfinished
 		}
 		return writeJSON(stdout, out)
 	}
@@ -908,6 +915,9 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	}
 	fmt.Fprintf(w, "dead letters\t%d\n", dead)
 	w.Flush()
+	for _, s := range unfinished {
+		fmt.Fprintln(stdout, "note: "+unfinishedIndexNote(s))
+	}
 	if len(usage) > 0 {
 		fmt.Fprintln(stdout)
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)

@@ -263,6 +263,10 @@ func checkSpace(ctx context.Context, st *store.Store, names []string, sample, k 
 	fmt.Fprintf(w, "space %d (%s), %s index, ef_search %d: recall@%d %.3f over %s\n",
 		r.Space.ID, r.Space.Name(), r.Index, r.EFSearch, r.K, r.Recall, plural(r.Questions, "paper", "papers"))
 	fmt.Fprintf(w, "one indexed query %.1f ms on average, one exact scan %.1f ms\n", r.IndexedMillis, r.ExactMillis)
+	// Its writes' cost, which the recall does not show.
+	if sp, err := st.FindSpace(ctx, strconv.FormatInt(id, 10)); err == nil && sp.UnfinishedIndex != "" {
+		fmt.Fprintln(w, "note: "+unfinishedIndexNote(sp))
+	}
 	return nil
 }
 
@@ -296,7 +300,23 @@ func listSpaces(ctx context.Context, st *store.Store, asJSON bool, w io.Writer) 
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d (%.0f%%)\t%s\t%s\n", s.ID, active, s.Name(), s.Embedded, s.Papers, pct, index,
 			s.CreatedAt.Format(time.DateTime))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, s := range spaces {
+		if s.UnfinishedIndex != "" {
+			fmt.Fprintln(w, "note: "+unfinishedIndexNote(s))
+		}
+	}
+	return nil
+}
+
+// unfinishedIndexNote says what s's UnfinishedIndex is and what drops it.
+func unfinishedIndexNote(s store.SpaceInfo) string {
+	return fmt.Sprintf("space %d has the unfinished index %s: a build in progress, or one interrupted (a `paperpipe spaces reindex` "+
+		"killed or its session ended); no query uses it, it takes disk space and, past its build's first phase, slows every write "+
+		"of embeddings; `paperpipe spaces reindex %d --index KIND` run again finishes it, or, with KIND %s (the space's), drops it",
+		s.ID, s.UnfinishedIndex, s.ID, s.Index)
 }
 
 func cmdActivate(ctx context.Context, c *config, args []string) error {

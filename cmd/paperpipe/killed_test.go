@@ -263,3 +263,86 @@ func TestACommandWhoseDatabaseWentAwaySaysToRunItAgain(t *testing.T) {
 		t.Errorf("%d papers after remove was run again, want %d", after.Papers.Papers, before.Papers.Papers-1)
 	}
 }
+
+// A `spaces reindex` killed (SIGKILL, or its session ended) while it builds the new index leaves
+// that index, invalid, beside the space's: no query uses it, it holds the disk the build took,
+// and, once past its first phase, every write of embeddings updates it. `spaces`, `status` and
+// `spaces check` showed nothing of it. They name it now and say what drops it; a reindex run
+// again to the kind the space keeps (it said "already has its index") drops it too.
+func TestAKilledReindexsLeftoverIndexIsShownAndDropped(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "PAPERPIPE_CHAT_MODEL=offline", "PAPERPIPE_EMBED_MODEL=offline")
+	c.ok("ingest", sampleFile)
+	c.workUntilIdle()
+
+	db, err := pgx.Connect(t.Context(), c.databaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(t.Context())
+	hold, err := pgx.Connect(t.Context(), c.databaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close(t.Context())
+	tx, err := hold.Begin(t.Context()) // a writer of embeddings: the concurrent build waits for it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(t.Context())
+	var holder int32
+	if _, err := tx.Exec(t.Context(), `LOCK TABLE embeddings IN ROW EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.QueryRow(t.Context(), `SELECT pg_backend_pid()`).Scan(&holder); err != nil {
+		t.Fatal(err)
+	}
+	var build int32
+	killMidRun(t, c, []string{"spaces", "reindex", "1", "--index", "hnsw-binary"}, func() bool {
+		err := db.QueryRow(t.Context(), `SELECT pid FROM pg_stat_activity
+			WHERE $1 = ANY(pg_blocking_pids(pid)) AND query LIKE 'CREATE INDEX CONCURRENTLY%'`, holder).Scan(&build)
+		if err != nil && err != pgx.ErrNoRows {
+			t.Fatal(err)
+		}
+		return build != 0
+	})
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var running bool
+		if err := db.QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)`, build).Scan(&running); err != nil {
+			t.Fatal(err)
+		}
+		if !running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after spaces reindex was killed, its build (backend pid %d) still ran", build)
+		}
+	}
+	if err := tx.Rollback(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	leftover := func() bool {
+		var n int
+		if err := db.QueryRow(t.Context(), `SELECT count(*) FROM pg_index WHERE indexrelid = to_regclass('embeddings_hnsw_s1_new')`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	}
+	if !leftover() {
+		t.Fatal("the killed reindex left no embeddings_hnsw_s1_new: the test kills it too late or too early")
+	}
+	for _, args := range [][]string{{"spaces"}, {"status"}, {"spaces", "check", "1"}} {
+		r := c.ok(args...)
+		if out := r.stdout + r.stderr; !strings.Contains(out, "embeddings_hnsw_s1_new") || !strings.Contains(out, "spaces reindex 1") {
+			t.Errorf("paperpipe %s does not show the unfinished index the killed reindex left, nor what drops it:\n%s", strings.Join(args, " "), out)
+		}
+	}
+	// Run again to the kind the space has (the user changed their mind): the leftover goes.
+	r := c.ok("spaces", "reindex", "1", "--index", "hnsw-halfvec")
+	if leftover() {
+		t.Errorf("a reindex run again to the space's kind leaves the killed one's embeddings_hnsw_s1_new:\n%s", r.stderr)
+	}
+	if r := c.ok("spaces"); strings.Contains(r.stdout, "_new") {
+		t.Errorf("spaces still shows an unfinished index after it was dropped:\n%s", r.stdout)
+	}
+}
