@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -122,6 +124,22 @@ func dropSpace(ctx context.Context, c *config, st *store.Store, name string, for
 			fmt.Fprintf(w, "space %s no longer exists; removed its re-processing queue (%s)\n", name, plural(msgs, "message", "messages"))
 			return nil
 		}
+		// An id: the queues name their space, which is gone with its id. The same drop run
+		// again (one killed after its commit, or that could not reach NATS) is given the id
+		// it was given before: it removes the queues of the spaces that no longer exist, which
+		// nothing processes (status flags them).
+		if _, perr := strconv.ParseInt(strings.TrimSpace(name), 10, 64); perr == nil {
+			dropped := func(space string) bool {
+				_, err := st.FindSpace(ctx, space)
+				return errors.Is(err, paper.ErrNotFound)
+			}
+			if queues, msgs, spaces, qerr := removeQueues(ctx, c, dropped); qerr == nil && queues > 0 {
+				fmt.Fprintf(w, "space %s no longer exists; removed the re-processing %s of the dropped %s %s (%s)\n", name,
+					pick(queues, "queue", "queues"), pick(len(spaces), "space", "spaces"), strings.Join(spaces, ", "),
+					plural(msgs, "message", "messages"))
+				return nil
+			}
+		}
 	}
 	if err != nil {
 		return err
@@ -156,43 +174,53 @@ func dropSpace(ctx context.Context, c *config, st *store.Store, name string, for
 // Dropped space or not, nothing is lost: a reprocess selects its stale papers from the
 // database. NATS must answer within 10 seconds.
 func removeSpaceQueues(ctx context.Context, c *config, space string) (queues, messages int, _ error) {
+	queues, messages, _, err := removeQueues(ctx, c, func(s string) bool { return s == space })
+	return queues, messages, err
+}
+
+// removeQueues is removeSpaceQueues for the reprocess targets into each space whose name
+// match accepts; it also returns those spaces' names, in the order found.
+func removeQueues(ctx context.Context, c *config, match func(space string) bool) (queues, messages int, spaces []string, _ error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	b, err := connectBroker(ctx, c, newLogger(c), brokerClient)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	defer b.close()
 	stream, err := b.js.Stream(ctx, pipeline.StreamPapers)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return 0, 0, nil
+		return 0, 0, nil, nil
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("stream %s: %w", pipeline.StreamPapers, err)
+		return 0, 0, nil, fmt.Errorf("stream %s: %w", pipeline.StreamPapers, err)
 	}
 	var found []*jetstream.ConsumerInfo
 	lister := stream.ListConsumers(ctx)
 	for info := range lister.Info() {
-		if sp, ok := reprocessSpaceOf(info.Config.Description); ok && sp == space && strings.HasPrefix(info.Name, "reprocess-") {
+		if sp, ok := reprocessSpaceOf(info.Config.Description); ok && strings.HasPrefix(info.Name, "reprocess-") && match(sp) {
 			found = append(found, info)
+			if !slices.Contains(spaces, sp) {
+				spaces = append(spaces, sp)
+			}
 		}
 	}
 	if err := lister.Err(); err != nil {
-		return 0, 0, fmt.Errorf("list consumers: %w", err)
+		return 0, 0, nil, fmt.Errorf("list consumers: %w", err)
 	}
 	held := 0
 	for _, info := range found {
 		// Purged first: a consumer deleted before a purge that failed would leave messages no
 		// status shows and no drop finds again.
 		if err := stream.Purge(ctx, jetstream.WithPurgeSubject(info.Config.FilterSubject)); err != nil {
-			return 0, 0, fmt.Errorf("purge %s: %w", info.Config.FilterSubject, err)
+			return 0, 0, nil, fmt.Errorf("purge %s: %w", info.Config.FilterSubject, err)
 		}
 		if err := b.js.DeleteConsumer(ctx, pipeline.StreamPapers, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return 0, 0, fmt.Errorf("delete consumer %s: %w", info.Name, err)
+			return 0, 0, nil, fmt.Errorf("delete consumer %s: %w", info.Name, err)
 		}
 		held += int(info.NumPending) + info.NumAckPending
 	}
-	return len(found), held, nil
+	return len(found), held, spaces, nil
 }
 
 // reindexSpace rebuilds the named space's index as kind (store.Reindex) and says what it did.

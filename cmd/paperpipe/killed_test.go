@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -344,5 +346,59 @@ func TestAKilledReindexsLeftoverIndexIsShownAndDropped(t *testing.T) {
 	}
 	if r := c.ok("spaces"); strings.Contains(r.stdout, "_new") {
 		t.Errorf("spaces still shows an unfinished index after it was dropped:\n%s", r.stdout)
+	}
+}
+
+// `spaces drop ID` killed after its transaction committed, before it removed the space's
+// re-processing queue (an interrupted `reprocess` into the space left one), leaves the queue
+// with nothing to process it: `status` flags it. The same command run again, by the id it was
+// given, said the space was not found and left the queue (only the space's name found it).
+func TestAKilledSpacesDropRunAgainByIDRemovesTheSpacesQueue(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{EmbedLatency: time.Hour})
+	c := newCLI(t, "OPENAI_BASE_URL="+api.URL(), "PAPERPIPE_CHAT_MODEL=offline", "PAPERPIPE_EMBED_MODEL=offline")
+	c.ok("ingest", sampleFile)
+	c.workUntilIdle()
+	// A reprocess into a new space (2), killed while it waits for its first vectors: its
+	// consumer and messages stay.
+	killMidRun(t, c, []string{"reprocess", "--embed-only", "--embed-model", "text-embedding-3-small", "--embed-dimensions", "64"},
+		func() bool { return api.Stats().EmbedRequests > 0 })
+	if r := c.ok("status"); !strings.Contains(r.stdout, "backlog reprocess-") {
+		t.Fatalf("the killed reprocess left no queue:\n%s", r.stdout)
+	}
+	// The drop's NATS answers nothing: the drop commits, then waits for it, and is killed there.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if conn, err := ln.Accept(); err == nil {
+			accepted <- conn
+		}
+	}()
+	silent := &cli{t: t, env: append(slices.Clone(c.env), "NATS_URL=nats://"+ln.Addr().String())}
+	killMidRun(t, silent, []string{"spaces", "drop", "2"}, func() bool {
+		select {
+		case conn := <-accepted:
+			conn.Close()
+			return true
+		default:
+			return false
+		}
+	})
+	if r := c.ok("spaces"); strings.Contains(r.stdout, "text-embedding-3-small") {
+		t.Fatalf("space 2 is still there after the drop killed waiting for NATS:\n%s", r.stdout)
+	}
+	if r := c.ok("status"); !strings.Contains(r.stdout, "which was dropped") {
+		t.Fatalf("status does not flag the dropped space's queue:\n%s", r.stdout)
+	}
+	r := c.run("spaces", "drop", "2")
+	if r.code != 0 || !strings.Contains(r.stderr, "removed") {
+		t.Errorf("spaces drop 2 run again: exit %d, it does not say it removed the space's queue:\n%s", r.code, r.stderr)
+	}
+	if r := c.ok("status"); strings.Contains(r.stdout, "backlog reprocess-") {
+		t.Errorf("the dropped space's queue is still there after spaces drop 2 was run again:\n%s", r.stdout)
 	}
 }
