@@ -835,7 +835,8 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 				case <-stop:
 					return
 				case <-t.C:
-					done.Store(base + w.Stats().Acked)
+					s := w.Stats()
+					done.Store(base + s.Acked - s.Skipped)
 				}
 			}
 		}()
@@ -843,8 +844,11 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 		err = w.Run(ctx)
 		close(stop)
 		<-finished
+		// A message with nothing left to do (a paper an interrupted run saved and did not
+		// acknowledge, resumed here) is no paper of the run's count: done counts the papers
+		// worked, which the count of stale ones bounds (a resumed run showed "89/88 papers").
 		s := w.Stats()
-		done.Store(base + s.Acked)
+		done.Store(base + s.Acked - s.Skipped)
 		res.Worker.Acked += s.Acked
 		res.Worker.Skipped += s.Skipped
 		res.Worker.TLDRs += s.TLDRs
@@ -909,7 +913,7 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 	}
 	stopProgress()
 	fmt.Fprintf(errw, "reprocess: %s processed: %s, %s stored, %d skipped (already done), %d dead-lettered%s\n",
-		plural(res.Worker.Acked, "paper", "papers"), plural(res.Worker.TLDRs, "TL;DR", "TL;DRs"),
+		plural(res.Worker.Acked-res.Worker.Skipped, "paper", "papers"), plural(res.Worker.TLDRs, "TL;DR", "TL;DRs"),
 		plural(res.Worker.Embeddings, "embedding", "embeddings"), res.Worker.Skipped, res.Worker.Dead, leftOut)
 	return nil
 }

@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -400,5 +402,46 @@ func TestAKilledSpacesDropRunAgainByIDRemovesTheSpacesQueue(t *testing.T) {
 	}
 	if r := c.ok("status"); strings.Contains(r.stdout, "backlog reprocess-") {
 		t.Errorf("the dropped space's queue is still there after spaces drop 2 was run again:\n%s", r.stdout)
+	}
+}
+
+// A `reprocess` killed between saving a paper's answer and acknowledging its message (answers
+// are saved as they arrive, acknowledged after) leaves that message queued for a paper that is
+// no longer stale. The run again counts the stale papers, then resumes the queue: that paper,
+// skipped as done, was counted done too, and the run showed more papers done than it set out
+// to do ("89/88 papers", "interrupted after 89 papers").
+func TestAReprocessResumedAfterAKillCountsOnlyThePapersItSetOutToDo(t *testing.T) {
+	t.Parallel()
+	c, _, stored, args := killedReprocess(t)
+	db, err := pgx.Connect(t.Context(), c.databaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(t.Context())
+	// A paper whose answer the killed run saved and did not acknowledge: the window is a
+	// moment wide, so its TL;DR is stored here, as the run would have.
+	tag, err := db.Exec(t.Context(), `INSERT INTO tldrs (paper_id, model, prompt_version, content_hash, tldr, validation)
+		SELECT p.id, t.model, t.prompt_version, p.content_hash, 'saved before the kill', t.validation
+		FROM papers p, (SELECT * FROM tldrs WHERE model = 'gpt-4o-mini' LIMIT 1) t
+		WHERE NOT EXISTS (SELECT 1 FROM tldrs x WHERE x.paper_id = p.id AND x.model = 'gpt-4o-mini')
+		ORDER BY p.id LIMIT 1`)
+	if err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("store a TL;DR of a queued paper: %v, %d rows", err, tag.RowsAffected())
+	}
+	stale := 108 - stored()
+	r := c.ok(args...)
+	if n := stored(); n != 108 {
+		t.Errorf("%d TL;DRs of gpt-4o-mini after the run again, want 108", n)
+	}
+	m := regexp.MustCompile(`reprocess: (\d+) papers? to process`).FindStringSubmatch(r.stderr)
+	if m == nil || m[1] != strconv.Itoa(stale) {
+		t.Fatalf("the run again does not say it has the %d stale papers to process:\n%s", stale, r.stderr)
+	}
+	for _, re := range []string{`(\d+)/\d+ papers`, `reprocess: (\d+) papers? processed`} {
+		for _, m := range regexp.MustCompile(re).FindAllStringSubmatch(r.stderr, -1) {
+			if n, _ := strconv.Atoi(m[1]); n > stale {
+				t.Errorf("the run again counts %d papers done of the %d it set out to do (%q):\n%s", n, stale, m[0], r.stderr)
+			}
+		}
 	}
 }
