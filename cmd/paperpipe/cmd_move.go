@@ -66,11 +66,24 @@ func runImport(ctx context.Context, st *store.Store, path string, errw io.Writer
 	if res.Papers, err = importPapers(ctx, st, path, 1000, locks.claim, errw); err != nil {
 		return res, err
 	}
+	// A lock lost during a pass (store.HoldRun notices within seconds) stops it, and one lost
+	// after the last check is asked once more as the import ends, as a reprocess does: what
+	// it loaded meanwhile another run may have bought beside it.
+	pctx, stop := locks.context(ctx)
+	defer stop()
+	defer func() {
+		if lerr := locks.check(); lerr != nil {
+			if err != nil && !errors.Is(err, store.ErrLockLost) && !errors.Is(err, context.Canceled) {
+				lerr = errors.Join(lerr, err)
+			}
+			err = lerr
+		}
+	}()
 	if res.Papers.TLDRs > 0 {
 		if err := locks.check(); err != nil {
 			return res, err
 		}
-		if res.TLDRs, err = importTLDRs(ctx, st, path, 1000, errw); err != nil {
+		if res.TLDRs, err = importTLDRs(pctx, st, path, 1000, errw); err != nil {
 			return res, err
 		}
 	}
@@ -80,7 +93,7 @@ func runImport(ctx context.Context, st *store.Store, path string, errw io.Writer
 		}
 		// Its vectors of papers not stored (removed here, or rejected above) are counted
 		// there as unknown, and said above.
-		if res.Vectors, err = importEmbeddingsMade(ctx, st, path, 5000, locks.made(), errw); err != nil {
+		if res.Vectors, err = importEmbeddingsMade(pctx, st, path, 5000, locks.made(), errw); err != nil {
 			return res, err
 		}
 	}
@@ -207,16 +220,38 @@ func (l *importLocks) take(ctx context.Context, key string) error {
 // check asks each lock's session whether it still holds its lock (store.RunLock.Check, which
 // takes it again on a new session when its own is gone): a lock that another run took meanwhile
 // (its session ended by a restart, or cut off) is an error wrapping store.ErrLockLost, and the
-// import stops before its next pass rather than load beside that run. A database that cannot be
-// reached to tell is left to the pass, which fails on it or goes on.
+// import stops before its next pass rather than load beside that run, or, asked as it ends,
+// says so. A database that cannot be reached to tell is left to the pass, which fails on it or
+// goes on.
 func (l *importLocks) check() error {
 	for _, rl := range l.locks {
 		if err := rl.Check(); errors.Is(err, store.ErrLockLost) {
-			return fmt.Errorf("stopped between its passes: %w; another command may be writing what it loads: "+
+			return fmt.Errorf("import %w; another command may be writing what it loads: "+
 				"once it ends, run the same command again (what is stored is kept)", err)
 		}
 	}
 	return nil
+}
+
+// context is ctx, ended (its cause wrapping store.ErrLockLost) when one of the locks held is
+// lost; stop releases it.
+func (l *importLocks) context(ctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	stops := make([]func() bool, 0, len(l.locks))
+	for _, rl := range l.locks {
+		lctx := rl.Context()
+		stops = append(stops, context.AfterFunc(lctx, func() {
+			if cause := context.Cause(lctx); errors.Is(cause, store.ErrLockLost) {
+				cancel(cause)
+			}
+		}))
+	}
+	return ctx, func() {
+		for _, s := range stops {
+			s()
+		}
+		cancel(nil)
+	}
 }
 
 // release releases the locks and drops the space the import created when none of its vectors

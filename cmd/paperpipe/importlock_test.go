@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -295,5 +296,67 @@ func TestImportThatLostItsLockStopsBeforeItsNextPass(t *testing.T) {
 	}
 	if imp.TLDRs.Saved != 0 {
 		t.Errorf("import loaded %d TL;DRs after another run took its lock", imp.TLDRs.Saved)
+	}
+}
+
+// An import whose run lock was lost during its last pass — another run took it while the
+// TL;DRs were loading — says so, as a reprocess that lost its lock does: it ended as if it
+// had held the lock throughout ("1 line rejected", the others imported), and the user ran
+// nothing again. The lock is lost when the TL;DR pass reports a bad line: mid-pass, after
+// the check before it.
+func TestImportThatLostItsLockDuringItsLastPassSaysSo(t *testing.T) {
+	t.Parallel()
+	old := newArchiveEnv(t, openaitest.Config{})
+	old.seed(t, 4)
+	ctx := t.Context()
+	if res, _ := old.reprocess(t, ctx, old.c, reprocessOptions{tldrOnly: true}); res.Worker.TLDRs != 4 {
+		t.Fatalf("the old archive's reprocess: %+v, want 4 TL;DRs", res.Worker)
+	}
+	file := filepath.Join(t.TempDir(), "export.jsonl")
+	var errw bytes.Buffer
+	if _, err := runExport(ctx, old.st, exportOptions{out: file, tldr: configuredTLDR(old.c)}, &errw); err != nil {
+		t.Fatalf("export: %v\n%s", err, errw.String())
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(raw), "\n")
+	// A TL;DR the papers' pass stores the paper of and the TL;DR pass rejects.
+	lines[1] = strings.Replace(lines[1], `"tldr_validation":"`+paper.ValidOK+`"`, `"tldr_validation":"bogus"`, 1)
+	if !strings.Contains(lines[1], "bogus") {
+		t.Fatalf("no tldr_validation to damage in %s", lines[1])
+	}
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	moved := newArchiveEnv(t, openaitest.Config{})
+	var schema string
+	if err := moved.st.Pool().QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	lockKey := fmt.Sprintf("hashtextextended('paperpipe.run.%s.%s', 0)", schema, "tldr:gpt-4o-mini:"+summarize.PromptVersion)
+	var takeErr error
+	w := &onWrite{trigger: `tldr_validation "bogus"`, fire: func() {
+		other, err := moved.st.Pool().Acquire(context.Background())
+		if err != nil {
+			takeErr = err
+			return
+		}
+		t.Cleanup(func() { _ = other.Conn().Close(context.Background()); other.Release() })
+		_, takeErr = other.Exec(context.Background(), `SELECT pg_terminate_backend(l.pid, 5000) FROM pg_locks l
+			WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND ((l.classid::int8 << 32) | l.objid::int8) = `+lockKey+`;
+			SELECT pg_advisory_lock(`+lockKey+`)`)
+	}}
+	_, err = runImport(ctx, moved.st, file, w)
+	if takeErr != nil {
+		t.Fatalf("ending the lock's session: %v", takeErr)
+	}
+	if !w.fired {
+		t.Fatalf("the TL;DR pass never rejected the damaged line:\n%s", w.buf.String())
+	}
+	if !errors.Is(err, store.ErrLockLost) || !strings.Contains(err.Error(), "run the same command again") {
+		t.Errorf("import that lost its lock during its TL;DR pass: %v, want it to say the lock was lost and to run it again\n%s", err, w.buf.String())
 	}
 }
