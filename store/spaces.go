@@ -55,9 +55,10 @@ type SpaceInfo struct {
 	// 4,000 dimensions, or not built yet: an index whose concurrent build is running or was
 	// interrupted is invalid, and counts as none).
 	IndexName string `json:"index_name"`
-	// UnfinishedIndex is an invalid index of the space's, if any: one whose concurrent build
-	// is running (a reindex, a fill's build) or was interrupted (the command killed, or its
-	// session ended), named as the space's index or, a reindex's, with "_new" after it. No query
+	// UnfinishedIndex is an index of the space's no query uses, if any: an invalid one whose
+	// concurrent build is running (a reindex, a fill's build) or was interrupted (the command
+	// killed, or its session ended), named as the space's index, or a reindex's, with "_new"
+	// after it, also when built (the reindex interrupted before its swap). No query
 	// uses it; it holds the disk its build took and, once past the build's first phase, every
 	// write of embeddings updates it. `paperpipe spaces reindex` of the space drops it.
 	UnfinishedIndex string    `json:"unfinished_index,omitempty"`
@@ -685,7 +686,12 @@ func (s *Store) Reindex(ctx context.Context, id int64, kind IndexKind, cfg Index
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("reindex space %s: %w", cur.Name(), err)
+		// The new index, built, would stay beside the space's one, updated by every write.
+		left := ""
+		if v.opclass != "" {
+			left = s.dropFailedBuild(ctx, conn, fresh)
+		}
+		return false, fmt.Errorf("reindex space %s: %w%s", cur.Name(), err, left)
 	}
 	s.cacheSpace(next)
 	s.log.InfoContext(ctx, "reindexed embedding space", "space", cur.Name(), "from", cur.index, "to", kind,
@@ -822,8 +828,8 @@ func (s *Store) listSpaces(ctx context.Context, counted bool) ([]SpaceInfo, erro
 			coalesce((SELECT i.indexrelid::regclass::text FROM pg_index i
 				WHERE i.indexrelid = to_regclass('`+indexNamePrefix+`' || s.id) AND i.indisvalid), ''),
 			coalesce((SELECT string_agg(i.indexrelid::regclass::text, ', ' ORDER BY i.indexrelid::regclass::text) FROM pg_index i
-				WHERE i.indexrelid IN (to_regclass('`+indexNamePrefix+`' || s.id), to_regclass('`+indexNamePrefix+`' || s.id || '_new'))
-					AND NOT i.indisvalid), '')
+				WHERE (i.indexrelid = to_regclass('`+indexNamePrefix+`' || s.id) AND NOT i.indisvalid)
+					OR i.indexrelid = to_regclass('`+indexNamePrefix+`' || s.id || '_new')), '')
 		FROM embedding_spaces s ORDER BY s.id`)
 	if err != nil {
 		return nil, fmt.Errorf("list embedding spaces: %w", err)

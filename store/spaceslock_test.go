@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -123,5 +124,66 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("waited a minute for %s", what)
 		}
+	}
+}
+
+// A reindex interrupted after its new index is built, while its swap waits for the embedding
+// spaces table (a `spaces drop` deleting a large space's vectors holds it for minutes: Ctrl-C),
+// left embeddings_hnsw_sN_new, valid, beside the space's index: every write of embeddings
+// updates it, it takes the disk space of an index, and `spaces` and `status` (which name an
+// unfinished index, but only an invalid one) showed nothing of it. It is dropped, or shown.
+func TestReindexInterruptedBeforeItsSwapLeavesNoHiddenIndex(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	sp := space(t, s, "swap", 3)
+	a := paper.Abstract{ID: "arxiv:2401.00001", Title: "Routing", Abstract: "We route tokens."}
+	if _, err := s.UpsertPapers(t.Context(), []paper.Abstract{a}, store.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SaveEmbeddings(t.Context(), sp.ID, []paper.Embedding{embeddingOf(a, 1, 2, 3)}); err != nil {
+		t.Fatal(err)
+	}
+	blocker, err := s.Pool().Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocker.Rollback(t.Context())
+	if _, err := blocker.Exec(t.Context(), "LOCK TABLE embedding_spaces IN EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncLog
+	logged, err := store.Open(t.Context(), store.Config{URL: s.Pool().Config().ConnString(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logged.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := logged.Reindex(ctx, sp.ID, store.IndexHNSWBinary, store.IndexSettings{})
+		done <- err
+	}()
+	waitFor(t, "the reindex's swap to wait for the spaces table", func() bool {
+		return strings.Contains(logs.String(), "waiting for the embedding spaces table")
+	})
+	cancel() // Ctrl-C
+	if err := <-done; err == nil {
+		t.Fatal("a reindex interrupted before its swap reported success")
+	}
+	if err := blocker.Rollback(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	fresh := fmt.Sprintf("embeddings_hnsw_s%d_new", sp.ID)
+	var left bool
+	if err := s.Pool().QueryRow(t.Context(), "SELECT to_regclass($1) IS NOT NULL", fresh).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.FindSpace(t.Context(), fmt.Sprint(sp.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left && !strings.Contains(info.UnfinishedIndex, fresh) {
+		t.Errorf("the interrupted reindex left %s, which the space's UnfinishedIndex (%q) does not name: nothing shows it", fresh, info.UnfinishedIndex)
 	}
 }
