@@ -254,39 +254,15 @@ func TestImportThatLoadsNoVectorLeavesNoSpace(t *testing.T) {
 // rather than load beside that run, saying so: it went on, as if it still held the lock.
 func TestImportThatLostItsLockStopsBeforeItsNextPass(t *testing.T) {
 	t.Parallel()
-	old := newArchiveEnv(t, openaitest.Config{})
-	old.seed(t, 4)
 	ctx := t.Context()
-	if res, _ := old.reprocess(t, ctx, old.c, reprocessOptions{tldrOnly: true}); res.Worker.TLDRs != 4 {
-		t.Fatalf("the old archive's reprocess: %+v, want 4 TL;DRs", res.Worker)
-	}
-	file := filepath.Join(t.TempDir(), "export.jsonl")
-	var errw bytes.Buffer
-	if _, err := runExport(ctx, old.st, exportOptions{out: file, tldr: configuredTLDR(old.c)}, &errw); err != nil {
-		t.Fatalf("export: %v\n%s", err, errw.String())
-	}
+	file := tldrExport(t, 4)
 
 	moved := newArchiveEnv(t, openaitest.Config{})
-	var schema string
-	if err := moved.st.Pool().QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
-		t.Fatal(err)
-	}
-	lockKey := fmt.Sprintf("hashtextextended('paperpipe.run.%s.%s', 0)", schema, "tldr:gpt-4o-mini:"+summarize.PromptVersion)
-	var takeErr error
-	w := &onWrite{trigger: "papers stored", fire: func() {
-		other, err := moved.st.Pool().Acquire(context.Background())
-		if err != nil {
-			takeErr = err
-			return
-		}
-		t.Cleanup(func() { _ = other.Conn().Close(context.Background()); other.Release() })
-		_, takeErr = other.Exec(context.Background(), `SELECT pg_terminate_backend(l.pid, 5000) FROM pg_locks l
-			WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND ((l.classid::int8 << 32) | l.objid::int8) = `+lockKey+`;
-			SELECT pg_advisory_lock(`+lockKey+`)`)
-	}}
+	take, takeErr := takeTLDRRunLock(t, moved.st)
+	w := &onWrite{trigger: "papers stored", fire: take}
 	imp, err := runImport(ctx, moved.st, file, w)
-	if takeErr != nil {
-		t.Fatalf("ending the lock's session: %v", takeErr)
+	if *takeErr != nil {
+		t.Fatalf("ending the lock's session: %v", *takeErr)
 	}
 	if !w.fired {
 		t.Fatalf("import never said its papers were stored:\n%s", w.buf.String())
@@ -306,17 +282,8 @@ func TestImportThatLostItsLockStopsBeforeItsNextPass(t *testing.T) {
 // the check before it.
 func TestImportThatLostItsLockDuringItsLastPassSaysSo(t *testing.T) {
 	t.Parallel()
-	old := newArchiveEnv(t, openaitest.Config{})
-	old.seed(t, 4)
 	ctx := t.Context()
-	if res, _ := old.reprocess(t, ctx, old.c, reprocessOptions{tldrOnly: true}); res.Worker.TLDRs != 4 {
-		t.Fatalf("the old archive's reprocess: %+v, want 4 TL;DRs", res.Worker)
-	}
-	file := filepath.Join(t.TempDir(), "export.jsonl")
-	var errw bytes.Buffer
-	if _, err := runExport(ctx, old.st, exportOptions{out: file, tldr: configuredTLDR(old.c)}, &errw); err != nil {
-		t.Fatalf("export: %v\n%s", err, errw.String())
-	}
+	file := tldrExport(t, 4)
 	raw, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
@@ -332,26 +299,11 @@ func TestImportThatLostItsLockDuringItsLastPassSaysSo(t *testing.T) {
 	}
 
 	moved := newArchiveEnv(t, openaitest.Config{})
-	var schema string
-	if err := moved.st.Pool().QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
-		t.Fatal(err)
-	}
-	lockKey := fmt.Sprintf("hashtextextended('paperpipe.run.%s.%s', 0)", schema, "tldr:gpt-4o-mini:"+summarize.PromptVersion)
-	var takeErr error
-	w := &onWrite{trigger: `tldr_validation "bogus"`, fire: func() {
-		other, err := moved.st.Pool().Acquire(context.Background())
-		if err != nil {
-			takeErr = err
-			return
-		}
-		t.Cleanup(func() { _ = other.Conn().Close(context.Background()); other.Release() })
-		_, takeErr = other.Exec(context.Background(), `SELECT pg_terminate_backend(l.pid, 5000) FROM pg_locks l
-			WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND ((l.classid::int8 << 32) | l.objid::int8) = `+lockKey+`;
-			SELECT pg_advisory_lock(`+lockKey+`)`)
-	}}
+	take, takeErr := takeTLDRRunLock(t, moved.st)
+	w := &onWrite{trigger: `tldr_validation "bogus"`, fire: take}
 	_, err = runImport(ctx, moved.st, file, w)
-	if takeErr != nil {
-		t.Fatalf("ending the lock's session: %v", takeErr)
+	if *takeErr != nil {
+		t.Fatalf("ending the lock's session: %v", *takeErr)
 	}
 	if !w.fired {
 		t.Fatalf("the TL;DR pass never rejected the damaged line:\n%s", w.buf.String())
@@ -359,4 +311,45 @@ func TestImportThatLostItsLockDuringItsLastPassSaysSo(t *testing.T) {
 	if !errors.Is(err, store.ErrLockLost) || !strings.Contains(err.Error(), "run the same command again") {
 		t.Errorf("import that lost its lock during its TL;DR pass: %v, want it to say the lock was lost and to run it again\n%s", err, w.buf.String())
 	}
+}
+
+// tldrExport is an export of n seeded papers with the TL;DRs the configured model wrote of them.
+func tldrExport(t *testing.T, n int) string {
+	t.Helper()
+	old := newArchiveEnv(t, openaitest.Config{})
+	old.seed(t, n)
+	if res, _ := old.reprocess(t, t.Context(), old.c, reprocessOptions{tldrOnly: true}); res.Worker.TLDRs != int64(n) {
+		t.Fatalf("the old archive's reprocess: %+v, want %d TL;DRs", res.Worker, n)
+	}
+	file := filepath.Join(t.TempDir(), "export.jsonl")
+	var errw bytes.Buffer
+	if _, err := runExport(t.Context(), old.st, exportOptions{out: file, tldr: configuredTLDR(old.c)}, &errw); err != nil {
+		t.Fatalf("export: %v\n%s", err, errw.String())
+	}
+	return file
+}
+
+// takeTLDRRunLock returns take, which ends the session holding the run lock of the configured
+// TL;DR version in st's schema, as a restart (or the server's keepalive) would, and takes the
+// lock on a session of its own, as another run would; *failed is what that failed with.
+func takeTLDRRunLock(t *testing.T, st *store.Store) (take func(), failed *error) {
+	t.Helper()
+	var schema string
+	if err := st.Pool().QueryRow(t.Context(), "SELECT current_schema()").Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	lockKey := fmt.Sprintf("hashtextextended('paperpipe.run.%s.%s', 0)", schema, "tldr:gpt-4o-mini:"+summarize.PromptVersion)
+	failed = new(error)
+	take = func() {
+		other, err := st.Pool().Acquire(context.Background())
+		if err != nil {
+			*failed = err
+			return
+		}
+		t.Cleanup(func() { _ = other.Conn().Close(context.Background()); other.Release() })
+		_, *failed = other.Exec(context.Background(), `SELECT pg_terminate_backend(l.pid, 5000) FROM pg_locks l
+			WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND ((l.classid::int8 << 32) | l.objid::int8) = `+lockKey+`;
+			SELECT pg_advisory_lock(`+lockKey+`)`)
+	}
+	return take, failed
 }

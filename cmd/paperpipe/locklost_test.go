@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/paperpipe/paperpipe/internal/openaitest"
-	"github.com/paperpipe/paperpipe/summarize"
 )
 
 // TestReprocessThatLostItsLockAndFailedSaysBoth: a run that failed (here the API refused its
@@ -22,37 +19,20 @@ func TestReprocessThatLostItsLockAndFailedSaysBoth(t *testing.T) {
 	t.Parallel()
 	e := newArchiveEnv(t, openaitest.Config{APIKey: "sk-rotated"}) // the run's key, sk-test, is refused
 	e.seed(t, 4)
-	var schema string
-	if err := e.st.Pool().QueryRow(t.Context(), "SELECT current_schema()").Scan(&schema); err != nil {
-		t.Fatal(err)
-	}
-	lockKey := fmt.Sprintf("hashtextextended('paperpipe.run.%s.%s', 0)", schema, "tldr:gpt-4o-mini:"+summarize.PromptVersion)
 	// Before the API answers the run's first request, the server ends the session holding the
 	// run's lock (as its keepalive would) and another session takes the lock.
-	var (
-		once    sync.Once
-		takeErr error
-	)
+	take, takeErr := takeTLDRRunLock(t, e.st)
+	var once sync.Once
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		once.Do(func() {
-			other, err := e.st.Pool().Acquire(context.Background())
-			if err != nil {
-				takeErr = err
-				return
-			}
-			t.Cleanup(func() { _ = other.Conn().Close(context.Background()); other.Release() })
-			_, takeErr = other.Exec(context.Background(), `SELECT pg_terminate_backend(l.pid) FROM pg_locks l
-				WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND ((l.classid::int8 << 32) | l.objid::int8) = `+lockKey+`;
-				SELECT pg_advisory_lock(`+lockKey+`)`)
-		})
+		once.Do(take)
 		e.fake.Handler().ServeHTTP(w, r)
 	}))
 	t.Cleanup(api.Close)
 	c := e.cfg(func(c *config) { c.BaseURL = api.URL })
 	var errw bytes.Buffer
 	_, err := runReprocess(t.Context(), c, reprocessOptions{tldrOnly: true}, &bytes.Buffer{}, &errw)
-	if takeErr != nil {
-		t.Fatalf("ending the lock's session: %v", takeErr)
+	if *takeErr != nil {
+		t.Fatalf("ending the lock's session: %v", *takeErr)
 	}
 	if err == nil {
 		t.Fatalf("a run whose key the API refuses succeeded\n%s", errw.String())
