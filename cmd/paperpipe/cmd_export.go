@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -335,6 +336,20 @@ func fdName(p string) bool {
 	return len(parts) == 5 && parts[1] == "proc" && parts[3] == "fd"
 }
 
+// nextExportLine reads the next line of an export from br (import and import-tldrs read them
+// so), trimmed and without a UTF-8 byte order mark: end at the end of the input; err when it
+// cannot be read on, the line then lost.
+func nextExportLine(br *bufio.Reader) (line []byte, end bool, err error) {
+	raw, err := br.ReadBytes('\n')
+	if len(raw) == 0 && errors.Is(err, io.EOF) {
+		return nil, true, nil
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, false, err
+	}
+	return bytes.TrimSpace(bytes.TrimPrefix(raw, []byte("\ufeff"))), false, nil
+}
+
 // tldrLine is what import-tldrs reads of an export line.
 type tldrLine struct {
 	ID            jsonID    `json:"id"`
@@ -466,18 +481,18 @@ func importTLDRs(ctx context.Context, st *store.Store, path string, chunk int, e
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		raw, rerr := br.ReadBytes('\n')
-		if len(raw) == 0 && errors.Is(rerr, io.EOF) {
+		line, end, rerr := nextExportLine(br)
+		if end {
 			break
 		}
-		if rerr != nil && !errors.Is(rerr, io.EOF) {
+		if rerr != nil {
 			if err := flush(); err != nil {
 				return res, err
 			}
 			return res, fmt.Errorf("%s:%d: reading stopped: %w; the lines before it were imported", name, n, rerr)
 		}
 		res.Lines++
-		text := strings.TrimSpace(strings.TrimPrefix(string(raw), "\ufeff"))
+		text := string(line)
 		if text == "" {
 			continue
 		}

@@ -332,18 +332,17 @@ func importPapers(ctx context.Context, st *store.Store, path string, chunk int, 
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		raw, rerr := br.ReadBytes('\n')
-		if len(raw) == 0 && errors.Is(rerr, io.EOF) {
+		line, end, rerr := nextExportLine(br)
+		if end {
 			break
 		}
-		if rerr != nil && !errors.Is(rerr, io.EOF) {
+		if rerr != nil {
 			if err := flush(); err != nil {
 				return res, err
 			}
 			return res, fmt.Errorf("%s:%d: reading stopped: %w; the papers before it were stored", name, n, rerr)
 		}
 		res.Lines++
-		line := bytes.TrimSpace(bytes.TrimPrefix(raw, []byte("\ufeff")))
 		if len(line) == 0 {
 			continue
 		}
