@@ -170,14 +170,19 @@ func (s *Store) Removed(ctx context.Context, id string) (_ bool, err error) {
 	return removed, nil
 }
 
+// lastRemovalSQL is LastRemoval's statement: the last entry of removed_papers_removed_at
+// (00018). It read the table whole, which holds every id ever given to a removal, stored or not,
+// and not ingested again: after removing a wrong file of a million papers, 250–500 ms of a
+// parallel scan (three backends) each second per worker, for good; 0.4 ms from the index.
+const lastRemovalSQL = `SELECT max(removed_at) FROM removed_papers`
+
 // LastRemoval is the time of the latest removal (RemovePapers) of a paper not stored again
 // since; the zero time when there is none. A worker reads it about once a second to know
-// whether the messages it holds need asking about (Removed). It reads removed_papers whole:
-// the papers removed and not ingested again, a small table as a rule.
+// whether the messages it holds need asking about (Removed).
 func (s *Store) LastRemoval(ctx context.Context) (_ time.Time, err error) {
 	defer func() { err = unavailable(ctx, err) }()
 	var at *time.Time
-	if err := s.pool.QueryRow(ctx, `SELECT max(removed_at) FROM removed_papers`).Scan(&at); err != nil {
+	if err := s.pool.QueryRow(ctx, lastRemovalSQL).Scan(&at); err != nil {
 		return time.Time{}, fmt.Errorf("read the latest removal: %w", err)
 	}
 	if at == nil {
