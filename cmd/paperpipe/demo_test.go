@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -37,6 +38,44 @@ func TestMakeDemoUsesTheOfflineModels(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "paperpipe-offline-extractive") {
 		t.Errorf("make demo's TL;DRs are not the offline model's:\n%s", out)
+	}
+	checkDemoShowsTLDRsAndRelated(t, string(out))
+}
+
+// checkDemoShowsTLDRsAndRelated checks what issue 2 asks `make demo` to print: for a few
+// papers, the TL;DR and the 5 most related papers (from the space of the offline model `fit`
+// made, which the demo activates), then the commands to go further.
+func checkDemoShowsTLDRsAndRelated(t *testing.T, out string) {
+	t.Helper()
+	shows, relateds := 0, 0
+	for _, section := range strings.Split(out, "\n==> ")[1:] {
+		head, body, _ := strings.Cut(section, "\n")
+		switch {
+		case strings.HasPrefix(head, "paperpipe show "):
+			shows++
+			if !strings.Contains(body, "TL;DR (paperpipe-offline-extractive") {
+				t.Errorf("make demo's %s shows no TL;DR of the offline summarizer:\n%s", head, body)
+			}
+		case strings.HasPrefix(head, "paperpipe related "):
+			relateds++
+			if !strings.Contains(body, "(space paperpipe-offline-tfidf-") {
+				t.Errorf("make demo's %s does not come from the fitted offline model's space:\n%s", head, body)
+			}
+			for i := 1; i <= 5; i++ {
+				if !strings.Contains(body, fmt.Sprintf("\n %d. ", i)) {
+					t.Errorf("make demo's %s lacks related paper %d of 5:\n%s", head, i, body)
+				}
+			}
+			if strings.Contains(body, "\n 6. ") {
+				t.Errorf("make demo's %s lists more than 5 related papers:\n%s", head, body)
+			}
+		}
+	}
+	if shows < 3 || relateds < 3 {
+		t.Errorf("make demo showed %d papers and the related papers of %d, want 3 each:\n%s", shows, relateds, out)
+	}
+	if !strings.Contains(out, "Go further:") || !strings.Contains(out, " search ") || !strings.Contains(out, " up ") {
+		t.Errorf("make demo does not end with the commands to go further:\n%s", out)
 	}
 }
 
