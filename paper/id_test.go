@@ -29,6 +29,9 @@ func TestCanonicalID(t *testing.T) {
 		{"https://arxiv.org/abs/2401.01234v2?context=cs", "arxiv:2401.01234"},
 		{"https://arxiv.org/abs/2401.01234/", "arxiv:2401.01234"},
 		{"https://arxiv.org/abs/2401.01234#S2", "arxiv:2401.01234"},
+		// The paper's HTML page, which arXiv links beside the PDF ("HTML (experimental)").
+		{"https://arxiv.org/html/2401.01234v2", "arxiv:2401.01234"},
+		{"https://arxiv.org/html/2401.01234v1/#S2", "arxiv:2401.01234"},
 		{"10.1000/XYZ.123", "doi:10.1000/xyz.123"},
 		{"doi:10.1000/xyz.123", "doi:10.1000/xyz.123"},
 		{"https://doi.org/10.1000/XYZ.123", "doi:10.1000/xyz.123"},
