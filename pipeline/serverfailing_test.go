@@ -44,6 +44,29 @@ func TestServerFailingEveryRequestPausesTheWorker(t *testing.T) {
 	checkAllDone(t, b, w, papers, "the server answers again")
 }
 
+// TestServerFailingEveryRequestPausesAWorkerWithAShortMessageTime: the same server under a
+// message time too short for the client's retries (PAPERPIPE_MSG_TIMEOUT, half of a short
+// PAPERPIPE_ACK_WAIT: 1 s here, where 5 retries back off up to 7.75 s): each call ended at the
+// deadline between two attempts answered 5xx, which was taken for the paper's failure, not the
+// server's, so the worker never paused and dead-lettered the backlog (with PAPERPIPE_ACK_WAIT=5s
+// and the default 8 deliveries, within 3 minutes). It pauses, saying the API fails every
+// request — it answers at once, it does not hang.
+func TestServerFailingEveryRequestPausesAWorkerWithAShortMessageTime(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 16, Faults: openaitest.Faults{ServerError: 1}})
+	sum, err := summarize.New(summarize.Config{BaseURL: api.URL(), Model: "m"}) // the default 5 retries
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, papers, w, logs := pausingWorkerWith(t, sum, embed.NewOffline(), 10, pipeline.WorkerConfig{MsgTimeout: time.Second, Backoff: growingBackoff})
+	checkPausedAllQueued(t, b, w, papers, 2, "a server failing every request, the message's time shorter than the retries")
+	if out := logs.String(); !strings.Contains(out, "the API fails every request") || strings.Contains(out, "the API answers no request in time") {
+		t.Errorf("the pause does not say the API fails every request (or says it answers nothing in time):\n%s", out)
+	}
+	api.SetFaults(openaitest.Faults{}) // the server is back
+	checkAllDone(t, b, w, papers, "the server answers again")
+}
+
 // TestServerAnsweringNoJSONPausesTheWorker: a server that answers every request with a
 // success status and a body that is no answer (a proxy's or captive portal's HTML page, a
 // web app's page where the API was meant) failed no paper in particular either, yet each

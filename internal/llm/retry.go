@@ -673,7 +673,9 @@ type Result struct {
 // attempt count (and with ErrServerFailing when every attempt that was not rate-limited was
 // answered 5xx, with a body that is not an answer, or not answered in its time); the call's deadline ending an attempt that waited
 // for its answer, every earlier one answered 5xx or not in time, returns ErrServerFailing
-// wrapping ctx.Err() (a server that hangs, or a model slower than the call's time); an
+// wrapping ctx.Err() (a server that hangs, or a model slower than the call's time), and ending
+// the wait before a retry after such attempts, ErrServerFailing wrapping the last one's error
+// (the retries did not fit in the call's time: the server answered, and failed); an
 // Account failure wraps ErrAccount and the cause, unretried — except an
 // unreachable API, retried like a transient failure first, and returned as ErrUnreachable
 // with ErrAccount when the retries are used up, or when the call's deadline ends after a failed
@@ -768,7 +770,8 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 			return res, ctxErr()
 		}
 		var delay time.Duration
-		class := Account // unreachable: retried below, then ErrUnreachable
+		var retrying error // a transient failure the delay waits to try again after
+		class := Account   // unreachable: retried below, then ErrUnreachable
 		if unreached == nil {
 			class = Classify(err)
 		}
@@ -838,6 +841,7 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 			}
 			delay = Backoff(retries, base, ceiling)
 			retries++
+			retrying = err
 			log.Debug("transient API error; retrying", "attempt", res.Attempts, "delay", delay, "err", err)
 		}
 		if delay > 0 {
@@ -845,6 +849,13 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 			select {
 			case <-ctx.Done():
 				t.Stop()
+				if retrying != nil && serverErrors && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					// The call's time ended before the next attempt, every attempt so far
+					// answered 5xx (or with no answer at all): a server failing every attempt
+					// the call had time for (a short PAPERPIPE_MSG_TIMEOUT), not a hang.
+					return res, fmt.Errorf("giving up after %d attempts, the call's time ending before the next: %w: %w",
+						res.Attempts, ErrServerFailing, retrying)
+				}
 				return res, ctxErr()
 			case <-t.C:
 			}

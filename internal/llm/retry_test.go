@@ -135,6 +135,53 @@ func TestRetrierSaysWhenEveryAttemptWasAServerError(t *testing.T) {
 	}
 }
 
+// TestRetrierSaysTheServerFailedWhenTheCallsTimeEndsBetweenAttempts: a call whose deadline
+// (a worker's PAPERPIPE_MSG_TIMEOUT, half of a short PAPERPIPE_ACK_WAIT) ends while it waits
+// to try again, every attempt so far answered 5xx, is a server failing every attempt it was
+// given — the retries did not fit in its time, not a failure of the paper. It returned the
+// deadline's error alone, so a worker under a server answering 500 to everything took each
+// paper's call for the paper's failure and dead-lettered the backlog instead of pausing. The
+// error names the server's answer, not the deadline (the server answered: it does not hang).
+// A call with another failure among its attempts, or cancelled (a shutdown), stays as it was.
+func TestRetrierSaysTheServerFailedWhenTheCallsTimeEndsBetweenAttempts(t *testing.T) {
+	t.Parallel()
+	// Backoffs of up to an hour: the call's deadline ends during a wait, after one or a few
+	// attempts (should every attempt fit, the call gives up with ErrServerFailing all the same).
+	r := Retrier{MaxRetries: 5, BaseDelay: time.Hour, MaxDelay: time.Hour, Timeout: time.Second}
+	for _, tc := range []struct {
+		name string
+		errs []error
+		want bool
+	}{
+		{"500s", []error{&openai.APIError{HTTPStatusCode: 500}}, true},
+		{"502 then 503s", []error{&openai.APIError{HTTPStatusCode: 502}, &openai.APIError{HTTPStatusCode: 503}}, true},
+		{"a truncated body first", []error{io.ErrUnexpectedEOF, &openai.APIError{HTTPStatusCode: 500}}, false},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+		calls := 0
+		_, err := r.Do(ctx, 1, func(context.Context) error {
+			calls++
+			return tc.errs[min(calls, len(tc.errs))-1]
+		})
+		cancel()
+		if got := errors.Is(err, ErrServerFailing); got != tc.want || err == nil || Classify(err) != Transient {
+			t.Errorf("%s: %v (%s) after %d calls; want a transient error, ErrServerFailing %v", tc.name, err, Classify(err), calls, tc.want)
+		}
+		if tc.want && (errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "status code: 50")) {
+			t.Errorf("%s: %v; want the server's answer, not the deadline, as the cause", tc.name, err)
+		}
+	}
+	// Cancelled (a worker's shutdown) between attempts: the cancellation, as before.
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err := r.Do(ctx, 1, func(context.Context) error {
+		cancel()
+		return &openai.APIError{HTTPStatusCode: 500}
+	})
+	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrServerFailing) {
+		t.Errorf("cancelled between attempts: %v; want context.Canceled alone", err)
+	}
+}
+
 // TestUnusableReason: what go-openai returns for a 200 whose body it cannot use, by why; a
 // request that got no answer (net/http's "Post …: EOF" for a connection closed before the
 // answer) or an error status is no unusable answer.
