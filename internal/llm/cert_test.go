@@ -25,6 +25,11 @@ import (
 // worker pauses on, saying what is wrong and what to do.
 func TestUntrustedCertificateIsAnAccountError(t *testing.T) {
 	t.Parallel()
+	// The system's CAs load on a client's first verification: under -race on a busy machine
+	// that took longer than fastRetrier's 1 s attempt, whose timeout was then retried (2 calls).
+	if _, err := x509.SystemCertPool(); err != nil {
+		t.Logf("system CAs: %v", err)
+	}
 	ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
 	defer ts.Close()
 	addr := strings.TrimPrefix(ts.URL, "https://")
