@@ -140,7 +140,8 @@ func (c *Client) PromptVersion() string { return Versioned(PromptVersion, c.cfg.
 // was waiting for: llm.ErrServerFailing); paper.ErrPermanent wrapped for a
 // request the API rejects (400, 413, 422), for an abstract with no text, and for an answer
 // that stays invalid even when cleaned, and for a model's refusal (message.refusal, no
-// content), with its text, not asked again; llm.ErrAccount wrapped when the API refuses the
+// content), with its text, and an answer the API's content filter withheld (finish_reason
+// "content_filter": no content, or the start of it), never stored, both not asked again; llm.ErrAccount wrapped when the API refuses the
 // account or the configuration (401, 402, 403, 404, an exhausted quota) or cannot be reached
 // (llm.ErrUnreachable); otherwise a transient error, already retried MaxRetries times.
 func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary, error) {
@@ -158,6 +159,12 @@ func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary
 		// model declined the content, which the same abstract will not change.
 		return paper.Summary{Usage: usage}, fmt.Errorf("summarize %s with %s: the model refused: %q: %w",
 			a.ID, c.cfg.Model, first.refusal, paper.ErrPermanent)
+	}
+	if first.filtered {
+		// Not asked again either, for the same reason: the API withheld the content, and what
+		// there is of it is the start of the answer (a stub that can pass every check).
+		return paper.Summary{Usage: usage}, fmt.Errorf("summarize %s with %s: the API's content filter withheld the answer (finish_reason %q): %w",
+			a.ID, c.cfg.Model, openai.FinishReasonContentFilter, paper.ErrPermanent)
 	}
 	sum := paper.Summary{
 		PaperID:       a.ID,
@@ -181,6 +188,8 @@ func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary
 		c.log.Warn("stricter retry failed; cleaning the first answer", "paper", a.ID, "err", err)
 	case second.refused():
 		c.log.Warn("the model refused the stricter retry; cleaning the first answer", "paper", a.ID, "refusal", second.refusal)
+	case second.filtered:
+		c.log.Warn("the API's content filter withheld the stricter retry's answer; cleaning the first answer", "paper", a.ID)
 	case second.validate(a.Abstract, maxWords) == nil:
 		sum.Text, sum.Validation, sum.Usage = Normalize(second.text), paper.ValidRetried, usage
 		return sum, nil
@@ -213,6 +222,7 @@ func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary
 type answer struct {
 	text     string // the content, without the reasoning in front of it (splitThinking)
 	cut      bool   // finish_reason "length": stopped at a token limit, mid-sentence
+	filtered bool   // finish_reason "content_filter": the API withheld the content, or its end
 	refusal  string // message.refusal: the model declined, saying this
 	reasoned bool   // the model reasoned first: a think block, reasoning_content or reasoning tokens
 }
@@ -268,7 +278,8 @@ func (c *Client) complete(ctx context.Context, msgs []message, usage *paper.Usag
 		text, thought := splitThinking(content)
 		reasoned := thought || parted || strings.TrimSpace(ch.Message.ReasoningContent) != "" ||
 			resp.Usage.CompletionTokensDetails != nil && resp.Usage.CompletionTokensDetails.ReasoningTokens > 0
-		ans = answer{text: text, cut: ch.FinishReason == openai.FinishReasonLength, refusal: ch.Message.Refusal, reasoned: reasoned}
+		ans = answer{text: text, cut: ch.FinishReason == openai.FinishReasonLength, filtered: ch.FinishReason == openai.FinishReasonContentFilter,
+			refusal: ch.Message.Refusal, reasoned: reasoned}
 		return nil
 	})
 	return ans, err
