@@ -132,8 +132,10 @@ func (c *Client) PromptVersion() string { return Versioned(PromptVersion, c.cfg.
 // not be sent or answered: ctx ended, the rate limit held it, the API failed it; when cleaning
 // cannot save it, the retry's error is returned). An answer the server stopped at a length
 // limit (finish_reason "length": a gateway's or a local server's default max_tokens, a context
-// window filled up, a reasoning model that spent its budget thinking) is invalid and never
-// cleaned: its sentence was cut off, and a cut sentence can pass every check. Summary.Validation
+// window filled up, a reasoning model that spent its budget thinking; Mistral's "model_length")
+// is invalid and never cleaned: its sentence was cut off, and a cut sentence can pass every
+// check. One whose generation broke off (Mistral's finish_reason "error") is the server's
+// failure, retried as an unusable answer. Summary.Validation
 // records which happened and Summary.Usage sums both calls; with an error, the Summary returned
 // holds only the Usage of the answers that were billed all the same. Errors: ctx.Err() when
 // ctx ends (unless the API could not be reached meanwhile, or did not answer the request it
@@ -221,7 +223,8 @@ func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary
 // refused or reasoned before answering.
 type answer struct {
 	text     string // the content, without the reasoning in front of it (splitThinking)
-	cut      bool   // finish_reason "length": stopped at a token limit, mid-sentence
+	cut      bool   // finish_reason "length" (or Mistral's "model_length"): stopped at a token limit, mid-sentence
+	finish   string // the finish_reason
 	filtered bool   // finish_reason "content_filter": the API withheld the content, or its end
 	refusal  string // message.refusal: the model declined, saying this
 	reasoned bool   // the model reasoned first: a think block, reasoning_content or reasoning tokens
@@ -239,12 +242,12 @@ func (a answer) validate(abstract string, maxWords int) error {
 	switch {
 	case a.cut && empty && a.reasoned:
 		return fmt.Errorf("%w: no answer: the model's reasoning used the server's whole output-token limit (finish_reason %q); "+
-			"raise the limit or turn the model's thinking off", ErrInvalidTLDR, openai.FinishReasonLength)
+			"raise the limit or turn the model's thinking off", ErrInvalidTLDR, a.finish)
 	case a.cut && empty:
 		return fmt.Errorf("%w: no answer: cut off at the server's token limit before any (finish_reason %q; "+
-			"a reasoning model may have spent it thinking)", ErrInvalidTLDR, openai.FinishReasonLength)
+			"a reasoning model may have spent it thinking)", ErrInvalidTLDR, a.finish)
 	case a.cut:
-		return fmt.Errorf("%w: cut off at the server's token limit (finish_reason %q)", ErrInvalidTLDR, openai.FinishReasonLength)
+		return fmt.Errorf("%w: cut off at the server's token limit (finish_reason %q)", ErrInvalidTLDR, a.finish)
 	case empty && a.reasoned:
 		return fmt.Errorf("%w: empty: the model gave only its reasoning", ErrInvalidTLDR)
 	}
@@ -274,16 +277,29 @@ func (c *Client) complete(ctx context.Context, msgs []message, usage *paper.Usag
 			return fmt.Errorf("chat completion without choices: %w", llm.ErrBadResponse)
 		}
 		ch := resp.Choices[0]
+		if ch.FinishReason == finishError {
+			// Mistral's: the generation broke off, its content the start of the answer.
+			return fmt.Errorf("chat completion whose generation ended in an error (finish_reason %q): %w", ch.FinishReason, llm.ErrBadResponse)
+		}
 		content, parted := messageText(ch.Message)
 		text, thought := splitThinking(content)
 		reasoned := thought || parted || strings.TrimSpace(ch.Message.ReasoningContent) != "" ||
 			resp.Usage.CompletionTokensDetails != nil && resp.Usage.CompletionTokensDetails.ReasoningTokens > 0
-		ans = answer{text: text, cut: ch.FinishReason == openai.FinishReasonLength, filtered: ch.FinishReason == openai.FinishReasonContentFilter,
+		ans = answer{text: text, cut: ch.FinishReason == openai.FinishReasonLength || ch.FinishReason == finishModelLength,
+			filtered: ch.FinishReason == openai.FinishReasonContentFilter, finish: string(ch.FinishReason),
 			refusal: ch.Message.Refusal, reasoned: reasoned}
 		return nil
 	})
 	return ans, err
 }
+
+// Finish reasons of Mistral's API besides OpenAI's (its API reference's ChatCompletionChoice:
+// stop, length, model_length, error, tool_calls): model_length, an answer stopped at the model's
+// context length, cut as at length; error, a generation that broke off, the server's failure.
+const (
+	finishModelLength openai.FinishReason = "model_length"
+	finishError       openai.FinishReason = "error"
+)
 
 // messageText returns the text of m's content and whether it came with a thinking part:
 // the content string, or, when the content is an array of parts, its text parts joined, as
