@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -422,6 +423,14 @@ func (s *Server) apiPostPapers(w http.ResponseWriter, r *http.Request) {
 	if errors.As(err, &tooBig) {
 		s.fail(w, r, &httpError{status: http.StatusRequestEntityTooLarge, err: err,
 			msg: fmt.Sprintf("body is larger than %d bytes; send fewer papers per request", tooBig.Limit)})
+		return
+	}
+	var timeout net.Error
+	if errors.As(err, &timeout) && timeout.Timeout() {
+		// The server's ReadTimeout ended before the body did (a large post over a slow link):
+		// the request is not malformed, and a 400 told the client not to send it again.
+		s.fail(w, r, &httpError{status: http.StatusRequestTimeout, err: err,
+			msg: fmt.Sprintf("the body did not arrive within %s, the server's read timeout: send fewer papers per request", s.cfg.ReadTimeout)})
 		return
 	}
 	if err != nil {
