@@ -54,8 +54,15 @@ const (
 // the first close delimiter, as vLLM's own parsers take it (vllm/reasoning/basic_parsers.py,
 // deepseek_r1_reasoning_parser.py), without the tags some models wrap it in (answerWrappers);
 // an unclosed block leaves no answer. gpt-oss's harmony channels give the final channel's
-// message. Content without any of these is returned as it is.
+// message. Content without any of these is returned as it is. The end-of-turn tokens a server
+// left at the end of the answer are not part of it (trimEndOfTurn).
 func splitThinking(content string) (answer string, thought bool) {
+	answer, thought = splitReasoning(content)
+	return trimEndOfTurn(answer), thought
+}
+
+// splitReasoning is splitThinking before trimEndOfTurn.
+func splitReasoning(content string) (answer string, thought bool) {
 	if answer, ok := splitHarmony(content); ok {
 		return answer, true
 	}
@@ -111,4 +118,34 @@ func unwrapAnswer(answer string) string {
 		}
 	}
 	return answer
+}
+
+// endOfTurnTokens are the tokens chat models end their turn (or the text) with, as a server that
+// decodes with the special tokens leaves them in the content when its stop tokens are not the
+// model's (a chat template of another model, skip_special_tokens off: vllm-project/vllm#4260,
+// Aider-AI/aider#2588): Llama 3's <|eot_id|> and <|end_of_text|>, ChatML's <|im_end|> (Qwen, Yi,
+// …), Phi-3's <|end|>, GPT-2's and many others' <|endoftext|>, Llama 2's and Mistral's </s>,
+// Gemma's <end_of_turn> and <eos>, DeepSeek's <｜end▁of▁sentence｜> (full-width bars) and
+// DeepSeek Coder's <|EOT|>.
+var endOfTurnTokens = []string{"<|eot_id|>", "<|end_of_text|>", "<|im_end|>", "<|end|>", "<|endoftext|>", "</s>",
+	"<end_of_turn>", "<eos>", "<｜end▁of▁sentence｜>", "<|EOT|>"}
+
+// trimEndOfTurn returns answer without the end-of-turn tokens (endOfTurnTokens) at its end,
+// with the white space around them: "… accuracy.<|eot_id|>" was stored as the TL;DR "…
+// accuracy.<|eot_id|>." Only at the end: a token inside the text is the text's (a TL;DR may
+// name one), or the start of another turn, which Validate refuses.
+func trimEndOfTurn(answer string) string {
+	for {
+		t := strings.TrimRightFunc(answer, unicode.IsSpace)
+		cut := false
+		for _, tok := range endOfTurnTokens {
+			if rest, ok := strings.CutSuffix(t, tok); ok {
+				answer, cut = rest, true
+				break
+			}
+		}
+		if !cut {
+			return answer
+		}
+	}
 }

@@ -1,0 +1,40 @@
+package summarize
+
+import (
+	"context"
+	"net/http"
+	"testing"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// TestClientEndOfTurnTokenIsNotPartOfTheTLDR: a server that decodes with the model's special
+// tokens (vLLM, llama.cpp or LM Studio with a chat template whose stop token is not the one the
+// model ends its turn with: Llama 3's <|eot_id|>, ChatML's <|im_end|>, Gemma's <end_of_turn>,
+// DeepSeek's <｜end▁of▁sentence｜>, Mistral's </s>) leaves the token at the end of the content
+// (vllm-project/vllm#4260, Aider-AI/aider#2588). The TL;DR passed every check with it and was
+// stored with it: "… language models.<|eot_id|>" on the paper's page and in the API. It is not
+// part of the answer, whether the client asked for it (Summarize) or a batch brought it
+// (Accept).
+func TestClientEndOfTurnTokenIsNotPartOfTheTLDR(t *testing.T) {
+	t.Parallel()
+	const whole = "A method halves the training cost of large language models while keeping their accuracy."
+	for _, token := range []string{"<|eot_id|>", "<|im_end|>", "<end_of_turn>", "<｜end▁of▁sentence｜>", "</s>", "<|end|>", " <|endoftext|>\n<|endoftext|>"} {
+		t.Run(token, func(t *testing.T) {
+			t.Parallel()
+			url, calls := answering(t, http.StatusOK, chatAnswer(whole+token, "stop"))
+			c, err := New(Config{BaseURL: url, MaxRetries: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := c.Summarize(context.Background(), testPaper)
+			if err != nil || s.Text != whole || s.Validation != paper.ValidOK || calls() != 1 {
+				t.Errorf("Summarize = %q (%s), %v after %d requests; want %q at the first answer", s.Text, s.Validation, err, calls(), whole)
+			}
+			text, validation, err := Accept(whole+token, testPaper, 30)
+			if err != nil || text != whole || validation != paper.ValidOK {
+				t.Errorf("Accept = %q (%s), %v; want %q", text, validation, err, whole)
+			}
+		})
+	}
+}
