@@ -1017,3 +1017,29 @@ func TestEmbedHeldByTheRateLimitSaysSo(t *testing.T) {
 		t.Errorf("%d inputs embedded, want none: no request was sent", st.EmbedInputsDelivered)
 	}
 }
+
+// TestClientCutsAnInputOllamaRefusesAsTooLong: Ollama refuses an input longer than its model's
+// context, when it does not cut it itself, with a 400 "the input length exceeds the context
+// length" that gives no lengths. It was taken for a rejection of the paper: dead-lettered once
+// the halving found it (a query: a 502 for the search). The client cuts it as it cuts one the
+// other servers refuse, to half its length at each refusal, and marks it truncated.
+func TestClientCutsAnInputOllamaRefusesAsTooLong(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{Dimensions: 8, ContextTokens: 100, Flavor: openaitest.FlavorOllama})
+	c := newTestClient(t, srv, func(c *Config) { c.Model = "m"; c.Dimensions = 8; c.MaxRetries = 2 })
+	papers := synthPapers(8)
+	papers[5].Abstract = strings.Repeat("a very long abstract indeed ", 80) // ~560 of the server's tokens
+	embs, _, err := c.Embed(context.Background(), papers)
+	if err != nil {
+		t.Fatalf("Embed: %v; want the long input cut to fit", err)
+	}
+	for i, e := range embs {
+		if e.Truncated != (i == 5) || e.Vector == nil {
+			t.Fatalf("paper %d: truncated %v, vector %v; want a vector each, only paper 5 truncated", i, e.Truncated, e.Vector != nil)
+		}
+	}
+	checkVectors(t, papers, embs, 8)
+	if vec, _, err := c.EmbedQuery(context.Background(), papers[5].Abstract); err != nil || len(vec) != 8 {
+		t.Fatalf("EmbedQuery of a long query: %d dimensions, %v; want it cut to fit", len(vec), err)
+	}
+}

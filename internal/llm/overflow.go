@@ -34,6 +34,11 @@ var inputTooLongRes = []*regexp.Regexp{
 	// tokens. Given: 700", "code": 413, "type": "Validation"} for the whole request (core/src/
 	// tokenization.rs, encode_input; router/src/http/server.rs, openai_embed).
 	regexp.MustCompile("(?i)`?inputs`? must have less than (?P<limit>\\d+) tokens\\. given: (?P<tokens>\\d+)"),
+	// Ollama, an input longer than its model's context that it does not cut itself (its
+	// "truncate" false, and some inputs with it): 400 "the input length exceeds the context
+	// length", in earlier versions "input length exceeds maximum context length", for the whole
+	// request and without the lengths (as quoted in lfnovo/open-notebook#350 and n8n-io/n8n#11144).
+	regexp.MustCompile(`(?i)\binput length exceeds (?:the |maximum )?context length`),
 }
 
 // InputTooLong reports whether err is an API's refusal of an input longer than its model takes

@@ -153,13 +153,15 @@ const (
 	FlavorMistral = "mistral"
 	// FlavorOpenRouter is OpenRouter (https://openrouter.ai/api/v1).
 	FlavorOpenRouter = "openrouter"
+	// FlavorOllama is Ollama's OpenAI compatibility (http://localhost:11434/v1).
+	FlavorOllama = "ollama"
 	// FlavorLiteLLM is LiteLLM's proxy in front of an embedding model of a provider it does
 	// not pass "encoding_format" to: Gemini, Vertex AI, Bedrock (see unsupportedEncoding).
 	FlavorLiteLLM = "litellm"
 )
 
 // flavors are the values Config.Flavor may take besides "".
-var flavors = []string{FlavorOpenAI, FlavorLlamaCpp, FlavorVLLM, FlavorTEI, FlavorAzure, FlavorGemini, FlavorMistral, FlavorLiteLLM, FlavorOpenRouter}
+var flavors = []string{FlavorOpenAI, FlavorLlamaCpp, FlavorVLLM, FlavorTEI, FlavorAzure, FlavorGemini, FlavorMistral, FlavorLiteLLM, FlavorOpenRouter, FlavorOllama}
 
 // unsupportedEncoding is LiteLLM's proxy's answer to an embeddings request with an
 // "encoding_format" (whatever its value: "base64", or "float", the OpenAI SDKs' default) for
@@ -233,6 +235,11 @@ func (s *Server) tooManyInputs(n int) *requestError {
 //     error: `inputs` must have less than L tokens. Given: N" (core/src/tokenization.rs,
 //     encode_input; TextEmbeddingsError::Validation's text in core/src/lib.rs), for the whole
 //     request when one of its inputs is too long.
+//   - Ollama: 400 invalid_request_error, "the input length exceeds the context length", for the
+//     whole request, with no lengths: its answer when it does not cut the input to the model's
+//     context itself (its "truncate" unset or false, and some inputs with it, as reported of
+//     0.12 and later: a query of mxbai-embed-large refused at /v1/embeddings, in OpenClaw's
+//     memory-lancedb documentation), in the OpenAI shape its compatibility layer gives errors.
 func (s *Server) contextError(tokens int) *requestError {
 	limit := s.cfg.ContextTokens
 	switch s.cfg.Flavor {
@@ -245,6 +252,9 @@ func (s *Server) contextError(tokens int) *requestError {
 	case FlavorTEI:
 		return teiError(http.StatusRequestEntityTooLarge, "Validation",
 			fmt.Sprintf("Input validation error: `inputs` must have less than %d tokens. Given: %d", limit, tokens))
+	case FlavorOllama:
+		return &requestError{status: http.StatusBadRequest, err: apiError{
+			Message: "the input length exceeds the context length", Type: "invalid_request_error"}}
 	}
 	return &requestError{status: http.StatusBadRequest, err: apiError{
 		Message: fmt.Sprintf("This model's maximum context length is %d tokens, however you requested %d tokens (%d in your prompt; 0 for the completion). Please reduce your prompt; or completion length.",

@@ -146,7 +146,7 @@ type Config struct {
 	// Flavor is the server whose answers the fake gives where that server's
 	// differ from OpenAI's: FlavorOpenAI (the default, ""), FlavorLlamaCpp,
 	// FlavorVLLM, FlavorTEI, FlavorAzure, FlavorGemini, FlavorMistral,
-	// FlavorLiteLLM or FlavorOpenRouter. Today that is the answer to an
+	// FlavorLiteLLM, FlavorOpenRouter or FlavorOllama. Today that is the answer to an
 	// embeddings input longer than ContextTokens (see contextError), to a
 	// request of more than MaxInputs inputs (see tooManyInputs), Mistral's
 	// to a request of more than MaxRequestTokens tokens, vLLM's 400 for
