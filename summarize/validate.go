@@ -25,6 +25,19 @@ var (
 		`|in (?:summary|short|brief)\b` +
 		`|(?:in )?this (?:paper|work|study|article|report|technical report|manuscript)\b` +
 		`|the (?:authors|paper)\b)`)
+	// refusalRe matches the start of an answer in which the model declines, apologises or asks
+	// for the abstract instead of giving a TL;DR ("I'm sorry, but I can't help with that.",
+	// "Please provide the abstract …"), in the content of models and servers that have no
+	// message.refusal: first person singular, which no TL;DR of a paper starts with ("I-JEPA
+	// …" is a name), and "Sorry" followed by punctuation or "I". Matched with ’ read as '.
+	refusalRe = regexp.MustCompile(`(?i)^(?:` +
+		`i'?m (?:so |very |truly )?(?:sorry|afraid|unable|not able)\b|i am (?:so |very |truly )?(?:sorry|afraid|unable|not able)\b` +
+		`|sorry(?:[,!.]|\s+(?:but\s+)?i\b)` +
+		`|i (?:must |sincerely )?apologi[sz]e\b` +
+		`|i (?:cannot|can't|can ?not|won't|will not|do not have|don't have)\b` +
+		`|unfortunately,? i\b` +
+		`|as an ai\b` +
+		`|(?:please|(?:could|can|would) you(?: please)?) (?:provide|share|give|paste|send)\b)`)
 	// markdownRe matches markdown anywhere in the text.
 	markdownRe = regexp.MustCompile("\\*\\*|__|`|\\]\\(")
 	// latexQuoteRe matches LaTeX quotes (``like this''), which abstracts carry and which are
@@ -43,7 +56,8 @@ const (
 // wrapping ErrInvalidTLDR that says what is wrong: it must be exactly one sentence (see
 // Sentences) on one line, with a word in it (a letter or a digit, not punctuation alone), at most maxWords words, with no preamble ("Sure", "Here is/Here's",
 // "TL;DR:", "Summary:", "This paper", "In this paper", "The authors" …), no markdown ("**",
-// "__", "`", links, a leading "#", "- ", "* " or "1. "), not wrapped in quotes, and in the
+// "__", "`", links, a leading "#", "- ", "* " or "1. "), not the model's refusal or request for
+// the abstract in words ("I'm sorry, but I can't …", "Please provide …"), not wrapped in quotes, and in the
 // abstract's language when DetectLanguage knows both. A missing final full stop is not an
 // error (Normalize adds it). maxWords ≤ 0 means no limit.
 func Validate(tldr, abstract string, maxWords int) error {
@@ -64,6 +78,9 @@ func Validate(tldr, abstract string, maxWords int) error {
 	stored := Normalize(t)
 	if findPreamble(stored) != nil {
 		return fmt.Errorf("%w: starts with a preamble (%q)", ErrInvalidTLDR, stored[:findPreamble(stored)[1]])
+	}
+	if refusalRe.MatchString(strings.ReplaceAll(stored, "’", "'")) {
+		return fmt.Errorf("%w: reads as the model's refusal, or its request for the abstract, not a TL;DR", ErrInvalidTLDR)
 	}
 	// Punctuation alone ("," "—" "…") is no TL;DR, and Normalize stores some of it as "",
 	// which the store refuses.

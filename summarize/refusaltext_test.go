@@ -1,0 +1,58 @@
+package summarize
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// TestRefusalInTheContentIsNoTLDR: a model that declines an abstract, or answers that it has
+// none, in its content (the models and servers that have no message.refusal: open models on
+// vLLM, llama.cpp or Ollama, most gateways) wrote one sentence that passed every check — "I'm
+// sorry, but I can't help with that." was stored as the paper's TL;DR and shown on its page and
+// in search results. It is invalid, saying so; a TL;DR that starts with "I" as a name is not.
+func TestRefusalInTheContentIsNoTLDR(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{
+		"I'm sorry, but I can't help with that.",
+		"I’m sorry, but I can’t assist with that request.",
+		"I am sorry, I cannot summarize this abstract.",
+		"Sorry, I can't assist with that request.",
+		"I apologize, but I am unable to summarize this text.",
+		"I cannot provide a summary of this abstract.",
+		"I can't help with summarizing this content.",
+		"I won't summarize this abstract.",
+		"Unfortunately, I cannot fulfill this request.",
+		"As an AI language model, I cannot access the full paper.",
+		"Please provide the abstract you would like me to summarize.",
+		"Could you please provide the abstract?",
+	} {
+		if err := Validate(s, enAbstract, 30); !errors.Is(err, ErrInvalidTLDR) || !strings.Contains(err.Error(), "refus") {
+			t.Errorf("Validate(%q) = %v; want it invalid as a refusal", s, err)
+		}
+	}
+	for _, s := range []string{
+		"I-JEPA learns semantic image features by predicting representations of masked image blocks.",
+		"I/O-aware attention halves the memory traffic of long-context transformers.",
+		"Sorry-state detection in dialogue improves repair strategies of chatbots.",
+		"Please-and-thank-you prompts do not change the accuracy of large language models.",
+	} {
+		if err := Validate(s, enAbstract, 30); err != nil {
+			t.Errorf("Validate(%q) = %v; want it valid", s, err)
+		}
+	}
+
+	url, calls := answering(t, http.StatusOK, chatAnswer("I'm sorry, but I can't help with that.", "stop"))
+	c, err := New(Config{BaseURL: url, MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Summarize(context.Background(), testPaper)
+	if !errors.Is(err, paper.ErrPermanent) || s.Text != "" {
+		t.Errorf("Summarize = %q (%s), %v after %d requests; want no TL;DR stored, a permanent error", s.Text, s.Validation, err, calls())
+	}
+}
