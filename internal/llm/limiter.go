@@ -213,6 +213,8 @@ func (l *Limiter) Pause(d time.Duration) {
 //     without them, for the
 //     longer of x-ratelimit-reset-requests and x-ratelimit-reset-tokens ("1s", "6m0s",
 //     "20ms"); without those, for DefaultPause.
+//   - A 503 with retry-after-ms or Retry-After pauses every caller for as long: the time the
+//     service says it is unavailable. (Other 5xx answers pause nobody.)
 //   - Any other response whose x-ratelimit-remaining-requests or -tokens is near zero (≤ 0, or
 //     at most 1% of the matching x-ratelimit-limit-*) pauses every caller until the matching
 //     reset.
@@ -231,6 +233,15 @@ func (l *Limiter) Observe(h http.Header, status int) {
 		l.log.Debug("rate limited by the API: pausing all callers", "pause", d)
 		l.Pause(d)
 		return
+	}
+	if status == http.StatusServiceUnavailable {
+		// How long the service is expected to be unavailable (RFC 9110, 10.2.3): OpenAI's 503
+		// server_is_overloaded may give the least wait before a retry. Every caller would get
+		// the same answer meanwhile, each attempt a retry spent of its paper.
+		if d, ok := retryAfterHeader(h, now); ok {
+			l.log.Debug("the API is unavailable for a while, it says: pausing all callers", "pause", d)
+			l.Pause(d)
+		}
 	}
 	var d time.Duration
 	for _, kind := range []string{"requests", "tokens"} {
@@ -257,6 +268,19 @@ func (l *Limiter) Observe(h http.Header, status int) {
 // header, or to now without one), else the longer of x-ratelimit-reset-requests and
 // x-ratelimit-reset-tokens. ok is false when none of them parses.
 func RetryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
+	if d, ok := retryAfterHeader(h, now); ok {
+		return d, true
+	}
+	for _, k := range []string{"x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"} {
+		if r, rok := ParseResetDuration(h.Get(k)); rok {
+			d, ok = max(d, r), true
+		}
+	}
+	return d, ok
+}
+
+// retryAfterHeader reads retry-after-ms, else Retry-After, as RetryAfter does.
+func retryAfterHeader(h http.Header, now time.Time) (d time.Duration, ok bool) {
 	if ms, err := strconv.ParseFloat(strings.TrimSpace(h.Get("retry-after-ms")), 64); err == nil && ms >= 0 {
 		return seconds(ms / 1000), true
 	}
@@ -274,12 +298,7 @@ func RetryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
 			return max(t.Sub(now), 0), true
 		}
 	}
-	for _, k := range []string{"x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"} {
-		if r, rok := ParseResetDuration(h.Get(k)); rok {
-			d, ok = max(d, r), true
-		}
-	}
-	return d, ok
+	return 0, false
 }
 
 // ParseResetDuration parses an x-ratelimit-reset-* value as OpenAI sends it: a Go-style

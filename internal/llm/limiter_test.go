@@ -116,6 +116,14 @@ func TestObservePausesAllCallers(t *testing.T) {
 		{"200 remaining tokens under 1%", 200, map[string]string{"x-ratelimit-limit-tokens": "100000", "x-ratelimit-remaining-tokens": "900", "x-ratelimit-reset-tokens": "1.5s"}, 1500 * time.Millisecond},
 		{"200 plenty remaining", 200, map[string]string{"x-ratelimit-limit-tokens": "100000", "x-ratelimit-remaining-tokens": "50000", "x-ratelimit-reset-tokens": "1s", "x-ratelimit-remaining-requests": "10", "x-ratelimit-reset-requests": "1s"}, 0},
 		{"500 ignored", 500, map[string]string{"Retry-After": "9"}, 0},
+		// A 503's Retry-After is how long the service is expected to be unavailable (RFC 9110):
+		// OpenAI's 503 server_is_overloaded gives a minimum wait before retrying so. It was
+		// ignored, and the retries of every caller were spent within seconds, each a failed
+		// attempt of a paper. A reset header is a rate limit's, not the outage's: no pause.
+		{"503 Retry-After seconds", 503, map[string]string{"Retry-After": "30"}, 30 * time.Second},
+		{"503 retry-after-ms", 503, map[string]string{"retry-after-ms": "1500"}, 1500 * time.Millisecond},
+		{"503 reset headers only", 503, map[string]string{"x-ratelimit-reset-requests": "6s"}, 0},
+		{"503 no headers", 503, nil, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
