@@ -19,7 +19,12 @@ import (
 func TestClientEndOfTurnTokenIsNotPartOfTheTLDR(t *testing.T) {
 	t.Parallel()
 	const whole = "A method halves the training cost of large language models while keeping their accuracy."
-	for _, token := range []string{"<|eot_id|>", "<|im_end|>", "<end_of_turn>", "<｜end▁of▁sentence｜>", "</s>", "<|end|>", " <|endoftext|>\n<|endoftext|>"} {
+	for _, token := range []string{"<|eot_id|>", "<|im_end|>", "<end_of_turn>", "<｜end▁of▁sentence｜>", "</s>", "<|end|>", " <|endoftext|>\n<|endoftext|>",
+		// The next turn after it: refused as a second line, then cleaned into one with the tokens.
+		"<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nThat's correct! The output is",
+		"<|im_end|>\n<|im_start|>user\nThanks<|im_end|>",
+		"</s>[INST] Thanks [/INST]",
+	} {
 		t.Run(token, func(t *testing.T) {
 			t.Parallel()
 			url, calls := answering(t, http.StatusOK, chatAnswer(whole+token, "stop"))
@@ -36,5 +41,16 @@ func TestClientEndOfTurnTokenIsNotPartOfTheTLDR(t *testing.T) {
 				t.Errorf("Accept = %q (%s), %v; want %q", text, validation, err, whole)
 			}
 		})
+	}
+}
+
+// TestEndOfTurnTokenNamedInATLDRIsKept: a TL;DR may name a special token; only one that ends the
+// answer, or after which another turn starts, is cut.
+func TestEndOfTurnTokenNamedInATLDRIsKept(t *testing.T) {
+	t.Parallel()
+	const named = "Inserting <|endoftext|> between documents keeps attention within each document during pretraining."
+	text, validation, err := Accept(named, testPaper, 30)
+	if err != nil || text != named || validation != paper.ValidOK {
+		t.Errorf("Accept = %q (%s), %v; want %q as it is", text, validation, err, named)
 	}
 }

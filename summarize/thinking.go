@@ -130,22 +130,29 @@ func unwrapAnswer(answer string) string {
 var endOfTurnTokens = []string{"<|eot_id|>", "<|end_of_text|>", "<|im_end|>", "<|end|>", "<|endoftext|>", "</s>",
 	"<end_of_turn>", "<eos>", "<｜end▁of▁sentence｜>", "<|EOT|>"}
 
-// trimEndOfTurn returns answer without the end-of-turn tokens (endOfTurnTokens) at its end,
-// with the white space around them: "… accuracy.<|eot_id|>" was stored as the TL;DR "…
-// accuracy.<|eot_id|>." Only at the end: a token inside the text is the text's (a TL;DR may
-// name one), or the start of another turn, which Validate refuses.
+// trimEndOfTurn returns answer up to the first end-of-turn token (endOfTurnTokens) that ends
+// it: one at its end, or one after which another turn starts (a new line, or the next special
+// token: vLLM's "… correct!<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n…"),
+// without the white space before it. "… accuracy.<|eot_id|>" was stored as the TL;DR "…
+// accuracy.<|eot_id|>.", and the other turn after it, refused as a second line, cleaned into
+// one. A token inside a sentence is the sentence's (a TL;DR may name one).
 func trimEndOfTurn(answer string) string {
-	for {
-		t := strings.TrimRightFunc(answer, unicode.IsSpace)
-		cut := false
+	for i := 0; i < len(answer); i++ {
+		if answer[i] != '<' {
+			continue
+		}
 		for _, tok := range endOfTurnTokens {
-			if rest, ok := strings.CutSuffix(t, tok); ok {
-				answer, cut = rest, true
-				break
+			if !strings.HasPrefix(answer[i:], tok) {
+				continue
+			}
+			rest := answer[i+len(tok):]
+			next := strings.TrimLeft(rest, " \t")
+			if next == "" || next[0] == '\n' || next[0] == '\r' || strings.HasPrefix(next, "<|") || strings.HasPrefix(next, "<｜") ||
+				strings.HasPrefix(next, "</s>") || strings.HasPrefix(next, "<s>") || strings.HasPrefix(next, "[INST]") ||
+				strings.HasPrefix(next, "<start_of_turn>") || strings.HasPrefix(next, "<end_of_turn>") {
+				return strings.TrimRightFunc(answer[:i], unicode.IsSpace)
 			}
 		}
-		if !cut {
-			return answer
-		}
 	}
+	return answer
 }
