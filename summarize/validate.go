@@ -21,6 +21,7 @@ var (
 		`(?:sure|certainly|of course|okay|absolutely|ok|great)(?:[!,.:]|\s+here\b)` +
 		`|here(?:'s|’s| is| are)\b` +
 		`|(?:tl;?\s?dr|tldr|summary|one[- ]sentence summary|short summary|answer|abstract)\s*[:：\-–—]` +
+		`|assistant\s*[:：]` + // a role's label, from another model's chat template (Vicuna's "ASSISTANT:")
 		`|tl;?dr\b` +
 		`|in (?:summary|short|brief)\b` +
 		`|(?:in )?this (?:paper|work|study|article|report|technical report|manuscript)\b` +
