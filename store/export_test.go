@@ -304,3 +304,66 @@ func TestAFailedExportStopsItsQuery(t *testing.T) {
 		t.Fatalf("Export = %v after %d papers, its context %v; want the callback's error after 1, the query stopped, not read to its end", err, n, ectx.Err())
 	}
 }
+
+// TestExportOutlivesAReaderSlowAtItsEnd: the last rows of an export, sent by the server into
+// the sockets' buffers, may take the caller longer than the session's
+// idle_in_transaction_session_timeout (store.IdleInTransactionTimeout, 10 s) to consume — a
+// pipe to an upload, an import on another host — and the server, done with the query, waits
+// idle in the transaction and ends the session. Every paper was read by then, from the one
+// snapshot: the export is whole. It failed at its commit ("terminating connection due to
+// idle-in-transaction timeout"), and `export -o FILE` removed the whole file it had written.
+// Here the tail is the whole archive, and the reader waits for the server to end the session
+// (a timeout of 300 ms) before it goes on.
+func TestExportOutlivesAReaderSlowAtItsEnd(t *testing.T) {
+	t.Parallel()
+	base := pgtest.URL(t)
+	const app = "export-slow-reader"
+	s := open(t, withParams(t, base, map[string]string{"idle_in_transaction_session_timeout": "300", "application_name": app}))
+	if err := s.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	watcher := open(t, base)
+	papers, sp := exportFixture(t, s, 6)
+	ctx := t.Context()
+	// state reports how many sessions of the export's store are idle in a transaction.
+	idleInTx := func() int {
+		var n int
+		if err := watcher.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE application_name = $1 AND state = 'idle in transaction'`, app).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	var got []string
+	err := s.Export(ctx, store.ExportSelection{TLDR: store.TLDRKeep{Model: "m", PromptVersion: "v1"}, SpaceID: sp.ID}, nil,
+		func(p store.ExportedPaper) error {
+			if len(got) == 0 {
+				// The server sent every row, and waits idle in the transaction; then it ends it.
+				deadline := time.Now().Add(20 * time.Second)
+				for idleInTx() == 0 {
+					if time.Now().After(deadline) {
+						t.Fatal("the export's session was never idle in its transaction")
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				for idleInTx() != 0 {
+					if time.Now().After(deadline) {
+						t.Fatal("the server did not end the export's idle session")
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+			got = append(got, p.ID)
+			return nil
+		})
+	if err != nil {
+		t.Fatalf("Export with a reader slow at its end: %v", err)
+	}
+	if len(got) != len(papers) {
+		t.Fatalf("exported %d papers, want %d", len(got), len(papers))
+	}
+	// The store goes on: the pool dropped the ended session.
+	if _, err := s.Paper(ctx, papers[0].ID); err != nil {
+		t.Fatalf("a read after the export: %v", err)
+	}
+}
