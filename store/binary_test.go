@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -433,5 +434,23 @@ func TestReindexSwitchesAnExistingSpace(t *testing.T) {
 	}
 	if _, err := plain.Reindex(ctx, sp.ID, "ivfflat", store.IndexSettings{}); err == nil {
 		t.Error("Reindex to ivfflat succeeded")
+	}
+}
+
+// TestCheckRecallOfAnEmptySpaceSaysSo: a space without a vector (created, not filled yet) has
+// no paper to ask about. CheckRecall answered recall 0 over 0 questions, which `spaces check`
+// printed as "recall@10 0.000 over 0 papers": an index that finds nothing, not a space with
+// nothing to check.
+func TestCheckRecallOfAnEmptySpaceSaysSo(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp := space(t, s, "empty", 8)
+	got, err := s.CheckRecall(ctx, sp.ID, 20, 10)
+	if err == nil {
+		t.Fatalf("CheckRecall of an empty space = %+v, want an error saying it holds no vector", got)
+	}
+	if !errors.Is(err, paper.ErrNotFound) || !strings.Contains(err.Error(), "no vector") {
+		t.Errorf("CheckRecall of an empty space: %v; want paper.ErrNotFound, saying it holds no vector", err)
 	}
 }

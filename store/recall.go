@@ -36,7 +36,8 @@ type RecallCheck struct {
 // (papers at the k-th distance are equally right answers: see tiedRecall).
 // It is what to run before trusting an index kind or an ef_search with a model's vectors; the
 // exact queries cost a scan each, seconds per question at a million vectors. sample and k must
-// be 1 to 1000.
+// be 1 to 1000. A space without a vector is an error wrapping paper.ErrNotFound: there is
+// nothing to ask about.
 func (s *Store) CheckRecall(ctx context.Context, spaceID int64, sample, k int) (RecallCheck, error) {
 	if err := checkK(k); err != nil {
 		return RecallCheck{}, fmt.Errorf("check recall: %w", err)
@@ -65,6 +66,11 @@ func (s *Store) CheckRecall(ctx context.Context, spaceID int64, sample, k int) (
 	})
 	if err != nil {
 		return out, fmt.Errorf("check recall of space %s: sample: %w", sp.Name(), err)
+	}
+	if len(qs) == 0 {
+		// No question, no recall: 0 would read as an index that finds nothing.
+		return out, fmt.Errorf("check recall of space %s: it holds no vector to ask about (fill it first: `paperpipe reprocess`): %w",
+			sp.Name(), paper.ErrNotFound)
 	}
 	// The plain column matches no index (they are on expressions of it): a scan, exact.
 	exactSQL := `SELECT embedding <=> $1 FROM embeddings WHERE space_id = ` + itoa(sp.ID) + ` AND paper_id <> $2
@@ -105,12 +111,11 @@ func (s *Store) CheckRecall(ctx context.Context, spaceID int64, sample, k int) (
 		}
 		sum += tiedRecall(got, want)
 	}
-	out.Questions = len(qs)
-	if n := len(qs); n > 0 {
-		out.Recall = sum / float64(n)
-		out.IndexedMillis = float64(indexed.Microseconds()) / 1000 / float64(n)
-		out.ExactMillis = float64(exact.Microseconds()) / 1000 / float64(n)
-	}
+	n := len(qs)
+	out.Questions = n
+	out.Recall = sum / float64(n)
+	out.IndexedMillis = float64(indexed.Microseconds()) / 1000 / float64(n)
+	out.ExactMillis = float64(exact.Microseconds()) / 1000 / float64(n)
 	return out, nil
 }
 
