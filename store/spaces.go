@@ -197,10 +197,20 @@ func (v vectorSQL) createIndexAs(what string, spaceID int64) string {
 		")" + v.with + " WHERE space_id = " + itoa(spaceID)
 }
 
+// validateSpace checks what the embedding_spaces table would otherwise refuse, or hold badly:
+// text PostgreSQL cannot store (a NUL byte, bytes that are not UTF-8: validText, quoted rather
+// than printed) is invalid input, as in a paper, not a failed statement.
 func validateSpace(sp paper.Space) error {
-	switch {
-	case strings.TrimSpace(sp.Model) == "":
+	if strings.TrimSpace(sp.Model) == "" {
 		return fmt.Errorf("embedding space: empty model: %w", paper.ErrInvalid)
+	}
+	if err := validText(sp.Model); err != nil {
+		return fmt.Errorf("embedding space: model: %w", err)
+	}
+	if err := validText(sp.Template); err != nil {
+		return fmt.Errorf("embedding space of %s: template: %w", sp.Model, err)
+	}
+	switch {
 	case strings.TrimSpace(sp.Template) == "":
 		return fmt.Errorf("embedding space %s: empty template: %w", sp.Name(), paper.ErrInvalid)
 	case sp.Dimensions < 1 || sp.Dimensions > MaxDimensions:

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/store"
@@ -404,5 +405,34 @@ func TestIndexBuildsUseTheStoresIndexMemory(t *testing.T) {
 	}
 	if built, err := small.BuildSpaceIndex(ctx, sp.ID, store.IndexSettings{MaintenanceWorkMem: "64MB"}); err != nil || !built {
 		t.Errorf("BuildSpaceIndex with its own 64MB: %v, %v; want the index built", built, err)
+	}
+}
+
+// TestEnsureSpaceRefusesTextPostgreSQLCannotHoldAsInvalid: a model or template with a NUL byte
+// or bytes that are not UTF-8 (a vector line's "model" or "template" of a damaged file) is
+// refused as paper.ErrInvalid before PostgreSQL sees it, as a paper's text is, and the message
+// quotes it. It failed on PostgreSQL's 22021 ("invalid byte sequence for encoding"), not
+// invalid input: `paperpipe import`, which leaves the vector lines of a space no store can hold
+// to be rejected as bad lines (ErrInvalid from EnsureSpaceForLoad), stopped there instead, and
+// printed the NUL byte itself.
+func TestEnsureSpaceRefusesTextPostgreSQLCannotHoldAsInvalid(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	for _, bad := range []paper.Space{
+		{Model: "m\x00", Dimensions: 8, Template: "t"},
+		{Model: "m\xff", Dimensions: 8, Template: "t"},
+		{Model: "m", Dimensions: 8, Template: "t\x00"},
+	} {
+		_, err := s.EnsureSpace(ctx, bad)
+		if !errors.Is(err, paper.ErrInvalid) || strings.ContainsRune(err.Error(), 0) || !utf8.ValidString(err.Error()) {
+			t.Errorf("EnsureSpace(%q) error = %q, want ErrInvalid, quoting the text", bad.Name(), err)
+		}
+		if _, _, err := s.EnsureSpaceForLoad(ctx, bad); !errors.Is(err, paper.ErrInvalid) {
+			t.Errorf("EnsureSpaceForLoad(%q) error = %q, want ErrInvalid", bad.Name(), err)
+		}
+	}
+	if n := countRows(t, s, "embedding_spaces"); n != 0 {
+		t.Errorf("%d spaces made", n)
 	}
 }
