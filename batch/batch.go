@@ -1322,9 +1322,9 @@ func (r *Runner) store(ctx context.Context, j store.BatchJob, lines []resultLine
 				unused()
 				continue
 			}
-			if resp.Choices[0].FinishReason == openai.FinishReasonLength {
+			if why := llm.Unfinished(resp.Choices[0].FinishReason); why != "" {
 				// The start of a sentence, which may pass every check of a TL;DR.
-				reject(l, "TL;DR cut off at the token limit (finish_reason length)")
+				reject(l, "TL;DR "+why)
 				continue
 			}
 			if msg := resp.Choices[0].Message; strings.TrimSpace(msg.Content) == "" && strings.TrimSpace(msg.Refusal) != "" {

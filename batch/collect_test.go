@@ -115,26 +115,33 @@ func TestMalformedOutputLineIsRejectedAndTheOthersStored(t *testing.T) {
 	b.checkClosed(t)
 }
 
-// A TL;DR the Batch API stopped at a token limit (finish_reason "length") is the start of a
-// sentence, which passes every check of a TL;DR: it is rejected, not stored as valid, and
-// the other answers of the job are stored.
+// A TL;DR the Batch API stopped at a token limit (finish_reason "length", or Mistral's
+// "model_length"), one its content filter withheld the end of ("content_filter") or one whose
+// generation broke off (Mistral's "error") is the start of a sentence, which passes every check
+// of a TL;DR: it is rejected, not stored as valid, and the other answers of the job are stored.
+// (Only "length" was read: the others' fragments were stored as valid TL;DRs.)
 func TestCutOffTLDRIsRejectedAndTheOthersStored(t *testing.T) {
 	t.Parallel()
-	const n = 5
-	b := setup(t, n)
-	url := proxy(t, b.fake, editOutput(b, editFirstBody(t, func(body map[string]any) {
-		choice := body["choices"].([]any)[0].(map[string]any)
-		choice["finish_reason"] = "length"
-		choice["message"].(map[string]any)["content"] = "A method that halves the training cost of large models while keeping"
-	})))
-	rep, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = url }).Run(context.Background(), store.Selection{})
-	if err != nil {
-		t.Fatal(err)
+	for _, finish := range []string{"length", "model_length", "content_filter", "error"} {
+		t.Run(finish, func(t *testing.T) {
+			t.Parallel()
+			const n = 5
+			b := setup(t, n)
+			url := proxy(t, b.fake, editOutput(b, editFirstBody(t, func(body map[string]any) {
+				choice := body["choices"].([]any)[0].(map[string]any)
+				choice["finish_reason"] = finish
+				choice["message"].(map[string]any)["content"] = "A method that halves the training cost of large models while keeping"
+			})))
+			rep, err := b.runner(t, func(c *batch.Config) { c.Embed = nil; c.BaseURL = url }).Run(context.Background(), store.Selection{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tl, _ := b.counts(t); tl != n-1 || rep.TLDRs != n-1 || rep.Rejected != 1 || rep.Done != 1 {
+				t.Errorf("%d TL;DRs stored, report %+v; want %d stored, 1 rejected, the job done", tl, rep, n-1)
+			}
+			b.checkClosed(t)
+		})
 	}
-	if tl, _ := b.counts(t); tl != n-1 || rep.TLDRs != n-1 || rep.Rejected != 1 || rep.Done != 1 {
-		t.Errorf("%d TL;DRs stored, report %+v; want %d stored, 1 rejected, the job done", tl, rep, n-1)
-	}
-	b.checkClosed(t)
 }
 
 // An answer repeated in an output file is used once: stored, reported and billed once.

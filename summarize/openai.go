@@ -277,7 +277,7 @@ func (c *Client) complete(ctx context.Context, msgs []message, usage *paper.Usag
 			return fmt.Errorf("chat completion without choices: %w", llm.ErrBadResponse)
 		}
 		ch := resp.Choices[0]
-		if ch.FinishReason == finishError {
+		if ch.FinishReason == llm.FinishError {
 			// Mistral's: the generation broke off, its content the start of the answer.
 			return fmt.Errorf("chat completion whose generation ended in an error (finish_reason %q): %w", ch.FinishReason, llm.ErrBadResponse)
 		}
@@ -285,21 +285,13 @@ func (c *Client) complete(ctx context.Context, msgs []message, usage *paper.Usag
 		text, thought := splitThinking(content)
 		reasoned := thought || parted || strings.TrimSpace(ch.Message.ReasoningContent) != "" ||
 			resp.Usage.CompletionTokensDetails != nil && resp.Usage.CompletionTokensDetails.ReasoningTokens > 0
-		ans = answer{text: text, cut: ch.FinishReason == openai.FinishReasonLength || ch.FinishReason == finishModelLength,
+		ans = answer{text: text, cut: ch.FinishReason == openai.FinishReasonLength || ch.FinishReason == llm.FinishModelLength,
 			filtered: ch.FinishReason == openai.FinishReasonContentFilter, finish: string(ch.FinishReason),
 			refusal: ch.Message.Refusal, reasoned: reasoned}
 		return nil
 	})
 	return ans, err
 }
-
-// Finish reasons of Mistral's API besides OpenAI's (its API reference's ChatCompletionChoice:
-// stop, length, model_length, error, tool_calls): model_length, an answer stopped at the model's
-// context length, cut as at length; error, a generation that broke off, the server's failure.
-const (
-	finishModelLength openai.FinishReason = "model_length"
-	finishError       openai.FinishReason = "error"
-)
 
 // messageText returns the text of m's content and whether it came with a thinking part:
 // the content string, or, when the content is an array of parts, its text parts joined, as
