@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -530,6 +531,10 @@ func importTLDRs(ctx context.Context, st *store.Store, path string, chunk int, e
 			continue
 		}
 		if verr := invalidField(id, l.ContentHash, l.TLDR, l.Model, l.PromptVersion, l.Validation); verr != "" {
+			bad(n, "%s: %s", id, verr)
+			continue
+		}
+		if verr := cmp.Or(validName("tldr_model", l.Model), validName("tldr_prompt_version", l.PromptVersion)); verr != "" {
 			bad(n, "%s: %s", id, verr)
 			continue
 		}

@@ -12,8 +12,10 @@ import (
 	"math"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/paperpipe/paperpipe/embed"
@@ -353,6 +355,10 @@ func importEmbeddingsMade(ctx context.Context, st *store.Store, path string, chu
 			bad(n, "%s: dimensions %d but %d values", id, l.Dimensions, len(l.Embedding))
 			continue
 		}
+		if why := cmp.Or(validName("the model", l.Model), validName("the template", l.Template)); why != "" {
+			bad(n, "%s: %s", id, why)
+			continue
+		}
 		if why := lengthNotMade(l.Model, len(l.Embedding)); why != "" {
 			bad(n, "%s: %s", id, why)
 			continue
@@ -554,6 +560,25 @@ func validText(what, s string) string {
 		return what + " is not valid UTF-8"
 	case strings.IndexByte(s, 0) >= 0:
 		return what + " contains a NUL byte"
+	}
+	return ""
+}
+
+// validName says what is wrong with s as a name paperpipe gives what it stores — a TL;DR's
+// model and prompt version, a space's model and template — read from a file ("" when
+// nothing): text the store can hold (validText) with no control or format character. These
+// names are printed as they are (show, tldrs, spaces, every message naming a space), and one
+// from another archive's export, or whoever wrote the file, could carry an escape sequence
+// to the terminal (OSC 0 sets its title, CSI 2J clears it) or a bidi override; no model
+// server names a model so.
+func validName(what, s string) string {
+	if v := validText(what, s); v != "" {
+		return v
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return fmt.Sprintf("%s holds the control character %s, which no name has", what, strconv.QuoteRune(r))
+		}
 	}
 	return ""
 }

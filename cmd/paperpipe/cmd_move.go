@@ -170,7 +170,7 @@ func (l *importLocks) claim(ctx context.Context, m movedLine) error {
 		return nil
 	}
 	l.held["space "+sp.Name()] = true // a space found not to be made is not tried again
-	if lengthNotMade(sp.Model, sp.Dimensions) != "" {
+	if lengthNotMade(sp.Model, sp.Dimensions) != "" || validName("", sp.Model) != "" || validName("", sp.Template) != "" {
 		return nil // import-embeddings rejects its lines
 	}
 	info, err := l.st.FindSpace(ctx, sp.Name())

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -182,5 +183,93 @@ func TestJSONOutputEscapesWhatActsOnATerminal(t *testing.T) {
 	var out map[string]string
 	if err := json.Unmarshal(b.Bytes(), &out); err != nil || out["title"] != in["title"] {
 		t.Errorf("--json output %q decodes to %q (%v), want the text as stored", b.String(), out["title"], err)
+	}
+}
+
+// A TL;DR's model and prompt version and a space's model and template are paperpipe's names,
+// printed as they are (show, tldrs, spaces, the import's own summary). An export comes from
+// another archive, or whoever wrote the file: import-tldrs, import-embeddings and import took
+// a tldr_model, tldr_prompt_version, model or template holding an escape sequence, stored it,
+// and `show` and `tldrs` sent the escape to the terminal (OSC 0 set its title, CSI 2J cleared
+// it); `spaces` and the import's summary did for a space. Such a line is bad, said so with its
+// file and line, and the others are loaded.
+func TestImportRefusesControlCharactersInModelNames(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.ok("ingest", sampleFile)
+	c.workUntilIdle()
+	lines := exportedLines(t, c, "--vectors")
+	if len(lines) < 3 {
+		t.Fatalf("%d lines exported, want at least 3", len(lines))
+	}
+	write := func(name string, ls ...map[string]any) string {
+		var b strings.Builder
+		for _, l := range ls {
+			j, err := json.Marshal(l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Write(j)
+			b.WriteByte('\n')
+		}
+		return writeFile(t, t.TempDir(), name, []byte(b.String()))
+	}
+	evil := func(l map[string]any, key, value string) map[string]any {
+		m := maps.Clone(l)
+		m[key] = value
+		return m
+	}
+	tldrs := write("tldrs.jsonl", evil(lines[0], "tldr_model", "m\x1b]0;PWNED\x07"),
+		evil(lines[1], "tldr_prompt_version", "v\x1b[2J\u202e"), evil(lines[2], "tldr_model", "other-model"))
+	r := c.run("import-tldrs", tldrs)
+	if r.code != 1 || !strings.Contains(r.stderr, "tldrs.jsonl:1: ") || !strings.Contains(r.stderr, "tldrs.jsonl:2: ") ||
+		!strings.Contains(r.stderr, "1 TL;DR saved") || strings.ContainsAny(r.stderr, rawControls) {
+		t.Errorf("import-tldrs of names with escapes: exit %d, stderr %q; want 1, lines 1 and 2 bad (as escapes), 1 saved", r.code, r.stderr)
+	}
+	var versions []struct {
+		Model         string `json:"model"`
+		PromptVersion string `json:"prompt_version"`
+	}
+	c.json(&versions, "tldrs")
+	for _, v := range versions {
+		if strings.ContainsAny(v.Model+v.PromptVersion, rawControls) {
+			t.Errorf("import-tldrs stored the version %q %q", v.Model, v.PromptVersion)
+		}
+	}
+	if out := c.ok("show", lines[0]["id"].(string)).stdout; strings.ContainsAny(out, rawControls) {
+		t.Errorf("show printed a raw control character: %q", out)
+	}
+
+	for _, key := range []string{"model", "template"} {
+		vectors := write("vectors.jsonl", evil(lines[0], key, "x\x1b]0;PWNED\x07"))
+		r := c.run("import-embeddings", vectors)
+		if r.code != 1 || !strings.Contains(r.stderr, "vectors.jsonl:1: ") || strings.ContainsAny(r.stderr, rawControls) {
+			t.Errorf("import-embeddings of a %s with escapes: exit %d, stderr %q; want 1, line 1 bad (as escapes)", key, r.code, r.stderr)
+		}
+	}
+	var spaces []struct {
+		Model    string `json:"model"`
+		Template string `json:"template"`
+	}
+	c.json(&spaces, "spaces")
+	for _, s := range spaces {
+		if strings.ContainsAny(s.Model+s.Template, rawControls) {
+			t.Errorf("import-embeddings made the space %q %q", s.Model, s.Template)
+		}
+	}
+	if out := c.ok("spaces").stdout; strings.ContainsAny(out, rawControls) {
+		t.Errorf("spaces printed a raw control character: %q", out)
+	}
+
+	// import of such an export, into another archive.
+	moved := newCLI(t)
+	r = moved.run("import", write("export.jsonl", evil(lines[0], "model", "m\x1b]0;PWNED\x07"), evil(lines[1], "tldr_model", "t\x1b[2J"), lines[2]))
+	if r.code != 1 || !strings.Contains(r.stderr, "export.jsonl:1: ") || !strings.Contains(r.stderr, "export.jsonl:2: ") || strings.ContainsAny(r.stderr, rawControls) {
+		t.Errorf("import of names with escapes: exit %d, stderr %q; want 1, lines 1 and 2 bad (as escapes)", r.code, r.stderr)
+	}
+	for _, args := range [][]string{{"tldrs"}, {"spaces"}, {"show", lines[0]["id"].(string)}} {
+		if out := moved.ok(args...).stdout; strings.ContainsAny(out, rawControls) {
+			t.Errorf("after import, %s printed a raw control character: %q", strings.Join(args, " "), out)
+		}
 	}
 }
