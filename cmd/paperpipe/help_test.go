@@ -193,3 +193,27 @@ func TestREADMENamesEveryCommandsFlags(t *testing.T) {
 		}
 	}
 }
+
+// `paperpipe help COMMAND` is the command's help, as `go help build` and `git help log` are:
+// it printed the list of commands and exited 0, the command named left unread, and so did
+// `paperpipe help inget` (a misspelling) and `paperpipe help ingest list`, where every other
+// argument that names nothing is a usage error.
+func TestHelpOfACommandIsItsHelp(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	r := c.run("help", "ingest")
+	if want := c.ok("ingest", "-h").stdout; r.code != 0 || r.stdout != want || r.stderr != "" {
+		t.Errorf("help ingest: exit %d\nstdout: %s\nstderr: %s\nwant 0 and ingest -h's help on standard output:\n%s", r.code, r.stdout, r.stderr, want)
+	}
+	if r := c.run("help", "inget"); r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, `unknown command "inget": did you mean "ingest"?`) {
+		t.Errorf("help inget: exit %d\nstdout: %s\nstderr: %s\nwant 2 naming the unknown command", r.code, r.stdout, r.stderr)
+	}
+	if r := c.run("help", "ingest", "list"); r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, "name one command") {
+		t.Errorf("help ingest list: exit %d\nstdout: %s\nstderr: %s\nwant 2 (usage)", r.code, r.stdout, r.stderr)
+	}
+	for _, args := range [][]string{{"help"}, {"help", "help"}, {"help", "-h"}, {"--help"}} {
+		if r := c.run(args...); r.code != 0 || !strings.Contains(r.stdout, "Usage: paperpipe COMMAND") {
+			t.Errorf("%s: exit %d\nstdout: %s\nstderr: %s\nwant 0 and the list of commands", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		}
+	}
+}

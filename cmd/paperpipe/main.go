@@ -101,7 +101,17 @@ func run(args []string) int {
 		usage(os.Stderr) // a command is missing: a usage error
 		return 2
 	}
-	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	isHelp := func(a string) bool { return a == "help" || a == "-h" || a == "--help" }
+	if args[0] == "help" && len(args) > 1 && !isHelp(args[1]) {
+		// `paperpipe help ingest`: ingest's help, as `paperpipe ingest -h` prints it; a name
+		// that is no command is said to be one below.
+		if len(args) > 2 {
+			fmt.Fprintf(os.Stderr, "paperpipe help: usage: name one command, as in `paperpipe help %s`\n", termSafe(args[1], false))
+			return 2
+		}
+		args = []string{args[1], "-h"}
+	}
+	if isHelp(args[0]) {
 		usage(stdout)
 		if err := stdout.failed(); err != nil {
 			fmt.Fprintf(os.Stderr, "paperpipe: %v\n", err)
@@ -285,9 +295,9 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "0 done, 1 failed, 2 a usage error, 130, 143 or 129 stopped by Ctrl-C, SIGTERM or a hangup with")
 	fmt.Fprintln(w, "work left (or at once by a second one).")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Run 'paperpipe COMMAND -h' for a command's flags. Configuration comes from the")
-	fmt.Fprintln(w, "environment (DATABASE_URL, NATS_URL, OPENAI_BASE_URL, OPENAI_API_KEY, PAPERPIPE_*);")
-	fmt.Fprintln(w, "see the README for every variable and its default.")
+	fmt.Fprintln(w, "Run 'paperpipe COMMAND -h' or 'paperpipe help COMMAND' for a command's flags. Configuration")
+	fmt.Fprintln(w, "comes from the environment (DATABASE_URL, NATS_URL, OPENAI_BASE_URL, OPENAI_API_KEY,")
+	fmt.Fprintln(w, "PAPERPIPE_*); see the README for every variable and its default.")
 }
 
 // newFlagSet returns a flag set that prints the command's usage line.
