@@ -160,10 +160,15 @@ func addInputFlags(fs *flag.FlagSet) inputFlags {
 }
 
 // options returns how command reads the sources pos names, or the usage error of no source
-// named, an unknown format or a --max-abstract-bytes below 1.
+// named, standard input named twice, an unknown format or a --max-abstract-bytes below 1.
 func (in inputFlags) options(pos []string, command string) (ingest.Options, error) {
 	if len(pos) == 0 {
 		return ingest.Options{}, usageErr("name a file, a URL, or - for standard input")
+	}
+	// Read as the first source, it is empty for the second, which then warned of a source
+	// without papers, as if the input had had none.
+	if i := slices.Index(pos, "-"); i >= 0 && slices.Contains(pos[i+1:], "-") {
+		return ingest.Options{}, usageErr("standard input (-) can be read once")
 	}
 	f, err := ingest.ParseFormat(*in.format)
 	if err != nil {

@@ -504,3 +504,34 @@ func TestIngestOfOnlyRejectedRecordsSaysNoneWasQueued(t *testing.T) {
 		t.Errorf("ingest of one bad record: exit %d\n%s\nwant exit 1 saying no record was queued", r.code, r.stderr)
 	}
 }
+
+// Standard input can be read once: `ingest - -` read its papers as the first source and then
+// warned that the second had none ("stdin: no papers in it"), exit 0, as if the input had
+// been empty; so did summarize and embed. It is a usage error, as in `remove`, before
+// anything is read or queued.
+func TestStandardInputNamedTwiceIsAUsageError(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	in, err := os.ReadFile(sampleFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"ingest", "-", "-"}, {"summarize", "-", "-"}, {"embed", "--format", "text", "-", "-"}} {
+		cmd := exec.Command(binary, args...)
+		cmd.Env = c.env
+		cmd.Stdin = bytes.NewReader(in)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		if code != 2 || out.Len() != 0 || !strings.Contains(errb.String(), "standard input (-) can be read once") {
+			t.Errorf("%s: exit %d, %d bytes on standard output, stderr %q; want 2 (usage), nothing read", strings.Join(args, " "), code, out.Len(), errb.String())
+		}
+	}
+	if st := c.workUntilIdle(); st.Papers.Papers != 0 {
+		t.Errorf("ingest - - queued %d papers; want none", st.Papers.Papers)
+	}
+}
