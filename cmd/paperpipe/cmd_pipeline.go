@@ -386,6 +386,9 @@ func followingWorkers(ctx context.Context, c *config, log *slog.Logger, st *stor
 			return err
 		}
 		announce, followed = false, true
+		// --embed-dimensions was checked against the model the workers started with: the one
+		// they follow now is the active space's, of whatever length `fit` gave it.
+		c.embedDimsFlag = false
 		if m, err = buildModels(ctx, c, log, st); err != nil {
 			return interruptedStart(ctx, err)
 		}

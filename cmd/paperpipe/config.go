@@ -43,11 +43,15 @@ type config struct {
 	archive  string
 	Replicas int // PAPERPIPE_NATS_REPLICAS; 0: 1 (applied when the streams are created)
 
-	BaseURL       string               // OPENAI_BASE_URL
-	APIKey        string               // OPENAI_API_KEY — never printed
-	ChatModel     string               // PAPERPIPE_CHAT_MODEL
-	EmbedModel    string               // PAPERPIPE_EMBED_MODEL
-	EmbedDims     int                  // PAPERPIPE_EMBED_DIMENSIONS
+	BaseURL    string // OPENAI_BASE_URL
+	APIKey     string // OPENAI_API_KEY — never printed
+	ChatModel  string // PAPERPIPE_CHAT_MODEL
+	EmbedModel string // PAPERPIPE_EMBED_MODEL
+	EmbedDims  int    // PAPERPIPE_EMBED_DIMENSIONS
+	// embedDimsFlag: EmbedDims was given as --embed-dimensions (buildModels refuses one an
+	// offline model cannot make; the variable, which an environment shared with the API's
+	// models may hold, it leaves).
+	embedDimsFlag bool
 	EmbedSendDims embed.SendDimensions // PAPERPIPE_EMBED_SEND_DIMENSIONS
 	MaxWords      int                  // PAPERPIPE_TLDR_MAX_WORDS
 	RPM           int                  // PAPERPIPE_RPM
@@ -399,7 +403,26 @@ func (c *config) addEmbedModelFlags(fs *flag.FlagSet, offline ...string) {
 		what = offline[0]
 	}
 	fs.StringVar(&c.EmbedModel, "embed-model", c.EmbedModel, "embedding model (`name`; \"offline\": "+what+"); env PAPERPIPE_EMBED_MODEL")
-	fs.IntVar(&c.EmbedDims, "embed-dimensions", c.EmbedDims, "embedding dimensions to request (0: the model's own); env PAPERPIPE_EMBED_DIMENSIONS")
+	fs.Var(&dimsFlag{c}, "embed-dimensions", "embedding dimensions to request, `N` (0: the model's own); env PAPERPIPE_EMBED_DIMENSIONS")
+}
+
+// dimsFlag is --embed-dimensions: c.EmbedDims, noting that the flag set it.
+type dimsFlag struct{ c *config }
+
+func (f *dimsFlag) String() string {
+	if f.c == nil {
+		return "0"
+	}
+	return strconv.Itoa(f.c.EmbedDims)
+}
+
+func (f *dimsFlag) Set(v string) error {
+	n, err := strconv.ParseInt(v, 0, strconv.IntSize)
+	if err != nil {
+		return errors.New("not a whole number")
+	}
+	f.c.EmbedDims, f.c.embedDimsFlag = int(n), true
+	return nil
 }
 
 // addWorkerFlags registers the flags of commands that run a worker.

@@ -150,3 +150,30 @@ func TestReprocessBatchAPIRefusesASpaceItsModelWouldNotFill(t *testing.T) {
 		}
 	}
 }
+
+// The offline models make vectors of their own length (768 for the hashed model; a fitted
+// model's, `fit --dimensions`): --embed-dimensions of another length with one of them was
+// ignored without a word — `embed --embed-dimensions 256` printed 768-long vectors, `search`
+// and `worker` went on in the 768 space. Given as a flag, it is a usage error naming the
+// model's length; PAPERPIPE_EMBED_DIMENSIONS, which an environment shared with the API's
+// models may hold, is not.
+func TestEmbedDimensionsFlagWithAnOfflineModelIsAUsageError(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	src := writeFile(t, t.TempDir(), "one.jsonl", []byte(`{"id":"2405.00001","title":"Good","abstract":"We study careful input handling in data pipelines. It works."}`+"\n"))
+	for _, args := range [][]string{
+		{"embed", "--embed-dimensions", "256", src},
+		{"search", "input handling", "--embed-dimensions", "256"},
+		{"worker", "--exit-when-idle", "--embed-dimensions", "256"},
+		{"reprocess", "--embed-only", "--dry-run", "--embed-dimensions", "256"},
+	} {
+		r := c.run(args...)
+		if r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, "--embed-dimensions 256: the offline model paperpipe-offline-hash makes vectors of 768 dimensions") {
+			t.Errorf("%s: exit %d\nstdout: %.300s\nstderr: %s\nwant 2 (usage) naming the model's length", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		}
+	}
+	// Its own length, or the variable: as without it.
+	c.ok("embed", "--embed-dimensions", "768", src)
+	env := &cli{t: t, env: append(append([]string(nil), c.env...), "PAPERPIPE_EMBED_DIMENSIONS=256")}
+	env.ok("embed", src)
+}

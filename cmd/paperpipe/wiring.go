@@ -68,6 +68,10 @@ func buildModels(ctx context.Context, c *config, log *slog.Logger, st *store.Sto
 			return nil, fmt.Errorf("embedder: %w", err)
 		}
 		m.emb = e
+		if n := e.Space().Dimensions; c.embedDimsFlag && c.EmbedDims != 0 && c.EmbedDims != n {
+			return nil, usageErr("--embed-dimensions %d: the offline model %s makes vectors of %d dimensions "+
+				"(leave the flag out; `paperpipe fit --dimensions N` fits an offline model of another length)", c.EmbedDims, e.Space().Model, n)
+		}
 		if c.VectorIndex == string(store.IndexHNSWBinary) {
 			// bench/results: recall@10 at ef_search 100 of 0.82 (hashed) and 0.32 (fitted)
 			// against 0.91 and 0.86 on their vectors themselves.
