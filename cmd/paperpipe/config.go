@@ -177,6 +177,14 @@ func loadConfig() *config {
 		APITokenReads:    envBool("PAPERPIPE_API_TOKEN_READS"),
 		MaxBodyBytes:     int64(envInt("PAPERPIPE_HTTP_MAX_BODY_BYTES", 4<<20)),
 	}
+	// Set but empty, DATABASE_URL is a variable a script or template meant to fill
+	// (`DATABASE_URL=$NEW_DATABASE_URL paperpipe …` with it unset, a Secret without a value):
+	// taken as unset, the command went on the default archive without a word, migrating it,
+	// and an import, a remove or a prune wrote there.
+	if raw, set := os.LookupEnv("DATABASE_URL"); set && strings.TrimSpace(raw) == "" {
+		fatalf("DATABASE_URL is set but empty (a variable of a script or a template that was not set?): set it to the "+
+			"database to use, or unset it for the default archive, %s", DefaultDatabaseURL)
+	}
 	// A value below the minimum would silently mean the default further down (the pipeline's
 	// zero values): refused, like a value that does not parse. So is one above what it can mean
 	// (see the maximums below): a typo's extra digits are not taken for a wish.

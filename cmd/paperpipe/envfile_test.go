@@ -54,3 +54,23 @@ func TestSettingsInQuotesAreRefused(t *testing.T) {
 		noSecret(t, "the error of "+name+" in quotes", r.stderr, strings.Trim(value, `"'`))
 	}
 }
+
+// DATABASE_URL set but empty — a script's `DATABASE_URL=$NEW_DATABASE_URL paperpipe …` (as
+// README's restore does) with the variable not set, a template or a Secret without a value —
+// was taken as unset: every command went on, without a word, on the default archive
+// (postgres://paperpipe@127.0.0.1:55432/paperpipe), migrating it, and `import`, `remove` or
+// `tldrs prune` wrote there. It stops every command at once, exit 2, as a value in quotes does.
+// (Commands that read no database show it here: on the default archive, the test must not run
+// one that does.)
+func TestDatabaseURLSetButEmptyIsRefused(t *testing.T) {
+	t.Parallel()
+	src := writeFile(t, t.TempDir(), "one.jsonl", []byte(`{"id":"2405.00001","title":"Good","abstract":"We study careful input handling in data pipelines. It works."}`+"\n"))
+	for _, v := range []string{"", "  "} {
+		for _, args := range [][]string{{"version"}, {"summarize", src}} {
+			r := newCLI(t, "DATABASE_URL="+v).run(args...)
+			if r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, "paperpipe: DATABASE_URL is set but empty") {
+				t.Errorf("%s with DATABASE_URL=%q: exit %d\nstdout: %s\nstderr: %s\nwant 2 naming DATABASE_URL", strings.Join(args, " "), v, r.code, r.stdout, r.stderr)
+			}
+		}
+	}
+}
