@@ -502,6 +502,32 @@ func TestEmptyArgumentIsAUsageError(t *testing.T) {
 	}
 }
 
+// An empty flag value (`reprocess --ids "$LIST"` with $LIST unset) is a usage error, exit 2,
+// naming the flag, as an empty argument is: taken as the flag left out, --ids "" and
+// --since "" had reprocess consider the whole archive (and buy what it lacked), export write
+// every paper, list --after "" start again at the first page, and --chat-model "" use the
+// default model, not PAPERPIPE_CHAT_MODEL's. Flags where empty has a meaning (up --http "":
+// no web surfaces; worker --metrics "": none) keep it.
+func TestEmptyFlagValueIsAUsageError(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "DATABASE_URL=postgres://paperpipe@127.0.0.1:1/none?connect_timeout=1")
+	for _, args := range [][]string{
+		{"reprocess", "--ids", ""}, {"reprocess", "--since", " "}, {"reprocess", "--dry-run", "--chat-model", ""},
+		{"export", "--ids", ""}, {"export", "--category", ""}, {"export", "--since", ""}, {"export", "--space", ""}, {"export", "-o", ""},
+		{"list", "--category", ""}, {"list", "--text", "\t"}, {"list", "--after", ""}, {"list", "--since", ""},
+		{"remove", "arxiv:2401.00001", "--ids", ""}, {"search", "words", "--embed-model", ""}, {"status", "--chat-model", ""},
+		{"worker", "--consumer", ""}, {"ingest", "--format", "", "x.jsonl"}, {"spaces", "reindex", "1", "--index", ""},
+	} {
+		r := c.run(args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "usage: -") || !strings.Contains(r.stderr, "is empty") {
+			t.Errorf("paperpipe %q: exit %d, stderr %q; want 2 and the empty flag named", args, r.code, r.stderr)
+		}
+	}
+	if r := c.run("worker", "--metrics", "", "--exit-when-idle"); strings.Contains(r.stderr, "is empty") {
+		t.Errorf("worker --metrics \"\": %q; want it taken as no metrics server", r.stderr)
+	}
+}
+
 // A count above the store's bound (store.MaxListLimit for list -n, store.MaxK for -k and
 // --sample) is a usage error, exit 2, that states the bound, given before anything is opened;
 // the flags' help states it too. list -n 1001 was accepted up to 10000 and then refused by the

@@ -372,8 +372,33 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 			return nil, usageErr("argument %d is empty (a shell variable that is not set?)", i+1)
 		}
 	}
+	// So is an empty flag value (`reprocess --ids "$LIST"` with $LIST unset): taken as the
+	// flag left out, reprocess considered the whole archive and bought what it lacked, export
+	// wrote every paper, and `list --after ""` started again at the first page. Not where
+	// empty has a meaning of its own (up --http "": no web surfaces; worker --metrics "").
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if err != nil || emptyMeans[f.Name] {
+			return
+		}
+		if g, ok := f.Value.(flag.Getter); ok {
+			if s, ok := g.Get().(string); ok && strings.TrimSpace(s) == "" {
+				dash := "--"
+				if len(f.Name) == 1 {
+					dash = "-" // -o, -n, -k
+				}
+				err = usageErr("%s%s is empty (a shell variable that is not set?): leave the flag out for its default", dash, f.Name)
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
 	return pos, nil
 }
+
+// emptyMeans are the flags whose empty value means something (see parseArgs).
+var emptyMeans = map[string]bool{"http": true, "metrics": true}
 
 // parseFlags parses the flags of a command that takes no arguments. One given is a usage
 // error: ignored, `paperpipe list mixture` listed every paper as if it had searched, and
