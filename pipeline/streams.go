@@ -153,7 +153,7 @@ func setup(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) erro
 	}, set.DuplicateWindow); err != nil {
 		return err
 	}
-	return ensureConsumer(ctx, js, set, ConsumerNew, SubjectNew, "workers processing new papers")
+	return ensureConsumer(ctx, js, set, ConsumerNew, SubjectNew, "workers processing new papers", nil)
 }
 
 // checkArchive records archive in PAPERS' metadata (MetaArchive) when the stream records none,
@@ -339,7 +339,7 @@ func explainOverlap(ctx context.Context, js jetstream.JetStream, want jetstream.
 // exists, it sets its filter subject and, unless set.KeepConsumer, the fields of set that are
 // set (AckWait, MaxDeliver, MaxAckPending), and leaves the rest of its configuration as it is;
 // it updates the consumer only when that changes something.
-func ensureConsumer(ctx context.Context, js jetstream.JetStream, set TopologyConfig, name, subject, desc string) error {
+func ensureConsumer(ctx context.Context, js jetstream.JetStream, set TopologyConfig, name, subject, desc string, meta map[string]string) error {
 	cfg := set
 	cfg.setDefaults()
 	c, err := js.Consumer(ctx, StreamPapers, name)
@@ -353,6 +353,7 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, set TopologyCon
 			MaxDeliver:    cfg.MaxDeliver,
 			MaxAckPending: cfg.MaxAckPending,
 			DeliverPolicy: jetstream.DeliverAllPolicy,
+			Metadata:      meta,
 		})
 		if err == nil {
 			return nil
@@ -375,6 +376,15 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, set TopologyCon
 	}
 	if cc.FilterSubject != subject || len(cc.FilterSubjects) > 0 {
 		cc.FilterSubject, cc.FilterSubjects, changed = subject, nil, true
+	}
+	for k, v := range meta {
+		if cur, ok := cc.Metadata[k]; !ok || cur != v {
+			cc.Metadata = maps.Clone(cc.Metadata)
+			if cc.Metadata == nil {
+				cc.Metadata = map[string]string{}
+			}
+			cc.Metadata[k], changed = v, true
+		}
 	}
 	if !changed {
 		return nil
@@ -569,6 +579,22 @@ type ReprocessTarget struct {
 	Key      string // short stable hash of the target
 	Subject  string // papers.reprocess.<key>
 	Consumer string // reprocess-<key>
+	// SpaceID is the id of the target's embedding space, 0 when the runs embed nothing. The
+	// key hashes the space's name, which a later space may have again; the consumer records
+	// the id (MetaSpaceID), so that the queue of a space dropped by id is found by it.
+	SpaceID int64
+}
+
+// MetaSpaceID is the consumer metadata key under which a re-processing target's consumer
+// records the id of its embedding space (ReprocessTarget.SpaceID, in decimal).
+const MetaSpaceID = "paperpipe_space_id"
+
+// ReprocessSpaceID returns the id of the embedding space a re-processing consumer records
+// (MetaSpaceID); false for one that records none (made before consumers recorded it, or of a
+// target that embeds nothing).
+func ReprocessSpaceID(cc jetstream.ConsumerConfig) (int64, bool) {
+	id, err := strconv.ParseInt(cc.Metadata[MetaSpaceID], 10, 64)
+	return id, err == nil && id > 0
 }
 
 // NewReprocessTarget names the subject and consumer of re-processing for w, where space is the
@@ -577,13 +603,19 @@ type ReprocessTarget struct {
 func NewReprocessTarget(w paper.Work, space string) ReprocessTarget {
 	sum := sha256.Sum256([]byte(w.Model + "\x00" + w.PromptVersion + "\x00" + space))
 	key := hex.EncodeToString(sum[:6])
-	return ReprocessTarget{Key: key, Subject: SubjectReprocess + "." + key, Consumer: "reprocess-" + key}
+	return ReprocessTarget{Key: key, Subject: SubjectReprocess + "." + key, Consumer: "reprocess-" + key, SpaceID: w.SpaceID}
 }
 
 // EnsureReprocessConsumer creates (idempotently) the durable consumer of a re-processing target;
-// one that exists is updated as Setup updates the consumer of new papers.
+// one that exists is updated as Setup updates the consumer of new papers, and records the
+// target's space id (MetaSpaceID) when it has one: a space of the same name made after one
+// dropped with its queue left takes the queue over.
 func EnsureReprocessConsumer(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig, t ReprocessTarget, desc string) error {
-	return ensureConsumer(ctx, js, cfg, t.Consumer, t.Subject, desc)
+	var meta map[string]string
+	if t.SpaceID != 0 {
+		meta = map[string]string{MetaSpaceID: strconv.FormatInt(t.SpaceID, 10)}
+	}
+	return ensureConsumer(ctx, js, cfg, t.Consumer, t.Subject, desc, meta)
 }
 
 // Backlog is the state of one consumer.

@@ -124,12 +124,17 @@ func dropSpace(ctx context.Context, c *config, st *store.Store, name string, for
 			fmt.Fprintf(w, "space %s no longer exists; removed its re-processing queue (%s)\n", name, plural(msgs, "message", "messages"))
 			return nil
 		}
-		// An id: the queues name their space, which is gone with its id. The same drop run
-		// again (one killed after its commit, or that could not reach NATS) is given the id
-		// it was given before: it removes the queues of the spaces that no longer exist, which
-		// nothing processes (status flags them).
-		if _, perr := strconv.ParseInt(strings.TrimSpace(name), 10, 64); perr == nil {
-			dropped := func(space string) bool {
+		// An id: the same drop run again (one killed after its commit, or that could not reach
+		// NATS) is given the id it was given before. A queue's consumer records its space's id
+		// (pipeline.MetaSpaceID): the queues of that space are removed. One made before
+		// consumers recorded it names its space only, which is gone with its id: such queues
+		// of the spaces that no longer exist are removed, which nothing processes (status
+		// flags them).
+		if id, perr := strconv.ParseInt(strings.TrimSpace(name), 10, 64); perr == nil {
+			dropped := func(info *jetstream.ConsumerInfo, space string) bool {
+				if sid, ok := pipeline.ReprocessSpaceID(info.Config); ok {
+					return sid == id
+				}
 				_, err := st.FindSpace(ctx, space)
 				return errors.Is(err, paper.ErrNotFound)
 			}
@@ -174,13 +179,14 @@ func dropSpace(ctx context.Context, c *config, st *store.Store, name string, for
 // Dropped space or not, nothing is lost: a reprocess selects its stale papers from the
 // database. NATS must answer within 10 seconds.
 func removeSpaceQueues(ctx context.Context, c *config, space string) (queues, messages int, _ error) {
-	queues, messages, _, err := removeQueues(ctx, c, func(s string) bool { return s == space })
+	queues, messages, _, err := removeQueues(ctx, c, func(_ *jetstream.ConsumerInfo, s string) bool { return s == space })
 	return queues, messages, err
 }
 
-// removeQueues is removeSpaceQueues for the reprocess targets into each space whose name
-// match accepts; it also returns those spaces' names, in the order found.
-func removeQueues(ctx context.Context, c *config, match func(space string) bool) (queues, messages int, spaces []string, _ error) {
+// removeQueues is removeSpaceQueues for the reprocess consumers that match accepts, given
+// with the name of the space they name; it also returns those spaces' names, in the order
+// found.
+func removeQueues(ctx context.Context, c *config, match func(info *jetstream.ConsumerInfo, space string) bool) (queues, messages int, spaces []string, _ error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	b, err := connectBroker(ctx, c, newLogger(c), brokerClient)
@@ -198,7 +204,7 @@ func removeQueues(ctx context.Context, c *config, match func(space string) bool)
 	var found []*jetstream.ConsumerInfo
 	lister := stream.ListConsumers(ctx)
 	for info := range lister.Info() {
-		if sp, ok := reprocessSpaceOf(info.Config.Description); ok && strings.HasPrefix(info.Name, "reprocess-") && match(sp) {
+		if sp, ok := reprocessSpaceOf(info.Config.Description); ok && strings.HasPrefix(info.Name, "reprocess-") && match(info, sp) {
 			found = append(found, info)
 			if !slices.Contains(spaces, sp) {
 				spaces = append(spaces, sp)

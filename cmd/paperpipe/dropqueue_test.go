@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/pipeline"
+	"github.com/paperpipe/paperpipe/summarize"
+)
+
+// `spaces drop ID` run again after a drop that could not remove the space's re-processing
+// queue (NATS unreachable, or the drop killed after its commit) removes that space's queue:
+// the one whose consumer records the id. It removed the queues of every space no longer
+// there, and named them all as the id's — and an id no space ever had (a typo) did the same,
+// saying the space "no longer exists". A queue made before consumers recorded their space's id
+// is still found as before, by its space's name being gone.
+func TestSpacesDropByIDRemovesThatSpacesQueueOnly(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 2)
+	ctx := t.Context()
+	js := e.jetStream(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	var spaces []paper.Space
+	for _, m := range []string{"active", "first", "second", "old-release"} {
+		sp, err := e.st.EnsureSpace(ctx, paper.Space{Model: m, Dimensions: 3, Template: "title-abstract-v1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		spaces = append(spaces, sp)
+	}
+	// What an interrupted run into sp leaves: its consumer, and a paper's message. old: as a
+	// release made it whose consumers did not record their space's id.
+	interrupted := func(sp paper.Space, old bool) pipeline.ReprocessTarget {
+		t.Helper()
+		w := paper.Work{Model: e.c.ChatModel, PromptVersion: summarize.PromptVersion, SpaceID: sp.ID}
+		target := pipeline.NewReprocessTarget(w, sp.Name())
+		made := target
+		if old {
+			made = pipeline.NewReprocessTarget(paper.Work{Model: w.Model, PromptVersion: w.PromptVersion}, sp.Name())
+			made.Subject, made.Consumer = target.Subject, target.Consumer
+		}
+		if err := pipeline.EnsureReprocessConsumer(ctx, js, pipeline.TopologyConfig{AckWait: e.c.AckWait, MaxDeliver: e.c.MaxDeliver},
+			made, reprocessDescription(w, sp)); err != nil {
+			t.Fatal(err)
+		}
+		rec, err := e.st.Paper(ctx, "arxiv:2401.00000")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub := pipeline.NewRunPublisher(js, target.Subject, "interrupted-"+sp.Model, 0)
+		if err := pub.Publish(ctx, rec.Abstract); err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return target
+	}
+	has := func(target pipeline.ReprocessTarget) bool {
+		t.Helper()
+		bls, err := pipeline.Backlogs(ctx, js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(bls, func(b pipeline.Backlog) bool { return b.Consumer == target.Consumer })
+	}
+	noNATS := e.cfg(func(c *config) { c.NATSURL = "nats://127.0.0.1:1" })
+	id := func(sp paper.Space) string { return strconv.FormatInt(sp.ID, 10) }
+	var targets []pipeline.ReprocessTarget
+	dropLeavingQueue := func(sp paper.Space, old bool) {
+		t.Helper()
+		targets = append(targets, interrupted(sp, old))
+		var said bytes.Buffer
+		if err := dropSpace(ctx, noNATS, e.st, id(sp), false, &said); err != nil {
+			t.Fatalf("spaces drop %d without NATS: %v", sp.ID, err)
+		}
+	}
+	dropLeavingQueue(spaces[1], false)
+	dropLeavingQueue(spaces[2], false)
+
+	var said bytes.Buffer
+	if err := dropSpace(ctx, e.c, e.st, "999", false, &said); !errors.Is(err, paper.ErrNotFound) {
+		t.Errorf("spaces drop of an id no space had: %v, want not found; said:\n%s", err, said.String())
+	}
+	if !has(targets[0]) || !has(targets[1]) {
+		t.Errorf("spaces drop 999, an id no space had, removed the queues of spaces %s (%v) and %s (%v); said:\n%s",
+			spaces[1].Name(), !has(targets[0]), spaces[2].Name(), !has(targets[1]), said.String())
+	}
+
+	said.Reset()
+	if err := dropSpace(ctx, e.c, e.st, id(spaces[1]), false, &said); err != nil {
+		t.Fatalf("spaces drop %d run again: %v", spaces[1].ID, err)
+	}
+	if has(targets[0]) || !strings.Contains(said.String(), spaces[1].Name()) {
+		t.Errorf("spaces drop %d run again left its queue (%v), or did not name its space %s:\n%s",
+			spaces[1].ID, has(targets[0]), spaces[1].Name(), said.String())
+	}
+	if !has(targets[1]) || strings.Contains(said.String(), spaces[2].Name()) {
+		t.Errorf("spaces drop %d run again removed space %d's queue too (%v), or named it:\n%s",
+			spaces[1].ID, spaces[2].ID, !has(targets[1]), said.String())
+	}
+
+	said.Reset()
+	if err := dropSpace(ctx, e.c, e.st, id(spaces[2]), false, &said); err != nil || has(targets[1]) {
+		t.Errorf("spaces drop %d run again: %v, its queue left: %v; said:\n%s", spaces[2].ID, err, has(targets[1]), said.String())
+	}
+	// The old release's queue records no id: found by its space's name being gone.
+	dropLeavingQueue(spaces[3], true)
+	said.Reset()
+	if err := dropSpace(ctx, e.c, e.st, id(spaces[3]), false, &said); err != nil || has(targets[2]) {
+		t.Errorf("spaces drop %d run again (a queue without its space's id): %v, its queue left: %v; said:\n%s",
+			spaces[3].ID, err, has(targets[2]), said.String())
+	}
+}
