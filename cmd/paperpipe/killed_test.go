@@ -444,4 +444,16 @@ func TestAReprocessResumedAfterAKillCountsOnlyThePapersItSetOutToDo(t *testing.T
 			}
 		}
 	}
+	// The case is the resumed message of a paper with nothing left to do: the run must have
+	// met it (skipped it as done), or the counts above would hold without it.
+	m = regexp.MustCompile(`reprocess: (\d+) papers? processed: .*, (\d+) skipped \(already done\)`).FindStringSubmatch(r.stderr)
+	if m == nil {
+		t.Fatalf("the run again does not say what it processed and skipped:\n%s", r.stderr)
+	}
+	if n, _ := strconv.Atoi(m[2]); n < 1 {
+		t.Errorf("the run again skipped %d messages as done: the paper whose TL;DR was stored before the kill was not resumed (%q):\n%s", n, m[0], r.stderr)
+	}
+	if n, _ := strconv.Atoi(m[1]); n != stale {
+		t.Errorf("the run again processed %d papers, want the %d it set out to do (%q):\n%s", n, stale, m[0], r.stderr)
+	}
 }
