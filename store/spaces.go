@@ -1009,7 +1009,7 @@ func (s *Store) DropSpace(ctx context.Context, id int64, opts DropOptions) error
 			return sp, err
 		}
 		if !free {
-			return sp, fmt.Errorf("a `paperpipe reprocess` (or `fit`, or `import`) is filling space %d (%s) now; let it end, or stop it, before dropping the space: %w",
+			return sp, fmt.Errorf("a `paperpipe reprocess` (or `fit`, `import` or `import-embeddings`) is filling space %d (%s) now; let it end, or stop it, before dropping the space: %w",
 				sp.ID, sp.Name(), ErrRunInProgress)
 		}
 		if opts.DiscardBatchJobs {

@@ -426,7 +426,7 @@ func pruneLocks(ctx context.Context, tx pgx.Tx, models, prompts []string, res *P
 	_, err = pgx.ForEachRow(rows, []any{&m, &p, &free, &jobs}, func() error {
 		switch {
 		case !free:
-			res.version(m, p).Skipped = "a `paperpipe reprocess` or `import` is writing it"
+			res.version(m, p).Skipped = "a `paperpipe reprocess`, `import` or `import-tldrs` is writing it"
 		case len(jobs) > 0:
 			res.version(m, p).Skipped = OpenBatchJobs(jobs) + " will write it"
 		default:

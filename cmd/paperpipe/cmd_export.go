@@ -430,12 +430,28 @@ func cmdImportTLDRs(ctx context.Context, c *config, args []string) error {
 	return nil
 }
 
-// importTLDRs streams the export at path into the store, chunk TL;DRs per transaction
+// importTLDRs is import-tldrs: loadTLDRs holding, from before it saves the first TL;DR to its
+// end, the run lock of the file's TL;DR version (the first of a file of several) that import
+// holds (importLocks): a `paperpipe reprocess` of that version is refused meanwhile, as it is
+// during an import, and one running stops it before it saves a TL;DR, saying what holds the
+// lock; a lock lost meanwhile (its session ended, another run took it) stops it, saying so.
+func importTLDRs(ctx context.Context, st *store.Store, path string, chunk int, errw io.Writer) (res importTLDRsResult, err error) {
+	locks := newImportLocks(st, "import-tldrs")
+	defer locks.release(ctx, 0, errw)
+	lctx, stop := locks.context(ctx)
+	defer stop()
+	defer locks.checkAtEnd(&err)
+	return loadTLDRs(lctx, st, path, chunk, locks.claimTLDRs, errw)
+}
+
+// loadTLDRs streams the export at path into the store, chunk TL;DRs per transaction
 // (store.ImportSummaries: a TL;DR of another text than its paper's, or of a paper not stored, is
 // skipped; one stored under the same model and prompt version of the same text is kept, one of
 // an older text replaced). Bad lines are reported on errw with
-// file:line and skipped.
-func importTLDRs(ctx context.Context, st *store.Store, path string, chunk int, errw io.Writer) (res importTLDRsResult, err error) {
+// file:line and skipped. claim, when not nil, is called with each good TL;DR's model and
+// prompt version before it is saved; an error from it stops the load.
+func loadTLDRs(ctx context.Context, st *store.Store, path string, chunk int, claim func(ctx context.Context, model, promptVersion string) error,
+	errw io.Writer) (res importTLDRsResult, err error) {
 	defer func() {
 		if err != nil && ctx.Err() != nil {
 			err = fmt.Errorf("interrupted; the %s saved so far are kept: run the same command again to load the rest: %w",
@@ -543,6 +559,14 @@ func importTLDRs(ctx context.Context, st *store.Store, path string, chunk int, e
 		if why != "" {
 			bad(n, "%s: %s", id, why)
 			continue
+		}
+		if claim != nil {
+			if err := claim(ctx, l.Model, l.PromptVersion); err != nil {
+				if ferr := flush(); ferr != nil {
+					return res, ferr
+				}
+				return res, fmt.Errorf("%s:%d: %w", name, n, err)
+			}
 		}
 		if cleaned {
 			res.Cleaned++

@@ -170,15 +170,34 @@ type embeddingLine struct {
 // load, and dropped again when the import stores nothing in it (every line bad, stale or of an
 // unknown paper, or the load failed): an import never leaves an empty space behind, nor makes
 // one active.
+//
+// From before it loads the first vector to its end it holds the run lock of the space that
+// import holds (importLocks): a `paperpipe reprocess` or `fit` filling the space is refused
+// meanwhile, as it is during an import, and one running stops it before it loads a vector,
+// saying what holds the lock; a lock lost meanwhile (its session ended, another run took it)
+// stops it, saying so.
 func importEmbeddings(ctx context.Context, st *store.Store, path string, chunk int, errw io.Writer) (res importResult, err error) {
-	return importEmbeddingsMade(ctx, st, path, chunk, 0, errw)
+	locks := newImportLocks(st, "import-embeddings")
+	defer func() {
+		if locks.release(ctx, res.Loaded, errw) {
+			res.Space.ID, res.Space.Active = 0, false
+		}
+	}()
+	lctx, stop := locks.context(ctx)
+	defer stop()
+	defer locks.checkAtEnd(&err)
+	return loadEmbeddings(lctx, st, path, chunk, 0, locks.claimSpace, errw)
 }
 
-// importEmbeddingsMade is importEmbeddings for a caller that created space made (import, which
-// creates the space to lock it before its papers' pass; 0 for none) and drops it again when
-// nothing is loaded: made gets no index when no vector is loaded into it — one built on
-// nothing would keep the caller from dropping the space as empty.
-func importEmbeddingsMade(ctx context.Context, st *store.Store, path string, chunk int, made int64, errw io.Writer) (res importResult, err error) {
+// loadEmbeddings is importEmbeddings without its lock, for a caller that holds it (import) and
+// that created space made (import, which creates the space to lock it before its papers' pass;
+// 0 for none) and drops it again when nothing is loaded: made gets no index when no vector is
+// loaded into it — one built on nothing would keep the caller from dropping the space as
+// empty. claim, when not nil, is called with the space, once it exists, and whether this load
+// created it, before each chunk is loaded into it; an error from it stops the load. A space
+// created and claimed is the claimer's to drop when nothing is loaded into it.
+func loadEmbeddings(ctx context.Context, st *store.Store, path string, chunk int, made int64,
+	claim func(ctx context.Context, sp paper.Space, created bool) error, errw io.Writer) (res importResult, err error) {
 	if chunk <= 0 {
 		chunk = 5000
 	}
@@ -219,13 +238,14 @@ func importEmbeddingsMade(ctx context.Context, st *store.Store, path string, chu
 		space   paper.Space // the file's space; ID 0 until it exists
 		have    bool        // space is known (from the first good line)
 		created bool        // this import created space
+		claimed bool        // claim took space, which is then the claimer's to drop
 		half    bool        // space is indexed on halfvec
 		kind    store.IndexKind
 		buf     []paper.Embedding
 		lineOf  = map[string]int{}
 	)
 	defer func() {
-		if !created || res.Loaded > 0 {
+		if !created || res.Loaded > 0 || claimed {
 			return
 		}
 		// Also after an interruption or a failed load: the space is of no use empty.
@@ -267,6 +287,12 @@ func importEmbeddingsMade(ctx context.Context, st *store.Store, path string, chu
 				return err
 			}
 			space, created, res.Space = sp, c, sp
+		}
+		if claim != nil {
+			if err := claim(ctx, space, created); err != nil {
+				return err
+			}
+			claimed = true
 		}
 		first, last := math.MaxInt, 0
 		for _, n := range lineOf {

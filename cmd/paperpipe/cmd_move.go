@@ -61,7 +61,7 @@ type importRun struct {
 // started between its passes would buy, for the papers just stored, the TL;DRs and vectors
 // the next passes load for free.
 func runImport(ctx context.Context, st *store.Store, path string, errw io.Writer) (res importRun, err error) {
-	locks := &importLocks{st: st, held: map[string]bool{}}
+	locks := newImportLocks(st, "import")
 	defer func() { locks.release(ctx, res.Vectors.Loaded, errw) }()
 	if res.Papers, err = importPapers(ctx, st, path, 1000, locks.claim, errw); err != nil {
 		return res, err
@@ -71,19 +71,12 @@ func runImport(ctx context.Context, st *store.Store, path string, errw io.Writer
 	// it loaded meanwhile another run may have bought beside it.
 	pctx, stop := locks.context(ctx)
 	defer stop()
-	defer func() {
-		if lerr := locks.check(); lerr != nil {
-			if err != nil && !errors.Is(err, store.ErrLockLost) && !errors.Is(err, context.Canceled) {
-				lerr = errors.Join(lerr, err)
-			}
-			err = lerr
-		}
-	}()
+	defer locks.checkAtEnd(&err)
 	if res.Papers.TLDRs > 0 {
 		if err := locks.check(); err != nil {
 			return res, err
 		}
-		if res.TLDRs, err = importTLDRs(pctx, st, path, 1000, errw); err != nil {
+		if res.TLDRs, err = loadTLDRs(pctx, st, path, 1000, nil, errw); err != nil {
 			return res, err
 		}
 	}
@@ -93,7 +86,7 @@ func runImport(ctx context.Context, st *store.Store, path string, errw io.Writer
 		}
 		// Its vectors of papers not stored (removed here, or rejected above) are counted
 		// there as unknown, and said above.
-		if res.Vectors, err = importEmbeddingsMade(pctx, st, path, 5000, locks.made(), errw); err != nil {
+		if res.Vectors, err = loadEmbeddings(pctx, st, path, 5000, locks.made(), nil, errw); err != nil {
 			return res, err
 		}
 	}
@@ -129,6 +122,8 @@ type movedLine struct {
 // importLocks are the run locks import holds: the LockRun of each TL;DR version
 // (store.TLDRRunKey) and of the space (store.SpaceRunKey) whose outputs the export holds, each
 // taken before the first paper with such an output is stored, and held to the import's end.
+// import-tldrs and import-embeddings run alone hold the same, taken before they load the first
+// TL;DR or vector (claimTLDRs, claimSpace).
 // A `paperpipe reprocess` (or `fit`) of them is refused meanwhile, as a second run is, and
 // `tldrs prune` and `spaces drop` leave them alone; import is refused while one of those holds
 // a lock, before it stores a paper whose output it would buy or remove. A space that does not
@@ -136,8 +131,13 @@ type movedLine struct {
 // the end when no vector was loaded into it.
 type importLocks struct {
 	st    *store.Store
+	cmd   string          // the command, as its messages name it: import, import-tldrs, import-embeddings
 	held  map[string]bool // keys taken, and keys of no use to take (a space no vector can be of)
 	locks []*store.RunLock
+	// lost ends the context of context (its cause wrapping store.ErrLockLost) when a lock
+	// held is lost, also one taken after it was made; nil before. stops are its watches.
+	lost  context.CancelCauseFunc
+	stops []func() bool
 	// tldrLocked: the lock of the first TL;DR version met is held. An export holds one version;
 	// the versions of a file of several (exports joined) after the first are not locked, since
 	// each lock keeps a pooled connection and the store's pool may have only store.MinConns:
@@ -147,19 +147,17 @@ type importLocks struct {
 	created    bool        // space was created by this import
 }
 
+// newImportLocks returns the locks of command cmd (import, import-tldrs, import-embeddings),
+// none held yet.
+func newImportLocks(st *store.Store, cmd string) *importLocks {
+	return &importLocks{st: st, cmd: cmd, held: map[string]bool{}}
+}
+
 // claim takes the locks of the outputs of line m, a paper about to be stored, not held yet.
 func (l *importLocks) claim(ctx context.Context, m movedLine) error {
-	if m.TLDR != "" && m.TLDRModel != "" && m.TLDRPromptVersion != "" && !l.tldrLocked {
-		key := store.TLDRRunKey(m.TLDRModel, m.TLDRPromptVersion)
-		if !l.held[key] {
-			if err := l.take(ctx, key); errors.Is(err, store.ErrRunInProgress) {
-				return fmt.Errorf("another command holds the TL;DRs (%s, %s) of this export: a `paperpipe reprocess`, which would buy "+
-					"those of the papers imported, or a `paperpipe tldrs prune` removing them: wait for it to end, or stop it, then run "+
-					"the same command again (what is stored is kept): %w", termSafe(m.TLDRModel, false), termSafe(m.TLDRPromptVersion, false), err)
-			} else if err != nil {
-				return err
-			}
-			l.tldrLocked = true
+	if m.TLDR != "" && m.TLDRModel != "" && m.TLDRPromptVersion != "" {
+		if err := l.claimTLDRs(ctx, m.TLDRModel, m.TLDRPromptVersion); err != nil {
+			return err
 		}
 	}
 	if len(m.Embedding) == 0 || m.Model == "" || l.space.ID != 0 {
@@ -187,14 +185,45 @@ func (l *importLocks) claim(ctx context.Context, m movedLine) error {
 	default:
 		return err
 	}
-	l.space, l.created = sp, created
+	l.created = created // refused, a space the import created is dropped all the same (release)
+	return l.claimSpace(ctx, sp, created)
+}
+
+// claimTLDRs takes the lock of the TL;DR version model and promptVersion unless the lock of a
+// version is held already (see tldrLocked).
+func (l *importLocks) claimTLDRs(ctx context.Context, model, promptVersion string) error {
+	key := store.TLDRRunKey(model, promptVersion)
+	if l.tldrLocked || l.held[key] {
+		return nil
+	}
+	if err := l.take(ctx, key); errors.Is(err, store.ErrRunInProgress) {
+		return fmt.Errorf("another command holds the TL;DRs (%s, %s) of this file: a `paperpipe reprocess`, which would buy "+
+			"those of its papers, or a `paperpipe tldrs prune` removing them: wait for it to end, or stop it, then run "+
+			"the same command again (what is stored is kept): %w", termSafe(model, false), termSafe(promptVersion, false), err)
+	} else if err != nil {
+		return err
+	}
+	l.tldrLocked = true
+	return nil
+}
+
+// claimSpace takes the lock of space sp, which exists, unless a space's lock is held already;
+// created: the command created sp, which release drops again when no vector was loaded into
+// it (DropEmptySpace keeps a space whose run lock is held: it can be dropped only once the
+// lock is released).
+func (l *importLocks) claimSpace(ctx context.Context, sp paper.Space, created bool) error {
+	if l.space.ID != 0 {
+		return nil
+	}
+	l.space = sp
 	if err := l.take(ctx, store.SpaceRunKey(sp.ID)); errors.Is(err, store.ErrRunInProgress) {
-		return fmt.Errorf("a `paperpipe reprocess` (or `fit`) is filling space %d (%s), whose vectors this export holds: it would buy "+
-			"those of the papers imported: wait for it to end, or stop it, then run the same command again (what is stored is kept): %w",
+		return fmt.Errorf("a `paperpipe reprocess` (or `fit`) is filling space %d (%s), whose vectors this file holds: it would buy "+
+			"those of its papers: wait for it to end, or stop it, then run the same command again (what is stored is kept): %w",
 			sp.ID, sp.Name(), err)
 	} else if err != nil {
 		return err
 	}
+	l.created = l.created || created
 	return nil
 }
 
@@ -214,6 +243,9 @@ func (l *importLocks) take(ctx context.Context, key string) error {
 	}
 	l.held[key] = true
 	l.locks = append(l.locks, rl)
+	if l.lost != nil {
+		l.watch(rl)
+	}
 	return nil
 }
 
@@ -226,53 +258,73 @@ func (l *importLocks) take(ctx context.Context, key string) error {
 func (l *importLocks) check() error {
 	for _, rl := range l.locks {
 		if err := rl.Check(); errors.Is(err, store.ErrLockLost) {
-			return fmt.Errorf("import %w; another command may be writing what it loads: "+
-				"once it ends, run the same command again (what is stored is kept)", err)
+			return fmt.Errorf("%s %w; another command may be writing what it loads: "+
+				"once it ends, run the same command again (what is stored is kept)", l.cmd, err)
 		}
 	}
 	return nil
 }
 
-// context is ctx, ended (its cause wrapping store.ErrLockLost) when one of the locks held is
-// lost; stop releases it.
+// context is ctx, ended (its cause wrapping store.ErrLockLost) when one of the locks held, or
+// taken later, is lost; stop releases it. It is made once.
 func (l *importLocks) context(ctx context.Context) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
-	stops := make([]func() bool, 0, len(l.locks))
+	l.lost = cancel
 	for _, rl := range l.locks {
-		lctx := rl.Context()
-		stops = append(stops, context.AfterFunc(lctx, func() {
-			if cause := context.Cause(lctx); errors.Is(cause, store.ErrLockLost) {
-				cancel(cause)
-			}
-		}))
+		l.watch(rl)
 	}
 	return ctx, func() {
-		for _, s := range stops {
+		for _, s := range l.stops {
 			s()
 		}
 		cancel(nil)
 	}
 }
 
+// watch ends the context of context when rl is lost.
+func (l *importLocks) watch(rl *store.RunLock) {
+	lctx, lost := rl.Context(), l.lost
+	l.stops = append(l.stops, context.AfterFunc(lctx, func() {
+		if cause := context.Cause(lctx); errors.Is(cause, store.ErrLockLost) {
+			lost(cause)
+		}
+	}))
+}
+
+// checkAtEnd is what an import does as it ends (deferred, before release): a lock lost after
+// the last check is said, with the import's own error beside it unless that is the stop the
+// loss caused.
+func (l *importLocks) checkAtEnd(err *error) {
+	if lerr := l.check(); lerr != nil {
+		if *err != nil && !errors.Is(*err, store.ErrLockLost) && !errors.Is(*err, context.Canceled) {
+			lerr = errors.Join(lerr, *err)
+		}
+		*err = lerr
+	}
+}
+
 // release releases the locks and drops the space the import created when none of its vectors
-// (loaded of them) was loaded into it, as import-embeddings drops one it created.
-func (l *importLocks) release(ctx context.Context, loaded int, errw io.Writer) {
+// (loaded of them) was loaded into it, as import-embeddings drops one it created, and reports
+// whether it dropped it.
+func (l *importLocks) release(ctx context.Context, loaded int, errw io.Writer) (dropped bool) {
 	for _, rl := range l.locks {
 		rl.Unlock()
 	}
 	if !l.created || loaded > 0 {
-		return
+		return false
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	switch dropped, err := l.st.DropEmptySpace(cctx, l.space.ID); {
+	dropped, err := l.st.DropEmptySpace(cctx, l.space.ID)
+	switch {
 	case errors.Is(err, paper.ErrNotFound):
 	case err != nil:
-		fmt.Fprintf(errw, "import: space %d (%s) was created and nothing loaded into it; `paperpipe spaces drop %d` drops it: %v\n",
-			l.space.ID, l.space.Name(), l.space.ID, err)
+		fmt.Fprintf(errw, "%s: space %d (%s) was created and nothing loaded into it; `paperpipe spaces drop %d` drops it: %v\n",
+			l.cmd, l.space.ID, l.space.Name(), l.space.ID, err)
 	case dropped:
-		fmt.Fprintf(errw, "import: no vector loaded: space %s, created by this import, was removed again\n", l.space.Name())
+		fmt.Fprintf(errw, "%s: no vector loaded: space %s, created by this import, was removed again\n", l.cmd, l.space.Name())
 	}
+	return dropped
 }
 
 // importPapers stores the papers of the export at path, chunk per transaction

@@ -297,10 +297,10 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 		l, err := st.HoldRun(ctx, key)
 		if errors.Is(err, store.ErrRunInProgress) {
 			busy := &runBusyError{what: fmt.Sprintf("embeddings (space %s)", space.Name()), writers: "a `paperpipe reprocess` or `fit`",
-				other: "or `paperpipe spaces drop` is dropping that space, or `paperpipe import` is loading its vectors"}
+				other: "or `paperpipe spaces drop` is dropping that space, or `paperpipe import` or `import-embeddings` is loading its vectors"}
 			if strings.HasPrefix(key, "tldr:") {
 				busy = &runBusyError{what: fmt.Sprintf("TL;DRs (%s, %s)", sel.Work.Model, sel.Work.PromptVersion), writers: "a `paperpipe reprocess`",
-					other: "or `paperpipe tldrs prune` is removing them, or `paperpipe import` is loading them"}
+					other: "or `paperpipe tldrs prune` is removing them, or `paperpipe import` or `import-tldrs` is loading them"}
 			}
 			return res, busy
 		}

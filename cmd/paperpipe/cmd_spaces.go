@@ -401,7 +401,7 @@ func runActivate(ctx context.Context, c *config, st *store.Store, ref string, er
 // user to a command that fails. activate, serve and the workers give this advice alike.
 func spaceFillHint(ctx context.Context, st *store.Store, sp paper.Space) (hint string, filling bool) {
 	if filling, err := st.SpaceFilling(ctx, sp.ID); err == nil && filling {
-		return "a `paperpipe reprocess` (or `fit`, or `import`) is filling it now", true
+		return "a `paperpipe reprocess` (or `fit`, `import` or `import-embeddings`) is filling it now", true
 	}
 	return embed.FillHint(sp), false
 }
