@@ -528,6 +528,43 @@ func TestEmptyFlagValueIsAUsageError(t *testing.T) {
 	}
 }
 
+// A flag that takes one value, given twice, is a usage error naming it: the flag package keeps
+// the last value, so `remove --ids a.txt --ids b.txt` removed b.txt's papers alone, and said
+// nothing of a.txt's, and `reprocess --ids`, `export --category` and `-o` did the like. A
+// repeatable flag (remove --from, tldrs --keep) takes each value; -h still prints the flags'
+// types and defaults.
+func TestAFlagGivenTwiceIsAUsageError(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "DATABASE_URL=postgres://paperpipe@127.0.0.1:1/none?connect_timeout=1")
+	for _, args := range [][]string{
+		{"remove", "--ids", "a.txt", "--ids", "b.txt"}, {"reprocess", "--ids", "a", "--ids=b"},
+		{"export", "--category", "cs.CL", "--category", "cs.LG"}, {"export", "-o", "a.jsonl", "-o", "b.jsonl"},
+		{"list", "-n", "5", "-n", "6"}, {"reprocess", "--dry-run", "--dry-run=false"}, {"related", "x", "-k", "3", "--k", "4"},
+	} {
+		r := c.run(args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "given twice") {
+			t.Errorf("paperpipe %q: exit %d, stderr %q; want 2 and the repeated flag named", args, r.code, r.stderr)
+		}
+	}
+	// remove --from is repeatable: two files are read, not refused (the database is unreachable
+	// here, so the run fails after the flags were taken — not as a usage error).
+	dir := t.TempDir()
+	for _, f := range []string{"a.txt", "b.txt"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("A title\n\nAn abstract long enough to be one.\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := c.run("remove", "--dry-run", "--from", filepath.Join(dir, "a.txt"), "--from", filepath.Join(dir, "b.txt")); r.code == 2 {
+		t.Errorf("remove --from twice: exit 2, stderr %q; want the flag taken twice", r.stderr)
+	}
+	if r := c.run("tldrs", "prune", "--dry-run", "--keep", "m1", "--keep", "m2@v1"); r.code == 2 {
+		t.Errorf("tldrs prune --keep twice: exit 2, stderr %q; want the flag taken twice", r.stderr)
+	}
+	if r := c.run("list", "-h"); !strings.Contains(r.stdout, "-n int") || !strings.Contains(r.stdout, "(default 20)") || !strings.Contains(r.stdout, "-after string") {
+		t.Errorf("list -h lost its flags' value names:\n%s", r.stdout)
+	}
+}
+
 // A count above the store's bound (store.MaxListLimit for list -n, store.MaxK for -k and
 // --sample) is a usage error, exit 2, that states the bound, given before anything is opened;
 // the flags' help states it too. list -n 1001 was accepted up to 10000 and then refused by the

@@ -24,6 +24,7 @@ type stringsFlag []string
 
 func (f *stringsFlag) String() string     { return fmt.Sprint([]string(*f)) }
 func (f *stringsFlag) Set(v string) error { *f = append(*f, v); return nil }
+func (f *stringsFlag) repeatable()        {}
 
 // removeResult is `remove --json`'s document.
 type removeResult struct {

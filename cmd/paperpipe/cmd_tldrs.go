@@ -35,7 +35,7 @@ func cmdTLDRs(ctx context.Context, c *config, args []string) error {
 	c.addJSONFlag(fs)
 	c.addChatModelFlag(fs)
 	var keep []store.TLDRKeep
-	fs.Func("keep", "prune: also keep the TL;DRs of `MODEL` (every prompt version) or MODEL@VERSION (one); repeatable", func(s string) error {
+	fs.Var(repeatFunc(func(s string) error {
 		if s == "" {
 			return fmt.Errorf("want MODEL or MODEL@VERSION")
 		}
@@ -45,7 +45,7 @@ func cmdTLDRs(ctx context.Context, c *config, args []string) error {
 		}
 		keep = append(keep, k)
 		return nil
-	})
+	}), "keep", "prune: also keep the TL;DRs of `MODEL` (every prompt version) or MODEL@VERSION (one); repeatable")
 	force := fs.Bool("force", false, "prune: also remove a TL;DR that is the only one of its paper's current text among the versions kept (the paper shows none until paperpipe reprocess writes it)")
 	dryRun := fs.Bool("dry-run", false, "prune: say what would be removed (TL;DRs and bytes per version), and remove nothing")
 	recent := fs.Bool("include-recent", false, fmt.Sprintf("prune: also remove a version written in the last %d minutes (left by default: workers may still write it, and a prune run without their settings would remove their version)", int(pruneRecent.Minutes())))

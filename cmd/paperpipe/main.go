@@ -334,6 +334,8 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	// as `paperpipe help` does), else to standard error.
 	var msg bytes.Buffer
 	fs.SetOutput(&msg)
+	given := countFlags(fs)
+	defer given.restore()
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
@@ -367,6 +369,14 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+	given.restore() // the flags' own Values, for the checks below
+	// A flag that takes one value, given twice: the flag package keeps the last, so
+	// `remove --ids a.txt --ids b.txt` removed b.txt's papers alone and said nothing of a.txt's.
+	for _, name := range given.names {
+		if n := given.n[name]; n > 1 {
+			return nil, usageErr("%s given twice (%d times): it takes one value, and only the last would be used", dashed(name), n)
+		}
+	}
 	for i, a := range pos {
 		if strings.TrimSpace(a) == "" {
 			return nil, usageErr("argument %d is empty (a shell variable that is not set?)", i+1)
@@ -383,11 +393,7 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 		}
 		if g, ok := f.Value.(flag.Getter); ok {
 			if s, ok := g.Get().(string); ok && strings.TrimSpace(s) == "" {
-				dash := "--"
-				if len(f.Name) == 1 {
-					dash = "-" // -o, -n, -k
-				}
-				err = usageErr("%s%s is empty (a shell variable that is not set?): leave the flag out for its default", dash, f.Name)
+				err = usageErr("%s is empty (a shell variable that is not set?): leave the flag out for its default", dashed(f.Name))
 			}
 		}
 	})
@@ -395,6 +401,79 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 		return nil, err
 	}
 	return pos, nil
+}
+
+// dashed is a flag's name as the usage errors write it: -o, -n, -k; --ids.
+func dashed(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
+}
+
+// repeatable is a flag.Value that takes each value it is given (remove --from, tldrs --keep).
+type repeatable interface{ repeatable() }
+
+// repeatFunc is a repeatable flag that calls itself with each value given (flag.Func's, which
+// parseArgs would take for a flag of one value).
+type repeatFunc func(string) error
+
+func (f repeatFunc) Set(s string) error { return f(s) }
+func (f repeatFunc) String() string     { return "" }
+func (f repeatFunc) repeatable()        {}
+
+// flagCounts counts how often each flag of a set was given while parseArgs parses.
+type flagCounts struct {
+	names   []string // the flags counted, in the set's order
+	n       map[string]int
+	restore func() // gives the flags their own Values and the set its usage back
+}
+
+// countFlags has fs count, until its parse ends, the values given to each flag that takes
+// one value: each such flag's Value is wrapped in a counter and given back once parseArgs
+// returns (its restore, which parseArgs defers) and before the usage prints, so that -h still names each flag's type and default.
+func countFlags(fs *flag.FlagSet) *flagCounts {
+	c := &flagCounts{n: map[string]int{}}
+	orig := map[string]flag.Value{}
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, ok := f.Value.(repeatable); ok {
+			return
+		}
+		orig[f.Name] = f.Value
+		c.names = append(c.names, f.Name)
+		f.Value = &countedValue{Value: f.Value, n: func() { c.n[f.Name]++ }}
+	})
+	restore := func() {
+		for name, v := range orig {
+			fs.Lookup(name).Value = v
+		}
+	}
+	usage := fs.Usage
+	fs.Usage = func() {
+		restore()
+		if usage != nil {
+			usage()
+		} else {
+			fmt.Fprintf(fs.Output(), "Usage of %s:\n", fs.Name())
+			fs.PrintDefaults()
+		}
+	}
+	c.restore = func() { restore(); fs.Usage = usage }
+	return c
+}
+
+// countedValue is a flag.Value that counts its Sets.
+type countedValue struct {
+	flag.Value
+	n func()
+}
+
+func (v *countedValue) Set(s string) error { v.n(); return v.Value.Set(s) }
+
+// IsBoolFlag keeps a true/false flag one that takes no value after a space.
+func (v *countedValue) IsBoolFlag() bool {
+	b, ok := v.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 // emptyMeans are the flags whose empty value means something (see parseArgs).
