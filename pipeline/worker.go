@@ -267,7 +267,10 @@ type Worker struct {
 	draining chan struct{} // closed when Run's context is done
 	// tm: the consumer's AckWait and MaxDeliver as the server has them and what they bound
 	// (MsgTimeout, ProgressInterval), followed while the worker runs (see follow).
-	tm         atomic.Pointer[workerTimings]
+	tm atomic.Pointer[workerTimings]
+	// maxPull is the consumer's MaxRequestBatch as last read (0: none): the most messages one
+	// pull request may ask for, which the server refuses beyond (see pullSize).
+	maxPull    atomic.Int64
 	chat       chan struct{} // one token per TL;DR request in flight
 	embedBills atomic.Bool   // the embedder has billed a request: embedding batches wait EmbedLinger
 	noSpace    atomic.Bool   // the worker's embedding space was dropped, and it said so
@@ -379,6 +382,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.log.Info("the consumer's MaxDeliver is being lowered; this worker counts deliveries by the lower one already",
 			"consumer", w.cfg.Consumer, "max_deliver", info.Config.MaxDeliver, "to", n, "at", at)
 	}
+	w.maxPull.Store(int64(info.Config.MaxRequestBatch))
 	stopFollow := w.follow(ctx, cons)
 	defer stopFollow()
 	stopReaper := w.startReaper(ctx, cons)
@@ -495,6 +499,13 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan s
 			} else if c != nil {
 				cons = c
 			}
+			// A MaxRequestBatch lowered since it was read refuses the request ("Exceeded
+			// MaxRequestBatch of 8"): the next one asks for no more than the consumer allows.
+			if strings.Contains(err.Error(), "Exceeded MaxRequestBatch") {
+				if info, ierr := cons.Info(ctx); ierr == nil {
+					w.maxPull.Store(int64(info.Config.MaxRequestBatch))
+				}
+			}
 			w.log.Warn("pull request failed; retrying", "err", err)
 			if !sleepCtx(ctx, DefaultBackoff(min(fetchErrs, 4))) {
 				return nil
@@ -518,7 +529,19 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan s
 	return nil
 }
 
-// holdSlots takes in-flight slots for the next pull: a whole BatchSize when they free up within
+// pullSize is the most messages one pull request asks for: BatchSize, or the consumer's
+// MaxRequestBatch when it is lower (an operator's `nats consumer edit --max-batch`, or a
+// server's `limits { max_request_batch }`, which the server gives the consumers it creates): the
+// server refuses a larger request (409 Exceeded MaxRequestBatch), and a worker asking for
+// BatchSize took no message, ever.
+func (w *Worker) pullSize() int {
+	if n := w.maxPull.Load(); n > 0 && n < int64(w.cfg.BatchSize) {
+		return int(n)
+	}
+	return w.cfg.BatchSize
+}
+
+// holdSlots takes in-flight slots for the next pull: a whole pullSize when they free up within
 // FetchWait, else at least one. Pulling in whole batches while the worker is saturated keeps
 // its messages moving in groups, so that each group's abstracts share one embedding request
 // instead of trickling in one completion at a time. It returns false when ctx is done.
@@ -528,10 +551,10 @@ func (w *Worker) holdSlots(ctx context.Context, slots chan struct{}) (int, bool)
 	case <-ctx.Done():
 		return 0, false
 	}
-	held := 1
+	held, size := 1, w.pullSize()
 	wait := time.NewTimer(w.cfg.FetchWait)
 	defer wait.Stop()
-	for held < w.cfg.BatchSize {
+	for held < size {
 		select {
 		case slots <- struct{}{}:
 			held++
