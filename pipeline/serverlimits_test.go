@@ -14,6 +14,46 @@ import (
 	"github.com/paperpipe/paperpipe/summarize"
 )
 
+// TestSetupOnAServerLimitingMaxAckPendingMakesTheConsumers: a NATS server (or an account, or
+// the stream's consumer limits) may cap a consumer's MaxAckPending (`jetstream { limits {
+// max_ack_pending: 1000 } }`, an account's JWT limits): a consumer asking for more is refused.
+// paperpipe asks for DefaultMaxAckPending, which no setting changes: every process failed at
+// start, on its first consumer.
+func TestSetupOnAServerLimitingMaxAckPendingMakesTheConsumers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.StartWith(t, func(o *server.Options) { o.JetStreamLimits.MaxAckPending = 1000 }).Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatalf("Setup on a server limiting max_ack_pending to 1000: %v", err)
+	}
+	if got := consumerConfig(t, js, pipeline.ConsumerNew).MaxAckPending; got != 1000 {
+		t.Errorf("consumer MaxAckPending %d, want the server's limit, 1000", got)
+	}
+	target := pipeline.ReprocessTarget{Key: "k", Subject: pipeline.SubjectReprocess + ".k", Consumer: "reprocess-k"}
+	if err := pipeline.EnsureReprocessConsumer(ctx, js, pipeline.TopologyConfig{}, target, "test"); err != nil {
+		t.Fatalf("reprocess consumer on that server: %v", err)
+	}
+
+	// Under the server's limit, the stream's own (`nats stream edit PAPERS
+	// --consumer-max-ack-pending`, checked after the server's): the lower one.
+	for _, name := range []string{pipeline.ConsumerNew, target.Consumer} {
+		if err := js.DeleteConsumer(ctx, pipeline.StreamPapers, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := streamConfig(t, js, pipeline.StreamPapers)
+	cfg.ConsumerLimits.MaxAckPending = 500
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatalf("Setup under the stream's limit of 500: %v", err)
+	}
+	if got := consumerConfig(t, js, pipeline.ConsumerNew).MaxAckPending; got != 500 {
+		t.Errorf("consumer MaxAckPending %d, want the stream's limit, 500", got)
+	}
+}
+
 // TestWorkerPullsWithinTheConsumersMaxRequestBatch: a consumer whose MaxRequestBatch is below
 // the worker's BatchSize (an operator's `nats consumer edit --max-batch`, or a server's
 // `limits { max_request_batch }`, which the server gives every consumer it creates) refuses

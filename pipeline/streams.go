@@ -56,7 +56,8 @@ type TopologyConfig struct {
 	// Defaults to 8.
 	MaxDeliver int
 	// MaxAckPending bounds the messages delivered and not yet acknowledged per consumer, across
-	// all workers. Defaults to DefaultMaxAckPending.
+	// all workers. Defaults to DefaultMaxAckPending, or the lower limit of the server, the
+	// account or the stream that refuses it when Setup creates a consumer.
 	MaxAckPending int
 	// KeepConsumer leaves an existing consumer's AckWait, MaxDeliver and MaxAckPending as they
 	// are: they apply only to a consumer Setup creates. For processes that run no worker of it
@@ -344,7 +345,7 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, set TopologyCon
 	cfg.setDefaults()
 	c, err := js.Consumer(ctx, StreamPapers, name)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		c, err = js.CreateConsumer(ctx, StreamPapers, jetstream.ConsumerConfig{
+		cc := jetstream.ConsumerConfig{
 			Durable:       name,
 			Description:   desc,
 			FilterSubject: subject,
@@ -354,7 +355,18 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, set TopologyCon
 			MaxAckPending: cfg.MaxAckPending,
 			DeliverPolicy: jetstream.DeliverAllPolicy,
 			Metadata:      meta,
-		})
+		}
+		c, err = js.CreateConsumer(ctx, StreamPapers, cc)
+		// DefaultMaxAckPending is a bound, not a need: under a lower limit of the server, the
+		// account or the stream (each refuses in turn), the consumer takes the limit.
+		for try := 0; try < 3 && set.MaxAckPending <= 0; try++ {
+			limit, ok := maxAckPendingLimit(err)
+			if !ok || limit >= cc.MaxAckPending {
+				break
+			}
+			cc.MaxAckPending = limit
+			c, err = js.CreateConsumer(ctx, StreamPapers, cc)
+		}
 		if err == nil {
 			return nil
 		}
@@ -393,6 +405,28 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, set TopologyCon
 		return fmt.Errorf("update consumer %s: %w", name, err)
 	}
 	return nil
+}
+
+// jsConsumerMaxPendingAckExcess is the JetStream API's error code for "consumer max ack
+// pending exceeds system limit of N".
+const jsConsumerMaxPendingAckExcess = 10121
+
+// maxAckPendingLimit returns the limit err, a consumer's creation's, says its MaxAckPending
+// exceeds: a server's (`jetstream { limits { max_ack_pending } }`), an account's or the
+// stream's consumer limits; false for another error. Without it, a server or account limiting
+// consumers below DefaultMaxAckPending, which no setting changes, refused every process at
+// start.
+func maxAckPendingLimit(err error) (int, bool) {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != jsConsumerMaxPendingAckExcess {
+		return 0, false
+	}
+	i := strings.LastIndexByte(apiErr.Description, ' ')
+	n, perr := strconv.Atoi(apiErr.Description[i+1:])
+	if perr != nil || n <= 0 {
+		return 0, false
+	}
+	return n, true
 }
 
 // Consumer metadata keys of an AckWait or a MaxDeliver being lowered (see setAckWait,
