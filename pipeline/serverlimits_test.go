@@ -89,3 +89,21 @@ func TestWorkerPullsWithinTheConsumersMaxRequestBatch(t *testing.T) {
 		t.Errorf("%d of %d papers with a TL;DR after the run (worker stats %+v)", c.WithTLDR, len(papers), w.Stats())
 	}
 }
+
+// TestSetupOnAServerLimitingTheDuplicateWindowMakesTheStreams: a NATS server may cap a
+// stream's duplicate window (`jetstream { limits { max_duplicate_window: 10m } }`): a stream
+// asking for more is refused. paperpipe asks for an hour, which no setting changes: every
+// process failed at start, on its first stream.
+func TestSetupOnAServerLimitingTheDuplicateWindowMakesTheStreams(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.StartWith(t, func(o *server.Options) { o.JetStreamLimits.Duplicates = 10 * time.Minute }).Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatalf("Setup on a server limiting the duplicate window to 10m: %v", err)
+	}
+	for _, name := range []string{pipeline.StreamPapers, pipeline.StreamDead} {
+		if got := streamConfig(t, js, name).Duplicates; got != 10*time.Minute {
+			t.Errorf("%s duplicate window %v, want the server's limit, 10m", name, got)
+		}
+	}
+}

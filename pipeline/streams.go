@@ -46,7 +46,8 @@ type TopologyConfig struct {
 	// cluster.
 	Replicas int
 	// DuplicateWindow is how long the server remembers message ids to drop repeats.
-	// Defaults to 1 hour.
+	// Defaults to 1 hour, or a server's lower limit (max_duplicate_window) when Setup creates
+	// the streams.
 	DuplicateWindow time.Duration
 	// AckWait is how long a delivered message may stay unacknowledged before redelivery; workers
 	// extend it with InProgress during long calls, and follow the consumer's while they run
@@ -246,6 +247,13 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	s, err := js.Stream(ctx, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		s, err = js.CreateStream(ctx, want)
+		// The default window is a choice, not a need: under a server's lower limit the stream
+		// takes the limit (repeats published further apart are queued, and cost a database
+		// check each, no API call).
+		if limit, ok := duplicateWindowLimit(err); ok && dupWindow <= 0 && limit < want.Duplicates {
+			want.Duplicates = limit
+			s, err = js.CreateStream(ctx, want)
+		}
 		if err == nil {
 			return nil
 		}
@@ -279,6 +287,30 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 		return fmt.Errorf("update stream %s: %w", want.Name, explainOverlap(ctx, js, want, err))
 	}
 	return nil
+}
+
+// jsStreamInvalidConfig is the JetStream API's error code for an invalid stream configuration,
+// among which "duplicates window can not be larger then server limit of D".
+const jsStreamInvalidConfig = 10052
+
+// duplicateWindowLimit returns the server's limit on a stream's duplicate window (its
+// `jetstream { limits { max_duplicate_window } }`) that err, a stream's creation's, says the
+// window exceeds; false for another error. Without it, a server limiting the window below
+// paperpipe's hour, which no setting changes, refused every process at start.
+func duplicateWindowLimit(err error) (time.Duration, bool) {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != jsStreamInvalidConfig {
+		return 0, false
+	}
+	_, after, ok := strings.Cut(apiErr.Description, "duplicates window can not be larger then server limit of ")
+	if !ok {
+		return 0, false
+	}
+	d, perr := time.ParseDuration(strings.TrimSpace(after))
+	if perr != nil || d <= 0 {
+		return 0, false
+	}
+	return d, true
 }
 
 // jsStreamMaxBytesRequired is the JetStream API's error code for "account requires a stream
