@@ -2,6 +2,8 @@ package pipeline_test
 
 import (
 	"context"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,4 +108,54 @@ func TestSetupOnAServerLimitingTheDuplicateWindowMakesTheStreams(t *testing.T) {
 			t.Errorf("%s duplicate window %v, want the server's limit, 10m", name, got)
 		}
 	}
+}
+
+// TestWorkerFollowsAMaxRequestBatchLoweredWhileItRuns: an operator lowers the consumer's
+// MaxRequestBatch below the worker's pull while it runs: its next pull request is refused, and
+// the worker asks within the new limit from then on (it re-reads the consumer after a failed
+// pull, not only at its next ProgressInterval: minutes with a long AckWait).
+func TestWorkerFollowsAMaxRequestBatchLoweredWhileItRuns(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	sum, emb := summarize.NewOffline(30), embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{AckWait: 20 * time.Minute})
+	papers := sampledata.Papers(t)[:40]
+	logs := &logBuffer{}
+	w, err := pipeline.NewWorker(b.js, b.store, sum, emb, pipeline.WorkerConfig{
+		SpaceID: b.space.ID, BatchSize: 32, FetchWait: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(rctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitTLDRs := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for counts(t, b, sum).WithTLDR < int64(n) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d papers with a TL;DR after a minute (worker stats %+v)", counts(t, b, sum).WithTLDR, n, w.Stats())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	publish(t, b.js, papers[:20])
+	waitTLDRs(20)
+	cc := consumerConfig(t, b.js, pipeline.ConsumerNew)
+	cc.MaxRequestBatch = 4
+	if _, err := b.js.UpdateConsumer(ctx, pipeline.StreamPapers, cc); err != nil {
+		t.Fatal(err)
+	}
+	// The papers go once a pull request of the worker has been refused: not to one it opened
+	// before the change, which the server honours.
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(logs.String(), "Exceeded MaxRequestBatch") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no pull request refused a minute after MaxRequestBatch was lowered to 4; log:\n%s", logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	publish(t, b.js, papers[20:])
+	waitTLDRs(40)
 }
