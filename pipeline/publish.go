@@ -75,6 +75,9 @@ type Publisher struct {
 	// 0 when it has none or it could not be read.
 	streamMax  int64
 	streamRead bool
+	// firstSeq is the PAPERS stream's last sequence then, plus one: a message of this
+	// Publisher's is stored at it or after (0: not known; see settle).
+	firstSeq uint64
 }
 
 // TooLargeError is Publish's error for an abstract whose message is larger than the queue
@@ -93,10 +96,12 @@ func (e *TooLargeError) Error() string {
 // Unwrap returns paper.ErrInvalid.
 func (e *TooLargeError) Unwrap() error { return paper.ErrInvalid }
 
-// pending is a message awaiting the server's answer, and the id of its abstract.
+// pending is a message awaiting the server's answer, and the id of its abstract. resent: it
+// was sent again after a send that got no answer, which the server may have stored.
 type pending struct {
-	f  jetstream.PubAckFuture
-	id string
+	f      jetstream.PubAckFuture
+	id     string
+	resent bool
 }
 
 // resendFor is how long a message the stream leaves unanswered — no responders, no answer
@@ -223,11 +228,11 @@ func (p *Publisher) Publish(ctx context.Context, a paper.Abstract) error {
 	if size, max := int64(msg.Size()-len(msg.Subject)), p.maxMsgSize(ctx); max > 0 && size > max {
 		return &TooLargeError{ID: a.ID, Size: size, Max: max}
 	}
-	f, err := p.publishAsync(ctx, msg)
+	f, resent, err := p.publishAsync(ctx, msg)
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", a.ID, err)
 	}
-	p.window = append(p.window, pending{f: f, id: a.ID})
+	p.window = append(p.window, pending{f: f, id: a.ID, resent: resent})
 	if len(p.window) >= p.max {
 		return p.settle(ctx, len(p.window)/2)
 	}
@@ -243,8 +248,9 @@ func (p *Publisher) Publish(ctx context.Context, a paper.Abstract) error {
 //
 // A send the connection fails under (the server it was on died, a kill -9 of a cluster's
 // stream leader: "broken pipe", "connection reset") is sent again, under its own message id,
-// resendWait apart, while nats.go reconnects to another server, for up to resendFor.
-func (p *Publisher) publishAsync(ctx context.Context, msg *nats.Msg) (jetstream.PubAckFuture, error) {
+// resendWait apart, while nats.go reconnects to another server, for up to resendFor; resent
+// reports such a send, which the server may have stored.
+func (p *Publisher) publishAsync(ctx context.Context, msg *nats.Msg) (_ jetstream.PubAckFuture, resent bool, _ error) {
 	var failedSince time.Time
 	for {
 		f, err := p.js.PublishMsgAsync(msg)
@@ -255,20 +261,20 @@ func (p *Publisher) publishAsync(ctx context.Context, msg *nats.Msg) (jetstream.
 				failedSince = time.Now()
 			}
 			if time.Since(failedSince) >= p.resendFor {
-				return nil, err
+				return nil, false, err
 			}
 			select {
 			case <-time.After(resendWait):
 			case <-ctx.Done():
 			}
 		default:
-			return f, err
+			return f, !failedSince.IsZero(), err
 		}
 		if ctx.Err() != nil {
 			if !failedSince.IsZero() {
-				return nil, fmt.Errorf("%w (sent again while reconnecting): %w", err, ctx.Err())
+				return nil, false, fmt.Errorf("%w (sent again while reconnecting): %w", err, ctx.Err())
 			}
-			return nil, fmt.Errorf("waiting for room among the messages in flight (%d): %w", p.js.PublishAsyncPending(), ctx.Err())
+			return nil, false, fmt.Errorf("waiting for room among the messages in flight (%d): %w", p.js.PublishAsyncPending(), ctx.Err())
 		}
 	}
 }
@@ -288,8 +294,11 @@ func sendFailed(err error) bool {
 func (p *Publisher) maxMsgSize(ctx context.Context) int64 {
 	if !p.streamRead {
 		p.streamRead = true
-		if s, err := p.js.Stream(ctx, StreamPapers); err == nil && s.CachedInfo().Config.MaxMsgSize > 0 {
-			p.streamMax = int64(s.CachedInfo().Config.MaxMsgSize)
+		if s, err := p.js.Stream(ctx, StreamPapers); err == nil {
+			if max := s.CachedInfo().Config.MaxMsgSize; max > 0 {
+				p.streamMax = int64(max)
+			}
+			p.firstSeq = s.CachedInfo().State.LastSeq + 1
 		}
 	}
 	max := p.streamMax
@@ -370,7 +379,12 @@ func (p *Publisher) settle(ctx context.Context, n int) error {
 			}
 			return
 		}
-		if ack.Duplicate {
+		// A message sent again after a send left unanswered is answered as a repeat when the
+		// first send was stored: a repeat stored since this Publisher began (at or after
+		// firstSeq) is its own, published (or, rarely, another process's publishing the same
+		// record at the same time). Counted as a repeat, ingest called papers it had just
+		// queued "dropped as repeats".
+		if ack.Duplicate && !(pm.resent && p.firstSeq > 0 && ack.Sequence >= p.firstSeq) {
 			p.stats.Duplicates++
 		} else {
 			p.stats.Published++
@@ -418,8 +432,8 @@ func (p *Publisher) settle(ctx context.Context, n int) error {
 						return stop(i)
 					}
 				}
-				if f, perr := p.publishAsync(ctx, pm.f.Msg()); perr == nil {
-					pm.f = f
+				if f, _, perr := p.publishAsync(ctx, pm.f.Msg()); perr == nil {
+					pm.f, pm.resent = f, true
 					i-- // wait for it again
 					continue
 				}

@@ -248,6 +248,59 @@ func TestAnUnansweredPublishIsUnconfirmedNotRefused(t *testing.T) {
 	}
 }
 
+// TestAMessageStoredWhoseAnswerWasLostIsCountedAsPublished: a message the stream stored
+// without its answer reaching the publisher (a stream leader killed, a lost connection) is
+// sent again under its id, and the server answers the second send as a repeat of the first.
+// It was counted as a repeat — ingest's summary said "3 dropped as repeats (same record
+// published within the hour)", "0 published", of papers it had just queued for the first time.
+func TestAMessageStoredWhoseAnswerWasLostIsCountedAsPublished(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.Start(t).Connect(t, jetstream.WithPublishAsyncTimeout(200*time.Millisecond))
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	// A repeat of an earlier ingest, stored before this publisher starts: it stays a repeat.
+	earlier := paper.Abstract{ID: "test:earlier", Title: "T", Abstract: "An abstract queued before."}
+	publish(t, js, []paper.Abstract{earlier})
+	cfg := streamConfig(t, js, pipeline.StreamPapers)
+	cfg.NoAck = true // the server stores the messages and its answers are lost
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	pub := pipeline.NewPublisher(js, pipeline.SubjectNew, 16)
+	pub.SetResendFor(time.Minute)
+	for i := range 3 {
+		if err := pub.Publish(ctx, paper.Abstract{ID: fmt.Sprintf("test:%d", i), Title: "T", Abstract: "An abstract whose answer is lost."}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Publish(ctx, earlier); err != nil {
+		t.Fatal(err)
+	}
+	// Once the stream holds them, it answers again: the messages sent again are answered as
+	// repeats of the first sends.
+	go func() {
+		for streamMsgs(t, js, pipeline.StreamPapers) < 4 {
+			time.Sleep(20 * time.Millisecond)
+		}
+		cfg.NoAck = false
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			t.Error(err)
+		}
+	}()
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := pub.Stats(); st.Published != 3 || st.Duplicates != 1 {
+		t.Errorf("%d published, %d dropped as repeats; want the 3 stored by their first send published, the earlier ingest's repeat a repeat",
+			st.Published, st.Duplicates)
+	}
+	if n := streamMsgs(t, js, pipeline.StreamPapers); n != 4 {
+		t.Errorf("the stream holds %d messages; want 4, once each", n)
+	}
+}
+
 // TestMetadataCorrectionIsNotARepeat: the same paper published again within the duplicate
 // window with the same text but added or corrected metadata (authors, categories, published
 // date, URL) is queued, so that the store can merge it; the same record again, whatever file
