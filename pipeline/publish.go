@@ -78,6 +78,10 @@ type Publisher struct {
 	// firstSeq is the PAPERS stream's last sequence then, plus one: a message of this
 	// Publisher's is stored at it or after (0: not known; see settle).
 	firstSeq uint64
+	// gone is the error of a stream found missing (see streamGone); nil while it is not known
+	// to be. goneAsked: the server was asked since the stream last answered.
+	gone      error
+	goneAsked bool
 }
 
 // TooLargeError is Publish's error for an abstract whose message is larger than the queue
@@ -359,6 +363,29 @@ func isAPIError(err error) bool {
 	return ok
 }
 
+// streamGone returns, for err, a message's failure without an answer, the error that says
+// the PAPERS stream does not exist, when err is "no response from stream" (the server's no
+// responders: nothing takes the subject) and the server says so (asked once a silence); nil
+// otherwise.
+// Deleted while a publishing process runs (`nats stream rm PAPERS` beside a running `serve`),
+// the stream left every message unanswered: sent again for resendFor as to a cluster electing a
+// leader, each publish (each POST /api/papers) waited a minute and was then told of a leader
+// election that was not happening. A cluster without a leader answers the question otherwise
+// (no answer, or unavailable), and its messages are sent again as before.
+func (p *Publisher) streamGone(ctx context.Context, err error) error {
+	if p.gone != nil || p.goneAsked || !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return p.gone
+	}
+	p.goneAsked = true // once for the messages one silence leaves unanswered
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, serr := p.js.Stream(ctx, StreamPapers); errors.Is(serr, jetstream.ErrStreamNotFound) {
+		p.gone = fmt.Errorf("%w: %w: the queue's stream %s does not exist (deleted?); starting a paperpipe process recreates it "+
+			"(restart `serve`, `up` or the workers)", err, serr, StreamPapers)
+	}
+	return p.gone
+}
+
 // settle waits for the oldest n futures; it returns a *PublishError for those that failed,
 // and ctx's error with it if ctx ends first.
 func (p *Publisher) settle(ctx context.Context, n int) error {
@@ -366,8 +393,8 @@ func (p *Publisher) settle(ctx context.Context, n int) error {
 	var errs []error // failed, once there is one
 	take := func(pm pending, ack *jetstream.PubAck, err error) {
 		if err != nil {
-			if isAPIError(err) {
-				p.stats.Refused++ // the server's answer: not stored
+			if isAPIError(err) || errors.Is(err, jetstream.ErrStreamNotFound) {
+				p.stats.Refused++ // the server's answer, or no stream: not stored
 			} else {
 				p.unanswered++ // a timeout, a lost connection: it may have been stored
 			}
@@ -414,8 +441,11 @@ func (p *Publisher) settle(ctx context.Context, n int) error {
 				return stop(i)
 			}
 		}
-		if err == nil || isAPIError(err) {
-			p.silentSince = time.Time{} // an answer
+		if err != nil && !isAPIError(err) && p.streamGone(ctx, err) != nil {
+			err = p.gone // no stream to answer: nothing to wait for
+		}
+		if err == nil || isAPIError(err) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			p.silentSince, p.goneAsked = time.Time{}, false // an answer
 		} else {
 			// No answer: the stream may be electing a leader. Send it again, under its id: at
 			// once when the stream answered since (the rest of what one outage left

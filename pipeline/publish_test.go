@@ -301,6 +301,36 @@ func TestAMessageStoredWhoseAnswerWasLostIsCountedAsPublished(t *testing.T) {
 	}
 }
 
+// TestPublishingToADeletedStreamSaysSo: the PAPERS stream deleted while a process that
+// publishes runs (`nats stream rm PAPERS` to empty the queue, beside a running `serve`): no
+// stream takes papers.new, and the server answers every message "no responders". The
+// publisher sent them again for a minute, as to a cluster electing a leader, and then said the
+// stream had "answered nothing ... on a JetStream cluster, it has no leader": each POST
+// /api/papers waited a minute to be told of a leader election that was not happening.
+func TestPublishingToADeletedStreamSaysSo(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.Start(t).Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(ctx, pipeline.StreamPapers); err != nil {
+		t.Fatal(err)
+	}
+	pub := pipeline.NewPublisher(js, pipeline.SubjectNew, 16)
+	pub.SetResendFor(5 * time.Second) // a bound for the code before the fix: it resent until then
+	err := pub.Publish(ctx, paper.Abstract{ID: "test:1", Title: "T", Abstract: "An abstract for a stream that is gone."})
+	if err == nil {
+		err = pub.Flush(ctx)
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) || !strings.Contains(err.Error(), "recreates it") {
+		t.Errorf("publish to a deleted stream: %v; want it to say the stream does not exist and how to recreate it", err)
+	}
+	if strings.Contains(fmt.Sprint(err), "no leader") {
+		t.Errorf("publish to a deleted stream: %v; want no talk of a leader election", err)
+	}
+}
+
 // TestMetadataCorrectionIsNotARepeat: the same paper published again within the duplicate
 // window with the same text but added or corrected metadata (authors, categories, published
 // date, URL) is queued, so that the store can merge it; the same record again, whatever file
