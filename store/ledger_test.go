@@ -927,3 +927,41 @@ func TestReadingPapersAgainRewritesNoIndex(t *testing.T) {
 			moved, len(papers))
 	}
 }
+
+// A paper and a TL;DR moved from another archive keep the times that archive gave them only
+// within 1970 and now (README: created_at "within 1970 and now"): an export edited by hand, or
+// written on a machine whose clock ran ahead, would otherwise put its papers above every paper
+// stored here for years, and its TL;DRs before any written here, in every list.
+func TestMovedTimesAreHeldWithin1970AndNow(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	papers := abstracts(3)
+	ahead, before1970, kept := time.Now().AddDate(10, 0, 0), time.Date(1900, 1, 2, 0, 0, 0, 0, time.UTC), time.Date(2020, 5, 6, 7, 8, 9, 0, time.UTC)
+	papers[0].CreatedAt, papers[1].CreatedAt, papers[2].CreatedAt = ahead, before1970, kept
+	upsert(t, s, papers, store.Work{})
+	stored := time.Now()
+	for i, want := range []func(time.Time) bool{
+		func(at time.Time) bool { return !at.After(stored) },
+		func(at time.Time) bool { return at.Equal(time.Unix(0, 0)) },
+		func(at time.Time) bool { return at.Equal(kept) },
+	} {
+		rec, err := s.Paper(ctx, papers[i].ID)
+		if err != nil || !want(rec.CreatedAt) {
+			t.Errorf("paper moved with created_at %v stored with %v (%v); want it within 1970 and now (%v)", papers[i].CreatedAt, rec.CreatedAt, err, stored)
+		}
+	}
+
+	sm := summaryOf(papers[0], testModel, testPrompt, "A TL;DR written in the future.")
+	sm.WrittenAt = ahead
+	if saved, _, err := s.ImportSummaries(ctx, []paper.Summary{sm}); err != nil || saved != 1 {
+		t.Fatalf("ImportSummaries = %d, %v; want 1 saved", saved, err)
+	}
+	var at time.Time
+	if err := s.Pool().QueryRow(ctx, "SELECT created_at FROM tldrs WHERE paper_id = $1", papers[0].ID).Scan(&at); err != nil {
+		t.Fatal(err)
+	}
+	if at.After(time.Now()) {
+		t.Errorf("TL;DR moved as written at %v stored as written at %v, after now", ahead, at)
+	}
+}
