@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -122,5 +123,48 @@ func TestWaitingMessagesAskNothingPerPaperWhileNoneIsRemoved(t *testing.T) {
 	}
 	if n := st.probes.Load(); n != 0 {
 		t.Errorf("%d papers asked about one by one with no paper removed, want 0", n)
+	}
+}
+
+// The latest removal is read once a RecheckAfter for every message that waited, not once per
+// message (Store.LastRemoval, what the removal re-check costs at C64 and C256 where every
+// message waits): five messages held past RecheckAfter behind a slow TL;DR, then let through,
+// share one read. (The test above re-checks with RecheckAfter a nanosecond, under which a read
+// per message and a shared one look alike.)
+func TestWaitingMessagesShareOneReadOfTheLatestRemoval(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, embed.NewOffline(), pipeline.TopologyConfig{})
+	papers := sampledata.Papers(t)[:6]
+	publish(t, b.js, papers)
+
+	const recheck = 3 * time.Second
+	release := make(chan struct{})
+	var once sync.Once
+	let := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(let)
+	st := &removalCountingStore{Store: b.store}
+	sum := &countingSummarizer{Summarizer: summarize.NewOffline(30), hook: func(n int64) {
+		if n == 1 {
+			<-release
+		}
+	}}
+	startWorkerOn(t, b, st, sum, nil, pipeline.WorkerConfig{Concurrency: 1, RecheckAfter: recheck})
+	waitFor(t, "the first TL;DR request", func() (bool, string) {
+		return sum.calls.Load() == 1, fmt.Sprintf("%d requests", sum.calls.Load())
+	})
+	// The others have now waited past RecheckAfter: each goes through the re-check once let
+	// through, within a RecheckAfter of the first (six offline TL;DRs take milliseconds).
+	time.Sleep(recheck + 200*time.Millisecond)
+	let()
+	waitFor(t, "every TL;DR", func() (bool, string) {
+		var n int
+		if err := b.store.Pool().QueryRow(ctx, `SELECT count(*) FROM tldrs`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == len(papers), fmt.Sprintf("%d TL;DRs stored", n)
+	})
+	if n := st.latest.Load(); n == 0 || n > 2 {
+		t.Errorf("the latest removal was read %d times for the %d messages that waited past RecheckAfter, want once (twice at most, if the reads straddle a RecheckAfter)", n, len(papers)-1)
 	}
 }
