@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/paper"
@@ -352,4 +353,38 @@ func takeTLDRRunLock(t *testing.T, st *store.Store) (take func(), failed *error)
 			SELECT pg_advisory_lock(`+lockKey+`)`)
 	}
 	return take, failed
+}
+
+// An export holding TL;DRs of more versions than a store's smallest pool has connections
+// (store.MinConns) is imported: the import locks the first TL;DR version it meets only, each
+// run lock holding a pooled connection of its own, so that a lock per version cannot take every
+// connection and leave the import waiting for one forever (cfb3362, which had no test).
+func TestImportOfMoreTLDRVersionsThanThePoolHoldsEnds(t *testing.T) {
+	t.Parallel()
+	moved := newArchiveEnv(t, openaitest.Config{})
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	st, err := store.Open(ctx, store.Config{URL: moved.c.DatabaseURL, MaxConns: store.MinConns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	versions := store.MinConns + 2
+	var lines []string
+	for i := range versions {
+		a := paper.Abstract{ID: fmt.Sprintf("arxiv:2401.%05d", i), Title: fmt.Sprintf("Balanced routing study %d", i),
+			Abstract: fmt.Sprintf("We propose balanced router number %d for sparse mixture-of-experts models.", i)}
+		lines = append(lines, fmt.Sprintf(`{"id":%q,"title":%q,"abstract":%q,"content_hash":%q,"tldr":"Balanced routers lower the loss.","tldr_model":"gpt-4o","tldr_prompt_version":"tldr-v%d"}`,
+			a.ID, a.Title, a.Abstract, a.ContentHash(), i+1))
+	}
+	file := filepath.Join(t.TempDir(), "export.jsonl")
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var errw bytes.Buffer
+	res, err := runImport(ctx, st, file, &errw)
+	if err != nil || res.Papers.Stored != versions || res.TLDRs.Saved != versions {
+		t.Fatalf("import of TL;DRs of %d versions through a pool of %d connections: %+v, %v; want %d papers and TL;DRs stored\n%s",
+			versions, store.MinConns, res, err, versions, errw.String())
+	}
 }
