@@ -838,3 +838,21 @@ func TestImportedTLDRsKeepTheTimeTheyWereWritten(t *testing.T) {
 		t.Errorf("%d of the 3 imported TL;DRs are dated when the old archive wrote them, want all", dated)
 	}
 }
+
+// An import into an archive that holds none of the papers says they were stored, and nothing of
+// papers held already: the count of new ones is said only when some were held.
+func TestImportIntoAnEmptyArchiveSpeaksOfNoPapersHeld(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	file := exportPaidTLDRs(t, e, 3, func(id string) string { return "Balanced routers lower the loss." }, paper.ValidOK)
+	moved := newArchiveEnv(t, openaitest.Config{})
+	var errw bytes.Buffer
+	res, err := runImport(t.Context(), moved.st, file, &errw)
+	if err != nil || res.Papers.Stored != 3 || res.Papers.New != 3 {
+		t.Fatalf("import: %+v, %v; want the 3 papers stored, all new\n%s", res, err, errw.String())
+	}
+	if said := errw.String(); !strings.Contains(said, "3 papers stored, ") || strings.Contains(said, "held already") {
+		t.Errorf("import into an empty archive said:\n%s\nwant '3 papers stored, ' and nothing of papers held already", said)
+	}
+}
