@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/paper"
 )
 
 // A maintenance command killed with SIGKILL (the OOM killer, a Job evicted) in the middle of a
@@ -195,6 +198,25 @@ func killedReprocess(t *testing.T) (*cli, *openaitest.Server, func() int, []stri
 	args := []string{"reprocess", "--tldr-only", "--chat-model", "gpt-4o-mini", "--concurrency", "2"}
 	killMidRun(t, c, args, func() bool { return stored() >= 20 })
 	return c, api, stored, args
+}
+
+// The advice to run a command again once the database answers is added only to an error that
+// says nothing of what to do: one that already says it (a migration whose connection was lost
+// says to start again once the database answers) is not given it a second time.
+func TestUnavailableAdviceIsNotAddedToAnErrorThatSaysWhatToDo(t *testing.T) {
+	t.Parallel()
+	plain := fmt.Errorf("remove 3 papers (0 removed before): FATAL: terminating connection: %w", paper.ErrUnavailable)
+	if unavailableAdvice(plain) == "" {
+		t.Errorf("no advice for %q, want it to say to run the command again", plain)
+	}
+	said := fmt.Errorf("migrate: the connection to the database was lost while migration 00017 was applied: start again "+
+		"once the database answers, and the migrations go on from there: %w", paper.ErrUnavailable)
+	if advice := unavailableAdvice(said); advice != "" {
+		t.Errorf("advice %q added to %q, which says what to do", advice, said)
+	}
+	if advice := unavailableAdvice(errors.New("no database: the papers table is missing")); advice != "" {
+		t.Errorf("advice %q added to an error that is not the database's being unavailable", advice)
+	}
 }
 
 // A maintenance command whose database session ends under it (PostgreSQL restarted, failed over,
