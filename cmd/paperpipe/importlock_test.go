@@ -5,12 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/paper"
@@ -386,5 +389,50 @@ func TestImportOfMoreTLDRVersionsThanThePoolHoldsEnds(t *testing.T) {
 	if err != nil || res.Papers.Stored != versions || res.TLDRs.Saved != versions {
 		t.Fatalf("import of TL;DRs of %d versions through a pool of %d connections: %+v, %v; want %d papers and TL;DRs stored\n%s",
 			versions, store.MinConns, res, err, versions, errw.String())
+	}
+}
+
+// An import whose run lock is taken by another run while a pass is under way stops that pass
+// (store.HoldRun's watch notices within seconds) instead of going on beside that run to the
+// pass's end: here the TL;DR pass waits for a paper another session holds locked, which it
+// would go on waiting for (importLockedWait: minutes), then load. The check after the last pass
+// says the same words, only once the pass is over: the test's deadline tells the two apart.
+func TestImportThatLostItsLockMidPassStopsThatPass(t *testing.T) {
+	t.Parallel()
+	file := tldrExport(t, 4)
+	moved := newArchiveEnv(t, openaitest.Config{})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	take, takeErr := takeTLDRRunLock(t, moved.st)
+	// A connection of its own: the store's sessions end a transaction left idle (its
+	// idle_in_transaction_session_timeout), which would free the paper within seconds.
+	conn, err := pgx.Connect(t.Context(), moved.c.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.WithoutCancel(t.Context()))
+	holder, err := conn.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Rollback(context.WithoutCancel(t.Context())) }()
+	var holdErr error
+	hold := func() { // a transaction left open on a paper the TL;DR pass loads a TL;DR of
+		_, holdErr = holder.Exec(t.Context(), `SELECT FROM papers WHERE id = 'arxiv:2401.00001' FOR UPDATE`)
+	}
+	w := &onWrite{trigger: "papers stored", fire: hold}
+	taken := &onWrite{trigger: "which another session holds locked", fire: take}
+	imp, err := runImport(ctx, moved.st, file, io.MultiWriter(w, taken))
+	if holdErr != nil || *takeErr != nil {
+		t.Fatalf("holding the paper: %v; ending the lock's session: %v", holdErr, *takeErr)
+	}
+	if !taken.fired {
+		t.Fatalf("the TL;DR pass never waited for the paper held locked:\n%s", w.buf.String())
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("import went on with its pass for a minute after another run took its lock: %+v, %v\n%s", imp, err, w.buf.String())
+	}
+	if !errors.Is(err, store.ErrLockLost) || !strings.Contains(err.Error(), "run the same command again") {
+		t.Errorf("import that lost its lock mid-pass: %v, want it stopped for the lost lock, saying to run it again\n%s", err, w.buf.String())
 	}
 }
