@@ -13,7 +13,7 @@ import (
 
 // queueOf starts NATS with the topology, publishes a, and returns the server's JetStream and a
 // function that fetches the next message of the workers' consumer, decoded.
-func queueOf(t *testing.T, a paper.Abstract) (jetstream.JetStream, func() job) {
+func queueOf(t *testing.T, a paper.Abstract, space ...int64) (jetstream.JetStream, func() job) {
 	t.Helper()
 	ctx := context.Background()
 	js := natstest.Start(t).Connect(t)
@@ -21,6 +21,9 @@ func queueOf(t *testing.T, a paper.Abstract) (jetstream.JetStream, func() job) {
 		t.Fatal(err)
 	}
 	p := NewPublisher(js, SubjectNew, 1)
+	for _, id := range space {
+		p.ForSpace(id)
+	}
 	if err := p.Publish(ctx, a); err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +82,7 @@ func TestStoredTextKeepsItsDateThroughPublishAndReplay(t *testing.T) {
 	}
 	// Dead-lettered, then replayed: the date goes with it.
 	w := &Worker{js: js, cfg: WorkerConfig{Consumer: ConsumerNew}}
-	if _, err := w.publishDead(ctx, j.msg.Subject(), j.msg.Data(), j.meta.Sequence.Stream, j.meta.Timestamp, 1, j.a.ID, "test", j.a.TextAt); err != nil {
+	if _, err := w.publishDead(ctx, j.msg.Subject(), j.msg.Data(), j.meta.Sequence.Stream, j.meta.Timestamp, 1, j.a.ID, "test", j.a.TextAt, j.msg.Headers()); err != nil {
 		t.Fatal(err)
 	}
 	_ = j.msg.Term()
@@ -92,5 +95,35 @@ func TestStoredTextKeepsItsDateThroughPublishAndReplay(t *testing.T) {
 	}
 	if j := next(); !j.a.TextAt.Equal(read) {
 		t.Errorf("replayed stored text dated %v, want %v", j.a.TextAt, read)
+	}
+}
+
+// TestDeadLetterOfASpacesCopyIsReplayedForThatSpace: a message queued for an embedding space
+// (HeaderSpace: the follow backfill's copy of a paper a newly active space lacks) keeps its
+// space through its dead letter and its replay. The letter dropped the header, so the replayed
+// copy was any space's: a worker still on the old space, where the paper lacks nothing, took it,
+// acknowledged it, and the paper never reached the space it was queued for.
+func TestDeadLetterOfASpacesCopyIsReplayedForThatSpace(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js, next := queueOf(t, paper.Abstract{ID: "arxiv:2401.00001", Title: "T", Abstract: "A."}, 7)
+	j := next()
+	if j.space != 7 {
+		t.Fatalf("published for space 7, decoded for %d", j.space)
+	}
+	w := &Worker{js: js, cfg: WorkerConfig{Consumer: ConsumerNew}}
+	if _, err := w.publishDead(ctx, j.msg.Subject(), j.msg.Data(), j.meta.Sequence.Stream, j.meta.Timestamp, 1, j.a.ID, "test", j.a.TextAt, j.msg.Headers()); err != nil {
+		t.Fatal(err)
+	}
+	_ = j.msg.Term()
+	dls, err := ListDeadLetters(ctx, js, 0)
+	if err != nil || len(dls) != 1 {
+		t.Fatalf("dead letters %v, %v", dls, err)
+	}
+	if _, err := ReplayDeadLetter(ctx, js, dls[0].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if j := next(); j.space != 7 {
+		t.Errorf("the replayed copy is for space %d, want 7, the space it was queued for", j.space)
 	}
 }

@@ -47,7 +47,7 @@ func (w *Worker) deadLetter(ctx context.Context, j job, reason error) {
 	if j.meta != nil {
 		attempts, seq, stored = j.meta.NumDelivered, j.meta.Sequence.Stream, j.meta.Timestamp
 	}
-	if _, err := w.publishDead(ctx, j.msg.Subject(), j.msg.Data(), seq, stored, attempts, j.a.ID, reason.Error(), j.a.TextAt); err != nil {
+	if _, err := w.publishDead(ctx, j.msg.Subject(), j.msg.Data(), seq, stored, attempts, j.a.ID, reason.Error(), j.a.TextAt, j.msg.Headers()); err != nil {
 		w.log.Error("dead-lettering failed; message returned to the queue", "paper", j.a.ID, "err", err)
 		_ = j.msg.NakWithDelay(w.cfg.Backoff(int(attempts)))
 		w.stats.retried.Add(1)
@@ -66,8 +66,9 @@ func (w *Worker) deadLetter(ctx context.Context, j job, reason error) {
 // workers may dead-letter one message safely; duplicate reports that this copy was dropped.
 // The time tells apart messages of one sequence number in two lives of the stream (PAPERS
 // deleted and created again numbers from 1): a letter of the second would be dropped as a
-// repeat of the first's, and the message, terminated, lost.
-func (w *Worker) publishDead(ctx context.Context, subject string, data []byte, seq uint64, stored time.Time, attempts uint64, paperID, reason string, textAt time.Time) (duplicate bool, err error) {
+// repeat of the first's, and the message, terminated, lost. The letter keeps the space the
+// message was queued for (HeaderSpace of orig, the message's headers), for its replay.
+func (w *Worker) publishDead(ctx context.Context, subject string, data []byte, seq uint64, stored time.Time, attempts uint64, paperID, reason string, textAt time.Time, orig nats.Header) (duplicate bool, err error) {
 	dead := &nats.Msg{
 		Subject: SubjectDead + "." + w.cfg.Consumer,
 		Data:    data,
@@ -82,6 +83,9 @@ func (w *Worker) publishDead(ctx context.Context, subject string, data []byte, s
 	dead.Header.Set(HeaderStreamSeq, strconv.FormatUint(seq, 10))
 	dead.Header.Set(HeaderFailedAt, time.Now().UTC().Format(time.RFC3339))
 	dead.Header.Set(HeaderPaperID, paperID)
+	if space := orig.Get(HeaderSpace); space != "" {
+		dead.Header.Set(HeaderSpace, space)
+	}
 	if seq > 0 {
 		dead.Header.Set(jetstream.MsgIDHeader, w.deadLetterID(seq, stored))
 	}
@@ -353,6 +357,9 @@ func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (
 	msg := &nats.Msg{Subject: subject, Data: raw.Data, Header: nats.Header{}}
 	if at := raw.Header.Get(HeaderTextAt); at != "" {
 		msg.Header.Set(HeaderTextAt, at) // the text keeps its date (see HeaderTextAt)
+	}
+	if space := raw.Header.Get(HeaderSpace); space != "" {
+		msg.Header.Set(HeaderSpace, space) // still for the space it was queued for (see HeaderSpace)
 	}
 	id := "replay:" + strconv.FormatUint(seq, 10) + ":" + strconv.FormatInt(raw.Time.UnixNano(), 10)
 	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(id)); err != nil {

@@ -172,7 +172,7 @@ func (w *Worker) reap(ctx context.Context, o orphan) error {
 		}
 	}
 	reason := fmt.Sprintf("%s (%d deliveries, none settled: the worker holding the last one died or lost its connection)", ReasonMaxDeliveries, o.deliveries)
-	dup, err := w.publishDead(ctx, raw.Subject, raw.Data, o.seq, raw.Time, o.deliveries, a.ID, reason, a.TextAt)
+	dup, err := w.publishDead(ctx, raw.Subject, raw.Data, o.seq, raw.Time, o.deliveries, a.ID, reason, a.TextAt, raw.Header)
 	if err != nil {
 		return err
 	}
