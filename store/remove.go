@@ -45,7 +45,8 @@ type RemoveTotals struct {
 // RemovePapers removes the papers ids name (each at most once), with their TL;DRs, their
 // vectors in every space and their items in Batch API jobs, RemoveBatch papers per
 // transaction, calling each (when not nil) with the stored papers of each batch once it is
-// committed; a failure leaves the batches before it removed. Every id is recorded as removed,
+// committed; a failure leaves the batches before it removed (an id PostgreSQL cannot hold, not
+// UTF-8 or with a NUL, is refused, paper.ErrInvalid, before any). Every id is recorded as removed,
 // stored or not, so that a message of the paper whose text the queue dated no later than the
 // removal — queued, in a worker's hands, dead-lettered and replayed — is not stored
 // (UpsertPapers reports it Removed), and no TL;DR or vector is saved for it (they need their
@@ -61,6 +62,13 @@ func (s *Store) RemovePapers(ctx context.Context, ids []string, dryRun bool, eac
 		if !seen[id] {
 			seen[id] = true
 			uniq = append(uniq, id)
+		}
+	}
+	// An id PostgreSQL cannot hold is refused before any batch: found at its own, it failed
+	// there (22021) after the batches before it were removed.
+	for _, id := range uniq {
+		if err := validText(id); err != nil {
+			return tot, fmt.Errorf("remove: an id: %w (nothing removed)", err)
 		}
 	}
 	for chunk := range slices.Chunk(uniq, RemoveBatch) {

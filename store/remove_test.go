@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -358,5 +359,31 @@ func TestARemovalThatDeadlocksIsTriedAgain(t *testing.T) {
 	}
 	if n := countRows(t, s, "papers"); n != 0 {
 		t.Errorf("%d papers left after their removal", n)
+	}
+}
+
+// An id PostgreSQL cannot hold (bytes that are not UTF-8, a NUL) among the ids of a removal is
+// refused as invalid input, naming it, before anything is removed: it failed in PostgreSQL
+// (22021) at its batch, after the batches of RemoveBatch ids before it were removed — a
+// removal cut short at a point the user could not tell from the error.
+func TestRemovePapersRefusesAnIdPostgreSQLCannotHoldBeforeRemovingAny(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	papers := abstracts(2)
+	upsert(t, s, papers, store.Work{})
+	for _, bad := range []string{"id:\xff", "id:a\x00b"} {
+		ids := []string{papers[0].ID}
+		for i := range store.RemoveBatch {
+			ids = append(ids, fmt.Sprintf("id:none-%d", i))
+		}
+		ids = append(ids, bad, papers[1].ID)
+		tot, err := s.RemovePapers(ctx, ids, false, nil)
+		if !errors.Is(err, paper.ErrInvalid) || tot != (store.RemoveTotals{}) {
+			t.Errorf("removal with the id %q: %+v, %v; want nothing removed and paper.ErrInvalid", bad, tot, err)
+		}
+		if n := countRows(t, s, "papers"); n != 2 {
+			t.Errorf("removal with the id %q refused: %d papers left, want 2", bad, n)
+		}
 	}
 }
