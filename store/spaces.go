@@ -427,8 +427,6 @@ func tryIndexLock(ctx context.Context, conn *pgxpool.Conn) (bool, error) {
 	return sessionLockTaken(ok)
 }
 
-// buildIndex runs the index build ddl on conn with maintenance_work_mem and
-// max_parallel_maintenance_workers set from cfg, and resets them after it.
 // withIndexMemory is cfg with the store's IndexMemory when cfg gives no MaintenanceWorkMem.
 func (s *Store) withIndexMemory(cfg IndexSettings) IndexSettings {
 	if cfg.MaintenanceWorkMem == "" {
@@ -437,6 +435,8 @@ func (s *Store) withIndexMemory(cfg IndexSettings) IndexSettings {
 	return cfg
 }
 
+// buildIndex runs the index build ddl on conn with maintenance_work_mem and
+// max_parallel_maintenance_workers set from cfg, and resets them after it.
 func buildIndex(ctx context.Context, conn *pgxpool.Conn, cfg IndexSettings, ddl string) error {
 	if cfg.MaintenanceWorkMem == "" {
 		cfg.MaintenanceWorkMem = "1GB"
