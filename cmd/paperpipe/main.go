@@ -471,10 +471,7 @@ type countedValue struct {
 func (v *countedValue) Set(s string) error { v.n(); return v.Value.Set(s) }
 
 // IsBoolFlag keeps a true/false flag one that takes no value after a space.
-func (v *countedValue) IsBoolFlag() bool {
-	b, ok := v.Value.(interface{ IsBoolFlag() bool })
-	return ok && b.IsBoolFlag()
-}
+func (v *countedValue) IsBoolFlag() bool { return isBoolValue(v.Value) }
 
 // emptyMeans are the flags whose empty value means something (see parseArgs).
 var emptyMeans = map[string]bool{"http": true, "metrics": true}
@@ -514,8 +511,11 @@ func onlyFor(fs *flag.FlagSet, action string, allowed ...string) error {
 }
 
 // isBoolFlag reports whether f takes no value of its own (`--json`), as flag.Parse sees it.
-func isBoolFlag(f *flag.Flag) bool {
-	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+func isBoolFlag(f *flag.Flag) bool { return isBoolValue(f.Value) }
+
+// isBoolValue reports whether a flag of value v takes no value of its own.
+func isBoolValue(v flag.Value) bool {
+	b, ok := v.(interface{ IsBoolFlag() bool })
 	return ok && b.IsBoolFlag()
 }
 
