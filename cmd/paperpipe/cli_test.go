@@ -565,6 +565,23 @@ func TestAFlagGivenTwiceIsAUsageError(t *testing.T) {
 	}
 }
 
+// A keyword search involves no embedding model: --embed-model and --embed-dimensions given to
+// one are a usage error, as flags of another command are — it ignored them, and a user who
+// meant a semantic search in another space got keyword results without a word.
+func TestKeywordSearchRefusesEmbeddingFlags(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "DATABASE_URL=postgres://paperpipe@127.0.0.1:1/none?connect_timeout=1")
+	for _, args := range [][]string{
+		{"search", "--mode", "keyword", "--embed-model", "text-embedding-3-small", "words"},
+		{"search", "words", "--embed-dimensions", "256", "--mode=keyword"},
+	} {
+		r := c.run(args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "--mode keyword") {
+			t.Errorf("paperpipe %q: exit %d, stderr %q; want 2, the flag refused for --mode keyword", args, r.code, r.stderr)
+		}
+	}
+}
+
 // A count above the store's bound (store.MaxListLimit for list -n, store.MaxK for -k and
 // --sample) is a usage error, exit 2, that states the bound, given before anything is opened;
 // the flags' help states it too. list -n 1001 was accepted up to 10000 and then refused by the

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -157,6 +158,15 @@ func cmdSearch(ctx context.Context, c *config, args []string) error {
 	)
 	switch *mode {
 	case web.ModeKeyword:
+		var given string
+		fs.Visit(func(f *flag.Flag) {
+			if given == "" && (f.Name == "embed-model" || f.Name == "embed-dimensions") {
+				given = f.Name
+			}
+		})
+		if given != "" {
+			return usageErr("--%s is not for --mode keyword, which involves no embedding model", given)
+		}
 		if st, err = openStore(ctx, c, newLogger(c)); err != nil {
 			return err
 		}
