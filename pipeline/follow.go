@@ -40,7 +40,7 @@ func (w *Worker) followOnce(ctx context.Context, cons jetstream.Consumer) {
 		w.log.Debug("consumer info failed; keeping the timings", "err", err)
 		return
 	}
-	w.maxPull.Store(int64(info.Config.MaxRequestBatch))
+	w.readPullLimits(info.Config)
 	ackWait, maxDeliver, err := lowerWhenDue(ctx, w.js, info)
 	switch {
 	case err != nil:

@@ -159,3 +159,37 @@ func TestWorkerFollowsAMaxRequestBatchLoweredWhileItRuns(t *testing.T) {
 	publish(t, b.js, papers[20:])
 	waitTLDRs(40)
 }
+
+// TestWorkerPullsWithinTheConsumersMaxRequestExpires: a consumer whose MaxRequestExpires is
+// below the worker's FetchWait (an operator's `nats consumer edit --max-pull-expire 500ms`)
+// refuses every pull request that waits longer (409 Exceeded MaxRequestExpires), as a lower
+// MaxRequestBatch refuses a larger one: the worker took no message, ever, retrying with a
+// warning. It waits no longer than the consumer allows.
+func TestWorkerPullsWithinTheConsumersMaxRequestExpires(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	sum, emb := summarize.NewOffline(30), embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	cc := consumerConfig(t, b.js, pipeline.ConsumerNew)
+	cc.MaxRequestExpires = 500 * time.Millisecond
+	if _, err := b.js.UpdateConsumer(ctx, pipeline.StreamPapers, cc); err != nil {
+		t.Fatal(err)
+	}
+	papers := sampledata.Papers(t)[:10]
+	publish(t, b.js, papers)
+	w, err := pipeline.NewWorker(b.js, b.store, sum, emb, pipeline.WorkerConfig{
+		SpaceID: b.space.ID, ExitWhenIdle: true, FetchWait: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Long enough for 10 offline papers many times over; the worker that cannot pull never
+	// gets idle.
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := w.Run(rctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := counts(t, b, sum); c.WithTLDR != int64(len(papers)) {
+		t.Errorf("%d of %d papers with a TL;DR after the run (worker stats %+v)", c.WithTLDR, len(papers), w.Stats())
+	}
+}

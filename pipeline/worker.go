@@ -270,7 +270,10 @@ type Worker struct {
 	tm atomic.Pointer[workerTimings]
 	// maxPull is the consumer's MaxRequestBatch as last read (0: none): the most messages one
 	// pull request may ask for, which the server refuses beyond (see pullSize).
-	maxPull    atomic.Int64
+	maxPull atomic.Int64
+	// maxWait is the consumer's MaxRequestExpires as last read (0: none): the longest one pull
+	// request may wait, which the server refuses beyond (see pullWait).
+	maxWait    atomic.Int64
 	chat       chan struct{} // one token per TL;DR request in flight
 	embedBills atomic.Bool   // the embedder has billed a request: embedding batches wait EmbedLinger
 	noSpace    atomic.Bool   // the worker's embedding space was dropped, and it said so
@@ -382,7 +385,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.log.Info("the consumer's MaxDeliver is being lowered; this worker counts deliveries by the lower one already",
 			"consumer", w.cfg.Consumer, "max_deliver", info.Config.MaxDeliver, "to", n, "at", at)
 	}
-	w.maxPull.Store(int64(info.Config.MaxRequestBatch))
+	w.readPullLimits(info.Config)
 	stopFollow := w.follow(ctx, cons)
 	defer stopFollow()
 	stopReaper := w.startReaper(ctx, cons)
@@ -486,7 +489,7 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan s
 		}
 		w.pullOpen(true)
 		got := 0
-		batch, err := cons.Fetch(held, jetstream.FetchMaxWait(w.cfg.FetchWait))
+		batch, err := cons.Fetch(held, jetstream.FetchMaxWait(w.pullWait()))
 		if err == nil {
 			got, err = w.gather(batch, dispatch)
 		}
@@ -499,11 +502,12 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan s
 			} else if c != nil {
 				cons = c
 			}
-			// A MaxRequestBatch lowered since it was read refuses the request ("Exceeded
-			// MaxRequestBatch of 8"): the next one asks for no more than the consumer allows.
-			if strings.Contains(err.Error(), "Exceeded MaxRequestBatch") {
+			// A MaxRequestBatch or MaxRequestExpires lowered since it was read refuses the
+			// request ("Exceeded MaxRequestBatch of 8", "Exceeded MaxRequestExpires of 500ms"):
+			// the next one asks for no more, and waits no longer, than the consumer allows.
+			if strings.Contains(err.Error(), "Exceeded MaxRequest") {
 				if info, ierr := cons.Info(ctx); ierr == nil {
-					w.maxPull.Store(int64(info.Config.MaxRequestBatch))
+					w.readPullLimits(info.Config)
 				}
 			}
 			w.log.Warn("pull request failed; retrying", "err", err)
@@ -539,6 +543,24 @@ func (w *Worker) pullSize() int {
 		return int(n)
 	}
 	return w.cfg.BatchSize
+}
+
+// pullWait is how long one pull request waits for messages: FetchWait, or the consumer's
+// MaxRequestExpires when it is shorter (an operator's `nats consumer edit --max-pull-expire`):
+// the server refuses a request that would wait longer (409 Exceeded MaxRequestExpires), and a
+// worker asking for FetchWait took no message, ever.
+func (w *Worker) pullWait() time.Duration {
+	if d := time.Duration(w.maxWait.Load()); d > 0 && d < w.cfg.FetchWait {
+		return d
+	}
+	return w.cfg.FetchWait
+}
+
+// readPullLimits takes the limits a consumer sets on each pull request (see pullSize,
+// pullWait) from its configuration.
+func (w *Worker) readPullLimits(cc jetstream.ConsumerConfig) {
+	w.maxPull.Store(int64(cc.MaxRequestBatch))
+	w.maxWait.Store(int64(cc.MaxRequestExpires))
 }
 
 // holdSlots takes in-flight slots for the next pull: a whole pullSize when they free up within
