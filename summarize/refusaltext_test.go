@@ -56,3 +56,25 @@ func TestRefusalInTheContentIsNoTLDR(t *testing.T) {
 		t.Errorf("Summarize = %q (%s), %v after %d requests; want no TL;DR stored, a permanent error", s.Text, s.Validation, err, calls())
 	}
 }
+
+// TestTLDRsThatOnlyStartLikeARefusalAreValid: the refusal check took any answer starting "As an
+// AI" for a model's "As an AI language model, I cannot …", any "Unfortunately, I" for "…, I
+// cannot …", and a title in title case, "I Can't Believe It's Not Better", for "I can't …": TL;DRs
+// of papers about AI detectors and benchmarks, I/O and that workshop's papers were refused — a
+// summarizer's answer asked again and dead-lettered, a TL;DR of an archive moved by `import` (or
+// `import-tldrs`) refused as a bad line. What marks a refusal is the model speaking of itself, in
+// a sentence's case: "As an AI …, I …", "Unfortunately, I cannot".
+func TestTLDRsThatOnlyStartLikeARefusalAreValid(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{
+		"As an AI-generated text detector, DetectGPT uses the curvature of log probability to spot machine-written passages.",
+		"As an AI safety benchmark, SORRY-Bench measures how often language models fulfil unsafe requests across 45 categories.",
+		"Unfortunately, I/O stalls dominate the training time of large models, so a new loader overlaps reads with compute.",
+		"I Can't Believe It's Not Better collects negative results showing that Bayesian deep learning rarely beats ensembles.",
+		"I Am Not a Number: large language models fail at arithmetic over long digit strings.",
+	} {
+		if err := Validate(s, enAbstract, 30); err != nil {
+			t.Errorf("Validate(%q) = %v; want it valid", s, err)
+		}
+	}
+}

@@ -30,15 +30,19 @@ var (
 	// for the abstract instead of giving a TL;DR ("I'm sorry, but I can't help with that.",
 	// "Please provide the abstract …"), in the content of models and servers that have no
 	// message.refusal: first person singular, which no TL;DR of a paper starts with ("I-JEPA
-	// …" is a name), and "Sorry" followed by punctuation or "I". Matched with ’ read as '.
-	refusalRe = regexp.MustCompile(`(?i)^(?:` +
-		`i'?m (?:so |very |truly )?(?:sorry|afraid|unable|not able)\b|i am (?:so |very |truly )?(?:sorry|afraid|unable|not able)\b` +
-		`|sorry(?:[,!.]|\s+(?:but\s+)?i\b)` +
-		`|i (?:must |sincerely )?apologi[sz]e\b` +
-		`|i (?:cannot|can't|can ?not|won't|will not|do not have|don't have)\b` +
-		`|unfortunately,? i\b` +
-		`|as an ai\b` +
-		`|(?:please|(?:could|can|would) you(?: please)?) (?:provide|share|give|paste|send)\b)`)
+	// …" is a name), and "Sorry" followed by punctuation or "I". Matched with ’ read as ', and
+	// in a sentence's case, the first letter aside: a title in title case ("I Can't Believe It's
+	// Not Better") is no refusal. "As an AI" and "Unfortunately" are one when the model goes on
+	// about itself ("As an AI language model, I cannot …"): "As an AI safety benchmark, …" and
+	// "Unfortunately, I/O …" are TL;DRs.
+	refusalRe = regexp.MustCompile(`^(?:` +
+		`[Ii]'?m (?:so |very |truly )?(?:sorry|afraid|unable|not able)\b|[Ii] am (?:so |very |truly )?(?:sorry|afraid|unable|not able)\b` +
+		`|[Ss]orry(?:[,!.]|\s+(?:but\s+)?[Ii]\b)` +
+		`|[Ii] (?:must |sincerely )?apologi[sz]e\b` +
+		`|[Ii] (?:cannot|can't|can ?not|won't|will not|do not have|don't have)\b` +
+		`|[Uu]nfortunately,? [Ii][\s']` +
+		`|[Aa]s an AI\b[^,.]{0,40}, [Ii][\s']` +
+		`|(?:[Pp]lease|(?:[Cc]ould|[Cc]an|[Ww]ould) you(?: please)?) (?:provide|share|give|paste|send)\b)`)
 	// markdownRe matches markdown anywhere in the text.
 	markdownRe = regexp.MustCompile("\\*\\*|__|`|\\]\\(")
 	// latexQuoteRe matches LaTeX quotes (``like this''), which abstracts carry and which are
