@@ -78,3 +78,34 @@ func TestTLDRsThatOnlyStartLikeARefusalAreValid(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusalsOfOtherWordingsAreNoTLDR: refusals as open chat models word them that the check
+// missed, each one sentence that passed every other check and was stored as the paper's TL;DR —
+// Llama 2 Chat's "As a responsible AI language model, I must …" and "As a helpful and respectful
+// assistant, I …", "As a language model, I …", "My apologies, but …", "Apologies, but I …",
+// "I'm an AI and …".
+func TestRefusalsOfOtherWordingsAreNoTLDR(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{
+		"As a responsible AI language model, I must point out that summarizing this abstract could spread misinformation.",
+		"As a helpful and respectful assistant, I cannot provide a summary that could be harmful.",
+		"As a language model, I cannot provide a summary of this abstract.",
+		"My apologies, but I cannot summarize this abstract as it discusses weapons.",
+		"Apologies, but I can't help with that request.",
+		"I'm an AI and cannot summarize copyrighted text.",
+		"I am an AI language model and do not have access to the full paper.",
+	} {
+		if err := Validate(s, enAbstract, 30); !errors.Is(err, ErrInvalidTLDR) || !strings.Contains(err.Error(), "refus") {
+			t.Errorf("Validate(%q) = %v; want it invalid as a refusal", s, err)
+		}
+	}
+	for _, s := range []string{
+		"Apologies from a robot after its error restore the trust of its users, a study of 120 participants finds.",
+		"As a baseline, I-JEPA is outperformed by masked autoencoders on fine-grained classification.",
+		"As a first step, I construct a family of expanders whose spectral gap is optimal.",
+	} {
+		if err := Validate(s, enAbstract, 30); err != nil {
+			t.Errorf("Validate(%q) = %v; want it valid", s, err)
+		}
+	}
+}

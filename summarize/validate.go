@@ -32,16 +32,18 @@ var (
 	// message.refusal: first person singular, which no TL;DR of a paper starts with ("I-JEPA
 	// …" is a name), and "Sorry" followed by punctuation or "I". Matched with ’ read as ', and
 	// in a sentence's case, the first letter aside: a title in title case ("I Can't Believe It's
-	// Not Better") is no refusal. "As an AI" and "Unfortunately" are one when the model goes on
-	// about itself ("As an AI language model, I cannot …"): "As an AI safety benchmark, …" and
-	// "Unfortunately, I/O …" are TL;DRs.
+	// Not Better") is no refusal. "As a(n) … AI/model/assistant …," (Llama 2 Chat's "As a
+	// responsible AI language model, I must …"), "Unfortunately" and "Apologies" are one when the
+	// model goes on about itself: "As an AI safety benchmark, …", "Unfortunately, I/O …",
+	// "Apologies from a robot …" and a single author's "As a first step, I …" are not.
 	refusalRe = regexp.MustCompile(`^(?:` +
-		`[Ii]'?m (?:so |very |truly )?(?:sorry|afraid|unable|not able)\b|[Ii] am (?:so |very |truly )?(?:sorry|afraid|unable|not able)\b` +
+		`[Ii]'?m (?:so |very |truly )?(?:sorry|afraid|unable|not able|an AI)\b|[Ii] am (?:so |very |truly )?(?:sorry|afraid|unable|not able|an AI)\b` +
 		`|[Ss]orry(?:[,!.]|\s+(?:but\s+)?[Ii]\b)` +
 		`|[Ii] (?:must |sincerely )?apologi[sz]e\b` +
 		`|[Ii] (?:cannot|can't|can ?not|won't|will not|do not have|don't have)\b` +
 		`|[Uu]nfortunately,? [Ii][\s']` +
-		`|[Aa]s an AI\b[^,.]{0,40}, [Ii][\s']` +
+		`|[Aa]s an? [^,.]{0,60}(?:AI|model|assistant|chatbot)[^,.]{0,30}, [Ii][\s']` +
+		`|[Mm]y apologies\b|[Aa]pologies,? (?:but )?[Ii][\s']` +
 		`|(?:[Pp]lease|(?:[Cc]ould|[Cc]an|[Ww]ould) you(?: please)?) (?:provide|share|give|paste|send)\b)`)
 	// markdownRe matches markdown anywhere in the text.
 	markdownRe = regexp.MustCompile("\\*\\*|__|`|\\]\\(")
