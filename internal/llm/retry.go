@@ -674,8 +674,9 @@ type Result struct {
 // answered 5xx, with a body that is not an answer, or not answered in its time); the call's deadline ending an attempt that waited
 // for its answer, every earlier one answered 5xx or not in time, returns ErrServerFailing
 // wrapping ctx.Err() (a server that hangs, or a model slower than the call's time), and ending
-// the wait before a retry after such attempts, ErrServerFailing wrapping the last one's error
-// (the retries did not fit in the call's time: the server answered, and failed); an
+// the wait before a retry after such attempts, or that retry before minUnansweredConnect (too
+// soon to tell a hang), ErrServerFailing wrapping the last one's error (the retries did not fit
+// in the call's time: the server answered, and failed); an
 // Account failure wraps ErrAccount and the cause, unretried — except an
 // unreachable API, retried like a transient failure first, and returned as ErrUnreachable
 // with ErrAccount when the retries are used up, or when the call's deadline ends after a failed
@@ -702,6 +703,7 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 	rlStart := time.Time{}
 	var unreached error  // the last attempt could not connect: what ctx's end returns
 	serverErrors := true // every failed attempt but the rate-limited ones was answered 5xx, or no answer
+	var retried error    // the transient failure the last retry was made after
 	ctxErr := func() error {
 		if unreached != nil {
 			return &accountError{err: fmt.Errorf("%w: %w", ErrUnreachable, unreached), key: r.APIKey}
@@ -766,6 +768,13 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 			if unanswered && serverErrors && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				return res, fmt.Errorf("no answer before the call's deadline (attempt %d waited %s for it): %w: %w",
 					res.Attempts, time.Since(start).Round(time.Millisecond), ErrServerFailing, ctx.Err())
+			}
+			if !unanswered && unreached == nil && retried != nil && serverErrors && errors.Is(ctx.Err(), context.DeadlineExceeded) &&
+				errors.Is(err, context.DeadlineExceeded) {
+				// The deadline cut this attempt short, too soon to tell a hang (the retries did
+				// not fit), after attempts all answered 5xx: as when it ends in the wait before it.
+				return res, fmt.Errorf("giving up after %d attempts, the call's time ending early in the last: %w: %w",
+					res.Attempts, ErrServerFailing, retried)
 			}
 			return res, ctxErr()
 		}
@@ -841,7 +850,7 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 			}
 			delay = Backoff(retries, base, ceiling)
 			retries++
-			retrying = err
+			retrying, retried = err, err
 			log.Debug("transient API error; retrying", "attempt", res.Attempts, "delay", delay, "err", err)
 		}
 		if delay > 0 {

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -179,6 +180,55 @@ func TestRetrierSaysTheServerFailedWhenTheCallsTimeEndsBetweenAttempts(t *testin
 	})
 	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrServerFailing) {
 		t.Errorf("cancelled between attempts: %v; want context.Canceled alone", err)
+	}
+}
+
+// TestRetrierSaysTheServerFailedWhenTheCallsTimeEndsEarlyInAnAttempt: the call's deadline
+// ending early in an attempt (before minUnansweredConnect: no hang, the retries did not fit),
+// every earlier attempt answered 5xx, is the server failing every attempt the call had time
+// for, as a deadline ending in the wait before that attempt is. It returned the deadline's
+// error alone: which of the two a call got depended on where its deadline fell — in the wait or
+// in the next request, a server answering 500 after a few hundred milliseconds — and each call
+// that got the deadline's error used a delivery of its paper as the paper's own failure.
+func TestRetrierSaysTheServerFailedWhenTheCallsTimeEndsEarlyInAnAttempt(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	requests := 0
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests++
+		n := requests
+		mu.Unlock()
+		if n == 1 {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		<-r.Context().Done() // the next answer takes longer than the call has left
+	}))
+	defer ts.Close()
+	r := Retrier{MaxRetries: 5, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond, Timeout: time.Minute}
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	_, err := r.Do(ctx, 1, func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := ts.Client().Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return &openai.APIError{HTTPStatusCode: resp.StatusCode, Message: "server error"}
+	})
+	mu.Lock()
+	n := requests
+	mu.Unlock()
+	if n < 2 {
+		t.Skipf("the first attempt took the call's whole time (%d requests): the machine is too slow for this test", n)
+	}
+	if !errors.Is(err, ErrServerFailing) || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "status code: 500") {
+		t.Errorf("Do = %v after %d requests; want ErrServerFailing with the first attempt's 500 as the cause", err, n)
 	}
 }
 
