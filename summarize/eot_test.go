@@ -54,3 +54,28 @@ func TestEndOfTurnTokenNamedInATLDRIsKept(t *testing.T) {
 		t.Errorf("Accept = %q (%s), %v; want %q as it is", text, validation, err, named)
 	}
 }
+
+// TestClientEndOfTurnTokensOfOtherModelsAreNotPartOfTheTLDR: the end-of-turn tokens of models
+// the list left out — Llama 4's <|eot|>, Llama 3.1's <|eom_id|> (a turn that expects a tool's
+// answer), Command R's <|END_OF_TURN_TOKEN|>, OpenChat's and Starling's <|end_of_turn|> — were
+// stored as part of the TL;DR, a period after them: "… accuracy.<|eot|>.".
+func TestClientEndOfTurnTokensOfOtherModelsAreNotPartOfTheTLDR(t *testing.T) {
+	t.Parallel()
+	const whole = "A method halves the training cost of large language models while keeping their accuracy."
+	for _, token := range []string{"<|eot|>", "<|eom_id|>", "<|END_OF_TURN_TOKEN|>", "<|end_of_turn|>",
+		"<|eot|><|header_start|>user<|header_end|>\n\nThanks",
+	} {
+		url, calls := answering(t, http.StatusOK, chatAnswer(whole+token, "stop"))
+		c, err := New(Config{BaseURL: url, MaxRetries: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := c.Summarize(context.Background(), testPaper)
+		if err != nil || s.Text != whole || s.Validation != paper.ValidOK || calls() != 1 {
+			t.Errorf("Summarize of …%q = %q (%s), %v after %d requests; want %q at the first answer", token, s.Text, s.Validation, err, calls(), whole)
+		}
+		if text, validation, err := Accept(whole+token, testPaper, 30); err != nil || text != whole || validation != paper.ValidOK {
+			t.Errorf("Accept of …%q = %q (%s), %v; want %q", token, text, validation, err, whole)
+		}
+	}
+}

@@ -125,10 +125,11 @@ func unwrapAnswer(answer string) string {
 // model's (a chat template of another model, skip_special_tokens off: vllm-project/vllm#4260,
 // Aider-AI/aider#2588): Llama 3's <|eot_id|> and <|end_of_text|>, ChatML's <|im_end|> (Qwen, Yi,
 // …), Phi-3's <|end|>, GPT-2's and many others' <|endoftext|>, Llama 2's and Mistral's </s>,
-// Gemma's <end_of_turn> and <eos>, DeepSeek's <｜end▁of▁sentence｜> (full-width bars) and
-// DeepSeek Coder's <|EOT|>.
+// Gemma's <end_of_turn> and <eos>, DeepSeek's <｜end▁of▁sentence｜> (full-width bars),
+// DeepSeek Coder's <|EOT|>, Llama 4's <|eot|>, Llama 3.1's <|eom_id|> (a turn awaiting a tool's
+// answer), Command R's <|END_OF_TURN_TOKEN|>, OpenChat's and Starling's <|end_of_turn|>.
 var endOfTurnTokens = []string{"<|eot_id|>", "<|end_of_text|>", "<|im_end|>", "<|end|>", "<|endoftext|>", "</s>",
-	"<end_of_turn>", "<eos>", "<｜end▁of▁sentence｜>", "<|EOT|>"}
+	"<end_of_turn>", "<eos>", "<｜end▁of▁sentence｜>", "<|EOT|>", "<|eot|>", "<|eom_id|>", "<|END_OF_TURN_TOKEN|>", "<|end_of_turn|>"}
 
 // trimEndOfTurn returns answer up to the first end-of-turn token (endOfTurnTokens) that ends
 // it: one at its end, or one after which another turn starts (a new line, or the next special
