@@ -79,3 +79,33 @@ func TestClientEndOfTurnTokensOfOtherModelsAreNotPartOfTheTLDR(t *testing.T) {
 		}
 	}
 }
+
+// TestClientTextAfterAnEndOfTurnTokenThatEndsTheSentenceIsNotPartOfTheTLDR: a server that does
+// not stop at the model's end-of-turn token (a base model, a stop token left unset) goes on
+// writing after it on the same line: the next document, the user's next turn. After the
+// sentence's final punctuation the token ends the answer whatever follows; the rest was kept,
+// "… accuracy.</s>Thanks, that helps." stored as the TL;DR, or cleaned into "… accuracy.<|endoftext|>The
+// 2019 season was the club's best.". A token a TL;DR names inside its sentence stays
+// (TestEndOfTurnTokenNamedInATLDRIsKept).
+func TestClientTextAfterAnEndOfTurnTokenThatEndsTheSentenceIsNotPartOfTheTLDR(t *testing.T) {
+	t.Parallel()
+	const whole = "A method halves the training cost of large language models while keeping their accuracy."
+	for _, rest := range []string{
+		"<|endoftext|>The 2019 season was the club's best. It won the cup and the league.",
+		"</s>Thanks, that helps.",
+		" <|im_end|> user: thanks!",
+	} {
+		url, calls := answering(t, http.StatusOK, chatAnswer(whole+rest, "stop"))
+		c, err := New(Config{BaseURL: url, MaxRetries: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := c.Summarize(context.Background(), testPaper)
+		if err != nil || s.Text != whole || s.Validation != paper.ValidOK || calls() != 1 {
+			t.Errorf("Summarize of …%q = %q (%s), %v after %d requests; want %q at the first answer", rest, s.Text, s.Validation, err, calls(), whole)
+		}
+		if text, validation, err := Accept(whole+rest, testPaper, 30); err != nil || text != whole || validation != paper.ValidOK {
+			t.Errorf("Accept of …%q = %q (%s), %v; want %q", rest, text, validation, err, whole)
+		}
+	}
+}

@@ -134,9 +134,11 @@ var endOfTurnTokens = []string{"<|eot_id|>", "<|end_of_text|>", "<|im_end|>", "<
 // trimEndOfTurn returns answer up to the first end-of-turn token (endOfTurnTokens) that ends
 // it: one at its end, or one after which another turn starts (a new line, or the next special
 // token: vLLM's "… correct!<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n…"),
-// without the white space before it. "… accuracy.<|eot_id|>" was stored as the TL;DR "…
-// accuracy.<|eot_id|>.", and the other turn after it, refused as a second line, cleaned into
-// one. A token inside a sentence is the sentence's (a TL;DR may name one).
+// or one right after the sentence's final punctuation, whatever follows it on the line (a
+// server that did not stop there: the next document, the user's next turn), without the white
+// space before it. "… accuracy.<|eot_id|>" was stored as the TL;DR "… accuracy.<|eot_id|>.",
+// and the other turn after it, refused as a second line, cleaned into one. A token inside a
+// sentence is the sentence's (a TL;DR may name one).
 func trimEndOfTurn(answer string) string {
 	for i := 0; i < len(answer); i++ {
 		if answer[i] != '<' {
@@ -148,7 +150,9 @@ func trimEndOfTurn(answer string) string {
 			}
 			rest := answer[i+len(tok):]
 			next := strings.TrimLeft(rest, " \t")
-			if next == "" || next[0] == '\n' || next[0] == '\r' || strings.HasPrefix(next, "<|") || strings.HasPrefix(next, "<｜") ||
+			before := strings.TrimRightFunc(answer[:i], unicode.IsSpace)
+			last, _ := utf8.DecodeLastRuneInString(before)
+			if next == "" || strings.ContainsRune(".!?。！？", last) || next[0] == '\n' || next[0] == '\r' || strings.HasPrefix(next, "<|") || strings.HasPrefix(next, "<｜") ||
 				strings.HasPrefix(next, "</s>") || strings.HasPrefix(next, "<s>") || strings.HasPrefix(next, "[INST]") ||
 				strings.HasPrefix(next, "<start_of_turn>") || strings.HasPrefix(next, "<end_of_turn>") {
 				return strings.TrimRightFunc(answer[:i], unicode.IsSpace)
