@@ -323,27 +323,7 @@ func TestAKilledReindexsLeftoverIndexIsShownAndDropped(t *testing.T) {
 	if err := tx.QueryRow(t.Context(), `SELECT pg_backend_pid()`).Scan(&holder); err != nil {
 		t.Fatal(err)
 	}
-	var build int32
-	killMidRun(t, c, []string{"spaces", "reindex", "1", "--index", "hnsw-binary"}, func() bool {
-		err := db.QueryRow(t.Context(), `SELECT pid FROM pg_stat_activity
-			WHERE $1 = ANY(pg_blocking_pids(pid)) AND query LIKE 'CREATE INDEX CONCURRENTLY%'`, holder).Scan(&build)
-		if err != nil && err != pgx.ErrNoRows {
-			t.Fatal(err)
-		}
-		return build != 0
-	})
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		var running bool
-		if err := db.QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)`, build).Scan(&running); err != nil {
-			t.Fatal(err)
-		}
-		if !running {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("30 s after spaces reindex was killed, its build (backend pid %d) still ran", build)
-		}
-	}
+	killBlocked(t, c, db, holder, "CREATE INDEX CONCURRENTLY", "its build", "spaces", "reindex", "1", "--index", "hnsw-binary")
 	if err := tx.Rollback(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -477,5 +457,33 @@ func TestAReprocessResumedAfterAKillCountsOnlyThePapersItSetOutToDo(t *testing.T
 	}
 	if n, _ := strconv.Atoi(m[1]); n != stale {
 		t.Errorf("the run again processed %d papers, want the %d it set out to do (%q):\n%s", n, stale, m[0], r.stderr)
+	}
+}
+
+// killBlocked runs paperpipe args and kills it (killMidRun) once a backend of its blocked by
+// the backend holder runs a statement starting with query, then waits for the server to end
+// that statement (ClientCheckInterval), failing the test, naming it what, after 30 s.
+func killBlocked(t *testing.T, c *cli, db *pgx.Conn, holder int32, query, what string, args ...string) {
+	t.Helper()
+	var blocked int32
+	killMidRun(t, c, args, func() bool {
+		err := db.QueryRow(t.Context(), `SELECT pid FROM pg_stat_activity
+			WHERE $1 = ANY(pg_blocking_pids(pid)) AND starts_with(query, $2)`, holder, query).Scan(&blocked)
+		if err != nil && err != pgx.ErrNoRows {
+			t.Fatal(err)
+		}
+		return blocked != 0
+	})
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var running bool
+		if err := db.QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)`, blocked).Scan(&running); err != nil {
+			t.Fatal(err)
+		}
+		if !running {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after paperpipe %s was killed, %s (backend pid %d) still ran", strings.Join(args, " "), what, blocked)
+		}
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -42,27 +41,7 @@ func TestAReindexKilledInItsSwapLeavesAnIndexThatIsShown(t *testing.T) {
 	if _, err := tx.Exec(t.Context(), `LOCK TABLE embedding_spaces IN EXCLUSIVE MODE`); err != nil {
 		t.Fatal(err)
 	}
-	var swap int32
-	killMidRun(t, c, []string{"spaces", "reindex", "1", "--index", "hnsw-binary"}, func() bool {
-		err := db.QueryRow(t.Context(), `SELECT pid FROM pg_stat_activity
-			WHERE $1 = ANY(pg_blocking_pids(pid)) AND query LIKE 'LOCK TABLE embedding_spaces%'`, holder).Scan(&swap)
-		if err != nil && err != pgx.ErrNoRows {
-			t.Fatal(err)
-		}
-		return swap != 0
-	})
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		var running bool
-		if err := db.QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)`, swap).Scan(&running); err != nil {
-			t.Fatal(err)
-		}
-		if !running {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("30 s after spaces reindex was killed, its swap (backend pid %d) still waited", swap)
-		}
-	}
+	killBlocked(t, c, db, holder, "LOCK TABLE embedding_spaces", "its swap", "spaces", "reindex", "1", "--index", "hnsw-binary")
 	if err := tx.Rollback(t.Context()); err != nil {
 		t.Fatal(err)
 	}
