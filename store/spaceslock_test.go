@@ -117,12 +117,15 @@ func TestActivateBehindASlowDropSaysWhatItWaitsFor(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds, failing the test after a minute.
+// waitFor polls cond until it holds, failing the test after three minutes. (A concurrent index
+// build waits for every transaction of the database older than its snapshot — the other
+// packages' and tests' too, which share the test database: under a loaded -race run a reindex
+// took over a minute to reach its swap.)
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(3 * time.Minute); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("waited a minute for %s", what)
+			t.Fatalf("waited three minutes for %s", what)
 		}
 	}
 }
