@@ -63,6 +63,7 @@ type Store interface {
 	BatchJobItems(ctx context.Context, id int64, pageSize int, fn func([]store.BatchJobItem) error) error
 	BatchItemsOf(ctx context.Context, id int64, paperIDs []string) (map[string]store.BatchJobItem, error)
 	MissingPapers(ctx context.Context, ids []string) ([]string, error)
+	RecordWithheld(ctx context.Context, ws []store.Withheld) (int, error)
 	SaveSummaries(ctx context.Context, sums []paper.Summary) (int, error)
 	SaveEmbeddings(ctx context.Context, spaceID int64, embs []paper.Embedding) (int, error)
 }
@@ -207,7 +208,11 @@ type Report struct {
 	TLDRs       int `json:"tldrs"`    // TL;DRs stored
 	Vectors     int `json:"vectors"`  // embeddings stored
 	Rejected    int `json:"rejected"` // answers that failed or were unusable (their papers stay stale)
-	Skipped     int `json:"skipped"`  // papers left out of a job's upload: their text changed after the job was recorded (they stay stale, for a new job)
+	// Withheld counts the rejected TL;DRs the API will not give (its content filter withheld
+	// them, or the model refused): recorded (store.RecordWithheld), their papers are not asked
+	// for again while their text and the target are the same. Part of Rejected.
+	Withheld int `json:"withheld"`
+	Skipped  int `json:"skipped"` // papers left out of a job's upload: their text changed after the job was recorded (they stay stale, for a new job)
 	// Removed counts the answers of papers removed (paperpipe remove) while their job was
 	// open: their places in the job went with them, and the answers are not stored, as the
 	// removal asked. Billed all the same; not a failure.
@@ -1268,12 +1273,20 @@ func (r *Runner) store(ctx context.Context, j store.BatchJob, lines []resultLine
 		removed[id] = true
 	}
 	var (
-		sums []paper.Summary
-		embs []paper.Embedding
+		sums     []paper.Summary
+		embs     []paper.Embedding
+		withheld []store.Withheld
 	)
 	reject := func(l resultLine, why string) {
 		rejected++
 		r.log.WarnContext(ctx, "batch answer not used", "job", j.ID, "custom_id", l.CustomID, "reason", why)
+	}
+	// withhold records that the API will not give paper id's TL;DR of its text under the job's
+	// target: the same request would buy the same refusal at every run.
+	withhold := func(l resultLine, id, hash, why string) {
+		reject(l, why)
+		withheld = append(withheld, store.Withheld{PaperID: id, Model: j.Model, PromptVersion: j.PromptVersion,
+			ContentHash: hash, Reason: why})
 	}
 	for _, l := range lines {
 		if seen[l.CustomID] {
@@ -1323,12 +1336,18 @@ func (r *Runner) store(ctx context.Context, j store.BatchJob, lines []resultLine
 				continue
 			}
 			if why := llm.Unfinished(resp.Choices[0].FinishReason); why != "" {
-				// The start of a sentence, which may pass every check of a TL;DR.
-				reject(l, "TL;DR "+why)
+				// The start of a sentence, which may pass every check of a TL;DR. The content
+				// filter's is permanent, as the worker's client holds it: the same text and prompt
+				// are withheld again.
+				if resp.Choices[0].FinishReason == openai.FinishReasonContentFilter {
+					withhold(l, id, hash, "TL;DR "+why)
+				} else {
+					reject(l, "TL;DR "+why)
+				}
 				continue
 			}
 			if msg := resp.Choices[0].Message; strings.TrimSpace(msg.Content) == "" && strings.TrimSpace(msg.Refusal) != "" {
-				reject(l, fmt.Sprintf("the model refused: %q", msg.Refusal))
+				withhold(l, id, hash, fmt.Sprintf("the model refused: %q", msg.Refusal))
 				continue
 			}
 			text, valid, err := r.cfg.Chat.Accept(resp.Choices[0].Message.Content, it.Abstract)
@@ -1376,6 +1395,14 @@ func (r *Runner) store(ctx context.Context, j store.BatchJob, lines []resultLine
 	refused := func(id string, err error) {
 		rejected++
 		r.log.WarnContext(ctx, "batch answer refused by the store", "job", j.ID, "paper", id, "err", err)
+	}
+	if len(withheld) > 0 {
+		if _, err := r.cfg.Store.RecordWithheld(sctx, withheld); err != nil {
+			return stored, rejected, usage, fmt.Errorf("record the TL;DRs the API withheld: %w", err)
+		}
+		r.report.Withheld += len(withheld)
+		r.log.WarnContext(ctx, "TL;DRs the API will not give recorded: not asked again for the same text and prompt (paperpipe batches withheld)",
+			"job", j.ID, "papers", len(withheld))
 	}
 	n, err := saveEach(sums, func(s []paper.Summary) (int, error) {
 		return r.waitLocked(ctx, j, func() (int, error) { return r.cfg.Store.SaveSummaries(sctx, s) })

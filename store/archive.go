@@ -55,15 +55,21 @@ const openJobStatuses = "('preparing', 'submitted')"
 var staleSQL = `
 	SELECT p.id, p.title, p.abstract, p.authors, p.categories, p.published, coalesce(p.url, ''),
 		coalesce(p.source, ''), p.content_hash, coalesce(nullif(p.text_at, '-infinity'), p.updated_at),
-		` + lacksTLDRSQL + ` AND NOT ` + heldTLDRSQL + ` AS need_tldr,
+		` + lacksTLDRPageSQL + ` AND NOT ` + heldTLDRSQL + ` AS need_tldr,
 		` + lacksEmbeddingSQL + ` AND NOT ` + heldEmbeddingSQL + ` AS need_embedding` + staleFromSQL
 
-// lacksTLDRSQL and lacksEmbeddingSQL say, in staleSQL, that paper p lacks its output; heldTLDRSQL
+// lacksTLDRSQL and lacksEmbeddingSQL say, in staleCountSQL, that paper p lacks its output; a
+// TL;DR the API will not give of its text for the target (withheld_tldrs, RecordWithheld — its
+// content filter withheld it, or the model refused: joined as wh) is not lacked, for each run
+// bought the same refusal again. lacksTLDRPageSQL says it in staleSQL, whose lateral joins
+// probe each paper: the record is looked up for the papers without a TL;DR only. heldTLDRSQL
 // and heldEmbeddingSQL that an open batch job of the target holds p's current text (heldTLDR
 // and heldEmbedding of paper p and parameters $3, $4, $5, as staleSQL and PendingFor number
 // them).
 const (
-	lacksTLDRSQL      = `($3::text <> '' AND tl.found IS NULL)`
+	lacksTLDRSQL     = `($3::text <> '' AND tl.found IS NULL AND wh.found IS NULL)`
+	lacksTLDRPageSQL = `($3::text <> '' AND tl.found IS NULL AND NOT EXISTS (SELECT 1 FROM withheld_tldrs w
+		WHERE w.paper_id = p.id AND w.model = $3 AND w.prompt_version = $4::text AND w.content_hash = p.content_hash))`
 	lacksEmbeddingSQL = `($5::bigint <> 0 AND em.found IS NULL)`
 )
 
@@ -116,6 +122,8 @@ const staleCountFromSQL = `
 		WHERE t.model = $3 AND t.prompt_version = $4::text) tl ON tl.paper_id = p.id AND tl.content_hash = p.content_hash
 	LEFT JOIN (SELECT e.paper_id, e.content_hash, true AS found FROM embeddings e
 		WHERE e.space_id = $5) em ON em.paper_id = p.id AND em.content_hash = p.content_hash
+	LEFT JOIN (SELECT w.paper_id, w.content_hash, true AS found FROM withheld_tldrs w
+		WHERE w.model = $3 AND w.prompt_version = $4::text) wh ON wh.paper_id = p.id AND wh.content_hash = p.content_hash
 	WHERE p.id > $1 AND p.updated_at >= $6 AND ($7::text[] IS NULL OR p.id = ANY($7))`
 
 // staleCountSQL counts what staleSQL selects, and the papers lacking an output that open batch

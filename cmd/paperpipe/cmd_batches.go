@@ -28,7 +28,7 @@ const batchesHint = "the failed jobs stay open and their papers out of other wor
 const batchesArgs = "[ACTION]"
 
 func cmdBatches(ctx context.Context, c *config, args []string) error {
-	fs := newFlagSet("batches", batchesArgs, "ACTION is list (the default) or abandon ID... [--force]. "+
+	fs := newFlagSet("batches", batchesArgs, "ACTION is list (the default), abandon ID... [--force], or withheld [clear ID...|--all]. "+
 		"List the open Batch API jobs of `paperpipe reprocess --batch-api` "+
 		"(id, target, status, OpenAI batch id, papers, age), or abandon jobs: close them as failed, so their papers "+
 		"are processed again by the next run. Abandoning a job loses what OpenAI ran for it (and billed): abandon only "+
@@ -43,15 +43,27 @@ func cmdBatches(ctx context.Context, c *config, args []string) error {
 		"output file, is refused), and abandon says so. A job still preparing whose input file was uploaded may have a "+
 		"batch whose creation's answer was lost: abandon looks for it in OpenAI's list of batches, records the batch it "+
 		"finds and treats it as above; a list without it lets the job be abandoned, and one that cannot be read (or no "+
-		"key) refuses it without --force.")
+		"key) refuses it without --force. withheld lists the TL;DRs the API would not give (its content filter withheld "+
+		"the answer, or the model refused): `reprocess --batch-api` records them, and no run asks for them again while the "+
+		"paper's text, the chat model and the prompt version are the same (each run bought the same refusal again); "+
+		"withheld clear ID... (or --all) deletes their records, so that the next run asks for those TL;DRs again.")
 	c.addJSONFlag(fs)
 	force := fs.Bool("force", false, "abandon: also a job whose batch is running at OpenAI (it is still billed, and its papers are bought again) or has output still to collect (lost)")
+	all := fs.Bool("all", false, "withheld clear: the records of every paper")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
+	if *all && (len(pos) != 2 || pos[0] != "withheld" || pos[1] != "clear") {
+		return usageErr("--all is for `batches withheld clear`, alone")
+	}
 	var ids []int64
 	switch {
+	case len(pos) > 0 && pos[0] == "withheld":
+		if *force {
+			return usageErr("--force is for `batches abandon ID...`")
+		}
+		return batchesWithheld(ctx, c, pos[1:], *all)
 	case len(pos) == 0 || pos[0] == "list" && len(pos) == 1:
 		if *force {
 			return usageErr("--force is for `batches abandon ID...`")
@@ -68,7 +80,7 @@ func cmdBatches(ctx context.Context, c *config, args []string) error {
 			ids = append(ids, id)
 		}
 	default:
-		return usageErr("want `batches`, `batches list` or `batches abandon ID... [--force]`")
+		return usageErr("want `batches`, `batches list`, `batches abandon ID... [--force]` or `batches withheld [clear ID...|--all]`")
 	}
 	st, err := openStore(ctx, c, newLogger(c))
 	if err != nil {
@@ -120,6 +132,63 @@ func listBatchJobs(ctx context.Context, st *store.Store, asJSON bool, now time.T
 			id = "-"
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", j.ID, j.Target, status, id, j.Total, age(now.Sub(j.CreatedAt)))
+	}
+	return tw.Flush()
+}
+
+// batchesWithheld runs `batches withheld` with the arguments after it: lists the withheld
+// TL;DRs, or clears the records of the papers given (all: every one).
+func batchesWithheld(ctx context.Context, c *config, args []string, all bool) error {
+	var ids []string
+	switch {
+	case len(args) == 0:
+	case args[0] == "clear" && (all || len(args) > 1):
+		if c.JSON {
+			return usageErr("--json is for the list of withheld TL;DRs; `batches withheld clear` says what it did as text")
+		}
+		for _, a := range args[1:] {
+			id := a
+			if cid, err := paper.CanonicalID(a); err == nil {
+				id = cid
+			}
+			ids = append(ids, id)
+		}
+	default:
+		return usageErr("want `batches withheld` or `batches withheld clear ID...|--all`")
+	}
+	st, err := openStore(ctx, c, newLogger(c))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if len(args) == 0 {
+		return listWithheld(ctx, st, c.JSON, time.Now(), stdout)
+	}
+	n, err := st.ClearWithheld(ctx, ids) // nil with --all: every record
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "batches: %s cleared: the next `paperpipe reprocess` asks for them again\n", plural(n, "withheld TL;DR", "withheld TL;DRs"))
+	return nil
+}
+
+// listWithheld prints the withheld TL;DRs, oldest first, with their ages at now.
+func listWithheld(ctx context.Context, st *store.Store, asJSON bool, now time.Time, w io.Writer) error {
+	ws, err := st.WithheldTLDRs(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(w, nonNil(ws))
+	}
+	if len(ws) == 0 {
+		fmt.Fprintln(w, "no withheld TL;DRs")
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PAPER\tMODEL\tPROMPT\tAGE\tREASON")
+	for _, x := range ws {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", x.PaperID, x.Model, x.PromptVersion, age(now.Sub(x.At)), x.Reason)
 	}
 	return tw.Flush()
 }

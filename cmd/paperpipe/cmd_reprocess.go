@@ -399,8 +399,15 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 		if n := b.Rejected; n > 0 {
 			what = append(what, plural(n, "answer", "answers")+" rejected")
 		}
-		return res, fmt.Errorf("%s (see the messages above): their papers stay stale for the next run: %w",
-			strings.Join(what, " and "), errDeadLettered)
+		stale := "their papers stay stale for the next run"
+		if b.Withheld > 0 {
+			// Not asked again: each run bought the same refusal.
+			stale = fmt.Sprintf("their papers stay stale for the next run, but for %s the API withheld (its content filter, or the model "+
+				"refused): recorded, not asked again for the same text and prompt; `paperpipe batches withheld` lists them, "+
+				"`batches withheld clear ID...` has the next run ask again", plural(b.Withheld, "TL;DR", "TL;DRs"))
+		}
+		return res, fmt.Errorf("%s (see the messages above): %s: %w",
+			strings.Join(what, " and "), stale, errDeadLettered)
 	}
 	return res, nil
 }
@@ -536,8 +543,8 @@ func finishSpace(ctx context.Context, st *store.Store, space paper.Space, sel st
 	if res.Batch != nil && len(res.Batch.Failures) > 0 {
 		why = append(why, fmt.Sprintf("%s failed at OpenAI (see above; their papers stay stale for the next run)", plural(len(res.Batch.Failures), "Batch API batch", "Batch API batches")))
 	}
-	if res.Batch != nil && res.Batch.Rejected > 0 {
-		why = append(why, fmt.Sprintf("%d Batch API answers rejected (they stay stale for the next run)", res.Batch.Rejected))
+	if res.Batch != nil && res.Batch.Rejected > res.Batch.Withheld {
+		why = append(why, fmt.Sprintf("%d Batch API answers rejected (they stay stale for the next run)", res.Batch.Rejected-res.Batch.Withheld))
 	}
 	if n := res.Counts.InBatchEmbeddings; n > 0 && res.Batch == nil {
 		why = append(why, fmt.Sprintf("%d in open Batch API jobs (%s collects them)", n, batchCollectCommand("", 0, &space)))
@@ -1074,9 +1081,13 @@ func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.S
 		// Not a failure: the removal asked for it (see paperpipe remove).
 		removed = fmt.Sprintf(", %s of papers removed while their batch ran not stored", plural(rep.Removed, "answer", "answers"))
 	}
-	fmt.Fprintf(errw, "reprocess: Batch API: %s submitted (%s)%s, %d resumed, %d done, %d failed; %s and %s stored, %s rejected%s\n",
+	withheld := ""
+	if rep.Withheld > 0 {
+		withheld = fmt.Sprintf(" (%d of them TL;DRs the API withheld, recorded: `paperpipe batches withheld`)", rep.Withheld)
+	}
+	fmt.Fprintf(errw, "reprocess: Batch API: %s submitted (%s)%s, %d resumed, %d done, %d failed; %s and %s stored, %s rejected%s%s\n",
 		plural(rep.Submitted, "batch", "batches"), plural(rep.Requests, "request", "requests"), unsent, rep.Resumed, rep.Done, rep.Failed,
-		plural(rep.TLDRs, "TL;DR", "TL;DRs"), plural(rep.Vectors, "embedding", "embeddings"), plural(rep.Rejected, "answer", "answers"), removed)
+		plural(rep.TLDRs, "TL;DR", "TL;DRs"), plural(rep.Vectors, "embedding", "embeddings"), plural(rep.Rejected, "answer", "answers"), withheld, removed)
 	for _, f := range rep.Failures {
 		fmt.Fprintf(errw, "reprocess: %s\n", f)
 	}

@@ -1,0 +1,82 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Withheld is a TL;DR the API will not give for a paper's text under a target: its content
+// filter withheld the answer (finish_reason content_filter), or the model refused
+// (message.refusal). StalePapers leaves the paper out of the target's work while its text and
+// the target are these: every run bought the same refusal again.
+type Withheld struct {
+	PaperID       string    `json:"paper_id"`
+	Model         string    `json:"model"`
+	PromptVersion string    `json:"prompt_version"`
+	ContentHash   string    `json:"content_hash"`
+	Reason        string    `json:"reason"`
+	At            time.Time `json:"withheld_at"`
+}
+
+// RecordWithheld records ws (At is the database's time), each replacing the record of its paper
+// and target; a paper no longer stored is left out. It returns how many were recorded.
+func (s *Store) RecordWithheld(ctx context.Context, ws []Withheld) (_ int, err error) {
+	defer func() { err = unavailable(ctx, err) }()
+	if len(ws) == 0 {
+		return 0, nil
+	}
+	ids, models, prompts, hashes, reasons := make([]string, len(ws)), make([]string, len(ws)),
+		make([]string, len(ws)), make([]string, len(ws)), make([]string, len(ws))
+	for i, w := range ws {
+		ids[i], models[i], prompts[i], hashes[i], reasons[i] = w.PaperID, w.Model, w.PromptVersion, w.ContentHash, w.Reason
+	}
+	tag, err := s.pool.Exec(ctx, `
+		INSERT INTO withheld_tldrs (paper_id, model, prompt_version, content_hash, reason)
+		SELECT DISTINCT ON (i.id, i.model, i.prompt) i.id, i.model, i.prompt, i.hash, i.reason
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS i(id, model, prompt, hash, reason)
+		JOIN papers p ON p.id = i.id
+		ORDER BY i.id, i.model, i.prompt
+		ON CONFLICT (paper_id, model, prompt_version) DO UPDATE
+			SET content_hash = excluded.content_hash, reason = excluded.reason, withheld_at = now()`,
+		ids, models, prompts, hashes, reasons)
+	if err != nil {
+		return 0, fmt.Errorf("record %d withheld TL;DRs: %w", len(ws), err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// WithheldTLDRs returns the withheld TL;DRs recorded (RecordWithheld), oldest first; those of
+// the papers ids only when ids is not nil.
+func (s *Store) WithheldTLDRs(ctx context.Context, ids []string) (_ []Withheld, err error) {
+	defer func() { err = unavailable(ctx, err) }()
+	rows, err := s.pool.Query(ctx, `
+		SELECT paper_id, model, prompt_version, content_hash, reason, withheld_at FROM withheld_tldrs
+		WHERE $1::text[] IS NULL OR paper_id = ANY($1)
+		ORDER BY withheld_at, paper_id, model, prompt_version`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read the withheld TL;DRs: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Withheld, error) {
+		var w Withheld
+		err := r.Scan(&w.PaperID, &w.Model, &w.PromptVersion, &w.ContentHash, &w.Reason, &w.At)
+		return w, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the withheld TL;DRs: %w", err)
+	}
+	return out, nil
+}
+
+// ClearWithheld deletes the records of withheld TL;DRs of the papers ids (nil: all of them), so
+// that the next run asks for those TL;DRs again. It returns how many it deleted.
+func (s *Store) ClearWithheld(ctx context.Context, ids []string) (_ int64, err error) {
+	defer func() { err = unavailable(ctx, err) }()
+	tag, err := s.pool.Exec(ctx, `DELETE FROM withheld_tldrs WHERE $1::text[] IS NULL OR paper_id = ANY($1)`, ids)
+	if err != nil {
+		return 0, fmt.Errorf("clear the withheld TL;DRs: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}

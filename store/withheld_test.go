@@ -1,0 +1,75 @@
+package store_test
+
+import (
+	"testing"
+
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
+)
+
+// A TL;DR the API withheld (RecordWithheld) takes its paper out of its target's stale work
+// while the paper's text and the target are the same; a new text, another prompt version or
+// model, or the record cleared (ClearWithheld) makes it stale again. The record lists, and goes
+// with its paper.
+func TestWithheldTLDRIsNotStaleUntilTheTextOrPromptChangesOrItIsCleared(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp := space(t, s, "emb", 3)
+	papers := abstracts(3)
+	upsert(t, s, papers, store.Work{})
+	work := paper.Work{Model: "m", PromptVersion: "v1", SpaceID: sp.ID}
+	record := func() {
+		t.Helper()
+		n, err := s.RecordWithheld(ctx, []store.Withheld{{PaperID: papers[0].ID, Model: "m", PromptVersion: "v1",
+			ContentHash: papers[0].ContentHash(), Reason: "withheld by the API's content filter"}})
+		if err != nil || n != 1 {
+			t.Fatalf("RecordWithheld = %d, %v; want 1 recorded", n, err)
+		}
+	}
+	record()
+	record() // a second record of the same replaces the first
+	if _, tldr, emb := staleIDs(t, s, store.Selection{Work: work}, 10); tldr != 2 || emb != 3 {
+		t.Errorf("with paper 0's TL;DR withheld: %d TL;DRs and %d embeddings stale; want 2 and 3", tldr, emb)
+	}
+	ws, err := s.WithheldTLDRs(ctx, nil)
+	if err != nil || len(ws) != 1 || ws[0].PaperID != papers[0].ID || ws[0].Reason == "" || ws[0].At.IsZero() {
+		t.Fatalf("WithheldTLDRs = %+v, %v; want paper 0's record", ws, err)
+	}
+	// Another prompt version or model is another target: asked for.
+	for _, w := range []paper.Work{{Model: "m", PromptVersion: "v2"}, {Model: "other", PromptVersion: "v1"}} {
+		if _, tldr, _ := staleIDs(t, s, store.Selection{Work: w}, 10); tldr != 3 {
+			t.Errorf("target %+v: %d TL;DRs stale, want 3", w, tldr)
+		}
+	}
+	// A new text of the paper is asked for.
+	changed := papers[0]
+	changed.Abstract += " Revised."
+	upsert(t, s, []paper.Abstract{changed}, store.Work{})
+	if _, tldr, _ := staleIDs(t, s, store.Selection{Work: work}, 10); tldr != 3 {
+		t.Errorf("after paper 0's text changed: %d TL;DRs stale, want 3", tldr)
+	}
+	upsert(t, s, []paper.Abstract{papers[0]}, store.Work{}) // its text as recorded again
+	if _, tldr, _ := staleIDs(t, s, store.Selection{Work: work}, 10); tldr != 2 {
+		t.Errorf("paper 0's recorded text back: %d TL;DRs stale, want 2", tldr)
+	}
+	// Cleared, it is asked for again.
+	if n, err := s.ClearWithheld(ctx, []string{papers[0].ID}); err != nil || n != 1 {
+		t.Fatalf("ClearWithheld = %d, %v; want 1", n, err)
+	}
+	if _, tldr, _ := staleIDs(t, s, store.Selection{Work: work}, 10); tldr != 3 {
+		t.Errorf("after the record was cleared: %d TL;DRs stale, want 3", tldr)
+	}
+	// A record goes with its paper; one of a paper not stored is not made.
+	record()
+	if _, err := s.RemovePapers(ctx, []string{papers[0].ID}, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ws, err := s.WithheldTLDRs(ctx, nil); err != nil || len(ws) != 0 {
+		t.Errorf("after paper 0 was removed: %+v, %v; want no record", ws, err)
+	}
+	if n, err := s.RecordWithheld(ctx, []store.Withheld{{PaperID: papers[0].ID, Model: "m", PromptVersion: "v1",
+		ContentHash: papers[0].ContentHash(), Reason: "x"}}); err != nil || n != 0 {
+		t.Errorf("RecordWithheld of a paper not stored = %d, %v; want 0", n, err)
+	}
+}
