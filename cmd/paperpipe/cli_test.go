@@ -502,6 +502,34 @@ func TestEmptyArgumentIsAUsageError(t *testing.T) {
 	}
 }
 
+// A spaces action that is not one, or one given the wrong arguments (`spaces help drop`,
+// `spaces drop` without a space, `spaces reindex SPACE` without --index or with a kind that is
+// none), is a usage error, exit 2, before anything is opened: spaces opened the database and
+// ran its migrations first, so a DATABASE_URL pointing at a database paperpipe had never used
+// got paperpipe's tables from a typo, and one that could not be reached gave exit 1 and the
+// connection's error instead of the usage.
+func TestSpacesUsageErrorsComeBeforeTheDatabase(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "DATABASE_URL=postgres://paperpipe@127.0.0.1:1/none?connect_timeout=1")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"spaces", "help", "drop"}, `unknown spaces action "help"`},
+		{[]string{"spaces", "help"}, `unknown spaces action "help"`},
+		{[]string{"spaces", "drop"}, "spaces drop SPACE"},
+		{[]string{"spaces", "drop", "a", "b"}, "spaces drop SPACE"},
+		{[]string{"spaces", "reindex", "1"}, "spaces reindex SPACE --index"},
+		{[]string{"spaces", "reindex", "1", "2", "--index", "hnsw"}, "spaces reindex SPACE --index"},
+		{[]string{"spaces", "reindex", "1", "--index", "ivfflat"}, "--index"},
+	} {
+		r := c.run(tc.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) || strings.Contains(r.stderr, "database") {
+			t.Errorf("paperpipe %q: exit %d, stderr %q; want 2 and %q, before the database is opened", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+}
+
 // An empty flag value (`reprocess --ids "$LIST"` with $LIST unset) is a usage error, exit 2,
 // naming the flag, as an empty argument is: taken as the flag left out, --ids "" and
 // --since "" had reprocess consider the whole archive (and buy what it lacked), export write

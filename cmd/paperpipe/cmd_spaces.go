@@ -36,57 +36,58 @@ func cmdSpaces(ctx context.Context, c *config, args []string) error {
 	if len(pos) > 0 {
 		action = pos[0]
 	}
+	// Every usage error before the database is opened: opening it runs the migrations, which a
+	// typo (`spaces help`) has no business doing to the database DATABASE_URL names.
 	switch action {
 	case "list":
 		err = onlyFor(fs, "spaces list", "json")
+		if err == nil {
+			err = noMoreArgs("spaces list", pos[min(1, len(pos)):])
+		}
 	case "check":
 		err = onlyFor(fs, "spaces check", "json", "sample", "k")
+		switch {
+		case err != nil:
+		case len(pos) > 2:
+			err = usageErr("spaces check [SPACE]: one space at most, got %d", len(pos)-1)
+		case checkK(*k) != nil:
+			err = checkK(*k)
+		case *sample < 1 || *sample > store.MaxK:
+			err = usageErr("--sample is %d, want 1 to %d", *sample, store.MaxK)
+		}
 	case "reindex":
 		err = onlyFor(fs, "spaces reindex", "index")
+		if err == nil && (len(pos) != 2 || *kind == "") {
+			err = usageErr("spaces reindex SPACE --index hnsw|hnsw-halfvec|hnsw-binary")
+		}
+		if err == nil {
+			if _, kerr := store.ParseIndexKind(*kind); kerr != nil {
+				err = usageErr("--index: %v", kerr)
+			}
+		}
 	case "drop":
 		err = onlyFor(fs, "spaces drop", "force")
+		if err == nil && len(pos) != 2 {
+			err = usageErr("spaces drop SPACE [--force]")
+		}
+	default:
+		err = usageErr("unknown spaces action %q: want list, drop SPACE, check [SPACE] or reindex SPACE", action)
 	}
 	if err != nil {
 		return err
-	}
-	if len(pos) > 0 && pos[0] == "list" {
-		if err := noMoreArgs("spaces list", pos[1:]); err != nil {
-			return err
-		}
-	}
-	if len(pos) > 0 && pos[0] == "check" {
-		if len(pos) > 2 {
-			return usageErr("spaces check [SPACE]: one space at most, got %d", len(pos)-1)
-		}
-		if err := checkK(*k); err != nil {
-			return err
-		}
-		if *sample < 1 || *sample > store.MaxK {
-			return usageErr("--sample is %d, want 1 to %d", *sample, store.MaxK)
-		}
 	}
 	st, err := openStore(ctx, c, newLogger(c))
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if len(pos) == 0 || pos[0] == "list" {
+	switch action {
+	case "list":
 		return listSpaces(ctx, st, c.JSON, stdout)
-	}
-	if pos[0] == "check" {
+	case "check":
 		return checkSpace(ctx, st, pos[1:], *sample, *k, c.JSON, stdout)
-	}
-	if pos[0] == "reindex" {
-		if len(pos) != 2 || *kind == "" {
-			return usageErr("spaces reindex SPACE --index hnsw|hnsw-halfvec|hnsw-binary")
-		}
+	case "reindex":
 		return reindexSpace(ctx, st, pos[1], *kind, os.Stderr)
-	}
-	if pos[0] != "drop" {
-		return usageErr("unknown spaces action %q: want list, drop SPACE, check [SPACE] or reindex SPACE", pos[0])
-	}
-	if len(pos) != 2 {
-		return usageErr("spaces drop SPACE [--force]")
 	}
 	return dropSpace(ctx, c, st, pos[1], *force, os.Stderr)
 }
