@@ -530,6 +530,31 @@ func TestSpacesUsageErrorsComeBeforeTheDatabase(t *testing.T) {
 	}
 }
 
+// A dlq action that is not one, or replay/drop without the dead letters to act on or with a
+// sequence number that is none, is a usage error, exit 2, before NATS is reached: dlq
+// connected first (started the embedded server in the data directory when NATS_URL is unset)
+// and, with NATS unreachable, gave exit 1 and the connection's error instead of the usage.
+func TestDLQUsageErrorsComeBeforeNATS(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "DATABASE_URL=postgres://paperpipe@127.0.0.1:1/none?connect_timeout=1", "NATS_URL=nats://127.0.0.1:1")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"dlq", "help"}, `unknown dlq action "help"`},
+		{[]string{"dlq", "replay"}, "name the dead letters to replay, or --all"},
+		{[]string{"dlq", "replay", "abc"}, `"abc" is not a dead-letter sequence number`},
+		{[]string{"dlq", "drop"}, "name the dead letters to drop, or --all"},
+		{[]string{"dlq", "drop", "0"}, `"0" is not a dead-letter sequence number`},
+		{[]string{"dlq", "drop", "1", "--all"}, "not both"},
+	} {
+		r := c.run(tc.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) || strings.Contains(r.stderr, "NATS") {
+			t.Errorf("paperpipe %q: exit %d, stderr %q; want 2 and %q, before NATS is reached", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+}
+
 // An empty flag value (`reprocess --ids "$LIST"` with $LIST unset) is a usage error, exit 2,
 // naming the flag, as an empty argument is: taken as the flag left out, --ids "" and
 // --since "" had reprocess consider the whole archive (and buy what it lacked), export write

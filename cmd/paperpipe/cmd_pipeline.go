@@ -603,10 +603,21 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 		if err == nil && *newest && *from > 0 {
 			err = usageErr("--newest and --from: one or the other")
 		}
-	case "replay":
-		err = onlyFor(fs, "dlq replay", "all")
-	case "drop":
-		err = onlyFor(fs, "dlq drop", "all")
+	case "replay", "drop":
+		// Every usage error before NATS is reached (and the embedded server started).
+		err = onlyFor(fs, "dlq "+pos[0], "all")
+		if err == nil {
+			_, err = deadLetterSeqs(pos[1:])
+		}
+		switch {
+		case err != nil:
+		case pos[0] == "drop" && *all && len(pos) > 1:
+			err = usageErr("name the dead letters to drop, or --all, not both")
+		case !*all && len(pos) == 1:
+			err = usageErr("name the dead letters to %s, or --all", pos[0])
+		}
+	default:
+		err = usageErr("unknown dlq action %q: want list, replay or drop", pos[0])
 	}
 	if err != nil {
 		return err
