@@ -178,10 +178,30 @@ func runExport(ctx context.Context, st *store.Store, o exportOptions, errw io.Wr
 		name = o.out
 		// Written whole or not at all: a file cut short by Ctrl-C, a full disk or a lost
 		// database is never left under the name of a whole one.
-		tmp = o.out + ".partial"
+		// A symbolic link is written through, as cp does: the file it leads to is replaced
+		// (the partial file made beside it), and the link stays; one that leads nowhere is
+		// refused. A file replaced keeps its mode: a private export stays private.
+		dest := o.out
+		if fi, lerr := os.Lstat(o.out); lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
+			if dest, err = filepath.EvalSymlinks(o.out); err != nil {
+				return res, fmt.Errorf("export: %s is a symbolic link to a file that cannot be reached: %w", o.out, err)
+			}
+		}
+		var keep os.FileMode
+		if fi, serr := os.Stat(dest); serr == nil && fi.Mode().IsRegular() {
+			keep = fi.Mode().Perm()
+		}
+		tmp = dest + ".partial"
 		file, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
 		if err != nil {
 			return res, fmt.Errorf("export: %w", err)
+		}
+		if keep != 0 {
+			if err = file.Chmod(keep); err != nil {
+				file.Close()
+				os.Remove(tmp)
+				return res, fmt.Errorf("export: keep %s's mode: %w", o.out, err)
+			}
 		}
 		w = file
 		defer func() {
@@ -252,7 +272,7 @@ func runExport(ctx context.Context, st *store.Store, o exportOptions, errw io.Wr
 			err = cerr
 		}
 		if err == nil {
-			err = os.Rename(tmp, o.out)
+			err = os.Rename(tmp, strings.TrimSuffix(tmp, ".partial"))
 		}
 		if err == nil {
 			file = nil

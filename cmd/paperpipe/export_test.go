@@ -225,6 +225,67 @@ func TestAnInterruptedExportLeavesNoFileCutShort(t *testing.T) {
 	}
 }
 
+// -o over an existing file keeps its mode, and over a symbolic link writes the file the link
+// leads to, as cp does (the link stays, and a link whose target is missing is refused): the
+// export wrote FILE.partial and renamed it over FILE, so a private 0600 export became 0644
+// under umask 022, and a link (papers.jsonl -> /data/papers.jsonl) was replaced by a plain
+// file, its target left as it was.
+func TestExportOverAFileKeepsItsModeAndWritesThroughALink(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "papers.jsonl")
+	if err := os.WriteFile(file, []byte("yesterday's export\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var errw bytes.Buffer
+	if _, err := runExport(t.Context(), e.st, exportOptions{out: file}, &errw); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("export over a 0600 file: %v, %v; want the file 0600 still", fi.Mode(), err)
+	}
+
+	target := filepath.Join(dir, "store", "papers.jsonl")
+	if err := os.Mkdir(filepath.Dir(target), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(target, []byte("yesterday's export\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.jsonl")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runExport(t.Context(), e.st, exportOptions{out: link}, &errw); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("export -o a symbolic link: %v, %v; want the link kept", fi.Mode(), err)
+	}
+	if b, _ := os.ReadFile(target); len(decodeLines(t, string(b))) != 3 {
+		t.Errorf("the link's target holds %q, want the 3 papers exported", b)
+	}
+	if fi, err := os.Stat(target); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("the link's target: %v, %v; want it 0640 still", fi.Mode(), err)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(target)); len(entries) != 1 {
+		t.Errorf("beside the link's target: %v, want the target alone (no partial file left)", entries)
+	}
+
+	dangling := filepath.Join(dir, "dangling.jsonl")
+	if err := os.Symlink(filepath.Join(dir, "missing", "papers.jsonl"), dangling); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runExport(t.Context(), e.st, exportOptions{out: dangling}, &errw); err == nil {
+		t.Error("export -o a link to a missing file: no error, want a refusal")
+	}
+	if fi, err := os.Lstat(dangling); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("export -o a link to a missing file: %v, %v; want the link kept", fi.Mode(), err)
+	}
+}
+
 // Output that cannot be written is an error, exit 1, as the other commands' (standard output
 // or -o on a full disk: /dev/full, which -o writes as it is, making no file beside it); a
 // reader that stops reading (`| head -1`) ends the export quietly, as it does other Unix tools.
