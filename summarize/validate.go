@@ -22,6 +22,11 @@ var (
 		`|here(?:'s|’s| is| are)\b` +
 		`|(?:tl;?\s?dr|tldr|summary|one[- ]sentence summary|short summary|answer|abstract)\s*[:：\-–—]` +
 		`|assistant\s*[:：]` + // a role's label, from another model's chat template (Vicuna's "ASSISTANT:")
+		// A role's marker, the special tokens left in (Phi-3's and Zephyr's "<|assistant|>",
+		// ChatML's "<|im_start|>assistant", Llama 3's header, Gemma's "<start_of_turn>model"),
+		// or OpenChat's label "GPT4 Correct Assistant:".
+		`|<\|assistant\|>|<\|im_start\|>\s*assistant\b|<\|start_header_id\|>\s*assistant\s*<\|end_header_id\|>` +
+		`|<start_of_turn>\s*model\b|gpt4 correct assistant\s*[:：]` +
 		`|tl;?dr\b` +
 		`|in (?:summary|short|brief)\b` +
 		`|(?:in )?this (?:paper|work|study|article|report|technical report|manuscript)\b` +
@@ -62,7 +67,8 @@ const (
 // Validate reports whether tldr is an acceptable TL;DR of abstract, returning nil or an error
 // wrapping ErrInvalidTLDR that says what is wrong: it must be exactly one sentence (see
 // Sentences) on one line, with a word in it (a letter or a digit, not punctuation alone), at most maxWords words, with no preamble ("Sure", "Here is/Here's",
-// "TL;DR:", "Summary:", "This paper", "In this paper", "The authors" …), no markdown ("**",
+// "TL;DR:", "Summary:", "This paper", "In this paper", "The authors", a role's label or marker
+// such as "Assistant:" or "<|im_start|>assistant" …), no markdown ("**",
 // "__", "`", links, a leading "#", "- ", "* " or "1. "), not the model's refusal or request for
 // the abstract in words ("I'm sorry, but I can't …", "Please provide …"), not wrapped in quotes, and in the
 // abstract's language when DetectLanguage knows both. A missing final full stop is not an
