@@ -131,11 +131,14 @@ func TestAReprocessKilledMidRunResumesSayingWhatItWaitsFor(t *testing.T) {
 	}
 }
 
-// killMidRun starts paperpipe with args and kills it with SIGKILL once reached reports true.
+// killMidRun starts paperpipe with args and kills it with SIGKILL once reached reports true,
+// waiting three minutes at the most: a reindex's concurrent build waits for every older
+// transaction of the shared test database, and under a loaded -race run it took over a minute
+// to come to its swap.
 func killMidRun(t *testing.T, c *cli, args []string, reached func() bool) {
 	t.Helper()
 	run := startProc(t, c, exec.Command(binary, args...))
-	for deadline := time.Now().Add(time.Minute); !reached(); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(3 * time.Minute); !reached(); time.Sleep(20 * time.Millisecond) {
 		select {
 		case err := <-run.exited:
 			t.Fatalf("paperpipe %s ended (%v) before the point it is to be killed at:\n%s", strings.Join(args, " "), err, run.logs.String())
