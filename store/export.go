@@ -109,6 +109,11 @@ func (s *Store) Export(ctx context.Context, sel ExportSelection, counted func(in
 	defer cancel()
 	read := false // every paper read, each called with it
 	err = pgx.BeginTxFunc(qctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+		// The query runs until the consumer has read the last paper: as long as the archive is
+		// big and the consumer slow, past any statement_timeout set for the role's requests.
+		if _, err := tx.Exec(qctx, "SET LOCAL statement_timeout = 0"); err != nil {
+			return err
+		}
 		if sel.SpaceID != 0 {
 			// The space as the snapshot has it: dropped since it was named, it has no vectors.
 			if _, err := spaceByID(qctx, tx, sel.SpaceID); err != nil {

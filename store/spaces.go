@@ -436,7 +436,11 @@ func (s *Store) withIndexMemory(cfg IndexSettings) IndexSettings {
 }
 
 // buildIndex runs the index build ddl on conn with maintenance_work_mem and
-// max_parallel_maintenance_workers set from cfg, and resets them after it.
+// max_parallel_maintenance_workers set from cfg, and no statement_timeout, and resets them
+// after it. A build takes as long as the space is big (about ten minutes for a million
+// vectors): a statement_timeout set for the role or the database (hosted services and careful
+// DBAs set one, to bound the requests) would cancel it, as it would pg_restore's, which turns
+// it off too.
 func buildIndex(ctx context.Context, conn *pgxpool.Conn, cfg IndexSettings, ddl string) error {
 	if cfg.MaintenanceWorkMem == "" {
 		cfg.MaintenanceWorkMem = "1GB"
@@ -447,12 +451,12 @@ func buildIndex(ctx context.Context, conn *pgxpool.Conn, cfg IndexSettings, ddl 
 	// set_config(…, false) lasts for the session; the deferred RESET returns the pooled
 	// connection to the server's defaults.
 	if _, err := conn.Exec(ctx, `SELECT set_config('maintenance_work_mem', $1, false),
-			set_config('max_parallel_maintenance_workers', $2, false)`,
+			set_config('max_parallel_maintenance_workers', $2, false), set_config('statement_timeout', '0', false)`,
 		cfg.MaintenanceWorkMem, strconv.Itoa(cfg.ParallelWorkers)); err != nil {
 		return fmt.Errorf("settings: %w", err)
 	}
 	defer func() {
-		_, _ = conn.Exec(context.WithoutCancel(ctx), "RESET maintenance_work_mem; RESET max_parallel_maintenance_workers")
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "RESET maintenance_work_mem; RESET max_parallel_maintenance_workers; RESET statement_timeout")
 	}()
 	_, err := conn.Exec(ctx, ddl)
 	return err
@@ -1050,7 +1054,12 @@ func (s *Store) DropSpace(ctx context.Context, id int64, opts DropOptions) error
 			return err
 		}
 		// The vectors go first: DROP INDEX locks the whole embeddings table, every space's
-		// queries and writes, until the transaction ends, and deleting a big space takes a while.
+		// queries and writes, until the transaction ends, and deleting a big space takes a while
+		// — longer than a statement_timeout set for the role's requests, which the transaction
+		// turns off.
+		if _, err := tx.Exec(ctx, "SET LOCAL statement_timeout = 0"); err != nil {
+			return fmt.Errorf("turn off statement_timeout: %w", err)
+		}
 		if _, err := tx.Exec(ctx, "DELETE FROM embeddings WHERE space_id = $1", sp.ID); err != nil {
 			return fmt.Errorf("delete vectors: %w", err)
 		}
