@@ -336,8 +336,26 @@ func (s *Store) BuildSpaceIndex(ctx context.Context, id int64, cfg IndexSettings
 // VacuumEmbeddings runs VACUUM (ANALYZE) on the embeddings table: after a bulk fill, so that
 // the planner knows the new rows and autovacuum does not set off on them later, in the middle
 // of the queries the space then serves (bench/results: VACUUM took 1.2 s after a million rows).
+//
+// It runs with no statement_timeout (one set for the role bounds its requests, and would
+// cancel the VACUUM of a big table, at the end of a load): VACUUM cannot run in a transaction,
+// so the setting is the session's, reset after it.
 func (s *Store) VacuumEmbeddings(ctx context.Context) error {
-	if _, err := s.pool.Exec(ctx, "VACUUM (ANALYZE) embeddings"); err != nil {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("vacuum embeddings: %w", err)
+	}
+	defer func() {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), "RESET statement_timeout"); err != nil {
+			discard(conn) // a pooled connection must not keep the setting
+			return
+		}
+		conn.Release()
+	}()
+	if _, err := conn.Exec(ctx, "SET statement_timeout = 0"); err != nil {
+		return fmt.Errorf("vacuum embeddings: turn off statement_timeout: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "VACUUM (ANALYZE) embeddings"); err != nil {
 		return fmt.Errorf("vacuum embeddings: %w", err)
 	}
 	return nil
