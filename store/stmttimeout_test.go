@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -203,4 +204,24 @@ func TestVacuumAfterALoadOutlastsARoleStatementTimeout(t *testing.T) {
 		t.Fatalf("VacuumEmbeddings: %v", err)
 	}
 	assertTimeoutKept(t, s)
+}
+
+// TestSearchPastARoleStatementTimeoutNamesTheSetting: the request path keeps the bound its
+// DBA set, and a search it cancels says which setting did (PostgreSQL's own error says only
+// "canceling statement due to statement timeout", which names no setting to look for).
+func TestSearchPastARoleStatementTimeoutNamesTheSetting(t *testing.T) {
+	t.Parallel()
+	u := pgtest.URL(t)
+	setupOn(t, u)
+	s := open(t, withStatementTimeout(t, u))
+	sp, err := s.EnsureSpace(t.Context(), paper.Space{Model: "m", Dimensions: 3, Template: "title+abstract"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, release := holdLock(t, u, "LOCK TABLE embeddings IN ACCESS EXCLUSIVE MODE")
+	defer release()
+	_, err = s.Search(t.Context(), sp.ID, []float32{1, 0, 0}, 5)
+	if err == nil || !strings.Contains(err.Error(), "statement_timeout") || !strings.Contains(err.Error(), "role") {
+		t.Fatalf("Search made to wait past the role's statement_timeout = %v; want an error naming statement_timeout and where it is set", err)
+	}
 }

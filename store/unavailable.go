@@ -18,7 +18,11 @@ import (
 // worker) can then wait for the database instead of counting the failure against the records.
 // An error of a ctx that ended is left as it is: the caller knows its own deadline; so is one
 // marked already (a call made of others).
+//
+// A statement cancelled by the session's statement_timeout gets an error that names the
+// setting (see statementTimedOut).
 func unavailable(ctx context.Context, err error) error {
+	err = statementTimedOut(err)
 	if err == nil || ctx.Err() != nil || errors.Is(err, paper.ErrInvalid) || errors.Is(err, paper.ErrUnavailable) || !dbUnavailable(err) {
 		return err
 	}
@@ -54,4 +58,22 @@ func dbUnavailable(err error) bool {
 	var netErr net.Error
 	return errors.As(err, &connectErr) || errors.As(err, &netErr) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.SafeToRetry(err)
+}
+
+// errStatementTimeout is the note statementTimedOut adds.
+var errStatementTimeout = errors.New("the statement ran longer than the statement_timeout of paperpipe's session, " +
+	"set for the server, paperpipe's role or database, or in DATABASE_URL")
+
+// statementTimedOut returns err with a note naming statement_timeout when the server cancelled
+// the statement for it: PostgreSQL's "canceling statement due to statement timeout" names no
+// setting, and paperpipe sets none on the request path (a search, a list, a lookup), which keeps
+// the bound its DBA set. (Its maintenance statements, which run as long as the archive is big,
+// turn it off for themselves: see buildIndex.)
+func statementTimedOut(err error) error {
+	var pgErr *pgconn.PgError
+	if err == nil || errors.Is(err, errStatementTimeout) || !errors.As(err, &pgErr) ||
+		pgErr.Code != "57014" /* query_canceled */ || !strings.Contains(pgErr.Message, "statement timeout") {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errStatementTimeout, err)
 }
