@@ -237,7 +237,7 @@ func (s *Store) CountStale(ctx context.Context, sel Selection) (StaleCounts, err
 	err := s.pool.QueryRow(ctx, staleCountSQL, "", 0, sel.Work.Model, sel.Work.PromptVersion, sel.Work.SpaceID, since, ids).
 		Scan(&c.Papers, &c.TLDRs, &c.Embeddings, &c.InBatch, &c.InBatchTLDRs, &c.InBatchEmbeddings)
 	if err != nil {
-		return StaleCounts{}, fmt.Errorf("count stale papers: %w", err)
+		return StaleCounts{}, fmt.Errorf("count stale papers: %w", statementTimedOut(err))
 	}
 	return c, nil
 }

@@ -534,7 +534,7 @@ func (s *Store) Counts(ctx context.Context, w Work) (Counts, error) {
 		(SELECT count(*) FROM tldrs)`, w.Model, w.PromptVersion, w.SpaceID).
 		Scan(&c.Papers, &c.WithTLDR, &c.WithEmbedding, &c.TLDRsTotal)
 	if err != nil {
-		return Counts{}, fmt.Errorf("count papers: %w", err)
+		return Counts{}, fmt.Errorf("count papers: %w", statementTimedOut(err))
 	}
 	return c, nil
 }

@@ -225,3 +225,20 @@ func TestSearchPastARoleStatementTimeoutNamesTheSetting(t *testing.T) {
 		t.Fatalf("Search made to wait past the role's statement_timeout = %v; want an error naming statement_timeout and where it is set", err)
 	}
 }
+
+// TestStatusCountsPastARoleStatementTimeoutNameTheSetting: `status`'s counts (seconds at
+// hundreds of thousands of papers) keep the role's bound, and say which setting cancelled them.
+func TestStatusCountsPastARoleStatementTimeoutNameTheSetting(t *testing.T) {
+	t.Parallel()
+	u := pgtest.URL(t)
+	setupOn(t, u)
+	s := open(t, withStatementTimeout(t, u))
+	_, release := holdLock(t, u, "LOCK TABLE papers IN ACCESS EXCLUSIVE MODE")
+	defer release()
+	if _, err := s.Counts(t.Context(), store.Work{}); err == nil || !strings.Contains(err.Error(), "statement_timeout") {
+		t.Errorf("Counts made to wait past the role's statement_timeout = %v; want an error naming statement_timeout", err)
+	}
+	if _, err := s.CountStale(t.Context(), store.Selection{}); err == nil || !strings.Contains(err.Error(), "statement_timeout") {
+		t.Errorf("CountStale made to wait past the role's statement_timeout = %v; want an error naming statement_timeout", err)
+	}
+}
