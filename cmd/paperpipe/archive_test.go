@@ -2133,35 +2133,9 @@ func TestSpacesDropRemovesTheSpacesReprocessQueue(t *testing.T) {
 	// What an interrupted run into sp leaves: its consumer, and its two papers' messages.
 	interrupted := func(sp paper.Space) pipeline.ReprocessTarget {
 		t.Helper()
-		w := paper.Work{Model: e.c.ChatModel, PromptVersion: summarize.PromptVersion, SpaceID: sp.ID}
-		target := pipeline.NewReprocessTarget(w, sp.Name())
-		if err := pipeline.EnsureReprocessConsumer(ctx, js, pipeline.TopologyConfig{AckWait: e.c.AckWait, MaxDeliver: e.c.MaxDeliver},
-			target, reprocessDescription(w, sp)); err != nil {
-			t.Fatal(err)
-		}
-		pub := pipeline.NewRunPublisher(js, target.Subject, "interrupted-"+sp.Model, 0)
-		for _, id := range []string{"arxiv:2401.00000", "arxiv:2401.00001"} {
-			rec, err := e.st.Paper(ctx, id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := pub.Publish(ctx, rec.Abstract); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := pub.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return target
+		return interruptedRun(t, e, js, sp, false, "arxiv:2401.00000", "arxiv:2401.00001")
 	}
-	has := func(target pipeline.ReprocessTarget) bool {
-		t.Helper()
-		bls, err := pipeline.Backlogs(ctx, js)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return slices.ContainsFunc(bls, func(b pipeline.Backlog) bool { return b.Consumer == target.Consumer })
-	}
+	has := func(target pipeline.ReprocessTarget) bool { t.Helper(); return hasQueue(t, js, target) }
 	// queuedAfter is what a run of target that comes later is handed.
 	queuedAfter := func(target pipeline.ReprocessTarget) uint64 {
 		t.Helper()
@@ -2309,4 +2283,47 @@ func TestImportEmbeddingsSaysWhatLockedPaperItWaitsFor(t *testing.T) {
 	if r := wait(done); r.err != nil || r.res.Loaded != 3 {
 		t.Errorf("import once the lock was gone: %+v, %v; want 3 loaded\n%s", r.res, r.err, errw2.String())
 	}
+}
+
+// interruptedRun makes what an interrupted `reprocess` into sp leaves: its consumer, and the
+// messages of the papers ids. old: as a release made it whose consumers did not record their
+// space's id (pipeline.MetaSpaceID).
+func interruptedRun(t *testing.T, e *archiveEnv, js jetstream.JetStream, sp paper.Space, old bool, ids ...string) pipeline.ReprocessTarget {
+	t.Helper()
+	ctx := t.Context()
+	w := paper.Work{Model: e.c.ChatModel, PromptVersion: summarize.PromptVersion, SpaceID: sp.ID}
+	target := pipeline.NewReprocessTarget(w, sp.Name())
+	made := target
+	if old {
+		made = pipeline.NewReprocessTarget(paper.Work{Model: w.Model, PromptVersion: w.PromptVersion}, sp.Name())
+		made.Subject, made.Consumer = target.Subject, target.Consumer
+	}
+	if err := pipeline.EnsureReprocessConsumer(ctx, js, pipeline.TopologyConfig{AckWait: e.c.AckWait, MaxDeliver: e.c.MaxDeliver},
+		made, reprocessDescription(w, sp)); err != nil {
+		t.Fatal(err)
+	}
+	pub := pipeline.NewRunPublisher(js, target.Subject, "interrupted-"+sp.Model, 0)
+	for _, id := range ids {
+		rec, err := e.st.Paper(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Publish(ctx, rec.Abstract); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return target
+}
+
+// hasQueue reports whether target's re-processing queue (its consumer) is in the stream.
+func hasQueue(t *testing.T, js jetstream.JetStream, target pipeline.ReprocessTarget) bool {
+	t.Helper()
+	bls, err := pipeline.Backlogs(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.ContainsFunc(bls, func(b pipeline.Backlog) bool { return b.Consumer == target.Consumer })
 }

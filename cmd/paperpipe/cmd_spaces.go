@@ -50,10 +50,11 @@ func cmdSpaces(ctx context.Context, c *config, args []string) error {
 		case err != nil:
 		case len(pos) > 2:
 			err = usageErr("spaces check [SPACE]: one space at most, got %d", len(pos)-1)
-		case checkK(*k) != nil:
+		default:
 			err = checkK(*k)
-		case *sample < 1 || *sample > store.MaxK:
-			err = usageErr("--sample is %d, want 1 to %d", *sample, store.MaxK)
+			if err == nil && (*sample < 1 || *sample > store.MaxK) {
+				err = usageErr("--sample is %d, want 1 to %d", *sample, store.MaxK)
+			}
 		}
 	case "reindex":
 		err = onlyFor(fs, "spaces reindex", "index")

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"errors"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,7 +10,6 @@ import (
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
-	"github.com/paperpipe/paperpipe/summarize"
 )
 
 // `spaces drop ID` run again after a drop that could not remove the space's re-processing
@@ -41,38 +39,9 @@ func TestSpacesDropByIDRemovesThatSpacesQueueOnly(t *testing.T) {
 	// release made it whose consumers did not record their space's id.
 	interrupted := func(sp paper.Space, old bool) pipeline.ReprocessTarget {
 		t.Helper()
-		w := paper.Work{Model: e.c.ChatModel, PromptVersion: summarize.PromptVersion, SpaceID: sp.ID}
-		target := pipeline.NewReprocessTarget(w, sp.Name())
-		made := target
-		if old {
-			made = pipeline.NewReprocessTarget(paper.Work{Model: w.Model, PromptVersion: w.PromptVersion}, sp.Name())
-			made.Subject, made.Consumer = target.Subject, target.Consumer
-		}
-		if err := pipeline.EnsureReprocessConsumer(ctx, js, pipeline.TopologyConfig{AckWait: e.c.AckWait, MaxDeliver: e.c.MaxDeliver},
-			made, reprocessDescription(w, sp)); err != nil {
-			t.Fatal(err)
-		}
-		rec, err := e.st.Paper(ctx, "arxiv:2401.00000")
-		if err != nil {
-			t.Fatal(err)
-		}
-		pub := pipeline.NewRunPublisher(js, target.Subject, "interrupted-"+sp.Model, 0)
-		if err := pub.Publish(ctx, rec.Abstract); err != nil {
-			t.Fatal(err)
-		}
-		if err := pub.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return target
+		return interruptedRun(t, e, js, sp, old, "arxiv:2401.00000")
 	}
-	has := func(target pipeline.ReprocessTarget) bool {
-		t.Helper()
-		bls, err := pipeline.Backlogs(ctx, js)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return slices.ContainsFunc(bls, func(b pipeline.Backlog) bool { return b.Consumer == target.Consumer })
-	}
+	has := func(target pipeline.ReprocessTarget) bool { t.Helper(); return hasQueue(t, js, target) }
 	noNATS := e.cfg(func(c *config) { c.NATSURL = "nats://127.0.0.1:1" })
 	id := func(sp paper.Space) string { return strconv.FormatInt(sp.ID, 10) }
 	var targets []pipeline.ReprocessTarget

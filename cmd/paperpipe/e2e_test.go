@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/internal/pgtest"
 )
@@ -78,6 +79,17 @@ func newCLI(t *testing.T, extra ...string) *cli {
 type result struct {
 	stdout, stderr string
 	code           int
+}
+
+// connect opens a connection of the test's own to c's database, closed when the test ends.
+func (c *cli) connect(t *testing.T) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), c.databaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
 }
 
 func (c *cli) run(args ...string) result {

@@ -35,17 +35,9 @@ func TestAKilledCommandsStatementEndsWithIt(t *testing.T) {
 	c.ok("worker", "--exit-when-idle")
 	c.ok("fit") // space 2, active: space 1 can be dropped
 
-	db, err := pgx.Connect(t.Context(), c.databaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(t.Context())
+	db := c.connect(t)
 	// The row is held by a connection of its own: pg_stat_activity is read once per transaction.
-	hold, err := pgx.Connect(t.Context(), c.databaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hold.Close(t.Context())
+	hold := c.connect(t)
 	tx, err := hold.Begin(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -240,16 +232,8 @@ func TestACommandWhoseDatabaseWentAwaySaysToRunItAgain(t *testing.T) {
 	var before statusJSON
 	c.json(&before, "status")
 
-	db, err := pgx.Connect(t.Context(), c.databaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(t.Context())
-	hold, err := pgx.Connect(t.Context(), c.databaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hold.Close(t.Context())
+	db := c.connect(t)
+	hold := c.connect(t)
 	tx, err := hold.Begin(t.Context()) // a writer of papers: the removal's table lock waits for it
 	if err != nil {
 		t.Fatal(err)
@@ -304,16 +288,8 @@ func TestAKilledReindexsLeftoverIndexIsShownAndDropped(t *testing.T) {
 	c.ok("ingest", sampleFile)
 	c.workUntilIdle()
 
-	db, err := pgx.Connect(t.Context(), c.databaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(t.Context())
-	hold, err := pgx.Connect(t.Context(), c.databaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hold.Close(t.Context())
+	db := c.connect(t)
+	hold := c.connect(t)
 	tx, err := hold.Begin(t.Context()) // a writer of embeddings: the concurrent build waits for it
 	if err != nil {
 		t.Fatal(err)
@@ -418,11 +394,7 @@ func TestAKilledSpacesDropRunAgainByIDRemovesTheSpacesQueue(t *testing.T) {
 func TestAReprocessResumedAfterAKillCountsOnlyThePapersItSetOutToDo(t *testing.T) {
 	t.Parallel()
 	c, _, stored, args := killedReprocess(t)
-	db, err := pgx.Connect(t.Context(), c.databaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(t.Context())
+	db := c.connect(t)
 	// A paper whose answer the killed run saved and did not acknowledge: the window is a
 	// moment wide, so its TL;DR is stored here, as the run would have.
 	tag, err := db.Exec(t.Context(), `INSERT INTO tldrs (paper_id, model, prompt_version, content_hash, tldr, validation)

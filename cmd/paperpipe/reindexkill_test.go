@@ -3,8 +3,6 @@ package main
 import (
 	"strings"
 	"testing"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // A `spaces reindex` killed (SIGKILL) in its swap — its new index built, the transaction that
@@ -17,16 +15,8 @@ func TestAReindexKilledInItsSwapLeavesAnIndexThatIsShown(t *testing.T) {
 	c := newCLI(t, "PAPERPIPE_CHAT_MODEL=offline", "PAPERPIPE_EMBED_MODEL=offline")
 	c.ok("ingest", sampleFile)
 	c.workUntilIdle()
-	db, err := pgx.Connect(t.Context(), c.databaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(t.Context())
-	hold, err := pgx.Connect(t.Context(), c.databaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hold.Close(t.Context())
+	db := c.connect(t)
+	hold := c.connect(t)
 	var holder int32
 	if err := hold.QueryRow(t.Context(), `SELECT pg_backend_pid()`).Scan(&holder); err != nil {
 		t.Fatal(err)
