@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -19,16 +18,9 @@ import (
 // stops before it loads anything, naming what holds the lock.
 func TestImportTLDRsAndEmbeddingsAloneAreRefusedWhileAReprocessWritesThem(t *testing.T) {
 	t.Parallel()
-	old := newArchiveEnv(t, openaitest.Config{})
-	old.seed(t, 3)
 	ctx := t.Context()
-	old.reprocess(t, ctx, old.c, reprocessOptions{})
-	file := filepath.Join(t.TempDir(), "export.jsonl")
+	old, file, exp := vectorExport(t, 3)
 	var errw bytes.Buffer
-	exp, err := runExport(ctx, old.st, exportOptions{out: file, tldr: configuredTLDR(old.c), vectors: true}, &errw)
-	if err != nil {
-		t.Fatalf("export: %v\n%s", err, errw.String())
-	}
 	moved := newArchiveEnv(t, openaitest.Config{})
 	moved.seed(t, 3) // the same papers, with the same texts
 	keep := configuredTLDR(old.c)

@@ -94,15 +94,8 @@ func TestReprocessBetweenImportPassesBuysNothing(t *testing.T) {
 // would buy the TL;DRs of the papers stored. It leaves no space behind.
 func TestImportWhileAReprocessWritesItsTLDRsStops(t *testing.T) {
 	t.Parallel()
-	old := newArchiveEnv(t, openaitest.Config{})
-	old.seed(t, 3)
 	ctx := t.Context()
-	old.reprocess(t, ctx, old.c, reprocessOptions{})
-	file := filepath.Join(t.TempDir(), "export.jsonl")
-	var errw bytes.Buffer
-	if _, err := runExport(ctx, old.st, exportOptions{out: file, tldr: configuredTLDR(old.c), vectors: true}, &errw); err != nil {
-		t.Fatalf("export: %v\n%s", err, errw.String())
-	}
+	old, file, _ := vectorExport(t, 3)
 	moved := newArchiveEnv(t, openaitest.Config{})
 	keep := configuredTLDR(old.c)
 	unlock, err := moved.st.LockRun(ctx, store.TLDRRunKey(keep.Model, keep.PromptVersion))
@@ -110,7 +103,7 @@ func TestImportWhileAReprocessWritesItsTLDRsStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unlock()
-	errw.Reset()
+	var errw bytes.Buffer
 	res, err := runImport(ctx, moved.st, file, &errw)
 	if !errors.Is(err, store.ErrRunInProgress) || !strings.Contains(err.Error(), "paperpipe reprocess") || res.Papers.Stored != 0 {
 		t.Errorf("import while a reprocess writes its TL;DRs: %+v, %v; want it stopped before storing a paper, naming the reprocess\n%s", res, err, errw.String())
@@ -222,15 +215,8 @@ func (e *archiveEnv) seedOne(t *testing.T, i int) {
 // semantic query with nothing.
 func TestImportThatLoadsNoVectorLeavesNoSpace(t *testing.T) {
 	t.Parallel()
-	old := newArchiveEnv(t, openaitest.Config{})
-	old.seed(t, 3)
 	ctx := t.Context()
-	old.reprocess(t, ctx, old.c, reprocessOptions{})
-	file := filepath.Join(t.TempDir(), "export.jsonl")
-	var errw bytes.Buffer
-	if _, err := runExport(ctx, old.st, exportOptions{out: file, tldr: configuredTLDR(old.c), vectors: true}, &errw); err != nil {
-		t.Fatalf("export: %v\n%s", err, errw.String())
-	}
+	_, file, _ := vectorExport(t, 3)
 	moved := newArchiveEnv(t, openaitest.Config{})
 	// The moved archive holds each paper with a newer text than the export's.
 	for i := range 3 {
@@ -240,7 +226,7 @@ func TestImportThatLoadsNoVectorLeavesNoSpace(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	errw.Reset()
+	var errw bytes.Buffer
 	res, err := runImport(ctx, moved.st, file, &errw)
 	if err != nil {
 		t.Fatalf("import: %v\n%s", err, errw.String())
@@ -435,4 +421,20 @@ func TestImportThatLostItsLockMidPassStopsThatPass(t *testing.T) {
 	if !errors.Is(err, store.ErrLockLost) || !strings.Contains(err.Error(), "run the same command again") {
 		t.Errorf("import that lost its lock mid-pass: %v, want it stopped for the lost lock, saying to run it again\n%s", err, w.buf.String())
 	}
+}
+
+// vectorExport exports an archive of n papers, their TL;DRs and vectors written by a reprocess,
+// with its vectors, and returns the archive, the file and the export's result.
+func vectorExport(t *testing.T, n int) (*archiveEnv, string, exportResult) {
+	t.Helper()
+	old := newArchiveEnv(t, openaitest.Config{})
+	old.seed(t, n)
+	old.reprocess(t, t.Context(), old.c, reprocessOptions{})
+	file := filepath.Join(t.TempDir(), "export.jsonl")
+	var errw bytes.Buffer
+	exp, err := runExport(t.Context(), old.st, exportOptions{out: file, tldr: configuredTLDR(old.c), vectors: true}, &errw)
+	if err != nil {
+		t.Fatalf("export: %v\n%s", err, errw.String())
+	}
+	return old, file, exp
 }
