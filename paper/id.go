@@ -20,7 +20,9 @@ var (
 	arxivOld = regexp.MustCompile(`^([a-z][a-z\-]*)(?:\.[a-z]{2})?/(\d{7})(v\d+)?$`)
 	// arXiv's DataCite DOIs: 10.48550/arXiv.2401.01234 is arXiv:2401.01234.
 	arxivDOI = "10.48550/arxiv."
-	doiRe    = regexp.MustCompile(`^10\.\d{4,9}/\S+$`)
+	// arXiv's OAI-PMH identifiers (lower-cased): oai:arXiv.org:2401.01234v2.
+	oaiPrefix = "oai:arxiv.org:"
+	doiRe     = regexp.MustCompile(`^10\.\d{4,9}/\S+$`)
 )
 
 // CanonicalID normalises an identifier from any source into paperpipe's canonical form:
@@ -30,8 +32,10 @@ var (
 //     → "arxiv:2401.01234";
 //     old-style "hep-th/9901001v3" → "arxiv:hep-th/9901001", and without the subject class,
 //     which is not part of the identifier: "math.AG/0601001" → "arxiv:math/0601001"; arXiv's
-//     DOIs too: "10.48550/arXiv.2401.01234" → "arxiv:2401.01234". An abstract page's URL may
-//     carry a query, a fragment or a final slash.
+//     DOIs too: "10.48550/arXiv.2401.01234" → "arxiv:2401.01234", and its OAI identifiers,
+//     which its announcement feeds (rss.arxiv.org) give for an entry's id:
+//     "oai:arXiv.org:2401.01234v2" → "arxiv:2401.01234". An abstract page's URL may carry a
+//     query, a fragment or a final slash.
 //   - DOIs lose "doi:" and resolver prefixes and are lower-cased: "doi:10.1000/XYZ" → "doi:10.1000/xyz".
 //   - Ids already canonical ("arxiv:…", "doi:…", "title:…") are normalised again.
 //   - Anything else is kept, trimmed, under "id:" so it cannot collide with the forms above.
@@ -81,11 +85,12 @@ func CanonicalID(raw string) (string, error) {
 		}
 	}
 	a = strings.TrimPrefix(a, "arxiv:")
+	a = strings.TrimPrefix(a, oaiPrefix)
 	a = strings.TrimSuffix(a, ".pdf")
 	if id := arxivID(a); id != "" {
 		return id, nil
 	}
-	if strings.HasPrefix(lower, "arxiv:") {
+	if strings.HasPrefix(lower, "arxiv:") || strings.HasPrefix(lower, oaiPrefix) {
 		return "", fmt.Errorf("malformed arXiv id %q: %w", raw, ErrInvalid)
 	}
 	return "id:" + s, nil

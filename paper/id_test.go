@@ -32,6 +32,10 @@ func TestCanonicalID(t *testing.T) {
 		// The paper's HTML page, which arXiv links beside the PDF ("HTML (experimental)").
 		{"https://arxiv.org/html/2401.01234v2", "arxiv:2401.01234"},
 		{"https://arxiv.org/html/2401.01234v1/#S2", "arxiv:2401.01234"},
+		// The OAI identifier, which arXiv's announcement feeds (rss.arxiv.org) give as an
+		// entry's <id> or an item's <guid>.
+		{"oai:arXiv.org:2401.01234v2", "arxiv:2401.01234"},
+		{"oai:arxiv.org:hep-th/9901001v3", "arxiv:hep-th/9901001"},
 		{"10.1000/XYZ.123", "doi:10.1000/xyz.123"},
 		{"doi:10.1000/xyz.123", "doi:10.1000/xyz.123"},
 		{"https://doi.org/10.1000/XYZ.123", "doi:10.1000/xyz.123"},
@@ -43,7 +47,7 @@ func TestCanonicalID(t *testing.T) {
 			t.Errorf("CanonicalID(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
 	}
-	for _, bad := range []string{"", "   ", "arxiv:notanid", "doi:11.2/x"} {
+	for _, bad := range []string{"", "   ", "arxiv:notanid", "doi:11.2/x", "oai:arXiv.org:notanid"} {
 		if _, err := CanonicalID(bad); !errors.Is(err, ErrInvalid) {
 			t.Errorf("CanonicalID(%q) error = %v, want ErrInvalid", bad, err)
 		}
