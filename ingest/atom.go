@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -40,6 +41,9 @@ type atomEntry struct {
 	Authors   []struct {
 		Name string `xml:"name"`
 	} `xml:"author"`
+	// Creators are Dublin Core's <dc:creator>: arXiv's announcement feeds (rss.arxiv.org) give
+	// an entry's authors in one, "A, B (Affiliation), C", and no <author>.
+	Creators   []string `xml:"creator"`
 	Categories []struct {
 		Term string `xml:"term,attr"`
 	} `xml:"category"`
@@ -140,9 +144,14 @@ func (p *atomParser) entry(line int, e *atomEntry) (paper.Abstract, error) {
 	if id == "" {
 		return paper.Abstract{}, p.r.recordErr(line, "", invalidf("entry has no <id>"))
 	}
-	f := fields{line: line, rawID: id, title: e.Title, abstract: e.Summary, tex: true}
+	f := fields{line: line, rawID: id, title: e.Title, abstract: stripAnnouncement(e.Summary), tex: true}
 	for _, a := range e.Authors {
 		f.authors = append(f.authors, a.Name)
+	}
+	if len(f.authors) == 0 {
+		for _, c := range e.Creators {
+			f.authors = append(f.authors, splitCreators(c)...)
+		}
 	}
 	for _, c := range e.Categories {
 		f.categories = append(f.categories, c.Term)
@@ -162,6 +171,52 @@ func (p *atomParser) entry(line int, e *atomEntry) (paper.Abstract, error) {
 	var err error
 	f.published, err = parseDate(field, date)
 	return p.r.buildOrFail(f, []error{err})
+}
+
+// announcement is the line arXiv's announcement feeds (rss.arxiv.org, RSS and Atom) put
+// before an abstract: "arXiv:2401.01234v2 Announce Type: replace \nAbstract: ".
+var announcement = regexp.MustCompile(`^\s*arXiv:\S+\s+Announce Type:\s*[\w-]+\s+Abstract:\s*`)
+
+// stripAnnouncement is abstract without the announcement line before it, if it has one: the
+// abstract alone is the paper's text. Kept, it was given to the model with the abstract, and
+// made the text of each announcement of a paper (new, then replace with another version) and
+// of its API or OAI record differ: another content hash, another TL;DR and vector bought for
+// the same abstract.
+func stripAnnouncement(abstract string) string {
+	if loc := announcement.FindStringIndex(abstract); loc != nil {
+		return abstract[loc[1]:]
+	}
+	return abstract
+}
+
+// splitCreators splits a <dc:creator> of arXiv's announcement feeds, "A, B (Affiliation,
+// Place), C", into names, at the commas outside parentheses, leaving the affiliations out (as
+// the OAI snapshot's authors are read).
+func splitCreators(s string) []string {
+	var out []string
+	var name strings.Builder
+	depth := 0
+	flush := func() {
+		if n := strings.TrimSpace(fold(name.String())); n != "" {
+			out = append(out, n)
+		}
+		name.Reset()
+	}
+	for _, c := range s {
+		switch {
+		case c == '(':
+			depth++
+		case c == ')':
+			depth = max(depth-1, 0)
+		case depth > 0:
+		case c == ',':
+			flush()
+		default:
+			name.WriteRune(c)
+		}
+	}
+	flush()
+	return out
 }
 
 // atomNamespace is the namespace of Atom's elements (RFC 4287).
