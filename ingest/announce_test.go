@@ -1,7 +1,9 @@
 package ingest
 
 import (
+	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,6 +63,125 @@ func TestAnnouncementPrefix(t *testing.T) {
 	} {
 		if got := stripAnnouncement(in); got != want {
 			t.Errorf("stripAnnouncement(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+func TestArxivAnnouncementRSSFeed(t *testing.T) {
+	t.Parallel()
+	papers, errs, events := readFixture(t, "arxiv-announce.rss.xml", RSS)
+	// Each item's line is the line of its <item> tag; a bad item is named, the rest go on.
+	equalEvents(t, events, []string{
+		"paper arxiv-announce.rss.xml:17 Sparse Routing for Experts",
+		"error arxiv-announce.rss.xml:30: record 2: arxiv:2401.17300: abstract is empty",
+		"paper arxiv-announce.rss.xml:41 An Older Paper, Revised",
+	})
+	if len(errs) == 1 && errs[0].Record != 2 {
+		t.Errorf("Record = %d, want 2", errs[0].Record)
+	}
+	if len(papers) != 2 {
+		t.Fatalf("%d papers, want 2", len(papers))
+	}
+	if want := announced("arxiv-announce.rss.xml:17"); !reflect.DeepEqual(papers[0], want) {
+		t.Errorf("paper:\n got %+v\nwant %+v", papers[0], want)
+	}
+	if got := papers[1]; got.ID != "arxiv:2312.04567" || got.Abstract != "Revised results on the old problem." ||
+		!reflect.DeepEqual(got.Categories, []string{"stat.ML", "cs.LG"}) {
+		t.Errorf("replacement: %+v", got)
+	}
+}
+
+// The same paper announced in the RSS and the Atom feed, and given by the arXiv API, is one
+// paper with one text.
+func TestAnnouncementFeedsAgreeWithTheAPI(t *testing.T) {
+	t.Parallel()
+	const api = `<feed xmlns="http://www.w3.org/2005/Atom"><entry><id>http://arxiv.org/abs/2401.17263v1</id>
+<published>2024-01-30T18:59:59Z</published><title>Sparse Routing for Experts</title>
+<summary>  We study routing in mixtures of experts. It works &amp; scales.
+</summary></entry></feed>`
+	fromAPI, _, _ := readString(t, api, "api", Options{})
+	rss, _, _ := readFixture(t, "arxiv-announce.rss.xml", RSS)
+	atom, _, _ := readFixture(t, "arxiv-announce.atom.xml", Atom)
+	if len(fromAPI) != 1 || len(rss) == 0 || len(atom) == 0 {
+		t.Fatalf("papers: api %d, rss %d, atom %d", len(fromAPI), len(rss), len(atom))
+	}
+	want := fromAPI[0]
+	for _, got := range []paper.Abstract{rss[0], atom[0]} {
+		if got.ID != want.ID || got.ContentHash() != want.ContentHash() {
+			t.Errorf("%s: id %q hash %.12s; the API's: id %q hash %.12s", got.Source, got.ID, got.ContentHash(), want.ID, want.ContentHash())
+		}
+	}
+}
+
+func TestRSSEmptyFeed(t *testing.T) {
+	t.Parallel()
+	// arXiv's feed on a day without announcements (a weekend, a holiday): a channel without items.
+	const in = `<?xml version='1.0' encoding='UTF-8'?>
+<rss xmlns:arxiv="http://arxiv.org/schemas/atom" version="2.0"><channel>
+<title>cs.LG updates on arXiv.org</title><link>http://rss.arxiv.org/rss/cs.LG</link>
+<description>cs.LG updates on the arXiv.org e-print archive.</description>
+<skipDays><day>Saturday</day><day>Sunday</day></skipDays>
+</channel></rss>`
+	r, err := NewReader(strings.NewReader(in), "f", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	papers, errs, _ := readAll(t, r)
+	if len(papers)+len(errs) != 0 || !r.Empty() || r.Format() != RSS {
+		t.Errorf("papers %d, errors %d, Empty %v, Format %s", len(papers), len(errs), r.Empty(), r.Format())
+	}
+}
+
+// A forced format reads only its own root element, saying what to do with the other.
+func TestXMLFeedForcedFormat(t *testing.T) {
+	t.Parallel()
+	const rss = `<rss version="2.0"><channel><item><guid>oai:arXiv.org:2401.00001v1</guid><title>Good</title><description>Fine.</description></item></channel></rss>`
+	const atom = `<feed xmlns="http://www.w3.org/2005/Atom"><entry><id>http://arxiv.org/abs/2401.00001v1</id><title>Good</title><summary>Fine.</summary></entry></feed>`
+	for _, tc := range []struct {
+		in     string
+		format Format
+		want   string // the error, or "" for the paper
+	}{
+		{rss, RSS, ""},
+		{atom, Atom, ""},
+		{rss, Atom, "f:1: not an Atom feed (root <rss>): this is an RSS feed; read it with --format rss, or leave --format out"},
+		{atom, RSS, "f:1: not an RSS feed (root <feed>, want <rss>): --format rss reads RSS 2.0 feeds"},
+	} {
+		r, err := NewReader(strings.NewReader(tc.in), "f", Options{Format: tc.format})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := r.Next()
+		switch {
+		case tc.want == "" && (err != nil || a.ID != "arxiv:2401.00001"):
+			t.Errorf("%s of %.5s: %+v, %v", tc.format, tc.in, a, err)
+		case tc.want != "" && (err == nil || !errors.Is(err, paper.ErrInvalid) || !strings.HasPrefix(err.Error(), tc.want)):
+			t.Errorf("%s of %.5s: error %v, want %q…", tc.format, tc.in, err, tc.want)
+		}
+	}
+}
+
+// An RSS feed that is not arXiv's: a <link> for an id when there is no <guid>, the title's id
+// without either, a bad <pubDate> named.
+func TestRSSOtherFeeds(t *testing.T) {
+	t.Parallel()
+	in := `<rss version="2.0"><channel><title>Lab papers</title>
+<item><title>Linked</title><link>https://example.org/papers/7</link><description>` + words(25) + `</description><pubDate>Mon, 4 Mar 2024 09:30:00 GMT</pubDate></item>
+<item><title>Bare</title><description>` + words(25) + `</description></item>
+<item><title>Bad Date</title><guid>https://arxiv.org/abs/2401.00002v2</guid><description>Fine.</description><pubDate>yesterday</pubDate></item>
+</channel></rss>`
+	papers, _, events := readString(t, in, "f", Options{})
+	equalEvents(t, events, []string{
+		"paper f:2 Linked",
+		"paper f:3 Bare",
+		`error f:4: record 3: arxiv:2401.00002: <pubDate> "yesterday" is not an RFC 822 date (Thu, 01 Feb 2024 00:00:00 -0500)`,
+	})
+	if len(papers) == 2 {
+		if p := papers[0]; p.ID != "id:https://example.org/papers/7" || p.URL != "https://example.org/papers/7" ||
+			!p.Published.Equal(time.Date(2024, 3, 4, 9, 30, 0, 0, time.UTC)) {
+			t.Errorf("linked: %+v", p)
+		}
+		if p := papers[1]; p.ID != titleID("Bare") {
+			t.Errorf("bare: id %q, want the title's", p.ID)
 		}
 	}
 }

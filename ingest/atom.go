@@ -8,16 +8,21 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/paperpipe/paperpipe/paper"
 )
 
-// atomParser reads an arXiv API Atom feed token by token, decoding one <entry> at a time.
+// atomParser reads an XML feed token by token, decoding one record at a time: an Atom feed
+// (the arXiv API's, arXiv's announcements) one <entry> at a time, an RSS 2.0 feed (arXiv's
+// announcements) one <item> at a time. The root element says which; a forced format takes only
+// its own.
 type atomParser struct {
 	r    *Reader
 	dec  *xml.Decoder
-	n    int  // entries read
-	root bool // the root element was read, and is <feed>
+	n    int  // records read
+	root bool // the root element was read, and is <feed> or <rss>
+	rss  bool // the root element is <rss>: the records are <item>s
 	// The feed's OpenSearch counts (opensearch:totalResults, startIndex, itemsPerPage); -1
 	// when it has none. See empty.
 	total, start, perPage int
@@ -71,13 +76,16 @@ func (p *atomParser) next() (paper.Abstract, error) {
 		}
 		se, ok := tok.(xml.StartElement)
 		if ok && !p.root {
-			if se.Name.Local != "feed" {
-				return paper.Abstract{}, p.notAtom(se.Name.Local)
+			if err := p.rootElement(se.Name.Local); err != nil {
+				return paper.Abstract{}, err
 			}
 			p.root = true
 			continue
 		}
-		if ok && p.n == 0 {
+		if ok && p.rss && se.Name.Local == "item" {
+			return p.item(&se)
+		}
+		if ok && p.n == 0 && !p.rss {
 			if count := p.count(se.Name.Local); count != nil {
 				var v string
 				if err := p.dec.DecodeElement(&v, &se); err != nil {
@@ -89,7 +97,7 @@ func (p *atomParser) next() (paper.Abstract, error) {
 				continue
 			}
 		}
-		if !ok || se.Name.Local != "entry" {
+		if !ok || se.Name.Local != "entry" || p.rss {
 			continue
 		}
 		line, _ := p.dec.InputPos()
@@ -105,6 +113,88 @@ func (p *atomParser) next() (paper.Abstract, error) {
 		}
 		return a, err
 	}
+}
+
+// rootElement takes the document's root element, local: Atom's <feed>, or RSS's <rss> when
+// RSS is forced or the format was detected (the Reader's format becomes RSS).
+func (p *atomParser) rootElement(local string) error {
+	switch {
+	case local == "feed" && p.r.opts.Format == Atom:
+		return nil
+	case local == "rss" && (p.r.opts.Format == RSS || p.r.detected):
+		p.rss = true
+		p.r.opts.Format = RSS
+		return nil
+	case p.r.opts.Format == RSS:
+		line, _ := p.dec.InputPos()
+		return &stopError{msg: fmt.Sprintf("%s:%d: not an RSS feed (root <%s>, want <rss>): --format rss reads RSS 2.0 feeds such as arXiv's (https://rss.arxiv.org/rss/cs.LG); leave --format out to read what the content is", p.r.name, line, local), err: paper.ErrInvalid}
+	}
+	return p.notAtom(local)
+}
+
+// rssItem is the part of an RSS 2.0 <item> that is used. Local names match any namespace.
+type rssItem struct {
+	Title       string   `xml:"title"`
+	Links       []string `xml:"link"`
+	Description string   `xml:"description"`
+	GUID        string   `xml:"guid"`
+	PubDate     string   `xml:"pubDate"`
+	Categories  []string `xml:"category"`
+	// Creators are Dublin Core's <dc:creator>: arXiv's gives an item's authors in one (see
+	// splitCreators). RSS's own <author> is an e-mail address, not read.
+	Creators []string `xml:"creator"`
+}
+
+// item decodes and validates the <item> se starts: its id the <guid> (arXiv's OAI identifier,
+// oai:arXiv.org:2401.01234v2), or its <link> without one (and the title's without either);
+// its abstract the <description>,
+// without the announcement line arXiv puts before it.
+func (p *atomParser) item(se *xml.StartElement) (paper.Abstract, error) {
+	line, _ := p.dec.InputPos()
+	p.n++
+	var it rssItem
+	if err := p.dec.DecodeElement(&it, se); err != nil {
+		return paper.Abstract{}, p.fatal(err)
+	}
+	f := fields{line: line, title: it.Title, abstract: stripAnnouncement(it.Description), categories: it.Categories, tex: true}
+	for _, l := range it.Links {
+		if f.url = strings.TrimSpace(l); f.url != "" {
+			break
+		}
+	}
+	if f.rawID = strings.TrimSpace(it.GUID); f.rawID == "" {
+		f.rawID = f.url // without either, the title's id, as a JSON record without one
+	}
+	for _, c := range it.Creators {
+		f.authors = append(f.authors, splitCreators(c)...)
+	}
+	var err error
+	f.published, err = parseRSSDate(it.PubDate)
+	a, err := p.r.buildOrFail(f, []error{err})
+	var re *RecordError
+	if errors.As(err, &re) {
+		re.Record = p.n
+	}
+	return a, err
+}
+
+// rssDateLayouts are the forms of an RSS <pubDate> (RFC 822 with a four-digit year, as RSS 2.0
+// has it), and RFC 3339, which some feeds write instead.
+var rssDateLayouts = []string{time.RFC1123Z, time.RFC1123, "Mon, 2 Jan 2006 15:04:05 -0700", "Mon, 2 Jan 2006 15:04:05 MST",
+	"2 Jan 2006 15:04:05 -0700", time.RFC3339Nano}
+
+// parseRSSDate parses an item's <pubDate>; empty is the zero time.
+func parseRSSDate(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	for _, l := range rssDateLayouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, invalidf("<pubDate> %q is not an RFC 822 date (Thu, 01 Feb 2024 00:00:00 -0500)", s)
 }
 
 // count is where the OpenSearch count named local is kept, or nil for another element.
@@ -223,7 +313,7 @@ func splitCreators(s string) []string {
 const atomNamespace = "http://www.w3.org/2005/Atom"
 
 // notAtom is the error of an XML document whose root element (root; "" when it has none) is
-// not Atom's <feed>: arXiv's RSS feed, or an HTML page given for the API's URL, read as an Atom
+// not Atom's <feed>, nor RSS's <rss> unless Atom was forced: an RSS 1.0 feed, or an HTML page given for the API's URL, read as an Atom
 // feed without entries, was 0 papers and no error. Any namespace is accepted with the name
 // feed (arXiv's is atomNamespace), as for the entries' elements.
 func (p *atomParser) notAtom(root string) error {
@@ -232,9 +322,10 @@ func (p *atomParser) notAtom(root string) error {
 	switch strings.ToLower(root) {
 	case "":
 		what = "not an Atom feed (no root element): paperpipe reads arXiv's Atom API answers (<feed> of <entry>s)"
-	case "rss", "rdf":
-		what = fmt.Sprintf("not an Atom feed (root <%s>): paperpipe reads arXiv's Atom API (export.arxiv.org/api/query), not RSS; "+
-			"ask the API for the same listing, e.g. https://export.arxiv.org/api/query?search_query=cat:cs.LG&sortBy=submittedDate&sortOrder=descending&max_results=100", root)
+	case "rss":
+		what = fmt.Sprintf("not an Atom feed (root <%s>): this is an RSS feed; read it with --format rss, or leave --format out", root)
+	case "rdf":
+		what = fmt.Sprintf("not an Atom feed (root <%s>): paperpipe reads RSS 2.0 (<rss>, arXiv's https://rss.arxiv.org/rss/cs.LG) and Atom feeds, not RSS 1.0", root)
 	case "html":
 		what = fmt.Sprintf("not an Atom feed (root <%s>): this is an HTML page; give arXiv's Atom API URL (export.arxiv.org/api/query?search_query=…) "+
 			"or a file in one of the formats ingest reads (text, JSONL, arXiv OAI, Atom, Hugging Face daily papers)", root)

@@ -51,10 +51,12 @@ func readFixture(t *testing.T, name string, want Format) ([]paper.Abstract, []*R
 	if err != nil {
 		t.Fatal(err)
 	}
+	papers, errs, events := readAll(t, r)
+	// An XML feed's root element, read with its first record, tells Atom from RSS.
 	if r.Format() != want {
 		t.Fatalf("Format() = %q, want %s", r.Format(), want)
 	}
-	return readAll(t, r)
+	return papers, errs, events
 }
 
 // readString reads input with the given name and options.

@@ -26,11 +26,12 @@ const (
 	Text    Format = "text"  // title line, blank line, abstract paragraph (the sample archive)
 	JSONL   Format = "jsonl" // one JSON object per line: id, title, abstract, …
 	OAI     Format = "oai"   // the arXiv OAI metadata snapshot (JSON lines)
-	Atom    Format = "atom"  // an arXiv API Atom feed
+	Atom    Format = "atom"  // an Atom feed: the arXiv API's, arXiv's announcements
+	RSS     Format = "rss"   // an RSS 2.0 feed: arXiv's announcements (rss.arxiv.org/rss/…)
 	HFDaily Format = "hf"    // Hugging Face daily-papers JSON (an array)
 )
 
-var formats = []Format{Auto, Text, JSONL, OAI, Atom, HFDaily}
+var formats = []Format{Auto, Text, JSONL, OAI, Atom, RSS, HFDaily}
 
 // ParseFormat returns the Format named by s (case-insensitive; empty means Auto), for a
 // --format flag. An unknown name is an error that lists the valid ones.
@@ -257,7 +258,7 @@ func (d *decoder) read(r io.Reader) {
 
 // papersWanted is what the commands reading papers take, for the refusal of a PDF or binary data.
 const papersWanted = "papers' titles and abstracts as UTF-8 text (a title line, a blank line, the abstract paragraph), " +
-	"JSON lines, the arXiv OAI snapshot, an arXiv API Atom feed or Hugging Face daily-papers JSON (see --format)"
+	"JSON lines, the arXiv OAI snapshot, an arXiv Atom or RSS feed or Hugging Face daily-papers JSON (see --format)"
 
 // Content is the content of a source as UTF-8 text, for commands that read another format
 // than papers (import-embeddings' vector lines) through the same decoding as NewReader:
@@ -323,7 +324,7 @@ func NewReader(r io.Reader, name string, opts Options) (*Reader, error) {
 		rd.p = newJSONLParser(rd, false)
 	case OAI:
 		rd.p = newJSONLParser(rd, true)
-	case Atom:
+	case Atom, RSS:
 		rd.p = newAtomParser(rd)
 	case HFDaily:
 		rd.p = newHFParser(rd)
@@ -360,6 +361,8 @@ func (r *Reader) Next() (paper.Abstract, error) {
 func (r *Reader) Empty() bool { return r.err == io.EOF && r.records == 0 }
 
 // Format returns the format being read: the one forced by Options.Format or the one detected.
+// Of detected XML it is Atom until the first Next has read the root element, which tells Atom
+// from RSS.
 func (r *Reader) Format() Format { return r.opts.Format }
 
 // Offset returns the number of bytes of input consumed so far, for progress reports: of
@@ -569,7 +572,8 @@ func skipBOM(br *bufio.Reader) bool {
 var oaiKeys = regexp.MustCompile(`"(versions|update_date|submitter|authors_parsed)"\s*:`)
 
 // Detect names the format of content that starts with head (up to 64 KiB is plenty): "<?",
-// "<!" or '<' and a letter is Atom; '[' followed by '{' or ']' is Hugging Face daily papers;
+// "<!" or '<' and a letter is Atom (XML: its root element, read by the Reader, tells Atom's
+// <feed> from RSS's <rss>, and Format says which it was); '[' followed by '{' or ']' is Hugging Face daily papers;
 // '{' followed by '"' or '}' is the OAI snapshot when the first line has an OAI-only key
 // ("versions", "update_date", "submitter", "authors_parsed") and JSONL otherwise (white space
 // may come between '[' or '{' and what follows); anything else is Text, such as a title

@@ -214,13 +214,13 @@ func TestForcedFormatWins(t *testing.T) {
 
 func TestParseFormat(t *testing.T) {
 	t.Parallel()
-	for in, want := range map[string]Format{"": Auto, "auto": Auto, "TEXT": Text, " jsonl ": JSONL, "oai": OAI, "atom": Atom, "hf": HFDaily} {
+	for in, want := range map[string]Format{"": Auto, "auto": Auto, "TEXT": Text, " jsonl ": JSONL, "oai": OAI, "atom": Atom, "RSS": RSS, "hf": HFDaily} {
 		if got, err := ParseFormat(in); err != nil || got != want {
 			t.Errorf("ParseFormat(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
 	_, err := ParseFormat("csv")
-	if !errors.Is(err, paper.ErrInvalid) || !strings.Contains(err.Error(), "auto, text, jsonl, oai, atom, hf") {
+	if !errors.Is(err, paper.ErrInvalid) || !strings.Contains(err.Error(), "auto, text, jsonl, oai, atom, rss, hf") {
 		t.Errorf("ParseFormat(csv) error = %v; want ErrInvalid listing the valid names", err)
 	}
 }

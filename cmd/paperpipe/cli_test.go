@@ -474,7 +474,7 @@ func TestUsageErrorsSayNoSentinel(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"ingest", "--format", "bogus", "x.jsonl"}, `unknown format "bogus" (valid: auto, text, jsonl, oai, atom, hf)`},
+		{[]string{"ingest", "--format", "bogus", "x.jsonl"}, `unknown format "bogus" (valid: auto, text, jsonl, oai, atom, rss, hf)`},
 		{[]string{"summarize", "--format", "bogus", "x.jsonl"}, `unknown format "bogus"`},
 		{[]string{"list", "--after", "garbage"}, "the cursor a previous page printed"},
 	} {

@@ -154,7 +154,7 @@ type inputFlags struct {
 
 func addInputFlags(fs *flag.FlagSet) inputFlags {
 	return inputFlags{
-		format:   fs.String("format", "auto", "input format: auto, text, jsonl, oai (the arXiv metadata snapshot's JSON lines, not OAI-PMH XML), atom, hf"),
+		format:   fs.String("format", "auto", "input format: auto, text, jsonl, oai (the arXiv metadata snapshot's JSON lines, not OAI-PMH XML), atom, rss, hf"),
 		maxBytes: fs.Int("max-abstract-bytes", 32<<10, "reject abstracts longer than this many bytes (at least 1)"),
 	}
 }

@@ -45,7 +45,7 @@ func cmdRemove(ctx context.Context, c *config, args []string) error {
 	idsFile := fs.String("ids", "", "remove the papers whose ids `FILE` lists, one per line (- for standard input)")
 	var from stringsFlag
 	fs.Var(&from, "from", "remove the papers `FILE` (or URL, or - for standard input) holds, as ingest reads it; repeatable")
-	format := fs.String("format", "auto", "--from's format: auto, text, jsonl, oai, atom or hf")
+	format := fs.String("format", "auto", "--from's format: auto, text, jsonl, oai, atom, rss or hf")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err

@@ -33,7 +33,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"up", "", "run NATS (embedded unless NATS_URL is set), a worker and the HTTP server (web UI, API) in one process", cmdUp},
-		{"ingest", "FILE|URL|-", "publish abstracts (text, JSONL, arXiv OAI, Atom, HF daily) for processing", cmdIngest},
+		{"ingest", "FILE|URL|-", "publish abstracts (text, JSONL, arXiv OAI, Atom, RSS, HF daily) for processing", cmdIngest},
 		{"worker", "", "consume abstracts and write TL;DRs and embeddings", cmdWorker},
 		{"serve", "", "serve the HTTP JSON API, the web UI and /metrics", cmdServe},
 		{"show", "ID|TITLE", "show one paper with its TL;DR", cmdShow},
