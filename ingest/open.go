@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -175,7 +176,7 @@ type nopCloser struct{}
 func (nopCloser) Close() error { return nil }
 
 // fetch GETs rawURL and returns its body, a read of which fails when no data comes for
-// timeout. Errors name the URL as shown, never as given: it may carry secrets (see Name).
+// timeout. A 429 or 503 with a short Retry-After is asked again after it (see fetchAttempts). Errors name the URL as shown, never as given: it may carry secrets (see Name).
 func fetch(ctx context.Context, rawURL, shown string, timeout time.Duration) (*idleBody, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	b := &idleBody{cancel: cancel, ctx: ctx, timeout: timeout}
@@ -197,30 +198,77 @@ func fetch(ctx context.Context, rawURL, shown string, timeout time.Duration) (*i
 		return fail(fmt.Errorf("making request for %s: %w", shown, err))
 	}
 	req.Header.Set("User-Agent", "paperpipe-ingest/1")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-			err = cause
+	for attempt := 1; ; attempt++ {
+		b.timer.Reset(timeout)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+				err = cause
+			}
+			// The client's *url.Error names the URL (or a redirect's) with only its password hidden.
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				ue.URL = redact.URL(ue.URL)
+			}
+			return fail(fmt.Errorf("fetching source: %w", err))
 		}
-		// The client's *url.Error names the URL (or a redirect's) with only its password hidden.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			ue.URL = redact.URL(ue.URL)
+		if resp.StatusCode == http.StatusOK {
+			b.body = resp.Body
+			break
 		}
-		return fail(fmt.Errorf("fetching source: %w", err))
-	}
-	if resp.StatusCode != http.StatusOK {
 		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, errorPageRead))
 		_ = resp.Body.Close()
 		msg := fmt.Sprintf("GET %s: server answered %s", shown, resp.Status)
 		if s := errorText(resp.Header.Get("Content-Type"), snippet); s != "" {
 			msg += ": " + s
 		}
+		if wait, ok := retryAfter(resp); ok {
+			switch {
+			case wait > maxRetryAfter:
+				msg += fmt.Sprintf(" (it asks to be asked again in %s: Retry-After; fetch it again then)", wait)
+			case attempt >= fetchAttempts:
+				msg += fmt.Sprintf(" (asked %d times, waiting the Retry-After it gave between them)", attempt)
+			default:
+				b.timer.Stop()
+				t := time.NewTimer(wait)
+				select {
+				case <-t.C:
+					continue
+				case <-ctx.Done():
+					t.Stop()
+					return fail(fmt.Errorf("fetching source: GET %s: waiting the %s its server asked for (Retry-After): %w", shown, wait, context.Cause(ctx)))
+				}
+			}
+		}
 		return fail(errors.New(msg))
 	}
-	b.body = resp.Body
 	b.timer.Stop() // Read runs it while it waits
 	return b, nil
+}
+
+// A 429 or 503 answer with a Retry-After (arXiv's servers give them to a client that asks too
+// often: its API wants three seconds between requests) is asked again after the wait, up to
+// fetchAttempts requests in all, when the wait is at most maxRetryAfter; otherwise the error
+// says what the server asked for.
+const (
+	fetchAttempts = 4
+	maxRetryAfter = time.Minute
+)
+
+// retryAfter is the wait a 429 or 503 answer asks for in its Retry-After (seconds, or an HTTP
+// date; a date past is no wait); ok is false for another status or without a valid one.
+func retryAfter(resp *http.Response) (wait time.Duration, ok bool) {
+	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
+		return 0, false
+	}
+	v := strings.TrimSpace(resp.Header.Get("Retry-After"))
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return time.Duration(n) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0).Round(time.Second), true
+	}
+	return 0, false
 }
 
 // idleBody is an HTTP body whose reads fail when the server sends nothing for timeout. The

@@ -1,0 +1,89 @@
+package ingest
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// arXiv's servers answer 429 or 503 with a Retry-After when asked too often (its API asks for
+// three seconds between requests: the pages of a query fetched in a row). A daily feed's cron
+// job failed on such an answer, though waiting the few seconds asked would have read the day's
+// papers: the feed is fetched again after the wait, a few times at most.
+func TestOpenURLWaitsTheRetryAfterItIsAsked(t *testing.T) {
+	t.Parallel()
+	feed, err := os.ReadFile("testdata/arxiv-announce.rss.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		status int
+		after  func() string // the Retry-After of each refusal
+	}{
+		{http.StatusServiceUnavailable, func() string { return "1" }},
+		{http.StatusTooManyRequests, func() string { return "0" }},
+		// An HTTP date: a date in the past is "now".
+		{http.StatusServiceUnavailable, func() string { return time.Now().Add(-time.Minute).UTC().Format(http.TimeFormat) }},
+	} {
+		var calls atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if calls.Add(1) <= 2 {
+				w.Header().Set("Retry-After", tc.after())
+				w.WriteHeader(tc.status)
+				fmt.Fprintln(w, "Rate exceeded.")
+				return
+			}
+			w.Write(feed)
+		}))
+		r, c, err := Open(srv.URL+"/rss/cs.LG", Options{})
+		if err != nil {
+			t.Errorf("%d, Retry-After %s: %v", tc.status, tc.after(), err)
+			srv.Close()
+			continue
+		}
+		papers, _, _ := readAll(t, r)
+		c.Close()
+		srv.Close()
+		if len(papers) != 2 || calls.Load() != 3 {
+			t.Errorf("%d: %d papers after %d requests, want 2 after 3", tc.status, len(papers), calls.Load())
+		}
+	}
+}
+
+// A wait longer than paperpipe takes, a refusal without Retry-After, or one repeated past the
+// retries, fails the source at once, saying what the server asked for.
+func TestOpenURLRetryAfterItWillNotWaitIsNamed(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		calls.Add(1)
+		switch req.URL.Path {
+		case "/hour":
+			w.Header().Set("Retry-After", "3600")
+		case "/always":
+			w.Header().Set("Retry-After", "0")
+		}
+		w.WriteHeader(http.StatusTooManyRequests)
+		fmt.Fprintln(w, "Rate exceeded.")
+	}))
+	defer srv.Close()
+	for path, want := range map[string]string{
+		"/hour":   "server answered 429 Too Many Requests: Rate exceeded. (it asks to be asked again in 1h0m0s: Retry-After; fetch it again then)",
+		"/none":   "server answered 429 Too Many Requests: Rate exceeded.",
+		"/always": "server answered 429 Too Many Requests: Rate exceeded. (asked 4 times, waiting the Retry-After it gave between them)",
+	} {
+		calls.Store(0)
+		_, _, err := Open(srv.URL+path, Options{})
+		if err == nil || !strings.HasSuffix(err.Error(), want) {
+			t.Errorf("%s: error %v, want it to end with %q", path, err, want)
+		}
+		if n, retried := calls.Load(), path == "/always"; (n > 1) != retried {
+			t.Errorf("%s: %d requests", path, n)
+		}
+	}
+}
