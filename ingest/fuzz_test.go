@@ -27,7 +27,7 @@ import (
 // (not judged as a file), a byte a read or half a buffer a read; and the same again from the
 // input gzip-compressed (the probe decides for a file and its gzip alike).
 func FuzzReader(f *testing.F) {
-	for _, name := range []string{"atom.xml", "bad.jsonl", "good.jsonl", "hf.json", "oai.jsonl"} {
+	for _, name := range []string{"atom.xml", "arxiv-announce.atom.xml", "arxiv-announce.rss.xml", "bad.jsonl", "good.jsonl", "hf.json", "oai.jsonl"} {
 		b, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
 			f.Fatal(err)
