@@ -606,3 +606,43 @@ func TestOpenHTTPErrorPageIsToldAsText(t *testing.T) {
 		}
 	}
 }
+
+// The arXiv API answers a bad query (`start=foo`, a malformed id in id_list) with 400 Bad
+// Request and an Atom feed holding one error entry (github.com/arXiv/arxiv-search issue 257
+// quotes one). The error named the feed's <title>, which repeats the query, and not the
+// entry's <summary>, which says what is wrong with it.
+func TestOpenURLArxivAPIErrorAnswerIsNamed(t *testing.T) {
+	t.Parallel()
+	const body = `<?xml version="1.0" encoding="UTF-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom">
+  <link href="http://arxiv.org/api/query?search_query%3Dall%3Aelectron%26id_list%3D%26start%3Dfoo" rel="self" type="application/atom+xml"/>
+  <title type="html">ArXiv Query: search_query=all:electron&amp;id_list=&amp;start=foo</title>
+  <id>http://arxiv.org/api/UWzh+Yg7RhgQkCAe0CazZj6gCc4</id>
+  <updated>2020-01-17T00:00:00-05:00</updated>
+  <opensearch:totalResults xmlns:opensearch="http://a9.com/-/spec/opensearch/1.1/">1</opensearch:totalResults>
+  <opensearch:startIndex xmlns:opensearch="http://a9.com/-/spec/opensearch/1.1/">0</opensearch:startIndex>
+  <opensearch:itemsPerPage xmlns:opensearch="http://a9.com/-/spec/opensearch/1.1/">1</opensearch:itemsPerPage>
+  <entry>
+    <id>http://arxiv.org/api/errors#start_must_be_an_integer</id>
+    <title>Error</title>
+    <summary>start must be an integer</summary>
+    <updated>2020-01-17T00:00:00-05:00</updated>
+    <link href="http://arxiv.org/api/errors#start_must_be_an_integer" rel="alternate" type="text/html"/>
+    <author>
+      <name>arXiv api core</name>
+    </author>
+  </entry>
+</feed>
+`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Content-Type", "application/atom+xml; charset=utf-8")
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, body)
+	}))
+	defer srv.Close()
+	_, _, err := Open(srv.URL+"/api/query?search_query=all:electron&start=foo", Options{})
+	want := "server answered 400 Bad Request: the arXiv API reports an error: start must be an integer"
+	if err == nil || !strings.HasSuffix(err.Error(), want) {
+		t.Errorf("error %v, want it to end with %q", err, want)
+	}
+}

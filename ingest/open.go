@@ -325,13 +325,21 @@ var (
 	htmlTitle  = regexp.MustCompile(`(?is)<title[^>]*>(.*?)</title>`)
 	htmlHidden = regexp.MustCompile(`(?is)<(script|style|head)[^>]*>.*?</(script|style|head)>`)
 	htmlTag    = regexp.MustCompile(`(?s)<[^>]*>?`)
+	// arxivAPIError is the error entry of the Atom feed the arXiv API answers a bad query with
+	// (400 Bad Request): its <summary> says what is wrong; the feed's <title> only repeats the
+	// query.
+	arxivAPIError = regexp.MustCompile(`(?s)<id>\s*https?://arxiv\.org/api/errors[^<]*</id>.*?<summary[^>]*>(.*?)</summary>`)
 )
 
-// errorText is what an error answer's body says, for its error: an HTML page (a web server's
+// errorText is what an error answer's body says, for its error: the arXiv API's error feed
+// by its error entry's summary, an HTML page (a web server's
 // or a site's 404) by its title, or else its words, not its markup; another body as it is;
 // either folded to one line and cut at errorTextAt bytes.
 func errorText(contentType string, body []byte) string {
 	s := string(body)
+	if m := arxivAPIError.FindStringSubmatch(s); m != nil && fold(html.UnescapeString(m[1])) != "" {
+		return cutText(fold("the arXiv API reports an error: " + html.UnescapeString(m[1])))
+	}
 	if strings.Contains(strings.ToLower(contentType), "html") || strings.HasPrefix(strings.TrimSpace(s), "<") {
 		if m := htmlTitle.FindStringSubmatch(s); m != nil && fold(html.UnescapeString(m[1])) != "" {
 			s = m[1]
@@ -340,13 +348,17 @@ func errorText(contentType string, body []byte) string {
 		}
 		s = html.UnescapeString(s)
 	}
-	s = fold(s)
+	return cutText(fold(s))
+}
+
+// cutText is s cut at errorTextAt bytes, at a character's start.
+func cutText(s string) string {
 	if len(s) > errorTextAt {
-		cut := errorTextAt
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
+		at := errorTextAt
+		for at > 0 && !utf8.RuneStart(s[at]) {
+			at--
 		}
-		s = s[:cut]
+		s = s[:at]
 	}
 	return s
 }
