@@ -185,3 +185,23 @@ func TestRSSOtherFeeds(t *testing.T) {
 		}
 	}
 }
+
+// A replacement's announcement is dated the day of its new version; the paper's date is its
+// first version's. Taken for the paper's, it moved a 2023 paper to the day of its third
+// version (the store overwrites a date with the one a reading gives): a replacement gives none,
+// and the store keeps the one it has.
+func TestAnnouncedReplacementsGiveNoDate(t *testing.T) {
+	t.Parallel()
+	for name, format := range map[string]Format{"arxiv-announce.atom.xml": Atom, "arxiv-announce.rss.xml": RSS} {
+		papers, _, _ := readFixture(t, name, format)
+		if len(papers) != 2 {
+			t.Fatalf("%s: %d papers", name, len(papers))
+		}
+		if p := papers[0]; p.Published.IsZero() {
+			t.Errorf("%s: the new paper %s has no date", name, p.ID)
+		}
+		if p := papers[1]; !p.Published.IsZero() {
+			t.Errorf("%s: the replacement %s is dated %s, the day of its announcement", name, p.ID, p.Published)
+		}
+	}
+}

@@ -48,8 +48,11 @@ type atomEntry struct {
 	} `xml:"author"`
 	// Creators are Dublin Core's <dc:creator>: arXiv's announcement feeds (rss.arxiv.org) give
 	// an entry's authors in one, "A, B (Affiliation), C", and no <author>.
-	Creators   []string `xml:"creator"`
-	Categories []struct {
+	Creators []string `xml:"creator"`
+	// AnnounceType is an announcement's <arxiv:announce_type>: new, cross, replace,
+	// replace-cross (see announcedDate).
+	AnnounceType string `xml:"announce_type"`
+	Categories   []struct {
 		Term string `xml:"term,attr"`
 	} `xml:"category"`
 	Links []struct {
@@ -143,6 +146,16 @@ type rssItem struct {
 	// Creators are Dublin Core's <dc:creator>: arXiv's gives an item's authors in one (see
 	// splitCreators). RSS's own <author> is an e-mail address, not read.
 	Creators []string `xml:"creator"`
+	// AnnounceType is arXiv's <arxiv:announce_type> (see announcedDate).
+	AnnounceType string `xml:"announce_type"`
+}
+
+// announcedDate reports whether an announcement of type typ (arXiv's <arxiv:announce_type>;
+// "" in feeds without one) is dated as the paper is: a new paper's or a cross-list's is the
+// day it was first announced; a replacement's ("replace", "replace-cross") is the day of its
+// new version, not the paper's date, and gives none (the store keeps the date it has).
+func announcedDate(typ string) bool {
+	return !strings.HasPrefix(strings.ToLower(strings.TrimSpace(typ)), "replace")
 }
 
 // item decodes and validates the <item> se starts: its id the <guid> (arXiv's OAI identifier,
@@ -169,7 +182,9 @@ func (p *atomParser) item(se *xml.StartElement) (paper.Abstract, error) {
 		f.authors = append(f.authors, splitCreators(c)...)
 	}
 	var err error
-	f.published, err = parseRSSDate(it.PubDate)
+	if announcedDate(it.AnnounceType) {
+		f.published, err = parseRSSDate(it.PubDate)
+	}
 	a, err := p.r.buildOrFail(f, []error{err})
 	var re *RecordError
 	if errors.As(err, &re) {
@@ -259,7 +274,9 @@ func (p *atomParser) entry(line int, e *atomEntry) (paper.Abstract, error) {
 		field, date = "<updated>", e.Updated
 	}
 	var err error
-	f.published, err = parseDate(field, date)
+	if announcedDate(e.AnnounceType) {
+		f.published, err = parseDate(field, date)
+	}
 	return p.r.buildOrFail(f, []error{err})
 }
 
