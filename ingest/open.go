@@ -230,7 +230,7 @@ func fetch(ctx context.Context, rawURL, shown string, timeout time.Duration) (*i
 				msg += fmt.Sprintf(" (asked %d times, waiting the Retry-After it gave between them)", attempt)
 			default:
 				b.timer.Stop()
-				t := time.NewTimer(wait)
+				t := newWaitTimer(wait)
 				select {
 				case <-t.C:
 					continue
@@ -254,6 +254,9 @@ const (
 	fetchAttempts = 4
 	maxRetryAfter = time.Minute
 )
+
+// newWaitTimer makes the timer of a wait for a Retry-After: a variable for the tests.
+var newWaitTimer = time.NewTimer
 
 // retryAfter is the wait a 429 or 503 answer asks for in its Retry-After (seconds, or an HTTP
 // date; a date past is no wait); ok is false for another status or without a valid one.

@@ -1,6 +1,8 @@
 package ingest
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -85,5 +87,28 @@ func TestOpenURLRetryAfterItWillNotWaitIsNamed(t *testing.T) {
 		if n, retried := calls.Load(), path == "/always"; (n > 1) != retried {
 			t.Errorf("%s: %d requests", path, n)
 		}
+	}
+}
+
+// Ctrl-C ends the wait for a Retry-After at once (README: it stops at once), saying what it
+// was waiting for. Not parallel: it replaces newWaitTimer.
+func TestOpenURLRetryAfterWaitEndsWithTheContext(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Retry-After", "60")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	waits := 0
+	newWaitTimer = func(d time.Duration) *time.Timer {
+		waits++
+		cancel() // Ctrl-C as the wait starts
+		return time.NewTimer(d)
+	}
+	defer func() { newWaitTimer = time.NewTimer }()
+	_, _, err := OpenContext(ctx, srv.URL+"/feed", Options{})
+	if waits != 1 || err == nil || !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "waiting the 1m0s its server asked for (Retry-After)") {
+		t.Errorf("%d waits, error %v; want one wait for the Retry-After, ended by the context", waits, err)
 	}
 }
