@@ -376,28 +376,42 @@ func TestCounts(t *testing.T) {
 	s := setup(t)
 	ctx := t.Context()
 	sp := space(t, s, "emb", 2)
-	ps := abstracts(4)
+	other := space(t, s, "emb-other", 2)
+	ps := abstracts(5)
 	upsert(t, s, ps, store.Work{})
+	// Each paper has at most one output of a version or space, and papers with several of
+	// other versions and spaces are counted once: one pass joins them all.
 	sums := []paper.Summary{
 		summaryOf(ps[0], testModel, testPrompt, "a."), summaryOf(ps[1], testModel, testPrompt, "b."),
-		summaryOf(ps[2], testModel, "v0", "c."),
+		summaryOf(ps[2], testModel, "v0", "c."), summaryOf(ps[0], testModel, "v0", "a0."),
+		summaryOf(ps[0], "another-model", testPrompt, "a1."), summaryOf(ps[3], testModel, testPrompt, "d."),
 	}
 	if _, err := s.SaveSummaries(ctx, sums); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(ps[0], 1, 0)}); err != nil {
+	if _, err := s.SaveEmbeddings(ctx, sp.ID, []paper.Embedding{embeddingOf(ps[0], 1, 0), embeddingOf(ps[1], 0, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SaveEmbeddings(ctx, other.ID, []paper.Embedding{embeddingOf(ps[0], 1, 0), embeddingOf(ps[2], 0, 1)}); err != nil {
 		t.Fatal(err)
 	}
 	changed := ps[1]
-	changed.Abstract = "Changed: its TL;DR is stale now."
+	changed.Abstract = "Changed: its TL;DR and vector are stale now."
 	upsert(t, s, []paper.Abstract{changed}, store.Work{})
 
 	got, err := s.Counts(ctx, store.Work{Model: testModel, PromptVersion: testPrompt, SpaceID: sp.ID})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (store.Counts{Papers: 4, WithTLDR: 1, WithEmbedding: 1, TLDRsTotal: 3}); got != want {
+	if want := (store.Counts{Papers: 5, WithTLDR: 2, WithEmbedding: 1, TLDRsTotal: 6}); got != want {
 		t.Errorf("Counts = %+v, want %+v", got, want)
+	}
+	got, err = s.Counts(ctx, store.Work{Model: testModel, PromptVersion: "v0", SpaceID: other.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (store.Counts{Papers: 5, WithTLDR: 2, WithEmbedding: 2, TLDRsTotal: 6}); got != want {
+		t.Errorf("Counts of prompt v0 and the other space = %+v, want %+v", got, want)
 	}
 
 }

@@ -133,6 +133,13 @@ func TestStatementsAtScaleReadOnlyWhatTheyReturn(t *testing.T) {
 			t.Errorf("counting the stale papers of %d read %.0f tldrs rows: each TL;DR is looked up more than once", scalePapers, got)
 		}
 	})
+	t.Run("status counts", func(t *testing.T) {
+		// Each paper read once: its row holds the content_hash both coverage counts compare.
+		plan := explain(t, s, countsSQL, "chat", "v1", spaceID)
+		if got := rowsRead(plan, "papers") + rowsRead(plan, "papers_pkey"); got > scalePapers {
+			t.Errorf("counting the %d papers and their outputs read %.0f rows or keys of papers", scalePapers, got)
+		}
+	})
 	t.Run("map sample", func(t *testing.T) {
 		plan := explain(t, s, mapSampleSQL, spaceID, 5000)
 		if w := tempWritten(plan); w > 0 {
