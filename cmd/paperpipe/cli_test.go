@@ -1735,7 +1735,7 @@ func TestStatusGivesTheLastSlowCountsWhileOneRecounts(t *testing.T) {
 	}()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		s.countsMu.Lock()
-		counting := s.counting
+		counting := s.count != nil
 		s.countsMu.Unlock()
 		if counting {
 			break
@@ -1763,6 +1763,55 @@ func TestStatusGivesTheLastSlowCountsWhileOneRecounts(t *testing.T) {
 	_ = tx.Rollback(ctx)
 	if err := <-recount; err != nil {
 		t.Error(err)
+	}
+}
+
+// A count that takes longer than a request may wait (the status page's 30 s, at a million or
+// two papers) goes on when the request gives up, and the next request shows it: it was
+// cancelled with the request, so the page never had counts and failed every time.
+func TestStatusCountLongerThanARequestGoesOnForTheNext(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	js, st := queueAndStore(t)
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.UpsertPapers(ctx, []paper.Abstract{{ID: "count:1", Title: "Paper 1", Abstract: "We count papers."}}, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	s := &webStatus{st: st, js: js, sum: summarize.NewOffline(30), countsSlow: time.Nanosecond, countsFresh: time.Hour}
+	// The count waits on a lock that keeps every read of papers out, longer than the request.
+	tx, err := st.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	if _, err := tx.Exec(ctx, "LOCK TABLE papers IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err = s.Status(rctx)
+	cancel()
+	if err == nil {
+		t.Fatal("status answered with counts while papers was locked")
+	}
+	t.Logf("the request that gave up: %v", err)
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		s.countsMu.Lock()
+		counted := !s.countsAt.IsZero()
+		s.countsMu.Unlock()
+		if counted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the count a request gave up on ended with it: the next request counts again, and gives up again")
+		}
+	}
+	if out, err := s.Status(ctx); err != nil || out.Papers != 1 {
+		t.Errorf("the next status: %d papers, %v; want the count that went on, 1", out.Papers, err)
 	}
 }
 

@@ -191,7 +191,7 @@ func serveHTTP(ctx context.Context, c *config, log *slog.Logger, st, reads *stor
 		Usage:         c.metrics.Store(st), // the query embeddings' API calls, as status reports them
 		Publisher:     webstore.Publisher{JS: b.js},
 		ParseRecord:   parseRecord,
-		Status:        &webStatus{st: reads, js: b.js, sum: m.sum, prices: prices},
+		Status:        &webStatus{st: reads, js: b.js, sum: m.sum, prices: prices, base: ctx},
 		Checks:        checks,
 		Metrics:       c.metrics,
 		APIToken:      c.APIToken,
@@ -374,25 +374,43 @@ type webStatus struct {
 	js     jetstream.JetStream
 	sum    pipeline.Summarizer
 	prices pricing.Table
+	// base is the context of the counts, which outlive the requests that start them (nil:
+	// context.Background()): serve's, so that its end stops one in flight.
+	base context.Context
 
 	// counts are the archive's last counts. Counting reads the whole archive (seconds at
-	// millions of papers, with parallel workers): counts that took countsSlow or more are
-	// reused for countsFresh, and then recounted by one request at a time while the others
-	// get the last counts, so a monitoring poll or a few readers neither keep the database
-	// counting nor wait in line for it. Quick counts are made by each request.
+	// hundreds of thousands of papers, a minute or more at millions, with parallel workers):
+	// counts that took countsSlow or more are reused for countsFresh, and then recounted once
+	// while the requests get the last counts, so a monitoring poll or a few readers neither
+	// keep the database counting nor wait in line for it. Quick counts are made again for
+	// each request. A count is not the request's: it runs on base for countsTimeout at most,
+	// the requests that need it wait for it as long as they may, and one that gives up leaves
+	// it going, for the next — a count longer than the status page's timeout (30 s) was
+	// cancelled with each request, and the page never had counts.
 	countsMu    sync.Mutex
 	counts      store.Counts
 	countsWork  paper.Work
 	countsAt    time.Time
 	countsTook  time.Duration
-	counting    bool          // a request is recounting slow counts
+	count       *countRun     // the count in flight, nil when none
 	countsSlow  time.Duration // 0: countsSlowDefault
 	countsFresh time.Duration // 0: countsFreshDefault
+}
+
+// countRun is a count of the archive in flight; done is closed when counts and err are set.
+type countRun struct {
+	work   paper.Work
+	done   chan struct{}
+	counts store.Counts
+	err    error
 }
 
 const (
 	countsSlowDefault  = time.Second
 	countsFreshDefault = 30 * time.Second
+	// countsTimeout bounds a count, which no request bounds: a database that stopped
+	// answering does not keep the status without counts for good.
+	countsTimeout = 10 * time.Minute
 )
 
 // archiveCounts returns the counts of w, reusing slow ones while they are fresh (see webStatus).
@@ -400,28 +418,56 @@ func (s *webStatus) archiveCounts(ctx context.Context, w paper.Work) (store.Coun
 	s.countsMu.Lock()
 	slow, fresh := cmp.Or(s.countsSlow, countsSlowDefault), cmp.Or(s.countsFresh, countsFreshDefault)
 	reusable := s.countsWork == w && !s.countsAt.IsZero() && s.countsTook >= slow
-	if reusable && (time.Since(s.countsAt) < fresh || s.counting) {
-		c := s.counts
-		s.countsMu.Unlock()
-		return c, nil
+	last := s.counts
+	run := s.count
+	if run != nil && run.work != w {
+		run = nil // of another space or model: not these counts (it goes on, and is kept)
 	}
-	if reusable {
-		s.counting = true
+	if reusable && (time.Since(s.countsAt) < fresh || run != nil) {
+		s.countsMu.Unlock()
+		return last, nil
+	}
+	if run == nil {
+		run = s.startCount(w)
 	}
 	s.countsMu.Unlock()
-	start := time.Now()
-	c, err := s.st.Counts(ctx, w)
-	took := time.Since(start)
-	s.countsMu.Lock()
-	defer s.countsMu.Unlock()
-	if reusable {
-		s.counting = false
+	select {
+	case <-run.done:
+		return run.counts, run.err
+	case <-ctx.Done():
+		if reusable {
+			return last, nil // stale, but what the request may have
+		}
+		return store.Counts{}, fmt.Errorf("count papers: the count goes on, and a later request shows it: %w", ctx.Err())
 	}
-	if err != nil {
-		return c, err
+}
+
+// startCount starts counting w on s.base; s.countsMu is held.
+func (s *webStatus) startCount(w paper.Work) *countRun {
+	run := &countRun{work: w, done: make(chan struct{})}
+	s.count = run
+	base := s.base
+	if base == nil {
+		base = context.Background()
 	}
-	s.counts, s.countsWork, s.countsAt, s.countsTook = c, w, time.Now(), took
-	return c, nil
+	go func() {
+		ctx, cancel := context.WithTimeout(base, countsTimeout)
+		defer cancel()
+		start := time.Now()
+		c, err := s.st.Counts(ctx, w)
+		took := time.Since(start)
+		s.countsMu.Lock()
+		run.counts, run.err = c, err
+		if s.count == run {
+			s.count = nil
+		}
+		if err == nil {
+			s.counts, s.countsWork, s.countsAt, s.countsTook = c, w, time.Now(), took
+		}
+		s.countsMu.Unlock()
+		close(run.done)
+	}()
+	return run
 }
 
 // statusWindow is how far back status (the command and the web's page) shows API usage.
