@@ -30,7 +30,7 @@ const FittedModelPrefix = "paperpipe-offline-tfidf-"
 func IsFittedModel(model string) bool { return strings.HasPrefix(model, FittedModelPrefix) }
 
 // IsOfflineModel reports whether model names one of the built-in offline embedders.
-func IsOfflineModel(model string) bool { return model == OfflineModel || IsFittedModel(model) }
+func IsOfflineModel(model string) bool { return IsHashedModel(model) || IsFittedModel(model) }
 
 // Fitted is the archive-fitted offline embedder: TF-IDF with the archive's own document
 // frequencies, in a fixed number of dimensions, in two parts. The first k dimensions are the
@@ -55,9 +55,10 @@ type Fitted struct {
 	k      int              // leading directions kept; dims − k hold the residual
 	vocab  map[string]int32 // term → index
 	idf    []float32
-	oovIDF float64   // IDF of a term the fitted archive never used
-	rows   []float32 // len(vocab)×k: row t of Q, each term's coordinates
-	hq     []float32 // (dims−k)×k: H·Q, the hashed directions
+	oovIDF float64               // IDF of a term the fitted archive never used
+	terms  func(string) []string // Terms (format 1) or TermsV2 (format 2)
+	rows   []float32             // len(vocab)×k: row t of Q, each term's coordinates
+	hq     []float32             // (dims−k)×k: H·Q, the hashed directions
 	info   FitInfo
 }
 
@@ -93,7 +94,20 @@ type fittedData struct {
 	Proj       []float32 // documents × Components: row d is Λ^-½·Uᵀ[:,d]
 }
 
-const fittedDataVersion = 1
+// fittedDataVersion is the format Fit writes. Format 2 is fitted on, and embeds with, the
+// terms of TermsV2 (accents folded, invisible characters dropped); format 1, on those of Terms.
+// Load reads both: an archive fitted on format 1 keeps its model and its vectors. The version
+// is part of the hashed data, so a fit of format 2 is a new model name even on the same
+// documents.
+const fittedDataVersion = 2
+
+// termsOfVersion returns the terms function of a fitted model's format.
+func termsOfVersion(v int) func(string) []string {
+	if v == 1 {
+		return Terms
+	}
+	return TermsV2
+}
 
 // minResidualShare: at least 1/minResidualShare of the dimensions is left to the hashed
 // residual.
@@ -113,6 +127,12 @@ const eigenFloor = 1e-9
 // well under a minute for a few thousand documents; fit larger archives on a sample. It
 // returns the model and its serialised form, which Load reads back.
 func Fit(docs []string, dims int) (*Fitted, []byte, error) {
+	return fit(docs, dims, fittedDataVersion)
+}
+
+// fit is Fit writing format version (1 or 2).
+func fit(docs []string, dims, version int) (*Fitted, []byte, error) {
+	terms := termsOfVersion(version)
 	if dims == 0 {
 		dims = OfflineDimensions
 	}
@@ -124,7 +144,7 @@ func Fit(docs []string, dims int) (*Fitted, []byte, error) {
 	df := map[string]int{}
 	for _, d := range docs {
 		tf := map[string]int{}
-		for _, t := range Terms(d) {
+		for _, t := range terms(d) {
 			tf[t]++
 		}
 		if len(tf) == 0 {
@@ -139,7 +159,7 @@ func Fit(docs []string, dims int) (*Fitted, []byte, error) {
 	if n < 2 {
 		return nil, nil, fmt.Errorf("fit the offline embedder: %d documents with terms, want at least 2: %w", n, paper.ErrInvalid)
 	}
-	data := fittedData{Version: fittedDataVersion, Dimensions: dims, Vocab: make([]string, 0, len(df))}
+	data := fittedData{Version: version, Dimensions: dims, Vocab: make([]string, 0, len(df))}
 	for t := range df {
 		data.Vocab = append(data.Vocab, t)
 	}
@@ -360,6 +380,7 @@ func Load(blob []byte) (*Fitted, error) {
 		k:     k,
 		vocab: make(map[string]int32, len(data.Vocab)),
 		idf:   data.IDF,
+		terms: termsOfVersion(data.Version),
 		rows:  make([]float32, len(data.Vocab)*k),
 		info: FitInfo{Documents: len(data.DocStart) - 1, Terms: len(data.Vocab), Components: k,
 			Dimensions: data.Dimensions, Retained: data.Retained},
@@ -395,8 +416,8 @@ func Load(blob []byte) (*Fitted, error) {
 func (d *fittedData) validate() error {
 	docs := len(d.DocStart) - 1
 	switch {
-	case d.Version != fittedDataVersion:
-		return fmt.Errorf("format version %d, want %d", d.Version, fittedDataVersion)
+	case d.Version != 1 && d.Version != fittedDataVersion:
+		return fmt.Errorf("format version %d, want 1 or %d", d.Version, fittedDataVersion)
 	case d.Dimensions <= 0 || d.Components <= 0 || d.Components > d.Dimensions-d.Dimensions/minResidualShare:
 		return fmt.Errorf("%d components in %d dimensions", d.Components, d.Dimensions)
 	case len(d.IDF) != len(d.Vocab):
@@ -447,7 +468,7 @@ func (m *Fitted) Vector(text string) []float32 {
 	k, r := m.k, m.dims-m.k
 	acc := make([]float64, m.dims)
 	coords, resid := acc[:k], acc[k:]
-	for _, tc := range termCounts(text) {
+	for _, tc := range termCounts(m.terms(text)) {
 		w := tfWeight(tc.n) * m.oovIDF
 		if id, ok := m.vocab[tc.term]; ok {
 			w = tfWeight(tc.n) * float64(m.idf[id])

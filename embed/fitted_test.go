@@ -15,13 +15,13 @@ import (
 func fittedTFIDF(fitted []string, text string) map[string]float64 {
 	df := map[string]int{}
 	for _, d := range fitted {
-		for _, tc := range termCounts(d) {
+		for _, tc := range termCounts(TermsV2(d)) {
 			df[tc.term]++
 		}
 	}
 	v := map[string]float64{}
 	var norm float64
-	for _, tc := range termCounts(text) {
+	for _, tc := range termCounts(TermsV2(text)) {
 		w := tfWeight(tc.n) * idf(len(fitted), df[tc.term])
 		v[tc.term] = w
 		norm += w * w
@@ -50,7 +50,7 @@ func TestFittedCosinesAreExactTFIDFCosinesOfFittedPapers(t *testing.T) {
 	if info := m.Info(); info.Components != len(docs) || info.Documents != len(docs) || math.Abs(info.Retained-1) > 1e-9 {
 		t.Fatalf("Info = %+v, want every one of %d documents' directions kept", info, len(docs))
 	}
-	exact := tfidfVectors(docs)
+	exact := tfidfVectors(docs, TermsV2)
 	vecs := make([][]float32, len(docs))
 	for i, d := range docs {
 		vecs[i] = m.Vector(d)

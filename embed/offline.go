@@ -11,11 +11,19 @@ import (
 	"github.com/paperpipe/paperpipe/paper"
 )
 
-// Offline model identity.
+// Offline model identity. OfflineModel is the hashed model as it was first written, kept bit
+// for bit for the archives whose spaces hold its vectors; OfflineModelV2 is the same model on
+// terms with their accents folded and without invisible characters (foldText): Schrödinger
+// and Schrodinger, or a soft-hyphenated co-operation and cooperation, are one term. A new
+// archive embeds with v2 (the CLI's "offline").
 const (
 	OfflineModel      = "paperpipe-offline-hash"
+	OfflineModelV2    = "paperpipe-offline-hash-v2"
 	OfflineDimensions = 768
 )
+
+// IsHashedModel reports whether model names a version of the hashed offline embedder.
+func IsHashedModel(model string) bool { return model == OfflineModel || model == OfflineModelV2 }
 
 // Offline is the built-in lexical embedder. A text becomes terms (lower-cased runs of letters
 // and digits; a hyphenated word gives its parts and the joined form; English stop words
@@ -24,32 +32,51 @@ const (
 // FNV-1a into one of 768 dimensions with a sign taken from another bit of the hash (so
 // collisions cancel in expectation instead of adding up), and the vector is L2-normalised.
 // Cosine similarity of two vectors then approximates the TF-IDF cosine of the texts. It is
-// deterministic and safe for concurrent use.
-type Offline struct{}
+// deterministic and safe for concurrent use. Its two versions differ only in their terms (see
+// OfflineModelV2).
+type Offline struct {
+	model string
+	terms func(string) []string
+}
 
-// NewOffline returns the offline embedder.
-func NewOffline() *Offline { return &Offline{} }
+// NewOffline returns the offline embedder of the first version, OfflineModel.
+func NewOffline() *Offline { return &Offline{model: OfflineModel, terms: Terms} }
 
-// Space returns the offline space: paperpipe-offline-hash, 768 dimensions, title+abstract.
+// NewOfflineV2 returns the offline embedder of the second version, OfflineModelV2.
+func NewOfflineV2() *Offline { return &Offline{model: OfflineModelV2, terms: TermsV2} }
+
+// NewHashed returns the hashed offline embedder model names (OfflineModel or OfflineModelV2),
+// and false for any other name.
+func NewHashed(model string) (*Offline, bool) {
+	switch model {
+	case OfflineModel:
+		return NewOffline(), true
+	case OfflineModelV2:
+		return NewOfflineV2(), true
+	}
+	return nil, false
+}
+
+// Space returns the offline space: the model's name, 768 dimensions, title+abstract.
 func (o *Offline) Space() paper.Space {
-	return paper.Space{Model: OfflineModel, Dimensions: OfflineDimensions, Template: TemplateTitleAbstract}
+	return paper.Space{Model: o.model, Dimensions: OfflineDimensions, Template: TemplateTitleAbstract}
 }
 
 // Embed returns one embedding per paper, in order. Usage names the model and kind and counts
 // no requests or tokens.
 func (o *Offline) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Embedding, paper.Usage, error) {
-	return embedLocally(ctx, OfflineModel, papers, o.Vector)
+	return embedLocally(ctx, o.model, papers, o.Vector)
 }
 
 // EmbedQuery returns the vector of a free-text query in the same space.
 func (o *Offline) EmbedQuery(ctx context.Context, text string) ([]float32, paper.Usage, error) {
-	return queryLocally(ctx, OfflineModel, text, o.Vector)
+	return queryLocally(ctx, o.model, text, o.Vector)
 }
 
 // Vector returns the unit vector of text (all zeros when text has no terms).
 func (o *Offline) Vector(text string) []float32 {
 	v := make([]float64, OfflineDimensions)
-	for _, tc := range termCounts(text) {
+	for _, tc := range termCounts(o.terms(text)) {
 		b, sign := bucket(tc.term, OfflineDimensions)
 		v[b] += sign * tfWeight(tc.n) * termPrior(tc.term)
 	}
@@ -77,10 +104,9 @@ type termCount struct {
 	n    int
 }
 
-// termCounts returns the distinct terms of text with their counts, in term order, so that
-// vectors are summed in one order and are the same bit for bit on every call.
-func termCounts(text string) []termCount {
-	terms := Terms(text)
+// termCounts returns the distinct terms with their counts, in term order, so that vectors are
+// summed in one order and are the same bit for bit on every call. It sorts terms.
+func termCounts(terms []string) []termCount {
 	slices.Sort(terms)
 	var out []termCount
 	for i, t := range terms {
@@ -96,8 +122,22 @@ func termCounts(text string) []termCount {
 // Terms returns the terms of text in order, as the offline embedder sees them: lower-cased
 // runs of letters and digits, stop words dropped, light stemming applied. A hyphenated
 // word ("mixture-of-experts") yields its parts that are not stop words and the joined form
-// ("mixtureofexperts"), so both spellings meet.
+// ("mixtureofexperts"), so both spellings meet. These are the terms of OfflineModel and of
+// fitted models of format 1; TermsV2 folds accents first.
 func Terms(text string) []string {
+	return terms(strings.ToLower(text), false)
+}
+
+// TermsV2 returns the terms of text as OfflineModelV2 and fitted models of format 2 see them:
+// Terms of the text with its accents folded and its invisible characters dropped (foldText),
+// and with the combining marks left after folding read as part of their word.
+func TermsV2(text string) []string {
+	return terms(strings.ToLower(foldText(text)), true)
+}
+
+// terms is Terms of a lower-cased text; marks says whether a combining mark belongs to its
+// word (v2) or separates words (v1).
+func terms(text string, marks bool) []string {
 	var out []string
 	add := func(w string) {
 		if utf8.RuneCountInString(w) < 2 || stopWords[w] || hasDigit(w) {
@@ -105,7 +145,7 @@ func Terms(text string) []string {
 		}
 		out = append(out, stem(w))
 	}
-	for word := range words(strings.ToLower(text)) {
+	for word := range words(text, marks) {
 		if strings.IndexByte(word, '-') < 0 {
 			add(word)
 			continue
@@ -121,9 +161,10 @@ func Terms(text string) []string {
 	return out
 }
 
-// words yields the runs of letters, digits and hyphens of s, as strings.FieldsFunc would
-// split them (a byte that is not UTF-8 separates), without a call per rune for ASCII text.
-func words(s string) iter.Seq[string] {
+// words yields the runs of letters, digits and hyphens of s (and of combining marks, when
+// marks is set), as strings.FieldsFunc would split them (a byte that is not UTF-8 separates),
+// without a call per rune for ASCII text.
+func words(s string, marks bool) iter.Seq[string] {
 	return func(yield func(string) bool) {
 		start := -1
 		for i := 0; i < len(s); {
@@ -133,7 +174,7 @@ func words(s string) iter.Seq[string] {
 				in = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-'
 			} else {
 				c, size = utf8.DecodeRuneInString(s[i:])
-				in = unicode.IsLetter(c) || unicode.IsDigit(c)
+				in = unicode.IsLetter(c) || unicode.IsDigit(c) || marks && unicode.IsMark(c)
 			}
 			switch {
 			case in && start < 0:

@@ -12,14 +12,14 @@ import (
 )
 
 // tfidfVectors computes exact sparse TF-IDF vectors of docs on the embedder's own
-// tokenization (Terms): sublinear tf (1 + ln tf) × smoothed corpus IDF ln((1+N)/(1+df)) + 1,
-// L2-normalised.
-func tfidfVectors(docs []string) []map[string]float64 {
+// tokenization (terms: Terms or TermsV2): sublinear tf (1 + ln tf) × smoothed corpus IDF
+// ln((1+N)/(1+df)) + 1, L2-normalised.
+func tfidfVectors(docs []string, terms func(string) []string) []map[string]float64 {
 	tfs := make([]map[string]int, len(docs))
 	df := map[string]int{}
 	for i, d := range docs {
 		tfs[i] = map[string]int{}
-		for _, t := range Terms(d) {
+		for _, t := range terms(d) {
 			tfs[i][t]++
 		}
 		for t := range tfs[i] {
@@ -140,7 +140,7 @@ func TestFittedNeighboursOverlapExactTFIDF(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mean, worst, wi := overlap(tfidfVectors(docs), vectorsOf(t, m, papers), 10)
+	mean, worst, wi := overlap(tfidfVectors(docs, TermsV2), vectorsOf(t, m, papers), 10)
 	t.Logf("fitted embedder (%s, %+v): mean top-10 overlap with exact TF-IDF = %.3f (worst %.1f: %q)",
 		m.Name(), m.Info(), mean, worst, papers[wi].Title)
 	if mean < issueBar {
@@ -165,7 +165,7 @@ func TestFittedOnHalfGeneralises(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		mean, _, _ := overlap(tfidfVectors(docs), vectorsOf(t, m, papers), 10)
+		mean, _, _ := overlap(tfidfVectors(docs, TermsV2), vectorsOf(t, m, papers), 10)
 		t.Logf("fitted on %d of %d papers: mean top-10 overlap with exact TF-IDF over all = %.3f", len(part), len(docs), mean)
 		if mean < hashFloor {
 			t.Fatalf("fitted on %d of %d papers: mean top-10 overlap %.3f, want ≥ %.2f", len(part), len(docs), mean, hashFloor)
@@ -178,18 +178,26 @@ func TestFittedOnHalfGeneralises(t *testing.T) {
 func TestOfflineNeighboursOverlapExactTFIDF(t *testing.T) {
 	t.Parallel()
 	papers, docs := sampleDocs(t)
-	mean, worst, wi := overlap(tfidfVectors(docs), vectorsOf(t, NewOffline(), papers), 10)
-	t.Logf("hashed embedder: mean top-10 overlap with exact TF-IDF = %.3f over %d papers (worst %.1f: %q)",
-		mean, len(papers), worst, papers[wi].Title)
-	if mean < hashFloor {
-		t.Fatalf("mean top-10 overlap %.3f, want ≥ %.2f", mean, hashFloor)
+	for _, o := range []*Offline{NewOffline(), NewOfflineV2()} {
+		mean, worst, wi := overlap(tfidfVectors(docs, o.terms), vectorsOf(t, o, papers), 10)
+		t.Logf("hashed embedder %s: mean top-10 overlap with exact TF-IDF = %.3f over %d papers (worst %.1f: %q)",
+			o.model, mean, len(papers), worst, papers[wi].Title)
+		if mean < hashFloor {
+			t.Errorf("%s: mean top-10 overlap %.3f, want ≥ %.2f", o.model, mean, hashFloor)
+		}
 	}
 }
 
 func TestOfflineMixtureOfExpertsNeighbours(t *testing.T) {
 	t.Parallel()
+	for _, o := range []*Offline{NewOffline(), NewOfflineV2()} {
+		t.Run(o.model, func(t *testing.T) { mixtureOfExpertsNeighbours(t, o) })
+	}
+}
+
+func mixtureOfExpertsNeighbours(t *testing.T, o *Offline) {
 	papers := sampledata.Papers(t)
-	embs, _, err := NewOffline().Embed(context.Background(), papers)
+	embs, _, err := o.Embed(context.Background(), papers)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,11 +107,15 @@ func TestTemplateText(t *testing.T) {
 	}
 }
 
-// BenchmarkOfflineVector: the offline embedder over the sample archive's title+abstract texts
-// (ns/op is per paper).
+// BenchmarkOfflineVector: the offline embedder, each version, over the sample archive's
+// title+abstract texts (ns/op is per paper).
 func BenchmarkOfflineVector(b *testing.B) {
+	b.Run("v1", func(b *testing.B) { benchmarkOfflineVector(b, NewOffline()) })
+	b.Run("v2", func(b *testing.B) { benchmarkOfflineVector(b, NewOfflineV2()) })
+}
+
+func benchmarkOfflineVector(b *testing.B, o *Offline) {
 	papers := sampledata.Papers(b)
-	o := NewOffline()
 	texts := make([]string, len(papers))
 	for i, p := range papers {
 		texts[i] = p.Title + "\n\n" + p.Abstract
@@ -123,7 +127,8 @@ func BenchmarkOfflineVector(b *testing.B) {
 }
 
 // FuzzWords: words splits a lower-cased text as strings.FieldsFunc did with the embedder's
-// rule (letters, digits and hyphens; any other rune, or a byte that is not UTF-8, separates).
+// rule (letters, digits and hyphens, and for v2 combining marks; any other rune, or a byte
+// that is not UTF-8, separates).
 func FuzzWords(f *testing.F) {
 	for _, s := range []string{"Mixture-of-Experts models", "naïve café-au-lait \xff\xfe x", "ΣΑΣ 3d-cnn -- -x- ", "\u00a0a\u2028b"} {
 		f.Add(s)
@@ -131,8 +136,14 @@ func FuzzWords(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		s = strings.ToLower(s)
 		want := strings.FieldsFunc(s, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '-' })
-		if got := slices.Collect(words(s)); !slices.Equal(got, want) {
+		if got := slices.Collect(words(s, false)); !slices.Equal(got, want) {
 			t.Errorf("words(%q) = %q, want %q", s, got, want)
+		}
+		want = strings.FieldsFunc(s, func(r rune) bool {
+			return !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.IsMark(r) && r != '-'
+		})
+		if got := slices.Collect(words(s, true)); !slices.Equal(got, want) {
+			t.Errorf("words(%q, marks) = %q, want %q", s, got, want)
 		}
 	})
 }

@@ -28,6 +28,7 @@ func Default() Table {
 		"text-embedding-ada-002":       {InputPerM: 0.10},
 		"paperpipe-offline-extractive": {},
 		"paperpipe-offline-hash":       {},
+		"paperpipe-offline-hash-v2":    {},
 	}
 }
 
