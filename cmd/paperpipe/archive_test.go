@@ -1465,6 +1465,7 @@ func TestImportEmbeddingsRefusesALengthTheModelCannotMake(t *testing.T) {
 		{"text-embedding-3-small", 2000, "text-embedding-3-small makes vectors of at most 1536 values"},
 		{"openai/text-embedding-3-large", 4096, "openai/text-embedding-3-large makes vectors of at most 3072 values"},
 		{"paperpipe-offline-hash", 3, "paperpipe-offline-hash makes vectors of 768 values"},
+		{"paperpipe-offline-hash-v2", 1024, "paperpipe-offline-hash-v2 makes vectors of 768 values"},
 	} {
 		file := writeLines(t, `{"id":"2401.00000","embedding":`+vec(tc.n)+`,"model":"`+tc.model+`"}`)
 		var errw bytes.Buffer

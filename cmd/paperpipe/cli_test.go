@@ -58,10 +58,10 @@ func TestWorkerWarnsWhenItsSpaceIsNotActive(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.ok("ingest", late)
-	r := c.ok("worker", "--exit-when-idle", "--embed-model", "paperpipe-offline-hash")
+	r := c.ok("worker", "--exit-when-idle", "--embed-model", "paperpipe-offline-hash-v2")
 	for _, want := range []string{
-		"embeddings go to space 1 (paperpipe-offline-hash/768/title-abstract-v1), which is not active",
-		"`paperpipe reprocess --embed-only --embed-model paperpipe-offline-hash`",
+		"embeddings go to space 1 (paperpipe-offline-hash-v2/768/title-abstract-v1), which is not active",
+		"`paperpipe reprocess --embed-only --embed-model paperpipe-offline-hash-v2`",
 		"`paperpipe activate 1`",
 		// The other way out: the workers on the active (fitted) space's model.
 		"or, to go on with the active space, set PAPERPIPE_EMBED_MODEL=offline",
@@ -72,17 +72,17 @@ func TestWorkerWarnsWhenItsSpaceIsNotActive(t *testing.T) {
 	}
 	// Its related papers are looked up in the active space, which lacks it: the answer names
 	// the space it is in, and the reprocess that fills the active (fitted) one.
-	if r := c.run("related", "arxiv:2412.99999"); r.code == 0 || !strings.Contains(r.stderr, "has one in space 1, paperpipe-offline-hash") ||
+	if r := c.run("related", "arxiv:2412.99999"); r.code == 0 || !strings.Contains(r.stderr, "has one in space 1, paperpipe-offline-hash-v2") ||
 		!strings.Contains(r.stderr, "`paperpipe reprocess --embed-only --embed-model paperpipe-offline-tfidf-") {
 		t.Errorf("related of a paper embedded only in the inactive space: exit %d, stderr %q; want it to name space 1 and the reprocess that fills the active one", r.code, r.stderr)
 	}
-	if r := c.run("search", "mixture of experts", "--embed-model", "paperpipe-offline-hash"); r.code == 0 {
+	if r := c.run("search", "mixture of experts", "--embed-model", "paperpipe-offline-hash-v2"); r.code == 0 {
 		t.Fatalf("a search embedded by the inactive space's model was answered:\n%s", r.stdout)
 	}
-	c.ok("reprocess", "--embed-only", "--embed-model", "paperpipe-offline-hash")
+	c.ok("reprocess", "--embed-only", "--embed-model", "paperpipe-offline-hash-v2")
 	c.ok("activate", "1")
-	c.ok("search", "mixture of experts", "--embed-model", "paperpipe-offline-hash")
-	if r := c.ok("worker", "--exit-when-idle", "--embed-model", "paperpipe-offline-hash"); strings.Contains(r.stderr, "not active") {
+	c.ok("search", "mixture of experts", "--embed-model", "paperpipe-offline-hash-v2")
+	if r := c.ok("worker", "--exit-when-idle", "--embed-model", "paperpipe-offline-hash-v2"); strings.Contains(r.stderr, "not active") {
 		t.Errorf("the worker of the active space warned:\n%s", r.stderr)
 	}
 }
@@ -1082,7 +1082,7 @@ func TestStatusOfASpaceNotCreatedYetHasNoID(t *testing.T) {
 		Space map[string]any `json:"space"`
 	}
 	c.json(&st, "status")
-	if id, ok := st.Space["id"]; ok || st.Space["model"] != embed.OfflineModel {
+	if id, ok := st.Space["id"]; ok || st.Space["model"] != embed.OfflineModelV2 {
 		t.Errorf("status --json before any paper: space %v (id %v), want the offline model's space without an id", st.Space, id)
 	}
 	if r := c.ok("status"); !strings.Contains(r.stdout, "not created yet") {
@@ -1108,7 +1108,7 @@ func TestStatusOfASpaceNotCreatedYetHasNoID(t *testing.T) {
 		} `json:"active_space"`
 	}
 	c.json(&other, "status", "--embed-model", "text-embedding-3-small")
-	if other.Active.WithEmbedding != 108 || other.Active.Space["model"] != embed.OfflineModel {
+	if other.Active.WithEmbedding != 108 || other.Active.Space["model"] != embed.OfflineModelV2 {
 		t.Errorf("status --json of another embedder: active space %+v, want the offline space with 108 papers embedded", other.Active)
 	}
 	if r := c.ok("status", "--embed-model", "text-embedding-3-small"); !regexp.MustCompile(`with embedding +108 +\(active space `).MatchString(r.stdout) {
@@ -2066,7 +2066,7 @@ func TestSearchModes(t *testing.T) {
 
 	// Hybrid: the store's fusion for the offline model's vector of the query.
 	q := "benchmark"
-	vec, _, err := embed.NewOffline().EmbedQuery(t.Context(), q)
+	vec, _, err := embed.NewOfflineV2().EmbedQuery(t.Context(), q)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -114,12 +114,12 @@ func (id *jsonID) UnmarshalJSON(b []byte) error {
 }
 
 // lengthNotMade says why model cannot have made a vector of n values, or "" when it may have:
-// the offline hashed embedder makes 768, and a model whose length is known (embed.
+// the offline hashed embedder (either version) makes 768, and a model whose length is known (embed.
 // NativeDimensions) makes at most that many (text-embedding-3 models shorten theirs, no model
 // lengthens them). A space of such vectors could serve no query: every query the model embeds
 // has another length.
 func lengthNotMade(model string, n int) string {
-	if model == embed.OfflineModel && n != embed.OfflineDimensions {
+	if embed.IsHashedModel(model) && n != embed.OfflineDimensions {
 		return fmt.Sprintf("%s makes vectors of %d values, this one has %d: is \"model\" the model that made it?", termSafe(model, false), embed.OfflineDimensions, n)
 	}
 	if native := embed.NativeDimensions(model); native > 0 && n > native {

@@ -360,7 +360,7 @@ func validIndexMemory(size string) bool {
 }
 
 // embedOffline reports whether the embedding model is a built-in offline one: "offline", the
-// hashed model or a fitted model, each by name.
+// hashed model (either version) or a fitted model, each by name.
 // chatOffline reports whether the TL;DR model is the built-in offline summarizer, by "offline"
 // or by its own name (the one TL;DRs are stored under).
 func (c *config) chatOffline() bool {
@@ -395,7 +395,7 @@ func (c *config) addModelFlags(fs *flag.FlagSet) {
 
 // storelessOffline is what --embed-model offline means to the commands that use no database
 // (summarize, embed): no fitted model is found without the store.
-const storelessOffline = "the hashed model; a fitted model's name, paperpipe-offline-tfidf-…, is read from the database"
+const storelessOffline = "the hashed model's second version, " + embed.OfflineModelV2 + "; a fitted model's name, paperpipe-offline-tfidf-…, is read from the database"
 
 // addChatModelFlag registers --chat-model, for the commands that use the TL;DR model.
 func (c *config) addChatModelFlag(fs *flag.FlagSet) {
@@ -404,9 +404,9 @@ func (c *config) addChatModelFlag(fs *flag.FlagSet) {
 
 // addEmbedModelFlags registers --embed-model and --embed-dimensions, for the commands that use
 // the embedding model; offline, when given, says what "offline" means to the command (default:
-// the active fitted offline model, or the hashed one).
+// the active space's offline model, or the hashed model's second version: resolveOffline).
 func (c *config) addEmbedModelFlags(fs *flag.FlagSet, offline ...string) {
-	what := "the active fitted offline model, or the hashed one"
+	what := "the active space's offline model; " + embed.OfflineModelV2 + " in a new archive"
 	if len(offline) > 0 {
 		what = offline[0]
 	}

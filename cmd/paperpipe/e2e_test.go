@@ -453,7 +453,7 @@ func TestSummarizeAndEmbedNeedNoDatabaseOrQueue(t *testing.T) {
 		Embedding []float32
 		Model     string
 	}
-	if err := json.Unmarshal([]byte(lines[0]), &e); err != nil || len(e.Embedding) != 768 || e.Model != "paperpipe-offline-hash" {
+	if err := json.Unmarshal([]byte(lines[0]), &e); err != nil || len(e.Embedding) != 768 || e.Model != "paperpipe-offline-hash-v2" {
 		t.Errorf("first embedding line: id %q, %d dims, model %q, %v", e.ID, len(e.Embedding), e.Model, err)
 	}
 }
@@ -686,7 +686,7 @@ func TestServeFollowsAFit(t *testing.T) {
 		}
 		return out.Space
 	}
-	if sp := search(); !strings.HasPrefix(sp, "paperpipe-offline-hash/") {
+	if sp := search(); !strings.HasPrefix(sp, "paperpipe-offline-hash-v2/") {
 		t.Fatalf("before the fit the search used space %s", sp)
 	}
 	c.ok("fit")

@@ -168,7 +168,7 @@ func TestEmbedDimensionsFlagWithAnOfflineModelIsAUsageError(t *testing.T) {
 		{"reprocess", "--embed-only", "--dry-run", "--embed-dimensions", "256"},
 	} {
 		r := c.run(args...)
-		if r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, "--embed-dimensions 256: the offline model paperpipe-offline-hash makes vectors of 768 dimensions") {
+		if r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, "--embed-dimensions 256: the offline model paperpipe-offline-hash-v2 makes vectors of 768 dimensions") {
 			t.Errorf("%s: exit %d\nstdout: %.300s\nstderr: %s\nwant 2 (usage) naming the model's length", strings.Join(args, " "), r.code, r.stdout, r.stderr)
 		}
 	}

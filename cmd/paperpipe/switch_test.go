@@ -60,7 +60,7 @@ func TestServeOnANewModelBeforeActivateSaysSo(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("serve did not say where it listens")
 	}
-	for _, want := range []string{"text-embedding-3-small/1536/title-abstract-v1", "paperpipe-offline-hash/768/title-abstract-v1",
+	for _, want := range []string{"text-embedding-3-small/1536/title-abstract-v1", "paperpipe-offline-hash-v2/768/title-abstract-v1",
 		"409", "`paperpipe activate 2`"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("serve started on the embedding model of an inactive space says:\n%s\nwant it to name %q", out, want)

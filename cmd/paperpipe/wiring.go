@@ -34,8 +34,10 @@ type embedder interface {
 // buildModels returns the summarizer and embedder the configuration names: the built-in
 // offline models for "offline" and the offline models' own names, otherwise
 // OpenAI-compatible clients sharing one rate limiter. st, when not nil, is where fitted offline
-// embedders are read from: "offline" then means the active space's fitted model when it has
-// one (`paperpipe fit`), and the hashed model otherwise; without st it means the hashed model.
+// embedders are read from: "offline" then means the active space's offline model when it has
+// one (the hashed model of either version, or a fitted one: `paperpipe fit`), and otherwise
+// the second version of the hashed model (see resolveOffline); without st it means the second
+// version.
 func buildModels(ctx context.Context, c *config, log *slog.Logger, st *store.Store) (*models, error) {
 	if c.EmbedDims < 0 || c.EmbedDims > store.MaxDimensions {
 		return nil, usageErr("--embed-dimensions is %d, want %s", c.EmbedDims, embedDimsRange)
@@ -101,25 +103,53 @@ func buildModels(ctx context.Context, c *config, log *slog.Logger, st *store.Sto
 	return m, nil
 }
 
-// offlineEmbedder returns the offline embedder model names (see buildModels).
+// offlineEmbedder returns the offline embedder model names (see buildModels and
+// resolveOffline).
 func offlineEmbedder(ctx context.Context, model string, st *store.Store) (embedder, error) {
-	if model == offline && st != nil {
-		active, err := st.ActiveSpace(ctx)
-		switch {
-		case err == nil && embed.IsFittedModel(active.Model):
-			model = active.Model
-		case err != nil && !errors.Is(err, paper.ErrNotFound):
+	if model == offline {
+		m, err := resolveOffline(ctx, st)
+		if err != nil {
 			return nil, err
 		}
+		model = m
 	}
-	if !embed.IsFittedModel(model) {
-		return embed.NewOffline(), nil
+	if e, ok := embed.NewHashed(model); ok {
+		return e, nil
 	}
 	if st == nil {
 		return nil, fmt.Errorf("%s is fitted on an archive and stored in its database; this command reads no database (use the hashed model, %s, or \"offline\")",
-			model, embed.OfflineModel)
+			model, embed.OfflineModelV2)
 	}
 	return loadFitted(ctx, st, model)
+}
+
+// resolveOffline returns the model "offline" means to an archive st (nil: to a command that
+// reads none): the active space's model when it is an offline one (the first hashed model, its
+// second version or a fitted model), so that an archive made before the second version keeps
+// its space and no worker starts filling another; when the active space is an API model's, the
+// first hashed model if the archive has a space of it (the one "offline" filled before), and
+// otherwise — a new archive, or none — the second version, OfflineModelV2.
+func resolveOffline(ctx context.Context, st *store.Store) (string, error) {
+	if st == nil {
+		return embed.OfflineModelV2, nil
+	}
+	active, err := st.ActiveSpace(ctx)
+	switch {
+	case errors.Is(err, paper.ErrNotFound):
+		return embed.OfflineModelV2, nil
+	case err != nil:
+		return "", err
+	case embed.IsOfflineModel(active.Model):
+		return active.Model, nil
+	}
+	switch _, err := st.FindSpace(ctx, embed.OfflineModel); {
+	case err == nil, errors.Is(err, paper.ErrAmbiguous):
+		return embed.OfflineModel, nil
+	case errors.Is(err, paper.ErrNotFound):
+		return embed.OfflineModelV2, nil
+	default:
+		return "", err
+	}
 }
 
 // activeOffline is the embedder of a long-running server on the default offline embedder
