@@ -530,6 +530,22 @@ func TestSpacesUsageErrorsComeBeforeTheDatabase(t *testing.T) {
 	}
 }
 
+// `spaces drop help`, `spaces check help` and `spaces reindex help --index KIND` ask for the
+// help, as `spaces drop -h` does: taken as a space named "help", they opened the database and
+// ran its migrations (a newer binary upgraded the database DATABASE_URL named, one paperpipe had
+// never used got its tables) before saying there is no space "help", exit 1.
+func TestSpacesActionHelpTouchesNothing(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "DATABASE_URL=postgres://paperpipe@127.0.0.1:1/none?connect_timeout=1")
+	for _, args := range [][]string{{"spaces", "drop", "help"}, {"spaces", "check", "help"},
+		{"spaces", "reindex", "help", "--index", "hnsw"}, {"spaces", "drop", "--force", "help"}} {
+		r := c.run(args...)
+		if r.code != 0 || !strings.Contains(r.stdout, "Usage: paperpipe spaces") || r.stderr != "" {
+			t.Errorf("paperpipe %q: exit %d, stdout %q, stderr %q; want 0 and the help, the database untouched", args, r.code, r.stdout, r.stderr)
+		}
+	}
+}
+
 // A dlq action that is not one, or replay/drop without the dead letters to act on or with a
 // sequence number that is none, is a usage error, exit 2, before NATS is reached: dlq
 // connected first (started the embedded server in the data directory when NATS_URL is unset)

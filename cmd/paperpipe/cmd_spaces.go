@@ -37,7 +37,11 @@ func cmdSpaces(ctx context.Context, c *config, args []string) error {
 		action = pos[0]
 	}
 	// Every usage error before the database is opened: opening it runs the migrations, which a
-	// typo (`spaces help`) has no business doing to the database DATABASE_URL names.
+	// typo (`spaces help`) has no business doing to the database DATABASE_URL names. So is the
+	// help asked for after an action (`spaces drop help`), not a space named "help".
+	if action != "list" && len(pos) == 2 && pos[1] == "help" {
+		return askedHelp(fs)
+	}
 	switch action {
 	case "list":
 		err = onlyFor(fs, "spaces list", "json")

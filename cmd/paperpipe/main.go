@@ -322,6 +322,14 @@ func newFlagSet(name, args, short string) *flag.FlagSet {
 	return fs
 }
 
+// askedHelp prints fs's help on standard output, as -h does, and returns flag.ErrHelp (exit 0):
+// for the word help where a command's action takes its argument (`spaces drop help`).
+func askedHelp(fs *flag.FlagSet) error {
+	fs.SetOutput(stdout)
+	fs.Usage()
+	return flag.ErrHelp
+}
+
 // parseArgs parses flags that may come before, between or after positional arguments
 // (`paperpipe related ID -k 10`), and returns the positional ones. An unknown flag or a bad
 // value is a usage error (exit 2), like every other mistake in how a command is called; so is
