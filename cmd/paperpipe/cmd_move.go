@@ -115,6 +115,7 @@ type movedLine struct {
 	TLDRModel         string    `json:"tldr_model"`
 	TLDRPromptVersion string    `json:"tldr_prompt_version"`
 	Embedding         []float32 `json:"embedding"`
+	Dimensions        int       `json:"dimensions"`
 	Model             string    `json:"model"`
 	Template          string    `json:"template"`
 }
@@ -160,7 +161,13 @@ func (l *importLocks) claim(ctx context.Context, m movedLine) error {
 			return err
 		}
 	}
-	if len(m.Embedding) == 0 || m.Model == "" || l.space.ID != 0 {
+	if len(m.Embedding) == 0 || strings.TrimSpace(m.Model) == "" || l.space.ID != 0 {
+		return nil
+	}
+	if m.Dimensions != 0 && m.Dimensions != len(m.Embedding) {
+		// import-embeddings rejects the line (a vector cut short): the file's space is its
+		// good lines', which a later line names; locked here, a space one dimension short was
+		// created and locked, and left behind, and the space loaded was not locked.
 		return nil
 	}
 	sp := paper.Space{Model: m.Model, Dimensions: len(m.Embedding), Template: cmp.Or(m.Template, embed.TemplateTitleAbstract)}

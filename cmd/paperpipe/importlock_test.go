@@ -438,3 +438,63 @@ func vectorExport(t *testing.T, n int) (*archiveEnv, string, exportResult) {
 	}
 	return old, file, exp
 }
+
+// An export whose first vector line the vectors' pass rejects — its "dimensions" says one
+// value more than its vector holds (a line damaged by hand or cut) — is loaded into the space
+// of its good lines, and import holds that space's lock and leaves no other: the papers' pass
+// took the damaged line's space (one dimension short) for the file's, created it and locked
+// it, and the space loaded was never locked (a reprocess could fill it beside the import) while
+// the one locked was left behind, empty.
+func TestImportLocksTheSpaceItLoadsWhenItsFirstVectorLineIsBad(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	_, file, _ := vectorExport(t, 3)
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(raw), "\n")
+	// The first line's vector one value short of its dimensions.
+	start := strings.Index(lines[0], `"embedding":[`)
+	end := strings.Index(lines[0][start:], "]") + start
+	last := strings.LastIndexByte(lines[0][:end], ',')
+	if start < 0 || last < start || !strings.Contains(lines[0], `"dimensions":`) {
+		t.Fatalf("no vector with its dimensions to damage in %s", lines[0])
+	}
+	lines[0] = lines[0][:last] + lines[0][end:]
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	moved := newArchiveEnv(t, openaitest.Config{})
+	var lockErr error
+	locked := false
+	w := &onWrite{trigger: "loaded into space", fire: func() {
+		// The vectors are loaded and the import still holds its locks: the space loaded is
+		// one of them.
+		var id int64
+		if err := moved.st.Pool().QueryRow(ctx, "SELECT id FROM embedding_spaces ORDER BY id DESC LIMIT 1").Scan(&id); err != nil {
+			lockErr = err
+			return
+		}
+		rl, err := moved.st.HoldRun(ctx, store.SpaceRunKey(id))
+		if err == nil {
+			rl.Unlock()
+			return
+		}
+		locked, lockErr = errors.Is(err, store.ErrRunInProgress), err
+	}}
+	res, err := runImport(ctx, moved.st, file, w)
+	if !strings.Contains(w.buf.String(), "export.jsonl:1: arxiv:2401.00000: dimensions ") {
+		t.Fatalf("the vectors' pass did not reject the damaged line:\n%s", w.buf.String())
+	}
+	if err == nil || res.Vectors.Loaded != 2 {
+		t.Fatalf("import: %v, %d vectors loaded; want the damaged line rejected and the other two loaded\n%s", err, res.Vectors.Loaded, w.buf.String())
+	}
+	if !w.fired || !locked {
+		t.Errorf("the space loaded was not locked by the import while it loaded (fired %v: %v)\n%s", w.fired, lockErr, w.buf.String())
+	}
+	if n := moved.count(t, "SELECT count(*) FROM embedding_spaces"); n != 1 {
+		t.Errorf("%d spaces after the import, want the one loaded\n%s", n, w.buf.String())
+	}
+}
