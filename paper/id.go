@@ -28,8 +28,8 @@ var (
 // CanonicalID normalises an identifier from any source into paperpipe's canonical form:
 //
 //   - arXiv ids lose their version and any prefix or URL: "2401.01234v2",
-//     "arXiv:2401.01234", "https://arxiv.org/abs/2401.01234v1" (or its /pdf/ or /html/ page)
-//     → "arxiv:2401.01234";
+//     "arXiv:2401.01234", "https://arxiv.org/abs/2401.01234v1" (or its /pdf/ or /html/ page,
+//     or ar5iv's: "https://ar5iv.labs.arxiv.org/html/2401.01234") → "arxiv:2401.01234";
 //     old-style "hep-th/9901001v3" → "arxiv:hep-th/9901001", and without the subject class,
 //     which is not part of the identifier: "math.AG/0601001" → "arxiv:math/0601001"; arXiv's
 //     DOIs too: "10.48550/arXiv.2401.01234" → "arxiv:2401.01234", and its OAI identifiers,
@@ -74,10 +74,12 @@ func CanonicalID(raw string) (string, error) {
 		return doiOrArxiv(lower), nil
 	}
 	a := lower
-	for _, p := range []string{"arxiv.org/abs/", "arxiv.org/pdf/", "arxiv.org/html/", "huggingface.co/papers/"} {
+	for _, p := range []string{"arxiv.org/abs/", "arxiv.org/pdf/", "arxiv.org/html/", "huggingface.co/papers/",
+		"ar5iv.labs.arxiv.org/html/", "ar5iv.labs.arxiv.org/abs/", "ar5iv.org/html/", "ar5iv.org/abs/"} {
 		if rest, ok := strings.CutPrefix(a, p); ok {
 			// A page's URL: "…/abs/2401.01234v2?context=cs", "…/abs/2401.01234/",
-			// "…/html/2401.01234v1/#S2" (the paper's HTML page, linked beside its PDF).
+			// "…/html/2401.01234v1/#S2" (the paper's HTML page, linked beside its PDF), and
+			// ar5iv's rendering of it (ar5iv.labs.arxiv.org/html/2401.01234, ar5iv.org/abs/…).
 			rest, _, _ = strings.Cut(rest, "#")
 			rest, _, _ = strings.Cut(rest, "?")
 			a = strings.TrimSuffix(rest, "/")

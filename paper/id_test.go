@@ -36,6 +36,11 @@ func TestCanonicalID(t *testing.T) {
 		// entry's <id> or an item's <guid>.
 		{"oai:arXiv.org:2401.01234v2", "arxiv:2401.01234"},
 		{"oai:arxiv.org:hep-th/9901001v3", "arxiv:hep-th/9901001"},
+		// ar5iv, arXiv's HTML rendering of a paper (linked from its abstract page).
+		{"https://ar5iv.labs.arxiv.org/html/2401.01234", "arxiv:2401.01234"},
+		{"https://ar5iv.org/abs/2401.01234v3", "arxiv:2401.01234"},
+		{"ar5iv.org/html/2401.01234#S3", "arxiv:2401.01234"},
+		{"https://ar5iv.labs.arxiv.org/html/hep-th/9901001", "arxiv:hep-th/9901001"},
 		{"10.1000/XYZ.123", "doi:10.1000/xyz.123"},
 		{"doi:10.1000/xyz.123", "doi:10.1000/xyz.123"},
 		{"https://doi.org/10.1000/XYZ.123", "doi:10.1000/xyz.123"},
