@@ -27,7 +27,8 @@ type ExportSelection struct {
 	// updated_at, as Selection.Since: not a change of metadata alone, and dated when its write
 	// began, which commits later). Defaults to the zero time: every paper.
 	Since time.Time
-	// Category keeps papers with this category among theirs, compared exactly ("cs.LG").
+	// Category keeps papers with this category among theirs, compared exactly ("cs.LG") once
+	// folded as ingest stores a category (foldCategory).
 	// Defaults to "": any.
 	Category string
 	// IDs keeps only these (canonical) papers. Defaults to nil: every paper.
@@ -76,6 +77,7 @@ func (s *Store) Export(ctx context.Context, sel ExportSelection, counted func(in
 			return fmt.Errorf("export papers: %w", err)
 		}
 	}
+	sel.Category = foldCategory(sel.Category)
 	if sel.IDs != nil && len(sel.IDs) == 0 {
 		if counted != nil {
 			counted(0)

@@ -792,8 +792,8 @@ type ListFilter struct {
 	// clock: a poller takes its next Since from the newest created_at it read, not its own clock.
 	// Defaults to the zero time: no limit.
 	Since time.Time
-	// Category keeps papers with this category among theirs, compared exactly ("cs.LG").
-	// Defaults to "": any.
+	// Category keeps papers with this category among theirs, compared exactly ("cs.LG") once
+	// folded as ingest stores a category (foldCategory). Defaults to "": any.
 	Category string
 	// Text keeps papers whose title or abstract matches this full-text query (web-search
 	// syntax, as KeywordSearch reads it); a text of only stop words or punctuation, which
@@ -826,7 +826,7 @@ func (s *Store) ListFiltered(ctx context.Context, f ListFilter, limit int, befor
 		if err := validText(f.Category); err != nil {
 			return nil, nil, fmt.Errorf("list papers: category: %w", err)
 		}
-		conds = append(conds, "p.categories @> ARRAY["+param(f.Category)+"::text]")
+		conds = append(conds, "p.categories @> ARRAY["+param(foldCategory(f.Category))+"::text]")
 	}
 	if strings.TrimSpace(f.Text) != "" {
 		if err := checkQuery(f.Text); err != nil {
@@ -964,4 +964,11 @@ func (s *Store) MapPoints(ctx context.Context, spaceID int64, limit int) (_ []Ma
 		return nil, 0, fmt.Errorf("map points of space %s: %w", sp.Name(), err)
 	}
 	return out, total, nil
+}
+
+// foldCategory is category c as ingest and the API's records store a category: in NFC, its
+// words separated by one space. A filter compared as typed missed the papers of a category
+// typed decomposed ("Fi" + U+0301 + "sica") or with other white space than stored.
+func foldCategory(c string) string {
+	return strings.Join(strings.Fields(norm.NFC.String(c)), " ")
 }
