@@ -32,6 +32,13 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	if os.Getenv("PAPERPIPE_TEST_EXIT_SIGNAL") != "" {
+		// TestExitDoesNotResendASignalIgnoredSinceTheStart's child: how exit would end a
+		// process stopped by SIGINT, in a process started as the test's parent started it.
+		s, ok := exitSignal(signalExitStatus(os.Interrupt))
+		fmt.Println(ok, int(s))
+		os.Exit(0)
+	}
 	dir, err := os.MkdirTemp("", "paperpipe-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -85,15 +85,34 @@ func main() {
 // to the next file at every Ctrl-C. A signal ignored since the start (SIGHUP under nohup)
 // does not end it: then the status is code all the same.
 func exit(code int) {
-	for _, sig := range stopSignals() {
-		if s, ok := sig.(syscall.Signal); ok && code == signalExitStatus(s) {
-			signal.Reset(s)
-			if syscall.Kill(os.Getpid(), s) == nil {
-				time.Sleep(time.Second) // delivered by then; the status below otherwise
-			}
+	if s, ok := exitSignal(code); ok {
+		signal.Reset(s)
+		if syscall.Kill(os.Getpid(), s) == nil {
+			time.Sleep(time.Second) // delivered by then; the status below otherwise
 		}
 	}
 	os.Exit(code)
+}
+
+// exitSignal is the stop signal whose status is code, by which exit ends the process, and
+// whether there is one. A signal the process started with ignored has none: restored, its
+// disposition ignores it again, and exit waited a second for it in vain (SIGINT: a job a shell
+// without job control starts in the background is stopped by it, as Go hands it over).
+func exitSignal(code int) (syscall.Signal, bool) {
+	for _, sig := range stopSignals() {
+		if s, ok := sig.(syscall.Signal); ok && code == signalExitStatus(s) && !ignoredAtStart[s] {
+			return s, true
+		}
+	}
+	return 0, false
+}
+
+// ignoredAtStart are the stop signals the process started with ignored, read before run asks
+// for them (signal.Notify undoes the ignoring).
+var ignoredAtStart = map[syscall.Signal]bool{
+	syscall.SIGINT:  signal.Ignored(syscall.SIGINT),
+	syscall.SIGTERM: signal.Ignored(syscall.SIGTERM),
+	syscall.SIGHUP:  signal.Ignored(syscall.SIGHUP),
 }
 
 func run(args []string) int {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -614,5 +615,27 @@ func TestHangupStopsGracefullyUnlessIgnored(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("serve started with SIGHUP ignored, after a hangup: /healthz %d", resp.StatusCode)
+	}
+}
+
+// A process started with SIGINT ignored — a job a shell without job control runs in the
+// background (`paperpipe worker &` in a script), which gets its stop from Ctrl-C all the same,
+// since Go hands it the SIGINT it asks for — ended 1 s late after a stop: exit sent itself the
+// SIGINT to end by it, which the restored disposition ignored, waited a second for it, and
+// then exited 130. A signal ignored since the start is not sent: exit 130 at once.
+func TestExitDoesNotResendASignalIgnoredSinceTheStart(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		trap, want string
+	}{
+		{"", "true 2"},              // SIGINT as usual: the process ends by it
+		{`trap "" INT;`, "false 0"}, // ignored since the start: the status 130 only
+	} {
+		cmd := exec.Command("sh", "-c", tc.trap+` exec "$0" -test.run=^$`, os.Args[0])
+		cmd.Env = append(os.Environ(), "PAPERPIPE_TEST_EXIT_SIGNAL=1")
+		out, err := cmd.CombinedOutput()
+		if got := strings.TrimSpace(string(out)); err != nil || got != tc.want {
+			t.Errorf("with %q: exit signal (resent, number) %q, %v; want %q", tc.trap, got, err, tc.want)
+		}
 	}
 }
