@@ -2,8 +2,12 @@ package pipeline_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/paper"
@@ -114,5 +118,59 @@ func TestRequeuedMessagesDoNotComeBackToTheDrainingWorker(t *testing.T) {
 	}
 	if c := counts(t, b, summarize.NewOffline(30)); c.WithTLDR != int64(len(papers)) || c.WithEmbedding != int64(len(papers)) {
 		t.Errorf("counts %+v, want both papers done", c)
+	}
+}
+
+// TestARequeueWhoseAnswerIsLostIsNotDeadLetteredToo: the copy of a message requeued on its
+// last delivery is stored, but the server's answer to its publish is lost (a connection cut
+// after the send, a stream leader killed). The worker took the publish for failed and handed
+// the original back with a Nak: on its last delivery the server gave it up, and a reaper
+// dead-lettered it while the copy was processed — a paper both in `dlq list` and stored. The
+// copy is sent again under its message id, and the server's answer (a repeat of the copy
+// stored) settles it: the original is terminated, and only the copy goes on.
+func TestARequeueWhoseAnswerIsLostIsNotDeadLetteredToo(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1}) // every delivery is the last
+	p := paper.Abstract{ID: "arxiv:2401.00001", Title: "Requeued", Abstract: "An abstract interrupted on its last delivery."}
+	publish(t, b.js, []paper.Abstract{p})
+	cfg := streamConfig(t, b.js, pipeline.StreamPapers)
+	cfg.NoAck = true // the server stores the messages and its answers are lost
+	if _, err := b.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	// Once the copy is stored, the stream answers again.
+	answering := make(chan struct{})
+	go func() {
+		defer close(answering)
+		for streamMsgs(t, b.js, pipeline.StreamPapers) < 2 {
+			time.Sleep(20 * time.Millisecond)
+		}
+		cfg.NoAck = false
+		if _, err := b.js.UpdateStream(ctx, cfg); err != nil {
+			t.Error(err)
+		}
+	}()
+	_, stop := startHanging(t, b, emb, pipeline.WorkerConfig{Concurrency: 1, DrainTimeout: 300 * time.Millisecond, FetchWait: 200 * time.Millisecond}, 1)
+	stop() // the shutdown requeues the message
+	<-answering
+
+	stream, err := b.js.Stream(ctx, pipeline.StreamPapers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The Term is sent without an answer: the server removes the original soon after.
+	waitFor(t, "the original terminated once its copy was confirmed", func() (bool, string) {
+		_, err := stream.GetMsg(ctx, 1)
+		return errors.Is(err, jetstream.ErrMsgNotFound), fmt.Sprintf("the original message is still queued (%v) beside its stored copy: "+
+			"the server gives it up, and it is dead-lettered while the copy is processed", err)
+	})
+	runUntilIdle(t, b, summarize.NewOffline(30), emb, pipeline.WorkerConfig{})
+	if dls := deadLetters(t, b.js); len(dls) != 0 {
+		t.Errorf("%d dead letters of a paper that was requeued and processed; the first: %s", len(dls), dls[0].Reason)
+	}
+	if c := counts(t, b, summarize.NewOffline(30)); c.WithTLDR != 1 || c.WithEmbedding != 1 {
+		t.Errorf("counts %+v, want the paper done", c)
 	}
 }

@@ -1172,13 +1172,15 @@ func (w *Worker) pullOpen(open bool) {
 // see requeued), then terminates the
 // delivered one; when its hold lapsed, a dead letter a reaper may have written of it is
 // withdrawn, as ack does. If the publish fails, the message is returned as on any other delivery, and
-// the server's giving it up dead-letters it (see the reaper).
+// the server's giving it up dead-letters it (see the reaper). A publish left unanswered is sent
+// again under its message id (see publishRequeued): the copy may be stored, and the original,
+// handed back, would be dead-lettered while the copy was processed.
 func (w *Worker) requeue(ctx context.Context, j job, why string) {
 	j.release()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), requeueFor)
 	defer cancel()
 	id := "requeue:" + strconv.FormatUint(j.meta.Sequence.Stream, 10) + ":" + strconv.FormatInt(time.Now().UnixNano(), 10)
-	if _, err := w.js.PublishMsg(ctx, requeued(j), jetstream.WithMsgID(id)); err != nil {
+	if err := w.publishRequeued(ctx, requeued(j), id); err != nil {
 		w.log.Warn("could not requeue a message interrupted on its last delivery; it will be dead-lettered",
 			"paper", j.a.ID, "by", why, "err", err)
 		_ = j.msg.NakWithDelay(w.cfg.FetchWait)
@@ -1200,6 +1202,36 @@ func (w *Worker) requeue(ctx context.Context, j job, why string) {
 	}
 	w.log.Log(ctx, lvl, "requeued a message interrupted on its last delivery", "paper", j.a.ID, "by", why)
 	w.stats.retried.Add(1)
+}
+
+// requeueFor bounds requeue's sends of a copy, and requeueTry each one's wait for its answer.
+const (
+	requeueFor = 10 * time.Second
+	requeueTry = 2 * time.Second
+)
+
+// publishRequeued publishes msg, requeue's copy, under the message id id. A send the server
+// leaves unanswered (a timeout: a connection cut after the send, a stream leader killed; no
+// responders while a cluster elects one) may have been stored: it is sent again under the same
+// id, resendWait apart, until the server answers or ctx ends — a copy stored already is then
+// answered as a repeat, which settles it as well as a first answer. Without it the lost answer
+// counted as a failure, and the original, handed back on its last delivery, was given up and
+// dead-lettered while its stored copy was processed: a paper in `dlq list` that was also
+// stored. The server's refusal (an API error: a full queue) is returned at once.
+func (w *Worker) publishRequeued(ctx context.Context, msg *nats.Msg, id string) error {
+	for {
+		tctx, cancel := context.WithTimeout(ctx, requeueTry)
+		_, err := w.js.PublishMsg(tctx, msg, jetstream.WithMsgID(id))
+		cancel()
+		if err == nil || isAPIError(err) {
+			return err
+		}
+		select {
+		case <-time.After(resendWait):
+		case <-ctx.Done():
+			return err
+		}
+	}
 }
 
 // requeued is the copy of j's message that requeue publishes: its subject, body and headers
