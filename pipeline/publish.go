@@ -75,6 +75,8 @@ type Publisher struct {
 	// 0 when it has none or it could not be read.
 	streamMax  int64
 	streamRead bool
+	// dupWindow is the PAPERS stream's duplicate window then (0: not known).
+	dupWindow time.Duration
 	// firstSeq is the PAPERS stream's last sequence then, plus one: a message of this
 	// Publisher's is stored at it or after (0: not known; see settle).
 	firstSeq uint64
@@ -303,6 +305,7 @@ func (p *Publisher) maxMsgSize(ctx context.Context) int64 {
 				p.streamMax = int64(max)
 			}
 			p.firstSeq = s.CachedInfo().State.LastSeq + 1
+			p.dupWindow = s.CachedInfo().Config.Duplicates
 		}
 	}
 	max := p.streamMax
@@ -319,6 +322,11 @@ func (p *Publisher) maxMsgSize(ctx context.Context) int64 {
 func (p *Publisher) Flush(ctx context.Context) error {
 	return p.settle(ctx, len(p.window))
 }
+
+// DuplicateWindow returns the PAPERS stream's duplicate window, read at the first Publish:
+// how far apart a repeat of a message is dropped (an hour, or a NATS server's lower
+// max_duplicate_window, see TopologyConfig.DuplicateWindow); 0 when it could not be read.
+func (p *Publisher) DuplicateWindow() time.Duration { return p.dupWindow }
 
 // Stats returns the counts of acknowledged messages so far.
 func (p *Publisher) Stats() PublishStats { return p.stats }

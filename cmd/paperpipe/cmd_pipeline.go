@@ -35,8 +35,9 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 		"stops it, exit 1, with the papers it refused counted in the summary.\n"+
 		"Ctrl-C stops reading at once (standard input and named pipes too), waits up to 5 s for the queue to confirm what\n"+
 		"was sent, and prints the summary, exit 130 (143 for SIGTERM); ingesting the same input again is safe: repeats\n"+
-		"within the hour are dropped, later ones cost the workers a database check and the record of its latest reading\n"+
-		"each, no API call.")
+		"within the queue's duplicate window (an hour, or a NATS server's lower max_duplicate_window, which the summary\n"+
+		"names) are dropped, later ones cost the workers a database check and the record of its latest reading each,\n"+
+		"no API call.")
 	input := addInputFlags(fs)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -106,8 +107,8 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 			flushErr = nil // said in the summary
 		}
 	}
-	fmt.Fprintf(os.Stderr, "ingest: %d read, %d published, %d dropped as repeats (same record published within the hour), %d rejected%s\n",
-		read, st.Published, st.Duplicates, rejected, note)
+	fmt.Fprintf(os.Stderr, "ingest: %d read, %d published, %d dropped as repeats (same record published %s), %d rejected%s\n",
+		read, st.Published, st.Duplicates, withinWindow(pub.DuplicateWindow()), rejected, note)
 	full := queueFull(stop, flushErr)
 	switch {
 	case interrupted:
@@ -142,6 +143,32 @@ func cmdIngest(ctx context.Context, c *config, args []string) error {
 		return fmt.Errorf("%s rejected (see the messages above); %s", plural(rejected, "record", "records"), others)
 	}
 	return nil
+}
+
+// withinWindow says how far apart a repeat is dropped, for ingest's summary: the PAPERS
+// stream's duplicate window d — paperpipe's hour, or a NATS server's lower
+// max_duplicate_window, which the streams take — or, when it could not be read (0), the
+// queue's window unnamed.
+func withinWindow(d time.Duration) string {
+	unit := func(n int64, one, many string) string {
+		if n == 1 {
+			return "within the last " + one
+		}
+		return fmt.Sprintf("within the last %d %s", n, many)
+	}
+	switch {
+	case d <= 0:
+		return "within the queue's duplicate window"
+	case d == time.Hour:
+		return "within the hour"
+	case d%time.Hour == 0:
+		return unit(int64(d/time.Hour), "hour", "hours")
+	case d%time.Minute == 0:
+		return unit(int64(d/time.Minute), "minute", "minutes")
+	case d%time.Second == 0:
+		return unit(int64(d/time.Second), "second", "seconds")
+	}
+	return "within the last " + d.String()
 }
 
 // inputFlags are the flags of the commands that read sources as ingest does (ingest, summarize,

@@ -535,3 +535,25 @@ func TestStandardInputNamedTwiceIsAUsageError(t *testing.T) {
 		t.Errorf("ingest - - queued %d papers; want none", st.Papers.Papers)
 	}
 }
+
+// TestIngestSaysTheDuplicateWindowInForce: on a NATS server that limits a stream's duplicate
+// window below paperpipe's hour (`jetstream { limits { max_duplicate_window: 10m } }`), the
+// streams take the server's limit, and a repeat published 10 minutes after its record is
+// queued again. ingest's summary said repeats were dropped "within the hour" all the same.
+func TestIngestSaysTheDuplicateWindowInForce(t *testing.T) {
+	t.Parallel()
+	srv := natstest.StartWith(t, func(o *server.Options) { o.JetStreamLimits.Duplicates = 10 * time.Minute })
+	c := newCLI(t, "NATS_URL="+srv.ClientURL())
+	path := filepath.Join(t.TempDir(), "papers.jsonl")
+	if err := os.WriteFile(path, []byte(`{"id":"2404.00001","title":"One","abstract":"We study duplicate windows. It works."}`+"\n"+
+		`{"id":"2404.00002","title":"Two","abstract":"We study them again. It works too."}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.run("ingest", path); r.code != 0 {
+		t.Fatalf("ingest: exit %d\n%s", r.code, r.stderr)
+	}
+	r := c.run("ingest", path)
+	if r.code != 0 || !strings.Contains(r.stderr, "2 read, 0 published, 2 dropped as repeats (same record published within the last 10 minutes), 0 rejected\n") {
+		t.Errorf("ingest again on a server whose duplicate window is 10 minutes: exit %d\n%s\nwant the 2 repeats said dropped within the last 10 minutes", r.code, r.stderr)
+	}
+}
