@@ -418,8 +418,12 @@ func (p *Publisher) settle(ctx context.Context, n int) error {
 		// first send was stored: a repeat stored since this Publisher began (at or after
 		// firstSeq) is its own, published (or, rarely, another process's publishing the same
 		// record at the same time). Counted as a repeat, ingest called papers it had just
-		// queued "dropped as repeats".
-		if ack.Duplicate && !(pm.resent && p.firstSeq > 0 && ack.Sequence >= p.firstSeq) {
+		// queued "dropped as repeats". When firstSeq is not known (the stream's state could
+		// not be read at the first Publish, as a rule in the same silence that left the
+		// answers unanswered), such a repeat counts as published too: its own first send is
+		// by far the likelier, and an earlier ingest's record repeated is queued or stored as
+		// well, where the other way every paper of the silence was said dropped.
+		if ack.Duplicate && !(pm.resent && (p.firstSeq == 0 || ack.Sequence >= p.firstSeq)) {
 			p.stats.Duplicates++
 		} else {
 			p.stats.Published++

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paperpipe/paperpipe/internal/natstest"
@@ -488,4 +489,78 @@ func TestPublishWaitsForRoomAmongTheMessagesInFlight(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrTooManyStalledMsgs) || len(acked) != 0 {
 		t.Errorf("PublishAll whose context ended while no room came: acked %v, %v; want its context's error", acked, err)
 	}
+}
+
+// TestAStoredMessageWhoseAnswerWasLostIsPublishedWhenTheStreamCouldNotBeRead: two faults
+// together — the PAPERS stream's state could not be read at the first Publish (where the
+// Publisher learns the sequence its messages are stored from), and the answers to the
+// messages were lost, so they were sent again and answered as repeats of their own first
+// sends. Without the sequence, every such message was counted a repeat: ingest's summary said
+// "0 published, 3 dropped as repeats" of papers it had just queued for the first time.
+func TestAStoredMessageWhoseAnswerWasLostIsPublishedWhenTheStreamCouldNotBeRead(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := natstest.StartWith(t, func(o *server.Options) {
+		o.Users = []*server.User{
+			{Username: "admin", Password: "admin"},
+			// The publisher's reads of the stream's state fail (a permission here; a timeout,
+			// a cluster without a leader, in the field).
+			{Username: "pub", Password: "pub", Permissions: &server.Permissions{
+				Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"$JS.API.STREAM.INFO.>"}}}},
+		}
+	})
+	admin := connectAs(t, srv, "admin", jetstream.WithPublishAsyncTimeout(200*time.Millisecond))
+	if err := pipeline.Setup(ctx, admin, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := streamConfig(t, admin, pipeline.StreamPapers)
+	cfg.NoAck = true // the server stores the messages and its answers are lost
+	if _, err := admin.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	js := connectAs(t, srv, "pub", jetstream.WithPublishAsyncTimeout(200*time.Millisecond), jetstream.WithDefaultTimeout(300*time.Millisecond))
+	if _, err := js.Stream(ctx, pipeline.StreamPapers); err == nil {
+		t.Fatal("the publisher's user can read the stream's state; the test needs it not to")
+	}
+	pub := pipeline.NewPublisher(js, pipeline.SubjectNew, 16)
+	pub.SetResendFor(time.Minute)
+	for i := range 3 {
+		if err := pub.Publish(ctx, paper.Abstract{ID: fmt.Sprintf("test:%d", i), Title: "T", Abstract: "An abstract whose answer is lost."}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go func() {
+		for streamMsgs(t, admin, pipeline.StreamPapers) < 3 {
+			time.Sleep(20 * time.Millisecond)
+		}
+		cfg.NoAck = false
+		if _, err := admin.UpdateStream(ctx, cfg); err != nil {
+			t.Error(err)
+		}
+	}()
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := pub.Stats(); st.Published != 3 || st.Duplicates != 0 {
+		t.Errorf("%d published, %d dropped as repeats; want the 3 stored by their first send published", st.Published, st.Duplicates)
+	}
+	if n := streamMsgs(t, admin, pipeline.StreamPapers); n != 3 {
+		t.Errorf("the stream holds %d messages; want 3, once each", n)
+	}
+}
+
+// connectAs returns a JetStream client of srv as user (password the same), closed when the
+// test ends.
+func connectAs(t *testing.T, srv *natstest.Server, user string, opts ...jetstream.JetStreamOpt) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(user, user), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	if err != nil {
+		t.Fatalf("connect as %s: %v", user, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
