@@ -25,6 +25,14 @@ type EmbeddedConfig struct {
 	Token string
 	// Logger receives the server's notices and errors. Defaults to discarding them.
 	Logger *slog.Logger
+	// SyncAlways has JetStream flush every write to disk (fsync) before it answers: a message
+	// acknowledged to its publisher survives a power loss or a kernel crash. Otherwise the
+	// server's files are synced every SyncInterval, and such a stop loses what was written
+	// since (a process killed, its files written, loses nothing).
+	SyncAlways bool
+	// SyncInterval is how often JetStream syncs its files to disk when SyncAlways is not set.
+	// 0: nats-server's default, 2 minutes.
+	SyncInterval time.Duration
 }
 
 // Embedded is a running in-process NATS server with JetStream enabled.
@@ -71,7 +79,9 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		Authorization: cfg.Token,
 		NoSigs:        true,
 		// Abstracts are small, but a whole JSON batch from the HTTP API may not be.
-		MaxPayload: 8 << 20,
+		MaxPayload:   8 << 20,
+		SyncAlways:   cfg.SyncAlways,
+		SyncInterval: cfg.SyncInterval,
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -195,6 +205,20 @@ func (e *Embedded) restart() error {
 		return fmt.Errorf("start JetStream: %w", err)
 	}
 	return nil
+}
+
+// Sync returns how the server's JetStream syncs its files to disk: at every write (always), or
+// every interval (nats-server's default, 2 minutes, when none was set).
+func (e *Embedded) Sync() (always bool, interval time.Duration) {
+	jc := e.srv.JetStreamConfig()
+	if jc == nil {
+		return e.opts.SyncAlways, e.opts.SyncInterval
+	}
+	interval = jc.SyncInterval
+	if interval == 0 {
+		interval = 2 * time.Minute // nats-server's defaultSyncInterval
+	}
+	return jc.SyncAlways, interval
 }
 
 // ClientURL returns the URL clients connect to, with the token: nats://TOKEN@host:port. It is a

@@ -42,6 +42,10 @@ type config struct {
 	// a worker's store is open; "": read from DATABASE_URL (see queueArchive).
 	archive  string
 	Replicas int // PAPERPIPE_NATS_REPLICAS; 0: 1 (applied when the streams are created)
+	// NATSSyncAlways and NATSSyncInterval are PAPERPIPE_NATS_SYNC: how the embedded server syncs
+	// its files to disk, at every write ("always") or every interval (0: the server's 2m).
+	NATSSyncAlways   bool
+	NATSSyncInterval time.Duration
 
 	BaseURL    string // OPENAI_BASE_URL
 	APIKey     string // OPENAI_API_KEY — never printed
@@ -264,6 +268,9 @@ func loadConfig() *config {
 		fatalf("PAPERPIPE_EMBED_SEND_DIMENSIONS=%q: want auto, always or never", os.Getenv("PAPERPIPE_EMBED_SEND_DIMENSIONS"))
 	}
 	c.EmbedSendDims = sd
+	if c.NATSSyncAlways, c.NATSSyncInterval, err = natsSync(getenv("PAPERPIPE_NATS_SYNC")); err != nil {
+		fatalf("PAPERPIPE_NATS_SYNC=%q: %v", os.Getenv("PAPERPIPE_NATS_SYNC"), err)
+	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		fatalf("PAPERPIPE_NATS_REPLICAS=%d: want 1 to 5 (JetStream's limit)", c.Replicas)
 	}
@@ -610,6 +617,22 @@ func envBool(key string) bool {
 	}
 	fatalf("%s=%q: want 1 or 0", key, os.Getenv(key))
 	return false
+}
+
+// natsSync reads PAPERPIPE_NATS_SYNC: "always" (fsync every write before it is answered), a
+// duration (sync every interval), or "" (nats-server's default, every 2 minutes).
+func natsSync(v string) (always bool, interval time.Duration, err error) {
+	switch strings.ToLower(v) {
+	case "":
+		return false, 0, nil
+	case "always":
+		return true, 0, nil
+	}
+	d, perr := time.ParseDuration(v)
+	if perr != nil || d <= 0 {
+		return false, 0, errors.New("want always, or a duration above zero (like 10s or 2m)")
+	}
+	return false, d, nil
 }
 
 func envDuration(key string, def time.Duration) time.Duration {

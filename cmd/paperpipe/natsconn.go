@@ -54,8 +54,12 @@ type broker struct {
 	natsURL string
 	fail    func(error)
 	log     *slog.Logger
-	refused sync.Once     // stopIfRefused's stop
-	done    chan struct{} // closed by close: ends watchRefusals
+	// syncAlways and syncInterval are how an embedded server this process starts syncs its
+	// files (PAPERPIPE_NATS_SYNC), a takeover's too.
+	syncAlways   bool
+	syncInterval time.Duration
+	refused      sync.Once     // stopIfRefused's stop
+	done         chan struct{} // closed by close: ends watchRefusals
 }
 
 // brokerRole is what a process does with the consumer of new papers (pipeline.ConsumerNew).
@@ -255,7 +259,7 @@ const joinRetry = 15 * time.Second
 // connectBrokerOnce is one attempt of connectBroker; joined reports that it joined the server
 // of another process (whose failure may be that process stopping).
 func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role brokerRole) (_ *broker, joined bool, _ error) {
-	b := &broker{}
+	b := &broker{syncAlways: c.NATSSyncAlways, syncInterval: c.NATSSyncInterval}
 	url := c.NATSURL
 	if url == "" {
 		if c.DataDir == "" {
@@ -294,13 +298,15 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 				return nil, false, fmt.Errorf("data directory: %w", err)
 			}
 			if last {
-				emb, err = pipeline.StartEmbedded(pipeline.EmbeddedConfig{Dir: dir, Host: host, Port: port, Token: token, Logger: log})
+				emb, err = pipeline.StartEmbedded(pipeline.EmbeddedConfig{Dir: dir, Host: host, Port: port, Token: token, Logger: log,
+					SyncAlways: b.syncAlways, SyncInterval: b.syncInterval})
 				if err != nil {
 					log.Debug("could not start the embedded NATS server on its last address", "err", err)
 				}
 			}
 			if emb == nil {
-				emb, err = pipeline.StartEmbedded(pipeline.EmbeddedConfig{Dir: dir, Port: -1, Logger: log})
+				emb, err = pipeline.StartEmbedded(pipeline.EmbeddedConfig{Dir: dir, Port: -1, Logger: log,
+					SyncAlways: b.syncAlways, SyncInterval: b.syncInterval})
 			}
 			if err != nil {
 				b.close()
@@ -602,7 +608,7 @@ func (b *broker) tryTakeOver(log *slog.Logger) (done bool, err error) {
 		return false, errors.New("its address has no token: it was run by a paperpipe from before tokens; restart the paperpipe processes of this data directory")
 	}
 	emb, err := pipeline.StartEmbedded(pipeline.EmbeddedConfig{Dir: filepath.Join(b.dataDir, "nats"), Host: u.Hostname(), Port: port,
-		Token: u.User.Username(), Logger: log})
+		Token: u.User.Username(), Logger: log, SyncAlways: b.syncAlways, SyncInterval: b.syncInterval})
 	if err != nil {
 		unlockDataDir(lock)
 		return false, err

@@ -979,3 +979,37 @@ func TestNATSURLOfAnotherServiceSaysSo(t *testing.T) {
 		}
 	}
 }
+
+// TestNATSSyncSetsHowTheEmbeddedServerSyncsItsFiles: PAPERPIPE_NATS_SYNC=always has the
+// embedded server fsync every write before it answers (what is confirmed survives a power
+// loss), a duration sets the interval, and unset leaves nats-server's 2 minutes.
+func TestNATSSyncSetsHowTheEmbeddedServerSyncsItsFiles(t *testing.T) {
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	for _, tc := range []struct {
+		env      string
+		always   bool
+		interval time.Duration
+	}{{"", false, 2 * time.Minute}, {"always", true, 2 * time.Minute}, {"10s", false, 10 * time.Second}} {
+		t.Setenv("PAPERPIPE_NATS_SYNC", tc.env)
+		t.Setenv("PAPERPIPE_DATA", filepath.Join(t.TempDir(), "paperpipe"))
+		t.Setenv("NATS_URL", "")
+		c := loadConfig()
+		b, err := connectBroker(ctx, c, log, brokerClient)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.embedded == nil {
+			t.Fatal("no embedded server started")
+		}
+		if always, interval := b.embedded.Sync(); always != tc.always || interval != tc.interval {
+			t.Errorf("PAPERPIPE_NATS_SYNC=%q: the server syncs always=%v every %s; want always=%v every %s", tc.env, always, interval, tc.always, tc.interval)
+		}
+		b.close()
+	}
+	for _, bad := range []string{"sometimes", "0s", "-1m"} {
+		if _, _, err := natsSync(bad); err == nil {
+			t.Errorf("PAPERPIPE_NATS_SYNC=%q taken; want it refused", bad)
+		}
+	}
+}
