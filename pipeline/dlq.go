@@ -31,6 +31,9 @@ const (
 	HeaderStreamSeq = "Paperpipe-Stream-Seq"
 	HeaderFailedAt  = "Paperpipe-Failed-At"
 	HeaderPaperID   = "Paperpipe-Paper-Id"
+	// HeaderRequeuedFrom is on a copy requeue published: the dead-letter message id of the
+	// message it was requeued from, whose letter the copy's worker withdraws (withdrawOriginal).
+	HeaderRequeuedFrom = "Paperpipe-Requeued-From"
 	// HeaderBodyLeftOut is on a dead letter written without its message's body: the body's
 	// size in bytes. A message within a few hundred bytes of the server's max_payload leaves
 	// no room for a dead letter's headers; such a letter says why its message failed, and
@@ -155,12 +158,33 @@ func (w *Worker) withdrawDeadLetter(j job, done string) {
 	if j.meta == nil {
 		return
 	}
+	w.withdrawLetter(j, w.deadLetterID(j.meta.Sequence.Stream, j.meta.Timestamp), "after losing touch with NATS its worker "+done,
+		"the worker "+done+" after the server may have given the message up")
+}
+
+// withdrawOriginal withdraws, as withdrawDeadLetter does, the dead letter of the message j, a
+// copy requeue published, was requeued from (HeaderRequeuedFrom), once j's results are stored:
+// a requeue whose sends the server left unanswered handed the original back, on its last
+// delivery, and the server gave it up — a reaper dead-lettered a paper whose copy was then
+// processed (and a lost Term does the same).
+func (w *Worker) withdrawOriginal(j job) {
+	from := j.msg.Headers().Get(HeaderRequeuedFrom)
+	if from == "" {
+		return
+	}
+	w.withdrawLetter(j, from, "its requeued copy was processed", "the worker processed a requeued copy, whose original the server may have given up")
+}
+
+// withdrawLetter removes the dead letter of message id id of j's paper, if any, and keeps one
+// from being written later (see withdrawDeadLetter); reason is the claim's, and what the log
+// says of a failure.
+func (w *Worker) withdrawLetter(j job, id, reason, what string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	claim := &nats.Msg{Subject: SubjectDead + "." + w.cfg.Consumer, Data: j.msg.Data(), Header: nats.Header{}}
-	claim.Header.Set(HeaderReason, "none: after losing touch with NATS its worker "+done+" (withdrawn)")
+	claim.Header.Set(HeaderReason, "none: "+reason+" (withdrawn)")
 	claim.Header.Set(HeaderPaperID, j.a.ID)
-	claim.Header.Set(jetstream.MsgIDHeader, w.deadLetterID(j.meta.Sequence.Stream, j.meta.Timestamp))
+	claim.Header.Set(jetstream.MsgIDHeader, id)
 	fitDeadLetter(claim, maxPayload(w.js))
 	ack, err := w.js.PublishMsg(ctx, claim)
 	if err == nil {
@@ -170,12 +194,11 @@ func (w *Worker) withdrawDeadLetter(j job, done string) {
 		}
 	}
 	if err != nil {
-		w.log.Warn("the worker "+done+" after the server may have given the message up; a dead letter of it, if any, could not be withdrawn",
-			"paper", j.a.ID, "err", err)
+		w.log.Warn(what+"; a dead letter of it, if any, could not be withdrawn", "paper", j.a.ID, "err", err)
 		return
 	}
 	if ack.Duplicate {
-		w.log.Info("the worker "+done+" after the message was given up and dead-lettered; dead letter withdrawn", "paper", j.a.ID, "dead_letter", ack.Sequence)
+		w.log.Info(what+", and it had been dead-lettered; dead letter withdrawn", "paper", j.a.ID, "dead_letter", ack.Sequence)
 	}
 }
 

@@ -174,3 +174,50 @@ func TestARequeueWhoseAnswerIsLostIsNotDeadLetteredToo(t *testing.T) {
 		t.Errorf("counts %+v, want the paper done", c)
 	}
 }
+
+// TestARequeuedCopyWithdrawsItsOriginalsDeadLetter: the copy of a message requeued on its last
+// delivery is stored, and the server answers none of its sends (requeueFor): the worker hands
+// the original back, the server gives it up and a reaper dead-letters it while the copy waits
+// in the queue. Once the copy is processed, that dead letter names a paper that is stored (a
+// replay would queue it again for nothing): the copy names its original, and its worker
+// withdraws the original's dead letter when it acknowledges it.
+func TestARequeuedCopyWithdrawsItsOriginalsDeadLetter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1}) // every delivery is the last
+	p := paper.Abstract{ID: "arxiv:2401.00001", Title: "Requeued", Abstract: "An abstract interrupted on its last delivery."}
+	publish(t, b.js, []paper.Abstract{p})
+	cfg := streamConfig(t, b.js, pipeline.StreamPapers)
+	cfg.NoAck = true // the server stores the messages and never answers
+	if _, err := b.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	_, stop := startHanging(t, b, emb, pipeline.WorkerConfig{Concurrency: 1, DrainTimeout: 300 * time.Millisecond, FetchWait: 200 * time.Millisecond}, 1)
+	stop() // the requeue's copy is stored, unanswered: the original is handed back
+	cfg.NoAck = false
+	if _, err := b.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if n := streamMsgs(t, b.js, pipeline.StreamPapers); n != 2 {
+		t.Fatalf("the stream holds %d messages; want the original handed back and its copy", n)
+	}
+	// A worker takes the copy and holds it while the original is given up and dead-lettered.
+	g := &gatedSummarizer{Summarizer: summarize.NewOffline(30), gate: newGate()}
+	w := startWorker(t, b, g, emb, pipeline.WorkerConfig{Concurrency: 1})
+	<-g.entered
+	waitFor(t, "the original dead-lettered while its copy is in a TL;DR call", func() (bool, string) {
+		n, err := pipeline.CountDeadLetters(ctx, b.js)
+		return err == nil && n == 1, fmt.Sprintf("%d dead letters (%v)", n, err)
+	})
+	close(g.open)
+	waitFor(t, "the copy acknowledged", func() (bool, string) {
+		return w.Stats().Acked >= 1, fmt.Sprintf("%+v", w.Stats())
+	})
+	if dls := deadLetters(t, b.js); len(dls) != 0 {
+		t.Errorf("%d dead letters of a paper its requeued copy stored; the first: %s", len(dls), dls[0].Reason)
+	}
+	if c := counts(t, b, summarize.NewOffline(30)); c.WithTLDR != 1 || c.WithEmbedding != 1 {
+		t.Errorf("counts %+v, want the paper done", c)
+	}
+}

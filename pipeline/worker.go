@@ -1099,6 +1099,7 @@ func (w *Worker) ack(j job) {
 	if w.lastDelivery(j) && w.holdLapsed(j.hold) {
 		w.withdrawDeadLetter(j, "stored its results")
 	}
+	w.withdrawOriginal(j)
 	if err := j.msg.Ack(); err != nil {
 		// The results are stored; a redelivery will find them and make no API call.
 		w.log.Warn("ack failed; the message will be redelivered and skipped", "paper", j.a.ID, "err", err)
@@ -1180,7 +1181,7 @@ func (w *Worker) requeue(ctx context.Context, j job, why string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), requeueFor)
 	defer cancel()
 	id := "requeue:" + strconv.FormatUint(j.meta.Sequence.Stream, 10) + ":" + strconv.FormatInt(time.Now().UnixNano(), 10)
-	if err := w.publishRequeued(ctx, requeued(j), id); err != nil {
+	if err := w.publishRequeued(ctx, requeued(j, w.deadLetterID(j.meta.Sequence.Stream, j.meta.Timestamp)), id); err != nil {
 		w.log.Warn("could not requeue a message interrupted on its last delivery; it will be dead-lettered",
 			"paper", j.a.ID, "by", why, "err", err)
 		_ = j.msg.NakWithDelay(w.cfg.FetchWait)
@@ -1237,8 +1238,10 @@ func (w *Worker) publishRequeued(ctx context.Context, msg *nats.Msg, id string) 
 // requeued is the copy of j's message that requeue publishes: its subject, body and headers
 // (the server's own, Nats-*, left out: the copy gets its own message id), dated by HeaderTextAt
 // as j's text was (see decode). Without the date the copy's text would count as read when it
-// was requeued, newer than a version of the paper stored meanwhile, and replace it.
-func requeued(j job) *nats.Msg {
+// was requeued, newer than a version of the paper stored meanwhile, and replace it. from is
+// the dead-letter id of j's message (HeaderRequeuedFrom): should the server give it up after
+// all (its requeue unanswered, its Term lost), the copy's worker withdraws its letter.
+func requeued(j job, from string) *nats.Msg {
 	m := &nats.Msg{Subject: j.msg.Subject(), Data: j.msg.Data(), Header: nats.Header{}}
 	for k, v := range j.msg.Headers() {
 		if !strings.HasPrefix(strings.ToLower(k), "nats-") {
@@ -1248,6 +1251,7 @@ func requeued(j job) *nats.Msg {
 	if !j.a.TextAt.IsZero() {
 		m.Header.Set(HeaderTextAt, j.a.TextAt.UTC().Format(time.RFC3339Nano))
 	}
+	m.Header.Set(HeaderRequeuedFrom, from)
 	return m
 }
 
