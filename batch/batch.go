@@ -1347,7 +1347,7 @@ func (r *Runner) store(ctx context.Context, j store.BatchJob, lines []resultLine
 				continue
 			}
 			if msg := resp.Choices[0].Message; strings.TrimSpace(msg.Content) == "" && strings.TrimSpace(msg.Refusal) != "" {
-				withhold(l, id, hash, fmt.Sprintf("the model refused: %q", msg.Refusal))
+				withhold(l, id, hash, llm.Refused(msg.Refusal))
 				continue
 			}
 			text, valid, err := r.cfg.Chat.Accept(resp.Choices[0].Message.Content, it.Abstract)

@@ -43,6 +43,22 @@ var (
 	ErrNoSearchTerms = errors.New("no words full-text search uses")
 )
 
+// WithheldError is an ErrPermanent for a TL;DR the API will not give for a paper's text under
+// the prompt: its content filter withheld the answer (finish_reason content_filter), or the
+// model refused (message.refusal). The same request buys the same refusal, so whoever gets one
+// records it (a Withheld, store.RecordWithheld): no run asks for that TL;DR again while the
+// paper's text, the chat model and the prompt version are the same.
+type WithheldError struct {
+	// Reason says why, as the record keeps it: "TL;DR withheld by the API's content filter
+	// (finish_reason content_filter)", or "the model refused: " and its words quoted.
+	Reason string
+}
+
+func (e *WithheldError) Error() string { return e.Reason + ": " + ErrPermanent.Error() }
+
+// Unwrap returns ErrPermanent.
+func (e *WithheldError) Unwrap() error { return ErrPermanent }
+
 // LockedError is an ErrLocked that names the papers whose rows another session held locked.
 // The call wrote nothing; the records of the other papers can be written without waiting.
 type LockedError struct {

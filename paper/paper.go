@@ -111,6 +111,19 @@ type Summary struct {
 	WrittenAt time.Time `json:"-"`
 }
 
+// Withheld is a TL;DR the API will not give for a paper's text under a target (a
+// WithheldError's): its content filter withheld the answer, or the model refused. While the
+// paper's text (ContentHash) and the target (Model, PromptVersion) are these, no run asks for
+// it again: each bought the same refusal.
+type Withheld struct {
+	PaperID       string    `json:"paper_id"`
+	Model         string    `json:"model"`
+	PromptVersion string    `json:"prompt_version"`
+	ContentHash   string    `json:"content_hash"`
+	Reason        string    `json:"reason"`
+	At            time.Time `json:"withheld_at"`
+}
+
 // Validation outcomes recorded with each Summary.
 const (
 	ValidOK      = "ok"      // the first answer was valid

@@ -57,6 +57,10 @@ type Store interface {
 	LastRemoval(ctx context.Context) (time.Time, error)
 	// RecordUsage adds API requests and tokens to the usage ledger.
 	RecordUsage(ctx context.Context, u []paper.Usage) error
+	// RecordWithheld records TL;DRs the API will not give (a paper.WithheldError's): no later
+	// intake (UpsertPapers) or re-processing run asks for them again while the paper's text and
+	// the target are the same. It returns how many were recorded.
+	RecordWithheld(ctx context.Context, ws []paper.Withheld) (int, error)
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 }
@@ -994,9 +998,30 @@ func (w *Worker) summarize(ctx context.Context, j job, saveB *batcher[paper.Summ
 		if s.Usage.Requests > 0 {
 			w.recordUsage(context.WithoutCancel(ctx), []paper.Usage{s.Usage})
 		}
+		if wh := (*paper.WithheldError)(nil); errors.As(err, &wh) {
+			w.recordWithheld(ctx, j, wh.Reason)
+		}
 		return err
 	}
 	return saveB.Do(ctx, s)
+}
+
+// recordWithheld records that the API will not give the TL;DR of j's text (its content filter
+// withheld it, or the model refused: why), as the Batch API's runner records its answers: the
+// paper is then dead-lettered, and every `reprocess` queued it again (stale: no TL;DR of its
+// text) and bought the same refusal, for ever. It is tried as a paid result's save is; a record
+// that cannot be written is logged, and the paper dead-lettered all the same.
+func (w *Worker) recordWithheld(ctx context.Context, j job, why string) {
+	rec := []paper.Withheld{{PaperID: j.a.ID, Model: w.sum.Model(), PromptVersion: w.sum.PromptVersion(),
+		ContentHash: j.a.ContentHash(), Reason: why}}
+	err := w.saveWithRetry(context.WithoutCancel(ctx), "withheld TL;DR", func(ctx context.Context) error {
+		_, err := w.store.RecordWithheld(ctx, rec)
+		return err
+	})
+	if err != nil {
+		w.log.Warn("a TL;DR the API withheld could not be recorded: a later run will ask for it again",
+			"paper", j.a.ID, "reason", why, "err", err)
+	}
 }
 
 func (w *Worker) summarizeNow(ctx context.Context, j job) (paper.Summary, error) {

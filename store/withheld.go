@@ -3,23 +3,17 @@ package store
 import (
 	"context"
 	"fmt"
-	"time"
-
 	"github.com/jackc/pgx/v5"
+
+	"github.com/paperpipe/paperpipe/paper"
 )
 
-// Withheld is a TL;DR the API will not give for a paper's text under a target: its content
-// filter withheld the answer (finish_reason content_filter), or the model refused
-// (message.refusal). StalePapers leaves the paper out of the target's work while its text and
-// the target are these: every run bought the same refusal again.
-type Withheld struct {
-	PaperID       string    `json:"paper_id"`
-	Model         string    `json:"model"`
-	PromptVersion string    `json:"prompt_version"`
-	ContentHash   string    `json:"content_hash"`
-	Reason        string    `json:"reason"`
-	At            time.Time `json:"withheld_at"`
-}
+// Withheld is paper.Withheld: a TL;DR the API will not give for a paper's text under a target
+// — its content filter withheld the answer (finish_reason content_filter), or the model
+// refused (message.refusal) — recorded by the worker and by the Batch API's runner alike.
+// StalePapers, CountStale, UpsertPapers and PendingFor leave the TL;DR out of the target's work
+// while the paper's text and the target are these: every run bought the same refusal again.
+type Withheld = paper.Withheld
 
 // RecordWithheld records ws (At is the database's time), each replacing the record of its paper
 // and target; a paper no longer stored is left out. It returns how many were recorded.

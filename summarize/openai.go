@@ -143,7 +143,8 @@ func (c *Client) PromptVersion() string { return Versioned(PromptVersion, c.cfg.
 // request the API rejects (400, 413, 422), for an abstract with no text, and for an answer
 // that stays invalid even when cleaned, and for a model's refusal (message.refusal, no
 // content), with its text, and an answer the API's content filter withheld (finish_reason
-// "content_filter": no content, or the start of it), never stored, both not asked again; llm.ErrAccount wrapped when the API refuses the
+// "content_filter": no content, or the start of it), never stored, both not asked again and
+// both a *paper.WithheldError, which the caller records (paper.Withheld); llm.ErrAccount wrapped when the API refuses the
 // account or the configuration (401, 402, 403, 404, an exhausted quota) or cannot be reached
 // (llm.ErrUnreachable); otherwise a transient error, already retried MaxRetries times.
 func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary, error) {
@@ -159,14 +160,14 @@ func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary
 	if first.refused() {
 		// Not asked again: the stricter prompt asks for the form of the answer, and the
 		// model declined the content, which the same abstract will not change.
-		return paper.Summary{Usage: usage}, fmt.Errorf("summarize %s with %s: the model refused: %q: %w",
-			a.ID, c.cfg.Model, first.refusal, paper.ErrPermanent)
+		return paper.Summary{Usage: usage}, fmt.Errorf("summarize %s with %s: %w",
+			a.ID, c.cfg.Model, &paper.WithheldError{Reason: llm.Refused(first.refusal)})
 	}
 	if first.filtered {
 		// Not asked again either, for the same reason: the API withheld the content, and what
 		// there is of it is the start of the answer (a stub that can pass every check).
-		return paper.Summary{Usage: usage}, fmt.Errorf("summarize %s with %s: the API's content filter withheld the answer (finish_reason %q): %w",
-			a.ID, c.cfg.Model, openai.FinishReasonContentFilter, paper.ErrPermanent)
+		return paper.Summary{Usage: usage}, fmt.Errorf("summarize %s with %s: %w",
+			a.ID, c.cfg.Model, &paper.WithheldError{Reason: "TL;DR " + llm.Unfinished(openai.FinishReasonContentFilter)})
 	}
 	sum := paper.Summary{
 		PaperID:       a.ID,

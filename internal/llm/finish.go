@@ -1,6 +1,10 @@
 package llm
 
-import openai "github.com/sashabaranov/go-openai"
+import (
+	"fmt"
+
+	openai "github.com/sashabaranov/go-openai"
+)
 
 // Finish reasons of Mistral's API besides OpenAI's (its API reference's ChatCompletionChoice:
 // stop, length, model_length, error, tool_calls): model_length, an answer stopped at the model's
@@ -25,4 +29,10 @@ func Unfinished(f openai.FinishReason) string {
 		return "its generation broke off (finish_reason error)"
 	}
 	return ""
+}
+
+// Refused says that the model refused to answer, in its words (message.refusal): the reason a
+// withheld TL;DR is recorded with (paper.WithheldError), by the worker and the Batch API alike.
+func Refused(refusal string) string {
+	return fmt.Sprintf("the model refused: %q", refusal)
 }

@@ -29,6 +29,7 @@ type Store interface {
 	Removed(ctx context.Context, id string) (bool, error)
 	LastRemoval(ctx context.Context) (time.Time, error)
 	RecordUsage(ctx context.Context, u []paper.Usage) error
+	RecordWithheld(ctx context.Context, ws []paper.Withheld) (int, error)
 	Ping(ctx context.Context) error
 }
 

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+)
+
+// refuseChatOf answers the env's chat requests about the paper whose abstract holds marker as
+// edit has them (the content filter withholding the answer, the model refusing), counting them
+// in asked, while on is set; the others, and every request once on is unset, are the fake's.
+func (e *archiveEnv) refuseChatOf(t *testing.T, marker string, on *atomic.Bool, asked *atomic.Int32, edit func(choice map[string]any)) func(w http.ResponseWriter, r *http.Request) bool {
+	return func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/chat/completions") {
+			return false
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Error(err)
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if !bytes.Contains(body, []byte(marker)) {
+			return false
+		}
+		asked.Add(1)
+		if !on.Load() {
+			return false
+		}
+		rec := httptest.NewRecorder()
+		e.fake.Handler().ServeHTTP(rec, r)
+		var v map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil || v["choices"] == nil {
+			t.Errorf("the fake's chat answer: %v\n%s", err, rec.Body.String())
+			return false
+		}
+		edit(v["choices"].([]any)[0].(map[string]any))
+		out, _ := json.Marshal(v)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(rec.Code)
+		w.Write(out)
+		return true
+	}
+}
+
+// withheldAnswers are the answers the API gives when it will not write a TL;DR: its content
+// filter withheld it, or the model refused (message.refusal).
+var withheldAnswers = []struct {
+	name string
+	edit func(choice map[string]any)
+}{
+	{"content_filter", func(choice map[string]any) {
+		choice["finish_reason"] = "content_filter"
+		choice["message"].(map[string]any)["content"] = ""
+	}},
+	{"refusal", func(choice map[string]any) {
+		msg := choice["message"].(map[string]any)
+		msg["content"] = nil
+		msg["refusal"] = "I'm sorry, I can't help with that request."
+	}},
+}
+
+// A TL;DR the API will not give, asked for by a plain `reprocess` (its worker), is recorded as
+// the Batch API's path records it, and the next run does not buy it again: every run queued the
+// paper again (stale: no TL;DR of its text) and paid for the same refusal, for ever.
+func TestPlainReprocessDoesNotBuyAWithheldTLDRAgain(t *testing.T) {
+	t.Parallel()
+	for _, tc := range withheldAnswers {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newArchiveEnv(t, openaitest.Config{})
+			e.seed(t, 3)
+			ctx := t.Context()
+			const id = "arxiv:2401.00000"
+			var on atomic.Bool
+			var asked atomic.Int32
+			on.Store(true)
+			c := e.fakeBehind(t, e.refuseChatOf(t, "balanced router number 0 ", &on, &asked, tc.edit), nil)
+			opts := reprocessOptions{tldrOnly: true}
+			for run := 1; run <= 2; run++ {
+				var errw bytes.Buffer
+				res, err := runReprocess(ctx, c, opts, &bytes.Buffer{}, &errw)
+				t.Logf("run %d: %v, worker %+v\n%s", run, err, res.Worker, errw.String())
+			}
+			if n := e.count(t, `SELECT count(*) FROM tldrs`); n != 2 {
+				t.Errorf("%d TL;DRs, want 2", n)
+			}
+			if n := asked.Load(); n != 1 {
+				t.Errorf("two plain reprocess runs asked %d times for %s's TL;DR, which the API withheld at the first: want 1", n, id)
+			}
+			if n := e.count(t, `SELECT count(*) FROM withheld_tldrs WHERE paper_id = $1`, id); n != 1 {
+				t.Errorf("%d records of %s's withheld TL;DR, want 1", n, id)
+			}
+		})
+	}
+}
