@@ -39,6 +39,11 @@ const (
 	// no room for a dead letter's headers; such a letter says why its message failed, and
 	// cannot be replayed (see fitDeadLetter).
 	HeaderBodyLeftOut = "Paperpipe-Body-Left-Out"
+	// HeaderReplayed is on a message a dead letter's replay published (ReplayDeadLetter): the
+	// letter's sequence. Its paper's TL;DR is asked for again even when the API withheld it
+	// (paper.WithheldError) for the same text and prompt: the user replays it on purpose, and
+	// the record would keep it out of every worker and run (Store.ForgetWithheld).
+	HeaderReplayed = "Paperpipe-Replayed"
 )
 
 // deadLetter copies the message, its reason and its delivery count to the dead-letter stream,
@@ -342,7 +347,8 @@ var ErrDeadLetterGone = errors.New("not found")
 var ErrNoBody = errors.New("dead letter without its message")
 
 // ReplayDeadLetter republishes one dead letter onto the subject it came from and removes it
-// from the dead-letter stream, and returns that subject. The republished message's id names
+// from the dead-letter stream, and returns that subject. The message is marked replayed
+// (HeaderReplayed): a TL;DR the API withheld for its text is asked for again. The republished message's id names
 // the letter (its sequence and when the dead-letter stream stored it), not the replay: within
 // the queue's duplicate window the server drops a second copy of one letter, so two replays
 // of it at once (two shells' `dlq replay --all`) or a replay run again after one interrupted
@@ -384,6 +390,7 @@ func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (
 	if space := raw.Header.Get(HeaderSpace); space != "" {
 		msg.Header.Set(HeaderSpace, space) // still for the space it was queued for (see HeaderSpace)
 	}
+	msg.Header.Set(HeaderReplayed, strconv.FormatUint(seq, 10)) // asked again, even withheld (see HeaderReplayed)
 	id := "replay:" + strconv.FormatUint(seq, 10) + ":" + strconv.FormatInt(raw.Time.UnixNano(), 10)
 	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(id)); err != nil {
 		if queueFull(err) { // the next replays would be refused too

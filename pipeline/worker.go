@@ -61,6 +61,9 @@ type Store interface {
 	// intake (UpsertPapers) or re-processing run asks for them again while the paper's text and
 	// the target are the same. It returns how many were recorded.
 	RecordWithheld(ctx context.Context, ws []paper.Withheld) (int, error)
+	// ForgetWithheld deletes the records of the papers' texts under w's chat model and prompt
+	// version, so that UpsertPapers asks for their TL;DRs again (a replayed dead letter).
+	ForgetWithheld(ctx context.Context, papers []paper.Abstract, w paper.Work) (int, error)
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 }
@@ -682,6 +685,9 @@ type job struct {
 	space int64
 	// recorded is when the store told what the paper needs (UpsertPapers).
 	recorded time.Time
+	// replayed is set on a dead letter's replay (HeaderReplayed): its TL;DR is asked for again
+	// even when the API withheld it (forgetWithheld).
+	replayed bool
 }
 
 // handleBatch records a micro-batch of papers in one transaction, then processes each
@@ -710,6 +716,7 @@ func (w *Worker) handleBatch(ctx context.Context, msgs []jetstream.Msg, embedB *
 		jobs = append(jobs, j)
 	}
 	cancelAsk()
+	jobs = w.forgetWithheld(ctx, jobs, release)
 	if len(jobs) == 0 {
 		return
 	}
@@ -749,6 +756,46 @@ func (w *Worker) handleBatch(ctx context.Context, msgs []jetstream.Msg, embedB *
 		}()
 	}
 	wg.Wait()
+}
+
+// forgetWithheld deletes, within IntakeTimeout, the records of the TL;DRs the API withheld for
+// the texts of the replayed messages among jobs (Store.ForgetWithheld): a user replays a dead
+// letter on purpose, and the record would have the intake answer that the TL;DR is not needed.
+// When the store cannot, those messages are settled with its error (the database's state: back
+// to the queue) and their slots released; it returns the jobs left.
+func (w *Worker) forgetWithheld(ctx context.Context, jobs []job, release func(int)) []job {
+	if w.sum == nil || !slices.ContainsFunc(jobs, func(j job) bool { return j.replayed }) {
+		return jobs
+	}
+	var replayed []paper.Abstract
+	for _, j := range jobs {
+		if j.replayed {
+			replayed = append(replayed, j.a)
+		}
+	}
+	fctx, cancel := context.WithTimeout(ctx, w.cfg.IntakeTimeout)
+	n, err := w.store.ForgetWithheld(fctx, replayed, w.work)
+	if err != nil && fctx.Err() != nil && ctx.Err() == nil && !errors.Is(err, paper.ErrUnavailable) && !w.databaseAnswers(ctx) {
+		err = fmt.Errorf("%w: %w", paper.ErrUnavailable, err) // gone silent: pause
+	}
+	cancel()
+	if err == nil {
+		if n > 0 {
+			w.log.Info("replayed dead letters: their TL;DRs the API withheld are asked for again", "papers", n)
+		}
+		return jobs
+	}
+	w.log.Warn("forgetting the withheld TL;DRs of replayed messages failed; they will be redelivered", "papers", len(replayed), "err", err)
+	kept := jobs[:0]
+	for _, j := range jobs {
+		if !j.replayed {
+			kept = append(kept, j)
+			continue
+		}
+		w.settleFailure(ctx, j, fmt.Errorf("forget the withheld TL;DR of a replayed message: %w", err))
+		release(1)
+	}
+	return kept
 }
 
 // upsertEach records papers one at a time, all within one IntakeTimeout (a silent database
@@ -798,6 +845,7 @@ func decode(m jetstream.Msg) (job, error) {
 	if v := m.Headers().Get(HeaderSpace); v != "" {
 		j.space, _ = strconv.ParseInt(v, 10, 64) // one that does not parse is for any space
 	}
+	j.replayed = m.Headers().Get(HeaderReplayed) != ""
 	if j.a.ID == "" || j.a.Title == "" || j.a.Abstract == "" {
 		return j, fmt.Errorf("abstract %q lacks id, title or text: %w", j.a.ID, paper.ErrInvalid)
 	}

@@ -67,16 +67,27 @@ var staleSQL = `
 // and heldEmbedding of paper p and parameters $3, $4, $5, as staleSQL and PendingFor number
 // them).
 const (
-	lacksTLDRSQL     = `($3::text <> '' AND tl.found IS NULL AND wh.found IS NULL)`
-	lacksTLDRPageSQL = `($3::text <> '' AND tl.found IS NULL AND NOT EXISTS (SELECT 1 FROM withheld_tldrs w
-		WHERE w.paper_id = p.id AND w.model = $3 AND w.prompt_version = $4::text AND w.content_hash = p.content_hash))`
+	lacksTLDRSQL      = `($3::text <> '' AND tl.found IS NULL AND wh.found IS NULL)`
 	lacksEmbeddingSQL = `($5::bigint <> 0 AND em.found IS NULL)`
 )
 
 var (
+	lacksTLDRPageSQL = `($3::text <> '' AND tl.found IS NULL AND NOT ` + withheldTLDRSQL + `)`
 	heldTLDRSQL      = heldTLDR("p.id", "p.content_hash", "$3", "$4")
+	withheldTLDRSQL  = withheldTLDR("p.id", "p.content_hash", "$3", "$4::text")
 	heldEmbeddingSQL = heldEmbedding("p.id", "p.content_hash", "$5")
 )
+
+// withheldTLDR is the SQL condition that the API will not give the TL;DR of paper id's text hash
+// under chat model model and prompt version prompt (each argument an SQL expression): a record
+// of withheld_tldrs (RecordWithheld: its content filter withheld it, or the model refused),
+// which whoever computes what a paper needs (StalePapers, CountStale, PendingFor, UpsertPapers)
+// leaves out, or the same refusal is bought again: a paper published by a run for its vector,
+// or ingested again unchanged, had its TL;DR asked for with it. A primary-key probe.
+func withheldTLDR(id, hash, model, prompt string) string {
+	return `EXISTS (SELECT 1 FROM withheld_tldrs w
+			WHERE w.paper_id = ` + id + ` AND w.model = ` + model + ` AND w.prompt_version = ` + prompt + ` AND w.content_hash = ` + hash + `)`
+}
 
 // heldTLDR is the SQL condition that an open batch job for the TL;DRs of chat model model and
 // prompt version prompt holds paper id's text hash (each argument an SQL expression): its

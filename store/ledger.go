@@ -50,7 +50,9 @@ type Pending = paper.Pending
 // redelivered or replayed older version in a worker's micro-batch neither replaces the newer
 // text nor has the same outputs bought twice. An output that an open batch job of w's target
 // holds for the stored text (see store.StalePapers) is not missing: the job buys it, and a
-// paper ingested again unchanged while the job runs would be paid for twice. A copy of a
+// paper ingested again unchanged while the job runs would be paid for twice. Nor is a TL;DR the
+// API withheld for the stored text under w (RecordWithheld): each such ingest bought the same
+// refusal. A copy of a
 // paper removed (RemovePapers) no earlier than its TextAt is not stored: its Pending says
 // Removed and needs nothing; a newer copy stores the paper again and ends the removal's record.
 //
@@ -330,7 +332,9 @@ func (s *Store) upsertOnce(ctx context.Context, q querier, papers []paper.Abstra
 // text the store holds now: a paper whose stored text is not the message's (or that is gone)
 // needs nothing, and its message is settled as done; the newer text is processed by its own.
 // Like UpsertPapers, it asks for no output that an open batch job of w's target holds for the
-// stored text (StalePapers leaves it out too): that job buys it.
+// stored text (StalePapers leaves it out too): that job buys it; nor for a TL;DR the API
+// withheld for that text (RecordWithheld), which a run publishing the paper for its vector
+// bought again.
 func (s *Store) PendingFor(ctx context.Context, papers []paper.Abstract, w Work) (_ []Pending, err error) {
 	defer func() { err = unavailable(ctx, err) }()
 	if len(papers) == 0 {
@@ -344,7 +348,7 @@ func (s *Store) PendingFor(ctx context.Context, papers []paper.Abstract, w Work)
 		SELECT i.id, i.content_hash, p.content_hash,
 			p.content_hash = i.content_hash AND $3::text <> '' AND NOT EXISTS (SELECT 1 FROM tldrs t
 				WHERE t.paper_id = i.id AND t.model = $3 AND t.prompt_version = $4::text AND t.content_hash = i.content_hash)
-				AND NOT `+heldTLDRSQL+`,
+				AND NOT `+heldTLDRSQL+` AND NOT `+withheldTLDRSQL+`,
 			p.content_hash = i.content_hash AND $5::bigint <> 0 AND EXISTS (SELECT 1 FROM embedding_spaces WHERE id = $5)
 				AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.space_id = $5 AND e.paper_id = i.id AND e.content_hash = i.content_hash)
 				AND NOT `+heldEmbeddingSQL+`,
@@ -421,7 +425,7 @@ SELECT count(*) FROM p`
 
 // upsertPrelock takes the table locks of upsertPapersSQL for writeTx.
 const upsertPrelock = "LOCK TABLE papers IN ROW EXCLUSIVE MODE; " +
-	"LOCK TABLE tldrs, embeddings, embedding_spaces, batch_items, batch_jobs IN ACCESS SHARE MODE"
+	"LOCK TABLE tldrs, embeddings, embedding_spaces, batch_items, batch_jobs, withheld_tldrs IN ACCESS SHARE MODE"
 
 // upsertLegacyPrelock is upsertPrelock for a call that adopts outputs (adoptLegacy), which
 // writes tldrs, embeddings and batch_items too; the tables are taken in upsertPrelock's order.
@@ -429,7 +433,7 @@ const upsertLegacyPrelock = "LOCK TABLE papers IN ROW EXCLUSIVE MODE; " +
 	"LOCK TABLE tldrs, embeddings IN ROW EXCLUSIVE MODE; " +
 	"LOCK TABLE embedding_spaces IN ACCESS SHARE MODE; " +
 	"LOCK TABLE batch_items IN ROW EXCLUSIVE MODE; " +
-	"LOCK TABLE batch_jobs IN ACCESS SHARE MODE"
+	"LOCK TABLE batch_jobs, withheld_tldrs IN ACCESS SHARE MODE"
 
 // upsertPapersSQL inserts or updates the papers and reports, per paper, its previous hash, the
 // hash it stores after the statement, and the missing outputs. The main query sees the snapshot
@@ -523,7 +527,8 @@ WITH input AS (
 SELECT i.id, s.stored, old.content_hash, s.lost,
 	NOT s.lost AND s.stored = i.content_hash AND $10::text <> '' AND NOT EXISTS (SELECT 1 FROM tldrs t
 		WHERE t.paper_id = i.id AND t.model = $10 AND t.prompt_version = $11::text AND t.content_hash = i.content_hash)
-		AND NOT ` + heldTLDR("i.id", "i.content_hash", "$10", "$11::text") + `,
+		AND NOT ` + heldTLDR("i.id", "i.content_hash", "$10", "$11::text") + `
+		AND NOT ` + withheldTLDR("i.id", "i.content_hash", "$10", "$11::text") + `,
 	NOT s.lost AND s.stored = i.content_hash AND $12::bigint <> 0 AND EXISTS (SELECT 1 FROM embedding_spaces WHERE id = $12)
 		AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.space_id = $12 AND e.paper_id = i.id AND e.content_hash = i.content_hash)
 		AND NOT ` + heldEmbedding("i.id", "i.content_hash", "$12") + `,

@@ -74,3 +74,26 @@ func (s *Store) ClearWithheld(ctx context.Context, ids []string) (_ int64, err e
 	}
 	return tag.RowsAffected(), nil
 }
+
+// ForgetWithheld deletes the records of withheld TL;DRs of papers' texts (each paper's id and
+// the hash of the text given) under w's chat model and prompt version, so that they are asked
+// for again: a dead letter replayed on purpose (`paperpipe dlq replay`). It returns how many it
+// deleted.
+func (s *Store) ForgetWithheld(ctx context.Context, papers []paper.Abstract, w paper.Work) (_ int, err error) {
+	defer func() { err = unavailable(ctx, err) }()
+	if len(papers) == 0 || w.Model == "" {
+		return 0, nil
+	}
+	ids, hashes := make([]string, len(papers)), make([]string, len(papers))
+	for i, a := range papers {
+		ids[i], hashes[i] = a.ID, a.ContentHash()
+	}
+	tag, err := s.pool.Exec(ctx, `
+		DELETE FROM withheld_tldrs w USING unnest($1::text[], $2::text[]) AS i(id, hash)
+		WHERE w.paper_id = i.id AND w.content_hash = i.hash AND w.model = $3 AND w.prompt_version = $4::text`,
+		ids, hashes, w.Model, w.PromptVersion)
+	if err != nil {
+		return 0, fmt.Errorf("forget the withheld TL;DRs of %s: %w", papersN(len(papers)), err)
+	}
+	return int(tag.RowsAffected()), nil
+}

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"context"
 	"testing"
 
 	"github.com/paperpipe/paperpipe/paper"
@@ -72,4 +73,45 @@ func TestWithheldTLDRIsNotStaleUntilTheTextOrPromptChangesOrItIsCleared(t *testi
 		ContentHash: papers[0].ContentHash(), Reason: "x"}}); err != nil || n != 0 {
 		t.Errorf("RecordWithheld of a paper not stored = %d, %v; want 0", n, err)
 	}
+}
+
+// A paper whose TL;DR the API withheld, ingested again unchanged (UpsertPapers) or queued for
+// its vector by a run (PendingFor), needs its vector only: its TL;DR was asked for again, and
+// the same refusal bought, at each. A replayed message of it (ForgetWithheld) asks again.
+func TestWithheldTLDRIsNotPendingForTheIntakeNorARun(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	sp := space(t, s, "emb", 3)
+	papers := abstracts(2)
+	upsert(t, s, papers, store.Work{})
+	work := paper.Work{Model: "m", PromptVersion: "v1", SpaceID: sp.ID}
+	if _, err := s.RecordWithheld(ctx, []store.Withheld{{PaperID: papers[0].ID, Model: "m", PromptVersion: "v1",
+		ContentHash: papers[0].ContentHash(), Reason: "the model refused"}}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string, wantTLDR bool) {
+		t.Helper()
+		for name, call := range map[string]func(context.Context, []paper.Abstract, paper.Work) ([]paper.Pending, error){
+			"UpsertPapers": s.UpsertPapers, "PendingFor": s.PendingFor,
+		} {
+			p, err := call(ctx, papers, work)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p[0].NeedTLDR != wantTLDR || !p[0].NeedEmbedding || !p[1].NeedTLDR {
+				t.Errorf("%s, %s: %+v; want paper 0's TL;DR needed: %v, its vector and paper 1's TL;DR needed", when, name, p, wantTLDR)
+			}
+		}
+	}
+	check("withheld", false)
+	other := work
+	other.PromptVersion = "v2"
+	if p, err := s.UpsertPapers(ctx, papers[:1], other); err != nil || !p[0].NeedTLDR {
+		t.Errorf("another prompt version: %+v, %v; want the TL;DR needed", p, err)
+	}
+	if n, err := s.ForgetWithheld(ctx, papers, work); err != nil || n != 1 {
+		t.Fatalf("ForgetWithheld = %d, %v; want 1", n, err)
+	}
+	check("forgotten", true)
 }

@@ -100,3 +100,71 @@ func TestPlainReprocessDoesNotBuyAWithheldTLDRAgain(t *testing.T) {
 		})
 	}
 }
+
+// A paper whose TL;DR the API withheld, published by a plain `reprocess` for its other output
+// (its vector), gets only the vector: the worker asked for the TL;DR again with it, and bought
+// the same refusal at every run that published the paper for anything.
+func TestWithheldTLDRIsNotBoughtWithThePapersVector(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	var on atomic.Bool
+	var asked atomic.Int32
+	on.Store(true)
+	c := e.fakeBehind(t, e.refuseChatOf(t, "balanced router number 0 ", &on, &asked, withheldAnswers[1].edit), nil)
+	if _, err := runReprocess(ctx, c, reprocessOptions{tldrOnly: true}, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
+		t.Fatal("the TL;DR-only run with a refusal succeeded; want its paper dead-lettered")
+	}
+	var errw bytes.Buffer
+	res, err := runReprocess(ctx, c, reprocessOptions{}, &bytes.Buffer{}, &errw)
+	t.Logf("TL;DRs and vectors: %v, worker %+v\n%s", err, res.Worker, errw.String())
+	if n := asked.Load(); n != 1 {
+		t.Errorf("the withheld TL;DR was asked for %d times, want 1: bought again with the paper's vector", n)
+	}
+	if n := e.count(t, `SELECT count(*) FROM embeddings`); n != 3 || err != nil {
+		t.Errorf("%d vectors, run %v; want 3 and no failure", n, err)
+	}
+}
+
+// `dlq replay` of a withheld TL;DR's dead letter asks for it again, as the user meant (the
+// record kept the paper out of every other run): once answered, the TL;DR is stored and the
+// record is gone; refused again, it is recorded again.
+func TestReplayedDeadLetterOfAWithheldTLDRAsksAgain(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	const id = "arxiv:2401.00000"
+	var on atomic.Bool
+	var asked atomic.Int32
+	on.Store(true)
+	c := e.fakeBehind(t, e.refuseChatOf(t, "balanced router number 0 ", &on, &asked, withheldAnswers[0].edit), nil)
+	opts := reprocessOptions{tldrOnly: true}
+	for round, answer := range []bool{false, true} {
+		if _, err := runReprocess(ctx, c, opts, &bytes.Buffer{}, &bytes.Buffer{}); err == nil && round == 0 {
+			t.Fatal("the run with the content filter succeeded; want its paper dead-lettered")
+		}
+		if n := e.count(t, `SELECT count(*) FROM withheld_tldrs WHERE paper_id = $1`, id); n != 1 {
+			t.Fatalf("round %d: %d records of %s's withheld TL;DR, want 1", round, n, id)
+		}
+		on.Store(!answer)
+		if err := cmdDLQ(ctx, c, []string{"replay", "--all"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var errw bytes.Buffer
+	res, err := runReprocess(ctx, c, opts, &bytes.Buffer{}, &errw)
+	if err != nil {
+		t.Fatalf("the run after the replay: %v\n%s", err, errw.String())
+	}
+	if n := asked.Load(); n != 3 {
+		t.Errorf("%s's TL;DR was asked for %d times, want 3: once by the first run, once by each replay", id, n)
+	}
+	if n := e.count(t, `SELECT count(*) FROM tldrs WHERE paper_id = $1`, id); n != 1 || res.Worker.TLDRs != 1 {
+		t.Errorf("%d TL;DRs of %s after the replays, worker %+v; want it stored", n, id, res.Worker)
+	}
+	if n := e.count(t, `SELECT count(*) FROM withheld_tldrs`); n != 0 {
+		t.Errorf("%d withheld records once the TL;DR was stored, want none", n)
+	}
+}

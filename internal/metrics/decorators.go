@@ -30,6 +30,7 @@ type Store interface {
 	LastRemoval(ctx context.Context) (time.Time, error)
 	RecordUsage(ctx context.Context, u []paper.Usage) error
 	RecordWithheld(ctx context.Context, ws []paper.Withheld) (int, error)
+	ForgetWithheld(ctx context.Context, papers []paper.Abstract, w paper.Work) (int, error)
 	Ping(ctx context.Context) error
 }
 
