@@ -137,15 +137,16 @@ const staleCountFromSQL = `
 		WHERE w.model = $3 AND w.prompt_version = $4::text) wh ON wh.paper_id = p.id AND wh.content_hash = p.content_hash
 	WHERE p.id > $1 AND p.updated_at >= $6 AND ($7::text[] IS NULL OR p.id = ANY($7))`
 
-// staleCountSQL counts what staleSQL selects, and the papers lacking an output that open batch
-// jobs hold; $1 is the empty string and $2 unused.
+// staleCountSQL counts what staleSQL selects, the papers lacking an output that open batch
+// jobs hold, and those lacking a TL;DR the API withheld; $1 is the empty string and $2 unused.
 var staleCountSQL = `SELECT count(*) FILTER (WHERE need_tldr OR need_embedding),
 	count(*) FILTER (WHERE need_tldr), count(*) FILTER (WHERE need_embedding),
 	count(*) FILTER (WHERE held_tldr OR held_embedding), count(*) FILTER (WHERE held_tldr),
-	count(*) FILTER (WHERE held_embedding)
+	count(*) FILTER (WHERE held_embedding), count(*) FILTER (WHERE withheld_tldr)
 FROM (SELECT lacks_tldr AND NOT held_tldr AS need_tldr, lacks_embedding AND NOT held_embedding AS need_embedding,
-		lacks_tldr AND held_tldr AS held_tldr, lacks_embedding AND held_embedding AS held_embedding
+		lacks_tldr AND held_tldr AS held_tldr, lacks_embedding AND held_embedding AS held_embedding, withheld_tldr
 	FROM (SELECT ` + lacksTLDRSQL + ` AS lacks_tldr, ` + lacksTLDRSQL + ` AND ` + heldTLDRSQL + ` AS held_tldr,
+			($3::text <> '' AND tl.found IS NULL AND wh.found) AS withheld_tldr,
 			` + lacksEmbeddingSQL + ` AS lacks_embedding, ` + lacksEmbeddingSQL + ` AND ` + heldEmbeddingSQL + ` AS held_embedding
 		` + staleCountFromSQL + ` AND $2::int >= 0) paper) page`
 
@@ -229,6 +230,9 @@ type StaleCounts struct {
 	InBatch           int64 `json:"in_batch"`
 	InBatchTLDRs      int64 `json:"in_batch_tldrs"`
 	InBatchEmbeddings int64 `json:"in_batch_embeddings"`
+	// Withheld counts the papers lacking a TL;DR of the target whose TL;DR the API withheld for
+	// their text (RecordWithheld; not counted in TLDRs: they are not asked for again).
+	Withheld int64 `json:"withheld_tldrs"`
 }
 
 // CountStale counts the papers StalePapers would return for sel, in one query.
@@ -246,7 +250,7 @@ func (s *Store) CountStale(ctx context.Context, sel Selection) (StaleCounts, err
 	}
 	var c StaleCounts
 	err := s.pool.QueryRow(ctx, staleCountSQL, "", 0, sel.Work.Model, sel.Work.PromptVersion, sel.Work.SpaceID, since, ids).
-		Scan(&c.Papers, &c.TLDRs, &c.Embeddings, &c.InBatch, &c.InBatchTLDRs, &c.InBatchEmbeddings)
+		Scan(&c.Papers, &c.TLDRs, &c.Embeddings, &c.InBatch, &c.InBatchTLDRs, &c.InBatchEmbeddings, &c.Withheld)
 	if err != nil {
 		return StaleCounts{}, fmt.Errorf("count stale papers: %w", statementTimedOut(err))
 	}

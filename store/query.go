@@ -520,26 +520,33 @@ type Counts struct {
 	WithEmbedding int64 `json:"with_embedding"`
 	// TLDRsTotal counts every stored TL;DR, of any model, prompt version or text.
 	TLDRsTotal int64 `json:"tldrs_total"`
+	// TLDRsWithheld counts the papers without a TL;DR of Work's model and prompt version whose
+	// TL;DR the API withheld for their current text (RecordWithheld): not asked for again, they
+	// are why WithTLDR stays short of Papers.
+	TLDRsWithheld int64 `json:"tldrs_withheld"`
 }
 
 // countsSQL counts the papers, those with a TL;DR of a model ($1) and prompt version ($2) for
-// their current text, those with a vector of it in a space ($3), and every TL;DR, in one pass
-// over papers: the outer joins match a paper's one TL;DR of the version and one vector of the
-// space (the primary keys allow no more), so the planner hashes the TL;DRs and vectors once
-// and reads each paper once. Counted with an EXISTS each, papers was read three times: its
+// their current text, those with a vector of it in a space ($3), every TL;DR, and the papers
+// without that TL;DR whose TL;DR the API withheld for their current text, in one pass over
+// papers: the outer joins match a paper's one TL;DR of the version, one vector of the space and
+// one withheld record of the version (the primary keys allow no more), so the planner hashes
+// the TL;DRs and vectors once and reads each paper once. Counted with an EXISTS each, papers was read three times: its
 // key, then its row (for content_hash) looked up once per TL;DR and once per vector, the
 // planner taking each match for rare (the columns are correlated) — 2.4M buffer reads at
 // 300,000 papers, 0.33M this way.
-const countsSQL = `SELECT count(*), count(t.paper_id), count(e.paper_id), (SELECT count(*) FROM tldrs)
+const countsSQL = `SELECT count(*), count(t.paper_id), count(e.paper_id), (SELECT count(*) FROM tldrs),
+		count(wh.paper_id) FILTER (WHERE t.paper_id IS NULL)
 	FROM papers p
 	LEFT JOIN tldrs t ON t.paper_id = p.id AND t.model = $1 AND t.prompt_version = $2 AND t.content_hash = p.content_hash
-	LEFT JOIN embeddings e ON e.space_id = $3 AND e.paper_id = p.id AND e.content_hash = p.content_hash`
+	LEFT JOIN embeddings e ON e.space_id = $3 AND e.paper_id = p.id AND e.content_hash = p.content_hash
+	LEFT JOIN withheld_tldrs wh ON wh.paper_id = p.id AND wh.model = $1 AND wh.prompt_version = $2 AND wh.content_hash = p.content_hash`
 
 // Counts counts papers and their outputs for w.
 func (s *Store) Counts(ctx context.Context, w Work) (Counts, error) {
 	var c Counts
 	err := s.pool.QueryRow(ctx, countsSQL, w.Model, w.PromptVersion, w.SpaceID).
-		Scan(&c.Papers, &c.WithTLDR, &c.WithEmbedding, &c.TLDRsTotal)
+		Scan(&c.Papers, &c.WithTLDR, &c.WithEmbedding, &c.TLDRsTotal, &c.TLDRsWithheld)
 	if err != nil {
 		return Counts{}, fmt.Errorf("count papers: %w", statementTimedOut(err))
 	}

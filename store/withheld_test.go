@@ -105,6 +105,12 @@ func TestWithheldTLDRIsNotPendingForTheIntakeNorARun(t *testing.T) {
 		}
 	}
 	check("withheld", false)
+	if c, err := s.Counts(ctx, work); err != nil || c.TLDRsWithheld != 1 || c.WithTLDR != 0 {
+		t.Errorf("Counts = %+v, %v; want 1 TL;DR withheld", c, err)
+	}
+	if c, err := s.CountStale(ctx, store.Selection{Work: work}); err != nil || c.Withheld != 1 || c.TLDRs != 1 {
+		t.Errorf("CountStale = %+v, %v; want 1 TL;DR stale and 1 withheld", c, err)
+	}
 	other := work
 	other.PromptVersion = "v2"
 	if p, err := s.UpsertPapers(ctx, papers[:1], other); err != nil || !p[0].NeedTLDR {

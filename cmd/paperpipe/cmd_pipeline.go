@@ -946,7 +946,12 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	}
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "papers\t%d\n", counts.Papers)
-	fmt.Fprintf(w, "with TL;DR\t%d\t(%s, prompt %s)\n", counts.WithTLDR, m.sum.Model(), m.sum.PromptVersion())
+	withheld := ""
+	if n := counts.TLDRsWithheld; n > 0 {
+		// Not asked for again: the count stays short of the papers for good, and says why.
+		withheld = fmt.Sprintf("; %d without one: the API withheld it, `paperpipe batches withheld`", n)
+	}
+	fmt.Fprintf(w, "with TL;DR\t%d\t(%s, prompt %s%s)\n", counts.WithTLDR, m.sum.Model(), m.sum.PromptVersion(), withheld)
 	fmt.Fprintf(w, "with embedding\t%d\t(space %s%s: the configured embedder's)\n", counts.WithEmbedding, space.Name(), spaceNote)
 	if active != nil {
 		fmt.Fprintf(w, "with embedding\t%d\t(active space %s, which queries use)\n", active.WithEmbedding, active.Space.Name())

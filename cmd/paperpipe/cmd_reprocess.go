@@ -253,6 +253,15 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 				strings.Join(outputs, " and "), verb, batchCollectCommand(chatModel, c.MaxWords, sp), them)
 		}
 	}
+	// The TL;DRs the API withheld are not asked for again either (the same refusal would be
+	// bought): say how many, and what asks again, or "every selected paper has its TL;DR" is
+	// said of papers without one, and status's count of them stays short for good.
+	withheld := ""
+	if n := res.Counts.Withheld; n > 0 && wantTLDR {
+		withheld = fmt.Sprintf("%s the API withheld (its content filter, or the model refused) %s not asked for again: "+
+			"`paperpipe batches withheld` lists %s, `batches withheld clear ID...` has the next run ask again",
+			plural(n, "TL;DR", "TL;DRs"), pick(n, "is", "are"), pick(n, "it", "them"))
+	}
 	if o.dryRun && o.json {
 		plan := dryRunPlan{Target: res.Target, Counts: res.Counts, Estimate: res.Estimate}
 		if wantTLDR {
@@ -268,12 +277,18 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 		if heldByBatches != "" {
 			fmt.Fprintf(errw, "reprocess: %s\n", heldByBatches)
 		}
+		if withheld != "" {
+			fmt.Fprintf(errw, "reprocess: %s\n", withheld)
+		}
 		return res, nil
 	}
 	if o.dryRun {
 		printEstimate(out, res.Estimate, m, space, wantTLDR, wantEmb)
 		if heldByBatches != "" {
 			fmt.Fprintf(errw, "reprocess: %s\n", heldByBatches)
+		}
+		if withheld != "" {
+			fmt.Fprintf(errw, "reprocess: %s\n", withheld)
 		}
 		return res, nil
 	}
@@ -282,9 +297,12 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 	switch {
 	case heldByBatches != "":
 		fmt.Fprintf(errw, "reprocess: %s\n", heldByBatches)
-	case res.Counts.Papers == 0 && !o.batchAPI:
+	case res.Counts.Papers == 0 && !o.batchAPI && withheld == "":
 		// Messages an interrupted run left queued are processed below even so.
 		fmt.Fprintf(errw, "reprocess: nothing to do: every selected paper has its %s\n", joinWanted(wantTLDR, tldrs, wantEmb, embeddings))
+	}
+	if withheld != "" {
+		fmt.Fprintf(errw, "reprocess: %s\n", withheld)
 	}
 	// One lock per output the run writes, taken in a fixed order: runs for different targets
 	// that share an output (a full run and an --embed-only run of one space) would otherwise

@@ -168,3 +168,34 @@ func TestReplayedDeadLetterOfAWithheldTLDRAsksAgain(t *testing.T) {
 		t.Errorf("%d withheld records once the TL;DR was stored, want none", n)
 	}
 }
+
+// Once a TL;DR is recorded withheld, `reprocess` and its --dry-run say so, and that the paper's
+// TL;DR is not asked for again: they said "nothing to do: every selected paper has its TL;DR"
+// of an archive one paper of which has none, a count status shows short for good.
+func TestReprocessSaysWhichTLDRsTheAPIWithheld(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	var on atomic.Bool
+	var asked atomic.Int32
+	on.Store(true)
+	c := e.fakeBehind(t, e.refuseChatOf(t, "balanced router number 0 ", &on, &asked, withheldAnswers[0].edit), nil)
+	opts := reprocessOptions{tldrOnly: true}
+	if _, err := runReprocess(ctx, c, opts, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
+		t.Fatal("the run with the content filter succeeded; want its paper dead-lettered")
+	}
+	dryOpts := opts
+	dryOpts.dryRun = true
+	_, dry := e.reprocess(t, ctx, c, dryOpts)
+	res, run := e.reprocess(t, ctx, c, opts)
+	const want = "1 TL;DR the API withheld (its content filter, or the model refused) is not asked for again: `paperpipe batches withheld` lists it"
+	for name, said := range map[string]string{"--dry-run": dry, "a run": run} {
+		if !strings.Contains(said, want) || strings.Contains(said, "every selected paper has its") {
+			t.Errorf("%s said:\n%s\nwant %q, and not that every paper has its TL;DR", name, said, want)
+		}
+	}
+	if res.Counts.Withheld != 1 {
+		t.Errorf("the run's counts: %+v; want 1 withheld", res.Counts)
+	}
+}
