@@ -49,6 +49,10 @@ type ExportedPaper struct {
 	// Embedding is the paper's vector in ExportSelection.SpaceID of its current text; nil
 	// when none.
 	Embedding *paper.Embedding
+	// Withheld is the record of the API withholding the paper's TL;DR of ExportSelection.TLDR
+	// for its current text (RecordWithheld), when it has no such TL;DR; nil when none. An
+	// archive imported elsewhere keeps it, or its first run buys every such refusal again.
+	Withheld *paper.Withheld
 }
 
 // Export reads the papers sel selects, in id order, and calls each with every one; counted,
@@ -97,10 +101,12 @@ func (s *Store) Export(ctx context.Context, sel ExportSelection, counted func(in
 	// order: the rows stream from the first on, with no sort of the whole archive first.
 	q := `SELECT p.id, p.title, p.abstract, p.authors, p.categories, p.published, coalesce(p.url, ''),
 			coalesce(p.source, ''), p.content_hash, p.created_at, p.updated_at,
-			t.tldr, t.validation, t.created_at, e.embedding, e.truncated
+			t.tldr, t.validation, t.created_at, e.embedding, e.truncated, w.reason, w.withheld_at
 		FROM papers p
 		LEFT JOIN LATERAL (SELECT t.tldr, t.validation, t.created_at FROM tldrs t WHERE t.paper_id = p.id AND t.model = $1
 			AND t.prompt_version = $2 AND t.content_hash = p.content_hash) t ON true
+		LEFT JOIN LATERAL (SELECT w.reason, w.withheld_at FROM withheld_tldrs w WHERE w.paper_id = p.id AND w.model = $1
+			AND w.prompt_version = $2 AND w.content_hash = p.content_hash AND t.tldr IS NULL) w ON true
 		LEFT JOIN LATERAL (SELECT e.embedding, e.truncated FROM embeddings e WHERE e.space_id = $3
 			AND e.paper_id = p.id AND e.content_hash = p.content_hash) e ON true` + where + `
 		ORDER BY p.id`
@@ -142,10 +148,17 @@ func (s *Store) Export(ctx context.Context, sel ExportSelection, counted func(in
 				tldrAt           *time.Time
 				vec              *pgvector.Vector
 				truncated        *bool
+				withheld         *string
+				withheldAt       *time.Time
 			)
 			if err := rows.Scan(&p.ID, &p.Title, &p.Abstract.Abstract, &p.Authors, &p.Categories, &published, &p.URL,
-				&p.Source, &p.ContentHash, &p.CreatedAt, &p.UpdatedAt, &tldr, &validation, &tldrAt, &vec, &truncated); err != nil {
+				&p.Source, &p.ContentHash, &p.CreatedAt, &p.UpdatedAt, &tldr, &validation, &tldrAt, &vec, &truncated,
+				&withheld, &withheldAt); err != nil {
 				return err
+			}
+			if withheld != nil {
+				p.Withheld = &paper.Withheld{PaperID: p.ID, Model: sel.TLDR.Model, PromptVersion: sel.TLDR.PromptVersion,
+					ContentHash: p.ContentHash, Reason: *withheld, At: *withheldAt}
 			}
 			if published.Valid {
 				p.Published = published.Time

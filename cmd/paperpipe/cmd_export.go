@@ -48,6 +48,12 @@ type exportLine struct {
 	// TLDRCreatedAt is when the TL;DR was written: import-tldrs dates it so, and lists, which
 	// show a paper's newest TL;DR, rank it as the old archive did.
 	TLDRCreatedAt *time.Time `json:"tldr_created_at,omitempty"`
+	// TLDRWithheld, on a paper without a TL;DR, is the record of the API withholding it for
+	// the line's text (its content filter, or the model's refusal: `batches withheld`): import
+	// keeps it, and no run there asks for that TL;DR again. An object of its own, not
+	// tldr_model: import-tldrs (of this release or an earlier one) takes the line for a paper
+	// without a TL;DR.
+	TLDRWithheld *withheldNote `json:"tldr_withheld,omitempty"`
 
 	Embedding  []float32 `json:"embedding,omitempty"`
 	Model      string    `json:"model,omitempty"`
@@ -244,6 +250,9 @@ func runExport(ctx context.Context, st *store.Store, o exportOptions, errw io.Wr
 			}
 			res.TLDRs++
 		}
+		if w := p.Withheld; w != nil {
+			l.TLDRWithheld = &withheldNote{Model: w.Model, PromptVersion: w.PromptVersion, Reason: w.Reason, At: w.At.UTC()}
+		}
 		if res.Space.ID != 0 {
 			// On every line, with a vector or not: import-embeddings tells a paper of this
 			// space without a vector from a line that is no vector line at all.
@@ -369,6 +378,15 @@ func nextExportLine(br *bufio.Reader) (line []byte, end bool, err error) {
 		return nil, false, err
 	}
 	return bytes.TrimSpace(bytes.TrimPrefix(raw, []byte("\ufeff"))), false, nil
+}
+
+// withheldNote is an export line's record of the API withholding the paper's TL;DR of its
+// text (store.Withheld, without the paper and text the line gives).
+type withheldNote struct {
+	Model         string    `json:"model"`
+	PromptVersion string    `json:"prompt_version"`
+	Reason        string    `json:"reason"`
+	At            time.Time `json:"withheld_at"`
 }
 
 // tldrLine is what import-tldrs reads of an export line.

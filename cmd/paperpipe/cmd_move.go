@@ -104,6 +104,9 @@ type importPapersResult struct {
 	New int
 	// TLDRs and Vectors count the lines with a TL;DR and with a vector: the passes to run.
 	TLDRs, Vectors int
+	// Withheld counts the records of TL;DRs the API withheld recorded here (tldr_withheld):
+	// no run here asks for them again, as none did in the exporting archive.
+	Withheld int
 }
 
 // movedLine is what the papers' pass of import reads of an export line besides the paper.
@@ -118,6 +121,8 @@ type movedLine struct {
 	Dimensions        int       `json:"dimensions"`
 	Model             string    `json:"model"`
 	Template          string    `json:"template"`
+	// TLDRWithheld is the record of the API withholding the paper's TL;DR (see exportLine).
+	TLDRWithheld *withheldNote `json:"tldr_withheld"`
 }
 
 // importLocks are the run locks import holds: the LockRun of each TL;DR version
@@ -363,7 +368,8 @@ func importPapers(ctx context.Context, st *store.Store, path string, chunk int, 
 	prog := newProgress(errw, path)
 	br := bufio.NewReaderSize(cr, 1<<20)
 	var buf []paper.Abstract
-	good := 0 // lines taken so far
+	var withheld []store.Withheld // of buf's papers
+	good := 0                     // lines taken so far
 	flush := func() error {
 		if len(buf) == 0 {
 			return nil
@@ -372,6 +378,14 @@ func importPapers(ctx context.Context, st *store.Store, path string, chunk int, 
 		if err != nil {
 			return err
 		}
+		// After their papers: a record of a paper not stored (removed here) is not made, and
+		// one of a text this archive holds a newer one of never matches it.
+		n, err := st.RecordWithheld(ctx, withheld)
+		if err != nil {
+			return err
+		}
+		res.Withheld += n
+		withheld = withheld[:0]
 		for _, p := range pend {
 			if p.Removed {
 				res.Removed++
@@ -442,6 +456,17 @@ func importPapers(ctx context.Context, st *store.Store, path string, chunk int, 
 		if len(m.Embedding) > 0 {
 			res.Vectors++
 		}
+		if w := m.TLDRWithheld; w != nil && m.TLDR == "" {
+			if w.Model == "" || w.PromptVersion == "" {
+				bad(n, fmt.Sprintf("%s: tldr_withheld without its model or prompt_version; the paper is stored, not the record", a.ID))
+			} else if verr := cmp.Or(validName("tldr_withheld's model", w.Model), validName("tldr_withheld's prompt_version", w.PromptVersion),
+				validText("tldr_withheld's reason", w.Reason)); verr != "" {
+				bad(n, fmt.Sprintf("%s: %s; the paper is stored, not the record of its TL;DR the API withheld", a.ID, verr))
+			} else {
+				withheld = append(withheld, store.Withheld{PaperID: a.ID, Model: w.Model, PromptVersion: w.PromptVersion,
+					ContentHash: a.ContentHash(), Reason: w.Reason})
+			}
+		}
 		buf = append(buf, a)
 		if len(buf) >= chunk {
 			if err := flush(); err != nil {
@@ -461,6 +486,9 @@ func importPapers(ctx context.Context, st *store.Store, path string, chunk int, 
 	held := ""
 	if res.New < res.Stored {
 		held = fmt.Sprintf(" (%d of them new here, the others held already)", res.New)
+	}
+	if res.Withheld > 0 {
+		removed += fmt.Sprintf(", %s the API withheld recorded (`paperpipe batches withheld`)", plural(res.Withheld, "TL;DR", "TL;DRs"))
 	}
 	fmt.Fprintf(errw, "import: %s: %s stored%s%s, %s\n", plural(res.Lines, "line", "lines"),
 		plural(res.Stored, "paper", "papers"), held, removed, plural(res.Bad, "bad line", "bad lines"))

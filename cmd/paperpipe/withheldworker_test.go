@@ -6,11 +6,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/store"
 )
 
 // refuseChatOf answers the env's chat requests about the paper whose abstract holds marker as
@@ -197,5 +199,46 @@ func TestReprocessSaysWhichTLDRsTheAPIWithheld(t *testing.T) {
 	}
 	if res.Counts.Withheld != 1 {
 		t.Errorf("the run's counts: %+v; want 1 withheld", res.Counts)
+	}
+}
+
+// An archive moved to another machine (export, then import) keeps its records of the TL;DRs the
+// API withheld: the new archive's first `reprocess` bought every one of those refusals again.
+func TestImportKeepsTheTLDRsTheAPIWithheld(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	const id = "arxiv:2401.00000"
+	p, err := e.st.Paper(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const reason = `the model refused: "I'm sorry, I can't help with that request."`
+	if _, err := e.st.RecordWithheld(ctx, []store.Withheld{{PaperID: id, Model: "gpt-4o-mini", PromptVersion: "tldr-v1",
+		ContentHash: p.ContentHash, Reason: reason}}); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "export.jsonl")
+	var errw bytes.Buffer
+	if _, err := runExport(ctx, e.st, exportOptions{out: file, tldr: store.TLDRKeep{Model: "gpt-4o-mini", PromptVersion: "tldr-v1"}}, &errw); err != nil {
+		t.Fatalf("export: %v\n%s", err, errw.String())
+	}
+	moved := newArchiveEnv(t, openaitest.Config{})
+	if _, err := runImport(ctx, moved.st, file, &errw); err != nil {
+		t.Fatalf("import: %v\n%s", err, errw.String())
+	}
+	ws, err := moved.st.WithheldTLDRs(ctx, nil)
+	if err != nil || len(ws) != 1 || ws[0].PaperID != id || ws[0].Reason != reason || ws[0].ContentHash != p.ContentHash {
+		t.Errorf("the imported archive's withheld TL;DRs: %+v, %v; want %s's, with its reason", ws, err, id)
+	}
+	var on atomic.Bool
+	var asked atomic.Int32
+	c := moved.fakeBehind(t, moved.refuseChatOf(t, "balanced router number 0 ", &on, &asked, withheldAnswers[1].edit), nil)
+	if _, err := runReprocess(ctx, c, reprocessOptions{tldrOnly: true}, &bytes.Buffer{}, &errw); err != nil {
+		t.Fatalf("reprocess: %v\n%s", err, errw.String())
+	}
+	if n := asked.Load(); n != 0 {
+		t.Errorf("the imported archive's reprocess asked %d times for %s's TL;DR, which the API withheld: want 0", n, id)
 	}
 }
