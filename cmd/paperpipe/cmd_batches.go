@@ -188,7 +188,10 @@ func listWithheld(ctx context.Context, st *store.Store, asJSON bool, now time.Ti
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PAPER\tMODEL\tPROMPT\tAGE\tREASON")
 	for _, x := range ws {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", x.PaperID, x.Model, x.PromptVersion, age(now.Sub(x.At)), x.Reason)
+		// Terminal-safe, as dlq list prints its letters: a reason imported from another
+		// archive's export is whatever that file says.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", termSafe(x.PaperID, false), termSafe(x.Model, false),
+			termSafe(x.PromptVersion, false), age(now.Sub(x.At)), termSafe(x.Reason, false))
 	}
 	return tw.Flush()
 }

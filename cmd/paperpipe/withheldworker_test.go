@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/store"
@@ -240,5 +241,30 @@ func TestImportKeepsTheTLDRsTheAPIWithheld(t *testing.T) {
 	}
 	if n := asked.Load(); n != 0 {
 		t.Errorf("the imported archive's reprocess asked %d times for %s's TL;DR, which the API withheld: want 0", n, id)
+	}
+}
+
+// `batches withheld` prints its records terminal-safe: a reason imported from another
+// archive's export (tldr_withheld) is whatever that file says, and an escape sequence in it
+// reached the terminal (OSC 0 sets its title, CSI 2J clears it), as `dlq list` never lets one.
+func TestBatchesWithheldListIsTerminalSafe(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 1)
+	ctx := t.Context()
+	p, err := e.st.Paper(ctx, "arxiv:2401.00000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.RecordWithheld(ctx, []store.Withheld{{PaperID: p.ID, Model: "gpt-4o-mini", PromptVersion: "tldr-v1",
+		ContentHash: p.ContentHash, Reason: "refused \x1b]0;pwned\x07\x1b[2J"}}); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := listWithheld(ctx, e.st, false, time.Now(), &out); err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(out.String(), "\x1b\x07") || !strings.Contains(out.String(), "refused") {
+		t.Errorf("`batches withheld` printed %q; want the reason without its control characters", out.String())
 	}
 }
