@@ -216,6 +216,10 @@ func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary
 		// the paper for an API outage; a later delivery may get a valid answer from it.
 		return paper.Summary{Usage: usage}, c.wrap(ctx, a, err) // llm.ErrRateLimited stays
 	}
+	// Not a paper.WithheldError, also when both answers read as the model's refusal ("I'm
+	// sorry, but I can't …"): that is read by its words, and a server's configuration (a chat
+	// template, a model not tuned to follow instructions) can make every paper's answer read
+	// so; recorded, the papers would be kept out of every run once it was fixed.
 	return paper.Summary{Usage: usage}, fmt.Errorf("summarize %s with %s: answer stays invalid after retry and cleaning (%s): %w",
 		a.ID, c.cfg.Model, problem(verr), paper.ErrPermanent)
 }

@@ -268,3 +268,32 @@ func TestBatchesWithheldListIsTerminalSafe(t *testing.T) {
 		t.Errorf("`batches withheld` printed %q; want the reason without its control characters", out.String())
 	}
 }
+
+// A refusal written in the answer's text ("I'm sorry, but I can't …", which the TL;DR's rules
+// refuse) is not recorded as withheld: it is read by its words, and a server's configuration (a
+// chat template, a model not tuned to follow instructions) can make every paper's answer read
+// so — records would keep those papers out once it was fixed. Each run asks again (the answer
+// and the stricter retry), and dead-letters the paper, as before.
+func TestARefusalInTheAnswersTextIsNotRecordedWithheld(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 3)
+	ctx := t.Context()
+	var on atomic.Bool
+	var asked atomic.Int32
+	on.Store(true)
+	c := e.fakeBehind(t, e.refuseChatOf(t, "balanced router number 0 ", &on, &asked, func(choice map[string]any) {
+		choice["message"].(map[string]any)["content"] = "I'm sorry, but I can't help with that request."
+	}), nil)
+	for run := 1; run <= 2; run++ {
+		if _, err := runReprocess(ctx, c, reprocessOptions{tldrOnly: true}, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
+			t.Fatalf("run %d succeeded; want the paper dead-lettered", run)
+		}
+	}
+	if n := e.count(t, `SELECT count(*) FROM withheld_tldrs`); n != 0 {
+		t.Errorf("%d withheld records, want none", n)
+	}
+	if n := asked.Load(); n != 4 {
+		t.Errorf("%d requests for the paper in two runs, want 4: its answer and the stricter retry, at each", n)
+	}
+}
