@@ -197,11 +197,18 @@ func fetch(ctx context.Context, rawURL, shown string, timeout time.Duration) (*i
 		}
 		return fail(fmt.Errorf("making request for %s: %w", shown, err))
 	}
-	req.Header.Set("User-Agent", "paperpipe-ingest/1")
+	req.Header.Set("User-Agent", "paperpipe-ingest/1") // arXiv asks for one that names the client
+	pace := newPacer(req.URL)
 	for attempt := 1; ; attempt++ {
+		b.timer.Stop() // the server's time starts with the request
+		if err := pace.wait(ctx); err != nil {
+			return fail(fmt.Errorf("fetching source: GET %s: waiting %s after the previous request to %s (its terms ask for that pace): %w",
+				shown, pace.gap, req.URL.Hostname(), err))
+		}
 		b.timer.Reset(timeout)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
+			pace.done()
 			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 				err = cause
 			}
@@ -214,10 +221,12 @@ func fetch(ctx context.Context, rawURL, shown string, timeout time.Duration) (*i
 		}
 		if resp.StatusCode == http.StatusOK {
 			b.body = resp.Body
+			b.done = pace.done
 			break
 		}
 		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, errorPageRead))
 		_ = resp.Body.Close()
+		pace.done()
 		msg := fmt.Sprintf("GET %s: server answered %s", shown, resp.Status)
 		if s := errorText(resp.Header.Get("Content-Type"), snippet); s != "" {
 			msg += ": " + s
@@ -258,6 +267,78 @@ const (
 // newWaitTimer makes the timer of a wait for a Retry-After: a variable for the tests.
 var newWaitTimer = time.NewTimer
 
+// pacedHosts are the hosts whose terms ask for a pause between requests, and how long:
+// arXiv's API and OAI-PMH host asks for "no more than one request every three seconds, and
+// … a single connection at a time" (https://info.arxiv.org/help/api/tou.html). A request to
+// one starts that long after the previous request to it ended (its answer read and closed, or
+// failed): the pages of a query given to one command (`ingest URL1 URL2 …`) are fetched at that
+// pace, not back to back. rss.arxiv.org, the daily announcements' host, names no such rule.
+// Keys are a host's name in lower case, or its host:port (for the tests).
+var pacedHosts = map[string]time.Duration{"export.arxiv.org": 3 * time.Second}
+
+// paceNow is the clock of the pace: a variable for the tests (the wait is newWaitTimer's).
+var paceNow = time.Now
+
+var (
+	paceMu   sync.Mutex
+	paceNext = map[string]time.Time{} // a paced host's key → the earliest its next request may start
+)
+
+// pacer keeps one request's host at its pace; the zero pacer (a host not paced) does nothing.
+type pacer struct {
+	key string
+	gap time.Duration
+}
+
+// newPacer is the pacer of a request to u: its host's pause from pacedHosts, if any.
+func newPacer(u *url.URL) pacer {
+	for _, k := range []string{strings.ToLower(u.Host), strings.ToLower(u.Hostname())} {
+		if gap, ok := pacedHosts[k]; ok && gap > 0 {
+			return pacer{key: k, gap: gap}
+		}
+	}
+	return pacer{}
+}
+
+// wait waits until the request may start, and reserves the host until then plus the gap (so
+// that another request made meanwhile waits its turn); it fails with ctx's cause when ctx ends.
+func (p pacer) wait(ctx context.Context) error {
+	if p.gap <= 0 {
+		return nil
+	}
+	paceMu.Lock()
+	now := paceNow()
+	start := now
+	if next := paceNext[p.key]; next.After(now) {
+		start = next
+	}
+	paceNext[p.key] = start.Add(p.gap)
+	paceMu.Unlock()
+	if d := start.Sub(now); d > 0 {
+		t := newWaitTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return context.Cause(ctx)
+		}
+	}
+	return nil
+}
+
+// done marks the end of a request (its answer read, or its failure): the next one to the host
+// starts the gap after it.
+func (p pacer) done() {
+	if p.gap <= 0 {
+		return
+	}
+	paceMu.Lock()
+	defer paceMu.Unlock()
+	if next := paceNow().Add(p.gap); next.After(paceNext[p.key]) {
+		paceNext[p.key] = next
+	}
+}
+
 // retryAfter is the wait a 429 or 503 answer asks for in its Retry-After (seconds, or an HTTP
 // date; a date past is no wait); ok is false for another status or without a valid one.
 func retryAfter(resp *http.Response) (wait time.Duration, ok bool) {
@@ -283,6 +364,7 @@ type idleBody struct {
 	timeout time.Duration
 	timer   *time.Timer
 	once    sync.Once
+	done    func() // the request's end, for its host's pace
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {
@@ -313,6 +395,9 @@ func (b *idleBody) Close() error {
 		b.timer.Stop()
 		err = b.body.Close()
 		b.cancel(context.Canceled)
+		if b.done != nil {
+			b.done()
+		}
 	})
 	return err
 }
