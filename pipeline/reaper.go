@@ -163,11 +163,16 @@ func (w *Worker) reap(ctx context.Context, o orphan) error {
 			return fmt.Errorf("check the store for %s: %w", a.ID, err)
 		}
 		if err == nil && !pending[0].NeedTLDR && !pending[0].NeedEmbedding {
-			if err := deleteMsg(ctx, stream, o.seq); err != nil {
+			removed, err := removeMsg(ctx, stream, o.seq)
+			if err != nil {
 				return err
 			}
-			w.log.Info("message given up after max deliveries had its results stored; removed", "paper", a.ID, "seq", o.seq)
-			w.stats.reaped.Add(1)
+			// Another worker's sweep, or an earlier one of this worker, that read the message
+			// before it was removed may have reaped it first: it counted it.
+			if removed {
+				w.log.Info("message given up after max deliveries had its results stored; removed", "paper", a.ID, "seq", o.seq)
+				w.stats.reaped.Add(1)
+			}
 			return nil
 		}
 	}
@@ -189,11 +194,20 @@ func (w *Worker) reap(ctx context.Context, o orphan) error {
 
 // deleteMsg removes a message from the stream; one already gone is fine.
 func deleteMsg(ctx context.Context, s jetstream.Stream, seq uint64) error {
-	err := s.DeleteMsg(ctx, seq)
-	if err == nil || msgGone(err) {
-		return nil
+	_, err := removeMsg(ctx, s, seq)
+	return err
+}
+
+// removeMsg is deleteMsg, reporting whether this call removed the message (false: it was gone).
+func removeMsg(ctx context.Context, s jetstream.Stream, seq uint64) (removed bool, err error) {
+	err = s.DeleteMsg(ctx, seq)
+	if err == nil {
+		return true, nil
 	}
-	return fmt.Errorf("remove message %d from %s: %w", seq, s.CachedInfo().Config.Name, err)
+	if msgGone(err) {
+		return false, nil
+	}
+	return false, fmt.Errorf("remove message %d from %s: %w", seq, s.CachedInfo().Config.Name, err)
 }
 
 // msgGone reports whether err, a DeleteMsg's, says the message is not in the stream: the
