@@ -3,6 +3,7 @@ package ingest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"regexp"
 	"strings"
@@ -46,9 +47,17 @@ func (p *jsonlParser) next() (paper.Abstract, error) {
 		if p.oai {
 			return p.parseOAI(line, p.lr.line)
 		}
-		return p.parseJSONL(line, p.lr.line)
+		a, err := p.parseJSONL(line, p.lr.line)
+		if err == errNotAPaper {
+			continue
+		}
+		return a, err
 	}
 }
+
+// errNotAPaper is parseJSONL's answer for a line of paperpipe export that is a record of
+// another kind (a fitted offline model): skipped, as no paper.
+var errNotAPaper = errors.New("not a paper")
 
 // jsonlRecord is one JSONL line. Fields that may take several JSON types are kept raw.
 type jsonlRecord struct {
@@ -60,12 +69,18 @@ type jsonlRecord struct {
 	Categories json.RawMessage `json:"categories"`
 	Published  string          `json:"published"`
 	URL        string          `json:"url"`
+	// Record names the kind of a line of paperpipe export that is not a paper ("offline_model":
+	// a part of the fitted offline model of the exported space), which has no id or title.
+	Record string `json:"record"`
 }
 
 func (p *jsonlParser) parseJSONL(line []byte, ln int) (paper.Abstract, error) {
 	var rec jsonlRecord
 	if err := decodeLine(line, &rec); err != nil {
 		return paper.Abstract{}, p.r.recordErr(ln, sniffID(line), err)
+	}
+	if rec.Record != "" && rec.ID == nil && rec.Title == "" && rec.Abstract == "" && rec.Summary == "" {
+		return paper.Abstract{}, errNotAPaper
 	}
 	f := fields{line: ln, title: rec.Title, abstract: rec.Abstract, url: rec.URL}
 	if f.abstract == "" {

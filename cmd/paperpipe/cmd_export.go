@@ -16,6 +16,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/ingest"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/store"
@@ -77,12 +78,15 @@ type exportOptions struct {
 type exportResult struct {
 	Papers, TLDRs, Vectors int64
 	Space                  paper.Space // with ID 0 when no vectors were asked for
+	// Model is the fitted offline model of Space written after the papers, "" when none.
+	Model string
 }
 
 func cmdExport(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("export", "", "Write the archive as JSON lines, one a paper: id, title, abstract, authors, categories, published, url, source, "+
 		"content_hash, created_at, updated_at; its TL;DR of the configured model and prompt version (tldr, tldr_model, tldr_prompt_version), "+
-		"when it has one of its current text; with --vectors or --space, its vector (embedding, model, dimensions, template, truncated). "+
+		"when it has one of its current text; with --vectors or --space, its vector (embedding, model, dimensions, template, truncated), "+
+		"and after the papers the space's fitted offline model, when it is one (lines {\"record\": \"offline_model\", …}, which paperpipe import stores). "+
 		"`paperpipe ingest` reads the file back as papers, `paperpipe import-embeddings` as vectors. One consistent snapshot of the archive, "+
 		"read as it is written: workers go on writing meanwhile.")
 	var o exportOptions
@@ -158,6 +162,22 @@ func runExport(ctx context.Context, st *store.Store, o exportOptions, errw io.Wr
 			res.Space = sp.Space
 		}
 		sel.SpaceID = res.Space.ID
+	}
+	// The fitted offline model of the space, which a query or a new paper is embedded with in
+	// the archive the export moves to (its lines follow the papers'). Read before the papers:
+	// a model is never changed, only removed with its last space.
+	var model *store.OfflineModel
+	if embed.IsFittedModel(res.Space.Model) {
+		m, err := st.OfflineModel(ctx, res.Space.Model)
+		switch {
+		case errors.Is(err, paper.ErrNotFound):
+			fmt.Fprintf(errw, "export: warning: space %d's fitted offline model %s is not in this archive, and not in the export: "+
+				"after an import, `paperpipe fit` there makes it again\n", res.Space.ID, res.Space.Model)
+		case err != nil:
+			return res, err
+		default:
+			model = &m
+		}
 	}
 	name := "standard output"
 	var (
@@ -269,6 +289,17 @@ func runExport(ctx context.Context, st *store.Store, o exportOptions, errw io.Wr
 		prog.tick(int(res.Papers), 0)
 		return nil
 	})
+	if err == nil && model != nil {
+		for _, l := range modelLines(*model) {
+			if err = enc.Encode(l); err != nil {
+				err = fmt.Errorf("write %s: %w", name, err)
+				break
+			}
+		}
+		if err == nil {
+			res.Model = model.Name
+		}
+	}
 	if err == nil && gz != nil {
 		err = gz.Close()
 	}
@@ -310,6 +341,9 @@ func runExport(ctx context.Context, st *store.Store, o exportOptions, errw io.Wr
 	}
 	if res.Space.ID != 0 {
 		what += fmt.Sprintf(", %d with a vector of space %d (%s)", res.Vectors, res.Space.ID, res.Space.Name())
+		if res.Model != "" {
+			what += fmt.Sprintf(", and its fitted offline model (%d KB)", len(model.Data)/1024)
+		}
 	} else {
 		what += ", no vector (--vectors adds them)"
 	}
@@ -548,8 +582,8 @@ func loadTLDRs(ctx context.Context, st *store.Store, path string, chunk int, cla
 		}
 		res.Lines++
 		text := string(line)
-		if text == "" {
-			continue
+		if text == "" || recordKind(line) != "" {
+			continue // a record of the export that is no paper (a fitted model)
 		}
 		if good == 0 && res.Bad >= maxBadLead {
 			// Another file (paperpipe embed's vectors, a spreadsheet): each of its lines

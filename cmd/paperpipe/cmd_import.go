@@ -139,6 +139,8 @@ type importResult struct {
 	// NoVector counts the papers of an export without a vector (of the exported space, or
 	// exported without --vectors).
 	NoVector int
+	// Models names the fitted offline models of the file stored (or held already).
+	Models []string
 }
 
 // embeddingLine is one line of an embeddings file: what `paperpipe embed` writes and
@@ -263,7 +265,8 @@ func loadEmbeddings(ctx context.Context, st *store.Store, path string, chunk int
 			res.Space.ID, res.Space.Active = 0, false
 		}
 	}()
-	isObject := false // a line parsed as a JSON object, whatever its fields hold
+	isObject := false                // a line parsed as a JSON object, whatever its fields hold
+	models := &modelRestorer{st: st} // the fitted offline model of an export's space
 	bads := &badLines{errw: errw, name: name, count: &res.Bad}
 	bad := bads.add
 	// lead is the error that ends an import whose first maxBadLead lines are all bad. It says
@@ -349,6 +352,27 @@ func loadEmbeddings(ctx context.Context, st *store.Store, path string, chunk int
 		}
 		if good == 0 && res.Bad >= maxBadLead {
 			return res, lead()
+		}
+		if kind := recordKind([]byte(text)); kind != "" {
+			// A record of an export that is no paper: the fitted offline model of the space
+			// its vectors are of is stored (others, of a later release, are skipped).
+			isObject = true
+			if kind != recordOfflineModel {
+				continue
+			}
+			var ml modelLine
+			if jerr := json.Unmarshal([]byte(text), &ml); jerr != nil {
+				bad(n, "offline model: %s", embeddingLineProblem(jerr))
+				continue
+			}
+			problem, err := models.add(ctx, n, ml)
+			if err != nil {
+				return res, fmt.Errorf("%s:%d: %w", name, n, err)
+			}
+			if problem != "" {
+				bad(n, "%s", problem)
+			}
+			continue
 		}
 		var l embeddingLine
 		if jerr := json.Unmarshal([]byte(text), &l); jerr != nil {
@@ -447,6 +471,13 @@ func loadEmbeddings(ctx context.Context, st *store.Store, path string, chunk int
 	}
 	if err := flush(); err != nil {
 		return res, err
+	}
+	if problem := models.unfinished(); problem != "" {
+		bad(res.Lines, "%s", problem)
+	}
+	res.Models = models.Restored
+	for _, m := range res.Models {
+		fmt.Fprintf(errw, "import-embeddings: fitted offline model %s stored (or held already)\n", m)
 	}
 	prog.done(cr.Offset())
 	if space.ID == 0 || (created || space.ID == made) && res.Loaded == 0 {

@@ -416,8 +416,8 @@ func importPapers(ctx context.Context, st *store.Store, path string, chunk int, 
 			return res, fmt.Errorf("%s:%d: reading stopped: %w; the papers before it were stored", name, n, rerr)
 		}
 		res.Lines++
-		if len(line) == 0 {
-			continue
+		if len(line) == 0 || recordKind(line) != "" {
+			continue // a record of the export that is no paper: the vectors' pass stores a model
 		}
 		if good == 0 && res.Bad >= maxBadLead {
 			// Another file (a paperpipe embed's vectors, a spreadsheet): each line would be

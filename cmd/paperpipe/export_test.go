@@ -12,6 +12,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -915,5 +917,88 @@ func TestImportIntoAnEmptyArchiveSpeaksOfNoPapersHeld(t *testing.T) {
 	}
 	if said := errw.String(); !strings.Contains(said, "3 papers stored, ") || strings.Contains(said, "held already") {
 		t.Errorf("import into an empty archive said:\n%s\nwant '3 papers stored, ' and nothing of papers held already", said)
+	}
+}
+
+// An export with the vectors of a space of a fitted offline model (what `make demo` leaves:
+// fit activates it) carries that model, so that the archive moves whole: after import,
+// status, semantic search and a worker run as in the old archive, with no fit. The model's
+// lines are skipped by ingest, import-tldrs and import-embeddings, a second import changes
+// nothing, and a model tampered with or cut short is refused as a bad line, file:line.
+func TestImportOfAFittedSpaceCarriesItsModel(t *testing.T) {
+	t.Parallel()
+	old := newCLI(t)
+	old.ok("ingest", sampleFile)
+	old.ok("worker", "--exit-when-idle")
+	old.ok("fit")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "archive.jsonl")
+	old.ok("export", "-o", file, "--vectors")
+	want := old.ok("search", "mixture of experts routing").stdout
+
+	moved := newCLI(t)
+	moved.ok("import", file)
+	for _, args := range [][]string{{"status"}, {"worker", "--exit-when-idle"}} {
+		moved.ok(args...)
+	}
+	if got := moved.ok("search", "mixture of experts routing").stdout; got != want {
+		t.Errorf("search in the moved archive:\n%s\nwant, as in the old:\n%s", got, want)
+	}
+	if r := moved.ok("import", file); strings.Contains(r.stderr, "bad line") && !strings.Contains(r.stderr, "0 bad lines") {
+		t.Errorf("a second import:\n%s", r.stderr)
+	}
+	// The readers of exports that do not restore the model skip its lines.
+	other := newCLI(t)
+	if r := other.ok("ingest", file); strings.Contains(r.stderr, "offline_model") || !strings.Contains(r.stderr, "108 read, 108 published") || !strings.Contains(r.stderr, " 0 rejected") {
+		t.Errorf("ingest of the export:\n%s", r.stderr)
+	}
+	other.ok("worker", "--exit-when-idle")
+	other.ok("import-tldrs", file)
+	other.ok("import-embeddings", file)
+
+	// A model changed or cut short is refused, naming its line; the papers are imported.
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(strings.TrimSuffix(string(raw), "\n"), "\n")
+	var model []int
+	for i, l := range lines {
+		if strings.HasPrefix(l, `{"record":"offline_model"`) {
+			model = append(model, i)
+		}
+	}
+	if len(model) == 0 {
+		t.Fatalf("the export holds no line of its space's fitted model")
+	}
+	last := model[len(model)-1]
+	tampered := slices.Clone(lines)
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(lines[last]), &rec); err != nil {
+		t.Fatal(err)
+	}
+	data := rec["data"].(string)
+	changed := []byte(data)
+	changed[len(changed)/2] ^= 'A' ^ 'B' // still base64, other bytes
+	rec["data"] = string(changed)
+	b, _ := json.Marshal(rec)
+	tampered[last] = string(b) + "\n"
+	cut := slices.Clone(lines)
+	rec["data"] = data[:len(data)/8*4] // half of the bytes
+	b, _ = json.Marshal(rec)
+	cut[last] = string(b) + "\n"
+	for name, ls := range map[string][]string{"tampered": tampered, "cut": cut} {
+		f := filepath.Join(dir, name+".jsonl")
+		if err := os.WriteFile(f, []byte(strings.Join(ls, "")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fresh := newCLI(t)
+		r := fresh.run("import", f)
+		if r.code == 0 || !regexp.MustCompile(regexp.QuoteMeta(f)+`:\d+: .*offline model`).MatchString(r.stderr) {
+			t.Errorf("import of a %s model: exit %d\n%s\nwant it refused, naming its line", name, r.code, r.stderr)
+		}
+		if !strings.Contains(r.stderr, "108 papers stored") {
+			t.Errorf("import of a %s model stored not every paper:\n%s", name, r.stderr)
+		}
 	}
 }
