@@ -875,11 +875,13 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return usageErr("PAPERPIPE_PRICES: %v", err)
 	}
+	c.modelMayBeMissing = true // its space is counted all the same, and the model said missing
 	log, m, st, err := openModelsAndStore(ctx, c)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	_, missing := m.emb.(missingFitted)
 	space, err := lookupSpace(ctx, st, m.emb.Space())
 	if err != nil {
 		return err
@@ -942,6 +944,9 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		if len(unfinished) > 0 {
 			out["unfinished_indexes"] = unfinished
 		}
+		if missing {
+			out["missing_model"] = map[string]string{"model": space.Model, "note": missingModelNote(space)}
+		}
 		return writeJSON(stdout, out)
 	}
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -968,6 +973,9 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	w.Flush()
 	for _, s := range unfinished {
 		fmt.Fprintln(stdout, "note: "+unfinishedIndexNote(s))
+	}
+	if missing {
+		fmt.Fprintln(stdout, "note: "+missingModelNote(space))
 	}
 	if len(usage) > 0 {
 		fmt.Fprintln(stdout)

@@ -32,6 +32,10 @@ const offline = "offline"
 // config is everything paperpipe reads from the environment, overridable by flags. Every field
 // is documented in the README with its variable and default.
 type config struct {
+	// modelMayBeMissing: a fitted offline model the database lacks is no error (buildModels
+	// gives its space a missingFitted embedder), for status, which only counts.
+	modelMayBeMissing bool
+
 	DatabaseURL string // DATABASE_URL
 	ReadDBURL   string // PAPERPIPE_READ_DATABASE_URL: a read replica serve's queries go to; "": DATABASE_URL
 	NATSURL     string // NATS_URL; empty: embedded server

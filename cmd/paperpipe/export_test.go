@@ -1002,3 +1002,45 @@ func TestImportOfAFittedSpaceCarriesItsModel(t *testing.T) {
 		}
 	}
 }
+
+// An archive whose active space's fitted offline model is missing (imported from an export of
+// a release before exports carried it) still shows its status: its counts, and that the model
+// is missing, with the command that makes it again.
+func TestStatusOfASpaceWhoseFittedModelIsMissing(t *testing.T) {
+	t.Parallel()
+	old := newCLI(t)
+	old.ok("ingest", sampleFile)
+	old.ok("worker", "--exit-when-idle")
+	old.ok("fit")
+	file := filepath.Join(t.TempDir(), "archive.jsonl")
+	old.ok("export", "-o", file, "--vectors")
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var papers []string // the export as an older release wrote it: no model
+	for _, l := range strings.SplitAfter(string(raw), "\n") {
+		if !strings.Contains(l, `"record"`) {
+			papers = append(papers, l)
+		}
+	}
+	if err := os.WriteFile(file, []byte(strings.Join(papers, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	moved := newCLI(t)
+	moved.ok("import", file)
+	r := moved.run("status")
+	if r.code != 0 || !regexp.MustCompile(`with embedding +108`).MatchString(r.stdout) ||
+		!regexp.MustCompile(`paperpipe-offline-tfidf-[0-9a-f]+ is not in the database.*paperpipe fit`).MatchString(r.stdout) {
+		t.Errorf("status without the fitted model: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	var st map[string]any
+	moved.json(&st, "status")
+	if st["missing_model"] == nil {
+		t.Errorf("status --json does not say the model is missing: %v", st)
+	}
+	moved.ok("fit")
+	if r := moved.ok("status"); strings.Contains(r.stdout, "not in the database") {
+		t.Errorf("status after fit:\n%s", r.stdout)
+	}
+}

@@ -66,6 +66,11 @@ func buildModels(ctx context.Context, c *config, log *slog.Logger, st *store.Sto
 	}
 	if c.embedOffline() {
 		e, err := offlineEmbedder(ctx, c.EmbedModel, st)
+		if missing := (*missingModelError)(nil); c.modelMayBeMissing && errors.As(err, &missing) {
+			if info, serr := st.FindSpace(ctx, missing.model); serr == nil {
+				e, err = missingFitted{space: info.Space, err: err}, nil
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("embedder: %w", err)
 		}
@@ -260,7 +265,7 @@ func (a *activeOffline) EmbedQuery(ctx context.Context, text string) ([]float32,
 func loadFitted(ctx context.Context, st *store.Store, model string) (*embed.Fitted, error) {
 	sm, err := st.OfflineModel(ctx, model)
 	if errors.Is(err, paper.ErrNotFound) {
-		return nil, fmt.Errorf("no fitted offline model %s in the database (`paperpipe fit` makes one): %w", model, err)
+		return nil, &missingModelError{model: model, err: err}
 	}
 	if err != nil {
 		return nil, err
@@ -273,6 +278,45 @@ func loadFitted(ctx context.Context, st *store.Store, model string) (*embed.Fitt
 		return nil, fmt.Errorf("stored offline model %s loads as %s: the stored data is damaged", model, e.Name())
 	}
 	return e, nil
+}
+
+// missingModelError is loadFitted's error for a fitted offline model the database lacks (an
+// archive imported from an export of a release before exports carried it). It wraps
+// paper.ErrNotFound.
+type missingModelError struct {
+	model string
+	err   error
+}
+
+func (e *missingModelError) Error() string {
+	return fmt.Sprintf("no fitted offline model %s in the database (`paperpipe fit` makes one): %v", e.model, e.err)
+}
+
+func (e *missingModelError) Unwrap() error { return e.err }
+
+// missingFitted is the embedder of a space whose fitted offline model the database lacks, for
+// a command that only counts (status, with config.modelMayBeMissing): it names the space, and
+// embeds nothing.
+type missingFitted struct {
+	space paper.Space
+	err   error // a *missingModelError
+}
+
+func (m missingFitted) Space() paper.Space { return m.space }
+
+func (m missingFitted) Embed(context.Context, []paper.Abstract) ([]paper.Embedding, paper.Usage, error) {
+	return nil, paper.Usage{}, m.err
+}
+
+func (m missingFitted) EmbedQuery(context.Context, string) ([]float32, paper.Usage, error) {
+	return nil, paper.Usage{}, m.err
+}
+
+// missingModelNote says that the fitted offline model of space sp is missing and how to make it
+// again.
+func missingModelNote(sp paper.Space) string {
+	return fmt.Sprintf("the fitted offline model %s is not in the database (an import of an export made before exports carried it?): "+
+		"semantic search and the workers stop on it; `paperpipe fit` makes it again from the same papers, embedding none of them anew", sp.Model)
 }
 
 // embedInputTokens is the input limit of OpenAI's embedding models (8,191 tokens).
