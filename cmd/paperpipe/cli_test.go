@@ -1374,12 +1374,13 @@ func TestJSONOutputsAreSnakeCaseWithEmptyListsAsArrays(t *testing.T) {
 	}
 }
 
-// -concurrency of worker, up and fit is the TL;DR requests in flight, not the messages a
-// worker holds (up to max(4×N, 256)): the help says so, as the README does.
+// -concurrency of worker and up is the TL;DR requests in flight, not the messages a worker
+// holds (up to max(4×N, 256)): the help says so, as the README does (fit, which writes no
+// TL;DR: TestFitHelpSaysWhatConcurrencyBounds).
 func TestConcurrencyHelpIsTheTLDRRequestsInFlight(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
-	for _, cmd := range []string{"worker", "up", "fit"} {
+	for _, cmd := range []string{"worker", "up"} {
 		r := c.ok(cmd, "-h")
 		if strings.Contains(r.stdout, "messages processed at once") || !strings.Contains(r.stdout, "-concurrency N\n") ||
 			!strings.Contains(r.stdout, "TL;DR requests in flight per worker") || !strings.Contains(r.stdout, "max(4×N, 256) messages") {
@@ -2195,5 +2196,16 @@ func TestDLQDropRemovesDeadLettersForGood(t *testing.T) {
 	}
 	if r := c.run("dlq", "drop", "--all"); r.code != 0 || !strings.Contains(r.stderr, "no dead letters to drop") {
 		t.Errorf("dlq drop --all with none: exit %d, stderr %s", r.code, r.stderr)
+	}
+}
+
+// fit writes no TL;DR: its help says what --concurrency bounds in a fit, not TL;DR requests.
+func TestFitHelpSaysWhatConcurrencyBounds(t *testing.T) {
+	t.Parallel()
+	r := newCLI(t).ok("fit", "-h")
+	_, after, _ := strings.Cut(r.stdout+r.stderr, "-concurrency")
+	line, _, _ := strings.Cut(after, "\n  -")
+	if strings.Contains(line, "TL;DR requests") || !strings.Contains(line, "max(4×N, 256)") {
+		t.Errorf("fit -h on --concurrency:%s", line)
 	}
 }

@@ -25,6 +25,9 @@ func cmdFit(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("fit", "", "Fit the offline embedder on the archive (TF-IDF with the archive's own statistics, "+
 		"in a fixed dimension), store it, embed every paper with it into its own space, and make that space active.")
 	c.addWorkerTuningFlags(fs) // no model flags: the fill embeds with the fitted model, and makes no TL;DR
+	// It writes no TL;DR: the flag sets only how many messages its fill holds at once.
+	fs.Lookup("concurrency").Usage = "the fill holds up to max(4×`N`, 256) messages at once, from which its embedding batches gather " +
+		"(fit writes no TL;DR: an N below 65 changes nothing); env PAPERPIPE_CONCURRENCY"
 
 	o := fitOptions{}
 	fs.IntVar(&o.maxDocs, "max-docs", 4000, "fit on at most `N` papers (a fixed, hash-ordered sample of a larger archive); time grows with N² to N³")
