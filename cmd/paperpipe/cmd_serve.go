@@ -70,9 +70,16 @@ func cmdServe(ctx context.Context, c *config, args []string) error {
 		}
 		defer reads.Close()
 	}
+	// A fitted offline model missing from the database stops searches by meaning only: the
+	// status, lists and keyword searches are served, and searches follow the model once
+	// `paperpipe fit` makes it again (activeOffline).
+	c.modelMayBeMissing = true
 	m, err := buildModels(ctx, c, log, reads)
 	if err != nil {
 		return interruptedStart(ctx, err)
+	}
+	if _, missing := m.emb.(missingFitted); missing {
+		log.Warn(missingModelNote(m.emb.Space()))
 	}
 	warnQueriesRefused(ctx, c, log, reads, st, m.emb.Space())
 	b, err := connectBrokerLater(ctx, c, log, brokerClient)

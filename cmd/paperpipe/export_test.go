@@ -1039,7 +1039,24 @@ func TestStatusOfASpaceWhoseFittedModelIsMissing(t *testing.T) {
 	if st["missing_model"] == nil {
 		t.Errorf("status --json does not say the model is missing: %v", st)
 	}
+	// serve starts all the same: its status counts the space, and its searches follow the
+	// model once fit has made it again.
+	base := startServe(t, moved)
+	if code, body := get(t, base+"/api/status"); code != 200 || !strings.Contains(body, `"with_embedding": 108`) {
+		t.Errorf("GET /api/status without the fitted model: %d %s", code, body)
+	}
 	moved.ok("fit")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		code, body := get(t, base+"/api/search?q=mixture+of+experts&mode=semantic")
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve's semantic search after fit: %d %s", code, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	if r := moved.ok("status"); strings.Contains(r.stdout, "not in the database") {
 		t.Errorf("status after fit:\n%s", r.stdout)
 	}

@@ -229,7 +229,8 @@ func (a *activeOffline) check(cur embedder, done chan struct{}) {
 	defer cancel()
 	next := cur
 	active, err := a.active(ctx)
-	if err == nil && active.Model != cur.Space().Model && embed.IsOfflineModel(active.Model) {
+	_, missing := cur.(missingFitted) // its model made again since (paperpipe fit), under the same name
+	if err == nil && (active.Model != cur.Space().Model || missing) && embed.IsOfflineModel(active.Model) {
 		if e, err := a.load(ctx, active.Model); err != nil {
 			a.log.Warn("cannot load the active space's offline model; queries keep the previous one", "model", active.Model, "err", err)
 		} else {
