@@ -527,28 +527,40 @@ type Counts struct {
 }
 
 // countsSQL counts the papers, those with a TL;DR of a model ($1) and prompt version ($2) for
-// their current text, those with a vector of it in a space ($3), every TL;DR, and the papers
-// without that TL;DR whose TL;DR the API withheld for their current text, in one pass over
-// papers: the outer joins match a paper's one TL;DR of the version, one vector of the space and
-// one withheld record of the version (the primary keys allow no more), so the planner hashes
-// the TL;DRs and vectors once and reads each paper once. Counted with an EXISTS each, papers was read three times: its
-// key, then its row (for content_hash) looked up once per TL;DR and once per vector, the
-// planner taking each match for rare (the columns are correlated) — 2.4M buffer reads at
-// 300,000 papers, 0.33M this way.
-const countsSQL = `SELECT count(*), count(t.paper_id), count(e.paper_id), (SELECT count(*) FROM tldrs),
+// their current text, those with a vector of it in a space ($3) and in another space ($4: status's
+// active space when the configured embedder fills another; 0, no space, otherwise), every
+// TL;DR, and the papers without that TL;DR whose TL;DR the API withheld for their current text,
+// in one pass over papers: the outer joins match a paper's one TL;DR of the version, one vector
+// of each space and one withheld record of the version (the primary keys allow no more), so the
+// planner hashes the TL;DRs and vectors once and reads each paper once. Counted with an EXISTS
+// each, papers was read three times: its key, then its row (for content_hash) looked up once
+// per TL;DR and once per vector, the planner taking each match for rare (the columns are
+// correlated) — 2.4M buffer reads at 300,000 papers, 0.33M this way; the other space's
+// coverage counted on its own (a join of its vectors to papers) was another pass.
+const countsSQL = `SELECT count(*), count(t.paper_id), count(e.paper_id), count(a.paper_id), (SELECT count(*) FROM tldrs),
 		count(wh.paper_id) FILTER (WHERE t.paper_id IS NULL)
 	FROM papers p
 	LEFT JOIN tldrs t ON t.paper_id = p.id AND t.model = $1 AND t.prompt_version = $2 AND t.content_hash = p.content_hash
 	LEFT JOIN embeddings e ON e.space_id = $3 AND e.paper_id = p.id AND e.content_hash = p.content_hash
+	LEFT JOIN embeddings a ON a.space_id = $4 AND a.paper_id = p.id AND a.content_hash = p.content_hash
 	LEFT JOIN withheld_tldrs wh ON wh.paper_id = p.id AND wh.model = $1 AND wh.prompt_version = $2 AND wh.content_hash = p.content_hash`
 
 // Counts counts papers and their outputs for w.
 func (s *Store) Counts(ctx context.Context, w Work) (Counts, error) {
+	c, _, err := s.CountsWith(ctx, w, 0)
+	return c, err
+}
+
+// CountsWith is Counts with also the papers that have a vector of their current text in
+// another space (status's active space, when the configured embedder fills another), counted
+// in the same pass.
+func (s *Store) CountsWith(ctx context.Context, w Work, other int64) (Counts, int64, error) {
 	var c Counts
-	err := s.pool.QueryRow(ctx, countsSQL, w.Model, w.PromptVersion, w.SpaceID).
-		Scan(&c.Papers, &c.WithTLDR, &c.WithEmbedding, &c.TLDRsTotal, &c.TLDRsWithheld)
+	var n int64
+	err := s.pool.QueryRow(ctx, countsSQL, w.Model, w.PromptVersion, w.SpaceID, other).
+		Scan(&c.Papers, &c.WithTLDR, &c.WithEmbedding, &n, &c.TLDRsTotal, &c.TLDRsWithheld)
 	if err != nil {
-		return Counts{}, fmt.Errorf("count papers: %w", statementTimedOut(err))
+		return Counts{}, 0, fmt.Errorf("count papers: %w", statementTimedOut(err))
 	}
-	return c, nil
+	return c, n, nil
 }

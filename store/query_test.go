@@ -413,7 +413,27 @@ func TestCounts(t *testing.T) {
 	if want := (store.Counts{Papers: 5, WithTLDR: 2, WithEmbedding: 2, TLDRsTotal: 6}); got != want {
 		t.Errorf("Counts of prompt v0 and the other space = %+v, want %+v", got, want)
 	}
-
+	// status's count of another (active) space, in the same pass, is that space's coverage as
+	// ResolveSpace counts it, after a paper with a vector there is removed (a third space,
+	// empty, counts none).
+	empty := space(t, s, "emb-empty", 2)
+	if _, err := s.RemovePapers(ctx, []string{ps[2].ID}, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	w := store.Work{Model: testModel, PromptVersion: testPrompt, SpaceID: sp.ID}
+	for _, sid := range []int64{other.ID, empty.ID, sp.ID} {
+		c, n, err := s.CountsWith(ctx, w, sid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.ResolveSpace(ctx, strconv.FormatInt(sid, 10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (store.Counts{Papers: 4, WithTLDR: 2, WithEmbedding: 1, TLDRsTotal: 5}); c != want || n != info.Embedded {
+			t.Errorf("CountsWith(space %d) = %+v, %d; want %+v, %d (ResolveSpace's coverage)", sid, c, n, want, info.Embedded)
+		}
+	}
 }
 
 // TestRelatedReturnsKWhenKReachesEFSearch: the index scan of a query returns ef_search rows

@@ -135,7 +135,7 @@ func TestStatementsAtScaleReadOnlyWhatTheyReturn(t *testing.T) {
 	})
 	t.Run("status counts", func(t *testing.T) {
 		// Each paper read once: its row holds the content_hash both coverage counts compare.
-		plan := explain(t, s, countsSQL, "chat", "v1", spaceID)
+		plan := explain(t, s, countsSQL, "chat", "v1", spaceID, 0)
 		if got := rowsRead(plan, "papers") + rowsRead(plan, "papers_pkey"); got > scalePapers {
 			t.Errorf("counting the %d papers and their outputs read %.0f rows or keys of papers", scalePapers, got)
 		}
@@ -216,15 +216,109 @@ func TestStatementsAtScaleReadOnlyWhatTheyReturn(t *testing.T) {
 	})
 }
 
+// recordedPool runs s on a pool that records its statements until the returned func is
+// called, which puts s's pool back.
+func recordedPool(t *testing.T, s *Store) (*sqlRecorder, func()) {
+	t.Helper()
+	cfg := s.pool.Config()
+	rec := &sqlRecorder{}
+	cfg.ConnConfig.Tracer = rec
+	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := s.pool
+	s.pool = pool
+	return rec, func() { s.pool = orig; pool.Close() }
+}
+
+// papersReadBy explains every statement rec recorded and sums the rows and keys of papers
+// they read.
+func papersReadBy(t *testing.T, s *Store, rec *sqlRecorder) float64 {
+	t.Helper()
+	sum := 0.0
+	for i, q := range rec.sql {
+		plan := explain(t, s, q, rec.args[i]...)
+		sum += papersScanned(plan)
+	}
+	return sum
+}
+
+// papersScanned sums the rows every scan of papers or papers_pkey produced, an index-only scan
+// of papers_pkey once.
+func papersScanned(n planNode) float64 {
+	sum := 0.0
+	if n.Relation == "papers" || n.Index == "papers_pkey" {
+		sum += n.ActualRows * n.ActualLoops
+	}
+	for _, c := range n.Plans {
+		sum += papersScanned(c)
+	}
+	return sum
+}
+
+// addScaleSpaces adds two spaces of 3-d vectors to scaleStore's archive: one with a vector of
+// every paper's current text, one with a vector of every paper, a third of them stale. It
+// returns their ids.
+func addScaleSpaces(t *testing.T, s *Store) (int64, int64) {
+	t.Helper()
+	ctx := t.Context()
+	var ids [2]int64
+	for i, stale := range []string{"false", "g.n % 3 = 0"} {
+		sp, _, err := s.EnsureSpaceForLoad(ctx, paper.Space{Model: "m" + itoa(int64(i+2)), Dimensions: 3, Template: "t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = sp.ID
+		q := `INSERT INTO embeddings (space_id, paper_id, content_hash, embedding)
+			SELECT ` + itoa(sp.ID) + `, g.id, CASE WHEN ` + stale + ` THEN 'old' ELSE g.content_hash END, '[1,2,3]'
+			FROM (SELECT id, content_hash, row_number() OVER (ORDER BY id) n FROM papers) g`
+		if _, err := s.pool.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if _, err := s.pool.Exec(ctx, `VACUUM ANALYZE embeddings`); err != nil {
+		t.Fatal(err)
+	}
+	return ids[0], ids[1]
+}
+
+// TestSpaceCountsAtScaleReadPapersOnce: with three spaces, `status` with an active space other
+// than the configured one reads each paper once for its counts and the active space's
+// coverage: that coverage counted on its own (ResolveSpace's join of the space's vectors to
+// papers, and the count of papers) was two more passes over the archive: 90,000 rows or keys of
+// papers for 30,000.
+func TestSpaceCountsAtScaleReadPapersOnce(t *testing.T) {
+	t.Parallel()
+	s, spaceID := scaleStore(t)
+	_, stale := addScaleSpaces(t, s)
+	t.Run("status with another active space", func(t *testing.T) {
+		rec, done := recordedPool(t, s)
+		c, n, err := s.CountsWith(t.Context(), Work{Model: "chat", PromptVersion: "v1", SpaceID: spaceID}, stale)
+		done()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := int64(scalePapers - scalePapers/3); c.Papers != scalePapers || c.WithEmbedding != scalePapers || n != want {
+			t.Errorf("CountsWith = %+v, %d in space %d; want %d papers, all embedded, %d in the other", c, n, stale, scalePapers, want)
+		}
+		if got := papersReadBy(t, s, rec); got > scalePapers {
+			t.Errorf("counting the %d papers, their outputs and another space's coverage read %.0f rows or keys of papers", scalePapers, got)
+		}
+	})
+}
+
 // sqlRecorder is a pgx.QueryTracer that records every statement a pool runs.
 type sqlRecorder struct {
-	mu  sync.Mutex
-	sql []string
+	mu   sync.Mutex
+	sql  []string
+	args [][]any
 }
 
 func (r *sqlRecorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
 	r.mu.Lock()
 	r.sql = append(r.sql, d.SQL)
+	r.args = append(r.args, d.Args)
 	r.mu.Unlock()
 	return ctx
 }

@@ -886,23 +886,26 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return err
 	}
-	counts, err := st.Counts(ctx, paper.Work{Model: m.sum.Model(), PromptVersion: m.sum.PromptVersion(), SpaceID: space.ID})
+	// The web's status counts the active space, which queries use; when the configured
+	// embedder fills another, both are shown (a shell without the API settings of the workers
+	// that filled the active space would otherwise read it as empty), counted in one pass.
+	var active *activeCoverage
+	a, err := st.ActiveSpace(ctx)
+	if err == nil && a.ID != space.ID {
+		active = &activeCoverage{Space: a}
+	} else if err != nil && !errors.Is(err, paper.ErrNotFound) {
+		return err
+	}
+	var other int64
+	if active != nil {
+		other = active.Space.ID
+	}
+	counts, inActive, err := st.CountsWith(ctx, paper.Work{Model: m.sum.Model(), PromptVersion: m.sum.PromptVersion(), SpaceID: space.ID}, other)
 	if err != nil {
 		return err
 	}
-	// The web's status counts the active space, which queries use; when the configured
-	// embedder fills another, both are shown (a shell without the API settings of the workers
-	// that filled the active space would otherwise read it as empty).
-	var active *activeCoverage
-	if a, err := st.ActiveSpace(ctx); err == nil && a.ID != space.ID {
-		// The space's coverage alone (ResolveSpace), not Counts' four aggregates again.
-		info, err := st.ResolveSpace(ctx, strconv.FormatInt(a.ID, 10))
-		if err != nil {
-			return err
-		}
-		active = &activeCoverage{Space: a, WithEmbedding: info.Embedded}
-	} else if err != nil && !errors.Is(err, paper.ErrNotFound) {
-		return err
+	if active != nil {
+		active.WithEmbedding = inActive
 	}
 	since := usageSince(time.Now())
 	usage, err := st.Usage(ctx, since)
