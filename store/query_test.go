@@ -434,6 +434,20 @@ func TestCounts(t *testing.T) {
 			t.Errorf("CountsWith(space %d) = %+v, %d; want %+v, %d (ResolveSpace's coverage)", sid, c, n, want, info.Embedded)
 		}
 	}
+	// `spaces` counts every space's coverage in one statement, each as ResolveSpace counts it.
+	spaces, err := s.Spaces(ctx)
+	if err != nil || len(spaces) != 3 {
+		t.Fatalf("Spaces = %v, %v; want 3 spaces", spaces, err)
+	}
+	for _, got := range spaces {
+		want, err := s.ResolveSpace(ctx, strconv.FormatInt(got.ID, 10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Embedded != want.Embedded || got.Papers != want.Papers || got.Papers != 4 {
+			t.Errorf("Spaces: space %d %d of %d embedded; ResolveSpace says %d of %d of 4", got.ID, got.Embedded, got.Papers, want.Embedded, want.Papers)
+		}
+	}
 }
 
 // TestRelatedReturnsKWhenKReachesEFSearch: the index scan of a query returns ef_search rows

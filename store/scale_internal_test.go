@@ -258,8 +258,8 @@ func papersScanned(n planNode) float64 {
 }
 
 // addScaleSpaces adds two spaces of 3-d vectors to scaleStore's archive: one with a vector of
-// every paper's current text, one with a vector of every paper, a third of them stale. It
-// returns their ids.
+// every paper's current text, one with a vector of every paper, a third of them stale, and
+// lengthens the abstracts. It returns the spaces' ids.
 func addScaleSpaces(t *testing.T, s *Store) (int64, int64) {
 	t.Helper()
 	ctx := t.Context()
@@ -277,8 +277,13 @@ func addScaleSpaces(t *testing.T, s *Store) (int64, int64) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	if _, err := s.pool.Exec(ctx, `VACUUM ANALYZE embeddings`); err != nil {
-		t.Fatal(err)
+	// Abstracts of a real archive's length (a thousand characters): papers is then the larger
+	// side of a join to one space's vectors.
+	for _, q := range []string{`UPDATE papers SET abstract = abstract || repeat(' words', 150)`,
+		`VACUUM ANALYZE papers`, `VACUUM ANALYZE embeddings`} {
+		if _, err := s.pool.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
 	}
 	return ids[0], ids[1]
 }
@@ -291,7 +296,7 @@ func addScaleSpaces(t *testing.T, s *Store) (int64, int64) {
 func TestSpaceCountsAtScaleReadPapersOnce(t *testing.T) {
 	t.Parallel()
 	s, spaceID := scaleStore(t)
-	_, stale := addScaleSpaces(t, s)
+	other, stale := addScaleSpaces(t, s)
 	t.Run("status with another active space", func(t *testing.T) {
 		rec, done := recordedPool(t, s)
 		c, n, err := s.CountsWith(t.Context(), Work{Model: "chat", PromptVersion: "v1", SpaceID: spaceID}, stale)
@@ -304,6 +309,24 @@ func TestSpaceCountsAtScaleReadPapersOnce(t *testing.T) {
 		}
 		if got := papersReadBy(t, s, rec); got > scalePapers {
 			t.Errorf("counting the %d papers, their outputs and another space's coverage read %.0f rows or keys of papers", scalePapers, got)
+		}
+	})
+	t.Run("spaces", func(t *testing.T) {
+		// One join of every vector to papers, and the count of papers (its key).
+		rec, done := recordedPool(t, s)
+		spaces, err := s.Spaces(t.Context())
+		done()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[int64]int64{spaceID: scalePapers, other: scalePapers, stale: scalePapers - scalePapers/3}
+		for _, sp := range spaces {
+			if sp.Embedded != want[sp.ID] || sp.Papers != scalePapers {
+				t.Errorf("space %d: %d of %d embedded; want %d of %d", sp.ID, sp.Embedded, sp.Papers, want[sp.ID], scalePapers)
+			}
+		}
+		if got := papersReadBy(t, s, rec); got > 2*scalePapers {
+			t.Errorf("listing %d spaces with their coverage of %d papers read %.0f rows or keys of papers", len(spaces), scalePapers, got)
 		}
 	})
 }

@@ -849,11 +849,19 @@ const spaceCoverageColumns = `(SELECT count(*) FROM embeddings e JOIN papers p O
 				WHERE e.space_id = s.id),
 			(SELECT count(*) FROM papers)`
 
+// spacesCoverage is every space's Embedded (n, by space_id), for listSpaces to join: one join
+// of all the vectors to papers, each paper read once, where spaceCoverageColumns for each space
+// read papers once per space (three or four in a blue/green history: 102,000 buffers for three
+// spaces at 100,000 papers, 37,000 this way).
+const spacesCoverage = `(SELECT e.space_id, count(*) AS n FROM embeddings e
+				JOIN papers p ON p.id = e.paper_id AND p.content_hash = e.content_hash GROUP BY e.space_id)`
+
 // listSpaces is Spaces, with the coverage counted only when counted is set (zero otherwise).
 func (s *Store) listSpaces(ctx context.Context, counted bool) ([]SpaceInfo, error) {
-	coverage := "0::bigint, 0::bigint"
+	coverage, join := "0::bigint, 0::bigint", ""
 	if counted {
-		coverage = spaceCoverageColumns
+		coverage = "coalesce(c.n, 0), (SELECT count(*) FROM papers)"
+		join = "LEFT JOIN " + spacesCoverage + " c ON c.space_id = s.id"
 	}
 	rows, err := s.pool.Query(ctx, `SELECT s.id, s.model, s.dimensions, s.template, s.active, s.index_kind, s.created_at,
 			`+coverage+`,
@@ -862,7 +870,7 @@ func (s *Store) listSpaces(ctx context.Context, counted bool) ([]SpaceInfo, erro
 			coalesce((SELECT string_agg(i.indexrelid::regclass::text, ', ' ORDER BY i.indexrelid::regclass::text) FROM pg_index i
 				WHERE (i.indexrelid = to_regclass('`+indexNamePrefix+`' || s.id) AND NOT i.indisvalid)
 					OR i.indexrelid = to_regclass('`+indexNamePrefix+`' || s.id || '_new')), '')
-		FROM embedding_spaces s ORDER BY s.id`)
+		FROM embedding_spaces s `+join+` ORDER BY s.id`)
 	if err != nil {
 		return nil, fmt.Errorf("list embedding spaces: %w", err)
 	}
