@@ -246,22 +246,37 @@ func TestACommandWhoseDatabaseWentAwaySaysToRunItAgain(t *testing.T) {
 	if err := tx.QueryRow(t.Context(), `SELECT pg_backend_pid()`).Scan(&holder); err != nil {
 		t.Fatal(err)
 	}
-	rm := startProc(t, c, exec.Command(binary, "remove", "--ids", ids))
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
-		var ended bool
-		if err := db.QueryRow(t.Context(), `SELECT coalesce(bool_or(pg_terminate_backend(pid)), false) FROM pg_stat_activity
-			WHERE $1 = ANY(pg_blocking_pids(pid))`, holder).Scan(&ended); err != nil {
-			t.Fatal(err)
+	// The removal waits for the table lock RowLockTimeout (5 s) at most: a loaded machine can
+	// let that pass before the test sees the wait and ends the session, and the command then
+	// fails for the lock (what another test checks), not for its session. That attempt is the
+	// test's miss, and is made again.
+	var rm *serveProc
+	for attempt := 1; ; attempt++ {
+		rm = startProc(t, c, exec.Command(binary, "remove", "--ids", ids))
+		ended, exited := false, false
+		for deadline := time.Now().Add(time.Minute); !ended && !exited; {
+			if err := db.QueryRow(t.Context(), `SELECT coalesce(bool_or(pg_terminate_backend(pid)), false) FROM pg_stat_activity
+				WHERE $1 = ANY(pg_blocking_pids(pid))`, holder).Scan(&ended); err != nil {
+				t.Fatal(err)
+			}
+			if !ended && time.Now().After(deadline) {
+				t.Fatalf("remove did not come to wait for the papers table:\n%s", rm.logs.String())
+			}
+			select {
+			case err := <-rm.exited:
+				rm.exited <- err
+				exited = true
+			case <-time.After(20 * time.Millisecond):
+			}
 		}
-		if ended {
-			break
+		<-rm.exited
+		rm.exited <- nil // for the cleanup
+		if attempt < 3 && strings.Contains(rm.logs.String(), "lock timeout") {
+			t.Logf("attempt %d: the removal's lock wait ended before the test ended its session; again", attempt)
+			continue
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("remove did not come to wait for the papers table:\n%s", rm.logs.String())
-		}
+		break
 	}
-	<-rm.exited
-	rm.exited <- nil // for the cleanup
 	if err := tx.Rollback(t.Context()); err != nil {
 		t.Fatal(err)
 	}
