@@ -57,6 +57,17 @@ func (s *Store) OfflineModel(ctx context.Context, name string) (OfflineModel, er
 	return m, nil
 }
 
+// HasOfflineModel says whether the database holds the offline model name (without reading
+// its data, which OfflineModel loads): the status page's check that an active fitted space can
+// embed a query.
+func (s *Store) HasOfflineModel(ctx context.Context, name string) (bool, error) {
+	var ok bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM offline_models WHERE name = $1)`, name).Scan(&ok); err != nil {
+		return false, fmt.Errorf("look up offline model %s: %w", name, err)
+	}
+	return ok, nil
+}
+
 // FitSample returns up to limit papers to fit an offline model on: all of them when the
 // archive is no larger, otherwise a sample that is the same for the same archive (ordered by
 // a hash of the id, not by age or id, so it spreads over time and sources).

@@ -38,6 +38,8 @@ type testStatus struct {
 	sum pipeline.Summarizer
 	// dead are the recent dead letters; nil: one of a paper not in the archive.
 	dead []web.DeadLetter
+	// missing is the status's MissingModel.
+	missing *web.MissingModel
 }
 
 func (s testStatus) Status(ctx context.Context) (web.Status, error) {
@@ -61,6 +63,7 @@ func (s testStatus) Status(ctx context.Context) (web.Status, error) {
 	out := web.Status{Papers: c.Papers, WithTLDR: c.WithTLDR, WithEmbedding: c.WithEmbedding,
 		TLDRModel: s.sum.Model(), PromptVersion: s.sum.PromptVersion(), Space: sp.Name(), UsageSince: since,
 		DeadLetters: 1, Recent: []web.DeadLetter{{Seq: 1, PaperID: "arxiv:2401.99999", Reason: "summarize: <b>bad</b> answer", Attempts: 8, FailedAt: since}}}
+	out.TLDRsWithheld, out.MissingModel = c.TLDRsWithheld, s.missing
 	if s.dead != nil {
 		out.DeadLetters, out.Recent = len(s.dead), s.dead
 	}

@@ -112,6 +112,14 @@ type Status struct {
 	TLDRModel     string `json:"tldr_model"`
 	PromptVersion string `json:"prompt_version"`
 	Space         string `json:"space"`
+	// TLDRsWithheld counts the papers without a TL;DR of TLDRModel and PromptVersion because
+	// the API withheld it (its content filter, or the model refused): not asked for again
+	// (`paperpipe batches withheld`), they are why WithTLDR stays short of Papers.
+	TLDRsWithheld int64 `json:"tldrs_withheld"`
+	// MissingModel, when set, is the active space's fitted offline model the database lacks
+	// (an archive imported from an export that did not carry it): semantic search and the
+	// workers stop on it until `paperpipe fit` makes it again.
+	MissingModel *MissingModel `json:"missing_model,omitempty"`
 	// Backlog is each durable consumer's queue.
 	Backlog []Backlog `json:"backlog"`
 	// DeadLetters counts dead-lettered messages; Recent lists the newest of them.
@@ -124,6 +132,12 @@ type Status struct {
 	Usage []Usage `json:"usage"`
 	// UsageSince is the first day Usage covers.
 	UsageSince time.Time `json:"usage_since"`
+}
+
+// MissingModel names a fitted offline model the database lacks, and says what makes it again.
+type MissingModel struct {
+	Model string `json:"model"`
+	Note  string `json:"note"`
 }
 
 // Backlog is one durable consumer's queue.

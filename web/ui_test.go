@@ -11,6 +11,7 @@ import (
 
 	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
 	"github.com/paperpipe/paperpipe/web"
 )
 
@@ -441,6 +442,41 @@ func TestStatusPageLinksOnlyDeadLettersOfStoredPapers(t *testing.T) {
 	}
 	if strings.Contains(body, `<a href="/papers/"></a>`) {
 		t.Error("the page has an empty link to no paper")
+	}
+}
+
+// TestStatusPageSaysWhyCountsFallShort: the status page names the papers whose TL;DR the API
+// withheld (not asked for again: the TL;DR count stays short of the papers for good) and an
+// active fitted model missing from the database (semantic search stops on it), as `paperpipe
+// status` does; the page said neither.
+func TestStatusPageSaysWhyCountsFallShort(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	sample := sampledata.Papers(t)[:3]
+	b.publish(sample[:2])
+	b.process()
+	ctx := t.Context()
+	if _, err := b.st.UpsertPapers(ctx, sample[2:], store.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.st.RecordWithheld(ctx, []store.Withheld{{PaperID: sample[2].ID, Model: b.sum.Model(),
+		PromptVersion: b.sum.PromptVersion(), ContentHash: sample[2].ContentHash(), Reason: "the API's content filter withheld it"}}); n != 1 || err != nil {
+		t.Fatalf("RecordWithheld = %d, %v", n, err)
+	}
+	cfg := b.config()
+	const note = "the fitted offline model paperpipe-offline-tfidf-0123456789ab is not in the database"
+	cfg.Status = testStatus{st: b.st, js: b.js, sum: b.sum, missing: &web.MissingModel{Model: "paperpipe-offline-tfidf-0123456789ab", Note: note}}
+	b.serve(cfg)
+	body := string(b.get("/status").body)
+	if !strings.Contains(body, "1 without one: the API withheld it") {
+		t.Errorf("the status page does not say a TL;DR was withheld: %s", body)
+	}
+	if !strings.Contains(body, "Note: "+note) {
+		t.Errorf("the status page does not say the fitted model is missing: %s", body)
+	}
+	var st web.Status
+	if err := json.Unmarshal(b.get("/api/status").body, &st); err != nil || st.TLDRsWithheld != 1 || st.MissingModel == nil || st.WithTLDR != 2 {
+		t.Errorf("GET /api/status: %+v, %v; want 2 with a TL;DR, 1 withheld and the missing model", st, err)
 	}
 }
 

@@ -506,6 +506,15 @@ func (s *webStatus) Status(ctx context.Context) (web.Status, error) {
 		return out, err
 	}
 	out.Papers, out.WithTLDR, out.WithEmbedding = counts.Papers, counts.WithTLDR, counts.WithEmbedding
+	out.TLDRsWithheld = counts.TLDRsWithheld
+	if sp.ID != 0 && embed.IsFittedModel(sp.Model) {
+		switch ok, err := s.st.HasOfflineModel(ctx, sp.Model); {
+		case err != nil:
+			return out, err
+		case !ok:
+			out.MissingModel = &web.MissingModel{Model: sp.Model, Note: missingModelNote(sp)}
+		}
+	}
 	since := usageSince(time.Now())
 	out.UsageSince = since
 	usage, err := s.st.Usage(ctx, since)

@@ -1042,8 +1042,9 @@ func TestStatusOfASpaceWhoseFittedModelIsMissing(t *testing.T) {
 	// serve starts all the same: its status counts the space, and its searches follow the
 	// model once fit has made it again.
 	base := startServe(t, moved)
-	if code, body := get(t, base+"/api/status"); code != 200 || !strings.Contains(body, `"with_embedding": 108`) {
-		t.Errorf("GET /api/status without the fitted model: %d %s", code, body)
+	if code, body := get(t, base+"/api/status"); code != 200 || !strings.Contains(body, `"with_embedding": 108`) ||
+		!strings.Contains(body, `"missing_model"`) {
+		t.Errorf("GET /api/status without the fitted model (want its counts, and the model named missing): %d %s", code, body)
 	}
 	moved.ok("fit")
 	deadline := time.Now().Add(time.Minute)
@@ -1059,5 +1060,8 @@ func TestStatusOfASpaceWhoseFittedModelIsMissing(t *testing.T) {
 	}
 	if r := moved.ok("status"); strings.Contains(r.stdout, "not in the database") {
 		t.Errorf("status after fit:\n%s", r.stdout)
+	}
+	if code, body := get(t, base+"/api/status"); code != 200 || strings.Contains(body, `"missing_model"`) {
+		t.Errorf("GET /api/status after fit: %d %s", code, body)
 	}
 }

@@ -201,6 +201,15 @@ func TestReprocessSaysWhichTLDRsTheAPIWithheld(t *testing.T) {
 	if res.Counts.Withheld != 1 {
 		t.Errorf("the run's counts: %+v; want 1 withheld", res.Counts)
 	}
+	// The status page and GET /api/status count it too.
+	m, err := buildModels(ctx, e.c, newLogger(e.c), e.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := &webStatus{st: e.st, js: e.jetStream(t), sum: m.sum}
+	if st, err := ws.Status(ctx); err != nil || st.TLDRsWithheld != 1 {
+		t.Errorf("the web's status: %+v, %v; want 1 TL;DR withheld", st, err)
+	}
 }
 
 // An archive moved to another machine (export, then import) keeps its records of the TL;DRs the
