@@ -2,6 +2,7 @@ package embed
 
 import (
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
@@ -16,7 +17,9 @@ import (
 // keyword search reads words across (paperpipe_visible: the soft hyphen, the zero-width space,
 // non-joiner and joiner, the word joiner and the zero-width no-break space). Other marks (the
 // vowel signs of Indic scripts, Hebrew and Arabic points) stay, and the v2 models read them as
-// part of their word. An ASCII text is returned as it is.
+// part of their word. A character that is not a letter, a digit or a mark is not decomposed:
+// it separates words, as on v1 and in keyword search ("Kinect™" is "Kinect", not "KinectTM").
+// An ASCII text is returned as it is.
 func foldText(s string) string {
 	ascii := true
 	for i := 0; i < len(s); i++ {
@@ -28,6 +31,14 @@ func foldText(s string) string {
 	if ascii {
 		return s
 	}
+	// A character words reads as a separator stays one: NFKD spells some in letters or
+	// digits ("™" is "TM", "①" is "1"), which joined them to the word they follow.
+	s = strings.Map(func(r rune) rune {
+		if r >= utf8.RuneSelf && !invisible(r) && !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.IsMark(r) {
+			return ' '
+		}
+		return r
+	}, s)
 	d := norm.NFKD.String(s)
 	var b strings.Builder
 	b.Grow(len(d))

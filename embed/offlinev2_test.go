@@ -138,3 +138,21 @@ func TestFittedFormatOneKeepsItsModelAndFormatTwoFolds(t *testing.T) {
 		}
 	}
 }
+
+// A symbol written against a word (a trademark sign, a service mark) is not
+// part of it: NFKD spells it in letters ("™" is "TM"), which made "Kinect™" the term
+// "kinecttm", not "kinect" — a paper naming a product so was not near a query naming it, as it
+// was on v1 and is in keyword search (unaccent leaves the sign, which ends the word).
+func TestOfflineV2KeepsSymbolsOutOfTheirWord(t *testing.T) {
+	t.Parallel()
+	v2 := NewOfflineV2()
+	for _, p := range [][2]string{
+		{"Kinect™ depth sensing", "Kinect depth sensing"},
+		{"the Xeon℠ cluster", "the Xeon cluster"},
+	} {
+		if c := cosine(v2.Vector(p[0]), v2.Vector(p[1])); c < 1-1e-6 {
+			t.Errorf("%s: %+q and %+q have cosine %.3f, want 1 (terms %q and %q)", OfflineModelV2, p[0], p[1], c,
+				TermsV2(p[0]), TermsV2(p[1]))
+		}
+	}
+}
