@@ -33,13 +33,21 @@ func foldText(s string) string {
 	}
 	// A character words reads as a separator stays one: NFKD spells some in letters or
 	// digits ("™" is "TM", "①" is "1"), which joined them to the word they follow.
-	s = strings.Map(func(r rune) rune {
-		if r >= utf8.RuneSelf && !invisible(r) && !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.IsMark(r) {
-			return ' '
+	// A letter of foldedLetters is folded before NFKD, which decomposes some of them otherwise
+	// ("ŀ" into "l·", whose dot ends the word).
+	var pre strings.Builder
+	pre.Grow(len(s))
+	for _, r := range s {
+		switch f, ok := foldedLetters[r]; {
+		case ok:
+			pre.WriteString(f)
+		case r >= utf8.RuneSelf && !invisible(r) && !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.IsMark(r):
+			pre.WriteByte(' ')
+		default:
+			pre.WriteRune(r)
 		}
-		return r
-	}, s)
-	d := norm.NFKD.String(s)
+	}
+	d := norm.NFKD.String(pre.String())
 	var b strings.Builder
 	b.Grow(len(d))
 	for _, r := range d {

@@ -156,3 +156,17 @@ func TestOfflineV2KeepsSymbolsOutOfTheirWord(t *testing.T) {
 		}
 	}
 }
+
+// The letters unaccent folds are folded as it folds them also when NFKD decomposes them: "ŀ"
+// (Catalan's l with middle dot) is "l", as its entry in foldedLetters says, not NFKD's "l·",
+// whose dot broke "coŀlecció" into "col" and "leccio".
+func TestOfflineV2FoldsLetterWithMiddleDotAsUnaccent(t *testing.T) {
+	t.Parallel()
+	v2 := NewOfflineV2()
+	for _, p := range [][2]string{{"coŀlecció de dades", "colleccio de dades"}, {"COĿLECCIÓ", "COLLECCIO"}} {
+		if c := cosine(v2.Vector(p[0]), v2.Vector(p[1])); c < 1-1e-6 {
+			t.Errorf("%s: %+q and %+q have cosine %.3f, want 1 (terms %q and %q)", OfflineModelV2, p[0], p[1], c,
+				TermsV2(p[0]), TermsV2(p[1]))
+		}
+	}
+}
