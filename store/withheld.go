@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"fmt"
+
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -15,8 +17,9 @@ import (
 // while the paper's text and the target are these: every run bought the same refusal again.
 type Withheld = paper.Withheld
 
-// RecordWithheld records ws (At is the database's time), each replacing the record of its paper
-// and target; a paper no longer stored is left out. It returns how many were recorded.
+// RecordWithheld records ws, each replacing the record of its paper and target, dated At (an
+// imported record's time, as the export gives it) or, when At is zero, by the database's time;
+// a paper no longer stored is left out. It returns how many were recorded.
 func (s *Store) RecordWithheld(ctx context.Context, ws []Withheld) (_ int, err error) {
 	defer func() { err = unavailable(ctx, err) }()
 	if len(ws) == 0 {
@@ -24,18 +27,20 @@ func (s *Store) RecordWithheld(ctx context.Context, ws []Withheld) (_ int, err e
 	}
 	ids, models, prompts, hashes, reasons := make([]string, len(ws)), make([]string, len(ws)),
 		make([]string, len(ws)), make([]string, len(ws)), make([]string, len(ws))
+	ats := make([]pgtype.Timestamptz, len(ws))
 	for i, w := range ws {
 		ids[i], models[i], prompts[i], hashes[i], reasons[i] = w.PaperID, w.Model, w.PromptVersion, w.ContentHash, w.Reason
+		ats[i] = pgtype.Timestamptz{Time: w.At, Valid: !w.At.IsZero()}
 	}
 	tag, err := s.pool.Exec(ctx, `
-		INSERT INTO withheld_tldrs (paper_id, model, prompt_version, content_hash, reason)
-		SELECT DISTINCT ON (i.id, i.model, i.prompt) i.id, i.model, i.prompt, i.hash, i.reason
-		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS i(id, model, prompt, hash, reason)
+		INSERT INTO withheld_tldrs (paper_id, model, prompt_version, content_hash, reason, withheld_at)
+		SELECT DISTINCT ON (i.id, i.model, i.prompt) i.id, i.model, i.prompt, i.hash, i.reason, coalesce(i.at, now())
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[]) AS i(id, model, prompt, hash, reason, at)
 		JOIN papers p ON p.id = i.id
 		ORDER BY i.id, i.model, i.prompt
 		ON CONFLICT (paper_id, model, prompt_version) DO UPDATE
-			SET content_hash = excluded.content_hash, reason = excluded.reason, withheld_at = now()`,
-		ids, models, prompts, hashes, reasons)
+			SET content_hash = excluded.content_hash, reason = excluded.reason, withheld_at = excluded.withheld_at`,
+		ids, models, prompts, hashes, reasons, ats)
 	if err != nil {
 		return 0, fmt.Errorf("record %d withheld TL;DRs: %w", len(ws), err)
 	}

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/store"
@@ -120,4 +121,34 @@ func TestWithheldTLDRIsNotPendingForTheIntakeNorARun(t *testing.T) {
 		t.Fatalf("ForgetWithheld = %d, %v; want 1", n, err)
 	}
 	check("forgotten", true)
+}
+
+// A record given its time (import's, from an export's tldr_withheld) keeps it, as an imported
+// TL;DR keeps when it was written: `batches withheld` dated every record of a moved archive at
+// its import, and listed them in that order, not the order the API withheld them. A record
+// without one (the worker's, the Batch API's) is dated by the database.
+func TestRecordWithheldKeepsAGivenTime(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	papers := abstracts(2)
+	upsert(t, s, papers, store.Work{})
+	at := time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
+	before := time.Now().Add(-time.Hour)
+	if _, err := s.RecordWithheld(ctx, []store.Withheld{
+		{PaperID: papers[0].ID, Model: "m", PromptVersion: "v1", ContentHash: papers[0].ContentHash(), Reason: "r", At: at},
+		{PaperID: papers[1].ID, Model: "m", PromptVersion: "v1", ContentHash: papers[1].ContentHash(), Reason: "r"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ws, err := s.WithheldTLDRs(ctx, nil)
+	if err != nil || len(ws) != 2 {
+		t.Fatalf("WithheldTLDRs = %+v, %v; want 2 records", ws, err)
+	}
+	if ws[0].PaperID != papers[0].ID || !ws[0].At.Equal(at) {
+		t.Errorf("the record given %s: %+v (first of %d); want it first, dated so", at, ws[0], len(ws))
+	}
+	if ws[1].PaperID != papers[1].ID || ws[1].At.Before(before) {
+		t.Errorf("the record given no time: %+v; want it dated now", ws[1])
+	}
 }

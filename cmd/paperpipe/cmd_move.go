@@ -464,7 +464,7 @@ func importPapers(ctx context.Context, st *store.Store, path string, chunk int, 
 				bad(n, fmt.Sprintf("%s: %s; the paper is stored, not the record of its TL;DR the API withheld", a.ID, verr))
 			} else {
 				withheld = append(withheld, store.Withheld{PaperID: a.ID, Model: w.Model, PromptVersion: w.PromptVersion,
-					ContentHash: a.ContentHash(), Reason: w.Reason})
+					ContentHash: a.ContentHash(), Reason: w.Reason, At: w.At})
 			}
 		}
 		buf = append(buf, a)

@@ -229,6 +229,10 @@ func TestImportKeepsTheTLDRsTheAPIWithheld(t *testing.T) {
 		ContentHash: p.ContentHash, Reason: reason}}); err != nil {
 		t.Fatal(err)
 	}
+	orig, err := e.st.WithheldTLDRs(ctx, nil)
+	if err != nil || len(orig) != 1 {
+		t.Fatalf("WithheldTLDRs = %+v, %v", orig, err)
+	}
 	file := filepath.Join(t.TempDir(), "export.jsonl")
 	var errw bytes.Buffer
 	if _, err := runExport(ctx, e.st, exportOptions{out: file, tldr: store.TLDRKeep{Model: "gpt-4o-mini", PromptVersion: "tldr-v1"}}, &errw); err != nil {
@@ -241,6 +245,9 @@ func TestImportKeepsTheTLDRsTheAPIWithheld(t *testing.T) {
 	ws, err := moved.st.WithheldTLDRs(ctx, nil)
 	if err != nil || len(ws) != 1 || ws[0].PaperID != id || ws[0].Reason != reason || ws[0].ContentHash != p.ContentHash {
 		t.Errorf("the imported archive's withheld TL;DRs: %+v, %v; want %s's, with its reason", ws, err, id)
+	} else if !ws[0].At.Equal(orig[0].At) {
+		// Dated as the export says (withheld_at), as an imported TL;DR keeps when it was written.
+		t.Errorf("the imported record is dated %s; want %s, when the API withheld it", ws[0].At, orig[0].At)
 	}
 	var on atomic.Bool
 	var asked atomic.Int32
