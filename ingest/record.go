@@ -9,8 +9,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"golang.org/x/text/unicode/norm"
-
 	"github.com/paperpipe/paperpipe/paper"
 )
 
@@ -169,32 +167,8 @@ func unligature(s string) string {
 	return ligatures.Replace(s)
 }
 
-// fold trims s, replaces every run of white space (newlines included) with one space and puts
-// it in Unicode's composed form, NFC, in which text is typed and searched: the same paper
-// given decomposed ("nai\u0308ve", as macOS and some PDF extractors write it) is the same
-// text, with the same content hash, and full-text search finds its accented words.
-// Other control characters are kept as they came: the paper's id (for a title id) and its
-// content hash are of its text as stored, and changing them for text stored before would buy
-// its TL;DR and vector again; what shows the text makes it safe (the CLI's termSafe, JSON's
-// escapes, HTML's). NUL is refused before (build).
-func fold(s string) string {
-	clean := true // no white space but single ' ' between words
-	for i := 0; i < len(s) && clean; i++ {
-		c := s[i]
-		switch {
-		case c >= utf8.RuneSelf:
-			clean = false // maybe a Unicode space; take the slow path
-		case c == ' ':
-			clean = i > 0 && i < len(s)-1 && s[i+1] != ' '
-		case c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r':
-			clean = false
-		}
-	}
-	if clean {
-		return s
-	}
-	return strings.Join(strings.Fields(norm.NFC.String(s)), " ")
-}
+// fold is paper.Fold: see there why every text and category is folded so.
+func fold(s string) string { return paper.Fold(s) }
 
 // foldAll folds each string and drops the empty ones; nil when none is left.
 func foldAll(ss []string) []string {

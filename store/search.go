@@ -969,6 +969,4 @@ func (s *Store) MapPoints(ctx context.Context, spaceID int64, limit int) (_ []Ma
 // foldCategory is category c as ingest and the API's records store a category: in NFC, its
 // words separated by one space. A filter compared as typed missed the papers of a category
 // typed decomposed ("Fi" + U+0301 + "sica") or with other white space than stored.
-func foldCategory(c string) string {
-	return strings.Join(strings.Fields(norm.NFC.String(c)), " ")
-}
+func foldCategory(c string) string { return paper.Fold(c) }
