@@ -188,6 +188,11 @@ func serveHTTP(ctx context.Context, c *config, log *slog.Logger, st, reads *stor
 	if c.EmbedModel == offline {
 		queries = newActiveOffline(reads, log, m.emb)
 	}
+	// The status counts outlive the requests that start them (webStatus.base), but not the
+	// server: not ctx, which the stop ends while the shutdown delay goes on serving every
+	// request, the status too, but a context this function's return ends.
+	counts, stopCounts := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopCounts()
 	checks := readyChecks(reads, b, true)
 	if reads != st {
 		checks = append(checks, web.Check{Name: "primary", ReportOnly: true, Check: st.Ping})
@@ -198,7 +203,7 @@ func serveHTTP(ctx context.Context, c *config, log *slog.Logger, st, reads *stor
 		Usage:         c.metrics.Store(st), // the query embeddings' API calls, as status reports them
 		Publisher:     webstore.Publisher{JS: b.js},
 		ParseRecord:   parseRecord,
-		Status:        &webStatus{st: reads, js: b.js, sum: m.sum, prices: prices, base: ctx},
+		Status:        &webStatus{st: reads, js: b.js, sum: m.sum, prices: prices, base: counts},
 		Checks:        checks,
 		Metrics:       c.metrics,
 		APIToken:      c.APIToken,
@@ -382,7 +387,8 @@ type webStatus struct {
 	sum    pipeline.Summarizer
 	prices pricing.Table
 	// base is the context of the counts, which outlive the requests that start them (nil:
-	// context.Background()): serve's, so that its end stops one in flight.
+	// context.Background()): the server's, so that its end stops one in flight — not the stop
+	// signal's, after which the shutdown delay serves the status as every other request.
 	base context.Context
 
 	// counts are the archive's last counts. Counting reads the whole archive (seconds at
