@@ -52,6 +52,21 @@ func (e *archiveEnv) refuseChatOf(t *testing.T, marker string, on *atomic.Bool, 
 	}
 }
 
+// refusing is the switch and the count of a refusingFake.
+type refusing struct {
+	on    atomic.Bool  // the answers are edited while set
+	asked atomic.Int32 // the chat requests about the paper
+}
+
+// refusingFake puts the env behind an API that answers the chat requests about its first seeded
+// paper (arxiv:2401.00000, "balanced router number 0") as edit has them, from the start, and
+// returns the configuration that reaches it with the switch and count of those answers.
+func (e *archiveEnv) refusingFake(t *testing.T, edit func(choice map[string]any)) (*config, *refusing) {
+	r := &refusing{}
+	r.on.Store(true)
+	return e.fakeBehind(t, e.refuseChatOf(t, "balanced router number 0 ", &r.on, &r.asked, edit), nil), r
+}
+
 // withheldAnswers are the answers the API gives when it will not write a TL;DR: its content
 // filter withheld it, or the model refused (message.refusal).
 var withheldAnswers = []struct {
@@ -81,10 +96,7 @@ func TestPlainReprocessDoesNotBuyAWithheldTLDRAgain(t *testing.T) {
 			e.seed(t, 3)
 			ctx := t.Context()
 			const id = "arxiv:2401.00000"
-			var on atomic.Bool
-			var asked atomic.Int32
-			on.Store(true)
-			c := e.fakeBehind(t, e.refuseChatOf(t, "balanced router number 0 ", &on, &asked, tc.edit), nil)
+			c, r := e.refusingFake(t, tc.edit)
 			opts := reprocessOptions{tldrOnly: true}
 			for run := 1; run <= 2; run++ {
 				var errw bytes.Buffer
@@ -94,7 +106,7 @@ func TestPlainReprocessDoesNotBuyAWithheldTLDRAgain(t *testing.T) {
 			if n := e.count(t, `SELECT count(*) FROM tldrs`); n != 2 {
 				t.Errorf("%d TL;DRs, want 2", n)
 			}
-			if n := asked.Load(); n != 1 {
+			if n := r.asked.Load(); n != 1 {
 				t.Errorf("two plain reprocess runs asked %d times for %s's TL;DR, which the API withheld at the first: want 1", n, id)
 			}
 			if n := e.count(t, `SELECT count(*) FROM withheld_tldrs WHERE paper_id = $1`, id); n != 1 {
@@ -112,17 +124,14 @@ func TestWithheldTLDRIsNotBoughtWithThePapersVector(t *testing.T) {
 	e := newArchiveEnv(t, openaitest.Config{})
 	e.seed(t, 3)
 	ctx := t.Context()
-	var on atomic.Bool
-	var asked atomic.Int32
-	on.Store(true)
-	c := e.fakeBehind(t, e.refuseChatOf(t, "balanced router number 0 ", &on, &asked, withheldAnswers[1].edit), nil)
+	c, r := e.refusingFake(t, withheldAnswers[1].edit)
 	if _, err := runReprocess(ctx, c, reprocessOptions{tldrOnly: true}, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
 		t.Fatal("the TL;DR-only run with a refusal succeeded; want its paper dead-lettered")
 	}
 	var errw bytes.Buffer
 	res, err := runReprocess(ctx, c, reprocessOptions{}, &bytes.Buffer{}, &errw)
 	t.Logf("TL;DRs and vectors: %v, worker %+v\n%s", err, res.Worker, errw.String())
-	if n := asked.Load(); n != 1 {
+	if n := r.asked.Load(); n != 1 {
 		t.Errorf("the withheld TL;DR was asked for %d times, want 1: bought again with the paper's vector", n)
 	}
 	if n := e.count(t, `SELECT count(*) FROM embeddings`); n != 3 || err != nil {
@@ -139,10 +148,7 @@ func TestReplayedDeadLetterOfAWithheldTLDRAsksAgain(t *testing.T) {
 	e.seed(t, 3)
 	ctx := t.Context()
 	const id = "arxiv:2401.00000"
-	var on atomic.Bool
-	var asked atomic.Int32
-	on.Store(true)
-	c := e.fakeBehind(t, e.refuseChatOf(t, "balanced router number 0 ", &on, &asked, withheldAnswers[0].edit), nil)
+	c, r := e.refusingFake(t, withheldAnswers[0].edit)
 	opts := reprocessOptions{tldrOnly: true}
 	for round, answer := range []bool{false, true} {
 		if _, err := runReprocess(ctx, c, opts, &bytes.Buffer{}, &bytes.Buffer{}); err == nil && round == 0 {
@@ -151,7 +157,7 @@ func TestReplayedDeadLetterOfAWithheldTLDRAsksAgain(t *testing.T) {
 		if n := e.count(t, `SELECT count(*) FROM withheld_tldrs WHERE paper_id = $1`, id); n != 1 {
 			t.Fatalf("round %d: %d records of %s's withheld TL;DR, want 1", round, n, id)
 		}
-		on.Store(!answer)
+		r.on.Store(!answer)
 		if err := cmdDLQ(ctx, c, []string{"replay", "--all"}); err != nil {
 			t.Fatal(err)
 		}
@@ -161,7 +167,7 @@ func TestReplayedDeadLetterOfAWithheldTLDRAsksAgain(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the run after the replay: %v\n%s", err, errw.String())
 	}
-	if n := asked.Load(); n != 3 {
+	if n := r.asked.Load(); n != 3 {
 		t.Errorf("%s's TL;DR was asked for %d times, want 3: once by the first run, once by each replay", id, n)
 	}
 	if n := e.count(t, `SELECT count(*) FROM tldrs WHERE paper_id = $1`, id); n != 1 || res.Worker.TLDRs != 1 {
@@ -180,10 +186,7 @@ func TestReprocessSaysWhichTLDRsTheAPIWithheld(t *testing.T) {
 	e := newArchiveEnv(t, openaitest.Config{})
 	e.seed(t, 3)
 	ctx := t.Context()
-	var on atomic.Bool
-	var asked atomic.Int32
-	on.Store(true)
-	c := e.fakeBehind(t, e.refuseChatOf(t, "balanced router number 0 ", &on, &asked, withheldAnswers[0].edit), nil)
+	c, _ := e.refusingFake(t, withheldAnswers[0].edit)
 	opts := reprocessOptions{tldrOnly: true}
 	if _, err := runReprocess(ctx, c, opts, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
 		t.Fatal("the run with the content filter succeeded; want its paper dead-lettered")
@@ -249,13 +252,12 @@ func TestImportKeepsTheTLDRsTheAPIWithheld(t *testing.T) {
 		// Dated as the export says (withheld_at), as an imported TL;DR keeps when it was written.
 		t.Errorf("the imported record is dated %s; want %s, when the API withheld it", ws[0].At, orig[0].At)
 	}
-	var on atomic.Bool
-	var asked atomic.Int32
-	c := moved.fakeBehind(t, moved.refuseChatOf(t, "balanced router number 0 ", &on, &asked, withheldAnswers[1].edit), nil)
+	c, r := moved.refusingFake(t, withheldAnswers[1].edit)
+	r.on.Store(false) // the API would answer: the paper must not be asked at all
 	if _, err := runReprocess(ctx, c, reprocessOptions{tldrOnly: true}, &bytes.Buffer{}, &errw); err != nil {
 		t.Fatalf("reprocess: %v\n%s", err, errw.String())
 	}
-	if n := asked.Load(); n != 0 {
+	if n := r.asked.Load(); n != 0 {
 		t.Errorf("the imported archive's reprocess asked %d times for %s's TL;DR, which the API withheld: want 0", n, id)
 	}
 }
@@ -295,12 +297,9 @@ func TestARefusalInTheAnswersTextIsNotRecordedWithheld(t *testing.T) {
 	e := newArchiveEnv(t, openaitest.Config{})
 	e.seed(t, 3)
 	ctx := t.Context()
-	var on atomic.Bool
-	var asked atomic.Int32
-	on.Store(true)
-	c := e.fakeBehind(t, e.refuseChatOf(t, "balanced router number 0 ", &on, &asked, func(choice map[string]any) {
+	c, r := e.refusingFake(t, func(choice map[string]any) {
 		choice["message"].(map[string]any)["content"] = "I'm sorry, but I can't help with that request."
-	}), nil)
+	})
 	for run := 1; run <= 2; run++ {
 		if _, err := runReprocess(ctx, c, reprocessOptions{tldrOnly: true}, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
 			t.Fatalf("run %d succeeded; want the paper dead-lettered", run)
@@ -309,7 +308,7 @@ func TestARefusalInTheAnswersTextIsNotRecordedWithheld(t *testing.T) {
 	if n := e.count(t, `SELECT count(*) FROM withheld_tldrs`); n != 0 {
 		t.Errorf("%d withheld records, want none", n)
 	}
-	if n := asked.Load(); n != 4 {
+	if n := r.asked.Load(); n != 4 {
 		t.Errorf("%d requests for the paper in two runs, want 4: its answer and the stricter retry, at each", n)
 	}
 }
