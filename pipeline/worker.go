@@ -764,7 +764,7 @@ func (w *Worker) handleBatch(ctx context.Context, msgs []jetstream.Msg, embedB *
 // When the store cannot, those messages are settled with its error (the database's state: back
 // to the queue) and their slots released; it returns the jobs left.
 func (w *Worker) forgetWithheld(ctx context.Context, jobs []job, release func(int)) []job {
-	if w.sum == nil || !slices.ContainsFunc(jobs, func(j job) bool { return j.replayed }) {
+	if w.sum == nil {
 		return jobs
 	}
 	var replayed []paper.Abstract
@@ -772,6 +772,9 @@ func (w *Worker) forgetWithheld(ctx context.Context, jobs []job, release func(in
 		if j.replayed {
 			replayed = append(replayed, j.a)
 		}
+	}
+	if len(replayed) == 0 {
+		return jobs
 	}
 	fctx, cancel := context.WithTimeout(ctx, w.cfg.IntakeTimeout)
 	n, err := w.store.ForgetWithheld(fctx, replayed, w.work)
