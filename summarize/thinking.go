@@ -155,7 +155,7 @@ func trimEndOfTurn(answer string) string {
 			if next == "" || strings.ContainsRune(".!?。！？", last) || next[0] == '\n' || next[0] == '\r' || strings.HasPrefix(next, "<|") || strings.HasPrefix(next, "<｜") ||
 				strings.HasPrefix(next, "</s>") || strings.HasPrefix(next, "<s>") || strings.HasPrefix(next, "[INST]") ||
 				strings.HasPrefix(next, "<start_of_turn>") || strings.HasPrefix(next, "<end_of_turn>") {
-				return strings.TrimRightFunc(answer[:i], unicode.IsSpace)
+				return before
 			}
 		}
 	}
