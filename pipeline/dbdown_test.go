@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
 
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/llm"
@@ -429,4 +431,49 @@ func chatRequestsRecorded(t *testing.T, b *testBundle) int {
 		}
 	}
 	return n
+}
+
+// TestReplayedWithheldTLDRWaitsOutASlowDatabase: a replayed dead letter's first write (deleting
+// the record of its withheld TL;DR, so that it is asked again) that runs out of IntakeTimeout on
+// a database that answers — the record's row locked by another session — goes back to the queue
+// as a slow intake does, and is processed once the lock is gone. It was the paper's own failure:
+// retried, and on its last delivery dead-lettered again, for the database's slowness.
+func TestReplayedWithheldTLDRWaitsOutASlowDatabase(t *testing.T) {
+	t.Parallel()
+	emb := embed.NewOffline()
+	sum := summarize.NewOffline(30)
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1}) // every delivery is the last
+	ctx := context.Background()
+	p := sampledata.Papers(t)[0]
+	if _, err := b.store.UpsertPapers(ctx, []paper.Abstract{p}, paper.Work{}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.store.RecordWithheld(ctx, []store.Withheld{{PaperID: p.ID, Model: sum.Model(), PromptVersion: sum.PromptVersion(),
+		ContentHash: p.ContentHash(), Reason: "the API's content filter withheld it"}}); n != 1 || err != nil {
+		t.Fatalf("RecordWithheld = %d, %v", n, err)
+	}
+	release := lockFrom(t, b, "SELECT FROM withheld_tldrs WHERE paper_id = $1 FOR UPDATE", p.ID)
+	data, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := &nats.Msg{Subject: pipeline.SubjectNew, Data: data, Header: nats.Header{}}
+	msg.Header.Set(pipeline.HeaderReplayed, "1") // as `dlq replay` sends it
+	if _, err := b.js.PublishMsg(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Concurrency: 1, IntakeTimeout: 500 * time.Millisecond,
+		Backoff: func(int) time.Duration { return 100 * time.Millisecond }})
+	waitFor(t, "the replayed message's intake given up once", func() (bool, string) {
+		s := w.Stats()
+		return s.Retried >= 1 || s.Dead >= 1, fmt.Sprintf("%+v", s)
+	})
+	release()
+	waitFor(t, "the replayed paper done or dead-lettered", func() (bool, string) {
+		c := counts(t, b, sum)
+		return c.WithTLDR == 1 || w.Stats().Dead >= 1, fmt.Sprintf("counts %+v, stats %+v", c, w.Stats())
+	})
+	if dls := deadLetters(t, b.js); len(dls) != 0 {
+		t.Errorf("the replayed message was dead-lettered because the database was slow to forget its record: %s", dls[0].Reason)
+	}
 }

@@ -778,9 +778,7 @@ func (w *Worker) forgetWithheld(ctx context.Context, jobs []job, release func(in
 	}
 	fctx, cancel := context.WithTimeout(ctx, w.cfg.IntakeTimeout)
 	n, err := w.store.ForgetWithheld(fctx, replayed, w.work)
-	if err != nil && fctx.Err() != nil && ctx.Err() == nil && !errors.Is(err, paper.ErrUnavailable) && !w.databaseAnswers(ctx) {
-		err = fmt.Errorf("%w: %w", paper.ErrUnavailable, err) // gone silent: pause
-	}
+	err = w.intakeTimedOut(ctx, fctx, err)
 	cancel()
 	if err == nil {
 		if n > 0 {
@@ -1713,13 +1711,23 @@ func (w *Worker) upsertBy(ctx context.Context, papers []paper.Abstract, deadline
 	uctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	p, err := w.store.UpsertPapers(uctx, papers, w.work)
-	if err != nil && uctx.Err() != nil && ctx.Err() == nil {
-		err = fmt.Errorf("%w (%s): %w", errIntakeTimeout, w.cfg.IntakeTimeout, err)
-		if !errors.Is(err, paper.ErrUnavailable) && !w.databaseAnswers(ctx) {
-			err = fmt.Errorf("%w: %w", paper.ErrUnavailable, err) // gone silent: pause
-		}
+	return p, w.intakeTimedOut(ctx, uctx, err)
+}
+
+// intakeTimedOut marks err, the error of an intake's store call made under sctx (derived from
+// ctx, bounded by IntakeTimeout), as errIntakeTimeout when sctx's time ran out and ctx's did
+// not, and as paper.ErrUnavailable too when the database does not answer a ping either: the
+// messages go back to the queue (and the worker pauses for a silent database), never
+// dead-lettered for the database's slowness. Other errors are returned as they are.
+func (w *Worker) intakeTimedOut(ctx, sctx context.Context, err error) error {
+	if err == nil || sctx.Err() == nil || ctx.Err() != nil {
+		return err
 	}
-	return p, err
+	err = fmt.Errorf("%w (%s): %w", errIntakeTimeout, w.cfg.IntakeTimeout, err)
+	if !errors.Is(err, paper.ErrUnavailable) && !w.databaseAnswers(ctx) {
+		err = fmt.Errorf("%w: %w", paper.ErrUnavailable, err) // gone silent: pause
+	}
+	return err
 }
 
 // errIntakeTimeout marks a micro-batch the store did not record within IntakeTimeout: its
