@@ -239,14 +239,10 @@ func fetch(ctx context.Context, rawURL, shown string, timeout time.Duration) (*i
 				msg += fmt.Sprintf(" (asked %d times, waiting the Retry-After it gave between them)", attempt)
 			default:
 				b.timer.Stop()
-				t := newWaitTimer(wait)
-				select {
-				case <-t.C:
-					continue
-				case <-ctx.Done():
-					t.Stop()
-					return fail(fmt.Errorf("fetching source: GET %s: waiting the %s its server asked for (Retry-After): %w", shown, wait, context.Cause(ctx)))
+				if err := sleep(ctx, wait); err != nil {
+					return fail(fmt.Errorf("fetching source: GET %s: waiting the %s its server asked for (Retry-After): %w", shown, wait, err))
 				}
+				continue
 			}
 		}
 		return fail(errors.New(msg))
@@ -264,7 +260,8 @@ const (
 	maxRetryAfter = time.Minute
 )
 
-// newWaitTimer makes the timer of a wait for a Retry-After: a variable for the tests.
+// newWaitTimer makes the timer of a wait (sleep: a Retry-After, a paced host's gap): a variable
+// for the tests.
 var newWaitTimer = time.NewTimer
 
 // pacedHosts are the hosts whose terms ask for a pause between requests, and how long:
@@ -315,15 +312,21 @@ func (p pacer) wait(ctx context.Context) error {
 	paceNext[p.key] = start.Add(p.gap)
 	paceMu.Unlock()
 	if d := start.Sub(now); d > 0 {
-		t := newWaitTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return context.Cause(ctx)
-		}
+		return sleep(ctx, d)
 	}
 	return nil
+}
+
+// sleep waits d on a newWaitTimer; it fails with ctx's cause when ctx ends first.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := newWaitTimer(d)
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		t.Stop()
+		return context.Cause(ctx)
+	}
 }
 
 // done marks the end of a request (its answer read, or its failure): the next one to the host
