@@ -262,33 +262,26 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 			"`paperpipe batches withheld` lists %s, `batches withheld clear ID...` has the next run ask again",
 			plural(n, "TL;DR", "TL;DRs"), pick(n, "is", "are"), pick(n, "it", "them"))
 	}
-	if o.dryRun && o.json {
-		plan := dryRunPlan{Target: res.Target, Counts: res.Counts, Estimate: res.Estimate}
-		if wantTLDR {
-			plan.TLDRModel, plan.PromptVersion = m.sum.Model(), m.sum.PromptVersion()
-		}
-		if wantEmb {
-			plan.Space = &space
-		}
-		if err := writeJSON(out, plan); err != nil {
-			return res, err
-		}
-		fmt.Fprintln(errw, dryRunNote)
-		if heldByBatches != "" {
-			fmt.Fprintf(errw, "reprocess: %s\n", heldByBatches)
-		}
-		if withheld != "" {
-			fmt.Fprintf(errw, "reprocess: %s\n", withheld)
-		}
-		return res, nil
-	}
 	if o.dryRun {
-		printEstimate(out, res.Estimate, m, space, wantTLDR, wantEmb)
-		if heldByBatches != "" {
-			fmt.Fprintf(errw, "reprocess: %s\n", heldByBatches)
+		if o.json {
+			plan := dryRunPlan{Target: res.Target, Counts: res.Counts, Estimate: res.Estimate}
+			if wantTLDR {
+				plan.TLDRModel, plan.PromptVersion = m.sum.Model(), m.sum.PromptVersion()
+			}
+			if wantEmb {
+				plan.Space = &space
+			}
+			if err := writeJSON(out, plan); err != nil {
+				return res, err
+			}
+			fmt.Fprintln(errw, dryRunNote)
+		} else {
+			printEstimate(out, res.Estimate, m, space, wantTLDR, wantEmb)
 		}
-		if withheld != "" {
-			fmt.Fprintf(errw, "reprocess: %s\n", withheld)
+		for _, note := range []string{heldByBatches, withheld} {
+			if note != "" {
+				fmt.Fprintf(errw, "reprocess: %s\n", note)
+			}
 		}
 		return res, nil
 	}
