@@ -890,15 +890,12 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	// embedder fills another, both are shown (a shell without the API settings of the workers
 	// that filled the active space would otherwise read it as empty), counted in one pass.
 	var active *activeCoverage
+	var other int64 // the active space, counted with the configured one
 	a, err := st.ActiveSpace(ctx)
 	if err == nil && a.ID != space.ID {
-		active = &activeCoverage{Space: a}
+		active, other = &activeCoverage{Space: a}, a.ID
 	} else if err != nil && !errors.Is(err, paper.ErrNotFound) {
 		return err
-	}
-	var other int64
-	if active != nil {
-		other = active.Space.ID
 	}
 	counts, inActive, err := st.CountsWith(ctx, paper.Work{Model: m.sum.Model(), PromptVersion: m.sum.PromptVersion(), SpaceID: space.ID}, other)
 	if err != nil {
