@@ -178,9 +178,7 @@ func (p *atomParser) item(se *xml.StartElement) (paper.Abstract, error) {
 	if f.rawID = strings.TrimSpace(it.GUID); f.rawID == "" {
 		f.rawID = f.url // without either, the title's id, as a JSON record without one
 	}
-	for _, c := range it.Creators {
-		f.authors = append(f.authors, splitCreators(c)...)
-	}
+	f.authors = splitCreators(it.Creators)
 	var err error
 	if announcedDate(it.AnnounceType) {
 		f.published, err = parseRSSDate(it.PubDate)
@@ -254,9 +252,7 @@ func (p *atomParser) entry(line int, e *atomEntry) (paper.Abstract, error) {
 		f.authors = append(f.authors, a.Name)
 	}
 	if len(f.authors) == 0 {
-		for _, c := range e.Creators {
-			f.authors = append(f.authors, splitCreators(c)...)
-		}
+		f.authors = splitCreators(e.Creators)
 	}
 	for _, c := range e.Categories {
 		f.categories = append(f.categories, c.Term)
@@ -296,33 +292,35 @@ func stripAnnouncement(abstract string) string {
 	return abstract
 }
 
-// splitCreators splits a <dc:creator> of arXiv's announcement feeds, "A, B (Affiliation,
-// Place), C", into names, at the commas outside parentheses, leaving the affiliations out (as
-// the OAI snapshot's authors are read).
-func splitCreators(s string) []string {
+// splitCreators splits the <dc:creator>s of arXiv's announcement feeds, each "A, B
+// (Affiliation, Place), C", into names, at the commas outside parentheses, leaving the
+// affiliations out (as the OAI snapshot's authors are read); nil when there are none.
+func splitCreators(creators []string) []string {
 	var out []string
-	var name strings.Builder
-	depth := 0
-	flush := func() {
-		if n := strings.TrimSpace(fold(name.String())); n != "" {
-			out = append(out, n)
+	for _, s := range creators {
+		var name strings.Builder
+		depth := 0
+		flush := func() {
+			if n := strings.TrimSpace(fold(name.String())); n != "" {
+				out = append(out, n)
+			}
+			name.Reset()
 		}
-		name.Reset()
-	}
-	for _, c := range s {
-		switch {
-		case c == '(':
-			depth++
-		case c == ')':
-			depth = max(depth-1, 0)
-		case depth > 0:
-		case c == ',':
-			flush()
-		default:
-			name.WriteRune(c)
+		for _, c := range s {
+			switch {
+			case c == '(':
+				depth++
+			case c == ')':
+				depth = max(depth-1, 0)
+			case depth > 0:
+			case c == ',':
+				flush()
+			default:
+				name.WriteRune(c)
+			}
 		}
+		flush()
 	}
-	flush()
 	return out
 }
 
