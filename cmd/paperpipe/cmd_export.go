@@ -183,7 +183,8 @@ func runExport(ctx context.Context, st *store.Store, o exportOptions, errw io.Wr
 	var (
 		w    io.Writer = stdout
 		file *os.File
-		tmp  string
+		tmp  string // dest's partial file, renamed over it once whole
+		dest string
 	)
 	if asIs, regular := writtenAsIs(o.out); asIs {
 		// A device or a named pipe (/dev/null, a FIFO a loader reads), or the name of a file
@@ -207,7 +208,7 @@ func runExport(ctx context.Context, st *store.Store, o exportOptions, errw io.Wr
 		// A symbolic link is written through, as cp does: the file it leads to is replaced
 		// (the partial file made beside it), and the link stays; one that leads nowhere is
 		// refused. A file replaced keeps its mode: a private export stays private.
-		dest := o.out
+		dest = o.out
 		if fi, lerr := os.Lstat(o.out); lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
 			if dest, err = filepath.EvalSymlinks(o.out); err != nil {
 				return res, fmt.Errorf("export: %s is a symbolic link to a file that cannot be reached: %w", o.out, err)
@@ -312,7 +313,7 @@ func runExport(ctx context.Context, st *store.Store, o exportOptions, errw io.Wr
 			err = cerr
 		}
 		if err == nil {
-			err = os.Rename(tmp, strings.TrimSuffix(tmp, ".partial"))
+			err = os.Rename(tmp, dest)
 		}
 		if err == nil {
 			file = nil
