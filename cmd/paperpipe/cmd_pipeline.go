@@ -619,14 +619,12 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 	if *limit < 0 {
 		return usageErr("-n is %d, want 0 (all) or more dead letters", *limit)
 	}
-	if pos[0] == "list" {
-		if err := noMoreArgs("dlq list", pos[1:]); err != nil {
-			return err
-		}
-	}
 	switch pos[0] {
 	case "list":
-		err = onlyFor(fs, "dlq list", "json", "n", "newest", "from")
+		err = noMoreArgs("dlq list", pos[1:])
+		if err == nil {
+			err = onlyFor(fs, "dlq list", "json", "n", "newest", "from")
+		}
 		if err == nil && *newest && *from > 0 {
 			err = usageErr("--newest and --from: one or the other")
 		}
@@ -697,12 +695,9 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 			seen[s] = true
 			return dup
 		})
-		if len(seqs) == 0 && *all {
+		if len(seqs) == 0 { // --all of none: a named one is checked above
 			fmt.Fprintln(os.Stderr, "no dead letters to replay")
 			return nil
-		}
-		if len(seqs) == 0 {
-			return usageErr("name the dead letters to replay, or --all")
 		}
 		// One that cannot be replayed (not found: a wrong number) is reported, and the others
 		// go on: the run says how many went back either way.
@@ -815,10 +810,7 @@ func listDeadLetters(ctx context.Context, b *broker, limit int, newest bool, fro
 // wrong number, one replayed or dropped meanwhile) is reported and the others go on; the exit
 // status is then 1.
 func dropDeadLetters(ctx context.Context, b *broker, all bool, args []string) error {
-	if all && len(args) > 0 {
-		return usageErr("name the dead letters to drop, or --all, not both")
-	}
-	if all {
+	if all { // without args: cmdDLQ refuses both, and neither, before NATS is reached
 		n, err := pipeline.DropAllDeadLetters(ctx, b.js)
 		if err != nil {
 			return err
@@ -829,9 +821,6 @@ func dropDeadLetters(ctx context.Context, b *broker, all bool, args []string) er
 		}
 		fmt.Fprintf(os.Stderr, "dropped %s\n", plural(int(n), "dead letter", "dead letters"))
 		return nil
-	}
-	if len(args) == 0 {
-		return usageErr("name the dead letters to drop, or --all")
 	}
 	seqs, err := deadLetterSeqs(args)
 	if err != nil {
