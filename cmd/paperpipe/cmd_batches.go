@@ -146,13 +146,7 @@ func batchesWithheld(ctx context.Context, c *config, args []string, all bool) er
 		if c.JSON {
 			return usageErr("--json is for the list of withheld TL;DRs; `batches withheld clear` says what it did as text")
 		}
-		for _, a := range args[1:] {
-			id := a
-			if cid, err := paper.CanonicalID(a); err == nil {
-				id = cid
-			}
-			ids = append(ids, id)
-		}
+		ids = canonicalIDs(args[1:])
 	default:
 		return usageErr("want `batches withheld` or `batches withheld clear ID...|--all`")
 	}

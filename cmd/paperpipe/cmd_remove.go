@@ -71,14 +71,7 @@ func cmdRemove(ctx context.Context, c *config, args []string) error {
 	if stdin > 1 {
 		return usageErr("standard input (-) can be read once")
 	}
-	var ids []string
-	for _, p := range pos {
-		id := p
-		if cid, err := paper.CanonicalID(p); err == nil {
-			id = cid
-		}
-		ids = append(ids, id)
-	}
+	ids := canonicalIDs(pos)
 	if *idsFile != "" {
 		got, err := readIDs(ctx, "remove", *idsFile)
 		if err != nil {
@@ -191,4 +184,18 @@ func runRemove(ctx context.Context, c *config, st *store.Store, ids []string, dr
 		return writeJSON(stdout, res)
 	}
 	return nil
+}
+
+// canonicalIDs is each of args as its canonical paper id (paper.CanonicalID), or as given when
+// it has none (a title's id, another source's); nil when args is empty.
+func canonicalIDs(args []string) []string {
+	var ids []string
+	for _, a := range args {
+		id := a
+		if cid, err := paper.CanonicalID(a); err == nil {
+			id = cid
+		}
+		ids = append(ids, id)
+	}
+	return ids
 }
