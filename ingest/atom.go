@@ -242,7 +242,7 @@ func (p *atomParser) entry(line int, e *atomEntry) (paper.Abstract, error) {
 	id := strings.TrimSpace(e.ID)
 	if strings.Contains(id, "arxiv.org/api/errors") {
 		// The arXiv API answers a bad query with a feed holding one error entry.
-		return paper.Abstract{}, p.r.recordErr(line, "", invalidf("the arXiv API reports an error: %s", fold(e.Summary)))
+		return paper.Abstract{}, p.r.recordErr(line, "", invalidf("the arXiv API reports an error: %s", paper.Fold(e.Summary)))
 	}
 	if id == "" {
 		return paper.Abstract{}, p.r.recordErr(line, "", invalidf("entry has no <id>"))
@@ -301,7 +301,7 @@ func splitCreators(creators []string) []string {
 		var name strings.Builder
 		depth := 0
 		flush := func() {
-			if n := strings.TrimSpace(fold(name.String())); n != "" {
+			if n := strings.TrimSpace(paper.Fold(name.String())); n != "" {
 				out = append(out, n)
 			}
 			name.Reset()

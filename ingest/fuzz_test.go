@@ -152,7 +152,7 @@ func checkFuzzPaper(t *testing.T, a paper.Abstract, name string, lines int) {
 		t.Errorf("paper id %q is not canonical (%q, %v)", a.ID, id, err)
 	}
 	for field, s := range map[string]string{"title": a.Title, "abstract": a.Abstract} {
-		if s == "" || !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 || fold(s) != s {
+		if s == "" || !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 || paper.Fold(s) != s {
 			t.Errorf("paper %s: %s %q is empty, not UTF-8, holds a NUL or is not folded", a.ID, field, s)
 		}
 	}

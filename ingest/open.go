@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/paperpipe/paperpipe/internal/redact"
+	"github.com/paperpipe/paperpipe/paper"
 )
 
 // Open opens path for reading: a file, "-" for standard input, or an http:// or https:// URL
@@ -428,18 +429,18 @@ var (
 // either folded to one line and cut at errorTextAt bytes.
 func errorText(contentType string, body []byte) string {
 	s := string(body)
-	if m := arxivAPIError.FindStringSubmatch(s); m != nil && fold(html.UnescapeString(m[1])) != "" {
-		return cutText(fold("the arXiv API reports an error: " + html.UnescapeString(m[1])))
+	if m := arxivAPIError.FindStringSubmatch(s); m != nil && paper.Fold(html.UnescapeString(m[1])) != "" {
+		return cutText(paper.Fold("the arXiv API reports an error: " + html.UnescapeString(m[1])))
 	}
 	if strings.Contains(strings.ToLower(contentType), "html") || strings.HasPrefix(strings.TrimSpace(s), "<") {
-		if m := htmlTitle.FindStringSubmatch(s); m != nil && fold(html.UnescapeString(m[1])) != "" {
+		if m := htmlTitle.FindStringSubmatch(s); m != nil && paper.Fold(html.UnescapeString(m[1])) != "" {
 			s = m[1]
 		} else {
 			s = htmlTag.ReplaceAllString(htmlHidden.ReplaceAllString(s, " "), " ")
 		}
 		s = html.UnescapeString(s)
 	}
-	return cutText(fold(s))
+	return cutText(paper.Fold(s))
 }
 
 // cutText is s cut at errorTextAt bytes, at a character's start.

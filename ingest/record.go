@@ -72,13 +72,13 @@ func (r *Reader) build(f fields) (paper.Abstract, error) {
 				id = "" // not printable as it is
 			case id != "" && err == nil:
 				id = c
-			case id == "" && s.name != "title" && fold(f.title) != "":
-				id = paper.TitleID(fold(f.title))
+			case id == "" && s.name != "title" && paper.Fold(f.title) != "":
+				id = paper.TitleID(paper.Fold(f.title))
 			}
 			return fail(bad)
 		}
 	}
-	title := fold(f.title)
+	title := paper.Fold(f.title)
 	if id != "" {
 		c, err := paper.CanonicalID(id)
 		if err != nil {
@@ -100,7 +100,7 @@ func (r *Reader) build(f fields) (paper.Abstract, error) {
 	if f.tooLong > 0 {
 		return fail(invalidf("abstract is more than %d bytes, limit %d", f.tooLong, r.opts.MaxAbstractBytes))
 	}
-	abstract := fold(f.abstract)
+	abstract := paper.Fold(f.abstract)
 	if abstract == "" {
 		return fail(invalidf("abstract is empty"))
 	}
@@ -111,8 +111,8 @@ func (r *Reader) build(f fields) (paper.Abstract, error) {
 		ID:         id,
 		Title:      title,
 		Abstract:   abstract,
-		Authors:    foldAll(f.authors),
-		Categories: foldAll(f.categories),
+		Authors:    paper.FoldAll(f.authors),
+		Categories: paper.FoldAll(f.categories),
 		Published:  f.published,
 		URL:        strings.TrimSpace(f.url),
 		Source:     r.location(f.line),
@@ -148,7 +148,7 @@ func plainText(s string, tex bool) string {
 		t = detex(t)
 	}
 	if t != s {
-		t = fold(t)
+		t = paper.Fold(t)
 	}
 	return t
 }
@@ -167,23 +167,9 @@ func unligature(s string) string {
 	return ligatures.Replace(s)
 }
 
-// fold is paper.Fold: see there why every text and category is folded so.
-func fold(s string) string { return paper.Fold(s) }
-
-// foldAll folds each string and drops the empty ones; nil when none is left.
-func foldAll(ss []string) []string {
-	var out []string
-	for _, s := range ss {
-		if s = fold(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 // splitAuthors splits an author list given as one string: "A, B and C", "A, B, and C".
 func splitAuthors(s string) []string {
-	s = fold(s)
+	s = paper.Fold(s)
 	var out []string
 	for _, part := range strings.Split(s, ",") {
 		for _, name := range strings.Split(part, " and ") {

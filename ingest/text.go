@@ -227,7 +227,7 @@ func (p *textParser) unpaired(x, next *para) {
 		p.emitErr(x.line, "", invalidf("paragraph is neither a title nor an abstract (%d lines, %d words, %d bytes)", x.lines, x.words, x.size))
 		return
 	}
-	title := fold(x.text)
+	title := paper.Fold(x.text)
 	why := "the file ends after it"
 	if next != nil {
 		why = "the next paragraph, at line " + strconv.Itoa(next.line) + ", is not an abstract (" + strconv.Itoa(next.words) + " words)"
@@ -237,7 +237,7 @@ func (p *textParser) unpaired(x, next *para) {
 
 // shortAbstract reports title t, whose abstract s has fewer than minAbstractWords words.
 func (p *textParser) shortAbstract(t, s *para) {
-	title := fold(t.text)
+	title := paper.Fold(t.text)
 	p.emitErr(t.line, paper.TitleID(title), invalidf("the abstract of %q, at line %d, has %d words, fewer than %d", title, s.line, s.words, minAbstractWords))
 }
 

@@ -34,3 +34,14 @@ func Fold(s string) string {
 	}
 	return strings.Join(strings.Fields(norm.NFC.String(s)), " ")
 }
+
+// FoldAll folds each string (Fold) and drops the empty ones; nil when none is left.
+func FoldAll(ss []string) []string {
+	var out []string
+	for _, s := range ss {
+		if s = Fold(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -11,8 +11,6 @@ import (
 
 	"unicode/utf8"
 
-	"golang.org/x/text/unicode/norm"
-
 	"github.com/paperpipe/paperpipe/paper"
 )
 
@@ -217,14 +215,14 @@ func ParseRecord(raw []byte) (paper.Abstract, error) {
 		return paper.Abstract{}, invalid("the record is not valid JSON")
 	}
 	a := paper.Abstract{
-		Title:      fold(rec.Title),
-		Abstract:   fold(rec.Abstract),
-		Authors:    foldAll(rec.Authors),
-		Categories: foldAll(rec.Categories),
+		Title:      paper.Fold(rec.Title),
+		Abstract:   paper.Fold(rec.Abstract),
+		Authors:    paper.FoldAll(rec.Authors),
+		Categories: paper.FoldAll(rec.Categories),
 		URL:        strings.TrimSpace(rec.URL),
 	}
 	if a.Abstract == "" {
-		a.Abstract = fold(rec.Summary)
+		a.Abstract = paper.Fold(rec.Summary)
 	}
 	rawID := bytes.TrimSpace(rec.ID)
 	switch {
@@ -292,16 +290,3 @@ func (e *invalidError) Error() string { return e.msg }
 func (e *invalidError) Unwrap() error { return paper.ErrInvalid }
 
 func invalid(msg string) error { return &invalidError{msg: msg} }
-
-// fold trims s, folds its white space and puts it in NFC, as ingest does.
-func fold(s string) string { return strings.Join(strings.Fields(norm.NFC.String(s)), " ") }
-
-func foldAll(ss []string) []string {
-	var out []string
-	for _, s := range ss {
-		if s = fold(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
-}

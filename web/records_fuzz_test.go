@@ -78,7 +78,7 @@ func checkParsed(t *testing.T, raw []byte) {
 		t.Errorf("ParseRecord(%q): id %q is not canonical (%q, %v)", raw, a.ID, id, cerr)
 	}
 	for _, s := range append([]string{a.Title, a.Abstract}, append(a.Authors, a.Categories...)...) {
-		if s == "" || !utf8.ValidString(s) || strings.ContainsRune(s, 0) || fold(s) != s {
+		if s == "" || !utf8.ValidString(s) || strings.ContainsRune(s, 0) || paper.Fold(s) != s {
 			t.Errorf("ParseRecord(%q): %q is empty, not UTF-8, holds a NUL or is not folded", raw, s)
 		}
 	}
