@@ -20,7 +20,7 @@ import (
 // Sources of KNN vectors.
 const (
 	SourceSynthetic = "synthetic" // ClusterSpec vectors
-	SourceOffline   = "offline"   // embed.NewOffline on generated abstracts
+	SourceOffline   = "offline"   // embed.NewOfflineV2 on generated abstracts
 	SourceFitted    = "fitted"    // embed.Fit on a sample of generated abstracts, as paperpipe fit does
 )
 
@@ -179,7 +179,7 @@ func localEmbedder(c KNNCase, abs []paper.Abstract) (interface {
 	EmbedQuery(context.Context, string) ([]float32, paper.Usage, error)
 }, error) {
 	if c.Source == SourceOffline {
-		return embed.NewOffline(), nil
+		return embed.NewOfflineV2(), nil
 	}
 	docs := make([]string, 0, fitSample)
 	for _, a := range abs[:min(fitSample, len(abs))] {

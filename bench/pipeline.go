@@ -27,7 +27,7 @@ import (
 // Model kinds of a PipelineCase.
 const (
 	ModelsAPI     = "api"     // summarize.New and embed.New against the fake API
-	ModelsOffline = "offline" // summarize.NewOffline and embed.NewOffline
+	ModelsOffline = "offline" // summarize.NewOffline and embed.NewOfflineV2
 )
 
 // PipelineCase is one pipeline throughput run.
@@ -227,7 +227,7 @@ func newPipelineEnv(ctx context.Context, opts PipelineOptions, c PipelineCase) (
 	}
 	switch c.Models {
 	case ModelsOffline:
-		e.sum, e.emb = summarize.NewOffline(30), embed.NewOffline()
+		e.sum, e.emb = summarize.NewOffline(30), embed.NewOfflineV2()
 	case ModelsAPI:
 		if e.fake, err = StartFake(ctx, opts.FakeBin, c.ChatLatency, c.EmbedLatency, opts.Dims, c.Vectors); err != nil {
 			return nil, err

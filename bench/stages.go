@@ -43,7 +43,7 @@ func RunStages(ctx context.Context, db *DB, corpus []paper.Abstract, n, batch in
 	}
 	defer drop()
 	abs := GenerateAbstracts(corpus, n, "stages", 3)
-	off := embed.NewOffline()
+	off := embed.NewOfflineV2()
 	spOff, err := st.EnsureSpace(ctx, off.Space())
 	if err != nil {
 		return nil, err

@@ -296,7 +296,7 @@ func run(args []string, stderr io.Writer) error {
 			"fake API":              *fakeBin + " as its own process; chat latency and embedding latency per case",
 			"fake API vectors":      "text (openai-fake -vectors text: lexical vectors of the input, clustered like a real model's) unless the case says random vectors (-vectors random: uniformly random, the worst case for HNSW inserts)",
 			"embedding dimensions":  fmt.Sprint(dims),
-			"chat model / embedder": "summarize.New gpt-4o-mini, embed.New text-embedding-3-small at 768 dims (api); summarize.NewOffline(30), embed.NewOffline (offline)",
+			"chat model / embedder": "summarize.New gpt-4o-mini, embed.New text-embedding-3-small at 768 dims (api); summarize.NewOffline(30), embed.NewOfflineV2 (offline; what a new archive embeds with)",
 			"worker":                "pipeline.WorkerConfig defaults except Concurrency, Linger and EmbedLinger per case: BatchSize 64, MaxInFlight max(4C, 256), EmbedBatch 64 (pipeline.MaxEmbedBatch), Linger 10ms (an embedding batch gathers while its messages wait for a chat slot and, below BatchSize, while the previous batch is in flight), EmbedLinger 1s (pipeline.DefaultEmbedLinger: once the API has billed a request an embedding batch waits up to 1s, from its first abstract whose TL;DR has started, to fill) unless the case says, FetchWait 1s",
 			"topology":              "pipeline.TopologyConfig defaults: AckWait 60s, MaxDeliver 8, MaxAckPending 4096, file storage",
 			"publisher":             "pipeline.NewPublisher window 256",
@@ -305,7 +305,7 @@ func run(args []string, stderr io.Writer) error {
 			"corpus":                fmt.Sprintf("%s (%d papers) → generated abstracts", *corpusPath, len(corpus)),
 			"kNN k":                 "10",
 			"HNSW":                  "pgvector defaults m=16, ef_construction=64; build maintenance_work_mem 8GB, 2 parallel workers (paperpipe import-embeddings builds with PAPERPIPE_INDEX_BUILD_MEMORY, default 1GB); *-binary cases index binary_quantize codes (bit_hamming_ops) and re-rank ef_search candidates exactly",
-			"kNN offline vectors":   "offline-*: embed.NewOffline (hashed); fitted-*: embed.Fit on the first 4,000 generated abstracts (paperpipe fit's default sample), then every abstract and query embedded by it",
+			"kNN offline vectors":   "offline-*: embed.NewOfflineV2 (hashed); fitted-*: embed.Fit on the first 4,000 generated abstracts (paperpipe fit's default sample), then every abstract and query embedded by it",
 		}}
 	for _, c := range s.knn {
 		if selected(c.Name) && c.Source == bench.SourceSynthetic {
