@@ -205,3 +205,31 @@ func TestAnnouncedReplacementsGiveNoDate(t *testing.T) {
 		}
 	}
 }
+
+// A <guid> that names nothing outside its feed — a number, a site's own token — is not a
+// paper's id: taken as one (id:123), another feed's item 123 or a JSON record {"id": 123} was
+// the same paper, the later reading overwriting the other's title and abstract. The item's
+// <link> is its id then, as without a <guid> (the title's without either); a guid that is an
+// arXiv id, a DOI, a URL or a URN stays the id.
+func TestRSSBareGUIDIsNotAnID(t *testing.T) {
+	t.Parallel()
+	in := `<rss version="2.0"><channel><title>Lab papers</title><link>https://lab.example.org/</link>
+<item><title>Numbered</title><guid isPermaLink="false">123</guid><link>https://lab.example.org/papers/123</link><description>` + words(25) + `</description></item>
+<item><title>Token</title><guid isPermaLink="false">post-9f3a</guid><description>` + words(25) + `</description></item>
+<item><title>Tagged</title><guid isPermaLink="false">tag:lab.example.org,2024:paper-7</guid><description>` + words(25) + `</description></item>
+<item><title>Permalink</title><guid>https://lab.example.org/p/8</guid><link>https://lab.example.org/papers/8</link><description>` + words(25) + `</description></item>
+</channel></rss>`
+	papers, errs, _ := readString(t, in, "f", Options{})
+	jsonl, _, _ := readString(t, `{"id": 123, "title": "Another paper", "abstract": "`+words(25)+`"}`, "j", Options{})
+	if len(papers) != 4 || len(errs) != 0 || len(jsonl) != 1 {
+		t.Fatalf("%d papers, %d errors, %d JSON papers", len(papers), len(errs), len(jsonl))
+	}
+	if papers[0].ID == jsonl[0].ID {
+		t.Errorf("the feed's item with <guid>123</guid> and the JSON record {\"id\": 123} are one paper, %s", papers[0].ID)
+	}
+	for i, want := range []string{"id:https://lab.example.org/papers/123", titleID("Token"), "id:tag:lab.example.org,2024:paper-7", "id:https://lab.example.org/p/8"} {
+		if papers[i].ID != want {
+			t.Errorf("%s: id %q, want %q", papers[i].Title, papers[i].ID, want)
+		}
+	}
+}

@@ -175,7 +175,7 @@ func (p *atomParser) item(se *xml.StartElement) (paper.Abstract, error) {
 			break
 		}
 	}
-	if f.rawID = strings.TrimSpace(it.GUID); f.rawID == "" {
+	if f.rawID = strings.TrimSpace(it.GUID); f.rawID == "" || !globalID(f.rawID) {
 		f.rawID = f.url // without either, the title's id, as a JSON record without one
 	}
 	f.authors = splitCreators(it.Creators)
@@ -189,6 +189,20 @@ func (p *atomParser) item(se *xml.StartElement) (paper.Abstract, error) {
 		re.Record = p.n
 	}
 	return a, err
+}
+
+// globalID reports whether an item's <guid> names the item beyond its feed: an arXiv id, a DOI,
+// a URL or a URN (urn:, tag:). RSS asks a guid only to be unique within its feed, and some are
+// a number or a site's own token ("123", "post-9f3a"): such a guid as the id (id:123) was
+// another feed's item 123, or a JSON record's {"id": 123} — two papers made one, the later
+// reading overwriting the other's text. The item's <link> is its id then, as without a guid.
+func globalID(guid string) bool {
+	c, err := paper.CanonicalID(guid)
+	if err != nil || !strings.HasPrefix(c, "id:") {
+		return true // an arXiv id, a DOI; a malformed one stays, to be reported
+	}
+	lower := strings.ToLower(strings.TrimPrefix(c, "id:"))
+	return strings.Contains(lower, "://") || strings.HasPrefix(lower, "urn:") || strings.HasPrefix(lower, "tag:")
 }
 
 // rssDateLayouts are the forms of an RSS <pubDate> (RFC 822 with a four-digit year, as RSS 2.0
