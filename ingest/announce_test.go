@@ -136,6 +136,7 @@ func TestXMLFeedForcedFormat(t *testing.T) {
 	t.Parallel()
 	const rss = `<rss version="2.0"><channel><item><guid>oai:arXiv.org:2401.00001v1</guid><title>Good</title><description>Fine.</description></item></channel></rss>`
 	const atom = `<feed xmlns="http://www.w3.org/2005/Atom"><entry><id>http://arxiv.org/abs/2401.00001v1</id><title>Good</title><summary>Fine.</summary></entry></feed>`
+	const rdf = `<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://purl.org/rss/1.0/"><item rdf:about="https://arxiv.org/abs/2401.00001v1"><title>Good</title><description>Fine.</description></item></rdf:RDF>`
 	for _, tc := range []struct {
 		in     string
 		format Format
@@ -144,7 +145,9 @@ func TestXMLFeedForcedFormat(t *testing.T) {
 		{rss, RSS, ""},
 		{atom, Atom, ""},
 		{rss, Atom, "f:1: not an Atom feed (root <rss>): this is an RSS feed; read it with --format rss, or leave --format out"},
-		{atom, RSS, "f:1: not an RSS feed (root <feed>, want <rss>): --format rss reads RSS 2.0 feeds"},
+		{atom, RSS, "f:1: not an RSS feed (root <feed>, want <rss> or <rdf:RDF>): --format rss reads RSS 2.0 feeds"},
+		{rdf, RSS, ""},
+		{rdf, Atom, "f:1: not an Atom feed (root <RDF>): this is an RSS 1.0 feed; read it with --format rss, or leave --format out"},
 	} {
 		r, err := NewReader(strings.NewReader(tc.in), "f", Options{Format: tc.format})
 		if err != nil {

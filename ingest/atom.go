@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"regexp"
 	"strconv"
@@ -15,14 +16,15 @@ import (
 
 // atomParser reads an XML feed token by token, decoding one record at a time: an Atom feed
 // (the arXiv API's, arXiv's announcements) one <entry> at a time, an RSS 2.0 feed (arXiv's
-// announcements) one <item> at a time. The root element says which; a forced format takes only
-// its own.
+// announcements) or an RSS 1.0 one (<rdf:RDF>: bioRxiv's, medRxiv's, Nature's) one <item> at a
+// time. The root element says which; a forced format takes only its own.
 type atomParser struct {
 	r    *Reader
 	dec  *xml.Decoder
 	n    int  // records read
-	root bool // the root element was read, and is <feed> or <rss>
-	rss  bool // the root element is <rss>: the records are <item>s
+	root bool // the root element was read, and is <feed>, <rss> or <rdf:RDF>
+	rss  bool // the root element is <rss> or <rdf:RDF>: the records are <item>s
+	rdf  bool // the root element is RSS 1.0's <rdf:RDF>
 	// The feed's OpenSearch counts (opensearch:totalResults, startIndex, itemsPerPage); -1
 	// when it has none. See empty.
 	total, start, perPage int
@@ -118,31 +120,42 @@ func (p *atomParser) next() (paper.Abstract, error) {
 	}
 }
 
-// rootElement takes the document's root element, local: Atom's <feed>, or RSS's <rss> when
-// RSS is forced or the format was detected (the Reader's format becomes RSS).
+// rootElement takes the document's root element, local: Atom's <feed>, or RSS's <rss> or
+// <rdf:RDF> (RSS 1.0) when RSS is forced or the format was detected (the Reader's format
+// becomes RSS).
 func (p *atomParser) rootElement(local string) error {
 	switch {
 	case local == "feed" && p.r.opts.Format == Atom:
 		return nil
-	case local == "rss" && (p.r.opts.Format == RSS || p.r.detected):
-		p.rss = true
+	case (local == "rss" || local == "RDF") && (p.r.opts.Format == RSS || p.r.detected):
+		p.rss, p.rdf = true, local == "RDF"
 		p.r.opts.Format = RSS
 		return nil
 	case p.r.opts.Format == RSS:
 		line, _ := p.dec.InputPos()
-		return &stopError{msg: fmt.Sprintf("%s:%d: not an RSS feed (root <%s>, want <rss>): --format rss reads RSS 2.0 feeds such as arXiv's (https://rss.arxiv.org/rss/cs.LG); leave --format out to read what the content is", p.r.name, line, local), err: paper.ErrInvalid}
+		return &stopError{msg: fmt.Sprintf("%s:%d: not an RSS feed (root <%s>, want <rss> or <rdf:RDF>): --format rss reads RSS 2.0 feeds such as arXiv's (https://rss.arxiv.org/rss/cs.LG) and RSS 1.0 ones such as bioRxiv's; leave --format out to read what the content is", p.r.name, line, local), err: paper.ErrInvalid}
 	}
 	return p.notAtom(local)
 }
 
-// rssItem is the part of an RSS 2.0 <item> that is used. Local names match any namespace.
+// rssItem is the part of an RSS 2.0 or RSS 1.0 <item> that is used. Local names match any
+// namespace: a <title> and a <dc:title> are both Titles, the first that is not empty taken.
 type rssItem struct {
-	Title       string   `xml:"title"`
-	Links       []string `xml:"link"`
-	Description string   `xml:"description"`
-	GUID        string   `xml:"guid"`
-	PubDate     string   `xml:"pubDate"`
-	Categories  []string `xml:"category"`
+	Titles       []string `xml:"title"`
+	Links        []string `xml:"link"`
+	Descriptions []string `xml:"description"`
+	GUID         string   `xml:"guid"`
+	PubDate      string   `xml:"pubDate"`
+	Categories   []string `xml:"category"`
+	// RSS 1.0's: the item's URI (rdf:about), its HTML (content:encoded: Nature's abstract),
+	// Dublin Core's <dc:date> and <dc:identifier> (bioRxiv's "doi:10.1101/…"), PRISM's <prism:doi>
+	// and <prism:publicationDate>.
+	About       string   `xml:"about,attr"`
+	Encoded     string   `xml:"encoded"`
+	Dates       []string `xml:"date"`
+	Identifiers []string `xml:"identifier"`
+	DOI         string   `xml:"doi"`
+	PubDates    []string `xml:"publicationDate"`
 	// Creators are Dublin Core's <dc:creator>: arXiv's gives an item's authors in one (see
 	// splitCreators). RSS's own <author> is an e-mail address, not read.
 	Creators []string `xml:"creator"`
@@ -169,19 +182,34 @@ func (p *atomParser) item(se *xml.StartElement) (paper.Abstract, error) {
 	if err := p.dec.DecodeElement(&it, se); err != nil {
 		return paper.Abstract{}, p.fatal(err)
 	}
-	f := fields{line: line, title: it.Title, abstract: stripAnnouncement(it.Description), categories: it.Categories, tex: true}
-	for _, l := range it.Links {
-		if f.url = strings.TrimSpace(l); f.url != "" {
-			break
-		}
+	// RSS 2.0's title and description are the last of their elements, as they were read before
+	// RSS 1.0 was (a feed's <media:title> after its <title>): another text would be another
+	// content hash, a TL;DR bought again. RSS 1.0's are the first that is not empty: bioRxiv's
+	// and Nature's repeat the title as <dc:title>, some feeds empty.
+	pick := last
+	if p.rdf {
+		pick = first
 	}
-	if f.rawID = strings.TrimSpace(it.GUID); f.rawID == "" || !globalID(f.rawID) {
+	f := fields{line: line, title: pick(it.Titles), abstract: stripAnnouncement(pick(it.Descriptions)), categories: it.Categories, tex: true,
+		url: first(it.Links)}
+	if f.abstract == "" && strings.TrimSpace(it.Encoded) != "" {
+		f.abstract = htmlText(it.Encoded)
+	}
+	if p.rdf {
+		f.rawID = rdfID(&it)
+	} else if f.rawID = strings.TrimSpace(it.GUID); f.rawID == "" || !globalID(f.rawID) {
 		f.rawID = f.url // without either, the title's id, as a JSON record without one
 	}
 	f.authors = splitCreators(it.Creators)
 	var err error
-	if announcedDate(it.AnnounceType) {
+	switch {
+	case !announcedDate(it.AnnounceType):
+	case strings.TrimSpace(it.PubDate) != "" || !p.rdf:
 		f.published, err = parseRSSDate(it.PubDate)
+	case first(it.Dates) != "":
+		f.published, err = parseDate("<dc:date>", first(it.Dates))
+	default:
+		f.published, err = parseDate("<prism:publicationDate>", first(it.PubDates))
 	}
 	a, err := p.r.buildOrFail(f, []error{err})
 	var re *RecordError
@@ -203,6 +231,65 @@ func globalID(guid string) bool {
 	}
 	lower := strings.ToLower(strings.TrimPrefix(c, "id:"))
 	return strings.Contains(lower, "://") || strings.HasPrefix(lower, "urn:") || strings.HasPrefix(lower, "tag:")
+}
+
+// first is the first of ss that is not white space alone, trimmed; "" when there is none.
+func first(ss []string) string {
+	for _, s := range ss {
+		if s = strings.TrimSpace(s); s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// last is the last of ss, as it is; "" when there is none.
+func last(ss []string) string {
+	if len(ss) == 0 {
+		return ""
+	}
+	return ss[len(ss)-1]
+}
+
+// rdfID is the id of an RSS 1.0 item: its DOI (<prism:doi>, or a <dc:identifier> that is one or
+// another id beyond its feed: bioRxiv's "doi:10.1101/…"), which names the paper wherever it
+// is read, and not its URL, which names one version (bioRxiv's "…/857789v1?rss=1"); else its
+// rdf:about, its <link>, its title.
+func rdfID(it *rssItem) string {
+	if d := strings.TrimSpace(it.DOI); d != "" {
+		if c, err := paper.CanonicalID(d); err == nil && strings.HasPrefix(c, "doi:") {
+			return c
+		}
+	}
+	for _, id := range it.Identifiers {
+		if id = strings.TrimSpace(id); id != "" && globalID(id) {
+			if c, err := paper.CanonicalID(id); err == nil && !strings.HasPrefix(c, "id:") {
+				return c
+			}
+		}
+	}
+	if about := strings.TrimSpace(it.About); about != "" && globalID(about) {
+		return about
+	}
+	return first(it.Links)
+}
+
+// Nature's RSS 1.0 feeds give an item's text as HTML in <content:encoded>, after a paragraph
+// citing it: "<p>Nature Catalysis, Published online: 12 May 2026; <a …>doi:10.1038/…</a></p>".
+var (
+	citationParagraph = regexp.MustCompile(`(?is)^\s*<p>[^<]*Published online:.*?</p>`)
+	htmlBlockTag      = regexp.MustCompile(`(?i)</?(p|br|div|li|ul|ol|h[1-6]|table|tr|td|blockquote)\b[^>]*>`)
+)
+
+// htmlText is the text of s, an item's HTML (<content:encoded>): without a citation paragraph
+// before it, its tags (a block's a space, an inline one's nothing: H<sub>2</sub>O is H2O) and
+// scripts and styles left out, its entities as characters.
+func htmlText(s string) string {
+	s = citationParagraph.ReplaceAllString(s, "")
+	s = htmlHidden.ReplaceAllString(s, " ")
+	s = htmlBlockTag.ReplaceAllString(s, " ")
+	s = htmlTag.ReplaceAllString(s, "")
+	return html.UnescapeString(s)
 }
 
 // rssDateLayouts are the forms of an RSS <pubDate> (RFC 822 with a four-digit year, as RSS 2.0
@@ -308,15 +395,19 @@ func stripAnnouncement(abstract string) string {
 
 // splitCreators splits the <dc:creator>s of arXiv's announcement feeds, each "A, B
 // (Affiliation, Place), C", into names, at the commas outside parentheses, leaving the
-// affiliations out (as the OAI snapshot's authors are read); nil when there are none.
+// affiliations out (as the OAI snapshot's authors are read); nil when there are none. A
+// creator that is a list of surnames each followed by its initials, as bioRxiv's and medRxiv's
+// feeds write it ("Kukla, D., Crampton, A. B."), is read by those pairs: "D. Kukla", "A. B.
+// Crampton" (split at each comma, it was four authors, "Kukla", "D.", "Crampton", "A. B.").
 func splitCreators(creators []string) []string {
 	var out []string
 	for _, s := range creators {
 		var name strings.Builder
 		depth := 0
+		var parts []string
 		flush := func() {
 			if n := strings.TrimSpace(paper.Fold(name.String())); n != "" {
-				out = append(out, n)
+				parts = append(parts, n)
 			}
 			name.Reset()
 		}
@@ -334,8 +425,32 @@ func splitCreators(creators []string) []string {
 			}
 		}
 		flush()
+		out = append(out, surnamesFirst(parts)...)
 	}
 	return out
+}
+
+// initials matches a name's initials as bioRxiv writes them after its surname, each with its
+// period: "D.", "A. B.", "A.B.", "J.-P.", "Ch." (a surname such as "Li" or "Wu" is not).
+var initials = regexp.MustCompile(`^\p{Lu}\p{Ll}?\.(?:[\s-]*\p{Lu}\p{Ll}?\.)*$`)
+
+// surnamesFirst is parts, the names of one creator, or, when they are pairs of a surname and
+// its initials ("Kukla", "D.", "Crampton", "A. B."), the names those pairs make ("D. Kukla",
+// "A. B. Crampton").
+func surnamesFirst(parts []string) []string {
+	if len(parts) < 2 || len(parts)%2 != 0 {
+		return parts
+	}
+	for i := 0; i < len(parts); i += 2 {
+		if initials.MatchString(parts[i]) || !initials.MatchString(parts[i+1]) {
+			return parts
+		}
+	}
+	names := make([]string, 0, len(parts)/2)
+	for i := 0; i < len(parts); i += 2 {
+		names = append(names, parts[i+1]+" "+parts[i])
+	}
+	return names
 }
 
 // atomNamespace is the namespace of Atom's elements (RFC 4287).
@@ -354,7 +469,7 @@ func (p *atomParser) notAtom(root string) error {
 	case "rss":
 		what = fmt.Sprintf("not an Atom feed (root <%s>): this is an RSS feed; read it with --format rss, or leave --format out", root)
 	case "rdf":
-		what = fmt.Sprintf("not an Atom feed (root <%s>): paperpipe reads RSS 2.0 (<rss>, arXiv's https://rss.arxiv.org/rss/cs.LG) and Atom feeds, not RSS 1.0", root)
+		what = fmt.Sprintf("not an Atom feed (root <%s>): this is an RSS 1.0 feed; read it with --format rss, or leave --format out", root)
 	case "html":
 		what = fmt.Sprintf("not an Atom feed (root <%s>): this is an HTML page; give arXiv's Atom API URL (export.arxiv.org/api/query?search_query=…) "+
 			"or a file in one of the formats ingest reads (text, JSONL, arXiv OAI, Atom, Hugging Face daily papers)", root)

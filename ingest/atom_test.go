@@ -112,15 +112,13 @@ func TestAtomErrors(t *testing.T) {
 	}
 }
 
-// TestAtomRefusesXMLThatIsNotAFeed: an RSS 1.0 feed (<rdf:RDF>, arXiv's of old), an HTML page given for the API's URL, or any other XML, detected as Atom from its '<',
+// TestAtomRefusesXMLThatIsNotAFeed: an HTML page given for the API's URL, or any other XML, detected as Atom from its '<',
 // was read as a feed without entries: 0 papers, no error, and ingest exited 0. Reading stops
 // with an error naming the root element and what paperpipe reads instead. A <feed> in no
 // namespace is still read.
 func TestAtomRefusesXMLThatIsNotAFeed(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ name, in, want string }{
-		{"RSS 1.0", `<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://purl.org/rss/1.0/"><item><title>T</title></item></rdf:RDF>`,
-			"f:1: not an Atom feed (root <RDF>): paperpipe reads RSS 2.0 (<rss>, arXiv's https://rss.arxiv.org/rss/cs.LG) and Atom feeds, not RSS 1.0"},
 		{"HTML", `<!DOCTYPE html><html><head><title>Daily Papers</title></head><body><p>papers</p></body></html>`,
 			"f:1: not an Atom feed (root <html>): this is an HTML page; give arXiv's Atom API URL"},
 		{"other XML", `<papers><paper><title>T</title></paper></papers>`,

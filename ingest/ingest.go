@@ -27,7 +27,7 @@ const (
 	JSONL   Format = "jsonl" // one JSON object per line: id, title, abstract, …
 	OAI     Format = "oai"   // the arXiv OAI metadata snapshot (JSON lines)
 	Atom    Format = "atom"  // an Atom feed: the arXiv API's, arXiv's announcements
-	RSS     Format = "rss"   // an RSS 2.0 feed: arXiv's announcements (rss.arxiv.org/rss/…)
+	RSS     Format = "rss"   // an RSS 2.0 feed (arXiv's announcements, rss.arxiv.org/rss/…) or an RSS 1.0 one (bioRxiv's, Nature's)
 	HFDaily Format = "hf"    // Hugging Face daily-papers JSON (an array)
 )
 
@@ -573,7 +573,7 @@ var oaiKeys = regexp.MustCompile(`"(versions|update_date|submitter|authors_parse
 
 // Detect names the format of content that starts with head (up to 64 KiB is plenty): "<?",
 // "<!" or '<' and a letter is Atom (XML: its root element, read by the Reader, tells Atom's
-// <feed> from RSS's <rss>, and Format says which it was); '[' followed by '{' or ']' is Hugging Face daily papers;
+// <feed> from RSS's <rss> or <rdf:RDF>, and Format says which it was); '[' followed by '{' or ']' is Hugging Face daily papers;
 // '{' followed by '"' or '}' is the OAI snapshot when the first line has an OAI-only key
 // ("versions", "update_date", "submitter", "authors_parsed") and JSONL otherwise (white space
 // may come between '[' or '{' and what follows); anything else is Text, such as a title

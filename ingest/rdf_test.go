@@ -1,0 +1,164 @@
+package ingest
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// The fixtures biorxiv.rdf.xml and nature.rdf.xml are RSS 1.0 feeds (<rdf:RDF>) laid out as
+// bioRxiv's (connect.biorxiv.org/biorxiv_xml.php?subject=…; medRxiv's is the same) and
+// Nature's (www.nature.com/nmat.rss) are, with papers of their own. bioRxiv's: as the feed
+// kept in miniflux/v2's internal/reader/rdf/parser_test.go (TestParseFeedWithURLWrappedInSpaces)
+// — a title and a link wrapped in white space, the abstract in <description>, the authors in one
+// <dc:creator> as "Surname, I., Surname, I.", <dc:date>, <dc:identifier>doi:10.1101/…, a
+// <dc:title> repeating the title, the link of one version (…v1?rss=1). Nature's: as the feeds
+// read in the `code` corpus's RSS readers' tests (Nature Catalysis, Nature Materials): no
+// <description>, the text as HTML in <content:encoded> after a paragraph citing it
+// ("<p>Nature Materials, Published online: …; <a …>doi:…</a></p>"), a <dc:creator> per
+// author, <dc:identifier>doi:…, <prism:doi>, <dc:date>.
+
+func TestRSS1BioRxivFeed(t *testing.T) {
+	t.Parallel()
+	papers, errs, events := readFixture(t, "biorxiv.rdf.xml", RSS)
+	equalEvents(t, events, []string{
+		"paper biorxiv.rdf.xml:25 Protein Language Models Predict Enzyme Turnover Numbers",
+		"paper biorxiv.rdf.xml:45 Single-Cell Atlas of the Axolotl Limb",
+	})
+	if len(papers) != 2 || len(errs) != 0 {
+		t.Fatalf("%d papers, %d errors", len(papers), len(errs))
+	}
+	want := paper.Abstract{
+		// The DOI, which names the paper in every version and from any source, not the
+		// version's URL.
+		ID:       "doi:10.1101/2024.03.01.582914",
+		Title:    "Protein Language Models Predict Enzyme Turnover Numbers",
+		Abstract: "Turnover numbers are known for few enzymes. We fine-tune a protein language model on measured values & predict the rest.",
+		// Surname and initials paired, not split at every comma into eight names.
+		Authors:   []string{"D. Kukla", "A. B. Crampton", "J.-P. Wood", "S. Khetani"},
+		Published: time.Date(2024, 3, 4, 0, 0, 0, 0, time.UTC),
+		URL:       "http://biorxiv.org/cgi/content/short/2024.03.01.582914v1?rss=1",
+		Source:    "biorxiv.rdf.xml:25",
+	}
+	if !reflect.DeepEqual(papers[0], want) {
+		t.Errorf("paper:\n got %+v\nwant %+v", papers[0], want)
+	}
+	if p := papers[1]; p.ID != "doi:10.1101/2024.02.27.582111" || !reflect.DeepEqual(p.Authors, []string{"E. Tanaka"}) {
+		t.Errorf("second paper: id %q, authors %q", p.ID, p.Authors)
+	}
+}
+
+func TestRSS1NatureFeed(t *testing.T) {
+	t.Parallel()
+	papers, errs, _ := readFixture(t, "nature.rdf.xml", RSS)
+	if len(papers) != 1 || len(errs) != 0 {
+		t.Fatalf("%d papers, %d errors", len(papers), len(errs))
+	}
+	want := paper.Abstract{
+		ID:    "doi:10.1038/s41563-024-01801-1",
+		Title: "Frameworks that mimic enzyme pockets",
+		// The HTML's text, without the citation before it.
+		Abstract:  "Two metal–organic frameworks bind CO2 as enzymes do.",
+		Authors:   []string{"Himan Dev Singh", "Wendy L. Queen"},
+		Published: time.Date(2024, 3, 4, 0, 0, 0, 0, time.UTC),
+		URL:       "https://www.nature.com/articles/s41563-024-01801-1",
+		Source:    "nature.rdf.xml:13",
+	}
+	if !reflect.DeepEqual(papers[0], want) {
+		t.Errorf("paper:\n got %+v\nwant %+v", papers[0], want)
+	}
+}
+
+// An RSS 1.0 item's id: its DOI, else a <dc:identifier> naming it beyond the feed, else its
+// rdf:about, else its <link>, else its title; its date <dc:date>, else
+// <prism:publicationDate>, a bad one named.
+func TestRSS1Items(t *testing.T) {
+	t.Parallel()
+	const head = `<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://purl.org/rss/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:prism="http://prismstandard.org/namespaces/basic/2.0/">`
+	in := head + `
+<item rdf:about="https://example.org/a"><title>Arxiv</title><description>Fine.</description><dc:identifier>arXiv:2401.00001v2</dc:identifier></item>
+<item rdf:about="https://example.org/b"><title>Local</title><description>Fine.</description><dc:identifier>42</dc:identifier><dc:date>2024-03-04T05:00:00-05:00</dc:date></item>
+<item><title>Linked</title><link>https://example.org/c</link><description>Fine.</description><prism:publicationDate>2024-03-05</prism:publicationDate></item>
+<item><title>Bare</title><description>Fine.</description></item>
+<item><title>Bad Date</title><description>Fine.</description><prism:doi>10.1000/XYZ</prism:doi><dc:date>March</dc:date></item>
+</rdf:RDF>`
+	papers, _, events := readString(t, in, "f", Options{})
+	equalEvents(t, events, []string{
+		"paper f:2 Arxiv", "paper f:3 Local", "paper f:4 Linked", "paper f:5 Bare",
+		`error f:6: record 5: doi:10.1000/xyz: <dc:date> "March" is not an RFC 3339 time or a YYYY-MM-DD date`,
+	})
+	if len(papers) != 4 {
+		t.Fatalf("%d papers", len(papers))
+	}
+	for i, want := range []struct {
+		id   string
+		date time.Time
+	}{
+		{"arxiv:2401.00001", time.Time{}},
+		{"id:https://example.org/b", time.Date(2024, 3, 4, 10, 0, 0, 0, time.UTC)},
+		{"id:https://example.org/c", time.Date(2024, 3, 5, 0, 0, 0, 0, time.UTC)},
+		{titleID("Bare"), time.Time{}},
+	} {
+		if p := papers[i]; p.ID != want.id || !p.Published.Equal(want.date) {
+			t.Errorf("%s: id %q, date %s; want %q, %s", p.Title, p.ID, p.Published, want.id, want.date)
+		}
+	}
+}
+
+func TestSurnamesFirst(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string][]string{
+		"Kukla, D., Crampton, A. B.":       {"D. Kukla", "A. B. Crampton"},
+		"Smith, J.":                        {"J. Smith"},
+		"Ada Lovelace, Alan Turing":        {"Ada Lovelace", "Alan Turing"},
+		"Ada Lovelace (Cambridge), B. Cox": {"Ada Lovelace", "B. Cox"},
+		// Not all pairs: read as names, as before.
+		"Kukla, D., Crampton":     {"Kukla", "D.", "Crampton"},
+		"Li, J., Wu, X. Y.":       {"J. Li", "X. Y. Wu"},
+		"Kukla, D., Crampton, AI": {"Kukla", "D.", "Crampton", "AI"},
+		"D., Kukla":               {"D.", "Kukla"},
+	} {
+		if got := splitCreators([]string{in}); !reflect.DeepEqual(got, want) {
+			t.Errorf("splitCreators(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestHTMLText(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		`<p>Nature, Published online: 04 March 2024; <a href="x">doi:10.1038/x</a></p>Text.`: "Text.",
+		`H<sub>2</sub>O<br/>splits &amp; <b>binds</b>`:                                       "H2O splits & binds",
+		`<p>One.</p><p>Two.</p><script>x()</script>`:                                         " One.  Two.  ",
+	} {
+		if got := htmlText(in); got != want {
+			t.Errorf("htmlText(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if strings.Contains(htmlText(`<p>Published online: x</p><p>Published online: y</p>`), "x") {
+		t.Error("the citation paragraph was kept")
+	}
+}
+
+// An RSS 2.0 item's title and description are read as before RSS 1.0 was (the last of their
+// elements): the same text, the same content hash, nothing bought again. An RSS 1.0 item's are
+// the first that is not empty.
+func TestRSSTitleOfManyElements(t *testing.T) {
+	t.Parallel()
+	const item = `<title>Main</title><description>Main text.</description><m:title>Media</m:title><m:description>Media text.</m:description><dc:title></dc:title>`
+	for in, want := range map[string][2]string{
+		`<rss version="2.0" xmlns:m="m" xmlns:dc="dc"><channel><item><guid>https://x.org/1</guid>` + item + `</item></channel></rss>`:                                {"", "Media text."},
+		`<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns:m="m" xmlns:dc="dc"><item rdf:about="https://x.org/1">` + item + `</item></rdf:RDF>`: {"Main", "Main text."},
+	} {
+		papers, errs, _ := readString(t, in, "f", Options{})
+		switch {
+		case want[0] == "" && (len(errs) != 1 || !strings.Contains(errs[0].Error(), "title is empty")):
+			t.Errorf("%.20s: %d papers, errors %v; want the empty last title refused, as before", in, len(papers), errs)
+		case want[0] != "" && (len(papers) != 1 || papers[0].Title != want[0] || papers[0].Abstract != want[1]):
+			t.Errorf("%.20s: %+v %v, want %q, %q", in, papers, errs, want[0], want[1])
+		}
+	}
+}
