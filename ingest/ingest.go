@@ -92,6 +92,12 @@ type Options struct {
 	// and then, in each read of the body, for its next bytes (time the reader spends between
 	// two reads does not count). Defaults to 30 s.
 	HTTPTimeout time.Duration
+	// PaceDir, when it names a directory that exists (PAPERPIPE_DATA), is where the pace of a
+	// paced host (export.arxiv.org: see pacedHosts) is shared with the other processes given
+	// it: a file per host, pace-HOST, holding the earliest time its next request may start,
+	// locked while it is read and written. Without it, or when the directory does not exist,
+	// each process keeps the pace alone.
+	PaceDir string
 }
 
 // withDefaults fills in the defaults and rejects negative sizes.

@@ -9,10 +9,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -44,7 +46,7 @@ func OpenContext(ctx context.Context, path string, opts Options) (*Reader, io.Cl
 		name   = Name(path)
 	)
 	if isURL(path) {
-		body, err := fetch(ctx, path, name, opts.HTTPTimeout)
+		body, err := fetch(ctx, path, name, opts.HTTPTimeout, opts.PaceDir)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -178,7 +180,7 @@ func (nopCloser) Close() error { return nil }
 
 // fetch GETs rawURL and returns its body, a read of which fails when no data comes for
 // timeout. A 429 or 503 with a short Retry-After is asked again after it (see fetchAttempts). Errors name the URL as shown, never as given: it may carry secrets (see Name).
-func fetch(ctx context.Context, rawURL, shown string, timeout time.Duration) (*idleBody, error) {
+func fetch(ctx context.Context, rawURL, shown string, timeout time.Duration, paceDir string) (*idleBody, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	b := &idleBody{cancel: cancel, ctx: ctx, timeout: timeout}
 	b.timer = time.AfterFunc(timeout, func() {
@@ -200,6 +202,7 @@ func fetch(ctx context.Context, rawURL, shown string, timeout time.Duration) (*i
 	}
 	req.Header.Set("User-Agent", "paperpipe-ingest/1") // arXiv asks for one that names the client
 	pace := newPacer(req.URL)
+	pace.dir = paceDir
 	for attempt := 1; ; attempt++ {
 		b.timer.Stop() // the server's time starts with the request
 		if err := pace.wait(ctx); err != nil {
@@ -286,6 +289,8 @@ var (
 type pacer struct {
 	key string
 	gap time.Duration
+	// dir is Options.PaceDir: where the pace is shared with other processes (see shared).
+	dir string
 }
 
 // newPacer is the pacer of a request to u: its host's pause from pacedHosts, if any.
@@ -300,6 +305,8 @@ func newPacer(u *url.URL) pacer {
 
 // wait waits until the request may start, and reserves the host until then plus the gap (so
 // that another request made meanwhile waits its turn); it fails with ctx's cause when ctx ends.
+// With a shared pace, the reservation is made in the host's file too, after this process's
+// own: a request of another process reserved there is waited for as well.
 func (p pacer) wait(ctx context.Context) error {
 	if p.gap <= 0 {
 		return nil
@@ -313,9 +320,88 @@ func (p pacer) wait(ctx context.Context) error {
 	paceNext[p.key] = start.Add(p.gap)
 	paceMu.Unlock()
 	if d := start.Sub(now); d > 0 {
+		if err := sleep(ctx, d); err != nil {
+			return err
+		}
+	}
+	var d time.Duration
+	if err := p.shared(ctx, func(next time.Time) time.Time {
+		now := paceNow()
+		start := now
+		if next.After(now) {
+			start = next
+			if limit := now.Add(p.gap); start.After(limit) {
+				start = limit // a clock set back does not make it wait longer
+			}
+		}
+		d = start.Sub(now)
+		return start.Add(p.gap)
+	}); err != nil {
+		return err
+	}
+	if d > 0 {
 		return sleep(ctx, d)
 	}
 	return nil
+}
+
+// shared updates the pace of p's host shared with the other processes given the same
+// PaceDir: a file in it, pace-HOST, holding the earliest time the host's next request may
+// start, locked while update reads it (the zero time when it holds none) and gives the time to
+// write. Without a dir, or one that does not exist, or a file that cannot be made or locked (a
+// read-only directory; a lock not released within lockPolls tries), it does nothing: the pace
+// is this process's own. It fails with ctx's cause when ctx ends while it waits for the lock.
+func (p pacer) shared(ctx context.Context, update func(next time.Time) time.Time) error {
+	if p.dir == "" {
+		return nil
+	}
+	if fi, err := os.Stat(p.dir); err != nil || !fi.IsDir() {
+		return nil
+	}
+	// O_NOFOLLOW: a link planted at the name does not make this write another file.
+	f, err := os.OpenFile(filepath.Join(p.dir, "pace-"+strings.NewReplacer("/", "_", ":", "_").Replace(p.key)),
+		os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	for try := 1; ; try++ {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) || try >= lockPolls {
+			return nil
+		}
+		if err := lockPoll(ctx); err != nil {
+			return err
+		}
+	}
+	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN) //nolint:errcheck // closing releases it too
+	b := make([]byte, 64)
+	n, _ := f.ReadAt(b, 0)
+	next, _ := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b[:n])))
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(update(next).UTC().Format(time.RFC3339Nano)), 0)
+	}
+	return nil
+}
+
+// lockPolls is how many times shared tries a host's lock file, lockPoll apart, before it
+// keeps the pace alone: another process holds it only while it reads and writes the time.
+const lockPolls = 100
+
+// lockPoll waits before a host's lock file is tried again; it fails with ctx's cause when ctx
+// ends. A variable for the tests.
+var lockPoll = func(ctx context.Context) error {
+	t := time.NewTimer(50 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }
 
 // sleep waits d on a newWaitTimer; it fails with ctx's cause when ctx ends first.
@@ -330,12 +416,18 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// done marks the end of a request (its answer read, or its failure): the next one to the host
-// starts the gap after it.
+// done marks the end of a request (its answer read, or its failure): the next one to the host,
+// of this process or of another sharing the pace, starts the gap after it.
 func (p pacer) done() {
 	if p.gap <= 0 {
 		return
 	}
+	_ = p.shared(context.Background(), func(next time.Time) time.Time {
+		if end := paceNow().Add(p.gap); end.After(next) {
+			return end
+		}
+		return next
+	})
 	paceMu.Lock()
 	defer paceMu.Unlock()
 	if next := paceNow().Add(p.gap); next.After(paceNext[p.key]) {

@@ -8,9 +8,11 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -142,5 +144,135 @@ func TestPacedHosts(t *testing.T) {
 		if got := newPacer(req.URL).gap; got != want {
 			t.Errorf("%s: paced by %s, want %s", u, got, want)
 		}
+	}
+}
+
+// The pace was each process's own: two cron jobs reading arXiv's API at the same minute, or
+// `ingest` beside a `summarize` of another query, each waited three seconds between its own
+// requests, and together asked arXiv more often than once in three seconds. Given a PaceDir
+// (PAPERPIPE_DATA), the processes share it through a file per host, pace-HOST, holding the
+// earliest time the next request may start, locked while it is read and written: a request
+// reserves its turn there, and its end pushes the next one three seconds after it. Another
+// process is stood for by the file, written and locked here. Not parallel: it replaces the
+// package's hooks.
+func TestOpenURLSharesArXivPaceAcrossProcesses(t *testing.T) {
+	feed, err := os.ReadFile("testdata/atom.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu       sync.Mutex
+		clock    = time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
+		waits    []time.Duration
+		requests []time.Time
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		mu.Lock()
+		requests = append(requests, clock)
+		mu.Unlock()
+		w.Write(feed)
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pace-"+strings.ReplaceAll(u.Host, ":", "_"))
+
+	savedHosts, savedNow, savedTimer, savedPoll := pacedHosts, paceNow, newWaitTimer, lockPoll
+	defer func() { pacedHosts, paceNow, newWaitTimer, lockPoll = savedHosts, savedNow, savedTimer, savedPoll }()
+	pacedHosts = map[string]time.Duration{u.Host: 3 * time.Second}
+	paceNow = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	newWaitTimer = func(d time.Duration) *time.Timer {
+		mu.Lock()
+		defer mu.Unlock()
+		waits = append(waits, d)
+		clock = clock.Add(d)
+		return time.NewTimer(0)
+	}
+	open := func(q, paceDir string) {
+		t.Helper()
+		r, c, err := Open(srv.URL+"/api/query?"+q, Options{PaceDir: paceDir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, r)
+		c.Close()
+	}
+	stamp := func(at time.Time) {
+		t.Helper()
+		if err := os.WriteFile(file, []byte(at.Format(time.RFC3339Nano)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	later := func() { // this process's own pace is long kept
+		mu.Lock()
+		clock = clock.Add(time.Hour)
+		waits, requests = nil, nil
+		mu.Unlock()
+	}
+
+	// Another process's request ended a second ago: this one waits the two seconds left.
+	stamp(clock.Add(2 * time.Second))
+	open("start=0", dir)
+	if !slices.Equal(waits, []time.Duration{2 * time.Second}) || len(requests) != 1 {
+		t.Errorf("after another process's request a second ago: waits %v, %d requests; want one, after 2s", waits, len(requests))
+	}
+	// And this one's end is what the next process reads: three seconds after it.
+	if b, err := os.ReadFile(file); err != nil || string(b) != clock.Add(3*time.Second).Format(time.RFC3339Nano) {
+		t.Errorf("the file holds %q (%v), want three seconds after this request's end, %s", b, err, clock.Add(3*time.Second).Format(time.RFC3339Nano))
+	}
+
+	// Another process is reserving its turn (it holds the lock): this one waits for it, and
+	// then for the turn after the other's.
+	later()
+	other, err := os.OpenFile(file, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := syscall.Flock(int(other.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	polls := 0
+	lockPoll = func(context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		polls++
+		// The other process reserves now, and its request may start at once: this one's turn
+		// is three seconds later.
+		if err := other.Truncate(0); err != nil {
+			t.Error(err)
+		}
+		other.WriteAt([]byte(clock.Add(3*time.Second).Format(time.RFC3339Nano)), 0)
+		syscall.Flock(int(other.Fd()), syscall.LOCK_UN)
+		return nil
+	}
+	open("start=100", dir)
+	if polls != 1 || len(requests) != 1 || !slices.Equal(waits, []time.Duration{3 * time.Second}) {
+		t.Errorf("after another process's reservation: %d polls, %d requests, waits %v; want 1 poll, then 3s, then the request", polls, len(requests), waits)
+	}
+
+	// A lock never released (a process stopped while it held it) is given up after lockPolls
+	// tries: the pace is then this process's own, not a hang.
+	later()
+	stamp(clock.Add(3 * time.Second))
+	if err := syscall.Flock(int(other.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	polls = 0
+	lockPoll = func(context.Context) error { polls++; return nil }
+	open("start=200", dir)
+	syscall.Flock(int(other.Fd()), syscall.LOCK_UN)
+	if polls != 2*(lockPolls-1) || len(requests) != 1 || len(waits) != 0 {
+		t.Errorf("a lock never released: %d polls, %d requests, waits %v; want %d polls (before the request and after it), the request at once",
+			polls, len(requests), waits, 2*(lockPolls-1))
+	}
+
+	// Without a PaceDir (or with one that does not exist) the pace is the process's own.
+	later()
+	stamp(clock.Add(3 * time.Second))
+	open("start=300", filepath.Join(dir, "missing"))
+	open("start=400", "")
+	if len(waits) != 1 || waits[0] != 3*time.Second {
+		t.Errorf("without a shared pace: waits %v, want only this process's 3s between its two requests", waits)
 	}
 }

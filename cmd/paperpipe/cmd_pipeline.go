@@ -204,7 +204,8 @@ func (in inputFlags) options(pos []string, command string) (ingest.Options, erro
 	if *in.maxBytes < 1 {
 		return ingest.Options{}, usageErr("--max-abstract-bytes %d: want at least 1", *in.maxBytes)
 	}
-	return ingest.Options{Format: f, Command: command, MaxAbstractBytes: *in.maxBytes}, nil
+	// The pace of arXiv's API is kept with the other commands of this data directory.
+	return ingest.Options{Format: f, Command: command, MaxAbstractBytes: *in.maxBytes, PaceDir: dataDir()}, nil
 }
 
 // queueFull returns the first of errs that is a refusal of the queue for being full

@@ -82,7 +82,7 @@ func cmdRemove(ctx context.Context, c *config, args []string) error {
 	if len(from) > 0 {
 		// A record the file holds in a form ingest refuses was not ingested from it: it is
 		// reported as ingest reported it, and the others are removed.
-		if _, err := readAbstracts(ctx, from, ingest.Options{Format: f, Command: "remove --from", MaxAbstractBytes: removeMaxAbstract},
+		if _, err := readAbstracts(ctx, from, ingest.Options{Format: f, Command: "remove --from", MaxAbstractBytes: removeMaxAbstract, PaceDir: dataDir()},
 			func(a paper.Abstract) error {
 				ids = append(ids, a.ID)
 				return nil
