@@ -470,6 +470,10 @@ func (p *atomParser) notAtom(root string) error {
 		what = fmt.Sprintf("not an Atom feed (root <%s>): this is an RSS feed; read it with --format rss, or leave --format out", root)
 	case "rdf":
 		what = fmt.Sprintf("not an Atom feed (root <%s>): this is an RSS 1.0 feed; read it with --format rss, or leave --format out", root)
+	case "oai-pmh":
+		what = fmt.Sprintf("not an Atom feed (root <%s>): this is an OAI-PMH answer, which paperpipe does not read; for the days a cron job missed, "+
+			"read the arXiv API's pages by submission date (export.arxiv.org/api/query?search_query=cat:cs.LG+AND+submittedDate:[202412010000+TO+202412072359]&start=0&max_results=100, then start=100, …), "+
+			"or the OAI metadata snapshot's JSON lines (--format oai)", root)
 	case "html":
 		what = fmt.Sprintf("not an Atom feed (root <%s>): this is an HTML page; give arXiv's Atom API URL (export.arxiv.org/api/query?search_query=…) "+
 			"or a file in one of the formats ingest reads (text, JSONL, arXiv OAI, Atom, Hugging Face daily papers)", root)

@@ -121,6 +121,10 @@ func TestAtomRefusesXMLThatIsNotAFeed(t *testing.T) {
 	for _, tc := range []struct{ name, in, want string }{
 		{"HTML", `<!DOCTYPE html><html><head><title>Daily Papers</title></head><body><p>papers</p></body></html>`,
 			"f:1: not an Atom feed (root <html>): this is an HTML page; give arXiv's Atom API URL"},
+		// The arXiv OAI-PMH interface's answer (export.arxiv.org/oai2?verb=ListRecords&…), which
+		// ingest does not read: named, with the API query that reads the same days.
+		{"OAI-PMH", `<?xml version="1.0" encoding="UTF-8"?>` + "\n" + `<OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/"><responseDate>2024-03-04T10:00:00Z</responseDate><ListRecords><record><header><identifier>oai:arXiv.org:2401.00001</identifier></header></record></ListRecords></OAI-PMH>`,
+			"f:2: not an Atom feed (root <OAI-PMH>): this is an OAI-PMH answer, which paperpipe does not read; for the days a cron job missed, read the arXiv API's pages by submission date"},
 		{"other XML", `<papers><paper><title>T</title></paper></papers>`,
 			"f:1: not an Atom feed (root <papers>, want <feed> in namespace http://www.w3.org/2005/Atom)"},
 		{"no root element", `<?xml version="1.0"?>` + "\n", "f:2: not an Atom feed (no root element)"},
