@@ -62,6 +62,7 @@ func (w *Worker) deadLetter(ctx context.Context, j job, reason error) {
 		return
 	}
 	w.log.Warn("dead-lettered", "paper", j.a.ID, "attempts", attempts, "reason", reason)
+	w.withdrawOriginal(j, "dead-lettered")
 	if err := j.msg.TermWithReason(truncate(reason.Error(), 200)); err != nil {
 		w.log.Debug("term failed", "paper", j.a.ID, "err", err)
 	}
@@ -163,32 +164,40 @@ func (w *Worker) withdrawDeadLetter(j job, done string) {
 	if j.meta == nil {
 		return
 	}
-	w.withdrawLetter(j, w.deadLetterID(j.meta.Sequence.Stream, j.meta.Timestamp), "after losing touch with NATS its worker "+done,
+	w.withdrawLetter(j.msg.Data(), j.a.ID, w.deadLetterID(j.meta.Sequence.Stream, j.meta.Timestamp), "after losing touch with NATS its worker "+done,
 		"the worker "+done+" after the server may have given the message up")
 }
 
 // withdrawOriginal withdraws, as withdrawDeadLetter does, the dead letter of the message j, a
-// copy requeue published, was requeued from (HeaderRequeuedFrom), once j's results are stored:
-// a requeue whose sends the server left unanswered handed the original back, on its last
-// delivery, and the server gave it up — a reaper dead-lettered a paper whose copy was then
-// processed (and a lost Term does the same).
-func (w *Worker) withdrawOriginal(j job) {
-	from := j.msg.Headers().Get(HeaderRequeuedFrom)
+// copy requeue published, was requeued from (HeaderRequeuedFrom), once j is settled — its
+// results stored, or j dead-lettered in turn, its own letter carrying the paper (done says
+// which, for the log): a requeue whose sends the server left unanswered handed the original
+// back, on its last delivery, and the server gave it up — a reaper dead-lettered a paper whose
+// copy was then processed (and a lost Term does the same).
+func (w *Worker) withdrawOriginal(j job, done string) {
+	w.withdrawOriginals(j.msg.Headers(), j.msg.Data(), j.a.ID, done)
+}
+
+// withdrawOriginals is withdrawOriginal for the message of headers h, body data and paper
+// paperID.
+func (w *Worker) withdrawOriginals(h nats.Header, data []byte, paperID, done string) {
+	from := h.Get(HeaderRequeuedFrom)
 	if from == "" {
 		return
 	}
-	w.withdrawLetter(j, from, "its requeued copy was processed", "the worker processed a requeued copy, whose original the server may have given up")
+	w.withdrawLetter(data, paperID, from, "its requeued copy was "+done,
+		"the worker settled a requeued copy ("+done+"), whose original the server may have given up")
 }
 
-// withdrawLetter removes the dead letter of message id id of j's paper, if any, and keeps one
-// from being written later (see withdrawDeadLetter); reason is the claim's, and what the log
-// says of a failure.
-func (w *Worker) withdrawLetter(j job, id, reason, what string) {
+// withdrawLetter removes the dead letter of message id id of paper paperID (whose message's
+// body is data), if any, and keeps one from being written later (see withdrawDeadLetter);
+// reason is the claim's, and what the log says of a failure.
+func (w *Worker) withdrawLetter(data []byte, paperID, id, reason, what string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	claim := &nats.Msg{Subject: SubjectDead + "." + w.cfg.Consumer, Data: j.msg.Data(), Header: nats.Header{}}
+	claim := &nats.Msg{Subject: SubjectDead + "." + w.cfg.Consumer, Data: data, Header: nats.Header{}}
 	claim.Header.Set(HeaderReason, "none: "+reason+" (withdrawn)")
-	claim.Header.Set(HeaderPaperID, j.a.ID)
+	claim.Header.Set(HeaderPaperID, paperID)
 	claim.Header.Set(jetstream.MsgIDHeader, id)
 	fitDeadLetter(claim, maxPayload(w.js))
 	ack, err := w.js.PublishMsg(ctx, claim)
@@ -199,11 +208,11 @@ func (w *Worker) withdrawLetter(j job, id, reason, what string) {
 		}
 	}
 	if err != nil {
-		w.log.Warn(what+"; a dead letter of it, if any, could not be withdrawn", "paper", j.a.ID, "err", err)
+		w.log.Warn(what+"; a dead letter of it, if any, could not be withdrawn", "paper", paperID, "err", err)
 		return
 	}
 	if ack.Duplicate {
-		w.log.Info(what+", and it had been dead-lettered; dead letter withdrawn", "paper", j.a.ID, "dead_letter", ack.Sequence)
+		w.log.Info(what+", and it had been dead-lettered; dead letter withdrawn", "paper", paperID, "dead_letter", ack.Sequence)
 	}
 }
 

@@ -173,6 +173,7 @@ func (w *Worker) reap(ctx context.Context, o orphan) error {
 				w.log.Info("message given up after max deliveries had its results stored; removed", "paper", a.ID, "seq", o.seq)
 				w.stats.reaped.Add(1)
 			}
+			w.withdrawOriginals(raw.Header, raw.Data, a.ID, "processed")
 			return nil
 		}
 	}
@@ -181,6 +182,8 @@ func (w *Worker) reap(ctx context.Context, o orphan) error {
 	if err != nil {
 		return err
 	}
+	// A requeued copy's letter carries its paper: its original's, if any, is withdrawn.
+	w.withdrawOriginals(raw.Header, raw.Data, a.ID, "dead-lettered")
 	if err := deleteMsg(ctx, stream, o.seq); err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -175,17 +176,13 @@ func TestARequeueWhoseAnswerIsLostIsNotDeadLetteredToo(t *testing.T) {
 	}
 }
 
-// TestARequeuedCopyWithdrawsItsOriginalsDeadLetter: the copy of a message requeued on its last
-// delivery is stored, and the server answers none of its sends (requeueFor): the worker hands
-// the original back, the server gives it up and a reaper dead-letters it while the copy waits
-// in the queue. Once the copy is processed, that dead letter names a paper that is stored (a
-// replay would queue it again for nothing): the copy names its original, and its worker
-// withdraws the original's dead letter when it acknowledges it.
-func TestARequeuedCopyWithdrawsItsOriginalsDeadLetter(t *testing.T) {
-	t.Parallel()
+// requeueUnanswered queues one paper on b (whose MaxDeliver is 1) and has a worker's shutdown
+// requeue it while the stream answers none of the sends: the copy is stored, and the original
+// handed back, which the server gives up (a reaper then dead-letters it). It returns once the
+// stream answers again, holding the original and its copy.
+func requeueUnanswered(t *testing.T, b *testBundle, emb pipeline.Embedder) {
+	t.Helper()
 	ctx := context.Background()
-	emb := embed.NewOffline()
-	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1}) // every delivery is the last
 	p := paper.Abstract{ID: "arxiv:2401.00001", Title: "Requeued", Abstract: "An abstract interrupted on its last delivery."}
 	publish(t, b.js, []paper.Abstract{p})
 	cfg := streamConfig(t, b.js, pipeline.StreamPapers)
@@ -202,6 +199,20 @@ func TestARequeuedCopyWithdrawsItsOriginalsDeadLetter(t *testing.T) {
 	if n := streamMsgs(t, b.js, pipeline.StreamPapers); n != 2 {
 		t.Fatalf("the stream holds %d messages; want the original handed back and its copy", n)
 	}
+}
+
+// TestARequeuedCopyWithdrawsItsOriginalsDeadLetter: the copy of a message requeued on its last
+// delivery is stored, and the server answers none of its sends (requeueFor): the worker hands
+// the original back, the server gives it up and a reaper dead-letters it while the copy waits
+// in the queue. Once the copy is processed, that dead letter names a paper that is stored (a
+// replay would queue it again for nothing): the copy names its original, and its worker
+// withdraws the original's dead letter when it acknowledges it.
+func TestARequeuedCopyWithdrawsItsOriginalsDeadLetter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1}) // every delivery is the last
+	requeueUnanswered(t, b, emb)
 	// A worker takes the copy and holds it while the original is given up and dead-lettered.
 	g := &gatedSummarizer{Summarizer: summarize.NewOffline(30), gate: newGate()}
 	w := startWorker(t, b, g, emb, pipeline.WorkerConfig{Concurrency: 1})
@@ -219,5 +230,54 @@ func TestARequeuedCopyWithdrawsItsOriginalsDeadLetter(t *testing.T) {
 	}
 	if c := counts(t, b, summarize.NewOffline(30)); c.WithTLDR != 1 || c.WithEmbedding != 1 {
 		t.Errorf("counts %+v, want the paper done", c)
+	}
+}
+
+// withheldSummarizer withholds every TL;DR (the API's content filter) once its gate opens.
+type withheldSummarizer struct {
+	pipeline.Summarizer
+	*gate
+}
+
+func (g *withheldSummarizer) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary, error) {
+	if g.enter() {
+		<-g.open
+	}
+	return paper.Summary{}, &paper.WithheldError{Reason: "TL;DR withheld by the API's content filter (finish_reason content_filter)"}
+}
+
+// TestADeadLetteredCopyWithdrawsItsOriginalsDeadLetter: a requeued copy whose original the
+// server gave up (its requeue unanswered) and a reaper dead-lettered is itself dead-lettered —
+// the API withholds its paper's TL;DR. The paper had two dead letters, the original's and the
+// copy's: `dlq list` showed it twice, and `dlq replay --all` queued it twice, each replay asking
+// the API again for a TL;DR it withholds (a replay forgets the record). The copy's letter
+// carries the paper; the original's is withdrawn.
+func TestADeadLetteredCopyWithdrawsItsOriginalsDeadLetter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1}) // every delivery is the last
+	requeueUnanswered(t, b, emb)
+	g := &withheldSummarizer{Summarizer: summarize.NewOffline(30), gate: newGate()}
+	w := startWorker(t, b, g, emb, pipeline.WorkerConfig{Concurrency: 1})
+	<-g.entered
+	waitFor(t, "the original dead-lettered while its copy is in a TL;DR call", func() (bool, string) {
+		n, err := pipeline.CountDeadLetters(ctx, b.js)
+		return err == nil && n == 1, fmt.Sprintf("%d dead letters (%v)", n, err)
+	})
+	close(g.open)
+	waitFor(t, "the copy dead-lettered and terminated", func() (bool, string) {
+		n := streamMsgs(t, b.js, pipeline.StreamPapers)
+		return n == 0, fmt.Sprintf("%d messages queued; worker %+v", n, w.Stats())
+	})
+	dls := deadLetters(t, b.js)
+	if len(dls) != 1 {
+		for _, d := range dls {
+			t.Logf("dead letter %d of %s: %s", d.Seq, d.PaperID, d.Reason)
+		}
+		t.Fatalf("%d dead letters of one paper, want one (its copy's)", len(dls))
+	}
+	if !strings.Contains(dls[0].Reason, "withheld") {
+		t.Errorf("the dead letter left says %q, want the copy's (its TL;DR withheld)", dls[0].Reason)
 	}
 }

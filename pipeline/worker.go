@@ -1173,7 +1173,7 @@ func (w *Worker) ack(j job) {
 	if w.lastDelivery(j) && w.holdLapsed(j.hold) {
 		w.withdrawDeadLetter(j, "stored its results")
 	}
-	w.withdrawOriginal(j)
+	w.withdrawOriginal(j, "processed")
 	if err := j.msg.Ack(); err != nil {
 		// The results are stored; a redelivery will find them and make no API call.
 		w.log.Warn("ack failed; the message will be redelivered and skipped", "paper", j.a.ID, "err", err)
