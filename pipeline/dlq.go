@@ -32,7 +32,8 @@ const (
 	HeaderFailedAt  = "Paperpipe-Failed-At"
 	HeaderPaperID   = "Paperpipe-Paper-Id"
 	// HeaderRequeuedFrom is on a copy requeue published: the dead-letter message id of the
-	// message it was requeued from, whose letter the copy's worker withdraws (withdrawOriginal).
+	// message it was requeued from, whose letter the copy's worker withdraws (withdrawOriginal);
+	// one value for each message of a chain of copies (see requeued).
 	HeaderRequeuedFrom = "Paperpipe-Requeued-From"
 	// HeaderBodyLeftOut is on a dead letter written without its message's body: the body's
 	// size in bytes. A message within a few hundred bytes of the server's max_payload leaves
@@ -181,12 +182,10 @@ func (w *Worker) withdrawOriginal(j job, done string) {
 // withdrawOriginals is withdrawOriginal for the message of headers h, body data and paper
 // paperID.
 func (w *Worker) withdrawOriginals(h nats.Header, data []byte, paperID, done string) {
-	from := h.Get(HeaderRequeuedFrom)
-	if from == "" {
-		return
+	for _, from := range h.Values(HeaderRequeuedFrom) {
+		w.withdrawLetter(data, paperID, from, "its requeued copy was "+done,
+			"the worker settled a requeued copy ("+done+"), whose original the server may have given up")
 	}
-	w.withdrawLetter(data, paperID, from, "its requeued copy was "+done,
-		"the worker settled a requeued copy ("+done+"), whose original the server may have given up")
 }
 
 // withdrawLetter removes the dead letter of message id id of paper paperID (whose message's

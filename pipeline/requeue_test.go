@@ -281,3 +281,31 @@ func TestADeadLetteredCopyWithdrawsItsOriginalsDeadLetter(t *testing.T) {
 		t.Errorf("the dead letter left says %q, want the copy's (its TL;DR withheld)", dls[0].Reason)
 	}
 }
+
+// TestACopyOfACopyWithdrawsTheFirstOriginalsDeadLetter: a requeued copy whose original was
+// dead-lettered (its requeue unanswered) is itself requeued on its last delivery (a second
+// shutdown), and that copy is processed. The second copy named only the first, so the
+// original's dead letter stayed: a paper stored and listed by `dlq list`. A copy names every
+// message it was requeued from, and its worker withdraws each one's letter.
+func TestACopyOfACopyWithdrawsTheFirstOriginalsDeadLetter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1}) // every delivery is the last
+	requeueUnanswered(t, b, emb)
+	// A worker takes the copy, the original is dead-lettered, and a shutdown requeues the copy.
+	_, stop := startHanging(t, b, emb, pipeline.WorkerConfig{Concurrency: 1, DrainTimeout: 300 * time.Millisecond, FetchWait: 200 * time.Millisecond}, 1)
+	waitFor(t, "the original dead-lettered while its copy is in a TL;DR call", func() (bool, string) {
+		n, err := pipeline.CountDeadLetters(ctx, b.js)
+		return err == nil && n == 1, fmt.Sprintf("%d dead letters (%v)", n, err)
+	})
+	stop()
+	waitQueued(t, b, 1)
+	runUntilIdle(t, b, summarize.NewOffline(30), emb, pipeline.WorkerConfig{})
+	if dls := deadLetters(t, b.js); len(dls) != 0 {
+		t.Errorf("%d dead letters of a paper a copy of its copy stored; the first: %s", len(dls), dls[0].Reason)
+	}
+	if c := counts(t, b, summarize.NewOffline(30)); c.WithTLDR != 1 || c.WithEmbedding != 1 {
+		t.Errorf("counts %+v, want the paper done", c)
+	}
+}

@@ -1255,12 +1255,19 @@ func (w *Worker) requeue(ctx context.Context, j job, why string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), requeueFor)
 	defer cancel()
 	id := "requeue:" + strconv.FormatUint(j.meta.Sequence.Stream, 10) + ":" + strconv.FormatInt(time.Now().UnixNano(), 10)
-	if err := w.publishRequeued(ctx, requeued(j, w.deadLetterID(j.meta.Sequence.Stream, j.meta.Timestamp)), id); err != nil {
+	copied, dropped := requeued(j, w.deadLetterID(j.meta.Sequence.Stream, j.meta.Timestamp))
+	if err := w.publishRequeued(ctx, copied, id); err != nil {
 		w.log.Warn("could not requeue a message interrupted on its last delivery; it will be dead-lettered",
 			"paper", j.a.ID, "by", why, "err", err)
 		_ = j.msg.NakWithDelay(w.cfg.FetchWait)
 		w.stats.retried.Add(1)
 		return
+	}
+	for _, from := range dropped {
+		// An original the copy no longer names (maxRequeuedFrom): its letter, if any, is
+		// withdrawn now — the copy carries its work.
+		w.withdrawLetter(j.msg.Data(), j.a.ID, from, "a copy of its copy was requeued",
+			"the worker requeued a copy of a copy, whose first original the server may have given up")
 	}
 	if w.holdLapsed(j.hold) {
 		// The server may have given the delivered message up meanwhile and a reaper
@@ -1314,20 +1321,31 @@ func (w *Worker) publishRequeued(ctx context.Context, msg *nats.Msg, id string) 
 // as j's text was (see decode). Without the date the copy's text would count as read when it
 // was requeued, newer than a version of the paper stored meanwhile, and replace it. from is
 // the dead-letter id of j's message (HeaderRequeuedFrom): should the server give it up after
-// all (its requeue unanswered, its Term lost), the copy's worker withdraws its letter.
-func requeued(j job, from string) *nats.Msg {
-	m := &nats.Msg{Subject: j.msg.Subject(), Data: j.msg.Data(), Header: nats.Header{}}
+// all (its requeue unanswered, its Term lost), the copy's worker withdraws its letter. The
+// copy also names the messages j, itself a copy, was requeued from — each may have been given
+// up and dead-lettered the same way, and a copy that named only its own original left the
+// first one's letter — up to maxRequeuedFrom, the newest; dropped are those it leaves out.
+func requeued(j job, from string) (m *nats.Msg, dropped []string) {
+	m = &nats.Msg{Subject: j.msg.Subject(), Data: j.msg.Data(), Header: nats.Header{}}
 	for k, v := range j.msg.Headers() {
 		if !strings.HasPrefix(strings.ToLower(k), "nats-") {
-			m.Header[k] = v
+			m.Header[k] = slices.Clone(v)
 		}
 	}
 	if !j.a.TextAt.IsZero() {
 		m.Header.Set(HeaderTextAt, j.a.TextAt.UTC().Format(time.RFC3339Nano))
 	}
-	m.Header.Set(HeaderRequeuedFrom, from)
-	return m
+	ids := append(m.Header.Values(HeaderRequeuedFrom), from)
+	if n := len(ids) - maxRequeuedFrom; n > 0 {
+		dropped, ids = ids[:n], ids[n:]
+	}
+	m.Header[HeaderRequeuedFrom] = ids
+	return m, dropped
 }
+
+// maxRequeuedFrom bounds the messages a requeued copy names (HeaderRequeuedFrom): a worker
+// paused for days requeues the same paper again and again.
+const maxRequeuedFrom = 16
 
 // retry returns the message for a later redelivery, or dead-letters it when this was its last
 // allowed delivery.
