@@ -200,18 +200,83 @@ func (w *Worker) withdrawLetter(data []byte, paperID, id, reason, what string) {
 	claim.Header.Set(jetstream.MsgIDHeader, id)
 	fitDeadLetter(claim, maxPayload(w.js))
 	ack, err := w.js.PublishMsg(ctx, claim)
+	letter := uint64(0) // the letter withdrawn, if any
 	if err == nil {
 		var s jetstream.Stream
 		if s, err = w.js.Stream(ctx, StreamDead); err == nil {
 			err = deleteMsg(ctx, s, ack.Sequence)
+			if ack.Duplicate {
+				letter = ack.Sequence
+			} else if err == nil && pastWindow(id, s.CachedInfo().Config.Duplicates) {
+				// The stream may have forgotten the id of a letter written more than its
+				// duplicate window ago: the claim was stored beside it.
+				if letter, err = findLetter(ctx, s, claim.Subject, id, ack.Sequence); err == nil && letter > 0 {
+					err = deleteMsg(ctx, s, letter)
+				}
+			}
 		}
 	}
 	if err != nil {
 		w.log.Warn(what+"; a dead letter of it, if any, could not be withdrawn", "paper", paperID, "err", err)
 		return
 	}
-	if ack.Duplicate {
-		w.log.Info(what+", and it had been dead-lettered; dead letter withdrawn", "paper", paperID, "dead_letter", ack.Sequence)
+	if letter > 0 {
+		w.log.Info(what+", and it had been dead-lettered; dead letter withdrawn", "paper", paperID, "dead_letter", letter)
+	}
+}
+
+// pastWindow reports whether a dead letter of message id id (see deadLetterID) may have been
+// written more than window, the dead-letter stream's duplicate window, ago: the message was
+// stored longer ago than that (its letter can only be later), or id does not say when.
+func pastWindow(id string, window time.Duration) bool {
+	i := strings.LastIndexByte(id, ':')
+	nanos, err := strconv.ParseInt(id[i+1:], 10, 64)
+	return window <= 0 || err != nil || time.Since(time.Unix(0, nanos)) >= window
+}
+
+// findLetter returns the sequence of the dead letter on subject whose message id is id, among
+// those stored before sequence before and not before the message id names was stored (see
+// pastWindow); 0 when there is none. It finds the first letter of that time by bisection, then
+// reads the letters from there on: those of the time a copy waited in the queue.
+func findLetter(ctx context.Context, s jetstream.Stream, subject, id string, before uint64) (uint64, error) {
+	since := time.Time{}
+	if i := strings.LastIndexByte(id, ':'); i >= 0 {
+		if nanos, err := strconv.ParseInt(id[i+1:], 10, 64); err == nil {
+			since = time.Unix(0, nanos)
+		}
+	}
+	next := func(seq uint64) (*jetstream.RawStreamMsg, error) {
+		raw, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) || err == nil && raw.Sequence >= before {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("look for dead letter %s: %w", id, err)
+		}
+		return raw, nil
+	}
+	lo, hi := uint64(1), before // the first letter not older than since is at lo or later, before hi
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		raw, err := next(mid)
+		if err != nil {
+			return 0, err
+		}
+		if raw == nil || !raw.Time.Before(since) {
+			hi = mid
+		} else {
+			lo = raw.Sequence + 1
+		}
+	}
+	for seq := lo; ; {
+		raw, err := next(seq)
+		if raw == nil || err != nil {
+			return 0, err
+		}
+		if raw.Header.Get(jetstream.MsgIDHeader) == id {
+			return raw.Sequence, nil
+		}
+		seq = raw.Sequence + 1
 	}
 }
 

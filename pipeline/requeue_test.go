@@ -309,3 +309,39 @@ func TestACopyOfACopyWithdrawsTheFirstOriginalsDeadLetter(t *testing.T) {
 		t.Errorf("counts %+v, want the paper done", c)
 	}
 }
+
+// TestACopyProcessedPastTheDuplicateWindowWithdrawsItsOriginalsDeadLetter: the withdrawal of
+// an original's dead letter by its requeued copy found the letter by its message id, which the
+// dead-letter stream remembers for its duplicate window only (an hour by default, or a
+// server's lower max_duplicate_window): a copy that waited in the queue longer than that after
+// its original was dead-lettered — behind a backlog, the requeue having put it at the end —
+// left the letter of a paper it stored.
+func TestACopyProcessedPastTheDuplicateWindowWithdrawsItsOriginalsDeadLetter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1}) // every delivery is the last
+	// The dead-letter stream's window; the queue's stays an hour.
+	const window = 300 * time.Millisecond
+	dcfg := streamConfig(t, b.js, pipeline.StreamDead)
+	dcfg.Duplicates = window
+	if _, err := b.js.UpdateStream(ctx, dcfg); err != nil {
+		t.Fatal(err)
+	}
+	requeueUnanswered(t, b, emb)
+	g := &gatedSummarizer{Summarizer: summarize.NewOffline(30), gate: newGate()}
+	w := startWorker(t, b, g, emb, pipeline.WorkerConfig{Concurrency: 1})
+	<-g.entered
+	waitFor(t, "the original dead-lettered while its copy is in a TL;DR call", func() (bool, string) {
+		n, err := pipeline.CountDeadLetters(ctx, b.js)
+		return err == nil && n == 1, fmt.Sprintf("%d dead letters (%v)", n, err)
+	})
+	time.Sleep(5 * window) // the copy is processed once the letter's id is forgotten
+	close(g.open)
+	waitFor(t, "the copy acknowledged", func() (bool, string) {
+		return w.Stats().Acked >= 1, fmt.Sprintf("%+v", w.Stats())
+	})
+	if dls := deadLetters(t, b.js); len(dls) != 0 {
+		t.Errorf("%d dead letters of a paper its requeued copy stored past the duplicate window; the first: %s", len(dls), dls[0].Reason)
+	}
+}
