@@ -345,3 +345,26 @@ func TestACopyProcessedPastTheDuplicateWindowWithdrawsItsOriginalsDeadLetter(t *
 		t.Errorf("%d dead letters of a paper its requeued copy stored past the duplicate window; the first: %s", len(dls), dls[0].Reason)
 	}
 }
+
+// TestAGivenUpCopyWithdrawsItsOriginalsDeadLetter: a requeued copy whose original the server
+// gave up (its requeue unanswered) is given up in turn — the worker holding its last delivery
+// died — and a reaper dead-letters both. The copy's letter carries the paper; the reaper that
+// writes it withdraws the original's, which was a second letter of the paper.
+func TestAGivenUpCopyWithdrawsItsOriginalsDeadLetter(t *testing.T) {
+	t.Parallel()
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1, AckWait: 2 * time.Second}) // every delivery is the last
+	requeueUnanswered(t, b, emb)
+	dieHolding(t, b.js, 1) // the copy
+	startWorker(t, b, summarize.NewOffline(30), emb, pipeline.WorkerConfig{SweepInterval: 200 * time.Millisecond})
+	waitFor(t, "the original and its copy reaped", func() (bool, string) {
+		n := streamMsgs(t, b.js, pipeline.StreamPapers)
+		return n == 0, fmt.Sprintf("%d messages queued", n)
+	})
+	if dls := deadLetters(t, b.js); len(dls) != 1 {
+		for _, d := range dls {
+			t.Logf("dead letter %d of %s: %s", d.Seq, d.PaperID, d.Reason)
+		}
+		t.Errorf("%d dead letters of one paper, want one (its copy's)", len(dls))
+	}
+}
