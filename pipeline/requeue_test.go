@@ -368,3 +368,25 @@ func TestAGivenUpCopyWithdrawsItsOriginalsDeadLetter(t *testing.T) {
 		t.Errorf("%d dead letters of one paper, want one (its copy's)", len(dls))
 	}
 }
+
+// TestARequeueIsNotSentAgainPastTheQueuesDuplicateWindow: a requeue whose sends the server
+// leaves unanswered sends the copy again under its id for up to 10 s, counting on the queue's
+// duplicate window to drop a copy stored already. Under a shorter window (a server's
+// max_duplicate_window, which the streams take) each send after it was stored as one more
+// copy: five of one paper, in the queue at once, for as many workers to take. A copy is sent
+// again only while the window remembers the first send; past it the original is handed back
+// (and, should the copy have been stored, its letter withdrawn when the copy is processed).
+func TestARequeueIsNotSentAgainPastTheQueuesDuplicateWindow(t *testing.T) {
+	t.Parallel()
+	emb := embed.NewOffline()
+	// Every delivery is the last; the window is shorter than the requeue's 10 s of sends.
+	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1, DuplicateWindow: time.Second})
+	requeueUnanswered(t, b, emb) // fails unless the queue holds the original and one copy
+	runUntilIdle(t, b, summarize.NewOffline(30), emb, pipeline.WorkerConfig{})
+	if dls := deadLetters(t, b.js); len(dls) != 0 {
+		t.Errorf("%d dead letters of a paper its requeued copy stored; the first: %s", len(dls), dls[0].Reason)
+	}
+	if c := counts(t, b, summarize.NewOffline(30)); c.WithTLDR != 1 || c.WithEmbedding != 1 {
+		t.Errorf("counts %+v, want the paper done", c)
+	}
+}

@@ -1299,8 +1299,12 @@ const (
 // answered as a repeat, which settles it as well as a first answer. Without it the lost answer
 // counted as a failure, and the original, handed back on its last delivery, was given up and
 // dead-lettered while its stored copy was processed: a paper in `dlq list` that was also
-// stored. The server's refusal (an API error: a full queue) is returned at once.
+// stored. A send goes again only while the queue's duplicate window remembers the first (see
+// resendable): under a shorter window (a server's max_duplicate_window) each later one was
+// stored as one more copy. The server's refusal (an API error: a full queue) is returned at
+// once.
 func (w *Worker) publishRequeued(ctx context.Context, msg *nats.Msg, id string) error {
+	first := time.Now()
 	for {
 		tctx, cancel := context.WithTimeout(ctx, requeueTry)
 		_, err := w.js.PublishMsg(tctx, msg, jetstream.WithMsgID(id))
@@ -1313,7 +1317,23 @@ func (w *Worker) publishRequeued(ctx context.Context, msg *nats.Msg, id string) 
 		case <-ctx.Done():
 			return err
 		}
+		if !w.resendable(ctx, first) {
+			return fmt.Errorf("%w (not sent again: the queue's duplicate window would not drop a copy stored already)", err)
+		}
 	}
+}
+
+// resendable reports whether a copy first sent at first may be sent again now: the queue's
+// duplicate window (PAPERS') still remembers it, with a margin for the send's way to the
+// server. A window that cannot be read counts as the default hour's.
+func (w *Worker) resendable(ctx context.Context, first time.Time) bool {
+	window := time.Hour
+	ictx, cancel := context.WithTimeout(ctx, requeueTry)
+	defer cancel()
+	if s, err := w.js.Stream(ictx, StreamPapers); err == nil {
+		window = s.CachedInfo().Config.Duplicates
+	}
+	return time.Since(first)+requeueTry < window
 }
 
 // requeued is the copy of j's message that requeue publishes: its subject, body and headers
