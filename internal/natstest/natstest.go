@@ -42,10 +42,12 @@ func StartWith(tb testing.TB, configure func(*server.Options)) *Server {
 		tb.Fatalf("nats-server: %v", err)
 	}
 	srv.Start()
+	// Registered before the wait: a server that never becomes ready is shut down too, not left
+	// running (its JetStream writing in dir) after tb.Fatal.
+	tb.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
 	if !srv.ReadyForConnections(10 * time.Second) {
 		tb.Fatal("nats-server not ready")
 	}
-	tb.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
 	return &Server{Server: srv, Dir: dir}
 }
 
