@@ -72,6 +72,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	rateLimit := fs.Float64("rate-limit", 0, "rate of 429 answers, in [0,1]")
 	retryAfter := fs.Duration("retry-after", time.Second, "Retry-After of a 429")
 	serverError := fs.Float64("server-error", 0, "rate of 500/502/503 answers, in [0,1]")
+	serverErrorStatus := fs.Int("server-error-status", 0, "status of every -server-error answer instead of 500, 502 and 503 in turn (502 or 504: nginx's HTML page for a server behind it that is down)")
 	timeout := fs.Float64("timeout", 0, "rate of requests held until the client gives up, then 504, in [0,1]")
 	timeoutHold := fs.Duration("timeout-hold", 30*time.Second, "how long a timeout fault holds a request")
 	truncated := fs.Float64("truncated", 0, "rate of 200 answers with the JSON body cut in half, in [0,1]")
@@ -104,7 +105,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	faults := openaitest.Faults{
-		RateLimit: *rateLimit, RetryAfter: *retryAfter, ServerError: *serverError,
+		RateLimit: *rateLimit, RetryAfter: *retryAfter, ServerError: *serverError, ServerErrorStatus: *serverErrorStatus,
 		Timeout: *timeout, TimeoutHold: *timeoutHold, Truncated: *truncated,
 		Malformed: *malformed, Junk: *junk,
 	}
@@ -215,19 +216,20 @@ func routes(fake *openaitest.Server, logger *slog.Logger) http.Handler {
 
 // faultsJSON is the body of POST /_faults.
 type faultsJSON struct {
-	RateLimit   float64  `json:"rate_limit"`
-	RetryAfter  duration `json:"retry_after"`
-	ServerError float64  `json:"server_error"`
-	Timeout     float64  `json:"timeout"`
-	TimeoutHold duration `json:"timeout_hold"`
-	Truncated   float64  `json:"truncated"`
-	Malformed   float64  `json:"malformed"`
-	Junk        float64  `json:"junk"`
+	RateLimit         float64  `json:"rate_limit"`
+	RetryAfter        duration `json:"retry_after"`
+	ServerError       float64  `json:"server_error"`
+	ServerErrorStatus int      `json:"server_error_status"`
+	Timeout           float64  `json:"timeout"`
+	TimeoutHold       duration `json:"timeout_hold"`
+	Truncated         float64  `json:"truncated"`
+	Malformed         float64  `json:"malformed"`
+	Junk              float64  `json:"junk"`
 }
 
 func (f faultsJSON) faults() openaitest.Faults {
 	return openaitest.Faults{
-		RateLimit: f.RateLimit, RetryAfter: time.Duration(f.RetryAfter), ServerError: f.ServerError,
+		RateLimit: f.RateLimit, RetryAfter: time.Duration(f.RetryAfter), ServerError: f.ServerError, ServerErrorStatus: f.ServerErrorStatus,
 		Timeout: f.Timeout, TimeoutHold: time.Duration(f.TimeoutHold), Truncated: f.Truncated,
 		Malformed: f.Malformed, Junk: f.Junk,
 	}

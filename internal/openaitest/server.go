@@ -40,6 +40,10 @@ type Faults struct {
 	// ServerError is the rate of 5xx answers (500, 502 and 503 in turn)
 	// with an OpenAI error body. Defaults to 0.
 	ServerError float64 `json:"server_error"`
+	// ServerErrorStatus, when set (500 to 599), is the status of every ServerError answer
+	// instead of 500, 502 and 503 in turn: 502 or 504 is a proxy's in front of a model server
+	// that is down, answered with its HTML page as nginx does. Defaults to 0.
+	ServerErrorStatus int `json:"server_error_status"`
 	// Timeout is the rate of requests held without an answer until the
 	// client gives up (the request context ends) or TimeoutHold elapses,
 	// then answered 504. Defaults to 0.
@@ -80,6 +84,9 @@ func (f Faults) Validate() error {
 		if !(p.v >= 0 && p.v <= 1) {
 			return fmt.Errorf("faults: %s is %v, want a probability in [0,1]", p.name, p.v)
 		}
+	}
+	if f.ServerErrorStatus != 0 && (f.ServerErrorStatus < 500 || f.ServerErrorStatus > 599) {
+		return fmt.Errorf("faults: ServerErrorStatus is %d, want 0 or a 5xx status", f.ServerErrorStatus)
 	}
 	if f.RetryAfter < 0 {
 		return fmt.Errorf("faults: RetryAfter is %v, want >= 0", f.RetryAfter)
@@ -840,12 +847,26 @@ func (s *Server) rateLimited(w http.ResponseWriter, chat bool, model string, tok
 	})
 }
 
-// serverError answers a ServerError fault with 500, 502 or 503 in turn.
+// serverError answers a ServerError fault with 500, 502 or 503 in turn, or with its
+// ServerErrorStatus: a 502 or 504 as nginx's page for the server behind it.
 func (s *Server) serverError(w http.ResponseWriter) {
 	s.mu.Lock()
 	n := s.serverErrors
 	s.serverErrors++
+	status := s.faults.ServerErrorStatus
 	s.mu.Unlock()
+	switch status {
+	case 0:
+	case http.StatusBadGateway, http.StatusGatewayTimeout:
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(status)
+		fmt.Fprintf(w, "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n<center><h1>%[1]d %[2]s</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n",
+			status, http.StatusText(status))
+		return
+	default:
+		s.writeError(w, status, apiError{Message: http.StatusText(status), Type: "server_error"})
+		return
+	}
 	switch n % 3 {
 	case 0:
 		s.writeError(w, http.StatusInternalServerError, apiError{

@@ -386,6 +386,35 @@ func TestServerErrorFault(t *testing.T) {
 	}
 }
 
+// TestServerErrorStatusFault: with ServerErrorStatus every server error is of that status, a
+// 502 or 504 as nginx's HTML page for the server behind it, another as the API's error.
+func TestServerErrorStatusFault(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		html   bool
+	}{{502, true}, {504, true}, {503, false}} {
+		s := Start(t, Config{Faults: Faults{ServerError: 1, ServerErrorStatus: tc.status}})
+		req, err := json.Marshal(newChatRequest(abstract))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			resp, err := http.Post(s.URL()+"/chat/completions", "application/json", bytes.NewReader(req))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || strings.HasPrefix(string(body), "<html>") != tc.html {
+				t.Errorf("ServerErrorStatus %d: answered %d %q", tc.status, resp.StatusCode, body)
+			}
+		}
+	}
+	if err := (Faults{ServerErrorStatus: 404}).Validate(); err == nil {
+		t.Error("ServerErrorStatus 404 validated")
+	}
+}
+
 func TestTimeoutFaultHoldsUntilTheClientGivesUp(t *testing.T) {
 	s := Start(t, Config{Faults: Faults{Timeout: 1, TimeoutHold: time.Hour}})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
