@@ -364,8 +364,9 @@ func (w *Worker) Stats() WorkerStats {
 // cannot write (paper.ErrUnavailable: refused or dropped connections, a restart, a full disk).
 // So it does, too, when the API fails every request: its calls for two papers in a row
 // answered 5xx at every attempt, or answered nothing within the MsgTimeout (llm.ErrServerFailing), none answered between them — except
-// that the one message tried after each such pause uses a delivery when it fails again, so
-// that papers the server alone fails on still end as dead letters (see serverDown).
+// that the one message tried after each such pause uses a delivery when it fails again with
+// an answer that may be its input's (a 500, none in time: not llm.ErrServerDown), so that
+// papers the server alone fails on still end as dead letters (see serverDown).
 //
 // Workers on several machines may have started with different settings: Run reads the
 // consumer every ProgressInterval and follows its AckWait and MaxDeliver (or the shorter or
@@ -988,11 +989,14 @@ func (w *Worker) settleFailure(ctx context.Context, j job, err error) {
 		// The server fails every paper's calls (a crashed engine behind a proxy, a broken
 		// deployment): down, not the papers' fault. The worker pauses and the message waits
 		// in the queue — except the one message a probe after a pause tries, which uses a
-		// delivery: papers that the server alone fails on, the last ones queued, end as dead
-		// letters however the server does.
+		// delivery when its calls may have failed for its input (a 500, no answer in time):
+		// papers that the server alone fails on, the last ones queued, end as dead letters
+		// however the server does. A probe answered only with statuses of a server that is down
+		// (a proxy's 502 or 504, a 503: llm.ErrServerDown) uses none: the one message tried
+		// after each pause was otherwise dead-lettered every MaxDeliver pauses of an outage.
 		probe := w.probing()
 		w.openPause(err)
-		if probe {
+		if probe && !errors.Is(err, llm.ErrServerDown) {
 			w.retry(ctx, j, err)
 			return
 		}

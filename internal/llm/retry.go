@@ -216,6 +216,36 @@ func noSuchModel(err error) bool {
 // messages' deliveries.
 var ErrServerFailing = errors.New("the API failed every attempt")
 
+// ErrServerDown marks an ErrServerFailing whose every failed attempt was answered with a
+// status that speaks of the server, not of the request — a 5xx other than 500: a proxy's 502
+// or 504 for the model server behind it that is down or does not answer, a 503 overloaded —
+// or with a body that is not the API's answer at all (a proxy's page): no input's fault,
+// whichever was sent. A 500 (Ollama's for one text it cannot embed) or no answer in time (a
+// model slow on one long input) may be the input's, and is not marked.
+var ErrServerDown = errors.New("the API server is down")
+
+// serverFailing wraps err, which wraps ErrServerFailing, with ErrServerDown when down holds,
+// its message unchanged.
+func serverFailing(err error, down bool) error {
+	if !down {
+		return err
+	}
+	return &serverDownError{err}
+}
+
+type serverDownError struct{ err error }
+
+func (e *serverDownError) Error() string   { return e.err.Error() }
+func (e *serverDownError) Unwrap() []error { return []error{e.err, ErrServerDown} }
+
+// speaksOfServer reports whether err, a failed attempt's, is an answer that speaks of the
+// server rather than the request (see ErrServerDown): a 5xx other than 500, or why, its
+// UnusableReason, a body that is not the API's answer.
+func speaksOfServer(err error, why string) bool {
+	code := HTTPStatus(err)
+	return code > http.StatusInternalServerError && code < 600 || notAnAnswer(why)
+}
+
 // SaysWhyCtxEnded reports whether err, a call's error returned once its ctx ended, says what
 // held the call (and is to be returned rather than ctx.Err()): an API that could not be
 // reached (ErrUnreachable), that failed or left unanswered every attempt (ErrServerFailing),
@@ -703,6 +733,7 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 	rlStart := time.Time{}
 	var unreached error  // the last attempt could not connect: what ctx's end returns
 	serverErrors := true // every failed attempt but the rate-limited ones was answered 5xx, or no answer
+	serverDown := true   // every such attempt was answered so that the server is at fault, not the input (ErrServerDown)
 	var retried error    // the transient failure the last retry was made after
 	ctxErr := func() error {
 		if unreached != nil {
@@ -773,8 +804,8 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 				errors.Is(err, context.DeadlineExceeded) {
 				// The deadline cut this attempt short, too soon to tell a hang (the retries did
 				// not fit), after attempts all answered 5xx: as when it ends in the wait before it.
-				return res, fmt.Errorf("giving up after %d attempts, the call's time ending early in the last: %w: %w",
-					res.Attempts, ErrServerFailing, retried)
+				return res, serverFailing(fmt.Errorf("giving up after %d attempts, the call's time ending early in the last: %w: %w",
+					res.Attempts, ErrServerFailing, retried), serverDown)
 			}
 			return res, ctxErr()
 		}
@@ -831,6 +862,7 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 			// alike, as a 5xx does; a body cut off (a connection lost mid-answer) or an answer
 			// that lacks a part may be this call's alone.
 			serverErrors = serverErrors && (HTTPStatus(err) >= 500 || unanswered || notAnAnswer(why))
+			serverDown = serverDown && !unanswered && speaksOfServer(err, why)
 			if why != "" {
 				// A 200 whose body is no answer: retried as a server error, but the status
 				// codes of the API's requests show it only as a success.
@@ -844,7 +876,7 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 					err = fmt.Errorf("%w (%s)", err, pageHint(r.BaseURL))
 				}
 				if serverErrors {
-					return res, fmt.Errorf("giving up after %d attempts: %w: %w", res.Attempts, ErrServerFailing, err)
+					return res, serverFailing(fmt.Errorf("giving up after %d attempts: %w: %w", res.Attempts, ErrServerFailing, err), serverDown)
 				}
 				return res, fmt.Errorf("giving up after %d attempts: %w", res.Attempts, err)
 			}
@@ -862,8 +894,8 @@ func (r Retrier) Do(ctx context.Context, tokens int, fn func(ctx context.Context
 					// The call's time ended before the next attempt, every attempt so far
 					// answered 5xx (or with no answer at all): a server failing every attempt
 					// the call had time for (a short PAPERPIPE_MSG_TIMEOUT), not a hang.
-					return res, fmt.Errorf("giving up after %d attempts, the call's time ending before the next: %w: %w",
-						res.Attempts, ErrServerFailing, retrying)
+					return res, serverFailing(fmt.Errorf("giving up after %d attempts, the call's time ending before the next: %w: %w",
+						res.Attempts, ErrServerFailing, retrying), serverDown)
 				}
 				return res, ctxErr()
 			case <-t.C:

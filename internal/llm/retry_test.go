@@ -136,6 +136,38 @@ func TestRetrierSaysWhenEveryAttemptWasAServerError(t *testing.T) {
 	}
 }
 
+// TestRetrierSaysWhenEveryAttemptSpokeOfTheServer: a call whose every attempt was answered
+// with a status of a server that is down (a proxy's 502 or 504, a 503) or a body that is not the
+// API's answer is marked ErrServerDown as well, which a worker's probe after a pause uses no
+// delivery for; one with a 500 among them (which may be the input's) is not, nor one whose
+// message text changes.
+func TestRetrierSaysWhenEveryAttemptSpokeOfTheServer(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		errs []error
+		want bool
+	}{
+		{"502, 504, 503", []error{&openai.RequestError{HTTPStatusCode: 502}, &openai.APIError{HTTPStatusCode: 504}, &openai.APIError{HTTPStatusCode: 503}}, true},
+		{"a 429 waited out among them", []error{&openai.APIError{HTTPStatusCode: 502}, &openai.APIError{HTTPStatusCode: 429}, &openai.APIError{HTTPStatusCode: 502}, &openai.APIError{HTTPStatusCode: 502}}, true},
+		{"bodies that are not JSON", []error{&json.SyntaxError{}, &openai.APIError{HTTPStatusCode: 502}, &json.SyntaxError{}}, true},
+		{"a 500 among them", []error{&openai.APIError{HTTPStatusCode: 502}, &openai.APIError{HTTPStatusCode: 500}, &openai.APIError{HTTPStatusCode: 502}}, false},
+		{"500s", []error{&openai.APIError{HTTPStatusCode: 500}, &openai.APIError{HTTPStatusCode: 500}, &openai.APIError{HTTPStatusCode: 500}}, false},
+	} {
+		calls := 0
+		_, err := fastRetrier(2).Do(context.Background(), 1, func(context.Context) error {
+			calls++
+			return tc.errs[calls-1]
+		})
+		if !errors.Is(err, ErrServerFailing) || errors.Is(err, ErrServerDown) != tc.want {
+			t.Errorf("%s: %v; want ErrServerFailing, ErrServerDown %v", tc.name, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), ErrServerDown.Error()) {
+			t.Errorf("%s: %v: the mark changed the message", tc.name, err)
+		}
+	}
+}
+
 // TestRetrierSaysTheServerFailedWhenTheCallsTimeEndsBetweenAttempts: a call whose deadline
 // (a worker's PAPERPIPE_MSG_TIMEOUT, half of a short PAPERPIPE_ACK_WAIT) ends while it waits
 // to try again, every attempt so far answered 5xx, is a server failing every attempt it was
