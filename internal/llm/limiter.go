@@ -196,15 +196,44 @@ func (l *Limiter) PausedUntil() time.Time {
 
 // Pause makes every caller wait at least d from now.
 func (l *Limiter) Pause(d time.Duration) {
-	if l == nil || d <= 0 {
+	if l == nil {
 		return
+	}
+	l.pause(d)
+}
+
+// pause is Pause, reporting the pause set (d capped at MaxPause) and whether it begins one: no
+// pause was in progress.
+func (l *Limiter) pause(d time.Duration) (time.Duration, bool) {
+	if d <= 0 {
+		return 0, false
 	}
 	d = min(d, l.cfg.MaxPause)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if until := l.now().Add(d); until.After(l.pausedUntil) {
+	now := l.now()
+	began := !l.pausedUntil.After(now)
+	if until := now.Add(d); until.After(l.pausedUntil) {
 		l.pausedUntil = until
 	}
+	return d, began
+}
+
+// longPause is the shortest pause the API imposes that is logged as a warning: a worker's
+// messages wait through it and go back to the queue, every request of the process held, and
+// nothing else would say why (a daily request limit used up: Retry-After of hours).
+const longPause = time.Minute
+
+// pauseFor pauses every caller for d, the API's answer (what), logging it at debug level, or
+// as a warning when it begins a pause of at least longPause: once per pause, not for each of
+// the answers of the requests in flight that extend it.
+func (l *Limiter) pauseFor(d time.Duration, what string) {
+	d, began := l.pause(d)
+	if began && d >= longPause {
+		l.log.Warn(what+": every request of this process to the API waits until the pause is over (not the papers' fault)", "pause", d, "until", l.now().Add(d).UTC().Format(time.RFC3339))
+		return
+	}
+	l.log.Debug(what+": pausing all callers", "pause", d)
 }
 
 // Observe feeds the limiter with one response's status and headers:
@@ -230,8 +259,7 @@ func (l *Limiter) Observe(h http.Header, status int) {
 		if !ok {
 			d = l.cfg.DefaultPause
 		}
-		l.log.Debug("rate limited by the API: pausing all callers", "pause", d)
-		l.Pause(d)
+		l.pauseFor(d, "rate limited by the API")
 		return
 	}
 	if status == http.StatusServiceUnavailable {
@@ -239,8 +267,7 @@ func (l *Limiter) Observe(h http.Header, status int) {
 		// server_is_overloaded may give the least wait before a retry. Every caller would get
 		// the same answer meanwhile, each attempt a retry spent of its paper.
 		if d, ok := retryAfterHeader(h, now); ok {
-			l.log.Debug("the API is unavailable for a while, it says: pausing all callers", "pause", d)
-			l.Pause(d)
+			l.pauseFor(d, "the API is unavailable for a while, it says")
 		}
 	}
 	var d time.Duration
@@ -258,8 +285,7 @@ func (l *Limiter) Observe(h http.Header, status int) {
 		}
 	}
 	if d > 0 {
-		l.log.Debug("API rate limit nearly exhausted: pausing all callers", "pause", d)
-		l.Pause(d)
+		l.pauseFor(d, "API rate limit nearly exhausted")
 	}
 }
 
@@ -375,8 +401,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 					io.Closer
 				}{io.MultiReader(bytes.NewReader(head), resp.Body), resp.Body}
 				if d, ok := BodyRetryDelay(head); ok {
-					t.Limiter.log.Debug("rate limited by the API: pausing all callers for the answer's retryDelay", "pause", d)
-					t.Limiter.Pause(d)
+					t.Limiter.pauseFor(d, "rate limited by the API (its answer's retryDelay)")
 				}
 			}
 		}

@@ -1,9 +1,11 @@
 package llm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -494,5 +496,34 @@ func TestTransportBoundsAnErrorAnswersBody(t *testing.T) {
 		if err != nil || int(n) != tc.want {
 			t.Errorf("a %d answer of %d bytes: read %d (%v), want %d", tc.status, 3*maxErrorBody, n, err, tc.want)
 		}
+	}
+}
+
+// TestLongRateLimitPauseIsLoggedOncePerPause: a 429 whose Retry-After asks for minutes or hours
+// (a daily request limit used up) held every request of the process without a line in the log
+// at the default level: a worker whose every message waited, and went back to the queue, for
+// hours said nothing. The pause is logged once, as a warning naming how long it is, when it
+// begins — not for each answer that extends it, nor for a short one.
+func TestLongRateLimitPauseIsLoggedOncePerPause(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	var logs bytes.Buffer
+	l := NewLimiter(LimiterConfig{now: clk.now, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	h := func(retryAfter string) http.Header { return http.Header{"Retry-After": []string{retryAfter}} }
+	l.Observe(h("1"), http.StatusTooManyRequests)
+	clk.advance(2 * time.Second)
+	if logs.Len() != 0 {
+		t.Fatalf("a one-second pause was logged:\n%s", logs.String())
+	}
+	for range 3 { // three requests in flight answered alike
+		l.Observe(h("3600"), http.StatusTooManyRequests)
+	}
+	if n := strings.Count(logs.String(), "level=WARN"); n != 1 || !strings.Contains(logs.String(), "pause=5m0s") {
+		t.Fatalf("%d warnings for one pause of 5 minutes (want 1, naming it):\n%s", n, logs.String())
+	}
+	clk.advance(6 * time.Minute) // the pause is over, and the API refuses again
+	l.Observe(h("3600"), http.StatusTooManyRequests)
+	if n := strings.Count(logs.String(), "level=WARN"); n != 2 {
+		t.Fatalf("%d warnings for two pauses (want 2):\n%s", n, logs.String())
 	}
 }
