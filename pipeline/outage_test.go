@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -62,4 +63,35 @@ func TestLongOutageBehindAProxyDeadLettersNothing(t *testing.T) {
 	checkAllQueued(t, b, w, papers, "a long outage of a server behind a proxy answering 502")
 	down.Store(false)
 	checkAllDone(t, b, w, papers, "the server answers again")
+}
+
+// TestInsufficientQuotaPausesTheWorker: OpenAI's 429 insufficient_quota (the account's credit
+// used up), which no wait fixes, pauses the worker saying so, every delivery the last here:
+// none is dead-lettered, and once the account is topped up every paper is done.
+func TestInsufficientQuotaPausesTheWorker(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Dimensions: 16})
+	var broke atomic.Bool
+	broke.Store(true)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if broke.Load() {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusTooManyRequests)
+			io.WriteString(w, `{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}`)
+			return
+		}
+		api.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	sum, err := summarize.New(summarize.Config{BaseURL: ts.URL + "/v1", APIKey: "sk-test", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, papers, w, logs := pausingWorker(t, sum, embed.NewOffline())
+	checkPausedAllQueued(t, b, w, papers, 3, "an exhausted quota")
+	if out := logs.String(); !strings.Contains(out, "exceeded your current quota") || strings.Count(out, pauseLine) > int(w.Stats().Paused) {
+		t.Errorf("the pauses do not give the API's answer once each:\n%s", out)
+	}
+	broke.Store(false)
+	checkAllDone(t, b, w, papers, "the quota is topped up")
 }
