@@ -170,3 +170,33 @@ func TestOfflineV2FoldsLetterWithMiddleDotAsUnaccent(t *testing.T) {
 		}
 	}
 }
+
+// Every combining diacritical mark (U+0300–U+036F) is dropped, the first and the last of the
+// block with the rest: "è" is "e" and U+0300; and a letter that NFKD decomposes into one of
+// the letters unaccent folds and an accent ("ǽ" is "æ" and U+0301) is folded after NFKD too.
+func TestOfflineV2FoldsTheWholeDiacriticalBlock(t *testing.T) {
+	t.Parallel()
+	v2 := NewOfflineV2()
+	for _, p := range [][2]string{
+		{"Molière's théâtre", "Moliere's theatre"},
+		{"sigma\u036f algebra", "sigma algebra"},
+		{"mediǽval Ǿresund", "mediaeval Oresund"},
+	} {
+		if c := cosine(v2.Vector(p[0]), v2.Vector(p[1])); c < 1-1e-6 {
+			t.Errorf("%s: %+q and %+q have cosine %.3f, want 1 (terms %q and %q)", OfflineModelV2, p[0], p[1], c,
+				TermsV2(p[0]), TermsV2(p[1]))
+		}
+	}
+}
+
+// v1 is kept as it was: a combining mark separates words on it ("nai\u0308ve" was "nai" and
+// "ve"); only v2 reads marks as part of their word.
+func TestOfflineV1SplitsWordsAtCombiningMarks(t *testing.T) {
+	t.Parallel()
+	if got := Terms("nai\u0308ve"); len(got) != 2 || got[0] != "nai" || got[1] != "ve" {
+		t.Errorf("Terms(%+q) = %q, want [nai ve]", "nai\u0308ve", got)
+	}
+	if got := TermsV2("nai\u0308ve"); len(got) != 1 || got[0] != "naiv" {
+		t.Errorf("TermsV2(%+q) = %q, want [naiv] (naive, stemmed)", "nai\u0308ve", got)
+	}
+}
