@@ -152,3 +152,67 @@ func TestRecordWithheldKeepsAGivenTime(t *testing.T) {
 		t.Errorf("the record given no time: %+v; want it dated now", ws[1])
 	}
 }
+
+// A paper whose new text the API withholds too is recorded under that text: the record of its
+// old text is replaced, hash and all, so the new text is not asked for again at every run. And
+// a dead letter of the old text, replayed (ForgetWithheld), forgets the record of that text
+// only — not the refusal of the text the paper has now, which would be bought again.
+func TestWithheldRecordFollowsTheTextWithheld(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	papers := abstracts(2)
+	upsert(t, s, papers, store.Work{})
+	work := paper.Work{Model: "m", PromptVersion: "v1"}
+	withhold := func(a paper.Abstract) {
+		t.Helper()
+		if n, err := s.RecordWithheld(ctx, []store.Withheld{{PaperID: a.ID, Model: "m", PromptVersion: "v1",
+			ContentHash: a.ContentHash(), Reason: "r"}}); err != nil || n != 1 {
+			t.Fatalf("RecordWithheld = %d, %v; want 1", n, err)
+		}
+	}
+	old := papers[0]
+	withhold(old)
+	changed := old
+	changed.Abstract += " Revised."
+	upsert(t, s, []paper.Abstract{changed}, store.Work{})
+	withhold(changed)
+	if _, tldr, _ := staleIDs(t, s, store.Selection{Work: work}, 10); tldr != 1 {
+		t.Errorf("paper 0's new text withheld too: %d TL;DRs stale, want 1 (paper 1's)", tldr)
+	}
+	if n, err := s.ForgetWithheld(ctx, []paper.Abstract{old}, work); err != nil || n != 0 {
+		t.Errorf("ForgetWithheld of paper 0's old text = %d, %v; want 0 (its record is of the new text)", n, err)
+	}
+	if _, tldr, _ := staleIDs(t, s, store.Selection{Work: work}, 10); tldr != 1 {
+		t.Errorf("after the old text's dead letter was replayed: %d TL;DRs stale, want 1", tldr)
+	}
+}
+
+// ClearWithheld given no ids (`batches withheld clear --all`) clears every record; given ids,
+// those papers' only.
+func TestClearWithheldAllOrSome(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	papers := abstracts(3)
+	upsert(t, s, papers, store.Work{})
+	ws := make([]store.Withheld, len(papers))
+	for i, a := range papers {
+		ws[i] = store.Withheld{PaperID: a.ID, Model: "m", PromptVersion: "v1", ContentHash: a.ContentHash(), Reason: "r"}
+	}
+	if _, err := s.RecordWithheld(ctx, ws); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.WithheldTLDRs(ctx, []string{papers[1].ID}); err != nil || len(got) != 1 || got[0].PaperID != papers[1].ID {
+		t.Errorf("WithheldTLDRs of paper 1 = %+v, %v; want its record only", got, err)
+	}
+	if n, err := s.ClearWithheld(ctx, []string{papers[0].ID}); err != nil || n != 1 {
+		t.Errorf("ClearWithheld of paper 0 = %d, %v; want 1", n, err)
+	}
+	if n, err := s.ClearWithheld(ctx, nil); err != nil || n != 2 {
+		t.Errorf("ClearWithheld of all = %d, %v; want the 2 left", n, err)
+	}
+	if got, err := s.WithheldTLDRs(ctx, nil); err != nil || len(got) != 0 {
+		t.Errorf("after clearing all: %+v, %v; want none", got, err)
+	}
+}
