@@ -276,3 +276,85 @@ func TestOpenURLSharesArXivPaceAcrossProcesses(t *testing.T) {
 		t.Errorf("without a shared pace: waits %v, want only this process's 3s between its two requests", waits)
 	}
 }
+
+func TestOpenURLPaceCountsFromTheEndOfTheAnswer(t *testing.T) {
+	feed, err := os.ReadFile("testdata/atom.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu       sync.Mutex
+		clock    = time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
+		requests []time.Time
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		mu.Lock()
+		requests = append(requests, clock)
+		clock = clock.Add(2 * time.Second) // the answer takes two seconds
+		mu.Unlock()
+		switch req.URL.Path {
+		case "/refused":
+			w.Header().Set("Retry-After", "3600")
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case "/dropped":
+			c, _, _ := w.(http.Hijacker).Hijack()
+			c.Close()
+		default:
+			w.Write(feed)
+		}
+	}))
+	defer srv.Close()
+	srv.Config.SetKeepAlivesEnabled(false) // a new connection for each: the client asks again on a reused one that drops
+	u, _ := url.Parse(srv.URL)
+	savedHosts, savedNow, savedTimer := pacedHosts, paceNow, newWaitTimer
+	defer func() { pacedHosts, paceNow, newWaitTimer = savedHosts, savedNow, savedTimer }()
+	pacedHosts = map[string]time.Duration{u.Host: 3 * time.Second}
+	paceNow = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	newWaitTimer = func(d time.Duration) *time.Timer {
+		mu.Lock()
+		defer mu.Unlock()
+		clock = clock.Add(d)
+		return time.NewTimer(0)
+	}
+	for _, path := range []string{"/ok", "/refused", "/dropped", "/ok"} {
+		r, c, err := Open(srv.URL+path, Options{})
+		if err == nil {
+			readAll(t, r)
+			c.Close()
+		}
+	}
+	if len(requests) != 4 {
+		t.Fatalf("%d requests, want 4", len(requests))
+	}
+	for i, after := range []string{"a feed read", "a refusal", "a dropped connection"} {
+		if gap := requests[i+1].Sub(requests[i]); gap != 5*time.Second {
+			t.Errorf("after %s: the next request came %s after it began; want 5s (2s of answer and 3s of pace)", after, gap)
+		}
+	}
+}
+
+func TestPacerReservesTheHostForRequestsMadeMeanwhile(t *testing.T) {
+	var (
+		clock = time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
+		waits []time.Duration
+	)
+	savedNow, savedTimer := paceNow, newWaitTimer
+	defer func() { paceNow, newWaitTimer = savedNow, savedTimer }()
+	paceNow = func() time.Time { return clock }
+	newWaitTimer = func(d time.Duration) *time.Timer { waits = append(waits, d); return time.NewTimer(0) }
+	p := pacer{key: "pacer-test.invalid:1", gap: 3 * time.Second}
+	ctx := t.Context()
+	for range 2 { // a request, and one made while it is under way: the second waits its turn
+		if err := p.wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock = clock.Add(time.Second)
+	p.done() // the first ends; the second still holds the host until 3s+3s
+	if err := p.wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if want := []time.Duration{3 * time.Second, 5 * time.Second}; !slices.Equal(waits, want) {
+		t.Errorf("waits %v; want %v (the second request 3s after the first, the third 3s after the second)", waits, want)
+	}
+}

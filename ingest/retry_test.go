@@ -112,3 +112,61 @@ func TestOpenURLRetryAfterWaitEndsWithTheContext(t *testing.T) {
 		t.Errorf("%d waits, error %v; want one wait for the Retry-After, ended by the context", waits, err)
 	}
 }
+
+// The wait a Retry-After asks for is not the server's silence: a wait longer than the HTTP
+// timeout (Options.HTTPTimeout, the time a server may send nothing) is waited out, and the
+// feed is asked for again, not failed as "nothing received". Not parallel: it replaces
+// newWaitTimer, whose wait here is ten times the timeout.
+func TestOpenURLRetryAfterLongerThanTheTimeoutIsWaited(t *testing.T) {
+	feed, err := os.ReadFile("testdata/arxiv-announce.rss.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if calls.Add(1) == 1 {
+			w.Header().Set("Retry-After", "30")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Write(feed)
+	}))
+	defer srv.Close()
+	const timeout = 20 * time.Millisecond
+	newWaitTimer = func(time.Duration) *time.Timer { return time.NewTimer(10 * timeout) }
+	defer func() { newWaitTimer = time.NewTimer }()
+	r, c, err := Open(srv.URL+"/rss/cs.LG", Options{HTTPTimeout: timeout})
+	if err != nil {
+		t.Fatalf("a Retry-After longer than the %s timeout: %v; want the feed after the wait", timeout, err)
+	}
+	defer c.Close()
+	if papers, _, _ := readAll(t, r); len(papers) != 2 || calls.Load() != 2 {
+		t.Errorf("%d papers after %d requests, want 2 after 2", len(papers), calls.Load())
+	}
+}
+
+// retryAfter reads the seconds or the HTTP date of a 429's or a 503's Retry-After; a date
+// past is no wait, not a negative one; another status, or a value of neither form, asks for
+// no retry.
+func TestRetryAfter(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		status int
+		value  string
+		wait   time.Duration
+		ok     bool
+	}{
+		{http.StatusTooManyRequests, "5", 5 * time.Second, true},
+		{http.StatusServiceUnavailable, " 0 ", 0, true},
+		{http.StatusServiceUnavailable, time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat), 0, true},
+		{http.StatusServiceUnavailable, "soon", 0, false},
+		{http.StatusServiceUnavailable, "-3", 0, false},
+		{http.StatusInternalServerError, "5", 0, false},
+		{http.StatusOK, "5", 0, false},
+	} {
+		resp := &http.Response{StatusCode: c.status, Header: http.Header{"Retry-After": {c.value}}}
+		if wait, ok := retryAfter(resp); wait != c.wait || ok != c.ok {
+			t.Errorf("%d, Retry-After %q: %s, %v; want %s, %v", c.status, c.value, wait, ok, c.wait, c.ok)
+		}
+	}
+}
