@@ -3,6 +3,7 @@ package ingest
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -234,5 +235,25 @@ func TestRSSBareGUIDIsNotAnID(t *testing.T) {
 		if papers[i].ID != want {
 			t.Errorf("%s: id %q, want %q", papers[i].Title, papers[i].ID, want)
 		}
+	}
+}
+
+func TestRSSItemKeepsItsFirstLink(t *testing.T) {
+	t.Parallel()
+	in := `<rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom"><channel><title>Lab papers</title>
+<item><title>Linked</title><link>https://example.org/papers/7</link><atom:link href="https://example.org/papers/7" rel="alternate"/><description>` + words(25) + `</description></item>
+</channel></rss>`
+	papers, _, _ := readString(t, in, "f", Options{})
+	if len(papers) != 1 || papers[0].URL != "https://example.org/papers/7" || papers[0].ID != "id:https://example.org/papers/7" {
+		t.Errorf("papers %+v; want one, of URL and id https://example.org/papers/7", papers)
+	}
+}
+
+func TestSplitCreatorsSkipsParenthesesPastAStrayOne(t *testing.T) {
+	t.Parallel()
+	got := splitCreators([]string{"Ada Lovelace (Analytical Engine)), Alan Turing (Bletchley Park)", "Grace Hopper (Navy (Reserve)), Kurt Gödel (IAS)"})
+	want := []string{"Ada Lovelace", "Alan Turing", "Grace Hopper", "Kurt Gödel"}
+	if !slices.Equal(got, want) {
+		t.Errorf("splitCreators = %q, want %q", got, want)
 	}
 }
