@@ -365,7 +365,8 @@ func (e *PublishError) Unwrap() []error {
 	return []error{e.Err}
 }
 
-// isAPIError reports whether err, a message's failure, is the server's answer (not stored).
+// isAPIError reports whether err, a message's failure, is the server's answer (not stored):
+// also streamGone's error, which wraps jetstream.ErrStreamNotFound, an *jetstream.APIError.
 func isAPIError(err error) bool {
 	_, ok := errors.AsType[*jetstream.APIError](err)
 	return ok
@@ -401,8 +402,8 @@ func (p *Publisher) settle(ctx context.Context, n int) error {
 	var errs []error // failed, once there is one
 	take := func(pm pending, ack *jetstream.PubAck, err error) {
 		if err != nil {
-			if isAPIError(err) || errors.Is(err, jetstream.ErrStreamNotFound) {
-				p.stats.Refused++ // the server's answer, or no stream: not stored
+			if isAPIError(err) {
+				p.stats.Refused++ // the server's answer, or no stream (streamGone's error wraps one): not stored
 			} else {
 				p.unanswered++ // a timeout, a lost connection: it may have been stored
 			}
@@ -456,7 +457,7 @@ func (p *Publisher) settle(ctx context.Context, n int) error {
 		if err != nil && !isAPIError(err) && p.streamGone(ctx, err) != nil {
 			err = p.gone // no stream to answer: nothing to wait for
 		}
-		if err == nil || isAPIError(err) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		if err == nil || isAPIError(err) {
 			p.silentSince, p.goneAsked = time.Time{}, false // an answer
 		} else {
 			// No answer: the stream may be electing a leader. Send it again, under its id: at

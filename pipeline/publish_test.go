@@ -330,6 +330,11 @@ func TestPublishingToADeletedStreamSaysSo(t *testing.T) {
 	if strings.Contains(fmt.Sprint(err), "no leader") {
 		t.Errorf("publish to a deleted stream: %v; want no talk of a leader election", err)
 	}
+	// Not stored, and known not to be: refused (ingest says so), not unconfirmed ("the server may
+	// or may not have stored" it).
+	if st, n := pub.Stats(), pub.Unconfirmed(); st.Refused != 1 || n != 0 {
+		t.Errorf("publish to a deleted stream: %d refused, %d unconfirmed; want 1 refused, none unconfirmed", st.Refused, n)
+	}
 }
 
 // TestMetadataCorrectionIsNotARepeat: the same paper published again within the duplicate
