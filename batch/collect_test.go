@@ -139,6 +139,11 @@ func TestCutOffTLDRIsRejectedAndTheOthersStored(t *testing.T) {
 			if tl, _ := b.counts(t); tl != n-1 || rep.TLDRs != n-1 || rep.Rejected != 1 || rep.Done != 1 {
 				t.Errorf("%d TL;DRs stored, report %+v; want %d stored, 1 rejected, the job done", tl, rep, n-1)
 			}
+			// Only the content filter's is the API's refusal, recorded withheld; a token limit or
+			// a broken-off generation is asked for again by the next run.
+			if want := map[bool]int{true: 1, false: 0}[finish == "content_filter"]; rep.Withheld != want {
+				t.Errorf("%s: report %+v; want %d withheld", finish, rep, want)
+			}
 			b.checkClosed(t)
 		})
 	}

@@ -41,6 +41,9 @@ func TestWithheldAnswerIsNotBoughtAgainByTheNextRun(t *testing.T) {
 					t.Fatalf("run %d: %v", run, err)
 				}
 				t.Logf("run %d: %+v", run, rep)
+				if want := map[bool]int{true: 1, false: 0}[run == 1]; rep.Withheld != want {
+					t.Errorf("run %d: %d withheld reported, want %d", run, rep.Withheld, want)
+				}
 				requests += rep.Requests
 			}
 			if requests != n {
