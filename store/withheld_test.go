@@ -216,3 +216,33 @@ func TestClearWithheldAllOrSome(t *testing.T) {
 		t.Errorf("after clearing all: %+v, %v; want none", got, err)
 	}
 }
+
+// status counts a paper's TL;DR withheld (Counts.TLDRsWithheld) when the record is of its
+// target and of the text it has now, and the paper has no TL;DR of that text: a record under
+// another model, of an old text, or beside a TL;DR stored since is not counted.
+func TestCountsWithheldOnlyOfTheTargetAndTheTextWithoutATLDR(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	papers := abstracts(4)
+	upsert(t, s, papers, store.Work{})
+	w := paper.Work{Model: testModel, PromptVersion: testPrompt}
+	rec := func(a paper.Abstract, model string) store.Withheld {
+		return store.Withheld{PaperID: a.ID, Model: model, PromptVersion: testPrompt, ContentHash: a.ContentHash(), Reason: "r"}
+	}
+	// Paper 0: withheld (counted). Paper 1: withheld under another model. Paper 2: withheld, then
+	// its text changed. Paper 3: withheld, and a TL;DR of its text stored since.
+	if _, err := s.RecordWithheld(ctx, []store.Withheld{rec(papers[0], testModel), rec(papers[1], "another-model"),
+		rec(papers[2], testModel), rec(papers[3], testModel)}); err != nil {
+		t.Fatal(err)
+	}
+	changed := papers[2]
+	changed.Abstract += " Revised."
+	upsert(t, s, []paper.Abstract{changed}, store.Work{})
+	if _, err := s.SaveSummaries(ctx, []paper.Summary{summaryOf(papers[3], testModel, testPrompt, "d.")}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.Counts(ctx, w); err != nil || c.TLDRsWithheld != 1 || c.WithTLDR != 1 {
+		t.Errorf("Counts = %+v, %v; want 1 TL;DR withheld (paper 0's) and 1 stored", c, err)
+	}
+}
