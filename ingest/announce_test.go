@@ -257,3 +257,31 @@ func TestSplitCreatorsSkipsParenthesesPastAStrayOne(t *testing.T) {
 		t.Errorf("splitCreators = %q, want %q", got, want)
 	}
 }
+
+func TestFeedElementsOfAnotherNamespace(t *testing.T) {
+	t.Parallel()
+	media := `xmlns:media="http://search.yahoo.com/mrss/"`
+	for name, in := range map[string]string{
+		"rss": `<rss version="2.0" ` + media + `><channel><item><title>Real Title</title><guid>https://example.org/p/1</guid>` +
+			`<description>` + words(25) + `</description><pubDate>Mon, 4 Mar 2024 09:30:00 GMT</pubDate><category>cs.LG</category>` +
+			`<media:title>Thumbnail</media:title><media:description>A caption.</media:description><media:category>photo</media:category></item></channel></rss>`,
+		// RSS 2.0 with a default namespace (userland's), as some feeds declare it.
+		"rss-ns": `<rss version="2.0" xmlns="http://backend.userland.com/rss2" ` + media + `><channel><item><title>Real Title</title><guid>https://example.org/p/1</guid>` +
+			`<description>` + words(25) + `</description><pubDate>Mon, 4 Mar 2024 09:30:00 GMT</pubDate><category>cs.LG</category>` +
+			`<media:title>Thumbnail</media:title><media:description>A caption.</media:description><media:category>photo</media:category></item></channel></rss>`,
+		"atom": `<a:feed xmlns:a="http://www.w3.org/2005/Atom" ` + media + `><a:entry><a:id>https://example.org/p/1</a:id><a:title>Real Title</a:title>` +
+			`<a:summary>` + words(25) + `</a:summary><a:published>2024-03-04T09:30:00Z</a:published><a:category term="cs.LG"/>` +
+			`<media:title>Thumbnail</media:title><media:description>A caption.</media:description><media:category term="photo"/></a:entry></a:feed>`,
+	} {
+		papers, errs, _ := readString(t, in, name, Options{})
+		if len(papers) != 1 || len(errs) != 0 {
+			t.Errorf("%s: %d papers, errors %v", name, len(papers), errs)
+			continue
+		}
+		p := papers[0]
+		if p.ID != "id:https://example.org/p/1" || p.Title != "Real Title" || p.Abstract != words(25) ||
+			!p.Published.Equal(time.Date(2024, 3, 4, 9, 30, 0, 0, time.UTC)) || strings.Join(p.Categories, ",") != "cs.LG" {
+			t.Errorf("%s: got id %q, title %q, abstract %.40q, published %s, categories %q", name, p.ID, p.Title, p.Abstract, p.Published, p.Categories)
+		}
+	}
+}

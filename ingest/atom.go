@@ -38,30 +38,103 @@ func newAtomParser(r *Reader) *atomParser {
 
 func (p *atomParser) offset() int64 { return p.dec.InputOffset() }
 
-// atomEntry is the part of an Atom <entry> that is used. Local names match any namespace.
+// atomEntry is the part of an Atom <entry> that is used. Local names match any namespace; of
+// the entry's own elements (Atom's), those in its namespace are taken when it has any (see
+// ownElements): another vocabulary's of the same local name (<media:title>) is not its title.
 type atomEntry struct {
-	ID        string `xml:"id"`
-	Title     string `xml:"title"`
-	Summary   string `xml:"summary"`
-	Published string `xml:"published"`
-	Updated   string `xml:"updated"`
-	Authors   []struct {
-		Name string `xml:"name"`
-	} `xml:"author"`
+	IDs       []nsText     `xml:"id"`
+	Titles    []nsText     `xml:"title"`
+	Summaries []nsText     `xml:"summary"`
+	Published []nsText     `xml:"published"`
+	Updated   []nsText     `xml:"updated"`
+	Authors   []atomAuthor `xml:"author"`
 	// Creators are Dublin Core's <dc:creator>: arXiv's announcement feeds (rss.arxiv.org) give
 	// an entry's authors in one, "A, B (Affiliation), C", and no <author>.
 	Creators []string `xml:"creator"`
 	// AnnounceType is an announcement's <arxiv:announce_type>: new, cross, replace,
 	// replace-cross (see announcedDate).
-	AnnounceType string `xml:"announce_type"`
-	Categories   []struct {
-		Term string `xml:"term,attr"`
-	} `xml:"category"`
-	Links []struct {
-		Href string `xml:"href,attr"`
-		Rel  string `xml:"rel,attr"`
-	} `xml:"link"`
+	AnnounceType string         `xml:"announce_type"`
+	Categories   []atomCategory `xml:"category"`
+	Links        []atomLink     `xml:"link"`
 }
+
+// nsText is an element's text, with its name: its namespace tells a feed's own element from
+// another vocabulary's of the same local name.
+type nsText struct {
+	XMLName xml.Name
+	Text    string `xml:",chardata"`
+}
+
+type atomAuthor struct {
+	XMLName xml.Name
+	Name    string `xml:"name"`
+}
+
+type atomCategory struct {
+	XMLName xml.Name
+	Term    string `xml:"term,attr"`
+}
+
+type atomLink struct {
+	XMLName xml.Name
+	Href    string `xml:"href,attr"`
+	Rel     string `xml:"rel,attr"`
+}
+
+func (e nsText) space() string       { return e.XMLName.Space }
+func (e atomAuthor) space() string   { return e.XMLName.Space }
+func (e atomCategory) space() string { return e.XMLName.Space }
+func (e atomLink) space() string     { return e.XMLName.Space }
+
+// ownElements are the elements of els in space, the namespace of the item or entry holding
+// them (RSS's none, or the one a feed declares as its default; Atom's), or all of els when none
+// is: Media RSS's <media:title>, <media:description> and <media:category> (a thumbnail's title
+// and caption, which many sites' items carry) are not the item's title, abstract and category
+// when it has its own.
+func ownElements[T interface{ space() string }](space string, els []T) []T {
+	var own []T
+	for _, e := range els {
+		if e.space() == space {
+			own = append(own, e)
+		}
+	}
+	if len(own) == 0 {
+		return els
+	}
+	return own
+}
+
+// ownText is the text of the first of ownElements(space, els) that is not white space alone,
+// or "".
+func ownText(space string, els []nsText) string {
+	for _, e := range ownElements(space, els) {
+		if strings.TrimSpace(e.Text) != "" {
+			return e.Text
+		}
+	}
+	return ""
+}
+
+// itemText is ownText(space, els), else the text of the first of Dublin Core's elements among
+// els (<dc:title>, <dc:description>) that is not white space alone: an RSS item's title or
+// description where its own is empty.
+func itemText(space string, els []nsText) string {
+	if s := ownText(space, els); s != "" {
+		return s
+	}
+	for _, e := range els {
+		if (e.XMLName.Space == dublinCore || e.XMLName.Space == dublinCoreTerms) && strings.TrimSpace(e.Text) != "" {
+			return e.Text
+		}
+	}
+	return ""
+}
+
+// The namespaces of Dublin Core's elements and of its terms (<dc:title>, <dcterms:title>).
+const (
+	dublinCore      = "http://purl.org/dc/elements/1.1/"
+	dublinCoreTerms = "http://purl.org/dc/terms/"
+)
 
 func (p *atomParser) next() (paper.Abstract, error) {
 	for {
@@ -111,7 +184,7 @@ func (p *atomParser) next() (paper.Abstract, error) {
 		if err := p.dec.DecodeElement(&e, &se); err != nil {
 			return paper.Abstract{}, p.fatal(err)
 		}
-		a, err := p.entry(line, &e)
+		a, err := p.entry(line, se.Name.Space, &e)
 		var re *RecordError
 		if errors.As(err, &re) {
 			re.Record = p.n
@@ -139,23 +212,24 @@ func (p *atomParser) rootElement(local string) error {
 }
 
 // rssItem is the part of an RSS 2.0 or RSS 1.0 <item> that is used. Local names match any
-// namespace: a <title> and a <dc:title> are both Titles, the first that is not empty taken.
+// namespace; of RSS's own elements, those in the item's namespace (none, a default one a feed
+// declares, RSS 1.0's http://purl.org/rss/1.0/) are taken when it has any (see ownElements).
 type rssItem struct {
-	Titles       []string `xml:"title"`
-	Links        []string `xml:"link"`
-	Descriptions []string `xml:"description"`
-	GUID         string   `xml:"guid"`
-	PubDate      string   `xml:"pubDate"`
-	Categories   []string `xml:"category"`
+	Titles       []nsText `xml:"title"`
+	Links        []nsText `xml:"link"`
+	Descriptions []nsText `xml:"description"`
+	GUIDs        []nsText `xml:"guid"`
+	PubDates     []nsText `xml:"pubDate"`
+	Categories   []nsText `xml:"category"`
 	// RSS 1.0's: the item's URI (rdf:about), its HTML (content:encoded: Nature's abstract),
 	// Dublin Core's <dc:date> and <dc:identifier> (bioRxiv's "doi:10.1101/…"), PRISM's <prism:doi>
 	// and <prism:publicationDate>.
-	About       string   `xml:"about,attr"`
-	Encoded     string   `xml:"encoded"`
-	Dates       []string `xml:"date"`
-	Identifiers []string `xml:"identifier"`
-	DOI         string   `xml:"doi"`
-	PubDates    []string `xml:"publicationDate"`
+	About            string   `xml:"about,attr"`
+	Encoded          string   `xml:"encoded"`
+	Dates            []string `xml:"date"`
+	Identifiers      []string `xml:"identifier"`
+	DOI              string   `xml:"doi"`
+	PublicationDates []string `xml:"publicationDate"`
 	// Creators are Dublin Core's <dc:creator>: arXiv's gives an item's authors in one (see
 	// splitCreators). RSS's own <author> is an e-mail address, not read.
 	Creators []string `xml:"creator"`
@@ -182,34 +256,39 @@ func (p *atomParser) item(se *xml.StartElement) (paper.Abstract, error) {
 	if err := p.dec.DecodeElement(&it, se); err != nil {
 		return paper.Abstract{}, p.fatal(err)
 	}
-	// RSS 2.0's title and description are the last of their elements, as they were read before
-	// RSS 1.0 was (a feed's <media:title> after its <title>): another text would be another
-	// content hash, a TL;DR bought again. RSS 1.0's are the first that is not empty: bioRxiv's
-	// and Nature's repeat the title as <dc:title>, some feeds empty.
-	pick := last
-	if p.rdf {
-		pick = first
+	// The title and description are the item's own (see ownElements), the first that is not
+	// empty, else Dublin Core's <dc:title> and <dc:description> (bioRxiv's and Nature's RSS 1.0
+	// items repeat the title as <dc:title>; some feeds leave their own <title> empty): not
+	// another vocabulary's, a <media:title> after them.
+	ns := se.Name.Space
+	f := fields{line: line, title: itemText(ns, it.Titles), abstract: stripAnnouncement(itemText(ns, it.Descriptions)), tex: true}
+	for _, c := range ownElements(ns, it.Categories) {
+		f.categories = append(f.categories, c.Text)
 	}
-	f := fields{line: line, title: pick(it.Titles), abstract: stripAnnouncement(pick(it.Descriptions)), categories: it.Categories, tex: true,
-		url: first(it.Links)}
+	for _, l := range ownElements(ns, it.Links) {
+		if f.url = strings.TrimSpace(l.Text); f.url != "" {
+			break
+		}
+	}
 	if f.abstract == "" && strings.TrimSpace(it.Encoded) != "" {
 		f.abstract = htmlText(it.Encoded)
 	}
 	if p.rdf {
-		f.rawID = rdfID(&it)
-	} else if f.rawID = strings.TrimSpace(it.GUID); f.rawID == "" || !globalID(f.rawID) {
+		f.rawID = rdfID(&it, f.url)
+	} else if f.rawID = strings.TrimSpace(ownText(ns, it.GUIDs)); f.rawID == "" || !globalID(f.rawID) {
 		f.rawID = f.url // without either, the title's id, as a JSON record without one
 	}
 	f.authors = splitCreators(it.Creators)
 	var err error
+	pubDate := ownText(ns, it.PubDates)
 	switch {
 	case !announcedDate(it.AnnounceType):
-	case strings.TrimSpace(it.PubDate) != "" || !p.rdf:
-		f.published, err = parseRSSDate(it.PubDate)
+	case strings.TrimSpace(pubDate) != "" || !p.rdf:
+		f.published, err = parseRSSDate(pubDate)
 	case first(it.Dates) != "":
 		f.published, err = parseDate("<dc:date>", first(it.Dates))
 	default:
-		f.published, err = parseDate("<prism:publicationDate>", first(it.PubDates))
+		f.published, err = parseDate("<prism:publicationDate>", first(it.PublicationDates))
 	}
 	a, err := p.r.buildOrFail(f, []error{err})
 	var re *RecordError
@@ -243,19 +322,11 @@ func first(ss []string) string {
 	return ""
 }
 
-// last is the last of ss, as it is; "" when there is none.
-func last(ss []string) string {
-	if len(ss) == 0 {
-		return ""
-	}
-	return ss[len(ss)-1]
-}
-
 // rdfID is the id of an RSS 1.0 item: its DOI (<prism:doi>, or a <dc:identifier> that is one or
 // another id beyond its feed: bioRxiv's "doi:10.1101/…"), which names the paper wherever it
 // is read, and not its URL, which names one version (bioRxiv's "…/857789v1?rss=1"); else its
-// rdf:about, its <link>, its title.
-func rdfID(it *rssItem) string {
+// rdf:about, its <link> (link, the first of its own), its title.
+func rdfID(it *rssItem, link string) string {
 	if d := strings.TrimSpace(it.DOI); d != "" {
 		if c, err := paper.CanonicalID(d); err == nil && strings.HasPrefix(c, "doi:") {
 			return c
@@ -271,7 +342,7 @@ func rdfID(it *rssItem) string {
 	if about := strings.TrimSpace(it.About); about != "" && globalID(about) {
 		return about
 	}
-	return first(it.Links)
+	return link
 }
 
 // Nature's RSS 1.0 feeds give an item's text as HTML in <content:encoded>, after a paragraph
@@ -338,27 +409,28 @@ func (p *atomParser) empty() error {
 		"the arXiv API answers so now and then when it is busy; fetch it again", p.r.name, line, p.total, max(p.start, 0)), err: paper.ErrInvalid}
 }
 
-// entry validates one decoded entry.
-func (p *atomParser) entry(line int, e *atomEntry) (paper.Abstract, error) {
-	id := strings.TrimSpace(e.ID)
+// entry validates one decoded entry, whose element is in namespace ns.
+func (p *atomParser) entry(line int, ns string, e *atomEntry) (paper.Abstract, error) {
+	id := strings.TrimSpace(ownText(ns, e.IDs))
+	summary := ownText(ns, e.Summaries)
 	if strings.Contains(id, "arxiv.org/api/errors") {
 		// The arXiv API answers a bad query with a feed holding one error entry.
-		return paper.Abstract{}, p.r.recordErr(line, "", invalidf("the arXiv API reports an error: %s", paper.Fold(e.Summary)))
+		return paper.Abstract{}, p.r.recordErr(line, "", invalidf("the arXiv API reports an error: %s", paper.Fold(summary)))
 	}
 	if id == "" {
 		return paper.Abstract{}, p.r.recordErr(line, "", invalidf("entry has no <id>"))
 	}
-	f := fields{line: line, rawID: id, title: e.Title, abstract: stripAnnouncement(e.Summary), tex: true}
-	for _, a := range e.Authors {
+	f := fields{line: line, rawID: id, title: ownText(ns, e.Titles), abstract: stripAnnouncement(summary), tex: true}
+	for _, a := range ownElements(ns, e.Authors) {
 		f.authors = append(f.authors, a.Name)
 	}
 	if len(f.authors) == 0 {
 		f.authors = splitCreators(e.Creators)
 	}
-	for _, c := range e.Categories {
+	for _, c := range ownElements(ns, e.Categories) {
 		f.categories = append(f.categories, c.Term)
 	}
-	for _, l := range e.Links {
+	for _, l := range ownElements(ns, e.Links) {
 		if l.Rel == "alternate" || (l.Rel == "" && f.url == "") {
 			f.url = l.Href
 		}
@@ -366,9 +438,9 @@ func (p *atomParser) entry(line int, e *atomEntry) (paper.Abstract, error) {
 	if f.url == "" && strings.HasPrefix(id, "http") {
 		f.url = id
 	}
-	field, date := "<published>", e.Published
+	field, date := "<published>", ownText(ns, e.Published)
 	if strings.TrimSpace(date) == "" {
-		field, date = "<updated>", e.Updated
+		field, date = "<updated>", ownText(ns, e.Updated)
 	}
 	var err error
 	if announcedDate(e.AnnounceType) {
