@@ -33,10 +33,35 @@ type atomParser struct {
 func newAtomParser(r *Reader) *atomParser {
 	dec := xml.NewDecoder(r.br) // a bufio.Reader is an io.ByteReader: no second buffer
 	dec.Entity = xml.HTMLEntity
+	dec.CharsetReader = declaredCharset
 	return &atomParser{r: r, dec: dec, total: -1, start: -1, perPage: -1}
 }
 
 func (p *atomParser) offset() int64 { return p.dec.InputOffset() }
+
+// declaredCharset is the xml.Decoder's CharsetReader, called for the encoding an XML
+// declaration names when it is not UTF-8. A single-byte encoding that ASCII is part of
+// (ISO-8859-1, Windows-1252, US-ASCII: many sites' feeds declare one) is read as UTF-8, as
+// every input is: its content is UTF-8 text already when it is ASCII, or was converted with
+// iconv (which leaves the declaration as it was), and a byte that is not UTF-8 stops the
+// reading as malformed XML (unpack refuses Latin-1 text with the conversion to make). So is a
+// declaration of UTF-16 or UCS-2: unpack refuses UTF-16 text (XML's starts with "<" and a NUL
+// byte), so what declares it here is not, and converting it from UTF-16 would garble it.
+// Another encoding is a *charsetError. Without it, encoding/xml stopped any feed declaring one.
+func declaredCharset(label string, input io.Reader) (io.Reader, error) {
+	switch strings.ToLower(strings.TrimSpace(label)) {
+	case "us-ascii", "ascii", "iso-8859-1", "iso8859-1", "iso_8859-1", "latin1", "latin-1", "l1",
+		"iso-8859-15", "latin9", "windows-1252", "cp1252",
+		"utf-16", "utf-16le", "utf-16be", "utf16", "ucs-2", "utf8":
+		return input, nil
+	}
+	return nil, &charsetError{label: label}
+}
+
+// charsetError is an encoding an XML declaration names that declaredCharset does not read.
+type charsetError struct{ label string }
+
+func (e *charsetError) Error() string { return "encoding " + e.label }
 
 // atomEntry is the part of an Atom <entry> that is used. Local names match any namespace; of
 // the entry's own elements (Atom's), those in its namespace are taken when it has any (see
@@ -560,7 +585,11 @@ func (p *atomParser) notAtom(root string) error {
 func (p *atomParser) fatal(err error) error {
 	line, _ := p.dec.InputPos()
 	var se *xml.SyntaxError
+	var ce *charsetError
 	switch {
+	case errors.As(err, &ce):
+		return &stopError{msg: fmt.Sprintf("%s:%d: the feed's XML declaration names the encoding %q: paperpipe reads UTF-8; "+
+			"convert it with `iconv -f %s -t UTF-8 FILE`, and write encoding=\"UTF-8\" in its declaration", p.r.name, line, ce.label, ce.label), err: paper.ErrInvalid}
 	case errors.Is(err, errTooLarge):
 		return &stopError{msg: fmt.Sprintf("%s:%d: an entry or element is longer than the %d-byte limit; reading stops", p.r.name, line, p.r.opts.MaxRecordBytes), err: err}
 	case errors.As(err, &se) && se.Msg == "unexpected EOF":

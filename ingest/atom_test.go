@@ -210,3 +210,32 @@ func TestAtomFeedWithoutTheEntriesItCountsFails(t *testing.T) {
 		}
 	}
 }
+
+// A feed whose XML declaration names an ASCII-compatible single-byte encoding (ISO-8859-1,
+// Windows-1252, US-ASCII; many sites' feeds declare one) is read: its content is UTF-8 text
+// already (ASCII, or converted with iconv, which leaves the declaration as it was). It stopped
+// at line 1 with encoding/xml's own words: `xml: encoding "ISO-8859-1" declared but
+// Decoder.CharsetReader is nil`, which no conversion of the content could fix. So is UTF-16
+// declared on text that is not (unpack refuses UTF-16). Another encoding is an error saying
+// what to do.
+func TestXMLFeedDeclaringAnotherEncoding(t *testing.T) {
+	t.Parallel()
+	for _, enc := range []string{"ISO-8859-1", "iso-8859-1", "latin1", "windows-1252", "US-ASCII", "UTF-16", "utf8"} {
+		in := `<?xml version="1.0" encoding="` + enc + `"?>` + "\n" + `<rss version="2.0"><channel><item><title>Schrödinger bridges</title>` +
+			`<guid>https://example.org/p/1</guid><description>` + words(25) + `</description></item></channel></rss>`
+		papers, errs, _ := readString(t, in, "f", Options{})
+		if len(papers) != 1 || len(errs) != 0 || papers[0].Title != "Schrödinger bridges" {
+			t.Errorf("%s: papers %+v, errors %v", enc, papers, errs)
+		}
+	}
+	in := `<?xml version="1.0" encoding="Shift_JIS"?>` + "\n" + `<feed xmlns="http://www.w3.org/2005/Atom"></feed>`
+	r, err := NewReader(strings.NewReader(in), "f", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Next()
+	want := "f:1: the feed's XML declaration names the encoding \"Shift_JIS\": paperpipe reads UTF-8; convert it with `iconv -f Shift_JIS -t UTF-8 FILE`, and write encoding=\"UTF-8\" in its declaration"
+	if err == nil || err.Error() != want || !errors.Is(err, paper.ErrInvalid) {
+		t.Errorf("Shift_JIS: err %v\n  want %s (and paper.ErrInvalid)", err, want)
+	}
+}
