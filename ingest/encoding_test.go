@@ -248,3 +248,32 @@ func TestReadErrorNamesTheLineItStoppedAt(t *testing.T) {
 		}
 	}
 }
+
+// Files joined into one stream (`cat a.txt b.txt | paperpipe ingest -`) bring the byte order
+// mark of each file that has one (Windows' editors and PowerShell write it) to the start of a
+// line within the stream. Taken as text, it became an invisible first character of a title,
+// whose title id then differed from the same paper's read from its file alone (a second copy
+// of the paper, its TL;DR and vector bought again); a JSON line starting with it was refused,
+// a paper lost.
+func TestByteOrderMarkOfAJoinedFile(t *testing.T) {
+	t.Parallel()
+	abstract := words(25)
+	line := func(id string) string {
+		return `{"id":"` + id + `","title":"T ` + id + `","abstract":"` + abstract + `"}` + "\r\n"
+	}
+	for _, c := range []struct {
+		name, in string
+		want     []string
+	}{
+		{"text", "Title one\n\n" + abstract + "\n\n" + bom + "Title two\r\n\r\n" + abstract + "\r\n",
+			[]string{"paper text:1 Title one", "paper text:5 Title two"}},
+		{"jsonl", line("2401.00001") + bom + line("2401.00002"),
+			[]string{"paper jsonl:1 T 2401.00001", "paper jsonl:2 T 2401.00002"}},
+	} {
+		papers, _, events := readString(t, c.in, c.name, Options{})
+		equalEvents(t, events, c.want)
+		if c.name == "text" && len(papers) == 2 && papers[1].ID != titleID("Title two") {
+			t.Errorf("text: id %q, want the title's %q", papers[1].ID, titleID("Title two"))
+		}
+	}
+}

@@ -21,9 +21,10 @@ func newLineReader(br *bufio.Reader, max int) *lineReader {
 	return &lineReader{br: br, max: max}
 }
 
-// next returns the next line without its "\n" or "\r\n" and the line's full length. When the
-// length is more than max, line holds only its first max bytes. line is valid until the next
-// call. At the end it returns io.EOF.
+// next returns the next line without its "\n" or "\r\n", or a UTF-8 byte order mark at its
+// start, and the line's full length without them. When the length is more than max, line
+// holds only its first max bytes. line is valid until the next call. At the end it returns
+// io.EOF.
 func (l *lineReader) next() (line []byte, length int, err error) {
 	l.buf = l.buf[:0]
 	var last byte // the line's last byte before its '\n', wherever it fell: a '\r' is not counted
@@ -55,6 +56,12 @@ func (l *lineReader) next() (line []byte, length int, err error) {
 		if length > 0 && last == '\r' {
 			length--
 		}
-		return l.buf[:min(len(l.buf), length)], length, nil
+		line = l.buf[:min(len(l.buf), length)]
+		if bytes.HasPrefix(line, []byte(bom)) {
+			// The byte order mark of a file joined to the one before it (cat a.txt b.txt): not
+			// the line's text.
+			line, length = line[len(bom):], length-len(bom)
+		}
+		return line, length, nil
 	}
 }
