@@ -9,6 +9,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -274,6 +275,56 @@ func TestByteOrderMarkOfAJoinedFile(t *testing.T) {
 		equalEvents(t, events, c.want)
 		if c.name == "text" && len(papers) == 2 && papers[1].ID != titleID("Title two") {
 			t.Errorf("text: id %q, want the title's %q", papers[1].ID, titleID("Title two"))
+		}
+	}
+}
+
+// TestGzipFollowedByOtherBytes: what follows gzip-compressed data. Zero bytes (a file padded
+// to a block, as tape and some copying tools leave it) are no data: gzip -d reads such a file
+// without complaint; it failed after its last record with "gzip: invalid header", or, under
+// 10 of them, as "cut short". Other bytes (an uncompressed file joined to it: cat a.gz b.jsonl)
+// are an error that says what they are, not "gzip: invalid header" at a line of the content.
+// Members joined (cat a.gz b.gz) are read one after the other, as before.
+func TestGzipFollowedByOtherBytes(t *testing.T) {
+	t.Parallel()
+	line := func(id string) []byte {
+		return []byte(`{"id":"` + id + `","title":"T ` + id + `","abstract":"` + words(25) + `"}` + "\n")
+	}
+	one := gzipped(t, line("2401.00001"))
+	join := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	for _, c := range []struct {
+		name    string
+		in      []byte
+		papers  int
+		wantErr string // "" for a clean end
+	}{
+		{"512 zero bytes", join(one, make([]byte, 512)), 1, ""},
+		{"5 zero bytes", join(one, make([]byte, 5)), 1, ""},
+		{"two members", join(one, gzipped(t, line("2401.00002"))), 2, ""},
+		{"two members and zeros", join(one, gzipped(t, line("2401.00002")), make([]byte, 100)), 2, ""},
+		{"plain text after it", join(one, line("2401.00003")), 1,
+			"f.gz:2: the gzip-compressed input is followed by bytes that are not gzip-compressed (an uncompressed file joined to it?), at its byte " +
+				strconv.Itoa(len(one)+1) + ": they are not read; give each file on its own"},
+	} {
+		r, err := NewReader(bytes.NewReader(c.in), "f.gz", Options{})
+		if err != nil {
+			t.Errorf("%s: NewReader: %v", c.name, err)
+			continue
+		}
+		n := 0
+		for {
+			_, err = r.Next()
+			if err != nil {
+				break
+			}
+			n++
+		}
+		got := ""
+		if err != io.EOF {
+			got = err.Error()
+		}
+		if n != c.papers || got != c.wantErr {
+			t.Errorf("%s: %d papers, end %q\n  want %d papers, end %q", c.name, n, got, c.papers, c.wantErr)
 		}
 	}
 }

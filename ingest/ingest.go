@@ -243,15 +243,67 @@ func newDecoder(r io.Reader, name, command, wants string, judge bool) (decoder, 
 var errGzipCut = fmt.Errorf("the gzip-compressed input ends before its compressed stream does: "+
 	"it was cut short (an interrupted download or copy?); fetch it again (%w)", io.ErrUnexpectedEOF)
 
-// gzipBody reads a gzip stream, saying what an early end of it means.
-type gzipBody struct{ zr *gzip.Reader }
+// gzipBody reads a gzip stream, saying what an early end of it means. Its members (cat a.gz
+// b.gz) are read one after the other; zero bytes after the last are no data (a file padded to
+// a block, which gzip -d reads without complaint), and other bytes an error saying what they
+// are (see next): gzip.Reader's own reading of members took either for the header of another
+// and failed with "gzip: invalid header", or, under 10 bytes, with an early end.
+type gzipBody struct {
+	zr  *gzip.Reader // with Multistream(false): it ends at each member's end
+	src *bufio.Reader
+	in  *guardReader // below src: counts the compressed bytes read
+}
 
-func (g gzipBody) Read(p []byte) (int, error) {
-	n, err := g.zr.Read(p)
-	if err == io.ErrUnexpectedEOF {
-		err = errGzipCut
+func (g *gzipBody) Read(p []byte) (int, error) {
+	for {
+		n, err := g.zr.Read(p)
+		if err == io.EOF {
+			err = g.next()
+			if err == nil && n == 0 {
+				continue
+			}
+		}
+		if err == io.ErrUnexpectedEOF {
+			err = errGzipCut
+		}
+		return n, err
 	}
-	return n, err
+}
+
+// next goes on after a member's end: to the next member, or io.EOF at the end of the input or
+// of zero bytes, or an error for other bytes.
+func (g *gzipBody) next() error {
+	at := g.in.n.Load() - int64(g.src.Buffered()) // the offset of what follows the member
+	head, err := g.src.Peek(2)
+	switch {
+	case len(head) == 0 && err == io.EOF:
+		return io.EOF
+	case err != nil && err != io.EOF:
+		return err
+	case bytes.Equal(head, []byte{0x1f, 0x8b}):
+		if err := g.zr.Reset(g.src); err != nil {
+			if err == io.ErrUnexpectedEOF {
+				return errGzipCut
+			}
+			return fmt.Errorf("gzip-compressed input, at its byte %d: %w", at+1, err)
+		}
+		g.zr.Multistream(false)
+		return nil
+	}
+	for {
+		buf, err := g.src.Peek(max(g.src.Buffered(), 1))
+		if len(bytes.TrimLeft(buf, "\x00")) > 0 {
+			return invalidf("the gzip-compressed input is followed by bytes that are not gzip-compressed (an uncompressed file joined to it?), "+
+				"at its byte %d: they are not read; give each file on its own", at+1)
+		}
+		_, _ = g.src.Discard(len(buf))
+		switch {
+		case err == io.EOF:
+			return io.EOF
+		case err != nil:
+			return err
+		}
+	}
 }
 
 // read makes r the input: br reads it through guard, which counts its bytes, and probe, which
@@ -419,10 +471,12 @@ func (d *decoder) unpack() error {
 		if err != nil {
 			return fmt.Errorf("gzip-compressed input: %w", err)
 		}
+		zr.Multistream(false)
+		body := &gzipBody{zr: zr, src: d.br, in: d.guard}
 		if d.packed == nil {
 			d.packed = d.guard
 		}
-		d.read(gzipBody{zr})
+		d.read(body)
 		return d.unpack() // what it holds may be UTF-16 too
 	case bytes.HasPrefix(head, []byte{0xff, 0xfe}) || bytes.HasPrefix(head, []byte{0xfe, 0xff}):
 		return invalidf("the input is UTF-16 text (it starts with a UTF-16 byte order mark), not UTF-8: convert it with "+
