@@ -285,3 +285,41 @@ func TestFeedElementsOfAnotherNamespace(t *testing.T) {
 		}
 	}
 }
+
+// An RSS <pubDate> is an RFC 822 date, in all the forms RFC 822 allows: without the day of the
+// week, without seconds, a two-digit year (RFC 822's own), the zones UT and Z, and the North
+// American zones by name, at their offsets. Those forms were refused, losing the paper (a bad
+// date is its record's error), and a zone by name was taken for UTC: an item of 20:00 EST
+// (01:00 UTC the next day) was dated the day before.
+func TestRSSDatesInEveryRFC822Form(t *testing.T) {
+	t.Parallel()
+	at := func(day, h, m int) time.Time { return time.Date(2024, 3, day, h, m, 0, 0, time.UTC) }
+	for in, want := range map[string]time.Time{
+		"Mon, 04 Mar 2024 09:30:00 GMT":   at(4, 9, 30),
+		"Mon, 4 Mar 2024 09:30:00 +0100":  at(4, 8, 30),
+		"04 Mar 2024 09:30:00 GMT":        at(4, 9, 30),
+		"Mon, 04 Mar 2024 09:30 GMT":      at(4, 9, 30),
+		"4 Mar 2024 09:30 -0500":          at(4, 14, 30),
+		"Mon, 04 Mar 24 09:30:00 GMT":     at(4, 9, 30),
+		"Mon, 04 Mar 2024 09:30:00 UT":    at(4, 9, 30),
+		"Mon, 04 Mar 2024 09:30:00 Z":     at(4, 9, 30),
+		"Mon, 04 Mar 2024 20:00:00 EST":   at(5, 1, 0),
+		"Mon, 04 Mar 2024 20:00:00 EDT":   at(5, 0, 0),
+		"Mon, 04 Mar 2024 20:00:00 CST":   at(5, 2, 0),
+		"Mon, 04 Mar 2024 20:00:00 PDT":   at(5, 3, 0),
+		"Mon, 04 Mar 2024 20:00:00 PST":   at(5, 4, 0),
+		"Mon, 04 Mar 2024 20:00:00 MDT":   at(5, 2, 0),
+		"2024-03-04T09:30:00Z":            at(4, 9, 30),
+		" Mon, 04 Mar 2024 09:30:00 GMT ": at(4, 9, 30),
+	} {
+		got, err := parseRSSDate(in)
+		if err != nil || !got.Equal(want) {
+			t.Errorf("%q: %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"yesterday", "Mon, 04 Foo 2024 09:30:00 GMT", "Mon, 04 Mar 2024 25:30:00 GMT", "Mon, 04 Mar 2024 09:30:00 +25"} {
+		if got, err := parseRSSDate(in); err == nil {
+			t.Errorf("%q: %v, want an error", in, got)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -388,23 +389,67 @@ func htmlText(s string) string {
 	return html.UnescapeString(s)
 }
 
-// rssDateLayouts are the forms of an RSS <pubDate> (RFC 822 with a four-digit year, as RSS 2.0
-// has it), and RFC 3339, which some feeds write instead.
-var rssDateLayouts = []string{time.RFC1123Z, time.RFC1123, "Mon, 2 Jan 2006 15:04:05 -0700", "Mon, 2 Jan 2006 15:04:05 MST",
-	"2 Jan 2006 15:04:05 -0700", time.RFC3339Nano}
+// rfc822Zones are the zones RFC 822 names (section 5.1), at their offsets: time.Parse takes a
+// zone's name for UTC unless the machine's own time zone has it, which dated an item of 20:00
+// EST (01:00 UTC the next day) the day before. Its one-letter military zones but Z are left
+// out: RFC 1123 says their signs were given wrong, and their meaning is unsure.
+var rfc822Zones = map[string]string{"UT": "+0000", "GMT": "+0000", "Z": "+0000",
+	"EST": "-0500", "EDT": "-0400", "CST": "-0600", "CDT": "-0500", "MST": "-0700", "MDT": "-0600", "PST": "-0800", "PDT": "-0700"}
 
-// parseRSSDate parses an item's <pubDate>; empty is the zero time.
+// parseRSSDate parses an item's <pubDate>, an RFC 822 date (RSS 2.0 has it so, with a
+// four-digit year): "Thu, 01 Feb 2024 00:00:00 -0500", with or without the day of the week, with
+// or without seconds, a year of two digits or four, a zone as an offset or by name
+// (rfc822Zones; another name is taken for UTC); or RFC 3339, which some feeds write instead.
+// Empty is the zero time.
 func parseRSSDate(s string) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return time.Time{}, nil
 	}
-	for _, l := range rssDateLayouts {
-		if t, err := time.Parse(l, s); err == nil {
-			return t.UTC(), nil
-		}
+	if t, ok := parseRFC822(s); ok {
+		return t.UTC(), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC(), nil
 	}
 	return time.Time{}, invalidf("<pubDate> %q is not an RFC 822 date (Thu, 01 Feb 2024 00:00:00 -0500)", s)
+}
+
+// parseRFC822 parses an RFC 822 date-time: [day ","] date month year hh:mm[:ss] zone.
+func parseRFC822(s string) (time.Time, bool) {
+	if day, rest, ok := strings.Cut(s, ","); ok {
+		if day = strings.TrimSpace(day); day == "" || strings.ContainsFunc(day, func(r rune) bool { return !unicode.IsLetter(r) }) {
+			return time.Time{}, false
+		}
+		s = rest
+	}
+	f := strings.Fields(s)
+	if len(f) != 5 {
+		return time.Time{}, false
+	}
+	if len(f[2]) == 2 { // RFC 822's year; RFC 2822 reads 00–49 as 2000–2049
+		y, err := strconv.Atoi(f[2])
+		if err != nil {
+			return time.Time{}, false
+		}
+		if y += 1900; y < 1950 {
+			y += 100
+		}
+		f[2] = strconv.Itoa(y)
+	}
+	if strings.Count(f[3], ":") == 1 {
+		f[3] += ":00"
+	}
+	if z, ok := rfc822Zones[strings.ToUpper(f[4])]; ok {
+		f[4] = z
+	}
+	v := strings.Join(f, " ")
+	for _, layout := range []string{"2 Jan 2006 15:04:05 -0700", "2 Jan 2006 15:04:05 MST"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // count is where the OpenSearch count named local is kept, or nil for another element.
