@@ -323,3 +323,22 @@ func TestRSSDatesInEveryRFC822Form(t *testing.T) {
 		}
 	}
 }
+
+// arXiv gives all of an item's authors in one <dc:creator>, "A, B (Affiliation), C", split at
+// its commas; a feed that gives one <dc:creator> per author writes each as a name, often
+// "Last, First" as library metadata does, which is one author, not two.
+func TestCreatorsOnePerAuthor(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		creators []string
+		want     []string
+	}{
+		{[]string{"Ada Lovelace, Alan Turing (University of Manchester, UK), Grace Hopper"}, []string{"Ada Lovelace", "Alan Turing", "Grace Hopper"}},
+		{[]string{"Lovelace, Ada", "Turing, Alan (University of Manchester, UK)"}, []string{"Lovelace, Ada", "Turing, Alan"}},
+		{[]string{"Ada Lovelace", " Alan  Turing "}, []string{"Ada Lovelace", "Alan Turing"}},
+	} {
+		if got := splitCreators(c.creators); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%q: %q, want %q", c.creators, got, c.want)
+		}
+	}
+}

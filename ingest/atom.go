@@ -535,14 +535,17 @@ func stripAnnouncement(abstract string) string {
 	return abstract
 }
 
-// splitCreators splits the <dc:creator>s of arXiv's announcement feeds, each "A, B
-// (Affiliation, Place), C", into names, at the commas outside parentheses, leaving the
-// affiliations out (as the OAI snapshot's authors are read); nil when there are none. A
-// creator that is a list of surnames each followed by its initials, as bioRxiv's and medRxiv's
-// feeds write it ("Kukla, D., Crampton, A. B."), is read by those pairs: "D. Kukla", "A. B.
-// Crampton" (split at each comma, it was four authors, "Kukla", "D.", "Crampton", "A. B.").
+// splitCreators splits the <dc:creator> of arXiv's announcement feeds, "A, B (Affiliation,
+// Place), C", into names, at the commas outside parentheses, leaving the affiliations out (as
+// the OAI snapshot's authors are read); nil when there are none. A creator that is a list of
+// surnames each followed by its initials, as bioRxiv's and medRxiv's feeds write it ("Kukla,
+// D., Crampton, A. B."), is read by those pairs: "D. Kukla", "A. B. Crampton" (split at each
+// comma, it was four authors, "Kukla", "D.", "Crampton", "A. B."). Several <dc:creator>s
+// (Nature's) are an author each (a feed that gives them so writes each as a name, often "Last,
+// First", which a split made two authors), the affiliations left out as well.
 func splitCreators(creators []string) []string {
 	var out []string
+	split := len(creators) == 1
 	for _, s := range creators {
 		var name strings.Builder
 		depth := 0
@@ -560,7 +563,7 @@ func splitCreators(creators []string) []string {
 			case c == ')':
 				depth = max(depth-1, 0)
 			case depth > 0:
-			case c == ',':
+			case c == ',' && split:
 				flush()
 			default:
 				name.WriteRune(c)
