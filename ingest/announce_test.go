@@ -251,7 +251,9 @@ func TestRSSItemKeepsItsFirstLink(t *testing.T) {
 
 func TestSplitCreatorsSkipsParenthesesPastAStrayOne(t *testing.T) {
 	t.Parallel()
-	got := splitCreators([]string{"Ada Lovelace (Analytical Engine)), Alan Turing (Bletchley Park)", "Grace Hopper (Navy (Reserve)), Kurt Gödel (IAS)"})
+	// Each a feed's only <dc:creator> (a list: several are an author each, see TestCreatorsOnePerAuthor).
+	got := append(splitCreators([]string{"Ada Lovelace (Analytical Engine)), Alan Turing (Bletchley Park)"}),
+		splitCreators([]string{"Grace Hopper (Navy (Reserve)), Kurt Gödel (IAS)"})...)
 	want := []string{"Ada Lovelace", "Alan Turing", "Grace Hopper", "Kurt Gödel"}
 	if !slices.Equal(got, want) {
 		t.Errorf("splitCreators = %q, want %q", got, want)
