@@ -56,7 +56,7 @@ func (s *Store) DropEmptySpace(ctx context.Context, id int64) (bool, error) {
 		}
 		var empty bool
 		err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM embeddings WHERE space_id = $1)
-				AND to_regclass($2) IS NULL AND to_regclass($2 || '_new') IS NULL`, id, indexNamePrefix+itoa(id)).Scan(&empty)
+				AND `+ownIndexSQL("$2::text")+` IS NULL AND `+ownIndexSQL("$2::text || '_new'")+` IS NULL`, id, indexNamePrefix+itoa(id)).Scan(&empty)
 		if err != nil {
 			return fmt.Errorf("look at the space: %w", err)
 		}

@@ -315,7 +315,11 @@ func (s *Store) BuildSpaceIndex(ctx context.Context, id int64, cfg IndexSettings
 	start, concurrently, ddl := time.Now(), shared || exists, v.createIndexSQL(sp.ID, true)
 	if concurrently {
 		if exists {
-			if _, err := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+v.indexName); err != nil {
+			own, err := ownIndex(ctx, conn, v.indexName)
+			if err != nil {
+				return false, fmt.Errorf("build index of space %s: %w", sp.Name(), err)
+			}
+			if _, err := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+own); err != nil {
 				return false, fmt.Errorf("build index of space %s: drop the invalid %s: %w", sp.Name(), v.indexName, err)
 			}
 		}
@@ -368,11 +372,32 @@ type querier interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }
 
-// indexState reports whether the index named name exists, and whether it is valid: an
-// interrupted CREATE INDEX CONCURRENTLY leaves an invalid one, which queries do not use (and
-// one in progress is invalid until it ends).
+// ownIndexSQL is the regclass of the index named by nameSQL (a text expression) in the current
+// schema, where paperpipe's tables and their indexes are, or NULL when it has none: never one of
+// another schema of the search_path. An unqualified name resolves along the whole search_path,
+// and a schema after the current one (public, with search_path=copy,public for the vector
+// extension there) may hold another archive, with indexes of the same names (embeddings_hnsw_s1):
+// its index was taken for this archive's, which was then never built, and dropped in its place.
+func ownIndexSQL(nameSQL string) string {
+	return `to_regclass(quote_ident(current_schema()) || '.' || quote_ident(` + nameSQL + `))`
+}
+
+// ownIndex is the index named name in q's current schema, quoted and qualified for a statement
+// (DROP INDEX, ALTER INDEX) that must not reach an index of another schema on the search_path
+// (see ownIndexSQL).
+func ownIndex(ctx context.Context, q querier, name string) (string, error) {
+	var qualified string
+	if err := q.QueryRow(ctx, "SELECT format('%I.%I', current_schema(), $1::text)", name).Scan(&qualified); err != nil {
+		return "", fmt.Errorf("name index %s in the current schema: %w", name, err)
+	}
+	return qualified, nil
+}
+
+// indexState reports whether the index named name exists in the current schema, and whether it
+// is valid: an interrupted CREATE INDEX CONCURRENTLY leaves an invalid one, which queries do not
+// use (and one in progress is invalid until it ends).
 func indexState(ctx context.Context, q querier, name string) (exists, valid bool, err error) {
-	err = q.QueryRow(ctx, "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)", name).Scan(&valid)
+	err = q.QueryRow(ctx, "SELECT indisvalid FROM pg_index WHERE indexrelid = "+ownIndexSQL("$1::text"), name).Scan(&valid)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, false, nil
 	}
@@ -498,7 +523,11 @@ func (s *Store) dropFailedBuild(ctx context.Context, conn *pgxpool.Conn, name st
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	if err := pgx.BeginFunc(dctx, conn, func(tx pgx.Tx) error {
-		return s.execLockedDDL(dctx, tx, "DROP INDEX IF EXISTS "+name)
+		own, err := ownIndex(dctx, tx, name)
+		if err != nil {
+			return err
+		}
+		return s.execLockedDDL(dctx, tx, "DROP INDEX IF EXISTS "+own)
 	}); err != nil {
 		return fmt.Sprintf(" (its unfinished index %s, which takes disk space, could not be dropped: %v; the next attempt drops it)", name, err)
 	}
@@ -665,6 +694,10 @@ func (s *Store) Reindex(ctx context.Context, id int64, kind IndexKind, cfg Index
 		return false, fmt.Errorf("reindex space %s: %w", cur.Name(), err)
 	}
 	start, fresh := time.Now(), v.indexName+"_new"
+	ownFresh, err := ownIndex(ctx, conn, fresh)
+	if err != nil {
+		return false, fmt.Errorf("reindex space %s: %w", cur.Name(), err)
+	}
 	if cur.index == kind && (valid || v.opclass == "") {
 		// A reindex interrupted before (killed, its session ended) may have left its new
 		// index, invalid: the space keeps its own, and the leftover goes. No other build of
@@ -673,14 +706,14 @@ func (s *Store) Reindex(ctx context.Context, id int64, kind IndexKind, cfg Index
 		if err != nil || !exists {
 			return false, err
 		}
-		if _, err := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+fresh); err != nil {
+		if _, err := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+ownFresh); err != nil {
 			return false, fmt.Errorf("reindex space %s: drop the unfinished %s an interrupted reindex left: %w", cur.Name(), fresh, err)
 		}
 		s.log.InfoContext(ctx, "dropped the unfinished index an interrupted reindex left", "space", cur.Name(), "index", fresh)
 		return false, nil
 	}
 	if v.opclass != "" {
-		if _, err := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+fresh); err != nil {
+		if _, err := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+ownFresh); err != nil {
 			return false, fmt.Errorf("reindex space %s: drop a leftover %s: %w", cur.Name(), fresh, err)
 		}
 		if err := buildIndex(ctx, conn, s.withIndexMemory(cfg), v.createIndexAs("CONCURRENTLY "+fresh, cur.ID)); err != nil {
@@ -700,11 +733,15 @@ func (s *Store) Reindex(ctx context.Context, id int64, kind IndexKind, cfg Index
 		if err := s.lockSpaces(ctx, tx); err != nil {
 			return fmt.Errorf("lock embedding spaces: %w", err)
 		}
-		if err := s.execLockedDDL(ctx, tx, "DROP INDEX IF EXISTS "+v.indexName); err != nil {
+		own, err := ownIndex(ctx, tx, v.indexName)
+		if err != nil {
+			return err
+		}
+		if err := s.execLockedDDL(ctx, tx, "DROP INDEX IF EXISTS "+own); err != nil {
 			return fmt.Errorf("drop the old index: %w", err)
 		}
 		if v.opclass != "" {
-			if _, err := tx.Exec(ctx, "ALTER INDEX "+fresh+" RENAME TO "+v.indexName); err != nil {
+			if _, err := tx.Exec(ctx, "ALTER INDEX "+ownFresh+" RENAME TO "+v.indexName); err != nil {
 				return fmt.Errorf("rename the new index: %w", err)
 			}
 		}
@@ -866,10 +903,10 @@ func (s *Store) listSpaces(ctx context.Context, counted bool) ([]SpaceInfo, erro
 	rows, err := s.pool.Query(ctx, `SELECT s.id, s.model, s.dimensions, s.template, s.active, s.index_kind, s.created_at,
 			`+coverage+`,
 			coalesce((SELECT i.indexrelid::regclass::text FROM pg_index i
-				WHERE i.indexrelid = to_regclass('`+indexNamePrefix+`' || s.id) AND i.indisvalid), ''),
+				WHERE i.indexrelid = `+ownIndexSQL(`'`+indexNamePrefix+`' || s.id`)+` AND i.indisvalid), ''),
 			coalesce((SELECT string_agg(i.indexrelid::regclass::text, ', ' ORDER BY i.indexrelid::regclass::text) FROM pg_index i
-				WHERE (i.indexrelid = to_regclass('`+indexNamePrefix+`' || s.id) AND NOT i.indisvalid)
-					OR i.indexrelid = to_regclass('`+indexNamePrefix+`' || s.id || '_new')), '')
+				WHERE (i.indexrelid = `+ownIndexSQL(`'`+indexNamePrefix+`' || s.id`)+` AND NOT i.indisvalid)
+					OR i.indexrelid = `+ownIndexSQL(`'`+indexNamePrefix+`' || s.id || '_new'`)+`), '')
 		FROM embedding_spaces s `+join+` ORDER BY s.id`)
 	if err != nil {
 		return nil, fmt.Errorf("list embedding spaces: %w", err)
@@ -1089,8 +1126,15 @@ func (s *Store) DropSpace(ctx context.Context, id int64, opts DropOptions) error
 		if _, err := tx.Exec(ctx, "DELETE FROM embeddings WHERE space_id = $1", sp.ID); err != nil {
 			return fmt.Errorf("delete vectors: %w", err)
 		}
-		name := indexNamePrefix + itoa(sp.ID)
-		if err := s.execLockedDDL(ctx, tx, "DROP INDEX IF EXISTS "+name+", "+name+"_new"); err != nil {
+		name, err := ownIndex(ctx, tx, indexNamePrefix+itoa(sp.ID))
+		if err != nil {
+			return err
+		}
+		fresh, err := ownIndex(ctx, tx, indexNamePrefix+itoa(sp.ID)+"_new")
+		if err != nil {
+			return err
+		}
+		if err := s.execLockedDDL(ctx, tx, "DROP INDEX IF EXISTS "+name+", "+fresh); err != nil {
 			return fmt.Errorf("drop index: %w", err)
 		}
 		if _, err := tx.Exec(ctx, "DELETE FROM embedding_spaces WHERE id = $1", sp.ID); err != nil {
