@@ -379,12 +379,23 @@ func registerVector(ctx context.Context, conn *pgx.Conn) error {
 	var (
 		missing    bool
 		schema     *string // where the extension is, if it exists
+		usable     bool    // whether the session's role may use that schema
 		searchPath string
+		role       string
 	)
-	if qerr := conn.QueryRow(ctx, `SELECT to_regtype('vector') IS NULL,
-			(SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'),
-			current_setting('search_path')`).Scan(&missing, &schema, &searchPath); qerr != nil || !missing {
+	if qerr := conn.QueryRow(ctx, `SELECT to_regtype('vector') IS NULL, n.nspname, coalesce(has_schema_privilege(n.oid, 'USAGE'), false),
+			current_setting('search_path'), current_user
+		FROM (SELECT) AS one LEFT JOIN (pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace) ON e.extname = 'vector'`).
+		Scan(&missing, &schema, &usable, &searchPath, &role); qerr != nil || !missing {
 		return fmt.Errorf("register pgvector types: %w", err)
+	}
+	if schema != nil && !usable {
+		// Created in a schema the role may not use (another archive's, in this database: a role
+		// that may create it creates it in the first schema of its search_path): the search_path
+		// passes over such a schema, and naming it there changes nothing.
+		return fmt.Errorf("the vector extension of database %s is in schema %q, which role %s may not use: have its owner or an "+
+			"administrator GRANT USAGE ON SCHEMA %s TO %s, and name it on the search_path after the schemas there: %w",
+			conn.Config().Database, *schema, role, sqlName(*schema), sqlName(role), err)
 	}
 	if schema != nil {
 		// Created in a schema of its own (as hosted PostgreSQL services do), off this
@@ -706,10 +717,25 @@ func (s *Store) extensionHint(ctx context.Context, err error) string {
 	var (
 		role, db string
 		refused  bool
+		unusable *string // the schema of an unaccent the role may not use
 	)
 	if err := s.pool.QueryRow(ctx, `SELECT current_user, current_database(),
 			NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'unaccent')
-			AND NOT has_database_privilege(current_database(), 'CREATE')`).Scan(&role, &db, &refused); err != nil || !refused {
+			AND NOT has_database_privilege(current_database(), 'CREATE'),
+			(SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+				WHERE e.extname = 'unaccent' AND NOT has_schema_privilege(n.oid, 'USAGE'))`).Scan(&role, &db, &refused, &unusable); err != nil {
+		return ""
+	}
+	if unusable != nil {
+		// Created by a role that could, in the first schema of its search_path: another
+		// archive's schema in this database, whose owner alone may use it.
+		return fmt.Sprintf(" (migration 00013 needs PostgreSQL's unaccent extension, with which keyword search folds accents; "+
+			"database %s has it in schema %s, which role %s may not use: have the schema's owner or an administrator "+
+			"GRANT USAGE ON SCHEMA %s TO %s, or move the extension to a schema every archive's role may use "+
+			"(ALTER EXTENSION unaccent SET SCHEMA public, as its owner; what other archives made of it follows), and start again; "+
+			"nothing after migration 00012 was applied)", db, *unusable, role, sqlName(*unusable), sqlName(role))
+	}
+	if !refused {
 		return ""
 	}
 	return fmt.Sprintf(" (migration 00013 needs PostgreSQL's unaccent extension, with which keyword search folds accents, and role %s "+
