@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"errors"
 	"net/url"
 	"strings"
 	"testing"
@@ -99,5 +100,31 @@ func TestAnArchiveNeverTakesAnotherSchemasIndexForItsOwn(t *testing.T) {
 	}
 	if got := schemaIndexes(t, first, firstSchema); len(got) != 1 {
 		t.Errorf("the first archive's indexes after the second's drop of its space 1: %v; want its embeddings_hnsw_s1 kept", got)
+	}
+}
+
+// CheckSchema (serve's check of a read replica) of an archive's schema that has no migration
+// yet, whose search_path names a migrated archive's schema after its own: goose's version table
+// there was taken for its own, and goose then created its own (a standby refuses that: "read-only
+// transaction", not "no migration yet").
+func TestCheckSchemaNeverTakesAnotherSchemasVersionTableForItsOwn(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	firstURL := pgtest.URL(t)
+	if err := open(t, firstURL).Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	secondURL := pgtest.URL(t)
+	secondURL, err := pgtest.WithSearchPath(secondURL, schemaOf(t, secondURL)+","+schemaOf(t, firstURL)+",public")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := open(t, secondURL)
+	err = second.CheckSchema(ctx)
+	if !errors.Is(err, store.ErrSchemaBehind) || !strings.Contains(err.Error(), "no migration yet") {
+		t.Errorf("CheckSchema of a schema with no migration = %v, want ErrSchemaBehind saying it has no migration", err)
+	}
+	if n := countRows(t, second, "pg_tables WHERE tablename = 'goose_db_version' AND schemaname = current_schema()"); n != 0 {
+		t.Error("CheckSchema created goose's table (a standby refuses that)")
 	}
 }

@@ -837,9 +837,11 @@ var ErrSchemaBehind = errors.New("the database's schema is older than this paper
 // replication. A schema that lacks one is an error wrapping ErrSchemaBehind naming it.
 func (s *Store) CheckSchema(ctx context.Context) error {
 	// goose creates its version table when it is missing, which a standby refuses: one that
-	// has replayed no migration yet is behind, like one that lacks the last.
+	// has replayed no migration yet is behind, like one that lacks the last. The table is the
+	// current schema's, as goose's is: another archive's, in a schema later on the search_path,
+	// is not this one's.
 	var versioned bool
-	if err := s.pool.QueryRow(ctx, "SELECT to_regclass('goose_db_version') IS NOT NULL").Scan(&versioned); err != nil {
+	if err := s.pool.QueryRow(ctx, "SELECT to_regclass(quote_ident(current_schema()) || '.goose_db_version') IS NOT NULL").Scan(&versioned); err != nil {
 		return fmt.Errorf("schema of %s: %w", s.target, err)
 	}
 	if !versioned {
