@@ -3,6 +3,7 @@ package store_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -206,4 +208,28 @@ func pgTools(t *testing.T) (pgDump, pgRestore []string) {
 	t.Skipf("no pg_dump and pg_restore of PostgreSQL %d or newer: not in the chroot of deploy/services.sh (%s, run as root) "+
 		"nor on PATH (install postgresql-client-%d)", server, root, server)
 	return nil, nil
+}
+
+// A dump restored part way — pg_restore going on past its errors, as it does when the new
+// database has the vector and unaccent extensions in another schema than the dumped one
+// (pg_dump writes public.vector) — left no embeddings table and no paperpipe_english, with every
+// migration recorded as applied: every command started, and failed at its first query of them
+// ("relation \"embeddings\" does not exist"), saying nothing of the restore. Migrate, which every
+// command's start runs, refuses the schema naming what it lacks and the likely cause.
+func TestMigrateRefusesASchemaRestoredPartWay(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := setup(t)
+	if _, err := s.Pool().Exec(ctx, "DROP TABLE embeddings; DROP TEXT SEARCH CONFIGURATION paperpipe_english CASCADE"); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Migrate(ctx)
+	if !errors.Is(err, store.ErrIncomplete) {
+		t.Fatalf("Migrate of a schema without its embeddings table = %v; want ErrIncomplete", err)
+	}
+	for _, want := range []string{"(embeddings", "paperpipe_english", "restore", "vector in schema public"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Migrate of a schema restored part way: %v\nwant it to say %q", err, want)
+		}
+	}
 }

@@ -666,6 +666,11 @@ func (s *Store) migrate(ctx context.Context, lockTimeout string) error {
 		if err != nil {
 			return fmt.Errorf("migrate database %s: %w", s.target, err)
 		}
+		if len(newer) == 0 { // a newer release's migrations may have changed what they made
+			if err := s.checkObjects(ctx); err != nil {
+				return fmt.Errorf("migrate database %s: %w", s.target, err)
+			}
+		}
 		if len(newer) > 0 {
 			versions := make([]int64, len(newer))
 			for i, m := range newer {
@@ -786,6 +791,46 @@ func (s *Store) checkOwnership(ctx context.Context) error {
 	}
 	return nil
 }
+
+// migratedTables are the tables of paperpipe's migrations whose absence checkObjects reports.
+var migratedTables = append([]string{"removed_papers", "withheld_tldrs"}, paperpipeTables...)
+
+// checkObjects refuses a schema whose migrations are recorded as applied but that lacks tables
+// or the text search configuration they made: a dump restored part way, pg_restore going on past
+// its errors — most often a dump of a database whose vector and unaccent extensions were in
+// another schema than the new one's (pg_dump names what depends on them with that schema:
+// public.vector, public.unaccent), which leaves no embeddings table and no paperpipe_english.
+// Every command then started and failed at its first query of them ("relation \"embeddings\"
+// does not exist", "text search configuration \"paperpipe_english\" does not exist"), saying
+// nothing of the restore.
+func (s *Store) checkObjects(ctx context.Context) error {
+	var schema, missing *string
+	if err := s.pool.QueryRow(ctx, `SELECT current_schema(), nullif(concat_ws(', ',
+			(SELECT string_agg(t, ', ' ORDER BY t) FROM unnest($1::text[]) t
+				WHERE to_regclass(quote_ident(current_schema()) || '.' || quote_ident(t)) IS NULL),
+			CASE WHEN NOT EXISTS (SELECT 1 FROM pg_ts_config WHERE cfgname = 'paperpipe_english'
+				AND cfgnamespace = to_regnamespace(quote_ident(current_schema())))
+				THEN 'the text search configuration paperpipe_english' END), '')`, migratedTables).Scan(&schema, &missing); err != nil {
+		return fmt.Errorf("look up the migrations' tables: %w", err)
+	}
+	if schema == nil || missing == nil {
+		return nil
+	}
+	var ext string
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(string_agg(e.extname || ' in schema ' || n.nspname, ', ' ORDER BY e.extname), 'none')
+		FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname IN ('vector', 'unaccent')`).Scan(&ext); err != nil {
+		ext = "unknown"
+	}
+	return fmt.Errorf("schema %s lacks what the migrations recorded as applied there made (%s): a restore that stopped part way "+
+		"(pg_restore reports its errors, and goes on); most often the dump's database had the vector and unaccent extensions "+
+		"in another schema than this one's (%s), and pg_dump names what uses them with that schema (public.vector): "+
+		"restore into a new database whose extensions are in the same schema as the dumped one's, and move them after "+
+		"(ALTER EXTENSION vector SET SCHEMA …), or restore with no errors: %w", *schema, *missing, ext, ErrIncomplete)
+}
+
+// ErrIncomplete is wrapped by Migrate's error when the schema lacks what its applied migrations
+// made (see checkObjects).
+var ErrIncomplete = errors.New("the database's schema is incomplete")
 
 // ErrNotOwner is wrapped by Migrate's error when the store's role does not own paperpipe's
 // tables (see checkOwnership).
