@@ -21,8 +21,8 @@ const MigrationLockWait = 10 * time.Minute
 // migrationLocker is the session lock of the migrations: tried every second for up to
 // MigrationLockWait (wait), refused on a session that already holds it (ErrSessionShared),
 // saying why a process waits for it and who holds it, and giving the session the migrations
-// run on (goose runs them on the session it locks) the lock_timeout lockTimeout while it holds
-// the lock. goose's SessionLocker unlocks it.
+// run on (goose runs them on the session it locks) the lock_timeout lockTimeout, and no
+// statement_timeout, while it holds the lock. goose's SessionLocker unlocks it.
 type migrationLocker struct {
 	lock.SessionLocker
 	id          int64
@@ -70,8 +70,11 @@ func (l *migrationLocker) SessionLock(ctx context.Context, conn *sql.Conn) error
 	if l.lockTimeout == "" {
 		return nil
 	}
-	if _, err := conn.ExecContext(ctx, "SET lock_timeout = '"+l.lockTimeout+"'"); err != nil {
-		return fmt.Errorf("set the migrations' lock_timeout: %w", errors.Join(err, l.SessionLocker.SessionUnlock(context.WithoutCancel(ctx), conn)))
+	// A statement_timeout set for the role or the server bounds requests, not the migrations,
+	// which run as long as the archive is big (00014 re-indexes every stored paper in one
+	// statement, batch after batch): they run without it, as an index build does.
+	if _, err := conn.ExecContext(ctx, "SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', '0', false)", l.lockTimeout); err != nil {
+		return fmt.Errorf("set the migrations' lock_timeout and statement_timeout: %w", errors.Join(err, l.SessionLocker.SessionUnlock(context.WithoutCancel(ctx), conn)))
 	}
 	return nil
 }
@@ -106,8 +109,8 @@ func (l *migrationLocker) wait(ctx context.Context, conn *sql.Conn) error {
 func (l *migrationLocker) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
 	if l.lockTimeout != "" {
 		// The session returns to the store's pool.
-		if _, err := conn.ExecContext(ctx, "RESET lock_timeout"); err != nil {
-			return fmt.Errorf("reset the migrations' lock_timeout: %w", errors.Join(err, l.SessionLocker.SessionUnlock(ctx, conn)))
+		if _, err := conn.ExecContext(ctx, "RESET lock_timeout; RESET statement_timeout"); err != nil {
+			return fmt.Errorf("reset the migrations' lock_timeout and statement_timeout: %w", errors.Join(err, l.SessionLocker.SessionUnlock(ctx, conn)))
 		}
 	}
 	return l.SessionLocker.SessionUnlock(ctx, conn)
