@@ -613,7 +613,7 @@ func (s *Store) execLockedDDL(ctx context.Context, tx pgx.Tx, ddl string) error 
 // every table of the current schema (a migration that could not lock its table).
 const (
 	embeddingsTable = `l.relation = 'embeddings'::regclass`
-	schemaTables    = `l.relation IN (SELECT c.oid FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p'))`
+	schemaTables    = `l.relation IN (SELECT c.oid FROM pg_class c WHERE c.relnamespace = to_regnamespace(quote_ident(current_schema())) AND c.relkind IN ('r', 'p'))`
 )
 
 // tableHolders describes the sessions other than q's that hold a lock of the relations (one of
