@@ -517,6 +517,18 @@ func (s *Store) ping(ctx context.Context, pool *pgxpool.Pool) error {
 			}
 			return fmt.Errorf("connect to database %s: nothing is listening there%s: %w", s.target, hint, err)
 		}
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "08P01" && strings.HasPrefix(pe.Message, "unsupported startup parameter") {
+			// PgBouncer's refusal of a start-up parameter it does not pass on.
+			param := strings.TrimSpace(strings.TrimPrefix(pe.Message, "unsupported startup parameter:"))
+			set := "ALTER ROLE … SET " + param + " = …"
+			if param == "options" {
+				set = "ALTER ROLE … SET search_path = … for options=-c search_path=…"
+			}
+			return fmt.Errorf("connect to database %s: %w (a connection pooler, PgBouncer, passes on only the start-up parameters it knows: "+
+				"leave %s out of DATABASE_URL and set it for the role or the database instead, %s, which reaches the sessions "+
+				"the pooler opens)", s.target, err, param, set)
+		}
 		return fmt.Errorf("connect to database %s: %w", s.target, err)
 	}
 	return nil
