@@ -401,7 +401,7 @@ func TestReindexSwitchesAnExistingSpace(t *testing.T) {
 		t.Errorf("after Reindex: kind %s, index %q", kindOf(), def)
 	}
 	var leftovers int
-	if err := plain.Pool().QueryRow(ctx, "SELECT count(*) FROM pg_class WHERE relname LIKE '%\\_new'").Scan(&leftovers); err != nil || leftovers != 0 {
+	if err := plain.Pool().QueryRow(ctx, "SELECT count(*) FROM pg_class WHERE relname LIKE '%\\_new' AND relnamespace = current_schema()::regnamespace").Scan(&leftovers); err != nil || leftovers != 0 {
 		t.Errorf("%d indexes named *_new left (%v)", leftovers, err)
 	}
 	if changed, err := plain.Reindex(ctx, sp.ID, store.IndexHNSWBinary, store.IndexSettings{}); err != nil || changed {
