@@ -546,6 +546,36 @@ func TestSpacesActionHelpTouchesNothing(t *testing.T) {
 	}
 }
 
+// The word help where a command takes a paper or a space (`show help`, `related help`, `remove
+// help`, `activate help`, `batches withheld clear help`, `batches abandon help`) asks for the
+// help, as `spaces drop help` does: taken as a paper, a space or a job named "help", show,
+// related, remove, activate and withheld clear opened the database and ran its migrations (a
+// newer binary upgraded the database DATABASE_URL named) before answering, and with the database
+// unreachable gave exit 1 and the connection's error instead of the help.
+func TestPaperAndSpaceArgumentHelpTouchesNothing(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "DATABASE_URL=postgres://paperpipe@127.0.0.1:1/none?connect_timeout=1", "NATS_URL=nats://127.0.0.1:1")
+	for _, tc := range []struct {
+		args  []string
+		usage string
+	}{
+		{[]string{"show", "help"}, "Usage: paperpipe show"},
+		{[]string{"show", "--json", "help"}, "Usage: paperpipe show"},
+		{[]string{"related", "help"}, "Usage: paperpipe related"},
+		{[]string{"remove", "help"}, "Usage: paperpipe remove"},
+		{[]string{"remove", "--dry-run", "help"}, "Usage: paperpipe remove"},
+		{[]string{"activate", "help"}, "Usage: paperpipe activate"},
+		{[]string{"batches", "withheld", "clear", "help"}, "Usage: paperpipe batches"},
+		{[]string{"batches", "withheld", "help"}, "Usage: paperpipe batches"},
+		{[]string{"batches", "abandon", "help"}, "Usage: paperpipe batches"},
+	} {
+		r := c.run(tc.args...)
+		if r.code != 0 || !strings.Contains(r.stdout, tc.usage) || r.stderr != "" {
+			t.Errorf("paperpipe %q: exit %d, stdout %.80q, stderr %.200q; want 0 and the help, the database untouched", tc.args, r.code, r.stdout, r.stderr)
+		}
+	}
+}
+
 // A dlq action that is not one, or replay/drop without the dead letters to act on or with a
 // sequence number that is none, is a usage error, exit 2, before NATS is reached: dlq
 // connected first (started the embedded server in the data directory when NATS_URL is unset)

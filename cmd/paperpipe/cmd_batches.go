@@ -54,6 +54,11 @@ func cmdBatches(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return err
 	}
+	// The help asked for after an action (`batches abandon help`, `batches withheld clear help`),
+	// not a job or a paper named "help": see askedHelp.
+	if n := len(pos); n == 2 && isHelpWord(pos[1:]) || n == 3 && pos[0] == "withheld" && pos[1] == "clear" && isHelpWord(pos[2:]) {
+		return askedHelp(fs)
+	}
 	if *all && (len(pos) != 2 || pos[0] != "withheld" || pos[1] != "clear") {
 		return usageErr("--all is for `batches withheld clear`, alone")
 	}

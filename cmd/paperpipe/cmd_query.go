@@ -26,6 +26,9 @@ func cmdShow(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return err
 	}
+	if isHelpWord(pos) {
+		return askedHelp(fs)
+	}
 	if len(pos) == 0 {
 		return usageErr("name a paper by id or title fragment")
 	}
@@ -84,6 +87,9 @@ func cmdRelated(ctx context.Context, c *config, args []string) error {
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
+	}
+	if isHelpWord(pos) {
+		return askedHelp(fs)
 	}
 	if len(pos) == 0 {
 		return usageErr("name a paper by id or title fragment")

@@ -50,6 +50,9 @@ func cmdRemove(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return err
 	}
+	if isHelpWord(pos) {
+		return askedHelp(fs)
+	}
 	if len(pos) == 0 && *idsFile == "" && len(from) == 0 {
 		return usageErr("name the papers to remove: their ids, --ids FILE or --from FILE")
 	}

@@ -39,7 +39,7 @@ func cmdSpaces(ctx context.Context, c *config, args []string) error {
 	// Every usage error before the database is opened: opening it runs the migrations, which a
 	// typo (`spaces help`) has no business doing to the database DATABASE_URL names. So is the
 	// help asked for after an action (`spaces drop help`), not a space named "help".
-	if action != "list" && len(pos) == 2 && pos[1] == "help" {
+	if action != "list" && isHelpWord(pos[1:]) {
 		return askedHelp(fs)
 	}
 	switch action {
@@ -364,6 +364,9 @@ func cmdActivate(ctx context.Context, c *config, args []string) error {
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
+	}
+	if isHelpWord(pos) {
+		return askedHelp(fs)
 	}
 	if len(pos) != 1 {
 		return usageErr("name the space to activate: its id, name or model (see `paperpipe spaces`)")

@@ -342,12 +342,19 @@ func newFlagSet(name, args, short string) *flag.FlagSet {
 }
 
 // askedHelp prints fs's help on standard output, as -h does, and returns flag.ErrHelp (exit 0):
-// for the word help where a command's action takes its argument (`spaces drop help`).
+// for the word help where a command (or its action) takes its argument (`spaces drop help`,
+// `show help`, `remove help`, `batches withheld clear help`). It is the help and not a paper,
+// space or job named "help": taken as one, the command opened the database, running its
+// migrations, to answer a user who asked how to call it.
 func askedHelp(fs *flag.FlagSet) error {
 	fs.SetOutput(stdout)
 	fs.Usage()
 	return flag.ErrHelp
 }
+
+// isHelpWord reports whether a command's positional arguments are the word help alone, where
+// it takes its argument: see askedHelp.
+func isHelpWord(pos []string) bool { return len(pos) == 1 && pos[0] == "help" }
 
 // parseArgs parses flags that may come before, between or after positional arguments
 // (`paperpipe related ID -k 10`), and returns the positional ones. An unknown flag or a bad
