@@ -203,9 +203,9 @@ func TestSweepFindsGivenUpMessagesAcrossWorkersAndSkipsStoredOnes(t *testing.T) 
 			t.Errorf("dead letter %+v", d)
 		}
 	}
-	// A worker counts a message it reaped once its removal is answered: the other worker, which
-	// reaped the same message beside it, may have removed it first, and the queue is empty
-	// before the count comes. The counts are awaited, then checked.
+	// A worker counts a message it reaped once its dead letter is written (or, its results
+	// stored, once its removal is answered): the other worker, which reaped the same message
+	// beside it, may have removed it first, and the queue is empty before the count comes. The counts are awaited, then checked.
 	waitFor(t, "the workers to count the dead letters", func() (bool, string) {
 		s1, s2 := w1.Stats(), w2.Stats()
 		return s1.Dead+s2.Dead >= 4 && s1.Reaped+s2.Reaped >= 5, fmt.Sprintf("stats %+v and %+v", s1, s2)

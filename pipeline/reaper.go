@@ -184,15 +184,16 @@ func (w *Worker) reap(ctx context.Context, o orphan) error {
 	}
 	// A requeued copy's letter carries its paper: its original's, if any, is withdrawn.
 	w.withdrawOriginals(raw.Header, raw.Data, a.ID, "dead-lettered")
-	if err := deleteMsg(ctx, stream, o.seq); err != nil {
-		return err
-	}
+	// The letter is counted by the worker that wrote it, once written: a removal that fails is
+	// made by a later sweep (this worker's or another's), whose letter is then a duplicate, and
+	// the count waiting for the removal never came (the worker's Dead, a reprocess's summary
+	// and exit status, the metric, missed a letter `dlq list` shows).
 	if !dup {
 		w.log.Warn("dead-lettered", "paper", a.ID, "seq", o.seq, "attempts", o.deliveries, "reason", ReasonMaxDeliveries)
 		w.stats.dead.Add(1)
 		w.stats.reaped.Add(1)
 	}
-	return nil
+	return deleteMsg(ctx, stream, o.seq)
 }
 
 // deleteMsg removes a message from the stream; one already gone is fine.

@@ -254,7 +254,7 @@ type WorkerStats struct {
 	Skipped    int64 `json:"skipped"`    // acked with nothing to do: all results already stored
 	Retried    int64 `json:"retried"`    // negatively acknowledged (or, its hold lapsed, left) for a later redelivery
 	Dead       int64 `json:"dead"`       // terminated and copied to the dead-letter stream
-	Reaped     int64 `json:"reaped"`     // given up by the server after MaxDeliver, then removed here
+	Reaped     int64 `json:"reaped"`     // given up by the server after MaxDeliver, then dead-lettered (or, its results stored, removed) here
 	Paused     int64 `json:"paused"`     // pauses: the API refused the account or the configuration, could not be reached, failed at TLS, was loading its model or failed every request
 	DBPaused   int64 `json:"db_paused"`  // pauses: the database could not be reached or could not write
 	TLDRs      int64 `json:"tldrs"`      // TL;DRs stored
