@@ -281,6 +281,76 @@ func TestBuildSpaceIndexBesideAnotherSpaceLetsItsWritesGoOn(t *testing.T) {
 	}
 }
 
+// TestBuildSpaceIndexOfTheOnlySpaceLetsItsWritesGoOn: the index build at the end of a fill
+// of the archive's only space (an import or import-embeddings into a fresh archive) must not
+// stop the writes into that space meanwhile: a worker (`up`, `worker`) started during the load,
+// whose model is the space's, writes the vectors of new papers into it. It was built with a plain CREATE INDEX, whose table lock held every write to
+// embeddings until the build ended: 28 s for 20,000 768-d vectors, minutes at 100,000 and more.
+func TestBuildSpaceIndexOfTheOnlySpaceLetsItsWritesGoOn(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := t.Context()
+	ps := abstracts(3)
+	upsert(t, s, ps, store.Work{})
+	only, created, err := s.EnsureSpaceForLoad(ctx, paper.Space{Model: "only", Dimensions: 3, Template: "title+abstract"})
+	if err != nil || !created {
+		t.Fatalf("EnsureSpaceForLoad = %v, created %v", err, created)
+	}
+	if _, err := s.LoadEmbeddings(ctx, only.ID, []paper.Embedding{embeddingOf(ps[0], 1, 0, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	// A worker's write in flight holds the build at its start, whichever way it builds.
+	inFlight := writeInFlight(t, s, only.ID, ps[1])
+	builder, app := openWatched(t, s, "builder")
+	done := make(chan error, 1)
+	go func() {
+		_, err := builder.BuildSpaceIndex(ctx, only.ID, store.IndexSettings{})
+		done <- err
+	}()
+	waitForLock(t, s, app, done, "BuildSpaceIndex")
+
+	// A plain CREATE INDEX would now be queued for its table lock, and the worker's next write
+	// queued behind it until the build ends.
+	writer, writerApp := openWatched(t, s, "writer")
+	saved := make(chan error, 1)
+	go func() {
+		_, err := writer.SaveEmbeddings(ctx, only.ID, []paper.Embedding{embeddingOf(ps[2], 0, 0, 1)})
+		saved <- err
+	}()
+	for waited := false; ; {
+		select {
+		case err := <-saved:
+			if err != nil {
+				t.Fatalf("a write into the space during its index build: %v", err)
+			}
+		default:
+			var blocked bool
+			if err := s.Pool().QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+					WHERE application_name = $1 AND wait_event_type = 'Lock')`, writerApp).Scan(&blocked); err != nil {
+				t.Fatal(err)
+			}
+			if blocked && waited { // seen twice: not a passing moment
+				t.Fatal("a write into the space waits behind its index build (a plain CREATE INDEX: until the build ends)")
+			}
+			waited = blocked
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		break
+	}
+	if err := inFlight.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("BuildSpaceIndex: %v", err)
+	}
+	var valid bool
+	if err := s.Pool().QueryRow(ctx, "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
+		"embeddings_hnsw_s"+itoa(only.ID)).Scan(&valid); err != nil || !valid {
+		t.Errorf("the space's index after the build: valid %v, %v", valid, err)
+	}
+}
+
 // TestSecondIndexBuildWaitsForTheFirst: activate during a fill's index build (or two fills)
 // builds the same space's index twice; the second must wait for the first and find its index,
 // not take the unfinished one for an interrupted build and drop it.

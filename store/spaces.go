@@ -183,11 +183,9 @@ func (v vectorSQL) candidates(k, ef int) int {
 	return k
 }
 
-// createIndexSQL is the statement that builds the space's index.
-func (v vectorSQL) createIndexSQL(spaceID int64, ifNotExists bool) string {
-	if ifNotExists {
-		return v.createIndexAs("IF NOT EXISTS "+v.indexName, spaceID)
-	}
+// createIndexSQL is the statement that builds the space's index (a plain CREATE INDEX: a new
+// space's, in the transaction that creates it).
+func (v vectorSQL) createIndexSQL(spaceID int64) string {
 	return v.createIndexAs(v.indexName, spaceID)
 }
 
@@ -261,13 +259,14 @@ type IndexSettings struct {
 // from cfg for the build and reset after it. It reports whether it built the index; a space of
 // more than 4,000 dimensions has none to build.
 //
-// A plain CREATE INDEX blocks every write to the embeddings table, every space's, until it
-// ends (about ten minutes for a million vectors, bench/results). It is the faster build, and
-// it blocks no one when the space is the only one: the first load of an archive. Beside other
-// spaces — a blue/green fill while the active space takes new papers — the index is built
-// with CREATE INDEX CONCURRENTLY, which lets writes go on; the invalid index a failed
-// concurrent build leaves is dropped (see dropFailedBuild), and one left by an interrupted
-// build is dropped and built again.
+// The index is built with CREATE INDEX CONCURRENTLY, which lets writes go on: a plain CREATE
+// INDEX blocks every write to the embeddings table, every space's, until it ends (about ten
+// minutes for a million vectors, bench/results) — beside other spaces the active space's
+// writers (a blue/green fill), and when the space is the only one, a worker whose model is the
+// space's, which writes the vectors of new papers into it during the build (`up` started
+// during an import into a fresh archive: 28 s of a stalled worker at 20,000 vectors). The concurrent build costs a few percent more time. The invalid index a
+// failed concurrent build leaves is dropped (see dropFailedBuild), and one left by an
+// interrupted build is dropped and built again.
 //
 // Every change of an index on embeddings (this build, Reindex, DropSpace, EnsureSpace's build
 // of a new space) waits for the one in progress: see lockIndexes. The space is read again
@@ -308,32 +307,21 @@ func (s *Store) BuildSpaceIndex(ctx context.Context, id int64, cfg IndexSettings
 	if err != nil || valid {
 		return false, err
 	}
-	var shared bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM embedding_spaces WHERE id <> $1)", sp.ID).Scan(&shared); err != nil {
-		return false, fmt.Errorf("build index of space %s: look up other spaces: %w", sp.Name(), err)
-	}
-	start, concurrently, ddl := time.Now(), shared || exists, v.createIndexSQL(sp.ID, true)
-	if concurrently {
-		if exists {
-			own, err := ownIndex(ctx, conn, v.indexName)
-			if err != nil {
-				return false, fmt.Errorf("build index of space %s: %w", sp.Name(), err)
-			}
-			if _, err := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+own); err != nil {
-				return false, fmt.Errorf("build index of space %s: drop the invalid %s: %w", sp.Name(), v.indexName, err)
-			}
+	start := time.Now()
+	if exists {
+		own, err := ownIndex(ctx, conn, v.indexName)
+		if err != nil {
+			return false, fmt.Errorf("build index of space %s: %w", sp.Name(), err)
 		}
-		ddl = v.createIndexAs("CONCURRENTLY IF NOT EXISTS "+v.indexName, sp.ID)
-	}
-	if err := buildIndex(ctx, conn, s.withIndexMemory(cfg), ddl); err != nil {
-		left := ""
-		if concurrently {
-			left = s.dropFailedBuild(ctx, conn, v.indexName)
+		if _, err := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+own); err != nil {
+			return false, fmt.Errorf("build index of space %s: drop the invalid %s: %w", sp.Name(), v.indexName, err)
 		}
-		return false, fmt.Errorf("build index %s of space %s: %w%s", v.indexName, sp.Name(), err, left)
+	}
+	if err := buildIndex(ctx, conn, s.withIndexMemory(cfg), v.createIndexAs("CONCURRENTLY IF NOT EXISTS "+v.indexName, sp.ID)); err != nil {
+		return false, fmt.Errorf("build index %s of space %s: %w%s", v.indexName, sp.Name(), err, s.dropFailedBuild(ctx, conn, v.indexName))
 	}
 	s.log.InfoContext(ctx, "built embedding space index", "space", sp.Name(), "index", v.indexName,
-		"kind", sp.index, "concurrently", concurrently, "duration", time.Since(start).Round(time.Millisecond))
+		"kind", sp.index, "concurrently", true, "duration", time.Since(start).Round(time.Millisecond))
 	return true, nil
 }
 
@@ -839,7 +827,7 @@ func (s *Store) ensureSpaceTx(ctx context.Context, db interface {
 			// for readers (a pg_dump, a session idle in a transaction), as CREATE INDEX
 			// CONCURRENTLY would for every older snapshot of the database; writes wait for the
 			// one scan. execLockedDDL bounds the wait for the table.
-			if err := s.execLockedDDL(ctx, tx, v.createIndexSQL(out.ID, false)); err != nil {
+			if err := s.execLockedDDL(ctx, tx, v.createIndexSQL(out.ID)); err != nil {
 				return fmt.Errorf("create index %s: %w", v.indexName, err)
 			}
 			s.log.InfoContext(ctx, "created embedding space index", "space", out.Name(), "index", v.indexName, "kind", out.index)
