@@ -243,6 +243,9 @@ func fetch(ctx context.Context, rawURL, shown string, timeout time.Duration, pac
 				msg += fmt.Sprintf(" (asked %d times, waiting the Retry-After it gave between them)", attempt)
 			default:
 				b.timer.Stop()
+				// The wait is the host's, not this request's alone: another request to it,
+				// of this process or of another sharing the pace, waits it too.
+				pace.hold(wait)
 				if err := sleep(ctx, wait); err != nil {
 					return fail(fmt.Errorf("fetching source: GET %s: waiting the %s its server asked for (Retry-After): %w", shown, wait, err))
 				}
@@ -330,8 +333,8 @@ func (p pacer) wait(ctx context.Context) error {
 		start := now
 		if next.After(now) {
 			start = next
-			if limit := now.Add(p.gap); start.After(limit) {
-				start = limit // a clock set back does not make it wait longer
+			if limit := now.Add(max(p.gap, maxRetryAfter)); start.After(limit) {
+				start = limit // a clock set back does not make it wait longer than a Retry-After held (see hold)
 			}
 		}
 		d = start.Sub(now)
@@ -418,19 +421,26 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // done marks the end of a request (its answer read, or its failure): the next one to the host,
 // of this process or of another sharing the pace, starts the gap after it.
-func (p pacer) done() {
+func (p pacer) done() { p.hold(p.gap) }
+
+// hold keeps the next request to p's host, of this process or of another sharing the pace,
+// from starting before d from now (at least the gap): a request's end, or the Retry-After of a
+// refusal (at most maxRetryAfter: one waited, see fetch), which the host asks of every client
+// that asks too often, not only of the request refused.
+func (p pacer) hold(d time.Duration) {
 	if p.gap <= 0 {
 		return
 	}
+	d = max(d, p.gap)
 	_ = p.shared(context.Background(), func(next time.Time) time.Time {
-		if end := paceNow().Add(p.gap); end.After(next) {
+		if end := paceNow().Add(d); end.After(next) {
 			return end
 		}
 		return next
 	})
 	paceMu.Lock()
 	defer paceMu.Unlock()
-	if next := paceNow().Add(p.gap); next.After(paceNext[p.key]) {
+	if next := paceNow().Add(d); next.After(paceNext[p.key]) {
 		paceNext[p.key] = next
 	}
 }

@@ -358,3 +358,91 @@ func TestPacerReservesTheHostForRequestsMadeMeanwhile(t *testing.T) {
 		t.Errorf("waits %v; want %v (the second request 3s after the first, the third 3s after the second)", waits, want)
 	}
 }
+
+// A Retry-After that arXiv asks of one process is a wait for every process sharing the pace:
+// it answers so a client that asks too often, and the pace file is where the processes given
+// one PAPERPIPE_DATA keep to its terms together. The file held only the refusal's end plus
+// three seconds: while the refused command waited the 20 s asked, another (a cron job at the
+// same minute) asked again 3 s after the refusal, and was refused in turn. Another process is
+// stood for by a request made during the refused one's wait with this process's own pace
+// forgotten. Not parallel: it replaces the package's hooks.
+func TestOpenURLSharedPaceKeepsARetryAfter(t *testing.T) {
+	feed, err := os.ReadFile("testdata/atom.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu       sync.Mutex
+		clock    = time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
+		requests []time.Time
+		refused  time.Time
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		mu.Lock()
+		requests = append(requests, clock)
+		first := len(requests) == 1
+		if first {
+			refused = clock
+		}
+		mu.Unlock()
+		if first {
+			w.Header().Set("Retry-After", "20")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		w.Write(feed)
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	dir := t.TempDir()
+
+	savedHosts, savedNow, savedTimer := pacedHosts, paceNow, newWaitTimer
+	defer func() { pacedHosts, paceNow, newWaitTimer = savedHosts, savedNow, savedTimer }()
+	pacedHosts = map[string]time.Duration{u.Host: 3 * time.Second}
+	paceNow = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	var other []time.Time // the other process's request
+	otherRan := false
+	newWaitTimer = func(d time.Duration) *time.Timer {
+		mu.Lock()
+		run := d == 20*time.Second && !otherRan
+		otherRan = otherRan || run
+		mu.Unlock()
+		if run {
+			// The other process asks while this one waits the Retry-After: its own pace
+			// knows nothing of this one's requests, the file all.
+			paceMu.Lock()
+			mine := paceNext[u.Host]
+			delete(paceNext, u.Host)
+			paceMu.Unlock()
+			r, c, err := Open(srv.URL+"/api/query?start=100", Options{PaceDir: dir})
+			if err != nil {
+				t.Error(err)
+			} else {
+				readAll(t, r)
+				c.Close()
+			}
+			mu.Lock()
+			other = append(other, requests[len(requests)-1])
+			mu.Unlock()
+			paceMu.Lock()
+			paceNext[u.Host] = mine
+			paceMu.Unlock()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		clock = clock.Add(d)
+		return time.NewTimer(0)
+	}
+	r, c, err := Open(srv.URL+"/api/query?start=0", Options{PaceDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, r)
+	c.Close()
+	if !otherRan || len(other) != 1 {
+		t.Fatalf("the Retry-After was not waited (the other process did not run): requests at %v", requests)
+	}
+	if got := other[0].Sub(refused); got < 20*time.Second {
+		t.Errorf("another process sharing the pace asked %s after a refusal whose Retry-After was 20s", got)
+	}
+}
