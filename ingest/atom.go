@@ -11,6 +11,9 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/encoding/charmap"
 
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -42,21 +45,94 @@ func (p *atomParser) offset() int64 { return p.dec.InputOffset() }
 
 // declaredCharset is the xml.Decoder's CharsetReader, called for the encoding an XML
 // declaration names when it is not UTF-8. A single-byte encoding that ASCII is part of
-// (ISO-8859-1, Windows-1252, US-ASCII: many sites' feeds declare one) is read as UTF-8, as
-// every input is: its content is UTF-8 text already when it is ASCII, or was converted with
-// iconv (which leaves the declaration as it was), and a byte that is not UTF-8 stops the
-// reading as malformed XML (unpack refuses Latin-1 text with the conversion to make). So is a
-// declaration of UTF-16 or UCS-2: unpack refuses UTF-16 text (XML's starts with "<" and a NUL
+// (ISO-8859-1, Windows-1252, US-ASCII: many sites' feeds declare one) is read through
+// singleByteText: its bytes that are not UTF-8 are the characters the declaration says they
+// are, and the rest — its ASCII, or all of it when it was converted with iconv (which leaves
+// the declaration as it was) — is read as UTF-8, as every input is. A declaration of UTF-16
+// or UCS-2 is read as UTF-8: unpack refuses UTF-16 text (XML's starts with "<" and a NUL
 // byte), so what declares it here is not, and converting it from UTF-16 would garble it.
 // Another encoding is a *charsetError. Without it, encoding/xml stopped any feed declaring one.
 func declaredCharset(label string, input io.Reader) (io.Reader, error) {
+	if cm := singleByteCharset(label); cm != nil {
+		return &singleByteText{in: input, cm: cm}, nil
+	}
 	switch strings.ToLower(strings.TrimSpace(label)) {
-	case "us-ascii", "ascii", "iso-8859-1", "iso8859-1", "iso_8859-1", "latin1", "latin-1", "l1",
-		"iso-8859-15", "latin9", "windows-1252", "cp1252",
-		"utf-16", "utf-16le", "utf-16be", "utf16", "ucs-2", "utf8":
+	case "utf-16", "utf-16le", "utf-16be", "utf16", "ucs-2", "utf8":
 		return input, nil
 	}
 	return nil, &charsetError{label: label}
+}
+
+// singleByteCharset is the character map of label, an XML declaration's encoding, when it is
+// one declaredCharset reads through singleByteText; nil otherwise. ISO-8859-1 and US-ASCII are
+// read as Windows-1252, of which their printable characters are part, as WHATWG reads them.
+func singleByteCharset(label string) *charmap.Charmap {
+	switch strings.ToLower(strings.TrimSpace(label)) {
+	case "us-ascii", "ascii", "iso-8859-1", "iso8859-1", "iso_8859-1", "latin1", "latin-1", "l1", "windows-1252", "cp1252":
+		return charmap.Windows1252
+	case "iso-8859-15", "latin9":
+		return charmap.ISO8859_15
+	}
+	return nil
+}
+
+// xmlDeclaredEncoding matches the start of an XML document whose declaration names an
+// encoding (submatch 1).
+var xmlDeclaredEncoding = regexp.MustCompile(`^(?:\x{FEFF})?\s*<\?xml\s[^>]*?\bencoding\s*=\s*["']([A-Za-z0-9._:-]+)["']`)
+
+// declaresSingleByte reports whether head, the start of the input, is an XML document
+// declaring a single-byte encoding (see declaredCharset): its bytes that are not UTF-8 are
+// that encoding's characters, not a file to refuse as Latin-1 text (see unpack).
+func declaresSingleByte(head []byte) bool {
+	m := xmlDeclaredEncoding.FindSubmatch(head[:min(len(head), 512)])
+	return m != nil && singleByteCharset(string(m[1])) != nil
+}
+
+// singleByteText reads in, XML declared in a single-byte encoding, as UTF-8: a byte that is
+// not part of a UTF-8 character is read as the character it is in cm, the declared encoding.
+type singleByteText struct {
+	in      io.Reader
+	cm      *charmap.Charmap
+	pending []byte // bytes read, not yet converted: the start of a character cut by a read
+	out     []byte // converted, not yet returned
+	err     error  // in's error, once it returned one
+}
+
+func (s *singleByteText) Read(p []byte) (int, error) {
+	for len(s.out) == 0 {
+		if s.err != nil {
+			if len(s.pending) == 0 {
+				return 0, s.err
+			}
+		} else {
+			var buf [4096]byte
+			n, err := s.in.Read(buf[:])
+			s.pending, s.err = append(s.pending, buf[:n]...), err
+		}
+		i := 0
+		for i < len(s.pending) {
+			b := s.pending[i]
+			if b < utf8.RuneSelf {
+				s.out = append(s.out, b)
+				i++
+				continue
+			}
+			if !utf8.FullRune(s.pending[i:]) && s.err == nil {
+				break // the rest of the character comes with the next read
+			}
+			if r, size := utf8.DecodeRune(s.pending[i:]); r != utf8.RuneError || size > 1 {
+				s.out = append(s.out, s.pending[i:i+size]...)
+				i += size
+				continue
+			}
+			s.out = utf8.AppendRune(s.out, s.cm.DecodeByte(b))
+			i++
+		}
+		s.pending = append(s.pending[:0], s.pending[i:]...)
+	}
+	n := copy(p, s.out)
+	s.out = s.out[n:]
+	return n, nil
 }
 
 // charsetError is an encoding an XML declaration names that declaredCharset does not read.

@@ -239,3 +239,31 @@ func TestXMLFeedDeclaringAnotherEncoding(t *testing.T) {
 		t.Errorf("Shift_JIS: err %v\n  want %s (and paper.ErrInvalid)", err, want)
 	}
 }
+
+// A feed that declares ISO-8859-1 or Windows-1252 and is written in it (a site's feed served
+// as it declares, Latin-1 bytes for its accents) is read, its characters converted: taken for
+// UTF-8, it stopped at the first accent with "malformed XML, reading stops: invalid UTF-8" —
+// every item from there lost, a cron job's feed failing each day with nothing to convert it
+// (one or two accents), or refused before its first item as Latin-1 text to run iconv on
+// (three or more). Its bytes that are UTF-8 (a feed converted with iconv, the declaration left
+// as it was) stay as they are.
+func TestXMLFeedInTheSingleByteEncodingItDeclares(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ enc, title, abstract, wantTitle, wantAbstract string }{
+		{"ISO-8859-1", "Caf\xe9 bridges", words(25), "Café bridges", words(25)},
+		{"windows-1252", "\x93Quoted\x94 na\xefve Schr\xf6dinger", words(20) + " r\xe9sum\xe9 \xe0 la", "“Quoted” naïve Schrödinger", words(20) + " résumé à la"},
+		{"iso-8859-1", "Schrödinger bridges", words(25), "Schrödinger bridges", words(25)}, // UTF-8 already
+	} {
+		in := `<?xml version="1.0" encoding="` + tc.enc + `"?>` + "\n" + `<rss version="2.0"><channel><item><title>` + tc.title + `</title>` +
+			`<guid>https://example.org/p/1</guid><description>` + tc.abstract + `</description></item></channel></rss>`
+		r, err := NewReader(strings.NewReader(in), "f", Options{})
+		if err != nil {
+			t.Errorf("%s %q: %v", tc.enc, tc.title, err)
+			continue
+		}
+		a, err := r.Next()
+		if err != nil || a.Title != tc.wantTitle || a.Abstract != tc.wantAbstract {
+			t.Errorf("%s %q: %q, %q, %v; want %q, %q", tc.enc, tc.title, a.Title, a.Abstract, err, tc.wantTitle, tc.wantAbstract)
+		}
+	}
+}

@@ -512,7 +512,8 @@ func (d *decoder) unpack() error {
 	case st.bad >= minBad && st.bad > st.multi && 100*st.ctrl > len(block):
 		return invalidf("the input is not UTF-8 text (%d of the bytes beyond ASCII in its first %d are not UTF-8, and it holds control characters: binary data?): "+
 			"paperpipe %s reads %s", st.bad, len(block), d.command, d.wants)
-	case st.bad >= minBad && st.multi == 0:
+	case st.bad >= minBad && st.multi == 0 && !declaresSingleByte(block):
+		// (An XML feed declaring Latin-1 or Windows-1252 is read in it: see declaredCharset.)
 		return invalidf("the input is not UTF-8 text: %d of the bytes beyond ASCII in its first %d are not UTF-8, and none is, as in Latin-1 or Windows-1252 text: "+
 			"convert it with `iconv -f WINDOWS-1252 -t UTF-8 %s | paperpipe %s -`", st.bad, len(block), file, d.command)
 	}
