@@ -294,6 +294,9 @@ type pacer struct {
 	gap time.Duration
 	// dir is Options.PaceDir: where the pace is shared with other processes (see shared).
 	dir string
+	// reserved is what wait wrote in the host's file while the request is under way (see
+	// paceUnderWay), which done replaces with its end; zero when it wrote none.
+	reserved time.Time
 }
 
 // newPacer is the pacer of a request to u: its host's pause from pacedHosts, if any.
@@ -306,11 +309,20 @@ func newPacer(u *url.URL) pacer {
 	return pacer{}
 }
 
+// paceUnderWay is how long a request of a shared pace holds the host at most: wait writes its
+// start plus this in the host's file, and done its end plus the gap, so that another process
+// waits for the request to end — one connection at a time, as arXiv asks — and for no longer
+// than this when the process making it was stopped before its end. A request that lasts longer
+// (a download of minutes) lets another start after it.
+const paceUnderWay = 2 * time.Minute
+
 // wait waits until the request may start, and reserves the host until then plus the gap (so
 // that another request made meanwhile waits its turn); it fails with ctx's cause when ctx ends.
-// With a shared pace, the reservation is made in the host's file too, after this process's
-// own: a request of another process reserved there is waited for as well.
-func (p pacer) wait(ctx context.Context) error {
+// With a shared pace, the host is then reserved in its file too, until done marks the
+// request's end (see paceUnderWay): a request of another process that has not ended, or ended
+// less than the gap ago, is waited for — the file read again every gap at most, as the other
+// request may end at any time.
+func (p *pacer) wait(ctx context.Context) error {
 	if p.gap <= 0 {
 		return nil
 	}
@@ -327,25 +339,28 @@ func (p pacer) wait(ctx context.Context) error {
 			return err
 		}
 	}
-	var d time.Duration
-	if err := p.shared(ctx, func(next time.Time) time.Time {
-		now := paceNow()
-		start := now
-		if next.After(now) {
-			start = next
-			if limit := now.Add(max(p.gap, maxRetryAfter)); start.After(limit) {
-				start = limit // a clock set back does not make it wait longer than a Retry-After held (see hold)
+	for {
+		var d time.Duration
+		if err := p.shared(ctx, func(next time.Time) time.Time {
+			now := paceNow()
+			// A time further ahead than a request under way and a Retry-After held (see hold)
+			// is a clock set back since it was written: it does not make this one wait.
+			if next.After(now) && !next.After(now.Add(paceUnderWay+max(p.gap, maxRetryAfter))) {
+				d = min(next.Sub(now), p.gap)
+				return next
 			}
+			d, p.reserved = 0, now.Add(paceUnderWay)
+			return p.reserved
+		}); err != nil {
+			return err
 		}
-		d = start.Sub(now)
-		return start.Add(p.gap)
-	}); err != nil {
-		return err
+		if d <= 0 {
+			return nil
+		}
+		if err := sleep(ctx, d); err != nil {
+			return err
+		}
 	}
-	if d > 0 {
-		return sleep(ctx, d)
-	}
-	return nil
 }
 
 // shared updates the pace of p's host shared with the other processes given the same
@@ -354,7 +369,7 @@ func (p pacer) wait(ctx context.Context) error {
 // write. Without a dir, or one that does not exist, or a file that cannot be made or locked (a
 // read-only directory; a lock not released within lockPolls tries), it does nothing: the pace
 // is this process's own. It fails with ctx's cause when ctx ends while it waits for the lock.
-func (p pacer) shared(ctx context.Context, update func(next time.Time) time.Time) error {
+func (p *pacer) shared(ctx context.Context, update func(next time.Time) time.Time) error {
 	if p.dir == "" {
 		return nil
 	}
@@ -421,19 +436,25 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // done marks the end of a request (its answer read, or its failure): the next one to the host,
 // of this process or of another sharing the pace, starts the gap after it.
-func (p pacer) done() { p.hold(p.gap) }
+func (p *pacer) done() { p.hold(p.gap) }
 
 // hold keeps the next request to p's host, of this process or of another sharing the pace,
 // from starting before d from now (at least the gap): a request's end, or the Retry-After of a
 // refusal (at most maxRetryAfter: one waited, see fetch), which the host asks of every client
-// that asks too often, not only of the request refused.
-func (p pacer) hold(d time.Duration) {
+// that asks too often, not only of the request refused. The reservation wait wrote in the
+// host's file for the request under way is replaced.
+func (p *pacer) hold(d time.Duration) {
 	if p.gap <= 0 {
 		return
 	}
 	d = max(d, p.gap)
 	_ = p.shared(context.Background(), func(next time.Time) time.Time {
-		if end := paceNow().Add(d); end.After(next) {
+		end := paceNow().Add(d)
+		if !p.reserved.IsZero() && next.Equal(p.reserved) {
+			p.reserved = time.Time{}
+			return end // this request's reservation: it is over
+		}
+		if end.After(next) {
 			return end
 		}
 		return next

@@ -446,3 +446,89 @@ func TestOpenURLSharedPaceKeepsARetryAfter(t *testing.T) {
 		t.Errorf("another process sharing the pace asked %s after a refusal whose Retry-After was 20s", got)
 	}
 }
+
+// arXiv's terms ask for a single connection at a time, and the README promises the shared
+// pace keeps requests one at a time, each three seconds after the previous one ended. A
+// request's turn in the pace file was three seconds after its start: a command whose answer
+// took longer (an API query of a thousand results takes seconds to come) had another process
+// connect while it was still reading — two connections at once. Here another process's
+// request is under way (its answer not yet read) for 20 s when this one asks: this one's
+// request comes three seconds after that answer was read, not during it. Another process is
+// stood for by a request made with this process's own pace forgotten. Not parallel: it
+// replaces the package's hooks.
+func TestOpenURLSharedPaceWaitsForARequestUnderWay(t *testing.T) {
+	feed, err := os.ReadFile("testdata/atom.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu        sync.Mutex
+		clock     = time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
+		requests  []time.Time
+		otherOpen bool      // the other process's answer is being read
+		overlap   bool      // a request came while it was
+		otherEnd  time.Time // when it was read
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		mu.Lock()
+		requests = append(requests, clock)
+		overlap = overlap || otherOpen
+		mu.Unlock()
+		w.Write(feed)
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	dir := t.TempDir()
+
+	savedHosts, savedNow, savedTimer := pacedHosts, paceNow, newWaitTimer
+	defer func() { pacedHosts, paceNow, newWaitTimer = savedHosts, savedNow, savedTimer }()
+	pacedHosts = map[string]time.Duration{u.Host: 3 * time.Second}
+	paceNow = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	var closeOther func()
+	start := clock
+	newWaitTimer = func(d time.Duration) *time.Timer {
+		mu.Lock()
+		clock = clock.Add(d)
+		done := otherOpen && !clock.Before(start.Add(20*time.Second))
+		mu.Unlock()
+		if done { // the other process's answer is read, 20 s after its request
+			closeOther()
+		}
+		return time.NewTimer(0)
+	}
+
+	// The other process's request: its answer has begun, and is read for 20 s.
+	r, c, err := Open(srv.URL+"/api/query?start=0", Options{PaceDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close() // closed once
+	mu.Lock()
+	otherOpen = true
+	mu.Unlock()
+	closeOther = func() {
+		readAll(t, r)
+		mu.Lock()
+		otherOpen, otherEnd = false, clock
+		mu.Unlock()
+		c.Close()
+	}
+	paceMu.Lock()
+	delete(paceNext, u.Host) // this process's own pace knows nothing of the other's request
+	paceMu.Unlock()
+
+	r2, c2, err := Open(srv.URL+"/api/query?start=100", Options{PaceDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, r2)
+	c2.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if otherOpen {
+		t.Errorf("this process's request came while the other's answer was still being read (%s after it began; two connections at once)",
+			requests[len(requests)-1].Sub(start))
+	} else if overlap || len(requests) != 2 || requests[1].Sub(otherEnd) < 3*time.Second {
+		t.Errorf("requests at %v, the other's answer read at %s (overlap %v): want this one 3s after it", requests, otherEnd, overlap)
+	}
+}
