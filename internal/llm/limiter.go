@@ -202,8 +202,9 @@ func (l *Limiter) Pause(d time.Duration) {
 	l.pause(d)
 }
 
-// pause is Pause, reporting the pause set (d capped at MaxPause) and whether it begins one: no
-// pause was in progress.
+// pause is Pause, reporting the pause set (d capped at MaxPause) and whether it begins a long
+// one (see longPause): no pause that long was in progress — none at all, or a short one that
+// this one makes long.
 func (l *Limiter) pause(d time.Duration) (time.Duration, bool) {
 	if d <= 0 {
 		return 0, false
@@ -212,7 +213,7 @@ func (l *Limiter) pause(d time.Duration) (time.Duration, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	began := !l.pausedUntil.After(now)
+	began := l.pausedUntil.Sub(now) < longPause
 	if until := now.Add(d); until.After(l.pausedUntil) {
 		l.pausedUntil = until
 	}
@@ -225,8 +226,9 @@ func (l *Limiter) pause(d time.Duration) (time.Duration, bool) {
 const longPause = time.Minute
 
 // pauseFor pauses every caller for d, the API's answer (what), logging it at debug level, or
-// as a warning when it begins a pause of at least longPause: once per pause, not for each of
-// the answers of the requests in flight that extend it.
+// as a warning when it begins a pause of at least longPause (or makes a short one in progress
+// that long): once per pause, not for each of the answers of the requests in flight that
+// extend it.
 func (l *Limiter) pauseFor(d time.Duration, what string) {
 	d, began := l.pause(d)
 	if began && d >= longPause {

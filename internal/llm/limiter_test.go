@@ -527,3 +527,22 @@ func TestLongRateLimitPauseIsLoggedOncePerPause(t *testing.T) {
 		t.Fatalf("%d warnings for two pauses (want 2):\n%s", n, logs.String())
 	}
 }
+
+// TestLongRateLimitPauseAfterAShortOneIsLogged: a 429 asking for hours (a daily limit used up)
+// that comes while a short pause is in progress — a request in flight answered just after
+// another's x-ratelimit headers or Retry-After paused the callers for a second — was logged at
+// debug level only, as extending a pause that had begun: the worker then held for the length
+// of the long pause said nothing. A pause that becomes a long one is warned of.
+func TestLongRateLimitPauseAfterAShortOneIsLogged(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	var logs bytes.Buffer
+	l := NewLimiter(LimiterConfig{now: clk.now, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	h := func(retryAfter string) http.Header { return http.Header{"Retry-After": []string{retryAfter}} }
+	l.Observe(h("1"), http.StatusTooManyRequests) // a short pause begins
+	clk.advance(100 * time.Millisecond)
+	l.Observe(h("3600"), http.StatusTooManyRequests) // and a long one is asked for within it
+	if n := strings.Count(logs.String(), "level=WARN"); n != 1 || !strings.Contains(logs.String(), "pause=5m0s") {
+		t.Fatalf("%d warnings for a pause of 5 minutes asked for during a pause of a second (want 1, naming it):\n%s", n, logs.String())
+	}
+}
