@@ -217,11 +217,12 @@ func noSuchModel(err error) bool {
 var ErrServerFailing = errors.New("the API failed every attempt")
 
 // ErrServerDown marks an ErrServerFailing whose every failed attempt was answered with a
-// status that speaks of the server, not of the request — a 5xx other than 500: a proxy's 502
-// or 504 for the model server behind it that is down or does not answer, a 503 overloaded —
-// or with a body that is not the API's answer at all (a proxy's page): no input's fault,
-// whichever was sent. A 500 (Ollama's for one text it cannot embed) or no answer in time (a
-// model slow on one long input) may be the input's, and is not marked.
+// status that speaks of the server, not of the request — a proxy's 502 for the model server
+// behind it that is down or refuses, a 503 overloaded (a 5xx other than 500 and 504) — or with
+// a body that is not the API's answer at all (a proxy's page): no input's fault, whichever was
+// sent. A 500 (Ollama's for one text it cannot embed), no answer in time (a model slow on one
+// long input, or hung by it) and a gateway's 504 (the same hang, timed by the proxy instead)
+// may be the input's, and are not marked: papers that hang the model still end as dead letters.
 var ErrServerDown = errors.New("the API server is down")
 
 // serverFailing wraps err, which wraps ErrServerFailing, with ErrServerDown when down holds,
@@ -239,11 +240,11 @@ func (e *serverDownError) Error() string   { return e.err.Error() }
 func (e *serverDownError) Unwrap() []error { return []error{e.err, ErrServerDown} }
 
 // speaksOfServer reports whether err, a failed attempt's, is an answer that speaks of the
-// server rather than the request (see ErrServerDown): a 5xx other than 500, or why, its
-// UnusableReason, a body that is not the API's answer.
+// server rather than the request (see ErrServerDown): a 5xx other than 500 and 504, or why,
+// its UnusableReason, a body that is not the API's answer.
 func speaksOfServer(err error, why string) bool {
 	code := HTTPStatus(err)
-	return code > http.StatusInternalServerError && code < 600 || notAnAnswer(why)
+	return code > http.StatusInternalServerError && code < 600 && code != http.StatusGatewayTimeout || notAnAnswer(why)
 }
 
 // SaysWhyCtxEnded reports whether err, a call's error returned once its ctx ended, says what

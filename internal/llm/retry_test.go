@@ -137,10 +137,10 @@ func TestRetrierSaysWhenEveryAttemptWasAServerError(t *testing.T) {
 }
 
 // TestRetrierSaysWhenEveryAttemptSpokeOfTheServer: a call whose every attempt was answered
-// with a status of a server that is down (a proxy's 502 or 504, a 503) or a body that is not the
+// with a status of a server that is down (a proxy's 502, a 503) or a body that is not the
 // API's answer is marked ErrServerDown as well, which a worker's probe after a pause uses no
-// delivery for; one with a 500 among them (which may be the input's) is not, nor one whose
-// message text changes.
+// delivery for; one with a 500 or a gateway's 504 among them (which may be the input's: a 504 is
+// a proxy's timeout of a model that an input hangs) is not, nor one whose message text changes.
 func TestRetrierSaysWhenEveryAttemptSpokeOfTheServer(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -148,7 +148,9 @@ func TestRetrierSaysWhenEveryAttemptSpokeOfTheServer(t *testing.T) {
 		errs []error
 		want bool
 	}{
-		{"502, 504, 503", []error{&openai.RequestError{HTTPStatusCode: 502}, &openai.APIError{HTTPStatusCode: 504}, &openai.APIError{HTTPStatusCode: 503}}, true},
+		{"502, 503, 502", []error{&openai.RequestError{HTTPStatusCode: 502}, &openai.APIError{HTTPStatusCode: 503}, &openai.APIError{HTTPStatusCode: 502}}, true},
+		{"a 504 among them", []error{&openai.RequestError{HTTPStatusCode: 502}, &openai.APIError{HTTPStatusCode: 504}, &openai.APIError{HTTPStatusCode: 503}}, false},
+		{"504s", []error{&openai.APIError{HTTPStatusCode: 504}, &openai.APIError{HTTPStatusCode: 504}, &openai.APIError{HTTPStatusCode: 504}}, false},
 		{"a 429 waited out among them", []error{&openai.APIError{HTTPStatusCode: 502}, &openai.APIError{HTTPStatusCode: 429}, &openai.APIError{HTTPStatusCode: 502}, &openai.APIError{HTTPStatusCode: 502}}, true},
 		{"bodies that are not JSON", []error{&json.SyntaxError{}, &openai.APIError{HTTPStatusCode: 502}, &json.SyntaxError{}}, true},
 		{"a 500 among them", []error{&openai.APIError{HTTPStatusCode: 502}, &openai.APIError{HTTPStatusCode: 500}, &openai.APIError{HTTPStatusCode: 502}}, false},
