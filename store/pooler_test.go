@@ -15,7 +15,7 @@ import (
 // refusingPooler listens on loopback and answers every connection's start-up message as
 // PgBouncer does one with a parameter it does not know (search_path, options in DATABASE_URL):
 // FATAL unsupported startup parameter, SQLSTATE 08P01 (PgBouncer 1.18, measured).
-func refusingPooler(t *testing.T, param string) string {
+func refusingPooler(t *testing.T, message string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -36,7 +36,7 @@ func refusingPooler(t *testing.T, param string) string {
 					return
 				}
 				b.Send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "08P01",
-					Message: "unsupported startup parameter: " + param})
+					Message: message})
 				_ = b.Flush()
 			}()
 		}
@@ -51,7 +51,7 @@ func refusingPooler(t *testing.T, param string) string {
 func TestOpenSaysHowToSetAParameterAPoolerRefuses(t *testing.T) {
 	t.Parallel()
 	for _, param := range []string{"search_path", "options"} {
-		addr := refusingPooler(t, param)
+		addr := refusingPooler(t, "unsupported startup parameter: "+param)
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 		st, err := store.Open(ctx, store.Config{URL: "postgres://paperpipe@" + addr + "/x?sslmode=disable&search_path=lab1,extensions"})
 		cancel()
@@ -63,6 +63,30 @@ func TestOpenSaysHowToSetAParameterAPoolerRefuses(t *testing.T) {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("%s: Open: %v\nwant it to say %q", param, err, want)
 			}
+		}
+	}
+}
+
+// PgBouncer 1.20 and later pass on an options=-c … of the parameters they track, and refuse one
+// of the others by its name inside options (PgBouncer's client.c; so do Supavisor and Neon's
+// pooler): "unsupported startup parameter in options: search_path". That form was not read:
+// the error told to leave "unsupported startup parameter in options: search_path" out of
+// DATABASE_URL and to run "ALTER ROLE … SET unsupported startup parameter in options:
+// search_path = …".
+func TestOpenSaysHowToSetAParameterAPoolerRefusesInOptions(t *testing.T) {
+	t.Parallel()
+	addr := refusingPooler(t, "unsupported startup parameter in options: search_path")
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, store.Config{URL: "postgres://paperpipe@" + addr + "/x?sslmode=disable&options=-c%20search_path%3Dlab1,extensions"})
+	if err == nil {
+		st.Close()
+		t.Fatal("Open succeeded against a pooler that refuses the connection")
+	}
+	for _, want := range []string{"unsupported startup parameter in options: search_path", "connection pooler",
+		"leave search_path (in options) out of DATABASE_URL", "ALTER ROLE … SET search_path = …"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Open: %v\nwant it to say %q", err, want)
 		}
 	}
 }

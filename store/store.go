@@ -519,11 +519,21 @@ func (s *Store) ping(ctx context.Context, pool *pgxpool.Pool) error {
 		}
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "08P01" && strings.HasPrefix(pe.Message, "unsupported startup parameter") {
-			// PgBouncer's refusal of a start-up parameter it does not pass on.
-			param := strings.TrimSpace(strings.TrimPrefix(pe.Message, "unsupported startup parameter:"))
+			// PgBouncer's refusal of a start-up parameter it does not pass on: given as one
+			// ("unsupported startup parameter: search_path"), or, by PgBouncer 1.20 and later
+			// (and Supavisor, Neon's pooler), inside options=-c … ("unsupported startup
+			// parameter in options: search_path").
+			param, inOptions := strings.CutPrefix(pe.Message, "unsupported startup parameter in options:")
+			if !inOptions {
+				param = strings.TrimPrefix(param, "unsupported startup parameter:")
+			}
+			param = strings.TrimSpace(param)
 			set := "ALTER ROLE … SET " + param + " = …"
 			if param == "options" {
 				set = "ALTER ROLE … SET search_path = … for options=-c search_path=…"
+			}
+			if inOptions {
+				param += " (in options)"
 			}
 			return fmt.Errorf("connect to database %s: %w (a connection pooler, PgBouncer, passes on only the start-up parameters it knows: "+
 				"leave %s out of DATABASE_URL and set it for the role or the database instead, %s, which reaches the sessions "+
