@@ -317,7 +317,10 @@ func (s *Store) BuildSpaceIndex(ctx context.Context, id int64, cfg IndexSettings
 			return false, fmt.Errorf("build index of space %s: drop the invalid %s: %w", sp.Name(), v.indexName, err)
 		}
 	}
-	if err := buildIndex(ctx, conn, s.withIndexMemory(cfg), v.createIndexAs("CONCURRENTLY IF NOT EXISTS "+v.indexName, sp.ID)); err != nil {
+	stop := s.watchBuild(ctx, conn, v.indexName)
+	err = buildIndex(ctx, conn, s.withIndexMemory(cfg), v.createIndexAs("CONCURRENTLY IF NOT EXISTS "+v.indexName, sp.ID))
+	stop()
+	if err != nil {
 		return false, fmt.Errorf("build index %s of space %s: %w%s", v.indexName, sp.Name(), err, s.dropFailedBuild(ctx, conn, v.indexName))
 	}
 	s.log.InfoContext(ctx, "built embedding space index", "space", sp.Name(), "index", v.indexName,
@@ -493,6 +496,53 @@ func buildIndex(ctx context.Context, conn *pgxpool.Conn, cfg IndexSettings, ddl 
 	return err
 }
 
+// buildWaitPoll is how often watchBuild looks at what a concurrent build waits for.
+const buildWaitPoll = time.Second
+
+// watchBuild says, once, which sessions the CREATE INDEX CONCURRENTLY about to run on conn
+// waits for, when it waits for any: such a build waits for every transaction of the database
+// that writes the table, and then for every one holding a snapshot older than its own, of any
+// schema — a pg_dump, another archive's export or count, a session left idle in a REPEATABLE
+// READ transaction —, for as long as they last, and it said nothing meanwhile (a fill, an
+// import or an activate that hung after its last vector). stop ends the watch.
+func (s *Store) watchBuild(ctx context.Context, conn *pgxpool.Conn, index string) (stop func()) {
+	pid := conn.Conn().PgConn().PID()
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-time.After(buildWaitPoll):
+			}
+			holders := blockingSessions(wctx, s.pool, pid)
+			if holders == "" {
+				continue
+			}
+			s.log.WarnContext(ctx, "the index build waits for other sessions' transactions to end (a concurrent build waits for "+
+				"every transaction of the database older than it, of any schema: a pg_dump, an export, a long query, a "+
+				"session idle in a transaction); it goes on once they have", "index", index, "waits for", holders)
+			return
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// blockingSessions describes the sessions that keep the session pid from a lock it waits for
+// (pg_blocking_pids: a concurrent index build's wait for a transaction is one): "pid 4242
+// (client backend, idle in transaction, its transaction open for 3m2s; "SELECT …")", or ""
+// when there are none or they cannot be looked up.
+func blockingSessions(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, pid uint32) string {
+	return strings.TrimPrefix(sessionsDescribed(ctx, q, `a.pid = ANY(pg_blocking_pids($1::int))`, pid), ", held by ")
+}
+
 // dropFailedBuild drops the index name that a CREATE INDEX CONCURRENTLY on conn failed to build,
 // and returns "", or, when it could not, a note for the error to say so. PostgreSQL keeps such
 // an index, invalid: no query uses it, yet it holds the disk space the build took (after a
@@ -611,13 +661,21 @@ const (
 func tableHolders(ctx context.Context, q interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
 }, relations string) string {
+	return sessionsDescribed(ctx, q, `a.pid IN (SELECT l.pid FROM pg_locks l
+			WHERE l.locktype = 'relation' AND l.granted AND `+relations+`
+				AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))`)
+}
+
+// sessionsDescribed describes the sessions other than q's that meet cond (on pg_stat_activity
+// a, with args) as tableHolders does.
+func sessionsDescribed(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, cond string, args ...any) string {
 	rows, err := q.Query(ctx, `SELECT a.pid, coalesce(a.backend_type, ''), coalesce(a.state, ''),
 			floor(extract(epoch FROM clock_timestamp() - a.xact_start))::bigint, left(coalesce(a.query, ''), 80)
 		FROM pg_stat_activity a
-		WHERE a.pid <> pg_backend_pid() AND a.pid IN (SELECT l.pid FROM pg_locks l
-			WHERE l.locktype = 'relation' AND l.granted AND `+relations+`
-				AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))
-		ORDER BY a.xact_start NULLS LAST, a.pid`)
+		WHERE a.pid <> pg_backend_pid() AND `+cond+`
+		ORDER BY a.xact_start NULLS LAST, a.pid`, args...)
 	if err != nil {
 		return ""
 	}
@@ -704,7 +762,10 @@ func (s *Store) Reindex(ctx context.Context, id int64, kind IndexKind, cfg Index
 		if _, err := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+ownFresh); err != nil {
 			return false, fmt.Errorf("reindex space %s: drop a leftover %s: %w", cur.Name(), fresh, err)
 		}
-		if err := buildIndex(ctx, conn, s.withIndexMemory(cfg), v.createIndexAs("CONCURRENTLY "+fresh, cur.ID)); err != nil {
+		stop := s.watchBuild(ctx, conn, fresh)
+		err := buildIndex(ctx, conn, s.withIndexMemory(cfg), v.createIndexAs("CONCURRENTLY "+fresh, cur.ID))
+		stop()
+		if err != nil {
 			left := s.dropFailedBuild(ctx, conn, fresh)
 			var pgErr *pgconn.PgError
 			if errors.As(err, &pgErr) && pgErr.Code == "22003" /* numeric_value_out_of_range */ && v.opclass == "halfvec_cosine_ops" {

@@ -1,0 +1,90 @@
+package store_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/paperpipe/paperpipe/internal/pgtest"
+	"github.com/paperpipe/paperpipe/paper"
+	"github.com/paperpipe/paperpipe/store"
+)
+
+// Every space's index is built with CREATE INDEX CONCURRENTLY since 2026-12-07 — the first
+// load of an archive's only space too (import-embeddings, import, a fill's end, activate) — and
+// such a build waits for every transaction of the database that holds a snapshot older than
+// it: another archive's, in a schema of its own (an export whose reader is slow, a pg_dump, a
+// count). The build waited without a word for as long as that lasted — a command that hung,
+// its log saying nothing after "loaded". It says which sessions it waits for.
+func TestIndexBuildSaysWhichSessionsItWaitsFor(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := setup(t)
+	ps := abstracts(2)
+	upsert(t, s, ps, store.Work{})
+	only, created, err := s.EnsureSpaceForLoad(ctx, paper.Space{Model: "only", Dimensions: 3, Template: "title+abstract"})
+	if err != nil || !created {
+		t.Fatalf("EnsureSpaceForLoad = %v, created %v", err, created)
+	}
+	if _, err := s.LoadEmbeddings(ctx, only.ID, []paper.Embedding{embeddingOf(ps[0], 1, 0, 0), embeddingOf(ps[1], 0, 1, 0)}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another archive of the database, in its own schema: a pg_dump of it is running (a
+	// session of its own: the store's sessions end a transaction left idle after 10 s).
+	otherURL := pgtest.URL(t)
+	if err := open(t, otherURL).Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, otherURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	dump, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = dump.Rollback(context.Background()) }()
+	var pid int32
+	if err := dump.QueryRow(ctx, "SELECT pg_backend_pid() FROM (SELECT count(*) FROM papers) n").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+
+	var logs syncLog
+	builder, err := store.Open(ctx, store.Config{URL: s.Pool().Config().ConnString(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer builder.Close()
+	defer func() { _ = dump.Rollback(context.Background()) }() // before the builder's Close, which waits for the build
+	done := make(chan error, 1)
+	go func() {
+		_, err := builder.BuildSpaceIndex(ctx, only.ID, store.IndexSettings{})
+		done <- err
+	}()
+	said := "pid " + itoa(int64(pid))
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(logs.String(), said); time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("BuildSpaceIndex returned (%v) while an older snapshot was open; want it to wait for it\n%s", err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) { // a bound, not a measure: it says so within seconds
+			t.Fatalf("the build waits for pid %d's snapshot and says nothing of it in a minute:\n%s", pid, logs.String())
+		}
+	}
+	if !strings.Contains(logs.String(), "waits for") {
+		t.Errorf("the build's log does not say it waits:\n%s", logs.String())
+	}
+	if err := dump.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("BuildSpaceIndex once the snapshot is gone: %v", err)
+	}
+}
