@@ -79,9 +79,13 @@ func TestAccountRefusalPausesTheWorkerUntilTheAPIAcceptsIt(t *testing.T) {
 	}
 
 	api.SetAPIKey(key) // fixed
+	// Done: every TL;DR stored and every message acknowledged (the work queue empty). A copy
+	// requeued during the pauses withdraws its originals' dead letters before it is acknowledged,
+	// each by a claim published to the dead-letter stream and removed at once: read as soon as
+	// the TL;DRs were stored, the stream could still hold such a claim for a moment.
 	waitFor(t, "every paper done once the key works", func() (bool, string) {
-		c := counts(t, b, sum)
-		return c.WithTLDR == int64(len(papers)), fmt.Sprintf("counts %+v, stats %+v", c, w.Stats())
+		c, q := counts(t, b, sum), streamMsgs(t, b.js, pipeline.StreamPapers)
+		return c.WithTLDR == int64(len(papers)) && q == 0, fmt.Sprintf("counts %+v, %d messages queued, stats %+v", c, q, w.Stats())
 	})
 	if dls := deadLetters(t, b.js); len(dls) != 0 {
 		t.Errorf("%d dead letters, want none; the first: %s", len(dls), dls[0].Reason)
