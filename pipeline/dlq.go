@@ -229,9 +229,18 @@ func (w *Worker) withdrawLetter(data []byte, paperID, id, reason, what string) {
 // written more than window, the dead-letter stream's duplicate window, ago: the message was
 // stored longer ago than that (its letter can only be later), or id does not say when.
 func pastWindow(id string, window time.Duration) bool {
-	i := strings.LastIndexByte(id, ':')
-	nanos, err := strconv.ParseInt(id[i+1:], 10, 64)
-	return window <= 0 || err != nil || time.Since(time.Unix(0, nanos)) >= window
+	stored, ok := storedAt(id)
+	return window <= 0 || !ok || time.Since(stored) >= window
+}
+
+// storedAt is when the message a dead letter's message id id names was stored (its last field,
+// Unix nanoseconds: see deadLetterID); ok is false when id does not say.
+func storedAt(id string) (t time.Time, ok bool) {
+	nanos, err := strconv.ParseInt(id[strings.LastIndexByte(id, ':')+1:], 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(0, nanos), true
 }
 
 // findLetter returns the sequence of the dead letter on subject whose message id is id, among
@@ -239,12 +248,7 @@ func pastWindow(id string, window time.Duration) bool {
 // pastWindow); 0 when there is none. It finds the first letter of that time by bisection, then
 // reads the letters from there on: those of the time a copy waited in the queue.
 func findLetter(ctx context.Context, s jetstream.Stream, subject, id string, before uint64) (uint64, error) {
-	since := time.Time{}
-	if i := strings.LastIndexByte(id, ':'); i >= 0 {
-		if nanos, err := strconv.ParseInt(id[i+1:], 10, 64); err == nil {
-			since = time.Unix(0, nanos)
-		}
-	}
+	since, _ := storedAt(id) // the zero time when id does not say
 	next := func(seq uint64) (*jetstream.RawStreamMsg, error) {
 		raw, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
 		if errors.Is(err, jetstream.ErrMsgNotFound) || err == nil && raw.Sequence >= before {
