@@ -435,10 +435,9 @@ func rdfID(it *rssItem, link string) string {
 		}
 	}
 	for _, id := range it.Identifiers {
-		if id = strings.TrimSpace(id); id != "" && globalID(id) {
-			if c, err := paper.CanonicalID(id); err == nil && !strings.HasPrefix(c, "id:") {
-				return c
-			}
+		// An arXiv id or a DOI; a URL among them is no better than the link.
+		if c, err := paper.CanonicalID(strings.TrimSpace(id)); err == nil && !strings.HasPrefix(c, "id:") {
+			return c
 		}
 	}
 	if about := strings.TrimSpace(it.About); about != "" && globalID(about) {
