@@ -58,8 +58,7 @@ func TestOpenURLKeepsArXivAPIPace(t *testing.T) {
 	defer refusing.Close()
 	host := func(s *httptest.Server) string { u, _ := url.Parse(s.URL); return u.Host }
 
-	savedHosts, savedNow, savedTimer := pacedHosts, paceNow, newWaitTimer
-	defer func() { pacedHosts, paceNow, newWaitTimer = savedHosts, savedNow, savedTimer }()
+	keepPaceHooks(t)
 	pacedHosts = map[string]time.Duration{host(paced): 3 * time.Second, host(refusing): 3 * time.Second}
 	paceNow = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
 	newWaitTimer = func(d time.Duration) *time.Timer {
@@ -177,8 +176,7 @@ func TestOpenURLSharesArXivPaceAcrossProcesses(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "pace-"+strings.ReplaceAll(u.Host, ":", "_"))
 
-	savedHosts, savedNow, savedTimer, savedPoll := pacedHosts, paceNow, newWaitTimer, lockPoll
-	defer func() { pacedHosts, paceNow, newWaitTimer, lockPoll = savedHosts, savedNow, savedTimer, savedPoll }()
+	keepPaceHooks(t)
 	pacedHosts = map[string]time.Duration{u.Host: 3 * time.Second}
 	paceNow = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
 	newWaitTimer = func(d time.Duration) *time.Timer {
@@ -306,8 +304,7 @@ func TestOpenURLPaceCountsFromTheEndOfTheAnswer(t *testing.T) {
 	defer srv.Close()
 	srv.Config.SetKeepAlivesEnabled(false) // a new connection for each: the client asks again on a reused one that drops
 	u, _ := url.Parse(srv.URL)
-	savedHosts, savedNow, savedTimer := pacedHosts, paceNow, newWaitTimer
-	defer func() { pacedHosts, paceNow, newWaitTimer = savedHosts, savedNow, savedTimer }()
+	keepPaceHooks(t)
 	pacedHosts = map[string]time.Duration{u.Host: 3 * time.Second}
 	paceNow = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
 	newWaitTimer = func(d time.Duration) *time.Timer {
@@ -338,8 +335,7 @@ func TestPacerReservesTheHostForRequestsMadeMeanwhile(t *testing.T) {
 		clock = time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
 		waits []time.Duration
 	)
-	savedNow, savedTimer := paceNow, newWaitTimer
-	defer func() { paceNow, newWaitTimer = savedNow, savedTimer }()
+	keepPaceHooks(t)
 	paceNow = func() time.Time { return clock }
 	newWaitTimer = func(d time.Duration) *time.Timer { waits = append(waits, d); return time.NewTimer(0) }
 	p := pacer{key: "pacer-test.invalid:1", gap: 3 * time.Second}
@@ -396,8 +392,7 @@ func TestOpenURLSharedPaceKeepsARetryAfter(t *testing.T) {
 	u, _ := url.Parse(srv.URL)
 	dir := t.TempDir()
 
-	savedHosts, savedNow, savedTimer := pacedHosts, paceNow, newWaitTimer
-	defer func() { pacedHosts, paceNow, newWaitTimer = savedHosts, savedNow, savedTimer }()
+	keepPaceHooks(t)
 	pacedHosts = map[string]time.Duration{u.Host: 3 * time.Second}
 	paceNow = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
 	var other []time.Time // the other process's request
@@ -480,8 +475,7 @@ func TestOpenURLSharedPaceWaitsForARequestUnderWay(t *testing.T) {
 	u, _ := url.Parse(srv.URL)
 	dir := t.TempDir()
 
-	savedHosts, savedNow, savedTimer := pacedHosts, paceNow, newWaitTimer
-	defer func() { pacedHosts, paceNow, newWaitTimer = savedHosts, savedNow, savedTimer }()
+	keepPaceHooks(t)
 	pacedHosts = map[string]time.Duration{u.Host: 3 * time.Second}
 	paceNow = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
 	var closeOther func()
@@ -531,4 +525,12 @@ func TestOpenURLSharedPaceWaitsForARequestUnderWay(t *testing.T) {
 	} else if overlap || len(requests) != 2 || requests[1].Sub(otherEnd) < 3*time.Second {
 		t.Errorf("requests at %v, the other's answer read at %s (overlap %v): want this one 3s after it", requests, otherEnd, overlap)
 	}
+}
+
+// keepPaceHooks restores the package's pace hooks (pacedHosts, paceNow, newWaitTimer,
+// lockPoll) when the test ends, for a test that replaces them — which is why such a test is not
+// parallel.
+func keepPaceHooks(t *testing.T) {
+	hosts, now, timer, poll := pacedHosts, paceNow, newWaitTimer, lockPoll
+	t.Cleanup(func() { pacedHosts, paceNow, newWaitTimer, lockPoll = hosts, now, timer, poll })
 }
