@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pressly/goose/v3"
-
 	"github.com/paperpipe/paperpipe/internal/pgtest"
 )
 
@@ -33,16 +31,12 @@ func TestMigrationsRunWithoutTheRolesStatementTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	if err := s.withProvider(ctx, "", func(p *goose.Provider) error { _, err := p.UpTo(ctx, 12); return err }); err != nil {
-		t.Fatal(err)
-	}
+	migrateUpTo(t, s, 12)
 	if _, err := s.pool.Exec(ctx, `INSERT INTO papers (id, title, abstract, content_hash)
 		VALUES ('arxiv:2401.00001', 'Nyström features', 'Kernels, approximated.', 'h')`); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.withProvider(ctx, "", func(p *goose.Provider) error { _, err := p.UpTo(ctx, 13); return err }); err != nil {
-		t.Fatal(err)
-	}
+	migrateUpTo(t, s, 13)
 	holder, err := s.pool.Begin(ctx) // a worker's write
 	if err != nil {
 		t.Fatal(err)

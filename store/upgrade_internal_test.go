@@ -259,9 +259,7 @@ func TestMigrationGivesWayToASessionHoldingItsTable(t *testing.T) {
 	}
 	t.Cleanup(s.Close)
 	// The version before 00008, which adds a column to papers.
-	if err := s.withProvider(ctx, "", func(p *goose.Provider) error { _, err := p.UpTo(ctx, 7); return err }); err != nil {
-		t.Fatal(err)
-	}
+	migrateUpTo(t, s, 7)
 	holder, err := s.pool.Begin(ctx) // a long search's transaction
 	if err != nil {
 		t.Fatal(err)
@@ -449,16 +447,12 @@ func waitsForALockedPaper(t *testing.T, before, after int64, title, q string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	if err := s.withProvider(ctx, "", func(p *goose.Provider) error { _, err := p.UpTo(ctx, before); return err }); err != nil {
-		t.Fatal(err)
-	}
+	migrateUpTo(t, s, before)
 	if _, err := s.pool.Exec(ctx, `INSERT INTO papers (id, title, abstract, content_hash)
 		VALUES ('arxiv:2401.00001', $1, 'Kernels, approximated.', 'h')`, title); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.withProvider(ctx, "", func(p *goose.Provider) error { _, err := p.UpTo(ctx, after); return err }); err != nil {
-		t.Fatal(err)
-	}
+	migrateUpTo(t, s, after)
 	holder, err := s.pool.Begin(ctx) // a worker's write
 	if err != nil {
 		t.Fatal(err)
@@ -510,16 +504,12 @@ func TestAMigrationWhoseSessionEndsSaysToStartAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	if err := s.withProvider(ctx, "", func(p *goose.Provider) error { _, err := p.UpTo(ctx, 15); return err }); err != nil {
-		t.Fatal(err)
-	}
+	migrateUpTo(t, s, 15)
 	if _, err := s.pool.Exec(ctx, `INSERT INTO papers (id, title, abstract, content_hash)
 		VALUES ('arxiv:2401.00001', 'Co`+"\u00ad"+`operative features', 'Kernels, approximated.', 'h')`); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.withProvider(ctx, "", func(p *goose.Provider) error { _, err := p.UpTo(ctx, 16); return err }); err != nil {
-		t.Fatal(err)
-	}
+	migrateUpTo(t, s, 16)
 	holder, err := s.pool.Begin(ctx) // keeps 00017 at its batch, as a big archive would
 	if err != nil {
 		t.Fatal(err)
@@ -556,5 +546,15 @@ func TestAMigrationWhoseSessionEndsSaysToStartAgain(t *testing.T) {
 	}
 	if hits, err := s.KeywordSearch(ctx, "cooperative", 5); err != nil || len(hits) != 1 {
 		t.Errorf("KeywordSearch(cooperative) after the migration started again = %+v, %v; want the paper", hits, err)
+	}
+}
+
+// migrateUpTo applies s's migrations up to version v, as an archive of the release that ended
+// there would have them.
+func migrateUpTo(t *testing.T, s *Store, v int64) {
+	t.Helper()
+	ctx := t.Context()
+	if err := s.withProvider(ctx, "", func(p *goose.Provider) error { _, err := p.UpTo(ctx, v); return err }); err != nil {
+		t.Fatal(err)
 	}
 }
