@@ -113,13 +113,7 @@ func TestRequeuedMessagesDoNotComeBackToTheDrainingWorker(t *testing.T) {
 		t.Errorf("stats %+v: want %d messages received once each and handed back: requeued copies came back to the draining worker", s, len(papers))
 	}
 	waitQueued(t, b, len(papers))
-	runUntilIdle(t, b, summarize.NewOffline(30), emb, pipeline.WorkerConfig{})
-	if dls := deadLetters(t, b.js); len(dls) != 0 {
-		t.Errorf("%d dead letters, want none; the first: %s", len(dls), dls[0].Reason)
-	}
-	if c := counts(t, b, summarize.NewOffline(30)); c.WithTLDR != int64(len(papers)) || c.WithEmbedding != int64(len(papers)) {
-		t.Errorf("counts %+v, want both papers done", c)
-	}
+	runToTheEnd(t, b, emb, len(papers), "of papers requeued and processed")
 }
 
 // TestARequeueWhoseAnswerIsLostIsNotDeadLetteredToo: the copy of a message requeued on its
@@ -167,13 +161,7 @@ func TestARequeueWhoseAnswerIsLostIsNotDeadLetteredToo(t *testing.T) {
 		return errors.Is(err, jetstream.ErrMsgNotFound), fmt.Sprintf("the original message is still queued (%v) beside its stored copy: "+
 			"the server gives it up, and it is dead-lettered while the copy is processed", err)
 	})
-	runUntilIdle(t, b, summarize.NewOffline(30), emb, pipeline.WorkerConfig{})
-	if dls := deadLetters(t, b.js); len(dls) != 0 {
-		t.Errorf("%d dead letters of a paper that was requeued and processed; the first: %s", len(dls), dls[0].Reason)
-	}
-	if c := counts(t, b, summarize.NewOffline(30)); c.WithTLDR != 1 || c.WithEmbedding != 1 {
-		t.Errorf("counts %+v, want the paper done", c)
-	}
+	runToTheEnd(t, b, emb, 1, "of a paper that was requeued and processed")
 }
 
 // requeueUnanswered queues one paper on b (whose MaxDeliver is 1) and has a worker's shutdown
@@ -301,13 +289,7 @@ func TestACopyOfACopyWithdrawsTheFirstOriginalsDeadLetter(t *testing.T) {
 	})
 	stop()
 	waitQueued(t, b, 1)
-	runUntilIdle(t, b, summarize.NewOffline(30), emb, pipeline.WorkerConfig{})
-	if dls := deadLetters(t, b.js); len(dls) != 0 {
-		t.Errorf("%d dead letters of a paper a copy of its copy stored; the first: %s", len(dls), dls[0].Reason)
-	}
-	if c := counts(t, b, summarize.NewOffline(30)); c.WithTLDR != 1 || c.WithEmbedding != 1 {
-		t.Errorf("counts %+v, want the paper done", c)
-	}
+	runToTheEnd(t, b, emb, 1, "of a paper a copy of its copy stored")
 }
 
 // TestACopyProcessedPastTheDuplicateWindowWithdrawsItsOriginalsDeadLetter: the withdrawal of
@@ -382,11 +364,19 @@ func TestARequeueIsNotSentAgainPastTheQueuesDuplicateWindow(t *testing.T) {
 	// Every delivery is the last; the window is shorter than the requeue's 10 s of sends.
 	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1, DuplicateWindow: time.Second})
 	requeueUnanswered(t, b, emb) // fails unless the queue holds the original and one copy
+	runToTheEnd(t, b, emb, 1, "of a paper its requeued copy stored")
+}
+
+// runToTheEnd runs a worker until the queue is idle, then checks that n papers were stored
+// with their TL;DR and vector and that no dead letter is left; what names the letters for the
+// error ("of a paper its requeued copy stored").
+func runToTheEnd(t *testing.T, b *testBundle, emb pipeline.Embedder, n int, what string) {
+	t.Helper()
 	runUntilIdle(t, b, summarize.NewOffline(30), emb, pipeline.WorkerConfig{})
 	if dls := deadLetters(t, b.js); len(dls) != 0 {
-		t.Errorf("%d dead letters of a paper its requeued copy stored; the first: %s", len(dls), dls[0].Reason)
+		t.Errorf("%d dead letters %s; the first: %s", len(dls), what, dls[0].Reason)
 	}
-	if c := counts(t, b, summarize.NewOffline(30)); c.WithTLDR != 1 || c.WithEmbedding != 1 {
-		t.Errorf("counts %+v, want the paper done", c)
+	if c := counts(t, b, summarize.NewOffline(30)); c.WithTLDR != int64(n) || c.WithEmbedding != int64(n) {
+		t.Errorf("counts %+v, want %d papers done", c, n)
 	}
 }
