@@ -367,12 +367,16 @@ func boundVanishedClients(ctx context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
+// registerTypes is pgvector-go's RegisterTypes; a test replaces it to look before a type
+// another session creates is there.
+var registerTypes = pgvectorpgx.RegisterTypes
+
 // registerVector teaches a new connection pgvector's types. On a database where the vector
 // extension has not been created yet it creates it first, as migration 00001 would (which
 // cannot run before a connection exists): that works for the database's owner when the
 // extension is installed on the server; otherwise the error says what to run, and as whom.
 func registerVector(ctx context.Context, conn *pgx.Conn) error {
-	err := pgvectorpgx.RegisterTypes(ctx, conn)
+	err := registerTypes(ctx, conn)
 	if err == nil {
 		return nil
 	}
@@ -386,8 +390,17 @@ func registerVector(ctx context.Context, conn *pgx.Conn) error {
 	if qerr := conn.QueryRow(ctx, `SELECT to_regtype('vector') IS NULL, n.nspname, coalesce(has_schema_privilege(n.oid, 'USAGE'), false),
 			current_setting('search_path'), current_user
 		FROM (SELECT) AS one LEFT JOIN (pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace) ON e.extname = 'vector'`).
-		Scan(&missing, &schema, &usable, &searchPath, &role); qerr != nil || !missing {
+		Scan(&missing, &schema, &usable, &searchPath, &role); qerr != nil {
 		return fmt.Errorf("register pgvector types: %w", err)
+	}
+	if !missing {
+		// The type is there now, and was not when RegisterTypes looked: a standby replaying the
+		// primary's CREATE EXTENSION between the two queries, or another session creating it
+		// and committing in between. A type does not come and go, so looking again finds it.
+		if err := registerTypes(ctx, conn); err != nil {
+			return fmt.Errorf("register pgvector types: %w", err)
+		}
+		return nil
 	}
 	if schema != nil && !usable {
 		// Created in a schema the role may not use (another archive's, in this database: a role
@@ -408,7 +421,7 @@ func registerVector(ctx context.Context, conn *pgx.Conn) error {
 	}
 	if _, err := conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS vector"); err != nil {
 		pe := (*pgconn.PgError)(nil)
-		if errors.As(err, &pe) && pe.Code == "23505" && pgvectorpgx.RegisterTypes(ctx, conn) == nil {
+		if errors.As(err, &pe) && pe.Code == "23505" && registerTypes(ctx, conn) == nil {
 			// unique_violation: another session created it at the same moment (processes
 			// started together on a new database, or two connections of one pool), and
 			// IF NOT EXISTS did not see it before that session committed. It exists now.
@@ -421,7 +434,7 @@ func registerVector(ctx context.Context, conn *pgx.Conn) error {
 		return fmt.Errorf("the vector extension is not created in database %s, and this role could not create it "+
 			"(run CREATE EXTENSION vector there as a superuser, or use `make services`, which does): %w", conn.Config().Database, err)
 	}
-	if err := pgvectorpgx.RegisterTypes(ctx, conn); err != nil {
+	if err := registerTypes(ctx, conn); err != nil {
 		return fmt.Errorf("register pgvector types after creating the vector extension: %w", err)
 	}
 	return nil
