@@ -41,9 +41,22 @@ type hold struct {
 func (w *Worker) startHold(ctx context.Context, m jetstream.Msg) *hold {
 	h := &hold{}
 	h.renewed.Store(stampNow())
+	nc := w.js.Conn()
+	// Marked at once, not a ProgressInterval after receipt: nats-server stores a delivery's time
+	// as the message's own (its consumer hands the store the message's timestamp; only an
+	// InProgress stores the time the message is held since), and a server that starts again from
+	// its files — the embedded server taken over by another process when the one that ran it
+	// stops, an upgrade, a restart, a new consumer leader — times the AckWait of each delivery
+	// from there. A message older than the AckWait (a backlog), delivered less than a
+	// ProgressInterval before the stop (15 s at the default AckWait), was taken from this worker
+	// at the start: redelivered to another while this one bought its TL;DR, or, on its last
+	// delivery, given up and dead-lettered while this worker requeued or stored it. The renewed
+	// time stays the receipt's: this InProgress is not waited for.
+	if nc == nil || nc.IsConnected() {
+		_ = m.InProgress()
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	nc := w.js.Conn()
 	go func() {
 		defer close(done)
 		tm := w.timings()

@@ -165,7 +165,8 @@ type WorkerConfig struct {
 	MsgTimeout time.Duration
 	// ProgressInterval is how often every message the worker holds — waiting for a slot, for
 	// the database, for its API calls, or for its results to be saved — is marked InProgress,
-	// which restarts the server's AckWait. Defaults to a quarter of the consumer's AckWait; a
+	// which restarts the server's AckWait; it is marked once at once too, as the worker takes it
+	// (see startHold). Defaults to a quarter of the consumer's AckWait; a
 	// value of half of it or more is an error at start, and lowered to a quarter when the
 	// consumer's AckWait is lowered while the worker runs.
 	ProgressInterval time.Duration

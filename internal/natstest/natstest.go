@@ -4,6 +4,7 @@ package natstest
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
 	"testing"
 	"time"
@@ -18,7 +19,8 @@ import (
 // Server is an in-process nats-server with JetStream file storage in a temporary directory.
 type Server struct {
 	*server.Server
-	Dir string
+	Dir  string
+	opts server.Options // as started: Restart starts the next server with them
 }
 
 // Start starts a server on a random loopback port; it is shut down when the test ends.
@@ -37,7 +39,16 @@ func StartWith(tb testing.TB, configure func(*server.Options)) *Server {
 	if configure != nil {
 		configure(opts)
 	}
-	srv, err := server.NewServer(opts)
+	s := &Server{Dir: dir, opts: *opts}
+	s.start(tb)
+	return s
+}
+
+// start starts a server with s.opts as s.Server.
+func (s *Server) start(tb testing.TB) {
+	tb.Helper()
+	opts := s.opts
+	srv, err := server.NewServer(&opts)
 	if err != nil {
 		tb.Fatalf("nats-server: %v", err)
 	}
@@ -48,7 +59,19 @@ func StartWith(tb testing.TB, configure func(*server.Options)) *Server {
 	if !srv.ReadyForConnections(10 * time.Second) {
 		tb.Fatal("nats-server not ready")
 	}
-	return &Server{Server: srv, Dir: dir}
+	s.Server = srv
+}
+
+// Restart shuts the server down and starts another on the same address and store directory,
+// as when the process that ran paperpipe's embedded server stops and another takes its data
+// directory over: JetStream recovers the streams and the consumers' state from the files, and
+// the clients reconnect (those of Connect after nats.go's ReconnectWait, 2 s).
+func (s *Server) Restart(tb testing.TB) {
+	tb.Helper()
+	s.opts.Port = s.Addr().(*net.TCPAddr).Port
+	s.Shutdown()
+	s.WaitForShutdown()
+	s.start(tb)
 }
 
 // Connect returns a JetStream client of s, made with opts, closed when the test ends.

@@ -1,0 +1,118 @@
+package pipeline_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/internal/natstest"
+	"github.com/paperpipe/paperpipe/internal/sampledata"
+	"github.com/paperpipe/paperpipe/pipeline"
+	"github.com/paperpipe/paperpipe/summarize"
+)
+
+// TestAServerRestartedWhileAWorkerHoldsAMessageLeavesItToTheWorker: nats-server stores a
+// delivery's time as the message's own time (consumer.deliverMsg hands its store the message's
+// timestamp; only an InProgress stores the time the message is held since), and a server that
+// starts again from its files — paperpipe's embedded server taken over by another process when
+// the one that ran it stops, an upgrade, a restart — times each restored delivery's AckWait
+// from there. A message of a backlog older than the AckWait, delivered within a
+// ProgressInterval before the stop (a quarter of the AckWait: 15 s by default), was taken from
+// the worker that held it at once: redelivered to another worker while the first still worked
+// on it, or, on its last delivery, given up — and dead-lettered by a reaper while its worker
+// requeued or stored it ("max deliveries exceeded (8 deliveries, none settled…)" in `dlq list`
+// after a takeover under a rate limit, session 25). The worker now marks each message in
+// progress as it takes it. Here the worker holds the message on its last delivery (its TL;DR's
+// save held) through a restart, with its renewals further away than the restarted server's
+// first look at what it has delivered (nats-server's applyState: within 1.5 s of the start).
+func TestAServerRestartedWhileAWorkerHoldsAMessageLeavesItToTheWorker(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const ackWait = 4 * time.Second
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{AckWait: ackWait, MaxDeliver: 2}); err != nil {
+		t.Fatal(err)
+	}
+	emb := embed.NewOffline()
+	b := setupOn(t, js, emb)
+	publish(t, js, sampledata.Papers(t)[:1])
+	cons, err := js.Consumer(ctx, pipeline.StreamPapers, pipeline.ConsumerNew)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Its first delivery is handed back: the worker gets its last.
+	first, err := cons.Fetch(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range first.Messages() {
+		if err := m.Nak(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A backlog: the message is older than the AckWait when the worker takes it. (Time must
+	// pass here; no event says it has.)
+	time.Sleep(ackWait)
+
+	saves := &gatedSaves{Store: b.store, gate: newGate()}
+	w := startWorkerOn(t, b, saves, summarize.NewOffline(30), emb, pipeline.WorkerConfig{SweepInterval: time.Hour})
+	<-saves.entered // the TL;DR is bought; its save waits, the message held
+	if err := js.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart(t) // within the hold's first ProgressInterval (a second)
+
+	// An observer of the restarted server: its pull request has the server act on what it
+	// restored (a message given up or redelivered needs one), while the worker's connection
+	// may still wait to reconnect (nats.go's ReconnectWait, 2 s).
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	advisories, err := nc.SubscribeSync("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + pipeline.StreamPapers + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ojs, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cons, err = ojs.Consumer(ctx, pipeline.StreamPapers, pipeline.ConsumerNew); err != nil {
+		t.Fatal(err)
+	}
+	pulled, err := cons.FetchNoWait(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range pulled.Messages() {
+		md, _ := m.Metadata()
+		t.Errorf("the restarted server redelivered the message the worker holds (delivery %d)", md.NumDelivered)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumAckPending != 1 {
+		why := "no advisory"
+		if m, err := advisories.NextMsg(time.Second); err == nil {
+			why = "advisory " + string(m.Data)
+		}
+		t.Errorf("the restarted server counts %d messages as held, want 1, the worker's: it gave it up (%s)", info.NumAckPending, why)
+	}
+
+	close(saves.open)
+	waitFor(t, "the worker acknowledging the message", func() (bool, string) {
+		s := w.Stats()
+		return s.Acked == 1, fmt.Sprintf("%+v", s)
+	})
+	if n := streamMsgs(t, js, pipeline.StreamPapers); n != 0 {
+		t.Errorf("%d messages left in %s, want none", n, pipeline.StreamPapers)
+	}
+}
