@@ -194,7 +194,8 @@ func (w *Worker) withdrawOriginals(h nats.Header, data []byte, paperID, done str
 func (w *Worker) withdrawLetter(data []byte, paperID, id, reason, what string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	claim := &nats.Msg{Subject: SubjectDead + "." + w.cfg.Consumer, Data: data, Header: nats.Header{}}
+	letters := SubjectDead + "." + w.cfg.Consumer
+	claim := &nats.Msg{Subject: claimSubject(letters), Data: data, Header: nats.Header{}}
 	claim.Header.Set(HeaderReason, "none: "+reason+" (withdrawn)")
 	claim.Header.Set(HeaderPaperID, paperID)
 	claim.Header.Set(jetstream.MsgIDHeader, id)
@@ -210,7 +211,7 @@ func (w *Worker) withdrawLetter(data []byte, paperID, id, reason, what string) {
 			} else if err == nil && pastWindow(id, s.CachedInfo().Config.Duplicates) {
 				// The stream may have forgotten the id of a letter written more than its
 				// duplicate window ago: the claim was stored beside it.
-				if letter, err = findLetter(ctx, s, claim.Subject, id, ack.Sequence); err == nil && letter > 0 {
+				if letter, err = findLetter(ctx, s, letters, id, ack.Sequence); err == nil && letter > 0 {
 					err = deleteMsg(ctx, s, letter)
 				}
 			}
@@ -223,6 +224,24 @@ func (w *Worker) withdrawLetter(data []byte, paperID, id, reason, what string) {
 	if letter > 0 {
 		w.log.Info(what+", and it had been dead-lettered; dead letter withdrawn", "paper", paperID, "dead_letter", letter)
 	}
+}
+
+// claimToken ends the subject of a withdrawal's claim (see claimSubject).
+const claimToken = "withdrawn"
+
+// claimSubject is the subject of the claims withdrawing letters of subject letters
+// (papers.dead.<consumer>): one of its own, in the dead-letter stream. The claim must be in
+// that stream (its message id is what drops a letter written later), and is stored there when
+// no letter holds its id; it is removed at once, but a removal that fails (NATS lost between
+// the two) left it among the letters: `dlq list`, `status` and the status page showed a dead
+// letter "none: … (withdrawn)" of a paper that is done. The lists and the counts leave these
+// subjects out (isClaim, subjectClaimsWC).
+func claimSubject(letters string) string { return letters + "." + claimToken }
+
+// isClaim reports whether subject, in the dead-letter stream, is a withdrawal's claim's (see
+// claimSubject): one token more than a letter's, a consumer named like claimToken included.
+func isClaim(subject string) bool {
+	return strings.HasSuffix(subject, "."+claimToken) && strings.Count(subject, ".") == strings.Count(SubjectDead, ".")+2
 }
 
 // pastWindow reports whether a dead letter of message id id (see deadLetterID) may have been
@@ -309,7 +328,8 @@ type DeadLetter struct {
 	BodyLeftOut int `json:"body_left_out,omitempty"`
 }
 
-// deadStream returns the dead-letter stream and its state; a nil stream when it does not exist.
+// deadStream returns the dead-letter stream and its state, with the number of messages of
+// each subject of claims (State.Subjects: see claimSubject); a nil stream when it does not exist.
 func deadStream(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, *jetstream.StreamInfo, error) {
 	s, err := js.Stream(ctx, StreamDead)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -318,11 +338,21 @@ func deadStream(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("dead-letter stream: %w", err)
 	}
-	info, err := s.Info(ctx)
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subjectClaimsWC))
 	if err != nil {
 		return nil, nil, fmt.Errorf("dead-letter stream info: %w", err)
 	}
 	return s, info, nil
+}
+
+// letterCount is the number of dead letters in the dead-letter stream of state info (from
+// deadStream): its messages but the claims left there.
+func letterCount(info *jetstream.StreamInfo) uint64 {
+	n := info.State.Msgs
+	for _, claims := range info.State.Subjects {
+		n -= min(claims, n)
+	}
+	return n
 }
 
 // ListDeadLetters returns up to limit dead letters, oldest first (limit ≤ 0: all).
@@ -357,6 +387,10 @@ func deadLettersFrom(ctx context.Context, s jetstream.Stream, from, to uint64, l
 		if raw.Sequence > to {
 			break
 		}
+		if isClaim(raw.Subject) {
+			seq = raw.Sequence + 1
+			continue
+		}
 		out = append(out, deadLetterOf(raw))
 		seq = raw.Sequence + 1
 	}
@@ -370,7 +404,7 @@ func CountDeadLetters(ctx context.Context, js jetstream.JetStream) (uint64, erro
 	if s == nil {
 		return 0, err
 	}
-	return info.State.Msgs, nil
+	return letterCount(info), nil
 }
 
 // LatestDeadLetters returns the newest n dead letters, newest first. It reads the letters of a
@@ -445,6 +479,9 @@ func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (
 	}
 	if err != nil {
 		return "", fmt.Errorf("dead letter %d: %w", seq, err)
+	}
+	if isClaim(raw.Subject) { // not a dead letter, and not listed as one
+		return "", fmt.Errorf("dead letter %d: %w", seq, ErrDeadLetterGone)
 	}
 	dl := deadLetterOf(raw)
 	if dl.BodyLeftOut > 0 {
@@ -549,7 +586,7 @@ func DropAllDeadLetters(ctx context.Context, js jetstream.JetStream) (uint64, er
 	if err := s.Purge(ctx, jetstream.WithPurgeSequence(info.State.LastSeq+1)); err != nil {
 		return 0, fmt.Errorf("drop the dead letters: %w", err)
 	}
-	return info.State.Msgs, nil
+	return letterCount(info), nil
 }
 
 // textAt dates a message's text: by its HeaderTextAt when it has one (a stored text

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/internal/natstest"
@@ -186,5 +187,71 @@ func TestDeadLetterOfAMessageNearTheServersMaxPayloadIsWritten(t *testing.T) {
 	}
 	if _, err := pipeline.ReplayDeadLetter(ctx, js, dls[0].Seq); err != nil {
 		t.Errorf("replay of the long paper's dead letter: %v", err)
+	}
+}
+
+// TestAWithdrawalWhoseClaimCannotBeRemovedLeavesNoDeadLetter: a worker that settles a requeued
+// copy withdraws its original's dead letter by publishing a claim under the letter's message id
+// (the server drops a letter written later as its repeat) and removing what the answer names:
+// the letter, or, when there was none, the claim itself. A claim whose removal failed (NATS
+// lost between the two, a slow server) stayed in PAPERS_DLQ, and `dlq list`, `status` and the
+// status page showed it as a dead letter, "none: its requeued copy was processed (withdrawn)",
+// counted among the failures, for a paper that is done. Claims now go on a subject of their
+// own, which the lists and the counts leave out. Here the worker may not remove messages from
+// PAPERS_DLQ at all.
+func TestAWithdrawalWhoseClaimCannotBeRemovedLeavesNoDeadLetter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := natstest.StartWith(t, func(o *server.Options) {
+		o.Users = []*server.User{
+			{Username: "admin", Password: "admin"},
+			{Username: "worker", Password: "worker", Permissions: &server.Permissions{Publish: &server.SubjectPermission{
+				Allow: []string{">"}, Deny: []string{"$JS.API.STREAM.MSG.DELETE." + pipeline.StreamDead}}}},
+		}
+	})
+	connect := func(user string) jetstream.JetStream {
+		nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(user, user),
+			nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})) // the refused removals
+
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return js
+	}
+	admin := connect("admin")
+	if err := pipeline.Setup(ctx, admin, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	emb := embed.NewOffline()
+	b := setupOn(t, admin, emb)
+	a := paper.Abstract{ID: "arxiv:2401.00001", Title: "A requeued paper", Abstract: "A copy a worker requeued on its last delivery."}
+	body, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied := &nats.Msg{Subject: pipeline.SubjectNew, Data: body, Header: nats.Header{}}
+	// Its original was never given up: there is no letter to withdraw, and the claim is stored.
+	copied.Header.Set(pipeline.HeaderRequeuedFrom, "dead:"+pipeline.ConsumerNew+":1:"+fmt.Sprint(time.Now().Add(-time.Minute).UnixNano()))
+	if _, err := admin.PublishMsg(ctx, copied); err != nil {
+		t.Fatal(err)
+	}
+
+	b.js = connect("worker")
+	if s := runUntilIdle(t, b, summarize.NewOffline(30), emb, pipeline.WorkerConfig{}); s.Acked != 1 {
+		t.Fatalf("worker stats %+v, want the copy acknowledged", s)
+	}
+	if dls := deadLetters(t, admin); len(dls) != 0 {
+		t.Errorf("dead letters %+v, want none: the paper is done", dls)
+	}
+	if n, err := pipeline.CountDeadLetters(ctx, admin); err != nil || n != 0 {
+		t.Errorf("CountDeadLetters = %d, %v; want 0", n, err)
+	}
+	if dls, err := pipeline.LatestDeadLetters(ctx, admin, 10); err != nil || len(dls) != 0 {
+		t.Errorf("LatestDeadLetters = %+v, %v; want none", dls, err)
 	}
 }

@@ -33,6 +33,10 @@ const (
 	StreamDead    = "PAPERS_DLQ"
 	SubjectDead   = "papers.dead" // papers.dead.<consumer>
 	subjectDeadWC = SubjectDead + ".>"
+	// subjectClaimsWC are the subjects of the claims a withdrawal of a dead letter publishes
+	// (papers.dead.<consumer>.withdrawn, see claimSubject): in the dead-letter stream, whose
+	// duplicate window they use, and not dead letters.
+	subjectClaimsWC = SubjectDead + ".*." + claimToken
 )
 
 // TopologyConfig sets the streams' and consumers' limits. Setup applies every field when it
