@@ -150,12 +150,16 @@ func (w *Worker) deadLetterID(seq uint64, stored time.Time) string {
 	return "dead:" + w.cfg.Consumer + ":" + strconv.FormatUint(seq, 10) + ":" + strconv.FormatInt(stored.UnixNano(), 10)
 }
 
-// withdrawDeadLetter removes the dead letter a reaper may have written for j, whose results
-// the worker has stored, and keeps one from being written later. A worker cut off from NATS
-// for about AckWait cannot mark the message it holds in progress; on its last delivery the
-// server gives it up, and a reaper that finds its results not stored yet dead-letters it
-// ("max deliveries exceeded") — a dead letter of a paper that is done, which a user would see
-// and replay for nothing. The worker publishes a claim with the dead letter's message id: if
+// withdrawDeadLetter removes the dead letter a reaper may have written for j, a last delivery
+// whose results the worker has stored or which it requeued, and keeps one from being written
+// later. The server may give up a last delivery its worker still holds: a worker cut off from
+// NATS for about AckWait cannot mark it in progress, and a server that restarted a moment
+// after the delivery, before the worker's first InProgress reached it, restores the delivery as
+// made when the message was queued (see startHold) — while the worker's hold looks fresh. A
+// reaper that finds its results not stored yet dead-letters it ("max deliveries exceeded"): a
+// dead letter of a paper that is done or queued again, which a user would see and replay for
+// nothing. Every settlement of a last delivery withdraws it (a claim and a removal: last
+// deliveries are few). The worker publishes a claim with the dead letter's message id: if
 // a letter holds that id, the server drops the claim as its repeat and answers with the
 // letter's sequence; if none does, the claim is stored and the server will drop a reaper's
 // letter published later (within the duplicate window) as a repeat. Either way the answer's
@@ -165,8 +169,8 @@ func (w *Worker) withdrawDeadLetter(j job, done string) {
 	if j.meta == nil {
 		return
 	}
-	w.withdrawLetter(j.msg.Data(), j.a.ID, w.deadLetterID(j.meta.Sequence.Stream, j.meta.Timestamp), "after losing touch with NATS its worker "+done,
-		"the worker "+done+" after the server may have given the message up")
+	w.withdrawLetter(j.msg.Data(), j.a.ID, w.deadLetterID(j.meta.Sequence.Stream, j.meta.Timestamp), "its worker held its last delivery and "+done,
+		"the worker "+done+" on its last delivery, which the server may have given up")
 }
 
 // withdrawOriginal withdraws, as withdrawDeadLetter does, the dead letter of the message j, a

@@ -1170,12 +1170,12 @@ func wrapStage(stage string, err error) error {
 	return fmt.Errorf("%s: %w", stage, err)
 }
 
-// ack acknowledges j, whose results are all stored. When j was its last delivery and its hold
-// lapsed (NATS was out of reach), the server may have given it up and a reaper dead-lettered
-// it before the results were stored: that dead letter is withdrawn (withdrawDeadLetter).
+// ack acknowledges j, whose results are all stored. When j was its last delivery, the server
+// may have given it up meanwhile and a reaper dead-lettered it before the results were stored:
+// that dead letter is withdrawn (withdrawDeadLetter).
 func (w *Worker) ack(j job) {
 	j.release()
-	if w.lastDelivery(j) && w.holdLapsed(j.hold) {
+	if w.lastDelivery(j) {
 		w.withdrawDeadLetter(j, "stored its results")
 	}
 	w.withdrawOriginal(j, "processed")
@@ -1250,8 +1250,7 @@ func (w *Worker) pullOpen(open bool) {
 // interrupted on its last delivery to the work queue
 // as a new message (a fresh message id, deliveries counted from one; its text keeps its date,
 // see requeued), then terminates the
-// delivered one; when its hold lapsed, a dead letter a reaper may have written of it is
-// withdrawn, as ack does. If the publish fails, the message is returned as on any other delivery, and
+// delivered one; a dead letter a reaper may have written of it is withdrawn, as ack does. If the publish fails, the message is returned as on any other delivery, and
 // the server's giving it up dead-letters it (see the reaper). A publish left unanswered is sent
 // again under its message id (see publishRequeued): the copy may be stored, and the original,
 // handed back, would be dead-lettered while the copy was processed.
@@ -1274,12 +1273,10 @@ func (w *Worker) requeue(ctx context.Context, j job, why string) {
 		w.withdrawLetter(j.msg.Data(), j.a.ID, from, "a copy of its copy was requeued",
 			"the worker requeued a copy of a copy, whose first original the server may have given up")
 	}
-	if w.holdLapsed(j.hold) {
-		// The server may have given the delivered message up meanwhile and a reaper
-		// dead-lettered it: the copy carries its work now, and the letter would name a paper
-		// that is then processed (see withdrawDeadLetter).
-		w.withdrawDeadLetter(j, "requeued it")
-	}
+	// The server may have given the delivered message up meanwhile and a reaper dead-lettered
+	// it: the copy carries its work now, and the letter would name a paper that is then
+	// processed (see withdrawDeadLetter).
+	w.withdrawDeadLetter(j, "requeued it")
 	if err := j.msg.TermWithReason("interrupted by " + why + " on its last delivery: requeued"); err != nil {
 		w.log.Debug("term failed", "paper", j.a.ID, "err", err)
 	}
