@@ -705,6 +705,9 @@ func (s *Store) migrate(ctx context.Context, lockTimeout string) error {
 			if err := s.checkObjects(ctx); err != nil {
 				return fmt.Errorf("migrate database %s: %w", s.target, err)
 			}
+			if err := s.checkFunctionPaths(ctx); err != nil {
+				return fmt.Errorf("migrate database %s: %w", s.target, err)
+			}
 		}
 		if len(newer) > 0 {
 			versions := make([]int64, len(newer))
@@ -862,6 +865,79 @@ func (s *Store) checkObjects(ctx context.Context) error {
 		"restore into a new database whose extensions are in the same schema as the dumped one's, and move them after "+
 		"(ALTER EXTENSION vector SET SCHEMA …), or restore with no errors: %w", *schema, *missing, ext, ErrIncomplete)
 }
+
+// checkFunctionPaths refuses a schema whose functions do not find it by the search_path they
+// run with: the migrations made papers_tsv (the trigger that indexes a paper's title and
+// abstract, which calls papers_tsv_of) and papers_tsv_of with the search_path of their session
+// (SET search_path FROM CURRENT: a restore with --data-only writes the rows with an empty one),
+// which names the schema as it was called then. Renamed (ALTER SCHEMA a RENAME TO b), the
+// schema is not on that path any more: every command started, and every paper written failed
+// with "function papers_tsv_of(text, text) does not exist" — ingest's workers, import. A
+// function's search_path is read as PostgreSQL reads it (the schemas of it that exist and the
+// role may use), in a transaction rolled back.
+func (s *Store) checkFunctionPaths(ctx context.Context) error {
+	rows, err := s.pool.Query(ctx, `SELECT p.oid::regprocedure::text, substr(c, length('search_path=') + 1)
+		FROM pg_proc p CROSS JOIN LATERAL unnest(p.proconfig) c
+		WHERE p.pronamespace = to_regnamespace(quote_ident(current_schema())) AND c LIKE 'search\_path=%'
+		ORDER BY 1`)
+	if err != nil {
+		return fmt.Errorf("look up the search_path of the migrations' functions: %w", err)
+	}
+	type function struct{ name, path string }
+	var funcs []function
+	for rows.Next() {
+		var f function
+		if err := rows.Scan(&f.name, &f.path); err != nil {
+			rows.Close()
+			return fmt.Errorf("look up the search_path of the migrations' functions: %w", err)
+		}
+		funcs = append(funcs, f)
+	}
+	if err := rows.Err(); err != nil || len(funcs) == 0 {
+		if err != nil {
+			return fmt.Errorf("look up the search_path of the migrations' functions: %w", err)
+		}
+		return nil
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("look up the search_path of the migrations' functions: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read only; nothing to keep
+	var schema, path string
+	if err := tx.QueryRow(ctx, "SELECT current_schema(), current_setting('search_path')").Scan(&schema, &path); err != nil {
+		return fmt.Errorf("look up the search_path of the migrations' functions: %w", err)
+	}
+	var stale []function
+	for _, f := range funcs {
+		var found bool
+		if err := tx.QueryRow(ctx, "SELECT set_config('search_path', $1, true)", f.path).Scan(new(string)); err != nil {
+			return fmt.Errorf("read the search_path of function %s: %w", f.name, err)
+		}
+		if err := tx.QueryRow(ctx, "SELECT $1 = ANY(current_schemas(false))", schema).Scan(&found); err != nil {
+			return fmt.Errorf("read the search_path of function %s: %w", f.name, err)
+		}
+		if !found {
+			stale = append(stale, f)
+		}
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	names, fix := make([]string, len(stale)), make([]string, len(stale))
+	for i, f := range stale {
+		names[i] = fmt.Sprintf("%s (search_path %s)", f.name, f.path)
+		fix[i] = fmt.Sprintf("ALTER FUNCTION %s.%s SET search_path = %s;", sqlName(schema), f.name, path)
+	}
+	return fmt.Errorf("the functions %s of schema %s run with a search_path that does not name the schema: it was renamed "+
+		"(ALTER SCHEMA … RENAME TO %s) after the migrations made them with its old name, and every paper written would fail "+
+		"(function papers_tsv_of(text, text) does not exist); as the tables' owner, run %s and start again: %w",
+		strings.Join(names, ", "), schema, sqlName(schema), strings.Join(fix, " "), ErrFunctionPath)
+}
+
+// ErrFunctionPath is wrapped by Migrate's error when the migrations' functions do not find
+// their schema (see checkFunctionPaths).
+var ErrFunctionPath = errors.New("the functions' search_path does not name their schema")
 
 // ErrIncomplete is wrapped by Migrate's error when the schema lacks what its applied migrations
 // made (see checkObjects).
