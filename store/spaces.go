@@ -333,22 +333,23 @@ func (s *Store) BuildSpaceIndex(ctx context.Context, id int64, cfg IndexSettings
 // of the queries the space then serves (bench/results: VACUUM took 1.2 s after a million rows).
 //
 // It runs with no statement_timeout (one set for the role bounds its requests, and would
-// cancel the VACUUM of a big table, at the end of a load): VACUUM cannot run in a transaction,
-// so the setting is the session's, reset after it.
+// cancel the VACUUM of a big table, at the end of a load) and no lock_timeout (it waits for the
+// table's SHARE UPDATE EXCLUSIVE lock, which an index build or autovacuum holds): VACUUM cannot
+// run in a transaction, so the settings are the session's, reset after it.
 func (s *Store) VacuumEmbeddings(ctx context.Context) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("vacuum embeddings: %w", err)
 	}
 	defer func() {
-		if _, err := conn.Exec(context.WithoutCancel(ctx), "RESET statement_timeout"); err != nil {
-			discard(conn) // a pooled connection must not keep the setting
+		if _, err := conn.Exec(context.WithoutCancel(ctx), "RESET statement_timeout; RESET lock_timeout"); err != nil {
+			discard(conn) // a pooled connection must not keep the settings
 			return
 		}
 		conn.Release()
 	}()
-	if _, err := conn.Exec(ctx, "SET statement_timeout = 0"); err != nil {
-		return fmt.Errorf("vacuum embeddings: turn off statement_timeout: %w", err)
+	if _, err := conn.Exec(ctx, "SET statement_timeout = 0; SET lock_timeout = 0"); err != nil {
+		return fmt.Errorf("vacuum embeddings: turn off statement_timeout and lock_timeout: %w", err)
 	}
 	if _, err := conn.Exec(ctx, "VACUUM (ANALYZE) embeddings"); err != nil {
 		return fmt.Errorf("vacuum embeddings: %w", err)
@@ -440,9 +441,18 @@ func (s *Store) lockIndexes(ctx context.Context) (conn *pgxpool.Conn, unlock fun
 		case <-time.After(indexLockPoll):
 		}
 	}
+	// A CREATE or DROP INDEX CONCURRENTLY waits for every transaction older than it (a
+	// pg_dump, a long search, an export: minutes), and that wait is a lock wait, which a
+	// lock_timeout set for the role or the database cancelled, leaving the space without its
+	// index. The session waits without one while it holds the lock; the statements that must
+	// not wait long (execLockedDDL's) set their own.
+	if _, err := conn.Exec(ctx, "SET lock_timeout = 0"); err != nil {
+		discard(conn)
+		return nil, nil, fmt.Errorf("turn off lock_timeout for the index change: %w", err)
+	}
 	return conn, func() {
-		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+indexLockSQL+`)`); err != nil {
-			discard(conn) // a pooled connection must never keep the lock
+		if _, err := conn.Exec(context.WithoutCancel(ctx), `RESET lock_timeout; SELECT pg_advisory_unlock(`+indexLockSQL+`)`); err != nil {
+			discard(conn) // a pooled connection must never keep the lock, nor the setting
 			return
 		}
 		conn.Release()
