@@ -484,6 +484,9 @@ func cmdImportTLDRs(ctx context.Context, c *config, args []string) error {
 	if len(pos) != 1 {
 		return usageErr("name one file, or - for standard input")
 	}
+	if err := checkFiles(pos[0]); err != nil {
+		return err
+	}
 	st, err := openStore(ctx, c, newLogger(c))
 	if err != nil {
 		return err

@@ -39,6 +39,9 @@ func cmdImportEmbeddings(ctx context.Context, c *config, args []string) error {
 	if len(pos) != 1 {
 		return usageErr("name one file, or - for standard input")
 	}
+	if err := checkFiles(pos[0]); err != nil {
+		return err
+	}
 	log := newLogger(c)
 	st, err := openStore(ctx, c, log)
 	if err != nil {

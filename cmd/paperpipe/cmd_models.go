@@ -51,12 +51,16 @@ func readAbstracts(ctx context.Context, paths []string, opts ingest.Options, eac
 }
 
 // fileModels builds the models of the commands that work on files. They read no database,
-// unless the embedding model named is a fitted offline model, which lives in one.
-func fileModels(ctx context.Context, c *config) (*models, func(), error) {
+// unless the embedding model named is a fitted offline model, which lives in one: then the
+// files of paths are checked first (see checkFiles).
+func fileModels(ctx context.Context, c *config, paths []string) (*models, func(), error) {
 	log := newLogger(c)
 	if !embed.IsFittedModel(c.EmbedModel) {
 		m, err := buildModels(ctx, c, log, nil)
 		return m, func() {}, err
+	}
+	if err := checkFiles(paths...); err != nil {
+		return nil, nil, err
 	}
 	st, err := openStore(ctx, c, log)
 	if err != nil {
@@ -85,7 +89,7 @@ func cmdSummarize(ctx context.Context, c *config, args []string) error {
 	if err := c.checkAPI(true, false); err != nil {
 		return err
 	}
-	m, closeStore, err := fileModels(ctx, c)
+	m, closeStore, err := fileModels(ctx, c, pos)
 	if err != nil {
 		return err
 	}
@@ -133,7 +137,7 @@ func cmdEmbed(ctx context.Context, c *config, args []string) error {
 	if err := c.checkAPI(false, true); err != nil {
 		return err
 	}
-	m, closeStore, err := fileModels(ctx, c)
+	m, closeStore, err := fileModels(ctx, c, pos)
 	if err != nil {
 		return err
 	}

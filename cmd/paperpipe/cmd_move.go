@@ -38,6 +38,9 @@ func cmdImport(ctx context.Context, c *config, args []string) error {
 	if pos[0] == "-" {
 		return usageErr("name a file: import reads it three times (papers, TL;DRs, vectors), which standard input cannot be")
 	}
+	if err := checkFiles(pos[0]); err != nil {
+		return err
+	}
 	st, err := openStore(ctx, c, newLogger(c))
 	if err != nil {
 		return err

@@ -167,6 +167,14 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 			return res, err
 		}
 	}
+	// The list is read before the database is opened: a typo in its path migrated the
+	// database, and created the model's space, before saying "no such file".
+	var ids []string
+	if o.idsFile != "" {
+		if ids, err = readIDs(ctx, "reprocess", o.idsFile); err != nil {
+			return res, err
+		}
+	}
 	log, m, st, err := openModelsAndStore(ctx, c)
 	if err != nil {
 		return res, err
@@ -197,9 +205,7 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 		sel.Work.SpaceID = space.ID
 	}
 	if o.idsFile != "" {
-		if sel.IDs, err = readIDs(ctx, "reprocess", o.idsFile); err != nil {
-			return res, err
-		}
+		sel.IDs = ids
 		missing, err := st.MissingPapers(ctx, sel.IDs)
 		if err != nil {
 			return res, err

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -322,6 +324,38 @@ func missingModelNote(sp paper.Space) string {
 
 // embedInputTokens is the input limit of OpenAI's embedding models (8,191 tokens).
 const embedInputTokens = 8191
+
+// checkFiles makes sure that each file of paths (not "-", nor a URL) can be opened, before a
+// command that reads it opens the database: opened first, the database got its migrations (a
+// typo in the path gave one paperpipe had never used its tables), or, out of reach, said so
+// instead of "no such file". A named pipe or a device is only looked up: opening one waits
+// for its writer, or consumes it. A directory is refused as it is not a file.
+func checkFiles(paths ...string) error {
+	for _, path := range paths {
+		if path == "-" || isURLSource(path) {
+			continue
+		}
+		fi, err := os.Stat(path)
+		switch {
+		case err == nil && fi.IsDir():
+			return fmt.Errorf("%s is a directory: name a file; nothing was done", path)
+		case err == nil && !fi.Mode().IsRegular():
+			continue
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("%w; nothing was done", err)
+		}
+		f.Close()
+	}
+	return nil
+}
+
+// isURLSource reports whether path is a URL that ingest fetches rather than a file.
+func isURLSource(path string) bool {
+	scheme, _, ok := strings.Cut(path, "://")
+	return ok && (strings.EqualFold(scheme, "http") || strings.EqualFold(scheme, "https"))
+}
 
 // openStore connects to DATABASE_URL and applies migrations.
 func openStore(ctx context.Context, c *config, log *slog.Logger) (*store.Store, error) {
