@@ -615,7 +615,9 @@ func stripAnnouncement(abstract string) string {
 // the OAI snapshot's authors are read); nil when there are none. A creator that is a list of
 // surnames each followed by its initials, as bioRxiv's and medRxiv's feeds write it ("Kukla,
 // D., Crampton, A. B."), is read by those pairs: "D. Kukla", "A. B. Crampton" (split at each
-// comma, it was four authors, "Kukla", "D.", "Crampton", "A. B."). Several <dc:creator>s
+// comma, it was four authors, "Kukla", "D.", "Crampton", "A. B."); one that is two names, one of
+// them a single word, is one author written surname first, "Lovelace, Ada": "Ada Lovelace" (see
+// surnameGiven); an "et al." closing a creator is left out. Several <dc:creator>s
 // (Nature's) are an author each (a feed that gives them so writes each as a name, often "Last,
 // First", which a split made two authors), the affiliations left out as well.
 func splitCreators(creators []string) []string {
@@ -645,9 +647,45 @@ func splitCreators(creators []string) []string {
 			}
 		}
 		flush()
-		out = append(out, surnamesFirst(parts)...)
+		parts = withoutEtAl(parts)
+		if split {
+			parts = surnameGiven(surnamesFirst(parts))
+		}
+		out = append(out, parts...)
 	}
 	return out
+}
+
+// etAl matches "et al." closing a list of authors, alone or after the last name: bioRxiv's and
+// medRxiv's feeds cut a long list so. It is no author, and left in it hid the list's pairs of
+// surnames and initials (see surnamesFirst).
+var etAl = regexp.MustCompile(`(?i)(?:^|\s+)et\.?\s*al\.?$`)
+
+// withoutEtAl is parts, the names of one creator, without an "et al." that closes them.
+func withoutEtAl(parts []string) []string {
+	if len(parts) == 0 {
+		return parts
+	}
+	last := strings.TrimSpace(etAl.ReplaceAllString(parts[len(parts)-1], ""))
+	if last == "" {
+		return parts[:len(parts)-1]
+	}
+	parts[len(parts)-1] = last
+	return parts
+}
+
+// surnameGiven is parts, the names of a feed's only <dc:creator>, or, when they are two of which
+// one is a single word, the one author they write surname first, "Lovelace, Ada" (a feed of one
+// <dc:creator> per author, read for a paper of one author): "Ada Lovelace", given name first as
+// arXiv's names are and surnamesFirst reads bioRxiv's. A list of full names, as arXiv writes
+// them, has a space in each ("Ada Lovelace, Alan Turing"); two surnames and given names written
+// in more than one word each ("García Márquez, Gabriel José") are read as two names, as before,
+// and so are two whose first is initials ("D., Kukla"), which no surname is.
+func surnameGiven(parts []string) []string {
+	if len(parts) != 2 || strings.Contains(parts[0], " ") && strings.Contains(parts[1], " ") || initials.MatchString(parts[0]) {
+		return parts
+	}
+	return []string{parts[1] + " " + parts[0]}
 }
 
 // initials matches a name's initials as bioRxiv writes them after its surname, each with its

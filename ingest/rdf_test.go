@@ -179,3 +179,50 @@ func TestRSSTitleOfManyElements(t *testing.T) {
 		}
 	}
 }
+
+// A feed's only <dc:creator> that is one author written surname first, "Lovelace, Ada" (a
+// feed of one author per item, or a paper of one author in a feed that writes them so), is
+// that author, given name first as arXiv and bioRxiv's pairs are read: split at its comma, it
+// was two authors, "Lovelace" and "Ada". A list of full names (arXiv's: each with a space in it)
+// is still split at its commas.
+func TestASingleCreatorSurnameFirstIsOneAuthor(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string][]string{
+		"Lovelace, Ada":                {"Ada Lovelace"},
+		" Lovelace , Ada ":             {"Ada Lovelace"},
+		"Lovelace, Ada Augusta":        {"Ada Augusta Lovelace"},
+		"van der Berg, Jan":            {"Jan van der Berg"},
+		"Lovelace, Ada (Cambridge)":    {"Ada Lovelace"},
+		"Ada Lovelace, Alan Turing":    {"Ada Lovelace", "Alan Turing"},
+		"Ada Lovelace, A. M. Turing":   {"Ada Lovelace", "A. M. Turing"},
+		"Lovelace, Ada, Turing, Alan":  {"Lovelace", "Ada", "Turing", "Alan"},
+		"ATLAS Collaboration, CMS Col": {"ATLAS Collaboration", "CMS Col"},
+	} {
+		if got := splitCreators([]string{in}); !reflect.DeepEqual(got, want) {
+			t.Errorf("splitCreators(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// "et al." closing a list of authors (bioRxiv's and medRxiv's feeds cut a long one so) is no
+// author: a list of surnames and initials ending in it was split at every comma, its pairs
+// not seen ("Kukla", "D.", "Crampton", "A. B.", "et al."), and a list of full names got an
+// author "et al.".
+func TestEtAlClosingACreatorIsNoAuthor(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string][]string{
+		"Kukla, D., Crampton, A. B., et al.": {"D. Kukla", "A. B. Crampton"},
+		"Kukla, D., Crampton, A. B. et al.":  {"D. Kukla", "A. B. Crampton"},
+		"Kukla, D., et al":                   {"D. Kukla"},
+		"Ada Lovelace, Alan Turing, et al.":  {"Ada Lovelace", "Alan Turing"},
+		"Ada Lovelace et al.":                {"Ada Lovelace"},
+		"Lovelace, Ada, et al.":              {"Ada Lovelace"},
+	} {
+		if got := splitCreators([]string{in}); !reflect.DeepEqual(got, want) {
+			t.Errorf("splitCreators(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := splitCreators([]string{"Lovelace, Ada", "Turing, Alan", "et al."}); !reflect.DeepEqual(got, []string{"Lovelace, Ada", "Turing, Alan"}) {
+		t.Errorf("splitCreators of three creators, the last et al. = %q, want the two authors", got)
+	}
+}
