@@ -325,7 +325,7 @@ type rssItem struct {
 	Categories   []nsText `xml:"category"`
 	// RSS 1.0's: the item's URI (rdf:about), its HTML (content:encoded: Nature's abstract),
 	// Dublin Core's <dc:date> and <dc:identifier> (bioRxiv's "doi:10.1101/…"), PRISM's <prism:doi>
-	// and <prism:publicationDate>.
+	// and <prism:publicationDate>; the DOI of an RSS 2.0 item too.
 	About            string   `xml:"about,attr"`
 	Encoded          string   `xml:"encoded"`
 	Dates            []string `xml:"date"`
@@ -348,8 +348,8 @@ func announcedDate(typ string) bool {
 }
 
 // item decodes and validates the <item> se starts: its id the <guid> (arXiv's OAI identifier,
-// oai:arXiv.org:2401.01234v2), or its <link> without one (and the title's without either);
-// its abstract the <description>,
+// oai:arXiv.org:2401.01234v2), or its <link> without one (and the title's without either), or
+// its DOI (itemDOI) when that guid or link is not an arXiv id or a DOI; its abstract the <description>,
 // without the announcement line arXiv puts before it.
 func (p *atomParser) item(se *xml.StartElement) (paper.Abstract, error) {
 	line, _ := p.dec.InputPos()
@@ -377,8 +377,16 @@ func (p *atomParser) item(se *xml.StartElement) (paper.Abstract, error) {
 	}
 	if p.rdf {
 		f.rawID = rdfID(&it, f.url)
-	} else if f.rawID = strings.TrimSpace(ownText(ns, it.GUIDs)); f.rawID == "" || !globalID(f.rawID) {
-		f.rawID = f.url // without either, the title's id, as a JSON record without one
+	} else {
+		if f.rawID = strings.TrimSpace(ownText(ns, it.GUIDs)); f.rawID == "" || !globalID(f.rawID) {
+			f.rawID = f.url // without either, the title's id, as a JSON record without one
+		}
+		// The item's DOI, as an RSS 1.0 item's, names the paper wherever it is read, where a
+		// site's URL names one page of it; a guid that is an arXiv id or a DOI already stays
+		// (an arXiv paper keeps its arXiv id beside a journal's DOI).
+		if doi := itemDOI(&it); doi != "" && !stableID(f.rawID) {
+			f.rawID = doi
+		}
 	}
 	f.authors = splitCreators(it.Creators)
 	var err error
@@ -429,21 +437,36 @@ func first(ss []string) string {
 // is read, and not its URL, which names one version (bioRxiv's "…/857789v1?rss=1"); else its
 // rdf:about, its <link> (link, the first of its own), its title.
 func rdfID(it *rssItem, link string) string {
+	if id := itemDOI(it); id != "" {
+		return id
+	}
+	if about := strings.TrimSpace(it.About); about != "" && globalID(about) {
+		return about
+	}
+	return link
+}
+
+// itemDOI is the canonical DOI of an RSS item's <prism:doi>, else the first of its
+// <dc:identifier>s that is a DOI or an arXiv id (a URL among them is no better than its link);
+// "" when it has none.
+func itemDOI(it *rssItem) string {
 	if d := strings.TrimSpace(it.DOI); d != "" {
 		if c, err := paper.CanonicalID(d); err == nil && strings.HasPrefix(c, "doi:") {
 			return c
 		}
 	}
 	for _, id := range it.Identifiers {
-		// An arXiv id or a DOI; a URL among them is no better than the link.
 		if c, err := paper.CanonicalID(strings.TrimSpace(id)); err == nil && !strings.HasPrefix(c, "id:") {
 			return c
 		}
 	}
-	if about := strings.TrimSpace(it.About); about != "" && globalID(about) {
-		return about
-	}
-	return link
+	return ""
+}
+
+// stableID reports whether raw, an item's id, is an arXiv id or a DOI in any of their forms.
+func stableID(raw string) bool {
+	c, err := paper.CanonicalID(raw)
+	return err == nil && (strings.HasPrefix(c, "arxiv:") || strings.HasPrefix(c, "doi:"))
 }
 
 // Nature's RSS 1.0 feeds give an item's text as HTML in <content:encoded>, after a paragraph

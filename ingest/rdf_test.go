@@ -226,3 +226,33 @@ func TestEtAlClosingACreatorIsNoAuthor(t *testing.T) {
 		t.Errorf("splitCreators of three creators, the last et al. = %q, want the two authors", got)
 	}
 }
+
+// An RSS 2.0 item that gives its DOI (<prism:doi>, or a <dc:identifier> that is one) is that
+// DOI, as an RSS 1.0 item is, when its <guid> (or its <link>) is a site's URL or token: it was
+// id:https://…, another paper than the same DOI read from the publisher's RSS 1.0 feed, a
+// JSON record or another site — stored and paid for twice. A guid that is an arXiv id or a DOI
+// already stays the id: an arXiv paper with a journal's DOI keeps its arXiv id.
+func TestRSS2ItemWithADOIIsThatDOIUnlessItsGuidIsAStableID(t *testing.T) {
+	t.Parallel()
+	in := `<rss version="2.0" xmlns:prism="http://prismstandard.org/namespaces/basic/2.0/" xmlns:dc="http://purl.org/dc/elements/1.1/"><channel>
+<item><title>Site</title><guid>https://pubs.example.org/doi/abs/10.1021/acs.x.1</guid><description>Fine.</description><prism:doi>10.1021/acs.x.1</prism:doi></item>
+<item><title>Token</title><guid isPermaLink="false">123</guid><link>https://example.org/p/2</link><description>Fine.</description><dc:identifier>doi:10.1000/TWO</dc:identifier></item>
+<item><title>Link</title><link>https://example.org/p/3?rss=1</link><description>Fine.</description><prism:doi>https://doi.org/10.1000/three</prism:doi></item>
+<item><title>Arxiv</title><guid>oai:arXiv.org:2401.00004v2</guid><description>Fine.</description><prism:doi>10.1000/journal.4</prism:doi></item>
+<item><title>DOI guid</title><guid>https://doi.org/10.1000/five</guid><description>Fine.</description><prism:doi>10.1000/other.5</prism:doi></item>
+<item><title>No DOI</title><guid>https://example.org/p/6</guid><description>Fine.</description><dc:identifier>https://example.org/p/6</dc:identifier></item>
+</channel></rss>`
+	papers, errs, _ := readString(t, in, "f", Options{})
+	if len(errs) != 0 {
+		t.Fatalf("errors %v", errs)
+	}
+	want := []string{"doi:10.1021/acs.x.1", "doi:10.1000/two", "doi:10.1000/three", "arxiv:2401.00004", "doi:10.1000/five", "id:https://example.org/p/6"}
+	if len(papers) != len(want) {
+		t.Fatalf("%d papers, want %d", len(papers), len(want))
+	}
+	for i, p := range papers {
+		if p.ID != want[i] {
+			t.Errorf("%s: id %q, want %q", p.Title, p.ID, want[i])
+		}
+	}
+}
