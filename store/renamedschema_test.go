@@ -68,3 +68,19 @@ func TestMigrateRefusesARenamedSchemaSayingWhatToRun(t *testing.T) {
 	}
 	upsert(t, s, abstracts(1), store.Work{})
 }
+
+// Only paperpipe's functions are checked: another function of the schema whose search_path does
+// not name it (a DBA's SECURITY DEFINER function pinned to pg_catalog, as PostgreSQL's manual
+// advises) is none of paperpipe's business, and every command starts beside it.
+func TestMigrateLeavesOtherFunctionsSearchPathAlone(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := setup(t)
+	if _, err := s.Pool().Exec(ctx, `CREATE FUNCTION audit_now() RETURNS timestamptz LANGUAGE sql
+		SECURITY DEFINER SET search_path = pg_catalog RETURN now()`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate beside a function of the schema pinned to pg_catalog: %v", err)
+	}
+}

@@ -876,10 +876,13 @@ func (s *Store) checkObjects(ctx context.Context) error {
 // function's search_path is read as PostgreSQL reads it (the schemas of it that exist and the
 // role may use), in a transaction rolled back.
 func (s *Store) checkFunctionPaths(ctx context.Context) error {
+	// Only paperpipe's: another function of the schema (public's, an extension's, a DBA's
+	// SECURITY DEFINER one with search_path = pg_catalog) may set a search_path without it.
 	rows, err := s.pool.Query(ctx, `SELECT p.oid::regprocedure::text, substr(c, length('search_path=') + 1)
 		FROM pg_proc p CROSS JOIN LATERAL unnest(p.proconfig) c
-		WHERE p.pronamespace = to_regnamespace(quote_ident(current_schema())) AND c LIKE 'search\_path=%'
-		ORDER BY 1`)
+		WHERE p.pronamespace = to_regnamespace(quote_ident(current_schema())) AND p.proname = ANY($1)
+			AND c LIKE 'search\_path=%'
+		ORDER BY 1`, pathFunctions)
 	if err != nil {
 		return fmt.Errorf("look up the search_path of the migrations' functions: %w", err)
 	}
@@ -934,6 +937,9 @@ func (s *Store) checkFunctionPaths(ctx context.Context) error {
 		"(function papers_tsv_of(text, text) does not exist); as the tables' owner, run %s and start again: %w",
 		strings.Join(names, ", "), schema, sqlName(schema), strings.Join(fix, " "), ErrFunctionPath)
 }
+
+// pathFunctions are the functions the migrations made with SET search_path FROM CURRENT.
+var pathFunctions = []string{"papers_tsv", "papers_tsv_of"}
 
 // ErrFunctionPath is wrapped by Migrate's error when the migrations' functions do not find
 // their schema (see checkFunctionPaths).
