@@ -1427,7 +1427,9 @@ func TestConcurrencyHelpIsTheTLDRRequestsInFlight(t *testing.T) {
 // PAPERPIPE_VECTOR_INDEX (it exited 1 after connecting); and --concurrency and --batch-size below 1.
 // So are a PAPERPIPE_MSG_TIMEOUT below 1s (1ms ended every API call before its answer, and
 // dead-lettered the whole queue) and a PAPERPIPE_FOLLOW_INTERVAL below 1s (each check a query:
-// 1ns queried the database back to back).
+// 1ns queried the database back to back). So is a PAPERPIPE_EMBED_ENCODING other than base64 or
+// float, for every command (it exited 1 from the commands that made an API embedder, and
+// passed unseen in the others).
 func TestSettingsBelowTheirMinimumAreRefused(t *testing.T) {
 	t.Parallel()
 	for _, kv := range []string{"PAPERPIPE_ACK_WAIT=0s", "PAPERPIPE_MAX_DELIVER=0", "PAPERPIPE_CONCURRENCY=-1", "PAPERPIPE_BATCH_SIZE=0", "PAPERPIPE_MSG_TIMEOUT=-1s", "PAPERPIPE_EMBED_LINGER=0s", "PAPERPIPE_TLDR_MAX_WORDS=0", "PAPERPIPE_EMBED_DIMENSIONS=-5",
@@ -1436,7 +1438,8 @@ func TestSettingsBelowTheirMinimumAreRefused(t *testing.T) {
 		"PAPERPIPE_ACK_WAIT=500ms", "PAPERPIPE_MSG_TIMEOUT=60s", "PAPERPIPE_EF_SEARCH=-3", "PAPERPIPE_EF_SEARCH=5000",
 		"PAPERPIPE_RPM=-1", "PAPERPIPE_TPM=-100", "PAPERPIPE_FOLLOW_INTERVAL=-1s", "PAPERPIPE_VECTOR_INDEX=ivfflat",
 		"PAPERPIPE_MSG_TIMEOUT=1ms", "PAPERPIPE_MSG_TIMEOUT=999ms", "PAPERPIPE_FOLLOW_INTERVAL=1ns", "PAPERPIPE_FOLLOW_INTERVAL=500ms",
-		"PAPERPIPE_SHUTDOWN_DELAY=-5s", "PAPERPIPE_EMBED_BATCH_INPUTS=0", "PAPERPIPE_EMBED_BATCH_TOKENS=-1"} {
+		"PAPERPIPE_SHUTDOWN_DELAY=-5s", "PAPERPIPE_EMBED_BATCH_INPUTS=0", "PAPERPIPE_EMBED_BATCH_TOKENS=-1",
+		"PAPERPIPE_EMBED_ENCODING=hex", "PAPERPIPE_EMBED_ENCODING=Float"} {
 		name, _, _ := strings.Cut(kv, "=")
 		if r := newCLI(t, kv).run("version"); r.code != 2 || !strings.Contains(r.stderr, "paperpipe: "+name+"=") {
 			t.Errorf("%s: exit %d, stderr %q; want 2 and a message naming %s", kv, r.code, r.stderr, name)

@@ -264,6 +264,12 @@ func loadConfig() *config {
 	if _, err := store.ParseIndexKind(c.VectorIndex); err != nil {
 		fatalf("PAPERPIPE_VECTOR_INDEX=%q: want %s, %s or %s", c.VectorIndex, store.IndexHNSWHalfvec, store.IndexHNSW, store.IndexHNSWBinary)
 	}
+	// Checked here with the others, for every command: found where the API embedder was made,
+	// it exited 1 from `worker` or `embed` (the usage error's 2 is what a bad setting gives) and
+	// passed unseen wherever the offline embedder, or none, was used.
+	if c.EmbedEncoding != "base64" && c.EmbedEncoding != "float" {
+		fatalf("PAPERPIPE_EMBED_ENCODING=%q: want base64 or float", c.EmbedEncoding)
+	}
 	if !validIndexMemory(c.IndexBuildMemory) {
 		fatalf("PAPERPIPE_INDEX_BUILD_MEMORY=%q: want a PostgreSQL memory size from 1MB to below 2TB (maintenance_work_mem's range), such as 1GB, 4GB or 512MB", c.IndexBuildMemory)
 	}

@@ -89,10 +89,8 @@ func buildModels(ctx context.Context, c *config, log *slog.Logger, st *store.Sto
 		}
 	} else {
 		// PAPERPIPE_EMBED_BATCH_INPUTS and _TOKENS are in range: loadConfig refuses them
-		// below their minimums, and checkWorkerFlags the flags that set them.
-		if c.EmbedEncoding != "base64" && c.EmbedEncoding != "float" {
-			return nil, fmt.Errorf("embedder: PAPERPIPE_EMBED_ENCODING=%q: want base64 or float", c.EmbedEncoding)
-		}
+		// below their minimums, and checkWorkerFlags the flags that set them; it refuses a
+		// PAPERPIPE_EMBED_ENCODING other than base64 or float too.
 		e, err := embed.New(embed.Config{
 			BaseURL: c.BaseURL, APIKey: c.APIKey, Model: c.EmbedModel, Dimensions: c.EmbedDims,
 			SendDimensions: c.EmbedSendDims,
