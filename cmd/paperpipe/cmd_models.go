@@ -12,6 +12,11 @@ import (
 	"github.com/paperpipe/paperpipe/paper"
 )
 
+// sourcesExitStatus is what summarize's and embed's help say of a bad record and of a source
+// that fails, as ingest's does: the exit status of each was said by README alone.
+const sourcesExitStatus = "A bad record is reported with its file and line and skipped, and the exit status is 1 at the end;\n" +
+	"a source that cannot be read to its end stops the command, exit 1, after a line for every record read before it."
+
 // readAbstracts reads every good record of the named sources; bad records are reported on
 // stderr and counted, and so is a source without papers, as a warning ("FILE: no papers in
 // it"), not a failure. ctx ends a download (a URL) at once. opts.Command names the command
@@ -75,7 +80,7 @@ func fileModels(ctx context.Context, c *config, paths []string) (*models, func()
 }
 
 func cmdSummarize(ctx context.Context, c *config, args []string) error {
-	fs := newFlagSet("summarize", "FILE|URL|- ...", "Print one JSON line {id, tldr, model, prompt_version, validation} per paper. No database or queue.")
+	fs := newFlagSet("summarize", "FILE|URL|- ...", "Print one JSON line {id, tldr, model, prompt_version, validation} per paper. No database or queue.\n"+sourcesExitStatus)
 	c.addChatModelFlag(fs)
 	input := addInputFlags(fs)
 	pos, err := parseArgs(fs, args)
@@ -119,7 +124,7 @@ func cmdSummarize(ctx context.Context, c *config, args []string) error {
 
 func cmdEmbed(ctx context.Context, c *config, args []string) error {
 	fs := newFlagSet("embed", "FILE|URL|- ...", "Print one JSON line {id, embedding, model, dimensions, template, content_hash} per paper, as import-embeddings reads them.\n"+
-		"No database or queue.")
+		"No database or queue.\n"+sourcesExitStatus)
 	c.addEmbedModelFlags(fs, storelessOffline)
 	input := addInputFlags(fs)
 	batch := fs.Int("batch", 256, "abstracts per Embed call, at least 1")

@@ -217,3 +217,33 @@ func TestHelpOfACommandIsItsHelp(t *testing.T) {
 		}
 	}
 }
+
+// summarize and embed say in their help what a bad record and a source that fails do to the
+// exit status, and do it: their help said nothing of either (README and ingest's help did), and
+// a script that took summarize's exit 1 for a failed run, or a skipped record for none, learnt
+// otherwise only from the README.
+func TestSummarizeAndEmbedHelpGivesTheExitStatusOfABadRecordAndAFailedSource(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	dir := t.TempDir()
+	good := `{"id": "a1", "title": "Sparse routing", "abstract": "We route each token to two experts of sixty four and train the router with a balancing loss, which keeps every expert busy."}` + "\n"
+	bad := `{"id": "a2", "title": "No abstract", "abstract": ""}` + "\n"
+	mixed := dir + "/mixed.jsonl"
+	if err := os.WriteFile(mixed, []byte(good+bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"summarize", "embed"} {
+		help := strings.Join(strings.Fields(c.ok(cmd, "-h").stdout), " ")
+		if !strings.Contains(help, "A bad record is reported with its file and line and skipped, and the exit status is 1") ||
+			!strings.Contains(help, "a source that cannot be read to its end stops the command, exit 1") {
+			t.Errorf("%s -h says nothing of a bad record's or a failed source's exit status:\n%s", cmd, help)
+		}
+		if r := c.run(cmd, mixed); r.code != 1 || strings.Count(r.stdout, "\n") != 1 || !strings.Contains(r.stderr, "mixed.jsonl:2") {
+			t.Errorf("%s with a bad record: exit %d, %d lines out, stderr %q; want 1, the good record's line, the bad one named by file and line",
+				cmd, r.code, strings.Count(r.stdout, "\n"), r.stderr)
+		}
+		if r := c.run(cmd, dir+"/missing.jsonl", mixed); r.code != 1 || r.stdout != "" {
+			t.Errorf("%s with a missing source first: exit %d, stdout %q; want 1 and nothing read after it", cmd, r.code, r.stdout)
+		}
+	}
+}
