@@ -109,6 +109,28 @@ func TestSettingsListIsComplete(t *testing.T) {
 	}
 }
 
+// The variables of the repository's scripts and tests (otherTools) are each named in README.md,
+// DEVELOPERS.md or deploy/README.md: PAPERPIPE_SKIP_TEST_DEPS (make test without apt-get),
+// PAPERPIPE_DEBIAN_MIRROR (the chroot's mirror), PAPERPIPE_NATS_PORT (compose's NATS port) and
+// PAPERPIPE_CHAOS (the full chaos runs) were in the scripts' comments alone, where a developer
+// who meets the step they change does not look.
+func TestOtherToolsSettingsAreDocumented(t *testing.T) {
+	t.Parallel()
+	var docs string
+	for _, f := range []string{"../../README.md", "../../DEVELOPERS.md", "../../deploy/README.md"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs += string(b)
+	}
+	for _, name := range otherTools {
+		if !regexp.MustCompile(`\b` + name + `\b`).MatchString(docs) {
+			t.Errorf("%s is read by the repository's scripts or tests, and named in none of README.md, DEVELOPERS.md, deploy/README.md", name)
+		}
+	}
+}
+
 // A table of the README has one row per thing it describes: two rows that begin alike are
 // two versions of one row, as a merge of two changes to it leaves them (the table of failures
 // had each of "the API cannot be reached" and "the queue is full" twice, each copy with a
