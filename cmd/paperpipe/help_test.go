@@ -247,3 +247,39 @@ func TestSummarizeAndEmbedHelpGivesTheExitStatusOfABadRecordAndAFailedSource(t *
 		}
 	}
 }
+
+// Each line of `paperpipe help` has its command, its arguments and its description in their
+// columns: dlq's arguments (list|replay|drop) and tldrs' (the whole prune syntax) ran into the
+// description, which read "list|replay|drop list, replay or drop dead-lettered messages".
+func TestHelpListsEachCommandsArgumentsInTheirColumn(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	lines := strings.Split(c.ok("help").stdout, "\n")
+	start := slices.Index(lines, "Commands:")
+	if start < 0 {
+		t.Fatal("help has no Commands: section")
+	}
+	descCol := -1
+	for _, l := range lines[start+1:] {
+		if !strings.HasPrefix(l, "  ") {
+			break
+		}
+		cmd := strings.Fields(l)[0]
+		short := ""
+		for _, k := range commands() {
+			if k.name == cmd {
+				short = k.short
+			}
+		}
+		col := strings.Index(l, short)
+		if short == "" || col < 0 {
+			t.Fatalf("help line %q is no command's", l)
+		}
+		if descCol < 0 {
+			descCol = col
+		}
+		if col != descCol {
+			t.Errorf("help line %q: its description starts at column %d, not %d after its arguments' column", l, col, descCol)
+		}
+	}
+}

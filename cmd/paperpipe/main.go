@@ -43,12 +43,14 @@ func commands() []command {
 		{"summarize", "FILE|URL|-", "print TL;DRs as JSON lines, without database or queue", cmdSummarize},
 		{"embed", "FILE|URL|-", "print embeddings as JSON lines, without database or queue", cmdEmbed},
 		{"status", "", "backlog, processed, dead letters and API usage", cmdStatus},
-		{"dlq", "list|replay|drop", "list, replay or drop dead-lettered messages", cmdDLQ},
+		// The list names a command's arguments in its column; a long syntax is the command's -h's
+		// (dlq's "list|replay|drop" and tldrs' whole prune ran into their descriptions).
+		{"dlq", "ACTION", "list, replay or drop dead-lettered messages", cmdDLQ},
 		{"reprocess", "", "write missing or stale TL;DRs and embeddings for the configured models (--dry-run, --batch-api)", cmdReprocess},
 		{"fit", "", "fit the offline embedder on the archive, embed every paper with it, and activate it", cmdFit},
-		{"batches", batchesArgs, "list the open Batch API jobs of `reprocess --batch-api`; abandon one that cannot be collected", cmdBatches},
+		{"batches", batchesArgs, "list the open Batch API jobs of `reprocess --batch-api`; abandon one that cannot be collected; withheld: the TL;DRs the API would not give", cmdBatches},
 		{"spaces", "[ACTION]", "list embedding spaces with coverage and index; drop, check (recall) or reindex one", cmdSpaces},
-		{"tldrs", tldrsArgs, "list the stored TL;DRs by model and prompt version; prune those of versions no longer used (--dry-run)", cmdTLDRs},
+		{"tldrs", "[ACTION]", "list the stored TL;DRs by model and prompt version; prune those of versions no longer used (--dry-run)", cmdTLDRs},
 		{"activate", "SPACE", "make an embedding space the one queries use", cmdActivate},
 		{"remove", "ID...", "remove papers with their TL;DRs, vectors and Batch API items (--from FILE: what a file ingested; --dry-run)", cmdRemove},
 		{"export", "[-o FILE]", "write papers with their TL;DRs (and vectors: --vectors) as JSON lines, which ingest and import-embeddings read", cmdExport},
