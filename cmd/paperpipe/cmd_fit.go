@@ -30,8 +30,9 @@ func cmdFit(ctx context.Context, c *config, args []string) error {
 		"(fit writes no TL;DR: an N below 65 changes nothing); env PAPERPIPE_CONCURRENCY"
 
 	o := fitOptions{}
-	fs.IntVar(&o.maxDocs, "max-docs", 4000, "fit on at most `N` papers (a fixed, hash-ordered sample of a larger archive); time grows with N² to N³")
-	fs.IntVar(&o.dimensions, "dimensions", embed.OfflineDimensions, "vector dimensions")
+	fs.IntVar(&o.maxDocs, "max-docs", 4000, "fit on at most `N` papers, at least 2 (a fixed, hash-ordered sample of a larger archive); time grows with N² to N³")
+	fs.IntVar(&o.dimensions, "dimensions", embed.OfflineDimensions,
+		fmt.Sprintf("vector dimensions, %d to %d", embed.MinFittedDimensions, store.MaxDimensions))
 	fs.BoolVar(&o.fill, "fill", true, "embed every paper with the new model (false: only fit and store it)")
 	fs.BoolVar(&o.activate, "activate", true, "make the new model's space the one queries use once it is filled (--fill=false implies --activate=false)")
 	if err := parseFlags(fs, args); err != nil {

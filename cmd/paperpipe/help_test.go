@@ -283,3 +283,21 @@ func TestHelpListsEachCommandsArgumentsInTheirColumn(t *testing.T) {
 		}
 	}
 }
+
+// fit's -h gives the bounds fit holds --dimensions and --max-docs to, as README does (4 to
+// 16,000): it said "vector dimensions" alone, and the bounds came only as a usage error.
+func TestFitHelpGivesTheBoundsOfItsNumbers(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	help := c.ok("fit", "-h").stdout
+	for _, want := range []string{"vector dimensions, 4 to 16000", "at most N papers, at least 2"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("fit -h lacks %q:\n%s", want, help)
+		}
+	}
+	for _, args := range [][]string{{"--dimensions", "3"}, {"--dimensions", "16001"}, {"--max-docs", "1"}} {
+		if r := c.run(append([]string{"fit", "--fill=false"}, args...)...); r.code != 2 {
+			t.Errorf("fit %s: exit %d, stderr %q; want 2 (outside the bounds its help gives)", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+}
