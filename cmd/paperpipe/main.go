@@ -262,8 +262,12 @@ func stopSignals() []os.Signal {
 // about one run in three (when the runtime had not merged them), exited at once, its held
 // messages not handed back, instead of draining. A person's second Ctrl-C comes later.
 func secondSignalExits(signals <-chan os.Signal, stopped func(os.Signal), exit func(code int)) {
-	stopped(<-signals)
+	// The first signal's time is taken before stopped, which cancels the command's context
+	// and may take a while on a busy machine: a repeat is measured from the signal, not from
+	// the end of its handling.
+	sig := <-signals
 	first := time.Now()
+	stopped(sig)
 	for sig := range signals {
 		if time.Since(first) < sameStop {
 			continue
