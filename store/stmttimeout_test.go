@@ -53,9 +53,15 @@ func holdLock(t *testing.T, u, lock string) (conn *pgx.Conn, release func()) {
 }
 
 // waitPastTimeout waits until a backend whose query starts with prefix has waited for a lock
-// for more than twice roleTimeout (as the server measures it), and fails the test if done
-// reports first (the statement ended: cancelled by the timeout). It returns done's error when
-// the statement was cancelled, nil once it has waited past the timeout.
+// conn holds for more than twice roleTimeout (as the server measures it), and fails the test if
+// done reports first (the statement ended: cancelled by the timeout). It returns done's error
+// when the statement was cancelled, nil once it has waited past the timeout.
+//
+// conn is in the lock's transaction, in which PostgreSQL keeps the pg_stat_activity it read
+// first until the transaction ends: each look clears it, or a statement that began to wait
+// after the first look (its goroutine slow to start on a loaded machine) was never seen, and
+// the test held its lock for ever. Only a backend conn blocks counts: another test's, or
+// another process's, statement waiting on a lock of its own does not.
 func waitPastTimeout(t *testing.T, conn *pgx.Conn, prefix string, done <-chan error) error {
 	t.Helper()
 	for {
@@ -67,8 +73,12 @@ func waitPastTimeout(t *testing.T, conn *pgx.Conn, prefix string, done <-chan er
 			return err
 		case <-time.After(20 * time.Millisecond):
 		}
+		if _, err := conn.Exec(t.Context(), "SELECT pg_stat_clear_snapshot()"); err != nil {
+			t.Fatal(err)
+		}
 		var waited bool
 		if err := conn.QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid <> pg_backend_pid()
+				AND pg_backend_pid() = ANY (pg_blocking_pids(pid))
 				AND query LIKE $1 || '%' AND wait_event_type = 'Lock' AND clock_timestamp() - query_start > $2::interval)`,
 			prefix, (2 * roleTimeout).String()).Scan(&waited); err != nil {
 			t.Fatal(err)
