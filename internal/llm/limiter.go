@@ -51,6 +51,10 @@ type Limiter struct {
 	requests    bucket
 	tokens      bucket
 	pausedUntil time.Time
+	// saidUntil is when the API said its limit lifts, beyond MaxPause: the pause stops at
+	// MaxPause and a request tries again, but LimitedUntil reports the API's word until an
+	// answer other than an error comes.
+	saidUntil time.Time
 }
 
 // bucket is a token bucket that may go negative: a caller reserves what it needs and waits
@@ -194,6 +198,22 @@ func (l *Limiter) PausedUntil() time.Time {
 	return l.pausedUntil
 }
 
+// LimitedUntil returns until when the API's rate limit holds the process's requests, as far
+// as it is known: the pause in progress, or, when the API asked for longer than MaxPause (a
+// 429 with Retry-After: 3600), the end it asked for, until a request sent after the pause is
+// answered with anything but an error. Zero or past: not limited.
+func (l *Limiter) LimitedUntil() time.Time {
+	if l == nil {
+		return time.Time{}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.saidUntil.After(l.pausedUntil) {
+		return l.saidUntil
+	}
+	return l.pausedUntil
+}
+
 // Pause makes every caller wait at least d from now.
 func (l *Limiter) Pause(d time.Duration) {
 	if l == nil {
@@ -209,11 +229,15 @@ func (l *Limiter) pause(d time.Duration) (time.Duration, bool) {
 	if d <= 0 {
 		return 0, false
 	}
+	asked := d
 	d = min(d, l.cfg.MaxPause)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
 	began := l.pausedUntil.Sub(now) < longPause
+	if said := now.Add(asked); asked > d && said.After(l.saidUntil) {
+		l.saidUntil = said
+	}
 	if until := now.Add(d); until.After(l.pausedUntil) {
 		l.pausedUntil = until
 	}
@@ -256,6 +280,9 @@ func (l *Limiter) Observe(h http.Header, status int) {
 		return
 	}
 	now := l.now()
+	if status < http.StatusBadRequest {
+		l.answered(now)
+	}
 	if status == http.StatusTooManyRequests {
 		d, ok := RetryAfter(h, now)
 		if !ok {
@@ -288,6 +315,16 @@ func (l *Limiter) Observe(h http.Header, status int) {
 	}
 	if d > 0 {
 		l.pauseFor(d, "API rate limit nearly exhausted")
+	}
+}
+
+// answered forgets the end the API said its limit lifts at (see LimitedUntil) once a request
+// sent after the pause was answered without an error: the limit lifted sooner.
+func (l *Limiter) answered(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.saidUntil.IsZero() && !now.Before(l.pausedUntil) {
+		l.saidUntil = time.Time{}
 	}
 }
 

@@ -546,3 +546,32 @@ func TestLongRateLimitPauseAfterAShortOneIsLogged(t *testing.T) {
 		t.Fatalf("%d warnings for a pause of 5 minutes asked for during a pause of a second (want 1, naming it):\n%s", n, logs.String())
 	}
 }
+
+// TestLimitedUntilIsTheEndTheAPIGaveUntilARequestGoesThrough: a 429 with Retry-After: 3600
+// pauses the callers 5 minutes at a time (MaxPause), and what the workers announced was the
+// pause's end — 5 minutes off, then again — where the API had said when its limit lifts. The
+// API's word is kept past the pause, and forgotten once a request sent after it is answered.
+func TestLimitedUntilIsTheEndTheAPIGaveUntilARequestGoesThrough(t *testing.T) {
+	t.Parallel()
+	l, clk := newFakeLimiter(0, 0)
+	start := clk.now()
+	l.Observe(http.Header{"Retry-After": {"3600"}}, http.StatusTooManyRequests)
+	if got := l.PausedUntil(); !got.Equal(start.Add(5 * time.Minute)) {
+		t.Fatalf("paused until %s, want MaxPause's 5 minutes", got)
+	}
+	if got := l.LimitedUntil(); !got.Equal(start.Add(time.Hour)) {
+		t.Errorf("limited until %s, want the API's hour, %s", got, start.Add(time.Hour))
+	}
+	l.Observe(http.Header{}, http.StatusOK) // an answer to a request sent before the 429
+	if got := l.LimitedUntil(); !got.Equal(start.Add(time.Hour)) {
+		t.Errorf("after an answer sent before the pause: limited until %s, want the API's hour", got)
+	}
+	clk.advance(6 * time.Minute)
+	if got := l.LimitedUntil(); !got.Equal(start.Add(time.Hour)) {
+		t.Errorf("after the pause: limited until %s, want the API's hour still", got)
+	}
+	l.Observe(http.Header{}, http.StatusOK)
+	if got := l.LimitedUntil(); got.After(clk.now()) {
+		t.Errorf("after a request went through: limited until %s, want no limit", got)
+	}
+}
