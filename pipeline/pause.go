@@ -53,6 +53,7 @@ type pauses struct {
 type breaker struct {
 	until time.Time // the pause in progress ends
 	n     int       // pauses since the service last answered
+	cause error     // the failure that opened the last pause (State reports it)
 }
 
 // openPause opens a pause after a refusal of the account or the configuration, an API that
@@ -86,7 +87,7 @@ func (w *Worker) openPause(cause error) {
 	// Never shorter than a pull request's wait: a Backoff of 0 ("retry at once") would make
 	// every refused request a pause of its own, and a warning.
 	d := max(w.cfg.Backoff(b.n), w.cfg.FetchWait)
-	b.until, p.lastOpen = now.Add(d), cause
+	b.until, b.cause, p.lastOpen = now.Add(d), cause, cause
 	p.active.Store(true)
 	if b == &p.db {
 		p.dbWrite = errors.Is(cause, paper.ErrCannotWrite)

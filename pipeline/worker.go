@@ -187,6 +187,11 @@ type WorkerConfig struct {
 	// the account or the configuration, or cannot be reached (the database cannot be reached or
 	// cannot write): a run would wait for it to be fixed; the messages stay queued.
 	ExitWhenIdle bool
+	// RateLimitedUntil, when set, reports until when the API's rate limit holds every request
+	// of the process (llm.Limiter.PausedUntil: a 429's Retry-After, x-ratelimit headers): not
+	// a pause of the worker, whose messages wait for it and go back to the queue, but what
+	// State reports while it lasts. Nil: never.
+	RateLimitedUntil func() time.Time
 	// Logger receives one line per failure. Defaults to discarding.
 	Logger *slog.Logger
 }
@@ -273,6 +278,7 @@ type Worker struct {
 	log   *slog.Logger
 
 	draining chan struct{} // closed when Run's context is done
+	stopping atomic.Bool   // draining is closed (read by State, from other goroutines)
 	// tm: the consumer's AckWait and MaxDeliver as the server has them and what they bound
 	// (MsgTimeout, ProgressInterval), followed while the worker runs (see follow).
 	tm atomic.Pointer[workerTimings]
@@ -286,6 +292,9 @@ type Worker struct {
 	embedBills atomic.Bool   // the embedder has billed a request: embedding batches wait EmbedLinger
 	noSpace    atomic.Bool   // the worker's embedding space was dropped, and it said so
 	pause      pauses
+	// slots is Run's channel of in-flight slots (nil before Run): its length is the messages
+	// held, which State reports.
+	slots atomic.Pointer[chan struct{}]
 	// removals is the archive's latest removal as last read (see removedSince).
 	removals struct {
 		mu     sync.Mutex
@@ -404,7 +413,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	// the queue at once; calls in flight finish and are saved, for up to DrainTimeout, in
 	// workCtx, which outlives ctx.
 	w.draining = make(chan struct{})
-	drain := sync.OnceFunc(func() { close(w.draining) })
+	drain := sync.OnceFunc(func() { w.stopping.Store(true); close(w.draining) })
 	stopDrainWatch := context.AfterFunc(ctx, drain)
 	defer stopDrainWatch()
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -422,6 +431,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	saveB := newBatcher(workCtx, batcherConfig{Max: w.cfg.BatchSize, Serial: true}, w.flushSummaries)
 
 	slots := make(chan struct{}, w.cfg.MaxInFlight)
+	w.slots.Store(&slots)
 	var inflight sync.WaitGroup
 	release := func(n int) {
 		for range n {

@@ -283,6 +283,9 @@ func (s *Server) status(ctx context.Context) (Status, error) {
 		return st, fmt.Errorf("status: %w", err)
 	}
 	st.Backlog, st.Recent, st.Usage = nonNil(st.Backlog), nonNil(st.Recent), nonNil(st.Usage)
+	for i := range st.Backlog {
+		st.Backlog[i].Workers = nonNil(st.Backlog[i].Workers)
+	}
 	return st, nil
 }
 

@@ -67,8 +67,19 @@ func (s testStatus) Status(ctx context.Context) (web.Status, error) {
 	if s.dead != nil {
 		out.DeadLetters, out.Recent = len(s.dead), s.dead
 	}
-	for _, b := range bls {
-		out.Backlog = append(out.Backlog, web.Backlog{Consumer: b.Consumer, Pending: b.Pending, AckPending: b.AckPending})
+	for i, b := range bls {
+		wb := web.Backlog{Consumer: b.Consumer, Pending: b.Pending, AckPending: b.AckPending}
+		if i == 0 {
+			// A worker paused by a rate limit, as cmd/paperpipe's status source reads one
+			// (pipeline.AnnouncedWorkers).
+			until := since.Add(time.Hour)
+			wb.Workers = []web.Worker{{Host: "host-a", PID: 42, Started: since, Target: "TL;DRs by " + s.sum.Model(), Concurrency: 16,
+				State: "paused", Pause: &web.WorkerPause{Reason: "rate_limited", Text: "rate limited by the API", Detail: "429", Until: &until},
+				Held: 3, Processed: 7, Version: "dev", LastSeen: since}}
+		} else {
+			wb.NoWorker = b.Pending > 0
+		}
+		out.Backlog = append(out.Backlog, wb)
 	}
 	zero := 0.0
 	for _, u := range usage {

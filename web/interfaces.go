@@ -128,6 +128,9 @@ type Status struct {
 	// QueueError, when set, says why the queue could not be read (NATS is unavailable):
 	// Backlog, DeadLetters and Recent are then empty, and the database's parts are given.
 	QueueError string `json:"queue_error,omitempty"`
+	// WorkersError, when set, says why the workers could not be read from NATS: Backlog's
+	// Workers are then empty and its NoWorker false, unknown.
+	WorkersError string `json:"workers_error,omitempty"`
 	// Usage is API usage per day, model and kind, oldest first.
 	Usage []Usage `json:"usage"`
 	// UsageSince is the first day Usage covers.
@@ -146,6 +149,40 @@ type Backlog struct {
 	Pending     uint64 `json:"pending"`
 	AckPending  int    `json:"ack_pending"`
 	Redelivered int    `json:"redelivered"`
+	// Workers are the consumer's workers as they announce themselves in NATS; empty with
+	// Status.WorkersError set when they could not be read.
+	Workers []Worker `json:"workers"`
+	// NoWorker: messages wait, and no worker of the consumer is running (none is announced).
+	NoWorker bool `json:"no_worker_running"`
+}
+
+// Worker is one running worker (paperpipe worker, up, a reprocess run).
+type Worker struct {
+	Host        string       `json:"host"`
+	PID         int          `json:"pid"`
+	Started     time.Time    `json:"started"`
+	Target      string       `json:"target"` // what it writes: the TL;DR model and prompt, the embedding space
+	Concurrency int          `json:"concurrency"`
+	State       string       `json:"state"` // working, idle, paused or stopping
+	Pause       *WorkerPause `json:"pause,omitempty"`
+	Held        int          `json:"held"`      // messages held
+	Processed   int64        `json:"processed"` // messages whose work it stored since it started
+	Version     string       `json:"version"`
+	LastSeen    time.Time    `json:"last_seen"` // its entry's last write
+	// Overdue: its entry was not refreshed for twice its refresh (killed, or cut off from
+	// NATS); it expires by itself.
+	Overdue bool `json:"overdue"`
+}
+
+// WorkerPause is why a worker takes no work, and until when.
+type WorkerPause struct {
+	// Reason is one of api_refused, rate_limited, api_unreachable, api_failing,
+	// database_unreachable.
+	Reason string `json:"reason"`
+	Text   string `json:"text"`             // the pause in words, with its end
+	Detail string `json:"detail,omitempty"` // the answer that caused it
+	// Until is when the worker tries again; absent while it tries one message at a time.
+	Until *time.Time `json:"until,omitempty"`
 }
 
 // DeadLetter is one dead-lettered message.

@@ -513,10 +513,20 @@ type statusPage struct {
 	CostUSD                             *float64
 	CostPartial                         bool // some models' prices are unknown
 	BacklogTotal                        uint64
+	// Workers lists the backlogs' workers, each with its consumer.
+	Workers []statusWorker
 	// InArchive holds the ids of the recent dead letters' papers the archive has, which the
 	// page links to: a record refused as invalid, dead-lettered before it was stored, has no
 	// page (and a message that is not an abstract has no id).
 	InArchive map[string]bool
+}
+
+// statusWorker is a worker as the status page lists it.
+type statusWorker struct {
+	Worker
+	Consumer string
+	SeenAgo  string // how long ago its entry was written
+	Since    string // when it started, to the minute
 }
 
 func (s *Server) uiStatus(w http.ResponseWriter, r *http.Request) {
@@ -543,8 +553,13 @@ func (s *Server) uiStatus(w http.ResponseWriter, r *http.Request) {
 	if known || len(st.Usage) == 0 {
 		data.CostUSD = &cost // no API call recorded costs $0, not an unknown sum
 	}
+	now := time.Now()
 	for _, b := range st.Backlog {
 		data.BacklogTotal += b.Pending
+		for _, w := range b.Workers {
+			data.Workers = append(data.Workers, statusWorker{Worker: w, Consumer: b.Consumer, SeenAgo: max(now.Sub(w.LastSeen), 0).Round(time.Second).String(),
+				Since: w.Started.UTC().Format("2006-01-02 15:04 UTC")})
+		}
 	}
 	data.InArchive = map[string]bool{}
 	for _, d := range st.Recent {

@@ -527,13 +527,18 @@ func runWorkersOnce(ctx context.Context, c *config, log *slog.Logger, st *store.
 			Consumer: name, SpaceID: space.ID, Concurrency: c.Concurrency, BatchSize: c.BatchSize,
 			EmbedBatch: c.EmbedBatchInputs, EmbedLinger: c.EmbedLinger, MsgTimeout: c.MsgTimeout,
 			ExitWhenIdle: exitWhenIdle, Logger: log.With("consumer", name), OtherSpace: otherSpace,
+			RateLimitedUntil: m.lim.LimitedUntil,
 		})
 		if err != nil {
 			return err
 		}
 		workers[i] = w
 		watchWorker(c, name, w)
-		g.Go(func() error { return w.Run(gctx) })
+		g.Go(func() error {
+			// Announced until it has drained, not only until gctx ends.
+			defer announceWorker(c, b, w, workerTarget(m.sum, space)).Stop()
+			return w.Run(gctx)
+		})
 	}
 	if following {
 		g.Go(func() error { return followActiveSpace(gctx, c, log, st, space, look) })
@@ -545,6 +550,25 @@ func runWorkersOnce(ctx context.Context, c *config, log *slog.Logger, st *store.
 			"skipped", s.Skipped, "retried", s.Retried, "dead", s.Dead, "paused", s.Paused, "db_paused", s.DBPaused, "tldrs", s.TLDRs, "embeddings", s.Embeddings)
 	}
 	return err
+}
+
+// announceWorker announces w in NATS (pipeline.BucketWorkers) for status and the status page,
+// until Stop.
+func announceWorker(c *config, b *broker, w *pipeline.Worker, target string) *pipeline.Announcer {
+	return pipeline.Announce(b.js, w, pipeline.AnnounceConfig{Target: target, Version: version, Replicas: c.Replicas})
+}
+
+// workerTarget says what a worker writes: TL;DRs by sum (nil: none), vectors into space (ID 0:
+// none).
+func workerTarget(sum pipeline.Summarizer, space paper.Space) string {
+	var parts []string
+	if sum != nil {
+		parts = append(parts, fmt.Sprintf("TL;DRs by %s (prompt %s)", sum.Model(), sum.PromptVersion()))
+	}
+	if space.ID != 0 {
+		parts = append(parts, "embeddings in space "+space.Name())
+	}
+	return strings.Join(parts, ", ")
 }
 
 // followActiveSpace checks the active space every PAPERPIPE_FOLLOW_INTERVAL, and at once when
@@ -855,7 +879,7 @@ type activeCoverage struct {
 }
 
 func cmdStatus(ctx context.Context, c *config, args []string) error {
-	fs := newFlagSet("status", "", "Show backlog per consumer, papers processed, dead letters and API usage.")
+	fs := newFlagSet("status", "", "Show backlog per consumer with its running workers (paused ones with the reason and until when), papers processed, dead letters and API usage.")
 	c.addJSONFlag(fs)
 	c.addModelFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -912,6 +936,7 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return err
 	}
+	workersErr := addWorkers(ctx, b.js, backlogs, time.Now())
 	unfinished, err := st.UnfinishedIndexes(ctx)
 	if err != nil {
 		return err
@@ -933,6 +958,9 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		}
 		if len(unfinished) > 0 {
 			out["unfinished_indexes"] = unfinished
+		}
+		if workersErr != nil {
+			out["workers_error"] = workersErr.Error()
 		}
 		if missing {
 			out["missing_model"] = map[string]string{"model": space.Model, "note": missingModelNote(space)}
@@ -958,9 +986,20 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 			continue
 		}
 		fmt.Fprintf(w, "backlog %s\t%d\t(%d delivered and not yet acknowledged: in a worker, or handed back to come again; %d redelivered)\n", bl.Consumer, bl.Pending, bl.AckPending, bl.Redelivered)
+		for _, wk := range bl.Workers {
+			fmt.Fprintf(w, "  worker %s pid %d\t%s\t(%s)\n", wk.Host, wk.PID, workerStateText(wk), workerDetailsText(wk))
+		}
 	}
 	fmt.Fprintf(w, "dead letters\t%d\n", dead)
 	w.Flush()
+	for _, bl := range backlogs {
+		if bl.NoWorker {
+			fmt.Fprintln(stdout, "note: "+noWorkerNote(bl))
+		}
+	}
+	if workersErr != nil {
+		fmt.Fprintf(stdout, "note: the workers could not be read from NATS: %v\n", workersErr)
+	}
 	for _, s := range unfinished {
 		fmt.Fprintln(stdout, "note: "+unfinishedIndexNote(s))
 	}
@@ -1008,6 +1047,78 @@ type statusBacklog struct {
 	// that space no longer exists: dropped while NATS could not be reached, or by a version
 	// that left its consumers behind. Nothing processes its messages.
 	DroppedSpace string `json:"dropped_space,omitempty"`
+	// Workers are the consumer's workers announced in NATS (pipeline.BucketWorkers).
+	Workers []statusWorker `json:"workers"`
+	// NoWorker: messages wait and no worker of the consumer is announced.
+	NoWorker bool `json:"no_worker_running,omitempty"`
+}
+
+// statusWorker is a worker as status shows it: its announcement and how long ago it was
+// written.
+type statusWorker struct {
+	pipeline.AnnouncedWorker
+	LastSeenAgo float64 `json:"last_seen_seconds_ago"`
+	// Overdue: the entry is older than twice the worker's refresh (killed, or cut off from
+	// NATS); it expires by itself.
+	Overdue bool `json:"overdue,omitempty"`
+}
+
+// workersReadTimeout bounds status's read of the announced workers, like its web page's reads
+// of the queue: a NATS that does not answer leaves them out.
+const workersReadTimeout = statusQueueTimeout
+
+// addWorkers gives each backlog the workers announced for its consumer at now, and marks those
+// with messages waiting and none announced. The error of a read that failed (the backlogs
+// are then left as they were) is for a note: the rest of the status stands without it.
+func addWorkers(ctx context.Context, js jetstream.JetStream, backlogs []statusBacklog, now time.Time) error {
+	ctx, cancel := context.WithTimeout(ctx, workersReadTimeout)
+	defer cancel()
+	ws, err := pipeline.AnnouncedWorkers(ctx, js)
+	if err != nil {
+		return err
+	}
+	for i := range backlogs {
+		bl := &backlogs[i]
+		bl.Workers = []statusWorker{}
+		for _, w := range ws {
+			if w.Consumer == bl.Consumer {
+				bl.Workers = append(bl.Workers, statusWorker{AnnouncedWorker: w, LastSeenAgo: max(now.Sub(w.LastSeen), 0).Seconds(), Overdue: w.Overdue(now)})
+			}
+		}
+		bl.NoWorker = len(bl.Workers) == 0 && bl.Pending+uint64(bl.AckPending) > 0 && bl.DroppedSpace == ""
+	}
+	return nil
+}
+
+// workerStateText says what a worker does: its state, and a pause's reason and end.
+func workerStateText(w statusWorker) string {
+	if w.Pause != nil {
+		return "paused: " + w.Pause.Text(time.Now())
+	}
+	return w.State
+}
+
+// workerDetailsText is the rest of a worker's line: since when, its slots, what it holds and
+// did, its version, and when it was last heard of.
+func workerDetailsText(w statusWorker) string {
+	seen := fmt.Sprintf("last seen %s ago", time.Duration(w.LastSeenAgo*float64(time.Second)).Round(time.Second))
+	if w.Overdue {
+		seen += ": not heard from since (stopped without a word, or cut off from NATS?); the entry expires by itself"
+	}
+	return fmt.Sprintf("since %s, %d TL;DR slots, %d messages held, %d processed, paperpipe %s, %s",
+		w.Started.UTC().Format("2006-01-02 15:04:05 UTC"), w.Concurrency, w.Held, w.Processed, w.Version, seen)
+}
+
+// noWorkerNote says that bl's messages wait with no worker running, and what runs one.
+func noWorkerNote(bl statusBacklog) string {
+	run := "start `paperpipe worker` (or `paperpipe up`)"
+	if strings.HasPrefix(bl.Consumer, "reprocess-") {
+		run = "run the `paperpipe reprocess` of that target again to go on"
+	} else if bl.Consumer != pipeline.ConsumerNew {
+		run = fmt.Sprintf("start `paperpipe worker --consumer %s`", bl.Consumer)
+	}
+	return fmt.Sprintf("no worker is running for backlog %s (none is announced in NATS): its %d messages wait; %s",
+		bl.Consumer, bl.Pending+uint64(bl.AckPending), run)
 }
 
 // statusBacklogs is pipeline.Backlogs with the reprocess consumers of dropped spaces marked.

@@ -843,10 +843,12 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 		w, err := pipeline.NewWorker(b.js, wst, sum, emb, pipeline.WorkerConfig{
 			Consumer: target.Consumer, SpaceID: sel.Work.SpaceID, Concurrency: c.Concurrency, BatchSize: c.BatchSize,
 			EmbedBatch: c.EmbedBatchInputs, EmbedLinger: c.EmbedLinger, MsgTimeout: c.MsgTimeout, ExitWhenIdle: true, Logger: log.With("consumer", target.Consumer),
+			RateLimitedUntil: m.lim.LimitedUntil,
 		})
 		if err != nil {
 			return err
 		}
+		defer announceWorker(c, b, w, desc).Stop()
 		stop := make(chan struct{})
 		finished := make(chan struct{})
 		base := done.Load()

@@ -548,6 +548,19 @@ func (s *webStatus) Status(ctx context.Context) (web.Status, error) {
 // request's timeout.
 const statusQueueTimeout = 3 * time.Second
 
+// webWorker is w as the status page shows it at now.
+func webWorker(w pipeline.AnnouncedWorker, now time.Time) web.Worker {
+	out := web.Worker{Host: w.Host, PID: w.PID, Started: w.Started, Target: w.Target, Concurrency: w.Concurrency, State: w.State,
+		Held: w.Held, Processed: w.Processed, Version: w.Version, LastSeen: w.LastSeen, Overdue: w.Overdue(now)}
+	if p := w.Pause; p != nil {
+		out.Pause = &web.WorkerPause{Reason: p.Reason, Text: p.Text(now), Detail: p.Detail}
+		if !p.Until.IsZero() {
+			out.Pause.Until = &p.Until
+		}
+	}
+	return out
+}
+
 // queue fills out's backlog and dead letters from NATS, all or nothing; it asks nothing while
 // the connection is down (a request would wait for the reconnection).
 func (s *webStatus) queue(ctx context.Context, out *web.Status) error {
@@ -568,8 +581,20 @@ func (s *webStatus) queue(ctx context.Context, out *web.Status) error {
 	if err != nil {
 		return err
 	}
+	workers, werr := pipeline.AnnouncedWorkers(ctx, s.js)
+	if werr != nil {
+		out.WorkersError = werr.Error()
+	}
+	now := time.Now()
 	for _, b := range bls {
-		out.Backlog = append(out.Backlog, web.Backlog{Consumer: b.Consumer, Pending: b.Pending, AckPending: b.AckPending, Redelivered: b.Redelivered})
+		wb := web.Backlog{Consumer: b.Consumer, Pending: b.Pending, AckPending: b.AckPending, Redelivered: b.Redelivered, Workers: []web.Worker{}}
+		for _, w := range workers {
+			if w.Consumer == b.Consumer {
+				wb.Workers = append(wb.Workers, webWorker(w, now))
+			}
+		}
+		wb.NoWorker = werr == nil && len(wb.Workers) == 0 && b.Pending+uint64(b.AckPending) > 0
+		out.Backlog = append(out.Backlog, wb)
 	}
 	out.DeadLetters = int(dead)
 	for _, d := range dls {

@@ -42,7 +42,7 @@ func commands() []command {
 		{"list", "", "TL;DRs, newest first", cmdList},
 		{"summarize", "FILE|URL|-", "print TL;DRs as JSON lines, without database or queue", cmdSummarize},
 		{"embed", "FILE|URL|-", "print embeddings as JSON lines, without database or queue", cmdEmbed},
-		{"status", "", "backlog, processed, dead letters and API usage", cmdStatus},
+		{"status", "", "backlog, workers, processed, dead letters and API usage", cmdStatus},
 		// The list names a command's arguments in its column; a long syntax is the command's -h's
 		// (dlq's "list|replay|drop" and tldrs' whole prune ran into their descriptions).
 		{"dlq", "ACTION", "list, replay or drop dead-lettered messages", cmdDLQ},

@@ -25,6 +25,8 @@ import (
 type models struct {
 	sum pipeline.Summarizer
 	emb embedder
+	// lim is the API clients' shared rate limiter; nil with the offline models.
+	lim *llm.Limiter
 }
 
 // embedder is what the CLI needs of an embedder: the pipeline's interface plus query embedding.
@@ -53,7 +55,7 @@ func buildModels(ctx context.Context, c *config, log *slog.Logger, st *store.Sto
 	if hc == nil {
 		hc = &http.Client{Transport: llm.PooledTransport(c.Concurrency)}
 	}
-	m := &models{}
+	m := &models{lim: lim}
 	if c.chatOffline() {
 		m.sum = summarize.NewOffline(c.MaxWords)
 	} else {

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/pipeline"
+)
+
+// workersStatusJSON is what status --json and GET /api/status say of the backlogs' workers.
+type workersStatusJSON struct {
+	Backlog []struct {
+		Consumer string `json:"consumer"`
+		Workers  []struct {
+			Host  string `json:"host"`
+			PID   int    `json:"pid"`
+			State string `json:"state"`
+			Pause *struct {
+				Reason string    `json:"reason"`
+				Until  time.Time `json:"until"`
+			} `json:"pause"`
+		} `json:"workers"`
+		NoWorker bool `json:"no_worker_running"`
+	} `json:"backlog"`
+	WorkersError string `json:"workers_error"`
+}
+
+// TestStatusListsTheWorkersAndAPauseForAnHourLongRateLimitWithItsEnd: during a long rate limit
+// (a 429 with Retry-After: 3600) the workers wait, and `status`, the status page and GET
+// /api/status showed a backlog that did not move, with no word of why, of the workers or of
+// whether any ran (only each worker's /metrics and log said it). They list the workers of each
+// consumer now — this one paused, rate limited, until the hour the API gave —, say that no
+// worker is running when none is, and drop a worker that stopped cleanly at once.
+func TestStatusListsTheWorkersAndAPauseForAnHourLongRateLimitWithItsEnd(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Faults: openaitest.Faults{RateLimit: 1, RetryAfter: time.Hour}})
+	c := newCLI(t, "OPENAI_BASE_URL="+api.URL(), "OPENAI_API_KEY=sk-test")
+	c.ok("ingest", sampleFile)
+	if r := c.ok("status"); !strings.Contains(r.stdout, "note: no worker is running for backlog "+pipeline.ConsumerNew) {
+		t.Errorf("status with papers queued and no worker does not say no worker is running:\n%s", r.stdout)
+	}
+	var st workersStatusJSON
+	if c.json(&st, "status"); len(st.Backlog) != 1 || !st.Backlog[0].NoWorker || len(st.Backlog[0].Workers) != 0 {
+		t.Errorf("status --json with no worker: %+v, want no_worker_running", st)
+	}
+
+	start := time.Now()
+	up := exec.Command(binary, "up", "--http", "127.0.0.1:0")
+	up.Env = c.env
+	stderr, err := up.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		_ = up.Process.Signal(syscall.SIGTERM)
+		if err := up.Wait(); err != nil {
+			t.Errorf("up: %v\n%s", err, logs.String())
+		}
+	}
+	defer stop()
+	base := servedURL(t, stderr, &logs)
+
+	paused := func(st workersStatusJSON) bool {
+		return len(st.Backlog) == 1 && len(st.Backlog[0].Workers) == 1 && st.Backlog[0].Workers[0].Pause != nil &&
+			st.Backlog[0].Workers[0].Pause.Reason == pipeline.PauseRateLimited
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		st = workersStatusJSON{}
+		if c.json(&st, "status"); paused(st) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status --json never listed the worker paused by the rate limit: %+v\n%s", st, logs.String())
+		}
+	}
+	w := st.Backlog[0].Workers[0]
+	if w.State != pipeline.StatePaused || w.PID != up.Process.Pid || w.Host == "" || st.Backlog[0].NoWorker {
+		t.Errorf("status --json: %+v", st.Backlog[0])
+	}
+	if end := w.Pause.Until; end.Before(start.Add(59*time.Minute)) || end.After(time.Now().Add(time.Hour)) {
+		t.Errorf("status --json: paused until %s, want the hour the API gave (from %s)", end, start)
+	}
+	if r := c.ok("status"); !strings.Contains(r.stdout, "paused: rate limited by the API until") || strings.Contains(r.stdout, "no worker is running") {
+		t.Errorf("status:\n%s", r.stdout)
+	}
+
+	resp, err := http.Get(base + "/api/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var web workersStatusJSON
+	if err := json.Unmarshal(body, &web); err != nil || !paused(web) || !web.Backlog[0].Workers[0].Pause.Until.Equal(w.Pause.Until) {
+		t.Errorf("GET /api/status: %v %s, want the worker paused as status says", err, body)
+	}
+	resp, err = http.Get(base + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "paused: rate limited by the API until") {
+		t.Errorf("the status page does not show the paused worker:\n%s", body)
+	}
+
+	stop()
+	st = workersStatusJSON{}
+	if c.json(&st, "status"); len(st.Backlog) != 1 || len(st.Backlog[0].Workers) != 0 || !st.Backlog[0].NoWorker {
+		t.Errorf("status --json once the worker stopped cleanly: %+v, want none listed and no_worker_running", st)
+	}
+}

@@ -1,0 +1,458 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paperpipe/paperpipe/internal/llm"
+	"github.com/paperpipe/paperpipe/paper"
+)
+
+// BucketWorkers is the NATS key-value bucket where each running worker announces itself, one
+// key per worker (see Announce): what `status`, the status page and GET /api/status list.
+const BucketWorkers = "paperpipe_workers"
+
+// DefaultAnnounceInterval is how often a worker writes its announcement again when nothing
+// changed. The bucket keeps an entry for three of them (its TTL, set by the process that
+// creates it): a worker killed without a word disappears within 30 s, and is shown as last
+// seen so long ago until then. A change of state (a pause, its end, idle, working) is written
+// within a second.
+const DefaultAnnounceInterval = 10 * time.Second
+
+// workersBucketMaxBytes bounds the bucket: an announcement is about 1 KB, so this is room for
+// thousands of workers, and a runaway writer cannot fill the account's storage.
+const workersBucketMaxBytes = 8 << 20
+
+// The states a worker announces.
+const (
+	StateWorking  = "working"  // it holds messages
+	StateIdle     = "idle"     // it holds none, and waits for some
+	StatePaused   = "paused"   // see Pause
+	StateStopping = "stopping" // it was told to stop, and finishes what it holds
+)
+
+// The reasons of a pause (Pause.Reason).
+const (
+	PauseAPIRefused  = "api_refused"          // the API refuses the key, the quota or the configuration (llm.ErrAccount)
+	PauseRateLimited = "rate_limited"         // the API's rate limit holds every request (a 429's Retry-After)
+	PauseAPIDown     = "api_unreachable"      // the API cannot be reached, or not over TLS (llm.ErrUnreachable, llm.ErrTLS)
+	PauseAPIFailing  = "api_failing"          // the API fails every request (llm.ErrServerFailing)
+	PauseDatabase    = "database_unreachable" // the database cannot be reached or cannot write (paper.ErrUnavailable)
+)
+
+// Pause is why a worker takes no work, and until when.
+type Pause struct {
+	Reason string `json:"reason"`
+	// Detail is the answer that caused it (the API's, the database's), without the key or
+	// the password; "" for a rate limit.
+	Detail string `json:"detail,omitempty"`
+	// Until is when the worker tries again (a rate limit: when the API said it lifts); zero
+	// while it tries one message at a time after a pause, until one goes through.
+	Until time.Time `json:"until,omitzero"`
+}
+
+// Text says the pause in words, with its end relative to now.
+func (p Pause) Text(now time.Time) string {
+	what := map[string]string{
+		PauseAPIRefused:  "the API refuses the key, the quota or the configuration",
+		PauseRateLimited: "rate limited by the API",
+		PauseAPIDown:     "the API cannot be reached",
+		PauseAPIFailing:  "the API fails every request",
+		PauseDatabase:    "the database cannot be reached or cannot write",
+	}[p.Reason]
+	if what == "" {
+		what = p.Reason
+	}
+	if p.Until.IsZero() {
+		return what + "; trying one message at a time"
+	}
+	return fmt.Sprintf("%s until %s (in %s)", what, p.Until.UTC().Format("2006-01-02 15:04:05 UTC"), max(p.Until.Sub(now), 0).Round(time.Second))
+}
+
+// WorkerState is what a worker is doing at a moment.
+type WorkerState struct {
+	State string // StateWorking, StateIdle, StatePaused or StateStopping
+	Pause *Pause // set when State is StatePaused
+	Held  int    // messages held: fetched and not yet settled
+}
+
+// State reports what the worker is doing now: paused while a pause of its own runs or its
+// breakers are open (see pauses) — the database's first, which stops every message —, or while
+// the API's rate limit holds every request (WorkerConfig.RateLimitedUntil); else stopping,
+// working or idle.
+func (w *Worker) State() WorkerState {
+	var s WorkerState
+	if sl := w.slots.Load(); sl != nil {
+		s.Held = len(*sl)
+	}
+	now := time.Now()
+	if p := &w.pause; p.active.Load() {
+		p.mu.Lock()
+		var b *breaker
+		switch {
+		case p.db.n > 0:
+			b = &p.db
+		case p.api.n > 0:
+			b = &p.api
+		}
+		if b != nil {
+			ps := &Pause{Reason: pauseReason(b.cause), Detail: pauseDetail(b.cause)}
+			if b.until.After(now) {
+				ps.Until = b.until
+			}
+			s.State, s.Pause = StatePaused, ps
+		}
+		p.mu.Unlock()
+		if s.Pause != nil {
+			return s
+		}
+	}
+	if f := w.cfg.RateLimitedUntil; f != nil {
+		if until := f(); until.After(now) {
+			s.State, s.Pause = StatePaused, &Pause{Reason: PauseRateLimited, Until: until}
+			return s
+		}
+	}
+	switch {
+	case w.stopping.Load():
+		s.State = StateStopping
+	case s.Held > 0:
+		s.State = StateWorking
+	default:
+		s.State = StateIdle
+	}
+	return s
+}
+
+// pauseReason classifies the cause of a pause as openPause does.
+func pauseReason(cause error) string {
+	switch {
+	case errors.Is(cause, paper.ErrUnavailable):
+		return PauseDatabase
+	case errors.Is(cause, llm.ErrUnreachable), errors.Is(cause, llm.ErrTLS):
+		return PauseAPIDown
+	case errors.Is(cause, llm.ErrServerFailing):
+		return PauseAPIFailing
+	}
+	return PauseAPIRefused
+}
+
+// maxPauseDetail bounds Pause.Detail: an API's answer may carry a long body.
+const maxPauseDetail = 400
+
+func pauseDetail(cause error) string {
+	if cause == nil {
+		return ""
+	}
+	d := cause.Error()
+	if len(d) > maxPauseDetail {
+		d = strings.ToValidUTF8(d[:maxPauseDetail], "") + "…"
+	}
+	return d
+}
+
+// Announcement is one worker's entry in BucketWorkers.
+type Announcement struct {
+	Host        string    `json:"host"`
+	PID         int       `json:"pid"`
+	Started     time.Time `json:"started"`
+	Consumer    string    `json:"consumer"`
+	Target      string    `json:"target"` // what it writes: the TL;DR model and prompt, the embedding space
+	Concurrency int       `json:"concurrency"`
+	State       string    `json:"state"`
+	Pause       *Pause    `json:"pause,omitempty"`
+	Held        int       `json:"held"`      // messages held
+	Processed   int64     `json:"processed"` // messages whose work is stored (acknowledged) since it started
+	Version     string    `json:"version"`
+	// Refresh is how often, in seconds, the worker writes its entry when nothing changes: an
+	// entry not written for longer is a worker that stopped without a word or lost NATS.
+	Refresh float64 `json:"refresh_seconds"`
+}
+
+// AnnounceConfig configures Announce.
+type AnnounceConfig struct {
+	// Interval is how often the entry is written when nothing changes. Defaults to
+	// DefaultAnnounceInterval. A process that creates the bucket gives it a TTL of 3× it.
+	Interval time.Duration
+	// Target, Version: see Announcement. Host defaults to os.Hostname, PID to os.Getpid.
+	Target, Version, Host string
+	PID                   int
+	// Replicas of the bucket when this process creates it. Defaults to 1.
+	Replicas int
+	// Logger receives the warning that the worker cannot announce itself. Defaults to
+	// discarding.
+	Logger *slog.Logger
+}
+
+// Announcer keeps a worker's entry in BucketWorkers; Stop removes it.
+type Announcer struct {
+	js     jetstream.JetStream
+	w      *Worker
+	cfg    AnnounceConfig
+	key    string
+	a      Announcement
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu sync.Mutex
+	kv jetstream.KeyValue // nil until the bucket is found or made
+}
+
+// keyUnsafe is what a key of the bucket may not hold (NATS keys: letters, digits, - _ = /).
+var keyUnsafe = regexp.MustCompile(`[^A-Za-z0-9_=-]+`)
+
+// Announce starts announcing w in BucketWorkers: its entry is written at once, on each change
+// of its state (looked at every second, or every half Interval when shorter) and every
+// Interval, until Stop, which removes it. It never fails the worker: a bucket that cannot be
+// made or written (an account that may not create streams or write to it, a server without
+// JetStream storage left) is warned about once, and tried again every Interval; a bucket
+// deleted meanwhile (a NATS server that lost its store) is made again. Announce's context is
+// its own: the entry outlives the Run's context while the worker drains, so the caller stops
+// it once Run has returned.
+func Announce(js jetstream.JetStream, w *Worker, cfg AnnounceConfig) *Announcer {
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultAnnounceInterval
+	}
+	if cfg.Host == "" {
+		cfg.Host, _ = os.Hostname()
+	}
+	if cfg.PID == 0 {
+		cfg.PID = os.Getpid()
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = w.log
+	}
+	started := time.Now().UTC()
+	an := &Announcer{js: js, w: w, cfg: cfg, done: make(chan struct{}),
+		// Unique per run: a process restarted with the same pid (a container) is a new entry.
+		key: fmt.Sprintf("%s.%s.%d.%d", keyPart(w.cfg.Consumer), keyPart(cfg.Host), cfg.PID, started.UnixNano()),
+		a: Announcement{Host: cfg.Host, PID: cfg.PID, Started: started, Consumer: w.cfg.Consumer, Target: cfg.Target,
+			Concurrency: w.cfg.Concurrency, Version: cfg.Version, Refresh: cfg.Interval.Seconds()}}
+	ctx, cancel := context.WithCancel(context.Background())
+	an.cancel = cancel
+	go an.run(ctx)
+	return an
+}
+
+func keyPart(s string) string {
+	s = strings.Trim(keyUnsafe.ReplaceAllString(s, "_"), "_")
+	if s == "" {
+		return "_"
+	}
+	return s
+}
+
+// Key is the worker's key in BucketWorkers.
+func (an *Announcer) Key() string { return an.key }
+
+// Stop stops announcing and removes the entry (within a few seconds: a NATS that does not
+// answer leaves it to its TTL).
+func (an *Announcer) Stop() {
+	an.cancel()
+	<-an.done
+	an.mu.Lock()
+	kv := an.kv
+	an.mu.Unlock()
+	if kv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	// Purge, not Delete: no marker per stopped worker is left to accumulate in the bucket.
+	if err := kv.Purge(ctx, an.key); err != nil {
+		an.cfg.Logger.Debug("could not remove the worker's announcement; it expires by itself", "key", an.key, "err", err)
+	}
+}
+
+func (an *Announcer) run(ctx context.Context) {
+	defer close(an.done)
+	look := min(time.Second, an.cfg.Interval/2)
+	t := time.NewTicker(look)
+	defer t.Stop()
+	var last WorkerState
+	var written time.Time
+	warned := false
+	for {
+		s := an.w.State()
+		if written.IsZero() || time.Since(written) >= an.cfg.Interval || changed(last, s) {
+			if err := an.write(ctx, s); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				if !warned {
+					an.cfg.Logger.Warn("this worker cannot announce itself in the NATS key-value bucket "+BucketWorkers+
+						" (status and the status page will not list it; the worker goes on): "+explainAnnounce(err), "err", err)
+					warned = true
+				} else {
+					an.cfg.Logger.Debug("announcing the worker failed", "err", err)
+				}
+				// Tried again at the next Interval, not at each look.
+				written = time.Now()
+			} else {
+				if warned {
+					an.cfg.Logger.Info("this worker announces itself in the NATS key-value bucket " + BucketWorkers + " again")
+					warned = false
+				}
+				written, last = time.Now(), s
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// changed reports whether the state worth writing at once changed: the state, the pause's
+// reason or its end.
+func changed(a, b WorkerState) bool {
+	if a.State != b.State || (a.Pause == nil) != (b.Pause == nil) {
+		return true
+	}
+	if a.Pause == nil {
+		return false
+	}
+	return a.Pause.Reason != b.Pause.Reason || a.Pause.Until.Sub(b.Pause.Until).Abs() >= time.Second
+}
+
+func (an *Announcer) write(ctx context.Context, s WorkerState) error {
+	ctx, cancel := context.WithTimeout(ctx, max(an.cfg.Interval, 5*time.Second))
+	defer cancel()
+	an.mu.Lock()
+	kv := an.kv
+	an.mu.Unlock()
+	if kv == nil {
+		var err error
+		if kv, err = ensureWorkersBucket(ctx, an.js, an.cfg.Interval, an.cfg.Replicas); err != nil {
+			return err
+		}
+		an.mu.Lock()
+		an.kv = kv
+		an.mu.Unlock()
+	}
+	a := an.a
+	a.State, a.Pause, a.Held, a.Processed = s.State, s.Pause, s.Held, an.w.stats.acked.Load()
+	raw, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Put(ctx, an.key, raw); err != nil {
+		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			// The bucket is gone (deleted, or a server that lost its store): made again next time.
+			an.mu.Lock()
+			an.kv = nil
+			an.mu.Unlock()
+		}
+		return fmt.Errorf("write %s: %w", an.key, err)
+	}
+	return nil
+}
+
+// ensureWorkersBucket returns BucketWorkers, creating it when missing: history 1, a TTL of 3×
+// interval, a byte limit (accounts may require one), file storage as the queue's.
+func ensureWorkersBucket(ctx context.Context, js jetstream.JetStream, interval time.Duration, replicas int) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, BucketWorkers)
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return kv, err
+	}
+	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      BucketWorkers,
+		Description: "paperpipe workers announcing themselves (paperpipe status)",
+		History:     1,
+		TTL:         3 * interval,
+		MaxBytes:    workersBucketMaxBytes,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	})
+	if errors.Is(err, jetstream.ErrBucketExists) { // another process made it meanwhile, or with other limits
+		return js.KeyValue(ctx, BucketWorkers)
+	}
+	return kv, err
+}
+
+// explainAnnounce says what an operator can do about err, a failure to make or write the bucket.
+func explainAnnounce(err error) string {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) || errors.Is(err, nats.ErrPermissionViolation) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+		return fmt.Sprintf("if the NATS account may not create streams, create the bucket once with "+
+			"`nats kv add %s --history 1 --ttl 30s --max-bytes 8MiB` and allow the workers to publish to $KV.%s.> and $JS.API.STREAM.INFO.KV_%s", BucketWorkers, BucketWorkers, BucketWorkers)
+	}
+	return "tried again every refresh"
+}
+
+// AnnouncedWorker is an entry of BucketWorkers as read back.
+type AnnouncedWorker struct {
+	Announcement
+	// LastSeen is when the entry was last written, by the NATS server's clock.
+	LastSeen time.Time `json:"last_seen"`
+}
+
+// Overdue reports whether the entry is older, at now, than twice its worker's refresh: the
+// worker stopped without a word (killed) or lost NATS, and its entry expires soon.
+func (a AnnouncedWorker) Overdue(now time.Time) bool {
+	return a.Refresh > 0 && now.Sub(a.LastSeen).Seconds() > 2*a.Refresh
+}
+
+// AnnouncedWorkers returns the workers announced in BucketWorkers, by consumer, host and
+// start; none when the bucket does not exist (no worker of this version has run, or none could
+// make it). An entry that does not decode is left out.
+func AnnouncedWorkers(ctx context.Context, js jetstream.JetStream) ([]AnnouncedWorker, error) {
+	kv, err := js.KeyValue(ctx, BucketWorkers)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", BucketWorkers, err)
+	}
+	watch, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("read bucket %s: %w", BucketWorkers, err)
+	}
+	defer func() { _ = watch.Stop() }()
+	var out []AnnouncedWorker
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("read bucket %s: %w", BucketWorkers, ctx.Err())
+		case e, ok := <-watch.Updates():
+			if !ok {
+				return nil, fmt.Errorf("read bucket %s: the watch ended", BucketWorkers)
+			}
+			if e == nil { // the entries there were are all read
+				sort.Slice(out, func(i, j int) bool {
+					a, b := out[i], out[j]
+					if a.Consumer != b.Consumer {
+						return a.Consumer > b.Consumer // as Backlogs: new before reprocess-…
+					}
+					if a.Host != b.Host {
+						return a.Host < b.Host
+					}
+					return a.Started.Before(b.Started)
+				})
+				return out, nil
+			}
+			var a AnnouncedWorker
+			if json.Unmarshal(e.Value(), &a.Announcement) != nil {
+				continue
+			}
+			a.LastSeen = e.Created()
+			out = append(out, a)
+		}
+	}
+}

@@ -1,0 +1,234 @@
+package pipeline_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/internal/llm"
+	"github.com/paperpipe/paperpipe/internal/natstest"
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/internal/sampledata"
+	"github.com/paperpipe/paperpipe/pipeline"
+	"github.com/paperpipe/paperpipe/summarize"
+)
+
+// announceEvery is the tests' refresh: the bucket's TTL is three of it.
+const announceEvery = 200 * time.Millisecond
+
+// announce announces w on js until the test ends (Stop, unless the test stopped it).
+func announce(t *testing.T, js jetstream.JetStream, w *pipeline.Worker, cfg pipeline.AnnounceConfig) *pipeline.Announcer {
+	t.Helper()
+	if cfg.Interval == 0 {
+		cfg.Interval = announceEvery
+	}
+	an := pipeline.Announce(js, w, cfg)
+	t.Cleanup(an.Stop) // a second Stop only tries the removal again
+	return an
+}
+
+// announced reads the bucket's workers.
+func announced(t *testing.T, js jetstream.JetStream) []pipeline.AnnouncedWorker {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, err := pipeline.AnnouncedWorkers(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ws
+}
+
+func describe(ws []pipeline.AnnouncedWorker) string {
+	var b strings.Builder
+	for _, w := range ws {
+		fmt.Fprintf(&b, "[%s %s pid %d %s pause %+v held %d processed %d] ", w.Consumer, w.Host, w.PID, w.State, w.Pause, w.Held, w.Processed)
+	}
+	if len(ws) == 0 {
+		return "none announced"
+	}
+	return b.String()
+}
+
+// TestAWorkerHeldByAnHourLongRateLimitAnnouncesItselfPausedUntilTheLimitLifts: a 429 with
+// Retry-After: 3600 holds every request of the process (the limiter's pause, 5 minutes at a
+// time) and the only signs were the worker's log and metrics: status showed a backlog that did
+// not move. The worker's announcement says it is paused, rate limited, until the hour the API
+// gave; and a clean stop removes it at once.
+func TestAWorkerHeldByAnHourLongRateLimitAnnouncesItselfPausedUntilTheLimitLifts(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Faults: openaitest.Faults{RateLimit: 1, RetryAfter: time.Hour}})
+	limiter := llm.NewLimiter(llm.LimiterConfig{})
+	sum, err := summarize.New(summarize.Config{BaseURL: api.URL(), APIKey: "k", Model: "m", Limiter: limiter, MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{AckWait: 4 * time.Second})
+	publish(t, b.js, sampledata.Papers(t)[:3])
+	start := time.Now()
+	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{MsgTimeout: time.Second, RateLimitedUntil: limiter.LimitedUntil})
+	an := announce(t, b.js, w, pipeline.AnnounceConfig{Target: "m", Version: "test", Host: "host-a", PID: 42})
+
+	var got pipeline.AnnouncedWorker
+	waitFor(t, "the worker announced paused by the rate limit", func() (bool, string) {
+		ws := announced(t, b.js)
+		if len(ws) == 1 && ws[0].State == pipeline.StatePaused && ws[0].Pause.Reason == pipeline.PauseRateLimited {
+			got = ws[0]
+			return true, ""
+		}
+		return false, describe(ws)
+	})
+	if end := got.Pause.Until; end.Before(start.Add(59*time.Minute)) || end.After(time.Now().Add(time.Hour)) {
+		t.Errorf("announced paused until %s, want the hour the API gave (from %s)", end, start)
+	}
+	if got.Host != "host-a" || got.PID != 42 || got.Consumer != pipeline.ConsumerNew || got.Target != "m" || got.Version != "test" || got.Concurrency != 16 {
+		t.Errorf("announcement %+v", got.Announcement)
+	}
+	an.Stop()
+	if ws := announced(t, b.js); len(ws) != 0 {
+		t.Errorf("after a clean stop: %s, want none", describe(ws))
+	}
+}
+
+// TestAWorkerRefusedByTheAPIAnnouncesThePauseWithTheAPIsAnswer: a revoked key pauses the
+// worker (see TestAccountRefusalPausesTheWorkerUntilTheAPIAcceptsIt); the announcement says
+// so, with the API's answer.
+func TestAWorkerRefusedByTheAPIAnnouncesThePauseWithTheAPIsAnswer(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{APIKey: "sk-other"})
+	sum, err := summarize.New(summarize.Config{BaseURL: api.URL(), APIKey: "sk-revoked-0123456789", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	publish(t, b.js, sampledata.Papers(t)[:2])
+	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{Backoff: func(int) time.Duration { return time.Hour }})
+	announce(t, b.js, w, pipeline.AnnounceConfig{})
+	waitFor(t, "the worker announced paused by the API's refusal", func() (bool, string) {
+		ws := announced(t, b.js)
+		ok := len(ws) == 1 && ws[0].Pause != nil && ws[0].Pause.Reason == pipeline.PauseAPIRefused &&
+			strings.Contains(ws[0].Pause.Detail, "401") && ws[0].Pause.Until.After(time.Now().Add(50*time.Minute))
+		return ok, describe(ws)
+	})
+}
+
+// TestAKilledWorkersAnnouncementDisappearsAfterItsTTL: a worker killed without a word (its
+// connection closed, nothing removed) is not listed for ever: its entry expires three
+// refreshes after its last write.
+func TestAKilledWorkersAnnouncementDisappearsAfterItsTTL(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	admin := srv.Connect(t)
+	if err := pipeline.Setup(context.Background(), admin, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	own := srv.Connect(t)
+	w, err := pipeline.NewWorker(own, nil, summarize.NewOffline(30), nil, pipeline.WorkerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	announce(t, own, w, pipeline.AnnounceConfig{})
+	waitFor(t, "the worker announced", func() (bool, string) {
+		ws := announced(t, admin)
+		return len(ws) == 1 && ws[0].State == pipeline.StateIdle, describe(ws)
+	})
+	own.Conn().Close() // killed: no removal, no refresh
+	waitFor(t, "the killed worker's entry to expire", func() (bool, string) {
+		ws := announced(t, admin)
+		return len(ws) == 0, describe(ws)
+	})
+}
+
+// TestAWorkerAnnouncesItselfAgainWhenTheBucketIsLost: a NATS server that lost its store (or an
+// operator's `nats kv rm`) takes the bucket; the workers make it again at their next refresh.
+func TestAWorkerAnnouncesItselfAgainWhenTheBucketIsLost(t *testing.T) {
+	t.Parallel()
+	js := natstest.Start(t).Connect(t)
+	if err := pipeline.Setup(context.Background(), js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := pipeline.NewWorker(js, nil, summarize.NewOffline(30), nil, pipeline.WorkerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	announce(t, js, w, pipeline.AnnounceConfig{})
+	waitFor(t, "the worker announced", func() (bool, string) {
+		ws := announced(t, js)
+		return len(ws) == 1, describe(ws)
+	})
+	if err := js.DeleteKeyValue(context.Background(), pipeline.BucketWorkers); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the worker announced again", func() (bool, string) {
+		ws := announced(t, js)
+		return len(ws) == 1, describe(ws)
+	})
+}
+
+// TestAWorkerOnAnAccountThatMayNotCreateTheBucketWorksAndWarnsOnce: on a NATS account that may
+// not create streams the worker cannot announce itself; it says so once, and works.
+func TestAWorkerOnAnAccountThatMayNotCreateTheBucketWorksAndWarnsOnce(t *testing.T) {
+	t.Parallel()
+	srv := natstest.StartWith(t, func(o *server.Options) {
+		o.Users = []*server.User{
+			{Username: "admin", Password: "admin"},
+			{Username: "worker", Password: "worker", Permissions: &server.Permissions{
+				Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"$JS.API.STREAM.CREATE.>"}}}},
+		}
+	})
+	connect := func(user string) jetstream.JetStream {
+		nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(user, user),
+			nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})) // the denied creation, expected
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return js
+	}
+	admin, restricted := connect("admin"), connect("worker")
+	if err := pipeline.Setup(context.Background(), admin, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	sum, emb := summarize.NewOffline(30), embed.NewOffline()
+	b := setupOn(t, admin, emb)
+	papers := sampledata.Papers(t)[:5]
+	publish(t, admin, papers)
+	var logs logBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	rb := *b
+	rb.js = restricted
+	w, err := pipeline.NewWorker(restricted, b.store, sum, emb, pipeline.WorkerConfig{SpaceID: b.space.ID, ExitWhenIdle: true,
+		FetchWait: 200 * time.Millisecond, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	announce(t, restricted, w, pipeline.AnnounceConfig{Logger: log})
+	waitFor(t, "two tries after the first", func() (bool, string) {
+		return strings.Count(logs.String(), "announcing the worker failed") >= 2, logs.String()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := w.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := counts(t, &rb, sum); c.WithTLDR != int64(len(papers)) {
+		t.Errorf("%d of %d papers have a TL;DR", c.WithTLDR, len(papers))
+	}
+	if n := strings.Count(logs.String(), "cannot announce itself"); n != 1 {
+		t.Errorf("%d warnings that the worker cannot announce itself, want 1:\n%s", n, logs.String())
+	}
+}
