@@ -78,7 +78,11 @@ func (p Pause) Text(now time.Time) string {
 	if p.Until.IsZero() {
 		return what + "; trying one message at a time"
 	}
-	return fmt.Sprintf("%s until %s (in %s)", what, p.Until.UTC().Format("2006-01-02 15:04:05 UTC"), max(p.Until.Sub(now), 0).Round(time.Second))
+	until := p.Until.UTC().Format("2006-01-02 15:04:05 UTC")
+	if !p.Until.After(now) { // an entry not refreshed since (see AnnouncedWorker.Overdue)
+		return what + " until " + until
+	}
+	return fmt.Sprintf("%s until %s (in %s)", what, until, p.Until.Sub(now).Round(time.Second))
 }
 
 // WorkerState is what a worker is doing at a moment.
@@ -94,9 +98,7 @@ type WorkerState struct {
 // working or idle.
 func (w *Worker) State() WorkerState {
 	var s WorkerState
-	if sl := w.slots.Load(); sl != nil {
-		s.Held = len(*sl)
-	}
+	s.Held = int(w.held.Load())
 	now := time.Now()
 	if p := &w.pause; p.active.Load() {
 		p.mu.Lock()
@@ -156,7 +158,8 @@ func pauseDetail(cause error) string {
 	if cause == nil {
 		return ""
 	}
-	d := cause.Error()
+	// One line: the status command prints it as one.
+	d := strings.Join(strings.Fields(cause.Error()), " ")
 	if len(d) > maxPauseDetail {
 		d = strings.ToValidUTF8(d[:maxPauseDetail], "") + "…"
 	}

@@ -292,9 +292,8 @@ type Worker struct {
 	embedBills atomic.Bool   // the embedder has billed a request: embedding batches wait EmbedLinger
 	noSpace    atomic.Bool   // the worker's embedding space was dropped, and it said so
 	pause      pauses
-	// slots is Run's channel of in-flight slots (nil before Run): its length is the messages
-	// held, which State reports.
-	slots atomic.Pointer[chan struct{}]
+	// held is the messages fetched and not yet settled, which State reports.
+	held atomic.Int64
 	// removals is the archive's latest removal as last read (see removedSince).
 	removals struct {
 		mu     sync.Mutex
@@ -431,18 +430,24 @@ func (w *Worker) Run(ctx context.Context) error {
 	saveB := newBatcher(workCtx, batcherConfig{Max: w.cfg.BatchSize, Serial: true}, w.flushSummaries)
 
 	slots := make(chan struct{}, w.cfg.MaxInFlight)
-	w.slots.Store(&slots)
 	var inflight sync.WaitGroup
 	release := func(n int) {
 		for range n {
 			<-slots
 		}
 	}
+	// held counts the messages in hand (State): the slots also count those taken for a pull
+	// request and, after a pause, all of them while the worker waits for what it holds to settle.
+	settled := func(n int) {
+		w.held.Add(-int64(n))
+		release(n)
+	}
 	dispatch := func(msgs []jetstream.Msg) {
+		w.held.Add(int64(len(msgs)))
 		inflight.Add(1)
 		go func() {
 			defer inflight.Done()
-			w.handleBatch(workCtx, msgs, embedB, saveB, release)
+			w.handleBatch(workCtx, msgs, embedB, saveB, settled)
 		}()
 	}
 

@@ -988,6 +988,9 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		fmt.Fprintf(w, "backlog %s\t%d\t(%d delivered and not yet acknowledged: in a worker, or handed back to come again; %d redelivered)\n", bl.Consumer, bl.Pending, bl.AckPending, bl.Redelivered)
 		for _, wk := range bl.Workers {
 			fmt.Fprintf(w, "  worker %s pid %d\t%s\t(%s)\n", wk.Host, wk.PID, workerStateText(wk), workerDetailsText(wk))
+			if wk.Pause != nil && wk.Pause.Detail != "" {
+				fmt.Fprintf(w, "    why: %s\n", wk.Pause.Detail)
+			}
 		}
 	}
 	fmt.Fprintf(w, "dead letters\t%d\n", dead)
