@@ -412,13 +412,18 @@ func (a AnnouncedWorker) Overdue(now time.Time) bool {
 	return a.Refresh > 0 && now.Sub(a.LastSeen).Seconds() > 2*a.Refresh
 }
 
+// ErrNoWorkersBucket is AnnouncedWorkers' error when BucketWorkers does not exist: no worker
+// of this version has run on the server, or none could make the bucket (an account that may
+// not create streams), and so workers may run unannounced.
+var ErrNoWorkersBucket = errors.New("no worker has made the bucket " + BucketWorkers)
+
 // AnnouncedWorkers returns the workers announced in BucketWorkers, by consumer, host and
-// start; none when the bucket does not exist (no worker of this version has run, or none could
-// make it). An entry that does not decode is left out.
+// start; ErrNoWorkersBucket when the bucket does not exist. An entry that does not decode is
+// left out.
 func AnnouncedWorkers(ctx context.Context, js jetstream.JetStream) ([]AnnouncedWorker, error) {
 	kv, err := js.KeyValue(ctx, BucketWorkers)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, nil
+		return nil, ErrNoWorkersBucket
 	}
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", BucketWorkers, err)

@@ -1054,6 +1054,9 @@ type statusBacklog struct {
 	Workers []statusWorker `json:"workers"`
 	// NoWorker: messages wait and no worker of the consumer is announced.
 	NoWorker bool `json:"no_worker_running,omitempty"`
+	// noBucket: no worker has made the bucket the workers announce themselves in, which
+	// workers on a NATS account that may not create streams cannot make.
+	noBucket bool
 }
 
 // statusWorker is a worker as status shows it: its announcement and how long ago it was
@@ -1077,7 +1080,8 @@ func addWorkers(ctx context.Context, js jetstream.JetStream, backlogs []statusBa
 	ctx, cancel := context.WithTimeout(ctx, workersReadTimeout)
 	defer cancel()
 	ws, err := pipeline.AnnouncedWorkers(ctx, js)
-	if err != nil {
+	noBucket := errors.Is(err, pipeline.ErrNoWorkersBucket)
+	if err != nil && !noBucket {
 		return err
 	}
 	for i := range backlogs {
@@ -1089,6 +1093,7 @@ func addWorkers(ctx context.Context, js jetstream.JetStream, backlogs []statusBa
 			}
 		}
 		bl.NoWorker = len(bl.Workers) == 0 && bl.Pending+uint64(bl.AckPending) > 0 && bl.DroppedSpace == ""
+		bl.noBucket = noBucket
 	}
 	return nil
 }
@@ -1120,8 +1125,14 @@ func noWorkerNote(bl statusBacklog) string {
 	} else if bl.Consumer != pipeline.ConsumerNew {
 		run = fmt.Sprintf("start `paperpipe worker --consumer %s`", bl.Consumer)
 	}
-	return fmt.Sprintf("no worker is running for backlog %s (none is announced in NATS): its %d messages wait; %s",
-		bl.Consumer, bl.Pending+uint64(bl.AckPending), run)
+	why := "none is announced in NATS"
+	if bl.noBucket {
+		// The workers of a NATS account that may not create streams run unannounced.
+		why = "none has announced itself: the NATS bucket " + pipeline.BucketWorkers + " does not exist; " +
+			"workers on a NATS account that may not create it run unannounced, each one's log saying so"
+	}
+	return fmt.Sprintf("no worker is running for backlog %s (%s): its %d messages wait; %s",
+		bl.Consumer, why, bl.Pending+uint64(bl.AckPending), run)
 }
 
 // statusBacklogs is pipeline.Backlogs with the reprocess consumers of dropped spaces marked.

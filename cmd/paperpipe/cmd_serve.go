@@ -582,6 +582,9 @@ func (s *webStatus) queue(ctx context.Context, out *web.Status) error {
 		return err
 	}
 	workers, werr := pipeline.AnnouncedWorkers(ctx, s.js)
+	if errors.Is(werr, pipeline.ErrNoWorkersBucket) {
+		werr = nil // none announced
+	}
 	if werr != nil {
 		out.WorkersError = werr.Error()
 	}
