@@ -313,13 +313,16 @@ func TestRSSDatesInEveryRFC822Form(t *testing.T) {
 		"Mon, 04 Mar 2024 20:00:00 MDT":   at(5, 2, 0),
 		"2024-03-04T09:30:00Z":            at(4, 9, 30),
 		" Mon, 04 Mar 2024 09:30:00 GMT ": at(4, 9, 30),
+		// Two digits: 00–49 are 2000–2049, 50–99 1950–1999 (RFC 2822).
+		"Thu, 04 Mar 49 09:30:00 GMT": time.Date(2049, 3, 4, 9, 30, 0, 0, time.UTC),
+		"Sat, 04 Mar 50 09:30:00 GMT": time.Date(1950, 3, 4, 9, 30, 0, 0, time.UTC),
 	} {
 		got, err := parseRSSDate(in)
 		if err != nil || !got.Equal(want) {
 			t.Errorf("%q: %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"yesterday", "Mon, 04 Foo 2024 09:30:00 GMT", "Mon, 04 Mar 2024 25:30:00 GMT", "Mon, 04 Mar 2024 09:30:00 +25"} {
+	for _, in := range []string{"yesterday", "Mon, 04 Foo 2024 09:30:00 GMT", "Mon, 04 Mar 2024 25:30:00 GMT", "Mon, 04 Mar 2024 09:30:00 +25", ", 04 Mar 2024 09:30:00 GMT"} {
 		if got, err := parseRSSDate(in); err == nil {
 			t.Errorf("%q: %v, want an error", in, got)
 		}

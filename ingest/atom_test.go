@@ -6,7 +6,10 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
+
+	"golang.org/x/text/encoding/charmap"
 
 	"github.com/paperpipe/paperpipe/paper"
 )
@@ -253,6 +256,9 @@ func TestXMLFeedInTheSingleByteEncodingItDeclares(t *testing.T) {
 		{"ISO-8859-1", "Caf\xe9 bridges", words(25), "Café bridges", words(25)},
 		{"windows-1252", "\x93Quoted\x94 na\xefve Schr\xf6dinger", words(20) + " r\xe9sum\xe9 \xe0 la", "“Quoted” naïve Schrödinger", words(20) + " résumé à la"},
 		{"iso-8859-1", "Schrödinger bridges", words(25), "Schrödinger bridges", words(25)}, // UTF-8 already
+		// ISO-8859-15 is not Windows-1252: its 0xA4 is the euro sign, Windows-1252's the currency sign.
+		{"ISO-8859-15", "Prix \xa4 na\xefve", words(25), "Prix € naïve", words(25)},
+		{"windows-1252", "Prix \xa4 \x80", words(25), "Prix ¤ €", words(25)},
 	} {
 		in := `<?xml version="1.0" encoding="` + tc.enc + `"?>` + "\n" + `<rss version="2.0"><channel><item><title>` + tc.title + `</title>` +
 			`<guid>https://example.org/p/1</guid><description>` + tc.abstract + `</description></item></channel></rss>`
@@ -264,6 +270,25 @@ func TestXMLFeedInTheSingleByteEncodingItDeclares(t *testing.T) {
 		a, err := r.Next()
 		if err != nil || a.Title != tc.wantTitle || a.Abstract != tc.wantAbstract {
 			t.Errorf("%s %q: %q, %q, %v; want %q, %q", tc.enc, tc.title, a.Title, a.Abstract, err, tc.wantTitle, tc.wantAbstract)
+		}
+	}
+}
+
+// singleByteText converts the input whatever its reads cut: a UTF-8 character split between two
+// reads stays that character (not two Windows-1252 ones, "Ã©" for "é"), a U+FFFD the feed
+// holds stays U+FFFD, and a byte that is not UTF-8 is its character in the declared encoding,
+// also as the input's last.
+func TestSingleByteTextAcrossReads(t *testing.T) {
+	t.Parallel()
+	const in, want = "Caf\xe9 r\xc3\xa9sum\xc3\xa9 \xef\xbf\xbd \x93q\x94 \xe2\x80\x9cq\xe2\x80\x9d na\xef", "Café résumé \uFFFD “q” “q” naï"
+	for name, r := range map[string]func() io.Reader{
+		"whole":       func() io.Reader { return strings.NewReader(in) },
+		"byte a read": func() io.Reader { return iotest.OneByteReader(strings.NewReader(in)) },
+		"half a read": func() io.Reader { return iotest.HalfReader(strings.NewReader(in)) },
+	} {
+		got, err := io.ReadAll(&singleByteText{in: r(), cm: charmap.Windows1252})
+		if err != nil || string(got) != want {
+			t.Errorf("%s: %q, %v; want %q", name, got, err, want)
 		}
 	}
 }

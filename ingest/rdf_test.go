@@ -120,6 +120,7 @@ func TestSurnamesFirst(t *testing.T) {
 		"Li, J., Wu, X. Y.":       {"J. Li", "X. Y. Wu"},
 		"Kukla, D., Crampton, AI": {"Kukla", "D.", "Crampton", "AI"},
 		"D., Kukla":               {"D.", "Kukla"},
+		"A. B., C. D.":            {"A. B.", "C. D."}, // initials alone, no surname to pair them with
 	} {
 		if got := splitCreators([]string{in}); !reflect.DeepEqual(got, want) {
 			t.Errorf("splitCreators(%q) = %q, want %q", in, got, want)
@@ -254,5 +255,44 @@ func TestRSS2ItemWithADOIIsThatDOIUnlessItsGuidIsAStableID(t *testing.T) {
 		if p.ID != want[i] {
 			t.Errorf("%s: id %q, want %q", p.Title, p.ID, want[i])
 		}
+	}
+}
+
+func TestRSS1ItemsOwnElementsComeFirst(t *testing.T) {
+	t.Parallel()
+	const head = `<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://purl.org/rss/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/" ` +
+		`xmlns:prism="http://prismstandard.org/namespaces/basic/2.0/" xmlns:content="http://purl.org/rss/1.0/modules/content/">`
+	in := head + `
+<item rdf:about="https://example.org/a"><title>Both</title><link>https://example.org/a</link><description>Own words.</description>` +
+		`<content:encoded>&lt;p&gt;Other words.&lt;/p&gt;</content:encoded><pubDate>Mon, 04 Mar 2024 09:30:00 GMT</pubDate><dc:date>2020-01-01</dc:date></item>
+<item rdf:about="item-2"><title>Token</title><link>https://example.org/b</link><description>Fine.</description><prism:doi>unknown</prism:doi></item>
+</rdf:RDF>`
+	papers, errs, _ := readString(t, in, "f", Options{})
+	if len(papers) != 2 || len(errs) != 0 {
+		t.Fatalf("%d papers, errors %v", len(papers), errs)
+	}
+	if p := papers[0]; p.Abstract != "Own words." || !p.Published.Equal(time.Date(2024, 3, 4, 9, 30, 0, 0, time.UTC)) {
+		t.Errorf("first: abstract %q, date %s; want its <description> and its <pubDate>", p.Abstract, p.Published)
+	}
+	if id := papers[1].ID; id != "id:https://example.org/b" {
+		t.Errorf("second: id %q, want its link's", id)
+	}
+}
+
+func TestRSSItemTextsOfOtherVocabulariesStandIn(t *testing.T) {
+	t.Parallel()
+	in := `<rss version="2.0" xmlns:dcterms="http://purl.org/dc/terms/" xmlns:media="http://search.yahoo.com/mrss/"><channel>
+<item><title></title><dcterms:title>Terms Title</dcterms:title><link>https://example.org/a</link><description>Fine.</description></item>
+<item><media:title>Media Title</media:title><media:category>q-bio.BM</media:category><link>https://example.org/b</link><description>Fine.</description></item>
+</channel></rss>`
+	papers, errs, _ := readString(t, in, "f", Options{})
+	if len(papers) != 2 || len(errs) != 0 {
+		t.Fatalf("%d papers, errors %v", len(papers), errs)
+	}
+	if got := papers[0].Title; got != "Terms Title" {
+		t.Errorf("first: title %q, want <dcterms:title>'s", got)
+	}
+	if p := papers[1]; p.Title != "Media Title" || !reflect.DeepEqual(p.Categories, []string{"q-bio.BM"}) {
+		t.Errorf("second: title %q, categories %q; want <media:title>'s and <media:category>'s", p.Title, p.Categories)
 	}
 }
