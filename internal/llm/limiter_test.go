@@ -575,3 +575,40 @@ func TestLimitedUntilIsTheEndTheAPIGaveUntilARequestGoesThrough(t *testing.T) {
 		t.Errorf("after a request went through: limited until %s, want no limit", got)
 	}
 }
+
+func TestEveryLongPauseTheAPIAsksForIsWarnedOf(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		status int
+		header http.Header
+		body   string
+		warned bool
+	}{
+		{"a 429 of a minute", http.StatusTooManyRequests, http.Header{"Retry-After": {"60"}}, "", true},
+		{"a 429 of 59 seconds", http.StatusTooManyRequests, http.Header{"Retry-After": {"59"}}, "", false},
+		{"a 503 of an hour", http.StatusServiceUnavailable, http.Header{"Retry-After": {"3600"}}, "", true},
+		{"requests used up for 10 minutes", http.StatusOK, http.Header{"X-Ratelimit-Remaining-Requests": {"0"}, "X-Ratelimit-Reset-Requests": {"10m0s"}}, "", true},
+		{"a 429's retryDelay of an hour", http.StatusTooManyRequests, http.Header{},
+			`{"error":{"code":429,"details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"3600s"}]}}`, true},
+	} {
+		clk := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+		var logs bytes.Buffer
+		l := NewLimiter(LimiterConfig{now: clk.now, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		tr := &Transport{Limiter: l, Base: roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			return &http.Response{StatusCode: tc.status, Header: tc.header, Body: io.NopCloser(strings.NewReader(tc.body)), Request: req}, nil
+		})}
+		req, err := http.NewRequest(http.MethodPost, "http://api.invalid/v1/embeddings", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		resp.Body.Close()
+		if got := strings.Count(logs.String(), "level=WARN") == 1; got != tc.warned || !l.PausedUntil().After(clk.now()) {
+			t.Errorf("%s: warned %v, paused until %s; want warned %v, paused:\n%s", tc.name, got, l.PausedUntil(), tc.warned, logs.String())
+		}
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/paperpipe/paperpipe/internal/nettest"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/paperpipe/paperpipe/internal/nettest"
 
 	openai "github.com/sashabaranov/go-openai"
 
@@ -187,10 +188,11 @@ func TestRetrierSaysTheServerFailedWhenTheCallsTimeEndsBetweenAttempts(t *testin
 		name string
 		errs []error
 		want bool
+		down bool // ErrServerDown too: every attempt's answer spoke of the server
 	}{
-		{"500s", []error{&openai.APIError{HTTPStatusCode: 500}}, true},
-		{"502 then 503s", []error{&openai.APIError{HTTPStatusCode: 502}, &openai.APIError{HTTPStatusCode: 503}}, true},
-		{"a truncated body first", []error{io.ErrUnexpectedEOF, &openai.APIError{HTTPStatusCode: 500}}, false},
+		{"500s", []error{&openai.APIError{HTTPStatusCode: 500}}, true, false},
+		{"502 then 503s", []error{&openai.APIError{HTTPStatusCode: 502}, &openai.APIError{HTTPStatusCode: 503}}, true, true},
+		{"a truncated body first", []error{io.ErrUnexpectedEOF, &openai.APIError{HTTPStatusCode: 500}}, false, false},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
 		calls := 0
@@ -204,6 +206,9 @@ func TestRetrierSaysTheServerFailedWhenTheCallsTimeEndsBetweenAttempts(t *testin
 		}
 		if tc.want && (errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "status code: 50")) {
 			t.Errorf("%s: %v; want the server's answer, not the deadline, as the cause", tc.name, err)
+		}
+		if errors.Is(err, ErrServerDown) != tc.down {
+			t.Errorf("%s: %v; want ErrServerDown %v", tc.name, err, tc.down)
 		}
 	}
 	// Cancelled (a worker's shutdown) between attempts: the cancellation, as before.
@@ -226,6 +231,13 @@ func TestRetrierSaysTheServerFailedWhenTheCallsTimeEndsBetweenAttempts(t *testin
 // that got the deadline's error used a delivery of its paper as the paper's own failure.
 func TestRetrierSaysTheServerFailedWhenTheCallsTimeEndsEarlyInAnAttempt(t *testing.T) {
 	t.Parallel()
+	// A 500 may be the input's; a proxy's 502 for its server that is down is not (ErrServerDown).
+	for _, first := range []int{http.StatusInternalServerError, http.StatusBadGateway} {
+		callsTimeEndsEarlyInAnAttempt(t, first)
+	}
+}
+
+func callsTimeEndsEarlyInAnAttempt(t *testing.T, first int) {
 	var mu sync.Mutex
 	requests := 0
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -234,7 +246,7 @@ func TestRetrierSaysTheServerFailedWhenTheCallsTimeEndsEarlyInAnAttempt(t *testi
 		n := requests
 		mu.Unlock()
 		if n == 1 {
-			w.WriteHeader(http.StatusInternalServerError)
+			w.WriteHeader(first)
 			return
 		}
 		<-r.Context().Done() // the next answer takes longer than the call has left
@@ -261,8 +273,11 @@ func TestRetrierSaysTheServerFailedWhenTheCallsTimeEndsEarlyInAnAttempt(t *testi
 	if n < 2 {
 		t.Skipf("the first attempt took the call's whole time (%d requests): the machine is too slow for this test", n)
 	}
-	if !errors.Is(err, ErrServerFailing) || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "status code: 500") {
-		t.Errorf("Do = %v after %d requests; want ErrServerFailing with the first attempt's 500 as the cause", err, n)
+	if !errors.Is(err, ErrServerFailing) || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), fmt.Sprintf("status code: %d", first)) {
+		t.Errorf("Do = %v after %d requests; want ErrServerFailing with the first attempt's %d as the cause", err, n, first)
+	}
+	if errors.Is(err, ErrServerDown) != (first != http.StatusInternalServerError) {
+		t.Errorf("first answer %d: Do = %v; want ErrServerDown only after a status that speaks of the server", first, err)
 	}
 }
 
