@@ -305,6 +305,10 @@ func TestGzipFollowedByOtherBytes(t *testing.T) {
 		{"plain text after it", join(one, line("2401.00003")), 1,
 			"f.gz:2: the gzip-compressed input is followed by bytes that are not gzip-compressed (an uncompressed file joined to it?), at its byte " +
 				strconv.Itoa(len(one)+1) + ": they are not read; give each file on its own"},
+		// A second member whose header is cut short, or is no gzip header after its magic number.
+		{"a second member cut in its header", join(one, gzipped(t, line("2401.00002"))[:6]), 1, "f.gz:2: " + errGzipCut.Error()},
+		{"a second member's bad header", join(one, []byte{0x1f, 0x8b, 7, 0, 0, 0, 0, 0, 0, 3}, line("2401.00003")), 1,
+			"f.gz:2: gzip-compressed input, at its byte " + strconv.Itoa(len(one)+1) + ": gzip: invalid header"},
 	} {
 		r, err := NewReader(bytes.NewReader(c.in), "f.gz", Options{})
 		if err != nil {

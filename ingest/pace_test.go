@@ -160,14 +160,18 @@ func TestOpenURLSharesArXivPaceAcrossProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	var (
-		mu       sync.Mutex
-		clock    = time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
-		waits    []time.Duration
-		requests []time.Time
+		mu        sync.Mutex
+		clock     = time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
+		waits     []time.Duration
+		requests  []time.Time
+		onRequest func() // called (mu held) as a request is answered, when set
 	)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		mu.Lock()
 		requests = append(requests, clock)
+		if onRequest != nil {
+			onRequest()
+		}
 		mu.Unlock()
 		w.Write(feed)
 	}))
@@ -263,6 +267,51 @@ func TestOpenURLSharesArXivPaceAcrossProcesses(t *testing.T) {
 	if polls != 2*(lockPolls-1) || len(requests) != 1 || len(waits) != 0 {
 		t.Errorf("a lock never released: %d polls, %d requests, waits %v; want %d polls (before the request and after it), the request at once",
 			polls, len(requests), waits, 2*(lockPolls-1))
+	}
+
+	// A time further ahead than a request under way and a Retry-After held make it is a clock
+	// set back since it was written: the request is made at once, not a day later.
+	later()
+	stamp(clock.Add(24 * time.Hour))
+	open("start=250", dir)
+	if len(waits) != 0 || len(requests) != 1 {
+		t.Errorf("after a clock set back a day: waits %v, %d requests; want the request at once", waits, len(requests))
+	}
+
+	// Another process reserved the host while this one's request was under way (this one's
+	// reservation over: a download of minutes): this one's end does not shorten the other's turn.
+	later()
+	stamp(clock)
+	var otherTurn time.Time
+	onRequest = func() {
+		clock = clock.Add(paceUnderWay + 10*time.Second) // the answer comes after this one's reservation ended
+		otherTurn = clock.Add(paceUnderWay)              // and the other process reserved its turn
+		stamp(otherTurn)
+	}
+	open("start=260", dir)
+	onRequest = nil
+	if b, err := os.ReadFile(file); err != nil || string(b) != otherTurn.Format(time.RFC3339Nano) {
+		t.Errorf("the file holds %q (%v) after this request's end; want the other process's reservation, %s", b, err, otherTurn.Format(time.RFC3339Nano))
+	}
+
+	// A link planted at the file's name is not followed: the file it names is not written.
+	later()
+	target := filepath.Join(t.TempDir(), "target")
+	if err := os.WriteFile(target, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, file); err != nil {
+		t.Fatal(err)
+	}
+	open("start=270", dir)
+	if b, err := os.ReadFile(target); err != nil || string(b) != "keep" {
+		t.Errorf("the file a link at %s names holds %q (%v), want it untouched", file, b, err)
+	}
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
 	}
 
 	// Without a PaceDir (or with one that does not exist) the pace is the process's own.
@@ -362,7 +411,16 @@ func TestPacerReservesTheHostForRequestsMadeMeanwhile(t *testing.T) {
 // same minute) asked again 3 s after the refusal, and was refused in turn. Another process is
 // stood for by a request made during the refused one's wait with this process's own pace
 // forgotten. Not parallel: it replaces the package's hooks.
+//
+// Another request of the same process, without a shared pace, waits the Retry-After too.
 func TestOpenURLSharedPaceKeepsARetryAfter(t *testing.T) {
+	for _, shared := range []bool{true, false} {
+		paceKeepsARetryAfter(t, shared)
+	}
+}
+
+func paceKeepsARetryAfter(t *testing.T, shared bool) {
+	const retryAfter = 20 * time.Second
 	feed, err := os.ReadFile("testdata/atom.xml")
 	if err != nil {
 		t.Fatal(err)
@@ -390,16 +448,19 @@ func TestOpenURLSharedPaceKeepsARetryAfter(t *testing.T) {
 	}))
 	defer srv.Close()
 	u, _ := url.Parse(srv.URL)
-	dir := t.TempDir()
+	dir := ""
+	if shared {
+		dir = t.TempDir()
+	}
 
 	keepPaceHooks(t)
 	pacedHosts = map[string]time.Duration{u.Host: 3 * time.Second}
 	paceNow = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
-	var other []time.Time // the other process's request
+	var other []time.Time // the other process's request (or this one's other request)
 	otherRan := false
 	newWaitTimer = func(d time.Duration) *time.Timer {
 		mu.Lock()
-		run := d == 20*time.Second && !otherRan
+		run := d == retryAfter && !otherRan
 		otherRan = otherRan || run
 		mu.Unlock()
 		if run {
@@ -407,7 +468,9 @@ func TestOpenURLSharedPaceKeepsARetryAfter(t *testing.T) {
 			// knows nothing of this one's requests, the file all.
 			paceMu.Lock()
 			mine := paceNext[u.Host]
-			delete(paceNext, u.Host)
+			if shared {
+				delete(paceNext, u.Host)
+			}
 			paceMu.Unlock()
 			r, c, err := Open(srv.URL+"/api/query?start=100", Options{PaceDir: dir})
 			if err != nil {
@@ -437,8 +500,8 @@ func TestOpenURLSharedPaceKeepsARetryAfter(t *testing.T) {
 	if !otherRan || len(other) != 1 {
 		t.Fatalf("the Retry-After was not waited (the other process did not run): requests at %v", requests)
 	}
-	if got := other[0].Sub(refused); got < 20*time.Second {
-		t.Errorf("another process sharing the pace asked %s after a refusal whose Retry-After was 20s", got)
+	if got := other[0].Sub(refused); got < retryAfter {
+		t.Errorf("another request (shared pace: %v) asked %s after a refusal whose Retry-After was 20s", shared, got)
 	}
 }
 
@@ -524,6 +587,9 @@ func TestOpenURLSharedPaceWaitsForARequestUnderWay(t *testing.T) {
 			requests[len(requests)-1].Sub(start))
 	} else if overlap || len(requests) != 2 || requests[1].Sub(otherEnd) < 3*time.Second {
 		t.Errorf("requests at %v, the other's answer read at %s (overlap %v): want this one 3s after it", requests, otherEnd, overlap)
+	} else if got := requests[1].Sub(start); got > 20*time.Second+2*3*time.Second {
+		// It reads the file again every gap (3 s): the other's end is seen within one.
+		t.Errorf("this process's request came %s after the other's began, whose answer took 20s: want within 26s, not at the end of its reservation", got)
 	}
 }
 
