@@ -232,4 +232,14 @@ func TestMigrateRefusesASchemaRestoredPartWay(t *testing.T) {
 			t.Errorf("Migrate of a schema restored part way: %v\nwant it to say %q", err, want)
 		}
 	}
+	// The tables nothing else of the schema depends on are missed as well.
+	for _, table := range []string{"removed_papers", "withheld_tldrs"} {
+		s := setup(t)
+		if _, err := s.Pool().Exec(ctx, "DROP TABLE "+table+" CASCADE"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Migrate(ctx); !errors.Is(err, store.ErrIncomplete) || !strings.Contains(err.Error(), "("+table) {
+			t.Errorf("Migrate of a schema without %s = %v; want ErrIncomplete naming it", table, err)
+		}
+	}
 }
