@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/paperpipe/paperpipe/internal/pgtest"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/store"
@@ -39,7 +40,8 @@ func schemaIndexes(t *testing.T, s *store.Store, schema string) []string {
 // index named embeddings_hnsw_s1. The second one's space, loaded without its index, is told
 // apart from the first's: listed without an index, given one by BuildSpaceIndex, and its
 // reindex and drop leave the first archive's index alone — its index was looked up, and
-// dropped, by a name the search_path resolved into the other schema.
+// dropped, by a name the search_path resolved into the other schema (the first archive's
+// unfinished embeddings_hnsw_s1_new too, which the second has none of).
 func TestAnArchiveNeverTakesAnotherSchemasIndexForItsOwn(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -51,6 +53,11 @@ func TestAnArchiveNeverTakesAnotherSchemasIndexForItsOwn(t *testing.T) {
 	firstSchema := schemaOf(t, firstURL)
 	sp := paper.Space{Model: "m", Dimensions: 3, Template: "title+abstract"}
 	if _, err := first.EnsureSpace(ctx, sp); err != nil {
+		t.Fatal(err)
+	}
+
+	// The first archive's reindex was interrupted: its unfinished index is left, by name.
+	if _, err := first.Pool().Exec(ctx, "CREATE INDEX embeddings_hnsw_s1_new ON "+pgx.Identifier{firstSchema, "embeddings"}.Sanitize()+" (space_id)"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -86,8 +93,8 @@ func TestAnArchiveNeverTakesAnotherSchemasIndexForItsOwn(t *testing.T) {
 	if _, err := second.Reindex(ctx, loaded.ID, store.IndexHNSW, store.IndexSettings{}); err != nil {
 		t.Fatal(err)
 	}
-	if got := schemaIndexes(t, first, firstSchema); len(got) != 1 {
-		t.Errorf("the first archive's indexes after the second's reindex: %v; want its embeddings_hnsw_s1 kept", got)
+	if got := schemaIndexes(t, first, firstSchema); len(got) != 2 {
+		t.Errorf("the first archive's indexes after the second's reindex: %v; want its embeddings_hnsw_s1 and embeddings_hnsw_s1_new kept", got)
 	}
 	if _, err := second.EnsureSpace(ctx, paper.Space{Model: "other", Dimensions: 3, Template: "title+abstract"}); err != nil {
 		t.Fatal(err)
@@ -98,8 +105,8 @@ func TestAnArchiveNeverTakesAnotherSchemasIndexForItsOwn(t *testing.T) {
 	if err := second.DropSpace(ctx, loaded.ID, store.DropOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if got := schemaIndexes(t, first, firstSchema); len(got) != 1 {
-		t.Errorf("the first archive's indexes after the second's drop of its space 1: %v; want its embeddings_hnsw_s1 kept", got)
+	if got := schemaIndexes(t, first, firstSchema); len(got) != 2 {
+		t.Errorf("the first archive's indexes after the second's drop of its space 1: %v; want its embeddings_hnsw_s1 and embeddings_hnsw_s1_new kept", got)
 	}
 }
 
