@@ -24,7 +24,7 @@ func TestACopyNamesTheSixteenNewestMessagesOfItsChain(t *testing.T) {
 	js, next := queueOf(t, paper.Abstract{ID: "arxiv:2401.00001", Title: "T", Abstract: "A."})
 	j := next()
 	var chain []string // the dead-letter ids of the messages requeued so far, oldest first
-	const names = 16 // the messages a copy names at most
+	const names = 16   // the messages a copy names at most
 	for i := range names + 3 {
 		before := slices.Clone(j.msg.Headers().Values(HeaderRequeuedFrom))
 		from := fmt.Sprintf("%s:%d:%d", SubjectNew, i+1, i+1)
