@@ -69,6 +69,15 @@ func TestControlEndpoints(t *testing.T) {
 	if len(ds) != 1 || ds[0].Kind != openaitest.KindEmbedding || ds[0].Subject != openaitest.SubjectHash("a") || ds[0].Count != 1 {
 		t.Errorf("deliveries = %+v, want the one embedding of \"a\"", ds)
 	}
+
+	// Every server error answered with the one status asked for (a proxy's 504), not 500, 502
+	// and 503 in turn.
+	if r := post("/_faults", `{"server_error":1,"server_error_status":504}`); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("POST /_faults: %d", r.StatusCode)
+	}
+	if r := post("/v1/embeddings", `{"model":"m","input":"a"}`); r.StatusCode != http.StatusGatewayTimeout {
+		t.Errorf("after server_error_status 504: %d, want 504", r.StatusCode)
+	}
 }
 
 func TestRunRejectsUnknownVectors(t *testing.T) {
