@@ -209,20 +209,7 @@ func TestAWithdrawalWhoseClaimCannotBeRemovedLeavesNoDeadLetter(t *testing.T) {
 				Allow: []string{">"}, Deny: []string{"$JS.API.STREAM.MSG.DELETE." + pipeline.StreamDead}}}},
 		}
 	})
-	connect := func(user string) jetstream.JetStream {
-		nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(user, user),
-			nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})) // the refused removals
-
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return js
-	}
+	connect := func(user string) jetstream.JetStream { return connectAs(t, srv, user) } // errors unreported: the refused removals
 	admin := connect("admin")
 	if err := pipeline.Setup(ctx, admin, pipeline.TopologyConfig{}); err != nil {
 		t.Fatal(err)

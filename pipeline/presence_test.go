@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paperpipe/paperpipe/embed"
@@ -187,19 +186,7 @@ func TestAWorkerOnAnAccountThatMayNotCreateTheBucketWorksAndWarnsOnce(t *testing
 				Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"$JS.API.STREAM.CREATE.>"}}}},
 		}
 	})
-	connect := func(user string) jetstream.JetStream {
-		nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(user, user),
-			nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})) // the denied creation, expected
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return js
-	}
+	connect := func(user string) jetstream.JetStream { return connectAs(t, srv, user) } // errors unreported: the denied creation, expected
 	admin, restricted := connect("admin"), connect("worker")
 	if err := pipeline.Setup(context.Background(), admin, pipeline.TopologyConfig{}); err != nil {
 		t.Fatal(err)

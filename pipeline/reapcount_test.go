@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paperpipe/paperpipe/embed"
@@ -34,19 +33,7 @@ func TestReapedMessageWhoseRemovalFailedIsCountedOnce(t *testing.T) {
 				Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"$JS.API.STREAM.MSG.DELETE." + pipeline.StreamPapers}}}},
 		}
 	})
-	connect := func(user string) jetstream.JetStream {
-		nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(user, user),
-			nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})) // the denied deletes, expected
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return js
-	}
+	connect := func(user string) jetstream.JetStream { return connectAs(t, srv, user) } // errors unreported: the denied deletes, expected
 	admin := connect("admin")
 	if err := pipeline.Setup(ctx, admin, pipeline.TopologyConfig{MaxDeliver: 1, AckWait: time.Second}); err != nil {
 		t.Fatal(err)
