@@ -458,7 +458,8 @@ func waitsForALockedPaper(t *testing.T, before, after int64, title, q string) {
 		t.Fatal(err)
 	}
 	defer func() { _ = holder.Rollback(context.Background()) }()
-	if _, err := holder.Exec(ctx, "SELECT 1 FROM papers WHERE id = 'arxiv:2401.00001' FOR UPDATE"); err != nil {
+	var holderPID int32
+	if err := holder.QueryRow(ctx, "SELECT pg_backend_pid() FROM papers WHERE id = 'arxiv:2401.00001' FOR UPDATE").Scan(&holderPID); err != nil {
 		t.Fatal(err)
 	}
 	s.ddlWait = ddlWait{timeout: "50ms", tries: 2, pause: 10 * time.Millisecond}
@@ -515,7 +516,8 @@ func TestAMigrationWhoseSessionEndsSaysToStartAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = holder.Rollback(context.Background()) }()
-	if _, err := holder.Exec(ctx, "SELECT 1 FROM papers WHERE id = 'arxiv:2401.00001' FOR UPDATE"); err != nil {
+	var holderPID int32
+	if err := holder.QueryRow(ctx, "SELECT pg_backend_pid() FROM papers WHERE id = 'arxiv:2401.00001' FOR UPDATE").Scan(&holderPID); err != nil {
 		t.Fatal(err)
 	}
 	s.ddlWait = ddlWait{timeout: "50ms", tries: 2, pause: 10 * time.Millisecond}
@@ -527,8 +529,10 @@ func TestAMigrationWhoseSessionEndsSaysToStartAgain(t *testing.T) {
 			t.Fatalf("Migrate while a paper to index again is locked: %v; want it to wait for the paper", err)
 		default:
 		}
+		// Only this test's migration, waiting for this test's row: every test migrates its own
+		// schema, and another's 00017 runs the same statement meanwhile (ended, it failed).
 		if err := s.pool.QueryRow(ctx, `SELECT coalesce(bool_or(pg_terminate_backend(pid)), false) FROM pg_stat_activity
-			WHERE datname = current_database() AND query LIKE '%papers_tsv_of%' AND state = 'active' AND pid <> pg_backend_pid()`).Scan(&ended); err != nil {
+			WHERE $1 = ANY(pg_blocking_pids(pid)) AND query LIKE '%papers_tsv_of%'`, holderPID).Scan(&ended); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -76,11 +76,30 @@ func newCLI(t *testing.T, extra ...string) *cli {
 	env := []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + t.TempDir(),
-		"DATABASE_URL=" + pgtest.URL(t),
+		"DATABASE_URL=" + ownSessions(t, pgtest.URL(t)),
 		"PAPERPIPE_DATA=" + t.TempDir(),
 		"PAPERPIPE_LOG_LEVEL=warn",
 	}
 	return &cli{t: t, env: append(env, extra...)}
+}
+
+// ownSessions returns the test database URL u with the sessions it opens named after the
+// test's schema (application_name), which is what tells them apart in pg_stat_activity: the
+// tests that end a session waiting behind their lock (pg_terminate_backend) also ended other
+// tests' — a CREATE INDEX CONCURRENTLY of any schema waits for every older transaction, their
+// lock's holder's too — failing those with 57P01 (seen: two Batch API tests of this package).
+// The tests' own connections (connect) carry the same name: current_setting('application_name').
+func ownSessions(t *testing.T, u string) string {
+	t.Helper()
+	parsed, err := url.Parse(u)
+	if err != nil {
+		t.Fatalf("the test database URL does not parse: %v", err)
+	}
+	q := parsed.Query()
+	schema, _, _ := strings.Cut(q.Get("search_path"), ",")
+	q.Set("application_name", schema)
+	parsed.RawQuery = q.Encode()
+	return parsed.String()
 }
 
 type result struct {

@@ -256,7 +256,7 @@ func TestACommandWhoseDatabaseWentAwaySaysToRunItAgain(t *testing.T) {
 		ended, exited := false, false
 		for deadline := time.Now().Add(time.Minute); !ended && !exited; {
 			if err := db.QueryRow(t.Context(), `SELECT coalesce(bool_or(pg_terminate_backend(pid)), false) FROM pg_stat_activity
-				WHERE $1 = ANY(pg_blocking_pids(pid))`, holder).Scan(&ended); err != nil {
+				WHERE $1 = ANY(pg_blocking_pids(pid)) AND application_name = current_setting('application_name')`, holder).Scan(&ended); err != nil {
 				t.Fatal(err)
 			}
 			if !ended && time.Now().After(deadline) {
@@ -458,7 +458,8 @@ func killBlocked(t *testing.T, c *cli, db *pgx.Conn, holder int32, query, what s
 	var blocked int32
 	killMidRun(t, c, args, func() bool {
 		err := db.QueryRow(t.Context(), `SELECT pid FROM pg_stat_activity
-			WHERE $1 = ANY(pg_blocking_pids(pid)) AND starts_with(query, $2)`, holder, query).Scan(&blocked)
+			WHERE $1 = ANY(pg_blocking_pids(pid)) AND starts_with(query, $2)
+				AND application_name = current_setting('application_name')`, holder, query).Scan(&blocked)
 		if err != nil && err != pgx.ErrNoRows {
 			t.Fatal(err)
 		}
