@@ -88,3 +88,89 @@ func TestIndexBuildSaysWhichSessionsItWaitsFor(t *testing.T) {
 		t.Fatalf("BuildSpaceIndex once the snapshot is gone: %v", err)
 	}
 }
+
+// A concurrent build waits for the older snapshots one after another, and it named only the
+// first it waited for: that one is often a moment's (a worker's write, another test's count),
+// and the long wait after it — the pg_dump the message is for — went unsaid (seen: this file's
+// first test failing, its build having named another session first). Two older snapshots here:
+// the build names the one it waits for, that one ends, and it names the other.
+func TestIndexBuildNamesEachSessionItComesToWaitFor(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := setup(t)
+	ps := abstracts(2)
+	upsert(t, s, ps, store.Work{})
+	only, _, err := s.EnsureSpaceForLoad(ctx, paper.Space{Model: "only", Dimensions: 3, Template: "title+abstract"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LoadEmbeddings(ctx, only.ID, []paper.Embedding{embeddingOf(ps[0], 1, 0, 0), embeddingOf(ps[1], 0, 1, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	snapshots := map[int32]pgx.Tx{}
+	for range 2 {
+		conn, err := pgx.Connect(ctx, s.Pool().Config().ConnString())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = tx.Rollback(context.Background()) }()
+		var pid int32
+		if err := tx.QueryRow(ctx, "SELECT pg_backend_pid() FROM (SELECT count(*) FROM papers) n").Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		snapshots[pid] = tx
+	}
+
+	var logs syncLog
+	builder, err := store.Open(ctx, store.Config{URL: s.Pool().Config().ConnString(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer builder.Close()
+	for _, tx := range snapshots { // before the builder's Close, which waits for the build
+		defer func() { _ = tx.Rollback(context.Background()) }()
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := builder.BuildSpaceIndex(ctx, only.ID, store.IndexSettings{})
+		done <- err
+	}()
+	for len(snapshots) > 0 {
+		var named int32
+		for deadline := time.Now().Add(time.Minute); named == 0; time.Sleep(20 * time.Millisecond) {
+			for pid := range snapshots {
+				if strings.Contains(logs.String(), "pid "+itoa(int64(pid))+" ") {
+					named = pid
+				}
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("BuildSpaceIndex returned (%v) while %d older snapshots were open; want it to wait for them\n%s", err, len(snapshots), logs.String())
+			default:
+			}
+			if named == 0 && time.Now().After(deadline) { // a bound, not a measure: it says so within seconds
+				t.Fatalf("the build waits for one of pids %v and names none of them in a minute:\n%s", keys(snapshots), logs.String())
+			}
+		}
+		if err := snapshots[named].Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		delete(snapshots, named)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("BuildSpaceIndex once the snapshots are gone: %v", err)
+	}
+}
+
+func keys[K comparable, V any](m map[K]V) []K {
+	var ks []K
+	for k := range m {
+		ks = append(ks, k)
+	}
+	return ks
+}

@@ -509,48 +509,56 @@ func buildIndex(ctx context.Context, conn *pgxpool.Conn, cfg IndexSettings, ddl 
 // buildWaitPoll is how often watchBuild looks at what a concurrent build waits for.
 const buildWaitPoll = time.Second
 
-// watchBuild says, once, which sessions the CREATE INDEX CONCURRENTLY about to run on conn
-// waits for, when it waits for any: such a build waits for every transaction of the database
-// that writes the table, and then for every one holding a snapshot older than its own, of any
-// schema — a pg_dump, another archive's export or count, a session left idle in a REPEATABLE
-// READ transaction —, for as long as they last, and it said nothing meanwhile (a fill, an
-// import or an activate that hung after its last vector). stop ends the watch.
+// watchBuild says which sessions the CREATE INDEX CONCURRENTLY about to run on conn waits for,
+// when it waits for any: such a build waits for every transaction of the database that writes
+// the table, and then, one after another, for every one holding a snapshot older than its own,
+// of any schema — a pg_dump, another archive's export or count, a session left idle in a
+// REPEATABLE READ transaction —, for as long as they last, and it said nothing meanwhile (a
+// fill, an import or an activate that hung after its last vector). Each session is named once,
+// when the build first waits for it: the first wait is often a moment's (a worker's write), and
+// saying only that one left the long wait after it (the pg_dump) unsaid. stop ends the watch.
 func (s *Store) watchBuild(ctx context.Context, conn *pgxpool.Conn, index string) (stop func()) {
 	pid := conn.Conn().PgConn().PID()
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		said := map[int32]bool{}
 		for {
 			select {
 			case <-wctx.Done():
 				return
 			case <-time.After(buildWaitPoll):
 			}
-			holders := blockingSessions(wctx, s.pool, pid)
-			if holders == "" {
+			var pids []int32
+			if err := s.pool.QueryRow(wctx, "SELECT pg_blocking_pids($1::int)", pid).Scan(&pids); err != nil {
 				continue
+			}
+			var fresh []int32
+			for _, p := range pids {
+				if !said[p] {
+					fresh = append(fresh, p)
+				}
+			}
+			if len(fresh) == 0 {
+				continue
+			}
+			holders := strings.TrimPrefix(sessionsDescribed(wctx, s.pool, `a.pid = ANY($1::int[])`, fresh), ", held by ")
+			if holders == "" {
+				continue // ended meanwhile
+			}
+			for _, p := range fresh {
+				said[p] = true
 			}
 			s.log.WarnContext(ctx, "the index build waits for other sessions' transactions to end (a concurrent build waits for "+
 				"every transaction of the database older than it, of any schema: a pg_dump, an export, a long query, a "+
 				"session idle in a transaction); it goes on once they have", "index", index, "waits for", holders)
-			return
 		}
 	}()
 	return func() {
 		cancel()
 		<-done
 	}
-}
-
-// blockingSessions describes the sessions that keep the session pid from a lock it waits for
-// (pg_blocking_pids: a concurrent index build's wait for a transaction is one): "pid 4242
-// (client backend, idle in transaction, its transaction open for 3m2s; "SELECT …")", or ""
-// when there are none or they cannot be looked up.
-func blockingSessions(ctx context.Context, q interface {
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-}, pid uint32) string {
-	return strings.TrimPrefix(sessionsDescribed(ctx, q, `a.pid = ANY(pg_blocking_pids($1::int))`, pid), ", held by ")
 }
 
 // dropFailedBuild drops the index name that a CREATE INDEX CONCURRENTLY on conn failed to build,
