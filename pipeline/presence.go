@@ -260,9 +260,6 @@ func keyPart(s string) string {
 	return s
 }
 
-// Key is the worker's key in BucketWorkers.
-func (an *Announcer) Key() string { return an.key }
-
 // Stop stops announcing and removes the entry (within a few seconds: a NATS that does not
 // answer leaves it to its TTL).
 func (an *Announcer) Stop() {
