@@ -459,7 +459,7 @@ func (d *decoder) unpack() error {
 	}
 	head, _ = d.br.Peek(min(d.br.Buffered(), 5))
 	file := d.name
-	if file == "stdin" || isURL(file) {
+	if file == "stdin" || IsURL(file) {
 		file = "FILE"
 	}
 	switch {

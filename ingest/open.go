@@ -45,7 +45,7 @@ func OpenContext(ctx context.Context, path string, opts Options) (*Reader, io.Cl
 		closer io.Closer
 		name   = Name(path)
 	)
-	if isURL(path) {
+	if IsURL(path) {
 		body, err := fetch(ctx, path, name, opts.HTTPTimeout, opts.PaceDir)
 		if err != nil {
 			return nil, nil, err
@@ -118,15 +118,16 @@ func Name(path string) string {
 	switch {
 	case path == "-":
 		return "stdin"
-	case isURL(path):
+	case IsURL(path):
 		return redact.URL(path)
 	default:
 		return path
 	}
 }
 
-// isURL reports whether Open fetches path over HTTP.
-func isURL(path string) bool {
+// IsURL reports whether Open fetches path over HTTP (http:// or https://, any case) rather
+// than reading a file.
+func IsURL(path string) bool {
 	scheme, _, ok := strings.Cut(path, "://")
 	return ok && (strings.EqualFold(scheme, "http") || strings.EqualFold(scheme, "https"))
 }

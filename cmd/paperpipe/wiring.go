@@ -7,13 +7,13 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/paperpipe/paperpipe/embed"
+	"github.com/paperpipe/paperpipe/ingest"
 	"github.com/paperpipe/paperpipe/internal/llm"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
@@ -332,7 +332,7 @@ const embedInputTokens = 8191
 // for its writer, or consumes it. A directory is refused as it is not a file.
 func checkFiles(paths ...string) error {
 	for _, path := range paths {
-		if path == "-" || isURLSource(path) {
+		if path == "-" || ingest.IsURL(path) {
 			continue
 		}
 		fi, err := os.Stat(path)
@@ -349,12 +349,6 @@ func checkFiles(paths ...string) error {
 		f.Close()
 	}
 	return nil
-}
-
-// isURLSource reports whether path is a URL that ingest fetches rather than a file.
-func isURLSource(path string) bool {
-	scheme, _, ok := strings.Cut(path, "://")
-	return ok && (strings.EqualFold(scheme, "http") || strings.EqualFold(scheme, "https"))
 }
 
 // openStore connects to DATABASE_URL and applies migrations.
