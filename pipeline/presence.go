@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -209,8 +208,9 @@ type Announcer struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu sync.Mutex
-	kv jetstream.KeyValue // nil until the bucket is found or made
+	// kv is nil until the bucket is found or made. Only run's goroutine uses it, and Stop once
+	// that goroutine has ended (done closed).
+	kv jetstream.KeyValue
 }
 
 // keyUnsafe is what a key of the bucket may not hold (NATS keys: letters, digits, - _ = /).
@@ -265,9 +265,7 @@ func keyPart(s string) string {
 func (an *Announcer) Stop() {
 	an.cancel()
 	<-an.done
-	an.mu.Lock()
 	kv := an.kv
-	an.mu.Unlock()
 	if kv == nil {
 		return
 	}
@@ -334,18 +332,14 @@ func changed(a, b WorkerState) bool {
 func (an *Announcer) write(ctx context.Context, s WorkerState) error {
 	ctx, cancel := context.WithTimeout(ctx, max(an.cfg.Interval, 5*time.Second))
 	defer cancel()
-	an.mu.Lock()
-	kv := an.kv
-	an.mu.Unlock()
-	if kv == nil {
-		var err error
-		if kv, err = ensureWorkersBucket(ctx, an.js, an.cfg.Interval, an.cfg.Replicas); err != nil {
+	if an.kv == nil {
+		kv, err := ensureWorkersBucket(ctx, an.js, an.cfg.Interval, an.cfg.Replicas)
+		if err != nil {
 			return err
 		}
-		an.mu.Lock()
 		an.kv = kv
-		an.mu.Unlock()
 	}
+	kv := an.kv
 	a := an.a
 	a.State, a.Pause, a.Held, a.Processed = s.State, s.Pause, s.Held, an.w.stats.acked.Load()
 	raw, err := json.Marshal(a)
@@ -355,9 +349,7 @@ func (an *Announcer) write(ctx context.Context, s WorkerState) error {
 	if _, err := kv.Put(ctx, an.key, raw); err != nil {
 		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrStreamNotFound) {
 			// The bucket is gone (deleted, or a server that lost its store): made again next time.
-			an.mu.Lock()
 			an.kv = nil
-			an.mu.Unlock()
 		}
 		return fmt.Errorf("write %s: %w", an.key, err)
 	}
