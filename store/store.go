@@ -14,6 +14,7 @@ import (
 	"path"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -878,7 +879,7 @@ func (s *Store) checkObjects(ctx context.Context) error {
 func (s *Store) checkFunctionPaths(ctx context.Context) error {
 	// Only paperpipe's: another function of the schema (public's, an extension's, a DBA's
 	// SECURITY DEFINER one with search_path = pg_catalog) may set a search_path without it.
-	rows, err := s.pool.Query(ctx, `SELECT p.oid::regprocedure::text, substr(c, length('search_path=') + 1)
+	rows, err := s.pool.Query(ctx, `SELECT p.oid::regprocedure::text, substr(c, length('search_path=') + 1), current_schema()
 		FROM pg_proc p CROSS JOIN LATERAL unnest(p.proconfig) c
 		WHERE p.pronamespace = to_regnamespace(quote_ident(current_schema())) AND p.proname = ANY($1)
 			AND c LIKE 'search\_path=%'
@@ -890,11 +891,16 @@ func (s *Store) checkFunctionPaths(ctx context.Context) error {
 	var funcs []function
 	for rows.Next() {
 		var f function
-		if err := rows.Scan(&f.name, &f.path); err != nil {
+		var current string
+		if err := rows.Scan(&f.name, &f.path, &current); err != nil {
 			rows.Close()
 			return fmt.Errorf("look up the search_path of the migrations' functions: %w", err)
 		}
-		funcs = append(funcs, f)
+		// A path naming the current schema finds it (it exists, and the role uses it): only
+		// another path — a renamed schema's, or "$user" — is read as PostgreSQL reads it, below.
+		if !slices.Contains(pathSchemas(f.path), current) {
+			funcs = append(funcs, f)
+		}
 	}
 	if err := rows.Err(); err != nil || len(funcs) == 0 {
 		if err != nil {
@@ -936,6 +942,20 @@ func (s *Store) checkFunctionPaths(ctx context.Context) error {
 		"(ALTER SCHEMA … RENAME TO %s) after the migrations made them with its old name, and every paper written would fail "+
 		"(function papers_tsv_of(text, text) does not exist); as the tables' owner, run %s and start again: %w",
 		strings.Join(names, ", "), schema, sqlName(schema), strings.Join(fix, " "), ErrFunctionPath)
+}
+
+// pathSchemas are the schema names of search_path setting path as a function's configuration
+// holds it: comma-separated, each bare or double-quoted ("" for a quote).
+func pathSchemas(path string) []string {
+	var names []string
+	for part := range strings.SplitSeq(path, ",") {
+		part = strings.TrimSpace(part)
+		if len(part) >= 2 && part[0] == '"' && part[len(part)-1] == '"' {
+			part = strings.ReplaceAll(part[1:len(part)-1], `""`, `"`)
+		}
+		names = append(names, part)
+	}
+	return names
 }
 
 // pathFunctions are the functions the migrations made with SET search_path FROM CURRENT.
