@@ -1,7 +1,6 @@
 package store_test
 
 import (
-	"net/url"
 	"testing"
 
 	"github.com/paperpipe/paperpipe/internal/pgtest"
@@ -13,14 +12,7 @@ import (
 // `ALTER ROLE app SET lock_timeout` sets one (the test database and its role are shared).
 func withLockTimeout(t *testing.T, u string) string {
 	t.Helper()
-	p, err := url.Parse(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := p.Query()
-	q.Set("lock_timeout", "500")
-	p.RawQuery = q.Encode()
-	return p.String()
+	return withParams(t, u, map[string]string{"lock_timeout": "500"})
 }
 
 // olderSnapshot is a transaction, on a connection of its own, with a snapshot taken before

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"net/url"
 	"testing"
 	"time"
 
@@ -19,14 +18,11 @@ import (
 func TestMigrationsRunWithoutTheRolesStatementTimeout(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	u, err := url.Parse(pgtest.URL(t))
+	u, err := pgtest.WithSetting(pgtest.URL(t), "statement_timeout", "500")
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := u.Query()
-	q.Set("statement_timeout", "500")
-	u.RawQuery = q.Encode()
-	s, err := Open(ctx, Config{URL: u.String()})
+	s, err := Open(ctx, Config{URL: u})
 	if err != nil {
 		t.Fatal(err)
 	}

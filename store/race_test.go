@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"errors"
-	"net/url"
 	"slices"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/pgvector/pgvector-go"
 
+	"github.com/paperpipe/paperpipe/internal/pgtest"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/store"
 )
@@ -170,19 +170,13 @@ func openWatchedWith(t *testing.T, s *store.Store, role string, cfg store.Config
 // withParams is the database URL conn with params set in its query.
 func withParams(t *testing.T, conn string, params map[string]string) string {
 	t.Helper()
-	u, err := url.Parse(conn)
-	if err != nil {
-		t.Fatalf("the test database URL is not a URL: %v", err)
-	}
-	if len(params) == 0 {
-		return conn
-	}
-	q := u.Query()
 	for k, v := range params {
-		q.Set(k, v)
+		var err error
+		if conn, err = pgtest.WithSetting(conn, k, v); err != nil {
+			t.Fatal(err)
+		}
 	}
-	u.RawQuery = q.Encode()
-	return u.String()
+	return conn
 }
 
 // waitForLock returns once a connection named app waits for a lock; it fails the test if the

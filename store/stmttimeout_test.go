@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -23,14 +22,7 @@ const roleTimeout = 500 * time.Millisecond
 // withStatementTimeout is u with statement_timeout = roleTimeout as a runtime parameter.
 func withStatementTimeout(t *testing.T, u string) string {
 	t.Helper()
-	p, err := url.Parse(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := p.Query()
-	q.Set("statement_timeout", "500")
-	p.RawQuery = q.Encode()
-	return p.String()
+	return withParams(t, u, map[string]string{"statement_timeout": "500"})
 }
 
 // holdLock begins a transaction on a connection of its own that takes lock on table, and

@@ -167,15 +167,8 @@ func TestCheckSchemaNamesWhatIsMissingAndAppliesNothing(t *testing.T) {
 // applied; the error says why instead of only PostgreSQL's "read-only transaction".
 func TestMigrateOnAReadOnlyDatabaseSaysMigrationsGoToThePrimary(t *testing.T) {
 	t.Parallel()
-	u, err := url.Parse(pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("default_transaction_read_only", "on")
-	u.RawQuery = q.Encode()
-	s := open(t, u.String())
-	err = s.Migrate(t.Context())
+	s := open(t, withParams(t, pgtest.URL(t), map[string]string{"default_transaction_read_only": "on"}))
+	err := s.Migrate(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "read-only") || !strings.Contains(err.Error(), "applied on the primary") {
 		t.Fatalf("Migrate on a read-only database = %v, want it to say migrations are applied on the primary", err)
 	}

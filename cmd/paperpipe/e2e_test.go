@@ -95,11 +95,12 @@ func ownSessions(t *testing.T, u string) string {
 	if err != nil {
 		t.Fatalf("the test database URL does not parse: %v", err)
 	}
-	q := parsed.Query()
-	schema, _, _ := strings.Cut(q.Get("search_path"), ",")
-	q.Set("application_name", schema)
-	parsed.RawQuery = q.Encode()
-	return parsed.String()
+	schema, _, _ := strings.Cut(parsed.Query().Get("search_path"), ",")
+	named, err := pgtest.WithSetting(u, "application_name", schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return named
 }
 
 type result struct {

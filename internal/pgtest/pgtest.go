@@ -149,17 +149,24 @@ func URL(tb testing.TB) string {
 // WithSearchPath returns the connection string conn with its search_path runtime parameter set
 // to path. It accepts both URL (postgres://…) and keyword/value (host=… dbname=…) forms.
 func WithSearchPath(conn, path string) (string, error) {
+	return WithSetting(conn, "search_path", path)
+}
+
+// WithSetting returns the connection string conn with the setting name (a runtime parameter
+// such as statement_timeout or application_name, or a connection setting) set to value. It
+// accepts both URL (postgres://…) and keyword/value (host=… dbname=…) forms.
+func WithSetting(conn, name, value string) (string, error) {
 	if strings.HasPrefix(conn, "postgres://") || strings.HasPrefix(conn, "postgresql://") {
 		u, err := url.Parse(conn)
 		if err != nil {
 			return "", errors.New("parse database URL " + Redact(conn) + ": invalid URL")
 		}
 		q := u.Query()
-		q.Set("search_path", path)
+		q.Set(name, value)
 		u.RawQuery = q.Encode()
 		return u.String(), nil
 	}
-	return conn + " search_path='" + strings.ReplaceAll(path, "'", `\'`) + "'", nil
+	return conn + " " + name + "='" + strings.ReplaceAll(value, "'", `\'`) + "'", nil
 }
 
 // passwordSetting is a password of a keyword/value connection string — password, or
