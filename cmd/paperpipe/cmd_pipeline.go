@@ -1053,7 +1053,7 @@ type statusBacklog struct {
 	// Workers are the consumer's workers announced in NATS (pipeline.BucketWorkers).
 	Workers []statusWorker `json:"workers"`
 	// NoWorker: messages wait and no worker of the consumer is announced.
-	NoWorker bool `json:"no_worker_running,omitempty"`
+	NoWorker bool `json:"no_worker_running"`
 	// noBucket: no worker has made the bucket the workers announce themselves in, which
 	// workers on a NATS account that may not create streams cannot make.
 	noBucket bool
@@ -1066,7 +1066,7 @@ type statusWorker struct {
 	LastSeenAgo float64 `json:"last_seen_seconds_ago"`
 	// Overdue: the entry is older than twice the worker's refresh (killed, or cut off from
 	// NATS); it expires by itself.
-	Overdue bool `json:"overdue,omitempty"`
+	Overdue bool `json:"overdue"`
 }
 
 // workersReadTimeout bounds status's read of the announced workers, like its web page's reads

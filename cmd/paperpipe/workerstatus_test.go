@@ -129,3 +129,25 @@ func TestStatusListsTheWorkersAndAPauseForAnHourLongRateLimitWithItsEnd(t *testi
 		t.Errorf("status --json once the worker stopped cleanly: %+v, want none listed and no_worker_running", st)
 	}
 }
+
+// TestStatusJSONAlwaysGivesNoWorkerRunningAndOverdue: status --json left no_worker_running
+// and a worker's overdue out when false, while GET /api/status always gives both and README
+// says --json gives them; a script reading them had to tell a missing field from false.
+func TestStatusJSONAlwaysGivesNoWorkerRunningAndOverdue(t *testing.T) {
+	raw, err := json.Marshal(statusBacklog{Workers: []statusWorker{{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bl struct {
+		NoWorker *bool `json:"no_worker_running"`
+		Workers  []struct {
+			Overdue *bool `json:"overdue"`
+		} `json:"workers"`
+	}
+	if err := json.Unmarshal(raw, &bl); err != nil {
+		t.Fatal(err)
+	}
+	if bl.NoWorker == nil || len(bl.Workers) != 1 || bl.Workers[0].Overdue == nil {
+		t.Errorf("status --json of a backlog with a running worker that is not overdue: %s, want no_worker_running and overdue given as false", raw)
+	}
+}
