@@ -156,6 +156,10 @@ type Backlog struct {
 	NoWorker bool `json:"no_worker_running"`
 }
 
+// Waiting counts the messages that wait for a worker: those pending and those delivered and
+// not acknowledged, which a worker that stopped handed back to come again (as NoWorker counts).
+func (b Backlog) Waiting() uint64 { return b.Pending + uint64(b.AckPending) }
+
 // Worker is one running worker (paperpipe worker, up, a reprocess run).
 type Worker struct {
 	Host        string       `json:"host"`

@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -646,5 +647,26 @@ func TestPaperPageOfATrailingSlash(t *testing.T) {
 	}
 	if r := b.get("/papers/nosuchpaper/"); r.code != http.StatusNotFound {
 		t.Errorf("GET /papers/nosuchpaper/: %d, want 404", r.code)
+	}
+}
+
+// fixedStatus is a status source that gives one status, as it is.
+type fixedStatus web.Status
+
+func (s fixedStatus) Status(context.Context) (web.Status, error) { return web.Status(s), nil }
+
+// TestStatusPageCountsTheMessagesHandedBackWhenNoWorkerRuns: with no worker running, the page's
+// note counted the backlog's pending messages only, so messages delivered and handed back (a
+// worker stopped by the API's refusal of its key, its messages returned to come again) made it
+// say "its 0 waiting messages are not being processed", while `paperpipe status` said 5 wait.
+func TestStatusPageCountsTheMessagesHandedBackWhenNoWorkerRuns(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	cfg := b.config()
+	cfg.Status = fixedStatus{Space: "(none yet)", Backlog: []web.Backlog{
+		{Consumer: "workers", Pending: 2, AckPending: 5, Workers: []web.Worker{}, NoWorker: true}}}
+	b.serve(cfg)
+	if body := string(b.get("/status").body); !strings.Contains(body, "its 7 waiting messages") {
+		t.Errorf("status page with 2 messages pending and 5 handed back, no worker running: want its note to count 7 waiting; page:\n%s", body)
 	}
 }

@@ -596,7 +596,7 @@ func (s *webStatus) queue(ctx context.Context, out *web.Status) error {
 				wb.Workers = append(wb.Workers, webWorker(w, now))
 			}
 		}
-		wb.NoWorker = werr == nil && len(wb.Workers) == 0 && b.Pending+uint64(b.AckPending) > 0
+		wb.NoWorker = werr == nil && len(wb.Workers) == 0 && wb.Waiting() > 0
 		out.Backlog = append(out.Backlog, wb)
 	}
 	out.DeadLetters = int(dead)
