@@ -220,3 +220,45 @@ func TestAWorkerOnAnAccountThatMayNotCreateTheBucketWorksAndWarnsOnce(t *testing
 		t.Errorf("%d warnings that the worker cannot announce itself, want 1:\n%s", n, logs.String())
 	}
 }
+
+// TestAWorkerAllowedOnlyTheBucketsSubjectsAnnouncesItselfInABucketMadeForIt guards what README
+// and the worker's warning tell an operator whose NATS account may not create streams: make the
+// bucket once (nats kv add paperpipe_workers --history 1 --ttl 30s --max-bytes 8MiB) and let the
+// workers publish to $KV.paperpipe_workers.> and $JS.API.STREAM.INFO.KV_paperpipe_workers. With
+// those two alone the worker announces itself, and warns of nothing.
+func TestAWorkerAllowedOnlyTheBucketsSubjectsAnnouncesItselfInABucketMadeForIt(t *testing.T) {
+	t.Parallel()
+	srv := natstest.StartWith(t, func(o *server.Options) {
+		o.Users = []*server.User{
+			{Username: "admin", Password: "admin"},
+			{Username: "announcer", Password: "announcer", Permissions: &server.Permissions{
+				Publish: &server.SubjectPermission{Allow: []string{
+					"$KV." + pipeline.BucketWorkers + ".>", "$JS.API.STREAM.INFO.KV_" + pipeline.BucketWorkers}}}},
+		}
+	})
+	admin, restricted := connectAs(t, srv, "admin"), connectAs(t, srv, "announcer")
+	ctx := t.Context()
+	if err := pipeline.Setup(ctx, admin, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: pipeline.BucketWorkers, History: 1,
+		TTL: 30 * time.Second, MaxBytes: 8 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	emb := embed.NewOffline()
+	b := setupOn(t, admin, emb)
+	var logs logBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	w, err := pipeline.NewWorker(admin, b.store, summarize.NewOffline(30), emb, pipeline.WorkerConfig{SpaceID: b.space.ID, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	announce(t, restricted, w, pipeline.AnnounceConfig{Host: "restricted-host", Logger: log})
+	waitFor(t, "the worker announced", func() (bool, string) {
+		ws := announced(t, admin)
+		return len(ws) == 1 && ws[0].Host == "restricted-host", describe(ws) + "\n" + logs.String()
+	})
+	if strings.Contains(logs.String(), "cannot announce itself") || strings.Contains(logs.String(), "announcing the worker failed") {
+		t.Errorf("the worker, allowed the bucket's subjects, warned that it could not announce itself:\n%s", logs.String())
+	}
+}
