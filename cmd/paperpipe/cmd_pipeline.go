@@ -987,9 +987,12 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		}
 		fmt.Fprintf(w, "backlog %s\t%d\t(%d delivered and not yet acknowledged: in a worker, or handed back to come again; %d redelivered)\n", bl.Consumer, bl.Pending, bl.AckPending, bl.Redelivered)
 		for _, wk := range bl.Workers {
-			fmt.Fprintf(w, "  worker %s pid %d\t%s\t(%s)\n", wk.Host, wk.PID, workerStateText(wk), workerDetailsText(wk))
+			// An announcement is any client of the NATS account's to write, and a pause's
+			// detail is the API's answer as it came: both are printed terminal-safe.
+			fmt.Fprintf(w, "  worker %s pid %d\t%s\t(%s)\n", termSafe(wk.Host, false), wk.PID,
+				termSafe(workerStateText(wk), false), termSafe(workerDetailsText(wk), false))
 			if wk.Pause != nil && wk.Pause.Detail != "" {
-				fmt.Fprintf(w, "    why: %s\n", wk.Pause.Detail)
+				fmt.Fprintf(w, "    why: %s\n", termSafe(wk.Pause.Detail, false))
 			}
 		}
 	}

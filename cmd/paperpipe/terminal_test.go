@@ -10,9 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paperpipe/paperpipe/internal/natstest"
 	"github.com/paperpipe/paperpipe/pipeline"
@@ -271,5 +273,54 @@ func TestImportRefusesControlCharactersInModelNames(t *testing.T) {
 		if out := moved.ok(args...).stdout; strings.ContainsAny(out, rawControls) {
 			t.Errorf("after import, %s printed a raw control character: %q", strings.Join(args, " "), out)
 		}
+	}
+}
+
+// `paperpipe status` lists the workers as they announce themselves in the NATS bucket
+// paperpipe_workers, which any client of the NATS account may write, and a paused worker's
+// "why" is the API's answer (a proxy's error page, a gateway's message), which a worker copies
+// as it came but for its white space. They reached the terminal as they were: an escape
+// sequence in a host name, a version, a state, a pause's reason or the API's answer acted on
+// the terminal of whoever ran status. They are printed as escapes now, as dlq list prints a
+// dead letter's reason.
+func TestStatusPrintsTheWorkersAnnouncementsTerminalSafe(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: pipeline.BucketWorkers, History: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for key, a := range map[string]pipeline.Announcement{
+		"paused": {Host: "host\x1b]0;PWNED\x07", PID: 42, Started: now, Consumer: pipeline.ConsumerNew, State: pipeline.StatePaused,
+			Pause:   &pipeline.Pause{Reason: "reason\x1b[2J", Detail: "the API said: \x1b]52;c;ZWNobyBwd25lZA==\x07 \u202edone", Until: now.Add(time.Hour)},
+			Version: "v1\u009b2J", Refresh: 10},
+		"idle": {Host: "other", PID: 43, Started: now, Consumer: pipeline.ConsumerNew, State: "idle\x1b[8m", Version: "v1", Refresh: 10},
+	} {
+		raw, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(ctx, key, raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newCLI(t, "NATS_URL="+srv.ClientURL())
+	out := c.ok("status").stdout
+	if i := strings.IndexAny(out, rawControls); i >= 0 {
+		t.Errorf("status printed a raw control character to the terminal: %q", out[max(0, i-20):min(len(out), i+30)])
+	}
+	for _, want := range []string{`host\x1b]0;PWNED\x07`, `reason\x1b[2J`, `\x1b]52;c;ZWNobyBwd25lZA==\x07 \u202edone`, `v1\u009b2J`, `idle\x1b[8m`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status does not show %s as escapes:\n%s", want, out)
+		}
+	}
+	if out := c.ok("status", "--json").stdout; strings.ContainsAny(out, rawControls) {
+		t.Errorf("status --json printed a raw control character: %q", out)
 	}
 }
