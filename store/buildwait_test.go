@@ -2,7 +2,9 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -173,4 +175,98 @@ func keys[K comparable, V any](m map[K]V) []K {
 		ks = append(ks, k)
 	}
 	return ks
+}
+
+// The build names the sessions it waits for, and quoted each one's statement (pg_stat_activity's
+// query). A session of another role — a DBA's psql, another application of the database — may
+// have run one that holds a secret (ALTER ROLE … PASSWORD '…', a query naming a person), which
+// paperpipe's role may read (a superuser, or a member of pg_read_all_stats) and which went to
+// paperpipe's log, read by whoever reads that. Another role's session is named by its role and
+// application, without its statement.
+func TestIndexBuildWaitingForAnotherRolesSessionDoesNotQuoteItsStatement(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := setup(t)
+	ps := abstracts(2)
+	upsert(t, s, ps, store.Work{})
+	only, _, err := s.EnsureSpaceForLoad(ctx, paper.Space{Model: "only", Dimensions: 3, Template: "title+abstract"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LoadEmbeddings(ctx, only.ID, []paper.Embedding{embeddingOf(ps[0], 1, 0, 0), embeddingOf(ps[1], 0, 1, 0)}); err != nil {
+		t.Fatal(err)
+	}
+
+	admin, err := pgx.Connect(ctx, pgtest.BaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.Close(context.Background()) })
+	role := fmt.Sprintf("paperpipe_dba_%d", time.Now().UnixNano())
+	if _, err := admin.Exec(ctx, "CREATE ROLE "+role+" LOGIN"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		bg := context.Background()
+		_, _ = admin.Exec(bg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", role)
+		if _, err := admin.Exec(bg, "DROP ROLE IF EXISTS "+role); err != nil {
+			t.Errorf("drop role %s: %v", role, err)
+		}
+	})
+	u, err := url.Parse(s.Pool().Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	q := u.Query()
+	q.Set("application_name", "psql")
+	u.RawQuery = q.Encode()
+	conn, err := pgx.Connect(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	const secret = "s3cr3t-of-the-dba"
+	var pid int32
+	if err := tx.QueryRow(ctx, "SELECT pg_backend_pid(), length('"+secret+"')").Scan(&pid, new(int)); err != nil {
+		t.Fatal(err)
+	}
+
+	var logs syncLog
+	builder, err := store.Open(ctx, store.Config{URL: s.Pool().Config().ConnString(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer builder.Close()
+	defer func() { _ = tx.Rollback(context.Background()) }() // before the builder's Close, which waits for the build
+	done := make(chan error, 1)
+	go func() {
+		_, err := builder.BuildSpaceIndex(ctx, only.ID, store.IndexSettings{})
+		done <- err
+	}()
+	said := "pid " + itoa(int64(pid)) + " "
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(logs.String(), said); time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("BuildSpaceIndex returned (%v) while an older snapshot was open; want it to wait for it\n%s", err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) { // a bound, not a measure: it says so within seconds
+			t.Fatalf("the build waits for pid %d's snapshot and says nothing of it in a minute:\n%s", pid, logs.String())
+		}
+	}
+	if got := logs.String(); strings.Contains(got, secret) || !strings.Contains(got, "role "+role) || !strings.Contains(got, "psql") {
+		t.Errorf("the build's log of the session of role %s: want it named by its role and application, without its statement:\n%s", role, got)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("BuildSpaceIndex once the snapshot is gone: %v", err)
+	}
 }

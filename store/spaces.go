@@ -675,7 +675,8 @@ const (
 // tableHolders describes the sessions other than q's that hold a lock of the relations (one of
 // the constants above), for a refusal: ", held by pid 4242 (client backend, idle in
 // transaction, its transaction open for 3m2s; "SELECT …")", or "" when none is seen any more
-// or they cannot be looked up.
+// or they cannot be looked up. A session of another role is named by its role and application
+// instead of its statement (see sessionsDescribed).
 func tableHolders(ctx context.Context, q interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
 }, relations string) string {
@@ -685,12 +686,20 @@ func tableHolders(ctx context.Context, q interface {
 }
 
 // sessionsDescribed describes the sessions other than q's that meet cond (on pg_stat_activity
-// a, with args) as tableHolders does.
+// a, with args) as tableHolders does. The statement of a session is quoted only when the
+// session is of q's role (paperpipe's own, a pg_dump or a psql run as it) or of none (an
+// autovacuum): another role's — a DBA's, another application's — may hold a secret (a
+// password in ALTER ROLE, a query naming a person) that paperpipe's role reads when it is a
+// superuser or a member of pg_read_all_stats, and that its log and messages must not carry;
+// such a session is named by its role and application.
 func sessionsDescribed(ctx context.Context, q interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
 }, cond string, args ...any) string {
 	rows, err := q.Query(ctx, `SELECT a.pid, coalesce(a.backend_type, ''), coalesce(a.state, ''),
-			floor(extract(epoch FROM clock_timestamp() - a.xact_start))::bigint, left(coalesce(a.query, ''), 80)
+			floor(extract(epoch FROM clock_timestamp() - a.xact_start))::bigint,
+			CASE WHEN a.usename IS NULL OR a.usename = current_user THEN '' ELSE a.usename END,
+			coalesce(a.application_name, ''),
+			CASE WHEN a.usename IS NULL OR a.usename = current_user THEN left(coalesce(a.query, ''), 80) ELSE '' END
 		FROM pg_stat_activity a
 		WHERE a.pid <> pg_backend_pid() AND `+cond+`
 		ORDER BY a.xact_start NULLS LAST, a.pid`, args...)
@@ -698,18 +707,24 @@ func sessionsDescribed(ctx context.Context, q interface {
 		return ""
 	}
 	var (
-		b                     strings.Builder
-		pid                   int32
-		backend, state, query string
-		open                  *int64
+		b                                strings.Builder
+		pid                              int32
+		backend, state, role, app, query string
+		open                             *int64
 	)
-	_, err = pgx.ForEachRow(rows, []any{&pid, &backend, &state, &open, &query}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&pid, &backend, &state, &open, &role, &app, &query}, func() error {
 		if b.Len() == 0 {
 			b.WriteString(", held by ")
 		} else {
 			b.WriteString(", ")
 		}
 		fmt.Fprintf(&b, "pid %d (%s", pid, backend)
+		if role != "" {
+			fmt.Fprintf(&b, " of role %s", role)
+			if app != "" {
+				fmt.Fprintf(&b, ", application %q", app)
+			}
+		}
 		if state != "" {
 			b.WriteString(", " + state)
 		}
