@@ -406,9 +406,15 @@ func (a AnnouncedWorker) Overdue(now time.Time) bool {
 // not create streams), and so workers may run unannounced.
 var ErrNoWorkersBucket = errors.New("no worker has made the bucket " + BucketWorkers)
 
+// maxAnnouncementBytes bounds an entry AnnouncedWorkers lists. A worker's own is about 1 KB
+// (its pause's detail is cut at maxPauseDetail); any client of the NATS account may write the
+// bucket, a value up to the server's max_payload (1 MB by default), and a larger entry would be
+// shown whole by every status page and `status`.
+const maxAnnouncementBytes = 16 << 10
+
 // AnnouncedWorkers returns the workers announced in BucketWorkers, by consumer, host and
-// start; ErrNoWorkersBucket when the bucket does not exist. An entry that does not decode is
-// left out.
+// start; ErrNoWorkersBucket when the bucket does not exist. An entry that does not decode, or
+// is larger than maxAnnouncementBytes, is left out.
 func AnnouncedWorkers(ctx context.Context, js jetstream.JetStream) ([]AnnouncedWorker, error) {
 	kv, err := js.KeyValue(ctx, BucketWorkers)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -445,7 +451,7 @@ func AnnouncedWorkers(ctx context.Context, js jetstream.JetStream) ([]AnnouncedW
 				return out, nil
 			}
 			var a AnnouncedWorker
-			if json.Unmarshal(e.Value(), &a.Announcement) != nil {
+			if len(e.Value()) > maxAnnouncementBytes || json.Unmarshal(e.Value(), &a.Announcement) != nil {
 				continue
 			}
 			a.LastSeen = e.Created()

@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -261,4 +262,38 @@ func TestAWorkerAllowedOnlyTheBucketsSubjectsAnnouncesItselfInABucketMadeForIt(t
 	if strings.Contains(logs.String(), "cannot announce itself") || strings.Contains(logs.String(), "announcing the worker failed") {
 		t.Errorf("the worker, allowed the bucket's subjects, warned that it could not announce itself:\n%s", logs.String())
 	}
+}
+
+func TestAnAnnouncementFarLargerThanAWorkerWritesIsLeftOut(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	js := natstest.Start(t).Connect(t)
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: pipeline.BucketWorkers, History: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	detail := strings.Repeat("x", 400) + "…" // the longest a worker writes
+	for key, host := range map[string]string{"real": strings.Repeat("h", 253), "huge": strings.Repeat("h", 256<<10)} {
+		raw, err := json.Marshal(pipeline.Announcement{Host: host, PID: 1, Started: now, Consumer: pipeline.ConsumerNew, State: pipeline.StatePaused,
+			Pause:  &pipeline.Pause{Reason: pipeline.PauseAPIRefused, Detail: detail, Until: now.Add(time.Minute)},
+			Target: strings.Repeat("t", 300), Version: "v1", Refresh: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(ctx, key, raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ws := announced(t, js); len(ws) != 1 || len(ws[0].Host) != 253 {
+		t.Errorf("announced: %d workers, hosts of %v bytes; want the one of 253 bytes only", len(ws), hostLengths(ws))
+	}
+}
+
+func hostLengths(ws []pipeline.AnnouncedWorker) []int {
+	var ns []int
+	for _, w := range ws {
+		ns = append(ns, len(w.Host))
+	}
+	return ns
 }
