@@ -980,12 +980,15 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		fmt.Fprintf(w, "with embedding\t%d\t(active space %s, which queries use)\n", active.WithEmbedding, active.Space.Name())
 	}
 	for _, bl := range backlogs {
+		// Any client of the NATS account may make a consumer, named and described as it likes.
+		consumer := termSafe(bl.Consumer, false)
 		if bl.DroppedSpace != "" {
+			dropped := termSafe(bl.DroppedSpace, false)
 			fmt.Fprintf(w, "backlog %s\t%d\t(re-processing into space %s, which was dropped: nothing processes these; `paperpipe spaces drop %s` removes them)\n",
-				bl.Consumer, bl.Pending+uint64(bl.AckPending), bl.DroppedSpace, bl.DroppedSpace)
+				consumer, bl.Pending+uint64(bl.AckPending), dropped, dropped)
 			continue
 		}
-		fmt.Fprintf(w, "backlog %s\t%d\t(%d delivered and not yet acknowledged: in a worker, or handed back to come again; %d redelivered)\n", bl.Consumer, bl.Pending, bl.AckPending, bl.Redelivered)
+		fmt.Fprintf(w, "backlog %s\t%d\t(%d delivered and not yet acknowledged: in a worker, or handed back to come again; %d redelivered)\n", consumer, bl.Pending, bl.AckPending, bl.Redelivered)
 		for _, wk := range bl.Workers {
 			// An announcement is any client of the NATS account's to write, and a pause's
 			// detail is the API's answer as it came: both are printed terminal-safe.
@@ -1000,7 +1003,7 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	w.Flush()
 	for _, bl := range backlogs {
 		if bl.NoWorker {
-			fmt.Fprintln(stdout, "note: "+noWorkerNote(bl))
+			fmt.Fprintln(stdout, "note: "+termSafe(noWorkerNote(bl), false))
 		}
 	}
 	if workersErr != nil {

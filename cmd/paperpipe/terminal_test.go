@@ -324,3 +324,41 @@ func TestStatusPrintsTheWorkersAnnouncementsTerminalSafe(t *testing.T) {
 		t.Errorf("status --json printed a raw control character: %q", out)
 	}
 }
+
+// `paperpipe status` lists a backlog for each consumer of the queue's stream, by its name, and
+// one re-processing into a dropped space by the space its description names: any client of
+// the NATS account may make a consumer, and a name may hold any character but white space, '.',
+// '*' and '>' (nats-server's rule). An escape sequence in either reached the terminal as it
+// was, in the backlog's line and in the note that no worker runs it.
+func TestStatusPrintsTheConsumersNamesTerminalSafe(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, cc := range []jetstream.ConsumerConfig{
+		{Durable: "evil\x1b]0;PWNED\x07\u202e", FilterSubject: pipeline.SubjectReprocess + ".evil"},
+		{Durable: "reprocess-gone", FilterSubject: pipeline.SubjectReprocess + ".gone", Description: "re-processing: TL;DRs m v, space gone\x1b[2J"},
+	} {
+		cc.AckPolicy = jetstream.AckExplicitPolicy
+		if _, err := js.CreateConsumer(ctx, pipeline.StreamPapers, cc); err != nil {
+			t.Fatal(err)
+		}
+		// A message waits: the note that no worker runs the backlog.
+		if _, err := js.Publish(ctx, cc.FilterSubject, []byte(`{"id":"id:x","title":"T","abstract":"An abstract."}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := newCLI(t, "NATS_URL="+srv.ClientURL()).ok("status").stdout
+	if i := strings.IndexAny(out, rawControls); i >= 0 {
+		t.Errorf("status printed a raw control character to the terminal: %q", out[max(0, i-20):min(len(out), i+30)])
+	}
+	if want := `evil\x1b]0;PWNED\x07\u202e`; strings.Count(out, want) < 2 {
+		t.Errorf("status does not show the consumer's name as escapes in its backlog and its note:\n%s", out)
+	}
+	if want := `space gone\x1b[2J`; !strings.Contains(out, want) {
+		t.Errorf("status does not show the dropped space's name as escapes:\n%s", out)
+	}
+}
