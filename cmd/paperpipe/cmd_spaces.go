@@ -145,8 +145,9 @@ func dropSpace(ctx context.Context, c *config, st *store.Store, name string, for
 				return errors.Is(err, paper.ErrNotFound)
 			}
 			if queues, msgs, spaces, qerr := removeQueues(ctx, c, dropped); qerr == nil && queues > 0 {
+				// The spaces are named by the consumers' descriptions, any NATS client's to write.
 				fmt.Fprintf(w, "space %s no longer exists; removed the re-processing %s of the dropped %s %s (%s)\n", name,
-					pick(queues, "queue", "queues"), pick(len(spaces), "space", "spaces"), strings.Join(spaces, ", "),
+					pick(queues, "queue", "queues"), pick(len(spaces), "space", "spaces"), termSafe(strings.Join(spaces, ", "), false),
 					plural(msgs, "message", "messages"))
 				return nil
 			}

@@ -351,7 +351,8 @@ func TestStatusPrintsTheConsumersNamesTerminalSafe(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out := newCLI(t, "NATS_URL="+srv.ClientURL()).ok("status").stdout
+	c := newCLI(t, "NATS_URL="+srv.ClientURL())
+	out := c.ok("status").stdout
 	if i := strings.IndexAny(out, rawControls); i >= 0 {
 		t.Errorf("status printed a raw control character to the terminal: %q", out[max(0, i-20):min(len(out), i+30)])
 	}
@@ -360,5 +361,11 @@ func TestStatusPrintsTheConsumersNamesTerminalSafe(t *testing.T) {
 	}
 	if want := `space gone\x1b[2J`; !strings.Contains(out, want) {
 		t.Errorf("status does not show the dropped space's name as escapes:\n%s", out)
+	}
+	// `spaces drop ID` of a space gone removes the queues of the spaces that no longer exist,
+	// naming them as their consumers' descriptions do.
+	r := c.ok("spaces", "drop", "7")
+	if strings.ContainsAny(r.stdout+r.stderr, rawControls) || !strings.Contains(r.stderr, `gone\x1b[2J`) {
+		t.Errorf("spaces drop 7: stdout %q, stderr %q; want the dropped space's name as escapes", r.stdout, r.stderr)
 	}
 }
