@@ -1154,9 +1154,12 @@ func statusBacklogs(ctx context.Context, st *store.Store, js jetstream.JetStream
 		if !ok || !strings.HasPrefix(bl.Consumer, "reprocess-") {
 			continue
 		}
+		// A description names its space in full; one that names a model of several spaces
+		// (ErrAmbiguous) was not written by reprocess — any client of the NATS account may
+		// describe a consumer — and names no space, dropped or not.
 		if _, err := st.FindSpace(ctx, name); errors.Is(err, paper.ErrNotFound) {
 			out[i].DroppedSpace = name
-		} else if err != nil {
+		} else if err != nil && !errors.Is(err, paper.ErrAmbiguous) {
 			return nil, err
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
@@ -88,5 +89,38 @@ func TestSpacesDropByIDRemovesThatSpacesQueueOnly(t *testing.T) {
 	if err := dropSpace(ctx, e.c, e.st, id(spaces[3]), false, &said); err != nil || has(targets[2]) {
 		t.Errorf("spaces drop %d run again (a queue without its space's id): %v, its queue left: %v; said:\n%s",
 			spaces[3].ID, err, has(targets[2]), said.String())
+	}
+}
+
+// A reprocess consumer's description names its space in full (model/dimensions/template), and
+// status marks the consumer of a space that no longer exists. Any client of the NATS account
+// may make a consumer, described as it likes: one naming a model of two spaces made status
+// fail, every part of it ("model m has 2 spaces …: ambiguous"). Such a description names no
+// space, dropped or not: its backlog is listed as any other.
+func TestStatusListsAReprocessConsumerWhoseDescriptionNamesAModelOfTwoSpaces(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	ctx := t.Context()
+	js := e.jetStream(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, dims := range []int{3, 4} {
+		if _, err := e.st.EnsureSpace(ctx, paper.Space{Model: "m", Dimensions: dims, Template: "title-abstract-v1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := js.CreateConsumer(ctx, pipeline.StreamPapers, jetstream.ConsumerConfig{Durable: "reprocess-forged",
+		FilterSubject: pipeline.SubjectReprocess + ".forged", Description: "re-processing: TL;DRs a b, space m", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	bls, err := statusBacklogs(ctx, e.st, js)
+	if err != nil {
+		t.Fatalf("status with a reprocess consumer described as of model m, which has two spaces: %v", err)
+	}
+	for _, bl := range bls {
+		if bl.Consumer == "reprocess-forged" && bl.DroppedSpace != "" {
+			t.Errorf("status marks reprocess-forged as of the dropped space %q; want it listed as any other", bl.DroppedSpace)
+		}
 	}
 }
