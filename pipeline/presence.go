@@ -225,6 +225,12 @@ var keyUnsafe = regexp.MustCompile(`[^A-Za-z0-9_=-]+`)
 // its own: the entry outlives the Run's context while the worker drains, so the caller stops
 // it once Run has returned.
 func Announce(js jetstream.JetStream, w *Worker, cfg AnnounceConfig) *Announcer {
+	return announceLooking(js, w, cfg, nil)
+}
+
+// announceLooking is Announce, looking at the worker's state at each tick of looks (nil: every
+// second, or every half Interval when shorter).
+func announceLooking(js jetstream.JetStream, w *Worker, cfg AnnounceConfig, looks <-chan time.Time) *Announcer {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultAnnounceInterval
 	}
@@ -248,7 +254,15 @@ func Announce(js jetstream.JetStream, w *Worker, cfg AnnounceConfig) *Announcer 
 			Concurrency: w.cfg.Concurrency, Version: cfg.Version, Refresh: cfg.Interval.Seconds()}}
 	ctx, cancel := context.WithCancel(context.Background())
 	an.cancel = cancel
-	go an.run(ctx)
+	stopLooks := func() {}
+	if looks == nil {
+		t := time.NewTicker(min(time.Second, cfg.Interval/2))
+		looks, stopLooks = t.C, t.Stop
+	}
+	go func() {
+		defer stopLooks()
+		an.run(ctx, looks)
+	}()
 	return an
 }
 
@@ -277,18 +291,21 @@ func (an *Announcer) Stop() {
 	}
 }
 
-func (an *Announcer) run(ctx context.Context) {
+// run writes the entry at once, then looks at the worker's state at each tick of looks.
+func (an *Announcer) run(ctx context.Context, looks <-chan time.Time) {
 	defer close(an.done)
-	look := min(time.Second, an.cfg.Interval/2)
-	t := time.NewTicker(look)
-	defer t.Stop()
 	var last WorkerState
 	var written time.Time
-	warned := false
+	warned, failed := false, false
 	for {
 		s := an.w.State()
-		if written.IsZero() || time.Since(written) >= an.cfg.Interval || changed(last, s) {
-			if err := an.write(ctx, s); err != nil {
+		// After a failure a change waits for the next Interval too: last is the state last
+		// written, which differs from the present one until a write goes through, so every look
+		// would try again (a request to the server every second, for each worker).
+		if written.IsZero() || time.Since(written) >= an.cfg.Interval || !failed && changed(last, s) {
+			err := an.write(ctx, s)
+			failed = err != nil
+			if err != nil {
 				if ctx.Err() != nil {
 					return
 				}
@@ -312,7 +329,7 @@ func (an *Announcer) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-looks:
 		}
 	}
 }
