@@ -666,7 +666,7 @@ func TestStatusPageCountsTheMessagesHandedBackWhenNoWorkerRuns(t *testing.T) {
 	cfg.Status = fixedStatus{Space: "(none yet)", Backlog: []web.Backlog{
 		{Consumer: "workers", Pending: 2, AckPending: 5, Workers: []web.Worker{}, NoWorker: true}}}
 	b.serve(cfg)
-	if body := string(b.get("/status").body); !strings.Contains(body, "its 7 waiting messages") {
+	if body := string(b.get("/status").body); !strings.Contains(body, "its 7 messages wait, not being processed") {
 		t.Errorf("status page with 2 messages pending and 5 handed back, no worker running: want its note to count 7 waiting; page:\n%s", body)
 	}
 }
