@@ -193,8 +193,8 @@ type AnnounceConfig struct {
 	PID                   int
 	// Replicas of the bucket when this process creates it. Defaults to 1.
 	Replicas int
-	// Logger receives the warning that the worker cannot announce itself. Defaults to
-	// discarding.
+	// Logger receives the warning that the worker cannot announce itself. Defaults to the
+	// worker's (WorkerConfig.Logger).
 	Logger *slog.Logger
 }
 
@@ -285,7 +285,8 @@ func (an *Announcer) Stop() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	// Purge, not Delete: no marker per stopped worker is left to accumulate in the bucket.
+	// A removal leaves a marker of the key (a Purge's as a Delete's, with a history of 1); the
+	// bucket's TTL takes it with the entries, so none accumulates.
 	if err := kv.Purge(ctx, an.key); err != nil {
 		an.cfg.Logger.Debug("could not remove the worker's announcement; it expires by itself", "key", an.key, "err", err)
 	}

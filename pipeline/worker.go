@@ -188,7 +188,7 @@ type WorkerConfig struct {
 	// cannot write): a run would wait for it to be fixed; the messages stay queued.
 	ExitWhenIdle bool
 	// RateLimitedUntil, when set, reports until when the API's rate limit holds every request
-	// of the process (llm.Limiter.PausedUntil: a 429's Retry-After, x-ratelimit headers): not
+	// of the process (llm.Limiter.LimitedUntil: a 429's Retry-After, x-ratelimit headers): not
 	// a pause of the worker, whose messages wait for it and go back to the queue, but what
 	// State reports while it lasts. Nil: never.
 	RateLimitedUntil func() time.Time
