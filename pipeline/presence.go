@@ -171,8 +171,8 @@ type Announcement struct {
 	PID         int       `json:"pid"`
 	Started     time.Time `json:"started"`
 	Consumer    string    `json:"consumer"`
-	Target      string    `json:"target"` // what it writes: the TL;DR model and prompt, the embedding space
-	Concurrency int       `json:"concurrency"`
+	Target      string    `json:"target"`      // what it writes: the TL;DR model and prompt, the embedding space
+	Concurrency int       `json:"concurrency"` // TL;DR slots; 0 for a worker that writes no TL;DRs (a reprocess run of a space)
 	State       string    `json:"state"`
 	Pause       *Pause    `json:"pause,omitempty"`
 	Held        int       `json:"held"`      // messages held
@@ -247,11 +247,15 @@ func announceLooking(js jetstream.JetStream, w *Worker, cfg AnnounceConfig, look
 		cfg.Logger = w.log
 	}
 	started := time.Now().UTC()
+	slots := w.cfg.Concurrency
+	if w.sum == nil {
+		slots = 0
+	}
 	an := &Announcer{js: js, w: w, cfg: cfg, done: make(chan struct{}),
 		// Unique per run: a process restarted with the same pid (a container) is a new entry.
 		key: fmt.Sprintf("%s.%s.%d.%d", keyPart(w.cfg.Consumer), keyPart(cfg.Host), cfg.PID, started.UnixNano()),
 		a: Announcement{Host: cfg.Host, PID: cfg.PID, Started: started, Consumer: w.cfg.Consumer, Target: cfg.Target,
-			Concurrency: w.cfg.Concurrency, Version: cfg.Version, Refresh: cfg.Interval.Seconds()}}
+			Concurrency: slots, Version: cfg.Version, Refresh: cfg.Interval.Seconds()}}
 	ctx, cancel := context.WithCancel(context.Background())
 	an.cancel = cancel
 	stopLooks := func() {}

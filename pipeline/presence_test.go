@@ -51,7 +51,7 @@ func announced(t *testing.T, js jetstream.JetStream) []pipeline.AnnouncedWorker 
 func describe(ws []pipeline.AnnouncedWorker) string {
 	var b strings.Builder
 	for _, w := range ws {
-		fmt.Fprintf(&b, "[%s %s pid %d %s pause %+v held %d processed %d] ", w.Consumer, w.Host, w.PID, w.State, w.Pause, w.Held, w.Processed)
+		fmt.Fprintf(&b, "[%s %s pid %d %s pause %+v held %d processed %d slots %d] ", w.Consumer, w.Host, w.PID, w.State, w.Pause, w.Held, w.Processed, w.Concurrency)
 	}
 	if len(ws) == 0 {
 		return "none announced"
@@ -296,4 +296,18 @@ func hostLengths(ws []pipeline.AnnouncedWorker) []int {
 		ns = append(ns, len(w.Host))
 	}
 	return ns
+}
+
+func TestAWorkerThatWritesNoTLDRsAnnouncesNoTLDRSlots(t *testing.T) {
+	t.Parallel()
+	js := natstest.Start(t).Connect(t)
+	w, err := pipeline.NewWorker(js, nil, nil, embed.NewOffline(), pipeline.WorkerConfig{SpaceID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	announce(t, js, w, pipeline.AnnounceConfig{})
+	waitFor(t, "the worker announced with no TL;DR slots", func() (bool, string) {
+		ws := announced(t, js)
+		return len(ws) == 1 && ws[0].Concurrency == 0, describe(ws)
+	})
 }

@@ -165,9 +165,9 @@ type Worker struct {
 	Host        string       `json:"host"`
 	PID         int          `json:"pid"`
 	Started     time.Time    `json:"started"`
-	Target      string       `json:"target"` // what it writes: the TL;DR model and prompt, the embedding space
-	Concurrency int          `json:"concurrency"`
-	State       string       `json:"state"` // working, idle, paused or stopping
+	Target      string       `json:"target"`      // what it writes: the TL;DR model and prompt, the embedding space
+	Concurrency int          `json:"concurrency"` // its TL;DR slots; 0 when it writes no TL;DRs
+	State       string       `json:"state"`       // working, idle, paused or stopping
 	Pause       *WorkerPause `json:"pause,omitempty"`
 	Held        int          `json:"held"`      // messages held
 	Processed   int64        `json:"processed"` // messages whose work it stored since it started

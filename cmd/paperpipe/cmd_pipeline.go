@@ -1119,8 +1119,12 @@ func workerDetailsText(w statusWorker) string {
 	if w.Overdue {
 		seen += ": not heard from since (stopped without a word, or cut off from NATS?); the entry expires by itself"
 	}
-	return fmt.Sprintf("since %s, %d TL;DR slots, %d messages held, %d processed, paperpipe %s, %s",
-		w.Started.UTC().Format("2006-01-02 15:04:05 UTC"), w.Concurrency, w.Held, w.Processed, w.Version, seen)
+	slots := ""
+	if w.Concurrency > 0 { // a worker that writes no TL;DRs has none
+		slots = fmt.Sprintf("%d TL;DR slots, ", w.Concurrency)
+	}
+	return fmt.Sprintf("since %s, %s%d messages held, %d processed, paperpipe %s, %s",
+		w.Started.UTC().Format("2006-01-02 15:04:05 UTC"), slots, w.Held, w.Processed, w.Version, seen)
 }
 
 // noWorkerNote says that bl's messages wait with no worker running, and what runs one.

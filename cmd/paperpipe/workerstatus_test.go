@@ -151,3 +151,14 @@ func TestStatusJSONAlwaysGivesNoWorkerRunningAndOverdue(t *testing.T) {
 		t.Errorf("status --json of a backlog with a running worker that is not overdue: %s, want no_worker_running and overdue given as false", raw)
 	}
 }
+
+func TestStatusGivesNoTLDRSlotsForAWorkerThatWritesNoTLDRs(t *testing.T) {
+	w := statusWorker{AnnouncedWorker: pipeline.AnnouncedWorker{Announcement: pipeline.Announcement{Concurrency: 0, Held: 3}}}
+	if got := workerDetailsText(w); strings.Contains(got, "slots") || !strings.Contains(got, "3 messages held") {
+		t.Errorf("a worker without TL;DR slots: %q", got)
+	}
+	w.Concurrency = 16
+	if got := workerDetailsText(w); !strings.Contains(got, "16 TL;DR slots, 3 messages held") {
+		t.Errorf("a worker with 16 TL;DR slots: %q", got)
+	}
+}
