@@ -53,7 +53,7 @@ type Limiter struct {
 	pausedUntil time.Time
 	// saidUntil is when the API said its limit lifts, beyond MaxPause: the pause stops at
 	// MaxPause and a request tries again, but LimitedUntil reports the API's word until an
-	// answer other than an error comes.
+	// answer other than an error comes, or a pause asked for after it replaces it.
 	saidUntil time.Time
 }
 
@@ -201,7 +201,7 @@ func (l *Limiter) PausedUntil() time.Time {
 // LimitedUntil returns until when the API's rate limit holds the process's requests, as far
 // as it is known: the pause in progress, or, when the API asked for longer than MaxPause (a
 // 429 with Retry-After: 3600), the end it asked for, until a request sent after the pause is
-// answered with anything but an error. Zero or past: not limited.
+// answered with anything but an error or asks for another pause. Zero or past: not limited.
 func (l *Limiter) LimitedUntil() time.Time {
 	if l == nil {
 		return time.Time{}
@@ -235,8 +235,14 @@ func (l *Limiter) pause(d time.Duration) (time.Duration, bool) {
 	defer l.mu.Unlock()
 	now := l.now()
 	began := l.pausedUntil.Sub(now) < longPause
-	if said := now.Add(asked); asked > d && said.After(l.saidUntil) {
+	// An answer to a request sent after the pause is the API's newest word on its limit, and
+	// replaces the end it gave before, sooner or later; one to a request sent before it (in
+	// flight with the answer that began it) may only push it back.
+	newest := !now.Before(l.pausedUntil)
+	if said := now.Add(asked); asked > d && (newest || said.After(l.saidUntil)) {
 		l.saidUntil = said
+	} else if asked <= d && newest {
+		l.saidUntil = time.Time{}
 	}
 	if until := now.Add(d); until.After(l.pausedUntil) {
 		l.pausedUntil = until

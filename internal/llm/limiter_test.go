@@ -576,6 +576,31 @@ func TestLimitedUntilIsTheEndTheAPIGaveUntilARequestGoesThrough(t *testing.T) {
 	}
 }
 
+// TestLimitedUntilIsTheAPIsNewestWord: after a 429 of an hour and the 5 minutes' pause, a
+// request answered 429 with Retry-After: 30 says the limit lifts in 30 s; LimitedUntil kept the
+// hour (a worker announced 'rate limited … (in 55m)' while it tried again every 30 s) until a
+// request went through. Answers to requests sent before the pause ends push it back only.
+func TestLimitedUntilIsTheAPIsNewestWord(t *testing.T) {
+	t.Parallel()
+	l, clk := newFakeLimiter(0, 0)
+	start := clk.now()
+	l.Observe(http.Header{"Retry-After": {"3600"}}, http.StatusTooManyRequests)
+	l.Observe(http.Header{"Retry-After": {"30"}}, http.StatusTooManyRequests) // sent with the first
+	if got := l.LimitedUntil(); !got.Equal(start.Add(time.Hour)) {
+		t.Errorf("after a shorter answer to a request sent before the pause: limited until %s, want the API's hour, %s", got, start.Add(time.Hour))
+	}
+	clk.advance(5 * time.Minute)
+	l.Observe(http.Header{"Retry-After": {"30"}}, http.StatusTooManyRequests)
+	if got, want := l.LimitedUntil(), clk.now().Add(30*time.Second); !got.Equal(want) {
+		t.Errorf("after a 429 of 30 s to a request sent after the pause: limited until %s, want %s", got, want)
+	}
+	clk.advance(30 * time.Second)
+	l.Observe(http.Header{"Retry-After": {"7200"}}, http.StatusTooManyRequests)
+	if got, want := l.LimitedUntil(), clk.now().Add(2*time.Hour); !got.Equal(want) {
+		t.Errorf("after a 429 of two hours: limited until %s, want %s", got, want)
+	}
+}
+
 func TestEveryLongPauseTheAPIAsksForIsWarnedOf(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
