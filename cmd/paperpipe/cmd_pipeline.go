@@ -989,13 +989,17 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 			continue
 		}
 		fmt.Fprintf(w, "backlog %s\t%d\t(%d delivered and not yet acknowledged: in a worker, or handed back to come again; %d redelivered)\n", consumer, bl.Pending, bl.AckPending, bl.Redelivered)
+		// A worker's state and details are its line's last cell, which no other line's is
+		// aligned with: in the numbers' column, a pause's 70 characters pushed every line's
+		// note as far right. The reason's line keeps the cells too (a line without one ends the
+		// table's alignment).
 		for _, wk := range bl.Workers {
 			// An announcement is any client of the NATS account's to write, and a pause's
 			// detail is the API's answer as it came: both are printed terminal-safe.
-			fmt.Fprintf(w, "  worker %s pid %d\t%s\t(%s)\n", termSafe(wk.Host, false), wk.PID,
+			fmt.Fprintf(w, "  worker %s pid %d\t\t%s (%s)\n", termSafe(wk.Host, false), wk.PID,
 				termSafe(workerStateText(wk), false), termSafe(workerDetailsText(wk), false))
 			if wk.Pause != nil && wk.Pause.Detail != "" {
-				fmt.Fprintf(w, "    why: %s\n", termSafe(wk.Pause.Detail, false))
+				fmt.Fprintf(w, "\t\twhy: %s\n", termSafe(wk.Pause.Detail, false))
 			}
 		}
 	}

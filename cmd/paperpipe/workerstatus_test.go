@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -99,8 +100,14 @@ func TestStatusListsTheWorkersAndAPauseForAnHourLongRateLimitWithItsEnd(t *testi
 	if end := w.Pause.Until; end.Before(start.Add(59*time.Minute)) || end.After(time.Now().Add(time.Hour)) {
 		t.Errorf("status --json: paused until %s, want the hour the API gave (from %s)", end, start)
 	}
-	if r := c.ok("status"); !strings.Contains(r.stdout, "paused: rate limited by the API until") || strings.Contains(r.stdout, "no worker is running") {
+	r := c.ok("status")
+	if !strings.Contains(r.stdout, "paused: rate limited by the API until") || strings.Contains(r.stdout, "no worker is running") {
 		t.Errorf("status:\n%s", r.stdout)
+	}
+	// The worker's state is no cell of the numbers' column: a pause's text there pushed every
+	// line's note 70 characters to the right.
+	if !regexp.MustCompile(`(?m)^with TL;DR +\d+ {1,8}\(`).MatchString(r.stdout) {
+		t.Errorf("status's lines are not aligned on their numbers with a paused worker listed:\n%s", r.stdout)
 	}
 
 	resp, err := http.Get(base + "/api/status")
