@@ -40,6 +40,8 @@ type testStatus struct {
 	dead []web.DeadLetter
 	// missing is the status's MissingModel.
 	missing *web.MissingModel
+	// noBucket is the status's NoWorkersBucket.
+	noBucket bool
 }
 
 func (s testStatus) Status(ctx context.Context) (web.Status, error) {
@@ -63,7 +65,7 @@ func (s testStatus) Status(ctx context.Context) (web.Status, error) {
 	out := web.Status{Papers: c.Papers, WithTLDR: c.WithTLDR, WithEmbedding: c.WithEmbedding,
 		TLDRModel: s.sum.Model(), PromptVersion: s.sum.PromptVersion(), Space: sp.Name(), UsageSince: since,
 		DeadLetters: 1, Recent: []web.DeadLetter{{Seq: 1, PaperID: "arxiv:2401.99999", Reason: "summarize: <b>bad</b> answer", Attempts: 8, FailedAt: since}}}
-	out.TLDRsWithheld, out.MissingModel = c.TLDRsWithheld, s.missing
+	out.TLDRsWithheld, out.MissingModel, out.NoWorkersBucket = c.TLDRsWithheld, s.missing, s.noBucket
 	if s.dead != nil {
 		out.DeadLetters, out.Recent = len(s.dead), s.dead
 	}

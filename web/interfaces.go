@@ -131,6 +131,10 @@ type Status struct {
 	// WorkersError, when set, says why the workers could not be read from NATS: Backlog's
 	// Workers are then empty and its NoWorker false, unknown.
 	WorkersError string `json:"workers_error,omitempty"`
+	// NoWorkersBucket: the bucket the workers announce themselves in does not exist — no
+	// worker of this version has run on the server, or workers of a NATS account that may not
+	// create it run unannounced —, so an empty Workers and NoWorker do not show that none runs.
+	NoWorkersBucket bool `json:"no_workers_bucket,omitempty"`
 	// Usage is API usage per day, model and kind, oldest first.
 	Usage []Usage `json:"usage"`
 	// UsageSince is the first day Usage covers.

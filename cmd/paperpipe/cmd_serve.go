@@ -583,7 +583,8 @@ func (s *webStatus) queue(ctx context.Context, out *web.Status) error {
 	}
 	workers, werr := pipeline.AnnouncedWorkers(ctx, s.js)
 	if errors.Is(werr, pipeline.ErrNoWorkersBucket) {
-		werr = nil // none announced
+		// None announced, and workers of an account that may not make the bucket run unannounced.
+		out.NoWorkersBucket, werr = true, nil
 	}
 	if werr != nil {
 		out.WorkersError = werr.Error()

@@ -169,3 +169,54 @@ func TestStatusGivesNoTLDRSlotsForAWorkerThatWritesNoTLDRs(t *testing.T) {
 		t.Errorf("a worker with 16 TL;DR slots: %q", got)
 	}
 }
+
+// TestStatusPageSaysWorkersMayRunUnannouncedWhenTheirBucketDoesNotExist: workers of a NATS
+// account that may not make the bucket paperpipe_workers run unannounced. `status` says so
+// when the bucket does not exist; the status page said "No worker is running" and that the
+// backlog's messages were "not being processed", as a fact, and GET /api/status gave no sign.
+func TestStatusPageSaysWorkersMayRunUnannouncedWhenTheirBucketDoesNotExist(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.ok("ingest", sampleFile)
+	srv := exec.Command(binary, "serve", "--http", "127.0.0.1:0")
+	srv.Env = c.env
+	stderr, err := srv.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = srv.Process.Signal(syscall.SIGTERM)
+		_ = srv.Wait()
+	}()
+	var logs lockedBuffer
+	base := servedURL(t, stderr, &logs)
+	get := func(path string) string {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+	page := get("/status")
+	for _, want := range []string{"No worker is announced for <code>" + pipeline.ConsumerNew + "</code>", "<code>paperpipe_workers</code> does not exist",
+		"run unannounced"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the status page lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "No worker is running") || strings.Contains(page, "not being processed") {
+		t.Errorf("the status page says no worker runs, as a fact, while workers may run unannounced:\n%s", page)
+	}
+	var st struct {
+		NoWorkersBucket bool `json:"no_workers_bucket"`
+	}
+	if body := get("/api/status"); json.Unmarshal([]byte(body), &st) != nil || !st.NoWorkersBucket {
+		t.Errorf("GET /api/status does not say no_workers_bucket: %s", body)
+	}
+}
