@@ -813,9 +813,13 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 	}
 	wst := reprocess.Store{Store: st}
 	var emb pipeline.Embedder
+	var into paper.Space // the space the run writes, if any
 	if sel.Work.SpaceID != 0 {
-		emb = m.emb
+		emb, into = m.emb, space
 	}
+	// What status says the run's workers write, as a worker's: the consumer's description
+	// (desc) names a TL;DR model and prompt even when the run writes none.
+	writes := workerTarget(sum, into)
 
 	prog := newCountProgress(errw, "reprocess", res.Counts.Papers, "papers")
 	var done atomic.Int64
@@ -848,7 +852,7 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 		if err != nil {
 			return err
 		}
-		defer announceWorker(c, b, w, desc).Stop()
+		defer announceWorker(c, b, w, writes).Stop()
 		stop := make(chan struct{})
 		finished := make(chan struct{})
 		base := done.Load()

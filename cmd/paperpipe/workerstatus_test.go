@@ -220,3 +220,55 @@ func TestStatusPageSaysWorkersMayRunUnannouncedWhenTheirBucketDoesNotExist(t *te
 		t.Errorf("GET /api/status does not say no_workers_bucket: %s", body)
 	}
 }
+
+// TestStatusSaysAReprocessRunOfEmbeddingsWritesNoTLDRs: a `reprocess --embed-only` run's worker
+// was announced with its consumer's description, "re-processing: TL;DRs gpt-4o-mini tldr-v1,
+// space …", as if it bought TL;DRs; it says what it writes as a worker does: the embeddings of
+// its space alone.
+func TestStatusSaysAReprocessRunOfEmbeddingsWritesNoTLDRs(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{})
+	c := newCLI(t, "OPENAI_BASE_URL="+api.URL(), "OPENAI_API_KEY=sk-test")
+	c.ok("ingest", sampleFile)
+	c.ok("worker", "--exit-when-idle")
+	// Embeddings of another space, which the run waits to buy while the API's limit holds.
+	api.SetFaults(openaitest.Faults{RateLimit: 1, RetryAfter: time.Hour})
+	run := exec.Command(binary, "reprocess", "--embed-only", "--embed-dimensions", "256")
+	run.Env = c.env
+	var logs lockedBuffer
+	run.Stderr = &logs
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = run.Process.Signal(syscall.SIGTERM)
+		_ = run.Wait()
+	}()
+	var st struct {
+		Backlog []struct {
+			Consumer string `json:"consumer"`
+			Workers  []struct {
+				Target string `json:"target"`
+			} `json:"workers"`
+		} `json:"backlog"`
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		st.Backlog = nil
+		c.json(&st, "status")
+		var target string
+		for _, bl := range st.Backlog {
+			if strings.HasPrefix(bl.Consumer, "reprocess-") && len(bl.Workers) == 1 {
+				target = bl.Workers[0].Target
+			}
+		}
+		if target != "" {
+			if strings.Contains(target, "TL;DR") || !strings.Contains(target, "embeddings in space ") {
+				t.Errorf("the reprocess run's worker writes %q, want the embeddings of its space alone", target)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status --json never listed the reprocess run's worker: %+v\n%s", st, logs.String())
+		}
+	}
+}
