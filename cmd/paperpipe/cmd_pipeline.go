@@ -936,7 +936,7 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return err
 	}
-	workersErr := addWorkers(ctx, b.js, backlogs, time.Now())
+	noBucket, workersErr := addWorkers(ctx, b.js, backlogs, time.Now())
 	unfinished, err := st.UnfinishedIndexes(ctx)
 	if err != nil {
 		return err
@@ -961,6 +961,9 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		}
 		if workersErr != nil {
 			out["workers_error"] = workersErr.Error()
+		}
+		if noBucket { // as GET /api/status says it
+			out["no_workers_bucket"] = true
 		}
 		if missing {
 			out["missing_model"] = map[string]string{"model": space.Model, "note": missingModelNote(space)}
@@ -1084,15 +1087,16 @@ type statusWorker struct {
 const workersReadTimeout = statusQueueTimeout
 
 // addWorkers gives each backlog the workers announced for its consumer at now, and marks those
-// with messages waiting and none announced. The error of a read that failed (the backlogs
-// are then left as they were) is for a note: the rest of the status stands without it.
-func addWorkers(ctx context.Context, js jetstream.JetStream, backlogs []statusBacklog, now time.Time) error {
+// with messages waiting and none announced; noBucket when the bucket of announcements does not
+// exist. The error of a read that failed (the backlogs are then left as they were) is for a
+// note: the rest of the status stands without it.
+func addWorkers(ctx context.Context, js jetstream.JetStream, backlogs []statusBacklog, now time.Time) (noBucket bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, workersReadTimeout)
 	defer cancel()
 	ws, err := pipeline.AnnouncedWorkers(ctx, js)
-	noBucket := errors.Is(err, pipeline.ErrNoWorkersBucket)
+	noBucket = errors.Is(err, pipeline.ErrNoWorkersBucket)
 	if err != nil && !noBucket {
-		return err
+		return false, err
 	}
 	for i := range backlogs {
 		bl := &backlogs[i]
@@ -1105,7 +1109,7 @@ func addWorkers(ctx context.Context, js jetstream.JetStream, backlogs []statusBa
 		bl.NoWorker = len(bl.Workers) == 0 && bl.Pending+uint64(bl.AckPending) > 0 && bl.DroppedSpace == ""
 		bl.noBucket = noBucket
 	}
-	return nil
+	return noBucket, nil
 }
 
 // workerStateText says what a worker does: its state, and a pause's reason and end.

@@ -30,7 +30,8 @@ type workersStatusJSON struct {
 		} `json:"workers"`
 		NoWorker bool `json:"no_worker_running"`
 	} `json:"backlog"`
-	WorkersError string `json:"workers_error"`
+	WorkersError    string `json:"workers_error"`
+	NoWorkersBucket bool   `json:"no_workers_bucket"`
 }
 
 // TestStatusListsTheWorkersAndAPauseForAnHourLongRateLimitWithItsEnd: during a long rate limit
@@ -51,8 +52,8 @@ func TestStatusListsTheWorkersAndAPauseForAnHourLongRateLimitWithItsEnd(t *testi
 		t.Errorf("status with papers queued and no worker does not say no worker is running, and why it may not know:\n%s", r.stdout)
 	}
 	var st workersStatusJSON
-	if c.json(&st, "status"); len(st.Backlog) != 1 || !st.Backlog[0].NoWorker || len(st.Backlog[0].Workers) != 0 {
-		t.Errorf("status --json with no worker: %+v, want no_worker_running", st)
+	if c.json(&st, "status"); len(st.Backlog) != 1 || !st.Backlog[0].NoWorker || len(st.Backlog[0].Workers) != 0 || !st.NoWorkersBucket {
+		t.Errorf("status --json with no worker: %+v, want no_worker_running and no_workers_bucket", st)
 	}
 
 	start := time.Now()
@@ -94,7 +95,7 @@ func TestStatusListsTheWorkersAndAPauseForAnHourLongRateLimitWithItsEnd(t *testi
 		}
 	}
 	w := st.Backlog[0].Workers[0]
-	if w.State != pipeline.StatePaused || w.PID != up.Process.Pid || w.Host == "" || st.Backlog[0].NoWorker {
+	if w.State != pipeline.StatePaused || w.PID != up.Process.Pid || w.Host == "" || st.Backlog[0].NoWorker || st.NoWorkersBucket {
 		t.Errorf("status --json: %+v", st.Backlog[0])
 	}
 	if end := w.Pause.Until; end.Before(start.Add(59*time.Minute)) || end.After(time.Now().Add(time.Hour)) {
