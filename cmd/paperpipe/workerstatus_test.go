@@ -179,21 +179,7 @@ func TestStatusPageSaysWorkersMayRunUnannouncedWhenTheirBucketDoesNotExist(t *te
 	t.Parallel()
 	c := newCLI(t)
 	c.ok("ingest", sampleFile)
-	srv := exec.Command(binary, "serve", "--http", "127.0.0.1:0")
-	srv.Env = c.env
-	stderr, err := srv.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = srv.Process.Signal(syscall.SIGTERM)
-		_ = srv.Wait()
-	}()
-	var logs lockedBuffer
-	base := servedURL(t, stderr, &logs)
+	base := startServe(t, c)
 	get := func(path string) string {
 		t.Helper()
 		resp, err := http.Get(base + path)
