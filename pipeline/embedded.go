@@ -228,6 +228,16 @@ func (e *Embedded) ClientURL() string {
 }
 
 // Shutdown stops the server and waits until it has stopped; JetStream state is flushed to disk.
+//
+// JetStream stops first, while the clients are still connected. The server's own Shutdown
+// answers every open pull request "409 Server Shutdown" and then, for 50 ms, leaves those
+// requests to the consumers, which go on delivering to them: a message that came due then (a
+// NakWithDelay of the stopping worker's drain, during a takeover) went to a request whose
+// client had ended its Fetch at the 409 and dropped it, and the server taking the directory
+// over counted that delivery from the files. On a message's last delivery it was given up and
+// dead-lettered with no worker ever having held it (internal/natstest's
+// TestAStoppingServerDeliversToAPullRequestItHasDeclaredOver). Stopped this way the requests
+// get no 409: their clients' Fetch ends when the connection closes, as at a kill.
 func (e *Embedded) Shutdown() {
 	select {
 	case <-e.stop:
@@ -235,6 +245,9 @@ func (e *Embedded) Shutdown() {
 		close(e.stop)
 	}
 	<-e.done
+	if err := e.srv.ShutdownJetStream(); err != nil {
+		e.log.Warn("stopping the embedded server's JetStream failed; stopping the server", "err", err)
+	}
 	e.srv.Shutdown()
 	e.srv.WaitForShutdown()
 }

@@ -60,15 +60,16 @@ func (s *Server) start(tb testing.TB) {
 		tb.Fatal("nats-server not ready")
 	}
 	s.Server = srv
+	s.opts.Port = srv.Addr().(*net.TCPAddr).Port // for Restart, also after a Shutdown of the caller's
 }
 
 // Restart shuts the server down and starts another on the same address and store directory,
 // as when the process that ran paperpipe's embedded server stops and another takes its data
 // directory over: JetStream recovers the streams and the consumers' state from the files, and
-// the clients reconnect (those of Connect after nats.go's ReconnectWait, 2 s).
+// the clients reconnect (those of Connect after nats.go's ReconnectWait, 2 s). A shutdown the
+// caller began is waited for.
 func (s *Server) Restart(tb testing.TB) {
 	tb.Helper()
-	s.opts.Port = s.Addr().(*net.TCPAddr).Port
 	s.Shutdown()
 	s.WaitForShutdown()
 	s.start(tb)
