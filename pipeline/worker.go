@@ -307,9 +307,10 @@ type Worker struct {
 		u  map[[2]string]paper.Usage
 	}
 	pulls struct {
-		mu   sync.Mutex
-		open bool          // a pull request of this worker is open
-		held []heldRequeue // messages to requeue once it ends (see requeueAfterPull)
+		mu        sync.Mutex
+		open      bool           // a pull request of this worker is open
+		held      []heldRequeue  // messages to requeue once it ends (see requeueAfterPull)
+		requeuing sync.WaitGroup // those requeues running (see pullOpen); Run's drain waits for them
 	}
 	stats struct {
 		received, acked, skipped, retried, dead, reaped, paused, dbPaused, tldrs, embeddings atomic.Int64
@@ -459,7 +460,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	embedB.startPending()
 
 	done := make(chan struct{})
-	go func() { inflight.Wait(); embedB.Wait(); saveB.Wait(); close(done) }()
+	go func() { inflight.Wait(); embedB.Wait(); saveB.Wait(); w.pulls.requeuing.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(w.cfg.DrainTimeout):
@@ -1247,17 +1248,25 @@ type heldRequeue struct {
 }
 
 // pullOpen records whether a pull request of this worker is open; when it ends, the messages
-// held for requeueing are requeued.
+// held for requeueing are requeued, each in a goroutine of its own: a requeue waits up to
+// requeueFor for its copy's answer and as long again for its withdrawal's (a claim whose
+// answer a dropped connection lost), and on the pull loop it held every pull of the worker
+// that long. The copy is published after the pull request ended all the same; a later one of
+// this worker may get it, as any worker's may.
 func (w *Worker) pullOpen(open bool) {
 	w.pulls.mu.Lock()
 	w.pulls.open = open
 	var held []heldRequeue
 	if !open {
 		held, w.pulls.held = w.pulls.held, nil
+		w.pulls.requeuing.Add(len(held))
 	}
 	w.pulls.mu.Unlock()
 	for _, r := range held {
-		w.requeue(r.ctx, r.j, r.why)
+		go func() {
+			defer w.pulls.requeuing.Done()
+			w.requeue(r.ctx, r.j, r.why)
+		}()
 	}
 }
 
