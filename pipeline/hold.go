@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -62,12 +63,20 @@ func (w *Worker) startHold(ctx context.Context, m jetstream.Msg) *hold {
 		tm := w.timings()
 		t := time.NewTimer(tm.progress)
 		defer t.Stop()
+		back := w.reconnects()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-tm.changed:
 				tm = w.timings()
+				t.Reset(0)
+				continue
+			case <-back:
+				// NATS is back: a server started again from its files times this delivery's
+				// AckWait from the second of the last InProgress it got, and waiting for the
+				// next tick left up to a ProgressInterval less of it.
+				back = w.reconnects()
 				t.Reset(0)
 				continue
 			case <-t.C:
@@ -98,6 +107,36 @@ func (w *Worker) startHold(ctx context.Context, m jetstream.Msg) *hold {
 	var once sync.Once
 	h.stop = func() { once.Do(func() { cancel(); <-done }) }
 	return h
+}
+
+// watchReconnects has the holds renewed each time the worker's NATS connection is back after
+// a loss (see reconnected); stop ends it.
+func (w *Worker) watchReconnects() (stop func()) {
+	first := make(chan struct{})
+	w.reconnected.Store(&first)
+	nc := w.js.Conn()
+	if nc == nil {
+		return func() {}
+	}
+	status := nc.StatusChanged(nats.CONNECTED)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range status {
+			next := make(chan struct{})
+			close(*w.reconnected.Swap(&next))
+		}
+	}()
+	return func() { nc.RemoveStatusListener(status); <-done }
+}
+
+// reconnects returns the channel closed when the worker's NATS connection is next back after a
+// loss; nil (never closed) outside Run.
+func (w *Worker) reconnects() <-chan struct{} {
+	if p := w.reconnected.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // lapse is how long a hold may go unrenewed before the server may count the message as no

@@ -116,3 +116,59 @@ func TestAServerRestartedWhileAWorkerHoldsAMessageLeavesItToTheWorker(t *testing
 		t.Errorf("%d messages left in %s, want none", n, pipeline.StreamPapers)
 	}
 }
+
+// TestAWorkerMarksWhatItHoldsAsSoonAsItReconnects: after its NATS connection was lost (a
+// server restart, a takeover of the embedded server), a worker renewed its holds only at their
+// next tick, up to a ProgressInterval after it was back. A restarted server times each
+// restored delivery from the second of its last InProgress (internal/natstest's
+// TestARestartedServerKeepsAnInProgressTimeInWholeSeconds), so the outage a hold survived was
+// a ProgressInterval and up to a second shorter than the AckWait: at an AckWait of 6 s, a
+// takeover of 2.5 s could hand messages in the workers' hands to others. Here the ticks are 20 s
+// apart, and the message's first InProgress after the restart must come well before that.
+func TestAWorkerMarksWhatItHoldsAsSoonAsItReconnects(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{AckWait: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	emb := embed.NewOffline()
+	b := setupOn(t, js, emb)
+	publish(t, js, sampledata.Papers(t)[:1])
+	saves := &gatedSaves{Store: b.store, gate: newGate()}
+	w := startWorkerOn(t, b, saves, summarize.NewOffline(30), emb, pipeline.WorkerConfig{SweepInterval: time.Hour, ProgressInterval: 20 * time.Second})
+	<-saves.entered // the TL;DR is bought; its save waits, the message held
+	if err := js.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart(t)
+
+	// An observer of the restarted server, subscribed before the worker's connection is back
+	// (nats.go's ReconnectWait, 2 s): the worker's InProgress goes to the delivery's reply
+	// subject.
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	acks, err := nc.SubscribeSync("$JS.ACK." + pipeline.StreamPapers + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	m, err := acks.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Errorf("no InProgress for the message held within 10 s of the restart (ProgressInterval 20 s): %v", err)
+	} else if string(m.Data) != "+WPI" {
+		t.Errorf("the worker's first word on the message after the restart is %q, want an InProgress (+WPI)", m.Data)
+	}
+
+	close(saves.open)
+	waitFor(t, "the worker acknowledging the message", func() (bool, string) {
+		s := w.Stats()
+		return s.Acked == 1, fmt.Sprintf("%+v", s)
+	})
+}

@@ -282,6 +282,9 @@ type Worker struct {
 	// tm: the consumer's AckWait and MaxDeliver as the server has them and what they bound
 	// (MsgTimeout, ProgressInterval), followed while the worker runs (see follow).
 	tm atomic.Pointer[workerTimings]
+	// reconnected is closed, and replaced, each time the NATS connection is back after a loss
+	// (see watchReconnects): the holds are renewed at once.
+	reconnected atomic.Pointer[chan struct{}]
 	// maxPull is the consumer's MaxRequestBatch as last read (0: none): the most messages one
 	// pull request may ask for, which the server refuses beyond (see pullSize).
 	maxPull atomic.Int64
@@ -404,6 +407,8 @@ func (w *Worker) Run(ctx context.Context) error {
 			"consumer", w.cfg.Consumer, "max_deliver", info.Config.MaxDeliver, "to", n, "at", at)
 	}
 	w.readPullLimits(info.Config)
+	stopWatch := w.watchReconnects()
+	defer stopWatch()
 	stopFollow := w.follow(ctx, cons)
 	defer stopFollow()
 	stopReaper := w.startReaper(ctx, cons)

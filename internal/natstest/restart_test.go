@@ -122,3 +122,69 @@ func fetchOne(t *testing.T, cons jetstream.Consumer) jetstream.Msg {
 	}
 	return nil
 }
+
+// TestARestartedServerKeepsAnInProgressTimeInWholeSeconds is nats-server's behaviour that the
+// lowest AckWait paperpipe accepts allows for, reproduced with nats.go alone: the file store
+// keeps a pending delivery's time in whole seconds (encodeConsumerState: the time's seconds,
+// relative to the write's own, rounded), so a server started again from its files times the
+// AckWait from the start of the second of the last InProgress — up to a second early. A
+// message marked in progress late in a second, with an AckWait of 3 s, comes back about 2.1 s
+// after that InProgress: the pull request here ends 2.6 s after it (a margin of half a second
+// each way).
+func TestARestartedServerKeepsAnInProgressTimeInWholeSeconds(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const ackWait = 3 * time.Second
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "Q", Subjects: []string{"q"}, Retention: jetstream.WorkQueuePolicy}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, "Q", jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: ackWait, MaxDeliver: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "q", []byte("work")); err != nil {
+		t.Fatal(err)
+	}
+	held := fetchOne(t, cons)
+	if held == nil {
+		t.Fatal("no delivery")
+	}
+	// The InProgress goes 0.9 s into a second of the wall clock (the server's).
+	time.Sleep(time.Duration((1900-time.Now().UnixMilli()%1000)%1000) * time.Millisecond)
+	marked := time.Now()
+	if err := held.InProgress(); err != nil {
+		t.Fatal(err)
+	}
+	if err := js.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart(t)
+
+	js = srv.Connect(t)
+	if cons, err = js.Consumer(ctx, "Q", "c"); err != nil {
+		t.Fatal(err)
+	}
+	wait := time.Until(marked.Add(ackWait - 400*time.Millisecond))
+	if wait < 100*time.Millisecond {
+		t.Skipf("the restart took %s; the test needs it well within the AckWait", time.Since(marked))
+	}
+	b, err := cons.Fetch(1, jetstream.FetchMaxWait(wait))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var again jetstream.Msg
+	for m := range b.Messages() {
+		again = m
+	}
+	if again == nil {
+		t.Fatalf("the message held was not delivered again within %s of its InProgress (AckWait %s): the server kept the InProgress's time", ackWait-400*time.Millisecond, ackWait)
+	}
+	meta, err := again.Metadata()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("delivered again (delivery %d) %s after the InProgress", meta.NumDelivered, time.Since(marked).Round(10*time.Millisecond))
+}
