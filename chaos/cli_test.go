@@ -240,10 +240,10 @@ func TestSecondSIGINTExitsAtOnceLosingNothingAcked(t *testing.T) {
 
 func TestDeadLettersListedAndReplayedFromTheCLI(t *testing.T) {
 	t.Parallel()
-	// Every TL;DR request fails, for one paper, and a message has 2 deliveries of 1 second of
+	// Every TL;DR request fails, for one paper, and a message has 2 deliveries of 2 seconds of
 	// API work each: the paper is dead-lettered at its second. (Two papers failed in a row are
 	// the API failing every request, a pause that leaves the messages queued, not dead letters.)
-	s := newStack(t, FakeConfig{}, "PAPERPIPE_ACK_WAIT=2s", "PAPERPIPE_MAX_DELIVER=2")
+	s := newStack(t, FakeConfig{}, "PAPERPIPE_ACK_WAIT=4s", "PAPERPIPE_MAX_DELIVER=2")
 	setFaults(t, s.fake, `{"server_error":1}`)
 	s.ingest(1)
 	// A message that is not an abstract at all.

@@ -139,6 +139,16 @@ func (w *Worker) reconnects() <-chan struct{} {
 	return nil
 }
 
+// MinAckWait is the shortest AckWait the paperpipe command accepts (PAPERPIPE_ACK_WAIT). A
+// server started again from its files (a restart, an upgrade, the embedded server taken over)
+// times each restored delivery's AckWait from the start of the second of its last InProgress —
+// up to a second early (internal/natstest's TestARestartedServerKeepsAnInProgressTimeInWholeSeconds)
+// — and a hold counts as lapsed a ProgressInterval, a quarter of the AckWait, before the
+// AckWait's end (see lapse): below 4 s that quarter does not cover the second. At 1 s every
+// restart gave the messages held to other workers at once, the holds still fresh to their
+// workers, whose API work went on: two workers paying for one message.
+const MinAckWait = 4 * time.Second
+
 // lapse is how long a hold may go unrenewed before the server may count the message as no
 // longer held: its AckWait, less a ProgressInterval for the InProgress on its way.
 func (w *Worker) lapse() time.Duration {

@@ -204,8 +204,9 @@ func loadConfig() *config {
 		// The workers set PAPERPIPE_ACK_WAIT on the consumer they all share before they start
 		// (connectBroker): checked here, before NATS is reached, a value a worker would refuse
 		// (it marks each message InProgress every quarter of the AckWait, and needs room for
-		// the work between) never reaches the consumer the running workers use.
-		{"PAPERPIPE_ACK_WAIT", c.AckWait < time.Second, "a duration of at least 1s, like 60s"},
+		// the work between) never reaches the consumer the running workers use. Below
+		// pipeline.MinAckWait a NATS restart hands the messages the workers hold to others.
+		{"PAPERPIPE_ACK_WAIT", c.AckWait < pipeline.MinAckWait, fmt.Sprintf("a duration of at least %s, like 60s", pipeline.MinAckWait)},
 		// A message timeout of milliseconds ends every API call before its answer: each
 		// paper's work fails, and after its deliveries the whole queue is dead-lettered.
 		{"PAPERPIPE_MSG_TIMEOUT", c.MsgTimeout < 0 || (c.MsgTimeout > 0 && c.MsgTimeout < time.Second) || c.MsgTimeout >= c.AckWait,

@@ -198,16 +198,17 @@ func TestOnlyWorkersSetTheConsumersAckWait(t *testing.T) {
 // their messages for the AckWait they read at start (1m here, InProgress every 15 s), and with
 // the server's at 15ms every message they hold would be handed to another worker, which pays
 // for it again; in Kubernetes the refused pod crash-loops and sets it again each time. The
-// setting is refused with the others, exit 2, before NATS is reached.
+// setting is refused with the others, exit 2, before NATS is reached. So is one below
+// pipeline.MinAckWait (3s), which a NATS restart would cut short by up to a second.
 func TestRefusedAckWaitLeavesTheConsumerAlone(t *testing.T) {
 	t.Parallel()
 	srv := natstest.Start(t)
 	js := srv.Connect(t)
 	good := newCLI(t, "NATS_URL="+srv.ClientURL())
 	good.ok("worker", "--exit-when-idle") // creates the consumer: AckWait 1m, as the running workers use
-	for _, kv := range []string{"PAPERPIPE_ACK_WAIT=15ms", "PAPERPIPE_ACK_WAIT=999ms"} {
+	for _, kv := range []string{"PAPERPIPE_ACK_WAIT=15ms", "PAPERPIPE_ACK_WAIT=999ms", "PAPERPIPE_ACK_WAIT=3s"} {
 		bad := &cli{t: t, env: append(slices.Clone(good.env), kv)}
-		if r := bad.run("worker"); r.code != 2 || !strings.Contains(r.stderr, "PAPERPIPE_ACK_WAIT=") {
+		if r := bad.run("worker", "--exit-when-idle"); r.code != 2 || !strings.Contains(r.stderr, "PAPERPIPE_ACK_WAIT=") {
 			t.Fatalf("worker with %s: exit %d, stderr %q; want 2 and the variable named", kv, r.code, r.stderr)
 		}
 		cons, err := js.Consumer(t.Context(), pipeline.StreamPapers, pipeline.ConsumerNew)
