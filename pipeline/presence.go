@@ -191,7 +191,8 @@ type AnnounceConfig struct {
 	// Target, Version: see Announcement. Host defaults to os.Hostname, PID to os.Getpid.
 	Target, Version, Host string
 	PID                   int
-	// Replicas of the bucket when this process creates it. Defaults to 1.
+	// Replicas of the bucket when this process creates it and cannot read the queue's stream
+	// (PAPERS), whose replicas it takes otherwise. Defaults to 1.
 	Replicas int
 	// Logger receives the warning that the worker cannot announce itself. Defaults to the
 	// worker's (WorkerConfig.Logger).
@@ -379,11 +380,17 @@ func (an *Announcer) write(ctx context.Context, s WorkerState) error {
 }
 
 // ensureWorkersBucket returns BucketWorkers, creating it when missing: history 1, a TTL of 3×
-// interval, a byte limit (accounts may require one), file storage as the queue's.
+// interval, a byte limit (accounts may require one), file storage and replicas as the queue's
+// (replicas, when PAPERS cannot be read). The process's own setting made an R1 bucket beside
+// R3 streams on a cluster whose streams another process made, or an operator edited: the
+// workers' list was lost with one server while the queue went on.
 func ensureWorkersBucket(ctx context.Context, js jetstream.JetStream, interval time.Duration, replicas int) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, BucketWorkers)
 	if !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return kv, err
+	}
+	if s, err := js.Stream(ctx, StreamPapers); err == nil && s.CachedInfo().Config.Replicas > 0 {
+		replicas = s.CachedInfo().Config.Replicas
 	}
 	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      BucketWorkers,

@@ -311,3 +311,28 @@ func TestAWorkerThatWritesNoTLDRsAnnouncesNoTLDRSlots(t *testing.T) {
 		return len(ws) == 1 && ws[0].Concurrency == 0, describe(ws)
 	})
 }
+
+func TestTheWorkersBucketHasTheQueuesReplicas(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.StartCluster(t)[0].Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := pipeline.NewWorker(js, nil, summarize.NewOffline(30), nil, pipeline.WorkerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	announce(t, js, w, pipeline.AnnounceConfig{Replicas: 1})
+	var s jetstream.Stream
+	waitFor(t, "the worker's bucket made", func() (bool, string) {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		var err error
+		s, err = js.Stream(sctx, "KV_"+pipeline.BucketWorkers)
+		return err == nil, fmt.Sprint(err)
+	})
+	if r := s.CachedInfo().Config.Replicas; r != 3 {
+		t.Errorf("the workers' bucket has %d replicas, want PAPERS' 3", r)
+	}
+}
