@@ -144,9 +144,10 @@ func (w *Worker) reconnects() <-chan struct{} {
 // times each restored delivery's AckWait from the start of the second of its last InProgress —
 // up to a second early (internal/natstest's TestARestartedServerKeepsAnInProgressTimeInWholeSeconds)
 // — and a hold counts as lapsed a ProgressInterval, a quarter of the AckWait, before the
-// AckWait's end (see lapse): below 4 s that quarter does not cover the second. At 1 s every
-// restart gave the messages held to other workers at once, the holds still fresh to their
-// workers, whose API work went on: two workers paying for one message.
+// AckWait's end (see lapse): below 4 s that quarter does not cover the second. At 1 s a
+// restart gave nearly every message held to other workers before its worker could mark it
+// again, the holds still fresh to their workers, whose API work went on: two workers paying
+// for one message.
 const MinAckWait = 4 * time.Second
 
 // lapse is how long a hold may go unrenewed before the server may count the message as no
