@@ -415,13 +415,20 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer stopReaper()
 
 	// Once ctx is done the worker drains: messages whose API calls have not started go back to
-	// the queue at once; calls in flight finish and are saved, for up to DrainTimeout, in
-	// workCtx, which outlives ctx.
+	// the queue at once — those waiting for the API's rate limit included (llm.WithWaitStop:
+	// a 429 with Retry-After: 3600 otherwise held the drain for its pause) —; calls in flight
+	// finish and are saved, for up to DrainTimeout, in workCtx, which outlives ctx.
 	w.draining = make(chan struct{})
-	drain := sync.OnceFunc(func() { w.stopping.Store(true); close(w.draining) })
+	limitWaits, stopLimitWaits := context.WithCancelCause(context.Background())
+	defer stopLimitWaits(nil)
+	drain := sync.OnceFunc(func() {
+		w.stopping.Store(true)
+		close(w.draining)
+		stopLimitWaits(errDraining)
+	})
 	stopDrainWatch := context.AfterFunc(ctx, drain)
 	defer stopDrainWatch()
-	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	workCtx, cancelWork := context.WithCancel(llm.WithWaitStop(context.WithoutCancel(ctx), limitWaits))
 	defer cancelWork()
 	// An embedding batch gathers while its members wait for a chat slot (see process) and,
 	// until it holds an intake batch's worth (BatchSize), while the previous one is being

@@ -127,13 +127,31 @@ func NewLimiter(cfg LimiterConfig) *Limiter {
 // the request.
 var ErrRateLimited = errors.New("the request waited for the API's rate limit")
 
+// waitStopKey is the context key of WithWaitStop's context.
+type waitStopKey struct{}
+
+// WithWaitStop returns a copy of ctx under which a Limiter's Wait also gives up when stop is
+// done, with context.Cause(stop) wrapped in ErrRateLimited: a worker that starts to drain hands
+// back at once the messages whose requests wait for the rate limit — never sent, nothing paid
+// — while the requests already sent, in ctx, go on to their answers. (A 429 with Retry-After:
+// 3600 held a stopping worker's drain for the whole pause or the message's time.)
+func WithWaitStop(ctx, stop context.Context) context.Context {
+	return context.WithValue(ctx, waitStopKey{}, stop)
+}
+
 // Wait blocks until one request of about tokens input tokens may be sent: until any pause set
 // by Observe is over and both buckets allow it. It returns ctx.Err() if ctx is done on entry;
-// if ctx ends while it waits, ctx.Err() wrapped in ErrRateLimited, and it gives the
-// reservation back. A nil Limiter never waits.
+// if ctx ends while it waits, ctx.Err() wrapped in ErrRateLimited, and if the stop of
+// WithWaitStop ends it, that stop's cause so wrapped; either way it gives the reservation
+// back. A request that need not wait is let go whatever the stop. A nil Limiter never waits.
 func (l *Limiter) Wait(ctx context.Context, tokens int) error {
 	if l == nil {
 		return ctx.Err()
+	}
+	var stopped <-chan struct{} // nil, which never fires, without a stop
+	stop, _ := ctx.Value(waitStopKey{}).(context.Context)
+	if stop != nil {
+		stopped = stop.Done()
 	}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -151,6 +169,12 @@ func (l *Limiter) Wait(ctx context.Context, tokens int) error {
 				undo()
 			}
 			return fmt.Errorf("%w: %w", ErrRateLimited, ctx.Err())
+		case <-stopped:
+			t.Stop()
+			if undo != nil {
+				undo()
+			}
+			return fmt.Errorf("%w: %w", ErrRateLimited, context.Cause(stop))
 		case <-t.C:
 		}
 		if undo == nil {
