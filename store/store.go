@@ -139,20 +139,28 @@ type Store struct {
 	ddlWait ddlWait // zero: lockedDDLWait of the session's deadlock_timeout
 }
 
-// ServicesPort is the loopback port of the development database `make services` runs
-// (deploy/services.sh).
-const ServicesPort = 55432
-
-// Open connects to PostgreSQL, registers the pgvector types on every connection and checks the
-// connection with a ping. The error names the server and database (never the password) and,
-// when nothing listens where `make services` serves, suggests it.
-func Open(ctx context.Context, cfg Config) (*Store, error) {
-	if err := cfg.validate(); err != nil {
-		return nil, err
-	}
-	pcfg, err := pgxpool.ParseConfig(cfg.URL)
+// CheckURL reports what is wrong with the connection string raw that Open would refuse before
+// connecting — one that does not parse (another scheme than postgres, a bad port), a password
+// with an unescaped "@", a pool_max_conns below MinConns —, in an error that wraps
+// paper.ErrInvalid and does not show raw (it may hold a password); nil when Open would try it.
+// A command checks its settings with it before it connects to anything: a configuration error,
+// not a failure to connect.
+func CheckURL(raw string) error {
+	pcfg, err := parseURL(raw)
 	if err != nil {
-		why := urlShapeError(cfg.URL)
+		return err
+	}
+	if setsMaxConns(raw) && pcfg.MaxConns < MinConns {
+		return fmt.Errorf("store config: the database URL's pool_max_conns is %d, below the minimum of %d: %w", pcfg.MaxConns, MinConns, paper.ErrInvalid)
+	}
+	return nil
+}
+
+// parseURL parses the connection string raw as Open does, its error not showing raw.
+func parseURL(raw string) (*pgxpool.Config, error) {
+	pcfg, err := pgxpool.ParseConfig(raw)
+	if err != nil {
+		why := urlShapeError(raw)
 		if why == "" {
 			why = parseErrorText(err)
 		}
@@ -164,6 +172,24 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			// every error would print it.
 			return nil, fmt.Errorf("parse database URL (not shown: it may hold a password): its host holds an \"@\"; write an \"@\" in the password as %%40: %w", paper.ErrInvalid)
 		}
+	}
+	return pcfg, nil
+}
+
+// ServicesPort is the loopback port of the development database `make services` runs
+// (deploy/services.sh).
+const ServicesPort = 55432
+
+// Open connects to PostgreSQL, registers the pgvector types on every connection and checks the
+// connection with a ping. The error names the server and database (never the password) and,
+// when nothing listens where `make services` serves, suggests it.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	pcfg, err := parseURL(cfg.URL)
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case cfg.MaxConns > 0:

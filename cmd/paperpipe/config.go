@@ -193,6 +193,17 @@ func loadConfig() *config {
 		fatalf("DATABASE_URL is set but empty (a variable of a script or a template that was not set?): set it to the "+
 			"database to use, or unset it for the default archive, %s", DefaultDatabaseURL)
 	}
+	// A connection string the store would refuse (mysql://…, a bad port, an unescaped "@" in
+	// the password) is a setting to fix, said before anything is reached: found at connect, it
+	// was a command's failure, exit 1, as if the database were down.
+	for _, v := range []struct{ name, url string }{{"DATABASE_URL", c.DatabaseURL}, {"PAPERPIPE_READ_DATABASE_URL", c.ReadDBURL}} {
+		if v.url == "" {
+			continue
+		}
+		if err := store.CheckURL(v.url); err != nil {
+			fatalf("%s: %s", v.name, errorMessage(err))
+		}
+	}
 	// A value below the minimum would silently mean the default further down (the pipeline's
 	// zero values): refused, like a value that does not parse. So is one above what it can mean
 	// (see the maximums below): a typo's extra digits are not taken for a wish.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -70,6 +71,39 @@ func TestDatabaseURLSetButEmptyIsRefused(t *testing.T) {
 			r := newCLI(t, "DATABASE_URL="+v).run(args...)
 			if r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, "paperpipe: DATABASE_URL is set but empty") {
 				t.Errorf("%s with DATABASE_URL=%q: exit %d\nstdout: %s\nstderr: %s\nwant 2 naming DATABASE_URL", strings.Join(args, " "), v, r.code, r.stdout, r.stderr)
+			}
+		}
+	}
+}
+
+// A DATABASE_URL the store cannot use — another database's scheme (mysql://…), a port that is
+// no number, an "@" in the password left unescaped, a pool_max_conns below the store's
+// minimum — was found only when a command connected: exit 1, as if the database were down,
+// where README promises a bad setting exit 2 with a message. Every command now refuses it at
+// once, exit 2, naming the variable and not the value; so do they PAPERPIPE_READ_DATABASE_URL's
+// (shown here with serve, which reads it, and status: a command that would run on
+// DATABASE_URL's archive must not be run here).
+func TestDatabaseURLTheStoreCannotUseIsASettingsError(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	var names []string
+	for _, cmd := range commands() {
+		names = append(names, cmd.name)
+	}
+	for _, u := range []string{
+		"mysql://someone:S3cretpw@127.0.0.1:3306/db", "postgres://someone:S3cretpw@127.0.0.1:port/db",
+		"postgres://someone:S3cret@pw@127.0.0.1:5432/db", "postgres://someone:S3cretpw@127.0.0.1:5432/db?pool_max_conns=1",
+	} {
+		for _, v := range []struct {
+			name string
+			cmds []string
+		}{{"DATABASE_URL", names}, {"PAPERPIPE_READ_DATABASE_URL", []string{"serve", "status"}}} {
+			for _, cmd := range v.cmds {
+				r := (&cli{t: t, env: append(slices.Clone(c.env), v.name+"="+u)}).run(cmd)
+				if r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, "paperpipe: "+v.name+": ") {
+					t.Errorf("%s with %s=%s: exit %d\nstdout: %s\nstderr: %s\nwant 2 naming %s", cmd, v.name, u, r.code, r.stdout, r.stderr, v.name)
+				}
+				noSecret(t, "the error of "+v.name, r.stderr, "S3cret")
 			}
 		}
 	}
