@@ -6,11 +6,13 @@ import (
 	"net/http"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/paperpipe/paperpipe/internal/natstest"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/pipeline"
 )
@@ -257,5 +259,95 @@ func TestStatusSaysAReprocessRunOfEmbeddingsWritesNoTLDRs(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("status --json never listed the reprocess run's worker: %+v\n%s", st, logs.String())
 		}
+	}
+}
+
+func TestStatusPageAndAPISayNoWorkerCouldHaveAnnouncedItself(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.ok("ingest", sampleFile)
+	base := startServe(t, c)
+
+	var st struct {
+		workersStatusJSON
+		BucketMissing string `json:"workers_bucket_missing"`
+	}
+	resp, err := http.Get(base + "/api/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err := json.Unmarshal(body, &st); err != nil || len(st.Backlog) != 1 || !st.Backlog[0].NoWorker || st.BucketMissing != pipeline.BucketWorkers {
+		t.Errorf("GET /api/status with papers queued and no worker ever run: %v %s, want no_worker_running and workers_bucket_missing %q",
+			err, body, pipeline.BucketWorkers)
+	}
+	resp, err = http.Get(base + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := "No worker is running for <code>" + pipeline.ConsumerNew + "</code> (none has announced itself: the NATS bucket <code>" +
+		pipeline.BucketWorkers + "</code> does not exist; workers on a NATS account that may not create it run unannounced"
+	if !strings.Contains(string(body), want) {
+		t.Errorf("the status page does not say %q:\n%s", want, body)
+	}
+}
+
+func TestStatusListsAReprocessRunWhileItRunsAndNotAfter(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{ChatLatency: 300 * time.Millisecond})
+	srv := natstest.Start(t)
+	c := newCLI(t, "PAPERPIPE_CHAT_MODEL=offline", "PAPERPIPE_EMBED_MODEL=offline", "NATS_URL="+srv.ClientURL())
+	c.ok("ingest", sampleFile)
+	c.workUntilIdle()
+	// TL;DRs by an API model, two at a time: a run of about 16 s.
+	rc := &cli{t: t, env: append(slices.Clone(c.env), "OPENAI_BASE_URL="+api.URL(), "OPENAI_API_KEY=sk-test",
+		"PAPERPIPE_CHAT_MODEL=gpt-4o-mini", "PAPERPIPE_CONCURRENCY=2")}
+	run := exec.Command(binary, "reprocess", "--tldr-only")
+	run.Env = rc.env
+	var out lockedBuffer
+	run.Stdout, run.Stderr = &out, &out
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- run.Wait() }()
+
+	listed := false
+	for !listed {
+		var st workersStatusJSON
+		rc.json(&st, "status")
+		for _, bl := range st.Backlog {
+			for _, w := range bl.Workers {
+				if strings.HasPrefix(bl.Consumer, "reprocess-") && w.PID == run.Process.Pid {
+					listed = true
+				}
+			}
+		}
+		if listed {
+			break
+		}
+		select {
+		case err := <-ended:
+			t.Fatalf("the reprocess run ended (%v) and status never listed it: %+v\n%s", err, st, out.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if err := <-ended; err != nil {
+		t.Fatalf("reprocess: %v\n%s", err, out.String())
+	}
+	ws, err := pipeline.AnnouncedWorkers(t.Context(), srv.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range ws {
+		if w.PID == run.Process.Pid {
+			t.Errorf("the reprocess run ended and its announcement is still in the bucket: %+v", w)
+		}
+	}
+	if s := api.Stats(); s.ChatDelivered != 108 {
+		t.Errorf("the run bought %d TL;DRs, want the 108 papers' (it did not run to its end?)", s.ChatDelivered)
 	}
 }
