@@ -64,20 +64,10 @@ func (w *Worker) openPause(cause error) {
 	p := &w.pause
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	b, what := &p.api, "the API refuses the account or the configuration"
-	switch {
-	case errors.Is(cause, paper.ErrUnavailable):
-		b, what = &p.db, "the database cannot be reached or cannot write"
-	case errors.Is(cause, llm.ErrUnreachable):
-		what = "the API cannot be reached"
-	case errors.Is(cause, llm.ErrTLS):
-		what = "the connection to the API fails at TLS"
-	case errors.Is(cause, llm.ErrServerFailing) && errors.Is(cause, context.DeadlineExceeded):
-		what = fmt.Sprintf("the API answers no request in time (several papers in a row, none answered within the message's %s: "+
-			"the API hangs, or the model needs longer: raise PAPERPIPE_MSG_TIMEOUT, with PAPERPIPE_ACK_WAIT, for a slow model)",
-			w.timings().msgTimeout)
-	case errors.Is(cause, llm.ErrServerFailing):
-		what = "the API fails every request (server errors, or bodies that are no answer, for several papers in a row, none answered)"
+	reason, what := pauseCause(cause, w.timings().msgTimeout)
+	b := &p.api
+	if reason == PauseDatabase {
+		b = &p.db
 	}
 	now := time.Now()
 	if now.Before(b.until) {
@@ -101,6 +91,26 @@ func (w *Worker) openPause(cause error) {
 	}
 	w.log.Warn(what+" (not the papers' fault): pausing the worker; its messages stay queued",
 		"pause", d.Round(time.Millisecond), "pauses_in_a_row", b.n, "err", cause)
+}
+
+// pauseCause classifies the cause of a pause, for openPause and State alike: its Reason
+// (PauseDatabase: the database's breaker; the others the API's), and what the worker's log
+// says of it (msgTimeout is the message's time, which a slow model may need raised).
+func pauseCause(cause error, msgTimeout time.Duration) (reason, what string) {
+	switch {
+	case errors.Is(cause, paper.ErrUnavailable):
+		return PauseDatabase, "the database cannot be reached or cannot write"
+	case errors.Is(cause, llm.ErrUnreachable):
+		return PauseAPIDown, "the API cannot be reached"
+	case errors.Is(cause, llm.ErrTLS):
+		return PauseAPIDown, "the connection to the API fails at TLS"
+	case errors.Is(cause, llm.ErrServerFailing) && errors.Is(cause, context.DeadlineExceeded):
+		return PauseAPIFailing, fmt.Sprintf("the API answers no request in time (several papers in a row, none answered within the message's %s: "+
+			"the API hangs, or the model needs longer: raise PAPERPIPE_MSG_TIMEOUT, with PAPERPIPE_ACK_WAIT, for a slow model)", msgTimeout)
+	case errors.Is(cause, llm.ErrServerFailing):
+		return PauseAPIFailing, "the API fails every request (server errors, or bodies that are no answer, for several papers in a row, none answered)"
+	}
+	return PauseAPIRefused, "the API refuses the account or the configuration"
 }
 
 // apiAnswered closes the API's breaker: a message's API work went through. The server fails

@@ -14,9 +14,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/paperpipe/paperpipe/internal/llm"
-	"github.com/paperpipe/paperpipe/paper"
 )
 
 // BucketWorkers is the NATS key-value bucket where each running worker announces itself, one
@@ -109,7 +106,8 @@ func (w *Worker) State() WorkerState {
 			b = &p.api
 		}
 		if b != nil {
-			ps := &Pause{Reason: pauseReason(b.cause), Detail: pauseDetail(b.cause)}
+			reason, _ := pauseCause(b.cause, 0)
+			ps := &Pause{Reason: reason, Detail: pauseDetail(b.cause)}
 			if b.until.After(now) {
 				ps.Until = b.until
 			}
@@ -135,19 +133,6 @@ func (w *Worker) State() WorkerState {
 		s.State = StateIdle
 	}
 	return s
-}
-
-// pauseReason classifies the cause of a pause as openPause does.
-func pauseReason(cause error) string {
-	switch {
-	case errors.Is(cause, paper.ErrUnavailable):
-		return PauseDatabase
-	case errors.Is(cause, llm.ErrUnreachable), errors.Is(cause, llm.ErrTLS):
-		return PauseAPIDown
-	case errors.Is(cause, llm.ErrServerFailing):
-		return PauseAPIFailing
-	}
-	return PauseAPIRefused
 }
 
 // maxPauseDetail bounds Pause.Detail: an API's answer may carry a long body.
