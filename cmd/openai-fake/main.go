@@ -64,78 +64,13 @@ type usageError struct{ error }
 func (e usageError) Unwrap() error { return e.error }
 
 func run(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("openai-fake", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:8089", "address to listen on")
-	chatLatency := fs.Duration("chat-latency", 0, "latency added before each chat answer")
-	embedLatency := fs.Duration("embed-latency", 0, "latency added before each embeddings answer")
-	rateLimit := fs.Float64("rate-limit", 0, "rate of 429 answers, in [0,1]")
-	retryAfter := fs.Duration("retry-after", time.Second, "Retry-After of a 429")
-	serverError := fs.Float64("server-error", 0, "rate of 500/502/503 answers, in [0,1]")
-	serverErrorStatus := fs.Int("server-error-status", 0, "status of every -server-error answer instead of 500, 502 and 503 in turn (502 or 504: nginx's HTML page for a server behind it that is down)")
-	timeout := fs.Float64("timeout", 0, "rate of requests held until the client gives up, then 504, in [0,1]")
-	timeoutHold := fs.Duration("timeout-hold", 30*time.Second, "how long a timeout fault holds a request")
-	truncated := fs.Float64("truncated", 0, "rate of 200 answers with the JSON body cut in half, in [0,1]")
-	malformed := fs.Float64("malformed", 0, "rate of 200 answers with a body that is not JSON, in [0,1]")
-	junk := fs.Float64("junk", 0, "rate of chat answers with a junk TL;DR, in [0,1]")
-	seed := fs.Int64("seed", 1, "seed of the fault random source")
-	dims := fs.Int("dimensions", 1536, "embedding size when a request gives none, for models other than OpenAI's (text-embedding-3-small, text-embedding-3-large and text-embedding-ada-002 answer their own: 1536, 3072, 1536)")
-	vectors := fs.String("vectors", openaitest.VectorsText, "embedding vectors: text (lexical vectors of the input, clustered like a real model's) or random (uniformly random, the worst case for an HNSW index)")
-	apiKey := fs.String("api-key", "", "when set, require \"Authorization: Bearer <key>\"")
-	chatRPM := fs.Int64("chat-rpm", 10000, "chat requests per minute advertised in x-ratelimit-* headers")
-	chatTPM := fs.Int64("chat-tpm", 2000000, "chat tokens per minute advertised in x-ratelimit-* headers")
-	embedRPM := fs.Int64("embed-rpm", 10000, "embedding requests per minute advertised in x-ratelimit-* headers")
-	embedTPM := fs.Int64("embed-tpm", 10000000, "embedding tokens per minute advertised in x-ratelimit-* headers")
-	validateEvery := fs.Int("validate-every", 1, "check every request and answer against OpenAI's published description (1), or, above 1, the first 100 of each endpoint and then one in N (for benchmarks: checking costs about as much CPU as answering)")
-	verbose := fs.Bool("v", false, "log every request")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server to this file (until shutdown)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	faults := openaitest.Faults{
-		RateLimit: *rateLimit, RetryAfter: *retryAfter, ServerError: *serverError, ServerErrorStatus: *serverErrorStatus,
-		Timeout: *timeout, TimeoutHold: *timeoutHold, Truncated: *truncated,
-		Malformed: *malformed, Junk: *junk,
-	}
-	if err := faults.Validate(); err != nil {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
 		return err
 	}
-	cfg := openaitest.Config{
-		ChatLatency: *chatLatency, EmbedLatency: *embedLatency, Faults: faults,
-		Seed: *seed, Dimensions: *dims, Vectors: *vectors, APIKey: *apiKey, Logger: logger, ValidateEvery: *validateEvery,
-		ChatLimits:  openaitest.Limits{Requests: *chatRPM, Tokens: *chatTPM},
-		EmbedLimits: openaitest.Limits{Requests: *embedRPM, Tokens: *embedTPM},
-	}
-	if *chatLatency < 0 || *embedLatency < 0 || *dims <= 0 || *validateEvery < 1 {
-		return errors.New("latencies must be >= 0, -dimensions > 0 and -validate-every >= 1")
-	}
-	// openaitest takes a zero budget for "the default": refuse it here rather than advertise
-	// the default while the operator asked for something else.
-	for _, l := range []struct {
-		name string
-		v    int64
-	}{{"chat-rpm", *chatRPM}, {"chat-tpm", *chatTPM}, {"embed-rpm", *embedRPM}, {"embed-tpm", *embedTPM}} {
-		if l.v < 1 {
-			return fmt.Errorf("-%s %d: a per-minute budget must be at least 1", l.name, l.v)
-		}
-	}
-	if *vectors != openaitest.VectorsText && *vectors != openaitest.VectorsRandom {
-		return fmt.Errorf("-vectors %q: want %s or %s", *vectors, openaitest.VectorsText, openaitest.VectorsRandom)
-	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	cfg, logger := o.cfg, o.cfg.Logger
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
 		if err != nil {
 			return err
 		}
@@ -147,7 +82,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	fake := openaitest.New(cfg)
 
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)
 	}
@@ -176,6 +111,88 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("shutting down: %w", err)
 	}
 	return nil
+}
+
+// options are the command line's settings.
+type options struct {
+	listen     string
+	cpuProfile string
+	cfg        openaitest.Config // its Logger writes to the stderr parseFlags was given
+}
+
+// parseFlags reads the command line args, reporting a bad flag's usage on stderr.
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	fs := flag.NewFlagSet("openai-fake", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:8089", "address to listen on")
+	chatLatency := fs.Duration("chat-latency", 0, "latency added before each chat answer")
+	embedLatency := fs.Duration("embed-latency", 0, "latency added before each embeddings answer")
+	rateLimit := fs.Float64("rate-limit", 0, "rate of 429 answers, in [0,1]")
+	retryAfter := fs.Duration("retry-after", time.Second, "Retry-After of a 429")
+	serverError := fs.Float64("server-error", 0, "rate of 500/502/503 answers, in [0,1]")
+	serverErrorStatus := fs.Int("server-error-status", 0, "status of every -server-error answer instead of 500, 502 and 503 in turn (502 or 504: nginx's HTML page for a server behind it that is down)")
+	timeout := fs.Float64("timeout", 0, "rate of requests held until the client gives up, then 504, in [0,1]")
+	timeoutHold := fs.Duration("timeout-hold", 30*time.Second, "how long a timeout fault holds a request")
+	truncated := fs.Float64("truncated", 0, "rate of 200 answers with the JSON body cut in half, in [0,1]")
+	malformed := fs.Float64("malformed", 0, "rate of 200 answers with a body that is not JSON, in [0,1]")
+	junk := fs.Float64("junk", 0, "rate of chat answers with a junk TL;DR, in [0,1]")
+	seed := fs.Int64("seed", 1, "seed of the fault random source")
+	dims := fs.Int("dimensions", 1536, "embedding size when a request gives none, for models other than OpenAI's (text-embedding-3-small, text-embedding-3-large and text-embedding-ada-002 answer their own: 1536, 3072, 1536)")
+	vectors := fs.String("vectors", openaitest.VectorsText, "embedding vectors: text (lexical vectors of the input, clustered like a real model's) or random (uniformly random, the worst case for an HNSW index)")
+	apiKey := fs.String("api-key", "", "when set, require \"Authorization: Bearer <key>\"")
+	chatRPM := fs.Int64("chat-rpm", 10000, "chat requests per minute advertised in x-ratelimit-* headers")
+	chatTPM := fs.Int64("chat-tpm", 2000000, "chat tokens per minute advertised in x-ratelimit-* headers")
+	embedRPM := fs.Int64("embed-rpm", 10000, "embedding requests per minute advertised in x-ratelimit-* headers")
+	embedTPM := fs.Int64("embed-tpm", 10000000, "embedding tokens per minute advertised in x-ratelimit-* headers")
+	validateEvery := fs.Int("validate-every", 1, "check every request and answer against OpenAI's published description (1), or, above 1, the first 100 of each endpoint and then one in N (for benchmarks: checking costs about as much CPU as answering)")
+	verbose := fs.Bool("v", false, "log every request")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server to this file (until shutdown)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return options{}, err
+		}
+		return options{}, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return options{}, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	faults := openaitest.Faults{
+		RateLimit: *rateLimit, RetryAfter: *retryAfter, ServerError: *serverError, ServerErrorStatus: *serverErrorStatus,
+		Timeout: *timeout, TimeoutHold: *timeoutHold, Truncated: *truncated,
+		Malformed: *malformed, Junk: *junk,
+	}
+	if err := faults.Validate(); err != nil {
+		return options{}, err
+	}
+	cfg := openaitest.Config{
+		ChatLatency: *chatLatency, EmbedLatency: *embedLatency, Faults: faults,
+		Seed: *seed, Dimensions: *dims, Vectors: *vectors, APIKey: *apiKey, Logger: logger, ValidateEvery: *validateEvery,
+		ChatLimits:  openaitest.Limits{Requests: *chatRPM, Tokens: *chatTPM},
+		EmbedLimits: openaitest.Limits{Requests: *embedRPM, Tokens: *embedTPM},
+	}
+	if *chatLatency < 0 || *embedLatency < 0 || *dims <= 0 || *validateEvery < 1 {
+		return options{}, errors.New("latencies must be >= 0, -dimensions > 0 and -validate-every >= 1")
+	}
+	// openaitest takes a zero budget for "the default": refuse it here rather than advertise
+	// the default while the operator asked for something else.
+	for _, l := range []struct {
+		name string
+		v    int64
+	}{{"chat-rpm", *chatRPM}, {"chat-tpm", *chatTPM}, {"embed-rpm", *embedRPM}, {"embed-tpm", *embedTPM}} {
+		if l.v < 1 {
+			return options{}, fmt.Errorf("-%s %d: a per-minute budget must be at least 1", l.name, l.v)
+		}
+	}
+	if *vectors != openaitest.VectorsText && *vectors != openaitest.VectorsRandom {
+		return options{}, fmt.Errorf("-vectors %q: want %s or %s", *vectors, openaitest.VectorsText, openaitest.VectorsRandom)
+	}
+	return options{listen: *listen, cpuProfile: *cpuProfile, cfg: cfg}, nil
 }
 
 // routes adds the control endpoints to the API handler.

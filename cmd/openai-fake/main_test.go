@@ -126,3 +126,28 @@ func TestHelpExitsZeroAndABadFlagTwo(t *testing.T) {
 		t.Errorf("-bogus: exit %d, want 2; stderr:\n%s", code, stderr.String())
 	}
 }
+
+// -server-error-status reaches the fake's faults: every -server-error answer is that status (a
+// proxy's 504 for a model server that is down), not 500, 502 and 503 in turn — which the
+// benchmarks' and chaos runs' cases of a server behind a proxy rely on.
+func TestServerErrorStatusFlagSetsTheStatusOfEveryServerError(t *testing.T) {
+	var stderr strings.Builder
+	o, err := parseFlags([]string{"-server-error", "1", "-server-error-status", "504"}, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := openaitest.New(o.cfg)
+	ts := httptest.NewServer(routes(fake, slog.New(slog.DiscardHandler)))
+	t.Cleanup(func() { ts.Close(); fake.Close() })
+	for range 3 {
+		resp, err := http.Post(ts.URL+"/v1/embeddings", "application/json", strings.NewReader(`{"model":"m","input":"a"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusGatewayTimeout {
+			t.Errorf("with -server-error-status 504: answered %d, want 504", resp.StatusCode)
+		}
+	}
+}
