@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -555,5 +558,53 @@ func TestIngestSaysTheDuplicateWindowInForce(t *testing.T) {
 	r := c.run("ingest", path)
 	if r.code != 0 || !strings.Contains(r.stderr, "2 read, 0 published, 2 dropped as repeats (same record published within the last 10 minutes), 0 rejected\n") {
 		t.Errorf("ingest again on a server whose duplicate window is 10 minutes: exit %d\n%s\nwant the 2 repeats said dropped within the last 10 minutes", r.code, r.stderr)
+	}
+}
+
+// TestArxivPaceIsKeptInTheDataDirectory: the commands that read sources (`ingest`, `remove
+// --from`) keep arXiv's pace — one request every three seconds, its terms ask — in a file of
+// PAPERPIPE_DATA shared with the other commands of that directory (ingest.Options.PaceDir), so
+// that two commands run together do not ask arXiv more often than that between them. Here
+// export.arxiv.org is reached through a proxy of the test's (HTTP_PROXY), which answers a query
+// of three papers (one without an abstract: the commands exit 1 for it, which does not matter
+// here); each command leaves the pace file behind.
+func TestArxivPaceIsKeptInTheDataDirectory(t *testing.T) {
+	t.Parallel()
+	feed, err := os.ReadFile("../../ingest/testdata/atom.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var asked atomic.Int64
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Host != "export.arxiv.org" {
+			http.Error(w, "not arXiv's API", http.StatusBadGateway)
+			return
+		}
+		asked.Add(1)
+		w.Header().Set("Content-Type", "application/atom+xml")
+		w.Write(feed)
+	}))
+	t.Cleanup(proxy.Close)
+	c := newCLI(t, "HTTP_PROXY="+proxy.URL)
+	var data string
+	for _, kv := range c.env {
+		if v, ok := strings.CutPrefix(kv, "PAPERPIPE_DATA="); ok {
+			data = v
+		}
+	}
+	paceFile := filepath.Join(data, "pace-export.arxiv.org")
+	const query = "http://export.arxiv.org/api/query?search_query=cat:cs.LG&max_results=3"
+	for _, args := range [][]string{{"ingest", query}, {"remove", "--from", query, "--dry-run"}} {
+		if err := os.Remove(paceFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		before := asked.Load()
+		r := c.run(args...)
+		if asked.Load() == before {
+			t.Fatalf("%s did not ask the proxy for arXiv's answer; the test proves nothing: exit %d\n%s", strings.Join(args, " "), r.code, r.stderr)
+		}
+		if _, err := os.Stat(paceFile); err != nil {
+			t.Errorf("%s: arXiv's pace is not kept in the data directory: %v", strings.Join(args, " "), err)
+		}
 	}
 }
