@@ -556,6 +556,10 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan s
 		fetchErrs = 0
 		if got == 0 && w.cfg.ExitWhenIdle && len(slots) == 0 {
 			idle, err := w.idle(ctx, cons)
+			if err != nil && ctx.Err() != nil {
+				// Stopped while its pull request waited: nothing failed, and nothing to say.
+				return nil
+			}
 			if err != nil {
 				w.log.Warn("consumer info failed", "err", err)
 			}
