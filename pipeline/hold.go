@@ -250,6 +250,19 @@ type workerTimings struct {
 	changed                       chan struct{} // closed when these timings are replaced
 }
 
+// Timeouts returns the message timeout and the embedding linger the worker ran by: its
+// configuration's, or, once Run has read the consumer, lowered to fit the consumer's AckWait
+// (each with a warning). A command that makes several workers in turn for one consumer
+// (reprocess: the resumed messages, then each page) gives the next ones these, and the
+// warnings are said once, not once per worker.
+func (w *Worker) Timeouts() (msgTimeout, embedLinger time.Duration) {
+	msgTimeout = w.cfg.MsgTimeout
+	if tm := w.timings(); tm != nil && msgTimeout > tm.msgTimeout {
+		msgTimeout = tm.msgTimeout
+	}
+	return msgTimeout, w.cfg.EmbedLinger
+}
+
 // timings returns the worker's current timings.
 func (w *Worker) timings() *workerTimings { return w.tm.Load() }
 

@@ -843,15 +843,20 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 	stopProgress := sync.OnceFunc(func() { close(stopTicker); <-tickerDone; prog.done(0) })
 	defer stopProgress()
 
+	// The settings a worker lowered to fit the consumer (PAPERPIPE_MSG_TIMEOUT above what its
+	// AckWait allows) are the next worker's: each worker warned of them again, and a resumed
+	// run, or one of several pages, said the same warning at each.
+	msgTimeout, embedLinger := c.MsgTimeout, c.EmbedLinger
 	drain := func() error {
 		w, err := pipeline.NewWorker(b.js, wst, sum, emb, pipeline.WorkerConfig{
 			Consumer: target.Consumer, SpaceID: sel.Work.SpaceID, Concurrency: c.Concurrency, BatchSize: c.BatchSize,
-			EmbedBatch: c.EmbedBatchInputs, EmbedLinger: c.EmbedLinger, MsgTimeout: c.MsgTimeout, ExitWhenIdle: true, Logger: log.With("consumer", target.Consumer),
+			EmbedBatch: c.EmbedBatchInputs, EmbedLinger: embedLinger, MsgTimeout: msgTimeout, ExitWhenIdle: true, Logger: log.With("consumer", target.Consumer),
 			RateLimitedUntil: m.lim.LimitedUntil,
 		})
 		if err != nil {
 			return err
 		}
+		defer func() { msgTimeout, embedLinger = w.Timeouts() }()
 		defer announceWorker(c, b, w, writes).Stop()
 		stop := make(chan struct{})
 		finished := make(chan struct{})

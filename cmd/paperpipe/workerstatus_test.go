@@ -351,3 +351,47 @@ func TestStatusListsAReprocessRunWhileItRunsAndNotAfter(t *testing.T) {
 		t.Errorf("the run bought %d TL;DRs, want the 108 papers' (it did not run to its end?)", s.ChatDelivered)
 	}
 }
+
+// TestResumedReprocessRunWarnsOfALoweredSettingOnce: a reprocess run makes a worker for the
+// messages an interrupted run left and another for the papers it queues itself; each warned of
+// a PAPERPIPE_MSG_TIMEOUT lowered to fit the consumer's AckWait, and the resumed run said the
+// same warning twice (found in session 27, looking for session 25's stop warning said twice).
+func TestResumedReprocessRunWarnsOfALoweredSettingOnce(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{ChatLatency: 200 * time.Millisecond})
+	c := newCLI(t, "PAPERPIPE_CHAT_MODEL=offline", "PAPERPIPE_EMBED_MODEL=offline")
+	c.ok("ingest", sampleFile)
+	c.workUntilIdle()
+	ids := writeFile(t, t.TempDir(), "ids.txt", []byte("title:04005abf971a509f\ntitle:05420b8e15740d5a\ntitle:058cf16438828c94\ntitle:05a6150e370d5e74\n"))
+	// Above what the AckWait (60 s) leaves a message's work (30 s): lowered, with a warning.
+	rc := &cli{t: t, env: append(slices.Clone(c.env), "OPENAI_BASE_URL="+api.URL(), "OPENAI_API_KEY=sk-test",
+		"PAPERPIPE_CHAT_MODEL=gpt-4o-mini", "PAPERPIPE_MSG_TIMEOUT=45s", "PAPERPIPE_CONCURRENCY=1")}
+
+	// A run of four papers, one at a time, interrupted once the first TL;DR is bought.
+	run := exec.Command(binary, "reprocess", "--tldr-only", "--ids", ids)
+	run.Env = rc.env
+	var out lockedBuffer
+	run.Stderr = &out
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- run.Wait() }()
+	for api.Stats().ChatDelivered == 0 {
+		select {
+		case err := <-ended:
+			t.Fatalf("the run ended (%v) before a TL;DR was bought:\n%s", err, out.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	_ = run.Process.Signal(syscall.SIGINT)
+	<-ended
+
+	r := rc.ok("reprocess", "--tldr-only")
+	if !strings.Contains(r.stderr, "reprocess: resuming: ") {
+		t.Fatalf("the second run resumed nothing; the test proves nothing:\n%s\nthe first run:\n%s", r.stderr, out.String())
+	}
+	if n := strings.Count(r.stderr, "message timeout lowered"); n != 1 {
+		t.Errorf("the resumed run warned %d times of the lowered message timeout, want once:\n%s", n, r.stderr)
+	}
+}
