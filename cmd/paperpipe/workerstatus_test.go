@@ -262,39 +262,6 @@ func TestStatusSaysAReprocessRunOfEmbeddingsWritesNoTLDRs(t *testing.T) {
 	}
 }
 
-func TestStatusPageAndAPISayNoWorkerCouldHaveAnnouncedItself(t *testing.T) {
-	t.Parallel()
-	c := newCLI(t)
-	c.ok("ingest", sampleFile)
-	base := startServe(t, c)
-
-	var st struct {
-		workersStatusJSON
-		BucketMissing string `json:"workers_bucket_missing"`
-	}
-	resp, err := http.Get(base + "/api/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err := json.Unmarshal(body, &st); err != nil || len(st.Backlog) != 1 || !st.Backlog[0].NoWorker || st.BucketMissing != pipeline.BucketWorkers {
-		t.Errorf("GET /api/status with papers queued and no worker ever run: %v %s, want no_worker_running and workers_bucket_missing %q",
-			err, body, pipeline.BucketWorkers)
-	}
-	resp, err = http.Get(base + "/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	want := "No worker is running for <code>" + pipeline.ConsumerNew + "</code> (none has announced itself: the NATS bucket <code>" +
-		pipeline.BucketWorkers + "</code> does not exist; workers on a NATS account that may not create it run unannounced"
-	if !strings.Contains(string(body), want) {
-		t.Errorf("the status page does not say %q:\n%s", want, body)
-	}
-}
-
 func TestStatusListsAReprocessRunWhileItRunsAndNotAfter(t *testing.T) {
 	t.Parallel()
 	api := openaitest.Start(t, openaitest.Config{ChatLatency: 300 * time.Millisecond})
