@@ -1839,10 +1839,33 @@ func TestStatusCountLongerThanARequestGoesOnForTheNext(t *testing.T) {
 	if _, err := tx.Exec(ctx, "LOCK TABLE papers IN ACCESS EXCLUSIVE MODE"); err != nil {
 		t.Fatal(err)
 	}
-	rctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	_, err = s.Status(rctx)
+	var holder int32
+	if err := tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&holder); err != nil {
+		t.Fatal(err)
+	}
+	// The request gives up once its count waits for the lock (not after a time of its own: on
+	// a loaded machine such a time ran out before the count had begun, which was the test's
+	// premise).
+	rctx, cancel := context.WithCancel(ctx)
+	answered := make(chan error, 1)
+	go func() {
+		_, err := s.Status(rctx)
+		answered <- err
+	}()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var waiting bool
+		if err := st.Pool().QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))", holder).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the status request's count never came to wait for the lock of papers")
+		}
+	}
 	cancel()
-	if err == nil {
+	if err = <-answered; err == nil {
 		t.Fatal("status answered with counts while papers was locked")
 	}
 	t.Logf("the request that gave up: %v", err)
