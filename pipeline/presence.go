@@ -43,6 +43,7 @@ const (
 const (
 	PauseAPIRefused  = "api_refused"          // the API refuses the key, the quota or the configuration (llm.ErrAccount)
 	PauseRateLimited = "rate_limited"         // the API's rate limit holds every request (a 429's Retry-After)
+	PauseUnavailable = "api_unavailable"      // the API said it is unavailable for a while (a 503's Retry-After)
 	PauseAPIDown     = "api_unreachable"      // the API cannot be reached, or not over TLS (llm.ErrUnreachable, llm.ErrTLS)
 	PauseAPIFailing  = "api_failing"          // the API fails every request (llm.ErrServerFailing)
 	PauseDatabase    = "database_unreachable" // the database cannot be reached or cannot write (paper.ErrUnavailable)
@@ -64,6 +65,7 @@ func (p Pause) Text(now time.Time) string {
 	what := map[string]string{
 		PauseAPIRefused:  "the API refuses the key, the quota or the configuration",
 		PauseRateLimited: "rate limited by the API",
+		PauseUnavailable: "the API says it is unavailable",
 		PauseAPIDown:     "the API cannot be reached",
 		PauseAPIFailing:  "the API fails every request",
 		PauseDatabase:    "the database cannot be reached or cannot write",
@@ -90,7 +92,7 @@ type WorkerState struct {
 
 // State reports what the worker is doing now: paused while a pause of its own runs or its
 // breakers are open (see pauses) — the database's first, which stops every message —, or while
-// the API's rate limit holds every request (WorkerConfig.RateLimitedUntil); else stopping,
+// the API holds every request (WorkerConfig.APILimitedBy); else stopping,
 // working or idle.
 func (w *Worker) State() WorkerState {
 	var s WorkerState
@@ -118,9 +120,13 @@ func (w *Worker) State() WorkerState {
 			return s
 		}
 	}
-	if f := w.cfg.RateLimitedUntil; f != nil {
-		if until := f(); until.After(now) {
-			s.State, s.Pause = StatePaused, &Pause{Reason: PauseRateLimited, Until: until}
+	if f := w.cfg.APILimitedBy; f != nil {
+		if until, unavailable := f(); until.After(now) {
+			reason := PauseRateLimited
+			if unavailable {
+				reason = PauseUnavailable
+			}
+			s.State, s.Pause = StatePaused, &Pause{Reason: reason, Until: until}
 			return s
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -76,7 +77,7 @@ func TestAWorkerHeldByAnHourLongRateLimitAnnouncesItselfPausedUntilTheLimitLifts
 	b := setup(t, emb, pipeline.TopologyConfig{AckWait: 4 * time.Second})
 	publish(t, b.js, sampledata.Papers(t)[:3])
 	start := time.Now()
-	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{MsgTimeout: time.Second, RateLimitedUntil: limiter.LimitedUntil})
+	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{MsgTimeout: time.Second, APILimitedBy: limiter.LimitedBy})
 	an := announce(t, b.js, w, pipeline.AnnounceConfig{Target: "m", Version: "test", Host: "host-a", PID: 42})
 
 	var got pipeline.AnnouncedWorker
@@ -97,6 +98,41 @@ func TestAWorkerHeldByAnHourLongRateLimitAnnouncesItselfPausedUntilTheLimitLifts
 	an.Stop()
 	if ws := announced(t, b.js); len(ws) != 0 {
 		t.Errorf("after a clean stop: %s, want none", describe(ws))
+	}
+}
+
+// TestAWorkerHeldByAnAPIThatSaysItIsUnavailableAnnouncesThat: a 503 with Retry-After: 3600
+// holds every request as a long 429 does, and the worker was announced "rate limited by the
+// API" — a limit of the account, where the service said it was down for an hour.
+func TestAWorkerHeldByAnAPIThatSaysItIsUnavailableAnnouncesThat(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{Faults: openaitest.Faults{ServerError: 1,
+		ServerErrorStatus: http.StatusServiceUnavailable, UnavailableFor: time.Hour}})
+	limiter := llm.NewLimiter(llm.LimiterConfig{})
+	sum, err := summarize.New(summarize.Config{BaseURL: api.URL(), APIKey: "k", Model: "m", Limiter: limiter, MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{AckWait: 4 * time.Second})
+	publish(t, b.js, sampledata.Papers(t)[:2])
+	start := time.Now()
+	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{MsgTimeout: time.Second, APILimitedBy: limiter.LimitedBy})
+	announce(t, b.js, w, pipeline.AnnounceConfig{})
+	var got pipeline.AnnouncedWorker
+	waitFor(t, "the worker announced paused by the API's unavailability", func() (bool, string) {
+		ws := announced(t, b.js)
+		if len(ws) == 1 && ws[0].State == pipeline.StatePaused && ws[0].Pause.Reason == pipeline.PauseUnavailable {
+			got = ws[0]
+			return true, ""
+		}
+		return false, describe(ws)
+	})
+	if end := got.Pause.Until; end.Before(start.Add(59*time.Minute)) || end.After(time.Now().Add(time.Hour)) {
+		t.Errorf("announced paused until %s, want the hour the API gave (from %s)", end, start)
+	}
+	if text := got.Pause.Text(time.Now()); !strings.HasPrefix(text, "the API says it is unavailable until ") {
+		t.Errorf("the pause in words: %q", text)
 	}
 }
 

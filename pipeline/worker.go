@@ -187,11 +187,11 @@ type WorkerConfig struct {
 	// the account or the configuration, or cannot be reached (the database cannot be reached or
 	// cannot write): a run would wait for it to be fixed; the messages stay queued.
 	ExitWhenIdle bool
-	// RateLimitedUntil, when set, reports until when the API's rate limit holds every request
-	// of the process (llm.Limiter.LimitedUntil: a 429's Retry-After, x-ratelimit headers): not
-	// a pause of the worker, whose messages wait for it and go back to the queue, but what
-	// State reports while it lasts. Nil: never.
-	RateLimitedUntil func() time.Time
+	// APILimitedBy, when set, reports until when the API holds every request of the process
+	// (llm.Limiter.LimitedBy: a 429's Retry-After, x-ratelimit headers, or a 503's Retry-After,
+	// which unavailable tells apart): not a pause of the worker, whose messages wait for it and
+	// go back to the queue, but what State reports while it lasts. Nil: never.
+	APILimitedBy func() (until time.Time, unavailable bool)
 	// Logger receives one line per failure. Defaults to discarding.
 	Logger *slog.Logger
 }

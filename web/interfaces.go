@@ -184,8 +184,8 @@ type Worker struct {
 
 // WorkerPause is why a worker takes no work, and until when.
 type WorkerPause struct {
-	// Reason is one of api_refused, rate_limited, api_unreachable, api_failing,
-	// database_unreachable.
+	// Reason is one of api_refused, rate_limited, api_unavailable, api_unreachable,
+	// api_failing, database_unreachable.
 	Reason string `json:"reason"`
 	Text   string `json:"text"`             // the pause in words, with its end
 	Detail string `json:"detail,omitempty"` // the answer that caused it

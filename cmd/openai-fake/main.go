@@ -131,6 +131,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	retryAfter := fs.Duration("retry-after", time.Second, "Retry-After of a 429")
 	serverError := fs.Float64("server-error", 0, "rate of 500/502/503 answers, in [0,1]")
 	serverErrorStatus := fs.Int("server-error-status", 0, "status of every -server-error answer instead of 500, 502 and 503 in turn (502 or 504: nginx's HTML page for a server behind it that is down)")
+	unavailableFor := fs.Duration("unavailable-for", 0, "Retry-After of every 503 a -server-error answers (0: none)")
 	timeout := fs.Float64("timeout", 0, "rate of requests held until the client gives up, then 504, in [0,1]")
 	timeoutHold := fs.Duration("timeout-hold", 30*time.Second, "how long a timeout fault holds a request")
 	truncated := fs.Float64("truncated", 0, "rate of 200 answers with the JSON body cut in half, in [0,1]")
@@ -164,7 +165,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	faults := openaitest.Faults{
 		RateLimit: *rateLimit, RetryAfter: *retryAfter, ServerError: *serverError, ServerErrorStatus: *serverErrorStatus,
-		Timeout: *timeout, TimeoutHold: *timeoutHold, Truncated: *truncated,
+		UnavailableFor: *unavailableFor,
+		Timeout:        *timeout, TimeoutHold: *timeoutHold, Truncated: *truncated,
 		Malformed: *malformed, Junk: *junk,
 	}
 	if err := faults.Validate(); err != nil {

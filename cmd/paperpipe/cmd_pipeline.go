@@ -527,7 +527,7 @@ func runWorkersOnce(ctx context.Context, c *config, log *slog.Logger, st *store.
 			Consumer: name, SpaceID: space.ID, Concurrency: c.Concurrency, BatchSize: c.BatchSize,
 			EmbedBatch: c.EmbedBatchInputs, EmbedLinger: c.EmbedLinger, MsgTimeout: c.MsgTimeout,
 			ExitWhenIdle: exitWhenIdle, Logger: log.With("consumer", name), OtherSpace: otherSpace,
-			RateLimitedUntil: m.lim.LimitedUntil,
+			APILimitedBy: m.lim.LimitedBy,
 		})
 		if err != nil {
 			return err

@@ -851,7 +851,7 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 		w, err := pipeline.NewWorker(b.js, wst, sum, emb, pipeline.WorkerConfig{
 			Consumer: target.Consumer, SpaceID: sel.Work.SpaceID, Concurrency: c.Concurrency, BatchSize: c.BatchSize,
 			EmbedBatch: c.EmbedBatchInputs, EmbedLinger: embedLinger, MsgTimeout: msgTimeout, ExitWhenIdle: true, Logger: log.With("consumer", target.Consumer),
-			RateLimitedUntil: m.lim.LimitedUntil,
+			APILimitedBy: m.lim.LimitedBy,
 		})
 		if err != nil {
 			return err

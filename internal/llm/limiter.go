@@ -55,6 +55,9 @@ type Limiter struct {
 	// MaxPause and a request tries again, but LimitedUntil reports the API's word until an
 	// answer other than an error comes, or a pause asked for after it replaces it.
 	saidUntil time.Time
+	// pausedUnavailable and saidUnavailable: the pause to pausedUntil, and the end saidUntil,
+	// come from a 503 saying the service is unavailable, not from a rate limit (see LimitedBy).
+	pausedUnavailable, saidUnavailable bool
 }
 
 // bucket is a token bucket that may go negative: a caller reserves what it needs and waits
@@ -227,15 +230,23 @@ func (l *Limiter) PausedUntil() time.Time {
 // 429 with Retry-After: 3600), the end it asked for, until a request sent after the pause is
 // answered with anything but an error or asks for another pause. Zero or past: not limited.
 func (l *Limiter) LimitedUntil() time.Time {
+	until, _ := l.LimitedBy()
+	return until
+}
+
+// LimitedBy is LimitedUntil, and whether that end is the API's word that it is unavailable (a
+// 503 with Retry-After) rather than its rate limit (a 429, x-ratelimit headers, Pause): a
+// worker held by either is shown paused, and the two are different news to its operator.
+func (l *Limiter) LimitedBy() (until time.Time, unavailable bool) {
 	if l == nil {
-		return time.Time{}
+		return time.Time{}, false
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.saidUntil.After(l.pausedUntil) {
-		return l.saidUntil
+		return l.saidUntil, l.saidUnavailable
 	}
-	return l.pausedUntil
+	return l.pausedUntil, l.pausedUnavailable
 }
 
 // Pause makes every caller wait at least d from now.
@@ -243,13 +254,13 @@ func (l *Limiter) Pause(d time.Duration) {
 	if l == nil {
 		return
 	}
-	l.pause(d)
+	l.pause(d, false)
 }
 
 // pause is Pause, reporting the pause set (d capped at MaxPause) and whether it begins a long
 // one (see longPause): no pause that long was in progress — none at all, or a short one that
-// this one makes long.
-func (l *Limiter) pause(d time.Duration) (time.Duration, bool) {
+// this one makes long. unavailable: the API said it is unavailable (see LimitedBy).
+func (l *Limiter) pause(d time.Duration, unavailable bool) (time.Duration, bool) {
 	if d <= 0 {
 		return 0, false
 	}
@@ -264,12 +275,12 @@ func (l *Limiter) pause(d time.Duration) (time.Duration, bool) {
 	// flight with the answer that began it) may only push it back.
 	newest := !now.Before(l.pausedUntil)
 	if said := now.Add(asked); asked > d && (newest || said.After(l.saidUntil)) {
-		l.saidUntil = said
+		l.saidUntil, l.saidUnavailable = said, unavailable
 	} else if asked <= d && newest {
 		l.saidUntil = time.Time{}
 	}
 	if until := now.Add(d); until.After(l.pausedUntil) {
-		l.pausedUntil = until
+		l.pausedUntil, l.pausedUnavailable = until, unavailable
 	}
 	return d, began
 }
@@ -283,8 +294,8 @@ const longPause = time.Minute
 // as a warning when it begins a pause of at least longPause (or makes a short one in progress
 // that long): once per pause, not for each of the answers of the requests in flight that
 // extend it.
-func (l *Limiter) pauseFor(d time.Duration, what string) {
-	d, began := l.pause(d)
+func (l *Limiter) pauseFor(d time.Duration, what string, unavailable bool) {
+	d, began := l.pause(d, unavailable)
 	if began && d >= longPause {
 		l.log.Warn(what+": every request of this process to the API waits until the pause is over (not the papers' fault)", "pause", d, "until", l.now().Add(d).UTC().Format(time.RFC3339))
 		return
@@ -318,7 +329,7 @@ func (l *Limiter) Observe(h http.Header, status int) {
 		if !ok {
 			d = l.cfg.DefaultPause
 		}
-		l.pauseFor(d, "rate limited by the API")
+		l.pauseFor(d, "rate limited by the API", false)
 		return
 	}
 	if status == http.StatusServiceUnavailable {
@@ -326,7 +337,7 @@ func (l *Limiter) Observe(h http.Header, status int) {
 		// server_is_overloaded may give the least wait before a retry. Every caller would get
 		// the same answer meanwhile, each attempt a retry spent of its paper.
 		if d, ok := retryAfterHeader(h, now); ok {
-			l.pauseFor(d, "the API is unavailable for a while, it says")
+			l.pauseFor(d, "the API is unavailable for a while, it says", true)
 		}
 	}
 	var d time.Duration
@@ -344,7 +355,7 @@ func (l *Limiter) Observe(h http.Header, status int) {
 		}
 	}
 	if d > 0 {
-		l.pauseFor(d, "API rate limit nearly exhausted")
+		l.pauseFor(d, "API rate limit nearly exhausted", false)
 	}
 }
 
@@ -470,7 +481,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 					io.Closer
 				}{io.MultiReader(bytes.NewReader(head), resp.Body), resp.Body}
 				if d, ok := BodyRetryDelay(head); ok {
-					t.Limiter.pauseFor(d, "rate limited by the API (its answer's retryDelay)")
+					t.Limiter.pauseFor(d, "rate limited by the API (its answer's retryDelay)", false)
 				}
 			}
 		}

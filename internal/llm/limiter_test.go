@@ -601,6 +601,30 @@ func TestLimitedUntilIsTheAPIsNewestWord(t *testing.T) {
 	}
 }
 
+// TestLimitedByTellsAnUnavailableAPIFromARateLimit: a 503 with Retry-After: 3600 holds every
+// request as a 429 does, and a worker so held was announced "rate limited by the API" — the
+// operator looked at the account's limits while the service said it was down. LimitedBy says
+// which of the two holds the end it reports, and the API's newest word decides.
+func TestLimitedByTellsAnUnavailableAPIFromARateLimit(t *testing.T) {
+	t.Parallel()
+	l, clk := newFakeLimiter(0, 0)
+	start := clk.now()
+	l.Observe(http.Header{"Retry-After": {"3600"}}, http.StatusServiceUnavailable)
+	if until, unavailable := l.LimitedBy(); !until.Equal(start.Add(time.Hour)) || !unavailable {
+		t.Errorf("after a 503 of an hour: limited until %s, unavailable %v; want the hour, unavailable", until, unavailable)
+	}
+	clk.advance(5 * time.Minute)
+	l.Observe(http.Header{"Retry-After": {"30"}}, http.StatusTooManyRequests)
+	if until, unavailable := l.LimitedBy(); !until.Equal(clk.now().Add(30*time.Second)) || unavailable {
+		t.Errorf("after a 429 of 30 s sent after the pause: limited until %s, unavailable %v; want 30 s, a rate limit", until, unavailable)
+	}
+	clk.advance(time.Minute)
+	l.Observe(http.Header{"Retry-After": {"120"}}, http.StatusServiceUnavailable)
+	if until, unavailable := l.LimitedBy(); !until.Equal(clk.now().Add(2*time.Minute)) || !unavailable {
+		t.Errorf("after a 503 of 2 minutes: limited until %s, unavailable %v; want 2 minutes, unavailable", until, unavailable)
+	}
+}
+
 func TestEveryLongPauseTheAPIAsksForIsWarnedOf(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {

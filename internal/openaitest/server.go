@@ -44,6 +44,10 @@ type Faults struct {
 	// instead of 500, 502 and 503 in turn: 502 or 504 is a proxy's in front of a model server
 	// that is down, answered with its HTML page as nginx does. Defaults to 0.
 	ServerErrorStatus int `json:"server_error_status"`
+	// UnavailableFor, when set, is the Retry-After of every 503 a ServerError fault answers: a
+	// service saying how long it expects to be unavailable (RFC 9110), as OpenAI's overloaded
+	// answers may. Defaults to 0: no Retry-After.
+	UnavailableFor time.Duration `json:"unavailable_for"`
 	// Timeout is the rate of requests held without an answer until the
 	// client gives up (the request context ends) or TimeoutHold elapses,
 	// then answered 504. Defaults to 0.
@@ -87,6 +91,9 @@ func (f Faults) Validate() error {
 	}
 	if f.ServerErrorStatus != 0 && (f.ServerErrorStatus < 500 || f.ServerErrorStatus > 599) {
 		return fmt.Errorf("faults: ServerErrorStatus is %d, want 0 or a 5xx status", f.ServerErrorStatus)
+	}
+	if f.UnavailableFor < 0 {
+		return fmt.Errorf("faults: UnavailableFor is %v, want >= 0", f.UnavailableFor)
 	}
 	if f.RetryAfter < 0 {
 		return fmt.Errorf("faults: RetryAfter is %v, want >= 0", f.RetryAfter)
@@ -854,7 +861,11 @@ func (s *Server) serverError(w http.ResponseWriter) {
 	n := s.serverErrors
 	s.serverErrors++
 	status := s.faults.ServerErrorStatus
+	unavailableFor := s.faults.UnavailableFor
 	s.mu.Unlock()
+	if unavailableFor > 0 && (status == http.StatusServiceUnavailable || status == 0 && n%3 == 2) {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(max(unavailableFor.Round(time.Second)/time.Second, 1)), 10))
+	}
 	switch status {
 	case 0:
 	case http.StatusBadGateway, http.StatusGatewayTimeout:
