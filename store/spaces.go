@@ -530,8 +530,13 @@ func (s *Store) watchBuild(ctx context.Context, conn *pgxpool.Conn, index string
 				return
 			case <-time.After(buildWaitPoll):
 			}
+			// pg_blocking_pids takes the lock manager's partition locks, all of them, at each call
+			// (PostgreSQL's docs warn against calling it often): it is asked only while the build
+			// waits for a lock, which its own row in pg_stat_activity says — not every second of
+			// an hour's build of an HNSW index.
 			var pids []int32
-			if err := s.pool.QueryRow(wctx, "SELECT pg_blocking_pids($1::int)", pid).Scan(&pids); err != nil {
+			if err := s.pool.QueryRow(wctx, `SELECT coalesce((SELECT pg_blocking_pids(a.pid) FROM pg_stat_activity a
+				WHERE a.pid = $1::int AND a.wait_event_type = 'Lock'), '{}')`, pid).Scan(&pids); err != nil {
 				continue
 			}
 			var fresh []int32
