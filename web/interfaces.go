@@ -156,8 +156,13 @@ type Backlog struct {
 	// Workers are the consumer's workers as they announce themselves in NATS; empty with
 	// Status.WorkersError set when they could not be read.
 	Workers []Worker `json:"workers"`
-	// NoWorker: messages wait, and no worker of the consumer is running (none is announced).
+	// NoWorker: messages wait, and no worker of the consumer is running (none is announced);
+	// false for a DroppedSpace's.
 	NoWorker bool `json:"no_worker_running"`
+	// DroppedSpace names the embedding space a reprocess consumer re-processes into when that
+	// space no longer exists: nothing processes its messages, and `paperpipe spaces drop NAME`
+	// removes them.
+	DroppedSpace string `json:"dropped_space,omitempty"`
 }
 
 // Waiting counts the messages that wait for a worker: those pending and those delivered and

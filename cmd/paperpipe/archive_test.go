@@ -2193,6 +2193,31 @@ func TestSpacesDropRemovesTheSpacesReprocessQueue(t *testing.T) {
 	}) {
 		t.Errorf("status --json: backlog %+v, want %s with dropped_space %s", st.Backlog, target.Consumer, spaces[2].Name())
 	}
+	// The status page and GET /api/status say so too: they said "No worker is running" for it,
+	// as if a worker could process it.
+	base := startServe(t, cli)
+	var api struct {
+		Backlog []struct {
+			Consumer     string `json:"consumer"`
+			DroppedSpace string `json:"dropped_space"`
+			NoWorker     bool   `json:"no_worker_running"`
+		} `json:"backlog"`
+	}
+	getJSON(t, base+"/api/status", &api)
+	if i := slices.IndexFunc(api.Backlog, func(b struct {
+		Consumer     string `json:"consumer"`
+		DroppedSpace string `json:"dropped_space"`
+		NoWorker     bool   `json:"no_worker_running"`
+	}) bool {
+		return b.Consumer == target.Consumer
+	}); i < 0 || api.Backlog[i].DroppedSpace != spaces[2].Name() || api.Backlog[i].NoWorker {
+		t.Errorf("GET /api/status: backlog %+v, want %s with dropped_space %s and no_worker_running false", api.Backlog, target.Consumer, spaces[2].Name())
+	}
+	page := getBody(t, base+"/status")
+	if want := "re-processes into space <code>" + spaces[2].Name() + "</code>, which was dropped: nothing processes its 2 messages"; !strings.Contains(page, want) ||
+		strings.Contains(page, "No worker is running for <code>"+target.Consumer) {
+		t.Errorf("the status page does not say %q, or says no worker runs it:\n%s", want, page)
+	}
 	said.Reset()
 	if err := dropSpace(ctx, e.c, e.st, spaces[2].Name(), false, &said); err != nil {
 		t.Fatalf("spaces drop of the dropped space's name: %v", err)

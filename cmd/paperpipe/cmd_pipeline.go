@@ -1162,20 +1162,29 @@ func statusBacklogs(ctx context.Context, st *store.Store, js jetstream.JetStream
 	out := make([]statusBacklog, len(bls))
 	for i, bl := range bls {
 		out[i].Backlog = bl
-		name, ok := reprocessSpaceOf(bl.Description)
-		if !ok || !strings.HasPrefix(bl.Consumer, "reprocess-") {
-			continue
-		}
-		// A description names its space in full; one that names a model of several spaces
-		// (ErrAmbiguous) was not written by reprocess — any client of the NATS account may
-		// describe a consumer — and names no space, dropped or not.
-		if _, err := st.FindSpace(ctx, name); errors.Is(err, paper.ErrNotFound) {
-			out[i].DroppedSpace = name
-		} else if err != nil && !errors.Is(err, paper.ErrAmbiguous) {
+		if out[i].DroppedSpace, err = droppedSpace(ctx, st, bl); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// droppedSpace names the embedding space bl, a reprocess consumer, re-processes into when that
+// space no longer exists (see statusBacklog.DroppedSpace), or "".
+func droppedSpace(ctx context.Context, st *store.Store, bl pipeline.Backlog) (string, error) {
+	name, ok := reprocessSpaceOf(bl.Description)
+	if !ok || !strings.HasPrefix(bl.Consumer, "reprocess-") {
+		return "", nil
+	}
+	// A description names its space in full; one that names a model of several spaces
+	// (ErrAmbiguous) was not written by reprocess — any client of the NATS account may
+	// describe a consumer — and names no space, dropped or not.
+	if _, err := st.FindSpace(ctx, name); errors.Is(err, paper.ErrNotFound) {
+		return name, nil
+	} else if err != nil && !errors.Is(err, paper.ErrAmbiguous) {
+		return "", err
+	}
+	return "", nil
 }
 
 // modelCost is one model's API usage over the status window and what it is estimated to cost.

@@ -592,12 +592,15 @@ func (s *webStatus) queue(ctx context.Context, out *web.Status) error {
 	now := time.Now()
 	for _, b := range bls {
 		wb := web.Backlog{Consumer: b.Consumer, Pending: b.Pending, AckPending: b.AckPending, Redelivered: b.Redelivered, Workers: []web.Worker{}}
+		if wb.DroppedSpace, err = droppedSpace(ctx, s.st, b); err != nil {
+			return err
+		}
 		for _, w := range workers {
 			if w.Consumer == b.Consumer {
 				wb.Workers = append(wb.Workers, webWorker(w, now))
 			}
 		}
-		wb.NoWorker = werr == nil && len(wb.Workers) == 0 && wb.Waiting() > 0
+		wb.NoWorker = werr == nil && len(wb.Workers) == 0 && wb.Waiting() > 0 && wb.DroppedSpace == ""
 		out.Backlog = append(out.Backlog, wb)
 	}
 	out.DeadLetters = int(dead)

@@ -883,3 +883,26 @@ func TestInterruptedStartStopsQuietly(t *testing.T) {
 		})
 	}
 }
+
+// getBody returns the body of a GET of u, failing the test unless it is answered 200.
+func getBody(t *testing.T, u string) string {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v\n%s", u, resp.StatusCode, err, body)
+	}
+	return string(body)
+}
+
+// getJSON decodes the body of a GET of u into v (see getBody).
+func getJSON(t *testing.T, u string, v any) {
+	t.Helper()
+	if body := getBody(t, u); json.Unmarshal([]byte(body), v) != nil {
+		t.Fatalf("GET %s: not JSON of %T:\n%s", u, v, body)
+	}
+}
