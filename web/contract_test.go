@@ -640,11 +640,12 @@ func TestAPIContract(t *testing.T) {
 	sc := newContract(t, b.serve(rcfg).URL)
 	sc.seen = c.seen
 	sc.do(req{method: "GET", path: "/api/search?q=experts&mode=keyword", want: 200})
-	// An active fitted model missing from the database, and no bucket of workers' announcements
-	// (cmd/paperpipe's status source says so).
+	// An active fitted model missing from the database, no bucket of workers' announcements, and
+	// a reprocess consumer of a dropped space (cmd/paperpipe's status source says so).
 	mcfg := cfg
 	mcfg.Status = testStatus{st: b.st, js: b.js, sum: b.sum, missing: &web.MissingModel{Model: "paperpipe-offline-tfidf-0123456789ab",
-		Note: "the fitted offline model paperpipe-offline-tfidf-0123456789ab is not in the database"}, noBucket: true}
+		Note: "the fitted offline model paperpipe-offline-tfidf-0123456789ab is not in the database"}, noBucket: true,
+		dropped: "text-embedding-3-small/64/title-abstract-v1"}
 	mc := newContract(t, b.serve(mcfg).URL)
 	mc.seen = c.seen
 	mc.do(req{method: "GET", path: "/api/status", want: 200})

@@ -42,6 +42,8 @@ type testStatus struct {
 	missing *web.MissingModel
 	// noBucket is the status's NoWorkersBucket.
 	noBucket bool
+	// dropped, when set, adds the backlog of a reprocess consumer into that space, dropped.
+	dropped string
 }
 
 func (s testStatus) Status(ctx context.Context) (web.Status, error) {
@@ -82,6 +84,9 @@ func (s testStatus) Status(ctx context.Context) (web.Status, error) {
 			wb.NoWorker = b.Pending > 0
 		}
 		out.Backlog = append(out.Backlog, wb)
+	}
+	if s.dropped != "" {
+		out.Backlog = append(out.Backlog, web.Backlog{Consumer: "reprocess-0123456789ab", Pending: 2, Workers: []web.Worker{}, DroppedSpace: s.dropped})
 	}
 	zero := 0.0
 	for _, u := range usage {
