@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -371,4 +372,102 @@ func TestTheWorkersBucketHasTheQueuesReplicas(t *testing.T) {
 	if r := s.CachedInfo().Config.Replicas; r != 3 {
 		t.Errorf("the workers' bucket has %d replicas, want PAPERS' 3", r)
 	}
+}
+
+func TestAnnouncedWorkersAreListedByConsumerHostAndStart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.Start(t).Connect(t)
+	if _, err := pipeline.AnnouncedWorkers(ctx, js); !errors.Is(err, pipeline.ErrNoWorkersBucket) {
+		t.Fatalf("AnnouncedWorkers with no bucket: %v, want ErrNoWorkersBucket", err)
+	}
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: pipeline.BucketWorkers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	before := time.Now()
+	for i, a := range []pipeline.Announcement{
+		{Consumer: "reprocess-s2", Host: "a", Started: t0},
+		{Consumer: pipeline.ConsumerNew, Host: "b", Started: t0.Add(time.Minute)},
+		{Consumer: pipeline.ConsumerNew, Host: "c", Started: t0},
+		{Consumer: pipeline.ConsumerNew, Host: "b", Started: t0},
+	} {
+		raw, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(ctx, fmt.Sprintf("w%d", i), raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := kv.Put(ctx, "junk", []byte("not an announcement")); err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now()
+	ws := announced(t, js)
+	var got []string
+	for _, w := range ws {
+		got = append(got, fmt.Sprintf("%s %s %s", w.Consumer, w.Host, w.Started.Format(time.TimeOnly)))
+		// The server's clock and this one are the machine's.
+		if w.LastSeen.Before(before.Add(-time.Second)) || w.LastSeen.After(after.Add(time.Second)) {
+			t.Errorf("%s %s: last seen %s, want the time of its write (%s to %s)", w.Consumer, w.Host, w.LastSeen, before, after)
+		}
+	}
+	n := pipeline.ConsumerNew
+	want := []string{n + " b 03:04:05", n + " b 03:05:05", n + " c 03:04:05", "reprocess-s2 a 03:04:05"}
+	if !slices.Equal(got, want) {
+		t.Errorf("listed %q, want %q", got, want)
+	}
+}
+
+func TestTwoWorkersOfOneProcessAreEachAnnounced(t *testing.T) {
+	t.Parallel()
+	js := natstest.Start(t).Connect(t)
+	if err := pipeline.Setup(context.Background(), js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		w, err := pipeline.NewWorker(js, nil, summarize.NewOffline(30), nil, pipeline.WorkerConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		announce(t, js, w, pipeline.AnnounceConfig{Host: "host-a", PID: 1})
+	}
+	waitFor(t, "both workers announced", func() (bool, string) {
+		ws := announced(t, js)
+		return len(ws) == 2, describe(ws)
+	})
+}
+
+func TestAWorkerAnnouncedAgainWarnsAgainWhenItCannotAnymore(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.Start(t).Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	limit := func(size int32) {
+		t.Helper()
+		// Values of 16 bytes at most: no announcement fits.
+		if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: pipeline.BucketWorkers, MaxValueSize: size}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	limit(16)
+	var logs logBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	w, err := pipeline.NewWorker(js, nil, summarize.NewOffline(30), nil, pipeline.WorkerConfig{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	announce(t, js, w, pipeline.AnnounceConfig{})
+	warnings := func() int { return strings.Count(logs.String(), "cannot announce itself") }
+	waitFor(t, "the first warning", func() (bool, string) { return warnings() == 1, logs.String() })
+	limit(-1)
+	waitFor(t, "the worker announced again", func() (bool, string) {
+		return strings.Contains(logs.String(), "announces itself in the NATS key-value bucket "+pipeline.BucketWorkers+" again"), logs.String()
+	})
+	limit(16)
+	waitFor(t, "a second warning", func() (bool, string) { return warnings() == 2, logs.String() })
 }
