@@ -313,8 +313,9 @@ func (an *Announcer) run(ctx context.Context, looks <-chan time.Time) {
 				} else {
 					an.cfg.Logger.Debug("announcing the worker failed", "err", err)
 				}
-				// Tried again at the next Interval, not at each look.
-				written = time.Now()
+				// Tried again at the next Interval, or at a change of state, not at each look: the
+				// state tried is taken for the last, else every look took it for a change.
+				written, last = time.Now(), s
 			} else {
 				if warned {
 					an.cfg.Logger.Info("this worker announces itself in the NATS key-value bucket " + BucketWorkers + " again")

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -470,4 +471,40 @@ func TestAWorkerAnnouncedAgainWarnsAgainWhenItCannotAnymore(t *testing.T) {
 	})
 	limit(16)
 	waitFor(t, "a second warning", func() (bool, string) { return warnings() == 2, logs.String() })
+}
+
+// TestAWorkerThatCannotAnnounceItselfTriesAgainAtItsRefreshOnly: a worker whose writes to the
+// bucket fail (here a bucket made by hand with values too small for an announcement; an account
+// out of storage fails so too) tries again once per refresh (Interval), as its warning says, not
+// at each look at its state (every second): a failed write left the state last written unset,
+// so every look took the state for changed, and the worker sent NATS a request that failed, and
+// logged a line, every second for as long as it ran.
+func TestAWorkerThatCannotAnnounceItselfTriesAgainAtItsRefreshOnly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.Start(t).Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: pipeline.BucketWorkers, MaxValueSize: 16}); err != nil {
+		t.Fatal(err)
+	}
+	var logs logBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// State asks RateLimitedUntil at each look: the looks are counted so.
+	var looks atomic.Int32
+	w, err := pipeline.NewWorker(js, nil, summarize.NewOffline(30), nil, pipeline.WorkerConfig{Logger: log,
+		RateLimitedUntil: func() time.Time { looks.Add(1); return time.Time{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	an := announce(t, js, w, pipeline.AnnounceConfig{Interval: time.Hour})
+	waitFor(t, "four looks at the worker's state", func() (bool, string) {
+		return looks.Load() >= 4, fmt.Sprintf("%d looks", looks.Load())
+	})
+	an.Stop()
+	warned, retried := strings.Count(logs.String(), "cannot announce itself"), strings.Count(logs.String(), "announcing the worker failed")
+	if warned != 1 || retried != 0 {
+		t.Errorf("%d warnings and %d tries after them in %d looks with an hour's refresh, want 1 and none:\n%s", warned, retried, looks.Load(), logs.String())
+	}
 }
