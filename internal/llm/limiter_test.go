@@ -661,3 +661,15 @@ func TestEveryLongPauseTheAPIAsksForIsWarnedOf(t *testing.T) {
 		}
 	}
 }
+
+func TestLimitedUntilKeepsTheLaterOfTheEndsTheAPIGave(t *testing.T) {
+	t.Parallel()
+	l, clk := newFakeLimiter(0, 0)
+	start := clk.now()
+	l.Observe(http.Header{"Retry-After": {"3600"}}, http.StatusTooManyRequests)
+	clk.advance(time.Second)
+	l.Observe(http.Header{"Retry-After": {"600"}}, http.StatusTooManyRequests)
+	if got := l.LimitedUntil(); !got.Equal(start.Add(time.Hour)) {
+		t.Errorf("limited until %s after 429s asking for an hour and then for 10 minutes, want the hour's end, %s", got, start.Add(time.Hour))
+	}
+}
