@@ -205,8 +205,8 @@ func TestASingleCreatorSurnameFirstIsOneAuthor(t *testing.T) {
 	}
 }
 
-// "et al." closing a list of authors (bioRxiv's and medRxiv's feeds cut a long one so) is no
-// author: a list of surnames and initials ending in it was split at every comma, its pairs
+// "et al." closing a list of authors (bioRxiv's and medRxiv's feeds cut a long one so), in
+// any case, is no author: a list of surnames and initials ending in it was split at every comma, its pairs
 // not seen ("Kukla", "D.", "Crampton", "A. B.", "et al."), and a list of full names got an
 // author "et al.".
 func TestEtAlClosingACreatorIsNoAuthor(t *testing.T) {
@@ -218,6 +218,8 @@ func TestEtAlClosingACreatorIsNoAuthor(t *testing.T) {
 		"Ada Lovelace, Alan Turing, et al.":  {"Ada Lovelace", "Alan Turing"},
 		"Ada Lovelace et al.":                {"Ada Lovelace"},
 		"Lovelace, Ada, et al.":              {"Ada Lovelace"},
+		"Kukla, D., Crampton, A. B., Et Al.": {"D. Kukla", "A. B. Crampton"},
+		"Ada Lovelace, Alan Turing, ET AL":   {"Ada Lovelace", "Alan Turing"},
 	} {
 		if got := splitCreators([]string{in}); !reflect.DeepEqual(got, want) {
 			t.Errorf("splitCreators(%q) = %q, want %q", in, got, want)
