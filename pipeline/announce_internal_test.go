@@ -1,0 +1,90 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paperpipe/paperpipe/internal/natstest"
+)
+
+// announcedOne waits for the single entry of the bucket to satisfy ok, and returns it.
+func announcedOne(t *testing.T, js jetstream.JetStream, what string, ok func(AnnouncedWorker) bool) AnnouncedWorker {
+	t.Helper()
+	var last []AnnouncedWorker
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		ws, err := AnnouncedWorkers(context.Background(), js)
+		if err != nil && !errors.Is(err, ErrNoWorkersBucket) {
+			t.Fatal(err)
+		}
+		if len(ws) == 1 && ok(ws[0]) {
+			return ws[0]
+		}
+		last = ws
+	}
+	t.Fatalf("waited 30 s for %s: %+v", what, last)
+	return AnnouncedWorker{}
+}
+
+// A change of what the worker does is written at once (at the next look, each second), not at
+// the next refresh: it goes from idle to working, its pause's end moves (a new 429's
+// Retry-After), and each write carries the messages it has processed so far.
+func TestAChangeOfStateIsAnnouncedAtOnce(t *testing.T) {
+	t.Parallel()
+	js := natstest.Start(t).Connect(t)
+	var until atomic.Pointer[time.Time]
+	until.Store(&time.Time{})
+	w := &Worker{log: slog.New(slog.DiscardHandler), cfg: WorkerConfig{Consumer: ConsumerNew,
+		RateLimitedUntil: func() time.Time { return *until.Load() }}}
+	an := Announce(js, w, AnnounceConfig{Interval: time.Hour}) // no refresh during the test
+	defer an.Stop()
+	announcedOne(t, js, "the idle worker", func(a AnnouncedWorker) bool { return a.State == StateIdle })
+
+	w.stats.acked.Add(5)
+	w.held.Store(2)
+	announcedOne(t, js, "the worker working, 5 processed", func(a AnnouncedWorker) bool {
+		return a.State == StateWorking && a.Held == 2 && a.Processed == 5
+	})
+
+	end := time.Now().Add(time.Hour).Round(time.Second)
+	until.Store(&end)
+	announcedOne(t, js, "the worker rate limited", func(a AnnouncedWorker) bool { return a.Pause != nil && a.Pause.Until.Equal(end) })
+	later := end.Add(time.Hour)
+	until.Store(&later)
+	announcedOne(t, js, "the rate limit's new end", func(a AnnouncedWorker) bool { return a.Pause != nil && a.Pause.Until.Equal(later) })
+}
+
+// racingJS reports the bucket missing at its first look, as when another process makes it
+// between this one's look and its creation.
+type racingJS struct {
+	jetstream.JetStream
+	looked atomic.Bool
+}
+
+func (r *racingJS) KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+	if !r.looked.Swap(true) {
+		return nil, jetstream.ErrBucketNotFound
+	}
+	return r.JetStream.KeyValue(ctx, bucket)
+}
+
+// A bucket another process made between this one's look and its creation, with other limits
+// (another refresh's TTL, or made by hand), is used: creating it again with this process's
+// limits fails with 'bucket exists', which must not keep the worker unannounced.
+func TestABucketMadeMeanwhileWithOtherLimitsIsUsed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := natstest.Start(t).Connect(t)
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketWorkers, TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := ensureWorkersBucket(ctx, &racingJS{JetStream: js}, time.Second, 1)
+	if err != nil || kv == nil || kv.Bucket() != BucketWorkers {
+		t.Fatalf("ensureWorkersBucket with a bucket made meanwhile: %v, %v; want the bucket", kv, err)
+	}
+}
