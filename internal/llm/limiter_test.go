@@ -625,6 +625,22 @@ func TestLimitedByTellsAnUnavailableAPIFromARateLimit(t *testing.T) {
 	}
 }
 
+// An error answer after the pause (a 400 refusing one request, a 500) is no sign that the
+// limit lifted: the end the API gave is kept until a request is answered without an error.
+func TestLimitedUntilOutlastsAnErrorAnswerAfterThePause(t *testing.T) {
+	t.Parallel()
+	for _, status := range []int{http.StatusBadRequest, http.StatusInternalServerError} {
+		l, clk := newFakeLimiter(0, 0)
+		start := clk.now()
+		l.Observe(http.Header{"Retry-After": {"3600"}}, http.StatusTooManyRequests)
+		clk.advance(6 * time.Minute)
+		l.Observe(http.Header{}, status)
+		if got := l.LimitedUntil(); !got.Equal(start.Add(time.Hour)) {
+			t.Errorf("after a %d answer past the pause: limited until %s, want the API's hour", status, got)
+		}
+	}
+}
+
 func TestEveryLongPauseTheAPIAsksForIsWarnedOf(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
