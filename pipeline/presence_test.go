@@ -508,3 +508,30 @@ func TestAWorkerThatCannotAnnounceItselfTriesAgainAtItsRefreshOnly(t *testing.T)
 		t.Errorf("%d warnings and %d tries after them in %d looks with an hour's refresh, want 1 and none:\n%s", warned, retried, looks.Load(), logs.String())
 	}
 }
+
+// TestAWorkerHoldsNoMessageOnceItsMessagesAreSettled: the messages a worker holds, which its
+// announcement shows, are those fetched and not yet settled: once a run has processed the queue,
+// it holds none (not a count that went below zero, nor one left over from every fetch).
+func TestAWorkerHoldsNoMessageOnceItsMessagesAreSettled(t *testing.T) {
+	t.Parallel()
+	sum, emb := summarize.NewOffline(30), embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	papers := sampledata.Papers(t)[:5]
+	publish(t, b.js, papers)
+	w, err := pipeline.NewWorker(b.js, b.store, sum, emb, pipeline.WorkerConfig{SpaceID: b.space.ID, ExitWhenIdle: true,
+		FetchWait: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := w.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := counts(t, b, sum); c.WithTLDR != int64(len(papers)) {
+		t.Fatalf("%d of %d papers have a TL;DR", c.WithTLDR, len(papers))
+	}
+	if s := w.State(); s.Held != 0 {
+		t.Errorf("State once the queue is processed: %+v, want none held", s)
+	}
+}
