@@ -40,7 +40,7 @@ func TestAChangeOfStateIsAnnouncedAtOnce(t *testing.T) {
 	var until atomic.Pointer[time.Time]
 	until.Store(&time.Time{})
 	w := &Worker{log: slog.New(slog.DiscardHandler), cfg: WorkerConfig{Consumer: ConsumerNew,
-		RateLimitedUntil: func() time.Time { return *until.Load() }}}
+		APILimitedBy: func() (time.Time, bool) { return *until.Load(), false }}}
 	an := Announce(js, w, AnnounceConfig{Interval: time.Hour}) // no refresh during the test
 	defer an.Stop()
 	announcedOne(t, js, "the idle worker", func(a AnnouncedWorker) bool { return a.State == StateIdle })

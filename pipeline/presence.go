@@ -293,16 +293,11 @@ func (an *Announcer) run(ctx context.Context, looks <-chan time.Time) {
 	defer close(an.done)
 	var last WorkerState
 	var written time.Time
-	warned, failed := false, false
+	warned := false
 	for {
 		s := an.w.State()
-		// After a failure a change waits for the next Interval too: last is the state last
-		// written, which differs from the present one until a write goes through, so every look
-		// would try again (a request to the server every second, for each worker).
-		if written.IsZero() || time.Since(written) >= an.cfg.Interval || !failed && changed(last, s) {
-			err := an.write(ctx, s)
-			failed = err != nil
-			if err != nil {
+		if written.IsZero() || time.Since(written) >= an.cfg.Interval || changed(last, s) {
+			if err := an.write(ctx, s); err != nil {
 				if ctx.Err() != nil {
 					return
 				}

@@ -491,10 +491,10 @@ func TestAWorkerThatCannotAnnounceItselfTriesAgainAtItsRefreshOnly(t *testing.T)
 	}
 	var logs logBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	// State asks RateLimitedUntil at each look: the looks are counted so.
+	// State asks APILimitedBy at each look: the looks are counted so.
 	var looks atomic.Int32
 	w, err := pipeline.NewWorker(js, nil, summarize.NewOffline(30), nil, pipeline.WorkerConfig{Logger: log,
-		RateLimitedUntil: func() time.Time { looks.Add(1); return time.Time{} }})
+		APILimitedBy: func() (time.Time, bool) { looks.Add(1); return time.Time{}, false }})
 	if err != nil {
 		t.Fatal(err)
 	}
