@@ -18,6 +18,9 @@ import (
 // failure, and the rate limit rateLimited reports (nil: none).
 func stateWorker(rateLimited func() time.Time) *Worker {
 	w := &Worker{log: slog.New(slog.DiscardHandler), cfg: WorkerConfig{Backoff: func(int) time.Duration { return time.Hour }}}
+	// The timings Run sets from the consumer before any pause (a pause's log line names the
+	// message timeout).
+	w.tm.Store(&workerTimings{ackWait: time.Minute, progress: 15 * time.Second, msgTimeout: 45 * time.Second, maxDeliver: 8, changed: make(chan struct{})})
 	if rateLimited != nil {
 		w.cfg.APILimitedBy = func() (time.Time, bool) { return rateLimited(), false }
 	}
