@@ -233,6 +233,14 @@ func TestStatusSaysAReprocessRunOfEmbeddingsWritesNoTLDRs(t *testing.T) {
 		_ = run.Process.Signal(syscall.SIGTERM)
 		_ = run.Wait()
 	}()
+	// The run runs the embedded NATS server before status is asked: a status started beside it
+	// may run the server itself and stop it at once, and the run, taking it over while it sets
+	// its queue up, failed (see the session 27 note: a CLI command racing a run for the server).
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(logs.String(), "to process"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the reprocess run never said what it processes:\n%s", logs.String())
+		}
+	}
 	var st struct {
 		Backlog []struct {
 			Consumer string `json:"consumer"`
