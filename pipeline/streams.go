@@ -697,6 +697,17 @@ type Backlog struct {
 	Redelivered int    `json:"redelivered"`
 }
 
+// Waiting counts the messages that wait for a worker: those not yet delivered and those
+// delivered and not acknowledged, which a worker that stopped handed back to come again.
+func (b Backlog) Waiting() uint64 { return b.Pending + uint64(b.AckPending) }
+
+// NoWorkerRunning reports whether b's messages wait with none of its consumer's workers
+// announced (workers of them): `paperpipe status` and the status page say so. A reprocess
+// consumer of a dropped space (dropped) is no such backlog: no worker could process it.
+func (b Backlog) NoWorkerRunning(workers int, dropped bool) bool {
+	return workers == 0 && b.Waiting() > 0 && !dropped
+}
+
 // Backlogs reports the backlog of every consumer of the PAPERS stream: new papers and each
 // re-processing target.
 func Backlogs(ctx context.Context, js jetstream.JetStream) ([]Backlog, error) {

@@ -74,7 +74,7 @@ func TestNoWorkerNoteSaysWhatRunsTheBacklog(t *testing.T) {
 		"reprocess-s2":       "run the `paperpipe reprocess` of that target again",
 		"other":              "start `paperpipe worker --consumer other`",
 	} {
-		if got := noWorkerNote(statusBacklog{Backlog: pipeline.Backlog{Consumer: consumer, Pending: 2}}); !strings.Contains(got, want) {
+		if got := noWorkerNote(statusBacklog{Backlog: pipeline.Backlog{Consumer: consumer, Pending: 2}}, false); !strings.Contains(got, want) {
 			t.Errorf("note for %s: %q, want %q", consumer, got, want)
 		}
 	}

@@ -988,7 +988,7 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		if bl.DroppedSpace != "" {
 			dropped := termSafe(bl.DroppedSpace, false)
 			fmt.Fprintf(w, "backlog %s\t%d\t(re-processing into space %s, which was dropped: nothing processes these; `paperpipe spaces drop %s` removes them)\n",
-				consumer, bl.Pending+uint64(bl.AckPending), dropped, dropped)
+				consumer, bl.Waiting(), dropped, dropped)
 			continue
 		}
 		fmt.Fprintf(w, "backlog %s\t%d\t(%d delivered and not yet acknowledged: in a worker, or handed back to come again; %d redelivered)\n", consumer, bl.Pending, bl.AckPending, bl.Redelivered)
@@ -1010,7 +1010,7 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	w.Flush()
 	for _, bl := range backlogs {
 		if bl.NoWorker {
-			fmt.Fprintln(stdout, "note: "+termSafe(noWorkerNote(bl), false))
+			fmt.Fprintln(stdout, "note: "+termSafe(noWorkerNote(bl, noBucket), false))
 		}
 	}
 	if workersErr != nil {
@@ -1067,9 +1067,6 @@ type statusBacklog struct {
 	Workers []statusWorker `json:"workers"`
 	// NoWorker: messages wait and no worker of the consumer is announced.
 	NoWorker bool `json:"no_worker_running"`
-	// noBucket: no worker has made the bucket the workers announce themselves in, which
-	// workers on a NATS account that may not create streams cannot make.
-	noBucket bool
 }
 
 // statusWorker is a worker as status shows it: its announcement and how long ago it was
@@ -1106,8 +1103,7 @@ func addWorkers(ctx context.Context, js jetstream.JetStream, backlogs []statusBa
 				bl.Workers = append(bl.Workers, statusWorker{AnnouncedWorker: w, LastSeenAgo: max(now.Sub(w.LastSeen), 0).Seconds(), Overdue: w.Overdue(now)})
 			}
 		}
-		bl.NoWorker = len(bl.Workers) == 0 && bl.Pending+uint64(bl.AckPending) > 0 && bl.DroppedSpace == ""
-		bl.noBucket = noBucket
+		bl.NoWorker = bl.NoWorkerRunning(len(bl.Workers), bl.DroppedSpace != "")
 	}
 	return noBucket, nil
 }
@@ -1135,8 +1131,10 @@ func workerDetailsText(w statusWorker) string {
 		w.Started.UTC().Format("2006-01-02 15:04:05 UTC"), slots, w.Held, w.Processed, w.Version, seen)
 }
 
-// noWorkerNote says that bl's messages wait with no worker running, and what runs one.
-func noWorkerNote(bl statusBacklog) string {
+// noWorkerNote says that bl's messages wait with no worker running, and what runs one;
+// noBucket: no worker has made the bucket the workers announce themselves in, which workers
+// on a NATS account that may not create streams cannot make.
+func noWorkerNote(bl statusBacklog, noBucket bool) string {
 	run := "start `paperpipe worker` (or `paperpipe up`)"
 	if strings.HasPrefix(bl.Consumer, "reprocess-") {
 		run = "run the `paperpipe reprocess` of that target again to go on"
@@ -1144,13 +1142,13 @@ func noWorkerNote(bl statusBacklog) string {
 		run = fmt.Sprintf("start `paperpipe worker --consumer %s`", bl.Consumer)
 	}
 	why := "none is announced in NATS"
-	if bl.noBucket {
+	if noBucket {
 		// The workers of a NATS account that may not create streams run unannounced.
 		why = "none has announced itself: the NATS bucket " + pipeline.BucketWorkers + " does not exist; " +
 			"workers on a NATS account that may not create it run unannounced, each one's log saying so"
 	}
 	return fmt.Sprintf("no worker is running for backlog %s (%s): its %d messages wait; %s",
-		bl.Consumer, why, bl.Pending+uint64(bl.AckPending), run)
+		bl.Consumer, why, bl.Waiting(), run)
 }
 
 // statusBacklogs is pipeline.Backlogs with the reprocess consumers of dropped spaces marked.

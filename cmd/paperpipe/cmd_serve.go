@@ -600,7 +600,7 @@ func (s *webStatus) queue(ctx context.Context, out *web.Status) error {
 				wb.Workers = append(wb.Workers, webWorker(w, now))
 			}
 		}
-		wb.NoWorker = werr == nil && len(wb.Workers) == 0 && wb.Waiting() > 0 && wb.DroppedSpace == ""
+		wb.NoWorker = werr == nil && b.NoWorkerRunning(len(wb.Workers), wb.DroppedSpace != "")
 		out.Backlog = append(out.Backlog, wb)
 	}
 	out.DeadLetters = int(dead)
