@@ -165,20 +165,20 @@ func (l *Limiter) Wait(ctx context.Context, tokens int) error {
 			return nil
 		}
 		t := time.NewTimer(d)
+		var gaveUp error
 		select {
 		case <-ctx.Done():
-			t.Stop()
-			if undo != nil {
-				undo()
-			}
-			return fmt.Errorf("%w: %w", ErrRateLimited, ctx.Err())
+			gaveUp = ctx.Err()
 		case <-stopped:
+			gaveUp = context.Cause(stop)
+		case <-t.C:
+		}
+		if gaveUp != nil {
 			t.Stop()
 			if undo != nil {
 				undo()
 			}
-			return fmt.Errorf("%w: %w", ErrRateLimited, context.Cause(stop))
-		case <-t.C:
+			return fmt.Errorf("%w: %w", ErrRateLimited, gaveUp)
 		}
 		if undo == nil {
 			// We waited out a pause, which may have been extended meanwhile: look again.
