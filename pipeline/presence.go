@@ -217,12 +217,6 @@ var keyUnsafe = regexp.MustCompile(`[^A-Za-z0-9_=-]+`)
 // its own: the entry outlives the Run's context while the worker drains, so the caller stops
 // it once Run has returned.
 func Announce(js jetstream.JetStream, w *Worker, cfg AnnounceConfig) *Announcer {
-	return announceLooking(js, w, cfg, nil)
-}
-
-// announceLooking is Announce, looking at the worker's state at each tick of looks (nil: every
-// second, or every half Interval when shorter).
-func announceLooking(js jetstream.JetStream, w *Worker, cfg AnnounceConfig, looks <-chan time.Time) *Announcer {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultAnnounceInterval
 	}
@@ -250,15 +244,7 @@ func announceLooking(js jetstream.JetStream, w *Worker, cfg AnnounceConfig, look
 			Concurrency: slots, Version: cfg.Version, Refresh: cfg.Interval.Seconds()}}
 	ctx, cancel := context.WithCancel(context.Background())
 	an.cancel = cancel
-	stopLooks := func() {}
-	if looks == nil {
-		t := time.NewTicker(min(time.Second, cfg.Interval/2))
-		looks, stopLooks = t.C, t.Stop
-	}
-	go func() {
-		defer stopLooks()
-		an.run(ctx, looks)
-	}()
+	go an.run(ctx)
 	return an
 }
 
@@ -288,9 +274,12 @@ func (an *Announcer) Stop() {
 	}
 }
 
-// run writes the entry at once, then looks at the worker's state at each tick of looks.
-func (an *Announcer) run(ctx context.Context, looks <-chan time.Time) {
+// run writes the entry at once, then looks at the worker's state every second (every half
+// Interval when shorter).
+func (an *Announcer) run(ctx context.Context) {
 	defer close(an.done)
+	looks := time.NewTicker(min(time.Second, an.cfg.Interval/2))
+	defer looks.Stop()
 	var last WorkerState
 	var written time.Time
 	warned := false
@@ -322,7 +311,7 @@ func (an *Announcer) run(ctx context.Context, looks <-chan time.Time) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-looks:
+		case <-looks.C:
 		}
 	}
 }
