@@ -62,14 +62,12 @@ func describe(ws []pipeline.AnnouncedWorker) string {
 	return b.String()
 }
 
-// TestAWorkerHeldByAnHourLongRateLimitAnnouncesItselfPausedUntilTheLimitLifts: a 429 with
-// Retry-After: 3600 holds every request of the process (the limiter's pause, 5 minutes at a
-// time) and the only signs were the worker's log and metrics: status showed a backlog that did
-// not move. The worker's announcement says it is paused, rate limited, until the hour the API
-// gave; and a clean stop removes it at once.
-func TestAWorkerHeldByAnHourLongRateLimitAnnouncesItselfPausedUntilTheLimitLifts(t *testing.T) {
-	t.Parallel()
-	api := openaitest.Start(t, openaitest.Config{Faults: openaitest.Faults{RateLimit: 1, RetryAfter: time.Hour}})
+// heldByTheAPI starts a worker whose every TL;DR request the fake API answers with faults (a
+// pause of an hour), announced with cfg, and returns its announcement once it says it is paused
+// for reason (its end checked: the hour), with its announcer and bundle.
+func heldByTheAPI(t *testing.T, faults openaitest.Faults, reason string, cfg pipeline.AnnounceConfig) (pipeline.AnnouncedWorker, *pipeline.Announcer, *testBundle) {
+	t.Helper()
+	api := openaitest.Start(t, openaitest.Config{Faults: faults})
 	limiter := llm.NewLimiter(llm.LimiterConfig{})
 	sum, err := summarize.New(summarize.Config{BaseURL: api.URL(), APIKey: "k", Model: "m", Limiter: limiter, MaxRetries: 1})
 	if err != nil {
@@ -80,12 +78,11 @@ func TestAWorkerHeldByAnHourLongRateLimitAnnouncesItselfPausedUntilTheLimitLifts
 	publish(t, b.js, sampledata.Papers(t)[:3])
 	start := time.Now()
 	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{MsgTimeout: time.Second, APILimitedBy: limiter.LimitedBy})
-	an := announce(t, b.js, w, pipeline.AnnounceConfig{Target: "m", Version: "test", Host: "host-a", PID: 42})
-
+	an := announce(t, b.js, w, cfg)
 	var got pipeline.AnnouncedWorker
-	waitFor(t, "the worker announced paused by the rate limit", func() (bool, string) {
+	waitFor(t, "the worker announced paused: "+reason, func() (bool, string) {
 		ws := announced(t, b.js)
-		if len(ws) == 1 && ws[0].State == pipeline.StatePaused && ws[0].Pause.Reason == pipeline.PauseRateLimited {
+		if len(ws) == 1 && ws[0].State == pipeline.StatePaused && ws[0].Pause.Reason == reason {
 			got = ws[0]
 			return true, ""
 		}
@@ -94,6 +91,18 @@ func TestAWorkerHeldByAnHourLongRateLimitAnnouncesItselfPausedUntilTheLimitLifts
 	if end := got.Pause.Until; end.Before(start.Add(59*time.Minute)) || end.After(time.Now().Add(time.Hour)) {
 		t.Errorf("announced paused until %s, want the hour the API gave (from %s)", end, start)
 	}
+	return got, an, b
+}
+
+// TestAWorkerHeldByAnHourLongRateLimitAnnouncesItselfPausedUntilTheLimitLifts: a 429 with
+// Retry-After: 3600 holds every request of the process (the limiter's pause, 5 minutes at a
+// time) and the only signs were the worker's log and metrics: status showed a backlog that did
+// not move. The worker's announcement says it is paused, rate limited, until the hour the API
+// gave; and a clean stop removes it at once.
+func TestAWorkerHeldByAnHourLongRateLimitAnnouncesItselfPausedUntilTheLimitLifts(t *testing.T) {
+	t.Parallel()
+	got, an, b := heldByTheAPI(t, openaitest.Faults{RateLimit: 1, RetryAfter: time.Hour}, pipeline.PauseRateLimited,
+		pipeline.AnnounceConfig{Target: "m", Version: "test", Host: "host-a", PID: 42})
 	if got.Host != "host-a" || got.PID != 42 || got.Consumer != pipeline.ConsumerNew || got.Target != "m" || got.Version != "test" || got.Concurrency != 16 {
 		t.Errorf("announcement %+v", got.Announcement)
 	}
@@ -108,31 +117,8 @@ func TestAWorkerHeldByAnHourLongRateLimitAnnouncesItselfPausedUntilTheLimitLifts
 // API" — a limit of the account, where the service said it was down for an hour.
 func TestAWorkerHeldByAnAPIThatSaysItIsUnavailableAnnouncesThat(t *testing.T) {
 	t.Parallel()
-	api := openaitest.Start(t, openaitest.Config{Faults: openaitest.Faults{ServerError: 1,
-		ServerErrorStatus: http.StatusServiceUnavailable, UnavailableFor: time.Hour}})
-	limiter := llm.NewLimiter(llm.LimiterConfig{})
-	sum, err := summarize.New(summarize.Config{BaseURL: api.URL(), APIKey: "k", Model: "m", Limiter: limiter, MaxRetries: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	emb := embed.NewOffline()
-	b := setup(t, emb, pipeline.TopologyConfig{AckWait: 4 * time.Second})
-	publish(t, b.js, sampledata.Papers(t)[:2])
-	start := time.Now()
-	w := startWorker(t, b, sum, emb, pipeline.WorkerConfig{MsgTimeout: time.Second, APILimitedBy: limiter.LimitedBy})
-	announce(t, b.js, w, pipeline.AnnounceConfig{})
-	var got pipeline.AnnouncedWorker
-	waitFor(t, "the worker announced paused by the API's unavailability", func() (bool, string) {
-		ws := announced(t, b.js)
-		if len(ws) == 1 && ws[0].State == pipeline.StatePaused && ws[0].Pause.Reason == pipeline.PauseUnavailable {
-			got = ws[0]
-			return true, ""
-		}
-		return false, describe(ws)
-	})
-	if end := got.Pause.Until; end.Before(start.Add(59*time.Minute)) || end.After(time.Now().Add(time.Hour)) {
-		t.Errorf("announced paused until %s, want the hour the API gave (from %s)", end, start)
-	}
+	got, _, _ := heldByTheAPI(t, openaitest.Faults{ServerError: 1, ServerErrorStatus: http.StatusServiceUnavailable, UnavailableFor: time.Hour},
+		pipeline.PauseUnavailable, pipeline.AnnounceConfig{})
 	if text := got.Pause.Text(time.Now()); !strings.HasPrefix(text, "the API says it is unavailable until ") {
 		t.Errorf("the pause in words: %q", text)
 	}
