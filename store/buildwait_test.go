@@ -57,29 +57,7 @@ func TestIndexBuildSaysWhichSessionsItWaitsFor(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var logs syncLog
-	builder, err := store.Open(ctx, store.Config{URL: s.Pool().Config().ConnString(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer builder.Close()
-	defer func() { _ = dump.Rollback(context.Background()) }() // before the builder's Close, which waits for the build
-	done := make(chan error, 1)
-	go func() {
-		_, err := builder.BuildSpaceIndex(ctx, only.ID, store.IndexSettings{})
-		done <- err
-	}()
-	said := "pid " + itoa(int64(pid))
-	for deadline := time.Now().Add(time.Minute); !strings.Contains(logs.String(), said); time.Sleep(20 * time.Millisecond) {
-		select {
-		case err := <-done:
-			t.Fatalf("BuildSpaceIndex returned (%v) while an older snapshot was open; want it to wait for it\n%s", err, logs.String())
-		default:
-		}
-		if time.Now().After(deadline) { // a bound, not a measure: it says so within seconds
-			t.Fatalf("the build waits for pid %d's snapshot and says nothing of it in a minute:\n%s", pid, logs.String())
-		}
-	}
+	logs, done := buildUntilItSays(t, s, only.ID, "pid "+itoa(int64(pid)))
 	if !strings.Contains(logs.String(), "waits for") {
 		t.Errorf("the build's log does not say it waits:\n%s", logs.String())
 	}
@@ -237,29 +215,7 @@ func TestIndexBuildWaitingForAnotherRolesSessionDoesNotQuoteItsStatement(t *test
 		t.Fatal(err)
 	}
 
-	var logs syncLog
-	builder, err := store.Open(ctx, store.Config{URL: s.Pool().Config().ConnString(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer builder.Close()
-	defer func() { _ = tx.Rollback(context.Background()) }() // before the builder's Close, which waits for the build
-	done := make(chan error, 1)
-	go func() {
-		_, err := builder.BuildSpaceIndex(ctx, only.ID, store.IndexSettings{})
-		done <- err
-	}()
-	said := "pid " + itoa(int64(pid)) + " "
-	for deadline := time.Now().Add(time.Minute); !strings.Contains(logs.String(), said); time.Sleep(20 * time.Millisecond) {
-		select {
-		case err := <-done:
-			t.Fatalf("BuildSpaceIndex returned (%v) while an older snapshot was open; want it to wait for it\n%s", err, logs.String())
-		default:
-		}
-		if time.Now().After(deadline) { // a bound, not a measure: it says so within seconds
-			t.Fatalf("the build waits for pid %d's snapshot and says nothing of it in a minute:\n%s", pid, logs.String())
-		}
-	}
+	logs, done := buildUntilItSays(t, s, only.ID, "pid "+itoa(int64(pid))+" ")
 	if got := logs.String(); strings.Contains(got, secret) || !strings.Contains(got, "role "+role) || !strings.Contains(got, "psql") {
 		t.Errorf("the build's log of the session of role %s: want it named by its role and application, without its statement:\n%s", role, got)
 	}
@@ -269,4 +225,35 @@ func TestIndexBuildWaitingForAnotherRolesSessionDoesNotQuoteItsStatement(t *test
 	if err := <-done; err != nil {
 		t.Fatalf("BuildSpaceIndex once the snapshot is gone: %v", err)
 	}
+}
+
+// buildUntilItSays builds the index of space spaceID with a store of its own, whose log it
+// returns, once that log says said (the build naming a session it waits for); done gets the
+// build's end. It fails the test if the build ends first, or says nothing of it in a minute (a
+// bound, not a measure: it says so within seconds). The caller ends the snapshot the build
+// waits for before the test ends: the store's Close, at cleanup, waits for the build.
+func buildUntilItSays(t *testing.T, s *store.Store, spaceID int64, said string) (logs *syncLog, done <-chan error) {
+	t.Helper()
+	logs = new(syncLog)
+	builder, err := store.Open(t.Context(), store.Config{URL: s.Pool().Config().ConnString(), Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(builder.Close)
+	ended := make(chan error, 1)
+	go func() {
+		_, err := builder.BuildSpaceIndex(t.Context(), spaceID, store.IndexSettings{})
+		ended <- err
+	}()
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(logs.String(), said); time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-ended:
+			t.Fatalf("BuildSpaceIndex returned (%v) while an older snapshot was open; want it to wait for it\n%s", err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the build waits for a snapshot and says nothing of %q in a minute:\n%s", said, logs.String())
+		}
+	}
+	return logs, ended
 }
