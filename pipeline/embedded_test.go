@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/paperpipe/paperpipe/internal/natstest"
 	"github.com/paperpipe/paperpipe/pipeline"
 )
 
@@ -66,32 +67,7 @@ func stopEmbeddedDuringPull(t *testing.T, ctx context.Context) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "Q", Subjects: []string{"q"}, Retention: jetstream.WorkQueuePolicy}); err != nil {
-		t.Fatal(err)
-	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, "Q", jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: time.Minute, MaxDeliver: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	inbox := nats.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT.Q.c", inbox, []byte(`{"batch":1,"expires":60000000000}`)); err != nil {
-		t.Fatal(err)
-	}
-	for { // the consumer queues the request apart from its publish: wait until it has
-		info, err := cons.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.NumWaiting == 1 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	sub := natstest.PendingPull(t, ctx, nc, js)
 
 	go func() { e.Shutdown(); close(stopped) }()
 	published := false

@@ -123,3 +123,38 @@ func StartCluster(tb testing.TB) []*Server {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// PendingPull makes the work queue Q (subject q) with a durable consumer c (explicit acks,
+// AckWait a minute, MaxDeliver 1), sends consumer c one raw pull request of a message on nc, as
+// nats.go's Fetch does, and returns the subscription of its inbox once the consumer has queued
+// the request: what a worker's open pull request is to the server (a shutdown's 409 goes to
+// it, and a message published meanwhile may be delivered to it).
+func PendingPull(tb testing.TB, ctx context.Context, nc *nats.Conn, js jetstream.JetStream) *nats.Subscription {
+	tb.Helper()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "Q", Subjects: []string{"q"}, Retention: jetstream.WorkQueuePolicy}); err != nil {
+		tb.Fatal(err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, "Q", jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: time.Minute, MaxDeliver: 1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	inbox := nats.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT.Q.c", inbox, []byte(`{"batch":1,"expires":60000000000}`)); err != nil {
+		tb.Fatal(err)
+	}
+	for { // the consumer queues the request apart from its publish: wait until it has
+		info, err := cons.Info(ctx)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if info.NumWaiting == 1 {
+			return sub
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

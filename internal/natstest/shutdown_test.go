@@ -54,37 +54,12 @@ func deliverAfterShutdownNotice(t *testing.T, ctx context.Context) (*natstest.Se
 	t.Helper()
 	srv := natstest.Start(t)
 	js := srv.Connect(t)
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "Q", Subjects: []string{"q"}, Retention: jetstream.WorkQueuePolicy}); err != nil {
-		t.Fatal(err)
-	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, "Q", jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: time.Minute, MaxDeliver: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
 	nc, err := nats.Connect(srv.ClientURL(), nats.NoReconnect())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	inbox := nats.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT.Q.c", inbox, []byte(`{"batch":1,"expires":60000000000}`)); err != nil {
-		t.Fatal(err)
-	}
-	for { // the consumer queues the request apart from its publish: wait until it has
-		info, err := cons.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.NumWaiting == 1 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	sub := natstest.PendingPull(t, ctx, nc, js)
 
 	stopped := make(chan struct{})
 	go func() { srv.Shutdown(); close(stopped) }()
