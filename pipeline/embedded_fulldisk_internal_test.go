@@ -8,12 +8,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paperpipe/paperpipe/paper"
 )
 
 // mountTmpfs mounts a tmpfs of size bytes on a new temporary directory for the test, or skips
@@ -209,5 +212,32 @@ func TestEmbeddedServerKeepsItsPortWhileItRecovers(t *testing.T) {
 	}
 	if r := nc.Stats().Reconnects; r != reconnects {
 		t.Errorf("the client reconnected %d times while the server recovered, want 0", r-reconnects)
+	}
+}
+
+// A server that could not write the stream (its disk full) answers no publish, so ingest sent
+// its papers again for a minute and then stopped with a message that spoke only of a JetStream
+// cluster without a leader: on the embedded server, or any single server, that pointed nowhere.
+// The message now names the full disk too.
+func TestPublishingToAServerWhoseDiskIsFullSaysTheDiskMayBeFull(t *testing.T) {
+	e, dir := embeddedOnSmallDisk(t)
+	nc, _, publish := queueOn(t, e)
+	fillUntilRefused(t, dir, publish)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewPublisher(js, SubjectNew, 16)
+	p.resendFor = time.Second
+	ctx := t.Context()
+	if err := p.Publish(ctx, paper.Abstract{ID: "test:full", Title: "T", Abstract: "An abstract the full disk cannot take."}); err != nil {
+		t.Fatal(err)
+	}
+	err = p.Flush(ctx)
+	if err == nil || !strings.Contains(err.Error(), "answered nothing") {
+		t.Fatalf("Flush on a full disk: %v; want the stream to have answered nothing", err)
+	}
+	if !strings.Contains(err.Error(), "disk") {
+		t.Errorf("Flush on a full disk: %v; want it to say that a full disk answers nothing too", err)
 	}
 }

@@ -481,8 +481,12 @@ func (p *Publisher) settle(ctx context.Context, n int) error {
 					continue
 				}
 			}
+			// Both causes, as the client cannot tell them apart: naming the cluster alone sent the
+			// operator of a single server whose disk had filled looking for a leader election.
 			err = fmt.Errorf("%w (the stream has answered nothing for %s, sent again meanwhile: on a JetStream cluster, it has no leader "+
-				"while fewer than a majority of its servers (2 of 3) are up and in touch)", err, time.Since(p.silentSince).Round(time.Second))
+				"while fewer than a majority of its servers (2 of 3) are up and in touch; a server that could not write the stream, "+
+				"its disk full or out of file descriptors, answers nothing until its JetStream restarts, its log saying so)",
+				err, time.Since(p.silentSince).Round(time.Second))
 		}
 		take(*pm, ack, err)
 	}
