@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -80,6 +81,9 @@ type textParser struct {
 	short   *para // a title whose abstract, pending, is short; unless pending is a title (see process)
 	seen    bool  // a paper (or an abstract) has been read: furniture is over
 	skipped int   // furniture paragraphs skipped
+	// unended is the first paragraph skipped as furniture that has an abstract's words but ends
+	// no sentence (read as a title), for the error of a file with no paper: nil if none.
+	unended *para
 	out     []result
 	done    bool
 }
@@ -221,6 +225,9 @@ func (p *textParser) process(x *para) {
 func (p *textParser) unpaired(x, next *para) {
 	if !p.seen && (x.kind == kindTitle || x.words < minAbstractWords) {
 		p.skipped++
+		if p.unended == nil && x.words >= minAbstractWords {
+			p.unended = x
+		}
 		return
 	}
 	if x.kind != kindTitle {
@@ -252,7 +259,12 @@ func (p *textParser) finish() {
 		p.pending = nil
 	}
 	if !p.seen && p.skipped > 0 {
-		p.emitErr(1, "", invalidf("no papers found: %d short paragraphs and no abstract; a paper is a title line, a blank line and an abstract paragraph of at least %d words", p.skipped, minAbstractWords))
+		why := ""
+		if x := p.unended; x != nil {
+			// Asked for 20 words alone, a user whose abstract had them could not see what was wrong.
+			why = fmt.Sprintf("; the paragraph at line %d has %d words but ends no sentence, so it reads as a title: end the abstract with a full stop", x.line, x.words)
+		}
+		p.emitErr(1, "", invalidf("no papers found: %d short paragraphs and no abstract; a paper is a title line, a blank line and an abstract paragraph of at least %d words%s", p.skipped, minAbstractWords, why))
 	}
 }
 

@@ -169,6 +169,14 @@ func TestTextRule(t *testing.T) {
 			want: []string{"error f:1: no papers found: 3 short paragraphs and no abstract; a paper is a title line, a blank line and an abstract paragraph of at least 20 words"},
 		},
 		{
+			// It said "2 short paragraphs" and asked for 20 words, which the abstract had: a
+			// paragraph of up to 40 words that ends no sentence reads as a title.
+			name: "only a title and an abstract without a full stop: the error names the abstract and what it lacks",
+			in:   "A Title\n\n" + strings.TrimSuffix(words(22), ".") + "\n",
+			want: []string{"error f:1: no papers found: 2 short paragraphs and no abstract; a paper is a title line, a blank line and an abstract paragraph of at least 20 words" +
+				"; the paragraph at line 3 has 22 words but ends no sentence, so it reads as a title: end the abstract with a full stop"},
+		},
+		{
 			name: "invalid UTF-8 in a title is reported and the next paper comes",
 			in:   "Bad \xff Title\n\n" + abs + "\n\nGood\n\n" + abs + " Naïve café, Schrödinger.",
 			want: []string{
