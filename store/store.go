@@ -151,9 +151,16 @@ func CheckURL(raw string) error {
 		return err
 	}
 	if setsMaxConns(raw) && pcfg.MaxConns < MinConns {
-		return fmt.Errorf("store config: the database URL's pool_max_conns is %d, below the minimum of %d: %w", pcfg.MaxConns, MinConns, paper.ErrInvalid)
+		return tooFewConns("the database URL's pool_max_conns", pcfg.MaxConns)
 	}
 	return nil
+}
+
+// tooFewConns is the refusal of a pool of n connections, fewer than MinConns, that setting
+// asks for.
+func tooFewConns(setting string, n int32) error {
+	return fmt.Errorf("store config: %s is %d, below the minimum of %d: the store's own locks keep up to %d connections "+
+		"while a run needs one more for its statements: %w", setting, n, MinConns, MinConns-1, paper.ErrInvalid)
 }
 
 // parseURL parses the connection string raw as Open does, its error not showing raw.
@@ -202,8 +209,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if cfg.MaxConns > 0 {
 			setting = "MaxConns"
 		}
-		return nil, fmt.Errorf("store config: %s is %d, below the minimum of %d: the store's own locks keep up to %d connections "+
-			"while a run needs one more for its statements: %w", setting, pcfg.MaxConns, MinConns, MinConns-1, paper.ErrInvalid)
+		return nil, tooFewConns(setting, pcfg.MaxConns)
 	}
 	if pcfg.PingTimeout == 0 {
 		// The ping of an idle connection on acquire waits for ever by default: behind a

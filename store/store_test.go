@@ -550,6 +550,23 @@ func TestOpenRefusesAPoolTooSmallForTheStoresOwnLocks(t *testing.T) {
 	}
 }
 
+// TestCheckURLRefusesAPoolTooSmallAsOpenDoes: the paperpipe command checks DATABASE_URL with
+// CheckURL before it connects, so its refusal of a pool_max_conns below the minimum is what the
+// user reads; it said the minimum without why ("below the minimum of 4"), where Open's says
+// what the connections are for. Both now give the same words.
+func TestCheckURLRefusesAPoolTooSmallAsOpenDoes(t *testing.T) {
+	t.Parallel()
+	u := pgtest.URL(t) + "&pool_max_conns=3"
+	checked := store.CheckURL(u)
+	s, opened := store.Open(t.Context(), store.Config{URL: u})
+	if opened == nil {
+		s.Close()
+	}
+	if !errors.Is(checked, paper.ErrInvalid) || opened == nil || checked.Error() != opened.Error() {
+		t.Errorf("CheckURL with pool_max_conns=3: %v\nOpen: %v\nwant the same refusal, paper.ErrInvalid", checked, opened)
+	}
+}
+
 // TestMigrateWarnsOfADatabaseMigratedByANewerPaperpipe: a binary older than the database's
 // schema (a rollback, an old binary left on a machine, a pod of the previous release) ran
 // against it without a word: goose passes over applied versions it does not know. Migrate now
