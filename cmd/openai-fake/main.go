@@ -12,7 +12,8 @@
 //	GET  /_stats   the server's Stats as JSON
 //	GET  /_deliveries  the ledger of delivered results (Server.Deliveries) as JSON
 //	POST /_faults  replace the fault rates with a JSON object such as
-//	               {"rate_limit":0.05,"retry_after":"2s","server_error":0.2};
+//	               {"rate_limit":0.05,"retry_after":"2s","server_error":0.2},
+//	               any field of openaitest.Faults by its JSON name;
 //	               fields left out are 0 (durations: Go syntax or nanoseconds)
 //
 // SIGINT or SIGTERM shuts it down gracefully: held requests are answered,
@@ -233,25 +234,21 @@ func routes(fake *openaitest.Server, logger *slog.Logger) http.Handler {
 	return mux
 }
 
-// faultsJSON is the body of POST /_faults.
+// faultsJSON is the body of POST /_faults: openaitest.Faults, whose fields it takes by their
+// JSON names, with its durations also in Go syntax ("2s"). A list of its own fell behind
+// Faults: "unavailable_for" and "daily_quota" were refused as unknown fields.
 type faultsJSON struct {
-	RateLimit         float64  `json:"rate_limit"`
-	RetryAfter        duration `json:"retry_after"`
-	ServerError       float64  `json:"server_error"`
-	ServerErrorStatus int      `json:"server_error_status"`
-	Timeout           float64  `json:"timeout"`
-	TimeoutHold       duration `json:"timeout_hold"`
-	Truncated         float64  `json:"truncated"`
-	Malformed         float64  `json:"malformed"`
-	Junk              float64  `json:"junk"`
+	openaitest.Faults
+	// The durations of Faults, under the same names: a field of the outer struct wins.
+	RetryAfter     duration `json:"retry_after"`
+	TimeoutHold    duration `json:"timeout_hold"`
+	UnavailableFor duration `json:"unavailable_for"`
 }
 
 func (f faultsJSON) faults() openaitest.Faults {
-	return openaitest.Faults{
-		RateLimit: f.RateLimit, RetryAfter: time.Duration(f.RetryAfter), ServerError: f.ServerError, ServerErrorStatus: f.ServerErrorStatus,
-		Timeout: f.Timeout, TimeoutHold: time.Duration(f.TimeoutHold), Truncated: f.Truncated,
-		Malformed: f.Malformed, Junk: f.Junk,
-	}
+	out := f.Faults
+	out.RetryAfter, out.TimeoutHold, out.UnavailableFor = time.Duration(f.RetryAfter), time.Duration(f.TimeoutHold), time.Duration(f.UnavailableFor)
+	return out
 }
 
 // duration decodes a Go duration string ("1.5s") or a number of

@@ -2,10 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -149,5 +151,55 @@ func TestServerErrorStatusFlagSetsTheStatusOfEveryServerError(t *testing.T) {
 		if resp.StatusCode != http.StatusGatewayTimeout {
 			t.Errorf("with -server-error-status 504: answered %d, want 504", resp.StatusCode)
 		}
+	}
+}
+
+// POST /_faults takes every fault openaitest.Faults has, as the flags do: it refused
+// "unavailable_for" (a 503's Retry-After, the flag -unavailable-for) and "daily_quota" as unknown
+// fields, so a chaos run could not turn an outage with a Retry-After on while the fake runs.
+// Each field is sent with its zero value here, and the new one in earnest below.
+func TestFaultsEndpointTakesEveryFault(t *testing.T) {
+	fake := openaitest.New(openaitest.Config{})
+	ts := httptest.NewServer(routes(fake, slog.New(slog.DiscardHandler)))
+	t.Cleanup(func() { ts.Close(); fake.Close() })
+	post := func(path, body string) *http.Response {
+		t.Helper()
+		resp, err := http.Post(ts.URL+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	ft := reflect.TypeFor[openaitest.Faults]()
+	for i := range ft.NumField() {
+		name, _, _ := strings.Cut(ft.Field(i).Tag.Get("json"), ",")
+		zero, err := json.Marshal(reflect.Zero(ft.Field(i).Type).Interface())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body := fmt.Sprintf(`{%q:%s}`, name, zero); post("/_faults", body).StatusCode != http.StatusNoContent {
+			t.Errorf("POST /_faults %s refused; want every fault of openaitest.Faults taken", body)
+		}
+	}
+	if r := post("/_faults", `{"server_error":1,"server_error_status":503,"unavailable_for":"1h"}`); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("POST /_faults with unavailable_for: %d", r.StatusCode)
+	}
+	if r := post("/v1/embeddings", `{"model":"m","input":"a"}`); r.StatusCode != http.StatusServiceUnavailable || r.Header.Get("Retry-After") != "3600" {
+		t.Errorf("after unavailable_for 1h: %d, Retry-After %q; want 503 and 3600", r.StatusCode, r.Header.Get("Retry-After"))
+	}
+}
+
+// -unavailable-for reaches the fake's faults (the flag had no test, as -server-error-status
+// had none before it).
+func TestUnavailableForFlagSetsTheRetryAfterOfA503(t *testing.T) {
+	var stderr strings.Builder
+	o, err := parseFlags([]string{"-server-error", "1", "-server-error-status", "503", "-unavailable-for", "90s"}, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := o.cfg.Faults.UnavailableFor; got != 90*time.Second {
+		t.Errorf("-unavailable-for 90s: the faults' UnavailableFor is %v", got)
 	}
 }
