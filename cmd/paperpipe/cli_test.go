@@ -236,15 +236,22 @@ func withDeadLetters(t *testing.T, n int) *cli {
 	return withDeadLettersOf(t, n, pipeline.SubjectNew)
 }
 
+// queueServer starts a NATS server of the test's own with paperpipe's streams and consumer
+// (pipeline.Setup's defaults), and connects to it.
+func queueServer(t *testing.T) (*natstest.Server, jetstream.JetStream) {
+	t.Helper()
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	if err := pipeline.Setup(t.Context(), js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	return srv, js
+}
+
 // withDeadLettersOf is withDeadLetters for messages that came from subject.
 func withDeadLettersOf(t *testing.T, n int, subject string) *cli {
 	t.Helper()
-	ctx := t.Context()
-	srv := natstest.Start(t)
-	js := srv.Connect(t)
-	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
-		t.Fatal(err)
-	}
+	srv, js := queueServer(t)
 	publishDeadLetters(t, js, n, subject)
 	return newCLI(t, "NATS_URL="+srv.ClientURL())
 }
@@ -301,12 +308,7 @@ func TestDLQReplayGoesOnPastADeadLetterNotFound(t *testing.T) {
 // are still dead letters, and exits 1; those are kept, and replayed once there is room.
 func TestDLQReplayIntoAFullQueueStopsAndSaysSo(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
-	srv := natstest.Start(t)
-	js := srv.Connect(t)
-	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
-		t.Fatal(err)
-	}
+	srv, js := queueServer(t)
 	editPapersStream(t, js, func(cfg *jetstream.StreamConfig) { cfg.MaxMsgs = 2 }) // the operator's cap
 	publishDeadLetters(t, js, 5, pipeline.SubjectNew)
 	c := newCLI(t, "NATS_URL="+srv.ClientURL())

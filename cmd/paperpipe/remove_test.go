@@ -13,7 +13,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/paperpipe/paperpipe/internal/natstest"
 	"github.com/paperpipe/paperpipe/internal/pgtest"
 	"github.com/paperpipe/paperpipe/pipeline"
 	"github.com/paperpipe/paperpipe/store"
@@ -147,11 +146,7 @@ func TestRemoveTakesOutWhatAFileIngested(t *testing.T) {
 func TestReplayedDeadLetterOfARemovedPaperIsNotStored(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	srv := natstest.Start(t)
-	js := srv.Connect(t)
-	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
-		t.Fatal(err)
-	}
+	srv, js := queueServer(t)
 	c := newCLI(t, "NATS_URL="+srv.ClientURL())
 	for i, at := range []time.Time{time.Now().Add(-time.Hour), time.Now().Add(-time.Hour)} {
 		m := nats.NewMsg(pipeline.SubjectDead + "." + pipeline.ConsumerNew)
@@ -181,11 +176,7 @@ func TestReplayedDeadLetterOfARemovedPaperIsNotStored(t *testing.T) {
 func TestRemoveDropsTheDeadLettersOfTheRemovedPapers(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	srv := natstest.Start(t)
-	js := srv.Connect(t)
-	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
-		t.Fatal(err)
-	}
+	srv, js := queueServer(t)
 	c := newCLI(t, "NATS_URL="+srv.ClientURL())
 	for i, id := range []string{"id:dead-0", "id:dead-1", "id:dead-0"} {
 		m := nats.NewMsg(pipeline.SubjectDead + "." + pipeline.ConsumerNew)

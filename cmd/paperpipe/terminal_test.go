@@ -16,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/paperpipe/paperpipe/internal/natstest"
 	"github.com/paperpipe/paperpipe/pipeline"
 )
 
@@ -87,11 +86,7 @@ func TestTextOutputCarriesNoTerminalControlSequences(t *testing.T) {
 // answer) with their control characters as escapes.
 func TestDLQListCarriesNoTerminalControlSequences(t *testing.T) {
 	t.Parallel()
-	srv := natstest.Start(t)
-	js := srv.Connect(t)
-	if err := pipeline.Setup(t.Context(), js, pipeline.TopologyConfig{}); err != nil {
-		t.Fatal(err)
-	}
+	srv, js := queueServer(t)
 	m := nats.NewMsg(pipeline.SubjectDead + "." + pipeline.ConsumerNew)
 	m.Data = []byte(`{"id":"id:x","title":"T","abstract":"An abstract."}`)
 	m.Header.Set(pipeline.HeaderSubject, pipeline.SubjectNew)
@@ -286,11 +281,7 @@ func TestImportRefusesControlCharactersInModelNames(t *testing.T) {
 func TestStatusPrintsTheWorkersAnnouncementsTerminalSafe(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	srv := natstest.Start(t)
-	js := srv.Connect(t)
-	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
-		t.Fatal(err)
-	}
+	srv, js := queueServer(t)
 	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: pipeline.BucketWorkers, History: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -333,11 +324,7 @@ func TestStatusPrintsTheWorkersAnnouncementsTerminalSafe(t *testing.T) {
 func TestStatusPrintsTheConsumersNamesTerminalSafe(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	srv := natstest.Start(t)
-	js := srv.Connect(t)
-	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
-		t.Fatal(err)
-	}
+	srv, js := queueServer(t)
 	for _, cc := range []jetstream.ConsumerConfig{
 		{Durable: "evil\x1b]0;PWNED\x07\u202e", FilterSubject: pipeline.SubjectReprocess + ".evil"},
 		{Durable: "reprocess-gone", FilterSubject: pipeline.SubjectReprocess + ".gone", Description: "re-processing: TL;DRs m v, space gone\x1b[2J"},
