@@ -697,8 +697,10 @@ type Backlog struct {
 	Redelivered int    `json:"redelivered"`
 }
 
-// Waiting counts the messages that wait for a worker: those not yet delivered and those
-// delivered and not acknowledged, which a worker that stopped handed back to come again.
+// Waiting counts the consumer's messages not yet acknowledged: those not delivered yet and
+// those delivered — in a running worker's hands, or, when none runs (NoWorkerRunning, the
+// only place it is counted), handed back by one that stopped, or held by one killed until its
+// AckWait ends. (Left.Waiting, a reprocess run's, leaves the delivered ones out.)
 func (b Backlog) Waiting() uint64 { return b.Pending + uint64(b.AckPending) }
 
 // NoWorkerRunning reports whether b's messages wait with none of its consumer's workers

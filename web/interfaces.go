@@ -165,8 +165,9 @@ type Backlog struct {
 	DroppedSpace string `json:"dropped_space,omitempty"`
 }
 
-// Waiting counts the messages that wait for a worker: those pending and those delivered and
-// not acknowledged, which a worker that stopped handed back to come again (as NoWorker counts).
+// Waiting counts the messages not yet acknowledged, pending or delivered: with no worker
+// running (NoWorker, DroppedSpace), those handed back by a worker that stopped, or held by one
+// killed until its AckWait ends, wait with the pending ones (pipeline.Backlog.Waiting).
 func (b Backlog) Waiting() uint64 { return b.Pending + uint64(b.AckPending) }
 
 // Worker is one running worker (paperpipe worker, up, a reprocess run).
