@@ -26,15 +26,7 @@ func TestIndexBuildSaysWhichSessionsItWaitsFor(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	s := setup(t)
-	ps := abstracts(2)
-	upsert(t, s, ps, store.Work{})
-	only, created, err := s.EnsureSpaceForLoad(ctx, paper.Space{Model: "only", Dimensions: 3, Template: "title+abstract"})
-	if err != nil || !created {
-		t.Fatalf("EnsureSpaceForLoad = %v, created %v", err, created)
-	}
-	if _, err := s.LoadEmbeddings(ctx, only.ID, []paper.Embedding{embeddingOf(ps[0], 1, 0, 0), embeddingOf(ps[1], 0, 1, 0)}); err != nil {
-		t.Fatal(err)
-	}
+	only := spaceToBuild(t, s)
 
 	// Another archive of the database, in its own schema: a pg_dump of it is running (a
 	// session of its own: the store's sessions end a transaction left idle after 10 s).
@@ -78,15 +70,7 @@ func TestIndexBuildNamesEachSessionItComesToWaitFor(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	s := setup(t)
-	ps := abstracts(2)
-	upsert(t, s, ps, store.Work{})
-	only, _, err := s.EnsureSpaceForLoad(ctx, paper.Space{Model: "only", Dimensions: 3, Template: "title+abstract"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.LoadEmbeddings(ctx, only.ID, []paper.Embedding{embeddingOf(ps[0], 1, 0, 0), embeddingOf(ps[1], 0, 1, 0)}); err != nil {
-		t.Fatal(err)
-	}
+	only := spaceToBuild(t, s)
 	snapshots := map[int32]pgx.Tx{}
 	for range 2 {
 		conn, err := pgx.Connect(ctx, s.Pool().Config().ConnString())
@@ -165,15 +149,7 @@ func TestIndexBuildWaitingForAnotherRolesSessionDoesNotQuoteItsStatement(t *test
 	t.Parallel()
 	ctx := t.Context()
 	s := setup(t)
-	ps := abstracts(2)
-	upsert(t, s, ps, store.Work{})
-	only, _, err := s.EnsureSpaceForLoad(ctx, paper.Space{Model: "only", Dimensions: 3, Template: "title+abstract"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.LoadEmbeddings(ctx, only.ID, []paper.Embedding{embeddingOf(ps[0], 1, 0, 0), embeddingOf(ps[1], 0, 1, 0)}); err != nil {
-		t.Fatal(err)
-	}
+	only := spaceToBuild(t, s)
 
 	admin, err := pgx.Connect(ctx, pgtest.BaseURL())
 	if err != nil {
@@ -256,4 +232,21 @@ func buildUntilItSays(t *testing.T, s *store.Store, spaceID int64, said string) 
 		}
 	}
 	return logs, ended
+}
+
+// spaceToBuild makes the only embedding space of s, on two papers with a vector each, for a
+// test of its index build.
+func spaceToBuild(t *testing.T, s *store.Store) paper.Space {
+	t.Helper()
+	ctx := t.Context()
+	ps := abstracts(2)
+	upsert(t, s, ps, store.Work{})
+	only, created, err := s.EnsureSpaceForLoad(ctx, paper.Space{Model: "only", Dimensions: 3, Template: "title+abstract"})
+	if err != nil || !created {
+		t.Fatalf("EnsureSpaceForLoad = %v, created %v", err, created)
+	}
+	if _, err := s.LoadEmbeddings(ctx, only.ID, []paper.Embedding{embeddingOf(ps[0], 1, 0, 0), embeddingOf(ps[1], 0, 1, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	return only
 }
