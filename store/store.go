@@ -157,10 +157,11 @@ func CheckURL(raw string) error {
 }
 
 // tooFewConns is the refusal of a pool of n connections, fewer than MinConns, that setting
-// asks for.
+// asks for, saying what to do.
 func tooFewConns(setting string, n int32) error {
 	return fmt.Errorf("store config: %s is %d, below the minimum of %d: the store's own locks keep up to %d connections "+
-		"while a run needs one more for its statements: %w", setting, n, MinConns, MinConns-1, paper.ErrInvalid)
+		"while a run needs one more for its statements; raise it to %[3]d or more, or leave it out for the default "+
+		"(4 per CPU, at least 8): %[5]w", setting, n, MinConns, MinConns-1, paper.ErrInvalid)
 }
 
 // parseURL parses the connection string raw as Open does, its error not showing raw.

@@ -553,7 +553,7 @@ func TestOpenRefusesAPoolTooSmallForTheStoresOwnLocks(t *testing.T) {
 // TestCheckURLRefusesAPoolTooSmallAsOpenDoes: the paperpipe command checks DATABASE_URL with
 // CheckURL before it connects, so its refusal of a pool_max_conns below the minimum is what the
 // user reads; it said the minimum without why ("below the minimum of 4"), where Open's says
-// what the connections are for. Both now give the same words.
+// what the connections are for. Both now give the same words, and say what to do.
 func TestCheckURLRefusesAPoolTooSmallAsOpenDoes(t *testing.T) {
 	t.Parallel()
 	u := pgtest.URL(t) + "&pool_max_conns=3"
@@ -564,6 +564,10 @@ func TestCheckURLRefusesAPoolTooSmallAsOpenDoes(t *testing.T) {
 	}
 	if !errors.Is(checked, paper.ErrInvalid) || opened == nil || checked.Error() != opened.Error() {
 		t.Errorf("CheckURL with pool_max_conns=3: %v\nOpen: %v\nwant the same refusal, paper.ErrInvalid", checked, opened)
+	}
+	// What to do, not only what is wrong.
+	if checked == nil || !strings.Contains(checked.Error(), "raise it to 4 or more, or leave it out for the default") {
+		t.Errorf("CheckURL with pool_max_conns=3: %v; want it to say to raise it or leave it out", checked)
 	}
 }
 
