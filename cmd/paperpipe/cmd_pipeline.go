@@ -982,6 +982,30 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	if active != nil {
 		fmt.Fprintf(w, "with embedding\t%d\t(active space %s, which queries use)\n", active.WithEmbedding, active.Space.Name())
 	}
+	printBacklogs(w, backlogs)
+	fmt.Fprintf(w, "dead letters\t%d\n", dead)
+	w.Flush()
+	for _, bl := range backlogs {
+		if bl.NoWorker {
+			fmt.Fprintln(stdout, "note: "+termSafe(noWorkerNote(bl, noBucket), false))
+		}
+	}
+	if workersErr != nil {
+		fmt.Fprintf(stdout, "note: the workers could not be read from NATS: %v\n", workersErr)
+	}
+	for _, s := range unfinished {
+		fmt.Fprintln(stdout, "note: "+unfinishedIndexNote(s))
+	}
+	if missing {
+		fmt.Fprintln(stdout, "note: "+missingModelNote(space))
+	}
+	printUsage(stdout, usage, costs, since)
+	return nil
+}
+
+// printBacklogs writes status's line of each backlog, with its workers under it, to w, a
+// tabwriter of status's table.
+func printBacklogs(w io.Writer, backlogs []statusBacklog) {
 	for _, bl := range backlogs {
 		// Any client of the NATS account may make a consumer, named and described as it likes.
 		consumer := termSafe(bl.Consumer, false)
@@ -1006,54 +1030,43 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 			}
 		}
 	}
-	fmt.Fprintf(w, "dead letters\t%d\n", dead)
-	w.Flush()
-	for _, bl := range backlogs {
-		if bl.NoWorker {
-			fmt.Fprintln(stdout, "note: "+termSafe(noWorkerNote(bl, noBucket), false))
+}
+
+// printUsage writes status's tables of the API usage since since to out: per day, model and
+// kind, then per model with its estimated cost. Nothing without usage.
+func printUsage(out io.Writer, usage []store.UsageRow, costs []modelCost, since time.Time) {
+	if len(usage) == 0 {
+		return
+	}
+	fmt.Fprintln(out)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DAY\tMODEL\tKIND\tREQUESTS\tINPUT TOKENS\tOUTPUT TOKENS")
+	for _, u := range usage {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\n", u.Day.Format(time.DateOnly), u.Model, u.Kind, u.Requests, u.InputTokens, u.OutputTokens)
+	}
+	tw.Flush()
+	fmt.Fprintln(out)
+	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "SINCE %s\tREQUESTS\tINPUT TOKENS\tOUTPUT TOKENS\tESTIMATED COST\n", since.Format(time.DateOnly))
+	var total float64
+	unpriced := 0
+	for _, mc := range costs {
+		cost := "price unknown — set PAPERPIPE_PRICES"
+		if mc.PriceKnown {
+			cost = paper.FormatUSD(mc.USD)
+			total += mc.USD
+		} else {
+			unpriced++
 		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", mc.Model, mc.Requests, mc.InputTokens, mc.OutputTokens, cost)
 	}
-	if workersErr != nil {
-		fmt.Fprintf(stdout, "note: the workers could not be read from NATS: %v\n", workersErr)
+	totalCost := paper.FormatUSD(total)
+	if unpriced > 0 {
+		// Not the whole cost: read as one, it understated the spending.
+		totalCost += fmt.Sprintf(" + what %s without a price cost", plural(unpriced, "model", "models"))
 	}
-	for _, s := range unfinished {
-		fmt.Fprintln(stdout, "note: "+unfinishedIndexNote(s))
-	}
-	if missing {
-		fmt.Fprintln(stdout, "note: "+missingModelNote(space))
-	}
-	if len(usage) > 0 {
-		fmt.Fprintln(stdout)
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "DAY\tMODEL\tKIND\tREQUESTS\tINPUT TOKENS\tOUTPUT TOKENS")
-		for _, u := range usage {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\n", u.Day.Format(time.DateOnly), u.Model, u.Kind, u.Requests, u.InputTokens, u.OutputTokens)
-		}
-		tw.Flush()
-		fmt.Fprintln(stdout)
-		tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "SINCE %s\tREQUESTS\tINPUT TOKENS\tOUTPUT TOKENS\tESTIMATED COST\n", since.Format(time.DateOnly))
-		var total float64
-		unpriced := 0
-		for _, mc := range costs {
-			cost := "price unknown — set PAPERPIPE_PRICES"
-			if mc.PriceKnown {
-				cost = paper.FormatUSD(mc.USD)
-				total += mc.USD
-			} else {
-				unpriced++
-			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", mc.Model, mc.Requests, mc.InputTokens, mc.OutputTokens, cost)
-		}
-		totalCost := paper.FormatUSD(total)
-		if unpriced > 0 {
-			// Not the whole cost: read as one, it understated the spending.
-			totalCost += fmt.Sprintf(" + what %s without a price cost", plural(unpriced, "model", "models"))
-		}
-		fmt.Fprintf(tw, "total\t\t\t\t%s\n", totalCost)
-		tw.Flush()
-	}
-	return nil
+	fmt.Fprintf(tw, "total\t\t\t\t%s\n", totalCost)
+	tw.Flush()
 }
 
 // statusBacklog is a consumer's backlog as `paperpipe status` shows it.
