@@ -30,9 +30,9 @@ func TestRateLimitLongerThanAMessagesTimeDeadLettersNothing(t *testing.T) {
 	b := setup(t, emb, pipeline.TopologyConfig{MaxDeliver: 1, AckWait: 4 * time.Second})
 	papers := sampledata.Papers(t)[:5]
 	publish(t, b.js, papers)
-	limiter.Pause(4 * time.Second) // the API's limit: longer than a message's time (1 s)
+	limiter.Pause(5 * time.Second) // the API's limit: longer than a message's time (2 s)
 
-	ws := runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{MsgTimeout: time.Second})
+	ws := runUntilIdle(t, b, sum, emb, pipeline.WorkerConfig{MsgTimeout: 2 * time.Second})
 	if ws.Dead != 0 {
 		t.Errorf("stats %+v: %d papers dead-lettered for the API's rate limit: %q", ws, ws.Dead, deadLetters(t, b.js)[0].Reason)
 	}
