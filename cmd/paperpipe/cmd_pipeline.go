@@ -566,9 +566,65 @@ func workerTarget(sum pipeline.Summarizer, space paper.Space) string {
 		parts = append(parts, fmt.Sprintf("TL;DRs by %s (prompt %s)", sum.Model(), sum.PromptVersion()))
 	}
 	if space.ID != 0 {
-		parts = append(parts, "embeddings in space "+space.Name())
+		parts = append(parts, targetSpacePrefix+space.Name())
 	}
 	return strings.Join(parts, ", ")
+}
+
+// targetSpacePrefix precedes the embedding space in a worker's target (workerTarget).
+const targetSpacePrefix = "embeddings in space "
+
+// targetSpace is the embedding space a worker's target names, or "" when it writes no vectors.
+func targetSpace(target string) string {
+	_, name, _ := strings.Cut(target, targetSpacePrefix)
+	return name
+}
+
+// workerNotes are status's notes on what the running workers write, against the archive: a
+// worker (not a reprocess run's, which fills a space before it is activated) whose vectors go
+// to a space queries do not use, or to one dropped under it, and the workers of one backlog
+// that write different things. The worker warns of the first two once, in its log, as it
+// starts or meets the drop; status listed it as "idle" or "working" like any other, while the
+// papers it stored were found by no search (a worker left running after the switch to a new
+// embedding model), and two workers started with different models each wrote half of the
+// TL;DRs (found in session 28, walking a lab's journey). exists says whether a space of that
+// name is in the archive; active is the active space's name ("" when none is).
+func workerNotes(backlogs []statusBacklog, active string, exists func(name string) (bool, error)) ([]string, error) {
+	var notes []string
+	for _, bl := range backlogs {
+		if strings.HasPrefix(bl.Consumer, "reprocess-") {
+			continue
+		}
+		targets := map[string]bool{}
+		for _, wk := range bl.Workers {
+			targets[wk.Target] = true
+			name := targetSpace(wk.Target)
+			if name == "" || name == active {
+				continue
+			}
+			who := fmt.Sprintf("worker %s pid %d", wk.Host, wk.PID)
+			ok, err := exists(name)
+			if err != nil {
+				return nil, err
+			}
+			switch {
+			case !ok:
+				notes = append(notes, fmt.Sprintf("%s was started for space %s, which was dropped: it stores TL;DRs and no vectors; "+
+					"restart it configured for the active space's model (PAPERPIPE_EMBED_MODEL and PAPERPIPE_EMBED_DIMENSIONS), "+
+					"then `paperpipe reprocess --embed-only` embeds the papers it stored meanwhile", who, name))
+			case active != "":
+				notes = append(notes, fmt.Sprintf("%s writes embeddings in space %s, which queries do not use (the active space is %s): "+
+					"search and related do not find the papers it stores until that space is filled and activated (`paperpipe activate`); "+
+					"to embed into the active space, restart it configured for that space's model (PAPERPIPE_EMBED_MODEL and PAPERPIPE_EMBED_DIMENSIONS)",
+					who, name, active))
+			}
+		}
+		if len(targets) > 1 {
+			notes = append(notes, fmt.Sprintf("the workers of backlog %s write different things (their `writes:` lines above): "+
+				"each paper gets what the worker that takes it writes; start them all with the same settings", bl.Consumer))
+		}
+	}
+	return notes, nil
 }
 
 // followActiveSpace checks the active space every PAPERPIPE_FOLLOW_INTERVAL, and at once when
@@ -906,6 +962,10 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	var active *activeCoverage
 	var other int64 // the active space, counted with the configured one
 	a, err := st.ActiveSpace(ctx)
+	activeName := "" // none is active
+	if err == nil {
+		activeName = a.Name()
+	}
 	if err == nil && a.ID != space.ID {
 		active, other = &activeCoverage{Space: a}, a.ID
 	} else if err != nil && !errors.Is(err, paper.ErrNotFound) {
@@ -985,6 +1045,24 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	printBacklogs(w, backlogs)
 	fmt.Fprintf(w, "dead letters\t%d\n", dead)
 	w.Flush()
+	notes, err := workerNotes(backlogs, activeName, func(name string) (bool, error) {
+		_, err := st.FindSpace(ctx, name)
+		switch {
+		case errors.Is(err, paper.ErrNotFound):
+			return false, nil
+		case errors.Is(err, paper.ErrAmbiguous):
+			// A name of several spaces was not written by a worker (any client of the NATS
+			// account may write an announcement): nothing to say of it.
+			return true, nil
+		}
+		return err == nil, err
+	})
+	if err != nil {
+		return err
+	}
+	for _, n := range notes {
+		fmt.Fprintln(stdout, "note: "+termSafe(n, false))
+	}
 	for _, bl := range backlogs {
 		if bl.NoWorker {
 			fmt.Fprintln(stdout, "note: "+termSafe(noWorkerNote(bl, noBucket), false))
@@ -1027,6 +1105,9 @@ func printBacklogs(w io.Writer, backlogs []statusBacklog) {
 				termSafe(workerStateText(wk), false), termSafe(workerDetailsText(wk), false))
 			if wk.Pause != nil && wk.Pause.Detail != "" {
 				fmt.Fprintf(w, "\t\twhy: %s\n", termSafe(wk.Pause.Detail, false))
+			}
+			if wk.Target != "" {
+				fmt.Fprintf(w, "\t\twrites: %s\n", termSafe(wk.Target, false))
 			}
 		}
 	}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -369,4 +371,94 @@ func TestResumedReprocessRunWarnsOfALoweredSettingOnce(t *testing.T) {
 	if n := strings.Count(r.stderr, "message timeout lowered"); n != 1 {
 		t.Errorf("the resumed run warned %d times of the lowered message timeout, want once:\n%s", n, r.stderr)
 	}
+}
+
+// TestStatusSaysWhatEachWorkerWritesAndWarnsOfOneWhosePapersNoSearchFinds: a worker left
+// running on the settings of before a switch of embedding model (or started from a shell
+// without them) writes its vectors into a space queries do not use, or into none once that
+// space is dropped: the papers it stores are found by no search and no `related`. Its log said
+// so once, at start; `status` listed it "idle" or "working" like any other, with nothing of
+// what it wrote (the status page and --json had it), and two workers of different settings, each
+// writing half of the TL;DRs with its own model, looked alike (found in session 28, walking a
+// lab's journey). Each worker's line now says what it writes, and notes name the worker whose
+// vectors go to a space that is not the active one, or to a dropped one, and workers of one
+// backlog that write different things.
+func TestStatusSaysWhatEachWorkerWritesAndWarnsOfOneWhosePapersNoSearchFinds(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{})
+	srv := natstest.Start(t)
+	c := newCLI(t, "PAPERPIPE_CHAT_MODEL=offline", "PAPERPIPE_EMBED_MODEL=offline", "NATS_URL="+srv.ClientURL())
+	c.ok("ingest", sampleFile)
+	c.workUntilIdle() // the offline hashed model's space is the active one
+	apiEnv := append(slices.Clone(c.env), "OPENAI_BASE_URL="+api.URL(), "OPENAI_API_KEY=sk-test",
+		"PAPERPIPE_CHAT_MODEL=gpt-4o-mini", "PAPERPIPE_EMBED_MODEL=text-embedding-3-small")
+	start := func(env []string) *exec.Cmd {
+		t.Helper()
+		w := exec.Command(binary, "worker")
+		w.Env = env
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = w.Process.Signal(syscall.SIGTERM)
+			_ = w.Wait()
+		})
+		return w
+	}
+	// listed waits until status lists the workers of these pids.
+	listed := func(pids ...int) {
+		t.Helper()
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+			var st workersStatusJSON
+			c.json(&st, "status")
+			n := 0
+			for _, bl := range st.Backlog {
+				for _, w := range bl.Workers {
+					if slices.Contains(pids, w.PID) {
+						n++
+					}
+				}
+			}
+			if n == len(pids) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("status never listed the workers %v: %+v", pids, st)
+			}
+		}
+	}
+	const apiSpace = "text-embedding-3-small/1536/title-abstract-v1"
+	old := start(apiEnv)
+	listed(old.Process.Pid)
+	r := c.ok("status")
+	if !strings.Contains(r.stdout, "writes: TL;DRs by gpt-4o-mini (prompt tldr-v1), embeddings in space "+apiSpace) {
+		t.Errorf("status does not say what the worker writes:\n%s", r.stdout)
+	}
+	who := fmt.Sprintf("note: worker %s pid %d", mustHostname(t), old.Process.Pid)
+	if !strings.Contains(r.stdout, who+" writes embeddings in space "+apiSpace+", which queries do not use (the active space is paperpipe-offline-hash-v2/") {
+		t.Errorf("status does not say that the worker's papers go to a space queries do not use:\n%s", r.stdout)
+	}
+	if strings.Contains(r.stdout, "write different things") {
+		t.Errorf("status says one worker's backlog has workers that write different things:\n%s", r.stdout)
+	}
+
+	offline := start(c.env)
+	listed(old.Process.Pid, offline.Process.Pid)
+	if r := c.ok("status"); !strings.Contains(r.stdout, "note: the workers of backlog "+pipeline.ConsumerNew+" write different things") {
+		t.Errorf("status does not say that the two workers write different things:\n%s", r.stdout)
+	}
+
+	c.ok("spaces", "drop", apiSpace)
+	if r := c.ok("status"); !strings.Contains(r.stdout, who+" was started for space "+apiSpace+", which was dropped: it stores TL;DRs and no vectors") {
+		t.Errorf("status does not say that the worker's space was dropped:\n%s", r.stdout)
+	}
+}
+
+func mustHostname(t *testing.T) string {
+	t.Helper()
+	h, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
