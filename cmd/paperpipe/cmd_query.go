@@ -234,10 +234,24 @@ func (q cliQueries) QuerySpace(ctx context.Context) (paper.Space, error) {
 		return sp, err
 	}
 	if es := q.emb.Space(); es.Model != sp.Model || es.Dimensions != sp.Dimensions || es.Template != sp.Template {
-		return sp, fmt.Errorf("the active space is %s but the configured embedder makes %s; %s: %w",
-			sp.Name(), es.Name(), queryEmbedderHint(q.c, sp), paper.ErrSpaceMismatch)
+		return sp, fmt.Errorf("the active space is %s but the configured embedder makes %s; %s%s; "+
+			"or search without vectors: --mode keyword: %w",
+			sp.Name(), es.Name(), queryEmbedderHint(q.c, sp), q.switchHint(ctx, es), paper.ErrSpaceMismatch)
 	}
 	return sp, nil
+}
+
+// switchHint is the other way out of a mismatch when the configured embedder's space es is in
+// the archive: fill it and make it the active one. The hint alone, to configure the active
+// space's model, sent back to the old model a user who had just switched to a new one, whose
+// workers were filling its space (found in session 28, walking a lab's journey).
+func (q cliQueries) switchHint(ctx context.Context, es paper.Space) string {
+	info, err := q.st.FindSpace(ctx, es.Name())
+	if err != nil {
+		return "" // not made yet, or not readable now: the hint above is the way
+	}
+	return fmt.Sprintf("; or, to search space %d (%s), which the configured embedder fills, embed what it lacks "+
+		"(`paperpipe reprocess --embed-only`) and make it the active one (`paperpipe activate %d`)", info.ID, es.Name(), info.ID)
 }
 
 func (q cliQueries) EmbedQuery(ctx context.Context, _ paper.Space, text string) ([]float32, bool, error) {

@@ -95,3 +95,33 @@ func TestSettingsForNameTheDimensionsToChange(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchOnANewModelBeforeActivateSaysHowToSwitch: a lab moving from the offline models to an
+// API has its workers fill the API model's space while the offline one stays active. `paperpipe
+// search` from the new settings was refused with one way out, back to the offline model, and none
+// forward: the space the workers fill, what fills it and the `activate` that switches queries
+// to it (the workers' own warning said so); nor that a keyword search needs no vectors. It names
+// them now, the old way kept.
+func TestSearchOnANewModelBeforeActivateSaysHowToSwitch(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{})
+	c := newCLI(t, "OPENAI_BASE_URL="+api.URL(), "PAPERPIPE_CHAT_MODEL=offline", "PAPERPIPE_EMBED_MODEL=offline")
+	c.ok("ingest", sampleFile)
+	c.workUntilIdle() // the hashed offline model's space, active
+	c.ok("reprocess", "--embed-only", "--embed-model", "text-embedding-3-small")
+
+	c.env = append(c.env, "PAPERPIPE_EMBED_MODEL=text-embedding-3-small") // the new settings
+	r := c.run("search", "expert routing")
+	if r.code != 1 {
+		t.Fatalf("search on the model of the inactive space: exit %d, want 1\n%s", r.code, r.stderr)
+	}
+	for _, want := range []string{"PAPERPIPE_EMBED_MODEL=offline", "space 2 (text-embedding-3-small/1536/title-abstract-v1)",
+		"`paperpipe reprocess --embed-only`", "`paperpipe activate 2`", "--mode keyword"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("search on the model of the inactive space says:\n%s\nwant it to name %q", r.stderr, want)
+		}
+	}
+	if r := c.ok("search", "expert routing", "--mode", "keyword"); !strings.Contains(r.stdout, " 1. ") {
+		t.Errorf("the keyword search it points to finds nothing:\n%s", r.stdout)
+	}
+}
