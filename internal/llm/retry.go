@@ -396,6 +396,12 @@ func (e *accountError) Error() string {
 			if e.key == "" {
 				// No key configured: the server's answer ("Unauthorized") does not say so.
 				msg += " (a 401 to a request sent without an API key: the server wants one)"
+			} else {
+				// A server other than OpenAI's (vLLM with --api-key, a gateway) answers a wrong
+				// key with "Unauthorized" alone, which says neither that the key is what it
+				// refused nor where the key comes from.
+				msg += fmt.Sprintf(" (a 401: %s does not take the key in OPENAI_API_KEY: check that it is this server's, and not revoked or expired)",
+					BaseURLForLog(e.baseURL))
 			}
 		case http.StatusMethodNotAllowed:
 			msg += fmt.Sprintf(" (a 405: %s takes no POST, so it is not the API's base URL: a web page's?)", BaseURLForLog(e.baseURL))
