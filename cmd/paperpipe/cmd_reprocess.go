@@ -899,10 +899,15 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 	} else if n := left.Waiting + uint64(left.Held); n > 0 {
 		held := ""
 		if left.Held > 0 {
-			// A run killed (or cut off) before it settled them: they come back only once its
-			// hold lapses, and the run shows no progress until then.
-			held = fmt.Sprintf(" (%d held by the interrupted run, which the queue hands out again once its hold on them lapses, "+
-				"within %s, its AckWait: until then no progress is shown)", left.Held, left.AckWait)
+			// Delivered and not acknowledged: handed back by a run stopped with Ctrl-C, which
+			// come again at once, or held by a run killed (or cut off) before it settled them,
+			// which come back only once its hold lapses, the run showing no progress until then.
+			// The consumer counts both alike. It said the second alone, and a run resumed after
+			// a Ctrl-C, which went on at once, announced a wait of a minute with no progress
+			// (found in session 28, walking a lab's journey).
+			held = fmt.Sprintf(" (%d delivered to the interrupted run and not acknowledged: those it handed back as it stopped "+
+				"come again at once; those it held, killed, come back once its hold on them lapses, within %s, its AckWait, "+
+				"and until then no progress is shown)", left.Held, left.AckWait)
 		}
 		fmt.Fprintf(errw, "reprocess: resuming: %s of an interrupted run still queued%s\n", plural(n, "message is", "messages are"), held)
 		if err := drain(); err != nil {
