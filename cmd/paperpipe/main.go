@@ -383,7 +383,7 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 				return nil, err
 			}
 			os.Stderr.Write(msg.Bytes())
-			return nil, usageErr("%v", err)
+			return nil, usageErr("%v%s", err, flagMeant(fs, err))
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
@@ -609,6 +609,24 @@ func commandMeant(args []string) string {
 	}
 	if near, d := nearest(args[0], names); d <= 2 && 2*d <= len(args[0]) {
 		return fmt.Sprintf(": did you mean %q?", near)
+	}
+	return ""
+}
+
+// flagMeant is what the error of an unknown flag adds about the flag meant: one of fs's that
+// the name is a misspelling of (an edit distance of at most 2, less than half the name), or ""
+// when none is close. The error ended the usage printed before it, and said only that the flag
+// was not defined (`ingest --foramt jsonl`), where an unknown command names the one meant.
+func flagMeant(fs *flag.FlagSet, err error) string {
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: ")
+	if !ok {
+		return ""
+	}
+	name = strings.TrimLeft(name, "-")
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	if near, d := nearest(name, names); near != "" && d <= 2 && 2*d <= len(name) {
+		return fmt.Sprintf(": did you mean --%s?", near)
 	}
 	return ""
 }
