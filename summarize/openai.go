@@ -184,10 +184,16 @@ func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary
 	candidates := []answer{first}
 	second, err := c.complete(ctx, buildRetryPrompt(a, maxWords, problem(verr)), &usage)
 	switch {
+	case errors.Is(err, llm.ErrRateLimited):
+		// Never sent: the rate limit held it until the message's time ended, or the worker
+		// began to stop (Ctrl-C) and handed back what waits for the limit. Neither is a
+		// failure, and a stop warned of each paper it met so, a dozen warnings for a Ctrl-C
+		// (found in session 28, walking a lab's journey).
+		c.log.Info("stricter retry not sent (the rate limit held it until the paper's time ended or the worker stopped); cleaning the first answer",
+			"paper", a.ID, "err", err)
 	case err != nil:
 		// The first answer is paid for: clean it rather than fail and pay for it again — also
-		// when the retry was never answered because ctx ended (the message's time ran out,
-		// the rate limit held the request until then).
+		// when the retry was never answered because ctx ended (the message's time ran out).
 		c.log.Warn("stricter retry failed; cleaning the first answer", "paper", a.ID, "err", err)
 	case second.refused():
 		c.log.Warn("the model refused the stricter retry; cleaning the first answer", "paper", a.ID, "refusal", second.refusal)

@@ -1,16 +1,21 @@
 package summarize
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/paperpipe/paperpipe/internal/llm"
+	"github.com/paperpipe/paperpipe/internal/openaitest"
+	"github.com/paperpipe/paperpipe/paper"
 )
 
 // TestClientWaitsOutA503sRetryAfter: an API that answers 503 with a Retry-After (OpenAI's
@@ -39,5 +44,38 @@ func TestClientWaitsOutA503sRetryAfter(t *testing.T) {
 	_, err = c.Summarize(ctx, testPaper)
 	if got := n.Load(); got != 1 || !errors.Is(err, llm.ErrRateLimited) {
 		t.Errorf("%d requests in 2 s to an API unavailable for 60 s, err %v; want the one, then the wait (llm.ErrRateLimited: none sent)", got, err)
+	}
+}
+
+// TestAStricterRetryHeldByTheRateLimitAtAStopIsNoWarning: a worker stopped with Ctrl-C hands
+// back the requests that wait for the rate limit (llm.WithWaitStop); a paper whose first answer
+// was invalid then has its stricter retry unsent, and its first answer cleaned. Each such paper
+// was a warning, "stricter retry failed", a dozen for one Ctrl-C of a worker under a rate
+// limit (found in session 28, walking a lab's journey): nothing failed, nothing is lost. It is
+// said at info level now, and the first answer is still cleaned and kept.
+func TestAStricterRetryHeldByTheRateLimitAtAStopIsNoWarning(t *testing.T) {
+	t.Parallel()
+	srv := openaitest.Start(t, openaitest.Config{Faults: openaitest.Faults{Junk: 1}})
+	var logs bytes.Buffer
+	// One request a minute: the first goes at once, the stricter retry waits for the next minute.
+	lim := llm.NewLimiter(llm.LimiterConfig{RequestsPerMinute: 1})
+	c := newClient(t, srv, nil, func(cfg *Config) {
+		cfg.Limiter = lim
+		cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
+	stop, stopNow := context.WithCancelCause(context.Background())
+	stopNow(errors.New("worker is shutting down"))
+	s, err := c.Summarize(llm.WithWaitStop(t.Context(), stop), testPaper)
+	if err != nil {
+		t.Fatalf("Summarize: %v, want the first answer cleaned", err)
+	}
+	if s.Validation != paper.ValidCleaned || s.Text == "" {
+		t.Errorf("TL;DR %q (%s), want the first answer cleaned", s.Text, s.Validation)
+	}
+	if strings.Contains(logs.String(), "level=WARN") {
+		t.Errorf("a stricter retry held by the rate limit at a stop is a warning:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "stricter retry not sent") {
+		t.Errorf("the unsent stricter retry is not logged:\n%s", logs.String())
 	}
 }
