@@ -46,7 +46,7 @@ func (w *Worker) followOnce(ctx context.Context, cons jetstream.Consumer) {
 	case err != nil:
 		w.log.Warn("could not lower the consumer's AckWait or MaxDeliver as announced; the next check retries", "err", err)
 	case ackWait || maxDeliver:
-		w.log.Info("lowered the consumer's settings as announced", "consumer", info.Name,
+		w.log.Info("lowered the consumer's settings as announced",
 			"ack_wait", consumerAckWait(info.Config), "max_deliver", consumerMaxDeliver(info.Config))
 	}
 	old := w.timings()

@@ -192,7 +192,9 @@ type WorkerConfig struct {
 	// which unavailable tells apart): not a pause of the worker, whose messages wait for it and
 	// go back to the queue, but what State reports while it lasts. Nil: never.
 	APILimitedBy func() (until time.Time, unavailable bool)
-	// Logger receives one line per failure. Defaults to discarding.
+	// Logger receives one line per failure. Defaults to discarding. The lines do not name the
+	// consumer: the caller's logger does (paperpipe's commands give it With("consumer", …)),
+	// and a line that named it again carried the key twice.
 	Logger *slog.Logger
 }
 
@@ -400,11 +402,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	if d, at := pendingAckWait(info.Config); d > 0 {
 		w.log.Info("the consumer's AckWait is being lowered; this worker holds its messages by the shorter one already",
-			"consumer", w.cfg.Consumer, "ack_wait", info.Config.AckWait, "to", d, "at", at)
+			"ack_wait", info.Config.AckWait, "to", d, "at", at)
 	}
 	if n, at := pendingMaxDeliver(info.Config); n > 0 {
 		w.log.Info("the consumer's MaxDeliver is being lowered; this worker counts deliveries by the lower one already",
-			"consumer", w.cfg.Consumer, "max_deliver", info.Config.MaxDeliver, "to", n, "at", at)
+			"max_deliver", info.Config.MaxDeliver, "to", n, "at", at)
 	}
 	w.readPullLimits(info.Config)
 	stopWatch := w.watchReconnects()

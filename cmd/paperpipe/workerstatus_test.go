@@ -462,3 +462,25 @@ func mustHostname(t *testing.T) string {
 	}
 	return h
 }
+
+// TestAWorkersLogLinesNameTheConsumerOnce: a worker's log names its consumer under `consumer`
+// (README, PAPERPIPE_LOG_LEVEL), which its command's logger adds to every line; the lines of a
+// lowered MaxDeliver or AckWait added it again, `consumer=workers consumer=workers`, a key twice
+// in one logfmt line, which log processors read as they like (found in session 28, walking a
+// lab's journey with PAPERPIPE_MAX_DELIVER=2).
+func TestAWorkersLogLinesNameTheConsumerOnce(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "PAPERPIPE_CHAT_MODEL=offline", "PAPERPIPE_EMBED_MODEL=offline")
+	c.ok("ingest", sampleFile)
+	c.workUntilIdle() // the consumer, made with the default MaxDeliver
+	lowered := &cli{t: t, env: append(slices.Clone(c.env), "PAPERPIPE_LOG_LEVEL=info", "PAPERPIPE_MAX_DELIVER=2")}
+	r := lowered.ok("worker", "--exit-when-idle")
+	if !strings.Contains(r.stderr, "MaxDeliver is being lowered") {
+		t.Fatalf("the worker did not say that it lowers MaxDeliver:\n%s", r.stderr)
+	}
+	for _, line := range strings.Split(r.stderr, "\n") {
+		if strings.Count(line, " consumer=") > 1 {
+			t.Errorf("a log line names the consumer twice: %s", line)
+		}
+	}
+}
