@@ -1037,7 +1037,15 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		// Not asked for again: the count stays short of the papers for good, and says why.
 		withheld = fmt.Sprintf("; %d without one: the API withheld it, `paperpipe batches withheld`", n)
 	}
-	fmt.Fprintf(w, "with TL;DR\t%d\t(%s, prompt %s%s)\n", counts.WithTLDR, m.sum.Model(), m.sum.PromptVersion(), withheld)
+	others := ""
+	if n := counts.TLDRsTotal - counts.WithTLDR; n > 0 && counts.WithTLDR < counts.Papers {
+		// Counted for the configured model and prompt, which are this shell's: one without the
+		// workers' settings read an archive processed by an API model as lacking its TL;DRs
+		// (108 of 996, the offline model's), with no word of the others (found in session 28,
+		// walking a lab's journey).
+		others = fmt.Sprintf(": the configured model's and prompt's; %d more of other models, prompts or earlier texts: `paperpipe tldrs`", n)
+	}
+	fmt.Fprintf(w, "with TL;DR\t%d\t(%s, prompt %s%s%s)\n", counts.WithTLDR, m.sum.Model(), m.sum.PromptVersion(), others, withheld)
 	fmt.Fprintf(w, "with embedding\t%d\t(space %s%s: the configured embedder's)\n", counts.WithEmbedding, space.Name(), spaceNote)
 	if active != nil {
 		fmt.Fprintf(w, "with embedding\t%d\t(active space %s, which queries use)\n", active.WithEmbedding, active.Space.Name())

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -119,5 +120,25 @@ func TestTLDRsPruneLeavesAVersionWrittenInTheLastMinutes(t *testing.T) {
 	r = c.ok("tldrs", "prune", "--include-recent")
 	if !strings.Contains(r.stdout, "gpt-4o-mini tldr-v1: removed 1 TL;DR") {
 		t.Errorf("tldrs prune --include-recent:\n%s%s\nwant tldr-v1 removed", r.stdout, r.stderr)
+	}
+}
+
+// TestStatusFromAShellOfAnotherModelSaysTheOtherTLDRsAreThere: status counts the TL;DRs of the
+// configured model and prompt, the shell's. Run from a shell without the settings the workers
+// had, it read an archive processed by another model as lacking its TL;DRs — "with TL;DR 108"
+// of 996, the offline model's, in a lab's journey (session 28) — with no word of the others.
+// It says how many others there are, and what lists them.
+func TestStatusFromAShellOfAnotherModelSaysTheOtherTLDRsAreThere(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "PAPERPIPE_CHAT_MODEL=offline", "PAPERPIPE_EMBED_MODEL=offline")
+	c.ok("ingest", sampleFile)
+	c.workUntilIdle()
+	other := &cli{t: t, env: append(slices.Clone(c.env), "OPENAI_BASE_URL=http://127.0.0.1:1/v1", "PAPERPIPE_CHAT_MODEL=gpt-4o-mini")}
+	r := other.ok("status")
+	if !strings.Contains(r.stdout, "with TL;DR") || !strings.Contains(r.stdout, "108 more of other models, prompts or earlier texts: `paperpipe tldrs`") {
+		t.Errorf("status of another model's shell does not say the archive's TL;DRs are there:\n%s", r.stdout)
+	}
+	if r := c.ok("status"); strings.Contains(r.stdout, "more of other models") {
+		t.Errorf("status of the workers' own settings speaks of other TL;DRs, with every paper's TL;DR counted:\n%s", r.stdout)
 	}
 }
