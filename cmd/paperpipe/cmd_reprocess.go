@@ -779,6 +779,14 @@ type dryRunPlan struct {
 	Estimate      estimate          `json:"estimate"`
 }
 
+// setUpReprocess makes or updates the run's consumer, across a takeover of the embedded server
+// (see broker.setUp).
+func (b *broker) setUpReprocess(ctx context.Context, c *config, target pipeline.ReprocessTarget, desc string) error {
+	return b.setUp(ctx, func(ctx context.Context) error {
+		return pipeline.EnsureReprocessConsumer(ctx, b.js, pipeline.TopologyConfig{AckWait: c.AckWait, MaxDeliver: c.MaxDeliver}, target, desc)
+	})
+}
+
 // runReprocessWorkers publishes the stale papers to the target's subject page by page and, after
 // each page, runs a worker on the target's consumer until it is idle. Interrupted, it leaves
 // the rest for the next run: the store says what is done, and message ids make republishing
@@ -794,7 +802,7 @@ func runReprocessWorkers(ctx context.Context, c *config, o reprocessOptions, st 
 	}
 	defer b.close()
 	desc := reprocessDescription(sel.Work, space)
-	if err := pipeline.EnsureReprocessConsumer(ctx, b.js, pipeline.TopologyConfig{AckWait: c.AckWait, MaxDeliver: c.MaxDeliver}, target, desc); err != nil {
+	if err := b.setUpReprocess(ctx, c, target, desc); err != nil {
 		return err
 	}
 	// A run that leaves nothing queued removes its consumer (the next run of the target makes

@@ -22,6 +22,7 @@ import (
 
 	"github.com/paperpipe/paperpipe/internal/natstest"
 	"github.com/paperpipe/paperpipe/internal/redact"
+	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
 )
 
@@ -1011,6 +1012,36 @@ func TestNATSSyncSetsHowTheEmbeddedServerSyncsItsFiles(t *testing.T) {
 	for _, bad := range []string{"sometimes", "0s", "-1m"} {
 		if _, _, err := natsSync(bad); err == nil {
 			t.Errorf("PAPERPIPE_NATS_SYNC=%q taken; want it refused", bad)
+		}
+	}
+}
+
+// TestACommandsQueueSetupSurvivesATakeover: a command joined to another process's embedded
+// server (a reprocess run started beside a `status` that ran the server) sets its queue up
+// while that process stops and the server is taken over. Its requests met the old server going
+// away — "JetStream not enabled for account" at once, or no answer and "context deadline
+// exceeded" after 5 s — and the run failed, in every round, while its connection went on to
+// the new server. Each round stops the server at another moment of the setups.
+func TestACommandsQueueSetupSurvivesATakeover(t *testing.T) {
+	t.Parallel()
+	log := slog.New(slog.DiscardHandler)
+	target := pipeline.NewReprocessTarget(paper.Work{Model: "m", PromptVersion: "v1"}, "")
+	for round := range 3 {
+		c := &config{DataDir: t.TempDir()}
+		owner, joined := ownerAndJoined(t, c, log)
+		go func() {
+			time.Sleep(time.Duration(round) * 5 * time.Millisecond)
+			owner.close()
+		}()
+		// Setups one after another until the joined process runs the server and one more
+		// setup has gone through on it.
+		for took := false; !took; {
+			joined.mu.Lock()
+			took = joined.embedded != nil
+			joined.mu.Unlock()
+			if err := joined.setUpReprocess(t.Context(), c, target, "reprocess"); err != nil {
+				t.Fatalf("round %d: a reprocess run's setup while the embedded server is taken over: %v", round, err)
+			}
 		}
 	}
 }
