@@ -18,7 +18,7 @@ func announcedOne(t *testing.T, js jetstream.JetStream, what string, ok func(Ann
 	t.Helper()
 	var last []AnnouncedWorker
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		ws, err := AnnouncedWorkers(context.Background(), js)
+		ws, _, err := AnnouncedWorkers(context.Background(), js)
 		if err != nil && !errors.Is(err, ErrNoWorkersBucket) {
 			t.Fatal(err)
 		}

@@ -1,13 +1,16 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -417,33 +420,66 @@ var ErrNoWorkersBucket = errors.New("no worker has made the bucket " + BucketWor
 // shown whole by every status page and `status`.
 const maxAnnouncementBytes = 16 << 10
 
+// MaxAnnouncementsRead bounds the entries of BucketWorkers that AnnouncedWorkers reads: the
+// newest ones. Any client of the NATS account may write the bucket, and its 8 MiB held 36,840
+// tiny entries, which every `status`, status page and GET /api/status read whole (0.6–1 s) and
+// listed. A worker writes its entry at least every refresh (10 s), so the running workers are
+// among the newest unless something writes the bucket faster than that.
+const MaxAnnouncementsRead = 1000
+
 // AnnouncedWorkers returns the workers announced in BucketWorkers, by consumer, host and
-// start; ErrNoWorkersBucket when the bucket does not exist. An entry that does not decode, or
-// is larger than maxAnnouncementBytes, is left out.
-func AnnouncedWorkers(ctx context.Context, js jetstream.JetStream) ([]AnnouncedWorker, error) {
+// start, read from its newest MaxAnnouncementsRead entries, and how many older entries were left
+// unread (0 when it read them all); ErrNoWorkersBucket when the bucket does not exist. An entry
+// that does not decode, or is larger than maxAnnouncementBytes, is left out.
+func AnnouncedWorkers(ctx context.Context, js jetstream.JetStream) (_ []AnnouncedWorker, unread uint64, _ error) {
 	kv, err := js.KeyValue(ctx, BucketWorkers)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, ErrNoWorkersBucket
+		return nil, 0, ErrNoWorkersBucket
 	}
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", BucketWorkers, err)
+		return nil, 0, fmt.Errorf("bucket %s: %w", BucketWorkers, err)
 	}
-	watch, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	var opts []jetstream.WatchOpt
+	status, err := kv.Status(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read bucket %s: %w", BucketWorkers, err)
+		return nil, 0, fmt.Errorf("read bucket %s: %w", BucketWorkers, err)
+	}
+	total := status.Values() // entries, and the markers of removed ones
+	if bs, ok := status.(*jetstream.KeyValueBucketStatus); ok && total > MaxAnnouncementsRead {
+		// From the revision MaxAnnouncementsRead before the last on: every message of the
+		// stream is an entry's latest revision or a removal's marker (history 1; a hand-made
+		// bucket's older revisions are taken over by the newer ones below).
+		last := bs.StreamInfo().State.LastSeq
+		if last > MaxAnnouncementsRead {
+			opts = append(opts, jetstream.ResumeFromRevision(last-MaxAnnouncementsRead+1))
+		}
+	}
+	watch, err := kv.WatchAll(ctx, opts...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read bucket %s: %w", BucketWorkers, err)
 	}
 	defer func() { _ = watch.Stop() }()
-	var out []AnnouncedWorker
+	type entry struct {
+		a   AnnouncedWorker
+		rev uint64
+	}
+	byKey := map[string]entry{}
+	var read uint64
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("read bucket %s: %w", BucketWorkers, ctx.Err())
+			return nil, 0, fmt.Errorf("read bucket %s: %w", BucketWorkers, ctx.Err())
 		case e, ok := <-watch.Updates():
 			if !ok {
-				return nil, fmt.Errorf("read bucket %s: the watch ended", BucketWorkers)
+				return nil, 0, fmt.Errorf("read bucket %s: the watch ended", BucketWorkers)
 			}
 			if e == nil { // the entries there were are all read
-				sort.Slice(out, func(i, j int) bool {
+				entries := slices.SortedFunc(maps.Values(byKey), func(a, b entry) int { return cmp.Compare(a.rev, b.rev) })
+				out := make([]AnnouncedWorker, len(entries))
+				for i, e := range entries {
+					out[i] = e.a
+				}
+				sort.SliceStable(out, func(i, j int) bool {
 					a, b := out[i], out[j]
 					if a.Consumer != b.Consumer {
 						return a.Consumer > b.Consumer // as Backlogs: new before reprocess-…
@@ -453,14 +489,19 @@ func AnnouncedWorkers(ctx context.Context, js jetstream.JetStream) ([]AnnouncedW
 					}
 					return a.Started.Before(b.Started)
 				})
-				return out, nil
+				if read < total {
+					unread = total - read
+				}
+				return out, unread, nil
 			}
+			read++
+			delete(byKey, e.Key())
 			var a AnnouncedWorker
-			if len(e.Value()) > maxAnnouncementBytes || json.Unmarshal(e.Value(), &a.Announcement) != nil {
+			if e.Operation() != jetstream.KeyValuePut || len(e.Value()) > maxAnnouncementBytes || json.Unmarshal(e.Value(), &a.Announcement) != nil {
 				continue
 			}
 			a.LastSeen = e.Created()
-			out = append(out, a)
+			byKey[e.Key()] = entry{a, e.Revision()}
 		}
 	}
 }

@@ -44,7 +44,7 @@ func announced(t *testing.T, js jetstream.JetStream) []pipeline.AnnouncedWorker 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ws, err := pipeline.AnnouncedWorkers(ctx, js)
+	ws, _, err := pipeline.AnnouncedWorkers(ctx, js)
 	if err != nil && !errors.Is(err, pipeline.ErrNoWorkersBucket) {
 		t.Fatal(err)
 	}
@@ -365,7 +365,7 @@ func TestAnnouncedWorkersAreListedByConsumerHostAndStart(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	js := natstest.Start(t).Connect(t)
-	if _, err := pipeline.AnnouncedWorkers(ctx, js); !errors.Is(err, pipeline.ErrNoWorkersBucket) {
+	if _, _, err := pipeline.AnnouncedWorkers(ctx, js); !errors.Is(err, pipeline.ErrNoWorkersBucket) {
 		t.Fatalf("AnnouncedWorkers with no bucket: %v, want ErrNoWorkersBucket", err)
 	}
 	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: pipeline.BucketWorkers})
@@ -519,5 +519,47 @@ func TestAWorkerHoldsNoMessageOnceItsMessagesAreSettled(t *testing.T) {
 	}
 	if s := w.State(); s.Held != 0 {
 		t.Errorf("State once the queue is processed: %+v, want none held", s)
+	}
+}
+
+// TestABucketFullOfOtherEntriesIsReadFromItsNewest: any client of the NATS account may write
+// the workers' bucket, whose 8 MiB holds tens of thousands of small entries; status, the status
+// page and GET /api/status read and listed every one (36,840 of them in 0.6–1 s). Only the
+// newest MaxAnnouncementsRead are read, the rest counted, and a running worker, which rewrites
+// its entry every refresh, is among them.
+func TestABucketFullOfOtherEntriesIsReadFromItsNewest(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	js := natstest.Start(t).Connect(t)
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: pipeline.BucketWorkers, History: 1, MaxBytes: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(key, host string) {
+		t.Helper()
+		raw, err := json.Marshal(pipeline.Announcement{Consumer: pipeline.ConsumerNew, Host: host, State: pipeline.StateIdle, Refresh: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(ctx, key, raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const others = pipeline.MaxAnnouncementsRead + 200
+	put("running", "running-host") // its first write, older than the others'
+	for i := range others {
+		put(fmt.Sprintf("other%d", i), fmt.Sprintf("other-%d", i))
+	}
+	put("running", "running-host") // its refresh
+	ws, unread, err := pipeline.AnnouncedWorkers(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ws) > pipeline.MaxAnnouncementsRead || !slices.ContainsFunc(ws, func(w pipeline.AnnouncedWorker) bool { return w.Host == "running-host" }) {
+		t.Errorf("listed %d of the bucket's %d entries, the running worker's among them: %v; want at most %d, with it",
+			len(ws), others+1, slices.ContainsFunc(ws, func(w pipeline.AnnouncedWorker) bool { return w.Host == "running-host" }), pipeline.MaxAnnouncementsRead)
+	}
+	if want := uint64(others + 1 - pipeline.MaxAnnouncementsRead); unread != want {
+		t.Errorf("%d entries said unread, want %d", unread, want)
 	}
 }

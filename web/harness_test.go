@@ -42,6 +42,8 @@ type testStatus struct {
 	missing *web.MissingModel
 	// noBucket is the status's NoWorkersBucket.
 	noBucket bool
+	// unread is the status's WorkersUnread.
+	unread uint64
 	// dropped, when set, adds the backlog of a reprocess consumer into that space, dropped.
 	dropped string
 }
@@ -67,7 +69,7 @@ func (s testStatus) Status(ctx context.Context) (web.Status, error) {
 	out := web.Status{Papers: c.Papers, WithTLDR: c.WithTLDR, WithEmbedding: c.WithEmbedding,
 		TLDRModel: s.sum.Model(), PromptVersion: s.sum.PromptVersion(), Space: sp.Name(), UsageSince: since,
 		DeadLetters: 1, Recent: []web.DeadLetter{{Seq: 1, PaperID: "arxiv:2401.99999", Reason: "summarize: <b>bad</b> answer", Attempts: 8, FailedAt: since}}}
-	out.TLDRsWithheld, out.MissingModel, out.NoWorkersBucket = c.TLDRsWithheld, s.missing, s.noBucket
+	out.TLDRsWithheld, out.MissingModel, out.NoWorkersBucket, out.WorkersUnread = c.TLDRsWithheld, s.missing, s.noBucket, s.unread
 	if s.dead != nil {
 		out.DeadLetters, out.Recent = len(s.dead), s.dead
 	}

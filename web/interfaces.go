@@ -135,6 +135,10 @@ type Status struct {
 	// worker of this version has run on the server, or workers of a NATS account that may not
 	// create it run unannounced —, so an empty Workers and NoWorker do not show that none runs.
 	NoWorkersBucket bool `json:"no_workers_bucket,omitempty"`
+	// WorkersUnread counts the older entries of the workers' bucket left unread: only its
+	// newest pipeline.MaxAnnouncementsRead are, where the running workers are (each writes its
+	// own every 10 s).
+	WorkersUnread uint64 `json:"workers_unread,omitempty"`
 	// Usage is API usage per day, model and kind, oldest first.
 	Usage []Usage `json:"usage"`
 	// UsageSince is the first day Usage covers.

@@ -43,7 +43,7 @@ func TestStatusGivesEachBacklogItsOwnWorkers(t *testing.T) {
 	backlogs := []statusBacklog{bl(pipeline.ConsumerNew, 3, ""), bl("reprocess-s2", 3, ""), bl("reprocess-s3", 3, ""),
 		bl("reprocess-s4", 3, "s4"), bl("reprocess-s5", 0, "")}
 	// A minute after the writes: every entry, refreshed each 10 s, is overdue.
-	if _, err := addWorkers(ctx, js, backlogs, time.Now().Add(time.Minute)); err != nil {
+	if _, _, err := addWorkers(ctx, js, backlogs, time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	var got []string

@@ -996,7 +996,7 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return err
 	}
-	noBucket, workersErr := addWorkers(ctx, b.js, backlogs, time.Now())
+	noBucket, unread, workersErr := addWorkers(ctx, b.js, backlogs, time.Now())
 	unfinished, err := st.UnfinishedIndexes(ctx)
 	if err != nil {
 		return err
@@ -1024,6 +1024,9 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		}
 		if noBucket { // as GET /api/status says it
 			out["no_workers_bucket"] = true
+		}
+		if unread > 0 {
+			out["workers_unread"] = unread
 		}
 		if missing {
 			out["missing_model"] = map[string]string{"model": space.Model, "note": missingModelNote(space)}
@@ -1078,6 +1081,9 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	}
 	if workersErr != nil {
 		fmt.Fprintf(stdout, "note: the workers could not be read from NATS: %v\n", workersErr)
+	}
+	if unread > 0 {
+		fmt.Fprintln(stdout, "note: "+unreadWorkersNote(unread))
 	}
 	for _, s := range unfinished {
 		fmt.Fprintln(stdout, "note: "+unfinishedIndexNote(s))
@@ -1187,15 +1193,15 @@ const workersReadTimeout = statusQueueTimeout
 
 // addWorkers gives each backlog the workers announced for its consumer at now, and marks those
 // with messages waiting and none announced; noBucket when the bucket of announcements does not
-// exist. The error of a read that failed (the backlogs are then left as they were) is for a
+// exist, unread the older entries of it left unread (see pipeline.MaxAnnouncementsRead). The error of a read that failed (the backlogs are then left as they were) is for a
 // note: the rest of the status stands without it.
-func addWorkers(ctx context.Context, js jetstream.JetStream, backlogs []statusBacklog, now time.Time) (noBucket bool, err error) {
+func addWorkers(ctx context.Context, js jetstream.JetStream, backlogs []statusBacklog, now time.Time) (noBucket bool, unread uint64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, workersReadTimeout)
 	defer cancel()
-	ws, err := pipeline.AnnouncedWorkers(ctx, js)
+	ws, unread, err := pipeline.AnnouncedWorkers(ctx, js)
 	noBucket = errors.Is(err, pipeline.ErrNoWorkersBucket)
 	if err != nil && !noBucket {
-		return false, err
+		return false, 0, err
 	}
 	for i := range backlogs {
 		bl := &backlogs[i]
@@ -1207,7 +1213,16 @@ func addWorkers(ctx context.Context, js jetstream.JetStream, backlogs []statusBa
 		}
 		bl.NoWorker = bl.NoWorkerRunning(len(bl.Workers), bl.DroppedSpace != "")
 	}
-	return noBucket, nil
+	return noBucket, unread, nil
+}
+
+// unreadWorkersNote says that the newest pipeline.MaxAnnouncementsRead entries of the workers'
+// bucket were read, and unread older ones not.
+func unreadWorkersNote(unread uint64) string {
+	return fmt.Sprintf("%d older entries of the NATS bucket %s were not read: only its newest %d are (each running worker "+
+		"writes its own every 10 s, so it is among them unless another client of the NATS account writes the bucket faster; "+
+		"`nats kv ls %s` lists the keys, and entries no worker wrote are another client's)",
+		unread, pipeline.BucketWorkers, pipeline.MaxAnnouncementsRead, pipeline.BucketWorkers)
 }
 
 // workerStateText says what a worker does: its state, and a pause's reason and end.

@@ -581,7 +581,8 @@ func (s *webStatus) queue(ctx context.Context, out *web.Status) error {
 	if err != nil {
 		return err
 	}
-	workers, werr := pipeline.AnnouncedWorkers(ctx, s.js)
+	workers, unread, werr := pipeline.AnnouncedWorkers(ctx, s.js)
+	out.WorkersUnread = unread
 	if errors.Is(werr, pipeline.ErrNoWorkersBucket) {
 		// None announced, and workers of an account that may not make the bucket run unannounced.
 		out.NoWorkersBucket, werr = true, nil

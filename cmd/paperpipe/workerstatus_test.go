@@ -315,7 +315,7 @@ func TestStatusListsAReprocessRunWhileItRunsAndNotAfter(t *testing.T) {
 	if err := <-ended; err != nil {
 		t.Fatalf("reprocess: %v\n%s", err, out.String())
 	}
-	ws, err := pipeline.AnnouncedWorkers(t.Context(), srv.Connect(t))
+	ws, _, err := pipeline.AnnouncedWorkers(t.Context(), srv.Connect(t))
 	if err != nil {
 		t.Fatal(err)
 	}
