@@ -3,7 +3,10 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -86,5 +89,73 @@ func TestABucketMadeMeanwhileWithOtherLimitsIsUsed(t *testing.T) {
 	kv, err := ensureWorkersBucket(ctx, &racingJS{JetStream: js}, time.Second, 1)
 	if err != nil || kv == nil || kv.Bucket() != BucketWorkers {
 		t.Fatalf("ensureWorkersBucket with a bucket made meanwhile: %v, %v; want the bucket", kv, err)
+	}
+}
+
+// syncBuffer is a log's output that a test reads while the log writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// announceRefused announces a bare worker in the bucket cfg makes, after fill writes it, and
+// returns the warning the worker logs once the bucket refuses its entry.
+func announceRefused(t *testing.T, cfg jetstream.KeyValueConfig, fill func(jetstream.KeyValue)) string {
+	t.Helper()
+	js := natstest.Start(t).Connect(t)
+	kv, err := js.CreateKeyValue(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill(kv)
+	var logs syncBuffer
+	w := &Worker{log: slog.New(slog.DiscardHandler), cfg: WorkerConfig{Consumer: ConsumerNew}}
+	an := Announce(js, w, AnnounceConfig{Interval: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	defer an.Stop()
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(logs.String(), "cannot announce itself"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s on, the worker has not warned that it cannot announce itself: %q", logs.String())
+		}
+	}
+	return logs.String()
+}
+
+// TestAWorkerRefusedByAHandMadeBucketsValueLimitIsToldSo: a bucket made by hand with a maximum
+// value size below a worker's entry refuses it; the worker's warning advised making the bucket
+// (`nats kv add`) as for an account that may not create streams, though it exists.
+func TestAWorkerRefusedByAHandMadeBucketsValueLimitIsToldSo(t *testing.T) {
+	t.Parallel()
+	warning := announceRefused(t, jetstream.KeyValueConfig{Bucket: BucketWorkers, History: 1, MaxValueSize: 64}, func(jetstream.KeyValue) {})
+	if strings.Contains(warning, "nats kv add") || !strings.Contains(warning, "largest value it takes") {
+		t.Errorf("the warning of a bucket that refuses the entry's size: %s; want it to say so, not to make the bucket", warning)
+	}
+}
+
+// TestAWorkerRefusedByAFullBucketIsToldSo: a bucket full of other clients' entries refuses a
+// worker's (status then lists no worker, and says none runs, once the worker's entry expires);
+// the worker's warning advised making the bucket, which exists.
+func TestAWorkerRefusedByAFullBucketIsToldSo(t *testing.T) {
+	t.Parallel()
+	warning := announceRefused(t, jetstream.KeyValueConfig{Bucket: BucketWorkers, History: 1, MaxBytes: 4 << 10}, func(kv jetstream.KeyValue) {
+		for i := 0; ; i++ {
+			if _, err := kv.PutString(t.Context(), fmt.Sprintf("other%d", i), "{}"); err != nil {
+				return // full
+			}
+		}
+	})
+	if strings.Contains(warning, "nats kv add") || !strings.Contains(warning, "is full") {
+		t.Errorf("the warning of a full bucket: %s; want it to say so, not to make the bucket", warning)
 	}
 }

@@ -353,10 +353,26 @@ func (an *Announcer) write(ctx context.Context, s WorkerState) error {
 			// The bucket is gone (deleted, or a server that lost its store): made again next time.
 			an.kv = nil
 		}
-		return fmt.Errorf("write %s: %w", an.key, err)
+		return &entryWriteError{key: an.key, size: len(raw), err: err}
 	}
 	return nil
 }
+
+// entryWriteError is the error of a write of a worker's entry to a bucket that exists (as opposed to
+// one that could not be found or made).
+type entryWriteError struct {
+	key  string
+	size int // the entry's, in bytes
+	err  error
+}
+
+func (e *entryWriteError) Error() string { return fmt.Sprintf("write %s: %v", e.key, e.err) }
+func (e *entryWriteError) Unwrap() error { return e.err }
+
+// jsStoreFailed is the JetStream API's error code for a message the stream could not store:
+// its description says why ("maximum bytes exceeded" at a full stream that discards new
+// messages, as a bucket does).
+const jsStoreFailed = 10077
 
 // ensureWorkersBucket returns BucketWorkers, creating it when missing: history 1, a TTL of 3×
 // interval, a byte limit (accounts may require one), file storage and replicas as the queue's
@@ -386,10 +402,32 @@ func ensureWorkersBucket(ctx context.Context, js jetstream.JetStream, interval t
 	return kv, err
 }
 
-// explainAnnounce says what an operator can do about err, a failure to make or write the bucket.
+// explainAnnounce says what an operator can do about err, a failure to make or write the bucket:
+// advice that fits its cause. The advice to make the bucket by hand was given for every refusal,
+// also by a bucket that exists: a full one, or one made by hand whose values are limited below an
+// entry's size.
 func explainAnnounce(err error) string {
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) || errors.Is(err, nats.ErrPermissionViolation) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+	var (
+		apiErr *jetstream.APIError
+		we     *entryWriteError
+	)
+	isAPI := errors.As(err, &apiErr)
+	unanswered := errors.Is(err, nats.ErrPermissionViolation) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
+	switch {
+	case errors.As(err, &we) && isAPI && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:
+		return fmt.Sprintf("the bucket exists and refuses an entry of %d bytes, more than the largest value it takes "+
+			"(made by hand with --max-value-size? `nats kv info %s` shows it): let the bucket take values of 16 KiB "+
+			"(`nats stream edit KV_%s --max-msg-size 16KiB`), or delete it (`nats kv del %s`) for a worker to make it again", we.size, BucketWorkers, BucketWorkers, BucketWorkers)
+	case errors.As(err, &we) && isAPI && apiErr.ErrorCode == jsStoreFailed && strings.Contains(apiErr.Description, "maximum"):
+		return fmt.Sprintf("the bucket exists and is full (%s): its entries are other clients' of the NATS account, "+
+			"or it was made by hand with less room or without a TTL (`nats kv info %s`, `nats kv ls %s`); "+
+			"`nats stream purge KV_%s` empties it, and the running workers write theirs again within their refresh", apiErr.Description, BucketWorkers, BucketWorkers, BucketWorkers)
+	case errors.As(err, &we) && unanswered:
+		return fmt.Sprintf("the bucket exists and NATS did not acknowledge the write: if the NATS account may not publish to it, "+
+			"allow the workers to publish to $KV.%s.>", BucketWorkers)
+	case errors.As(err, &we):
+		return "tried again every refresh"
+	case isAPI || unanswered:
 		return fmt.Sprintf("if the NATS account may not create streams, create the bucket once with "+
 			"`nats kv add %s --history 1 --ttl 30s --max-bytes 8MiB` and allow the workers to publish to $KV.%s.> and $JS.API.STREAM.INFO.KV_%s", BucketWorkers, BucketWorkers, BucketWorkers)
 	}
