@@ -283,3 +283,32 @@ func TestALoweredMaxDeliverIsSetOnceTheWorkersFollowIt(t *testing.T) {
 		return cc.MaxDeliver == 2 && cc.Metadata["paperpipe_max_deliver"] == "", fmt.Sprintf("MaxDeliver %d, metadata %v", cc.MaxDeliver, cc.Metadata)
 	})
 }
+
+// TestAWorkerOnAConsumerWhoseAckWaitIsBelowTheMinimumSaysSoOnce: only the command refuses a
+// PAPERPIPE_ACK_WAIT under MinAckWait; a consumer edited by hand (`nats consumer edit
+// --ack-wait 1s`) was followed without a word, though a NATS restart then hands held messages
+// to a second worker. The worker says so, once for the value, and works on.
+func TestAWorkerOnAConsumerWhoseAckWaitIsBelowTheMinimumSaysSoOnce(t *testing.T) {
+	t.Parallel()
+	sum, emb := summarize.NewOffline(30), embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{AckWait: time.Second})
+	papers := sampledata.Papers(t)[:3]
+	publish(t, b.js, papers)
+	var logs logBuffer
+	w, err := pipeline.NewWorker(b.js, b.store, sum, emb, pipeline.WorkerConfig{SpaceID: b.space.ID, ExitWhenIdle: true,
+		FetchWait: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := w.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := counts(t, b, sum); c.WithTLDR != int64(len(papers)) {
+		t.Errorf("%d of %d papers have a TL;DR", c.WithTLDR, len(papers))
+	}
+	if n := strings.Count(logs.String(), "AckWait is below"); n != 1 {
+		t.Errorf("%d warnings of the AckWait below %s, want 1:\n%s", n, pipeline.MinAckWait, logs.String())
+	}
+}

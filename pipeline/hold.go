@@ -281,6 +281,16 @@ func (w *Worker) setTimeouts(ackWait time.Duration, maxDeliver int) error {
 	if old != nil && old.ackWait == ackWait && old.maxDeliver == maxDeliver {
 		return nil
 	}
+	if ackWait < MinAckWait && (old == nil || old.ackWait != ackWait) {
+		// Only the paperpipe command refuses such an AckWait (PAPERPIPE_ACK_WAIT); an operator's
+		// `nats consumer edit --ack-wait 1s` is followed as it is, and said once per value: it is
+		// theirs to set (a worker that set it back, or stopped, would fight it or turn the edit
+		// into an outage), but its risk is paperpipe's to tell.
+		w.log.Warn(fmt.Sprintf("the consumer's AckWait is below %s, the shortest paperpipe accepts: a restart of the NATS server "+
+			"(the embedded one taken over) can hand the messages a worker holds to another while the first still works on them, "+
+			"both paying the API; set it back with `nats consumer edit %s %s --ack-wait 60s` (or restart a worker with PAPERPIPE_ACK_WAIT)",
+			MinAckWait, StreamPapers, w.cfg.Consumer), "consumer", w.cfg.Consumer, "ack_wait", ackWait)
+	}
 	tm := &workerTimings{ackWait: ackWait, maxDeliver: maxDeliver, progress: w.cfg.ProgressInterval, changed: make(chan struct{})}
 	if tm.progress <= 0 {
 		tm.progress = max(ackWait/4, 10*time.Millisecond)
