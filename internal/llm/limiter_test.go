@@ -689,3 +689,29 @@ func TestLimitedUntilKeepsTheLaterOfTheEndsTheAPIGave(t *testing.T) {
 		t.Errorf("limited until %s after 429s asking for an hour and then for 10 minutes, want the hour's end, %s", got, start.Add(time.Hour))
 	}
 }
+
+// TestAWaitStoppedByItsStopGivesUpWithTheStopsCauseAndItsReservationBack: WithWaitStop's stop
+// ends a Wait for the rate limit (a draining worker hands its message back at once), with the
+// stop's cause wrapped in ErrRateLimited, and the request it had reserved is given back; a
+// request that need not wait goes whatever the stop.
+func TestAWaitStoppedByItsStopGivesUpWithTheStopsCauseAndItsReservationBack(t *testing.T) {
+	t.Parallel()
+	l, _ := newFakeLimiter(1, 0)
+	draining := errors.New("the worker drains")
+	stop, stopIt := context.WithCancelCause(context.Background())
+	stopIt(draining)
+	ctx := WithWaitStop(context.Background(), stop)
+	if err := l.Wait(ctx, 0); err != nil {
+		t.Fatalf("the minute's one request, stopped: Wait = %v, want nil (it need not wait)", err)
+	}
+	// Bounded only so that a Wait that ignores the stop fails rather than hangs for the minute.
+	guard, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := l.Wait(guard, 0)
+	if !errors.Is(err, ErrRateLimited) || !errors.Is(err, draining) {
+		t.Fatalf("the next request, stopped: Wait = %v, want ErrRateLimited wrapping the stop's cause", err)
+	}
+	if d, _ := l.reserve(0); d != time.Minute {
+		t.Fatalf("after the stopped Wait the next request waits %v, want 1m: the stopped one's reservation was not given back", d)
+	}
+}
