@@ -715,3 +715,22 @@ func TestAWaitStoppedByItsStopGivesUpWithTheStopsCauseAndItsReservationBack(t *t
 		t.Fatalf("after the stopped Wait the next request waits %v, want 1m: the stopped one's reservation was not given back", d)
 	}
 }
+
+// TestLimitedUntilIsThePauseWhenItOutlastsTheEndTheAPIGave: a 429 of 6 minutes pauses for
+// MaxPause's 5 and keeps the API's 6 as the end; a 429 of 5 minutes to a request sent before
+// the pause, 4 minutes in, makes the pause run to minute 9, past that end. The requests wait
+// to minute 9, and LimitedUntil says so, not minute 6.
+func TestLimitedUntilIsThePauseWhenItOutlastsTheEndTheAPIGave(t *testing.T) {
+	t.Parallel()
+	l, clk := newFakeLimiter(0, 0)
+	start := clk.now()
+	l.Observe(http.Header{"Retry-After": {"360"}}, http.StatusTooManyRequests)
+	clk.advance(4 * time.Minute)
+	l.Observe(http.Header{"Retry-After": {"300"}}, http.StatusTooManyRequests)
+	if got := l.PausedUntil(); !got.Equal(start.Add(9 * time.Minute)) {
+		t.Fatalf("paused until %s, want %s", got, start.Add(9*time.Minute))
+	}
+	if got := l.LimitedUntil(); !got.Equal(start.Add(9 * time.Minute)) {
+		t.Errorf("limited until %s, want the pause's end, %s, which is later than the API's first word", got, start.Add(9*time.Minute))
+	}
+}
