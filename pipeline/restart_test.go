@@ -172,3 +172,62 @@ func TestAWorkerMarksWhatItHoldsAsSoonAsItReconnects(t *testing.T) {
 		return s.Acked == 1, fmt.Sprintf("%+v", s)
 	})
 }
+
+// TestAWorkerBackFromALostConnectionMarksWhatItHoldsOnce: the InProgress a worker sends when
+// its NATS connection is back is one, not one after another until its next tick: the next word
+// on the message after it is its acknowledgement. (A hold that kept watching the reconnection
+// it had already answered sent InProgress back to back for as long as it held the message.)
+func TestAWorkerBackFromALostConnectionMarksWhatItHoldsOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{AckWait: 10 * time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	emb := embed.NewOffline()
+	b := setupOn(t, js, emb)
+	publish(t, js, sampledata.Papers(t)[:1])
+	saves := &gatedSaves{Store: b.store, gate: newGate()}
+	w := startWorkerOn(t, b, saves, summarize.NewOffline(30), emb, pipeline.WorkerConfig{SweepInterval: time.Hour, ProgressInterval: 4 * time.Minute})
+	<-saves.entered // the message held, its save waiting
+	if err := js.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart(t)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	acks, err := nc.SubscribeSync("$JS.ACK." + pipeline.StreamPapers + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := acks.NextMsg(time.Minute); err != nil || string(m.Data) != "+WPI" {
+		t.Fatalf("the worker's first word on the message after the restart: %v; want an InProgress (+WPI)", err)
+	}
+	close(saves.open)
+	waitFor(t, "the worker acknowledging the message", func() (bool, string) {
+		s := w.Stats()
+		return s.Acked == 1, fmt.Sprintf("%+v", s)
+	})
+	m, err := acks.NextMsg(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.Data) != "+ACK" {
+		words := []string{string(m.Data)}
+		for len(words) < 5 {
+			m, err := acks.NextMsg(100 * time.Millisecond)
+			if err != nil {
+				break
+			}
+			words = append(words, string(m.Data))
+		}
+		t.Errorf("the next words on the message after its InProgress: %q…; want its acknowledgement (+ACK), its next tick being 4 minutes away", words)
+	}
+}
