@@ -791,7 +791,8 @@ func (p heldPublisher) Publish(ctx context.Context, papers []paper.Abstract) ([]
 // parsed records until the queue took them, and nothing bounded how many were held at once
 // (40 posts of 4 MiB at once: 677 MB resident, measured). Posts whose bodies, with those in
 // flight, would pass MaxPostBytesInFlight are answered 503 with a Retry-After before their body
-// is read; once the others are done, a post goes through.
+// is read; once the others are done, a post goes through. One that fits beside them goes through
+// at once.
 func TestPostsBeyondTheBytesInFlightAreAnswered503(t *testing.T) {
 	t.Parallel()
 	b := newBundle(t)
@@ -808,6 +809,11 @@ func TestPostsBeyondTheBytesInFlightAreAnswered503(t *testing.T) {
 	held := make(chan response, 1)
 	go func() { held <- b.do("POST", "/api/papers", post(1)) }() // about 1.5 kB, held in Publish
 	<-pub.entered
+	// A post weighs what it sends (its Content-Length), not the largest body there may be: a
+	// small one beside the held one goes through.
+	if r := b.do("POST", "/api/papers", post(3)); r.code != http.StatusAccepted {
+		t.Errorf("a small post beside the held one, the two within the bytes in flight: %d %s, want 202", r.code, r.body)
+	}
 	big := []byte(strings.Repeat(" ", 2100) + string(post(2))) // about 3.6 kB: with the held one, past the bound
 	r := b.do("POST", "/api/papers", big)
 	if r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || !strings.Contains(string(r.body), "send it again") {
