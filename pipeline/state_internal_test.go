@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +44,7 @@ func TestStateSaysEachPauseWithTheReasonOfItsCause(t *testing.T) {
 		{"unreachable API", []error{fmt.Errorf("call: %w", llm.ErrUnreachable)}, PauseAPIDown},
 		{"TLS", []error{fmt.Errorf("call: %w", llm.ErrTLS)}, PauseAPIDown},
 		{"failing API", []error{fmt.Errorf("call: %w", llm.ErrServerFailing)}, PauseAPIFailing},
+		{"API answering nothing in time", []error{fmt.Errorf("call: %w: %w", llm.ErrServerFailing, context.DeadlineExceeded)}, PauseAPIFailing},
 		{"refused account", []error{fmt.Errorf("call: %w", llm.ErrAccount)}, PauseAPIRefused},
 		{"API, then the database", []error{fmt.Errorf("call: %w", llm.ErrAccount), fmt.Errorf("save: %w", paper.ErrUnavailable)}, PauseDatabase},
 	} {
@@ -156,5 +159,17 @@ func TestAnAnnouncementRefusedByNATSSaysHowToMakeTheBucket(t *testing.T) {
 	err := fmt.Errorf("create bucket: %w", &jetstream.APIError{Code: 400, ErrorCode: 10027, Description: "insufficient resources"})
 	if got := explainAnnounce(err); !strings.Contains(got, "nats kv add "+BucketWorkers) {
 		t.Errorf("explainAnnounce(%v) = %q, want how to make the bucket", err, got)
+	}
+}
+
+// The warning of a pause for an API that answers no request in time names the message's time,
+// which a slow model may need raised (PAPERPIPE_MSG_TIMEOUT): the consumer's, as Run follows it.
+func TestAPauseForAnAPIAnsweringNothingInTimeNamesTheMessagesTime(t *testing.T) {
+	w := stateWorker(nil)
+	var logs bytes.Buffer
+	w.log = slog.New(slog.NewTextHandler(&logs, nil))
+	w.openPause(fmt.Errorf("call: %w: %w", llm.ErrServerFailing, context.DeadlineExceeded))
+	if !strings.Contains(logs.String(), "none answered within the message's 45s") {
+		t.Errorf("the pause's warning does not name the message's time, 45s:\n%s", logs.String())
 	}
 }
