@@ -1458,6 +1458,21 @@ func TestSettingsBelowTheirMinimumAreRefused(t *testing.T) {
 	}
 }
 
+// The bounds TestSettingsBelowTheirMinimumAreRefused refuses below are values a setting may
+// take: each at its minimum or maximum, and each value PAPERPIPE_EMBED_ENCODING names, is
+// accepted — a bound moved by one refused what README says works (PAPERPIPE_ACK_WAIT=4s,
+// pipeline.MinAckWait).
+func TestSettingsAtTheirBoundsAreAccepted(t *testing.T) {
+	t.Parallel()
+	for _, kv := range []string{"PAPERPIPE_ACK_WAIT=4s", "PAPERPIPE_MSG_TIMEOUT=1s", "PAPERPIPE_FOLLOW_INTERVAL=1s",
+		"PAPERPIPE_EF_SEARCH=0", "PAPERPIPE_EF_SEARCH=1000", "PAPERPIPE_INDEX_BUILD_MEMORY=1MB",
+		"PAPERPIPE_EMBED_ENCODING=base64", "PAPERPIPE_EMBED_ENCODING=float"} {
+		if r := newCLI(t, kv).run("version"); r.code != 0 {
+			t.Errorf("%s: exit %d, stderr %q; want it accepted", kv, r.code, r.stderr)
+		}
+	}
+}
+
 // PAPERPIPE_EMBED_BATCH_TOKENS is a request's token budget, and one input must fit in a
 // request whole: every input longer than the budget was cut to it. A small value (100, meant as
 // "smaller requests") cut every abstract of the sample, all 108 vectors of `paperpipe embed`

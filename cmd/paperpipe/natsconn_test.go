@@ -200,7 +200,7 @@ func TestOnlyWorkersSetTheConsumersAckWait(t *testing.T) {
 // the server's at 15ms every message they hold would be handed to another worker, which pays
 // for it again; in Kubernetes the refused pod crash-loops and sets it again each time. The
 // setting is refused with the others, exit 2, before NATS is reached. So is one below
-// pipeline.MinAckWait (3s), which a NATS restart would cut short by up to a second.
+// pipeline.MinAckWait (4s; 3s here), which a NATS restart would cut short by up to a second.
 func TestRefusedAckWaitLeavesTheConsumerAlone(t *testing.T) {
 	t.Parallel()
 	srv := natstest.Start(t)
