@@ -271,11 +271,17 @@ func TestMigrationGivesWayToASessionHoldingItsTable(t *testing.T) {
 	}
 
 	s.ddlWait = ddlWait{timeout: "50ms", tries: 3, pause: 10 * time.Millisecond}
+	logs := &lockedBuffer{}
+	s.log = slog.New(slog.NewTextHandler(logs, nil))
 	migrateCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	err = s.Migrate(migrateCtx)
 	if err == nil || migrateCtx.Err() != nil {
 		t.Fatalf("Migrate while another session holds papers: %v; want it to give up after its tries", err)
+	}
+	// Three tries: two that say they try again, and the refusal.
+	if n := strings.Count(logs.String(), "trying again"); n != 2 || !strings.Contains(err.Error(), "(3 tries of 50ms)") {
+		t.Errorf("Migrate with 3 tries said it tried again %d times, and gave up with %q; want 2 times, then 3 tries said:\n%s", n, err, logs.String())
 	}
 	for _, want := range []string{"00008_papers_text_at.sql could not lock its table", fmt.Sprintf("pid %d (client backend, idle in transaction", pid)} {
 		if !strings.Contains(err.Error(), want) {
