@@ -828,3 +828,34 @@ func TestPostsBeyondTheBytesInFlightAreAnswered503(t *testing.T) {
 		t.Errorf("a large post once the others were done: %d %s, want 202", r.code, r.body)
 	}
 }
+
+// firstRefusedPublisher refuses the first paper of each call as too large for the queue and
+// takes the others.
+type firstRefusedPublisher struct{}
+
+func (firstRefusedPublisher) Publish(_ context.Context, papers []paper.Abstract) ([]string, map[int]error, error) {
+	var ids []string
+	for _, a := range papers[1:] {
+		ids = append(ids, a.ID)
+	}
+	return ids, map[int]error{0: errors.New("its message is larger than the queue's limit")}, nil
+}
+
+// TestPostOfTwoVersionsOfAPaperTheQueueRefusesOneOfAcceptsTheOther: of two records of one id,
+// the first too large for the queue and the second taken, the second is accepted — the refused
+// one, never sent, is no acknowledgement missing — and the first is rejected with its reason.
+func TestPostOfTwoVersionsOfAPaperTheQueueRefusesOneOfAcceptsTheOther(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	cfg := b.config()
+	cfg.Publisher = firstRefusedPublisher{}
+	b.serve(cfg)
+	r := b.do("POST", "/api/papers", []byte(`[{"id": "2501.00001", "title": "One", "abstract": "The long version."},
+		{"id": "2501.00001", "title": "One", "abstract": "The short version."}]`), "Content-Type", "application/json")
+	var body postBody
+	r.json(t, &body)
+	if r.code != http.StatusAccepted || len(body.Accepted) != 1 || body.Accepted[0].Index != 1 ||
+		len(body.Rejected) != 1 || body.Rejected[0].Index != 0 || !strings.Contains(body.Rejected[0].Error, "larger than the queue's limit") {
+		t.Errorf("two versions of a paper, the queue refusing the first: %d %s; want 202, the second accepted and the first rejected with its reason", r.code, r.body)
+	}
+}
