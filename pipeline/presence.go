@@ -40,6 +40,10 @@ const (
 	StateIdle     = "idle"     // it holds none, and waits for some
 	StatePaused   = "paused"   // see Pause
 	StateStopping = "stopping" // it was told to stop, and finishes what it holds
+	// StateStalled: a write of its results or papers to the database failed and is retried,
+	// or has gone unanswered for a few seconds (see stallAfter), and its Pause says why (reason
+	// StallDatabase) — before the database's breaker opens, if it does (StatePaused).
+	StateStalled = "stalled"
 )
 
 // The reasons of a pause (Pause.Reason).
@@ -50,6 +54,9 @@ const (
 	PauseAPIDown     = "api_unreachable"      // the API cannot be reached, or not over TLS (llm.ErrUnreachable, llm.ErrTLS)
 	PauseAPIFailing  = "api_failing"          // the API fails every request (llm.ErrServerFailing)
 	PauseDatabase    = "database_unreachable" // the database cannot be reached or cannot write (paper.ErrUnavailable)
+	// StallDatabase is the reason of a stalled worker (StateStalled), not of a pause: its
+	// writes wait for the database, which has not failed long enough to pause it.
+	StallDatabase = "database_waiting"
 )
 
 // Pause is why a worker takes no work, and until when.
@@ -72,9 +79,13 @@ func (p Pause) Text(now time.Time) string {
 		PauseAPIDown:     "the API cannot be reached",
 		PauseAPIFailing:  "the API fails every request",
 		PauseDatabase:    "the database cannot be reached or cannot write",
+		StallDatabase:    "waiting for the database: a write failed and is retried, or has no answer yet",
 	}[p.Reason]
 	if what == "" {
 		what = p.Reason
+	}
+	if p.Reason == StallDatabase {
+		return what
 	}
 	if p.Until.IsZero() {
 		return what + "; trying one message at a time"
@@ -88,15 +99,15 @@ func (p Pause) Text(now time.Time) string {
 
 // WorkerState is what a worker is doing at a moment.
 type WorkerState struct {
-	State string // StateWorking, StateIdle, StatePaused or StateStopping
-	Pause *Pause // set when State is StatePaused
+	State string // StateWorking, StateIdle, StatePaused, StateStalled or StateStopping
+	Pause *Pause // set when State is StatePaused or StateStalled
 	Held  int    // messages held: fetched and not yet settled
 }
 
 // State reports what the worker is doing now: paused while a pause of its own runs or its
 // breakers are open (see pauses) — the database's first, which stops every message —, or while
-// the API holds every request (WorkerConfig.APILimitedBy); else stopping,
-// working or idle.
+// the API holds every request (WorkerConfig.APILimitedBy); else stalled while a write to the
+// database is retried or unanswered (see stalls); else stopping, working or idle.
 func (w *Worker) State() WorkerState {
 	var s WorkerState
 	s.Held = int(w.held.Load())
@@ -132,6 +143,10 @@ func (w *Worker) State() WorkerState {
 			s.State, s.Pause = StatePaused, &Pause{Reason: reason, Until: until}
 			return s
 		}
+	}
+	if p := w.stalls.stalled(now); p != nil {
+		s.State, s.Pause = StateStalled, p
+		return s
 	}
 	switch {
 	case w.stopping.Load():

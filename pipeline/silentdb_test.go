@@ -242,3 +242,46 @@ func TestSaveCutOffMidTransactionDoesNotLockItsPaperForHours(t *testing.T) {
 		t.Errorf("%d TL;DR requests for the paper, want 1", n)
 	}
 }
+
+// TestStatusSaysAWorkerWaitsForTheDatabaseWhileItsSavesRetry: a worker cut off from
+// PostgreSQL silently (a proxy or a firewall that drops the packets) retries the save of the
+// TL;DR it bought for up to 2.6 minutes before its breaker opens, and status listed it as
+// `working` all that time, while its log showed the retries. Its announcement now says
+// `stalled`, waiting for the database, within seconds of a write going unanswered, and the
+// state goes back once the database answers.
+func TestStatusSaysAWorkerWaitsForTheDatabaseWhileItsSavesRetry(t *testing.T) {
+	t.Parallel()
+	emb := embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	proxy, st := proxiedStore(t, b)
+	defer proxy.Freeze(false)
+	// Cut off once the paper is recorded and its TL;DR is being bought: the TL;DR's save waits.
+	sum := &countingSummarizer{Summarizer: summarize.NewOffline(30), hook: func(n int64) {
+		if n == 1 {
+			proxy.Freeze(true)
+		}
+	}}
+	papers := sampledata.Papers(t)[:1]
+	publish(t, b.js, papers)
+	w := startWorkerOn(t, b, st, sum, emb, pipeline.WorkerConfig{})
+	announce(t, b.js, w, pipeline.AnnounceConfig{})
+	var seen pipeline.AnnouncedWorker
+	waitFor(t, "the worker announced as waiting for the database", func() (bool, string) {
+		ws := announced(t, b.js)
+		if len(ws) == 1 {
+			seen = ws[0]
+		}
+		return len(ws) == 1 && ws[0].State == pipeline.StateStalled, describe(ws)
+	})
+	if p := seen.Pause; p == nil || p.Reason != pipeline.StallDatabase || !strings.Contains(p.Detail, "TL;DRs") {
+		t.Errorf("stalled worker's pause %+v: want the reason %s and the TL;DRs' save in its detail", p, pipeline.StallDatabase)
+	}
+	if sum.calls.Load() != 1 || w.Stats().DBPaused != 0 {
+		t.Fatalf("%d TL;DRs bought, %d database pauses: the test meant one TL;DR waiting for its save, before any pause", sum.calls.Load(), w.Stats().DBPaused)
+	}
+	proxy.Freeze(false)
+	waitFor(t, "the paper done and the worker idle again", func() (bool, string) {
+		ws := announced(t, b.js)
+		return w.Stats().Acked == 1 && len(ws) == 1 && ws[0].State == pipeline.StateIdle, describe(ws)
+	})
+}

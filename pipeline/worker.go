@@ -297,6 +297,8 @@ type Worker struct {
 	embedBills atomic.Bool   // the embedder has billed a request: embedding batches wait EmbedLinger
 	noSpace    atomic.Bool   // the worker's embedding space was dropped, and it said so
 	pause      pauses
+	// stalls: the writes to the database under way, which State reports when one waits.
+	stalls stalls
 	// held is the messages fetched and not yet settled, which State reports.
 	held atomic.Int64
 	// removals is the archive's latest removal as last read (see removedSince).
@@ -1731,8 +1733,17 @@ func (w *Worker) flushUsage(ctx context.Context) {
 // marked paper.ErrUnavailable: a database gone silent, which the store cannot tell from the
 // error (the attempt's context ended). A database that answers was slow for these records (a
 // row another session holds locked): their failure is theirs, and uses a delivery.
+// While it retries, and while an attempt goes unanswered for stallAfter, State says the worker
+// waits for the database (StateStalled).
 func (w *Worker) saveWithRetry(ctx context.Context, what string, save func(context.Context) error) error {
-	return saveRetry.do(ctx, w.log, what, save, w.databaseAnswers)
+	id := w.stalls.begin(what)
+	defer w.stalls.end(id)
+	return saveRetry.do(ctx, w.log, what, func(ctx context.Context) error {
+		w.stalls.attempt(id, true, nil)
+		err := save(ctx)
+		w.stalls.attempt(id, false, err)
+		return err
+	}, w.databaseAnswers)
 }
 
 // databaseAnswers reports whether the database answers a ping within a few seconds.
@@ -1762,7 +1773,7 @@ func (r retryTiming) do(ctx context.Context, log *slog.Logger, what string, save
 		err := save(actx)
 		timedOut := err != nil && actx.Err() != nil && ctx.Err() == nil
 		cancel()
-		if err == nil || errors.Is(err, paper.ErrInvalid) || errors.Is(err, paper.ErrSpaceDropped) || errors.Is(err, paper.ErrLocked) {
+		if err == nil || saveFinal(err) {
 			// A row locked by another session (store.Config.RowLockTimeout) is not waited for
 			// again here: saves are serial, and every other result would wait behind it
 			// (saveIsolating saves the others at once).
@@ -1792,6 +1803,9 @@ func (w *Worker) upsert(ctx context.Context, papers []paper.Abstract) ([]paper.P
 func (w *Worker) upsertBy(ctx context.Context, papers []paper.Abstract, deadline time.Time) ([]paper.Pending, error) {
 	uctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
+	id := w.stalls.begin("papers")
+	defer w.stalls.end(id)
+	w.stalls.attempt(id, true, nil)
 	p, err := w.store.UpsertPapers(uctx, papers, w.work)
 	return p, w.intakeTimedOut(ctx, uctx, err)
 }

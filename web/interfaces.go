@@ -181,7 +181,7 @@ type Worker struct {
 	Started     time.Time    `json:"started"`
 	Target      string       `json:"target"`      // what it writes: the TL;DR model and prompt, the embedding space
 	Concurrency int          `json:"concurrency"` // its TL;DR slots; 0 when it writes no TL;DRs
-	State       string       `json:"state"`       // working, idle, paused or stopping
+	State       string       `json:"state"`       // working, idle, paused, stalled or stopping
 	Pause       *WorkerPause `json:"pause,omitempty"`
 	Held        int          `json:"held"`      // messages held
 	Processed   int64        `json:"processed"` // messages whose work it stored since it started
@@ -195,7 +195,8 @@ type Worker struct {
 // WorkerPause is why a worker takes no work, and until when.
 type WorkerPause struct {
 	// Reason is one of api_refused, rate_limited, api_unavailable, api_unreachable,
-	// api_failing, database_unreachable.
+	// api_failing, database_unreachable; database_waiting for a stalled worker (its writes wait
+	// for the database, not long enough yet to pause it).
 	Reason string `json:"reason"`
 	Text   string `json:"text"`             // the pause in words, with its end
 	Detail string `json:"detail,omitempty"` // the answer that caused it

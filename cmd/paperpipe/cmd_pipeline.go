@@ -1225,10 +1225,11 @@ func unreadWorkersNote(unread uint64) string {
 		unread, pipeline.BucketWorkers, pipeline.MaxAnnouncementsRead, pipeline.BucketWorkers)
 }
 
-// workerStateText says what a worker does: its state, and a pause's reason and end.
+// workerStateText says what a worker does: its state, and a pause's (or a stall's) reason and
+// end.
 func workerStateText(w statusWorker) string {
 	if w.Pause != nil {
-		return "paused: " + w.Pause.Text(time.Now())
+		return w.State + ": " + w.Pause.Text(time.Now())
 	}
 	return w.State
 }
