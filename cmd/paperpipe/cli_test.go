@@ -1504,7 +1504,9 @@ func TestEmbedBatchTokensThatCutTheAbstractsAreRefused(t *testing.T) {
 // was taken (the consumer never delivers more than 4096 messages at once), a
 // PAPERPIPE_EMBED_DIMENSIONS above pgvector's 16000 failed once the space was created, a
 // PAPERPIPE_TLDR_MAX_WORDS of thousands made each request's token estimate eat a minute of
-// PAPERPIPE_TPM, a PAPERPIPE_HTTP_MAX_BODY_BYTES of 100 GB let one POST hold that much memory.
+// PAPERPIPE_TPM, a PAPERPIPE_HTTP_MAX_BODY_BYTES of 100 GB let one POST hold that much memory,
+// and PAPERPIPE_ACK_WAIT, PAPERPIPE_SHUTDOWN_DELAY, PAPERPIPE_FOLLOW_INTERVAL, PAPERPIPE_RPM and
+// PAPERPIPE_TPM had no maximum at all.
 // The flags that set the same values are bounded the same way. Each maximum itself is taken.
 func TestSettingsAboveTheirMaximumAreRefused(t *testing.T) {
 	t.Parallel()
@@ -1515,6 +1517,13 @@ func TestSettingsAboveTheirMaximumAreRefused(t *testing.T) {
 		{"PAPERPIPE_TLDR_MAX_WORDS", "201", "200"},
 		{"PAPERPIPE_EMBED_DIMENSIONS", "16001", "16000"},
 		{"PAPERPIPE_HTTP_MAX_BODY_BYTES", "99999999999", "1073741824"},
+		// Durations and rates had no maximum: PAPERPIPE_ACK_WAIT=60h (meant 60s) was taken, and
+		// set on the consumer every worker shares.
+		{"PAPERPIPE_ACK_WAIT", "60h", "1h"},
+		{"PAPERPIPE_SHUTDOWN_DELAY", "5h", "10m"},
+		{"PAPERPIPE_FOLLOW_INTERVAL", "300h", "1h"},
+		{"PAPERPIPE_RPM", "5000000", "1000000"},
+		{"PAPERPIPE_TPM", "20000000000", "1000000000"},
 	} {
 		r := newCLI(t, tc.name+"="+tc.over).run("version")
 		if r.code != 2 || !strings.Contains(r.stderr, "paperpipe: "+tc.name+"=") || !strings.Contains(r.stderr, " to "+tc.max) {

@@ -217,7 +217,8 @@ func loadConfig() *config {
 		// (it marks each message InProgress every quarter of the AckWait, and needs room for
 		// the work between) never reaches the consumer the running workers use. Below
 		// pipeline.MinAckWait a NATS restart hands the messages the workers hold to others.
-		{"PAPERPIPE_ACK_WAIT", c.AckWait < pipeline.MinAckWait, fmt.Sprintf("a duration of at least %s, like 60s", pipeline.MinAckWait)},
+		{"PAPERPIPE_ACK_WAIT", c.AckWait < pipeline.MinAckWait || c.AckWait > maxAckWait,
+			fmt.Sprintf("a duration from %s to %s, like 60s", pipeline.MinAckWait, fmtDuration(maxAckWait))},
 		// A message timeout of milliseconds ends every API call before its answer: each
 		// paper's work fails, and after its deliveries the whole queue is dead-lettered.
 		{"PAPERPIPE_MSG_TIMEOUT", c.MsgTimeout < 0 || (c.MsgTimeout > 0 && c.MsgTimeout < time.Second) || c.MsgTimeout >= c.AckWait,
@@ -236,13 +237,14 @@ func loadConfig() *config {
 			fmt.Sprintf("0 (each index kind's default) or 1 to %d candidates", store.MaxK)},
 		{"PAPERPIPE_KEYWORD_RANK_LIMIT", c.KeywordRankLimit < 0 || c.KeywordRankLimit > store.MaxKeywordRankLimit,
 			fmt.Sprintf("0 (the default, %d) to %d matches", store.DefaultKeywordRankLimit, store.MaxKeywordRankLimit)},
-		{"PAPERPIPE_RPM", c.RPM < 0, "0 (no client-side limit) or more requests per minute"},
-		{"PAPERPIPE_TPM", c.TPM < 0, "0 (no client-side limit) or more tokens per minute"},
+		{"PAPERPIPE_RPM", c.RPM < 0 || c.RPM > maxRPM, fmt.Sprintf("0 (no client-side limit) to %d requests per minute", maxRPM)},
+		{"PAPERPIPE_TPM", c.TPM < 0 || c.TPM > maxTPM, fmt.Sprintf("0 (no client-side limit) to %d tokens per minute", maxTPM)},
 		// Each check is a query: 1ms (or 1ns) had every offline worker query the database
 		// back to back, for as long as it ran.
-		{"PAPERPIPE_FOLLOW_INTERVAL", c.FollowInterval < 0 || (c.FollowInterval > 0 && c.FollowInterval < time.Second),
-			"a duration of at least 1s, like 30s, or 0 to turn it off"},
-		{"PAPERPIPE_SHUTDOWN_DELAY", c.ShutdownDelay < 0, "a duration, like 5s, or 0 to shut down at once"},
+		{"PAPERPIPE_FOLLOW_INTERVAL", c.FollowInterval < 0 || (c.FollowInterval > 0 && c.FollowInterval < time.Second) || c.FollowInterval > maxFollowInterval,
+			fmt.Sprintf("a duration from 1s to %s, like 30s, or 0 to turn it off", fmtDuration(maxFollowInterval))},
+		{"PAPERPIPE_SHUTDOWN_DELAY", c.ShutdownDelay < 0 || c.ShutdownDelay > maxShutdownDelay,
+			fmt.Sprintf("a duration from 0 (shut down at once) to %s, like 5s", fmtDuration(maxShutdownDelay))},
 		{"PAPERPIPE_HTTP_MAX_BODY_BYTES", c.MaxBodyBytes < 1 || c.MaxBodyBytes > maxBodyBytes,
 			fmt.Sprintf("1 to %d bytes (a body is held in memory while it is read)", maxBodyBytes)},
 	} {
@@ -336,6 +338,21 @@ const (
 	// characters, with its title, is estimated (llm.EstimateTokens) at about 700 tokens: a
 	// smaller budget cut abstracts of ordinary length, and 100 cut every one, silently.
 	minEmbedBatchTokens = 1024
+	// maxAckWait: a killed worker's messages come back only after the AckWait, and a
+	// message's API work (PAPERPIPE_MSG_TIMEOUT, below it) of a slow local model takes
+	// minutes, not hours: 60h (a typo of 60s or 60m) held a killed worker's papers for days.
+	maxAckWait = time.Hour
+	// maxShutdownDelay: a load balancer takes a pod out within seconds of /readyz failing, and
+	// a supervisor kills the process after its grace period (Kubernetes: 30 s by default).
+	maxShutdownDelay = 10 * time.Minute
+	// maxFollowInterval: beyond it a worker follows a new offline space so late that it is
+	// better turned off (0).
+	maxFollowInterval = time.Hour
+	// maxRPM, maxTPM: far above any API's limits (OpenAI's largest tiers: tens of thousands
+	// of requests and hundreds of millions of tokens a minute); above them a value is a typo,
+	// and would mean no limit at all.
+	maxRPM = 1_000_000
+	maxTPM = 1_000_000_000
 )
 
 // The ranges of the settings checked again as flags (checkWorkerFlags, buildModels).
@@ -686,4 +703,16 @@ func (c *config) checkAPIToken() error {
 		return usageErr("PAPERPIPE_API_TOKEN_READS=%q needs PAPERPIPE_API_TOKEN: reads cannot require a token that is not set", os.Getenv("PAPERPIPE_API_TOKEN_READS"))
 	}
 	return nil
+}
+
+// fmtDuration says d as it is written in a setting: 1h, 10m, 30s — not time.Duration's 1h0m0s.
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if t, ok := strings.CutSuffix(s, "m0s"); ok {
+		s = t + "m"
+	}
+	if t, ok := strings.CutSuffix(s, "h0m"); ok {
+		s = t + "h"
+	}
+	return s
 }
