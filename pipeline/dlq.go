@@ -330,6 +330,25 @@ type DeadLetter struct {
 	// BodyLeftOut is the size of the message's body when the letter was written without it
 	// (HeaderBodyLeftOut); such a letter cannot be replayed.
 	BodyLeftOut int `json:"body_left_out,omitempty"`
+	// ReasonBytes is the size of the whole reason when Reason is cut (see MaxShownReason);
+	// GetDeadLetter gives it whole.
+	ReasonBytes int `json:"reason_bytes,omitempty"`
+}
+
+// MaxShownReason bounds the reason of each letter a list gives (ListDeadLetters,
+// DeadLettersFrom, LatestDeadLetters: `dlq list`, status, the status page and GET
+// /api/status): a reason is a header any client of the NATS account may write, up to
+// JetStream's limit of a message's headers (64 KiB), and a forged or runaway one was shown
+// whole on every line and every page. The letter keeps it whole; GetDeadLetter (`dlq show`) gives it.
+const MaxShownReason = 1000
+
+// cutReason cuts d's reason to MaxShownReason bytes, saying so and where the whole is.
+func (d *DeadLetter) cutReason() {
+	if len(d.Reason) <= MaxShownReason {
+		return
+	}
+	d.ReasonBytes = len(d.Reason)
+	d.Reason = fmt.Sprintf("%s… [cut: %d bytes in all; paperpipe dlq show %d prints it whole]", truncate(d.Reason, MaxShownReason), d.ReasonBytes, d.Seq)
 }
 
 // deadStream returns the dead-letter stream and its state, with the number of messages of
@@ -395,7 +414,9 @@ func deadLettersFrom(ctx context.Context, s jetstream.Stream, from, to uint64, l
 			seq = raw.Sequence + 1
 			continue
 		}
-		out = append(out, deadLetterOf(raw))
+		dl := deadLetterOf(raw)
+		dl.cutReason()
+		out = append(out, dl)
 		seq = raw.Sequence + 1
 	}
 	return out, nil
@@ -451,6 +472,23 @@ func deadLetterOf(raw *jetstream.RawStreamMsg) DeadLetter {
 		Seq: raw.Sequence, PaperID: raw.Header.Get(HeaderPaperID), Subject: raw.Header.Get(HeaderSubject),
 		Reason: raw.Header.Get(HeaderReason), Attempts: attempts, FailedAt: at, BodyLeftOut: leftOut,
 	}
+}
+
+// GetDeadLetter returns the dead letter of sequence seq with its reason whole (the lists cut
+// it: see MaxShownReason). One not in the stream wraps ErrDeadLetterGone.
+func GetDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (DeadLetter, error) {
+	s, err := js.Stream(ctx, StreamDead)
+	if err != nil {
+		return DeadLetter{}, fmt.Errorf("dead-letter stream: %w", err)
+	}
+	raw, err := s.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) || err == nil && isClaim(raw.Subject) {
+		return DeadLetter{}, fmt.Errorf("dead letter %d: %w", seq, ErrDeadLetterGone)
+	}
+	if err != nil {
+		return DeadLetter{}, fmt.Errorf("dead letter %d: %w", seq, err)
+	}
+	return deadLetterOf(raw), nil
 }
 
 // ErrDeadLetterGone is wrapped by ReplayDeadLetter's error when the dead letter is not in the

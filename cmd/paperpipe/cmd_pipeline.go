@@ -684,7 +684,7 @@ func cmdMigrate(ctx context.Context, c *config, args []string) error {
 }
 
 func cmdDLQ(ctx context.Context, c *config, args []string) error {
-	fs := newFlagSet("dlq", "list | replay SEQ|--all | drop SEQ|--all", "List dead-lettered messages, put them back on their queue, or drop them for good.")
+	fs := newFlagSet("dlq", "list | show SEQ... | replay SEQ|--all | drop SEQ|--all", "List dead-lettered messages (a reason cut at "+strconv.Itoa(pipeline.MaxShownReason)+" bytes), show them whole, put them back on their queue, or drop them for good.")
 	c.addJSONFlag(fs)
 	all := fs.Bool("all", false, "replay or drop every dead letter")
 	limit := fs.Int("n", 100, "list: `N` dead letters, the oldest unless --newest or --from (0: all)")
@@ -695,7 +695,7 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 		return err
 	}
 	if len(pos) == 0 {
-		return usageErr("dlq list | dlq replay SEQ... | dlq replay --all | dlq drop SEQ... | dlq drop --all")
+		return usageErr("dlq list | dlq show SEQ... | dlq replay SEQ... | dlq replay --all | dlq drop SEQ... | dlq drop --all")
 	}
 	if *limit < 0 {
 		return usageErr("-n is %d, want 0 (all) or more dead letters", *limit)
@@ -708,6 +708,14 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 		}
 		if err == nil && *newest && *from > 0 {
 			err = usageErr("--newest and --from: one or the other")
+		}
+	case "show":
+		err = onlyFor(fs, "dlq show", "json")
+		if err == nil {
+			_, err = deadLetterSeqs(pos[1:])
+		}
+		if err == nil && len(pos) == 1 {
+			err = usageErr("name the dead letters to show")
 		}
 	case "replay", "drop":
 		// Every usage error before NATS is reached (and the embedded server started).
@@ -723,7 +731,7 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 			err = usageErr("name the dead letters to %s, or --all", pos[0])
 		}
 	default:
-		err = usageErr("unknown dlq action %q: want list, replay or drop", pos[0])
+		err = usageErr("unknown dlq action %q: want list, show, replay or drop", pos[0])
 	}
 	if err != nil {
 		return err
@@ -750,6 +758,8 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\n", d.Seq, termSafe(d.PaperID, false), d.Attempts, d.FailedAt.Format(time.DateTime), termSafe(d.Reason, false))
 		}
 		return tw.Flush()
+	case "show":
+		return showDeadLetters(ctx, b, c.JSON, pos[1:])
 	case "drop":
 		return dropDeadLetters(ctx, b, *all, pos[1:])
 	case "replay":
@@ -890,6 +900,54 @@ func listDeadLetters(ctx context.Context, b *broker, limit int, newest bool, fro
 // paper withdrawn), which otherwise stay, with no age limit. A letter that is not there (a
 // wrong number, one replayed or dropped meanwhile) is reported and the others go on; the exit
 // status is then 1.
+// showDeadLetters prints the dead letters named, each with its reason whole (`dlq list` cuts
+// it: see pipeline.MaxShownReason), or as JSON; one not found is reported and the others shown
+// (exit 1).
+func showDeadLetters(ctx context.Context, b *broker, asJSON bool, args []string) error {
+	seqs, err := deadLetterSeqs(args)
+	if err != nil {
+		return err
+	}
+	var dls []pipeline.DeadLetter
+	failed := 0
+	for _, s := range seqs {
+		d, err := pipeline.GetDeadLetter(ctx, b.js, s)
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "paperpipe dlq show: %v\n", err)
+			failed++
+			continue
+		}
+		dls = append(dls, d)
+	}
+	if asJSON {
+		err = writeJSON(stdout, nonNil(dls))
+	} else {
+		for i, d := range dls {
+			if i > 0 {
+				fmt.Fprintln(stdout)
+			}
+			// The id, the subject and the reason are any NATS client's to write: terminal-safe,
+			// the reason's lines kept.
+			fmt.Fprintf(stdout, "seq       %d\npaper     %s\nsubject   %s\nattempts  %d\nfailed    %s\n", d.Seq, termSafe(d.PaperID, false),
+				termSafe(d.Subject, false), d.Attempts, d.FailedAt.Format(time.DateTime))
+			if d.BodyLeftOut > 0 {
+				fmt.Fprintf(stdout, "message   left out (%d bytes: it did not fit in a dead letter)\n", d.BodyLeftOut)
+			}
+			fmt.Fprintf(stdout, "reason    %s\n", termSafe(d.Reason, true))
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of the %s named %s not found (above)", failed, plural(len(seqs), "dead letter", "dead letters"), pick(failed, "was", "were"))
+	}
+	return nil
+}
+
 func dropDeadLetters(ctx context.Context, b *broker, all bool, args []string) error {
 	if all { // without args: cmdDLQ refuses both, and neither, before NATS is reached
 		n, err := pipeline.DropAllDeadLetters(ctx, b.js)

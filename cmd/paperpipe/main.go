@@ -45,7 +45,7 @@ func commands() []command {
 		{"status", "", "backlog, workers, processed, dead letters and API usage", cmdStatus},
 		// The list names a command's arguments in its column; a long syntax is the command's -h's
 		// (dlq's "list|replay|drop" and tldrs' whole prune ran into their descriptions).
-		{"dlq", "ACTION", "list, replay or drop dead-lettered messages", cmdDLQ},
+		{"dlq", "ACTION", "list, show, replay or drop dead-lettered messages", cmdDLQ},
 		{"reprocess", "", "write missing or stale TL;DRs and embeddings for the configured models (--dry-run, --batch-api)", cmdReprocess},
 		{"fit", "", "fit the offline embedder on the archive, embed every paper with it, and activate it", cmdFit},
 		{"batches", batchesArgs, "list the open Batch API jobs of `reprocess --batch-api`; abandon one that cannot be collected; withheld: the TL;DRs the API would not give", cmdBatches},
