@@ -349,7 +349,7 @@ func announcedDate(typ string) bool {
 
 // item decodes and validates the <item> se starts: its id the <guid> (arXiv's OAI identifier,
 // oai:arXiv.org:2401.01234v2), or its <link> without one (and the title's without either), or
-// its DOI (itemDOI) when that guid or link is not an arXiv id or a DOI; its abstract the <description>,
+// its DOI or arXiv id (itemCanonicalID) when that guid or link is not an arXiv id or a DOI; its abstract the <description>,
 // without the announcement line arXiv puts before it.
 func (p *atomParser) item(se *xml.StartElement) (paper.Abstract, error) {
 	line, _ := p.dec.InputPos()
@@ -384,8 +384,8 @@ func (p *atomParser) item(se *xml.StartElement) (paper.Abstract, error) {
 		// The item's DOI, as an RSS 1.0 item's, names the paper wherever it is read, where a
 		// site's URL names one page of it; a guid that is an arXiv id or a DOI already stays
 		// (an arXiv paper keeps its arXiv id beside a journal's DOI).
-		if doi := itemDOI(&it); doi != "" && !stableID(f.rawID) {
-			f.rawID = doi
+		if id := itemCanonicalID(&it); id != "" && !stableID(f.rawID) {
+			f.rawID = id
 		}
 	}
 	f.authors = splitCreators(it.Creators)
@@ -437,7 +437,7 @@ func first(ss []string) string {
 // is read, and not its URL, which names one version (bioRxiv's "…/857789v1?rss=1"); else its
 // rdf:about, its <link> (link, the first of its own), its title.
 func rdfID(it *rssItem, link string) string {
-	if id := itemDOI(it); id != "" {
+	if id := itemCanonicalID(it); id != "" {
 		return id
 	}
 	if about := strings.TrimSpace(it.About); about != "" && globalID(about) {
@@ -446,10 +446,10 @@ func rdfID(it *rssItem, link string) string {
 	return link
 }
 
-// itemDOI is the canonical DOI of an RSS item's <prism:doi>, else the first of its
-// <dc:identifier>s that is a DOI or an arXiv id (a URL among them is no better than its link);
-// "" when it has none.
-func itemDOI(it *rssItem) string {
+// itemCanonicalID is the canonical DOI of an RSS item's <prism:doi>, else the first of its
+// <dc:identifier>s that is a DOI or an arXiv id, canonical (a URL among them is no better than
+// its link); "" when it has none. (It was named itemDOI, and returns arXiv ids too.)
+func itemCanonicalID(it *rssItem) string {
 	if d := strings.TrimSpace(it.DOI); d != "" {
 		if c, err := paper.CanonicalID(d); err == nil && strings.HasPrefix(c, "doi:") {
 			return c
