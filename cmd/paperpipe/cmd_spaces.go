@@ -98,18 +98,28 @@ func cmdSpaces(ctx context.Context, c *config, args []string) error {
 }
 
 // reprocessDescription is the description of the durable consumer of a reprocess run of w into
-// space (none when w.SpaceID is 0): `paperpipe status` shows it, and reprocessSpaceOf reads the
-// space's name back from it.
+// space (none when w.SpaceID is 0; no TL;DRs when w.Model is ""): `paperpipe status` shows it,
+// and reprocessSpaceOf reads the space's name back from it.
 func reprocessDescription(w paper.Work, space paper.Space) string {
-	if w.SpaceID == 0 {
+	switch {
+	case w.SpaceID == 0:
 		return fmt.Sprintf("re-processing: TL;DRs %s %s", w.Model, w.PromptVersion)
+	case w.Model == "": // --embed-only: it read "re-processing: TL;DRs  , space X"
+		return reprocessSpaceOnly + space.Name()
 	}
 	return fmt.Sprintf("re-processing: TL;DRs %s %s, space %s", w.Model, w.PromptVersion, space.Name())
 }
 
+// reprocessSpaceOnly begins the description of an embed-only reprocess run's consumer.
+const reprocessSpaceOnly = "re-processing: space "
+
 // reprocessSpaceOf is the name of the embedding space that a reprocess consumer's description
-// (reprocessDescription) names, if any.
+// (reprocessDescription) names, if any: also of a description written before embed-only runs
+// had their own ("re-processing: TL;DRs  , space X"), which a stopped run's consumer keeps.
 func reprocessSpaceOf(desc string) (string, bool) {
+	if name, ok := strings.CutPrefix(desc, reprocessSpaceOnly); ok {
+		return name, true
+	}
 	const sep = ", space "
 	i := strings.LastIndex(desc, sep)
 	if !strings.HasPrefix(desc, "re-processing: ") || i < 0 {

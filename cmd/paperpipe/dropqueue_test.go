@@ -124,3 +124,25 @@ func TestStatusListsAReprocessConsumerWhoseDescriptionNamesAModelOfTwoSpaces(t *
 		}
 	}
 }
+
+// An embed-only reprocess run's consumer was described "re-processing: TL;DRs  , space X"
+// (no model, no prompt), which status shows: it is now "re-processing: space X". The space's
+// name is read back from both (a stopped run's consumer keeps the old description), and from
+// the other runs' descriptions as before.
+func TestAnEmbedOnlyReprocessQueueIsDescribedByItsSpaceAlone(t *testing.T) {
+	t.Parallel()
+	sp := paper.Space{Model: "text-embedding-3-small", Dimensions: 1536, Template: "title-abstract-v1"}
+	desc := reprocessDescription(paper.Work{SpaceID: 7}, sp)
+	if desc != "re-processing: space "+sp.Name() {
+		t.Errorf("embed-only run's description %q; want %q", desc, "re-processing: space "+sp.Name())
+	}
+	for _, d := range []string{desc, "re-processing: TL;DRs  , space " + sp.Name(),
+		reprocessDescription(paper.Work{SpaceID: 7, Model: "gpt-4o-mini", PromptVersion: "tldr-v1"}, sp)} {
+		if name, ok := reprocessSpaceOf(d); !ok || name != sp.Name() {
+			t.Errorf("reprocessSpaceOf(%q) = %q, %v; want %q", d, name, ok, sp.Name())
+		}
+	}
+	if name, ok := reprocessSpaceOf(reprocessDescription(paper.Work{Model: "gpt-4o-mini", PromptVersion: "tldr-v1"}, paper.Space{})); ok {
+		t.Errorf("a TL;DR-only run's description names space %q", name)
+	}
+}
