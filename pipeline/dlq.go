@@ -165,12 +165,30 @@ func (w *Worker) deadLetterID(seq uint64, stored time.Time) string {
 // letter published later (within the duplicate window) as a repeat. Either way the answer's
 // sequence is what to remove. A message requeued after such a lapse (requeue) is withdrawn the
 // same way: its copy carries the work. done says what became of the message, for the log.
+//
+// A letter of this delivery is written once the server gave it up, after it delivered it: not
+// before the worker took it (received, less the time a pull request gathers its messages and
+// a minute's slack). While that is within the stream's duplicate window the claim alone finds
+// it; the stream is searched (findLetter) only after a hold that long. The message's own
+// queueing time bounded the letter before: every last delivery of a backlog more than an hour
+// old (the window) searched the stream, reading every letter written since it was queued.
 func (w *Worker) withdrawDeadLetter(j job, done string) {
 	if j.meta == nil {
 		return
 	}
-	w.withdrawLetter(j.msg.Data(), j.a.ID, w.deadLetterID(j.meta.Sequence.Stream, j.meta.Timestamp), "its worker held its last delivery and "+done,
+	since := j.meta.Timestamp
+	if !j.received.IsZero() {
+		since = later(since, j.received.Add(-time.Minute-w.cfg.FetchWait))
+	}
+	w.withdrawLetter(j.msg.Data(), j.a.ID, w.deadLetterID(j.meta.Sequence.Stream, j.meta.Timestamp), since, "its worker held its last delivery and "+done,
 		"the worker "+done+" on its last delivery, which the server may have given up")
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // withdrawOriginal withdraws, as withdrawDeadLetter does, the dead letter of the message j, a
@@ -187,15 +205,17 @@ func (w *Worker) withdrawOriginal(j job, done string) {
 // paperID.
 func (w *Worker) withdrawOriginals(h nats.Header, data []byte, paperID, done string) {
 	for _, from := range h.Values(HeaderRequeuedFrom) {
-		w.withdrawLetter(data, paperID, from, "its requeued copy was "+done,
+		since, _ := storedAt(from) // the zero time when from does not say
+		w.withdrawLetter(data, paperID, from, since, "its requeued copy was "+done,
 			"the worker settled a requeued copy ("+done+"), whose original the server may have given up")
 	}
 }
 
 // withdrawLetter removes the dead letter of message id id of paper paperID (whose message's
 // body is data), if any, and keeps one from being written later (see withdrawDeadLetter);
-// reason is the claim's, and what the log says of a failure.
-func (w *Worker) withdrawLetter(data []byte, paperID, id, reason, what string) {
+// since is the earliest such a letter can have been written (zero: any time); reason is the
+// claim's, and what the log says of a failure.
+func (w *Worker) withdrawLetter(data []byte, paperID, id string, since time.Time, reason, what string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	letters := SubjectDead + "." + w.cfg.Consumer
@@ -212,10 +232,10 @@ func (w *Worker) withdrawLetter(data []byte, paperID, id, reason, what string) {
 			err = deleteMsg(ctx, s, ack.Sequence)
 			if ack.Duplicate {
 				letter = ack.Sequence
-			} else if err == nil && pastWindow(id, s.CachedInfo().Config.Duplicates) {
+			} else if err == nil && pastWindow(since, s.CachedInfo().Config.Duplicates) {
 				// The stream may have forgotten the id of a letter written more than its
 				// duplicate window ago: the claim was stored beside it.
-				if letter, err = findLetter(ctx, s, letters, id, ack.Sequence); err == nil && letter > 0 {
+				if letter, err = findLetter(ctx, s, letters, id, since, ack.Sequence); err == nil && letter > 0 {
 					err = deleteMsg(ctx, s, letter)
 				}
 			}
@@ -248,12 +268,10 @@ func isClaim(subject string) bool {
 	return strings.HasSuffix(subject, "."+claimToken) && strings.Count(subject, ".") == strings.Count(SubjectDead, ".")+2
 }
 
-// pastWindow reports whether a dead letter of message id id (see deadLetterID) may have been
-// written more than window, the dead-letter stream's duplicate window, ago: the message was
-// stored longer ago than that (its letter can only be later), or id does not say when.
-func pastWindow(id string, window time.Duration) bool {
-	stored, ok := storedAt(id)
-	return window <= 0 || !ok || time.Since(stored) >= window
+// pastWindow reports whether a dead letter written not before since (zero: any time) may have
+// been written more than window, the dead-letter stream's duplicate window, ago.
+func pastWindow(since time.Time, window time.Duration) bool {
+	return window <= 0 || since.IsZero() || time.Since(since) >= window
 }
 
 // storedAt is when the message a dead letter's message id id names was stored (its last field,
@@ -267,11 +285,10 @@ func storedAt(id string) (t time.Time, ok bool) {
 }
 
 // findLetter returns the sequence of the dead letter on subject whose message id is id, among
-// those stored before sequence before and not before the message id names was stored (see
+// those stored before sequence before and not before since (the zero time: any; see
 // pastWindow); 0 when there is none. It finds the first letter of that time by bisection, then
 // reads the letters from there on: those of the time a copy waited in the queue.
-func findLetter(ctx context.Context, s jetstream.Stream, subject, id string, before uint64) (uint64, error) {
-	since, _ := storedAt(id) // the zero time when id does not say
+func findLetter(ctx context.Context, s jetstream.Stream, subject, id string, since time.Time, before uint64) (uint64, error) {
 	next := func(seq uint64) (*jetstream.RawStreamMsg, error) {
 		raw, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
 		if errors.Is(err, jetstream.ErrMsgNotFound) || err == nil && raw.Sequence >= before {

@@ -723,6 +723,9 @@ type job struct {
 	space int64
 	// recorded is when the store told what the paper needs (UpsertPapers).
 	recorded time.Time
+	// received is when the worker took the message (decode): a dead letter of this delivery,
+	// written once the server gave it up, is not older (see withdrawDeadLetter).
+	received time.Time
 	// replayed is set on a dead letter's replay (HeaderReplayed): its TL;DR is asked for again
 	// even when the API withheld it (forgetWithheld).
 	replayed bool
@@ -868,7 +871,7 @@ func (w *Worker) upsertEach(ctx context.Context, jobs []job, release func(int)) 
 
 // decode parses and checks a message. On error the returned job still carries the message.
 func decode(m jetstream.Msg) (job, error) {
-	j := job{msg: m}
+	j := job{msg: m, received: time.Now()}
 	meta, err := m.Metadata()
 	if err != nil {
 		return j, fmt.Errorf("message metadata: %w: %w", err, paper.ErrInvalid)
@@ -1314,7 +1317,8 @@ func (w *Worker) requeue(ctx context.Context, j job, why string) {
 	for _, from := range dropped {
 		// An original the copy no longer names (maxRequeuedFrom): its letter, if any, is
 		// withdrawn now — the copy carries its work.
-		w.withdrawLetter(j.msg.Data(), j.a.ID, from, "a copy of its copy was requeued",
+		since, _ := storedAt(from) // the zero time when from does not say
+		w.withdrawLetter(j.msg.Data(), j.a.ID, from, since, "a copy of its copy was requeued",
 			"the worker requeued a copy of a copy, whose first original the server may have given up")
 	}
 	// The server may have given the delivered message up meanwhile and a reaper dead-lettered
