@@ -132,25 +132,7 @@ func TestAReprocessKilledMidRunResumesSayingWhatItWaitsFor(t *testing.T) {
 // lab's journey). It says which comes at once and which waits.
 func TestAReprocessStoppedByCtrlCResumesWithoutAnnouncingAWaitAlone(t *testing.T) {
 	t.Parallel()
-	api := openaitest.Start(t, openaitest.Config{ChatLatency: 100 * time.Millisecond})
-	c := newCLI(t, "OPENAI_BASE_URL="+api.URL(), "PAPERPIPE_CHAT_MODEL=offline", "PAPERPIPE_EMBED_MODEL=offline",
-		"PAPERPIPE_ACK_WAIT=5s")
-	c.ok("ingest", sampleFile)
-	c.workUntilIdle()
-	db, err := pgx.Connect(t.Context(), c.databaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close(context.Background()) })
-	stored := func() int {
-		var n int
-		if err := db.QueryRow(t.Context(), `SELECT count(*) FROM tldrs WHERE model = 'gpt-4o-mini'`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	args := []string{"reprocess", "--tldr-only", "--chat-model", "gpt-4o-mini", "--concurrency", "2"}
-	signalMidRun(t, c, args, func() bool { return stored() >= 20 }, syscall.SIGINT)
+	c, _, stored, args := stoppedReprocess(t, syscall.SIGINT)
 
 	r := c.ok(args...)
 	if !strings.Contains(r.stderr, "resuming") {
@@ -221,6 +203,12 @@ func TestAfterAKilledCommandTheQueueIsRecoveredWithoutAlarm(t *testing.T) {
 // gpt-4o-mini stored, and the reprocess command's arguments.
 func killedReprocess(t *testing.T) (*cli, *openaitest.Server, func() int, []string) {
 	t.Helper()
+	return stoppedReprocess(t, syscall.SIGKILL)
+}
+
+// stoppedReprocess is killedReprocess with the signal sig.
+func stoppedReprocess(t *testing.T, sig syscall.Signal) (*cli, *openaitest.Server, func() int, []string) {
+	t.Helper()
 	api := openaitest.Start(t, openaitest.Config{ChatLatency: 100 * time.Millisecond})
 	c := newCLI(t, "OPENAI_BASE_URL="+api.URL(), "PAPERPIPE_CHAT_MODEL=offline", "PAPERPIPE_EMBED_MODEL=offline",
 		"PAPERPIPE_ACK_WAIT=5s")
@@ -239,7 +227,7 @@ func killedReprocess(t *testing.T) (*cli, *openaitest.Server, func() int, []stri
 		return n
 	}
 	args := []string{"reprocess", "--tldr-only", "--chat-model", "gpt-4o-mini", "--concurrency", "2"}
-	killMidRun(t, c, args, func() bool { return stored() >= 20 })
+	signalMidRun(t, c, args, func() bool { return stored() >= 20 }, sig)
 	return c, api, stored, args
 }
 
