@@ -1115,16 +1115,8 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	fmt.Fprintf(w, "dead letters\t%d\n", dead)
 	w.Flush()
 	notes, err := workerNotes(backlogs, activeName, func(name string) (bool, error) {
-		_, err := st.FindSpace(ctx, name)
-		switch {
-		case errors.Is(err, paper.ErrNotFound):
-			return false, nil
-		case errors.Is(err, paper.ErrAmbiguous):
-			// A name of several spaces was not written by a worker (any client of the NATS
-			// account may write an announcement): nothing to say of it.
-			return true, nil
-		}
-		return err == nil, err
+		gone, err := spaceGone(ctx, st, name)
+		return !gone, err
 	})
 	if err != nil {
 		return err
@@ -1350,15 +1342,25 @@ func droppedSpace(ctx context.Context, st *store.Store, bl pipeline.Backlog) (st
 	if !ok || !strings.HasPrefix(bl.Consumer, "reprocess-") {
 		return "", nil
 	}
-	// A description names its space in full; one that names a model of several spaces
-	// (ErrAmbiguous) was not written by reprocess — any client of the NATS account may
-	// describe a consumer — and names no space, dropped or not.
-	if _, err := st.FindSpace(ctx, name); errors.Is(err, paper.ErrNotFound) {
-		return name, nil
-	} else if err != nil && !errors.Is(err, paper.ErrAmbiguous) {
+	if gone, err := spaceGone(ctx, st, name); err != nil || !gone {
 		return "", err
 	}
-	return "", nil
+	return name, nil
+}
+
+// spaceGone reports whether the embedding space name, as a consumer's description or a
+// worker's announcement names it, is not in the archive (dropped). Such a text names its space
+// in full; one that names a model of several spaces (ErrAmbiguous) was not written by
+// paperpipe — any client of the NATS account may write both — and names no space, gone or not.
+func spaceGone(ctx context.Context, st *store.Store, name string) (bool, error) {
+	_, err := st.FindSpace(ctx, name)
+	switch {
+	case errors.Is(err, paper.ErrNotFound):
+		return true, nil
+	case errors.Is(err, paper.ErrAmbiguous):
+		return false, nil
+	}
+	return false, err
 }
 
 // modelCost is one model's API usage over the status window and what it is estimated to cost.
