@@ -427,20 +427,21 @@ func explainAnnounce(err error) string {
 		we     *entryWriteError
 	)
 	isAPI := errors.As(err, &apiErr)
+	written := errors.As(err, &we) // the bucket exists: its write failed
 	unanswered := errors.Is(err, nats.ErrPermissionViolation) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
 	switch {
-	case errors.As(err, &we) && isAPI && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:
+	case written && isAPI && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:
 		return fmt.Sprintf("the bucket exists and refuses an entry of %d bytes, more than the largest value it takes "+
 			"(made by hand with --max-value-size? `nats kv info %s` shows it): let the bucket take values of 16 KiB "+
 			"(`nats stream edit KV_%s --max-msg-size 16KiB`), or delete it (`nats kv del %s`) for a worker to make it again", we.size, BucketWorkers, BucketWorkers, BucketWorkers)
-	case errors.As(err, &we) && isAPI && apiErr.ErrorCode == jsStoreFailed && strings.Contains(apiErr.Description, "maximum"):
+	case written && isAPI && apiErr.ErrorCode == jsStoreFailed && strings.Contains(apiErr.Description, "maximum"):
 		return fmt.Sprintf("the bucket exists and is full (%s): its entries are other clients' of the NATS account, "+
 			"or it was made by hand with less room or without a TTL (`nats kv info %s`, `nats kv ls %s`); "+
 			"`nats stream purge KV_%s` empties it, and the running workers write theirs again within their refresh", apiErr.Description, BucketWorkers, BucketWorkers, BucketWorkers)
-	case errors.As(err, &we) && unanswered:
+	case written && unanswered:
 		return fmt.Sprintf("the bucket exists and NATS did not acknowledge the write: if the NATS account may not publish to it, "+
 			"allow the workers to publish to $KV.%s.>", BucketWorkers)
-	case errors.As(err, &we):
+	case written:
 		return "tried again every refresh"
 	case isAPI || unanswered:
 		return fmt.Sprintf("if the NATS account may not create streams, create the bucket once with "+
