@@ -127,38 +127,7 @@ func TestAServerRestartedWhileAWorkerHoldsAMessageLeavesItToTheWorker(t *testing
 // apart, and the message's first InProgress after the restart must come well before that.
 func TestAWorkerMarksWhatItHoldsAsSoonAsItReconnects(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	srv := natstest.Start(t)
-	js := srv.Connect(t)
-	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{AckWait: time.Minute}); err != nil {
-		t.Fatal(err)
-	}
-	emb := embed.NewOffline()
-	b := setupOn(t, js, emb)
-	publish(t, js, sampledata.Papers(t)[:1])
-	saves := &gatedSaves{Store: b.store, gate: newGate()}
-	w := startWorkerOn(t, b, saves, summarize.NewOffline(30), emb, pipeline.WorkerConfig{SweepInterval: time.Hour, ProgressInterval: 20 * time.Second})
-	<-saves.entered // the TL;DR is bought; its save waits, the message held
-	if err := js.Conn().Flush(); err != nil {
-		t.Fatal(err)
-	}
-	srv.Restart(t)
-
-	// An observer of the restarted server, subscribed before the worker's connection is back
-	// (nats.go's ReconnectWait, 2 s): the worker's InProgress goes to the delivery's reply
-	// subject.
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	acks, err := nc.SubscribeSync("$JS.ACK." + pipeline.StreamPapers + ".>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	w, saves, acks := heldThroughARestart(t, time.Minute, 20*time.Second)
 	m, err := acks.NextMsg(10 * time.Second)
 	if err != nil {
 		t.Errorf("no InProgress for the message held within 10 s of the restart (ProgressInterval 20 s): %v", err)
@@ -179,34 +148,7 @@ func TestAWorkerMarksWhatItHoldsAsSoonAsItReconnects(t *testing.T) {
 // it had already answered sent InProgress back to back for as long as it held the message.)
 func TestAWorkerBackFromALostConnectionMarksWhatItHoldsOnce(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	srv := natstest.Start(t)
-	js := srv.Connect(t)
-	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{AckWait: 10 * time.Minute}); err != nil {
-		t.Fatal(err)
-	}
-	emb := embed.NewOffline()
-	b := setupOn(t, js, emb)
-	publish(t, js, sampledata.Papers(t)[:1])
-	saves := &gatedSaves{Store: b.store, gate: newGate()}
-	w := startWorkerOn(t, b, saves, summarize.NewOffline(30), emb, pipeline.WorkerConfig{SweepInterval: time.Hour, ProgressInterval: 4 * time.Minute})
-	<-saves.entered // the message held, its save waiting
-	if err := js.Conn().Flush(); err != nil {
-		t.Fatal(err)
-	}
-	srv.Restart(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	acks, err := nc.SubscribeSync("$JS.ACK." + pipeline.StreamPapers + ".>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	w, saves, acks := heldThroughARestart(t, 10*time.Minute, 4*time.Minute)
 	if m, err := acks.NextMsg(time.Minute); err != nil || string(m.Data) != "+WPI" {
 		t.Fatalf("the worker's first word on the message after the restart: %v; want an InProgress (+WPI)", err)
 	}
@@ -230,4 +172,42 @@ func TestAWorkerBackFromALostConnectionMarksWhatItHoldsOnce(t *testing.T) {
 		}
 		t.Errorf("the next words on the message after its InProgress: %q…; want its acknowledgement (+ACK), its next tick being 4 minutes away", words)
 	}
+}
+
+// heldThroughARestart starts a worker (AckWait ackWait, holds marked every progress) on one
+// paper whose TL;DR's save it holds open (close saves.open to let it go), restarts the NATS
+// server, and returns the worker, its saves and a subscription of an observer of the restarted
+// server to the stream's acknowledgements — subscribed before the worker's connection is back
+// (nats.go's ReconnectWait, 2 s): the worker's words on the message go to its reply subject.
+func heldThroughARestart(t *testing.T, ackWait, progress time.Duration) (*pipeline.Worker, *gatedSaves, *nats.Subscription) {
+	t.Helper()
+	ctx := context.Background()
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{AckWait: ackWait}); err != nil {
+		t.Fatal(err)
+	}
+	emb := embed.NewOffline()
+	b := setupOn(t, js, emb)
+	publish(t, js, sampledata.Papers(t)[:1])
+	saves := &gatedSaves{Store: b.store, gate: newGate()}
+	w := startWorkerOn(t, b, saves, summarize.NewOffline(30), emb, pipeline.WorkerConfig{SweepInterval: time.Hour, ProgressInterval: progress})
+	<-saves.entered // the TL;DR is bought; its save waits, the message held
+	if err := js.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart(t)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	acks, err := nc.SubscribeSync("$JS.ACK." + pipeline.StreamPapers + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return w, saves, acks
 }
