@@ -16,20 +16,7 @@ import (
 )
 
 func TestControlEndpoints(t *testing.T) {
-	fake := openaitest.New(openaitest.Config{})
-	ts := httptest.NewServer(routes(fake, slog.New(slog.DiscardHandler)))
-	t.Cleanup(func() { ts.Close(); fake.Close() })
-
-	post := func(path, body string) *http.Response {
-		t.Helper()
-		resp, err := http.Post(ts.URL+path, "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp
-	}
+	url, post := fakeRoutes(t)
 	if r := post("/v1/embeddings", `{"model":"m","input":"a"}`); r.StatusCode != http.StatusOK {
 		t.Fatalf("embeddings: %d", r.StatusCode)
 	}
@@ -46,7 +33,7 @@ func TestControlEndpoints(t *testing.T) {
 		}
 	}
 
-	resp, err := http.Get(ts.URL + "/_stats")
+	resp, err := http.Get(url + "/_stats")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +46,7 @@ func TestControlEndpoints(t *testing.T) {
 		t.Errorf("stats = %+v", st)
 	}
 
-	dresp, err := http.Get(ts.URL + "/_deliveries")
+	dresp, err := http.Get(url + "/_deliveries")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,19 +146,7 @@ func TestServerErrorStatusFlagSetsTheStatusOfEveryServerError(t *testing.T) {
 // fields, so a chaos run could not turn an outage with a Retry-After on while the fake runs.
 // Each field is sent with its zero value here, and the new one in earnest below.
 func TestFaultsEndpointTakesEveryFault(t *testing.T) {
-	fake := openaitest.New(openaitest.Config{})
-	ts := httptest.NewServer(routes(fake, slog.New(slog.DiscardHandler)))
-	t.Cleanup(func() { ts.Close(); fake.Close() })
-	post := func(path, body string) *http.Response {
-		t.Helper()
-		resp, err := http.Post(ts.URL+path, "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp
-	}
+	_, post := fakeRoutes(t)
 	ft := reflect.TypeFor[openaitest.Faults]()
 	for i := range ft.NumField() {
 		name, _, _ := strings.Cut(ft.Field(i).Tag.Get("json"), ",")
@@ -201,5 +176,24 @@ func TestUnavailableForFlagSetsTheRetryAfterOfA503(t *testing.T) {
 	}
 	if got := o.cfg.Faults.UnavailableFor; got != 90*time.Second {
 		t.Errorf("-unavailable-for 90s: the faults' UnavailableFor is %v", got)
+	}
+}
+
+// fakeRoutes serves openai-fake's routes over a fake API, and returns their URL and a POST of a
+// JSON body to one of the routes, whose answer's body is read and closed.
+func fakeRoutes(t *testing.T) (string, func(path, body string) *http.Response) {
+	t.Helper()
+	fake := openaitest.New(openaitest.Config{})
+	ts := httptest.NewServer(routes(fake, slog.New(slog.DiscardHandler)))
+	t.Cleanup(func() { ts.Close(); fake.Close() })
+	return ts.URL, func(path, body string) *http.Response {
+		t.Helper()
+		resp, err := http.Post(ts.URL+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
 	}
 }
