@@ -50,16 +50,22 @@ func (s *stalls) end(id uint64) {
 	delete(s.ops, id)
 }
 
-// attempt records that write id's attempt begins (start) or ended with err (!start).
-func (s *stalls) attempt(id uint64, start bool, err error) {
+// started records that an attempt of write id begins.
+func (s *stalls) started(id uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if op := s.ops[id]; op != nil {
+		op.attempt = time.Now()
+	}
+}
+
+// ended records that an attempt of write id ended with err: a failure its retries may mend
+// keeps the write stalled until it ends.
+func (s *stalls) ended(id uint64, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	op := s.ops[id]
 	if op == nil {
-		return
-	}
-	if start {
-		op.attempt = time.Now()
 		return
 	}
 	op.attempt = time.Time{}

@@ -1743,9 +1743,9 @@ func (w *Worker) saveWithRetry(ctx context.Context, what string, save func(conte
 	id := w.stalls.begin(what)
 	defer w.stalls.end(id)
 	return saveRetry.do(ctx, w.log, what, func(ctx context.Context) error {
-		w.stalls.attempt(id, true, nil)
+		w.stalls.started(id)
 		err := save(ctx)
-		w.stalls.attempt(id, false, err)
+		w.stalls.ended(id, err)
 		return err
 	}, w.databaseAnswers)
 }
@@ -1809,7 +1809,7 @@ func (w *Worker) upsertBy(ctx context.Context, papers []paper.Abstract, deadline
 	defer cancel()
 	id := w.stalls.begin("papers")
 	defer w.stalls.end(id)
-	w.stalls.attempt(id, true, nil)
+	w.stalls.started(id)
 	p, err := w.store.UpsertPapers(uctx, papers, w.work)
 	return p, w.intakeTimedOut(ctx, uctx, err)
 }
