@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/paperpipe/paperpipe/internal/nettest"
 	"io"
 	"log/slog"
 	"math"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/paperpipe/paperpipe/internal/llm"
+	"github.com/paperpipe/paperpipe/internal/nettest"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/paper"
 )

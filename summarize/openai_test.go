@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/paperpipe/paperpipe/internal/llm"
-	"github.com/paperpipe/paperpipe/internal/nettest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paperpipe/paperpipe/internal/llm"
+	"github.com/paperpipe/paperpipe/internal/nettest"
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/internal/sampledata"
 	"github.com/paperpipe/paperpipe/paper"
