@@ -92,10 +92,12 @@ bench: services ## run the benchmarks (BENCH=quick, under 5 min; BENCH=full, 1M 
 
 # staticcheck comes from the Go module proxy at this version (built once, then cached).
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOIMPORTS ?= golang.org/x/tools/cmd/goimports@v0.53.0
 
 .PHONY: lint
-lint: ## gofmt, go vet and staticcheck
+lint: ## gofmt, goimports (the standard library's imports in a group of their own), go vet and staticcheck
 	@files="$$(gofmt -l .)"; test -z "$$files" || { echo "not gofmt-formatted (gofmt -w them):"; echo "$$files"; exit 1; }
+	@files="$$($(GO) run $(GOIMPORTS) -l .)"; test -z "$$files" || { echo "imports not grouped as goimports has them ($(GO) run $(GOIMPORTS) -w them):"; echo "$$files"; exit 1; }
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
