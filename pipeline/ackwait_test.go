@@ -312,3 +312,36 @@ func TestAWorkerOnAConsumerWhoseAckWaitIsBelowTheMinimumSaysSoOnce(t *testing.T)
 		t.Errorf("%d warnings of the AckWait below %s, want 1:\n%s", n, pipeline.MinAckWait, logs.String())
 	}
 }
+
+// TestAWorkerFollowingAnEditedConsumerNamesItOnceALine: the worker's logger names its consumer
+// (paperpipe's commands give it With("consumer", …), WorkerConfig.Logger), and the worker's own
+// lines must not add it again: the line of a consumer followed after an edit and the warning of
+// an AckWait below MinAckWait read `consumer=workers consumer=workers`, a key twice in one
+// logfmt line, which log processors read as they like.
+func TestAWorkerFollowingAnEditedConsumerNamesItOnceALine(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	sum, emb := summarize.NewOffline(30), embed.NewOffline()
+	b := setup(t, emb, pipeline.TopologyConfig{})
+	logs := &logBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil)).With("consumer", pipeline.ConsumerNew)
+	startWorker(t, b, sum, emb, pipeline.WorkerConfig{ProgressInterval: 100 * time.Millisecond, Logger: log})
+	cons, err := b.js.Consumer(ctx, pipeline.StreamPapers, pipeline.ConsumerNew)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := cons.CachedInfo().Config
+	cfg.AckWait = time.Second // `nats consumer edit --ack-wait 1s`
+	if _, err := b.js.UpdateConsumer(ctx, pipeline.StreamPapers, cfg); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the worker to follow the edited AckWait", func() (bool, string) {
+		s := logs.String()
+		return strings.Contains(s, "following them") && strings.Contains(s, "AckWait is below"), s
+	})
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if n := strings.Count(line, " consumer="); n > 1 {
+			t.Errorf("a log line names the consumer %d times: %s", n, line)
+		}
+	}
+}

@@ -55,6 +55,6 @@ func (w *Worker) followOnce(ctx context.Context, cons jetstream.Consumer) {
 	if tm == old {
 		return
 	}
-	w.log.Info("the consumer's settings changed; following them", "consumer", info.Name,
+	w.log.Info("the consumer's settings changed; following them",
 		"ack_wait", tm.ackWait, "max_deliver", tm.maxDeliver, "progress_interval", tm.progress, "msg_timeout", tm.msgTimeout)
 }

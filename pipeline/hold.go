@@ -289,7 +289,7 @@ func (w *Worker) setTimeouts(ackWait time.Duration, maxDeliver int) error {
 		w.log.Warn(fmt.Sprintf("the consumer's AckWait is below %s, the shortest paperpipe accepts: a restart of the NATS server "+
 			"(the embedded one taken over) can hand the messages a worker holds to another while the first still works on them, "+
 			"both paying the API; set it back with `nats consumer edit %s %s --ack-wait 60s` (or restart a worker with PAPERPIPE_ACK_WAIT)",
-			MinAckWait, StreamPapers, w.cfg.Consumer), "consumer", w.cfg.Consumer, "ack_wait", ackWait)
+			MinAckWait, StreamPapers, w.cfg.Consumer), "ack_wait", ackWait)
 	}
 	tm := &workerTimings{ackWait: ackWait, maxDeliver: maxDeliver, progress: w.cfg.ProgressInterval, changed: make(chan struct{})}
 	if tm.progress <= 0 {
