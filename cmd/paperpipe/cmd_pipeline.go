@@ -895,11 +895,6 @@ func listDeadLetters(ctx context.Context, b *broker, limit int, newest bool, fro
 	return dls, nil
 }
 
-// dropDeadLetters is `dlq drop`: it removes the dead letters named by seqs, or with all every
-// one there is, for good — those that can never go through (a producer's malformed messages, a
-// paper withdrawn), which otherwise stay, with no age limit. A letter that is not there (a
-// wrong number, one replayed or dropped meanwhile) is reported and the others go on; the exit
-// status is then 1.
 // showDeadLetters prints the dead letters named, each with its reason whole (`dlq list` cuts
 // it: see pipeline.MaxShownReason), or as JSON; one not found is reported and the others shown
 // (exit 1).
@@ -948,6 +943,11 @@ func showDeadLetters(ctx context.Context, b *broker, asJSON bool, args []string)
 	return nil
 }
 
+// dropDeadLetters is `dlq drop`: it removes the dead letters named by seqs, or with all every
+// one there is, for good — those that can never go through (a producer's malformed messages, a
+// paper withdrawn), which otherwise stay, with no age limit. A letter that is not there (a
+// wrong number, one replayed or dropped meanwhile) is reported and the others go on; the exit
+// status is then 1.
 func dropDeadLetters(ctx context.Context, b *broker, all bool, args []string) error {
 	if all { // without args: cmdDLQ refuses both, and neither, before NATS is reached
 		n, err := pipeline.DropAllDeadLetters(ctx, b.js)
