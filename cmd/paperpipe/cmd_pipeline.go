@@ -938,7 +938,7 @@ func showDeadLetters(ctx context.Context, b *broker, asJSON bool, args []string)
 		return err
 	}
 	if failed > 0 {
-		return fmt.Errorf("%d of the %s named %s not found (above)", failed, plural(len(seqs), "dead letter", "dead letters"), pick(failed, "was", "were"))
+		return fmt.Errorf("%d of the %s named could not be shown (above)", failed, plural(len(seqs), "dead letter", "dead letters"))
 	}
 	return nil
 }
