@@ -405,14 +405,14 @@ func validIndexMemory(size string) bool {
 	return n <= math.MaxInt32/unit && n*unit >= 1024
 }
 
-// embedOffline reports whether the embedding model is a built-in offline one: "offline", the
-// hashed model (either version) or a fitted model, each by name.
 // chatOffline reports whether the TL;DR model is the built-in offline summarizer, by "offline"
 // or by its own name (the one TL;DRs are stored under).
 func (c *config) chatOffline() bool {
 	return c.ChatModel == offline || c.ChatModel == summarize.OfflineModel
 }
 
+// embedOffline reports whether the embedding model is a built-in offline one: "offline", the
+// hashed model (either version) or a fitted model, each by name.
 func (c *config) embedOffline() bool {
 	return c.EmbedModel == offline || embed.IsOfflineModel(c.EmbedModel)
 }
