@@ -274,7 +274,6 @@ func (s *Store) ExplainRelated(ctx context.Context, spaceID int64, id string, k 
 	return strings.Join(lines, "\n"), nil
 }
 
-// relatedInput checks k and returns the space and paper id's vector in it.
 // RelatedVector is Related's first step, alone: paper id's vector in space spaceID, which
 // Related then asks the space's statement for; for the benchmarks' sweep, whose related
 // questions time both steps as Related does.
@@ -287,6 +286,7 @@ func (s *Store) RelatedVector(ctx context.Context, spaceID int64, id string, k i
 	return vec.Slice(), nil
 }
 
+// relatedInput checks k and returns the space and paper id's vector in it.
 func (s *Store) relatedInput(ctx context.Context, spaceID int64, id string, k int) (spaceRow, pgvector.Vector, error) {
 	if err := checkK(k); err != nil {
 		return spaceRow{}, pgvector.Vector{}, err

@@ -497,7 +497,6 @@ func batchCollectCommand(chatModel string, maxWords int, sp *paper.Space) string
 	return "`" + cmd + "`"
 }
 
-// activateSpace resolves ref, builds the space's index if missing, and activates it.
 // activeBefore returns the active space, read before an activation replaces it; a zero Space
 // when none is active or it cannot be read (it only feeds previousSpaceNote).
 func activeBefore(ctx context.Context, st *store.Store) paper.Space {
@@ -520,6 +519,7 @@ func previousSpaceNote(prev, cur paper.Space) string {
 		"`paperpipe spaces drop %d` removes them once you no longer need it", prev.ID, prev.Name(), prev.ID, prev.ID)
 }
 
+// activateSpace resolves ref, builds the space's index if missing, and activates it.
 func activateSpace(ctx context.Context, st *store.Store, ref string) (store.SpaceInfo, error) {
 	sp, err := st.ResolveSpace(ctx, ref)
 	if err != nil {
