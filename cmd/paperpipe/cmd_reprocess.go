@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -230,66 +231,9 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 			return res, err
 		}
 	}
-	// The outputs open Batch API jobs hold are not bought by this run (not twice), though their
-	// papers lack them: say which, and what collects them. A paper held for one output is still
-	// sent for the other.
-	heldByBatches := ""
-	if held := res.Counts; held.InBatch > 0 && !o.batchAPI {
-		var outputs []string
-		if held.InBatchTLDRs > 0 {
-			outputs = append(outputs, plural(held.InBatchTLDRs, "TL;DR", "TL;DRs"))
-		}
-		if held.InBatchEmbeddings > 0 {
-			outputs = append(outputs, plural(held.InBatchEmbeddings, "embedding", "embeddings"))
-		}
-		verb, them := "are", "them"
-		if held.InBatchTLDRs+held.InBatchEmbeddings == 1 {
-			verb, them = "is", "it"
-		}
-		if len(outputs) > 0 {
-			var chatModel string
-			var sp *paper.Space
-			if held.InBatchTLDRs > 0 {
-				chatModel = m.sum.Model()
-			}
-			if held.InBatchEmbeddings > 0 {
-				sp = &space
-			}
-			heldByBatches = fmt.Sprintf("%s %s in open Batch API jobs and not bought again; %s collects %s",
-				strings.Join(outputs, " and "), verb, batchCollectCommand(chatModel, c.MaxWords, sp), them)
-		}
-	}
-	// The TL;DRs the API withheld are not asked for again either (the same refusal would be
-	// bought): say how many, and what asks again, or "every selected paper has its TL;DR" is
-	// said of papers without one, and status's count of them stays short for good.
-	withheld := ""
-	if n := res.Counts.Withheld; n > 0 && wantTLDR {
-		withheld = fmt.Sprintf("%s the API withheld (its content filter, or the model refused) %s not asked for again: "+
-			"`paperpipe batches withheld` lists %s, `batches withheld clear ID...` has the next run ask again",
-			plural(n, "TL;DR", "TL;DRs"), pick(n, "is", "are"), pick(n, "it", "them"))
-	}
+	heldByBatches, withheld := unboughtNotes(c, o, m, space, res.Counts, wantTLDR)
 	if o.dryRun {
-		if o.json {
-			plan := dryRunPlan{Target: res.Target, Counts: res.Counts, Estimate: res.Estimate}
-			if wantTLDR {
-				plan.TLDRModel, plan.PromptVersion = m.sum.Model(), m.sum.PromptVersion()
-			}
-			if wantEmb {
-				plan.Space = &space
-			}
-			if err := writeJSON(out, plan); err != nil {
-				return res, err
-			}
-			fmt.Fprintln(errw, dryRunNote)
-		} else {
-			printEstimate(out, res.Estimate, m, space, wantTLDR, wantEmb)
-		}
-		for _, note := range []string{heldByBatches, withheld} {
-			if note != "" {
-				fmt.Fprintf(errw, "reprocess: %s\n", note)
-			}
-		}
-		return res, nil
+		return res, printDryRun(out, errw, o, res, m, space, wantTLDR, wantEmb, heldByBatches, withheld)
 	}
 	tldrs := fmt.Sprintf("TL;DR (%s, %s)", m.sum.Model(), m.sum.PromptVersion())
 	embeddings := fmt.Sprintf("embedding (space %s)", space.Name())
@@ -303,49 +247,11 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 	if withheld != "" {
 		fmt.Fprintf(errw, "reprocess: %s\n", withheld)
 	}
-	// One lock per output the run writes, taken in a fixed order: runs for different targets
-	// that share an output (a full run and an --embed-only run of one space) would otherwise
-	// both buy it.
-	// A lock whose session the database ended (a restart, its holder cut off for a minute, see
-	// store.HoldRun) is taken again, and when another run has taken it meanwhile ctx ends and
-	// the run stops.
 	var locks []*store.RunLock
-	for _, key := range runLocks(sel.Work, wantTLDR, wantEmb, space.ID) {
-		l, err := st.HoldRun(ctx, key)
-		if errors.Is(err, store.ErrRunInProgress) {
-			busy := &runBusyError{what: fmt.Sprintf("embeddings (space %s)", space.Name()), writers: "a `paperpipe reprocess` or `fit`",
-				other: "or `paperpipe spaces drop` is dropping that space, or `paperpipe import` or `import-embeddings` is loading its vectors"}
-			if strings.HasPrefix(key, "tldr:") {
-				busy = &runBusyError{what: fmt.Sprintf("TL;DRs (%s, %s)", sel.Work.Model, sel.Work.PromptVersion), writers: "a `paperpipe reprocess`",
-					other: "or `paperpipe tldrs prune` is removing them, or `paperpipe import` or `import-tldrs` is loading them"}
-			}
-			return res, busy
-		}
-		if err != nil {
-			return res, err
-		}
-		defer l.Unlock()
-		locks = append(locks, l)
-		ctx = l.Context()
+	if ctx, locks, err = holdRunLocks(ctx, st, sel.Work, wantTLDR, wantEmb, space); err != nil {
+		return res, err
 	}
-	// A run that lost a lock is not done, whatever it wrote: another may have worked beside it.
-	// Asked once more as it ends (before the unlocks, deferred above). The run's own error
-	// (an API key refused, a queue full) is kept beside it, as it must be fixed before the run
-	// is run again; not its stop for the lock's loss (its context ended: canceled), which the
-	// lock's error says.
-	defer func() {
-		for _, l := range locks {
-			if lerr := l.Check(); errors.Is(lerr, store.ErrLockLost) {
-				lost := fmt.Errorf("%w; run the same command again once no other run of it is in progress "+
-					"(finished papers are not redone)", lerr)
-				if err != nil && !errors.Is(err, store.ErrLockLost) && !errors.Is(err, context.Canceled) {
-					lost = errors.Join(lost, err)
-				}
-				err = lost
-				return
-			}
-		}
-	}()
+	defer func() { err = releaseRunLocks(locks, err) }()
 	// `spaces drop` refuses the space from now on (the run holds its lock), but may have
 	// dropped it since it was resolved above: the run would buy work for a space that is gone.
 	if wantEmb {
@@ -399,13 +305,145 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 	if jobErr != nil {
 		return res, jobErr
 	}
+	return res, runIncomplete(res)
+}
+
+// unboughtNotes say what a run does not buy of what the selected papers lack ("" for nothing):
+// heldByBatches, the outputs open Batch API jobs hold, and what collects them; withheld, the
+// TL;DRs the API withheld, and what asks for them again.
+func unboughtNotes(c *config, o reprocessOptions, m *models, space paper.Space, counts store.StaleCounts, wantTLDR bool) (heldByBatches, withheld string) {
+	// The outputs open Batch API jobs hold are not bought by this run (not twice), though their
+	// papers lack them: say which, and what collects them. A paper held for one output is still
+	// sent for the other.
+	if held := counts; held.InBatch > 0 && !o.batchAPI {
+		var outputs []string
+		if held.InBatchTLDRs > 0 {
+			outputs = append(outputs, plural(held.InBatchTLDRs, "TL;DR", "TL;DRs"))
+		}
+		if held.InBatchEmbeddings > 0 {
+			outputs = append(outputs, plural(held.InBatchEmbeddings, "embedding", "embeddings"))
+		}
+		verb, them := "are", "them"
+		if held.InBatchTLDRs+held.InBatchEmbeddings == 1 {
+			verb, them = "is", "it"
+		}
+		if len(outputs) > 0 {
+			var chatModel string
+			var sp *paper.Space
+			if held.InBatchTLDRs > 0 {
+				chatModel = m.sum.Model()
+			}
+			if held.InBatchEmbeddings > 0 {
+				sp = &space
+			}
+			heldByBatches = fmt.Sprintf("%s %s in open Batch API jobs and not bought again; %s collects %s",
+				strings.Join(outputs, " and "), verb, batchCollectCommand(chatModel, c.MaxWords, sp), them)
+		}
+	}
+	// The TL;DRs the API withheld are not asked for again either (the same refusal would be
+	// bought): say how many, and what asks again, or "every selected paper has its TL;DR" is
+	// said of papers without one, and status's count of them stays short for good.
+	if n := counts.Withheld; n > 0 && wantTLDR {
+		withheld = fmt.Sprintf("%s the API withheld (its content filter, or the model refused) %s not asked for again: "+
+			"`paperpipe batches withheld` lists %s, `batches withheld clear ID...` has the next run ask again",
+			plural(n, "TL;DR", "TL;DRs"), pick(n, "is", "are"), pick(n, "it", "them"))
+	}
+	return heldByBatches, withheld
+}
+
+// printDryRun prints a dry run's plan: its estimate on out (as JSON with --json), and the
+// notes of what it would not buy (unboughtNotes) on errw.
+func printDryRun(out, errw io.Writer, o reprocessOptions, res reprocessResult, m *models, space paper.Space, wantTLDR, wantEmb bool, notes ...string) error {
+	if o.json {
+		plan := dryRunPlan{Target: res.Target, Counts: res.Counts, Estimate: res.Estimate}
+		if wantTLDR {
+			plan.TLDRModel, plan.PromptVersion = m.sum.Model(), m.sum.PromptVersion()
+		}
+		if wantEmb {
+			plan.Space = &space
+		}
+		if err := writeJSON(out, plan); err != nil {
+			return err
+		}
+		fmt.Fprintln(errw, dryRunNote)
+	} else {
+		printEstimate(out, res.Estimate, m, space, wantTLDR, wantEmb)
+	}
+	for _, note := range notes {
+		if note != "" {
+			fmt.Fprintf(errw, "reprocess: %s\n", note)
+		}
+	}
+	return nil
+}
+
+// holdRunLocks takes the run's locks, one per output it writes (runLocks), in a fixed order:
+// runs for different targets that share an output (a full run and an --embed-only run of one
+// space) would otherwise both buy it. A lock whose session the database ended (a restart, its
+// holder cut off for a minute, see store.HoldRun) is taken again, and when another run has
+// taken it meanwhile the context returned ends and the run stops. On an error the locks
+// already taken are released.
+func holdRunLocks(ctx context.Context, st *store.Store, w paper.Work, wantTLDR, wantEmb bool, space paper.Space) (context.Context, []*store.RunLock, error) {
+	var locks []*store.RunLock
+	lctx := ctx
+	for _, key := range runLocks(w, wantTLDR, wantEmb, space.ID) {
+		l, err := st.HoldRun(lctx, key)
+		if err != nil {
+			unlockRuns(locks)
+			if errors.Is(err, store.ErrRunInProgress) {
+				busy := &runBusyError{what: fmt.Sprintf("embeddings (space %s)", space.Name()), writers: "a `paperpipe reprocess` or `fit`",
+					other: "or `paperpipe spaces drop` is dropping that space, or `paperpipe import` or `import-embeddings` is loading its vectors"}
+				if strings.HasPrefix(key, "tldr:") {
+					busy = &runBusyError{what: fmt.Sprintf("TL;DRs (%s, %s)", w.Model, w.PromptVersion), writers: "a `paperpipe reprocess`",
+						other: "or `paperpipe tldrs prune` is removing them, or `paperpipe import` or `import-tldrs` is loading them"}
+				}
+				return ctx, nil, busy
+			}
+			return ctx, nil, err
+		}
+		locks = append(locks, l)
+		lctx = l.Context()
+	}
+	return lctx, locks, nil
+}
+
+// releaseRunLocks releases locks (the last taken first) and returns the run's error err, or
+// the loss of a lock: a run that lost one is not done, whatever it wrote, as another may have
+// worked beside it. Asked once more as the run ends. The run's own error (an API key refused, a
+// queue full) is kept beside it, as it must be fixed before the run is run again; not its stop
+// for the lock's loss (its context ended: canceled), which the lock's error says.
+func releaseRunLocks(locks []*store.RunLock, err error) error {
+	defer unlockRuns(locks)
+	for _, l := range locks {
+		if lerr := l.Check(); errors.Is(lerr, store.ErrLockLost) {
+			lost := fmt.Errorf("%w; run the same command again once no other run of it is in progress "+
+				"(finished papers are not redone)", lerr)
+			if err != nil && !errors.Is(err, store.ErrLockLost) && !errors.Is(err, context.Canceled) {
+				lost = errors.Join(lost, err)
+			}
+			return lost
+		}
+	}
+	return err
+}
+
+// unlockRuns releases locks, the last taken first.
+func unlockRuns(locks []*store.RunLock) {
+	for _, l := range slices.Backward(locks) {
+		l.Unlock()
+	}
+}
+
+// runIncomplete is the error of a run that leaves selected papers stale: dead-lettered, too
+// large for the queue, or failed in (or rejected from) Batch API jobs; nil when none is.
+func runIncomplete(res reprocessResult) error {
 	if res.Worker.Dead > 0 {
 		// Like ingest and import-embeddings, which exit non-zero when they skipped anything.
-		return res, fmt.Errorf("%s dead-lettered, not processed: `paperpipe dlq list` says why, and "+
+		return fmt.Errorf("%s dead-lettered, not processed: `paperpipe dlq list` says why, and "+
 			"`paperpipe dlq replay --all` queues them again once that is fixed: %w", plural(res.Worker.Dead, "paper was", "papers were"), errDeadLettered)
 	}
 	if res.LeftOut > 0 {
-		return res, fmt.Errorf("%s left out, too large for the queue (see the messages above): they stay stale: %w",
+		return fmt.Errorf("%s left out, too large for the queue (see the messages above): they stay stale: %w",
 			plural(res.LeftOut, "paper", "papers"), errDeadLettered)
 	}
 	if b := res.Batch; b != nil && (len(b.Failures) > 0 || b.Rejected > 0) {
@@ -423,10 +461,10 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 				"refused): recorded, not asked again for the same text and prompt; `paperpipe batches withheld` lists them, "+
 				"`batches withheld clear ID...` has the next run ask again", plural(b.Withheld, "TL;DR", "TL;DRs"))
 		}
-		return res, fmt.Errorf("%s (see the messages above): %s: %w",
+		return fmt.Errorf("%s (see the messages above): %s: %w",
 			strings.Join(what, " and "), stale, errDeadLettered)
 	}
-	return res, nil
+	return nil
 }
 
 // spaceLeft is err, the failure of a run into space, followed by what the run left of the
