@@ -763,81 +763,89 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 	case "drop":
 		return dropDeadLetters(ctx, b, *all, pos[1:])
 	case "replay":
-		var seqs []uint64
-		if *all {
-			dls, err := pipeline.ListDeadLetters(ctx, b.js, 0)
-			if err != nil {
-				return err
-			}
-			for _, d := range dls {
-				seqs = append(seqs, d.Seq)
-			}
-		}
-		named, err := deadLetterSeqs(pos[1:])
+		return replayDeadLetters(ctx, b, *all, pos[1:])
+	default: // refused above
+		return usageErr("unknown dlq action %q: want list, show, replay or drop", pos[0])
+	}
+}
+
+// replayDeadLetters is `dlq replay`: it puts the dead letters named by args, or with all every
+// one there is, back on the queues they came from. One that cannot be replayed (not found: a
+// wrong number) is reported and the others go on, the exit status then 1; a queue that is full
+// stops it.
+func replayDeadLetters(ctx context.Context, b *broker, all bool, args []string) error {
+	var seqs []uint64
+	if all {
+		dls, err := pipeline.ListDeadLetters(ctx, b.js, 0)
 		if err != nil {
 			return err
 		}
-		// Each once: a dead letter named twice, or named beside --all, would be replayed, then
-		// not found.
-		seqs = append(seqs, named...)
-		seen := make(map[uint64]bool, len(seqs))
-		seqs = slices.DeleteFunc(seqs, func(s uint64) bool {
-			dup := seen[s]
-			seen[s] = true
-			return dup
-		})
-		if len(seqs) == 0 { // --all of none: a named one is checked above
-			fmt.Fprintln(os.Stderr, "no dead letters to replay")
-			return nil
+		for _, d := range dls {
+			seqs = append(seqs, d.Seq)
 		}
-		// One that cannot be replayed (not found: a wrong number) is reported, and the others
-		// go on: the run says how many went back either way.
-		// With --all, a letter gone since the list was read was replayed (or removed) by
-		// another process meanwhile, another shell's `dlq replay --all`: not a failure.
-		replayed, failed, gone, toRuns := 0, 0, 0, 0
-		for i, s := range seqs {
-			subject, err := pipeline.ReplayDeadLetter(ctx, b.js, s)
-			switch {
-			case err == nil:
-				replayed++
-				if subject != pipeline.SubjectNew {
-					toRuns++
-				}
-			case *all && errors.Is(err, pipeline.ErrDeadLetterGone):
-				gone++
-			case ctx.Err() != nil:
-				fmt.Fprintf(os.Stderr, "replayed %s before the interruption\n", plural(replayed, "dead letter", "dead letters"))
-				return err
-			case errors.Is(err, pipeline.ErrQueueFull):
-				// Every one after it would be refused alike, one line each.
-				fmt.Fprintf(os.Stderr, "replayed %s before the queue was full\n", plural(replayed, "dead letter", "dead letters"))
-				return fmt.Errorf("%w; %d of the %s named %s still in the dead-letter stream: run the workers to drain the queue, then replay them again",
-					err, len(seqs)-i, plural(len(seqs), "dead letter", "dead letters"), pick(len(seqs)-i, "is", "are"))
-			default:
-				fmt.Fprintf(os.Stderr, "paperpipe dlq replay: %v\n", err)
-				failed++
-			}
-		}
-		fmt.Fprintf(os.Stderr, "replayed %s\n", plural(replayed, "dead letter", "dead letters"))
-		if gone > 0 {
-			fmt.Fprintf(os.Stderr, "%s no longer there: replayed or removed by another process meanwhile\n", plural(gone, "dead letter was", "dead letters were"))
-		}
-		if toRuns > 0 {
-			// A finished run's consumer is removed: nothing takes these until the run is
-			// made again, and status shows no backlog for them meanwhile.
-			it := "them"
-			if toRuns == 1 {
-				it = "it"
-			}
-			fmt.Fprintf(os.Stderr, "%d of them went back to a re-processing run's queue: run the same `paperpipe reprocess` again to process %s\n", toRuns, it)
-		}
-		if failed > 0 {
-			return fmt.Errorf("%d of the %s named %s not replayed (above)", failed, plural(len(seqs), "dead letter", "dead letters"), pick(failed, "was", "were"))
-		}
-		return nil
-	default:
-		return usageErr("unknown dlq action %q: want list, replay or drop", pos[0])
 	}
+	named, err := deadLetterSeqs(args)
+	if err != nil {
+		return err
+	}
+	// Each once: a dead letter named twice, or named beside --all, would be replayed, then
+	// not found.
+	seqs = append(seqs, named...)
+	seen := make(map[uint64]bool, len(seqs))
+	seqs = slices.DeleteFunc(seqs, func(s uint64) bool {
+		dup := seen[s]
+		seen[s] = true
+		return dup
+	})
+	if len(seqs) == 0 { // --all of none: a named one is checked above
+		fmt.Fprintln(os.Stderr, "no dead letters to replay")
+		return nil
+	}
+	// One that cannot be replayed (not found: a wrong number) is reported, and the others
+	// go on: the run says how many went back either way.
+	// With --all, a letter gone since the list was read was replayed (or removed) by
+	// another process meanwhile, another shell's `dlq replay --all`: not a failure.
+	replayed, failed, gone, toRuns := 0, 0, 0, 0
+	for i, s := range seqs {
+		subject, err := pipeline.ReplayDeadLetter(ctx, b.js, s)
+		switch {
+		case err == nil:
+			replayed++
+			if subject != pipeline.SubjectNew {
+				toRuns++
+			}
+		case all && errors.Is(err, pipeline.ErrDeadLetterGone):
+			gone++
+		case ctx.Err() != nil:
+			fmt.Fprintf(os.Stderr, "replayed %s before the interruption\n", plural(replayed, "dead letter", "dead letters"))
+			return err
+		case errors.Is(err, pipeline.ErrQueueFull):
+			// Every one after it would be refused alike, one line each.
+			fmt.Fprintf(os.Stderr, "replayed %s before the queue was full\n", plural(replayed, "dead letter", "dead letters"))
+			return fmt.Errorf("%w; %d of the %s named %s still in the dead-letter stream: run the workers to drain the queue, then replay them again",
+				err, len(seqs)-i, plural(len(seqs), "dead letter", "dead letters"), pick(len(seqs)-i, "is", "are"))
+		default:
+			fmt.Fprintf(os.Stderr, "paperpipe dlq replay: %v\n", err)
+			failed++
+		}
+	}
+	fmt.Fprintf(os.Stderr, "replayed %s\n", plural(replayed, "dead letter", "dead letters"))
+	if gone > 0 {
+		fmt.Fprintf(os.Stderr, "%s no longer there: replayed or removed by another process meanwhile\n", plural(gone, "dead letter was", "dead letters were"))
+	}
+	if toRuns > 0 {
+		// A finished run's consumer is removed: nothing takes these until the run is
+		// made again, and status shows no backlog for them meanwhile.
+		it := "them"
+		if toRuns == 1 {
+			it = "it"
+		}
+		fmt.Fprintf(os.Stderr, "%d of them went back to a re-processing run's queue: run the same `paperpipe reprocess` again to process %s\n", toRuns, it)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of the %s named %s not replayed (above)", failed, plural(len(seqs), "dead letter", "dead letters"), pick(failed, "was", "were"))
+	}
+	return nil
 }
 
 // deadLetterSeqs reads the dead letters' sequence numbers args names, each once, in order.
