@@ -825,7 +825,9 @@ func replayDeadLetters(ctx context.Context, b *broker, all bool, args []string) 
 			return fmt.Errorf("%w; %d of the %s named %s still in the dead-letter stream: run the workers to drain the queue, then replay them again",
 				err, len(seqs)-i, plural(len(seqs), "dead letter", "dead letters"), pick(len(seqs)-i, "is", "are"))
 		default:
-			fmt.Fprintf(os.Stderr, "paperpipe dlq replay: %v\n", err)
+			// It may name the letter's paper, a header any client of the NATS account
+			// writes: terminal-safe, as a command's own error is.
+			fmt.Fprintf(os.Stderr, "paperpipe dlq replay: %s\n", errorMessage(err))
 			failed++
 		}
 	}
@@ -919,7 +921,7 @@ func showDeadLetters(ctx context.Context, b *broker, asJSON bool, args []string)
 			if ctx.Err() != nil {
 				return err
 			}
-			fmt.Fprintf(os.Stderr, "paperpipe dlq show: %v\n", err)
+			fmt.Fprintf(os.Stderr, "paperpipe dlq show: %s\n", errorMessage(err))
 			failed++
 			continue
 		}
@@ -980,7 +982,7 @@ func dropDeadLetters(ctx context.Context, b *broker, all bool, args []string) er
 				fmt.Fprintf(os.Stderr, "dropped %s before the interruption\n", plural(dropped, "dead letter", "dead letters"))
 				return err
 			}
-			fmt.Fprintf(os.Stderr, "paperpipe dlq drop: %v\n", err)
+			fmt.Fprintf(os.Stderr, "paperpipe dlq drop: %s\n", errorMessage(err))
 			failed++
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -98,6 +99,34 @@ func TestDLQListCarriesNoTerminalControlSequences(t *testing.T) {
 	out := newCLI(t, "NATS_URL="+srv.ClientURL()).ok("dlq", "list").stdout
 	if strings.ContainsAny(out, rawControls) || !strings.Contains(out, `id:x\x1b[2J`) || !strings.Contains(out, `\x1b]52;c;ZWNobyBwd25lZA==\x07 \u202edone`) {
 		t.Errorf("dlq list printed %q; want the id's and reason's control characters as escapes", out)
+	}
+}
+
+// `paperpipe dlq show` prints a letter's id, subject and reason, and `dlq replay` names the
+// paper of a letter it cannot replay: each is a header any client of the NATS account may
+// write, shown with its control characters as escapes.
+func TestDLQShowAndReplayCarryNoTerminalControlSequences(t *testing.T) {
+	t.Parallel()
+	srv, js := queueServer(t)
+	m := nats.NewMsg(pipeline.SubjectDead + "." + pipeline.ConsumerNew)
+	m.Header.Set(pipeline.HeaderSubject, pipeline.SubjectNew+"\x1b[2J")
+	m.Header.Set(pipeline.HeaderPaperID, "id:x\x1b]0;PWNED\x07")
+	m.Header.Set(pipeline.HeaderReason, "the API said: \x1b]52;c;ZWNobyBwd25lZA==\x07 \u202edone")
+	m.Header.Set(pipeline.HeaderBodyLeftOut, "1048000") // a letter without its message: not replayed
+	ack, err := js.PublishMsg(t.Context(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := strconv.FormatUint(ack.Sequence, 10)
+	c := newCLI(t, "NATS_URL="+srv.ClientURL())
+	out := c.ok("dlq", "show", seq).stdout
+	if strings.ContainsAny(out, rawControls) || !strings.Contains(out, `id:x\x1b]0;PWNED\x07`) || !strings.Contains(out, `papers.new\x1b[2J`) ||
+		!strings.Contains(out, `\x07 \u202edone`) {
+		t.Errorf("dlq show printed %q; want the id's, subject's and reason's control characters as escapes", out)
+	}
+	r := c.run("dlq", "replay", seq)
+	if r.code != 1 || strings.ContainsAny(r.stderr, rawControls) || !strings.Contains(r.stderr, `(paper id:x\x1b]0;PWNED\x07) holds no message`) {
+		t.Errorf("dlq replay %s: exit %d, stderr %q; want 1, naming the paper with its control characters as escapes", seq, r.code, r.stderr)
 	}
 }
 
