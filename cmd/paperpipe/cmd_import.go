@@ -75,6 +75,8 @@ const maxBadLead = 100
 
 // badLines reports the bad lines of an import as FILE:LINE: reason, counts them in *count, and
 // keeps the first for the message that stops a file whose first maxBadLead lines are all bad.
+// A reason quotes the line (its id, as written), which is the file's writer's: it is made
+// terminal-safe (termSafe).
 type badLines struct {
 	errw  io.Writer
 	name  string
@@ -84,7 +86,7 @@ type badLines struct {
 
 func (b *badLines) add(line int, format string, args ...any) {
 	*b.count++
-	msg := fmt.Sprintf(format, args...)
+	msg := termSafe(fmt.Sprintf(format, args...), false)
 	if b.first == "" {
 		b.first = fmt.Sprintf("line %d: %s", line, msg)
 	}
@@ -311,7 +313,7 @@ func loadEmbeddings(ctx context.Context, st *store.Store, path string, chunk int
 		res.Loaded += lr.Loaded
 		res.Stale += lr.Stale
 		for _, id := range lr.Unknown {
-			fmt.Fprintf(errw, "%s:%d: unknown paper %s: skipped\n", name, lineOf[id], id)
+			fmt.Fprintf(errw, "%s:%d: unknown paper %s: skipped\n", name, lineOf[id], termSafe(id, false)) // as badLines' ids
 		}
 		res.Unknown = append(res.Unknown, lr.Unknown...)
 		buf = buf[:0]

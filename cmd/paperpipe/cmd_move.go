@@ -403,7 +403,7 @@ func importPapers(ctx context.Context, st *store.Store, path string, chunk int, 
 		return nil
 	}
 	bads := &badLines{errw: errw, name: name, count: &res.Bad}
-	bad := func(line int, msg string) { bads.add(line, "%s", termSafe(msg, false)) }
+	bad := func(line int, msg string) { bads.add(line, "%s", msg) }
 	for n := 1; ; n++ {
 		if err := ctx.Err(); err != nil {
 			return res, err

@@ -130,6 +130,31 @@ func TestDLQShowAndReplayCarryNoTerminalControlSequences(t *testing.T) {
 	}
 }
 
+// import-embeddings and import-tldrs read files from other archives, or from whoever wrote
+// them: the lines they skip and the papers they do not know are named by their ids, shown with
+// their control characters as escapes.
+func TestImportsNameTheLinesTheySkipTerminalSafe(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	for _, tc := range []struct {
+		cmd, want string
+		lines     []string
+	}{
+		{"import-embeddings", `id:a\x1b]0;PWNED\x07: no embedding`, []string{
+			`{"id":"id:a\u001b]0;PWNED\u0007","embedding":[],"model":"imported"}`,
+			`{"id":"id:b\u001b[2J\u202e","embedding":[1,0,0,0],"model":"imported"}`,
+		}},
+		{"import-tldrs", `id:a\x1b]0;PWNED\x07: no tldr`, []string{
+			`{"id":"id:a\u001b]0;PWNED\u0007","tldr":" ","tldr_model":"m","tldr_prompt_version":"v1","content_hash":"h"}`,
+		}},
+	} {
+		r := c.run(tc.cmd, writeLines(t, tc.lines...))
+		if strings.ContainsAny(r.stderr, rawControls) || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("paperpipe %s: exit %d, stderr %q; want the ids' control characters as escapes (%s)", tc.cmd, r.code, r.stderr, tc.want)
+		}
+	}
+}
+
 // writeFile writes data to dir/name and returns its path.
 func writeFile(t *testing.T, dir, name string, data []byte) string {
 	t.Helper()
