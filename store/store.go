@@ -520,7 +520,9 @@ func namesNoDatabase(raw string) bool {
 
 // parseErrorText is what a connection string failed to parse on, without the string: pgconn's
 // ParseConfigError quotes it with the password masked only as far as it can tell (an escaped
-// space in a key/value password, say), and a URL's *url.Error quotes it whole.
+// space in a key/value password, say), and a URL's *url.Error quotes it whole. Nor does it
+// quote a word of keyword/value settings that has no "=": the rest of a password with an
+// unquoted space (password=my secret) is such a word, which pgconn's error names.
 func parseErrorText(err error) string {
 	var ue *neturl.Error
 	if errors.As(err, &ue) {
@@ -534,6 +536,9 @@ func parseErrorText(err error) string {
 		} else {
 			msg = "cannot parse it"
 		}
+	}
+	if strings.Contains(msg, `missing "=" after `) {
+		msg = `a word without "=" (a value holding a space, a password's too, is quoted: password='two words')`
 	}
 	if strings.Contains(msg, "sslmode is invalid") {
 		msg += " (sslmode takes disable, allow, prefer, require, verify-ca or verify-full)"

@@ -294,11 +294,12 @@ func TestOpenBadURLHidesPassword(t *testing.T) {
 		t.Errorf("error reveals the password: %v", err)
 	}
 	// Shapes pgx's own redaction misses: an "@" in a URL's password (the rest of it becomes
-	// the host), an escaped space in a key/value password, an invalid escape (url.Parse's error
-	// quotes the URL whole).
+	// the host), an escaped space in a key/value password, an unescaped one (pgconn's error
+	// quotes the word after it), an invalid escape (url.Parse's error quotes the URL whole).
 	for _, u := range []string{
 		"postgres://someone:p@ssS3cretpw@127.0.0.1:1/db",
 		`host=127.0.0.1 user=someone password=my\ S3cretpw port=x`,
+		`host=127.0.0.1 user=someone password=my S3cretpw dbname=db`,
 		"postgres://someone:S3cret%zzpw@127.0.0.1:1/db",
 	} {
 		_, err := store.Open(t.Context(), store.Config{URL: u})
