@@ -270,6 +270,12 @@ func loadConfig() *config {
 			fatalf("%s is set but NATS_URL is not: it is for the NATS server NATS_URL names (the embedded server needs none)", name)
 		}
 		if f, err := os.Open(path); err != nil {
+			if name == "PAPERPIPE_NATS_NKEY" && secretNotPath(path) {
+				// Quoted, the value was the secret, in the error and the logs of whatever ran
+				// paperpipe (its os.Open error quotes it again).
+				fatalf("PAPERPIPE_NATS_NKEY holds an NKey seed or a credentials file's content (not shown), not a file's path: " +
+					"write it to a file only paperpipe's user can read, and set PAPERPIPE_NATS_NKEY to that file's path")
+			}
 			fatalf("%s=%q: %v", name, path, err)
 		} else {
 			f.Close()
@@ -715,6 +721,16 @@ func (c *config) checkAPIToken() error {
 		return usageErr("PAPERPIPE_API_TOKEN_READS=%q needs PAPERPIPE_API_TOKEN: reads cannot require a token that is not set", os.Getenv("PAPERPIPE_API_TOKEN_READS"))
 	}
 	return nil
+}
+
+// nkeySeed is the shape of an NKey seed: S, the key's kind, and base32 (58 characters in all).
+var nkeySeed = regexp.MustCompile(`S[A-Z][A-Z2-7]{56}`)
+
+// secretNotPath reports whether v, PAPERPIPE_NATS_NKEY's value that names no file, is what the
+// file should hold, an NKey seed or a credentials file's content (other tools take the seed
+// itself in their variable), rather than a path.
+func secretNotPath(v string) bool {
+	return nkeySeed.MatchString(v) || strings.Contains(v, "-----BEGIN") || strings.ContainsAny(v, "\n\r")
 }
 
 // fmtDuration says d as it is written in a setting: 1h, 10m, 30s — not time.Duration's 1h0m0s.

@@ -134,6 +134,29 @@ func TestNATSSecuritySettingsAreChecked(t *testing.T) {
 	}
 }
 
+// PAPERPIPE_NATS_NKEY names a file; the seed itself given there (as other tools take it, in
+// NATS_NKEY), or a credentials file's content, is refused without being shown: the error quoted
+// the value, twice, on stderr and into the logs of whatever ran paperpipe.
+func TestASeedGivenForItsFileIsRefusedWithoutBeingShown(t *testing.T) {
+	t.Parallel()
+	user, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, err := user.Seed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := "-----BEGIN NATS USER JWT-----\neyJhbGciOi.x.y\n------END NATS USER JWT------\n\n-----BEGIN USER NKEY SEED-----\n" +
+		string(seed) + "\n------END USER NKEY SEED------\n"
+	for _, value := range []string{string(seed), string(seed) + "\n", creds} {
+		r := newCLI(t, "NATS_URL=nats://127.0.0.1:4222", "PAPERPIPE_NATS_NKEY="+value).run("version")
+		if r.code != 2 || strings.Contains(r.stderr, string(seed[2:])) || !strings.Contains(r.stderr, "PAPERPIPE_NATS_NKEY") || !strings.Contains(r.stderr, "not shown") {
+			t.Errorf("PAPERPIPE_NATS_NKEY set to a seed (%d bytes): exit %d, stderr %q; want 2, naming the setting and not showing the seed", len(value), r.code, r.stderr)
+		}
+	}
+}
+
 // A NATS server in operator mode (decentralized JWT auth: a lab's shared server set up with
 // nsc, Synadia Cloud) hands each user a credentials file (.creds) holding the user's JWT and
 // NKey seed. Given in PAPERPIPE_NATS_NKEY, paperpipe sent the seed alone, without the JWT, and
