@@ -688,3 +688,52 @@ func TestBatchesAbandonOfAJobWithoutABatchIdGoesByOpenAIsList(t *testing.T) {
 		t.Errorf("open jobs %+v, want none", open)
 	}
 }
+
+// The Batch API's answers — a batch's status, its errors' messages — are the API's text, or a
+// gateway's in its place: reprocess --batch-api and batches print them terminal-safe, as status
+// prints a pause's detail (the API's error), with their control characters as escapes.
+func TestBatchAPIAnswersArePrintedTerminalSafe(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 4)
+	ctx := t.Context()
+	failed := e.fakeBehind(t, func(w http.ResponseWriter, r *http.Request) bool {
+		return e.rewriteBatch(w, r, func(obj map[string]any) {
+			obj["status"], obj["failed_at"] = "failed", obj["created_at"]
+			obj["errors"] = map[string]any{"object": "list", "data": []any{map[string]any{
+				"code": "token_limit_exceeded\x1b[2J", "message": "Enqueued \x1b]0;PWNED\x07 limit reached \u202edone"}}}
+		})
+	}, func(c *config) { c.EmbedModel, c.EmbedDims = "text-embedding-3-large", 32 })
+	var errw bytes.Buffer
+	if _, err := runReprocess(ctx, failed, reprocessOptions{batchAPI: true, embedOnly: true, wait: true, poll: 5 * time.Millisecond}, &bytes.Buffer{}, &errw); err == nil {
+		t.Fatalf("a run whose batch failed: no error; said:\n%s", errw.String())
+	}
+	if said := errw.String(); strings.ContainsAny(said, rawControls) || !strings.Contains(said, `Enqueued \x1b]0;PWNED\x07 limit reached \u202edone`) {
+		t.Errorf("reprocess --batch-api said %q; want the batch's errors with their control characters as escapes", said)
+	}
+
+	// A batch's status, as its creation's answer gave it, listed by `paperpipe batches`.
+	running := e.fakeBehind(t, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/batches" {
+			return false
+		}
+		rec := httptest.NewRecorder()
+		e.fake.Handler().ServeHTTP(rec, r)
+		var obj map[string]any
+		json.Unmarshal(rec.Body.Bytes(), &obj)
+		obj["status"] = "validating\x1b]0;PWNED\x07"
+		body, _ := json.Marshal(obj)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(rec.Code)
+		w.Write(body)
+		return true
+	}, nil)
+	e.reprocess(t, ctx, running, reprocessOptions{batchAPI: true, tldrOnly: true, wait: false})
+	var list bytes.Buffer
+	if err := listBatchJobs(ctx, e.st, false, time.Now(), &list); err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(list.String(), rawControls) || !strings.Contains(list.String(), `validating\x1b]0;PWNED\x07`) {
+		t.Errorf("batches said %q; want the batch's status with its control characters as escapes", list.String())
+	}
+}

@@ -136,7 +136,9 @@ func listBatchJobs(ctx context.Context, st *store.Store, asJSON bool, now time.T
 		if id == "" {
 			id = "-"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", j.ID, j.Target, status, id, j.Total, age(now.Sub(j.CreatedAt)))
+		// The batch's id and status are the API's answers (a gateway's, in its place), kept as
+		// they came: terminal-safe.
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", j.ID, termSafe(j.Target, false), termSafe(status, false), termSafe(id, false), j.Total, age(now.Sub(j.CreatedAt)))
 	}
 	return tw.Flush()
 }
@@ -302,7 +304,7 @@ func abandonBatchJobs(ctx context.Context, c *config, st *store.Store, ids []int
 			}
 		}
 		fmt.Fprintf(w, "abandoned batch job %d%s:%s its %s will be processed again by the next run; "+
-			"what OpenAI ran for it, and billed, is lost%s\n", id, batchID, found, plural(j.Total, "paper", "papers"), file)
+			"what OpenAI ran for it, and billed, is lost%s\n", id, termSafe(batchID, false), termSafe(found, false), plural(j.Total, "paper", "papers"), termSafe(file, false))
 	}
 	return errors.Join(errs...)
 }

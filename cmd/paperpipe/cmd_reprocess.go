@@ -1168,7 +1168,9 @@ func runBatchAPI(ctx context.Context, c *config, o reprocessOptions, st *store.S
 		plural(rep.Submitted, "batch", "batches"), plural(rep.Requests, "request", "requests"), unsent, rep.Resumed, rep.Done, rep.Failed,
 		plural(rep.TLDRs, "TL;DR", "TL;DRs"), plural(rep.Vectors, "embedding", "embeddings"), plural(rep.Rejected, "answer", "answers"), withheld, removed)
 	for _, f := range rep.Failures {
-		fmt.Fprintf(errw, "reprocess: %s\n", f)
+		// The batch's status and its errors' messages, as the API (or a gateway in its place)
+		// wrote them: terminal-safe, as a worker's pause's detail.
+		fmt.Fprintf(errw, "reprocess: %s\n", termSafe(f, false))
 	}
 	if rep.Skipped > 0 {
 		fmt.Fprintf(errw, "reprocess: %s left out of their batch's upload (a new or a resumed one): their text changed after the batch was recorded (they stay stale for a new one)\n", plural(rep.Skipped, "paper", "papers"))
