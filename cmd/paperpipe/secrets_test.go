@@ -158,7 +158,7 @@ func TestIngestFromURLShowsAndStoresNoSecret(t *testing.T) {
 
 // Credentials in shapes that url.Parse or pgx cannot take apart are not printed either: a
 // password with an unescaped "/", "?" or "%" in OPENAI_BASE_URL or NATS_URL (url.Parse's own
-// error quotes the URL whole), an "@" in DATABASE_URL's password (pgx takes its rest for the
+// error quotes the URL whole, and what it took for a port or a host: the password's start), an "@" in DATABASE_URL's password (pgx takes its rest for the
 // host, and the resolver's error names it), and a source URL with an upper-case scheme
 // (once taken for a file name).
 func TestCredentialsInOddShapesAreNotPrinted(t *testing.T) {
@@ -170,6 +170,12 @@ func TestCredentialsInOddShapesAreNotPrinted(t *testing.T) {
 	}{
 		{"NATS_URL=nats://user:Nats%Secret@127.0.0.1:" + port, []string{"ingest", sampleFile}},
 		{"NATS_URL=nats://user:Nats/Secret@127.0.0.1:" + port, []string{"ingest", sampleFile}},
+		// url.Parse takes the password's start for a port (user:Secret1/…), and its error
+		// quoted it.
+		{"NATS_URL=nats://user:Secret1/x@127.0.0.1:" + port, []string{"ingest", sampleFile}},
+		{"NATS_URL=nats://user:Secret2?x@127.0.0.1:" + port, []string{"ingest", sampleFile}},
+		{"NATS_URL=nats://127.0.0.1:" + port + ",nats://user:Secret3#x@127.0.0.1:" + port, []string{"ingest", sampleFile}},
+		{"NATS_URL=nats://user:Sec ret4/x@127.0.0.1:" + port, []string{"ingest", sampleFile}},
 		{"OPENAI_BASE_URL=https://user:Pass/Secret@api.example.com/v1", []string{"summarize", "--chat-model", "gpt-4o-mini", sampleFile}},
 		{"OPENAI_BASE_URL=https://user:PassSecret?x@api.example.com/v1", []string{"summarize", "--chat-model", "gpt-4o-mini", sampleFile}},
 		{"DATABASE_URL=postgres://paperpipe:p@ssSecret@127.0.0.1:" + port + "/paperpipe?sslmode=disable", []string{"status"}},
