@@ -194,10 +194,11 @@ func fetch(ctx context.Context, rawURL, shown string, timeout time.Duration, pac
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
-		// A *url.Error quotes the URL in full: keep only its cause.
+		// A *url.Error quotes the URL in full: keep only its cause, which may quote the
+		// password's start (see redact.ParseError).
 		var ue *url.Error
 		if errors.As(err, &ue) {
-			err = ue.Err
+			err = redact.ParseError(rawURL, ue.Err)
 		}
 		return fail(fmt.Errorf("making request for %s: %w", shown, err))
 	}

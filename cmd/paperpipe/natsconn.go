@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -348,7 +347,7 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 		// url.Parse's error quotes the URL as given, password and all: keep only its cause.
 		var ue *neturl.Error
 		if errors.As(err, &ue) {
-			err = urlCause(url, ue.Err)
+			err = redact.ParseError(url, ue.Err)
 		}
 		if c.NATSURL == "" {
 			return nil, b.dataDir != "", fmt.Errorf("connect to the embedded NATS server at %s: %w", redact.URL(url), err)
@@ -562,7 +561,7 @@ func checkNATSURL(urls string) error {
 				// Its text quotes the escape, which may be part of a password.
 				err = errors.New("a % not followed by two hexadecimal digits (a % in a password is written %25)")
 			}
-			err = urlCause(u.full, err)
+			err = redact.ParseError(u.full, err)
 			return fmt.Errorf("%s is not a URL: %w (want nats://HOST:PORT, or several separated by commas)", redact.URL(u.given), err)
 		}
 	}
@@ -570,30 +569,6 @@ func checkNATSURL(urls string) error {
 		return fmt.Errorf("%q names no server (want nats://HOST:PORT, or several separated by commas; unset it for the embedded server)", urls)
 	}
 	return nil
-}
-
-// quotedPart finds what an error of url.Parse quotes (a port, a character of the host).
-var quotedPart = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
-
-// urlCause is err, url.Parse's error's cause for URL u, with what it quotes left out when that
-// is not of u's host and port: a password holding an unescaped "/", "?" or "#" ends the user
-// information there for url.Parse, which took "user:start" for the host and port, and said
-// `invalid port ":start" after host` — the password's start.
-func urlCause(u string, err error) error {
-	hostPort := u[strings.LastIndex(u, "@")+1:]
-	msg := err.Error()
-	hidden := false
-	msg = quotedPart.ReplaceAllStringFunc(msg, func(q string) string {
-		if part, uerr := strconv.Unquote(q); uerr == nil && strings.Contains(hostPort, strings.TrimPrefix(part, ":")) {
-			return q
-		}
-		hidden = true
-		return "(not shown: part of the user information)"
-	})
-	if !hidden {
-		return err
-	}
-	return fmt.Errorf("%s; a \"/\", \"?\" or \"#\" in a password is written %%2F, %%3F or %%23", msg)
 }
 
 // natsServer is one server URL of a NATS_URL list: as given, and as nats.go reads it (nats://

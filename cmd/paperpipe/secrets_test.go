@@ -180,6 +180,7 @@ func TestCredentialsInOddShapesAreNotPrinted(t *testing.T) {
 		{"OPENAI_BASE_URL=https://user:PassSecret?x@api.example.com/v1", []string{"summarize", "--chat-model", "gpt-4o-mini", sampleFile}},
 		{"DATABASE_URL=postgres://paperpipe:p@ssSecret@127.0.0.1:" + port + "/paperpipe?sslmode=disable", []string{"status"}},
 		{"PAPERPIPE_CHAT_MODEL=offline", []string{"summarize", "HTTPS://user:UpperSecret@127.0.0.1:" + port + "/feed.jsonl"}},
+		{"PAPERPIPE_CHAT_MODEL=offline", []string{"summarize", "https://user:Secret5/x@127.0.0.1:" + port + "/feed.jsonl"}},
 	} {
 		r := newCLI(t, tc.env).run(tc.args...)
 		if r.code == 0 {

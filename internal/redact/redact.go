@@ -4,7 +4,10 @@
 package redact
 
 import (
+	"fmt"
 	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -128,4 +131,29 @@ func roughly(u string) string {
 		return rest
 	}
 	return scheme + "://" + rest
+}
+
+// quotedPart finds what an error of url.Parse quotes (a port, a character of the host, an
+// escape).
+var quotedPart = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+
+// ParseError is err, the cause of url.Parse's error for raw (a *url.Error's Err: the error
+// itself quotes raw whole), with what it quotes left out when that is not of raw's host, port
+// or path: a password holding an unescaped "/", "?" or "#" ends the user information there for
+// url.Parse, which takes "user:start" for the host and port, and says `invalid port ":start"
+// after host` — the password's start. The error then says how to write those characters.
+func ParseError(raw string, err error) error {
+	after := raw[strings.LastIndex(raw, "@")+1:] // all of raw without user information
+	hidden := false
+	msg := quotedPart.ReplaceAllStringFunc(err.Error(), func(q string) string {
+		if part, uerr := strconv.Unquote(q); uerr == nil && strings.Contains(after, strings.TrimPrefix(part, ":")) {
+			return q
+		}
+		hidden = true
+		return "(not shown: part of the user information)"
+	})
+	if !hidden {
+		return err
+	}
+	return fmt.Errorf("%s; a \"/\", \"?\" or \"#\" in a password is written %%2F, %%3F or %%23", msg)
 }

@@ -1,6 +1,8 @@
 package redact
 
 import (
+	"errors"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -59,5 +61,32 @@ func TestURLsMasksEachServerOfAList(t *testing.T) {
 	}
 	if strings.Contains(got, "Secret") {
 		t.Errorf("URLs left a secret: %q", got)
+	}
+}
+
+// url.Parse's error quotes what it could not take: a port, a host's character, an escape.
+// Of a password holding an unescaped "/", "?" or "#", it takes the start for the port, and
+// its error quoted it; what is of the host, port or path stays quoted, as it says the fault.
+func TestParseErrorQuotesNothingOfTheUserInformation(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		raw, want string
+		hidden    bool
+	}{
+		{"nats://user:Secret1/x@127.0.0.1:4222", "invalid port (not shown: part of the user information) after host", true},
+		{"https://user:Secret2?x@host/feed", "invalid port (not shown: part of the user information) after host", true},
+		{"nats://user:S%zzecret3@host:4222", "(not shown: part of the user information)", true},
+		{"nats://user:pass@localhost:4222x", `invalid port ":4222x" after host`, false},
+		{"https://host/a%zzb", `invalid URL escape "%zz"`, false},
+	} {
+		_, err := url.Parse(tc.raw)
+		var ue *url.Error
+		if !errors.As(err, &ue) {
+			t.Fatalf("url.Parse(%q) = %v, want a *url.Error", tc.raw, err)
+		}
+		got := ParseError(tc.raw, ue.Err).Error()
+		if !strings.Contains(got, tc.want) || strings.Contains(got, "ecret") || strings.Contains(got, "%2F") != tc.hidden {
+			t.Errorf("ParseError(%q, %q) = %q, want %q (the escaping advice: %v)", tc.raw, ue.Err, got, tc.want, tc.hidden)
+		}
 	}
 }
