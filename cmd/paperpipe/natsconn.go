@@ -884,11 +884,12 @@ func archiveOwner(ctx context.Context, st *store.Store) (string, error) {
 // names no database, as the server takes it. PATH is pgx's search_path parameter, else the one
 // libpq's options parameter (or PGOPTIONS) sets (-c search_path=…, --search_path=…), the way
 // libpq's tools take it: the server applies options first, then the parameter. Its spaces are
-// left out. A URL that does not parse is recorded as given (opening the store reports why).
+// left out. A URL that does not parse (which loadConfig refuses first) names no archive: it was
+// recorded as given, its password too.
 func queueOwner(databaseURL string) string {
 	cfg, err := pgconn.ParseConfig(databaseURL)
 	if err != nil {
-		return "database " + databaseURL
+		return "database (DATABASE_URL does not parse)"
 	}
 	owner := "database " + cmp.Or(cfg.Database, cfg.User)
 	path, ok := cfg.RuntimeParams["search_path"]

@@ -106,3 +106,15 @@ func TestEmbeddedQueueOwnerIsTheSchemaTheServerSays(t *testing.T) {
 		t.Error("a worker of the copy joined the queue an earlier release claimed for the archive")
 	}
 }
+
+// The owner is written to the data directory and named in the refusal of another archive's
+// worker: a DATABASE_URL pgconn cannot parse (which loadConfig refuses first, at start) was
+// recorded whole, password and all.
+func TestQueueOwnerOfAnUnparsableURLHoldsNoPassword(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{"postgres://paperpipe:OwnerSecret@127.0.0.1:5x432/db", "host=h password=my OwnerSecret dbname=db"} {
+		if got := queueOwner(u); strings.Contains(got, "OwnerSecret") {
+			t.Errorf("queueOwner(%q) = %q, want no password", u, got)
+		}
+	}
+}
