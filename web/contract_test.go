@@ -645,7 +645,9 @@ func TestAPIContract(t *testing.T) {
 	mcfg := cfg
 	mcfg.Status = testStatus{st: b.st, js: b.js, sum: b.sum, missing: &web.MissingModel{Model: "paperpipe-offline-tfidf-0123456789ab",
 		Note: "the fitted offline model paperpipe-offline-tfidf-0123456789ab is not in the database"}, noBucket: true,
-		dropped: "text-embedding-3-small/64/title-abstract-v1", unread: 201}
+		dropped: "text-embedding-3-small/64/title-abstract-v1", unread: 201,
+		notes: []string{"the workers of backlog workers write different things (their `writes:` lines above): " +
+			"each paper gets what the worker that takes it writes; start them all with the same settings"}}
 	mc := newContract(t, b.serve(mcfg).URL)
 	mc.seen = c.seen
 	mc.do(req{method: "GET", path: "/api/status", want: 200})

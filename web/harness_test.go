@@ -46,6 +46,8 @@ type testStatus struct {
 	unread uint64
 	// dropped, when set, adds the backlog of a reprocess consumer into that space, dropped.
 	dropped string
+	// notes are the status's WorkerNotes.
+	notes []string
 }
 
 func (s testStatus) Status(ctx context.Context) (web.Status, error) {
@@ -70,6 +72,7 @@ func (s testStatus) Status(ctx context.Context) (web.Status, error) {
 		TLDRModel: s.sum.Model(), PromptVersion: s.sum.PromptVersion(), Space: sp.Name(), UsageSince: since,
 		DeadLetters: 1, Recent: []web.DeadLetter{{Seq: 1, PaperID: "arxiv:2401.99999", Reason: "summarize: <b>bad</b> answer", Attempts: 8, FailedAt: since}}}
 	out.TLDRsWithheld, out.MissingModel, out.NoWorkersBucket, out.WorkersUnread = c.TLDRsWithheld, s.missing, s.noBucket, s.unread
+	out.WorkerNotes = s.notes
 	if s.dead != nil {
 		out.DeadLetters, out.Recent = len(s.dead), s.dead
 	}

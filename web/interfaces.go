@@ -135,6 +135,11 @@ type Status struct {
 	// worker of this version has run on the server, or workers of a NATS account that may not
 	// create it run unannounced —, so an empty Workers and NoWorker do not show that none runs.
 	NoWorkersBucket bool `json:"no_workers_bucket,omitempty"`
+	// WorkerNotes warn of what the running workers write (`paperpipe status` prints them as
+	// its notes): a worker whose vectors go to a space queries do not use, or to a dropped
+	// one, and the workers of one backlog that write different things. Each is a sentence that
+	// says what to do, commands in backquotes.
+	WorkerNotes []string `json:"worker_notes,omitempty"`
 	// WorkersUnread counts the older entries of the workers' bucket left unread: only its
 	// newest pipeline.MaxAnnouncementsRead are, where the running workers are (each writes its
 	// own every 10 s).

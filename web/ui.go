@@ -49,12 +49,13 @@ func loadPages() (*pages, error) {
 	}
 	ps := &pages{byName: map[string]*template.Template{}, assetVersion: strconv.FormatUint(uint64(h.Sum32()), 36)}
 	funcs := template.FuncMap{
-		"paperURL": paperPath,
-		"date":     func(t time.Time) string { return t.UTC().Format(time.DateOnly) },
-		"score":    formatScore,
-		"num":      formatInt,
-		"usd":      formatUSD,
-		"lang":     langOf,
+		"paperURL":   paperPath,
+		"date":       func(t time.Time) string { return t.UTC().Format(time.DateOnly) },
+		"score":      formatScore,
+		"num":        formatInt,
+		"usd":        formatUSD,
+		"lang":       langOf,
+		"backquoted": backquoted,
 		// offline: a TL;DR the offline summarizer wrote, which the lists of papers name (the
 		// paper page names every TL;DR's model), so that an extractive sentence of the abstract
 		// is not taken for an LLM's TL;DR where both are listed.
@@ -91,6 +92,20 @@ func langOf(text string) string {
 		return ""
 	}
 	return l
+}
+
+// backquoted is s, a note written for a terminal, as HTML: each text in backquotes (a command
+// or a setting to type) in <code>, the rest escaped.
+func backquoted(s string) template.HTML {
+	var b strings.Builder
+	for i, part := range strings.Split(s, "`") {
+		if i%2 == 1 {
+			b.WriteString("<code>" + template.HTMLEscapeString(part) + "</code>")
+		} else {
+			b.WriteString(template.HTMLEscapeString(part))
+		}
+	}
+	return template.HTML(b.String())
 }
 
 // formatUSD writes a cost in US dollars (paper.FormatUSD), "unknown" for nil (a model without

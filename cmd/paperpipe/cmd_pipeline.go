@@ -1076,6 +1076,13 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		space.ID = 0 // omitted
 		spaceNote = ", not created yet"
 	}
+	notes, err := workerNotes(backlogs, activeName, func(name string) (bool, error) {
+		gone, err := spaceGone(ctx, st, name)
+		return !gone, err
+	})
+	if err != nil {
+		return err
+	}
 	if c.JSON {
 		out := map[string]any{
 			"papers": counts, "space": space, "tldr_model": m.sum.Model(), "prompt_version": m.sum.PromptVersion(),
@@ -1098,6 +1105,9 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		}
 		if missing {
 			out["missing_model"] = map[string]string{"model": space.Model, "note": missingModelNote(space)}
+		}
+		if len(notes) > 0 { // as GET /api/status gives them
+			out["worker_notes"] = notes
 		}
 		return writeJSON(stdout, out)
 	}
@@ -1124,13 +1134,6 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	printBacklogs(w, backlogs)
 	fmt.Fprintf(w, "dead letters\t%d\n", dead)
 	w.Flush()
-	notes, err := workerNotes(backlogs, activeName, func(name string) (bool, error) {
-		gone, err := spaceGone(ctx, st, name)
-		return !gone, err
-	})
-	if err != nil {
-		return err
-	}
 	for _, n := range notes {
 		fmt.Fprintln(stdout, "note: "+termSafe(n, false))
 	}

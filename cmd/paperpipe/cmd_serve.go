@@ -499,9 +499,10 @@ const recentDeadLetters = 20
 func (s *webStatus) Status(ctx context.Context) (web.Status, error) {
 	out := web.Status{TLDRModel: s.sum.Model(), PromptVersion: s.sum.PromptVersion()}
 	sp, err := s.st.ActiveSpace(ctx)
+	active := "" // the active space's name, none yet
 	switch {
 	case err == nil:
-		out.Space = sp.Name()
+		out.Space, active = sp.Name(), sp.Name()
 	case errors.Is(err, paper.ErrNotFound):
 		out.Space = "(none yet)"
 	default:
@@ -534,7 +535,7 @@ func (s *webStatus) Status(ctx context.Context) (web.Status, error) {
 		}
 		out.Usage = append(out.Usage, row)
 	}
-	if err := s.queue(ctx, &out); err != nil {
+	if err := s.queue(ctx, &out, active); err != nil {
 		if ctx.Err() != nil {
 			return out, err
 		}
@@ -561,9 +562,10 @@ func webWorker(w pipeline.AnnouncedWorker, now time.Time) web.Worker {
 	return out
 }
 
-// queue fills out's backlog and dead letters from NATS, all or nothing; it asks nothing while
-// the connection is down (a request would wait for the reconnection).
-func (s *webStatus) queue(ctx context.Context, out *web.Status) error {
+// queue fills out's backlog, dead letters and notes on the workers from NATS, all or nothing;
+// it asks nothing while the connection is down (a request would wait for the reconnection).
+// active is the active space's name ("" when none is).
+func (s *webStatus) queue(ctx context.Context, out *web.Status, active string) error {
 	if nc := s.js.Conn(); !nc.IsConnected() {
 		return fmt.Errorf("not connected to NATS (%s)", nc.Status())
 	}
@@ -591,18 +593,33 @@ func (s *webStatus) queue(ctx context.Context, out *web.Status) error {
 		out.WorkersError = werr.Error()
 	}
 	now := time.Now()
+	var noted []statusBacklog // as status reads them, for workerNotes
 	for _, b := range bls {
 		wb := web.Backlog{Consumer: b.Consumer, Pending: b.Pending, AckPending: b.AckPending, Redelivered: b.Redelivered, Workers: []web.Worker{}}
 		if wb.DroppedSpace, err = droppedSpace(ctx, s.st, b); err != nil {
 			return err
 		}
+		sb := statusBacklog{Backlog: b}
 		for _, w := range workers {
 			if w.Consumer == b.Consumer {
 				wb.Workers = append(wb.Workers, webWorker(w, now))
+				sb.Workers = append(sb.Workers, statusWorker{AnnouncedWorker: w})
 			}
 		}
 		wb.NoWorker = werr == nil && b.NoWorkerRunning(len(wb.Workers), wb.DroppedSpace != "")
 		out.Backlog = append(out.Backlog, wb)
+		noted = append(noted, sb)
+	}
+	// The notes `paperpipe status` prints: the page showed each worker's target, and nothing
+	// said that one's papers were found by no search (its space not the active one, or
+	// dropped) or that the workers of one backlog wrote different things — the operator had
+	// to read and compare the targets, or run status in a shell (found in session 29, walking
+	// a lab's journey).
+	if out.WorkerNotes, err = workerNotes(noted, active, func(name string) (bool, error) {
+		gone, err := spaceGone(ctx, s.st, name)
+		return !gone, err
+	}); err != nil {
+		return err
 	}
 	out.DeadLetters = int(dead)
 	for _, d := range dls {

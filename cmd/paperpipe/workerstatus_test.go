@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"os"
@@ -382,8 +383,10 @@ func TestResumedReprocessRunWarnsOfALoweredSettingOnce(t *testing.T) {
 // writing half of the TL;DRs with its own model, looked alike (found in session 28, walking a
 // lab's journey). Each worker's line now says what it writes, and notes name the worker whose
 // vectors go to a space that is not the active one, or to a dropped one, and workers of one
-// backlog that write different things.
-func TestStatusSaysWhatEachWorkerWritesAndWarnsOfOneWhosePapersNoSearchFinds(t *testing.T) {
+// backlog that write different things. The status page, GET /api/status and status --json
+// give the same notes: they gave each worker's target alone, for the operator to compare with
+// the active space and the other workers' (found in session 29, walking a lab's journey).
+func TestStatusAndItsPageSayWhatEachWorkerWritesAndWarnOfOneWhosePapersNoSearchFinds(t *testing.T) {
 	t.Parallel()
 	api := openaitest.Start(t, openaitest.Config{})
 	srv := natstest.Start(t)
@@ -427,6 +430,26 @@ func TestStatusSaysWhatEachWorkerWritesAndWarnsOfOneWhosePapersNoSearchFinds(t *
 			}
 		}
 	}
+	base := startServe(t, c)
+	// noted checks that status --json, GET /api/status and the status page give a note with
+	// want in it, as status's own notes do (the callers check those).
+	noted := func(want string) {
+		t.Helper()
+		var js struct {
+			Notes []string `json:"worker_notes"`
+		}
+		c.json(&js, "status")
+		if !slices.ContainsFunc(js.Notes, func(n string) bool { return strings.Contains(n, want) }) {
+			t.Errorf("status --json: worker_notes %q, want one saying %q", js.Notes, want)
+		}
+		getJSON(t, base+"/api/status", &js)
+		if !slices.ContainsFunc(js.Notes, func(n string) bool { return strings.Contains(n, want) }) {
+			t.Errorf("GET /api/status: worker_notes %q, want one saying %q", js.Notes, want)
+		}
+		if page := getBody(t, base+"/status"); !strings.Contains(page, html.EscapeString(want)) {
+			t.Errorf("the status page does not say %q:\n%s", want, page)
+		}
+	}
 	const apiSpace = "text-embedding-3-small/1536/title-abstract-v1"
 	old := start(apiEnv)
 	listed(old.Process.Pid)
@@ -438,6 +461,7 @@ func TestStatusSaysWhatEachWorkerWritesAndWarnsOfOneWhosePapersNoSearchFinds(t *
 	if !strings.Contains(r.stdout, who+" writes embeddings in space "+apiSpace+", which queries do not use (the active space is paperpipe-offline-hash-v2/") {
 		t.Errorf("status does not say that the worker's papers go to a space queries do not use:\n%s", r.stdout)
 	}
+	noted(" writes embeddings in space " + apiSpace + ", which queries do not use (the active space is paperpipe-offline-hash-v2/")
 	if strings.Contains(r.stdout, "write different things") {
 		t.Errorf("status says one worker's backlog has workers that write different things:\n%s", r.stdout)
 	}
@@ -447,11 +471,13 @@ func TestStatusSaysWhatEachWorkerWritesAndWarnsOfOneWhosePapersNoSearchFinds(t *
 	if r := c.ok("status"); !strings.Contains(r.stdout, "note: the workers of backlog "+pipeline.ConsumerNew+" write different things") {
 		t.Errorf("status does not say that the two workers write different things:\n%s", r.stdout)
 	}
+	noted("the workers of backlog " + pipeline.ConsumerNew + " write different things")
 
 	c.ok("spaces", "drop", apiSpace)
 	if r := c.ok("status"); !strings.Contains(r.stdout, who+" was started for space "+apiSpace+", which was dropped: it stores TL;DRs and no vectors") {
 		t.Errorf("status does not say that the worker's space was dropped:\n%s", r.stdout)
 	}
+	noted(" was started for space " + apiSpace + ", which was dropped: it stores TL;DRs and no vectors")
 }
 
 func mustHostname(t *testing.T) string {
