@@ -45,6 +45,10 @@ type reprocessOptions struct {
 	wait      bool
 	tldrOnly  bool
 	embedOnly bool
+	// maxCost, when capped, is the most a run's estimated cost may be (USD): one estimated
+	// above it, or that cannot be priced, sends nothing.
+	maxCost float64
+	capped  bool
 	// pageSize is how many papers are published before a worker drains them. Defaults to 5000.
 	pageSize int
 	// poll is the Batch API's first poll interval. Defaults to 30s.
@@ -73,6 +77,14 @@ func cmdReprocess(ctx context.Context, c *config, args []string) error {
 	fs.BoolVar(&o.tldrOnly, "tldr-only", false, "write TL;DRs only")
 	fs.BoolVar(&o.embedOnly, "embed-only", false, "write embeddings only")
 	fs.BoolVar(&o.json, "json", false, "with --dry-run: print the estimate as JSON")
+	fs.Func("max-cost", "send nothing when the run's estimated cost (--dry-run's) is above `USD`, or unknown (a model without a price)", func(v string) error {
+		f, err := strconv.ParseFloat(strings.TrimPrefix(v, "$"), 64)
+		if err != nil || !(f >= 0) || math.IsInf(f, 0) {
+			return fmt.Errorf("want an amount in US dollars, such as 5 or 0.50")
+		}
+		o.maxCost, o.capped = f, true
+		return nil
+	})
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -226,14 +238,30 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 	target := pipeline.NewReprocessTarget(sel.Work, spaceName)
 	res.Target = target.Key
 
-	if o.dryRun {
+	// A run that buys anything says what it is estimated to cost before it starts, as a dry
+	// run does: its first line gave the counts alone, and the cost was a second command's to
+	// tell (found in session 29, walking a lab's journey). The estimate reads the stale papers'
+	// texts once more; a run of the offline models costs nothing, and is not estimated.
+	spends := (wantTLDR && !c.chatOffline()) || (wantEmb && !c.embedOffline())
+	estimated := o.dryRun || (spends && res.Counts.Papers > 0)
+	if estimated {
 		if res.Estimate, err = estimateWork(ctx, c, st, sel, m, o.batchAPI); err != nil {
 			return res, err
 		}
 	}
+	var overBudget error // --max-cost's refusal, after a dry run's estimate is printed
+	if o.capped && estimated && res.Estimate.Papers > 0 {
+		overBudget = budgetRefusal(res.Estimate, o.maxCost, o.dryRun)
+		if overBudget != nil && !o.dryRun {
+			return res, overBudget
+		}
+	}
 	heldByBatches, withheld := unboughtNotes(c, o, m, space, res.Counts, wantTLDR)
 	if o.dryRun {
-		return res, printDryRun(out, errw, o, res, m, space, wantTLDR, wantEmb, heldByBatches, withheld)
+		if err := printDryRun(out, errw, o, res, m, space, wantTLDR, wantEmb, heldByBatches, withheld); err != nil {
+			return res, err
+		}
+		return res, overBudget
 	}
 	tldrs := fmt.Sprintf("TL;DR (%s, %s)", m.sum.Model(), m.sum.PromptVersion())
 	embeddings := fmt.Sprintf("embedding (space %s)", space.Name())
@@ -262,9 +290,13 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 			return res, err
 		}
 	}
-	fmt.Fprintf(errw, "reprocess: %s to process (%s)\n", plural(res.Counts.Papers, "paper", "papers"), joinWanted(
+	cost := ""
+	if estimated {
+		cost = "; " + runCost(res.Estimate, o)
+	}
+	fmt.Fprintf(errw, "reprocess: %s to process (%s)%s\n", plural(res.Counts.Papers, "paper", "papers"), joinWanted(
 		wantTLDR, fmt.Sprintf("%s by %s prompt %s", plural(res.Counts.TLDRs, "TL;DR", "TL;DRs"), m.sum.Model(), m.sum.PromptVersion()),
-		wantEmb, fmt.Sprintf("%s in space %s", plural(res.Counts.Embeddings, "embedding", "embeddings"), space.Name())))
+		wantEmb, fmt.Sprintf("%s in space %s", plural(res.Counts.Embeddings, "embedding", "embeddings"), space.Name())), cost)
 
 	// A Batch API job that failed in this run (*batch.JobError, the error says what to do about
 	// it) did not stop the others' collection: the space is finished below when its embedding
@@ -750,6 +782,45 @@ func estimateWork(ctx context.Context, c *config, st *store.Store, sel store.Sel
 		e.CostUSD /= 2
 	}
 	return e, nil
+}
+
+// runCost says what a run is estimated to cost, for its first line.
+func runCost(e estimate, o reprocessOptions) string {
+	if !e.CostKnown {
+		return "estimated cost unknown: a model has no price (set PAPERPIPE_PRICES; `--dry-run` shows the tokens)"
+	}
+	s := "estimated cost " + paper.FormatUSD(e.CostUSD)
+	if e.BatchAPI {
+		s += " (Batch API: half price)"
+	}
+	if o.capped {
+		s += ", within --max-cost " + paper.FormatUSD(o.maxCost)
+	}
+	return s + " (`--dry-run` shows the tokens)"
+}
+
+// budgetRefusal is --max-cost's refusal of a run estimated at e, nil when e is within max.
+// A cost that cannot be priced is refused too: a budget cannot be held to it.
+func budgetRefusal(e estimate, max float64, dryRun bool) error {
+	sent := "nothing was sent"
+	if dryRun {
+		sent = "a run would send nothing"
+	}
+	if !e.CostKnown {
+		return fmt.Errorf("--max-cost %s: the run's cost cannot be estimated, a model has no price; %s: "+
+			"give its price in PAPERPIPE_PRICES (model=input/output, USD per 1M tokens), or leave --max-cost out",
+			paper.FormatUSD(max), sent)
+	}
+	if e.CostUSD <= max {
+		return nil
+	}
+	cheaper := "; --batch-api halves it"
+	if e.BatchAPI {
+		cheaper = ""
+	}
+	return fmt.Errorf("the run's estimated cost, %s for %s, is above --max-cost %s; %s: "+
+		"select fewer papers (--since DATE, --ids FILE)%s, or raise --max-cost",
+		paper.FormatUSD(e.CostUSD), plural(e.Papers, "paper", "papers"), paper.FormatUSD(max), sent, cheaper)
 }
 
 // averageAnswer is the average output tokens of model's chat requests (the Batch API's

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -94,5 +95,55 @@ func TestDryRunCostOfAFewEmbeddingsIsNotZero(t *testing.T) {
 	want := paper.FormatUSD(dry.Estimate.CostUSD)
 	if !regexp.MustCompile(`estimated cost +`+regexp.QuoteMeta(want)+`\n`).MatchString(out) || want == "$0.00" {
 		t.Errorf("dry run of %d embedding tokens does not say it costs %s:\n%s", dry.Estimate.EmbedTokens, want, out)
+	}
+}
+
+// A run that buys TL;DRs or vectors says, before it sends anything, what it is estimated to
+// cost — the dry run's figure: its first line gave the papers and outputs alone, and the cost
+// was a second command's to tell (found in session 29, walking a lab's journey).
+func TestAPaidRunSaysItsEstimatedCostBeforeItStarts(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 10)
+	dry, _ := e.reprocess(t, t.Context(), e.c, reprocessOptions{dryRun: true})
+	_, out := e.reprocess(t, t.Context(), e.c, reprocessOptions{})
+	first, _, _ := strings.Cut(out, "\n")
+	if want := "; estimated cost " + paper.FormatUSD(dry.Estimate.CostUSD) + " "; !strings.HasPrefix(first, "reprocess: 10 papers to process") || !strings.Contains(first, want) {
+		t.Errorf("the run's first line does not say %q:\n%s", want, out)
+	}
+}
+
+// --max-cost is a budget's guard: a run whose estimated cost is above it, or cannot be priced
+// (a model without a price), sends nothing and says why and what to do; a dry run prints its
+// estimate and fails the same way, and a run within it goes ahead.
+func TestARunEstimatedAboveMaxCostSendsNothing(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	e.seed(t, 10)
+	ctx := t.Context()
+	dry, _ := e.reprocess(t, ctx, e.c, reprocessOptions{dryRun: true})
+	below := dry.Estimate.CostUSD / 2
+	refused := func(c *config, o reprocessOptions, want string) string {
+		t.Helper()
+		var out, errw bytes.Buffer
+		_, err := runReprocess(ctx, c, o, &out, &errw)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("reprocess %+v: %v, want an error saying %q\n%s%s", o, err, want, out.String(), errw.String())
+		}
+		return out.String()
+	}
+	over := "is above --max-cost " + paper.FormatUSD(below) + "; nothing was sent"
+	refused(e.c, reprocessOptions{maxCost: below, capped: true}, over)
+	unpriced := e.cfg(func(c *config) { c.ChatModel = "llama3" })
+	refused(unpriced, reprocessOptions{maxCost: 1000, capped: true}, "the run's cost cannot be estimated, a model has no price; nothing was sent")
+	if s := e.fake.Stats(); s.ChatRequests != 0 || s.EmbedRequests != 0 {
+		t.Fatalf("runs refused by --max-cost sent %d chat and %d embedding requests", s.ChatRequests, s.EmbedRequests)
+	}
+	if out := refused(e.c, reprocessOptions{dryRun: true, maxCost: below, capped: true}, "a run would send nothing"); !strings.Contains(out, "estimated cost") {
+		t.Errorf("a dry run above --max-cost does not print its estimate:\n%s", out)
+	}
+	res, _ := e.reprocess(t, ctx, e.c, reprocessOptions{maxCost: dry.Estimate.CostUSD, capped: true})
+	if res.Worker.TLDRs != 10 || res.Worker.Embeddings != 10 {
+		t.Errorf("a run within --max-cost wrote %d TL;DRs and %d embeddings, want 10 of each", res.Worker.TLDRs, res.Worker.Embeddings)
 	}
 }
