@@ -166,8 +166,26 @@ func pauseDetail(cause error) string {
 	if cause == nil {
 		return ""
 	}
-	// One line: the status command prints it as one.
-	d := strings.Join(strings.Fields(cause.Error()), " ")
+	// One line: the status command prints it as one. The errors of a join (a TL;DR's and an
+	// embedding's, each failing on its own) are told apart by a semicolon: joined by the
+	// newline of errors.Join made a space, and the second read as the end of the first's
+	// sentence (`… connection refused embedding: embed papers …`, found in session 29, walking a
+	// lab's journey).
+	text := cause.Error()
+	if j, ok := cause.(interface{ Unwrap() []error }); ok {
+		// errors.Join's, whose text is its errors' a line each; not fmt.Errorf's of several
+		// %w, which has its own text.
+		var parts []string
+		for _, e := range j.Unwrap() {
+			if e != nil {
+				parts = append(parts, e.Error())
+			}
+		}
+		if strings.Join(parts, "\n") == text {
+			text = strings.Join(parts, "; ")
+		}
+	}
+	d := strings.Join(strings.Fields(text), " ")
 	if len(d) > maxPauseDetail {
 		d = strings.ToValidUTF8(d[:maxPauseDetail], "") + "…"
 	}

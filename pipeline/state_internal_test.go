@@ -118,6 +118,14 @@ func TestAPausesDetailIsOneBoundedLine(t *testing.T) {
 	}
 }
 
+// The errors of a pause's join (a TL;DR's and an embedding's) are told apart in its one line.
+func TestAPausesDetailSeparatesTheErrorsItJoins(t *testing.T) {
+	cause := errors.Join(errors.New("tldr: connection refused"), errors.New("embedding: connection\nrefused"))
+	if d, want := pauseDetail(cause), "tldr: connection refused; embedding: connection refused"; d != want {
+		t.Errorf("detail %q, want %q", d, want)
+	}
+}
+
 // An entry is overdue once it is older than twice its worker's refresh (a worker killed, or cut
 // off from NATS: status says so), and not before — one write late is a busy moment; an entry
 // without a refresh is never said overdue.
