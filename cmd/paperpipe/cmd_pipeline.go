@@ -1308,8 +1308,8 @@ func workerDetailsText(w statusWorker) string {
 	if w.Concurrency > 0 { // a worker that writes no TL;DRs has none
 		slots = fmt.Sprintf("%d TL;DR slots, ", w.Concurrency)
 	}
-	return fmt.Sprintf("since %s, %s%d messages held, %d processed, paperpipe %s, %s",
-		w.Started.UTC().Format("2006-01-02 15:04:05 UTC"), slots, w.Held, w.Processed, w.Version, seen)
+	return fmt.Sprintf("since %s, %s%s held, %d processed, paperpipe %s, %s",
+		w.Started.UTC().Format("2006-01-02 15:04:05 UTC"), slots, plural(w.Held, "message", "messages"), w.Processed, w.Version, seen)
 }
 
 // noWorkerNote says that bl's messages wait with no worker running, and what runs one;

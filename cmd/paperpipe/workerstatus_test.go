@@ -176,6 +176,15 @@ func TestStatusGivesNoTLDRSlotsForAWorkerThatWritesNoTLDRs(t *testing.T) {
 	}
 }
 
+// A worker holding one message holds "1 message", not "1 messages" (found in session 29,
+// walking a lab's journey: a paused worker tries one message at a time, and so holds one).
+func TestStatusSaysAWorkerHoldsOneMessageInTheSingular(t *testing.T) {
+	w := statusWorker{AnnouncedWorker: pipeline.AnnouncedWorker{Announcement: pipeline.Announcement{Held: 1, Processed: 1}}}
+	if got := workerDetailsText(w); !strings.Contains(got, " 1 message held, 1 processed") {
+		t.Errorf("a worker holding one message: %q", got)
+	}
+}
+
 // TestStatusPageSaysWorkersMayRunUnannouncedWhenTheirBucketDoesNotExist: workers of a NATS
 // account that may not make the bucket paperpipe_workers run unannounced. `status` says so
 // when the bucket does not exist; the status page said "No worker is running" and that the
