@@ -91,7 +91,8 @@ func (s testStatus) Status(ctx context.Context) (web.Status, error) {
 		out.Backlog = append(out.Backlog, wb)
 	}
 	if s.dropped != "" {
-		out.Backlog = append(out.Backlog, web.Backlog{Consumer: "reprocess-0123456789ab", Pending: 2, Workers: []web.Worker{}, DroppedSpace: s.dropped})
+		out.Backlog = append(out.Backlog, web.Backlog{Consumer: "reprocess-0123456789ab", Pending: 2, Workers: []web.Worker{}, DroppedSpace: s.dropped,
+			Description: "re-processing: space " + s.dropped})
 	}
 	zero := 0.0
 	for _, u := range usage {

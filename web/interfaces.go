@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/paperpipe/paperpipe/paper"
@@ -172,7 +173,14 @@ type Backlog struct {
 	// space no longer exists: nothing processes its messages, and `paperpipe spaces drop NAME`
 	// removes them.
 	DroppedSpace string `json:"dropped_space,omitempty"`
+	// Description is the consumer's: for a re-processing consumer, what its run writes
+	// ("re-processing: TL;DRs gpt-4o-mini tldr-v1, space …"), which names the run to resume or
+	// abandon.
+	Description string `json:"description,omitempty"`
 }
+
+// Reprocess reports whether b is a `paperpipe reprocess` run's queue.
+func (b Backlog) Reprocess() bool { return strings.HasPrefix(b.Consumer, "reprocess-") }
 
 // Waiting counts the messages not yet acknowledged, pending or delivered: with no worker
 // running (NoWorker, DroppedSpace), those handed back by a worker that stopped, or held by one

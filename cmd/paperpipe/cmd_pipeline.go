@@ -1318,7 +1318,13 @@ func workerDetailsText(w statusWorker) string {
 func noWorkerNote(bl statusBacklog, noBucket bool) string {
 	run := "start `paperpipe worker` (or `paperpipe up`)"
 	if strings.HasPrefix(bl.Consumer, "reprocess-") {
-		run = "run the `paperpipe reprocess` of that target again to go on"
+		// Named by what it writes (its consumer's description), and with the way out that
+		// buys nothing: the note said to run "that target" again, which the operator had to
+		// guess, and buy (found in session 29, walking a lab's journey).
+		run = "run the `paperpipe reprocess` of that target again to go on, or the same command with --abandon to drop them"
+		if d := bl.Description; d != "" {
+			run = fmt.Sprintf("they are an interrupted `paperpipe reprocess`'s (%s): the same command run again goes on, and with --abandon drops them", d)
+		}
 	} else if bl.Consumer != pipeline.ConsumerNew {
 		run = fmt.Sprintf("start `paperpipe worker --consumer %s`", bl.Consumer)
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/paperpipe/paperpipe/batch"
 	"github.com/paperpipe/paperpipe/embed"
 	"github.com/paperpipe/paperpipe/ingest"
@@ -49,6 +50,8 @@ type reprocessOptions struct {
 	// above it, or that cannot be priced, sends nothing.
 	maxCost float64
 	capped  bool
+	// abandon drops what an interrupted run of the target left queued, and sends nothing.
+	abandon bool
 	// pageSize is how many papers are published before a worker drains them. Defaults to 5000.
 	pageSize int
 	// poll is the Batch API's first poll interval. Defaults to 30s.
@@ -77,6 +80,7 @@ func cmdReprocess(ctx context.Context, c *config, args []string) error {
 	fs.BoolVar(&o.tldrOnly, "tldr-only", false, "write TL;DRs only")
 	fs.BoolVar(&o.embedOnly, "embed-only", false, "write embeddings only")
 	fs.BoolVar(&o.json, "json", false, "with --dry-run: print the estimate as JSON")
+	fs.BoolVar(&o.abandon, "abandon", false, "drop what an interrupted run of the same flags left queued, instead of resuming it; sends nothing")
 	fs.Func("max-cost", "send nothing when the run's estimated cost (--dry-run's) is above `USD`, or unknown (a model without a price)", func(v string) error {
 		f, err := strconv.ParseFloat(strings.TrimPrefix(v, "$"), 64)
 		if err != nil || !(f >= 0) || math.IsInf(f, 0) {
@@ -87,6 +91,18 @@ func cmdReprocess(ctx context.Context, c *config, args []string) error {
 	})
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if o.abandon {
+		// The flags of a run that buys or plans nothing would be ignored without a word.
+		var ignored []string
+		fs.Visit(func(f *flag.Flag) {
+			if slices.Contains([]string{"dry-run", "json", "batch-api", "wait", "batch-upload-mbit", "max-cost", "concurrency"}, f.Name) {
+				ignored = append(ignored, "--"+f.Name)
+			}
+		})
+		if len(ignored) > 0 {
+			return usageErr("--abandon sends nothing: %s does not apply with it", strings.Join(ignored, " and "))
+		}
 	}
 	if o.json && !o.dryRun {
 		return usageErr("--json is for --dry-run's estimate; a run says what it did as text, on standard error")
@@ -174,8 +190,9 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 			return res, err
 		}
 	}
-	// A dry run calls no model: it estimates what a real run would cost, key or not.
-	if !o.dryRun {
+	// A dry run calls no model: it estimates what a real run would cost, key or not; nor does
+	// an abandon.
+	if !o.dryRun && !o.abandon {
 		if err := c.checkAPI(!o.embedOnly, !o.tldrOnly); err != nil {
 			return res, err
 		}
@@ -205,7 +222,7 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 	// model's space; its workers have no embedder.
 	var space paper.Space
 	if wantEmb {
-		if space, err = reprocessSpace(ctx, st, m.emb.Space(), o.dryRun); err != nil {
+		if space, err = reprocessSpace(ctx, st, m.emb.Space(), o.dryRun || o.abandon); err != nil {
 			return res, err
 		}
 		res.Space = space
@@ -237,6 +254,9 @@ func runReprocess(ctx context.Context, c *config, o reprocessOptions, out, errw 
 	}
 	target := pipeline.NewReprocessTarget(sel.Work, spaceName)
 	res.Target = target.Key
+	if o.abandon {
+		return res, abandonRun(ctx, c, st, log, sel.Work, wantTLDR, wantEmb, space, target, errw)
+	}
 
 	// A run that buys anything says what it is estimated to cost before it starts, as a dry
 	// run does: its first line gave the counts alone, and the cost was a second command's to
@@ -782,6 +802,60 @@ func estimateWork(ctx context.Context, c *config, st *store.Store, sel store.Sel
 		e.CostUSD /= 2
 	}
 	return e, nil
+}
+
+// abandonRun drops what an interrupted run of target left queued: its consumer and its
+// messages. A run stopped after its first line — its estimate over a budget, a wrong model —
+// left them for good: status and the status page said that no worker ran them, and to run the
+// same command again, which buys them; nothing else removed them but a run into a space
+// dropped (found in session 29, walking a lab's journey). Nothing is lost: the papers are
+// still stale, and a later run selects them again. The run's locks are held meanwhile: a run
+// of the target in progress is not cut off under it.
+func abandonRun(ctx context.Context, c *config, st *store.Store, log *slog.Logger, w paper.Work, wantTLDR, wantEmb bool,
+	space paper.Space, target pipeline.ReprocessTarget, errw io.Writer) error {
+	for _, key := range runLocks(w, wantTLDR, wantEmb, space.ID) {
+		l, err := st.HoldRun(ctx, key)
+		if errors.Is(err, store.ErrRunInProgress) {
+			return fmt.Errorf("a run writing the same outputs is in progress (%s): stop it first, then run this command again", key)
+		}
+		if err != nil {
+			return err
+		}
+		defer l.Unlock()
+		ctx = l.Context()
+	}
+	b, err := connectBroker(ctx, c, log, brokerClient)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	left, err := pipeline.QueueLeft(ctx, b.js, target)
+	if err != nil {
+		return err
+	}
+	info, err := b.js.Consumer(ctx, pipeline.StreamPapers, target.Consumer)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		fmt.Fprintf(errw, "reprocess: no run of these flags left anything queued (no consumer %s): nothing to drop\n", target.Consumer)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", target.Consumer, err)
+	}
+	// Purged first, as spaces drop does: a consumer deleted before a purge that failed would
+	// leave messages no status shows.
+	stream, err := b.js.Stream(ctx, pipeline.StreamPapers)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", pipeline.StreamPapers, err)
+	}
+	if err := stream.Purge(ctx, jetstream.WithPurgeSubject(info.CachedInfo().Config.FilterSubject)); err != nil {
+		return fmt.Errorf("purge %s: %w", info.CachedInfo().Config.FilterSubject, err)
+	}
+	if err := b.js.DeleteConsumer(ctx, pipeline.StreamPapers, target.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("delete consumer %s: %w", target.Consumer, err)
+	}
+	fmt.Fprintf(errw, "reprocess: dropped what an interrupted run left queued (%s, consumer %s); nothing was sent, "+
+		"and its papers stay stale: a later run selects them again\n", plural(left.Waiting+uint64(left.Held), "message", "messages"), target.Consumer)
+	return nil
 }
 
 // runCost says what a run is estimated to cost, for its first line.

@@ -595,7 +595,8 @@ func (s *webStatus) queue(ctx context.Context, out *web.Status, active string) e
 	now := time.Now()
 	var noted []statusBacklog // as status reads them, for workerNotes
 	for _, b := range bls {
-		wb := web.Backlog{Consumer: b.Consumer, Pending: b.Pending, AckPending: b.AckPending, Redelivered: b.Redelivered, Workers: []web.Worker{}}
+		wb := web.Backlog{Consumer: b.Consumer, Pending: b.Pending, AckPending: b.AckPending, Redelivered: b.Redelivered, Workers: []web.Worker{},
+			Description: b.Description}
 		if wb.DroppedSpace, err = droppedSpace(ctx, s.st, b); err != nil {
 			return err
 		}
