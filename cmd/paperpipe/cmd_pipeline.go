@@ -1051,20 +1051,38 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 	if err != nil {
 		return err
 	}
-	b, err := connectBroker(ctx, c, log, brokerClient)
-	if err != nil {
-		return err
+	// A queue that cannot be read leaves the database's parts to show, as the status page
+	// does: status said only that NATS could not be reached, and the operator of an outage
+	// lost the counts and the usage with it (found in session 29, walking a lab's journey).
+	// It still exits 1, naming the queue's error, for the scripts that watch it.
+	var (
+		backlogs   []statusBacklog
+		dead       uint64
+		noBucket   bool
+		unread     uint64
+		workersErr error
+	)
+	queueErr := func() error {
+		b, err := connectBroker(ctx, c, log, brokerClient)
+		if err != nil {
+			return err
+		}
+		defer b.close()
+		if backlogs, err = statusBacklogs(ctx, st, b.js); err != nil {
+			return err
+		}
+		if dead, err = pipeline.CountDeadLetters(ctx, b.js); err != nil {
+			return err
+		}
+		noBucket, unread, workersErr = addWorkers(ctx, b.js, backlogs, time.Now())
+		return nil
+	}()
+	if queueErr != nil {
+		if ctx.Err() != nil {
+			return queueErr
+		}
+		backlogs, dead = nil, 0
 	}
-	defer b.close()
-	backlogs, err := statusBacklogs(ctx, st, b.js)
-	if err != nil {
-		return err
-	}
-	dead, err := pipeline.CountDeadLetters(ctx, b.js)
-	if err != nil {
-		return err
-	}
-	noBucket, unread, workersErr := addWorkers(ctx, b.js, backlogs, time.Now())
 	unfinished, err := st.UnfinishedIndexes(ctx)
 	if err != nil {
 		return err
@@ -1109,7 +1127,14 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		if len(notes) > 0 { // as GET /api/status gives them
 			out["worker_notes"] = notes
 		}
-		return writeJSON(stdout, out)
+		if queueErr != nil { // as GET /api/status says it
+			out["queue_error"] = queueErr.Error()
+			delete(out, "dead_letters")
+		}
+		if err := writeJSON(stdout, out); err != nil {
+			return err
+		}
+		return queueUnread(queueErr)
 	}
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "papers\t%d\n", counts.Papers)
@@ -1132,7 +1157,12 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		fmt.Fprintf(w, "with embedding\t%d\t(active space %s, which queries use)\n", active.WithEmbedding, active.Space.Name())
 	}
 	printBacklogs(w, backlogs)
-	fmt.Fprintf(w, "dead letters\t%d\n", dead)
+	if queueErr != nil {
+		fmt.Fprintf(w, "backlog\t?\t(the queue could not be read: see below)\n")
+		fmt.Fprintf(w, "dead letters\t?\n")
+	} else {
+		fmt.Fprintf(w, "dead letters\t%d\n", dead)
+	}
 	w.Flush()
 	for _, n := range notes {
 		fmt.Fprintln(stdout, "note: "+termSafe(n, false))
@@ -1155,7 +1185,17 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		fmt.Fprintln(stdout, "note: "+missingModelNote(space))
 	}
 	printUsage(stdout, usage, costs, since)
-	return nil
+	return queueUnread(queueErr)
+}
+
+// queueUnread is status's error when the queue could not be read (err), after it printed the
+// database's parts; nil when it was read.
+func queueUnread(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("the queue could not be read, and the backlog, the workers and the dead letters are not shown "+
+		"(the counts and the usage above are the database's): %w", err)
 }
 
 // printBacklogs writes status's line of each backlog, with its workers under it, to w, a

@@ -519,3 +519,31 @@ func TestAWorkersLogLinesNameTheConsumerOnce(t *testing.T) {
 		}
 	}
 }
+
+// With the queue's server down, status shows what the database has — the papers, the TL;DRs,
+// the vectors and the API's usage — as the status page does, and exits 1 naming the queue's
+// error: it said only that NATS could not be reached, and the operator of an outage lost the
+// counts with it (found in session 29, walking a lab's journey).
+func TestStatusWithoutTheQueueShowsTheDatabasesPartsAndExits1(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, "PAPERPIPE_CHAT_MODEL=offline", "PAPERPIPE_EMBED_MODEL=offline")
+	c.ok("ingest", sampleFile)
+	c.workUntilIdle()
+	down := &cli{t: t, env: append(slices.Clone(c.env), "NATS_URL=nats://127.0.0.1:1")}
+	r := down.run("status")
+	if r.code != 1 || !strings.Contains(r.stderr, "the queue could not be read") || !strings.Contains(r.stderr, "nats://127.0.0.1:1") {
+		t.Errorf("status without the queue: exit %d, stderr %q; want 1, saying the queue could not be read and naming its server", r.code, r.stderr)
+	}
+	if !regexp.MustCompile(`(?m)^papers +108$`).MatchString(r.stdout) || !regexp.MustCompile(`(?m)^with TL;DR +108 `).MatchString(r.stdout) ||
+		!strings.Contains(r.stdout, "dead letters    ?") {
+		t.Errorf("status without the queue does not show the database's counts, and the dead letters as unknown:\n%s", r.stdout)
+	}
+	var js struct {
+		Papers     struct{ Papers int } `json:"papers"`
+		QueueError string               `json:"queue_error"`
+	}
+	r = down.run("status", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &js); err != nil || r.code != 1 || js.Papers.Papers != 108 || !strings.Contains(js.QueueError, "nats://127.0.0.1:1") {
+		t.Errorf("status --json without the queue: exit %d, %+v (%v); want 1, the 108 papers and queue_error\n%s", r.code, js, err, r.stdout)
+	}
+}
