@@ -813,17 +813,11 @@ func estimateWork(ctx context.Context, c *config, st *store.Store, sel store.Sel
 // of the target in progress is not cut off under it.
 func abandonRun(ctx context.Context, c *config, st *store.Store, log *slog.Logger, w paper.Work, wantTLDR, wantEmb bool,
 	space paper.Space, target pipeline.ReprocessTarget, errw io.Writer) error {
-	for _, key := range runLocks(w, wantTLDR, wantEmb, space.ID) {
-		l, err := st.HoldRun(ctx, key)
-		if errors.Is(err, store.ErrRunInProgress) {
-			return fmt.Errorf("a run writing the same outputs is in progress (%s): stop it first, then run this command again", key)
-		}
-		if err != nil {
-			return err
-		}
-		defer l.Unlock()
-		ctx = l.Context()
+	ctx, locks, err := holdRunLocks(ctx, st, w, wantTLDR, wantEmb, space)
+	if err != nil {
+		return err
 	}
+	defer unlockRuns(locks)
 	b, err := connectBroker(ctx, c, log, brokerClient)
 	if err != nil {
 		return err
