@@ -18,8 +18,8 @@ import (
 // TestAWorkerGoesOnWhenItsConsumersLeaderMoves: on a JetStream cluster the leader of an R3
 // consumer moves (a server restarted, an operator's step-down) while a worker's pull request
 // waits on it, which the server ends with "409 Leadership Change". The worker pulls again from
-// the new leader (after a failed pull's pause, 1–2 s: see pull), loses no message, does no paper
-// twice, and does not stop.
+// the new leader (at once: see pullFailures), loses no message, does no paper twice, and does
+// not stop.
 func TestAWorkerGoesOnWhenItsConsumersLeaderMoves(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a three-server cluster: ~10 s")

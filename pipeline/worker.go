@@ -490,7 +490,7 @@ func (w *Worker) Run(ctx context.Context) error {
 
 // pull fetches messages while slots are free and hands them out in micro-batches.
 func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan struct{}, release func(int), dispatch func([]jetstream.Msg)) error {
-	fetchErrs := 0
+	var failed pullFailures
 	for ctx.Err() == nil {
 		if w.cfg.ExitWhenIdle && w.pause.active.Load() {
 			// At the first refusal, whether its pause is still running or not.
@@ -537,7 +537,6 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan s
 		w.pullOpen(false)
 		release(held - got)
 		if err != nil {
-			fetchErrs++
 			if c, cerr := w.recheckConsumer(ctx, err); cerr != nil {
 				return cerr
 			} else if c != nil {
@@ -552,12 +551,12 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan s
 				}
 			}
 			w.log.Warn("pull request failed; retrying", "err", err)
-			if !sleepCtx(ctx, DefaultBackoff(min(fetchErrs, 4))) {
+			if !sleepCtx(ctx, failed.wait(err)) {
 				return nil
 			}
 			continue
 		}
-		fetchErrs = 0
+		failed = 0
 		if got == 0 && w.cfg.ExitWhenIdle && len(slots) == 0 {
 			idle, err := w.idle(ctx, cons)
 			if err != nil && ctx.Err() != nil {
@@ -576,6 +575,24 @@ func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, slots chan s
 		}
 	}
 	return nil
+}
+
+// pullFailures counts a worker's pull requests failed in a row.
+type pullFailures int
+
+// wait counts a pull request that failed with err and returns how long to wait before the
+// next: a backoff growing with the failures in a row, 1–2 s after the first, 8–16 s from the
+// fourth on; but none after a "409 Leadership Change", which is not counted. The consumer's new
+// leader sends that as it takes over, to the requests the old one held, and takes the next
+// request at once: waiting the backoff left each worker idle 1–2 s at every move of its
+// consumer's leader (a server restarted, an operator's step-down), and a move after failures
+// lengthened the wait after the next one.
+func (f *pullFailures) wait(err error) time.Duration {
+	if errors.Is(err, jetstream.ErrConsumerLeadershipChanged) {
+		return 0
+	}
+	*f++
+	return DefaultBackoff(min(int(*f), 4))
 }
 
 // pullSize is the most messages one pull request asks for: BatchSize, or the consumer's
