@@ -3,6 +3,8 @@ package pipeline_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -210,4 +212,53 @@ func heldThroughARestart(t *testing.T, ackWait, progress time.Duration) (*pipeli
 		t.Fatal(err)
 	}
 	return w, saves, acks
+}
+
+// TestAWorkerStartedWhileNATSCannotAnswerWaitsForIt: a worker whose server is down as it starts
+// (the embedded server changing hands: the process that ran it, a `status`, stopped a moment
+// before; a NATS server restarting) looks its consumer up again until the server answers, and
+// then works. Its lookup failed the command instead ("worker: consumer workers: context deadline
+// exceeded", after the request's 5 s), while its connection would have gone on to the server
+// come back.
+func TestAWorkerStartedWhileNATSCannotAnswerWaitsForIt(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	emb := embed.NewOffline()
+	b := setupOn(t, js, emb)
+	var logs logBuffer
+	w, err := pipeline.NewWorker(js, b.store, summarize.NewOffline(30), emb, pipeline.WorkerConfig{SpaceID: b.space.ID,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	rctx, stop := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- w.Run(rctx) }()
+	defer func() { stop(); <-ran }()
+	stopped := func() {
+		select {
+		case err := <-ran:
+			ran <- err
+			t.Fatalf("the worker stopped: %v\n%s", err, logs.String())
+		default:
+		}
+	}
+	waitFor(t, "the worker's lookup of its consumer failed", func() (bool, string) {
+		stopped()
+		return strings.Contains(logs.String(), "consumer lookup failed"), logs.String()
+	})
+	srv.Restart(t)
+	publish(t, js, sampledata.Papers(t)[:1])
+	waitFor(t, "the paper processed", func() (bool, string) {
+		stopped()
+		s := w.Stats()
+		return s.TLDRs == 1 && s.Embeddings == 1, fmt.Sprintf("%+v\n%s", s, logs.String())
+	})
 }

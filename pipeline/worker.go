@@ -391,7 +391,7 @@ func (w *Worker) Stats() WorkerStats {
 // the MsgTimeout of work starting from then on and the last delivery's handling change with
 // them, and the holds are renewed at once — and sets an announced one once its time has come.
 func (w *Worker) Run(ctx context.Context) error {
-	cons, err := w.js.Consumer(ctx, StreamPapers, w.cfg.Consumer)
+	cons, err := w.lookUp(ctx)
 	if err != nil && ctx.Err() != nil {
 		return nil // stopped before it started: nothing to drain
 	}
@@ -486,6 +486,37 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.flushUsage(ctx) // what the ledger has not taken yet, if any
 	return runErr
+}
+
+// lookUp looks the worker's consumer up, again while NATS cannot answer: the embedded server is
+// changing hands (the process that ran it stopped and another takes it over: its JetStream stops
+// first, "JetStream not enabled", then no server answers), a NATS server restarts, a cluster
+// elects a leader. The worker's pulls go on through such moments; its lookup at the start
+// failed the command instead ("worker: consumer workers: context deadline exceeded" after the
+// request's 5 s, for a worker started as the process running the server stopped). A consumer
+// or stream that does not exist, or a refusal, is an answer, returned at once.
+func (w *Worker) lookUp(ctx context.Context) (jetstream.Consumer, error) {
+	for n := 1; ; n++ {
+		cons, err := w.js.Consumer(ctx, StreamPapers, w.cfg.Consumer)
+		if err == nil || ctx.Err() != nil || !unanswered(err) {
+			return cons, err
+		}
+		w.log.Warn("consumer lookup failed; retrying", "consumer", w.cfg.Consumer, "err", err)
+		if !sleepCtx(ctx, DefaultBackoff(min(n, 3))) {
+			return nil, err
+		}
+	}
+}
+
+// unanswered reports whether err, a JetStream request's, is one met while NATS cannot answer
+// for now (see lookUp): no answer in time, no responders, JetStream stopping or not running yet,
+// or a cluster without a leader (503).
+func unanswered(err error) bool {
+	if apiErr, ok := errors.AsType[*jetstream.APIError](err); ok && apiErr.Code == http.StatusServiceUnavailable {
+		return true
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount)
 }
 
 // pull fetches messages while slots are free and hands them out in micro-batches.
