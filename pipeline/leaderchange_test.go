@@ -28,9 +28,12 @@ func TestAWorkerGoesOnWhenItsConsumersLeaderMoves(t *testing.T) {
 	servers := natstest.StartCluster(t)
 	js := servers[0].Connect(t)
 	ctx := t.Context()
-	// AckWait 10 s: a move can leave a message delivered to the request it ended, which the
-	// worker never sees and the server hands out again only after the AckWait (seen in 2 of 5
-	// runs at the default 60 s, each such run 60 s longer): within waitFor's minute.
+	// AckWait 10 s: a move can leave a message counted as delivered that no server sends, which
+	// the server hands out again only after the AckWait (seen in 2 of 5 runs at the default
+	// 60 s, each such run 60 s longer): within waitFor's minute. The old leader holds a
+	// delivery until the replicas agree it was made (nats-server's pendingDeliveries) and drops
+	// what it holds when it steps down; the agreement, reached under the new leader, counts it.
+	// Nothing reaches the worker's inbox, before or after the 409: no client can see it.
 	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{Replicas: 3, AckWait: 10 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
