@@ -869,8 +869,21 @@ func deadLetterSeqs(args []string) ([]uint64, error) {
 // listDeadLetters is `dlq list`'s read: the oldest limit dead letters (0: all), from sequence
 // from on when from > 0, or the newest, newest first. A page that is not the whole queue says
 // what is left out and how to see it (on stderr, so that --json stays a list), where a reader
-// or a script would take it for every dead letter.
+// or a script would take it for every dead letter. It is read again across a takeover of the
+// embedded server (see broker.acrossTakeover): a `dlq list` joined to the server of a process
+// that stopped as it read failed.
 func listDeadLetters(ctx context.Context, b *broker, limit int, newest bool, from uint64) ([]pipeline.DeadLetter, error) {
+	var dls []pipeline.DeadLetter
+	err := b.acrossTakeover(ctx, func(ctx context.Context) error {
+		var err error
+		dls, err = readDeadLetters(ctx, b, limit, newest, from)
+		return err
+	})
+	return dls, err
+}
+
+// readDeadLetters is listDeadLetters' read, made once.
+func readDeadLetters(ctx context.Context, b *broker, limit int, newest bool, from uint64) ([]pipeline.DeadLetter, error) {
 	if newest {
 		if limit == 0 {
 			dls, err := pipeline.ListDeadLetters(ctx, b.js, 0)
@@ -916,7 +929,12 @@ func showDeadLetters(ctx context.Context, b *broker, asJSON bool, args []string)
 	var dls []pipeline.DeadLetter
 	failed := 0
 	for _, s := range seqs {
-		d, err := pipeline.GetDeadLetter(ctx, b.js, s)
+		var d pipeline.DeadLetter
+		err := b.acrossTakeover(ctx, func(ctx context.Context) error { // a read: see broker.acrossTakeover
+			var err error
+			d, err = pipeline.GetDeadLetter(ctx, b.js, s)
+			return err
+		})
 		if err != nil {
 			if ctx.Err() != nil {
 				return err
@@ -1068,13 +1086,11 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 			return err
 		}
 		defer b.close()
-		if backlogs, err = statusBacklogs(ctx, st, b.js); err != nil {
+		q, err := readQueueStatus(ctx, st, b)
+		if err != nil {
 			return err
 		}
-		if dead, err = pipeline.CountDeadLetters(ctx, b.js); err != nil {
-			return err
-		}
-		noBucket, unread, workersErr = addWorkers(ctx, b.js, backlogs, time.Now())
+		backlogs, dead, noBucket, unread, workersErr = q.backlogs, q.dead, q.noBucket, q.unread, q.workersErr
 		return nil
 	}()
 	if queueErr != nil {
@@ -1293,6 +1309,41 @@ type statusWorker struct {
 // workersReadTimeout bounds status's read of the announced workers, like its web page's reads
 // of the queue: a NATS that does not answer leaves them out.
 const workersReadTimeout = statusQueueTimeout
+
+// queueStatus is what status reads from NATS: the backlogs with their workers (see addWorkers),
+// and the dead letters counted.
+type queueStatus struct {
+	backlogs   []statusBacklog
+	dead       uint64
+	noBucket   bool
+	unread     uint64
+	workersErr error // the workers could not be read: a note, the rest is shown
+}
+
+// readQueueStatus reads status's queue from NATS, again across a takeover of the embedded server
+// (see broker.acrossTakeover): a status joined to the server of another process (an ingest)
+// that stopped as it read failed with "context deadline exceeded" after 5 s, or "JetStream not
+// enabled for account" at once, while its connection went on to the server taken over. The
+// workers' read failing so is made again with the rest; failing otherwise, it is a note.
+func readQueueStatus(ctx context.Context, st *store.Store, b *broker) (queueStatus, error) {
+	var q queueStatus
+	err := b.acrossTakeover(ctx, func(ctx context.Context) error {
+		var err error
+		if q.backlogs, err = statusBacklogs(ctx, st, b.js); err != nil {
+			return err
+		}
+		if q.dead, err = pipeline.CountDeadLetters(ctx, b.js); err != nil {
+			return err
+		}
+		q.noBucket, q.unread, q.workersErr = addWorkers(ctx, b.js, q.backlogs, time.Now())
+		// Not its own timeout: a bucket NATS does not read in time is left out (see addWorkers).
+		if q.workersErr != nil && (ctx.Err() != nil || !errors.Is(q.workersErr, context.DeadlineExceeded) && serverChangingHands(q.workersErr)) {
+			return q.workersErr
+		}
+		return nil
+	})
+	return q, err
+}
 
 // addWorkers gives each backlog the workers announced for its consumer at now, and marks those
 // with messages waiting and none announced; noBucket when the bucket of announcements does not

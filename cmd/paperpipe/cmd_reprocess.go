@@ -957,9 +957,9 @@ type dryRunPlan struct {
 }
 
 // setUpReprocess makes or updates the run's consumer, across a takeover of the embedded server
-// (see broker.setUp).
+// (see broker.acrossTakeover).
 func (b *broker) setUpReprocess(ctx context.Context, c *config, target pipeline.ReprocessTarget, desc string) error {
-	return b.setUp(ctx, func(ctx context.Context) error {
+	return b.acrossTakeover(ctx, func(ctx context.Context) error {
 		return pipeline.EnsureReprocessConsumer(ctx, b.js, pipeline.TopologyConfig{AckWait: c.AckWait, MaxDeliver: c.MaxDeliver}, target, desc)
 	})
 }

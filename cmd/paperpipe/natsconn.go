@@ -372,7 +372,7 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 		return nil, false, err
 	}
 	b.js = js
-	if err := b.setUp(ctx, func(ctx context.Context) error { return pipeline.Setup(ctx, js, c.topology(role)) }); err != nil {
+	if err := b.acrossTakeover(ctx, func(ctx context.Context) error { return pipeline.Setup(ctx, js, c.topology(role)) }); err != nil {
 		joined := b.dataDir != ""
 		b.close()
 		switch {
@@ -387,23 +387,24 @@ func connectBrokerOnce(ctx context.Context, c *config, log *slog.Logger, role br
 	return b, false, nil
 }
 
-// takeoverRetry bounds how long setUp tries a step again while the embedded server changes
-// hands.
+// takeoverRetry bounds how long acrossTakeover tries a step again while the embedded server
+// changes hands.
 const takeoverRetry = joinRetry
 
-// setUp runs step, JetStream requests that set the command's queue up (Setup, a reprocess run's
-// consumer), and, on the embedded server, runs it again while it fails as requests do while
-// that server changes hands: the process that ran it stops (a `status` or `ingest` that
-// started it a moment before) and this one, or another, takes it over (see takeOver). A request
-// sent as the old server goes away is answered "JetStream not enabled" (its JetStream stops
-// first) or never (lost with the connection); one sent while no server runs, "no responders".
-// Without this, a command joined to a server at that moment failed at once, or after the
-// request's 5 s, with "consumer reprocess-…: context deadline exceeded", while its connection
-// went on to the new server (a worker's pulls and publishes survive the takeover so). An
-// attempt ends when the connection drops, rather than waiting for an answer that cannot come.
-// Steps are idempotent. On NATS_URL's server such failures are the server's (no JetStream, a
-// cluster without a leader: see pipeline.Setup) and are reported at once.
-func (b *broker) setUp(ctx context.Context, step func(context.Context) error) error {
+// acrossTakeover runs step, JetStream requests that set the command's queue up (Setup, a
+// reprocess run's consumer) or read it (status, `dlq list` and `dlq show`), and, on the
+// embedded server, runs it again while it fails as requests do while that server changes
+// hands: the process that ran it stops (a `status` or `ingest` that started it a moment before)
+// and this one, or another, takes it over (see takeOver). A request sent as the old server goes
+// away is answered "JetStream not enabled" (its JetStream stops first) or never (lost with the
+// connection); one sent while no server runs, "no responders". Without this, a command joined
+// to a server at that moment failed at once, or after the request's 5 s, with "consumer
+// reprocess-…: context deadline exceeded", while its connection went on to the new server (a
+// worker's pulls and publishes survive the takeover so). An attempt ends when the connection
+// drops, rather than waiting for an answer that cannot come. Steps are idempotent. On
+// NATS_URL's server such failures are the server's (no JetStream, a cluster without a leader:
+// see pipeline.Setup) and are reported at once.
+func (b *broker) acrossTakeover(ctx context.Context, step func(context.Context) error) error {
 	deadline := time.Now().Add(takeoverRetry)
 	for {
 		err := b.attempt(ctx, step)
@@ -414,7 +415,7 @@ func (b *broker) setUp(ctx context.Context, step func(context.Context) error) er
 			return fmt.Errorf("%w (the embedded NATS server did not answer for %s: was the paperpipe process that ran it stopping? "+
 				"run the command again)", err, takeoverRetry)
 		}
-		b.log.Debug("the embedded NATS server did not answer while setting the queue up (taken over?); trying again", "err", err)
+		b.log.Debug("the embedded NATS server did not answer (taken over?); trying again", "err", err)
 		select {
 		case <-ctx.Done():
 			return err
@@ -446,7 +447,7 @@ func (b *broker) attempt(ctx context.Context, step func(context.Context) error) 
 var errConnectionDropped = errors.New("the connection to NATS dropped")
 
 // serverChangingHands reports whether err, a JetStream request's, is one a request meets while
-// the embedded server stops or starts (see setUp).
+// the embedded server stops or starts (see acrossTakeover).
 func serverChangingHands(err error) bool {
 	return errors.Is(err, errConnectionDropped) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||

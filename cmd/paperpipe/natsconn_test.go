@@ -1016,6 +1016,42 @@ func TestNATSSyncSetsHowTheEmbeddedServerSyncsItsFiles(t *testing.T) {
 	}
 }
 
+// TestStatusAndDLQListReadTheQueueAcrossATakeover: status and `dlq list` joined to another
+// process's embedded server (an ingest that ran it) read the queue while that process stops and
+// the server is taken over. Their reads met the old server going away, as the setup's did (see
+// TestACommandsQueueSetupSurvivesATakeover), and the command failed: "context deadline
+// exceeded" after 5 s, or "JetStream not enabled for account" at once. Each round stops the
+// server at another moment of the reads.
+func TestStatusAndDLQListReadTheQueueAcrossATakeover(t *testing.T) {
+	t.Parallel()
+	log := slog.New(slog.DiscardHandler)
+	for round := range 3 {
+		c := &config{DataDir: t.TempDir()}
+		owner, joined := ownerAndJoined(t, c, log)
+		go func() {
+			time.Sleep(time.Duration(round) * 5 * time.Millisecond)
+			owner.close()
+		}()
+		// Reads one after another until the joined process runs the server and one more read
+		// has gone through on it. No reprocess run: status reads nothing of the store.
+		for took := false; !took; {
+			joined.mu.Lock()
+			took = joined.embedded != nil
+			joined.mu.Unlock()
+			q, err := readQueueStatus(t.Context(), nil, joined)
+			if err != nil {
+				t.Fatalf("round %d: status's read of the queue while the embedded server is taken over: %v", round, err)
+			}
+			if q.workersErr != nil {
+				t.Fatalf("round %d: status's read of the workers while the embedded server is taken over: %v", round, q.workersErr)
+			}
+			if _, err := listDeadLetters(t.Context(), joined, 10, false, 0); err != nil {
+				t.Fatalf("round %d: dlq list while the embedded server is taken over: %v", round, err)
+			}
+		}
+	}
+}
+
 // TestACommandsQueueSetupSurvivesATakeover: a command joined to another process's embedded
 // server (a reprocess run started beside a `status` that ran the server) sets its queue up
 // while that process stops and the server is taken over. Its requests met the old server going
