@@ -1231,7 +1231,8 @@ func printBacklogs(w io.Writer, backlogs []statusBacklog) {
 		// aligned with: in the numbers' column, a pause's 70 characters pushed every line's
 		// note as far right. The reason's line keeps the cells too (a line without one ends the
 		// table's alignment).
-		for _, wk := range bl.Workers {
+		shown, more := workersShown(bl.Workers)
+		for _, wk := range shown {
 			// An announcement is any client of the NATS account's to write, and a pause's
 			// detail is the API's answer as it came: both are printed terminal-safe.
 			fmt.Fprintf(w, "  worker %s pid %d\t\t%s (%s)\n", termSafe(wk.Host, false), wk.PID,
@@ -1243,7 +1244,62 @@ func printBacklogs(w io.Writer, backlogs []statusBacklog) {
 				fmt.Fprintf(w, "\t\twrites: %s\n", termSafe(wk.Target, false))
 			}
 		}
+		if len(more) > 0 {
+			fmt.Fprintf(w, "  and %d more workers\t\t(%s; `paperpipe status --json` lists them all)\n", len(more), termSafe(countStates(more), false))
+		}
 	}
+}
+
+// maxWorkersShown bounds the workers status lists under one backlog. Each takes a line or
+// three, and a backlog of a hundred workers pushed the dead letters, the notes and the usage
+// off the screen; up to pipeline.MaxAnnouncementsRead (1,000) were listed.
+const maxWorkersShown = 20
+
+// workersShown splits ws into the workers status lists, in their order, and the others: up
+// to maxWorkersShown, those an operator has to look at first — paused, stalled, stopping, or
+// not heard from.
+func workersShown(ws []statusWorker) (shown, more []statusWorker) {
+	if len(ws) <= maxWorkersShown {
+		return ws, nil
+	}
+	attention := func(w statusWorker) bool {
+		return w.Overdue || (w.State != pipeline.StateWorking && w.State != pipeline.StateIdle)
+	}
+	picked := make([]bool, len(ws))
+	n := 0
+	for _, first := range []bool{true, false} {
+		for i, w := range ws {
+			if n < maxWorkersShown && !picked[i] && attention(w) == first {
+				picked[i] = true
+				n++
+			}
+		}
+	}
+	for i, w := range ws {
+		if picked[i] {
+			shown = append(shown, w)
+		} else {
+			more = append(more, w)
+		}
+	}
+	return shown, more
+}
+
+// countStates says how many of ws are in each state: "12 working, 3 idle".
+func countStates(ws []statusWorker) string {
+	var states []string
+	count := map[string]int{}
+	for _, w := range ws {
+		if count[w.State] == 0 {
+			states = append(states, w.State)
+		}
+		count[w.State]++
+	}
+	parts := make([]string, len(states))
+	for i, st := range states {
+		parts[i] = fmt.Sprintf("%d %s", count[st], st)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // printUsage writes status's tables of the API usage since since to out: per day, model and
