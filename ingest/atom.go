@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bufio"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -25,23 +26,45 @@ import (
 type atomParser struct {
 	r    *Reader
 	dec  *xml.Decoder
-	n    int  // records read
-	root bool // the root element was read, and is <feed>, <rss> or <rdf:RDF>
-	rss  bool // the root element is <rss> or <rdf:RDF>: the records are <item>s
-	rdf  bool // the root element is RSS 1.0's <rdf:RDF>
+	g    *xmlGuard // what dec reads: bounds a record, and reads past one over the bound
+	n    int       // records read
+	root bool      // the root element was read, and is <feed>, <rss> or <rdf:RDF>
+	rss  bool      // the root element is <rss> or <rdf:RDF>: the records are <item>s
+	rdf  bool      // the root element is RSS 1.0's <rdf:RDF>
 	// The feed's OpenSearch counts (opensearch:totalResults, startIndex, itemsPerPage); -1
 	// when it has none. See empty.
 	total, start, perPage int
 }
 
 func newAtomParser(r *Reader) *atomParser {
-	dec := xml.NewDecoder(r.br) // a bufio.Reader is an io.ByteReader: no second buffer
+	g := &xmlGuard{src: r.br}
+	dec := xml.NewDecoder(g) // an xmlGuard is an io.ByteReader: no second buffer
 	dec.Entity = xml.HTMLEntity
-	dec.CharsetReader = declaredCharset
-	return &atomParser{r: r, dec: dec, total: -1, start: -1, perPage: -1}
+	p := &atomParser{r: r, dec: dec, g: g, total: -1, start: -1, perPage: -1}
+	dec.CharsetReader = p.charset
+	return p
 }
 
-func (p *atomParser) offset() int64 { return p.dec.InputOffset() }
+// charset is the decoder's CharsetReader (see declaredCharset). The conversion is put below
+// the guard, which stays what the decoder reads: the guard sees the text as the decoder does.
+func (p *atomParser) charset(label string, _ io.Reader) (io.Reader, error) {
+	cr, err := declaredCharset(label, p.g.src)
+	if err != nil {
+		return nil, err
+	}
+	if cr != io.Reader(p.g.src) {
+		p.g.src = bufio.NewReader(cr)
+	}
+	return p.g, nil
+}
+
+func (p *atomParser) offset() int64 { return p.dec.InputOffset() + p.g.skippedBytes }
+
+// pos is the decoder's line, counting the lines of records it was not given (see xmlGuard).
+func (p *atomParser) pos() int {
+	line, _ := p.dec.InputPos()
+	return line + p.g.skippedLines
+}
 
 // declaredCharset is the xml.Decoder's CharsetReader, called for the encoding an XML
 // declaration names when it is not UTF-8. A single-byte encoding that ASCII is part of
@@ -240,7 +263,7 @@ const (
 
 func (p *atomParser) next() (paper.Abstract, error) {
 	for {
-		p.r.guard.limit(p.r.opts.MaxRecordBytes)
+		p.g.limit(p.r.opts.MaxRecordBytes)
 		tok, err := p.dec.Token()
 		if err == io.EOF {
 			if !p.root {
@@ -280,10 +303,15 @@ func (p *atomParser) next() (paper.Abstract, error) {
 		if !ok || se.Name.Local != "entry" || p.rss {
 			continue
 		}
-		line, _ := p.dec.InputPos()
+		line := p.pos()
 		p.n++
 		var e atomEntry
-		if err := p.dec.DecodeElement(&e, &se); err != nil {
+		p.g.arm()
+		err = p.dec.DecodeElement(&e, &se)
+		if cut := p.g.disarm(); cut && err == nil {
+			return paper.Abstract{}, p.cut(line, "entry", ownText(se.Name.Space, e.IDs))
+		}
+		if err != nil {
 			return paper.Abstract{}, p.fatal(err)
 		}
 		a, err := p.entry(line, se.Name.Space, &e)
@@ -307,7 +335,7 @@ func (p *atomParser) rootElement(local string) error {
 		p.r.opts.Format = RSS
 		return nil
 	case p.r.opts.Format == RSS:
-		line, _ := p.dec.InputPos()
+		line := p.pos()
 		return &stopError{msg: fmt.Sprintf("%s:%d: not an RSS feed (root <%s>, want <rss> or <rdf:RDF>): --format rss reads RSS 2.0 feeds such as arXiv's (https://rss.arxiv.org/rss/cs.LG) and RSS 1.0 ones such as bioRxiv's; leave --format out to read what the content is", p.r.name, line, local), err: paper.ErrInvalid}
 	}
 	return p.notAtom(local)
@@ -352,10 +380,15 @@ func announcedDate(typ string) bool {
 // its DOI or arXiv id (itemCanonicalID) when that guid or link is not an arXiv id or a DOI; its abstract the <description>,
 // without the announcement line arXiv puts before it.
 func (p *atomParser) item(se *xml.StartElement) (paper.Abstract, error) {
-	line, _ := p.dec.InputPos()
+	line := p.pos()
 	p.n++
 	var it rssItem
-	if err := p.dec.DecodeElement(&it, se); err != nil {
+	p.g.arm()
+	err := p.dec.DecodeElement(&it, se)
+	if cut := p.g.disarm(); cut && err == nil {
+		return paper.Abstract{}, p.cut(line, "item", ownText(se.Name.Space, it.GUIDs))
+	}
+	if err != nil {
 		return paper.Abstract{}, p.fatal(err)
 	}
 	// The title and description are the item's own (see ownElements), the first that is not
@@ -389,7 +422,6 @@ func (p *atomParser) item(se *xml.StartElement) (paper.Abstract, error) {
 		}
 	}
 	f.authors = splitCreators(it.Creators)
-	var err error
 	pubDate := ownText(ns, it.PubDates)
 	switch {
 	case !announcedDate(it.AnnounceType):
@@ -572,7 +604,7 @@ func (p *atomParser) empty() error {
 	if p.total <= max(p.start, 0) || p.perPage == 0 {
 		return io.EOF
 	}
-	line, _ := p.dec.InputPos()
+	line := p.pos()
 	return &stopError{msg: fmt.Sprintf("%s:%d: the feed holds no entry, yet it says its query has %d results and this page starts at %d (opensearch:totalResults, startIndex): "+
 		"the arXiv API answers so now and then when it is busy; fetch it again", p.r.name, line, p.total, max(p.start, 0)), err: paper.ErrInvalid}
 }
@@ -742,7 +774,7 @@ const atomNamespace = "http://www.w3.org/2005/Atom"
 // feed without entries, was 0 papers and no error. Any namespace is accepted with the name
 // feed (arXiv's is atomNamespace), as for the entries' elements.
 func (p *atomParser) notAtom(root string) error {
-	line, _ := p.dec.InputPos()
+	line := p.pos()
 	var what string
 	switch strings.ToLower(root) {
 	case "":
@@ -764,10 +796,23 @@ func (p *atomParser) notAtom(root string) error {
 	return &stopError{msg: fmt.Sprintf("%s:%d: %s%s", p.r.name, line, what, p.r.detectedHint("Atom XML")), err: paper.ErrInvalid}
 }
 
+// cut is the *RecordError of the entry or item (what) on line, longer than MaxRecordBytes,
+// which was read past (see xmlGuard); id is its id as far as it was read, if it was.
+func (p *atomParser) cut(line int, what, id string) error {
+	if c, err := paper.CanonicalID(strings.TrimSpace(id)); err == nil {
+		id = c
+	} else {
+		id = ""
+	}
+	e := p.r.recordErr(line, id, invalidf("%s is longer than the %d-byte limit: skipped, the rest of the feed is read", what, p.r.opts.MaxRecordBytes))
+	e.Record = p.n
+	return e
+}
+
 // fatal turns an XML error into an error that ends reading: the document cannot be
 // resynchronised after a syntax error.
 func (p *atomParser) fatal(err error) error {
-	line, _ := p.dec.InputPos()
+	line := p.pos()
 	var se *xml.SyntaxError
 	var ce *charsetError
 	switch {
@@ -777,9 +822,9 @@ func (p *atomParser) fatal(err error) error {
 	case errors.Is(err, errTooLarge):
 		return &stopError{msg: fmt.Sprintf("%s:%d: an entry or element is longer than the %d-byte limit; reading stops", p.r.name, line, p.r.opts.MaxRecordBytes), err: err}
 	case errors.As(err, &se) && se.Msg == "unexpected EOF":
-		return &stopError{msg: fmt.Sprintf("%s:%d: truncated XML: the feed ends inside an element", p.r.name, se.Line), err: err}
+		return &stopError{msg: fmt.Sprintf("%s:%d: truncated XML: the feed ends inside an element", p.r.name, se.Line+p.g.skippedLines), err: err}
 	case errors.As(err, &se):
-		return &stopError{msg: fmt.Sprintf("%s:%d: malformed XML, reading stops: %s", p.r.name, se.Line, se.Msg), err: err}
+		return &stopError{msg: fmt.Sprintf("%s:%d: malformed XML, reading stops: %s", p.r.name, se.Line+p.g.skippedLines, se.Msg), err: err}
 	}
 	return p.r.ioErr(line, err)
 }

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"strings"
@@ -73,10 +74,9 @@ func TestAtomErrors(t *testing.T) {
 			fatal:  "f:3: truncated XML: the feed ends inside an element",
 		},
 		{
-			name:   "an entry over the record limit stops reading",
-			in:     head + good + "<entry><id>x</id><summary>" + strings.Repeat("long ", 80000) + "</summary></entry></feed>",
-			events: []string{"paper f:2 Good"},
-			fatal:  "f:3: an entry or element is longer than the 100000-byte limit; reading stops",
+			name:  "an element of the feed's own over the record limit stops reading",
+			in:    head + "<subtitle>" + strings.Repeat("long ", 80000) + "</subtitle>\n" + good + "</feed>",
+			fatal: "f:2: an entry or element is longer than the 100000-byte limit; reading stops",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -290,5 +290,109 @@ func TestSingleByteTextAcrossReads(t *testing.T) {
 		if err != nil || string(got) != want {
 			t.Errorf("%s: %q, %v; want %q", name, got, err, want)
 		}
+	}
+}
+
+// An entry or item longer than MaxRecordBytes was fatal: encoding/xml cannot go on after its
+// reader fails, so a daily feed with one huge entry lost every paper after it. It is a record
+// error naming the entry (its line, number and id when it was read), and the feed is read on,
+// wherever in the entry the limit falls: in text, in entities and UTF-8 characters, in an
+// attribute, a comment, a CDATA section, at any depth; the lines of the entries after it stay
+// right, and so do their namespaces and the feed's declared encoding.
+func TestAnEntryOverTheRecordLimitIsSkippedAndTheFeedReadOn(t *testing.T) {
+	t.Parallel()
+	const limit = 2000
+	long := func(s string) string { return strings.Repeat(s, 3*limit/len(s)) }
+	const atomHead = `<feed xmlns="http://www.w3.org/2005/Atom" xmlns:media="http://search.yahoo.com/mrss/">` + "\n"
+	atomGood := func(n int) string {
+		return fmt.Sprintf(`<entry><id>http://arxiv.org/abs/2401.0000%dv1</id><media:title>Thumbnail</media:title><title>Good %d</title><summary>Fine.</summary></entry>`+"\n", n, n)
+	}
+	const rssHead = `<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/"><channel><title>Feed</title>` + "\n"
+	rssGood := func(n int) string {
+		return fmt.Sprintf(`<item><guid>oai:arXiv.org:2401.0000%d</guid><title>Good %d</title><description>Fine.</description><dc:creator>Ada Lovelace</dc:creator></item>`+"\n", n, n)
+	}
+	huge := "<entry><id>http://arxiv.org/abs/2401.09999v1</id>\n"
+	for _, tc := range []struct {
+		name, in string
+		events   []string
+		fatal    string
+	}{
+		{
+			name: "in the summary's text, over many lines",
+			in:   atomHead + atomGood(1) + huge + "<summary>" + long("long\n") + "</summary></entry>\n" + atomGood(2) + "</feed>",
+			events: []string{"paper f:2 Good 1",
+				"error f:3: record 2: arxiv:2401.09999: entry is longer than the 2000-byte limit: skipped, the rest of the feed is read",
+				"paper f:1205 Good 2"},
+		},
+		{
+			name: "among entities and UTF-8 characters",
+			in:   atomHead + huge + "<summary>" + long("&amp; é&#233;ü ") + "</summary></entry>\n" + atomGood(2) + "</feed>",
+			events: []string{"error f:2: record 1: arxiv:2401.09999: entry is longer than the 2000-byte limit: skipped, the rest of the feed is read",
+				"paper f:4 Good 2"},
+		},
+		{
+			name: "in an attribute, inside nested elements",
+			in:   atomHead + huge + `<author><name>A</name><uri x="` + long("a&lt;") + `"/></author><link href="x"/></entry>` + "\n" + atomGood(2) + "</feed>",
+			events: []string{"error f:2: record 1: arxiv:2401.09999: entry is longer than the 2000-byte limit: skipped, the rest of the feed is read",
+				"paper f:4 Good 2"},
+		},
+		{
+			name: "in a comment",
+			in:   atomHead + huge + "<!-- " + long("-a- ") + " --><title>T</title></entry>\n" + atomGood(2) + "</feed>",
+			events: []string{"error f:2: record 1: arxiv:2401.09999: entry is longer than the 2000-byte limit: skipped, the rest of the feed is read",
+				"paper f:4 Good 2"},
+		},
+		{
+			name: "an RSS item's CDATA, with markup in it",
+			in: rssHead + rssGood(1) + "<item><title>Huge</title><description><![CDATA[" + long("<p>]]</item>]</p>") + "]]></description></item>\n" +
+				rssGood(2) + "</channel></rss>",
+			events: []string{"paper f:2 Good 1",
+				"error f:3: record 2: item is longer than the 2000-byte limit: skipped, the rest of the feed is read",
+				"paper f:4 Good 2"},
+		},
+		{
+			name: "in a feed declaring ISO-8859-1",
+			in: `<?xml version="1.0" encoding="ISO-8859-1"?>` + "\n" + atomHead + huge + "<summary>" + long("caf\xe9 ") + "</summary></entry>\n" +
+				strings.Replace(atomGood(2), "Good", "Caf\xe9", 1) + "</feed>",
+			events: []string{"error f:3: record 1: arxiv:2401.09999: entry is longer than the 2000-byte limit: skipped, the rest of the feed is read",
+				"paper f:5 Café 2"},
+		},
+		{
+			name: "a feed that ends inside it",
+			in:   atomHead + atomGood(1) + huge + "<summary>" + long("long "),
+			events: []string{"paper f:2 Good 1",
+				"error f:3: record 2: arxiv:2401.09999: entry is longer than the 2000-byte limit: skipped, the rest of the feed is read"},
+			fatal: "f:4: truncated XML: the feed ends inside an element",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r, err := NewReader(strings.NewReader(tc.in), "f", Options{MaxRecordBytes: limit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var events []string
+			for {
+				a, err := r.Next()
+				var re *RecordError
+				if err == io.EOF {
+					break
+				} else if errors.As(err, &re) {
+					events = append(events, "error "+err.Error())
+					continue
+				} else if err != nil {
+					if err.Error() != tc.fatal {
+						t.Errorf("fatal error %q, want %q", err, tc.fatal)
+					}
+					tc.fatal = ""
+					break
+				}
+				events = append(events, "paper "+a.Source+" "+a.Title)
+			}
+			if tc.fatal != "" {
+				t.Errorf("no fatal error, want %q", tc.fatal)
+			}
+			equalEvents(t, events, tc.events)
+		})
 	}
 }

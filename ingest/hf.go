@@ -21,6 +21,9 @@ type hfParser struct {
 	started bool
 	done    bool
 	n       int // elements read
+	// base is the offset in the input of dec's offset 0: a decoder made after an element
+	// over the limit (see skip) starts there.
+	base int64
 }
 
 func newHFParser(r *Reader) *hfParser {
@@ -28,7 +31,7 @@ func newHFParser(r *Reader) *hfParser {
 	return &hfParser{r: r, lines: t, dec: json.NewDecoder(t)}
 }
 
-func (p *hfParser) offset() int64 { return p.dec.InputOffset() }
+func (p *hfParser) offset() int64 { return p.base + p.dec.InputOffset() }
 
 // hfPaper is the "paper" object of an element; the element's own title, summary and
 // publishedAt are used when it has no "paper".
@@ -64,7 +67,7 @@ func (p *hfParser) next() (paper.Abstract, error) {
 		if tok != json.Delim('[') {
 			// The line of the token read (a JSON token holds no newline), not of what follows it
 			// (line).
-			line := p.lines.lineAt(p.dec.InputOffset())
+			line := p.lines.lineAt(p.offset())
 			return paper.Abstract{}, &stopError{msg: fmt.Sprintf("%s:%d: Hugging Face daily papers JSON is an array; this starts with %v", p.r.name, line, tok), err: paper.ErrInvalid}
 		}
 	}
@@ -80,11 +83,13 @@ func (p *hfParser) next() (paper.Abstract, error) {
 		return paper.Abstract{}, io.EOF
 	}
 	var raw json.RawMessage
-	if err := p.dec.Decode(&raw); err != nil {
+	if err := p.dec.Decode(&raw); errors.Is(err, errTooLarge) {
+		return paper.Abstract{}, p.skip()
+	} else if err != nil {
 		return paper.Abstract{}, p.fatal(err)
 	}
 	p.n++
-	line := p.lines.lineAt(p.dec.InputOffset() - int64(len(raw)))
+	line := p.lines.lineAt(p.offset() - int64(len(raw)))
 	return p.record(line, raw)
 }
 
@@ -173,7 +178,7 @@ func hfAuthors(raw json.RawMessage) ([]string, error) {
 
 // line is the line of the next token: the decoder's offset, then any white space.
 func (p *hfParser) line() int {
-	n := p.lines.lineAt(p.dec.InputOffset())
+	n := p.lines.lineAt(p.offset())
 	for _, c := range p.lines.pending {
 		if c == '\n' {
 			n++
@@ -204,6 +209,101 @@ func (p *hfParser) fatal(err error) error {
 		return &stopError{msg: fmt.Sprintf("%s:%d: malformed JSON after record %d, reading stops: %v%s", p.r.name, line, p.n, se, hint), err: err}
 	}
 	return p.r.ioErr(line, err)
+}
+
+// skip reads past the element being decoded, longer than MaxRecordBytes, keeping nothing, and
+// reads on after it with a new decoder: json.Decoder cannot go on after its reader failed, and
+// the whole array after one huge element was lost. It returns the element's *RecordError, or a
+// fatal error when the input ends inside it.
+func (p *hfParser) skip() error {
+	p.n++
+	p.r.guard.unlimit()
+	start := p.offset()
+	data, _ := io.ReadAll(p.dec.Buffered()) // the element as far as the decoder read it
+	ws := len(data) - len(bytes.TrimLeft(data, " \t\r\n"))
+	line, id := p.lines.lineAt(start+int64(ws)), sniffID(data)
+	off := start // the offset of data[0]
+	var v jsonSkip
+	buf := make([]byte, 32<<10)
+	for {
+		if k, ok := v.scan(data); ok {
+			data, off = data[k:], off+int64(k)
+			break
+		}
+		off += int64(len(data))
+		p.lines.lineAt(off)
+		n, err := p.lines.Read(buf)
+		if n == 0 && err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			p.n-- // fatal names the element being read
+			return p.fatal(err)
+		}
+		data = buf[:n]
+	}
+	// The new decoder reads the rest as the rest of an array, after a '[' of its own.
+	p.lines.lineAt(off)
+	p.base = off - 1
+	p.dec = json.NewDecoder(io.MultiReader(strings.NewReader("["), bytes.NewReader(bytes.Clone(data)), p.lines))
+	if _, err := p.dec.Token(); err != nil {
+		return p.fatal(err)
+	}
+	e := p.r.recordErr(line, id, invalidf("element is longer than the %d-byte limit: skipped, the rest of the array is read", p.r.opts.MaxRecordBytes))
+	e.Record = p.n
+	return e
+}
+
+// jsonSkip follows a JSON value, keeping nothing of it, to its end and the comma after it.
+type jsonSkip struct {
+	started, ended bool
+	scalar         bool // a number or a literal, which ends at what follows it
+	depth          int  // of objects and arrays
+	str, esc       bool // in a string; after its backslash
+}
+
+// scan reads on in data, reporting where what follows the value and its comma starts, if it
+// is in data.
+func (v *jsonSkip) scan(data []byte) (int, bool) {
+	for i, c := range data {
+		switch {
+		case v.ended:
+			if c == ',' {
+				return i + 1, true
+			}
+			if c != ' ' && c != '\t' && c != '\r' && c != '\n' {
+				return i, true
+			}
+		case v.esc:
+			v.esc = false
+		case v.str && c == '\\':
+			v.esc = true
+		case v.str && c == '"':
+			v.str = false
+			v.ended = v.depth == 0
+		case v.str:
+		case !v.started && (c == ' ' || c == '\t' || c == '\r' || c == '\n'):
+		case c == '"':
+			v.started, v.str = true, true
+		case c == '{' || c == '[':
+			v.started = true
+			v.depth++
+		case c == '}' || c == ']':
+			if v.scalar && v.depth == 0 {
+				return i, true // a scalar element, then the array's end
+			}
+			v.depth--
+			v.ended = v.depth <= 0
+		case v.scalar && v.depth == 0 && (c == ',' || c == ' ' || c == '\t' || c == '\r' || c == '\n'):
+			v.ended = true
+			if c == ',' {
+				return i + 1, true
+			}
+		case !v.started:
+			v.started, v.scalar = true, true
+		}
+	}
+	return 0, false
 }
 
 // lineTracker passes reads through and counts the newlines before a given offset, keeping

@@ -2,12 +2,14 @@ package ingest
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"reflect"
 	"strconv"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/paperpipe/paperpipe/paper"
@@ -161,6 +163,86 @@ func TestHFNotAnArrayNamesItsLine(t *testing.T) {
 			if err == nil || !strings.HasPrefix(err.Error(), "f:"+strconv.Itoa(want)+": Hugging Face daily papers JSON is an array") {
 				t.Errorf("%q (OneRecord %v): %v; want the error at f:%d", in, one, err, want)
 			}
+		}
+	}
+}
+
+// An element longer than MaxRecordBytes was fatal: json.Decoder cannot go on after its reader
+// fails, so a daily-papers file with one huge element lost every paper after it. It is a record
+// error naming the element (its line, number and id when it comes first), and the array is read
+// on after it, whatever the element holds (strings with escaped quotes and brackets, nested
+// arrays) and wherever it ends, the lines after it right; input that ends inside it is
+// truncated, as before.
+func TestHFAnElementOverTheRecordLimitIsSkippedAndTheArrayReadOn(t *testing.T) {
+	t.Parallel()
+	const limit = 1000
+	long := func(s string) string { return strings.Repeat(s, (limit+peekSize)*2/len(s)) }
+	good := func(n int) string {
+		return fmt.Sprintf(`{"paper":{"id":"2503.0000%d","title":"Good %d","summary":"Fine."}}`, n, n)
+	}
+	huge := `{"paper":{"id":"2503.09999","title":"Huge","summary":"` + long(`a \"quoted\" ]} [{ \\`) + `","authors":[[["x"]]]}}`
+	skipped := func(line int) string {
+		return fmt.Sprintf("error f:%d: record 2: arxiv:2503.09999: element is longer than the 1000-byte limit: skipped, the rest of the array is read", line)
+	}
+	for _, tc := range []struct {
+		name, in string
+		events   []string
+		fatal    string
+	}{
+		{
+			name:   "pretty-printed, between two papers",
+			in:     "[\n" + good(1) + ",\n" + strings.Replace(huge, ",", ",\n", 2) + "\n,\n" + good(2) + "\n]\n",
+			events: []string{"paper f:2 Good 1", skipped(3), "paper f:7 Good 2"},
+		},
+		{
+			name:   "last of the array",
+			in:     "[" + good(1) + ",\n" + huge + "]",
+			events: []string{"paper f:1 Good 1", skipped(2)},
+		},
+		{
+			name:   "a string element, then an object",
+			in:     "[" + good(1) + ",\n\"" + long("x") + "\"," + good(2) + "]",
+			events: []string{"paper f:1 Good 1", "error f:2: record 2: element is longer than the 1000-byte limit: skipped, the rest of the array is read", "paper f:2 Good 2"},
+		},
+		{
+			name:   "the input ends inside it",
+			in:     "[" + good(1) + ",\n" + huge[:len(huge)/2],
+			events: []string{"paper f:1 Good 1"},
+			fatal:  "f:2: truncated JSON: the input ends inside record 2 or before the closing ']'",
+		},
+	} {
+		for _, oneByte := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s, one byte a read %v", tc.name, oneByte), func(t *testing.T) {
+				t.Parallel()
+				var in io.Reader = strings.NewReader(tc.in)
+				if oneByte {
+					in = iotest.OneByteReader(in)
+				}
+				r, err := NewReader(in, "f", Options{Format: HFDaily, MaxRecordBytes: limit})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var events []string
+				fatal := ""
+				for {
+					a, err := r.Next()
+					var re *RecordError
+					if err == io.EOF {
+						break
+					} else if errors.As(err, &re) {
+						events = append(events, "error "+err.Error())
+						continue
+					} else if err != nil {
+						fatal = err.Error()
+						break
+					}
+					events = append(events, "paper "+a.Source+" "+a.Title)
+				}
+				if fatal != tc.fatal {
+					t.Errorf("fatal error %q, want %q", fatal, tc.fatal)
+				}
+				equalEvents(t, events, tc.events)
+			})
 		}
 	}
 }

@@ -74,10 +74,10 @@ type Options struct {
 	// Defaults to 1 KiB.
 	MaxTitleBytes int
 	// MaxRecordBytes bounds one whole record as read (a JSON line, a text paragraph, an Atom
-	// entry, an array element) and so the memory a Reader uses. A longer line or paragraph is
-	// a *RecordError and reading goes on after it; a longer Atom entry or JSON array element
-	// is fatal, as those formats cannot be resynchronised. Defaults to 4 MiB plus twice
-	// MaxAbstractBytes.
+	// entry, an array element) and so the memory a Reader uses. A longer record is a
+	// *RecordError and reading goes on after it (an Atom entry, RSS item or Hugging Face
+	// element is read to its end, keeping nothing); another element of an XML feed (outside
+	// its entries) longer than this is fatal. Defaults to 4 MiB plus twice MaxAbstractBytes.
 	MaxRecordBytes int
 	// Command is the paperpipe command reading the input ("summarize", "embed"), named in the
 	// commands the errors suggest for converting it: `iconv -f UTF-16 -t UTF-8 FILE | paperpipe
@@ -743,6 +743,9 @@ func (g *guardReader) Read(p []byte) (int, error) {
 func (g *guardReader) limit(max int) {
 	g.stop = g.n.Load() + int64(max) + peekSize
 }
+
+// unlimit lifts the limit.
+func (g *guardReader) unlimit() { g.stop = 0 }
 
 // ioErr wraps a fatal read error with the file and the line being read, as FILE:LINE: like
 // every other error of a Reader: the commands print it as it is, naming the file once.
