@@ -647,7 +647,8 @@ func TestAPIContract(t *testing.T) {
 		Note: "the fitted offline model paperpipe-offline-tfidf-0123456789ab is not in the database"}, noBucket: true,
 		dropped: "text-embedding-3-small/64/title-abstract-v1", unread: 201,
 		notes: []string{"the workers of backlog workers write different things (their `writes:` lines above): " +
-			"each paper gets what the worker that takes it writes; start them all with the same settings"}}
+			"each paper gets what the worker that takes it writes; start them all with the same settings"},
+		spaceError: "whether its space m/3/title-abstract-v1 still exists could not be read from the database: closed pool"}
 	mc := newContract(t, b.serve(mcfg).URL)
 	mc.seen = c.seen
 	mc.do(req{method: "GET", path: "/api/status", want: 200})

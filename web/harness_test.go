@@ -48,6 +48,9 @@ type testStatus struct {
 	dropped string
 	// notes are the status's WorkerNotes.
 	notes []string
+	// spaceError, when set, adds the backlog of a reprocess consumer whose space could not be
+	// looked up, with this error.
+	spaceError string
 }
 
 func (s testStatus) Status(ctx context.Context) (web.Status, error) {
@@ -93,6 +96,9 @@ func (s testStatus) Status(ctx context.Context) (web.Status, error) {
 	if s.dropped != "" {
 		out.Backlog = append(out.Backlog, web.Backlog{Consumer: "reprocess-0123456789ab", Pending: 2, Workers: []web.Worker{}, DroppedSpace: s.dropped,
 			Description: "re-processing: space " + s.dropped})
+	}
+	if s.spaceError != "" {
+		out.Backlog = append(out.Backlog, web.Backlog{Consumer: "reprocess-ba9876543210", Pending: 1, Workers: []web.Worker{}, SpaceError: s.spaceError})
 	}
 	zero := 0.0
 	for _, u := range usage {

@@ -177,6 +177,9 @@ type Backlog struct {
 	// ("re-processing: TL;DRs gpt-4o-mini tldr-v1, space …"), which names the run to resume or
 	// abandon.
 	Description string `json:"description,omitempty"`
+	// SpaceError says why whether a reprocess consumer's space still exists could not be
+	// told (the database's error); DroppedSpace is then empty.
+	SpaceError string `json:"space_error,omitempty"`
 }
 
 // Reprocess reports whether b is a `paperpipe reprocess` run's queue.

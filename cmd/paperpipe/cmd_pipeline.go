@@ -1184,6 +1184,9 @@ func cmdStatus(ctx context.Context, c *config, args []string) error {
 		fmt.Fprintln(stdout, "note: "+termSafe(n, false))
 	}
 	for _, bl := range backlogs {
+		if bl.SpaceError != "" {
+			fmt.Fprintln(stdout, "note: "+termSafe("backlog "+bl.Consumer+": "+bl.SpaceError, false))
+		}
 		if bl.NoWorker {
 			fmt.Fprintln(stdout, "note: "+termSafe(noWorkerNote(bl, noBucket), false))
 		}
@@ -1346,6 +1349,8 @@ type statusBacklog struct {
 	// that space no longer exists: dropped while NATS could not be reached, or by a version
 	// that left its consumers behind. Nothing processes its messages.
 	DroppedSpace string `json:"dropped_space,omitempty"`
+	// SpaceError says why whether its space still exists could not be told (droppedSpace).
+	SpaceError string `json:"space_error,omitempty"`
 	// Workers are the consumer's workers announced in NATS (pipeline.BucketWorkers).
 	Workers []statusWorker `json:"workers"`
 	// NoWorker: messages wait and no worker of the consumer is announced.
@@ -1495,21 +1500,27 @@ func statusBacklogs(ctx context.Context, st *store.Store, js jetstream.JetStream
 	for i, bl := range bls {
 		out[i].Backlog = bl
 		if out[i].DroppedSpace, err = droppedSpace(ctx, st, bl); err != nil {
-			return nil, err
+			out[i].SpaceError = err.Error() // the queue is shown all the same (see droppedSpace)
 		}
 	}
 	return out, nil
 }
 
 // droppedSpace names the embedding space bl, a reprocess consumer, re-processes into when that
-// space no longer exists (see statusBacklog.DroppedSpace), or "".
+// space no longer exists (see statusBacklog.DroppedSpace), or "". Its error says what could
+// not be told, for the status to show beside the backlog: it made `status`, and the status
+// page's queue, fail whole, every backlog hidden for the database's error about one.
 func droppedSpace(ctx context.Context, st *store.Store, bl pipeline.Backlog) (string, error) {
 	name, ok := reprocessSpaceOf(bl.Description)
 	if !ok || !strings.HasPrefix(bl.Consumer, "reprocess-") {
 		return "", nil
 	}
-	if gone, err := spaceGone(ctx, st, name); err != nil || !gone {
-		return "", err
+	gone, err := spaceGone(ctx, st, name)
+	if err != nil {
+		return "", fmt.Errorf("whether its space %s still exists could not be read from the database: %w", name, err)
+	}
+	if !gone {
+		return "", nil
 	}
 	return name, nil
 }

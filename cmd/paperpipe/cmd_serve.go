@@ -598,7 +598,7 @@ func (s *webStatus) queue(ctx context.Context, out *web.Status, active string) e
 		wb := web.Backlog{Consumer: b.Consumer, Pending: b.Pending, AckPending: b.AckPending, Redelivered: b.Redelivered, Workers: []web.Worker{},
 			Description: b.Description}
 		if wb.DroppedSpace, err = droppedSpace(ctx, s.st, b); err != nil {
-			return err
+			wb.SpaceError = err.Error() // the queue is shown all the same
 		}
 		sb := statusBacklog{Backlog: b}
 		for _, w := range workers {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/paperpipe/paperpipe/internal/openaitest"
 	"github.com/paperpipe/paperpipe/paper"
 	"github.com/paperpipe/paperpipe/pipeline"
+	"github.com/paperpipe/paperpipe/web"
 )
 
 // `spaces drop ID` run again after a drop that could not remove the space's re-processing
@@ -144,5 +146,57 @@ func TestAnEmbedOnlyReprocessQueueIsDescribedByItsSpaceAlone(t *testing.T) {
 	}
 	if name, ok := reprocessSpaceOf(reprocessDescription(paper.Work{Model: "gpt-4o-mini", PromptVersion: "tldr-v1"}, paper.Space{})); ok {
 		t.Errorf("a TL;DR-only run's description names space %q", name)
+	}
+}
+
+// Whether a reprocess consumer's space still exists is read from the database; its error made
+// `status` fail, and the status page leave the whole queue out (every backlog and dead letter)
+// for one backlog's question. Each backlog is listed, that one with the error beside it.
+func TestABacklogWhoseSpaceCannotBeLookedUpIsListedWithTheError(t *testing.T) {
+	t.Parallel()
+	e := newArchiveEnv(t, openaitest.Config{})
+	ctx := t.Context()
+	js := e.jetStream(t)
+	if err := pipeline.Setup(ctx, js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateConsumer(ctx, pipeline.StreamPapers, jetstream.ConsumerConfig{Durable: "reprocess-0123456789ab",
+		FilterSubject: pipeline.SubjectReprocess + ".0123456789ab", Description: reprocessSpaceOnly + "m/3/title-abstract-v1", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	closed, err := openStore(ctx, e.c, newLogger(e.c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Close() // every query fails
+	const want = "whether its space m/3/title-abstract-v1 still exists could not be read from the database"
+
+	bls, err := statusBacklogs(ctx, closed, js)
+	if err != nil {
+		t.Fatalf("status: %v; want the backlogs, the space's error beside its own", err)
+	}
+	var consumers []string
+	for _, bl := range bls {
+		consumers = append(consumers, bl.Consumer)
+		if bl.Consumer == "reprocess-0123456789ab" && (!strings.Contains(bl.SpaceError, want) || bl.DroppedSpace != "") {
+			t.Errorf("status's backlog %s: space error %q, dropped %q; want %q and no dropped space", bl.Consumer, bl.SpaceError, bl.DroppedSpace, want)
+		}
+	}
+	if !slices.Contains(consumers, pipeline.ConsumerNew) || !slices.Contains(consumers, "reprocess-0123456789ab") {
+		t.Errorf("status lists backlogs %v; want workers' and reprocess-0123456789ab", consumers)
+	}
+
+	var page web.Status
+	if err := (&webStatus{st: closed, js: js}).queue(ctx, &page, ""); err != nil {
+		t.Fatalf("the status page's queue: %v; want the backlogs, the space's error beside its own", err)
+	}
+	found := false
+	for _, bl := range page.Backlog {
+		if bl.Consumer == "reprocess-0123456789ab" {
+			found = strings.Contains(bl.SpaceError, want)
+		}
+	}
+	if !found || len(page.Backlog) != len(bls) {
+		t.Errorf("the status page's backlogs %+v; want %d, reprocess-0123456789ab's space error %q", page.Backlog, len(bls), want)
 	}
 }
