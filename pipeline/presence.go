@@ -104,13 +104,19 @@ type WorkerState struct {
 	Held  int    // messages held: fetched and not yet settled
 }
 
-// State reports what the worker is doing now: paused while a pause of its own runs or its
-// breakers are open (see pauses) — the database's first, which stops every message —, or while
-// the API holds every request (WorkerConfig.APILimitedBy); else stalled while a write to the
-// database is retried or unanswered (see stalls); else stopping, working or idle.
+// State reports what the worker is doing now: stopping once told to stop, whatever holds it
+// (a drain held by the API's rate limit read as paused, a worker that would go on once the
+// limit lifted); else paused while a pause of its own runs or its breakers are open (see
+// pauses) — the database's first, which stops every message —, or while the API holds every
+// request (WorkerConfig.APILimitedBy); else stalled while a write to the database is retried
+// or unanswered (see stalls); else working or idle.
 func (w *Worker) State() WorkerState {
 	var s WorkerState
 	s.Held = int(w.held.Load())
+	if w.stopping.Load() {
+		s.State = StateStopping
+		return s
+	}
 	now := time.Now()
 	if p := &w.pause; p.active.Load() {
 		p.mu.Lock()
@@ -149,8 +155,6 @@ func (w *Worker) State() WorkerState {
 		return s
 	}
 	switch {
-	case w.stopping.Load():
-		s.State = StateStopping
 	case s.Held > 0:
 		s.State = StateWorking
 	default:

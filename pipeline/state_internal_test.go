@@ -106,6 +106,25 @@ func TestStateOfAStoppingWorkerHoldingMessagesIsStopping(t *testing.T) {
 	}
 }
 
+// A worker told to stop while the API's rate limit holds its requests, or its own pause runs,
+// is stopping: it read as paused, as a worker that would go on once the limit lifted, while
+// it was handing its messages back to end.
+func TestAStoppingWorkerHeldByARateLimitOrAPauseIsStopping(t *testing.T) {
+	end := time.Now().Add(time.Hour)
+	w := stateWorker(func() time.Time { return end })
+	w.held.Store(2)
+	w.stopping.Store(true)
+	if s := w.State(); s.State != StateStopping || s.Held != 2 || s.Pause != nil {
+		t.Errorf("State stopping while rate limited for an hour: %+v (pause %+v), want stopping, 2 held", s, s.Pause)
+	}
+	w = stateWorker(nil)
+	w.openPause(fmt.Errorf("call: %w", llm.ErrUnreachable))
+	w.stopping.Store(true)
+	if s := w.State(); s.State != StateStopping || s.Pause != nil {
+		t.Errorf("State stopping while paused: %+v (pause %+v), want stopping", s, s.Pause)
+	}
+}
+
 // A pause's detail is one line (status prints it so, under the worker) and bounded: an API's
 // error may carry a long body over many lines.
 func TestAPausesDetailIsOneBoundedLine(t *testing.T) {
