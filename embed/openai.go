@@ -367,7 +367,12 @@ func (c *Client) Embed(ctx context.Context, papers []paper.Abstract) ([]paper.Em
 		if probe {
 			retry = c.once()
 		}
-		vecs, u, err := c.embed(ctx, retry, texts, b.tokens)
+		ids := make([]string, 0, b.end-b.start)
+		for _, e := range out[b.start:b.end] {
+			ids = append(ids, e.PaperID)
+		}
+		// The batch's papers are named in the warnings about its answers.
+		vecs, u, err := c.embed(llm.ForPapers(ctx, ids...), retry, texts, b.tokens)
 		// What was billed counts, whether the batch succeeded or not.
 		usage.Requests += u.Requests
 		usage.InputTokens += u.InputTokens

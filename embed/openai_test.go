@@ -1043,3 +1043,41 @@ func TestClientCutsAnInputOllamaRefusesAsTooLong(t *testing.T) {
 		t.Fatalf("EmbedQuery of a long query: %d dimensions, %v; want it cut to fit", len(vec), err)
 	}
 }
+
+// A 200 whose body is no answer is retried with a warning, which named no paper: at 2% of
+// such answers, ~25 warnings per 756 papers, with nothing to look up. It names the papers of
+// the request: the batch's first and how many more.
+func TestAWarningOfAnUnusableAnswerNamesTheBatchsPapers(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Input []string }
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		if calls.Add(1) == 1 {
+			w.Header().Set("Content-Type", "text/plain")
+			io.WriteString(w, "upstream connect error or disconnect/reset before headers")
+			return
+		}
+		var data []string
+		for i, text := range req.Input {
+			data = append(data, fmt.Sprintf(`{"object":"embedding","index":%d,"embedding":%s}`, i, encodedVector(openaitest.Vector(text, 8), "float")))
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"object":"list","model":"m","data":[%s],"usage":{"prompt_tokens":10,"total_tokens":10}}`, strings.Join(data, ","))
+	}))
+	defer ts.Close()
+	var logs bytes.Buffer
+	c, err := New(Config{BaseURL: ts.URL + "/v1", Model: "m", Dimensions: 8, MaxRetries: 2, Timeout: 5 * time.Second,
+		EncodingFormat: "float", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	papers := synthPapers(3)
+	if _, _, err := c.Embed(context.Background(), papers); err != nil {
+		t.Fatalf("Embed: %v", err)
+	}
+	want := fmt.Sprintf(`papers="%s and 2 more"`, papers[0].ID)
+	if out := logs.String(); !strings.Contains(out, "unusable body") || !strings.Contains(out, want) {
+		t.Errorf("want the warning of the unusable answer naming %s; logged:\n%s", want, out)
+	}
+}

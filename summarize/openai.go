@@ -151,6 +151,7 @@ func (c *Client) Summarize(ctx context.Context, a paper.Abstract) (paper.Summary
 	if strings.TrimSpace(a.Abstract) == "" && strings.TrimSpace(a.Title) == "" {
 		return paper.Summary{}, fmt.Errorf("summarize %s: empty title and abstract: %w", a.ID, paper.ErrPermanent)
 	}
+	ctx = llm.ForPapers(ctx, a.ID) // named in the warnings about its answers
 	usage := paper.Usage{Model: c.cfg.Model, Kind: paper.KindChat}
 	maxWords := c.cfg.MaxWords
 	first, err := c.complete(ctx, buildPrompt(a, maxWords), &usage)
