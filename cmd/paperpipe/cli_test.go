@@ -440,7 +440,9 @@ func TestBadFlagsExitWithUsageStatus(t *testing.T) {
 // TestUnknownCommandSuggestsTheOneMeant: a misspelt command (lsit, serach, stauts), the start
 // of one (import for import-embeddings) or a flag before the command (paperpipe --json list)
 // got "unknown command" and the whole usage, the mistake left for the user to spot among 20
-// commands. Exit 2 as before, and the command meant is named, on standard error.
+// commands. Exit 2 as before, and the command meant is named, on standard error, with where
+// the commands are listed — not the whole usage after it, which scrolled the suggestion out
+// of sight; a name close to none still gets the usage.
 func TestUnknownCommandSuggestsTheOneMeant(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
@@ -459,9 +461,13 @@ func TestUnknownCommandSuggestsTheOneMeant(t *testing.T) {
 		if r.code != 2 || !strings.Contains(r.stderr, tc.want) || r.stdout != "" {
 			t.Errorf("paperpipe %s: exit %d, stdout %q, stderr %q; want 2 and %q on stderr", strings.Join(tc.args, " "), r.code, r.stdout, r.stderr, tc.want)
 		}
+		if strings.Contains(r.stderr, "Commands:") || !strings.Contains(r.stderr, "`paperpipe help` lists the commands") {
+			t.Errorf("paperpipe %s: stderr %q; want the suggestion and where the commands are listed, not the whole usage", strings.Join(tc.args, " "), r.stderr)
+		}
 	}
-	if r := c.run("frobnicate"); r.code != 2 || strings.Contains(r.stderr, "did you mean") || !strings.Contains(r.stderr, `unknown command "frobnicate"`) {
-		t.Errorf("paperpipe frobnicate: exit %d, stderr %q; want 2, no suggestion", r.code, r.stderr)
+	if r := c.run("frobnicate"); r.code != 2 || strings.Contains(r.stderr, "did you mean") || !strings.Contains(r.stderr, `unknown command "frobnicate"`) ||
+		!strings.Contains(r.stderr, "Commands:") {
+		t.Errorf("paperpipe frobnicate: exit %d, stderr %q; want 2, no suggestion, the usage", r.code, r.stderr)
 	}
 }
 

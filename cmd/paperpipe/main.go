@@ -151,7 +151,13 @@ func run(args []string) int {
 		}
 	}
 	if cmd == nil {
-		fmt.Fprintf(os.Stderr, "paperpipe: unknown command %q%s\n\n", args[0], commandMeant(args))
+		// With the command meant named, that is the answer: the whole usage after it (40
+		// lines) scrolled it out of sight. Without one, the usage lists the commands.
+		if meant := commandMeant(args); meant != "" {
+			fmt.Fprintf(os.Stderr, "paperpipe: unknown command %q%s\n`paperpipe help` lists the commands.\n", args[0], meant)
+			return 2
+		}
+		fmt.Fprintf(os.Stderr, "paperpipe: unknown command %q\n\n", args[0])
 		usage(os.Stderr)
 		return 2
 	}
