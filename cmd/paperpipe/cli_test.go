@@ -182,6 +182,23 @@ func TestDLQListSaysWhenItLeavesDeadLettersOut(t *testing.T) {
 	}
 }
 
+// `dlq list` of no dead letters printed its header alone, which reads as a list that failed to
+// come: it says there are none, on standard error (a message), and prints nothing.
+func TestDLQListOfNoneSaysThereAreNone(t *testing.T) {
+	t.Parallel()
+	c := withDeadLetters(t, 2)
+	if r := c.ok("dlq", "list", "--from", "3"); r.stdout != "" || strings.TrimSpace(r.stderr) != "no dead letters from sequence 3 on" {
+		t.Errorf("dlq list --from 3 of 2: stdout %q, stderr %q; want nothing, and that none is from 3 on", r.stdout, r.stderr)
+	}
+	c.ok("dlq", "replay", "--all")
+	if r := c.ok("dlq", "list"); r.stdout != "" || strings.TrimSpace(r.stderr) != "no dead letters" {
+		t.Errorf("dlq list of none: stdout %q, stderr %q; want nothing, and that there are none", r.stdout, r.stderr)
+	}
+	if r := c.ok("dlq", "list", "--json"); strings.TrimSpace(r.stdout) != "[]" {
+		t.Errorf("dlq list --json of none: %q, want []", r.stdout)
+	}
+}
+
 // `dlq list` could show only the oldest dead letters: an operator who wanted the newest, or
 // the page after the first, had to list every letter (-n 0: 4.7 s and 90 MB at 20,000, every
 // message held though none is printed). --newest lists the newest first, --from SEQ from a

@@ -751,6 +751,15 @@ func cmdDLQ(ctx context.Context, c *config, args []string) error {
 		if c.JSON {
 			return writeJSON(stdout, nonNil(dls))
 		}
+		if len(dls) == 0 {
+			// A header alone read as a list that failed to come.
+			if *from > 0 {
+				fmt.Fprintf(os.Stderr, "no dead letters from sequence %d on\n", *from)
+			} else {
+				fmt.Fprintln(os.Stderr, "no dead letters")
+			}
+			return nil
+		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SEQ\tPAPER\tATTEMPTS\tFAILED\tREASON")
 		for _, d := range dls {
