@@ -859,6 +859,25 @@ func (s *Store) Reindex(ctx context.Context, id int64, kind IndexKind, cfg Index
 // new and gets its index: ensureSpace takes the lock and runs it again.
 var errNeedsIndexLock = errors.New("a new space's index is built under the index lock")
 
+// DroppedAt returns when the space of sp's model, dimensions and template was dropped
+// (DropSpace), when it was and has not been made again since; the zero time otherwise. A
+// worker started on the settings of a dropped space asks it before EnsureSpace would make the
+// space again.
+func (s *Store) DroppedAt(ctx context.Context, sp paper.Space) (time.Time, error) {
+	var at time.Time
+	err := s.pool.QueryRow(ctx, `SELECT d.dropped_at FROM dropped_spaces d
+		WHERE d.model = $1 AND d.dimensions = $2 AND d.template = $3
+		AND NOT EXISTS (SELECT 1 FROM embedding_spaces e WHERE e.model = d.model AND e.dimensions = d.dimensions AND e.template = d.template)`,
+		sp.Model, sp.Dimensions, sp.Template).Scan(&at)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("look up the drops of embedding space %s: %w", sp.Name(), err)
+	}
+	return at, nil
+}
+
 // ensureSpace is EnsureSpace; withIndex false leaves a new space without its index.
 func (s *Store) ensureSpace(ctx context.Context, sp paper.Space, withIndex bool) (paper.Space, bool, error) {
 	if err := validateSpace(sp); err != nil {
@@ -908,6 +927,10 @@ func (s *Store) ensureSpaceTx(ctx context.Context, db interface {
 				VALUES ($1, $2, $3, $4) RETURNING `+spaceColumns, sp.Model, sp.Dimensions, sp.Template, string(s.index)))
 			if err != nil {
 				return fmt.Errorf("insert: %w", err)
+			}
+			if _, err := tx.Exec(ctx, "DELETE FROM dropped_spaces WHERE model = $1 AND dimensions = $2 AND template = $3",
+				sp.Model, sp.Dimensions, sp.Template); err != nil {
+				return fmt.Errorf("forget its drop: %w", err)
 			}
 			created = true
 		}
@@ -1226,6 +1249,12 @@ func (s *Store) DropSpace(ctx context.Context, id int64, opts DropOptions) error
 		}
 		if _, err := tx.Exec(ctx, "DELETE FROM embedding_spaces WHERE id = $1", sp.ID); err != nil {
 			return fmt.Errorf("delete space: %w", err)
+		}
+		// Recorded, so that a worker started on its settings does not make it again (see
+		// DroppedAt).
+		if _, err := tx.Exec(ctx, `INSERT INTO dropped_spaces (model, dimensions, template) VALUES ($1, $2, $3)
+				ON CONFLICT (model, dimensions, template) DO UPDATE SET dropped_at = now()`, sp.Model, sp.Dimensions, sp.Template); err != nil {
+			return fmt.Errorf("record the drop: %w", err)
 		}
 		// A fitted offline model goes with the last space of it: each refit stores a new one.
 		if _, err := tx.Exec(ctx, `DELETE FROM offline_models WHERE name = $1

@@ -397,6 +397,9 @@ func followingWorkers(ctx context.Context, c *config, log *slog.Logger, st *stor
 	// workers have drained), not a failure of the step it cut short.
 	followed := false
 	for {
+		if err := refuseDroppedSpace(ctx, c, st, m.emb.Space()); err != nil {
+			return interruptedStart(ctx, err)
+		}
 		space, err := st.EnsureSpace(ctx, m.emb.Space())
 		if err != nil {
 			return interruptedStart(ctx, err)
@@ -434,6 +437,30 @@ func interruptedStart(ctx context.Context, err error) error {
 		return nil
 	}
 	return err
+}
+
+// refuseDroppedSpace refuses to start workers whose embedder's space sp was dropped
+// (`paperpipe spaces drop`) and not made again since: EnsureSpace made it again, empty, and the
+// workers bought the vectors of every new paper for a space no query uses, said only by a
+// warning in their log (found in session 28: a machine left on the old model after a switch
+// and a drop). Stale settings are a settings error, said at start with the active space's
+// settings; a space wanted back is made on purpose by a command that fills it.
+func refuseDroppedSpace(ctx context.Context, c *config, st *store.Store, sp paper.Space) error {
+	at, err := st.DroppedAt(ctx, sp)
+	if err != nil || at.IsZero() {
+		return err
+	}
+	use := ""
+	if a, err := st.ActiveSpace(ctx); err == nil {
+		use = fmt.Sprintf("; queries use space %d (%s)", a.ID, a.Name())
+		if want := settingsFor(c, a); want != "" {
+			use += fmt.Sprintf(": set %s and start the workers again", want)
+		}
+	}
+	return usageErr("embedding space %s was dropped on %s (`paperpipe spaces drop`): these settings would make it again, "+
+		"and buy the vectors of every new paper for a space no query uses%s; to embed into it again on purpose, "+
+		"make it first with `paperpipe reprocess --embed-only` on these settings, which fills it",
+		sp.Name(), at.UTC().Format(time.DateTime+" UTC"), use)
 }
 
 // warnInactiveSpace says that the workers embed into space, which queries do not use, and what

@@ -547,3 +547,36 @@ func TestStatusWithoutTheQueueShowsTheDatabasesPartsAndExits1(t *testing.T) {
 		t.Errorf("status --json without the queue: exit %d, %+v (%v); want 1, the 108 papers and queue_error\n%s", r.code, js, err, r.stdout)
 	}
 }
+
+// A worker started on the settings of a space that `spaces drop` removed (a machine left on
+// the old model after a switch) made the space again, empty, and bought the vectors of every
+// new paper for a space no query uses, a warning in its log the only word of it (found in
+// session 28, walking a lab's journey). It is refused at start (exit 2), naming the drop and
+// the active space's settings; a space made again on purpose (`reprocess --embed-only`, which
+// fills it) is the workers' again.
+func TestAWorkerOnTheSettingsOfADroppedSpaceRefusesToMakeItAgain(t *testing.T) {
+	t.Parallel()
+	api := openaitest.Start(t, openaitest.Config{})
+	c := newCLI(t, "PAPERPIPE_CHAT_MODEL=offline", "PAPERPIPE_EMBED_MODEL=offline")
+	c.ok("ingest", sampleFile)
+	c.workUntilIdle() // the offline hashed model's space is the active one
+	old := &cli{t: t, env: append(slices.Clone(c.env), "OPENAI_BASE_URL="+api.URL(), "OPENAI_API_KEY=sk-test",
+		"PAPERPIPE_EMBED_MODEL=text-embedding-3-small")}
+	const apiSpace = "text-embedding-3-small/1536/title-abstract-v1"
+	old.ok("worker", "--exit-when-idle")
+	c.ok("spaces", "drop", apiSpace)
+
+	r := old.run("worker", "--exit-when-idle")
+	if r.code != 2 || !strings.Contains(r.stderr, "embedding space "+apiSpace+" was dropped on ") ||
+		!strings.Contains(r.stderr, "set PAPERPIPE_EMBED_MODEL=offline") || !strings.Contains(r.stderr, "`paperpipe reprocess --embed-only`") {
+		t.Errorf("a worker on the dropped space's settings: exit %d\n%s\nwant 2, naming the drop, the active space's settings and how to make it again", r.code, r.stderr)
+	}
+	if out := c.ok("spaces").stdout; strings.Contains(out, apiSpace) {
+		t.Errorf("the refused worker made the dropped space again:\n%s", out)
+	}
+
+	old.ok("reprocess", "--embed-only")
+	if r := old.run("worker", "--exit-when-idle"); r.code != 0 {
+		t.Errorf("a worker on the settings of the space made again on purpose: exit %d\n%s", r.code, r.stderr)
+	}
+}
