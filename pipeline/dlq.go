@@ -350,6 +350,9 @@ type DeadLetter struct {
 	// ReasonBytes is the size of the whole reason when Reason is cut (see MaxShownReason);
 	// GetDeadLetter gives it whole.
 	ReasonBytes int `json:"reason_bytes,omitempty"`
+	// PaperIDBytes is the size of the whole paper id when PaperID is cut (see
+	// MaxShownPaperID); GetDeadLetter gives it whole.
+	PaperIDBytes int `json:"paper_id_bytes,omitempty"`
 }
 
 // MaxShownReason bounds the reason of each letter a list gives (ListDeadLetters,
@@ -359,13 +362,21 @@ type DeadLetter struct {
 // whole on every line and every page. The letter keeps it whole; GetDeadLetter (`dlq show`) gives it.
 const MaxShownReason = 1000
 
-// cutReason cuts d's reason to MaxShownReason bytes, saying so and where the whole is.
-func (d *DeadLetter) cutReason() {
-	if len(d.Reason) <= MaxShownReason {
-		return
+// MaxShownPaperID bounds the paper id of each letter a list gives, as MaxShownReason bounds
+// its reason: the id is a header too, up to 64 KiB, and a paper's is at most 512 bytes.
+const MaxShownPaperID = 512
+
+// cut cuts d's reason to MaxShownReason bytes and its paper id to MaxShownPaperID, saying so
+// and where the whole is.
+func (d *DeadLetter) cut() {
+	if len(d.Reason) > MaxShownReason {
+		d.ReasonBytes = len(d.Reason)
+		d.Reason = fmt.Sprintf("%s… [cut: %d bytes in all; paperpipe dlq show %d prints it whole]", truncate(d.Reason, MaxShownReason), d.ReasonBytes, d.Seq)
 	}
-	d.ReasonBytes = len(d.Reason)
-	d.Reason = fmt.Sprintf("%s… [cut: %d bytes in all; paperpipe dlq show %d prints it whole]", truncate(d.Reason, MaxShownReason), d.ReasonBytes, d.Seq)
+	if len(d.PaperID) > MaxShownPaperID {
+		d.PaperIDBytes = len(d.PaperID)
+		d.PaperID = fmt.Sprintf("%s… [cut: %d bytes in all; paperpipe dlq show %d prints it whole]", truncate(d.PaperID, MaxShownPaperID), d.PaperIDBytes, d.Seq)
+	}
 }
 
 // deadStream returns the dead-letter stream and its state, with the number of messages of
@@ -432,7 +443,7 @@ func deadLettersFrom(ctx context.Context, s jetstream.Stream, from, to uint64, l
 			continue
 		}
 		dl := deadLetterOf(raw)
-		dl.cutReason()
+		dl.cut()
 		out = append(out, dl)
 		seq = raw.Sequence + 1
 	}

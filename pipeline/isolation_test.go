@@ -87,8 +87,13 @@ func assertOnlyDead(t *testing.T, b *testBundle, ws pipeline.WorkerStats, id, wh
 	if len(dls) != 1 || ws.Dead != 1 {
 		t.Fatalf("%d dead letters (worker stats %+v), want 1: the bad paper's alone", len(dls), ws)
 	}
-	if dls[0].PaperID != id || !strings.Contains(dls[0].Reason, why) {
-		t.Errorf("dead letter of %s for %q, want %s for a reason mentioning %s", dls[0].PaperID, dls[0].Reason, id, why)
+	// Read whole: a list cuts an id over pipeline.MaxShownPaperID bytes.
+	dl, err := pipeline.GetDeadLetter(t.Context(), b.js, dls[0].Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dl.PaperID != id || !strings.Contains(dl.Reason, why) {
+		t.Errorf("dead letter of %s for %q, want %s for a reason mentioning %s", dl.PaperID, dl.Reason, id, why)
 	}
 }
 

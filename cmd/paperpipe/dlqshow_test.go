@@ -71,3 +71,38 @@ func TestAHugeDeadLetterReasonIsCutInListsAndShownWholeByDLQShow(t *testing.T) {
 		t.Errorf("dlq show 99: exit %d, stderr %q; want 1 naming the letter not found", r.code, r.stderr)
 	}
 }
+
+// A dead letter's paper id is a header too, up to 64 KiB, which the lists (`dlq list`, status,
+// the status page, GET /api/status) gave whole on every line, where the reason was cut. It is
+// cut at pipeline.MaxShownPaperID bytes, saying so; `dlq show` gives it whole.
+func TestAHugeDeadLetterPaperIDIsCutInListsAndShownWholeByDLQShow(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	js := srv.Connect(t)
+	if err := pipeline.Setup(t.Context(), js, pipeline.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	id := "id:" + strings.Repeat("x", 60_000)
+	m := nats.NewMsg(pipeline.SubjectDead + "." + pipeline.ConsumerNew)
+	m.Data = []byte(`{"id":"id:x","title":"T","abstract":"An abstract."}`)
+	m.Header.Set(pipeline.HeaderSubject, pipeline.SubjectNew)
+	m.Header.Set(pipeline.HeaderPaperID, id)
+	m.Header.Set(pipeline.HeaderReason, "forged")
+	ack, err := js.PublishMsg(t.Context(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	latest, err := pipeline.LatestDeadLetters(t.Context(), js, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(latest) != 1 || len(latest[0].PaperID) > pipeline.MaxShownPaperID+200 || latest[0].PaperIDBytes != len(id) ||
+		!strings.Contains(latest[0].PaperID, "paperpipe dlq show "+strconv.FormatUint(ack.Sequence, 10)+" prints it whole") {
+		t.Errorf("LatestDeadLetters gave a paper id of %d bytes (paper_id_bytes %d); want at most about %d, cut, and the whole's %d bytes named",
+			len(latest[0].PaperID), latest[0].PaperIDBytes, pipeline.MaxShownPaperID, len(id))
+	}
+	whole, err := pipeline.GetDeadLetter(t.Context(), js, ack.Sequence)
+	if err != nil || whole.PaperID != id {
+		t.Errorf("GetDeadLetter: %d bytes of paper id, %v; want it whole", len(whole.PaperID), err)
+	}
+}
