@@ -243,6 +243,9 @@ func TestLimitsAreConfigurable(t *testing.T) {
 	equalEvents(t, events, []string{"error f:1: " + paper.TitleID("Twelve bytes") + ": abstract is 20 bytes, limit 19"})
 	_, _, events = readString(t, in, "f", Options{MaxAbstractBytes: 20})
 	equalEvents(t, events, []string{"paper f:1 Twelve bytes"})
+	// Each limit takes a text of its size: the title's was checked only beyond it.
+	_, _, events = readString(t, in, "f", Options{MaxTitleBytes: 12})
+	equalEvents(t, events, []string{"paper f:1 Twelve bytes"})
 }
 
 func TestRecordErrorFormat(t *testing.T) {
