@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paperpipe/paperpipe/internal/llm"
@@ -186,6 +187,28 @@ func TestAnAnnouncementRefusedByNATSSaysHowToMakeTheBucket(t *testing.T) {
 	err := fmt.Errorf("create bucket: %w", &jetstream.APIError{Code: 400, ErrorCode: 10027, Description: "insufficient resources"})
 	if got := explainAnnounce(err); !strings.Contains(got, "nats kv add "+BucketWorkers) {
 		t.Errorf("explainAnnounce(%v) = %q, want how to make the bucket", err, got)
+	}
+}
+
+// A worker whose entry the bucket, which exists, did not take for another cause than its size or
+// room is not told to make the bucket: a write NATS did not acknowledge (the account may not
+// publish to the bucket's subjects, or the server was slow) says how to allow the publish, and
+// any other failure that the write is tried again at each refresh.
+func TestAnEntryTheBucketDidNotTakeIsNotAdvisedToMakeTheBucket(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{nats.ErrTimeout, "NATS did not acknowledge the write"},
+		{nats.ErrPermissionViolation, "allow the workers to publish to $KV." + BucketWorkers + ".>"},
+		{context.DeadlineExceeded, "NATS did not acknowledge the write"},
+		{errors.New("connection closed"), "tried again every refresh"},
+		{&jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}, "tried again every refresh"},
+	} {
+		err := &entryWriteError{key: "k", size: 300, err: tc.err}
+		if got := explainAnnounce(fmt.Errorf("announce: %w", err)); strings.Contains(got, "nats kv add") || !strings.Contains(got, tc.want) {
+			t.Errorf("explainAnnounce of a write refused with %v = %q, want %q and no advice to make the bucket", tc.err, got, tc.want)
+		}
 	}
 }
 
