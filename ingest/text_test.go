@@ -75,6 +75,10 @@ func TestTextRule(t *testing.T) {
 	abs := words(30)
 	long := words(200)
 	const withdrawn = "This paper has been withdrawn by the author due to a crucial error in equation 3."
+	fourLines := strings.Fields(strings.TrimSuffix(words(24), ".")) // 24 words, 6 a line, ending no sentence
+	for i := 6; i < len(fourLines); i += 6 {
+		fourLines[i] = "\n" + fourLines[i]
+	}
 	for _, tc := range []struct {
 		name string
 		in   string
@@ -175,6 +179,12 @@ func TestTextRule(t *testing.T) {
 			in:   "A Title\n\n" + strings.TrimSuffix(words(22), ".") + "\n",
 			want: []string{"error f:1: no papers found: 2 short paragraphs and no abstract; a paper is a title line, a blank line and an abstract paragraph of at least 20 words" +
 				"; the paragraph at line 3 has 22 words but ends no sentence, so it reads as a title: end the abstract with a full stop"},
+		},
+		{
+			// Too long for a title by its lines (more than 3), though not by its words.
+			name: "an abstract of four lines without a full stop is an abstract",
+			in:   "A Title\n\n" + strings.Join(fourLines, " ") + "\n",
+			want: []string{"paper f:1 A Title"},
 		},
 		{
 			name: "invalid UTF-8 in a title is reported and the next paper comes",
