@@ -259,6 +259,14 @@ func TestTextParagraphOverRecordLimit(t *testing.T) {
 		"error f:1: title:" + titleHex("Huge") + ": abstract is more than 4096 bytes, limit 32768",
 		"paper f:5 Next",
 	})
+	// Over the limit in lines that are each within it: cut as it is read, and refused so, not
+	// taken cut.
+	lines := strings.Repeat(strings.Repeat("word ", 200)+"\n", 5)
+	_, _, events = readString(t, "Huge\n\n"+lines+"\nNext\n\n"+words(30), "f", Options{Format: Text, MaxRecordBytes: 4096})
+	equalEvents(t, events, []string{
+		"error f:1: title:" + titleHex("Huge") + ": abstract is more than 4096 bytes, limit 32768",
+		"paper f:9 Next",
+	})
 }
 
 func TestEndsSentence(t *testing.T) {
