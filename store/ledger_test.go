@@ -468,6 +468,14 @@ func TestUsageAccumulates(t *testing.T) {
 	if rows, err := s.Usage(ctx, time.Now().Add(48*time.Hour)); err != nil || len(rows) != 0 {
 		t.Errorf("Usage(future) = %v, %v; want none", rows, err)
 	}
+	// Since a time of today: today's rows, its day included. A model and kind of no request and
+	// no token (a flush with nothing to add) gets no row.
+	if err := s.RecordUsage(ctx, []paper.Usage{{Model: "idle", Kind: paper.KindChat}}); err != nil {
+		t.Fatal(err)
+	}
+	if rows, err := s.Usage(ctx, time.Now()); err != nil || len(rows) != len(want) {
+		t.Errorf("Usage(now) = %+v, %v; want today's %d rows, no more", rows, err, len(want))
+	}
 }
 
 // TestUpsertPapersKeepsANewerTextOverAnOlderOne: messages of two versions of a paper can be
