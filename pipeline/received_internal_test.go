@@ -45,12 +45,12 @@ func TestADecodedMessageCarriesWhenTheWorkerTookIt(t *testing.T) {
 func TestAReasonIsCutOnlyPastMaxShownReason(t *testing.T) {
 	t.Parallel()
 	whole := DeadLetter{Seq: 7, Reason: strings.Repeat("r", MaxShownReason)}
-	whole.cutReason()
+	whole.cut()
 	if len(whole.Reason) != MaxShownReason || whole.ReasonBytes != 0 {
 		t.Errorf("a reason of %d bytes: cut to %d bytes (reason_bytes %d), want it whole", MaxShownReason, len(whole.Reason), whole.ReasonBytes)
 	}
 	over := DeadLetter{Seq: 7, Reason: strings.Repeat("r", MaxShownReason+1)}
-	over.cutReason()
+	over.cut()
 	if over.ReasonBytes != MaxShownReason+1 || !strings.HasPrefix(over.Reason, strings.Repeat("r", MaxShownReason)+"…") ||
 		!strings.Contains(over.Reason, "paperpipe dlq show 7 prints it whole") {
 		t.Errorf("a reason of %d bytes: %q (reason_bytes %d), want its first %d bytes, its size and `dlq show 7`",
