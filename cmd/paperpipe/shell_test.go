@@ -29,7 +29,7 @@ func TestResultsLostToAFullDiskAreAnError(t *testing.T) {
 	c.ok("worker", "--exit-when-idle")
 	for _, args := range [][]string{{"help"}, {"version"}, {"list"}, {"list", "--json"}, {"status"}, {"spaces"},
 		{"show", "Branch-Train-Merge"}, {"related", "Branch-Train-Merge"}, {"search", "mixture of experts"},
-		{"search", "--mode", "keyword", "experts"}, {"dlq", "list"}, {"reprocess", "--dry-run"}, {"migrate"}, {"list", "-h"}} {
+		{"search", "--mode", "keyword", "experts"}, {"dlq", "list", "--json"}, {"reprocess", "--dry-run"}, {"migrate"}, {"list", "-h"}} {
 		r := c.runWithStdout(full, args...)
 		if r.code != 1 || !strings.Contains(r.stderr, "no space left on device") {
 			t.Errorf("paperpipe %s > /dev/full: exit %d, stderr %q; want 1 and the failed write named", strings.Join(args, " "), r.code, r.stderr)
