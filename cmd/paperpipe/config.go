@@ -696,17 +696,17 @@ func envDuration(key string, def time.Duration) time.Duration {
 
 func fatalf(format string, args ...any) {
 	if settingsOnlyShown {
-		fmt.Fprintf(os.Stderr, "paperpipe: warning: "+format+" (commands other than help and version refuse to run until it is fixed)\n", args...)
+		fmt.Fprintf(os.Stderr, "paperpipe: warning: "+format+" (commands refuse to run until it is fixed)\n", args...)
 		return
 	}
 	fmt.Fprintf(os.Stderr, "paperpipe: "+format+"\n", args...)
 	os.Exit(2)
 }
 
-// settingsOnlyShown is set for a command's help (`paperpipe CMD -h`) and `paperpipe version`,
-// which use no setting but to show its value as a flag's default: a bad setting is a warning
-// there, the rest printed as asked. Refused, as for a command that runs (exit 2), it kept the
-// help from the user trying to mend it and the version from a bug report.
+// settingsOnlyShown is set for a command's help (`paperpipe CMD -h`), which uses no setting but
+// to show its value as a flag's default: a bad setting is a warning there, the help printed as
+// asked. Refused, as for a command that runs (exit 2), it kept the help from the user trying to
+// mend the setting.
 var settingsOnlyShown bool
 
 // checkAPIToken refuses a PAPERPIPE_API_TOKEN set but empty (and PAPERPIPE_API_TOKEN_READS

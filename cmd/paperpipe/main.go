@@ -174,11 +174,12 @@ func run(args []string) int {
 	var stoppedBy atomic.Value // os.Signal
 	go secondSignalExits(signals, func(sig os.Signal) { stoppedBy.Store(sig); stop(signalStop{sig}) }, exit)
 
-	// `paperpipe CMD -h` (and `paperpipe help CMD`, made that above) and `version`: the first
-	// argument asks for help before anything runs, whatever follows (every command parses its
-	// flags first, and -h ends the parse).
-	// Not "help" as an argument: `ingest help` ingests a file of that name.
-	settingsOnlyShown = cmd.name == "version" || len(args) > 1 && slices.Contains([]string{"-h", "-help", "--help"}, args[1])
+	// `paperpipe CMD -h` (and `paperpipe help CMD`, made that above): the first argument asks
+	// for help before anything runs, whatever follows (every command parses its flags first,
+	// and -h ends the parse). Not "help" as an argument: `ingest help` ingests a file of that
+	// name. `version` still refuses a bad setting: scripts and tests use it as the cheapest
+	// check of the settings.
+	settingsOnlyShown = len(args) > 1 && slices.Contains([]string{"-h", "-help", "--help"}, args[1])
 	warnUnknownSettings(os.Stderr, os.Environ())
 	warnOtherAPINames(os.Stderr, os.Environ())
 	c := loadConfig()
