@@ -835,17 +835,12 @@ func abandonRun(ctx context.Context, c *config, st *store.Store, log *slog.Logge
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", target.Consumer, err)
 	}
-	// Purged first, as spaces drop does: a consumer deleted before a purge that failed would
-	// leave messages no status shows.
 	stream, err := b.js.Stream(ctx, pipeline.StreamPapers)
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", pipeline.StreamPapers, err)
 	}
-	if err := stream.Purge(ctx, jetstream.WithPurgeSubject(info.CachedInfo().Config.FilterSubject)); err != nil {
-		return fmt.Errorf("purge %s: %w", info.CachedInfo().Config.FilterSubject, err)
-	}
-	if err := b.js.DeleteConsumer(ctx, pipeline.StreamPapers, target.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("delete consumer %s: %w", target.Consumer, err)
+	if err := dropQueue(ctx, b.js, stream, target.Consumer, info.CachedInfo().Config.FilterSubject); err != nil {
+		return err
 	}
 	fmt.Fprintf(errw, "reprocess: dropped what an interrupted run left queued (%s, consumer %s); nothing was sent, "+
 		"and its papers stay stale: a later run selects them again\n", plural(left.Waiting+uint64(left.Held), "message", "messages"), target.Consumer)

@@ -233,17 +233,25 @@ func removeQueues(ctx context.Context, c *config, match func(info *jetstream.Con
 	}
 	held := 0
 	for _, info := range found {
-		// Purged first: a consumer deleted before a purge that failed would leave messages no
-		// status shows and no drop finds again.
-		if err := stream.Purge(ctx, jetstream.WithPurgeSubject(info.Config.FilterSubject)); err != nil {
-			return 0, 0, nil, fmt.Errorf("purge %s: %w", info.Config.FilterSubject, err)
-		}
-		if err := b.js.DeleteConsumer(ctx, pipeline.StreamPapers, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return 0, 0, nil, fmt.Errorf("delete consumer %s: %w", info.Name, err)
+		if err := dropQueue(ctx, b.js, stream, info.Name, info.Config.FilterSubject); err != nil {
+			return 0, 0, nil, err
 		}
 		held += int(info.NumPending) + info.NumAckPending
 	}
 	return len(found), held, spaces, nil
+}
+
+// dropQueue removes a reprocess run's queue: the messages on its filter subject, then its
+// consumer. Purged first: a consumer deleted before a purge that failed would leave messages no
+// status shows and no drop finds again.
+func dropQueue(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, consumer, subject string) error {
+	if err := stream.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
+		return fmt.Errorf("purge %s: %w", subject, err)
+	}
+	if err := js.DeleteConsumer(ctx, pipeline.StreamPapers, consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("delete consumer %s: %w", consumer, err)
+	}
+	return nil
 }
 
 // reindexSpace rebuilds the named space's index as kind (store.Reindex) and says what it did.
