@@ -515,6 +515,13 @@ func unanswered(err error) bool {
 	if apiErr, ok := errors.AsType[*jetstream.APIError](err); ok && apiErr.Code == http.StatusServiceUnavailable {
 		return true
 	}
+	return NoAnswer(err)
+}
+
+// NoAnswer reports whether err, a JetStream request's, got no answer from a server able to give
+// one: none in time, no responders, JetStream stopping or not running yet. The commands' retry
+// across the embedded server's takeover asks it too (with a dropped connection).
+func NoAnswer(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount)
 }

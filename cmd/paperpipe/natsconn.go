@@ -449,9 +449,7 @@ var errConnectionDropped = errors.New("the connection to NATS dropped")
 // serverChangingHands reports whether err, a JetStream request's, is one a request meets while
 // the embedded server stops or starts (see acrossTakeover).
 func serverChangingHands(err error) bool {
-	return errors.Is(err, errConnectionDropped) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
-		errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) || errors.Is(err, nats.ErrConnectionClosed)
+	return errors.Is(err, errConnectionDropped) || errors.Is(err, nats.ErrConnectionClosed) || pipeline.NoAnswer(err)
 }
 
 // natsOptions are the options of every connection of b: its name, reconnecting for ever, a
