@@ -1024,6 +1024,26 @@ func TestNATSSyncSetsHowTheEmbeddedServerSyncsItsFiles(t *testing.T) {
 // server at another moment of the reads.
 func TestStatusAndDLQListReadTheQueueAcrossATakeover(t *testing.T) {
 	t.Parallel()
+	// No reprocess run: status reads nothing of the store.
+	duringTakeovers(t, func(round int, _ *config, joined *broker) {
+		q, err := readQueueStatus(t.Context(), nil, joined)
+		if err != nil {
+			t.Fatalf("round %d: status's read of the queue while the embedded server is taken over: %v", round, err)
+		}
+		if q.workersErr != nil {
+			t.Fatalf("round %d: status's read of the workers while the embedded server is taken over: %v", round, q.workersErr)
+		}
+		if _, err := listDeadLetters(t.Context(), joined, 10, false, 0); err != nil {
+			t.Fatalf("round %d: dlq list while the embedded server is taken over: %v", round, err)
+		}
+	})
+}
+
+// duringTakeovers runs step over and over on a process joined to another's embedded server,
+// in three rounds that each stop that server at another moment, until the joined process runs
+// the server and one more step has gone through on it.
+func duringTakeovers(t *testing.T, step func(round int, c *config, joined *broker)) {
+	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	for round := range 3 {
 		c := &config{DataDir: t.TempDir()}
@@ -1032,22 +1052,11 @@ func TestStatusAndDLQListReadTheQueueAcrossATakeover(t *testing.T) {
 			time.Sleep(time.Duration(round) * 5 * time.Millisecond)
 			owner.close()
 		}()
-		// Reads one after another until the joined process runs the server and one more read
-		// has gone through on it. No reprocess run: status reads nothing of the store.
 		for took := false; !took; {
 			joined.mu.Lock()
 			took = joined.embedded != nil
 			joined.mu.Unlock()
-			q, err := readQueueStatus(t.Context(), nil, joined)
-			if err != nil {
-				t.Fatalf("round %d: status's read of the queue while the embedded server is taken over: %v", round, err)
-			}
-			if q.workersErr != nil {
-				t.Fatalf("round %d: status's read of the workers while the embedded server is taken over: %v", round, q.workersErr)
-			}
-			if _, err := listDeadLetters(t.Context(), joined, 10, false, 0); err != nil {
-				t.Fatalf("round %d: dlq list while the embedded server is taken over: %v", round, err)
-			}
+			step(round, c, joined)
 		}
 	}
 }
@@ -1060,24 +1069,10 @@ func TestStatusAndDLQListReadTheQueueAcrossATakeover(t *testing.T) {
 // the new server. Each round stops the server at another moment of the setups.
 func TestACommandsQueueSetupSurvivesATakeover(t *testing.T) {
 	t.Parallel()
-	log := slog.New(slog.DiscardHandler)
 	target := pipeline.NewReprocessTarget(paper.Work{Model: "m", PromptVersion: "v1"}, "")
-	for round := range 3 {
-		c := &config{DataDir: t.TempDir()}
-		owner, joined := ownerAndJoined(t, c, log)
-		go func() {
-			time.Sleep(time.Duration(round) * 5 * time.Millisecond)
-			owner.close()
-		}()
-		// Setups one after another until the joined process runs the server and one more
-		// setup has gone through on it.
-		for took := false; !took; {
-			joined.mu.Lock()
-			took = joined.embedded != nil
-			joined.mu.Unlock()
-			if err := joined.setUpReprocess(t.Context(), c, target, "reprocess"); err != nil {
-				t.Fatalf("round %d: a reprocess run's setup while the embedded server is taken over: %v", round, err)
-			}
+	duringTakeovers(t, func(round int, c *config, joined *broker) {
+		if err := joined.setUpReprocess(t.Context(), c, target, "reprocess"); err != nil {
+			t.Fatalf("round %d: a reprocess run's setup while the embedded server is taken over: %v", round, err)
 		}
-	}
+	})
 }
